@@ -1,0 +1,239 @@
+package acmeca
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// accountRecord is what is stored under storage.AccountKey; the private key
+// lives apart, under storage.AccountPrivateKey.
+type accountRecord struct {
+	// Location is the account URL.
+	Location string `json:"location"`
+	// Contact is what the account was registered with.
+	Contact []string `json:"contact,omitempty"`
+	// Directory is the CA's directory URL, for operators reading storage.
+	Directory string `json:"directory"`
+	// Created is when certkeeper registered or found the account.
+	Created time.Time `json:"created"`
+}
+
+// Account returns the ACME account this issuer orders with, registering it
+// at the CA on first use. The account key is stored before registration,
+// so a lost account record is found again from the key (onlyReturnExisting,
+// RFC 8555 §7.3.1) rather than registered anew.
+func (iss *Issuer) Account(ctx context.Context) (acme.Account, error) {
+	iss.acctMu.Lock()
+	defer iss.acctMu.Unlock()
+	if iss.acct != nil {
+		return *iss.acct, nil
+	}
+	acct, err := iss.loadAccount(ctx)
+	if errors.Is(err, fs.ErrNotExist) {
+		acct, err = iss.lockedRegister(ctx, false)
+	}
+	if err != nil {
+		return acme.Account{}, err
+	}
+	iss.acct = &acct
+	return acct, nil
+}
+
+// reregister replaces an account the CA no longer knows (its state was
+// lost, or the account was deactivated elsewhere): the stored record is
+// dropped and the account is registered again with the same key.
+func (iss *Issuer) reregister(ctx context.Context, stale acme.Account) (acme.Account, error) {
+	iss.acctMu.Lock()
+	defer iss.acctMu.Unlock()
+	if iss.acct != nil && iss.acct.Location != stale.Location {
+		return *iss.acct, nil // another goroutine did it already
+	}
+	iss.logger().Warn("the CA does not know the stored account; registering again",
+		slog.String("issuer", iss.ID()), slog.String("account", stale.Location))
+	acct, err := iss.lockedRegister(ctx, true)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	iss.acct = &acct
+	return acct, nil
+}
+
+// lockedRegister registers (or recovers) the account under the storage
+// lock, so processes sharing storage register once.
+func (iss *Issuer) lockedRegister(ctx context.Context, force bool) (acme.Account, error) {
+	unlock, err := iss.Storage.Lock(ctx, storage.AccountLock(iss.ID()))
+	if err != nil {
+		return acme.Account{}, fmt.Errorf("locking account of %s: %w", iss.ID(), err)
+	}
+	defer unlock()
+	if !force {
+		if acct, err := iss.loadAccount(ctx); err == nil {
+			return acct, nil // another process registered it while we waited
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return acme.Account{}, err
+		}
+	}
+	return iss.register(ctx, force)
+}
+
+func (iss *Issuer) accountKeys() (recordKey, privKey string, err error) {
+	recordKey, err = storage.AccountKey(iss.ID(), iss.Email)
+	if err != nil {
+		return "", "", err
+	}
+	privKey, err = storage.AccountPrivateKey(iss.ID(), iss.Email)
+	return recordKey, privKey, err
+}
+
+// loadAccount reads the stored record and key; fs.ErrNotExist if either is
+// missing.
+func (iss *Issuer) loadAccount(ctx context.Context) (acme.Account, error) {
+	recordKey, privKey, err := iss.accountKeys()
+	if err != nil {
+		return acme.Account{}, err
+	}
+	data, err := iss.Storage.Load(ctx, recordKey)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	var rec accountRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return acme.Account{}, fmt.Errorf("decoding account record %s: %w", recordKey, err)
+	}
+	keyPEM, err := iss.Storage.Load(ctx, privKey)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	key, err := storage.ParsePrivateKeyPEM(keyPEM)
+	if err != nil {
+		return acme.Account{}, fmt.Errorf("account key %s: %w", privKey, err)
+	}
+	return acme.Account{Status: acme.StatusValid, Location: rec.Location, Contact: rec.Contact, PrivateKey: key}, nil
+}
+
+// register finds the account for the stored key, or registers a new one.
+// With force, the CA has said it does not know the key's account, so the
+// lookup is skipped.
+func (iss *Issuer) register(ctx context.Context, force bool) (acme.Account, error) {
+	recordKey, privKey, err := iss.accountKeys()
+	if err != nil {
+		return acme.Account{}, err
+	}
+	acct := acme.Account{}
+	if iss.Email != "" {
+		acct.Contact = []string{"mailto:" + iss.Email}
+	}
+	keyPEM, err := iss.Storage.Load(ctx, privKey)
+	switch {
+	case err == nil:
+		if acct.PrivateKey, err = storage.ParsePrivateKeyPEM(keyPEM); err != nil {
+			return acme.Account{}, fmt.Errorf("account key %s: %w", privKey, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		key, err := issuer.ECDSAP256.Generate()
+		if err != nil {
+			return acme.Account{}, fmt.Errorf("generating account key: %w", err)
+		}
+		pemBytes, err := storage.MarshalPrivateKeyPEM(key)
+		if err != nil {
+			return acme.Account{}, err
+		}
+		// Stored before registration: if we crash after the CA has the
+		// account, the next run finds it from this key.
+		if err := iss.Storage.Store(ctx, privKey, pemBytes); err != nil {
+			return acme.Account{}, fmt.Errorf("storing account key: %w", err)
+		}
+		acct.PrivateKey = key
+		force = true // a new key cannot have an account
+	default:
+		return acme.Account{}, fmt.Errorf("loading account key: %w", err)
+	}
+
+	client, err := iss.client(ctx)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	var found acme.Account
+	if !force {
+		err = iss.do(ctx, "looking up account", func(ctx context.Context) error {
+			var err error
+			found, err = client.GetAccount(ctx, acct)
+			return err
+		})
+		switch {
+		case err == nil:
+			iss.logger().Info("ACME account recovered from its key",
+				slog.String("issuer", iss.ID()), slog.String("account", found.Location))
+		case isProblem(err, acme.ProblemTypeAccountDoesNotExist):
+			err = nil
+		default:
+			return acme.Account{}, fmt.Errorf("looking up account at %s: %w", iss.directory(), err)
+		}
+	}
+	if found.Location == "" {
+		found, err = iss.newAccount(ctx, client, acct)
+		if err != nil {
+			return acme.Account{}, err
+		}
+	}
+	found.PrivateKey = acct.PrivateKey
+	if len(found.Contact) == 0 {
+		found.Contact = acct.Contact
+	}
+	rec, err := json.MarshalIndent(accountRecord{
+		Location: found.Location, Contact: found.Contact,
+		Directory: iss.directory(), Created: time.Now().UTC(),
+	}, "", "\t")
+	if err != nil {
+		return acme.Account{}, err
+	}
+	if err := iss.Storage.Store(ctx, recordKey, rec); err != nil {
+		return acme.Account{}, fmt.Errorf("storing account record: %w", err)
+	}
+	return found, nil
+}
+
+// newAccount registers acct, agreeing to the terms of service and binding
+// an external account when configured.
+func (iss *Issuer) newAccount(ctx context.Context, client *acme.Client, acct acme.Account) (acme.Account, error) {
+	dir, err := iss.getDirectory(ctx)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	tos := ""
+	if dir.Meta != nil {
+		tos = dir.Meta.TermsOfService
+	}
+	acct.TermsOfServiceAgreed = true
+	if iss.AgreeTerms != nil && !iss.AgreeTerms(tos) {
+		return acme.Account{}, fmt.Errorf("registering at %s: the terms of service (%s) were not agreed to", iss.directory(), tos)
+	}
+	if iss.EAB != nil {
+		if err := acct.SetExternalAccountBinding(ctx, client, *iss.EAB); err != nil {
+			return acme.Account{}, fmt.Errorf("external account binding (key ID %q): %w", iss.EAB.KeyID, err)
+		}
+	} else if dir.Meta != nil && dir.Meta.ExternalAccountRequired {
+		return acme.Account{}, fmt.Errorf("the CA at %s requires external account binding: set --eab-kid and --eab-hmac (from your CA account)", iss.directory())
+	}
+	var created acme.Account
+	err = iss.do(ctx, "registering account", func(ctx context.Context) error {
+		var err error
+		created, err = client.NewAccount(ctx, acct)
+		return err
+	})
+	if err != nil {
+		return acme.Account{}, fmt.Errorf("registering account at %s: %w", iss.directory(), err)
+	}
+	iss.logger().Info("ACME account registered",
+		slog.String("issuer", iss.ID()), slog.String("account", created.Location))
+	return created, nil
+}

@@ -1,0 +1,477 @@
+// Package acmeca issues certificates from an ACME CA (RFC 8555): Let's
+// Encrypt by default, or any CA with a directory URL.
+//
+// The wire protocol (JWS, nonces, the JSON objects) comes from
+// github.com/mholt/acmez/v3's acme package; this package orchestrates the
+// order flow itself, because that is where time is won or lost: it asks the
+// CA to validate as soon as every challenge is presented, polls the moment
+// its solver has answered the CA's validation request (and then on a short
+// capped backoff), retries a failed step rather than the whole order, and
+// waits out a rateLimited answer until its Retry-After. acmez's own
+// PollAuthorization sleeps 250 ms before its first look; on Pebble the CA's
+// whole work takes about 10 ms.
+//
+// It also handles accounts: one per (CA, email), registered on first use,
+// stored with its key apart from its record so a lost record is found again
+// from the key, and registered anew when the CA has forgotten it.
+//
+// It does not decide which names may be issued (package policy), store
+// certificates (the caller does) or schedule renewals (the root package).
+package acmeca
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// Well-known directory URLs.
+const (
+	LetsEncrypt        = "https://acme-v02.api.letsencrypt.org/directory"
+	LetsEncryptStaging = "https://acme-staging-v02.api.letsencrypt.org/directory"
+)
+
+// Challenge type names, as on the wire.
+const (
+	HTTP01    = "http-01"
+	TLSALPN01 = "tls-alpn-01"
+	DNS01     = "dns-01"
+)
+
+// Issuer issues certificates from one ACME CA with one account. Set the
+// fields before first use and do not change them afterwards. Storage and at
+// least one solver are required; every other zero value works.
+type Issuer struct {
+	// DirectoryURL is the CA's ACME directory. Empty means Let's Encrypt
+	// production (LetsEncrypt).
+	DirectoryURL string
+
+	// Email is the account's contact address; empty registers an account
+	// without contact. Let's Encrypt no longer sends expiry mail, so it is
+	// optional.
+	Email string
+
+	// Storage keeps the account (and nothing else: certificates are the
+	// caller's to store). Required.
+	Storage storage.Storage
+
+	// Solvers answer challenges, keyed by challenge type ("http-01",
+	// "tls-alpn-01", "dns-01"). When the CA offers several that have a
+	// solver, the first in ChallengeOrder wins.
+	Solvers map[string]solver.Solver
+
+	// ChallengeOrder is the preference among Solvers. Empty means
+	// tls-alpn-01, http-01, dns-01 (the order in which validation is
+	// fastest and needs the least set-up).
+	ChallengeOrder []string
+
+	// Profile is the ACME profile to order (draft-ietf-acme-profiles), such
+	// as "tlsserver" or "shortlived" at Let's Encrypt. Empty lets the CA
+	// choose. A profile the CA does not list fails before any order.
+	Profile string
+
+	// EAB binds the account to an account at the CA, for CAs that require
+	// external account binding (RFC 8555 §7.3.4).
+	EAB *acme.EAB
+
+	// PreferredChain selects among the chains the CA offers (RFC 8555
+	// §7.4.2 alternates): the first chain whose topmost certificate is
+	// issued by (or is) a certificate with this subject common name.
+	// Empty takes the CA's default chain.
+	PreferredChain string
+
+	// AgreeTerms is called with the CA's terms-of-service URL before an
+	// account is registered; returning false aborts. Nil agrees.
+	AgreeTerms func(tosURL string) bool
+
+	// NoWait makes a rateLimited answer fail at once with the time the CA
+	// allows a retry (issuer.Error.RetryAfter) instead of waiting for it.
+	NoWait bool
+
+	// HTTPClient is used for every request to the CA. Nil means a client
+	// with the system's roots and 30 s timeouts. Its transport is wrapped,
+	// never modified.
+	HTTPClient *http.Client
+
+	// UserAgent is appended to the User-Agent header.
+	UserAgent string
+
+	// Logger receives the issuer's logs. Nil means slog.Default().
+	Logger *slog.Logger
+
+	clientOnce sync.Once
+	acmeClient *acme.Client
+
+	acctMu sync.Mutex    // guards acct; held while registering
+	acct   *acme.Account // the account in use, once known
+}
+
+// ID is storage.IssuerID of the directory URL.
+func (iss *Issuer) ID() string { return storage.IssuerID(iss.directory()) }
+
+func (iss *Issuer) directory() string {
+	if iss.DirectoryURL == "" {
+		return LetsEncrypt
+	}
+	return iss.DirectoryURL
+}
+
+func (iss *Issuer) logger() *slog.Logger {
+	if iss.Logger != nil {
+		return iss.Logger
+	}
+	return slog.Default()
+}
+
+// client returns the acme.Client, built on first use.
+func (iss *Issuer) client(ctx context.Context) (*acme.Client, error) {
+	if iss.Storage == nil {
+		return nil, errors.New("acmeca: Issuer.Storage is nil: set a storage to keep the ACME account in")
+	}
+	iss.clientOnce.Do(func() {
+		base := iss.HTTPClient
+		if base == nil {
+			base = &http.Client{Timeout: 30 * time.Second}
+		}
+		hc := *base
+		rt := hc.Transport
+		if rt == nil {
+			rt = http.DefaultTransport
+		}
+		hc.Transport = transport{base: rt}
+		iss.acmeClient = &acme.Client{
+			Directory:  iss.directory(),
+			HTTPClient: &hc,
+			UserAgent:  strings.TrimSpace("certkeeper " + iss.UserAgent),
+			// Only FinalizeOrder polls with these; a Retry-After from the
+			// CA still wins. Past PollTimeout, finalizeOrder polls on its
+			// own capped backoff.
+			PollInterval: 10 * time.Millisecond,
+			PollTimeout:  2 * time.Second,
+			Logger:       iss.logger().With(slog.String("issuer", iss.ID())),
+		}
+	})
+	return iss.acmeClient, nil
+}
+
+// getDirectory fetches (or returns the cached) directory, retrying
+// transient failures; an unreachable CA is named in the error.
+func (iss *Issuer) getDirectory(ctx context.Context) (acme.Directory, error) {
+	client, err := iss.client(ctx)
+	if err != nil {
+		return acme.Directory{}, err
+	}
+	var dir acme.Directory
+	err = iss.do(ctx, "fetching directory", func(ctx context.Context) error {
+		var err error
+		dir, err = client.GetDirectory(ctx)
+		return err
+	})
+	if err != nil {
+		return acme.Directory{}, fmt.Errorf("cannot reach the ACME CA at %s (check the URL, the network and --ca-roots): %w", iss.directory(), err)
+	}
+	return dir, nil
+}
+
+// Profiles returns the profiles the CA lists, sorted by name.
+func (iss *Issuer) Profiles(ctx context.Context) ([]string, error) {
+	dir, err := iss.getDirectory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	if dir.Meta != nil {
+		for name := range dir.Meta.Profiles {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// ErrUnknownProfile is returned (wrapped in *issuer.Error) when Profile is
+// not one the CA lists.
+var ErrUnknownProfile = errors.New("unknown profile")
+
+// Issue obtains a certificate for req. It is the one issuance path for
+// first issue and renewal: with req.Replaces set it sends ARI "replaces"
+// when the CA supports ARI, and orders again without it if the CA refuses
+// the replacement (ARI must never be why a certificate lapses).
+func (iss *Issuer) Issue(ctx context.Context, req issuer.Request) (*issuer.Certificate, error) {
+	cert, err := iss.issue(ctx, req)
+	if err != nil {
+		ierr := &issuer.Error{Issuer: iss.ID(), Names: req.Names, Err: err}
+		var rl *rateLimitError
+		if errors.As(err, &rl) {
+			ierr.RetryAfter = rl.until
+			ierr.Err = fmt.Errorf("%w: %w", issuer.ErrRateLimited, err)
+		}
+		return nil, ierr
+	}
+	return cert, nil
+}
+
+func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certificate, error) {
+	if len(req.Names) == 0 {
+		return nil, errors.New("no names to issue")
+	}
+	if len(req.CSR) == 0 {
+		return nil, errors.New("no CSR")
+	}
+	csr, err := x509.ParseCertificateRequest(req.CSR)
+	if err != nil {
+		return nil, fmt.Errorf("parsing CSR: %w", err)
+	}
+	if len(iss.Solvers) == 0 {
+		return nil, errors.New("acmeca: no challenge solvers configured")
+	}
+	client, err := iss.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := iss.getDirectory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if iss.Profile != "" {
+		profiles, _ := iss.Profiles(ctx)
+		if !slices.Contains(profiles, iss.Profile) {
+			offered := "none"
+			if len(profiles) > 0 {
+				offered = strings.Join(profiles, ", ")
+			}
+			return nil, fmt.Errorf("%w %q: the CA at %s offers: %s", ErrUnknownProfile, iss.Profile, iss.directory(), offered)
+		}
+	}
+	acct, err := iss.Account(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	order := acme.Order{Identifiers: identifiers(req.Names), Profile: iss.Profile}
+	if req.Replaces != nil && dir.RenewalInfo != "" {
+		if id, err := acme.ARIUniqueIdentifier(req.Replaces); err == nil {
+			order.Replaces = id
+		}
+	}
+	progress(req, "creating order for %s", strings.Join(req.Names, ", "))
+	placed, acct, err := iss.newOrder(ctx, client, acct, order)
+	if err != nil && order.Replaces != "" && !transient(err) && !isProblem(err, acme.ProblemTypeRateLimited) {
+		// RFC 9773 §5: a CA may refuse a replacement (alreadyReplaced,
+		// another account's certificate, one it does not know). Renewing
+		// matters more than the rate-limit exemption: order plainly.
+		iss.logger().Warn("the CA refused the ARI replacement order; ordering without replaces",
+			slog.String("issuer", iss.ID()), slog.Any("names", req.Names), slog.Any("err", err))
+		order.Replaces = ""
+		placed, acct, err = iss.newOrder(ctx, client, acct, order)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating order: %w", err)
+	}
+	progress(req, "order created: %s", placed.Location)
+
+	if err := iss.authorize(ctx, client, acct, placed, req); err != nil {
+		return nil, err
+	}
+
+	var final acme.Order
+	err = iss.do(ctx, "finalizing order", func(ctx context.Context) error {
+		var err error
+		final, err = client.FinalizeOrder(ctx, acct, placed, req.CSR)
+		if err != nil && !isFinalProblem(err) && final.Status == acme.StatusProcessing {
+			final, err = iss.pollOrder(ctx, client, acct, final)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("finalizing order %s: %w", placed.Location, err)
+	}
+	if final.Status != acme.StatusValid || final.Certificate == "" {
+		return nil, fmt.Errorf("finalizing order %s: order is %q with no certificate", placed.Location, final.Status)
+	}
+	progress(req, "finalized; downloading certificate")
+
+	var chains []acme.Certificate
+	err = iss.do(ctx, "downloading certificate", func(ctx context.Context) error {
+		var err error
+		chains, err = client.GetCertificateChain(ctx, acct, final.Certificate)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("downloading certificate %s: %w", final.Certificate, err)
+	}
+	chain, err := pickChain(chains, iss.PreferredChain)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := checkLeaf(chain.ChainPEM, csr, req.Names)
+	if err != nil {
+		return nil, fmt.Errorf("certificate from %s: %w", final.Certificate, err)
+	}
+	return &issuer.Certificate{
+		ChainPEM: chain.ChainPEM,
+		Leaf:     leaf,
+		Issuer:   iss.ID(),
+		URL:      final.Certificate,
+		Account:  acct.Location,
+		Profile:  final.Profile,
+	}, nil
+}
+
+// newOrder places order, registering the account again if the CA has lost
+// it (a CA that was reset, or a deactivated account).
+func (iss *Issuer) newOrder(ctx context.Context, client *acme.Client, acct acme.Account, order acme.Order) (acme.Order, acme.Account, error) {
+	var placed acme.Order
+	step := func(ctx context.Context) error {
+		var err error
+		placed, err = client.NewOrder(ctx, acct, order)
+		return err
+	}
+	err := iss.do(ctx, "creating order", step)
+	if isProblem(err, acme.ProblemTypeAccountDoesNotExist) || isProblem(err, acme.ProblemTypeUnauthorized) && strings.Contains(strings.ToLower(err.Error()), "account") {
+		if acct, err = iss.reregister(ctx, acct); err != nil {
+			return acme.Order{}, acct, err
+		}
+		// A new account cannot replace the old account's certificate.
+		order.Replaces = ""
+		err = iss.do(ctx, "creating order", step)
+	}
+	return placed, acct, err
+}
+
+// pollOrder polls a processing order on a capped backoff until it is valid
+// or invalid, honouring the CA's Retry-After via do.
+func (iss *Issuer) pollOrder(ctx context.Context, client *acme.Client, acct acme.Account, order acme.Order) (acme.Order, error) {
+	delay := 50 * time.Millisecond
+	for {
+		o, err := client.GetOrder(ctx, acct, order)
+		if err != nil {
+			return o, err
+		}
+		switch o.Status {
+		case acme.StatusValid:
+			return o, nil
+		case acme.StatusInvalid:
+			if o.Error != nil {
+				return o, *o.Error
+			}
+			return o, errors.New("order became invalid")
+		}
+		if err := sleep(ctx, delay); err != nil {
+			return o, err
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// isFinalProblem reports whether err is an ACME problem that polling will
+// not cure.
+func isFinalProblem(err error) bool {
+	_, ok := problemOf(err)
+	return ok
+}
+
+// identifiers turns names into ACME identifiers: "ip" for IP literals
+// (RFC 8738), "dns" otherwise.
+func identifiers(names []string) []acme.Identifier {
+	ids := make([]acme.Identifier, len(names))
+	for i, n := range names {
+		if net.ParseIP(n) != nil {
+			ids[i] = acme.Identifier{Type: "ip", Value: n}
+		} else {
+			ids[i] = acme.Identifier{Type: "dns", Value: n}
+		}
+	}
+	return ids
+}
+
+func progress(req issuer.Request, format string, args ...any) {
+	if req.Progress != nil {
+		req.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+// checkLeaf parses the chain's leaf and checks it is for the CSR's key and
+// covers every requested name: a CA bug must not become an outage.
+func checkLeaf(chainPEM []byte, csr *x509.CertificateRequest, names []string) (*x509.Certificate, error) {
+	block, _ := pem.Decode(chainPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("no PEM certificate in the chain")
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parsing leaf: %w", err)
+	}
+	type publicKey interface{ Equal(x any) bool }
+	pub, ok := leaf.PublicKey.(publicKey)
+	if !ok || !pub.Equal(csr.PublicKey) {
+		return nil, errors.New("leaf public key does not match the CSR")
+	}
+	for _, n := range names {
+		if err := leaf.VerifyHostname(n); err != nil {
+			return nil, fmt.Errorf("leaf does not cover %s: %w", n, err)
+		}
+	}
+	return leaf, nil
+}
+
+// pickChain returns the chain preferred by cn (see Issuer.PreferredChain),
+// or the CA's default (first) chain.
+func pickChain(chains []acme.Certificate, cn string) (acme.Certificate, error) {
+	if len(chains) == 0 {
+		return acme.Certificate{}, errors.New("the CA returned no certificate chain")
+	}
+	if cn == "" {
+		return chains[0], nil
+	}
+	for _, c := range chains {
+		certs := parseChain(c.ChainPEM)
+		if len(certs) == 0 {
+			continue
+		}
+		top := certs[len(certs)-1]
+		if top.Issuer.CommonName == cn || top.Subject.CommonName == cn {
+			return c, nil
+		}
+	}
+	return chains[0], nil
+}
+
+func parseChain(chainPEM []byte) []*x509.Certificate {
+	var certs []*x509.Certificate
+	for rest := chainPEM; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return certs
+		}
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+			certs = append(certs, c)
+		}
+	}
+}
+
+// RenewalInfo returns the CA's ARI window for leaf (RFC 9773), or
+// acme.ErrUnsupported when the CA does not offer ARI.
+func (iss *Issuer) RenewalInfo(ctx context.Context, leaf *x509.Certificate) (acme.RenewalInfo, error) {
+	client, err := iss.client(ctx)
+	if err != nil {
+		return acme.RenewalInfo{}, err
+	}
+	return client.GetRenewalInfo(ctx, leaf)
+}

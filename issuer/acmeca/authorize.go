@@ -1,0 +1,211 @@
+package acmeca
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// Polling of an authorization once its challenge is accepted. With a solver
+// that reports the CA's validation request, the first poll follows it
+// within microseconds; the backoff then covers the CA's remaining
+// validation work (Pebble validates from 3 perspectives, Let's Encrypt
+// from several).
+const (
+	pollFirst   = 5 * time.Millisecond
+	pollCap     = time.Second
+	answerWait  = 2 * time.Second // how long to wait for the solver before polling anyway
+	authzMaxAge = 3 * time.Minute // give up on an authorization that stays pending
+	cleanupTime = 30 * time.Second
+)
+
+// challengeTask is one authorization being validated.
+type challengeTask struct {
+	authz  acme.Authorization
+	chal   acme.Challenge
+	solver solver.Solver
+}
+
+// authorize completes every pending authorization of order: all challenges
+// are presented, then all are accepted at once, then each is awaited. What
+// was presented is cleaned up whatever happens.
+func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme.Account, order acme.Order, req issuer.Request) error {
+	var tasks []challengeTask
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTime)
+		defer cancel()
+		for _, t := range tasks {
+			if err := t.solver.CleanUp(cctx, t.chal); err != nil {
+				iss.logger().Warn("cleaning up challenge", slog.String("name", t.authz.IdentifierValue()),
+					slog.String("challenge", t.chal.Type), slog.Any("err", err))
+			}
+		}
+	}()
+
+	for _, url := range order.Authorizations {
+		var authz acme.Authorization
+		err := iss.do(ctx, "fetching authorization", func(ctx context.Context) error {
+			var err error
+			authz, err = client.GetAuthorization(ctx, acct, url)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("fetching authorization %s: %w", url, err)
+		}
+		switch authz.Status {
+		case acme.StatusValid:
+			progress(req, "%s is already authorized", authz.IdentifierValue())
+			continue
+		case acme.StatusPending:
+		default:
+			return fmt.Errorf("authorization for %s is %s", authz.IdentifierValue(), authz.Status)
+		}
+		chal, s, err := iss.pickChallenge(authz)
+		if err != nil {
+			return err
+		}
+		if err := s.Present(ctx, chal); err != nil {
+			return fmt.Errorf("presenting %s challenge for %s: %w", chal.Type, authz.IdentifierValue(), err)
+		}
+		tasks = append(tasks, challengeTask{authz: authz, chal: chal, solver: s})
+	}
+
+	// Accept every challenge before waiting on any, so the CA validates
+	// them in parallel.
+	for i := range tasks {
+		t := &tasks[i]
+		progress(req, "validating %s via %s", t.authz.IdentifierValue(), t.chal.Type)
+		err := iss.do(ctx, "accepting challenge", func(ctx context.Context) error {
+			_, err := client.InitiateChallenge(ctx, acct, t.chal)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("accepting %s challenge for %s: %w", t.chal.Type, t.authz.IdentifierValue(), err)
+		}
+	}
+	for _, t := range tasks {
+		if err := iss.awaitAuthz(ctx, client, acct, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pickChallenge chooses the first challenge in the preference order that
+// the CA offers and a solver can answer.
+func (iss *Issuer) pickChallenge(authz acme.Authorization) (acme.Challenge, solver.Solver, error) {
+	order := iss.ChallengeOrder
+	if len(order) == 0 {
+		order = []string{TLSALPN01, HTTP01, DNS01}
+	}
+	for _, typ := range order {
+		s := iss.Solvers[typ]
+		if s == nil {
+			continue
+		}
+		for _, c := range authz.Challenges {
+			if c.Type == typ {
+				return c, s, nil
+			}
+		}
+	}
+	var offered, have []string
+	for _, c := range authz.Challenges {
+		offered = append(offered, c.Type)
+	}
+	for typ := range iss.Solvers {
+		have = append(have, typ)
+	}
+	return acme.Challenge{}, nil, fmt.Errorf("the CA offers %s for %s, but certkeeper is set up to answer only %s: choose one it offers with --challenge",
+		strings.Join(offered, ", "), authz.IdentifierValue(), strings.Join(have, ", "))
+}
+
+// awaitAuthz waits for the CA to finish validating t: first for the
+// solver to see the CA's request (when it can tell), then polling on a
+// short capped backoff that never polls sooner than a Retry-After asks.
+func (iss *Issuer) awaitAuthz(ctx context.Context, client *acme.Client, acct acme.Account, t challengeTask) error {
+	name := t.authz.IdentifierValue()
+	ctx, cancel := context.WithTimeout(ctx, authzMaxAge)
+	defer cancel()
+	if a, ok := t.solver.(solver.Answerer); ok {
+		if ch := a.Answered(t.chal); ch != nil {
+			timer := time.NewTimer(answerWait)
+			select {
+			case <-ch:
+			case <-timer.C:
+			case <-ctx.Done():
+			}
+			timer.Stop()
+		}
+	}
+	delay := pollFirst
+	for {
+		var authz acme.Authorization
+		rec := &retryAfter{}
+		err := iss.do(ctx, "polling authorization", func(ctx context.Context) error {
+			var err error
+			authz, err = client.GetAuthorization(context.WithValue(ctx, retryAfterKey{}, rec), acct, t.authz.Location)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("polling authorization for %s: %w", name, err)
+		}
+		switch authz.Status {
+		case acme.StatusValid:
+			return nil
+		case acme.StatusPending, acme.StatusProcessing:
+		default:
+			return authzError(authz, t.chal.Type)
+		}
+		wait := delay
+		if ra := rec.get(); !ra.IsZero() && time.Until(ra) > wait {
+			wait = time.Until(ra)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return fmt.Errorf("validating %s via %s: the CA did not finish in time: %w", name, t.chal.Type, err)
+		}
+		delay = min(delay*2, pollCap)
+	}
+}
+
+// ValidationError is returned when the CA could not validate a name: it
+// names the name, the challenge type and carries the CA's problem.
+type ValidationError struct {
+	Name      string
+	Challenge string
+	Status    string
+	Problem   *acme.Problem
+}
+
+func (e *ValidationError) Error() string {
+	if e.Problem != nil {
+		return fmt.Sprintf("validating %s via %s: %s: %s", e.Name, e.Challenge, e.Problem.Type, e.Problem.Detail)
+	}
+	return fmt.Sprintf("validating %s via %s: authorization is %s", e.Name, e.Challenge, e.Status)
+}
+
+// Unwrap returns the CA's problem, so errors.As finds an acme.Problem.
+func (e *ValidationError) Unwrap() error {
+	if e.Problem == nil {
+		return nil
+	}
+	return *e.Problem
+}
+
+func authzError(authz acme.Authorization, typ string) error {
+	verr := &ValidationError{Name: authz.IdentifierValue(), Challenge: typ, Status: authz.Status}
+	for _, c := range authz.Challenges {
+		if c.Error != nil {
+			verr.Challenge = c.Type
+			verr.Problem = c.Error
+			break
+		}
+	}
+	return verr
+}

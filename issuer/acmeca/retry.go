@@ -1,0 +1,211 @@
+package acmeca
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// Retry policy for one step of the order flow (a request the library has
+// already retried in its own way: bad nonces up to 10 times, 5xx on
+// POST-as-GET 3 times). These numbers bound a dead CA to well under 30 s
+// before the caller hears about it.
+const (
+	retryFirst    = 100 * time.Millisecond
+	retryCap      = 4 * time.Second
+	retryAttempts = 7
+)
+
+// retryAfterKey is the context key under which a step's *retryAfter lives,
+// so the HTTP transport can hand back the Retry-After header that the acme
+// package does not expose with its errors.
+type retryAfterKey struct{}
+
+// retryAfter records the latest Retry-After a CA sent with an error answer
+// during one step.
+type retryAfter struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func (r *retryAfter) set(t time.Time) {
+	r.mu.Lock()
+	r.at = t
+	r.mu.Unlock()
+}
+
+func (r *retryAfter) get() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.at
+}
+
+// transport wraps the CA's HTTP transport to record Retry-After headers of
+// error answers (RFC 8555 §6.6: rateLimited answers carry one) into the
+// step's context.
+type transport struct {
+	base http.RoundTripper
+}
+
+func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || resp.StatusCode < 400 {
+		return resp, err
+	}
+	if rec, ok := req.Context().Value(retryAfterKey{}).(*retryAfter); ok {
+		if at := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); !at.IsZero() {
+			rec.set(at)
+		}
+	}
+	return resp, nil
+}
+
+// parseRetryAfter parses a Retry-After value (seconds or an HTTP date)
+// relative to now; invalid or absent values give the zero time.
+func parseRetryAfter(v string, now time.Time) time.Time {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return time.Time{}
+	}
+	if secs, err := strconv.Atoi(v); err == nil {
+		if secs < 0 {
+			return time.Time{}
+		}
+		return now.Add(time.Duration(secs) * time.Second)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t
+	}
+	return time.Time{}
+}
+
+// problemOf returns the ACME problem inside err, if any.
+func problemOf(err error) (acme.Problem, bool) {
+	var p acme.Problem
+	if errors.As(err, &p) {
+		return p, true
+	}
+	var pp *acme.Problem
+	if errors.As(err, &pp) && pp != nil {
+		return *pp, true
+	}
+	return acme.Problem{}, false
+}
+
+// isProblem reports whether err carries an ACME problem of type typ.
+func isProblem(err error, typ string) bool {
+	p, ok := problemOf(err)
+	return ok && p.Type == typ
+}
+
+// transient reports whether a failed step may succeed if sent again: a bad
+// nonce the library gave up on, a CA-side 5xx, or a network failure.
+// Context errors and every other ACME problem are final.
+func transient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if p, ok := problemOf(err); ok {
+		return p.Type == acme.ProblemTypeBadNonce || p.Type == acme.ProblemTypeServerInternal || p.Status >= 500
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return true
+	}
+	msg := err.Error()
+	// The acme package reports non-problem error answers as "HTTP 5xx: ...".
+	return strings.HasPrefix(msg, "HTTP 5") || strings.Contains(msg, "connection refused") ||
+		strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF")
+}
+
+// rateLimitError is returned by do when the CA answered rateLimited and the
+// caller does not wait (or the wait would outlast ctx).
+type rateLimitError struct {
+	until time.Time
+	err   error
+}
+
+func (e *rateLimitError) Error() string { return e.err.Error() }
+func (e *rateLimitError) Unwrap() error { return e.err }
+
+// do runs one step of the order flow, retrying transient failures with
+// capped exponential backoff and jitter, and waiting out a rateLimited
+// answer until its Retry-After (unless noWait). what names the step in
+// errors.
+func (iss *Issuer) do(ctx context.Context, what string, step func(ctx context.Context) error) error {
+	delay := retryFirst
+	for attempt := 1; ; attempt++ {
+		rec := &retryAfter{}
+		err := step(context.WithValue(ctx, retryAfterKey{}, rec))
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		if isProblem(err, acme.ProblemTypeRateLimited) {
+			until := rec.get()
+			if until.IsZero() {
+				until = time.Now().Add(time.Minute) // a rateLimited answer without Retry-After
+			}
+			if iss.NoWait || !waitable(ctx, until) {
+				return &rateLimitError{until: until, err: err}
+			}
+			iss.logger().Warn("rate limited by the CA; waiting",
+				slog.String("issuer", iss.ID()), slog.String("step", what),
+				slog.Time("retry_at", until), slog.Any("err", err))
+			if err := sleep(ctx, time.Until(until)); err != nil {
+				return err
+			}
+			continue
+		}
+		if !transient(err) || attempt >= retryAttempts {
+			return err
+		}
+		wait := delay/2 + rand.N(delay/2+1)
+		if ra := rec.get(); !ra.IsZero() && time.Until(ra) > wait {
+			wait = time.Until(ra)
+		}
+		iss.logger().Debug("ACME step failed; retrying",
+			slog.String("step", what), slog.Int("attempt", attempt),
+			slog.Duration("retry_in", wait), slog.Any("err", err))
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+		delay = min(delay*2, retryCap)
+	}
+}
+
+// waitable reports whether ctx allows waiting until t.
+func waitable(ctx context.Context, t time.Time) bool {
+	dl, ok := ctx.Deadline()
+	return !ok || dl.After(t)
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,94 @@
+// Package issuer defines how certkeeper gets a certificate signed: the
+// Issuer interface, the typed error every issuer returns, key types, and a
+// fallback Chain that tries issuers in order.
+//
+// An Issuer signs; it does not decide which names may have certificates
+// (package policy), keep them (package storage) or renew them (the root
+// package). Implementations: acmeca (any ACME CA, Let's Encrypt by
+// default), localca (certkeeper's own CA for intranets and development),
+// selfsigned (one self-signed certificate).
+package issuer
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Issuer obtains a signed certificate chain for a CSR.
+type Issuer interface {
+	// ID is a stable, storage-safe identifier (storage.IssuerID of the
+	// directory URL for an ACME CA, "local" for the local CA). Stored
+	// certificates are keyed by it.
+	ID() string
+
+	// Issue returns a certificate for req.CSR, whose names must equal
+	// req.Names. It blocks until the certificate is issued, ctx is done,
+	// or the issuer gives up; failures are *Error.
+	Issue(ctx context.Context, req Request) (*Certificate, error)
+}
+
+// Request is one certificate to issue.
+type Request struct {
+	// Names are the normalised identifiers (DNS names or IP literals), the
+	// first being the primary name. They must match the CSR's.
+	Names []string
+	// CSR is the DER certificate request, signed by the certificate's key,
+	// which stays with the caller.
+	CSR []byte
+	// Replaces is the certificate this one renews, if any. ACME issuers
+	// send it as ARI "replaces" (RFC 9773 §5) and fall back to a plain
+	// order if the CA refuses that.
+	Replaces *x509.Certificate
+	// Progress, if set, is called with short human-readable steps
+	// ("order created", "validating a.test via http-01"), for CLIs.
+	Progress func(step string)
+}
+
+// Certificate is an issued chain.
+type Certificate struct {
+	// ChainPEM is the PEM chain, leaf first.
+	ChainPEM []byte
+	// Leaf is the parsed leaf.
+	Leaf *x509.Certificate
+	// Issuer is the ID of the issuer that signed it.
+	Issuer string
+	// URL is the ACME certificate URL ("" for non-ACME issuers).
+	URL string
+	// Account is the ACME account URL that ordered it ("" for non-ACME).
+	Account string
+	// Profile is the ACME profile it was ordered with, if any.
+	Profile string
+}
+
+// Error is the error every issuer returns: what it was asked for, who
+// refused, and when to try again.
+type Error struct {
+	// Issuer is the ID of the issuer that failed.
+	Issuer string
+	// Names are the names that were requested.
+	Names []string
+	// RetryAfter, if not zero, is the earliest time the issuer will accept
+	// another attempt (a CA's rateLimited answer, a Retry-After header).
+	RetryAfter time.Time
+	// Err is the cause: an acme.Problem from the CA, a network error, ...
+	Err error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "issuing %s via %s: %v", strings.Join(e.Names, ", "), e.Issuer, e.Err)
+	if !e.RetryAfter.IsZero() {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter.UTC().Format(time.RFC3339))
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrRateLimited marks errors that a CA answered with rateLimited; the
+// *Error wrapping it carries RetryAfter.
+var ErrRateLimited = errors.New("rate limited by the CA")

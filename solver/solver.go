@@ -1,0 +1,33 @@
+// Package solver defines how certkeeper answers ACME challenges: a Solver
+// makes a challenge answerable (Present) and tidies up afterwards
+// (CleanUp). The sub-packages hold the solvers: http01 (an http.Handler and
+// a standalone listener) and tlsalpn01 (a challenge-certificate table for
+// any GetCertificate, and a standalone listener).
+//
+// Solvers that see the CA's validation request arrive implement Answerer,
+// which lets the issuer poll the CA the moment it has been answered instead
+// of sleeping a fixed interval: that is most of the speed difference
+// between certkeeper and clients that sleep between polls.
+package solver
+
+import (
+	"context"
+
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// Solver presents and cleans up one kind of challenge.
+type Solver interface {
+	// Present makes chal answerable. It returns once the CA may validate.
+	Present(ctx context.Context, chal acme.Challenge) error
+	// CleanUp removes what Present set up. It is called after validation,
+	// whether it succeeded or not.
+	CleanUp(ctx context.Context, chal acme.Challenge) error
+}
+
+// Answerer is implemented by solvers that see the CA's validation request.
+type Answerer interface {
+	// Answered returns a channel that is closed once the challenge has been
+	// served to a validator at least once since Present.
+	Answered(chal acme.Challenge) <-chan struct{}
+}

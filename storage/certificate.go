@@ -1,0 +1,139 @@
+package storage
+
+import (
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Certificate is what certkeeper stores for one certificate: the private
+// key, the chain and the metadata, encoded as one JSON value so a backend
+// stores it with one atomic write and no reader can ever see a key without
+// its chain.
+type Certificate struct {
+	// Names are the identifiers the certificate covers, normalised, in the
+	// order they were requested (the first is the primary name).
+	Names []string `json:"names"`
+	// Issuer is the ID of the issuer that issued it (see IssuerID).
+	Issuer string `json:"issuer"`
+	// ChainPEM is the PEM chain, leaf first.
+	ChainPEM []byte `json:"chain_pem"`
+	// KeyPEM is the PKCS#8 PEM private key. It never appears in logs: see
+	// LogValue.
+	KeyPEM []byte `json:"key_pem"`
+	// NotBefore and NotAfter are copied from the leaf for listing without
+	// parsing.
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	// KeyType is the key type name ("ecdsa-p256", "rsa2048", ...).
+	KeyType string `json:"key_type,omitempty"`
+	// Profile is the ACME profile it was ordered with, if any.
+	Profile string `json:"profile,omitempty"`
+	// URL is the ACME certificate URL, for revocation and troubleshooting.
+	URL string `json:"url,omitempty"`
+	// Account is the ACME account URL that ordered it: ARI replacements
+	// must come from the same account.
+	Account string `json:"account,omitempty"`
+	// Email is the contact the certificate was ordered for, so renewal
+	// needs no configuration.
+	Email string `json:"email,omitempty"`
+	// Obtained is when certkeeper stored it.
+	Obtained time.Time `json:"obtained"`
+	// Meta holds issuer-specific data (ARI window, ...), opaque here.
+	Meta json.RawMessage `json:"meta,omitempty"`
+}
+
+// MarshalCertificate encodes c for Storage.Store.
+func MarshalCertificate(c *Certificate) ([]byte, error) {
+	if len(c.ChainPEM) == 0 || len(c.KeyPEM) == 0 {
+		return nil, errors.New("encoding certificate: chain and key are both required")
+	}
+	return json.MarshalIndent(c, "", "\t")
+}
+
+// UnmarshalCertificate decodes a value written by MarshalCertificate and
+// checks that it holds a usable key and chain, so a damaged value is
+// reported rather than served.
+func UnmarshalCertificate(data []byte) (*Certificate, error) {
+	var c Certificate
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("decoding certificate record: %w", err)
+	}
+	if _, err := c.TLSCertificate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// TLSCertificate parses the key and chain into a *tls.Certificate with Leaf
+// set, ready to be served.
+func (c *Certificate) TLSCertificate() (*tls.Certificate, error) {
+	tc, err := tls.X509KeyPair(c.ChainPEM, c.KeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("certificate record for %v: %w", c.Names, err)
+	}
+	return &tc, nil
+}
+
+// Leaf parses the first certificate of the chain.
+func (c *Certificate) Leaf() (*x509.Certificate, error) {
+	block, _ := pem.Decode(c.ChainPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("certificate record for %v: no PEM certificate in chain", c.Names)
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+// PrivateKey parses KeyPEM.
+func (c *Certificate) PrivateKey() (crypto.Signer, error) {
+	return ParsePrivateKeyPEM(c.KeyPEM)
+}
+
+// LogValue keeps the private key out of every log line, whatever handler
+// or attribute a caller uses.
+func (c *Certificate) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Any("names", c.Names),
+		slog.String("issuer", c.Issuer),
+		slog.Time("not_after", c.NotAfter),
+		slog.String("key", "REDACTED"),
+	)
+}
+
+// ParsePrivateKeyPEM parses a PEM private key in PKCS#8, PKCS#1 (RSA) or
+// SEC 1 (EC) form.
+func ParsePrivateKeyPEM(data []byte) (crypto.Signer, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("parsing private key: no PEM block")
+	}
+	if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
+		s, ok := k.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("parsing private key: %T is not a signer", k)
+		}
+		return s, nil
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
+		return k, nil
+	}
+	if k, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
+		return k, nil
+	}
+	return nil, fmt.Errorf("parsing private key: unsupported %q block", block.Type)
+}
+
+// MarshalPrivateKeyPEM encodes key as a PKCS#8 PEM block.
+func MarshalPrivateKeyPEM(key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encoding private key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}

@@ -1,0 +1,154 @@
+package storage
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Key layout. Every key certkeeper writes is built here, so the layout is
+// documented in one place (docs/storage.md repeats it for operators):
+//
+//	certificates/ISSUER/NAME.json   one certificate: key + chain + metadata
+//	accounts/ISSUER/EMAIL.json      one ACME account: URL, contact, status
+//	accounts/ISSUER/EMAIL.key       its private key (PEM), written first
+//	localca/root.json               the local CA's root (key + certificate)
+//	localca/intermediate.json       the local CA's intermediate
+//	locks/...                       lock names (not keys; see IssueLock)
+//
+// ISSUER is an issuer ID (see IssuerID); NAME a normalised hostname, with
+// a wildcard's "*" spelled "wildcard_" so the key is a safe file name.
+
+// CertificateKey is the key of the certificate for name issued by issuerID.
+// name must already be normalised (package policy); the builder refuses
+// anything else rather than guessing.
+func CertificateKey(issuerID, name string) (string, error) {
+	seg, err := nameSegment(name)
+	if err != nil {
+		return "", err
+	}
+	if err := checkSegment("issuer ID", issuerID); err != nil {
+		return "", err
+	}
+	return "certificates/" + issuerID + "/" + seg + ".json", nil
+}
+
+// CertificatePrefix is the List prefix of all certificates of issuerID, or
+// of every issuer when issuerID is "".
+func CertificatePrefix(issuerID string) string {
+	if issuerID == "" {
+		return "certificates/"
+	}
+	return "certificates/" + issuerID + "/"
+}
+
+// AccountKey is the key of the ACME account registered at issuerID for
+// email (which may be empty: an account without contact).
+func AccountKey(issuerID, email string) (string, error) {
+	if err := checkSegment("issuer ID", issuerID); err != nil {
+		return "", err
+	}
+	seg := "default"
+	if email != "" {
+		e := strings.ToLower(email)
+		if strings.ContainsAny(e, "/\\") || strings.Contains(e, "..") || strings.HasPrefix(e, ".") {
+			return "", fmt.Errorf("%w: email %q", ErrInvalidKey, email)
+		}
+		seg = e
+	}
+	if err := checkSegment("email", seg); err != nil {
+		return "", err
+	}
+	return "accounts/" + issuerID + "/" + seg + ".json", nil
+}
+
+// AccountPrivateKey is the key of the private key of the ACME account at
+// issuerID for email. It is stored apart from the account record
+// (AccountKey), and before the account is registered, so a lost record can
+// be recovered from the key (RFC 8555 §7.3.1, onlyReturnExisting).
+func AccountPrivateKey(issuerID, email string) (string, error) {
+	k, err := AccountKey(issuerID, email)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(k, ".json") + ".key", nil
+}
+
+// LocalCAKey is the key of one of the local CA's certificates ("root" or
+// "intermediate").
+func LocalCAKey(which string) string { return "localca/" + which + ".json" }
+
+// IssueLock is the name of the lock held while a certificate for name is
+// obtained or renewed, so only one process in a cluster orders it.
+func IssueLock(name string) string { return "issue/" + name }
+
+// AccountLock is the name of the lock held while an account is created at
+// issuerID, so concurrent processes do not register twice.
+func AccountLock(issuerID string) string { return "account/" + issuerID }
+
+// IssuerID turns an ACME directory URL into a storage-safe issuer ID that
+// stays the same across runs: host (with port) and path, with every
+// character outside [a-z0-9.-] replaced by "-".
+// "https://acme-v02.api.letsencrypt.org/directory" becomes
+// "acme-v02.api.letsencrypt.org-directory".
+func IssuerID(directoryURL string) string {
+	u, err := url.Parse(directoryURL)
+	var s string
+	if err != nil || u.Host == "" {
+		s = directoryURL
+	} else {
+		s = u.Host + u.Path
+	}
+	s = strings.ToLower(strings.TrimSuffix(s, "/"))
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.' && i > 0, c == '-':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	id := strings.ReplaceAll(b.String(), "..", "--")
+	if id == "" {
+		id = "unknown"
+	}
+	return id
+}
+
+// nameSegment turns a normalised hostname (or IP literal) into one key
+// segment.
+func nameSegment(name string) (string, error) {
+	if name == "" {
+		return "", fmt.Errorf("%w: empty name", ErrInvalidKey)
+	}
+	if len(name) > 253 && !strings.Contains(name, ":") {
+		return "", fmt.Errorf("%w: name of %d bytes", ErrInvalidKey, len(name))
+	}
+	seg := name
+	if strings.HasPrefix(seg, "*.") {
+		seg = "wildcard_" + seg[2:]
+	}
+	// IPv6 literals: ":" is refused in keys (it is a drive separator on
+	// Windows), so spell it "_".
+	seg = strings.ReplaceAll(seg, ":", "_")
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return "", fmt.Errorf("%w: name %q is not normalised (byte %#x)", ErrInvalidKey, name, c)
+		}
+	}
+	if err := checkSegment("name", seg); err != nil {
+		return "", err
+	}
+	return seg, nil
+}
+
+func checkSegment(what, seg string) error {
+	if seg == "" || seg == "." || seg == ".." || strings.Contains(seg, "..") ||
+		strings.ContainsAny(seg, "/\\\x00:") {
+		return fmt.Errorf("%w: %s %q", ErrInvalidKey, what, seg)
+	}
+	return nil
+}

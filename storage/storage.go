@@ -1,0 +1,110 @@
+// Package storage defines where certkeeper keeps what it must not lose:
+// ACME accounts, private keys, certificates, the local CA, and the locks that
+// let several processes share that state.
+//
+// A Storage is a key/value store of small blobs with a lease lock. It is the
+// middle ground between autocert's Cache (which can neither list nor lock)
+// and CertMagic's Storage (eight methods, three keys per certificate and a
+// delete-to-roll-back "transaction"): one certificate is one value, so a
+// crash can never tear a key from its chain.
+//
+// Keys are built only by the functions of this package (CertificateKey,
+// AccountKey, ...) from names that package policy has normalised. Backends
+// still refuse keys that could escape their namespace (see ValidateKey).
+//
+// This package does not encrypt values: private keys rest as the backend
+// keeps them (files 0600 in 0700 directories for filestore).
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Storage is the contract every backend implements. Implementations must be
+// safe for concurrent use by multiple goroutines, and — for backends shared
+// between processes — by multiple processes.
+//
+// storagetest.Run is the conformance suite every backend must pass.
+type Storage interface {
+	// Load returns the value stored under key. An absent key returns an
+	// error for which errors.Is(err, fs.ErrNotExist) is true.
+	Load(ctx context.Context, key string) ([]byte, error)
+
+	// Store replaces the value under key atomically: a concurrent or later
+	// Load sees either the old value or the new one, never a mix, even if
+	// the process dies during Store. The value is durable when Store
+	// returns nil.
+	Store(ctx context.Context, key string, value []byte) error
+
+	// Delete removes key. Deleting an absent key is not an error.
+	Delete(ctx context.Context, key string) error
+
+	// List returns the keys that start with prefix, sorted. A prefix that
+	// ends in "/" lists a "directory"; an empty prefix lists everything.
+	List(ctx context.Context, prefix string) ([]string, error)
+
+	// Lock blocks until it holds the lock called name, or ctx is done. The
+	// lock is a lease with an owner token: the backend renews it while it
+	// is held, and it expires if the holder dies, so a crashed process
+	// delays others by at most one lease. unlock releases only this
+	// holder's lease and is safe to call more than once.
+	//
+	// Holders must re-check storage after Lock returns: another process
+	// may have done the work while this one waited.
+	Lock(ctx context.Context, name string) (unlock func(), err error)
+}
+
+// ErrInvalidKey is returned (wrapped) for a key that is empty, absolute, or
+// contains "..", "\", NUL or other characters a backend cannot hold safely.
+var ErrInvalidKey = errors.New("invalid storage key")
+
+// maxKeyLen bounds a key; DNS names are at most 253 bytes, so no key built
+// by this package comes near it.
+const maxKeyLen = 1024
+
+// ValidateKey reports whether key is safe for every backend: non-empty,
+// relative, "/"-separated, with no empty, "." or ".." segment, no "\" and no
+// control characters. Backends call it on every key they are given; key
+// builders only produce keys that pass it.
+func ValidateKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty key", ErrInvalidKey)
+	}
+	if len(key) > maxKeyLen {
+		return fmt.Errorf("%w: key of %d bytes exceeds %d", ErrInvalidKey, len(key), maxKeyLen)
+	}
+	if key[0] == '/' {
+		return fmt.Errorf("%w: %q is absolute", ErrInvalidKey, key)
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c < 0x20 || c == 0x7f || c == '\\' || c == ':' {
+			return fmt.Errorf("%w: %q contains byte %#x", ErrInvalidKey, key, c)
+		}
+	}
+	for seg := range strings.SplitSeq(key, "/") {
+		switch seg {
+		case "":
+			return fmt.Errorf("%w: %q has an empty segment", ErrInvalidKey, key)
+		case ".", "..":
+			return fmt.Errorf("%w: %q has a %q segment", ErrInvalidKey, key, seg)
+		}
+	}
+	return nil
+}
+
+// ValidatePrefix is ValidateKey for List prefixes: the empty prefix (all
+// keys) and a trailing "/" are allowed.
+func ValidatePrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	p := strings.TrimSuffix(prefix, "/")
+	if p == "" {
+		return fmt.Errorf("%w: prefix %q is absolute", ErrInvalidKey, prefix)
+	}
+	return ValidateKey(p)
+}
