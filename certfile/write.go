@@ -1,0 +1,195 @@
+package certfile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// Directory and file modes. The key directory is private to its owner; the
+// chain is public data that unprivileged server workers may need to read.
+const (
+	privateDirMode fs.FileMode = 0o700
+	keyMode        fs.FileMode = 0o600
+	certsDirMode   fs.FileMode = 0o755
+	certMode       fs.FileMode = 0o644
+)
+
+// Write stores keyPEM and chainPEM (leaf first) as the files of the
+// certificate for name, and returns their paths. It refuses a key that is
+// not the leaf's (ErrKeyMismatch), a leaf that does not list name, and a
+// chain holding anything but certificates.
+//
+// Each file is replaced atomically: written to a temporary file in the
+// same directory, synced, renamed over the old one, and the directory
+// synced. A reader sees the old file or the new one, never a mix; a
+// symbolic link in place of a file is replaced, not followed.
+//
+// The pair cannot be replaced in one step, so the order is chosen to keep
+// it consistent as long as possible. Both temporary files are written and
+// synced before either is renamed, so a failure while writing (disk full,
+// permissions) leaves the old pair as it was. Then the key is renamed and
+// its directory synced, and only then the chain: after a crash the chain
+// on disk is never newer than the key. If renaming the chain fails, the
+// old key is put back. What remains is a crash between the two renames,
+// or a reader between them, seeing the new key with the old chain: Read
+// reports that as ErrKeyMismatch, and the next Write repairs it.
+//
+// Directories that do not exist are created with mode 0755 (DIR, certs/)
+// and 0700 (private/); existing directories keep their modes (Debian's
+// /etc/ssl/private is 0710 root:ssl-cert, on purpose). Files are 0600 (key)
+// and 0644 (chain), owned by the writing user.
+func (d Dir) Write(name string, keyPEM, chainPEM []byte) (Paths, error) {
+	p, err := d.Paths(name)
+	if err != nil {
+		return Paths{}, err
+	}
+	_, chain, err := parsePair(keyPEM, chainPEM)
+	if err != nil {
+		return Paths{}, fmt.Errorf("writing certificate files for %s: %w", name, err)
+	}
+	if !covers(chain[0], name) {
+		return Paths{}, fmt.Errorf("writing certificate files for %s: the certificate does not list %s", name, name)
+	}
+	if err := d.mkdirs(p); err != nil {
+		return Paths{}, fmt.Errorf("writing certificate files for %s: %w", name, err)
+	}
+	if err := replacePair(p, keyPEM, chainPEM); err != nil {
+		return Paths{}, fmt.Errorf("writing certificate files for %s: %w", name, err)
+	}
+	return p, nil
+}
+
+// mkdirs creates DIR, DIR/private and DIR/certs where missing.
+func (d Dir) mkdirs(p Paths) error {
+	if err := os.MkdirAll(string(d), certsDirMode); err != nil {
+		return err
+	}
+	if err := mkdir(filepath.Dir(p.Key), privateDirMode); err != nil {
+		return err
+	}
+	return mkdir(filepath.Dir(p.Cert), certsDirMode)
+}
+
+// mkdir creates dir with exactly mode (whatever the umask), or accepts an
+// existing directory as it is.
+func mkdir(dir string, mode fs.FileMode) error {
+	err := os.Mkdir(dir, mode)
+	if err == nil {
+		return os.Chmod(dir, mode)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
+			return nil
+		}
+	}
+	return err
+}
+
+// replacePair is the sequence Write documents.
+func replacePair(p Paths, keyPEM, chainPEM []byte) (err error) {
+	keyTmp, err := writeTemp(p.Key, keyPEM, keyMode)
+	if err != nil {
+		return err
+	}
+	defer removeTemp(keyTmp, &err)
+	certTmp, err := writeTemp(p.Cert, chainPEM, certMode)
+	if err != nil {
+		return err
+	}
+	defer removeTemp(certTmp, &err)
+
+	oldKey, err := os.ReadFile(p.Key)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("keeping the old key for a rollback: %w", err)
+	}
+	if err := os.Rename(keyTmp, p.Key); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(p.Key)); err != nil {
+		return errors.Join(err, restoreKey(p.Key, oldKey))
+	}
+	if err := os.Rename(certTmp, p.Cert); err != nil {
+		return errors.Join(err, restoreKey(p.Key, oldKey))
+	}
+	return syncDir(filepath.Dir(p.Cert))
+}
+
+// restoreKey puts the previous key back after the chain could not be
+// replaced; with no previous key, it removes the new one.
+func restoreKey(path string, old []byte) error {
+	if old == nil {
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("removing the new key: %w", err)
+		}
+		return nil
+	}
+	tmp, err := writeTemp(path, old, keyMode)
+	if err == nil {
+		if err = os.Rename(tmp, path); err != nil {
+			os.Remove(tmp)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("restoring the old key (the key and certificate now differ): %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// writeTemp writes data to a new file beside path, with mode, synced and
+// closed, and returns its name. A crash can leave it behind; its name
+// starts with "." and it has the final file's mode.
+func writeTemp(path string, data []byte, mode fs.FileMode) (name string, err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	// CreateTemp makes the file 0600; Chmod is not subject to the umask.
+	if err := f.Chmod(mode); err != nil && runtime.GOOS != "windows" {
+		return "", err
+	}
+	if _, err := f.Write(data); err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// removeTemp removes a temporary file that was not renamed. After a
+// successful rename the name is gone, and so is the need.
+func removeTemp(name string, err *error) {
+	if rerr := os.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && *err == nil {
+		*err = rerr
+	}
+}
+
+// syncDir makes a rename in dir durable. Windows cannot open a directory
+// for syncing; there the rename's durability is up to the file system.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
