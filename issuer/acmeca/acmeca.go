@@ -21,6 +21,7 @@ package acmeca
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -417,7 +418,7 @@ func checkLeaf(chainPEM []byte, csr *x509.CertificateRequest, names []string) (*
 	if err != nil {
 		return nil, fmt.Errorf("parsing leaf: %w", err)
 	}
-	type publicKey interface{ Equal(x any) bool }
+	type publicKey interface{ Equal(x crypto.PublicKey) bool }
 	pub, ok := leaf.PublicKey.(publicKey)
 	if !ok || !pub.Equal(csr.PublicKey) {
 		return nil, errors.New("leaf public key does not match the CSR")

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/http01"
+	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+func certCmd() *Command {
+	return &Command{
+		UsageLine: "certkeeper cert COMMAND [flags]",
+		Short:     "obtain certificates as files",
+		Long: `The cert commands run the ACME client by hand: obtain a certificate and write it as
+files for servers that read certificates from disk.`,
+		Commands: []*Command{certIssueCmd()},
+	}
+}
+
+// issueFlags are the flags of "cert issue".
+type issueFlags struct {
+	ca             string
+	email          string
+	storageDir     string
+	names          stringsFlag
+	challenge      string
+	httpAddr       string
+	tlsAddr        string
+	keyType        string
+	profile        string
+	eabKID         string
+	eabHMAC        string
+	caRoots        string
+	outDir         string
+	preferredChain string
+	noWait         bool
+	timeout        time.Duration
+}
+
+func (f *issueFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.ca, "ca", "letsencrypt", "the CA: an ACME directory URL, `letsencrypt`, staging (Let's Encrypt's staging CA),\nor local (certkeeper's own CA, no network needed)")
+	fs.StringVar(&f.email, "email", "", "contact email for the ACME account (optional)")
+	fs.StringVar(&f.storageDir, "storage", "", "directory for certkeeper's state: accounts, keys, certificates, the local CA\n(default: /var/lib/certkeeper for root, else the user's data directory,\ne.g. ~/.local/share/certkeeper)")
+	fs.Var(&f.names, "d", "a name (DNS name or IP address) for the certificate; repeat for more names, the first\nnames the files")
+	fs.StringVar(&f.challenge, "challenge", acmeca.HTTP01, "how to prove control of the names: http-01 (port 80) or tls-alpn-01 (port 443)")
+	fs.StringVar(&f.httpAddr, "http-addr", ":80", "address to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward")
+	fs.StringVar(&f.tlsAddr, "tls-addr", ":443", "address to answer tls-alpn-01 on; the CA connects to port 443")
+	fs.StringVar(&f.keyType, "key-type", string(issuer.ECDSAP256), "certificate key type: ecdsa-p256, ecdsa-p384, rsa2048, rsa3072 or rsa4096")
+	fs.StringVar(&f.profile, "profile", "", "ACME profile to order, e.g. tlsserver or shortlived at Let's Encrypt (default: the CA's)")
+	fs.StringVar(&f.eabKID, "eab-kid", "", "external account binding key ID, for CAs that require one")
+	fs.StringVar(&f.eabHMAC, "eab-hmac", "", "external account binding HMAC key (base64url), with --eab-kid")
+	fs.StringVar(&f.caRoots, "ca-roots", "", "PEM file of extra roots to trust for the CA's HTTPS endpoint (SSL_CERT_FILE also works)")
+	fs.StringVar(&f.outDir, "out-dir", "", "write `DIR`/private/NAME.key and DIR/certs/NAME.pem (leaf + chain) here\n(default: /etc/ssl for root, else ~/.acme)")
+	fs.StringVar(&f.preferredChain, "preferred-chain", "", "among the chains the CA offers, prefer the one whose top certificate is issued by\nthis common name (e.g. \"ISRG Root X1\")")
+	fs.BoolVar(&f.noWait, "no-wait", false, "if the CA answers rateLimited, fail at once naming the time to retry instead of waiting")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up after this long")
+}
+
+func certIssueCmd() *Command {
+	f := &issueFlags{}
+	return &Command{
+		UsageLine: "certkeeper cert issue -d NAME [-d NAME...] [flags]",
+		Short:     "obtain one certificate and write it as files",
+		Long: `Issue obtains one certificate for the names given with -d and writes it as
+OUT-DIR/private/NAME.key (mode 0600) and OUT-DIR/certs/NAME.pem (leaf + chain), NAME being the
+first -d. The certificate, its key and the ACME account are also kept in --storage.
+
+A development certificate from certkeeper's local CA, with no network (trust it with
+"certkeeper ca root"):
+
+	certkeeper cert issue --ca local -d localhost --out-dir ./certs
+
+From Let's Encrypt, answering http-01 on port 80 (stop the web server, or use tls-alpn-01):
+
+	certkeeper cert issue -d a.example -d www.a.example --email you@a.example
+
+Test against Let's Encrypt's staging CA first, with a 6-day certificate:
+
+	certkeeper cert issue --ca staging --profile shortlived -d a.example
+
+An IP address certificate (Let's Encrypt: shortlived profile, http-01 or tls-alpn-01 only):
+
+	certkeeper cert issue --profile shortlived -d 192.0.2.7
+
+Progress goes to stderr; the result, one line, to stdout. Exit status: 0 issued, 1 failed
+(the message says why and what to do), 2 bad usage.`,
+		Flags: f.register,
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q: names go with -d", args)
+			}
+			return issueCert(ctx, env, f)
+		},
+	}
+}
+
+// issueCert runs "cert issue".
+func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
+	start := time.Now()
+	if len(f.names) == 0 {
+		return usagef("no names: give at least one with -d, e.g. -d a.example")
+	}
+	names, err := normalizeNames(f.names)
+	if err != nil {
+		return err
+	}
+	keyType, err := issuer.ParseKeyType(f.keyType)
+	if err != nil {
+		return usagef("--key-type: %v", err)
+	}
+	if (f.eabKID == "") != (f.eabHMAC == "") {
+		return usagef("--eab-kid and --eab-hmac go together")
+	}
+	if f.challenge != acmeca.HTTP01 && f.challenge != acmeca.TLSALPN01 {
+		return usagef("--challenge %q: use http-01 or tls-alpn-01", f.challenge)
+	}
+	if f.storageDir == "" {
+		f.storageDir = defaultStorageDir()
+	}
+	if f.outDir == "" {
+		d, err := certfile.DefaultDir()
+		if err != nil {
+			return fmt.Errorf("no --out-dir given and no default: %w", err)
+		}
+		f.outDir = string(d)
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+
+	st := filestore.New(f.storageDir)
+	progress := func(step string) {
+		fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step)
+	}
+
+	var iss issuer.Issuer
+	if strings.EqualFold(f.ca, "local") {
+		iss = &localca.CA{Storage: st}
+	} else {
+		ai, closeSolvers, err := newACMEIssuer(env, f, st)
+		if err != nil {
+			return err
+		}
+		defer closeSolvers()
+		iss = ai
+	}
+
+	key, err := keyType.Generate()
+	if err != nil {
+		return fmt.Errorf("generating %s key: %w", keyType, err)
+	}
+	csr, err := issuer.NewCSR(key, names)
+	if err != nil {
+		return err
+	}
+	var replaces = previousLeaf(ctx, st, iss.ID(), names)
+	cert, err := iss.Issue(ctx, issuer.Request{Names: names, CSR: csr, Replaces: replaces, Progress: progress})
+	if err != nil {
+		return explainIssueError(err, f)
+	}
+
+	keyPEM, err := storage.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		return err
+	}
+	rec := &storage.Certificate{
+		Names: names, Issuer: cert.Issuer, ChainPEM: cert.ChainPEM, KeyPEM: keyPEM,
+		NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, KeyType: string(keyType),
+		Profile: cert.Profile, URL: cert.URL, Account: cert.Account, Email: f.email,
+		Obtained: time.Now().UTC(),
+	}
+	data, err := storage.MarshalCertificate(rec)
+	if err != nil {
+		return err
+	}
+	skey, err := storage.CertificateKey(cert.Issuer, names[0])
+	if err != nil {
+		return err
+	}
+	if err := st.Store(ctx, skey, data); err != nil {
+		return fmt.Errorf("storing the certificate in %s: %w", f.storageDir, err)
+	}
+	paths, err := certfile.Dir(f.outDir).Write(names[0], keyPEM, cert.ChainPEM)
+	if err != nil {
+		return fmt.Errorf("writing the certificate files (the certificate is safe in %s): %w", f.storageDir, err)
+	}
+	progress(fmt.Sprintf("done in %s", time.Since(start).Round(time.Millisecond)))
+	fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key %s\n",
+		strings.Join(names, ","), cert.Issuer, cert.Leaf.NotAfter.UTC().Format(time.RFC3339), paths.Cert, paths.Key)
+	env.Logger.Info("certificate obtained", slog.Any("names", names), slog.String("issuer", cert.Issuer),
+		slog.Time("not_after", cert.Leaf.NotAfter))
+	return nil
+}
+
+// previousLeaf returns the stored certificate for exactly these names, if
+// any, so a new order can name it as the one it replaces (ARI).
+func previousLeaf(ctx context.Context, st storage.Storage, issuerID string, names []string) *x509.Certificate {
+	key, err := storage.CertificateKey(issuerID, names[0])
+	if err != nil {
+		return nil
+	}
+	data, err := st.Load(ctx, key)
+	if err != nil {
+		return nil
+	}
+	rec, err := storage.UnmarshalCertificate(data)
+	if err != nil || strings.Join(rec.Names, ",") != strings.Join(names, ",") {
+		return nil
+	}
+	leaf, err := rec.Leaf()
+	if err != nil || time.Now().After(leaf.NotAfter) {
+		return nil
+	}
+	return leaf
+}
+
+// newACMEIssuer sets up the ACME issuer and starts the challenge listener,
+// so a busy port fails before anything is ordered.
+func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer, func(), error) {
+	hc, err := caHTTPClient(f.caRoots)
+	if err != nil {
+		return nil, nil, err
+	}
+	iss := &acmeca.Issuer{
+		DirectoryURL:   caURL(f.ca),
+		Email:          f.email,
+		Storage:        st,
+		Profile:        f.profile,
+		PreferredChain: f.preferredChain,
+		NoWait:         f.noWait,
+		HTTPClient:     hc,
+		UserAgent:      "cli",
+		Logger:         env.Logger,
+		AgreeTerms: func(tos string) bool {
+			if tos != "" {
+				fmt.Fprintf(env.Stderr, "certkeeper: registering an ACME account; by doing so you agree to the CA's terms: %s\n", tos)
+			}
+			return true
+		},
+	}
+	if f.eabKID != "" {
+		iss.EAB = &acme.EAB{KeyID: f.eabKID, MACKey: f.eabHMAC}
+	}
+	var closer func() error
+	switch f.challenge {
+	case acmeca.HTTP01:
+		s := &http01.Solver{Logger: env.Logger}
+		srv, err := s.Listen(f.httpAddr)
+		if err != nil {
+			return nil, nil, portError(err, f.httpAddr, "--http-addr", "http-01")
+		}
+		closer = srv.Close
+		iss.Solvers = map[string]solver.Solver{acmeca.HTTP01: s}
+	case acmeca.TLSALPN01:
+		s := &tlsalpn01.Solver{Logger: env.Logger}
+		srv, err := s.Listen(f.tlsAddr)
+		if err != nil {
+			return nil, nil, portError(err, f.tlsAddr, "--tls-addr", "tls-alpn-01")
+		}
+		closer = srv.Close
+		iss.Solvers = map[string]solver.Solver{acmeca.TLSALPN01: s}
+	}
+	return iss, func() { _ = closer() }, nil
+}
+
+// portError explains a listener that could not start.
+func portError(err error, addr, flagName, challenge string) error {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("port %s is already in use, so %s cannot be answered there: stop what listens on it, choose another challenge with --challenge, or another address with %s", portOf(addr), challenge, flagName)
+	case errors.Is(err, syscall.EACCES) || errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("no permission to listen on port %s for %s: run as root (or grant CAP_NET_BIND_SERVICE), or choose another address with %s", portOf(addr), challenge, flagName)
+	}
+	return fmt.Errorf("listening on %s for %s (change it with %s): %w", addr, challenge, flagName, err)
+}
+
+func portOf(addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		return port
+	}
+	return addr
+}
+
+// explainIssueError adds what to do to an issuance failure.
+func explainIssueError(err error, f *issueFlags) error {
+	var ierr *issuer.Error
+	if errors.As(err, &ierr) && !ierr.RetryAfter.IsZero() && errors.Is(err, issuer.ErrRateLimited) {
+		return fmt.Errorf("the CA rate-limited this request; it may be retried after %s (%s from now): %w",
+			ierr.RetryAfter.UTC().Format(time.RFC3339), time.Until(ierr.RetryAfter).Round(time.Second), ierr.Err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("gave up after --timeout %s: %w", f.timeout, err)
+	}
+	return err
+}
+
+// normalizeNames validates and normalises the -d names (IP literals and
+// wildcards allowed: the CA refuses what it cannot issue), dropping
+// duplicates and keeping the order.
+func normalizeNames(in []string) ([]string, error) {
+	n := policy.Normalizer{AllowIP: true, AllowWildcard: true}
+	var out []string
+	seen := make(map[string]bool)
+	for _, raw := range in {
+		name, err := n.Normalize(raw)
+		if err != nil {
+			return nil, usagef("-d: %v", err)
+		}
+		if !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}

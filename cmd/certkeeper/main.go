@@ -1,0 +1,252 @@
+// Command certkeeper obtains, stores, serves and renews TLS certificates
+// from ACME CAs (Let's Encrypt by default) or its own local CA.
+//
+// Each subcommand lives in its own file and does one thing: turn flags into
+// the library's configuration and run it. Nothing here holds logic the
+// library lacks. Run "certkeeper help" for the list of commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+)
+
+// Command is one command or command group, in the shape of cmd/go's
+// Command: a usage line, a short and a long description that teaches by
+// example, its own flag set, and Run.
+type Command struct {
+	// UsageLine is "certkeeper cert issue [flags]"; its words up to the
+	// first flag or argument name the command.
+	UsageLine string
+	// Short is a one-line description for command lists.
+	Short string
+	// Long is the full help text, with examples.
+	Long string
+	// Flags sets up the command's flags on fs; nil means none.
+	Flags func(fs *flag.FlagSet)
+	// Run runs the command with the arguments left after flags. It returns
+	// a usageError for bad usage (exit 2), any other error for failure
+	// (exit 1).
+	Run func(ctx context.Context, env *Env, args []string) error
+	// Commands are the subcommands of a group.
+	Commands []*Command
+}
+
+// Name is the last word of the command's name ("issue" for "cert issue").
+func (c *Command) Name() string {
+	words := c.words()
+	return words[len(words)-1]
+}
+
+// FullName is the command path without "certkeeper" ("cert issue").
+func (c *Command) FullName() string { return strings.Join(c.words()[1:], " ") }
+
+func (c *Command) words() []string {
+	var words []string
+	for _, w := range strings.Fields(c.UsageLine) {
+		if strings.HasPrefix(w, "[") || strings.HasPrefix(w, "-") || strings.ToUpper(w) == w {
+			break
+		}
+		words = append(words, w)
+	}
+	return words
+}
+
+// Env is what a command may touch of the outside world; tests replace it.
+type Env struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	// Logger is set up from --log-format and --log-level before Run.
+	Logger *slog.Logger
+}
+
+// usageError marks bad usage: exit status 2 and a pointer to --help.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, &Env{Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// root is the command tree.
+func root() *Command {
+	return &Command{
+		UsageLine: "certkeeper COMMAND [flags]",
+		Short:     "certificates that manage themselves",
+		Long: `certkeeper obtains TLS certificates from ACME CAs (Let's Encrypt by default) or from
+its own local CA, stores them, and keeps them valid.
+
+Get a certificate for this machine's development server, with no network:
+
+	certkeeper cert issue --ca local -d localhost --out-dir ./certs
+
+Get one from Let's Encrypt (this host must be reachable on port 80 as a.example):
+
+	certkeeper cert issue -d a.example -d www.a.example --email you@a.example
+
+Run "certkeeper help COMMAND" or "certkeeper COMMAND --help" for a command's flags and examples.`,
+		Commands: []*Command{certCmd(), caCmd(), versionCmd()},
+	}
+}
+
+// run executes args and returns the exit status.
+func run(ctx context.Context, env *Env, args []string) int {
+	top := root()
+	cmd, rest := top, args
+	for len(rest) > 0 && len(cmd.Commands) > 0 {
+		if rest[0] == "help" || rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help" {
+			target, _ := find(cmd, rest[1:])
+			printHelp(env.Stdout, target)
+			return exitOK
+		}
+		sub := lookup(cmd, rest[0])
+		if sub == nil {
+			fmt.Fprintf(env.Stderr, "certkeeper: unknown command %q\nRun 'certkeeper help%s' for usage.\n", strings.Join(append(words(cmd), rest[0]), " "), prefixSpace(cmd.FullName()))
+			return exitUsage
+		}
+		cmd, rest = sub, rest[1:]
+	}
+	if len(cmd.Commands) > 0 {
+		printHelp(env.Stderr, cmd)
+		return exitUsage
+	}
+	fs := flag.NewFlagSet(cmd.FullName(), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn or error")
+	if cmd.Flags != nil {
+		cmd.Flags(fs)
+	}
+	if err := fs.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(env.Stdout, cmd)
+			return exitOK
+		}
+		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
+		return exitUsage
+	}
+	logger, err := newLogger(env.Stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
+		return exitUsage
+	}
+	env.Logger = logger
+	if err := cmd.Run(ctx, env, fs.Args()); err != nil {
+		var uerr *usageError
+		if errors.As(err, &uerr) {
+			fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
+			return exitUsage
+		}
+		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func prefixSpace(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " " + s
+}
+
+func words(c *Command) []string { return c.words() }
+
+func lookup(c *Command, name string) *Command {
+	for _, sub := range c.Commands {
+		if sub.Name() == name {
+			return sub
+		}
+	}
+	return nil
+}
+
+// find walks args down the tree as far as they name commands.
+func find(c *Command, args []string) (*Command, []string) {
+	for len(args) > 0 {
+		sub := lookup(c, args[0])
+		if sub == nil {
+			break
+		}
+		c, args = sub, args[1:]
+	}
+	return c, args
+}
+
+// printHelp writes a command's usage, long text, subcommands and flags.
+func printHelp(w io.Writer, c *Command) {
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n", c.UsageLine, strings.TrimSpace(c.Long))
+	if len(c.Commands) > 0 {
+		fmt.Fprintf(w, "\nCommands:\n")
+		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+		for _, sub := range c.Commands {
+			fmt.Fprintf(tw, "\t%s\t%s\n", sub.Name(), sub.Short)
+		}
+		tw.Flush()
+		return
+	}
+	fs := flag.NewFlagSet(c.FullName(), flag.ContinueOnError)
+	fs.String("log-format", "text", "log format: text or json")
+	fs.String("log-level", "warn", "log level: debug, info, warn or error")
+	if c.Flags != nil {
+		c.Flags(fs)
+	}
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	sort.Strings(names)
+	fmt.Fprintf(w, "\nFlags:\n")
+	for _, name := range names {
+		f := fs.Lookup(name)
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  --" + name
+		if kind != "" {
+			line += " " + kind
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// newLogger builds the slog logger the flags ask for.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: use text or json", format)
+}

@@ -1,0 +1,27 @@
+// Package testsvc runs real third-party servers (redis-server, BIND 9's
+// named) as children of a test, on free loopback ports, so that end-to-end
+// tests talk to the software certkeeper talks to in production instead of to
+// fakes.
+//
+// Every server is started by the test that needs it, listens on 127.0.0.1
+// only, keeps its files in t.TempDir(), and is killed by t.Cleanup. Its
+// output is kept in memory and printed through t.Log only if the test failed.
+//
+// A component that cannot be had (the binary is not installed, it cannot be
+// built) goes through [Unavailable]: run by hand, the test is skipped with a
+// hint saying what to install; under CI=true it fails, so a CI run can never
+// pass by skipping the real thing.
+//
+// The same machinery ([StartProcess], [FreePort], [Unavailable]) serves
+// internal/testca, which runs Pebble.
+//
+// It does not start the servers certkeeper itself implements, and it does not
+// install anything.
+//
+// TODO(OpenResty plugin issue, lua/ end to end): add Nginx(t, NginxOptions)
+// running Debian's nginx with libnginx-mod-http-lua, lua-resty-core and
+// lua-resty-lrucache as a child (nginx -p TEMPDIR -c nginx.conf -g "daemon
+// off; master_process off;" with error_log to stderr and listen 127.0.0.1:PORT)
+// when the plugin's tests are written; the plugin decides which modules and
+// lua_package_path the config needs.
+package testsvc

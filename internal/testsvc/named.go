@@ -1,0 +1,209 @@
+package testsvc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+const namedHint = "install Debian's bind9 (apt-get install bind9 bind9-dnsutils)"
+
+// namedKeyName is the name of the TSIG key allowed to update every zone.
+const namedKeyName = "certkeeper-test."
+
+// zoneName accepts lower-case host names: the names are pasted into
+// named.conf and zone files, so nothing that could end a string may pass.
+var zoneName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
+
+// NamedOptions configures [Named]. The zero value serves one zone, "a.test".
+type NamedOptions struct {
+	// Zones are the zones named serves as primary. Each gets an SOA, the NS
+	// record ns.ZONE, and A records 127.0.0.1 for ns.ZONE, the apex and, by
+	// a wildcard, every other name in it (as pebble-challtestsrv answers),
+	// and may be changed with RFC 2136 updates signed by the TSIG key. Names
+	// are lower case, without a trailing dot. Nil means []string{"a.test"}.
+	Zones []string
+}
+
+// NamedServer is BIND 9's named run for one test: authoritative only
+// (recursion off), listening on UDP and TCP on 127.0.0.1 only, accepting
+// dynamic updates (RFC 2136) signed with one TSIG key (RFC 8945), with no
+// rndc control channel and every file in t.TempDir().
+type NamedServer struct {
+	bin    string
+	dir    string
+	conf   string
+	addr   string
+	zones  []string
+	secret string
+
+	mu   sync.Mutex // guards proc
+	proc *Process
+}
+
+// Named starts named on a free 127.0.0.1 port and waits until it answers an
+// SOA query for every zone over UDP and TCP. The server is killed when the
+// test ends. If named is not installed, Named skips the test (fails it under
+// CI=true).
+//
+// named runs as the user running the test (it is not given -u). On a host
+// where AppArmor confines /usr/sbin/named to /etc/bind and /var/cache/bind,
+// it cannot read its temporary files; its output, printed when the test
+// fails, says so.
+func Named(t testing.TB, opts NamedOptions) *NamedServer {
+	t.Helper()
+	zones := opts.Zones
+	if zones == nil {
+		zones = []string{"a.test"}
+	}
+	for _, z := range zones {
+		if !zoneName.MatchString(z) {
+			t.Fatalf("testsvc: zone %q: want a lower-case name without a trailing dot", z)
+		}
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	n := &NamedServer{
+		bin:    LookPath(t, "named", namedHint),
+		dir:    t.TempDir(),
+		zones:  slices.Clone(zones),
+		secret: base64.StdEncoding.EncodeToString(key),
+	}
+	n.conf = filepath.Join(n.dir, "named.conf")
+	for _, z := range n.zones {
+		if err := os.WriteFile(filepath.Join(n.dir, z+".zone"), []byte(zoneFile(z)), 0o600); err != nil {
+			t.Fatalf("testsvc: writing zone %s: %v", z, err)
+		}
+	}
+	err := RetryPorts(func() error {
+		port := FreePort(t)
+		n.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if err := os.WriteFile(n.conf, []byte(n.config(port)), 0o600); err != nil {
+			return fmt.Errorf("writing named.conf: %w", err)
+		}
+		return n.start(t)
+	})
+	if err != nil {
+		t.Fatalf("testsvc: starting named: %v", err)
+	}
+	return n
+}
+
+// Addr returns the server's host:port, e.g. "127.0.0.1:40123", for both UDP
+// and TCP.
+func (n *NamedServer) Addr() string { return n.addr }
+
+// Zones returns the zones the server is authoritative for.
+func (n *NamedServer) Zones() []string { return slices.Clone(n.zones) }
+
+// KeyName returns the name of the TSIG key, fully qualified
+// ("certkeeper-test.").
+func (n *NamedServer) KeyName() string { return namedKeyName }
+
+// Algorithm returns the TSIG algorithm as BIND and nsupdate spell it,
+// "hmac-sha256" (miekg/dns calls it dns.HmacSHA256, "hmac-sha256.").
+func (n *NamedServer) Algorithm() string { return "hmac-sha256" }
+
+// Secret returns the TSIG key's secret in standard base64, as named.conf and
+// nsupdate -y take it. It is random for every server.
+func (n *NamedServer) Secret() string { return n.secret }
+
+// Stop kills the server, so that tests can see what a dead DNS server does
+// to their code. It may be called more than once.
+func (n *NamedServer) Stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	// A process that outlives SIGKILL is reported by the cleanup that
+	// StartProcess registered, which stops it again.
+	_ = n.proc.Stop()
+}
+
+func (n *NamedServer) start(t testing.TB) error {
+	t.Helper()
+	// -g: foreground, log to stderr; -4: IPv4 only; -n 1: one worker thread,
+	// enough for a test on a shared machine.
+	cmd := exec.Command(n.bin, "-g", "-4", "-n", "1", "-c", n.conf)
+	cmd.Dir = n.dir
+	p, err := StartProcess(t, cmd, nil)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.proc = p
+	n.mu.Unlock()
+	return p.WaitReady(readyTimeout, func(ctx context.Context) error {
+		for _, z := range n.zones {
+			for _, network := range []string{"udp", "tcp"} {
+				a, err := dnsQuery(ctx, network, n.addr, z, typeSOA)
+				if err != nil {
+					return fmt.Errorf("SOA %s over %s: %w", z, network, err)
+				}
+				if a.rcode != 0 || !a.authoritative || a.answers == 0 {
+					return fmt.Errorf("SOA %s over %s: rcode %d, authoritative %t, %d answers",
+						z, network, a.rcode, a.authoritative, a.answers)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// config returns named.conf. Every path is in the temporary directory;
+// controls { } turns rndc off.
+func (n *NamedServer) config(port int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `options {
+	directory %[1]q;
+	pid-file %[2]q;
+	lock-file %[3]q;
+	session-keyfile %[4]q;
+	managed-keys-directory %[1]q;
+	listen-on port %[5]d { 127.0.0.1; };
+	listen-on-v6 { none; };
+	recursion no;
+	allow-transfer { none; };
+	dnssec-validation no;
+	notify no;
+};
+
+controls { };
+
+key %[6]q {
+	algorithm hmac-sha256;
+	secret %[7]q;
+};
+`, n.dir, filepath.Join(n.dir, "named.pid"), filepath.Join(n.dir, "named.lock"),
+		filepath.Join(n.dir, "session.key"), port, namedKeyName, n.secret)
+	for _, z := range n.zones {
+		fmt.Fprintf(&b, `
+zone %q {
+	type primary;
+	file %q;
+	update-policy { grant %s zonesub ANY; };
+};
+`, z, filepath.Join(n.dir, z+".zone"), namedKeyName)
+	}
+	return b.String()
+}
+
+func zoneFile(zone string) string {
+	return fmt.Sprintf(`$ORIGIN %[1]s.
+$TTL 60
+@	IN	SOA	ns.%[1]s. hostmaster.%[1]s. 1 60 60 600 60
+@	IN	NS	ns.%[1]s.
+ns	IN	A	127.0.0.1
+@	IN	A	127.0.0.1
+*	IN	A	127.0.0.1
+`, zone)
+}

@@ -1,0 +1,387 @@
+package acmeca_test
+
+import (
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/http01"
+	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// env is one Pebble with both challenge listeners running on the ports its
+// validation authority uses.
+type env struct {
+	ca      *testca.CA
+	http01  *http01.Solver
+	alpn    *tlsalpn01.Solver
+	storage storage.Storage
+}
+
+func newEnv(t *testing.T, opts testca.Options) *env {
+	t.Helper()
+	ca := testca.Start(t, opts)
+	e := &env{ca: ca, http01: &http01.Solver{}, alpn: &tlsalpn01.Solver{}, storage: filestore.New(t.TempDir())}
+	hs, err := e.http01.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hs.Close() })
+	ts, err := e.alpn.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ts.Close() })
+	return e
+}
+
+// issuer returns an Issuer for this Pebble answering only challenge typ.
+func (e *env) issuer(typ string) *acmeca.Issuer {
+	solvers := map[string]solver.Solver{}
+	switch typ {
+	case acmeca.HTTP01:
+		solvers[typ] = e.http01
+	case acmeca.TLSALPN01:
+		solvers[typ] = e.alpn
+	default:
+		solvers[acmeca.HTTP01] = e.http01
+		solvers[acmeca.TLSALPN01] = e.alpn
+	}
+	return &acmeca.Issuer{
+		DirectoryURL: e.ca.DirectoryURL(),
+		Email:        "ops@a.test",
+		Storage:      e.storage,
+		Solvers:      solvers,
+		HTTPClient:   e.ca.HTTPClient(),
+		Profile:      "default",
+	}
+}
+
+// issue orders a certificate for names with a new key of type kt.
+func issue(t *testing.T, iss *acmeca.Issuer, kt issuer.KeyType, names ...string) (*issuer.Certificate, crypto.Signer) {
+	t.Helper()
+	cert, key, err := tryIssue(t, iss, kt, nil, names...)
+	if err != nil {
+		t.Fatalf("Issue(%v): %v", names, err)
+	}
+	return cert, key
+}
+
+func tryIssue(t *testing.T, iss *acmeca.Issuer, kt issuer.KeyType, replaces *x509.Certificate, names ...string) (*issuer.Certificate, crypto.Signer, error) {
+	t.Helper()
+	key, err := kt.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := issuer.NewCSR(key, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := iss.Issue(t.Context(), issuer.Request{Names: names, CSR: csr, Replaces: replaces})
+	return cert, key, err
+}
+
+// verify checks the chain against Pebble's issuing roots for every name.
+func (e *env) verify(t *testing.T, cert *issuer.Certificate, names ...string) {
+	t.Helper()
+	certs, err := parsePEMChain(cert.ChainPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	for _, n := range names {
+		if _, err := certs[0].Verify(x509.VerifyOptions{DNSName: n, Roots: e.ca.IssuingRootPool(t), Intermediates: inter}); err != nil {
+			t.Errorf("certificate does not verify for %s against Pebble's root: %v", n, err)
+		}
+	}
+}
+
+func parsePEMChain(chain []byte) ([]*x509.Certificate, error) {
+	rec := &storage.Certificate{ChainPEM: chain}
+	leaf, err := rec.Leaf()
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	out = append(out, leaf)
+	rest := chain
+	for {
+		var der []byte
+		der, rest = nextPEM(rest)
+		if der == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, err
+		}
+		if !c.Equal(leaf) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func TestIssueEachChallenge(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	for _, typ := range []string{acmeca.TLSALPN01, acmeca.HTTP01} {
+		t.Run(typ, func(t *testing.T) {
+			iss := e.issuer(typ)
+			names := []string{"a.test", "www.a.test"}
+			cert, key := issue(t, iss, issuer.ECDSAP256, names...)
+			e.verify(t, cert, names...)
+			if !key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(cert.Leaf.PublicKey) {
+				t.Error("leaf key does not match the CSR key")
+			}
+			if cert.Issuer != iss.ID() || cert.URL == "" || cert.Account == "" {
+				t.Errorf("certificate metadata = issuer %q url %q account %q", cert.Issuer, cert.URL, cert.Account)
+			}
+		})
+	}
+}
+
+func TestAccountReuseAndRecovery(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	first := e.issuer(acmeca.HTTP01)
+	issue(t, first, issuer.ECDSAP256, "a.test")
+	acct1, err := first.Account(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A new process on the same storage reuses the account.
+	second := e.issuer(acmeca.HTTP01)
+	issue(t, second, issuer.ECDSAP256, "b.test")
+	acct2, _ := second.Account(t.Context())
+	if acct2.Location != acct1.Location {
+		t.Errorf("second issuer's account = %s, want the stored %s", acct2.Location, acct1.Location)
+	}
+	if n := e.ca.Accounts(); n != 1 {
+		t.Errorf("Pebble saw %d new accounts, want 1", n)
+	}
+	// The record is lost but the key kept: the same account is found again.
+	recKey, _ := storage.AccountKey(first.ID(), "ops@a.test")
+	if err := e.storage.Delete(t.Context(), recKey); err != nil {
+		t.Fatal(err)
+	}
+	third := e.issuer(acmeca.HTTP01)
+	issue(t, third, issuer.ECDSAP256, "c.test")
+	acct3, _ := third.Account(t.Context())
+	if acct3.Location != acct1.Location {
+		t.Errorf("recovered account = %s, want %s", acct3.Location, acct1.Location)
+	}
+	if n := e.ca.Accounts(); n != 1 {
+		t.Errorf("Pebble saw %d new accounts after recovery, want 1", n)
+	}
+	if _, err := e.storage.Load(t.Context(), recKey); err != nil {
+		t.Errorf("account record not stored again after recovery: %v", err)
+	}
+}
+
+// TestNonceRejection: with half of all nonces refused, every issuance
+// still succeeds (certkeeper retries a step the library gave up on).
+func TestNonceRejection(t *testing.T) {
+	e := newEnv(t, testca.Options{NonceReject: 50})
+	iss := e.issuer(acmeca.TLSALPN01)
+	for i := range 10 {
+		name := fmt.Sprintf("n%d.a.test", i)
+		cert, _ := issue(t, iss, issuer.ECDSAP256, name)
+		e.verify(t, cert, name)
+	}
+}
+
+func TestProfiles(t *testing.T) {
+	e := newEnv(t, testca.Options{Profiles: map[string]testca.Profile{
+		"default":    {Description: "90 days", ValidityPeriod: 90 * 24 * time.Hour},
+		"shortlived": {Description: "5 minutes", ValidityPeriod: 300 * time.Second},
+	}})
+	iss := e.issuer(acmeca.HTTP01)
+	iss.Profile = "shortlived"
+	cert, _ := issue(t, iss, issuer.ECDSAP256, "short.a.test")
+	if life := cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore); life > 300*time.Second {
+		t.Errorf("shortlived certificate valid for %s, want ≤ 300s", life)
+	}
+	if cert.Profile != "shortlived" {
+		t.Errorf("Profile = %q, want shortlived", cert.Profile)
+	}
+
+	orders := e.ca.Orders()
+	bad := e.issuer(acmeca.HTTP01)
+	bad.Profile = "nonesuch"
+	_, _, err := tryIssue(t, bad, issuer.ECDSAP256, nil, "x.a.test")
+	if !errors.Is(err, acmeca.ErrUnknownProfile) {
+		t.Fatalf("Issue with an unknown profile: err = %v, want ErrUnknownProfile", err)
+	}
+	for _, p := range []string{"default", "shortlived"} {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q does not name the offered profile %q", err, p)
+		}
+	}
+	if n := e.ca.Orders(); n != orders {
+		t.Errorf("an unknown profile placed %d orders, want 0", n-orders)
+	}
+}
+
+func TestKeyTypes(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	iss := e.issuer(acmeca.TLSALPN01)
+	for _, kt := range issuer.KeyTypes {
+		t.Run(string(kt), func(t *testing.T) {
+			name := string(kt) + ".a.test"
+			cert, key := issue(t, iss, kt, name)
+			if got := issuer.KeyTypeOf(cert.Leaf.PublicKey); got != kt {
+				t.Errorf("leaf key type = %q, want %q", got, kt)
+			}
+			if !key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(cert.Leaf.PublicKey) {
+				t.Error("leaf key does not match the generated key")
+			}
+			e.verify(t, cert, name)
+		})
+	}
+}
+
+func TestIPCertificate(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	for _, typ := range []string{acmeca.HTTP01, acmeca.TLSALPN01} {
+		t.Run(typ, func(t *testing.T) {
+			cert, _ := issue(t, e.issuer(typ), issuer.ECDSAP256, "127.0.0.1")
+			if len(cert.Leaf.IPAddresses) != 1 || !cert.Leaf.IPAddresses[0].Equal(net.ParseIP("127.0.0.1")) {
+				t.Errorf("leaf IP SANs = %v, want [127.0.0.1]", cert.Leaf.IPAddresses)
+			}
+		})
+	}
+}
+
+func TestPreferredChain(t *testing.T) {
+	e := newEnv(t, testca.Options{AlternateRoots: 1})
+	roots := e.ca.IssuingRoots(t)
+	if len(roots) < 2 {
+		t.Fatalf("Pebble offers %d roots, want 2", len(roots))
+	}
+	for _, root := range roots {
+		t.Run(root.Subject.CommonName, func(t *testing.T) {
+			iss := e.issuer(acmeca.HTTP01)
+			iss.PreferredChain = root.Subject.CommonName
+			cert, _ := issue(t, iss, issuer.ECDSAP256, "chain.a.test")
+			certs, err := parsePEMChain(cert.ChainPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			top := certs[len(certs)-1]
+			if top.Issuer.CommonName != root.Subject.CommonName {
+				t.Errorf("chain tops out at a certificate issued by %q, want %q", top.Issuer.CommonName, root.Subject.CommonName)
+			}
+		})
+	}
+}
+
+// TestReplaces: a renewal carries ARI "replaces"; a second replacement of
+// the same certificate is refused by the CA and certkeeper orders again
+// without it rather than failing.
+func TestReplaces(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	iss := e.issuer(acmeca.HTTP01)
+	first, _ := issue(t, iss, issuer.ECDSAP256, "r.a.test")
+	if _, _, err := tryIssue(t, iss, issuer.ECDSAP256, first.Leaf, "r.a.test"); err != nil {
+		t.Fatalf("renewal: %v", err)
+	}
+	if n := e.ca.Replacements(); n != 1 {
+		t.Errorf("Pebble saw %d replacement orders, want 1", n)
+	}
+	// The same certificate replaced again: alreadyReplaced, then a plain order.
+	if _, _, err := tryIssue(t, iss, issuer.ECDSAP256, first.Leaf, "r.a.test"); err != nil {
+		t.Fatalf("second renewal of the same certificate: %v", err)
+	}
+	if n := e.ca.Replacements(); n != 1 {
+		t.Errorf("Pebble saw %d replacement orders after the refused one, want still 1", n)
+	}
+}
+
+// TestCARestart: a CA that lost every account (a new Pebble on the same
+// address) makes certkeeper register again and succeed.
+func TestCARestart(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	iss := e.issuer(acmeca.HTTP01)
+	first, _ := issue(t, iss, issuer.ECDSAP256, "restart.a.test")
+	e.ca.Restart(t)
+	cert, _, err := tryIssue(t, iss, issuer.ECDSAP256, first.Leaf, "restart.a.test")
+	if err != nil {
+		t.Fatalf("issuing after the CA lost its state: %v", err)
+	}
+	if cert.Account == first.Account {
+		t.Logf("account URL unchanged after re-registration: %s", cert.Account)
+	}
+	if n := e.ca.Accounts(); n != 1 {
+		t.Errorf("restarted Pebble saw %d new accounts, want 1", n)
+	}
+}
+
+func TestRateLimited(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	proxy := testca.NewFaultProxy(t, e.ca)
+	newIssuer := func() *acmeca.Issuer {
+		iss := e.issuer(acmeca.HTTP01)
+		iss.DirectoryURL = proxy.DirectoryURL()
+		return iss
+	}
+	// Register the account first, so the rate limit hits the order.
+	issue(t, newIssuer(), issuer.ECDSAP256, "warm.a.test")
+
+	t.Run("no-wait", func(t *testing.T) {
+		proxy.RateLimit("new-order", 1, 5*time.Second)
+		iss := newIssuer()
+		iss.NoWait = true
+		start := time.Now()
+		_, _, err := tryIssue(t, iss, issuer.ECDSAP256, nil, "rl.a.test")
+		var ierr *issuer.Error
+		if !errors.As(err, &ierr) || !errors.Is(err, issuer.ErrRateLimited) {
+			t.Fatalf("err = %v, want a rate-limited *issuer.Error", err)
+		}
+		if d := ierr.RetryAfter.Sub(start); d < 4*time.Second || d > 7*time.Second {
+			t.Errorf("RetryAfter is %s after the request, want about 5s", d)
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Errorf("NoWait waited %s", time.Since(start))
+		}
+	})
+	t.Run("wait", func(t *testing.T) {
+		proxy.RateLimit("new-order", 1, 5*time.Second)
+		start := time.Now()
+		cert, _, err := tryIssue(t, newIssuer(), issuer.ECDSAP256, nil, "rl.a.test")
+		if err != nil {
+			t.Fatalf("Issue after a rateLimited answer: %v", err)
+		}
+		if d := time.Since(start); d < 5*time.Second {
+			t.Errorf("succeeded after %s, want ≥ 5s (the Retry-After)", d)
+		}
+		e.verify(t, cert, "rl.a.test")
+	})
+}
+
+func TestProblemIsTyped(t *testing.T) {
+	e := newEnv(t, testca.Options{DomainBlocklist: []string{"blocked.test"}})
+	_, _, err := tryIssue(t, e.issuer(acmeca.HTTP01), issuer.ECDSAP256, nil, "blocked.test")
+	var p acme.Problem
+	var ierr *issuer.Error
+	if !errors.As(err, &ierr) || !errors.As(err, &p) {
+		t.Fatalf("err = %v (%T), want *issuer.Error wrapping acme.Problem", err, err)
+	}
+	if p.Type != acme.ProblemTypeRejectedIdentifier {
+		t.Errorf("problem type = %q, want rejectedIdentifier", p.Type)
+	}
+}

@@ -1,0 +1,96 @@
+package acmeca
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/mholt/acmez/v3/acme"
+)
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Time
+	}{
+		{"", time.Time{}},
+		{"5", now.Add(5 * time.Second)},
+		{" 0 ", now},
+		{"-3", time.Time{}},
+		{"soon", time.Time{}},
+		{now.Add(time.Hour).Format(http.TimeFormat), now.Add(time.Hour)},
+	}
+	for _, tt := range tests {
+		if got := parseRetryAfter(tt.in, now); !got.Equal(tt.want) {
+			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestTransient(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"bad nonce", acme.Problem{Type: acme.ProblemTypeBadNonce, Status: 400}, true},
+		{"server internal", fmt.Errorf("wrapped: %w", acme.Problem{Type: acme.ProblemTypeServerInternal, Status: 500}), true},
+		{"503 problem", acme.Problem{Type: "about:blank", Status: 503}, true},
+		{"rejected identifier", acme.Problem{Type: acme.ProblemTypeRejectedIdentifier, Status: 400}, false},
+		{"rate limited", acme.Problem{Type: acme.ProblemTypeRateLimited, Status: 429}, false},
+		{"net error", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, true},
+		{"plain 502", errors.New("HTTP 502: bad gateway"), true},
+		{"canceled", context.Canceled, false},
+		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), false},
+	}
+	for _, tt := range tests {
+		if got := transient(tt.err); got != tt.want {
+			t.Errorf("transient(%s: %v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestDoRetriesTransientThenSucceeds(t *testing.T) {
+	iss := &Issuer{}
+	calls := 0
+	err := iss.do(t.Context(), "step", func(context.Context) error {
+		calls++
+		if calls < 3 {
+			return acme.Problem{Type: acme.ProblemTypeBadNonce}
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Errorf("do = %v after %d calls, want nil after 3", err, calls)
+	}
+}
+
+func TestDoGivesUp(t *testing.T) {
+	iss := &Issuer{}
+	calls := 0
+	start := time.Now()
+	err := iss.do(t.Context(), "step", func(context.Context) error {
+		calls++
+		return errors.New("HTTP 503: down")
+	})
+	if err == nil || calls != retryAttempts {
+		t.Errorf("do = %v after %d calls, want an error after %d", err, calls, retryAttempts)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("gave up after %s, want well under 30s", d)
+	}
+	calls = 0
+	err = iss.do(t.Context(), "step", func(context.Context) error {
+		calls++
+		return acme.Problem{Type: acme.ProblemTypeUnauthorized}
+	})
+	if err == nil || calls != 1 {
+		t.Errorf("a final problem was tried %d times, want 1", calls)
+	}
+}

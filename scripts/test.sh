@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need, then checks
+# formatting and vet, runs every test with the race detector against real
+# components (Pebble, redis-server, BIND), runs the fuzz targets, and
+# cross-builds the binary. .ci/run calls this; so can you.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+
+# 1. System packages the tests start as children. Installed when missing and
+# we are root (CI, a fresh machine); otherwise the tests that need them skip
+# with an install hint (and fail when CI=true).
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || need+=(bind9)
+command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		step "installing ${need[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	else
+		echo "missing: ${need[*]} (install them, e.g. apt-get install ${need[*]}); tests that need them will skip" >&2
+	fi
+fi
+
+# 2. Pebble, pinned in tools/go.mod, built once for every test package.
+step "building Pebble"
+export CERTKEEPER_PEBBLE_DIR="${CERTKEEPER_PEBBLE_DIR:-$(go env GOCACHE)/certkeeper-pebble-$(sha256sum tools/go.sum | cut -c1-16)}"
+if [ ! -x "$CERTKEEPER_PEBBLE_DIR/pebble" ] || [ ! -x "$CERTKEEPER_PEBBLE_DIR/pebble-challtestsrv" ]; then
+	mkdir -p "$CERTKEEPER_PEBBLE_DIR"
+	(cd tools && go build -o "$CERTKEEPER_PEBBLE_DIR/" \
+		github.com/letsencrypt/pebble/v2/cmd/pebble \
+		github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv)
+fi
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "not gofmt'ed:"; echo "$unformatted"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "go test -race"
+go test -race -count=1 -timeout 25m ./...
+
+step "fuzz"
+fuzz() { go test -run='^$' -fuzz="^$1\$" -fuzztime="${FUZZTIME:-10s}" "$2"; }
+fuzz FuzzNormalize ./policy
+fuzz FuzzValidateKey ./storage
+fuzz FuzzCertificateKey ./storage
+
+step "cross-build"
+for os in linux windows darwin freebsd; do
+	for arch in amd64 arm64; do
+		GOOS=$os GOARCH=$arch CGO_ENABLED=0 go build -o /dev/null ./cmd/certkeeper
+		echo "built $os/$arch"
+	done
+done
+
+step "all checks passed"
