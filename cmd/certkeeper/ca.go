@@ -35,7 +35,7 @@ On Debian, to trust it system-wide:
 
 	certkeeper ca root > /usr/local/share/ca-certificates/certkeeper.crt && update-ca-certificates`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&storageDir, "storage", "", "directory of certkeeper's state, where the local CA lives\n(default: as for cert issue)")
+			fs.StringVar(&storageDir, "storage", "", "`DIR` of certkeeper's state, where the local CA lives\n(default: as for cert issue)")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {

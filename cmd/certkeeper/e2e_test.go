@@ -20,6 +20,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -176,6 +177,39 @@ func TestIssueEachChallenge(t *testing.T) {
 	if n := ca.Accounts(); n != 1 {
 		t.Errorf("Pebble registered %d accounts for two runs on one storage, want 1", n)
 	}
+}
+
+// TestKeyTypes: every key type is issued end to end and the key on disk
+// matches the certificate; an IP address is issued via http-01.
+func TestKeyTypes(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	storageDir := t.TempDir()
+	for _, kt := range issuer.KeyTypes {
+		t.Run(string(kt), func(t *testing.T) {
+			out := t.TempDir()
+			name := string(kt) + ".a.test"
+			r := certkeeper(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "--key-type", string(kt), "-d", name)...)
+			if r.code != 0 {
+				t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+			}
+			certs := readPair(t, out, name) // checks the key matches
+			if got := issuer.KeyTypeOf(certs[0].PublicKey); got != kt {
+				t.Errorf("certificate key type = %q, want %q", got, kt)
+			}
+			verifyChain(t, certs, ca.IssuingRootPool(t), name)
+		})
+	}
+	t.Run("ip", func(t *testing.T) {
+		out := t.TempDir()
+		r := certkeeper(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "--challenge", "http-01", "-d", "127.0.0.1")...)
+		if r.code != 0 {
+			t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+		}
+		certs := readPair(t, out, "127.0.0.1")
+		if len(certs[0].IPAddresses) != 1 || !certs[0].IPAddresses[0].Equal(net.ParseIP("127.0.0.1")) || len(certs[0].DNSNames) != 0 {
+			t.Errorf("SANs = %v %v, want only IP 127.0.0.1", certs[0].DNSNames, certs[0].IPAddresses)
+		}
+	})
 }
 
 // TestBadNames: invalid names are refused with a clear message before any

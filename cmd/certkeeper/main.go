@@ -137,8 +137,7 @@ func run(ctx context.Context, env *Env, args []string) int {
 	}
 	fs := flag.NewFlagSet(cmd.FullName(), flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn or error")
+	logFormat, logLevel := globalFlags(fs)
 	if cmd.Flags != nil {
 		cmd.Flags(fs)
 	}
@@ -211,8 +210,7 @@ func printHelp(w io.Writer, c *Command) {
 		return
 	}
 	fs := flag.NewFlagSet(c.FullName(), flag.ContinueOnError)
-	fs.String("log-format", "text", "log format: text or json")
-	fs.String("log-level", "warn", "log level: debug, info, warn or error")
+	globalFlags(fs)
 	if c.Flags != nil {
 		c.Flags(fs)
 	}
@@ -224,6 +222,9 @@ func printHelp(w io.Writer, c *Command) {
 		f := fs.Lookup(name)
 		kind, usage := flag.UnquoteUsage(f)
 		line := "  --" + name
+		if len(name) == 1 {
+			line = "  -" + name
+		}
 		if kind != "" {
 			line += " " + kind
 		}
@@ -249,4 +250,11 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, usagef("--log-format %q: use text or json", format)
+}
+
+// globalFlags are the flags every command takes.
+func globalFlags(fs *flag.FlagSet) (format, level *string) {
+	format = fs.String("log-format", "text", "log `FORMAT`: text, or json for log collectors")
+	level = fs.String("log-level", "warn", "log `LEVEL`: debug, info, warn or error")
+	return format, level
 }

@@ -237,22 +237,21 @@ func TestProfiles(t *testing.T) {
 	}
 }
 
-func TestKeyTypes(t *testing.T) {
-	e := newEnv(t, testca.Options{})
-	iss := e.issuer(acmeca.TLSALPN01)
-	for _, kt := range issuer.KeyTypes {
-		t.Run(string(kt), func(t *testing.T) {
-			name := string(kt) + ".a.test"
-			cert, key := issue(t, iss, kt, name)
-			if got := issuer.KeyTypeOf(cert.Leaf.PublicKey); got != kt {
-				t.Errorf("leaf key type = %q, want %q", got, kt)
-			}
-			if !key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(cert.Leaf.PublicKey) {
-				t.Error("leaf key does not match the generated key")
-			}
-			e.verify(t, cert, name)
-		})
+// TestEAB: a CA that requires external account binding accepts an account
+// bound with the right key, and a missing binding fails with a message
+// saying what to set.
+func TestEAB(t *testing.T) {
+	const kid, hmac = "kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+	e := newEnv(t, testca.Options{EAB: map[string]string{kid: hmac}, EABRequired: true})
+	without := e.issuer(acmeca.HTTP01)
+	_, _, err := tryIssue(t, without, issuer.ECDSAP256, nil, "eab.a.test")
+	if err == nil || !strings.Contains(err.Error(), "--eab-kid") {
+		t.Errorf("Issue without EAB: err = %v, want one naming --eab-kid", err)
 	}
+	with := e.issuer(acmeca.HTTP01)
+	with.EAB = &acme.EAB{KeyID: kid, MACKey: hmac}
+	cert, _ := issue(t, with, issuer.ECDSAP256, "eab.a.test")
+	e.verify(t, cert, "eab.a.test")
 }
 
 func TestIPCertificate(t *testing.T) {
