@@ -18,7 +18,7 @@
 // It does not start the servers certkeeper itself implements, and it does not
 // install anything.
 //
-// TODO(OpenResty plugin issue, lua/ end to end): add Nginx(t, NginxOptions)
+// TODO(issue 5, the OpenResty plugin end to end): add Nginx(t, NginxOptions)
 // running Debian's nginx with libnginx-mod-http-lua, lua-resty-core and
 // lua-resty-lrucache as a child (nginx -p TEMPDIR -c nginx.conf -g "daemon
 // off; master_process off;" with error_log to stderr and listen 127.0.0.1:PORT)
