@@ -54,7 +54,11 @@ func MarshalCertificate(c *Certificate) ([]byte, error) {
 	if len(c.ChainPEM) == 0 || len(c.KeyPEM) == 0 {
 		return nil, errors.New("encoding certificate: chain and key are both required")
 	}
-	return json.MarshalIndent(c, "", "\t")
+	data, err := json.MarshalIndent(c, "", "\t")
+	if err != nil {
+		return nil, fmt.Errorf("encoding certificate for %v: %w", c.Names, err)
+	}
+	return data, nil
 }
 
 // UnmarshalCertificate decodes a value written by MarshalCertificate and
@@ -87,7 +91,11 @@ func (c *Certificate) Leaf() (*x509.Certificate, error) {
 	if block == nil || block.Type != "CERTIFICATE" {
 		return nil, fmt.Errorf("certificate record for %v: no PEM certificate in chain", c.Names)
 	}
-	return x509.ParseCertificate(block.Bytes)
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("certificate record for %v: parsing leaf: %w", c.Names, err)
+	}
+	return leaf, nil
 }
 
 // PrivateKey parses KeyPEM.
@@ -96,8 +104,9 @@ func (c *Certificate) PrivateKey() (crypto.Signer, error) {
 }
 
 // LogValue keeps the private key out of every log line, whatever handler
-// or attribute a caller uses.
-func (c *Certificate) LogValue() slog.Value {
+// or attribute a caller uses. It has a value receiver so that a Certificate
+// logged by value (slog.Any("cert", *c)) is redacted too.
+func (c Certificate) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Any("names", c.Names),
 		slog.String("issuer", c.Issuer),
@@ -105,6 +114,16 @@ func (c *Certificate) LogValue() slog.Value {
 		slog.String("key", "REDACTED"),
 	)
 }
+
+// String describes c without its private key, so that fmt's %v and %s
+// (and log.Printf) cannot print KeyPEM.
+func (c Certificate) String() string {
+	return fmt.Sprintf("certificate for %v from %s, not after %s, key REDACTED",
+		c.Names, c.Issuer, c.NotAfter.Format(time.RFC3339))
+}
+
+// GoString is String for %#v, which would otherwise print every field.
+func (c Certificate) GoString() string { return c.String() }
 
 // ParsePrivateKeyPEM parses a PEM private key in PKCS#8, PKCS#1 (RSA) or
 // SEC 1 (EC) form.

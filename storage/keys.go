@@ -14,7 +14,8 @@ import (
 //	accounts/ISSUER/EMAIL.key       its private key (PEM), written first
 //	localca/root.json               the local CA's root (key + certificate)
 //	localca/intermediate.json       the local CA's intermediate
-//	locks/...                       lock names (not keys; see IssueLock)
+//	issue/NAME, account/ISSUER      lock names (IssueLock, AccountLock): they
+//	                                follow the rules of keys but are not keys
 //
 // ISSUER is an issuer ID (see IssuerID); NAME a normalised hostname, with
 // a wildcard's "*" spelled "wildcard_" so the key is a safe file name.
@@ -88,7 +89,8 @@ func AccountLock(issuerID string) string { return "account/" + issuerID }
 
 // IssuerID turns an ACME directory URL into a storage-safe issuer ID that
 // stays the same across runs: host (with port) and path, with every
-// character outside [a-z0-9.-] replaced by "-".
+// character outside [a-z0-9.-], a leading or trailing "." and each ".."
+// replaced by "-".
 // "https://acme-v02.api.letsencrypt.org/directory" becomes
 // "acme-v02.api.letsencrypt.org-directory".
 func IssuerID(directoryURL string) string {
@@ -104,7 +106,9 @@ func IssuerID(directoryURL string) string {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.' && i > 0, c == '-':
+		// A leading or trailing "." would make an invalid key segment.
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-',
+			c == '.' && i > 0 && i < len(s)-1:
 			b.WriteByte(c)
 		default:
 			b.WriteByte('-')
@@ -127,8 +131,11 @@ func nameSegment(name string) (string, error) {
 		return "", fmt.Errorf("%w: name of %d bytes", ErrInvalidKey, len(name))
 	}
 	seg := name
-	if strings.HasPrefix(seg, "*.") {
-		seg = "wildcard_" + seg[2:]
+	if rest, ok := strings.CutPrefix(seg, "*."); ok {
+		if rest == "" {
+			return "", fmt.Errorf("%w: wildcard name %q has no domain", ErrInvalidKey, name)
+		}
+		seg = "wildcard_" + rest
 	}
 	// IPv6 literals: ":" is refused in keys (it is a drive separator on
 	// Windows), so spell it "_".
@@ -145,9 +152,11 @@ func nameSegment(name string) (string, error) {
 	return seg, nil
 }
 
+// checkSegment reports whether seg can be one segment of a key: it passes
+// ValidateKey and holds no "/". Appending ".json" or ".key" to such a
+// segment keeps it valid, since it cannot end in ".".
 func checkSegment(what, seg string) error {
-	if seg == "" || seg == "." || seg == ".." || strings.Contains(seg, "..") ||
-		strings.ContainsAny(seg, "/\\\x00:") {
+	if strings.Contains(seg, "/") || ValidateKey(seg) != nil {
 		return fmt.Errorf("%w: %s %q", ErrInvalidKey, what, seg)
 	}
 	return nil

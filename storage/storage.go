@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Storage is the contract every backend implements. Implementations must be
@@ -46,38 +47,64 @@ type Storage interface {
 	// ends in "/" lists a "directory"; an empty prefix lists everything.
 	List(ctx context.Context, prefix string) ([]string, error)
 
-	// Lock blocks until it holds the lock called name, or ctx is done. The
-	// lock is a lease with an owner token: the backend renews it while it
-	// is held, and it expires if the holder dies, so a crashed process
-	// delays others by at most one lease. unlock releases only this
-	// holder's lease and is safe to call more than once.
+	// Lock blocks until it holds the lock called name, or ctx is done (a
+	// ctx done on entry fails Lock even if the lock is free). The lock is
+	// a lease with an owner token: the backend renews it while it is
+	// held, and it expires if the holder dies, so a crashed process delays
+	// others by at most one lease. unlock releases only this holder's
+	// lease and is safe to call more than once.
+	//
+	// Lock names follow the rules of keys (ValidateKey) but live in a
+	// namespace of their own: holding "x" creates no key "x".
 	//
 	// Holders must re-check storage after Lock returns: another process
 	// may have done the work while this one waited.
 	Lock(ctx context.Context, name string) (unlock func(), err error)
 }
 
-// ErrInvalidKey is returned (wrapped) for a key that is empty, absolute, or
-// contains "..", "\", NUL or other characters a backend cannot hold safely.
+// ErrInvalidKey is returned (wrapped) for a key, prefix or lock name that is
+// empty, absolute, or contains "..", "\", NUL or other characters a backend
+// cannot hold safely (see ValidateKey).
 var ErrInvalidKey = errors.New("invalid storage key")
 
 // maxKeyLen bounds a key; DNS names are at most 253 bytes, so no key built
 // by this package comes near it.
 const maxKeyLen = 1024
 
-// ValidateKey reports whether key is safe for every backend: non-empty,
-// relative, "/"-separated, with no empty, "." or ".." segment, no "\" and no
-// control characters. Backends call it on every key they are given; key
-// builders only produce keys that pass it.
+// ValidateKey returns nil if key is safe for every backend, and otherwise
+// an error wrapping ErrInvalidKey. A safe key is non-empty, at most 1024
+// bytes of valid UTF-8, relative and "/"-separated, with no empty segment,
+// no ".." anywhere, no "\", ":" or control characters, and no segment that
+// starts with "." or ends with "." or a space. Backends call it on every
+// key and lock name they are given; key builders only produce keys that
+// pass it.
+//
+// The rules are stricter than any one backend needs, so that a key valid on
+// one backend is valid on all of them and a store can be migrated:
+//   - "..", a leading "/" and "\" could escape a file store's directory;
+//   - ":" is a drive or stream separator on Windows ("C:/x");
+//   - Windows strips a trailing "." or space from file names, so "a." and
+//     "a" would be one file;
+//   - segments starting with "." are left to backends for their own files
+//     (filestore's temporary files and lock leases), so no key can collide
+//     with them.
 func ValidateKey(key string) error {
-	if key == "" {
-		return fmt.Errorf("%w: empty key", ErrInvalidKey)
-	}
 	if len(key) > maxKeyLen {
 		return fmt.Errorf("%w: key of %d bytes exceeds %d", ErrInvalidKey, len(key), maxKeyLen)
 	}
+	return validateKey(key)
+}
+
+// validateKey is ValidateKey without the length limit.
+func validateKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty key", ErrInvalidKey)
+	}
 	if key[0] == '/' {
 		return fmt.Errorf("%w: %q is absolute", ErrInvalidKey, key)
+	}
+	if !utf8.ValidString(key) {
+		return fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalidKey, key)
 	}
 	for i := 0; i < len(key); i++ {
 		c := key[i]
@@ -85,26 +112,37 @@ func ValidateKey(key string) error {
 			return fmt.Errorf("%w: %q contains byte %#x", ErrInvalidKey, key, c)
 		}
 	}
+	if strings.Contains(key, "..") {
+		return fmt.Errorf("%w: %q contains \"..\"", ErrInvalidKey, key)
+	}
 	for seg := range strings.SplitSeq(key, "/") {
-		switch seg {
-		case "":
+		switch {
+		case seg == "":
 			return fmt.Errorf("%w: %q has an empty segment", ErrInvalidKey, key)
-		case ".", "..":
-			return fmt.Errorf("%w: %q has a %q segment", ErrInvalidKey, key, seg)
+		case seg[0] == '.':
+			return fmt.Errorf("%w: %q has a segment starting with \".\"", ErrInvalidKey, key)
+		case seg[len(seg)-1] == '.' || seg[len(seg)-1] == ' ':
+			return fmt.Errorf("%w: %q has a segment ending in %q", ErrInvalidKey, key, seg[len(seg)-1])
 		}
 	}
 	return nil
 }
 
-// ValidatePrefix is ValidateKey for List prefixes: the empty prefix (all
-// keys) and a trailing "/" are allowed.
+// ValidatePrefix is ValidateKey for List prefixes. A prefix is valid if it
+// is empty (all keys) or if some valid key starts with it: "certificates/",
+// "certificates/acme" and "certificates/acme/a.test" are valid;
+// "certificates//", "a/.." and "/" are not.
 func ValidatePrefix(prefix string) error {
 	if prefix == "" {
 		return nil
 	}
-	p := strings.TrimSuffix(prefix, "/")
-	if p == "" {
-		return fmt.Errorf("%w: prefix %q is absolute", ErrInvalidKey, prefix)
+	if len(prefix) > maxKeyLen {
+		return fmt.Errorf("%w: prefix of %d bytes exceeds %d", ErrInvalidKey, len(prefix), maxKeyLen)
 	}
-	return ValidateKey(p)
+	// Completing the last segment with a valid character gives the
+	// shortest key that starts with prefix, if there is one.
+	if err := validateKey(prefix + "x"); err != nil {
+		return fmt.Errorf("%w: no key can start with prefix %q", ErrInvalidKey, prefix)
+	}
+	return nil
 }

@@ -1,0 +1,351 @@
+// Package filestore keeps certkeeper's storage in a directory of the local
+// file system. It is the default backend: it needs no server, survives
+// crashes and power loss, and lets several processes on one host share
+// certificates and locks.
+//
+// Each key is one file under Store.Dir ("certificates/x/a.test.json" is
+// DIR/certificates/x/a.test.json), so operators can read, back up and
+// remove what certkeeper stores with ordinary tools. Files are created 0600
+// in 0700 directories: they hold private keys.
+//
+// Store replaces a file as the kernel guarantees it can be replaced
+// atomically: the value is written to a temporary file in the key's
+// directory, synced, renamed over the key's file, and the directory is
+// synced. A reader or a process that dies at any point sees the old value
+// or the new one, never a mix; once Store returns, the new value survives
+// a power loss. Temporary files are named ".tmp-*"; a crash can leave one
+// behind, and List and Load never see it (storage.ValidateKey refuses
+// segments starting with ".", so no key can name it either).
+//
+// Locks are leases in DIR/.locks; see Store.Lock.
+//
+// What it does not do: it does not encrypt values, it does not follow
+// symbolic links inside Dir when listing (Dir itself may be one), it does
+// not remove directories that Delete leaves empty (a concurrent Store may
+// be about to write into them), and it cannot hold both a key "a" and a
+// key "a/b" (the keys certkeeper builds never need that). On
+// case-insensitive file systems (macOS, Windows) keys that differ only in
+// case are one file; the storage key builders only produce lower-case
+// keys.
+package filestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// DefaultLeaseTTL is the lease duration of a Store whose LeaseTTL is zero.
+const DefaultLeaseTTL = 30 * time.Second
+
+// tmpPattern names the temporary files of Store (see os.CreateTemp). They
+// start with "." so that no valid key names them.
+const tmpPattern = ".tmp-*"
+
+// Store is a storage.Storage on the local file system. Its methods are
+// safe for concurrent use by multiple goroutines and by multiple processes
+// sharing Dir.
+//
+// A Store holds no state besides its fields: &Store{Dir: dir} and
+// New(dir) are the same, and two Stores with the same Dir share keys and
+// locks. Fields must not change after first use.
+type Store struct {
+	// Dir is the directory that holds the keys. It is created, with mode
+	// 0700, on the first Store or Lock. It must not be empty.
+	Dir string
+
+	// LeaseTTL is how long a lock lease lasts without renewal: a process
+	// that dies holding a lock delays others by at most this long. The
+	// holder renews its lease every LeaseTTL/3. Zero means
+	// DefaultLeaseTTL. Processes sharing Dir should agree on it.
+	LeaseTTL time.Duration
+
+	// Logger receives what lock holders cannot be told by an error: a
+	// lease that could not be renewed or released. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+var _ storage.Storage = (*Store)(nil)
+
+// New returns a Store keeping its files in dir, with the default lease
+// duration. It is shorthand for &Store{Dir: dir}.
+func New(dir string) *Store { return &Store{Dir: dir} }
+
+func (s *Store) leaseTTL() time.Duration {
+	if s.LeaseTTL > 0 {
+		return s.LeaseTTL
+	}
+	return DefaultLeaseTTL
+}
+
+func (s *Store) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+// errNoDir is returned by every method of a Store without a Dir.
+var errNoDir = errors.New("filestore: Store.Dir is empty")
+
+// path is the file that holds key, which must have passed
+// storage.ValidateKey: such a key has no "..", no leading "/", no "\" and
+// no ":", so the result is always inside Dir.
+func (s *Store) path(key string) (string, error) {
+	if s.Dir == "" {
+		return "", errNoDir
+	}
+	return filepath.Join(s.Dir, filepath.FromSlash(key)), nil
+}
+
+// Load returns the value stored under key. An absent key returns an error
+// that satisfies errors.Is(err, fs.ErrNotExist).
+func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, fmt.Errorf("loading %q: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("loading %s: %w", key, err)
+	}
+	path, err := s.path(key)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", key, err)
+	}
+	data, err := readFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", key, err)
+	}
+	return data, nil
+}
+
+// readFile is os.ReadFile, except that a directory, or a path through a
+// file ("a/b" when "a" is a file), does not exist: neither is a key.
+func readFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err == nil {
+		return data, nil
+	}
+	if isNotExist(err) {
+		return nil, notExistError(err)
+	}
+	if fi, serr := os.Stat(path); serr == nil && fi.IsDir() {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
+	}
+	return nil, err
+}
+
+// Store writes value under key, replacing any previous value atomically
+// and durably (see the package documentation).
+func (s *Store) Store(ctx context.Context, key string, value []byte) error {
+	if err := storage.ValidateKey(key); err != nil {
+		return fmt.Errorf("storing %q: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	path, err := s.path(key)
+	if err != nil {
+		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	if err := mkdirs(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	if err := writeFileAtomic(path, value); err != nil {
+		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path with data: temporary file in the same
+// directory (a rename is atomic only within one file system), fsync, rename,
+// fsync of the directory so the rename itself survives a power loss.
+func writeFileAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, tmpPattern) // mode 0600
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close() // a second Close only reports fs.ErrClosed
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// Delete removes key. An absent key is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := storage.ValidateKey(key); err != nil {
+		return fmt.Errorf("deleting %q: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("deleting %s: %w", key, err)
+	}
+	path, err := s.path(key)
+	if err != nil {
+		return fmt.Errorf("deleting %s: %w", key, err)
+	}
+	// A directory is not a key: do not remove it (os.Remove would, if it
+	// were empty, under a concurrent Store into it).
+	if fi, err := os.Lstat(path); err != nil || fi.IsDir() {
+		if err == nil || isNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("deleting %s: %w", key, err)
+	}
+	if err := os.Remove(path); err != nil {
+		if isNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("deleting %s: %w", key, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("deleting %s: %w", key, err)
+	}
+	return nil
+}
+
+// List returns the keys that start with prefix, sorted. It walks only the
+// directory the prefix names and the subdirectories that can hold matching
+// keys, and skips temporary files, lock leases and files whose names are
+// not valid keys.
+func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	if err := storage.ValidatePrefix(prefix); err != nil {
+		return nil, fmt.Errorf("listing %q: %w", prefix, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("listing %q: %w", prefix, err)
+	}
+	if s.Dir == "" {
+		return nil, fmt.Errorf("listing %q: %w", prefix, errNoDir)
+	}
+	// base is the directory part of prefix: "a/b/" for "a/b/c" and "a/b/".
+	base := prefix[:strings.LastIndexByte(prefix, '/')+1]
+	root := filepath.Join(s.Dir, filepath.FromSlash(base))
+	// os.DirFS follows root if it is a symbolic link, as operators expect
+	// of a data directory; filepath.WalkDir would not.
+	var keys []string
+	err := fs.WalkDir(os.DirFS(root), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == "." && isNotExist(err) {
+				return fs.SkipAll // nothing stored under base
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if p == "." {
+			return nil
+		}
+		key := base + p
+		if strings.HasPrefix(d.Name(), ".") { // temporary files, .locks
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			if !strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.Type().IsRegular() && strings.HasPrefix(key, prefix) && storage.ValidateKey(key) == nil {
+			keys = append(keys, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %q: %w", prefix, err)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// mkdirs is os.MkdirAll with mode 0700 that also syncs the parent of every
+// directory it creates, so that a key stored under a new directory is
+// still reachable after a power loss.
+func mkdirs(dir string) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirs(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
+			return nil // created concurrently
+		}
+		return err
+	}
+	return syncDir(parent)
+}
+
+// syncDir makes the entries of dir durable. Windows cannot open a directory
+// for syncing, and NTFS journals renames itself.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, syscall.EINVAL) {
+		return nil // a file system that cannot sync directories
+	}
+	return err
+}
+
+// isNotExist reports whether err says that a path does not exist, counting
+// a path through a regular file ("a/b" when "a" is a file).
+func isNotExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// notExistError returns err, made to satisfy errors.Is(err, fs.ErrNotExist)
+// if isNotExist(err).
+func notExistError(err error) error {
+	if isNotExist(err) && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w (%w)", fs.ErrNotExist, err)
+	}
+	return err
+}

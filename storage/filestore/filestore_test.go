@@ -1,0 +1,342 @@
+package filestore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/certkeeper/certkeeper/storage/storagetest"
+)
+
+// Lease durations in tests: long enough that a renewal delayed by a loaded
+// machine running -race does not lose a lease, short enough to wait for.
+const (
+	suiteTTL   = time.Second
+	processTTL = time.Second
+)
+
+// openProcess is the storagetest.Opener of the process tests: config is
+// the directory.
+func openProcess(dir string) (storage.Storage, error) {
+	return &filestore.Store{Dir: dir, LeaseTTL: processTTL}, nil
+}
+
+func TestMain(m *testing.M) { storagetest.Main(m, openProcess) }
+
+// The suites mostly wait for leases to expire: they run in parallel.
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	storagetest.Run(t, func(t *testing.T) storage.Storage {
+		return &filestore.Store{Dir: t.TempDir(), LeaseTTL: suiteTTL}
+	})
+}
+
+func TestProcesses(t *testing.T) {
+	t.Parallel()
+	storagetest.RunProcesses(t, storagetest.Backend{
+		Open:     openProcess,
+		Config:   t.TempDir(),
+		LeaseTTL: processTTL,
+	})
+}
+
+// TestConformanceNew runs the suite on a Store from New whose Dir is a
+// symbolic link to an empty directory.
+func TestConformanceNew(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS == "windows" {
+		t.Skip("symbolic links need privileges on Windows")
+	}
+	storagetest.Run(t, func(t *testing.T) storage.Storage {
+		dir := t.TempDir()
+		link := filepath.Join(dir, "link")
+		if err := os.Symlink(t.TempDir(), link); err != nil {
+			t.Fatal(err)
+		}
+		s := filestore.New(link)
+		s.LeaseTTL = suiteTTL
+		return s
+	})
+}
+
+func TestPermissions(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix permissions on Windows")
+	}
+	dir := filepath.Join(t.TempDir(), "store")
+	s := filestore.New(dir)
+	const key = "certificates/x/a.test.json"
+	if err := s.Store(t.Context(), key, []byte("secret")); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := s.Lock(t.Context(), "issue/a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	for _, tt := range []struct {
+		path string
+		want fs.FileMode
+	}{
+		{"", fs.ModeDir | 0o700},
+		{"certificates", fs.ModeDir | 0o700},
+		{"certificates/x", fs.ModeDir | 0o700},
+		{key, 0o600},
+		{".locks", fs.ModeDir | 0o700},
+		{".locks/issue%2Fa.test", fs.ModeDir | 0o700},
+	} {
+		fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(tt.path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode(); got != tt.want {
+			t.Errorf("mode of %q = %v, want %v", tt.path, got, tt.want)
+		}
+	}
+	leases, err := filepath.Glob(filepath.Join(dir, ".locks", "issue%2Fa.test", "*.lease"))
+	if err != nil || len(leases) != 1 {
+		t.Fatalf("lease files = %q, %v; want one", leases, err)
+	}
+	fi, err := os.Stat(leases[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode(); got != 0o600 {
+		t.Errorf("mode of %s = %v, want %v", leases[0], got, fs.FileMode(0o600))
+	}
+}
+
+// TestLayout checks that keys are plain files operators can find, and that
+// files certkeeper did not write as keys do not show up in List.
+func TestLayout(t *testing.T) {
+	dir := t.TempDir()
+	s := filestore.New(dir)
+	ctx := t.Context()
+	const key = "certificates/x/a.test.json"
+	if err := s.Store(ctx, key, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "certificates", "x", "a.test.json"))
+	if err != nil || string(data) != "v" {
+		t.Fatalf("reading the file of %q = %q, %v; want %q", key, data, err, "v")
+	}
+	// Left by a crash, by an operator, or not keys at all.
+	for _, name := range []string{
+		"certificates/x/.tmp-123", "certificates/.tmp-4", ".tmp-5", ".locks/x/y.lease",
+		"certificates/x/bad.", "certificates/x/a:b",
+	} {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("junk"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "certificates", "x", "empty"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, prefix := range []string{"", "certificates/", "certificates/x/"} {
+		got, err := s.List(ctx, prefix)
+		if err != nil || !slices.Equal(got, []string{key}) {
+			t.Errorf("List(%q) = %q, %v; want [%q]", prefix, got, err, key)
+		}
+	}
+	if _, err := s.Load(ctx, "certificates/x/empty"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load of a directory = %v, want fs.ErrNotExist", err)
+	}
+	if err := s.Delete(ctx, "certificates/x/empty"); err != nil {
+		t.Errorf("Delete of a directory = %v, want nil", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "certificates", "x", "empty")); err != nil {
+		t.Errorf("Delete of a key naming a directory removed it: %v", err)
+	}
+}
+
+func TestEmptyDir(t *testing.T) {
+	var s filestore.Store
+	ctx := t.Context()
+	if _, err := s.Load(ctx, "k"); err == nil || errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load with no Dir = %v, want an error other than fs.ErrNotExist", err)
+	}
+	for name, err := range map[string]error{
+		"Store":  s.Store(ctx, "k", nil),
+		"Delete": s.Delete(ctx, "k"),
+	} {
+		if err == nil {
+			t.Errorf("%s with no Dir = nil, want an error", name)
+		}
+	}
+	if _, err := s.List(ctx, ""); err == nil {
+		t.Error("List with no Dir = nil, want an error")
+	}
+	if _, err := s.Lock(ctx, "l"); err == nil {
+		t.Error("Lock with no Dir = nil, want an error")
+	}
+}
+
+func TestCanceledContext(t *testing.T) {
+	s := filestore.New(t.TempDir())
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := s.Store(ctx, "k", []byte("v")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Store with a canceled context = %v, want context.Canceled", err)
+	}
+	if _, err := s.Load(ctx, "k"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Load with a canceled context = %v, want context.Canceled", err)
+	}
+	if _, err := s.List(ctx, ""); !errors.Is(err, context.Canceled) {
+		t.Errorf("List with a canceled context = %v, want context.Canceled", err)
+	}
+}
+
+// renewers counts the lease renewal goroutines of this process.
+func renewers() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return bytes.Count(buf, []byte("filestore.(*lease).renew("))
+}
+
+// waitRenewers waits until there are want renewal goroutines.
+func waitRenewers(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for renewers() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lease renewal goroutines, want %d", renewers(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRenewalGoroutineEnds checks that every lock's renewal goroutine ends
+// when it is unlocked, and that unlock waits for it.
+func TestRenewalGoroutineEnds(t *testing.T) {
+	waitRenewers(t, 0) // other tests' locks are released
+	s := &filestore.Store{Dir: t.TempDir(), LeaseTTL: 30 * time.Millisecond}
+	var unlocks []func()
+	for _, name := range []string{"a", "b", "c/d"} {
+		unlock, err := s.Lock(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unlocks = append(unlocks, unlock)
+	}
+	waitRenewers(t, 3)
+	time.Sleep(100 * time.Millisecond) // a few renewals
+	for _, unlock := range unlocks {
+		unlock()
+		unlock()
+	}
+	waitRenewers(t, 0)
+	// Unlocking removes the lock directories that nobody else uses.
+	entries, err := os.ReadDir(filepath.Join(s.Dir, ".locks"))
+	if err != nil || len(entries) != 0 {
+		t.Errorf(".locks holds %v, %v after every unlock; want nothing", entries, err)
+	}
+}
+
+// logRecorder is a slog.Handler that keeps the records it handles.
+type logRecorder struct {
+	mu      sync.Mutex // guards records
+	records []slog.Record
+}
+
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logRecorder) WithGroup(string) slog.Handler            { return h }
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r.Clone())
+	return nil
+}
+
+func (h *logRecorder) has(level slog.Level, msg string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.ContainsFunc(h.records, func(r slog.Record) bool {
+		return r.Level == level && strings.Contains(r.Message, msg)
+	})
+}
+
+// TestLostLease removes a held lease behind its holder's back, as another
+// process does once the lease has expired: the holder's renewal must stop,
+// say so, and not recreate the lease; its unlock must not disturb the new
+// holder.
+func TestLostLease(t *testing.T) {
+	logs := &logRecorder{}
+	s := &filestore.Store{Dir: t.TempDir(), LeaseTTL: 300 * time.Millisecond, Logger: slog.New(logs)}
+	unlock, err := s.Lock(t.Context(), "lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leases, _ := filepath.Glob(filepath.Join(s.Dir, ".locks", "lost", "*.lease"))
+	if len(leases) != 1 {
+		t.Fatalf("lease files = %q, want one", leases)
+	}
+	if err := os.Remove(leases[0]); err != nil {
+		t.Fatal(err)
+	}
+	unlock2, err := s.Lock(t.Context(), "lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock2()
+	deadline := time.Now().Add(5 * time.Second)
+	for !logs.has(slog.LevelError, "lock lease removed") {
+		if time.Now().After(deadline) {
+			t.Fatal("the holder of a removed lease did not log it")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := os.Stat(leases[0]); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the removed lease was recreated: %v", err)
+	}
+	unlock()
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	if u, err := s.Lock(ctx, "lost"); err == nil {
+		u()
+		t.Fatal("the old holder's unlock released the new holder's lock")
+	}
+}
+
+// TestTornLease takes over a lease file that a process died writing: it
+// does not parse, so it expires a lease after it was last modified.
+func TestTornLease(t *testing.T) {
+	s := &filestore.Store{Dir: t.TempDir(), LeaseTTL: 300 * time.Millisecond}
+	lockDir := filepath.Join(s.Dir, ".locks", "torn")
+	if err := os.MkdirAll(lockDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	torn := filepath.Join(lockDir, "DEADBEEF.lease")
+	if err := os.WriteFile(torn, []byte(`{"owner":"DEAD`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	unlock, err := s.Lock(t.Context(), "torn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("a freshly written torn lease was taken over after %v, want after its lease of 300ms", d)
+	}
+	if _, err := os.Stat(torn); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the torn lease is still there: %v", err)
+	}
+}
