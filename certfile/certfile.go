@@ -33,7 +33,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage"
@@ -97,10 +96,7 @@ func fileBase(name string) (string, error) {
 	if n != name {
 		return "", fmt.Errorf("name %q is not normalised (want %q)", name, n)
 	}
-	if rest, ok := strings.CutPrefix(n, "*."); ok {
-		n = "wildcard_" + rest
-	}
-	return strings.ReplaceAll(n, ":", "_"), nil
+	return storage.NameSegment(n)
 }
 
 // Read returns the key and the chain (leaf first) of the certificate for

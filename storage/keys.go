@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"strings"
@@ -24,7 +26,7 @@ import (
 // name must already be normalised (package policy); the builder refuses
 // anything else rather than guessing.
 func CertificateKey(issuerID, name string) (string, error) {
-	seg, err := nameSegment(name)
+	seg, err := NameSegment(name)
 	if err != nil {
 		return "", err
 	}
@@ -79,6 +81,10 @@ func AccountPrivateKey(issuerID, email string) (string, error) {
 // "intermediate").
 func LocalCAKey(which string) string { return "localca/" + which + ".json" }
 
+// LocalCALock is the name of the lock held while the local CA's root or
+// intermediate is created or renewed.
+func LocalCALock() string { return "localca" }
+
 // IssueLock is the name of the lock held while a certificate for name is
 // obtained or renewed, so only one process in a cluster orders it.
 func IssueLock(name string) string { return "issue/" + name }
@@ -121,8 +127,30 @@ func IssuerID(directoryURL string) string {
 	return id
 }
 
-// nameSegment turns a normalised hostname (or IP literal) into one key
-// segment.
+// maxNameSegment keeps a name's segment plus an extension within the 255
+// bytes most file systems allow in one file name; a 253-byte DNS name would
+// not fit otherwise.
+const maxNameSegment = 200
+
+// NameSegment spells a normalised hostname or IP literal as one key segment
+// (and file name), the way every key builder and package certfile do: a
+// wildcard's "*." becomes "wildcard_", an IPv6 ":" becomes "_", and a name
+// longer than 200 bytes is cut and suffixed with "_" and 16 hex digits of
+// its SHA-256, so distinct names stay distinct.
+func NameSegment(name string) (string, error) {
+	seg, err := nameSegment(name)
+	if err != nil {
+		return "", err
+	}
+	if len(seg) > maxNameSegment {
+		sum := sha256.Sum256([]byte(name))
+		seg = seg[:maxNameSegment-17] + "_" + hex.EncodeToString(sum[:8])
+	}
+	return seg, nil
+}
+
+// nameSegment checks a normalised hostname (or IP literal) and spells it
+// as one key segment, without shortening.
 func nameSegment(name string) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("%w: empty name", ErrInvalidKey)

@@ -20,7 +20,8 @@ func TestCertificateKey(t *testing.T) {
 		{"IPv4", "localca", "192.0.2.1", "certificates/localca/192.0.2.1.json"},
 		{"IPv6", "localca", "2001:db8::1", "certificates/localca/2001_db8__1.json"},
 		{"punycode", le, "xn--bcher-kva.test", "certificates/" + le + "/xn--bcher-kva.test.json"},
-		{"max length", le, strings.Repeat("a.", 126) + "b", "certificates/" + le + "/" + strings.Repeat("a.", 126) + "b.json"},
+		{"max length", le, strings.Repeat("a.", 126) + "b", "certificates/" + le + "/" + strings.Repeat("a.", 91) + "a_9182ce025581dbbe.json"},
+		{"at the segment limit", le, strings.Repeat("a.", 99) + "bb", "certificates/" + le + "/" + strings.Repeat("a.", 99) + "bb.json"},
 		{"empty name", le, "", ""},
 		{"upper case", le, "A.test", ""},
 		{"unicode", le, "bücher.test", ""},
@@ -260,4 +261,37 @@ func FuzzCertificateKey(f *testing.F) {
 			checkAccepted(t, "IssueLock", IssueLock(name))
 		}
 	})
+}
+
+// TestNameSegmentLongNames: a 253-byte name still fits a file name (255
+// bytes with its extension), and two long names that share a prefix stay
+// distinct.
+func TestNameSegmentLongNames(t *testing.T) {
+	label := strings.Repeat("a", 63)
+	long1 := label + "." + label + "." + label + "." + strings.Repeat("b", 56) + ".test" // 253 bytes
+	long2 := label + "." + label + "." + label + "." + strings.Repeat("c", 56) + ".test"
+	if len(long1) != 253 {
+		t.Fatalf("test name is %d bytes", len(long1))
+	}
+	s1, err := NameSegment(long1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := NameSegment(long2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s1)+len(".json") > 255 {
+		t.Errorf("NameSegment(253-byte name) is %d bytes, too long for a file name", len(s1))
+	}
+	if s1 == s2 {
+		t.Errorf("NameSegment gave %q for two different names", s1)
+	}
+	key, err := CertificateKey("local", long1)
+	if err != nil || ValidateKey(key) != nil {
+		t.Errorf("CertificateKey(253-byte name) = %q, %v", key, err)
+	}
+	if short, _ := NameSegment("a.test"); short != "a.test" {
+		t.Errorf("NameSegment(a.test) = %q, want it unchanged", short)
+	}
 }

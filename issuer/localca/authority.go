@@ -77,7 +77,7 @@ func (ca *CA) load(ctx context.Context, now time.Time) (*authority, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errDamaged) {
 		return nil, err
 	}
-	unlock, err := ca.Storage.Lock(ctx, lockName)
+	unlock, err := ca.Storage.Lock(ctx, storage.LocalCALock())
 	if err != nil {
 		return nil, fmt.Errorf("locking local CA: %w", err)
 	}

@@ -46,7 +46,6 @@ const (
 	backdate          = time.Minute // tolerate clients whose clocks run behind
 	defaultName       = "certkeeper local"
 	issuerID          = "local"
-	lockName          = "localca" // TODO: a storage.LocalCALock builder
 	whichRoot         = "root"
 	whichIntermediate = "intermediate"
 )
