@@ -162,8 +162,8 @@ func (iss *Issuer) client(ctx context.Context) (*acme.Client, error) {
 			// Only FinalizeOrder polls with these; a Retry-After from the
 			// CA still wins. Past PollTimeout, finalizeOrder polls on its
 			// own capped backoff.
-			PollInterval: 10 * time.Millisecond,
-			PollTimeout:  2 * time.Second,
+			PollInterval: 3 * time.Millisecond,
+			PollTimeout:  250 * time.Millisecond,
 			Logger:       iss.logger().With(slog.String("issuer", iss.ID())),
 		}
 	})
