@@ -2,8 +2,12 @@ package policy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"time"
 
 	"github.com/certkeeper/certkeeper/policy"
 )
@@ -43,4 +47,65 @@ func ExampleAllowlist() {
 	// example.test true false
 	// a.b.example.test true false
 	// other.test false true
+}
+
+func ExampleParseAllowlist() {
+	p, err := policy.ParseAllowlist("example.test", `re:[a-z0-9-]+\.customers\.test`)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx := context.Background()
+	for _, name := range []string{"shop1.customers.test", "a.b.customers.test", "shop1.customers.test.evil.test"} {
+		fmt.Println(name, p.Decide(ctx, name) == nil)
+	}
+
+	_, err = policy.ParseAllowlist("a..test", "re:(")
+	fmt.Println(err)
+	// Output:
+	// shop1.customers.test true
+	// a.b.customers.test false
+	// shop1.customers.test.evil.test false
+	// allowlist pattern: invalid name "a..test": empty label
+	// allowlist pattern "re:(": error parsing regexp: missing closing ): `(`
+}
+
+func ExampleAll() {
+	// The customer database, as an HTTP endpoint: 200 for known names.
+	ask := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("domain") != "shop1.customers.test" {
+			w.WriteHeader(http.StatusForbidden)
+		}
+	}))
+	defer ask.Close()
+
+	// The allowlist comes first: a name it refuses costs no request.
+	p := policy.All(
+		policy.Allowlist("*.customers.test"),
+		&policy.AskURL{URL: ask.URL + "/check"},
+	)
+	ctx := context.Background()
+	for _, name := range []string{"shop1.customers.test", "shop2.customers.test", "other.test"} {
+		err := p.Decide(ctx, name)
+		fmt.Println(name, err == nil, errors.Is(err, policy.ErrDenied))
+	}
+	// Output:
+	// shop1.customers.test true false
+	// shop2.customers.test false true
+	// other.test false true
+}
+
+func ExampleFailureBackoff() {
+	var b policy.FailureBackoff // Let's Encrypt's limit: 5 failures per name per hour
+	start := time.Date(2026, 1, 2, 15, 0, 0, 0, time.UTC)
+	b.Record("a.test", start) // the CA could not validate a.test
+	ok, retryAt := b.Allowed("a.test", start.Add(30*time.Second))
+	fmt.Println(ok, retryAt.Format(time.TimeOnly))
+
+	// The Manager keeps the state in storage across restarts.
+	state, _ := json.Marshal(b.State())
+	fmt.Println(string(state))
+	// Output:
+	// false 15:01:00
+	// {"failures":{"a.test":["2026-01-02T15:00:00Z"]}}
 }

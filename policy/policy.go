@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 )
 
 // ErrDenied is wrapped by every error with which a Policy refuses a name,
@@ -17,8 +17,10 @@ var ErrDenied = errors.New("name denied by policy")
 type Policy interface {
 	// Decide returns nil if name may have a certificate. name has been
 	// normalised (Normalize or a Normalizer). A refusal wraps ErrDenied
-	// and names the name; any other error (an ask URL that does not
-	// answer, ctx done) also means "no", with a different cause.
+	// and names the name, even when the policy could not get an answer
+	// (an ask URL that does not answer: unknown means no). Any other
+	// error (ctx ended while deciding) also means "no", with a
+	// different cause.
 	Decide(ctx context.Context, name string) error
 }
 
@@ -28,74 +30,78 @@ type Func func(ctx context.Context, name string) error
 // Decide returns f(ctx, name).
 func (f Func) Decide(ctx context.Context, name string) error { return f(ctx, name) }
 
-// Allowlist returns a Policy that allows exactly the names it is given and,
-// for a pattern "*.a.test", every name under a.test at any depth
-// ("x.a.test", "y.x.a.test", and the wildcard "*.x.a.test"), but not
-// "a.test" itself: list both to allow both. This is broader than a
-// certificate wildcard, which matches one label (RFC 6125 §6.4.3): the
-// Allowlist says which names may be issued, not which a certificate covers.
+// All returns a Policy that allows a name only if every one of policies
+// allows it. They are asked in the order given, and the first refusal is
+// returned as it is, without asking the rest: list the cheap, local
+// policies first (Allowlist) and those that cost a network round trip
+// last (AskURL, RequireOwnIP), so that a name the allowlist refuses
+// causes no HTTP request or DNS query. All checks ctx between policies,
+// so a handshake that has gone away stops the chain.
 //
-// Patterns are normalised as by Normalizer{AllowIP: true, AllowWildcard:
-// true}, so "Ünï.Test." and "xn--n-nga1b.test" are one pattern. An invalid
-// pattern makes the returned Policy refuse every name, with an error that
-// names the pattern and matches both ErrDenied and ErrInvalidName: a typo
-// in a configured list fails closed. Validate patterns with a Normalizer
-// first to report them at startup. With no patterns every name is refused.
-//
-// Deciding an exact match allocates nothing.
-func Allowlist(patterns ...string) Policy {
-	a := &allowlist{
-		exact:    make(map[string]struct{}, len(patterns)),
-		suffixes: make(map[string]struct{}),
-	}
-	nz := Normalizer{AllowIP: true, AllowWildcard: true}
-	for _, p := range patterns {
-		n, err := nz.Normalize(p)
-		if err != nil {
-			a.err = fmt.Errorf("allowlist pattern: %w", err)
-			break
-		}
-		a.exact[n] = struct{}{}
-		if rest, ok := strings.CutPrefix(n, "*."); ok {
-			a.suffixes[rest] = struct{}{}
-		}
-	}
-	return a
+// All with no policies refuses every name: an empty configuration must
+// fail closed, not allow the world. A nil policy is a programming error
+// and panics here rather than at the first handshake.
+func All(policies ...Policy) Policy {
+	checkNil("All", policies)
+	return all(slices.Clone(policies))
 }
 
-// allowlist is immutable after Allowlist returns.
-type allowlist struct {
-	exact    map[string]struct{} // normalised patterns, wildcards included
-	suffixes map[string]struct{} // "a.test" for each pattern "*.a.test"
-	err      error               // an invalid pattern: deny everything
+type all []Policy
+
+// Decide asks each policy in turn and returns the first refusal.
+func (ps all) Decide(ctx context.Context, name string) error {
+	if len(ps) == 0 {
+		return fmt.Errorf("%w: %s: no policy configured", ErrDenied, name)
+	}
+	for _, p := range ps {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("deciding %s: %w", name, err)
+		}
+		if err := p.Decide(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func (a *allowlist) Decide(_ context.Context, name string) error {
-	if a.err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrDenied, name, a.err)
+// Any returns a Policy that allows a name if one of policies allows it:
+// for example a fixed Allowlist of an operator's own names, then an
+// AskURL for customers' names. They are asked in the order given until
+// one allows, so list the cheap ones first here too. If none allows, the
+// error joins every refusal (errors.Join), so errors.Is(err, ErrDenied)
+// holds if any of them was a refusal.
+//
+// Any with no policies refuses every name; a nil policy panics, as in All.
+func Any(policies ...Policy) Policy {
+	checkNil("Any", policies)
+	return anyOf(slices.Clone(policies))
+}
+
+type anyOf []Policy
+
+// Decide asks each policy in turn until one allows.
+func (ps anyOf) Decide(ctx context.Context, name string) error {
+	if len(ps) == 0 {
+		return fmt.Errorf("%w: %s: no policy configured", ErrDenied, name)
 	}
-	if _, ok := a.exact[name]; ok {
-		return nil
-	}
-	if len(a.suffixes) == 0 {
-		return fmt.Errorf("%w: %s is not on the allowlist", ErrDenied, name)
-	}
-	// A suffix match must not accept what Normalize refuses ("x..a.test"
-	// ends in ".a.test" too): check the name before matching it.
-	n, err := Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(name)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrDenied, err)
-	}
-	if n != name {
-		return fmt.Errorf("%w: %s is not normalised (%s)", ErrDenied, name, n)
-	}
-	for i := 0; i < len(name); i++ {
-		if name[i] != '.' {
-			continue
+	var errs []error // built only on the way to a refusal
+	for _, p := range ps {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("deciding %s: %w", name, err)
 		}
-		if _, ok := a.suffixes[name[i+1:]]; ok {
+		err := p.Decide(ctx, name)
+		if err == nil {
 			return nil
 		}
+		errs = append(errs, err)
 	}
-	return fmt.Errorf("%w: %s is not on the allowlist", ErrDenied, name)
+	return errors.Join(errs...)
+}
+
+func checkNil(fn string, policies []Policy) {
+	for i, p := range policies {
+		if p == nil {
+			panic(fmt.Sprintf("policy.%s: policy %d is nil", fn, i))
+		}
+	}
 }

@@ -3,76 +3,10 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
-
-func TestAllowlist(t *testing.T) {
-	uni := punycode(t, "ünï.test")
-	tests := []struct {
-		name     string
-		patterns []string
-		in       string
-		allow    bool
-	}{
-		{"exact", []string{"a.test"}, "a.test", true},
-		{"exact pattern normalised", []string{"A.Test."}, "a.test", true},
-		{"unicode pattern", []string{"ünï.test"}, uni, true},
-		{"other name", []string{"a.test"}, "b.test", false},
-		{"subdomain of exact", []string{"a.test"}, "x.a.test", false},
-		{"wildcard one level", []string{"*.a.test"}, "x.a.test", true},
-		{"wildcard two levels", []string{"*.a.test"}, "y.x.a.test", true},
-		{"wildcard not apex", []string{"*.a.test"}, "a.test", false},
-		{"wildcard itself", []string{"*.a.test"}, "*.a.test", true},
-		{"wildcard below", []string{"*.a.test"}, "*.x.a.test", true},
-		{"wildcard suffix not label", []string{"*.a.test"}, "xa.test", false},
-		{"wildcard with apex", []string{"a.test", "*.a.test"}, "a.test", true},
-		{"wildcard other domain", []string{"*.a.test"}, "x.b.test", false},
-		{"wildcard unnormalised name", []string{"*.a.test"}, "X.a.test", false},
-		{"wildcard empty label", []string{"*.a.test"}, "x..a.test", false},
-		{"IP", []string{"127.0.0.1", "::1"}, "::1", true},
-		{"IP not listed", []string{"127.0.0.1"}, "127.0.0.2", false},
-		{"IP with wildcards listed", []string{"*.a.test"}, "127.0.0.2", false},
-		{"empty list", nil, "a.test", false},
-		{"unnormalised name", []string{"a.test"}, "A.TEST", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := Allowlist(tt.patterns...).Decide(t.Context(), tt.in)
-			if tt.allow {
-				if err != nil {
-					t.Errorf("Allowlist(%q).Decide(%q) = %v, want nil", tt.patterns, tt.in, err)
-				}
-				return
-			}
-			if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), tt.in) {
-				t.Errorf("Allowlist(%q).Decide(%q) = %v, want ErrDenied naming %q", tt.patterns, tt.in, err, tt.in)
-			}
-		})
-	}
-}
-
-func TestAllowlistInvalidPattern(t *testing.T) {
-	p := Allowlist("a.test", "a..b", "c.test")
-	err := p.Decide(t.Context(), "a.test")
-	var ne *NameError
-	if !errors.Is(err, ErrDenied) || !errors.As(err, &ne) || ne.Name != "a..b" {
-		t.Errorf(`Allowlist("a.test", "a..b", "c.test").Decide("a.test") = %v, want ErrDenied and a *NameError for "a..b"`, err)
-	}
-}
-
-func TestAllowlistExactAllocs(t *testing.T) {
-	p := Allowlist("a.test", "*.b.test")
-	ctx := t.Context()
-	allocs := testing.AllocsPerRun(100, func() {
-		if err := p.Decide(ctx, "a.test"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if allocs != 0 {
-		t.Errorf("Decide(%q) allocates %v times, want 0", "a.test", allocs)
-	}
-}
 
 func TestFunc(t *testing.T) {
 	deny := errors.New("no")
@@ -95,5 +29,144 @@ func TestFunc(t *testing.T) {
 				t.Errorf("Decide(%q) = %v, want %v", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+// recorder is a Policy that returns err and counts its calls.
+type recorder struct {
+	err   error
+	calls int
+}
+
+func (r *recorder) Decide(context.Context, string) error {
+	r.calls++
+	return r.err
+}
+
+func TestAll(t *testing.T) {
+	deny1 := fmt.Errorf("%w: first", ErrDenied)
+	deny2 := fmt.Errorf("%w: second", ErrDenied)
+	tests := []struct {
+		name  string
+		errs  []error // one policy per entry
+		want  error   // nil, or the error All must return
+		calls []int   // calls each policy must have had
+	}{
+		{name: "all allow", errs: []error{nil, nil, nil}, calls: []int{1, 1, 1}},
+		{name: "first refuses, rest not asked", errs: []error{deny1, nil, deny2}, want: deny1, calls: []int{1, 0, 0}},
+		{name: "last refuses", errs: []error{nil, nil, deny2}, want: deny2, calls: []int{1, 1, 1}},
+		{name: "first refusal wins", errs: []error{nil, deny1, deny2}, want: deny1, calls: []int{1, 1, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ps := make([]Policy, len(tt.errs))
+			rs := make([]*recorder, len(tt.errs))
+			for i, err := range tt.errs {
+				rs[i] = &recorder{err: err}
+				ps[i] = rs[i]
+			}
+			if got := All(ps...).Decide(t.Context(), "a.test"); got != tt.want {
+				t.Errorf("Decide(%q) = %v, want %v", "a.test", got, tt.want)
+			}
+			for i, r := range rs {
+				if r.calls != tt.calls[i] {
+					t.Errorf("policy %d asked %d times, want %d", i, r.calls, tt.calls[i])
+				}
+			}
+		})
+	}
+}
+
+func TestAny(t *testing.T) {
+	deny1 := fmt.Errorf("%w: first", ErrDenied)
+	down := errors.New("endpoint down")
+	tests := []struct {
+		name  string
+		errs  []error
+		allow bool
+		calls []int
+	}{
+		{name: "first allows, rest not asked", errs: []error{nil, deny1}, allow: true, calls: []int{1, 0}},
+		{name: "second allows", errs: []error{deny1, nil}, allow: true, calls: []int{1, 1}},
+		{name: "none allows", errs: []error{deny1, down}, calls: []int{1, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ps := make([]Policy, len(tt.errs))
+			rs := make([]*recorder, len(tt.errs))
+			for i, err := range tt.errs {
+				rs[i] = &recorder{err: err}
+				ps[i] = rs[i]
+			}
+			err := Any(ps...).Decide(t.Context(), "a.test")
+			if tt.allow != (err == nil) {
+				t.Fatalf("Decide(%q) = %v, want allow %v", "a.test", err, tt.allow)
+			}
+			if err != nil {
+				for _, want := range tt.errs {
+					if !errors.Is(err, want) {
+						t.Errorf("Decide(%q) = %v, want it to wrap %v", "a.test", err, want)
+					}
+				}
+			}
+			for i, r := range rs {
+				if r.calls != tt.calls[i] {
+					t.Errorf("policy %d asked %d times, want %d", i, r.calls, tt.calls[i])
+				}
+			}
+		})
+	}
+}
+
+func TestCombinatorEdges(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fn   func(...Policy) Policy
+	}{{"All", All}, {"Any", Any}} {
+		t.Run(c.name+" empty", func(t *testing.T) {
+			err := c.fn().Decide(t.Context(), "a.test")
+			if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), "a.test") {
+				t.Errorf("%s().Decide(%q) = %v, want ErrDenied naming the name", c.name, "a.test", err)
+			}
+		})
+		t.Run(c.name+" done context", func(t *testing.T) {
+			r := &recorder{}
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			err := c.fn(r).Decide(ctx, "a.test")
+			if !errors.Is(err, context.Canceled) || errors.Is(err, ErrDenied) || r.calls != 0 {
+				t.Errorf("%s(p).Decide(canceled, %q) = %v after %d calls, want context.Canceled and no call",
+					c.name, "a.test", err, r.calls)
+			}
+		})
+		t.Run(c.name+" nil panics", func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s(p, nil) did not panic", c.name)
+				}
+			}()
+			c.fn(Allowlist("a.test"), nil)
+		})
+		t.Run(c.name+" copies its arguments", func(t *testing.T) {
+			ps := []Policy{Allowlist("a.test")}
+			p := c.fn(ps...)
+			ps[0] = Allowlist()
+			if err := p.Decide(t.Context(), "a.test"); err != nil {
+				t.Errorf("Decide(%q) after changing the caller's slice = %v, want nil", "a.test", err)
+			}
+		})
+	}
+}
+
+func TestAllAllocs(t *testing.T) {
+	p := All(Allowlist("a.test"), Func(func(context.Context, string) error { return nil }))
+	ctx := t.Context()
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := p.Decide(ctx, "a.test"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("All(...).Decide(%q) allocates %v times, want 0", "a.test", allocs)
 	}
 }

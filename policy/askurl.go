@@ -1,0 +1,252 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// AskURL defaults; each is documented on its field.
+const (
+	defaultAskTimeout   = 5 * time.Second
+	defaultAskAllowTTL  = time.Minute
+	defaultAskDenyTTL   = 10 * time.Second
+	defaultAskCacheSize = 10_000
+
+	// maxAskBody is how much of an answer's body is read and thrown
+	// away, so that the connection can be reused for the next question
+	// without letting an endpoint make us read without end.
+	maxAskBody = 4 << 10
+)
+
+// AskURL is a Policy that asks an HTTP endpoint whether a name may have a
+// certificate, as Caddy's on-demand "ask" does: it sends
+//
+//	GET URL?domain=NAME
+//
+// and allows the name if the answer is 200 OK. Any other status, a
+// redirect loop, an unreachable endpoint or one slower than Timeout
+// refuses the name: an ask endpoint that is down must not turn on-demand
+// issuance into "anything goes". Refusals wrap ErrDenied and say why:
+// "name denied by policy: x.test: ask https://ask.test/check: 403
+// Forbidden". The URL in errors has no query and no password, as the
+// query often carries an access token.
+//
+// Answers are cached per name (CacheTTL, DenyTTL), in a cache of at most
+// CacheSize names, so a flood of distinct names holds bounded memory and
+// a repeated name does not reach the endpoint again. Concurrent questions
+// about one name share one request: a thousand simultaneous handshakes
+// for a new name cost the endpoint one GET.
+//
+// Each caller waits on its own ctx; the request itself runs on a context
+// detached from the caller's, bounded by Timeout, so that a handshake
+// giving up does not cancel the answer the next handshake will use. A
+// caller whose ctx ends first gets an error wrapping ctx.Err(), not
+// ErrDenied.
+//
+// An AskURL must not be copied or have its fields changed after first
+// use. It is safe for concurrent use.
+type AskURL struct {
+	// URL is the endpoint, an absolute http or https URL. It may have a
+	// query of its own ("https://ask.test/check?token=T"); the domain
+	// parameter is appended to it and must not already be in it. An
+	// empty or invalid URL refuses every name.
+	URL string
+
+	// HTTPClient sends the requests. Nil means http.DefaultClient. Set
+	// it to use a client certificate or a proxy; redirects are followed
+	// as the client's CheckRedirect says.
+	HTTPClient *http.Client
+
+	// Timeout bounds each request, whatever HTTPClient's own timeout.
+	// Zero means 5 s: an ask endpoint answers from a database lookup,
+	// and the handshake waiting for it has a person behind it.
+	Timeout time.Duration
+
+	// CacheTTL is how long an allow is remembered. Zero means 1 minute:
+	// long enough to cover the issuance that follows the first
+	// handshake and its retries, short enough that a name the endpoint
+	// stops allowing is refused soon after. Negative: not cached.
+	CacheTTL time.Duration
+
+	// DenyTTL is how long a refusal or a failure to get an answer is
+	// remembered. Zero means 10 s: it absorbs a scanner or a browser
+	// retrying a refused name, while a customer who has just added their
+	// name waits only seconds. Negative: not cached.
+	DenyTTL time.Duration
+
+	// CacheSize is the most names whose answers are kept; beyond it the
+	// least recently used answer is dropped. Zero means 10,000: at most
+	// about 8 MB, all of them refused 250-byte names with their errors.
+	CacheSize int
+
+	flight singleflight.Group
+
+	mu    sync.Mutex // guards cache
+	cache lru[string, askAnswer]
+}
+
+// askAnswer is a cached decision.
+type askAnswer struct {
+	err     error // nil: allowed
+	expires time.Time
+}
+
+// Decide asks URL about name, or answers from the cache.
+func (a *AskURL) Decide(ctx context.Context, name string) error {
+	if ans, ok := a.cached(name, time.Now()); ok {
+		return ans.err
+	}
+	ch := a.flight.DoChan(name, func() (any, error) {
+		// A flight that finished between our cache miss and this call
+		// has stored its answer: use it rather than ask again.
+		if ans, ok := a.cached(name, time.Now()); ok {
+			return nil, ans.err
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout())
+		defer cancel()
+		err := a.ask(rctx, name)
+		a.store(name, err, time.Now())
+		return nil, err
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return fmt.Errorf("asking about %s: %w", name, ctx.Err())
+	}
+}
+
+// ask sends one request and returns nil if the answer is 200 OK.
+func (a *AskURL) ask(ctx context.Context, name string) error {
+	u, where, err := a.endpoint()
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrDenied, name, err)
+	}
+	param := "domain=" + url.QueryEscape(name)
+	if u.RawQuery == "" {
+		u.RawQuery = param
+	} else {
+		u.RawQuery += "&" + param
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("%w: %s: ask %s: %w", ErrDenied, name, where, err)
+	}
+	req.Header.Set("User-Agent", "certkeeper")
+	resp, err := a.client().Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %s: ask %s: %w", ErrDenied, name, where, withoutURL(err))
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAskBody))
+	if resp.StatusCode != http.StatusOK {
+		// The status text is ours, not the endpoint's reason phrase,
+		// which it could fill with anything it wants in our logs.
+		return fmt.Errorf("%w: %s: ask %s: %d %s",
+			ErrDenied, name, where, resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	return nil
+}
+
+// endpoint parses URL and returns it with its query untouched, and the
+// form of it that errors show: no query, no fragment, no password.
+func (a *AskURL) endpoint() (*url.URL, string, error) {
+	if a.URL == "" {
+		return nil, "", errors.New("ask URL is empty")
+	}
+	u, err := url.Parse(a.URL)
+	if err != nil {
+		return nil, "", fmt.Errorf("ask URL: %w", withoutURL(err))
+	}
+	shown := *u
+	shown.RawQuery, shown.ForceQuery, shown.Fragment, shown.RawFragment = "", false, "", ""
+	where := shown.Redacted()
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, "", fmt.Errorf("ask URL %s: not an absolute http or https URL", where)
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, "", fmt.Errorf("ask URL %s: query: %w", where, err)
+	}
+	if q.Has("domain") {
+		return nil, "", fmt.Errorf("ask URL %s: already has a domain parameter", where)
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u, where, nil
+}
+
+// withoutURL strips a *url.Error down to its cause: its message quotes
+// the whole URL, query and token included.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// cached returns the unexpired answer for name, if any.
+func (a *AskURL) cached(name string, now time.Time) (askAnswer, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cache.items == nil {
+		return askAnswer{}, false
+	}
+	ans, ok := a.cache.get(name)
+	if !ok {
+		return askAnswer{}, false
+	}
+	if !now.Before(ans.expires) {
+		a.cache.remove(name)
+		return askAnswer{}, false
+	}
+	return ans, true
+}
+
+// store remembers the answer err for name, unless its kind is not cached.
+func (a *AskURL) store(name string, err error, now time.Time) {
+	ttl := a.DenyTTL
+	if err == nil {
+		ttl = a.CacheTTL
+	}
+	switch {
+	case ttl < 0:
+		return
+	case ttl == 0 && err == nil:
+		ttl = defaultAskAllowTTL
+	case ttl == 0:
+		ttl = defaultAskDenyTTL
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cache.items == nil {
+		size := a.CacheSize
+		if size <= 0 {
+			size = defaultAskCacheSize
+		}
+		a.cache.init(size)
+	}
+	a.cache.put(name, askAnswer{err: err, expires: now.Add(ttl)})
+}
+
+func (a *AskURL) client() *http.Client {
+	if a.HTTPClient != nil {
+		return a.HTTPClient
+	}
+	return http.DefaultClient
+}
+
+func (a *AskURL) timeout() time.Duration {
+	if a.Timeout > 0 {
+		return a.Timeout
+	}
+	return defaultAskTimeout
+}

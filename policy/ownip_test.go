@@ -1,0 +1,181 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// resolverFunc adapts a function to Resolver.
+type resolverFunc func(ctx context.Context, network, host string) ([]netip.Addr, error)
+
+func (f resolverFunc) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	return f(ctx, network, host)
+}
+
+// hosts is a resolver answering from a table; an absent name is NXDOMAIN.
+func hosts(table map[string][]string) Resolver {
+	return resolverFunc(func(ctx context.Context, network, host string) ([]netip.Addr, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, &net.DNSError{Err: err.Error(), Name: host}
+		}
+		list, ok := table[host]
+		if !ok {
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		}
+		var addrs []netip.Addr
+		for _, s := range list {
+			addrs = append(addrs, netip.MustParseAddr(s))
+		}
+		return addrs, nil
+	})
+}
+
+func loopbackAddrs() ([]netip.Addr, error) {
+	return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}, nil
+}
+
+func TestRequireOwnIP(t *testing.T) {
+	r := &RequireOwnIP{
+		Resolver: hosts(map[string][]string{
+			"v4.test":      {"127.0.0.1"},
+			"v6.test":      {"::1"},
+			"both.test":    {"127.0.0.1", "::1"},
+			"mapped.test":  {"::ffff:127.0.0.1"},
+			"partly.test":  {"127.0.0.1", "198.51.100.7"},
+			"foreign.test": {"198.51.100.7"},
+			"other6.test":  {"::1", "2001:db8::1"},
+			"nothing.test": {},
+		}),
+		Addrs: loopbackAddrs,
+	}
+	tests := []struct {
+		name   string
+		reason string // "" to allow
+	}{
+		{"v4.test", ""},
+		{"v6.test", ""},
+		{"both.test", ""},
+		{"mapped.test", ""},
+		{"partly.test", "resolves to 198.51.100.7, not an address of this host"},
+		{"foreign.test", "resolves to 198.51.100.7"},
+		{"other6.test", "resolves to 2001:db8::1"},
+		{"nothing.test", "resolves to no address"},
+		{"absent.test", "no such host"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := r.Decide(t.Context(), tt.name)
+			if tt.reason == "" {
+				if err != nil {
+					t.Errorf("Decide(%q) = %v, want nil", tt.name, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), tt.name) || !strings.Contains(err.Error(), tt.reason) {
+				t.Errorf("Decide(%q) = %v, want ErrDenied naming the name and saying %q", tt.name, err, tt.reason)
+			}
+		})
+	}
+}
+
+func TestRequireOwnIPLookupError(t *testing.T) {
+	r := &RequireOwnIP{Resolver: hosts(nil), Addrs: loopbackAddrs}
+	err := r.Decide(t.Context(), "absent.test")
+	var de *net.DNSError
+	if !errors.Is(err, ErrDenied) || !errors.As(err, &de) || !de.IsNotFound {
+		t.Errorf("Decide(%q) = %v, want ErrDenied wrapping the *net.DNSError", "absent.test", err)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	err = r.Decide(ctx, "absent.test")
+	if err == nil || errors.Is(err, ErrDenied) {
+		t.Errorf("Decide(canceled, %q) = %v, want an error that is not ErrDenied", "absent.test", err)
+	}
+}
+
+func TestRequireOwnIPAddrsError(t *testing.T) {
+	boom := errors.New("no interfaces")
+	r := &RequireOwnIP{
+		Resolver: hosts(map[string][]string{"a.test": {"127.0.0.1"}}),
+		Addrs:    func() ([]netip.Addr, error) { return nil, boom },
+	}
+	err := r.Decide(t.Context(), "a.test")
+	if !errors.Is(err, ErrDenied) || !errors.Is(err, boom) {
+		t.Errorf("Decide(%q) with Addrs failing = %v, want ErrDenied wrapping %v", "a.test", err, boom)
+	}
+}
+
+// TestRequireOwnIPAddrsCached checks that the host's addresses are listed
+// once per ownAddrsTTL, not once per name, and that a change is seen
+// after it.
+func TestRequireOwnIPAddrsCached(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int64
+		own := "127.0.0.1"
+		r := &RequireOwnIP{
+			Resolver: hosts(map[string][]string{"a.test": {"127.0.0.2"}}),
+			Addrs: func() ([]netip.Addr, error) {
+				calls.Add(1)
+				return []netip.Addr{netip.MustParseAddr(own)}, nil
+			},
+		}
+		for range 10 {
+			if err := r.Decide(t.Context(), "a.test"); !errors.Is(err, ErrDenied) {
+				t.Fatalf("Decide(%q) = %v, want ErrDenied", "a.test", err)
+			}
+		}
+		if n := calls.Load(); n != 1 {
+			t.Errorf("Addrs called %d times for 10 names, want 1", n)
+		}
+		own = "127.0.0.2" // this host moved to the name's address
+		time.Sleep(ownAddrsTTL - time.Second)
+		if err := r.Decide(t.Context(), "a.test"); err == nil {
+			t.Errorf("Decide(%q) before the addresses expire = nil, want the old answer", "a.test")
+		}
+		time.Sleep(time.Second)
+		if err := r.Decide(t.Context(), "a.test"); err != nil {
+			t.Errorf("Decide(%q) after the addresses expire = %v, want nil", "a.test", err)
+		}
+		if n := calls.Load(); n != 2 {
+			t.Errorf("Addrs called %d times, want 2", n)
+		}
+	})
+}
+
+// TestRequireOwnIPDefaults runs on the real interfaces and resolver:
+// "localhost" resolves from /etc/hosts to loopback, which is on lo.
+func TestRequireOwnIPDefaults(t *testing.T) {
+	addrs, err := interfaceAddrs()
+	if err != nil {
+		t.Fatalf("interfaceAddrs() = %v", err)
+	}
+	for _, a := range addrs {
+		if a.IsLinkLocalUnicast() || a.Is4In6() || a.Zone() != "" || !a.IsValid() {
+			t.Errorf("interfaceAddrs() contains %v, want no link-local, mapped or zoned address", a)
+		}
+	}
+	if !slices.Contains(addrs, netip.MustParseAddr("127.0.0.1")) {
+		t.Skipf("127.0.0.1 is not on any interface (%v)", addrs)
+	}
+	r := &RequireOwnIP{Resolver: hosts(map[string][]string{"a.test": {"127.0.0.1"}})}
+	if err := r.Decide(t.Context(), "a.test"); err != nil {
+		t.Errorf("Decide(%q) resolving to 127.0.0.1 with the default Addrs = %v, want nil", "a.test", err)
+	}
+
+	r = &RequireOwnIP{Addrs: loopbackAddrs}
+	if got, err := net.DefaultResolver.LookupNetIP(t.Context(), "ip", "localhost"); err != nil || len(got) == 0 {
+		t.Skipf("localhost does not resolve here: %v, %v", got, err)
+	}
+	if err := r.Decide(t.Context(), "localhost"); err != nil {
+		t.Errorf("Decide(%q) with the default Resolver = %v, want nil", "localhost", err)
+	}
+}

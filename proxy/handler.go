@@ -1,0 +1,249 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Handler forwards each request to the backend its Router chooses, with
+// httputil.ReverseProxy:
+//
+//   - the backend sees the client's Host header ("a.test"), not its own
+//     address;
+//   - X-Forwarded-For and X-Real-IP are the client's IP address,
+//     X-Forwarded-Host the client's Host, X-Forwarded-Proto "https" (when
+//     the client connection is TLS); forwarding headers sent by the client,
+//     Forwarded included, are dropped, since on the Internet side of a TLS
+//     terminator they can only be forged;
+//   - hop-by-hop headers are removed (RFC 9110 §7.6.1), and Upgrade
+//     requests (WebSocket) are passed through on a hijacked connection;
+//   - every chunk the backend writes is flushed to the client at once
+//     (FlushInterval -1), so server-sent events and other streamed
+//     responses are not held back;
+//   - a backend that cannot be reached, or fails before its response
+//     header, gets the client a 502 Bad Gateway page that names no
+//     backend, and a Warn log line with name, remote_ip, backend and err.
+//
+// The zero Handler works: it routes as the zero Router does (port 80 on
+// the IP address the client connected to) with a transport from
+// NewTransport. Its fields must not change after the first request.
+type Handler struct {
+	// Router chooses the backend. Nil: the zero Router's rule.
+	Router *Router
+	// Transport makes the requests to backends. Nil: a transport from
+	// NewTransport, owned by the Handler and closed by
+	// CloseIdleConnections.
+	Transport http.RoundTripper
+	// Logger receives backend failures (Warn) and requests that ended
+	// before the backend answered (Debug). Nil: slog.Default().
+	Logger *slog.Logger
+
+	once sync.Once
+	rp   *httputil.ReverseProxy
+	own  *http.Transport // the transport from NewTransport, when Transport is nil
+}
+
+// Timeouts and limits of NewTransport.
+const (
+	backendDialTimeout     = 10 * time.Second
+	backendTLSTimeout      = 10 * time.Second
+	backendHeaderTimeout   = 60 * time.Second
+	backendIdleTimeout     = 90 * time.Second
+	backendMaxIdle         = 512
+	backendMaxIdlePerHost  = 64
+	backendMaxHeaderBytes  = 1 << 20
+	backendContinueTimeout = time.Second
+	backendTCPKeepAlive    = 30 * time.Second
+	proxyBufferSize        = 32 << 10
+)
+
+// NewTransport returns the transport a Handler uses when its Transport is
+// nil, for callers who want to change one setting:
+//
+//   - connecting to a backend times out after 10 s, a TLS handshake with
+//     an https backend after 10 s;
+//   - a backend must start its response (send its header) within 60 s of
+//     receiving the request; the body may then take as long as it takes;
+//   - up to 64 idle connections per backend (512 in all) are kept for
+//     90 s, so that a burst of requests does not open a connection each;
+//   - response headers are limited to 1 MiB;
+//   - no proxy from the environment (HTTPS_PROXY) is used: backends are
+//     local, and library code reads no environment variables;
+//   - compression is left to the client and the backend: the transport
+//     neither asks for gzip nor decompresses, so bytes pass through as the
+//     backend sent them.
+func NewTransport() *http.Transport {
+	d := &net.Dialer{Timeout: backendDialTimeout, KeepAlive: backendTCPKeepAlive}
+	return &http.Transport{
+		DialContext:            d.DialContext,
+		TLSHandshakeTimeout:    backendTLSTimeout,
+		ResponseHeaderTimeout:  backendHeaderTimeout,
+		ExpectContinueTimeout:  backendContinueTimeout,
+		IdleConnTimeout:        backendIdleTimeout,
+		MaxIdleConns:           backendMaxIdle,
+		MaxIdleConnsPerHost:    backendMaxIdlePerHost,
+		MaxResponseHeaderBytes: backendMaxHeaderBytes,
+		DisableCompression:     true,
+	}
+}
+
+// ServeHTTP forwards r to its backend and copies the backend's response to
+// w; see Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.once.Do(h.init)
+	name, backend, err := h.Router.route(r)
+	if err != nil {
+		h.logger().Warn("no backend for request",
+			slog.String("name", name), slog.String("remote_ip", remoteIP(r)), slog.Any("err", err))
+		writeBadGateway(w)
+		return
+	}
+	ctx := context.WithValue(r.Context(), routeKey{}, &routed{name: name, backend: backend})
+	h.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// CloseIdleConnections closes the idle connections to backends of the
+// transport the Handler owns (when its Transport is nil). A Server calls it
+// after Shutdown.
+func (h *Handler) CloseIdleConnections() {
+	h.once.Do(h.init)
+	if h.own != nil {
+		h.own.CloseIdleConnections()
+	}
+}
+
+func (h *Handler) init() {
+	tr := h.Transport
+	if tr == nil {
+		h.own = NewTransport()
+		tr = h.own
+	}
+	h.rp = &httputil.ReverseProxy{
+		Rewrite:       rewrite,
+		Transport:     tr,
+		FlushInterval: -1,
+		BufferPool:    &bufferPool{},
+		ErrorHandler:  h.proxyError,
+		ErrorLog:      newErrorLog(h.logger),
+	}
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return slog.Default()
+}
+
+// routeKey is the context key of the *routed value ServeHTTP hands to
+// rewrite and proxyError.
+type routeKey struct{}
+
+// routed is the Router's choice for one request.
+type routed struct {
+	name    string
+	backend *url.URL
+}
+
+// rewrite is the ReverseProxy's Rewrite hook. ReverseProxy has already
+// removed hop-by-hop headers and the client's Forwarded and X-Forwarded-*
+// headers from pr.Out; SetXForwarded sets the latter from the connection.
+func rewrite(pr *httputil.ProxyRequest) {
+	rt := pr.In.Context().Value(routeKey{}).(*routed)
+	pr.SetURL(rt.backend)
+	// SetURL sets the Host header to the backend's; name-based virtual
+	// hosts behind the proxy need the client's.
+	pr.Out.Host = pr.In.Host
+	if pr.Out.Host == "" && pr.In.TLS != nil {
+		pr.Out.Host = pr.In.TLS.ServerName
+	}
+	pr.SetXForwarded()
+	// X-Real-IP is not a standard, but many backends (written for nginx)
+	// trust it: a client must not be able to choose its value.
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		pr.Out.Header.Set("X-Real-Ip", ip)
+	} else {
+		pr.Out.Header.Del("X-Real-Ip")
+	}
+}
+
+// proxyError is the ReverseProxy's ErrorHandler: the backend could not be
+// reached, did not answer in time, or failed an Upgrade. Nothing has been
+// written to w yet, unless the connection was hijacked.
+func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	attrs := make([]slog.Attr, 0, 4)
+	if rt, ok := r.Context().Value(routeKey{}).(*routed); ok {
+		attrs = append(attrs, slog.String("name", rt.name), slog.String("backend", rt.backend.String()))
+	}
+	attrs = append(attrs, slog.String("remote_ip", remoteIP(r)), slog.Any("err", err))
+	if r.Context().Err() != nil {
+		// The client went away or the server is shutting down: nothing
+		// wrong with the backend, and nobody to show a page to.
+		h.logger().LogAttrs(r.Context(), slog.LevelDebug, "request ended before the backend answered", attrs...)
+	} else {
+		h.logger().LogAttrs(r.Context(), slog.LevelWarn, "backend unreachable", attrs...)
+	}
+	writeBadGateway(w)
+}
+
+// badGatewayPage is the whole body of a 502 answer: self-contained (no
+// images, styles or scripts from elsewhere), and saying nothing about the
+// backend beyond that it is unreachable.
+const badGatewayPage = `<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>502 Bad Gateway</title></head>
+<body style="font-family:sans-serif;max-width:40em;margin:4em auto;padding:0 1em">
+<h1>502 Bad Gateway</h1>
+<p>The site's backend is unreachable. Please try again in a moment.</p>
+</body>
+</html>
+`
+
+func writeBadGateway(w http.ResponseWriter) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("Content-Length", strconv.Itoa(len(badGatewayPage)))
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusBadGateway)
+	// An error here means the client is gone; there is nobody to tell.
+	_, _ = io.WriteString(w, badGatewayPage)
+}
+
+// remoteIP returns the client's IP address, or RemoteAddr as it is when it
+// has no port.
+func remoteIP(r *http.Request) string {
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return ip
+	}
+	return r.RemoteAddr
+}
+
+// bufferPool recycles the ReverseProxy's copy buffers, so a busy proxy
+// does not allocate 32 KiB per request. One per Handler: no global state.
+type bufferPool struct {
+	pool sync.Pool // of *[]byte, proxyBufferSize long
+}
+
+func (p *bufferPool) Get() []byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, proxyBufferSize)
+}
+
+func (p *bufferPool) Put(b []byte) {
+	if cap(b) != proxyBufferSize {
+		return
+	}
+	b = b[:proxyBufferSize]
+	p.pool.Put(&b)
+}

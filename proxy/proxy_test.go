@@ -1,0 +1,505 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/proxy"
+)
+
+// TestForwardedHeaders checks what the backend sees through the proxy,
+// over HTTP/2 and HTTP/1.1: the client's Host, its IP address in
+// X-Forwarded-For and X-Real-IP (forged values replaced), https.
+func TestForwardedHeaders(t *testing.T) {
+	backend := startEcho(t, "default")
+	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})}
+	p := startProxy(t, "127.0.0.1", h, nil)
+	forged := http.Header{
+		"X-Forwarded-For":   {"203.0.113.9"},
+		"X-Forwarded-Proto": {"http"},
+		"X-Forwarded-Host":  {"evil.test"},
+		"X-Real-Ip":         {"203.0.113.9"},
+		"Forwarded":         {"for=203.0.113.9"},
+	}
+	for _, tt := range []struct {
+		name      string
+		h2        bool
+		wantProto int
+		hdr       http.Header
+	}{
+		{"h2", true, 2, nil},
+		{"http1.1", false, 1, nil},
+		{"h2 forged", true, 2, forged},
+		{"http1.1 forged", false, 1, forged},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, proto := get(t, p.client(t, tt.h2), "https://a.test/x?y=1", tt.hdr)
+			if proto != tt.wantProto {
+				t.Errorf("response protocol HTTP/%d, want HTTP/%d", proto, tt.wantProto)
+			}
+			want := seen{
+				Backend: "default",
+				Host:    "a.test",
+				Path:    "/x?y=1",
+				XFF:     "127.0.0.1",
+				XProto:  "https",
+				XHost:   "a.test",
+				XRealIP: "127.0.0.1",
+			}
+			if got != want {
+				t.Errorf("backend saw %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+// TestRoutes sends names to their own backends end to end, as
+// --route b.test=URL does.
+func TestRoutes(t *testing.T) {
+	def, b, wild := startEcho(t, "default"), startEcho(t, "b"), startEcho(t, "wild")
+	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{
+		Routes: []proxy.Route{
+			{Pattern: "b.test", Backend: b.URL},
+			{Pattern: "*.b.test", Backend: wild.URL + "/prefix"},
+		},
+		Default: def.URL,
+	})}
+	p := startProxy(t, "127.0.0.1", h, nil)
+	c := p.client(t, true)
+	for _, tt := range []struct{ host, wantBackend, wantPath string }{
+		{"a.test", "default", "/x"},
+		{"b.test", "b", "/x"},
+		{"c.b.test", "wild", "/prefix/x"},
+	} {
+		got, _ := get(t, c, "https://"+tt.host+"/x", nil)
+		if got.Backend != tt.wantBackend || got.Host != tt.host || got.Path != tt.wantPath {
+			t.Errorf("GET https://%s/x reached %q with Host %q path %q; want %q, %q, %q",
+				tt.host, got.Backend, got.Host, got.Path, tt.wantBackend, tt.host, tt.wantPath)
+		}
+	}
+}
+
+// TestSameLocalIP checks lets-proxy's rule end to end: with no default, a
+// request goes to LocalPort on the address the client connected to. The
+// backend's free port stands in for port 80.
+func TestSameLocalIP(t *testing.T) {
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		t.Run(host, func(t *testing.T) {
+			ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+			if err != nil {
+				if host == "::1" {
+					t.Skipf("no IPv6 loopback: %v", err)
+				}
+				t.Fatal(err)
+			}
+			backend := httptest.NewUnstartedServer(echoHandler("local " + host))
+			backend.Listener.Close()
+			backend.Listener = ln
+			backend.Start()
+			t.Cleanup(backend.Close)
+			port := ln.Addr().(*net.TCPAddr).Port
+
+			h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{LocalPort: port})}
+			p := startProxy(t, host, h, nil)
+			got, _ := get(t, p.client(t, true), "https://a.test/x", nil)
+			if got.Backend != "local "+host || got.XFF != host {
+				t.Errorf("reached %q with X-Forwarded-For %q, want %q and %q", got.Backend, got.XFF, "local "+host, host)
+			}
+		})
+	}
+}
+
+// TestWebSocket upgrades a connection through the proxy and echoes bytes,
+// with a backend that implements the RFC 6455 handshake by hand.
+func TestWebSocket(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(wsEcho))
+	t.Cleanup(backend.Close)
+	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})}
+	p := startProxy(t, "127.0.0.1", h, nil)
+
+	conn, br := wsDial(t, p)
+	msg := []byte("hello through the proxy")
+	if _, err := conn.Write(msg); err != nil {
+		t.Fatalf("writing to the upgraded connection: %v", err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatalf("reading the echo: %v", err)
+	}
+	if string(got) != string(msg) {
+		t.Errorf("echo = %q, want %q", got, msg)
+	}
+}
+
+// wsDial opens a TLS connection to p, sends a WebSocket upgrade request
+// for a.test and checks the 101 answer.
+func wsDial(t *testing.T, p *testProxy) (*tls.Conn, *bufio.Reader) {
+	t.Helper()
+	d := &net.Dialer{Timeout: testTimeout}
+	conn, err := tls.DialWithDialer(d, "tcp", p.addr, &tls.Config{
+		RootCAs:    p.pki.roots,
+		ServerName: "a.test",
+		NextProtos: []string{"http/1.1"},
+	})
+	if err != nil {
+		t.Fatalf("dialing the proxy: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(testTimeout))
+
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	key := base64.StdEncoding.EncodeToString(nonce[:])
+	_, err = io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: "+key+"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	if err != nil {
+		t.Fatalf("writing the upgrade request: %v", err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading the upgrade response: %v", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade response %s, want 101", resp.Status)
+	}
+	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), wsAccept(key); got != want {
+		t.Fatalf("Sec-WebSocket-Accept = %q, want %q", got, want)
+	}
+	if got := resp.Header.Get("Upgrade"); !strings.EqualFold(got, "websocket") {
+		t.Fatalf("Upgrade = %q, want websocket", got)
+	}
+	return conn, br
+}
+
+// wsEcho answers a WebSocket upgrade (RFC 6455 §4.2.2) and echoes raw
+// bytes until the client closes.
+func wsEcho(w http.ResponseWriter, r *http.Request) {
+	key := r.Header.Get("Sec-WebSocket-Key")
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || key == "" {
+		http.Error(w, "want a WebSocket upgrade", http.StatusBadRequest)
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(testTimeout))
+	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Accept: " + wsAccept(key) + "\r\n\r\n")
+	if brw.Flush() != nil {
+		return
+	}
+	io.Copy(conn, brw.Reader)
+}
+
+// TestStreaming checks that a chunk the backend flushes reaches the client
+// while the backend is still writing.
+func TestStreaming(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		contentType string
+		h2          bool
+	}{
+		{"event-stream h2", "text/event-stream", true},
+		{"chunked h2", "text/plain", true},
+		{"chunked http1.1", "text/plain", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tt.contentType)
+				io.WriteString(w, "first\n")
+				http.NewResponseController(w).Flush()
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				case <-time.After(testTimeout):
+				}
+				io.WriteString(w, "second\n")
+			}))
+			t.Cleanup(backend.Close)
+			var once bool
+			releaseOnce := func() {
+				if !once {
+					once = true
+					close(release)
+				}
+			}
+			defer releaseOnce()
+
+			h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})}
+			p := startProxy(t, "127.0.0.1", h, nil)
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://a.test/events", nil)
+			resp, err := p.client(t, tt.h2).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			br := bufio.NewReader(resp.Body)
+			first := make(chan string, 1)
+			go func() {
+				line, _ := br.ReadString('\n')
+				first <- line
+			}()
+			select {
+			case line := <-first:
+				if line != "first\n" {
+					t.Fatalf("first chunk = %q, want %q", line, "first\n")
+				}
+			case <-time.After(testTimeout / 2):
+				t.Fatal("the first chunk did not arrive while the backend was still writing")
+			}
+			releaseOnce()
+			rest, err := io.ReadAll(br)
+			if err != nil || string(rest) != "second\n" {
+				t.Errorf("rest of the stream = %q, %v; want %q", rest, err, "second\n")
+			}
+		})
+	}
+}
+
+// TestBackendDown checks the 502 page and the Warn log line.
+func TestBackendDown(t *testing.T) {
+	addr := freeAddr(t)
+	logger, logs := newLogger()
+	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: "http://" + addr}), Logger: logger}
+	p := startProxy(t, "127.0.0.1", h, logger)
+
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://a.test/x", nil)
+	resp, err := p.client(t, true).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("status %d, want 502", resp.StatusCode)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("Content-Type %q, want text/html", ct)
+	}
+	page := string(body)
+	if !strings.Contains(page, "502 Bad Gateway") || !strings.Contains(page, "backend is unreachable") {
+		t.Errorf("page %q does not say the backend is unreachable", page)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	if strings.Contains(page, port) || strings.Contains(page, "127.0.0.1") || strings.Contains(page, "refused") {
+		t.Errorf("page %q leaks backend details", page)
+	}
+	log := logs.String()
+	for _, want := range []string{"level=WARN", `msg="backend unreachable"`, "name=a.test", "backend=http://" + addr, "remote_ip=127.0.0.1", "err="} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// TestNoLocalAddress checks the 502 of a same-IP rule that cannot apply,
+// with the Handler used outside an http.Server.
+func TestNoLocalAddress(t *testing.T) {
+	logger, logs := newLogger()
+	h := &proxy.Handler{Logger: logger}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "https://a.test/", nil))
+	if w.Code != http.StatusBadGateway {
+		t.Errorf("status %d, want 502", w.Code)
+	}
+	if log := logs.String(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, "same-IP rule") {
+		t.Errorf("log lacks the same-IP rule's error:\n%s", log)
+	}
+}
+
+// TestMaxHeaderBytes checks that an oversized header gets 431 from the
+// server, before any backend sees it.
+func TestMaxHeaderBytes(t *testing.T) {
+	backend := startEcho(t, "default")
+	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})}
+	p := startProxy(t, "127.0.0.1", h, nil)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://a.test/x", nil)
+	req.Header.Set("X-Big", strings.Repeat("x", proxy.DefaultMaxHeaderBytes+8<<10))
+	resp, err := p.client(t, false).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("status %d, want 431", resp.StatusCode)
+	}
+}
+
+// TestShutdownDrains checks that Shutdown lets a request in progress
+// finish, refuses new connections meanwhile, and then returns nil.
+func TestShutdownDrains(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-release:
+		case <-time.After(testTimeout):
+		}
+		io.WriteString(w, "done")
+	}))
+	t.Cleanup(backend.Close)
+	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})}
+	p := startProxy(t, "127.0.0.1", h, nil)
+
+	type result struct {
+		body string
+		err  error
+	}
+	res := make(chan result, 1)
+	c := p.client(t, true)
+	go func() {
+		resp, err := c.Get("https://a.test/slow")
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		res <- result{string(b), err}
+	}()
+	select {
+	case <-started:
+	case <-time.After(testTimeout):
+		t.Fatal("the request did not reach the backend")
+	}
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		shut <- p.srv.Shutdown(ctx)
+	}()
+	p.waitServe(t) // Serve returns as soon as Shutdown starts
+	if conn, err := net.DialTimeout("tcp", p.addr, time.Second); err == nil {
+		conn.Close()
+		t.Error("a new connection was accepted during Shutdown")
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown() = %v while a request was in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	close(release)
+	select {
+	case r := <-res:
+		if r.err != nil || r.body != "done" {
+			t.Errorf("in-flight request = %q, %v; want %q", r.body, r.err, "done")
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the in-flight request did not finish")
+	}
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Errorf("Shutdown() = %v, want nil", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Shutdown did not return after the request finished")
+	}
+	p.markStopped()
+}
+
+// TestShutdownCutsUpgraded checks that Shutdown waits for an upgraded
+// connection until its deadline, then closes it and reports the deadline.
+func TestShutdownCutsUpgraded(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(wsEcho))
+	t.Cleanup(backend.Close)
+	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})}
+	p := startProxy(t, "127.0.0.1", h, nil)
+	conn, br := wsDial(t, p)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := p.srv.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown() = %v, want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("Shutdown returned after %v, before its deadline, with an upgraded connection open", d)
+	}
+	p.waitServe(t)
+	p.markStopped()
+
+	// The proxy closes the client's connection; a read ends at once, not
+	// at the connection's deadline.
+	conn.SetReadDeadline(time.Now().Add(testTimeout))
+	if _, err := br.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read after Shutdown = %v, want the connection closed", err)
+	}
+}
+
+// TestServerNeedsCertificates checks the error of a Server without a
+// source of certificates.
+func TestServerNeedsCertificates(t *testing.T) {
+	for _, tc := range []*tls.Config{nil, {}} {
+		s := &proxy.Server{TLSConfig: tc}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Serve(ln); !errors.Is(err, proxy.ErrNoTLSConfig) {
+			t.Errorf("Serve() with TLSConfig %v = %v, want ErrNoTLSConfig", tc, err)
+		}
+		if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+			t.Error("Serve did not close its listener")
+		}
+		if err := s.ListenAndServe("127.0.0.1:0"); !errors.Is(err, proxy.ErrNoTLSConfig) {
+			t.Errorf("ListenAndServe() with TLSConfig %v = %v, want ErrNoTLSConfig", tc, err)
+		}
+	}
+}
+
+// TestServerKeepsTLSConfig checks that serving leaves the caller's
+// tls.Config as it was.
+func TestServerKeepsTLSConfig(t *testing.T) {
+	pki := newPKI(t)
+	protos := make([]string, 1, 4)
+	protos[0] = "acme-tls/1"
+	tc := &tls.Config{Certificates: []tls.Certificate{pki.leaf}, NextProtos: protos}
+	s := &proxy.Server{TLSConfig: tc}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: testTimeout}, "tcp", ln.Addr().String(),
+		&tls.Config{RootCAs: pki.roots, ServerName: "a.test", NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := conn.ConnectionState().NegotiatedProtocol; got != "h2" {
+		t.Errorf("negotiated %q, want h2", got)
+	}
+	conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown() = %v", err)
+	}
+	<-done
+	if len(tc.NextProtos) != 1 || protos[:2][1] != "" {
+		t.Errorf("caller's NextProtos changed: %q (backing array %q)", tc.NextProtos, protos[:cap(protos)])
+	}
+}

@@ -1,0 +1,276 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of the Server's limits.
+const (
+	// DefaultReadHeaderTimeout bounds how long a client may take to send a
+	// request's header: a slowloris client cannot hold a connection
+	// open by trickling one.
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultIdleTimeout is how long a keep-alive connection (HTTP/1.1 or
+	// HTTP/2) may sit between requests before it is closed.
+	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultMaxHeaderBytes limits the size of a request's header, HTTP/1
+	// request line included (HTTP/2: the decoded header list). 64 KiB is
+	// twice nginx's default (four 8 KiB buffers) and a sixteenth of
+	// net/http's: large enough for any browser's cookies, small enough
+	// that a flood of huge headers costs little memory. A larger header
+	// gets 431 Request Header Fields Too Large.
+	DefaultMaxHeaderBytes = 64 << 10
+)
+
+// Server serves a Handler over TLS, with HTTP/2 and HTTP/1.1, on one or
+// more listeners, and stops gracefully with Shutdown.
+//
+// It sets no ReadTimeout or WriteTimeout, on purpose: a request body (an
+// upload) or a response (a stream, a WebSocket) may rightly take hours. The
+// time to send a header, the time between requests, and a backend's time
+// to answer (Handler's transport) are what is bounded.
+//
+// The zero Server, given a TLSConfig, serves a zero Handler. Its fields must
+// not change after the first call to Serve, ListenAndServe or Shutdown.
+type Server struct {
+	// TLSConfig is the caller's TLS configuration, required: Certificates,
+	// GetCertificate or GetConfigForClient must be set, as they are in a
+	// certkeeper Manager's TLSConfig(). Its NextProtos may list
+	// "acme-tls/1" for tls-alpn-01; "h2" and "http/1.1" are added when
+	// missing, so HTTP/2 is always offered. The Server does not modify it.
+	TLSConfig *tls.Config
+	// Handler answers the requests. Nil: a zero *Handler with Logger.
+	// Server.Shutdown calls its CloseIdleConnections method, if it has
+	// one.
+	Handler http.Handler
+	// Logger receives the messages net/http would print to its ErrorLog:
+	// TLS handshake failures at Debug (an Internet-facing port sees them
+	// all day), handler panics at Error, the rest (accept errors) at
+	// Warn. It is also the Logger of the Handler used when Handler is
+	// nil. Nil: slog.Default().
+	Logger *slog.Logger
+	// ReadHeaderTimeout is how long a client may take to send a request
+	// header. Zero: DefaultReadHeaderTimeout. Negative: no limit.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout is how long an idle keep-alive connection is kept.
+	// Zero: DefaultIdleTimeout. Negative: no limit.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes limits the size of a request's header. Zero or
+	// negative: DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+
+	once    sync.Once
+	srv     *http.Server
+	handler http.Handler
+	cancel  context.CancelFunc // cancels every request's context; see Shutdown
+	active  atomic.Int64       // handler calls in progress, upgraded connections included
+}
+
+// ErrNoTLSConfig is returned by Serve and ListenAndServe when the Server has
+// no TLSConfig, or a TLSConfig without any source of certificates.
+var ErrNoTLSConfig = errors.New("proxy server: no TLS certificates: set TLSConfig, e.g. to a certkeeper Manager's TLSConfig()")
+
+// Serve accepts TLS connections on ln, which it closes when it returns, and
+// serves requests on them until Shutdown. It returns http.ErrServerClosed
+// after Shutdown, as http.Server does, and another error otherwise. Serve
+// may be called for several listeners (IPv4 and IPv6, say) at once.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.check(); err != nil {
+		ln.Close()
+		return err
+	}
+	s.once.Do(s.init)
+	// ServeTLS clones TLSConfig and adds "h2" and "http/1.1" to its
+	// NextProtos, which is what makes HTTP/2 negotiable.
+	err := s.srv.ServeTLS(ln, "", "")
+	if errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return fmt.Errorf("serving HTTPS on %s: %w", ln.Addr(), err)
+}
+
+// ListenAndServe listens on the TCP address addr (":https" if empty) and
+// calls Serve.
+func (s *Server) ListenAndServe(addr string) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if addr == "" {
+		addr = ":https"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	return s.Serve(ln)
+}
+
+// Shutdown stops the Server gracefully, for SIGTERM: it closes the
+// listeners at once, lets requests in progress finish (HTTP/2 clients are
+// told with GOAWAY), closes connections as they become idle, and waits,
+// until ctx is done, for the upgraded connections (WebSockets) too, which
+// http.Server.Shutdown alone would leave running. It returns nil when all
+// of them ended by themselves.
+//
+// When ctx is done first, Shutdown cuts what is left: it cancels the
+// context of every request still in progress (which closes their backend
+// connections, and with them upgraded client connections) and closes the
+// remaining client connections, then returns an error wrapping ctx.Err().
+// An already expired ctx stops the Server at once.
+//
+// Serve returns http.ErrServerClosed as soon as Shutdown starts. After
+// Shutdown the Server cannot be used again.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.once.Do(s.init)
+	err := s.srv.Shutdown(ctx)
+	if err == nil {
+		err = s.waitHandlers(ctx)
+	}
+	s.cancel()
+	if err != nil {
+		s.srv.Close()
+		err = fmt.Errorf("draining connections: %w", err)
+	}
+	if c, ok := s.handler.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+	return err
+}
+
+// check reports a Server that cannot serve TLS at all.
+func (s *Server) check() error {
+	c := s.TLSConfig
+	if c == nil || len(c.Certificates) == 0 && c.GetCertificate == nil && c.GetConfigForClient == nil {
+		return ErrNoTLSConfig
+	}
+	return nil
+}
+
+func (s *Server) init() {
+	s.handler = s.Handler
+	if s.handler == nil {
+		s.handler = &Handler{Logger: s.Logger}
+	}
+	// Every request's context descends from base: cancelling it ends
+	// the requests that outlive Shutdown's deadline, and the upgraded
+	// connections, which http.Server no longer tracks.
+	base, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	// net/http's HTTP/2 setup appends to TLSConfig.NextProtos in place:
+	// give it a copy, so the caller's config (shared with other
+	// listeners, perhaps) is left as it was.
+	var tc *tls.Config
+	if s.TLSConfig != nil {
+		tc = s.TLSConfig.Clone()
+		tc.NextProtos = slices.Clone(tc.NextProtos)
+	}
+	s.srv = &http.Server{
+		Handler:           http.HandlerFunc(s.serveHTTP),
+		TLSConfig:         tc,
+		ReadHeaderTimeout: orDefault(s.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		IdleTimeout:       orDefault(s.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:    s.maxHeaderBytes(),
+		ErrorLog:          newErrorLog(s.logger),
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}
+}
+
+// serveHTTP counts the handler calls in progress for Shutdown.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	s.active.Add(1)
+	defer s.active.Add(-1)
+	s.handler.ServeHTTP(w, r)
+}
+
+// waitHandlers waits until no handler call is in progress, or ctx is done.
+// It polls, as http.Server.Shutdown does: it runs once per Shutdown, and a
+// counter needs no lock on the request path. After http.Server.Shutdown has
+// returned no new handler call can start.
+func (s *Server) waitHandlers(ctx context.Context) error {
+	const maxPoll = 500 * time.Millisecond
+	poll := time.Millisecond
+	timer := time.NewTimer(poll)
+	defer timer.Stop()
+	for s.active.Load() != 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+		// Double with 10% jitter up to maxPoll, as http.Server does.
+		poll = min(poll*2+time.Duration(rand.Int64N(int64(poll)/10+1)), maxPoll)
+		timer.Reset(poll)
+	}
+	return nil
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func (s *Server) maxHeaderBytes() int {
+	if s.MaxHeaderBytes > 0 {
+		return s.MaxHeaderBytes
+	}
+	return DefaultMaxHeaderBytes
+}
+
+// orDefault returns d for zero, 0 (no limit in net/http) for a negative v,
+// and v otherwise.
+func orDefault(v, d time.Duration) time.Duration {
+	switch {
+	case v == 0:
+		return d
+	case v < 0:
+		return 0
+	}
+	return v
+}
+
+// newErrorLog returns a *log.Logger for net/http's ErrorLog fields that
+// writes to the logger returned by logger, at a level chosen from the
+// message: these are the only messages net/http does not return as errors.
+func newErrorLog(logger func() *slog.Logger) *log.Logger {
+	return log.New(errorLogWriter{logger: logger}, "", 0)
+}
+
+type errorLogWriter struct {
+	logger func() *slog.Logger
+}
+
+func (w errorLogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	w.logger().Log(context.Background(), errorLogLevel(msg), msg)
+	return len(p), nil
+}
+
+// errorLogLevel classifies a net/http or httputil log message.
+func errorLogLevel(msg string) slog.Level {
+	switch {
+	case strings.Contains(msg, "panic"):
+		return slog.LevelError
+	case strings.Contains(msg, "TLS handshake error"),
+		strings.Contains(msg, "context canceled"),
+		strings.HasPrefix(msg, "http2: server: error reading preface"):
+		// Clients that give up, scanners, names the certificate source
+		// refuses: routine on a public port.
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}
