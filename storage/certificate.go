@@ -43,6 +43,9 @@ type Certificate struct {
 	// Email is the contact the certificate was ordered for, so renewal
 	// needs no configuration.
 	Email string `json:"email,omitempty"`
+	// OnDemand is set for certificates obtained at a handshake (rather than
+	// asked for by name), which stop being renewed when unused.
+	OnDemand bool `json:"on_demand,omitempty"`
 	// Obtained is when certkeeper stored it.
 	Obtained time.Time `json:"obtained"`
 	// Meta holds issuer-specific data (ARI window, ...), opaque here.

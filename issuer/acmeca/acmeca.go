@@ -164,7 +164,7 @@ func (iss *Issuer) client(ctx context.Context) (*acme.Client, error) {
 			// own capped backoff.
 			PollInterval: 3 * time.Millisecond,
 			PollTimeout:  250 * time.Millisecond,
-			Logger:       iss.logger().With(slog.String("issuer", iss.ID())),
+			Logger:       slog.New(quietHandler{iss.logger().Handler()}).With(slog.String("issuer", iss.ID())),
 		}
 	})
 	return iss.acmeClient, nil
@@ -475,4 +475,22 @@ func (iss *Issuer) RenewalInfo(ctx context.Context, leaf *x509.Certificate) (acm
 		return acme.RenewalInfo{}, err
 	}
 	return client.GetRenewalInfo(ctx, leaf)
+}
+
+// quietHandler passes acmez's log records on only at Error, or all of them
+// when the logger is at Debug: acmez logs every retried request at Warn and
+// every ARI answer at Info, while certkeeper reports the failures that
+// matter itself, once, with what happens next.
+type quietHandler struct{ slog.Handler }
+
+func (q quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return q.Handler.Enabled(ctx, slog.LevelDebug) || l >= slog.LevelError && q.Handler.Enabled(ctx, l)
+}
+
+func (q quietHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return quietHandler{q.Handler.WithAttrs(attrs)}
+}
+
+func (q quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{q.Handler.WithGroup(name)}
 }

@@ -52,6 +52,10 @@ func (ca *CA) issue(ctx context.Context, req issuer.Request) (*issuer.Certificat
 	if err != nil {
 		return nil, err
 	}
+	// Backdating tolerates clients whose clocks run behind, but for a
+	// short-lived certificate it must stay a small part of the lifetime,
+	// or renewal timing (a fraction of NotAfter-NotBefore) would be off.
+	tmpl.NotBefore = now.Add(-min(backdate, ca.lifetime()/10))
 	tmpl.NotAfter = now.Add(ca.lifetime())
 	if tmpl.NotAfter.After(a.inter.NotAfter) {
 		tmpl.NotAfter = a.inter.NotAfter

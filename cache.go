@@ -1,0 +1,162 @@
+package certkeeper
+
+import (
+	"crypto/tls"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// defaultCacheSize bounds the certificates held in memory when
+// Manager.CacheSize is zero. A certificate with its parsed leaf costs a few
+// KiB, so this is tens of MiB at most; evicted certificates come back from
+// storage on their next handshake.
+const defaultCacheSize = 10_000
+
+// managed is one certificate in memory: what a handshake serves, and what
+// renewal needs to know. The certificate pointer is swapped atomically on
+// renewal; a *tls.Certificate is never modified once published.
+type managed struct {
+	cert     atomic.Pointer[tls.Certificate]
+	names    []string // normalised, as stored; names[0] is the primary
+	issuer   string   // issuer ID it was issued by
+	key      string   // storage key of its record
+	onDemand bool     // obtained at a handshake rather than through Cert
+
+	used     atomic.Bool  // set on a hit, cleared by the eviction clock
+	lastSeen atomic.Int64 // unix seconds of the last handshake, coarse
+}
+
+// serve returns the certificate and marks the entry used. It takes no lock
+// and allocates nothing.
+func (e *managed) serve() *tls.Certificate {
+	if !e.used.Load() {
+		e.used.Store(true)
+	}
+	return e.cert.Load()
+}
+
+// certCache maps names to managed certificates. Reads (get) are lock-free
+// and allocation-free: sync.Map's read path is a hash-trie lookup. Writes
+// (put, remove) are serialised by mu, which also guards the eviction ring;
+// they happen only when a certificate is loaded, issued, renewed or
+// evicted, never on a cache hit.
+//
+// The cache is bounded by entries (certificates, not names) with the CLOCK
+// algorithm: a hit sets the entry's used bit; eviction walks the ring in
+// insertion order, giving used entries a second chance.
+type certCache struct {
+	exact sync.Map // name → *managed
+	wild  sync.Map // "a.test" → *managed for "*.a.test"
+
+	mu    sync.Mutex // guards ring and size
+	ring  []*managed // eviction order
+	limit int
+}
+
+func newCertCache(limit int) *certCache {
+	if limit <= 0 {
+		limit = defaultCacheSize
+	}
+	return &certCache{limit: limit}
+}
+
+// get returns the entry serving name: an exact match, else a wildcard for
+// its parent domain (one label only, as TLS wildcards match).
+func (c *certCache) get(name string) *managed {
+	if v, ok := c.exact.Load(name); ok {
+		return v.(*managed)
+	}
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		if v, ok := c.wild.Load(name[i+1:]); ok {
+			return v.(*managed)
+		}
+	}
+	return nil
+}
+
+// put adds e under each of its names, replacing entries for the same names,
+// and evicts entries beyond the limit. It returns the evicted entries.
+func (c *certCache) put(e *managed) []*managed {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range e.names {
+		var old any
+		var loaded bool
+		if parent, ok := strings.CutPrefix(n, "*."); ok {
+			old, loaded = c.wild.Swap(parent, e)
+		} else {
+			old, loaded = c.exact.Swap(n, e)
+		}
+		if loaded && old.(*managed) != e {
+			c.dropLocked(old.(*managed))
+		}
+	}
+	c.ring = append(c.ring, e)
+	var evicted []*managed
+	for len(c.ring) > c.limit {
+		victim := c.ring[0]
+		c.ring = c.ring[1:]
+		if victim.used.Load() {
+			victim.used.Store(false)
+			c.ring = append(c.ring, victim)
+			continue
+		}
+		c.unmapLocked(victim)
+		evicted = append(evicted, victim)
+	}
+	return evicted
+}
+
+// remove drops e from the cache.
+func (c *certCache) remove(e *managed) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropLocked(e)
+}
+
+// dropLocked removes old from the ring and unmaps those of its names that
+// still point to it (names already taken over by another entry stay).
+func (c *certCache) dropLocked(old *managed) {
+	for i, r := range c.ring {
+		if r == old {
+			c.ring = append(c.ring[:i], c.ring[i+1:]...)
+			break
+		}
+	}
+	c.unmapLocked(old)
+}
+
+func (c *certCache) unmapLocked(e *managed) {
+	for _, n := range e.names {
+		if parent, ok := strings.CutPrefix(n, "*."); ok {
+			c.wild.CompareAndDelete(parent, e)
+		} else {
+			c.exact.CompareAndDelete(n, e)
+		}
+	}
+}
+
+// len is the number of certificates held.
+func (c *certCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.ring)
+}
+
+// all returns a snapshot of the held certificates.
+func (c *certCache) all() []*managed {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*managed(nil), c.ring...)
+}
+
+// touch records a handshake for e at a coarse (one second) resolution, so
+// the hot path writes shared memory at most once a second per entry.
+func (e *managed) touch(now time.Time) {
+	s := now.Unix()
+	if e.lastSeen.Load() != s {
+		e.lastSeen.Store(s)
+	}
+}

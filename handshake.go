@@ -1,0 +1,106 @@
+package certkeeper
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"time"
+
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
+)
+
+// GetCertificate returns the certificate for hello's server name, for
+// tls.Config.GetCertificate. A certificate in memory is returned without a
+// lock, I/O or allocation. Otherwise it is loaded from storage, or — if
+// Policy allows the name — obtained from the issuers while the handshake
+// waits (as long as hello's context allows; the issuance goes on, and later
+// handshakes are served from memory). A tls-alpn-01 validation handshake
+// gets its challenge certificate.
+func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if err := m.init(); err != nil {
+		return nil, err
+	}
+	if tlsalpn01.IsChallenge(hello) {
+		return m.alpn.GetCertificate(hello)
+	}
+	name := hello.ServerName
+	if name == "" {
+		if name = m.DefaultName; name == "" {
+			return nil, errNoSNI
+		}
+	}
+	if e := m.cache.get(name); e != nil {
+		e.touch(time.Now())
+		return e.serve(), nil
+	}
+	norm, err := policy.Normalize(name)
+	if err != nil {
+		return nil, certError(name, err)
+	}
+	if norm != name {
+		if e := m.cache.get(norm); e != nil {
+			e.touch(time.Now())
+			return e.serve(), nil
+		}
+	}
+	ctx := hello.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	e, err := m.onDemand(ctx, norm)
+	if err != nil {
+		return nil, certError(norm, err)
+	}
+	e.touch(time.Now())
+	return e.serve(), nil
+}
+
+var errNoSNI = errors.New("certkeeper: the client sent no server name (SNI) and Manager.DefaultName is empty")
+
+// onDemand loads or obtains the certificate for name, one flight per name:
+// concurrent handshakes for a new name share one issuance. The leader runs
+// on a context detached from any one handshake, bounded by IssueTimeout;
+// each caller waits only as long as its own context allows.
+func (m *Manager) onDemand(ctx context.Context, name string) (*managed, error) {
+	ch := m.flight.DoChan(name, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
+		defer cancel()
+		return m.loadOrObtain(ctx, name)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*managed), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// loadOrObtain is the slow path of a handshake: storage, then policy, then
+// issuance.
+func (m *Manager) loadOrObtain(ctx context.Context, name string) (*managed, error) {
+	if e := m.cache.get(name); e != nil {
+		return e, nil // filled while this flight was queued
+	}
+	if e, err := m.loadStored(ctx, name); err == nil {
+		return e, nil
+	} else if !isNotFound(err) {
+		m.logger().Warn("loading stored certificate", "name", name, "err", err)
+	}
+	if err := m.decide(ctx, name); err != nil {
+		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
+		return nil, err
+	}
+	return m.obtain(ctx, []string{name}, nil, true)
+}
+
+// decide asks the policy whether name may be obtained on demand.
+func (m *Manager) decide(ctx context.Context, name string) error {
+	if m.Policy == nil {
+		return ErrNoPolicy
+	}
+	return m.Policy.Decide(ctx, name)
+}

@@ -1,0 +1,221 @@
+package certkeeper
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/http01"
+	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+	"golang.org/x/sync/singleflight"
+)
+
+// Manager obtains, stores, serves and renews certificates. Its zero value is
+// usable: Let's Encrypt production, ECDSA P-256 keys, filesystem storage in
+// the user's data directory, and no names allowed until Policy says so.
+//
+// Set the fields before first use; they must not change afterwards. A
+// Manager must not be copied after first use. Close stops its background
+// work.
+type Manager struct {
+	// Policy decides which names may get certificates on demand, at their
+	// first handshake. Nil allows no name: every unknown name is refused
+	// without any request to a CA. Names given to Cert are always allowed.
+	Policy policy.Policy
+
+	// Issuers is the fallback chain of issuers: each certificate comes from
+	// the first that succeeds. Nil means Let's Encrypt production. An
+	// *acmeca.Issuer whose Solvers is nil answers challenges through this
+	// Manager (its TLSConfig and HTTPHandler), and one whose Storage is nil
+	// keeps its account in Storage.
+	Issuers []issuer.Issuer
+
+	// Storage keeps accounts, keys and certificates. Nil means a filestore
+	// in DefaultStorageDir().
+	Storage storage.Storage
+
+	// Email is the ACME account contact for the default issuer.
+	Email string
+
+	// KeyType is the key type of new certificates. Zero means ECDSA P-256.
+	KeyType issuer.KeyType
+
+	// Profile is the ACME profile the default issuer orders. Empty lets
+	// the CA choose.
+	Profile string
+
+	// DefaultName is served to clients that send no SNI (lets-proxy's
+	// non-SNI default). Empty refuses them.
+	DefaultName string
+
+	// CacheSize bounds the certificates held in memory. Zero means 10,000.
+	// Evicted certificates are loaded again from storage when needed, so a
+	// Manager can serve far more names than it holds.
+	CacheSize int
+
+	// IssueTimeout bounds one issuance (all issuers of the chain). Zero
+	// means 5 minutes. A handshake waits for an issuance only as long as
+	// its own context allows; the issuance goes on for later handshakes.
+	IssueTimeout time.Duration
+
+	// UnusedAfter stops renewing an on-demand certificate that no
+	// handshake has asked for in this long. Zero means 30 days. Names
+	// given to Cert are renewed regardless.
+	UnusedAfter time.Duration
+
+	// OnEvent, if set, is called for every Event (obtained, renewed,
+	// renewal failed, denied, ...). It is called from the goroutine that
+	// did the work, never from a cached handshake; it must not block long.
+	OnEvent func(Event)
+
+	// Logger receives the Manager's logs. Nil means slog.Default().
+	Logger *slog.Logger
+
+	initOnce sync.Once
+	initErr  error
+	store    storage.Storage
+	issuers  []issuer.Issuer
+	cache    *certCache
+	flight   singleflight.Group
+	http01   http01.Solver
+	alpn     tlsalpn01.Solver
+	watchers watchers
+	renew    renewer
+
+	closeOnce sync.Once
+	ctx       context.Context // canceled by Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // background goroutines
+}
+
+// ErrNoPolicy is returned by Serve, ServeHTTPS and on-demand handshakes of
+// a Manager that allows no names.
+var ErrNoPolicy = errors.New(`no names allowed: set Policy, e.g. policy.Allowlist("example.com")`)
+
+// DefaultStorageDir is where a Manager with no Storage keeps its state:
+// /var/lib/certkeeper for root on unix, else the user's data directory
+// ($XDG_DATA_HOME or ~/.local/share on Linux and the BSDs, ~/Library/
+// Application Support on macOS, %LocalAppData% on Windows), plus
+// "certkeeper".
+func DefaultStorageDir() string {
+	switch runtime.GOOS {
+	case "windows":
+		if d := os.Getenv("LocalAppData"); d != "" {
+			return filepath.Join(d, "certkeeper")
+		}
+	case "darwin":
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, "Library", "Application Support", "certkeeper")
+		}
+	default:
+		if os.Geteuid() == 0 {
+			return "/var/lib/certkeeper"
+		}
+		if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+			return filepath.Join(d, "certkeeper")
+		}
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, ".local", "share", "certkeeper")
+		}
+	}
+	return "certkeeper-data"
+}
+
+// init sets up the defaults once.
+func (m *Manager) init() error {
+	m.initOnce.Do(func() {
+		m.ctx, m.cancel = context.WithCancel(context.Background())
+		m.store = m.Storage
+		if m.store == nil {
+			m.store = filestore.New(DefaultStorageDir())
+		}
+		m.cache = newCertCache(m.CacheSize)
+		m.http01.Logger = m.Logger
+		m.alpn.Logger = m.Logger
+		m.issuers = m.Issuers
+		if len(m.issuers) == 0 {
+			m.issuers = []issuer.Issuer{&acmeca.Issuer{
+				Email:   m.Email,
+				Profile: m.Profile,
+				Logger:  m.Logger,
+			}}
+		}
+		for _, iss := range m.issuers {
+			if a, ok := iss.(*acmeca.Issuer); ok {
+				if a.Solvers == nil {
+					a.Solvers = m.Solvers()
+				}
+				if a.Storage == nil {
+					a.Storage = m.store
+				}
+			}
+		}
+	})
+	return m.initErr
+}
+
+// Solvers returns the challenge solvers this Manager answers through its
+// TLSConfig (tls-alpn-01) and HTTPHandler (http-01), for issuers built by
+// the caller.
+func (m *Manager) Solvers() map[string]solver.Solver {
+	return map[string]solver.Solver{acmeca.TLSALPN01: &m.alpn, acmeca.HTTP01: &m.http01}
+}
+
+func (m *Manager) logger() *slog.Logger {
+	if m.Logger != nil {
+		return m.Logger
+	}
+	return slog.Default()
+}
+
+func (m *Manager) issueTimeout() time.Duration {
+	if m.IssueTimeout > 0 {
+		return m.IssueTimeout
+	}
+	return 5 * time.Minute
+}
+
+// TLSConfig returns a server configuration that serves this Manager's
+// certificates and answers tls-alpn-01 challenges, offering HTTP/2 and
+// HTTP/1.1.
+func (m *Manager) TLSConfig() *tls.Config {
+	return &tls.Config{
+		GetCertificate: m.GetCertificate,
+		NextProtos:     []string{"h2", "http/1.1", tlsalpn01.Protocol},
+		MinVersion:     tls.VersionTLS12,
+	}
+}
+
+// Close stops renewals and other background work, and waits for them. The
+// Manager keeps serving what it holds in memory.
+func (m *Manager) Close() error {
+	if err := m.init(); err != nil {
+		return err
+	}
+	m.closeOnce.Do(func() {
+		m.cancel()
+		m.wg.Wait()
+		m.watchers.closeAll()
+	})
+	return nil
+}
+
+// certError is what a failed handshake reports: crypto/tls logs it in
+// http.Server.ErrorLog with no other context, so it names certkeeper and
+// the name.
+func certError(name string, err error) error {
+	return fmt.Errorf("certkeeper: %s: %w", name, err)
+}

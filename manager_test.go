@@ -1,0 +1,339 @@
+package certkeeper_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// server is a Manager serving TLS on the port Pebble validates
+// tls-alpn-01 on, so on-demand issuance works end to end.
+type server struct {
+	m    *certkeeper.Manager
+	ca   *testca.CA
+	addr string
+}
+
+func newACMEManager(ca *testca.CA, st storage.Storage, pol policy.Policy) *certkeeper.Manager {
+	return &certkeeper.Manager{
+		Policy:  pol,
+		Storage: st,
+		Issuers: []issuer.Issuer{&acmeca.Issuer{
+			DirectoryURL: ca.DirectoryURL(),
+			HTTPClient:   ca.HTTPClient(),
+			Profile:      "default",
+			// Only tls-alpn-01: this test's TLS listener is on Pebble's TLSPort.
+			ChallengeOrder: []string{acmeca.TLSALPN01},
+		}},
+	}
+}
+
+// serve runs m's TLSConfig on ca's TLS port until the test ends.
+func serve(t *testing.T, m *certkeeper.Manager, ca *testca.CA) *server {
+	t.Helper()
+	ln, err := tls.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort())), m.TLSConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(time.Minute))
+				_ = c.(*tls.Conn).Handshake()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+		m.Close()
+	})
+	return &server{m: m, ca: ca, addr: ln.Addr().String()}
+}
+
+// handshake connects with SNI name and returns the served leaf.
+func (s *server) handshake(t *testing.T, name string, roots *x509.CertPool) (*x509.Certificate, error) {
+	t.Helper()
+	d := &net.Dialer{Timeout: 30 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", s.addr, &tls.Config{ServerName: name, RootCAs: roots})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0], nil
+}
+
+func TestOnDemandIssuance(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	st := filestore.New(t.TempDir())
+	s := serve(t, newACMEManager(ca, st, policy.Allowlist("a.test", "*.b.test")), ca)
+	roots := ca.IssuingRootPool(t)
+
+	leaf, err := s.handshake(t, "a.test", roots)
+	if err != nil {
+		t.Fatalf("first handshake for a.test: %v", err)
+	}
+	if ca.Orders() != 1 {
+		t.Errorf("orders = %d, want 1", ca.Orders())
+	}
+	again, err := s.handshake(t, "a.test", roots)
+	if err != nil || !again.Equal(leaf) {
+		t.Fatalf("second handshake: %v (same certificate: %v)", err, err == nil && again.Equal(leaf))
+	}
+	if ca.Orders() != 1 {
+		t.Errorf("orders after a cached handshake = %d, want 1", ca.Orders())
+	}
+
+	// A name outside the allowlist fails and places no order.
+	if _, err := s.handshake(t, "evil.test", roots); err == nil {
+		t.Error("handshake for a name outside the allowlist succeeded")
+	}
+	if ca.Orders() != 1 {
+		t.Errorf("orders after a denied name = %d, want 1", ca.Orders())
+	}
+
+	// A restart on the same storage serves the same certificate, no order.
+	s.m.Close()
+	m2 := newACMEManager(ca, st, policy.Allowlist("a.test"))
+	ln2 := serveOn(t, m2)
+	leaf2, err := handshakeAddr(ln2, "a.test", roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf2.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		t.Errorf("after a restart the serial is %s, want %s", leaf2.SerialNumber, leaf.SerialNumber)
+	}
+	if ca.Orders() != 1 {
+		t.Errorf("orders after a restart = %d, want 1", ca.Orders())
+	}
+}
+
+// TestConcurrentFirstHandshakes: 20 handshakes at once for one new name
+// make exactly one order, and all see one serial.
+func TestConcurrentFirstHandshakes(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	s := serve(t, newACMEManager(ca, filestore.New(t.TempDir()), policy.Allowlist("c.test")), ca)
+	roots := ca.IssuingRootPool(t)
+	var wg sync.WaitGroup
+	serials := make([]string, 20)
+	errs := make([]error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			leaf, err := s.handshake(t, "c.test", roots)
+			errs[i] = err
+			if err == nil {
+				serials[i] = leaf.SerialNumber.String()
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("handshake %d: %v", i, err)
+		}
+		if serials[i] != serials[0] {
+			t.Errorf("handshake %d saw serial %s, handshake 0 %s", i, serials[i], serials[0])
+		}
+	}
+	if n := ca.Orders(); n != 1 {
+		t.Errorf("orders = %d, want exactly 1", n)
+	}
+}
+
+// TestUnknownNamesFlood: 1,000 distinct names nobody allowed place no
+// order.
+func TestUnknownNamesFlood(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	s := serve(t, newACMEManager(ca, filestore.New(t.TempDir()), policy.Allowlist("a.test")), ca)
+	denied := 0
+	s.m.OnEvent = nil
+	for i := range 1000 {
+		if _, err := s.handshake(t, fmt.Sprintf("n%d.unknown.test", i), nil); err != nil {
+			denied++
+		}
+	}
+	if denied != 1000 {
+		t.Errorf("%d of 1000 unknown names were refused, want all", denied)
+	}
+	if n := ca.Orders(); n != 0 {
+		t.Errorf("unknown names placed %d orders, want 0", n)
+	}
+}
+
+func TestNoPolicy(t *testing.T) {
+	m := &certkeeper.Manager{Storage: filestore.New(t.TempDir())}
+	defer m.Close()
+	err := m.Serve()
+	if !errors.Is(err, certkeeper.ErrNoPolicy) {
+		t.Fatalf("Serve() = %v, want ErrNoPolicy", err)
+	}
+	want := `no names allowed: set Policy, e.g. policy.Allowlist("example.com")`
+	if err.Error() != want {
+		t.Errorf("Serve() error = %q, want %q", err, want)
+	}
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"}); !errors.Is(err, certkeeper.ErrNoPolicy) {
+		t.Errorf("GetCertificate with no policy = %v, want ErrNoPolicy", err)
+	}
+}
+
+// localManager is a Manager on the local CA: no network, fast issuance.
+func localManager(t *testing.T, st storage.Storage, pol policy.Policy) *certkeeper.Manager {
+	t.Helper()
+	m := &certkeeper.Manager{Policy: pol, Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func TestWildcardAndDefaultName(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := localManager(t, st, nil)
+	if err := m.Cert(t.Context(), "*.a.test", "a.test"); err != nil {
+		t.Fatal(err)
+	}
+	m.DefaultName = "a.test"
+	for _, hello := range []*tls.ClientHelloInfo{{ServerName: "x.a.test"}, {ServerName: "a.test"}, {ServerName: ""}} {
+		c, err := m.GetCertificate(hello)
+		if err != nil {
+			t.Fatalf("GetCertificate(%q): %v", hello.ServerName, err)
+		}
+		if !strings.Contains(strings.Join(c.Leaf.DNSNames, ","), "*.a.test") {
+			t.Errorf("GetCertificate(%q) served %v, want the *.a.test certificate", hello.ServerName, c.Leaf.DNSNames)
+		}
+	}
+	// A fresh Manager finds the stored wildcard for a subdomain.
+	m2 := localManager(t, st, nil)
+	c, err := m2.GetCertificate(&tls.ClientHelloInfo{ServerName: "y.a.test"})
+	if err != nil || c.Leaf.DNSNames[0] != "*.a.test" {
+		t.Errorf("stored wildcard for y.a.test: %v", err)
+	}
+	// Two labels deep is not covered by a wildcard.
+	if _, err := m2.GetCertificate(&tls.ClientHelloInfo{ServerName: "z.y.a.test"}); err == nil {
+		t.Error("z.y.a.test was served by *.a.test")
+	}
+}
+
+// TestBoundedCache: with CacheSize 100 and 1,000 stored certificates,
+// handshakes for all 1,000 succeed (evicted ones reload from storage).
+func TestBoundedCache(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	filler := localManager(t, st, nil)
+	names := make([]string, 1000)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d.bounded.test", i)
+		if err := filler.Cert(t.Context(), names[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := localManager(t, st, nil) // no policy: everything must come from storage
+	m.CacheSize = 100
+	for round := range 2 {
+		for _, n := range names {
+			c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: n})
+			if err != nil {
+				t.Fatalf("round %d: GetCertificate(%q): %v", round, n, err)
+			}
+			if c.Leaf.DNSNames[0] != n {
+				t.Fatalf("GetCertificate(%q) served %v", n, c.Leaf.DNSNames)
+			}
+		}
+	}
+	if n := certkeeper.CacheLen(m); n > 100 {
+		t.Errorf("cache holds %d certificates, want ≤ 100", n)
+	}
+}
+
+func TestGetCertificateCachedAllocs(t *testing.T) {
+	m := localManager(t, filestore.New(t.TempDir()), nil)
+	if err := m.Cert(t.Context(), "a.test"); err != nil {
+		t.Fatal(err)
+	}
+	hello := &tls.ClientHelloInfo{ServerName: "a.test", SupportedProtos: []string{"h2", "http/1.1"}}
+	if allocs := testing.AllocsPerRun(1000, func() {
+		if _, err := m.GetCertificate(hello); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Errorf("GetCertificate for a cached name allocates %v times, want 0", allocs)
+	}
+}
+
+func BenchmarkGetCertificateCached(b *testing.B) {
+	st := filestore.New(b.TempDir())
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	defer m.Close()
+	if err := m.Cert(context.Background(), "a.test"); err != nil {
+		b.Fatal(err)
+	}
+	hello := &tls.ClientHelloInfo{ServerName: "a.test"}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := m.GetCertificate(hello); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// serveOn starts m on a free loopback port (no challenges needed).
+func serveOn(t *testing.T, m *certkeeper.Manager) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", m.TLSConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				_ = c.(*tls.Conn).Handshake()
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); m.Close() })
+	return ln.Addr().String()
+}
+
+func handshakeAddr(addr, name string, roots *x509.CertPool) (*x509.Certificate, error) {
+	d := &net.Dialer{Timeout: 30 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: name, RootCAs: roots})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0], nil
+}

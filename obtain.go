@@ -1,0 +1,226 @@
+package certkeeper
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+func isNotFound(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// Cert obtains a certificate for names (one certificate covering all of
+// them; the first is the primary name) unless storage already holds one,
+// and keeps it in memory and renewed from now on. Names given here need no
+// Policy. Use it to have certificates ready before the first handshake.
+func (m *Manager) Cert(ctx context.Context, names ...string) error {
+	if err := m.init(); err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		return errors.New("certkeeper: Cert needs at least one name")
+	}
+	norm := make([]string, 0, len(names))
+	n := policy.Normalizer{AllowIP: true, AllowWildcard: true}
+	for _, raw := range names {
+		s, err := n.Normalize(raw)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(norm, s) {
+			norm = append(norm, s)
+		}
+	}
+	ch := m.flight.DoChan(norm[0], func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
+		defer cancel()
+		if e, err := m.loadStored(ctx, norm[0]); err == nil && coversAll(e, norm) {
+			return e, nil
+		}
+		return m.obtain(ctx, norm, nil, false)
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func coversAll(e *managed, names []string) bool {
+	for _, n := range names {
+		if !slices.Contains(e.names, n) {
+			return false
+		}
+	}
+	return true
+}
+
+// loadStored finds a usable stored certificate for name — under any of
+// the issuers, exact or by a one-label wildcard — and puts it in memory.
+func (m *Manager) loadStored(ctx context.Context, name string) (*managed, error) {
+	candidates := []string{name}
+	if i := strings.IndexByte(name, '.'); i > 0 && !strings.HasPrefix(name, "*.") {
+		candidates = append(candidates, "*."+name[i+1:])
+	}
+	var firstErr error
+	for _, n := range candidates {
+		for _, iss := range m.issuers {
+			key, err := storage.CertificateKey(iss.ID(), n)
+			if err != nil {
+				continue
+			}
+			e, err := m.loadKey(ctx, key)
+			if err == nil {
+				return e, nil
+			}
+			if !isNotFound(err) && firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return nil, fs.ErrNotExist
+}
+
+// loadKey loads one stored record; an expired certificate counts as
+// absent (it is never served).
+func (m *Manager) loadKey(ctx context.Context, key string) (*managed, error) {
+	data, err := m.store.Load(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := storage.UnmarshalCertificate(data)
+	if err != nil {
+		return nil, fmt.Errorf("stored certificate %s: %w", key, err)
+	}
+	if time.Now().After(rec.NotAfter) {
+		return nil, fmt.Errorf("stored certificate %s expired at %s: %w", key, rec.NotAfter, fs.ErrNotExist)
+	}
+	e, err := m.publish(rec, key, false)
+	if err != nil {
+		return nil, err
+	}
+	m.emit(Event{Kind: Loaded, Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter})
+	return e, nil
+}
+
+// publish puts a record in memory and schedules its renewal. A
+// certificate replacing one in memory keeps its predecessor's last-seen
+// time, so renewing does not count as use.
+//
+// fresh says the certificate was issued just now: one that is due for
+// renewal at once (a lifetime shorter than the CA's backdating) must not
+// be renewed in a loop.
+func (m *Manager) publish(rec *storage.Certificate, key string, fresh bool) (*managed, error) {
+	tc, err := rec.TLSCertificate()
+	if err != nil {
+		return nil, err
+	}
+	e := &managed{names: rec.Names, issuer: rec.Issuer, key: key, onDemand: rec.OnDemand}
+	e.cert.Store(tc)
+	if old := m.cache.get(rec.Names[0]); old != nil {
+		e.lastSeen.Store(old.lastSeen.Load())
+	} else {
+		e.touch(time.Now())
+	}
+	m.cache.put(e)
+	m.scheduleRenewal(e, fresh)
+	return e, nil
+}
+
+// obtain issues a certificate for names through the issuer chain, stores
+// it, and publishes it. prev is the certificate being renewed, if any. It
+// holds the cluster-wide issue lock for the primary name and, for a first
+// issue, re-checks storage after taking it: another process may have
+// issued while this one waited.
+//
+// It is the one issuance path for first issue and renewal.
+func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certificate, onDemand bool) (*managed, error) {
+	unlock, err := m.store.Lock(ctx, storage.IssueLock(names[0]))
+	if err != nil {
+		return nil, fmt.Errorf("locking %s for issuance: %w", names[0], err)
+	}
+	defer unlock()
+	if e, err := m.loadStored(ctx, names[0]); err == nil && coversAll(e, names) {
+		// Another process obtained (or renewed) it while we waited.
+		if leaf := e.cert.Load().Leaf; prev == nil || leaf.NotAfter.After(prev.NotAfter) {
+			return e, nil
+		}
+	}
+	kt := m.KeyType
+	if kt == "" {
+		kt = issuer.ECDSAP256
+	}
+	key, err := kt.Generate()
+	if err != nil {
+		return nil, fmt.Errorf("generating %s key: %w", kt, err)
+	}
+	csr, err := issuer.NewCSR(key, names)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	var cert *issuer.Certificate
+	var errs []error
+	for _, iss := range m.issuers {
+		cert, err = iss.Issue(ctx, issuer.Request{Names: names, CSR: csr, Replaces: prev})
+		if err == nil {
+			break
+		}
+		errs = append(errs, err)
+		m.logger().Warn("issuer failed; trying the next", slog.Any("names", names), slog.String("issuer", iss.ID()), slog.Any("err", err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if cert == nil {
+		return nil, errors.Join(errs...)
+	}
+	keyPEM, err := storage.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	rec := &storage.Certificate{
+		Names: names, Issuer: cert.Issuer, ChainPEM: cert.ChainPEM, KeyPEM: keyPEM,
+		NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, KeyType: string(kt),
+		Profile: cert.Profile, URL: cert.URL, Account: cert.Account, Email: m.Email,
+		OnDemand: onDemand, Obtained: time.Now().UTC(),
+	}
+	data, err := storage.MarshalCertificate(rec)
+	if err != nil {
+		return nil, err
+	}
+	skey, err := storage.CertificateKey(cert.Issuer, names[0])
+	if err != nil {
+		return nil, err
+	}
+	// Stored before it is served: a crash now loses nothing, and the old
+	// certificate keeps serving until the new one is complete.
+	if err := m.store.Store(ctx, skey, data); err != nil {
+		return nil, fmt.Errorf("storing certificate for %s: %w", names[0], err)
+	}
+	e, err := m.publish(rec, skey, true)
+	if err != nil {
+		return nil, err
+	}
+	kind := Obtained
+	if prev != nil {
+		kind = Renewed
+	}
+	m.logger().Info("certificate "+kind.String(), slog.Any("names", names), slog.String("issuer", cert.Issuer),
+		slog.Time("not_after", cert.Leaf.NotAfter), slog.Duration("took", time.Since(start)))
+	m.emit(Event{Kind: kind, Names: names, Issuer: cert.Issuer, NotAfter: cert.Leaf.NotAfter})
+	return e, nil
+}

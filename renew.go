@@ -1,0 +1,244 @@
+package certkeeper
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/renewal"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// defaultUnusedAfter is how long an on-demand certificate is renewed
+// without a handshake asking for it (Manager.UnusedAfter).
+const defaultUnusedAfter = 30 * 24 * time.Hour
+
+// renewer holds the renewal state of a Manager: one timer heap for all its
+// certificates, keyed by storage key, and per-key failure counts.
+type renewer struct {
+	once  sync.Once
+	sched *renewal.Scheduler
+
+	mu       sync.Mutex           // guards attempts, planned and lastSeen
+	attempts map[string]int       // storage key → consecutive failures
+	planned  map[string]time.Time // storage key → the renewal time drawn for it
+	lastSeen map[string]*managed  // storage key → the entry in memory, for its last handshake
+}
+
+// renewalARI is the optional interface of issuers that offer ACME Renewal
+// Information (RFC 9773); *acmeca.Issuer implements it.
+type renewalARI interface {
+	RenewalInfo(ctx context.Context, leaf *x509.Certificate) (acme.RenewalInfo, error)
+}
+
+func (m *Manager) unusedAfter() time.Duration {
+	if m.UnusedAfter > 0 {
+		return m.UnusedAfter
+	}
+	return defaultUnusedAfter
+}
+
+// scheduler starts the renewal scheduler on first use; nil once the
+// Manager is closed.
+func (m *Manager) scheduler() *renewal.Scheduler {
+	m.renew.once.Do(func() {
+		if m.ctx.Err() != nil {
+			return
+		}
+		m.renew.sched = renewal.New(m.renewKey, 0)
+		m.renew.attempts = make(map[string]int)
+		m.renew.planned = make(map[string]time.Time)
+		m.renew.lastSeen = make(map[string]*managed)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			<-m.ctx.Done()
+			m.renew.sched.Close()
+		}()
+	})
+	return m.renew.sched
+}
+
+// scheduleRenewal arranges for e to be renewed when it is due. The first
+// check comes at the lifetime rule's due time; the renewal run asks the CA
+// for its ARI window then and reschedules accordingly.
+//
+// A fresh certificate that is due at once gets a quarter of its lifetime
+// before its first check instead, with an error logged: renewing it
+// immediately would loop.
+func (m *Manager) scheduleRenewal(e *managed, fresh bool) {
+	s := m.scheduler()
+	if s == nil {
+		return
+	}
+	leaf := e.cert.Load().Leaf
+	if leaf == nil {
+		return
+	}
+	m.renew.mu.Lock()
+	m.renew.lastSeen[e.key] = e
+	m.renew.mu.Unlock()
+	now := time.Now()
+	due := renewal.Due(renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}, now, nil)
+	if fresh && !due.After(now) {
+		due = now.Add(leaf.NotAfter.Sub(now) / 4)
+		m.logger().Error("a new certificate is due for renewal as soon as it is issued; its lifetime is too short",
+			slog.Any("names", e.names), slog.String("issuer", e.issuer), slog.Time("not_before", leaf.NotBefore),
+			slog.Time("not_after", leaf.NotAfter), slog.Time("retry_at", due))
+	}
+	s.Schedule(e.key, due)
+}
+
+// renewKey is the scheduler's callback: it re-reads the certificate from
+// storage (another node may have renewed it), asks the CA's ARI window,
+// and renews it if it is due, or reschedules it.
+func (m *Manager) renewKey(key string) {
+	ctx, cancel := context.WithTimeout(m.ctx, m.issueTimeout())
+	defer cancel()
+	data, err := m.store.Load(ctx, key)
+	if err != nil {
+		if !isNotFound(err) {
+			m.retryLater(key, nil, err)
+		}
+		return
+	}
+	rec, err := storage.UnmarshalCertificate(data)
+	if err != nil {
+		m.logger().Error("stored certificate is damaged; not renewing it", slog.String("key", key), slog.Any("err", err))
+		return
+	}
+	leaf, err := rec.Leaf()
+	if err != nil {
+		m.logger().Error("stored certificate is damaged; not renewing it", slog.String("key", key), slog.Any("err", err))
+		return
+	}
+	now := time.Now()
+	if rec.OnDemand && m.unused(key, now) {
+		m.logger().Info("certificate not renewed: no handshake asked for it recently",
+			slog.Any("names", rec.Names), slog.Duration("unused_after", m.unusedAfter()), slog.Time("not_after", rec.NotAfter))
+		m.forget(key)
+		return
+	}
+	// With the serial, the time drawn from a window is the same at every
+	// check, so a certificate checked at its due time is due then.
+	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
+	var nextCheck time.Time
+	if ari, ok := m.issuerByID(rec.Issuer).(renewalARI); ok {
+		ri, err := ari.RenewalInfo(ctx, leaf)
+		if err == nil && ri.HasWindow() {
+			c.ARI = renewal.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}
+			var retryAfter time.Time
+			if ri.RetryAfter != nil {
+				retryAfter = *ri.RetryAfter
+			}
+			nextCheck = renewal.NextARICheck(now, retryAfter, time.Time{}, nil)
+		} else if err != nil && !errors.Is(err, acme.ErrUnsupported) {
+			m.logger().Debug("ARI check failed; using the lifetime rule", slog.Any("names", rec.Names), slog.Any("err", err))
+		}
+	}
+	// The time drawn from a window is kept until the window changes: drawn
+	// again at every check it would drift towards the window's end.
+	m.renew.mu.Lock()
+	due, ok := m.renew.planned[key]
+	if !ok || (c.ARI.Valid() && !inWindow(due, c.ARI)) {
+		due = renewal.Due(c, now, nil)
+		m.renew.planned[key] = due
+	}
+	m.renew.mu.Unlock()
+	if due.After(now) {
+		next := due
+		if !nextCheck.IsZero() && nextCheck.Before(next) {
+			next = nextCheck
+		}
+		m.scheduler().Schedule(key, next)
+		return
+	}
+	e, err := m.obtain(ctx, rec.Names, leaf, rec.OnDemand)
+	if err != nil {
+		m.retryLater(key, rec, err)
+		return
+	}
+	m.renew.mu.Lock()
+	delete(m.renew.attempts, key)
+	delete(m.renew.planned, key)
+	m.renew.mu.Unlock()
+	if e.key != key {
+		// Renewed by another issuer of the chain: the old record must not
+		// be renewed again, nor found first at the next start.
+		m.forget(key)
+		if err := m.store.Delete(ctx, key); err != nil {
+			m.logger().Warn("removing the replaced certificate", slog.String("key", key), slog.Any("err", err))
+		}
+	}
+}
+
+// retryLater schedules the next attempt after a failed renewal, honouring
+// a CA's Retry-After, and reports it.
+func (m *Manager) retryLater(key string, rec *storage.Certificate, err error) {
+	m.renew.mu.Lock()
+	m.renew.attempts[key]++
+	attempt := m.renew.attempts[key]
+	m.renew.mu.Unlock()
+	c := renewal.Cert{}
+	var names []string
+	if rec != nil {
+		c.NotBefore, c.NotAfter, names = rec.NotBefore, rec.NotAfter, rec.Names
+	}
+	var retryAfter time.Time
+	var ierr *issuer.Error
+	if errors.As(err, &ierr) {
+		retryAfter = ierr.RetryAfter
+	}
+	next := renewal.Backoff(attempt, c, time.Now(), retryAfter, nil)
+	if s := m.scheduler(); s != nil && m.ctx.Err() == nil {
+		s.Schedule(key, next)
+	}
+	m.logger().Warn("renewal failed; will retry", slog.Any("names", names), slog.Int("attempt", attempt),
+		slog.Time("retry_at", next), slog.Time("not_after", c.NotAfter), slog.Any("err", err))
+	m.emit(Event{Kind: RenewalFailed, Names: names, NotAfter: c.NotAfter, Retry: next, Err: err})
+}
+
+// unused reports whether the on-demand certificate under key has not been
+// asked for in a handshake for longer than UnusedAfter.
+func (m *Manager) unused(key string, now time.Time) bool {
+	m.renew.mu.Lock()
+	e := m.renew.lastSeen[key]
+	m.renew.mu.Unlock()
+	if e == nil {
+		return false
+	}
+	return now.Sub(time.Unix(e.lastSeen.Load(), 0)) > m.unusedAfter()
+}
+
+// forget stops renewing key.
+func (m *Manager) forget(key string) {
+	if s := m.scheduler(); s != nil {
+		s.Remove(key)
+	}
+	m.renew.mu.Lock()
+	delete(m.renew.lastSeen, key)
+	delete(m.renew.attempts, key)
+	delete(m.renew.planned, key)
+	m.renew.mu.Unlock()
+}
+
+// inWindow reports whether t lies in w, or before it (a time already
+// chosen earlier than a moved window stays: renewing early is safe).
+func inWindow(t time.Time, w renewal.Window) bool {
+	return !t.After(w.End)
+}
+
+// issuerByID returns the issuer of the chain with this ID, or nil.
+func (m *Manager) issuerByID(id string) issuer.Issuer {
+	for _, iss := range m.issuers {
+		if iss.ID() == id {
+			return iss
+		}
+	}
+	return nil
+}

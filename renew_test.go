@@ -1,0 +1,239 @@
+package certkeeper_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// TestRenewalUnderLoad: with 60-second certificates, three minutes of
+// continuous handshakes see no failure and no expired certificate while
+// the Manager renews in the background — through a CA outage (renewals
+// fail, are retried, and succeed once it is back) and a CA that lost all
+// its state (the account is registered again and replaces dropped).
+func TestRenewalUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three minutes of renewals; skipped with -short")
+	}
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{Profiles: map[string]testca.Profile{
+		"default": {Description: "60 seconds", ValidityPeriod: 60 * time.Second},
+	}})
+	proxy := testca.NewFaultProxy(t, ca)
+	var events sync.Map // kind → count
+	var failuresLogged atomic.Int32
+	m := &certkeeper.Manager{
+		Storage: filestore.New(t.TempDir()),
+		Issuers: []issuer.Issuer{&acmeca.Issuer{
+			DirectoryURL:   proxy.DirectoryURL(),
+			HTTPClient:     ca.HTTPClient(),
+			Profile:        "default",
+			ChallengeOrder: []string{acmeca.TLSALPN01},
+		}},
+		OnEvent: func(e certkeeper.Event) {
+			v, _ := events.LoadOrStore(e.Kind, new(atomic.Int32))
+			v.(*atomic.Int32).Add(1)
+			if e.Kind == certkeeper.RenewalFailed && !e.Retry.IsZero() {
+				failuresLogged.Add(1)
+			}
+		},
+	}
+	addr := serveOnPort(t, m, ca.TLSPort())
+	if err := m.Cert(t.Context(), "r.test"); err != nil {
+		t.Fatal(err)
+	}
+	roots := ca.IssuingRootPool(t)
+
+	var handshakes, failures int
+	serials := map[string]bool{}
+	deadline := time.Now().Add(3 * time.Minute)
+	start := time.Now()
+	phase := 0
+	for time.Now().Before(deadline) {
+		el := time.Since(start)
+		switch {
+		case phase == 0 && el > 38*time.Second:
+			// The CA is unreachable for 42 s: the second certificate falls
+			// due meanwhile, and its renewal fails at least once.
+			proxy.Down()
+			phase++
+		case phase == 1 && el > 80*time.Second:
+			proxy.Up(t)
+			phase++
+		case phase == 2 && el > 110*time.Second:
+			if ca.Replacements() < 1 {
+				t.Errorf("no renewal order carried replaces before the CA restart")
+			}
+			ca.Restart(t) // a new CA on the same address: every account is gone
+			roots = nil
+			phase++
+		}
+		if roots == nil {
+			roots = ca.IssuingRootPool(t)
+		}
+		leaf, err := handshakeAt(addr, "r.test", roots)
+		handshakes++
+		switch {
+		case err != nil && phase == 3 && isUnknownAuthority(err):
+			// The restarted CA has new roots; the certificate from the old
+			// one is still valid, just not under the new pool.
+			handshakes--
+		case err != nil:
+			failures++
+			t.Logf("handshake at %s: %v", el.Round(time.Second), err)
+		case time.Now().After(leaf.NotAfter):
+			failures++
+			t.Errorf("served an expired certificate at %s", el.Round(time.Second))
+		default:
+			serials[leaf.SerialNumber.String()] = true
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if failures > 0 {
+		t.Errorf("%d of %d handshakes failed, want 0", failures, handshakes)
+	}
+	if len(serials) < 2 {
+		t.Errorf("saw %d distinct serials in 3 minutes of 60 s certificates, want ≥ 2", len(serials))
+	}
+	if failuresLogged.Load() == 0 {
+		t.Error("no RenewalFailed event with a retry time during the CA outage")
+	}
+	if v, ok := events.Load(certkeeper.Renewed); !ok || v.(*atomic.Int32).Load() < 3 {
+		t.Errorf("renewals = %v, want ≥ 3 (before, after the outage, after the CA restart)", v)
+	}
+	if ca.Accounts() != 1 {
+		t.Errorf("the restarted CA saw %d new accounts, want 1 (registered again)", ca.Accounts())
+	}
+	t.Logf("%d handshakes, %d serials", handshakes, len(serials))
+}
+
+func isUnknownAuthority(err error) bool {
+	var ua x509.UnknownAuthorityError
+	return errors.As(err, &ua)
+}
+
+// TestFallbackChain: the first CA is down, the second issues, and the
+// event names the issuer used.
+func TestFallbackChain(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "https://" + ln.Addr().String() + "/dir"
+	ln.Close()
+	st := filestore.New(t.TempDir())
+	var got certkeeper.Event
+	m := &certkeeper.Manager{
+		Storage: st,
+		Issuers: []issuer.Issuer{
+			&acmeca.Issuer{DirectoryURL: dead},
+			&localca.CA{Storage: st},
+		},
+		OnEvent: func(e certkeeper.Event) {
+			if e.Kind == certkeeper.Obtained {
+				got = e
+			}
+		},
+	}
+	defer m.Close()
+	if err := m.Cert(t.Context(), "f.test"); err != nil {
+		t.Fatalf("Cert with the first CA down: %v", err)
+	}
+	if got.Issuer != "local" {
+		t.Errorf("Obtained event names issuer %q, want local", got.Issuer)
+	}
+}
+
+// TestUnusedNotRenewed: an on-demand name that no handshake asks for
+// within UnusedAfter is not renewed.
+func TestUnusedNotRenewed(t *testing.T) {
+	t.Parallel()
+	st := filestore.New(t.TempDir())
+	var renewed, obtained atomic.Int32
+	m := &certkeeper.Manager{
+		Policy:      policy.Allowlist("u.test", "used.test"),
+		Storage:     st,
+		Issuers:     []issuer.Issuer{&localca.CA{Storage: st, Lifetime: 8 * time.Second}},
+		UnusedAfter: 2 * time.Second,
+		OnEvent: func(e certkeeper.Event) {
+			switch {
+			case e.Kind == certkeeper.Renewed && e.Names[0] == "u.test":
+				renewed.Add(1)
+			case e.Kind == certkeeper.Obtained:
+				obtained.Add(1)
+			}
+		},
+	}
+	defer m.Close()
+	for _, n := range []string{"u.test", "used.test"} {
+		if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// used.test keeps being asked for; u.test is never seen again.
+	usedSerials := map[string]bool{}
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "used.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		usedSerials[c.Leaf.SerialNumber.String()] = true
+	}
+	if renewed.Load() != 0 {
+		t.Errorf("u.test, unused for longer than UnusedAfter, was renewed %d times", renewed.Load())
+	}
+	if len(usedSerials) < 2 {
+		t.Errorf("used.test, asked for continuously, was not renewed (%d serial)", len(usedSerials))
+	}
+}
+
+// serveOnPort runs m's TLSConfig on 127.0.0.1:port until the test ends.
+func serveOnPort(t *testing.T, m *certkeeper.Manager, port int) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), m.TLSConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(time.Minute))
+				_ = c.(*tls.Conn).Handshake()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+		m.Close()
+	})
+	return ln.Addr().String()
+}
+
+func handshakeAt(addr, name string, roots *x509.CertPool) (*x509.Certificate, error) {
+	return handshakeAddr(addr, name, roots)
+}

@@ -1,0 +1,93 @@
+package certkeeper
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// HTTPHandler returns a handler for port 80 that answers http-01
+// challenges and passes every other request to fallback. A nil fallback
+// redirects to HTTPS (RedirectHTTP).
+func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
+	_ = m.init()
+	if fallback == nil {
+		fallback = RedirectHTTP
+	}
+	return m.http01.Handler(fallback)
+}
+
+// RedirectHTTP is a handler that redirects every request to the same URL
+// over HTTPS (308 for requests with a body, 301 otherwise).
+var RedirectHTTP http.Handler = http.HandlerFunc(redirectHTTP)
+
+func redirectHTTP(w http.ResponseWriter, r *http.Request) {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "" || strings.ContainsAny(host, "/\\@ ") {
+		http.Error(w, "certkeeper: use HTTPS", http.StatusBadRequest)
+		return
+	}
+	if strings.Contains(host, ":") { // IPv6 literal
+		host = "[" + host + "]"
+	}
+	code := http.StatusMovedPermanently
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		code = http.StatusPermanentRedirect
+	}
+	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), code)
+}
+
+// ServeHTTPS serves http.DefaultServeMux over HTTPS on :443 with this
+// Manager's certificates. It fails at once if no names are allowed.
+func (m *Manager) ServeHTTPS() error {
+	if err := m.check(); err != nil {
+		return err
+	}
+	srv := m.newServer(":443", http.DefaultServeMux)
+	srv.TLSConfig = m.TLSConfig()
+	return srv.ListenAndServeTLS("", "")
+}
+
+// Serve serves http.DefaultServeMux over HTTPS on :443, and on :80 answers
+// http-01 challenges and redirects everything else to HTTPS, as
+// rsc.io/letsencrypt's Serve did. It fails at once if no names are
+// allowed, or when either server stops.
+func (m *Manager) Serve() error {
+	if err := m.check(); err != nil {
+		return err
+	}
+	errc := make(chan error, 2)
+	plain := m.newServer(":80", m.HTTPHandler(nil))
+	go func() { errc <- plain.ListenAndServe() }()
+	go func() { errc <- m.ServeHTTPS() }()
+	err := <-errc
+	_ = plain.Close()
+	return err
+}
+
+// check refuses to serve with a Manager that could never serve a name.
+func (m *Manager) check() error {
+	if err := m.init(); err != nil {
+		return err
+	}
+	if m.Policy == nil && m.cache.len() == 0 {
+		return ErrNoPolicy
+	}
+	return nil
+}
+
+func (m *Manager) newServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(m.logger().Handler(), slog.LevelDebug),
+	}
+}
