@@ -58,8 +58,8 @@ type result struct {
 	took           time.Duration
 }
 
-// certkeeper runs the binary with args, bounded by timeout.
-func certkeeper(t *testing.T, timeout time.Duration, args ...string) result {
+// ck runs the certkeeper binary with args, bounded by timeout.
+func ck(t *testing.T, timeout time.Duration, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
@@ -157,7 +157,7 @@ func TestIssueEachChallenge(t *testing.T) {
 		t.Run(challenge, func(t *testing.T) {
 			out := t.TempDir()
 			args := append(pebbleArgs(ca, storageDir, out), "--challenge", challenge, "-d", "a.test", "-d", "www.a.test")
-			r := certkeeper(t, time.Minute, args...)
+			r := ck(t, time.Minute, args...)
 			if r.code != 0 {
 				t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
 			}
@@ -188,7 +188,7 @@ func TestKeyTypes(t *testing.T) {
 		t.Run(string(kt), func(t *testing.T) {
 			out := t.TempDir()
 			name := string(kt) + ".a.test"
-			r := certkeeper(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "--key-type", string(kt), "-d", name)...)
+			r := ck(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "--key-type", string(kt), "-d", name)...)
 			if r.code != 0 {
 				t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
 			}
@@ -201,7 +201,7 @@ func TestKeyTypes(t *testing.T) {
 	}
 	t.Run("ip", func(t *testing.T) {
 		out := t.TempDir()
-		r := certkeeper(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "--challenge", "http-01", "-d", "127.0.0.1")...)
+		r := ck(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "--challenge", "http-01", "-d", "127.0.0.1")...)
 		if r.code != 0 {
 			t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
 		}
@@ -231,7 +231,7 @@ func TestBadNames(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			args := pebbleArgs(ca, t.TempDir(), t.TempDir())
 			args[3] = proxy.DirectoryURL()
-			r := certkeeper(t, 30*time.Second, append(args, "-d", tt.name)...)
+			r := ck(t, 30*time.Second, append(args, "-d", tt.name)...)
 			if r.code != 2 {
 				t.Errorf("exit %d, want 2\nstderr:\n%s", r.code, r.stderr)
 			}
@@ -255,7 +255,7 @@ func TestBadNames(t *testing.T) {
 func TestUnicodeName(t *testing.T) {
 	ca := testca.Start(t, testca.Options{})
 	out := t.TempDir()
-	r := certkeeper(t, time.Minute, append(pebbleArgs(ca, t.TempDir(), out), "-d", "ünï.test")...)
+	r := ck(t, time.Minute, append(pebbleArgs(ca, t.TempDir(), out), "-d", "ünï.test")...)
 	if r.code != 0 {
 		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
 	}
@@ -273,7 +273,7 @@ func TestCAUnreachable(t *testing.T) {
 	}
 	dead := "https://" + ln.Addr().String() + "/dir"
 	ln.Close() // nothing listens there now
-	r := certkeeper(t, 60*time.Second, "cert", "issue", "--ca", dead, "--storage", t.TempDir(),
+	r := ck(t, 60*time.Second, "cert", "issue", "--ca", dead, "--storage", t.TempDir(),
 		"--out-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "-d", "a.test")
 	if r.code != 1 {
 		t.Errorf("exit %d, want 1\nstderr:\n%s", r.code, r.stderr)
@@ -298,7 +298,7 @@ func TestPortBusy(t *testing.T) {
 			_, port, _ := net.SplitHostPort(ln.Addr().String())
 			args := pebbleArgs(ca, t.TempDir(), t.TempDir())
 			args = append(args, "--challenge", tt.challenge, tt.flag, ln.Addr().String(), "-d", "a.test")
-			r := certkeeper(t, 30*time.Second, args...)
+			r := ck(t, 30*time.Second, args...)
 			if r.code != 1 {
 				t.Errorf("exit %d, want 1\nstderr:\n%s", r.code, r.stderr)
 			}
@@ -320,7 +320,7 @@ func TestRateLimited(t *testing.T) {
 	}
 	t.Run("no-wait", func(t *testing.T) {
 		proxy.RateLimit("new-order", 1, 5*time.Second)
-		r := certkeeper(t, time.Minute, args("--no-wait", "-d", "a.test")...)
+		r := ck(t, time.Minute, args("--no-wait", "-d", "a.test")...)
 		if r.code != 1 {
 			t.Fatalf("exit %d, want 1\nstderr:\n%s", r.code, r.stderr)
 		}
@@ -330,7 +330,7 @@ func TestRateLimited(t *testing.T) {
 	})
 	t.Run("wait", func(t *testing.T) {
 		proxy.RateLimit("new-order", 1, 5*time.Second)
-		r := certkeeper(t, time.Minute, args("-d", "a.test")...)
+		r := ck(t, time.Minute, args("-d", "a.test")...)
 		if r.code != 0 {
 			t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
 		}
@@ -344,12 +344,16 @@ func TestRateLimited(t *testing.T) {
 // certificate verifies with "ca root" (checked by openssl, as a user would).
 func TestOfflineLocalCA(t *testing.T) {
 	storageDir, out := t.TempDir(), t.TempDir()
-	r := certkeeper(t, time.Minute, "cert", "issue", "--ca", "local", "-d", "localhost", "--storage", storageDir, "--out-dir", out)
+	r := ck(t, time.Minute, "cert", "issue", "--ca", "local", "-d", "localhost", "--storage", storageDir, "--out-dir", out)
 	if r.code != 0 {
 		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
 	}
 	readPair(t, out, "localhost")
-	root := certkeeper(t, 30*time.Second, "ca", "root", "--storage", storageDir)
+	status := ck(t, 30*time.Second, "status", "--storage", storageDir)
+	if status.code != 0 || !strings.Contains(status.stdout, "localhost") || !strings.Contains(status.stdout, "NEXT RENEWAL") || !strings.Contains(status.stdout, "fine") {
+		t.Errorf("status: exit %d\n%s%s", status.code, status.stdout, status.stderr)
+	}
+	root := ck(t, 30*time.Second, "ca", "root", "--storage", storageDir)
 	if root.code != 0 {
 		t.Fatalf("ca root: exit %d\n%s", root.code, root.stderr)
 	}
@@ -369,7 +373,7 @@ func TestOfflineLocalCA(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	r := certkeeper(t, 30*time.Second, "version")
+	r := ck(t, 30*time.Second, "version")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "certkeeper ") {
 		t.Errorf("version: exit %d, stdout %q", r.code, r.stdout)
 	}
@@ -378,10 +382,10 @@ func TestVersion(t *testing.T) {
 // TestHelp compares every command's --help with testdata/help-*.golden
 // (go test -update rewrites them).
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{{"help"}, {"cert", "--help"}, {"cert", "issue", "--help"}, {"ca", "root", "--help"}, {"version", "--help"}} {
+	for _, args := range [][]string{{"help"}, {"proxy", "--help"}, {"status", "--help"}, {"cert", "--help"}, {"cert", "issue", "--help"}, {"ca", "root", "--help"}, {"version", "--help"}} {
 		name := strings.ReplaceAll(strings.Join(args, "-"), "--help", "help")
 		t.Run(name, func(t *testing.T) {
-			r := certkeeper(t, 30*time.Second, args...)
+			r := ck(t, 30*time.Second, args...)
 			if r.code != 0 {
 				t.Fatalf("exit %d\n%s", r.code, r.stderr)
 			}
@@ -403,7 +407,7 @@ func TestHelp(t *testing.T) {
 			}
 		})
 	}
-	r := certkeeper(t, 30*time.Second, "cert", "frobnicate")
+	r := ck(t, 30*time.Second, "cert", "frobnicate")
 	if r.code != 2 || !strings.Contains(r.stderr, "unknown command") {
 		t.Errorf("unknown command: exit %d, stderr %q", r.code, r.stderr)
 	}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+)
+
+// backend is a plain-HTTP server that records what it was sent.
+type backend struct {
+	url  string
+	mu   sync.Mutex
+	seen []http.Header
+	host []string
+}
+
+func newBackend(t *testing.T, body string) *backend {
+	t.Helper()
+	b := &backend{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		b.seen = append(b.seen, r.Header.Clone())
+		b.host = append(b.host, r.Host)
+		b.mu.Unlock()
+		fmt.Fprint(w, body)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	b.url = "http://" + ln.Addr().String()
+	return b
+}
+
+func (b *backend) last() (string, http.Header) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.seen) == 0 {
+		return "", nil
+	}
+	return b.host[len(b.host)-1], b.seen[len(b.seen)-1]
+}
+
+// startProxy runs "certkeeper proxy args..." and waits until it listens.
+func startProxy(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"proxy"}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	var logMu sync.Mutex
+	var logs strings.Builder
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			logMu.Lock()
+			logs.WriteString(sc.Text() + "\n")
+			logMu.Unlock()
+			if strings.Contains(sc.Text(), "proxy listening") {
+				once.Do(func() { close(ready) })
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			logMu.Lock()
+			t.Logf("proxy output:\n%s", logs.String())
+			logMu.Unlock()
+		}
+	})
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("proxy did not start listening within 30 s")
+	}
+	return cmd
+}
+
+// writeRoots writes Pebble's issuing roots as a PEM file for curl.
+func writeRoots(t *testing.T, ca *testca.CA) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "pebble-roots.pem")
+	var data []byte
+	for _, c := range ca.IssuingRoots(t) {
+		data = append(data, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func curl(t *testing.T, rootsFile, name string, port int, extra ...string) (body, version string) {
+	t.Helper()
+	path, err := exec.LookPath("curl")
+	if err != nil {
+		testsvc.Unavailable(t, "curl", "install it: apt-get install curl", err)
+	}
+	p := strconv.Itoa(port)
+	args := append([]string{"-sS", "--max-time", "30", "--cacert", rootsFile, "--resolve", name + ":" + p + ":127.0.0.1",
+		"-w", "\n%{http_version}", "https://" + name + ":" + p + "/x"}, extra...)
+	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, args...).Output()
+	if err != nil {
+		t.Fatalf("curl %s: %v", strings.Join(args, " "), err)
+	}
+	s := string(out)
+	i := strings.LastIndexByte(s, '\n')
+	return s[:i], s[i+1:]
+}
+
+func serialOf(t *testing.T, port int, name string, roots *x509.CertPool) string {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", "127.0.0.1:"+strconv.Itoa(port),
+		&tls.Config{ServerName: name, RootCAs: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+// TestProxy: curl through the proxy reaches the backend with Host and
+// X-Forwarded-* set, over HTTP/2; --route sends a name to its own backend;
+// restarted on the same storage, the proxy serves the same certificate and
+// places no new order; SIGTERM stops it cleanly.
+func TestProxy(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	roots := writeRoots(t, ca)
+	main, other := newBackend(t, "hello from a"), newBackend(t, "hello from b")
+	storageDir := t.TempDir()
+	args := []string{
+		"--tls-addr", "127.0.0.1:" + strconv.Itoa(ca.TLSPort()),
+		"--backend", main.url, "--route", "b.test=" + other.url,
+		"--allow", "a.test", "--allow", "b.test",
+		"--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--profile", "default",
+		"--storage", storageDir,
+	}
+	cmd := startProxy(t, args...)
+
+	body, version := curl(t, roots, "a.test", ca.TLSPort(), "--http2")
+	if body != "hello from a" {
+		t.Errorf("body through the proxy = %q, want the backend's", body)
+	}
+	if version != "2" {
+		t.Errorf("curl --http2 got HTTP/%s, want 2", version)
+	}
+	host, h := main.last()
+	// curl sends the port in Host on a non-default port; the name is what matters.
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host != "a.test" || h.Get("X-Forwarded-For") != "127.0.0.1" || h.Get("X-Forwarded-Proto") != "https" {
+		t.Errorf("backend saw Host %q, X-Forwarded-For %q, X-Forwarded-Proto %q", host, h.Get("X-Forwarded-For"), h.Get("X-Forwarded-Proto"))
+	}
+	if body, _ := curl(t, roots, "b.test", ca.TLSPort()); body != "hello from b" {
+		t.Errorf("b.test went to %q, want its own backend", body)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range ca.IssuingRoots(t) {
+		pool.AddCert(c)
+	}
+	serial := serialOf(t, ca.TLSPort(), "a.test", pool)
+	orders := ca.Orders()
+
+	// SIGTERM drains and exits 0.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("proxy exit after SIGTERM: %v", err)
+		}
+	case <-time.After(35 * time.Second):
+		t.Fatal("proxy did not exit within 35 s of SIGTERM")
+	}
+
+	startProxy(t, args...)
+	if got := serialOf(t, ca.TLSPort(), "a.test", pool); got != serial {
+		t.Errorf("after a restart the serial is %s, want %s", got, serial)
+	}
+	if n := ca.Orders(); n != orders {
+		t.Errorf("the restarted proxy placed %d new orders, want 0", n-orders)
+	}
+	// A name nobody allowed fails its handshake.
+	if _, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", "127.0.0.1:"+strconv.Itoa(ca.TLSPort()),
+		&tls.Config{ServerName: "evil.test", RootCAs: pool}); err == nil {
+		t.Error("handshake for a name outside --allow succeeded")
+	}
+
+}
