@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net/netip"
 	"time"
 
 	"github.com/certkeeper/certkeeper/policy"
@@ -48,7 +49,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	e, err := m.onDemand(ctx, norm)
+	e, err := m.onDemand(ctx, norm, clientAddr(hello.Conn))
 	if err != nil {
 		return nil, certError(norm, err)
 	}
@@ -62,11 +63,11 @@ var errNoSNI = errors.New("certkeeper: the client sent no server name (SNI) and 
 // concurrent handshakes for a new name share one issuance. The leader runs
 // on a context detached from any one handshake, bounded by IssueTimeout;
 // each caller waits only as long as its own context allows.
-func (m *Manager) onDemand(ctx context.Context, name string) (*managed, error) {
+func (m *Manager) onDemand(ctx context.Context, name string, client netip.Addr) (*managed, error) {
 	ch := m.flight.DoChan(name, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
 		defer cancel()
-		return m.loadOrObtain(ctx, name)
+		return m.loadOrObtain(ctx, name, client)
 	})
 	select {
 	case r := <-ch:
@@ -79,9 +80,10 @@ func (m *Manager) onDemand(ctx context.Context, name string) (*managed, error) {
 	}
 }
 
-// loadOrObtain is the slow path of a handshake: storage, then policy, then
-// issuance.
-func (m *Manager) loadOrObtain(ctx context.Context, name string) (*managed, error) {
+// loadOrObtain is the slow path of a handshake: storage, then policy and
+// limits, then issuance. client is the address of the handshake that
+// leads the flight.
+func (m *Manager) loadOrObtain(ctx context.Context, name string, client netip.Addr) (*managed, error) {
 	if e := m.cache.get(name); e != nil {
 		return e, nil // filled while this flight was queued
 	}
@@ -94,7 +96,15 @@ func (m *Manager) loadOrObtain(ctx context.Context, name string) (*managed, erro
 		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
 		return nil, err
 	}
-	return m.obtain(ctx, []string{name}, nil, true)
+	if err := m.admit(ctx, name, client); err != nil {
+		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
+		return nil, err
+	}
+	e, err := m.obtain(ctx, []string{name}, nil, true)
+	if err != nil && m.ctx.Err() == nil {
+		m.recordFailure(ctx, name)
+	}
+	return e, err
 }
 
 // decide asks the policy whether name may be obtained on demand.

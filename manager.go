@@ -76,6 +76,17 @@ type Manager struct {
 	// given to Cert are renewed regardless.
 	UnusedAfter time.Duration
 
+	// MaxNames caps the certificates this Manager's storage may hold
+	// before on-demand issuance stops (names given to Cert still work).
+	// Zero means no cap.
+	MaxNames int
+
+	// ClientLimit limits how many on-demand issuances one client address
+	// (an IPv4 address or IPv6 /64) may start, so one client cannot spend
+	// the CA account's budget. Nil means a burst of 60, then one every 3
+	// minutes.
+	ClientLimit *policy.IPLimiter
+
 	// OnEvent, if set, is called for every Event (obtained, renewed,
 	// renewal failed, denied, ...). It is called from the goroutine that
 	// did the work, never from a cached handshake; it must not block long.
@@ -94,6 +105,7 @@ type Manager struct {
 	alpn     tlsalpn01.Solver
 	watchers watchers
 	renew    renewer
+	lim      limits
 
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close
@@ -143,6 +155,7 @@ func (m *Manager) init() error {
 			m.store = filestore.New(DefaultStorageDir())
 		}
 		m.cache = newCertCache(m.CacheSize)
+		m.lim.clients = newDefaultClientLimiter()
 		m.http01.Logger = m.Logger
 		m.alpn.Logger = m.Logger
 		m.issuers = m.Issuers

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,14 +176,23 @@ func TestUnknownNamesFlood(t *testing.T) {
 	ca := testca.Start(t, testca.Options{})
 	s := serve(t, newACMEManager(ca, filestore.New(t.TempDir()), policy.Allowlist("a.test")), ca)
 	denied := 0
-	s.m.OnEvent = nil
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	for i := range 1000 {
 		if _, err := s.handshake(t, fmt.Sprintf("n%d.unknown.test", i), nil); err != nil {
 			denied++
 		}
 	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
 	if denied != 1000 {
 		t.Errorf("%d of 1000 unknown names were refused, want all", denied)
+	}
+	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > 10<<20 {
+		t.Errorf("1,000 unknown names grew the heap by %d bytes, want < 10 MB", grew)
+	} else {
+		t.Logf("heap growth after 1,000 unknown names: %d KiB", grew>>10)
 	}
 	if n := ca.Orders(); n != 0 {
 		t.Errorf("unknown names placed %d orders, want 0", n)

@@ -175,10 +175,19 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	var cert *issuer.Certificate
 	var errs []error
 	for _, iss := range m.issuers {
+		if prev == nil {
+			// Renewals are exempt from new-order limits at Let's Encrypt
+			// (with ARI) and must not lapse for a local budget.
+			if err := m.takeOrder(iss); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", iss.ID(), err))
+				continue
+			}
+		}
 		cert, err = iss.Issue(ctx, issuer.Request{Names: names, CSR: csr, Replaces: prev})
 		if err == nil {
 			break
 		}
+		m.noteIssueError(ctx, iss, err)
 		errs = append(errs, err)
 		m.logger().Warn("issuer failed; trying the next", slog.Any("names", names), slog.String("issuer", iss.ID()), slog.Any("err", err))
 		if ctx.Err() != nil {

@@ -81,6 +81,11 @@ func AccountPrivateKey(issuerID, email string) (string, error) {
 // "intermediate").
 func LocalCAKey(which string) string { return "localca/" + which + ".json" }
 
+// StateKey is the key of a piece of the Manager's own state that must
+// survive restarts (which), such as issuance failures and rate-limit
+// budgets, so a crash loop cannot spend a CA's limits again.
+func StateKey(which string) string { return "state/" + which + ".json" }
+
 // LocalCALock is the name of the lock held while the local CA's root or
 // intermediate is created or renewed.
 func LocalCALock() string { return "localca" }

@@ -1,0 +1,180 @@
+package certkeeper
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage"
+	"golang.org/x/time/rate"
+)
+
+// Default per-client limit on handshakes that start an issuance: a burst
+// of 60 (a person setting up dozens of sites, or a benchmark of 50 new
+// names, is not held back), then one every 3 minutes, so one client can
+// start at most 120 orders in 3 hours: well under Let's Encrypt's 300 per
+// account.
+const (
+	defaultClientBurst = 60
+	defaultClientEvery = 3 * time.Minute
+)
+
+// limits holds the Manager's abuse and rate-limit state: failures per
+// name, order budgets per CA, issuances per client address. The first two
+// are kept in storage (state/limits.json), so a restart or a crash loop
+// cannot spend a CA's limits again.
+type limits struct {
+	loadOnce sync.Once
+	failures policy.FailureBackoff
+	clients  *policy.IPLimiter
+
+	mu     sync.Mutex                    // guards orders and saving
+	orders map[string]*policy.CALimiter // issuer ID → its account's order budget
+}
+
+// limitsState is what is stored under storage.StateKey("limits").
+type limitsState struct {
+	Failures policy.BackoffState              `json:"failures"`
+	Orders   map[string]policy.CALimiterState `json:"orders,omitempty"`
+}
+
+func (m *Manager) clientLimiter() *policy.IPLimiter {
+	if m.ClientLimit != nil {
+		return m.ClientLimit
+	}
+	return m.lim.clients
+}
+
+// loadLimits reads the stored limit state once, on the first slow-path
+// handshake.
+func (m *Manager) loadLimits(ctx context.Context) {
+	m.lim.loadOnce.Do(func() {
+		data, err := m.store.Load(ctx, storage.StateKey("limits"))
+		if err != nil {
+			if !isNotFound(err) {
+				m.logger().Warn("loading rate-limit state; starting afresh", slog.Any("err", err))
+			}
+			return
+		}
+		var st limitsState
+		if err := json.Unmarshal(data, &st); err != nil {
+			m.logger().Warn("stored rate-limit state is damaged; starting afresh", slog.Any("err", err))
+			return
+		}
+		m.lim.failures.Restore(st.Failures)
+		for id, s := range st.Orders {
+			m.orderLimiter(id).Restore(s)
+		}
+	})
+}
+
+// saveLimits stores the limit state; failures are logged, not returned:
+// losing it costs at most a few extra attempts after a restart.
+func (m *Manager) saveLimits(ctx context.Context) {
+	m.lim.mu.Lock()
+	defer m.lim.mu.Unlock()
+	st := limitsState{Failures: m.lim.failures.State(), Orders: map[string]policy.CALimiterState{}}
+	for id, l := range m.lim.orders {
+		st.Orders[id] = l.State()
+	}
+	data, err := json.Marshal(st)
+	if err == nil {
+		err = m.store.Store(ctx, storage.StateKey("limits"), data)
+	}
+	if err != nil {
+		m.logger().Warn("storing rate-limit state", slog.Any("err", err))
+	}
+}
+
+// orderLimiter returns the order budget of the CA account behind issuer
+// id (Let's Encrypt's limits by default).
+func (m *Manager) orderLimiter(id string) *policy.CALimiter {
+	m.lim.mu.Lock()
+	defer m.lim.mu.Unlock()
+	if m.lim.orders == nil {
+		m.lim.orders = make(map[string]*policy.CALimiter)
+	}
+	l := m.lim.orders[id]
+	if l == nil {
+		l = &policy.CALimiter{}
+		m.lim.orders[id] = l
+	}
+	return l
+}
+
+// ErrClientLimit is returned for a handshake that would start an issuance
+// from a client that has started too many.
+var ErrClientLimit = errors.New("too many new names from this client")
+
+// admit checks, before an on-demand issuance, what the policy cannot: the
+// name's recent failures, the client's issuance budget and the cap on
+// managed names.
+func (m *Manager) admit(ctx context.Context, name string, client netip.Addr) error {
+	m.loadLimits(ctx)
+	if ok, retry := m.lim.failures.Allowed(name, time.Now()); !ok {
+		return fmt.Errorf("%w: obtaining a certificate failed recently; next attempt after %s",
+			policy.ErrDenied, retry.UTC().Format(time.RFC3339))
+	}
+	if client.IsValid() && !m.clientLimiter().Allow(client) {
+		return fmt.Errorf("%w: %w (%s)", policy.ErrDenied, ErrClientLimit, client)
+	}
+	if m.MaxNames > 0 {
+		keys, err := m.store.List(ctx, storage.CertificatePrefix(""))
+		if err != nil {
+			return fmt.Errorf("counting managed names: %w", err)
+		}
+		if len(keys) >= m.MaxNames {
+			return fmt.Errorf("%w: %d certificates managed, the most Manager.MaxNames allows", policy.ErrDenied, len(keys))
+		}
+	}
+	return nil
+}
+
+// recordFailure notes a failed on-demand issuance for name.
+func (m *Manager) recordFailure(ctx context.Context, name string) {
+	m.lim.failures.Record(name, time.Now())
+	m.saveLimits(ctx)
+}
+
+// takeOrder spends one order of an ACME CA's budget before a new order;
+// an exhausted budget skips the issuer. Issuers that are not ACME CAs
+// (the local CA) have no budget. A CA's own rateLimited answer pauses the
+// budget until its Retry-After.
+func (m *Manager) takeOrder(iss issuer.Issuer) error {
+	if _, ok := iss.(*acmeca.Issuer); !ok {
+		return nil
+	}
+	return m.orderLimiter(iss.ID()).Take()
+}
+
+func (m *Manager) noteIssueError(ctx context.Context, iss issuer.Issuer, err error) {
+	var ierr *issuer.Error
+	if errors.As(err, &ierr) && errors.Is(err, issuer.ErrRateLimited) && !ierr.RetryAfter.IsZero() {
+		m.orderLimiter(iss.ID()).Pause(ierr.RetryAfter)
+		m.saveLimits(ctx)
+	}
+}
+
+// clientAddr is the IP address of a handshake's client, if known.
+func clientAddr(c net.Conn) netip.Addr {
+	if c == nil {
+		return netip.Addr{}
+	}
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+func newDefaultClientLimiter() *policy.IPLimiter {
+	return &policy.IPLimiter{Rate: rate.Every(defaultClientEvery), Burst: defaultClientBurst}
+}

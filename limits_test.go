@@ -1,0 +1,92 @@
+package certkeeper_test
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+	"golang.org/x/time/rate"
+)
+
+func dialName(addr, name string) error {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", addr,
+		&tls.Config{ServerName: name, InsecureSkipVerify: true})
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// TestClientLimit: one client address cannot start more issuances than
+// its budget; names already held are still served.
+func TestClientLimit(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := localManager(t, st, policy.Allowlist("*.c.test"))
+	m.ClientLimit = &policy.IPLimiter{Burst: 2, Rate: rate.Every(time.Hour)}
+	addr := serveOn(t, m)
+	for _, n := range []string{"a.c.test", "b.c.test"} {
+		if err := dialName(addr, n); err != nil {
+			t.Fatalf("new name %s within the budget: %v", n, err)
+		}
+	}
+	if err := dialName(addr, "x.c.test"); err == nil {
+		t.Error("a third new name from the same client succeeded, want it refused")
+	}
+	if err := dialName(addr, "a.c.test"); err != nil {
+		t.Errorf("a name already held was refused: %v", err)
+	}
+}
+
+func TestMaxNames(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := localManager(t, st, policy.Allowlist("*.m.test"))
+	m.MaxNames = 2
+	for _, n := range []string{"a.m.test", "b.m.test"} {
+		if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "c.m.test"}); !errors.Is(err, policy.ErrDenied) {
+		t.Errorf("a name beyond MaxNames: err = %v, want ErrDenied", err)
+	}
+}
+
+// TestFailureBackoffSurvivesRestart: a name the CA refused is not ordered
+// again during its backoff, not even by a new Manager on the same storage.
+func TestFailureBackoffSurvivesRestart(t *testing.T) {
+	ca := testca.Start(t, testca.Options{DomainBlocklist: []string{"blocked.test"}})
+	st := filestore.New(t.TempDir())
+	newManager := func() *certkeeper.Manager {
+		m := &certkeeper.Manager{
+			Policy:  policy.Allowlist("blocked.test"),
+			Storage: st,
+			Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Profile: "default"}},
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	m := newManager()
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"}); err == nil {
+		t.Fatal("a name the CA refuses was issued")
+	}
+	orders := ca.Orders()
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"}); !errors.Is(err, policy.ErrDenied) {
+		t.Errorf("second attempt right after a failure: err = %v, want ErrDenied (backoff)", err)
+	}
+	m.Close()
+	m2 := newManager()
+	if _, err := m2.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"}); !errors.Is(err, policy.ErrDenied) {
+		t.Errorf("after a restart: err = %v, want ErrDenied (backoff kept in storage)", err)
+	}
+	if n := ca.Orders(); n != orders {
+		t.Errorf("%d orders during the backoff, want 0", n-orders)
+	}
+}
