@@ -31,7 +31,11 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 			return nil, errNoSNI
 		}
 	}
-	if e := m.cache.get(name); e != nil {
+	variant, cache := "", m.cache
+	if m.RSAFallback && !supportsECDSA(hello) {
+		variant, cache = variantRSA, m.rsaCache
+	}
+	if e := cache.get(name); e != nil {
 		e.touch(time.Now())
 		return e.serve(), nil
 	}
@@ -40,7 +44,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		return nil, certError(name, err)
 	}
 	if norm != name {
-		if e := m.cache.get(norm); e != nil {
+		if e := cache.get(norm); e != nil {
 			e.touch(time.Now())
 			return e.serve(), nil
 		}
@@ -49,7 +53,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	e, err := m.onDemand(ctx, norm, clientAddr(hello.Conn))
+	e, err := m.onDemand(ctx, norm, variant, clientAddr(hello.Conn))
 	if err != nil {
 		return nil, certError(norm, err)
 	}
@@ -63,11 +67,11 @@ var errNoSNI = errors.New("certkeeper: the client sent no server name (SNI) and 
 // concurrent handshakes for a new name share one issuance. The leader runs
 // on a context detached from any one handshake, bounded by IssueTimeout;
 // each caller waits only as long as its own context allows.
-func (m *Manager) onDemand(ctx context.Context, name string, client netip.Addr) (*managed, error) {
-	ch := m.flight.DoChan(name, func() (any, error) {
+func (m *Manager) onDemand(ctx context.Context, name, variant string, client netip.Addr) (*managed, error) {
+	ch := m.flight.DoChan(variant+"/"+name, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
 		defer cancel()
-		return m.loadOrObtain(ctx, name, client)
+		return m.loadOrObtain(ctx, name, variant, client)
 	})
 	select {
 	case r := <-ch:
@@ -83,11 +87,11 @@ func (m *Manager) onDemand(ctx context.Context, name string, client netip.Addr) 
 // loadOrObtain is the slow path of a handshake: storage, then policy and
 // limits, then issuance. client is the address of the handshake that
 // leads the flight.
-func (m *Manager) loadOrObtain(ctx context.Context, name string, client netip.Addr) (*managed, error) {
-	if e := m.cache.get(name); e != nil {
+func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client netip.Addr) (*managed, error) {
+	if e := m.cacheFor(variant).get(name); e != nil {
 		return e, nil // filled while this flight was queued
 	}
-	if e, err := m.loadStored(ctx, name); err == nil {
+	if e, err := m.loadStored(ctx, name, variant); err == nil {
 		return e, nil
 	} else if !isNotFound(err) {
 		m.logger().Warn("loading stored certificate", "name", name, "err", err)
@@ -100,7 +104,7 @@ func (m *Manager) loadOrObtain(ctx context.Context, name string, client netip.Ad
 		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
 		return nil, err
 	}
-	e, err := m.obtain(ctx, []string{name}, nil, true)
+	e, err := m.obtain(ctx, []string{name}, nil, true, variant)
 	if err != nil && m.ctx.Err() == nil {
 		m.recordFailure(ctx, name)
 	}

@@ -57,6 +57,15 @@ type Manager struct {
 	// the CA choose.
 	Profile string
 
+	// Rules give names matching a pattern their own issuers or key type;
+	// the first matching rule applies.
+	Rules []NameRule
+
+	// RSAFallback also obtains an RSA certificate for each name, served to
+	// clients that cannot use ECDSA (autocert and lets-proxy do the same).
+	// Off by default: every client of the last decade supports ECDSA.
+	RSAFallback bool
+
 	// DefaultName is served to clients that send no SNI (lets-proxy's
 	// non-SNI default). Empty refuses them.
 	DefaultName string
@@ -100,6 +109,7 @@ type Manager struct {
 	store    storage.Storage
 	issuers  []issuer.Issuer
 	cache    *certCache
+	rsaCache *certCache
 	flight   singleflight.Group
 	http01   http01.Solver
 	alpn     tlsalpn01.Solver
@@ -155,6 +165,7 @@ func (m *Manager) init() error {
 			m.store = filestore.New(DefaultStorageDir())
 		}
 		m.cache = newCertCache(m.CacheSize)
+		m.rsaCache = newCertCache(m.CacheSize)
 		m.lim.clients = newDefaultClientLimiter()
 		m.http01.Logger = m.Logger
 		m.alpn.Logger = m.Logger
@@ -166,16 +177,8 @@ func (m *Manager) init() error {
 				Logger:  m.Logger,
 			}}
 		}
-		for _, iss := range m.issuers {
-			if a, ok := iss.(*acmeca.Issuer); ok {
-				if a.Solvers == nil {
-					a.Solvers = m.Solvers()
-				}
-				if a.Storage == nil {
-					a.Storage = m.store
-				}
-			}
-		}
+		m.wireIssuers(m.issuers)
+		m.initErr = m.initRules()
 	})
 	return m.initErr
 }

@@ -40,20 +40,29 @@ func (m *Manager) Cert(ctx context.Context, names ...string) error {
 			norm = append(norm, s)
 		}
 	}
-	ch := m.flight.DoChan(norm[0], func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
-		defer cancel()
-		if e, err := m.loadStored(ctx, norm[0]); err == nil && coversAll(e, norm) {
-			return e, nil
-		}
-		return m.obtain(ctx, norm, nil, false)
-	})
-	select {
-	case r := <-ch:
-		return r.Err
-	case <-ctx.Done():
-		return ctx.Err()
+	variants := []string{""}
+	if m.RSAFallback {
+		variants = append(variants, variantRSA)
 	}
+	for _, variant := range variants {
+		ch := m.flight.DoChan(variant+"/"+norm[0], func() (any, error) {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
+			defer cancel()
+			if e, err := m.loadStored(ctx, norm[0], variant); err == nil && coversAll(e, norm) {
+				return e, nil
+			}
+			return m.obtain(ctx, norm, nil, false, variant)
+		})
+		select {
+		case r := <-ch:
+			if r.Err != nil {
+				return r.Err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 func coversAll(e *managed, names []string) bool {
@@ -67,15 +76,15 @@ func coversAll(e *managed, names []string) bool {
 
 // loadStored finds a usable stored certificate for name — under any of
 // the issuers, exact or by a one-label wildcard — and puts it in memory.
-func (m *Manager) loadStored(ctx context.Context, name string) (*managed, error) {
+func (m *Manager) loadStored(ctx context.Context, name, variant string) (*managed, error) {
 	candidates := []string{name}
 	if i := strings.IndexByte(name, '.'); i > 0 && !strings.HasPrefix(name, "*.") {
 		candidates = append(candidates, "*."+name[i+1:])
 	}
 	var firstErr error
 	for _, n := range candidates {
-		for _, iss := range m.issuers {
-			key, err := storage.CertificateKey(iss.ID(), n)
+		for _, iss := range m.allIssuers(name) {
+			key, err := storage.CertificateKeyVariant(iss.ID(), n, variant)
 			if err != nil {
 				continue
 			}
@@ -130,12 +139,12 @@ func (m *Manager) publish(rec *storage.Certificate, key string, fresh bool) (*ma
 	}
 	e := &managed{names: rec.Names, issuer: rec.Issuer, key: key, onDemand: rec.OnDemand}
 	e.cert.Store(tc)
-	if old := m.cache.get(rec.Names[0]); old != nil {
+	if old := m.cacheFor(rec.Variant).get(rec.Names[0]); old != nil {
 		e.lastSeen.Store(old.lastSeen.Load())
 	} else {
 		e.touch(time.Now())
 	}
-	m.cache.put(e)
+	m.cacheFor(rec.Variant).put(e)
 	m.scheduleRenewal(e, fresh)
 	return e, nil
 }
@@ -147,22 +156,19 @@ func (m *Manager) publish(rec *storage.Certificate, key string, fresh bool) (*ma
 // issued while this one waited.
 //
 // It is the one issuance path for first issue and renewal.
-func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certificate, onDemand bool) (*managed, error) {
+func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certificate, onDemand bool, variant string) (*managed, error) {
 	unlock, err := m.store.Lock(ctx, storage.IssueLock(names[0]))
 	if err != nil {
 		return nil, fmt.Errorf("locking %s for issuance: %w", names[0], err)
 	}
 	defer unlock()
-	if e, err := m.loadStored(ctx, names[0]); err == nil && coversAll(e, names) {
+	if e, err := m.loadStored(ctx, names[0], variant); err == nil && coversAll(e, names) {
 		// Another process obtained (or renewed) it while we waited.
 		if leaf := e.cert.Load().Leaf; prev == nil || leaf.NotAfter.After(prev.NotAfter) {
 			return e, nil
 		}
 	}
-	kt := m.KeyType
-	if kt == "" {
-		kt = issuer.ECDSAP256
-	}
+	kt := m.keyTypeFor(names[0], variant)
 	key, err := kt.Generate()
 	if err != nil {
 		return nil, fmt.Errorf("generating %s key: %w", kt, err)
@@ -174,7 +180,7 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	start := time.Now()
 	var cert *issuer.Certificate
 	var errs []error
-	for _, iss := range m.issuers {
+	for _, iss := range m.issuersFor(names[0]) {
 		if prev == nil {
 			// Renewals are exempt from new-order limits at Let's Encrypt
 			// (with ARI) and must not lapse for a local budget.
@@ -205,13 +211,13 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 		Names: names, Issuer: cert.Issuer, ChainPEM: cert.ChainPEM, KeyPEM: keyPEM,
 		NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, KeyType: string(kt),
 		Profile: cert.Profile, URL: cert.URL, Account: cert.Account, Email: m.Email,
-		OnDemand: onDemand, Obtained: time.Now().UTC(),
+		Variant: variant, OnDemand: onDemand, Obtained: time.Now().UTC(),
 	}
 	data, err := storage.MarshalCertificate(rec)
 	if err != nil {
 		return nil, err
 	}
-	skey, err := storage.CertificateKey(cert.Issuer, names[0])
+	skey, err := storage.CertificateKeyVariant(cert.Issuer, names[0], variant)
 	if err != nil {
 		return nil, err
 	}

@@ -128,7 +128,7 @@ func (m *Manager) renewKey(key string) {
 	// check, so a certificate checked at its due time is due then.
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
 	var nextCheck time.Time
-	if ari, ok := m.issuerByID(rec.Issuer).(renewalARI); ok {
+	if ari, ok := m.issuerByID(rec.Names[0], rec.Issuer).(renewalARI); ok {
 		ri, err := ari.RenewalInfo(ctx, leaf)
 		if err == nil && ri.HasWindow() {
 			c.ARI = renewal.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}
@@ -158,7 +158,7 @@ func (m *Manager) renewKey(key string) {
 		m.scheduler().Schedule(key, next)
 		return
 	}
-	e, err := m.obtain(ctx, rec.Names, leaf, rec.OnDemand)
+	e, err := m.obtain(ctx, rec.Names, leaf, rec.OnDemand, rec.Variant)
 	if err != nil {
 		m.retryLater(key, rec, err)
 		return
@@ -233,9 +233,9 @@ func inWindow(t time.Time, w renewal.Window) bool {
 	return !t.After(w.End)
 }
 
-// issuerByID returns the issuer of the chain with this ID, or nil.
-func (m *Manager) issuerByID(id string) issuer.Issuer {
-	for _, iss := range m.issuers {
+// issuerByID returns the issuer with this ID that name may use, or nil.
+func (m *Manager) issuerByID(name, id string) issuer.Issuer {
+	for _, iss := range m.allIssuers(name) {
 		if iss.ID() == id {
 			return iss
 		}

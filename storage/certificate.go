@@ -43,6 +43,10 @@ type Certificate struct {
 	// Email is the contact the certificate was ordered for, so renewal
 	// needs no configuration.
 	Email string `json:"email,omitempty"`
+	// Variant names a certificate kept beside the default one for the same
+	// names ("rsa" for clients that cannot use ECDSA); empty for the
+	// default. See CertificateKeyVariant.
+	Variant string `json:"variant,omitempty"`
 	// OnDemand is set for certificates obtained at a handshake (rather than
 	// asked for by name), which stop being renewed when unused.
 	OnDemand bool `json:"on_demand,omitempty"`

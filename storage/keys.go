@@ -36,6 +36,24 @@ func CertificateKey(issuerID, name string) (string, error) {
 	return "certificates/" + issuerID + "/" + seg + ".json", nil
 }
 
+// CertificateKeyVariant is CertificateKey for another certificate of the
+// same name kept beside the default one, such as the RSA certificate
+// served to clients that cannot use ECDSA (variant "rsa"): it adds
+// "_VARIANT" to the name's segment, which no name can end in (names have no
+// "_"). The empty variant gives CertificateKey.
+func CertificateKeyVariant(issuerID, name, variant string) (string, error) {
+	key, err := CertificateKey(issuerID, name)
+	if err != nil || variant == "" {
+		return key, err
+	}
+	for i := 0; i < len(variant); i++ {
+		if c := variant[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return "", fmt.Errorf("%w: variant %q", ErrInvalidKey, variant)
+		}
+	}
+	return strings.TrimSuffix(key, ".json") + "_" + variant + ".json", nil
+}
+
 // CertificatePrefix is the List prefix of all certificates of issuerID, or
 // of every issuer when issuerID is "".
 func CertificatePrefix(issuerID string) string {

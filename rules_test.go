@@ -1,0 +1,113 @@
+package certkeeper_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/tls"
+	"testing"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+var (
+	rsaOnlyHello = &tls.ClientHelloInfo{
+		ServerName:        "r.test",
+		SignatureSchemes:  []tls.SignatureScheme{tls.PKCS1WithSHA256},
+		SupportedVersions: []uint16{tls.VersionTLS12},
+		SupportedCurves:   []tls.CurveID{tls.X25519, tls.CurveP256},
+		CipherSuites:      []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
+	}
+	modernHello = &tls.ClientHelloInfo{
+		ServerName:        "r.test",
+		SignatureSchemes:  []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256, tls.PSSWithSHA256},
+		SupportedVersions: []uint16{tls.VersionTLS13, tls.VersionTLS12},
+		SupportedCurves:   []tls.CurveID{tls.X25519, tls.CurveP256},
+		CipherSuites:      []uint16{tls.TLS_AES_128_GCM_SHA256},
+	}
+)
+
+func TestRSAFallback(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := localManager(t, st, policy.Allowlist("r.test", "o.test"))
+	m.RSAFallback = true
+	for _, tt := range []struct {
+		name  string
+		hello *tls.ClientHelloInfo
+		rsa   bool
+	}{{"modern", modernHello, false}, {"rsa-only", rsaOnlyHello, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := m.GetCertificate(tt.hello)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, isRSA := c.Leaf.PublicKey.(*rsa.PublicKey)
+			_, isEC := c.Leaf.PublicKey.(*ecdsa.PublicKey)
+			if isRSA != tt.rsa || isEC == tt.rsa {
+				t.Errorf("served a %T key, want RSA: %v", c.Leaf.PublicKey, tt.rsa)
+			}
+		})
+	}
+	// Cert makes both for a managed name.
+	if err := m.Cert(t.Context(), "o.test"); err != nil {
+		t.Fatal(err)
+	}
+	h := *rsaOnlyHello
+	h.ServerName = "o.test"
+	if c, err := m.GetCertificate(&h); err != nil || issuer.KeyTypeOf(c.Leaf.PublicKey) != issuer.RSA2048 {
+		t.Errorf("RSA certificate for a Cert name: %v", err)
+	}
+	// Off by default: an RSA-only client gets the ECDSA certificate (and
+	// fails its handshake, as with autocert's default).
+	m2 := localManager(t, filestore.New(t.TempDir()), policy.Allowlist("r.test"))
+	if c, err := m2.GetCertificate(rsaOnlyHello); err != nil || issuer.KeyTypeOf(c.Leaf.PublicKey) != issuer.ECDSAP256 {
+		t.Errorf("without RSAFallback: %v, %v", err, c)
+	}
+}
+
+// TestRules: names matching a rule use its issuer and key type.
+func TestRules(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{
+		Policy:  policy.Allowlist("*.int.test", "pub.test"),
+		Storage: st,
+		// The default chain is a CA that does not exist: only the rule can issue.
+		Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: "https://127.0.0.1:1/dir"}},
+		Rules: []certkeeper.NameRule{{
+			Pattern: "*.int.test",
+			Issuers: []issuer.Issuer{&localca.CA{Storage: st}},
+			KeyType: issuer.ECDSAP384,
+		}},
+	}
+	defer m.Close()
+	c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.int.test"})
+	if err != nil {
+		t.Fatalf("a name under a rule: %v", err)
+	}
+	if kt := issuer.KeyTypeOf(c.Leaf.PublicKey); kt != issuer.ECDSAP384 {
+		t.Errorf("key type = %s, want the rule's ecdsa-p384", kt)
+	}
+	bad := &certkeeper.Manager{Storage: st, Rules: []certkeeper.NameRule{{Pattern: "a..b"}}}
+	if err := bad.Serve(); err == nil {
+		t.Error("a Manager with an invalid rule pattern started")
+	}
+}
+
+func TestGetCertificateCachedAllocsRSAFallback(t *testing.T) {
+	m := localManager(t, filestore.New(t.TempDir()), nil)
+	m.RSAFallback = true
+	if err := m.Cert(t.Context(), "r.test"); err != nil {
+		t.Fatal(err)
+	}
+	if allocs := testing.AllocsPerRun(1000, func() {
+		if _, err := m.GetCertificate(modernHello); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Errorf("GetCertificate with RSAFallback allocates %v times, want 0", allocs)
+	}
+}
