@@ -37,7 +37,7 @@ type limits struct {
 	failures policy.FailureBackoff
 	clients  *policy.IPLimiter
 
-	mu     sync.Mutex                    // guards orders and saving
+	mu     sync.Mutex                   // guards orders and saving
 	orders map[string]*policy.CALimiter // issuer ID → its account's order budget
 }
 
