@@ -46,6 +46,20 @@ type proxyConfig struct {
 	EABKID      string   `yaml:"eab_kid"`
 	EABHMAC     string   `yaml:"eab_hmac"`
 	CARoots     string   `yaml:"ca_roots"`
+	RSAFallback bool     `yaml:"rsa_fallback"`
+	RequireOwn  bool     `yaml:"require_own_ip"`
+	// Names gives names matching a pattern their own CA chain, key type,
+	// challenges or profile (config file only).
+	Names []nameConfig `yaml:"names"`
+}
+
+// nameConfig is one entry of the config's "names" list.
+type nameConfig struct {
+	Pattern   string   `yaml:"pattern"`
+	CA        []string `yaml:"ca"`
+	KeyType   string   `yaml:"key_type"`
+	Challenge []string `yaml:"challenge"`
+	Profile   string   `yaml:"profile"`
 }
 
 // Development-mode defaults: what "certkeeper proxy" with nothing else does.
@@ -73,6 +87,8 @@ func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string) {
 	fs.StringVar(&c.EABKID, "eab-kid", "", "external account binding key `ID`")
 	fs.StringVar(&c.EABHMAC, "eab-hmac", "", "external account binding `HMAC` key (base64url)")
 	fs.StringVar(&c.CARoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
+	fs.BoolVar(&c.RSAFallback, "rsa-fallback", false, "also obtain RSA certificates, for clients that cannot use ECDSA")
+	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own addresses")
 }
 
 func proxyCmd() *Command {
@@ -158,6 +174,12 @@ func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*pro
 	over("eab-kid", &cfg.EABKID, flags.EABKID)
 	over("eab-hmac", &cfg.EABHMAC, flags.EABHMAC)
 	over("ca-roots", &cfg.CARoots, flags.CARoots)
+	if set["rsa-fallback"] {
+		cfg.RSAFallback = flags.RSAFallback
+	}
+	if set["require-own-ip"] {
+		cfg.RequireOwn = flags.RequireOwn
+	}
 	return cfg, nil
 }
 
@@ -200,6 +222,9 @@ func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
 			return nil, usagef("--allow: %v", err)
 		}
 		checks = append(checks, p)
+	}
+	if cfg.RequireOwn {
+		checks = append(checks, &policy.RequireOwnIP{})
 	}
 	if cfg.Ask != "" {
 		checks = append(checks, &policy.AskURL{URL: cfg.Ask})
@@ -254,6 +279,34 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	if err != nil {
 		return err
 	}
+	var rules []certkeeper.NameRule
+	for i, n := range cfg.Names {
+		if _, err := policy.ParseAllowlist(n.Pattern); err != nil || n.Pattern == "" {
+			return usagef("--config: names[%d]: pattern %q: %v", i, n.Pattern, err)
+		}
+		sub := *cfg
+		if len(n.CA) > 0 {
+			sub.CA = n.CA
+		}
+		if len(n.Challenge) > 0 {
+			sub.Challenge = n.Challenge
+		}
+		if n.Profile != "" {
+			sub.Profile = n.Profile
+		}
+		ruleIssuers, err := proxyIssuers(&sub, st, env)
+		if err != nil {
+			return fmt.Errorf("--config: names[%d] (%s): %w", i, n.Pattern, err)
+		}
+		kt, err := issuer.ParseKeyType(n.KeyType)
+		if err != nil {
+			return usagef("--config: names[%d] (%s): %v", i, n.Pattern, err)
+		}
+		if n.KeyType == "" {
+			kt = ""
+		}
+		rules = append(rules, certkeeper.NameRule{Pattern: n.Pattern, Issuers: ruleIssuers, KeyType: kt})
+	}
 	m := &certkeeper.Manager{
 		Policy: policy.Func(func(ctx context.Context, name string) error {
 			p := current.Load().policy
@@ -263,6 +316,8 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 			return p.Decide(ctx, name)
 		}),
 		Issuers:     issuers,
+		Rules:       rules,
+		RSAFallback: cfg.RSAFallback,
 		Storage:     st,
 		Email:       cfg.Email,
 		KeyType:     keyType,

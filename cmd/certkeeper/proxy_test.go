@@ -220,3 +220,76 @@ func TestProxy(t *testing.T) {
 	}
 
 }
+
+// TestProxyRSAFallbackAndReload: with --rsa-fallback an RSA-only client
+// (openssl s_client -sigalgs RSA+SHA256) gets an RSA certificate and a
+// modern one ECDSA; SIGHUP reloads the config's routes without a restart.
+func TestProxyRSAFallbackAndReload(t *testing.T) {
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		testsvc.Unavailable(t, "openssl", "install it: apt-get install openssl", err)
+	}
+	first, second := newBackend(t, "first"), newBackend(t, "second")
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "proxy.yaml")
+	port := testsvc.FreePort(t)
+	writeCfg := func(backend string) {
+		cfg := fmt.Sprintf("tls_addr: 127.0.0.1:%d\nbackend: %s\nallow: [a.test]\nca: [local]\nstorage: %s\nrsa_fallback: true\n",
+			port, backend, filepath.Join(dir, "state"))
+		if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg(first.url)
+	cmd := startProxy(t, "--config", cfgFile)
+
+	keyBits := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		all := append([]string{"s_client", "-connect", "127.0.0.1:" + strconv.Itoa(port), "-servername", "a.test"}, args...)
+		c := exec.CommandContext(ctx, openssl, all...)
+		c.Stdin = strings.NewReader("")
+		out, _ := c.CombinedOutput()
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "Server public key is") {
+				return strings.TrimSpace(line)
+			}
+		}
+		t.Fatalf("openssl s_client %v printed no server key:\n%s", args, out)
+		return ""
+	}
+	if got := keyBits("-tls1_2", "-sigalgs", "RSA+SHA256"); !strings.Contains(got, "2048 bit") {
+		t.Errorf("RSA-only client: %q, want a 2048-bit RSA key", got)
+	}
+	if got := keyBits(); !strings.Contains(got, "256 bit") {
+		t.Errorf("modern client: %q, want a 256-bit ECDSA key", got)
+	}
+
+	rootPEM := ck(t, 30*time.Second, "ca", "root", "--storage", filepath.Join(dir, "state")).stdout
+	rootFile := filepath.Join(dir, "root.pem")
+	if err := os.WriteFile(rootFile, []byte(rootPEM), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := curl(t, rootFile, "a.test", port); body != "first" {
+		t.Fatalf("before reload: %q", body)
+	}
+	writeCfg(second.url)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		body, _ := curl(t, rootFile, "a.test", port)
+		if body == "second" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP the proxy still sends a.test to %q", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if cmd.ProcessState != nil {
+		t.Error("the proxy exited on SIGHUP")
+	}
+}
