@@ -116,6 +116,7 @@ type Manager struct {
 	watchers watchers
 	renew    renewer
 	lim      limits
+	hk       housekeeping
 
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close

@@ -117,7 +117,7 @@ func (m *Manager) loadKey(ctx context.Context, key string) (*managed, error) {
 	if time.Now().After(rec.NotAfter) {
 		return nil, fmt.Errorf("stored certificate %s expired at %s: %w", key, rec.NotAfter, fs.ErrNotExist)
 	}
-	e, err := m.publish(rec, key, false)
+	e, err := m.publish(ctx, rec, key, false)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +132,10 @@ func (m *Manager) loadKey(ctx context.Context, key string) (*managed, error) {
 // fresh says the certificate was issued just now: one that is due for
 // renewal at once (a lifetime shorter than the CA's backdating) must not
 // be renewed in a loop.
-func (m *Manager) publish(rec *storage.Certificate, key string, fresh bool) (*managed, error) {
+//
+// A certificate loaded from storage takes its stored last-seen time, so
+// the unused-name lifecycle survives restarts.
+func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, key string, fresh bool) (*managed, error) {
 	tc, err := rec.TLSCertificate()
 	if err != nil {
 		return nil, err
@@ -141,9 +144,12 @@ func (m *Manager) publish(rec *storage.Certificate, key string, fresh bool) (*ma
 	e.cert.Store(tc)
 	if old := m.cacheFor(rec.Variant).get(rec.Names[0]); old != nil {
 		e.lastSeen.Store(old.lastSeen.Load())
+	} else if s := m.storedSeen(ctx, rec.Names[0]); s > 0 && !fresh {
+		e.lastSeen.Store(s)
 	} else {
 		e.touch(time.Now())
 	}
+	m.startHousekeeping()
 	m.cacheFor(rec.Variant).put(e)
 	m.scheduleRenewal(e, fresh)
 	return e, nil
@@ -226,7 +232,7 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	if err := m.store.Store(ctx, skey, data); err != nil {
 		return nil, fmt.Errorf("storing certificate for %s: %w", names[0], err)
 	}
-	e, err := m.publish(rec, skey, true)
+	e, err := m.publish(ctx, rec, skey, true)
 	if err != nil {
 		return nil, err
 	}

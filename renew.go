@@ -167,6 +167,7 @@ func (m *Manager) renewKey(key string) {
 	delete(m.renew.attempts, key)
 	delete(m.renew.planned, key)
 	m.renew.mu.Unlock()
+	m.noteRenewal(ctx, key, rec.Names, nil, time.Time{}, 0)
 	if e.key != key {
 		// Renewed by another issuer of the chain: the old record must not
 		// be renewed again, nor found first at the next start.
@@ -198,6 +199,9 @@ func (m *Manager) retryLater(key string, rec *storage.Certificate, err error) {
 	if s := m.scheduler(); s != nil && m.ctx.Err() == nil {
 		s.Schedule(key, next)
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), 10*time.Second)
+	defer cancel()
+	m.noteRenewal(ctx, key, names, err, next, attempt)
 	m.logger().Warn("renewal failed; will retry", slog.Any("names", names), slog.Int("attempt", attempt),
 		slog.Time("retry_at", next), slog.Time("not_after", c.NotAfter), slog.Any("err", err))
 	m.emit(Event{Kind: RenewalFailed, Names: names, NotAfter: c.NotAfter, Retry: next, Err: err})

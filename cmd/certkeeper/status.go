@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
@@ -24,8 +25,10 @@ type certStatus struct {
 	NextRenewal time.Time `json:"next_renewal"`
 	State       string    `json:"state"`
 	OnDemand    bool      `json:"on_demand"`
+	LastSeen    time.Time `json:"last_seen,omitzero"`
 	Key         string    `json:"key"`
 	LastError   string    `json:"last_error,omitempty"`
+	RetryAt     time.Time `json:"retry_at,omitzero"`
 }
 
 func statusCmd() *Command {
@@ -36,13 +39,15 @@ func statusCmd() *Command {
 		Short:     "show every stored certificate and its next renewal",
 		Long: `Status lists every certificate in --storage: its names, issuer, expiry, when it is due for
 renewal (by the lifetime rule; a running certkeeper refines it with the CA's ARI window) and a
-state: fine, renewing (due now), expiring (less than a tenth of its lifetime left) or expired.
+state: fine, renewing (due now), failing (the last renewal failed; the error and the next attempt
+are shown), expiring (less than a tenth of its lifetime left) or expired; and when a handshake
+last asked for it (written by a running certkeeper every few minutes).
 
 	certkeeper status
 	certkeeper status --json | jq '.[] | select(.state != "fine")'`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&storageDir, "storage", "", "`DIR` of certkeeper's state (default as for cert issue)")
-			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {names, issuer, not_after, next_renewal, state, on_demand, key}")
+			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {names, issuer, not_after, next_renewal, state, on_demand,\nlast_seen, key, last_error, retry_at}")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
@@ -68,12 +73,28 @@ state: fine, renewing (due now), expiring (less than a tenth of its lifetime lef
 				return nil
 			}
 			tw := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAMES\tISSUER\tNOT AFTER\tNEXT RENEWAL\tSTATE")
+			fmt.Fprintln(tw, "NAMES\tISSUER\tNOT AFTER\tNEXT RENEWAL\tLAST SEEN\tSTATE")
 			for _, s := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", strings.Join(s.Names, ","), s.Issuer,
-					s.NotAfter.UTC().Format(time.RFC3339), s.NextRenewal.UTC().Format(time.RFC3339), s.State)
+				seen := "-"
+				if !s.LastSeen.IsZero() {
+					seen = s.LastSeen.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(s.Names, ","), s.Issuer,
+					s.NotAfter.UTC().Format(time.RFC3339), s.NextRenewal.UTC().Format(time.RFC3339), seen, s.State)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, s := range list {
+				if s.LastError != "" {
+					fmt.Fprintf(env.Stdout, "\n%s: %s", strings.Join(s.Names, ","), s.LastError)
+					if !s.RetryAt.IsZero() {
+						fmt.Fprintf(env.Stdout, " (next attempt %s)", s.RetryAt.UTC().Format(time.RFC3339))
+					}
+					fmt.Fprintln(env.Stdout)
+				}
+			}
+			return nil
 		},
 	}
 }
@@ -84,6 +105,10 @@ func readStatus(ctx context.Context, st storage.Storage, now time.Time) ([]certS
 	keys, err := st.List(ctx, storage.CertificatePrefix(""))
 	if err != nil {
 		return nil, err
+	}
+	seen, errs, err := certkeeper.LoadStatusState(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("reading certkeeper's state: %w", err)
 	}
 	var out []certStatus
 	for _, key := range keys {
@@ -105,12 +130,20 @@ func readStatus(ctx context.Context, st storage.Storage, now time.Time) ([]certS
 		next := renewal.Due(c, now, nil)
 		s := certStatus{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NextRenewal: next,
 			OnDemand: rec.OnDemand, Key: key, State: "fine"}
+		if len(rec.Names) > 0 {
+			s.LastSeen = seen[rec.Names[0]]
+		}
+		if e, ok := errs[key]; ok {
+			s.LastError, s.RetryAt = e.Error, e.RetryAt
+		}
 		life := leaf.NotAfter.Sub(leaf.NotBefore)
 		switch {
 		case !now.Before(leaf.NotAfter):
 			s.State = "expired"
 		case leaf.NotAfter.Sub(now) < life/10:
 			s.State = "expiring"
+		case s.LastError != "":
+			s.State = "failing"
 		case !next.After(now):
 			s.State = "renewing"
 		}
