@@ -50,6 +50,12 @@ type Manager struct {
 	// Email is the ACME account contact for the default issuer.
 	Email string
 
+	// AgreeTerms is asked before an ACME account is registered, with the
+	// CA's terms-of-service URL (rsc.io/letsencrypt's prompt); returning
+	// false stops the registration. Nil agrees. It applies to ACME issuers
+	// whose own AgreeTerms is nil.
+	AgreeTerms func(tosURL string) bool
+
 	// KeyType is the key type of new certificates. Zero means ECDSA P-256.
 	KeyType issuer.KeyType
 

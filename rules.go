@@ -55,6 +55,9 @@ func (m *Manager) wireIssuers(issuers []issuer.Issuer) {
 			if a.Storage == nil {
 				a.Storage = m.store
 			}
+			if a.AgreeTerms == nil {
+				a.AgreeTerms = m.AgreeTerms
+			}
 		}
 	}
 }

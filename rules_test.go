@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/issuer/localca"
@@ -109,5 +110,24 @@ func TestGetCertificateCachedAllocsRSAFallback(t *testing.T) {
 		}
 	}); allocs != 0 {
 		t.Errorf("GetCertificate with RSAFallback allocates %v times, want 0", allocs)
+	}
+}
+
+// TestAgreeTerms: the Manager's terms prompt is asked with the CA's terms
+// URL before an account is registered, and refusing stops issuance.
+func TestAgreeTerms(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	var asked string
+	m := newACMEManager(ca, filestore.New(t.TempDir()), policy.Allowlist("t.test"))
+	m.AgreeTerms = func(tos string) bool { asked = tos; return false }
+	s := serve(t, m, ca)
+	if _, err := s.handshake(t, "t.test", nil); err == nil {
+		t.Error("issued although the terms were refused")
+	}
+	if asked == "" {
+		t.Error("AgreeTerms was not asked, or with no terms URL")
+	}
+	if n := ca.Accounts(); n != 0 {
+		t.Errorf("%d accounts registered after refusing the terms, want 0", n)
 	}
 }
