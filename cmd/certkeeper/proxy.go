@@ -102,8 +102,9 @@ func proxyCmd() *Command {
 and forwards requests to plain-HTTP backends (Host kept; X-Forwarded-For, -Proto and -Host set;
 HTTP/2 to clients; WebSockets and streaming pass through).
 
-With no flags and no config it runs in development mode: it serves localhost with the local CA
-on 127.0.0.1:8443 in front of http://127.0.0.1:8080:
+With no policy, CA or config it runs in development mode: it serves localhost with the local CA
+on 127.0.0.1:8443 in front of http://127.0.0.1:8080 (--tls-addr, --backend and --storage change
+those and keep development mode):
 
 	certkeeper proxy
 
@@ -183,13 +184,15 @@ func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*pro
 	return cfg, nil
 }
 
-// devMode reports whether nothing at all was configured.
+// devMode reports whether the proxy runs in development mode: no policy,
+// no CA and no config given. Other flags (--tls-addr, --backend,
+// --storage, ...) keep development mode and replace its defaults.
 func devMode(file string, set map[string]bool) bool {
 	if file != "" {
 		return false
 	}
-	for name := range set {
-		if name != "log-format" && name != "log-level" {
+	for _, name := range []string{"allow", "ask", "require-own-ip", "ca"} {
+		if set[name] {
 			return false
 		}
 	}
@@ -247,12 +250,20 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		return err
 	}
 	if dev {
-		cfg.TLSAddr, cfg.Backend, cfg.CA = devTLSAddr, devBackend, []string{"local"}
+		if cfg.TLSAddr == "" {
+			cfg.TLSAddr = devTLSAddr
+		}
+		if cfg.Backend == "" {
+			cfg.Backend = devBackend
+		}
+		if cfg.DefaultName == "" {
+			cfg.DefaultName = devName
+		}
+		cfg.CA = []string{"local"}
 		cfg.Allow = []string{devName}
-		cfg.DefaultName = devName
 		fmt.Fprintf(env.Stderr, "certkeeper: development mode: serving https://%s/ (%s, local CA) in front of %s\n"+
-			"certkeeper: trust the local CA with: certkeeper ca root > root.pem; curl --cacert root.pem https://localhost:8443/\n"+
-			"certkeeper: give --allow, --ask, --ca or --config for production\n", devTLSAddr, devName, devBackend)
+			"certkeeper: trust the local CA with: certkeeper ca root > root.pem; curl --cacert root.pem https://localhost:%s/\n"+
+			"certkeeper: give --allow, --ask, --ca or --config for production\n", cfg.TLSAddr, devName, cfg.Backend, portOf(cfg.TLSAddr))
 	}
 	if cfg.TLSAddr == "" {
 		cfg.TLSAddr = ":443"

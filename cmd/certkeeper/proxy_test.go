@@ -293,3 +293,28 @@ func TestProxyRSAFallbackAndReload(t *testing.T) {
 		t.Error("the proxy exited on SIGHUP")
 	}
 }
+
+// TestReadmeRunCommand: the README's run command is the proxy's
+// development mode, and that mode serves localhost from the local CA in
+// front of the backend (here on free ports instead of 8443 and 8080).
+func TestReadmeRunCommand(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "\n    go run ./cmd/certkeeper proxy\n") {
+		t.Fatal("README.md's run command is not `go run ./cmd/certkeeper proxy`")
+	}
+	be := newBackend(t, "dev backend")
+	dir := t.TempDir()
+	port := testsvc.FreePort(t)
+	startProxy(t, "--storage", dir, "--tls-addr", "127.0.0.1:"+strconv.Itoa(port), "--backend", be.url)
+	root := ck(t, 30*time.Second, "ca", "root", "--storage", dir)
+	rootFile := filepath.Join(dir, "root.pem")
+	if err := os.WriteFile(rootFile, []byte(root.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := curl(t, rootFile, "localhost", port); body != "dev backend" {
+		t.Errorf("development mode served %q, want the backend's body", body)
+	}
+}
