@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -49,34 +48,7 @@ func newACMEManager(ca *testca.CA, st storage.Storage, pol policy.Policy) *certk
 // serve runs m's TLSConfig on ca's TLS port until the test ends.
 func serve(t *testing.T, m *certkeeper.Manager, ca *testca.CA) *server {
 	t.Helper()
-	ln, err := tls.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort())), m.TLSConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(time.Minute))
-				_ = c.(*tls.Conn).Handshake()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-		m.Close()
-	})
-	return &server{m: m, ca: ca, addr: ln.Addr().String()}
+	return &server{m: m, ca: ca, addr: serveOnPort(t, m, ca.TLSPort())}
 }
 
 // handshake connects with SNI name and returns the served leaf.
@@ -317,25 +289,7 @@ func BenchmarkGetCertificateCached(b *testing.B) {
 // serveOn starts m on a free loopback port (no challenges needed).
 func serveOn(t *testing.T, m *certkeeper.Manager) string {
 	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", m.TLSConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				_ = c.(*tls.Conn).Handshake()
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); m.Close() })
-	return ln.Addr().String()
+	return serveOnPort(t, m, 0)
 }
 
 func handshakeAddr(addr, name string, roots *x509.CertPool) (*x509.Certificate, error) {

@@ -85,7 +85,7 @@ func TestRenewalUnderLoad(t *testing.T) {
 		if roots == nil {
 			roots = ca.IssuingRootPool(t)
 		}
-		leaf, err := handshakeAt(addr, "r.test", roots)
+		leaf, err := handshakeAddr(addr, "r.test", roots)
 		handshakes++
 		switch {
 		case err != nil && phase == 3 && isUnknownAuthority(err):
@@ -232,8 +232,4 @@ func serveOnPort(t *testing.T, m *certkeeper.Manager, port int) string {
 		m.Close()
 	})
 	return ln.Addr().String()
-}
-
-func handshakeAt(addr, name string, roots *x509.CertPool) (*x509.Certificate, error) {
-	return handshakeAddr(addr, name, roots)
 }

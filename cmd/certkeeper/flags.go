@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
+
+	"github.com/certkeeper/certkeeper"
 
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 )
@@ -25,32 +25,8 @@ func (s *stringsFlag) Set(v string) error {
 }
 
 // defaultStorageDir is where certkeeper keeps its state when --storage is
-// not given: /var/lib/certkeeper for root on unix, else the user's data
-// directory ($XDG_DATA_HOME or ~/.local/share on Linux and the BSDs,
-// ~/Library/Application Support on macOS, %LocalAppData% on Windows).
-func defaultStorageDir() string {
-	switch runtime.GOOS {
-	case "windows":
-		if d := os.Getenv("LocalAppData"); d != "" {
-			return filepath.Join(d, "certkeeper")
-		}
-	case "darwin":
-		if home, err := os.UserHomeDir(); err == nil {
-			return filepath.Join(home, "Library", "Application Support", "certkeeper")
-		}
-	default:
-		if os.Geteuid() == 0 {
-			return "/var/lib/certkeeper"
-		}
-		if d := os.Getenv("XDG_DATA_HOME"); d != "" {
-			return filepath.Join(d, "certkeeper")
-		}
-		if home, err := os.UserHomeDir(); err == nil {
-			return filepath.Join(home, ".local", "share", "certkeeper")
-		}
-	}
-	return "certkeeper-data"
-}
+// not given: the library's default (certkeeper.DefaultStorageDir).
+func defaultStorageDir() string { return certkeeper.DefaultStorageDir() }
 
 // caURL resolves the --ca shorthands.
 func caURL(v string) string {
