@@ -1,0 +1,543 @@
+package certkeeper
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// Archive format. An archive is a gzip-compressed tar (one gzip stream)
+// whose first member is the manifest, certkeeper-archive.json:
+//
+//	{"format": "certkeeper-archive", "version": 1, "created": "2026-11-24T10:00:00Z", "keys": 7}
+//
+// followed by one regular file per storage key, in sorted order, whose path
+// is the key ("certificates/local/a.test.json") and whose content is the
+// value, byte for byte. Every member has mode 0600, owner 0, and the
+// creation time as its modification time. There are no directory entries,
+// links or other member types.
+//
+// The key layout is package storage's (storage/keys.go), not this
+// package's: an archive carries whatever keys a Storage holds, including
+// ones a newer certkeeper writes, so old and new versions can move state
+// between them as long as the format version is understood.
+const (
+	// ArchiveVersion is the version of the archive format that Export
+	// writes and the only one Import reads. It changes only if an older
+	// Import could misread a newer archive; fields added to the manifest
+	// do not change it.
+	ArchiveVersion = 1
+
+	archiveManifestName = "certkeeper-archive.json"
+	archiveFormat       = "certkeeper-archive"
+
+	// defaultMaxArchiveMember bounds one value: certkeeper's values are a
+	// few KiB (an RSA-4096 certificate record is under 16 KiB).
+	defaultMaxArchiveMember = 16 << 20
+	// defaultMaxArchiveSize bounds the uncompressed archive: about 150,000
+	// certificates. Import holds that much in memory.
+	defaultMaxArchiveSize = 1 << 30
+	// maxManifestSize bounds the manifest, which is a few hundred bytes.
+	maxManifestSize = 64 << 10
+	// tarMemberOverhead is an upper bound on the tar framing of one member
+	// as Export writes it: a header block, a PAX header and its records
+	// for a name longer than 100 bytes or not ASCII (a key is at most 1024
+	// bytes), and the padding of the content to a 512-byte block.
+	tarMemberOverhead = 512 + 512 + 1536 + 511
+	// tarEndOverhead is the end-of-archive marker (two zero blocks),
+	// padded to a 10 KiB record by some tar writers.
+	tarEndOverhead = 10 << 10
+)
+
+// ErrInvalidArchive is returned (wrapped, with the reason and the member
+// concerned) by Import for input that is not an archive Export wrote: not
+// gzip, truncated or corrupt, an unknown format version, a member that is
+// not a regular file, a path that is not a valid storage key, an oversized
+// member, or a value that does not parse (a certificate record, an account
+// key, a JSON document).
+var ErrInvalidArchive = errors.New("invalid certkeeper archive")
+
+func invalidArchive(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArchive}, args...)...)
+}
+
+// manifest is the first member of an archive.
+type manifest struct {
+	// Format is always archiveFormat; it tells a certkeeper archive from
+	// any other tar.gz.
+	Format  string    `json:"format"`
+	Version int       `json:"version"`
+	Created time.Time `json:"created"`
+	// Keys is the number of key members that follow, so that an archive
+	// cut at a member boundary is not taken for a smaller whole one.
+	Keys int `json:"keys"`
+}
+
+// member is one key of an archive and its value.
+type member struct {
+	key   string
+	value []byte
+}
+
+// ExportStats describes an archive written by Export.
+type ExportStats struct {
+	// Keys is the number of storage keys in the archive.
+	Keys int
+	// Bytes is the size of the archive written to w (compressed).
+	Bytes int64
+}
+
+// Export writes every key of st and its value to w as one portable
+// archive (a gzip-compressed tar; see ArchiveVersion), for Import to read
+// into the same or another Storage: to move certkeeper to a new server, or
+// to back it up. The archive holds private keys (ACME accounts',
+// certificates', the local CA's): it needs the care the storage itself
+// does. Lock leases are not keys (Storage.Lock) and are not exported.
+//
+// Export loads every value before it writes the first byte, so an error
+// leaves w untouched, and the manifest's key count is exact even if keys
+// are deleted meanwhile. The values are read one after another, not as one
+// snapshot: stop processes that write to st for an exact copy.
+//
+// Export refuses to write an archive that Import, with its default limits,
+// would refuse: a value over 16 MiB, or more than 1 GiB in all.
+func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, error) {
+	keys, err := st.List(ctx, "")
+	if err != nil {
+		return ExportStats{}, fmt.Errorf("exporting storage: %w", err)
+	}
+	members := make([]member, 0, len(keys))
+	var size int64 = tarEndOverhead + 512 + maxManifestSize
+	for _, key := range keys {
+		if err := storage.ValidateKey(key); err != nil {
+			return ExportStats{}, fmt.Errorf("exporting: %w", err)
+		}
+		value, err := st.Load(ctx, key)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // deleted since List
+		}
+		if err != nil {
+			return ExportStats{}, fmt.Errorf("exporting: %w", err)
+		}
+		if len(value) > defaultMaxArchiveMember {
+			return ExportStats{}, fmt.Errorf("exporting %s: its value of %d bytes exceeds the %d an archive member may hold",
+				key, len(value), defaultMaxArchiveMember)
+		}
+		size += int64(len(value)) + tarMemberOverhead
+		if size > defaultMaxArchiveSize {
+			return ExportStats{}, fmt.Errorf("exporting: storage holds more than the %d MiB an archive may hold", defaultMaxArchiveSize>>20)
+		}
+		members = append(members, member{key: key, value: value})
+	}
+
+	created := time.Now().UTC().Truncate(time.Second)
+	man, err := json.MarshalIndent(manifest{Format: archiveFormat, Version: ArchiveVersion, Created: created, Keys: len(members)}, "", "\t")
+	if err != nil {
+		return ExportStats{}, fmt.Errorf("exporting: %w", err)
+	}
+	cw := &countingWriter{w: w}
+	zw := gzip.NewWriter(cw)
+	tw := tar.NewWriter(zw)
+	if err := writeMember(tw, archiveManifestName, append(man, '\n'), created); err != nil {
+		return ExportStats{Bytes: cw.n}, fmt.Errorf("exporting: %w", err)
+	}
+	for _, m := range members {
+		if err := writeMember(tw, m.key, m.value, created); err != nil {
+			return ExportStats{Bytes: cw.n}, fmt.Errorf("exporting %s: %w", m.key, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return ExportStats{Bytes: cw.n}, fmt.Errorf("exporting: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return ExportStats{Bytes: cw.n}, fmt.Errorf("exporting: %w", err)
+	}
+	return ExportStats{Keys: len(members), Bytes: cw.n}, nil
+}
+
+func writeMember(tw *tar.Writer, name string, data []byte, mtime time.Time) error {
+	hdr := &tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     name,
+		Size:     int64(len(data)),
+		Mode:     0o600,
+		ModTime:  mtime,
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	_, err := tw.Write(data)
+	return err
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ImportOptions configures Import. The zero value refuses conflicts and
+// applies the default limits.
+type ImportOptions struct {
+	// Overwrite replaces keys whose stored value differs from the
+	// archive's. When false, Import stores nothing if any key differs, and
+	// returns a *ConflictError naming them.
+	Overwrite bool
+
+	// MaxMemberSize bounds the value of one key. Zero means 16 MiB.
+	MaxMemberSize int64
+
+	// MaxSize bounds the archive's uncompressed size, counting each value
+	// plus 3 KiB for its tar headers. Import holds the values in memory
+	// until every one is checked. Zero means 1 GiB (about 150,000
+	// certificates).
+	MaxSize int64
+}
+
+func (o *ImportOptions) maxMemberSize() int64 {
+	if o.MaxMemberSize > 0 {
+		return o.MaxMemberSize
+	}
+	return defaultMaxArchiveMember
+}
+
+func (o *ImportOptions) maxSize() int64 {
+	if o.MaxSize > 0 {
+		return o.MaxSize
+	}
+	return defaultMaxArchiveSize
+}
+
+// ImportStats describes what Import did.
+type ImportStats struct {
+	// Keys is the number of keys in the archive (0 if it was refused
+	// before it was read to the end).
+	Keys int
+	// Imported is the number of keys stored: absent before, or replaced
+	// under ImportOptions.Overwrite.
+	Imported int
+	// Overwritten is how many of Imported replaced a different value.
+	Overwritten int
+	// Skipped is the number of keys already stored with the archive's
+	// value, left alone.
+	Skipped int
+}
+
+// ConflictError is returned by Import, without ImportOptions.Overwrite,
+// when keys of the archive are already stored with other values. Nothing
+// was stored.
+type ConflictError struct {
+	// Keys are the conflicting keys, sorted.
+	Keys []string
+}
+
+func (e *ConflictError) Error() string {
+	const show = 10
+	list := strings.Join(e.Keys[:min(len(e.Keys), show)], ", ")
+	if len(e.Keys) > show {
+		list += fmt.Sprintf(" and %d more", len(e.Keys)-show)
+	}
+	return fmt.Sprintf("%d keys are already stored with values that differ from the archive's (%s); nothing was imported",
+		len(e.Keys), list)
+}
+
+// Import reads an archive written by Export from r and stores its keys in
+// st.
+//
+// Import is all-or-nothing as far as a Storage allows: it reads the whole
+// archive into memory (bounded by opts' limits) and checks every member
+// before it stores the first key. It refuses, with an error wrapping
+// ErrInvalidArchive and nothing stored: input that is not gzip, truncated
+// or corrupt (including a member count that disagrees with the manifest),
+// an unknown format version, members that are not regular files (links,
+// devices, directories), paths that are absolute, contain "..", or are
+// otherwise not valid storage keys (storage.ValidateKey), duplicate paths,
+// oversized members, and values that do not parse: certificate records
+// (storage.UnmarshalCertificate), account keys, JSON documents. Errors
+// name the member, never its content.
+//
+// It then compares each key with st: a key stored with the same value is
+// skipped; one stored with another value is a conflict, and unless
+// opts.Overwrite, Import returns a *ConflictError listing every conflict
+// and stores nothing. Account private keys are stored first, then the
+// other keys in sorted order. Should st fail part way, the keys stored
+// before the failure stay, each one whole (Store is atomic); running
+// Import again finishes the job.
+//
+// Processes using st while Import runs may change a key between the
+// comparison and the store: import into a storage no certkeeper is using.
+func Import(ctx context.Context, st storage.Storage, r io.Reader, opts ImportOptions) (ImportStats, error) {
+	src := &sourceReader{ctx: ctx, r: r}
+	members, err := readArchive(src, opts.maxMemberSize(), opts.maxSize())
+	if src.err != nil {
+		return ImportStats{}, fmt.Errorf("importing: reading the archive: %w", src.err)
+	}
+	if err != nil {
+		return ImportStats{}, fmt.Errorf("importing: %w", err)
+	}
+	stats := ImportStats{Keys: len(members)}
+
+	// Private keys first, as certkeeper writes an account's key before
+	// its record: an interrupted import never leaves a record without
+	// its key.
+	slices.SortFunc(members, func(a, b member) int {
+		ak, bk := strings.HasSuffix(a.key, ".key"), strings.HasSuffix(b.key, ".key")
+		if ak != bk {
+			if ak {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	var writes []member
+	var conflicts []string
+	for _, m := range members {
+		old, err := st.Load(ctx, m.key)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			writes = append(writes, m)
+		case err != nil:
+			return stats, fmt.Errorf("importing: %w", err)
+		case bytes.Equal(old, m.value):
+			stats.Skipped++
+		default:
+			conflicts = append(conflicts, m.key)
+			writes = append(writes, m)
+		}
+	}
+	if len(conflicts) > 0 && !opts.Overwrite {
+		slices.Sort(conflicts)
+		return stats, &ConflictError{Keys: conflicts}
+	}
+	for _, m := range writes {
+		if err := st.Store(ctx, m.key, m.value); err != nil {
+			return stats, fmt.Errorf("importing (%d of %d keys stored): %w", stats.Imported, len(writes), err)
+		}
+		stats.Imported++
+	}
+	stats.Overwritten = len(conflicts)
+	return stats, nil
+}
+
+// readArchive reads and checks a whole archive; see Import.
+func readArchive(r io.Reader, maxMember, maxSize int64) ([]member, error) {
+	zr, err := gzip.NewReader(r)
+	if err == io.EOF {
+		return nil, invalidArchive("empty input")
+	}
+	if err != nil {
+		return nil, invalidArchive("not gzip-compressed: %w", err)
+	}
+	// The cap on the decompressed stream bounds memory and work whatever
+	// the headers claim (a gzip bomb, huge PAX headers).
+	capped := &capReader{r: zr, n: maxSize + maxManifestSize + 2*tarMemberOverhead + tarEndOverhead}
+	tr := tar.NewReader(capped)
+	readErr := func(err error) error {
+		if errors.Is(err, errArchiveTooLarge) {
+			return invalidArchive("more than %d bytes uncompressed", maxSize)
+		}
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return invalidArchive("truncated or corrupt: %w", err)
+	}
+
+	hdr, err := tr.Next()
+	if err != nil {
+		return nil, readErr(err)
+	}
+	if hdr.Name != archiveManifestName || hdr.Typeflag != tar.TypeReg {
+		return nil, invalidArchive("its first member is %q, not %s", hdr.Name, archiveManifestName)
+	}
+	if hdr.Size > maxManifestSize {
+		return nil, invalidArchive("%s is %d bytes, more than %d", archiveManifestName, hdr.Size, maxManifestSize)
+	}
+	data, err := io.ReadAll(tr)
+	if err != nil {
+		return nil, readErr(err)
+	}
+	var man manifest
+	if err := json.Unmarshal(data, &man); err != nil {
+		return nil, invalidArchive("%s: %w", archiveManifestName, err)
+	}
+	if man.Format != archiveFormat {
+		return nil, invalidArchive("%s has format %q, want %q", archiveManifestName, man.Format, archiveFormat)
+	}
+	if man.Version != ArchiveVersion {
+		return nil, invalidArchive("format version %d is not supported (this certkeeper reads version %d; a newer one may read it)",
+			man.Version, ArchiveVersion)
+	}
+	if man.Keys < 0 {
+		return nil, invalidArchive("%s counts %d keys", archiveManifestName, man.Keys)
+	}
+
+	var members []member
+	seen := make(map[string]bool)
+	var size int64
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, readErr(err)
+		}
+		if err := checkHeader(hdr, maxMember); err != nil {
+			return nil, err
+		}
+		if seen[hdr.Name] {
+			return nil, invalidArchive("member %s appears twice", hdr.Name)
+		}
+		seen[hdr.Name] = true
+		if len(members) == man.Keys {
+			return nil, invalidArchive("it holds more keys than the %d its manifest counts", man.Keys)
+		}
+		size += hdr.Size + tarMemberOverhead
+		if size > maxSize {
+			return nil, invalidArchive("more than %d bytes uncompressed", maxSize)
+		}
+		value, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, readErr(err)
+		}
+		if err := checkValue(hdr.Name, value); err != nil {
+			return nil, err
+		}
+		members = append(members, member{key: hdr.Name, value: value})
+	}
+	if len(members) != man.Keys {
+		return nil, invalidArchive("truncated: it holds %d keys, its manifest counts %d", len(members), man.Keys)
+	}
+	// Read to the end of the gzip stream: only there is its checksum
+	// verified, and anything after the archive refused.
+	if _, err := io.Copy(io.Discard, capped); err != nil {
+		return nil, readErr(err)
+	}
+	return members, nil
+}
+
+// checkHeader refuses members that Export does not write or that could
+// name something outside the storage.
+func checkHeader(hdr *tar.Header, maxMember int64) error {
+	name := hdr.Name
+	switch hdr.Typeflag {
+	case tar.TypeReg:
+	case tar.TypeSymlink, tar.TypeLink:
+		return invalidArchive("member %q is a link (to %q); an archive holds only regular files", name, hdr.Linkname)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		return invalidArchive("member %q is a device or pipe; an archive holds only regular files", name)
+	case tar.TypeDir:
+		return invalidArchive("member %q is a directory; an archive holds only regular files", name)
+	default:
+		return invalidArchive("member %q has type %q; an archive holds only regular files", name, hdr.Typeflag)
+	}
+	if strings.HasPrefix(name, "/") {
+		return invalidArchive("member %q is an absolute path", name)
+	}
+	if slices.Contains(strings.FieldsFunc(name, func(r rune) bool { return r == '/' || r == '\\' }), "..") {
+		return invalidArchive("member %q leaves the storage with \"..\"", name)
+	}
+	if name == archiveManifestName {
+		return invalidArchive("member %s appears twice", name)
+	}
+	if err := storage.ValidateKey(name); err != nil {
+		return invalidArchive("member %q: %w", name, err)
+	}
+	if hdr.Size > maxMember {
+		return invalidArchive("member %s is %d bytes, more than the %d a key may hold", name, hdr.Size, maxMember)
+	}
+	return nil
+}
+
+// checkValue refuses a value that certkeeper could not use: a damaged
+// certificate record, account key or JSON document. Errors never quote
+// the value.
+func checkValue(key string, value []byte) error {
+	switch {
+	case strings.HasPrefix(key, storage.CertificatePrefix("")):
+		if _, err := storage.UnmarshalCertificate(value); err != nil {
+			return invalidArchive("member %s is not a valid certificate record: %w", key, err)
+		}
+	case strings.HasPrefix(key, "accounts/") && strings.HasSuffix(key, ".key"):
+		if _, err := storage.ParsePrivateKeyPEM(value); err != nil {
+			return invalidArchive("member %s is not a valid private key: %w", key, err)
+		}
+	case strings.HasSuffix(key, ".json"):
+		if !json.Valid(value) {
+			return invalidArchive("member %s is not valid JSON", key)
+		}
+	}
+	return nil
+}
+
+// sourceReader reads the archive's input. It stops once ctx is done, so
+// that an Import reading from a pipe can be cancelled between reads, and
+// keeps the input's own error (a cancellation, an I/O error), so that it is
+// not reported as a corrupt archive.
+type sourceReader struct {
+	ctx context.Context
+	r   io.Reader
+	err error // the first error other than io.EOF
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	if err := s.ctx.Err(); err != nil {
+		s.err = err
+		return 0, err
+	}
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}
+
+// errArchiveTooLarge is returned by capReader past its limit.
+var errArchiveTooLarge = errors.New("archive too large")
+
+// capReader reads at most n bytes from r, and then returns
+// errArchiveTooLarge if r holds more.
+type capReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if c.n <= 0 {
+		var one [1]byte
+		if n, err := io.ReadFull(c.r, one[:]); n > 0 || err != io.EOF {
+			if n > 0 {
+				err = errArchiveTooLarge
+			}
+			return 0, err
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > c.n {
+		p = p[:c.n]
+	}
+	n, err := c.r.Read(p)
+	c.n -= int64(n)
+	return n, err
+}

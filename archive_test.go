@@ -1,0 +1,618 @@
+package certkeeper_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// certRecord returns a stored certificate record for names: a self-signed
+// ECDSA certificate and its key, as storage.MarshalCertificate writes them.
+func certRecord(t testing.TB, names ...string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()),
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    now.Add(-time.Minute),
+		NotAfter:     now.Add(90 * 24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := storage.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := storage.MarshalCertificate(&storage.Certificate{
+		Names:     names,
+		Issuer:    "acme-v02.api.letsencrypt.org-directory",
+		ChainPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:    keyPEM,
+		NotBefore: tmpl.NotBefore,
+		NotAfter:  tmpl.NotAfter,
+		Obtained:  now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// accountKeyPEM returns a fresh PEM private key, as stored for an account.
+func accountKeyPEM(t testing.TB) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := storage.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// fillState stores what a running certkeeper keeps: an ACME account and
+// its key, certificates of two issuers, the local CA, Manager state. It
+// returns the keys and values stored.
+func fillState(t *testing.T, st storage.Storage) map[string][]byte {
+	t.Helper()
+	ctx := t.Context()
+	const le = "acme-v02.api.letsencrypt.org-directory"
+	acct, _ := storage.AccountKey(le, "admin@a.test")
+	acctKey, _ := storage.AccountPrivateKey(le, "admin@a.test")
+	c1, _ := storage.CertificateKey(le, "a.test")
+	c2, _ := storage.CertificateKey(le, "*.b.test")
+	c3, _ := storage.CertificateKey("local", "localhost")
+	want := map[string][]byte{
+		acct:                       []byte(`{"url":"https://acme.test/acct/1","contact":["mailto:admin@a.test"]}`),
+		acctKey:                    accountKeyPEM(t),
+		c1:                         certRecord(t, "a.test", "www.a.test"),
+		c2:                         certRecord(t, "*.b.test"),
+		c3:                         certRecord(t, "localhost"),
+		storage.StateKey("limits"): []byte(`{}`),
+	}
+	for k, v := range want {
+		if err := st.Store(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The local CA writes its own root and intermediate.
+	if _, err := (&localca.CA{Storage: st, Logger: slog.New(slog.DiscardHandler)}).RootPEM(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, which := range []string{"root", "intermediate"} {
+		k := storage.LocalCAKey(which)
+		v, err := st.Load(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[k] = v
+	}
+	return want
+}
+
+// dump returns every key of st and its value.
+func dump(t *testing.T, st storage.Storage) map[string][]byte {
+	t.Helper()
+	keys, err := st.List(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := make(map[string][]byte, len(keys))
+	for _, k := range keys {
+		v, err := st.Load(t.Context(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[k] = v
+	}
+	return m
+}
+
+func sameState(t *testing.T, got, want map[string][]byte) {
+	t.Helper()
+	for k, v := range want {
+		if g, ok := got[k]; !ok {
+			t.Errorf("key %s missing", k)
+		} else if !bytes.Equal(g, v) {
+			t.Errorf("key %s differs", k)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected key %s", k)
+		}
+	}
+}
+
+func export(t *testing.T, st storage.Storage) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	stats, err := certkeeper.Export(t.Context(), st, &buf)
+	if err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	if stats.Bytes != int64(buf.Len()) {
+		t.Errorf("Export reported %d bytes, wrote %d", stats.Bytes, buf.Len())
+	}
+	return buf.Bytes()
+}
+
+func TestExportImportRoundTrip(t *testing.T) {
+	srcDir := t.TempDir()
+	src := filestore.New(srcDir)
+	want := fillState(t, src)
+
+	// A lock held during Export: its lease is not a key and stays home.
+	unlock, err := src.Lock(t.Context(), storage.IssueLock("a.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := export(t, src)
+	unlock()
+
+	// The archive: manifest first, then one 0600 regular file per key,
+	// sorted, and nothing of the lock.
+	zr, err := gzip.NewReader(bytes.NewReader(archive))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var names []string
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Typeflag != tar.TypeReg || hdr.Mode != 0o600 {
+			t.Errorf("member %s: type %q mode %o, want regular file 0600", hdr.Name, hdr.Typeflag, hdr.Mode)
+		}
+		if len(names) == 0 {
+			var man struct {
+				Format  string    `json:"format"`
+				Version int       `json:"version"`
+				Created time.Time `json:"created"`
+				Keys    int       `json:"keys"`
+			}
+			if err := json.NewDecoder(tr).Decode(&man); err != nil {
+				t.Fatal(err)
+			}
+			if man.Format != "certkeeper-archive" || man.Version != certkeeper.ArchiveVersion || man.Keys != len(want) || time.Since(man.Created) > time.Minute {
+				t.Errorf("manifest = %+v", man)
+			}
+		}
+		names = append(names, hdr.Name)
+	}
+	if len(names) == 0 || names[0] != "certkeeper-archive.json" {
+		t.Fatalf("members = %v, want certkeeper-archive.json first", names)
+	}
+	if !slices.IsSorted(names[1:]) || len(names[1:]) != len(want) {
+		t.Errorf("key members = %v, want the %d keys sorted", names[1:], len(want))
+	}
+	for _, n := range names {
+		if strings.Contains(n, "lock") || strings.Contains(n, "lease") {
+			t.Errorf("lock lease exported: %s", n)
+		}
+	}
+
+	dstDir := filepath.Join(t.TempDir(), "new") // does not exist yet
+	dst := filestore.New(dstDir)
+	stats, err := certkeeper.Import(t.Context(), dst, bytes.NewReader(archive), certkeeper.ImportOptions{})
+	if err != nil {
+		t.Fatalf("Import: %v", err)
+	}
+	if stats != (certkeeper.ImportStats{Keys: len(want), Imported: len(want)}) {
+		t.Errorf("Import stats = %+v, want %d keys imported", stats, len(want))
+	}
+	sameState(t, dump(t, dst), want)
+	if runtime.GOOS != "windows" {
+		err := filepath.WalkDir(dstDir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			if fi, _ := d.Info(); fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s has mode %v, want 0600", p, fi.Mode().Perm())
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Again: everything is already there.
+	stats, err = certkeeper.Import(t.Context(), dst, bytes.NewReader(archive), certkeeper.ImportOptions{})
+	if err != nil {
+		t.Fatalf("second Import: %v", err)
+	}
+	if stats != (certkeeper.ImportStats{Keys: len(want), Skipped: len(want)}) {
+		t.Errorf("second Import stats = %+v, want all %d skipped", stats, len(want))
+	}
+}
+
+func TestExportEmpty(t *testing.T) {
+	archive := export(t, filestore.New(filepath.Join(t.TempDir(), "none")))
+	dst := filestore.New(t.TempDir())
+	stats, err := certkeeper.Import(t.Context(), dst, bytes.NewReader(archive), certkeeper.ImportOptions{})
+	if err != nil || stats != (certkeeper.ImportStats{}) {
+		t.Errorf("Import(empty archive) = %+v, %v", stats, err)
+	}
+}
+
+func TestImportConflicts(t *testing.T) {
+	src := filestore.New(t.TempDir())
+	want := fillState(t, src)
+	archive := export(t, src)
+
+	dst := filestore.New(t.TempDir())
+	ctx := t.Context()
+	// One key identical, two different, the rest absent.
+	c1, _ := storage.CertificateKey("acme-v02.api.letsencrypt.org-directory", "a.test")
+	other := certRecord(t, "a.test")
+	for k, v := range map[string][]byte{
+		c1:                         other,
+		storage.LocalCAKey("root"): []byte(`{"other":"root"}`),
+		storage.StateKey("limits"): want[storage.StateKey("limits")],
+	} {
+		if err := dst.Store(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := dump(t, dst)
+
+	_, err := certkeeper.Import(ctx, dst, bytes.NewReader(archive), certkeeper.ImportOptions{})
+	var cerr *certkeeper.ConflictError
+	if !errors.As(err, &cerr) {
+		t.Fatalf("Import over different values: err = %v, want *ConflictError", err)
+	}
+	if wantKeys := []string{c1, storage.LocalCAKey("root")}; !slices.Equal(cerr.Keys, wantKeys) {
+		t.Errorf("conflicts = %v, want %v", cerr.Keys, wantKeys)
+	}
+	if !strings.Contains(err.Error(), c1) || !strings.Contains(err.Error(), "nothing was imported") {
+		t.Errorf("error does not name the key or say nothing was imported: %v", err)
+	}
+	sameState(t, dump(t, dst), before) // nothing written
+
+	stats, err := certkeeper.Import(ctx, dst, bytes.NewReader(archive), certkeeper.ImportOptions{Overwrite: true})
+	if err != nil {
+		t.Fatalf("Import with Overwrite: %v", err)
+	}
+	wantStats := certkeeper.ImportStats{Keys: len(want), Imported: len(want) - 1, Overwritten: 2, Skipped: 1}
+	if stats != wantStats {
+		t.Errorf("Import with Overwrite: stats = %+v, want %+v", stats, wantStats)
+	}
+	sameState(t, dump(t, dst), want)
+}
+
+// archiveMember is one member of a hand-made archive.
+type archiveMember struct {
+	name     string
+	typeflag byte
+	body     []byte
+	linkname string
+}
+
+// makeArchive writes a tar.gz of a manifest (unless manifest is nil) and
+// members.
+func makeArchive(t testing.TB, manifest any, members ...archiveMember) []byte {
+	t.Helper()
+	var tarBuf bytes.Buffer
+	tw := tar.NewWriter(&tarBuf)
+	if manifest != nil {
+		data, err := json.Marshal(manifest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append([]archiveMember{{name: "certkeeper-archive.json", body: data}}, members...)
+	}
+	for _, m := range members {
+		tf := m.typeflag
+		if tf == 0 {
+			tf = tar.TypeReg
+		}
+		hdr := &tar.Header{Typeflag: tf, Name: m.name, Mode: 0o600, Linkname: m.linkname, ModTime: time.Now()}
+		if tf == tar.TypeReg {
+			hdr.Size = int64(len(m.body))
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(m.body); err != nil && tf == tar.TypeReg {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return gzipBytes(t, tarBuf.Bytes())
+}
+
+func gzipBytes(t testing.TB, data []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if _, err := zw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func manifestFor(keys int) map[string]any {
+	return map[string]any{"format": "certkeeper-archive", "version": 1, "created": time.Now(), "keys": keys}
+}
+
+// TestImportHostile: archives that are damaged or try to escape are
+// refused with an error naming the problem, and nothing is written. Each
+// starts with a valid member, to show it is not stored either.
+func TestImportHostile(t *testing.T) {
+	good := archiveMember{name: "accounts/x/default.key", body: accountKeyPEM(t)}
+	rec := certRecord(t, "a.test")
+	var fields map[string]any
+	if err := json.Unmarshal(rec, &fields); err != nil {
+		t.Fatal(err)
+	}
+	fields["chain_pem"] = []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+	badRecord, _ := json.Marshal(fields)
+	keyOnly, _ := json.Marshal(map[string]any{"names": []string{"a.test"}, "key_pem": accountKeyPEM(t)})
+	valid := makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: rec})
+
+	tests := []struct {
+		name    string
+		archive []byte
+		opts    certkeeper.ImportOptions
+		want    string
+	}{
+		{"traversal", makeArchive(t, manifestFor(2), good, archiveMember{name: "../x", body: []byte("x")}), certkeeper.ImportOptions{}, `"../x" leaves the storage`},
+		{"inner traversal", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/../../x", body: []byte("x")}), certkeeper.ImportOptions{}, `leaves the storage`},
+		{"absolute", makeArchive(t, manifestFor(2), good, archiveMember{name: "/etc/x", body: []byte("x")}), certkeeper.ImportOptions{}, `"/etc/x" is an absolute path`},
+		{"symlink", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", typeflag: tar.TypeSymlink, linkname: "/etc/passwd"}), certkeeper.ImportOptions{}, "is a link"},
+		{"hard link", makeArchive(t, manifestFor(2), good, archiveMember{name: "accounts/x/y.key", typeflag: tar.TypeLink, linkname: "accounts/x/default.key"}), certkeeper.ImportOptions{}, "is a link"},
+		{"device", makeArchive(t, manifestFor(2), good, archiveMember{name: "a/dev", typeflag: tar.TypeChar}), certkeeper.ImportOptions{}, "is a device"},
+		{"directory", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/", typeflag: tar.TypeDir}), certkeeper.ImportOptions{}, "is a directory"},
+		{"invalid key", makeArchive(t, manifestFor(2), good, archiveMember{name: "a/.hidden", body: []byte("x")}), certkeeper.ImportOptions{}, "invalid storage key"},
+		{"huge member", makeArchive(t, manifestFor(2), good, archiveMember{name: "state/big.bin", body: make([]byte, 16<<20+1)}), certkeeper.ImportOptions{}, "more than the 16777216 a key may hold"},
+		{"over total", valid, certkeeper.ImportOptions{MaxSize: 4096}, "more than 4096 bytes uncompressed"},
+		{"truncated", valid[:len(valid)/2], certkeeper.ImportOptions{}, "truncated or corrupt"},
+		{"no gzip trailer", valid[:len(valid)-8], certkeeper.ImportOptions{}, "truncated or corrupt"},
+		{"corrupt", flipByte(valid, len(valid)-6), certkeeper.ImportOptions{}, "truncated or corrupt"},
+		{"trailing garbage", append(slices.Clip(valid), "garbage"...), certkeeper.ImportOptions{}, "truncated or corrupt"},
+		{"not gzip", []byte("certificates/x/a.test.json\n"), certkeeper.ImportOptions{}, "not gzip-compressed"},
+		{"empty", nil, certkeeper.ImportOptions{}, "empty input"},
+		{"no manifest", makeArchive(t, nil, good), certkeeper.ImportOptions{}, "first member is \"accounts/x/default.key\""},
+		{"other tar.gz", makeArchive(t, map[string]any{"version": 1}, good), certkeeper.ImportOptions{}, `format ""`},
+		{"unknown version", makeArchive(t, map[string]any{"format": "certkeeper-archive", "version": 2, "keys": 1}, good), certkeeper.ImportOptions{}, "format version 2 is not supported"},
+		{"missing keys", makeArchive(t, manifestFor(3), good), certkeeper.ImportOptions{}, "holds 1 keys, its manifest counts 3"},
+		{"extra keys", makeArchive(t, manifestFor(1), good, archiveMember{name: "a/b", body: []byte("x")}), certkeeper.ImportOptions{}, "more keys than the 1"},
+		{"duplicate", makeArchive(t, manifestFor(2), good, good), certkeeper.ImportOptions{}, "appears twice"},
+		{"bad certificate", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: badRecord}), certkeeper.ImportOptions{}, "certificates/x/a.test.json is not a valid certificate record"},
+		{"certificate without chain", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: keyOnly}), certkeeper.ImportOptions{}, "certificates/x/a.test.json is not a valid certificate record"},
+		{"certificate not JSON", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: []byte("-----BEGIN PRIVATE KEY-----")}), certkeeper.ImportOptions{}, "not a valid certificate record"},
+		{"bad account key", makeArchive(t, manifestFor(2), good, archiveMember{name: "accounts/x/y.key", body: []byte("not a key")}), certkeeper.ImportOptions{}, "accounts/x/y.key is not a valid private key"},
+		{"bad JSON", makeArchive(t, manifestFor(2), good, archiveMember{name: "localca/root.json", body: []byte("{")}), certkeeper.ImportOptions{}, "localca/root.json is not valid JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			_, err := certkeeper.Import(t.Context(), filestore.New(dir), bytes.NewReader(tt.archive), tt.opts)
+			if !errors.Is(err, certkeeper.ErrInvalidArchive) {
+				t.Fatalf("Import = %v, want ErrInvalidArchive", err)
+			}
+			t.Log(err)
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Import = %v, want it to say %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "PRIVATE KEY") {
+				t.Errorf("error quotes key material: %v", err)
+			}
+			entries, _ := os.ReadDir(dir)
+			if len(entries) != 0 {
+				t.Errorf("Import wrote %d entries into the storage, want none", len(entries))
+			}
+		})
+	}
+}
+
+// TestImportReadFails: an input that fails, or a cancelled context, is
+// reported as such, not as a damaged archive, and nothing is written.
+func TestImportReadFails(t *testing.T) {
+	src := filestore.New(t.TempDir())
+	fillState(t, src)
+	archive := export(t, src)
+	dir := t.TempDir()
+	ioErr := errors.New("connection reset")
+	r := io.MultiReader(bytes.NewReader(archive[:len(archive)/2]), iotest.ErrReader(ioErr))
+	_, err := certkeeper.Import(t.Context(), filestore.New(dir), r, certkeeper.ImportOptions{})
+	if !errors.Is(err, ioErr) || errors.Is(err, certkeeper.ErrInvalidArchive) {
+		t.Errorf("Import(failing reader) = %v, want the read error", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = certkeeper.Import(ctx, filestore.New(dir), bytes.NewReader(archive), certkeeper.ImportOptions{})
+	if !errors.Is(err, context.Canceled) || errors.Is(err, certkeeper.ErrInvalidArchive) {
+		t.Errorf("Import(cancelled) = %v, want context.Canceled", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("Import wrote %d entries, want none", len(entries))
+	}
+}
+
+func flipByte(b []byte, i int) []byte {
+	c := slices.Clone(b)
+	c[i] ^= 0xff
+	return c
+}
+
+// failingStore fails its nth Store.
+type failingStore struct {
+	storage.Storage
+	n, stores int
+}
+
+func (s *failingStore) Store(ctx context.Context, key string, value []byte) error {
+	s.stores++
+	if s.stores == s.n {
+		return errors.New("disk full")
+	}
+	return s.Storage.Store(ctx, key, value)
+}
+
+// TestImportStoreFails: a Storage failing part way reports how far Import
+// got, account keys went first, and a second run finishes.
+func TestImportStoreFails(t *testing.T) {
+	src := filestore.New(t.TempDir())
+	want := fillState(t, src)
+	archive := export(t, src)
+
+	dst := filestore.New(t.TempDir())
+	stats, err := certkeeper.Import(t.Context(), &failingStore{Storage: dst, n: 3}, bytes.NewReader(archive), certkeeper.ImportOptions{})
+	if err == nil || !strings.Contains(err.Error(), "disk full") || !strings.Contains(err.Error(), "2 of 8 keys stored") {
+		t.Fatalf("Import = %v, want the storage error and how far it got", err)
+	}
+	if stats.Imported != 2 {
+		t.Errorf("Imported = %d, want 2", stats.Imported)
+	}
+	keys, _ := dst.List(t.Context(), "accounts/")
+	if len(keys) == 0 || !strings.HasSuffix(keys[len(keys)-1], ".key") {
+		t.Errorf("first keys stored: %v, want the account key first", keys)
+	}
+	if _, err := certkeeper.Import(t.Context(), dst, bytes.NewReader(archive), certkeeper.ImportOptions{}); err != nil {
+		t.Fatalf("second Import: %v", err)
+	}
+	sameState(t, dump(t, dst), want)
+}
+
+// memStore is a Storage in memory for the fuzz target (filestore's fsyncs
+// would leave the fuzzer little time), recording invalid keys it is given.
+type memStore struct {
+	mu      sync.Mutex
+	m       map[string][]byte
+	invalid []string
+}
+
+func (s *memStore) Load(_ context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.m[key]; ok {
+		return v, nil
+	}
+	return nil, fs.ErrNotExist
+}
+
+func (s *memStore) Store(_ context.Context, key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if storage.ValidateKey(key) != nil {
+		s.invalid = append(s.invalid, key)
+	}
+	if s.m == nil {
+		s.m = make(map[string][]byte)
+	}
+	s.m[key] = value
+	return nil
+}
+
+func (s *memStore) Delete(_ context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, key)
+	return nil
+}
+
+func (s *memStore) List(_ context.Context, prefix string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var keys []string
+	for k := range s.m {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+func (s *memStore) Lock(context.Context, string) (func(), error) { return func() {}, nil }
+
+// FuzzImport: no input makes Import panic, store an invalid key, or store
+// anything and then fail. Each input is tried as an archive and, so the
+// fuzzer reaches the tar and member checks, as the tar inside one.
+func FuzzImport(f *testing.F) {
+	src := filestore.New(f.TempDir())
+	ctx := context.Background()
+	c1, _ := storage.CertificateKey("local", "a.test")
+	a1, _ := storage.AccountPrivateKey("x", "")
+	for k, v := range map[string][]byte{c1: certRecord(f, "a.test"), a1: accountKeyPEM(f), "state/limits.json": []byte(`{"a":1}`)} {
+		if err := src.Store(ctx, k, v); err != nil {
+			f.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := certkeeper.Export(ctx, src, &buf); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	if zr, err := gzip.NewReader(bytes.NewReader(buf.Bytes())); err == nil {
+		raw, _ := io.ReadAll(zr)
+		f.Add(raw)
+	}
+	f.Add(makeArchive(f, manifestFor(1), archiveMember{name: "../x", body: []byte("x")}))
+	f.Add(makeArchive(f, manifestFor(1), archiveMember{name: "a/b", typeflag: tar.TypeSymlink, linkname: "/etc"}))
+	f.Add([]byte{})
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, in := range [][]byte{data, gzipBytes(t, data)} {
+			st := &memStore{}
+			stats, err := certkeeper.Import(ctx, st, bytes.NewReader(in), certkeeper.ImportOptions{MaxSize: 1 << 20, MaxMemberSize: 64 << 10})
+			if len(st.invalid) > 0 {
+				t.Fatalf("Import stored invalid keys %q", st.invalid)
+			}
+			if err != nil && len(st.m) > 0 {
+				t.Fatalf("Import failed (%v) after storing %d keys", err, len(st.m))
+			}
+			if err == nil && stats.Imported != len(st.m) {
+				t.Fatalf("Import reported %d keys imported, stored %d", stats.Imported, len(st.m))
+			}
+		}
+	})
+}
