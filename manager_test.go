@@ -301,3 +301,19 @@ func handshakeAddr(addr, name string, roots *x509.CertPool) (*x509.Certificate, 
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0], nil
 }
+
+// BenchmarkBaselineMapLookup is the floor GetCertificate is compared with
+// in docs/performance.md: a bare sync.Map lookup of the same name.
+func BenchmarkBaselineMapLookup(b *testing.B) {
+	var m sync.Map
+	m.Store("a.test", &tls.Certificate{})
+	name := "a.test"
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, ok := m.Load(name); !ok {
+				b.Fatal("missing")
+			}
+		}
+	})
+}

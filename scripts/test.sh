@@ -57,6 +57,7 @@ fuzz() { go test -run='^$' -fuzz="^$1\$" -fuzztime="${FUZZTIME:-10s}" -fuzzminim
 fuzz FuzzNormalize ./policy
 fuzz FuzzValidateKey ./storage
 fuzz FuzzCertificateKey ./storage
+fuzz FuzzImport .
 
 step "cross-build"
 for os in linux windows darwin freebsd; do
