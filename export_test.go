@@ -10,3 +10,13 @@ func SweepExpired(m *Manager, ctx context.Context) {
 	_ = m.init()
 	m.sweepExpired(ctx)
 }
+
+// IssuerIDs lists the IDs of m's default issuer chain, for tests.
+func IssuerIDs(m *Manager) []string {
+	_ = m.init()
+	var ids []string
+	for _, iss := range m.issuers {
+		ids = append(ids, iss.ID())
+	}
+	return ids
+}

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +37,7 @@ const (
 type limits struct {
 	loadOnce sync.Once
 	failures policy.FailureBackoff
+	dups     policy.FailureBackoff // certificates per exact name set (Let's Encrypt: 5 a week)
 	clients  *policy.IPLimiter
 
 	mu     sync.Mutex                   // guards orders and saving
@@ -43,8 +46,9 @@ type limits struct {
 
 // limitsState is what is stored under storage.StateKey("limits").
 type limitsState struct {
-	Failures policy.BackoffState              `json:"failures"`
-	Orders   map[string]policy.CALimiterState `json:"orders,omitempty"`
+	Failures   policy.BackoffState              `json:"failures"`
+	Duplicates policy.BackoffState              `json:"duplicates"`
+	Orders     map[string]policy.CALimiterState `json:"orders,omitempty"`
 }
 
 func (m *Manager) clientLimiter() *policy.IPLimiter {
@@ -71,6 +75,7 @@ func (m *Manager) loadLimits(ctx context.Context) {
 			return
 		}
 		m.lim.failures.Restore(st.Failures)
+		m.lim.dups.Restore(st.Duplicates)
 		for id, s := range st.Orders {
 			m.orderLimiter(id).Restore(s)
 		}
@@ -82,7 +87,7 @@ func (m *Manager) loadLimits(ctx context.Context) {
 func (m *Manager) saveLimits(ctx context.Context) {
 	m.lim.mu.Lock()
 	defer m.lim.mu.Unlock()
-	st := limitsState{Failures: m.lim.failures.State(), Orders: map[string]policy.CALimiterState{}}
+	st := limitsState{Failures: m.lim.failures.State(), Duplicates: m.lim.dups.State(), Orders: map[string]policy.CALimiterState{}}
 	for id, l := range m.lim.orders {
 		st.Orders[id] = l.State()
 	}
@@ -137,6 +142,43 @@ func (m *Manager) admit(ctx context.Context, name string, client netip.Addr) err
 		}
 	}
 	return nil
+}
+
+// Let's Encrypt's duplicate-certificate limit: 5 certificates for the
+// same exact set of names in 7 days (renewals with ARI are exempt).
+const (
+	duplicateLimit  = 5
+	duplicateWindow = 7 * 24 * time.Hour
+)
+
+// initDuplicates sizes the duplicate tracker to the CA's limit.
+func (m *Manager) initDuplicates() {
+	m.lim.dups = policy.FailureBackoff{Limit: duplicateLimit, Window: duplicateWindow, Backoff: time.Nanosecond}
+}
+
+// nameSet is the key of a certificate's exact set of names.
+func nameSet(names []string) string {
+	s := slices.Clone(names)
+	slices.Sort(s)
+	return strings.Join(s, ",")
+}
+
+// checkDuplicate refuses a new (not renewal) order for a name set that
+// already got duplicateLimit certificates this week: the CA would refuse
+// it, and the attempt would count against the account.
+func (m *Manager) checkDuplicate(ctx context.Context, names []string) error {
+	m.loadLimits(ctx)
+	if ok, retry := m.lim.dups.Allowed(nameSet(names), time.Now()); !ok {
+		return fmt.Errorf("%w: %d certificates for exactly %s in 7 days (the CA's duplicate limit); next after %s",
+			policy.ErrDenied, duplicateLimit, strings.Join(names, ", "), retry.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// recordIssued counts a new certificate for its name set.
+func (m *Manager) recordIssued(ctx context.Context, names []string) {
+	m.lim.dups.Record(nameSet(names), time.Now())
+	m.saveLimits(ctx)
 }
 
 // recordFailure notes a failed on-demand issuance for name.

@@ -12,6 +12,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 	"golang.org/x/time/rate"
 )
@@ -88,5 +89,42 @@ func TestFailureBackoffSurvivesRestart(t *testing.T) {
 	}
 	if n := ca.Orders(); n != orders {
 		t.Errorf("%d orders during the backoff, want 0", n-orders)
+	}
+}
+
+// TestDuplicateLimit: a sixth new certificate for the same names within a
+// week is refused before any order (the CA's duplicate limit), also after
+// a restart.
+func TestDuplicateLimit(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	st := filestore.New(t.TempDir())
+	newManager := func() *certkeeper.Manager {
+		m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&acmeca.Issuer{
+			DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Profile: "default",
+			ChallengeOrder: []string{acmeca.TLSALPN01}}}}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	m := newManager()
+	serveOnPort(t, m, ca.TLSPort())
+	key, _ := storage.CertificateKey(certkeeper.IssuerIDs(m)[0], "dup.test")
+	for i := range 5 {
+		if err := m.Cert(t.Context(), "dup.test"); err != nil {
+			t.Fatalf("certificate %d: %v", i+1, err)
+		}
+		if err := st.Delete(t.Context(), key); err != nil { // as if lost, so Cert orders again
+			t.Fatal(err)
+		}
+	}
+	orders := ca.Orders()
+	if err := m.Cert(t.Context(), "dup.test"); !errors.Is(err, policy.ErrDenied) {
+		t.Errorf("sixth certificate in a week: err = %v, want ErrDenied", err)
+	}
+	m.Close()
+	if err := newManager().Cert(t.Context(), "dup.test"); !errors.Is(err, policy.ErrDenied) {
+		t.Errorf("after a restart: err = %v, want ErrDenied", err)
+	}
+	if n := ca.Orders(); n != orders {
+		t.Errorf("%d orders beyond the duplicate limit, want 0", n-orders)
 	}
 }

@@ -174,6 +174,7 @@ func (m *Manager) init() error {
 		m.cache = newCertCache(m.CacheSize)
 		m.rsaCache = newCertCache(m.CacheSize)
 		m.lim.clients = newDefaultClientLimiter()
+		m.initDuplicates()
 		m.http01.Logger = m.Logger
 		m.alpn.Logger = m.Logger
 		m.issuers = m.Issuers

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -151,6 +153,7 @@ func TestUnknownNamesFlood(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
+	rssBefore := rssBytes()
 	for i := range 1000 {
 		if _, err := s.handshake(t, fmt.Sprintf("n%d.unknown.test", i), nil); err != nil {
 			denied++
@@ -160,6 +163,13 @@ func TestUnknownNamesFlood(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if denied != 1000 {
 		t.Errorf("%d of 1000 unknown names were refused, want all", denied)
+	}
+	if rssBefore > 0 && !raceEnabled {
+		if grew := rssBytes() - rssBefore; grew > 10<<20 {
+			t.Errorf("1,000 unknown names grew RSS by %d bytes, want < 10 MB", grew)
+		} else {
+			t.Logf("RSS growth after 1,000 unknown names: %d KiB", grew>>10)
+		}
 	}
 	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > 10<<20 {
 		t.Errorf("1,000 unknown names grew the heap by %d bytes, want < 10 MB", grew)
@@ -316,4 +326,21 @@ func BenchmarkBaselineMapLookup(b *testing.B) {
 			}
 		}
 	})
+}
+
+// rssBytes is the process's resident set size on Linux (0 elsewhere).
+func rssBytes() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }

@@ -174,6 +174,11 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 			return e, nil
 		}
 	}
+	if prev == nil {
+		if err := m.checkDuplicate(ctx, names); err != nil {
+			return nil, err
+		}
+	}
 	kt := m.keyTypeFor(names[0], variant)
 	key, err := kt.Generate()
 	if err != nil {
@@ -239,6 +244,8 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	kind := Obtained
 	if prev != nil {
 		kind = Renewed
+	} else if _, acme := m.issuerByID(names[0], cert.Issuer).(renewalARI); acme {
+		m.recordIssued(ctx, names)
 	}
 	m.logger().Info("certificate "+kind.String(), slog.Any("names", names), slog.String("issuer", cert.Issuer),
 		slog.Time("not_after", cert.Leaf.NotAfter), slog.Duration("took", time.Since(start)))

@@ -50,6 +50,9 @@ go vet ./...
 step "go test -race"
 go test -race -count=1 -timeout 25m ./...
 
+step "memory bounds (without the race detector, which multiplies memory use)"
+go test -count=1 -run 'TestUnknownNamesFlood|TestBoundedCache' .
+
 step "fuzz"
 # Each target runs FUZZTIME (10 s by default); minimisation of a new input is
 # capped so that the time goes to fuzzing.

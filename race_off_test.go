@@ -1,0 +1,5 @@
+//go:build !race
+
+package certkeeper_test
+
+const raceEnabled = false
