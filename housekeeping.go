@@ -61,6 +61,7 @@ func (m *Manager) startHousekeeping() {
 				case <-t.C:
 					m.flushSeen(m.ctx)
 					m.sweepExpired(m.ctx)
+					m.sweepLocks(m.ctx)
 				case <-m.ctx.Done():
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					m.flushSeen(ctx)
@@ -145,6 +146,25 @@ func (m *Manager) sweepExpired(ctx context.Context) {
 		delete(m.hk.seen, rec.Names[0])
 		m.hk.mu.Unlock()
 		m.logger().Info("expired certificate removed", slog.Any("names", rec.Names), slog.Time("not_after", rec.NotAfter))
+	}
+}
+
+// lockSweeper is implemented by storages that can remove the leases of
+// dead holders (filestore); others expire them by themselves (Redis).
+type lockSweeper interface {
+	SweepLocks(ctx context.Context) (int, error)
+}
+
+// sweepLocks removes dead holders' leases, when the storage can.
+func (m *Manager) sweepLocks(ctx context.Context) {
+	s, ok := m.store.(lockSweeper)
+	if !ok {
+		return
+	}
+	if n, err := s.SweepLocks(ctx); err != nil {
+		m.logger().Warn("sweeping dead locks", slog.Any("err", err))
+	} else if n > 0 {
+		m.logger().Debug("dead locks removed", slog.Int("count", n))
 	}
 }
 

@@ -340,3 +340,32 @@ func TestTornLease(t *testing.T) {
 		t.Errorf("the torn lease is still there: %v", err)
 	}
 }
+
+// TestSweepLocks: an expired lease (its holder died) and its empty
+// directory are removed; a held lock is left alone.
+func TestSweepLocks(t *testing.T) {
+	s := &filestore.Store{Dir: t.TempDir(), LeaseTTL: 200 * time.Millisecond}
+	unlock, err := s.Lock(t.Context(), "issue/live.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if err := s.LockAbandoned(t.Context(), "issue/dead.test"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond) // the abandoned lease expires; the live one is renewed
+	n, err := s.SweepLocks(t.Context())
+	if err != nil || n != 1 {
+		t.Fatalf("SweepLocks = %d, %v; want 1 removed", n, err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(s.Dir, ".locks"))
+	if len(entries) != 1 {
+		t.Errorf("%d lock directories left, want 1 (the live lock)", len(entries))
+	}
+	// The live lock still excludes others.
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := s.Lock(ctx, "issue/live.test"); err == nil {
+		t.Error("took a lock that is still held after SweepLocks")
+	}
+}

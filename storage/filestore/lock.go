@@ -326,3 +326,49 @@ func lockDirName(name string) string {
 	}
 	return b.String()
 }
+
+// SweepLocks removes the leases of holders that died (expired lease files
+// nobody took over because nobody asked for that lock again) and lock
+// directories left empty. It removes exactly the expired files it read,
+// as a takeover does, so it never removes a live lease. It returns how
+// many leases it removed.
+func (s *Store) SweepLocks(ctx context.Context) (int, error) {
+	root := filepath.Join(s.Dir, locksDir)
+	dirs, err := os.ReadDir(root)
+	if err != nil {
+		if isNotExist(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("sweeping locks in %s: %w", root, err)
+	}
+	removed := 0
+	now := time.Now()
+	for _, d := range dirs {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		if !d.IsDir() {
+			continue
+		}
+		dir := filepath.Join(root, d.Name())
+		files, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, f := range files {
+			if !strings.HasSuffix(f.Name(), leaseExt) {
+				continue
+			}
+			path := filepath.Join(dir, f.Name())
+			exp, err := leaseExpiry(path, s.leaseTTL())
+			if err != nil || now.Before(exp) {
+				continue
+			}
+			if err := os.Remove(path); err == nil {
+				removed++
+			}
+		}
+		_ = os.Remove(dir) // only succeeds when empty
+	}
+	return removed, nil
+}
