@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"runtime"
 	"testing"
 	"time"
 
@@ -69,5 +70,52 @@ func TestSweepExpired(t *testing.T) {
 	newKey, _ := storage.CertificateKey("local", "new.test")
 	if _, err := st.Load(t.Context(), newKey); err != nil {
 		t.Errorf("the valid certificate was removed: %v", err)
+	}
+}
+
+// TestWatch: a watcher receives the Manager's events; stop and Close end
+// the subscription.
+func TestWatch(t *testing.T) {
+	m := localManager(t, filestore.New(t.TempDir()), nil)
+	events, stop := m.Watch()
+	defer stop()
+	if err := m.Cert(t.Context(), "w.test"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-events:
+		if e.Kind != certkeeper.Obtained || e.Names[0] != "w.test" || e.Issuer != "local" || e.NotAfter.IsZero() {
+			t.Errorf("event = %+v, want Obtained for w.test from local", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5 s")
+	}
+	m.Close()
+	for range events { // drained and closed by Close
+	}
+}
+
+// TestCloseEndsGoroutines: the renewal scheduler and housekeeping stop
+// with Close.
+func TestCloseEndsGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	st := filestore.New(t.TempDir())
+	m := localManager(t, st, nil)
+	for _, n := range []string{"g1.test", "g2.test"} {
+		if err := m.Cert(t.Context(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if runtime.NumGoroutine() <= before {
+		t.Fatal("no background goroutine started")
+	}
+	m.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
