@@ -17,12 +17,15 @@ import (
 
 // Retry policy for one step of the order flow (a request the library has
 // already retried in its own way: bad nonces up to 10 times, 5xx on
-// POST-as-GET 3 times). These numbers bound a dead CA to well under 30 s
-// before the caller hears about it.
+// POST-as-GET 3 times). A dead CA is reported within about two seconds:
+// the callers retry whole issuances on their own schedule (the Manager's
+// renewal backoff, scaled to the certificate's lifetime; the next
+// handshake), and a 60-second certificate cannot afford a step that
+// retries for ten.
 const (
 	retryFirst    = 100 * time.Millisecond
 	retryCap      = 4 * time.Second
-	retryAttempts = 7
+	retryAttempts = 4
 )
 
 // retryAfterKey is the context key under which a step's *retryAfter lives,
