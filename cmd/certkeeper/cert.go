@@ -32,7 +32,7 @@ func certCmd() *Command {
 		Short:     "obtain certificates as files",
 		Long: `The cert commands run the ACME client by hand: obtain a certificate and write it as
 files for servers that read certificates from disk.`,
-		Commands: []*Command{certIssueCmd()},
+		Commands: []*Command{certIssueCmd(), certRenewCmd()},
 	}
 }
 
@@ -57,10 +57,16 @@ type issueFlags struct {
 }
 
 func (f *issueFlags) register(fs *flag.FlagSet) {
+	f.registerCA(fs)
+	fs.Var(&f.names, "d", "a `NAME` (DNS name or IP address) for the certificate; repeat for more names, the first\nnames the files")
+}
+
+// registerCA registers every flag of cert issue but -d: what cert renew
+// needs too.
+func (f *issueFlags) registerCA(fs *flag.FlagSet) {
 	fs.StringVar(&f.ca, "ca", "letsencrypt", "the CA: an ACME directory `URL`, letsencrypt, staging (Let's Encrypt's staging CA),\nor local (certkeeper's own CA, no network needed)")
 	fs.StringVar(&f.email, "email", "", "contact `EMAIL` for the ACME account (optional)")
 	fs.StringVar(&f.storageDir, "storage", "", "`DIR` for certkeeper's state: accounts, keys, certificates, the local CA\n(default: /var/lib/certkeeper for root, else the user's data directory,\ne.g. ~/.local/share/certkeeper)")
-	fs.Var(&f.names, "d", "a `NAME` (DNS name or IP address) for the certificate; repeat for more names, the first\nnames the files")
 	fs.StringVar(&f.challenge, "challenge", acmeca.HTTP01, "challenge `TYPE` that proves control of the names: http-01 (port 80) or tls-alpn-01 (port 443)")
 	fs.StringVar(&f.httpAddr, "http-addr", ":80", "`ADDR` to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward")
 	fs.StringVar(&f.tlsAddr, "tls-addr", ":443", "`ADDR` to answer tls-alpn-01 on; the CA connects to port 443")

@@ -1,0 +1,118 @@
+package certfile
+
+import (
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Pair is one complete key/certificate pair found in a Dir.
+type Pair struct {
+	// Base is the file name without extension ("a.example",
+	// "wildcard_a.example").
+	Base string
+	// Paths are its two files.
+	Paths Paths
+	// Key and Chain are parsed (nil when Err is set).
+	Key   crypto.Signer
+	Chain []*x509.Certificate
+	// Err says why the pair could not be used: unreadable, unparsable,
+	// key and certificate not matching. Such a pair must be reported and
+	// left alone.
+	Err error
+}
+
+// Pairs lists the complete pairs in d: every certs/BASE.pem that has a
+// private/BASE.key. A certificate without a key (/etc/ssl/certs also holds
+// the system's CA certificates) is not a pair and is skipped silently; a
+// pair that does not parse is returned with Err set. The result is sorted
+// by Base.
+func (d Dir) Pairs() ([]Pair, error) {
+	if d == "" {
+		return nil, errors.New("certfile: empty directory")
+	}
+	entries, err := os.ReadDir(filepath.Join(string(d), "certs"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("listing %s: %w", filepath.Join(string(d), "certs"), err)
+	}
+	var pairs []Pair
+	for _, e := range entries {
+		base, ok := strings.CutSuffix(e.Name(), ".pem")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		p := Paths{Key: filepath.Join(string(d), "private", base+".key"), Cert: filepath.Join(string(d), "certs", e.Name())}
+		if _, err := os.Stat(p.Key); err != nil {
+			continue
+		}
+		pair := Pair{Base: base, Paths: p}
+		keyPEM, err := os.ReadFile(p.Key)
+		if err == nil {
+			var chainPEM []byte
+			if chainPEM, err = os.ReadFile(p.Cert); err == nil {
+				pair.Key, pair.Chain, err = parsePair(keyPEM, chainPEM)
+			}
+		}
+		if err != nil {
+			pair.Err = fmt.Errorf("%s: %w", base, err)
+			pair.Key, pair.Chain = nil, nil
+		}
+		pairs = append(pairs, pair)
+	}
+	sort.Slice(pairs, func(i, j int) bool { return pairs[i].Base < pairs[j].Base })
+	return pairs, nil
+}
+
+// Names returns the names a certificate covers, with primary (if the
+// certificate lists it) first, then its DNS names and IP addresses in
+// certificate order.
+func Names(leaf *x509.Certificate, primary string) []string {
+	var names []string
+	add := func(n string) {
+		for _, have := range names {
+			if have == n {
+				return
+			}
+		}
+		names = append(names, n)
+	}
+	if primary != "" && covers(leaf, primary) {
+		add(primary)
+	}
+	for _, n := range leaf.DNSNames {
+		add(n)
+	}
+	for _, ip := range leaf.IPAddresses {
+		add(ip.String())
+	}
+	return names
+}
+
+// WriteKeepOld is Write that first keeps the current certificate (if any)
+// as certs/NAME.pem.old, so an operator can go back to it.
+func (d Dir) WriteKeepOld(name string, keyPEM, chainPEM []byte) (Paths, error) {
+	p, err := d.Paths(name)
+	if err != nil {
+		return Paths{}, err
+	}
+	if old, err := os.ReadFile(p.Cert); err == nil {
+		tmp, err := writeTemp(p.Cert+".old", old, 0o644)
+		if err != nil {
+			return Paths{}, fmt.Errorf("keeping the previous certificate of %s: %w", name, err)
+		}
+		if err := os.Rename(tmp, p.Cert+".old"); err != nil {
+			_ = os.Remove(tmp)
+			return Paths{}, fmt.Errorf("keeping the previous certificate of %s: %w", name, err)
+		}
+	}
+	return d.Write(name, keyPEM, chainPEM)
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testca"
+)
+
+// TestCertRenewBatch: a basedir with 5 pairs — 2 due, 2 not due, 1 that
+// does not parse — renews exactly the 2 due ones, keeps the previous
+// certificates as .pem.old, runs the deploy hook twice and the post hook
+// once, reports the broken pair and exits 1; --dry-run changes nothing;
+// once the broken pair is gone, a second run finds nothing due and exits 0.
+func TestCertRenewBatch(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{Profiles: map[string]testca.Profile{
+		"default": {Description: "90 days", ValidityPeriod: 90 * 24 * time.Hour},
+		"short":   {Description: "24 seconds", ValidityPeriod: 24 * time.Second},
+	}})
+	storageDir, out := t.TempDir(), t.TempDir()
+	issue := func(profile, name string) {
+		t.Helper()
+		args := pebbleArgs(ca, storageDir, out)
+		for i, a := range args {
+			if a == "--profile" {
+				args[i+1] = profile
+			}
+		}
+		if r := ck(t, time.Minute, append(args, "-d", name)...); r.code != 0 {
+			t.Fatalf("issuing %s: exit %d\n%s", name, r.code, r.stderr)
+		}
+	}
+	start := time.Now()
+	issue("short", "due1.test")
+	issue("short", "due2.test")
+	issue("default", "fresh1.test")
+	issue("default", "fresh2.test")
+	for _, f := range []string{filepath.Join(out, "certs", "broken.test.pem"), filepath.Join(out, "private", "broken.test.key")} {
+		if err := os.WriteFile(f, []byte("not PEM\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A 24 s certificate is due, whatever its ARI window, past 0.9 of its
+	// lifetime (the safety margin).
+	time.Sleep(time.Until(start.Add(22 * time.Second)))
+
+	hookLog := filepath.Join(t.TempDir(), "hooks.log")
+	renewArgs := func(extra ...string) []string {
+		a := pebbleArgs(ca, storageDir, out)
+		a[1] = "renew"
+		return append(a, extra...)
+	}
+	before, _ := os.ReadFile(filepath.Join(out, "certs", "due1.test.pem"))
+
+	dry := ck(t, time.Minute, renewArgs("--dry-run")...)
+	if !strings.Contains(dry.stdout, "would renew") {
+		t.Errorf("--dry-run summary:\n%s", dry.stdout)
+	}
+	if now, _ := os.ReadFile(filepath.Join(out, "certs", "due1.test.pem")); string(now) != string(before) {
+		t.Error("--dry-run changed a certificate file")
+	}
+
+	orders := ca.Orders()
+	r := ck(t, 2*time.Minute, renewArgs(
+		"--deploy-hook", `echo "deploy $CERTKEEPER_NAME $CERTKEEPER_CERT_FILE" >> `+hookLog,
+		"--post-hook", `echo post >> `+hookLog)...)
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1 (one pair could not be read)\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if n := ca.Orders() - orders; n != 2 {
+		t.Errorf("%d orders, want exactly 2 (the due pairs)", n)
+	}
+	for _, want := range []string{"due1.test  renewed", "due2.test  renewed", "fresh1.test  not due", "fresh2.test  not due", "broken.test  unparsable"} {
+		if !strings.Contains(strings.Join(strings.Fields(r.stdout), "  "), strings.Join(strings.Fields(want), "  ")) {
+			t.Errorf("summary lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	for _, n := range []string{"due1.test", "due2.test"} {
+		old, err := os.ReadFile(filepath.Join(out, "certs", n+".pem.old"))
+		if err != nil {
+			t.Errorf("previous certificate of %s not kept: %v", n, err)
+		}
+		if n == "due1.test" && string(old) != string(before) {
+			t.Error("due1.test.pem.old is not the previous certificate")
+		}
+		readPair(t, out, n) // the renewed pair matches (the key was reused)
+	}
+	if _, err := os.Stat(filepath.Join(out, "certs", "fresh1.test.pem.old")); err == nil {
+		t.Error("a pair that was not due was touched")
+	}
+	log, _ := os.ReadFile(hookLog)
+	if got := strings.Count(string(log), "deploy "); got != 2 {
+		t.Errorf("deploy hook ran %d times, want 2:\n%s", got, log)
+	}
+	if got := strings.Count(string(log), "post"); got != 1 {
+		t.Errorf("post hook ran %d times, want 1", got)
+	}
+	if !strings.Contains(string(log), filepath.Join(out, "certs", "due1.test.pem")) {
+		t.Errorf("deploy hook did not get CERTKEEPER_CERT_FILE:\n%s", log)
+	}
+
+	// The broken pair fixed (removed), nothing is due any more.
+	os.Remove(filepath.Join(out, "certs", "broken.test.pem"))
+	os.Remove(filepath.Join(out, "private", "broken.test.key"))
+	orders = ca.Orders()
+	again := ck(t, time.Minute, renewArgs()...)
+	if again.code != 0 || ca.Orders() != orders || strings.Contains(again.stdout, "renewed") {
+		t.Errorf("second run: exit %d, %d orders\n%s%s", again.code, ca.Orders()-orders, again.stdout, again.stderr)
+	}
+}
+
+func TestParseGrace(t *testing.T) {
+	for in, want := range map[string]time.Duration{"7d": 7 * 24 * time.Hour, "36h": 36 * time.Hour, "0.5d": 12 * time.Hour, "": 0} {
+		if got, err := parseGrace(in); err != nil || got != want {
+			t.Errorf("parseGrace(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"7 days", "-1d", "x"} {
+		if _, err := parseGrace(bad); err == nil {
+			t.Errorf("parseGrace(%q) succeeded", bad)
+		}
+	}
+}
