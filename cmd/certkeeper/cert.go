@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -53,12 +54,14 @@ type issueFlags struct {
 	outDir         string
 	preferredChain string
 	noWait         bool
+	noApex         bool
 	timeout        time.Duration
 }
 
 func (f *issueFlags) register(fs *flag.FlagSet) {
 	f.registerCA(fs)
 	fs.Var(&f.names, "d", "a `NAME` (DNS name or IP address) for the certificate; repeat for more names, the first\nnames the files")
+	fs.BoolVar(&f.noApex, "no-apex", false, "do not add a.example when www.a.example is asked for")
 }
 
 // registerCA registers every flag of cert issue but -d: what cert renew
@@ -88,7 +91,8 @@ func certIssueCmd() *Command {
 		Short:     "obtain one certificate and write it as files",
 		Long: `Issue obtains one certificate for the names given with -d and writes it as
 OUT-DIR/private/NAME.key (mode 0600) and OUT-DIR/certs/NAME.pem (leaf + chain), NAME being the
-first -d. The certificate, its key and the ACME account are also kept in --storage.
+first -d. A www. name brings its apex (www.a.example adds a.example) unless --no-apex. The
+certificate, its key and the ACME account are also kept in --storage.
 
 A development certificate from certkeeper's local CA, with no network (trust it with
 "certkeeper ca root"):
@@ -128,6 +132,9 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	names, err := normalizeNames(f.names)
 	if err != nil {
 		return err
+	}
+	if !f.noApex {
+		names = withApex(names)
 	}
 	keyType, err := issuer.ParseKeyType(f.keyType)
 	if err != nil {
@@ -336,4 +343,17 @@ func normalizeNames(in []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// withApex adds the apex of every www. name that is not there yet, after
+// the names given (a certificate for www.a.example nearly always needs
+// a.example too).
+func withApex(names []string) []string {
+	out := names
+	for _, n := range names {
+		if apex, ok := strings.CutPrefix(n, "www."); ok && strings.Contains(apex, ".") && !slices.Contains(out, apex) {
+			out = append(out, apex)
+		}
+	}
+	return out
 }

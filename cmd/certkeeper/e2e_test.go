@@ -179,6 +179,27 @@ func TestIssueEachChallenge(t *testing.T) {
 	}
 }
 
+// TestWWWBringsApex: -d www.c.test yields a certificate for www.c.test and
+// c.test; --no-apex keeps it to the names given.
+func TestWWWBringsApex(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	for _, tt := range []struct {
+		extra []string
+		want  []string
+	}{{nil, []string{"www.c.test", "c.test"}}, {[]string{"--no-apex"}, []string{"www.c.test"}}} {
+		out := t.TempDir()
+		args := append(pebbleArgs(ca, t.TempDir(), out), tt.extra...)
+		r := ck(t, time.Minute, append(args, "-d", "www.c.test")...)
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+		certs := readPair(t, out, "www.c.test")
+		if strings.Join(certs[0].DNSNames, ",") != strings.Join(tt.want, ",") {
+			t.Errorf("%v: DNS names = %v, want %v", tt.extra, certs[0].DNSNames, tt.want)
+		}
+	}
+}
+
 // TestKeyTypes: every key type is issued end to end and the key on disk
 // matches the certificate; an IP address is issued via http-01.
 func TestKeyTypes(t *testing.T) {
