@@ -33,7 +33,7 @@ func certCmd() *Command {
 		Short:     "obtain certificates as files",
 		Long: `The cert commands run the ACME client by hand: obtain a certificate and write it as
 files for servers that read certificates from disk.`,
-		Commands: []*Command{certIssueCmd(), certRenewCmd()},
+		Commands: []*Command{certIssueCmd(), certRenewCmd(), certRevokeCmd()},
 	}
 }
 

@@ -494,3 +494,28 @@ func (q quietHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 func (q quietHandler) WithGroup(name string) slog.Handler {
 	return quietHandler{q.Handler.WithGroup(name)}
 }
+
+// Revoke revokes cert (RFC 8555 §7.6) with an RFC 5280 reason code. The
+// request is signed by certKey when it is given — no account needed, as
+// when a key has leaked — and by this issuer's account otherwise, which
+// must be the one that ordered the certificate (or one authorized for all
+// its names).
+func (iss *Issuer) Revoke(ctx context.Context, cert *x509.Certificate, certKey crypto.Signer, reason int) error {
+	client, err := iss.client(ctx)
+	if err != nil {
+		return err
+	}
+	var acct acme.Account
+	if certKey == nil {
+		if acct, err = iss.Account(ctx); err != nil {
+			return err
+		}
+	}
+	err = iss.do(ctx, "revoking certificate", func(ctx context.Context) error {
+		return client.RevokeCertificate(ctx, acct, cert, certKey, reason)
+	})
+	if err != nil {
+		return fmt.Errorf("revoking certificate %s at %s: %w", cert.SerialNumber.Text(16), iss.directory(), err)
+	}
+	return nil
+}
