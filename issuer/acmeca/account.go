@@ -25,6 +25,9 @@ type accountRecord struct {
 	Directory string `json:"directory"`
 	// Created is when certkeeper registered or found the account.
 	Created time.Time `json:"created"`
+	// Status is "deactivated" once certkeeper deactivated it; empty
+	// otherwise.
+	Status string `json:"status,omitempty"`
 }
 
 // Account returns the ACME account this issuer orders with, registering it
@@ -108,6 +111,10 @@ func (iss *Issuer) loadAccount(ctx context.Context) (acme.Account, error) {
 	var rec accountRecord
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return acme.Account{}, fmt.Errorf("decoding account record %s: %w", recordKey, err)
+	}
+	if rec.Status == acme.StatusDeactivated {
+		return acme.Account{}, fmt.Errorf("%w (%s): register a new one with another --email, or remove %s and its key",
+			ErrAccountDeactivated, rec.Location, recordKey)
 	}
 	keyPEM, err := iss.Storage.Load(ctx, privKey)
 	if err != nil {

@@ -1,0 +1,205 @@
+package acmeca
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// ErrAccountDeactivated is returned for an account certkeeper deactivated:
+// the CA refuses it for good.
+var ErrAccountDeactivated = errors.New("the ACME account is deactivated")
+
+// AccountStatus fetches the account's current state from the CA (URL,
+// status, contacts), registering it first if there is none.
+func (iss *Issuer) AccountStatus(ctx context.Context) (acme.Account, error) {
+	acct, err := iss.Account(ctx)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	client, err := iss.client(ctx)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	var got acme.Account
+	err = iss.do(ctx, "fetching account", func(ctx context.Context) error {
+		var err error
+		got, err = client.GetAccount(ctx, acme.Account{PrivateKey: acct.PrivateKey})
+		return err
+	})
+	if err != nil {
+		return acme.Account{}, fmt.Errorf("fetching account %s: %w", acct.Location, err)
+	}
+	got.PrivateKey = acct.PrivateKey
+	if got.Location == "" {
+		got.Location = acct.Location
+	}
+	return got, nil
+}
+
+// UpdateContacts replaces the account's contacts with mailto: URLs of
+// emails (RFC 8555 §7.3.2).
+func (iss *Issuer) UpdateContacts(ctx context.Context, emails []string) (acme.Account, error) {
+	acct, err := iss.Account(ctx)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	client, err := iss.client(ctx)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	contacts := make([]string, len(emails))
+	for i, e := range emails {
+		contacts[i] = "mailto:" + e
+	}
+	upd := acme.Account{Location: acct.Location, PrivateKey: acct.PrivateKey, Contact: contacts}
+	var got acme.Account
+	err = iss.do(ctx, "updating account", func(ctx context.Context) error {
+		var err error
+		got, err = client.UpdateAccount(ctx, upd)
+		return err
+	})
+	if err != nil {
+		return acme.Account{}, fmt.Errorf("updating contacts of %s: %w", acct.Location, err)
+	}
+	got.Location, got.PrivateKey = acct.Location, acct.PrivateKey
+	if err := iss.saveRecord(ctx, got, ""); err != nil {
+		return acme.Account{}, err
+	}
+	iss.setAccount(got)
+	return got, nil
+}
+
+// RolloverKey replaces the account's key with a new one of type kt (RFC
+// 8555 §7.3.5): afterwards the CA refuses the old key. The new key is
+// stored as the account's key only once the CA has accepted it; the old
+// one is kept beside it (EMAIL.key.old) for the operator.
+func (iss *Issuer) RolloverKey(ctx context.Context, kt issuer.KeyType) (acme.Account, error) {
+	acct, err := iss.Account(ctx)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	client, err := iss.client(ctx)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	newKey, err := kt.Generate()
+	if err != nil {
+		return acme.Account{}, fmt.Errorf("generating the new account key: %w", err)
+	}
+	newPEM, err := storage.MarshalPrivateKeyPEM(newKey)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	oldPEM, err := storage.MarshalPrivateKeyPEM(acct.PrivateKey)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	_, privKey, err := iss.accountKeys()
+	if err != nil {
+		return acme.Account{}, err
+	}
+	// Kept first: if the process dies after the CA switched keys, the new
+	// key is here to recover the account with.
+	if err := iss.Storage.Store(ctx, privKey+".next", newPEM); err != nil {
+		return acme.Account{}, fmt.Errorf("storing the new account key: %w", err)
+	}
+	err = iss.do(ctx, "rolling over account key", func(ctx context.Context) error {
+		_, err := client.AccountKeyRollover(ctx, acct, newKey)
+		return err
+	})
+	if err != nil {
+		_ = iss.Storage.Delete(ctx, privKey+".next")
+		return acme.Account{}, fmt.Errorf("rolling over the key of %s: %w", acct.Location, err)
+	}
+	if err := iss.Storage.Store(ctx, privKey+".old", oldPEM); err != nil {
+		iss.logger().Warn("keeping the old account key", slog.Any("err", err))
+	}
+	if err := iss.Storage.Store(ctx, privKey, newPEM); err != nil {
+		return acme.Account{}, fmt.Errorf("the CA switched to the new key, but storing it failed (it is in %s.next): %w", privKey, err)
+	}
+	_ = iss.Storage.Delete(ctx, privKey+".next")
+	acct.PrivateKey = newKey
+	iss.setAccount(acct)
+	iss.logger().Info("ACME account key rolled over", slog.String("issuer", iss.ID()), slog.String("account", acct.Location))
+	return acct, nil
+}
+
+// Deactivate deactivates the account at the CA (RFC 8555 §7.3.6): it can
+// no longer order, and this cannot be undone. The stored record is marked
+// so certkeeper says so instead of trying to use it.
+func (iss *Issuer) Deactivate(ctx context.Context) error {
+	acct, err := iss.Account(ctx)
+	if err != nil {
+		return err
+	}
+	client, err := iss.client(ctx)
+	if err != nil {
+		return err
+	}
+	upd := acme.Account{Location: acct.Location, PrivateKey: acct.PrivateKey, Status: acme.StatusDeactivated}
+	err = iss.do(ctx, "deactivating account", func(ctx context.Context) error {
+		_, err := client.UpdateAccount(ctx, upd)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("deactivating %s: %w", acct.Location, err)
+	}
+	acct.Status = acme.StatusDeactivated
+	if err := iss.saveRecord(ctx, acct, acme.StatusDeactivated); err != nil {
+		return err
+	}
+	iss.acctMu.Lock()
+	iss.acct = nil
+	iss.acctMu.Unlock()
+	iss.logger().Info("ACME account deactivated", slog.String("issuer", iss.ID()), slog.String("account", acct.Location))
+	return nil
+}
+
+// Recover forgets the stored account record and finds the account again
+// from its key alone (onlyReturnExisting, RFC 8555 §7.3.1).
+func (iss *Issuer) Recover(ctx context.Context) (acme.Account, error) {
+	recordKey, _, err := iss.accountKeys()
+	if err != nil {
+		return acme.Account{}, err
+	}
+	if err := iss.Storage.Delete(ctx, recordKey); err != nil {
+		return acme.Account{}, fmt.Errorf("removing the account record: %w", err)
+	}
+	iss.acctMu.Lock()
+	iss.acct = nil
+	iss.acctMu.Unlock()
+	return iss.Account(ctx)
+}
+
+func (iss *Issuer) setAccount(a acme.Account) {
+	iss.acctMu.Lock()
+	iss.acct = &a
+	iss.acctMu.Unlock()
+}
+
+// saveRecord stores the account record for acct with status.
+func (iss *Issuer) saveRecord(ctx context.Context, acct acme.Account, status string) error {
+	recordKey, _, err := iss.accountKeys()
+	if err != nil {
+		return err
+	}
+	rec, err := json.MarshalIndent(accountRecord{
+		Location: acct.Location, Contact: acct.Contact, Directory: iss.directory(),
+		Created: time.Now().UTC(), Status: status,
+	}, "", "\t")
+	if err != nil {
+		return err
+	}
+	if err := iss.Storage.Store(ctx, recordKey, rec); err != nil {
+		return fmt.Errorf("storing account record: %w", err)
+	}
+	return nil
+}
