@@ -61,6 +61,7 @@ fuzz FuzzNormalize ./policy
 fuzz FuzzValidateKey ./storage
 fuzz FuzzCertificateKey ./storage
 fuzz FuzzImport .
+FUZZTIME="${FUZZTIME_CLIENTHELLO:-30s}" fuzz FuzzParseClientHello ./alpnproxy
 
 step "cross-build"
 for os in linux windows darwin freebsd; do

@@ -1,0 +1,420 @@
+package alpnproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrServerClosed is returned by [Server.Serve] after [Server.Shutdown] or
+// [Server.Close].
+var ErrServerClosed = errors.New("alpnproxy: server closed")
+
+// Defaults for the zero values of [Server]'s fields.
+const (
+	defaultReadTimeout = 5 * time.Second
+	defaultDialTimeout = 10 * time.Second
+)
+
+// Server routes TCP connections by the ALPN protocols of their ClientHello:
+// those offering acme-tls/1 to ALPNAddr, all others to FallbackAddr.
+//
+// The zero value is not useful: ALPNAddr and FallbackAddr must be set. Fields
+// must not change after the first call to Serve.
+type Server struct {
+	// ALPNAddr is the host:port of the ACME client answering tls-alpn-01
+	// (the connections offering acme-tls/1). Required.
+	ALPNAddr string
+
+	// FallbackAddr is the host:port of the real TLS server (every other
+	// connection). Required.
+	FallbackAddr string
+
+	// ProxyProtocol makes the proxy start every connection to FallbackAddr
+	// with a PROXY protocol v2 header carrying the client's address, so the
+	// web server logs and limits the client rather than the proxy. The
+	// fallback must then be configured to expect it (nginx: listen ...
+	// proxy_protocol). False sends none. The ALPN backend never gets one:
+	// ACME clients do not expect it.
+	ProxyProtocol bool
+
+	// ReadTimeout bounds the wait for the first TLS record. A client that
+	// has not sent a complete record by then goes to the fallback with what
+	// it sent. Zero means 5 seconds.
+	ReadTimeout time.Duration
+
+	// DialTimeout bounds connecting to a backend. Zero means 10 seconds.
+	DialTimeout time.Duration
+
+	// Logger receives per-connection detail at Debug and backend failures
+	// at Warn. Nil means slog.Default().
+	Logger *slog.Logger
+
+	accepted, toALPN, toFallback, notHello, dialErrors atomic.Uint64
+	active                                             atomic.Int64
+
+	inShutdown atomic.Bool    // set under mu; read without it in the accept loop
+	wg         sync.WaitGroup // one per connection being handled; Add only under mu
+
+	mu        sync.Mutex // guards listeners, conns and closing
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{} // client and backend connections open
+	closing   bool                  // Close has run: new backend conns are closed at once
+	// dialCtx ends when Close runs, so no dial outlives it by DialTimeout.
+	dialCtx    context.Context
+	cancelDial context.CancelFunc
+}
+
+// Stats are a [Server]'s counters since it was created.
+type Stats struct {
+	// Accepted counts accepted connections.
+	Accepted uint64
+	// ALPN counts connections routed to ALPNAddr.
+	ALPN uint64
+	// Fallback counts connections routed to FallbackAddr.
+	Fallback uint64
+	// NotClientHello counts the connections, routed to the fallback too,
+	// whose first bytes were not a complete ClientHello: not TLS, truncated,
+	// oversized, or nothing before ReadTimeout.
+	NotClientHello uint64
+	// DialErrors counts connections closed because their backend could not
+	// be reached.
+	DialErrors uint64
+	// Active is the number of connections being handled now.
+	Active int64
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Accepted:       s.accepted.Load(),
+		ALPN:           s.toALPN.Load(),
+		Fallback:       s.toFallback.Load(),
+		NotClientHello: s.notHello.Load(),
+		DialErrors:     s.dialErrors.Load(),
+		Active:         s.active.Load(),
+	}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func (s *Server) readTimeout() time.Duration {
+	if s.ReadTimeout > 0 {
+		return s.ReadTimeout
+	}
+	return defaultReadTimeout
+}
+
+func (s *Server) dialTimeout() time.Duration {
+	if s.DialTimeout > 0 {
+		return s.DialTimeout
+	}
+	return defaultDialTimeout
+}
+
+// Serve accepts connections on ln and proxies each in its own goroutine,
+// until ln fails or Shutdown or Close is called. It always returns a
+// non-nil error: ErrServerClosed after Shutdown or Close. Serve closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.ALPNAddr == "" || s.FallbackAddr == "" {
+		ln.Close()
+		return errors.New("alpnproxy: ALPNAddr and FallbackAddr must be set")
+	}
+	if !s.trackListener(ln, true) {
+		ln.Close()
+		return ErrServerClosed
+	}
+	defer s.trackListener(ln, false)
+	defer ln.Close()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				// Out of file descriptors and the like: wait, as
+				// http.Server does, rather than spin or give up.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.logger().Warn("accepting a connection failed; retrying", slog.Any("err", err), slog.Duration("retry_in", backoff))
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("accepting on %s: %w", ln.Addr(), err)
+		}
+		backoff = 0
+		s.accepted.Add(1)
+		if !s.startConn(c) {
+			c.Close()
+			continue
+		}
+		go s.handle(c)
+	}
+}
+
+// Shutdown stops the server: it closes the listeners at once, so no new
+// connection is accepted, then waits for the open connections to finish on
+// their own. If ctx ends first, Shutdown closes the connections still open,
+// waits for their goroutines to end, and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeListeners()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every open connection at once. It does
+// not wait for the connection goroutines; Shutdown does.
+func (s *Server) Close() error {
+	s.closeListeners()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	if s.cancelDial != nil {
+		s.cancelDial()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	return nil
+}
+
+// closeListeners marks the server as shutting down and closes its
+// listeners. The mark is set under mu, so no startConn can call wg.Add
+// after Shutdown's wg.Wait has begun.
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inShutdown.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+}
+
+// trackListener adds or removes ln; adding reports false once the server is
+// shutting down.
+func (s *Server) trackListener(ln net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.listeners, ln)
+		return true
+	}
+	if s.inShutdown.Load() {
+		return false
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+	}
+	s.listeners[ln] = struct{}{}
+	return true
+}
+
+// startConn registers a newly accepted client connection and its handler
+// goroutine; it reports false once the server is shutting down.
+func (s *Server) startConn(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inShutdown.Load() {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[net.Conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	if s.dialCtx == nil {
+		s.dialCtx, s.cancelDial = context.WithCancel(context.Background())
+	}
+	s.active.Add(1)
+	s.wg.Add(1)
+	return true
+}
+
+// trackConn adds or removes c; adding reports false once Close has run, so
+// a connection accepted or dialled during Close cannot escape it.
+func (s *Server) trackConn(c net.Conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.conns, c)
+		return true
+	}
+	if s.closing {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[net.Conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// handle proxies one client connection.
+func (s *Server) handle(client net.Conn) {
+	defer s.wg.Done()
+	defer s.active.Add(-1)
+	defer s.trackConn(client, false)
+	defer client.Close()
+	log := s.logger()
+
+	first, err := readFirstRecord(client, s.readTimeout())
+	if len(first) == 0 && err != nil && !isTimeout(err) {
+		// Gone (EOF, reset) before sending anything: nothing to proxy.
+		log.Debug("client left before sending", slog.String("remote_ip", hostOf(client.RemoteAddr())), slog.Any("err", err))
+		return
+	}
+	addr, route := s.FallbackAddr, "fallback"
+	hello, perr := ParseClientHello(first)
+	switch {
+	case perr != nil:
+		s.notHello.Add(1)
+	case hello.OffersACME():
+		addr, route = s.ALPNAddr, "alpn"
+	}
+	if route == "alpn" {
+		s.toALPN.Add(1)
+	} else {
+		s.toFallback.Add(1)
+	}
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		attrs := []any{slog.String("route", route), slog.String("remote_ip", hostOf(client.RemoteAddr()))}
+		if hello != nil {
+			attrs = append(attrs, slog.String("name", hello.ServerName))
+		} else {
+			attrs = append(attrs, slog.Any("err", perr))
+		}
+		log.Debug("connection routed", attrs...)
+	}
+
+	s.mu.Lock()
+	dialCtx := s.dialCtx // set by startConn before this goroutine began
+	s.mu.Unlock()
+	d := net.Dialer{Timeout: s.dialTimeout()}
+	backend, err := d.DialContext(dialCtx, "tcp", addr)
+	if err != nil {
+		if dialCtx.Err() != nil {
+			return // Close ran: not the backend's fault
+		}
+		s.dialErrors.Add(1)
+		log.Warn("backend unreachable; connection closed", slog.String("route", route), slog.String("addr", addr), slog.Any("err", err))
+		return
+	}
+	defer backend.Close()
+	if !s.trackConn(backend, true) {
+		return
+	}
+	defer s.trackConn(backend, false)
+
+	// The client's bytes were read under a deadline; the splice has none.
+	if err := client.SetReadDeadline(time.Time{}); err != nil {
+		return
+	}
+	replay := first
+	if route == "fallback" && s.ProxyProtocol {
+		replay = append(proxyHeaderV2(client.RemoteAddr(), client.LocalAddr()), first...)
+	}
+	if _, err := backend.Write(replay); err != nil {
+		log.Debug("replaying to backend failed", slog.String("addr", addr), slog.Any("err", err))
+		return
+	}
+	splice(client, backend)
+}
+
+// readFirstRecord reads the client's first TLS record (header and body),
+// stopping early when the bytes cannot be one: the first byte is not a
+// handshake record, or the length is over the limit. It never reads past the
+// record, so the rest of the stream is left for the splice, and it gives up
+// at the deadline. It returns what it read, and the error that stopped it,
+// if any.
+func readFirstRecord(c net.Conn, timeout time.Duration) ([]byte, error) {
+	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return nil, fmt.Errorf("setting read deadline: %w", err)
+	}
+	buf := make([]byte, recordHeaderLen+maxRecordLen)
+	n := 0
+	want := recordHeaderLen
+	for n < want {
+		m, err := c.Read(buf[n:want])
+		n += m
+		if n >= 1 && buf[0] != recordTypeHandshake {
+			return buf[:n], nil // not TLS: no point waiting for more
+		}
+		if want == recordHeaderLen && n >= recordHeaderLen {
+			length := int(buf[3])<<8 | int(buf[4])
+			if length > maxRecordLen {
+				return buf[:n], nil // oversized: not a valid record
+			}
+			want += length
+		}
+		if err != nil {
+			return buf[:n], err
+		}
+	}
+	return buf[:n], nil
+}
+
+// splice copies both ways until both directions have ended. When one side
+// finishes sending (EOF), the other side's write half is closed so the
+// peer sees EOF too while its answer still flows back; on any error both
+// connections are closed, which ends the other direction.
+func splice(client, backend net.Conn) {
+	errc := make(chan error, 2)
+	cp := func(dst, src net.Conn) {
+		_, err := io.Copy(dst, src)
+		if err == nil {
+			err = closeWrite(dst)
+		}
+		errc <- err
+	}
+	go cp(backend, client)
+	go cp(client, backend)
+	if err := <-errc; err != nil {
+		client.Close()
+		backend.Close()
+	}
+	<-errc
+}
+
+// closeWrite half-closes c when it can, and closes it otherwise.
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
+}
+
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+func hostOf(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	if h, _, err := net.SplitHostPort(a.String()); err == nil {
+		return h
+	}
+	return a.String()
+}
