@@ -13,6 +13,7 @@ step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 # with an install hint (and fail when CI=true).
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || need+=(bind9)
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)

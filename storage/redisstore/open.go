@@ -1,0 +1,238 @@
+package redisstore
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultTimeout bounds dialling Redis and every read and write of a Store
+// from Open, unless the URL's timeout parameter says otherwise.
+const DefaultTimeout = 2 * time.Second
+
+// Default ports.
+const (
+	defaultPort         = "6379"
+	defaultSentinelPort = "26379"
+)
+
+// config is what a URL describes.
+type config struct {
+	mode     string // "standalone", "cluster" or "sentinel"
+	tls      bool
+	addrs    []string
+	user     string
+	password string
+	master   string // sentinel only
+	db       int
+	prefix   string
+	timeout  time.Duration
+
+	sentinelUser     string
+	sentinelPassword string
+}
+
+// Open returns a Store on the Redis that rawURL describes (see the package
+// documentation for the URL forms), with dial, read and write timeouts of
+// DefaultTimeout and few retries, so that operations on an unreachable
+// Redis fail within a few seconds. Open does not connect: the first
+// operation does. Close the Store to close its client.
+//
+// Errors from Open never contain the URL's password.
+func Open(rawURL string) (*Store, error) {
+	cfg, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	opts := &redis.UniversalOptions{
+		Addrs:            cfg.addrs,
+		DB:               cfg.db,
+		Username:         cfg.user,
+		Password:         cfg.password,
+		MasterName:       cfg.master,
+		SentinelUsername: cfg.sentinelUser,
+		SentinelPassword: cfg.sentinelPassword,
+		IsClusterMode:    cfg.mode == "cluster",
+		DialTimeout:      cfg.timeout,
+		ReadTimeout:      cfg.timeout,
+		WriteTimeout:     cfg.timeout,
+		PoolTimeout:      cfg.timeout,
+		// Fail fast rather than hide an outage behind retries: a
+		// command is tried twice, a connection dialled twice.
+		MaxRetries:    1,
+		DialerRetries: 2,
+		// Names the connections in CLIENT LIST, for operators.
+		ClientName: "certkeeper",
+	}
+	if cfg.tls {
+		// The driver dials with tls.DialWithDialer, which verifies each
+		// node's certificate against the host name it dials.
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	s := New(redis.NewUniversalClient(opts), cfg.prefix)
+	switch cfg.mode {
+	case "cluster":
+		s.where = "Redis Cluster at " + strings.Join(cfg.addrs, ",")
+	case "sentinel":
+		s.where = fmt.Sprintf("Redis master %q via Sentinels at %s", cfg.master, strings.Join(cfg.addrs, ","))
+	default:
+		s.where = "Redis at " + cfg.addrs[0]
+	}
+	return s, nil
+}
+
+// parseURL parses a Redis URL by hand rather than with url.Parse, whose
+// errors quote the whole URL, password included.
+func parseURL(rawURL string) (*config, error) {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return nil, errors.New(`redisstore: URL has no scheme: want redis://, rediss://, redis+cluster:// or redis+sentinel://`)
+	}
+	cfg := &config{prefix: DefaultPrefix, timeout: DefaultTimeout}
+	switch strings.ToLower(scheme) {
+	case "redis":
+		cfg.mode = "standalone"
+	case "rediss":
+		cfg.mode, cfg.tls = "standalone", true
+	case "redis+cluster":
+		cfg.mode = "cluster"
+	case "rediss+cluster":
+		cfg.mode, cfg.tls = "cluster", true
+	case "redis+sentinel":
+		cfg.mode = "sentinel"
+	case "rediss+sentinel":
+		cfg.mode, cfg.tls = "sentinel", true
+	default:
+		return nil, fmt.Errorf("redisstore: unknown URL scheme %q: want redis, rediss, redis+cluster, rediss+cluster, redis+sentinel or rediss+sentinel", scheme)
+	}
+
+	// Split off the user information before anything can quote it.
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	hosts := authority
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		userinfo := authority[:at]
+		hosts = authority[at+1:]
+		user, password, _ := strings.Cut(userinfo, ":")
+		var err error
+		if cfg.user, err = url.PathUnescape(user); err != nil {
+			return nil, errors.New("redisstore: invalid percent-encoding in the URL's user name")
+		}
+		if cfg.password, err = url.PathUnescape(password); err != nil {
+			return nil, errors.New("redisstore: invalid percent-encoding in the URL's password")
+		}
+	}
+	path, rawQuery, _ := strings.Cut(tail, "?")
+	// redacted is the URL without its password and query (which may
+	// hold sentinel_password), for errors.
+	redacted := scheme + "://" + hosts + path
+	if strings.Contains(tail, "#") {
+		return nil, fmt.Errorf("redisstore: URL %s has a fragment", redacted)
+	}
+
+	port := defaultPort
+	if cfg.mode == "sentinel" {
+		port = defaultSentinelPort
+	}
+	if hosts == "" {
+		return nil, fmt.Errorf("redisstore: URL %s has no host", redacted)
+	}
+	for h := range strings.SplitSeq(hosts, ",") {
+		addr, err := hostPort(h, port)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: URL %s: %w", redacted, err)
+		}
+		cfg.addrs = append(cfg.addrs, addr)
+	}
+	if cfg.mode == "standalone" && len(cfg.addrs) > 1 {
+		return nil, fmt.Errorf("redisstore: URL %s names %d hosts: use redis+cluster:// for a Cluster or redis+sentinel:// for Sentinels", redacted, len(cfg.addrs))
+	}
+
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	if segs[0] == "" {
+		segs = nil
+	}
+	if cfg.mode == "sentinel" {
+		if len(segs) == 0 {
+			return nil, fmt.Errorf("redisstore: URL %s names no master: want redis+sentinel://host:port,.../master[/db]", redacted)
+		}
+		m, err := url.PathUnescape(segs[0])
+		if err != nil || m == "" {
+			return nil, fmt.Errorf("redisstore: URL %s: invalid master name %q", redacted, segs[0])
+		}
+		cfg.master, segs = m, segs[1:]
+	}
+	switch len(segs) {
+	case 0:
+	case 1:
+		db, err := strconv.Atoi(segs[0])
+		if err != nil || db < 0 {
+			return nil, fmt.Errorf("redisstore: URL %s: database %q is not a number", redacted, segs[0])
+		}
+		if cfg.mode == "cluster" && db != 0 {
+			return nil, fmt.Errorf("redisstore: URL %s: a Redis Cluster has only database 0", redacted)
+		}
+		cfg.db = db
+	default:
+		return nil, fmt.Errorf("redisstore: URL %s: unexpected path %q", redacted, path)
+	}
+
+	query, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: URL %s: invalid query", redacted)
+	}
+	for name, values := range query {
+		v := values[len(values)-1]
+		switch name {
+		case "prefix":
+			cfg.prefix = v
+		case "timeout":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("redisstore: URL %s: timeout is not a positive duration such as 2s", redacted)
+			}
+			cfg.timeout = d
+		case "sentinel_user", "sentinel_password":
+			if cfg.mode != "sentinel" {
+				return nil, fmt.Errorf("redisstore: URL %s: parameter %s needs redis+sentinel://", redacted, name)
+			}
+			if name == "sentinel_user" {
+				cfg.sentinelUser = v
+			} else {
+				cfg.sentinelPassword = v
+			}
+		default:
+			return nil, fmt.Errorf("redisstore: URL %s: unknown parameter %q (want prefix, timeout, sentinel_user or sentinel_password)", redacted, name)
+		}
+	}
+	return cfg, nil
+}
+
+// hostPort checks host[:port] and adds the default port if there is none.
+func hostPort(h, defPort string) (string, error) {
+	if h == "" {
+		return "", errors.New("empty host")
+	}
+	host, port, err := net.SplitHostPort(h)
+	if err != nil {
+		// No port: "host", "[::1]" or "::1".
+		host, port = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"), defPort
+	}
+	if host == "" || strings.ContainsAny(host, " /@[]") {
+		return "", fmt.Errorf("invalid host %q", h)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return "", fmt.Errorf("invalid port in %q", h)
+	}
+	return net.JoinHostPort(host, port), nil
+}

@@ -1,0 +1,464 @@
+// Package redisstore is a storage.Storage kept in Redis, so that several
+// certkeeper nodes share one set of certificates, accounts and locks:
+// whichever node orders a certificate, every node serves it, and a lock
+// taken on one node excludes all the others.
+//
+// It uses github.com/redis/go-redis/v9 and works on a standalone server,
+// on a Sentinel-managed master and on a Redis Cluster, whichever the
+// redis.UniversalClient given to New talks to, or the URL given to Open
+// describes.
+//
+// # Layout
+//
+// A key K of package storage is the Redis string PREFIX+K, holding the
+// value as it is. The prefix (default "certkeeper:") lets one Redis serve
+// several installations, or other applications. A lock called N is the
+// Redis string PREFIX+".locks/"+N, holding the random token of its owner
+// with an expiry of one lease: no key can start with ".locks/" (no key
+// segment starts with "."), so locks are never keys and List never
+// returns them.
+//
+// # Operations
+//
+//   - Load is one GET; an absent key gives an error satisfying
+//     errors.Is(err, fs.ErrNotExist).
+//   - Store is one SET of the whole value, so readers see the old value or
+//     the new one, never a mix. It is durable as far as the server's
+//     persistence settings make it: a deployment that must not lose a
+//     certificate on a Redis restart needs "appendonly yes" with
+//     "appendfsync everysec" (at most a second lost) or "always".
+//   - Delete is one DEL.
+//   - List is SCAN with a MATCH pattern on the prefix, glob characters
+//     escaped, never KEYS, so a large Redis is not blocked; on a Cluster it
+//     scans every master. The result is sorted.
+//   - Lock is a lease: SET NX PX with a random owner token. While it is
+//     held, a goroutine renews it every third of a lease with a script that
+//     extends the lease only if it still holds the owner's token; unlock
+//     stops that goroutine, waits for it, and deletes the lease with a
+//     script that compares the token first, so a holder whose lease
+//     expired and was taken over cannot release the new holder's lock.
+//     Waiting for a lock polls with a backoff from 10 ms to 500 ms.
+//
+// # URLs
+//
+// Open accepts:
+//
+//	redis://[user:password@]host[:port][/db][?prefix=P]
+//	rediss://...                                    the same over TLS
+//	redis+cluster://[user:password@]host:port,host:port,...[/][?prefix=P]
+//	rediss+cluster://...                            a Cluster over TLS
+//	redis+sentinel://[user:password@]host:port,host:port,.../master[/db][?prefix=P]
+//	rediss+sentinel://...                           Sentinel, TLS to Redis and Sentinels
+//
+// For example "redis://127.0.0.1:6379/0?prefix=prod:",
+// "rediss://certkeeper:s3cret@redis.internal:6380/2",
+// "redis+cluster://10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000/" or
+// "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0". The port
+// defaults to 6379 (26379 for Sentinels). A Cluster is given seed nodes: it
+// discovers the others, and has only database 0. The user information
+// authenticates to Redis; the query parameters sentinel_user and
+// sentinel_password authenticate to Sentinels that need it. The query
+// parameter timeout (a Go duration, default 2s) bounds dialling and every
+// read and write, so an unreachable Redis fails an operation within a few
+// seconds, with an error naming Redis and its address, instead of hanging.
+// Passwords never appear in errors or logs.
+//
+// # What it does not do
+//
+// It does not encrypt values (a Redis dump holds private keys as they were
+// stored), does not configure Redis persistence or replication, and does
+// not make a lease safe against a Redis failover that loses the lease key:
+// after a failover two holders may briefly overlap, which is why holders
+// re-check storage after Lock. It offers no Redlock over several
+// independent servers.
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	mrand "math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// Defaults of a Store's fields.
+const (
+	// DefaultPrefix is the prefix of every Redis key a Store writes when
+	// Prefix is empty.
+	DefaultPrefix = "certkeeper:"
+
+	// DefaultLeaseTTL is the lease duration of locks when LeaseTTL is zero.
+	DefaultLeaseTTL = 30 * time.Second
+)
+
+// lockNamespace follows the prefix in the Redis keys of locks. No storage
+// key can start with it, since no key segment starts with ".".
+const lockNamespace = ".locks/"
+
+// Lock polling backoff bounds.
+const (
+	minPoll = 10 * time.Millisecond
+	maxPoll = 500 * time.Millisecond
+)
+
+// Store is a storage.Storage kept in Redis. Its fields must not change
+// once it is in use; it is safe for concurrent use by multiple goroutines
+// and, through Redis, by multiple processes.
+type Store struct {
+	// Client talks to Redis: a *redis.Client (standalone or Sentinel) or
+	// a *redis.ClusterClient.
+	Client redis.UniversalClient
+
+	// Prefix is put before every key and lock name; empty means
+	// DefaultPrefix. Stores that share a Redis and a prefix share their
+	// keys and locks.
+	Prefix string
+
+	// LeaseTTL is how long a lock lasts without renewal: a holder that
+	// dies delays others by at most this. Zero means DefaultLeaseTTL.
+	LeaseTTL time.Duration
+
+	// Logger receives what lock holders cannot be told by an error: a
+	// lease that could not be renewed or released. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+
+	// where names the server(s) in errors, without credentials; empty
+	// means derived from Client.
+	where string
+}
+
+var _ storage.Storage = (*Store)(nil)
+
+// New returns a Store on client with the given key prefix (empty means
+// DefaultPrefix). The caller keeps ownership of client; Close closes it.
+func New(client redis.UniversalClient, prefix string) *Store {
+	return &Store{Client: client, Prefix: prefix}
+}
+
+// Close closes the Store's Client. Locks still held are not released;
+// their leases expire.
+func (s *Store) Close() error {
+	return s.Client.Close()
+}
+
+func (s *Store) prefix() string {
+	if s.Prefix == "" {
+		return DefaultPrefix
+	}
+	return s.Prefix
+}
+
+func (s *Store) leaseTTL() time.Duration {
+	if s.LeaseTTL <= 0 {
+		return DefaultLeaseTTL
+	}
+	return s.LeaseTTL
+}
+
+func (s *Store) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+// server names the Redis the Store talks to, for errors: "Redis at
+// 127.0.0.1:6379", "Redis Cluster at a:7000,b:7000". It never includes
+// credentials.
+func (s *Store) server() string {
+	if s.where != "" {
+		return s.where
+	}
+	return describe(s.Client)
+}
+
+func describe(c redis.UniversalClient) string {
+	switch c := c.(type) {
+	case *redis.Client:
+		return "Redis at " + c.Options().Addr
+	case *redis.ClusterClient:
+		return "Redis Cluster at " + strings.Join(c.Options().Addrs, ",")
+	default:
+		return fmt.Sprintf("Redis (%T)", c)
+	}
+}
+
+// fail wraps err from an operation op on key, naming Redis. A context
+// error is kept visible to errors.Is even when go-redis reports it as a
+// network error.
+func (s *Store) fail(ctx context.Context, op, key string, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("redisstore: %s %q on %s: %w (%w)", op, key, s.server(), cerr, err)
+	}
+	return fmt.Errorf("redisstore: %s %q on %s: %w", op, key, s.server(), err)
+}
+
+// Load implements storage.Storage with one GET.
+func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, fmt.Errorf("redisstore: load: %w", err)
+	}
+	v, err := s.Client.Get(ctx, s.prefix()+key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("redisstore: load %q: %w", key, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, s.fail(ctx, "load", key, err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+// Store implements storage.Storage with one SET, which Redis applies
+// atomically.
+func (s *Store) Store(ctx context.Context, key string, value []byte) error {
+	if err := storage.ValidateKey(key); err != nil {
+		return fmt.Errorf("redisstore: store: %w", err)
+	}
+	if err := s.Client.Set(ctx, s.prefix()+key, value, 0).Err(); err != nil {
+		return s.fail(ctx, "store", key, err)
+	}
+	return nil
+}
+
+// Delete implements storage.Storage with one DEL.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := storage.ValidateKey(key); err != nil {
+		return fmt.Errorf("redisstore: delete: %w", err)
+	}
+	if err := s.Client.Del(ctx, s.prefix()+key).Err(); err != nil {
+		return s.fail(ctx, "delete", key, err)
+	}
+	return nil
+}
+
+// scanCount is the COUNT hint of each SCAN call.
+const scanCount = 500
+
+// List implements storage.Storage with SCAN MATCH, on every master of a
+// Cluster.
+func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	if err := storage.ValidatePrefix(prefix); err != nil {
+		return nil, fmt.Errorf("redisstore: list: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("redisstore: list %q: %w", prefix, err)
+	}
+	full := s.prefix() + prefix
+	pattern := globEscape(full) + "*"
+	var (
+		mu   sync.Mutex // guards keys: ForEachMaster runs fn concurrently
+		keys []string
+	)
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		var found []string
+		var cursor uint64
+		for {
+			batch, next, err := c.Scan(ctx, cursor, pattern, scanCount).Result()
+			if err != nil {
+				return err
+			}
+			for _, k := range batch {
+				rest, ok := strings.CutPrefix(k, s.prefix())
+				// Locks and anything that is not a key of ours are
+				// skipped; the prefix check guards against a MATCH
+				// that is looser than intended.
+				if !ok || !strings.HasPrefix(k, full) || storage.ValidateKey(rest) != nil {
+					continue
+				}
+				found = append(found, rest)
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+		mu.Lock()
+		keys = append(keys, found...)
+		mu.Unlock()
+		return nil
+	}
+	var err error
+	if cc, ok := s.Client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	} else {
+		err = scan(ctx, s.Client)
+	}
+	if err != nil {
+		return nil, s.fail(ctx, "list", prefix, err)
+	}
+	// SCAN may return a key more than once.
+	slices.Sort(keys)
+	return slices.Compact(keys), nil
+}
+
+// globEscape escapes the characters that are special in Redis glob
+// patterns, so that the pattern matches s literally.
+func globEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '*', '?', '[', ']', '\\', '^', '-':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// Scripts that act on a lease only if it holds the owner's token
+// (ARGV[1]). They are immutable; go-redis runs them with EVALSHA and falls
+// back to EVAL.
+var (
+	renewScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0`)
+	releaseScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("DEL", KEYS[1])
+end
+return 0`)
+)
+
+// newToken returns a random owner token.
+func newToken() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails
+	return hex.EncodeToString(b[:])
+}
+
+// Lock implements storage.Storage with a renewed lease (see the package
+// documentation). It fails at once, rather than waiting, if Redis cannot
+// be reached. unlock waits for the renewal goroutine to end and for the
+// release, each bounded by a third of the lease (at least a second, at most
+// five), so it returns promptly even when Redis is unreachable; a lease it
+// could not release expires by itself.
+func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error) {
+	if err := storage.ValidateKey(name); err != nil {
+		return nil, fmt.Errorf("redisstore: lock: %w", err)
+	}
+	l, err := s.acquire(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return l.start(), nil
+}
+
+// lease is a lock held by this process.
+type lease struct {
+	s     *Store
+	name  string
+	key   string
+	token string
+	ttl   time.Duration
+}
+
+// acquire waits until it holds the lease of the lock called name.
+func (s *Store) acquire(ctx context.Context, name string) (*lease, error) {
+	l := &lease{s: s, name: name, key: s.prefix() + lockNamespace + name, token: newToken(), ttl: s.leaseTTL()}
+	wait := minPoll
+	var timer *time.Timer
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("redisstore: lock %q: %w", name, err)
+		}
+		ok, err := s.Client.SetNX(ctx, l.key, l.token, l.ttl).Result()
+		if err != nil {
+			return nil, s.fail(ctx, "lock", name, err)
+		}
+		if ok {
+			return l, nil
+		}
+		// Jitter, so that waiters do not poll in step.
+		d := wait/2 + mrand.N(wait/2+1)
+		if timer == nil {
+			timer = time.NewTimer(d)
+			defer timer.Stop()
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("redisstore: lock %q: %w", name, ctx.Err())
+		case <-timer.C:
+		}
+		wait = min(2*wait, maxPoll)
+	}
+}
+
+// start starts renewing the lease and returns its unlock function, which
+// stops the renewal, waits for it to end and releases the lease.
+func (l *lease) start() (unlock func()) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go l.renew(stop, done)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+			l.release()
+		})
+	}
+}
+
+// opTimeout bounds one renewal or release, which no caller's context
+// bounds.
+func (l *lease) opTimeout() time.Duration {
+	return min(max(l.ttl/3, time.Second), 5*time.Second)
+}
+
+// renew extends the lease every third of its duration until stop is
+// closed or the lease is lost, then closes done.
+func (l *lease) renew(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	ticker := time.NewTicker(l.ttl / 3)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ticker.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), l.opTimeout())
+		n, err := renewScript.Run(ctx, l.s.Client, []string{l.key}, l.token, l.ttl.Milliseconds()).Int()
+		cancel()
+		switch {
+		case err != nil:
+			// The lease may still be held: try again at the next tick.
+			l.s.logger().Warn("redisstore: renewing lock lease failed",
+				"lock", l.name, "server", l.s.server(), "err", err)
+		case n == 0:
+			l.s.logger().Error("redisstore: lock lease lost: it expired or was taken over before it was renewed",
+				"lock", l.name, "server", l.s.server(), "lease", l.ttl)
+			return
+		}
+	}
+}
+
+// release deletes the lease if it still holds this owner's token.
+func (l *lease) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), l.opTimeout())
+	defer cancel()
+	if err := releaseScript.Run(ctx, l.s.Client, []string{l.key}, l.token).Err(); err != nil {
+		l.s.logger().Warn("redisstore: releasing lock lease failed; it expires by itself",
+			"lock", l.name, "server", l.s.server(), "lease", l.ttl, "err", err)
+	}
+}
