@@ -20,11 +20,7 @@ var ErrAccountDeactivated = errors.New("the ACME account is deactivated")
 // AccountStatus fetches the account's current state from the CA (URL,
 // status, contacts), registering it first if there is none.
 func (iss *Issuer) AccountStatus(ctx context.Context) (acme.Account, error) {
-	acct, err := iss.Account(ctx)
-	if err != nil {
-		return acme.Account{}, err
-	}
-	client, err := iss.client(ctx)
+	acct, client, err := iss.accountAndClient(ctx)
 	if err != nil {
 		return acme.Account{}, err
 	}
@@ -47,11 +43,7 @@ func (iss *Issuer) AccountStatus(ctx context.Context) (acme.Account, error) {
 // UpdateContacts replaces the account's contacts with mailto: URLs of
 // emails (RFC 8555 §7.3.2).
 func (iss *Issuer) UpdateContacts(ctx context.Context, emails []string) (acme.Account, error) {
-	acct, err := iss.Account(ctx)
-	if err != nil {
-		return acme.Account{}, err
-	}
-	client, err := iss.client(ctx)
+	acct, client, err := iss.accountAndClient(ctx)
 	if err != nil {
 		return acme.Account{}, err
 	}
@@ -82,11 +74,7 @@ func (iss *Issuer) UpdateContacts(ctx context.Context, emails []string) (acme.Ac
 // stored as the account's key only once the CA has accepted it; the old
 // one is kept beside it (EMAIL.key.old) for the operator.
 func (iss *Issuer) RolloverKey(ctx context.Context, kt issuer.KeyType) (acme.Account, error) {
-	acct, err := iss.Account(ctx)
-	if err != nil {
-		return acme.Account{}, err
-	}
-	client, err := iss.client(ctx)
+	acct, client, err := iss.accountAndClient(ctx)
 	if err != nil {
 		return acme.Account{}, err
 	}
@@ -136,11 +124,7 @@ func (iss *Issuer) RolloverKey(ctx context.Context, kt issuer.KeyType) (acme.Acc
 // no longer order, and this cannot be undone. The stored record is marked
 // so certkeeper says so instead of trying to use it.
 func (iss *Issuer) Deactivate(ctx context.Context) error {
-	acct, err := iss.Account(ctx)
-	if err != nil {
-		return err
-	}
-	client, err := iss.client(ctx)
+	acct, client, err := iss.accountAndClient(ctx)
 	if err != nil {
 		return err
 	}
@@ -177,6 +161,20 @@ func (iss *Issuer) Recover(ctx context.Context) (acme.Account, error) {
 	iss.acct = nil
 	iss.acctMu.Unlock()
 	return iss.Account(ctx)
+}
+
+// accountAndClient returns the account (registering it if needed) and the
+// client to act on it with.
+func (iss *Issuer) accountAndClient(ctx context.Context) (acme.Account, *acme.Client, error) {
+	acct, err := iss.Account(ctx)
+	if err != nil {
+		return acme.Account{}, nil, err
+	}
+	client, err := iss.client(ctx)
+	if err != nil {
+		return acme.Account{}, nil, err
+	}
+	return acct, client, nil
 }
 
 func (iss *Issuer) setAccount(a acme.Account) {
