@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -134,7 +135,9 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 	dir := certfile.Dir(f.outDir)
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	st := filestore.New(f.storageDir)
+	// A short lease: a run killed by cron's timeout (or SIGKILL) holds up
+	// the next run by at most 5 s; a live run renews its lease every 1.7 s.
+	st := &filestore.Store{Dir: f.storageDir, LeaseTTL: 5 * time.Second}
 	abs, _ := filepath.Abs(f.outDir)
 	sum := sha256.Sum256([]byte(abs))
 	unlock, err := st.Lock(ctx, "certfile/"+hex.EncodeToString(sum[:8]))
@@ -153,6 +156,18 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 		p := &pairs[i]
 		have[p.Base] = true
 		j := &renewJob{base: p.Base, pair: p}
+		if errors.Is(p.Err, certfile.ErrKeyMismatch) && !f.dryRun {
+			if rec, err := repairPair(ctx, st, dir, p); err == nil {
+				key, kerr := rec.PrivateKey()
+				tc, cerr := rec.TLSCertificate()
+				if kerr == nil && cerr == nil {
+					p.Key, p.Chain, p.Err = key, []*x509.Certificate{tc.Leaf}, nil
+					fmt.Fprintf(env.Stderr, "certkeeper: %s: key and certificate did not match; restored both from storage\n", p.Base)
+				}
+			} else {
+				p.Err = fmt.Errorf("%w; repair: %v", p.Err, err)
+			}
+		}
 		if p.Err != nil {
 			j.action, j.detail = "unparsable", p.Err.Error()
 		} else {
@@ -341,23 +356,69 @@ func renewOne(ctx context.Context, env *Env, f *renewFlags, dir certfile.Dir, st
 	if err != nil {
 		return certfile.Paths{}, time.Time{}, err
 	}
-	paths, err := dir.WriteKeepOld(j.names[0], keyPEM, cert.ChainPEM)
-	if err != nil {
-		return certfile.Paths{}, time.Time{}, err
-	}
+	// Stored before the files are written: a run killed between the key
+	// file and the certificate file leaves a pair that the next run
+	// repairs from this copy.
 	rec := &storage.Certificate{
 		Names: j.names, Issuer: cert.Issuer, ChainPEM: cert.ChainPEM, KeyPEM: keyPEM,
 		NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, KeyType: string(issuer.KeyTypeOf(cert.Leaf.PublicKey)),
 		Profile: cert.Profile, URL: cert.URL, Account: cert.Account, Email: f.email, Obtained: time.Now().UTC(),
 	}
-	if data, err := storage.MarshalCertificate(rec); err == nil {
-		if skey, err := storage.CertificateKey(cert.Issuer, j.names[0]); err == nil {
-			if err := st.Store(ctx, skey, data); err != nil {
-				env.Logger.Warn("keeping a copy in storage failed", "name", j.names[0], "err", err)
+	data, err := storage.MarshalCertificate(rec)
+	if err != nil {
+		return certfile.Paths{}, time.Time{}, err
+	}
+	skey, err := storage.CertificateKey(cert.Issuer, j.names[0])
+	if err != nil {
+		return certfile.Paths{}, time.Time{}, err
+	}
+	if err := st.Store(ctx, skey, data); err != nil {
+		return certfile.Paths{}, time.Time{}, fmt.Errorf("storing the new certificate (the files are unchanged): %w", err)
+	}
+	paths, err := dir.WriteKeepOld(j.names[0], keyPEM, cert.ChainPEM)
+	if err != nil {
+		return certfile.Paths{}, time.Time{}, err
+	}
+	return paths, cert.Leaf.NotAfter, nil
+}
+
+// repairPair rewrites a pair whose key and certificate do not match (a
+// run killed between writing the two) from the copy in storage: the
+// stored certificate for that name whose key or certificate is one of the
+// two files.
+func repairPair(ctx context.Context, st storage.Storage, dir certfile.Dir, p *certfile.Pair) (*storage.Certificate, error) {
+	keyPEM, _ := os.ReadFile(p.Paths.Key)
+	chainPEM, _ := os.ReadFile(p.Paths.Cert)
+	keys, err := st.List(ctx, storage.CertificatePrefix(""))
+	if err != nil {
+		return nil, err
+	}
+	var best *storage.Certificate
+	for _, k := range keys {
+		if !strings.HasSuffix(k, "/"+p.Base+".json") {
+			continue
+		}
+		data, err := st.Load(ctx, k)
+		if err != nil {
+			continue
+		}
+		rec, err := storage.UnmarshalCertificate(data)
+		if err != nil {
+			continue
+		}
+		if string(rec.KeyPEM) == string(keyPEM) || string(rec.ChainPEM) == string(chainPEM) {
+			if best == nil || rec.NotAfter.After(best.NotAfter) {
+				best = rec
 			}
 		}
 	}
-	return paths, cert.Leaf.NotAfter, nil
+	if best == nil {
+		return nil, fmt.Errorf("no copy in storage matches its key or certificate")
+	}
+	if _, err := dir.Write(best.Names[0], best.KeyPEM, best.ChainPEM); err != nil {
+		return nil, err
+	}
+	return best, nil
 }
 
 // readWant reads a want list: one certificate per line, names separated by
