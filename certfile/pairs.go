@@ -116,3 +116,35 @@ func (d Dir) WriteKeepOld(name string, keyPEM, chainPEM []byte) (Paths, error) {
 	}
 	return d.Write(name, keyPEM, chainPEM)
 }
+
+// WriteCert writes only the certificate file of name (leaf + chain), for a
+// certificate issued for a CSR whose key stays with its owner. The file is
+// replaced atomically; the previous one is kept as certs/NAME.pem.old.
+func (d Dir) WriteCert(name string, chainPEM []byte) (string, error) {
+	p, err := d.Paths(name)
+	if err != nil {
+		return "", err
+	}
+	for _, dir := range []string{string(d), filepath.Dir(p.Cert)} {
+		if err := mkdir(dir, 0o755); err != nil {
+			return "", fmt.Errorf("writing the certificate of %s: %w", name, err)
+		}
+	}
+	if old, err := os.ReadFile(p.Cert); err == nil {
+		if tmp, err := writeTemp(p.Cert+".old", old, 0o644); err == nil {
+			if err := os.Rename(tmp, p.Cert+".old"); err != nil {
+				_ = os.Remove(tmp)
+			}
+		}
+	}
+	tmp, err := writeTemp(p.Cert, chainPEM, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("writing the certificate of %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, p.Cert); err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("writing the certificate of %s: %w", name, err)
+	}
+	_ = syncDir(filepath.Dir(p.Cert))
+	return p.Cert, nil
+}

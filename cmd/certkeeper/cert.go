@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -55,6 +56,7 @@ type issueFlags struct {
 	preferredChain string
 	noWait         bool
 	noApex         bool
+	csrFile        string
 	timeout        time.Duration
 }
 
@@ -62,6 +64,7 @@ func (f *issueFlags) register(fs *flag.FlagSet) {
 	f.registerCA(fs)
 	fs.Var(&f.names, "d", "a `NAME` (DNS name or IP address) for the certificate; repeat for more names, the first\nnames the files")
 	fs.BoolVar(&f.noApex, "no-apex", false, "do not add a.example when www.a.example is asked for")
+	fs.StringVar(&f.csrFile, "csr", "", "issue for this PEM certificate request `FILE` (its key stays with you; only\ncerts/NAME.pem is written); names come from the CSR unless -d is given")
 }
 
 // registerCA registers every flag of cert issue but -d: what cert renew
@@ -126,6 +129,18 @@ Progress goes to stderr; the result, one line, to stdout. Exit status: 0 issued,
 // issueCert runs "cert issue".
 func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	start := time.Now()
+	var csrDER []byte
+	if f.csrFile != "" {
+		der, csrNames, err := readCSR(f.csrFile)
+		if err != nil {
+			return err
+		}
+		csrDER = der
+		if len(f.names) == 0 {
+			f.names = csrNames
+			f.noApex = true // the CSR's names are what the CA will sign
+		}
+	}
 	if len(f.names) == 0 {
 		return usagef("no names: give at least one with -d, e.g. -d a.example")
 	}
@@ -176,6 +191,9 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		iss = ai
 	}
 
+	if csrDER != nil {
+		return issueForCSR(ctx, env, f, iss, names, csrDER, start)
+	}
 	key, err := keyType.Generate()
 	if err != nil {
 		return fmt.Errorf("generating %s key: %w", keyType, err)
@@ -356,4 +374,53 @@ func withApex(names []string) []string {
 		}
 	}
 	return out
+}
+
+// readCSR reads a PEM (or DER) certificate request, checks its signature,
+// and returns it with its names (SANs; the CN if there are none).
+func readCSR(file string) ([]byte, []string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--csr: %w", err)
+	}
+	der := data
+	if b, _ := pem.Decode(data); b != nil {
+		der = b.Bytes
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--csr %s: not a certificate request: %w", file, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, nil, fmt.Errorf("--csr %s: bad signature: %w", file, err)
+	}
+	names := slices.Clone(csr.DNSNames)
+	for _, ip := range csr.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 && csr.Subject.CommonName != "" {
+		names = []string{csr.Subject.CommonName}
+	}
+	if len(names) == 0 {
+		return nil, nil, fmt.Errorf("--csr %s: the request names no DNS name or IP address", file)
+	}
+	return der, names, nil
+}
+
+// issueForCSR issues for the user's CSR and writes only the certificate
+// file: there is no key to write or to keep in storage.
+func issueForCSR(ctx context.Context, env *Env, f *issueFlags, iss issuer.Issuer, names []string, csr []byte, start time.Time) error {
+	cert, err := iss.Issue(ctx, issuer.Request{Names: names, CSR: csr,
+		Progress: func(step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step) }})
+	if err != nil {
+		return explainIssueError(err, f)
+	}
+	path, err := certfile.Dir(f.outDir).WriteCert(names[0], cert.ChainPEM)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stderr, "certkeeper: done in %s\n", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key (yours, from the CSR)\n",
+		strings.Join(names, ","), cert.Issuer, cert.Leaf.NotAfter.UTC().Format(time.RFC3339), path)
+	return nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto"
+	"encoding/pem"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -252,4 +254,43 @@ func TestCertRenewKilled(t *testing.T) {
 		t.Fatalf("final run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	check(false)
+}
+
+// TestIssueForCSR: --csr issues for the user's own request; the key never
+// leaves them, and only the certificate file is written.
+func TestIssueForCSR(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	key, err := issuer.ECDSAP384.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := issuer.NewCSR(key, []string{"csr.test", "www.csr.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrFile := filepath.Join(t.TempDir(), "req.csr")
+	if err := os.WriteFile(csrFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	r := ck(t, time.Minute, append(pebbleArgs(ca, t.TempDir(), out), "--csr", csrFile)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "private", "csr.test.key")); err == nil {
+		t.Error("a key file was written for a CSR")
+	}
+	leaf, err := readCertFile(filepath.Join(out, "certs", "csr.test.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(leaf.PublicKey) {
+		t.Error("the certificate is not for the CSR's key")
+	}
+	if strings.Join(leaf.DNSNames, ",") != "csr.test,www.csr.test" {
+		t.Errorf("names = %v", leaf.DNSNames)
+	}
+	if r := ck(t, 30*time.Second, append(pebbleArgs(ca, t.TempDir(), out), "--csr", filepath.Join(out, "nope"))...); r.code != 1 || !strings.Contains(r.stderr, "--csr") {
+		t.Errorf("missing CSR file: exit %d\n%s", r.code, r.stderr)
+	}
 }
