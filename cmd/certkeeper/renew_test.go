@@ -294,3 +294,31 @@ func TestIssueForCSR(t *testing.T) {
 		t.Errorf("missing CSR file: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// TestCertRenewWant: a want list issues what it names but the directory
+// lacks, and leaves alone what is there.
+func TestCertRenewWant(t *testing.T) {
+	storageDir, out := t.TempDir(), t.TempDir()
+	want := filepath.Join(t.TempDir(), "want.txt")
+	if err := os.WriteFile(want, []byte("# certificates to have\nw.test www.w.test\n\nother.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"cert", "renew", "--ca", "local", "--storage", storageDir, "--out-dir", out, "--want", want}
+	r := ck(t, time.Minute, args...)
+	if r.code != 0 || strings.Count(r.stdout, "issued") != 2 {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	certs := readPair(t, out, "w.test")
+	if strings.Join(certs[0].DNSNames, ",") != "w.test,www.w.test" {
+		t.Errorf("w.test covers %v", certs[0].DNSNames)
+	}
+	again := ck(t, time.Minute, args...)
+	if again.code != 0 || strings.Contains(again.stdout, "issued") {
+		t.Errorf("second run issued again:\n%s", again.stdout)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.txt")
+	os.WriteFile(bad, []byte("a..b\n"), 0o644)
+	if r := ck(t, time.Minute, "cert", "renew", "--ca", "local", "--storage", storageDir, "--out-dir", out, "--want", bad); r.code != 2 || !strings.Contains(r.stderr, "line 1") {
+		t.Errorf("bad want list: exit %d\n%s", r.code, r.stderr)
+	}
+}
