@@ -34,16 +34,17 @@ other connection, untouched, to the TLS server. Run it around a certificate issu
 	certkeeper cert issue --challenge tls-alpn-01 --tls-addr 127.0.0.1:31443 -d a.example
 	certkeeper alpn-proxy stop
 
-Port 443 must reach the proxy's --listen address; firewall redirect rules are not set up by
-alpn-proxy yet.`,
+Port 443 must reach the proxy's --listen address: on Linux, start --iptables adds the
+redirect rules and removes them when the proxy stops.`,
 		Commands: []*Command{alpnProxyStartCmd(), alpnProxyStopCmd()},
 	}
 }
 
 func alpnProxyStartCmd() *Command {
-	var listen, alpnAddr, fallback, pidfile string
-	var proxyProtocol bool
+	var listen, alpnAddr, fallback, pidfile, rulespec string
+	var proxyProtocol, useIPTables, iptablesOutput, noIPv6 bool
 	var drain time.Duration
+	var flags *flag.FlagSet
 	return &Command{
 		UsageLine: "certkeeper alpn-proxy start [flags]",
 		Short:     "run the proxy until SIGINT or SIGTERM",
@@ -53,19 +54,36 @@ replayed. A first packet that is not a complete ClientHello within 5 seconds (no
 truncated, oversized, or nothing sent) goes to --fallback as it is, so the web server sees
 what it would have seen without the proxy.
 
-Start writes --pidfile once it listens and runs until SIGINT or SIGTERM (what "alpn-proxy
-stop" sends); it then accepts nothing new, waits up to --drain for open connections to finish,
-closes the rest, removes the pidfile and exits.
+Start writes --pidfile once it listens (and its --iptables rules are in place) and runs until
+SIGINT or SIGTERM (what "alpn-proxy stop" sends); it then accepts nothing new, waits up to
+--drain for open connections to finish, closes the rest, removes the pidfile and exits.
 
 	certkeeper alpn-proxy start --listen 127.0.0.1:21443 --fallback 127.0.0.1:8443 &
-	certkeeper alpn-proxy start --proxy-protocol   # nginx: listen 443 ssl proxy_protocol;`,
+	certkeeper alpn-proxy start --proxy-protocol   # nginx: listen 443 ssl proxy_protocol;
+
+With --iptables (Linux, root), once it listens, start adds a nat PREROUTING rule that redirects
+incoming TCP port 443 to the --listen port, with iptables and ip6tables, each rule tagged with
+the comment certkeeper-alpn-proxy; it removes them on SIGINT or SIGTERM before draining. Rules
+with the tag that a killed proxy left behind are removed at the next start. PREROUTING sees
+connections from other hosts only, which REDIRECT sends to the receiving interface's address:
+listen on all addresses (--listen :21443), not on 127.0.0.1. --iptables-output adds the rule to
+the OUTPUT chain too, for clients on this host, except for sockets of the proxy's user (-m owner
+! --uid-owner), so that the proxy's own connection to --fallback is not sent back to it; clients
+running as that user (root) are not redirected.
+
+	certkeeper alpn-proxy start --iptables --listen :21443 &`,
 		Flags: func(fs *flag.FlagSet) {
+			flags = fs
 			fs.StringVar(&listen, "listen", "127.0.0.1:21443", "`ADDR` to accept connections on")
 			fs.StringVar(&alpnAddr, "alpn", "127.0.0.1:31443", "`ADDR` of the ACME client answering tls-alpn-01 (cert issue --tls-addr)")
 			fs.StringVar(&fallback, "fallback", "127.0.0.1:443", "`ADDR` of the TLS server that gets every other connection")
 			fs.StringVar(&pidfile, "pidfile", "", "`FILE` holding the proxy's process ID (default $"+pidfileEnv+",\nelse certkeeper-alpn-proxy.pid in /run for root, $XDG_RUNTIME_DIR, or the temporary directory)")
 			fs.BoolVar(&proxyProtocol, "proxy-protocol", false, "start each --fallback connection with a PROXY protocol v2 header carrying the client's address")
 			fs.DurationVar(&drain, "drain", 30*time.Second, "how long to wait for open connections on SIGINT or SIGTERM before closing them")
+			fs.BoolVar(&useIPTables, "iptables", false, "redirect incoming TCP port 443 to --listen with iptables rules while running (Linux, root)")
+			fs.StringVar(&rulespec, "rulespec", "", "iptables `SPEC` after -t nat -A PREROUTING (default $"+rulespecEnv+",\nelse \""+defaultRulespec(21443)+"\"\nwith the --listen port); the tag comment is appended when missing")
+			fs.BoolVar(&iptablesOutput, "iptables-output", false, "also redirect connections from this host (nat OUTPUT), except the proxy user's own")
+			fs.BoolVar(&noIPv6, "no-ipv6", false, "add no ip6tables rules (default true when $"+disableV6Env+" is y)")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
@@ -82,15 +100,36 @@ closes the rest, removes the pidfile and exits.
 			if pidfile == "" {
 				pidfile = defaultPidfile()
 			}
+			var rules *redirectRules
+			if useIPTables {
+				if !flagSet(flags, "no-ipv6") {
+					noIPv6 = envDisablesV6()
+				}
+				if rulespec == "" {
+					rulespec = os.Getenv(rulespecEnv)
+				}
+				if err := checkIPTables(!noIPv6); err != nil {
+					return fmt.Errorf("--iptables: %w", err)
+				}
+				rules = &redirectRules{spec: strings.Fields(rulespec), outputUID: -1, ipv6: !noIPv6}
+				if iptablesOutput {
+					rules.outputUID = os.Geteuid()
+				}
+			} else if rulespec != "" || iptablesOutput {
+				return usagef("--rulespec and --iptables-output need --iptables")
+			}
 			srv := &alpnproxy.Server{ALPNAddr: alpnAddr, FallbackAddr: fallback, ProxyProtocol: proxyProtocol, Logger: env.Logger}
-			return runALPNProxy(ctx, env, srv, listen, pidfile, drain)
+			return runALPNProxy(ctx, env, srv, listen, pidfile, drain, rules)
 		},
 	}
 }
 
-// runALPNProxy serves srv on listen until ctx ends, with pidfile written
-// while it listens.
-func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, pidfile string, drain time.Duration) error {
+// runALPNProxy serves srv on listen until ctx ends. Unless rules is nil,
+// the redirect rules are installed while it serves (an empty spec means the
+// default for the port listened on). The pidfile is written once the proxy
+// listens and its rules are in place, so that it also tells a script the
+// proxy is ready.
+func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, pidfile string, drain time.Duration, rules *redirectRules) (err error) {
 	if pid, err := readPidfile(pidfile); err == nil && processAlive(pid) {
 		return fmt.Errorf("already running as process %d (pidfile %s): stop it with certkeeper alpn-proxy stop", pid, pidfile)
 	}
@@ -98,13 +137,33 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", listen, err)
 	}
-	if err := writePidfile(pidfile, os.Getpid()); err != nil {
-		ln.Close()
-		return err
-	}
-	defer removePidfile(env, pidfile, os.Getpid())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	abort := func(err error) error {
+		srv.Close()
+		<-served
+		return err
+	}
+	if rules != nil {
+		if err := installRules(ctx, env, rules, ln.Addr()); err != nil {
+			return abort(err)
+		}
+		// Removed before draining, so that new connections go straight to
+		// the web server while the proxy finishes the ones it has; this
+		// deferred call is for the error returns.
+		defer func() {
+			if rules == nil {
+				return
+			}
+			if rerr := removeRules(env, rules); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}()
+	}
+	if err := writePidfile(pidfile, os.Getpid()); err != nil {
+		return abort(err)
+	}
+	defer removePidfile(env, pidfile, os.Getpid())
 	env.Logger.Info("alpn-proxy listening", slog.String("addr", ln.Addr().String()),
 		slog.String("alpn", srv.ALPNAddr), slog.String("fallback", srv.FallbackAddr))
 	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy listening on %s: acme-tls/1 to %s, the rest to %s (pidfile %s)\n",
@@ -114,18 +173,66 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 		return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
+	if rules != nil {
+		if rerr := removeRules(env, rules); rerr != nil {
+			err = rerr
+		}
+		rules = nil // removed: the deferred removal has nothing to do
+	}
 	open := srv.Stats().Active
 	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy stopping: waiting up to %s for %d open connections\n", drain, open)
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	err = srv.Shutdown(dctx)
+	serr := srv.Shutdown(dctx)
 	<-served
 	st := srv.Stats()
 	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy stopped: %d connections, %d to --alpn, %d to --fallback\n", st.Accepted, st.ALPN, st.Fallback)
-	if err != nil {
-		return fmt.Errorf("draining: connections still open after %s were closed: %w", drain, err)
+	if serr != nil {
+		serr = fmt.Errorf("draining: connections still open after %s were closed: %w", drain, serr)
 	}
+	return errors.Join(err, serr)
+}
+
+// installRules removes the tagged rules an earlier proxy left and adds
+// rules, defaulting its spec to a redirect of port 443 to addr's port. On
+// failure no tagged rule is left.
+func installRules(ctx context.Context, env *Env, rules *redirectRules, addr net.Addr) error {
+	tcp, _ := addr.(*net.TCPAddr)
+	if len(rules.spec) == 0 && tcp != nil {
+		rules.spec = strings.Fields(defaultRulespec(tcp.Port))
+	}
+	if tcp != nil && tcp.IP.IsLoopback() {
+		fmt.Fprintf(env.Stderr, "certkeeper: note: --listen %s is a loopback address: REDIRECT in PREROUTING sends connections from other hosts to the receiving interface's address, which it does not listen on; use --listen :%d\n", addr, tcp.Port)
+	}
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), iptablesTimeout)
+	defer cancel()
+	if err := rules.Install(ictx); err != nil {
+		return fmt.Errorf("adding iptables rules: %w", err)
+	}
+	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy added iptables rules: %s\n", strings.Join(rules.spec, " "))
 	return nil
+}
+
+// removeRules removes the tagged rules, on a context of its own: the one
+// the proxy ran on has ended by now.
+func removeRules(env *Env, rules *redirectRules) error {
+	ctx, cancel := context.WithTimeout(context.Background(), iptablesTimeout)
+	defer cancel()
+	if err := rules.Remove(ctx); err != nil {
+		return fmt.Errorf("removing iptables rules: %w", err)
+	}
+	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy removed its iptables rules\n")
+	return nil
+}
+
+// iptablesTimeout bounds adding or removing the rules.
+const iptablesTimeout = 30 * time.Second
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func alpnProxyStopCmd() *Command {
