@@ -241,6 +241,11 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 			j.action = "would renew"
 			continue
 		}
+		if f.email == "" {
+			// Renewal needs no configuration: the contact recorded when the
+			// certificate was issued names the account.
+			f.email = recordedEmail(ctx, st, j.names)
+		}
 		if err := setup(); err != nil {
 			return err
 		}
@@ -471,4 +476,31 @@ func printSummary(env *Env, jobs []*renewJob) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", j.base, j.action, j.detail)
 	}
 	tw.Flush()
+}
+
+// recordedEmail returns the contact email stored with the certificate for
+// names (under any issuer), or "".
+func recordedEmail(ctx context.Context, st storage.Storage, names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	seg, err := storage.NameSegment(names[0])
+	if err != nil {
+		return ""
+	}
+	keys, err := st.List(ctx, storage.CertificatePrefix(""))
+	if err != nil {
+		return ""
+	}
+	for _, k := range keys {
+		if !strings.HasSuffix(k, "/"+seg+".json") {
+			continue
+		}
+		if data, err := st.Load(ctx, k); err == nil {
+			if rec, err := storage.UnmarshalCertificate(data); err == nil && rec.Email != "" {
+				return rec.Email
+			}
+		}
+	}
+	return ""
 }

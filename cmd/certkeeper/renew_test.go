@@ -322,3 +322,25 @@ func TestCertRenewWant(t *testing.T) {
 		t.Errorf("bad want list: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// TestCertRenewUsesRecordedEmail: renewal needs no configuration: the
+// email a certificate was issued with names the account that renews it.
+func TestCertRenewUsesRecordedEmail(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	storageDir, out := t.TempDir(), t.TempDir()
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "--email", "e@a.test", "-d", "e.test")...); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	args := pebbleArgs(ca, storageDir, out)
+	args[1] = "renew"
+	if r := ck(t, time.Minute, append(args, "--force")...); r.code != 0 || !strings.Contains(r.stdout, "renewed") {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	accounts, _ := filepath.Glob(filepath.Join(storageDir, "accounts", "*", "*.json"))
+	if len(accounts) != 1 || filepath.Base(accounts[0]) != "e@a.test.json" {
+		t.Errorf("accounts after renewal: %v, want only e@a.test's", accounts)
+	}
+	if ca.Accounts() != 1 {
+		t.Errorf("%d accounts registered, want 1", ca.Accounts())
+	}
+}
