@@ -33,7 +33,11 @@ func CertificateKey(issuerID, name string) (string, error) {
 	if err := checkSegment("issuer ID", issuerID); err != nil {
 		return "", err
 	}
-	return "certificates/" + issuerID + "/" + seg + ".json", nil
+	key := "certificates/" + issuerID + "/" + seg + ".json"
+	if err := ValidateKey(key); err != nil {
+		return "", err
+	}
+	return key, nil
 }
 
 // CertificateKeyVariant is CertificateKey for another certificate of the
@@ -80,7 +84,12 @@ func AccountKey(issuerID, email string) (string, error) {
 	if err := checkSegment("email", seg); err != nil {
 		return "", err
 	}
-	return "accounts/" + issuerID + "/" + seg + ".json", nil
+	// The parts are valid one by one; together they must still fit.
+	key := "accounts/" + issuerID + "/" + seg + ".json"
+	if err := ValidateKey(key); err != nil {
+		return "", err
+	}
+	return key, nil
 }
 
 // AccountPrivateKey is the key of the private key of the ACME account at
@@ -146,6 +155,12 @@ func IssuerID(directoryURL string) string {
 	id := strings.ReplaceAll(b.String(), "..", "--")
 	if id == "" {
 		id = "unknown"
+	}
+	// A directory URL of any length must give a usable key segment (and
+	// file name): long ones are cut and suffixed with a hash of the URL.
+	if len(id) > maxNameSegment {
+		sum := sha256.Sum256([]byte(directoryURL))
+		id = strings.TrimRight(id[:maxNameSegment-17], ".") + "-" + hex.EncodeToString(sum[:8])
 	}
 	return id
 }
