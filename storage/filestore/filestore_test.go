@@ -1,7 +1,6 @@
 package filestore_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -203,24 +202,12 @@ func TestCanceledContext(t *testing.T) {
 	}
 }
 
-// renewers counts the lease renewal goroutines of this process.
-func renewers() int {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	return bytes.Count(buf, []byte("filestore.(*lease).renew("))
-}
+// renewFrame is the stack frame of a lock's renewal goroutine.
+const renewFrame = "filestore.(*lease).renew("
 
-// waitRenewers waits until there are want renewal goroutines.
-func waitRenewers(t *testing.T, want int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for renewers() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d lease renewal goroutines, want %d", renewers(), want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+func renewers() int { return storagetest.Goroutines(renewFrame) }
+
+func waitRenewers(t *testing.T, want int) { storagetest.WaitGoroutines(t, renewFrame, want) }
 
 // TestRenewalGoroutineEnds checks that every lock's renewal goroutine ends
 // when it is unlocked, and that unlock waits for it.

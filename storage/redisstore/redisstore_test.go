@@ -1,13 +1,11 @@
 package redisstore_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -345,25 +343,12 @@ func TestUnreachableOpen(t *testing.T) {
 	}
 }
 
-// renewers counts the lease renewal goroutines of this process.
-func renewers() int {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	return bytes.Count(buf, []byte("redisstore.(*lease).renew("))
-}
+// renewFrame is the stack frame of a lock's renewal goroutine.
+const renewFrame = "redisstore.(*lease).renew("
 
-// waitRenewers waits until there are want renewal goroutines: a goroutine
-// just started, or just ending, may not show in a stack dump yet.
-func waitRenewers(t *testing.T, want int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for renewers() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d lease renewal goroutines, want %d", renewers(), want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+func renewers() int { return storagetest.Goroutines(renewFrame) }
+
+func waitRenewers(t *testing.T, want int) { storagetest.WaitGoroutines(t, renewFrame, want) }
 
 // TestRenewalGoroutineEnds checks that every lock's renewal goroutine
 // ends when it is unlocked, and that the lease key is gone. It must not
