@@ -272,10 +272,13 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 	}
 	progress(req, "creating order for %s", strings.Join(req.Names, ", "))
 	placed, acct, err := iss.newOrder(ctx, client, acct, order)
-	if err != nil && order.Replaces != "" && !transient(err) && !isProblem(err, acme.ProblemTypeRateLimited) {
+	if err != nil && order.Replaces != "" && ctx.Err() == nil && !isProblem(err, acme.ProblemTypeRateLimited) && !isNetworkError(err) {
 		// RFC 9773 §5: a CA may refuse a replacement (alreadyReplaced,
-		// another account's certificate, one it does not know). Renewing
-		// matters more than the rate-limit exemption: order plainly.
+		// another account's certificate, one it does not know) — and
+		// some answer that with a server error (Pebble: 500 "could not
+		// find an order for the given certificate"), which retrying does
+		// not cure. Renewing matters more than the rate-limit exemption:
+		// order plainly. Only an unreachable CA is not worth a second try.
 		iss.logger().Warn("the CA refused the ARI replacement order; ordering without replaces",
 			slog.String("issuer", iss.ID()), slog.Any("names", req.Names), slog.Any("err", err))
 		order.Replaces = ""

@@ -384,3 +384,20 @@ func TestProblemIsTyped(t *testing.T) {
 		t.Errorf("problem type = %q, want rejectedIdentifier", p.Type)
 	}
 }
+
+// TestReplacesServerError: a CA that answers an order carrying replaces
+// with a server error (as Pebble does for a certificate it cannot match to
+// an order) still gets the renewal: certkeeper orders again without it.
+func TestReplacesServerError(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	proxy := testca.NewFaultProxy(t, e.ca)
+	iss := e.issuer(acmeca.HTTP01)
+	iss.DirectoryURL = proxy.DirectoryURL()
+	first, _ := issue(t, iss, issuer.ECDSAP256, "se.a.test")
+	// Every new-order attempt with replaces fails (4 tries); the plain one
+	// after them succeeds.
+	proxy.ServiceUnavailable("new-order", 4, 0)
+	if _, _, err := tryIssue(t, iss, issuer.ECDSAP256, first.Leaf, "se.a.test"); err != nil {
+		t.Fatalf("renewal after server errors on the replacement order: %v", err)
+	}
+}

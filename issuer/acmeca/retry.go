@@ -134,6 +134,17 @@ func transient(err error) bool {
 		strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF")
 }
 
+// isNetworkError reports whether err means the CA could not be reached
+// at all (as opposed to an answer from it).
+func isNetworkError(err error) bool {
+	if _, ok := problemOf(err); ok {
+		return false
+	}
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &oe) || strings.Contains(err.Error(), "connection refused")
+}
+
 // rateLimitError is returned by do when the CA answered rateLimited and the
 // caller does not wait (or the wait would outlast ctx).
 type rateLimitError struct {
