@@ -288,8 +288,12 @@ func testContend(t *testing.T, b Backend, s storage.Storage) {
 			switches++
 		}
 	}
-	if switches < 2 {
-		t.Errorf("the lock changed hands %d times between the processes, want them to take turns:\n%s", switches, data)
+	// Both processes started together, so whichever went second was
+	// contending all along. The lock promises exclusion, not fairness: a
+	// poller backing off may see the other take every turn until it is
+	// done, so one change of hands is all that can be required.
+	if switches < 1 {
+		t.Errorf("the lock never changed hands between the processes: one of them never held it:\n%s", data)
 	}
 	got, err := s.Load(opContext(t), key)
 	if err != nil {
