@@ -23,7 +23,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		return nil, err
 	}
 	if tlsalpn01.IsChallenge(hello) {
-		return m.alpn.GetCertificate(hello)
+		return m.challengeCertificate(hello)
 	}
 	name := hello.ServerName
 	if name == "" {
@@ -105,7 +105,7 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		return nil, err
 	}
 	e, err := m.obtain(ctx, []string{name}, nil, true, variant)
-	if err != nil && m.ctx.Err() == nil {
+	if err != nil && m.ctx.Err() == nil && !errors.Is(err, errNoLock) {
 		m.recordFailure(ctx, name)
 	}
 	return e, err

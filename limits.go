@@ -187,15 +187,19 @@ func (m *Manager) recordFailure(ctx context.Context, name string) {
 	m.saveLimits(ctx)
 }
 
-// takeOrder spends one order of an ACME CA's budget before a new order;
+// takeOrder spends one order of an ACME CA's budget (and of the
+// cluster's shared budget, Cluster.OrderLimit) before a new order;
 // an exhausted budget skips the issuer. Issuers that are not ACME CAs
 // (the local CA) have no budget. A CA's own rateLimited answer pauses the
 // budget until its Retry-After.
-func (m *Manager) takeOrder(iss issuer.Issuer) error {
+func (m *Manager) takeOrder(ctx context.Context, iss issuer.Issuer) error {
 	if _, ok := iss.(*acmeca.Issuer); !ok {
 		return nil
 	}
-	return m.orderLimiter(iss.ID()).Take()
+	if err := m.orderLimiter(iss.ID()).Take(); err != nil {
+		return err
+	}
+	return m.takeSharedOrder(ctx, iss)
 }
 
 func (m *Manager) noteIssueError(ctx context.Context, iss issuer.Issuer, err error) {

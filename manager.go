@@ -110,6 +110,10 @@ type Manager struct {
 	// Logger receives the Manager's logs. Nil means slog.Default().
 	Logger *slog.Logger
 
+	// Cluster tunes how Managers sharing Storage on several nodes act as
+	// one; its zero value works (see Cluster).
+	Cluster Cluster
+
 	initOnce sync.Once
 	initErr  error
 	store    storage.Storage
@@ -123,6 +127,7 @@ type Manager struct {
 	renew    renewer
 	lim      limits
 	hk       housekeeping
+	clu      clusterState
 
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close
@@ -193,9 +198,13 @@ func (m *Manager) init() error {
 
 // Solvers returns the challenge solvers this Manager answers through its
 // TLSConfig (tls-alpn-01) and HTTPHandler (http-01), for issuers built by
-// the caller.
+// the caller. They share their answers through Storage, so any Manager on
+// the same Storage can answer the CA's validation request.
 func (m *Manager) Solvers() map[string]solver.Solver {
-	return map[string]solver.Solver{acmeca.TLSALPN01: &m.alpn, acmeca.HTTP01: &m.http01}
+	return map[string]solver.Solver{
+		acmeca.TLSALPN01: &sharedSolver{local: &m.alpn, typ: acmeca.TLSALPN01, m: m},
+		acmeca.HTTP01:    &sharedSolver{local: &m.http01, typ: acmeca.HTTP01, m: m},
+	}
 }
 
 func (m *Manager) logger() *slog.Logger {

@@ -150,6 +150,7 @@ func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, key str
 		e.touch(time.Now())
 	}
 	m.startHousekeeping()
+	m.startCluster()
 	m.cacheFor(rec.Variant).put(e)
 	m.scheduleRenewal(e, fresh)
 	return e, nil
@@ -165,7 +166,7 @@ func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, key str
 func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certificate, onDemand bool, variant string) (*managed, error) {
 	unlock, err := m.store.Lock(ctx, storage.IssueLock(names[0]))
 	if err != nil {
-		return nil, fmt.Errorf("locking %s for issuance: %w", names[0], err)
+		return nil, fmt.Errorf("locking %s for issuance (%w): %w", names[0], errNoLock, err)
 	}
 	defer unlock()
 	if e, err := m.loadStored(ctx, names[0], variant); err == nil && coversAll(e, names) {
@@ -195,7 +196,7 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 		if prev == nil {
 			// Renewals are exempt from new-order limits at Let's Encrypt
 			// (with ARI) and must not lapse for a local budget.
-			if err := m.takeOrder(iss); err != nil {
+			if err := m.takeOrder(ctx, iss); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", iss.ID(), err))
 				continue
 			}
@@ -237,6 +238,7 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	if err := m.store.Store(ctx, skey, data); err != nil {
 		return nil, fmt.Errorf("storing certificate for %s: %w", names[0], err)
 	}
+	m.notifyChanged(ctx, skey)
 	e, err := m.publish(ctx, rec, skey, true)
 	if err != nil {
 		return nil, err

@@ -117,6 +117,9 @@ func (m *Manager) renewKey(key string) {
 		m.logger().Error("stored certificate is damaged; not renewing it", slog.String("key", key), slog.Any("err", err))
 		return
 	}
+	if m.adoptStored(ctx, key, rec, leaf) {
+		return // another node renewed it; the new one is scheduled
+	}
 	now := time.Now()
 	if rec.OnDemand && m.unused(key, now) {
 		m.logger().Info("certificate not renewed: no handshake asked for it recently",

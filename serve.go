@@ -16,7 +16,7 @@ func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
 	if fallback == nil {
 		fallback = RedirectHTTP
 	}
-	return m.http01.Handler(fallback)
+	return m.challengeHandler(fallback)
 }
 
 // RedirectHTTP is a handler that redirects every request to the same URL

@@ -34,6 +34,7 @@ type config struct {
 	db       int
 	prefix   string
 	timeout  time.Duration
+	lease    time.Duration
 
 	sentinelUser     string
 	sentinelPassword string
@@ -77,6 +78,7 @@ func Open(rawURL string) (*Store, error) {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	s := New(redis.NewUniversalClient(opts), cfg.prefix)
+	s.LeaseTTL = cfg.lease
 	switch cfg.mode {
 	case "cluster":
 		s.where = "Redis Cluster at " + strings.Join(cfg.addrs, ",")
@@ -202,6 +204,12 @@ func parseURL(rawURL string) (*config, error) {
 				return nil, fmt.Errorf("redisstore: URL %s: timeout is not a positive duration such as 2s", redacted)
 			}
 			cfg.timeout = d
+		case "lease":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 300*time.Millisecond {
+				return nil, fmt.Errorf("redisstore: URL %s: lease is not a duration of at least 300ms such as 30s", redacted)
+			}
+			cfg.lease = d
 		case "sentinel_user", "sentinel_password":
 			if cfg.mode != "sentinel" {
 				return nil, fmt.Errorf("redisstore: URL %s: parameter %s needs redis+sentinel://", redacted, name)
@@ -212,7 +220,7 @@ func parseURL(rawURL string) (*config, error) {
 				cfg.sentinelPassword = v
 			}
 		default:
-			return nil, fmt.Errorf("redisstore: URL %s: unknown parameter %q (want prefix, timeout, sentinel_user or sentinel_password)", redacted, name)
+			return nil, fmt.Errorf("redisstore: URL %s: unknown parameter %q (want prefix, timeout, lease, sentinel_user or sentinel_password)", redacted, name)
 		}
 	}
 	return cfg, nil

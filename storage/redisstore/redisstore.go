@@ -61,12 +61,14 @@
 // parameter timeout (a Go duration, default 2s) bounds dialling and every
 // read and write, so an unreachable Redis fails an operation within a few
 // seconds, with an error naming Redis and its address, instead of hanging.
+// The query parameter lease (a Go duration, default 30s) is the LeaseTTL
+// of locks: the longest a node that dies holding a lock delays the others.
 // Passwords never appear in errors or logs.
 //
 // # What it does not do
 //
 // It does not encrypt values (a Redis dump holds private keys as they were
-// stored), does not configure Redis persistence or replication, and does
+// stored, unless the Store is wrapped by package storage/encrypted), does not configure Redis persistence or replication, and does
 // not make a lease safe against a Redis failover that loses the lease key:
 // after a failover two holders may briefly overlap, which is why holders
 // re-check storage after Lock. It offers no Redlock over several

@@ -1,0 +1,500 @@
+package certkeeper
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/http01"
+	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/mholt/acmez/v3"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// Cluster says how Managers on several nodes that share one Storage (such
+// as storage/redisstore) act as one. Its zero value works: what must be
+// coordinated always is — one order per name (the issue lock, then a
+// re-check of storage), one renewal per certificate, challenge answers
+// shared through storage so whichever node the CA's validation request
+// reaches can answer it — and these fields tune the rest.
+type Cluster struct {
+	// SyncInterval is how often the Manager compares the certificates it
+	// holds in memory with storage, and swaps in those another node
+	// renewed. A Storage that implements storage.Notifier (redisstore)
+	// also tells it at once; the periodic check is the fallback for lost
+	// notices. Zero means one minute; a negative value turns the periodic
+	// check off.
+	SyncInterval time.Duration
+
+	// OrderLimit caps the new orders placed with one ACME CA account by
+	// every Manager sharing Storage together: at most OrderLimit in any
+	// OrderWindow, counted in storage under a lock. A node that finds the
+	// budget spent fails the issuance at once with a rate-limit error
+	// (policy.ErrRateLimited). Renewals are not counted. Zero means no
+	// shared cap; each process still keeps within the CA's published
+	// limits on its own.
+	OrderLimit int
+
+	// OrderWindow is the window of OrderLimit. Zero means one hour.
+	OrderWindow time.Duration
+}
+
+// Cluster defaults.
+const (
+	defaultSyncInterval = time.Minute
+	defaultOrderWindow  = time.Hour
+	// challengeTTL is how long a shared challenge answer is served after
+	// it was presented, if the node that presented it died before its
+	// CleanUp.
+	challengeTTL = 10 * time.Minute
+	// notifyTimeout bounds one notice or challenge write, which must not
+	// hold an issuance up.
+	notifyTimeout = 3 * time.Second
+	// ordersLockWait bounds the wait for the shared order counter's lock.
+	ordersLockWait = 10 * time.Second
+)
+
+// clusterState is the Manager's coordination state.
+type clusterState struct {
+	once sync.Once
+}
+
+// errNoLock marks an issuance that did not start because the issue lock
+// could not be taken: storage is unreachable (or the lock wait ended).
+// It is not the name's fault, so it does not count as a failure of the
+// name.
+var errNoLock = errors.New("no order without the cluster-wide issue lock")
+
+func (m *Manager) syncInterval() time.Duration {
+	if m.Cluster.SyncInterval == 0 {
+		return defaultSyncInterval
+	}
+	return m.Cluster.SyncInterval
+}
+
+// startCluster starts, once, the goroutines that keep the certificates in
+// memory in step with storage: a subscriber to the storage's notices (if
+// it is a storage.Notifier) and the periodic check. They end with Close.
+func (m *Manager) startCluster() {
+	m.clu.once.Do(func() {
+		if m.ctx.Err() != nil {
+			return
+		}
+		if n, ok := m.store.(storage.Notifier); ok {
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				m.subscribe(n)
+			}()
+		}
+		if every := m.syncInterval(); every > 0 {
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				t := time.NewTicker(every)
+				defer t.Stop()
+				for {
+					select {
+					case <-m.ctx.Done():
+						return
+					case <-t.C:
+						m.syncAll()
+					}
+				}
+			}()
+		}
+	})
+}
+
+// subscribe follows the storage's change notices until Close, subscribing
+// again after a failure.
+func (m *Manager) subscribe(n storage.Notifier) {
+	wait := time.Second
+	for m.ctx.Err() == nil {
+		ch, err := n.Subscribe(m.ctx)
+		if err != nil {
+			m.logger().Warn("subscribing to storage change notices; relying on the periodic check",
+				slog.Any("err", err), slog.Duration("retry_in", wait))
+			select {
+			case <-m.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, time.Minute)
+			continue
+		}
+		wait = time.Second
+		for key := range ch {
+			if strings.HasPrefix(key, storage.CertificatePrefix("")) {
+				ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+				if err := m.refresh(ctx, key); err != nil {
+					m.logger().Debug("reloading a certificate another node stored", slog.String("key", key), slog.Any("err", err))
+				}
+				cancel()
+			}
+		}
+	}
+}
+
+// notifyChanged tells the other nodes that key changed, if the storage
+// can. A lost notice only delays them until their periodic check.
+func (m *Manager) notifyChanged(ctx context.Context, key string) {
+	n, ok := m.store.(storage.Notifier)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+	defer cancel()
+	if err := n.Notify(ctx, key); err != nil {
+		m.logger().Warn("telling other nodes about a new certificate; they find it at their next check",
+			slog.String("key", key), slog.Any("err", err))
+	}
+}
+
+// syncAll compares every certificate held in memory with storage.
+func (m *Manager) syncAll() {
+	m.mergeStoredLimits()
+	m.renew.mu.Lock()
+	keys := make([]string, 0, len(m.renew.lastSeen))
+	for k := range m.renew.lastSeen {
+		keys = append(keys, k)
+	}
+	m.renew.mu.Unlock()
+	var failed int
+	var lastErr error
+	for _, key := range keys {
+		if m.ctx.Err() != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+		if err := m.refresh(ctx, key); err != nil && !isNotFound(err) {
+			failed++
+			lastErr = err
+		}
+		cancel()
+	}
+	if failed > 0 {
+		m.logger().Warn("checking storage for certificates renewed by other nodes; serving those in memory",
+			slog.Int("failed", failed), slog.Any("err", lastErr))
+	}
+}
+
+// refresh loads the record under key and, if it holds a newer certificate
+// than the one in memory, swaps it in: another node renewed it.
+func (m *Manager) refresh(ctx context.Context, key string) error {
+	m.renew.mu.Lock()
+	e := m.renew.lastSeen[key]
+	m.renew.mu.Unlock()
+	if e == nil {
+		return nil // not held here: it is loaded from storage when asked for
+	}
+	data, err := m.store.Load(ctx, key)
+	if err != nil {
+		return err
+	}
+	rec, err := storage.UnmarshalCertificate(data)
+	if err != nil {
+		return fmt.Errorf("stored certificate %s: %w", key, err)
+	}
+	m.adoptNewer(ctx, key, rec)
+	return nil
+}
+
+// adoptNewer swaps rec in for the certificate held under key if rec is a
+// different certificate that expires no earlier, and reports whether it
+// did. The renewal time planned for the old certificate is dropped, so
+// this node does not renew what another node just renewed.
+func (m *Manager) adoptNewer(ctx context.Context, key string, rec *storage.Certificate) bool {
+	m.renew.mu.Lock()
+	e := m.renew.lastSeen[key]
+	m.renew.mu.Unlock()
+	if e == nil {
+		return false
+	}
+	cur := e.cert.Load()
+	if cur == nil || cur.Leaf == nil || len(cur.Certificate) == 0 {
+		return false
+	}
+	block, _ := pem.Decode(rec.ChainPEM)
+	if block == nil || bytes.Equal(block.Bytes, cur.Certificate[0]) || rec.NotAfter.Before(cur.Leaf.NotAfter) {
+		return false
+	}
+	if time.Now().After(rec.NotAfter) {
+		return false
+	}
+	m.renew.mu.Lock()
+	delete(m.renew.planned, key)
+	delete(m.renew.attempts, key)
+	m.renew.mu.Unlock()
+	if _, err := m.publish(ctx, rec, key, false); err != nil {
+		m.logger().Warn("swapping in a certificate another node stored", slog.String("key", key), slog.Any("err", err))
+		return false
+	}
+	m.logger().Info("certificate renewed by another node; swapped in", slog.Any("names", rec.Names),
+		slog.String("issuer", rec.Issuer), slog.Time("not_after", rec.NotAfter))
+	m.emit(Event{Kind: Loaded, Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter})
+	return true
+}
+
+// adoptStored is called by a renewal check with the record it loaded: if
+// another node has renewed the certificate, it is swapped in and the
+// check ends (the new certificate is scheduled on its own).
+func (m *Manager) adoptStored(ctx context.Context, key string, rec *storage.Certificate, leaf *x509.Certificate) bool {
+	m.renew.mu.Lock()
+	e := m.renew.lastSeen[key]
+	m.renew.mu.Unlock()
+	if e == nil {
+		return false
+	}
+	if cur := e.cert.Load(); cur != nil && cur.Leaf != nil && cur.Leaf.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
+		return false
+	}
+	return m.adoptNewer(ctx, key, rec)
+}
+
+// mergeStoredLimits adds the failure and duplicate counts other nodes
+// stored to this node's, so a name that failed on one node backs off on
+// all of them.
+func (m *Manager) mergeStoredLimits() {
+	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+	defer cancel()
+	data, err := m.store.Load(ctx, storage.StateKey("limits"))
+	if err != nil {
+		return
+	}
+	var st limitsState
+	if json.Unmarshal(data, &st) != nil {
+		return
+	}
+	m.lim.failures.Restore(st.Failures)
+	m.lim.dups.Restore(st.Duplicates)
+}
+
+// ordersRecord is the shared count of new orders of one CA account: the
+// times of those within the window (a sliding log, so "N per window"
+// holds for every window, not only on average).
+type ordersRecord struct {
+	Times []time.Time `json:"times"`
+}
+
+// takeSharedOrder spends one order of the cluster-wide budget of the CA
+// account behind iss, under a storage lock, or returns a
+// *policy.RateLimitError. Without a lock there is no order.
+func (m *Manager) takeSharedOrder(ctx context.Context, iss issuer.Issuer) error {
+	limit := m.Cluster.OrderLimit
+	if limit <= 0 {
+		return nil
+	}
+	if _, ok := iss.(*acmeca.Issuer); !ok {
+		return nil
+	}
+	window := m.Cluster.OrderWindow
+	if window <= 0 {
+		window = defaultOrderWindow
+	}
+	key, err := storage.OrdersKey(iss.ID())
+	if err != nil {
+		return err
+	}
+	lctx, cancel := context.WithTimeout(ctx, ordersLockWait)
+	defer cancel()
+	unlock, err := m.store.Lock(lctx, storage.OrdersLock(iss.ID()))
+	if err != nil {
+		return fmt.Errorf("locking the shared order count: %w", err)
+	}
+	defer unlock()
+	var rec ordersRecord
+	data, err := m.store.Load(ctx, key)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(data, &rec); err != nil {
+			m.logger().Warn("the shared order count is damaged; starting afresh", slog.String("key", key), slog.Any("err", err))
+			rec = ordersRecord{}
+		}
+	case !isNotFound(err):
+		return fmt.Errorf("loading the shared order count: %w", err)
+	}
+	now := time.Now().UTC()
+	kept := rec.Times[:0]
+	for _, t := range rec.Times {
+		if now.Sub(t) < window {
+			kept = append(kept, t)
+		}
+	}
+	if len(kept) >= limit {
+		return &policy.RateLimitError{Limit: fmt.Sprintf("%d new orders per %s for the cluster", limit, window), RetryAt: kept[len(kept)-limit].Add(window)}
+	}
+	rec.Times = append(kept, now)
+	data, err = json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := m.store.Store(ctx, key, data); err != nil {
+		return fmt.Errorf("storing the shared order count: %w", err)
+	}
+	return nil
+}
+
+// sharedChallenge is a challenge answer kept in storage while the
+// challenge is in progress. The key authorization is not secret: it is
+// what the CA fetches over plain HTTP.
+type sharedChallenge struct {
+	Type             string          `json:"type"`
+	Identifier       acme.Identifier `json:"identifier"`
+	Token            string          `json:"token"`
+	KeyAuthorization string          `json:"key_authorization"`
+	Expires          time.Time       `json:"expires"`
+}
+
+// sharedSolver wraps one of the Manager's own solvers: Present also
+// writes the answer to storage, so any node sharing the storage can
+// answer the CA's validation request (behind a load balancer it may reach
+// any of them), and CleanUp removes it.
+type sharedSolver struct {
+	local solver.Solver
+	typ   string
+	m     *Manager
+}
+
+// challengeID is the part of a shared challenge's key that a validation
+// request names: the token for http-01, the SNI for tls-alpn-01.
+func challengeID(typ string, chal acme.Challenge) (string, error) {
+	if typ == acmeca.TLSALPN01 {
+		return storage.NameSegment(tlsalpn01.SNI(chal.Identifier))
+	}
+	return chal.Token, nil
+}
+
+// Present implements solver.Solver. A failure to share is logged, not
+// returned: this node can still answer the validation itself.
+func (s *sharedSolver) Present(ctx context.Context, chal acme.Challenge) error {
+	if err := s.local.Present(ctx, chal); err != nil {
+		return err
+	}
+	id, err := challengeID(s.typ, chal)
+	if err == nil {
+		var key string
+		if key, err = storage.ChallengeKey(s.typ, id); err == nil {
+			data, _ := json.Marshal(sharedChallenge{Type: s.typ, Identifier: chal.Identifier, Token: chal.Token,
+				KeyAuthorization: chal.KeyAuthorization, Expires: time.Now().Add(challengeTTL).UTC()})
+			sctx, cancel := context.WithTimeout(ctx, notifyTimeout)
+			err = s.m.store.Store(sctx, key, data)
+			cancel()
+		}
+	}
+	if err != nil {
+		s.m.logger().Warn("sharing the challenge answer with other nodes; only this node can answer it",
+			slog.String("name", chal.Identifier.Value), slog.String("challenge", s.typ), slog.Any("err", err))
+	}
+	return nil
+}
+
+// CleanUp implements solver.Solver.
+func (s *sharedSolver) CleanUp(ctx context.Context, chal acme.Challenge) error {
+	err := s.local.CleanUp(ctx, chal)
+	if id, ierr := challengeID(s.typ, chal); ierr == nil {
+		if key, kerr := storage.ChallengeKey(s.typ, id); kerr == nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+			if derr := s.m.store.Delete(sctx, key); derr != nil {
+				s.m.logger().Debug("removing a shared challenge answer", slog.String("key", key), slog.Any("err", derr))
+			}
+			cancel()
+		}
+	}
+	return err
+}
+
+// Answered implements solver.Answerer for validations this node answers;
+// one answered by another node is seen by the issuer's polling.
+func (s *sharedSolver) Answered(chal acme.Challenge) <-chan struct{} {
+	if a, ok := s.local.(solver.Answerer); ok {
+		return a.Answered(chal)
+	}
+	return nil
+}
+
+// storedChallenge returns the shared challenge of type typ for id, or
+// nil if there is none in progress.
+func (m *Manager) storedChallenge(ctx context.Context, typ, id string) *sharedChallenge {
+	key, err := storage.ChallengeKey(typ, id)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
+	defer cancel()
+	data, err := m.store.Load(ctx, key)
+	if err != nil {
+		return nil
+	}
+	var c sharedChallenge
+	if json.Unmarshal(data, &c) != nil || c.Type != typ || time.Now().After(c.Expires) {
+		return nil
+	}
+	return &c
+}
+
+// challengeHandler answers http-01 requests from this node's solver, and
+// for tokens it does not hold, from the answers other nodes shared.
+func (m *Manager) challengeHandler(fallback http.Handler) http.Handler {
+	local := m.http01.Handler(fallback)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.URL.Path, http01.PathPrefix)
+		if ok && tok != "" && len(tok) <= 256 && !strings.Contains(tok, "/") &&
+			(r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			if _, held := m.http01.KeyAuthorization(tok); !held {
+				if c := m.storedChallenge(r.Context(), acmeca.HTTP01, tok); c != nil {
+					w.Header().Set("Content-Type", "text/plain")
+					w.Header().Set("Cache-Control", "no-store")
+					_, _ = w.Write([]byte(c.KeyAuthorization))
+					m.logger().Debug("http-01 challenge answered for another node", slog.String("name", r.Host))
+					return
+				}
+			}
+		}
+		local.ServeHTTP(w, r)
+	})
+}
+
+// challengeCertificate answers a tls-alpn-01 validation handshake from
+// this node's solver, and for a name it has no challenge for, from the
+// answer another node shared.
+func (m *Manager) challengeCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	cert, err := m.alpn.GetCertificate(hello)
+	if err == nil || !errors.Is(err, tlsalpn01.ErrNoChallenge) {
+		return cert, err
+	}
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	id, serr := storage.NameSegment(name)
+	if serr != nil {
+		return nil, err
+	}
+	ctx := hello.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c := m.storedChallenge(ctx, acmeca.TLSALPN01, id)
+	if c == nil {
+		return nil, err
+	}
+	cert, cerr := acmez.TLSALPN01ChallengeCert(acme.Challenge{Type: c.Type, Identifier: c.Identifier, Token: c.Token, KeyAuthorization: c.KeyAuthorization})
+	if cerr != nil {
+		return nil, fmt.Errorf("certkeeper: tls-alpn-01 answer for %s: %w", name, cerr)
+	}
+	m.logger().Debug("tls-alpn-01 challenge answered for another node", slog.String("name", name))
+	return cert, nil
+}
