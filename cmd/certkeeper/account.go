@@ -10,34 +10,35 @@ import (
 
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
-	"github.com/certkeeper/certkeeper/storage/filestore"
 	"github.com/mholt/acmez/v3/acme"
 )
 
 // accountFlags are the flags every account command takes: which account.
 type accountFlags struct {
-	ca, storageDir, caRoots, eabKID, eabHMAC string
-	emails                                   stringsFlag
+	ca, caRoots, eabKID, eabHMAC string
+	emails                       stringsFlag
+	storage                      storageFlags
 }
 
 func (a *accountFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.ca, "ca", "letsencrypt", "the CA: an ACME directory `URL`, letsencrypt or staging")
 	fs.Var(&a.emails, "email", "the account's contact `EMAIL`; the first one names the account in --storage\n(repeatable for register and update)")
-	fs.StringVar(&a.storageDir, "storage", "", "`DIR` of certkeeper's state, where accounts and their keys are (default as for cert issue)")
+	a.storage.register(fs)
 	fs.StringVar(&a.caRoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
 	fs.StringVar(&a.eabKID, "eab-kid", "", "external account binding key `ID`, for CAs that require one")
 	fs.StringVar(&a.eabHMAC, "eab-hmac", "", "external account binding `HMAC` key (base64url)")
 }
 
 func (a *accountFlags) issuer(env *Env, agree func(string) bool) (*acmeca.Issuer, error) {
-	if a.storageDir == "" {
-		a.storageDir = defaultStorageDir()
+	st, _, err := a.storage.open(context.Background(), env)
+	if err != nil {
+		return nil, err
 	}
 	hc, err := caHTTPClient(a.caRoots)
 	if err != nil {
 		return nil, err
 	}
-	iss := &acmeca.Issuer{DirectoryURL: caURL(a.ca), Storage: filestore.New(a.storageDir), HTTPClient: hc,
+	iss := &acmeca.Issuer{DirectoryURL: caURL(a.ca), Storage: st, HTTPClient: hc,
 		UserAgent: "cli", Logger: env.Logger, AgreeTerms: agree}
 	if len(a.emails) > 0 {
 		iss.Email = a.emails[0]

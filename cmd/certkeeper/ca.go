@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/certkeeper/certkeeper/issuer/localca"
-	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 func caCmd() *Command {
@@ -20,7 +19,7 @@ func caCmd() *Command {
 }
 
 func caRootCmd() *Command {
-	var storageDir string
+	var sf storageFlags
 	return &Command{
 		UsageLine: "certkeeper ca root [flags]",
 		Short:     "print the local CA's root certificate (PEM)",
@@ -35,19 +34,21 @@ On Debian, to trust it system-wide:
 
 	certkeeper ca root > /usr/local/share/ca-certificates/certkeeper.crt && update-ca-certificates`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&storageDir, "storage", "", "`DIR` of certkeeper's state, where the local CA lives\n(default: as for cert issue)")
+			sf.register(fs)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
 				return usagef("ca root takes no arguments")
 			}
-			if storageDir == "" {
-				storageDir = defaultStorageDir()
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
 			}
-			ca := &localca.CA{Storage: filestore.New(storageDir)}
+			defer closeStorage()
+			ca := &localca.CA{Storage: st}
 			pem, err := ca.RootPEM(ctx)
 			if err != nil {
-				return fmt.Errorf("local CA in %s: %w", storageDir, err)
+				return fmt.Errorf("local CA in %s: %w", sf.where(), err)
 			}
 			_, err = env.Stdout.Write(pem)
 			return err

@@ -24,7 +24,6 @@ import (
 	"github.com/certkeeper/certkeeper/solver/http01"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 	"github.com/certkeeper/certkeeper/storage"
-	"github.com/certkeeper/certkeeper/storage/filestore"
 	"github.com/mholt/acmez/v3/acme"
 )
 
@@ -43,6 +42,7 @@ type issueFlags struct {
 	ca             string
 	email          string
 	storageDir     string
+	storageKeyFile string
 	names          stringsFlag
 	challenge      string
 	httpAddr       string
@@ -72,7 +72,8 @@ func (f *issueFlags) register(fs *flag.FlagSet) {
 func (f *issueFlags) registerCA(fs *flag.FlagSet) {
 	fs.StringVar(&f.ca, "ca", "letsencrypt", "the CA: an ACME directory `URL`, letsencrypt, staging (Let's Encrypt's staging CA),\nor local (certkeeper's own CA, no network needed)")
 	fs.StringVar(&f.email, "email", "", "contact `EMAIL` for the ACME account (optional)")
-	fs.StringVar(&f.storageDir, "storage", "", "`DIR` for certkeeper's state: accounts, keys, certificates, the local CA\n(default: /var/lib/certkeeper for root, else the user's data directory,\ne.g. ~/.local/share/certkeeper)")
+	fs.StringVar(&f.storageDir, "storage", "", storageUsage)
+	fs.StringVar(&f.storageKeyFile, "storage-key-file", "", storageKeyUsage)
 	fs.StringVar(&f.challenge, "challenge", acmeca.HTTP01, "challenge `TYPE` that proves control of the names: http-01 (port 80) or tls-alpn-01 (port 443)")
 	fs.StringVar(&f.httpAddr, "http-addr", ":80", "`ADDR` to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward")
 	fs.StringVar(&f.tlsAddr, "tls-addr", ":443", "`ADDR` to answer tls-alpn-01 on; the CA connects to port 443")
@@ -174,7 +175,11 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 
-	st := filestore.New(f.storageDir)
+	st, closeStorage, err := openStorage(ctx, env, f.storageDir, f.storageKeyFile, 0)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
 	progress := func(step string) {
 		fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step)
 	}
@@ -227,11 +232,11 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		return err
 	}
 	if err := st.Store(ctx, skey, data); err != nil {
-		return fmt.Errorf("storing the certificate in %s: %w", f.storageDir, err)
+		return fmt.Errorf("storing the certificate in %s: %w", storageWhere(f.storageDir), err)
 	}
 	paths, err := certfile.Dir(f.outDir).Write(names[0], keyPEM, cert.ChainPEM)
 	if err != nil {
-		return fmt.Errorf("writing the certificate files (the certificate is safe in %s): %w", f.storageDir, err)
+		return fmt.Errorf("writing the certificate files (the certificate is safe in %s): %w", storageWhere(f.storageDir), err)
 	}
 	progress(fmt.Sprintf("done in %s", time.Since(start).Round(time.Millisecond)))
 	fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key %s\n",

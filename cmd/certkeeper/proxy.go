@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -21,7 +22,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/proxy"
-	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/certkeeper/certkeeper/storage"
 	"github.com/mholt/acmez/v3/acme"
 	"gopkg.in/yaml.v3"
 )
@@ -41,6 +42,8 @@ type proxyConfig struct {
 	Email       string   `yaml:"email"`
 	Challenge   []string `yaml:"challenge"`
 	Storage     string   `yaml:"storage"`
+	StorageKey  string   `yaml:"storage_key_file"`
+	OrderLimit  string   `yaml:"order_limit"`
 	KeyType     string   `yaml:"key_type"`
 	Profile     string   `yaml:"profile"`
 	EABKID      string   `yaml:"eab_kid"`
@@ -81,7 +84,9 @@ func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string) {
 	fs.Var((*stringsFlag)(&c.CA), "ca", "the CA: an ACME directory `URL`, letsencrypt, staging or local; repeat for a fallback\nchain, tried in order (default letsencrypt)")
 	fs.StringVar(&c.Email, "email", "", "contact `EMAIL` for the ACME account")
 	fs.Var((*stringsFlag)(&c.Challenge), "challenge", "challenge `TYPE` to use: tls-alpn-01, http-01 (needs --http-addr); repeatable\n(default: both, whichever the CA offers)")
-	fs.StringVar(&c.Storage, "storage", "", "`DIR` for certkeeper's state (default as for cert issue)")
+	fs.StringVar(&c.Storage, "storage", "", storageUsage)
+	fs.StringVar(&c.StorageKey, "storage-key-file", "", storageKeyUsage)
+	fs.StringVar(&c.OrderLimit, "order-limit", "", "`N/DURATION`: at most N new orders per DURATION per CA account, counted in --storage\nfor every proxy sharing it (e.g. 10/1m; default: only the CA's own limits)")
 	fs.StringVar(&c.KeyType, "key-type", "", "certificate key `TYPE` (default ecdsa-p256)")
 	fs.StringVar(&c.Profile, "profile", "", "ACME `PROFILE` to order (default: the CA's)")
 	fs.StringVar(&c.EABKID, "eab-kid", "", "external account binding key `ID`")
@@ -170,6 +175,8 @@ func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*pro
 	over("email", &cfg.Email, flags.Email)
 	overList("challenge", &cfg.Challenge, flags.Challenge)
 	over("storage", &cfg.Storage, flags.Storage)
+	over("storage-key-file", &cfg.StorageKey, flags.StorageKey)
+	over("order-limit", &cfg.OrderLimit, flags.OrderLimit)
 	over("key-type", &cfg.KeyType, flags.KeyType)
 	over("profile", &cfg.Profile, flags.Profile)
 	over("eab-kid", &cfg.EABKID, flags.EABKID)
@@ -268,8 +275,9 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	if cfg.TLSAddr == "" {
 		cfg.TLSAddr = ":443"
 	}
-	if cfg.Storage == "" {
-		cfg.Storage = defaultStorageDir()
+	orderLimit, orderWindow, err := parseOrderLimit(cfg.OrderLimit)
+	if err != nil {
+		return usagef("--order-limit: %v", err)
 	}
 	if len(cfg.Allow) == 0 && cfg.Ask == "" {
 		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --allow or --ask: no new certificate will be obtained, only stored ones served")
@@ -285,7 +293,11 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	if err != nil {
 		return usagef("--key-type: %v", err)
 	}
-	st := filestore.New(cfg.Storage)
+	st, closeStorage, err := openStorage(ctx, env, cfg.Storage, cfg.StorageKey, 0)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
 	issuers, err := proxyIssuers(cfg, st, env)
 	if err != nil {
 		return err
@@ -334,6 +346,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		KeyType:     keyType,
 		DefaultName: cfg.DefaultName,
 		Logger:      env.Logger,
+		Cluster:     certkeeper.Cluster{OrderLimit: orderLimit, OrderWindow: orderWindow},
 	}
 	defer m.Close()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -394,7 +407,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 }
 
 // proxyIssuers builds the fallback chain from --ca.
-func proxyIssuers(cfg *proxyConfig, st *filestore.Store, env *Env) ([]issuer.Issuer, error) {
+func proxyIssuers(cfg *proxyConfig, st storage.Storage, env *Env) ([]issuer.Issuer, error) {
 	cas := cfg.CA
 	if len(cas) == 0 {
 		cas = []string{"letsencrypt"}
@@ -440,4 +453,22 @@ func proxyIssuers(cfg *proxyConfig, st *filestore.Store, env *Env) ([]issuer.Iss
 		out = append(out, iss)
 	}
 	return out, nil
+}
+
+// parseOrderLimit parses --order-limit N/DURATION ("10/1m"); empty means
+// no shared limit.
+func parseOrderLimit(v string) (int, time.Duration, error) {
+	if v == "" {
+		return 0, 0, nil
+	}
+	ns, ds, ok := strings.Cut(v, "/")
+	n, err := strconv.Atoi(ns)
+	if !ok || err != nil || n <= 0 {
+		return 0, 0, fmt.Errorf("%q: want N/DURATION, e.g. 10/1m or 300/3h", v)
+	}
+	d, err := time.ParseDuration(ds)
+	if err != nil || d <= 0 {
+		return 0, 0, fmt.Errorf("%q: want N/DURATION, e.g. 10/1m or 300/3h", v)
+	}
+	return n, d, nil
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/storage"
-	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 // renewFlags are the flags of "cert renew": those of cert issue but -d,
@@ -137,7 +136,11 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 	defer cancel()
 	// A short lease: a run killed by cron's timeout (or SIGKILL) holds up
 	// the next run by at most 5 s; a live run renews its lease every 1.7 s.
-	st := &filestore.Store{Dir: f.storageDir, LeaseTTL: 5 * time.Second}
+	st, closeStorage, err := openStorage(ctx, env, f.storageDir, f.storageKeyFile, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
 	abs, _ := filepath.Abs(f.outDir)
 	sum := sha256.Sum256([]byte(abs))
 	unlock, err := st.Lock(ctx, "certfile/"+hex.EncodeToString(sum[:8]))

@@ -13,7 +13,6 @@ import (
 
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
-	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 // revocationReasons are the RFC 5280 §5.3.1 reason codes by name.
@@ -35,7 +34,8 @@ func reasonNames() string {
 }
 
 func certRevokeCmd() *Command {
-	var certFile, keyFile, reason, ca, email, storageDir, caRoots string
+	var certFile, keyFile, reason, ca, email, caRoots string
+	var sf storageFlags
 	return &Command{
 		UsageLine: "certkeeper cert revoke --cert FILE [flags]",
 		Short:     "revoke a certificate",
@@ -53,7 +53,7 @@ Reasons (RFC 5280): ` + reasonNames() + `.`,
 			fs.StringVar(&reason, "reason", "unspecified", "revocation `REASON`")
 			fs.StringVar(&ca, "ca", "letsencrypt", "the CA that issued it: an ACME directory `URL`, letsencrypt or staging")
 			fs.StringVar(&email, "email", "", "the `EMAIL` of the account that ordered it (as given to cert issue)")
-			fs.StringVar(&storageDir, "storage", "", "`DIR` of certkeeper's state, where the account is (default as for cert issue)")
+			sf.register(fs)
 			fs.StringVar(&caRoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
@@ -81,14 +81,16 @@ Reasons (RFC 5280): ` + reasonNames() + `.`,
 					return fmt.Errorf("--key %s: %w", keyFile, err)
 				}
 			}
-			if storageDir == "" {
-				storageDir = defaultStorageDir()
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
 			}
+			defer closeStorage()
 			hc, err := caHTTPClient(caRoots)
 			if err != nil {
 				return err
 			}
-			iss := &acmeca.Issuer{DirectoryURL: caURL(ca), Email: email, Storage: filestore.New(storageDir),
+			iss := &acmeca.Issuer{DirectoryURL: caURL(ca), Email: email, Storage: st,
 				HTTPClient: hc, UserAgent: "cli", Logger: env.Logger}
 			if err := iss.Revoke(ctx, cert, key, code); err != nil {
 				return err

@@ -13,7 +13,6 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/storage"
-	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 // certStatus is one line of "certkeeper status": the same fields in the
@@ -32,7 +31,7 @@ type certStatus struct {
 }
 
 func statusCmd() *Command {
-	var storageDir string
+	var sf storageFlags
 	var asJSON bool
 	return &Command{
 		UsageLine: "certkeeper status [flags]",
@@ -46,17 +45,20 @@ last asked for it (written by a running certkeeper every few minutes).
 	certkeeper status
 	certkeeper status --json | jq '.[] | select(.state != "fine")'`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&storageDir, "storage", "", "`DIR` of certkeeper's state (default as for cert issue)")
+			sf.register(fs)
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {names, issuer, not_after, next_renewal, state, on_demand,\nlast_seen, key, last_error, retry_at}")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
 				return usagef("status takes no arguments")
 			}
-			if storageDir == "" {
-				storageDir = defaultStorageDir()
+			storageDir := sf.where()
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
 			}
-			list, err := readStatus(ctx, filestore.New(storageDir), time.Now())
+			defer closeStorage()
+			list, err := readStatus(ctx, st, time.Now())
 			if err != nil {
 				return fmt.Errorf("reading %s: %w", storageDir, err)
 			}

@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper"
-	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/certkeeper/certkeeper/storage"
 )
 
 func storageCmd() *Command {
@@ -28,12 +28,13 @@ Move certkeeper to a new server:
 	# then, on the new server:
 	certkeeper storage import state.tar.gz
 	certkeeper status`,
-		Commands: []*Command{storageExportCmd(), storageImportCmd()},
+		Commands: []*Command{storageExportCmd(), storageImportCmd(), storageMigrateCmd(), storageKeygenCmd(), storageRekeyCmd()},
 	}
 }
 
 func storageExportCmd() *Command {
-	var storageDir, out string
+	var sf storageFlags
+	var out string
 	return &Command{
 		UsageLine: "certkeeper storage export [flags]",
 		Short:     "write the whole state to one archive",
@@ -56,24 +57,27 @@ The archive holds private keys. --out is written with mode 0600 (via a temporary
 into place, so it is never seen half-written), and export refuses to print it to a terminal.
 Keep it as private as --storage itself, and delete it once imported.`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&storageDir, "storage", "", "`DIR` of certkeeper's state to export (default: as for cert issue)")
+			sf.register(fs)
 			fs.StringVar(&out, "out", "-", "`FILE` to write the archive to, or - for stdout")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
 				return usagef("storage export takes no arguments (the archive goes to --out FILE, or stdout)")
 			}
-			if storageDir == "" {
-				storageDir = defaultStorageDir()
+			storageDir := sf.where()
+			if !isURL(sf.spec) {
+				if fi, err := os.Stat(storageDir); err != nil {
+					return fmt.Errorf("storage %s: %w (is --storage right?)", storageDir, err)
+				} else if !fi.IsDir() {
+					return fmt.Errorf("storage %s is not a directory", storageDir)
+				}
 			}
-			if fi, err := os.Stat(storageDir); err != nil {
-				return fmt.Errorf("storage %s: %w (is --storage right?)", storageDir, err)
-			} else if !fi.IsDir() {
-				return fmt.Errorf("storage %s is not a directory", storageDir)
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
 			}
-			st := filestore.New(storageDir)
+			defer closeStorage()
 			var stats certkeeper.ExportStats
-			var err error
 			if out == "" || out == "-" {
 				if isTerminal(env.Stdout) {
 					return errors.New("refusing to write an archive holding private keys to a terminal: use --out FILE, or redirect stdout")
@@ -95,7 +99,7 @@ Keep it as private as --storage itself, and delete it once imported.`,
 // exportFile writes the archive to a temporary file next to name, mode
 // 0600, and renames it to name once complete and synced: name is never a
 // partial archive, and never readable by others, even for a moment.
-func exportFile(ctx context.Context, st *filestore.Store, name string) (stats certkeeper.ExportStats, err error) {
+func exportFile(ctx context.Context, st storage.Storage, name string) (stats certkeeper.ExportStats, err error) {
 	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*") // mode 0600
 	if err != nil {
 		return stats, fmt.Errorf("--out: %w", err)
@@ -122,7 +126,7 @@ func exportFile(ctx context.Context, st *filestore.Store, name string) (stats ce
 }
 
 func storageImportCmd() *Command {
-	var storageDir string
+	var sf storageFlags
 	var overwrite bool
 	return &Command{
 		UsageLine: "certkeeper storage import [flags] FILE|-",
@@ -148,7 +152,7 @@ the archive's values:
 Stop certkeeper processes using --storage while importing: a certificate they renew meanwhile
 could be replaced by the archive's older one.`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&storageDir, "storage", "", "`DIR` of certkeeper's state to import into, created if missing\n(default: as for cert issue)")
+			sf.register(fs)
 			fs.BoolVar(&overwrite, "overwrite", false, "replace keys stored with values that differ from the archive's")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
@@ -170,10 +174,13 @@ could be replaced by the archive's older one.`,
 				defer f.Close()
 				r = f
 			}
-			if storageDir == "" {
-				storageDir = defaultStorageDir()
+			storageDir := sf.where()
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
 			}
-			stats, err := certkeeper.Import(ctx, filestore.New(storageDir), r, certkeeper.ImportOptions{Overwrite: overwrite})
+			defer closeStorage()
+			stats, err := certkeeper.Import(ctx, st, r, certkeeper.ImportOptions{Overwrite: overwrite})
 			if cerr, ok := errors.AsType[*certkeeper.ConflictError](err); ok {
 				return conflictError(storageDir, cerr.Keys)
 			}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/encrypted"
+)
+
+func storageMigrateCmd() *Command {
+	var from, to storageFlags
+	var overwrite bool
+	return &Command{
+		UsageLine: "certkeeper storage migrate --from DIR|URL --to DIR|URL [flags]",
+		Short:     "copy the whole state from one storage to another",
+		Long: `Migrate copies every key certkeeper keeps (ACME accounts and their keys, certificates and their
+keys, the local CA, renewal and rate-limit state) from --from to --to, then reads every key back
+from --to and compares it with --from. A single-node install grows into a cluster this way:
+
+	certkeeper storage migrate --from /var/lib/certkeeper --to redis://10.0.0.5:6379/0
+	certkeeper proxy --storage redis://10.0.0.5:6379/0 ...
+
+Each side takes its own key file for encryption at rest (--from-key-file, --to-key-file), so
+migrate also turns encryption on or off, or moves to a new key.
+
+It goes through the same checks as storage export and import: values that do not parse are
+refused with nothing written. Keys already stored in --to with the same value are skipped, so
+running it again is harmless; a key stored with a different value is a conflict, and nothing is
+written unless --overwrite. Stop the certkeeper processes using --from first, or run it again
+after they stop, so a certificate renewed meanwhile is copied too.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&from.spec, "from", "", "`DIR` or URL of the storage to copy from (as --storage takes)")
+			fs.StringVar(&from.keyFile, "from-key-file", "", "storage key `FILE` of --from, if it is encrypted")
+			fs.StringVar(&to.spec, "to", "", "`DIR` or URL of the storage to copy to")
+			fs.StringVar(&to.keyFile, "to-key-file", "", "storage key `FILE` to encrypt private keys with in --to")
+			fs.BoolVar(&overwrite, "overwrite", false, "replace keys stored in --to with values that differ from --from's")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("storage migrate takes no arguments")
+			}
+			if from.spec == "" || to.spec == "" {
+				return usagef("storage migrate needs --from and --to")
+			}
+			if from.spec == to.spec {
+				return usagef("--from and --to are the same storage")
+			}
+			if !isURL(from.spec) {
+				if _, err := os.Stat(from.spec); err != nil {
+					return fmt.Errorf("--from: %w", err)
+				}
+			}
+			src, closeSrc, err := from.open(ctx, env)
+			if err != nil {
+				return fmt.Errorf("--from: %w", err)
+			}
+			defer closeSrc()
+			dst, closeDst, err := to.open(ctx, env)
+			if err != nil {
+				return fmt.Errorf("--to: %w", err)
+			}
+			defer closeDst()
+			stats, err := migrate(ctx, src, dst, overwrite)
+			if cerr, ok := errors.AsType[*certkeeper.ConflictError](err); ok {
+				return conflictError(to.where(), cerr.Keys)
+			}
+			if err != nil {
+				return err
+			}
+			msg := fmt.Sprintf("certkeeper: migrated %d keys from %s to %s: %d copied, %d already there",
+				stats.Keys, from.where(), to.where(), stats.Imported, stats.Skipped)
+			if stats.Overwritten > 0 {
+				msg += fmt.Sprintf(", %d overwritten", stats.Overwritten)
+			}
+			fmt.Fprintln(env.Stderr, msg+"; verified")
+			return nil
+		},
+	}
+}
+
+// migrate copies src to dst through an export archive held in memory (so
+// it gets Import's checks and conflict handling), then verifies that every
+// key of src reads back from dst with the same value.
+func migrate(ctx context.Context, src, dst storage.Storage, overwrite bool) (certkeeper.ImportStats, error) {
+	var buf bytes.Buffer
+	if _, err := certkeeper.Export(ctx, src, &buf); err != nil {
+		return certkeeper.ImportStats{}, err
+	}
+	stats, err := certkeeper.Import(ctx, dst, &buf, certkeeper.ImportOptions{Overwrite: overwrite})
+	if err != nil {
+		return stats, err
+	}
+	keys, err := src.List(ctx, "")
+	if err != nil {
+		return stats, fmt.Errorf("verifying: %w", err)
+	}
+	for _, key := range keys {
+		want, err := src.Load(ctx, key)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return stats, fmt.Errorf("verifying: %w", err)
+		}
+		got, err := dst.Load(ctx, key)
+		if err != nil {
+			return stats, fmt.Errorf("verifying %s: %w", key, err)
+		}
+		if !bytes.Equal(got, want) {
+			return stats, fmt.Errorf("verifying %s: the copy differs from the original (changed meanwhile? run migrate again)", key)
+		}
+	}
+	return stats, nil
+}
+
+func storageKeygenCmd() *Command {
+	return &Command{
+		UsageLine: "certkeeper storage keygen > FILE",
+		Short:     "print a new storage key, for --storage-key-file",
+		Long: `Keygen prints a new random key for encryption at rest of private keys (--storage-key-file):
+32 bytes in base64, one line.
+
+	(umask 077; certkeeper storage keygen > /etc/certkeeper/storage.key)
+	certkeeper proxy --storage redis://10.0.0.5:6379/0 --storage-key-file /etc/certkeeper/storage.key ...
+
+Keep a copy somewhere safe: without it, the private keys in storage cannot be read. To rotate,
+see "certkeeper storage rekey".`,
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("storage keygen takes no arguments")
+			}
+			_, err := env.Stdout.Write(encrypted.GenerateKey())
+			return err
+		},
+	}
+}
+
+func storageRekeyCmd() *Command {
+	var sf storageFlags
+	return &Command{
+		UsageLine: "certkeeper storage rekey --storage-key-file FILE [flags]",
+		Short:     "encrypt every private key in storage with the key file's first key",
+		Long: `Rekey seals every private key in --storage with the first key of --storage-key-file: those
+sealed with an older key of the file, and those stored in clear before encryption was turned on.
+A key file may hold several keys, one per line: the first encrypts, all of them decrypt.
+
+Rotate the storage key:
+
+	certkeeper storage keygen > new.key
+	cat new.key old.key > storage.key      # new first, old second; chmod 600
+	# restart every node with --storage-key-file storage.key, then:
+	certkeeper storage rekey --storage redis://10.0.0.5:6379/0 --storage-key-file storage.key
+	cp new.key storage.key                 # the old key is no longer needed
+
+Rekey is safe while nodes run (each value is replaced in one atomic write) and to run again.`,
+		Flags: func(fs *flag.FlagSet) {
+			sf.register(fs)
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("storage rekey takes no arguments")
+			}
+			if sf.keyFile == "" {
+				return usagef("storage rekey needs --storage-key-file")
+			}
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer closeStorage()
+			es, ok := st.(*encrypted.Store)
+			if !ok {
+				return errors.New("storage rekey: no encrypted storage")
+			}
+			stats, err := es.Rekey(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stderr, "certkeeper: %d private keys in %s sealed with key %s, %d already were\n",
+				stats.Sealed, sf.where(), es.Keys[0].ID, stats.Current)
+			return nil
+		},
+	}
+}
