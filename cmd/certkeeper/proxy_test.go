@@ -63,7 +63,28 @@ func (b *backend) last() (string, http.Header) {
 // startProxy runs "certkeeper proxy args..." and waits until it listens.
 func startProxy(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"proxy"}, args...)...)
+	return startProxyLogged(t, args...).cmd
+}
+
+// proxyProc is a running proxy and what it has written to stderr.
+type proxyProc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex // guards logs
+	logs strings.Builder
+}
+
+// output returns what the proxy has written to stderr so far.
+func (p *proxyProc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// startProxyLogged is startProxy that keeps the proxy's output.
+func startProxyLogged(t *testing.T, args ...string) *proxyProc {
+	t.Helper()
+	p := &proxyProc{cmd: exec.Command(binary, append([]string{"proxy"}, args...)...)}
+	cmd := p.cmd
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -72,15 +93,13 @@ func startProxy(t *testing.T, args ...string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	ready := make(chan struct{})
-	var logMu sync.Mutex
-	var logs strings.Builder
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		once := sync.Once{}
 		for sc.Scan() {
-			logMu.Lock()
-			logs.WriteString(sc.Text() + "\n")
-			logMu.Unlock()
+			p.mu.Lock()
+			p.logs.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
 			if strings.Contains(sc.Text(), "proxy listening") {
 				once.Do(func() { close(ready) })
 			}
@@ -90,9 +109,7 @@ func startProxy(t *testing.T, args ...string) *exec.Cmd {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if t.Failed() {
-			logMu.Lock()
-			t.Logf("proxy output:\n%s", logs.String())
-			logMu.Unlock()
+			t.Logf("proxy output:\n%s", p.output())
 		}
 	})
 	select {
@@ -100,7 +117,7 @@ func startProxy(t *testing.T, args ...string) *exec.Cmd {
 	case <-time.After(30 * time.Second):
 		t.Fatal("proxy did not start listening within 30 s")
 	}
-	return cmd
+	return p
 }
 
 // writeRoots writes Pebble's issuing roots as a PEM file for curl.

@@ -1,0 +1,539 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/redis/go-redis/v9"
+)
+
+// clusterLease is the lock lease of the cluster tests' proxies: short, so
+// a killed lock holder delays the others briefly.
+const clusterLease = 3 * time.Second
+
+// cluster is a Redis and the proxies sharing it.
+type cluster struct {
+	ca    *testca.CA
+	redis *testsvc.RedisServer
+	url   string
+	roots *x509.CertPool
+	nodes []*clusterNode
+}
+
+// clusterNode is one proxy of a cluster.
+type clusterNode struct {
+	port int
+	proc *proxyProc
+}
+
+// newCluster starts Pebble and Redis, and n proxies on that Redis; node 0
+// listens on the port Pebble validates tls-alpn-01 on, so every
+// validation of an order another node places reaches node 0.
+func newCluster(t *testing.T, opts testca.Options, n int, extra ...string) *cluster {
+	t.Helper()
+	ca := testca.Start(t, opts)
+	rs := testsvc.Redis(t)
+	c := &cluster{ca: ca, redis: rs, roots: ca.IssuingRootPool(t),
+		url: "redis://" + rs.Addr() + "/0?prefix=ck:&lease=" + clusterLease.String()}
+	for i := range n {
+		c.start(t, i, extra...)
+	}
+	return c
+}
+
+// start starts node i (again, if it was killed) with extra flags.
+func (c *cluster) start(t *testing.T, i int, extra ...string) *clusterNode {
+	t.Helper()
+	port := c.ca.TLSPort()
+	if i > 0 {
+		if i < len(c.nodes) {
+			port = c.nodes[i].port
+		} else {
+			port = testsvc.FreePort(t)
+		}
+	}
+	backend := newBackend(t, "hello")
+	args := append([]string{
+		"--tls-addr", "127.0.0.1:" + strconv.Itoa(port), "--backend", backend.url,
+		"--allow", "*.cluster.test", "--ca", c.ca.DirectoryURL(), "--ca-roots", c.ca.ListenerRootFile(),
+		"--profile", "default", "--storage", c.url, "--log-level", "info",
+	}, extra...)
+	node := &clusterNode{port: port, proc: startProxyLogged(t, args...)}
+	if i < len(c.nodes) {
+		c.nodes[i] = node
+	} else {
+		c.nodes = append(c.nodes, node)
+	}
+	return node
+}
+
+// serial connects to node with SNI name and returns the served serial.
+func (c *cluster) serial(node *clusterNode, name string, timeout time.Duration) (string, error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", "127.0.0.1:"+strconv.Itoa(node.port),
+		&tls.Config{ServerName: name, RootCAs: c.roots})
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String(), nil
+}
+
+// redisClient is a client of the cluster's Redis, for looking at what the
+// nodes keep there.
+func (c *cluster) redisClient(t *testing.T) *redis.Client {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: c.redis.Addr()})
+	t.Cleanup(func() { rc.Close() })
+	return rc
+}
+
+// handshakeAll makes one handshake per name on each node, all at once, and
+// returns the serials: serials[name][node].
+func (c *cluster) handshakeAll(t *testing.T, names []string) (map[string][]string, error) {
+	t.Helper()
+	serials := make(map[string][]string)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for _, name := range names {
+		serials[name] = make([]string, len(c.nodes))
+		for j, node := range c.nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s, err := c.serial(node, name, 60*time.Second)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("node %d, %s: %w", j, name, err))
+				}
+				serials[name][j] = s
+			}()
+		}
+	}
+	wg.Wait()
+	return serials, errors.Join(errs...)
+}
+
+func clusterNames(prefix string, n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s%d.cluster.test", prefix, i)
+	}
+	return names
+}
+
+// TestClusterFiftyNames: three proxies on one Redis, 50 new names, a
+// handshake for each name on every node at once: exactly 50 orders, and
+// every node serves the same serial for each name. The CA validates only
+// through node 0, so the orders nodes 1 and 2 place succeed only because
+// node 0 answers their challenges from storage.
+func TestClusterFiftyNames(t *testing.T) {
+	c := newCluster(t, testca.Options{}, 3)
+	names := clusterNames("f", 50)
+	start := time.Now()
+	serials, err := c.handshakeAll(t, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("150 handshakes for 50 new names on 3 nodes: %s", time.Since(start).Round(time.Millisecond))
+	for _, name := range names {
+		s := serials[name]
+		if s[1] != s[0] || s[2] != s[0] {
+			t.Errorf("%s: nodes serve serials %v, want one", name, s)
+		}
+	}
+	if got := c.ca.Orders(); got != len(names) {
+		t.Errorf("orders = %d, want %d", got, len(names))
+	}
+	byOthers := 0
+	for i, node := range c.nodes {
+		n := strings.Count(node.proc.output(), "certificate obtained")
+		t.Logf("node %d obtained %d certificates", i, n)
+		if i > 0 {
+			byOthers += n
+		}
+	}
+	if byOthers == 0 {
+		t.Error("nodes 1 and 2 obtained no certificate: validation through another node is untested")
+	}
+}
+
+// TestClusterValidationElsewhere: the CA's validation request reaches node
+// 0 while node 1 orders; node 1's order succeeds.
+func TestClusterValidationElsewhere(t *testing.T) {
+	c := newCluster(t, testca.Options{}, 2)
+	if _, err := c.serial(c.nodes[1], "v.cluster.test", 60*time.Second); err != nil {
+		t.Fatalf("node 1 ordering a name the CA validates through node 0: %v", err)
+	}
+	if !strings.Contains(c.nodes[1].proc.output(), "certificate obtained") {
+		t.Error("node 1 did not obtain the certificate itself")
+	}
+	if got := c.ca.Orders(); got != 1 {
+		t.Errorf("orders = %d, want 1", got)
+	}
+}
+
+// TestClusterLockHolderKilled: the node holding a name's issue lock is
+// killed with SIGKILL; another node completes the name within one lease.
+func TestClusterLockHolderKilled(t *testing.T) {
+	c := newCluster(t, testca.Options{}, 2)
+	rc := c.redisClient(t)
+	name := "k.cluster.test"
+	lockKey := "ck:.locks/" + storage.IssueLock(name)
+	go c.serial(c.nodes[1], name, 60*time.Second) // fails when node 1 dies
+	deadline := time.Now().Add(20 * time.Second)
+	for rc.Exists(t.Context(), lockKey).Val() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("node 1 never took the issue lock")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := c.nodes[1].proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	if rc.Exists(t.Context(), lockKey).Val() == 0 {
+		t.Fatal("the lock was released before node 1 died: nothing to wait for")
+	}
+	if _, err := c.serial(c.nodes[0], name, 60*time.Second); err != nil {
+		t.Fatalf("node 0 after the lock holder died: %v", err)
+	}
+	took := time.Since(killed)
+	t.Logf("node 0 completed %s %s after the lock holder was killed (lease %s)", name, took.Round(time.Millisecond), clusterLease)
+	if took > clusterLease+time.Second {
+		t.Errorf("node 0 took %s, want within one lease (%s) plus the issuance", took, clusterLease)
+	}
+}
+
+// TestClusterRenewal: with 60-second certificates, each certificate is
+// renewed once across three nodes, and every node serves the renewed
+// serial within 30 s of its storage (in practice at once: the storing node
+// publishes a notice).
+func TestClusterRenewal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a minute of waiting for renewals; skipped with -short")
+	}
+	c := newCluster(t, testca.Options{Profiles: map[string]testca.Profile{
+		"default": {Description: "60 seconds", ValidityPeriod: 60 * time.Second},
+	}}, 3)
+	rc := c.redisClient(t)
+	names := clusterNames("r", 3)
+	first, err := c.handshakeAll(t, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait for every name's stored certificate to change, noting when.
+	stored := map[string]time.Time{}
+	storedSerial := map[string]string{}
+	served := map[string][]time.Time{}
+	deadline := time.Now().Add(80 * time.Second)
+	for len(stored) < len(names) || !allServed(served, len(c.nodes)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not every certificate was renewed and served everywhere within 80 s: stored %v, served %v", stored, served)
+		}
+		for _, name := range names {
+			if _, ok := stored[name]; !ok {
+				if s := storedLeafSerial(t, rc, name); s != "" && s != first[name][0] {
+					stored[name], storedSerial[name] = time.Now(), s
+				}
+			}
+			if _, ok := stored[name]; !ok {
+				continue
+			}
+			if served[name] == nil {
+				served[name] = make([]time.Time, len(c.nodes))
+			}
+			for j, node := range c.nodes {
+				if !served[name][j].IsZero() {
+					continue
+				}
+				if s, err := c.serial(node, name, 5*time.Second); err == nil && s == storedSerial[name] {
+					served[name][j] = time.Now()
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, name := range names {
+		for j, at := range served[name] {
+			lag := at.Sub(stored[name])
+			t.Logf("%s: node %d served the renewed serial %s after storage", name, j, lag.Round(time.Millisecond))
+			if lag > 30*time.Second {
+				t.Errorf("%s: node %d served the renewed serial %s after it was stored, want within 30 s", name, j, lag)
+			}
+		}
+	}
+	if got := c.ca.Orders(); got != 2*len(names) {
+		t.Errorf("orders = %d, want %d: %d first orders and one renewal each", got, 2*len(names), len(names))
+	}
+}
+
+func allServed(served map[string][]time.Time, nodes int) bool {
+	for _, at := range served {
+		for j := range nodes {
+			if at[j].IsZero() {
+				return false
+			}
+		}
+	}
+	return len(served) > 0
+}
+
+// storedLeafSerial returns the serial of the certificate Redis holds for
+// name, or "".
+func storedLeafSerial(t *testing.T, rc *redis.Client, name string) string {
+	t.Helper()
+	keys, err := rc.Keys(t.Context(), "ck:certificates/*/"+name+".json").Result()
+	if err != nil || len(keys) == 0 {
+		return ""
+	}
+	data, err := rc.Get(t.Context(), keys[0]).Bytes()
+	if err != nil {
+		return ""
+	}
+	rec, err := storage.UnmarshalCertificate(data)
+	if err != nil {
+		return ""
+	}
+	leaf, err := rec.Leaf()
+	if err != nil {
+		return ""
+	}
+	return leaf.SerialNumber.String()
+}
+
+// TestClusterRedisDown: with Redis stopped, every node serves the names it
+// holds; a new name fails within 5 s with an error naming Redis; once
+// Redis is back, new names issue again.
+func TestClusterRedisDown(t *testing.T) {
+	c := newCluster(t, testca.Options{}, 3)
+	known := clusterNames("d", 3)
+	if _, err := c.handshakeAll(t, known); err != nil {
+		t.Fatal(err)
+	}
+	c.redis.Stop()
+	const rounds = 10
+	ok := 0
+	for range rounds {
+		for _, name := range known {
+			for j, node := range c.nodes {
+				if _, err := c.serial(node, name, 5*time.Second); err != nil {
+					t.Errorf("Redis down: node %d, known name %s: %v", j, name, err)
+				} else {
+					ok++
+				}
+			}
+		}
+	}
+	t.Logf("Redis down: %d of %d handshakes for known names succeeded", ok, rounds*len(known)*len(c.nodes))
+	start := time.Now()
+	_, err := c.serial(c.nodes[1], "new1.cluster.test", 30*time.Second)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("Redis down: a new name got a certificate")
+	}
+	t.Logf("Redis down: a new name failed after %s", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("Redis down: a new name failed after %s, want within 5 s", took)
+	}
+	if out := c.nodes[1].proc.output(); !strings.Contains(out, "new1.cluster.test") || !strings.Contains(out, "on Redis at "+c.redis.Addr()) {
+		t.Errorf("Redis down: node 1's log does not name Redis for new1.cluster.test:\n%s", out)
+	}
+	if got := c.ca.Orders(); got != len(known) {
+		t.Errorf("Redis down: orders = %d, want %d (no order without a lock)", got, len(known))
+	}
+
+	c.redis.Restart(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := c.serial(c.nodes[1], "new2.cluster.test", 30*time.Second)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Redis back: a new name still fails: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	for _, name := range known {
+		if _, err := c.serial(c.nodes[2], name, 5*time.Second); err != nil {
+			t.Errorf("Redis back: node 2, %s: %v", name, err)
+		}
+	}
+}
+
+// TestClusterOrderLimit: three nodes with --order-limit 10/1m and 50 new
+// names at once place at most 10 orders in all.
+func TestClusterOrderLimit(t *testing.T) {
+	c := newCluster(t, testca.Options{}, 3, "--order-limit", "10/1m")
+	names := clusterNames("o", 50)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	served := 0
+	start := time.Now()
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.serial(c.nodes[i%3], name, 60*time.Second); err == nil {
+				mu.Lock()
+				served++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	orders := c.ca.Orders()
+	t.Logf("50 new names on 3 nodes with a shared limit of 10/min: %d orders, %d served, in %s", orders, served, took.Round(time.Millisecond))
+	if orders > 10 {
+		t.Errorf("orders = %d within %s, want at most 10", orders, took)
+	}
+	if orders == 0 || served != orders {
+		t.Errorf("orders = %d, names served = %d: want the budget used, each order served", orders, served)
+	}
+}
+
+// TestStorageMigrateToRedis: 20 certificates in a directory, migrated to
+// Redis (twice: it is idempotent), are served by a proxy on Redis with no
+// new order.
+func TestStorageMigrateToRedis(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	roots := ca.IssuingRootPool(t)
+	dir := t.TempDir()
+	backend := newBackend(t, "hello")
+	args := []string{
+		"--tls-addr", "127.0.0.1:" + strconv.Itoa(ca.TLSPort()), "--backend", backend.url,
+		"--allow", "*.m.test", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--profile", "default",
+	}
+	p := startProxyLogged(t, append(args, "--storage", dir)...)
+	names := make([]string, 20)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d.m.test", i)
+		serialOf(t, ca.TLSPort(), names[i], roots)
+	}
+	serials := map[string]string{}
+	for _, n := range names {
+		serials[n] = serialOf(t, ca.TLSPort(), n, roots)
+	}
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	orders := ca.Orders()
+
+	rs := testsvc.Redis(t)
+	url := "redis://" + rs.Addr() + "/0"
+	for i := range 2 {
+		r := ck(t, 60*time.Second, "storage", "migrate", "--from", dir, "--to", url)
+		if r.code != 0 {
+			t.Fatalf("storage migrate (run %d) exited %d: %s", i+1, r.code, r.stderr)
+		}
+		t.Logf("run %d: %s", i+1, strings.TrimSpace(r.stderr))
+		if i == 1 && !strings.Contains(r.stderr, " 0 copied") {
+			t.Errorf("a second migrate copied keys again: %s", r.stderr)
+		}
+	}
+	startProxyLogged(t, append(args, "--storage", url)...)
+	for _, n := range names {
+		if got := serialOf(t, ca.TLSPort(), n, roots); got != serials[n] {
+			t.Errorf("%s on Redis: serial %s, want the migrated %s", n, got, serials[n])
+		}
+	}
+	if got := ca.Orders(); got != orders {
+		t.Errorf("the proxy on Redis placed %d orders, want 0", got-orders)
+	}
+}
+
+// TestStorageEncryptedRedis: with --storage-key-file, no private key
+// appears in clear in what redis-cli --scan and GET show, the proxy serves
+// as before (also after a restart), and a wrong key file fails at start
+// with a clear error.
+func TestStorageEncryptedRedis(t *testing.T) {
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		testsvc.Unavailable(t, "redis-cli", "install it: apt-get install redis-tools", err)
+	}
+	dir := t.TempDir()
+	keyFile, wrongFile := filepath.Join(dir, "storage.key"), filepath.Join(dir, "wrong.key")
+	for _, f := range []string{keyFile, wrongFile} {
+		r := ck(t, 10*time.Second, "storage", "keygen")
+		if r.code != 0 {
+			t.Fatalf("storage keygen: %s", r.stderr)
+		}
+		if err := os.WriteFile(f, []byte(r.stdout), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newCluster(t, testca.Options{}, 1, "--storage-key-file", keyFile)
+	names := clusterNames("e", 2)
+	first, err := c.handshakeAll(t, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(c.redis.Addr())
+	redisCLI := func(args ...string) string {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, cli, append([]string{"-h", host, "-p", port}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("redis-cli %v: %v", args, err)
+		}
+		return string(out)
+	}
+	keys := strings.Fields(redisCLI("--scan"))
+	var certs int
+	for _, k := range keys {
+		if strings.HasPrefix(k, "ck:.locks/") {
+			continue
+		}
+		if strings.HasPrefix(k, "ck:certificates/") || strings.HasSuffix(k, ".key") {
+			certs++
+		}
+		if v := redisCLI("GET", k); strings.Contains(v, "PRIVATE KEY") {
+			t.Errorf("redis-cli GET %s shows a private key in clear", k)
+		}
+	}
+	if certs < len(names)+1 {
+		t.Errorf("redis-cli --scan lists %d certificate and account keys, want at least %d: %v", certs, len(names)+1, keys)
+	}
+
+	// A restarted node opens what it sealed.
+	_ = c.nodes[0].proc.cmd.Process.Kill()
+	_ = c.nodes[0].proc.cmd.Wait()
+	c.start(t, 0, "--storage-key-file", keyFile)
+	for _, name := range names {
+		if s, err := c.serial(c.nodes[0], name, 10*time.Second); err != nil || s != first[name][0] {
+			t.Errorf("after a restart %s: serial %s, %v; want %s", name, s, err, first[name][0])
+		}
+	}
+	orders := c.ca.Orders()
+
+	// The wrong key file, or none, fails at start.
+	for _, extra := range [][]string{{"--storage-key-file", wrongFile}, nil} {
+		args := append([]string{"proxy", "--tls-addr", "127.0.0.1:0", "--allow", "*.cluster.test", "--ca", c.ca.DirectoryURL(),
+			"--ca-roots", c.ca.ListenerRootFile(), "--storage", c.url}, extra...)
+		r := ck(t, 20*time.Second, args...)
+		if r.code == 0 || !strings.Contains(r.stderr, "--storage-key-file") {
+			t.Errorf("proxy with key file %v: exit %d, stderr %q; want a failure naming --storage-key-file", extra, r.code, r.stderr)
+		}
+	}
+	if got := c.ca.Orders(); got != orders {
+		t.Errorf("%d orders placed after the restart, want 0", got-orders)
+	}
+}
