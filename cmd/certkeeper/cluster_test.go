@@ -509,6 +509,7 @@ func TestStorageEncryptedRedis(t *testing.T) {
 			t.Errorf("redis-cli GET %s shows a private key in clear", k)
 		}
 	}
+	t.Logf("redis-cli --scan: %d keys, %d of certificates and account keys, none with a private key in clear", len(keys), certs)
 	if certs < len(names)+1 {
 		t.Errorf("redis-cli --scan lists %d certificate and account keys, want at least %d: %v", certs, len(names)+1, keys)
 	}
