@@ -30,7 +30,7 @@ type ParsedURL struct {
 	TLS                                  bool
 	Addrs                                []string
 	DB                                   int
-	Timeout                              time.Duration
+	Timeout, Lease                       time.Duration
 	SentinelUser, SentinelPassword       string
 }
 
@@ -42,7 +42,7 @@ func ParseURL(raw string) (*ParsedURL, error) {
 	}
 	return &ParsedURL{
 		Mode: c.mode, User: c.user, Password: c.password, Master: c.master, Prefix: c.prefix,
-		TLS: c.tls, Addrs: c.addrs, DB: c.db, Timeout: c.timeout,
+		TLS: c.tls, Addrs: c.addrs, DB: c.db, Timeout: c.timeout, Lease: c.lease,
 		SentinelUser: c.sentinelUser, SentinelPassword: c.sentinelPassword,
 	}, nil
 }

@@ -213,6 +213,7 @@ func TestOpenURL(t *testing.T) {
 		{"redis+sentinel://s1,s2:5000/mymaster/4?sentinel_password=sp", redisstore.ParsedURL{Mode: "sentinel", Master: "mymaster", Addrs: []string{"s1:26379", "s2:5000"}, DB: 4, Prefix: "certkeeper:", Timeout: 2 * time.Second, SentinelPassword: "sp"}},
 		{"redis+sentinel://u:pw@s1/m?sentinel_user=su", redisstore.ParsedURL{Mode: "sentinel", Master: "m", User: "u", Password: "pw", Addrs: []string{"s1:26379"}, Prefix: "certkeeper:", Timeout: 2 * time.Second, SentinelUser: "su"}},
 		{"redis://h?prefix=", redisstore.ParsedURL{Mode: "standalone", Addrs: []string{"h:6379"}, Prefix: "", Timeout: 2 * time.Second}},
+		{"redis://h?lease=3s", redisstore.ParsedURL{Mode: "standalone", Addrs: []string{"h:6379"}, Prefix: "certkeeper:", Timeout: 2 * time.Second, Lease: 3 * time.Second}},
 	} {
 		t.Run(tt.url, func(t *testing.T) {
 			got, err := redisstore.ParseURL(tt.url)
@@ -246,6 +247,7 @@ func TestOpenURLErrors(t *testing.T) {
 		{"redis://u:" + secret + "@h/1/2", "unexpected path"},
 		{"redis://u:" + secret + "@h?bogus=" + secret, "unknown parameter"},
 		{"redis://u:" + secret + "@h?timeout=" + secret, "timeout"},
+		{"redis://u:" + secret + "@h?lease=10ms", "lease"},
 		{"redis://u:" + secret + "@h#frag", "fragment"},
 		{"redis://u:" + secret + "%zz@h", "percent-encoding"},
 		{"redis://u:" + secret + "@h?sentinel_password=" + secret, "needs redis+sentinel"},
