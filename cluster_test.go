@@ -1,8 +1,12 @@
 package certkeeper_test
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -10,7 +14,10 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
 	"github.com/certkeeper/certkeeper/storage/redisstore"
 )
 
@@ -118,5 +125,84 @@ func TestClusterOrderLimit(t *testing.T) {
 	wg.Wait()
 	if got := ca.Orders(); got != 3 || ok != 3 {
 		t.Errorf("orders = %d, handshakes served = %d; want 3 and 3 (limited: %d)", got, ok, limited)
+	}
+}
+
+// TestClusterHTTP01Elsewhere: the CA's http-01 request reaches a Manager
+// that did not order; it answers from storage, and the order succeeds.
+func TestClusterHTTP01Elsewhere(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	st := filestore.New(t.TempDir())
+	a := newACMEManager(ca, st, nil)
+	t.Cleanup(func() { a.Close() })
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: a.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	b := newACMEManager(ca, st, nil)
+	b.Issuers[0].(*acmeca.Issuer).ChallengeOrder = []string{acmeca.HTTP01}
+	t.Cleanup(func() { b.Close() })
+	if err := b.Cert(t.Context(), "h.cluster.test"); err != nil {
+		t.Fatalf("ordering through http-01 answered by another Manager: %v", err)
+	}
+	if keys, _ := st.List(t.Context(), "challenges/"); len(keys) != 0 {
+		t.Errorf("shared challenge answers left behind: %v", keys)
+	}
+}
+
+// TestClusterPeriodicSync: without change notices (a filestore), a
+// Manager swaps in a certificate another node stored at its next periodic
+// check.
+func TestClusterPeriodicSync(t *testing.T) {
+	ctx := t.Context()
+	st := filestore.New(t.TempDir())
+	a := localManager(t, st, nil)
+	if err := a.Cert(ctx, "s.cluster.test"); err != nil {
+		t.Fatal(err)
+	}
+	b := localManager(t, st, nil)
+	b.Cluster.SyncInterval = 100 * time.Millisecond
+	old, err := b.GetCertificate(&tls.ClientHelloInfo{ServerName: "s.cluster.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another node's renewal: a newer certificate under the same key.
+	other := filestore.New(t.TempDir())
+	if err := localManager(t, other, nil).Cert(ctx, "s.cluster.test"); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := other.List(ctx, storage.CertificatePrefix(""))
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("List = %v, %v; want one certificate", keys, err)
+	}
+	data, err := other.Load(ctx, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Store(ctx, keys[0], data); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := storage.UnmarshalCertificate(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := rec.Leaf()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := b.GetCertificate(&tls.ClientHelloInfo{ServerName: "s.cluster.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Leaf.SerialNumber.Cmp(want.SerialNumber) == 0 {
+			break
+		}
+		if c.Leaf.SerialNumber.Cmp(old.Leaf.SerialNumber) != 0 || time.Now().After(deadline) {
+			t.Fatalf("serving serial %s, want the stored %s within 5 s", c.Leaf.SerialNumber, want.SerialNumber)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
