@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -14,7 +15,9 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
@@ -204,5 +207,30 @@ func TestClusterPeriodicSync(t *testing.T) {
 			t.Fatalf("serving serial %s, want the stored %s within 5 s", c.Leaf.SerialNumber, want.SerialNumber)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCloseEndsClusterGoroutines: the subscriber to Redis change notices
+// and the periodic check stop with Close.
+func TestCloseEndsClusterGoroutines(t *testing.T) {
+	rs := testsvc.Redis(t)
+	before := runtime.NumGoroutine()
+	st, err := redisstore.Open("redis://" + rs.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	if err := m.Cert(t.Context(), "g.cluster.test"); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	st.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -13,7 +13,8 @@
 // still refuse keys that could escape their namespace (see ValidateKey).
 //
 // This package does not encrypt values: private keys rest as the backend
-// keeps them (files 0600 in 0700 directories for filestore).
+// keeps them (files 0600 in 0700 directories for filestore), unless the
+// backend is wrapped by package storage/encrypted.
 package storage
 
 import (
