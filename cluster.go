@@ -498,3 +498,20 @@ func (m *Manager) challengeCertificate(hello *tls.ClientHelloInfo) (*tls.Certifi
 	m.logger().Debug("tls-alpn-01 challenge answered for another node", slog.String("name", name))
 	return cert, nil
 }
+
+// heldRecord describes the certificate held in memory under key (names
+// and dates, no key material), for a renewal that cannot read storage; nil
+// if none is held.
+func (m *Manager) heldRecord(key string) *storage.Certificate {
+	m.renew.mu.Lock()
+	e := m.renew.lastSeen[key]
+	m.renew.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	c := e.cert.Load()
+	if c == nil || c.Leaf == nil {
+		return nil
+	}
+	return &storage.Certificate{Names: e.names, Issuer: e.issuer, NotBefore: c.Leaf.NotBefore, NotAfter: c.Leaf.NotAfter}
+}

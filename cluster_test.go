@@ -4,10 +4,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -232,5 +234,154 @@ func TestCloseEndsClusterGoroutines(t *testing.T) {
 			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// tcpSwitch forwards TCP connections to a target until it is switched
+// off: then it drops every connection and refuses new ones, as an
+// unreachable server would, while the server behind it keeps its data.
+type tcpSwitch struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex // guards off and conns
+	off   bool
+	conns map[net.Conn]bool
+}
+
+func newTCPSwitch(t *testing.T, target string) *tcpSwitch {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &tcpSwitch{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	t.Cleanup(func() {
+		ln.Close()
+		s.set(true)
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.forward(c)
+		}
+	}()
+	return s
+}
+
+func (s *tcpSwitch) addr() string { return s.ln.Addr().String() }
+
+func (s *tcpSwitch) forward(c net.Conn) {
+	s.mu.Lock()
+	off := s.off
+	s.mu.Unlock()
+	if off {
+		c.Close()
+		return
+	}
+	u, err := net.Dial("tcp", s.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	s.mu.Lock()
+	s.conns[c], s.conns[u] = true, true
+	s.mu.Unlock()
+	go func() { io.Copy(u, c); u.Close() }()
+	io.Copy(c, u)
+	c.Close()
+}
+
+// set switches the forwarding off (true) or on (false).
+func (s *tcpSwitch) set(off bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.off = off
+	if off {
+		for c := range s.conns {
+			c.Close()
+		}
+		clear(s.conns)
+	}
+}
+
+// TestRenewalThroughRedisOutage: with Redis unreachable, a Manager keeps
+// serving what it holds and its renewals fail and are retried with
+// back-off; once Redis is reachable again the renewal succeeds and is
+// stored, nothing lost.
+func TestRenewalThroughRedisOutage(t *testing.T) {
+	t.Parallel()
+	rs := testsvc.Redis(t)
+	sw := newTCPSwitch(t, rs.Addr())
+	st, err := redisstore.Open("redis://" + sw.addr() + "?lease=2s&timeout=500ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	events := make(chan certkeeper.Event, 100)
+	m := &certkeeper.Manager{
+		Storage: st,
+		Issuers: []issuer.Issuer{&localca.CA{Storage: st, Lifetime: 8 * time.Second}},
+		OnEvent: func(e certkeeper.Event) {
+			if e.Kind == certkeeper.Renewed || e.Kind == certkeeper.RenewalFailed {
+				select {
+				case events <- e:
+				default:
+				}
+			}
+		},
+	}
+	t.Cleanup(func() { m.Close() })
+	const name = "o.cluster.test"
+	if err := m.Cert(t.Context(), name); err != nil {
+		t.Fatal(err)
+	}
+	first, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw.set(true)
+	var failures []time.Time
+	deadline := time.After(20 * time.Second)
+	for len(failures) < 2 {
+		select {
+		case e := <-events:
+			if e.Kind == certkeeper.Renewed {
+				t.Fatal("renewed while Redis was unreachable")
+			}
+			if e.Retry.IsZero() || !strings.Contains(e.Err.Error(), "Redis at "+sw.addr()) {
+				t.Errorf("renewal failure: retry %v, err %v; want a retry time and an error naming Redis", e.Retry, e.Err)
+			}
+			failures = append(failures, time.Now())
+		case <-deadline:
+			t.Fatalf("%d renewal failures within 20 s of Redis going away, want 2", len(failures))
+		}
+		if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: name}); err != nil {
+			t.Fatalf("Redis unreachable: the certificate in memory is not served: %v", err)
+		}
+	}
+	t.Logf("renewal retried %s after its first failure", failures[1].Sub(failures[0]).Round(time.Millisecond))
+	sw.set(false)
+	for {
+		select {
+		case e := <-events:
+			if e.Kind != certkeeper.Renewed {
+				continue
+			}
+			c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+			if err != nil || c.Leaf.SerialNumber.Cmp(first.Leaf.SerialNumber) == 0 {
+				t.Fatalf("after the renewal: %v, serial unchanged: %v", err, err == nil)
+			}
+			keys, err := st.List(t.Context(), storage.CertificatePrefix(""))
+			if err != nil || len(keys) != 1 {
+				t.Fatalf("stored certificates: %v, %v", keys, err)
+			}
+			return
+		case <-time.After(30 * time.Second):
+			t.Fatal("no renewal within 30 s of Redis coming back")
+		}
 	}
 }

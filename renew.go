@@ -103,7 +103,9 @@ func (m *Manager) renewKey(key string) {
 	data, err := m.store.Load(ctx, key)
 	if err != nil {
 		if !isNotFound(err) {
-			m.retryLater(key, nil, err)
+			// Storage unreachable: back off by the dates of the
+			// certificate in memory.
+			m.retryLater(key, m.heldRecord(key), err)
 		}
 		return
 	}
