@@ -197,9 +197,7 @@ func (m *Manager) syncAll() {
 // refresh loads the record under key and, if it holds a newer certificate
 // than the one in memory, swaps it in: another node renewed it.
 func (m *Manager) refresh(ctx context.Context, key string) error {
-	m.renew.mu.Lock()
-	e := m.renew.lastSeen[key]
-	m.renew.mu.Unlock()
+	e := m.held(key)
 	if e == nil {
 		return nil // not held here: it is loaded from storage when asked for
 	}
@@ -220,9 +218,7 @@ func (m *Manager) refresh(ctx context.Context, key string) error {
 // did. The renewal time planned for the old certificate is dropped, so
 // this node does not renew what another node just renewed.
 func (m *Manager) adoptNewer(ctx context.Context, key string, rec *storage.Certificate) bool {
-	m.renew.mu.Lock()
-	e := m.renew.lastSeen[key]
-	m.renew.mu.Unlock()
+	e := m.held(key)
 	if e == nil {
 		return false
 	}
@@ -255,9 +251,7 @@ func (m *Manager) adoptNewer(ctx context.Context, key string, rec *storage.Certi
 // another node has renewed the certificate, it is swapped in and the
 // check ends (the new certificate is scheduled on its own).
 func (m *Manager) adoptStored(ctx context.Context, key string, rec *storage.Certificate, leaf *x509.Certificate) bool {
-	m.renew.mu.Lock()
-	e := m.renew.lastSeen[key]
-	m.renew.mu.Unlock()
+	e := m.held(key)
 	if e == nil {
 		return false
 	}
@@ -503,9 +497,7 @@ func (m *Manager) challengeCertificate(hello *tls.ClientHelloInfo) (*tls.Certifi
 // and dates, no key material), for a renewal that cannot read storage; nil
 // if none is held.
 func (m *Manager) heldRecord(key string) *storage.Certificate {
-	m.renew.mu.Lock()
-	e := m.renew.lastSeen[key]
-	m.renew.mu.Unlock()
+	e := m.held(key)
 	if e == nil {
 		return nil
 	}
@@ -514,4 +506,12 @@ func (m *Manager) heldRecord(key string) *storage.Certificate {
 		return nil
 	}
 	return &storage.Certificate{Names: e.names, Issuer: e.issuer, NotBefore: c.Leaf.NotBefore, NotAfter: c.Leaf.NotAfter}
+}
+
+// held returns the entry in memory whose renewal is scheduled under the
+// storage key key, or nil.
+func (m *Manager) held(key string) *managed {
+	m.renew.mu.Lock()
+	defer m.renew.mu.Unlock()
+	return m.renew.lastSeen[key]
 }

@@ -227,6 +227,13 @@ func TestCloseEndsClusterGoroutines(t *testing.T) {
 	}
 	m.Close()
 	st.Close()
+	waitGoroutines(t, before)
+}
+
+// waitGoroutines waits up to 5 s for the goroutines to be back to before,
+// and fails the test with their stacks if they are not.
+func waitGoroutines(t *testing.T, before int) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > before {
 		if time.Now().After(deadline) {
