@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -47,9 +48,14 @@ type NamedServer struct {
 	addr   string
 	zones  []string
 	secret string
+	// upstream, for a resolver started by Resolver, is the authoritative
+	// server its zones are forwarded to; "" for an authoritative server.
+	upstream string
 
 	mu   sync.Mutex // guards proc
 	proc *Process
+
+	updates atomic.Int64 // accepted dynamic updates, counted from named's log
 }
 
 // Named starts named on a free 127.0.0.1 port and waits until it answers an
@@ -119,6 +125,17 @@ func (n *NamedServer) Algorithm() string { return "hmac-sha256" }
 // nsupdate -y take it. It is random for every server.
 func (n *NamedServer) Secret() string { return n.secret }
 
+// Updates returns how many changes named has applied from dynamic updates
+// (RFC 2136) since it started: one per record added or deleted, counted
+// from its log ("updating zone ..."). Refused updates do not count.
+func (n *NamedServer) Updates() int { return int(n.updates.Load()) }
+
+func (n *NamedServer) logLine(line string) {
+	if strings.Contains(line, "updating zone") {
+		n.updates.Add(1)
+	}
+}
+
 // Stop kills the server, so that tests can see what a dead DNS server does
 // to their code. It may be called more than once.
 func (n *NamedServer) Stop() {
@@ -135,7 +152,7 @@ func (n *NamedServer) start(t testing.TB) error {
 	// enough for a test on a shared machine.
 	cmd := exec.Command(n.bin, "-g", "-4", "-n", "1", "-c", n.conf)
 	cmd.Dir = n.dir
-	p, err := StartProcess(t, cmd, nil)
+	p, err := StartProcess(t, cmd, n.logLine)
 	if err != nil {
 		return err
 	}
@@ -149,7 +166,7 @@ func (n *NamedServer) start(t testing.TB) error {
 				if err != nil {
 					return fmt.Errorf("SOA %s over %s: %w", z, network, err)
 				}
-				if a.rcode != 0 || !a.authoritative || a.answers == 0 {
+				if a.rcode != 0 || (!a.authoritative && n.upstream == "") || a.answers == 0 {
 					return fmt.Errorf("SOA %s over %s: rcode %d, authoritative %t, %d answers",
 						z, network, a.rcode, a.authoritative, a.answers)
 				}
@@ -159,9 +176,36 @@ func (n *NamedServer) start(t testing.TB) error {
 	})
 }
 
+// Resolver starts a second named for the test: a recursive resolver that
+// forwards n's zones to n and follows CNAMEs from one zone into another,
+// as a CA's resolver does (an authoritative-only server answers a CNAME
+// without chasing it into another zone, even one it serves). Its caches
+// keep answers for at most a second. Point Pebble at it
+// (testca.Options.DNSServer) for tests of CNAME delegation.
+func (n *NamedServer) Resolver(t testing.TB) *NamedServer {
+	t.Helper()
+	r := &NamedServer{bin: n.bin, dir: t.TempDir(), zones: n.Zones(), upstream: n.addr}
+	r.conf = filepath.Join(r.dir, "named.conf")
+	err := RetryPorts(func() error {
+		port := FreePort(t)
+		r.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if err := os.WriteFile(r.conf, []byte(r.config(port)), 0o600); err != nil {
+			return fmt.Errorf("writing named.conf: %w", err)
+		}
+		return r.start(t)
+	})
+	if err != nil {
+		t.Fatalf("testsvc: starting the resolving named: %v", err)
+	}
+	return r
+}
+
 // config returns named.conf. Every path is in the temporary directory;
 // controls { } turns rndc off.
 func (n *NamedServer) config(port int) string {
+	if n.upstream != "" {
+		return n.resolverConfig(port)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `options {
 	directory %[1]q;
@@ -193,6 +237,42 @@ zone %q {
 	update-policy { grant %s zonesub ANY; };
 };
 `, z, filepath.Join(n.dir, z+".zone"), namedKeyName)
+	}
+	return b.String()
+}
+
+// resolverConfig is named.conf of a resolver started by Resolver.
+func (n *NamedServer) resolverConfig(port int) string {
+	host, upPort, _ := net.SplitHostPort(n.upstream)
+	var b strings.Builder
+	fmt.Fprintf(&b, `options {
+	directory %[1]q;
+	pid-file %[2]q;
+	lock-file %[3]q;
+	session-keyfile %[4]q;
+	managed-keys-directory %[1]q;
+	listen-on port %[5]d { 127.0.0.1; };
+	listen-on-v6 { none; };
+	recursion yes;
+	allow-recursion { 127.0.0.1; };
+	allow-transfer { none; };
+	dnssec-validation no;
+	notify no;
+	max-cache-ttl 1;
+	max-ncache-ttl 1;
+};
+
+controls { };
+`, n.dir, filepath.Join(n.dir, "named.pid"), filepath.Join(n.dir, "named.lock"),
+		filepath.Join(n.dir, "session.key"), port)
+	for _, z := range n.zones {
+		fmt.Fprintf(&b, `
+zone %q {
+	type forward;
+	forward only;
+	forwarders { %s port %s; };
+};
+`, z, host, upPort)
 	}
 	return b.String()
 }
