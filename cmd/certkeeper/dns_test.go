@@ -177,3 +177,48 @@ func TestProxyWildcard(t *testing.T) {
 		t.Errorf("proxy --wildcard without --dns: exit %d, stderr %q; want 2 saying dns-01 is needed", r.code, r.stderr)
 	}
 }
+
+// TestDNSConfigKeys: every DNS setting has a config key, and flags win.
+func TestDNSConfigKeys(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "proxy.yaml")
+	body := `wildcard: ["*.a.test"]
+dns: rfc2136
+dns_server: "127.0.0.1:5353"
+tsig_key_file: "/etc/certkeeper/tsig.key"
+dns_exec: "/bin/true"
+dns_resolver: ["127.0.0.1:53"]
+dns_check_port: 5353
+dns_timeout: 30s
+dns_no_check: true
+`
+	if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadProxyConfig(f, &proxyConfig{DNS: dnsConfig{Server: "127.0.0.1:53"}}, map[string]bool{"dns-server": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dnsConfig{Provider: "rfc2136", Server: "127.0.0.1:53", TSIGKeyFile: "/etc/certkeeper/tsig.key", Exec: "/bin/true",
+		Resolvers: []string{"127.0.0.1:53"}, CheckPort: 5353, Timeout: 30 * time.Second, NoCheck: true}
+	if fmt.Sprint(cfg.DNS) != fmt.Sprint(want) || fmt.Sprint(cfg.Wildcards) != "[*.a.test]" {
+		t.Errorf("loaded %+v, wildcards %v; want %+v", cfg.DNS, cfg.Wildcards, want)
+	}
+}
+
+// TestTSIGKeyFile reads both key file forms.
+func TestTSIGKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"plain": "certkeeper:hmac-sha512:c2VjcmV0\n",
+		"bind":  "key \"certkeeper\" {\n\talgorithm hmac-sha512;\n\tsecret \"c2VjcmV0\";\n};\n",
+	} {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readTSIGKeyFile(f)
+		if err != nil || got != "certkeeper:hmac-sha512:c2VjcmV0" {
+			t.Errorf("%s: readTSIGKeyFile = %q, %v", name, got, err)
+		}
+	}
+}
