@@ -35,6 +35,10 @@ type NamedOptions struct {
 	// and may be changed with RFC 2136 updates signed by the TSIG key. Names
 	// are lower case, without a trailing dot. Nil means []string{"a.test"}.
 	Zones []string
+
+	// Algorithm is the TSIG key's algorithm, "hmac-sha256" or
+	// "hmac-sha512". Empty means "hmac-sha256".
+	Algorithm string
 }
 
 // NamedServer is BIND 9's named run for one test: authoritative only
@@ -48,6 +52,7 @@ type NamedServer struct {
 	addr   string
 	zones  []string
 	secret string
+	alg    string
 	// upstream, for a resolver started by Resolver, is the authoritative
 	// server its zones are forwarded to; "" for an authoritative server.
 	upstream string
@@ -78,13 +83,24 @@ func Named(t testing.TB, opts NamedOptions) *NamedServer {
 			t.Fatalf("testsvc: zone %q: want a lower-case name without a trailing dot", z)
 		}
 	}
+	alg := opts.Algorithm
+	if alg == "" {
+		alg = "hmac-sha256"
+	}
+	if alg != "hmac-sha256" && alg != "hmac-sha512" {
+		t.Fatalf("testsvc: TSIG algorithm %q: want hmac-sha256 or hmac-sha512", alg)
+	}
 	key := make([]byte, 32)
+	if alg == "hmac-sha512" {
+		key = make([]byte, 64)
+	}
 	rand.Read(key)
 	n := &NamedServer{
 		bin:    LookPath(t, "named", namedHint),
 		dir:    t.TempDir(),
 		zones:  slices.Clone(zones),
 		secret: base64.StdEncoding.EncodeToString(key),
+		alg:    alg,
 	}
 	n.conf = filepath.Join(n.dir, "named.conf")
 	for _, z := range n.zones {
@@ -118,8 +134,8 @@ func (n *NamedServer) Zones() []string { return slices.Clone(n.zones) }
 func (n *NamedServer) KeyName() string { return namedKeyName }
 
 // Algorithm returns the TSIG algorithm as BIND and nsupdate spell it,
-// "hmac-sha256" (miekg/dns calls it dns.HmacSHA256, "hmac-sha256.").
-func (n *NamedServer) Algorithm() string { return "hmac-sha256" }
+// "hmac-sha256" or "hmac-sha512" (NamedOptions.Algorithm).
+func (n *NamedServer) Algorithm() string { return n.alg }
 
 // Secret returns the TSIG key's secret in standard base64, as named.conf and
 // nsupdate -y take it. It is random for every server.
@@ -224,11 +240,11 @@ func (n *NamedServer) config(port int) string {
 controls { };
 
 key %[6]q {
-	algorithm hmac-sha256;
+	algorithm %[8]s;
 	secret %[7]q;
 };
 `, n.dir, filepath.Join(n.dir, "named.pid"), filepath.Join(n.dir, "named.lock"),
-		filepath.Join(n.dir, "session.key"), port, namedKeyName, n.secret)
+		filepath.Join(n.dir, "session.key"), port, namedKeyName, n.secret, n.alg)
 	for _, z := range n.zones {
 		fmt.Fprintf(&b, `
 zone %q {

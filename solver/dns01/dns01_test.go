@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,11 +115,17 @@ func (e *dnsEnv) dig(t *testing.T, name string) string {
 func TestWildcardRFC2136(t *testing.T) {
 	t.Parallel()
 	e := newDNSEnv(t, "a.test")
-	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: e.solver(e.provider())})
+	rec := &recording{Provider: e.provider()}
+	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: e.solver(rec)})
 	start := time.Now()
 	cert, err := issue(t.Context(), t, iss, "*.a.test", "a.test")
 	if err != nil {
 		t.Fatalf("Issue: %v", err)
+	}
+	// Both records of the order were set before either was removed.
+	want := "append a.test. _acme-challenge;append a.test. _acme-challenge;delete a.test. _acme-challenge;delete a.test. _acme-challenge"
+	if got := strings.Join(rec.calls, ";"); got != want {
+		t.Errorf("provider calls = %q, want %q", got, want)
 	}
 	t.Logf("wildcard + apex via dns-01 (RFC 2136) in %s", time.Since(start).Round(time.Millisecond))
 	e.verify(t, cert, "x.a.test", "a.test")
@@ -200,16 +207,23 @@ func TestCNAMEDelegation(t *testing.T) {
 // recording passes calls on to Provider and notes each zone and name.
 type recording struct {
 	dns01.Provider
+	mu    sync.Mutex // guards calls
 	calls []string
 }
 
+func (r *recording) note(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, s)
+}
+
 func (r *recording) AppendRecords(ctx context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
-	r.calls = append(r.calls, "append "+zone+" "+recs[0].RR().Name)
+	r.note("append " + zone + " " + recs[0].RR().Name)
 	return r.Provider.AppendRecords(ctx, zone, recs)
 }
 
 func (r *recording) DeleteRecords(ctx context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
-	r.calls = append(r.calls, "delete "+zone+" "+recs[0].RR().Name)
+	r.note("delete " + zone + " " + recs[0].RR().Name)
 	return r.Provider.DeleteRecords(ctx, zone, recs)
 }
 
