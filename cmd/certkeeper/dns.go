@@ -43,32 +43,20 @@ func (c *dnsConfig) register(fs *flag.FlagSet) {
 
 // overlay copies the DNS flags that were set on the command line onto c.
 func (c *dnsConfig) overlay(flags *dnsConfig, set map[string]bool) {
-	if set["dns"] {
-		c.Provider = flags.Provider
-	}
-	if set["dns-server"] {
-		c.Server = flags.Server
-	}
-	if set["tsig-key"] {
-		c.TSIGKey = flags.TSIGKey
-	}
-	if set["tsig-key-file"] {
-		c.TSIGKeyFile = flags.TSIGKeyFile
-	}
-	if set["dns-exec"] {
-		c.Exec = flags.Exec
-	}
-	if set["dns-resolver"] {
-		c.Resolvers = flags.Resolvers
-	}
-	if set["dns-check-port"] {
-		c.CheckPort = flags.CheckPort
-	}
-	if set["dns-timeout"] {
-		c.Timeout = flags.Timeout
-	}
-	if set["dns-no-check"] {
-		c.NoCheck = flags.NoCheck
+	for name, apply := range map[string]func(){
+		"dns":            func() { c.Provider = flags.Provider },
+		"dns-server":     func() { c.Server = flags.Server },
+		"tsig-key":       func() { c.TSIGKey = flags.TSIGKey },
+		"tsig-key-file":  func() { c.TSIGKeyFile = flags.TSIGKeyFile },
+		"dns-exec":       func() { c.Exec = flags.Exec },
+		"dns-resolver":   func() { c.Resolvers = flags.Resolvers },
+		"dns-check-port": func() { c.CheckPort = flags.CheckPort },
+		"dns-timeout":    func() { c.Timeout = flags.Timeout },
+		"dns-no-check":   func() { c.NoCheck = flags.NoCheck },
+	} {
+		if set[name] {
+			apply()
+		}
 	}
 }
 

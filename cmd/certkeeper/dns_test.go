@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -46,18 +45,6 @@ func (d *dnsSetup) dnsArgs(t *testing.T) []string {
 		"--dns-resolver", d.named.Addr(), "--dns-check-port", port}
 }
 
-// dig returns named's TXT records for name, as dig prints them.
-func (d *dnsSetup) dig(t *testing.T, name string) string {
-	t.Helper()
-	bin := testsvc.LookPath(t, "dig", "install Debian's bind9-dnsutils")
-	host, port, _ := net.SplitHostPort(d.named.Addr())
-	out, err := exec.Command(bin, "@"+host, "-p", port, "+short", "+time=2", "+tries=1", "TXT", name).CombinedOutput()
-	if err != nil {
-		t.Fatalf("dig %s: %v\n%s", name, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // TestIssueWildcardDNS01: cert issue -d '*.a.test' -d a.test --challenge
 // dns-01 --dns rfc2136 writes a certificate that verifies for x.a.test and
 // a.test, leaves no _acme-challenge record, and never prints the secret.
@@ -71,7 +58,7 @@ func TestIssueWildcardDNS01(t *testing.T) {
 	}
 	certs := readPair(t, out, "wildcard_a.test")
 	verifyChain(t, certs, d.ca.IssuingRootPool(t), "x.a.test", "a.test")
-	if got := d.dig(t, "_acme-challenge.a.test"); got != "" {
+	if got := d.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
 		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
 	}
 	if strings.Contains(r.stdout+r.stderr, d.named.Secret()) {
@@ -111,7 +98,7 @@ func TestDNSPersistRecord(t *testing.T) {
 		!strings.Contains(line, "; policy=wildcard; persistUntil=") {
 		t.Errorf("printed record = %q", line)
 	}
-	if got := d.dig(t, "_validation-persist.a.test"); !strings.Contains(line, got) || got == "" {
+	if got := d.named.DigTXT(t, "_validation-persist.a.test"); !strings.Contains(line, got) || got == "" {
 		t.Errorf("dig TXT _validation-persist.a.test = %s; printed %s", got, line)
 	}
 	before := d.named.Updates()

@@ -108,7 +108,17 @@ func Named(t testing.TB, opts NamedOptions) *NamedServer {
 			t.Fatalf("testsvc: writing zone %s: %v", z, err)
 		}
 	}
-	err := RetryPorts(func() error {
+	if err := n.listen(t); err != nil {
+		t.Fatalf("testsvc: starting named: %v", err)
+	}
+	return n
+}
+
+// listen writes named.conf for a free port and starts named on it,
+// retrying with another port if the first was taken meanwhile.
+func (n *NamedServer) listen(t testing.TB) error {
+	t.Helper()
+	return RetryPorts(func() error {
 		port := FreePort(t)
 		n.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		if err := os.WriteFile(n.conf, []byte(n.config(port)), 0o600); err != nil {
@@ -116,10 +126,19 @@ func Named(t testing.TB, opts NamedOptions) *NamedServer {
 		}
 		return n.start(t)
 	})
+}
+
+// DigTXT returns what "dig +short TXT name" prints when asked at the
+// server, as a person checking it would run it ("" for no record).
+func (n *NamedServer) DigTXT(t testing.TB, name string) string {
+	t.Helper()
+	bin := LookPath(t, "dig", "install Debian's bind9-dnsutils")
+	host, port, _ := net.SplitHostPort(n.addr)
+	out, err := exec.Command(bin, "@"+host, "-p", port, "+short", "+time=2", "+tries=1", "TXT", name).CombinedOutput()
 	if err != nil {
-		t.Fatalf("testsvc: starting named: %v", err)
+		t.Fatalf("dig %s: %v\n%s", name, err, out)
 	}
-	return n
+	return strings.TrimSpace(string(out))
 }
 
 // Addr returns the server's host:port, e.g. "127.0.0.1:40123", for both UDP
@@ -202,25 +221,20 @@ func (n *NamedServer) Resolver(t testing.TB) *NamedServer {
 	t.Helper()
 	r := &NamedServer{bin: n.bin, dir: t.TempDir(), zones: n.Zones(), upstream: n.addr}
 	r.conf = filepath.Join(r.dir, "named.conf")
-	err := RetryPorts(func() error {
-		port := FreePort(t)
-		r.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if err := os.WriteFile(r.conf, []byte(r.config(port)), 0o600); err != nil {
-			return fmt.Errorf("writing named.conf: %w", err)
-		}
-		return r.start(t)
-	})
-	if err != nil {
+	if err := r.listen(t); err != nil {
 		t.Fatalf("testsvc: starting the resolving named: %v", err)
 	}
 	return r
 }
 
 // config returns named.conf. Every path is in the temporary directory;
-// controls { } turns rndc off.
+// controls { } turns rndc off. A resolver started by Resolver recurses
+// and forwards the zones; an authoritative server serves them and takes
+// updates signed with its key.
 func (n *NamedServer) config(port int) string {
+	role := "\trecursion no;\n"
 	if n.upstream != "" {
-		return n.resolverConfig(port)
+		role = "\trecursion yes;\n\tallow-recursion { 127.0.0.1; };\n\tmax-cache-ttl 1;\n\tmax-ncache-ttl 1;\n"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `options {
@@ -231,20 +245,33 @@ func (n *NamedServer) config(port int) string {
 	managed-keys-directory %[1]q;
 	listen-on port %[5]d { 127.0.0.1; };
 	listen-on-v6 { none; };
-	recursion no;
-	allow-transfer { none; };
+%[6]s	allow-transfer { none; };
 	dnssec-validation no;
 	notify no;
 };
 
 controls { };
-
-key %[6]q {
-	algorithm %[8]s;
-	secret %[7]q;
-};
 `, n.dir, filepath.Join(n.dir, "named.pid"), filepath.Join(n.dir, "named.lock"),
-		filepath.Join(n.dir, "session.key"), port, namedKeyName, n.secret, n.alg)
+		filepath.Join(n.dir, "session.key"), port, role)
+	if n.upstream != "" {
+		host, upPort, _ := net.SplitHostPort(n.upstream)
+		for _, z := range n.zones {
+			fmt.Fprintf(&b, `
+zone %q {
+	type forward;
+	forward only;
+	forwarders { %s port %s; };
+};
+`, z, host, upPort)
+		}
+		return b.String()
+	}
+	fmt.Fprintf(&b, `
+key %q {
+	algorithm %s;
+	secret %q;
+};
+`, namedKeyName, n.alg, n.secret)
 	for _, z := range n.zones {
 		fmt.Fprintf(&b, `
 zone %q {
@@ -253,42 +280,6 @@ zone %q {
 	update-policy { grant %s zonesub ANY; };
 };
 `, z, filepath.Join(n.dir, z+".zone"), namedKeyName)
-	}
-	return b.String()
-}
-
-// resolverConfig is named.conf of a resolver started by Resolver.
-func (n *NamedServer) resolverConfig(port int) string {
-	host, upPort, _ := net.SplitHostPort(n.upstream)
-	var b strings.Builder
-	fmt.Fprintf(&b, `options {
-	directory %[1]q;
-	pid-file %[2]q;
-	lock-file %[3]q;
-	session-keyfile %[4]q;
-	managed-keys-directory %[1]q;
-	listen-on port %[5]d { 127.0.0.1; };
-	listen-on-v6 { none; };
-	recursion yes;
-	allow-recursion { 127.0.0.1; };
-	allow-transfer { none; };
-	dnssec-validation no;
-	notify no;
-	max-cache-ttl 1;
-	max-ncache-ttl 1;
-};
-
-controls { };
-`, n.dir, filepath.Join(n.dir, "named.pid"), filepath.Join(n.dir, "named.lock"),
-		filepath.Join(n.dir, "session.key"), port)
-	for _, z := range n.zones {
-		fmt.Fprintf(&b, `
-zone %q {
-	type forward;
-	forward only;
-	forwarders { %s port %s; };
-};
-`, z, host, upPort)
 	}
 	return b.String()
 }

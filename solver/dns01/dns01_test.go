@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -96,19 +95,6 @@ func (e *dnsEnv) verify(t *testing.T, cert *issuer.Certificate, hosts ...string)
 	}
 }
 
-// dig asks named for name's TXT records with the dig binary, as a person
-// would check.
-func (e *dnsEnv) dig(t *testing.T, name string) string {
-	t.Helper()
-	bin := testsvc.LookPath(t, "dig", "install Debian's bind9-dnsutils")
-	host, port, _ := net.SplitHostPort(e.named.Addr())
-	out, err := exec.Command(bin, "@"+host, "-p", port, "+short", "+time=2", "+tries=1", "TXT", name).CombinedOutput()
-	if err != nil {
-		t.Fatalf("dig %s: %v\n%s", name, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // TestWildcardRFC2136: *.a.test + a.test via dns-01 through RFC 2136 with
 // TSIG; the certificate verifies for x.a.test and a.test, and no
 // _acme-challenge record is left.
@@ -129,7 +115,7 @@ func TestWildcardRFC2136(t *testing.T) {
 	}
 	t.Logf("wildcard + apex via dns-01 (RFC 2136) in %s", time.Since(start).Round(time.Millisecond))
 	e.verify(t, cert, "x.a.test", "a.test")
-	if got := e.dig(t, "_acme-challenge.a.test"); got != "" {
+	if got := e.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
 		t.Errorf("dig TXT _acme-challenge.a.test after issuance = %q, want nothing", got)
 	}
 	if n := e.named.Updates(); n != 4 {
@@ -163,7 +149,7 @@ func TestWrongTSIGSecret(t *testing.T) {
 		t.Errorf("failing took %s, want fast", took)
 	}
 	t.Logf("wrong TSIG secret failed in %s: %v", took.Round(time.Millisecond), err)
-	if got := e.dig(t, "_acme-challenge.a.test"); got != "" {
+	if got := e.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
 		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
 	}
 	if n := e.named.Updates(); n != 0 {
@@ -199,7 +185,7 @@ func TestCNAMEDelegation(t *testing.T) {
 	if n := e.named.Updates() - before; n != 2 {
 		t.Errorf("named applied %d updates, want 2", n)
 	}
-	if got := e.dig(t, "b-delegated.acme.test"); got != "" {
+	if got := e.named.DigTXT(t, "b-delegated.acme.test"); got != "" {
 		t.Errorf("dig TXT b-delegated.acme.test = %q, want nothing", got)
 	}
 }
@@ -260,7 +246,7 @@ printf 'server %s %s\nupdate %s %s 60 TXT "%s"\nsend\n' "$NS_HOST" "$NS_PORT" "$
 	if n := e.named.Updates(); n != 4 {
 		t.Errorf("named applied %d updates, want 4", n)
 	}
-	if got := e.dig(t, "_acme-challenge.a.test"); got != "" {
+	if got := e.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
 		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
 	}
 }

@@ -63,7 +63,7 @@ func TestPersistNoUpdates(t *testing.T) {
 		t.Fatalf("Set: %v", err)
 	}
 	want, _ := rec.Value()
-	if got := e.dig(t, "_validation-persist.a.test"); got != `"`+want+`"` {
+	if got := e.named.DigTXT(t, "_validation-persist.a.test"); got != `"`+want+`"` {
 		t.Errorf("dig TXT _validation-persist.a.test = %s, want %q", got, want)
 	}
 	before, orders := e.named.Updates(), e.ca.Orders()
