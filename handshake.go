@@ -68,7 +68,7 @@ var errNoSNI = errors.New("certkeeper: the client sent no server name (SNI) and 
 // on a context detached from any one handshake, bounded by IssueTimeout;
 // each caller waits only as long as its own context allows.
 func (m *Manager) onDemand(ctx context.Context, name, variant string, client netip.Addr) (*managed, error) {
-	ch := m.flight.DoChan(variant+"/"+name, func() (any, error) {
+	ch := m.flight.DoChan(variant+"/"+m.flightName(name), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
 		defer cancel()
 		return m.loadOrObtain(ctx, name, variant, client)
@@ -104,7 +104,7 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
 		return nil, err
 	}
-	e, err := m.obtain(ctx, []string{name}, nil, true, variant)
+	e, err := m.obtain(ctx, m.onDemandNames(name), nil, true, variant)
 	if err != nil && m.ctx.Err() == nil && !errors.Is(err, errNoLock) {
 		m.recordFailure(ctx, name)
 	}

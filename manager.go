@@ -67,6 +67,14 @@ type Manager struct {
 	// the first matching rule applies.
 	Rules []NameRule
 
+	// Wildcards are wildcard names ("*.a.example") whose subdomains share
+	// one certificate: the first on-demand handshake for any x.a.example
+	// (or a.example itself) obtains *.a.example + a.example, once, and
+	// every other subdomain is served from it with no further order.
+	// Policy still decides each handshake's name, and the issuers need a
+	// dns-01 solver (CAs validate wildcards only through DNS).
+	Wildcards []string
+
 	// RSAFallback also obtains an RSA certificate for each name, served to
 	// clients that cannot use ECDSA (autocert and lets-proxy do the same).
 	// Off by default: every client of the last decade supports ECDSA.

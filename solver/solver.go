@@ -31,3 +31,30 @@ type Answerer interface {
 	// served to a validator at least once since Present.
 	Answered(chal acme.Challenge) <-chan struct{}
 }
+
+// Waiter is implemented by solvers whose Present only starts the work: a
+// DNS record is set at once but reaches every authoritative nameserver
+// later. The issuer presents every challenge of an order first, then calls
+// Wait for each, then asks the CA to validate, so the records of one order
+// propagate together instead of one after the other.
+type Waiter interface {
+	// Wait returns once the CA may validate chal, which Present has set up.
+	Wait(ctx context.Context, chal acme.Challenge) error
+}
+
+// Authorization is what a Chooser is told about the authorization a
+// challenge belongs to, beyond the challenge itself.
+type Authorization struct {
+	// Account is the URL of the ACME account that placed the order.
+	Account string
+	// Wildcard reports whether the order asked for "*." + the identifier.
+	Wildcard bool
+}
+
+// Chooser is implemented by solvers that can answer their challenge type
+// only for some authorizations: a dns-persist-01 solver only where the
+// persistent record is already in place. The issuer asks before it picks
+// the challenge; false moves on to the next type in its preference order.
+type Chooser interface {
+	Choose(ctx context.Context, chal acme.Challenge, authz Authorization) (bool, error)
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/solver/http01"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 	"github.com/certkeeper/certkeeper/storage"
@@ -58,6 +59,7 @@ type issueFlags struct {
 	noApex         bool
 	csrFile        string
 	timeout        time.Duration
+	dns            dnsConfig
 }
 
 func (f *issueFlags) register(fs *flag.FlagSet) {
@@ -74,7 +76,7 @@ func (f *issueFlags) registerCA(fs *flag.FlagSet) {
 	fs.StringVar(&f.email, "email", "", "contact `EMAIL` for the ACME account (optional)")
 	fs.StringVar(&f.storageDir, "storage", "", storageUsage)
 	fs.StringVar(&f.storageKeyFile, "storage-key-file", "", storageKeyUsage)
-	fs.StringVar(&f.challenge, "challenge", acmeca.HTTP01, "challenge `TYPE` that proves control of the names: http-01 (port 80) or tls-alpn-01 (port 443)")
+	fs.StringVar(&f.challenge, "challenge", acmeca.HTTP01, "challenge `TYPE` that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; the only one for wildcards) or dns-persist-01 (a record\nset once with dns-persist-record)")
 	fs.StringVar(&f.httpAddr, "http-addr", ":80", "`ADDR` to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward")
 	fs.StringVar(&f.tlsAddr, "tls-addr", ":443", "`ADDR` to answer tls-alpn-01 on; the CA connects to port 443")
 	fs.StringVar(&f.keyType, "key-type", string(issuer.ECDSAP256), "certificate key `TYPE`: ecdsa-p256, ecdsa-p384, rsa2048, rsa3072 or rsa4096")
@@ -86,6 +88,7 @@ func (f *issueFlags) registerCA(fs *flag.FlagSet) {
 	fs.StringVar(&f.preferredChain, "preferred-chain", "", "among the chains the CA offers, prefer the one whose top certificate is issued by\nthis common `NAME` (e.g. \"ISRG Root X1\")")
 	fs.BoolVar(&f.noWait, "no-wait", false, "if the CA answers rateLimited, fail at once naming the time to retry instead of waiting")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up after this long")
+	f.dns.register(fs)
 }
 
 func certIssueCmd() *Command {
@@ -159,8 +162,10 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if (f.eabKID == "") != (f.eabHMAC == "") {
 		return usagef("--eab-kid and --eab-hmac go together")
 	}
-	if f.challenge != acmeca.HTTP01 && f.challenge != acmeca.TLSALPN01 {
-		return usagef("--challenge %q: use http-01 or tls-alpn-01", f.challenge)
+	switch f.challenge {
+	case acmeca.HTTP01, acmeca.TLSALPN01, acmeca.DNS01, acmeca.DNSPersist01:
+	default:
+		return usagef("--challenge %q: use http-01, tls-alpn-01, dns-01 or dns-persist-01", f.challenge)
 	}
 	if f.storageDir == "" {
 		f.storageDir = defaultStorageDir()
@@ -313,6 +318,19 @@ func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer,
 		}
 		closer = srv.Close
 		iss.Solvers = map[string]solver.Solver{acmeca.TLSALPN01: s}
+	case acmeca.DNS01, acmeca.DNSPersist01:
+		// dns-persist-01 is used wherever its record is in place, and
+		// dns-01 (with a provider) everywhere else.
+		closer = func() error { return nil }
+		iss.Solvers = map[string]solver.Solver{acmeca.DNSPersist01: &dns01.Persist{Resolver: f.dns.resolver()}}
+		if f.challenge == acmeca.DNS01 {
+			s, err := f.dns.solver()
+			if err != nil {
+				return nil, nil, err
+			}
+			s.Logger = env.Logger
+			iss.Solvers[acmeca.DNS01] = s
+		}
 	}
 	return iss, func() { _ = closer() }, nil
 }

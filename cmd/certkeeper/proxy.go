@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +23,8 @@ import (
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/proxy"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/mholt/acmez/v3/acme"
 	"gopkg.in/yaml.v3"
@@ -51,6 +54,9 @@ type proxyConfig struct {
 	CARoots     string   `yaml:"ca_roots"`
 	RSAFallback bool     `yaml:"rsa_fallback"`
 	RequireOwn  bool     `yaml:"require_own_ip"`
+	Wildcards   []string `yaml:"wildcard"`
+	// DNS is how dns-01 records are set (dns, dns_server, tsig_key, ...).
+	DNS dnsConfig `yaml:",inline"`
 	// Names gives names matching a pattern their own CA chain, key type,
 	// challenges or profile (config file only).
 	Names []nameConfig `yaml:"names"`
@@ -94,6 +100,8 @@ func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string) {
 	fs.StringVar(&c.CARoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
 	fs.BoolVar(&c.RSAFallback, "rsa-fallback", false, "also obtain RSA certificates, for clients that cannot use ECDSA")
 	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own addresses")
+	fs.Var((*stringsFlag)(&c.Wildcards), "wildcard", "serve every subdomain of a zone from one wildcard certificate: `*.ZONE` (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable")
+	c.DNS.register(fs)
 }
 
 func proxyCmd() *Command {
@@ -188,6 +196,8 @@ func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*pro
 	if set["require-own-ip"] {
 		cfg.RequireOwn = flags.RequireOwn
 	}
+	overList("wildcard", &cfg.Wildcards, flags.Wildcards)
+	cfg.DNS.overlay(&flags.DNS, set)
 	return cfg, nil
 }
 
@@ -340,6 +350,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		}),
 		Issuers:     issuers,
 		Rules:       rules,
+		Wildcards:   cfg.Wildcards,
 		RSAFallback: cfg.RSAFallback,
 		Storage:     st,
 		Email:       cfg.Email,
@@ -349,6 +360,10 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		Cluster:     certkeeper.Cluster{OrderLimit: orderLimit, OrderWindow: orderWindow},
 	}
 	defer m.Close()
+	withManagerSolvers(m, issuers)
+	for _, r := range rules {
+		withManagerSolvers(m, r.Issuers)
+	}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current.Load().handler.ServeHTTP(w, r)
 	})
@@ -421,17 +436,16 @@ func proxyIssuers(cfg *proxyConfig, st storage.Storage, env *Env) ([]issuer.Issu
 		if cfg.HTTPAddr != "" {
 			order = append(order, acmeca.HTTP01)
 		}
-	}
-	for _, ch := range order {
-		switch ch {
-		case acmeca.TLSALPN01:
-		case acmeca.HTTP01:
-			if cfg.HTTPAddr == "" {
-				return nil, usagef("--challenge http-01 needs --http-addr (e.g. :80), where the CA connects")
-			}
-		default:
-			return nil, usagef("--challenge %q: use tls-alpn-01 or http-01", ch)
+		if cfg.DNS.Provider != "" {
+			order = append(order, acmeca.DNS01)
 		}
+	}
+	dnsSolvers, err := proxyDNSSolvers(cfg, order, env)
+	if err != nil {
+		return nil, err
+	}
+	if dnsSolvers != nil {
+		order = append([]string{acmeca.DNSPersist01}, order...)
 	}
 	hc, err := caHTTPClient(cfg.CARoots)
 	if err != nil {
@@ -446,6 +460,7 @@ func proxyIssuers(cfg *proxyConfig, st storage.Storage, env *Env) ([]issuer.Issu
 		iss := &acmeca.Issuer{
 			DirectoryURL: caURL(ca), Email: cfg.Email, Storage: st, Profile: cfg.Profile,
 			HTTPClient: hc, ChallengeOrder: order, UserAgent: "proxy", Logger: env.Logger,
+			Solvers: maps.Clone(dnsSolvers),
 		}
 		if cfg.EABKID != "" {
 			iss.EAB = &acme.EAB{KeyID: cfg.EABKID, MACKey: cfg.EABHMAC}
@@ -471,4 +486,63 @@ func parseOrderLimit(v string) (int, time.Duration, error) {
 		return 0, 0, fmt.Errorf("%q: want N/DURATION, e.g. 10/1m or 300/3h", v)
 	}
 	return n, d, nil
+}
+
+// proxyDNSSolvers checks the challenge list and builds the DNS solvers it
+// asks for (nil when it names none): dns-01 through --dns, and
+// dns-persist-01 wherever its record is in place. The Manager adds its own
+// tls-alpn-01 and http-01 solvers (withManagerSolvers).
+func proxyDNSSolvers(cfg *proxyConfig, order []string, env *Env) (map[string]solver.Solver, error) {
+	var solvers map[string]solver.Solver
+	for _, ch := range order {
+		switch ch {
+		case acmeca.TLSALPN01:
+		case acmeca.HTTP01:
+			if cfg.HTTPAddr == "" {
+				return nil, usagef("--challenge http-01 needs --http-addr (e.g. :80), where the CA connects")
+			}
+		case acmeca.DNS01:
+			s, err := cfg.DNS.solver()
+			if err != nil {
+				return nil, err
+			}
+			s.Logger = env.Logger
+			if solvers == nil {
+				solvers = map[string]solver.Solver{}
+			}
+			solvers[acmeca.DNS01] = s
+			solvers[acmeca.DNSPersist01] = &dns01.Persist{Resolver: cfg.DNS.resolver()}
+		case acmeca.DNSPersist01:
+			if solvers == nil {
+				solvers = map[string]solver.Solver{}
+			}
+			solvers[acmeca.DNSPersist01] = &dns01.Persist{Resolver: cfg.DNS.resolver()}
+		default:
+			return nil, usagef("--challenge %q: use tls-alpn-01, http-01, dns-01 or dns-persist-01", ch)
+		}
+	}
+	if len(cfg.Wildcards) > 0 && solvers[acmeca.DNS01] == nil {
+		return nil, usagef("--wildcard %s: wildcard certificates are validated only through DNS: dns-01 is needed (--dns rfc2136 or --dns exec)", cfg.Wildcards[0])
+	}
+	for _, w := range cfg.Wildcards {
+		if n, err := (policy.Normalizer{AllowWildcard: true}).Normalize(w); err != nil || !strings.HasPrefix(n, "*.") {
+			return nil, usagef("--wildcard %q: want *.ZONE, e.g. *.a.example", w)
+		}
+	}
+	return solvers, nil
+}
+
+// withManagerSolvers gives ACME issuers that have DNS solvers the
+// Manager's tls-alpn-01 and http-01 solvers too (an issuer with no
+// solvers gets them from the Manager by itself).
+func withManagerSolvers(m *certkeeper.Manager, issuers []issuer.Issuer) {
+	for _, iss := range issuers {
+		if a, ok := iss.(*acmeca.Issuer); ok && a.Solvers != nil {
+			for typ, s := range m.Solvers() {
+				if a.Solvers[typ] == nil {
+					a.Solvers[typ] = s
+				}
+			}
+		}
+	}
 }

@@ -90,14 +90,14 @@ func dnsQuery(ctx context.Context, network, addr, name string, qtype uint16) (dn
 	}, nil
 }
 
-// dnsMessage builds a query without recursion desired: one question, no
+// dnsMessage builds a query with recursion desired: one question, no
 // EDNS.
 func dnsMessage(name string, qtype uint16) (msg []byte, id uint16, err error) {
 	var b [2]byte
 	rand.Read(b[:])
 	id = binary.BigEndian.Uint16(b[:])
 	msg = binary.BigEndian.AppendUint16(msg, id)
-	msg = append(msg, 0, 0) // flags: standard query, RD off
+	msg = append(msg, 1, 0) // flags: standard query, RD on (a resolver recurses; an authoritative server ignores it)
 	msg = append(msg, 0, 1, 0, 0, 0, 0, 0, 0)
 	for label := range strings.SplitSeq(strings.TrimSuffix(name, "."), ".") {
 		if len(label) == 0 || len(label) > 63 {

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -34,6 +35,10 @@ type NamedOptions struct {
 	// and may be changed with RFC 2136 updates signed by the TSIG key. Names
 	// are lower case, without a trailing dot. Nil means []string{"a.test"}.
 	Zones []string
+
+	// Algorithm is the TSIG key's algorithm, "hmac-sha256" or
+	// "hmac-sha512". Empty means "hmac-sha256".
+	Algorithm string
 }
 
 // NamedServer is BIND 9's named run for one test: authoritative only
@@ -47,9 +52,15 @@ type NamedServer struct {
 	addr   string
 	zones  []string
 	secret string
+	alg    string
+	// upstream, for a resolver started by Resolver, is the authoritative
+	// server its zones are forwarded to; "" for an authoritative server.
+	upstream string
 
 	mu   sync.Mutex // guards proc
 	proc *Process
+
+	updates atomic.Int64 // accepted dynamic updates, counted from named's log
 }
 
 // Named starts named on a free 127.0.0.1 port and waits until it answers an
@@ -72,13 +83,24 @@ func Named(t testing.TB, opts NamedOptions) *NamedServer {
 			t.Fatalf("testsvc: zone %q: want a lower-case name without a trailing dot", z)
 		}
 	}
+	alg := opts.Algorithm
+	if alg == "" {
+		alg = "hmac-sha256"
+	}
+	if alg != "hmac-sha256" && alg != "hmac-sha512" {
+		t.Fatalf("testsvc: TSIG algorithm %q: want hmac-sha256 or hmac-sha512", alg)
+	}
 	key := make([]byte, 32)
+	if alg == "hmac-sha512" {
+		key = make([]byte, 64)
+	}
 	rand.Read(key)
 	n := &NamedServer{
 		bin:    LookPath(t, "named", namedHint),
 		dir:    t.TempDir(),
 		zones:  slices.Clone(zones),
 		secret: base64.StdEncoding.EncodeToString(key),
+		alg:    alg,
 	}
 	n.conf = filepath.Join(n.dir, "named.conf")
 	for _, z := range n.zones {
@@ -86,7 +108,17 @@ func Named(t testing.TB, opts NamedOptions) *NamedServer {
 			t.Fatalf("testsvc: writing zone %s: %v", z, err)
 		}
 	}
-	err := RetryPorts(func() error {
+	if err := n.listen(t); err != nil {
+		t.Fatalf("testsvc: starting named: %v", err)
+	}
+	return n
+}
+
+// listen writes named.conf for a free port and starts named on it,
+// retrying with another port if the first was taken meanwhile.
+func (n *NamedServer) listen(t testing.TB) error {
+	t.Helper()
+	return RetryPorts(func() error {
 		port := FreePort(t)
 		n.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		if err := os.WriteFile(n.conf, []byte(n.config(port)), 0o600); err != nil {
@@ -94,10 +126,19 @@ func Named(t testing.TB, opts NamedOptions) *NamedServer {
 		}
 		return n.start(t)
 	})
+}
+
+// DigTXT returns what "dig +short TXT name" prints when asked at the
+// server, as a person checking it would run it ("" for no record).
+func (n *NamedServer) DigTXT(t testing.TB, name string) string {
+	t.Helper()
+	bin := LookPath(t, "dig", "install Debian's bind9-dnsutils")
+	host, port, _ := net.SplitHostPort(n.addr)
+	out, err := exec.Command(bin, "@"+host, "-p", port, "+short", "+time=2", "+tries=1", "TXT", name).CombinedOutput()
 	if err != nil {
-		t.Fatalf("testsvc: starting named: %v", err)
+		t.Fatalf("dig %s: %v\n%s", name, err, out)
 	}
-	return n
+	return strings.TrimSpace(string(out))
 }
 
 // Addr returns the server's host:port, e.g. "127.0.0.1:40123", for both UDP
@@ -112,12 +153,23 @@ func (n *NamedServer) Zones() []string { return slices.Clone(n.zones) }
 func (n *NamedServer) KeyName() string { return namedKeyName }
 
 // Algorithm returns the TSIG algorithm as BIND and nsupdate spell it,
-// "hmac-sha256" (miekg/dns calls it dns.HmacSHA256, "hmac-sha256.").
-func (n *NamedServer) Algorithm() string { return "hmac-sha256" }
+// "hmac-sha256" or "hmac-sha512" (NamedOptions.Algorithm).
+func (n *NamedServer) Algorithm() string { return n.alg }
 
 // Secret returns the TSIG key's secret in standard base64, as named.conf and
 // nsupdate -y take it. It is random for every server.
 func (n *NamedServer) Secret() string { return n.secret }
+
+// Updates returns how many changes named has applied from dynamic updates
+// (RFC 2136) since it started: one per record added or deleted, counted
+// from its log ("updating zone ..."). Refused updates do not count.
+func (n *NamedServer) Updates() int { return int(n.updates.Load()) }
+
+func (n *NamedServer) logLine(line string) {
+	if strings.Contains(line, "updating zone") {
+		n.updates.Add(1)
+	}
+}
 
 // Stop kills the server, so that tests can see what a dead DNS server does
 // to their code. It may be called more than once.
@@ -135,7 +187,7 @@ func (n *NamedServer) start(t testing.TB) error {
 	// enough for a test on a shared machine.
 	cmd := exec.Command(n.bin, "-g", "-4", "-n", "1", "-c", n.conf)
 	cmd.Dir = n.dir
-	p, err := StartProcess(t, cmd, nil)
+	p, err := StartProcess(t, cmd, n.logLine)
 	if err != nil {
 		return err
 	}
@@ -149,7 +201,7 @@ func (n *NamedServer) start(t testing.TB) error {
 				if err != nil {
 					return fmt.Errorf("SOA %s over %s: %w", z, network, err)
 				}
-				if a.rcode != 0 || !a.authoritative || a.answers == 0 {
+				if a.rcode != 0 || (!a.authoritative && n.upstream == "") || a.answers == 0 {
 					return fmt.Errorf("SOA %s over %s: rcode %d, authoritative %t, %d answers",
 						z, network, a.rcode, a.authoritative, a.answers)
 				}
@@ -159,9 +211,31 @@ func (n *NamedServer) start(t testing.TB) error {
 	})
 }
 
+// Resolver starts a second named for the test: a recursive resolver that
+// forwards n's zones to n and follows CNAMEs from one zone into another,
+// as a CA's resolver does (an authoritative-only server answers a CNAME
+// without chasing it into another zone, even one it serves). Its caches
+// keep answers for at most a second. Point Pebble at it
+// (testca.Options.DNSServer) for tests of CNAME delegation.
+func (n *NamedServer) Resolver(t testing.TB) *NamedServer {
+	t.Helper()
+	r := &NamedServer{bin: n.bin, dir: t.TempDir(), zones: n.Zones(), upstream: n.addr}
+	r.conf = filepath.Join(r.dir, "named.conf")
+	if err := r.listen(t); err != nil {
+		t.Fatalf("testsvc: starting the resolving named: %v", err)
+	}
+	return r
+}
+
 // config returns named.conf. Every path is in the temporary directory;
-// controls { } turns rndc off.
+// controls { } turns rndc off. A resolver started by Resolver recurses
+// and forwards the zones; an authoritative server serves them and takes
+// updates signed with its key.
 func (n *NamedServer) config(port int) string {
+	role := "\trecursion no;\n"
+	if n.upstream != "" {
+		role = "\trecursion yes;\n\tallow-recursion { 127.0.0.1; };\n\tmax-cache-ttl 1;\n\tmax-ncache-ttl 1;\n"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `options {
 	directory %[1]q;
@@ -171,20 +245,33 @@ func (n *NamedServer) config(port int) string {
 	managed-keys-directory %[1]q;
 	listen-on port %[5]d { 127.0.0.1; };
 	listen-on-v6 { none; };
-	recursion no;
-	allow-transfer { none; };
+%[6]s	allow-transfer { none; };
 	dnssec-validation no;
 	notify no;
 };
 
 controls { };
-
-key %[6]q {
-	algorithm hmac-sha256;
-	secret %[7]q;
-};
 `, n.dir, filepath.Join(n.dir, "named.pid"), filepath.Join(n.dir, "named.lock"),
-		filepath.Join(n.dir, "session.key"), port, namedKeyName, n.secret)
+		filepath.Join(n.dir, "session.key"), port, role)
+	if n.upstream != "" {
+		host, upPort, _ := net.SplitHostPort(n.upstream)
+		for _, z := range n.zones {
+			fmt.Fprintf(&b, `
+zone %q {
+	type forward;
+	forward only;
+	forwarders { %s port %s; };
+};
+`, z, host, upPort)
+		}
+		return b.String()
+	}
+	fmt.Fprintf(&b, `
+key %q {
+	algorithm %s;
+	secret %q;
+};
+`, namedKeyName, n.alg, n.secret)
 	for _, z := range n.zones {
 		fmt.Fprintf(&b, `
 zone %q {

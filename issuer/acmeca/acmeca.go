@@ -52,6 +52,9 @@ const (
 	HTTP01    = "http-01"
 	TLSALPN01 = "tls-alpn-01"
 	DNS01     = "dns-01"
+	// DNSPersist01 is draft-ietf-acme-dns-persist: one TXT record set once
+	// authorizes the account, with no change per order.
+	DNSPersist01 = "dns-persist-01"
 )
 
 // Issuer issues certificates from one ACME CA with one account. Set the
@@ -77,6 +80,7 @@ type Issuer struct {
 	Solvers map[string]solver.Solver
 
 	// ChallengeOrder is the preference among Solvers. Empty means
+	// dns-persist-01 (used only where its record is in place), then
 	// tls-alpn-01, http-01, dns-01 (the order in which validation is
 	// fastest and needs the least set-up).
 	ChallengeOrder []string
@@ -205,6 +209,20 @@ func (iss *Issuer) Profiles(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
+// IssuerDomainNames returns the CA's issuer domain names (the directory's
+// caaIdentities, e.g. "letsencrypt.org"): what a dns-persist-01 record
+// names the CA by.
+func (iss *Issuer) IssuerDomainNames(ctx context.Context) ([]string, error) {
+	dir, err := iss.getDirectory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if dir.Meta == nil || len(dir.Meta.CAAIdentities) == 0 {
+		return nil, fmt.Errorf("the CA at %s lists no issuer domain names (caaIdentities) in its directory", iss.directory())
+	}
+	return slices.Clone(dir.Meta.CAAIdentities), nil
+}
+
 // ErrUnknownProfile is returned (wrapped in *issuer.Error) when Profile is
 // not one the CA lists.
 var ErrUnknownProfile = errors.New("unknown profile")
@@ -240,6 +258,9 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 	}
 	if len(iss.Solvers) == 0 {
 		return nil, errors.New("acmeca: no challenge solvers configured")
+	}
+	if err := iss.checkWildcards(req.Names); err != nil {
+		return nil, err
 	}
 	client, err := iss.client(ctx)
 	if err != nil {

@@ -2,8 +2,11 @@ package acmeca
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,7 +76,7 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 		default:
 			return fmt.Errorf("authorization for %s is %s", authz.IdentifierValue(), authz.Status)
 		}
-		chal, s, err := iss.pickChallenge(authz)
+		chal, s, err := iss.pickChallenge(ctx, authz, acct)
 		if err != nil {
 			return err
 		}
@@ -81,6 +84,16 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 			return fmt.Errorf("presenting %s challenge for %s: %w", chal.Type, authz.IdentifierValue(), err)
 		}
 		tasks = append(tasks, challengeTask{authz: authz, chal: chal, solver: s})
+	}
+
+	// Solvers that set something up elsewhere (DNS records) wait for it
+	// only now, when every record of the order is in place.
+	for _, t := range tasks {
+		if w, ok := t.solver.(solver.Waiter); ok {
+			if err := w.Wait(ctx, t.chal); err != nil {
+				return fmt.Errorf("presenting %s challenge for %s: %w", t.chal.Type, t.authz.IdentifierValue(), err)
+			}
+		}
 	}
 
 	// Accept every challenge before waiting on any, so the CA validates
@@ -106,21 +119,28 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 }
 
 // pickChallenge chooses the first challenge in the preference order that
-// the CA offers and a solver can answer.
-func (iss *Issuer) pickChallenge(authz acme.Authorization) (acme.Challenge, solver.Solver, error) {
-	order := iss.ChallengeOrder
-	if len(order) == 0 {
-		order = []string{TLSALPN01, HTTP01, DNS01}
-	}
-	for _, typ := range order {
+// the CA offers and a solver can answer (a Chooser solver must also agree).
+func (iss *Issuer) pickChallenge(ctx context.Context, authz acme.Authorization, acct acme.Account) (acme.Challenge, solver.Solver, error) {
+	for _, typ := range iss.challengeOrder() {
 		s := iss.Solvers[typ]
 		if s == nil {
 			continue
 		}
 		for _, c := range authz.Challenges {
-			if c.Type == typ {
-				return c, s, nil
+			if c.Type != typ {
+				continue
 			}
+			if ch, ok := s.(solver.Chooser); ok {
+				use, err := ch.Choose(ctx, c, solver.Authorization{Account: acct.Location, Wildcard: authz.Wildcard})
+				if err != nil {
+					iss.logger().Debug("challenge not usable", slog.String("name", authz.IdentifierValue()),
+						slog.String("challenge", typ), slog.Any("err", err))
+				}
+				if !use {
+					break
+				}
+			}
+			return c, s, nil
 		}
 	}
 	var offered, have []string
@@ -130,9 +150,43 @@ func (iss *Issuer) pickChallenge(authz acme.Authorization) (acme.Challenge, solv
 	for typ := range iss.Solvers {
 		have = append(have, typ)
 	}
+	if _, ok := iss.Solvers[DNSPersist01]; ok && slices.Contains(offered, DNSPersist01) {
+		have = append(have, "(dns-persist-01: no matching _validation-persist record found)")
+	}
 	return acme.Challenge{}, nil, fmt.Errorf("the CA offers %s for %s, but certkeeper is set up to answer only %s: choose one it offers with --challenge",
 		strings.Join(offered, ", "), authz.IdentifierValue(), strings.Join(have, ", "))
 }
+
+// challengeOrder is ChallengeOrder or its default.
+func (iss *Issuer) challengeOrder() []string {
+	if len(iss.ChallengeOrder) > 0 {
+		return iss.ChallengeOrder
+	}
+	return []string{DNSPersist01, TLSALPN01, HTTP01, DNS01}
+}
+
+// checkWildcards refuses a wildcard name before anything is ordered when
+// no DNS-based solver is set up: CAs validate wildcards only through DNS
+// (RFC 8555 §7.1.3; Let's Encrypt and Pebble offer nothing else).
+func (iss *Issuer) checkWildcards(names []string) error {
+	for _, n := range names {
+		if !strings.HasPrefix(n, "*.") {
+			continue
+		}
+		for _, typ := range iss.challengeOrder() {
+			if (typ == DNS01 || typ == DNSPersist01) && iss.Solvers[typ] != nil {
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: %s is a wildcard, which the CA validates only through DNS: dns-01 is needed (--challenge dns-01 with a DNS provider), not %s",
+			ErrWildcardNeedsDNS, n, strings.Join(slices.Sorted(maps.Keys(iss.Solvers)), ", "))
+	}
+	return nil
+}
+
+// ErrWildcardNeedsDNS is returned (wrapped) when a wildcard name is asked
+// for and no dns-01 solver is configured; no order is placed.
+var ErrWildcardNeedsDNS = errors.New("wildcard needs dns-01")
 
 // awaitAuthz waits for the CA to finish validating t: first for the
 // solver to see the CA's request (when it can tell), then polling on a

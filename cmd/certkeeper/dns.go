@@ -1,0 +1,156 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/solver/dns01"
+	dnsexec "github.com/certkeeper/certkeeper/solver/dns01/exec"
+	"github.com/certkeeper/certkeeper/solver/dns01/rfc2136"
+)
+
+// dnsConfig is how dns-01 records are set and checked: the flags (and
+// config keys) shared by cert issue, cert renew, proxy and
+// dns-persist-record. docs/dns.md documents them.
+type dnsConfig struct {
+	Provider    string        `yaml:"dns"`
+	Server      string        `yaml:"dns_server"`
+	TSIGKey     string        `yaml:"tsig_key"`
+	TSIGKeyFile string        `yaml:"tsig_key_file"`
+	Exec        string        `yaml:"dns_exec"`
+	Resolvers   []string      `yaml:"dns_resolver"`
+	CheckPort   int           `yaml:"dns_check_port"`
+	Timeout     time.Duration `yaml:"dns_timeout"`
+	NoCheck     bool          `yaml:"dns_no_check"`
+}
+
+func (c *dnsConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.Provider, "dns", "", "DNS `PROVIDER` that sets dns-01 records: rfc2136 (dynamic updates with TSIG) or exec\n(your program); see docs/dns.md")
+	fs.StringVar(&c.Server, "dns-server", "", "`ADDR` (host:port) of the primary DNS server that takes RFC 2136 updates")
+	fs.StringVar(&c.TSIGKey, "tsig-key", "", "TSIG key as `NAME:ALG:SECRET` (alg hmac-sha256 or hmac-sha512); prefer --tsig-key-file,\nas the command line is visible to other users")
+	fs.StringVar(&c.TSIGKeyFile, "tsig-key-file", "", "`FILE` holding the TSIG key: NAME:ALG:SECRET, or a BIND key clause as tsig-keygen writes")
+	fs.StringVar(&c.Exec, "dns-exec", "", "`PROGRAM` run as PROGRAM present|cleanup FQDN VALUE by --dns exec")
+	fs.Var((*stringsFlag)(&c.Resolvers), "dns-resolver", "`ADDR` (host:port) of a resolver to find zones and nameservers through; repeatable\n(default: those in /etc/resolv.conf)")
+	fs.IntVar(&c.CheckPort, "dns-check-port", 53, "`PORT` to ask the zone's authoritative nameservers on when checking propagation")
+	fs.DurationVar(&c.Timeout, "dns-timeout", 2*time.Minute, "how long to wait for a record to reach every authoritative nameserver")
+	fs.BoolVar(&c.NoCheck, "dns-no-check", false, "do not wait for records to propagate (for split-horizon DNS)")
+}
+
+// overlay copies the DNS flags that were set on the command line onto c.
+func (c *dnsConfig) overlay(flags *dnsConfig, set map[string]bool) {
+	for name, apply := range map[string]func(){
+		"dns":            func() { c.Provider = flags.Provider },
+		"dns-server":     func() { c.Server = flags.Server },
+		"tsig-key":       func() { c.TSIGKey = flags.TSIGKey },
+		"tsig-key-file":  func() { c.TSIGKeyFile = flags.TSIGKeyFile },
+		"dns-exec":       func() { c.Exec = flags.Exec },
+		"dns-resolver":   func() { c.Resolvers = flags.Resolvers },
+		"dns-check-port": func() { c.CheckPort = flags.CheckPort },
+		"dns-timeout":    func() { c.Timeout = flags.Timeout },
+		"dns-no-check":   func() { c.NoCheck = flags.NoCheck },
+	} {
+		if set[name] {
+			apply()
+		}
+	}
+}
+
+// provider builds the DNS provider; nil with no --dns.
+func (c *dnsConfig) provider() (dns01.Provider, error) {
+	switch c.Provider {
+	case "":
+		return nil, nil
+	case "rfc2136":
+		if c.Server == "" {
+			return nil, usagef("--dns rfc2136 needs --dns-server (host:port of the primary server)")
+		}
+		key := c.TSIGKey
+		if c.TSIGKeyFile != "" {
+			if key != "" {
+				return nil, usagef("give --tsig-key or --tsig-key-file, not both")
+			}
+			var err error
+			if key, err = readTSIGKeyFile(c.TSIGKeyFile); err != nil {
+				return nil, err
+			}
+		}
+		if key == "" {
+			return nil, usagef("--dns rfc2136 needs --tsig-key NAME:ALG:SECRET or --tsig-key-file FILE")
+		}
+		p := &rfc2136.Provider{Server: c.Server}
+		if err := p.ParseKey(key); err != nil {
+			return nil, usagef("%v", err)
+		}
+		return p, nil
+	case "exec":
+		if c.Exec == "" {
+			return nil, usagef("--dns exec needs --dns-exec PROGRAM")
+		}
+		return &dnsexec.Provider{Program: c.Exec}, nil
+	default:
+		return nil, usagef("--dns %q: use rfc2136 or exec", c.Provider)
+	}
+}
+
+// resolver is where records are looked up.
+func (c *dnsConfig) resolver() dns01.Resolver {
+	return dns01.Resolver{Servers: c.Resolvers, AuthoritativePort: c.CheckPort}
+}
+
+// solver builds the dns-01 solver; it needs --dns.
+func (c *dnsConfig) solver() (*dns01.Solver, error) {
+	p, err := c.provider()
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, usagef("--challenge dns-01 needs a DNS provider: --dns rfc2136 (with --dns-server and --tsig-key) or --dns exec --dns-exec PROGRAM")
+	}
+	return &dns01.Solver{Provider: p, Resolver: c.resolver(), PropagationTimeout: c.Timeout, SkipPropagationCheck: c.NoCheck}, nil
+}
+
+// bindKey matches a BIND key clause, as tsig-keygen and named.conf write it.
+var bindKey = regexp.MustCompile(`(?s)key\s+"?([^"\s{]+)"?\s*\{.*?algorithm\s+"?([a-zA-Z0-9-]+)"?\s*;.*?secret\s+"([^"]+)"\s*;`)
+
+// readTSIGKeyFile reads a TSIG key file: NAME:ALG:SECRET on one line, or a
+// BIND key clause. The secret is never put in an error.
+func readTSIGKeyFile(file string) (string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--tsig-key-file: %w", err)
+	}
+	if m := bindKey.FindSubmatch(data); m != nil {
+		return string(m[1]) + ":" + string(m[2]) + ":" + string(m[3]), nil
+	}
+	s := strings.TrimSpace(string(data))
+	if strings.Count(s, ":") >= 2 && !strings.ContainsAny(s, "\n{") {
+		return s, nil
+	}
+	return "", fmt.Errorf("--tsig-key-file %s: want NAME:ALG:SECRET or a BIND key clause (key \"NAME\" { algorithm ...; secret \"...\"; };)", file)
+}
+
+// parseUntil parses --until: an RFC 3339 time, a date (midnight UTC), or
+// a duration from now ("8760h").
+func parseUntil(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return time.Now().Add(d), nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
+		return time.Unix(n, 0), nil
+	}
+	return time.Time{}, usagef("--until %q: give a date (2027-01-31), an RFC 3339 time, or a duration (8760h)", s)
+}

@@ -1,0 +1,242 @@
+// Package dns01 answers ACME dns-01 challenges (RFC 8555 §8.4) through a
+// DNS provider, and dns-persist-01 (draft-ietf-acme-dns-persist) from a
+// record set once.
+//
+// DNS validation is the only way to obtain wildcard certificates, and the
+// way for names whose servers the CA cannot reach. The Solver sets the
+// _acme-challenge TXT record through a Provider — any libdns provider
+// module (github.com/libdns), or one of the sub-packages: rfc2136 (dynamic
+// updates with TSIG, for BIND, Knot, PowerDNS) and exec (a program of
+// yours) — follows a CNAME on the challenge name to a delegated zone
+// (acme-dns style), waits until every authoritative nameserver of the zone
+// serves the value, and removes the record afterwards.
+//
+// It does not choose which names may be issued, nor hold the provider's
+// credentials beyond the Provider value the caller builds.
+package dns01
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libdns/libdns"
+	"github.com/mholt/acmez/v3/acme"
+	"github.com/miekg/dns"
+)
+
+// Provider adds and deletes DNS records: the libdns contract, which any
+// libdns provider module implements. AppendRecords must add a TXT value
+// next to those already there (a wildcard and its apex have two values on
+// one name); DeleteRecords must remove only the value given.
+type Provider interface {
+	libdns.RecordAppender
+	libdns.RecordDeleter
+}
+
+// Defaults of the Solver's zero fields.
+const (
+	defaultTTL                 = 60 * time.Second
+	defaultPropagationTimeout  = 2 * time.Minute
+	defaultPropagationInterval = time.Second
+)
+
+// Solver answers dns-01 challenges through Provider. Set the fields before
+// first use; it is safe for concurrent use.
+//
+// It implements solver.Waiter: Present sets the record and returns, and
+// Wait waits for it to propagate, so an issuer sets every record of an
+// order before it waits for any.
+type Solver struct {
+	// Provider sets and removes the records. Required.
+	Provider Provider
+
+	// Resolver says where records are looked up: the resolvers that find
+	// the zone and the nameservers, and the port of the nameservers.
+	Resolver Resolver
+
+	// TTL of the challenge records. Zero means 60 s.
+	TTL time.Duration
+
+	// PropagationTimeout bounds how long Wait waits for every
+	// authoritative nameserver to serve the record. Zero means 2 minutes.
+	PropagationTimeout time.Duration
+
+	// PropagationInterval is the pause between checks. Zero means 1 s.
+	PropagationInterval time.Duration
+
+	// SkipPropagationCheck makes Wait return at once: for providers whose
+	// nameservers cannot be queried from here (split-horizon DNS), where
+	// the CA sees the record anyway.
+	SkipPropagationCheck bool
+
+	// Logger receives the solver's logs. Nil means slog.Default().
+	Logger *slog.Logger
+
+	mu      sync.Mutex        // guards records
+	records map[string]record // challenge URL → what Present set
+}
+
+// record is one TXT value set by Present.
+type record struct {
+	fqdn  string // where it is: the challenge name, or its CNAME target
+	zone  string // the zone holding fqdn
+	value string
+}
+
+func (r record) libdns(ttl time.Duration) libdns.Record {
+	return libdns.TXT{Name: libdns.RelativeName(r.fqdn, r.zone), TTL: ttl, Text: r.value}
+}
+
+func (s *Solver) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func (s *Solver) ttl() time.Duration {
+	if s.TTL > 0 {
+		return s.TTL
+	}
+	return defaultTTL
+}
+
+// Present sets the TXT record of chal through the provider, at the end of
+// any CNAME chain from its _acme-challenge name. It does not wait for the
+// record to propagate: Wait does.
+func (s *Solver) Present(ctx context.Context, chal acme.Challenge) error {
+	if s.Provider == nil {
+		return errors.New("dns01: Solver.Provider is nil: set a DNS provider")
+	}
+	name := chal.DNS01TXTRecordName()
+	target, err := s.Resolver.target(ctx, name)
+	if err != nil {
+		return fmt.Errorf("looking up CNAME of %s: %w", name, err)
+	}
+	zone, err := s.Resolver.zone(ctx, target)
+	if err != nil {
+		return err
+	}
+	rec := record{fqdn: target, zone: zone, value: chal.DNS01KeyAuthorization()}
+	if _, err := s.Provider.AppendRecords(ctx, zone, []libdns.Record{rec.libdns(s.ttl())}); err != nil {
+		return fmt.Errorf("setting TXT record %s in zone %s: %w", target, zone, err)
+	}
+	s.mu.Lock()
+	if s.records == nil {
+		s.records = make(map[string]record)
+	}
+	s.records[chal.URL] = rec
+	s.mu.Unlock()
+	s.logger().Debug("dns-01 record set", slog.String("name", chal.Identifier.Value),
+		slog.String("record", strings.TrimSuffix(target, ".")), slog.String("zone", zone))
+	return nil
+}
+
+// Wait returns once every authoritative nameserver of the record's zone
+// serves the value Present set, or fails after PropagationTimeout with an
+// error naming the record and what each nameserver answered.
+func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
+	if s.SkipPropagationCheck {
+		return nil
+	}
+	s.mu.Lock()
+	rec, ok := s.records[chal.URL]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("dns01: Wait for %s before Present", chal.DNS01TXTRecordName())
+	}
+	timeout := s.PropagationTimeout
+	if timeout <= 0 {
+		timeout = defaultPropagationTimeout
+	}
+	interval := s.PropagationInterval
+	if interval <= 0 {
+		interval = defaultPropagationInterval
+	}
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		last = s.check(wctx, rec)
+		if last == nil {
+			s.logger().Debug("dns-01 record propagated", slog.String("record", strings.TrimSuffix(rec.fqdn, ".")),
+				slog.Duration("took", time.Since(start)))
+			return nil
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-t.C:
+		case <-wctx.Done():
+			t.Stop()
+			if ctx.Err() != nil {
+				return fmt.Errorf("waiting for TXT record %s to propagate: %w", strings.TrimSuffix(rec.fqdn, "."), ctx.Err())
+			}
+			return &PropagationError{Record: strings.TrimSuffix(rec.fqdn, "."), Value: rec.value, Timeout: timeout, Err: last}
+		}
+	}
+}
+
+// check asks every authoritative nameserver of rec's zone for the record.
+func (s *Solver) check(ctx context.Context, rec record) error {
+	nss, err := s.Resolver.nameservers(ctx, rec.zone)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ns := range nss {
+		vals, err := txt(ctx, ns.addr, rec.fqdn)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s (%s): %w", strings.TrimSuffix(ns.name, "."), ns.addr, err))
+		case !contains(vals, rec.value):
+			errs = append(errs, fmt.Errorf("%s (%s) does not serve the value yet (it has %d TXT values there)",
+				strings.TrimSuffix(ns.name, "."), ns.addr, len(vals)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CleanUp deletes the record Present set. It is a no-op for a challenge
+// that was not presented.
+func (s *Solver) CleanUp(ctx context.Context, chal acme.Challenge) error {
+	s.mu.Lock()
+	rec, ok := s.records[chal.URL]
+	delete(s.records, chal.URL)
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if _, err := s.Provider.DeleteRecords(ctx, rec.zone, []libdns.Record{rec.libdns(s.ttl())}); err != nil {
+		return fmt.Errorf("deleting TXT record %s in zone %s: %w", strings.TrimSuffix(rec.fqdn, "."), rec.zone, err)
+	}
+	return nil
+}
+
+// PropagationError says which record did not reach the zone's
+// authoritative nameservers in time, and what they answered last.
+type PropagationError struct {
+	Record  string // the FQDN without trailing dot, e.g. _acme-challenge.a.example
+	Value   string
+	Timeout time.Duration
+	Err     error // what the nameservers answered at the last check
+}
+
+func (e *PropagationError) Error() string {
+	return fmt.Sprintf("TXT record %s was not served by every authoritative nameserver within %s (is the provider changing the right zone?): %v",
+		e.Record, e.Timeout, e.Err)
+}
+
+func (e *PropagationError) Unwrap() error { return e.Err }
+
+// Zone returns the zone that holds name (a DNS name; a trailing dot is
+// optional), as the resolver's SOA records say, with a trailing dot: the
+// zone argument of a libdns provider for records under name.
+func (r *Resolver) Zone(ctx context.Context, name string) (string, error) {
+	return r.zone(ctx, dns.Fqdn(name))
+}

@@ -1,0 +1,280 @@
+package dns01_test
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/dns01"
+	dnsexec "github.com/certkeeper/certkeeper/solver/dns01/exec"
+	"github.com/certkeeper/certkeeper/solver/dns01/rfc2136"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/libdns/libdns"
+)
+
+// dnsEnv is a named serving zones and a Pebble resolving through it.
+type dnsEnv struct {
+	named *testsvc.NamedServer
+	ca    *testca.CA
+}
+
+func newDNSEnv(t *testing.T, zones ...string) *dnsEnv {
+	t.Helper()
+	named := testsvc.Named(t, testsvc.NamedOptions{Zones: zones})
+	ca := testca.Start(t, testca.Options{DNSServer: named.Addr()})
+	return &dnsEnv{named: named, ca: ca}
+}
+
+// provider is an RFC 2136 provider with the server's key.
+func (e *dnsEnv) provider() *rfc2136.Provider {
+	return &rfc2136.Provider{Server: e.named.Addr(), KeyName: e.named.KeyName(), Algorithm: e.named.Algorithm(), Secret: e.named.Secret()}
+}
+
+// resolver looks everything up at named, whose NS records say 127.0.0.1.
+func (e *dnsEnv) resolver() dns01.Resolver {
+	_, port, _ := net.SplitHostPort(e.named.Addr())
+	p, _ := strconv.Atoi(port)
+	return dns01.Resolver{Servers: []string{e.named.Addr()}, AuthoritativePort: p}
+}
+
+func (e *dnsEnv) solver(p dns01.Provider) *dns01.Solver {
+	return &dns01.Solver{Provider: p, Resolver: e.resolver(), PropagationInterval: 50 * time.Millisecond, PropagationTimeout: 10 * time.Second}
+}
+
+func (e *dnsEnv) issuer(t *testing.T, solvers map[string]solver.Solver) *acmeca.Issuer {
+	return &acmeca.Issuer{DirectoryURL: e.ca.DirectoryURL(), HTTPClient: e.ca.HTTPClient(),
+		Storage: filestore.New(t.TempDir()), Solvers: solvers}
+}
+
+func issue(ctx context.Context, t *testing.T, iss *acmeca.Issuer, names ...string) (*issuer.Certificate, error) {
+	t.Helper()
+	key, err := issuer.ECDSAP256.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := issuer.NewCSR(key, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iss.Issue(ctx, issuer.Request{Names: names, CSR: csr})
+}
+
+// verify checks cert chains to Pebble's root for every host.
+func (e *dnsEnv) verify(t *testing.T, cert *issuer.Certificate, hosts ...string) {
+	t.Helper()
+	inter := x509.NewCertPool()
+	rest := cert.ChainPEM
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil && !c.Equal(cert.Leaf) {
+			inter.AddCert(c)
+		}
+	}
+	for _, h := range hosts {
+		if _, err := cert.Leaf.Verify(x509.VerifyOptions{DNSName: h, Roots: e.ca.IssuingRootPool(t), Intermediates: inter}); err != nil {
+			t.Errorf("certificate does not verify for %s: %v", h, err)
+		}
+	}
+}
+
+// TestWildcardRFC2136: *.a.test + a.test via dns-01 through RFC 2136 with
+// TSIG; the certificate verifies for x.a.test and a.test, and no
+// _acme-challenge record is left.
+func TestWildcardRFC2136(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test")
+	rec := &recording{Provider: e.provider()}
+	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: e.solver(rec)})
+	start := time.Now()
+	cert, err := issue(t.Context(), t, iss, "*.a.test", "a.test")
+	if err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	// Both records of the order were set before either was removed.
+	want := "append a.test. _acme-challenge;append a.test. _acme-challenge;delete a.test. _acme-challenge;delete a.test. _acme-challenge"
+	if got := strings.Join(rec.calls, ";"); got != want {
+		t.Errorf("provider calls = %q, want %q", got, want)
+	}
+	t.Logf("wildcard + apex via dns-01 (RFC 2136) in %s", time.Since(start).Round(time.Millisecond))
+	e.verify(t, cert, "x.a.test", "a.test")
+	if got := e.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.a.test after issuance = %q, want nothing", got)
+	}
+	if n := e.named.Updates(); n != 4 {
+		t.Errorf("named applied %d updates, want 4 (two records added, two deleted)", n)
+	}
+}
+
+// TestWrongTSIGSecret: a wrong secret fails fast with an error naming the
+// key and the server, and leaves nothing in the zone.
+func TestWrongTSIGSecret(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test")
+	p := e.provider()
+	p.Secret = "d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldCB3cm9uZyBzZWM="
+	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: e.solver(p)})
+	start := time.Now()
+	_, err := issue(t.Context(), t, iss, "*.a.test", "a.test")
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("Issue with a wrong TSIG secret succeeded")
+	}
+	for _, want := range []string{e.named.KeyName(), e.named.Addr()} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), p.Secret) {
+		t.Errorf("error %q contains the secret", err)
+	}
+	if took > 5*time.Second {
+		t.Errorf("failing took %s, want fast", took)
+	}
+	t.Logf("wrong TSIG secret failed in %s: %v", took.Round(time.Millisecond), err)
+	if got := e.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
+	}
+	if n := e.named.Updates(); n != 0 {
+		t.Errorf("named applied %d updates, want 0", n)
+	}
+}
+
+// TestCNAMEDelegation: _acme-challenge.b.test is a CNAME into another
+// zone; issuance updates the target and cleans it up. Pebble resolves
+// through a recursive named, which follows the CNAME as a CA's resolver
+// does.
+func TestCNAMEDelegation(t *testing.T) {
+	t.Parallel()
+	named := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"b.test", "acme.test"}})
+	resolver := named.Resolver(t)
+	e := &dnsEnv{named: named, ca: testca.Start(t, testca.Options{DNSServer: resolver.Addr()})}
+	p := e.provider()
+	cname := libdns.CNAME{Name: "_acme-challenge", TTL: time.Minute, Target: "b-delegated.acme.test."}
+	if _, err := p.AppendRecords(t.Context(), "b.test.", []libdns.Record{cname}); err != nil {
+		t.Fatalf("adding the CNAME: %v", err)
+	}
+	before := e.named.Updates()
+	rec := &recording{Provider: p}
+	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: e.solver(rec)})
+	cert, err := issue(t.Context(), t, iss, "b.test")
+	if err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	e.verify(t, cert, "b.test")
+	if want := []string{"append acme.test. b-delegated", "delete acme.test. b-delegated"}; strings.Join(rec.calls, ";") != strings.Join(want, ";") {
+		t.Errorf("provider calls = %q, want %q", rec.calls, want)
+	}
+	if n := e.named.Updates() - before; n != 2 {
+		t.Errorf("named applied %d updates, want 2", n)
+	}
+	if got := e.named.DigTXT(t, "b-delegated.acme.test"); got != "" {
+		t.Errorf("dig TXT b-delegated.acme.test = %q, want nothing", got)
+	}
+}
+
+// recording passes calls on to Provider and notes each zone and name.
+type recording struct {
+	dns01.Provider
+	mu    sync.Mutex // guards calls
+	calls []string
+}
+
+func (r *recording) note(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, s)
+}
+
+func (r *recording) AppendRecords(ctx context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
+	r.note("append " + zone + " " + recs[0].RR().Name)
+	return r.Provider.AppendRecords(ctx, zone, recs)
+}
+
+func (r *recording) DeleteRecords(ctx context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
+	r.note("delete " + zone + " " + recs[0].RR().Name)
+	return r.Provider.DeleteRecords(ctx, zone, recs)
+}
+
+// writeScript writes an executable shell script.
+func writeScript(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "hook.sh")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestExecNsupdate: the exec provider with a shell script that calls
+// nsupdate issues a certificate.
+func TestExecNsupdate(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test")
+	nsupdate := testsvc.LookPath(t, "nsupdate", "install Debian's bind9-dnsutils")
+	host, port, _ := net.SplitHostPort(e.named.Addr())
+	script := writeScript(t, `set -e
+case "$1" in present) op=add ;; cleanup) op=delete ;; *) exit 2 ;; esac
+[ "$2" = "$CERTKEEPER_FQDN" ] && [ "$3" = "$CERTKEEPER_VALUE" ]
+printf 'server %s %s\nupdate %s %s 60 TXT "%s"\nsend\n' "$NS_HOST" "$NS_PORT" "$op" "$2" "$3" | "$NSUPDATE" -t 5 -y "$TSIG"
+`)
+	p := &dnsexec.Provider{Program: script, Env: []string{"NS_HOST=" + host, "NS_PORT=" + port, "NSUPDATE=" + nsupdate,
+		"TSIG=" + e.named.Algorithm() + ":" + e.named.KeyName() + ":" + e.named.Secret()}}
+	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: e.solver(p)})
+	cert, err := issue(t.Context(), t, iss, "a.test", "www.a.test")
+	if err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	e.verify(t, cert, "a.test", "www.a.test")
+	if n := e.named.Updates(); n != 4 {
+		t.Errorf("named applied %d updates, want 4", n)
+	}
+	if got := e.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
+	}
+}
+
+// TestNeverPropagates: a provider that reports success and changes
+// nothing fails after the propagation timeout, naming the record; the
+// order does not hang.
+func TestNeverPropagates(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test")
+	p := &dnsexec.Provider{Program: writeScript(t, "exit 0\n")}
+	s := e.solver(p)
+	s.PropagationTimeout = time.Second
+	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: s})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := issue(ctx, t, iss, "a.test")
+	took := time.Since(start)
+	var perr *dns01.PropagationError
+	if !errors.As(err, &perr) {
+		t.Fatalf("Issue = %v, want a *dns01.PropagationError", err)
+	}
+	if !strings.Contains(err.Error(), "_acme-challenge.a.test") {
+		t.Errorf("error %q does not name the record", err)
+	}
+	if took < time.Second || took > 5*time.Second {
+		t.Errorf("failing took %s, want just over the 1s timeout", took)
+	}
+	t.Logf("never-propagating record failed after %s: %v", took.Round(time.Millisecond), err)
+}

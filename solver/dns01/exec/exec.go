@@ -1,0 +1,104 @@
+// Package exec is a DNS provider that runs a program of yours, for any DNS
+// host without a Go provider:
+//
+//	PROGRAM present FQDN VALUE
+//	PROGRAM cleanup FQDN VALUE
+//
+// FQDN is the TXT record's full name with a trailing dot
+// ("_acme-challenge.a.example."), VALUE its text. The same are in the
+// environment as CERTKEEPER_ACTION, CERTKEEPER_FQDN, CERTKEEPER_VALUE and
+// CERTKEEPER_ZONE (the zone holding the record, with a trailing dot). Exit
+// status 0 means done; anything else fails the challenge, with the
+// program's output in the error. The program is never run through a shell.
+//
+// It implements the libdns RecordAppender and RecordDeleter contract, so
+// it plugs into dns01.Solver like any libdns provider.
+package exec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"strings"
+	"time"
+
+	"github.com/libdns/libdns"
+)
+
+// Provider runs Program for every record. Program is required; it is safe
+// for concurrent use (the program may be run concurrently for different
+// records).
+type Provider struct {
+	// Program is the path of the executable.
+	Program string
+	// Args are put before the action, e.g. a config file the program
+	// takes first.
+	Args []string
+	// Env is added to the program's environment (KEY=VALUE), after the
+	// process's own.
+	Env []string
+	// Timeout bounds one run. Zero means 2 minutes.
+	Timeout time.Duration
+}
+
+// AppendRecords runs "PROGRAM present FQDN VALUE" for every TXT record.
+func (p *Provider) AppendRecords(ctx context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
+	return p.runAll(ctx, "present", zone, recs)
+}
+
+// DeleteRecords runs "PROGRAM cleanup FQDN VALUE" for every TXT record.
+func (p *Provider) DeleteRecords(ctx context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
+	return p.runAll(ctx, "cleanup", zone, recs)
+}
+
+func (p *Provider) runAll(ctx context.Context, action, zone string, recs []libdns.Record) ([]libdns.Record, error) {
+	var done []libdns.Record
+	for _, r := range recs {
+		rr := r.RR()
+		if rr.Type != "TXT" {
+			return done, fmt.Errorf("exec provider: %s record %s: only TXT records are supported", rr.Type, rr.Name)
+		}
+		fqdn := libdns.AbsoluteName(rr.Name, zone)
+		if !strings.HasSuffix(fqdn, ".") {
+			fqdn += "."
+		}
+		if err := p.run(ctx, action, fqdn, rr.Data, zone); err != nil {
+			return done, err
+		}
+		done = append(done, r)
+	}
+	return done, nil
+}
+
+func (p *Provider) run(ctx context.Context, action, fqdn, value, zone string) error {
+	if p.Program == "" {
+		return errors.New("exec provider: Program is empty")
+	}
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	args := append(append([]string(nil), p.Args...), action, fqdn, value)
+	cmd := osexec.CommandContext(ctx, p.Program, args...)
+	cmd.Env = append(append(os.Environ(), p.Env...),
+		"CERTKEEPER_ACTION="+action, "CERTKEEPER_FQDN="+fqdn, "CERTKEEPER_VALUE="+value, "CERTKEEPER_ZONE="+zone)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = time.Second
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(out.String())
+		if len(msg) > 2000 {
+			msg = msg[:2000] + "…"
+		}
+		if msg != "" {
+			return fmt.Errorf("%s %s %s: %w: %s", p.Program, action, fqdn, err, msg)
+		}
+		return fmt.Errorf("%s %s %s: %w", p.Program, action, fqdn, err)
+	}
+	return nil
+}

@@ -1,0 +1,220 @@
+package dns01
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/libdns/libdns"
+	"github.com/mholt/acmez/v3/acme"
+	"github.com/miekg/dns"
+)
+
+// PersistLabel is the label prepended to a name for its dns-persist-01
+// record.
+const PersistLabel = "_validation-persist"
+
+// PersistFormat selects the syntax of dns-persist-01 records. The draft is
+// still moving (later drafts rename fields and hash the account URI):
+// a new draft is a new constant and one case in PersistRecord.Value and
+// parsePersist.
+type PersistFormat string
+
+// The formats certkeeper can write and read.
+const (
+	// PersistDraft00 is draft-ietf-acme-dns-persist-00 as Pebble v2.10
+	// accepts it (RFC 8659 issue-value syntax):
+	//	ISSUER; accounturi=ACCOUNT-URL[; policy=wildcard][; persistUntil=UNIX-SECONDS]
+	PersistDraft00 PersistFormat = "draft-00"
+
+	// DefaultPersistFormat is the format used when none is chosen.
+	DefaultPersistFormat = PersistDraft00
+)
+
+// PersistRecord is one dns-persist-01 authorization: the CA (by its issuer
+// domain name), the account, and what it allows.
+type PersistRecord struct {
+	// Name is the domain being authorized, e.g. "a.example" (the record is
+	// _validation-persist.a.example).
+	Name string
+	// Issuer is the CA's issuer domain name, one of the challenge's
+	// issuer-domain-names (the directory's caaIdentities), e.g.
+	// "letsencrypt.org".
+	Issuer string
+	// Account is the ACME account URL.
+	Account string
+	// Wildcard also authorizes *.Name and every subdomain (policy=wildcard).
+	Wildcard bool
+	// Until, if not zero, is when the authorization ends (persistUntil).
+	Until time.Time
+	// Format is the syntax; empty means DefaultPersistFormat.
+	Format PersistFormat
+}
+
+// FQDN returns the record's name, _validation-persist.NAME, without a
+// trailing dot.
+func (r PersistRecord) FQDN() string { return PersistLabel + "." + strings.TrimSuffix(r.Name, ".") }
+
+// Value returns the TXT value.
+func (r PersistRecord) Value() (string, error) {
+	switch f := r.format(); f {
+	case PersistDraft00:
+		v := r.Issuer + "; accounturi=" + r.Account
+		if r.Wildcard {
+			v += "; policy=wildcard"
+		}
+		if !r.Until.IsZero() {
+			v += "; persistUntil=" + strconv.FormatInt(r.Until.Unix(), 10)
+		}
+		return v, nil
+	default:
+		return "", fmt.Errorf("unknown dns-persist-01 record format %q", f)
+	}
+}
+
+func (r PersistRecord) format() PersistFormat {
+	if r.Format == "" {
+		return DefaultPersistFormat
+	}
+	return r.Format
+}
+
+// String returns the record in zone-file syntax, as an operator pastes it
+// into a DNS host's interface or a zone file.
+func (r PersistRecord) String() string {
+	v, err := r.Value()
+	if err != nil {
+		return "; " + err.Error()
+	}
+	return fmt.Sprintf("%s. 3600 IN TXT %q", r.FQDN(), v)
+}
+
+// parsePersist parses one TXT value in format f. It is lenient about
+// spaces and case of tags, as RFC 8659 is.
+func parsePersist(f PersistFormat, value string) (PersistRecord, error) {
+	if f != PersistDraft00 {
+		return PersistRecord{}, fmt.Errorf("unknown dns-persist-01 record format %q", f)
+	}
+	parts := strings.Split(value, ";")
+	rec := PersistRecord{Issuer: strings.TrimSpace(parts[0]), Format: f}
+	for _, p := range parts[1:] {
+		tag, val, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok {
+			return rec, fmt.Errorf("malformed parameter %q", p)
+		}
+		val = strings.TrimSpace(val)
+		switch strings.ToLower(strings.TrimSpace(tag)) {
+		case "accounturi":
+			rec.Account = val
+		case "policy":
+			rec.Wildcard = strings.EqualFold(val, "wildcard")
+		case "persistuntil":
+			n, err := strconv.ParseInt(val, 10, 64)
+			if err != nil {
+				return rec, fmt.Errorf("malformed persistUntil %q", val)
+			}
+			rec.Until = time.Unix(n, 0)
+		}
+	}
+	return rec, nil
+}
+
+// Persist answers dns-persist-01 challenges from a record set once (by
+// "certkeeper dns-persist-record", or by hand): nothing changes in DNS per
+// order. It implements solver.Chooser: an issuer uses dns-persist-01 only
+// where a record for this CA and account is in place, and another
+// challenge elsewhere.
+type Persist struct {
+	// Resolver is where the record is looked up: the zone's authoritative
+	// nameservers, found through these resolvers.
+	Resolver Resolver
+
+	// Format is the record syntax. Empty means DefaultPersistFormat.
+	Format PersistFormat
+
+	// Provider, if set, is used by Set to write records.
+	Provider Provider
+}
+
+// Present does nothing: the record is already in place (Choose checked).
+func (p *Persist) Present(context.Context, acme.Challenge) error { return nil }
+
+// CleanUp does nothing: the record stays, for the next order.
+func (p *Persist) CleanUp(context.Context, acme.Challenge) error { return nil }
+
+// Choose reports whether a dns-persist-01 record for one of the challenge's
+// issuer domain names and authz's account is served for the challenge's
+// name, allowing a wildcard where authz needs one and not expired.
+func (p *Persist) Choose(ctx context.Context, chal acme.Challenge, authz solver.Authorization) (bool, error) {
+	rec, err := p.Find(ctx, chal.Identifier.Value, chal.IssuerDomainNames, authz.Account)
+	if err != nil {
+		return false, err
+	}
+	if authz.Wildcard && !rec.Wildcard {
+		return false, fmt.Errorf("%s authorizes %s but not its wildcard: set it again with policy=wildcard", rec.FQDN(), rec.Name)
+	}
+	return true, nil
+}
+
+// ErrNoPersistRecord is returned by Find when no usable record is served.
+var ErrNoPersistRecord = errors.New("no dns-persist-01 record for this CA and account")
+
+// Find returns the dns-persist-01 record served for name that names one
+// of issuers and account and has not expired.
+func (p *Persist) Find(ctx context.Context, name string, issuers []string, account string) (PersistRecord, error) {
+	fqdn := PersistLabel + "." + strings.TrimSuffix(name, ".")
+	vals, err := p.Resolver.lookupTXT(ctx, fqdn)
+	if err != nil {
+		return PersistRecord{}, fmt.Errorf("looking up %s: %w", fqdn, err)
+	}
+	f := p.Format
+	if f == "" {
+		f = DefaultPersistFormat
+	}
+	for _, v := range vals {
+		rec, err := parsePersist(f, v)
+		if err != nil || !slices.Contains(issuers, rec.Issuer) || rec.Account != account {
+			continue
+		}
+		if !rec.Until.IsZero() && time.Now().After(rec.Until) {
+			continue
+		}
+		rec.Name = strings.TrimSuffix(name, ".")
+		return rec, nil
+	}
+	return PersistRecord{}, fmt.Errorf("%s: %w (%d TXT values there)", fqdn, ErrNoPersistRecord, len(vals))
+}
+
+// Set writes rec through Provider into the zone that holds its name.
+// Other values on the name (other CAs' records) stay.
+func (p *Persist) Set(ctx context.Context, rec PersistRecord) error {
+	if p.Provider == nil {
+		return errors.New("dns01: Persist.Provider is nil: set a DNS provider, or set the record by hand")
+	}
+	if rec.Format == "" {
+		rec.Format = p.Format
+	}
+	value, err := rec.Value()
+	if err != nil {
+		return err
+	}
+	fqdn := dns.Fqdn(rec.FQDN())
+	target, err := p.Resolver.target(ctx, fqdn)
+	if err != nil {
+		return fmt.Errorf("looking up CNAME of %s: %w", fqdn, err)
+	}
+	zone, err := p.Resolver.zone(ctx, target)
+	if err != nil {
+		return err
+	}
+	r := libdns.TXT{Name: libdns.RelativeName(target, zone), TTL: time.Hour, Text: value}
+	if _, err := p.Provider.AppendRecords(ctx, zone, []libdns.Record{r}); err != nil {
+		return fmt.Errorf("setting TXT record %s in zone %s: %w", strings.TrimSuffix(target, "."), zone, err)
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package dns01_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/dns01"
+)
+
+// TestPersistRecordValue pins the draft-00 syntax Pebble v2.10 parses.
+func TestPersistRecordValue(t *testing.T) {
+	until := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name string
+		rec  dns01.PersistRecord
+		want string
+	}{
+		{"plain", dns01.PersistRecord{Name: "a.test", Issuer: "letsencrypt.org", Account: "https://ca.example/acct/1"},
+			"letsencrypt.org; accounturi=https://ca.example/acct/1"},
+		{"wildcard until", dns01.PersistRecord{Name: "a.test", Issuer: "letsencrypt.org", Account: "https://ca.example/acct/1", Wildcard: true, Until: until},
+			"letsencrypt.org; accounturi=https://ca.example/acct/1; policy=wildcard; persistUntil=4102444800"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.rec.Value()
+			if err != nil || got != tt.want {
+				t.Errorf("Value() = %q, %v; want %q", got, err, tt.want)
+			}
+			if fq := tt.rec.FQDN(); fq != "_validation-persist.a.test" {
+				t.Errorf("FQDN() = %q", fq)
+			}
+		})
+	}
+	if _, err := (dns01.PersistRecord{Format: "draft-99"}).Value(); err == nil {
+		t.Error("an unknown format gave a value")
+	}
+}
+
+// TestPersistNoUpdates: after one dns-persist-01 record is set, three
+// issuances for its name (one with a wildcard) succeed while BIND
+// receives no update, although a dns-01 solver is there as a fallback.
+func TestPersistNoUpdates(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test")
+	persist := &dns01.Persist{Resolver: e.resolver(), Provider: e.provider()}
+	iss := e.issuer(t, map[string]solver.Solver{
+		acmeca.DNSPersist01: persist,
+		acmeca.DNS01:        e.solver(e.provider()),
+	})
+	ctx := t.Context()
+	acct, err := iss.Account(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idns, err := iss.IssuerDomainNames(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := dns01.PersistRecord{Name: "a.test", Issuer: idns[0], Account: acct.Location, Wildcard: true, Until: time.Now().Add(time.Hour)}
+	if err := persist.Set(ctx, rec); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+	want, _ := rec.Value()
+	if got := e.named.DigTXT(t, "_validation-persist.a.test"); got != `"`+want+`"` {
+		t.Errorf("dig TXT _validation-persist.a.test = %s, want %q", got, want)
+	}
+	before, orders := e.named.Updates(), e.ca.Orders()
+	for i, names := range [][]string{{"a.test"}, {"*.a.test", "a.test"}, {"a.test"}} {
+		start := time.Now()
+		cert, err := issue(ctx, t, iss, names...)
+		if err != nil {
+			t.Fatalf("issuance %d (%s): %v", i+1, strings.Join(names, ", "), err)
+		}
+		t.Logf("issuance %d (%s) via dns-persist-01 in %s", i+1, strings.Join(names, ", "), time.Since(start).Round(time.Millisecond))
+		e.verify(t, cert, "a.test")
+	}
+	if n := e.named.Updates() - before; n != 0 {
+		t.Errorf("named applied %d updates during 3 issuances, want 0", n)
+	}
+	if n := e.ca.Orders() - orders; n != 3 {
+		t.Errorf("Pebble saw %d orders, want 3", n)
+	}
+}
+
+// TestPersistAbsentFallsBack: without the record, dns-persist-01 is not
+// chosen and dns-01 answers.
+func TestPersistAbsentFallsBack(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test")
+	iss := e.issuer(t, map[string]solver.Solver{
+		acmeca.DNSPersist01: &dns01.Persist{Resolver: e.resolver()},
+		acmeca.DNS01:        e.solver(e.provider()),
+	})
+	if _, err := issue(t.Context(), t, iss, "a.test"); err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	if n := e.named.Updates(); n != 2 {
+		t.Errorf("named applied %d updates, want 2 (dns-01 set and removed its record)", n)
+	}
+}

@@ -1,0 +1,202 @@
+// Package rfc2136 is a DNS provider that changes records with dynamic
+// updates (RFC 2136) signed with a TSIG key (RFC 8945), for any server
+// that accepts them: BIND, Knot, PowerDNS, Windows DNS with TSIG.
+//
+// It implements the libdns RecordAppender and RecordDeleter contract, so
+// it plugs into dns01.Solver like any libdns provider. It never logs the
+// key's secret, and Provider's String and LogValue leave it out.
+package rfc2136
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/libdns/libdns"
+	"github.com/miekg/dns"
+)
+
+// Supported TSIG algorithms, as BIND and nsupdate name them.
+const (
+	HMACSHA256 = "hmac-sha256"
+	HMACSHA512 = "hmac-sha512"
+)
+
+// Provider sends dynamic updates to one server. Server, KeyName,
+// Algorithm and Secret are required; it is safe for concurrent use.
+type Provider struct {
+	// Server is the primary server's host:port (port 53 if omitted).
+	Server string
+	// KeyName is the TSIG key's name, e.g. "certkeeper." (a trailing dot
+	// is added if missing).
+	KeyName string
+	// Algorithm is hmac-sha256 or hmac-sha512. Empty means hmac-sha256.
+	Algorithm string
+	// Secret is the key in standard base64, as in named.conf.
+	Secret string
+	// Timeout bounds one update. Zero means 10 s.
+	Timeout time.Duration
+}
+
+// ParseKey parses a key given as NAME:ALG:SECRET (or ALG:NAME:SECRET, as
+// nsupdate -y takes it) into p's KeyName, Algorithm and Secret.
+func (p *Provider) ParseKey(s string) error {
+	parts := strings.SplitN(strings.TrimSpace(s), ":", 3)
+	if len(parts) != 3 {
+		return errors.New("TSIG key: want NAME:ALGORITHM:SECRET (e.g. certkeeper:hmac-sha256:BASE64)")
+	}
+	name, alg := parts[0], parts[1]
+	if isAlgorithm(name) && !isAlgorithm(alg) {
+		name, alg = alg, name
+	}
+	if !isAlgorithm(alg) {
+		return fmt.Errorf("TSIG key %s: algorithm %q: use hmac-sha256 or hmac-sha512", name, alg)
+	}
+	if _, err := base64.StdEncoding.DecodeString(parts[2]); err != nil {
+		return fmt.Errorf("TSIG key %s: the secret is not standard base64", name)
+	}
+	p.KeyName, p.Algorithm, p.Secret = name, strings.ToLower(alg), parts[2]
+	return nil
+}
+
+func isAlgorithm(s string) bool {
+	s = strings.ToLower(strings.TrimSuffix(s, "."))
+	return s == HMACSHA256 || s == HMACSHA512
+}
+
+// String describes the provider without its secret.
+func (p *Provider) String() string {
+	return fmt.Sprintf("rfc2136 server %s key %s (%s)", p.server(), p.keyName(), p.algorithm())
+}
+
+// LogValue keeps the secret out of logs.
+func (p *Provider) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("server", p.server()), slog.String("key", p.keyName()),
+		slog.String("algorithm", p.algorithm()), slog.String("secret", "REDACTED"))
+}
+
+func (p *Provider) server() string {
+	if _, _, err := net.SplitHostPort(p.Server); err != nil {
+		return net.JoinHostPort(p.Server, "53")
+	}
+	return p.Server
+}
+
+func (p *Provider) keyName() string { return dns.Fqdn(strings.ToLower(p.KeyName)) }
+
+func (p *Provider) algorithm() string {
+	if p.Algorithm == "" {
+		return HMACSHA256
+	}
+	return strings.ToLower(strings.TrimSuffix(p.Algorithm, "."))
+}
+
+// AppendRecords adds recs to zone in one update.
+func (p *Provider) AppendRecords(ctx context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
+	rrs, err := toRRs(zone, recs)
+	if err != nil {
+		return nil, err
+	}
+	m := new(dns.Msg)
+	m.SetUpdate(dns.Fqdn(zone))
+	m.Insert(rrs)
+	if err := p.send(ctx, zone, m); err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
+// DeleteRecords removes exactly recs (name, type and value) from zone in
+// one update; a record that is not there is no error.
+func (p *Provider) DeleteRecords(ctx context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
+	rrs, err := toRRs(zone, recs)
+	if err != nil {
+		return nil, err
+	}
+	m := new(dns.Msg)
+	m.SetUpdate(dns.Fqdn(zone))
+	m.Remove(rrs)
+	if err := p.send(ctx, zone, m); err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
+// send signs m and sends it over TCP (updates may exceed a datagram, and
+// TCP fails fast on a closed port).
+func (p *Provider) send(ctx context.Context, zone string, m *dns.Msg) error {
+	if p.Server == "" || p.KeyName == "" || p.Secret == "" {
+		return errors.New("rfc2136: Server, KeyName and Secret are required")
+	}
+	if !isAlgorithm(p.algorithm()) {
+		return fmt.Errorf("rfc2136: TSIG algorithm %q: use hmac-sha256 or hmac-sha512", p.Algorithm)
+	}
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c := &dns.Client{Net: "tcp", Timeout: timeout, TsigSecret: map[string]string{p.keyName(): p.Secret}}
+	m.SetTsig(p.keyName(), dns.Fqdn(p.algorithm()), 300, time.Now().Unix())
+	resp, _, err := c.ExchangeContext(ctx, m, p.server())
+	what := fmt.Sprintf("updating zone %s at %s with TSIG key %s", strings.TrimSuffix(zone, "."), p.server(), p.keyName())
+	if err != nil {
+		if errors.Is(err, dns.ErrSig) || errors.Is(err, dns.ErrAuth) {
+			return fmt.Errorf("%s: the server did not accept the key (wrong secret or algorithm?): %w", what, err)
+		}
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if resp.Rcode != dns.RcodeSuccess {
+		detail := dns.RcodeToString[resp.Rcode]
+		if t := resp.IsTsig(); t != nil && t.Error != 0 {
+			detail += " (" + dns.RcodeToString[int(t.Error)] + ")"
+		}
+		hint := ""
+		switch resp.Rcode {
+		case dns.RcodeNotAuth:
+			hint = ": the server did not accept the key (wrong name, secret or algorithm?) or is not authoritative for the zone"
+		case dns.RcodeRefused:
+			hint = ": the server refused the update (is the key allowed to update this zone?)"
+		}
+		return fmt.Errorf("%s: %s%s", what, detail, hint)
+	}
+	return nil
+}
+
+// toRRs turns libdns records into miekg/dns RRs for zone.
+func toRRs(zone string, recs []libdns.Record) ([]dns.RR, error) {
+	zone = dns.Fqdn(zone)
+	var out []dns.RR
+	for _, r := range recs {
+		rr := r.RR()
+		ttl := uint32(rr.TTL / time.Second)
+		hdr := dns.RR_Header{Name: libdns.AbsoluteName(rr.Name, zone), Class: dns.ClassINET, Ttl: ttl}
+		if rr.Type == "TXT" {
+			hdr.Rrtype = dns.TypeTXT
+			out = append(out, &dns.TXT{Hdr: hdr, Txt: splitTXT(rr.Data)})
+			continue
+		}
+		parsed, err := dns.NewRR(fmt.Sprintf("%s %d IN %s %s", hdr.Name, ttl, rr.Type, rr.Data))
+		if err != nil {
+			return nil, fmt.Errorf("record %s %s: %w", hdr.Name, rr.Type, err)
+		}
+		out = append(out, parsed)
+	}
+	return out, nil
+}
+
+// splitTXT splits a TXT value into the 255-byte strings the wire needs.
+func splitTXT(s string) []string {
+	var out []string
+	for len(s) > 255 {
+		out = append(out, s[:255])
+		s = s[255:]
+	}
+	return append(out, s)
+}

@@ -1,0 +1,107 @@
+package rfc2136
+
+import (
+	"bytes"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/libdns/libdns"
+	"github.com/miekg/dns"
+)
+
+const secret = "c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0IHNlY3I="
+
+func TestParseKey(t *testing.T) {
+	for _, tt := range []struct {
+		in            string
+		name, alg     string
+		wantErrSubstr string
+	}{
+		{in: "certkeeper:hmac-sha256:" + secret, name: "certkeeper", alg: "hmac-sha256"},
+		{in: "hmac-sha512:certkeeper.:" + secret, name: "certkeeper.", alg: "hmac-sha512"},
+		{in: "certkeeper:hmac-md5:" + secret, wantErrSubstr: "hmac-sha256 or hmac-sha512"},
+		{in: "certkeeper:hmac-sha256:not base64!", wantErrSubstr: "not standard base64"},
+		{in: "certkeeper", wantErrSubstr: "NAME:ALGORITHM:SECRET"},
+	} {
+		var p Provider
+		err := p.ParseKey(tt.in)
+		if tt.wantErrSubstr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErrSubstr) {
+				t.Errorf("ParseKey(%q) = %v, want an error with %q", tt.in, err, tt.wantErrSubstr)
+			}
+			if _, sec, _ := strings.Cut(tt.in[strings.IndexByte(tt.in, ':')+1:], ":"); err != nil && sec != "" && strings.Contains(err.Error(), sec) {
+				t.Errorf("ParseKey(%q) error repeats the secret: %v", tt.in, err)
+			}
+			continue
+		}
+		if err != nil || p.KeyName != tt.name || p.Algorithm != tt.alg || p.Secret != secret {
+			t.Errorf("ParseKey(%q) = %+v, %v", tt.in, p, err)
+		}
+	}
+}
+
+// TestSecretNeverLogged: String and LogValue leave the secret out.
+func TestSecretNeverLogged(t *testing.T) {
+	p := &Provider{Server: "127.0.0.1:53", KeyName: "k", Secret: secret}
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", slog.Any("provider", p))
+	for _, s := range []string{buf.String(), p.String()} {
+		if strings.Contains(s, secret) {
+			t.Errorf("secret in %q", s)
+		}
+	}
+	if !strings.Contains(buf.String(), "REDACTED") {
+		t.Errorf("log = %q, want REDACTED", buf.String())
+	}
+}
+
+// TestNamedBothAlgorithms adds and deletes a TXT value on a real named
+// with an hmac-sha256 and an hmac-sha512 key.
+func TestNamedBothAlgorithms(t *testing.T) {
+	t.Parallel()
+	for _, alg := range []string{HMACSHA256, HMACSHA512} {
+		t.Run(alg, func(t *testing.T) {
+			t.Parallel()
+			n := testsvc.Named(t, testsvc.NamedOptions{Algorithm: alg})
+			p := &Provider{Server: n.Addr(), KeyName: n.KeyName(), Algorithm: alg, Secret: n.Secret()}
+			long := strings.Repeat("v", 300) // more than one 255-byte string
+			recs := []libdns.Record{libdns.TXT{Name: "_x", TTL: time.Minute, Text: "one"}, libdns.TXT{Name: "_x", TTL: time.Minute, Text: long}}
+			if _, err := p.AppendRecords(t.Context(), "a.test.", recs); err != nil {
+				t.Fatalf("AppendRecords: %v", err)
+			}
+			if got := txtAt(t, n.Addr(), "_x.a.test."); len(got) != 2 || !slices.Contains(got, long) {
+				t.Errorf("after AppendRecords: %d values (long one there: %t), want 2", len(got), slices.Contains(got, long))
+			}
+			if _, err := p.DeleteRecords(t.Context(), "a.test.", recs[:1]); err != nil {
+				t.Fatalf("DeleteRecords: %v", err)
+			}
+			if got := txtAt(t, n.Addr(), "_x.a.test."); len(got) != 1 || got[0] != long {
+				t.Errorf("after deleting one value: %d values, want only the other", len(got))
+			}
+			if n.Updates() != 3 {
+				t.Errorf("named applied %d updates, want 3", n.Updates())
+			}
+		})
+	}
+}
+
+func txtAt(t *testing.T, server, name string) []string {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeTXT)
+	resp, _, err := (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(m, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, rr := range resp.Answer {
+		if txt, ok := rr.(*dns.TXT); ok {
+			out = append(out, strings.Join(txt.Txt, ""))
+		}
+	}
+	return out
+}

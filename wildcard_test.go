@@ -1,0 +1,88 @@
+package certkeeper_test
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/dns01"
+	"github.com/certkeeper/certkeeper/solver/dns01/rfc2136"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// TestOnDemandWildcard: with Wildcards set, handshakes for 20 different
+// subdomains of a.test (at once, then the apex and more one by one) place
+// exactly one order, for *.a.test + a.test, validated through dns-01 on
+// a real named.
+func TestOnDemandWildcard(t *testing.T) {
+	t.Parallel()
+	named := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})
+	ca := testca.Start(t, testca.Options{DNSServer: named.Addr()})
+	_, port, _ := net.SplitHostPort(named.Addr())
+	nsPort, _ := strconv.Atoi(port)
+	dns := &dns01.Solver{
+		Provider: &rfc2136.Provider{Server: named.Addr(), KeyName: named.KeyName(), Algorithm: named.Algorithm(), Secret: named.Secret()},
+		Resolver: dns01.Resolver{Servers: []string{named.Addr()}, AuthoritativePort: nsPort},
+	}
+	m := &certkeeper.Manager{
+		Policy:    policy.Allowlist("a.test", "*.a.test"),
+		Storage:   filestore.New(t.TempDir()),
+		Wildcards: []string{"*.a.test"},
+		Issuers: []issuer.Issuer{&acmeca.Issuer{
+			DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+			Solvers: map[string]solver.Solver{acmeca.DNS01: dns},
+		}},
+	}
+	addr := serveOn(t, m)
+	roots := ca.IssuingRootPool(t)
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	serials := make([]string, 20)
+	errs := make([]error, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			leaf, err := handshakeAddr(addr, fmt.Sprintf("host%d.a.test", i), roots)
+			errs[i] = err
+			if err == nil {
+				serials[i] = leaf.SerialNumber.String()
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("20 concurrent first handshakes for subdomains took %s", time.Since(start).Round(time.Millisecond))
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("handshake for host%d.a.test: %v", i, err)
+		}
+		if serials[i] != serials[0] {
+			t.Errorf("host%d.a.test got serial %s, host0 %s", i, serials[i], serials[0])
+		}
+	}
+	for _, name := range []string{"a.test", "later.a.test", "another.a.test"} {
+		leaf, err := handshakeAddr(addr, name, roots)
+		if err != nil {
+			t.Fatalf("handshake for %s: %v", name, err)
+		}
+		if leaf.SerialNumber.String() != serials[0] {
+			t.Errorf("%s got serial %s, want the wildcard's %s", name, leaf.SerialNumber, serials[0])
+		}
+	}
+	if n := ca.Orders(); n != 1 {
+		t.Errorf("orders = %d, want exactly 1", n)
+	}
+	// Two labels down is not covered by *.a.test: it is not served from it.
+	if leaf, err := handshakeAddr(addr, "deep.x.a.test", roots); err == nil && leaf.SerialNumber.String() == serials[0] {
+		t.Error("deep.x.a.test was served the *.a.test certificate")
+	}
+}
