@@ -18,6 +18,7 @@
 package migrate
 
 import (
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -154,7 +155,7 @@ func (s *State) addAccount(a Account, keyPEM []byte) {
 		s.problem(a.Source, "no account URL recorded (the account was never registered?)")
 		return
 	}
-	key, err := storage.ParsePrivateKeyPEM(keyPEM)
+	key, err := parseKey(keyPEM)
 	if err != nil {
 		s.problem(a.Source, "account key: %w", err)
 		return
@@ -179,7 +180,7 @@ func (s *State) addCertificate(c Certificate, primary string, keyPEM []byte) {
 		s.problem(c.Source, "no certificate")
 		return
 	}
-	key, err := storage.ParsePrivateKeyPEM(keyPEM)
+	key, err := parseKey(keyPEM)
 	if err != nil {
 		s.problem(c.Source, "private key: %w", err)
 		return
@@ -325,6 +326,23 @@ func parsePEMKeyOrJWK(data []byte) ([]byte, error) {
 		return nil, err
 	}
 	return storage.MarshalPrivateKeyPEM(key)
+}
+
+// parseKey parses the first private key among the PEM blocks of data,
+// skipping the "EC PARAMETERS" block openssl ecparam writes before an EC
+// key (as dehydrated's keys have).
+func parseKey(data []byte) (crypto.Signer, error) {
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return nil, errors.New("no PEM private key (truncated or damaged file?)")
+		}
+		if block.Type == "EC PARAMETERS" {
+			continue
+		}
+		return storage.ParsePrivateKeyPEM(pem.EncodeToMemory(block))
+	}
 }
 
 // rel returns path relative to base for messages, or path.
