@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -305,4 +306,72 @@ func TestImportCaddy(t *testing.T) {
 		t.Fatal(err)
 	}
 	takeover(t, ca, "caddy", dir, "cm.test", leafOf(t, crts[0]).SerialNumber.String(), user.Location)
+}
+
+// TestImportACMESH: acme.sh, which Debian does not ship, from a fixture
+// laid out as acme.sh writes its home (~/.acme.sh): the certificate, its
+// key and the account come from Pebble (obtained here by certkeeper), the
+// files and their shell-variable configurations as acme.sh documents them.
+func TestImportACMESH(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	made, out := t.TempDir(), t.TempDir()
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, made, out), "--email", "a@ash.test", "-d", "ash.test")...); r.code != 0 {
+		t.Fatalf("cert issue: %s", r.stderr)
+	}
+	certs := readPair(t, out, "ash.test")
+	id := storage.IssuerID(ca.DirectoryURL())
+	var acct struct {
+		Location string `json:"location"`
+	}
+	if err := json.Unmarshal(mustRead(t, filepath.Join(made, "accounts", id, "a@ash.test.json")), &acct); err != nil {
+		t.Fatal(err)
+	}
+	sec1 := func(file string) string {
+		k, err := storage.ParsePrivateKeyPEM(mustRead(t, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalECPrivateKey(k.(*ecdsa.PrivateKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+	}
+	pemOf := func(cs ...*x509.Certificate) string {
+		var s string
+		for _, c := range cs {
+			s += string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+		}
+		return s
+	}
+	home := filepath.Join(t.TempDir(), ".acme.sh")
+	// acme.sh keeps an account per CA in ca/HOST/PATH (HOST without port).
+	caDir := filepath.Join(home, "ca", "127.0.0.1", "dir")
+	certDir := filepath.Join(home, "ash.test_ecc")
+	fixture := map[string]string{
+		filepath.Join(home, "account.conf"):  "LOG_FILE='" + home + "/acme.sh.log'\nACCOUNT_EMAIL='a@ash.test'\nUPGRADE_HASH='0'\n",
+		filepath.Join(caDir, "account.key"):  sec1(filepath.Join(made, "accounts", id, "a@ash.test.key")),
+		filepath.Join(caDir, "account.json"): `{"status":"valid","contact":["mailto:a@ash.test"]}`,
+		filepath.Join(caDir, "ca.conf"):      "CA_EMAIL='a@ash.test'\nACCOUNT_URL='" + acct.Location + "'\nCA_KEY_HASH='x'\nACCOUNT_THUMBPRINT='y'\n",
+		filepath.Join(certDir, "ash.test.conf"): "Le_Domain='ash.test'\nLe_Alt='no'\nLe_Webroot='/var/www/html'\nLe_PreHook=''\n" +
+			"Le_PostHook=''\nLe_RenewHook=''\nLe_API='" + ca.DirectoryURL() + "'\nLe_Keylength='ec-256'\nLe_OrderFinalize='x'\n" +
+			"Le_LinkOrder='x'\nLe_LinkCert='https://example.invalid/cert'\nLe_CertCreateTime='1700000000'\nLe_NextRenewTime='1705000000'\n",
+		filepath.Join(certDir, "ash.test.cer"):     pemOf(certs[0]),
+		filepath.Join(certDir, "ca.cer"):           pemOf(certs[1:]...),
+		filepath.Join(certDir, "fullchain.cer"):    pemOf(certs...),
+		filepath.Join(certDir, "ash.test.key"):     sec1(filepath.Join(out, "private", "ash.test.key")),
+		filepath.Join(certDir, "ash.test.csr"):     "",
+		filepath.Join(home, "acme.sh.env"):         "export LE_WORKING_DIR=\"" + home + "\"\n",
+		filepath.Join(home, "deploy", "ssh.sh"):    "#!/usr/bin/env sh\n",
+		filepath.Join(home, "dnsapi", "dns_cf.sh"): "#!/usr/bin/env sh\n",
+	}
+	for f, content := range fixture {
+		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	takeover(t, ca, "acme.sh", home, "ash.test", certs[0].SerialNumber.String(), acct.Location)
 }
