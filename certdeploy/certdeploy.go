@@ -180,7 +180,7 @@ func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (ch
 	if d.Check != "" {
 		if out, err := run(ctx, d.Check, dir); err != nil {
 			tx.rollback()
-			return false, &CheckError{Names: blame(out, files, changedNames), Output: out, Err: err}
+			return false, &CheckError{Names: blame(out, dir, files, changedNames), Output: out, Err: err}
 		}
 	}
 	tx.commit()
@@ -196,10 +196,10 @@ func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (ch
 
 // blame returns the certificates whose files the check output names, or
 // every changed one if it names none.
-func blame(out string, files []file, changed map[string]bool) []string {
+func blame(out, dir string, files []file, changed map[string]bool) []string {
 	seen := map[string]bool{}
 	for _, f := range files {
-		if f.name != "" && !seen[f.name] && strings.Contains(out, f.rel) {
+		if f.name != "" && !seen[f.name] && strings.Contains(out, filepath.Join(dir, f.rel)) {
 			seen[f.name] = true
 		}
 	}
