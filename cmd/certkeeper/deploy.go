@@ -4,35 +4,56 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certdeploy"
+	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
-// deployFlags are the flags of "deploy", and of proxy's --deploy mode.
+// deployFlags are the flags of "deploy", and of the proxy's deploy mode
+// (the same flags prefixed "deploy-", config keys deploy_format, ...).
 type deployFlags struct {
-	format, out, check, reload string
+	Format string `yaml:"deploy_format"`
+	Out    string `yaml:"deploy_out"`
+	Check  string `yaml:"deploy_check"`
+	Reload string `yaml:"deploy_reload"`
 }
 
 func (f *deployFlags) register(fs *flag.FlagSet, prefix string) {
-	fs.StringVar(&f.format, prefix+"format", "", "the `FORMAT` to write: "+strings.Join(certdeploy.Formats, ", "))
-	fs.StringVar(&f.out, prefix+"out", "", "`DIR` to write the files into (created 0700 if missing)")
-	fs.StringVar(&f.check, prefix+"check", "", "`CMD` (sh -c) that validates the new files, e.g. 'haproxy -c -f /etc/haproxy/haproxy.cfg';\nif it fails, the previous files are restored")
-	fs.StringVar(&f.reload, prefix+"reload", "", "`CMD` (sh -c) to run after a passing check when anything changed, e.g. 'systemctl reload haproxy'")
+	what := "the `FORMAT` to write: " + strings.Join(certdeploy.Formats, ", ")
+	if prefix != "" {
+		what = "deploy every certificate in this `FORMAT` (" + strings.Join(certdeploy.Formats, ", ") + ") at start and after\neach issuance and renewal (see certkeeper deploy --help)"
+	}
+	fs.StringVar(&f.Format, prefix+"format", "", what)
+	fs.StringVar(&f.Out, prefix+"out", "", "`DIR` to write the files into (created 0700 if missing)")
+	fs.StringVar(&f.Check, prefix+"check", "", "`CMD` (sh -c) that validates the new files, e.g. 'haproxy -c -f /etc/haproxy/haproxy.cfg';\nif it fails, the previous files are restored")
+	fs.StringVar(&f.Reload, prefix+"reload", "", "`CMD` (sh -c) to run after a passing check when anything changed, e.g. 'systemctl reload haproxy'")
+}
+
+// overlay sets the deploy settings whose flags (with prefix) were given.
+func (f *deployFlags) overlay(set map[string]bool, prefix string, flags deployFlags) {
+	for name, p := range map[string][2]*string{"format": {&f.Format, &flags.Format}, "out": {&f.Out, &flags.Out},
+		"check": {&f.Check, &flags.Check}, "reload": {&f.Reload, &flags.Reload}} {
+		if set[prefix+name] {
+			*p[0] = *p[1]
+		}
+	}
 }
 
 func (f *deployFlags) deployer(env *Env, flagPrefix string) (*certdeploy.Deployer, error) {
-	if f.out == "" {
+	if f.Out == "" {
 		return nil, usagef("--%sout DIR is required", flagPrefix)
 	}
-	switch f.format {
+	switch f.Format {
 	case certdeploy.HAProxy, certdeploy.PEM, certdeploy.Nginx:
 	default:
-		return nil, usagef("--%sformat %q: use %s", flagPrefix, f.format, strings.Join(certdeploy.Formats, ", "))
+		return nil, usagef("--%sformat %q: use %s", flagPrefix, f.Format, strings.Join(certdeploy.Formats, ", "))
 	}
-	return &certdeploy.Deployer{Format: f.format, Dir: f.out, Check: f.check, Reload: f.reload, Logger: env.Logger}, nil
+	return &certdeploy.Deployer{Format: f.Format, Dir: f.Out, Check: f.Check, Reload: f.Reload, Logger: env.Logger}, nil
 }
 
 func deployCmd() *Command {
@@ -102,8 +123,67 @@ Files are 0600; run deploy as the user the server reads them as (or root).`,
 			if changed {
 				state = "deployed"
 			}
-			fmt.Fprintf(env.Stdout, "%s %d certificates to %s (%s)\n", state, len(certs), f.out, f.format)
+			fmt.Fprintf(env.Stdout, "%s %d certificates to %s (%s)\n", state, len(certs), f.Out, f.Format)
 			return nil
 		},
 	}
+}
+
+// startDeploy runs the proxy's deploy mode, if configured: every
+// certificate in storage is deployed now, and again after each issuance
+// and renewal (events arriving during a deployment are handled by one
+// more). A failed deployment is logged; the previous files keep serving.
+// stop ends it and waits.
+func startDeploy(ctx context.Context, env *Env, f deployFlags, m *certkeeper.Manager, st storage.Storage) (stop func(), err error) {
+	if f.Format == "" && f.Out == "" {
+		return func() {}, nil
+	}
+	d, err := f.deployer(env, "deploy-")
+	if err != nil {
+		return nil, err
+	}
+	events, unwatch := m.Watch()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	deploy := func() {
+		dctx, dcancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer dcancel()
+		certs, err := certdeploy.Stored(dctx, st, nil)
+		if err == nil && len(certs) > 0 {
+			_, err = d.Deploy(dctx, certs)
+		}
+		if err != nil {
+			env.Logger.Error("deploying certificates failed; the previous files stay", slog.String("dir", f.Out), slog.Any("err", err))
+		}
+	}
+	go func() {
+		defer close(done)
+		deploy()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-events:
+				if !ok {
+					return
+				}
+				if e.Kind != certkeeper.Obtained && e.Kind != certkeeper.Renewed {
+					continue
+				}
+				for drained := false; !drained; {
+					select {
+					case <-events:
+					default:
+						drained = true
+					}
+				}
+				deploy()
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		unwatch()
+		<-done
+	}, nil
 }

@@ -51,6 +51,9 @@ type proxyConfig struct {
 	// Names gives names matching a pattern their own CA chain, key type,
 	// challenges or profile (config file only).
 	Names []nameConfig `yaml:"names"`
+	// Deploy writes the certificates for other servers on every issuance
+	// and renewal (deploy.go).
+	Deploy deployFlags `yaml:",inline"`
 }
 
 // nameConfig is one entry of the config's "names" list.
@@ -89,6 +92,7 @@ func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string) {
 	fs.StringVar(&c.CARoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
 	fs.BoolVar(&c.RSAFallback, "rsa-fallback", false, "also obtain RSA certificates, for clients that cannot use ECDSA")
 	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own addresses")
+	c.Deploy.register(fs, "deploy-")
 }
 
 func proxyCmd() *Command {
@@ -181,6 +185,7 @@ func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*pro
 	if set["require-own-ip"] {
 		cfg.RequireOwn = flags.RequireOwn
 	}
+	cfg.Deploy.overlay(set, "deploy-", flags.Deploy)
 	return cfg, nil
 }
 
@@ -336,6 +341,11 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		Logger:      env.Logger,
 	}
 	defer m.Close()
+	stopDeploy, err := startDeploy(ctx, env, cfg.Deploy, m, st)
+	if err != nil {
+		return err
+	}
+	defer stopDeploy()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current.Load().handler.ServeHTTP(w, r)
 	})
