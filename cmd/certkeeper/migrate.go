@@ -67,7 +67,7 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 				return fmt.Errorf("--to: %w", err)
 			}
 			defer closeDst()
-			stats, err := migrate(ctx, src, dst, overwrite)
+			stats, err := copyStorage(ctx, src, dst, overwrite)
 			if cerr, ok := errors.AsType[*certkeeper.ConflictError](err); ok {
 				return conflictError(to.where(), cerr.Keys)
 			}
@@ -85,10 +85,10 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 	}
 }
 
-// migrate copies src to dst through an export archive held in memory (so
+// copyStorage copies src to dst through an export archive held in memory (so
 // it gets Import's checks and conflict handling), then verifies that every
 // key of src reads back from dst with the same value.
-func migrate(ctx context.Context, src, dst storage.Storage, overwrite bool) (certkeeper.ImportStats, error) {
+func copyStorage(ctx context.Context, src, dst storage.Storage, overwrite bool) (certkeeper.ImportStats, error) {
 	var buf bytes.Buffer
 	if _, err := certkeeper.Export(ctx, src, &buf); err != nil {
 		return certkeeper.ImportStats{}, err

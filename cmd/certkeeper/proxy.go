@@ -60,6 +60,9 @@ type proxyConfig struct {
 	// Names gives names matching a pattern their own CA chain, key type,
 	// challenges or profile (config file only).
 	Names []nameConfig `yaml:"names"`
+	// Deploy writes the certificates for other servers on every issuance
+	// and renewal (deploy.go).
+	Deploy deployFlags `yaml:",inline"`
 }
 
 // nameConfig is one entry of the config's "names" list.
@@ -102,6 +105,7 @@ func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string) {
 	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own addresses")
 	fs.Var((*stringsFlag)(&c.Wildcards), "wildcard", "serve every subdomain of a zone from one wildcard certificate: `*.ZONE` (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable")
 	c.DNS.register(fs)
+	c.Deploy.register(fs, "deploy-")
 }
 
 func proxyCmd() *Command {
@@ -198,6 +202,7 @@ func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*pro
 	}
 	overList("wildcard", &cfg.Wildcards, flags.Wildcards)
 	cfg.DNS.overlay(&flags.DNS, set)
+	cfg.Deploy.overlay(set, "deploy-", flags.Deploy)
 	return cfg, nil
 }
 
@@ -364,6 +369,11 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	for _, r := range rules {
 		withManagerSolvers(m, r.Issuers)
 	}
+	stopDeploy, err := startDeploy(ctx, env, cfg.Deploy, m, st)
+	if err != nil {
+		return err
+	}
+	defer stopDeploy()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current.Load().handler.ServeHTTP(w, r)
 	})

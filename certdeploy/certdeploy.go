@@ -1,0 +1,238 @@
+// Package certdeploy hands certkeeper's certificates to other TLS servers
+// (haproxy, nginx, anything that reads PEM files) in the layout each reads,
+// and reloads them safely.
+//
+// The oldest pain of this job is the glue: one bad file stops a reload and
+// takes every site down. A Deployer therefore writes every file atomically
+// (temporary file, fsync, rename), then runs the server's own check
+// (haproxy -c, nginx -t) on the result, and reloads only if it passes. If
+// the check fails, the previous files are put back, so the server's next
+// reload (or restart) still finds a configuration that works, and the error
+// names the certificate the check complained about.
+//
+// It does not obtain or renew certificates (the root package does) and
+// does not know how to reload a particular server: Check and Reload are
+// commands the operator gives.
+package certdeploy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// The formats a Deployer writes.
+const (
+	// HAProxy writes DIR/NAME.pem (chain then key, as haproxy's crt wants)
+	// and DIR/crt-list naming them all; bind with "ssl crt-list DIR/crt-list".
+	HAProxy = "haproxy"
+	// PEM writes DIR/NAME/{cert,chain,fullchain,privkey}.pem, like
+	// certbot's live/ directory.
+	PEM = "pem"
+	// Nginx writes DIR/NAME/{fullchain,privkey}.pem and DIR/certkeeper.conf,
+	// two maps from $ssl_server_name to them: "ssl_certificate
+	// $certkeeper_cert; ssl_certificate_key $certkeeper_key;".
+	Nginx = "nginx"
+)
+
+// Formats lists the formats, for usage messages.
+var Formats = []string{HAProxy, PEM, Nginx}
+
+// manifest lists the files the last deployment wrote, so certificates
+// that are gone from storage are removed too.
+const manifest = ".certkeeper-deploy"
+
+// Deployer writes certificates into Dir in Format. Set the fields before
+// first use; they must not change afterwards. Deploy calls are serialised.
+type Deployer struct {
+	// Format is HAProxy, PEM or Nginx. Required.
+	Format string
+	// Dir is the directory to write into; it is created (0700) if missing.
+	// Required.
+	Dir string
+	// Check is a shell command that validates the new files (haproxy -c -f
+	// CFG, nginx -t); a failure restores the previous files. Empty checks
+	// only that each key matches its certificate.
+	Check string
+	// Reload is a shell command run after a passing check, when anything
+	// changed (systemctl reload haproxy). Empty runs nothing.
+	Reload string
+	// Logger receives what was deployed. Nil means slog.Default().
+	Logger *slog.Logger
+
+	mu sync.Mutex // serialises Deploy: one set of files at a time
+}
+
+// CheckError is returned when Check rejected the new files: they were
+// replaced by the previous ones, and Names are the certificates the check
+// output mentions (all changed ones if it mentions none).
+type CheckError struct {
+	// Names are the primary names of the certificates blamed.
+	Names []string
+	// Output is what the check command printed.
+	Output string
+	// Err is the command's error.
+	Err error
+}
+
+func (e *CheckError) Error() string {
+	return fmt.Sprintf("the check rejected the new files for %s (previous files restored): %v: %s",
+		strings.Join(e.Names, ", "), e.Err, strings.TrimSpace(e.Output))
+}
+
+func (e *CheckError) Unwrap() error { return e.Err }
+
+func (d *Deployer) logger() *slog.Logger {
+	if d.Logger != nil {
+		return d.Logger
+	}
+	return slog.Default()
+}
+
+// file is one file of a deployment and the certificate it belongs to.
+type file struct {
+	rel  string
+	data []byte
+	name string // primary name of its certificate; "" for an index file
+}
+
+// Deploy writes certs (one per name: callers pass the newest of each) in
+// d's layout, checks and reloads. It reports whether anything changed; an
+// unchanged deployment runs neither Check nor Reload.
+func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (changed bool, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.Dir == "" {
+		return false, errors.New("certdeploy: no directory to deploy into")
+	}
+	dir, err := filepath.Abs(d.Dir)
+	if err != nil {
+		return false, err
+	}
+	files, err := layout(d.Format, dir, certs)
+	if err != nil {
+		return false, err
+	}
+	if d.Check == "" {
+		for _, c := range certs {
+			if _, err := tls.X509KeyPair(c.ChainPEM, c.KeyPEM); err != nil {
+				return false, fmt.Errorf("deploying %s: %w", c.Names[0], err)
+			}
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, fmt.Errorf("deploying into %s: %w", dir, err)
+	}
+	var list []string
+	for _, f := range files {
+		list = append(list, f.rel)
+	}
+	sort.Strings(list)
+	files = append(files, file{rel: manifest, data: []byte(strings.Join(list, "\n") + "\n")})
+
+	// Old files no longer deployed are removed too (and restored on failure).
+	var stale []string
+	if old, err := os.ReadFile(filepath.Join(dir, manifest)); err == nil {
+		keep := map[string]bool{}
+		for _, r := range list {
+			keep[r] = true
+		}
+		for _, r := range strings.Fields(string(old)) {
+			if !keep[r] && filepath.IsLocal(r) {
+				stale = append(stale, r)
+			}
+		}
+	}
+
+	tx := &transaction{dir: dir}
+	changedNames := map[string]bool{}
+	for _, f := range files {
+		w, err := tx.write(f.rel, f.data)
+		if err != nil {
+			tx.rollback()
+			return false, fmt.Errorf("deploying %s: %w", f.rel, err)
+		}
+		if w && f.name != "" {
+			changedNames[f.name] = true
+		}
+	}
+	for _, r := range stale {
+		if err := tx.remove(r); err != nil {
+			tx.rollback()
+			return false, fmt.Errorf("removing %s: %w", r, err)
+		}
+	}
+	if !tx.changed() {
+		return false, nil
+	}
+	if d.Check != "" {
+		if out, err := run(ctx, d.Check, dir); err != nil {
+			tx.rollback()
+			return false, &CheckError{Names: blame(out, dir, files, changedNames), Output: out, Err: err}
+		}
+	}
+	tx.commit()
+	d.logger().Info("certificates deployed", slog.String("format", d.Format), slog.String("dir", dir),
+		slog.Any("names", sortedKeys(changedNames)))
+	if d.Reload != "" {
+		if out, err := run(ctx, d.Reload, dir); err != nil {
+			return true, fmt.Errorf("the new files passed the check, but the reload command failed: %w: %s", err, strings.TrimSpace(out))
+		}
+	}
+	return true, nil
+}
+
+// blame returns the certificates whose files the check output names, or
+// every changed one if it names none.
+func blame(out, dir string, files []file, changed map[string]bool) []string {
+	seen := map[string]bool{}
+	for _, f := range files {
+		if f.name != "" && !seen[f.name] && strings.Contains(out, filepath.Join(dir, f.rel)) {
+			seen[f.name] = true
+		}
+	}
+	if len(seen) == 0 {
+		return sortedKeys(changed)
+	}
+	return sortedKeys(seen)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// run runs a shell command in dir with CERTKEEPER_DEPLOY_DIR set, and
+// returns its combined output.
+func run(ctx context.Context, command, dir string) (string, error) {
+	var c *exec.Cmd
+	if runtime.GOOS == "windows" {
+		c = exec.CommandContext(ctx, "cmd", "/C", command)
+	} else {
+		c = exec.CommandContext(ctx, "sh", "-c", command)
+	}
+	c.Env = append(os.Environ(), "CERTKEEPER_DEPLOY_DIR="+dir)
+	var out bytes.Buffer
+	c.Stdout, c.Stderr = &out, &out
+	err := c.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("%q: %w", command, err)
+	}
+	return out.String(), nil
+}

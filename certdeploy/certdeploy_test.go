@@ -1,0 +1,250 @@
+package certdeploy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// issue has certkeeper's local CA issue a certificate for names.
+func issue(t *testing.T, ca *localca.CA, names ...string) *storage.Certificate {
+	t.Helper()
+	key, err := issuer.ECDSAP256.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := issuer.NewCSR(key, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ca.Issue(t.Context(), issuer.Request{Names: names, CSR: csr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := storage.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &storage.Certificate{Names: names, Issuer: c.Issuer, ChainPEM: c.ChainPEM, KeyPEM: keyPEM,
+		NotBefore: c.Leaf.NotBefore, NotAfter: c.Leaf.NotAfter}
+}
+
+func serialOf(c *storage.Certificate) string {
+	leaf, err := c.Leaf()
+	if err != nil {
+		panic(err)
+	}
+	return leaf.SerialNumber.String()
+}
+
+// servedSerial is the serial of the certificate served at addr for name.
+func servedSerial(addr, name string) (string, error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{ServerName: name, InsecureSkipVerify: true})
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String(), nil
+}
+
+// waitServed waits (at most 10 s) until addr serves serial for name.
+func waitServed(t *testing.T, addr, name, serial string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var got string
+	var err error
+	for time.Now().Before(deadline) {
+		if got, err = servedSerial(addr, name); err == nil && got == serial {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s serves serial %s for %s (err %v), want %s", addr, got, name, err, serial)
+}
+
+// TestHAProxy runs a real haproxy (master-worker) on a crt-list written
+// by Deploy: a renewed certificate is served after the reload; a broken
+// one (key from another certificate) fails haproxy -c, the previous files
+// are restored, haproxy keeps serving, and the error names the
+// certificate.
+func TestHAProxy(t *testing.T) {
+	bin := testsvc.LookPath(t, "haproxy", "install it: apt-get install haproxy")
+	ca := &localca.CA{Storage: filestore.New(t.TempDir())}
+	a, b := issue(t, ca, "a.test", "www.a.test"), issue(t, ca, "b.test")
+
+	dir := t.TempDir()
+	out := filepath.Join(dir, "certs")
+	port := testsvc.FreePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	conf := "global\n\tmaxconn 100\n" +
+		"defaults\n\tmode http\n\ttimeout connect 5s\n\ttimeout client 5s\n\ttimeout server 5s\n" +
+		"frontend fe\n\tbind " + addr + " ssl crt-list " + filepath.Join(out, "crt-list") + "\n" +
+		"\thttp-request return status 200 content-type text/plain string ok\n"
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &Deployer{Format: HAProxy, Dir: out, Check: bin + " -c -q -f " + cfg}
+	if changed, err := d.Deploy(t.Context(), []*storage.Certificate{a, b}); err != nil || !changed {
+		t.Fatalf("first Deploy = %v, %v; want changed", changed, err)
+	}
+	if crtList := string(mustRead(t, filepath.Join(out, "crt-list"))); !strings.Contains(crtList, filepath.Join(out, "a.test.pem")) {
+		t.Errorf("crt-list = %q", crtList)
+	}
+
+	proc, err := testsvc.StartProcess(t, exec.Command(bin, "-W", "-db", "-f", cfg), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.WaitReady(20*time.Second, func(context.Context) error { _, err := servedSerial(addr, "a.test"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	waitServed(t, addr, "a.test", serialOf(a))
+	waitServed(t, addr, "b.test", serialOf(b))
+	// SIGUSR2 to the master reloads haproxy: new workers read the files.
+	d.Reload = "kill -USR2 " + strconv.Itoa(proc.Pid())
+
+	// Nothing changed: neither check nor reload runs.
+	d2 := &Deployer{Format: HAProxy, Dir: out, Check: "false", Reload: "false"}
+	if changed, err := d2.Deploy(t.Context(), []*storage.Certificate{a, b}); err != nil || changed {
+		t.Errorf("Deploy of the same certificates = %v, %v; want unchanged, no check", changed, err)
+	}
+
+	renewed := issue(t, ca, "a.test", "www.a.test")
+	start := time.Now()
+	if _, err := d.Deploy(t.Context(), []*storage.Certificate{renewed, b}); err != nil {
+		t.Fatal(err)
+	}
+	waitServed(t, addr, "a.test", serialOf(renewed))
+	waitServed(t, addr, "www.a.test", serialOf(renewed))
+	t.Logf("renewed certificate served %v after Deploy began", time.Since(start))
+
+	before := snapshot(t, out)
+	broken := issue(t, ca, "b.test")
+	broken.KeyPEM = a.KeyPEM // a key that does not match
+	_, err = d.Deploy(t.Context(), []*storage.Certificate{renewed, broken})
+	var cerr *CheckError
+	if !errors.As(err, &cerr) || len(cerr.Names) != 1 || cerr.Names[0] != "b.test" || !strings.Contains(err.Error(), "b.test") {
+		t.Fatalf("Deploy of a mismatched key = %v, want a CheckError naming b.test", err)
+	}
+	if after := snapshot(t, out); after != before {
+		t.Errorf("files after the failed check differ from before:\n%s\nwant\n%s", after, before)
+	}
+	waitServed(t, addr, "b.test", serialOf(b))
+	waitServed(t, addr, "a.test", serialOf(renewed))
+	select {
+	case <-proc.Done():
+		t.Fatalf("haproxy exited:\n%s", proc.Output())
+	default:
+	}
+}
+
+// TestLayouts: pem and nginx write what their servers read; without a
+// check, a mismatched key is refused before anything is written; a
+// certificate gone from the list is removed.
+func TestLayouts(t *testing.T) {
+	ca := &localca.CA{Storage: filestore.New(t.TempDir())}
+	a, b := issue(t, ca, "a.test"), issue(t, ca, "*.b.test", "b.test")
+	for _, format := range []string{PEM, Nginx} {
+		t.Run(format, func(t *testing.T) {
+			out := t.TempDir()
+			d := &Deployer{Format: format, Dir: out}
+			if _, err := d.Deploy(t.Context(), []*storage.Certificate{a, b}); err != nil {
+				t.Fatal(err)
+			}
+			full := mustRead(t, filepath.Join(out, "wildcard_b.test", "fullchain.pem"))
+			key := mustRead(t, filepath.Join(out, "wildcard_b.test", "privkey.pem"))
+			if _, err := tls.X509KeyPair(full, key); err != nil {
+				t.Errorf("fullchain.pem and privkey.pem: %v", err)
+			}
+			if fi, _ := os.Stat(filepath.Join(out, "a.test", "privkey.pem")); fi == nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("privkey.pem mode: %v", fi)
+			}
+			if format == PEM {
+				leaf := mustRead(t, filepath.Join(out, "a.test", "cert.pem"))
+				chain := mustRead(t, filepath.Join(out, "a.test", "chain.pem"))
+				if c, err := x509.ParseCertificate(pemBlock(t, leaf)); err != nil || c.Subject.CommonName == "" && len(c.DNSNames) == 0 {
+					t.Errorf("cert.pem: %v", err)
+				}
+				if string(leaf)+string(chain) != string(a.ChainPEM) {
+					t.Errorf("cert.pem + chain.pem != fullchain")
+				}
+			} else {
+				conf := string(mustRead(t, filepath.Join(out, "certkeeper.conf")))
+				for _, want := range []string{"*.b.test " + filepath.Join(out, "wildcard_b.test", "fullchain.pem"), "a.test " + filepath.Join(out, "a.test", "privkey.pem")} {
+					if !strings.Contains(conf, want) {
+						t.Errorf("certkeeper.conf lacks %q:\n%s", want, conf)
+					}
+				}
+			}
+			bad := *b
+			bad.KeyPEM = a.KeyPEM
+			before := snapshot(t, out)
+			if _, err := d.Deploy(t.Context(), []*storage.Certificate{a, &bad}); err == nil || !strings.Contains(err.Error(), "*.b.test") {
+				t.Errorf("Deploy of a mismatched key without a check = %v, want an error naming *.b.test", err)
+			}
+			if snapshot(t, out) != before {
+				t.Error("a refused deployment changed files")
+			}
+			if _, err := d.Deploy(t.Context(), []*storage.Certificate{a}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(out, "wildcard_b.test", "privkey.pem")); !os.IsNotExist(err) {
+				t.Errorf("a certificate no longer deployed was left behind: %v", err)
+			}
+		})
+	}
+}
+
+func pemBlock(t *testing.T, data []byte) []byte {
+	t.Helper()
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatal("no PEM block")
+	}
+	return block.Bytes
+}
+
+// snapshot describes every file under dir and its content.
+func snapshot(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		b.WriteString(p + "\n" + string(data) + "\n")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func mustRead(t *testing.T, f string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

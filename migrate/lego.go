@@ -1,0 +1,128 @@
+package migrate
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// lego keeps (in its --path, ./.lego by default):
+//
+//	accounts/HOST_PORT/EMAIL/account.json   {"email", "registration": {"body", "uri"}}
+//	accounts/HOST_PORT/EMAIL/keys/EMAIL.key the account key (PEM)
+//	certificates/NAME.crt, NAME.key, NAME.issuer.crt, NAME.json {"domain", "certUrl"}
+//
+// NAME is the first domain with "*" spelled "_". Only the CA's host and
+// port are recorded, not its directory URL: well-known CAs are recognised
+// by host, others need Options.DirectoryURL.
+
+func readLego(s *State, opts Options) error {
+	// The accounts, by CA host:port.
+	type legoAccount struct {
+		acct   Account
+		keyPEM []byte
+	}
+	byHost := map[string][]legoAccount{}
+	accountsDir := filepath.Join(s.Dir, "accounts")
+	for _, hostDir := range subdirs(accountsDir) {
+		host := legoHost(hostDir)
+		dirURL := opts.DirectoryURL
+		if dirURL != "" && hostOf(dirURL) != host {
+			continue // another CA's account
+		}
+		if dirURL == "" {
+			dirURL = knownDirectories[hostName("https://"+host)]
+		}
+		for _, email := range subdirs(filepath.Join(accountsDir, hostDir)) {
+			src := filepath.Join(accountsDir, hostDir, email)
+			a := Account{DirectoryURL: dirURL, Source: rel(s.Dir, src)}
+			data, err := readFile(filepath.Join(src, "account.json"))
+			if err != nil {
+				s.problem(a.Source, "%w", err)
+				continue
+			}
+			var rec struct {
+				Email        string `json:"email"`
+				Registration struct {
+					Body struct {
+						Contact []string `json:"contact"`
+					} `json:"body"`
+					URI string `json:"uri"`
+				} `json:"registration"`
+			}
+			if err := json.Unmarshal(data, &rec); err != nil {
+				s.problem(a.Source, "account.json: %w", err)
+				continue
+			}
+			a.Location, a.Email = rec.Registration.URI, rec.Email
+			if e := emailOf(rec.Registration.Body.Contact); e != "" {
+				a.Email = e
+			}
+			keyPEM, err := readFile(filepath.Join(src, "keys", email+".key"))
+			if err != nil {
+				s.problem(a.Source, "account key: %w", err)
+				continue
+			}
+			n := len(s.Accounts)
+			s.addAccount(a, keyPEM)
+			if len(s.Accounts) > n {
+				byHost[host] = append(byHost[host], legoAccount{s.Accounts[n], keyPEM})
+			}
+		}
+	}
+
+	certDir := filepath.Join(s.Dir, "certificates")
+	crts, _ := filepath.Glob(filepath.Join(certDir, "*.crt"))
+	for _, crt := range crts {
+		if strings.HasSuffix(crt, ".issuer.crt") {
+			continue
+		}
+		base := strings.TrimSuffix(crt, ".crt")
+		c := Certificate{Source: rel(s.Dir, crt), DirectoryURL: opts.DirectoryURL}
+		var meta struct {
+			Domain  string `json:"domain"`
+			CertURL string `json:"certUrl"`
+		}
+		if data, err := os.ReadFile(base + ".json"); err == nil {
+			_ = json.Unmarshal(data, &meta)
+		}
+		c.URL = meta.CertURL
+		host := hostOf(meta.CertURL)
+		if c.DirectoryURL == "" {
+			c.DirectoryURL = knownDirectories[hostName(meta.CertURL)]
+		} else if host != "" && host != hostOf(c.DirectoryURL) {
+			continue // issued by another CA than the one asked for
+		}
+		// The account: the only one lego has at that CA.
+		if accts := byHost[host]; len(accts) == 1 {
+			c.Email, c.Account = accts[0].acct.Email, accts[0].acct.Location
+		}
+		chain, err := readFile(crt)
+		if err != nil {
+			s.problem(c.Source, "certificate: %w", err)
+			continue
+		}
+		keyPEM, err := readFile(base + ".key")
+		if err != nil {
+			s.problem(c.Source, "private key: %w", err)
+			continue
+		}
+		c.ChainPEM = chain // lego's NAME.crt holds the bundle (leaf + issuer)
+		primary := meta.Domain
+		if primary == "" {
+			primary = strings.ReplaceAll(filepath.Base(base), "_", "*")
+		}
+		s.addCertificate(c, primary, keyPEM)
+	}
+	return nil
+}
+
+// legoHost turns lego's account directory name (host with ":" spelled
+// "_") back into host:port.
+func legoHost(dir string) string {
+	if i := strings.LastIndexByte(dir, '_'); i > 0 {
+		return dir[:i] + ":" + dir[i+1:]
+	}
+	return dir
+}

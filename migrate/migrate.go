@@ -1,0 +1,354 @@
+// Package migrate reads the state other ACME clients keep — certbot, lego,
+// acme.sh, dehydrated and Caddy/CertMagic — and stores their certificates,
+// keys and ACME accounts in certkeeper's storage, so certkeeper takes over a
+// running installation without a single new order.
+//
+// Certificates are served at once and renewed later from the same ACME
+// account, so the CA accepts ARI "replaces" (RFC 9773 §5), which only the
+// account that ordered a certificate may send.
+//
+// Reading never modifies the source. Every entry is checked whole before
+// anything is stored (the key parses and matches the certificate, the
+// account has its key and URL); one that does not is reported as a
+// Problem and skipped, never half-imported. Importing twice changes
+// nothing.
+//
+// It does not carry over the tools' hooks, web server plugins or renewal
+// schedules: those are certkeeper's own (see docs/migrate.md).
+package migrate
+
+import (
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// The tools Read understands, as "certkeeper import --from" names them.
+const (
+	Certbot    = "certbot"
+	Lego       = "lego"
+	ACMESH     = "acme.sh"
+	Dehydrated = "dehydrated"
+	Caddy      = "caddy"
+)
+
+// Tools lists the tool names Read accepts.
+var Tools = []string{Certbot, Lego, ACMESH, Dehydrated, Caddy}
+
+// Options adjust Read.
+type Options struct {
+	// DirectoryURL is the ACME directory URL to assume where the tool's
+	// state does not record it (lego keeps only the CA's host and port;
+	// dehydrated's certificates name no CA). Empty reads it from the state
+	// where possible and reports entries for which it cannot.
+	DirectoryURL string
+}
+
+// Account is an ACME account found in a tool's state.
+type Account struct {
+	// DirectoryURL is the CA's directory.
+	DirectoryURL string
+	// Email is the account's contact address, or "" for none.
+	Email string
+	// Location is the account URL at the CA.
+	Location string
+	// KeyPEM is the account's private key, PKCS#8 PEM.
+	KeyPEM []byte
+	// Source is the file or directory it was read from.
+	Source string
+}
+
+// Certificate is a certificate and its key found in a tool's state.
+type Certificate struct {
+	// DirectoryURL is the directory of the CA that issued it.
+	DirectoryURL string
+	// Names are the normalised names it covers, the tool's primary name
+	// first.
+	Names []string
+	// ChainPEM is the chain, leaf first; KeyPEM its key (PKCS#8 PEM).
+	ChainPEM, KeyPEM []byte
+	// Leaf is the parsed leaf.
+	Leaf *x509.Certificate
+	// Email and Account name the ACME account that ordered it, where the
+	// tool records it.
+	Email, Account string
+	// URL is the ACME certificate URL, where known.
+	URL string
+	// Source is the file or directory it was read from.
+	Source string
+}
+
+// Problem is an entry that cannot be imported, and why.
+type Problem struct {
+	// Source is the file or directory of the entry.
+	Source string
+	// Err says why.
+	Err error
+}
+
+// State is what Read found in one tool's directory.
+type State struct {
+	Tool         string
+	Dir          string
+	Accounts     []Account
+	Certificates []Certificate
+	Problems     []Problem
+}
+
+// ErrUnknownTool is returned by Read for a tool it does not know.
+var ErrUnknownTool = errors.New("unknown tool")
+
+// Read reads the state tool keeps in dir. A damaged entry becomes a
+// Problem; an error means dir itself could not be read.
+func Read(tool, dir string, opts Options) (*State, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s state: %w", tool, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("reading %s state: %s is not a directory", tool, dir)
+	}
+	s := &State{Tool: tool, Dir: dir}
+	switch tool {
+	case Certbot:
+		err = readCertbot(s, opts)
+	case Lego:
+		err = readLego(s, opts)
+	case ACMESH:
+		err = readACMESH(s, opts)
+	case Dehydrated:
+		err = readDehydrated(s, opts)
+	case Caddy:
+		err = readCaddy(s, opts)
+	default:
+		return nil, fmt.Errorf("%w %q: use one of %s", ErrUnknownTool, tool, strings.Join(Tools, ", "))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s state in %s: %w", tool, dir, err)
+	}
+	return s, nil
+}
+
+func (s *State) problem(source string, format string, args ...any) {
+	s.Problems = append(s.Problems, Problem{Source: source, Err: fmt.Errorf(format, args...)})
+}
+
+// addAccount checks an account and keeps it, or records why not.
+func (s *State) addAccount(a Account, keyPEM []byte) {
+	if a.DirectoryURL == "" {
+		s.problem(a.Source, "the CA's directory URL is not recorded: give --ca URL")
+		return
+	}
+	if a.Location == "" {
+		s.problem(a.Source, "no account URL recorded (the account was never registered?)")
+		return
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		s.problem(a.Source, "account key: %w", err)
+		return
+	}
+	if a.KeyPEM, err = storage.MarshalPrivateKeyPEM(key); err != nil {
+		s.problem(a.Source, "account key: %w", err)
+		return
+	}
+	a.Email = strings.ToLower(a.Email)
+	s.Accounts = append(s.Accounts, a)
+}
+
+// addCertificate checks a certificate (key matches the leaf, names
+// normalise) and keeps it, or records why not. primary is the tool's name
+// for it, put first among the names if the certificate covers it.
+func (s *State) addCertificate(c Certificate, primary string, keyPEM []byte) {
+	if c.DirectoryURL == "" {
+		s.problem(c.Source, "the CA's directory URL is not recorded: give --ca URL")
+		return
+	}
+	if len(c.ChainPEM) == 0 {
+		s.problem(c.Source, "no certificate")
+		return
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		s.problem(c.Source, "private key: %w", err)
+		return
+	}
+	if c.KeyPEM, err = storage.MarshalPrivateKeyPEM(key); err != nil {
+		s.problem(c.Source, "private key: %w", err)
+		return
+	}
+	tc, err := tls.X509KeyPair(c.ChainPEM, c.KeyPEM)
+	if err != nil {
+		s.problem(c.Source, "certificate and key: %w", err)
+		return
+	}
+	c.Leaf = tc.Leaf
+	if c.Names, err = leafNames(c.Leaf, primary); err != nil {
+		s.problem(c.Source, "%w", err)
+		return
+	}
+	c.Email = strings.ToLower(c.Email)
+	s.Certificates = append(s.Certificates, c)
+}
+
+// leafNames returns the normalised names leaf covers, primary first when
+// it is one of them.
+func leafNames(leaf *x509.Certificate, primary string) ([]string, error) {
+	n := policy.Normalizer{AllowIP: true, AllowWildcard: true}
+	var names []string
+	add := func(raw string) error {
+		name, err := n.Normalize(raw)
+		if err != nil {
+			return fmt.Errorf("certificate name %q: %w", raw, err)
+		}
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+		return nil
+	}
+	for _, d := range leaf.DNSNames {
+		if err := add(d); err != nil {
+			return nil, err
+		}
+	}
+	for _, ip := range leaf.IPAddresses {
+		if err := add(ip.String()); err != nil {
+			return nil, err
+		}
+	}
+	if len(names) == 0 {
+		return nil, errors.New("the certificate names no DNS name or IP address")
+	}
+	if p, err := n.Normalize(primary); err == nil {
+		if i := slices.Index(names, p); i > 0 {
+			names = append([]string{p}, slices.Delete(names, i, i+1)...)
+		}
+	}
+	return names, nil
+}
+
+// readFile reads a file that must exist and not be empty.
+func readFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return nil, fmt.Errorf("%s is empty", path)
+	}
+	return data, nil
+}
+
+// joinPEM joins a leaf file and a chain file into one chain.
+func joinPEM(leaf, chain []byte) []byte {
+	out := strings.TrimRight(string(leaf), "\n") + "\n"
+	if c := strings.TrimSpace(string(chain)); c != "" {
+		out += c + "\n"
+	}
+	return []byte(out)
+}
+
+// subdirs lists the directories in dir, sorted; a missing dir has none.
+func subdirs(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// emailOf returns the first mailto: contact, without the scheme.
+func emailOf(contact []string) string {
+	for _, c := range contact {
+		if e, ok := strings.CutPrefix(c, "mailto:"); ok {
+			return e
+		}
+	}
+	return ""
+}
+
+// hostOf returns the host:port of a URL, or "" if it has none.
+func hostOf(u string) string {
+	rest, ok := strings.CutPrefix(u, "https://")
+	if !ok {
+		rest, _ = strings.CutPrefix(u, "http://")
+	}
+	host, _, _ := strings.Cut(rest, "/")
+	return host
+}
+
+// hostName returns the host of a URL without its port.
+func hostName(u string) string {
+	h := hostOf(u)
+	if name, _, err := net.SplitHostPort(h); err == nil {
+		return name
+	}
+	return h
+}
+
+// knownDirectories are the directory URLs of well-known CAs, by host, for
+// tools that record only the host.
+var knownDirectories = map[string]string{
+	"acme-v02.api.letsencrypt.org":         "https://acme-v02.api.letsencrypt.org/directory",
+	"acme-staging-v02.api.letsencrypt.org": "https://acme-staging-v02.api.letsencrypt.org/directory",
+	"acme.zerossl.com":                     "https://acme.zerossl.com/v2/DV90",
+	"dv.acme-v02.api.pki.goog":             "https://dv.acme-v02.api.pki.goog/directory",
+	"api.buypass.com":                      "https://api.buypass.com/acme/directory",
+}
+
+// parsePEMKeyOrJWK parses a PEM private key, or the JSON Web Key certbot
+// keeps its account key in, and returns it as PEM.
+func parsePEMKeyOrJWK(data []byte) ([]byte, error) {
+	if block, _ := pem.Decode(data); block != nil {
+		return data, nil
+	}
+	key, err := parseJWK(data)
+	if err != nil {
+		return nil, err
+	}
+	return storage.MarshalPrivateKeyPEM(key)
+}
+
+// parseKey parses the first private key among the PEM blocks of data,
+// skipping the "EC PARAMETERS" block openssl ecparam writes before an EC
+// key (as dehydrated's keys have).
+func parseKey(data []byte) (crypto.Signer, error) {
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return nil, errors.New("no PEM private key (truncated or damaged file?)")
+		}
+		if block.Type == "EC PARAMETERS" {
+			continue
+		}
+		return storage.ParsePrivateKeyPEM(pem.EncodeToMemory(block))
+	}
+}
+
+// rel returns path relative to base for messages, or path.
+func rel(base, path string) string {
+	if r, err := filepath.Rel(base, path); err == nil {
+		return r
+	}
+	return path
+}

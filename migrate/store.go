@@ -1,0 +1,206 @@
+package migrate
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// Results of an Action.
+const (
+	Imported    = "imported"
+	WouldImport = "would import"
+	Unchanged   = "unchanged"
+	Skipped     = "skipped"
+)
+
+// Action is what Import did (or would do) with one entry.
+type Action struct {
+	// Kind is "account" or "certificate".
+	Kind string
+	// Subject is the account URL, or the certificate's names.
+	Subject string
+	// Key is the storage key written (or that would be).
+	Key string
+	// Source is where the entry was read.
+	Source string
+	// Result is Imported, WouldImport, Unchanged or Skipped.
+	Result string
+	// Why explains a Skipped result, or details another.
+	Why string
+}
+
+// accountRecord is the account record package acmeca reads under
+// storage.AccountKey (its own accountRecord): the same JSON fields, so a
+// renewal orders from the imported account.
+type accountRecord struct {
+	Location  string    `json:"location"`
+	Contact   []string  `json:"contact,omitempty"`
+	Directory string    `json:"directory"`
+	Created   time.Time `json:"created"`
+}
+
+// Import stores s's accounts and certificates in st, accounts first, so
+// a certificate is never stored before the account that renews it. With
+// dryRun it stores nothing and reports what it would do. Entries already
+// in st as they are in s are Unchanged; an account that would replace a
+// different one, or a certificate older than the one stored, is Skipped.
+// s.Problems are reported as Skipped too. The error is for st failing; the
+// entries stored before it stay (each is whole).
+func Import(ctx context.Context, st storage.Storage, s *State, dryRun bool) ([]Action, error) {
+	var out []Action
+	for _, a := range s.Accounts {
+		act, err := importAccount(ctx, st, a, dryRun)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, act)
+	}
+	for _, c := range s.Certificates {
+		act, err := importCertificate(ctx, st, c, dryRun)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, act)
+	}
+	for _, p := range s.Problems {
+		out = append(out, Action{Kind: "entry", Source: p.Source, Result: Skipped, Why: p.Err.Error()})
+	}
+	return out, nil
+}
+
+func importAccount(ctx context.Context, st storage.Storage, a Account, dryRun bool) (Action, error) {
+	act := Action{Kind: "account", Subject: a.Location, Source: a.Source}
+	id := storage.IssuerID(a.DirectoryURL)
+	recKey, err := storage.AccountKey(id, a.Email)
+	if err != nil {
+		act.Result, act.Why = Skipped, err.Error()
+		return act, nil
+	}
+	privKey, err := storage.AccountPrivateKey(id, a.Email)
+	if err != nil {
+		act.Result, act.Why = Skipped, err.Error()
+		return act, nil
+	}
+	act.Key = recKey
+	data, err := st.Load(ctx, recKey)
+	switch {
+	case err == nil:
+		var rec accountRecord
+		if err := json.Unmarshal(data, &rec); err == nil && rec.Location == a.Location {
+			if key, err := st.Load(ctx, privKey); err == nil && samePrivateKey(key, a.KeyPEM) {
+				act.Result = Unchanged
+				return act, nil
+			}
+		}
+		act.Result = Skipped
+		act.Why = fmt.Sprintf("storage already holds another account for %s and %s (%s): remove it first to import this one",
+			a.DirectoryURL, emailOrNone(a.Email), recKey)
+		return act, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return act, fmt.Errorf("loading %s: %w", recKey, err)
+	}
+	if dryRun {
+		act.Result = WouldImport
+		return act, nil
+	}
+	rec := accountRecord{Location: a.Location, Directory: a.DirectoryURL, Created: time.Now().UTC()}
+	if a.Email != "" {
+		rec.Contact = []string{"mailto:" + a.Email}
+	}
+	recJSON, err := json.MarshalIndent(rec, "", "\t")
+	if err != nil {
+		return act, err
+	}
+	// The key first, as acmeca stores it: a record is never without its key.
+	if err := st.Store(ctx, privKey, a.KeyPEM); err != nil {
+		return act, fmt.Errorf("storing account key %s: %w", privKey, err)
+	}
+	if err := st.Store(ctx, recKey, recJSON); err != nil {
+		return act, fmt.Errorf("storing account %s: %w", recKey, err)
+	}
+	act.Result = Imported
+	return act, nil
+}
+
+func importCertificate(ctx context.Context, st storage.Storage, c Certificate, dryRun bool) (Action, error) {
+	act := Action{Kind: "certificate", Subject: strings.Join(c.Names, ","), Source: c.Source}
+	id := storage.IssuerID(c.DirectoryURL)
+	key, err := storage.CertificateKey(id, c.Names[0])
+	if err != nil {
+		act.Result, act.Why = Skipped, err.Error()
+		return act, nil
+	}
+	act.Key = key
+	now := time.Now()
+	if now.After(c.Leaf.NotAfter) {
+		act.Result = Skipped
+		act.Why = fmt.Sprintf("expired at %s: certkeeper obtains a new one at the first handshake or with cert issue", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
+		return act, nil
+	}
+	data, err := st.Load(ctx, key)
+	switch {
+	case err == nil:
+		if old, err := storage.UnmarshalCertificate(data); err == nil {
+			if bytes.Equal(old.ChainPEM, c.ChainPEM) && samePrivateKey(old.KeyPEM, c.KeyPEM) {
+				act.Result = Unchanged
+				return act, nil
+			}
+			if !old.NotAfter.Before(c.Leaf.NotAfter) {
+				act.Result = Skipped
+				act.Why = fmt.Sprintf("storage already holds a certificate for %s valid as long or longer (not after %s)",
+					c.Names[0], old.NotAfter.UTC().Format(time.RFC3339))
+				return act, nil
+			}
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return act, fmt.Errorf("loading %s: %w", key, err)
+	}
+	if dryRun {
+		act.Result = WouldImport
+		return act, nil
+	}
+	rec := &storage.Certificate{
+		Names: c.Names, Issuer: id, ChainPEM: c.ChainPEM, KeyPEM: c.KeyPEM,
+		NotBefore: c.Leaf.NotBefore, NotAfter: c.Leaf.NotAfter, KeyType: string(issuer.KeyTypeOf(c.Leaf.PublicKey)),
+		URL: c.URL, Account: c.Account, Email: c.Email, Obtained: now.UTC(),
+	}
+	value, err := storage.MarshalCertificate(rec)
+	if err != nil {
+		act.Result, act.Why = Skipped, err.Error()
+		return act, nil
+	}
+	if err := st.Store(ctx, key, value); err != nil {
+		return act, fmt.Errorf("storing %s: %w", key, err)
+	}
+	act.Result = Imported
+	return act, nil
+}
+
+// samePrivateKey reports whether two PEM keys are the same key, whatever
+// their encoding.
+func samePrivateKey(a, b []byte) bool {
+	ka, err1 := storage.ParsePrivateKeyPEM(a)
+	kb, err2 := storage.ParsePrivateKeyPEM(b)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	eq, ok := ka.(interface{ Equal(crypto.PrivateKey) bool })
+	return ok && eq.Equal(kb)
+}
+
+func emailOrNone(email string) string {
+	if email == "" {
+		return "no email"
+	}
+	return email
+}
