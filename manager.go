@@ -123,6 +123,7 @@ type Manager struct {
 	renew    renewer
 	lim      limits
 	hk       housekeeping
+	stats    stats // handshake counters (stats.go)
 
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close

@@ -51,6 +51,8 @@ type proxyConfig struct {
 	// Names gives names matching a pattern their own CA chain, key type,
 	// challenges or profile (config file only).
 	Names []nameConfig `yaml:"names"`
+	// Ops are the metrics, status page and alert settings (ops.go).
+	Ops opsConfig `yaml:",inline"`
 }
 
 // nameConfig is one entry of the config's "names" list.
@@ -89,6 +91,7 @@ func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string) {
 	fs.StringVar(&c.CARoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
 	fs.BoolVar(&c.RSAFallback, "rsa-fallback", false, "also obtain RSA certificates, for clients that cannot use ECDSA")
 	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own addresses")
+	c.Ops.register(fs)
 }
 
 func proxyCmd() *Command {
@@ -181,6 +184,7 @@ func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*pro
 	if set["require-own-ip"] {
 		cfg.RequireOwn = flags.RequireOwn
 	}
+	cfg.Ops.overlay(&flags.Ops, set)
 	return cfg, nil
 }
 
@@ -318,6 +322,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		}
 		rules = append(rules, certkeeper.NameRule{Pattern: n.Pattern, Issuers: ruleIssuers, KeyType: kt})
 	}
+	ops := newOps(cfg.Ops, env)
 	m := &certkeeper.Manager{
 		Policy: policy.Func(func(ctx context.Context, name string) error {
 			p := current.Load().policy
@@ -329,13 +334,18 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		Issuers:     issuers,
 		Rules:       rules,
 		RSAFallback: cfg.RSAFallback,
-		Storage:     st,
+		Storage:     ops.storage(st),
 		Email:       cfg.Email,
 		KeyType:     keyType,
 		DefaultName: cfg.DefaultName,
 		Logger:      env.Logger,
+		OnEvent:     ops.observe,
 	}
 	defer m.Close()
+	if err := ops.start(m); err != nil {
+		return err
+	}
+	defer ops.stop()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current.Load().handler.ServeHTTP(w, r)
 	})
