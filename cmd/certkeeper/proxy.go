@@ -342,7 +342,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		OnEvent:     ops.observe,
 	}
 	defer m.Close()
-	if err := ops.start(m); err != nil {
+	if err := ops.start(m, st); err != nil {
 		return err
 	}
 	defer ops.stop()
