@@ -260,4 +260,6 @@ func checkStatusPageInBrowser(t *testing.T, base, name, errText string) {
 
 // htmlEscape is how the DOM serialises s as text (outerHTML): &, < and >
 // escaped, quotes kept.
-func htmlEscape(s string) string { return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s) }
+func htmlEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
