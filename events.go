@@ -23,9 +23,13 @@ const (
 	Denied
 	// Loaded: a stored certificate was loaded into memory.
 	Loaded
+	// IssuerFailed: one issuer of the chain failed to issue (the next
+	// one, if any, is tried); Issuer says which, Err why, Renewal whether
+	// it was a renewal.
+	IssuerFailed
 )
 
-var kindNames = [...]string{"", "obtained", "renewed", "renewal_failed", "revoked", "denied", "loaded"}
+var kindNames = [...]string{"", "obtained", "renewed", "renewal_failed", "revoked", "denied", "loaded", "issuer_failed"}
 
 // String returns the kind's snake_case name, as used in logs and metrics.
 func (k EventKind) String() string {
@@ -44,6 +48,11 @@ type Event struct {
 	Retry    time.Time // RenewalFailed: when the next attempt is
 	Err      error     // RenewalFailed, Denied: why
 	Time     time.Time // when it happened
+	// Duration is how long the issuance took (Obtained, Renewed,
+	// IssuerFailed).
+	Duration time.Duration
+	// Renewal reports whether an IssuerFailed attempt was a renewal.
+	Renewal bool
 }
 
 // watchers fans events out to Watch channels.

@@ -37,6 +37,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	}
 	if e := cache.get(name); e != nil {
 		e.touch(time.Now())
+		m.stats.memory.Add(1)
 		return e.serve(), nil
 	}
 	norm, err := policy.Normalize(name)
@@ -46,6 +47,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	if norm != name {
 		if e := cache.get(norm); e != nil {
 			e.touch(time.Now())
+			m.stats.memory.Add(1)
 			return e.serve(), nil
 		}
 	}
@@ -92,6 +94,7 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		return e, nil // filled while this flight was queued
 	}
 	if e, err := m.loadStored(ctx, name, variant); err == nil {
+		m.stats.storage.Add(1)
 		return e, nil
 	} else if !isNotFound(err) {
 		m.logger().Warn("loading stored certificate", "name", name, "err", err)
@@ -107,6 +110,9 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 	e, err := m.obtain(ctx, m.onDemandNames(name), nil, true, variant)
 	if err != nil && m.ctx.Err() == nil && !errors.Is(err, errNoLock) {
 		m.recordFailure(ctx, name)
+	}
+	if err == nil {
+		m.stats.issued.Add(1)
 	}
 	return e, err
 }

@@ -136,6 +136,7 @@ type Manager struct {
 	lim      limits
 	hk       housekeeping
 	clu      clusterState
+	stats    stats // handshake counters (stats.go)
 
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close

@@ -201,10 +201,12 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 				continue
 			}
 		}
+		t0 := time.Now()
 		cert, err = iss.Issue(ctx, issuer.Request{Names: names, CSR: csr, Replaces: prev})
 		if err == nil {
 			break
 		}
+		m.emit(Event{Kind: IssuerFailed, Names: names, Issuer: iss.ID(), Err: err, Duration: time.Since(t0), Renewal: prev != nil})
 		m.noteIssueError(ctx, iss, err)
 		errs = append(errs, err)
 		m.logger().Warn("issuer failed; trying the next", slog.Any("names", names), slog.String("issuer", iss.ID()), slog.Any("err", err))
@@ -251,6 +253,6 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	}
 	m.logger().Info("certificate "+kind.String(), slog.Any("names", names), slog.String("issuer", cert.Issuer),
 		slog.Time("not_after", cert.Leaf.NotAfter), slog.Duration("took", time.Since(start)))
-	m.emit(Event{Kind: kind, Names: names, Issuer: cert.Issuer, NotAfter: cert.Leaf.NotAfter})
+	m.emit(Event{Kind: kind, Names: names, Issuer: cert.Issuer, NotAfter: cert.Leaf.NotAfter, Duration: time.Since(start)})
 	return e, nil
 }

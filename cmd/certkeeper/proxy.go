@@ -63,6 +63,8 @@ type proxyConfig struct {
 	// Deploy writes the certificates for other servers on every issuance
 	// and renewal (deploy.go).
 	Deploy deployFlags `yaml:",inline"`
+	// Ops are the metrics, status page and alert settings (ops.go).
+	Ops opsConfig `yaml:",inline"`
 }
 
 // nameConfig is one entry of the config's "names" list.
@@ -106,6 +108,7 @@ func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string) {
 	fs.Var((*stringsFlag)(&c.Wildcards), "wildcard", "serve every subdomain of a zone from one wildcard certificate: `*.ZONE` (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable")
 	c.DNS.register(fs)
 	c.Deploy.register(fs, "deploy-")
+	c.Ops.register(fs)
 }
 
 func proxyCmd() *Command {
@@ -203,6 +206,7 @@ func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*pro
 	overList("wildcard", &cfg.Wildcards, flags.Wildcards)
 	cfg.DNS.overlay(&flags.DNS, set)
 	cfg.Deploy.overlay(set, "deploy-", flags.Deploy)
+	cfg.Ops.overlay(&flags.Ops, set)
 	return cfg, nil
 }
 
@@ -345,6 +349,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		}
 		rules = append(rules, certkeeper.NameRule{Pattern: n.Pattern, Issuers: ruleIssuers, KeyType: kt})
 	}
+	ops := newOps(cfg.Ops, env)
 	m := &certkeeper.Manager{
 		Policy: policy.Func(func(ctx context.Context, name string) error {
 			p := current.Load().policy
@@ -357,11 +362,12 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		Rules:       rules,
 		Wildcards:   cfg.Wildcards,
 		RSAFallback: cfg.RSAFallback,
-		Storage:     st,
+		Storage:     ops.storage(st),
 		Email:       cfg.Email,
 		KeyType:     keyType,
 		DefaultName: cfg.DefaultName,
 		Logger:      env.Logger,
+		OnEvent:     ops.observe,
 		Cluster:     certkeeper.Cluster{OrderLimit: orderLimit, OrderWindow: orderWindow},
 	}
 	defer m.Close()
@@ -374,6 +380,10 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		return err
 	}
 	defer stopDeploy()
+	if err := ops.start(m, st); err != nil {
+		return err
+	}
+	defer ops.stop()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current.Load().handler.ServeHTTP(w, r)
 	})

@@ -5,30 +5,17 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/certkeeper/certkeeper"
-	"github.com/certkeeper/certkeeper/internal/renewal"
+	"github.com/certkeeper/certkeeper/statuspage"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
 // certStatus is one line of "certkeeper status": the same fields in the
-// table and in --json.
-type certStatus struct {
-	Names       []string  `json:"names"`
-	Issuer      string    `json:"issuer"`
-	NotAfter    time.Time `json:"not_after"`
-	NextRenewal time.Time `json:"next_renewal"`
-	State       string    `json:"state"`
-	OnDemand    bool      `json:"on_demand"`
-	LastSeen    time.Time `json:"last_seen,omitzero"`
-	Key         string    `json:"key"`
-	LastError   string    `json:"last_error,omitempty"`
-	RetryAt     time.Time `json:"retry_at,omitzero"`
-}
+// table, in --json and in the status page's /status.json.
+type certStatus = statuspage.Cert
 
 func statusCmd() *Command {
 	var sf storageFlags
@@ -46,7 +33,7 @@ last asked for it (written by a running certkeeper every few minutes).
 	certkeeper status --json | jq '.[] | select(.state != "fine")'`,
 		Flags: func(fs *flag.FlagSet) {
 			sf.register(fs)
-			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {names, issuer, not_after, next_renewal, state, on_demand,\nlast_seen, key, last_error, retry_at}")
+			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {names, issuer, not_after, next_renewal, state, on_demand,\nlast_seen, key, last_error, last_error_at, retry_at}; the status page's /status.json is the same")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
@@ -65,9 +52,6 @@ last asked for it (written by a running certkeeper every few minutes).
 			if asJSON {
 				enc := json.NewEncoder(env.Stdout)
 				enc.SetIndent("", "  ")
-				if list == nil {
-					list = []certStatus{}
-				}
 				return enc.Encode(list)
 			}
 			if len(list) == 0 {
@@ -101,56 +85,7 @@ last asked for it (written by a running certkeeper every few minutes).
 	}
 }
 
-// readStatus reads every stored certificate. A damaged record is listed
-// with state "damaged" rather than failing the whole listing.
+// readStatus reads every stored certificate, as the status page does.
 func readStatus(ctx context.Context, st storage.Storage, now time.Time) ([]certStatus, error) {
-	keys, err := st.List(ctx, storage.CertificatePrefix(""))
-	if err != nil {
-		return nil, err
-	}
-	seen, errs, err := certkeeper.LoadStatusState(ctx, st)
-	if err != nil {
-		return nil, fmt.Errorf("reading certkeeper's state: %w", err)
-	}
-	var out []certStatus
-	for _, key := range keys {
-		data, err := st.Load(ctx, key)
-		if err != nil {
-			continue // deleted since List
-		}
-		rec, err := storage.UnmarshalCertificate(data)
-		if err != nil {
-			out = append(out, certStatus{Key: key, State: "damaged", LastError: err.Error()})
-			continue
-		}
-		leaf, err := rec.Leaf()
-		if err != nil {
-			out = append(out, certStatus{Key: key, Names: rec.Names, State: "damaged", LastError: err.Error()})
-			continue
-		}
-		c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
-		next := renewal.Due(c, now, nil)
-		s := certStatus{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NextRenewal: next,
-			OnDemand: rec.OnDemand, Key: key, State: "fine"}
-		if len(rec.Names) > 0 {
-			s.LastSeen = seen[rec.Names[0]]
-		}
-		if e, ok := errs[key]; ok {
-			s.LastError, s.RetryAt = e.Error, e.RetryAt
-		}
-		life := leaf.NotAfter.Sub(leaf.NotBefore)
-		switch {
-		case !now.Before(leaf.NotAfter):
-			s.State = "expired"
-		case leaf.NotAfter.Sub(now) < life/10:
-			s.State = "expiring"
-		case s.LastError != "":
-			s.State = "failing"
-		case !next.After(now):
-			s.State = "renewing"
-		}
-		out = append(out, s)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, nil
+	return statuspage.Read(ctx, st, now)
 }

@@ -1,0 +1,275 @@
+// Package alert warns operators without Prometheus: when a certificate's
+// renewal has failed for a while, or when it is close to expiry, it POSTs
+// a JSON alert to a webhook and/or runs a command, at most once per
+// certificate per Repeat (a day by default). What was sent is kept in
+// storage, so a restart does not send it again.
+//
+// Let's Encrypt no longer sends expiry emails; this is what replaces them.
+// It reads the same status as the status page (statuspage.Read), so an
+// alert always matches what "certkeeper status" shows.
+package alert
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/statuspage"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// The reasons for an alert.
+const (
+	RenewalFailing = "renewal_failing" // renewals have failed for at least FailingFor
+	Expiring       = "expiring"        // the certificate expires within ExpiringWithin
+)
+
+// Defaults of the Alerter's durations.
+const (
+	DefaultFailingFor     = 24 * time.Hour
+	DefaultExpiringWithin = 7 * 24 * time.Hour
+	DefaultRepeat         = 24 * time.Hour
+	DefaultEvery          = time.Minute
+)
+
+// stateKey is where sent alerts and failure starts are remembered.
+var stateKey = storage.StateKey("alerts")
+
+// Alert is what the webhook receives as its JSON body and the command as
+// $CERTKEEPER_ALERT_JSON.
+type Alert struct {
+	Reason       string    `json:"reason"` // RenewalFailing or Expiring
+	Message      string    `json:"message"`
+	Names        []string  `json:"names"`
+	Issuer       string    `json:"issuer"`
+	NotAfter     time.Time `json:"not_after"`
+	State        string    `json:"state"`
+	LastError    string    `json:"last_error,omitempty"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	Key          string    `json:"key"`
+	Time         time.Time `json:"time"`
+}
+
+// Alerter checks the certificates in Storage and sends alerts. Its zero
+// durations take the defaults; set the fields before Run.
+type Alerter struct {
+	// Storage holds the certificates and the alert state.
+	Storage storage.Storage
+	// Webhook, if set, receives each Alert as a JSON POST; any 2xx answer
+	// counts as delivered.
+	Webhook string
+	// Exec, if set, is called with each Alert and its JSON encoding (the
+	// CLI runs --alert-exec's command with it).
+	Exec func(ctx context.Context, a Alert, payload []byte) error
+	// FailingFor is how long renewals must have failed before an alert.
+	FailingFor time.Duration
+	// ExpiringWithin alerts for a certificate this close to expiry.
+	ExpiringWithin time.Duration
+	// Repeat is the least time between two alerts for one certificate.
+	Repeat time.Duration
+	// Every is how often the certificates are checked (a failed renewal
+	// reported through Observe brings a check forward).
+	Every time.Duration
+	// HTTPClient posts to Webhook. Nil means a client with a 30 s timeout.
+	HTTPClient *http.Client
+	// Logger receives the alerts sent and delivery failures. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+
+	mu    sync.Mutex // serialises Check
+	pokes chan struct{}
+	once  sync.Once
+}
+
+// certState is what is remembered per certificate (by storage key).
+type certState struct {
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	LastAlert    time.Time `json:"last_alert,omitzero"`
+	LastReason   string    `json:"last_reason,omitempty"`
+}
+
+func (a *Alerter) init() {
+	a.once.Do(func() { a.pokes = make(chan struct{}, 1) })
+}
+
+// Observe is a Manager.OnEvent function: a failed renewal brings the next
+// check forward.
+func (a *Alerter) Observe(e certkeeper.Event) {
+	if e.Kind != certkeeper.RenewalFailed {
+		return
+	}
+	a.init()
+	select {
+	case a.pokes <- struct{}{}:
+	default:
+	}
+}
+
+// Run checks every Every, and after each failed renewal, until ctx is
+// done.
+func (a *Alerter) Run(ctx context.Context) {
+	a.init()
+	t := time.NewTicker(or(a.Every, DefaultEvery))
+	defer t.Stop()
+	for {
+		if err := a.Check(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			a.logger().Warn("checking certificates for alerts", slog.Any("err", err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.pokes:
+		}
+	}
+}
+
+// Check looks at every certificate once and sends the alerts that are due.
+// An alert that cannot be delivered is tried again at the next check.
+func (a *Alerter) Check(ctx context.Context, now time.Time) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	certs, err := statuspage.Read(ctx, a.Storage, now)
+	if err != nil {
+		return err
+	}
+	state := map[string]certState{}
+	if data, err := a.Storage.Load(ctx, stateKey); err == nil {
+		if err := json.Unmarshal(data, &state); err != nil {
+			a.logger().Warn("stored alert state is damaged; starting afresh", slog.Any("err", err))
+			state = map[string]certState{}
+		}
+	}
+	next := map[string]certState{}
+	var errs []error
+	for _, c := range certs {
+		s := state[c.Key]
+		if c.LastError == "" {
+			s.FailingSince = time.Time{}
+		} else if s.FailingSince.IsZero() {
+			s.FailingSince = c.LastErrorAt
+			if s.FailingSince.IsZero() || s.FailingSince.After(now) {
+				s.FailingSince = now
+			}
+		}
+		al, due := a.due(c, s, now)
+		if due {
+			if err := a.send(ctx, al); err != nil {
+				errs = append(errs, err)
+			} else {
+				s.LastAlert, s.LastReason = now, al.Reason
+			}
+		}
+		if s != (certState{}) {
+			next[c.Key] = s
+		}
+	}
+	data, err := json.Marshal(next)
+	if err == nil {
+		err = a.Storage.Store(ctx, stateKey, data)
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("storing alert state: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// due returns the alert c warrants, and whether it is due now.
+func (a *Alerter) due(c statuspage.Cert, s certState, now time.Time) (Alert, bool) {
+	al := Alert{Names: c.Names, Issuer: c.Issuer, NotAfter: c.NotAfter, State: c.State, LastError: c.LastError,
+		FailingSince: s.FailingSince, Key: c.Key, Time: now.UTC()}
+	name := strings.Join(c.Names, ", ")
+	switch {
+	case c.State == statuspage.StateDamaged:
+		return al, false
+	case c.NotAfter.Sub(now) <= or(a.ExpiringWithin, DefaultExpiringWithin):
+		al.Reason = Expiring
+		al.Message = fmt.Sprintf("certificate for %s expires at %s (in %s)", name, c.NotAfter.UTC().Format(time.RFC3339),
+			c.NotAfter.Sub(now).Round(time.Second))
+		if c.LastError != "" {
+			al.Message += "; the last renewal failed: " + c.LastError
+		}
+	case !s.FailingSince.IsZero() && now.Sub(s.FailingSince) >= or(a.FailingFor, DefaultFailingFor):
+		al.Reason = RenewalFailing
+		al.Message = fmt.Sprintf("renewing the certificate for %s has failed since %s: %s", name,
+			s.FailingSince.UTC().Format(time.RFC3339), c.LastError)
+	default:
+		return al, false
+	}
+	if !s.LastAlert.IsZero() && now.Sub(s.LastAlert) < or(a.Repeat, DefaultRepeat) {
+		return al, false
+	}
+	return al, true
+}
+
+// send delivers al to the webhook and the command.
+func (a *Alerter) send(ctx context.Context, al Alert) error {
+	payload, err := json.Marshal(al)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if a.Webhook != "" {
+		if err := a.post(ctx, payload); err != nil {
+			errs = append(errs, fmt.Errorf("alert webhook: %w", err))
+		}
+	}
+	if a.Exec != nil {
+		if err := a.Exec(ctx, al, payload); err != nil {
+			errs = append(errs, fmt.Errorf("alert command: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	a.logger().Warn("alert sent", slog.String("reason", al.Reason), slog.Any("names", al.Names), slog.String("message", al.Message))
+	return nil
+}
+
+func (a *Alerter) post(ctx context.Context, payload []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.Webhook, bytes.NewReader(payload))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "certkeeper-alert")
+	hc := a.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("the webhook answered %s", resp.Status) // its URL may hold a secret: not in the message
+	}
+	return nil
+}
+
+func (a *Alerter) logger() *slog.Logger {
+	if a.Logger != nil {
+		return a.Logger
+	}
+	return slog.Default()
+}
+
+func or(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}

@@ -1,0 +1,91 @@
+package metrics
+
+import (
+	"math"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	descManaged = prometheus.NewDesc("certkeeper_certificates_managed",
+		"Certificates the Manager keeps renewed.", nil, nil)
+	descFailing = prometheus.NewDesc("certkeeper_certificates_failing",
+		"Managed certificates whose last renewal attempt failed.", nil, nil)
+	descExpiry = prometheus.NewDesc("certkeeper_certificate_expiry_seconds",
+		"Seconds until a certificate expires, by primary name and issuer (only while at most NameLimit certificates are managed).",
+		[]string{"name", "issuer"}, nil)
+	descExpiryHist = prometheus.NewDesc("certkeeper_certificates_expiry_seconds",
+		"Distribution of the seconds until each managed certificate expires.", nil, nil)
+	descMinExpiry = prometheus.NewDesc("certkeeper_certificates_min_expiry_seconds",
+		"Seconds until the soonest-expiring managed certificate expires (absent with no certificates).", nil, nil)
+	descFailingFor = prometheus.NewDesc("certkeeper_renewal_failing_seconds",
+		"How long the longest-failing renewal has been failing, in seconds (0 when none fails).", nil, nil)
+	descHandshakes = prometheus.NewDesc("certkeeper_handshakes_total",
+		"Handshakes served, by where the certificate came from: memory, storage or issuance (a storage load or issuance shared by concurrent handshakes counts once).",
+		[]string{"source"}, nil)
+	descCached = prometheus.NewDesc("certkeeper_cache_certificates",
+		"Certificates held in memory.", nil, nil)
+)
+
+// expiryBuckets are the upper bounds of the expiry histogram: an hour, six
+// hours, a day, three days, a week, two weeks, 30, 60 and 90 days.
+var expiryBuckets = []float64{3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400, 60 * 86400, 90 * 86400}
+
+// managerCollector reads a Manager's Stats at scrape time.
+type managerCollector struct {
+	x *Metrics
+	m *certkeeper.Manager
+}
+
+// Describe sends the descriptors of the metrics the collector makes.
+func (c *managerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descManaged, descFailing, descExpiry, descExpiryHist, descMinExpiry,
+		descFailingFor, descHandshakes, descCached} {
+		ch <- d
+	}
+}
+
+// Collect reads the Manager's counters and certificates.
+func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.m.Stats()
+	now := time.Now()
+	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(s.HandshakesMemory), "memory")
+	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(s.HandshakesStorage), "storage")
+	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(s.HandshakesIssued), "issuance")
+	ch <- prometheus.MustNewConstMetric(descCached, prometheus.GaugeValue, float64(s.Cached))
+	ch <- prometheus.MustNewConstMetric(descManaged, prometheus.GaugeValue, float64(len(s.Certificates)))
+
+	limit := c.x.NameLimit
+	if limit == 0 {
+		limit = DefaultNameLimit
+	}
+	perName := len(s.Certificates) <= limit
+	buckets := make(map[float64]uint64, len(expiryBuckets))
+	var sum float64
+	minLeft := math.Inf(1)
+	failing := map[string]bool{}
+	for _, cert := range s.Certificates {
+		left := cert.NotAfter.Sub(now).Seconds()
+		if perName && len(cert.Names) > 0 {
+			ch <- prometheus.MustNewConstMetric(descExpiry, prometheus.GaugeValue, left, cert.Names[0], cert.Issuer)
+		}
+		for _, b := range expiryBuckets {
+			if left <= b {
+				buckets[b]++
+			}
+		}
+		sum += left
+		minLeft = math.Min(minLeft, left)
+		if cert.Failures > 0 && len(cert.Names) > 0 {
+			failing[cert.Names[0]] = true
+		}
+	}
+	ch <- prometheus.MustNewConstHistogram(descExpiryHist, uint64(len(s.Certificates)), sum, buckets)
+	if len(s.Certificates) > 0 {
+		ch <- prometheus.MustNewConstMetric(descMinExpiry, prometheus.GaugeValue, minLeft)
+	}
+	ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, float64(len(failing)))
+	ch <- prometheus.MustNewConstMetric(descFailingFor, prometheus.GaugeValue, c.x.failingFor(failing, now).Seconds())
+}

@@ -1,0 +1,76 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/metrics"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/mholt/acmez/v3/acme"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestNameLimit: per-name expiry gauges while the certificates are few,
+// only the histogram and minimum beyond NameLimit.
+func TestNameLimit(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	x := metrics.New()
+	m := &certkeeper.Manager{Storage: x.Storage(st), Issuers: []issuer.Issuer{&localca.CA{Storage: st}}, OnEvent: x.Observe}
+	t.Cleanup(func() { m.Close() })
+	if err := x.Register(m); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a.test", "b.test", "c.test"} {
+		if err := m.Cert(t.Context(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x.NameLimit = 3
+	if n := testutil.CollectAndCount(x.Registry(), "certkeeper_certificate_expiry_seconds"); n != 3 {
+		t.Errorf("with 3 certificates and NameLimit 3: %d per-name expiry series, want 3", n)
+	}
+	x.NameLimit = 2
+	if n := testutil.CollectAndCount(x.Registry(), "certkeeper_certificate_expiry_seconds"); n != 0 {
+		t.Errorf("with 3 certificates and NameLimit 2: %d per-name expiry series, want 0", n)
+	}
+	want := `
+# HELP certkeeper_certificates_managed Certificates the Manager keeps renewed.
+# TYPE certkeeper_certificates_managed gauge
+certkeeper_certificates_managed 3
+`
+	if err := testutil.GatherAndCompare(x.Registry(), strings.NewReader(want), "certkeeper_certificates_managed"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(x.Registry(), "certkeeper_certificates_expiry_seconds"); n != 1 {
+		t.Errorf("expiry histogram: %d series, want 1", n)
+	}
+}
+
+func TestErrorType(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"problem", &issuer.Error{Issuer: "x", Err: fmt.Errorf("ordering: %w", acme.Problem{Type: acme.ProblemTypeRateLimited})}, "rateLimited"},
+		{"problem pointer", fmt.Errorf("x: %w", &acme.Problem{Type: acme.ProblemTypeUnauthorized}), "unauthorized"},
+		{"joined", errors.Join(errors.New("a"), fmt.Errorf("b: %w", acme.Problem{Type: acme.ProblemTypeCAA})), "caa"},
+		{"timeout", fmt.Errorf("x: %w", context.DeadlineExceeded), "timeout"},
+		{"network", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, "network"},
+		{"other", errors.New("x"), "other"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := metrics.ErrorType(tt.err); got != tt.want {
+				t.Errorf("ErrorType(%v) = %q, want %q", tt.err, got, tt.want)
+			}
+		})
+	}
+}

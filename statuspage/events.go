@@ -1,0 +1,66 @@
+package statuspage
+
+import (
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+)
+
+// DefaultRecentEvents is how many events a Recorder with a zero Size keeps.
+const DefaultRecentEvents = 50
+
+// Event is a Manager event as the status page shows it.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"`
+	Names  []string  `json:"names"`
+	Issuer string    `json:"issuer,omitempty"`
+	Error  string    `json:"error,omitempty"`
+}
+
+// Recorder keeps a Manager's most recent events for the page. Its Observe
+// method is a Manager.OnEvent function. The zero value is ready to use.
+type Recorder struct {
+	// Size is how many events are kept. Zero means DefaultRecentEvents.
+	Size int
+
+	mu     sync.Mutex // guards events
+	events []Event    // oldest first
+}
+
+// Observe records e. Loaded events (a certificate read from storage into
+// memory) are left out: they are routine.
+func (r *Recorder) Observe(e certkeeper.Event) {
+	if e.Kind == certkeeper.Loaded {
+		return
+	}
+	ev := Event{Time: e.Time, Kind: e.Kind.String(), Names: e.Names, Issuer: e.Issuer}
+	if e.Err != nil {
+		ev.Error = e.Err.Error()
+	}
+	size := r.Size
+	if size <= 0 {
+		size = DefaultRecentEvents
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+	if len(r.events) > size {
+		r.events = append(r.events[:0], r.events[len(r.events)-size:]...)
+	}
+}
+
+// Recent returns the recorded events, newest first.
+func (r *Recorder) Recent() []Event {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Event, len(r.events))
+	for i, e := range r.events {
+		out[len(out)-1-i] = e
+	}
+	return out
+}

@@ -1,0 +1,80 @@
+package statuspage_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/statuspage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// TestHandler: the page and /status.json list a certificate a Manager
+// obtained and the events it recorded; a token, when set, is required.
+func TestHandler(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	var rec statuspage.Recorder
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}, OnEvent: rec.Observe}
+	t.Cleanup(func() { m.Close() })
+	if err := m.Cert(t.Context(), "a.test"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(&statuspage.Handler{Storage: st, Events: &rec, Token: "s3cret", Refresh: 5 * time.Second})
+	t.Cleanup(srv.Close)
+
+	get := func(path, auth string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(body)
+	}
+	for _, path := range []string{"/", "/status.json", "/?token=wrong"} {
+		if resp, _ := get(path, ""); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %s without the token: %s, want 401", path, resp.Status)
+		}
+	}
+	resp, body := get("/?token=s3cret", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET / with the token: %s", resp.Status)
+	}
+	for _, want := range []string{`data-name="a.test"`, `data-state="fine"`, `content="5"`, "status.json?token=s3cret", "obtained"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "<script") || strings.Contains(body, "http://") || strings.Contains(body, "https://") {
+		t.Errorf("the page has a script or an external reference:\n%s", body)
+	}
+	resp, body = get("/status.json", "s3cret")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("GET /status.json: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	var list []statuspage.Cert
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Names[0] != "a.test" || list[0].State != statuspage.StateFine || list[0].Issuer != "local" {
+		t.Errorf("/status.json = %+v", list)
+	}
+	if resp, _ := get("/nothing", "s3cret"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /nothing: %s, want 404", resp.Status)
+	}
+}
