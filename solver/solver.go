@@ -1,8 +1,8 @@
 // Package solver defines how certkeeper answers ACME challenges: a Solver
 // makes a challenge answerable (Present) and tidies up afterwards
 // (CleanUp). The sub-packages hold the solvers: http01 (an http.Handler and
-// a standalone listener) and tlsalpn01 (a challenge-certificate table for
-// any GetCertificate, and a standalone listener) and dns01 (dns-01
+// a standalone listener), tlsalpn01 (a challenge-certificate table for
+// any GetCertificate, and a standalone listener), dns01 (dns-01
 // through a libdns DNS provider, and dns-persist-01).
 //
 // Solvers that see the CA's validation request arrive implement Answerer,
