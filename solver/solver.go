@@ -1,8 +1,9 @@
 // Package solver defines how certkeeper answers ACME challenges: a Solver
 // makes a challenge answerable (Present) and tidies up afterwards
 // (CleanUp). The sub-packages hold the solvers: http01 (an http.Handler and
-// a standalone listener) and tlsalpn01 (a challenge-certificate table for
-// any GetCertificate, and a standalone listener).
+// a standalone listener), tlsalpn01 (a challenge-certificate table for
+// any GetCertificate, and a standalone listener), dns01 (dns-01
+// through a libdns DNS provider, and dns-persist-01).
 //
 // Solvers that see the CA's validation request arrive implement Answerer,
 // which lets the issuer poll the CA the moment it has been answered instead
@@ -18,7 +19,8 @@ import (
 
 // Solver presents and cleans up one kind of challenge.
 type Solver interface {
-	// Present makes chal answerable. It returns once the CA may validate.
+	// Present makes chal answerable. It returns once the CA may validate,
+	// or, for a solver that is also a Waiter, once its Wait can tell.
 	Present(ctx context.Context, chal acme.Challenge) error
 	// CleanUp removes what Present set up. It is called after validation,
 	// whether it succeeded or not.

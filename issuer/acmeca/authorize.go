@@ -91,7 +91,7 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 	for _, t := range tasks {
 		if w, ok := t.solver.(solver.Waiter); ok {
 			if err := w.Wait(ctx, t.chal); err != nil {
-				return fmt.Errorf("presenting %s challenge for %s: %w", t.chal.Type, t.authz.IdentifierValue(), err)
+				return fmt.Errorf("waiting for the %s challenge for %s: %w", t.chal.Type, t.authz.IdentifierValue(), err)
 			}
 		}
 	}
