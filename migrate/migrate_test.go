@@ -62,7 +62,7 @@ func TestParseJWK(t *testing.T) {
 
 // fixture is a State as Read returns it: one account and one certificate
 // of a CA, the certificate from certkeeper's local CA standing in for it.
-func fixture(t *testing.T, dirURL, location string) *State {
+func fixture(t testing.TB, dirURL, location string) *State {
 	t.Helper()
 	local := &localca.CA{Storage: filestore.New(t.TempDir())}
 	key, _ := issuer.ECDSAP256.Generate()
