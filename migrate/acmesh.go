@@ -41,17 +41,10 @@ func readACMESH(s *State, opts Options) error {
 				a.Email = e
 			}
 		}
-		keyPEM, err := readFile(keyFile)
-		if err != nil {
-			s.problem(a.Source, "account key: %w", err)
+		found, ok := s.addAccountFile(a, keyFile)
+		if !ok {
 			return nil
 		}
-		n := len(s.Accounts)
-		s.addAccount(a, keyPEM)
-		if len(s.Accounts) == n {
-			return nil
-		}
-		found := s.Accounts[n]
 		accounts[dirURL] = &found
 		return &found
 	}
