@@ -91,3 +91,22 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestProxyDeployConfig: the deploy settings have config keys, and flags
+// given too win.
+func TestProxyDeployConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "proxy.yaml")
+	conf := "deploy_format: haproxy\ndeploy_out: /etc/haproxy/certs\ndeploy_check: haproxy -c -f x.cfg\ndeploy_reload: systemctl reload haproxy\n"
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := &proxyConfig{Deploy: deployFlags{Out: "/tmp/other"}}
+	cfg, err := loadProxyConfig(file, flags, map[string]bool{"deploy-out": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := deployFlags{Format: "haproxy", Out: "/tmp/other", Check: "haproxy -c -f x.cfg", Reload: "systemctl reload haproxy"}
+	if cfg.Deploy != want {
+		t.Errorf("deploy settings = %+v, want %+v", cfg.Deploy, want)
+	}
+}
