@@ -48,7 +48,7 @@ func FuzzRead(f *testing.F) {
 	f.Add(uint8(4), bytes.Join([][]byte{c.ChainPEM, c.KeyPEM, []byte(`{"issuer_data":{"ca":"https://h/d","account":"https://h/acct/1"}}`),
 		[]byte(`{"contact":["mailto:e"],"location":"https://h/acct/1"}`), a.KeyPEM}, []byte{0}))
 	f.Fuzz(func(t *testing.T, tool uint8, contents []byte) {
-		i := int(tool) % len(Tools)
+		i := int(tool) % len(Tools())
 		dir := t.TempDir()
 		parts := bytes.Split(contents, []byte{0})
 		for j, rel := range fuzzLayouts[i] {
@@ -63,7 +63,7 @@ func FuzzRead(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		s, err := Read(Tools[i], dir, Options{})
+		s, err := Read(Tools()[i], dir, Options{})
 		if err != nil {
 			return
 		}

@@ -44,8 +44,8 @@ const (
 	Caddy      = "caddy"
 )
 
-// Tools lists the tool names Read accepts.
-var Tools = []string{Certbot, Lego, ACMESH, Dehydrated, Caddy}
+// Tools returns the tool names Read accepts.
+func Tools() []string { return []string{Certbot, Lego, ACMESH, Dehydrated, Caddy} }
 
 // Options adjust Read.
 type Options struct {
@@ -133,7 +133,7 @@ func Read(tool, dir string, opts Options) (*State, error) {
 	case Caddy:
 		err = readCaddy(s, opts)
 	default:
-		return nil, fmt.Errorf("%w %q: use one of %s", ErrUnknownTool, tool, strings.Join(Tools, ", "))
+		return nil, fmt.Errorf("%w %q: use one of %s", ErrUnknownTool, tool, strings.Join(Tools(), ", "))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s state in %s: %w", tool, dir, err)
