@@ -160,6 +160,23 @@ func TestImport(t *testing.T) {
 	}
 }
 
+// TestImportKeepsNewer: a certificate older than the one in storage (say,
+// renewed by certkeeper since the first import) leaves the stored one.
+func TestImportKeepsNewer(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	old := fixture(t, "https://ca.test/dir", "https://ca.test/acct/1")
+	newer := fixture(t, "https://ca.test/dir", "https://ca.test/acct/1")
+	newer.Accounts = old.Accounts
+	old.Certificates[0].Leaf.NotAfter = newer.Certificates[0].Leaf.NotAfter.Add(-time.Minute)
+	if _, err := Import(t.Context(), st, newer, false); err != nil {
+		t.Fatal(err)
+	}
+	acts, err := Import(t.Context(), st, old, false)
+	if err != nil || acts[1].Result != Kept || !strings.Contains(acts[1].Why, "valid as long or longer") {
+		t.Errorf("older certificate: %+v, %v", acts[1], err)
+	}
+}
+
 // TestImportExpired: an expired certificate is skipped with why.
 func TestImportExpired(t *testing.T) {
 	s := fixture(t, "https://ca.test/dir", "https://ca.test/acct/1")
