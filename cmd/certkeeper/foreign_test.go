@@ -95,8 +95,8 @@ func runDehydrated(t *testing.T, ca *testca.CA, email string, names ...string) s
 		t.Fatal(err)
 	}
 	env := []string{"CURL_CA_BUNDLE=" + ca.ListenerRootFile()}
-	runTool(t, env, "dehydrated", "--config", config, "--register", "--accept-terms")
-	args := []string{"--config", config, "--cron"}
+	// --cron with --accept-terms registers the account on the way.
+	args := []string{"--config", config, "--cron", "--accept-terms"}
 	for _, n := range names {
 		args = append(args, "-d", n)
 	}
