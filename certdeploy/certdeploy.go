@@ -47,8 +47,8 @@ const (
 	Nginx = "nginx"
 )
 
-// Formats lists the formats, for usage messages.
-var Formats = []string{HAProxy, PEM, Nginx}
+// Formats returns the formats, for usage messages.
+func Formats() []string { return []string{HAProxy, PEM, Nginx} }
 
 // manifest lists the files the last deployment wrote, so certificates
 // that are gone from storage are removed too.

@@ -54,7 +54,7 @@ func layout(format, dir string, certs []*storage.Certificate) ([]file, error) {
 				fmt.Fprintf(&keyMap, "\t%s %s;\n", n, filepath.Join(dir, key))
 			}
 		default:
-			return nil, fmt.Errorf("certdeploy: unknown format %q: use %s", format, strings.Join(Formats, ", "))
+			return nil, fmt.Errorf("certdeploy: unknown format %q: use %s", format, strings.Join(Formats(), ", "))
 		}
 	}
 	switch format {

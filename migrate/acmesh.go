@@ -32,7 +32,14 @@ func readACMESH(s *State, opts Options) error {
 		caDir := acmeshCADir(s.Dir, dirURL)
 		keyFile := filepath.Join(caDir, "account.key")
 		if _, err := os.Stat(keyFile); err != nil {
-			return nil
+			// acme.sh before 2.8.2 kept one account per host: ca/HOST/.
+			caDir = filepath.Dir(caDir)
+			if keyFile = filepath.Join(caDir, "account.key"); !strings.HasPrefix(caDir, filepath.Join(s.Dir, "ca")+string(filepath.Separator)) {
+				return nil
+			}
+			if _, err := os.Stat(keyFile); err != nil {
+				return nil
+			}
 		}
 		a := Account{DirectoryURL: dirURL, Email: defaultEmail, Source: rel(s.Dir, caDir)}
 		if kv, err := readShellVars(filepath.Join(caDir, "ca.conf")); err == nil {
@@ -41,17 +48,10 @@ func readACMESH(s *State, opts Options) error {
 				a.Email = e
 			}
 		}
-		keyPEM, err := readFile(keyFile)
-		if err != nil {
-			s.problem(a.Source, "account key: %w", err)
+		found, ok := s.addAccountFile(a, keyFile)
+		if !ok {
 			return nil
 		}
-		n := len(s.Accounts)
-		s.addAccount(a, keyPEM)
-		if len(s.Accounts) == n {
-			return nil
-		}
-		found := s.Accounts[n]
 		accounts[dirURL] = &found
 		return &found
 	}

@@ -52,6 +52,9 @@ func readCertbot(s *State, opts Options) error {
 			continue
 		}
 		c := Certificate{DirectoryURL: kv["server"], Source: rel(s.Dir, conf)}
+		if c.DirectoryURL == "" {
+			c.DirectoryURL = knownDirectories["acme-v02.api.letsencrypt.org"] // certbot's default server
+		}
 		if opts.DirectoryURL != "" {
 			c.DirectoryURL = opts.DirectoryURL
 		}

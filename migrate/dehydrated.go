@@ -47,16 +47,9 @@ func readDehydrated(s *State, opts Options) error {
 			_ = json.Unmarshal(data, &reg)
 			a.Email = emailOf(reg.Contact)
 		}
-		keyPEM, err := readFile(filepath.Join(src, "account_key.pem"))
-		if err != nil {
-			s.problem(a.Source, "account key: %w", err)
-			continue
-		}
-		n := len(s.Accounts)
-		s.addAccount(a, keyPEM)
-		if len(s.Accounts) > n {
-			cas = append(cas, a.DirectoryURL)
-			byCA[a.DirectoryURL] = s.Accounts[n]
+		if acct, ok := s.addAccountFile(a, filepath.Join(src, "account_key.pem")); ok {
+			cas = append(cas, acct.DirectoryURL)
+			byCA[acct.DirectoryURL] = acct
 		}
 	}
 

@@ -18,12 +18,7 @@ import (
 // by host, others need Options.DirectoryURL.
 
 func readLego(s *State, opts Options) error {
-	// The accounts, by CA host:port.
-	type legoAccount struct {
-		acct   Account
-		keyPEM []byte
-	}
-	byHost := map[string][]legoAccount{}
+	byHost := map[string][]Account{} // the accounts, by CA host:port
 	accountsDir := filepath.Join(s.Dir, "accounts")
 	for _, hostDir := range subdirs(accountsDir) {
 		host := legoHost(hostDir)
@@ -59,15 +54,8 @@ func readLego(s *State, opts Options) error {
 			if e := emailOf(rec.Registration.Body.Contact); e != "" {
 				a.Email = e
 			}
-			keyPEM, err := readFile(filepath.Join(src, "keys", email+".key"))
-			if err != nil {
-				s.problem(a.Source, "account key: %w", err)
-				continue
-			}
-			n := len(s.Accounts)
-			s.addAccount(a, keyPEM)
-			if len(s.Accounts) > n {
-				byHost[host] = append(byHost[host], legoAccount{s.Accounts[n], keyPEM})
+			if acct, ok := s.addAccountFile(a, filepath.Join(src, "keys", email+".key")); ok {
+				byHost[host] = append(byHost[host], acct)
 			}
 		}
 	}
@@ -96,7 +84,7 @@ func readLego(s *State, opts Options) error {
 		}
 		// The account: the only one lego has at that CA.
 		if accts := byHost[host]; len(accts) == 1 {
-			c.Email, c.Account = accts[0].acct.Email, accts[0].acct.Location
+			c.Email, c.Account = accts[0].Email, accts[0].Location
 		}
 		chain, err := readFile(crt)
 		if err != nil {

@@ -44,8 +44,8 @@ const (
 	Caddy      = "caddy"
 )
 
-// Tools lists the tool names Read accepts.
-var Tools = []string{Certbot, Lego, ACMESH, Dehydrated, Caddy}
+// Tools returns the tool names Read accepts.
+func Tools() []string { return []string{Certbot, Lego, ACMESH, Dehydrated, Caddy} }
 
 // Options adjust Read.
 type Options struct {
@@ -133,7 +133,7 @@ func Read(tool, dir string, opts Options) (*State, error) {
 	case Caddy:
 		err = readCaddy(s, opts)
 	default:
-		return nil, fmt.Errorf("%w %q: use one of %s", ErrUnknownTool, tool, strings.Join(Tools, ", "))
+		return nil, fmt.Errorf("%w %q: use one of %s", ErrUnknownTool, tool, strings.Join(Tools(), ", "))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s state in %s: %w", tool, dir, err)
@@ -145,27 +145,39 @@ func (s *State) problem(source string, format string, args ...any) {
 	s.Problems = append(s.Problems, Problem{Source: source, Err: fmt.Errorf(format, args...)})
 }
 
-// addAccount checks an account and keeps it, or records why not.
-func (s *State) addAccount(a Account, keyPEM []byte) {
+// addAccount checks an account and keeps it, or records why not; it
+// returns the account kept.
+func (s *State) addAccount(a Account, keyPEM []byte) (Account, bool) {
 	if a.DirectoryURL == "" {
 		s.problem(a.Source, "the CA's directory URL is not recorded: give --ca URL")
-		return
+		return a, false
 	}
 	if a.Location == "" {
 		s.problem(a.Source, "no account URL recorded (the account was never registered?)")
-		return
+		return a, false
 	}
 	key, err := parseKey(keyPEM)
 	if err != nil {
 		s.problem(a.Source, "account key: %w", err)
-		return
+		return a, false
 	}
 	if a.KeyPEM, err = storage.MarshalPrivateKeyPEM(key); err != nil {
 		s.problem(a.Source, "account key: %w", err)
-		return
+		return a, false
 	}
 	a.Email = strings.ToLower(a.Email)
 	s.Accounts = append(s.Accounts, a)
+	return a, true
+}
+
+// addAccountFile is addAccount with the key read from keyFile.
+func (s *State) addAccountFile(a Account, keyFile string) (Account, bool) {
+	keyPEM, err := readFile(keyFile)
+	if err != nil {
+		s.problem(a.Source, "account key: %w", err)
+		return a, false
+	}
+	return s.addAccount(a, keyPEM)
 }
 
 // addCertificate checks a certificate (key matches the leaf, names

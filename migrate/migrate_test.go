@@ -62,7 +62,7 @@ func TestParseJWK(t *testing.T) {
 
 // fixture is a State as Read returns it: one account and one certificate
 // of a CA, the certificate from certkeeper's local CA standing in for it.
-func fixture(t *testing.T, dirURL, location string) *State {
+func fixture(t testing.TB, dirURL, location string) *State {
 	t.Helper()
 	local := &localca.CA{Storage: filestore.New(t.TempDir())}
 	key, _ := issuer.ECDSAP256.Generate()
@@ -157,6 +157,23 @@ func TestImport(t *testing.T) {
 				t.Errorf("the stored account was replaced by %q", acct.Location)
 			}
 		})
+	}
+}
+
+// TestImportKeepsNewer: a certificate older than the one in storage (say,
+// renewed by certkeeper since the first import) leaves the stored one.
+func TestImportKeepsNewer(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	old := fixture(t, "https://ca.test/dir", "https://ca.test/acct/1")
+	newer := fixture(t, "https://ca.test/dir", "https://ca.test/acct/1")
+	newer.Accounts = old.Accounts
+	old.Certificates[0].Leaf.NotAfter = newer.Certificates[0].Leaf.NotAfter.Add(-time.Minute)
+	if _, err := Import(t.Context(), st, newer, false); err != nil {
+		t.Fatal(err)
+	}
+	acts, err := Import(t.Context(), st, old, false)
+	if err != nil || acts[1].Result != Kept || !strings.Contains(acts[1].Why, "valid as long or longer") {
+		t.Errorf("older certificate: %+v, %v", acts[1], err)
 	}
 }
 

@@ -20,7 +20,10 @@ const (
 	Imported    = "imported"
 	WouldImport = "would import"
 	Unchanged   = "unchanged"
-	Skipped     = "skipped"
+	// Kept: storage already holds a certificate for the name that is
+	// valid as long or longer (certkeeper renewed it since), which stays.
+	Kept    = "kept"
+	Skipped = "skipped"
 )
 
 // Action is what Import did (or would do) with one entry.
@@ -33,7 +36,7 @@ type Action struct {
 	Key string
 	// Source is where the entry was read.
 	Source string
-	// Result is Imported, WouldImport, Unchanged or Skipped.
+	// Result is Imported, WouldImport, Unchanged, Kept or Skipped.
 	Result string
 	// Why explains a Skipped result, or details another.
 	Why string
@@ -52,8 +55,9 @@ type accountRecord struct {
 // Import stores s's accounts and certificates in st, accounts first, so
 // a certificate is never stored before the account that renews it. With
 // dryRun it stores nothing and reports what it would do. Entries already
-// in st as they are in s are Unchanged; an account that would replace a
-// different one, or a certificate older than the one stored, is Skipped.
+// in st as they are in s are Unchanged; a certificate no newer than the
+// one stored is Kept (the stored one stays); an account that would replace
+// a different one is Skipped.
 // s.Problems are reported as Skipped too. The error is for st failing; the
 // entries stored before it stay (each is whole).
 func Import(ctx context.Context, st storage.Storage, s *State, dryRun bool) ([]Action, error) {
@@ -156,7 +160,7 @@ func importCertificate(ctx context.Context, st storage.Storage, c Certificate, d
 				return act, nil
 			}
 			if !old.NotAfter.Before(c.Leaf.NotAfter) {
-				act.Result = Skipped
+				act.Result = Kept
 				act.Why = fmt.Sprintf("storage already holds a certificate for %s valid as long or longer (not after %s)",
 					c.Names[0], old.NotAfter.UTC().Format(time.RFC3339))
 				return act, nil

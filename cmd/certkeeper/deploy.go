@@ -24,9 +24,9 @@ type deployFlags struct {
 }
 
 func (f *deployFlags) register(fs *flag.FlagSet, prefix string) {
-	what := "the `FORMAT` to write: " + strings.Join(certdeploy.Formats, ", ")
+	what := "the `FORMAT` to write: " + strings.Join(certdeploy.Formats(), ", ")
 	if prefix != "" {
-		what = "deploy every certificate in this `FORMAT` (" + strings.Join(certdeploy.Formats, ", ") + ") at start and after\neach issuance and renewal (see certkeeper deploy --help)"
+		what = "deploy every certificate in this `FORMAT` (" + strings.Join(certdeploy.Formats(), ", ") + ") at start and after\neach issuance and renewal (see certkeeper deploy --help)"
 	}
 	fs.StringVar(&f.Format, prefix+"format", "", what)
 	fs.StringVar(&f.Out, prefix+"out", "", "`DIR` to write the files into (created 0700 if missing)")
@@ -51,7 +51,7 @@ func (f *deployFlags) deployer(env *Env, flagPrefix string) (*certdeploy.Deploye
 	switch f.Format {
 	case certdeploy.HAProxy, certdeploy.PEM, certdeploy.Nginx:
 	default:
-		return nil, usagef("--%sformat %q: use %s", flagPrefix, f.Format, strings.Join(certdeploy.Formats, ", "))
+		return nil, usagef("--%sformat %q: use %s", flagPrefix, f.Format, strings.Join(certdeploy.Formats(), ", "))
 	}
 	return &certdeploy.Deployer{Format: f.Format, Dir: f.Out, Check: f.Check, Reload: f.Reload, Logger: env.Logger}, nil
 }

@@ -38,7 +38,7 @@ Accounts are stored under their contact email: run certkeeper with the same --em
 for an account without one). docs/migrate.md says what carries over from each tool.
 Exit status: 0 all imported (or unchanged), 1 something was skipped or failed, 2 bad usage.`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&from, "from", "", "the `TOOL` whose state DIR holds: "+strings.Join(migrate.Tools, ", "))
+			fs.StringVar(&from, "from", "", "the `TOOL` whose state DIR holds: "+strings.Join(migrate.Tools(), ", "))
 			fs.StringVar(&storageDir, "storage", "", "`DIR` for certkeeper's state (default as for cert issue)")
 			fs.StringVar(&ca, "ca", "", "ACME directory `URL` of the CA, for state that does not record it (lego), or to\nimport only what comes from that CA")
 			fs.BoolVar(&dryRun, "dry-run", false, "list what would be imported and what cannot be, and change nothing")
@@ -48,7 +48,7 @@ Exit status: 0 all imported (or unchanged), 1 something was skipped or failed, 2
 				return usagef("give the tool's directory, e.g. certkeeper import --from certbot /etc/letsencrypt")
 			}
 			if from == "" {
-				return usagef("--from is required: one of %s", strings.Join(migrate.Tools, ", "))
+				return usagef("--from is required: one of %s", strings.Join(migrate.Tools(), ", "))
 			}
 			if ca != "" {
 				ca = caURL(ca)

@@ -268,6 +268,12 @@ func TestImportLego(t *testing.T) {
 	if err := json.Unmarshal(mustRead(t, accts[0]), &rec); err != nil {
 		t.Fatal(err)
 	}
+	// lego records the CA's host, not its directory URL: without --ca,
+	// nothing can be tied to a CA, and the dry run says so.
+	r := ck(t, time.Minute, "import", "--from", "lego", "--dry-run", "--storage", t.TempDir(), dir)
+	if r.code != 1 || strings.Count(r.stdout, "give --ca URL") != 2 {
+		t.Errorf("lego without --ca: exit %d, want 1 and both entries asking for --ca\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	takeover(t, ca, "lego", dir, "lego.test", serial, rec.Registration.URI, "--ca", ca.DirectoryURL())
 }
 
