@@ -11,7 +11,6 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certdeploy"
 	"github.com/certkeeper/certkeeper/storage"
-	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 // deployFlags are the flags of "deploy", and of the proxy's deploy mode
@@ -58,7 +57,7 @@ func (f *deployFlags) deployer(env *Env, flagPrefix string) (*certdeploy.Deploye
 
 func deployCmd() *Command {
 	f := &deployFlags{}
-	var storageDir string
+	var sf storageFlags
 	var names stringsFlag
 	return &Command{
 		UsageLine: "certkeeper deploy --format FORMAT --out DIR [flags]",
@@ -88,7 +87,7 @@ To deploy after every issuance and renewal, run the proxy with --deploy-format a
 Files are 0600; run deploy as the user the server reads them as (or root).`,
 		Flags: func(fs *flag.FlagSet) {
 			f.register(fs, "")
-			fs.StringVar(&storageDir, "storage", "", "`DIR` of certkeeper's state (default as for cert issue)")
+			sf.register(fs)
 			fs.Var(&names, "d", "deploy only the certificate whose first name is `NAME`; repeatable (default: all)")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
@@ -99,21 +98,23 @@ Files are 0600; run deploy as the user the server reads them as (or root).`,
 			if err != nil {
 				return err
 			}
-			if storageDir == "" {
-				storageDir = defaultStorageDir()
-			}
 			want, err := normalizeNames(names)
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 			defer cancel()
-			certs, err := certdeploy.Stored(ctx, filestore.New(storageDir), want)
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer closeStorage()
+			certs, err := certdeploy.Stored(ctx, st, want)
 			if err != nil {
 				return err
 			}
 			if len(certs) == 0 {
-				return fmt.Errorf("no valid certificate in %s to deploy", storageDir)
+				return fmt.Errorf("no valid certificate in %s to deploy", sf.where())
 			}
 			changed, err := d.Deploy(ctx, certs)
 			if err != nil {

@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/migrate"
-	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 func importCmd() *Command {
-	var from, storageDir, ca string
+	var from, ca string
+	var sf storageFlags
 	var dryRun bool
 	return &Command{
 		UsageLine: "certkeeper import --from TOOL [flags] DIR",
@@ -39,7 +39,7 @@ for an account without one). docs/migrate.md says what carries over from each to
 Exit status: 0 all imported (or unchanged), 1 something was skipped or failed, 2 bad usage.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&from, "from", "", "the `TOOL` whose state DIR holds: "+strings.Join(migrate.Tools(), ", "))
-			fs.StringVar(&storageDir, "storage", "", "`DIR` for certkeeper's state (default as for cert issue)")
+			sf.register(fs)
 			fs.StringVar(&ca, "ca", "", "ACME directory `URL` of the CA, for state that does not record it (lego), or to\nimport only what comes from that CA")
 			fs.BoolVar(&dryRun, "dry-run", false, "list what would be imported and what cannot be, and change nothing")
 		},
@@ -57,12 +57,14 @@ Exit status: 0 all imported (or unchanged), 1 something was skipped or failed, 2
 			if err != nil {
 				return err
 			}
-			if storageDir == "" {
-				storageDir = defaultStorageDir()
-			}
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 			defer cancel()
-			actions, err := migrate.Import(ctx, filestore.New(storageDir), state, dryRun)
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer closeStorage()
+			actions, err := migrate.Import(ctx, st, state, dryRun)
 			printImport(env, actions)
 			if err != nil {
 				return err
