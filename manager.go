@@ -18,6 +18,7 @@ import (
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/http01"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
+	"github.com/certkeeper/certkeeper/stapling"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 	"golang.org/x/sync/singleflight"
@@ -123,6 +124,7 @@ type Manager struct {
 	renew    renewer
 	lim      limits
 	hk       housekeeping
+	staples  stapling.Keeper
 
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close
@@ -177,6 +179,7 @@ func (m *Manager) init() error {
 		m.initDuplicates()
 		m.http01.Logger = m.Logger
 		m.alpn.Logger = m.Logger
+		m.staples.Storage, m.staples.Logger = m.store, m.Logger
 		m.issuers = m.Issuers
 		if len(m.issuers) == 0 {
 			m.issuers = []issuer.Issuer{&acmeca.Issuer{
@@ -232,6 +235,7 @@ func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
 		m.cancel()
 		m.wg.Wait()
+		m.staples.Close()
 		m.watchers.closeAll()
 	})
 	return nil
