@@ -111,6 +111,20 @@ type Manager struct {
 	// Logger receives the Manager's logs. Nil means slog.Default().
 	Logger *slog.Logger
 
+	// CertFiles are certificates obtained elsewhere, served for the names
+	// they cover before any on-demand issuance; never renewed. Their files
+	// are read again when they change (see manual.go).
+	CertFiles []CertFile
+
+	// CertFileCheck is how often CertFiles are checked for changes. Zero
+	// means 5 seconds.
+	CertFileCheck time.Duration
+
+	// SelfSignedFallback serves a self-signed certificate, made in memory
+	// and never stored, to handshakes for names that cannot get a real
+	// one (refused, or issuance failing) instead of failing them.
+	SelfSignedFallback bool
+
 	initOnce sync.Once
 	initErr  error
 	store    storage.Storage
@@ -125,6 +139,8 @@ type Manager struct {
 	lim      limits
 	hk       housekeeping
 	staples  stapling.Keeper
+	manual   manualCerts
+	fallback fallbackCerts
 
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close
@@ -189,7 +205,7 @@ func (m *Manager) init() error {
 			}}
 		}
 		m.wireIssuers(m.issuers)
-		m.initErr = m.initRules()
+		m.initErr = errors.Join(m.initRules(), m.initManual())
 	})
 	return m.initErr
 }
