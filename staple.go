@@ -2,6 +2,7 @@ package certkeeper
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 
 	"github.com/certkeeper/certkeeper/stapling"
@@ -17,7 +18,10 @@ import (
 // The staple belongs to this entry's certificate only: a renewal
 // publishes a new entry, without a staple, whose own is fetched for its
 // own fingerprint.
-func (m *Manager) keepStaple(e *managed, c *certCache) {
+//
+// A staple already in storage is set before it returns, so a certificate
+// loaded after a restart is stapled from its first handshake on.
+func (m *Manager) keepStaple(ctx context.Context, e *managed, c *certCache) {
 	tc := e.cert.Load()
 	if !stapling.HasOCSP(tc.Leaf) || len(tc.Certificate) < 2 {
 		return
@@ -26,6 +30,9 @@ func (m *Manager) keepStaple(e *managed, c *certCache) {
 	if err != nil {
 		m.logger().Warn("not stapling OCSP: the chain's issuer does not parse", "names", e.names, "err", err)
 		return
+	}
+	if r := m.staples.Stored(ctx, tc.Leaf, issuer); r != nil {
+		m.setStaple(e, c, r.Raw)
 	}
 	m.staples.Keep(tc.Leaf, issuer, func(der []byte) bool { return m.setStaple(e, c, der) })
 }

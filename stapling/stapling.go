@@ -256,6 +256,29 @@ func (s *Stapler) Staple(ctx context.Context, leaf, issuer *x509.Certificate) (*
 	return stored, fmt.Errorf("fetching OCSP response from %s: %w", url, err)
 }
 
+// Stored returns the staple kept in Storage for leaf if it still
+// verifies, else nil. It makes no request to the responder: the Manager
+// calls it when it loads a certificate, so a restarted server staples at
+// once rather than after its first fetch.
+func (s *Stapler) Stored(ctx context.Context, leaf, issuer *x509.Certificate) *ocsp.Response {
+	if s.Storage == nil || !HasOCSP(leaf) {
+		return nil
+	}
+	key, err := storage.StapleKey(Fingerprint(leaf))
+	if err != nil {
+		return nil
+	}
+	der, err := s.Storage.Load(ctx, key)
+	if err != nil {
+		return nil
+	}
+	r, err := Verify(der, leaf, issuer, time.Now())
+	if err != nil {
+		return nil
+	}
+	return r
+}
+
 // fetch POSTs an OCSP request for leaf to url (RFC 6960 §A.1) and returns
 // the response body.
 func (s *Stapler) fetch(ctx context.Context, url string, leaf, issuer *x509.Certificate) ([]byte, error) {
