@@ -484,9 +484,12 @@ function _M.ssl_certificate()
     local name = ssl.server_name()
     if not name then return end
     name = lower(name)
-    if not valid_name(name) then return end
-    local it = get_item(name)
-    if not it then return end
+    local it = lru:get(name)
+    if not it or ngx.time() >= it.fresh_until then
+        if not valid_name(name) then return end
+        it = get_item(name)
+        if not it then return end
+    end
     local ok, err = ssl.clear_certs()
     if ok then ok, err = ssl.set_cert(it.chain) end
     if ok then ok, err = ssl.set_priv_key(it.key) end
