@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -139,20 +140,21 @@ func writeFallback(t *testing.T, dir string) (certFile, keyFile string) {
 
 // pluginNginx starts nginx with the plugin configured exactly as
 // docs/nginx.md shows it, TLS on tlsPort and the http-01 forward on
-// httpPort (0: none). extra is added to the http block.
-func pluginNginx(t *testing.T, server string, tlsPort, httpPort, workers int, extra string) *testsvc.NginxServer {
+// httpPort (0: none). options are added to init's (after a comma), extra
+// to the http block.
+func pluginNginx(t *testing.T, server string, tlsPort, httpPort, workers int, options, extra string) *testsvc.NginxServer {
 	t.Helper()
 	certFile, keyFile := writeFallback(t, t.TempDir())
 	conf := fmt.Sprintf(`
   lua_shared_dict certkeeper 10m;
-  init_by_lua_block { require("certkeeper").init({ server = %q, token = %q, shared_dict = "certkeeper" }) }
+  init_by_lua_block { require("certkeeper").init({ server = %q, token = %q, shared_dict = "certkeeper"%s }) }
   server {
     listen 127.0.0.1:%d ssl;
     ssl_certificate %s; ssl_certificate_key %s;
     ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
     location / { return 200 "hello from nginx\n"; }
   }
-`, server, nginxToken, tlsPort, certFile, keyFile)
+`, server, nginxToken, options, tlsPort, certFile, keyFile)
 	ready := []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))}
 	if httpPort != 0 {
 		conf += fmt.Sprintf(`
@@ -208,8 +210,8 @@ func TestNginxPlugin(t *testing.T) {
 	ca := testca.Start(t, testca.Options{HTTPPort: httpPort})
 	roots := writeRoots(t, ca)
 	srv := startCertServer(t, "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--profile", "default",
-		"--storage", t.TempDir(), "--allow", "b.test")
-	n := pluginNginx(t, srv.addr, tlsPort, httpPort, 2, "")
+		"--storage", t.TempDir(), "--allow", "b.test", "--allow", "c.test")
+	pluginNginx(t, srv.addr, tlsPort, httpPort, 2, "", "")
 
 	if orders := ca.Orders(); orders != 0 {
 		t.Fatalf("Pebble has %d orders before the first request", orders)
@@ -236,6 +238,28 @@ func TestNginxPlugin(t *testing.T) {
 		}
 	})
 
+	t.Run("one fetch per name and worker", func(t *testing.T) {
+		before := srv.handOuts(t)
+		var wg sync.WaitGroup
+		var ok atomic.Int64
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if n, _ := httpsGets(t, tlsPort, "c.test", pool, 1); n == 1 {
+					ok.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 20 {
+			t.Errorf("%d of 20 concurrent first requests for c.test succeeded", ok.Load())
+		}
+		if n := srv.handOuts(t) - before; n < 1 || n > 2 {
+			t.Errorf("20 concurrent first requests on 2 workers made %d requests to the server, want 1 or 2", n)
+		}
+	})
+
 	t.Run("server killed", func(t *testing.T) {
 		srv.proc.Stop()
 		if ok, err := httpsGets(t, tlsPort, "b.test", pool, 100); ok != 100 {
@@ -256,7 +280,98 @@ func TestNginxPlugin(t *testing.T) {
 			t.Errorf("unknown name with the server down took %v", d)
 		}
 	})
-	_ = n
+}
+
+// servedCN is the common name of the certificate nginx at port serves
+// for name.
+func servedCN(t *testing.T, port int, name string) string {
+	t.Helper()
+	conn, err := tls.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		&tls.Config{ServerName: name, InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("handshake for %s: %v", name, err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+}
+
+// TestNginxPluginTTL: with 60-second certificates (ttl_seconds about 10),
+// the plugin asks the server nothing within the ttl, refreshes in the
+// background after it, and with the server killed serves the stale
+// certificate past its ttl (stale-while-error); allow_domain keeps a name
+// from ever reaching the server.
+func TestNginxPluginTTL(t *testing.T) {
+	httpPort, tlsPort := testsvc.FreePort(t), testsvc.FreePort(t)
+	ca := testca.Start(t, testca.Options{HTTPPort: httpPort, Profiles: map[string]testca.Profile{
+		"default": {Description: "60 s", ValidityPeriod: 60 * time.Second}}})
+	srv := startCertServer(t, "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--profile", "default",
+		"--storage", t.TempDir(), "--allow", "a.ttl.test", "--allow", "denied.ttl.test")
+	pluginNginx(t, srv.addr, tlsPort, httpPort, 1,
+		`, lru_size = 100, allow_domain = function(name) return name ~= "denied.ttl.test" end`, "")
+	pool := ca.IssuingRootPool(t)
+
+	if ok, err := httpsGets(t, tlsPort, "a.ttl.test", pool, 1); ok != 1 {
+		t.Fatalf("first request for a.ttl.test: %v", err)
+	}
+	fetched := time.Now()
+	code, body := srv.get(t, "/v1/certificates/a.ttl.test")
+	var answer struct {
+		TTL int `json:"ttl_seconds"`
+	}
+	if code != http.StatusOK || json.Unmarshal(body, &answer) != nil || answer.TTL < 3 || answer.TTL > 15 {
+		t.Fatalf("GET a.ttl.test = %d, ttl_seconds %d; want 200 and about 10 s", code, answer.TTL)
+	}
+	ttl := time.Duration(answer.TTL) * time.Second
+	base := srv.handOuts(t) // the plugin's fetch and the test's own
+
+	t.Run("allow_domain", func(t *testing.T) {
+		orders, handOuts := ca.Orders(), srv.handOuts(t)
+		if cn := servedCN(t, tlsPort, "denied.ttl.test"); cn != "fallback.invalid" {
+			t.Errorf("denied.ttl.test served %q, want the fallback", cn)
+		}
+		if ca.Orders() != orders || srv.handOuts(t) != handOuts {
+			t.Errorf("a name allow_domain refuses reached the server")
+		}
+	})
+
+	t.Run("within ttl", func(t *testing.T) {
+		for time.Since(fetched) < ttl-2*time.Second {
+			if ok, err := httpsGets(t, tlsPort, "a.ttl.test", pool, 10); ok != 10 {
+				t.Fatalf("%d of 10 requests succeeded: %v", ok, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if n := srv.handOuts(t); n != base {
+			t.Errorf("requests within the ttl made %d requests to the server, want 0", n-base)
+		}
+	})
+
+	t.Run("refreshed after ttl", func(t *testing.T) {
+		time.Sleep(time.Until(fetched.Add(ttl + time.Second)))
+		if ok, err := httpsGets(t, tlsPort, "a.ttl.test", pool, 5); ok != 5 {
+			t.Fatalf("%d of 5 requests past the ttl succeeded: %v", ok, err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for srv.handOuts(t) == base {
+			if time.Now().After(deadline) {
+				t.Fatal("past the ttl, the plugin did not fetch the certificate again")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if n := srv.handOuts(t); n != base+1 {
+			t.Errorf("one stale name made %d fetches, want 1", n-base)
+		}
+	})
+
+	t.Run("stale while error", func(t *testing.T) {
+		refreshed := time.Now()
+		srv.proc.Stop()
+		time.Sleep(time.Until(refreshed.Add(ttl + time.Second)))
+		if ok, err := httpsGets(t, tlsPort, "a.ttl.test", pool, 100); ok != 100 {
+			t.Errorf("server down, ttl passed: %d of 100 requests succeeded; last error: %v", ok, err)
+		}
+	})
+
 }
 
 // TestNginxOCSPStaple: a local-CA certificate naming an openssl OCSP
@@ -301,7 +416,7 @@ func TestNginxOCSPStaple(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	tlsPort := testsvc.FreePort(t)
-	pluginNginx(t, srv.addr, tlsPort, 0, 1, "")
+	pluginNginx(t, srv.addr, tlsPort, 0, 1, "", "")
 	out := opensslStatusAt(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort)), "ocsp.test")
 	if !strings.Contains(out, "OCSP Response Status: successful") || !strings.Contains(out, "Cert Status: good") {
 		t.Fatalf("openssl s_client -status through nginx:\n%s", out)
@@ -363,7 +478,7 @@ func TestNginxHandshakeRatio(t *testing.T) {
     location / { return 200 "hello from nginx\n"; }
   }
 `, staticPort, certFile, keyFile)
-	n := pluginNginx(t, srv.addr, pluginPort, 0, 1, static)
+	n := pluginNginx(t, srv.addr, pluginPort, 0, 1, "", static)
 	if _, err := n.CPUTime(); err != nil {
 		t.Skipf("no per-process CPU times here: %v", err)
 	}
