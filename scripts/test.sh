@@ -80,6 +80,7 @@ fuzz FuzzNormalize ./policy
 fuzz FuzzValidateKey ./storage
 fuzz FuzzCertificateKey ./storage
 fuzz FuzzImport .
+fuzz FuzzParseRequest ./certserver
 FUZZTIME="${FUZZTIME_CLIENTHELLO:-30s}" fuzz FuzzParseClientHello ./alpnproxy
 
 step "cross-build"
