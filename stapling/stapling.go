@@ -37,7 +37,7 @@ const (
 	noNextUpdate = time.Hour
 	// minRefresh keeps a response that is already past its half-life
 	// from being fetched again in a loop.
-	minRefresh = 10 * time.Second
+	minRefresh = 2 * time.Second
 )
 
 // ErrNoOCSP is returned for a certificate that names no OCSP responder
