@@ -2,12 +2,10 @@ package certkeeper_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"log/slog"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,19 +50,6 @@ func stapled(t *testing.T, addr, name string) ([]byte, *x509.Certificate) {
 	defer conn.Close()
 	cs := conn.ConnectionState()
 	return cs.OCSPResponse, cs.PeerCertificates[0]
-}
-
-// opensslStatus runs `openssl s_client -status` against addr for name
-// and returns its output.
-func opensslStatus(t *testing.T, addr, name string) string {
-	t.Helper()
-	bin := testsvc.LookPath(t, "openssl", "install openssl")
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "s_client", "-connect", addr, "-servername", name, "-status")
-	cmd.Stdin = strings.NewReader("")
-	out, _ := cmd.CombinedOutput()
-	return string(out)
 }
 
 // waitFor polls cond every 100 ms for up to d.
@@ -135,7 +120,7 @@ func TestOCSPStapling(t *testing.T) {
 	t.Run("stapled", func(t *testing.T) {
 		var out string
 		if !waitFor(5*time.Second, func() bool {
-			out = opensslStatus(t, addr, "good.test")
+			out = testsvc.SClientStatus(t, addr, "good.test")
 			return strings.Contains(out, "OCSP Response Status: successful")
 		}) {
 			t.Fatalf("openssl s_client -status for good.test shows no successful OCSP response:\n%s\nlogs:\n%s", out, logs)
@@ -161,7 +146,7 @@ func TestOCSPStapling(t *testing.T) {
 				t.Fatalf("revoked.test served with a staple")
 			}
 		}
-		if out := opensslStatus(t, addr, "revoked.test"); !strings.Contains(out, "OCSP response: no response sent") {
+		if out := testsvc.SClientStatus(t, addr, "revoked.test"); !strings.Contains(out, "OCSP response: no response sent") {
 			t.Errorf("openssl s_client -status for revoked.test:\n%s\nwant \"OCSP response: no response sent\"", out)
 		}
 	})

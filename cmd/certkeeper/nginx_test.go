@@ -417,25 +417,13 @@ func TestNginxOCSPStaple(t *testing.T) {
 	}
 	tlsPort := testsvc.FreePort(t)
 	pluginNginx(t, srv.addr, tlsPort, 0, 1, "", "")
-	out := opensslStatusAt(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort)), "ocsp.test")
+	out := testsvc.SClientStatus(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort)), "ocsp.test")
 	if !strings.Contains(out, "OCSP Response Status: successful") || !strings.Contains(out, "Cert Status: good") {
 		t.Fatalf("openssl s_client -status through nginx:\n%s", out)
 	}
 	if !strings.Contains(out, "CN = ocsp.test") && !strings.Contains(out, "CN=ocsp.test") {
 		t.Errorf("nginx did not serve the ocsp.test certificate:\n%s", out)
 	}
-}
-
-// opensslStatusAt runs `openssl s_client -status` against addr for name.
-func opensslStatusAt(t *testing.T, addr, name string) string {
-	t.Helper()
-	bin := testsvc.LookPath(t, "openssl", "install openssl")
-	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "s_client", "-connect", addr, "-servername", name, "-status")
-	cmd.Stdin = strings.NewReader("")
-	out, _ := cmd.CombinedOutput()
-	return string(out)
 }
 
 // TestNginxHandshakeRatio is the plugin's throughput check, recorded in

@@ -192,3 +192,18 @@ func LocalCAIssuer(ctx context.Context, st storage.Storage) (certPEM, keyPEM []b
 	}
 	return []byte(rec.CertificatePEM), []byte(rec.KeyPEM), nil
 }
+
+// SClientStatus runs `openssl s_client -status` against addr for name and
+// returns its output: what a client asking for an OCSP staple sees
+// ("OCSP Response Status: successful", "Cert Status: good", or "OCSP
+// response: no response sent").
+func SClientStatus(t testing.TB, addr, name string) string {
+	t.Helper()
+	bin := LookPath(t, "openssl", opensslHint)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "s_client", "-connect", addr, "-servername", name, "-status")
+	cmd.Stdin = strings.NewReader("")
+	out, _ := cmd.CombinedOutput()
+	return string(out)
+}
