@@ -63,7 +63,14 @@ func (b *backend) last() (string, http.Header) {
 // startProxy runs "certkeeper proxy args..." and waits until it listens.
 func startProxy(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"proxy"}, args...)...)
+	return startListening(t, "proxy listening", append([]string{"proxy"}, args...)...)
+}
+
+// startListening runs "certkeeper args..." until the test ends and waits
+// until its stderr says ready; its output is logged if the test fails.
+func startListening(t *testing.T, ready string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +78,7 @@ func startProxy(t *testing.T, args ...string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan struct{})
+	isReady := make(chan struct{})
 	var logMu sync.Mutex
 	var logs strings.Builder
 	go func() {
@@ -81,8 +88,8 @@ func startProxy(t *testing.T, args ...string) *exec.Cmd {
 			logMu.Lock()
 			logs.WriteString(sc.Text() + "\n")
 			logMu.Unlock()
-			if strings.Contains(sc.Text(), "proxy listening") {
-				once.Do(func() { close(ready) })
+			if strings.Contains(sc.Text(), ready) {
+				once.Do(func() { close(isReady) })
 			}
 		}
 	}()
@@ -91,14 +98,14 @@ func startProxy(t *testing.T, args ...string) *exec.Cmd {
 		_ = cmd.Wait()
 		if t.Failed() {
 			logMu.Lock()
-			t.Logf("proxy output:\n%s", logs.String())
+			t.Logf("%s output:\n%s", args[0], logs.String())
 			logMu.Unlock()
 		}
 	})
 	select {
-	case <-ready:
+	case <-isReady:
 	case <-time.After(30 * time.Second):
-		t.Fatal("proxy did not start listening within 30 s")
+		t.Fatalf("%s did not start listening within 30 s", args[0])
 	}
 	return cmd
 }
