@@ -177,8 +177,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case kindOCSP:
 		h.serveOCSP(w, r, rd)
 	case kindCertificate:
-		h.audit().Info("key handed out", slog.String("name", req.name), slog.String("who", who),
-			slog.String("remote_addr", r.RemoteAddr), slog.Any("names", served.Names), slog.Bool("self_signed", served.SelfSigned))
+		h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
+			slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
 		hdr := w.Header()
 		hdr["Cache-Control"] = noStore
 		if req.pem {
