@@ -486,6 +486,7 @@ function _M.ssl_certificate()
     name = lower(name)
     local it = lru:get(name)
     if not it or ngx.time() >= it.fresh_until then
+        if byte(name, -1) == 46 then name = sub(name, 1, -2) end -- "a.test." is "a.test"
         if not valid_name(name) then return end
         it = get_item(name)
         if not it then return end
