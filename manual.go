@@ -227,6 +227,18 @@ func manualState(e *managed, now time.Time) string {
 	return "fine"
 }
 
+// ReadCertFile reads cf's files and reports their certificate's state,
+// as a Manager serving them would (for "certkeeper status").
+func ReadCertFile(cf CertFile, now time.Time) (CertFileStatus, error) {
+	m := &Manager{}
+	f := &manualFile{CertFile: cf}
+	m.manual.cache = newCertCache(math.MaxInt)
+	if _, err := m.reloadCertFile(f); err != nil {
+		return CertFileStatus{}, err
+	}
+	return CertFileStatus{CertFile: cf, Names: f.entry.names, NotAfter: f.entry.cert.Load().Leaf.NotAfter, State: manualState(f.entry, now)}, nil
+}
+
 // CertFileStatus reports the state of each of CertFiles.
 func (m *Manager) CertFileStatus() []CertFileStatus {
 	if err := m.init(); err != nil {

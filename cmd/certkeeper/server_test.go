@@ -277,7 +277,8 @@ func TestServerCertFileAndFallback(t *testing.T) {
 }
 
 // TestSelfSignedOutDir: selfsigned --out-dir writes the pair where cert
-// issue would, and refuses half a pair of file flags.
+// issue would, and refuses half a pair of file flags; status --cert-file
+// reports a file certificate near its expiry.
 func TestSelfSignedOutDir(t *testing.T) {
 	out := t.TempDir()
 	if r := ck(t, 30*time.Second, "selfsigned", "-d", "fallback.invalid", "--out-dir", out); r.code != 0 {
@@ -292,5 +293,19 @@ func TestSelfSignedOutDir(t *testing.T) {
 	}
 	if r := ck(t, 30*time.Second, "selfsigned", "-d", "a.test", "--cert-out", filepath.Join(out, "x.pem")); r.code != 2 {
 		t.Errorf("--cert-out without --key-out: exit %d, want 2", r.code)
+	}
+
+	// status --cert-file reports a certificate file near its expiry.
+	cert, key := filepath.Join(out, "short.pem"), filepath.Join(out, "short.key")
+	if r := ck(t, 30*time.Second, "selfsigned", "-d", "short.test", "--days", "5", "--cert-out", cert, "--key-out", key); r.code != 0 {
+		t.Fatalf("selfsigned: exit %d\n%s", r.code, r.stderr)
+	}
+	r := ck(t, 30*time.Second, "status", "--json", "--storage", t.TempDir(), "--cert-file", cert+":"+key)
+	var list []certStatus
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 {
+		t.Fatalf("status --cert-file: %v\n%s%s", err, r.stdout, r.stderr)
+	}
+	if s := list[0]; s.Issuer != "file" || s.State != "expiring" || len(s.Names) != 1 || s.Names[0] != "short.test" {
+		t.Errorf("status --cert-file = %+v, want short.test, issuer file, expiring", s)
 	}
 }

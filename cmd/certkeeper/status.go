@@ -34,6 +34,7 @@ type certStatus struct {
 func statusCmd() *Command {
 	var storageDir string
 	var asJSON bool
+	var certFiles stringsFlag
 	return &Command{
 		UsageLine: "certkeeper status [flags]",
 		Short:     "show every stored certificate and its next renewal",
@@ -47,6 +48,7 @@ last asked for it (written by a running certkeeper every few minutes).
 	certkeeper status --json | jq '.[] | select(.state != "fine")'`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&storageDir, "storage", "", "`DIR` of certkeeper's state (default as for cert issue)")
+			fs.Var(&certFiles, "cert-file", "also report this `CERT:KEY` pair, as given to proxy or server --cert-file\n(issuer \"file\"; expiring with less than a third of its life or 14 days left); repeatable")
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {names, issuer, not_after, next_renewal, state, on_demand,\nlast_seen, key, last_error, retry_at}")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
@@ -59,6 +61,18 @@ last asked for it (written by a running certkeeper every few minutes).
 			list, err := readStatus(ctx, filestore.New(storageDir), time.Now())
 			if err != nil {
 				return fmt.Errorf("reading %s: %w", storageDir, err)
+			}
+			for _, spec := range certFiles {
+				cf, err := certkeeper.ParseCertFile(spec)
+				if err != nil {
+					return usagef("--cert-file: %v", err)
+				}
+				fst, err := certkeeper.ReadCertFile(cf, time.Now())
+				s := certStatus{Names: fst.Names, Issuer: "file", NotAfter: fst.NotAfter, State: fst.State, Key: "file:" + cf.Cert}
+				if err != nil {
+					s.State, s.LastError = "damaged", err.Error()
+				}
+				list = append(list, s)
 			}
 			if asJSON {
 				enc := json.NewEncoder(env.Stdout)
@@ -79,8 +93,12 @@ last asked for it (written by a running certkeeper every few minutes).
 				if !s.LastSeen.IsZero() {
 					seen = s.LastSeen.UTC().Format(time.RFC3339)
 				}
+				next := "-" // certificate files are renewed by their owner
+				if !s.NextRenewal.IsZero() {
+					next = s.NextRenewal.UTC().Format(time.RFC3339)
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(s.Names, ","), s.Issuer,
-					s.NotAfter.UTC().Format(time.RFC3339), s.NextRenewal.UTC().Format(time.RFC3339), seen, s.State)
+					s.NotAfter.UTC().Format(time.RFC3339), next, seen, s.State)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
