@@ -92,40 +92,31 @@ func readConfigFile(file string, cfg any) error {
 	return nil
 }
 
+// setIf sets *dst to v when the flag name was given on the command line.
+func setIf[T any](set map[string]bool, name string, dst *T, v T) {
+	if set[name] {
+		*dst = v
+	}
+}
+
 // overlay lays the flags that were set on top of c (read from the config
 // file).
 func (c *engineConfig) overlay(flags *engineConfig, set map[string]bool) {
-	over := func(name string, dst *string, v string) {
-		if set[name] {
-			*dst = v
-		}
-	}
-	overList := func(name string, dst *[]string, v []string) {
-		if set[name] {
-			*dst = v
-		}
-	}
-	overList("allow", &c.Allow, flags.Allow)
-	over("ask", &c.Ask, flags.Ask)
-	overList("ca", &c.CA, flags.CA)
-	over("email", &c.Email, flags.Email)
-	overList("challenge", &c.Challenge, flags.Challenge)
-	over("storage", &c.Storage, flags.Storage)
-	over("key-type", &c.KeyType, flags.KeyType)
-	over("profile", &c.Profile, flags.Profile)
-	over("eab-kid", &c.EABKID, flags.EABKID)
-	over("eab-hmac", &c.EABHMAC, flags.EABHMAC)
-	over("ca-roots", &c.CARoots, flags.CARoots)
-	overList("cert-file", &c.CertFiles, flags.CertFiles)
-	if set["cert-file-check"] {
-		c.CertFileCheck = flags.CertFileCheck
-	}
-	if set["rsa-fallback"] {
-		c.RSAFallback = flags.RSAFallback
-	}
-	if set["require-own-ip"] {
-		c.RequireOwn = flags.RequireOwn
-	}
+	setIf(set, "allow", &c.Allow, flags.Allow)
+	setIf(set, "ask", &c.Ask, flags.Ask)
+	setIf(set, "ca", &c.CA, flags.CA)
+	setIf(set, "email", &c.Email, flags.Email)
+	setIf(set, "challenge", &c.Challenge, flags.Challenge)
+	setIf(set, "storage", &c.Storage, flags.Storage)
+	setIf(set, "key-type", &c.KeyType, flags.KeyType)
+	setIf(set, "profile", &c.Profile, flags.Profile)
+	setIf(set, "eab-kid", &c.EABKID, flags.EABKID)
+	setIf(set, "eab-hmac", &c.EABHMAC, flags.EABHMAC)
+	setIf(set, "ca-roots", &c.CARoots, flags.CARoots)
+	setIf(set, "cert-file", &c.CertFiles, flags.CertFiles)
+	setIf(set, "cert-file-check", &c.CertFileCheck, flags.CertFileCheck)
+	setIf(set, "rsa-fallback", &c.RSAFallback, flags.RSAFallback)
+	setIf(set, "require-own-ip", &c.RequireOwn, flags.RequireOwn)
 }
 
 // policy builds the on-demand policy from --allow, --require-own-ip and

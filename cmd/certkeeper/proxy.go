@@ -98,18 +98,11 @@ func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*pro
 	if err := readConfigFile(file, cfg); err != nil {
 		return nil, err
 	}
-	over := func(name string, dst *string, v string) {
-		if set[name] {
-			*dst = v
-		}
-	}
-	over("tls-addr", &cfg.TLSAddr, flags.TLSAddr)
-	over("http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
-	over("backend", &cfg.Backend, flags.Backend)
-	if set["route"] {
-		cfg.Routes = flags.Routes
-	}
-	over("default-name", &cfg.DefaultName, flags.DefaultName)
+	setIf(set, "tls-addr", &cfg.TLSAddr, flags.TLSAddr)
+	setIf(set, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
+	setIf(set, "backend", &cfg.Backend, flags.Backend)
+	setIf(set, "route", &cfg.Routes, flags.Routes)
+	setIf(set, "default-name", &cfg.DefaultName, flags.DefaultName)
 	cfg.overlay(&flags.engineConfig, set)
 	return cfg, nil
 }

@@ -103,23 +103,17 @@ func loadServerConfig(file string, flags *serverConfig, set map[string]bool) (*s
 	if err := readConfigFile(file, cfg); err != nil {
 		return nil, err
 	}
-	over := func(name string, dst *string, v string) {
-		if set[name] || *dst == "" {
-			*dst = v
-		}
-	}
-	over("listen", &cfg.Listen, flags.Listen)
-	over("token-file", &cfg.TokenFile, flags.TokenFile)
-	over("client-ca", &cfg.ClientCA, flags.ClientCA)
-	over("api-cert", &cfg.APICert, flags.APICert)
-	over("audit-log", &cfg.AuditLog, flags.AuditLog)
-	over("http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
-	over("tls-addr", &cfg.TLSAddr, flags.TLSAddr)
-	if set["managed"] {
-		cfg.Managed = flags.Managed
-	}
-	if set["self-signed-fallback"] {
-		cfg.SelfSignedFallback = flags.SelfSignedFallback
+	setIf(set, "token-file", &cfg.TokenFile, flags.TokenFile)
+	setIf(set, "client-ca", &cfg.ClientCA, flags.ClientCA)
+	setIf(set, "api-cert", &cfg.APICert, flags.APICert)
+	setIf(set, "audit-log", &cfg.AuditLog, flags.AuditLog)
+	setIf(set, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
+	setIf(set, "tls-addr", &cfg.TLSAddr, flags.TLSAddr)
+	setIf(set, "managed", &cfg.Managed, flags.Managed)
+	setIf(set, "self-signed-fallback", &cfg.SelfSignedFallback, flags.SelfSignedFallback)
+	// Flags with a default apply it when the file has no value either.
+	if set["listen"] || cfg.Listen == "" {
+		cfg.Listen = flags.Listen
 	}
 	if set["issue-timeout"] || cfg.IssueTimeout == 0 {
 		cfg.IssueTimeout = flags.IssueTimeout

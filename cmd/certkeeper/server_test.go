@@ -309,3 +309,38 @@ func TestSelfSignedOutDir(t *testing.T) {
 		t.Errorf("status --cert-file = %+v, want short.test, issuer file, expiring", s)
 	}
 }
+
+// TestServerConfig: the server's settings come from --config as well,
+// lists included: a managed name (no policy allows any name, so only
+// "managed" can have obtained it), the fallback, the audit log.
+func TestServerConfig(t *testing.T) {
+	dir := t.TempDir()
+	port := testsvc.FreePort(t)
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	cfg := filepath.Join(dir, "server.yaml")
+	yaml := "listen: 127.0.0.1:" + strconv.Itoa(port) + "\ntoken_file: " + writeTokens(t) + "\nca: [local]\nstorage: " + filepath.Join(dir, "st") +
+		"\nmanaged: [m.test, \"n.test,www.n.test\"]\nself_signed_fallback: true\nissue_timeout: 5s\naudit_log: " + filepath.Join(dir, "audit.log") + "\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startServer(t, "--config", cfg)
+	deadline := time.Now().Add(20 * time.Second)
+	for _, name := range []string{"m.test", "www.n.test"} {
+		for {
+			c, _ := apiCert(t, base, name)
+			if !c.SelfSigned {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("managed %s was not obtained within 20 s", name)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if c, _ := apiCert(t, base, "other.test"); !c.SelfSigned {
+		t.Error("other.test (no policy) was not answered self-signed")
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "audit.log")); err != nil || !strings.Contains(string(data), `"name":"other.test"`) {
+		t.Errorf("audit_log: %v\n%s", err, data)
+	}
+}
