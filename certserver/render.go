@@ -36,6 +36,7 @@ type rendered struct {
 	json []byte
 	pem  []byte
 	ocsp ocspAnswer
+	ttl  int64 // ttl_seconds of the answer
 }
 
 // ocspAnswer is the staple with the headers it is served with.
@@ -90,14 +91,15 @@ func (h *Handler) make(served certkeeper.Served, now time.Time) (*rendered, erro
 			return nil, err
 		}
 	}
+	ttlSeconds := ttl(leaf, now, h.maxTTL(), served.SelfSigned)
 	body, err := json.Marshal(Certificate{
 		Names: served.Names, Cert: chain.String(), Key: string(keyPEM), NotAfter: leaf.NotAfter.UTC(),
-		TTLSeconds: ttl(leaf, now, h.maxTTL(), served.SelfSigned), OCSPStaple: tc.OCSPStaple, SelfSigned: served.SelfSigned,
+		TTLSeconds: ttlSeconds, OCSPStaple: tc.OCSPStaple, SelfSigned: served.SelfSigned,
 	})
 	if err != nil {
 		return nil, err
 	}
-	rd := &rendered{cert: tc, at: now.Unix(), json: append(body, '\n'), pem: append(chain.Bytes(), keyPEM...)}
+	rd := &rendered{cert: tc, at: now.Unix(), json: append(body, '\n'), pem: append(chain.Bytes(), keyPEM...), ttl: ttlSeconds}
 	if len(tc.OCSPStaple) > 0 {
 		sum := sha256.Sum256(tc.OCSPStaple)
 		rd.ocsp = ocspAnswer{der: tc.OCSPStaple, etag: `"` + hex.EncodeToString(sum[:16]) + `"`}
@@ -127,15 +129,15 @@ func ttl(leaf *x509.Certificate, now time.Time, maxTTL time.Duration, selfSigned
 }
 
 // serveOCSP answers GET /v1/ocsp/{name}: the staple as DER, cacheable
-// until the response's nextUpdate (and no longer than the certificate's
-// ttl), or 404 when there is none.
+// until the response's nextUpdate, or for the certificate's ttl when it
+// names none; 404 when there is none.
 func (h *Handler) serveOCSP(w http.ResponseWriter, r *http.Request, rd *rendered) {
 	a := rd.ocsp
 	if len(a.der) == 0 {
 		fail(w, http.StatusNotFound, "no OCSP staple for this certificate")
 		return
 	}
-	maxAge := time.Duration(0)
+	maxAge := time.Duration(rd.ttl) * time.Second
 	if !a.expires.IsZero() {
 		maxAge = max(time.Until(a.expires), 0)
 	}
