@@ -55,8 +55,14 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if e := m.manual.get(norm); e != nil {
+		return e.serve(), nil
+	}
 	e, err := m.onDemand(ctx, norm, variant, clientAddr(hello.Conn))
 	if err != nil {
+		if f := m.selfSignedFor(norm); f != nil {
+			return f.serve(), nil
+		}
 		return nil, certError(norm, err)
 	}
 	e.touch(time.Now())
@@ -101,7 +107,7 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 	}
 	if err := m.decide(ctx, name); err != nil {
 		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
-		return nil, err
+		return nil, &PolicyError{Name: name, Err: err}
 	}
 	if err := m.admit(ctx, name, client); err != nil {
 		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})

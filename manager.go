@@ -18,6 +18,7 @@ import (
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/http01"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
+	"github.com/certkeeper/certkeeper/stapling"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 	"golang.org/x/sync/singleflight"
@@ -121,6 +122,19 @@ type Manager struct {
 	// Cluster tunes how Managers sharing Storage on several nodes act as
 	// one; its zero value works (see Cluster).
 	Cluster Cluster
+	// CertFiles are certificates obtained elsewhere, served for the names
+	// they cover before any on-demand issuance; never renewed. Their files
+	// are read again when they change (see manual.go).
+	CertFiles []CertFile
+
+	// CertFileCheck is how often CertFiles are checked for changes. Zero
+	// means 5 seconds.
+	CertFileCheck time.Duration
+
+	// SelfSignedFallback serves a self-signed certificate, made in memory
+	// and never stored, to handshakes for names that cannot get a real
+	// one (refused, or issuance failing) instead of failing them.
+	SelfSignedFallback bool
 
 	initOnce sync.Once
 	initErr  error
@@ -137,6 +151,9 @@ type Manager struct {
 	hk       housekeeping
 	clu      clusterState
 	stats    stats // handshake counters (stats.go)
+	staples  stapling.Keeper
+	manual   manualCerts
+	fallback fallbackCerts
 
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close
@@ -191,6 +208,7 @@ func (m *Manager) init() error {
 		m.initDuplicates()
 		m.http01.Logger = m.Logger
 		m.alpn.Logger = m.Logger
+		m.staples.Storage, m.staples.Logger = m.store, m.Logger
 		m.issuers = m.Issuers
 		if len(m.issuers) == 0 {
 			m.issuers = []issuer.Issuer{&acmeca.Issuer{
@@ -200,7 +218,7 @@ func (m *Manager) init() error {
 			}}
 		}
 		m.wireIssuers(m.issuers)
-		m.initErr = m.initRules()
+		m.initErr = errors.Join(m.initRules(), m.initManual())
 	})
 	return m.initErr
 }
@@ -250,6 +268,7 @@ func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
 		m.cancel()
 		m.wg.Wait()
+		m.staples.Close()
 		m.watchers.closeAll()
 	})
 	return nil

@@ -18,6 +18,7 @@ command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || need+=(bind9)
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] && [ -f /usr/share/lua/5.1/resty/lrucache.lua ] || need+=(nginx libnginx-mod-http-lua lua-resty-core lua-resty-lrucache)
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
 for p in certbot lego dehydrated haproxy; do command -v "$p" >/dev/null 2>&1 || [ -x "/usr/sbin/$p" ] || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then
@@ -81,6 +82,7 @@ fuzz FuzzValidateKey ./storage
 fuzz FuzzCertificateKey ./storage
 fuzz FuzzImport .
 fuzz FuzzRead ./migrate
+fuzz FuzzParseRequest ./certserver
 FUZZTIME="${FUZZTIME_CLIENTHELLO:-30s}" fuzz FuzzParseClientHello ./alpnproxy
 
 step "cross-build"

@@ -16,6 +16,7 @@ import (
 //	accounts/ISSUER/EMAIL.key       its private key (PEM), written first
 //	localca/root.json               the local CA's root (key + certificate)
 //	localca/intermediate.json       the local CA's intermediate
+//	ocsp/FINGERPRINT.der            the OCSP staple of one certificate (StapleKey)
 //	issue/NAME, account/ISSUER      lock names (IssueLock, AccountLock): they
 //	                                follow the rules of keys but are not keys
 //
@@ -112,6 +113,23 @@ func LocalCAKey(which string) string { return "localca/" + which + ".json" }
 // survive restarts (which), such as issuance failures and rate-limit
 // budgets, so a crash loop cannot spend a CA's limits again.
 func StateKey(which string) string { return "state/" + which + ".json" }
+
+// StapleKey is the key of the OCSP staple (a DER OCSP response) of the
+// certificate whose SHA-256 fingerprint, in lower-case hex, is fingerprint.
+// Keying staples by fingerprint ties each to exactly one certificate: a
+// renewed certificate, with a new fingerprint, never finds its
+// predecessor's staple.
+func StapleKey(fingerprint string) (string, error) {
+	if len(fingerprint) != 64 {
+		return "", fmt.Errorf("%w: fingerprint %q is not 64 hex digits", ErrInvalidKey, fingerprint)
+	}
+	for i := 0; i < len(fingerprint); i++ {
+		if c := fingerprint[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return "", fmt.Errorf("%w: fingerprint %q is not lower-case hex", ErrInvalidKey, fingerprint)
+		}
+	}
+	return "ocsp/" + fingerprint + ".der", nil
+}
 
 // LocalCALock is the name of the lock held while the local CA's root or
 // intermediate is created or renewed.

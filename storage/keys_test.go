@@ -298,3 +298,19 @@ func TestNameSegmentLongNames(t *testing.T) {
 		t.Errorf("NameSegment(a.test) = %q, want it unchanged", short)
 	}
 }
+
+func TestStapleKey(t *testing.T) {
+	fp := strings.Repeat("0a", 32)
+	got, err := StapleKey(fp)
+	if err != nil || got != "ocsp/"+fp+".der" {
+		t.Errorf("StapleKey(%q) = %q, %v, want ocsp/%s.der", fp, got, err, fp)
+	}
+	if err := ValidateKey(got); err != nil {
+		t.Errorf("ValidateKey(%q) = %v", got, err)
+	}
+	for _, bad := range []string{"", "0a", strings.Repeat("0A", 32), strings.Repeat("../", 21) + "x", strings.Repeat("0g", 32)} {
+		if k, err := StapleKey(bad); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("StapleKey(%q) = %q, %v, want ErrInvalidKey", bad, k, err)
+		}
+	}
+}

@@ -131,7 +131,7 @@ func TestProxyDeployConfig(t *testing.T) {
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	flags := &proxyConfig{Deploy: deployFlags{Out: "/tmp/other"}}
+	flags := &proxyConfig{engineConfig: engineConfig{Deploy: deployFlags{Out: "/tmp/other"}}}
 	cfg, err := loadProxyConfig(file, flags, map[string]bool{"deploy-out": true})
 	if err != nil {
 		t.Fatal(err)

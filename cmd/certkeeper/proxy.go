@@ -6,74 +6,28 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/certkeeper/certkeeper"
-	"github.com/certkeeper/certkeeper/issuer"
-	"github.com/certkeeper/certkeeper/issuer/acmeca"
-	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/proxy"
-	"github.com/certkeeper/certkeeper/solver"
-	"github.com/certkeeper/certkeeper/solver/dns01"
-	"github.com/certkeeper/certkeeper/storage"
-	"github.com/mholt/acmez/v3/acme"
-	"gopkg.in/yaml.v3"
 )
 
-// proxyConfig is the proxy's configuration: every flag has a key of the
-// same name (with "_" for "-") in the --config YAML file; docs/config.md
-// documents each.
+// proxyConfig is the proxy's configuration: the engine's (shared with
+// the server) plus its own. Every flag has a key of the same name (with
+// "_" for "-") in the --config YAML file; docs/config.md documents each.
 type proxyConfig struct {
-	TLSAddr     string   `yaml:"tls_addr"`
-	HTTPAddr    string   `yaml:"http_addr"`
-	Backend     string   `yaml:"backend"`
-	Routes      []string `yaml:"route"`
-	Allow       []string `yaml:"allow"`
-	Ask         string   `yaml:"ask"`
-	DefaultName string   `yaml:"default_name"`
-	CA          []string `yaml:"ca"`
-	Email       string   `yaml:"email"`
-	Challenge   []string `yaml:"challenge"`
-	Storage     string   `yaml:"storage"`
-	StorageKey  string   `yaml:"storage_key_file"`
-	OrderLimit  string   `yaml:"order_limit"`
-	KeyType     string   `yaml:"key_type"`
-	Profile     string   `yaml:"profile"`
-	EABKID      string   `yaml:"eab_kid"`
-	EABHMAC     string   `yaml:"eab_hmac"`
-	CARoots     string   `yaml:"ca_roots"`
-	RSAFallback bool     `yaml:"rsa_fallback"`
-	RequireOwn  bool     `yaml:"require_own_ip"`
-	Wildcards   []string `yaml:"wildcard"`
-	// DNS is how dns-01 records are set (dns, dns_server, tsig_key, ...).
-	DNS dnsConfig `yaml:",inline"`
-	// Names gives names matching a pattern their own CA chain, key type,
-	// challenges or profile (config file only).
-	Names []nameConfig `yaml:"names"`
-	// Deploy writes the certificates for other servers on every issuance
-	// and renewal (deploy.go).
-	Deploy deployFlags `yaml:",inline"`
-	// Ops are the metrics, status page and alert settings (ops.go).
-	Ops opsConfig `yaml:",inline"`
-}
-
-// nameConfig is one entry of the config's "names" list.
-type nameConfig struct {
-	Pattern   string   `yaml:"pattern"`
-	CA        []string `yaml:"ca"`
-	KeyType   string   `yaml:"key_type"`
-	Challenge []string `yaml:"challenge"`
-	Profile   string   `yaml:"profile"`
+	engineConfig `yaml:",inline"`
+	TLSAddr      string   `yaml:"tls_addr"`
+	HTTPAddr     string   `yaml:"http_addr"`
+	Backend      string   `yaml:"backend"`
+	Routes       []string `yaml:"route"`
+	DefaultName  string   `yaml:"default_name"`
 }
 
 // Development-mode defaults: what "certkeeper proxy" with nothing else does.
@@ -89,26 +43,8 @@ func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to answer http-01 and redirect to HTTPS on; off unless given\n(the backend usually owns :80, so the proxy uses tls-alpn-01)")
 	fs.StringVar(&c.Backend, "backend", "", "`URL` of the backend for every name without a --route (default: port 80 on the\nIP address the client connected to)")
 	fs.Var((*stringsFlag)(&c.Routes), "route", "`NAME=URL`: send NAME (or a pattern like *.a.example) to its own backend; repeatable")
-	fs.Var((*stringsFlag)(&c.Allow), "allow", "a name `PATTERN` that may get a certificate: a.example, *.a.example (any subdomain),\nor re:REGEXP; repeatable")
-	fs.StringVar(&c.Ask, "ask", "", "ask this `URL` (GET URL?domain=NAME, 200 = yes) before obtaining a certificate")
 	fs.StringVar(&c.DefaultName, "default-name", "", "`NAME` whose certificate clients without SNI get")
-	fs.Var((*stringsFlag)(&c.CA), "ca", "the CA: an ACME directory `URL`, letsencrypt, staging or local; repeat for a fallback\nchain, tried in order (default letsencrypt)")
-	fs.StringVar(&c.Email, "email", "", "contact `EMAIL` for the ACME account")
-	fs.Var((*stringsFlag)(&c.Challenge), "challenge", "challenge `TYPE` to use: tls-alpn-01, http-01 (needs --http-addr); repeatable\n(default: both, whichever the CA offers)")
-	fs.StringVar(&c.Storage, "storage", "", storageUsage)
-	fs.StringVar(&c.StorageKey, "storage-key-file", "", storageKeyUsage)
-	fs.StringVar(&c.OrderLimit, "order-limit", "", "`N/DURATION`: at most N new orders per DURATION per CA account, counted in --storage\nfor every proxy sharing it (e.g. 10/1m; default: only the CA's own limits)")
-	fs.StringVar(&c.KeyType, "key-type", "", "certificate key `TYPE` (default ecdsa-p256)")
-	fs.StringVar(&c.Profile, "profile", "", "ACME `PROFILE` to order (default: the CA's)")
-	fs.StringVar(&c.EABKID, "eab-kid", "", "external account binding key `ID`")
-	fs.StringVar(&c.EABHMAC, "eab-hmac", "", "external account binding `HMAC` key (base64url)")
-	fs.StringVar(&c.CARoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
-	fs.BoolVar(&c.RSAFallback, "rsa-fallback", false, "also obtain RSA certificates, for clients that cannot use ECDSA")
-	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own addresses")
-	fs.Var((*stringsFlag)(&c.Wildcards), "wildcard", "serve every subdomain of a zone from one wildcard certificate: `*.ZONE` (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable")
-	c.DNS.register(fs)
-	c.Deploy.register(fs, "deploy-")
-	c.Ops.register(fs)
+	c.engineConfig.register(fs, "challenge `TYPE` to use: tls-alpn-01, http-01 (needs --http-addr); repeatable\n(default: both, whichever the CA offers)")
 }
 
 func proxyCmd() *Command {
@@ -158,55 +94,15 @@ dropping connections. Every flag has a config key: docs/config.md.`,
 // top.
 func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*proxyConfig, error) {
 	cfg := &proxyConfig{}
-	if file != "" {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("--config: %w", err)
-		}
-		dec := yaml.NewDecoder(strings.NewReader(string(data)))
-		dec.KnownFields(true)
-		if err := dec.Decode(cfg); err != nil {
-			return nil, fmt.Errorf("--config %s: %w", file, err)
-		}
+	if err := readConfigFile(file, cfg); err != nil {
+		return nil, err
 	}
-	over := func(name string, dst *string, v string) {
-		if set[name] {
-			*dst = v
-		}
-	}
-	overList := func(name string, dst *[]string, v []string) {
-		if set[name] {
-			*dst = v
-		}
-	}
-	over("tls-addr", &cfg.TLSAddr, flags.TLSAddr)
-	over("http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
-	over("backend", &cfg.Backend, flags.Backend)
-	overList("route", &cfg.Routes, flags.Routes)
-	overList("allow", &cfg.Allow, flags.Allow)
-	over("ask", &cfg.Ask, flags.Ask)
-	over("default-name", &cfg.DefaultName, flags.DefaultName)
-	overList("ca", &cfg.CA, flags.CA)
-	over("email", &cfg.Email, flags.Email)
-	overList("challenge", &cfg.Challenge, flags.Challenge)
-	over("storage", &cfg.Storage, flags.Storage)
-	over("storage-key-file", &cfg.StorageKey, flags.StorageKey)
-	over("order-limit", &cfg.OrderLimit, flags.OrderLimit)
-	over("key-type", &cfg.KeyType, flags.KeyType)
-	over("profile", &cfg.Profile, flags.Profile)
-	over("eab-kid", &cfg.EABKID, flags.EABKID)
-	over("eab-hmac", &cfg.EABHMAC, flags.EABHMAC)
-	over("ca-roots", &cfg.CARoots, flags.CARoots)
-	if set["rsa-fallback"] {
-		cfg.RSAFallback = flags.RSAFallback
-	}
-	if set["require-own-ip"] {
-		cfg.RequireOwn = flags.RequireOwn
-	}
-	overList("wildcard", &cfg.Wildcards, flags.Wildcards)
-	cfg.DNS.overlay(&flags.DNS, set)
-	cfg.Deploy.overlay(set, "deploy-", flags.Deploy)
-	cfg.Ops.overlay(&flags.Ops, set)
+	setIf(set, "tls-addr", &cfg.TLSAddr, flags.TLSAddr)
+	setIf(set, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
+	setIf(set, "backend", &cfg.Backend, flags.Backend)
+	setIf(set, "route", &cfg.Routes, flags.Routes)
+	setIf(set, "default-name", &cfg.DefaultName, flags.DefaultName)
+	cfg.overlay(&flags.engineConfig, set)
 	return cfg, nil
 }
 
@@ -244,28 +140,11 @@ func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
-	var checks []policy.Policy
-	if len(cfg.Allow) > 0 {
-		p, err := policy.ParseAllowlist(cfg.Allow...)
-		if err != nil {
-			return nil, usagef("--allow: %v", err)
-		}
-		checks = append(checks, p)
+	p, err := cfg.policy()
+	if err != nil {
+		return nil, err
 	}
-	if cfg.RequireOwn {
-		checks = append(checks, &policy.RequireOwnIP{})
-	}
-	if cfg.Ask != "" {
-		checks = append(checks, &policy.AskURL{URL: cfg.Ask})
-	}
-	parts := &proxyParts{handler: &proxy.Handler{Router: router, Transport: proxy.NewTransport(), Logger: logger}}
-	switch len(checks) {
-	case 0:
-	case 1:
-		parts.policy = checks[0]
-	default:
-		parts.policy = policy.All(checks...)
-	}
+	parts := &proxyParts{policy: p, handler: &proxy.Handler{Router: router, Transport: proxy.NewTransport(), Logger: logger}}
 	return parts, nil
 }
 
@@ -294,13 +173,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	if cfg.TLSAddr == "" {
 		cfg.TLSAddr = ":443"
 	}
-	orderLimit, orderWindow, err := parseOrderLimit(cfg.OrderLimit)
-	if err != nil {
-		return usagef("--order-limit: %v", err)
-	}
-	if len(cfg.Allow) == 0 && cfg.Ask == "" {
-		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --allow or --ask: no new certificate will be obtained, only stored ones served")
-	}
+	cfg.warnNoPolicy(env)
 	parts, err := buildParts(cfg, env.Logger)
 	if err != nil {
 		return err
@@ -308,82 +181,24 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	var current atomic.Pointer[proxyParts]
 	current.Store(parts)
 
-	keyType, err := issuer.ParseKeyType(cfg.KeyType)
-	if err != nil {
-		return usagef("--key-type: %v", err)
-	}
 	st, closeStorage, err := openStorage(ctx, env, cfg.Storage, cfg.StorageKey, 0)
 	if err != nil {
 		return err
 	}
 	defer closeStorage()
-	issuers, err := proxyIssuers(cfg, st, env)
+	m, err := cfg.manager(st, env,
+		frontEnd{http01: cfg.HTTPAddr != "", alpn: true, http01Via: "--http-addr (e.g. :80), where the CA connects", userAgent: "proxy"})
 	if err != nil {
 		return err
 	}
-	var rules []certkeeper.NameRule
-	for i, n := range cfg.Names {
-		if _, err := policy.ParseAllowlist(n.Pattern); err != nil || n.Pattern == "" {
-			return usagef("--config: names[%d]: pattern %q: %v", i, n.Pattern, err)
-		}
-		sub := *cfg
-		if len(n.CA) > 0 {
-			sub.CA = n.CA
-		}
-		if len(n.Challenge) > 0 {
-			sub.Challenge = n.Challenge
-		}
-		if n.Profile != "" {
-			sub.Profile = n.Profile
-		}
-		ruleIssuers, err := proxyIssuers(&sub, st, env)
-		if err != nil {
-			return fmt.Errorf("--config: names[%d] (%s): %w", i, n.Pattern, err)
-		}
-		kt, err := issuer.ParseKeyType(n.KeyType)
-		if err != nil {
-			return usagef("--config: names[%d] (%s): %v", i, n.Pattern, err)
-		}
-		if n.KeyType == "" {
-			kt = ""
-		}
-		rules = append(rules, certkeeper.NameRule{Pattern: n.Pattern, Issuers: ruleIssuers, KeyType: kt})
+	m.Policy = reloadablePolicy(func() policy.Policy { return current.Load().policy })
+	m.DefaultName = cfg.DefaultName
+	stopServices, err := cfg.services(ctx, env, m)
+	if err != nil {
+		return err
 	}
-	ops := newOps(cfg.Ops, env)
-	m := &certkeeper.Manager{
-		Policy: policy.Func(func(ctx context.Context, name string) error {
-			p := current.Load().policy
-			if p == nil {
-				return fmt.Errorf("%w: no --allow or --ask configured", policy.ErrDenied)
-			}
-			return p.Decide(ctx, name)
-		}),
-		Issuers:     issuers,
-		Rules:       rules,
-		Wildcards:   cfg.Wildcards,
-		RSAFallback: cfg.RSAFallback,
-		Storage:     ops.storage(st),
-		Email:       cfg.Email,
-		KeyType:     keyType,
-		DefaultName: cfg.DefaultName,
-		Logger:      env.Logger,
-		OnEvent:     ops.observe,
-		Cluster:     certkeeper.Cluster{OrderLimit: orderLimit, OrderWindow: orderWindow},
-	}
+	defer stopServices()
 	defer m.Close()
-	withManagerSolvers(m, issuers)
-	for _, r := range rules {
-		withManagerSolvers(m, r.Issuers)
-	}
-	stopDeploy, err := startDeploy(ctx, env, cfg.Deploy, m, st)
-	if err != nil {
-		return err
-	}
-	defer stopDeploy()
-	if err := ops.start(m, st); err != nil {
-		return err
-	}
-	defer ops.stop()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current.Load().handler.ServeHTTP(w, r)
 	})
@@ -437,132 +252,6 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 			}
 			cancel()
 			return err
-		}
-	}
-}
-
-// proxyIssuers builds the fallback chain from --ca.
-func proxyIssuers(cfg *proxyConfig, st storage.Storage, env *Env) ([]issuer.Issuer, error) {
-	cas := cfg.CA
-	if len(cas) == 0 {
-		cas = []string{"letsencrypt"}
-	}
-	if (cfg.EABKID == "") != (cfg.EABHMAC == "") {
-		return nil, usagef("--eab-kid and --eab-hmac go together")
-	}
-	order := cfg.Challenge
-	if len(order) == 0 {
-		order = []string{acmeca.TLSALPN01}
-		if cfg.HTTPAddr != "" {
-			order = append(order, acmeca.HTTP01)
-		}
-		if cfg.DNS.Provider != "" {
-			order = append(order, acmeca.DNS01)
-		}
-	}
-	dnsSolvers, err := proxyDNSSolvers(cfg, order, env)
-	if err != nil {
-		return nil, err
-	}
-	if dnsSolvers != nil {
-		order = append([]string{acmeca.DNSPersist01}, order...)
-	}
-	hc, err := caHTTPClient(cfg.CARoots)
-	if err != nil {
-		return nil, err
-	}
-	var out []issuer.Issuer
-	for _, ca := range cas {
-		if strings.EqualFold(ca, "local") {
-			out = append(out, &localca.CA{Storage: st, Logger: env.Logger})
-			continue
-		}
-		iss := &acmeca.Issuer{
-			DirectoryURL: caURL(ca), Email: cfg.Email, Storage: st, Profile: cfg.Profile,
-			HTTPClient: hc, ChallengeOrder: order, UserAgent: "proxy", Logger: env.Logger,
-			Solvers: maps.Clone(dnsSolvers),
-		}
-		if cfg.EABKID != "" {
-			iss.EAB = &acme.EAB{KeyID: cfg.EABKID, MACKey: cfg.EABHMAC}
-		}
-		out = append(out, iss)
-	}
-	return out, nil
-}
-
-// parseOrderLimit parses --order-limit N/DURATION ("10/1m"); empty means
-// no shared limit.
-func parseOrderLimit(v string) (int, time.Duration, error) {
-	if v == "" {
-		return 0, 0, nil
-	}
-	ns, ds, ok := strings.Cut(v, "/")
-	n, err := strconv.Atoi(ns)
-	if !ok || err != nil || n <= 0 {
-		return 0, 0, fmt.Errorf("%q: want N/DURATION, e.g. 10/1m or 300/3h", v)
-	}
-	d, err := time.ParseDuration(ds)
-	if err != nil || d <= 0 {
-		return 0, 0, fmt.Errorf("%q: want N/DURATION, e.g. 10/1m or 300/3h", v)
-	}
-	return n, d, nil
-}
-
-// proxyDNSSolvers checks the challenge list and builds the DNS solvers it
-// asks for (nil when it names none): dns-01 through --dns, and
-// dns-persist-01 wherever its record is in place. The Manager adds its own
-// tls-alpn-01 and http-01 solvers (withManagerSolvers).
-func proxyDNSSolvers(cfg *proxyConfig, order []string, env *Env) (map[string]solver.Solver, error) {
-	var solvers map[string]solver.Solver
-	for _, ch := range order {
-		switch ch {
-		case acmeca.TLSALPN01:
-		case acmeca.HTTP01:
-			if cfg.HTTPAddr == "" {
-				return nil, usagef("--challenge http-01 needs --http-addr (e.g. :80), where the CA connects")
-			}
-		case acmeca.DNS01:
-			s, err := cfg.DNS.solver()
-			if err != nil {
-				return nil, err
-			}
-			s.Logger = env.Logger
-			if solvers == nil {
-				solvers = map[string]solver.Solver{}
-			}
-			solvers[acmeca.DNS01] = s
-			solvers[acmeca.DNSPersist01] = &dns01.Persist{Resolver: cfg.DNS.resolver()}
-		case acmeca.DNSPersist01:
-			if solvers == nil {
-				solvers = map[string]solver.Solver{}
-			}
-			solvers[acmeca.DNSPersist01] = &dns01.Persist{Resolver: cfg.DNS.resolver()}
-		default:
-			return nil, usagef("--challenge %q: use tls-alpn-01, http-01, dns-01 or dns-persist-01", ch)
-		}
-	}
-	if len(cfg.Wildcards) > 0 && solvers[acmeca.DNS01] == nil {
-		return nil, usagef("--wildcard %s: wildcard certificates are validated only through DNS: dns-01 is needed (--dns rfc2136 or --dns exec)", cfg.Wildcards[0])
-	}
-	for _, w := range cfg.Wildcards {
-		if n, err := (policy.Normalizer{AllowWildcard: true}).Normalize(w); err != nil || !strings.HasPrefix(n, "*.") {
-			return nil, usagef("--wildcard %q: want *.ZONE, e.g. *.a.example", w)
-		}
-	}
-	return solvers, nil
-}
-
-// withManagerSolvers gives ACME issuers that have DNS solvers the
-// Manager's tls-alpn-01 and http-01 solvers too (an issuer with no
-// solvers gets them from the Manager by itself).
-func withManagerSolvers(m *certkeeper.Manager, issuers []issuer.Issuer) {
-	for _, iss := range issuers {
-		if a, ok := iss.(*acmeca.Issuer); ok && a.Solvers != nil {
-			for typ, s := range m.Solvers() {
-				if a.Solvers[typ] == nil {
-					a.Solvers[typ] = s
-				}
-			}
 		}
 	}
 }

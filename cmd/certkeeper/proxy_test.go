@@ -66,24 +66,38 @@ func startProxy(t *testing.T, args ...string) *exec.Cmd {
 	return startProxyLogged(t, args...).cmd
 }
 
-// proxyProc is a running proxy and what it has written to stderr.
+// startProxyLogged is startProxy that keeps the proxy's output.
+func startProxyLogged(t *testing.T, args ...string) *proxyProc {
+	t.Helper()
+	return startLogged(t, "proxy listening", append([]string{"proxy"}, args...)...)
+}
+
+// startListening runs "certkeeper args..." until the test ends and waits
+// until its stderr says ready; its output is logged if the test fails.
+func startListening(t *testing.T, ready string, args ...string) *exec.Cmd {
+	t.Helper()
+	return startLogged(t, ready, args...).cmd
+}
+
+// proxyProc is a running certkeeper and what it has written to stderr.
 type proxyProc struct {
 	cmd  *exec.Cmd
 	mu   sync.Mutex // guards logs
 	logs strings.Builder
 }
 
-// output returns what the proxy has written to stderr so far.
+// output returns what the process has written to stderr so far.
 func (p *proxyProc) output() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.logs.String()
 }
 
-// startProxyLogged is startProxy that keeps the proxy's output.
-func startProxyLogged(t *testing.T, args ...string) *proxyProc {
+// startLogged runs "certkeeper args..." until the test ends, keeping its
+// output, and waits until its stderr says ready.
+func startLogged(t *testing.T, ready string, args ...string) *proxyProc {
 	t.Helper()
-	p := &proxyProc{cmd: exec.Command(binary, append([]string{"proxy"}, args...)...)}
+	p := &proxyProc{cmd: exec.Command(binary, args...)}
 	cmd := p.cmd
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -92,7 +106,7 @@ func startProxyLogged(t *testing.T, args ...string) *proxyProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan struct{})
+	isReady := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		once := sync.Once{}
@@ -100,8 +114,8 @@ func startProxyLogged(t *testing.T, args ...string) *proxyProc {
 			p.mu.Lock()
 			p.logs.WriteString(sc.Text() + "\n")
 			p.mu.Unlock()
-			if strings.Contains(sc.Text(), "proxy listening") {
-				once.Do(func() { close(ready) })
+			if strings.Contains(sc.Text(), ready) {
+				once.Do(func() { close(isReady) })
 			}
 		}
 	}()
@@ -109,13 +123,13 @@ func startProxyLogged(t *testing.T, args ...string) *proxyProc {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if t.Failed() {
-			t.Logf("proxy output:\n%s", p.output())
+			t.Logf("%s output:\n%s", args[0], p.output())
 		}
 	})
 	select {
-	case <-ready:
+	case <-isReady:
 	case <-time.After(30 * time.Second):
-		t.Fatal("proxy did not start listening within 30 s")
+		t.Fatalf("%s did not start listening within 30 s", args[0])
 	}
 	return p
 }

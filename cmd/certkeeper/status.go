@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/statuspage"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -20,6 +21,7 @@ type certStatus = statuspage.Cert
 func statusCmd() *Command {
 	var sf storageFlags
 	var asJSON bool
+	var certFiles stringsFlag
 	return &Command{
 		UsageLine: "certkeeper status [flags]",
 		Short:     "show every stored certificate and its next renewal",
@@ -33,6 +35,7 @@ last asked for it (written by a running certkeeper every few minutes).
 	certkeeper status --json | jq '.[] | select(.state != "fine")'`,
 		Flags: func(fs *flag.FlagSet) {
 			sf.register(fs)
+			fs.Var(&certFiles, "cert-file", "also report this `CERT:KEY` pair, as given to proxy or server --cert-file\n(issuer \"file\"; expiring with less than a third of its life or 14 days left); repeatable")
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {names, issuer, not_after, next_renewal, state, on_demand,\nlast_seen, key, last_error, last_error_at, retry_at}; the status page's /status.json is the same")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
@@ -48,6 +51,18 @@ last asked for it (written by a running certkeeper every few minutes).
 			list, err := readStatus(ctx, st, time.Now())
 			if err != nil {
 				return fmt.Errorf("reading %s: %w", storageDir, err)
+			}
+			for _, spec := range certFiles {
+				cf, err := certkeeper.ParseCertFile(spec)
+				if err != nil {
+					return usagef("--cert-file: %v", err)
+				}
+				fst, err := certkeeper.ReadCertFile(cf, time.Now())
+				s := certStatus{Names: fst.Names, Issuer: "file", NotAfter: fst.NotAfter, State: fst.State, Key: "file:" + cf.Cert}
+				if err != nil {
+					s.State, s.LastError = "damaged", err.Error()
+				}
+				list = append(list, s)
 			}
 			if asJSON {
 				enc := json.NewEncoder(env.Stdout)
@@ -65,8 +80,12 @@ last asked for it (written by a running certkeeper every few minutes).
 				if !s.LastSeen.IsZero() {
 					seen = s.LastSeen.UTC().Format(time.RFC3339)
 				}
+				next := "-" // certificate files are renewed by their owner
+				if !s.NextRenewal.IsZero() {
+					next = s.NextRenewal.UTC().Format(time.RFC3339)
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(s.Names, ","), s.Issuer,
-					s.NotAfter.UTC().Format(time.RFC3339), s.NextRenewal.UTC().Format(time.RFC3339), seen, s.State)
+					s.NotAfter.UTC().Format(time.RFC3339), next, seen, s.State)
 			}
 			if err := tw.Flush(); err != nil {
 				return err

@@ -57,6 +57,9 @@ func (ca *CA) issue(ctx context.Context, req issuer.Request) (*issuer.Certificat
 	// or renewal timing (a fraction of NotAfter-NotBefore) would be off.
 	tmpl.NotBefore = now.Add(-min(backdate, ca.lifetime()/10))
 	tmpl.NotAfter = now.Add(ca.lifetime())
+	if ca.OCSPURL != "" {
+		tmpl.OCSPServer = []string{ca.OCSPURL}
+	}
 	if tmpl.NotAfter.After(a.inter.NotAfter) {
 		tmpl.NotAfter = a.inter.NotAfter
 	}

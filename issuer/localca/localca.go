@@ -11,7 +11,9 @@
 // `certkeeper ca root` command prints it).
 //
 // What it does not do: it does not install the root into any trust store,
-// publish CRLs or OCSP, revoke, or rotate the root. The root is not name
+// publish CRLs, answer OCSP, revoke, or rotate the root. OCSPURL puts a
+// responder's address in the leaves for operators who run one (such as
+// `openssl ocsp` over an index of the issued certificates). The root is not name
 // constrained, so whoever can read the Storage can issue for any name to
 // every client that trusts the root: keep the Storage as private as the
 // keys it holds. When the root expires, issuance fails with an error that
@@ -72,6 +74,13 @@ type CA struct {
 	// means "certkeeper local". It takes effect only when a root or
 	// intermediate is created.
 	Name string
+
+	// OCSPURL, if set, is written into every leaf it issues as the OCSP
+	// responder to ask (Authority Information Access, RFC 5280 §4.2.2.1),
+	// so servers staple its answers. The CA does not run that responder:
+	// the operator does, signing with the intermediate (the leaves'
+	// issuer). Empty issues leaves without one.
+	OCSPURL string
 
 	// Logger receives an Info record when the CA creates a root or an
 	// intermediate. Nil means slog.Default().

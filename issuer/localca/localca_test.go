@@ -172,6 +172,26 @@ func TestIssueLifetime(t *testing.T) {
 	}
 }
 
+func TestIssueOCSPURL(t *testing.T) {
+	st := newMemStorage()
+	for _, url := range []string{"", "http://127.0.0.1:8888/ocsp"} {
+		ca := newCA(st)
+		ca.OCSPURL = url
+		_, req := request(t, issuer.ECDSAP256, "a.test")
+		c, err := ca.Issue(t.Context(), req)
+		if err != nil {
+			t.Fatalf("Issue = %v", err)
+		}
+		want := []string{url}
+		if url == "" {
+			want = nil
+		}
+		if !slices.Equal(c.Leaf.OCSPServer, want) {
+			t.Errorf("OCSPURL %q: leaf's OCSPServer = %q, want %q", url, c.Leaf.OCSPServer, want)
+		}
+	}
+}
+
 func TestIssueRejects(t *testing.T) {
 	ca := newCA(newMemStorage())
 	_, good := request(t, issuer.ECDSAP256, "a.test")

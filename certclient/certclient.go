@@ -1,0 +1,404 @@
+// Package certclient lets a Go TLS server take its certificates from a
+// certkeeper certificate server ("certkeeper server", package certserver)
+// instead of obtaining them itself: set tls.Config.GetCertificate to a
+// Client's GetCertificate.
+//
+// A Client keeps what it fetched in memory for the ttl_seconds the server
+// answered, refreshes it in the background before then, and, while the
+// server is unreachable, keeps serving what it holds until the
+// certificate itself expires (stale-while-error). A handshake waits for
+// the server only for a name it has never fetched.
+//
+// What it does not do: it stores nothing on disk and never talks to a CA.
+package certclient
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/certkeeper/certkeeper/policy"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults of Client's zero fields.
+const (
+	// DefaultTimeout bounds one request to the server: longer than the
+	// server's default --issue-timeout (30 s), so a first request for a
+	// new name sees the issuance finish.
+	DefaultTimeout = 45 * time.Second
+	// DefaultRetry is how soon a failed background refresh is tried
+	// again.
+	DefaultRetry = 5 * time.Second
+)
+
+const (
+	maxBody       = 1 << 20          // an answer is a few KiB
+	deniedFor     = 30 * time.Second // a 403 is remembered this long
+	maxDenied     = 10_000
+	unusedFor     = 24 * time.Hour // a name no handshake asked for this long is dropped
+	refreshTick   = time.Second
+	refreshMargin = time.Second // refresh at least this long before expiry
+)
+
+// Client fetches certificates from a certkeeper server. Set the fields
+// before first use; they must not change afterwards. Close stops its
+// background refreshes.
+type Client struct {
+	// URL is the server's base URL, e.g. "http://127.0.0.1:8999".
+	URL string
+	// Token is the bearer token (a line of the server's --token-file).
+	Token string
+	// HTTPClient makes the requests; for mutual TLS, give it a transport
+	// with the client certificate. Nil means a client with a 45 s timeout.
+	HTTPClient *http.Client
+	// Retry is how soon a failed background refresh is tried again. Zero
+	// means 5 seconds.
+	Retry time.Duration
+	// Logger receives the client's logs. Nil means slog.Default().
+	Logger *slog.Logger
+
+	once    sync.Once
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	certs   sync.Map // name → *entry
+	denied  sync.Map // name → time.Time until which a 403 stands
+	nDenied atomic.Int64
+	flight  singleflight.Group
+	started atomic.Bool
+	mu      sync.Mutex // guards closed and wg.Add
+	closed  bool
+}
+
+// entry is one name's certificate in memory. cert and its times are
+// replaced together, never modified.
+type entry struct {
+	state    atomic.Pointer[fetched]
+	lastUsed atomic.Int64 // unix seconds
+	busy     atomic.Bool  // a refresh is running
+}
+
+type fetched struct {
+	cert      *tls.Certificate
+	notAfter  time.Time
+	refreshAt time.Time
+}
+
+// Certificate is a certificate as the server answered it.
+type Certificate struct {
+	Certificate *tls.Certificate // with Leaf and OCSPStaple set
+	Names       []string
+	NotAfter    time.Time
+	TTL         time.Duration
+	SelfSigned  bool
+}
+
+// StatusError is a non-200 answer of the server.
+type StatusError struct {
+	Name       string
+	StatusCode int
+	Message    string
+	RetryAfter time.Duration // from Retry-After, when given
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("certkeeper server: %s: %d %s: %s", e.Name, e.StatusCode, http.StatusText(e.StatusCode), e.Message)
+}
+
+func (c *Client) init() {
+	c.once.Do(func() {
+		c.ctx, c.cancel = context.WithCancel(context.Background())
+	})
+}
+
+func (c *Client) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTPClient != nil {
+		return c.HTTPClient
+	}
+	return &http.Client{Timeout: DefaultTimeout}
+}
+
+func (c *Client) retry() time.Duration {
+	if c.Retry > 0 {
+		return c.Retry
+	}
+	return DefaultRetry
+}
+
+// GetCertificate returns the certificate for hello's server name, for
+// tls.Config.GetCertificate: from memory when it holds one that has not
+// expired (starting a background refresh when its ttl has passed), else
+// from the server, waiting as long as the handshake's context allows.
+func (c *Client) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.init()
+	name := hello.ServerName
+	now := time.Now()
+	if v, ok := c.certs.Load(name); ok {
+		if cert := c.serve(v.(*entry), name, now); cert != nil {
+			return cert, nil
+		}
+	}
+	norm, err := policy.Normalize(name)
+	if err != nil {
+		return nil, fmt.Errorf("certclient: %w", err)
+	}
+	if v, ok := c.certs.Load(norm); ok {
+		if cert := c.serve(v.(*entry), norm, now); cert != nil {
+			return cert, nil
+		}
+	}
+	if v, ok := c.denied.Load(norm); ok && now.Before(v.(time.Time)) {
+		return nil, fmt.Errorf("certclient: %s: refused by the server (cached)", norm)
+	}
+	ctx := hello.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ch := c.flight.DoChan(norm, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.httpClient().Timeout+time.Second)
+		defer cancel()
+		return c.load(ctx, norm)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*tls.Certificate), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("certclient: %s: %w", norm, ctx.Err())
+	}
+}
+
+// serve returns e's certificate unless it has expired, starting a refresh
+// when its ttl has passed.
+func (c *Client) serve(e *entry, name string, now time.Time) *tls.Certificate {
+	f := e.state.Load()
+	if !now.Before(f.notAfter) {
+		return nil
+	}
+	if s := now.Unix(); e.lastUsed.Load() != s {
+		e.lastUsed.Store(s)
+	}
+	if !now.Before(f.refreshAt) {
+		c.refreshAsync(e, name)
+	}
+	return f.cert
+}
+
+// load fetches name and keeps it (the first fetch of a name).
+func (c *Client) load(ctx context.Context, name string) (*tls.Certificate, error) {
+	if v, ok := c.certs.Load(name); ok {
+		if f := v.(*entry).state.Load(); time.Now().Before(f.notAfter) {
+			return f.cert, nil // fetched while this flight was queued
+		}
+	}
+	got, err := c.Fetch(ctx, name)
+	if err != nil {
+		var se *StatusError
+		if errors.As(err, &se) && se.StatusCode == http.StatusForbidden {
+			if c.nDenied.Add(1) > maxDenied {
+				c.denied.Clear()
+				c.nDenied.Store(0)
+			}
+			c.denied.Store(name, time.Now().Add(deniedFor))
+		}
+		return nil, err
+	}
+	e := &entry{}
+	e.lastUsed.Store(time.Now().Unix())
+	e.state.Store(newFetched(got, time.Now()))
+	c.certs.Store(name, e)
+	c.startRefresher()
+	return got.Certificate, nil
+}
+
+// newFetched is got as held from now: asked for again after its ttl, and
+// in any case before it expires.
+func newFetched(got *Certificate, now time.Time) *fetched {
+	at := now.Add(got.TTL)
+	if limit := got.NotAfter.Add(-refreshMargin); at.After(limit) {
+		at = limit
+	}
+	return &fetched{cert: got.Certificate, notAfter: got.NotAfter, refreshAt: at}
+}
+
+// refreshAsync refreshes name in the background, once at a time.
+func (c *Client) refreshAsync(e *entry, name string) {
+	if !e.busy.CompareAndSwap(false, true) {
+		return
+	}
+	if !c.background(func() {
+		defer e.busy.Store(false)
+		c.refresh(name, e)
+	}) {
+		e.busy.Store(false)
+	}
+}
+
+// background runs f in a goroutine that Close waits for, unless the
+// Client is closed.
+func (c *Client) background(f func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// refresh fetches name again. On failure the certificate in memory keeps
+// serving until it expires; the next attempt comes after Retry.
+func (c *Client) refresh(name string, e *entry) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.httpClient().Timeout)
+	defer cancel()
+	got, err := c.Fetch(ctx, name)
+	now := time.Now()
+	old := e.state.Load()
+	if err != nil {
+		next := now.Add(c.retry())
+		var se *StatusError
+		if errors.As(err, &se) && se.RetryAfter > c.retry() {
+			next = now.Add(se.RetryAfter)
+		}
+		if limit := old.notAfter.Add(-refreshMargin); next.After(limit) && now.Before(limit) {
+			next = limit
+		}
+		e.state.Store(&fetched{cert: old.cert, notAfter: old.notAfter, refreshAt: next})
+		c.logger().Warn("refreshing a certificate from the server failed; serving the one held until it expires",
+			slog.String("name", name), slog.Time("not_after", old.notAfter), slog.Time("retry_at", next), slog.Any("err", err))
+		return
+	}
+	e.state.Store(newFetched(got, now))
+}
+
+// startRefresher starts the goroutine that refreshes held certificates
+// when their ttl passes, even with no handshake asking, and drops names
+// unused for a day.
+func (c *Client) startRefresher() {
+	if !c.started.CompareAndSwap(false, true) {
+		return
+	}
+	c.background(func() {
+		t := time.NewTicker(refreshTick)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.ctx.Done():
+				return
+			case now := <-t.C:
+				c.certs.Range(func(k, v any) bool {
+					e := v.(*entry)
+					f := e.state.Load()
+					switch {
+					case now.Sub(time.Unix(e.lastUsed.Load(), 0)) > unusedFor || !now.Before(f.notAfter):
+						c.certs.CompareAndDelete(k, v)
+					case !now.Before(f.refreshAt):
+						c.refreshAsync(e, k.(string))
+					}
+					return true
+				})
+			}
+		}
+	})
+}
+
+// Close stops background refreshes and waits for them. Certificates held
+// keep being served.
+func (c *Client) Close() error {
+	c.init()
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// Fetch asks the server for name's certificate, bypassing the cache.
+func (c *Client) Fetch(ctx context.Context, name string) (*Certificate, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/v1/certificates/"+url.PathEscape(name), nil)
+	if err != nil {
+		return nil, fmt.Errorf("certclient: %s: %w", name, err)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("certclient: fetching %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, fmt.Errorf("certclient: fetching %s: %w", name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		se := &StatusError{Name: name, StatusCode: resp.StatusCode, Message: string(trim(body, 200))}
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			se.RetryAfter = time.Duration(s) * time.Second
+		}
+		return nil, se
+	}
+	return parse(name, body)
+}
+
+// answer is the JSON of GET /v1/certificates/{name} (docs/api.md).
+type answer struct {
+	Names      []string  `json:"names"`
+	Cert       string    `json:"cert"`
+	Key        string    `json:"key"`
+	NotAfter   time.Time `json:"not_after"`
+	TTLSeconds int64     `json:"ttl_seconds"`
+	OCSPStaple []byte    `json:"ocsp_staple"`
+	SelfSigned bool      `json:"self_signed"`
+}
+
+func parse(name string, body []byte) (*Certificate, error) {
+	var a answer
+	if err := json.Unmarshal(body, &a); err != nil {
+		return nil, fmt.Errorf("certclient: %s: decoding the answer: %w", name, err)
+	}
+	tc, err := tls.X509KeyPair([]byte(a.Cert), []byte(a.Key))
+	if err != nil {
+		return nil, fmt.Errorf("certclient: %s: the answer's certificate and key: %w", name, err)
+	}
+	tc.OCSPStaple = a.OCSPStaple
+	if err := tc.Leaf.VerifyHostname(name); err != nil {
+		return nil, fmt.Errorf("certclient: %s: the server answered a certificate for other names: %w", name, err)
+	}
+	return &Certificate{
+		Certificate: &tc, Names: a.Names, NotAfter: tc.Leaf.NotAfter,
+		TTL: max(time.Duration(a.TTLSeconds)*time.Second, time.Second), SelfSigned: a.SelfSigned,
+	}, nil
+}
+
+func trim(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}

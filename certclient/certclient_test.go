@@ -1,0 +1,165 @@
+package certclient_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/certclient"
+	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+const token = "test-token-0123456789"
+
+// apiServer is a certserver on Pebble's http-01 port, so http-01 is
+// answered on the API's own listener, as "certkeeper server" does.
+type apiServer struct {
+	addr string
+	h    *certserver.Handler
+	srv  *http.Server
+}
+
+func startAPI(t *testing.T, ca *testca.CA, profile string, names ...string) *apiServer {
+	t.Helper()
+	m := &certkeeper.Manager{
+		Policy:  policy.Allowlist(names...),
+		Storage: filestore.New(t.TempDir()),
+		Issuers: []issuer.Issuer{&acmeca.Issuer{
+			DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Profile: profile,
+			ChallengeOrder: []string{acmeca.HTTP01},
+		}},
+	}
+	t.Cleanup(func() { m.Close() })
+	a := &apiServer{
+		addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())),
+		h:    &certserver.Handler{Manager: m, Tokens: []string{token}, Audit: slog.New(slog.NewTextHandler(io.Discard, nil))},
+	}
+	a.start(t)
+	return a
+}
+
+func (a *apiServer) start(t *testing.T) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for range 50 { // the port may linger briefly after a stop
+		if ln, err = net.Listen("tcp", a.addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.srv = &http.Server{Handler: a.h, ReadHeaderTimeout: 10 * time.Second}
+	go a.srv.Serve(ln)
+	t.Cleanup(func() { a.srv.Close() })
+}
+
+func (a *apiServer) stop() { a.srv.Close() }
+
+// tlsServer is a Go TLS server whose certificates come from c.
+func tlsServer(t *testing.T, c *certclient.Client) string {
+	t.Helper()
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }))
+	s.TLS = &tls.Config{GetCertificate: c.GetCertificate}
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String()
+}
+
+func leafOf(t *testing.T, addr, name string, roots *x509.CertPool) *x509.Certificate {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 40 * time.Second}, "tcp", addr, &tls.Config{ServerName: name, RootCAs: roots})
+	if err != nil {
+		t.Fatalf("handshake for %s: %v", name, err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0]
+}
+
+// TestClient: a Go TLS server using a Client serves the server's
+// certificate (obtained on the first request through http-01 answered on
+// the API listener); with the server stopped it keeps serving past the
+// ttl; with a 60 s Pebble profile, the renewed certificate reaches it
+// before the old one expires, with no request but the handshakes.
+func TestClient(t *testing.T) {
+	ca := testca.Start(t, testca.Options{Profiles: map[string]testca.Profile{
+		"short": {Description: "60 s", ValidityPeriod: 60 * time.Second},
+	}})
+	roots := ca.IssuingRootPool(t)
+	api := startAPI(t, ca, "short", "a.test")
+	c := &certclient.Client{URL: "http://" + api.addr, Token: token, Retry: time.Second}
+	t.Cleanup(func() { c.Close() })
+	addr := tlsServer(t, c)
+
+	first := leafOf(t, addr, "a.test", roots)
+	if err := first.VerifyHostname("a.test"); err != nil {
+		t.Fatal(err)
+	}
+	// Served from memory: the same certificate, no new order.
+	orders := ca.Orders()
+	if again := leafOf(t, addr, "a.test", roots); !again.Equal(first) {
+		t.Errorf("second handshake served serial %s, want %s", again.SerialNumber, first.SerialNumber)
+	}
+
+	api.stop()
+	// Past the ttl (a sixth of 60 s), with the server down: still served.
+	deadline := time.Now().Add(12 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := leafOf(t, addr, "a.test", roots); !got.Equal(first) {
+			t.Fatalf("server down: served serial %s, want the held %s", got.SerialNumber, first.SerialNumber)
+		}
+		time.Sleep(time.Second)
+	}
+	if got := ca.Orders(); got != orders {
+		t.Errorf("orders while the server was down: %d, want %d", got, orders)
+	}
+
+	api.start(t)
+	for {
+		got := leafOf(t, addr, "a.test", roots)
+		if !got.Equal(first) {
+			if !time.Now().Before(first.NotAfter) {
+				t.Fatalf("renewed certificate arrived at %s, after the old one expired (%s)", time.Now(), first.NotAfter)
+			}
+			t.Logf("renewed certificate served %s before the old one expired", first.NotAfter.Sub(time.Now()).Round(time.Second))
+			break
+		}
+		if time.Now().After(first.NotAfter) {
+			t.Fatalf("the old certificate expired at %s and no renewed one reached the client", first.NotAfter)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestClientRefused: a name the server refuses fails the handshake, and
+// a refused name is not asked again at once.
+func TestClientRefused(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	api := startAPI(t, ca, "default", "a.test")
+	c := &certclient.Client{URL: "http://" + api.addr, Token: token}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.GetCertificate(&tls.ClientHelloInfo{ServerName: "other.test"}); err == nil {
+		t.Fatal("GetCertificate(other.test) succeeded, want the server's 403")
+	}
+	bad := &certclient.Client{URL: "http://" + api.addr, Token: "wrong-token-0123456789"}
+	t.Cleanup(func() { bad.Close() })
+	_, err := bad.Fetch(t.Context(), "a.test")
+	if se, ok := err.(*certclient.StatusError); !ok || se.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("Fetch with a wrong token: %v, want a 401 StatusError", err)
+	}
+}

@@ -1,0 +1,255 @@
+// Package certserver is the HTTP API of the central certificate server
+// ("certkeeper server"): web servers of a fleet (nginx through the Lua
+// plugin, Go servers through package certclient) fetch their certificates
+// and keys from it at handshake time, and one place obtains, stores and
+// renews them.
+//
+// It hands out private keys, so every /v1/ request must authenticate: a
+// bearer token (compared in constant time) or a client certificate the
+// TLS layer verified. Every hand-out of a key is written to the audit log.
+// Paths and bodies are bounded before anything else looks at them.
+//
+// What it does not do: it obtains nothing itself (the certkeeper.Manager
+// does), and it opens no listener; the caller serves Handler.
+package certserver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/policy"
+)
+
+// Defaults of Handler's zero fields.
+const (
+	DefaultIssueTimeout = 30 * time.Second
+	DefaultMaxTTL       = time.Hour
+	DefaultMaxBody      = 64 << 10
+	DefaultMaxPath      = 1024
+)
+
+// Handler serves the API:
+//
+//	GET /v1/certificates/{name}[?format=pem]  certificate, key and staple
+//	GET /v1/ocsp/{name}                       the OCSP staple (DER)
+//	GET /healthz                              200 "ok"
+//	GET /.well-known/acme-challenge/...       http-01, for the Manager's issuers
+//
+// docs/api.md documents the answers. Set the fields before first use; they
+// must not change afterwards.
+type Handler struct {
+	// Manager obtains and serves the certificates. Required.
+	Manager *certkeeper.Manager
+
+	// Tokens are the accepted bearer tokens (see LoadTokens). A request
+	// authenticates with one of them or with a client certificate.
+	Tokens []string
+
+	// Anonymous serves /v1/ to unauthenticated clients too (audit lines
+	// say "anonymous"). Only for a listener no one else can reach: the
+	// server command allows it on loopback addresses only.
+	Anonymous bool
+
+	// IssueTimeout bounds how long a request for a name with no
+	// certificate yet waits for its issuance before a 503 (the issuance
+	// goes on). Zero means 30 seconds.
+	IssueTimeout time.Duration
+
+	// MaxTTL caps the ttl_seconds answered (how long a client may keep a
+	// certificate before asking again). Zero means an hour.
+	MaxTTL time.Duration
+
+	// MaxBody and MaxPath bound a request's body and its path with query,
+	// in bytes (413 and 414 beyond). Zero means 64 KiB and 1024.
+	MaxBody int64
+	MaxPath int
+
+	// Audit receives one line per hand-out of key material: who (token
+	// number or client certificate subject, and address), which name,
+	// when. Nil means Logger.
+	Audit *slog.Logger
+
+	// Logger receives the handler's debug log. Nil means slog.Default().
+	Logger *slog.Logger
+
+	once     sync.Once
+	tokens   [][32]byte // SHA-256 of each token
+	acme     http.Handler
+	renders  sync.Map // name → *rendered
+	nRenders atomic.Int64
+}
+
+func (h *Handler) init() {
+	h.once.Do(func() {
+		h.tokens = hashTokens(h.Tokens)
+		h.acme = h.Manager.HTTPHandler(http.NotFoundHandler())
+	})
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return slog.Default()
+}
+
+func (h *Handler) audit() *slog.Logger {
+	if h.Audit != nil {
+		return h.Audit
+	}
+	return h.logger()
+}
+
+func (h *Handler) issueTimeout() time.Duration {
+	if h.IssueTimeout > 0 {
+		return h.IssueTimeout
+	}
+	return DefaultIssueTimeout
+}
+
+func (h *Handler) maxTTL() time.Duration {
+	if h.MaxTTL > 0 {
+		return h.MaxTTL
+	}
+	return DefaultMaxTTL
+}
+
+func (h *Handler) maxBody() int64 {
+	if h.MaxBody > 0 {
+		return h.MaxBody
+	}
+	return DefaultMaxBody
+}
+
+func (h *Handler) maxPath() int {
+	if h.MaxPath > 0 {
+		return h.MaxPath
+	}
+	return DefaultMaxPath
+}
+
+// ServeHTTP answers one API request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.init()
+	req := parseRequest(r.Method, r.URL.Path, r.URL.RawQuery, len(r.RequestURI), h.maxPath())
+	if req.status == 0 {
+		req.status = h.checkBody(w, r)
+	}
+	if req.status != 0 {
+		fail(w, req.status, req.msg)
+		return
+	}
+	switch req.kind {
+	case kindHealth:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+		return
+	case kindChallenge:
+		h.acme.ServeHTTP(w, r)
+		return
+	}
+	who, ok := h.authenticate(r)
+	if !ok && h.Anonymous {
+		who, ok = "anonymous", true
+	}
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="certkeeper"`)
+		fail(w, http.StatusUnauthorized, "a bearer token or a client certificate is required")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.issueTimeout())
+	defer cancel()
+	served, err := h.Manager.CertificateFor(ctx, req.name, netip.Addr{})
+	if err != nil {
+		h.failLookup(w, req.name, err)
+		return
+	}
+	rd := h.render(req.name, served)
+	switch req.kind {
+	case kindOCSP:
+		h.serveOCSP(w, r, rd)
+	case kindCertificate:
+		h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
+			slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
+		hdr := w.Header()
+		hdr["Cache-Control"] = noStore
+		if req.pem {
+			hdr["Content-Type"] = pemType
+			_, _ = w.Write(rd.pem)
+			return
+		}
+		hdr["Content-Type"] = jsonType
+		_, _ = w.Write(rd.json)
+	}
+}
+
+// Shared header values: never modified.
+var (
+	noStore  = []string{"no-store"}
+	pemType  = []string{"application/x-pem-file"}
+	jsonType = []string{"application/json"}
+)
+
+// checkBody refuses a body over the limit: the API takes no body, and a
+// large one is not read.
+func (h *Handler) checkBody(w http.ResponseWriter, r *http.Request) int {
+	if r.ContentLength > h.maxBody() {
+		return http.StatusRequestEntityTooLarge
+	}
+	if r.ContentLength != 0 && r.Body != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, h.maxBody())
+		buf := make([]byte, 32<<10)
+		for {
+			_, err := r.Body.Read(buf)
+			if err == nil {
+				continue
+			}
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return http.StatusRequestEntityTooLarge
+			}
+			break
+		}
+	}
+	return 0
+}
+
+// failLookup answers an error of Manager.CertificateFor.
+func (h *Handler) failLookup(w http.ResponseWriter, name string, err error) {
+	var pe *certkeeper.PolicyError
+	var ue *certkeeper.UnavailableError
+	switch {
+	case errors.Is(err, policy.ErrInvalidName):
+		fail(w, http.StatusBadRequest, err.Error())
+	case errors.As(err, &pe):
+		fail(w, http.StatusForbidden, "name denied by policy: "+name)
+	case errors.As(err, &ue):
+		secs := int(time.Until(ue.RetryAfter).Seconds() + 0.999)
+		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+		h.logger().Debug("no certificate to hand out yet", slog.String("name", name), slog.Any("err", err))
+		fail(w, http.StatusServiceUnavailable, "no certificate for "+name+" yet; retry later")
+	default:
+		h.logger().Warn("looking up a certificate", slog.String("name", name), slog.Any("err", err))
+		w.Header().Set("Retry-After", "10")
+		fail(w, http.StatusServiceUnavailable, "no certificate for "+name+" now; retry later")
+	}
+}
+
+// fail writes a plain-text error.
+func fail(w http.ResponseWriter, status int, msg string) {
+	if msg == "" {
+		msg = http.StatusText(status)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(msg + "\n"))
+}

@@ -1,0 +1,254 @@
+package certserver_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+const (
+	token1 = "first-token-0123456789"
+	token2 = "second-token-0123456789"
+)
+
+// syncBuffer is a bytes.Buffer safe for the handler's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// localServer is the API over a Manager with the local CA.
+func localServer(t *testing.T, m *certkeeper.Manager) (*httptest.Server, *syncBuffer) {
+	t.Helper()
+	if m == nil {
+		st := filestore.New(t.TempDir())
+		m = &certkeeper.Manager{Policy: policy.Allowlist("a.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	}
+	t.Cleanup(func() { m.Close() })
+	audit := &syncBuffer{}
+	h := &certserver.Handler{Manager: m, Tokens: []string{token1, "", token2}, Audit: slog.New(slog.NewJSONHandler(audit, nil)), IssueTimeout: time.Second}
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s, audit
+}
+
+func get(t *testing.T, url, tok string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+// TestHandler: status codes for each kind of request, the JSON and PEM
+// answers, and one audit line per key handed out, naming the token.
+func TestHandler(t *testing.T) {
+	s, audit := localServer(t, nil)
+	for _, tt := range []struct {
+		name, path, token string
+		want              int
+	}{
+		{"health", "/healthz", "", 200},
+		{"no token", "/v1/certificates/a.test", "", 401},
+		{"wrong token", "/v1/certificates/a.test", "wrong-token-0123456789", 401},
+		{"empty line is no token", "/v1/certificates/a.test", " ", 401},
+		{"denied", "/v1/certificates/b.test", token1, 403},
+		{"invalid name", "/v1/certificates/a..test", token1, 400},
+		{"slash in name", "/v1/certificates/a.test/x", token1, 400},
+		{"unknown format", "/v1/certificates/a.test?format=der", token1, 400},
+		{"unknown path", "/v2/x", token1, 404},
+		{"long path", "/v1/certificates/" + strings.Repeat("a", 5000), token1, 414},
+		{"json", "/v1/certificates/a.test", token1, 200},
+		{"upper case", "/v1/certificates/A.Test.", token2, 200},
+		{"pem", "/v1/certificates/a.test?format=pem", token2, 200},
+		{"no staple", "/v1/ocsp/a.test", token1, 404},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := get(t, s.URL+tt.path, tt.token)
+			if resp.StatusCode != tt.want {
+				t.Fatalf("GET %s = %d %s, want %d", tt.path, resp.StatusCode, body, tt.want)
+			}
+			if tt.want == 401 && resp.Header.Get("WWW-Authenticate") == "" {
+				t.Error("401 without WWW-Authenticate")
+			}
+		})
+	}
+
+	resp, body := get(t, s.URL+"/v1/certificates/a.test", token1)
+	var c certserver.Certificate
+	if err := json.Unmarshal(body, &c); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := tls.X509KeyPair([]byte(c.Cert), []byte(c.Key))
+	if err != nil {
+		t.Fatalf("answer's cert and key: %v", err)
+	}
+	if len(c.Names) != 1 || c.Names[0] != "a.test" || c.SelfSigned || c.TTLSeconds < 1 || !c.NotAfter.Equal(tc.Leaf.NotAfter) {
+		t.Errorf("answer = names %v self_signed %v ttl %d not_after %s", c.Names, c.SelfSigned, c.TTLSeconds, c.NotAfter)
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("Cache-Control = %q, want no-store", resp.Header.Get("Cache-Control"))
+	}
+	_, pemBody := get(t, s.URL+"/v1/certificates/a.test?format=pem", token1)
+	if _, err := tls.X509KeyPair(pemBody, pemBody); err != nil {
+		t.Errorf("format=pem: %v", err)
+	}
+
+	// One line per hand-out (json, upper case, pem, json, pem), each
+	// naming the token by its line and the remote address.
+	lines := strings.Split(strings.TrimSpace(audit.String()), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("audit log has %d lines, want 5:\n%s", len(lines), audit)
+	}
+	for i, want := range []string{"token 1", "token 3", "token 3", "token 1", "token 1"} {
+		var l struct{ Name, Who, Remote_addr, Msg string }
+		if err := json.Unmarshal([]byte(lines[i]), &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Name != "a.test" || l.Who != want || !strings.HasPrefix(l.Remote_addr, "127.0.0.1:") {
+			t.Errorf("audit line %d = %s, want name a.test, who %q, remote_addr", i, lines[i], want)
+		}
+	}
+	if strings.Contains(audit.String(), token1) || strings.Contains(audit.String(), "PRIVATE KEY") {
+		t.Error("the audit log contains a token or a key")
+	}
+}
+
+// TestLimits: a 10 MB body gets 413 and a 5,000-byte path 414, without
+// harm: the next request is answered.
+func TestLimits(t *testing.T) {
+	s, _ := localServer(t, nil)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.URL+"/v1/certificates/a.test", bytes.NewReader(make([]byte, 10<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token1)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("10 MB body: %d, want 413", resp.StatusCode)
+	}
+	// A chunked body (no Content-Length) is cut off at the limit too.
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, s.URL+"/v1/certificates/a.test", io.LimitReader(zeros{}, 10<<20))
+	req.Header.Set("Authorization", "Bearer "+token1)
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("10 MB chunked body: %d, want 413", resp.StatusCode)
+	}
+	if resp, body := get(t, s.URL+"/"+strings.Repeat("x", 5000), token1); resp.StatusCode != http.StatusRequestURITooLong {
+		t.Errorf("5,000-byte path: %d %s, want 414", resp.StatusCode, body)
+	}
+	if resp, body := get(t, s.URL+"/v1/certificates/a.test", token1); resp.StatusCode != http.StatusOK {
+		t.Errorf("after the limits: %d %s, want 200", resp.StatusCode, body)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestUnavailable: while the CA hangs, a first request waits
+// IssueTimeout and gets 503 with Retry-After; the issuance goes on and a
+// later request gets the certificate. With SelfSignedFallback, a refused
+// name gets a self-signed certificate marked so.
+func TestUnavailable(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	fp := testca.NewFaultProxy(t, ca)
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{
+		Policy: policy.Allowlist("a.test"), Storage: st, SelfSignedFallback: false,
+		Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: fp.DirectoryURL(), HTTPClient: ca.HTTPClient(), Profile: "default",
+			ChallengeOrder: []string{acmeca.TLSALPN01}}},
+	}
+	s, _ := localServer(t, m)
+	fp.Pause()
+	start := time.Now()
+	resp, body := get(t, s.URL+"/v1/certificates/a.test", token1)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("CA paused: %d (Retry-After %q) %s, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if took := time.Since(start); took < time.Second || took > 10*time.Second {
+		t.Errorf("503 after %s, want after the 1 s issue timeout", took)
+	}
+	fp.Down()
+	resp, _ = get(t, s.URL+"/v1/certificates/a.test", token1)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("CA down: %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+// TestSelfSignedFallback: a refused name gets a self-signed certificate,
+// marked self_signed, that is never stored.
+func TestSelfSignedFallback(t *testing.T) {
+	dir := t.TempDir()
+	st := filestore.New(dir)
+	m := &certkeeper.Manager{Policy: policy.Allowlist("a.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}, SelfSignedFallback: true}
+	s, _ := localServer(t, m)
+	resp, body := get(t, s.URL+"/v1/certificates/denied.test", token1)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("refused name with fallback: %d %s, want 200", resp.StatusCode, body)
+	}
+	var c certserver.Certificate
+	if err := json.Unmarshal(body, &c); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := tls.X509KeyPair([]byte(c.Cert), []byte(c.Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.SelfSigned || tc.Leaf.CheckSignature(tc.Leaf.SignatureAlgorithm, tc.Leaf.RawTBSCertificate, tc.Leaf.Signature) != nil || c.TTLSeconds > 60 {
+		t.Errorf("answer: self_signed %v, ttl %d; want a self-signed certificate, true, at most 60 s", c.SelfSigned, c.TTLSeconds)
+	}
+	if keys, _ := st.List(t.Context(), ""); strings.Contains(strings.Join(keys, " "), "denied.test") {
+		t.Errorf("the fallback certificate was stored: %v", keys)
+	}
+	// The handshake path falls back too.
+	if got, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "denied.test"}); err != nil || got.Leaf.Subject.Organization[0] != "certkeeper self-signed" {
+		t.Errorf("GetCertificate(denied.test) = %v, %v; want the self-signed fallback", got, err)
+	}
+}

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/internal/renewal"
+	"github.com/certkeeper/certkeeper/policy"
+)
+
+// serverConfig is the certificate server's configuration: the engine's
+// (shared with the proxy) plus its own; docs/config.md documents each key.
+type serverConfig struct {
+	engineConfig       `yaml:",inline"`
+	Listen             string        `yaml:"listen"`
+	TokenFile          string        `yaml:"token_file"`
+	ClientCA           string        `yaml:"client_ca"`
+	APICert            string        `yaml:"api_cert"`
+	Managed            []string      `yaml:"managed"`
+	SelfSignedFallback bool          `yaml:"self_signed_fallback"`
+	IssueTimeout       time.Duration `yaml:"issue_timeout"`
+	AuditLog           string        `yaml:"audit_log"`
+	HTTPAddr           string        `yaml:"http_addr"`
+	TLSAddr            string        `yaml:"tls_addr"`
+}
+
+const defaultListen = "127.0.0.1:8999"
+
+func (c *serverConfig) register(fs *flag.FlagSet, configFile *string) {
+	fs.StringVar(configFile, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
+	fs.StringVar(&c.Listen, "listen", defaultListen, "`ADDR` of the API (and of http-01 answers under /.well-known/acme-challenge/)")
+	fs.StringVar(&c.TokenFile, "token-file", "", "`FILE` of bearer tokens, one per line, that may fetch certificates and keys")
+	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM `FILE` of CAs whose client certificates may fetch certificates and keys\n(mutual TLS; needs --api-cert)")
+	fs.StringVar(&c.APICert, "api-cert", "", "`CERT:KEY` files: serve the API over HTTPS with this certificate")
+	fs.Var((*stringsFlag)(&c.Managed), "managed", "`NAME` to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable")
+	fs.BoolVar(&c.SelfSignedFallback, "self-signed-fallback", false, "answer names that cannot get a real certificate (refused, issuance failing)\nwith a self-signed one, marked \"self_signed\": true")
+	fs.DurationVar(&c.IssueTimeout, "issue-timeout", certserver.DefaultIssueTimeout, "a request for a new name waits up to `DURATION` for its issuance, then gets a 503")
+	fs.StringVar(&c.AuditLog, "audit-log", "", "append the audit log (a JSON line per key handed out) to `FILE` (default: stderr)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to also serve the API and http-01 on (e.g. :80); off unless given")
+	fs.StringVar(&c.TLSAddr, "tls-addr", "", "`ADDR` to answer tls-alpn-01 on (e.g. :443); off unless given")
+	c.engineConfig.register(fs, "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-addr);\nrepeatable (default: http-01, and tls-alpn-01 with --tls-addr)")
+}
+
+func serverCmd() *Command {
+	c := &serverConfig{}
+	var configFile string
+	var fs *flag.FlagSet
+	return &Command{
+		UsageLine: "certkeeper server [flags]",
+		Short:     "central certificate server for a fleet of web servers",
+		Long: `Server obtains, stores and renews certificates for a fleet, and hands them out over an HTTP
+API (docs/api.md) to web servers that fetch them at handshake time: nginx/OpenResty through
+the Lua plugin (lua/), Go servers through the certclient package.
+
+It hands out private keys, so clients authenticate with a bearer token (--token-file, one
+token per line) or a client certificate (--client-ca). It refuses to listen beyond loopback
+without one of them. Every key handed out is written to the audit log.
+
+	certkeeper server --allow '*.a.example' --token-file /etc/certkeeper/tokens --email you@a.example
+	curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8999/v1/certificates/www.a.example
+
+http-01 challenges are answered on --listen: forward /.well-known/acme-challenge/ from port 80
+of the web servers to it. Names given with --managed are obtained at start and renewed
+forever; --cert-file serves certificates made elsewhere. Every flag has a config key:
+docs/config.md.`,
+		Flags: func(f *flag.FlagSet) {
+			fs = f
+			c.register(f, &configFile)
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			set := map[string]bool{}
+			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+			cfg, err := loadServerConfig(configFile, c, set)
+			if err != nil {
+				return err
+			}
+			return runServer(ctx, env, cfg)
+		},
+	}
+}
+
+// loadServerConfig reads file (if any) and lays the flags that were set
+// on top.
+func loadServerConfig(file string, flags *serverConfig, set map[string]bool) (*serverConfig, error) {
+	cfg := &serverConfig{}
+	if err := readConfigFile(file, cfg); err != nil {
+		return nil, err
+	}
+	setIf(set, "token-file", &cfg.TokenFile, flags.TokenFile)
+	setIf(set, "client-ca", &cfg.ClientCA, flags.ClientCA)
+	setIf(set, "api-cert", &cfg.APICert, flags.APICert)
+	setIf(set, "audit-log", &cfg.AuditLog, flags.AuditLog)
+	setIf(set, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
+	setIf(set, "tls-addr", &cfg.TLSAddr, flags.TLSAddr)
+	setIf(set, "managed", &cfg.Managed, flags.Managed)
+	setIf(set, "self-signed-fallback", &cfg.SelfSignedFallback, flags.SelfSignedFallback)
+	// Flags with a default apply it when the file has no value either.
+	if set["listen"] || cfg.Listen == "" {
+		cfg.Listen = flags.Listen
+	}
+	if set["issue-timeout"] || cfg.IssueTimeout == 0 {
+		cfg.IssueTimeout = flags.IssueTimeout
+	}
+	cfg.overlay(&flags.engineConfig, set)
+	return cfg, nil
+}
+
+// isLoopback reports whether addr's host is a loopback address or
+// "localhost" (an empty host listens everywhere).
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func runServer(ctx context.Context, env *Env, cfg *serverConfig) error {
+	h := &certserver.Handler{IssueTimeout: cfg.IssueTimeout, Logger: env.Logger}
+	if cfg.TokenFile != "" {
+		tokens, err := certserver.LoadTokens(cfg.TokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+		h.Tokens = tokens
+	}
+	tlsConfig, err := apiTLSConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if h.Tokens == nil && cfg.ClientCA == "" {
+		for _, addr := range []string{cfg.Listen, cfg.HTTPAddr} {
+			if addr != "" && !isLoopback(addr) {
+				return usagef("refusing to hand out private keys on %s without authentication: give --token-file or --client-ca (or listen on 127.0.0.1)", addr)
+			}
+		}
+		h.Anonymous = true
+		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --token-file or --client-ca: every local process may fetch keys")
+	}
+	audit, closeAudit, err := auditLogger(cfg.AuditLog, env)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	h.Audit = audit
+	cfg.warnNoPolicy(env)
+	pol, err := cfg.policy()
+	if err != nil {
+		return err
+	}
+	st, closeStorage, err := openStorage(ctx, env, cfg.Storage, cfg.StorageKey, 0)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
+	m, err := cfg.manager(st, env, frontEnd{
+		http01: true, alpn: cfg.TLSAddr != "", alpnVia: "--tls-addr (e.g. :443), where the CA connects", userAgent: "server",
+	})
+	if err != nil {
+		return err
+	}
+	m.Policy = reloadablePolicy(func() policy.Policy { return pol })
+	m.SelfSignedFallback = cfg.SelfSignedFallback
+	stopServices, err := cfg.services(ctx, env, m)
+	if err != nil {
+		return err
+	}
+	defer stopServices()
+	defer m.Close()
+	h.Manager = m
+
+	var servers []*http.Server
+	errc := make(chan error, 3)
+	serve := func(addr, flagName string, handler http.Handler, tc *tls.Config) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listening on %s (%s): %w", addr, flagName, err)
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
+		if tc != nil {
+			ln = tls.NewListener(ln, tc)
+		}
+		servers = append(servers, srv)
+		go func() { errc <- srv.Serve(ln) }()
+		env.Logger.Info("server listening", slog.String("addr", ln.Addr().String()), slog.String("flag", flagName))
+		fmt.Fprintf(env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), flagName)
+		return nil
+	}
+	shutdown := func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var errs []error
+		for _, s := range servers {
+			errs = append(errs, s.Shutdown(sctx))
+		}
+		return errors.Join(errs...)
+	}
+	if err := serve(cfg.Listen, "--listen", h, tlsConfig); err != nil {
+		return err
+	}
+	if cfg.HTTPAddr != "" {
+		if err := serve(cfg.HTTPAddr, "--http-addr", h, nil); err != nil {
+			_ = shutdown()
+			return err
+		}
+	}
+	if cfg.TLSAddr != "" {
+		if err := serve(cfg.TLSAddr, "--tls-addr", h, m.TLSConfig()); err != nil {
+			_ = shutdown()
+			return err
+		}
+	}
+	for _, spec := range cfg.Managed {
+		go keepManaged(ctx, m, strings.Split(spec, ","), env.Logger)
+	}
+	select {
+	case err := <-errc:
+		_ = shutdown()
+		return err
+	case <-ctx.Done():
+		return shutdown()
+	}
+}
+
+// keepManaged obtains a --managed certificate, retrying with backoff until
+// it succeeds or ctx ends; the Manager renews it from then on.
+func keepManaged(ctx context.Context, m *certkeeper.Manager, names []string, logger *slog.Logger) {
+	for attempt := 1; ; attempt++ {
+		err := m.Cert(ctx, names...)
+		if err == nil {
+			logger.Info("managed certificate ready", slog.Any("names", names))
+			return
+		}
+		next := renewal.Backoff(attempt, renewal.Cert{}, time.Now(), time.Time{}, nil)
+		logger.Warn("obtaining a managed certificate failed; will retry", slog.Any("names", names),
+			slog.Int("attempt", attempt), slog.Time("retry_at", next), slog.Any("err", err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
+		}
+	}
+}
+
+// apiTLSConfig is the TLS configuration of --listen with --api-cert (and
+// --client-ca), or nil for plain HTTP.
+func apiTLSConfig(cfg *serverConfig) (*tls.Config, error) {
+	if cfg.APICert == "" {
+		if cfg.ClientCA != "" {
+			return nil, usagef("--client-ca needs --api-cert: client certificates need HTTPS")
+		}
+		return nil, nil
+	}
+	cf, err := certkeeper.ParseCertFile(cfg.APICert)
+	if err != nil {
+		return nil, usagef("--api-cert: %v", err)
+	}
+	cert, err := tls.LoadX509KeyPair(cf.Cert, cf.Key)
+	if err != nil {
+		return nil, fmt.Errorf("--api-cert: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	if cfg.ClientCA != "" {
+		data, err := os.ReadFile(cfg.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("--client-ca %s: no PEM certificates found", cfg.ClientCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
+}
+
+// auditLogger is the audit log: JSON lines appended to file (created
+// 0600), or text on stderr; always at Info, whatever --log-level says.
+func auditLogger(file string, env *Env) (*slog.Logger, func(), error) {
+	if file == "" {
+		return slog.New(slog.NewTextHandler(env.Stderr, nil)).With(slog.String("log", "audit")), func() {}, nil
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--audit-log: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(f, nil)), func() { f.Close() }, nil
+}

@@ -1,0 +1,126 @@
+package certkeeper
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/policy"
+)
+
+// Served is a certificate as CertificateFor returns it: what a handshake
+// for the name would be served, and where it came from.
+type Served struct {
+	// Certificate is the certificate with its key and parsed Leaf. It is
+	// shared and must not be modified.
+	Certificate *tls.Certificate
+	// Names are the names the certificate covers (normalised; the first
+	// is the primary name). Shared: do not modify.
+	Names []string
+	// SelfSigned reports a self-signed fallback certificate
+	// (Manager.SelfSignedFallback), trusted by no client.
+	SelfSigned bool
+	// Manual reports a certificate from Manager.CertFiles.
+	Manual bool
+}
+
+// PolicyError is returned for a name the Policy refused (or, with no
+// Policy, that no policy allows). Limits and recent failures are not
+// policy decisions: they give an *UnavailableError from CertificateFor.
+type PolicyError struct {
+	Name string
+	Err  error
+}
+
+func (e *PolicyError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the policy's error (it matches policy.ErrDenied or
+// ErrNoPolicy).
+func (e *PolicyError) Unwrap() error { return e.Err }
+
+// UnavailableError is returned by CertificateFor when a name may have a
+// certificate but none can be served now: issuance failed, is backing off
+// after failures, or did not finish in time.
+type UnavailableError struct {
+	Name string
+	// RetryAfter is when asking again is worthwhile.
+	RetryAfter time.Time
+	Err        error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("no certificate for %s yet (retry after %s): %v", e.Name, e.RetryAfter.UTC().Format(time.RFC3339), e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// defaultRetryAfter is the RetryAfter of an UnavailableError whose cause
+// names no time: an issuance that timed out goes on, so asking again soon
+// is worthwhile.
+const defaultRetryAfter = 10 * time.Second
+
+// CertificateFor returns the certificate a handshake for name would get,
+// for front-ends that hand certificates out rather than terminate TLS
+// (the certificate server). It takes the same path as GetCertificate —
+// memory, CertFiles, storage, then Policy and issuance, waiting as long
+// as ctx allows — with client as the address that counts against
+// ClientLimit. Errors: a *policy.NameError for an invalid name, a
+// *PolicyError for a refused one, an *UnavailableError otherwise. With
+// SelfSignedFallback, a refused or unavailable name gets a self-signed
+// certificate instead of the error.
+//
+// A certificate in memory is returned without a lock or allocation.
+func (m *Manager) CertificateFor(ctx context.Context, name string, client netip.Addr) (Served, error) {
+	if err := m.init(); err != nil {
+		return Served{}, err
+	}
+	if e := m.cache.get(name); e != nil {
+		e.touch(time.Now())
+		return Served{Certificate: e.serve(), Names: e.names}, nil
+	}
+	norm, err := policy.Normalize(name)
+	if err != nil {
+		return Served{}, err
+	}
+	if e := m.cache.get(norm); e != nil {
+		e.touch(time.Now())
+		return Served{Certificate: e.serve(), Names: e.names}, nil
+	}
+	if e := m.manual.get(norm); e != nil {
+		return Served{Certificate: e.serve(), Names: e.names, Manual: true}, nil
+	}
+	e, err := m.onDemand(ctx, norm, "", client)
+	if err != nil {
+		if c := m.selfSignedFor(norm); c != nil {
+			return Served{Certificate: c.serve(), Names: c.names, SelfSigned: true}, nil
+		}
+		var pe *PolicyError
+		if errors.As(err, &pe) {
+			return Served{}, err
+		}
+		return Served{}, &UnavailableError{Name: norm, RetryAfter: m.retryAfter(norm, err), Err: err}
+	}
+	e.touch(time.Now())
+	return Served{Certificate: e.serve(), Names: e.names}, nil
+}
+
+// retryAfter is when a name whose issuance failed with err is worth
+// asking for again: the CA's Retry-After, the end of the name's failure
+// backoff, or soon.
+func (m *Manager) retryAfter(name string, err error) time.Time {
+	now := time.Now()
+	at := now.Add(defaultRetryAfter)
+	var ierr *issuer.Error
+	if errors.As(err, &ierr) && ierr.RetryAfter.After(at) {
+		at = ierr.RetryAfter
+	}
+	if ok, retry := m.lim.failures.Allowed(name, now); !ok && retry.After(at) {
+		at = retry
+	}
+	return at
+}

@@ -1,0 +1,259 @@
+package certkeeper
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/policy"
+)
+
+// CertFile is a certificate obtained elsewhere (bought, or made by
+// another tool) as two PEM files: the chain, leaf first, and its private
+// key.
+type CertFile struct {
+	Cert string
+	Key  string
+}
+
+// ParseCertFile parses "CERT:KEY", the command line's form of a CertFile.
+func ParseCertFile(s string) (CertFile, error) {
+	cert, key, ok := strings.Cut(s, ":")
+	if !ok || cert == "" || key == "" {
+		return CertFile{}, fmt.Errorf("certificate files %q: want CERT:KEY", s)
+	}
+	return CertFile{Cert: cert, Key: key}, nil
+}
+
+// CertFileStatus is the state of one of Manager.CertFiles, for status
+// reports.
+type CertFileStatus struct {
+	CertFile
+	Names    []string  `json:"names"`
+	NotAfter time.Time `json:"not_after"`
+	// State is "fine", "expiring" (less than a third of its lifetime or
+	// 14 days left: nobody renews it but its owner) or "expired".
+	State string `json:"state"`
+	// Err is the last failure to read the files again; the previous
+	// certificate keeps serving meanwhile.
+	Err string `json:"err,omitempty"`
+}
+
+// defaultCertFileCheck is how often CertFiles are checked for changes
+// when Manager.CertFileCheck is zero.
+const defaultCertFileCheck = 5 * time.Second
+
+// manualCerts holds the certificates of Manager.CertFiles: served for
+// the names they cover, never evicted, never renewed.
+type manualCerts struct {
+	cache *certCache
+	mu    sync.Mutex // guards files
+	files []*manualFile
+}
+
+// manualFile is one CertFile and what was last read from it.
+type manualFile struct {
+	CertFile
+	stamp  string   // sizes and modification times of both files
+	sum    [32]byte // of both files' contents
+	entry  *managed
+	err    error
+	warned time.Time // last expiry warning
+}
+
+func (c *manualCerts) get(name string) *managed {
+	if c.cache == nil {
+		return nil
+	}
+	return c.cache.get(name)
+}
+
+func (m *Manager) certFileCheck() time.Duration {
+	if m.CertFileCheck > 0 {
+		return m.CertFileCheck
+	}
+	return defaultCertFileCheck
+}
+
+// initManual loads CertFiles (any unreadable one fails init) and starts
+// watching them.
+func (m *Manager) initManual() error {
+	if len(m.CertFiles) == 0 {
+		return nil
+	}
+	m.manual.cache = newCertCache(math.MaxInt)
+	for _, cf := range m.CertFiles {
+		f := &manualFile{CertFile: cf}
+		if _, err := m.reloadCertFile(f); err != nil {
+			return err
+		}
+		m.manual.files = append(m.manual.files, f)
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTicker(m.certFileCheck())
+		defer t.Stop()
+		for {
+			select {
+			case <-m.ctx.Done():
+				return
+			case <-t.C:
+				m.checkCertFiles(time.Now())
+			}
+		}
+	}()
+	return nil
+}
+
+// checkCertFiles reloads changed files and warns about certificates near
+// their expiry (once a day each).
+func (m *Manager) checkCertFiles(now time.Time) {
+	m.manual.mu.Lock()
+	defer m.manual.mu.Unlock()
+	for _, f := range m.manual.files {
+		changed, err := m.reloadCertFile(f)
+		f.err = err
+		if err != nil {
+			m.logger().Warn("reading changed certificate files; still serving the previous certificate",
+				slog.String("cert", f.Cert), slog.String("key_file", f.Key), slog.Any("err", err))
+			continue
+		}
+		if changed {
+			leaf := f.entry.cert.Load().Leaf
+			m.logger().Info("certificate files reloaded", slog.String("cert", f.Cert),
+				slog.Any("names", f.entry.names), slog.Time("not_after", leaf.NotAfter))
+		}
+		if st := manualState(f.entry, now); st != "fine" && now.Sub(f.warned) > 24*time.Hour {
+			f.warned = now
+			m.logger().Warn("a certificate from files is "+st+"; replace its files", slog.String("cert", f.Cert),
+				slog.Any("names", f.entry.names), slog.Time("not_after", f.entry.cert.Load().Leaf.NotAfter))
+		}
+	}
+}
+
+// reloadCertFile reads f's files if their sizes or times changed (or on
+// first use) and, if their contents changed, parses and publishes them.
+// A pair that does not parse (a half-written replacement, a key that does
+// not match) leaves the previous certificate serving.
+func (m *Manager) reloadCertFile(f *manualFile) (changed bool, err error) {
+	stamp, err := fileStamp(f.Cert, f.Key)
+	if err != nil {
+		return false, err
+	}
+	if f.entry != nil && stamp == f.stamp {
+		return false, nil
+	}
+	certPEM, err := os.ReadFile(f.Cert)
+	if err != nil {
+		return false, fmt.Errorf("reading certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(f.Key)
+	if err != nil {
+		return false, fmt.Errorf("reading key: %w", err)
+	}
+	sum := sha256.Sum256(append(append(bytes.Clone(certPEM), 0), keyPEM...))
+	if f.entry != nil && sum == f.sum {
+		f.stamp = stamp
+		return false, nil
+	}
+	tc, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return false, fmt.Errorf("certificate %s with key %s: %w", f.Cert, f.Key, err)
+	}
+	names := certNames(tc.Leaf.DNSNames, tc.Leaf.IPAddresses)
+	if len(names) == 0 {
+		return false, fmt.Errorf("certificate %s names no DNS name or IP address", f.Cert)
+	}
+	e := &managed{names: names, issuer: "file", key: f.Cert}
+	e.cert.Store(&tc)
+	m.manual.cache.put(e)
+	if f.entry != nil {
+		m.manual.cache.remove(f.entry)
+	}
+	f.entry, f.stamp, f.sum = e, stamp, sum
+	return true, nil
+}
+
+// certNames normalises a certificate's SANs, skipping any that are not
+// valid names.
+func certNames[T fmt.Stringer](dns []string, ips []T) []string {
+	n := policy.Normalizer{AllowIP: true, AllowWildcard: true}
+	var out []string
+	add := func(s string) {
+		if norm, err := n.Normalize(s); err == nil && !slices.Contains(out, norm) {
+			out = append(out, norm)
+		}
+	}
+	for _, d := range dns {
+		add(d)
+	}
+	for _, ip := range ips {
+		add(ip.String())
+	}
+	return out
+}
+
+func fileStamp(files ...string) (string, error) {
+	var b strings.Builder
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "%d/%d;", fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String(), nil
+}
+
+// manualState is "fine", "expiring" or "expired".
+func manualState(e *managed, now time.Time) string {
+	leaf := e.cert.Load().Leaf
+	left := leaf.NotAfter.Sub(now)
+	switch {
+	case left <= 0:
+		return "expired"
+	case left < leaf.NotAfter.Sub(leaf.NotBefore)/3 || left < 14*24*time.Hour:
+		return "expiring"
+	}
+	return "fine"
+}
+
+// ReadCertFile reads cf's files and reports their certificate's state,
+// as a Manager serving them would (for "certkeeper status").
+func ReadCertFile(cf CertFile, now time.Time) (CertFileStatus, error) {
+	m := &Manager{}
+	f := &manualFile{CertFile: cf}
+	m.manual.cache = newCertCache(math.MaxInt)
+	if _, err := m.reloadCertFile(f); err != nil {
+		return CertFileStatus{}, err
+	}
+	return CertFileStatus{CertFile: cf, Names: f.entry.names, NotAfter: f.entry.cert.Load().Leaf.NotAfter, State: manualState(f.entry, now)}, nil
+}
+
+// CertFileStatus reports the state of each of CertFiles.
+func (m *Manager) CertFileStatus() []CertFileStatus {
+	if err := m.init(); err != nil {
+		return nil
+	}
+	m.manual.mu.Lock()
+	defer m.manual.mu.Unlock()
+	now := time.Now()
+	var out []CertFileStatus
+	for _, f := range m.manual.files {
+		s := CertFileStatus{CertFile: f.CertFile, Names: f.entry.names, NotAfter: f.entry.cert.Load().Leaf.NotAfter, State: manualState(f.entry, now)}
+		if f.err != nil {
+			s.Err = f.err.Error()
+		}
+		out = append(out, s)
+	}
+	return out
+}

@@ -1,0 +1,110 @@
+package certkeeper_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/issuer/selfsigned"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// writeCertFile writes a self-signed pair for names, valid for lifetime.
+func writeCertFile(t *testing.T, cf certkeeper.CertFile, lifetime time.Duration, names ...string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := selfsigned.Certificate(key, names, lifetime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := storage.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cf.Key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cf.Cert, chain, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCertFiles: a certificate from files is served for its names
+// (exact and wildcard) ahead of on-demand issuance, reported "expiring"
+// when little of its life is left, and reloaded when its files change; a
+// broken replacement leaves the previous one serving.
+func TestCertFiles(t *testing.T) {
+	dir := t.TempDir()
+	cf := certkeeper.CertFile{Cert: filepath.Join(dir, "c.pem"), Key: filepath.Join(dir, "c.key")}
+	writeCertFile(t, cf, 10*24*time.Hour, "m.test", "*.m.test")
+	st := filestore.New(t.TempDir())
+	m := localManager(t, st, policy.Allowlist("m.test", "x.m.test"))
+	m.CertFiles = []certkeeper.CertFile{cf}
+	m.CertFileCheck = 20 * time.Millisecond
+
+	first, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "m.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "X.m.test"}); err != nil || got != first {
+		t.Errorf("GetCertificate(X.m.test) = %v, %v; want the file's wildcard certificate", got, err)
+	}
+	if s := m.CertFileStatus(); len(s) != 1 || s[0].State != "expiring" || len(s[0].Names) != 2 {
+		t.Errorf("CertFileStatus() = %+v, want one certificate, two names, expiring (10 days left)", s)
+	}
+	if keys, _ := st.List(t.Context(), storage.CertificatePrefix("")); len(keys) != 0 {
+		t.Errorf("a name covered by files was obtained on demand: %v", keys)
+	}
+
+	// A half-written replacement (a key that does not match) keeps the old one.
+	if err := os.WriteFile(cf.Key, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got, _ := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "m.test"}); got != first {
+		t.Error("a broken replacement replaced the served certificate")
+	}
+	if s := m.CertFileStatus(); s[0].Err == "" {
+		t.Error("CertFileStatus does not report the broken files")
+	}
+	writeCertFile(t, cf, 365*24*time.Hour, "m.test")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "m.test"})
+		if err == nil && got != first {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("replaced files were not reloaded within 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s := m.CertFileStatus(); s[0].State != "fine" || s[0].Err != "" {
+		t.Errorf("after the reload: %+v, want fine, no error", s[0])
+	}
+	// x.m.test is no longer covered by the files: it is obtained on demand.
+	if got, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "x.m.test"}); err != nil || got.Leaf.Issuer.String() == got.Leaf.Subject.String() {
+		t.Errorf("GetCertificate(x.m.test) after the wildcard went: %v; want one from the local CA", err)
+	}
+}
+
+// TestCertFilesBad: files that cannot be read or parsed fail at first use.
+func TestCertFilesBad(t *testing.T) {
+	dir := t.TempDir()
+	m := localManager(t, filestore.New(t.TempDir()), nil)
+	m.CertFiles = []certkeeper.CertFile{{Cert: filepath.Join(dir, "missing.pem"), Key: filepath.Join(dir, "missing.key")}}
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"}); err == nil {
+		t.Error("GetCertificate with missing CertFiles succeeded, want the files' error")
+	}
+}
