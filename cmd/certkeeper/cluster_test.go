@@ -465,7 +465,8 @@ func TestStorageMigrateToRedis(t *testing.T) {
 // TestStorageEncryptedRedis: with --storage-key-file, no private key
 // appears in clear in what redis-cli --scan and GET show, the proxy serves
 // as before (also after a restart), and a wrong key file fails at start
-// with a clear error.
+// with a clear error. The key is then rotated: the new key alone serves
+// everything, the retired one opens nothing.
 func TestStorageEncryptedRedis(t *testing.T) {
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
@@ -535,6 +536,37 @@ func TestStorageEncryptedRedis(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, "--storage-key-file") {
 			t.Errorf("proxy with key file %v: exit %d, stderr %q; want a failure naming --storage-key-file", extra, r.code, r.stderr)
 		}
+	}
+
+	// Rotation: a key file of the new key and the old one, rekey, then
+	// the new key alone opens everything.
+	newFile, rotated := filepath.Join(dir, "new.key"), filepath.Join(dir, "rotated.key")
+	r := ck(t, 10*time.Second, "storage", "keygen")
+	oldKey, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(newFile, []byte(r.stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rotated, []byte(r.stdout+string(oldKey)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := ck(t, 20*time.Second, "storage", "rekey", "--storage", c.url, "--storage-key-file", rotated); r.code != 0 {
+		t.Fatalf("storage rekey exited %d: %s", r.code, r.stderr)
+	} else {
+		t.Logf("rekey: %s", strings.TrimSpace(r.stderr))
+	}
+	_ = c.nodes[0].proc.cmd.Process.Kill()
+	_ = c.nodes[0].proc.cmd.Wait()
+	c.start(t, 0, "--storage-key-file", newFile)
+	for _, name := range names {
+		if s, err := c.serial(c.nodes[0], name, 10*time.Second); err != nil || s != first[name][0] {
+			t.Errorf("after rotation %s: serial %s, %v; want %s", name, s, err, first[name][0])
+		}
+	}
+	if r := ck(t, 20*time.Second, "status", "--storage", c.url, "--storage-key-file", keyFile); r.code == 0 {
+		t.Errorf("status with the retired key succeeded after rekey:\n%s", r.stdout)
 	}
 	if got := c.ca.Orders(); got != orders {
 		t.Errorf("%d orders placed after the restart, want 0", got-orders)
