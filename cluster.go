@@ -72,6 +72,55 @@ const (
 // clusterState is the Manager's coordination state.
 type clusterState struct {
 	once sync.Once
+
+	mu        sync.Mutex               // guards presented
+	presented map[string]*remoteAnswer // challenge key → another node's answer of it
+}
+
+// remoteAnswer tracks one challenge this node presented: answered closes
+// when another node reports that it answered the CA's validation request,
+// done when the challenge is cleaned up.
+type remoteAnswer struct {
+	answered, done chan struct{}
+	once           sync.Once
+}
+
+// expect registers a challenge this node presented under key.
+func (c *clusterState) expect(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.presented == nil {
+		c.presented = make(map[string]*remoteAnswer)
+	}
+	if old := c.presented[key]; old != nil {
+		close(old.done)
+	}
+	c.presented[key] = &remoteAnswer{answered: make(chan struct{}), done: make(chan struct{})}
+}
+
+// lookup returns the registration of the challenge under key, or nil.
+func (c *clusterState) lookup(key string) *remoteAnswer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.presented[key]
+}
+
+// answeredElsewhere notes another node's report that it answered the
+// challenge under key.
+func (c *clusterState) answeredElsewhere(key string) {
+	if r := c.lookup(key); r != nil {
+		r.once.Do(func() { close(r.answered) })
+	}
+}
+
+// forget ends the registration of the challenge under key.
+func (c *clusterState) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.presented[key]; r != nil {
+		close(r.done)
+		delete(c.presented, key)
+	}
 }
 
 // errNoLock marks an issuance that did not start because the issue lock
@@ -140,6 +189,10 @@ func (m *Manager) subscribe(n storage.Notifier) {
 		}
 		wait = time.Second
 		for key := range ch {
+			if strings.HasPrefix(key, challengesPrefix) {
+				m.clu.answeredElsewhere(key)
+				continue
+			}
 			if strings.HasPrefix(key, storage.CertificatePrefix("")) {
 				ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 				if err := m.refresh(ctx, key); err != nil {
@@ -365,6 +418,19 @@ type sharedSolver struct {
 	m     *Manager
 }
 
+// challengesPrefix starts the keys of shared challenge answers
+// (storage.ChallengeKey).
+const challengesPrefix = "challenges/"
+
+// challengeKey is the storage key of chal's shared answer.
+func (s *sharedSolver) challengeKey(chal acme.Challenge) (string, error) {
+	id, err := challengeID(s.typ, chal)
+	if err != nil {
+		return "", err
+	}
+	return storage.ChallengeKey(s.typ, id)
+}
+
 // challengeID is the part of a shared challenge's key that a validation
 // request names: the token for http-01, the SNI for tls-alpn-01.
 func challengeID(typ string, chal acme.Challenge) (string, error) {
@@ -380,16 +446,17 @@ func (s *sharedSolver) Present(ctx context.Context, chal acme.Challenge) error {
 	if err := s.local.Present(ctx, chal); err != nil {
 		return err
 	}
-	id, err := challengeID(s.typ, chal)
+	key, err := s.challengeKey(chal)
 	if err == nil {
-		var key string
-		if key, err = storage.ChallengeKey(s.typ, id); err == nil {
-			data, _ := json.Marshal(sharedChallenge{Type: s.typ, Identifier: chal.Identifier, Token: chal.Token,
-				KeyAuthorization: chal.KeyAuthorization, Expires: time.Now().Add(challengeTTL).UTC()})
-			sctx, cancel := context.WithTimeout(ctx, notifyTimeout)
-			err = s.m.store.Store(sctx, key, data)
-			cancel()
-		}
+		// Subscribed before the CA is told to validate, so the notice
+		// of another node answering it is not missed.
+		s.m.startCluster()
+		s.m.clu.expect(key)
+		data, _ := json.Marshal(sharedChallenge{Type: s.typ, Identifier: chal.Identifier, Token: chal.Token,
+			KeyAuthorization: chal.KeyAuthorization, Expires: time.Now().Add(challengeTTL).UTC()})
+		sctx, cancel := context.WithTimeout(ctx, notifyTimeout)
+		err = s.m.store.Store(sctx, key, data)
+		cancel()
 	}
 	if err != nil {
 		s.m.logger().Warn("sharing the challenge answer with other nodes; only this node can answer it",
@@ -401,45 +468,80 @@ func (s *sharedSolver) Present(ctx context.Context, chal acme.Challenge) error {
 // CleanUp implements solver.Solver.
 func (s *sharedSolver) CleanUp(ctx context.Context, chal acme.Challenge) error {
 	err := s.local.CleanUp(ctx, chal)
-	if id, ierr := challengeID(s.typ, chal); ierr == nil {
-		if key, kerr := storage.ChallengeKey(s.typ, id); kerr == nil {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
-			if derr := s.m.store.Delete(sctx, key); derr != nil {
-				s.m.logger().Debug("removing a shared challenge answer", slog.String("key", key), slog.Any("err", derr))
-			}
-			cancel()
+	if key, kerr := s.challengeKey(chal); kerr == nil {
+		s.m.clu.forget(key)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+		if derr := s.m.store.Delete(sctx, key); derr != nil {
+			s.m.logger().Debug("removing a shared challenge answer", slog.String("key", key), slog.Any("err", derr))
 		}
+		cancel()
 	}
 	return err
 }
 
-// Answered implements solver.Answerer for validations this node answers;
-// one answered by another node is seen by the issuer's polling.
+// Answered implements solver.Answerer: the channel closes once the CA's
+// validation request has been answered, by this node or — as its notice
+// says — by another. Without notices, a validation answered elsewhere is
+// seen by the issuer's polling.
 func (s *sharedSolver) Answered(chal acme.Challenge) <-chan struct{} {
+	var local <-chan struct{}
 	if a, ok := s.local.(solver.Answerer); ok {
-		return a.Answered(chal)
+		local = a.Answered(chal)
 	}
-	return nil
+	key, err := s.challengeKey(chal)
+	if err != nil {
+		return local
+	}
+	r := s.m.clu.lookup(key)
+	if r == nil {
+		return local
+	}
+	out := make(chan struct{})
+	go func() { // ends at CleanUp at the latest
+		select {
+		case <-local:
+			close(out)
+		case <-r.answered:
+			close(out)
+		case <-r.done:
+		}
+	}()
+	return out
 }
 
-// storedChallenge returns the shared challenge of type typ for id, or
-// nil if there is none in progress.
-func (m *Manager) storedChallenge(ctx context.Context, typ, id string) *sharedChallenge {
+// reportAnswered tells the node that presented the challenge under key
+// that this node answered the CA's validation request, so its issuer
+// polls the CA at once.
+func (m *Manager) reportAnswered(ctx context.Context, key string) {
+	n, ok := m.store.(storage.Notifier)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+	defer cancel()
+	if err := n.Notify(ctx, key); err != nil {
+		m.logger().Debug("reporting an answered challenge", slog.String("key", key), slog.Any("err", err))
+	}
+}
+
+// storedChallenge returns the shared challenge of type typ for id and its
+// key, or nil if there is none in progress.
+func (m *Manager) storedChallenge(ctx context.Context, typ, id string) (*sharedChallenge, string) {
 	key, err := storage.ChallengeKey(typ, id)
 	if err != nil {
-		return nil
+		return nil, ""
 	}
 	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
 	defer cancel()
 	data, err := m.store.Load(ctx, key)
 	if err != nil {
-		return nil
+		return nil, ""
 	}
 	var c sharedChallenge
 	if json.Unmarshal(data, &c) != nil || c.Type != typ || time.Now().After(c.Expires) {
-		return nil
+		return nil, ""
 	}
-	return &c
+	return &c, key
 }
 
 // challengeHandler answers http-01 requests from this node's solver, and
@@ -451,11 +553,12 @@ func (m *Manager) challengeHandler(fallback http.Handler) http.Handler {
 		if ok && tok != "" && len(tok) <= 256 && !strings.Contains(tok, "/") &&
 			(r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			if _, held := m.http01.KeyAuthorization(tok); !held {
-				if c := m.storedChallenge(r.Context(), acmeca.HTTP01, tok); c != nil {
+				if c, key := m.storedChallenge(r.Context(), acmeca.HTTP01, tok); c != nil {
 					w.Header().Set("Content-Type", "text/plain")
 					w.Header().Set("Cache-Control", "no-store")
 					_, _ = w.Write([]byte(c.KeyAuthorization))
 					m.logger().Debug("http-01 challenge answered for another node", slog.String("name", r.Host))
+					m.reportAnswered(r.Context(), key)
 					return
 				}
 			}
@@ -481,10 +584,11 @@ func (m *Manager) challengeCertificate(hello *tls.ClientHelloInfo) (*tls.Certifi
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	c := m.storedChallenge(ctx, acmeca.TLSALPN01, id)
+	c, key := m.storedChallenge(ctx, acmeca.TLSALPN01, id)
 	if c == nil {
 		return nil, err
 	}
+	m.reportAnswered(ctx, key)
 	cert, cerr := acmez.TLSALPN01ChallengeCert(acme.Challenge{Type: c.Type, Identifier: c.Identifier, Token: c.Token, KeyAuthorization: c.KeyAuthorization})
 	if cerr != nil {
 		return nil, fmt.Errorf("certkeeper: tls-alpn-01 answer for %s: %w", name, cerr)
