@@ -141,7 +141,9 @@ func (m *Manager) syncInterval() time.Duration {
 // it is a storage.Notifier) and the periodic check. They end with Close.
 func (m *Manager) startCluster() {
 	m.clu.once.Do(func() {
-		if m.ctx.Err() != nil {
+		// The renewal state these goroutines read is made by the
+		// scheduler's first use: make it happen before they start.
+		if m.ctx.Err() != nil || m.scheduler() == nil {
 			return
 		}
 		if n, ok := m.store.(storage.Notifier); ok {
