@@ -512,6 +512,9 @@ func TestStorageEncryptedRedis(t *testing.T) {
 		if strings.HasPrefix(k, "ck:certificates/") || strings.HasSuffix(k, ".key") {
 			certs++
 		}
+		if strings.HasPrefix(k, "ck:certificates/") && certs == 1 {
+			t.Logf("Redis memory of one sealed ECDSA certificate (%s): %s bytes", k, strings.TrimSpace(redisCLI("MEMORY", "USAGE", k)))
+		}
 		if v := redisCLI("GET", k); strings.Contains(v, "PRIVATE KEY") {
 			t.Errorf("redis-cli GET %s shows a private key in clear", k)
 		}
