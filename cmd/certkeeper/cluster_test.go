@@ -221,7 +221,9 @@ func TestClusterLockHolderKilled(t *testing.T) {
 	}
 	took := time.Since(killed)
 	t.Logf("node 0 completed %s %s after the lock holder was killed (lease %s)", name, took.Round(time.Millisecond), clusterLease)
-	if took > clusterLease+time.Second {
+	// The lease outlives its holder by at most one lease; then a waiter
+	// polls (at most 0.5 s apart) and orders.
+	if took > clusterLease+3*time.Second {
 		t.Errorf("node 0 took %s, want within one lease (%s) plus the issuance", took, clusterLease)
 	}
 }
