@@ -466,6 +466,23 @@ func TestStorageMigrateToRedis(t *testing.T) {
 	if got := ca.Orders(); got != orders {
 		t.Errorf("the proxy on Redis placed %d orders, want 0", got-orders)
 	}
+
+	// Migrating with --to-key-file turns encryption at rest on.
+	keyFile := filepath.Join(t.TempDir(), "storage.key")
+	if err := os.WriteFile(keyFile, []byte(ck(t, 10*time.Second, "storage", "keygen").stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sealed := url + "?prefix=sealed:"
+	if r := ck(t, 60*time.Second, "storage", "migrate", "--from", dir, "--to", sealed, "--to-key-file", keyFile); r.code != 0 {
+		t.Fatalf("storage migrate --to-key-file exited %d: %s", r.code, r.stderr)
+	}
+	r := ck(t, 30*time.Second, "status", "--storage", sealed, "--storage-key-file", keyFile)
+	if r.code != 0 || strings.Count(r.stdout, ".m.test") != len(names) {
+		t.Errorf("status on the encrypted copy: exit %d, want %d names:\n%s%s", r.code, len(names), r.stdout, r.stderr)
+	}
+	if r := ck(t, 30*time.Second, "status", "--storage", sealed); r.code == 0 || !strings.Contains(r.stderr, "--storage-key-file") {
+		t.Errorf("status on the encrypted copy without the key: exit %d, stderr %q", r.code, r.stderr)
+	}
 }
 
 // TestStorageEncryptedRedis: with --storage-key-file, no private key
