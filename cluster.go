@@ -150,6 +150,13 @@ func (m *Manager) subscribe(n storage.Notifier) {
 				cancel()
 			}
 		}
+		// The subscription ended without Close: subscribe again, not in
+		// a tight loop.
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
 	}
 }
 
