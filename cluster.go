@@ -3,14 +3,12 @@ package certkeeper
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -18,12 +16,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
-	"github.com/certkeeper/certkeeper/solver"
-	"github.com/certkeeper/certkeeper/solver/http01"
-	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 	"github.com/certkeeper/certkeeper/storage"
-	"github.com/mholt/acmez/v3"
-	"github.com/mholt/acmez/v3/acme"
 )
 
 // Cluster says how Managers on several nodes that share one Storage (such
@@ -72,6 +65,9 @@ const (
 // clusterState is the Manager's coordination state.
 type clusterState struct {
 	once sync.Once
+
+	mu        sync.Mutex               // guards presented
+	presented map[string]*remoteAnswer // challenge key → another node's answer of it
 }
 
 // errNoLock marks an issuance that did not start because the issue lock
@@ -92,7 +88,9 @@ func (m *Manager) syncInterval() time.Duration {
 // it is a storage.Notifier) and the periodic check. They end with Close.
 func (m *Manager) startCluster() {
 	m.clu.once.Do(func() {
-		if m.ctx.Err() != nil {
+		// The renewal state these goroutines read is made by the
+		// scheduler's first use: make it happen before they start.
+		if m.ctx.Err() != nil || m.scheduler() == nil {
 			return
 		}
 		if n, ok := m.store.(storage.Notifier); ok {
@@ -140,6 +138,10 @@ func (m *Manager) subscribe(n storage.Notifier) {
 		}
 		wait = time.Second
 		for key := range ch {
+			if strings.HasPrefix(key, challengesPrefix) {
+				m.clu.answeredElsewhere(key)
+				continue
+			}
 			if strings.HasPrefix(key, storage.CertificatePrefix("")) {
 				ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 				if err := m.refresh(ctx, key); err != nil {
@@ -147,6 +149,13 @@ func (m *Manager) subscribe(n storage.Notifier) {
 				}
 				cancel()
 			}
+		}
+		// The subscription ended without Close: subscribe again, not in
+		// a tight loop.
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-time.After(time.Second):
 		}
 	}
 }
@@ -342,155 +351,6 @@ func (m *Manager) takeSharedOrder(ctx context.Context, iss issuer.Issuer) error 
 		return fmt.Errorf("storing the shared order count: %w", err)
 	}
 	return nil
-}
-
-// sharedChallenge is a challenge answer kept in storage while the
-// challenge is in progress. The key authorization is not secret: it is
-// what the CA fetches over plain HTTP.
-type sharedChallenge struct {
-	Type             string          `json:"type"`
-	Identifier       acme.Identifier `json:"identifier"`
-	Token            string          `json:"token"`
-	KeyAuthorization string          `json:"key_authorization"`
-	Expires          time.Time       `json:"expires"`
-}
-
-// sharedSolver wraps one of the Manager's own solvers: Present also
-// writes the answer to storage, so any node sharing the storage can
-// answer the CA's validation request (behind a load balancer it may reach
-// any of them), and CleanUp removes it.
-type sharedSolver struct {
-	local solver.Solver
-	typ   string
-	m     *Manager
-}
-
-// challengeID is the part of a shared challenge's key that a validation
-// request names: the token for http-01, the SNI for tls-alpn-01.
-func challengeID(typ string, chal acme.Challenge) (string, error) {
-	if typ == acmeca.TLSALPN01 {
-		return storage.NameSegment(tlsalpn01.SNI(chal.Identifier))
-	}
-	return chal.Token, nil
-}
-
-// Present implements solver.Solver. A failure to share is logged, not
-// returned: this node can still answer the validation itself.
-func (s *sharedSolver) Present(ctx context.Context, chal acme.Challenge) error {
-	if err := s.local.Present(ctx, chal); err != nil {
-		return err
-	}
-	id, err := challengeID(s.typ, chal)
-	if err == nil {
-		var key string
-		if key, err = storage.ChallengeKey(s.typ, id); err == nil {
-			data, _ := json.Marshal(sharedChallenge{Type: s.typ, Identifier: chal.Identifier, Token: chal.Token,
-				KeyAuthorization: chal.KeyAuthorization, Expires: time.Now().Add(challengeTTL).UTC()})
-			sctx, cancel := context.WithTimeout(ctx, notifyTimeout)
-			err = s.m.store.Store(sctx, key, data)
-			cancel()
-		}
-	}
-	if err != nil {
-		s.m.logger().Warn("sharing the challenge answer with other nodes; only this node can answer it",
-			slog.String("name", chal.Identifier.Value), slog.String("challenge", s.typ), slog.Any("err", err))
-	}
-	return nil
-}
-
-// CleanUp implements solver.Solver.
-func (s *sharedSolver) CleanUp(ctx context.Context, chal acme.Challenge) error {
-	err := s.local.CleanUp(ctx, chal)
-	if id, ierr := challengeID(s.typ, chal); ierr == nil {
-		if key, kerr := storage.ChallengeKey(s.typ, id); kerr == nil {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
-			if derr := s.m.store.Delete(sctx, key); derr != nil {
-				s.m.logger().Debug("removing a shared challenge answer", slog.String("key", key), slog.Any("err", derr))
-			}
-			cancel()
-		}
-	}
-	return err
-}
-
-// Answered implements solver.Answerer for validations this node answers;
-// one answered by another node is seen by the issuer's polling.
-func (s *sharedSolver) Answered(chal acme.Challenge) <-chan struct{} {
-	if a, ok := s.local.(solver.Answerer); ok {
-		return a.Answered(chal)
-	}
-	return nil
-}
-
-// storedChallenge returns the shared challenge of type typ for id, or
-// nil if there is none in progress.
-func (m *Manager) storedChallenge(ctx context.Context, typ, id string) *sharedChallenge {
-	key, err := storage.ChallengeKey(typ, id)
-	if err != nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
-	defer cancel()
-	data, err := m.store.Load(ctx, key)
-	if err != nil {
-		return nil
-	}
-	var c sharedChallenge
-	if json.Unmarshal(data, &c) != nil || c.Type != typ || time.Now().After(c.Expires) {
-		return nil
-	}
-	return &c
-}
-
-// challengeHandler answers http-01 requests from this node's solver, and
-// for tokens it does not hold, from the answers other nodes shared.
-func (m *Manager) challengeHandler(fallback http.Handler) http.Handler {
-	local := m.http01.Handler(fallback)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.URL.Path, http01.PathPrefix)
-		if ok && tok != "" && len(tok) <= 256 && !strings.Contains(tok, "/") &&
-			(r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			if _, held := m.http01.KeyAuthorization(tok); !held {
-				if c := m.storedChallenge(r.Context(), acmeca.HTTP01, tok); c != nil {
-					w.Header().Set("Content-Type", "text/plain")
-					w.Header().Set("Cache-Control", "no-store")
-					_, _ = w.Write([]byte(c.KeyAuthorization))
-					m.logger().Debug("http-01 challenge answered for another node", slog.String("name", r.Host))
-					return
-				}
-			}
-		}
-		local.ServeHTTP(w, r)
-	})
-}
-
-// challengeCertificate answers a tls-alpn-01 validation handshake from
-// this node's solver, and for a name it has no challenge for, from the
-// answer another node shared.
-func (m *Manager) challengeCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	cert, err := m.alpn.GetCertificate(hello)
-	if err == nil || !errors.Is(err, tlsalpn01.ErrNoChallenge) {
-		return cert, err
-	}
-	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
-	id, serr := storage.NameSegment(name)
-	if serr != nil {
-		return nil, err
-	}
-	ctx := hello.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	c := m.storedChallenge(ctx, acmeca.TLSALPN01, id)
-	if c == nil {
-		return nil, err
-	}
-	cert, cerr := acmez.TLSALPN01ChallengeCert(acme.Challenge{Type: c.Type, Identifier: c.Identifier, Token: c.Token, KeyAuthorization: c.KeyAuthorization})
-	if cerr != nil {
-		return nil, fmt.Errorf("certkeeper: tls-alpn-01 answer for %s: %w", name, cerr)
-	}
-	m.logger().Debug("tls-alpn-01 challenge answered for another node", slog.String("name", name))
-	return cert, nil
 }
 
 // heldRecord describes the certificate held in memory under key (names

@@ -26,15 +26,21 @@ import (
 	"github.com/certkeeper/certkeeper/storage/redisstore"
 )
 
-// clusterNodes starts n Managers on one Redis; node 0 serves on the port
-// Pebble validates tls-alpn-01 on, the others on ports of their own, so
-// every order a node other than 0 places is validated through node 0.
+// clusterNodes starts n Managers on one standalone Redis; node 0 serves on
+// the port Pebble validates tls-alpn-01 on, the others on ports of their
+// own, so every order a node other than 0 places is validated through
+// node 0.
 func clusterNodes(t *testing.T, ca *testca.CA, n int, tune func(*certkeeper.Manager)) []*server {
 	t.Helper()
-	rs := testsvc.Redis(t)
+	return clusterNodesOn(t, "redis://"+testsvc.Redis(t).Addr()+"?lease=2s", ca, n, tune)
+}
+
+// clusterNodesOn is clusterNodes on the Redis that url names.
+func clusterNodesOn(t *testing.T, url string, ca *testca.CA, n int, tune func(*certkeeper.Manager)) []*server {
+	t.Helper()
 	var nodes []*server
 	for i := range n {
-		st, err := redisstore.Open("redis://" + rs.Addr() + "?lease=2s")
+		st, err := redisstore.Open(url)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,13 +59,24 @@ func clusterNodes(t *testing.T, ca *testca.CA, n int, tune func(*certkeeper.Mana
 	return nodes
 }
 
-// TestClusterOneOrderPerName: three Managers on one Redis, handshakes for
+// TestClusterOneOrderPerName: three Managers on one Redis (a standalone
+// server, and a 3-master Redis Cluster), handshakes for
 // new names on all of them at once: one order per name, one serial per
 // name on every node, and orders placed by nodes the CA does not
 // validate through succeed (their challenge answers are shared).
 func TestClusterOneOrderPerName(t *testing.T) {
-	ca := testca.Start(t, testca.Options{})
-	nodes := clusterNodes(t, ca, 3, nil)
+	t.Run("standalone", func(t *testing.T) {
+		ca := testca.Start(t, testca.Options{})
+		oneOrderPerName(t, ca, clusterNodes(t, ca, 3, nil))
+	})
+	t.Run("cluster", func(t *testing.T) {
+		rc := testsvc.RedisCluster(t, 3)
+		ca := testca.Start(t, testca.Options{})
+		oneOrderPerName(t, ca, clusterNodesOn(t, "redis+cluster://"+strings.Join(rc.Addrs(), ",")+"/?lease=2s", ca, 3, nil))
+	})
+}
+
+func oneOrderPerName(t *testing.T, ca *testca.CA, nodes []*server) {
 	roots := ca.IssuingRootPool(t)
 	const names = 8
 	serials := make([][]string, names)

@@ -179,9 +179,13 @@ func TestClusterFiftyNames(t *testing.T) {
 // 0 while node 1 orders; node 1's order succeeds.
 func TestClusterValidationElsewhere(t *testing.T) {
 	c := newCluster(t, testca.Options{}, 2)
+	start := time.Now()
 	if _, err := c.serial(c.nodes[1], "v.cluster.test", 60*time.Second); err != nil {
 		t.Fatalf("node 1 ordering a name the CA validates through node 0: %v", err)
 	}
+	// Node 0 reports the answer over pub/sub, so node 1 polls the CA at
+	// once rather than after its 2 s wait for an answer of its own.
+	t.Logf("first handshake on node 1, validated through node 0: %s", time.Since(start).Round(time.Millisecond))
 	if !strings.Contains(c.nodes[1].proc.output(), "certificate obtained") {
 		t.Error("node 1 did not obtain the certificate itself")
 	}
@@ -217,7 +221,9 @@ func TestClusterLockHolderKilled(t *testing.T) {
 	}
 	took := time.Since(killed)
 	t.Logf("node 0 completed %s %s after the lock holder was killed (lease %s)", name, took.Round(time.Millisecond), clusterLease)
-	if took > clusterLease+time.Second {
+	// The lease outlives its holder by at most one lease; then a waiter
+	// polls (at most 0.5 s apart) and orders.
+	if took > clusterLease+3*time.Second {
 		t.Errorf("node 0 took %s, want within one lease (%s) plus the issuance", took, clusterLease)
 	}
 }
@@ -460,12 +466,30 @@ func TestStorageMigrateToRedis(t *testing.T) {
 	if got := ca.Orders(); got != orders {
 		t.Errorf("the proxy on Redis placed %d orders, want 0", got-orders)
 	}
+
+	// Migrating with --to-key-file turns encryption at rest on.
+	keyFile := filepath.Join(t.TempDir(), "storage.key")
+	if err := os.WriteFile(keyFile, []byte(ck(t, 10*time.Second, "storage", "keygen").stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sealed := url + "?prefix=sealed:"
+	if r := ck(t, 60*time.Second, "storage", "migrate", "--from", dir, "--to", sealed, "--to-key-file", keyFile); r.code != 0 {
+		t.Fatalf("storage migrate --to-key-file exited %d: %s", r.code, r.stderr)
+	}
+	r := ck(t, 30*time.Second, "status", "--storage", sealed, "--storage-key-file", keyFile)
+	if r.code != 0 || strings.Count(r.stdout, ".m.test") != len(names) {
+		t.Errorf("status on the encrypted copy: exit %d, want %d names:\n%s%s", r.code, len(names), r.stdout, r.stderr)
+	}
+	if r := ck(t, 30*time.Second, "status", "--storage", sealed); r.code == 0 || !strings.Contains(r.stderr, "--storage-key-file") {
+		t.Errorf("status on the encrypted copy without the key: exit %d, stderr %q", r.code, r.stderr)
+	}
 }
 
 // TestStorageEncryptedRedis: with --storage-key-file, no private key
 // appears in clear in what redis-cli --scan and GET show, the proxy serves
 // as before (also after a restart), and a wrong key file fails at start
-// with a clear error.
+// with a clear error. The key is then rotated: the new key alone serves
+// everything, the retired one opens nothing.
 func TestStorageEncryptedRedis(t *testing.T) {
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
@@ -507,6 +531,9 @@ func TestStorageEncryptedRedis(t *testing.T) {
 		if strings.HasPrefix(k, "ck:certificates/") || strings.HasSuffix(k, ".key") {
 			certs++
 		}
+		if strings.HasPrefix(k, "ck:certificates/") && certs == 1 {
+			t.Logf("Redis memory of one sealed ECDSA certificate (%s): %s bytes", k, strings.TrimSpace(redisCLI("MEMORY", "USAGE", k)))
+		}
 		if v := redisCLI("GET", k); strings.Contains(v, "PRIVATE KEY") {
 			t.Errorf("redis-cli GET %s shows a private key in clear", k)
 		}
@@ -535,6 +562,37 @@ func TestStorageEncryptedRedis(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, "--storage-key-file") {
 			t.Errorf("proxy with key file %v: exit %d, stderr %q; want a failure naming --storage-key-file", extra, r.code, r.stderr)
 		}
+	}
+
+	// Rotation: a key file of the new key and the old one, rekey, then
+	// the new key alone opens everything.
+	newFile, rotated := filepath.Join(dir, "new.key"), filepath.Join(dir, "rotated.key")
+	r := ck(t, 10*time.Second, "storage", "keygen")
+	oldKey, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(newFile, []byte(r.stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rotated, []byte(r.stdout+string(oldKey)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := ck(t, 20*time.Second, "storage", "rekey", "--storage", c.url, "--storage-key-file", rotated); r.code != 0 {
+		t.Fatalf("storage rekey exited %d: %s", r.code, r.stderr)
+	} else {
+		t.Logf("rekey: %s", strings.TrimSpace(r.stderr))
+	}
+	_ = c.nodes[0].proc.cmd.Process.Kill()
+	_ = c.nodes[0].proc.cmd.Wait()
+	c.start(t, 0, "--storage-key-file", newFile)
+	for _, name := range names {
+		if s, err := c.serial(c.nodes[0], name, 10*time.Second); err != nil || s != first[name][0] {
+			t.Errorf("after rotation %s: serial %s, %v; want %s", name, s, err, first[name][0])
+		}
+	}
+	if r := ck(t, 20*time.Second, "status", "--storage", c.url, "--storage-key-file", keyFile); r.code == 0 {
+		t.Errorf("status with the retired key succeeded after rekey:\n%s", r.stdout)
 	}
 	if got := c.ca.Orders(); got != orders {
 		t.Errorf("%d orders placed after the restart, want 0", got-orders)

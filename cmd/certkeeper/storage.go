@@ -17,7 +17,7 @@ import (
 func storageCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper storage COMMAND [flags]",
-		Short:     "export and import certkeeper's state",
+		Short:     "export, import, migrate and encrypt certkeeper's state",
 		Long: `The storage commands work on certkeeper's state as a whole: the ACME accounts and their keys,
 the certificates and their keys, the local CA and the renewal state kept in --storage.
 
@@ -27,7 +27,12 @@ Move certkeeper to a new server:
 	scp state.tar.gz new-server:
 	# then, on the new server:
 	certkeeper storage import state.tar.gz
-	certkeeper status`,
+	certkeeper status
+
+Grow a single node into a cluster, with private keys encrypted at rest:
+
+	(umask 077; certkeeper storage keygen > storage.key)
+	certkeeper storage migrate --from /var/lib/certkeeper --to redis://10.0.0.5:6379/0 --to-key-file storage.key`,
 		Commands: []*Command{storageExportCmd(), storageImportCmd(), storageMigrateCmd(), storageKeygenCmd(), storageRekeyCmd()},
 	}
 }

@@ -306,11 +306,19 @@ func mkdirs(dir string) error {
 			return err
 		}
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	for attempt := 0; ; attempt++ {
+		err := os.Mkdir(dir, 0o700)
+		if err == nil {
+			break
+		}
 		if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
 			return nil // created concurrently
 		}
-		return err
+		// Created and removed again between Mkdir and Stat (a lock
+		// directory whose last holder just left): try again.
+		if !errors.Is(err, fs.ErrExist) || attempt == 2 {
+			return err
+		}
 	}
 	return syncDir(parent)
 }

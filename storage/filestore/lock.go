@@ -183,6 +183,9 @@ func (l *lease) try(ttl time.Duration) (held bool, err error) {
 			break
 		}
 	}
+	if isNotExist(err) {
+		return false, nil // holders keep leaving as fast as we arrive: wait and try again
+	}
 	if err != nil {
 		return false, err
 	}

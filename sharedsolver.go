@@ -1,0 +1,271 @@
+package certkeeper
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/http01"
+	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/mholt/acmez/v3"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// Challenge answers shared through storage, so that whichever node of a
+// cluster the CA's validation request reaches can answer it.
+
+// remoteAnswer tracks one challenge this node presented: answered closes
+// when another node reports that it answered the CA's validation request,
+// done when the challenge is cleaned up.
+type remoteAnswer struct {
+	answered, done chan struct{}
+	once           sync.Once
+}
+
+// expect registers a challenge this node presented under key.
+func (c *clusterState) expect(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.presented == nil {
+		c.presented = make(map[string]*remoteAnswer)
+	}
+	if old := c.presented[key]; old != nil {
+		close(old.done)
+	}
+	c.presented[key] = &remoteAnswer{answered: make(chan struct{}), done: make(chan struct{})}
+}
+
+// lookup returns the registration of the challenge under key, or nil.
+func (c *clusterState) lookup(key string) *remoteAnswer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.presented[key]
+}
+
+// answeredElsewhere notes another node's report that it answered the
+// challenge under key.
+func (c *clusterState) answeredElsewhere(key string) {
+	if r := c.lookup(key); r != nil {
+		r.once.Do(func() { close(r.answered) })
+	}
+}
+
+// forget ends the registration of the challenge under key.
+func (c *clusterState) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.presented[key]; r != nil {
+		close(r.done)
+		delete(c.presented, key)
+	}
+}
+
+// sharedChallenge is a challenge answer kept in storage while the
+// challenge is in progress. The key authorization is not secret: it is
+// what the CA fetches over plain HTTP.
+type sharedChallenge struct {
+	Type             string          `json:"type"`
+	Identifier       acme.Identifier `json:"identifier"`
+	Token            string          `json:"token"`
+	KeyAuthorization string          `json:"key_authorization"`
+	Expires          time.Time       `json:"expires"`
+}
+
+// sharedSolver wraps one of the Manager's own solvers: Present also
+// writes the answer to storage, so any node sharing the storage can
+// answer the CA's validation request (behind a load balancer it may reach
+// any of them), and CleanUp removes it.
+type sharedSolver struct {
+	local solver.Solver
+	typ   string
+	m     *Manager
+}
+
+// challengesPrefix starts the keys of shared challenge answers
+// (storage.ChallengeKey).
+const challengesPrefix = "challenges/"
+
+// challengeKey is the storage key of chal's shared answer.
+func (s *sharedSolver) challengeKey(chal acme.Challenge) (string, error) {
+	id, err := challengeID(s.typ, chal)
+	if err != nil {
+		return "", err
+	}
+	return storage.ChallengeKey(s.typ, id)
+}
+
+// challengeID is the part of a shared challenge's key that a validation
+// request names: the token for http-01, the SNI for tls-alpn-01.
+func challengeID(typ string, chal acme.Challenge) (string, error) {
+	if typ == acmeca.TLSALPN01 {
+		return storage.NameSegment(tlsalpn01.SNI(chal.Identifier))
+	}
+	return chal.Token, nil
+}
+
+// Present implements solver.Solver. A failure to share is logged, not
+// returned: this node can still answer the validation itself.
+func (s *sharedSolver) Present(ctx context.Context, chal acme.Challenge) error {
+	if err := s.local.Present(ctx, chal); err != nil {
+		return err
+	}
+	key, err := s.challengeKey(chal)
+	if err == nil {
+		// Subscribed before the CA is told to validate, so the notice
+		// of another node answering it is not missed.
+		s.m.startCluster()
+		s.m.clu.expect(key)
+		data, _ := json.Marshal(sharedChallenge{Type: s.typ, Identifier: chal.Identifier, Token: chal.Token,
+			KeyAuthorization: chal.KeyAuthorization, Expires: time.Now().Add(challengeTTL).UTC()})
+		sctx, cancel := context.WithTimeout(ctx, notifyTimeout)
+		err = s.m.store.Store(sctx, key, data)
+		cancel()
+	}
+	if err != nil {
+		s.m.logger().Warn("sharing the challenge answer with other nodes; only this node can answer it",
+			slog.String("name", chal.Identifier.Value), slog.String("challenge", s.typ), slog.Any("err", err))
+	}
+	return nil
+}
+
+// CleanUp implements solver.Solver.
+func (s *sharedSolver) CleanUp(ctx context.Context, chal acme.Challenge) error {
+	err := s.local.CleanUp(ctx, chal)
+	if key, kerr := s.challengeKey(chal); kerr == nil {
+		s.m.clu.forget(key)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+		if derr := s.m.store.Delete(sctx, key); derr != nil {
+			s.m.logger().Debug("removing a shared challenge answer", slog.String("key", key), slog.Any("err", derr))
+		}
+		cancel()
+	}
+	return err
+}
+
+// Answered implements solver.Answerer: the channel closes once the CA's
+// validation request has been answered, by this node or — as its notice
+// says — by another. Without notices, a validation answered elsewhere is
+// seen by the issuer's polling.
+func (s *sharedSolver) Answered(chal acme.Challenge) <-chan struct{} {
+	var local <-chan struct{}
+	if a, ok := s.local.(solver.Answerer); ok {
+		local = a.Answered(chal)
+	}
+	key, err := s.challengeKey(chal)
+	if err != nil {
+		return local
+	}
+	r := s.m.clu.lookup(key)
+	if r == nil {
+		return local
+	}
+	out := make(chan struct{})
+	go func() { // ends at CleanUp at the latest
+		select {
+		case <-local:
+			close(out)
+		case <-r.answered:
+			close(out)
+		case <-r.done:
+		}
+	}()
+	return out
+}
+
+// reportAnswered tells the node that presented the challenge under key
+// that this node answered the CA's validation request, so its issuer
+// polls the CA at once.
+func (m *Manager) reportAnswered(ctx context.Context, key string) {
+	n, ok := m.store.(storage.Notifier)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+	defer cancel()
+	if err := n.Notify(ctx, key); err != nil {
+		m.logger().Debug("reporting an answered challenge", slog.String("key", key), slog.Any("err", err))
+	}
+}
+
+// storedChallenge returns the shared challenge of type typ for id and its
+// key, or nil if there is none in progress.
+func (m *Manager) storedChallenge(ctx context.Context, typ, id string) (*sharedChallenge, string) {
+	key, err := storage.ChallengeKey(typ, id)
+	if err != nil {
+		return nil, ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
+	defer cancel()
+	data, err := m.store.Load(ctx, key)
+	if err != nil {
+		return nil, ""
+	}
+	var c sharedChallenge
+	if json.Unmarshal(data, &c) != nil || c.Type != typ || time.Now().After(c.Expires) {
+		return nil, ""
+	}
+	return &c, key
+}
+
+// challengeHandler answers http-01 requests from this node's solver, and
+// for tokens it does not hold, from the answers other nodes shared.
+func (m *Manager) challengeHandler(fallback http.Handler) http.Handler {
+	local := m.http01.Handler(fallback)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.URL.Path, http01.PathPrefix)
+		if ok && tok != "" && len(tok) <= 256 && !strings.Contains(tok, "/") &&
+			(r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			if _, held := m.http01.KeyAuthorization(tok); !held {
+				if c, key := m.storedChallenge(r.Context(), acmeca.HTTP01, tok); c != nil {
+					w.Header().Set("Content-Type", "text/plain")
+					w.Header().Set("Cache-Control", "no-store")
+					_, _ = w.Write([]byte(c.KeyAuthorization))
+					m.logger().Debug("http-01 challenge answered for another node", slog.String("name", r.Host))
+					m.reportAnswered(r.Context(), key)
+					return
+				}
+			}
+		}
+		local.ServeHTTP(w, r)
+	})
+}
+
+// challengeCertificate answers a tls-alpn-01 validation handshake from
+// this node's solver, and for a name it has no challenge for, from the
+// answer another node shared.
+func (m *Manager) challengeCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	cert, err := m.alpn.GetCertificate(hello)
+	if err == nil || !errors.Is(err, tlsalpn01.ErrNoChallenge) {
+		return cert, err
+	}
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	id, serr := storage.NameSegment(name)
+	if serr != nil {
+		return nil, err
+	}
+	ctx := hello.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c, key := m.storedChallenge(ctx, acmeca.TLSALPN01, id)
+	if c == nil {
+		return nil, err
+	}
+	m.reportAnswered(ctx, key)
+	cert, cerr := acmez.TLSALPN01ChallengeCert(acme.Challenge{Type: c.Type, Identifier: c.Identifier, Token: c.Token, KeyAuthorization: c.KeyAuthorization})
+	if cerr != nil {
+		return nil, fmt.Errorf("certkeeper: tls-alpn-01 answer for %s: %w", name, cerr)
+	}
+	m.logger().Debug("tls-alpn-01 challenge answered for another node", slog.String("name", name))
+	return cert, nil
+}
