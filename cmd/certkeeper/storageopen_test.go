@@ -50,7 +50,7 @@ func TestProxyConfigStorageKeys(t *testing.T) {
 	if err := os.WriteFile(f, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadProxyConfig(f, &proxyConfig{OrderLimit: "5/1m"}, map[string]bool{"order-limit": true})
+	cfg, err := loadProxyConfig(f, &proxyConfig{engineConfig: engineConfig{OrderLimit: "5/1m"}}, map[string]bool{"order-limit": true})
 	if err != nil {
 		t.Fatal(err)
 	}
