@@ -64,6 +64,25 @@ func (e *UnavailableError) Unwrap() error { return e.Err }
 // is worthwhile.
 const defaultRetryAfter = 10 * time.Second
 
+// Cached returns the certificate for name if it is in memory (obtained,
+// loaded or a CertFiles certificate), without I/O, lock or allocation;
+// name must already be normalised to be found. It lets a front-end skip
+// the set-up of a wait (a context with a deadline) that only CertificateFor
+// on a miss needs.
+func (m *Manager) Cached(name string) (Served, bool) {
+	if m.init() != nil {
+		return Served{}, false
+	}
+	if e := m.cache.get(name); e != nil {
+		e.touch(time.Now())
+		return Served{Certificate: e.serve(), Names: e.names}, true
+	}
+	if e := m.manual.get(name); e != nil {
+		return Served{Certificate: e.serve(), Names: e.names, Manual: true}, true
+	}
+	return Served{}, false
+}
+
 // CertificateFor returns the certificate a handshake for name would get,
 // for front-ends that hand certificates out rather than terminate TLS
 // (the certificate server). It takes the same path as GetCertificate —
@@ -76,23 +95,18 @@ const defaultRetryAfter = 10 * time.Second
 //
 // A certificate in memory is returned without a lock or allocation.
 func (m *Manager) CertificateFor(ctx context.Context, name string, client netip.Addr) (Served, error) {
+	if s, ok := m.Cached(name); ok {
+		return s, nil
+	}
 	if err := m.init(); err != nil {
 		return Served{}, err
-	}
-	if e := m.cache.get(name); e != nil {
-		e.touch(time.Now())
-		return Served{Certificate: e.serve(), Names: e.names}, nil
 	}
 	norm, err := policy.Normalize(name)
 	if err != nil {
 		return Served{}, err
 	}
-	if e := m.cache.get(norm); e != nil {
-		e.touch(time.Now())
-		return Served{Certificate: e.serve(), Names: e.names}, nil
-	}
-	if e := m.manual.get(norm); e != nil {
-		return Served{Certificate: e.serve(), Names: e.names, Manual: true}, nil
+	if s, ok := m.Cached(norm); ok {
+		return s, nil
 	}
 	e, err := m.onDemand(ctx, norm, "", client)
 	if err != nil {

@@ -165,12 +165,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusUnauthorized, "a bearer token or a client certificate is required")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.issueTimeout())
-	defer cancel()
-	served, err := h.Manager.CertificateFor(ctx, req.name, netip.Addr{})
-	if err != nil {
-		h.failLookup(w, req.name, err)
-		return
+	served, ok := h.Manager.Cached(req.name)
+	if !ok {
+		ctx, cancel := context.WithTimeout(r.Context(), h.issueTimeout())
+		var err error
+		served, err = h.Manager.CertificateFor(ctx, req.name, netip.Addr{})
+		cancel()
+		if err != nil {
+			h.failLookup(w, req.name, err)
+			return
+		}
 	}
 	rd := h.render(req.name, served)
 	switch req.kind {

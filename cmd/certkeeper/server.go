@@ -306,5 +306,11 @@ func auditLogger(file string, env *Env) (*slog.Logger, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("--audit-log: %w", err)
 	}
-	return slog.New(slog.NewJSONHandler(f, nil)), func() { f.Close() }, nil
+	aw := certserver.NewAuditWriter(f)
+	return slog.New(slog.NewJSONHandler(aw, nil)), func() {
+		if err := aw.Close(); err != nil {
+			env.Logger.Error("writing the audit log", slog.String("file", file), slog.Any("err", err))
+		}
+		f.Close()
+	}, nil
 }
