@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -63,44 +62,44 @@ func (b *backend) last() (string, http.Header) {
 // startProxy runs "certkeeper proxy args..." and waits until it listens.
 func startProxy(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"proxy"}, args...)...)
-	stderr, err := cmd.StderrPipe()
+	cmd, _ := startProxyAt(t, binary, args...)
+	return cmd
+}
+
+// startProxyAt runs "bin proxy args..." and waits until it listens. The
+// returned func gives its output so far, and that of processes it started
+// with the same stderr: a file, not a pipe, so that a successor outliving
+// the proxy can still write to it.
+func startProxyAt(t *testing.T, bin string, args ...string) (*exec.Cmd, func() string) {
+	t.Helper()
+	logFile := filepath.Join(t.TempDir(), "proxy.log")
+	f, err := os.Create(logFile)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.Close()
+	cmd := exec.Command(bin, append([]string{"proxy"}, args...)...)
+	cmd.Stderr = f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan struct{})
-	var logMu sync.Mutex
-	var logs strings.Builder
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := sync.Once{}
-		for sc.Scan() {
-			logMu.Lock()
-			logs.WriteString(sc.Text() + "\n")
-			logMu.Unlock()
-			if strings.Contains(sc.Text(), "proxy listening") {
-				once.Do(func() { close(ready) })
-			}
-		}
-	}()
+	logs := func() string {
+		data, _ := os.ReadFile(logFile)
+		return string(data)
+	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if t.Failed() {
-			logMu.Lock()
-			t.Logf("proxy output:\n%s", logs.String())
-			logMu.Unlock()
+			t.Logf("proxy output:\n%s", logs())
 		}
 	})
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatal("proxy did not start listening within 30 s")
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs(), "proxy listening"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("proxy did not start listening within 30 s")
+		}
 	}
-	return cmd
+	return cmd, logs
 }
 
 // writeRoots writes Pebble's issuing roots as a PEM file for curl.
