@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,5 +90,17 @@ func TestLaunchdPlist(t *testing.T) {
 	}
 	if len(doc.Dict.Arrays) == 0 || len(doc.Dict.Arrays[0].Strings) < 2 || doc.Dict.Arrays[0].Strings[1] != "proxy" {
 		t.Errorf("ProgramArguments = %+v, want certkeeper proxy ...", doc.Dict.Arrays)
+	}
+}
+
+// TestServiceElsewhere: outside Windows, "certkeeper service" says where
+// to look instead. (The Windows code is built for GOOS=windows in CI.)
+func TestServiceElsewhere(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("this is Windows")
+	}
+	r := ck(t, 30*time.Second, "service", "install", "--", "proxy")
+	if r.code != 1 || !strings.Contains(r.stderr, "deploy/certkeeper.service") {
+		t.Errorf("service install: exit %d\n%s", r.code, r.stderr)
 	}
 }

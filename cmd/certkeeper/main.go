@@ -110,7 +110,7 @@ Get one from Let's Encrypt (this host must be reachable on port 80 as a.example)
 	certkeeper cert issue -d a.example -d www.a.example --email you@a.example
 
 Run "certkeeper help COMMAND" or "certkeeper COMMAND --help" for a command's flags and examples.`,
-		Commands: []*Command{proxyCmd(), alpnProxyCmd(), statusCmd(), doctorCmd(), certCmd(), accountCmd(), caCmd(), storageCmd(), versionCmd()},
+		Commands: []*Command{proxyCmd(), alpnProxyCmd(), statusCmd(), doctorCmd(), certCmd(), accountCmd(), caCmd(), storageCmd(), serviceCmd(), versionCmd()},
 	}
 }
 
