@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"net"
 	"os"
@@ -102,5 +103,27 @@ func TestServiceElsewhere(t *testing.T) {
 	r := ck(t, 30*time.Second, "service", "install", "--", "proxy")
 	if r.code != 1 || !strings.Contains(r.stderr, "deploy/certkeeper.service") {
 		t.Errorf("service install: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestJSONLogs: with --log-format json every line on stderr is a JSON
+// object with time, level and msg, the proxy's own messages included.
+func TestJSONLogs(t *testing.T) {
+	_, logs := startProxyAt(t, binary, "--tls-addr", "127.0.0.1:0", "--storage", t.TempDir(), "--log-format", "json", "--log-level", "info")
+	lines := strings.Split(strings.TrimSpace(logs()), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("only %d lines of logs:\n%s", len(lines), logs())
+	}
+	for _, line := range lines {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("not JSON: %q: %v", line, err)
+			continue
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := rec[k]; !ok {
+				t.Errorf("record without %q: %s", k, line)
+			}
+		}
 	}
 }

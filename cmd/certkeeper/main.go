@@ -155,6 +155,9 @@ func run(ctx context.Context, env *Env, args []string) int {
 		return exitUsage
 	}
 	env.Logger = logger
+	if *logFormat == "json" {
+		env.Stderr = newJSONLines(env.Stderr)
+	}
 	if err := cmd.Run(ctx, env, fs.Args()); err != nil {
 		var uerr *usageError
 		if errors.As(err, &uerr) {
