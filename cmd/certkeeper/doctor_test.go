@@ -63,8 +63,9 @@ func TestDoctor(t *testing.T) {
 		`forbidden.a.test. 60 IN CAA 0 iodef "mailto:security@a.test"`)
 	ca := testca.Start(t, testca.Options{})
 	port := strconv.Itoa(testsvc.FreePort(t))
+	storageDir := t.TempDir()
 	base := []string{"--resolver", named.Addr(), "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(),
-		"--storage", t.TempDir()}
+		"--storage", storageDir}
 
 	// Healthy: every name resolves to 127.0.0.1 in the test zone.
 	code, res := doctorResults(t, append(base, "-d", "ok.a.test", "--addr", "127.0.0.1:"+port)...)
@@ -100,5 +101,22 @@ func TestDoctor(t *testing.T) {
 				t.Errorf("check %q = %+v\nwant FAIL, the detail naming %q, the fix %q", tt.check, r, tt.detail, tt.fix)
 			}
 		})
+	}
+
+	// The account: valid once registered, flagged once deactivated.
+	acct := []string{"--email", "ops@a.test", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--storage", storageDir}
+	if r := ck(t, time.Minute, append([]string{"account", "register", "--agree-tos"}, acct...)...); r.code != 0 {
+		t.Fatalf("account register: exit %d\n%s", r.code, r.stderr)
+	}
+	_, res = doctorResults(t, append(base, "-d", "ok.a.test", "--email", "ops@a.test")...)
+	if r := res["account"]; r.Status != doctor.OK || !strings.Contains(r.Detail, "is valid") {
+		t.Errorf("registered account: %+v, want ok, valid", r)
+	}
+	if r := ck(t, time.Minute, append([]string{"account", "deactivate", "--yes"}, acct...)...); r.code != 0 {
+		t.Fatalf("account deactivate: exit %d\n%s", r.code, r.stderr)
+	}
+	code, res = doctorResults(t, append(base, "-d", "ok.a.test", "--email", "ops@a.test")...)
+	if r := res["account"]; code != 1 || r.Status != doctor.Fail || r.Fix == "" {
+		t.Errorf("deactivated account: exit %d, %+v, want FAIL with a fix", code, r)
 	}
 }
