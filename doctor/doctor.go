@@ -439,9 +439,12 @@ func checkAccount(ctx context.Context, c Config, caUp bool) Result {
 	iss := &acmeca.Issuer{DirectoryURL: c.DirectoryURL, Email: c.Email, Storage: c.Storage, HTTPClient: c.HTTPClient}
 	acct, err := iss.AccountStatus(ctx)
 	switch {
+	case errors.Is(err, acmeca.ErrAccountDeactivated):
+		r.Status, r.Detail = Fail, err.Error()
+		r.Fix = "a deactivated account cannot order: use another --email (a new account is registered), or remove the old one from storage (accounts/)"
 	case err != nil:
 		r.Status, r.Detail = Fail, err.Error()
-		r.Fix = "certkeeper account recover (the CA lost the account) or certkeeper account status for details"
+		r.Fix = "certkeeper account recover (when the CA lost the account), or certkeeper account show for details"
 	case acct.Status != "valid":
 		r.Status, r.Detail = Fail, fmt.Sprintf("the account %s is %s", acct.Location, acct.Status)
 		r.Fix = "a deactivated or revoked account cannot order: remove it from storage (accounts/) to register a new one"

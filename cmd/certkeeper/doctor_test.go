@@ -116,7 +116,7 @@ func TestDoctor(t *testing.T) {
 		t.Fatalf("account deactivate: exit %d\n%s", r.code, r.stderr)
 	}
 	code, res = doctorResults(t, append(base, "-d", "ok.a.test", "--email", "ops@a.test")...)
-	if r := res["account"]; code != 1 || r.Status != doctor.Fail || r.Fix == "" {
+	if r := res["account"]; code != 1 || r.Status != doctor.Fail || !strings.Contains(r.Fix, "another --email") {
 		t.Errorf("deactivated account: exit %d, %+v, want FAIL with a fix", code, r)
 	}
 }
