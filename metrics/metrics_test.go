@@ -2,11 +2,16 @@ package metrics_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/issuer"
@@ -72,5 +77,43 @@ func TestErrorType(t *testing.T) {
 				t.Errorf("ErrorType(%v) = %q, want %q", tt.err, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestHandler: metrics.Handler follows a Manager that exists already
+// (certkeeper server's case) through its events, and its goroutine ends
+// when the Manager is closed.
+func TestHandler(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	before := runtime.NumGoroutine()
+	h := metrics.Handler(m)
+	if err := m.Cert(t.Context(), "a.test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"}); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		body = rec.Body.String()
+		if strings.Contains(body, `certkeeper_events_total{kind="obtained"} 1`) || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range []string{`certkeeper_events_total{kind="obtained"} 1`, "certkeeper_certificates_managed 1",
+		`certkeeper_handshakes_total{source="memory"} 1`, `certkeeper_certificate_expiry_seconds{issuer="local",name="a.test"}`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	m.Close()
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after Close, %d before Handler", n, before)
 	}
 }

@@ -21,6 +21,7 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] && [ -f /usr/share/lua/5.1/resty/lrucache.lua ] || need+=(nginx libnginx-mod-http-lua lua-resty-core lua-resty-lrucache)
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
 for p in certbot lego dehydrated haproxy; do command -v "$p" >/dev/null 2>&1 || [ -x "/usr/sbin/$p" ] || need+=("$p"); done
+command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver); command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		step "installing ${need[*]}"

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -404,11 +405,12 @@ func parseOrderLimit(v string) (int, time.Duration, error) {
 
 // services starts what runs beside any front-end's Manager: metrics, the
 // status page and alerts (ops), and deploying certificates to other
-// servers. Call it after the Manager is built and before it serves: it
+// servers. listen opens the ops listeners (nil: net.Listen). Call it after the Manager is built and before it serves: it
 // sets the Manager's OnEvent and wraps its Storage. stop ends them.
-func (c *engineConfig) services(ctx context.Context, env *Env, m *certkeeper.Manager) (stop func(), err error) {
+func (c *engineConfig) services(ctx context.Context, env *Env, m *certkeeper.Manager, listen func(name, addr string) (net.Listener, error)) (stop func(), err error) {
 	st := m.Storage
 	o := newOps(c.Ops, env)
+	o.listen = listen
 	m.Storage = o.storage(st)
 	m.OnEvent = o.observe
 	stopDeploy, err := startDeploy(ctx, env, c.Deploy, m, st)

@@ -110,7 +110,7 @@ Get one from Let's Encrypt (this host must be reachable on port 80 as a.example)
 	certkeeper cert issue -d a.example -d www.a.example --email you@a.example
 
 Run "certkeeper help COMMAND" or "certkeeper COMMAND --help" for a command's flags and examples.`,
-		Commands: []*Command{proxyCmd(), serverCmd(), alpnProxyCmd(), statusCmd(), certCmd(), accountCmd(), dnsPersistRecordCmd(), caCmd(), selfSignedCmd(), storageCmd(), importCmd(), deployCmd(), versionCmd()},
+		Commands: []*Command{proxyCmd(), serverCmd(), alpnProxyCmd(), statusCmd(), doctorCmd(), certCmd(), accountCmd(), dnsPersistRecordCmd(), caCmd(), selfSignedCmd(), storageCmd(), serviceCmd(), importCmd(), deployCmd(), versionCmd()},
 	}
 }
 
@@ -155,6 +155,9 @@ func run(ctx context.Context, env *Env, args []string) int {
 		return exitUsage
 	}
 	env.Logger = logger
+	if *logFormat == "json" {
+		env.Stderr = newJSONLines(env.Stderr)
+	}
 	if err := cmd.Run(ctx, env, fs.Args()); err != nil {
 		var uerr *usageError
 		if errors.As(err, &uerr) {

@@ -77,6 +77,7 @@ type ops struct {
 	events  statuspage.Recorder
 	alerter *alert.Alerter
 	servers []*http.Server
+	listen  func(name, addr string) (net.Listener, error) // nil: net.Listen
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -132,7 +133,7 @@ func (o *ops) start(m *certkeeper.Manager, st storage.Storage) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", o.metrics.Handler())
-		if err := o.serve(o.cfg.MetricsAddr, "--metrics-addr", "metrics", mux); err != nil {
+		if err := o.serve("metrics", o.cfg.MetricsAddr, "--metrics-addr", "metrics", mux); err != nil {
 			return err
 		}
 	}
@@ -147,7 +148,7 @@ func (o *ops) start(m *certkeeper.Manager, st storage.Storage) error {
 				"or listen on 127.0.0.1", o.cfg.StatusAddr)
 		}
 		h := &statuspage.Handler{Storage: st, Events: &o.events, Token: token, Logger: o.env.Logger}
-		if err := o.serve(o.cfg.StatusAddr, "--status-addr", "status page", h); err != nil {
+		if err := o.serve("status", o.cfg.StatusAddr, "--status-addr", "status page", h); err != nil {
 			return err
 		}
 	}
@@ -176,8 +177,13 @@ func loopbackAddr(addr string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-func (o *ops) serve(addr, flagName, what string, h http.Handler) error {
-	ln, err := net.Listen("tcp", addr)
+// serve serves h on the listener called name, on addr.
+func (o *ops) serve(name, addr, flagName, what string, h http.Handler) error {
+	listen := o.listen
+	if listen == nil {
+		listen = func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
+	ln, err := listen(name, addr)
 	if err != nil {
 		o.stop()
 		return fmt.Errorf("listening on %s for the %s (change it with %s): %w", addr, what, flagName, err)

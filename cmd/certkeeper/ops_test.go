@@ -263,3 +263,13 @@ func checkStatusPageInBrowser(t *testing.T, base, name, errText string) {
 func htmlEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
+
+// TestStatusAddrNeedsToken: a status page beyond loopback without a token
+// is refused at start.
+func TestStatusAddrNeedsToken(t *testing.T) {
+	r := ck(t, 30*time.Second, "proxy", "--tls-addr", "127.0.0.1:0", "--storage", t.TempDir(),
+		"--status-addr", "0.0.0.0:"+strconv.Itoa(testsvc.FreePort(t)))
+	if r.code != 2 || !strings.Contains(r.stderr, "--status-token") {
+		t.Errorf("proxy --status-addr 0.0.0.0:PORT without a token: exit %d\n%s", r.code, r.stderr)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -14,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/proxy"
 )
@@ -74,7 +74,10 @@ Per-name backends, and an ask URL that approves names (GET URL?domain=NAME answe
 
 Without --backend, each request goes to port 80 on the IP address the client connected to.
 SIGTERM drains connections (at most 30 s); SIGHUP reloads --config (routes, allow, ask) without
-dropping connections. Every flag has a config key: docs/config.md.`,
+dropping connections; SIGUSR2 starts the binary now at this one's path with the listening
+sockets and drains once it is ready (a new binary that fails to start leaves this one serving).
+Sockets from systemd socket activation are used when given. Every flag has a config key:
+docs/config.md.`,
 		Flags: func(f *flag.FlagSet) {
 			fs = f
 			c.register(f, &configFile)
@@ -181,6 +184,10 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	var current atomic.Pointer[proxyParts]
 	current.Store(parts)
 
+	up, err := upgrade.New(env.Logger)
+	if err != nil {
+		return err
+	}
 	st, closeStorage, err := openStorage(ctx, env, cfg.Storage, cfg.StorageKey, 0)
 	if err != nil {
 		return err
@@ -193,7 +200,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	}
 	m.Policy = reloadablePolicy(func() policy.Policy { return current.Load().policy })
 	m.DefaultName = cfg.DefaultName
-	stopServices, err := cfg.services(ctx, env, m)
+	stopServices, err := cfg.services(ctx, env, m, up.Listen)
 	if err != nil {
 		return err
 	}
@@ -203,7 +210,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		current.Load().handler.ServeHTTP(w, r)
 	})
 	srv := &proxy.Server{TLSConfig: m.TLSConfig(), Handler: handler, Logger: env.Logger}
-	ln, err := net.Listen("tcp", cfg.TLSAddr)
+	ln, err := up.Listen("tls", cfg.TLSAddr)
 	if err != nil {
 		return portError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
 	}
@@ -211,7 +218,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	go func() { errc <- srv.Serve(ln) }()
 	var plain *http.Server
 	if cfg.HTTPAddr != "" {
-		hln, err := net.Listen("tcp", cfg.HTTPAddr)
+		hln, err := up.Listen("http", cfg.HTTPAddr)
 		if err != nil {
 			ln.Close()
 			return portError(err, cfg.HTTPAddr, "--http-addr", "http-01")
@@ -221,10 +228,28 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	}
 	env.Logger.Info("proxy listening", slog.String("addr", ln.Addr().String()), slog.String("http_addr", cfg.HTTPAddr))
 	fmt.Fprintf(env.Stderr, "certkeeper: proxy listening on %s\n", ln.Addr())
+	if err := up.Ready(); err != nil {
+		env.Logger.Warn("announcing readiness", slog.Any("err", err))
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr2 := make(chan os.Signal, 1)
+	if len(upgrade.Signals) > 0 {
+		signal.Notify(usr2, upgrade.Signals...)
+		defer signal.Stop(usr2)
+	}
+	drain := func() error {
+		fmt.Fprintln(env.Stderr, "certkeeper: draining connections (at most 30 s)")
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		if plain != nil {
+			_ = plain.Shutdown(sctx)
+		}
+		return err
+	}
 	for {
 		select {
 		case err := <-errc:
@@ -243,15 +268,18 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 				}
 			}
 			env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
-		case <-ctx.Done():
-			fmt.Fprintln(env.Stderr, "certkeeper: draining connections (at most 30 s)")
-			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err := srv.Shutdown(sctx)
-			if plain != nil {
-				_ = plain.Shutdown(sctx)
+		case <-usr2:
+			pid, err := up.Upgrade(ctx)
+			if err != nil {
+				env.Logger.Error("upgrade failed; the running process keeps serving", slog.Any("err", err))
+				fmt.Fprintf(env.Stderr, "certkeeper: upgrade failed; still serving: %v\n", err)
+				continue
 			}
-			cancel()
-			return err
+			fmt.Fprintf(env.Stderr, "certkeeper: upgraded: process %d serves now\n", pid)
+			up.StopAccepting()
+			return drain()
+		case <-ctx.Done():
+			return drain()
 		}
 	}
 }

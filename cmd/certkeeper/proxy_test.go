@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -69,67 +68,65 @@ func startProxy(t *testing.T, args ...string) *exec.Cmd {
 // startProxyLogged is startProxy that keeps the proxy's output.
 func startProxyLogged(t *testing.T, args ...string) *proxyProc {
 	t.Helper()
-	return startLogged(t, "proxy listening", append([]string{"proxy"}, args...)...)
+	return startLogged(t, binary, "proxy listening", append([]string{"proxy"}, args...)...)
+}
+
+// startProxyAt runs "bin proxy args..." and waits until it listens. The
+// returned func gives its output so far, and that of processes it started
+// with the same stderr.
+func startProxyAt(t *testing.T, bin string, args ...string) (*exec.Cmd, func() string) {
+	t.Helper()
+	p := startLogged(t, bin, "proxy listening", append([]string{"proxy"}, args...)...)
+	return p.cmd, p.output
 }
 
 // startListening runs "certkeeper args..." until the test ends and waits
 // until its stderr says ready; its output is logged if the test fails.
 func startListening(t *testing.T, ready string, args ...string) *exec.Cmd {
 	t.Helper()
-	return startLogged(t, ready, args...).cmd
+	return startLogged(t, binary, ready, args...).cmd
 }
 
-// proxyProc is a running certkeeper and what it has written to stderr.
+// proxyProc is a running certkeeper and the file its stderr goes to.
 type proxyProc struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex // guards logs
-	logs strings.Builder
+	cmd     *exec.Cmd
+	logFile string
 }
 
-// output returns what the process has written to stderr so far.
+// output returns what the process (and any successor it started with the
+// same stderr) has written so far.
 func (p *proxyProc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
+	data, _ := os.ReadFile(p.logFile)
+	return string(data)
 }
 
-// startLogged runs "certkeeper args..." until the test ends, keeping its
-// output, and waits until its stderr says ready.
-func startLogged(t *testing.T, ready string, args ...string) *proxyProc {
+// startLogged runs "bin args..." until the test ends and waits until its
+// stderr says ready. Its stderr is a file, not a pipe, so that a successor
+// outliving it (an upgrade) can still write to it; it is logged if the
+// test fails.
+func startLogged(t *testing.T, bin, ready string, args ...string) *proxyProc {
 	t.Helper()
-	p := &proxyProc{cmd: exec.Command(binary, args...)}
-	cmd := p.cmd
-	stderr, err := cmd.StderrPipe()
+	p := &proxyProc{cmd: exec.Command(bin, args...), logFile: filepath.Join(t.TempDir(), args[0]+".log")}
+	f, err := os.Create(p.logFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	defer f.Close()
+	p.cmd.Stderr = f
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	isReady := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := sync.Once{}
-		for sc.Scan() {
-			p.mu.Lock()
-			p.logs.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			if strings.Contains(sc.Text(), ready) {
-				once.Do(func() { close(isReady) })
-			}
-		}
-	}()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
 		if t.Failed() {
 			t.Logf("%s output:\n%s", args[0], p.output())
 		}
 	})
-	select {
-	case <-isReady:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not start listening within 30 s", args[0])
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.output(), ready); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not start listening within 30 s", args[0])
+		}
 	}
 	return p
 }

@@ -181,7 +181,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig) error {
 	}
 	m.Policy = reloadablePolicy(func() policy.Policy { return pol })
 	m.SelfSignedFallback = cfg.SelfSignedFallback
-	stopServices, err := cfg.services(ctx, env, m)
+	stopServices, err := cfg.services(ctx, env, m, nil)
 	if err != nil {
 		return err
 	}

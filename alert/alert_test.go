@@ -1,0 +1,87 @@
+package alert_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/alert"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/statuspage"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// TestRepeatAndRestart: a failing renewal alerts once, again only after
+// Repeat, not again from a new Alerter on the same storage (a restart),
+// and a certificate near expiry alerts as expiring.
+func TestRepeatAndRestart(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	t.Cleanup(func() { m.Close() })
+	if err := m.Cert(t.Context(), "a.test"); err != nil {
+		t.Fatal(err)
+	}
+	certs, err := statuspage.Read(t.Context(), st, time.Now())
+	if err != nil || len(certs) != 1 {
+		t.Fatalf("status: %v %v", certs, err)
+	}
+	c := certs[0]
+	now := time.Now()
+	// The record a failed renewal leaves (certkeeper.RenewalError).
+	errs := map[string]certkeeper.RenewalError{c.Key: {Names: c.Names, Error: "CA down", At: now.Add(-2 * time.Hour), RetryAt: now.Add(time.Hour), Attempt: 3}}
+	data, _ := json.Marshal(errs)
+	if err := st.Store(t.Context(), storage.StateKey("renewal-errors"), data); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var got []alert.Alert
+	newAlerter := func() *alert.Alerter {
+		return &alert.Alerter{Storage: st, FailingFor: time.Hour, ExpiringWithin: 24 * time.Hour,
+			Exec: func(ctx context.Context, a alert.Alert, payload []byte) error {
+				mu.Lock()
+				defer mu.Unlock()
+				got = append(got, a)
+				return nil
+			}}
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got)
+	}
+	a := newAlerter()
+	steps := []struct {
+		a    *alert.Alerter
+		at   time.Duration
+		want int
+	}{
+		{a, 0, 1},                        // failing for 2 h > 1 h
+		{a, time.Hour, 1},                // within a day: no repeat
+		{newAlerter(), 2 * time.Hour, 1}, // a restart remembers
+		{a, 25 * time.Hour, 2},           // a day later: again
+	}
+	for i, s := range steps {
+		if err := s.a.Check(t.Context(), now.Add(s.at)); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(); n != s.want {
+			t.Fatalf("step %d (+%s): %d alerts, want %d: %+v", i, s.at, n, s.want, got)
+		}
+	}
+	if got[0].Reason != alert.RenewalFailing || got[0].LastError != "CA down" || got[0].Names[0] != "a.test" {
+		t.Errorf("first alert = %+v", got[0])
+	}
+	// Near expiry: an expiring alert once the last alert is a day old.
+	if err := a.Check(t.Context(), c.NotAfter.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 3 || got[2].Reason != alert.Expiring {
+		t.Errorf("near expiry: %d alerts, last %+v, want an expiring one", n, got[n-1])
+	}
+}
