@@ -80,6 +80,12 @@ type Handler struct {
 	// Logger receives the handler's debug log. Nil means slog.Default().
 	Logger *slog.Logger
 
+	// Metrics, when set, is served at GET /metrics to clients that
+	// authenticate as for the API (e.g. metrics.Handler(Manager); a
+	// Prometheus scrape config sends the token with "authorization").
+	// Nil answers /metrics with 404.
+	Metrics http.Handler
+
 	once     sync.Once
 	tokens   [][32]byte // SHA-256 of each token
 	acme     http.Handler
@@ -163,6 +169,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="certkeeper"`)
 		fail(w, http.StatusUnauthorized, "a bearer token or a client certificate is required")
+		return
+	}
+	if req.kind == kindMetrics {
+		if h.Metrics == nil {
+			fail(w, http.StatusNotFound, "no metrics here: see --metrics-addr")
+			return
+		}
+		h.Metrics.ServeHTTP(w, r)
 		return
 	}
 	served, ok := h.Manager.Cached(req.name)

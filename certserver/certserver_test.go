@@ -101,6 +101,8 @@ func TestHandler(t *testing.T) {
 		{"upper case", "/v1/certificates/A.Test.", token2, 200},
 		{"pem", "/v1/certificates/a.test?format=pem", token2, 200},
 		{"no staple", "/v1/ocsp/a.test", token1, 404},
+		{"metrics without a token", "/metrics", "", 401},
+		{"metrics not configured", "/metrics", token1, 404},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, body := get(t, s.URL+tt.path, tt.token)

@@ -14,6 +14,7 @@ const (
 	kindChallenge
 	kindCertificate
 	kindOCSP
+	kindMetrics
 )
 
 const (
@@ -46,6 +47,9 @@ func parseRequest(method, path, rawQuery string, uriLen, maxPath int) request {
 	}
 	if strings.HasPrefix(path, challengePrefix) {
 		return request{kind: kindChallenge}
+	}
+	if path == "/metrics" {
+		return methodOK(method, request{kind: kindMetrics})
 	}
 	var req request
 	var raw string

@@ -86,14 +86,28 @@ func startCertServer(t *testing.T, args ...string) *certServer {
 	return s
 }
 
-// handOuts counts the key hand-outs in the server's audit log.
+// handOuts counts the key hand-outs in the server's audit log. The server
+// writes audit lines in the background, a moment after each hand-out, so
+// the count is read until it holds still for 50 ms (at most 2 s).
 func (s *certServer) handOuts(t *testing.T) int {
 	t.Helper()
-	b, err := os.ReadFile(s.auditLog)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
+	count := func() int {
+		b, err := os.ReadFile(s.auditLog)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		return bytes.Count(b, []byte("\n"))
 	}
-	return bytes.Count(b, []byte("\n"))
+	n := count()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		m := count()
+		if m == n {
+			break
+		}
+		n = m
+	}
+	return n
 }
 
 // get asks the server's API for path with the token.

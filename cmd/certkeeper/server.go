@@ -18,6 +18,7 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
 	"github.com/certkeeper/certkeeper/internal/renewal"
+	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/policy"
 )
 
@@ -188,6 +189,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig) error {
 	defer stopServices()
 	defer m.Close()
 	h.Manager = m
+	h.Metrics = metrics.Handler(m)
 
 	var servers []*http.Server
 	errc := make(chan error, 3)

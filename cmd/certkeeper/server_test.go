@@ -146,12 +146,27 @@ func TestServer(t *testing.T) {
 	if n := ca.Orders(); n != 1 {
 		t.Errorf("orders = %d, want 1", n)
 	}
-
-	data, err := os.ReadFile(auditLog)
-	if err != nil {
-		t.Fatal(err)
+	// Metrics on the API listener, behind the same authentication.
+	if code, _, _ := apiGet(t, base, "/metrics", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("/metrics without a token = %d, want 401", code)
 	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if code, _, body := apiGet(t, base, "/metrics", serverToken, nil); code != http.StatusOK ||
+		!bytes.Contains(body, []byte(`certkeeper_issuance_attempts_total{issuer=`)) || !bytes.Contains(body, []byte("certkeeper_certificates_managed 1")) {
+		t.Errorf("/metrics = %d, want 200 with the issuance counted and one certificate managed:\n%.2000s", code, body)
+	}
+
+	// The audit writer writes in the background: wait (bounded) for both lines.
+	var data []byte
+	var lines []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if data, err = os.ReadFile(auditLog); err != nil {
+			t.Fatal(err)
+		}
+		if lines = strings.Split(strings.TrimSpace(string(data)), "\n"); len(lines) >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if len(lines) != 2 {
 		t.Fatalf("audit log: %d lines, want 2 (one per hand-out):\n%s", len(lines), data)
 	}
