@@ -83,7 +83,12 @@ func (a *AuditWriter) Close() error {
 	}
 	a.closed = true
 	a.mu.Unlock()
-	a.pending <- struct{}{} // run ends after this flush
+	// A signal already queued will show run the closed flag set above; else
+	// queue one. Either way run flushes once more and ends.
+	select {
+	case a.pending <- struct{}{}:
+	default:
+	}
 	<-a.done
 	a.mu.Lock()
 	defer a.mu.Unlock()

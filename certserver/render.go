@@ -91,7 +91,8 @@ func (h *Handler) make(served certkeeper.Served, now time.Time) (*rendered, erro
 			return nil, err
 		}
 	}
-	ttlSeconds := ttl(leaf, now, h.maxTTL(), served.SelfSigned)
+	awaitingStaple := len(leaf.OCSPServer) > 0 && len(tc.OCSPStaple) == 0
+	ttlSeconds := ttl(leaf, now, h.maxTTL(), served.SelfSigned, awaitingStaple)
 	body, err := json.Marshal(Certificate{
 		Names: served.Names, Cert: chain.String(), Key: string(keyPEM), NotAfter: leaf.NotAfter.UTC(),
 		TTLSeconds: ttlSeconds, OCSPStaple: tc.OCSPStaple, SelfSigned: served.SelfSigned,
@@ -111,18 +112,21 @@ func (h *Handler) make(served certkeeper.Served, now time.Time) (*rendered, erro
 	return rd, nil
 }
 
-// selfSignedTTL is the longest a self-signed fallback may be cached: a real
-// certificate should replace it soon.
-const selfSignedTTL = time.Minute
+// shortTTL is the longest an answer that should soon be replaced may be
+// cached: a self-signed fallback (a real certificate should follow), or a
+// certificate with an OCSP responder whose staple has not arrived yet
+// (a client keeping it for an hour would serve it unstapled that long).
+const shortTTL = time.Minute
 
 // ttl is how long a client may keep the certificate before asking again:
 // a sixth of its remaining life, so that a renewal (due in the last third
-// of its life) reaches clients well before it expires; at most maxTTL,
-// at least a second.
-func ttl(leaf *x509.Certificate, now time.Time, maxTTL time.Duration, selfSigned bool) int64 {
+// of its life) reaches clients well before it expires; at most maxTTL
+// (shortTTL for a self-signed answer or one awaiting its staple), at least
+// a second.
+func ttl(leaf *x509.Certificate, now time.Time, maxTTL time.Duration, selfSigned, awaitingStaple bool) int64 {
 	d := leaf.NotAfter.Sub(now) / 6
-	if selfSigned {
-		maxTTL = min(maxTTL, selfSignedTTL)
+	if selfSigned || awaitingStaple {
+		maxTTL = min(maxTTL, shortTTL)
 	}
 	d = min(d, maxTTL)
 	return max(int64(d/time.Second), 1)
