@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/certkeeper/certkeeper/certfile"
 )
 
 // transaction replaces files one by one, each atomically, remembering
@@ -79,30 +81,8 @@ func (t *transaction) rollback() {
 
 func (t *transaction) commit() { t.undo = nil }
 
-// writeAtomic writes data to path through a temporary file in the same
-// directory, fsynced and renamed into place, mode 0600 (the files hold
-// private keys).
+// writeAtomic writes data to path atomically (certfile.WriteFile), mode
+// 0600: the files hold private keys.
 func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename: nothing to remove
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return certfile.WriteFile(path, data, 0o600)
 }

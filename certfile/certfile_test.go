@@ -334,3 +334,29 @@ func TestDefaultDir(t *testing.T) {
 		t.Errorf("DefaultDir() = %q, want %q", d, want)
 	}
 }
+
+// TestWriteFile: the file is replaced whole with the mode asked for, and
+// no temporary file is left beside it.
+func TestWriteFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.pem")
+	for i, data := range []string{"first\n", "second, longer\n"} {
+		if err := WriteFile(path, []byte(data), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != data {
+			t.Fatalf("write %d: read %q, %v; want %q", i, got, err, data)
+		}
+	}
+	if fi, err := os.Stat(path); err != nil || (runtime.GOOS != "windows" && fi.Mode().Perm() != 0o640) {
+		t.Errorf("mode = %v, %v; want 0640", fi.Mode().Perm(), err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("%d files in the directory, want 1 (no temporary left)", len(entries))
+	}
+	if err := WriteFile(filepath.Join(dir, "missing", "b.pem"), []byte("x"), 0o600); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("WriteFile into a missing directory = %v, want ErrNotExist", err)
+	}
+}

@@ -193,3 +193,19 @@ func syncDir(dir string) error {
 	}
 	return err
 }
+
+// WriteFile replaces path with data atomically: a reader sees the old
+// file or the new one, never a part, and after a crash one of them is on
+// disk whole. The data is written to a temporary file beside path with
+// mode, synced, renamed over path, and the directory synced.
+func WriteFile(path string, data []byte, mode fs.FileMode) (err error) {
+	tmp, err := writeTemp(path, data, mode)
+	if err != nil {
+		return err
+	}
+	defer removeTemp(tmp, &err)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
@@ -82,41 +80,14 @@ nginx's fallback ssl_certificate (served for names with no certificate), tests a
 				fmt.Fprintf(env.Stdout, "%s %s\n", p.Cert, p.Key)
 				return nil
 			}
-			if err := writeAtomic(keyOut, keyPEM, 0o600); err != nil {
+			if err := certfile.WriteFile(keyOut, keyPEM, 0o600); err != nil {
 				return fmt.Errorf("--key-out: %w", err)
 			}
-			if err := writeAtomic(certOut, chainPEM, 0o644); err != nil {
+			if err := certfile.WriteFile(certOut, chainPEM, 0o644); err != nil {
 				return fmt.Errorf("--cert-out: %w", err)
 			}
 			fmt.Fprintf(env.Stdout, "%s %s\n", certOut, keyOut)
 			return nil
 		},
 	}
-}
-
-// writeAtomic writes data to path through a temporary file in the same
-// directory and a rename, so a reader never sees half a file.
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

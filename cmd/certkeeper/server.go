@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -122,20 +121,6 @@ func loadServerConfig(file string, flags *serverConfig, set map[string]bool) (*s
 	return cfg, nil
 }
 
-// isLoopback reports whether addr's host is a loopback address or
-// "localhost" (an empty host listens everywhere).
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
-}
-
 func runServer(ctx context.Context, env *Env, cfg *serverConfig) error {
 	h := &certserver.Handler{IssueTimeout: cfg.IssueTimeout, Logger: env.Logger}
 	if cfg.TokenFile != "" {
@@ -151,7 +136,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig) error {
 	}
 	if h.Tokens == nil && cfg.ClientCA == "" {
 		for _, addr := range []string{cfg.Listen, cfg.HTTPAddr} {
-			if addr != "" && !isLoopback(addr) {
+			if addr != "" && !loopbackAddr(addr) {
 				return usagef("refusing to hand out private keys on %s without authentication: give --token-file or --client-ca (or listen on 127.0.0.1)", addr)
 			}
 		}
