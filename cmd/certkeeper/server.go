@@ -8,15 +8,18 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
 	"github.com/certkeeper/certkeeper/internal/renewal"
+	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/policy"
 )
@@ -74,8 +77,10 @@ without one of them. Every key handed out is written to the audit log.
 
 http-01 challenges are answered on --listen: forward /.well-known/acme-challenge/ from port 80
 of the web servers to it. Names given with --managed are obtained at start and renewed
-forever; --cert-file serves certificates made elsewhere. Every flag has a config key:
-docs/config.md.`,
+forever; --cert-file serves certificates made elsewhere. SIGTERM drains (10 s at most); SIGHUP
+reloads --config's policy (allow, ask, require-own-ip); SIGUSR2 starts the binary now at this
+one's path with the listening sockets and drains once it is ready, as the proxy does. Every
+flag has a config key: docs/config.md.`,
 		Flags: func(f *flag.FlagSet) {
 			fs = f
 			c.register(f, &configFile)
@@ -86,11 +91,12 @@ docs/config.md.`,
 			}
 			set := map[string]bool{}
 			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-			cfg, err := loadServerConfig(configFile, c, set)
+			load := func() (*serverConfig, error) { return loadServerConfig(configFile, c, set) }
+			cfg, err := load()
 			if err != nil {
 				return err
 			}
-			return runServer(ctx, env, cfg)
+			return runServer(ctx, env, cfg, load)
 		},
 	}
 }
@@ -121,7 +127,11 @@ func loadServerConfig(file string, flags *serverConfig, set map[string]bool) (*s
 	return cfg, nil
 }
 
-func runServer(ctx context.Context, env *Env, cfg *serverConfig) error {
+// runServer serves until ctx ends, an upgrade (SIGUSR2) hands its
+// listeners to a new process, or a listener fails. reload reads the
+// configuration again on SIGHUP: the policy (allow, ask, require-own-ip)
+// changes at once; other settings need a restart or an upgrade.
+func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (*serverConfig, error)) error {
 	h := &certserver.Handler{IssueTimeout: cfg.IssueTimeout, Logger: env.Logger}
 	if cfg.TokenFile != "" {
 		tokens, err := certserver.LoadTokens(cfg.TokenFile)
@@ -154,6 +164,12 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig) error {
 	if err != nil {
 		return err
 	}
+	var current atomic.Pointer[policy.Policy]
+	current.Store(&pol)
+	up, err := upgrade.New(env.Logger)
+	if err != nil {
+		return err
+	}
 	st, closeStorage, err := openStorage(ctx, env, cfg.Storage, cfg.StorageKey, 0)
 	if err != nil {
 		return err
@@ -165,9 +181,9 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig) error {
 	if err != nil {
 		return err
 	}
-	m.Policy = reloadablePolicy(func() policy.Policy { return pol })
+	m.Policy = reloadablePolicy(func() policy.Policy { return *current.Load() })
 	m.SelfSignedFallback = cfg.SelfSignedFallback
-	stopServices, err := cfg.services(ctx, env, m, nil)
+	stopServices, err := cfg.services(ctx, env, m, up.Listen)
 	if err != nil {
 		return err
 	}
@@ -179,7 +195,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig) error {
 	var servers []*http.Server
 	errc := make(chan error, 3)
 	serve := func(addr, flagName string, handler http.Handler, tc *tls.Config) error {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := up.Listen(strings.TrimPrefix(flagName, "--"), addr)
 		if err != nil {
 			return fmt.Errorf("listening on %s (%s): %w", addr, flagName, err)
 		}
@@ -195,6 +211,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig) error {
 		return nil
 	}
 	shutdown := func() error {
+		fmt.Fprintln(env.Stderr, "certkeeper: draining connections (at most 10 s)")
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var errs []error
@@ -221,12 +238,47 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig) error {
 	for _, spec := range cfg.Managed {
 		go keepManaged(ctx, m, strings.Split(spec, ","), env.Logger)
 	}
-	select {
-	case err := <-errc:
-		_ = shutdown()
-		return err
-	case <-ctx.Done():
-		return shutdown()
+	if err := up.Ready(); err != nil {
+		env.Logger.Warn("announcing readiness", slog.Any("err", err))
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	usr2 := make(chan os.Signal, 1)
+	if len(upgrade.Signals) > 0 {
+		signal.Notify(usr2, upgrade.Signals...)
+		defer signal.Stop(usr2)
+	}
+	for {
+		select {
+		case err := <-errc:
+			_ = shutdown()
+			return err
+		case <-hup:
+			next, err := reload()
+			var p policy.Policy
+			if err == nil {
+				p, err = next.policy()
+			}
+			if err != nil {
+				env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
+				continue
+			}
+			current.Store(&p)
+			env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
+		case <-usr2:
+			pid, err := up.Upgrade(ctx)
+			if err != nil {
+				env.Logger.Error("upgrade failed; the running process keeps serving", slog.Any("err", err))
+				fmt.Fprintf(env.Stderr, "certkeeper: upgrade failed; still serving: %v\n", err)
+				continue
+			}
+			fmt.Fprintf(env.Stderr, "certkeeper: upgraded: process %d serves now\n", pid)
+			up.StopAccepting()
+			return shutdown()
+		case <-ctx.Done():
+			return shutdown()
+		}
 	}
 }
 
