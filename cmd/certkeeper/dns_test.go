@@ -209,3 +209,35 @@ func TestTSIGKeyFile(t *testing.T) {
 		}
 	}
 }
+
+// TestServerManagedWildcard: certkeeper server keeps a managed wildcard
+// (--managed '*.a.test,a.test' over dns-01), obtained at start with no
+// request, and hands it out for every subdomain with no further order.
+func TestServerManagedWildcard(t *testing.T) {
+	d := newDNSSetup(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testsvc.FreePort(t))
+	base := "http://" + addr
+	args := append([]string{"--listen", addr, "--token-file", writeTokens(t), "--ca", d.ca.DirectoryURL(),
+		"--ca-roots", d.ca.ListenerRootFile(), "--storage", t.TempDir(), "--allow", "*.a.test", "--allow", "a.test",
+		"--managed", "*.a.test,a.test", "--wildcard", "*.a.test", "--challenge", "dns-01"}, d.dnsArgs(t)...)
+	startServer(t, args...)
+	deadline := time.Now().Add(30 * time.Second)
+	for d.ca.Orders() == 0 || d.named.DigTXT(t, "_acme-challenge.a.test") != "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the managed wildcard was not obtained within 30 s of the start (orders %d)", d.ca.Orders())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var serial string
+	for _, name := range []string{"a.test", "x.a.test", "www.a.test", "api.a.test"} {
+		_, tc := apiCert(t, base, name)
+		if s := tc.Leaf.SerialNumber.String(); serial == "" {
+			serial = s
+		} else if s != serial {
+			t.Errorf("%s got serial %s, want the wildcard's %s", name, s, serial)
+		}
+	}
+	if n := d.ca.Orders(); n != 1 {
+		t.Errorf("orders = %d, want 1 (the managed wildcard only)", n)
+	}
+}
