@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"os/signal"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/upgrade"
@@ -232,14 +229,8 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		env.Logger.Warn("announcing readiness", slog.Any("err", err))
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	usr2 := make(chan os.Signal, 1)
-	if len(upgrade.Signals) > 0 {
-		signal.Notify(usr2, upgrade.Signals...)
-		defer signal.Stop(usr2)
-	}
+	hup, usr2, stopSignals := controlSignals()
+	defer stopSignals()
 	drain := func() error {
 		fmt.Fprintln(env.Stderr, "certkeeper: draining connections (at most 30 s)")
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -269,15 +260,9 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 			}
 			env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
 		case <-usr2:
-			pid, err := up.Upgrade(ctx)
-			if err != nil {
-				env.Logger.Error("upgrade failed; the running process keeps serving", slog.Any("err", err))
-				fmt.Fprintf(env.Stderr, "certkeeper: upgrade failed; still serving: %v\n", err)
-				continue
+			if handOver(ctx, env, up) {
+				return drain()
 			}
-			fmt.Fprintf(env.Stderr, "certkeeper: upgraded: process %d serves now\n", pid)
-			up.StopAccepting()
-			return drain()
 		case <-ctx.Done():
 			return drain()
 		}

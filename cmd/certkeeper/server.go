@@ -10,10 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
@@ -241,14 +239,8 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 	if err := up.Ready(); err != nil {
 		env.Logger.Warn("announcing readiness", slog.Any("err", err))
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	usr2 := make(chan os.Signal, 1)
-	if len(upgrade.Signals) > 0 {
-		signal.Notify(usr2, upgrade.Signals...)
-		defer signal.Stop(usr2)
-	}
+	hup, usr2, stopSignals := controlSignals()
+	defer stopSignals()
 	for {
 		select {
 		case err := <-errc:
@@ -267,15 +259,9 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 			current.Store(&p)
 			env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
 		case <-usr2:
-			pid, err := up.Upgrade(ctx)
-			if err != nil {
-				env.Logger.Error("upgrade failed; the running process keeps serving", slog.Any("err", err))
-				fmt.Fprintf(env.Stderr, "certkeeper: upgrade failed; still serving: %v\n", err)
-				continue
+			if handOver(ctx, env, up) {
+				return shutdown()
 			}
-			fmt.Fprintf(env.Stderr, "certkeeper: upgraded: process %d serves now\n", pid)
-			up.StopAccepting()
-			return shutdown()
 		case <-ctx.Done():
 			return shutdown()
 		}
