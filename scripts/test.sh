@@ -58,8 +58,9 @@ go test -race -count=1 -timeout 25m ./...
 step "memory bounds (without the race detector, which multiplies memory use)"
 go test -count=1 -run 'TestUnknownNamesFlood|TestBoundedCache' .
 
-step "throughput ratios (without the race detector, which slows the two sides unevenly)"
+step "throughput ratios (alone, without the race detector, which slows the two sides unevenly)"
 go test -count=1 -run 'TestAPIThroughput' -v ./bench | grep -E '^(---|ok|FAIL)|ratio'
+go test -count=1 -run 'TestNginxHandshakeRatio' -v ./cmd/certkeeper | grep -E '^(---|ok|FAIL)|ratio'
 
 step "fuzz"
 # Each target runs FUZZTIME (10 s by default); minimisation of a new input is

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -466,6 +467,9 @@ func TestNginxHandshakeRatio(t *testing.T) {
 	if testing.Short() {
 		t.Skip("throughput check; run without -short")
 	}
+	if raceEnabled {
+		t.Skip("throughput check: scripts/test.sh runs it in its own step, not beside the race-detector suite")
+	}
 	srv := startCertServer(t, "--ca", "local", "--storage", t.TempDir(), "--managed", "bench.test")
 	code, body := srv.get(t, "/v1/certificates/bench.test")
 	if code != http.StatusOK {
@@ -507,9 +511,11 @@ func TestNginxHandshakeRatio(t *testing.T) {
 	if err := handshakes(staticAddr, "bench.test", 1, 50); err != nil {
 		t.Fatal(err)
 	}
-	const rounds, conns, each = 6, 4, 500
+	// Paired rounds, alternating which goes first; the median of the
+	// rounds' ratios is robust against a round disturbed by the machine.
+	const rounds, conns, each = 11, 4, 150
 	var cpuPlugin, cpuStatic, wallPlugin, wallStatic time.Duration
-	measure := func(addr string, cpu, wall *time.Duration) {
+	measure := func(addr string, cpu, wall *time.Duration) time.Duration {
 		c0, _ := n.CPUTime()
 		start := time.Now()
 		if err := handshakes(addr, "bench.test", conns, each); err != nil {
@@ -518,22 +524,27 @@ func TestNginxHandshakeRatio(t *testing.T) {
 		*wall += time.Since(start)
 		c1, _ := n.CPUTime()
 		*cpu += c1 - c0
+		return c1 - c0
 	}
+	var ratios []float64
 	for i := range rounds {
+		var p, f time.Duration
 		if i%2 == 0 {
-			measure(staticAddr, &cpuStatic, &wallStatic)
-			measure(pluginAddr, &cpuPlugin, &wallPlugin)
+			f = measure(staticAddr, &cpuStatic, &wallStatic)
+			p = measure(pluginAddr, &cpuPlugin, &wallPlugin)
 		} else {
-			measure(pluginAddr, &cpuPlugin, &wallPlugin)
-			measure(staticAddr, &cpuStatic, &wallStatic)
+			p = measure(pluginAddr, &cpuPlugin, &wallPlugin)
+			f = measure(staticAddr, &cpuStatic, &wallStatic)
 		}
+		ratios = append(ratios, f.Seconds()/p.Seconds()) // same handshakes: rate ratio = CPU-time ratio inverted
 	}
-	total := float64(rounds * each)
+	slices.Sort(ratios)
+	ratio := ratios[rounds/2]
+	total := float64(rounds * conns * each)
 	plugin, fixed := total/cpuPlugin.Seconds(), total/cpuStatic.Seconds()
-	ratio := plugin / fixed
-	t.Logf("nginx handshakes per CPU second: static ssl_certificate %.0f, plugin %.0f, ratio %.3f "+
-		"(%d handshakes each; wall-clock rates %.0f and %.0f /s)",
-		fixed, plugin, ratio, rounds*each, total/wallStatic.Seconds(), total/wallPlugin.Seconds())
+	t.Logf("nginx handshakes per CPU second: static ssl_certificate %.0f, plugin %.0f; ratio %.3f (median of %d paired rounds, "+
+		"%.3f overall; %d handshakes each; wall-clock rates %.0f and %.0f /s)",
+		fixed, plugin, ratio, rounds, plugin/fixed, rounds*conns*each, total/wallStatic.Seconds(), total/wallPlugin.Seconds())
 	if ratio < 0.9 {
 		t.Errorf("nginx with the plugin: %.0f handshakes per CPU second, static %.0f: ratio %.3f, want >= 0.9", plugin, fixed, ratio)
 	}
