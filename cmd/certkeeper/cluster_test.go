@@ -111,8 +111,10 @@ func (c *cluster) handshakeAll(t *testing.T, names []string) (map[string][]strin
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
-	for _, name := range names {
+	for _, name := range names { // filled before any goroutine reads the map
 		serials[name] = make([]string, len(c.nodes))
+	}
+	for _, name := range names {
 		for j, node := range c.nodes {
 			wg.Add(1)
 			go func() {
