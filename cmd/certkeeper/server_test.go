@@ -355,7 +355,23 @@ func TestServerConfig(t *testing.T) {
 	if c, _ := apiCert(t, base, "other.test"); !c.SelfSigned {
 		t.Error("other.test (no policy) was not answered self-signed")
 	}
-	if data, err := os.ReadFile(filepath.Join(dir, "audit.log")); err != nil || !strings.Contains(string(data), `"name":"other.test"`) {
-		t.Errorf("audit_log: %v\n%s", err, data)
+	waitAudit(t, filepath.Join(dir, "audit.log"), `"name":"other.test"`)
+}
+
+// waitAudit waits (at most 5 s) until the audit log file holds want: the
+// server writes audit lines in the background, a moment after each
+// hand-out.
+func waitAudit(t *testing.T, file, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		data, err := os.ReadFile(file)
+		if err == nil && strings.Contains(string(data), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the audit log %s does not hold %s within 5 s: %v\n%s", file, want, err, data)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
