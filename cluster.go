@@ -276,6 +276,12 @@ func (m *Manager) adoptStored(ctx context.Context, key string, rec *storage.Cert
 func (m *Manager) mergeStoredLimits() {
 	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 	defer cancel()
+	m.mergeLimitsFrom(ctx)
+}
+
+// mergeLimitsFrom is mergeStoredLimits on ctx. A missing, unreadable or
+// damaged stored state adds nothing (loadLimits reports those).
+func (m *Manager) mergeLimitsFrom(ctx context.Context) {
 	data, err := m.store.Load(ctx, storage.StateKey("limits"))
 	if err != nil {
 		return
@@ -286,6 +292,7 @@ func (m *Manager) mergeStoredLimits() {
 	}
 	m.lim.failures.Restore(st.Failures)
 	m.lim.dups.Restore(st.Duplicates)
+	m.lim.merged.Store(time.Now().UnixNano())
 }
 
 // ordersRecord is the shared count of new orders of one CA account: the

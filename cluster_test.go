@@ -1,12 +1,14 @@
 package certkeeper_test
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"strings"
@@ -407,5 +409,46 @@ func TestRenewalThroughRedisOutage(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("no renewal within 30 s of Redis coming back")
 		}
+	}
+}
+
+// TestClusterSharedFailureBackoff: a name whose issuance failed on one
+// node is refused on another node within seconds (not at the next
+// periodic check), without a request to the CA.
+func TestClusterSharedFailureBackoff(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	proxy := testca.NewFaultProxy(t, ca)
+	url := "redis://" + testsvc.Redis(t).Addr() + "?lease=2s"
+	var nodes []*certkeeper.Manager
+	for range 2 {
+		st, err := redisstore.Open(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		m := &certkeeper.Manager{Policy: policy.Allowlist("*.cluster.test"), Storage: st,
+			Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: proxy.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+				Profile: "default", ChallengeOrder: []string{acmeca.TLSALPN01}}}}
+		t.Cleanup(func() { m.Close() })
+		nodes = append(nodes, m)
+	}
+	proxy.ServiceUnavailable("new-order", 1000, 0) // every order fails
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Node 1 has read the shared state before node 0's failure.
+	if _, err := nodes[1].CertificateFor(ctx, "g.cluster.test", netip.Addr{}); err == nil {
+		t.Fatal("g.cluster.test obtained through a CA that refuses every order")
+	}
+	if _, err := nodes[0].CertificateFor(ctx, "f.cluster.test", netip.Addr{}); err == nil {
+		t.Fatal("f.cluster.test obtained through a CA that refuses every order")
+	}
+	time.Sleep(2100 * time.Millisecond) // limitsShareInterval
+	before := proxy.Requests()
+	_, err := nodes[1].CertificateFor(ctx, "f.cluster.test", netip.Addr{})
+	if err == nil || !strings.Contains(err.Error(), "failed recently") {
+		t.Errorf("node 1 for f.cluster.test, which failed on node 0: %v; want a refusal naming the recent failure", err)
+	}
+	if n := proxy.Requests() - before; n != 0 {
+		t.Errorf("node 1 sent %d requests to the CA for a name that failed on node 0 a moment ago, want 0", n)
 	}
 }

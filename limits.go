@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certkeeper/certkeeper/issuer"
@@ -42,7 +43,15 @@ type limits struct {
 
 	mu     sync.Mutex                   // guards orders and saving
 	orders map[string]*policy.CALimiter // issuer ID → its account's order budget
+
+	merged atomic.Int64 // when the stored state was last merged in (unix ns)
 }
+
+// limitsShareInterval is how often, at most, an on-demand issuance reads
+// the failures other nodes sharing the storage recorded: a name that
+// failed on one node backs off on all of them within seconds, at the cost
+// of one storage read per interval on the issuance path.
+const limitsShareInterval = 2 * time.Second
 
 // limitsState is what is stored under storage.StateKey("limits").
 type limitsState struct {
@@ -85,6 +94,10 @@ func (m *Manager) loadLimits(ctx context.Context) {
 // saveLimits stores the limit state; failures are logged, not returned:
 // losing it costs at most a few extra attempts after a restart.
 func (m *Manager) saveLimits(ctx context.Context) {
+	// Add what other nodes stored since this node last read it, so that
+	// this store does not drop their failures (the stored state is one
+	// value that every node replaces).
+	m.mergeLimitsFrom(ctx)
 	m.lim.mu.Lock()
 	defer m.lim.mu.Unlock()
 	st := limitsState{Failures: m.lim.failures.State(), Duplicates: m.lim.dups.State(), Orders: map[string]policy.CALimiterState{}}
@@ -125,6 +138,9 @@ var ErrClientLimit = errors.New("too many new names from this client")
 // managed names.
 func (m *Manager) admit(ctx context.Context, name string, client netip.Addr) error {
 	m.loadLimits(ctx)
+	if now, last := time.Now().UnixNano(), m.lim.merged.Load(); now-last >= int64(limitsShareInterval) && m.lim.merged.CompareAndSwap(last, now) {
+		m.mergeLimitsFrom(ctx)
+	}
 	if ok, retry := m.lim.failures.Allowed(name, time.Now()); !ok {
 		return fmt.Errorf("%w: obtaining a certificate failed recently; next attempt after %s",
 			policy.ErrDenied, retry.UTC().Format(time.RFC3339))
