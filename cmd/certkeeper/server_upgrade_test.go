@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,15 +20,7 @@ import (
 // listener to a new binary on SIGUSR2 with no request failing under a
 // steady stream of API calls, and SIGHUP applies a changed allowlist.
 func TestServerUpgradeAndReload(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "certkeeper")
-	data, err := os.ReadFile(binary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir, bin := copyBinary(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", testsvc.FreePort(t))
 	base := "http://" + addr
 	cfgFile := filepath.Join(dir, "server.yaml")
@@ -84,26 +74,7 @@ func TestServerUpgradeAndReload(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- p.cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("the old server exited with %v, want 0", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the old server did not exit within 30 s of SIGUSR2:\n%s", p.output())
-	}
-	m := regexp.MustCompile(`upgraded: process (\d+) serves now`).FindStringSubmatch(p.output())
-	if m == nil {
-		t.Fatalf("the old server did not name its successor:\n%s", p.output())
-	}
-	pid, _ := strconv.Atoi(m[1])
-	next, err := os.FindProcess(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = next.Kill() })
+	next := awaitHandOver(t, p.cmd, p.output, "server", 30*time.Second)
 	time.Sleep(time.Second) // the new server alone
 	close(stop)
 	wg.Wait()

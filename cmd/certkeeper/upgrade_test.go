@@ -120,15 +120,7 @@ func within(d time.Duration, cond func() bool) bool {
 // the old process drains and exits 0; then SIGHUP with a changed allowlist
 // takes effect. Not one request fails and no connection is refused.
 func TestUpgradeUnderLoad(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "certkeeper")
-	data, err := os.ReadFile(binary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir, bin := copyBinary(t)
 	storageDir := t.TempDir()
 	port := testsvc.FreePort(t)
 	back := newBackend(t, "hello")
@@ -185,27 +177,8 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("the old process exited with %v, want 0", err)
-		}
-	case <-time.After(45 * time.Second):
-		t.Fatalf("the old process did not exit within 45 s of SIGUSR2:\n%s", logs())
-	}
+	next := awaitHandOver(t, cmd, logs, "process", 45*time.Second)
 	t.Logf("upgrade: SIGUSR2 at %s; old process gone %v later", start.Format("15:04:05.000"), time.Since(start).Round(time.Millisecond))
-	m := regexp.MustCompile(`upgraded: process (\d+) serves now`).FindStringSubmatch(logs())
-	if m == nil {
-		t.Fatalf("the old process did not name its successor:\n%s", logs())
-	}
-	pid, _ := strconv.Atoi(m[1])
-	next, err := os.FindProcess(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = next.Kill() })
 	time.Sleep(time.Second) // the new process alone
 
 	// SIGHUP: b.test becomes allowed with no request failing meanwhile.
@@ -287,4 +260,48 @@ func TestSocketActivation(t *testing.T) {
 	if err := get200(newClient(port, roots), "https://a.test/"); err != nil {
 		t.Fatalf("request on the activated socket: %v", err)
 	}
+}
+
+// copyBinary copies the built certkeeper into a directory of the test's
+// own, where an upgrade test can replace it, and returns both.
+func copyBinary(t *testing.T) (dir, bin string) {
+	t.Helper()
+	dir = t.TempDir()
+	bin = filepath.Join(dir, "certkeeper")
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, bin
+}
+
+// awaitHandOver waits (at most limit) for cmd, sent SIGUSR2, to exit 0
+// after handing its listeners over, and returns the successor it named
+// in its output (killed when the test ends). what names cmd in failures.
+func awaitHandOver(t *testing.T, cmd *exec.Cmd, logs func() string, what string, limit time.Duration) *os.Process {
+	t.Helper()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("the old %s exited with %v, want 0", what, err)
+		}
+	case <-time.After(limit):
+		t.Fatalf("the old %s did not exit within %v of SIGUSR2:\n%s", what, limit, logs())
+	}
+	m := regexp.MustCompile(`upgraded: process (\d+) serves now`).FindStringSubmatch(logs())
+	if m == nil {
+		t.Fatalf("the old %s did not name its successor:\n%s", what, logs())
+	}
+	pid, _ := strconv.Atoi(m[1])
+	next, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = next.Kill() })
+	return next
 }
