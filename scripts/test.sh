@@ -6,7 +6,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+# step names the next step and records when it began; the summary at the end
+# prints each step's duration, so a slow step shows in every CI log.
+steps=() last_name="" last_start=$start
+step() {
+	local now; now=$(date +%s)
+	[ -n "$last_name" ] && steps+=("$(printf '%5ss  %s' "$((now - last_start))" "$last_name")")
+	last_name="$*" last_start=$now
+	printf '\n== %s (%ss)\n' "$*" "$((now - start))"
+}
+summary() {
+	step "done"
+	printf '\nstep times:\n'; printf '  %s\n' "${steps[@]}"
+	printf '  %5ss  total\n' "$(( $(date +%s) - start ))"
+}
 
 # 1. System packages the tests start as children. Installed when missing and
 # we are root (CI, a fresh machine); otherwise the tests that need them skip
@@ -43,6 +56,12 @@ if [ ! -x "$CERTKEEPER_PEBBLE_DIR/pebble" ] || [ ! -x "$CERTKEEPER_PEBBLE_DIR/pe
 		github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv)
 fi
 
+step "tracked files (none over 1 MiB: build outputs and data do not belong in git)"
+big=$(git ls-files -z 2>/dev/null | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$1 > 1048576 {print "  " $2 " (" $1 " bytes)"}')
+if [ -n "$big" ]; then
+	echo "tracked files over 1 MiB:"; echo "$big"; exit 1
+fi
+
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
@@ -69,18 +88,32 @@ step "fuzz"
 # when the time runs out while a worker is minimising an input: that is the
 # engine's, not a finding (a finding writes "Failing input written"), so such
 # a run is repeated once.
+# A target that barely runs finds nothing: each must reach MIN_EXECS
+# executions (its final "execs:" count) in its time.
+min_execs=${MIN_EXECS:-1000}
+check_execs() {
+	local n
+	n=$(grep -o 'execs: [0-9]*' <<<"$2" | tail -n 1 | grep -o '[0-9]*$' || true)
+	if [ -z "$n" ] || [ "$n" -lt "$min_execs" ]; then
+		echo "fuzz $1: ${n:-no} executions, fewer than $min_execs: make the target fast enough to explore" >&2
+		return 1
+	fi
+}
 fuzz() {
 	local out
 	if out=$(go test -run='^$' -fuzz="^$1\$" -fuzztime="${FUZZTIME:-10s}" -fuzzminimizetime=2s "$2" 2>&1); then
 		printf '%s\n' "$out" | tail -n 3
-		return 0
+		check_execs "$1" "$out"
+		return
 	fi
 	printf '%s\n' "$out"
 	if grep -q 'Failing input written' <<<"$out" || ! grep -q 'context deadline exceeded' <<<"$out"; then
 		return 1
 	fi
 	echo "fuzz $1: the engine timed out while minimising (not a finding); running it again"
-	go test -run='^$' -fuzz="^$1\$" -fuzztime="${FUZZTIME:-10s}" -fuzzminimizetime=2s "$2"
+	out=$(go test -run='^$' -fuzz="^$1\$" -fuzztime="${FUZZTIME:-10s}" -fuzzminimizetime=2s "$2" 2>&1) || { printf '%s\n' "$out"; return 1; }
+	printf '%s\n' "$out" | tail -n 3
+	check_execs "$1" "$out"
 }
 fuzz FuzzNormalize ./policy
 fuzz FuzzValidateKey ./storage
@@ -98,4 +131,5 @@ for os in linux windows darwin freebsd; do
 	done
 done
 
-step "all checks passed"
+summary
+echo "all checks passed"
