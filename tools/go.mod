@@ -7,6 +7,8 @@ tool (
 	github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv
 )
 
+require golang.org/x/tools v0.33.0
+
 require (
 	github.com/go-jose/go-jose/v4 v4.1.4 // indirect
 	github.com/letsencrypt/challtestsrv v1.4.2 // indirect
@@ -16,5 +18,4 @@ require (
 	golang.org/x/net v0.40.0 // indirect
 	golang.org/x/sync v0.14.0 // indirect
 	golang.org/x/sys v0.33.0 // indirect
-	golang.org/x/tools v0.33.0 // indirect
 )
