@@ -53,6 +53,18 @@ type certServer struct {
 // file and an audit log, plus args, and waits for /healthz.
 func startCertServer(t *testing.T, args ...string) *certServer {
 	t.Helper()
+	return startCertServerTLS(t, nil, args...)
+}
+
+// startCertServerTLS is startCertServer for a server whose args include
+// --api-cert: /healthz is asked over HTTPS with tlsConfig (nil: plain
+// HTTP).
+func startCertServerTLS(t *testing.T, tlsConfig *tls.Config, args ...string) *certServer {
+	t.Helper()
+	scheme, client := "http", http.DefaultClient
+	if tlsConfig != nil {
+		scheme, client = "https", &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig}}
+	}
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens")
 	if err := os.WriteFile(tokens, []byte(nginxToken+"\n"), 0o600); err != nil {
@@ -69,8 +81,8 @@ func startCertServer(t *testing.T, args ...string) *certServer {
 		}
 		s.proc = p
 		return p.WaitReady(30*time.Second, func(ctx context.Context) error {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.addr+"/healthz", nil)
-			resp, err := http.DefaultClient.Do(req)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+s.addr+"/healthz", nil)
+			resp, err := client.Do(req)
 			if err != nil {
 				return err
 			}
