@@ -166,9 +166,10 @@ func writeFallback(t *testing.T, dir string) (certFile, keyFile string) {
 }
 
 // pluginNginx starts nginx with the plugin configured exactly as
-// docs/nginx.md shows it, TLS on tlsPort and the http-01 forward on
-// httpPort (0: none). options are added to init's (after a comma), extra
-// to the http block.
+// docs/nginx.md shows it for a server on loopback (server is its
+// host:port, reached over plain http://), TLS on tlsPort and the http-01
+// forward on httpPort (0: none). options are added to init's (after a
+// comma), extra to the http block.
 func pluginNginx(t *testing.T, server string, tlsPort, httpPort, workers int, options, extra string) *testsvc.NginxServer {
 	t.Helper()
 	certFile, keyFile := writeFallback(t, t.TempDir())
@@ -181,7 +182,7 @@ func pluginNginx(t *testing.T, server string, tlsPort, httpPort, workers int, op
     ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
     location / { return 200 "hello from nginx\n"; }
   }
-`, server, nginxToken, options, tlsPort, certFile, keyFile)
+`, "http://"+server, nginxToken, options, tlsPort, certFile, keyFile)
 	ready := []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))}
 	if httpPort != 0 {
 		conf += fmt.Sprintf(`
@@ -594,47 +595,4 @@ func handshakes(addr, name string, conns, n int) error {
 		}
 	}
 	return first
-}
-
-// TestNginxDeployExample: deploy/nginx/nginx.conf, with its paths pointed
-// at this repository and a temporary directory, passes `nginx -t` (syntax,
-// modules, certificate files). Its plugin lines are the ones the other
-// tests here run.
-func TestNginxDeployExample(t *testing.T) {
-	bin := testsvc.LookPath(t, "nginx", "install nginx libnginx-mod-http-lua lua-resty-core lua-resty-lrucache")
-	for _, f := range []string{"/etc/nginx/mime.types", "/etc/nginx/modules-enabled"} {
-		if _, err := os.Stat(f); err != nil {
-			testsvc.Unavailable(t, "Debian's nginx configuration", "install nginx libnginx-mod-http-lua", err)
-		}
-	}
-	conf, err := os.ReadFile("../../deploy/nginx/nginx.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lua, err := filepath.Abs("../../lua")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile := writeFallback(t, dir)
-	s := strings.NewReplacer(
-		"/usr/local/share/certkeeper/lua", lua,
-		"/etc/nginx/fallback.pem", certFile,
-		"/etc/nginx/fallback.key", keyFile,
-		"/var/log/nginx", dir,
-		"/run/nginx.pid", filepath.Join(dir, "nginx.pid"),
-	).Replace(string(conf))
-	if os.Geteuid() != 0 {
-		s = strings.Replace(s, "user www-data;", "", 1)
-	}
-	file := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(file, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "-t", "-c", file, "-e", filepath.Join(dir, "error.log")).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "test is successful") {
-		t.Fatalf("nginx -t on deploy/nginx/nginx.conf: %v\n%s", err, out)
-	}
 }

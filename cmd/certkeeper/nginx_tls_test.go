@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,7 +12,9 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -199,4 +202,116 @@ func TestNginxPluginHTTPS(t *testing.T) {
 		}
 		waitLog(t, ngx, "certkeeper: fetching e.https.test: server answered 401")
 	})
+}
+
+// TestNginxDeployExample: deploy/nginx/nginx.conf is the configuration
+// docs/nginx.md shows, passes `nginx -t`, and, started for real with its
+// addresses and files pointed at this test (nginx -t does not run
+// init_by_lua), fetches a certificate from `certkeeper server --api-cert`
+// over HTTPS and serves it, and forwards http-01 requests to the server.
+func TestNginxDeployExample(t *testing.T) {
+	bin := testsvc.LookPath(t, "nginx", "install nginx libnginx-mod-http-lua lua-resty-core lua-resty-lrucache")
+	for _, f := range []string{"/etc/nginx/mime.types", "/etc/nginx/modules-enabled"} {
+		if _, err := os.Stat(f); err != nil {
+			testsvc.Unavailable(t, "Debian's nginx configuration", "install nginx libnginx-mod-http-lua", err)
+		}
+	}
+	conf, err := os.ReadFile("../../deploy/nginx/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../docs/nginx.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```nginx\n"+string(conf)+"```\n") {
+		t.Errorf("docs/nginx.md does not show deploy/nginx/nginx.conf as it is (in an nginx code block)")
+	}
+	lua, err := filepath.Abs("../../lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	apiCA, apiCACert, apiCAKey := writeCACert(t, dir, "api-ca")
+	apiCert, apiKey := writeServerCert(t, dir, []string{"certkeeper.internal"}, apiCACert, apiCAKey)
+	roots := x509.NewCertPool()
+	roots.AddCert(apiCACert)
+	srv := startCertServerTLS(t, &tls.Config{RootCAs: roots, ServerName: "certkeeper.internal"},
+		"--api-cert", apiCert+":"+apiKey, "--ca", "local", "--storage", t.TempDir(), "--allow", "deploy.test")
+	certFile, keyFile := writeFallback(t, dir)
+	tlsPort, httpPort := testsvc.FreePort(t), testsvc.FreePort(t)
+	var temps strings.Builder
+	for _, tmp := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+		fmt.Fprintf(&temps, "    %s_temp_path %s;\n", tmp, filepath.Join(dir, tmp+"_temp"))
+	}
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;" // the test's files stay readable
+	}
+	s := strings.NewReplacer(
+		"/usr/local/share/certkeeper/lua", lua,
+		"/etc/nginx/fallback.pem", certFile,
+		"/etc/nginx/fallback.key", keyFile,
+		"/etc/nginx/certkeeper-ca.pem", apiCA,
+		"/var/log/nginx", dir,
+		"/run/nginx.pid", filepath.Join(dir, "nginx.pid"),
+		"https://10.0.0.10:8999", "https://"+srv.addr,
+		`"TOKEN"`, strconv.Quote(nginxToken),
+		"user www-data;", user,
+		"worker_processes auto;", "worker_processes 1;",
+		"listen 443 ssl http2;", fmt.Sprintf("listen 127.0.0.1:%d ssl http2;", tlsPort),
+		"listen [::]:443 ssl http2;", "",
+		"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", httpPort),
+		"listen [::]:80;", "",
+		"http {\n", "http {\n"+temps.String(),
+	).Replace(string(conf))
+	file := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(file, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-t", "-c", file, "-e", filepath.Join(dir, "error.log")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "test is successful") {
+		t.Fatalf("nginx -t on deploy/nginx/nginx.conf: %v\n%s", err, out)
+	}
+
+	p, err := testsvc.StartProcess(t, exec.Command(bin, "-c", file, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("nginx error.log:\n%s", b)
+		}
+	})
+	err = p.WaitReady(20*time.Second, func(ctx context.Context) error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort)))
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("nginx with deploy/nginx/nginx.conf: %v\n%s", err, p.Output())
+	}
+	if cn := servedCN(t, tlsPort, "deploy.test"); cn != "deploy.test" {
+		t.Errorf("nginx with deploy/nginx/nginx.conf served %q for deploy.test, want the certificate from the server", cn)
+	}
+	waitAudit(t, srv.auditLog, `"name":"deploy.test","who":"token 1"`)
+	// The http-01 forward reaches the server over HTTPS: its answer for an
+	// unknown token, not nginx's 502.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/.well-known/acme-challenge/unknown-token", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") == "text/html" {
+		t.Errorf("http-01 forward: %s (%s), want the server's 404", resp.Status, resp.Header.Get("Content-Type"))
+	}
 }
