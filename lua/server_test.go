@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,5 +217,76 @@ func TestCertificateNameCheck(t *testing.T) {
 		if got := strings.Contains(string(log), want); got == c.served {
 			t.Errorf("%s: error log has %q: %v, want %v", c.name, want, got, !c.served)
 		}
+	}
+}
+
+// TestRefreshOverHTTPS: a background refresh (an ngx.timer, which reads
+// the http block's lua_ssl_* settings, not a handshake's) fetches over
+// HTTPS with the server's certificate verified, as the first fetch does.
+// The server is a test fixture answering ttl_seconds 1, so that the
+// refresh comes within the test.
+func TestRefreshOverHTTPS(t *testing.T) {
+	a := craft(t, "refresh.test", []string{"refresh.test"}, []string{"refresh.test"})
+	a.TTLSeconds = 1
+	var fetches atomic.Int64
+	fixture := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/certificates/refresh.test" {
+			http.NotFound(w, r)
+			return
+		}
+		fetches.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a)
+	}))
+	defer fixture.Close()
+	dir := t.TempDir()
+	// httptest's certificate is for example.com (and 127.0.0.1, which
+	// nginx does not check): trusting it is trusting the fixture.
+	trusted := filepath.Join(dir, "fixture.pem")
+	if err := os.WriteFile(trusted, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fixture.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fb := craft(t, "fallback.invalid", []string{"fallback.invalid"}, nil)
+	certFile, keyFile := filepath.Join(dir, "fallback.pem"), filepath.Join(dir, "fallback.key")
+	if err := os.WriteFile(certFile, []byte(fb.Cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(fb.Key), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	ngx := testsvc.Nginx(t, testsvc.NginxOptions{HTTP: fmt.Sprintf(`
+  lua_ssl_trusted_certificate %s;
+  lua_shared_dict certkeeper 1m;
+  init_by_lua_block { require("certkeeper").init({ server = %q, tls_server_name = "example.com", shared_dict = "certkeeper" }) }
+  server {
+    listen %s ssl;
+    ssl_certificate %s; ssl_certificate_key %s;
+    ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
+  }
+`, trusted, fixture.URL, addr, certFile, keyFile), Ready: []string{addr}})
+
+	served := func() string {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "refresh.test", InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("handshake for refresh.test: %v", err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if cn := served(); cn != "refresh.test" || fetches.Load() != 1 {
+		t.Fatalf("first handshake: served %q after %d fetches, want refresh.test after 1", cn, fetches.Load())
+	}
+	time.Sleep(1500 * time.Millisecond) // past ttl_seconds
+	for deadline := time.Now().Add(5 * time.Second); fetches.Load() < 2; {
+		if cn := served(); cn != "refresh.test" {
+			t.Fatalf("stale handshake served %q, want refresh.test", cn)
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(ngx.ErrorLog())
+			t.Fatalf("past its ttl, refresh.test was not fetched again over HTTPS:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
