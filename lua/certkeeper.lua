@@ -4,7 +4,7 @@
 -- Usage (docs/nginx.md, deploy/nginx/nginx.conf):
 --
 --   lua_shared_dict certkeeper 10m;
---   init_by_lua_block { require("certkeeper").init({ server = "127.0.0.1:8999", token = "TOKEN", shared_dict = "certkeeper" }) }
+--   init_by_lua_block { require("certkeeper").init({ server = "http://127.0.0.1:8999", token = "TOKEN", shared_dict = "certkeeper" }) }
 --   server {
 --     listen 443 ssl;
 --     ssl_certificate fallback.pem; ssl_certificate_key fallback.key;
@@ -32,14 +32,28 @@
 --
 -- The server's token is sent as "Authorization: Bearer TOKEN" and never
 -- logged; neither is any key.
+--
+-- Transport: the token and the keys cross the connection, so the plugin
+-- speaks plain HTTP only to a loopback server (127.0.0.0/8, ::1,
+-- localhost) and HTTPS to any other: the server's --api-cert is verified
+-- against lua_ssl_trusted_certificate and must carry the DNS name asked
+-- for (the URL's host, or tls_server_name), and the plugin may present a
+-- client certificate (the server's --client-ca) instead of a token.
+--
+-- The certificate the server answers must cover the name asked for, both
+-- by the names the server states and by the certificate itself (OpenSSL's
+-- X509_check_host through LuaJIT's FFI, as nginx checks its upstreams),
+-- as certclient's VerifyHostname does: a certificate for other names is
+-- never served, cached or stored.
 
 local ssl = require("ngx.ssl")
 local ocsp = require("ngx.ocsp")
 local lrucache = require("resty.lrucache")
 local semaphore = require("ngx.semaphore")
+local ffi = require("ffi")
 
 local ngx = ngx
-local byte, char, sub, find, lower, format = string.byte, string.char, string.sub, string.find, string.lower, string.format
+local byte, char, sub, find, lower, match = string.byte, string.char, string.sub, string.find, string.lower, string.match
 local tonumber, tostring, type, pcall, concat = tonumber, tostring, type, pcall, table.concat
 
 local _M = { _VERSION = "0.1.0" }
@@ -170,6 +184,98 @@ local function json_decode(s)
 end
 
 ------------------------------------------------------------------------
+-- Does a certificate cover a name? lua-resty-core has no reader of a
+-- certificate's subject alternative names, so the plugin asks OpenSSL,
+-- which nginx is linked with, through LuaJIT's FFI: X509_check_host, the
+-- matcher nginx itself uses for proxy_ssl_verify and cosockets. Only
+-- OpenSSL's stable public API is used, with void pointers, so that a
+-- library declaring the same functions with its own types (e.g.
+-- lua-resty-openssl) does not clash.
+
+local declared = {
+    "void *d2i_X509(void **a, const unsigned char **pp, long length);",
+    "void X509_free(void *a);",
+    "int X509_check_host(void *x, const char *chk, size_t chklen, unsigned int flags, char **peername);",
+    "int X509_check_ip_asc(void *x, const char *address, unsigned int flags);",
+}
+for _, decl in ipairs(declared) do
+    pcall(ffi.cdef, decl) -- already declared by another module: theirs serves
+end
+local C = ffi.C
+
+-- X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT:
+-- a wildcard is a whole left-most label, and the subject's common name
+-- never counts (RFC 6125 6.4.4; Go's VerifyHostname, which certclient
+-- uses, reads only the subject alternative names too).
+local CHECK_FLAGS = 0x4 + 0x20
+
+local der_ptr = ffi.new("const unsigned char *[1]")
+
+-- openssl_missing returns why OpenSSL cannot be reached, or nil.
+local function openssl_missing()
+    for _, f in ipairs({ "d2i_X509", "X509_free", "X509_check_host", "X509_check_ip_asc" }) do
+        local ok = pcall(function() return C[f] end)
+        if not ok then return f end
+    end
+end
+
+local function is_ipv4(name)
+    return find(name, "^%d+%.%d+%.%d+%.%d+$") ~= nil
+end
+
+-- cert_covers reports whether the leaf of the PEM chain covers name (a
+-- host name, or an IPv4 address the server also issues for).
+local function cert_covers(chain_pem, name)
+    local der, err = ssl.cert_pem_to_der(chain_pem)
+    if not der then return false, "parsing the certificate: " .. tostring(err) end
+    der_ptr[0] = ffi.cast("const unsigned char *", der)
+    local x = C.d2i_X509(nil, der_ptr, #der) -- the first certificate: the leaf
+    if x == nil then return false, "parsing the certificate: not DER" end
+    local rc
+    if is_ipv4(name) then
+        rc = C.X509_check_ip_asc(x, name, 0)
+    else
+        rc = C.X509_check_host(x, name, #name, CHECK_FLAGS, nil)
+    end
+    C.X509_free(x)
+    der = nil -- kept alive until here: der_ptr pointed into it
+    if rc ~= 1 then return false, "the certificate does not cover " .. name end
+    return true
+end
+
+-- names_cover reports whether the names the server states (its answer's
+-- "names") include name, itself or through a wildcard for its parent.
+local function names_cover(names, name)
+    if type(names) ~= "table" then return false end
+    local parent = match(name, "^[^.]+%.(.+%..+)$")
+    for i = 1, #names do
+        local n = names[i]
+        if type(n) == "string" then
+            n = lower(n)
+            if n == name or (parent and n == "*." .. parent) then return true end
+        end
+    end
+    return false
+end
+
+-- check_answer returns nil when the answer v may be served for name, or
+-- why not.
+local function check_answer(v, name)
+    if not names_cover(v.names, name) then
+        local stated = {}
+        if type(v.names) == "table" then
+            for i = 1, math.min(#v.names, 10) do stated[i] = tostring(v.names[i]) end
+        end
+        return "the server answered a certificate for other names: it states " ..
+            (#stated > 0 and concat(stated, ", ") or "none") .. ", not " .. name
+    end
+    local ok, err = cert_covers(v.cert, name)
+    if not ok then
+        return "the server answered a certificate for other names: " .. err
+    end
+end
+
+------------------------------------------------------------------------
 -- Fetching from the server.
 
 -- valid_name reports whether name can be a hostname the server may have
@@ -179,14 +285,55 @@ local function valid_name(name)
         and byte(name, 1) ~= 46 and byte(name, -1) ~= 46
 end
 
+local VERIFY_HINT = "lua_ssl_trusted_certificate, in the http block, must hold the CA of the server's" ..
+    " --api-cert, and lua_ssl_verify_depth be deep enough for its chain"
+
+-- handshake makes sock, connected to the server, a TLS connection: the
+-- server's certificate verified against lua_ssl_trusted_certificate and
+-- for conf.tls_server_name (also sent as SNI), the client certificate
+-- presented if there is one. It returns nil, or why it failed.
+local function handshake(sock)
+    if conf.client_cert then
+        local ok, err = sock:setclientcert(conf.client_cert, conf.client_key)
+        if not ok then return "setting the client certificate: " .. tostring(err) end
+    end
+    -- reused_session is nil, not false. A handshake can complete within
+    -- the first call (on loopback it often does); lua-resty-core 0.1.25
+    -- then returns true for false without reading the verification
+    -- result, whereas for nil it reads it and, when verification failed,
+    -- raises an error (an assertion), which pcall turns into a failure.
+    local called, sess, err = pcall(sock.sslhandshake, sock, nil, conf.tls_server_name, true)
+    if not called then
+        return "the server's certificate was refused: nginx's \"lua ssl\" error just before says why (" ..
+            VERIFY_HINT .. "; lua-resty-core: " .. tostring(sess) .. ")"
+    end
+    if sess == nil and err ~= nil then
+        err = tostring(err)
+        if err == "certificate host mismatch" then
+            return err .. ": the server's certificate must carry the DNS name " .. conf.tls_server_name ..
+                " (set init's tls_server_name to one it carries)"
+        elseif find(err, "^%d+: ") then -- an X.509 verification error
+            return err .. " (" .. VERIFY_HINT .. ")"
+        end
+        return err
+    end
+end
+
 -- http_get fetches path from the server: status, headers (lower-case
 -- names), body. HTTP/1.0, so the body ends with the connection.
 local function http_get(path)
     local sock = ngx.socket.tcp()
     sock:settimeouts(conf.connect_timeout, conf.timeout, conf.timeout)
-    local ok, err = sock:connect(conf.host, conf.port)
-    if not ok then return nil, "connecting to " .. conf.server .. ": " .. tostring(err) end
-    local req = "GET " .. path .. " HTTP/1.0\r\nHost: " .. conf.server ..
+    local ok, err = sock:connect(conf.connect_host, conf.port)
+    if not ok then return nil, "connecting to " .. conf.url .. ": " .. tostring(err) end
+    if conf.tls then
+        err = handshake(sock)
+        if err then
+            sock:close()
+            return nil, "TLS handshake with " .. conf.url .. " (" .. conf.tls_server_name .. "): " .. err
+        end
+    end
+    local req = "GET " .. path .. " HTTP/1.0\r\nHost: " .. conf.host_header ..
         "\r\nUser-Agent: certkeeper-lua/" .. _M._VERSION .. "\r\n"
     if conf.token then req = req .. "Authorization: Bearer " .. conf.token .. "\r\n" end
     ok, err = sock:send(req .. "\r\n")
@@ -290,6 +437,11 @@ local function fetch(name)
         dict:set("n:" .. name, "bad answer", conf.error_ttl)
         return nil, "bad answer from the server: " .. tostring(err or "fields missing")
     end
+    err = check_answer(v, name)
+    if err then
+        dict:set("n:" .. name, "wrong certificate", conf.error_ttl)
+        return nil, err, ngx.ERR
+    end
     local now = ngx.time()
     local not_after = parse_time(v.not_after) or (now + 3600)
     local ttl = tonumber(v.ttl_seconds) or 60
@@ -324,7 +476,7 @@ local function fetch_once(name)
     end
     sema = semaphore.new()
     inflight[name] = sema
-    local ok, rec, err = pcall(fetch, name)
+    local ok, rec, err, level = pcall(fetch, name)
     inflight[name] = nil
     local waiting = -sema:count() -- a negative count is the number of waiters
     if waiting > 0 then sema:post(waiting) end
@@ -333,7 +485,7 @@ local function fetch_once(name)
         return nil
     end
     if not rec then
-        log(ngx.WARN, "fetching ", name, ": ", err)
+        log(level or ngx.WARN, "fetching ", name, ": ", err)
     end
     return rec
 end
@@ -437,14 +589,119 @@ end
 ------------------------------------------------------------------------
 -- The API.
 
--- init configures the plugin; call it from init_by_lua. Options:
---   server          "host:port" of the certkeeper server (required)
+-- is_loopback reports whether host (a URL's host, without brackets) is
+-- a loopback address or localhost.
+local function is_loopback(host)
+    if host == "localhost" or host == "::1" then return true end
+    local a, b, c, d = match(host, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+    return a ~= nil and tonumber(a) == 127 and tonumber(b) <= 255 and tonumber(c) <= 255 and tonumber(d) <= 255
+end
+
+-- parse_server reads init's server option: "https://HOST[:PORT]",
+-- "http://HOST[:PORT]" or the older "HOST:PORT" (plain HTTP). It returns
+-- a table, or nil and what is wrong.
+local function parse_server(server)
+    local scheme, rest = match(server, "^(%a[%w+.-]*)://(.*)$")
+    local bare = scheme == nil
+    if bare then
+        scheme, rest = "http", server
+    end
+    scheme = lower(scheme)
+    if scheme ~= "https" and scheme ~= "http" then
+        return nil, "want https://HOST:PORT (or http://HOST:PORT to a loopback server)"
+    end
+    rest = rest:gsub("/$", "")
+    local host, port
+    if sub(rest, 1, 1) == "[" then
+        host, port = match(rest, "^%[([%x:.]+)%]:?(%d*)$")
+    else
+        host, port = match(rest, "^([%w.-]+):?(%d*)$")
+    end
+    if not host then
+        return nil, "want " .. scheme .. "://HOST:PORT, with no path, user or query"
+    end
+    host = lower(host)
+    if port == "" then
+        if bare then return nil, "want https://HOST:PORT (or HOST:PORT for plain HTTP to a loopback server)" end
+        port = scheme == "https" and "443" or "80"
+    end
+    port = tonumber(port)
+    if port < 1 or port > 65535 then return nil, "port out of range" end
+    local v6 = find(host, ":", 1, true) ~= nil
+    local hostport = (v6 and "[" .. host .. "]" or host) .. ":" .. port
+    local s = {
+        url = scheme .. "://" .. hostport, host_header = hostport, port = port, tls = scheme == "https",
+        host = host, ip = v6 or is_ipv4(host),
+        -- localhost is never resolved: plain HTTP must reach this machine.
+        connect_host = host == "localhost" and "127.0.0.1" or (v6 and "[" .. host .. "]" or host),
+    }
+    if not s.tls and not is_loopback(host) then
+        return nil, "plain HTTP would carry the token and private keys in clear, so it is allowed only to a" ..
+            " loopback server (127.0.0.0/8, ::1, localhost); use https:// with the server's --api-cert" ..
+            " and nginx's lua_ssl_trusted_certificate (docs/nginx.md)"
+    end
+    return s
+end
+
+-- read_file returns the contents of path, or nil and an error.
+local function read_file(path)
+    local f, err = io.open(path, "rb")
+    if not f then return nil, err end
+    local data = f:read("*a")
+    f:close()
+    return data
+end
+
+-- client_certificate reads and parses init's client_cert and client_key.
+local function client_certificate(opts, tls)
+    local certfile, keyfile = opts.client_cert, opts.client_key
+    if certfile == nil and keyfile == nil then return nil end
+    if type(certfile) ~= "string" or type(keyfile) ~= "string" then
+        error("certkeeper.init: client_cert and client_key go together: give both (PEM files) or neither", 3)
+    end
+    if not tls then
+        error("certkeeper.init: client_cert needs an https:// server (client certificates travel in TLS: the" ..
+            " server's --api-cert with --client-ca)", 3)
+    end
+    local mt = debug.getregistry().__tcp_cosocket_mt
+    if not (mt and mt.setclientcert) then
+        error("certkeeper.init: client_cert: this nginx has no tcpsock:setclientcert (it needs lua-nginx-module" ..
+            " 0.10.23 and lua-resty-core 0.1.25 or later); upgrade them, or authenticate with token", 3)
+    end
+    local pem, err = read_file(certfile)
+    if not pem then error("certkeeper.init: client_cert: reading " .. certfile .. ": " .. tostring(err), 3) end
+    local cert
+    cert, err = ssl.parse_pem_cert(pem)
+    if not cert then error("certkeeper.init: client_cert: " .. certfile .. ": " .. tostring(err), 3) end
+    pem, err = read_file(keyfile)
+    if not pem then error("certkeeper.init: client_key: reading " .. keyfile .. ": " .. tostring(err), 3) end
+    local key
+    key, err = ssl.parse_pem_priv_key(pem)
+    if not key then error("certkeeper.init: client_key: " .. keyfile .. ": " .. tostring(err), 3) end
+    return cert, key
+end
+
+-- init configures the plugin; call it from init_by_lua (nginx -t does
+-- not run it: a wrong option shows when nginx starts or reloads).
+-- Options:
+--   server          the certkeeper server (required): "https://HOST:PORT",
+--                   verified against lua_ssl_trusted_certificate; or
+--                   "http://HOST:PORT" (or the older "HOST:PORT") to a
+--                   loopback server only (127.0.0.0/8, ::1, localhost)
+--   tls_server_name the DNS name the server's certificate must carry, also
+--                   sent as SNI (default: the host of an https:// server;
+--                   required when that host is an IP address, as nginx
+--                   checks certificates by DNS name only)
 --   token           bearer token for the server
+--   client_cert     PEM file of a client certificate for the server's
+--   client_key      --client-ca, and its key (https:// only; read at init,
+--                   before nginx drops root)
 --   shared_dict     name of a lua_shared_dict (required)
 --   lru_size        certificates parsed and kept per worker (1000)
 --   timeout         ms to wait for the server's answer (40000: longer
 --                   than the server's 30 s wait for a first issuance)
---   connect_timeout ms to connect to the server (2000)
+--   connect_timeout ms to connect to the server, and for the TLS handshake
+--                   (2000)
 --   allow_domain    function(name) returning true for names that may be
 --                   fetched; others get the fallback without any request
 --   denied_ttl      s a refused name is not asked again (60)
@@ -452,25 +709,48 @@ end
 function _M.init(opts)
     if type(opts) ~= "table" then error("certkeeper.init: options table required", 2) end
     local server = opts.server
-    if type(server) ~= "string" then error("certkeeper.init: server (\"host:port\") required", 2) end
-    local host, port = server:match("^%[?([^%]]+)%]?:(%d+)$")
-    if not host then error("certkeeper.init: server must be host:port, got " .. server, 2) end
+    if type(server) ~= "string" then
+        error("certkeeper.init: server (\"https://HOST:PORT\", or \"http://127.0.0.1:PORT\") required", 2)
+    end
+    local srv, why = parse_server(server)
+    if not srv then error(("certkeeper.init: server = %q: %s"):format(server, why), 2) end
+    local name = opts.tls_server_name
+    if name ~= nil then
+        if type(name) ~= "string" or not find(name, "^[%w.-]+$") or is_ipv4(name) then
+            error("certkeeper.init: tls_server_name must be a DNS name (of the server's --api-cert certificate)", 2)
+        end
+        if not srv.tls then error("certkeeper.init: tls_server_name needs an https:// server", 2) end
+        srv.tls_server_name = lower(name)
+    elseif srv.tls then
+        if srv.ip then
+            error(("certkeeper.init: server = %q: nginx checks the server's certificate against a DNS name only, not" ..
+                " an IP address; set tls_server_name = \"NAME\" to a DNS name of the server's --api-cert" ..
+                " certificate, or use https://NAME:PORT (with nginx's resolver)"):format(server), 2)
+        end
+        srv.tls_server_name = srv.host
+    end
     if type(opts.shared_dict) ~= "string" or not ngx.shared[opts.shared_dict] then
         error("certkeeper.init: shared_dict must name a lua_shared_dict", 2)
     end
     if opts.allow_domain ~= nil and type(opts.allow_domain) ~= "function" then
         error("certkeeper.init: allow_domain must be a function", 2)
     end
+    local missing = openssl_missing()
+    if missing then
+        error("certkeeper.init: OpenSSL's " .. missing .. " is not reachable through LuaJIT's FFI in this nginx" ..
+            " (OpenSSL linked statically?); the plugin needs it to check that a certificate covers its name", 2)
+    end
+    local client_cert, client_key = client_certificate(opts, srv.tls)
     local size = opts.lru_size or DEFAULT_LRU_SIZE
     local err
     lru, err = lrucache.new(size)
     if not lru then error("certkeeper.init: lrucache: " .. tostring(err), 2) end
-    conf = {
-        server = server, host = host, port = tonumber(port), token = opts.token,
-        shared_dict = opts.shared_dict, allow_domain = opts.allow_domain,
-        timeout = opts.timeout or DEFAULT_TIMEOUT, connect_timeout = opts.connect_timeout or DEFAULT_CONNECT_TIMEOUT,
-        denied_ttl = opts.denied_ttl or DEFAULT_DENIED_TTL, error_ttl = opts.error_ttl or DEFAULT_ERROR_TTL,
-    }
+    srv.token, srv.client_cert, srv.client_key = opts.token, client_cert, client_key
+    srv.shared_dict, srv.allow_domain = opts.shared_dict, opts.allow_domain
+    srv.timeout = opts.timeout or DEFAULT_TIMEOUT
+    srv.connect_timeout = opts.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+    srv.denied_ttl, srv.error_ttl = opts.denied_ttl or DEFAULT_DENIED_TTL, opts.error_ttl or DEFAULT_ERROR_TTL
+    conf = srv
 end
 
 -- ssl_certificate sets the certificate, key and OCSP staple for the

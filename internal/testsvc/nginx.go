@@ -53,6 +53,85 @@ type NginxServer struct {
 // under CI=true).
 func Nginx(t testing.TB, opts NginxOptions) *NginxServer {
 	t.Helper()
+	n, cmd := prepareNginx(t, opts)
+	p, err := StartProcess(t, cmd, nil)
+	if err != nil {
+		t.Fatalf("testsvc: %v", err)
+	}
+	n.proc = p
+	t.Cleanup(func() {
+		if t.Failed() {
+			if b, err := os.ReadFile(n.ErrorLog()); err == nil {
+				t.Logf("nginx error.log:\n%s", lastBytes(b, 16<<10))
+			}
+		}
+	})
+	err = p.WaitReady(readyTimeout, func(ctx context.Context) error {
+		if _, err := os.Stat(filepath.Join(n.dir, "nginx.pid")); err != nil {
+			return err
+		}
+		for _, a := range opts.Ready {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "tcp", a)
+			if err != nil {
+				return err
+			}
+			c.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		b, _ := os.ReadFile(n.ErrorLog())
+		t.Fatalf("testsvc: nginx: %v\nerror.log:\n%s", err, lastBytes(b, 8<<10))
+	}
+	return n
+}
+
+// NginxFails starts nginx as [Nginx] does, expecting it to refuse to
+// start, as it does when its configuration or an init_by_lua block fails
+// (nginx -t does not run init_by_lua, so only a real start tells). It
+// waits for nginx to exit and returns its output and error log. The test
+// fails if nginx serves opts.Ready instead, is still running after
+// readyTimeout, or exits 0.
+func NginxFails(t testing.TB, opts NginxOptions) string {
+	t.Helper()
+	n, cmd := prepareNginx(t, opts)
+	p, err := StartProcess(t, cmd, nil)
+	if err != nil {
+		t.Fatalf("testsvc: %v", err)
+	}
+	err = p.WaitReady(readyTimeout, func(ctx context.Context) error {
+		if len(opts.Ready) == 0 {
+			return errors.New("no address to dial")
+		}
+		for _, a := range opts.Ready {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "tcp", a)
+			if err != nil {
+				return err
+			}
+			c.Close()
+		}
+		return nil
+	})
+	b, _ := os.ReadFile(n.ErrorLog())
+	switch {
+	case err == nil:
+		t.Fatalf("testsvc: nginx started and serves %v, want it to refuse to start:\n%s", opts.Ready, lastBytes(b, 8<<10))
+	case !errors.Is(err, ErrExited):
+		t.Fatalf("testsvc: nginx neither started nor exited: %v\n%s", err, lastBytes(b, 8<<10))
+	}
+	out := p.Output() + string(b)
+	if p.err == nil {
+		t.Fatalf("testsvc: nginx exited 0, want it to refuse to start:\n%s", out)
+	}
+	return out
+}
+
+// prepareNginx writes nginx.conf for opts in a new temporary directory
+// and returns the command that runs nginx on it.
+func prepareNginx(t testing.TB, opts NginxOptions) (*NginxServer, *exec.Cmd) {
+	t.Helper()
 	bin := LookPath(t, "nginx", nginxHint)
 	var modDir string
 	for _, d := range nginxModuleDirs {
@@ -90,37 +169,7 @@ func Nginx(t testing.TB, opts NginxOptions) *NginxServer {
 	}
 	cmd := exec.Command(bin, "-p", n.dir+"/", "-c", filepath.Join(n.dir, "nginx.conf"), "-e", n.ErrorLog())
 	cmd.Dir = n.dir
-	p, err := StartProcess(t, cmd, nil)
-	if err != nil {
-		t.Fatalf("testsvc: %v", err)
-	}
-	n.proc = p
-	t.Cleanup(func() {
-		if t.Failed() {
-			if b, err := os.ReadFile(n.ErrorLog()); err == nil {
-				t.Logf("nginx error.log:\n%s", lastBytes(b, 16<<10))
-			}
-		}
-	})
-	err = p.WaitReady(readyTimeout, func(ctx context.Context) error {
-		if _, err := os.Stat(filepath.Join(n.dir, "nginx.pid")); err != nil {
-			return err
-		}
-		for _, a := range opts.Ready {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "tcp", a)
-			if err != nil {
-				return err
-			}
-			c.Close()
-		}
-		return nil
-	})
-	if err != nil {
-		b, _ := os.ReadFile(n.ErrorLog())
-		t.Fatalf("testsvc: nginx: %v\nerror.log:\n%s", err, lastBytes(b, 8<<10))
-	}
-	return n
+	return n, cmd
 }
 
 // config is the whole nginx.conf.

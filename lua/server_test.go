@@ -1,0 +1,292 @@
+package lua
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+)
+
+// initConf is an http block whose init_by_lua_block calls init with the
+// options in %[1]s, and a plain server on 127.0.0.1:%[2]d to know nginx
+// is up.
+const initConf = `
+  lua_shared_dict certkeeper 1m;
+  init_by_lua_block { require("certkeeper").init({ shared_dict = "certkeeper", %[1]s }) }
+  server {
+    listen 127.0.0.1:%[2]d;
+    location / { return 200 "up\n"; }
+  }
+`
+
+// TestInitServerSetting: init accepts https:// anywhere and plain http://
+// (or the older bare host:port) only to a loopback server; anything else
+// keeps nginx from starting, with a message naming the setting. A client
+// certificate needs https://, and an https:// server given by IP address
+// needs tls_server_name (nginx checks certificates by DNS name only).
+func TestInitServerSetting(t *testing.T) {
+	for _, tt := range []struct {
+		name, options string
+		want          []string // in nginx's output; none: nginx starts
+	}{
+		{name: "http loopback", options: `server = "http://127.0.0.1:8999"`},
+		{name: "bare host:port loopback", options: `server = "127.0.0.1:8999"`},
+		{name: "http 127/8", options: `server = "http://127.8.9.10:8999/"`},
+		{name: "http ::1", options: `server = "http://[::1]:8999"`},
+		{name: "http localhost", options: `server = "http://localhost:8999"`},
+		{name: "https by name", options: `server = "https://certkeeper.internal:8999"`},
+		{name: "https by address", options: `server = "https://10.0.0.5:8999", tls_server_name = "certkeeper.internal"`},
+		{name: "http remote", options: `server = "http://10.0.0.5:8999"`,
+			want: []string{`certkeeper.init: server = "http://10.0.0.5:8999"`, "loopback", "https://"}},
+		{name: "bare host:port remote", options: `server = "10.0.0.5:8999"`,
+			want: []string{`certkeeper.init: server = "10.0.0.5:8999"`, "loopback"}},
+		{name: "http remote name", options: `server = "http://certkeeper.internal:8999"`,
+			want: []string{`certkeeper.init: server = "http://certkeeper.internal:8999"`, "loopback"}},
+		{name: "http name under 127", options: `server = "http://127.0.0.1.example.com:8999"`,
+			want: []string{`certkeeper.init: server = "http://127.0.0.1.example.com:8999"`, "loopback"}},
+		{name: "http 127 out of range", options: `server = "http://127.0.0.256:8999"`,
+			want: []string{`certkeeper.init: server = "http://127.0.0.256:8999"`, "loopback"}},
+		{name: "https by address without name", options: `server = "https://10.0.0.5:8999"`,
+			want: []string{`certkeeper.init: server = "https://10.0.0.5:8999"`, "tls_server_name"}},
+		{name: "other scheme", options: `server = "ftp://127.0.0.1:8999"`,
+			want: []string{`certkeeper.init: server = "ftp://127.0.0.1:8999"`}},
+		{name: "path", options: `server = "https://certkeeper.internal:8999/api"`,
+			want: []string{`certkeeper.init: server = "https://certkeeper.internal:8999/api"`}},
+		{name: "client cert over http", options: `server = "http://127.0.0.1:8999", client_cert = "/c.pem", client_key = "/c.key"`,
+			want: []string{"certkeeper.init: client_cert", "https://"}},
+		{name: "client cert without key", options: `server = "https://certkeeper.internal:8999", client_cert = "/c.pem"`,
+			want: []string{"certkeeper.init: client_cert and client_key"}},
+		{name: "client cert missing", options: `server = "https://certkeeper.internal:8999", client_cert = "/nonexistent/c.pem", client_key = "/nonexistent/c.key"`,
+			want: []string{"certkeeper.init: client_cert", "/nonexistent/c.pem"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			port := testsvc.FreePort(t)
+			opts := testsvc.NginxOptions{HTTP: fmt.Sprintf(initConf, tt.options, port),
+				Ready: []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}}
+			if len(tt.want) == 0 {
+				testsvc.Nginx(t, opts)
+				return
+			}
+			out := testsvc.NginxFails(t, opts)
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("init({%s}): nginx output lacks %q:\n%s", tt.options, w, out)
+				}
+			}
+		})
+	}
+}
+
+// answer is the server's JSON answer (docs/api.md), as the fixture below
+// crafts it.
+type answer struct {
+	Names      []string  `json:"names,omitempty"`
+	Cert       string    `json:"cert"`
+	Key        string    `json:"key"`
+	NotAfter   time.Time `json:"not_after"`
+	TTLSeconds int64     `json:"ttl_seconds"`
+}
+
+// craft makes a self-signed certificate with dnsNames (and common name cn)
+// and the answer stating names for it.
+func craft(t *testing.T, cn string, dnsNames, names []string) answer {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		DNSNames: dnsNames, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{Names: names, NotAfter: tmpl.NotAfter.UTC().Truncate(time.Second), TTLSeconds: 3600,
+		Cert: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		Key:  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))}
+}
+
+// TestCertificateNameCheck: the plugin serves a certificate from the
+// server only if both the names the server states and the certificate
+// itself (its subject alternative names, as OpenSSL's X509_check_host
+// reads them) cover the name asked for; otherwise it serves the fallback
+// and logs why. The server here is a test fixture answering crafted JSON:
+// a real certkeeper server never answers a certificate for other names,
+// which is what the check guards against.
+func TestCertificateNameCheck(t *testing.T) {
+	cases := []struct {
+		name   string // asked for (SNI)
+		answer answer
+		served bool
+	}{
+		{"right.test", craft(t, "right.test", []string{"right.test"}, []string{"right.test"}), true},
+		{"a.wild.test", craft(t, "*.wild.test", []string{"*.wild.test"}, []string{"*.wild.test"}), true},
+		{"b.multi.test", craft(t, "a.multi.test", []string{"a.multi.test", "b.multi.test"}, []string{"a.multi.test", "b.multi.test"}), true},
+		// The server states the name, the certificate is for another.
+		{"lying.test", craft(t, "other.test", []string{"other.test"}, []string{"lying.test"}), false},
+		// The certificate covers the name, the server states others.
+		{"stated.test", craft(t, "stated.test", []string{"stated.test"}, []string{"other.test"}), false},
+		// A wildcard covers one label.
+		{"a.b.deep.test", craft(t, "*.deep.test", []string{"*.deep.test"}, []string{"*.deep.test"}), false},
+		// The common name alone does not count (RFC 6125 6.4.4, as Go's
+		// VerifyHostname and certclient).
+		{"cn.test", craft(t, "cn.test", nil, []string{"cn.test"}), false},
+		// No stated names at all.
+		{"nonames.test", craft(t, "nonames.test", []string{"nonames.test"}, nil), false},
+	}
+	answers := map[string]answer{}
+	for _, c := range cases {
+		answers[c.name] = c.answer
+	}
+	fixture := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, ok := answers[strings.TrimPrefix(r.URL.Path, "/v1/certificates/")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a)
+	}))
+	defer fixture.Close()
+
+	dir := t.TempDir()
+	fb := craft(t, "fallback.invalid", []string{"fallback.invalid"}, nil)
+	certFile, keyFile := filepath.Join(dir, "fallback.pem"), filepath.Join(dir, "fallback.key")
+	if err := os.WriteFile(certFile, []byte(fb.Cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(fb.Key), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := testsvc.FreePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	// The bare host:port form (plain HTTP to loopback) is the one every
+	// version of the plugin reads, so that this test shows what an older
+	// one served.
+	ngx := testsvc.Nginx(t, testsvc.NginxOptions{HTTP: fmt.Sprintf(`
+  lua_shared_dict certkeeper 1m;
+  init_by_lua_block { require("certkeeper").init({ server = %q, shared_dict = "certkeeper" }) }
+  server {
+    listen %s ssl;
+    ssl_certificate %s; ssl_certificate_key %s;
+    ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
+  }
+`, strings.TrimPrefix(fixture.URL, "http://"), addr, certFile, keyFile), Ready: []string{addr}})
+
+	for _, c := range cases {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: c.name, InsecureSkipVerify: true})
+		if err != nil {
+			t.Errorf("handshake for %s: %v", c.name, err)
+			continue
+		}
+		leaf := conn.ConnectionState().PeerCertificates[0]
+		conn.Close()
+		fallback := leaf.Subject.CommonName == "fallback.invalid"
+		if c.served && fallback {
+			t.Errorf("%s: nginx served the fallback, want the server's certificate (names %q, SANs %q)", c.name, c.answer.Names, leaf.DNSNames)
+		}
+		if !c.served && !fallback {
+			t.Errorf("%s: nginx served the server's certificate for %q (stated names %q), want the fallback", c.name, leaf.DNSNames, c.answer.Names)
+		}
+	}
+	log, _ := os.ReadFile(ngx.ErrorLog())
+	for _, c := range cases {
+		want := "certkeeper: fetching " + c.name + ": the server answered a certificate"
+		if got := strings.Contains(string(log), want); got == c.served {
+			t.Errorf("%s: error log has %q: %v, want %v", c.name, want, got, !c.served)
+		}
+	}
+}
+
+// TestRefreshOverHTTPS: a background refresh (an ngx.timer, which reads
+// the http block's lua_ssl_* settings, not a handshake's) fetches over
+// HTTPS with the server's certificate verified, as the first fetch does.
+// The server is a test fixture answering ttl_seconds 1, so that the
+// refresh comes within the test.
+func TestRefreshOverHTTPS(t *testing.T) {
+	a := craft(t, "refresh.test", []string{"refresh.test"}, []string{"refresh.test"})
+	a.TTLSeconds = 1
+	var fetches atomic.Int64
+	fixture := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/certificates/refresh.test" {
+			http.NotFound(w, r)
+			return
+		}
+		fetches.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a)
+	}))
+	defer fixture.Close()
+	dir := t.TempDir()
+	// httptest's certificate is for example.com (and 127.0.0.1, which
+	// nginx does not check): trusting it is trusting the fixture.
+	trusted := filepath.Join(dir, "fixture.pem")
+	if err := os.WriteFile(trusted, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fixture.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fb := craft(t, "fallback.invalid", []string{"fallback.invalid"}, nil)
+	certFile, keyFile := filepath.Join(dir, "fallback.pem"), filepath.Join(dir, "fallback.key")
+	if err := os.WriteFile(certFile, []byte(fb.Cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(fb.Key), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	ngx := testsvc.Nginx(t, testsvc.NginxOptions{HTTP: fmt.Sprintf(`
+  lua_ssl_trusted_certificate %s;
+  lua_shared_dict certkeeper 1m;
+  init_by_lua_block { require("certkeeper").init({ server = %q, tls_server_name = "example.com", shared_dict = "certkeeper" }) }
+  server {
+    listen %s ssl;
+    ssl_certificate %s; ssl_certificate_key %s;
+    ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
+  }
+`, trusted, fixture.URL, addr, certFile, keyFile), Ready: []string{addr}})
+
+	served := func() string {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "refresh.test", InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("handshake for refresh.test: %v", err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if cn := served(); cn != "refresh.test" || fetches.Load() != 1 {
+		t.Fatalf("first handshake: served %q after %d fetches, want refresh.test after 1", cn, fetches.Load())
+	}
+	time.Sleep(1500 * time.Millisecond) // past ttl_seconds
+	for deadline := time.Now().Add(5 * time.Second); fetches.Load() < 2; {
+		if cn := served(); cn != "refresh.test" {
+			t.Fatalf("stale handshake served %q, want refresh.test", cn)
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(ngx.ErrorLog())
+			t.Fatalf("past its ttl, refresh.test was not fetched again over HTTPS:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
