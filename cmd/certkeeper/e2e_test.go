@@ -403,7 +403,7 @@ func TestVersion(t *testing.T) {
 // TestHelp compares every command's --help with testdata/help-*.golden
 // (go test -update rewrites them).
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{{"help"}, {"proxy", "--help"}, {"server", "--help"}, {"selfsigned", "--help"}, {"alpn-proxy", "--help"}, {"alpn-proxy", "start", "--help"}, {"alpn-proxy", "stop", "--help"}, {"status", "--help"}, {"doctor", "--help"}, {"cert", "--help"}, {"cert", "issue", "--help"}, {"dns-persist-record", "--help"}, {"ca", "root", "--help"}, {"storage", "--help"}, {"storage", "export", "--help"}, {"storage", "import", "--help"}, {"storage", "migrate", "--help"}, {"storage", "rekey", "--help"}, {"import", "--help"}, {"deploy", "--help"}, {"version", "--help"}} {
+	for _, args := range [][]string{{"help"}, {"proxy", "--help"}, {"server", "--help"}, {"selfsigned", "--help"}, {"alpn-proxy", "--help"}, {"alpn-proxy", "start", "--help"}, {"alpn-proxy", "stop", "--help"}, {"status", "--help"}, {"doctor", "--help"}, {"cert", "--help"}, {"cert", "issue", "--help"}, {"dns-persist-record", "--help"}, {"ca", "root", "--help"}, {"ca", "trust", "--help"}, {"ca", "untrust", "--help"}, {"storage", "--help"}, {"storage", "export", "--help"}, {"storage", "import", "--help"}, {"storage", "migrate", "--help"}, {"storage", "rekey", "--help"}, {"import", "--help"}, {"deploy", "--help"}, {"version", "--help"}} {
 		name := strings.ReplaceAll(strings.Join(args, "-"), "--help", "help")
 		t.Run(name, func(t *testing.T) {
 			r := ck(t, 30*time.Second, args...)

@@ -166,9 +166,11 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		}
 		cfg.CA = []string{"local"}
 		cfg.Allow = []string{devName}
-		fmt.Fprintf(env.Stderr, "certkeeper: development mode: serving https://%s/ (%s, local CA) in front of %s\n"+
-			"certkeeper: trust the local CA with: certkeeper ca root > root.pem; curl --cacert root.pem https://localhost:%s/\n"+
-			"certkeeper: give --allow, --ask, --ca or --config for production\n", cfg.TLSAddr, devName, cfg.Backend, portOf(cfg.TLSAddr))
+		fmt.Fprintf(env.Stderr, "certkeeper: development mode: serving https://%s:%s/ (on %s, local CA) in front of %s\n"+
+			"certkeeper: trust the local CA on this machine with: sudo certkeeper ca trust (undo: certkeeper ca untrust)\n"+
+			"certkeeper: or for one client: certkeeper ca root > root.pem; curl --cacert root.pem https://%s:%s/\n"+
+			"certkeeper: give --allow, --ask, --ca or --config for production\n",
+			devName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, devName, portOf(cfg.TLSAddr))
 	}
 	if cfg.TLSAddr == "" {
 		cfg.TLSAddr = ":443"
