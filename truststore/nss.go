@@ -73,19 +73,12 @@ func regular(path string) bool {
 
 // nssInstall adds root to db as a trusted CA for TLS servers ("C,,").
 func nssInstall(ctx context.Context, certutil, db string, root *x509.Certificate) error {
-	f, err := os.CreateTemp("", "certkeeper-root-*.pem")
+	path, remove, err := tempPEM(root)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(pemOf(root)); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return run(ctx, certutil, "-A", "-d", db, "-t", "C,,", "-n", Name(root), "-i", f.Name())
+	defer remove()
+	return run(ctx, certutil, "-A", "-d", db, "-t", "C,,", "-n", Name(root), "-i", path)
 }
 
 // nssRemove deletes root from db; a root that is not there is not an error.

@@ -5,7 +5,6 @@ import (
 	"crypto/sha1"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -63,24 +62,19 @@ func isDir(path string) bool {
 func macKeychain(ctx context.Context, root *x509.Certificate, install bool) Result {
 	const keychain = "/Library/Keychains/System.keychain"
 	r := Result{Store: "system", Where: keychain}
-	f, err := os.CreateTemp("", "certkeeper-root-*.pem")
+	path, remove, err := tempPEM(root)
 	if err != nil {
 		r.Err = err
 		return r
 	}
-	defer os.Remove(f.Name())
-	_, werr := f.Write(pemOf(root))
-	if err := errors.Join(werr, f.Close()); err != nil {
-		r.Err = err
-		return r
-	}
+	defer remove()
 	if install {
-		r.Err = run(ctx, "security", "add-trusted-cert", "-d", "-r", "trustRoot", "-k", keychain, f.Name())
+		r.Err = run(ctx, "security", "add-trusted-cert", "-d", "-r", "trustRoot", "-k", keychain, path)
 		return r
 	}
 	// Remove the trust setting, then the certificate itself; either may
 	// already be gone.
-	_ = run(ctx, "security", "remove-trusted-cert", "-d", f.Name())
+	_ = run(ctx, "security", "remove-trusted-cert", "-d", path)
 	sum := sha1.Sum(root.Raw)
 	if err := run(ctx, "security", "delete-certificate", "-Z", strings.ToUpper(hex.EncodeToString(sum[:])), keychain); err != nil &&
 		!strings.Contains(err.Error(), "could not be found") {
@@ -97,17 +91,12 @@ func windowsRoot(ctx context.Context, root *x509.Certificate, install bool) Resu
 		r.Err = run(ctx, "certutil", "-delstore", "Root", hex.EncodeToString(root.SerialNumber.Bytes()))
 		return r
 	}
-	f, err := os.CreateTemp("", "certkeeper-root-*.crt")
+	path, remove, err := tempPEM(root)
 	if err != nil {
 		r.Err = err
 		return r
 	}
-	defer os.Remove(f.Name())
-	_, werr := f.Write(pemOf(root))
-	if err := errors.Join(werr, f.Close()); err != nil {
-		r.Err = err
-		return r
-	}
-	r.Err = run(ctx, "certutil", "-addstore", "-f", "Root", f.Name())
+	defer remove()
+	r.Err = run(ctx, "certutil", "-addstore", "-f", "Root", path)
 	return r
 }

@@ -118,6 +118,22 @@ func pemOf(root *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})
 }
 
+// tempPEM writes root as PEM to a temporary file for a tool that reads one,
+// and returns its path and a func that removes it.
+func tempPEM(root *x509.Certificate) (string, func(), error) {
+	f, err := os.CreateTemp("", "certkeeper-root-*.crt")
+	if err != nil {
+		return "", nil, err
+	}
+	remove := func() { os.Remove(f.Name()) }
+	_, werr := f.Write(pemOf(root))
+	if err := errors.Join(werr, f.Close()); err != nil {
+		remove()
+		return "", nil, err
+	}
+	return f.Name(), remove, nil
+}
+
 // run runs a store's tool and returns its error with its output, which says
 // what went wrong far better than an exit status.
 func run(ctx context.Context, name string, args ...string) error {
