@@ -310,6 +310,11 @@ func TestALPNProxyUsage(t *testing.T) {
 	if r := ck(t, 30*time.Second, "alpn-proxy", "start", "--fallback", "nope"); r.code != 2 {
 		t.Errorf("--fallback nope: exit %d, want 2", r.code)
 	}
+	for _, bad := range [][]string{{"--max-conns", "0"}, {"--idle-timeout", "-1s"}} {
+		if r := ck(t, 30*time.Second, append([]string{"alpn-proxy", "start"}, bad...)...); r.code != 2 || !strings.Contains(r.stderr, bad[0]) {
+			t.Errorf("%s %s: exit %d, stderr %q; want 2 naming the flag", bad[0], bad[1], r.code, r.stderr)
+		}
+	}
 	pidfile := filepath.Join(t.TempDir(), "alpn-proxy.pid")
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
 	startALPNProxy(t, pidfile, "--listen", listen)
@@ -379,13 +384,22 @@ func TestALPNProxyLimits(t *testing.T) {
 	}
 	// Silent: the proxy waits up to 5 s for its ClientHello. Accepted
 	// before the next one: the listen queue is first in, first out.
-	dial()
-	if took := closedWithin(dial(), 2*time.Second); took > time.Second {
+	silent := dial()
+	// Closed with a reset, which may reach the client while it connects.
+	start := time.Now()
+	if c, err := net.DialTimeout("tcp", listen, 5*time.Second); err == nil {
+		defer c.Close()
+		closedWithin(c, 2*time.Second)
+	} else if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("connecting beyond --max-conns: %v, want a connection closed at once", err)
+	}
+	if took := time.Since(start); took > time.Second {
 		t.Errorf("the third connection closed after %v, want at once (--max-conns 2)", took)
 	}
 	if took := closedWithin(spliced, idle+3*time.Second); took < idle-100*time.Millisecond {
 		t.Errorf("the idle connection closed after %v, before --idle-timeout %v", took, idle)
 	}
+	silent.Close() // or stop drains it until its read deadline
 	if r := ck(t, 40*time.Second, "alpn-proxy", "stop", "--pidfile", pidfile); r.code != 0 {
 		t.Errorf("stop: exit %d, %s", r.code, r.stderr)
 	}
