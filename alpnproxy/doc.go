@@ -18,6 +18,10 @@
 // read, as if the proxy were not there. Only the ALPN backend is reached
 // exclusively through a well-formed ClientHello.
 //
+// Nothing holds the proxy without limit: the first record is awaited for
+// ReadTimeout, at most MaxConns connections are handled at once (more are
+// closed at once), and a spliced connection idle for IdleTimeout is closed.
+//
 // The package does not terminate TLS, look at certificates, or install
 // firewall (iptables) rules that redirect port 443 to it; `certkeeper
 // alpn-proxy` runs it.

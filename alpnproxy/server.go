@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -21,7 +20,13 @@ var ErrServerClosed = errors.New("alpnproxy: server closed")
 const (
 	defaultReadTimeout = 5 * time.Second
 	defaultDialTimeout = 10 * time.Second
+	defaultMaxConns    = 10000
+	defaultIdleTimeout = 10 * time.Minute
 )
+
+// rejectLogEvery spaces the warnings that MaxConns was reached: a flood
+// of connections must not become a flood of log lines.
+const rejectLogEvery = time.Minute
 
 // Server routes TCP connections by the ALPN protocols of their ClientHello:
 // those offering acme-tls/1 to ALPNAddr, all others to FallbackAddr.
@@ -53,12 +58,36 @@ type Server struct {
 	// DialTimeout bounds connecting to a backend. Zero means 10 seconds.
 	DialTimeout time.Duration
 
+	// MaxConns limits the client connections handled at once, from accept
+	// until they close, whether still sending their first record or
+	// spliced. A connection accepted while MaxConns are open is closed at
+	// once (with a reset), before anything is read from it: a flood of
+	// connections cannot exhaust the proxy's file descriptors (two per
+	// spliced connection) and memory, and the web server behind it sees no
+	// more than MaxConns from it. Zero means 10,000; negative means no
+	// limit.
+	MaxConns int
+
+	// IdleTimeout closes a spliced connection on which no byte has moved
+	// in either direction for this long (a write the receiver does not
+	// take counts as no byte moving), so that clients and backends that
+	// go silent without closing do not hold it forever. With it, bytes
+	// are copied through the proxy's buffers (4 KiB each way while a
+	// connection is quiet, 32 KiB while it is busy) rather than spliced
+	// by the kernel. Zero means 10 minutes; negative means no timeout.
+	// The wait for the first record is bounded by ReadTimeout.
+	IdleTimeout time.Duration
+
 	// Logger receives per-connection detail at Debug and backend failures
 	// at Warn. Nil means slog.Default().
 	Logger *slog.Logger
 
 	accepted, toALPN, toFallback, notHello, dialErrors atomic.Uint64
+	rejected, idleClosed                               atomic.Uint64
 	active                                             atomic.Int64
+	rejectLogged                                       atomic.Int64 // unix ns of the last "limit reached" warning
+
+	bufs sync.Pool // of *[bigBuffer]byte, for busy spliced connections
 
 	inShutdown atomic.Bool    // set under mu; read without it in the accept loop
 	wg         sync.WaitGroup // one per connection being handled; Add only under mu
@@ -87,6 +116,12 @@ type Stats struct {
 	// DialErrors counts connections closed because their backend could not
 	// be reached.
 	DialErrors uint64
+	// Rejected counts connections, among Accepted, closed at once because
+	// MaxConns connections were open.
+	Rejected uint64
+	// IdleClosed counts spliced connections closed after IdleTimeout
+	// without traffic.
+	IdleClosed uint64
 	// Active is the number of connections being handled now.
 	Active int64
 }
@@ -99,6 +134,8 @@ func (s *Server) Stats() Stats {
 		Fallback:       s.toFallback.Load(),
 		NotClientHello: s.notHello.Load(),
 		DialErrors:     s.dialErrors.Load(),
+		Rejected:       s.rejected.Load(),
+		IdleClosed:     s.idleClosed.Load(),
 		Active:         s.active.Load(),
 	}
 }
@@ -122,6 +159,22 @@ func (s *Server) dialTimeout() time.Duration {
 		return s.DialTimeout
 	}
 	return defaultDialTimeout
+}
+
+// maxConns is MaxConns with its default; not positive means no limit.
+func (s *Server) maxConns() int {
+	if s.MaxConns == 0 {
+		return defaultMaxConns
+	}
+	return s.MaxConns
+}
+
+// idleTimeout is IdleTimeout with its default; not positive means none.
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout == 0 {
+		return defaultIdleTimeout
+	}
+	return s.IdleTimeout
 }
 
 // Serve accepts connections on ln and proxies each in its own goroutine,
@@ -158,11 +211,33 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		s.accepted.Add(1)
-		if !s.startConn(c) {
+		switch err := s.startConn(c); {
+		case errors.Is(err, errTooMany):
+			s.reject(c)
+		case err != nil:
 			c.Close()
-			continue
+		default:
+			go s.handle(c)
 		}
-		go s.handle(c)
+	}
+}
+
+// errTooMany is startConn's answer when MaxConns connections are open.
+var errTooMany = errors.New("alpnproxy: too many connections")
+
+// reject closes c, accepted while MaxConns connections were open, at once:
+// with a reset, so that the socket is freed now rather than kept in
+// TIME_WAIT, which a flood would fill. It warns at most once a minute.
+func (s *Server) reject(c net.Conn) {
+	s.rejected.Add(1)
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+	now := time.Now().UnixNano()
+	if last := s.rejectLogged.Load(); now-last >= int64(rejectLogEvery) && s.rejectLogged.CompareAndSwap(last, now) {
+		s.logger().Warn("connection limit reached; closing new connections at once",
+			slog.Int("max_conns", s.maxConns()), slog.Uint64("rejected", s.rejected.Load()))
 	}
 }
 
@@ -235,12 +310,18 @@ func (s *Server) trackListener(ln net.Listener, add bool) bool {
 }
 
 // startConn registers a newly accepted client connection and its handler
-// goroutine; it reports false once the server is shutting down.
-func (s *Server) startConn(c net.Conn) bool {
+// goroutine. It returns ErrServerClosed once the server is shutting down,
+// and errTooMany while MaxConns connections are open. The count is checked
+// and raised under mu, so that Serve loops on several listeners cannot
+// together exceed it; it is lowered without mu, which can only make room.
+func (s *Server) startConn(c net.Conn) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inShutdown.Load() {
-		return false
+		return ErrServerClosed
+	}
+	if max := s.maxConns(); max > 0 && s.active.Load() >= int64(max) {
+		return errTooMany
 	}
 	if s.conns == nil {
 		s.conns = make(map[net.Conn]struct{})
@@ -251,7 +332,7 @@ func (s *Server) startConn(c net.Conn) bool {
 	}
 	s.active.Add(1)
 	s.wg.Add(1)
-	return true
+	return nil
 }
 
 // trackConn adds or removes c; adding reports false once Close has run, so
@@ -341,7 +422,15 @@ func (s *Server) handle(client net.Conn) {
 		log.Debug("replaying to backend failed", slog.String("addr", addr), slog.Any("err", err))
 		return
 	}
-	splice(client, backend)
+	if idle := s.idleTimeout(); idle > 0 {
+		if s.spliceIdle(client, backend, idle) {
+			s.idleClosed.Add(1)
+			log.Debug("idle connection closed", slog.String("route", route),
+				slog.String("remote_ip", hostOf(client.RemoteAddr())), slog.Duration("idle", idle))
+		}
+		return
+	}
+	splice(client, backend, copyAll)
 }
 
 // readFirstRecord reads the client's first TLS record (header and body),
@@ -375,36 +464,6 @@ func readFirstRecord(c net.Conn, timeout time.Duration) ([]byte, error) {
 		}
 	}
 	return buf[:n], nil
-}
-
-// splice copies both ways until both directions have ended. When one side
-// finishes sending (EOF), the other side's write half is closed so the
-// peer sees EOF too while its answer still flows back; on any error both
-// connections are closed, which ends the other direction.
-func splice(client, backend net.Conn) {
-	errc := make(chan error, 2)
-	cp := func(dst, src net.Conn) {
-		_, err := io.Copy(dst, src)
-		if err == nil {
-			err = closeWrite(dst)
-		}
-		errc <- err
-	}
-	go cp(backend, client)
-	go cp(client, backend)
-	if err := <-errc; err != nil {
-		client.Close()
-		backend.Close()
-	}
-	<-errc
-}
-
-// closeWrite half-closes c when it can, and closes it otherwise.
-func closeWrite(c net.Conn) error {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Close()
 }
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }

@@ -43,7 +43,8 @@ redirect rules and removes them when the proxy stops.`,
 func alpnProxyStartCmd() *Command {
 	var listen, alpnAddr, fallback, pidfile, rulespec string
 	var proxyProtocol, useIPTables, iptablesOutput, noIPv6 bool
-	var drain time.Duration
+	var drain, idleTimeout time.Duration
+	var maxConns int
 	var flags *flag.FlagSet
 	return &Command{
 		UsageLine: "certkeeper alpn-proxy start [flags]",
@@ -53,6 +54,10 @@ offering acme-tls/1 goes to --alpn, everything else to --fallback, with the byte
 replayed. A first packet that is not a complete ClientHello within 5 seconds (not TLS,
 truncated, oversized, or nothing sent) goes to --fallback as it is, so the web server sees
 what it would have seen without the proxy.
+
+At most --max-conns connections are handled at once; one more is closed at once (reset) before
+anything is read from it. A spliced connection on which no byte moves in either direction for
+--idle-timeout is closed; --idle-timeout 0 never closes one.
 
 Start writes --pidfile once it listens (and its --iptables rules are in place) and runs until
 SIGINT or SIGTERM (what "alpn-proxy stop" sends); it then accepts nothing new, waits up to
@@ -80,6 +85,8 @@ running as that user (root) are not redirected.
 			fs.StringVar(&pidfile, "pidfile", "", "`FILE` holding the proxy's process ID (default $"+pidfileEnv+",\nelse certkeeper-alpn-proxy.pid in /run for root, $XDG_RUNTIME_DIR, or the temporary directory)")
 			fs.BoolVar(&proxyProtocol, "proxy-protocol", false, "start each --fallback connection with a PROXY protocol v2 header carrying the client's address")
 			fs.DurationVar(&drain, "drain", 30*time.Second, "how long to wait for open connections on SIGINT or SIGTERM before closing them")
+			fs.IntVar(&maxConns, "max-conns", 10000, "`N` connections handled at once at most; one more is closed at once")
+			fs.DurationVar(&idleTimeout, "idle-timeout", 10*time.Minute, "close a spliced connection with no bytes in either direction for this long (0: never)")
 			fs.BoolVar(&useIPTables, "iptables", false, "redirect incoming TCP port 443 to --listen with iptables rules while running (Linux, root)")
 			fs.StringVar(&rulespec, "rulespec", "", "iptables `SPEC` after -t nat -A PREROUTING (default $"+rulespecEnv+",\nelse \""+defaultRulespec(21443)+"\"\nwith the --listen port); the tag comment is appended when missing")
 			fs.BoolVar(&iptablesOutput, "iptables-output", false, "also redirect connections from this host (nat OUTPUT), except the proxy user's own")
@@ -96,6 +103,15 @@ running as that user (root) are not redirected.
 			}
 			if drain <= 0 {
 				return usagef("--drain %s: must be positive", drain)
+			}
+			if maxConns <= 0 {
+				return usagef("--max-conns %d: must be at least 1 (raise it rather than remove the limit)", maxConns)
+			}
+			if idleTimeout < 0 {
+				return usagef("--idle-timeout %s: must not be negative (0 turns it off)", idleTimeout)
+			}
+			if idleTimeout == 0 {
+				idleTimeout = -1 // alpnproxy.Server: negative is off, zero its default
 			}
 			if pidfile == "" {
 				pidfile = defaultPidfile()
@@ -118,7 +134,8 @@ running as that user (root) are not redirected.
 			} else if rulespec != "" || iptablesOutput {
 				return usagef("--rulespec and --iptables-output need --iptables")
 			}
-			srv := &alpnproxy.Server{ALPNAddr: alpnAddr, FallbackAddr: fallback, ProxyProtocol: proxyProtocol, Logger: env.Logger}
+			srv := &alpnproxy.Server{ALPNAddr: alpnAddr, FallbackAddr: fallback, ProxyProtocol: proxyProtocol,
+				MaxConns: maxConns, IdleTimeout: idleTimeout, Logger: env.Logger}
 			return runALPNProxy(ctx, env, srv, listen, pidfile, drain, rules)
 		},
 	}
@@ -186,7 +203,8 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 	serr := srv.Shutdown(dctx)
 	<-served
 	st := srv.Stats()
-	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy stopped: %d connections, %d to --alpn, %d to --fallback\n", st.Accepted, st.ALPN, st.Fallback)
+	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy stopped: %d connections, %d to --alpn, %d to --fallback, %d closed over --max-conns, %d closed idle\n",
+		st.Accepted, st.ALPN, st.Fallback, st.Rejected, st.IdleClosed)
 	if serr != nil {
 		serr = fmt.Errorf("draining: connections still open after %s were closed: %w", drain, serr)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -308,6 +310,11 @@ func TestALPNProxyUsage(t *testing.T) {
 	if r := ck(t, 30*time.Second, "alpn-proxy", "start", "--fallback", "nope"); r.code != 2 {
 		t.Errorf("--fallback nope: exit %d, want 2", r.code)
 	}
+	for _, bad := range [][]string{{"--max-conns", "0"}, {"--idle-timeout", "-1s"}} {
+		if r := ck(t, 30*time.Second, append([]string{"alpn-proxy", "start"}, bad...)...); r.code != 2 || !strings.Contains(r.stderr, bad[0]) {
+			t.Errorf("%s %s: exit %d, stderr %q; want 2 naming the flag", bad[0], bad[1], r.code, r.stderr)
+		}
+	}
 	pidfile := filepath.Join(t.TempDir(), "alpn-proxy.pid")
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
 	startALPNProxy(t, pidfile, "--listen", listen)
@@ -315,6 +322,84 @@ func TestALPNProxyUsage(t *testing.T) {
 	if r := ck(t, 30*time.Second, "alpn-proxy", "start", "--pidfile", pidfile, "--listen", other); r.code != 1 || !strings.Contains(r.stderr, "already running") {
 		t.Errorf("second start: exit %d, stderr %q", r.code, r.stderr)
 	}
+	if r := ck(t, 40*time.Second, "alpn-proxy", "stop", "--pidfile", pidfile); r.code != 0 {
+		t.Errorf("stop: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+// TestALPNProxyLimits: with --max-conns 2, a third connection is closed at
+// once while two are open; with --idle-timeout, a spliced connection that
+// carries no bytes is closed.
+func TestALPNProxyLimits(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() { // an echo server as the fallback
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	const idle = 500 * time.Millisecond
+	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	pidfile := filepath.Join(t.TempDir(), "alpn-proxy.pid")
+	startALPNProxy(t, pidfile, "--listen", listen, "--alpn", "127.0.0.1:1", "--fallback", ln.Addr().String(),
+		"--max-conns", "2", "--idle-timeout", idle.String())
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", listen, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// closedWithin reads c until it closes, failing if that takes over d.
+	closedWithin := func(c net.Conn, d time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		c.SetReadDeadline(start.Add(d))
+		got, err := io.ReadAll(c)
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("connection not closed within %v: read %q, %v", d, got, err)
+		}
+		return time.Since(start)
+	}
+
+	spliced := dial()
+	if _, err := io.WriteString(spliced, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	echo := make([]byte, 5)
+	if _, err := io.ReadFull(spliced, echo); err != nil || string(echo) != "hello" {
+		t.Fatalf("echo through the proxy: %q, %v", echo, err)
+	}
+	// Silent: the proxy waits up to 5 s for its ClientHello. Accepted
+	// before the next one: the listen queue is first in, first out.
+	silent := dial()
+	// Closed with a reset, which may reach the client while it connects.
+	start := time.Now()
+	if c, err := net.DialTimeout("tcp", listen, 5*time.Second); err == nil {
+		defer c.Close()
+		closedWithin(c, 2*time.Second)
+	} else if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("connecting beyond --max-conns: %v, want a connection closed at once", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("the third connection closed after %v, want at once (--max-conns 2)", took)
+	}
+	if took := closedWithin(spliced, idle+3*time.Second); took < idle-100*time.Millisecond {
+		t.Errorf("the idle connection closed after %v, before --idle-timeout %v", took, idle)
+	}
+	silent.Close() // or stop drains it until its read deadline
 	if r := ck(t, 40*time.Second, "alpn-proxy", "stop", "--pidfile", pidfile); r.code != 0 {
 		t.Errorf("stop: exit %d, %s", r.code, r.stderr)
 	}

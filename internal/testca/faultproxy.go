@@ -93,7 +93,8 @@ type FaultProxy struct {
 	ln      net.Listener
 	serving sync.WaitGroup // the Serve goroutines
 	conns   map[net.Conn]struct{}
-	paused  chan struct{} // nil, or closed by Resume
+	paused  chan struct{}          // nil, or closed by Resume
+	pauseAt func(path string) bool // which requests paused holds
 	drop    int
 	delay   time.Duration
 	faults  []*fault
@@ -196,12 +197,24 @@ func (p *FaultProxy) close() {
 // Pause makes requests hang: each one waits, before it reaches Pebble, until
 // Resume, Down, the end of the test, or its client gives up. Connections are
 // still accepted.
-func (p *FaultProxy) Pause() {
+func (p *FaultProxy) Pause() { p.PauseAt("") }
+
+// PauseAt is Pause for the requests to endpoint only (as for RateLimit; ""
+// is every request): PauseAt("finalize") lets a client create its order and
+// have it validated, then holds it at the finalize request, as a CA that
+// hangs while it signs does. A later Pause or PauseAt replaces the endpoint
+// of a pause not yet resumed.
+func (p *FaultProxy) PauseAt(endpoint string) {
+	match := endpointMatcher(endpoint)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.paused == nil && !p.closed {
+	if p.closed {
+		return
+	}
+	if p.paused == nil {
 		p.paused = make(chan struct{})
 	}
+	p.pauseAt = match
 }
 
 // Resume lets paused and later requests through.
@@ -327,6 +340,9 @@ func (p *FaultProxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.seen = append(p.seen, r.URL.Path)
 	paused := p.paused
+	if paused != nil && !p.pauseAt(r.URL.Path) {
+		paused = nil
+	}
 	delay := p.delay
 	p.mu.Unlock()
 

@@ -109,6 +109,24 @@ func TestFaultProxy(t *testing.T) {
 		}
 	})
 
+	t.Run("PauseAt", func(t *testing.T) {
+		p.PauseAt("new-order")
+		defer p.Resume()
+		// Other endpoints pass.
+		if _, err := get(ctx, ca.HTTPClient(), p.DirectoryURL()); err != nil {
+			t.Errorf("GET directory while new-order is paused: %v", err)
+		}
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		if _, err := client.NewOrder(short, acct, order); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("NewOrder while new-order is paused = %v, want context.DeadlineExceeded", err)
+		}
+		p.Resume()
+		if _, err := client.NewOrder(ctx, acct, order); err != nil {
+			t.Errorf("NewOrder after Resume: %v", err)
+		}
+	})
+
 	t.Run("Down", func(t *testing.T) {
 		p.Down()
 		p.Down()

@@ -17,7 +17,9 @@
 // behind, and List and Load never see it (storage.ValidateKey refuses
 // segments starting with ".", so no key can name it either).
 //
-// Locks are leases in DIR/.locks; see Store.Lock.
+// Locks are leases in DIR/.locks that record their holder's process, so
+// that a process restarted after a crash takes over its predecessor's
+// locks at once; see Store.Lock.
 //
 // What it does not do: it does not encrypt values, it does not follow
 // symbolic links inside Dir when listing (Dir itself may be one), it does
@@ -66,9 +68,11 @@ type Store struct {
 	Dir string
 
 	// LeaseTTL is how long a lock lease lasts without renewal: a process
-	// that dies holding a lock delays others by at most this long. The
-	// holder renews its lease every LeaseTTL/3. Zero means
-	// DefaultLeaseTTL. Processes sharing Dir should agree on it.
+	// that dies holding a lock delays others by at most this long (on
+	// Linux, a process on the same host and in the same PID namespace
+	// takes the lock over at once; see Store.Lock). The holder renews its
+	// lease every LeaseTTL/3. Zero means DefaultLeaseTTL. Processes
+	// sharing Dir should agree on it.
 	LeaseTTL time.Duration
 
 	// Logger receives what lock holders cannot be told by an error: a

@@ -32,7 +32,12 @@ func openProcess(dir string) (storage.Storage, error) {
 	return &filestore.Store{Dir: dir, LeaseTTL: processTTL}, nil
 }
 
-func TestMain(m *testing.M) { storagetest.Main(m, openProcess) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(envAbandonDir); dir != "" {
+		os.Exit(abandonChild(dir, os.Getenv(envAbandonLock)))
+	}
+	storagetest.Main(m, openProcess)
+}
 
 // The suites mostly wait for leases to expire: they run in parallel.
 
@@ -49,6 +54,9 @@ func TestProcesses(t *testing.T) {
 		Open:     openProcess,
 		Config:   t.TempDir(),
 		LeaseTTL: processTTL,
+		// A killed child is reaped before the parent locks: on Linux
+		// its lease is taken over at once.
+		TakesOverDead: runtime.GOOS == "linux",
 	})
 }
 

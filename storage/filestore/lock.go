@@ -42,6 +42,13 @@ import (
 // it has expired), so at most one holds the lock. Both may see each other
 // and back off; the jittered backoff settles it.
 //
+// A lease also records its holder's process (see holder.go): a contender
+// that can tell for sure that the holder is gone, on Linux on the same host
+// and in the same PID namespace, removes the lease at once rather than when
+// it expires. A dead holder holds nothing, so the argument above stands: a
+// lease is removed only by its owner, once it has expired, or once its
+// owner is gone.
+//
 // What a lease cannot do: a holder stopped for longer than LeaseTTL (a
 // suspended VM, a debugger) loses its lease without knowing until its next
 // renewal. Clocks of processes sharing Dir must agree.
@@ -58,8 +65,7 @@ const (
 type leaseRecord struct {
 	Owner   string    `json:"owner"`
 	Expires time.Time `json:"expires"`
-	// PID is for operators wondering who holds a lock.
-	PID int `json:"pid"`
+	process           // the holder
 }
 
 // lease is one lock held by this process.
@@ -70,6 +76,7 @@ type lease struct {
 	path    string // our lease file
 	token   string
 	expires time.Time // of the lease as first written
+	self    process   // this process, as its lease records it
 
 	stop chan struct{} // closed by unlock
 	done chan struct{} // closed when renew returns
@@ -78,7 +85,9 @@ type lease struct {
 
 // Lock blocks until it holds the lock called name, or ctx is done. It
 // polls, backing off from 10 ms to 500 ms with jitter; it does not queue
-// waiters fairly. While the lock is held a goroutine renews the lease
+// waiters fairly. The lease of a holder that died is taken over when it
+// expires, or at once where this process can tell that the holder is gone:
+// on Linux, for a holder on the same host and in the same PID namespace. While the lock is held a goroutine renews the lease
 // every LeaseTTL/3; unlock stops it, waits for it to end, and removes the
 // lease. unlock removes only this holder's lease, so calling it again, or
 // after the lease expired and another process took the lock, releases
@@ -106,6 +115,7 @@ func (s *Store) acquire(ctx context.Context, name string) (*lease, error) {
 		name:  name,
 		dir:   filepath.Join(s.Dir, locksDir, lockDirName(name)),
 		token: rand.Text(),
+		self:  currentProcess(),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
@@ -137,9 +147,10 @@ func (s *Store) acquire(ctx context.Context, name string) (*lease, error) {
 	}
 }
 
-// try makes one attempt at taking the lock: it removes expired leases,
-// gives up if another lease is live, else creates its own lease and keeps
-// it only if it is then alone (see the layout comment).
+// try makes one attempt at taking the lock: it removes expired leases and
+// those of holders known to be gone, gives up if another lease is live,
+// else creates its own lease and keeps it only if it is then alone (see
+// the layout comment).
 func (l *lease) try(ttl time.Duration) (held bool, err error) {
 	now := time.Now()
 	entries, err := os.ReadDir(l.dir)
@@ -152,26 +163,31 @@ func (l *lease) try(ttl time.Duration) (held bool, err error) {
 			continue
 		}
 		path := filepath.Join(l.dir, name)
-		expires, err := leaseExpiry(path, ttl)
+		rec, expires, err := readLease(path, ttl)
 		if isNotExist(err) {
 			continue // released meanwhile
 		}
 		if err != nil {
 			return false, err
 		}
+		why := "expired"
 		if now.Before(expires) {
-			return false, nil
+			if !l.self.outlived(rec.process) {
+				return false, nil
+			}
+			why = "holder gone"
 		}
 		// The owner died or stalled: remove exactly its lease. Another
 		// contender may have removed it already.
 		if err := os.Remove(path); err != nil && !isNotExist(err) {
 			return false, err
 		}
-		l.s.logger().Debug("expired lock lease removed", slog.String("lock", l.name), slog.String("lease", name))
+		l.s.logger().Debug("lock lease removed", slog.String("lock", l.name), slog.String("lease", name),
+			slog.String("reason", why), slog.Int("pid", rec.PID))
 	}
 
 	l.expires = now.Add(ttl)
-	rec := leaseRecord{Owner: l.token, Expires: l.expires, PID: os.Getpid()}
+	rec := leaseRecord{Owner: l.token, Expires: l.expires, process: l.self}
 	for attempt := 0; ; attempt++ {
 		if err := mkdirs(l.dir); err != nil {
 			return false, err
@@ -230,7 +246,7 @@ func (l *lease) renew() {
 			return
 		}
 		next := now.Add(ttl)
-		err := writeLease(l.path, leaseRecord{Owner: l.token, Expires: next, PID: os.Getpid()}, false)
+		err := writeLease(l.path, leaseRecord{Owner: l.token, Expires: next, process: l.self}, false)
 		switch {
 		case err == nil:
 			expires = next
@@ -267,7 +283,7 @@ func (l *lease) unlock() {
 // writeLease writes rec to path: a new file if create (never replacing
 // one), or else an existing one, so that a lease removed by another
 // process is reported as not existing rather than recreated. A reader may
-// see the file empty or half written; leaseExpiry copes.
+// see the file empty or half written; readLease copes.
 //
 // Leases are not synced: after a power loss every holder is gone anyway.
 func writeLease(path string, rec leaseRecord, create bool) error {
@@ -290,23 +306,24 @@ func writeLease(path string, rec leaseRecord, create bool) error {
 	return err
 }
 
-// leaseExpiry reads the expiry of the lease file at path. A file that does
-// not parse is being written (or its writer died while writing it): it
-// expires ttl after it was last modified.
-func leaseExpiry(path string, ttl time.Duration) (time.Time, error) {
+// readLease reads the lease file at path and returns its record and
+// expiry. A file that does not parse is being written (or its writer died
+// while writing it): it expires ttl after it was last modified, and its
+// record is empty (its holder unknown).
+func readLease(path string, ttl time.Duration) (leaseRecord, time.Time, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return time.Time{}, err
+		return leaseRecord{}, time.Time{}, err
 	}
 	var rec leaseRecord
 	if err := json.Unmarshal(data, &rec); err == nil && !rec.Expires.IsZero() {
-		return rec.Expires, nil
+		return rec, rec.Expires, nil
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		return time.Time{}, err
+		return leaseRecord{}, time.Time{}, err
 	}
-	return fi.ModTime().Add(ttl), nil
+	return leaseRecord{}, fi.ModTime().Add(ttl), nil
 }
 
 // lockDirName maps a valid lock name to one safe file name, one to one
@@ -330,11 +347,11 @@ func lockDirName(name string) string {
 	return b.String()
 }
 
-// SweepLocks removes the leases of holders that died (expired lease files
-// nobody took over because nobody asked for that lock again) and lock
-// directories left empty. It removes exactly the expired files it read,
-// as a takeover does, so it never removes a live lease. It returns how
-// many leases it removed.
+// SweepLocks removes the leases of holders that died (expired lease files,
+// and those of holders known to be gone, that nobody took over because
+// nobody asked for that lock again) and lock directories left empty. It
+// removes exactly the files it read, as a takeover does, so it never
+// removes a live lease. It returns how many leases it removed.
 func (s *Store) SweepLocks(ctx context.Context) (int, error) {
 	root := filepath.Join(s.Dir, locksDir)
 	dirs, err := os.ReadDir(root)
@@ -346,6 +363,7 @@ func (s *Store) SweepLocks(ctx context.Context) (int, error) {
 	}
 	removed := 0
 	now := time.Now()
+	self := currentProcess()
 	for _, d := range dirs {
 		if err := ctx.Err(); err != nil {
 			return removed, err
@@ -363,8 +381,8 @@ func (s *Store) SweepLocks(ctx context.Context) (int, error) {
 				continue
 			}
 			path := filepath.Join(dir, f.Name())
-			exp, err := leaseExpiry(path, s.leaseTTL())
-			if err != nil || now.Before(exp) {
+			rec, exp, err := readLease(path, s.leaseTTL())
+			if err != nil || (now.Before(exp) && !self.outlived(rec.process)) {
 				continue
 			}
 			if err := os.Remove(path); err == nil {
