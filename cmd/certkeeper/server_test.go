@@ -188,22 +188,6 @@ func TestServer(t *testing.T) {
 	}
 }
 
-// TestServerRefusesOpenListen: on a non-loopback address without
-// --token-file or --client-ca the server refuses to start.
-func TestServerRefusesOpenListen(t *testing.T) {
-	for _, args := range [][]string{
-		{"--listen", "0.0.0.0:0"},
-		{"--listen", "[::]:0"},
-		{"--listen", ":0"},
-		{"--listen", "127.0.0.1:0", "--http-addr", "0.0.0.0:0"},
-	} {
-		r := ck(t, 30*time.Second, append([]string{"server", "--storage", t.TempDir()}, args...)...)
-		if r.code != 2 || !strings.Contains(r.stderr, "refusing to hand out private keys") {
-			t.Errorf("server %v: exit %d, stderr %q; want 2 and a refusal", args, r.code, r.stderr)
-		}
-	}
-}
-
 // TestServerManaged: a --managed name is obtained at start with no
 // request, and with a 60 s Pebble profile renewed with none either.
 func TestServerManaged(t *testing.T) {

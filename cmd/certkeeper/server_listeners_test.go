@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+)
+
+// TestServerTLSAddrOnlyALPN: --tls-addr answers tls-alpn-01 and nothing
+// else. A server with no token file (anonymous on its loopback --listen)
+// obtains a.test from Pebble through tls-alpn-01 on --tls-addr; there an
+// ordinary ClientHello (curl, a Go client with or without ALPN) gets a
+// handshake failure, never the API and its private keys.
+func TestServerTLSAddrOnlyALPN(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	tlsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort()))
+	startServer(t, "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--storage", t.TempDir(), "--profile", "default",
+		"--listen", listen, "--tls-addr", tlsAddr, "--challenge", "tls-alpn-01", "--allow", "a.test")
+
+	// Issuance through tls-alpn-01 on --tls-addr still works: the first
+	// request waits for it.
+	if code, _, body := apiGet(t, "http://"+listen, "/v1/certificates/a.test", "", nil); code != http.StatusOK || !strings.Contains(string(body), "PRIVATE KEY") {
+		t.Fatalf("GET /v1/certificates/a.test on --listen = %d %.200s, want 200 with the key (issued through tls-alpn-01)", code, body)
+	}
+	if n := ca.Orders(); n != 1 {
+		t.Errorf("orders = %d, want 1", n)
+	}
+
+	// An ordinary client on --tls-addr: no handshake, no key.
+	for _, protos := range [][]string{nil, {"h2", "http/1.1"}, {"http/1.1"}} {
+		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second},
+			Config: &tls.Config{ServerName: "a.test", InsecureSkipVerify: true, NextProtos: protos}}
+		conn, err := d.DialContext(t.Context(), "tcp", tlsAddr)
+		if err == nil {
+			conn.Close()
+			t.Errorf("TLS handshake on --tls-addr offering ALPN %q succeeded (negotiated %q); want a handshake failure",
+				protos, conn.(*tls.Conn).ConnectionState().NegotiatedProtocol)
+		}
+	}
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		testsvc.Unavailable(t, "curl", "install it: apt-get install curl", err)
+	}
+	port := strconv.Itoa(ca.TLSPort())
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, curl, "-sS", "-k", "--max-time", "20", "--resolve", "a.test:"+port+":127.0.0.1",
+		"https://a.test:"+port+"/v1/certificates/a.test").CombinedOutput()
+	if err == nil || strings.Contains(string(out), "PRIVATE KEY") {
+		t.Errorf("curl -k https://a.test:%s/v1/certificates/a.test (--tls-addr): %v\n%.300s\nwant a TLS handshake failure", port, err, out)
+	} else {
+		t.Logf("curl on --tls-addr: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+}
+
+// TestServerRefusesOpenListen: a listener beyond loopback that would hand
+// out keys without authentication stops the server before it serves, and
+// the message names the listener's flag and the flags that fix it.
+func TestServerRefusesOpenListen(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--listen", "0.0.0.0:0"}, "--listen"},
+		{[]string{"--listen", "[::]:0"}, "--listen"},
+		{[]string{"--listen", ":0"}, "--listen"},
+		{[]string{"--listen", "127.0.0.1:0", "--http-addr", "0.0.0.0:0"}, "--http-addr"},
+		{[]string{"--listen", "127.0.0.1:0", "--http-addr", "[::]:0"}, "--http-addr"},
+	} {
+		r := ck(t, 30*time.Second, append([]string{"server", "--ca", "local", "--storage", t.TempDir()}, tt.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tt.flag+" ") || !strings.Contains(r.stderr, "--token-file") ||
+			strings.Contains(r.stderr, "server listening") {
+			t.Errorf("server %v: exit %d, stderr %q; want exit 2 before listening, naming %s and --token-file", tt.args, r.code, r.stderr, tt.flag)
+		}
+	}
+}
