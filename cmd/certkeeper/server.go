@@ -20,6 +20,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 )
 
 // serverConfig is the certificate server's configuration: the engine's
@@ -51,7 +52,7 @@ func (c *serverConfig) register(fs *flag.FlagSet, configFile *string) {
 	fs.DurationVar(&c.IssueTimeout, "issue-timeout", certserver.DefaultIssueTimeout, "a request for a new name waits up to `DURATION` for its issuance, then gets a 503")
 	fs.StringVar(&c.AuditLog, "audit-log", "", "append the audit log (a JSON line per key handed out) to `FILE` (default: stderr)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to also serve the API and http-01 on (e.g. :80); off unless given")
-	fs.StringVar(&c.TLSAddr, "tls-addr", "", "`ADDR` to answer tls-alpn-01 on (e.g. :443); off unless given")
+	fs.StringVar(&c.TLSAddr, "tls-addr", "", "`ADDR` to answer tls-alpn-01 on (e.g. :443); off unless given. Only the CA's validation\nhandshakes complete there: the API is never served on it")
 	c.engineConfig.register(fs, "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-addr);\nrepeatable (default: http-01, and tls-alpn-01 with --tls-addr)")
 }
 
@@ -143,10 +144,8 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 		return err
 	}
 	if h.Tokens == nil && cfg.ClientCA == "" {
-		for _, addr := range []string{cfg.Listen, cfg.HTTPAddr} {
-			if addr != "" && !loopbackAddr(addr) {
-				return usagef("refusing to hand out private keys on %s without authentication: give --token-file or --client-ca (or listen on 127.0.0.1)", addr)
-			}
+		if err := cfg.checkAnonymous(); err != nil {
+			return err
 		}
 		h.Anonymous = true
 		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --token-file or --client-ca: every local process may fetch keys")
@@ -228,7 +227,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 		}
 	}
 	if cfg.TLSAddr != "" {
-		if err := serve(cfg.TLSAddr, "--tls-addr", h, m.TLSConfig()); err != nil {
+		if err := serve(cfg.TLSAddr, "--tls-addr", http.NotFoundHandler(), alpnOnlyTLSConfig(m)); err != nil {
 			_ = shutdown()
 			return err
 		}
@@ -285,6 +284,44 @@ func keepManaged(ctx context.Context, m *certkeeper.Manager, names []string, log
 			return
 		case <-time.After(time.Until(next)):
 		}
+	}
+}
+
+// checkAnonymous refuses a configuration without authentication (no
+// --token-file, no --client-ca) in which a listener that serves the API
+// (its keys, its /metrics) is reachable beyond loopback. --tls-addr is not
+// one of them: it completes only tls-alpn-01 handshakes and serves no
+// HTTP (alpnOnlyTLSConfig).
+func (c *serverConfig) checkAnonymous() error {
+	for _, l := range []struct{ addr, flag string }{{c.Listen, "--listen"}, {c.HTTPAddr, "--http-addr"}} {
+		if l.addr != "" && !loopbackAddr(l.addr) {
+			return usagef("%s %s is reachable beyond loopback and would hand out private keys without authentication: "+
+				"give --token-file (or --client-ca with --api-cert), or listen on 127.0.0.1", l.flag, l.addr)
+		}
+	}
+	return nil
+}
+
+// errNotALPN refuses a ClientHello on --tls-addr that is not a tls-alpn-01
+// validation: crypto/tls answers it with a handshake failure.
+var errNotALPN = errors.New("certkeeper: --tls-addr answers only tls-alpn-01 validation handshakes (ALPN acme-tls/1)")
+
+// alpnOnlyTLSConfig is --tls-addr's TLS configuration: it completes only
+// tls-alpn-01 validation handshakes (RFC 8737 §3: the CA offers
+// acme-tls/1) and fails every other handshake, so that a port open to the
+// world (443) never reaches the API and its private keys. A completed
+// handshake carries no HTTP: net/http closes a connection whose
+// negotiated protocol it has no TLSNextProto handler for.
+func alpnOnlyTLSConfig(m *certkeeper.Manager) *tls.Config {
+	return &tls.Config{
+		NextProtos: []string{tlsalpn01.Protocol},
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if !tlsalpn01.IsChallenge(hello) {
+				return nil, errNotALPN
+			}
+			return m.GetCertificate(hello)
+		},
 	}
 }
 
