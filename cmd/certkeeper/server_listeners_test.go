@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -82,5 +85,66 @@ func TestServerRefusesOpenListen(t *testing.T) {
 			strings.Contains(r.stderr, "server listening") {
 			t.Errorf("server %v: exit %d, stderr %q; want exit 2 before listening, naming %s and --token-file", tt.args, r.code, r.stderr, tt.flag)
 		}
+	}
+}
+
+// rawExchange sends req on a new connection to addr and returns the
+// status line of the answer and when the server closed the connection:
+// a client that announces a body and sends none must be answered and let
+// go, not held while the server waits for the body. It gives up after
+// 5 s, returning what it had.
+func rawExchange(t *testing.T, addr, req string) (status string, closedAfter time.Duration, err error) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	_ = conn.SetDeadline(start.Add(5 * time.Second))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	status, err = br.ReadString('\n')
+	if err != nil {
+		return strings.TrimSpace(status), 0, fmt.Errorf("no answer within 5 s: %w", err)
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return strings.TrimSpace(status), 0, fmt.Errorf("answered, but the connection was held open for 5 s: %w", err)
+	}
+	return strings.TrimSpace(status), time.Since(start), nil
+}
+
+// TestServerSlowBody: a client that sends headers announcing a body
+// (Content-Length: 1000) and then nothing is answered at once and
+// disconnected, on the API (401 without a token, before any body is
+// read; 413 with one: a GET takes no body), on http-01, and on the
+// metrics and status listeners; it holds no connection.
+func TestServerSlowBody(t *testing.T) {
+	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	statusAddr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	startServer(t, "--ca", "local", "--storage", t.TempDir(), "--listen", listen, "--token-file", writeTokens(t), "--allow", "a.test",
+		"--metrics-addr", metricsAddr, "--status-addr", statusAddr)
+	const body = "Content-Length: 1000\r\n\r\n" // and no body
+	for _, tt := range []struct {
+		name, addr, req, want string
+	}{
+		{"API without a token", listen, "GET /v1/certificates/a.test HTTP/1.1\r\nHost: x\r\n" + body, " 401 "},
+		{"API with a token", listen, "GET /v1/certificates/a.test HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + serverToken + "\r\n" + body, " 413 "},
+		{"API, chunked", listen, "GET /v1/certificates/a.test HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + serverToken + "\r\nTransfer-Encoding: chunked\r\n\r\n", " 413 "},
+		{"http-01", listen, "GET /.well-known/acme-challenge/x HTTP/1.1\r\nHost: a.test\r\n" + body, " 413 "},
+		{"metrics", metricsAddr, "GET /metrics HTTP/1.1\r\nHost: x\r\n" + body, " 413 "},
+		{"status page", statusAddr, "GET /status.json HTTP/1.1\r\nHost: x\r\n" + body, " 413 "},
+	} {
+		status, took, err := rawExchange(t, tt.addr, tt.req)
+		if err != nil || !strings.Contains(status, tt.want) || took > 2*time.Second {
+			t.Errorf("%s: %q, connection closed after %s, %v; want%sat once and the connection closed", tt.name, status, took.Round(time.Millisecond), err, tt.want)
+		}
+	}
+	// The server is unharmed.
+	if code, _, body := apiGet(t, "http://"+listen, "/v1/certificates/a.test", serverToken, nil); code != http.StatusOK {
+		t.Errorf("GET /v1/certificates/a.test afterwards = %d %s, want 200", code, body)
 	}
 }
