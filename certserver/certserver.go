@@ -7,7 +7,10 @@
 // It hands out private keys, so every /v1/ request must authenticate: a
 // bearer token (compared in constant time) or a client certificate the
 // TLS layer verified. Every hand-out of a key is written to the audit log.
-// Paths and bodies are bounded before anything else looks at them.
+// Paths are bounded before anything else looks at them, and a request
+// body is never read: the API takes none, and a client that announces one
+// is answered at once (401 before authentication, 413 after) and
+// disconnected, so it cannot hold a connection by sending it slowly.
 //
 // What it does not do: it obtains nothing itself (the certkeeper.Manager
 // does), and it opens no listener; the caller serves Handler.
@@ -25,6 +28,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/nobody"
 	"github.com/certkeeper/certkeeper/policy"
 )
 
@@ -32,8 +36,10 @@ import (
 const (
 	DefaultIssueTimeout = 30 * time.Second
 	DefaultMaxTTL       = time.Hour
-	DefaultMaxBody      = 64 << 10
 	DefaultMaxPath      = 1024
+
+	// Deprecated: the API refuses every request body, unread.
+	DefaultMaxBody = 64 << 10
 )
 
 // Handler serves the API:
@@ -67,10 +73,13 @@ type Handler struct {
 	// certificate before asking again). Zero means an hour.
 	MaxTTL time.Duration
 
-	// MaxBody and MaxPath bound a request's body and its path with query,
-	// in bytes (413 and 414 beyond). Zero means 64 KiB and 1024.
-	MaxBody int64
+	// MaxPath bounds a request's path with query, in bytes (414 beyond).
+	// Zero means 1024.
 	MaxPath int
+
+	// Deprecated: MaxBody is ignored: the API refuses every request
+	// body (413), without reading it.
+	MaxBody int64
 
 	// Audit receives one line per hand-out of key material: who (token
 	// number or client certificate subject, and address), which name,
@@ -128,13 +137,6 @@ func (h *Handler) maxTTL() time.Duration {
 	return DefaultMaxTTL
 }
 
-func (h *Handler) maxBody() int64 {
-	if h.MaxBody > 0 {
-		return h.MaxBody
-	}
-	return DefaultMaxBody
-}
-
 func (h *Handler) maxPath() int {
 	if h.MaxPath > 0 {
 		return h.MaxPath
@@ -146,11 +148,16 @@ func (h *Handler) maxPath() int {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.init()
 	req := parseRequest(r.Method, r.URL.Path, r.URL.RawQuery, len(r.RequestURI), h.maxPath())
-	if req.status == 0 {
-		req.status = h.checkBody(w, r)
+	body := nobody.Has(r)
+	if body {
+		nobody.Drop(w) // never read, whoever asks
 	}
 	if req.status != 0 {
 		fail(w, req.status, req.msg)
+		return
+	}
+	if body && (req.kind == kindHealth || req.kind == kindChallenge) {
+		fail(w, http.StatusRequestEntityTooLarge, noBodyMsg)
 		return
 	}
 	switch req.kind {
@@ -169,6 +176,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="certkeeper"`)
 		fail(w, http.StatusUnauthorized, "a bearer token or a client certificate is required")
+		return
+	}
+	if body {
+		fail(w, http.StatusRequestEntityTooLarge, noBodyMsg)
 		return
 	}
 	if req.kind == kindMetrics {
@@ -216,29 +227,7 @@ var (
 	jsonType = []string{"application/json"}
 )
 
-// checkBody refuses a body over the limit: the API takes no body, and a
-// large one is not read.
-func (h *Handler) checkBody(w http.ResponseWriter, r *http.Request) int {
-	if r.ContentLength > h.maxBody() {
-		return http.StatusRequestEntityTooLarge
-	}
-	if r.ContentLength != 0 && r.Body != nil {
-		r.Body = http.MaxBytesReader(w, r.Body, h.maxBody())
-		buf := make([]byte, 32<<10)
-		for {
-			_, err := r.Body.Read(buf)
-			if err == nil {
-				continue
-			}
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return http.StatusRequestEntityTooLarge
-			}
-			break
-		}
-	}
-	return 0
-}
+const noBodyMsg = "the API takes no request body"
 
 // failLookup answers an error of Manager.CertificateFor.
 func (h *Handler) failLookup(w http.ResponseWriter, name string, err error) {

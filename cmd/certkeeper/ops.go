@@ -15,6 +15,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/alert"
+	"github.com/certkeeper/certkeeper/internal/nobody"
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/statuspage"
 	"github.com/certkeeper/certkeeper/storage"
@@ -188,7 +189,8 @@ func (o *ops) serve(name, addr, flagName, what string, h http.Handler) error {
 		o.stop()
 		return fmt.Errorf("listening on %s for the %s (change it with %s): %w", addr, what, flagName, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: nobody.Refuse(h), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(o.env.Logger.Handler(), slog.LevelDebug)}
 	o.servers = append(o.servers, srv)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
