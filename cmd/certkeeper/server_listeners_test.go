@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -146,5 +147,39 @@ func TestServerSlowBody(t *testing.T) {
 	// The server is unharmed.
 	if code, _, body := apiGet(t, "http://"+listen, "/v1/certificates/a.test", serverToken, nil); code != http.StatusOK {
 		t.Errorf("GET /v1/certificates/a.test afterwards = %d %s, want 200", code, body)
+	}
+}
+
+// TestServerAuditLogFails: with an audit log that cannot be written
+// (/dev/full), the write error is on stderr by the time the server
+// listens, and a key fetch gets 503 rather than a key nobody recorded;
+// with --audit-fail-open the key is handed out and the error still shows.
+func TestServerAuditLogFails(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skipf("no /dev/full here: %v", err)
+	}
+	for _, tt := range []struct {
+		name  string
+		extra []string
+		want  int
+	}{
+		{"fail closed", nil, http.StatusServiceUnavailable},
+		{"--audit-fail-open", []string{"--audit-fail-open"}, http.StatusOK},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+			p := startLogged(t, binary, "server listening", append([]string{"server", "--ca", "local", "--storage", t.TempDir(), "--listen", listen,
+				"--token-file", writeTokens(t), "--allow", "a.test", "--audit-log", "/dev/full"}, tt.extra...)...)
+			if out := p.output(); !strings.Contains(out, "no space left on device") {
+				t.Errorf("stderr when the server listens:\n%s\nwant the audit log's write error (no space left on device)", out)
+			}
+			code, hdr, body := apiGet(t, "http://"+listen, "/v1/certificates/a.test", serverToken, nil)
+			if code != tt.want || (code == http.StatusServiceUnavailable && hdr.Get("Retry-After") == "") {
+				t.Errorf("key fetch = %d (Retry-After %q) %.200s; want %d", code, hdr.Get("Retry-After"), body, tt.want)
+			}
+			if code == http.StatusOK && !strings.Contains(string(body), "PRIVATE KEY") {
+				t.Errorf("key fetch = 200 without a key: %.200s", body)
+			}
+		})
 	}
 }
