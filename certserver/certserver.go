@@ -86,6 +86,12 @@ type Handler struct {
 	// when. Nil means Logger.
 	Audit *slog.Logger
 
+	// AuditErr, when set, is asked before each hand-out of a key: while
+	// it returns an error (the audit log is not being written, e.g.
+	// AuditWriter.Err), keys are refused with 503 and Retry-After, so that
+	// none leaves unrecorded. Nil: never asked (the audit log fails open).
+	AuditErr func() error
+
 	// Logger receives the handler's debug log. Nil means slog.Default().
 	Logger *slog.Logger
 
@@ -206,6 +212,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case kindOCSP:
 		h.serveOCSP(w, r, rd)
 	case kindCertificate:
+		if h.AuditErr != nil {
+			if err := h.AuditErr(); err != nil {
+				w.Header().Set("Retry-After", "10")
+				fail(w, http.StatusServiceUnavailable, "the audit log cannot be written, and no key is handed out unrecorded: see the server's log")
+				return
+			}
+		}
 		h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
 			slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
 		hdr := w.Header()

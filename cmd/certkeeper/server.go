@@ -35,6 +35,7 @@ type serverConfig struct {
 	SelfSignedFallback bool          `yaml:"self_signed_fallback"`
 	IssueTimeout       time.Duration `yaml:"issue_timeout"`
 	AuditLog           string        `yaml:"audit_log"`
+	AuditFailOpen      bool          `yaml:"audit_fail_open"`
 	HTTPAddr           string        `yaml:"http_addr"`
 	TLSAddr            string        `yaml:"tls_addr"`
 }
@@ -50,7 +51,8 @@ func (c *serverConfig) register(fs *flag.FlagSet, configFile *string) {
 	fs.Var((*stringsFlag)(&c.Managed), "managed", "`NAME` to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable")
 	fs.BoolVar(&c.SelfSignedFallback, "self-signed-fallback", false, "answer names that cannot get a real certificate (refused, issuance failing)\nwith a self-signed one, marked \"self_signed\": true")
 	fs.DurationVar(&c.IssueTimeout, "issue-timeout", certserver.DefaultIssueTimeout, "a request for a new name waits up to `DURATION` for its issuance, then gets a 503")
-	fs.StringVar(&c.AuditLog, "audit-log", "", "append the audit log (a JSON line per key handed out) to `FILE` (default: stderr)")
+	fs.StringVar(&c.AuditLog, "audit-log", "", "append the audit log (a JSON line per key handed out) to `FILE` (default: stderr);\nwhile it cannot be written, key fetches get 503")
+	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "hand out keys even while --audit-log cannot be written (the failures are still logged)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to also serve the API and http-01 on (e.g. :80); off unless given")
 	fs.StringVar(&c.TLSAddr, "tls-addr", "", "`ADDR` to answer tls-alpn-01 on (e.g. :443); off unless given. Only the CA's validation\nhandshakes complete there: the API is never served on it")
 	c.engineConfig.register(fs, "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-addr);\nrepeatable (default: http-01, and tls-alpn-01 with --tls-addr)")
@@ -111,6 +113,7 @@ func loadServerConfig(file string, flags *serverConfig, set map[string]bool) (*s
 	setIf(set, "client-ca", &cfg.ClientCA, flags.ClientCA)
 	setIf(set, "api-cert", &cfg.APICert, flags.APICert)
 	setIf(set, "audit-log", &cfg.AuditLog, flags.AuditLog)
+	setIf(set, "audit-fail-open", &cfg.AuditFailOpen, flags.AuditFailOpen)
 	setIf(set, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
 	setIf(set, "tls-addr", &cfg.TLSAddr, flags.TLSAddr)
 	setIf(set, "managed", &cfg.Managed, flags.Managed)
@@ -150,12 +153,15 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 		h.Anonymous = true
 		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --token-file or --client-ca: every local process may fetch keys")
 	}
-	audit, closeAudit, err := auditLogger(cfg.AuditLog, env)
+	audit, auditErr, closeAudit, err := auditLogger(cfg.AuditLog, cfg.AuditFailOpen, env)
 	if err != nil {
 		return err
 	}
 	defer closeAudit()
 	h.Audit = audit
+	if !cfg.AuditFailOpen {
+		h.AuditErr = auditErr
+	}
 	cfg.warnNoPolicy(env)
 	pol, err := cfg.policy()
 	if err != nil {
@@ -360,18 +366,32 @@ func apiTLSConfig(cfg *serverConfig) (*tls.Config, error) {
 
 // auditLogger is the audit log: JSON lines appended to file (created
 // 0600), or text on stderr; always at Info, whatever --log-level says.
-func auditLogger(file string, env *Env) (*slog.Logger, func(), error) {
+// A file starts with an "audit log opened" line, written before the
+// server listens: a file that cannot be written shows at once, on stderr,
+// and in auditErr (nil for stderr), which the Handler asks before each
+// hand-out.
+func auditLogger(file string, failOpen bool, env *Env) (audit *slog.Logger, auditErr func() error, closeAudit func(), err error) {
 	if file == "" {
-		return slog.New(slog.NewTextHandler(env.Stderr, nil)).With(slog.String("log", "audit")), func() {}, nil
+		return slog.New(slog.NewTextHandler(env.Stderr, nil)).With(slog.String("log", "audit")), nil, func() {}, nil
 	}
 	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--audit-log: %w", err)
+		return nil, nil, nil, fmt.Errorf("--audit-log: %w", err)
 	}
-	aw := certserver.NewAuditWriter(f)
-	return slog.New(slog.NewJSONHandler(aw, nil)), func() {
+	logger := env.Logger.With(slog.String("file", file))
+	aw := certserver.NewAuditWriter(f, logger)
+	audit = slog.New(slog.NewJSONHandler(aw, nil))
+	audit.Info("audit log opened", slog.Int("pid", os.Getpid()), slog.String("version", versionString()))
+	if err := aw.Sync(); err != nil {
+		what := "keys get 503 until it can be written (or give --audit-fail-open to hand them out unrecorded)"
+		if failOpen {
+			what = "--audit-fail-open: keys are handed out unrecorded until it can be written"
+		}
+		fmt.Fprintf(env.Stderr, "certkeeper: cannot write the audit log %s: %v; %s\n", file, err, what)
+	}
+	return audit, aw.Err, func() {
 		if err := aw.Close(); err != nil {
-			env.Logger.Error("writing the audit log", slog.String("file", file), slog.Any("err", err))
+			logger.Error("closing the audit log: lines were not written", slog.Any("err", err))
 		}
 		f.Close()
 	}, nil
