@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 )
@@ -18,15 +20,34 @@ const minTokenLen = 16
 
 // LoadTokens reads bearer tokens from file: one per line; blank lines and
 // lines starting with # are skipped. It refuses a file with no token or a
-// token shorter than 16 characters. Audit lines name a token by its line
-// number, never by its value.
+// token shorter than 16 characters, and (except on Windows) a file that
+// group or others may read or write: the tokens fetch private keys. Audit
+// lines name a token by its line number, never by its value.
 func LoadTokens(file string) ([]string, error) {
-	data, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("reading tokens: %w", err)
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading tokens: %w", err)
+	}
+	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
+		return nil, fmt.Errorf("tokens %s: mode %04o lets group or others read it, and its tokens fetch private keys: chmod 600 %s", file, perm, file)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading tokens %s: %w", file, err)
+	}
+	if len(data) > maxTokenFile {
+		return nil, fmt.Errorf("tokens %s: over %d bytes; is it the right file?", file, maxTokenFile)
+	}
 	return parseTokens(file, data)
 }
+
+// maxTokenFile bounds the token file: tens of thousands of tokens.
+const maxTokenFile = 4 << 20
 
 func parseTokens(file string, data []byte) ([]string, error) {
 	var tokens []string
@@ -51,16 +72,29 @@ func parseTokens(file string, data []byte) ([]string, error) {
 	return tokens, nil
 }
 
-// hashTokens hashes each token, so that comparisons take the same time
-// whatever the lengths. Empty tokens never match.
-func hashTokens(tokens []string) [][32]byte {
-	out := make([][32]byte, len(tokens))
+// tokenSet is the accepted tokens, immutable once built: a reload swaps
+// in a new one (Handler.SetTokens).
+type tokenSet struct {
+	sums  [][32]byte // SHA-256 of each token, so that comparisons take the same time whatever the lengths
+	valid []bool     // false for the empty entries (blank and comment lines): they never match
+}
+
+func newTokenSet(tokens []string) *tokenSet {
+	s := &tokenSet{sums: make([][32]byte, len(tokens)), valid: make([]bool, len(tokens))}
 	for i, t := range tokens {
 		if t != "" {
-			out[i] = sha256.Sum256([]byte(t))
+			s.sums[i], s.valid[i] = sha256.Sum256([]byte(t)), true
 		}
 	}
-	return out
+	return s
+}
+
+// SetTokens replaces the accepted tokens (Tokens), e.g. with the token
+// file read again on SIGHUP, so that a leaked token is revoked without a
+// restart. Requests in progress finish with the tokens they started with;
+// the next ones see the new set. It is safe to call while serving.
+func (h *Handler) SetTokens(tokens []string) {
+	h.tokens.Store(newTokenSet(tokens))
 }
 
 // authenticate reports who made r: "token N" (N the token's position,
@@ -77,9 +111,10 @@ func (h *Handler) authenticate(r *http.Request) (string, bool) {
 		return "", false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(given)))
+	set := h.tokens.Load()
 	match := 0
-	for i := range h.tokens {
-		if subtle.ConstantTimeCompare(sum[:], h.tokens[i][:]) == 1 && h.Tokens[i] != "" {
+	for i := range set.sums {
+		if subtle.ConstantTimeCompare(sum[:], set.sums[i][:]) == 1 && set.valid[i] {
 			match = i + 1
 		}
 	}

@@ -55,8 +55,9 @@ type Handler struct {
 	// Manager obtains and serves the certificates. Required.
 	Manager *certkeeper.Manager
 
-	// Tokens are the accepted bearer tokens (see LoadTokens). A request
-	// authenticates with one of them or with a client certificate.
+	// Tokens are the accepted bearer tokens (see LoadTokens); SetTokens
+	// replaces them while serving. A request authenticates with one of
+	// them or with a client certificate.
 	Tokens []string
 
 	// Anonymous serves /v1/ to unauthenticated clients too (audit lines
@@ -102,7 +103,7 @@ type Handler struct {
 	Metrics http.Handler
 
 	once     sync.Once
-	tokens   [][32]byte // SHA-256 of each token
+	tokens   atomic.Pointer[tokenSet] // Tokens, or the set SetTokens swapped in
 	acme     http.Handler
 	renders  sync.Map // name → *rendered
 	nRenders atomic.Int64
@@ -110,7 +111,7 @@ type Handler struct {
 
 func (h *Handler) init() {
 	h.once.Do(func() {
-		h.tokens = hashTokens(h.Tokens)
+		h.tokens.CompareAndSwap(nil, newTokenSet(h.Tokens)) // unless SetTokens came first
 		h.acme = h.Manager.HTTPHandler(http.NotFoundHandler())
 	})
 }

@@ -45,7 +45,7 @@ const defaultListen = "127.0.0.1:8999"
 func (c *serverConfig) register(fs *flag.FlagSet, configFile *string) {
 	fs.StringVar(configFile, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
 	fs.StringVar(&c.Listen, "listen", defaultListen, "`ADDR` of the API (and of http-01 answers under /.well-known/acme-challenge/)")
-	fs.StringVar(&c.TokenFile, "token-file", "", "`FILE` of bearer tokens, one per line, that may fetch certificates and keys")
+	fs.StringVar(&c.TokenFile, "token-file", "", "`FILE` of bearer tokens, one per line, that may fetch certificates and keys;\nmode 0600 (refused if group or others may read it); SIGHUP reloads it")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM `FILE` of CAs whose client certificates may fetch certificates and keys\n(mutual TLS; needs --api-cert)")
 	fs.StringVar(&c.APICert, "api-cert", "", "`CERT:KEY` files: serve the API over HTTPS with this certificate")
 	fs.Var((*stringsFlag)(&c.Managed), "managed", "`NAME` to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable")
@@ -79,7 +79,8 @@ without one of them. Every key handed out is written to the audit log.
 http-01 challenges are answered on --listen: forward /.well-known/acme-challenge/ from port 80
 of the web servers to it. Names given with --managed are obtained at start and renewed
 forever; --cert-file serves certificates made elsewhere. SIGTERM drains (10 s at most); SIGHUP
-reloads --config's policy (allow, ask, require-own-ip); SIGUSR2 starts the binary now at this
+reloads --config's policy (allow, ask, require-own-ip) and the --token-file (a token removed
+from it is refused at once); SIGUSR2 starts the binary now at this
 one's path with the listening sockets and drains once it is ready, as the proxy does. Every
 flag has a config key: docs/config.md.`,
 		Flags: func(f *flag.FlagSet) {
@@ -259,10 +260,12 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 			}
 			if err != nil {
 				env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
-				continue
+				next = cfg // the token file is read again all the same: a revocation must not wait for a fixed config
+			} else {
+				current.Store(&p)
+				env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
 			}
-			current.Store(&p)
-			env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
+			reloadTokens(env, h, cfg.TokenFile, next.TokenFile)
 		case <-usr2:
 			if handOver(ctx, env, up) {
 				return shutdown()
@@ -271,6 +274,31 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 			return shutdown()
 		}
 	}
+}
+
+// reloadTokens reads the token file again (SIGHUP), so that a removed
+// token is revoked without a restart. A file that cannot be used (gone,
+// unparsable, readable by others) leaves the tokens as they were. file is
+// the token file the server started with (none: nothing to reload), next
+// the one the configuration names now.
+func reloadTokens(env *Env, h *certserver.Handler, file, next string) {
+	if file == "" {
+		if next != "" {
+			env.Logger.Error("token_file was added: it takes a restart (this server started without tokens)", slog.String("file", next))
+		}
+		return
+	}
+	if next == "" {
+		env.Logger.Error("token_file was removed: keeping the tokens read before; stopping authentication takes a restart", slog.String("file", file))
+		next = file
+	}
+	tokens, err := certserver.LoadTokens(next)
+	if err != nil {
+		env.Logger.Error("reloading --token-file failed; keeping the tokens read before", slog.Any("err", err))
+		return
+	}
+	h.SetTokens(tokens)
+	env.Logger.Info("token file reloaded", slog.String("file", next))
 }
 
 // keepManaged obtains a --managed certificate, retrying with backoff until
