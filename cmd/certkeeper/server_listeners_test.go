@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -181,5 +182,71 @@ func TestServerAuditLogFails(t *testing.T) {
 				t.Errorf("key fetch = 200 without a key: %.200s", body)
 			}
 		})
+	}
+}
+
+// TestServerTokenScopes: a token line may carry a scope, "names=" and
+// patterns: the token fetches those names and gets 403 for any other (and
+// for /metrics, which names every host), while an unscoped token fetches
+// every name. Audit lines name the token's line and its scope, for
+// hand-outs and refusals alike. A scope that does not parse stops the
+// server at start, naming its line.
+func TestServerTokenScopes(t *testing.T) {
+	const shopToken = "shop-pool-token-0123456789"
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte("# one token per nginx pool\n"+shopToken+"  names=*.shop.test,api.test\n"+serverToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	base := "http://" + listen
+	auditLog := filepath.Join(dir, "audit.log")
+	startServer(t, "--ca", "local", "--storage", t.TempDir(), "--listen", listen, "--token-file", tokens, "--audit-log", auditLog,
+		"--allow", "*.shop.test", "--allow", "shop.test", "--allow", "api.test", "--allow", "other.test")
+	for _, tt := range []struct {
+		token, path string
+		want        int
+	}{
+		{shopToken, "/v1/certificates/www.shop.test", http.StatusOK},
+		{shopToken, "/v1/certificates/a.b.shop.test", http.StatusOK},
+		{shopToken, "/v1/certificates/API.test", http.StatusOK},
+		{shopToken, "/v1/certificates/other.test", http.StatusForbidden},
+		{shopToken, "/v1/certificates/shop.test", http.StatusForbidden},
+		{shopToken, "/v1/certificates/xshop.test", http.StatusForbidden},
+		{shopToken, "/v1/ocsp/other.test", http.StatusForbidden},
+		{shopToken, "/metrics", http.StatusForbidden},
+		{serverToken, "/v1/certificates/other.test", http.StatusOK},
+		{serverToken, "/v1/certificates/www.shop.test", http.StatusOK},
+	} {
+		code, _, body := apiGet(t, base, tt.path, tt.token, nil)
+		keyHandedOut := strings.Contains(string(body), "PRIVATE KEY")
+		if code != tt.want || (code != http.StatusOK && keyHandedOut) {
+			t.Errorf("GET %s with the %s token = %d %.100s, want %d", tt.path, map[bool]string{true: "shop", false: "unscoped"}[tt.token == shopToken], code, body, tt.want)
+		}
+	}
+	waitAudit(t, auditLog, `"name":"www.shop.test","who":"token 3"`)
+	data, _ := os.ReadFile(auditLog)
+	var handOut, refused bool
+	for _, l := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.Contains(l, `"msg":"key handed out"`) && strings.Contains(l, `"name":"www.shop.test","who":"token 2"`):
+			handOut = strings.Contains(l, `"scope":"*.shop.test,api.test"`)
+		case strings.Contains(l, `"name":"other.test"`) && strings.Contains(l, `"who":"token 2"`):
+			refused = !strings.Contains(l, `"msg":"key handed out"`) && strings.Contains(l, `"scope":"*.shop.test,api.test"`)
+		}
+	}
+	if !handOut || !refused {
+		t.Errorf("audit log (hand-out line with the scope: %v; refusal line with the scope: %v):\n%s", handOut, refused, data)
+	}
+
+	for _, line := range []string{shopToken + " names=", shopToken + " names=*.shop.test,", shopToken + " hosts=a.test", shopToken + " names=a..test"} {
+		bad := filepath.Join(t.TempDir(), "tokens")
+		if err := os.WriteFile(bad, []byte("# comment\n"+line+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := ck(t, 30*time.Second, "server", "--ca", "local", "--storage", t.TempDir(), "--listen", "127.0.0.1:0", "--token-file", bad)
+		if r.code == 0 || !strings.Contains(r.stderr, "line 2") {
+			t.Errorf("token line %q: exit %d, stderr %q; want a refusal naming line 2", line, r.code, r.stderr)
+		}
 	}
 }
