@@ -55,8 +55,13 @@ func TestSetTokens(t *testing.T) {
 			}
 		})
 	}
-	h.SetTokens([]string{token1})
+	if err := h.SetTokens([]string{token1}); err != nil {
+		t.Fatal(err)
+	}
 	wg.Wait()
+	if err := h.SetTokens([]string{token1 + " names="}); err == nil {
+		t.Error("SetTokens with a scope that does not parse = nil, want an error (and the tokens kept)")
+	}
 	if resp, _ := get(t, s.URL+"/v1/certificates/a.test", token2); resp.StatusCode != 401 {
 		t.Errorf("removed token after SetTokens: %d, want 401", resp.StatusCode)
 	}

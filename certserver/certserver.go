@@ -55,9 +55,13 @@ type Handler struct {
 	// Manager obtains and serves the certificates. Required.
 	Manager *certkeeper.Manager
 
-	// Tokens are the accepted bearer tokens (see LoadTokens); SetTokens
-	// replaces them while serving. A request authenticates with one of
-	// them or with a client certificate.
+	// Tokens are the accepted bearer tokens, one entry per line of a token
+	// file as LoadTokens returns them: a token, optionally followed by its
+	// scope ("names=*.a.example,b.example": only those names, 403 for
+	// others). Empty entries keep the positions by which audit lines name
+	// tokens ("token 2"). An entry that does not parse never matches.
+	// SetTokens replaces them while serving. A request authenticates with
+	// a token or with a client certificate (every name).
 	Tokens []string
 
 	// Anonymous serves /v1/ to unauthenticated clients too (audit lines
@@ -111,7 +115,11 @@ type Handler struct {
 
 func (h *Handler) init() {
 	h.once.Do(func() {
-		h.tokens.CompareAndSwap(nil, newTokenSet(h.Tokens)) // unless SetTokens came first
+		set, err := newTokenSet(h.Tokens)
+		if err != nil {
+			h.logger().Error("certserver: tokens that do not parse are refused", slog.Any("err", err))
+		}
+		h.tokens.CompareAndSwap(nil, set) // unless SetTokens came first
 		h.acme = h.Manager.HTTPHandler(http.NotFoundHandler())
 	})
 }
@@ -176,7 +184,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.acme.ServeHTTP(w, r)
 		return
 	}
-	who, ok := h.authenticate(r)
+	who, sc, ok := h.authenticate(r)
 	if !ok && h.Anonymous {
 		who, ok = "anonymous", true
 	}
@@ -190,11 +198,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.kind == kindMetrics {
+		if sc != nil {
+			fail(w, http.StatusForbidden, "a token scoped to names may not read /metrics, which names every host")
+			return
+		}
 		if h.Metrics == nil {
 			fail(w, http.StatusNotFound, "no metrics here: see --metrics-addr")
 			return
 		}
 		h.Metrics.ServeHTTP(w, r)
+		return
+	}
+	if !sc.allows(req.name) {
+		if req.kind == kindCertificate {
+			h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key refused: outside the token's scope", slog.String("name", req.name),
+				slog.String("who", who), slog.String("scope", sc.text), slog.String("remote_addr", r.RemoteAddr))
+		}
+		fail(w, http.StatusForbidden, who+" may not fetch "+req.name+": outside its names= in the token file")
 		return
 	}
 	served, ok := h.Manager.Cached(req.name)
@@ -220,8 +240,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
-			slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
+		if sc == nil {
+			h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
+				slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
+		} else {
+			h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
+				slog.String("scope", sc.text), slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
+		}
 		hdr := w.Header()
 		hdr["Cache-Control"] = noStore
 		if req.pem {
