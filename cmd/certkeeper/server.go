@@ -45,7 +45,7 @@ const defaultListen = "127.0.0.1:8999"
 func (c *serverConfig) register(fs *flag.FlagSet, configFile *string) {
 	fs.StringVar(configFile, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
 	fs.StringVar(&c.Listen, "listen", defaultListen, "`ADDR` of the API (and of http-01 answers under /.well-known/acme-challenge/)")
-	fs.StringVar(&c.TokenFile, "token-file", "", "`FILE` of bearer tokens, one per line, that may fetch certificates and keys (a line\n\"TOKEN names=*.a.example,b.example\" may fetch only those names); refused if group or others may read it (chmod 600);\nSIGHUP reloads it")
+	fs.StringVar(&c.TokenFile, "token-file", "", "`FILE` of bearer tokens, one per line, that may fetch certificates and keys (a line\n\"TOKEN names=*.a.example,b.example\" may fetch only those names); refused if group or others may read it\n(chmod 600); SIGHUP reloads it")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM `FILE` of CAs whose client certificates may fetch certificates and keys\n(mutual TLS; needs --api-cert)")
 	fs.StringVar(&c.APICert, "api-cert", "", "`CERT:KEY` files: serve the API over HTTPS with this certificate")
 	fs.Var((*stringsFlag)(&c.Managed), "managed", "`NAME` to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable")
