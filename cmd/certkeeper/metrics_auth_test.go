@@ -79,3 +79,34 @@ func TestMetricsToken(t *testing.T) {
 		}
 	}
 }
+
+// TestOpsCheck: which ops listeners beyond loopback start: each needs its
+// token, and metrics sharing the status page's listener take the status
+// page's. (The binary tests above cannot listen beyond loopback.)
+func TestOpsCheck(t *testing.T) {
+	t.Setenv("CERTKEEPER_METRICS_TOKEN", "")
+	t.Setenv("CERTKEEPER_STATUS_TOKEN", "")
+	for _, tt := range []struct {
+		name string
+		cfg  opsConfig
+		ok   bool
+	}{
+		{"metrics on loopback", opsConfig{MetricsAddr: "127.0.0.1:9100"}, true},
+		{"metrics on localhost", opsConfig{MetricsAddr: "localhost:9100"}, true},
+		{"metrics beyond loopback", opsConfig{MetricsAddr: ":9100"}, false},
+		{"metrics beyond loopback with a token", opsConfig{MetricsAddr: ":9100", MetricsToken: "m"}, true},
+		{"metrics beside a status token, own listener", opsConfig{MetricsAddr: ":9100", StatusAddr: ":9101", StatusToken: "s"}, false},
+		{"metrics sharing the status listener", opsConfig{MetricsAddr: ":9100", StatusAddr: ":9100", StatusToken: "s"}, true},
+		{"shared listener without a token", opsConfig{MetricsAddr: ":9100", StatusAddr: ":9100"}, false},
+		{"status beyond loopback", opsConfig{StatusAddr: "0.0.0.0:9101"}, false},
+	} {
+		err := tt.cfg.check()
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: check() = %v, want ok %v", tt.name, err, tt.ok)
+		}
+	}
+	t.Setenv("CERTKEEPER_METRICS_TOKEN", "from-env")
+	if err := (&opsConfig{MetricsAddr: ":9100"}).check(); err != nil {
+		t.Errorf("metrics beyond loopback with $CERTKEEPER_METRICS_TOKEN: %v", err)
+	}
+}

@@ -173,6 +173,9 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	if cfg.TLSAddr == "" {
 		cfg.TLSAddr = ":443"
 	}
+	if err := cfg.Ops.check(); err != nil {
+		return err
+	}
 	cfg.warnNoPolicy(env)
 	parts, err := buildParts(cfg, env.Logger)
 	if err != nil {

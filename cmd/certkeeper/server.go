@@ -147,6 +147,9 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 	if err != nil {
 		return err
 	}
+	if err := cfg.Ops.check(); err != nil {
+		return err
+	}
 	if h.Tokens == nil && cfg.ClientCA == "" {
 		if err := cfg.checkAnonymous(); err != nil {
 			return err
