@@ -166,6 +166,7 @@ func TestServerAuditLogFails(t *testing.T) {
 	}{
 		{"fail closed", nil, http.StatusServiceUnavailable},
 		{"--audit-fail-open", []string{"--audit-fail-open"}, http.StatusOK},
+		{"audit_fail_open in --config", []string{"--config", writeConfig(t, "audit_fail_open: true\nmetrics_token: metrics-token-0123456789\n")}, http.StatusOK},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
@@ -183,6 +184,16 @@ func TestServerAuditLogFails(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeConfig writes a --config file holding yaml.
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(f, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // TestServerTokenScopes: a token line may carry a scope, "names=" and
