@@ -32,10 +32,12 @@ func Drop(w http.ResponseWriter) {
 	w.Header().Set("Connection", "close")
 }
 
-// Has reports whether r carries a body (a Content-Length above zero, or a
-// chunked one).
+// Has reports whether r carries a body: a Content-Length above zero, or
+// (HTTP/1) a chunked one. An HTTP/2 request of unknown length is not
+// counted: some clients end a GET's stream with an empty DATA frame, and
+// HTTP/2 resets a stream whose body is left unread instead of reading it.
 func Has(r *http.Request) bool {
-	return r.ContentLength != 0
+	return r.ContentLength > 0 || r.ContentLength < 0 && r.ProtoMajor < 2
 }
 
 // Refuse wraps h: a request with a body gets 413, unread, and its
