@@ -38,7 +38,7 @@ func apiServers(tb testing.TB) (apiURL, plainURL string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	aw := certserver.NewAuditWriter(audit) // as certkeeper server --audit-log writes it
+	aw := certserver.NewAuditWriter(audit, nil) // as certkeeper server --audit-log writes it
 	tb.Cleanup(func() { aw.Close(); audit.Close() })
 	h := &certserver.Handler{Manager: m, Tokens: []string{apiToken}, Audit: slog.New(slog.NewJSONHandler(aw, nil))}
 	apiURL = serveHTTP(tb, h) + "/v1/certificates/a.bench.test"

@@ -5,31 +5,68 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/certkeeper/certkeeper/policy"
 )
 
 // minTokenLen is the shortest token LoadTokens accepts: 128 bits of
 // base64 or hex is longer.
 const minTokenLen = 16
 
-// LoadTokens reads bearer tokens from file: one per line; blank lines and
-// lines starting with # are skipped. It refuses a file with no token or a
-// token shorter than 16 characters. Audit lines name a token by its line
-// number, never by its value.
+// LoadTokens reads bearer tokens from file: one per line, each a token
+// optionally followed by its scope:
+//
+//	# the shop's nginx pool: its names only
+//	Ahd8...Qx  names=*.shop.example,api.example
+//	# the Go API servers: every name
+//	k2Jw...9c
+//
+// A token with a scope fetches only the names its patterns match (a.example
+// exactly; *.a.example any name under a.example, not a.example itself),
+// and gets 403 for others. Blank lines and lines starting with # are
+// skipped. It refuses a file with no token, a token shorter than 16
+// characters, a scope that does not parse (naming the line), and (except
+// on Windows) a file that group or others may read or write: the tokens
+// fetch private keys. The result, one entry per line ("" for the skipped
+// ones), is what Handler.Tokens takes; audit lines name a token by its
+// line number, never by its value.
 func LoadTokens(file string) ([]string, error) {
-	data, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("reading tokens: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading tokens: %w", err)
+	}
+	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
+		return nil, fmt.Errorf("tokens %s: mode %04o lets group or others read it, and its tokens fetch private keys: chmod 600 %s", file, perm, file)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading tokens %s: %w", file, err)
+	}
+	if len(data) > maxTokenFile {
+		return nil, fmt.Errorf("tokens %s: over %d bytes; is it the right file?", file, maxTokenFile)
 	}
 	return parseTokens(file, data)
 }
 
+// maxTokenFile bounds the token file: tens of thousands of tokens.
+const maxTokenFile = 4 << 20
+
 func parseTokens(file string, data []byte) ([]string, error) {
 	var tokens []string
+	found := false
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for line := 1; sc.Scan(); line++ {
 		t := strings.TrimSpace(sc.Text())
@@ -37,54 +74,158 @@ func parseTokens(file string, data []byte) ([]string, error) {
 			tokens = append(tokens, "") // keeps line numbers; never matches
 			continue
 		}
-		if len(t) < minTokenLen || strings.ContainsAny(t, " \t") {
-			return nil, fmt.Errorf("tokens %s line %d: a token is one word of at least %d characters", file, line, minTokenLen)
+		if _, _, err := parseToken(t); err != nil {
+			return nil, fmt.Errorf("tokens %s line %d: %w", file, line, err)
 		}
 		tokens = append(tokens, t)
+		found = true
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading tokens %s: %w", file, err)
 	}
-	if strings.Join(tokens, "") == "" {
+	if !found {
 		return nil, fmt.Errorf("tokens %s: no token in the file", file)
 	}
 	return tokens, nil
 }
 
-// hashTokens hashes each token, so that comparisons take the same time
-// whatever the lengths. Empty tokens never match.
-func hashTokens(tokens []string) [][32]byte {
-	out := make([][32]byte, len(tokens))
-	for i, t := range tokens {
-		if t != "" {
-			out[i] = sha256.Sum256([]byte(t))
+// parseToken splits a token line into the token and its scope (nil: every
+// name).
+func parseToken(line string) (string, *scope, error) {
+	fields := strings.Fields(line)
+	if len(fields) == 0 || len(fields[0]) < minTokenLen || strings.HasPrefix(fields[0], "names=") {
+		return "", nil, fmt.Errorf("a token of at least %d characters comes first", minTokenLen)
+	}
+	var sc *scope
+	for _, f := range fields[1:] {
+		v, ok := strings.CutPrefix(f, "names=")
+		if !ok || sc != nil {
+			return "", nil, fmt.Errorf("after the token only one names=PATTERN,PATTERN may follow, not %q", f)
+		}
+		var err error
+		if sc, err = parseScope(v); err != nil {
+			return "", nil, err
 		}
 	}
-	return out
+	return fields[0], sc, nil
+}
+
+// scope is the names a scoped token may fetch; immutable once parsed.
+type scope struct {
+	exact    map[string]struct{} // normalised names
+	suffixes map[string]struct{} // "a.example" for the pattern "*.a.example"
+	text     string              // the patterns as written, for audit lines
+}
+
+func parseScope(patterns string) (*scope, error) {
+	if patterns == "" {
+		return nil, errors.New("names= lists no pattern: give names=a.example,*.a.example, or no names= for every name")
+	}
+	sc := &scope{exact: map[string]struct{}{}, suffixes: map[string]struct{}{}, text: patterns}
+	for _, p := range strings.Split(patterns, ",") {
+		if p == "" {
+			return nil, fmt.Errorf("names=%s: an empty pattern", patterns)
+		}
+		n, err := policy.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(p)
+		if err != nil {
+			return nil, fmt.Errorf("names=%s: %w", patterns, err)
+		}
+		if zone, ok := strings.CutPrefix(n, "*."); ok {
+			sc.suffixes[zone] = struct{}{}
+		} else {
+			sc.exact[n] = struct{}{}
+		}
+	}
+	return sc, nil
+}
+
+// allows reports whether the scope lets its token fetch name (normalised);
+// a nil scope allows every name. It neither locks nor allocates.
+func (sc *scope) allows(name string) bool {
+	if sc == nil {
+		return true
+	}
+	if _, ok := sc.exact[name]; ok {
+		return true
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] == '.' {
+			if _, ok := sc.suffixes[name[i+1:]]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// tokenSet is the accepted tokens, immutable once built: a reload swaps
+// in a new one (Handler.SetTokens).
+type tokenSet struct {
+	sums   [][32]byte // SHA-256 of each token, so that comparisons take the same time whatever the lengths
+	valid  []bool     // false for the empty entries (blank and comment lines): they never match
+	who    []string   // "token N", N its position from 1, for audit lines
+	scopes []*scope   // nil: every name
+}
+
+// newTokenSet builds the set of tokens, each an entry of Handler.Tokens.
+// An entry that does not parse never matches; the error names each.
+func newTokenSet(tokens []string) (*tokenSet, error) {
+	s := &tokenSet{sums: make([][32]byte, len(tokens)), valid: make([]bool, len(tokens)),
+		who: make([]string, len(tokens)), scopes: make([]*scope, len(tokens))}
+	var errs []error
+	for i, t := range tokens {
+		s.who[i] = "token " + strconv.Itoa(i+1)
+		if t = strings.TrimSpace(t); t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		secret, sc, err := parseToken(t)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("token %d: %w", i+1, err))
+			continue
+		}
+		s.sums[i], s.valid[i], s.scopes[i] = sha256.Sum256([]byte(secret)), true, sc
+	}
+	return s, errors.Join(errs...)
+}
+
+// SetTokens replaces the accepted tokens (Tokens), e.g. with the token
+// file read again on SIGHUP, so that a leaked token is revoked without a
+// restart. Requests in progress finish with the tokens they started with;
+// the next ones see the new set. An entry that does not parse is an
+// error, and the tokens stay as they were. It is safe to call while
+// serving.
+func (h *Handler) SetTokens(tokens []string) error {
+	set, err := newTokenSet(tokens)
+	if err != nil {
+		return fmt.Errorf("setting tokens: %w", err)
+	}
+	h.tokens.Store(set)
+	return nil
 }
 
 // authenticate reports who made r: "token N" (N the token's position,
-// from 1: its line in the token file) or "cert SUBJECT" for a client
-// certificate the TLS layer verified. Every token is compared, in
-// constant time, whichever matches.
-func (h *Handler) authenticate(r *http.Request) (string, bool) {
+// from 1: its line in the token file) and the token's scope, or
+// "cert SUBJECT" for a client certificate the TLS layer verified (every
+// name). Every token is compared, in constant time, whichever matches.
+func (h *Handler) authenticate(r *http.Request) (string, *scope, bool) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
-		return "cert " + r.TLS.VerifiedChains[0][0].Subject.String(), true
+		return "cert " + r.TLS.VerifiedChains[0][0].Subject.String(), nil, true
 	}
 	auth := r.Header.Get("Authorization")
 	scheme, given, ok := strings.Cut(auth, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || given == "" {
-		return "", false
+		return "", nil, false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(given)))
-	match := 0
-	for i := range h.tokens {
-		if subtle.ConstantTimeCompare(sum[:], h.tokens[i][:]) == 1 && h.Tokens[i] != "" {
-			match = i + 1
+	set := h.tokens.Load()
+	match := -1
+	for i := range set.sums {
+		if subtle.ConstantTimeCompare(sum[:], set.sums[i][:]) == 1 && set.valid[i] {
+			match = i
 		}
 	}
-	if match == 0 {
-		return "", false
+	if match < 0 {
+		return "", nil, false
 	}
-	return "token " + strconv.Itoa(match), true
+	return set.who[match], set.scopes[match], true
 }

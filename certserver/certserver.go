@@ -7,7 +7,10 @@
 // It hands out private keys, so every /v1/ request must authenticate: a
 // bearer token (compared in constant time) or a client certificate the
 // TLS layer verified. Every hand-out of a key is written to the audit log.
-// Paths and bodies are bounded before anything else looks at them.
+// Paths are bounded before anything else looks at them, and a request
+// body is never read: the API takes none, and a client that announces one
+// is answered at once (401 before authentication, 413 after) and
+// disconnected, so it cannot hold a connection by sending it slowly.
 //
 // What it does not do: it obtains nothing itself (the certkeeper.Manager
 // does), and it opens no listener; the caller serves Handler.
@@ -25,6 +28,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/nobody"
 	"github.com/certkeeper/certkeeper/policy"
 )
 
@@ -32,8 +36,10 @@ import (
 const (
 	DefaultIssueTimeout = 30 * time.Second
 	DefaultMaxTTL       = time.Hour
-	DefaultMaxBody      = 64 << 10
 	DefaultMaxPath      = 1024
+
+	// Deprecated: the API refuses every request body, unread.
+	DefaultMaxBody = 64 << 10
 )
 
 // Handler serves the API:
@@ -49,8 +55,13 @@ type Handler struct {
 	// Manager obtains and serves the certificates. Required.
 	Manager *certkeeper.Manager
 
-	// Tokens are the accepted bearer tokens (see LoadTokens). A request
-	// authenticates with one of them or with a client certificate.
+	// Tokens are the accepted bearer tokens, one entry per line of a token
+	// file as LoadTokens returns them: a token, optionally followed by its
+	// scope ("names=*.a.example,b.example": only those names, 403 for
+	// others). Empty entries keep the positions by which audit lines name
+	// tokens ("token 2"). An entry that does not parse never matches.
+	// SetTokens replaces them while serving. A request authenticates with
+	// a token or with a client certificate (every name).
 	Tokens []string
 
 	// Anonymous serves /v1/ to unauthenticated clients too (audit lines
@@ -67,15 +78,24 @@ type Handler struct {
 	// certificate before asking again). Zero means an hour.
 	MaxTTL time.Duration
 
-	// MaxBody and MaxPath bound a request's body and its path with query,
-	// in bytes (413 and 414 beyond). Zero means 64 KiB and 1024.
-	MaxBody int64
+	// MaxPath bounds a request's path with query, in bytes (414 beyond).
+	// Zero means 1024.
 	MaxPath int
+
+	// Deprecated: MaxBody is ignored: the API refuses every request
+	// body (413), without reading it.
+	MaxBody int64
 
 	// Audit receives one line per hand-out of key material: who (token
 	// number or client certificate subject, and address), which name,
 	// when. Nil means Logger.
 	Audit *slog.Logger
+
+	// AuditErr, when set, is asked before each hand-out of a key: while
+	// it returns an error (the audit log is not being written, e.g.
+	// AuditWriter.Err), keys are refused with 503 and Retry-After, so that
+	// none leaves unrecorded. Nil: never asked (the audit log fails open).
+	AuditErr func() error
 
 	// Logger receives the handler's debug log. Nil means slog.Default().
 	Logger *slog.Logger
@@ -87,7 +107,7 @@ type Handler struct {
 	Metrics http.Handler
 
 	once     sync.Once
-	tokens   [][32]byte // SHA-256 of each token
+	tokens   atomic.Pointer[tokenSet] // Tokens, or the set SetTokens swapped in
 	acme     http.Handler
 	renders  sync.Map // name → *rendered
 	nRenders atomic.Int64
@@ -95,7 +115,11 @@ type Handler struct {
 
 func (h *Handler) init() {
 	h.once.Do(func() {
-		h.tokens = hashTokens(h.Tokens)
+		set, err := newTokenSet(h.Tokens)
+		if err != nil {
+			h.logger().Error("certserver: tokens that do not parse are refused", slog.Any("err", err))
+		}
+		h.tokens.CompareAndSwap(nil, set) // unless SetTokens came first
 		h.acme = h.Manager.HTTPHandler(http.NotFoundHandler())
 	})
 }
@@ -128,13 +152,6 @@ func (h *Handler) maxTTL() time.Duration {
 	return DefaultMaxTTL
 }
 
-func (h *Handler) maxBody() int64 {
-	if h.MaxBody > 0 {
-		return h.MaxBody
-	}
-	return DefaultMaxBody
-}
-
 func (h *Handler) maxPath() int {
 	if h.MaxPath > 0 {
 		return h.MaxPath
@@ -146,11 +163,16 @@ func (h *Handler) maxPath() int {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.init()
 	req := parseRequest(r.Method, r.URL.Path, r.URL.RawQuery, len(r.RequestURI), h.maxPath())
-	if req.status == 0 {
-		req.status = h.checkBody(w, r)
+	body := nobody.Has(r)
+	if body {
+		nobody.Drop(w) // never read, whoever asks
 	}
 	if req.status != 0 {
 		fail(w, req.status, req.msg)
+		return
+	}
+	if body && (req.kind == kindHealth || req.kind == kindChallenge) {
+		fail(w, http.StatusRequestEntityTooLarge, noBodyMsg)
 		return
 	}
 	switch req.kind {
@@ -162,7 +184,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.acme.ServeHTTP(w, r)
 		return
 	}
-	who, ok := h.authenticate(r)
+	who, sc, ok := h.authenticate(r)
 	if !ok && h.Anonymous {
 		who, ok = "anonymous", true
 	}
@@ -171,12 +193,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusUnauthorized, "a bearer token or a client certificate is required")
 		return
 	}
+	if body {
+		fail(w, http.StatusRequestEntityTooLarge, noBodyMsg)
+		return
+	}
 	if req.kind == kindMetrics {
+		if sc != nil {
+			fail(w, http.StatusForbidden, "a token scoped to names may not read /metrics, which names every host")
+			return
+		}
 		if h.Metrics == nil {
 			fail(w, http.StatusNotFound, "no metrics here: see --metrics-addr")
 			return
 		}
 		h.Metrics.ServeHTTP(w, r)
+		return
+	}
+	if !sc.allows(req.name) {
+		if req.kind == kindCertificate {
+			h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key refused: outside the token's scope", slog.String("name", req.name),
+				slog.String("who", who), slog.String("scope", sc.text), slog.String("remote_addr", r.RemoteAddr))
+		}
+		fail(w, http.StatusForbidden, who+" may not fetch "+req.name+": outside its names= in the token file")
 		return
 	}
 	served, ok := h.Manager.Cached(req.name)
@@ -195,8 +233,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case kindOCSP:
 		h.serveOCSP(w, r, rd)
 	case kindCertificate:
-		h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
-			slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
+		if h.AuditErr != nil {
+			if err := h.AuditErr(); err != nil {
+				w.Header().Set("Retry-After", "10")
+				fail(w, http.StatusServiceUnavailable, "the audit log cannot be written, and no key is handed out unrecorded: see the server's log")
+				return
+			}
+		}
+		if sc == nil {
+			h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
+				slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
+		} else {
+			h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
+				slog.String("scope", sc.text), slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
+		}
 		hdr := w.Header()
 		hdr["Cache-Control"] = noStore
 		if req.pem {
@@ -216,29 +266,7 @@ var (
 	jsonType = []string{"application/json"}
 )
 
-// checkBody refuses a body over the limit: the API takes no body, and a
-// large one is not read.
-func (h *Handler) checkBody(w http.ResponseWriter, r *http.Request) int {
-	if r.ContentLength > h.maxBody() {
-		return http.StatusRequestEntityTooLarge
-	}
-	if r.ContentLength != 0 && r.Body != nil {
-		r.Body = http.MaxBytesReader(w, r.Body, h.maxBody())
-		buf := make([]byte, 32<<10)
-		for {
-			_, err := r.Body.Read(buf)
-			if err == nil {
-				continue
-			}
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return http.StatusRequestEntityTooLarge
-			}
-			break
-		}
-	}
-	return 0
-}
+const noBodyMsg = "the API takes no request body"
 
 // failLookup answers an error of Manager.CertificateFor.
 func (h *Handler) failLookup(w http.ResponseWriter, name string, err error) {

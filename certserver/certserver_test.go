@@ -1,11 +1,13 @@
 package certserver_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -252,5 +254,41 @@ func TestSelfSignedFallback(t *testing.T) {
 	// The handshake path falls back too.
 	if got, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "denied.test"}); err != nil || got.Leaf.Subject.Organization[0] != "certkeeper self-signed" {
 		t.Errorf("GetCertificate(denied.test) = %v, %v; want the self-signed fallback", got, err)
+	}
+}
+
+// TestBodyRefusedUnread: a request that announces a body it does not send
+// is answered at once, without the body being read, and its connection
+// closed: 401 before authentication, 413 after (the API takes no body),
+// on every path; nothing waits for the client.
+func TestBodyRefusedUnread(t *testing.T) {
+	s, _ := localServer(t, nil)
+	addr := strings.TrimPrefix(s.URL, "http://")
+	for _, tt := range []struct{ name, req, want string }{
+		{"no token", "GET /v1/certificates/a.test HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", " 401 "},
+		{"token", "GET /v1/certificates/a.test HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token1 + "\r\nContent-Length: 1000\r\n\r\n", " 413 "},
+		{"chunked", "GET /v1/ocsp/a.test HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token1 + "\r\nTransfer-Encoding: chunked\r\n\r\n", " 413 "},
+		{"healthz", "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", " 413 "},
+		{"http-01", "GET /.well-known/acme-challenge/x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000\r\n\r\n", " 413 "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+			if _, err := io.WriteString(conn, tt.req); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(conn)
+			status, err := br.ReadString('\n')
+			if err != nil || !strings.Contains(status, tt.want) {
+				t.Fatalf("answer %q, %v; want%swithout the body being sent", status, err, tt.want)
+			}
+			if _, err := io.Copy(io.Discard, br); err != nil {
+				t.Errorf("the connection stayed open after the answer: %v", err)
+			}
+		})
 	}
 }

@@ -62,3 +62,42 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTokenLine feeds arbitrary token-file lines to the parser: nothing
+// panics; an accepted line has a token of at least 16 characters and no
+// space; a scope allows only names under its patterns, and never one that
+// normalisation refuses.
+func FuzzTokenLine(f *testing.F) {
+	for _, s := range []string{
+		"0123456789abcdef", "0123456789abcdef names=a.test", "0123456789abcdef  names=*.shop.test,api.test",
+		"0123456789abcdef names=", "0123456789abcdef names=a..b", "names=a.test", "0123456789abcdef names=a.test names=b.test",
+		"0123456789abcdef names=*.test,10.0.0.1,xn--bcher-kva.test", "0123456789abcdef names=B\u00fccher.TEST.",
+	} {
+		f.Add(s, "www.shop.test")
+	}
+	f.Fuzz(func(t *testing.T, line, name string) {
+		secret, sc, err := parseToken(line)
+		if err != nil {
+			return
+		}
+		if len(secret) < minTokenLen || strings.ContainsAny(secret, " \t") {
+			t.Fatalf("parseToken(%q) accepted token %q", line, secret)
+		}
+		n, nerr := policy.Normalize(name)
+		if nerr != nil || n != name {
+			return
+		}
+		if sc.allows(name) && sc != nil {
+			if _, ok := sc.exact[name]; ok {
+				return
+			}
+			under := false
+			for zone := range sc.suffixes {
+				under = under || strings.HasSuffix(name, "."+zone)
+			}
+			if !under {
+				t.Fatalf("scope %q allows %q, which no pattern covers", sc.text, name)
+			}
+		}
+	})
+}

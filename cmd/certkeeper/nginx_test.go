@@ -109,7 +109,7 @@ func (s *certServer) handOuts(t *testing.T) int {
 		if err != nil && !os.IsNotExist(err) {
 			t.Fatal(err)
 		}
-		return bytes.Count(b, []byte("\n"))
+		return bytes.Count(b, []byte(`"msg":"key handed out"`))
 	}
 	n := count()
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/alert"
+	"github.com/certkeeper/certkeeper/internal/nobody"
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/statuspage"
 	"github.com/certkeeper/certkeeper/storage"
@@ -25,6 +28,7 @@ import (
 // the front-end's config file beside its own.
 type opsConfig struct {
 	MetricsAddr    string        `yaml:"metrics_addr"`
+	MetricsToken   string        `yaml:"metrics_token"`
 	StatusAddr     string        `yaml:"status_addr"`
 	StatusToken    string        `yaml:"status_token"`
 	AlertWebhook   string        `yaml:"alert_webhook"`
@@ -35,7 +39,8 @@ type opsConfig struct {
 }
 
 func (o *opsConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "`ADDR` to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9100); off unless given")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "`ADDR` to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9100); off unless\ngiven; beyond loopback it needs --metrics-token (the metrics name every managed host)")
+	fs.StringVar(&o.MetricsToken, "metrics-token", "", "`TOKEN` /metrics asks for as a bearer token; default $CERTKEEPER_METRICS_TOKEN, or\n--status-token when --metrics-addr is --status-addr")
 	fs.StringVar(&o.StatusAddr, "status-addr", "", "`ADDR` to serve the status page on (/ and /status.json), e.g. 127.0.0.1:9101; off unless\ngiven; beyond loopback it needs --status-token")
 	fs.StringVar(&o.StatusToken, "status-token", "", "`TOKEN` the status page asks for (?token= or a bearer token); default $CERTKEEPER_STATUS_TOKEN")
 	fs.StringVar(&o.AlertWebhook, "alert-webhook", "", "`URL` to POST a JSON alert to when a renewal keeps failing or a certificate nears expiry")
@@ -58,6 +63,7 @@ func (o *opsConfig) overlay(flags *opsConfig, set map[string]bool) {
 		}
 	}
 	str("metrics-addr", &o.MetricsAddr, flags.MetricsAddr)
+	str("metrics-token", &o.MetricsToken, flags.MetricsToken)
 	str("status-addr", &o.StatusAddr, flags.StatusAddr)
 	str("status-token", &o.StatusToken, flags.StatusToken)
 	str("alert-webhook", &o.AlertWebhook, flags.AlertWebhook)
@@ -123,33 +129,92 @@ func (o *ops) observe(e certkeeper.Event) {
 	}
 }
 
+// statusToken is the token the status page asks for: --status-token, or
+// $CERTKEEPER_STATUS_TOKEN.
+func (o *opsConfig) statusToken() string {
+	if o.StatusToken != "" {
+		return o.StatusToken
+	}
+	return os.Getenv("CERTKEEPER_STATUS_TOKEN")
+}
+
+// shared reports whether metrics and the status page share one listener.
+func (o *opsConfig) shared() bool {
+	return o.MetricsAddr != "" && o.MetricsAddr == o.StatusAddr
+}
+
+// metricsToken is the token /metrics asks for: --metrics-token,
+// $CERTKEEPER_METRICS_TOKEN, or the status page's when they share a
+// listener.
+func (o *opsConfig) metricsToken() string {
+	if o.MetricsToken != "" {
+		return o.MetricsToken
+	}
+	if t := os.Getenv("CERTKEEPER_METRICS_TOKEN"); t != "" {
+		return t
+	}
+	if o.shared() {
+		return o.statusToken()
+	}
+	return ""
+}
+
+// check refuses, before anything listens, an ops listener reachable
+// beyond loopback without a token: the metrics and the status page name
+// every managed host.
+func (o *opsConfig) check() error {
+	if o.MetricsAddr != "" && !loopbackAddr(o.MetricsAddr) && o.metricsToken() == "" {
+		fix := "set --metrics-token (or $CERTKEEPER_METRICS_TOKEN)"
+		if o.shared() {
+			fix = "set --metrics-token or --status-token (they share the listener)"
+		}
+		return usagef("--metrics-addr %s is reachable beyond loopback, and the metrics name every managed host: %s, "+
+			"or listen on 127.0.0.1", o.MetricsAddr, fix)
+	}
+	if o.StatusAddr != "" && !loopbackAddr(o.StatusAddr) && o.statusToken() == "" {
+		return usagef("--status-addr %s is reachable beyond loopback: set --status-token (or $CERTKEEPER_STATUS_TOKEN), "+
+			"or listen on 127.0.0.1", o.StatusAddr)
+	}
+	return nil
+}
+
 // start opens the listeners and starts the alerter. st is the storage
 // the status page and alerts read. The returned error names the flag
 // whose address could not be used.
 func (o *ops) start(m *certkeeper.Manager, st storage.Storage) error {
+	if err := o.cfg.check(); err != nil {
+		return err
+	}
+	var metricsHandler http.Handler
 	if o.metrics != nil {
 		if err := o.metrics.Register(m); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", o.metrics.Handler())
-		if err := o.serve("metrics", o.cfg.MetricsAddr, "--metrics-addr", "metrics", mux); err != nil {
-			return err
-		}
+		metricsHandler = bearer(o.cfg.metricsToken(), o.metrics.Handler())
 	}
+	var status http.Handler
 	if o.cfg.StatusAddr != "" {
-		token := o.cfg.StatusToken
-		if token == "" {
-			token = os.Getenv("CERTKEEPER_STATUS_TOKEN")
-		}
-		if token == "" && !loopbackAddr(o.cfg.StatusAddr) {
-			o.stop()
-			return usagef("--status-addr %s is reachable beyond loopback: set --status-token (or $CERTKEEPER_STATUS_TOKEN), "+
-				"or listen on 127.0.0.1", o.cfg.StatusAddr)
-		}
-		h := &statuspage.Handler{Storage: st, Events: &o.events, Token: token, Logger: o.env.Logger}
-		if err := o.serve("status", o.cfg.StatusAddr, "--status-addr", "status page", h); err != nil {
+		status = &statuspage.Handler{Storage: st, Events: &o.events, Token: o.cfg.statusToken(), Logger: o.env.Logger}
+	}
+	if o.cfg.shared() {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metricsHandler)
+		mux.Handle("/", status)
+		if err := o.serve("metrics", o.cfg.MetricsAddr, "--metrics-addr and --status-addr", "metrics and status page", mux); err != nil {
 			return err
+		}
+	} else {
+		if metricsHandler != nil {
+			mux := http.NewServeMux()
+			mux.Handle("/metrics", metricsHandler)
+			if err := o.serve("metrics", o.cfg.MetricsAddr, "--metrics-addr", "metrics", mux); err != nil {
+				return err
+			}
+		}
+		if status != nil {
+			if err := o.serve("status", o.cfg.StatusAddr, "--status-addr", "status page", status); err != nil {
+				return err
+			}
 		}
 	}
 	if o.alerter != nil {
@@ -162,6 +227,25 @@ func (o *ops) start(m *certkeeper.Manager, st storage.Storage) error {
 		}()
 	}
 	return nil
+}
+
+// bearer wraps h: with a token, a request must carry it as
+// "Authorization: Bearer TOKEN" (compared in constant time) or get 401.
+func bearer(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		given, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got := sha256.Sum256([]byte(given))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="certkeeper metrics"`)
+			http.Error(w, "a bearer token is required (--metrics-token)", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // loopbackAddr reports whether addr listens on loopback only.
@@ -188,7 +272,8 @@ func (o *ops) serve(name, addr, flagName, what string, h http.Handler) error {
 		o.stop()
 		return fmt.Errorf("listening on %s for the %s (change it with %s): %w", addr, what, flagName, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: nobody.Refuse(h), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(o.env.Logger.Handler(), slog.LevelDebug)}
 	o.servers = append(o.servers, srv)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

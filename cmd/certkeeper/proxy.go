@@ -175,6 +175,9 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	if cfg.TLSAddr == "" {
 		cfg.TLSAddr = ":443"
 	}
+	if err := cfg.Ops.check(); err != nil {
+		return err
+	}
 	cfg.warnNoPolicy(env)
 	parts, err := buildParts(cfg, env.Logger)
 	if err != nil {
@@ -222,7 +225,10 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 			ln.Close()
 			return portError(err, cfg.HTTPAddr, "--http-addr", "http-01")
 		}
-		plain = &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second}
+		// ReadTimeout: its answers (http-01, redirects) are immediate, and
+		// it bounds how long a body nobody reads may hold a connection.
+		plain = &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
 		go func() { errc <- plain.Serve(hln) }()
 	}
 	env.Logger.Info("proxy listening", slog.String("addr", ln.Addr().String()), slog.String("http_addr", cfg.HTTPAddr))

@@ -20,6 +20,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 )
 
 // serverConfig is the certificate server's configuration: the engine's
@@ -34,6 +35,7 @@ type serverConfig struct {
 	SelfSignedFallback bool          `yaml:"self_signed_fallback"`
 	IssueTimeout       time.Duration `yaml:"issue_timeout"`
 	AuditLog           string        `yaml:"audit_log"`
+	AuditFailOpen      bool          `yaml:"audit_fail_open"`
 	HTTPAddr           string        `yaml:"http_addr"`
 	TLSAddr            string        `yaml:"tls_addr"`
 }
@@ -43,15 +45,16 @@ const defaultListen = "127.0.0.1:8999"
 func (c *serverConfig) register(fs *flag.FlagSet, configFile *string) {
 	fs.StringVar(configFile, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
 	fs.StringVar(&c.Listen, "listen", defaultListen, "`ADDR` of the API (and of http-01 answers under /.well-known/acme-challenge/)")
-	fs.StringVar(&c.TokenFile, "token-file", "", "`FILE` of bearer tokens, one per line, that may fetch certificates and keys")
+	fs.StringVar(&c.TokenFile, "token-file", "", "`FILE` of bearer tokens, one per line, that may fetch certificates and keys (a line\n\"TOKEN names=*.a.example,b.example\" may fetch only those names); refused if group or others may read it\n(chmod 600); SIGHUP reloads it")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM `FILE` of CAs whose client certificates may fetch certificates and keys\n(mutual TLS; needs --api-cert)")
 	fs.StringVar(&c.APICert, "api-cert", "", "`CERT:KEY` files: serve the API over HTTPS with this certificate")
 	fs.Var((*stringsFlag)(&c.Managed), "managed", "`NAME` to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable")
 	fs.BoolVar(&c.SelfSignedFallback, "self-signed-fallback", false, "answer names that cannot get a real certificate (refused, issuance failing)\nwith a self-signed one, marked \"self_signed\": true")
 	fs.DurationVar(&c.IssueTimeout, "issue-timeout", certserver.DefaultIssueTimeout, "a request for a new name waits up to `DURATION` for its issuance, then gets a 503")
-	fs.StringVar(&c.AuditLog, "audit-log", "", "append the audit log (a JSON line per key handed out) to `FILE` (default: stderr)")
+	fs.StringVar(&c.AuditLog, "audit-log", "", "append the audit log (a JSON line per key handed out) to `FILE` (default: stderr);\nwhile it cannot be written, key fetches get 503")
+	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "hand out keys even while --audit-log cannot be written (the failures are still logged)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to also serve the API and http-01 on (e.g. :80); off unless given")
-	fs.StringVar(&c.TLSAddr, "tls-addr", "", "`ADDR` to answer tls-alpn-01 on (e.g. :443); off unless given")
+	fs.StringVar(&c.TLSAddr, "tls-addr", "", "`ADDR` to answer tls-alpn-01 on (e.g. :443); off unless given. Only the CA's validation\nhandshakes complete there: the API is never served on it")
 	c.engineConfig.register(fs, "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-addr);\nrepeatable (default: http-01, and tls-alpn-01 with --tls-addr)")
 }
 
@@ -76,7 +79,8 @@ without one of them. Every key handed out is written to the audit log.
 http-01 challenges are answered on --listen: forward /.well-known/acme-challenge/ from port 80
 of the web servers to it. Names given with --managed are obtained at start and renewed
 forever; --cert-file serves certificates made elsewhere. SIGTERM drains (10 s at most); SIGHUP
-reloads --config's policy (allow, ask, require-own-ip); SIGUSR2 starts the binary now at this
+reloads --config's policy (allow, ask, require-own-ip) and the --token-file (a token removed
+from it is refused at once); SIGUSR2 starts the binary now at this
 one's path with the listening sockets and drains once it is ready, as the proxy does. Every
 flag has a config key: docs/config.md.`,
 		Flags: func(f *flag.FlagSet) {
@@ -110,6 +114,7 @@ func loadServerConfig(file string, flags *serverConfig, set map[string]bool) (*s
 	setIf(set, "client-ca", &cfg.ClientCA, flags.ClientCA)
 	setIf(set, "api-cert", &cfg.APICert, flags.APICert)
 	setIf(set, "audit-log", &cfg.AuditLog, flags.AuditLog)
+	setIf(set, "audit-fail-open", &cfg.AuditFailOpen, flags.AuditFailOpen)
 	setIf(set, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
 	setIf(set, "tls-addr", &cfg.TLSAddr, flags.TLSAddr)
 	setIf(set, "managed", &cfg.Managed, flags.Managed)
@@ -142,21 +147,25 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 	if err != nil {
 		return err
 	}
+	if err := cfg.Ops.check(); err != nil {
+		return err
+	}
 	if h.Tokens == nil && cfg.ClientCA == "" {
-		for _, addr := range []string{cfg.Listen, cfg.HTTPAddr} {
-			if addr != "" && !loopbackAddr(addr) {
-				return usagef("refusing to hand out private keys on %s without authentication: give --token-file or --client-ca (or listen on 127.0.0.1)", addr)
-			}
+		if err := cfg.checkAnonymous(); err != nil {
+			return err
 		}
 		h.Anonymous = true
 		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --token-file or --client-ca: every local process may fetch keys")
 	}
-	audit, closeAudit, err := auditLogger(cfg.AuditLog, env)
+	audit, auditErr, closeAudit, err := auditLogger(cfg.AuditLog, cfg.AuditFailOpen, env)
 	if err != nil {
 		return err
 	}
 	defer closeAudit()
 	h.Audit = audit
+	if !cfg.AuditFailOpen {
+		h.AuditErr = auditErr
+	}
 	cfg.warnNoPolicy(env)
 	pol, err := cfg.policy()
 	if err != nil {
@@ -228,7 +237,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 		}
 	}
 	if cfg.TLSAddr != "" {
-		if err := serve(cfg.TLSAddr, "--tls-addr", h, m.TLSConfig()); err != nil {
+		if err := serve(cfg.TLSAddr, "--tls-addr", http.NotFoundHandler(), alpnOnlyTLSConfig(m)); err != nil {
 			_ = shutdown()
 			return err
 		}
@@ -254,10 +263,12 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 			}
 			if err != nil {
 				env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
-				continue
+				next = cfg // the token file is read again all the same: a revocation must not wait for a fixed config
+			} else {
+				current.Store(&p)
+				env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
 			}
-			current.Store(&p)
-			env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
+			reloadTokens(env, h, cfg.TokenFile, next.TokenFile)
 		case <-usr2:
 			if handOver(ctx, env, up) {
 				return shutdown()
@@ -266,6 +277,34 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 			return shutdown()
 		}
 	}
+}
+
+// reloadTokens reads the token file again (SIGHUP), so that a removed
+// token is revoked without a restart. A file that cannot be used (gone,
+// unparsable, readable by others) leaves the tokens as they were. file is
+// the token file the server started with (none: nothing to reload), next
+// the one the configuration names now.
+func reloadTokens(env *Env, h *certserver.Handler, file, next string) {
+	if file == "" {
+		if next != "" {
+			env.Logger.Error("token_file was added: it takes a restart (this server started without tokens)", slog.String("file", next))
+		}
+		return
+	}
+	if next == "" {
+		env.Logger.Error("token_file was removed: keeping the tokens read before; stopping authentication takes a restart", slog.String("file", file))
+		next = file
+	}
+	tokens, err := certserver.LoadTokens(next)
+	if err != nil {
+		env.Logger.Error("reloading --token-file failed; keeping the tokens read before", slog.Any("err", err))
+		return
+	}
+	if err := h.SetTokens(tokens); err != nil {
+		env.Logger.Error("reloading --token-file failed; keeping the tokens read before", slog.Any("err", err))
+		return
+	}
+	env.Logger.Info("token file reloaded", slog.String("file", next))
 }
 
 // keepManaged obtains a --managed certificate, retrying with backoff until
@@ -285,6 +324,44 @@ func keepManaged(ctx context.Context, m *certkeeper.Manager, names []string, log
 			return
 		case <-time.After(time.Until(next)):
 		}
+	}
+}
+
+// checkAnonymous refuses a configuration without authentication (no
+// --token-file, no --client-ca) in which a listener that serves the API
+// (its keys, its /metrics) is reachable beyond loopback. --tls-addr is not
+// one of them: it completes only tls-alpn-01 handshakes and serves no
+// HTTP (alpnOnlyTLSConfig).
+func (c *serverConfig) checkAnonymous() error {
+	for _, l := range []struct{ addr, flag string }{{c.Listen, "--listen"}, {c.HTTPAddr, "--http-addr"}} {
+		if l.addr != "" && !loopbackAddr(l.addr) {
+			return usagef("%s %s is reachable beyond loopback and would hand out private keys without authentication: "+
+				"give --token-file (or --client-ca with --api-cert), or listen on 127.0.0.1", l.flag, l.addr)
+		}
+	}
+	return nil
+}
+
+// errNotALPN refuses a ClientHello on --tls-addr that is not a tls-alpn-01
+// validation: crypto/tls answers it with a handshake failure.
+var errNotALPN = errors.New("certkeeper: --tls-addr answers only tls-alpn-01 validation handshakes (ALPN acme-tls/1)")
+
+// alpnOnlyTLSConfig is --tls-addr's TLS configuration: it completes only
+// tls-alpn-01 validation handshakes (RFC 8737 §3: the CA offers
+// acme-tls/1) and fails every other handshake, so that a port open to the
+// world (443) never reaches the API and its private keys. A completed
+// handshake carries no HTTP: net/http closes a connection whose
+// negotiated protocol it has no TLSNextProto handler for.
+func alpnOnlyTLSConfig(m *certkeeper.Manager) *tls.Config {
+	return &tls.Config{
+		NextProtos: []string{tlsalpn01.Protocol},
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if !tlsalpn01.IsChallenge(hello) {
+				return nil, errNotALPN
+			}
+			return m.GetCertificate(hello)
+		},
 	}
 }
 
@@ -323,18 +400,32 @@ func apiTLSConfig(cfg *serverConfig) (*tls.Config, error) {
 
 // auditLogger is the audit log: JSON lines appended to file (created
 // 0600), or text on stderr; always at Info, whatever --log-level says.
-func auditLogger(file string, env *Env) (*slog.Logger, func(), error) {
+// A file starts with an "audit log opened" line, written before the
+// server listens: a file that cannot be written shows at once, on stderr,
+// and in auditErr (nil for stderr), which the Handler asks before each
+// hand-out.
+func auditLogger(file string, failOpen bool, env *Env) (audit *slog.Logger, auditErr func() error, closeAudit func(), err error) {
 	if file == "" {
-		return slog.New(slog.NewTextHandler(env.Stderr, nil)).With(slog.String("log", "audit")), func() {}, nil
+		return slog.New(slog.NewTextHandler(env.Stderr, nil)).With(slog.String("log", "audit")), nil, func() {}, nil
 	}
 	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--audit-log: %w", err)
+		return nil, nil, nil, fmt.Errorf("--audit-log: %w", err)
 	}
-	aw := certserver.NewAuditWriter(f)
-	return slog.New(slog.NewJSONHandler(aw, nil)), func() {
+	logger := env.Logger.With(slog.String("file", file))
+	aw := certserver.NewAuditWriter(f, logger)
+	audit = slog.New(slog.NewJSONHandler(aw, nil))
+	audit.Info("audit log opened", slog.Int("pid", os.Getpid()), slog.String("version", versionString()))
+	if err := aw.Sync(); err != nil {
+		what := "keys get 503 until it can be written (or give --audit-fail-open to hand them out unrecorded)"
+		if failOpen {
+			what = "--audit-fail-open: keys are handed out unrecorded until it can be written"
+		}
+		fmt.Fprintf(env.Stderr, "certkeeper: cannot write the audit log %s: %v; %s\n", file, err, what)
+	}
+	return audit, aw.Err, func() {
 		if err := aw.Close(); err != nil {
-			env.Logger.Error("writing the audit log", slog.String("file", file), slog.Any("err", err))
+			logger.Error("closing the audit log: lines were not written", slog.Any("err", err))
 		}
 		f.Close()
 	}, nil
