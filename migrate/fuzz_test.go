@@ -1,8 +1,6 @@
 package migrate
 
 import (
-	"time"
-	"fmt"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -51,10 +49,6 @@ func FuzzRead(f *testing.F) {
 		[]byte(`{"contact":["mailto:e"],"location":"https://h/acct/1"}`), a.KeyPEM}, []byte{0}))
 	f.Fuzz(func(t *testing.T, tool uint8, contents []byte) {
 		i := int(tool) % len(Tools())
-		lf, _ := os.OpenFile(fmt.Sprintf("/tmp/fuzzlog-%d", os.Getpid()), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
-		start := time.Now()
-		fmt.Fprintf(lf, "%s start len %d\n", start.Format("15:04:05.000"), len(contents))
-		defer func() { fmt.Fprintf(lf, "end %v\n", time.Since(start)); lf.Close() }()
 		dir := t.TempDir()
 		parts := bytes.Split(contents, []byte{0})
 		for j, rel := range fuzzLayouts[i] {
