@@ -92,7 +92,7 @@ func readACMESH(s *State, opts Options) error {
 		if primary == "" {
 			primary = base
 		}
-		s.addCertificate(c, primary, keyPEM)
+		s.addCertificate(c, primary, keyPEM, rel(s.Dir, filepath.Join(dir, base+".cer")))
 	}
 	return nil
 }

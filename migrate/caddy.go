@@ -111,7 +111,7 @@ func readCaddy(s *State, opts Options) error {
 				continue
 			}
 			c.ChainPEM = chain
-			s.addCertificate(c, strings.ReplaceAll(name, "wildcard_", "*"), keyPEM)
+			s.addCertificate(c, strings.ReplaceAll(name, "wildcard_", "*"), keyPEM, rel(s.Dir, filepath.Join(dir, name+".crt")))
 		}
 	}
 	for _, a := range accounts {

@@ -90,7 +90,7 @@ func readCertbot(s *State, opts Options) error {
 			continue
 		}
 		c.ChainPEM = joinPEM(cert, chain)
-		s.addCertificate(c, name, keyPEM)
+		s.addCertificate(c, name, keyPEM, rel(s.Dir, paths["cert"]))
 	}
 	for _, a := range accounts {
 		if seen[a.dir] {

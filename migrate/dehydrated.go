@@ -79,7 +79,7 @@ func readDehydrated(s *State, opts Options) error {
 			continue
 		}
 		c.ChainPEM = joinPEM(cert, chain)
-		s.addCertificate(c, name, keyPEM)
+		s.addCertificate(c, name, keyPEM, rel(s.Dir, filepath.Join(dir, "cert.pem")))
 	}
 	return nil
 }

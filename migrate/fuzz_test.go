@@ -33,7 +33,7 @@ var fuzzLayouts = [][]string{
 // matches, and whatever Import stores reads back as a valid record.
 func FuzzRead(f *testing.F) {
 	s := fixture(f, "https://h/d", "https://h/acct/1")
-	c, a := s.Certificates[0], s.Accounts[0]
+	c, a, roots := s.Certificates[0], s.Accounts[0], s.roots
 	leaf, chain, _ := bytes.Cut(c.ChainPEM, []byte("-----END CERTIFICATE-----\n"))
 	leaf = append(leaf, "-----END CERTIFICATE-----\n"...)
 	// Seeds: the file contents of each layout, in order, separated by NUL.
@@ -63,7 +63,7 @@ func FuzzRead(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		s, err := Read(Tools()[i], dir, Options{})
+		s, err := Read(Tools()[i], dir, Options{Roots: roots})
 		if err != nil {
 			return
 		}
@@ -73,7 +73,7 @@ func FuzzRead(f *testing.F) {
 			}
 		}
 		st := mapStore{}
-		if _, err := Import(t.Context(), st, s, false); err != nil {
+		if _, err := Import(t.Context(), st, s, ImportOptions{}); err != nil {
 			t.Fatalf("Import: %v", err)
 		}
 		keys, _ := st.List(t.Context(), storage.CertificatePrefix(""))

@@ -101,7 +101,7 @@ func readLego(s *State, opts Options) error {
 		if primary == "" {
 			primary = strings.ReplaceAll(filepath.Base(base), "_", "*")
 		}
-		s.addCertificate(c, primary, keyPEM)
+		s.addCertificate(c, primary, keyPEM, rel(s.Dir, crt))
 	}
 	return nil
 }

@@ -9,9 +9,14 @@
 //
 // Reading never modifies the source. Every entry is checked whole before
 // anything is stored (the key parses and matches the certificate, the
-// account has its key and URL); one that does not is reported as a
-// Problem and skipped, never half-imported. Importing twice changes
-// nothing.
+// chain verifies against trusted roots, the account has its key and URL);
+// one that does not is reported as a Problem and skipped, never
+// half-imported. Importing twice changes nothing, and a certificate
+// already stored is replaced only when asked (ImportOptions.Overwrite).
+//
+// A tool's directory is not trusted more than the CA it claims to hold
+// certificates from: a certificate that does not chain to a trusted root
+// would otherwise be served, and never renewed, as if the CA had issued it.
 //
 // It does not carry over the tools' hooks, web server plugins or renewal
 // schedules: those are certkeeper's own (see docs/migrate.md).
@@ -30,6 +35,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage"
@@ -54,6 +60,11 @@ type Options struct {
 	// dehydrated's certificates name no CA). Empty reads it from the state
 	// where possible and reports entries for which it cannot.
 	DirectoryURL string
+
+	// Roots are the roots an imported certificate's chain must verify
+	// against (for TLS server authentication, with the chain's other
+	// certificates as intermediates). Nil means the system's roots.
+	Roots *x509.CertPool
 }
 
 // Account is an ACME account found in a tool's state.
@@ -105,6 +116,8 @@ type State struct {
 	Accounts     []Account
 	Certificates []Certificate
 	Problems     []Problem
+
+	roots *x509.CertPool // Options.Roots
 }
 
 // ErrUnknownTool is returned by Read for a tool it does not know.
@@ -120,7 +133,7 @@ func Read(tool, dir string, opts Options) (*State, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("reading %s state: %s is not a directory", tool, dir)
 	}
-	s := &State{Tool: tool, Dir: dir}
+	s := &State{Tool: tool, Dir: dir, roots: opts.Roots}
 	switch tool {
 	case Certbot:
 		err = readCertbot(s, opts)
@@ -180,10 +193,11 @@ func (s *State) addAccountFile(a Account, keyFile string) (Account, bool) {
 	return s.addAccount(a, keyPEM)
 }
 
-// addCertificate checks a certificate (key matches the leaf, names
-// normalise) and keeps it, or records why not. primary is the tool's name
-// for it, put first among the names if the certificate covers it.
-func (s *State) addCertificate(c Certificate, primary string, keyPEM []byte) {
+// addCertificate checks a certificate (key matches the leaf, the chain
+// verifies, names normalise) and keeps it, or records why not. primary is
+// the tool's name for it, put first among the names if the certificate
+// covers it; certFile is the file its leaf was read from, for messages.
+func (s *State) addCertificate(c Certificate, primary string, keyPEM []byte, certFile string) {
 	if c.DirectoryURL == "" {
 		s.problem(c.Source, "the CA's directory URL is not recorded: give --ca URL")
 		return
@@ -207,12 +221,39 @@ func (s *State) addCertificate(c Certificate, primary string, keyPEM []byte) {
 		return
 	}
 	c.Leaf = tc.Leaf
+	if err := verifyChain(c.Leaf, tc.Certificate[1:], s.roots); err != nil {
+		s.problem(c.Source, "%s: the certificate does not verify against the trusted roots (the system's, --ca-roots, the local CA's): %w",
+			certFile, err)
+		return
+	}
 	if c.Names, err = leafNames(c.Leaf, primary); err != nil {
 		s.problem(c.Source, "%w", err)
 		return
 	}
 	c.Email = strings.ToLower(c.Email)
 	s.Certificates = append(s.Certificates, c)
+}
+
+// verifyChain checks that leaf, with the intermediates (DER) the tool
+// keeps beside it, chains to one of roots (nil: the system's) for TLS
+// server authentication. An expired leaf is checked at its expiry, so that
+// Import reports it as expired rather than as untrusted.
+func verifyChain(leaf *x509.Certificate, intermediates [][]byte, roots *x509.CertPool) error {
+	pool := x509.NewCertPool()
+	for _, der := range intermediates {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("certificate after the leaf: %w", err)
+		}
+		pool.AddCert(c)
+	}
+	at := time.Now()
+	if at.After(leaf.NotAfter) {
+		at = leaf.NotAfter
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: pool, CurrentTime: at,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	return err
 }
 
 // leafNames returns the normalised names leaf covers, primary first when

@@ -6,8 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"math/big"
 	"strings"
 	"testing"
@@ -74,9 +77,14 @@ func fixture(t testing.TB, dirURL, location string) *State {
 	keyPEM, _ := storage.MarshalPrivateKeyPEM(key)
 	acctKey, _ := issuer.ECDSAP256.Generate()
 	acctPEM, _ := storage.MarshalPrivateKeyPEM(acctKey)
-	s := &State{}
+	root, err := local.Root(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &State{roots: x509.NewCertPool()}
+	s.roots.AddCert(root)
 	s.addAccount(Account{DirectoryURL: dirURL, Email: "Me@A.test", Location: location, Source: "acct"}, acctPEM)
-	s.addCertificate(Certificate{DirectoryURL: dirURL, ChainPEM: c.ChainPEM, Email: "me@a.test", Account: location, Source: "cert"}, "a.test", keyPEM)
+	s.addCertificate(Certificate{DirectoryURL: dirURL, ChainPEM: c.ChainPEM, Email: "me@a.test", Account: location, Source: "cert"}, "a.test", keyPEM, "cert.pem")
 	s.problem("broken", "private key: %s", "truncated")
 	if len(s.Accounts) != 1 || len(s.Certificates) != 1 {
 		t.Fatalf("fixture: %+v", s.Problems)
@@ -112,14 +120,14 @@ func TestImport(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			st := open(t)
 			s := fixture(t, dirURL, "https://ca.test:14000/acct/1")
-			dry, err := Import(t.Context(), st, s, true)
+			dry, err := Import(t.Context(), st, s, ImportOptions{DryRun: true})
 			if err != nil || results(dry) != "account:would import certificate:would import entry:skipped" {
 				t.Fatalf("dry run = %s, %v", results(dry), err)
 			}
 			if keys, _ := st.List(t.Context(), ""); len(keys) != 0 {
 				t.Fatalf("a dry run stored %v", keys)
 			}
-			acts, err := Import(t.Context(), st, s, false)
+			acts, err := Import(t.Context(), st, s, ImportOptions{})
 			if err != nil || results(acts) != "account:imported certificate:imported entry:skipped" {
 				t.Fatalf("Import = %s, %v", results(acts), err)
 			}
@@ -144,12 +152,12 @@ func TestImport(t *testing.T) {
 				rec.Account != acct.Location || rec.KeyType != "ecdsa-p256" {
 				t.Errorf("stored record: %v, email %q, account %q, key type %q", rec, rec.Email, rec.Account, rec.KeyType)
 			}
-			again, err := Import(t.Context(), st, s, false)
+			again, err := Import(t.Context(), st, s, ImportOptions{})
 			if err != nil || results(again) != "account:unchanged certificate:unchanged entry:skipped" {
 				t.Errorf("second Import = %s, %v", results(again), err)
 			}
 			other := fixture(t, dirURL, "https://ca.test:14000/acct/2")
-			acts, err = Import(t.Context(), st, other, false)
+			acts, err = Import(t.Context(), st, other, ImportOptions{})
 			if err != nil || acts[0].Result != Skipped || !strings.Contains(acts[0].Why, "another account") {
 				t.Errorf("Import of another account for the same CA and email = %+v, %v", acts[0], err)
 			}
@@ -168,10 +176,10 @@ func TestImportKeepsNewer(t *testing.T) {
 	newer := fixture(t, "https://ca.test/dir", "https://ca.test/acct/1")
 	newer.Accounts = old.Accounts
 	old.Certificates[0].Leaf.NotAfter = newer.Certificates[0].Leaf.NotAfter.Add(-time.Minute)
-	if _, err := Import(t.Context(), st, newer, false); err != nil {
+	if _, err := Import(t.Context(), st, newer, ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	acts, err := Import(t.Context(), st, old, false)
+	acts, err := Import(t.Context(), st, old, ImportOptions{})
 	if err != nil || acts[1].Result != Kept || !strings.Contains(acts[1].Why, "valid as long or longer") {
 		t.Errorf("older certificate: %+v, %v", acts[1], err)
 	}
@@ -181,8 +189,82 @@ func TestImportKeepsNewer(t *testing.T) {
 func TestImportExpired(t *testing.T) {
 	s := fixture(t, "https://ca.test/dir", "https://ca.test/acct/1")
 	s.Certificates[0].Leaf.NotAfter = time.Now().Add(-time.Hour)
-	acts, err := Import(t.Context(), filestore.New(t.TempDir()), s, false)
+	acts, err := Import(t.Context(), filestore.New(t.TempDir()), s, ImportOptions{})
 	if err != nil || acts[1].Result != Skipped || !strings.Contains(acts[1].Why, "expired") {
 		t.Errorf("expired certificate: %+v, %v", acts[1], err)
+	}
+}
+
+// TestImportVerifiesChain (security): a certificate that does not chain to
+// a trusted root (a self-signed one, or one from a CA that is not in
+// Options.Roots) is a Problem naming its file, never imported.
+func TestImportVerifiesChain(t *testing.T) {
+	key, _ := issuer.ECDSAP256.Generate()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "a.test"}, DNSNames: []string{"a.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(20000 * 24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := storage.MarshalPrivateKeyPEM(key)
+	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	trusted := fixture(t, "https://ca.test/dir", "https://ca.test/acct/1")
+	for name, roots := range map[string]*x509.CertPool{"system roots": nil, "another CA's root": trusted.roots} {
+		s := &State{roots: roots}
+		s.addCertificate(Certificate{DirectoryURL: "https://ca.test/dir", ChainPEM: chain, Source: "a.test_ecc"}, "a.test", keyPEM, "a.test_ecc/a.test.cer")
+		if len(s.Certificates) != 0 || len(s.Problems) != 1 ||
+			!strings.Contains(s.Problems[0].Err.Error(), "a.test_ecc/a.test.cer: the certificate does not verify") {
+			t.Errorf("self-signed certificate, %s: certificates %d, problems %v", name, len(s.Certificates), s.Problems)
+		}
+	}
+	// The fixture's own chain, against the system roots only.
+	c := trusted.Certificates[0]
+	s := &State{}
+	s.addCertificate(Certificate{DirectoryURL: "https://ca.test/dir", ChainPEM: c.ChainPEM, Source: "cert"}, "a.test", c.KeyPEM, "cert.pem")
+	if len(s.Certificates) != 0 || len(s.Problems) != 1 {
+		t.Errorf("a chain to a root that is not trusted: certificates %d, problems %v", len(s.Certificates), s.Problems)
+	}
+}
+
+// TestImportOverwrite: a certificate stored for the name is kept, however
+// much longer the imported one is valid, unless Overwrite; a dry run with
+// Overwrite says what would be replaced and stores nothing.
+func TestImportOverwrite(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	first := fixture(t, "https://ca.test/dir", "https://ca.test/acct/1")
+	second := fixture(t, "https://ca.test/dir", "https://ca.test/acct/1")
+	second.Accounts = first.Accounts
+	second.Certificates[0].Leaf.NotAfter = first.Certificates[0].Leaf.NotAfter.Add(time.Hour)
+	if _, err := Import(t.Context(), st, first, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	key := first.Certificates[0].Names[0]
+	stored := func() []byte {
+		k, _ := storage.CertificateKey(storage.IssuerID("https://ca.test/dir"), key)
+		data, err := st.Load(t.Context(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := storage.UnmarshalCertificate(data)
+		return rec.ChainPEM
+	}
+	for _, tt := range []struct {
+		name       string
+		opts       ImportOptions
+		result     string
+		why        string
+		replacedBy *State
+	}{
+		{"default", ImportOptions{}, Kept, "--overwrite replaces it", first},
+		{"dry run", ImportOptions{DryRun: true, Overwrite: true}, WouldReplace, "replaces the certificate at certificates/", first},
+		{"overwrite", ImportOptions{Overwrite: true}, Replaced, "replaces the certificate at certificates/", second},
+	} {
+		acts, err := Import(t.Context(), st, second, tt.opts)
+		if err != nil || acts[1].Result != tt.result || !strings.Contains(acts[1].Why, tt.why) {
+			t.Errorf("%s: %+v, %v; want %s, why containing %q", tt.name, acts[1], err, tt.result, tt.why)
+		}
+		if got := stored(); string(got) != string(tt.replacedBy.Certificates[0].ChainPEM) {
+			t.Errorf("%s: storage holds the wrong certificate afterwards", tt.name)
+		}
 	}
 }

@@ -95,8 +95,9 @@ func leafOf(t *testing.T, file string) *x509.Certificate {
 	return c
 }
 
-// takeover is what every import test checks, whatever the tool: import
-// stores the tool's certificate for name and its account; importing again
+// takeover is what every import test checks, whatever the tool: import,
+// trusting the roots Pebble issues under (--ca-roots), stores the tool's
+// certificate for name and its account; importing again
 // changes nothing; the source is untouched; the proxy serves the tool's
 // certificate (wantSerial) with no new order; and a forced renewal by
 // certkeeper orders from the tool's account (wantAccount) and sends ARI
@@ -105,7 +106,7 @@ func takeover(t *testing.T, ca *testca.CA, tool, src, name, wantSerial, wantAcco
 	t.Helper()
 	storageDir := t.TempDir()
 	before := treeSum(t, src)
-	args := append([]string{"import", "--from", tool, "--storage", storageDir}, extra...)
+	args := append([]string{"import", "--from", tool, "--storage", storageDir, "--ca-roots", issuingRootsFile(t, ca)}, extra...)
 
 	dry := ck(t, time.Minute, append(args, "--dry-run", src)...)
 	if dry.code != 0 || !strings.Contains(dry.stdout, "would import") || !strings.Contains(dry.stdout, name) {
@@ -236,7 +237,7 @@ func TestImportDamaged(t *testing.T) {
 	}
 	storageDir := t.TempDir()
 	for _, dry := range []bool{true, false} {
-		args := []string{"import", "--from", "certbot", "--storage", storageDir, cfg}
+		args := []string{"import", "--from", "certbot", "--storage", storageDir, "--ca-roots", issuingRootsFile(t, ca), cfg}
 		if dry {
 			args = append(args[:len(args)-1], "--dry-run", cfg)
 		}
@@ -529,5 +530,22 @@ func TestImportForged(t *testing.T) {
 	}
 	if got, want := storedSerial(t, st, ca, name), newer[0].SerialNumber.String(); got != want {
 		t.Errorf("after import --overwrite the stored certificate is %s, want %s", got, want)
+	}
+}
+
+// TestImportLocalCARoot: with no --ca-roots, a chain to the root of the
+// local CA that --storage holds verifies; without that storage it does not.
+func TestImportLocalCARoot(t *testing.T) {
+	st, out := t.TempDir(), t.TempDir()
+	if r := ck(t, time.Minute, "cert", "issue", "--ca", "local", "--storage", st, "--out-dir", out, "-d", "lc.test"); r.code != 0 {
+		t.Fatalf("cert issue --ca local: exit %d\n%s", r.code, r.stderr)
+	}
+	home := filepath.Join(t.TempDir(), ".acme.sh")
+	acmeshCertDir(t, home, "lc.test", "https://ca.test/dir", readPair(t, out, "lc.test"), sec1PEM(t, filepath.Join(out, "private", "lc.test.key")))
+	if r := ck(t, time.Minute, "import", "--from", "acme.sh", "--dry-run", "--storage", st, home); r.code != 0 || !strings.Contains(r.stdout, "would import") {
+		t.Errorf("import into the storage of the local CA: exit %d, want 0, would import\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := ck(t, time.Minute, "import", "--from", "acme.sh", "--dry-run", "--storage", t.TempDir(), home); r.code != 1 || !strings.Contains(r.stdout, "does not verify") {
+		t.Errorf("import into another storage: exit %d, want 1, does not verify\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
