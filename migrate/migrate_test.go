@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -265,6 +266,24 @@ func TestImportOverwrite(t *testing.T) {
 		}
 		if got := stored(); string(got) != string(tt.replacedBy.Certificates[0].ChainPEM) {
 			t.Errorf("%s: storage holds the wrong certificate afterwards", tt.name)
+		}
+	}
+}
+
+// TestParseJWKOversized (security): key material longer than its curve
+// or than any RSA key certkeeper uses is an error that says so, not a
+// panic (FillBytes) or minutes of arithmetic.
+func TestParseJWKOversized(t *testing.T) {
+	long := func(n int) string { return base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{0x7f}, n)) }
+	for _, tt := range []struct{ name, jwk, want string }{
+		{"P-256 d of 40 bytes", `{"kty":"EC","crv":"P-256","d":"` + long(40) + `"}`, `"d" is 40 bytes, more than the 32 of curve P-256`},
+		{"P-521 d of 67 bytes", `{"kty":"EC","crv":"P-521","d":"` + long(67) + `"}`, `"d" is 67 bytes, more than the 66 of curve P-521`},
+		{"RSA n of 20000 bits", `{"kty":"RSA","n":"` + long(2500) + `","e":"AQAB","d":"` + long(2500) + `","p":"` + long(1250) + `","q":"` + long(1250) + `"}`,
+			`"n" is 2500 bytes`},
+	} {
+		_, err := parseJWK([]byte(tt.jwk))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: parseJWK = %v, want an error containing %q", tt.name, err, tt.want)
 		}
 	}
 }
