@@ -17,6 +17,8 @@
 // A tool's directory is not trusted more than the CA it claims to hold
 // certificates from: a certificate that does not chain to a trusted root
 // would otherwise be served, and never renewed, as if the CA had issued it.
+// Nor is it trusted to hold only what the tool writes: Read reads regular
+// files inside it, at most 1 MiB each (see readFile).
 //
 // It does not carry over the tools' hooks, web server plugins or renewal
 // schedules: those are certkeeper's own (see docs/migrate.md).
@@ -29,11 +31,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -117,6 +119,7 @@ type State struct {
 	Certificates []Certificate
 	Problems     []Problem
 
+	fsys  fs.FS          // Dir, read only through readFile
 	roots *x509.CertPool // Options.Roots
 }
 
@@ -125,15 +128,32 @@ var ErrUnknownTool = errors.New("unknown tool")
 
 // Read reads the state tool keeps in dir. A damaged entry becomes a
 // Problem; an error means dir itself could not be read.
+//
+// Read reads only regular files inside dir, following symbolic links only
+// while they stay inside it, and at most 1 MiB of each: a file that is a
+// FIFO, a device, a link out of dir or larger is a Problem naming it.
 func Read(tool, dir string, opts Options) (*State, error) {
-	fi, err := os.Stat(dir)
+	if !slices.Contains(Tools(), tool) {
+		return nil, fmt.Errorf("%w %q: use one of %s", ErrUnknownTool, tool, strings.Join(Tools(), ", "))
+	}
+	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s state: %w", tool, err)
 	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("reading %s state: %s is not a directory", tool, dir)
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s state: %w", tool, err)
 	}
-	s := &State{Tool: tool, Dir: dir, roots: opts.Roots}
+	defer root.Close()
+	return read(tool, abs, dirFS{root}, opts)
+}
+
+// read reads tool's state from fsys, the files of the directory dir
+// (an absolute path, for messages and for the absolute paths certbot
+// records).
+func read(tool, dir string, fsys fs.FS, opts Options) (*State, error) {
+	s := &State{Tool: tool, Dir: dir, fsys: fsys, roots: opts.Roots}
+	var err error
 	switch tool {
 	case Certbot:
 		err = readCertbot(s, opts)
@@ -159,8 +179,9 @@ func (s *State) problem(source string, format string, args ...any) {
 }
 
 // addAccount checks an account and keeps it, or records why not; it
-// returns the account kept.
-func (s *State) addAccount(a Account, keyPEM []byte) (Account, bool) {
+// returns the account kept. keyFile is the file its key was read from, for
+// messages.
+func (s *State) addAccount(a Account, keyPEM []byte, keyFile string) (Account, bool) {
 	if a.DirectoryURL == "" {
 		s.problem(a.Source, "the CA's directory URL is not recorded: give --ca URL")
 		return a, false
@@ -171,11 +192,11 @@ func (s *State) addAccount(a Account, keyPEM []byte) (Account, bool) {
 	}
 	key, err := parseKey(keyPEM)
 	if err != nil {
-		s.problem(a.Source, "account key: %w", err)
+		s.problem(a.Source, "account key %s: %w", keyFile, err)
 		return a, false
 	}
 	if a.KeyPEM, err = storage.MarshalPrivateKeyPEM(key); err != nil {
-		s.problem(a.Source, "account key: %w", err)
+		s.problem(a.Source, "account key %s: %w", keyFile, err)
 		return a, false
 	}
 	a.Email = strings.ToLower(a.Email)
@@ -185,19 +206,20 @@ func (s *State) addAccount(a Account, keyPEM []byte) (Account, bool) {
 
 // addAccountFile is addAccount with the key read from keyFile.
 func (s *State) addAccountFile(a Account, keyFile string) (Account, bool) {
-	keyPEM, err := readFile(keyFile)
+	keyPEM, err := readFile(s.fsys, keyFile)
 	if err != nil {
 		s.problem(a.Source, "account key: %w", err)
 		return a, false
 	}
-	return s.addAccount(a, keyPEM)
+	return s.addAccount(a, keyPEM, keyFile)
 }
 
 // addCertificate checks a certificate (key matches the leaf, the chain
 // verifies, names normalise) and keeps it, or records why not. primary is
 // the tool's name for it, put first among the names if the certificate
-// covers it; certFile is the file its leaf was read from, for messages.
-func (s *State) addCertificate(c Certificate, primary string, keyPEM []byte, certFile string) {
+// covers it; certFile and keyFile are the files its leaf and key were read
+// from, for messages.
+func (s *State) addCertificate(c Certificate, primary string, keyPEM []byte, certFile, keyFile string) {
 	if c.DirectoryURL == "" {
 		s.problem(c.Source, "the CA's directory URL is not recorded: give --ca URL")
 		return
@@ -208,11 +230,11 @@ func (s *State) addCertificate(c Certificate, primary string, keyPEM []byte, cer
 	}
 	key, err := parseKey(keyPEM)
 	if err != nil {
-		s.problem(c.Source, "private key: %w", err)
+		s.problem(c.Source, "private key %s: %w", keyFile, err)
 		return
 	}
 	if c.KeyPEM, err = storage.MarshalPrivateKeyPEM(key); err != nil {
-		s.problem(c.Source, "private key: %w", err)
+		s.problem(c.Source, "private key %s: %w", keyFile, err)
 		return
 	}
 	tc, err := tls.X509KeyPair(c.ChainPEM, c.KeyPEM)
@@ -292,18 +314,6 @@ func leafNames(leaf *x509.Certificate, primary string) ([]string, error) {
 	return names, nil
 }
 
-// readFile reads a file that must exist and not be empty.
-func readFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if len(strings.TrimSpace(string(data))) == 0 {
-		return nil, fmt.Errorf("%s is empty", path)
-	}
-	return data, nil
-}
-
 // joinPEM joins a leaf file and a chain file into one chain.
 func joinPEM(leaf, chain []byte) []byte {
 	out := strings.TrimRight(string(leaf), "\n") + "\n"
@@ -311,22 +321,6 @@ func joinPEM(leaf, chain []byte) []byte {
 		out += c + "\n"
 	}
 	return []byte(out)
-}
-
-// subdirs lists the directories in dir, sorted; a missing dir has none.
-func subdirs(dir string) []string {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, e := range entries {
-		if e.IsDir() {
-			out = append(out, e.Name())
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // emailOf returns the first mailto: contact, without the scheme.
@@ -381,6 +375,11 @@ func parsePEMKeyOrJWK(data []byte) ([]byte, error) {
 	return storage.MarshalPrivateKeyPEM(key)
 }
 
+// maxKeyDER bounds the DER of a private key: an RSA key of 16384 bits,
+// more than any CA accepts, is under 10 KiB. Parsing a key validates it,
+// which for a larger RSA modulus takes time growing with its cube.
+const maxKeyDER = 16 << 10
+
 // parseKey parses the first private key among the PEM blocks of data,
 // skipping the "EC PARAMETERS" block openssl ecparam writes before an EC
 // key (as dehydrated's keys have).
@@ -394,14 +393,10 @@ func parseKey(data []byte) (crypto.Signer, error) {
 		if block.Type == "EC PARAMETERS" {
 			continue
 		}
+		if len(block.Bytes) > maxKeyDER {
+			return nil, fmt.Errorf("the %s is %d bytes, larger than any key an ACME CA accepts (%d KiB): refusing to parse it",
+				strings.ToLower(block.Type), len(block.Bytes), maxKeyDER>>10)
+		}
 		return storage.ParsePrivateKeyPEM(pem.EncodeToMemory(block))
 	}
-}
-
-// rel returns path relative to base for messages, or path.
-func rel(base, path string) string {
-	if r, err := filepath.Rel(base, path); err == nil {
-		return r
-	}
-	return path
 }

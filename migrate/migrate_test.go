@@ -12,9 +12,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"io/fs"
 	"math/big"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/testsvc"
@@ -84,8 +86,8 @@ func fixture(t testing.TB, dirURL, location string) *State {
 	}
 	s := &State{roots: x509.NewCertPool()}
 	s.roots.AddCert(root)
-	s.addAccount(Account{DirectoryURL: dirURL, Email: "Me@A.test", Location: location, Source: "acct"}, acctPEM)
-	s.addCertificate(Certificate{DirectoryURL: dirURL, ChainPEM: c.ChainPEM, Email: "me@a.test", Account: location, Source: "cert"}, "a.test", keyPEM, "cert.pem")
+	s.addAccount(Account{DirectoryURL: dirURL, Email: "Me@A.test", Location: location, Source: "acct"}, acctPEM, "acct.key")
+	s.addCertificate(Certificate{DirectoryURL: dirURL, ChainPEM: c.ChainPEM, Email: "me@a.test", Account: location, Source: "cert"}, "a.test", keyPEM, "cert.pem", "key.pem")
 	s.problem("broken", "private key: %s", "truncated")
 	if len(s.Accounts) != 1 || len(s.Certificates) != 1 {
 		t.Fatalf("fixture: %+v", s.Problems)
@@ -212,7 +214,7 @@ func TestImportVerifiesChain(t *testing.T) {
 	trusted := fixture(t, "https://ca.test/dir", "https://ca.test/acct/1")
 	for name, roots := range map[string]*x509.CertPool{"system roots": nil, "another CA's root": trusted.roots} {
 		s := &State{roots: roots}
-		s.addCertificate(Certificate{DirectoryURL: "https://ca.test/dir", ChainPEM: chain, Source: "a.test_ecc"}, "a.test", keyPEM, "a.test_ecc/a.test.cer")
+		s.addCertificate(Certificate{DirectoryURL: "https://ca.test/dir", ChainPEM: chain, Source: "a.test_ecc"}, "a.test", keyPEM, "a.test_ecc/a.test.cer", "a.test_ecc/a.test.key")
 		if len(s.Certificates) != 0 || len(s.Problems) != 1 ||
 			!strings.Contains(s.Problems[0].Err.Error(), "a.test_ecc/a.test.cer: the certificate does not verify") {
 			t.Errorf("self-signed certificate, %s: certificates %d, problems %v", name, len(s.Certificates), s.Problems)
@@ -221,7 +223,7 @@ func TestImportVerifiesChain(t *testing.T) {
 	// The fixture's own chain, against the system roots only.
 	c := trusted.Certificates[0]
 	s := &State{}
-	s.addCertificate(Certificate{DirectoryURL: "https://ca.test/dir", ChainPEM: c.ChainPEM, Source: "cert"}, "a.test", c.KeyPEM, "cert.pem")
+	s.addCertificate(Certificate{DirectoryURL: "https://ca.test/dir", ChainPEM: c.ChainPEM, Source: "cert"}, "a.test", c.KeyPEM, "cert.pem", "key.pem")
 	if len(s.Certificates) != 0 || len(s.Problems) != 1 {
 		t.Errorf("a chain to a root that is not trusted: certificates %d, problems %v", len(s.Certificates), s.Problems)
 	}
@@ -284,6 +286,69 @@ func TestParseJWKOversized(t *testing.T) {
 		_, err := parseJWK([]byte(tt.jwk))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: parseJWK = %v, want an error containing %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+// TestReadFileRefuses: readFile reads only regular files of at most 1 MiB
+// (a FIFO, a device or a directory is refused without being opened for
+// reading, whatever fs.FS it comes from).
+func TestReadFileRefuses(t *testing.T) {
+	fsys := fstest.MapFS{
+		"ok.pem":   {Data: []byte("x")},
+		"empty":    {Data: []byte(" \n")},
+		"fifo":     {Mode: fs.ModeNamedPipe},
+		"zero":     {Mode: fs.ModeDevice | fs.ModeCharDevice},
+		"dir/a":    {Data: []byte("a")},
+		"big.pem":  {Data: bytes.Repeat([]byte{'a'}, maxFileSize+1)},
+		"full.pem": {Data: bytes.Repeat([]byte{'a'}, maxFileSize)},
+	}
+	for name, want := range map[string]string{
+		"ok.pem": "", "full.pem": "", "empty": "empty", "fifo": "named pipe", "zero": "character device",
+		"dir": "directory", "big.pem": "1 MiB", "absent": "not exist",
+	} {
+		_, err := readFile(fsys, name)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), name)) {
+			t.Errorf("readFile(%q) = %v, want an error naming it and containing %q", name, err, want)
+		}
+	}
+	if data, err := readFileIfExists(fsys, "absent"); data != nil || err != nil {
+		t.Errorf("readFileIfExists(absent) = %q, %v; want nothing", data, err)
+	}
+}
+
+// TestInsideAndCADir: a path certbot records is inside its directory only
+// below it (not in a sibling whose name starts the same); an acme.sh
+// directory URL names a folder under ca/ or is refused.
+func TestInsideAndCADir(t *testing.T) {
+	s := &State{Dir: "/etc/letsencrypt"}
+	for p, want := range map[string]string{
+		"/etc/letsencrypt/live/a/cert.pem":        "live/a/cert.pem",
+		"/etc/letsencrypt/../letsencrypt/x.pem":   "x.pem",
+		"/etc/letsencrypt-evil/live/a/cert.pem":   "",
+		"/etc/letsencrypt/live/../../passwd":      "",
+		"/etc/letsencrypt":                        "",
+		"live/a/cert.pem":                         "",
+		"/etc/letsencrypt/archive/a/privkey1.pem": "archive/a/privkey1.pem",
+	} {
+		if got, ok := s.inside(p); got != want || ok != (want != "") {
+			t.Errorf("inside(%q) = %q, %v; want %q", p, got, ok, want)
+		}
+	}
+	for u, want := range map[string]string{
+		"https://acme-v02.api.letsencrypt.org/directory": "ca/acme-v02.api.letsencrypt.org/directory",
+		"https://127.0.0.1:14000/dir":                    "ca/127.0.0.1/dir",
+		"https://[::1]:14000/dir/":                       "ca/[::1]/dir",
+		"https://h/../../../evil":                        "",
+		"https://h/a/%2e%2e/%2e%2e/x":                    "",
+		"https://../x":                                   "",
+		`https://h/a\..\b`:                               "",
+		"local":                                          "",
+		"":                                               "",
+	} {
+		got, err := acmeshCADir(u)
+		if got != want || (err == nil) != (want != "") {
+			t.Errorf("acmeshCADir(%q) = %q, %v; want %q", u, got, err, want)
 		}
 	}
 }
