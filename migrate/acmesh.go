@@ -150,5 +150,9 @@ func acmeshCADir(dirURL string) (string, error) {
 	if strings.Contains(host, ":") {
 		host = "[" + host + "]" // IPv6, as acme.sh writes it
 	}
-	return path.Join("ca", host, strings.Trim(u.Path, "/")), nil
+	dir := path.Join("ca", host, strings.Trim(u.Path, "/"))
+	if !fs.ValidPath(dir) {
+		return "", errors.New("its host or path is not valid UTF-8")
+	}
+	return dir, nil
 }

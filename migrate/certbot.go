@@ -154,6 +154,14 @@ func (s *State) inside(file string) (string, bool) {
 	return filepath.ToSlash(r), true
 }
 
+// certbotRegr is certbot's regr.json: the account's registration.
+type certbotRegr struct {
+	Body struct {
+		Contact []string `json:"contact"`
+	} `json:"body"`
+	URI string `json:"uri"`
+}
+
 func readCertbotAccount(fsys fs.FS, dir string) (Account, []byte, error) {
 	a := Account{Source: dir}
 	regrFile := path.Join(dir, "regr.json")
@@ -161,12 +169,7 @@ func readCertbotAccount(fsys fs.FS, dir string) (Account, []byte, error) {
 	if err != nil {
 		return a, nil, err
 	}
-	var regr struct {
-		Body struct {
-			Contact []string `json:"contact"`
-		} `json:"body"`
-		URI string `json:"uri"`
-	}
+	var regr certbotRegr
 	if err := json.Unmarshal(data, &regr); err != nil {
 		return a, nil, fmt.Errorf("%s: %w", regrFile, err)
 	}

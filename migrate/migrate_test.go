@@ -70,7 +70,7 @@ func TestParseJWK(t *testing.T) {
 // of a CA, the certificate from certkeeper's local CA standing in for it.
 func fixture(t testing.TB, dirURL, location string) *State {
 	t.Helper()
-	local := &localca.CA{Storage: filestore.New(t.TempDir())}
+	local := &localca.CA{Storage: mapStore{}}
 	key, _ := issuer.ECDSAP256.Generate()
 	csr, _ := issuer.NewCSR(key, []string{"www.a.test", "a.test"})
 	c, err := local.Issue(t.Context(), issuer.Request{Names: []string{"www.a.test", "a.test"}, CSR: csr})
@@ -349,6 +349,42 @@ func TestInsideAndCADir(t *testing.T) {
 		got, err := acmeshCADir(u)
 		if got != want || (err == nil) != (want != "") {
 			t.Errorf("acmeshCADir(%q) = %q, %v; want %q", u, got, err, want)
+		}
+	}
+}
+
+// TestFuzzReadSeeds: FuzzRead starts from states each reader imports
+// whole (an account and a certificate), so the fuzzer explores from there;
+// the forged seed is refused.
+func TestFuzzReadSeeds(t *testing.T) {
+	s := fixture(t, "https://h/d", "https://h/acct/1")
+	acctKey, err := storage.ParsePrivateKeyPEM(s.Accounts[0].KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := selfSigned(t, "a.test")
+	c := s.Certificates[0]
+	leaf, chain, _ := bytes.Cut(c.ChainPEM, []byte("-----END CERTIFICATE-----\n"))
+	leaf = append(leaf, "-----END CERTIFICATE-----\n"...)
+	pems := fuzzPEMs{"leaf": {leaf, self.ChainPEM}, "chain": {chain, self.ChainPEM}, "fullchain": {c.ChainPEM, self.ChainPEM},
+		"key": {c.KeyPEM, self.KeyPEM}, "account": {s.Accounts[0].KeyPEM, self.KeyPEM}}
+	for _, seed := range fuzzReadSeeds(t, acctKey) {
+		i := int(seed.tool&0x7f) % len(Tools())
+		opts := Options{Roots: s.roots}
+		if seed.tool&0x80 != 0 {
+			opts.DirectoryURL = "https://h:1/d"
+		}
+		got, err := read(Tools()[i], fuzzDir, fuzzState(fuzzLayouts[i], pems, seed.forms, seed.text), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 1
+		if seed.forms != 0 {
+			want = 0
+		}
+		if len(got.Certificates) != want || len(got.Accounts) != want {
+			t.Errorf("%s seed (forms %#o): %d certificates, %d accounts, problems %v; want %d of each",
+				Tools()[i], seed.forms, len(got.Certificates), len(got.Accounts), got.Problems, want)
 		}
 	}
 }
