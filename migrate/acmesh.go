@@ -1,8 +1,11 @@
 package migrate
 
 import (
-	"os"
-	"path/filepath"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path"
 	"strings"
 )
 
@@ -20,8 +23,10 @@ import (
 
 func readACMESH(s *State, opts Options) error {
 	defaultEmail := ""
-	if kv, err := readShellVars(filepath.Join(s.Dir, "account.conf")); err == nil {
-		defaultEmail = kv["ACCOUNT_EMAIL"]
+	if data, err := readFileIfExists(s.fsys, "account.conf"); err != nil {
+		s.problem("account.conf", "%w", err)
+	} else {
+		defaultEmail = parseShellVars(data)["ACCOUNT_EMAIL"]
 	}
 	accounts := map[string]*Account{} // by directory URL; nil: tried and failed
 	account := func(dirURL string) *Account {
@@ -29,24 +34,31 @@ func readACMESH(s *State, opts Options) error {
 			return a
 		}
 		accounts[dirURL] = nil
-		caDir := acmeshCADir(s.Dir, dirURL)
-		keyFile := filepath.Join(caDir, "account.key")
-		if _, err := os.Stat(keyFile); err != nil {
+		caDir, err := acmeshCADir(dirURL)
+		if err != nil {
+			return nil
+		}
+		keyFile := path.Join(caDir, "account.key")
+		if _, err := fs.Stat(s.fsys, keyFile); err != nil {
 			// acme.sh before 2.8.2 kept one account per host: ca/HOST/.
-			caDir = filepath.Dir(caDir)
-			if keyFile = filepath.Join(caDir, "account.key"); !strings.HasPrefix(caDir, filepath.Join(s.Dir, "ca")+string(filepath.Separator)) {
+			caDir = path.Dir(caDir)
+			if keyFile = path.Join(caDir, "account.key"); !strings.HasPrefix(caDir, "ca/") {
 				return nil
 			}
-			if _, err := os.Stat(keyFile); err != nil {
+			if _, err := fs.Stat(s.fsys, keyFile); err != nil {
 				return nil
 			}
 		}
-		a := Account{DirectoryURL: dirURL, Email: defaultEmail, Source: rel(s.Dir, caDir)}
-		if kv, err := readShellVars(filepath.Join(caDir, "ca.conf")); err == nil {
-			a.Location = kv["ACCOUNT_URL"]
-			if e := kv["CA_EMAIL"]; e != "" {
-				a.Email = e
-			}
+		a := Account{DirectoryURL: dirURL, Email: defaultEmail, Source: caDir}
+		data, err := readFileIfExists(s.fsys, path.Join(caDir, "ca.conf"))
+		if err != nil {
+			s.problem(a.Source, "%w", err)
+			return nil
+		}
+		kv := parseShellVars(data)
+		a.Location = kv["ACCOUNT_URL"]
+		if e := kv["CA_EMAIL"]; e != "" {
+			a.Email = e
 		}
 		found, ok := s.addAccountFile(a, keyFile)
 		if !ok {
@@ -56,17 +68,32 @@ func readACMESH(s *State, opts Options) error {
 		return &found
 	}
 	if opts.DirectoryURL != "" {
+		if _, err := acmeshCADir(opts.DirectoryURL); err != nil {
+			return fmt.Errorf("--ca %s: %w", opts.DirectoryURL, err)
+		}
 		account(opts.DirectoryURL)
 	}
-	for _, d := range subdirs(s.Dir) {
+	for _, d := range subdirs(s.fsys, ".") {
 		base := strings.TrimSuffix(d, "_ecc")
-		dir := filepath.Join(s.Dir, d)
-		conf := filepath.Join(dir, base+".conf")
-		kv, err := readShellVars(conf)
-		if err != nil {
+		conf := path.Join(d, base+".conf")
+		data, err := readFile(s.fsys, conf)
+		if errors.Is(err, fs.ErrNotExist) {
 			continue // not a certificate folder (ca/, deploy/, dnsapi/, ...)
 		}
-		c := Certificate{DirectoryURL: kv["Le_API"], URL: kv["Le_LinkCert"], Source: rel(s.Dir, dir)}
+		c := Certificate{Source: d}
+		if err != nil {
+			s.problem(c.Source, "%w", err)
+			continue
+		}
+		kv := parseShellVars(data)
+		c.DirectoryURL, c.URL = kv["Le_API"], kv["Le_LinkCert"]
+		if c.DirectoryURL != "" {
+			// Le_API names the account's folder: it must not lead out of ca/.
+			if _, err := acmeshCADir(c.DirectoryURL); err != nil {
+				s.problem(c.Source, "%s: Le_API %q is not a CA directory URL: %w", conf, c.DirectoryURL, err)
+				continue
+			}
+		}
 		if opts.DirectoryURL != "" {
 			if c.DirectoryURL != "" && c.DirectoryURL != opts.DirectoryURL {
 				continue
@@ -76,13 +103,18 @@ func readACMESH(s *State, opts Options) error {
 		if a := account(c.DirectoryURL); a != nil {
 			c.Email, c.Account = a.Email, a.Location
 		}
-		cert, err := readFile(filepath.Join(dir, base+".cer"))
+		certFile, keyFile := path.Join(d, base+".cer"), path.Join(d, base+".key")
+		cert, err := readFile(s.fsys, certFile)
 		if err != nil {
 			s.problem(c.Source, "certificate: %w", err)
 			continue
 		}
-		chain, _ := os.ReadFile(filepath.Join(dir, "ca.cer"))
-		keyPEM, err := readFile(filepath.Join(dir, base+".key"))
+		chain, err := readFileIfExists(s.fsys, path.Join(d, "ca.cer"))
+		if err != nil {
+			s.problem(c.Source, "chain: %w", err)
+			continue
+		}
+		keyPEM, err := readFile(s.fsys, keyFile)
 		if err != nil {
 			s.problem(c.Source, "private key: %w", err)
 			continue
@@ -92,22 +124,35 @@ func readACMESH(s *State, opts Options) error {
 		if primary == "" {
 			primary = base
 		}
-		s.addCertificate(c, primary, keyPEM)
+		s.addCertificate(c, primary, keyPEM, certFile, keyFile)
 	}
 	return nil
 }
 
 // acmeshCADir is where acme.sh keeps the account for a directory URL:
-// ca/HOST/PATH, HOST without its port.
-func acmeshCADir(home, dirURL string) string {
-	rest := dirURL
-	if i := strings.Index(rest, "://"); i >= 0 {
-		rest = rest[i+3:]
+// ca/HOST/PATH, HOST without its port. It refuses a URL that would name a
+// folder elsewhere: no host, or "..", "." or "\" in its host or path.
+func acmeshCADir(dirURL string) (string, error) {
+	u, err := url.Parse(dirURL)
+	if err != nil {
+		return "", err
 	}
-	hostport, path, _ := strings.Cut(rest, "/")
-	host := hostport
-	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.HasSuffix(hostport, "]") {
-		host = hostport[:i]
+	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" || u.Hostname() == "" {
+		return "", errors.New("not an http(s) URL with a host")
 	}
-	return filepath.Join(home, "ca", host, filepath.FromSlash(strings.Trim(path, "/")))
+	host := u.Hostname()
+	segments := strings.Split(strings.Trim(u.Path, "/"), "/")
+	for _, seg := range append([]string{host}, segments...) {
+		if seg == "." || seg == ".." || strings.ContainsAny(seg, "\\\x00") {
+			return "", fmt.Errorf("its host or path has %q", seg)
+		}
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]" // IPv6, as acme.sh writes it
+	}
+	dir := path.Join("ca", host, strings.Trim(u.Path, "/"))
+	if !fs.ValidPath(dir) {
+		return "", errors.New("its host or path is not valid UTF-8")
+	}
+	return dir, nil
 }

@@ -2,8 +2,7 @@ package migrate
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
+	"path"
 	"strings"
 )
 
@@ -17,38 +16,47 @@ import (
 // directory URL. Certificates of Caddy's internal CA ("local") are not
 // from an ACME CA and are reported, not imported.
 
+// caddyUser is CertMagic's USER.json.
+type caddyUser struct {
+	Contact  []string `json:"contact"`
+	Location string   `json:"location"`
+}
+
+// caddyCertMeta is CertMagic's NAME.json beside a certificate.
+type caddyCertMeta struct {
+	IssuerData struct {
+		URL     string `json:"url"`
+		CA      string `json:"ca"`
+		Account string `json:"account"`
+	} `json:"issuer_data"`
+}
+
 func readCaddy(s *State, opts Options) error {
 	// Every account, by its URL, and the issuer directory it lives in.
 	type caddyAccount struct {
-		acct   Account
-		keyPEM []byte
-		issuer string
-		used   bool
+		acct    Account
+		keyPEM  []byte
+		keyFile string
+		used    bool
 	}
 	var accounts []*caddyAccount
-	acmeDir := filepath.Join(s.Dir, "acme")
-	for _, iss := range subdirs(acmeDir) {
-		usersDir := filepath.Join(acmeDir, iss, "users")
-		for _, email := range subdirs(usersDir) {
-			dir := filepath.Join(usersDir, email)
-			jsons, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-			for _, j := range jsons {
-				a := &caddyAccount{issuer: iss, acct: Account{Source: rel(s.Dir, j)}}
-				data, err := readFile(j)
+	for _, iss := range subdirs(s.fsys, "acme") {
+		usersDir := path.Join("acme", iss, "users")
+		for _, email := range subdirs(s.fsys, usersDir) {
+			for _, j := range filesIn(s.fsys, path.Join(usersDir, email), ".json") {
+				a := &caddyAccount{acct: Account{Source: j}, keyFile: strings.TrimSuffix(j, ".json") + ".key"}
+				data, err := readFile(s.fsys, j)
 				if err != nil {
 					s.problem(a.acct.Source, "%w", err)
 					continue
 				}
-				var rec struct {
-					Contact  []string `json:"contact"`
-					Location string   `json:"location"`
-				}
+				var rec caddyUser
 				if err := json.Unmarshal(data, &rec); err != nil {
 					s.problem(a.acct.Source, "%w", err)
 					continue
 				}
 				a.acct.Location, a.acct.Email = rec.Location, emailOf(rec.Contact)
-				if a.keyPEM, err = readFile(strings.TrimSuffix(j, ".json") + ".key"); err != nil {
+				if a.keyPEM, err = readFile(s.fsys, a.keyFile); err != nil {
 					s.problem(a.acct.Source, "account key: %w", err)
 					continue
 				}
@@ -65,25 +73,21 @@ func readCaddy(s *State, opts Options) error {
 		return nil
 	}
 
-	certsDir := filepath.Join(s.Dir, "certificates")
-	for _, iss := range subdirs(certsDir) {
-		for _, name := range subdirs(filepath.Join(certsDir, iss)) {
-			dir := filepath.Join(certsDir, iss, name)
-			c := Certificate{Source: rel(s.Dir, dir)}
+	for _, iss := range subdirs(s.fsys, "certificates") {
+		for _, name := range subdirs(s.fsys, path.Join("certificates", iss)) {
+			dir := path.Join("certificates", iss, name)
+			c := Certificate{Source: dir}
 			if iss == "local" {
 				s.problem(c.Source, "issued by Caddy's internal CA, not an ACME CA: certkeeper's local CA (--ca local) replaces it")
 				continue
 			}
-			var meta struct {
-				IssuerData struct {
-					URL     string `json:"url"`
-					CA      string `json:"ca"`
-					Account string `json:"account"`
-				} `json:"issuer_data"`
+			var meta caddyCertMeta
+			data, err := readFileIfExists(s.fsys, path.Join(dir, name+".json"))
+			if err != nil {
+				s.problem(c.Source, "%w", err)
+				continue
 			}
-			if data, err := os.ReadFile(filepath.Join(dir, name+".json")); err == nil {
-				_ = json.Unmarshal(data, &meta)
-			}
+			_ = json.Unmarshal(data, &meta) // absent or damaged: reported below as no directory URL
 			c.DirectoryURL, c.URL, c.Account = meta.IssuerData.CA, meta.IssuerData.URL, meta.IssuerData.Account
 			if opts.DirectoryURL != "" {
 				if c.DirectoryURL != "" && c.DirectoryURL != opts.DirectoryURL {
@@ -97,21 +101,22 @@ func readCaddy(s *State, opts Options) error {
 					a.used = true
 					acct := a.acct
 					acct.DirectoryURL = c.DirectoryURL
-					s.addAccount(acct, a.keyPEM)
+					s.addAccount(acct, a.keyPEM, a.keyFile)
 				}
 			}
-			chain, err := readFile(filepath.Join(dir, name+".crt"))
+			certFile, keyFile := path.Join(dir, name+".crt"), path.Join(dir, name+".key")
+			chain, err := readFile(s.fsys, certFile)
 			if err != nil {
 				s.problem(c.Source, "certificate: %w", err)
 				continue
 			}
-			keyPEM, err := readFile(filepath.Join(dir, name+".key"))
+			keyPEM, err := readFile(s.fsys, keyFile)
 			if err != nil {
 				s.problem(c.Source, "private key: %w", err)
 				continue
 			}
 			c.ChainPEM = chain
-			s.addCertificate(c, strings.ReplaceAll(name, "wildcard_", "*"), keyPEM)
+			s.addCertificate(c, strings.ReplaceAll(name, "wildcard_", "*"), keyPEM, certFile, keyFile)
 		}
 	}
 	for _, a := range accounts {
@@ -120,7 +125,7 @@ func readCaddy(s *State, opts Options) error {
 		}
 		acct := a.acct
 		acct.DirectoryURL = opts.DirectoryURL
-		s.addAccount(acct, a.keyPEM) // reported when no directory URL is known
+		s.addAccount(acct, a.keyPEM, a.keyFile) // reported when no directory URL is known
 	}
 	return nil
 }

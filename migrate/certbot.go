@@ -1,11 +1,12 @@
 package migrate
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
-	"os"
+	"fmt"
+	"io/fs"
+	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 )
 
@@ -21,37 +22,37 @@ type certbotAccount struct {
 	dir, directoryURL string
 	acct              Account
 	keyPEM            []byte
+	keyFile           string
 	err               error
 }
 
 func readCertbot(s *State, opts Options) error {
 	accounts := map[string]*certbotAccount{} // by account ID
-	root := filepath.Join(s.Dir, "accounts")
-	_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+	_ = fs.WalkDir(s.fsys, "accounts", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil
 		}
-		if _, err := os.Stat(filepath.Join(path, "regr.json")); err != nil {
+		if _, err := fs.Stat(s.fsys, path.Join(p, "regr.json")); err != nil {
 			return nil
 		}
 		// accounts/HOST/PATH.../ID: the directory URL is https://HOST/PATH.
-		r, _ := filepath.Rel(root, filepath.Dir(path))
-		a := &certbotAccount{dir: path, directoryURL: "https://" + filepath.ToSlash(r)}
-		a.acct, a.keyPEM, a.err = readCertbotAccount(path)
+		r := strings.TrimPrefix(strings.TrimPrefix(path.Dir(p), "accounts"), "/")
+		a := &certbotAccount{dir: p, directoryURL: "https://" + r, keyFile: path.Join(p, "private_key.json")}
+		a.acct, a.keyPEM, a.err = readCertbotAccount(s.fsys, p)
 		a.acct.DirectoryURL = a.directoryURL
-		accounts[filepath.Base(path)] = a
-		return filepath.SkipDir
+		accounts[path.Base(p)] = a
+		return fs.SkipDir
 	})
 	seen := map[string]bool{}
-	confs, _ := filepath.Glob(filepath.Join(s.Dir, "renewal", "*.conf"))
-	for _, conf := range confs {
-		name := strings.TrimSuffix(filepath.Base(conf), ".conf")
-		kv, err := readCertbotConf(conf)
+	for _, conf := range filesIn(s.fsys, "renewal", ".conf") {
+		name := strings.TrimSuffix(path.Base(conf), ".conf")
+		data, err := readFile(s.fsys, conf)
 		if err != nil {
 			s.problem(conf, "reading renewal configuration: %w", err)
 			continue
 		}
-		c := Certificate{DirectoryURL: kv["server"], Source: rel(s.Dir, conf)}
+		kv := parseCertbotConf(data)
+		c := Certificate{DirectoryURL: kv["server"], Source: conf}
 		if c.DirectoryURL == "" {
 			c.DirectoryURL = knownDirectories["acme-v02.api.letsencrypt.org"] // certbot's default server
 		}
@@ -68,82 +69,130 @@ func readCertbot(s *State, opts Options) error {
 				} else if c.DirectoryURL != "" {
 					acct.DirectoryURL = c.DirectoryURL // the exact URL, with scheme and port
 				}
-				s.addAccount(acct, a.keyPEM)
+				s.addAccount(acct, a.keyPEM, a.keyFile)
 			}
 		}
-		live := filepath.Join(s.Dir, "live", name)
-		paths := map[string]string{"cert": filepath.Join(live, "cert.pem"), "chain": filepath.Join(live, "chain.pem"), "privkey": filepath.Join(live, "privkey.pem")}
-		for k := range paths {
-			if p := kv[k]; p != "" && strings.HasPrefix(filepath.Clean(p), filepath.Clean(s.Dir)) {
-				paths[k] = p
+		// The files the configuration names, if they are inside the
+		// directory; else (a copy of /etc/letsencrypt elsewhere, or a path
+		// leading out of it) certbot's own links in live/NAME/.
+		files := map[string]string{}
+		outside := map[string]string{}
+		for _, k := range []string{"cert", "chain", "privkey"} {
+			files[k] = path.Join("live", name, k+".pem")
+			if p := kv[k]; p != "" {
+				if r, ok := s.inside(p); ok {
+					files[k] = r
+				} else {
+					outside[k] = p
+				}
 			}
 		}
-		cert, err := readFile(paths["cert"])
+		read := func(k string, optional bool) ([]byte, error) {
+			var data []byte
+			var err error
+			if optional {
+				data, err = readFileIfExists(s.fsys, files[k])
+			} else {
+				data, err = readFile(s.fsys, files[k])
+			}
+			if err != nil && outside[k] != "" {
+				err = fmt.Errorf("%s = %s is outside %s, so %s was read instead: %w", k, outside[k], s.Dir, files[k], err)
+			}
+			return data, err
+		}
+		cert, err := read("cert", false)
 		if err != nil {
 			s.problem(c.Source, "certificate: %w", err)
 			continue
 		}
-		chain, _ := os.ReadFile(paths["chain"])
-		keyPEM, err := readFile(paths["privkey"])
+		chain, err := read("chain", true)
+		if err != nil {
+			s.problem(c.Source, "chain: %w", err)
+			continue
+		}
+		keyPEM, err := read("privkey", false)
 		if err != nil {
 			s.problem(c.Source, "private key: %w", err)
 			continue
 		}
 		c.ChainPEM = joinPEM(cert, chain)
-		s.addCertificate(c, name, keyPEM)
+		s.addCertificate(c, name, keyPEM, files["cert"], files["privkey"])
 	}
-	for _, a := range accounts {
+	ids := make([]string, 0, len(accounts))
+	for id := range accounts {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		a := accounts[id]
 		if seen[a.dir] {
 			continue
 		}
 		if a.err != nil {
-			s.problem(rel(s.Dir, a.dir), "%w", a.err)
+			s.problem(a.dir, "%w", a.err)
 			continue
 		}
 		acct := a.acct
 		if opts.DirectoryURL != "" {
 			acct.DirectoryURL = opts.DirectoryURL
 		}
-		s.addAccount(acct, a.keyPEM)
+		s.addAccount(acct, a.keyPEM, a.keyFile)
 	}
 	return nil
 }
 
-func readCertbotAccount(dir string) (Account, []byte, error) {
+// inside returns the path of file (absolute, as certbot records it)
+// relative to the state's directory, if it is inside it.
+func (s *State) inside(file string) (string, bool) {
+	if !filepath.IsAbs(file) {
+		return "", false
+	}
+	r, err := filepath.Rel(s.Dir, filepath.Clean(file))
+	if err != nil || r == "." || !filepath.IsLocal(r) {
+		return "", false
+	}
+	return filepath.ToSlash(r), true
+}
+
+// certbotRegr is certbot's regr.json: the account's registration.
+type certbotRegr struct {
+	Body struct {
+		Contact []string `json:"contact"`
+	} `json:"body"`
+	URI string `json:"uri"`
+}
+
+func readCertbotAccount(fsys fs.FS, dir string) (Account, []byte, error) {
 	a := Account{Source: dir}
-	data, err := readFile(filepath.Join(dir, "regr.json"))
+	regrFile := path.Join(dir, "regr.json")
+	data, err := readFile(fsys, regrFile)
 	if err != nil {
 		return a, nil, err
 	}
-	var regr struct {
-		Body struct {
-			Contact []string `json:"contact"`
-		} `json:"body"`
-		URI string `json:"uri"`
-	}
+	var regr certbotRegr
 	if err := json.Unmarshal(data, &regr); err != nil {
-		return a, nil, err
+		return a, nil, fmt.Errorf("%s: %w", regrFile, err)
 	}
 	a.Location, a.Email = regr.URI, emailOf(regr.Body.Contact)
-	jwk, err := readFile(filepath.Join(dir, "private_key.json"))
+	keyFile := path.Join(dir, "private_key.json")
+	jwk, err := readFile(fsys, keyFile)
 	if err != nil {
 		return a, nil, err
 	}
 	keyPEM, err := parsePEMKeyOrJWK(jwk)
-	return a, keyPEM, err
+	if err != nil {
+		return a, nil, fmt.Errorf("%s: %w", keyFile, err)
+	}
+	return a, keyPEM, nil
 }
 
-// readCertbotConf reads the "key = value" lines of a renewal
-// configuration (configobj format), ignoring sections and comments.
-func readCertbotConf(path string) (map[string]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
+// parseCertbotConf parses the "key = value" lines of a renewal
+// configuration (configobj format), ignoring sections and comments; the
+// first of duplicate keys counts.
+func parseCertbotConf(data []byte) map[string]string {
 	kv := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimSpace(line)
 		if line == "" || line[0] == '#' || line[0] == '[' {
 			continue
 		}
@@ -156,5 +205,5 @@ func readCertbotConf(path string) (map[string]string, error) {
 			kv[k] = strings.Trim(strings.TrimSpace(v), `"'`)
 		}
 	}
-	return kv, sc.Err()
+	return kv
 }

@@ -3,8 +3,7 @@ package migrate
 import (
 	"encoding/base64"
 	"encoding/json"
-	"os"
-	"path/filepath"
+	"path"
 	"strings"
 )
 
@@ -19,35 +18,31 @@ import (
 // the CA= line of BASEDIR/config, or Options.DirectoryURL.
 
 func readDehydrated(s *State, opts Options) error {
-	accountsDir := filepath.Join(s.Dir, "accounts")
 	var cas []string
 	byCA := map[string]Account{}
-	for _, d := range subdirs(accountsDir) {
-		src := filepath.Join(accountsDir, d)
+	for _, d := range subdirs(s.fsys, "accounts") {
+		src := path.Join("accounts", d)
 		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(d, "="))
 		if err != nil {
-			s.problem(rel(s.Dir, src), "directory name is not the base64 of a CA URL: %w", err)
+			s.problem(src, "directory name is not the base64 of a CA URL: %w", err)
 			continue
 		}
-		a := Account{DirectoryURL: strings.TrimSpace(string(raw)), Source: rel(s.Dir, src)}
+		a := Account{DirectoryURL: strings.TrimSpace(string(raw)), Source: src}
 		if opts.DirectoryURL != "" && a.DirectoryURL != opts.DirectoryURL {
 			continue
 		}
-		if data, err := os.ReadFile(filepath.Join(src, "account_id.json")); err == nil {
-			var id struct {
-				URL string `json:"url"`
-			}
-			_ = json.Unmarshal(data, &id)
-			a.Location = id.URL
+		idJSON, err := readFileIfExists(s.fsys, path.Join(src, "account_id.json"))
+		if err != nil {
+			s.problem(src, "%w", err)
+			continue
 		}
-		if data, err := os.ReadFile(filepath.Join(src, "registration_info.json")); err == nil {
-			var reg struct {
-				Contact []string `json:"contact"`
-			}
-			_ = json.Unmarshal(data, &reg)
-			a.Email = emailOf(reg.Contact)
+		regJSON, err := readFileIfExists(s.fsys, path.Join(src, "registration_info.json"))
+		if err != nil {
+			s.problem(src, "%w", err)
+			continue
 		}
-		if acct, ok := s.addAccountFile(a, filepath.Join(src, "account_key.pem")); ok {
+		a.Location, a.Email = parseDehydratedAccount(idJSON, regJSON)
+		if acct, ok := s.addAccountFile(a, path.Join(src, "account_key.pem")); ok {
 			cas = append(cas, acct.DirectoryURL)
 			byCA[acct.DirectoryURL] = acct
 		}
@@ -58,55 +53,74 @@ func readDehydrated(s *State, opts Options) error {
 		ca = cas[0]
 	}
 	if ca == "" {
-		ca = dehydratedConfigCA(filepath.Join(s.Dir, "config"))
+		config, err := readFileIfExists(s.fsys, "config")
+		if err != nil {
+			s.problem("config", "%w", err)
+		}
+		ca = dehydratedConfigCA(config)
 	}
-	certsDir := filepath.Join(s.Dir, "certs")
-	for _, name := range subdirs(certsDir) {
-		dir := filepath.Join(certsDir, name)
-		c := Certificate{DirectoryURL: ca, Source: rel(s.Dir, dir)}
+	for _, name := range subdirs(s.fsys, "certs") {
+		dir := path.Join("certs", name)
+		c := Certificate{DirectoryURL: ca, Source: dir}
 		if a, ok := byCA[ca]; ok {
 			c.Email, c.Account = a.Email, a.Location
 		}
-		cert, err := readFile(filepath.Join(dir, "cert.pem"))
+		certFile, keyFile := path.Join(dir, "cert.pem"), path.Join(dir, "privkey.pem")
+		cert, err := readFile(s.fsys, certFile)
 		if err != nil {
 			s.problem(c.Source, "certificate: %w", err)
 			continue
 		}
-		chain, _ := os.ReadFile(filepath.Join(dir, "chain.pem"))
-		keyPEM, err := readFile(filepath.Join(dir, "privkey.pem"))
+		chain, err := readFileIfExists(s.fsys, path.Join(dir, "chain.pem"))
+		if err != nil {
+			s.problem(c.Source, "chain: %w", err)
+			continue
+		}
+		keyPEM, err := readFile(s.fsys, keyFile)
 		if err != nil {
 			s.problem(c.Source, "private key: %w", err)
 			continue
 		}
 		c.ChainPEM = joinPEM(cert, chain)
-		s.addCertificate(c, name, keyPEM)
+		s.addCertificate(c, name, keyPEM, certFile, keyFile)
 	}
 	return nil
 }
 
+// parseDehydratedAccount returns the account URL of account_id.json and
+// the contact email of registration_info.json, each "" if absent or
+// damaged (addAccount then says what is missing).
+func parseDehydratedAccount(idJSON, regJSON []byte) (location, email string) {
+	var id struct {
+		URL string `json:"url"`
+	}
+	if json.Unmarshal(idJSON, &id) == nil {
+		location = id.URL
+	}
+	var reg struct {
+		Contact []string `json:"contact"`
+	}
+	if json.Unmarshal(regJSON, &reg) == nil {
+		email = emailOf(reg.Contact)
+	}
+	return location, email
+}
+
 // dehydratedConfigCA returns the CA= setting of a dehydrated config file,
 // if it is a URL.
-func dehydratedConfigCA(path string) string {
-	kv, err := readShellVars(path)
-	if err != nil {
-		return ""
-	}
-	if ca := kv["CA"]; strings.HasPrefix(ca, "https://") {
+func dehydratedConfigCA(config []byte) string {
+	if ca := parseShellVars(config)["CA"]; strings.HasPrefix(ca, "https://") {
 		return ca
 	}
 	return ""
 }
 
-// readShellVars reads NAME=value and NAME='value' lines of a shell
+// parseShellVars parses NAME=value and NAME='value' lines of a shell
 // configuration file (as dehydrated and acme.sh write them), without
 // running anything.
-func readShellVars(path string) (map[string]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
+func parseShellVars(data []byte) map[string]string {
 	kv := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
+	for line := range strings.Lines(string(data)) {
 		line = strings.TrimSpace(line)
 		line = strings.TrimPrefix(line, "export ")
 		if line == "" || line[0] == '#' {
@@ -122,5 +136,5 @@ func readShellVars(path string) (map[string]string, error) {
 		}
 		kv[k] = v
 	}
-	return kv, nil
+	return kv
 }

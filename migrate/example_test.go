@@ -16,7 +16,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	actions, err := migrate.Import(context.Background(), filestore.New("/var/lib/certkeeper"), state, false)
+	actions, err := migrate.Import(context.Background(), filestore.New("/var/lib/certkeeper"), state, migrate.ImportOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -22,16 +22,27 @@ type jwk struct {
 	Crv, X, Y string
 }
 
+// maxRSABytes bounds the numbers of an RSA JSON Web Key: 16384 bits, more
+// than any CA accepts for an account key.
+const maxRSABytes = 16384 / 8
+
 // parseJWK parses a private RSA or EC JSON Web Key.
 func parseJWK(data []byte) (crypto.Signer, error) {
 	var k jwk
 	if err := json.Unmarshal(data, &k); err != nil {
 		return nil, fmt.Errorf("parsing JSON Web Key: %w", err)
 	}
-	num := func(field, s string) (*big.Int, error) {
+	// num decodes a field of at most max bytes: longer key material is
+	// refused before any arithmetic on it (FillBytes panics on a value
+	// longer than its buffer; RSA validation of a huge modulus takes
+	// minutes).
+	num := func(field, s string, max int, what string) (*big.Int, error) {
 		b, err := base64.RawURLEncoding.DecodeString(s)
 		if err != nil || len(b) == 0 {
 			return nil, fmt.Errorf("JSON Web Key: bad or missing %q", field)
+		}
+		if len(b) > max {
+			return nil, fmt.Errorf("JSON Web Key: %q is %d bytes, more than the %d of %s", field, len(b), max, what)
 		}
 		return new(big.Int).SetBytes(b), nil
 	}
@@ -39,7 +50,7 @@ func parseJWK(data []byte) (crypto.Signer, error) {
 	case "RSA":
 		var vals [5]*big.Int
 		for i, f := range []struct{ name, v string }{{"n", k.N}, {"e", k.E}, {"d", k.D}, {"p", k.P}, {"q", k.Q}} {
-			v, err := num(f.name, f.v)
+			v, err := num(f.name, f.v, maxRSABytes, "a 16384-bit RSA key")
 			if err != nil {
 				return nil, err
 			}
@@ -70,11 +81,11 @@ func parseJWK(data []byte) (crypto.Signer, error) {
 		default:
 			return nil, fmt.Errorf("JSON Web Key: unsupported curve %q", k.Crv)
 		}
-		d, err := num("d", k.D)
+		size := (curve.Params().BitSize + 7) / 8
+		d, err := num("d", k.D, size, "curve "+k.Crv)
 		if err != nil {
 			return nil, err
 		}
-		size := (curve.Params().BitSize + 7) / 8
 		b := d.FillBytes(make([]byte, size))
 		key, err := ecdsa.ParseRawPrivateKey(curve, b)
 		if err != nil {

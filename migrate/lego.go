@@ -2,8 +2,7 @@ package migrate
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
+	"path"
 	"strings"
 )
 
@@ -17,10 +16,26 @@ import (
 // port are recorded, not its directory URL: well-known CAs are recognised
 // by host, others need Options.DirectoryURL.
 
+// legoAccount is lego's account.json.
+type legoAccount struct {
+	Email        string `json:"email"`
+	Registration struct {
+		Body struct {
+			Contact []string `json:"contact"`
+		} `json:"body"`
+		URI string `json:"uri"`
+	} `json:"registration"`
+}
+
+// legoCertMeta is lego's NAME.json beside a certificate.
+type legoCertMeta struct {
+	Domain  string `json:"domain"`
+	CertURL string `json:"certUrl"`
+}
+
 func readLego(s *State, opts Options) error {
 	byHost := map[string][]Account{} // the accounts, by CA host:port
-	accountsDir := filepath.Join(s.Dir, "accounts")
-	for _, hostDir := range subdirs(accountsDir) {
+	for _, hostDir := range subdirs(s.fsys, "accounts") {
 		host := legoHost(hostDir)
 		dirURL := opts.DirectoryURL
 		if dirURL != "" && hostOf(dirURL) != host {
@@ -29,23 +44,15 @@ func readLego(s *State, opts Options) error {
 		if dirURL == "" {
 			dirURL = knownDirectories[hostName("https://"+host)]
 		}
-		for _, email := range subdirs(filepath.Join(accountsDir, hostDir)) {
-			src := filepath.Join(accountsDir, hostDir, email)
-			a := Account{DirectoryURL: dirURL, Source: rel(s.Dir, src)}
-			data, err := readFile(filepath.Join(src, "account.json"))
+		for _, email := range subdirs(s.fsys, path.Join("accounts", hostDir)) {
+			src := path.Join("accounts", hostDir, email)
+			a := Account{DirectoryURL: dirURL, Source: src}
+			data, err := readFile(s.fsys, path.Join(src, "account.json"))
 			if err != nil {
 				s.problem(a.Source, "%w", err)
 				continue
 			}
-			var rec struct {
-				Email        string `json:"email"`
-				Registration struct {
-					Body struct {
-						Contact []string `json:"contact"`
-					} `json:"body"`
-					URI string `json:"uri"`
-				} `json:"registration"`
-			}
+			var rec legoAccount
 			if err := json.Unmarshal(data, &rec); err != nil {
 				s.problem(a.Source, "account.json: %w", err)
 				continue
@@ -54,27 +61,25 @@ func readLego(s *State, opts Options) error {
 			if e := emailOf(rec.Registration.Body.Contact); e != "" {
 				a.Email = e
 			}
-			if acct, ok := s.addAccountFile(a, filepath.Join(src, "keys", email+".key")); ok {
+			if acct, ok := s.addAccountFile(a, path.Join(src, "keys", email+".key")); ok {
 				byHost[host] = append(byHost[host], acct)
 			}
 		}
 	}
 
-	certDir := filepath.Join(s.Dir, "certificates")
-	crts, _ := filepath.Glob(filepath.Join(certDir, "*.crt"))
-	for _, crt := range crts {
+	for _, crt := range filesIn(s.fsys, "certificates", ".crt") {
 		if strings.HasSuffix(crt, ".issuer.crt") {
 			continue
 		}
 		base := strings.TrimSuffix(crt, ".crt")
-		c := Certificate{Source: rel(s.Dir, crt), DirectoryURL: opts.DirectoryURL}
-		var meta struct {
-			Domain  string `json:"domain"`
-			CertURL string `json:"certUrl"`
+		c := Certificate{Source: crt, DirectoryURL: opts.DirectoryURL}
+		var meta legoCertMeta
+		data, err := readFileIfExists(s.fsys, base+".json")
+		if err != nil {
+			s.problem(c.Source, "%w", err)
+			continue
 		}
-		if data, err := os.ReadFile(base + ".json"); err == nil {
-			_ = json.Unmarshal(data, &meta)
-		}
+		_ = json.Unmarshal(data, &meta) // absent or damaged: the file name says the domain
 		c.URL = meta.CertURL
 		host := hostOf(meta.CertURL)
 		if c.DirectoryURL == "" {
@@ -86,12 +91,13 @@ func readLego(s *State, opts Options) error {
 		if accts := byHost[host]; len(accts) == 1 {
 			c.Email, c.Account = accts[0].Email, accts[0].Location
 		}
-		chain, err := readFile(crt)
+		chain, err := readFile(s.fsys, crt)
 		if err != nil {
 			s.problem(c.Source, "certificate: %w", err)
 			continue
 		}
-		keyPEM, err := readFile(base + ".key")
+		keyFile := base + ".key"
+		keyPEM, err := readFile(s.fsys, keyFile)
 		if err != nil {
 			s.problem(c.Source, "private key: %w", err)
 			continue
@@ -99,9 +105,9 @@ func readLego(s *State, opts Options) error {
 		c.ChainPEM = chain // lego's NAME.crt holds the bundle (leaf + issuer)
 		primary := meta.Domain
 		if primary == "" {
-			primary = strings.ReplaceAll(filepath.Base(base), "_", "*")
+			primary = strings.ReplaceAll(path.Base(base), "_", "*")
 		}
-		s.addCertificate(c, primary, keyPEM)
+		s.addCertificate(c, primary, keyPEM, crt, keyFile)
 	}
 	return nil
 }

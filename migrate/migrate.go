@@ -9,9 +9,16 @@
 //
 // Reading never modifies the source. Every entry is checked whole before
 // anything is stored (the key parses and matches the certificate, the
-// account has its key and URL); one that does not is reported as a
-// Problem and skipped, never half-imported. Importing twice changes
-// nothing.
+// chain verifies against trusted roots, the account has its key and URL);
+// one that does not is reported as a Problem and skipped, never
+// half-imported. Importing twice changes nothing, and a certificate
+// already stored is replaced only when asked (ImportOptions.Overwrite).
+//
+// A tool's directory is not trusted more than the CA it claims to hold
+// certificates from: a certificate that does not chain to a trusted root
+// would otherwise be served, and never renewed, as if the CA had issued it.
+// Nor is it trusted to hold only what the tool writes: Read reads regular
+// files inside it, at most 1 MiB each (see readFile).
 //
 // It does not carry over the tools' hooks, web server plugins or renewal
 // schedules: those are certkeeper's own (see docs/migrate.md).
@@ -24,12 +31,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
+	"time"
 
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage"
@@ -54,6 +62,11 @@ type Options struct {
 	// dehydrated's certificates name no CA). Empty reads it from the state
 	// where possible and reports entries for which it cannot.
 	DirectoryURL string
+
+	// Roots are the roots an imported certificate's chain must verify
+	// against (for TLS server authentication, with the chain's other
+	// certificates as intermediates). Nil means the system's roots.
+	Roots *x509.CertPool
 }
 
 // Account is an ACME account found in a tool's state.
@@ -105,6 +118,9 @@ type State struct {
 	Accounts     []Account
 	Certificates []Certificate
 	Problems     []Problem
+
+	fsys  fs.FS          // Dir, read only through readFile
+	roots *x509.CertPool // Options.Roots
 }
 
 // ErrUnknownTool is returned by Read for a tool it does not know.
@@ -112,15 +128,32 @@ var ErrUnknownTool = errors.New("unknown tool")
 
 // Read reads the state tool keeps in dir. A damaged entry becomes a
 // Problem; an error means dir itself could not be read.
+//
+// Read reads only regular files inside dir, following symbolic links only
+// while they stay inside it, and at most 1 MiB of each: a file that is a
+// FIFO, a device, a link out of dir or larger is a Problem naming it.
 func Read(tool, dir string, opts Options) (*State, error) {
-	fi, err := os.Stat(dir)
+	if !slices.Contains(Tools(), tool) {
+		return nil, fmt.Errorf("%w %q: use one of %s", ErrUnknownTool, tool, strings.Join(Tools(), ", "))
+	}
+	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s state: %w", tool, err)
 	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("reading %s state: %s is not a directory", tool, dir)
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s state: %w", tool, err)
 	}
-	s := &State{Tool: tool, Dir: dir}
+	defer root.Close()
+	return read(tool, abs, dirFS{root}, opts)
+}
+
+// read reads tool's state from fsys, the files of the directory dir
+// (an absolute path, for messages and for the absolute paths certbot
+// records).
+func read(tool, dir string, fsys fs.FS, opts Options) (*State, error) {
+	s := &State{Tool: tool, Dir: dir, fsys: fsys, roots: opts.Roots}
+	var err error
 	switch tool {
 	case Certbot:
 		err = readCertbot(s, opts)
@@ -146,8 +179,9 @@ func (s *State) problem(source string, format string, args ...any) {
 }
 
 // addAccount checks an account and keeps it, or records why not; it
-// returns the account kept.
-func (s *State) addAccount(a Account, keyPEM []byte) (Account, bool) {
+// returns the account kept. keyFile is the file its key was read from, for
+// messages.
+func (s *State) addAccount(a Account, keyPEM []byte, keyFile string) (Account, bool) {
 	if a.DirectoryURL == "" {
 		s.problem(a.Source, "the CA's directory URL is not recorded: give --ca URL")
 		return a, false
@@ -158,11 +192,11 @@ func (s *State) addAccount(a Account, keyPEM []byte) (Account, bool) {
 	}
 	key, err := parseKey(keyPEM)
 	if err != nil {
-		s.problem(a.Source, "account key: %w", err)
+		s.problem(a.Source, "account key %s: %w", keyFile, err)
 		return a, false
 	}
 	if a.KeyPEM, err = storage.MarshalPrivateKeyPEM(key); err != nil {
-		s.problem(a.Source, "account key: %w", err)
+		s.problem(a.Source, "account key %s: %w", keyFile, err)
 		return a, false
 	}
 	a.Email = strings.ToLower(a.Email)
@@ -172,18 +206,20 @@ func (s *State) addAccount(a Account, keyPEM []byte) (Account, bool) {
 
 // addAccountFile is addAccount with the key read from keyFile.
 func (s *State) addAccountFile(a Account, keyFile string) (Account, bool) {
-	keyPEM, err := readFile(keyFile)
+	keyPEM, err := readFile(s.fsys, keyFile)
 	if err != nil {
 		s.problem(a.Source, "account key: %w", err)
 		return a, false
 	}
-	return s.addAccount(a, keyPEM)
+	return s.addAccount(a, keyPEM, keyFile)
 }
 
-// addCertificate checks a certificate (key matches the leaf, names
-// normalise) and keeps it, or records why not. primary is the tool's name
-// for it, put first among the names if the certificate covers it.
-func (s *State) addCertificate(c Certificate, primary string, keyPEM []byte) {
+// addCertificate checks a certificate (key matches the leaf, the chain
+// verifies, names normalise) and keeps it, or records why not. primary is
+// the tool's name for it, put first among the names if the certificate
+// covers it; certFile and keyFile are the files its leaf and key were read
+// from, for messages.
+func (s *State) addCertificate(c Certificate, primary string, keyPEM []byte, certFile, keyFile string) {
 	if c.DirectoryURL == "" {
 		s.problem(c.Source, "the CA's directory URL is not recorded: give --ca URL")
 		return
@@ -194,11 +230,11 @@ func (s *State) addCertificate(c Certificate, primary string, keyPEM []byte) {
 	}
 	key, err := parseKey(keyPEM)
 	if err != nil {
-		s.problem(c.Source, "private key: %w", err)
+		s.problem(c.Source, "private key %s: %w", keyFile, err)
 		return
 	}
 	if c.KeyPEM, err = storage.MarshalPrivateKeyPEM(key); err != nil {
-		s.problem(c.Source, "private key: %w", err)
+		s.problem(c.Source, "private key %s: %w", keyFile, err)
 		return
 	}
 	tc, err := tls.X509KeyPair(c.ChainPEM, c.KeyPEM)
@@ -207,12 +243,39 @@ func (s *State) addCertificate(c Certificate, primary string, keyPEM []byte) {
 		return
 	}
 	c.Leaf = tc.Leaf
+	if err := verifyChain(c.Leaf, tc.Certificate[1:], s.roots); err != nil {
+		s.problem(c.Source, "%s: the certificate does not verify against the trusted roots (the system's, --ca-roots, the local CA's): %w",
+			certFile, err)
+		return
+	}
 	if c.Names, err = leafNames(c.Leaf, primary); err != nil {
 		s.problem(c.Source, "%w", err)
 		return
 	}
 	c.Email = strings.ToLower(c.Email)
 	s.Certificates = append(s.Certificates, c)
+}
+
+// verifyChain checks that leaf, with the intermediates (DER) the tool
+// keeps beside it, chains to one of roots (nil: the system's) for TLS
+// server authentication. An expired leaf is checked at its expiry, so that
+// Import reports it as expired rather than as untrusted.
+func verifyChain(leaf *x509.Certificate, intermediates [][]byte, roots *x509.CertPool) error {
+	pool := x509.NewCertPool()
+	for _, der := range intermediates {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("certificate after the leaf: %w", err)
+		}
+		pool.AddCert(c)
+	}
+	at := time.Now()
+	if at.After(leaf.NotAfter) {
+		at = leaf.NotAfter
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: pool, CurrentTime: at,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	return err
 }
 
 // leafNames returns the normalised names leaf covers, primary first when
@@ -251,18 +314,6 @@ func leafNames(leaf *x509.Certificate, primary string) ([]string, error) {
 	return names, nil
 }
 
-// readFile reads a file that must exist and not be empty.
-func readFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if len(strings.TrimSpace(string(data))) == 0 {
-		return nil, fmt.Errorf("%s is empty", path)
-	}
-	return data, nil
-}
-
 // joinPEM joins a leaf file and a chain file into one chain.
 func joinPEM(leaf, chain []byte) []byte {
 	out := strings.TrimRight(string(leaf), "\n") + "\n"
@@ -270,22 +321,6 @@ func joinPEM(leaf, chain []byte) []byte {
 		out += c + "\n"
 	}
 	return []byte(out)
-}
-
-// subdirs lists the directories in dir, sorted; a missing dir has none.
-func subdirs(dir string) []string {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, e := range entries {
-		if e.IsDir() {
-			out = append(out, e.Name())
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // emailOf returns the first mailto: contact, without the scheme.
@@ -340,6 +375,11 @@ func parsePEMKeyOrJWK(data []byte) ([]byte, error) {
 	return storage.MarshalPrivateKeyPEM(key)
 }
 
+// maxKeyDER bounds the DER of a private key: an RSA key of 16384 bits,
+// more than any CA accepts, is under 10 KiB. Parsing a key validates it,
+// which for a larger RSA modulus takes time growing with its cube.
+const maxKeyDER = 16 << 10
+
 // parseKey parses the first private key among the PEM blocks of data,
 // skipping the "EC PARAMETERS" block openssl ecparam writes before an EC
 // key (as dehydrated's keys have).
@@ -353,14 +393,10 @@ func parseKey(data []byte) (crypto.Signer, error) {
 		if block.Type == "EC PARAMETERS" {
 			continue
 		}
+		if len(block.Bytes) > maxKeyDER {
+			return nil, fmt.Errorf("the %s is %d bytes, larger than any key an ACME CA accepts (%d KiB): refusing to parse it",
+				strings.ToLower(block.Type), len(block.Bytes), maxKeyDER>>10)
+		}
 		return storage.ParsePrivateKeyPEM(pem.EncodeToMemory(block))
 	}
-}
-
-// rel returns path relative to base for messages, or path.
-func rel(base, path string) string {
-	if r, err := filepath.Rel(base, path); err == nil {
-		return r
-	}
-	return path
 }

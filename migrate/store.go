@@ -19,12 +19,28 @@ import (
 const (
 	Imported    = "imported"
 	WouldImport = "would import"
-	Unchanged   = "unchanged"
-	// Kept: storage already holds a certificate for the name that is
-	// valid as long or longer (certkeeper renewed it since), which stays.
+	// Replaced: the certificate replaced the one stored for its name
+	// (ImportOptions.Overwrite); WouldReplace: it would, in a dry run.
+	Replaced     = "replaced"
+	WouldReplace = "would replace"
+	Unchanged    = "unchanged"
+	// Kept: storage already holds another certificate for the name, which
+	// stays (without ImportOptions.Overwrite).
 	Kept    = "kept"
 	Skipped = "skipped"
 )
+
+// ImportOptions adjust Import. The zero value stores, and never replaces
+// a stored certificate.
+type ImportOptions struct {
+	// DryRun stores nothing: Import reports what it would do.
+	DryRun bool
+	// Overwrite replaces a certificate stored for the same name (and CA)
+	// that differs from the imported one, whichever expires later. Without
+	// it the stored one is Kept: a certificate certkeeper obtained or
+	// renewed is never replaced behind the operator's back.
+	Overwrite bool
+}
 
 // Action is what Import did (or would do) with one entry.
 type Action struct {
@@ -36,7 +52,8 @@ type Action struct {
 	Key string
 	// Source is where the entry was read.
 	Source string
-	// Result is Imported, WouldImport, Unchanged, Kept or Skipped.
+	// Result is Imported, WouldImport, Replaced, WouldReplace, Unchanged,
+	// Kept or Skipped.
 	Result string
 	// Why explains a Skipped result, or details another.
 	Why string
@@ -54,23 +71,23 @@ type accountRecord struct {
 
 // Import stores s's accounts and certificates in st, accounts first, so
 // a certificate is never stored before the account that renews it. With
-// dryRun it stores nothing and reports what it would do. Entries already
-// in st as they are in s are Unchanged; a certificate no newer than the
-// one stored is Kept (the stored one stays); an account that would replace
-// a different one is Skipped.
+// opts.DryRun it stores nothing and reports what it would do. Entries
+// already in st as they are in s are Unchanged; a certificate stored for
+// the same name that differs is Kept, or Replaced with opts.Overwrite; an
+// account that would replace a different one is Skipped.
 // s.Problems are reported as Skipped too. The error is for st failing; the
 // entries stored before it stay (each is whole).
-func Import(ctx context.Context, st storage.Storage, s *State, dryRun bool) ([]Action, error) {
+func Import(ctx context.Context, st storage.Storage, s *State, opts ImportOptions) ([]Action, error) {
 	var out []Action
 	for _, a := range s.Accounts {
-		act, err := importAccount(ctx, st, a, dryRun)
+		act, err := importAccount(ctx, st, a, opts.DryRun)
 		if err != nil {
 			return out, err
 		}
 		out = append(out, act)
 	}
 	for _, c := range s.Certificates {
-		act, err := importCertificate(ctx, st, c, dryRun)
+		act, err := importCertificate(ctx, st, c, opts)
 		if err != nil {
 			return out, err
 		}
@@ -136,7 +153,7 @@ func importAccount(ctx context.Context, st storage.Storage, a Account, dryRun bo
 	return act, nil
 }
 
-func importCertificate(ctx context.Context, st storage.Storage, c Certificate, dryRun bool) (Action, error) {
+func importCertificate(ctx context.Context, st storage.Storage, c Certificate, opts ImportOptions) (Action, error) {
 	act := Action{Kind: "certificate", Subject: strings.Join(c.Names, ","), Source: c.Source}
 	id := storage.IssuerID(c.DirectoryURL)
 	key, err := storage.CertificateKey(id, c.Names[0])
@@ -151,26 +168,41 @@ func importCertificate(ctx context.Context, st storage.Storage, c Certificate, d
 		act.Why = fmt.Sprintf("expired at %s: certkeeper obtains a new one at the first handshake or with cert issue", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
 		return act, nil
 	}
+	replaces := "" // what the import replaces, for messages
 	data, err := st.Load(ctx, key)
 	switch {
 	case err == nil:
-		if old, err := storage.UnmarshalCertificate(data); err == nil {
-			if bytes.Equal(old.ChainPEM, c.ChainPEM) && samePrivateKey(old.KeyPEM, c.KeyPEM) {
-				act.Result = Unchanged
-				return act, nil
-			}
-			if !old.NotAfter.Before(c.Leaf.NotAfter) {
-				act.Result = Kept
-				act.Why = fmt.Sprintf("storage already holds a certificate for %s valid as long or longer (not after %s)",
-					c.Names[0], old.NotAfter.UTC().Format(time.RFC3339))
-				return act, nil
-			}
+		old, err := storage.UnmarshalCertificate(data)
+		if err == nil && bytes.Equal(old.ChainPEM, c.ChainPEM) && samePrivateKey(old.KeyPEM, c.KeyPEM) {
+			act.Result = Unchanged
+			return act, nil
 		}
+		if err != nil {
+			replaces = fmt.Sprintf("the unreadable record at %s", key)
+		} else {
+			replaces = fmt.Sprintf("the certificate at %s (not after %s)", key, old.NotAfter.UTC().Format(time.RFC3339))
+		}
+		if !opts.Overwrite {
+			act.Result = Kept
+			switch {
+			case err == nil && !old.NotAfter.Before(c.Leaf.NotAfter):
+				act.Why = fmt.Sprintf("storage already holds a certificate for %s valid as long or longer (%s at %s); --overwrite replaces it",
+					c.Names[0], old.NotAfter.UTC().Format(time.RFC3339), key)
+			default:
+				act.Why = fmt.Sprintf("storage already holds another certificate for %s, %s; --overwrite replaces it with this one (not after %s)",
+					c.Names[0], replaces, c.Leaf.NotAfter.UTC().Format(time.RFC3339))
+			}
+			return act, nil
+		}
+		act.Why = fmt.Sprintf("replaces %s with this one (not after %s)", replaces, c.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	case !errors.Is(err, fs.ErrNotExist):
 		return act, fmt.Errorf("loading %s: %w", key, err)
 	}
-	if dryRun {
+	if opts.DryRun {
 		act.Result = WouldImport
+		if replaces != "" {
+			act.Result = WouldReplace
+		}
 		return act, nil
 	}
 	rec := &storage.Certificate{
@@ -187,6 +219,9 @@ func importCertificate(ctx context.Context, st storage.Storage, c Certificate, d
 		return act, fmt.Errorf("storing %s: %w", key, err)
 	}
 	act.Result = Imported
+	if replaces != "" {
+		act.Result = Replaced
+	}
 	return act, nil
 }
 

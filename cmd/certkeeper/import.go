@@ -2,19 +2,25 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/migrate"
+	"github.com/certkeeper/certkeeper/storage"
 )
 
 func importCmd() *Command {
-	var from, ca string
+	var from, ca, caRoots string
 	var sf storageFlags
-	var dryRun bool
+	var dryRun, overwrite bool
 	return &Command{
 		UsageLine: "certkeeper import --from TOOL [flags] DIR",
 		Short:     "take over the certificates and accounts of certbot, lego, acme.sh, dehydrated or Caddy",
@@ -23,6 +29,11 @@ its ACME accounts in certkeeper's --storage. The certificates are served at once
 and renewed later from the same account, so the CA accepts the renewal as their ARI replacement.
 DIR is never modified. Each entry is checked whole first (key matches certificate, account has
 key and URL); a damaged one is reported and skipped. Importing twice changes nothing.
+
+A certificate is imported only if its chain verifies against the system's roots, the roots in
+--ca-roots FILE, or the local CA's root when --storage holds one: a self-signed or forged
+certificate is refused, naming its file. A certificate already stored for the same name and CA
+is kept unless --overwrite is given; --dry-run says what --overwrite would replace.
 
 	certkeeper import --from certbot /etc/letsencrypt
 	certkeeper import --from lego --ca https://acme-v02.api.letsencrypt.org/directory ~/.lego
@@ -36,12 +47,14 @@ See first what would be imported, and what cannot be and why:
 
 Accounts are stored under their contact email: run certkeeper with the same --email (or none,
 for an account without one). docs/migrate.md says what carries over from each tool.
-Exit status: 0 all imported (or unchanged), 1 something was skipped or failed, 2 bad usage.`,
+Exit status: 0 all imported (or unchanged, or kept), 1 something was skipped or failed, 2 bad usage.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&from, "from", "", "the `TOOL` whose state DIR holds: "+strings.Join(migrate.Tools(), ", "))
 			sf.register(fs)
 			fs.StringVar(&ca, "ca", "", "ACME directory `URL` of the CA, for state that does not record it (lego), or to\nimport only what comes from that CA")
-			fs.BoolVar(&dryRun, "dry-run", false, "list what would be imported and what cannot be, and change nothing")
+			fs.StringVar(&caRoots, "ca-roots", "", "PEM `FILE` of roots to trust, besides the system's and the local CA's, when verifying\nthe chains of the certificates imported (a private CA's root)")
+			fs.BoolVar(&overwrite, "overwrite", false, "replace certificates stored for the same names (and CA) with the imported ones,\neven ones that expire later; without it they are kept")
+			fs.BoolVar(&dryRun, "dry-run", false, "list what would be imported, replaced (with --overwrite) and what cannot be, and\nchange nothing")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) != 1 {
@@ -53,10 +66,6 @@ Exit status: 0 all imported (or unchanged), 1 something was skipped or failed, 2
 			if ca != "" {
 				ca = caURL(ca)
 			}
-			state, err := migrate.Read(from, args[0], migrate.Options{DirectoryURL: ca})
-			if err != nil {
-				return err
-			}
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 			defer cancel()
 			st, closeStorage, err := sf.open(ctx, env)
@@ -64,7 +73,15 @@ Exit status: 0 all imported (or unchanged), 1 something was skipped or failed, 2
 				return err
 			}
 			defer closeStorage()
-			actions, err := migrate.Import(ctx, st, state, dryRun)
+			roots, err := importRoots(ctx, st, caRoots)
+			if err != nil {
+				return err
+			}
+			state, err := migrate.Read(from, args[0], migrate.Options{DirectoryURL: ca, Roots: roots})
+			if err != nil {
+				return err
+			}
+			actions, err := migrate.Import(ctx, st, state, migrate.ImportOptions{DryRun: dryRun, Overwrite: overwrite})
 			printImport(env, actions)
 			if err != nil {
 				return err
@@ -84,6 +101,33 @@ Exit status: 0 all imported (or unchanged), 1 something was skipped or failed, 2
 			return nil
 		},
 	}
+}
+
+// importRoots are the roots imported chains must verify against: the
+// system's, those in file (--ca-roots), and the root of the local CA in st
+// if it has one.
+func importRoots(ctx context.Context, st storage.Storage, file string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-roots: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("--ca-roots %s: no PEM certificates found", file)
+		}
+	}
+	root, err := (&localca.CA{Storage: st}).StoredRoot(ctx)
+	switch {
+	case err == nil:
+		pool.AddCert(root)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("reading the local CA's root to verify imported chains: %w", err)
+	}
+	return pool, nil
 }
 
 // printImport writes one line per entry: result, kind, subject, source,

@@ -2,12 +2,16 @@ package main
 
 import (
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"io/fs"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,8 +95,9 @@ func leafOf(t *testing.T, file string) *x509.Certificate {
 	return c
 }
 
-// takeover is what every import test checks, whatever the tool: import
-// stores the tool's certificate for name and its account; importing again
+// takeover is what every import test checks, whatever the tool: import,
+// trusting the roots Pebble issues under (--ca-roots), stores the tool's
+// certificate for name and its account; importing again
 // changes nothing; the source is untouched; the proxy serves the tool's
 // certificate (wantSerial) with no new order; and a forced renewal by
 // certkeeper orders from the tool's account (wantAccount) and sends ARI
@@ -101,7 +106,7 @@ func takeover(t *testing.T, ca *testca.CA, tool, src, name, wantSerial, wantAcco
 	t.Helper()
 	storageDir := t.TempDir()
 	before := treeSum(t, src)
-	args := append([]string{"import", "--from", tool, "--storage", storageDir}, extra...)
+	args := append([]string{"import", "--from", tool, "--storage", storageDir, "--ca-roots", issuingRootsFile(t, ca)}, extra...)
 
 	dry := ck(t, time.Minute, append(args, "--dry-run", src)...)
 	if dry.code != 0 || !strings.Contains(dry.stdout, "would import") || !strings.Contains(dry.stdout, name) {
@@ -232,7 +237,7 @@ func TestImportDamaged(t *testing.T) {
 	}
 	storageDir := t.TempDir()
 	for _, dry := range []bool{true, false} {
-		args := []string{"import", "--from", "certbot", "--storage", storageDir, cfg}
+		args := []string{"import", "--from", "certbot", "--storage", storageDir, "--ca-roots", issuingRootsFile(t, ca), cfg}
 		if dry {
 			args = append(args[:len(args)-1], "--dry-run", cfg)
 		}
@@ -332,46 +337,59 @@ func TestImportACMESH(t *testing.T) {
 	if err := json.Unmarshal(mustRead(t, filepath.Join(made, "accounts", id, "a@ash.test.json")), &acct); err != nil {
 		t.Fatal(err)
 	}
-	sec1 := func(file string) string {
-		k, err := storage.ParsePrivateKeyPEM(mustRead(t, file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		der, err := x509.MarshalECPrivateKey(k.(*ecdsa.PrivateKey))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
-	}
-	pemOf := func(cs ...*x509.Certificate) string {
-		var s string
-		for _, c := range cs {
-			s += string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
-		}
-		return s
-	}
 	home := filepath.Join(t.TempDir(), ".acme.sh")
 	// acme.sh keeps an account per CA in ca/HOST/PATH (HOST without port).
 	caDir := filepath.Join(home, "ca", "127.0.0.1", "dir")
 	certDir := filepath.Join(home, "ash.test_ecc")
 	fixture := map[string]string{
 		filepath.Join(home, "account.conf"):  "LOG_FILE='" + home + "/acme.sh.log'\nACCOUNT_EMAIL='a@ash.test'\nUPGRADE_HASH='0'\n",
-		filepath.Join(caDir, "account.key"):  sec1(filepath.Join(made, "accounts", id, "a@ash.test.key")),
+		filepath.Join(caDir, "account.key"):  sec1PEM(t, filepath.Join(made, "accounts", id, "a@ash.test.key")),
 		filepath.Join(caDir, "account.json"): `{"status":"valid","contact":["mailto:a@ash.test"]}`,
 		filepath.Join(caDir, "ca.conf"):      "CA_EMAIL='a@ash.test'\nACCOUNT_URL='" + acct.Location + "'\nCA_KEY_HASH='x'\nACCOUNT_THUMBPRINT='y'\n",
 		filepath.Join(certDir, "ash.test.conf"): "Le_Domain='ash.test'\nLe_Alt='no'\nLe_Webroot='/var/www/html'\nLe_PreHook=''\n" +
 			"Le_PostHook=''\nLe_RenewHook=''\nLe_API='" + ca.DirectoryURL() + "'\nLe_Keylength='ec-256'\nLe_OrderFinalize='x'\n" +
 			"Le_LinkOrder='x'\nLe_LinkCert='https://example.invalid/cert'\nLe_CertCreateTime='1700000000'\nLe_NextRenewTime='1705000000'\n",
-		filepath.Join(certDir, "ash.test.cer"):     pemOf(certs[0]),
-		filepath.Join(certDir, "ca.cer"):           pemOf(certs[1:]...),
-		filepath.Join(certDir, "fullchain.cer"):    pemOf(certs...),
-		filepath.Join(certDir, "ash.test.key"):     sec1(filepath.Join(out, "private", "ash.test.key")),
+		filepath.Join(certDir, "ash.test.cer"):     certsPEM(certs[0]),
+		filepath.Join(certDir, "ca.cer"):           certsPEM(certs[1:]...),
+		filepath.Join(certDir, "fullchain.cer"):    certsPEM(certs...),
+		filepath.Join(certDir, "ash.test.key"):     sec1PEM(t, filepath.Join(out, "private", "ash.test.key")),
 		filepath.Join(certDir, "ash.test.csr"):     "",
 		filepath.Join(home, "acme.sh.env"):         "export LE_WORKING_DIR=\"" + home + "\"\n",
 		filepath.Join(home, "deploy", "ssh.sh"):    "#!/usr/bin/env sh\n",
 		filepath.Join(home, "dnsapi", "dns_cf.sh"): "#!/usr/bin/env sh\n",
 	}
-	for f, content := range fixture {
+	writeFiles(t, fixture)
+	takeover(t, ca, "acme.sh", home, "ash.test", certs[0].SerialNumber.String(), acct.Location)
+}
+
+// sec1PEM reads an EC private key and returns it as the "EC PRIVATE KEY"
+// PEM acme.sh writes.
+func sec1PEM(t *testing.T, file string) string {
+	t.Helper()
+	k, err := storage.ParsePrivateKeyPEM(mustRead(t, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(k.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+}
+
+// certsPEM encodes certificates as PEM, in order.
+func certsPEM(cs ...*x509.Certificate) string {
+	var s string
+	for _, c := range cs {
+		s += string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+	}
+	return s
+}
+
+// writeFiles writes each file of m (path → content), creating directories.
+func writeFiles(t *testing.T, m map[string]string) {
+	t.Helper()
+	for f, content := range m {
 		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -379,5 +397,155 @@ func TestImportACMESH(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	takeover(t, ca, "acme.sh", home, "ash.test", certs[0].SerialNumber.String(), acct.Location)
+}
+
+// acmeshCertDir writes an acme.sh certificate folder for name in home
+// (NAME_ecc/, as acme.sh lays it out) with chain (leaf first) and keyPEM,
+// its Le_API the directory URL dirURL.
+func acmeshCertDir(t *testing.T, home, name, dirURL string, chain []*x509.Certificate, keyPEM string) {
+	t.Helper()
+	dir := filepath.Join(home, name+"_ecc")
+	writeFiles(t, map[string]string{
+		filepath.Join(dir, name+".conf"): "Le_Domain='" + name + "'\nLe_Alt='no'\nLe_Webroot='/var/www/html'\nLe_API='" + dirURL +
+			"'\nLe_Keylength='ec-256'\nLe_LinkCert='https://example.invalid/cert'\n",
+		filepath.Join(dir, name+".cer"):     certsPEM(chain[0]),
+		filepath.Join(dir, "ca.cer"):        certsPEM(chain[1:]...),
+		filepath.Join(dir, "fullchain.cer"): certsPEM(chain...),
+		filepath.Join(dir, name+".key"):     keyPEM,
+	})
+}
+
+// issuingRootsFile writes the roots Pebble issues under to a PEM file, for
+// import --ca-roots.
+func issuingRootsFile(t *testing.T, ca *testca.CA) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "pebble-roots.pem")
+	if err := os.WriteFile(f, []byte(certsPEM(ca.IssuingRoots(t)...)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// storedSerial returns the serial of the certificate stored for name under
+// ca's issuer in the file storage dir.
+func storedSerial(t *testing.T, dir string, ca *testca.CA, name string) string {
+	t.Helper()
+	key, err := storage.CertificateKey(storage.IssuerID(ca.DirectoryURL()), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := filestore.New(dir).Load(t.Context(), key)
+	if err != nil {
+		t.Fatalf("no certificate stored for %s: %v", name, err)
+	}
+	rec, err := storage.UnmarshalCertificate(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := rec.Leaf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf.SerialNumber.String()
+}
+
+// TestImportForged (security): a crafted acme.sh folder with a self-signed
+// certificate valid 20,000 days for a name certkeeper holds a valid
+// certificate for is refused, naming the file and why, with or without
+// --ca-roots; the stored certificate stays. A genuine certificate from the
+// CA for that name does not replace the stored one either, unless
+// --overwrite is given; --dry-run --overwrite says what would be replaced.
+func TestImportForged(t *testing.T) {
+	const name = "fg.test"
+	ca := testca.Start(t, testca.Options{})
+	st, out := t.TempDir(), t.TempDir()
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, st, out), "-d", name)...); r.code != 0 {
+		t.Fatalf("cert issue: %s", r.stderr)
+	}
+	stored := readPair(t, out, name)[0].SerialNumber.String()
+	roots := issuingRootsFile(t, ca)
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(20000 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgedHome := filepath.Join(t.TempDir(), ".acme.sh")
+	acmeshCertDir(t, forgedHome, name, ca.DirectoryURL(), []*x509.Certificate{forged},
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1})))
+	for _, extra := range [][]string{nil, {"--ca-roots", roots}, {"--ca-roots", roots, "--overwrite"}} {
+		args := append(append([]string{"import", "--from", "acme.sh", "--storage", st}, extra...), forgedHome)
+		r := ck(t, time.Minute, args...)
+		if r.code != 1 || !strings.Contains(r.stdout, filepath.Join(name+"_ecc", name+".cer")) ||
+			!strings.Contains(r.stdout, "does not verify") {
+			t.Errorf("import of a forged certificate (%s): exit %d, want 1 naming %s_ecc/%s.cer and why\n%s%s",
+				strings.Join(extra, " "), r.code, name, name, r.stdout, r.stderr)
+		}
+		if got := storedSerial(t, st, ca, name); got != stored {
+			t.Fatalf("the forged certificate (serial %s) replaced the stored one (%s)", got, stored)
+		}
+	}
+
+	// A genuine, newer certificate for the name from the same CA.
+	st2, out2 := t.TempDir(), t.TempDir()
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, st2, out2), "-d", name)...); r.code != 0 {
+		t.Fatalf("cert issue: %s", r.stderr)
+	}
+	newer := readPair(t, out2, name)
+	home := filepath.Join(t.TempDir(), ".acme.sh")
+	acmeshCertDir(t, home, name, ca.DirectoryURL(), newer, sec1PEM(t, filepath.Join(out2, "private", name+".key")))
+	args := []string{"import", "--from", "acme.sh", "--storage", st, "--ca-roots", roots}
+	r := ck(t, time.Minute, append(args, home)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "kept") || !strings.Contains(r.stdout, "--overwrite") {
+		t.Errorf("import over a stored certificate: exit %d, want 0, kept, naming --overwrite\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got := storedSerial(t, st, ca, name); got != stored {
+		t.Fatalf("import without --overwrite replaced the stored certificate (%s) by %s", stored, got)
+	}
+	certKey, _ := storage.CertificateKey(storage.IssuerID(ca.DirectoryURL()), name)
+	r = ck(t, time.Minute, append(args, "--dry-run", "--overwrite", home)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "would replace") || !strings.Contains(r.stdout, certKey) {
+		t.Errorf("import --dry-run --overwrite: exit %d, want 0 and \"would replace\" naming %s\n%s%s", r.code, certKey, r.stdout, r.stderr)
+	}
+	if got := storedSerial(t, st, ca, name); got != stored {
+		t.Fatalf("import --dry-run replaced the stored certificate")
+	}
+	r = ck(t, time.Minute, append(args, "--overwrite", home)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "replaced") {
+		t.Errorf("import --overwrite: exit %d, want 0 and replaced\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got, want := storedSerial(t, st, ca, name), newer[0].SerialNumber.String(); got != want {
+		t.Errorf("after import --overwrite the stored certificate is %s, want %s", got, want)
+	}
+}
+
+// TestImportLocalCARoot: with no --ca-roots, a chain to the root of the
+// local CA that --storage holds verifies; without that storage it does not.
+func TestImportLocalCARoot(t *testing.T) {
+	st, out := t.TempDir(), t.TempDir()
+	if r := ck(t, time.Minute, "cert", "issue", "--ca", "local", "--storage", st, "--out-dir", out, "-d", "lc.test"); r.code != 0 {
+		t.Fatalf("cert issue --ca local: exit %d\n%s", r.code, r.stderr)
+	}
+	home := filepath.Join(t.TempDir(), ".acme.sh")
+	acmeshCertDir(t, home, "lc.test", "https://ca.test/dir", readPair(t, out, "lc.test"), sec1PEM(t, filepath.Join(out, "private", "lc.test.key")))
+	if r := ck(t, time.Minute, "import", "--from", "acme.sh", "--dry-run", "--storage", st, home); r.code != 0 || !strings.Contains(r.stdout, "would import") {
+		t.Errorf("import into the storage of the local CA: exit %d, want 0, would import\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := ck(t, time.Minute, "import", "--from", "acme.sh", "--dry-run", "--storage", t.TempDir(), home); r.code != 1 || !strings.Contains(r.stdout, "does not verify") {
+		t.Errorf("import into another storage: exit %d, want 1, does not verify\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }

@@ -112,6 +112,15 @@ func (ca *CA) Root(ctx context.Context) (*x509.Certificate, error) {
 	return a.root, nil
 }
 
+// StoredRoot returns the root certificate kept in Storage, without
+// creating a CA when there is none: then the error satisfies
+// errors.Is(err, fs.ErrNotExist). It is for callers that trust the local
+// CA only if it exists, such as an import checking chains.
+func (ca *CA) StoredRoot(ctx context.Context) (*x509.Certificate, error) {
+	root, _, err := ca.readRecord(ctx, whichRoot)
+	return root, err
+}
+
 // RootPEM returns the root certificate in PEM form, to be installed in
 // clients' trust stores. It creates the CA on first use.
 func (ca *CA) RootPEM(ctx context.Context) ([]byte, error) {

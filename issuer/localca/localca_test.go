@@ -470,3 +470,24 @@ func weakRSACSR(t *testing.T) []byte {
 	}
 	return csr
 }
+
+// TestStoredRoot: StoredRoot reads the root without creating a CA: none
+// yet is fs.ErrNotExist (and still none after), then the root Root made.
+func TestStoredRoot(t *testing.T) {
+	st := newMemStorage()
+	ca := &CA{Storage: st}
+	if _, err := ca.StoredRoot(t.Context()); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("StoredRoot before any use = %v, want fs.ErrNotExist", err)
+	}
+	if keys, _ := st.List(t.Context(), ""); len(keys) != 0 {
+		t.Fatalf("StoredRoot created %v", keys)
+	}
+	root, err := ca.Root(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := (&CA{Storage: st}).StoredRoot(t.Context())
+	if err != nil || !got.Equal(root) {
+		t.Errorf("StoredRoot after Root = %v, %v; want the root", got, err)
+	}
+}

@@ -1,0 +1,168 @@
+package migrate
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+)
+
+// A tool's directory is read as the user running certkeeper import, often
+// root, while it may have been written by anyone who could write to it. So
+// every importer reads through readFile, which refuses what a tool never
+// writes there: a file outside the directory (a symbolic link out of it,
+// "..", a path recorded in a configuration that points elsewhere), a file
+// that is not regular (a FIFO would block the import forever; /dev/zero or
+// /dev/urandom would exhaust memory), and a file larger than any the tools
+// write.
+
+// maxFileSize bounds each file an importer reads. A tool's files are a
+// few KiB: a chain, a key, a JSON document or a shell configuration.
+const maxFileSize = 1 << 20
+
+// dirFS is a tool's directory opened as an os.Root: names resolve inside
+// it, and symbolic links are followed only while they stay inside (certbot's
+// live/NAME/*.pem link into archive/NAME/, dehydrated's certs/NAME/cert.pem
+// to cert-TIME.pem). Files are opened non-blocking, so that opening a FIFO
+// returns at once and readFile refuses it instead of waiting for a writer.
+type dirFS struct {
+	root *os.Root
+}
+
+// Open opens name, a slash-separated path relative to the directory.
+func (d dirFS) Open(name string) (fs.File, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
+	}
+	f, err := d.root.OpenFile(name, os.O_RDONLY|openNonblock, 0)
+	if err != nil {
+		return nil, d.explain(name, err)
+	}
+	return f, nil
+}
+
+// explain says why name could not be opened when it is a symbolic link
+// that leads out of the directory, which os.Root reports only as "path
+// escapes from parent".
+func (d dirFS) explain(name string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	fi, lerr := d.root.Lstat(name)
+	if lerr != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return err
+	}
+	target, lerr := d.root.Readlink(name)
+	if lerr != nil {
+		return err
+	}
+	return fmt.Errorf("%s is a symbolic link to %s, which leads outside %s: only files inside the tool's directory are read: %w",
+		name, target, d.root.Name(), err)
+}
+
+// readFile reads name in fsys, which must be a regular file (symbolic links
+// inside the directory followed), not empty, and at most maxFileSize
+// bytes. Every importer reads through it or readFileIfExists.
+func readFile(fsys fs.FS, name string) ([]byte, error) {
+	data, err := readRegular(fsys, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return nil, fmt.Errorf("%s is empty", name)
+	}
+	return data, nil
+}
+
+// readFileIfExists is readFile for an optional file: absent, it returns
+// nil and no error; it may be empty.
+func readFileIfExists(fsys fs.FS, name string) ([]byte, error) {
+	data, err := readRegular(fsys, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
+func readRegular(fsys fs.FS, name string) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file but %s: refusing to read it", name, fileKind(fi.Mode()))
+	}
+	if fi.Size() > maxFileSize {
+		return nil, fmt.Errorf("%s is %d bytes, more than the 1 MiB any file of an ACME client's state holds: refusing to read it", name, fi.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("%s holds more than the 1 MiB any file of an ACME client's state holds: refusing to read it", name)
+	}
+	return data, nil
+}
+
+// fileKind names the type of a file that is not regular.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "of type " + m.Type().String()
+}
+
+// subdirs lists the directories in dir, sorted; a missing dir has none.
+// Symbolic links to directories are not listed.
+func subdirs(fsys fs.FS, dir string) []string {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// filesIn lists the names in dir that end in suffix and are not
+// directories, as paths relative to fsys, sorted. Unlike fs.Glob, it takes
+// names from a tool's directory (an email, a domain) as they are, never
+// as patterns.
+func filesIn(fsys fs.FS, dir, suffix string) []string {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), suffix) {
+			out = append(out, path.Join(dir, e.Name()))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
