@@ -125,6 +125,7 @@ fuzz FuzzValidateKey ./storage
 fuzz FuzzCertificateKey ./storage
 fuzz FuzzImport .
 fuzz FuzzRead ./migrate
+fuzz FuzzParse ./migrate
 fuzz FuzzParseRequest ./certserver
 fuzz FuzzTokenLine ./certserver
 FUZZTIME="${FUZZTIME_CLIENTHELLO:-30s}" fuzz FuzzParseClientHello ./alpnproxy
