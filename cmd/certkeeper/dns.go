@@ -24,6 +24,7 @@ type dnsConfig struct {
 	TSIGKeyFile string        `yaml:"tsig_key_file"`
 	Exec        string        `yaml:"dns_exec"`
 	Resolvers   []string      `yaml:"dns_resolver"`
+	Zones       []string      `yaml:"dns_zone"`
 	CheckPort   int           `yaml:"dns_check_port"`
 	Timeout     time.Duration `yaml:"dns_timeout"`
 	NoCheck     bool          `yaml:"dns_no_check"`
@@ -31,11 +32,12 @@ type dnsConfig struct {
 
 func (c *dnsConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Provider, "dns", "", "DNS `PROVIDER` that sets dns-01 records: rfc2136 (dynamic updates with TSIG) or exec\n(your program); see docs/dns.md")
-	fs.StringVar(&c.Server, "dns-server", "", "`ADDR` (host:port) of the primary DNS server that takes RFC 2136 updates")
+	fs.StringVar(&c.Server, "dns-server", "", "`ADDR` (host:port) of the primary DNS server that takes RFC 2136 updates; also asked for\nzones the resolvers do not know, and for the record when checking propagation")
 	fs.StringVar(&c.TSIGKey, "tsig-key", "", "TSIG key as `NAME:ALG:SECRET` (alg hmac-sha256 or hmac-sha512); prefer --tsig-key-file,\nas the command line is visible to other users")
 	fs.StringVar(&c.TSIGKeyFile, "tsig-key-file", "", "`FILE` holding the TSIG key: NAME:ALG:SECRET, or a BIND key clause as tsig-keygen writes")
 	fs.StringVar(&c.Exec, "dns-exec", "", "`PROGRAM` run as PROGRAM present|cleanup FQDN VALUE by --dns exec")
 	fs.Var((*stringsFlag)(&c.Resolvers), "dns-resolver", "`ADDR` (host:port) of a resolver to find zones and nameservers through; repeatable\n(default: those in /etc/resolv.conf)")
+	fs.Var((*stringsFlag)(&c.Zones), "dns-zone", "`ZONE` that holds the records, named outright instead of looked up; repeatable\n(the longest that holds a record is used)")
 	fs.IntVar(&c.CheckPort, "dns-check-port", 53, "`PORT` to ask the zone's authoritative nameservers on when checking propagation")
 	fs.DurationVar(&c.Timeout, "dns-timeout", 2*time.Minute, "how long to wait for a record to reach every authoritative nameserver")
 	fs.BoolVar(&c.NoCheck, "dns-no-check", false, "do not wait for records to propagate (for split-horizon DNS)")
@@ -50,6 +52,7 @@ func (c *dnsConfig) overlay(flags *dnsConfig, set map[string]bool) {
 		"tsig-key-file":  func() { c.TSIGKeyFile = flags.TSIGKeyFile },
 		"dns-exec":       func() { c.Exec = flags.Exec },
 		"dns-resolver":   func() { c.Resolvers = flags.Resolvers },
+		"dns-zone":       func() { c.Zones = flags.Zones },
 		"dns-check-port": func() { c.CheckPort = flags.CheckPort },
 		"dns-timeout":    func() { c.Timeout = flags.Timeout },
 		"dns-no-check":   func() { c.NoCheck = flags.NoCheck },
@@ -99,7 +102,7 @@ func (c *dnsConfig) provider() (dns01.Provider, error) {
 
 // resolver is where records are looked up.
 func (c *dnsConfig) resolver() dns01.Resolver {
-	return dns01.Resolver{Servers: c.Resolvers, AuthoritativePort: c.CheckPort}
+	return dns01.Resolver{Servers: c.Resolvers, AuthoritativePort: c.CheckPort, Primary: c.Server, Zones: c.Zones}
 }
 
 // solver builds the dns-01 solver; it needs --dns.

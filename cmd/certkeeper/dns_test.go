@@ -241,3 +241,45 @@ func TestServerManagedWildcard(t *testing.T) {
 		t.Errorf("orders = %d, want 1 (the managed wildcard only)", n)
 	}
 }
+
+// TestIssueHiddenPrimary: the resolver (--dns-resolver) knows no zone,
+// as for a hidden primary or split-horizon DNS; with --dns-server alone,
+// certkeeper finds the zone at the primary, checks the record there, and
+// issues a wildcard + apex. Without a server that knows the zone, the
+// error names every server asked and the flags that change them.
+func TestIssueHiddenPrimary(t *testing.T) {
+	primary := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"w.test"}})
+	empty := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{}})
+	d := &dnsSetup{named: primary, ca: testca.Start(t, testca.Options{DNSServer: primary.Addr()})}
+	key := d.keyFile(t)
+
+	// A primary that does not answer: both servers are named in the error.
+	closed := fmt.Sprintf("127.0.0.1:%d", testsvc.FreePort(t))
+	args := append(pebbleArgs(d.ca, t.TempDir(), t.TempDir()), "--challenge", "dns-01", "-d", "*.w.test", "-d", "w.test",
+		"--dns", "rfc2136", "--dns-server", closed, "--tsig-key-file", key, "--dns-resolver", empty.Addr(), "--dns-timeout", "10s")
+	r := ck(t, time.Minute, args...)
+	if r.code == 0 {
+		t.Fatal("issuance with no server knowing w.test succeeded")
+	}
+	for _, want := range []string{"finding the zone of _acme-challenge.w.test.", empty.Addr(), closed, "--dns-resolver", "--dns-server", "--dns-zone"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, r.stderr)
+		}
+	}
+	t.Logf("no server knows the zone: %s", strings.TrimSpace(r.stderr[strings.LastIndex(strings.TrimSpace(r.stderr), "\n")+1:]))
+
+	out := t.TempDir()
+	args = append(pebbleArgs(d.ca, t.TempDir(), out), "--challenge", "dns-01", "-d", "*.w.test", "-d", "w.test",
+		"--dns", "rfc2136", "--dns-server", primary.Addr(), "--tsig-key-file", key, "--dns-resolver", empty.Addr(), "--dns-timeout", "10s")
+	r = ck(t, time.Minute, args...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	verifyChain(t, readPair(t, out, "wildcard_w.test"), d.ca.IssuingRootPool(t), "x.w.test", "w.test")
+	if got := primary.DigTXT(t, "_acme-challenge.w.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.w.test = %q, want nothing", got)
+	}
+	if n := primary.Updates(); n != 4 {
+		t.Errorf("the primary applied %d updates, want 4", n)
+	}
+}

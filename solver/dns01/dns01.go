@@ -184,7 +184,7 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 
 // check asks every authoritative nameserver of rec's zone for the record.
 func (s *Solver) check(ctx context.Context, rec record) error {
-	nss, err := s.Resolver.nameservers(ctx, rec.zone)
+	nss, err := s.Resolver.checkServers(ctx, rec.zone)
 	if err != nil {
 		return err
 	}
@@ -235,8 +235,10 @@ func (e *PropagationError) Error() string {
 func (e *PropagationError) Unwrap() error { return e.Err }
 
 // Zone returns the zone that holds name (a DNS name; a trailing dot is
-// optional), as the resolver's SOA records say, with a trailing dot: the
-// zone argument of a libdns provider for records under name.
+// optional), with a trailing dot: one of r.Zones, or as the resolvers' or
+// else the primary's SOA records say. It is the zone argument of a libdns
+// provider for records under name. A name no server knows fails with a
+// *ZoneError.
 func (r *Resolver) Zone(ctx context.Context, name string) (string, error) {
 	return r.zone(ctx, dns.Fqdn(name))
 }

@@ -278,3 +278,15 @@ func TestNeverPropagates(t *testing.T) {
 	}
 	t.Logf("never-propagating record failed after %s: %v", took.Round(time.Millisecond), err)
 }
+
+// TestZoneNamedOutright: a zone in Resolver.Zones needs no lookup (the
+// resolver here answers nothing), and the longest that holds the name wins.
+func TestZoneNamedOutright(t *testing.T) {
+	t.Parallel()
+	r := dns01.Resolver{Servers: []string{"127.0.0.1:1"}, Zones: []string{"test", "w.test.", "X.W.TEST"}}
+	for name, want := range map[string]string{"_acme-challenge.w.test": "w.test.", "_acme-challenge.a.x.w.test.": "x.w.test.", "w.test": "w.test."} {
+		if got, err := r.Zone(t.Context(), name); got != want || err != nil {
+			t.Errorf("Zone(%q) = %q, %v; want %q", name, got, err, want)
+		}
+	}
+}
