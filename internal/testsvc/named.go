@@ -135,8 +135,14 @@ func (n *NamedServer) listen(t testing.TB) error {
 // server, as a person checking it would run it ("" for no record).
 func (n *NamedServer) DigTXT(t testing.TB, name string) string {
 	t.Helper()
+	return digTXT(t, n.addr, name)
+}
+
+// digTXT runs "dig +short TXT name" at addr.
+func digTXT(t testing.TB, addr, name string) string {
+	t.Helper()
 	bin := LookPath(t, "dig", "install Debian's bind9-dnsutils")
-	host, port, _ := net.SplitHostPort(n.addr)
+	host, port, _ := net.SplitHostPort(addr)
 	out, err := exec.Command(bin, "@"+host, "-p", port, "+short", "+time=2", "+tries=1", "TXT", name).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dig %s: %v\n%s", name, err, out)
