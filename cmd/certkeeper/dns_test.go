@@ -173,6 +173,8 @@ dns: rfc2136
 dns_server: "127.0.0.1:5353"
 tsig_key_file: "/etc/certkeeper/tsig.key"
 dns_exec: "/bin/true"
+dns_api_url: "http://127.0.0.1:8081"
+dns_api_key_file: "/etc/certkeeper/pdns.key"
 dns_resolver: ["127.0.0.1:53"]
 dns_check_port: 5353
 dns_timeout: 30s
@@ -186,7 +188,7 @@ dns_no_check: true
 		t.Fatal(err)
 	}
 	want := dnsConfig{Provider: "rfc2136", Server: "127.0.0.1:53", TSIGKeyFile: "/etc/certkeeper/tsig.key", Exec: "/bin/true",
-		Resolvers: []string{"127.0.0.1:53"}, CheckPort: 5353, Timeout: 30 * time.Second, NoCheck: true}
+		APIURL: "http://127.0.0.1:8081", APIKeyFile: "/etc/certkeeper/pdns.key", Resolvers: []string{"127.0.0.1:53"}, CheckPort: 5353, Timeout: 30 * time.Second, NoCheck: true}
 	if fmt.Sprint(cfg.DNS) != fmt.Sprint(want) || fmt.Sprint(cfg.Wildcards) != "[*.a.test]" {
 		t.Errorf("loaded %+v, wildcards %v; want %+v", cfg.DNS, cfg.Wildcards, want)
 	}
@@ -281,5 +283,49 @@ func TestIssueHiddenPrimary(t *testing.T) {
 	}
 	if n := primary.Updates(); n != 4 {
 		t.Errorf("the primary applied %d updates, want 4", n)
+	}
+}
+
+// TestIssueWildcardPowerDNS: cert issue -d '*.a.test' -d a.test --dns
+// powerdns sets both values of _acme-challenge.a.test through PowerDNS's
+// HTTP API (one RRset, merged), Pebble validates them at pdns_server, and
+// nothing is left afterwards. The API key is never printed, not even in
+// debug logs or in the error a wrong key gives.
+func TestIssueWildcardPowerDNS(t *testing.T) {
+	pdns := testsvc.PowerDNS(t, testsvc.PowerDNSOptions{})
+	ca := testca.Start(t, testca.Options{DNSServer: pdns.Addr()})
+	keyFile := func(key string) string {
+		f := filepath.Join(t.TempDir(), "pdns.key")
+		if err := os.WriteFile(f, []byte(key+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	dnsArgs := func(key string) []string {
+		return []string{"--challenge", "dns-01", "-d", "*.a.test", "-d", "a.test", "--log-level", "debug",
+			"--dns", "powerdns", "--dns-api-url", pdns.APIURL(), "--dns-api-key-file", keyFile(key),
+			"--dns-resolver", pdns.Addr(), "--dns-check-port", portOf(pdns.Addr()), "--dns-timeout", "10s"}
+	}
+
+	// The wrong key contains the right one: neither may be printed.
+	r := ck(t, time.Minute, append(pebbleArgs(ca, t.TempDir(), t.TempDir()), dnsArgs("wrong-"+pdns.APIKey())...)...)
+	if r.code == 0 || !strings.Contains(r.stderr, "401") || !strings.Contains(r.stderr, pdns.APIURL()) {
+		t.Errorf("wrong API key: exit %d, stderr:\n%s\nwant a failure naming the API and the 401", r.code, r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, pdns.APIKey()) {
+		t.Errorf("the API key appears in certkeeper's output with a wrong key:\n%s", r.stderr)
+	}
+
+	out := t.TempDir()
+	r = ck(t, time.Minute, append(pebbleArgs(ca, t.TempDir(), out), dnsArgs(pdns.APIKey())...)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	verifyChain(t, readPair(t, out, "wildcard_a.test"), ca.IssuingRootPool(t), "x.a.test", "a.test")
+	if got := pdns.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.a.test at PowerDNS = %q, want nothing", got)
+	}
+	if strings.Contains(r.stdout+r.stderr, pdns.APIKey()) {
+		t.Error("the API key appears in certkeeper's output")
 	}
 }

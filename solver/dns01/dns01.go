@@ -6,8 +6,8 @@
 // way for names whose servers the CA cannot reach. The Solver sets the
 // _acme-challenge TXT record through a Provider — any libdns provider
 // module (github.com/libdns), or one of the sub-packages: rfc2136 (dynamic
-// updates with TSIG, for BIND, Knot, PowerDNS) and exec (a program of
-// yours) — follows a CNAME on the challenge name to a delegated zone
+// updates with TSIG, for BIND, Knot, PowerDNS), powerdns (PowerDNS's HTTP
+// API) and exec (a program of yours) — follows a CNAME on the challenge name to a delegated zone
 // (acme-dns style), waits until every authoritative nameserver of the zone
 // serves the value, and removes the record afterwards.
 //
