@@ -25,6 +25,7 @@ type dnsConfig struct {
 	TSIGKey     string        `yaml:"tsig_key"`
 	TSIGKeyFile string        `yaml:"tsig_key_file"`
 	Exec        string        `yaml:"dns_exec"`
+	ExecMode    string        `yaml:"dns_exec_mode"`
 	APIURL      string        `yaml:"dns_api_url"`
 	APIKeyFile  string        `yaml:"dns_api_key_file"`
 	Resolvers   []string      `yaml:"dns_resolver"`
@@ -40,6 +41,7 @@ func (c *dnsConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.TSIGKey, "tsig-key", "", "TSIG key as `NAME:ALG:SECRET` (alg hmac-sha256 or hmac-sha512); prefer --tsig-key-file,\nas the command line is visible to other users")
 	fs.StringVar(&c.TSIGKeyFile, "tsig-key-file", "", "`FILE` holding the TSIG key: NAME:ALG:SECRET, or a BIND key clause as tsig-keygen writes")
 	fs.StringVar(&c.Exec, "dns-exec", "", "`PROGRAM` run as PROGRAM present|cleanup FQDN VALUE by --dns exec")
+	fs.StringVar(&c.ExecMode, "dns-exec-mode", "default", "`MODE` of --dns exec: default (PROGRAM present|cleanup FQDN VALUE) or raw (PROGRAM\npresent|cleanup -- DOMAIN TOKEN KEYAUTH), as lego's exec provider and EXEC_MODE=RAW")
 	fs.StringVar(&c.APIURL, "dns-api-url", "", "`URL` of the PowerDNS HTTP API for --dns powerdns (e.g. http://127.0.0.1:8081)")
 	fs.StringVar(&c.APIKeyFile, "dns-api-key-file", "", "`FILE` holding the PowerDNS API key (api-key in pdns.conf) for --dns powerdns")
 	fs.Var((*stringsFlag)(&c.Resolvers), "dns-resolver", "`ADDR` (host:port) of a resolver to find zones and nameservers through; repeatable\n(default: those in /etc/resolv.conf)")
@@ -57,6 +59,7 @@ func (c *dnsConfig) overlay(flags *dnsConfig, set map[string]bool) {
 		"tsig-key":         func() { c.TSIGKey = flags.TSIGKey },
 		"tsig-key-file":    func() { c.TSIGKeyFile = flags.TSIGKeyFile },
 		"dns-exec":         func() { c.Exec = flags.Exec },
+		"dns-exec-mode":    func() { c.ExecMode = flags.ExecMode },
 		"dns-api-url":      func() { c.APIURL = flags.APIURL },
 		"dns-api-key-file": func() { c.APIKeyFile = flags.APIKeyFile },
 		"dns-resolver":     func() { c.Resolvers = flags.Resolvers },
@@ -102,7 +105,15 @@ func (c *dnsConfig) provider() (dns01.Provider, error) {
 		if c.Exec == "" {
 			return nil, usagef("--dns exec needs --dns-exec PROGRAM")
 		}
-		return &dnsexec.Provider{Program: c.Exec}, nil
+		p := &dnsexec.Provider{Program: c.Exec}
+		switch strings.ToLower(c.ExecMode) {
+		case "", "default":
+		case "raw":
+			p.Mode = dnsexec.ModeRaw
+		default:
+			return nil, usagef("--dns-exec-mode %q: use default (FQDN VALUE) or raw (-- DOMAIN TOKEN KEYAUTH, lego's EXEC_MODE=RAW)", c.ExecMode)
+		}
+		return p, nil
 	case "powerdns":
 		if c.APIURL == "" || c.APIKeyFile == "" {
 			return nil, usagef("--dns powerdns needs --dns-api-url URL (the PowerDNS HTTP API) and --dns-api-key-file FILE (its api-key)")

@@ -173,6 +173,7 @@ dns: rfc2136
 dns_server: "127.0.0.1:5353"
 tsig_key_file: "/etc/certkeeper/tsig.key"
 dns_exec: "/bin/true"
+dns_exec_mode: raw
 dns_api_url: "http://127.0.0.1:8081"
 dns_api_key_file: "/etc/certkeeper/pdns.key"
 dns_resolver: ["127.0.0.1:53"]
@@ -187,7 +188,7 @@ dns_no_check: true
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := dnsConfig{Provider: "rfc2136", Server: "127.0.0.1:53", TSIGKeyFile: "/etc/certkeeper/tsig.key", Exec: "/bin/true",
+	want := dnsConfig{Provider: "rfc2136", Server: "127.0.0.1:53", TSIGKeyFile: "/etc/certkeeper/tsig.key", Exec: "/bin/true", ExecMode: "raw",
 		APIURL: "http://127.0.0.1:8081", APIKeyFile: "/etc/certkeeper/pdns.key", Resolvers: []string{"127.0.0.1:53"}, CheckPort: 5353, Timeout: 30 * time.Second, NoCheck: true}
 	if fmt.Sprint(cfg.DNS) != fmt.Sprint(want) || fmt.Sprint(cfg.Wildcards) != "[*.a.test]" {
 		t.Errorf("loaded %+v, wildcards %v; want %+v", cfg.DNS, cfg.Wildcards, want)
@@ -327,5 +328,44 @@ func TestIssueWildcardPowerDNS(t *testing.T) {
 	}
 	if strings.Contains(r.stdout+r.stderr, pdns.APIKey()) {
 		t.Error("the API key appears in certkeeper's output")
+	}
+}
+
+// TestIssueExecLegoRaw: --dns exec --dns-exec-mode raw runs a hook written
+// for lego's EXEC_MODE=RAW unchanged (present|cleanup -- DOMAIN TOKEN
+// KEYAUTH; it computes the TXT value with openssl and calls nsupdate), for
+// a wildcard and its apex; an unknown mode is refused before any order.
+func TestIssueExecLegoRaw(t *testing.T) {
+	d := newDNSSetup(t)
+	testsvc.LookPath(t, "nsupdate", "install Debian's bind9-dnsutils")
+	testsvc.LookPath(t, "openssl", "install Debian's openssl")
+	script, err := filepath.Abs("../../solver/dns01/testdata/lego-exec-raw.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(d.named.Addr())
+	t.Setenv("NS_HOST", host)
+	t.Setenv("NS_PORT", port)
+	t.Setenv("TSIG", d.named.Algorithm()+":"+d.named.KeyName()+":"+d.named.Secret())
+	args := func(mode, out string) []string {
+		return append(pebbleArgs(d.ca, t.TempDir(), out), "--challenge", "dns-01", "-d", "*.a.test", "-d", "a.test",
+			"--dns", "exec", "--dns-exec", script, "--dns-exec-mode", mode,
+			"--dns-resolver", d.named.Addr(), "--dns-check-port", port, "--dns-timeout", "10s")
+	}
+	r := ck(t, time.Minute, args("lego", t.TempDir())...)
+	if r.code != 2 || !strings.Contains(r.stderr, "--dns-exec-mode") || d.ca.Orders() != 0 {
+		t.Errorf("--dns-exec-mode lego: exit %d, %d orders, stderr %q; want 2 naming the flag, no order", r.code, d.ca.Orders(), r.stderr)
+	}
+	out := t.TempDir()
+	r = ck(t, time.Minute, args("raw", out)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	verifyChain(t, readPair(t, out, "wildcard_a.test"), d.ca.IssuingRootPool(t), "x.a.test", "a.test")
+	if n := d.named.Updates(); n != 4 {
+		t.Errorf("named applied %d updates, want 4", n)
+	}
+	if got := d.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
 	}
 }

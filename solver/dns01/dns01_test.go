@@ -332,3 +332,38 @@ func TestZoneNamedOutright(t *testing.T) {
 		}
 	}
 }
+
+// TestExecLegoRaw: a hook written for lego's exec RAW mode
+// (testdata/lego-exec-raw.sh: "present -- DOMAIN TOKEN KEYAUTH", the TXT
+// value computed with openssl, set with nsupdate) issues a wildcard and its
+// apex unchanged, and leaves nothing behind.
+func TestExecLegoRaw(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test")
+	testsvc.LookPath(t, "nsupdate", "install Debian's bind9-dnsutils")
+	testsvc.LookPath(t, "openssl", "install Debian's openssl")
+	script, err := filepath.Abs("testdata/lego-exec-raw.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(e.srv.Addr())
+	p := &dnsexec.Provider{Program: script, Mode: dnsexec.ModeRaw, Env: []string{"NS_HOST=" + host, "NS_PORT=" + port,
+		"TSIG=" + e.srv.Algorithm() + ":" + e.srv.KeyName() + ":" + e.srv.Secret()}}
+	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: e.solver(p)})
+	cert, err := issue(t.Context(), t, iss, "*.a.test", "a.test")
+	if err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	e.verify(t, cert, "x.a.test", "a.test")
+	if n := e.srv.Updates(); n != 4 {
+		t.Errorf("named applied %d updates, want 4", n)
+	}
+	if got := e.srv.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
+	}
+	// Outside the Solver there is no key authorization: RAW mode says so.
+	_, err = p.AppendRecords(t.Context(), "a.test.", []libdns.Record{libdns.TXT{Name: "_acme-challenge", Text: "v"}})
+	if err == nil || !strings.Contains(err.Error(), "dns01.Solver") {
+		t.Errorf("AppendRecords in RAW mode: err = %v, want one saying it needs dns01.Solver", err)
+	}
+}
