@@ -59,7 +59,11 @@ type ZoneError struct {
 }
 
 func (e *ZoneError) Error() string {
-	asked := fmt.Sprintf("the resolvers %s (--dns-resolver)", strings.Join(e.Resolvers, ", "))
+	resolvers := strings.Join(e.Resolvers, ", ")
+	if resolvers == "" {
+		resolvers = "(none configured)"
+	}
+	asked := fmt.Sprintf("the resolvers %s (--dns-resolver)", resolvers)
 	if e.Primary != "" {
 		asked += fmt.Sprintf(" and the primary %s (--dns-server)", e.Primary)
 	} else {
