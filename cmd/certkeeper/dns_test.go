@@ -173,6 +173,9 @@ dns: rfc2136
 dns_server: "127.0.0.1:5353"
 tsig_key_file: "/etc/certkeeper/tsig.key"
 dns_exec: "/bin/true"
+dns_exec_mode: raw
+dns_api_url: "http://127.0.0.1:8081"
+dns_api_key_file: "/etc/certkeeper/pdns.key"
 dns_resolver: ["127.0.0.1:53"]
 dns_check_port: 5353
 dns_timeout: 30s
@@ -185,8 +188,8 @@ dns_no_check: true
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := dnsConfig{Provider: "rfc2136", Server: "127.0.0.1:53", TSIGKeyFile: "/etc/certkeeper/tsig.key", Exec: "/bin/true",
-		Resolvers: []string{"127.0.0.1:53"}, CheckPort: 5353, Timeout: 30 * time.Second, NoCheck: true}
+	want := dnsConfig{Provider: "rfc2136", Server: "127.0.0.1:53", TSIGKeyFile: "/etc/certkeeper/tsig.key", Exec: "/bin/true", ExecMode: "raw",
+		APIURL: "http://127.0.0.1:8081", APIKeyFile: "/etc/certkeeper/pdns.key", Resolvers: []string{"127.0.0.1:53"}, CheckPort: 5353, Timeout: 30 * time.Second, NoCheck: true}
 	if fmt.Sprint(cfg.DNS) != fmt.Sprint(want) || fmt.Sprint(cfg.Wildcards) != "[*.a.test]" {
 		t.Errorf("loaded %+v, wildcards %v; want %+v", cfg.DNS, cfg.Wildcards, want)
 	}
@@ -239,5 +242,130 @@ func TestServerManagedWildcard(t *testing.T) {
 	}
 	if n := d.ca.Orders(); n != 1 {
 		t.Errorf("orders = %d, want 1 (the managed wildcard only)", n)
+	}
+}
+
+// TestIssueHiddenPrimary: the resolver (--dns-resolver) knows no zone,
+// as for a hidden primary or split-horizon DNS; with --dns-server alone,
+// certkeeper finds the zone at the primary, checks the record there, and
+// issues a wildcard + apex. Without a server that knows the zone, the
+// error names every server asked and the flags that change them.
+func TestIssueHiddenPrimary(t *testing.T) {
+	primary := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"w.test"}})
+	empty := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{}})
+	d := &dnsSetup{named: primary, ca: testca.Start(t, testca.Options{DNSServer: primary.Addr()})}
+	key := d.keyFile(t)
+
+	// A primary that does not answer: both servers are named in the error.
+	closed := fmt.Sprintf("127.0.0.1:%d", testsvc.FreePort(t))
+	args := append(pebbleArgs(d.ca, t.TempDir(), t.TempDir()), "--challenge", "dns-01", "-d", "*.w.test", "-d", "w.test",
+		"--dns", "rfc2136", "--dns-server", closed, "--tsig-key-file", key, "--dns-resolver", empty.Addr(), "--dns-timeout", "10s")
+	r := ck(t, time.Minute, args...)
+	if r.code == 0 {
+		t.Fatal("issuance with no server knowing w.test succeeded")
+	}
+	for _, want := range []string{"finding the zone of _acme-challenge.w.test.", empty.Addr(), closed, "--dns-resolver", "--dns-server", "--dns-zone"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, r.stderr)
+		}
+	}
+	t.Logf("no server knows the zone: %s", strings.TrimSpace(r.stderr[strings.LastIndex(strings.TrimSpace(r.stderr), "\n")+1:]))
+
+	out := t.TempDir()
+	args = append(pebbleArgs(d.ca, t.TempDir(), out), "--challenge", "dns-01", "-d", "*.w.test", "-d", "w.test",
+		"--dns", "rfc2136", "--dns-server", primary.Addr(), "--tsig-key-file", key, "--dns-resolver", empty.Addr(), "--dns-timeout", "10s")
+	r = ck(t, time.Minute, args...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	verifyChain(t, readPair(t, out, "wildcard_w.test"), d.ca.IssuingRootPool(t), "x.w.test", "w.test")
+	if got := primary.DigTXT(t, "_acme-challenge.w.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.w.test = %q, want nothing", got)
+	}
+	if n := primary.Updates(); n != 4 {
+		t.Errorf("the primary applied %d updates, want 4", n)
+	}
+}
+
+// TestIssueWildcardPowerDNS: cert issue -d '*.a.test' -d a.test --dns
+// powerdns sets both values of _acme-challenge.a.test through PowerDNS's
+// HTTP API (one RRset, merged), Pebble validates them at pdns_server, and
+// nothing is left afterwards. The API key is never printed, not even in
+// debug logs or in the error a wrong key gives.
+func TestIssueWildcardPowerDNS(t *testing.T) {
+	pdns := testsvc.PowerDNS(t, testsvc.PowerDNSOptions{})
+	ca := testca.Start(t, testca.Options{DNSServer: pdns.Addr()})
+	keyFile := func(key string) string {
+		f := filepath.Join(t.TempDir(), "pdns.key")
+		if err := os.WriteFile(f, []byte(key+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	dnsArgs := func(key string) []string {
+		return []string{"--challenge", "dns-01", "-d", "*.a.test", "-d", "a.test", "--log-level", "debug",
+			"--dns", "powerdns", "--dns-api-url", pdns.APIURL(), "--dns-api-key-file", keyFile(key),
+			"--dns-resolver", pdns.Addr(), "--dns-check-port", portOf(pdns.Addr()), "--dns-timeout", "10s"}
+	}
+
+	// The wrong key contains the right one: neither may be printed.
+	r := ck(t, time.Minute, append(pebbleArgs(ca, t.TempDir(), t.TempDir()), dnsArgs("wrong-"+pdns.APIKey())...)...)
+	if r.code == 0 || !strings.Contains(r.stderr, "401") || !strings.Contains(r.stderr, pdns.APIURL()) {
+		t.Errorf("wrong API key: exit %d, stderr:\n%s\nwant a failure naming the API and the 401", r.code, r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, pdns.APIKey()) {
+		t.Errorf("the API key appears in certkeeper's output with a wrong key:\n%s", r.stderr)
+	}
+
+	out := t.TempDir()
+	r = ck(t, time.Minute, append(pebbleArgs(ca, t.TempDir(), out), dnsArgs(pdns.APIKey())...)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	verifyChain(t, readPair(t, out, "wildcard_a.test"), ca.IssuingRootPool(t), "x.a.test", "a.test")
+	if got := pdns.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.a.test at PowerDNS = %q, want nothing", got)
+	}
+	if strings.Contains(r.stdout+r.stderr, pdns.APIKey()) {
+		t.Error("the API key appears in certkeeper's output")
+	}
+}
+
+// TestIssueExecLegoRaw: --dns exec --dns-exec-mode raw runs a hook written
+// for lego's EXEC_MODE=RAW unchanged (present|cleanup -- DOMAIN TOKEN
+// KEYAUTH; it computes the TXT value with openssl and calls nsupdate), for
+// a wildcard and its apex; an unknown mode is refused before any order.
+func TestIssueExecLegoRaw(t *testing.T) {
+	d := newDNSSetup(t)
+	testsvc.LookPath(t, "nsupdate", "install Debian's bind9-dnsutils")
+	testsvc.LookPath(t, "openssl", "install Debian's openssl")
+	script, err := filepath.Abs("../../solver/dns01/testdata/lego-exec-raw.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(d.named.Addr())
+	t.Setenv("NS_HOST", host)
+	t.Setenv("NS_PORT", port)
+	t.Setenv("TSIG", d.named.Algorithm()+":"+d.named.KeyName()+":"+d.named.Secret())
+	args := func(mode, out string) []string {
+		return append(pebbleArgs(d.ca, t.TempDir(), out), "--challenge", "dns-01", "-d", "*.a.test", "-d", "a.test",
+			"--dns", "exec", "--dns-exec", script, "--dns-exec-mode", mode,
+			"--dns-resolver", d.named.Addr(), "--dns-check-port", port, "--dns-timeout", "10s")
+	}
+	r := ck(t, time.Minute, args("lego", t.TempDir())...)
+	if r.code != 2 || !strings.Contains(r.stderr, "--dns-exec-mode") || d.ca.Orders() != 0 {
+		t.Errorf("--dns-exec-mode lego: exit %d, %d orders, stderr %q; want 2 naming the flag, no order", r.code, d.ca.Orders(), r.stderr)
+	}
+	out := t.TempDir()
+	r = ck(t, time.Minute, args("raw", out)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	verifyChain(t, readPair(t, out, "wildcard_a.test"), d.ca.IssuingRootPool(t), "x.a.test", "a.test")
+	if n := d.named.Updates(); n != 4 {
+		t.Errorf("named applied %d updates, want 4", n)
+	}
+	if got := d.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
 	}
 }

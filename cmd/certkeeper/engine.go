@@ -360,7 +360,7 @@ func (c *engineConfig) dnsSolvers(order []string, env *Env, fe frontEnd) (map[st
 		}
 	}
 	if len(c.Wildcards) > 0 && solvers[acmeca.DNS01] == nil {
-		return nil, usagef("--wildcard %s: wildcard certificates are validated only through DNS: dns-01 is needed (--dns rfc2136 or --dns exec)", c.Wildcards[0])
+		return nil, usagef("--wildcard %s: wildcard certificates are validated only through DNS: dns-01 is needed (--dns rfc2136, powerdns or exec)", c.Wildcards[0])
 	}
 	for _, w := range c.Wildcards {
 		if n, err := (policy.Normalizer{AllowWildcard: true}).Normalize(w); err != nil || !strings.HasPrefix(n, "*.") {

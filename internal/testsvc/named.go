@@ -33,7 +33,10 @@ type NamedOptions struct {
 	// record ns.ZONE, and A records 127.0.0.1 for ns.ZONE, the apex and, by
 	// a wildcard, every other name in it (as pebble-challtestsrv answers),
 	// and may be changed with RFC 2136 updates signed by the TSIG key. Names
-	// are lower case, without a trailing dot. Nil means []string{"a.test"}.
+	// are lower case, without a trailing dot. Nil means []string{"a.test"};
+	// an empty, non-nil slice means none: a server that knows no zone and
+	// does not recurse, as a resolver that cannot see an internal zone
+	// answers (REFUSED).
 	Zones []string
 
 	// Algorithm is the TSIG key's algorithm, "hmac-sha256" or
@@ -132,8 +135,14 @@ func (n *NamedServer) listen(t testing.TB) error {
 // server, as a person checking it would run it ("" for no record).
 func (n *NamedServer) DigTXT(t testing.TB, name string) string {
 	t.Helper()
+	return digTXT(t, n.addr, name)
+}
+
+// digTXT runs "dig +short TXT name" at addr.
+func digTXT(t testing.TB, addr, name string) string {
+	t.Helper()
 	bin := LookPath(t, "dig", "install Debian's bind9-dnsutils")
-	host, port, _ := net.SplitHostPort(n.addr)
+	host, port, _ := net.SplitHostPort(addr)
 	out, err := exec.Command(bin, "@"+host, "-p", port, "+short", "+time=2", "+tries=1", "TXT", name).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dig %s: %v\n%s", name, err, out)
@@ -195,6 +204,15 @@ func (n *NamedServer) start(t testing.TB) error {
 	n.proc = p
 	n.mu.Unlock()
 	return p.WaitReady(readyTimeout, func(ctx context.Context) error {
+		if len(n.zones) == 0 {
+			// Any answer (REFUSED) means it is up.
+			for _, network := range []string{"udp", "tcp"} {
+				if _, err := dnsQuery(ctx, network, n.addr, "invalid", typeSOA); err != nil {
+					return fmt.Errorf("SOA invalid over %s: %w", network, err)
+				}
+			}
+			return nil
+		}
 		for _, z := range n.zones {
 			for _, network := range []string{"udp", "tcp"} {
 				a, err := dnsQuery(ctx, network, n.addr, z, typeSOA)

@@ -6,8 +6,8 @@
 // way for names whose servers the CA cannot reach. The Solver sets the
 // _acme-challenge TXT record through a Provider — any libdns provider
 // module (github.com/libdns), or one of the sub-packages: rfc2136 (dynamic
-// updates with TSIG, for BIND, Knot, PowerDNS) and exec (a program of
-// yours) — follows a CNAME on the challenge name to a delegated zone
+// updates with TSIG, for BIND, Knot, PowerDNS), powerdns (PowerDNS's HTTP
+// API) and exec (a program of yours) — follows a CNAME on the challenge name to a delegated zone
 // (acme-dns style), waits until every authoritative nameserver of the zone
 // serves the value, and removes the record afterwards.
 //
@@ -36,6 +36,34 @@ import (
 type Provider interface {
 	libdns.RecordAppender
 	libdns.RecordDeleter
+}
+
+// ChallengeProvider is an optional interface of a Provider that wants the
+// challenge behind each record, not only the record: the exec provider in
+// lego's RAW mode, whose program computes the TXT value from the key
+// authorization itself. When the Provider implements it, the Solver calls
+// PresentChallenge and CleanUpChallenge instead of AppendRecords and
+// DeleteRecords.
+type ChallengeProvider interface {
+	PresentChallenge(ctx context.Context, c ChallengeRecord) error
+	CleanUpChallenge(ctx context.Context, c ChallengeRecord) error
+}
+
+// ChallengeRecord is one dns-01 TXT record and the challenge it answers.
+type ChallengeRecord struct {
+	// Zone holds the record, with a trailing dot.
+	Zone string
+	// Record is the TXT record, its name relative to Zone (at the end of
+	// any CNAME chain from _acme-challenge.Domain).
+	Record libdns.Record
+	// Domain is the identifier being validated, without the "*." of a
+	// wildcard and without a trailing dot, as lego passes it.
+	Domain string
+	// Token is the challenge's token.
+	Token string
+	// KeyAuthorization is TOKEN.THUMBPRINT (RFC 8555 §8.1); the TXT value
+	// is its SHA-256 digest in unpadded base64url.
+	KeyAuthorization string
 }
 
 // Defaults of the Solver's zero fields.
@@ -86,6 +114,12 @@ type record struct {
 	fqdn  string // where it is: the challenge name, or its CNAME target
 	zone  string // the zone holding fqdn
 	value string
+	chal  acme.Challenge
+}
+
+func (r record) challenge(ttl time.Duration) ChallengeRecord {
+	return ChallengeRecord{Zone: r.zone, Record: r.libdns(ttl), Domain: strings.TrimSuffix(r.chal.Identifier.Value, "."),
+		Token: r.chal.Token, KeyAuthorization: r.chal.KeyAuthorization}
 }
 
 func (r record) libdns(ttl time.Duration) libdns.Record {
@@ -122,8 +156,13 @@ func (s *Solver) Present(ctx context.Context, chal acme.Challenge) error {
 	if err != nil {
 		return err
 	}
-	rec := record{fqdn: target, zone: zone, value: chal.DNS01KeyAuthorization()}
-	if _, err := s.Provider.AppendRecords(ctx, zone, []libdns.Record{rec.libdns(s.ttl())}); err != nil {
+	rec := record{fqdn: target, zone: zone, value: chal.DNS01KeyAuthorization(), chal: chal}
+	if cp, ok := s.Provider.(ChallengeProvider); ok {
+		err = cp.PresentChallenge(ctx, rec.challenge(s.ttl()))
+	} else {
+		_, err = s.Provider.AppendRecords(ctx, zone, []libdns.Record{rec.libdns(s.ttl())})
+	}
+	if err != nil {
 		return fmt.Errorf("setting TXT record %s in zone %s: %w", target, zone, err)
 	}
 	s.mu.Lock()
@@ -184,7 +223,7 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 
 // check asks every authoritative nameserver of rec's zone for the record.
 func (s *Solver) check(ctx context.Context, rec record) error {
-	nss, err := s.Resolver.nameservers(ctx, rec.zone)
+	nss, err := s.Resolver.checkServers(ctx, rec.zone)
 	if err != nil {
 		return err
 	}
@@ -212,7 +251,13 @@ func (s *Solver) CleanUp(ctx context.Context, chal acme.Challenge) error {
 	if !ok {
 		return nil
 	}
-	if _, err := s.Provider.DeleteRecords(ctx, rec.zone, []libdns.Record{rec.libdns(s.ttl())}); err != nil {
+	var err error
+	if cp, ok := s.Provider.(ChallengeProvider); ok {
+		err = cp.CleanUpChallenge(ctx, rec.challenge(s.ttl()))
+	} else {
+		_, err = s.Provider.DeleteRecords(ctx, rec.zone, []libdns.Record{rec.libdns(s.ttl())})
+	}
+	if err != nil {
 		return fmt.Errorf("deleting TXT record %s in zone %s: %w", strings.TrimSuffix(rec.fqdn, "."), rec.zone, err)
 	}
 	return nil
@@ -235,8 +280,10 @@ func (e *PropagationError) Error() string {
 func (e *PropagationError) Unwrap() error { return e.Err }
 
 // Zone returns the zone that holds name (a DNS name; a trailing dot is
-// optional), as the resolver's SOA records say, with a trailing dot: the
-// zone argument of a libdns provider for records under name.
+// optional), with a trailing dot: one of r.Zones, or as the resolvers' or
+// else the primary's SOA records say. It is the zone argument of a libdns
+// provider for records under name. A name no server knows fails with a
+// *ZoneError.
 func (r *Resolver) Zone(ctx context.Context, name string) (string, error) {
 	return r.zone(ctx, dns.Fqdn(name))
 }

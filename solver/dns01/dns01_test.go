@@ -26,29 +26,41 @@ import (
 	"github.com/libdns/libdns"
 )
 
-// dnsEnv is a named serving zones and a Pebble resolving through it.
+// dnsEnv is a DNS server taking RFC 2136 updates (named or knotd) and a
+// Pebble resolving through it.
 type dnsEnv struct {
-	named *testsvc.NamedServer
-	ca    *testca.CA
+	srv updateServer
+	ca  *testca.CA
+}
+
+// updateServer is what the tests use of testsvc.NamedServer and
+// testsvc.KnotServer.
+type updateServer interface {
+	Addr() string
+	KeyName() string
+	Algorithm() string
+	Secret() string
+	Updates() int
+	DigTXT(t testing.TB, name string) string
 }
 
 func newDNSEnv(t *testing.T, zones ...string) *dnsEnv {
 	t.Helper()
 	named := testsvc.Named(t, testsvc.NamedOptions{Zones: zones})
 	ca := testca.Start(t, testca.Options{DNSServer: named.Addr()})
-	return &dnsEnv{named: named, ca: ca}
+	return &dnsEnv{srv: named, ca: ca}
 }
 
 // provider is an RFC 2136 provider with the server's key.
 func (e *dnsEnv) provider() *rfc2136.Provider {
-	return &rfc2136.Provider{Server: e.named.Addr(), KeyName: e.named.KeyName(), Algorithm: e.named.Algorithm(), Secret: e.named.Secret()}
+	return &rfc2136.Provider{Server: e.srv.Addr(), KeyName: e.srv.KeyName(), Algorithm: e.srv.Algorithm(), Secret: e.srv.Secret()}
 }
 
 // resolver looks everything up at named, whose NS records say 127.0.0.1.
 func (e *dnsEnv) resolver() dns01.Resolver {
-	_, port, _ := net.SplitHostPort(e.named.Addr())
+	_, port, _ := net.SplitHostPort(e.srv.Addr())
 	p, _ := strconv.Atoi(port)
-	return dns01.Resolver{Servers: []string{e.named.Addr()}, AuthoritativePort: p}
+	return dns01.Resolver{Servers: []string{e.srv.Addr()}, AuthoritativePort: p}
 }
 
 func (e *dnsEnv) solver(p dns01.Provider) *dns01.Solver {
@@ -100,7 +112,31 @@ func (e *dnsEnv) verify(t *testing.T, cert *issuer.Certificate, hosts ...string)
 // _acme-challenge record is left.
 func TestWildcardRFC2136(t *testing.T) {
 	t.Parallel()
-	e := newDNSEnv(t, "a.test")
+	testWildcardRFC2136(t, newDNSEnv(t, "a.test"))
+}
+
+// TestKnotRFC2136: the RFC 2136 provider against Knot DNS, with both TSIG
+// algorithms: wildcard + apex issued through Pebble resolving at knotd,
+// nothing left in the zone afterwards, and a wrong secret refused.
+func TestKnotRFC2136(t *testing.T) {
+	t.Parallel()
+	for _, alg := range []string{"hmac-sha256", "hmac-sha512"} {
+		t.Run(alg, func(t *testing.T) {
+			t.Parallel()
+			knot := testsvc.Knot(t, testsvc.KnotOptions{Algorithm: alg})
+			testWildcardRFC2136(t, &dnsEnv{srv: knot, ca: testca.Start(t, testca.Options{DNSServer: knot.Addr()})})
+		})
+	}
+	t.Run("wrong-secret", func(t *testing.T) {
+		t.Parallel()
+		knot := testsvc.Knot(t, testsvc.KnotOptions{})
+		testWrongTSIGSecret(t, &dnsEnv{srv: knot, ca: testca.Start(t, testca.Options{DNSServer: knot.Addr()})})
+	})
+}
+
+// testWildcardRFC2136 issues *.a.test + a.test through e's server.
+func testWildcardRFC2136(t *testing.T, e *dnsEnv) {
+	t.Helper()
 	rec := &recording{Provider: e.provider()}
 	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: e.solver(rec)})
 	start := time.Now()
@@ -115,11 +151,11 @@ func TestWildcardRFC2136(t *testing.T) {
 	}
 	t.Logf("wildcard + apex via dns-01 (RFC 2136) in %s", time.Since(start).Round(time.Millisecond))
 	e.verify(t, cert, "x.a.test", "a.test")
-	if got := e.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+	if got := e.srv.DigTXT(t, "_acme-challenge.a.test"); got != "" {
 		t.Errorf("dig TXT _acme-challenge.a.test after issuance = %q, want nothing", got)
 	}
-	if n := e.named.Updates(); n != 4 {
-		t.Errorf("named applied %d updates, want 4 (two records added, two deleted)", n)
+	if n := e.srv.Updates(); n != 4 {
+		t.Errorf("the server applied %d updates, want 4 (two records added, two deleted)", n)
 	}
 }
 
@@ -127,7 +163,13 @@ func TestWildcardRFC2136(t *testing.T) {
 // key and the server, and leaves nothing in the zone.
 func TestWrongTSIGSecret(t *testing.T) {
 	t.Parallel()
-	e := newDNSEnv(t, "a.test")
+	testWrongTSIGSecret(t, newDNSEnv(t, "a.test"))
+}
+
+// testWrongTSIGSecret tries an issuance through e's server with a wrong
+// secret.
+func testWrongTSIGSecret(t *testing.T, e *dnsEnv) {
+	t.Helper()
 	p := e.provider()
 	p.Secret = "d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldCB3cm9uZyBzZWM="
 	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: e.solver(p)})
@@ -137,7 +179,7 @@ func TestWrongTSIGSecret(t *testing.T) {
 	if err == nil {
 		t.Fatal("Issue with a wrong TSIG secret succeeded")
 	}
-	for _, want := range []string{e.named.KeyName(), e.named.Addr()} {
+	for _, want := range []string{e.srv.KeyName(), e.srv.Addr()} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
@@ -149,11 +191,11 @@ func TestWrongTSIGSecret(t *testing.T) {
 		t.Errorf("failing took %s, want fast", took)
 	}
 	t.Logf("wrong TSIG secret failed in %s: %v", took.Round(time.Millisecond), err)
-	if got := e.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+	if got := e.srv.DigTXT(t, "_acme-challenge.a.test"); got != "" {
 		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
 	}
-	if n := e.named.Updates(); n != 0 {
-		t.Errorf("named applied %d updates, want 0", n)
+	if n := e.srv.Updates(); n != 0 {
+		t.Errorf("the server applied %d updates, want 0", n)
 	}
 }
 
@@ -165,13 +207,13 @@ func TestCNAMEDelegation(t *testing.T) {
 	t.Parallel()
 	named := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"b.test", "acme.test"}})
 	resolver := named.Resolver(t)
-	e := &dnsEnv{named: named, ca: testca.Start(t, testca.Options{DNSServer: resolver.Addr()})}
+	e := &dnsEnv{srv: named, ca: testca.Start(t, testca.Options{DNSServer: resolver.Addr()})}
 	p := e.provider()
 	cname := libdns.CNAME{Name: "_acme-challenge", TTL: time.Minute, Target: "b-delegated.acme.test."}
 	if _, err := p.AppendRecords(t.Context(), "b.test.", []libdns.Record{cname}); err != nil {
 		t.Fatalf("adding the CNAME: %v", err)
 	}
-	before := e.named.Updates()
+	before := e.srv.Updates()
 	rec := &recording{Provider: p}
 	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: e.solver(rec)})
 	cert, err := issue(t.Context(), t, iss, "b.test")
@@ -182,10 +224,10 @@ func TestCNAMEDelegation(t *testing.T) {
 	if want := []string{"append acme.test. b-delegated", "delete acme.test. b-delegated"}; strings.Join(rec.calls, ";") != strings.Join(want, ";") {
 		t.Errorf("provider calls = %q, want %q", rec.calls, want)
 	}
-	if n := e.named.Updates() - before; n != 2 {
+	if n := e.srv.Updates() - before; n != 2 {
 		t.Errorf("named applied %d updates, want 2", n)
 	}
-	if got := e.named.DigTXT(t, "b-delegated.acme.test"); got != "" {
+	if got := e.srv.DigTXT(t, "b-delegated.acme.test"); got != "" {
 		t.Errorf("dig TXT b-delegated.acme.test = %q, want nothing", got)
 	}
 }
@@ -229,24 +271,24 @@ func TestExecNsupdate(t *testing.T) {
 	t.Parallel()
 	e := newDNSEnv(t, "a.test")
 	nsupdate := testsvc.LookPath(t, "nsupdate", "install Debian's bind9-dnsutils")
-	host, port, _ := net.SplitHostPort(e.named.Addr())
+	host, port, _ := net.SplitHostPort(e.srv.Addr())
 	script := writeScript(t, `set -e
 case "$1" in present) op=add ;; cleanup) op=delete ;; *) exit 2 ;; esac
 [ "$2" = "$CERTKEEPER_FQDN" ] && [ "$3" = "$CERTKEEPER_VALUE" ]
 printf 'server %s %s\nupdate %s %s 60 TXT "%s"\nsend\n' "$NS_HOST" "$NS_PORT" "$op" "$2" "$3" | "$NSUPDATE" -t 5 -y "$TSIG"
 `)
 	p := &dnsexec.Provider{Program: script, Env: []string{"NS_HOST=" + host, "NS_PORT=" + port, "NSUPDATE=" + nsupdate,
-		"TSIG=" + e.named.Algorithm() + ":" + e.named.KeyName() + ":" + e.named.Secret()}}
+		"TSIG=" + e.srv.Algorithm() + ":" + e.srv.KeyName() + ":" + e.srv.Secret()}}
 	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: e.solver(p)})
 	cert, err := issue(t.Context(), t, iss, "a.test", "www.a.test")
 	if err != nil {
 		t.Fatalf("Issue: %v", err)
 	}
 	e.verify(t, cert, "a.test", "www.a.test")
-	if n := e.named.Updates(); n != 4 {
+	if n := e.srv.Updates(); n != 4 {
 		t.Errorf("named applied %d updates, want 4", n)
 	}
-	if got := e.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+	if got := e.srv.DigTXT(t, "_acme-challenge.a.test"); got != "" {
 		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
 	}
 }
@@ -277,4 +319,51 @@ func TestNeverPropagates(t *testing.T) {
 		t.Errorf("failing took %s, want just over the 1s timeout", took)
 	}
 	t.Logf("never-propagating record failed after %s: %v", took.Round(time.Millisecond), err)
+}
+
+// TestZoneNamedOutright: a zone in Resolver.Zones needs no lookup (the
+// resolver here answers nothing), and the longest that holds the name wins.
+func TestZoneNamedOutright(t *testing.T) {
+	t.Parallel()
+	r := dns01.Resolver{Servers: []string{"127.0.0.1:1"}, Zones: []string{"test", "w.test.", "X.W.TEST"}}
+	for name, want := range map[string]string{"_acme-challenge.w.test": "w.test.", "_acme-challenge.a.x.w.test.": "x.w.test.", "w.test": "w.test."} {
+		if got, err := r.Zone(t.Context(), name); got != want || err != nil {
+			t.Errorf("Zone(%q) = %q, %v; want %q", name, got, err, want)
+		}
+	}
+}
+
+// TestExecLegoRaw: a hook written for lego's exec RAW mode
+// (testdata/lego-exec-raw.sh: "present -- DOMAIN TOKEN KEYAUTH", the TXT
+// value computed with openssl, set with nsupdate) issues a wildcard and its
+// apex unchanged, and leaves nothing behind.
+func TestExecLegoRaw(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test")
+	testsvc.LookPath(t, "nsupdate", "install Debian's bind9-dnsutils")
+	testsvc.LookPath(t, "openssl", "install Debian's openssl")
+	script, err := filepath.Abs("testdata/lego-exec-raw.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(e.srv.Addr())
+	p := &dnsexec.Provider{Program: script, Mode: dnsexec.ModeRaw, Env: []string{"NS_HOST=" + host, "NS_PORT=" + port,
+		"TSIG=" + e.srv.Algorithm() + ":" + e.srv.KeyName() + ":" + e.srv.Secret()}}
+	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: e.solver(p)})
+	cert, err := issue(t.Context(), t, iss, "*.a.test", "a.test")
+	if err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	e.verify(t, cert, "x.a.test", "a.test")
+	if n := e.srv.Updates(); n != 4 {
+		t.Errorf("named applied %d updates, want 4", n)
+	}
+	if got := e.srv.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
+	}
+	// Outside the Solver there is no key authorization: RAW mode says so.
+	_, err = p.AppendRecords(t.Context(), "a.test.", []libdns.Record{libdns.TXT{Name: "_acme-challenge", Text: "v"}})
+	if err == nil || !strings.Contains(err.Error(), "dns01.Solver") {
+		t.Errorf("AppendRecords in RAW mode: err = %v, want one saying it needs dns01.Solver", err)
+	}
 }

@@ -63,10 +63,10 @@ func TestPersistNoUpdates(t *testing.T) {
 		t.Fatalf("Set: %v", err)
 	}
 	want, _ := rec.Value()
-	if got := e.named.DigTXT(t, "_validation-persist.a.test"); got != `"`+want+`"` {
+	if got := e.srv.DigTXT(t, "_validation-persist.a.test"); got != `"`+want+`"` {
 		t.Errorf("dig TXT _validation-persist.a.test = %s, want %q", got, want)
 	}
-	before, orders := e.named.Updates(), e.ca.Orders()
+	before, orders := e.srv.Updates(), e.ca.Orders()
 	for i, names := range [][]string{{"a.test"}, {"*.a.test", "a.test"}, {"a.test"}} {
 		start := time.Now()
 		cert, err := issue(ctx, t, iss, names...)
@@ -76,7 +76,7 @@ func TestPersistNoUpdates(t *testing.T) {
 		t.Logf("issuance %d (%s) via dns-persist-01 in %s", i+1, strings.Join(names, ", "), time.Since(start).Round(time.Millisecond))
 		e.verify(t, cert, "a.test")
 	}
-	if n := e.named.Updates() - before; n != 0 {
+	if n := e.srv.Updates() - before; n != 0 {
 		t.Errorf("named applied %d updates during 3 issuances, want 0", n)
 	}
 	if n := e.ca.Orders() - orders; n != 3 {
@@ -96,7 +96,7 @@ func TestPersistAbsentFallsBack(t *testing.T) {
 	if _, err := issue(t.Context(), t, iss, "a.test"); err != nil {
 		t.Fatalf("Issue: %v", err)
 	}
-	if n := e.named.Updates(); n != 2 {
+	if n := e.srv.Updates(); n != 2 {
 		t.Errorf("named applied %d updates, want 2 (dns-01 set and removed its record)", n)
 	}
 }

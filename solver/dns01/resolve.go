@@ -33,6 +33,86 @@ type Resolver struct {
 	// for the propagation check. Zero means 53. Tests whose nameserver's
 	// NS record names 127.0.0.1 point it at their server's port.
 	AuthoritativePort int
+
+	// Primary is the host:port (port 53 if omitted) of the primary server
+	// the provider changes, when the caller knows it (RFC 2136's server).
+	// It is authoritative, so it is asked for a zone's SOA when the
+	// resolvers do not know the zone (a hidden primary, an internal zone,
+	// split-horizon DNS), and the propagation check asks it for the record
+	// besides the zone's nameservers (or alone, when the resolvers cannot
+	// name them). Empty means none.
+	Primary string
+
+	// Zones are zones named outright: a record under one of them (the
+	// longest that holds it) is put there with no SOA lookup. Names may
+	// end in a dot. Empty means every zone is looked up.
+	Zones []string
+}
+
+// ZoneError says that no server asked knew the zone of a name: every
+// resolver and the primary, with what each answered.
+type ZoneError struct {
+	Name      string   // the FQDN whose zone was looked for
+	Resolvers []string // the recursive resolvers asked
+	Primary   string   // the primary asked, "" for none
+	Err       error    // what they answered
+}
+
+func (e *ZoneError) Error() string {
+	resolvers := strings.Join(e.Resolvers, ", ")
+	if resolvers == "" {
+		resolvers = "(none configured)"
+	}
+	asked := fmt.Sprintf("the resolvers %s (--dns-resolver)", resolvers)
+	if e.Primary != "" {
+		asked += fmt.Sprintf(" and the primary %s (--dns-server)", e.Primary)
+	} else {
+		asked += " and no primary (--dns-server)"
+	}
+	return fmt.Sprintf("finding the zone of %s: asked %s: %v; name the zone with --dns-zone, "+
+		"or point --dns-resolver or --dns-server at a server that knows it", e.Name, asked, e.Err)
+}
+
+func (e *ZoneError) Unwrap() error { return e.Err }
+
+// primary returns Primary as host:port.
+func (r *Resolver) primary() string {
+	if r.Primary == "" {
+		return ""
+	}
+	if _, _, err := net.SplitHostPort(r.Primary); err != nil {
+		return net.JoinHostPort(r.Primary, "53")
+	}
+	return r.Primary
+}
+
+// knownZone returns the longest of Zones that holds name, or "".
+func (r *Resolver) knownZone(name string) string {
+	best := ""
+	for _, z := range r.Zones {
+		z = dns.Fqdn(strings.ToLower(z))
+		if dns.IsSubDomain(z, name) && len(z) > len(best) {
+			best = z
+		}
+	}
+	return best
+}
+
+// queryPrimary asks the primary directly (no recursion) and accepts
+// NOERROR or NXDOMAIN.
+func (r *Resolver) queryPrimary(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.RecursionDesired = false
+	m.SetEdns0(4096, false)
+	resp, err := exchange(ctx, r.primary(), m)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError {
+		return nil, fmt.Errorf("%s answered %s for %s %s", r.primary(), dns.RcodeToString[resp.Rcode], name, dns.TypeToString[qtype])
+	}
+	return resp, nil
 }
 
 func (r *Resolver) servers() ([]string, error) {
@@ -102,7 +182,22 @@ func (r *Resolver) target(ctx context.Context, name string) (string, error) {
 	name = dns.Fqdn(name)
 	for range maxCNAMEs {
 		resp, err := r.query(ctx, name, dns.TypeCNAME)
+		if err != nil && r.Primary != "" {
+			// The resolvers may not know a hidden primary's zone.
+			var perr error
+			if resp, perr = r.queryPrimary(ctx, name, dns.TypeCNAME); perr != nil {
+				err = errors.Join(err, perr)
+			} else {
+				err = nil
+			}
+		}
 		if err != nil {
+			if r.knownZone(name) != "" {
+				return name, nil // nobody serves the zone named outright: no CNAME to follow
+			}
+			if _, zerr := r.zone(ctx, name); zerr != nil {
+				return "", zerr // no server knows the zone: say which were asked
+			}
 			return "", err
 		}
 		next := ""
@@ -119,15 +214,38 @@ func (r *Resolver) target(ctx context.Context, name string) (string, error) {
 	return "", fmt.Errorf("more than %d CNAMEs from %s: a loop?", maxCNAMEs, name)
 }
 
-// zone returns the zone apex that holds name (an FQDN): the owner of the
-// SOA record in the answer or, for a name without records (NXDOMAIN or
-// NODATA), in the authority section. It walks up one label at a time
-// when a resolver answers neither.
+// zone returns the zone apex that holds name (an FQDN): one of Zones, or
+// the owner of the SOA record the resolvers, then the primary, answer with
+// (in the answer or, for a name without records, the authority section).
 func (r *Resolver) zone(ctx context.Context, name string) (string, error) {
-	for cur := dns.Fqdn(name); ; {
-		resp, err := r.query(ctx, cur, dns.TypeSOA)
+	name = dns.Fqdn(strings.ToLower(name))
+	if z := r.knownZone(name); z != "" {
+		return z, nil
+	}
+	zone, err := soaOwner(ctx, name, r.query)
+	if err == nil {
+		return zone, nil
+	}
+	servers, _ := r.servers()
+	zerr := &ZoneError{Name: name, Resolvers: servers, Primary: r.primary(), Err: err}
+	if r.Primary == "" {
+		return "", zerr
+	}
+	zone, perr := soaOwner(ctx, name, r.queryPrimary)
+	if perr == nil {
+		return zone, nil
+	}
+	zerr.Err = fmt.Errorf("resolvers: %w; primary: %w", err, perr)
+	return "", zerr
+}
+
+// soaOwner walks up from name one label at a time, asking query for the
+// SOA, until an answer names the zone that holds name.
+func soaOwner(ctx context.Context, name string, query func(context.Context, string, uint16) (*dns.Msg, error)) (string, error) {
+	for cur := name; ; {
+		resp, err := query(ctx, cur, dns.TypeSOA)
 		if err != nil {
-			return "", fmt.Errorf("finding the zone of %s: %w", name, err)
+			return "", err
 		}
 		for _, sec := range [][]dns.RR{resp.Answer, resp.Ns} {
 			for _, rr := range sec {
@@ -138,10 +256,31 @@ func (r *Resolver) zone(ctx context.Context, name string) (string, error) {
 		}
 		i, end := dns.NextLabel(cur, 0)
 		if end || cur == "." {
-			return "", fmt.Errorf("finding the zone of %s: no SOA record found", name)
+			return "", errors.New("no SOA record found")
 		}
 		cur = cur[i:]
 	}
+}
+
+// checkServers returns the servers the propagation check asks for a
+// record in zone: every address of the zone's nameservers and the
+// primary. When the resolvers cannot name the nameservers, the primary
+// alone is asked (a hidden primary the resolvers do not know).
+func (r *Resolver) checkServers(ctx context.Context, zone string) ([]nameserver, error) {
+	nss, err := r.nameservers(ctx, zone)
+	p := r.primary()
+	if p == "" {
+		return nss, err
+	}
+	if err != nil {
+		return []nameserver{{name: "primary", addr: p}}, nil
+	}
+	for _, ns := range nss {
+		if ns.addr == p {
+			return nss, nil
+		}
+	}
+	return append(nss, nameserver{name: "primary", addr: p}), nil
 }
 
 // nameservers returns host:port of every address of every nameserver of
@@ -226,7 +365,7 @@ func (r *Resolver) lookupTXT(ctx context.Context, name string) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
-	nss, err := r.nameservers(ctx, zone)
+	nss, err := r.checkServers(ctx, zone)
 	if err != nil {
 		return nil, err
 	}

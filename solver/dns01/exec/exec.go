@@ -5,7 +5,16 @@
 //	PROGRAM cleanup FQDN VALUE
 //
 // FQDN is the TXT record's full name with a trailing dot
-// ("_acme-challenge.a.example."), VALUE its text. The same are in the
+// ("_acme-challenge.a.example."), VALUE its text: lego's exec provider's
+// default mode, so its scripts work unchanged. With Mode ModeRaw (lego's
+// EXEC_MODE=RAW) it runs instead
+//
+//	PROGRAM present -- DOMAIN TOKEN KEYAUTH
+//	PROGRAM cleanup -- DOMAIN TOKEN KEYAUTH
+//
+// with the identifier (without "*." and trailing dot), the challenge token
+// and the key authorization, from which the program computes the value
+// (base64url of its SHA-256) and the name itself, as lego's RAW scripts do. The same are in the
 // environment as CERTKEEPER_ACTION, CERTKEEPER_FQDN, CERTKEEPER_VALUE and
 // CERTKEEPER_ZONE (the zone holding the record, with a trailing dot). Exit
 // status 0 means done; anything else fails the challenge, with the
@@ -25,7 +34,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/libdns/libdns"
+)
+
+// Modes of the Provider: the arguments the program gets.
+const (
+	// ModeDefault runs PROGRAM present|cleanup FQDN VALUE.
+	ModeDefault = ""
+	// ModeRaw runs PROGRAM present|cleanup -- DOMAIN TOKEN KEYAUTH, as
+	// lego's exec provider does with EXEC_MODE=RAW.
+	ModeRaw = "RAW"
 )
 
 // Provider runs Program for every record. Program is required; it is safe
@@ -42,6 +61,39 @@ type Provider struct {
 	Env []string
 	// Timeout bounds one run. Zero means 2 minutes.
 	Timeout time.Duration
+	// Mode is ModeDefault or ModeRaw. RAW mode needs the challenge, so it
+	// works only through dns01.Solver (which calls PresentChallenge), not
+	// through AppendRecords.
+	Mode string
+}
+
+var _ dns01.ChallengeProvider = (*Provider)(nil)
+
+// PresentChallenge runs the program's present action for c, in Mode.
+func (p *Provider) PresentChallenge(ctx context.Context, c dns01.ChallengeRecord) error {
+	return p.runChallenge(ctx, "present", c)
+}
+
+// CleanUpChallenge runs the program's cleanup action for c, in Mode.
+func (p *Provider) CleanUpChallenge(ctx context.Context, c dns01.ChallengeRecord) error {
+	return p.runChallenge(ctx, "cleanup", c)
+}
+
+func (p *Provider) runChallenge(ctx context.Context, action string, c dns01.ChallengeRecord) error {
+	switch p.Mode {
+	case ModeDefault:
+		_, err := p.runAll(ctx, action, c.Zone, []libdns.Record{c.Record})
+		return err
+	case ModeRaw:
+		rr := c.Record.RR()
+		fqdn := libdns.AbsoluteName(rr.Name, c.Zone)
+		if !strings.HasSuffix(fqdn, ".") {
+			fqdn += "."
+		}
+		return p.run(ctx, action, fqdn, rr.Data, c.Zone, "--", c.Domain, c.Token, c.KeyAuthorization)
+	default:
+		return fmt.Errorf("exec provider: mode %q: use %q (FQDN VALUE) or %q (DOMAIN TOKEN KEYAUTH)", p.Mode, ModeDefault, ModeRaw)
+	}
 }
 
 // AppendRecords runs "PROGRAM present FQDN VALUE" for every TXT record.
@@ -55,6 +107,9 @@ func (p *Provider) DeleteRecords(ctx context.Context, zone string, recs []libdns
 }
 
 func (p *Provider) runAll(ctx context.Context, action, zone string, recs []libdns.Record) ([]libdns.Record, error) {
+	if p.Mode != ModeDefault {
+		return nil, fmt.Errorf("exec provider: mode %q needs the challenge: use it through dns01.Solver", p.Mode)
+	}
 	var done []libdns.Record
 	for _, r := range recs {
 		rr := r.RR()
@@ -65,7 +120,7 @@ func (p *Provider) runAll(ctx context.Context, action, zone string, recs []libdn
 		if !strings.HasSuffix(fqdn, ".") {
 			fqdn += "."
 		}
-		if err := p.run(ctx, action, fqdn, rr.Data, zone); err != nil {
+		if err := p.run(ctx, action, fqdn, rr.Data, zone, fqdn, rr.Data); err != nil {
 			return done, err
 		}
 		done = append(done, r)
@@ -73,7 +128,9 @@ func (p *Provider) runAll(ctx context.Context, action, zone string, recs []libdn
 	return done, nil
 }
 
-func (p *Provider) run(ctx context.Context, action, fqdn, value, zone string) error {
+// run runs the program with action and args; fqdn, value and zone go into
+// the environment.
+func (p *Provider) run(ctx context.Context, action, fqdn, value, zone string, args ...string) error {
 	if p.Program == "" {
 		return errors.New("exec provider: Program is empty")
 	}
@@ -83,8 +140,8 @@ func (p *Provider) run(ctx context.Context, action, fqdn, value, zone string) er
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	args := append(append([]string(nil), p.Args...), action, fqdn, value)
-	cmd := osexec.CommandContext(ctx, p.Program, args...)
+	argv := append(append(append([]string(nil), p.Args...), action), args...)
+	cmd := osexec.CommandContext(ctx, p.Program, argv...)
 	cmd.Env = append(append(os.Environ(), p.Env...),
 		"CERTKEEPER_ACTION="+action, "CERTKEEPER_FQDN="+fqdn, "CERTKEEPER_VALUE="+value, "CERTKEEPER_ZONE="+zone)
 	var out bytes.Buffer

@@ -1,0 +1,86 @@
+package powerdns
+
+import (
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/libdns/libdns"
+)
+
+// TestRRsetMerge: against a real pdns_server, two values appended at once
+// on one name (a wildcard and its apex) are both served; deleting one
+// keeps the other; deleting the last removes the RRset; deleting it again
+// is no error.
+func TestRRsetMerge(t *testing.T) {
+	t.Parallel()
+	srv := testsvc.PowerDNS(t, testsvc.PowerDNSOptions{})
+	p := &Provider{APIURL: srv.APIURL() + "/api/v1", APIKey: srv.APIKey()}
+	rec := func(v string) []libdns.Record {
+		return []libdns.Record{libdns.TXT{Name: "_acme-challenge", TTL: time.Minute, Text: v}}
+	}
+	var wg sync.WaitGroup
+	for _, v := range []string{"one", `two "quoted"`} {
+		wg.Go(func() {
+			if _, err := p.AppendRecords(t.Context(), "a.test.", rec(v)); err != nil {
+				t.Errorf("AppendRecords(%q): %v", v, err)
+			}
+		})
+	}
+	wg.Wait()
+	dig := func() string { return srv.DigTXT(t, "_acme-challenge.a.test") }
+	if got := dig(); !strings.Contains(got, `"one"`) || !strings.Contains(got, `"two \"quoted\""`) {
+		t.Fatalf("after two appends, dig = %q, want both values", got)
+	}
+	if _, err := p.DeleteRecords(t.Context(), "a.test", rec("one")); err != nil {
+		t.Fatal(err)
+	}
+	if got := dig(); got != `"two \"quoted\""` {
+		t.Errorf("after deleting one, dig = %q, want the other", got)
+	}
+	for range 2 {
+		if _, err := p.DeleteRecords(t.Context(), "a.test.", rec(`two "quoted"`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := dig(); got != "" {
+		t.Errorf("after deleting both, dig = %q, want nothing", got)
+	}
+}
+
+// TestAPIKeyNeverShown: a wrong key fails naming the API and the status,
+// and neither the wrong nor the right key appears in the error, String or
+// the log.
+func TestAPIKeyNeverShown(t *testing.T) {
+	t.Parallel()
+	srv := testsvc.PowerDNS(t, testsvc.PowerDNSOptions{})
+	wrong := "wrong-" + srv.APIKey()
+	p := &Provider{APIURL: srv.APIURL(), APIKey: wrong}
+	_, err := p.AppendRecords(t.Context(), "a.test.", []libdns.Record{libdns.TXT{Name: "x", Text: "v"}})
+	if err == nil {
+		t.Fatal("AppendRecords with a wrong key succeeded")
+	}
+	var log strings.Builder
+	slog.New(slog.NewTextHandler(&log, nil)).Info("provider", "p", p)
+	for what, s := range map[string]string{"error": err.Error(), "String": p.String(), "log": log.String()} {
+		if strings.Contains(s, srv.APIKey()) {
+			t.Errorf("%s %q contains the API key", what, s)
+		}
+	}
+	if !strings.Contains(err.Error(), srv.APIURL()) || !strings.Contains(err.Error(), "401") {
+		t.Errorf("error %q does not name the API and the 401", err)
+	}
+	t.Logf("wrong API key: %v", err)
+}
+
+// TestQuoteTXT: values round-trip through PowerDNS's TXT content syntax.
+func TestQuoteTXT(t *testing.T) {
+	for _, v := range []string{"", "abc", `a"b\c`, "é\x01", strings.Repeat("x", 300)} {
+		if got := unquoteTXT(quoteTXT(v)); got != v {
+			t.Errorf("unquoteTXT(quoteTXT(%q)) = %q", v, got)
+		}
+	}
+}
