@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 )
@@ -22,44 +21,15 @@ const testReadTimeout = 300 * time.Millisecond
 // client does.
 func echoBackend(t *testing.T, name string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				if _, err := io.WriteString(c, name+"\n"); err != nil {
-					return
-				}
-				if _, err := io.Copy(c, c); err == nil {
-					c.(*net.TCPConn).CloseWrite()
-				}
-				io.Copy(io.Discard, c)
-			})
+	return serveBackend(t, func(c net.Conn) {
+		if _, err := io.WriteString(c, name+"\n"); err != nil {
+			return
 		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
+		if _, err := io.Copy(c, c); err == nil {
+			c.(*net.TCPConn).CloseWrite()
 		}
-		mu.Unlock()
-		wg.Wait()
+		io.Copy(io.Discard, c)
 	})
-	return ln.Addr().String()
 }
 
 // startServer runs s on a loopback listener and returns its address; the

@@ -2,8 +2,6 @@ package testsvc
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -53,28 +51,8 @@ type KnotServer struct {
 func Knot(t testing.TB, opts KnotOptions) *KnotServer {
 	t.Helper()
 	bin := LookPath(t, "knotd", knotHint)
-	zones := opts.Zones
-	if zones == nil {
-		zones = []string{"a.test"}
-	}
-	for _, z := range zones {
-		if !zoneName.MatchString(z) {
-			t.Fatalf("testsvc: zone %q: want a lower-case name without a trailing dot", z)
-		}
-	}
-	alg := opts.Algorithm
-	if alg == "" {
-		alg = "hmac-sha256"
-	}
-	if alg != "hmac-sha256" && alg != "hmac-sha512" {
-		t.Fatalf("testsvc: TSIG algorithm %q: want hmac-sha256 or hmac-sha512", alg)
-	}
-	key := make([]byte, 32)
-	if alg == "hmac-sha512" {
-		key = make([]byte, 64)
-	}
-	rand.Read(key)
-	k := &KnotServer{dir: t.TempDir(), zones: slices.Clone(zones), secret: base64.StdEncoding.EncodeToString(key), alg: alg}
+	zones, alg, secret := zonesAndKey(t, opts.Zones, opts.Algorithm)
+	k := &KnotServer{dir: t.TempDir(), zones: zones, secret: secret, alg: alg}
 	for _, z := range k.zones {
 		if err := os.WriteFile(filepath.Join(k.dir, z+".zone"), []byte(zoneFile(z)), 0o600); err != nil {
 			t.Fatalf("testsvc: writing zone %s: %v", z, err)

@@ -66,18 +66,11 @@ type NamedServer struct {
 	updates atomic.Int64 // accepted dynamic updates, counted from named's log
 }
 
-// Named starts named on a free 127.0.0.1 port and waits until it answers an
-// SOA query for every zone over UDP and TCP. The server is killed when the
-// test ends. If named is not installed, Named skips the test (fails it under
-// CI=true).
-//
-// named runs as the user running the test (it is not given -u). On a host
-// where AppArmor confines /usr/sbin/named to /etc/bind and /var/cache/bind,
-// it cannot read its temporary files; its output, printed when the test
-// fails, says so.
-func Named(t testing.TB, opts NamedOptions) *NamedServer {
+// zonesAndKey checks the zones and TSIG algorithm a test asked of an
+// authoritative server (a.test and hmac-sha256 when not given) and makes a
+// random TSIG secret of the algorithm's size, base64-encoded.
+func zonesAndKey(t testing.TB, zones []string, alg string) ([]string, string, string) {
 	t.Helper()
-	zones := opts.Zones
 	if zones == nil {
 		zones = []string{"a.test"}
 	}
@@ -86,7 +79,6 @@ func Named(t testing.TB, opts NamedOptions) *NamedServer {
 			t.Fatalf("testsvc: zone %q: want a lower-case name without a trailing dot", z)
 		}
 	}
-	alg := opts.Algorithm
 	if alg == "" {
 		alg = "hmac-sha256"
 	}
@@ -98,11 +90,26 @@ func Named(t testing.TB, opts NamedOptions) *NamedServer {
 		key = make([]byte, 64)
 	}
 	rand.Read(key)
+	return slices.Clone(zones), alg, base64.StdEncoding.EncodeToString(key)
+}
+
+// Named starts named on a free 127.0.0.1 port and waits until it answers an
+// SOA query for every zone over UDP and TCP. The server is killed when the
+// test ends. If named is not installed, Named skips the test (fails it under
+// CI=true).
+//
+// named runs as the user running the test (it is not given -u). On a host
+// where AppArmor confines /usr/sbin/named to /etc/bind and /var/cache/bind,
+// it cannot read its temporary files; its output, printed when the test
+// fails, says so.
+func Named(t testing.TB, opts NamedOptions) *NamedServer {
+	t.Helper()
+	zones, alg, secret := zonesAndKey(t, opts.Zones, opts.Algorithm)
 	n := &NamedServer{
 		bin:    LookPath(t, "named", namedHint),
 		dir:    t.TempDir(),
-		zones:  slices.Clone(zones),
-		secret: base64.StdEncoding.EncodeToString(key),
+		zones:  zones,
+		secret: secret,
 		alg:    alg,
 	}
 	n.conf = filepath.Join(n.dir, "named.conf")
