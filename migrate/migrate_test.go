@@ -136,7 +136,7 @@ func TestImport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec, err := storage.UnmarshalCertificate(data)
+			rec, err := storage.UnmarshalCertificate(key, data)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -154,7 +154,7 @@ func importCertificate(ctx context.Context, st storage.Storage, c Certificate, d
 	data, err := st.Load(ctx, key)
 	switch {
 	case err == nil:
-		if old, err := storage.UnmarshalCertificate(data); err == nil {
+		if old, err := storage.UnmarshalCertificate(key, data); err == nil {
 			if bytes.Equal(old.ChainPEM, c.ChainPEM) && samePrivateKey(old.KeyPEM, c.KeyPEM) {
 				act.Result = Unchanged
 				return act, nil

@@ -61,7 +61,7 @@ func Read(ctx context.Context, st storage.Storage, now time.Time) ([]Cert, error
 		if err != nil {
 			continue // deleted since List
 		}
-		rec, err := storage.UnmarshalCertificate(data)
+		rec, err := storage.UnmarshalCertificate(key, data)
 		if err != nil {
 			out = append(out, Cert{Key: key, State: StateDamaged, LastError: err.Error()})
 			continue

@@ -136,7 +136,7 @@ func takeover(t *testing.T, ca *testca.CA, tool, src, name, wantSerial, wantAcco
 	if err != nil {
 		t.Fatalf("imported certificate not at %s: %v", key, err)
 	}
-	rec, err := storage.UnmarshalCertificate(data)
+	rec, err := storage.UnmarshalCertificate(key, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func takeover(t *testing.T, ca *testca.CA, tool, src, name, wantSerial, wantAcco
 	if data, err = st.Load(t.Context(), key); err != nil {
 		t.Fatal(err)
 	}
-	if rec, err = storage.UnmarshalCertificate(data); err != nil {
+	if rec, err = storage.UnmarshalCertificate(key, data); err != nil {
 		t.Fatal(err)
 	}
 	if rec.Account != wantAccount {

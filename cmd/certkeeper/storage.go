@@ -95,6 +95,9 @@ Keep it as private as --storage itself, and delete it once imported.`,
 			if err != nil {
 				return err
 			}
+			for _, err := range stats.Invalid {
+				fmt.Fprintf(env.Stderr, "certkeeper: warning: left out of the archive: %v\n", err)
+			}
 			fmt.Fprintf(env.Stderr, "certkeeper: exported %d keys from %s to %s (%s)\n", stats.Keys, storageDir, out, byteSize(stats.Bytes))
 			return nil
 		},
