@@ -92,6 +92,10 @@ func UnmarshalCertificate(key string, data []byte) (*Certificate, error) {
 	if err := json.Unmarshal(data, &c); err != nil {
 		return nil, fmt.Errorf("%w: certificate record %s: decoding: %w", ErrInvalidRecord, key, err)
 	}
+	// The cheap checks first: a planted value fails before any parsing.
+	if err := c.checkKey(key); err != nil {
+		return nil, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
+	}
 	tc, err := c.TLSCertificate()
 	if err != nil {
 		return nil, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
@@ -102,22 +106,20 @@ func UnmarshalCertificate(key string, data []byte) (*Certificate, error) {
 			return nil, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
 		}
 	}
-	if err := c.check(key, leaf); err != nil {
-		return nil, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
+	for _, n := range c.Names {
+		if err := leaf.VerifyHostname(n); err != nil {
+			return nil, fmt.Errorf("%w: certificate record %s: its leaf does not cover %q (it covers %s)",
+				ErrInvalidRecord, key, n, leafNames(leaf))
+		}
 	}
 	return &c, nil
 }
 
-// check reports why c, stored under key with leaf as its leaf, cannot be
-// served, or nil.
-func (c *Certificate) check(key string, leaf *x509.Certificate) error {
+// checkKey reports why c cannot be the record stored under key: it has no
+// names, or key was not made from any of them.
+func (c *Certificate) checkKey(key string) error {
 	if len(c.Names) == 0 {
 		return errors.New("it holds no names")
-	}
-	for _, n := range c.Names {
-		if err := leaf.VerifyHostname(n); err != nil {
-			return fmt.Errorf("its leaf does not cover %q (it covers %s)", n, leafNames(leaf))
-		}
 	}
 	// The key is certificates/ISSUER/SEGMENT.json, SEGMENT made from one
 	// name (shortened, and with the variant, as CertificateKeyVariant

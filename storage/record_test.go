@@ -1,16 +1,20 @@
 package storage
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"math/big"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +132,94 @@ func TestUnmarshalCertificateNames(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzUnmarshalCertificate feeds the record decoder what anyone who can
+// write storage could store. It must never panic, and whatever it accepts
+// must hold what readers rely on: a name, the key's name among the names,
+// a leaf covering them all, a usable key pair, and a value that encodes
+// and decodes again to the same record.
+//
+// Inputs stay small so the fuzzer's minimisation of each new input takes
+// milliseconds, not seconds: the placeholders $C1..$C3 and $K1..$K3 in an
+// input stand for the base64 chains and keys of three real records (for
+// a.test and www.a.test; *.w.test and w.test; 2001:db8::1 and
+// 192.0.2.7). The PEM and X.509 parsers themselves are fuzzed upstream;
+// what is explored here is the record around them.
+func FuzzUnmarshalCertificate(f *testing.F) {
+	var expand []string
+	for i, leaf := range [][]string{{"a.test", "www.a.test"}, {"*.w.test", "w.test"}, {"2001:db8::1", "192.0.2.7"}} {
+		rec := recordFor(f, leaf, leaf...)
+		n := strconv.Itoa(i + 1)
+		expand = append(expand, "$C"+n, base64.StdEncoding.EncodeToString(rec.ChainPEM),
+			"$K"+n, base64.StdEncoding.EncodeToString(rec.KeyPEM))
+	}
+	placeholders := strings.NewReplacer(expand...)
+	key := func(name, variant string) string {
+		k, err := CertificateKeyVariant("local", name, variant)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return k
+	}
+	record := func(names, chain, variant string) []byte {
+		return []byte(`{"names":` + names + `,"issuer":"local","chain_pem":"$C` + chain + `","key_pem":"$K` + chain +
+			`","variant":"` + variant + `","not_after":"2030-01-01T00:00:00Z"}`)
+	}
+	valid := record(`["a.test","www.a.test"]`, "1", "")
+	if _, err := UnmarshalCertificate(key("a.test", ""), []byte(placeholders.Replace(string(valid)))); err != nil {
+		f.Fatalf("the valid seed does not decode: %v", err) // the fuzzer would explore nothing past it
+	}
+	f.Add(key("a.test", ""), valid)
+	f.Add(key("www.a.test", ""), record(`["a.test","www.a.test"]`, "1", ""))
+	f.Add(key("*.w.test", ""), record(`["*.w.test","w.test"]`, "2", ""))
+	f.Add(key("x.w.test", ""), record(`["x.w.test"]`, "2", ""))
+	f.Add(key("2001:db8::1", ""), record(`["2001:db8::1","192.0.2.7"]`, "3", ""))
+	f.Add(key("a.test", "rsa"), record(`["a.test"]`, "1", "rsa"))
+	f.Add(key("a.test", ""), record(`[]`, "1", ""))
+	f.Add(key("b.test", ""), record(`["a.test"]`, "1", ""))
+	f.Add(key("a.test", ""), []byte(`{"names":["a.test"],"chain_pem":"$C1","key_pem":"$K2"}`))
+	f.Add("certificates/local/a.test.json", []byte(`{"names":["a.test"],"chain_pem":"","key_pem":""}`))
+	f.Add("", []byte("null"))
+	f.Fuzz(func(t *testing.T, key string, input []byte) {
+		data := []byte(placeholders.Replace(string(input)))
+		c, err := UnmarshalCertificate(key, data)
+		if err != nil {
+			if c != nil || !errors.Is(err, ErrInvalidRecord) {
+				t.Fatalf("UnmarshalCertificate(%q) = %v, %v; want nil and an ErrInvalidRecord", key, c, err)
+			}
+			return
+		}
+		if len(c.Names) == 0 {
+			t.Fatalf("UnmarshalCertificate(%q) accepted a record without names", key)
+		}
+		tc, err := c.TLSCertificate()
+		if err != nil {
+			t.Fatalf("accepted record's TLSCertificate: %v", err)
+		}
+		for _, n := range c.Names {
+			if err := tc.Leaf.VerifyHostname(n); err != nil {
+				t.Fatalf("accepted record for %q under %q: %v", c.Names, key, err)
+			}
+		}
+		own := false
+		if segs := strings.Split(key, "/"); len(segs) == 3 {
+			for _, n := range c.Names {
+				if k, err := CertificateKeyVariant(segs[1], n, c.Variant); err == nil && k == key {
+					own = true
+				}
+			}
+		}
+		if !own {
+			t.Fatalf("accepted record for %q (variant %q) under %q, the key of none of its names", c.Names, c.Variant, key)
+		}
+		again, err := MarshalCertificate(c)
+		if err != nil {
+			t.Fatalf("MarshalCertificate of an accepted record: %v", err)
+		}
+		c2, err := UnmarshalCertificate(key, again)
+		if err != nil || !slices.Equal(c2.Names, c.Names) || !bytes.Equal(c2.KeyPEM, c.KeyPEM) || !bytes.Equal(c2.ChainPEM, c.ChainPEM) {
+			t.Fatalf("an accepted record does not survive encoding again: %v", err)
+		}
+	})
 }
