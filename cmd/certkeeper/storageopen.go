@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
 	"github.com/certkeeper/certkeeper/storage/filestore"
@@ -43,22 +44,13 @@ func (f *storageFlags) open(ctx context.Context, env *Env) (storage.Storage, fun
 func isURL(spec string) bool { return strings.Contains(spec, "://") }
 
 // storageWhere names a --storage value for messages: a path as it is, a
-// URL without its user information and query (which may hold passwords).
+// URL as redact.URL gives it (no user information, query or fragment:
+// they may hold passwords).
 func storageWhere(spec string) string {
 	if spec == "" {
 		return defaultStorageDir()
 	}
-	if !isURL(spec) {
-		return spec
-	}
-	scheme, rest, _ := strings.Cut(spec, "://")
-	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
-		rest = rest[:end]
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		rest = rest[at+1:]
-	}
-	return scheme + "://" + rest
+	return redact.URL(spec)
 }
 
 // openStorage opens --storage spec: a directory (the default when spec is
@@ -77,7 +69,7 @@ func openStorage(ctx context.Context, env *Env, spec, keyFile string, leaseTTL t
 	case isURL(spec):
 		scheme, _, _ := strings.Cut(spec, "://")
 		if !strings.HasPrefix(strings.ToLower(scheme), "redis") {
-			return nil, nil, usagef("--storage %s: unknown scheme %q: give a directory or a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL", storageWhere(spec), scheme)
+			return nil, nil, usagef("--storage %s: unknown scheme: give a directory or a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL", storageWhere(spec))
 		}
 		rs, err := redisstore.Open(spec)
 		if err != nil {
