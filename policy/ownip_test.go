@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -177,5 +178,34 @@ func TestRequireOwnIPDefaults(t *testing.T) {
 	}
 	if err := r.Decide(t.Context(), "localhost"); err != nil {
 		t.Errorf("Decide(%q) with the default Resolver = %v, want nil", "localhost", err)
+	}
+}
+
+// TestRequireOwnIPRefusesPrivate: a name resolving to a loopback,
+// link-local, private, shared (RFC 6598) or unspecified address is refused
+// even when the address is this host's: a public CA cannot reach it, and
+// the order would only spend the account's failed-validation budget.
+func TestRequireOwnIPRefusesPrivate(t *testing.T) {
+	local := []string{"127.0.0.1", "::1", "10.1.2.3", "172.16.0.9", "192.168.1.5", "fd00::5",
+		"169.254.3.4", "fe80::1", "100.64.0.7", "0.0.0.0", "::ffff:127.0.0.1"}
+	table := map[string][]string{"public.test": {"203.0.113.9", "2001:db8::9"}, "mixed.test": {"203.0.113.9", "10.1.2.3"}}
+	own := []netip.Addr{netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("2001:db8::9")}
+	for i, a := range local {
+		table["local"+strconv.Itoa(i)+".test"] = []string{a}
+		own = append(own, netip.MustParseAddr(a).Unmap())
+	}
+	r := &RequireOwnIP{Resolver: hosts(table), Addrs: func() ([]netip.Addr, error) { return own, nil }}
+	for i, a := range local {
+		name := "local" + strconv.Itoa(i) + ".test"
+		err := r.Decide(t.Context(), name)
+		if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), netip.MustParseAddr(a).Unmap().String()) {
+			t.Errorf("Decide(%q), resolving to this host's %s = %v, want ErrDenied naming the address", name, a, err)
+		}
+	}
+	if err := r.Decide(t.Context(), "mixed.test"); !errors.Is(err, ErrDenied) {
+		t.Errorf("Decide(%q), resolving to a public and a private address = %v, want ErrDenied", "mixed.test", err)
+	}
+	if err := r.Decide(t.Context(), "public.test"); err != nil {
+		t.Errorf("Decide(%q), resolving to this host's public addresses = %v, want nil", "public.test", err)
 	}
 }
