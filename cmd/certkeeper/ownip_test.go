@@ -3,12 +3,15 @@ package main
 import (
 	"crypto/tls"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/policy"
 )
 
 // TestRequireOwnIPLoopback: with --require-own-ip, a name resolving to
@@ -43,5 +46,26 @@ func TestRequireOwnIPLoopback(t *testing.T) {
 		"--storage", t.TempDir(), "--backend", back.url)
 	if err := handshake(port); err != nil {
 		t.Errorf("--require-own-ip --own-ip-private: handshake for localhost: %v", err)
+	}
+}
+
+// TestOwnIPPrivateConfigKey: own_ip_private in --config sets the policy's
+// AllowPrivate, and --own-ip-private without --require-own-ip is refused.
+func TestOwnIPPrivateConfigKey(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "proxy.yaml")
+	if err := os.WriteFile(f, []byte("require_own_ip: true\nown_ip_private: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadProxyConfig(f, &proxyConfig{}, map[string]bool{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := cfg.policy()
+	if r, ok := p.(*policy.RequireOwnIP); err != nil || !ok || !r.AllowPrivate {
+		t.Errorf("policy from require_own_ip and own_ip_private = %#v, %v; want a RequireOwnIP with AllowPrivate", p, err)
+	}
+	r := ck(t, 10*time.Second, "proxy", "--own-ip-private", "--allow", "a.test", "--tls-addr", "127.0.0.1:0", "--storage", t.TempDir())
+	if r.code != 2 || !strings.Contains(r.stderr, "--require-own-ip") {
+		t.Errorf("proxy --own-ip-private alone: exit %d, stderr %q; want a usage error naming --require-own-ip", r.code, r.stderr)
 	}
 }
