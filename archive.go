@@ -98,9 +98,9 @@ type ExportStats struct {
 	Bytes int64
 	// Invalid are the values left out of the archive because certkeeper
 	// refuses them (a certificate record naming no name, a value that
-	// should be sealed and is not, ...) and Import would too; each error
-	// names its key.
-	Invalid []error
+	// should be sealed and is not, ...) and Import would too: why, by
+	// storage key.
+	Invalid map[string]error
 }
 
 // Export writes every key of st and its value to w as one portable
@@ -127,7 +127,7 @@ func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, 
 		return ExportStats{}, fmt.Errorf("exporting storage: %w", err)
 	}
 	members := make([]member, 0, len(keys))
-	var invalid []error
+	invalid := map[string]error{}
 	var size int64 = tarEndOverhead + 512 + maxManifestSize
 	for _, key := range keys {
 		if err := storage.ValidateKey(key); err != nil {
@@ -138,14 +138,14 @@ func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, 
 			continue // deleted since List
 		}
 		if errors.Is(err, storage.ErrInvalidRecord) {
-			invalid = append(invalid, err)
+			invalid[key] = err
 			continue
 		}
 		if err != nil {
 			return ExportStats{}, fmt.Errorf("exporting: %w", err)
 		}
 		if err := checkValue(key, value); err != nil {
-			invalid = append(invalid, err)
+			invalid[key] = err
 			continue
 		}
 		if len(value) > defaultMaxArchiveMember {

@@ -67,7 +67,7 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 				return fmt.Errorf("--to: %w", err)
 			}
 			defer closeDst()
-			stats, err := copyStorage(ctx, src, dst, overwrite)
+			stats, err := copyStorage(ctx, env, src, dst, overwrite)
 			if cerr, ok := errors.AsType[*certkeeper.ConflictError](err); ok {
 				return conflictError(to.where(), cerr.Keys)
 			}
@@ -87,12 +87,15 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 
 // copyStorage copies src to dst through an export archive held in memory (so
 // it gets Import's checks and conflict handling), then verifies that every
-// key of src reads back from dst with the same value.
-func copyStorage(ctx context.Context, src, dst storage.Storage, overwrite bool) (certkeeper.ImportStats, error) {
+// key of src reads back from dst with the same value. Values certkeeper
+// refuses (certkeeper.ExportStats.Invalid) are left out, with a warning.
+func copyStorage(ctx context.Context, env *Env, src, dst storage.Storage, overwrite bool) (certkeeper.ImportStats, error) {
 	var buf bytes.Buffer
-	if _, err := certkeeper.Export(ctx, src, &buf); err != nil {
+	exported, err := certkeeper.Export(ctx, src, &buf)
+	if err != nil {
 		return certkeeper.ImportStats{}, err
 	}
+	warnInvalid(env, "not migrated", exported.Invalid)
 	stats, err := certkeeper.Import(ctx, dst, &buf, certkeeper.ImportOptions{Overwrite: overwrite})
 	if err != nil {
 		return stats, err
@@ -102,9 +105,12 @@ func copyStorage(ctx context.Context, src, dst storage.Storage, overwrite bool) 
 		return stats, fmt.Errorf("verifying: %w", err)
 	}
 	for _, key := range keys {
-		want, err := src.Load(ctx, key)
-		if errors.Is(err, fs.ErrNotExist) {
+		if _, left := exported.Invalid[key]; left {
 			continue
+		}
+		want, err := src.Load(ctx, key)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, storage.ErrInvalidRecord) {
+			continue // deleted, or made invalid, since the export
 		}
 		if err != nil {
 			return stats, fmt.Errorf("verifying: %w", err)

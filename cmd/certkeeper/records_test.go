@@ -78,6 +78,9 @@ func TestStoredRecordWithoutNames(t *testing.T) {
 	} else if r := ck(t, 30*time.Second, "storage", "import", "--storage", t.TempDir(), archive); r.code != 0 {
 		t.Errorf("storage import of the exported archive: exit %d\n%s", r.code, r.stderr)
 	}
+	if r := ck(t, 30*time.Second, "storage", "migrate", "--from", storageDir, "--to", t.TempDir()); r.code != 0 || !strings.Contains(r.stderr, badKey) {
+		t.Errorf("storage migrate: exit %d, stderr %q; want success naming the damaged record %s", r.code, r.stderr, badKey)
+	}
 
 	port := testsvc.FreePort(t)
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
