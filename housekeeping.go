@@ -3,6 +3,7 @@ package certkeeper
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"maps"
 	"sync"
@@ -136,10 +137,13 @@ func (m *Manager) sweepExpired(ctx context.Context) {
 	now := time.Now()
 	for _, key := range keys {
 		data, err := m.store.Load(ctx, key)
-		if err != nil {
+		if err != nil && !errors.Is(err, storage.ErrInvalidRecord) {
 			continue
 		}
-		rec, err := storage.UnmarshalCertificate(key, data)
+		var rec *storage.Certificate
+		if err == nil {
+			rec, err = storage.UnmarshalCertificate(key, data)
+		}
 		if err != nil {
 			// Not deleted: it may be the only copy of a key someone
 			// wants back. A handshake for its name replaces it.

@@ -107,6 +107,10 @@ func (m *Manager) renewStored(key string) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.issueTimeout())
 	defer cancel()
 	data, err := m.store.Load(ctx, key)
+	if errors.Is(err, storage.ErrInvalidRecord) {
+		m.logger().Error("stored certificate is refused by the storage; not renewing it", slog.String("key", key), slog.Any("err", err))
+		return
+	}
 	if err != nil {
 		if !isNotFound(err) {
 			// Storage unreachable: back off by the dates of the

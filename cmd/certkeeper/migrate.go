@@ -149,7 +149,7 @@ see "certkeeper storage rekey".`,
 }
 
 func storageRekeyCmd() *Command {
-	var sf storageFlags
+	sf := storageFlags{rekey: true}
 	return &Command{
 		UsageLine: "certkeeper storage rekey --storage-key-file FILE [flags]",
 		Short:     "encrypt every private key in storage with the key file's first key",
@@ -164,6 +164,12 @@ Rotate the storage key:
 	# restart every node with --storage-key-file storage.key, then:
 	certkeeper storage rekey --storage redis://10.0.0.5:6379/0 --storage-key-file storage.key
 	cp new.key storage.key                 # the old key is no longer needed
+
+Turn encryption on for a storage that holds private keys in clear: stop every node using it,
+run rekey once, then start the nodes with --storage-key-file. With a key file, certkeeper
+refuses a private key stored in clear (anyone who can write storage could plant one), and a
+node refuses to start on a storage whose private keys are all in clear. Rekey seals whatever is
+in clear when it runs: run it for that move only, not to silence refusals of planted values.
 
 Rekey is safe while nodes run (each value is replaced in one atomic write) and to run again.`,
 		Flags: func(fs *flag.FlagSet) {
@@ -189,8 +195,8 @@ Rekey is safe while nodes run (each value is replaced in one atomic write) and t
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(env.Stderr, "certkeeper: %d private keys in %s sealed with key %s, %d already were\n",
-				stats.Sealed, sf.where(), es.Keys[0].ID, stats.Current)
+			fmt.Fprintf(env.Stderr, "certkeeper: %d private keys in %s sealed with key %s (%d of them were in clear), %d already were\n",
+				stats.Sealed, sf.where(), es.Keys[0].ID, stats.Clear, stats.Current)
 			return nil
 		},
 	}

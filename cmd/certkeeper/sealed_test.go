@@ -106,3 +106,41 @@ func TestUnsealedRecordRefused(t *testing.T) {
 		t.Errorf("the proxy's output does not name the refused record %s:\n%s", plantedKey, p.output())
 	}
 }
+
+// TestStorageEncryptionTurnedOn: the move from a storage in clear to an
+// encrypted one still works with clear private keys refused: a node given
+// a key file for a storage that was never encrypted refuses to start and
+// says to run storage rekey; rekey seals every private key; then the node
+// starts and serves the certificate it had, with no new issuance.
+func TestStorageEncryptionTurnedOn(t *testing.T) {
+	storageDir := t.TempDir()
+	issueLocal(t, storageDir, "good.test")
+	serial := recordSerial(t, filepath.Join(storageDir, "certificates", "local", "good.test.json"))
+	keyFile := writeStorageKey(t)
+	port := strconv.Itoa(testsvc.FreePort(t))
+	args := []string{"proxy", "--tls-addr", "127.0.0.1:" + port, "--ca", "local", "--allow", "good.test",
+		"--storage", storageDir, "--storage-key-file", keyFile, "--backend", "http://127.0.0.1:" + port}
+
+	if r := ck(t, 30*time.Second, args...); r.code == 0 || !strings.Contains(r.stderr, "certkeeper storage rekey --storage "+storageDir) {
+		t.Fatalf("proxy with a key file on a storage never encrypted: exit %d, stderr %q; want a refusal saying to run storage rekey", r.code, r.stderr)
+	}
+	r := ck(t, 30*time.Second, "storage", "rekey", "--storage", storageDir, "--storage-key-file", keyFile)
+	if r.code != 0 || !strings.Contains(r.stderr, "(3 of them were in clear)") {
+		t.Fatalf("storage rekey: exit %d, stderr %q; want the certificate and the local CA's two keys sealed", r.code, r.stderr)
+	}
+	for name, data := range files(t, storageDir) {
+		if strings.Contains(data, "PRIVATE KEY") || strings.Contains(data, "key_pem") {
+			t.Errorf("after rekey %s holds a private key in clear", name)
+		}
+	}
+	startProxyLogged(t, args[1:]...)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 20 * time.Second}, "tcp", "127.0.0.1:"+port,
+		&tls.Config{ServerName: "good.test", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("handshake for good.test after rekey: %v", err)
+	}
+	defer conn.Close()
+	if got := conn.ConnectionState().PeerCertificates[0].SerialNumber.String(); got != serial {
+		t.Errorf("after rekey good.test is served serial %s, want the stored one %s (no new issuance)", got, serial)
+	}
+}
