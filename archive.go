@@ -96,6 +96,11 @@ type ExportStats struct {
 	Keys int
 	// Bytes is the size of the archive written to w (compressed).
 	Bytes int64
+	// Invalid are the values left out of the archive because certkeeper
+	// refuses them (a certificate record naming no name, a value that
+	// should be sealed and is not, ...) and Import would too: why, by
+	// storage key.
+	Invalid map[string]error
 }
 
 // Export writes every key of st and its value to w as one portable
@@ -111,13 +116,18 @@ type ExportStats struct {
 // snapshot: stop processes that write to st for an exact copy.
 //
 // Export refuses to write an archive that Import, with its default limits,
-// would refuse: a value over 16 MiB, or more than 1 GiB in all.
+// would refuse: a value over 16 MiB, or more than 1 GiB in all. A value
+// Import would refuse as invalid (a damaged certificate record, one that
+// names no name, a clear value where a sealed one belongs) is left out
+// and listed in ExportStats.Invalid, so one bad record does not stop a
+// backup.
 func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, error) {
 	keys, err := st.List(ctx, "")
 	if err != nil {
 		return ExportStats{}, fmt.Errorf("exporting storage: %w", err)
 	}
 	members := make([]member, 0, len(keys))
+	invalid := map[string]error{}
 	var size int64 = tarEndOverhead + 512 + maxManifestSize
 	for _, key := range keys {
 		if err := storage.ValidateKey(key); err != nil {
@@ -127,8 +137,16 @@ func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, 
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // deleted since List
 		}
+		if errors.Is(err, storage.ErrInvalidRecord) {
+			invalid[key] = err
+			continue
+		}
 		if err != nil {
 			return ExportStats{}, fmt.Errorf("exporting: %w", err)
+		}
+		if err := checkValue(key, value); err != nil {
+			invalid[key] = err
+			continue
 		}
 		if len(value) > defaultMaxArchiveMember {
 			return ExportStats{}, fmt.Errorf("exporting %s: its value of %d bytes exceeds the %d an archive member may hold",
@@ -163,7 +181,7 @@ func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, 
 	if err := zw.Close(); err != nil {
 		return ExportStats{Bytes: cw.n}, fmt.Errorf("exporting: %w", err)
 	}
-	return ExportStats{Keys: len(members), Bytes: cw.n}, nil
+	return ExportStats{Keys: len(members), Bytes: cw.n, Invalid: invalid}, nil
 }
 
 func writeMember(tw *tar.Writer, name string, data []byte, mtime time.Time) error {
@@ -419,7 +437,7 @@ func readArchive(r io.Reader, maxMember, maxSize int64) ([]member, error) {
 			return nil, readErr(err)
 		}
 		if err := checkValue(hdr.Name, value); err != nil {
-			return nil, err
+			return nil, invalidArchive("member %w", err)
 		}
 		members = append(members, member{key: hdr.Name, value: value})
 	}
@@ -468,21 +486,21 @@ func checkHeader(hdr *tar.Header, maxMember int64) error {
 }
 
 // checkValue refuses a value that certkeeper could not use: a damaged
-// certificate record, account key or JSON document. Errors never quote
-// the value.
+// certificate record, account key or JSON document. Errors wrap
+// storage.ErrInvalidRecord, name key, and never quote the value.
 func checkValue(key string, value []byte) error {
 	switch {
 	case strings.HasPrefix(key, storage.CertificatePrefix("")):
-		if _, err := storage.UnmarshalCertificate(value); err != nil {
-			return invalidArchive("member %s is not a valid certificate record: %w", key, err)
+		if _, err := storage.UnmarshalCertificate(key, value); err != nil {
+			return fmt.Errorf("%s is not a valid certificate record: %w", key, err)
 		}
 	case strings.HasPrefix(key, "accounts/") && strings.HasSuffix(key, ".key"):
 		if _, err := storage.ParsePrivateKeyPEM(value); err != nil {
-			return invalidArchive("member %s is not a valid private key: %w", key, err)
+			return fmt.Errorf("%s is not a valid private key (%w): %w", key, storage.ErrInvalidRecord, err)
 		}
 	case strings.HasSuffix(key, ".json"):
 		if !json.Valid(value) {
-			return invalidArchive("member %s is not valid JSON", key)
+			return fmt.Errorf("%s is not valid JSON (%w)", key, storage.ErrInvalidRecord)
 		}
 	}
 	return nil

@@ -398,6 +398,12 @@ func TestImportHostile(t *testing.T) {
 	fields["chain_pem"] = []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
 	badRecord, _ := json.Marshal(fields)
 	keyOnly, _ := json.Marshal(map[string]any{"names": []string{"a.test"}, "key_pem": accountKeyPEM(t)})
+	fields = nil
+	if err := json.Unmarshal(rec, &fields); err != nil {
+		t.Fatal(err)
+	}
+	fields["names"] = []string{}
+	noNames, _ := json.Marshal(fields)
 	valid := makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: rec})
 
 	tests := []struct {
@@ -430,6 +436,8 @@ func TestImportHostile(t *testing.T) {
 		{"duplicate", makeArchive(t, manifestFor(2), good, good), certkeeper.ImportOptions{}, "appears twice"},
 		{"bad certificate", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: badRecord}), certkeeper.ImportOptions{}, "certificates/x/a.test.json is not a valid certificate record"},
 		{"certificate without chain", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: keyOnly}), certkeeper.ImportOptions{}, "certificates/x/a.test.json is not a valid certificate record"},
+		{"certificate without names", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: noNames}), certkeeper.ImportOptions{}, "holds no names"},
+		{"certificate under another name's key", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/b.test.json", body: rec}), certkeeper.ImportOptions{}, "not among its names"},
 		{"certificate not JSON", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: []byte("-----BEGIN PRIVATE KEY-----")}), certkeeper.ImportOptions{}, "not a valid certificate record"},
 		{"bad account key", makeArchive(t, manifestFor(2), good, archiveMember{name: "accounts/x/y.key", body: []byte("not a key")}), certkeeper.ImportOptions{}, "accounts/x/y.key is not a valid private key"},
 		{"bad JSON", makeArchive(t, manifestFor(2), good, archiveMember{name: "localca/root.json", body: []byte("{")}), certkeeper.ImportOptions{}, "localca/root.json is not valid JSON"},

@@ -111,7 +111,7 @@ func (m *Manager) startCluster() {
 					case <-m.ctx.Done():
 						return
 					case <-t.C:
-						m.syncAll()
+						m.guard("checking storage for certificates renewed elsewhere", slog.Attr{}, m.syncAll)
 					}
 				}
 			}()
@@ -143,11 +143,16 @@ func (m *Manager) subscribe(n storage.Notifier) {
 				continue
 			}
 			if strings.HasPrefix(key, storage.CertificatePrefix("")) {
-				ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
-				if err := m.refresh(ctx, key); err != nil {
-					m.logger().Debug("reloading a certificate another node stored", slog.String("key", key), slog.Any("err", err))
-				}
-				cancel()
+				m.guard("reloading a certificate another node stored", slog.String("key", key), func() {
+					ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+					defer cancel()
+					if err := m.refresh(ctx, key); errors.Is(err, storage.ErrInvalidRecord) {
+						m.logger().Warn("another node stored an invalid certificate record; serving the one in memory",
+							slog.String("key", key), slog.Any("err", err))
+					} else if err != nil {
+						m.logger().Debug("reloading a certificate another node stored", slog.String("key", key), slog.Any("err", err))
+					}
+				})
 			}
 		}
 		// The subscription ended without Close: subscribe again, not in
@@ -214,9 +219,9 @@ func (m *Manager) refresh(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	rec, err := storage.UnmarshalCertificate(data)
+	rec, err := storage.UnmarshalCertificate(key, data)
 	if err != nil {
-		return fmt.Errorf("stored certificate %s: %w", key, err)
+		return err // it names key
 	}
 	m.adoptNewer(ctx, key, rec)
 	return nil

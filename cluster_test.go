@@ -210,7 +210,7 @@ func TestClusterPeriodicSync(t *testing.T) {
 	if err := st.Store(ctx, keys[0], data); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := storage.UnmarshalCertificate(data)
+	rec, err := storage.UnmarshalCertificate(keys[0], data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,18 @@
 package certkeeper
 
-import "context"
+import (
+	"context"
+	"log/slog"
+)
 
 // CacheLen reports how many certificates m holds in memory, for tests.
 func CacheLen(m *Manager) int { return m.cache.len() }
 
-// SweepExpired runs the expired-certificate sweep now, for tests.
+// SweepExpired runs the expired-certificate sweep now, contained as the
+// housekeeping goroutine runs it, for tests.
 func SweepExpired(m *Manager, ctx context.Context) {
 	_ = m.init()
-	m.sweepExpired(ctx)
+	m.guard("housekeeping", slog.String("step", "sweeping expired certificates"), func() { m.sweepExpired(ctx) })
 }
 
 // IssuerIDs lists the IDs of m's default issuer chain, for tests.

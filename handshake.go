@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -79,7 +80,9 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 	ch := m.flight.DoChan(variant+"/"+m.flightName(name), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
 		defer cancel()
-		return m.loadOrObtain(ctx, name, variant, client)
+		return contain(m, "obtaining a certificate for", slog.String("name", name), func() (*managed, error) {
+			return m.loadOrObtain(ctx, name, variant, client)
+		})
 	})
 	select {
 	case r := <-ch:

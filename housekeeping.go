@@ -3,6 +3,7 @@ package certkeeper
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"maps"
 	"sync"
@@ -59,18 +60,24 @@ func (m *Manager) startHousekeeping() {
 			for {
 				select {
 				case <-t.C:
-					m.flushSeen(m.ctx)
-					m.sweepExpired(m.ctx)
-					m.sweepLocks(m.ctx)
+					m.housekeep(m.ctx)
 				case <-m.ctx.Done():
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					m.flushSeen(ctx)
+					m.guard("housekeeping", slog.String("step", "storing last-seen times"), func() { m.flushSeen(ctx) })
 					cancel()
 					return
 				}
 			}
 		}()
 	})
+}
+
+// housekeep does one round of housekeeping. Each step runs contained: a
+// panic in one is logged and the others, and later rounds, go on.
+func (m *Manager) housekeep(ctx context.Context) {
+	m.guard("housekeeping", slog.String("step", "storing last-seen times"), func() { m.flushSeen(ctx) })
+	m.guard("housekeeping", slog.String("step", "sweeping expired certificates"), func() { m.sweepExpired(ctx) })
+	m.guard("housekeeping", slog.String("step", "sweeping dead locks"), func() { m.sweepLocks(ctx) })
 }
 
 // storedSeen returns the stored last-seen time of name (zero if unknown),
@@ -130,11 +137,21 @@ func (m *Manager) sweepExpired(ctx context.Context) {
 	now := time.Now()
 	for _, key := range keys {
 		data, err := m.store.Load(ctx, key)
-		if err != nil {
+		if err != nil && !errors.Is(err, storage.ErrInvalidRecord) {
 			continue
 		}
-		rec, err := storage.UnmarshalCertificate(data)
-		if err != nil || now.Sub(rec.NotAfter) < expiredKeepFor {
+		var rec *storage.Certificate
+		if err == nil {
+			rec, err = storage.UnmarshalCertificate(key, data)
+		}
+		if err != nil {
+			// Not deleted: it may be the only copy of a key someone
+			// wants back. A handshake for its name replaces it.
+			m.logger().Warn("stored certificate record is invalid; skipping it (delete it, or let a handshake or cert issue replace it)",
+				slog.String("key", key), slog.Any("err", err))
+			continue
+		}
+		if now.Sub(rec.NotAfter) < expiredKeepFor {
 			continue
 		}
 		if err := m.store.Delete(ctx, key); err != nil {

@@ -107,7 +107,7 @@ func (m *Manager) initManual() error {
 			case <-m.ctx.Done():
 				return
 			case <-t.C:
-				m.checkCertFiles(time.Now())
+				m.guard("reloading certificate files", slog.Attr{}, func() { m.checkCertFiles(time.Now()) })
 			}
 		}
 	}()

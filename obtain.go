@@ -48,10 +48,12 @@ func (m *Manager) Cert(ctx context.Context, names ...string) error {
 		ch := m.flight.DoChan(variant+"/"+norm[0], func() (any, error) {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
 			defer cancel()
-			if e, err := m.loadStored(ctx, norm[0], variant); err == nil && coversAll(e, norm) {
-				return e, nil
-			}
-			return m.obtain(ctx, norm, nil, false, variant)
+			return contain(m, "obtaining a certificate for", slog.String("name", norm[0]), func() (*managed, error) {
+				if e, err := m.loadStored(ctx, norm[0], variant); err == nil && coversAll(e, norm) {
+					return e, nil
+				}
+				return m.obtain(ctx, norm, nil, false, variant)
+			})
 		})
 		select {
 		case r := <-ch:
@@ -110,9 +112,9 @@ func (m *Manager) loadKey(ctx context.Context, key string) (*managed, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec, err := storage.UnmarshalCertificate(data)
+	rec, err := storage.UnmarshalCertificate(key, data)
 	if err != nil {
-		return nil, fmt.Errorf("stored certificate %s: %w", key, err)
+		return nil, err // it names key
 	}
 	if time.Now().After(rec.NotAfter) {
 		return nil, fmt.Errorf("stored certificate %s expired at %s: %w", key, rec.NotAfter, fs.ErrNotExist)

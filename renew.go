@@ -94,13 +94,23 @@ func (m *Manager) scheduleRenewal(e *managed, fresh bool) {
 	s.Schedule(e.key, due)
 }
 
-// renewKey is the scheduler's callback: it re-reads the certificate from
-// storage (another node may have renewed it), asks the CA's ARI window,
-// and renews it if it is due, or reschedules it.
+// renewKey is the scheduler's callback: renewStored, contained (a panic
+// fails this renewal run, logged with key, not the process).
 func (m *Manager) renewKey(key string) {
+	m.guard("renewing", slog.String("key", key), func() { m.renewStored(key) })
+}
+
+// renewStored re-reads the certificate from storage (another node may
+// have renewed it), asks the CA's ARI window, and renews it if it is due,
+// or reschedules it.
+func (m *Manager) renewStored(key string) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.issueTimeout())
 	defer cancel()
 	data, err := m.store.Load(ctx, key)
+	if errors.Is(err, storage.ErrInvalidRecord) {
+		m.logger().Error("stored certificate is refused by the storage; not renewing it", slog.String("key", key), slog.Any("err", err))
+		return
+	}
 	if err != nil {
 		if !isNotFound(err) {
 			// Storage unreachable: back off by the dates of the
@@ -109,7 +119,7 @@ func (m *Manager) renewKey(key string) {
 		}
 		return
 	}
-	rec, err := storage.UnmarshalCertificate(data)
+	rec, err := storage.UnmarshalCertificate(key, data)
 	if err != nil {
 		m.logger().Error("stored certificate is damaged; not renewing it", slog.String("key", key), slog.Any("err", err))
 		return

@@ -86,7 +86,7 @@ func TestOCSPStapling(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec, err := storage.UnmarshalCertificate(data)
+		rec, err := storage.UnmarshalCertificate(mustKey(t, name), data)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/statuspage"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -238,9 +239,12 @@ func (a *Alerter) send(ctx context.Context, al Alert) error {
 func (a *Alerter) post(ctx context.Context, payload []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	// Errors show the URL only as redact.URL gives it: it may hold a
+	// password or a token.
+	where := redact.URL(a.Webhook)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.Webhook, bytes.NewReader(payload))
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", where, redact.Error(a.Webhook, err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "certkeeper-alert")
@@ -250,7 +254,7 @@ func (a *Alerter) post(ctx context.Context, payload []byte) error {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return fmt.Errorf("posting to %s: %w", where, redact.Error(a.Webhook, err))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

@@ -3,6 +3,7 @@ package alert_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,5 +84,31 @@ func TestRepeatAndRestart(t *testing.T) {
 	}
 	if n := count(); n != 3 || got[2].Reason != alert.Expiring {
 		t.Errorf("near expiry: %d alerts, last %+v, want an expiring one", n, got[n-1])
+	}
+}
+
+// TestWebhookPasswordRedacted: a webhook URL's user information, whatever
+// its password holds, never reaches the error of a failed post.
+func TestWebhookPasswordRedacted(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	t.Cleanup(func() { m.Close() })
+	if err := m.Cert(t.Context(), "a.test"); err != nil {
+		t.Fatal(err)
+	}
+	certs, err := statuspage.Read(t.Context(), st, time.Now())
+	if err != nil || len(certs) != 1 {
+		t.Fatalf("status: %v %v", certs, err)
+	}
+	for _, c := range strings.Split("/?#@:%", "") {
+		a := &alert.Alerter{Storage: st, ExpiringWithin: 24 * time.Hour,
+			Webhook: "http://user:Sup3r" + c + "Secr3t@127.0.0.1:1/hook?token=T0ken"}
+		err := a.Check(t.Context(), certs[0].NotAfter.Add(-time.Hour))
+		if err == nil {
+			t.Fatalf("Check posting to an unreachable webhook = nil error")
+		}
+		if msg := strings.ToLower(err.Error()); strings.Contains(msg, "sup3r") || strings.Contains(msg, "secr3t") || strings.Contains(msg, "%se") || strings.Contains(msg, "t0ken") {
+			t.Errorf("password with %q: Check error %q shows the password or the query", c, err)
+		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/policy"
 	"golang.org/x/sync/singleflight"
 )
@@ -340,16 +341,17 @@ func (c *Client) Close() error {
 
 // Fetch asks the server for name's certificate, bypassing the cache.
 func (c *Client) Fetch(ctx context.Context, name string) (*Certificate, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/v1/certificates/"+url.PathEscape(name), nil)
+	raw := c.URL + "/v1/certificates/" + url.PathEscape(name)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
 	if err != nil {
-		return nil, fmt.Errorf("certclient: %s: %w", name, err)
+		return nil, fmt.Errorf("certclient: %s: server URL %s: %w", name, redact.URL(c.URL), redact.Error(raw, err))
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("certclient: fetching %s: %w", name, err)
+		return nil, fmt.Errorf("certclient: fetching %s from %s: %w", name, redact.URL(c.URL), redact.Error(raw, err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))

@@ -26,8 +26,8 @@ func Stored(ctx context.Context, st storage.Storage, names []string) ([]*storage
 		if err != nil {
 			continue // deleted since List
 		}
-		c, err := storage.UnmarshalCertificate(data)
-		if err != nil || len(c.Names) == 0 || now.After(c.NotAfter) {
+		c, err := storage.UnmarshalCertificate(k, data)
+		if err != nil || now.After(c.NotAfter) {
 			continue
 		}
 		if len(names) > 0 && !slices.Contains(names, c.Names[0]) {

@@ -44,7 +44,7 @@ func TestOCSPEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := storage.UnmarshalCertificate(data)
+	rec, err := storage.UnmarshalCertificate(key, data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/miekg/dns"
@@ -250,16 +251,18 @@ func checkCA(ctx context.Context, c Config) (*directory, []Result) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	// Details show the URL as redact.URL gives it: never a password.
+	where := redact.URL(c.DirectoryURL)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.DirectoryURL, nil)
 	if err != nil {
-		reach.Status, reach.Detail, reach.Fix = Fail, err.Error(), "check --ca"
+		reach.Status, reach.Detail, reach.Fix = Fail, fmt.Sprintf("%s: %v", where, redact.Error(c.DirectoryURL, err)), "check --ca"
 		clock.Status, clock.Detail = Skip, "the CA is unreachable"
 		return nil, []Result{reach, clock}
 	}
 	start := time.Now()
 	resp, err := hc.Do(req)
 	if err != nil {
-		reach.Status, reach.Detail = Fail, fmt.Sprintf("fetching %s: %v", c.DirectoryURL, err)
+		reach.Status, reach.Detail = Fail, fmt.Sprintf("fetching %s: %v", where, redact.Error(c.DirectoryURL, err))
 		reach.Fix = "check the --ca URL, outgoing HTTPS (firewall, proxy: HTTPS_PROXY), and --ca-roots for a CA with a private root"
 		clock.Status, clock.Detail = Skip, "the CA is unreachable"
 		return nil, []Result{reach, clock}
@@ -268,13 +271,13 @@ func checkCA(ctx context.Context, c Config) (*directory, []Result) {
 	rtt := time.Since(start)
 	var dir directory
 	if resp.StatusCode != http.StatusOK {
-		reach.Status, reach.Detail = Fail, fmt.Sprintf("%s answered %s", c.DirectoryURL, resp.Status)
+		reach.Status, reach.Detail = Fail, fmt.Sprintf("%s answered %s", where, resp.Status)
 		reach.Fix = "check the --ca URL: it must be the ACME directory"
 	} else if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&dir); err != nil {
-		reach.Status, reach.Detail = Fail, fmt.Sprintf("%s is not an ACME directory: %v", c.DirectoryURL, err)
+		reach.Status, reach.Detail = Fail, fmt.Sprintf("%s is not an ACME directory: %v", where, err)
 		reach.Fix = "check the --ca URL: it must be the ACME directory"
 	} else {
-		reach.Status, reach.Detail = OK, fmt.Sprintf("%s answered in %s", c.DirectoryURL, rtt.Round(time.Millisecond))
+		reach.Status, reach.Detail = OK, fmt.Sprintf("%s answered in %s", where, rtt.Round(time.Millisecond))
 	}
 	date, err := http.ParseTime(resp.Header.Get("Date"))
 	if err != nil {

@@ -1,7 +1,9 @@
 package metrics
 
 import (
+	"log/slog"
 	"math"
+	"runtime/debug"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
@@ -47,8 +49,20 @@ func (c *managerCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect reads the Manager's counters and certificates.
+// Collect reads the Manager's counters and certificates. A panic in it is
+// logged and ends this scrape's Manager metrics only: the registry
+// collects in goroutines of its own, where a panic would end the process.
 func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
+	defer func() {
+		if r := recover(); r != nil {
+			log := c.m.Logger
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Error("certkeeper bug: a panic stopped collecting the Manager's metrics for this scrape",
+				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+		}
+	}()
 	s := c.m.Stats()
 	now := time.Now()
 	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(s.HandshakesMemory), "memory")

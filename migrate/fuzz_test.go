@@ -157,7 +157,7 @@ func FuzzRead(f *testing.F) {
 		keys, _ := st.List(t.Context(), storage.CertificatePrefix(""))
 		for _, k := range keys {
 			data, _ := st.Load(t.Context(), k)
-			if _, err := storage.UnmarshalCertificate(data); err != nil {
+			if _, err := storage.UnmarshalCertificate(k, data); err != nil {
 				t.Fatalf("stored %s does not read back: %v", k, err)
 			}
 		}

@@ -147,7 +147,7 @@ func TestImport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec, err := storage.UnmarshalCertificate(data)
+			rec, err := storage.UnmarshalCertificate(key, data)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -248,7 +248,7 @@ func TestImportOverwrite(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec, _ := storage.UnmarshalCertificate(data)
+		rec, _ := storage.UnmarshalCertificate(k, data)
 		return rec.ChainPEM
 	}
 	for _, tt := range []struct {

@@ -172,7 +172,7 @@ func importCertificate(ctx context.Context, st storage.Storage, c Certificate, o
 	data, err := st.Load(ctx, key)
 	switch {
 	case err == nil:
-		old, err := storage.UnmarshalCertificate(data)
+		old, err := storage.UnmarshalCertificate(key, data)
 		if err == nil && bytes.Equal(old.ChainPEM, c.ChainPEM) && samePrivateKey(old.KeyPEM, c.KeyPEM) {
 			act.Result = Unchanged
 			return act, nil

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/redact"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -138,12 +139,12 @@ func (a *AskURL) ask(ctx context.Context, name string) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return fmt.Errorf("%w: %s: ask %s: %w", ErrDenied, name, where, err)
+		return fmt.Errorf("%w: %s: ask %s: %w", ErrDenied, name, where, redact.Error(a.URL, err))
 	}
 	req.Header.Set("User-Agent", "certkeeper")
 	resp, err := a.client().Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: %s: ask %s: %w", ErrDenied, name, where, withoutURL(err))
+		return fmt.Errorf("%w: %s: ask %s: %w", ErrDenied, name, where, redact.Error(a.URL, err))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAskBody))
@@ -157,18 +158,17 @@ func (a *AskURL) ask(ctx context.Context, name string) error {
 }
 
 // endpoint parses URL and returns it with its query untouched, and the
-// form of it that errors show: no query, no fragment, no password.
+// form of it that errors show (redact.URL: no user information, query or
+// fragment).
 func (a *AskURL) endpoint() (*url.URL, string, error) {
 	if a.URL == "" {
 		return nil, "", errors.New("ask URL is empty")
 	}
+	where := redact.URL(a.URL)
 	u, err := url.Parse(a.URL)
 	if err != nil {
-		return nil, "", fmt.Errorf("ask URL: %w", withoutURL(err))
+		return nil, "", fmt.Errorf("ask URL %s: %w", where, redact.Error(a.URL, err))
 	}
-	shown := *u
-	shown.RawQuery, shown.ForceQuery, shown.Fragment, shown.RawFragment = "", false, "", ""
-	where := shown.Redacted()
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		return nil, "", fmt.Errorf("ask URL %s: not an absolute http or https URL", where)
 	}
@@ -181,16 +181,6 @@ func (a *AskURL) endpoint() (*url.URL, string, error) {
 	}
 	u.Fragment, u.RawFragment = "", ""
 	return u, where, nil
-}
-
-// withoutURL strips a *url.Error down to its cause: its message quotes
-// the whole URL, query and token included.
-func withoutURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // cached returns the unexpired answer for name, if any.

@@ -357,3 +357,18 @@ func TestAskURLCachedAllocs(t *testing.T) {
 		t.Errorf("cached Decide(%q) allocates %v times, want 0", "a.test", allocs)
 	}
 }
+
+// TestAskURLPasswordRedacted: a password in the ask URL never reaches an
+// error, whatever characters it holds, percent-encoded or not.
+func TestAskURLPasswordRedacted(t *testing.T) {
+	for _, c := range strings.Split("/?#@:%", "") {
+		raw := "http://user:Sup3r" + c + "Secr3t@127.0.0.1:1/ask?token=T0ken"
+		err := (&AskURL{URL: raw, Timeout: 2 * time.Second}).Decide(t.Context(), "a.test")
+		if err == nil {
+			t.Fatalf("Decide with an unreachable ask URL = nil, want an error")
+		}
+		if msg := strings.ToLower(err.Error()); strings.Contains(msg, "sup3r") || strings.Contains(msg, "secr3t") || strings.Contains(msg, "%se") || strings.Contains(msg, "t0ken") {
+			t.Errorf("password with %q: Decide error %q shows the password or the query", c, err)
+		}
+	}
+}

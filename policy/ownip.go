@@ -33,12 +33,17 @@ type Resolver interface {
 // Refusals wrap ErrDenied and name the first foreign address. If ctx ends
 // during the lookup, the error wraps the lookup's error without ErrDenied.
 //
+// A name resolving to a loopback, link-local, private (RFC 1918, RFC 4193
+// fc00::/7), shared (RFC 6598 100.64.0.0/10) or unspecified address is
+// refused unless AllowPrivate is set, even if the address is this host's:
+// a public CA validates from the internet, where such an address leads
+// nowhere, so the order would fail at the CA and spend the account's
+// failed-validation budget ("localhost" and any name an attacker points
+// at 127.0.0.1 would otherwise pass).
+//
 // Behind NAT (a cloud VM whose public address is not on any interface)
 // the interface addresses are the wrong set: set Addrs to return the
-// public addresses. Which addresses count is Addrs' choice: the default
-// keeps private and loopback addresses, for internal ACME CAs and tests;
-// return only public ones to refuse names that a public CA could not
-// reach anyway.
+// public addresses.
 //
 // A RequireOwnIP must not be copied or have its fields changed after
 // first use. It is safe for concurrent use.
@@ -47,10 +52,19 @@ type RequireOwnIP struct {
 	Resolver Resolver
 
 	// Addrs returns this host's addresses. Nil means the addresses of
-	// its network interfaces (net.InterfaceAddrs), without link-local
-	// addresses, which need a zone that DNS cannot carry. The result is
+	// its network interfaces (net.InterfaceAddrs), without multicast and
+	// unspecified ones, and with link-local ones only when AllowPrivate
+	// is set (their zone dropped: DNS cannot carry one). The result is
 	// kept for one minute; an error is not kept, and refuses the name.
 	Addrs func() ([]netip.Addr, error)
+
+	// AllowPrivate lets loopback, link-local, private and shared
+	// addresses count as this host's own when they are among Addrs: for
+	// an internal ACME CA that validates on a private network, and for
+	// tests on loopback. False (the zero value) refuses any name that
+	// resolves to one. The certkeeper command sets it with
+	// --own-ip-private (config key own_ip_private).
+	AllowPrivate bool
 
 	mu    sync.Mutex              // guards own and ownAt
 	own   map[netip.Addr]struct{} // replaced, never modified: read without mu
@@ -76,11 +90,27 @@ func (r *RequireOwnIP) Decide(ctx context.Context, name string) error {
 	}
 	for _, a := range addrs {
 		// A resolver may return an A record as ::ffff:a.b.c.d.
-		if _, ok := own[a.Unmap().WithZone("")]; !ok {
-			return fmt.Errorf("%w: %s resolves to %s, not an address of this host", ErrDenied, name, a.Unmap())
+		a = a.Unmap().WithZone("")
+		if !r.AllowPrivate && localOnly(a) {
+			return fmt.Errorf("%w: %s resolves to %s, a loopback, link-local or private address that a public CA cannot reach (for an internal CA, allow it with --own-ip-private)",
+				ErrDenied, name, a)
+		}
+		if _, ok := own[a]; !ok {
+			return fmt.Errorf("%w: %s resolves to %s, not an address of this host", ErrDenied, name, a)
 		}
 	}
 	return nil
+}
+
+// sharedSpace is RFC 6598's shared address space (carrier-grade NAT, and
+// overlay networks such as Tailscale): not reachable from the internet.
+var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+// localOnly reports whether a (unmapped) is an address no public CA can
+// reach this host at: loopback, link-local, private, shared or
+// unspecified (0.0.0.0 and :: reach the local host on Linux).
+func localOnly(a netip.Addr) bool {
+	return a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsPrivate() || a.IsUnspecified() || sharedSpace.Contains(a)
 }
 
 // ownAddrs returns this host's addresses, refreshed after ownAddrsTTL.
@@ -92,7 +122,7 @@ func (r *RequireOwnIP) ownAddrs(now time.Time) (map[netip.Addr]struct{}, error) 
 	if r.own != nil && now.Sub(r.ownAt) < ownAddrsTTL {
 		return r.own, nil
 	}
-	list := interfaceAddrs
+	list := func() ([]netip.Addr, error) { return interfaceAddrs(r.AllowPrivate) }
 	if r.Addrs != nil {
 		list = r.Addrs
 	}
@@ -116,9 +146,10 @@ func (r *RequireOwnIP) resolver() Resolver {
 }
 
 // interfaceAddrs returns the addresses of the host's network interfaces,
-// without link-local, multicast and unspecified addresses: none of them
-// is what a public DNS name points at.
-func interfaceAddrs() ([]netip.Addr, error) {
+// without multicast and unspecified addresses, and without link-local ones
+// unless linkLocal (with their zone dropped): none of them is what a
+// public DNS name points at.
+func interfaceAddrs(linkLocal bool) ([]netip.Addr, error) {
 	as, err := net.InterfaceAddrs()
 	if err != nil {
 		return nil, fmt.Errorf("interface addresses: %w", err)
@@ -138,8 +169,8 @@ func interfaceAddrs() ([]netip.Addr, error) {
 		if !ok {
 			continue
 		}
-		addr = addr.Unmap()
-		if addr.IsLinkLocalUnicast() || addr.IsMulticast() || addr.IsUnspecified() {
+		addr = addr.Unmap().WithZone("")
+		if addr.IsLinkLocalUnicast() && !linkLocal || addr.IsMulticast() || addr.IsUnspecified() {
 			continue
 		}
 		out = append(out, addr)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -54,7 +55,8 @@ func TestRequireOwnIP(t *testing.T) {
 			"other6.test":  {"::1", "2001:db8::1"},
 			"nothing.test": {},
 		}),
-		Addrs: loopbackAddrs,
+		Addrs:        loopbackAddrs,
+		AllowPrivate: true, // the test's own addresses are loopback
 	}
 	tests := []struct {
 		name   string
@@ -127,6 +129,7 @@ func TestRequireOwnIPAddrsCached(t *testing.T) {
 				calls.Add(1)
 				return []netip.Addr{netip.MustParseAddr(own)}, nil
 			},
+			AllowPrivate: true,
 		}
 		for range 10 {
 			if err := r.Decide(t.Context(), "a.test"); !errors.Is(err, ErrDenied) {
@@ -154,28 +157,78 @@ func TestRequireOwnIPAddrsCached(t *testing.T) {
 // TestRequireOwnIPDefaults runs on the real interfaces and resolver:
 // "localhost" resolves from /etc/hosts to loopback, which is on lo.
 func TestRequireOwnIPDefaults(t *testing.T) {
-	addrs, err := interfaceAddrs()
-	if err != nil {
-		t.Fatalf("interfaceAddrs() = %v", err)
-	}
-	for _, a := range addrs {
-		if a.IsLinkLocalUnicast() || a.Is4In6() || a.Zone() != "" || !a.IsValid() {
-			t.Errorf("interfaceAddrs() contains %v, want no link-local, mapped or zoned address", a)
+	for _, linkLocal := range []bool{true, false} {
+		all, err := interfaceAddrs(linkLocal)
+		if err != nil {
+			t.Fatalf("interfaceAddrs(%v) = %v", linkLocal, err)
+		}
+		for _, a := range all {
+			if a.IsLinkLocalUnicast() && !linkLocal || a.Is4In6() || a.Zone() != "" || !a.IsValid() || a.IsMulticast() {
+				t.Errorf("interfaceAddrs(%v) contains %v, want no multicast, mapped or zoned address (nor link-local)", linkLocal, a)
+			}
 		}
 	}
+	addrs, _ := interfaceAddrs(false)
 	if !slices.Contains(addrs, netip.MustParseAddr("127.0.0.1")) {
 		t.Skipf("127.0.0.1 is not on any interface (%v)", addrs)
 	}
-	r := &RequireOwnIP{Resolver: hosts(map[string][]string{"a.test": {"127.0.0.1"}})}
+	r := &RequireOwnIP{Resolver: hosts(map[string][]string{"a.test": {"127.0.0.1"}}), AllowPrivate: true}
 	if err := r.Decide(t.Context(), "a.test"); err != nil {
-		t.Errorf("Decide(%q) resolving to 127.0.0.1 with the default Addrs = %v, want nil", "a.test", err)
+		t.Errorf("Decide(%q) resolving to 127.0.0.1 with the default Addrs and AllowPrivate = %v, want nil", "a.test", err)
+	}
+	r.AllowPrivate = false
+	if err := r.Decide(t.Context(), "a.test"); !errors.Is(err, ErrDenied) {
+		t.Errorf("Decide(%q) resolving to 127.0.0.1 without AllowPrivate = %v, want ErrDenied", "a.test", err)
 	}
 
-	r = &RequireOwnIP{Addrs: loopbackAddrs}
+	r = &RequireOwnIP{Addrs: loopbackAddrs, AllowPrivate: true}
 	if got, err := net.DefaultResolver.LookupNetIP(t.Context(), "ip", "localhost"); err != nil || len(got) == 0 {
 		t.Skipf("localhost does not resolve here: %v, %v", got, err)
 	}
 	if err := r.Decide(t.Context(), "localhost"); err != nil {
 		t.Errorf("Decide(%q) with the default Resolver = %v, want nil", "localhost", err)
+	}
+}
+
+// TestRequireOwnIPRefusesPrivate: a name resolving to a loopback,
+// link-local, private, shared (RFC 6598) or unspecified address is refused
+// even when the address is this host's: a public CA cannot reach it, and
+// the order would only spend the account's failed-validation budget.
+func TestRequireOwnIPRefusesPrivate(t *testing.T) {
+	local := []string{"127.0.0.1", "::1", "10.1.2.3", "172.16.0.9", "192.168.1.5", "fd00::5",
+		"169.254.3.4", "fe80::1", "100.64.0.7", "0.0.0.0", "::ffff:127.0.0.1"}
+	table := map[string][]string{"public.test": {"203.0.113.9", "2001:db8::9"}, "mixed.test": {"203.0.113.9", "10.1.2.3"}}
+	own := []netip.Addr{netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("2001:db8::9")}
+	for i, a := range local {
+		table["local"+strconv.Itoa(i)+".test"] = []string{a}
+		own = append(own, netip.MustParseAddr(a).Unmap())
+	}
+	r := &RequireOwnIP{Resolver: hosts(table), Addrs: func() ([]netip.Addr, error) { return own, nil }}
+	for i, a := range local {
+		name := "local" + strconv.Itoa(i) + ".test"
+		err := r.Decide(t.Context(), name)
+		if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), netip.MustParseAddr(a).Unmap().String()) {
+			t.Errorf("Decide(%q), resolving to this host's %s = %v, want ErrDenied naming the address", name, a, err)
+		}
+	}
+	if err := r.Decide(t.Context(), "mixed.test"); !errors.Is(err, ErrDenied) {
+		t.Errorf("Decide(%q), resolving to a public and a private address = %v, want ErrDenied", "mixed.test", err)
+	}
+	if err := r.Decide(t.Context(), "public.test"); err != nil {
+		t.Errorf("Decide(%q), resolving to this host's public addresses = %v, want nil", "public.test", err)
+	}
+
+	// With AllowPrivate they count, when they are this host's.
+	r.AllowPrivate = true
+	for i, a := range local {
+		if name := "local" + strconv.Itoa(i) + ".test"; netip.MustParseAddr(a).Unmap().IsUnspecified() {
+			continue // never in a real Addrs; here only to show it is refused
+		} else if err := r.Decide(t.Context(), name); err != nil {
+			t.Errorf("Decide(%q) with AllowPrivate, resolving to this host's %s = %v, want nil", name, a, err)
+		}
+	}
+	r2 := &RequireOwnIP{Resolver: hosts(table), Addrs: loopbackAddrs, AllowPrivate: true}
+	if err := r2.Decide(t.Context(), "local2.test"); !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), "not an address of this host") {
+		t.Errorf("Decide(%q) with AllowPrivate, resolving to 10.1.2.3, not this host's = %v, want ErrDenied", "local2.test", err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/redact"
 )
 
 // Handler forwards each request to the backend its Router chooses, with
@@ -181,7 +183,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	attrs := make([]slog.Attr, 0, 4)
 	if rt, ok := r.Context().Value(routeKey{}).(*routed); ok {
-		attrs = append(attrs, slog.String("name", rt.name), slog.String("backend", rt.backend.String()))
+		attrs = append(attrs, slog.String("name", rt.name), slog.String("backend", redact.URL(rt.backend.String())))
 	}
 	attrs = append(attrs, slog.String("remote_ip", remoteIP(r)), slog.Any("err", err))
 	if r.Context().Err() != nil {

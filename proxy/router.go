@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/policy"
 )
 
@@ -42,7 +43,7 @@ type Route struct {
 func ParseRoute(s string) (Route, error) {
 	pattern, backend, ok := strings.Cut(s, "=")
 	if !ok {
-		return Route{}, fmt.Errorf("route %q: want NAME=URL, as in b.test=http://127.0.0.1:8081", s)
+		return Route{}, fmt.Errorf("route %q: want NAME=URL, as in b.test=http://127.0.0.1:8081", redact.URL(s))
 	}
 	r := Route{Pattern: strings.TrimSpace(pattern), Backend: strings.TrimSpace(backend)}
 	if _, _, err := r.parse(); err != nil {
@@ -239,29 +240,31 @@ func hostname(host string) (string, bool) {
 	return n, true
 }
 
-// parseBackend parses and checks a backend URL.
+// parseBackend parses and checks a backend URL. Its errors show the URL
+// as redact.URL gives it.
 func parseBackend(s string) (*url.URL, error) {
 	if s == "" {
 		return nil, errors.New("backend: empty URL")
 	}
+	shown := redact.URL(s)
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("backend: %w", err)
+		return nil, fmt.Errorf("backend %q: %w", shown, redact.Error(s, err))
 	}
 	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("backend %q: scheme %q is not http or https (write a URL such as http://127.0.0.1:8080)", s, u.Scheme)
-	case u.Opaque != "" || u.Hostname() == "":
-		return nil, fmt.Errorf("backend %q: no host", s)
 	case u.User != nil:
 		// ReverseProxy would drop it silently, and it would end up in logs.
-		return nil, fmt.Errorf("backend %q: user info in a backend URL is not supported", s)
+		return nil, fmt.Errorf("backend %q: user info in a backend URL is not supported", shown)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("backend %q: scheme %q is not http or https (write a URL such as http://127.0.0.1:8080)", shown, u.Scheme)
+	case u.Opaque != "" || u.Hostname() == "":
+		return nil, fmt.Errorf("backend %q: no host", shown)
 	case u.Fragment != "":
-		return nil, fmt.Errorf("backend %q: a backend URL has no fragment", s)
+		return nil, fmt.Errorf("backend %q: a backend URL has no fragment", shown)
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("backend %q: port %s out of range 1-65535", s, p)
+			return nil, fmt.Errorf("backend %q: port %s out of range 1-65535", shown, p)
 		}
 	}
 	return u, nil

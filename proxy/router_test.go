@@ -137,9 +137,9 @@ func TestNewRouterErrors(t *testing.T) {
 		{"port", proxy.RouterConfig{Routes: []proxy.Route{{Pattern: "b.test", Backend: "http://127.0.0.1:70000"}}},
 			`port 70000 out of range 1-65535`},
 		{"unparsable", proxy.RouterConfig{Routes: []proxy.Route{{Pattern: "b.test", Backend: "http://[::1"}}},
-			`route "b.test": backend: parse "http://[::1": missing ']' in host`},
+			`route "b.test": backend "http://[::1": missing ']' in host`},
 		{"default", proxy.RouterConfig{Default: "127.0.0.1:8080"},
-			`default backend: parse "127.0.0.1:8080"`},
+			`default backend "127.0.0.1:8080": first path segment in URL cannot contain colon`},
 		{"local port", proxy.RouterConfig{LocalPort: 65536},
 			`local port 65536: out of range 1-65535`},
 	}

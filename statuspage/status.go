@@ -2,6 +2,7 @@ package statuspage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -58,10 +59,16 @@ func Read(ctx context.Context, st storage.Storage, now time.Time) ([]Cert, error
 	out := []Cert{}
 	for _, key := range keys {
 		data, err := st.Load(ctx, key)
+		if errors.Is(err, storage.ErrInvalidRecord) {
+			// Refused by the storage itself (a private key in clear in
+			// an encrypted storage): listed, as any damaged record.
+			out = append(out, Cert{Key: key, State: StateDamaged, LastError: err.Error()})
+			continue
+		}
 		if err != nil {
 			continue // deleted since List
 		}
-		rec, err := storage.UnmarshalCertificate(data)
+		rec, err := storage.UnmarshalCertificate(key, data)
 		if err != nil {
 			out = append(out, Cert{Key: key, State: StateDamaged, LastError: err.Error()})
 			continue

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -68,18 +70,85 @@ func MarshalCertificate(c *Certificate) ([]byte, error) {
 	return data, nil
 }
 
-// UnmarshalCertificate decodes a value written by MarshalCertificate and
-// checks that it holds a usable key and chain, so a damaged value is
-// reported rather than served.
-func UnmarshalCertificate(data []byte) (*Certificate, error) {
+// ErrInvalidRecord is wrapped by the errors for a stored value certkeeper
+// refuses to use, whoever wrote it: a certificate record that does not
+// decode, whose key does not match its chain, that names no name, names
+// one its leaf does not cover, or sits under the key of a name it does not
+// hold (UnmarshalCertificate); or a value that should be sealed and is not
+// (package storage/encrypted). Such a value is reported by its key and
+// skipped, never served: anyone who can write storage can plant one.
+var ErrInvalidRecord = errors.New("invalid stored record")
+
+// UnmarshalCertificate decodes the value stored under key (written by
+// MarshalCertificate) and checks that it can be served as what it says it
+// is: a key and chain that belong together, at least one name, the name
+// key was built from (CertificateKeyVariant) among the names, and a leaf
+// that covers every name as a TLS client checks it (x509's VerifyHostname:
+// wildcards cover one label, IP names need IP addresses). Code that reads
+// Names[0] relies on these checks. A value that fails them gives an error
+// wrapping ErrInvalidRecord that names key.
+func UnmarshalCertificate(key string, data []byte) (*Certificate, error) {
 	var c Certificate
 	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("decoding certificate record: %w", err)
+		return nil, fmt.Errorf("%w: certificate record %s: decoding: %w", ErrInvalidRecord, key, err)
 	}
-	if _, err := c.TLSCertificate(); err != nil {
-		return nil, err
+	// The cheap checks first: a planted value fails before any parsing.
+	if err := c.checkKey(key); err != nil {
+		return nil, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
+	}
+	tc, err := c.TLSCertificate()
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
+	}
+	leaf := tc.Leaf
+	if leaf == nil { // GODEBUG=x509keypairleaf=0
+		if leaf, err = c.Leaf(); err != nil {
+			return nil, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
+		}
+	}
+	for _, n := range c.Names {
+		if err := leaf.VerifyHostname(n); err != nil {
+			return nil, fmt.Errorf("%w: certificate record %s: its leaf does not cover %q (it covers %s)",
+				ErrInvalidRecord, key, n, leafNames(leaf))
+		}
 	}
 	return &c, nil
+}
+
+// checkKey reports why c cannot be the record stored under key: it has no
+// names, or key was not made from any of them.
+func (c *Certificate) checkKey(key string) error {
+	if len(c.Names) == 0 {
+		return errors.New("it holds no names")
+	}
+	// The key is certificates/ISSUER/SEGMENT.json, SEGMENT made from one
+	// name (shortened, and with the variant, as CertificateKeyVariant
+	// does): build each name's key and compare, rather than parse.
+	segs := strings.Split(key, "/")
+	if len(segs) == 3 && segs[0]+"/" == CertificatePrefix("") {
+		for _, n := range c.Names {
+			if k, err := CertificateKeyVariant(segs[1], n, c.Variant); err == nil && k == key {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("the name its key was made from is not among its names %q (variant %q)", c.Names, c.Variant)
+}
+
+// leafNames lists the DNS names and IP addresses leaf covers, for errors.
+func leafNames(leaf *x509.Certificate) string {
+	names := slices.Clone(leaf.DNSNames)
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 {
+		return "no name"
+	}
+	const show = 5
+	if len(names) > show {
+		return fmt.Sprintf("%s and %d more", strings.Join(names[:show], ", "), len(names)-show)
+	}
+	return strings.Join(names, ", ")
 }
 
 // TLSCertificate parses the key and chain into a *tls.Certificate with Leaf

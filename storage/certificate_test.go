@@ -90,7 +90,11 @@ func TestCertificateRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("MarshalCertificate = %v", err)
 	}
-	got, err := UnmarshalCertificate(data)
+	skey, err := CertificateKey(c.Issuer, c.Names[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := UnmarshalCertificate(skey, data)
 	if err != nil {
 		t.Fatalf("UnmarshalCertificate = %v", err)
 	}
@@ -146,13 +150,13 @@ func TestCertificateDamaged(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, err := UnmarshalCertificate(data); err == nil {
+			if got, err := UnmarshalCertificate("certificates/"+le+"/a.test.json", data); err == nil {
 				t.Errorf("UnmarshalCertificate of a record with a %s = %v, nil; want an error", tt.name, got)
 			}
 		})
 	}
 	for _, data := range []string{"", "{", "null", `{"chain_pem":"bm9wZQ=="}`, "[]"} {
-		if got, err := UnmarshalCertificate([]byte(data)); err == nil {
+		if got, err := UnmarshalCertificate("certificates/"+le+"/a.test.json", []byte(data)); err == nil {
 			t.Errorf("UnmarshalCertificate(%q) = %v, nil; want an error", data, got)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/certkeeper/certkeeper/internal/redact"
 )
 
 // Key layout. Every key certkeeper writes is built here, so the layout is
@@ -148,12 +150,18 @@ func AccountLock(issuerID string) string { return "account/" + issuerID }
 // character outside [a-z0-9.-], a leading or trailing "." and each ".."
 // replaced by "-".
 // "https://acme-v02.api.letsencrypt.org/directory" becomes
-// "acme-v02.api.letsencrypt.org-directory".
+// "acme-v02.api.letsencrypt.org-directory". User information never enters
+// the ID (which names keys and appears in logs), even in a URL that does
+// not parse: a URL holding "@" is first cut as redact.URL cuts it.
 func IssuerID(directoryURL string) string {
-	u, err := url.Parse(directoryURL)
+	src := directoryURL
+	if strings.Contains(src, "@") {
+		src = redact.URL(src)
+	}
+	u, err := url.Parse(src)
 	var s string
 	if err != nil || u.Host == "" {
-		s = directoryURL
+		s = src
 	} else {
 		s = u.Host + u.Path
 	}
@@ -177,7 +185,7 @@ func IssuerID(directoryURL string) string {
 	// A directory URL of any length must give a usable key segment (and
 	// file name): long ones are cut and suffixed with a hash of the URL.
 	if len(id) > maxNameSegment {
-		sum := sha256.Sum256([]byte(directoryURL))
+		sum := sha256.Sum256([]byte(src))
 		id = strings.TrimRight(id[:maxNameSegment-17], ".") + "-" + hex.EncodeToString(sum[:8])
 	}
 	return id

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/mholt/acmez/v3/acme"
@@ -238,7 +239,7 @@ cannot be undone. It asks for confirmation unless --yes.
 				return err
 			}
 			if !yes {
-				fmt.Fprintf(env.Stderr, "Deactivate the account for %q at %s for good? Type yes: ", strings.Join(a.emails, ","), caURL(a.ca))
+				fmt.Fprintf(env.Stderr, "Deactivate the account for %q at %s for good? Type yes: ", strings.Join(a.emails, ","), redact.URL(caURL(a.ca)))
 				line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
 				if strings.TrimSpace(line) != "yes" {
 					return fmt.Errorf("not deactivated")

@@ -262,7 +262,7 @@ func previousLeaf(ctx context.Context, st storage.Storage, issuerID string, name
 	if err != nil {
 		return nil
 	}
-	rec, err := storage.UnmarshalCertificate(data)
+	rec, err := storage.UnmarshalCertificate(key, data)
 	if err != nil || strings.Join(rec.Names, ",") != strings.Join(names, ",") {
 		return nil
 	}

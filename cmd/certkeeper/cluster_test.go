@@ -318,7 +318,7 @@ func storedLeafSerial(t *testing.T, rc *redis.Client, name string) string {
 	if err != nil {
 		return ""
 	}
-	rec, err := storage.UnmarshalCertificate(data)
+	rec, err := storage.UnmarshalCertificate(strings.TrimPrefix(keys[0], "ck:"), data)
 	if err != nil {
 		return ""
 	}

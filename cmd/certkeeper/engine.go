@@ -43,8 +43,11 @@ type engineConfig struct {
 	CARoots     string   `yaml:"ca_roots"`
 	RSAFallback bool     `yaml:"rsa_fallback"`
 	RequireOwn  bool     `yaml:"require_own_ip"`
-	Wildcards   []string `yaml:"wildcard"`
-	CertFiles   []string `yaml:"cert_file"`
+	// OwnIPPrivate lets loopback, link-local and private addresses count
+	// as this host's own for RequireOwn.
+	OwnIPPrivate bool     `yaml:"own_ip_private"`
+	Wildcards    []string `yaml:"wildcard"`
+	CertFiles    []string `yaml:"cert_file"`
 	// CertFileCheck is how often --cert-file files are checked for
 	// changes.
 	CertFileCheck time.Duration `yaml:"cert_file_check"`
@@ -86,7 +89,8 @@ func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
 	fs.StringVar(&c.EABHMAC, "eab-hmac", "", "external account binding `HMAC` key (base64url)")
 	fs.StringVar(&c.CARoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
 	fs.BoolVar(&c.RSAFallback, "rsa-fallback", false, "also obtain RSA certificates, for clients that cannot use ECDSA")
-	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own addresses")
+	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own public addresses")
+	fs.BoolVar(&c.OwnIPPrivate, "own-ip-private", false, "with --require-own-ip, count loopback, link-local and private addresses as this host's\nown too (for an internal CA; a public CA cannot reach them, so by default they are refused)")
 	fs.DurationVar(&c.CertFileCheck, "cert-file-check", 5*time.Second, "check --cert-file files for changes every `DURATION`")
 	fs.Var((*stringsFlag)(&c.Wildcards), "wildcard", "serve every subdomain of a zone from one wildcard certificate: `*.ZONE` (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable")
 	fs.Var((*stringsFlag)(&c.CertFiles), "cert-file", "`CERT:KEY`: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable")
@@ -141,6 +145,7 @@ func (c *engineConfig) overlay(flags *engineConfig, set map[string]bool) {
 	setIf(set, "cert-file-check", &c.CertFileCheck, flags.CertFileCheck)
 	setIf(set, "rsa-fallback", &c.RSAFallback, flags.RSAFallback)
 	setIf(set, "require-own-ip", &c.RequireOwn, flags.RequireOwn)
+	setIf(set, "own-ip-private", &c.OwnIPPrivate, flags.OwnIPPrivate)
 	c.DNS.overlay(&flags.DNS, set)
 	c.Deploy.overlay(set, "deploy-", flags.Deploy)
 	c.Ops.overlay(&flags.Ops, set)
@@ -157,8 +162,11 @@ func (c *engineConfig) policy() (policy.Policy, error) {
 		}
 		checks = append(checks, p)
 	}
+	if c.OwnIPPrivate && !c.RequireOwn {
+		return nil, usagef("--own-ip-private (own_ip_private) only applies with --require-own-ip (require_own_ip): add it, or drop --own-ip-private")
+	}
 	if c.RequireOwn {
-		checks = append(checks, &policy.RequireOwnIP{})
+		checks = append(checks, &policy.RequireOwnIP{AllowPrivate: c.OwnIPPrivate})
 	}
 	if c.Ask != "" {
 		checks = append(checks, &policy.AskURL{URL: c.Ask})
@@ -317,7 +325,7 @@ func (c *engineConfig) issuers(st storage.Storage, env *Env, fe frontEnd) ([]iss
 
 // warnNoPolicy warns when no name can get a new certificate.
 func (c *engineConfig) warnNoPolicy(env *Env) {
-	if len(c.Allow) == 0 && c.Ask == "" {
+	if len(c.Allow) == 0 && c.Ask == "" && !c.RequireOwn {
 		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --allow or --ask: no new certificate will be obtained, only stored ones served")
 	}
 }

@@ -141,7 +141,7 @@ func takeover(t *testing.T, ca *testca.CA, tool, src, name, wantSerial, wantAcco
 	if err != nil {
 		t.Fatalf("imported certificate not at %s: %v", key, err)
 	}
-	rec, err := storage.UnmarshalCertificate(data)
+	rec, err := storage.UnmarshalCertificate(key, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func takeover(t *testing.T, ca *testca.CA, tool, src, name, wantSerial, wantAcco
 	if data, err = st.Load(t.Context(), key); err != nil {
 		t.Fatal(err)
 	}
-	if rec, err = storage.UnmarshalCertificate(data); err != nil {
+	if rec, err = storage.UnmarshalCertificate(key, data); err != nil {
 		t.Fatal(err)
 	}
 	if rec.Account != wantAccount {
@@ -438,7 +438,7 @@ func storedSerial(t *testing.T, dir string, ca *testca.CA, name string) string {
 	if err != nil {
 		t.Fatalf("no certificate stored for %s: %v", name, err)
 	}
-	rec, err := storage.UnmarshalCertificate(data)
+	rec, err := storage.UnmarshalCertificate(key, data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 				return fmt.Errorf("--to: %w", err)
 			}
 			defer closeDst()
-			stats, err := copyStorage(ctx, src, dst, overwrite)
+			stats, err := copyStorage(ctx, env, src, dst, overwrite)
 			if cerr, ok := errors.AsType[*certkeeper.ConflictError](err); ok {
 				return conflictError(to.where(), cerr.Keys)
 			}
@@ -87,12 +87,15 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 
 // copyStorage copies src to dst through an export archive held in memory (so
 // it gets Import's checks and conflict handling), then verifies that every
-// key of src reads back from dst with the same value.
-func copyStorage(ctx context.Context, src, dst storage.Storage, overwrite bool) (certkeeper.ImportStats, error) {
+// key of src reads back from dst with the same value. Values certkeeper
+// refuses (certkeeper.ExportStats.Invalid) are left out, with a warning.
+func copyStorage(ctx context.Context, env *Env, src, dst storage.Storage, overwrite bool) (certkeeper.ImportStats, error) {
 	var buf bytes.Buffer
-	if _, err := certkeeper.Export(ctx, src, &buf); err != nil {
+	exported, err := certkeeper.Export(ctx, src, &buf)
+	if err != nil {
 		return certkeeper.ImportStats{}, err
 	}
+	warnInvalid(env, "not migrated", exported.Invalid)
 	stats, err := certkeeper.Import(ctx, dst, &buf, certkeeper.ImportOptions{Overwrite: overwrite})
 	if err != nil {
 		return stats, err
@@ -102,9 +105,12 @@ func copyStorage(ctx context.Context, src, dst storage.Storage, overwrite bool) 
 		return stats, fmt.Errorf("verifying: %w", err)
 	}
 	for _, key := range keys {
-		want, err := src.Load(ctx, key)
-		if errors.Is(err, fs.ErrNotExist) {
+		if _, left := exported.Invalid[key]; left {
 			continue
+		}
+		want, err := src.Load(ctx, key)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, storage.ErrInvalidRecord) {
+			continue // deleted, or made invalid, since the export
 		}
 		if err != nil {
 			return stats, fmt.Errorf("verifying: %w", err)
@@ -143,7 +149,7 @@ see "certkeeper storage rekey".`,
 }
 
 func storageRekeyCmd() *Command {
-	var sf storageFlags
+	sf := storageFlags{rekey: true}
 	return &Command{
 		UsageLine: "certkeeper storage rekey --storage-key-file FILE [flags]",
 		Short:     "encrypt every private key in storage with the key file's first key",
@@ -158,6 +164,12 @@ Rotate the storage key:
 	# restart every node with --storage-key-file storage.key, then:
 	certkeeper storage rekey --storage redis://10.0.0.5:6379/0 --storage-key-file storage.key
 	cp new.key storage.key                 # the old key is no longer needed
+
+Turn encryption on for a storage that holds private keys in clear: stop every node using it,
+run rekey once, then start the nodes with --storage-key-file. With a key file, certkeeper
+refuses a private key stored in clear (anyone who can write storage could plant one), and a
+node refuses to start on a storage whose private keys are all in clear. Rekey seals whatever is
+in clear when it runs: run it for that move only, not to silence refusals of planted values.
 
 Rekey is safe while nodes run (each value is replaced in one atomic write) and to run again.`,
 		Flags: func(fs *flag.FlagSet) {
@@ -183,8 +195,8 @@ Rekey is safe while nodes run (each value is replaced in one atomic write) and t
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(env.Stderr, "certkeeper: %d private keys in %s sealed with key %s, %d already were\n",
-				stats.Sealed, sf.where(), es.Keys[0].ID, stats.Current)
+			fmt.Fprintf(env.Stderr, "certkeeper: %d private keys in %s sealed with key %s (%d of them were in clear), %d already were\n",
+				stats.Sealed, sf.where(), es.Keys[0].ID, stats.Clear, stats.Current)
 			return nil
 		},
 	}

@@ -410,7 +410,7 @@ func repairPair(ctx context.Context, st storage.Storage, dir certfile.Dir, p *ce
 		if err != nil {
 			continue
 		}
-		rec, err := storage.UnmarshalCertificate(data)
+		rec, err := storage.UnmarshalCertificate(k, data)
 		if err != nil {
 			continue
 		}
@@ -500,7 +500,7 @@ func recordedEmail(ctx context.Context, st storage.Storage, names []string) stri
 			continue
 		}
 		if data, err := st.Load(ctx, k); err == nil {
-			if rec, err := storage.UnmarshalCertificate(data); err == nil && rec.Email != "" {
+			if rec, err := storage.UnmarshalCertificate(k, data); err == nil && rec.Email != "" {
 				return rec.Email
 			}
 		}

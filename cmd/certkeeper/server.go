@@ -79,10 +79,10 @@ without one of them. Every key handed out is written to the audit log.
 http-01 challenges are answered on --listen: forward /.well-known/acme-challenge/ from port 80
 of the web servers to it. Names given with --managed are obtained at start and renewed
 forever; --cert-file serves certificates made elsewhere. SIGTERM drains (10 s at most); SIGHUP
-reloads --config's policy (allow, ask, require-own-ip) and the --token-file (a token removed
-from it is refused at once); SIGUSR2 starts the binary now at this
-one's path with the listening sockets and drains once it is ready, as the proxy does. Every
-flag has a config key: docs/config.md.`,
+reloads --config's policy (allow, ask, require-own-ip, own-ip-private) and the --token-file
+(a token removed from it is refused at once); SIGUSR2 starts the binary now at this one's path
+with the listening sockets and drains once it is ready, as the proxy does. Every flag has a
+config key: docs/config.md.`,
 		Flags: func(f *flag.FlagSet) {
 			fs = f
 			c.register(f, &configFile)
@@ -132,7 +132,7 @@ func loadServerConfig(file string, flags *serverConfig, set map[string]bool) (*s
 
 // runServer serves until ctx ends, an upgrade (SIGUSR2) hands its
 // listeners to a new process, or a listener fails. reload reads the
-// configuration again on SIGHUP: the policy (allow, ask, require-own-ip)
+// configuration again on SIGHUP: the policy (allow, ask, require-own-ip, own-ip-private)
 // changes at once; other settings need a restart or an upgrade.
 func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (*serverConfig, error)) error {
 	h := &certserver.Handler{IssueTimeout: cfg.IssueTimeout, Logger: env.Logger}

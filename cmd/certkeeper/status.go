@@ -84,7 +84,7 @@ last asked for it (written by a running certkeeper every few minutes).
 				if !s.NextRenewal.IsZero() {
 					next = s.NextRenewal.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(s.Names, ","), s.Issuer,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", statusLabel(s), s.Issuer,
 					s.NotAfter.UTC().Format(time.RFC3339), next, seen, s.State)
 			}
 			if err := tw.Flush(); err != nil {
@@ -92,7 +92,7 @@ last asked for it (written by a running certkeeper every few minutes).
 			}
 			for _, s := range list {
 				if s.LastError != "" {
-					fmt.Fprintf(env.Stdout, "\n%s: %s", strings.Join(s.Names, ","), s.LastError)
+					fmt.Fprintf(env.Stdout, "\n%s: %s", statusLabel(s), s.LastError)
 					if !s.RetryAt.IsZero() {
 						fmt.Fprintf(env.Stdout, " (next attempt %s)", s.RetryAt.UTC().Format(time.RFC3339))
 					}
@@ -102,6 +102,15 @@ last asked for it (written by a running certkeeper every few minutes).
 			return nil
 		},
 	}
+}
+
+// statusLabel names a certificate in status's table: by its names, or by
+// its storage key when its record could not be read.
+func statusLabel(s certStatus) string {
+	if len(s.Names) == 0 {
+		return s.Key
+	}
+	return strings.Join(s.Names, ",")
 }
 
 // readStatus reads every stored certificate, as the status page does.

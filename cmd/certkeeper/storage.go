@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/certkeeper/certkeeper"
@@ -95,6 +97,7 @@ Keep it as private as --storage itself, and delete it once imported.`,
 			if err != nil {
 				return err
 			}
+			warnInvalid(env, "left out of the archive", stats.Invalid)
 			fmt.Fprintf(env.Stderr, "certkeeper: exported %d keys from %s to %s (%s)\n", stats.Keys, storageDir, out, byteSize(stats.Bytes))
 			return nil
 		},
@@ -199,6 +202,14 @@ could be replaced by the archive's older one.`,
 			fmt.Fprintln(env.Stderr, msg)
 			return nil
 		},
+	}
+}
+
+// warnInvalid prints, sorted by key, the values an export or migration
+// left out because certkeeper refuses them.
+func warnInvalid(env *Env, what string, invalid map[string]error) {
+	for _, key := range slices.Sorted(maps.Keys(invalid)) {
+		fmt.Fprintf(env.Stderr, "certkeeper: warning: %s: %v\n", what, invalid[key])
 	}
 }
 

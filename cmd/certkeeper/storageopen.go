@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
 	"github.com/certkeeper/certkeeper/storage/filestore"
@@ -24,6 +25,9 @@ const storageKeyUsage = "`FILE` of the key(s) that encrypt private keys at rest 
 type storageFlags struct {
 	spec    string
 	keyFile string
+	// rekey opens a storage whose private keys are all in clear with a
+	// key file, for storage rekey to seal them.
+	rekey bool
 }
 
 func (f *storageFlags) register(fs *flag.FlagSet) {
@@ -36,39 +40,37 @@ func (f *storageFlags) where() string { return storageWhere(f.spec) }
 
 // open opens the storage the flags name.
 func (f *storageFlags) open(ctx context.Context, env *Env) (storage.Storage, func(), error) {
-	return openStorage(ctx, env, f.spec, f.keyFile, 0)
+	return openStorageFor(ctx, env, f.spec, f.keyFile, 0, f.rekey)
 }
 
 // isURL reports whether a --storage value is a URL rather than a path.
 func isURL(spec string) bool { return strings.Contains(spec, "://") }
 
 // storageWhere names a --storage value for messages: a path as it is, a
-// URL without its user information and query (which may hold passwords).
+// URL as redact.URL gives it (no user information, query or fragment:
+// they may hold passwords).
 func storageWhere(spec string) string {
 	if spec == "" {
 		return defaultStorageDir()
 	}
-	if !isURL(spec) {
-		return spec
-	}
-	scheme, rest, _ := strings.Cut(spec, "://")
-	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
-		rest = rest[:end]
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		rest = rest[at+1:]
-	}
-	return scheme + "://" + rest
+	return redact.URL(spec)
 }
 
 // openStorage opens --storage spec: a directory (the default when spec is
 // empty) or a Redis URL; with keyFile, private keys are sealed at rest
 // (package storage/encrypted). A key file that cannot open what storage
-// holds, and sealed values without a key file, fail here, at start, rather
-// than at the first handshake. leaseTTL, if not zero, is the lease of its
-// locks (a URL's lease parameter wins). close releases the storage's
-// connections.
+// holds, sealed values without a key file, and a key file for a storage
+// whose private keys are all in clear (run storage rekey first), fail
+// here, at start, rather than at the first handshake. leaseTTL, if not
+// zero, is the lease of its locks (a URL's lease parameter wins). close
+// releases the storage's connections.
 func openStorage(ctx context.Context, env *Env, spec, keyFile string, leaseTTL time.Duration) (storage.Storage, func(), error) {
+	return openStorageFor(ctx, env, spec, keyFile, leaseTTL, false)
+}
+
+// openStorageFor is openStorage; with rekey, a storage whose private keys
+// are all in clear opens with a key file, for storage rekey to seal them.
+func openStorageFor(ctx context.Context, env *Env, spec, keyFile string, leaseTTL time.Duration, rekey bool) (storage.Storage, func(), error) {
 	var st storage.Storage
 	closeFn := func() {}
 	switch {
@@ -77,7 +79,7 @@ func openStorage(ctx context.Context, env *Env, spec, keyFile string, leaseTTL t
 	case isURL(spec):
 		scheme, _, _ := strings.Cut(spec, "://")
 		if !strings.HasPrefix(strings.ToLower(scheme), "redis") {
-			return nil, nil, usagef("--storage %s: unknown scheme %q: give a directory or a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL", storageWhere(spec), scheme)
+			return nil, nil, usagef("--storage %s: unknown scheme: give a directory or a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL", storageWhere(spec))
 		}
 		rs, err := redisstore.Open(spec)
 		if err != nil {
@@ -108,12 +110,19 @@ func openStorage(ctx context.Context, env *Env, spec, keyFile string, leaseTTL t
 	}
 	es := encrypted.New(st, keys)
 	if err := es.Check(cctx); err != nil {
-		if errors.Is(err, encrypted.ErrWrongKey) {
+		switch {
+		case errors.Is(err, encrypted.ErrWrongKey):
 			closeFn()
 			return nil, nil, fmt.Errorf("--storage-key-file %s does not open what %s holds: %w", keyFile, storageWhere(spec), err)
+		case errors.Is(err, encrypted.ErrNotSealed) && !rekey:
+			closeFn()
+			return nil, nil, fmt.Errorf("--storage-key-file %s: %s holds private keys in clear and none sealed (%w): to turn encryption on, stop every node using it and run once: certkeeper storage rekey --storage %s --storage-key-file %s",
+				keyFile, storageWhere(spec), err, storageWhere(spec), keyFile)
+		case errors.Is(err, encrypted.ErrNotSealed):
+		default:
+			// Storage unreachable now: the key is checked as values are read.
+			env.Logger.Warn("could not check the storage key against storage", "err", err)
 		}
-		// Storage unreachable now: the key is checked as values are read.
-		env.Logger.Warn("could not check the storage key against storage", "err", err)
 	}
 	return es, closeFn, nil
 }

@@ -183,7 +183,7 @@ func (iss *Issuer) register(ctx context.Context, force bool) (acme.Account, erro
 		case isProblem(err, acme.ProblemTypeAccountDoesNotExist):
 			err = nil
 		default:
-			return acme.Account{}, fmt.Errorf("looking up account at %s: %w", iss.directory(), err)
+			return acme.Account{}, fmt.Errorf("looking up account at %s: %w", iss.where(), err)
 		}
 	}
 	if found.Location == "" {
@@ -222,14 +222,14 @@ func (iss *Issuer) newAccount(ctx context.Context, client *acme.Client, acct acm
 	}
 	acct.TermsOfServiceAgreed = true
 	if iss.AgreeTerms != nil && !iss.AgreeTerms(tos) {
-		return acme.Account{}, fmt.Errorf("registering at %s: the terms of service (%s) were not agreed to", iss.directory(), tos)
+		return acme.Account{}, fmt.Errorf("registering at %s: the terms of service (%s) were not agreed to", iss.where(), tos)
 	}
 	if iss.EAB != nil {
 		if err := acct.SetExternalAccountBinding(ctx, client, *iss.EAB); err != nil {
 			return acme.Account{}, fmt.Errorf("external account binding (key ID %q): %w", iss.EAB.KeyID, err)
 		}
 	} else if dir.Meta != nil && dir.Meta.ExternalAccountRequired {
-		return acme.Account{}, fmt.Errorf("the CA at %s requires external account binding: set --eab-kid and --eab-hmac (from your CA account)", iss.directory())
+		return acme.Account{}, fmt.Errorf("the CA at %s requires external account binding: set --eab-kid and --eab-hmac (from your CA account)", iss.where())
 	}
 	var created acme.Account
 	err = iss.do(ctx, "registering account", func(ctx context.Context) error {
@@ -238,7 +238,7 @@ func (iss *Issuer) newAccount(ctx context.Context, client *acme.Client, acct acm
 		return err
 	})
 	if err != nil {
-		return acme.Account{}, fmt.Errorf("registering account at %s: %w", iss.directory(), err)
+		return acme.Account{}, fmt.Errorf("registering account at %s: %w", iss.where(), err)
 	}
 	iss.logger().Info("ACME account registered",
 		slog.String("issuer", iss.ID()), slog.String("account", created.Location))

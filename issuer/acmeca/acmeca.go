@@ -29,12 +29,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/storage"
@@ -136,6 +138,27 @@ func (iss *Issuer) directory() string {
 	return iss.DirectoryURL
 }
 
+// where is the directory URL as messages show it (redact.URL).
+func (iss *Issuer) where() string { return redact.URL(iss.directory()) }
+
+// checkDirectory refuses a directory URL that does not parse or holds user
+// information, before any request: the HTTP client's errors would quote
+// it, password included, and no ACME CA takes credentials there (external
+// account binding is how a CA account is named).
+func (iss *Issuer) checkDirectory() error {
+	dir := iss.directory()
+	u, err := url.Parse(dir)
+	switch {
+	case err != nil:
+		return fmt.Errorf("acmeca: directory URL %s: %w", iss.where(), redact.Error(dir, err))
+	case u.User != nil:
+		return fmt.Errorf("acmeca: directory URL %s: user information is not supported in a directory URL (for a CA account, use external account binding)", iss.where())
+	case u.Scheme != "https" && u.Scheme != "http" || u.Host == "":
+		return fmt.Errorf("acmeca: directory URL %s: not an absolute https URL", iss.where())
+	}
+	return nil
+}
+
 func (iss *Issuer) logger() *slog.Logger {
 	if iss.Logger != nil {
 		return iss.Logger
@@ -147,6 +170,9 @@ func (iss *Issuer) logger() *slog.Logger {
 func (iss *Issuer) client(ctx context.Context) (*acme.Client, error) {
 	if iss.Storage == nil {
 		return nil, errors.New("acmeca: Issuer.Storage is nil: set a storage to keep the ACME account in")
+	}
+	if err := iss.checkDirectory(); err != nil {
+		return nil, err
 	}
 	iss.clientOnce.Do(func() {
 		base := iss.HTTPClient
@@ -188,7 +214,7 @@ func (iss *Issuer) getDirectory(ctx context.Context) (acme.Directory, error) {
 		return err
 	})
 	if err != nil {
-		return acme.Directory{}, fmt.Errorf("cannot reach the ACME CA at %s (check the URL, the network and --ca-roots): %w", iss.directory(), err)
+		return acme.Directory{}, fmt.Errorf("cannot reach the ACME CA at %s (check the URL, the network and --ca-roots): %w", iss.where(), err)
 	}
 	return dir, nil
 }
@@ -218,7 +244,7 @@ func (iss *Issuer) IssuerDomainNames(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	if dir.Meta == nil || len(dir.Meta.CAAIdentities) == 0 {
-		return nil, fmt.Errorf("the CA at %s lists no issuer domain names (caaIdentities) in its directory", iss.directory())
+		return nil, fmt.Errorf("the CA at %s lists no issuer domain names (caaIdentities) in its directory", iss.where())
 	}
 	return slices.Clone(dir.Meta.CAAIdentities), nil
 }
@@ -277,7 +303,7 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 			if len(profiles) > 0 {
 				offered = strings.Join(profiles, ", ")
 			}
-			return nil, fmt.Errorf("%w %q: the CA at %s offers: %s", ErrUnknownProfile, iss.Profile, iss.directory(), offered)
+			return nil, fmt.Errorf("%w %q: the CA at %s offers: %s", ErrUnknownProfile, iss.Profile, iss.where(), offered)
 		}
 	}
 	acct, err := iss.Account(ctx)
@@ -539,7 +565,7 @@ func (iss *Issuer) Revoke(ctx context.Context, cert *x509.Certificate, certKey c
 		return client.RevokeCertificate(ctx, acct, cert, certKey, reason)
 	})
 	if err != nil {
-		return fmt.Errorf("revoking certificate %s at %s: %w", cert.SerialNumber.Text(16), iss.directory(), err)
+		return fmt.Errorf("revoking certificate %s at %s: %w", cert.SerialNumber.Text(16), iss.where(), err)
 	}
 	return nil
 }

@@ -9,6 +9,12 @@
 // new values are sealed with the first key, values sealed with any key of
 // the file still open, and Rekey seals everything again with the first.
 //
+// A value that should be sealed and is not is refused (ErrNotSealed):
+// anyone who can write the backend could otherwise plant a private key of
+// their choosing, served as a certificate's or used as the account's.
+// Values stored before encryption was turned on are sealed by Rekey, which
+// is how a storage is moved to encryption.
+//
 // What it seals: certificates ("certificates/…", key and chain in one
 // value), account keys ("accounts/…/….key") and the local CA
 // ("localca/…"). Other values (account records, rate-limit and renewal
@@ -47,6 +53,16 @@ const magic = "certkeeper-sealed:v1:"
 // ErrWrongKey is returned (wrapped) for a sealed value whose key is not
 // among the Store's keys, or that does not open with it.
 var ErrWrongKey = errors.New("value sealed with a key this storage key file does not hold")
+
+// ErrNotSealed is returned (wrapped, with storage.ErrInvalidRecord) by Load
+// for a value under a key whose values are sealed (see Sealed) that is
+// stored in clear: one written around certkeeper, or stored before
+// encryption was turned on and not yet sealed by Rekey. Check returns it
+// for a storage whose private keys are all in clear.
+var ErrNotSealed = errors.New("private key stored in clear where a sealed one belongs")
+
+// rekeyHint is what an ErrNotSealed error says to do.
+const rekeyHint = `if this storage held private keys before encryption was turned on, seal them with "certkeeper storage rekey"; otherwise it was written around certkeeper: delete it`
 
 // Key is one storage key and its ID.
 type Key struct {
@@ -193,11 +209,14 @@ func (s *Store) seal(key string, value []byte) ([]byte, error) {
 	return append([]byte(magic), data...), nil
 }
 
-// open decrypts a sealed value of key; a clear value (stored before
-// encryption was turned on) is returned as it is.
+// open decrypts a sealed value of key. A clear value is returned as it is
+// only where values are not sealed (Sealed); elsewhere it is refused.
 func (s *Store) open(key string, value []byte) ([]byte, error) {
 	rest, ok := bytes.CutPrefix(value, []byte(magic))
 	if !ok {
+		if Sealed(key) {
+			return nil, fmt.Errorf("encrypted: %s: %w (%w): %s", key, ErrNotSealed, storage.ErrInvalidRecord, rekeyHint)
+		}
 		return value, nil
 	}
 	var env envelope
@@ -284,7 +303,12 @@ func (s *Store) Subscribe(ctx context.Context) (<-chan string, error) {
 
 // Check opens one sealed value of each key ID found in storage (at most a
 // few hundred values are read), so a wrong key file is reported at start
-// rather than at the first handshake or renewal.
+// rather than at the first handshake or renewal. It also returns an error
+// wrapping ErrNotSealed when the private keys it finds are all in clear:
+// a storage never encrypted, given a key file, would have every one
+// refused (run Rekey first). Clear values beside sealed ones do not fail
+// Check: a value planted by a storage writer must not stop every node from
+// starting; Load refuses each.
 func (s *Store) Check(ctx context.Context) error {
 	var keys []string
 	for _, prefix := range []string{storage.CertificatePrefix(""), "accounts/", "localca/"} {
@@ -295,6 +319,8 @@ func (s *Store) Check(ctx context.Context) error {
 		keys = append(keys, ks...)
 	}
 	seen := map[string]bool{}
+	var sealed, clear int
+	var firstClear string
 	for i, key := range keys {
 		if i >= 300 {
 			break
@@ -308,8 +334,12 @@ func (s *Store) Check(ctx context.Context) error {
 		}
 		rest, ok := bytes.CutPrefix(v, []byte(magic))
 		if !ok {
+			if clear++; firstClear == "" {
+				firstClear = key
+			}
 			continue
 		}
+		sealed++
 		var env envelope
 		if json.Unmarshal(rest, &env) != nil || seen[env.KeyID] {
 			continue
@@ -319,12 +349,17 @@ func (s *Store) Check(ctx context.Context) error {
 		}
 		seen[env.KeyID] = true
 	}
+	if clear > 0 && sealed == 0 {
+		return fmt.Errorf(`encrypted: %w: %d private keys (%s, ...) and none sealed: this storage is not encrypted yet; seal them once with Rekey ("certkeeper storage rekey" with this key file) before using it with the key file`,
+			ErrNotSealed, clear, firstClear)
+	}
 	return nil
 }
 
 // RekeyStats says what Rekey did.
 type RekeyStats struct {
 	Sealed  int // values sealed again with the first key, or sealed for the first time
+	Clear   int // of Sealed, the values that were in clear
 	Current int // values already sealed with the first key
 }
 
@@ -333,6 +368,10 @@ type RekeyStats struct {
 // encryption was turned on. Once it has run, older keys can be dropped
 // from the key file. It is safe to run while nodes serve (each value is
 // replaced in one atomic Store), and to run again.
+//
+// Rekey trusts the clear values it seals: whatever is in clear when it
+// runs, planted or not, is sealed and then served. Run it when turning
+// encryption on, on a storage no one else writes to.
 func (s *Store) Rekey(ctx context.Context) (RekeyStats, error) {
 	var st RekeyStats
 	if len(s.Keys) == 0 {
@@ -354,16 +393,18 @@ func (s *Store) Rekey(ctx context.Context) (RekeyStats, error) {
 			if err != nil {
 				return st, fmt.Errorf("encrypted: rekey: %w", err)
 			}
-			if rest, ok := bytes.CutPrefix(v, []byte(magic)); ok {
+			plain := v // stored in clear before encryption was turned on
+			if rest, ok := bytes.CutPrefix(v, []byte(magic)); !ok {
+				st.Clear++
+			} else {
 				var env envelope
 				if json.Unmarshal(rest, &env) == nil && env.KeyID == s.Keys[0].ID {
 					st.Current++
 					continue
 				}
-			}
-			plain, err := s.open(key, v)
-			if err != nil {
-				return st, err
+				if plain, err = s.open(key, v); err != nil {
+					return st, err
+				}
 			}
 			if err := s.Store(ctx, key, plain); err != nil {
 				return st, fmt.Errorf("encrypted: rekey: %w", err)

@@ -160,3 +160,66 @@ func TestKeyFile(t *testing.T) {
 		}
 	}
 }
+
+// TestUnsealedRefused: with a key file, a private key stored in clear —
+// planted by anyone who can write storage, to be served or used as the
+// account's key — is refused by Load, naming its key and saying how to
+// seal clear values when turning encryption on. Values that hold no
+// secret still read in clear. A storage whose private keys are all in
+// clear was never encrypted: Check says to run rekey, and Rekey seals it.
+func TestUnsealedRefused(t *testing.T) {
+	ctx := t.Context()
+	keys := mustKeys(t, encrypted.GenerateKey())
+	raw := filestore.New(t.TempDir())
+	s := encrypted.New(raw, keys)
+	if err := s.Store(ctx, "certificates/acme/b.test.json", []byte(secretPEM)); err != nil {
+		t.Fatal(err)
+	}
+	const planted = "-----BEGIN PRIVATE KEY-----\nplanted\n-----END PRIVATE KEY-----\n"
+	for _, key := range []string{"certificates/acme/a.test.json", "accounts/acme/default.key", "localca/root.json"} {
+		if err := raw.Store(ctx, key, []byte(planted)); err != nil {
+			t.Fatal(err)
+		}
+		v, err := s.Load(ctx, key)
+		if err == nil {
+			t.Errorf("Load(%q) of a value stored in clear = %q, nil; want it refused", key, v)
+			continue
+		}
+		if !errors.Is(err, storage.ErrInvalidRecord) || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "storage rekey") {
+			t.Errorf("Load(%q) of a value stored in clear: %v; want ErrInvalidRecord naming the key and storage rekey", key, err)
+		}
+	}
+	if err := raw.Store(ctx, "accounts/acme/default.json", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Load(ctx, "accounts/acme/default.json"); err != nil || string(v) != "{}" {
+		t.Errorf("Load of an account record = %q, %v; want it read in clear", v, err)
+	}
+	// A few planted values beside sealed ones must not stop every node
+	// from starting: Check passes, Load refuses them one by one.
+	if err := s.Check(ctx); err != nil {
+		t.Errorf("Check of a storage with sealed values and planted clear ones = %v, want nil", err)
+	}
+
+	// Never encrypted: every private key in clear.
+	plain := filestore.New(t.TempDir())
+	for _, key := range []string{"certificates/acme/a.test.json", "localca/root.json"} {
+		if err := plain.Store(ctx, key, []byte(secretPEM)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es := encrypted.New(plain, keys)
+	if err := es.Check(ctx); err == nil || !strings.Contains(err.Error(), "storage rekey") {
+		t.Errorf("Check of a storage never encrypted = %v, want an error saying to run storage rekey", err)
+	}
+	st, err := es.Rekey(ctx)
+	if err != nil || st.Sealed != 2 {
+		t.Fatalf("Rekey of a storage never encrypted = %+v, %v; want 2 sealed", st, err)
+	}
+	if err := es.Check(ctx); err != nil {
+		t.Errorf("Check after Rekey = %v", err)
+	}
+	if v, err := es.Load(ctx, "localca/root.json"); err != nil || string(v) != secretPEM {
+		t.Errorf("Load after Rekey = %q, %v", v, err)
+	}
+}

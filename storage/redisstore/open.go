@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -91,12 +92,16 @@ func Open(rawURL string) (*Store, error) {
 }
 
 // parseURL parses a Redis URL by hand rather than with url.Parse, whose
-// errors quote the whole URL, password included.
+// errors quote the whole URL, password included, or the piece of it they
+// choked on. Its errors show the URL only as redact.URL gives it.
 func parseURL(rawURL string) (*config, error) {
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
 		return nil, errors.New(`redisstore: URL has no scheme: want redis://, rediss://, redis+cluster:// or redis+sentinel://`)
 	}
+	// redacted is the URL without its user information, query and
+	// fragment, for errors.
+	redacted := redact.URL(rawURL)
 	cfg := &config{prefix: DefaultPrefix, timeout: DefaultTimeout}
 	switch strings.ToLower(scheme) {
 	case "redis":
@@ -112,7 +117,7 @@ func parseURL(rawURL string) (*config, error) {
 	case "rediss+sentinel":
 		cfg.mode, cfg.tls = "sentinel", true
 	default:
-		return nil, fmt.Errorf("redisstore: unknown URL scheme %q: want redis, rediss, redis+cluster, rediss+cluster, redis+sentinel or rediss+sentinel", scheme)
+		return nil, fmt.Errorf("redisstore: URL %s: unknown URL scheme: want redis, rediss, redis+cluster, rediss+cluster, redis+sentinel or rediss+sentinel", redacted)
 	}
 
 	// Split off the user information before anything can quote it.
@@ -121,6 +126,13 @@ func parseURL(rawURL string) (*config, error) {
 		end = len(rest)
 	}
 	authority, tail := rest[:end], rest[end:]
+	if strings.Contains(tail, "@") {
+		// A password holding "/", "?" or "#" as typed: the user
+		// information ends at a later "@" than the authority does. Or an
+		// "@" in a parameter. Either way, guessing could connect with a
+		// wrong password, or print a piece of the right one.
+		return nil, fmt.Errorf(`redisstore: URL %s: an "@" after the first "/", "?" or "#": percent-encode "/", "?", "#", "@" and "%%" in the user name, password and parameters (as %%2F, %%3F, %%23, %%40 and %%25)`, redacted)
+	}
 	hosts := authority
 	if at := strings.LastIndex(authority, "@"); at >= 0 {
 		userinfo := authority[:at]
@@ -135,9 +147,6 @@ func parseURL(rawURL string) (*config, error) {
 		}
 	}
 	path, rawQuery, _ := strings.Cut(tail, "?")
-	// redacted is the URL without its password and query (which may
-	// hold sentinel_password), for errors.
-	redacted := scheme + "://" + hosts + path
 	if strings.Contains(tail, "#") {
 		return nil, fmt.Errorf("redisstore: URL %s has a fragment", redacted)
 	}

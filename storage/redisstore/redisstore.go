@@ -63,7 +63,11 @@
 // seconds, with an error naming Redis and its address, instead of hanging.
 // The query parameter lease (a Go duration, default 30s) is the LeaseTTL
 // of locks: the longest a node that dies holding a lock delays the others.
-// Passwords never appear in errors or logs.
+// A user name, password or parameter holding "/", "?", "#", "@" or "%" is
+// percent-encoded ("p@ss/1" is "p%40ss%2F1"); a URL with an "@" after its
+// first "/", "?" or "#" is refused rather than guessed at. Passwords never
+// appear in errors or logs, encoded or not: URLs are shown without user
+// information, query or fragment.
 //
 // # What it does not do
 //

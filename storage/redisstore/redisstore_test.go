@@ -455,3 +455,31 @@ func TestServerDescription(t *testing.T) {
 		t.Errorf("prefixes %q, %q; want \"\" (meaning the default) and the default", s.Prefix, c.Prefix)
 	}
 }
+
+// TestOpenURLPasswordCharacters: a password holding any of / ? # @ : %
+// unencoded never reaches an error, from Open or from an operation on the
+// unreachable server, in any URL form.
+func TestOpenURLPasswordCharacters(t *testing.T) {
+	for _, c := range strings.Split("/?#@:%", "") {
+		for _, u := range []string{
+			"redis://user:Sup3r" + c + "Secr3t@127.0.0.1:1/0",
+			"rediss://:Sup3r" + c + "Secr3t@127.0.0.1:1",
+			"redis+cluster://user:Sup3r" + c + "Secr3t@127.0.0.1:1,127.0.0.1:2",
+			"redis+sentinel://user:Sup3r" + c + "Secr3t@127.0.0.1:1/mymaster/0",
+		} {
+			s, err := redisstore.Open(u)
+			if err == nil {
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				_, err = s.Load(ctx, "k")
+				cancel()
+				s.Close()
+			}
+			if err == nil {
+				t.Fatalf("%s: Load from an unreachable Redis succeeded", u)
+			}
+			if msg := strings.ToLower(err.Error()); strings.Contains(msg, "sup3r") || strings.Contains(msg, "secr3t") || strings.Contains(msg, "%se") {
+				t.Errorf("password with %q: error %q shows the password", c, err)
+			}
+		}
+	}
+}
