@@ -126,6 +126,8 @@ fuzz() {
 fuzz FuzzNormalize ./policy
 fuzz FuzzValidateKey ./storage
 fuzz FuzzCertificateKey ./storage
+fuzz FuzzUnmarshalCertificate ./storage
+fuzz FuzzURL ./internal/redact
 fuzz FuzzImport .
 fuzz FuzzRead ./migrate
 fuzz FuzzParse ./migrate
