@@ -221,7 +221,10 @@ func waitRenewers(t *testing.T, want int) { storagetest.WaitGoroutines(t, renewF
 // when it is unlocked, and that unlock waits for it.
 func TestRenewalGoroutineEnds(t *testing.T) {
 	waitRenewers(t, 0) // other tests' locks are released
-	s := &filestore.Store{Dir: t.TempDir(), LeaseTTL: 30 * time.Millisecond}
+	// A lease long enough that a loaded machine (the race detector, other
+	// test binaries) renews it in time: an expired lease ends its renewer
+	// early, which is not what this test is about.
+	s := &filestore.Store{Dir: t.TempDir(), LeaseTTL: time.Second}
 	var unlocks []func()
 	for _, name := range []string{"a", "b", "c/d"} {
 		unlock, err := s.Lock(t.Context(), name)
@@ -231,7 +234,7 @@ func TestRenewalGoroutineEnds(t *testing.T) {
 		unlocks = append(unlocks, unlock)
 	}
 	waitRenewers(t, 3)
-	time.Sleep(100 * time.Millisecond) // a few renewals
+	time.Sleep(800 * time.Millisecond) // two renewals
 	for _, unlock := range unlocks {
 		unlock()
 		unlock()
