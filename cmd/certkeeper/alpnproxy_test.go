@@ -57,8 +57,15 @@ func (b *syncBuffer) String() string {
 // until it has written pidfile (it does so once it listens).
 func startALPNProxy(t *testing.T, pidfile string, args ...string) *alpnProxy {
 	t.Helper()
+	return startALPNProxyArgs(t, pidfile, append([]string{"alpn-proxy", "start", "--pidfile", pidfile}, args...)...)
+}
+
+// startALPNProxyArgs runs the binary with args, which start an alpn-proxy
+// writing pidfile, and waits until it has written it.
+func startALPNProxyArgs(t *testing.T, pidfile string, args ...string) *alpnProxy {
+	t.Helper()
 	p := &alpnProxy{exited: make(chan struct{}), logs: &syncBuffer{}}
-	p.cmd = exec.Command(binary, append([]string{"alpn-proxy", "start", "--pidfile", pidfile}, args...)...)
+	p.cmd = exec.Command(binary, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -40,6 +40,10 @@ type Command struct {
 	Run func(ctx context.Context, env *Env, args []string) error
 	// Commands are the subcommands of a group.
 	Commands []*Command
+	// RawArgs ends the flags at the first argument, as "--" does: the
+	// arguments are a command line that Run passes on verbatim ("service
+	// install proxy --config FILE"). Otherwise flags may follow arguments.
+	RawArgs bool
 }
 
 // Name is the last word of the command's name ("issue" for "cert issue").
@@ -115,33 +119,48 @@ Run "certkeeper help COMMAND" or "certkeeper COMMAND --help" for a command's fla
 }
 
 // run executes args and returns the exit status.
+//
+// Flags may come before and after a command's arguments, and before its
+// subcommand's name: "alpn-proxy --fallback ADDR start" gives --fallback to
+// start. See parseArgs and groupArgs.
 func run(ctx context.Context, env *Env, args []string) int {
 	top := root()
 	cmd, rest := top, args
-	for len(rest) > 0 && len(cmd.Commands) > 0 {
-		if rest[0] == "help" || rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help" {
-			target, _ := find(cmd, rest[1:])
-			printHelp(env.Stdout, target)
+	var early []string // flags given before the subcommand's name
+	for len(cmd.Commands) > 0 {
+		if cmd == top && len(rest) > 0 && (rest[0] == "--version" || rest[0] == "-version") {
+			fmt.Fprintln(env.Stdout, versionString())
 			return exitOK
 		}
-		sub := lookup(cmd, rest[0])
-		if sub == nil {
-			fmt.Fprintf(env.Stderr, "certkeeper: unknown command %q\nRun 'certkeeper help%s' for usage.\n", strings.Join(append(words(cmd), rest[0]), " "), prefixSpace(cmd.FullName()))
+		flags, name, after, help, err := groupArgs(cmd, rest)
+		switch {
+		case err != nil:
+			fmt.Fprintf(env.Stderr, "certkeeper%s: %v\nRun 'certkeeper help%s' for usage.\n", prefixSpace(cmd.FullName()), err, prefixSpace(cmd.FullName()))
+			return exitUsage
+		case help || name == "help":
+			target, _ := find(cmd, after)
+			printHelp(env.Stdout, target)
+			return exitOK
+		case name == "":
+			printHelp(env.Stderr, cmd)
 			return exitUsage
 		}
-		cmd, rest = sub, rest[1:]
+		sub := lookup(cmd, name)
+		if sub == nil {
+			msg := fmt.Sprintf("unknown command %q", strings.Join(append(words(cmd), name), " "))
+			if s := suggest(name, append(cmd.commandNames(), "help")); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", strings.Join(append(words(cmd), s), " "))
+			}
+			fmt.Fprintf(env.Stderr, "certkeeper: %s\nRun 'certkeeper help%s' for usage.\n", msg, prefixSpace(cmd.FullName()))
+			return exitUsage
+		}
+		early = append(early, flags...)
+		cmd, rest = sub, after
 	}
-	if len(cmd.Commands) > 0 {
-		printHelp(env.Stderr, cmd)
-		return exitUsage
-	}
-	fs := flag.NewFlagSet(cmd.FullName(), flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	logFormat, logLevel := globalFlags(fs)
-	if cmd.Flags != nil {
-		cmd.Flags(fs)
-	}
-	if err := fs.Parse(rest); err != nil {
+	fs := cmd.flagSet()
+	logFormat, logLevel := fs.Lookup("log-format").Value, fs.Lookup("log-level").Value
+	cmdArgs, err := parseArgs(fs, append(early, rest...), cmd.RawArgs)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printHelp(env.Stdout, cmd)
 			return exitOK
@@ -149,16 +168,16 @@ func run(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
 		return exitUsage
 	}
-	logger, err := newLogger(env.Stderr, *logFormat, *logLevel)
+	logger, err := newLogger(env.Stderr, logFormat.String(), logLevel.String())
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
 		return exitUsage
 	}
 	env.Logger = logger
-	if *logFormat == "json" {
+	if logFormat.String() == "json" {
 		env.Stderr = newJSONLines(env.Stderr)
 	}
-	if err := cmd.Run(ctx, env, fs.Args()); err != nil {
+	if err := cmd.Run(ctx, env, cmdArgs); err != nil {
 		var uerr *usageError
 		if errors.As(err, &uerr) {
 			fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
@@ -212,11 +231,7 @@ func printHelp(w io.Writer, c *Command) {
 		tw.Flush()
 		return
 	}
-	fs := flag.NewFlagSet(c.FullName(), flag.ContinueOnError)
-	globalFlags(fs)
-	if c.Flags != nil {
-		c.Flags(fs)
-	}
+	fs := c.flagSet()
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 	sort.Strings(names)

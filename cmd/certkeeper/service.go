@@ -29,6 +29,7 @@ func serviceInstallCmd() *Command {
 	var name string
 	return &Command{
 		UsageLine: "certkeeper service install [flags] -- COMMAND [ARGS]",
+		RawArgs:   true,
 		Short:     "install a Windows service that runs COMMAND",
 		Long: `Install registers a Windows service (automatic start, restarted 5 s after a failure) that
 runs this executable with COMMAND and ARGS:
@@ -69,6 +70,7 @@ func serviceRunCmd() *Command {
 	var name string
 	return &Command{
 		UsageLine: "certkeeper service run [flags] -- COMMAND [ARGS]",
+		RawArgs:   true,
 		Short:     "run COMMAND under the Windows service manager (the service does this)",
 		Long: `Run is what the installed service executes: it runs COMMAND, reports it running to the
 service manager, and stops it gracefully (as SIGTERM would) when the service is stopped or

@@ -37,7 +37,9 @@ func versionCmd() *Command {
 		Long: `Version prints certkeeper's version, the Go version it was built with, and the platform:
 
 	$ certkeeper version
-	certkeeper v0.1.0 (go1.26.8 linux/amd64)`,
+	certkeeper v0.1.0 (go1.26.8 linux/amd64)
+
+"certkeeper --version" prints the same.`,
 		Run: func(_ context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
 				return usagef("version takes no arguments")
