@@ -77,6 +77,7 @@ func TestPostgres(t *testing.T) {
 		{"NewerSchema", testNewerSchema},
 		{"Password", testPassword},
 		{"LostLease", testLostLease},
+		{"Durable", testDurable},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -391,5 +392,25 @@ func TestOpenURLErrors(t *testing.T) {
 				t.Errorf("Open = %v: the error shows the password", err)
 			}
 		})
+	}
+}
+
+// testDurable: a server with fsync on raises no durability risk.
+func testDurable(t *testing.T, pg *testsvc.PostgresServer) {
+	s := open(t, pg, newSchema())
+	risks, err := s.CheckDurability(t.Context())
+	if err != nil || len(risks) != 0 {
+		t.Errorf("CheckDurability = %q, %v; want no risks", risks, err)
+	}
+}
+
+// TestFsyncOff: a server with fsync=off is a risk that names the setting.
+func TestFsyncOff(t *testing.T) {
+	t.Parallel()
+	pg := testsvc.PostgresWith(t, testsvc.PostgresOptions{FsyncOff: true})
+	s := open(t, pg, newSchema())
+	risks, err := s.CheckDurability(t.Context())
+	if err != nil || len(risks) != 1 || !strings.Contains(risks[0], "fsync=off") || !strings.Contains(risks[0], "lose") {
+		t.Errorf("CheckDurability = %q, %v; want one risk naming fsync=off and what may be lost", risks, err)
 	}
 }
