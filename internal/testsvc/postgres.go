@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -43,7 +44,13 @@ type PostgresOptions struct {
 type PostgresServer struct {
 	addr     string
 	password string
-	proc     *Process
+	bin      string // directory of initdb and postgres
+	dir      string // sockets; data in dir/data
+	cred     *syscall.Credential
+	opts     PostgresOptions
+
+	mu   sync.Mutex // guards proc
+	proc *Process
 }
 
 // Postgres starts a PostgreSQL server with default options (see
@@ -74,7 +81,7 @@ func PostgresWith(t testing.TB, o PostgresOptions) *PostgresServer {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	var pw [12]byte
 	rand.Read(pw[:])
-	s := &PostgresServer{password: hex.EncodeToString(pw[:])}
+	s := &PostgresServer{password: hex.EncodeToString(pw[:]), bin: bin, dir: dir, cred: cred, opts: o}
 	pwFile := filepath.Join(dir, "pw")
 	if err := os.WriteFile(pwFile, []byte(s.password+"\n"), 0o600); err != nil {
 		t.Fatalf("testsvc: %v", err)
@@ -101,7 +108,7 @@ func PostgresWith(t testing.TB, o PostgresOptions) *PostgresServer {
 
 	err = RetryPorts(func() error {
 		s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
-		return s.start(t, bin, dir, data, cred, o)
+		return s.start(t)
 	})
 	if err != nil {
 		t.Fatalf("testsvc: starting postgres: %v", err)
@@ -109,18 +116,18 @@ func PostgresWith(t testing.TB, o PostgresOptions) *PostgresServer {
 	return s
 }
 
-func (s *PostgresServer) start(t testing.TB, bin, dir, data string, cred *syscall.Credential, o PostgresOptions) error {
+func (s *PostgresServer) start(t testing.TB) error {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(s.addr)
-	args := []string{"-D", data, "-k", dir, "-p", port, "-h", "127.0.0.1",
+	args := []string{"-D", filepath.Join(s.dir, "data"), "-k", s.dir, "-p", port, "-h", "127.0.0.1",
 		"-c", "logging_collector=off", "-c", "max_connections=100"}
-	if o.FsyncOff {
+	if s.opts.FsyncOff {
 		args = append(args, "-c", "fsync=off")
 	}
-	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
-	cmd.Dir = dir
-	cmd.Env = []string{"HOME=" + dir, "PATH=/usr/bin:/bin", "LC_ALL=C"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
+	cmd.Dir = s.dir
+	cmd.Env = []string{"HOME=" + s.dir, "PATH=/usr/bin:/bin", "LC_ALL=C"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
 	var ready atomic.Bool
 	p, err := StartProcess(t, cmd, func(line string) {
 		if strings.Contains(line, "database system is ready to accept connections") {
@@ -130,7 +137,9 @@ func (s *PostgresServer) start(t testing.TB, bin, dir, data string, cred *syscal
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
 	s.proc = p
+	s.mu.Unlock()
 	// A fast shutdown (SIGINT) removes the server's shared memory, which
 	// a SIGKILL would leave behind; the cleanup of StartProcess, which runs
 	// after this one, kills whatever is left.
@@ -163,7 +172,22 @@ func (s *PostgresServer) URL(db string) string {
 
 // Stop kills the server (SIGKILL), so that tests can see what a dead
 // PostgreSQL does to their code. It may be called more than once.
-func (s *PostgresServer) Stop() { _ = s.proc.Stop() }
+func (s *PostgresServer) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_ = s.proc.Stop()
+}
+
+// Restart kills the server and starts it again on the same address and
+// data, as after a crash: what was committed is still there. It fails the
+// test if the address has been taken in between.
+func (s *PostgresServer) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	if err := s.start(t); err != nil {
+		t.Fatalf("testsvc: restarting postgres on %s: %v", s.addr, err)
+	}
+}
 
 // postgresBinDir finds the directory of initdb and postgres: pg_config's
 // bindir if it has them, else the newest /usr/lib/postgresql/*/bin (Debian

@@ -66,9 +66,22 @@ func TestPostgres(t *testing.T) {
 				}
 			}
 
-			s.Stop()
-			s.Stop()
 			cfg.Password = s.Password()
+			if _, err := conn.Exec(ctx, "CREATE TABLE kept (x int)"); err != nil {
+				t.Fatal(err)
+			}
+			s.Restart(t)
+			c2, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				t.Fatalf("connecting after Restart: %v", err)
+			}
+			if _, err := c2.Exec(ctx, "SELECT * FROM kept"); err != nil {
+				t.Errorf("after Restart: %v, want the table made before", err)
+			}
+			c2.Close(ctx)
+
+			s.Stop()
+			s.Stop()
 			_, err = pgx.ConnectConfig(ctx, cfg)
 			if !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Errorf("connecting after Stop = %v, want connection refused", err)

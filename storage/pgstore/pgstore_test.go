@@ -414,3 +414,51 @@ func TestFsyncOff(t *testing.T) {
 		t.Errorf("CheckDurability = %q, %v; want one risk naming fsync=off and what may be lost", risks, err)
 	}
 }
+
+// TestRestart: after PostgreSQL restarts, what was stored is still there,
+// the pool reconnects, and a subscription made before the outage delivers
+// notices again without being made anew.
+func TestRestart(t *testing.T) {
+	t.Parallel()
+	pg := testsvc.Postgres(t)
+	s := open(t, pg, newSchema())
+	ctx := t.Context()
+	if err := s.Store(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg.Restart(t)
+	// The pool's idle connections died with the server: the first use
+	// may fail; a few tries must succeed.
+	var v []byte
+	for range 20 {
+		if v, err = s.Load(ctx, "k"); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || string(v) != "v" {
+		t.Fatalf("Load after restart = %q, %v; want v", v, err)
+	}
+	deadline := time.After(15 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for got := false; !got; {
+		if err := s.Notify(ctx, "certificates/x/b.test.json"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case key, ok := <-ch:
+			if !ok {
+				t.Fatal("the subscription ended with the outage; want it to reconnect")
+			}
+			got = key == "certificates/x/b.test.json"
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("no notice within 15 s of the restart")
+		}
+	}
+}
