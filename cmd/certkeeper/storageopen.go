@@ -99,6 +99,9 @@ func openStorage(ctx context.Context, env *Env, sp storageSpec, leaseTTL time.Du
 			return nil, nil, err
 		}
 		ps.Logger = env.Logger
+		if risk := ps.TransportRisk(); risk != "" {
+			env.Logger.Warn("storage connection is not protected: "+risk, "storage", storageWhere(spec))
+		}
 		if ps.LeaseTTL == 0 {
 			ps.LeaseTTL = leaseTTL
 		}

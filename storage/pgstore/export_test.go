@@ -5,6 +5,7 @@ import (
 
 	"context"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"time"
 
 	"github.com/certkeeper/certkeeper/storage"
@@ -50,3 +51,13 @@ func ParseURL(raw string) (*ParsedURL, error) {
 }
 
 func pgxIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+// TransportRiskOf is transportRisk of the configuration pgx parses from
+// url.
+func TransportRiskOf(url string) (string, error) {
+	cc, err := pgconn.ParseConfig(url)
+	if err != nil {
+		return "", err
+	}
+	return transportRisk(cc, "PostgreSQL"), nil
+}

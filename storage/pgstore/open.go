@@ -76,6 +76,7 @@ func OpenPassword(ctx context.Context, rawURL, password string) (*Store, error) 
 	if strings.HasPrefix(cc.Host, "/") {
 		s.where = fmt.Sprintf("PostgreSQL at %s/%s", cc.Host, cc.Database)
 	}
+	s.transportRisk = transportRisk(&cc.Config, s.where)
 	s.pool, err = pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %s: %w", s.where, err)

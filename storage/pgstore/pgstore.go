@@ -123,6 +123,8 @@ type Store struct {
 	schema  string        // the PostgreSQL schema, a plain identifier
 	timeout time.Duration // bounds each operation
 	where   string        // "PostgreSQL at host:port/db", for errors
+
+	transportRisk string // see TransportRisk
 }
 
 var _ storage.Storage = (*Store)(nil)

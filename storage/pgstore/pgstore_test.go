@@ -462,3 +462,32 @@ func TestRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportRisk: a server beyond loopback without verified TLS is a
+// risk; verify-full, loopback and Unix sockets are not.
+func TestTransportRisk(t *testing.T) {
+	for _, tt := range []struct {
+		url  string
+		risk bool
+	}{
+		{"postgres://u@db.internal/ck", true}, // prefer: plain text fallback, no verification
+		{"postgres://u@db.internal/ck?sslmode=disable", true},
+		{"postgres://u@db.internal/ck?sslmode=require", true},
+		{"postgres://u@10.0.0.5/ck?sslmode=verify-ca", false},
+		{"postgres://u@db.internal/ck?sslmode=verify-full", false},
+		{"postgres://u@db1,db2/ck?sslmode=verify-full", false},
+		{"postgres://u@127.0.0.1/ck?sslmode=disable", false},
+		{"postgres://u@[::1]:5432/ck", false},
+		{"postgres://u@localhost/ck?sslmode=disable", false},
+		{"postgres://u@%2Fvar%2Frun%2Fpostgresql/ck", false},
+	} {
+		got, err := pgstore.TransportRiskOf(tt.url)
+		if err != nil {
+			t.Errorf("%s: %v", tt.url, err)
+			continue
+		}
+		if (got != "") != tt.risk {
+			t.Errorf("transport risk of %s = %q, want risk %v", tt.url, got, tt.risk)
+		}
+	}
+}
