@@ -57,6 +57,15 @@ func TestStoragePostgresFlags(t *testing.T) {
 		t.Errorf("status on Redis with --storage-password-file: exit %d, stderr %q; want a usage error", r.code, r.stderr)
 	}
 
+	open := filepath.Join(t.TempDir(), "open.pw")
+	if err := os.WriteFile(open, []byte(secret+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = ck(t, 30*time.Second, "status", "--storage", url, "--storage-password-file", open)
+	if r.code == 0 || !strings.Contains(r.stderr, "chmod 600") || strings.Contains(r.stderr, secret) {
+		t.Errorf("status with a password file others may read: exit %d, stderr %q; want a refusal saying chmod 600", r.code, r.stderr)
+	}
+
 	wrong := filepath.Join(t.TempDir(), "wrong.pw")
 	if err := os.WriteFile(wrong, []byte("Wr0ngSecret\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -164,6 +164,14 @@ func isPostgres(spec string) bool {
 func openPostgres(ctx context.Context, spec, passwordFile string) (*pgstore.Store, error) {
 	var password string
 	if passwordFile != "" {
+		// As libpq ignores a ~/.pgpass that others may read.
+		fi, err := os.Stat(passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--storage-password-file: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("--storage-password-file %s: mode %v lets others read it; chmod 600 it", passwordFile, fi.Mode().Perm())
+		}
 		data, err := os.ReadFile(passwordFile)
 		if err != nil {
 			return nil, fmt.Errorf("--storage-password-file: %w", err)

@@ -1,5 +1,5 @@
 // Package testsvc runs real third-party servers (redis-server, BIND 9's
-// named) as children of a test, on free loopback ports, so that end-to-end
+// named, PostgreSQL) as children of a test, on free loopback ports, so that end-to-end
 // tests talk to the software certkeeper talks to in production instead of to
 // fakes.
 //
