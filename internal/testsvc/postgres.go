@@ -9,14 +9,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -44,9 +42,9 @@ type PostgresOptions struct {
 type PostgresServer struct {
 	addr     string
 	password string
-	bin      string // directory of initdb and postgres
-	dir      string // sockets; data in dir/data
-	cred     *syscall.Credential
+	bin      string  // directory of initdb and postgres
+	dir      string  // sockets; data in dir/data
+	cred     *userID // nil: run as ourselves
 	opts     PostgresOptions
 
 	mu   sync.Mutex // guards proc
@@ -88,8 +86,8 @@ func PostgresWith(t testing.TB, o PostgresOptions) *PostgresServer {
 	}
 	if cred != nil {
 		for _, f := range []string{dir, pwFile} {
-			if err := os.Chown(f, int(cred.Uid), int(cred.Gid)); err != nil {
-				t.Fatalf("testsvc: giving %s to uid %d: %v", f, cred.Uid, err)
+			if err := os.Chown(f, int(cred.uid), int(cred.gid)); err != nil {
+				t.Fatalf("testsvc: giving %s to uid %d: %v", f, cred.uid, err)
 			}
 		}
 	}
@@ -100,7 +98,7 @@ func PostgresWith(t testing.TB, o PostgresOptions) *PostgresServer {
 		"--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions")
 	initdb.Dir = dir
 	initdb.Env = []string{"HOME=" + dir, "PATH=/usr/bin:/bin", "LC_ALL=C"}
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	runAs(initdb, cred)
 	if out, err := initdb.CombinedOutput(); err != nil {
 		t.Fatalf("testsvc: initdb: %v\n%s", err, out)
 	}
@@ -127,7 +125,7 @@ func (s *PostgresServer) start(t testing.TB) error {
 	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
 	cmd.Dir = s.dir
 	cmd.Env = []string{"HOME=" + s.dir, "PATH=/usr/bin:/bin", "LC_ALL=C"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	runAs(cmd, s.cred)
 	var ready atomic.Bool
 	p, err := StartProcess(t, cmd, func(line string) {
 		if strings.Contains(line, "database system is ready to accept connections") {
@@ -144,7 +142,7 @@ func (s *PostgresServer) start(t testing.TB) error {
 	// a SIGKILL would leave behind; the cleanup of StartProcess, which runs
 	// after this one, kills whatever is left.
 	t.Cleanup(func() {
-		_ = syscall.Kill(p.Pid(), syscall.SIGINT)
+		interrupt(p)
 		select {
 		case <-p.Done():
 		case <-time.After(5 * time.Second):
@@ -217,26 +215,4 @@ func pgVersion(dir string) int {
 func isExec(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
-}
-
-// unprivileged returns the credential of the user nobody when running as
-// root, and nil (run as ourselves) otherwise.
-func unprivileged() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("nobody")
-	if err != nil {
-		return nil, err
-	}
-	uid, err := strconv.Atoi(u.Uid)
-	if err != nil {
-		return nil, fmt.Errorf("uid of nobody: %w", err)
-	}
-	gid, err := strconv.Atoi(u.Gid)
-	if err != nil {
-		return nil, fmt.Errorf("gid of nobody: %w", err)
-	}
-	// Groups empty: setgroups drops root's supplementary groups.
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
 }
