@@ -40,26 +40,27 @@ files for servers that read certificates from disk.`,
 
 // issueFlags are the flags of "cert issue".
 type issueFlags struct {
-	ca             string
-	email          string
-	storageDir     string
-	storageKeyFile string
-	names          stringsFlag
-	challenge      string
-	httpAddr       string
-	tlsAddr        string
-	keyType        string
-	profile        string
-	eabKID         string
-	eabHMAC        string
-	caRoots        string
-	outDir         string
-	preferredChain string
-	noWait         bool
-	noApex         bool
-	csrFile        string
-	timeout        time.Duration
-	dns            dnsConfig
+	ca              string
+	email           string
+	storageDir      string
+	storageKeyFile  string
+	storagePassFile string
+	names           stringsFlag
+	challenge       string
+	httpAddr        string
+	tlsAddr         string
+	keyType         string
+	profile         string
+	eabKID          string
+	eabHMAC         string
+	caRoots         string
+	outDir          string
+	preferredChain  string
+	noWait          bool
+	noApex          bool
+	csrFile         string
+	timeout         time.Duration
+	dns             dnsConfig
 }
 
 func (f *issueFlags) register(fs *flag.FlagSet) {
@@ -76,6 +77,7 @@ func (f *issueFlags) registerCA(fs *flag.FlagSet) {
 	fs.StringVar(&f.email, "email", "", "contact `EMAIL` for the ACME account (optional)")
 	fs.StringVar(&f.storageDir, "storage", "", storageUsage)
 	fs.StringVar(&f.storageKeyFile, "storage-key-file", "", storageKeyUsage)
+	fs.StringVar(&f.storagePassFile, "storage-password-file", "", storagePasswordUsage)
 	fs.StringVar(&f.challenge, "challenge", acmeca.HTTP01, "challenge `TYPE` that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; the only one for wildcards) or dns-persist-01 (a record\nset once with dns-persist-record)")
 	fs.StringVar(&f.httpAddr, "http-addr", ":80", "`ADDR` to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward")
 	fs.StringVar(&f.tlsAddr, "tls-addr", ":443", "`ADDR` to answer tls-alpn-01 on; the CA connects to port 443")
@@ -180,7 +182,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 
-	st, closeStorage, err := openStorage(ctx, env, f.storageDir, f.storageKeyFile, 0)
+	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: f.storageDir, KeyFile: f.storageKeyFile, PasswordFile: f.storagePassFile}, 0)
 	if err != nil {
 		return err
 	}

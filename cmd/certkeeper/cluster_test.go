@@ -27,13 +27,15 @@ import (
 // a killed lock holder delays the others briefly.
 const clusterLease = 3 * time.Second
 
-// cluster is a Redis and the proxies sharing it.
+// cluster is a Redis (or a PostgreSQL) and the proxies sharing it.
 type cluster struct {
 	ca    *testca.CA
-	redis *testsvc.RedisServer
+	redis *testsvc.RedisServer // nil on PostgreSQL
 	url   string
 	roots *x509.CertPool
 	nodes []*clusterNode
+
+	storageArgs []string // more storage flags of every node: a password file
 }
 
 // clusterNode is one proxy of a cluster.
@@ -73,7 +75,7 @@ func (c *cluster) start(t *testing.T, i int, extra ...string) *clusterNode {
 		"--tls-addr", "127.0.0.1:" + strconv.Itoa(port), "--backend", backend.url,
 		"--allow", "*.cluster.test", "--ca", c.ca.DirectoryURL(), "--ca-roots", c.ca.ListenerRootFile(),
 		"--profile", "default", "--storage", c.url, "--log-level", "info",
-	}, extra...)
+	}, append(c.storageArgs, extra...)...)
 	node := &clusterNode{port: port, proc: startProxyLogged(t, args...)}
 	if i < len(c.nodes) {
 		c.nodes[i] = node
@@ -147,7 +149,25 @@ func clusterNames(prefix string, n int) []string {
 // through node 0, so the orders nodes 1 and 2 place succeed only because
 // node 0 answers their challenges from storage.
 func TestClusterFiftyNames(t *testing.T) {
-	c := newCluster(t, testca.Options{}, 3)
+	testClusterFiftyNames(t, newCluster(t, testca.Options{}, 3))
+}
+
+// TestClusterFiftyNamesPostgres is TestClusterFiftyNames with the three
+// proxies on one PostgreSQL: its lease locks keep the orders at 50 and
+// its LISTEN/NOTIFY carries the challenge answers between nodes.
+func TestClusterFiftyNamesPostgres(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	pg := testsvc.Postgres(t)
+	c := &cluster{ca: ca, roots: ca.IssuingRootPool(t),
+		url:         pg.URL("postgres") + "&schema=ck&lease=" + clusterLease.String(),
+		storageArgs: []string{"--storage-password-file", writePasswordFile(t, pg)}}
+	for i := range 3 {
+		c.start(t, i)
+	}
+	testClusterFiftyNames(t, c)
+}
+
+func testClusterFiftyNames(t *testing.T, c *cluster) {
 	names := clusterNames("f", 50)
 	start := time.Now()
 	serials, err := c.handshakeAll(t, names)

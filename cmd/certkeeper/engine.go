@@ -35,6 +35,7 @@ type engineConfig struct {
 	Challenge   []string `yaml:"challenge"`
 	Storage     string   `yaml:"storage"`
 	StorageKey  string   `yaml:"storage_key_file"`
+	StoragePass string   `yaml:"storage_password_file"`
 	OrderLimit  string   `yaml:"order_limit"`
 	KeyType     string   `yaml:"key_type"`
 	Profile     string   `yaml:"profile"`
@@ -82,6 +83,7 @@ func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
 	fs.Var((*stringsFlag)(&c.Challenge), "challenge", challengeHelp)
 	fs.StringVar(&c.Storage, "storage", "", storageUsage)
 	fs.StringVar(&c.StorageKey, "storage-key-file", "", storageKeyUsage)
+	fs.StringVar(&c.StoragePass, "storage-password-file", "", storagePasswordUsage)
 	fs.StringVar(&c.OrderLimit, "order-limit", "", "`N/DURATION`: at most N new orders per DURATION per CA account, counted in --storage\nfor every node sharing it (e.g. 10/1m; default: only the CA's own limits)")
 	fs.StringVar(&c.KeyType, "key-type", "", "certificate key `TYPE` (default ecdsa-p256)")
 	fs.StringVar(&c.Profile, "profile", "", "ACME `PROFILE` to order (default: the CA's)")
@@ -134,6 +136,7 @@ func (c *engineConfig) overlay(flags *engineConfig, set map[string]bool) {
 	setIf(set, "challenge", &c.Challenge, flags.Challenge)
 	setIf(set, "storage", &c.Storage, flags.Storage)
 	setIf(set, "storage-key-file", &c.StorageKey, flags.StorageKey)
+	setIf(set, "storage-password-file", &c.StoragePass, flags.StoragePass)
 	setIf(set, "order-limit", &c.OrderLimit, flags.OrderLimit)
 	setIf(set, "wildcard", &c.Wildcards, flags.Wildcards)
 	setIf(set, "key-type", &c.KeyType, flags.KeyType)

@@ -27,6 +27,11 @@ from --to and compares it with --from. A single-node install grows into a cluste
 	certkeeper storage migrate --from /var/lib/certkeeper --to redis://10.0.0.5:6379/0
 	certkeeper proxy --storage redis://10.0.0.5:6379/0 ...
 
+or, on PostgreSQL (the password in a file, never in the URL):
+
+	certkeeper storage migrate --from /var/lib/certkeeper \
+		--to postgres://certkeeper@db.internal/certkeeper --to-password-file /etc/certkeeper/db.pw
+
 Each side takes its own key file for encryption at rest (--from-key-file, --to-key-file), so
 migrate also turns encryption on or off, or moves to a new key.
 
@@ -40,6 +45,8 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 			fs.StringVar(&from.keyFile, "from-key-file", "", "storage key `FILE` of --from, if it is encrypted")
 			fs.StringVar(&to.spec, "to", "", "`DIR` or URL of the storage to copy to")
 			fs.StringVar(&to.keyFile, "to-key-file", "", "storage key `FILE` to encrypt private keys with in --to")
+			fs.StringVar(&from.passwordFile, "from-password-file", "", "`FILE` holding the password of a postgres:// --from")
+			fs.StringVar(&to.passwordFile, "to-password-file", "", "`FILE` holding the password of a postgres:// --to")
 			fs.BoolVar(&overwrite, "overwrite", false, "replace keys stored in --to with values that differ from --from's")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {

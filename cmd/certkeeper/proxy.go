@@ -190,7 +190,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	if err != nil {
 		return err
 	}
-	st, closeStorage, err := openStorage(ctx, env, cfg.Storage, cfg.StorageKey, 0)
+	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: cfg.Storage, KeyFile: cfg.StorageKey, PasswordFile: cfg.StoragePass}, 0)
 	if err != nil {
 		return err
 	}

@@ -177,7 +177,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 	if err != nil {
 		return err
 	}
-	st, closeStorage, err := openStorage(ctx, env, cfg.Storage, cfg.StorageKey, 0)
+	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: cfg.Storage, KeyFile: cfg.StorageKey, PasswordFile: cfg.StoragePass}, 0)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -12,19 +13,24 @@ import (
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
 	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/certkeeper/certkeeper/storage/pgstore"
 	"github.com/certkeeper/certkeeper/storage/redisstore"
 )
 
 // storageUsage is the usage of --storage wherever it is taken.
-const storageUsage = "`DIR` or URL of certkeeper's state: a directory, or redis://, rediss://,\nredis+cluster://, redis+sentinel:// (docs/storage.md) (default: /var/lib/certkeeper for\nroot, else the user's data directory, e.g. ~/.local/share/certkeeper)"
+const storageUsage = "`DIR` or URL of certkeeper's state: a directory, or redis://, rediss://,\nredis+cluster://, redis+sentinel://, postgres:// (docs/storage.md) (default: /var/lib/certkeeper\nfor root, else the user's data directory, e.g. ~/.local/share/certkeeper)"
 
 // storageKeyUsage is the usage of --storage-key-file.
 const storageKeyUsage = "`FILE` of the key(s) that encrypt private keys at rest in --storage\n(make one with: certkeeper storage keygen)"
 
-// storageFlags are --storage and --storage-key-file.
+// storagePasswordUsage is the usage of --storage-password-file.
+const storagePasswordUsage = "`FILE` holding the password of a postgres:// --storage (else PGPASSWORD or PGPASSFILE;\nnever in the URL)"
+
+// storageFlags are --storage, --storage-key-file and --storage-password-file.
 type storageFlags struct {
-	spec    string
-	keyFile string
+	spec         string
+	keyFile      string
+	passwordFile string
 	// rekey opens a storage whose private keys are all in clear with a
 	// key file, for storage rekey to seal them.
 	rekey bool
@@ -33,6 +39,7 @@ type storageFlags struct {
 func (f *storageFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.spec, "storage", "", storageUsage)
 	fs.StringVar(&f.keyFile, "storage-key-file", "", storageKeyUsage)
+	fs.StringVar(&f.passwordFile, "storage-password-file", "", storagePasswordUsage)
 }
 
 // where names the storage for messages, without credentials.
@@ -40,7 +47,14 @@ func (f *storageFlags) where() string { return storageWhere(f.spec) }
 
 // open opens the storage the flags name.
 func (f *storageFlags) open(ctx context.Context, env *Env) (storage.Storage, func(), error) {
-	return openStorageFor(ctx, env, f.spec, f.keyFile, 0, f.rekey)
+	return openStorageFor(ctx, env, storageSpec{URL: f.spec, KeyFile: f.keyFile, PasswordFile: f.passwordFile}, 0, f.rekey)
+}
+
+// storageSpec is what the storage flags of a command say.
+type storageSpec struct {
+	URL          string // --storage: a directory or a URL; empty means the default directory
+	KeyFile      string // --storage-key-file
+	PasswordFile string // --storage-password-file
 }
 
 // isURL reports whether a --storage value is a URL rather than a path.
@@ -56,30 +70,49 @@ func storageWhere(spec string) string {
 	return redact.URL(spec)
 }
 
-// openStorage opens --storage spec: a directory (the default when spec is
-// empty) or a Redis URL; with keyFile, private keys are sealed at rest
-// (package storage/encrypted). A key file that cannot open what storage
-// holds, sealed values without a key file, and a key file for a storage
-// whose private keys are all in clear (run storage rekey first), fail
-// here, at start, rather than at the first handshake. leaseTTL, if not
-// zero, is the lease of its locks (a URL's lease parameter wins). close
-// releases the storage's connections.
-func openStorage(ctx context.Context, env *Env, spec, keyFile string, leaseTTL time.Duration) (storage.Storage, func(), error) {
-	return openStorageFor(ctx, env, spec, keyFile, leaseTTL, false)
+// openStorage opens --storage sp.URL: a directory (the default when it is
+// empty), a Redis URL or a PostgreSQL URL; with sp.KeyFile, private keys
+// are sealed at rest (package storage/encrypted). A key file that cannot
+// open what storage holds, sealed values without a key file, and a key
+// file for a storage whose private keys are all in clear (run storage
+// rekey first), fail here, at start, rather than at the first handshake; a
+// server whose settings may lose what is stored gets a warning. leaseTTL,
+// if not zero, is the lease of its locks (a URL's lease parameter wins).
+// close releases the storage's connections.
+func openStorage(ctx context.Context, env *Env, sp storageSpec, leaseTTL time.Duration) (storage.Storage, func(), error) {
+	return openStorageFor(ctx, env, sp, leaseTTL, false)
 }
 
 // openStorageFor is openStorage; with rekey, a storage whose private keys
 // are all in clear opens with a key file, for storage rekey to seal them.
-func openStorageFor(ctx context.Context, env *Env, spec, keyFile string, leaseTTL time.Duration, rekey bool) (storage.Storage, func(), error) {
+func openStorageFor(ctx context.Context, env *Env, sp storageSpec, leaseTTL time.Duration, rekey bool) (storage.Storage, func(), error) {
+	spec, keyFile := sp.URL, sp.KeyFile
 	var st storage.Storage
 	closeFn := func() {}
+	if sp.PasswordFile != "" && !isPostgres(spec) {
+		return nil, nil, usagef("--storage-password-file is for a postgres:// --storage (a Redis URL holds its password itself)")
+	}
 	switch {
 	case spec == "":
 		st = &filestore.Store{Dir: defaultStorageDir(), LeaseTTL: leaseTTL}
+	case isPostgres(spec):
+		ps, err := openPostgres(ctx, spec, sp.PasswordFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		ps.Logger = env.Logger
+		if risk := ps.TransportRisk(); risk != "" {
+			env.Logger.Warn("storage connection is not protected: "+risk, "storage", storageWhere(spec))
+		}
+		if ps.LeaseTTL == 0 {
+			ps.LeaseTTL = leaseTTL
+		}
+		st = ps
+		closeFn = ps.Close
 	case isURL(spec):
 		scheme, _, _ := strings.Cut(spec, "://")
 		if !strings.HasPrefix(strings.ToLower(scheme), "redis") {
-			return nil, nil, usagef("--storage %s: unknown scheme: give a directory or a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL", storageWhere(spec))
+			return nil, nil, usagef("--storage %s: unknown scheme %q: give a directory or a redis://, rediss://, redis+cluster://, redis+sentinel:// or postgres:// URL", storageWhere(spec), scheme)
 		}
 		rs, err := redisstore.Open(spec)
 		if err != nil {
@@ -94,6 +127,7 @@ func openStorageFor(ctx context.Context, env *Env, spec, keyFile string, leaseTT
 	default:
 		st = &filestore.Store{Dir: spec, LeaseTTL: leaseTTL}
 	}
+	warnDurability(ctx, env, st, storageWhere(spec))
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if keyFile == "" {
@@ -125,6 +159,72 @@ func openStorageFor(ctx context.Context, env *Env, spec, keyFile string, leaseTT
 		}
 	}
 	return es, closeFn, nil
+}
+
+// isPostgres reports whether a --storage value is a PostgreSQL URL.
+func isPostgres(spec string) bool {
+	scheme, _, ok := strings.Cut(spec, "://")
+	scheme = strings.ToLower(scheme)
+	return ok && (scheme == "postgres" || scheme == "postgresql")
+}
+
+// openPostgres opens a postgres:// --storage, with the password read from
+// passwordFile if there is one (else pgx reads PGPASSWORD or PGPASSFILE).
+func openPostgres(ctx context.Context, spec, passwordFile string) (*pgstore.Store, error) {
+	var password string
+	if passwordFile != "" {
+		// As libpq ignores a ~/.pgpass that others may read.
+		fi, err := os.Stat(passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--storage-password-file: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("--storage-password-file %s: mode %v lets others read it; chmod 600 it", passwordFile, fi.Mode().Perm())
+		}
+		data, err := os.ReadFile(passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--storage-password-file: %w", err)
+		}
+		password = strings.TrimRight(string(data), "\r\n")
+		if password == "" || strings.ContainsAny(password, "\r\n") {
+			return nil, fmt.Errorf("--storage-password-file %s: want the password alone on one line", passwordFile)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ps, err := pgstore.OpenPassword(cctx, spec, password)
+	if err != nil {
+		return nil, fmt.Errorf("--storage: %w", err)
+	}
+	return ps, nil
+}
+
+// durabilityChecker is implemented by the backends that can tell whether
+// their server's settings may lose what is stored (pgstore, redisstore).
+type durabilityChecker interface {
+	// CheckDurability returns a sentence per risk, naming the setting;
+	// an error if the settings could not be read.
+	CheckDurability(ctx context.Context) ([]string, error)
+}
+
+// warnDurability logs a warning for each risk st's server runs, or that it
+// could not be checked; certkeeper carries on either way.
+func warnDurability(ctx context.Context, env *Env, st storage.Storage, where string) {
+	dc, ok := st.(durabilityChecker)
+	if !ok {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	risks, err := dc.CheckDurability(cctx)
+	if err != nil {
+		env.Logger.Warn("storage durability cannot be checked: make sure the server persists what certkeeper stores",
+			"storage", where, "err", err)
+		return
+	}
+	for _, r := range risks {
+		env.Logger.Warn("storage may lose certificates and keys: "+r, "storage", where)
+	}
 }
 
 // firstSealed returns the key of a sealed certificate in st, if its first

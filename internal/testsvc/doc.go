@@ -1,5 +1,6 @@
 // Package testsvc runs real third-party servers (redis-server, BIND 9's
-// named, Knot DNS's knotd, PowerDNS's pdns_server) as children of a test, on free loopback ports, so that end-to-end
+// named, Knot DNS's knotd, PowerDNS's pdns_server, PostgreSQL) as children of a test, on free
+// loopback ports, so that end-to-end
 // tests talk to the software certkeeper talks to in production instead of to
 // fakes.
 //

@@ -9,9 +9,14 @@ import (
 // reach anything it forks, and asks the kernel to SIGKILL it when its parent
 // dies. Pdeathsig fires when the thread that started the child exits; the Go
 // runtime only ends threads whose goroutine exits while locked to them, which
-// tests do not do, so the signal comes when the test binary dies.
+// tests do not do, so the signal comes when the test binary dies. Attributes
+// the caller set (a Credential, say) are kept.
 func setProcAttr(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 }
 
 // kill sends SIGKILL to the child's process group.

@@ -483,3 +483,40 @@ func TestOpenURLPasswordCharacters(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckDurability: a Redis with neither RDB snapshots nor AOF is a
+// risk naming both settings; with appendonly yes it is not; a user to
+// whom CONFIG is refused cannot check, and says so.
+func TestCheckDurability(t *testing.T) {
+	t.Parallel()
+	r := testsvc.Redis(t) // started with save "" and appendonly no
+	s, err := redisstore.Open("redis://" + r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	risks, err := s.CheckDurability(ctx)
+	if err != nil || len(risks) != 1 || !strings.Contains(risks[0], `save ""`) || !strings.Contains(risks[0], "appendonly no") {
+		t.Errorf("CheckDurability without persistence = %q, %v; want one risk naming save and appendonly", risks, err)
+	}
+
+	if err := s.Client.Do(ctx, "ACL", "SETUSER", "noconfig", "on", ">pw", "~*", "&*", "+@all", "-config").Err(); err != nil {
+		t.Fatal(err)
+	}
+	limited, err := redisstore.Open("redis://noconfig:pw@" + r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer limited.Close()
+	if risks, err := limited.CheckDurability(ctx); err == nil || !strings.Contains(err.Error(), "CONFIG GET") {
+		t.Errorf("CheckDurability as a user without CONFIG = %q, %v; want an error naming CONFIG GET", risks, err)
+	}
+
+	if err := s.Client.ConfigSet(ctx, "appendonly", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if risks, err := s.CheckDurability(ctx); err != nil || len(risks) != 0 {
+		t.Errorf("CheckDurability with appendonly yes = %q, %v; want no risks", risks, err)
+	}
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+)
+
+// writePasswordFile writes pg's password to a 0600 file and returns its
+// path.
+func writePasswordFile(t *testing.T, pg *testsvc.PostgresServer) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "db.pw")
+	if err := os.WriteFile(f, []byte(pg.Password()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestStoragePostgresFlags: the binary on a postgres:// --storage takes the
+// password from --storage-password-file, refuses one in the URL without
+// printing it, and warns at start about fsync=off naming the setting.
+func TestStoragePostgresFlags(t *testing.T) {
+	t.Parallel()
+	pg := testsvc.PostgresWith(t, testsvc.PostgresOptions{FsyncOff: true})
+	pwFile := writePasswordFile(t, pg)
+	url := pg.URL("postgres")
+	secret := pg.Password()
+
+	inURL := strings.Replace(url, "postgres@", "postgres:"+secret+"@", 1)
+	r := ck(t, 30*time.Second, "status", "--storage", inURL)
+	if r.code == 0 || !strings.Contains(r.stderr, "holds a password") || !strings.Contains(r.stderr, "--storage-password-file") {
+		t.Errorf("status with a password in the URL: exit %d, stderr %q; want a refusal naming --storage-password-file", r.code, r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, secret) {
+		t.Errorf("status with a password in the URL printed it: %s%s", r.stdout, r.stderr)
+	}
+
+	r = ck(t, 30*time.Second, "status", "--storage", url, "--storage-password-file", filepath.Join(t.TempDir(), "missing"))
+	if r.code == 0 || !strings.Contains(r.stderr, "--storage-password-file") {
+		t.Errorf("status with a missing password file: exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	r = ck(t, 30*time.Second, "status", "--storage", "redis://127.0.0.1:1/0", "--storage-password-file", pwFile)
+	if r.code == 0 || !strings.Contains(r.stderr, "postgres://") {
+		t.Errorf("status on Redis with --storage-password-file: exit %d, stderr %q; want a usage error", r.code, r.stderr)
+	}
+
+	open := filepath.Join(t.TempDir(), "open.pw")
+	if err := os.WriteFile(open, []byte(secret+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = ck(t, 30*time.Second, "status", "--storage", url, "--storage-password-file", open)
+	if r.code == 0 || !strings.Contains(r.stderr, "chmod 600") || strings.Contains(r.stderr, secret) {
+		t.Errorf("status with a password file others may read: exit %d, stderr %q; want a refusal saying chmod 600", r.code, r.stderr)
+	}
+
+	wrong := filepath.Join(t.TempDir(), "wrong.pw")
+	if err := os.WriteFile(wrong, []byte("Wr0ngSecret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = ck(t, 30*time.Second, "status", "--storage", url, "--storage-password-file", wrong)
+	if r.code == 0 || !strings.Contains(r.stderr, "PostgreSQL at "+pg.Addr()) || strings.Contains(r.stderr, "Wr0ngSecret") {
+		t.Errorf("status with a wrong password: exit %d, stderr %q; want an error naming the server, not the password", r.code, r.stderr)
+	}
+
+	r = ck(t, 30*time.Second, "status", "--storage", url, "--storage-password-file", pwFile)
+	if r.code != 0 {
+		t.Fatalf("status on PostgreSQL: exit %d: %s", r.code, r.stderr)
+	}
+	t.Logf("status on fsync=off: %s", r.stderr)
+	if !strings.Contains(r.stderr, "fsync=off") || !strings.Contains(r.stderr, "WARN") {
+		t.Errorf("status on a PostgreSQL with fsync=off: stderr %q; want a warning naming fsync=off", r.stderr)
+	}
+}
+
+// TestDurabilityWarningRedis: a Redis with neither RDB snapshots nor AOF
+// gets a warning naming both settings; one that refuses CONFIG GET gets a
+// warning that durability cannot be checked; certkeeper carries on.
+func TestDurabilityWarningRedis(t *testing.T) {
+	t.Parallel()
+	rs := testsvc.Redis(t) // save "" and appendonly no
+	url := "redis://" + rs.Addr() + "/0"
+	r := ck(t, 30*time.Second, "status", "--storage", url)
+	if r.code != 0 || !strings.Contains(r.stderr, `save \"\"`) || !strings.Contains(r.stderr, "appendonly no") {
+		t.Errorf("status on a Redis without persistence: exit %d, stderr %q; want a warning naming save and appendonly", r.code, r.stderr)
+	}
+
+	c := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := c.Do(ctx, "ACL", "SETUSER", "noconfig", "on", ">pw", "~*", "&*", "+@all", "-config").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r = ck(t, 30*time.Second, "status", "--storage", "redis://noconfig:pw@"+rs.Addr()+"/0")
+	if r.code != 0 || !strings.Contains(r.stderr, "durability cannot be checked") {
+		t.Errorf("status on a Redis refusing CONFIG: exit %d, stderr %q; want a warning that durability cannot be checked", r.code, r.stderr)
+	}
+
+	if err := c.ConfigSet(ctx, "appendonly", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r = ck(t, 30*time.Second, "status", "--storage", url)
+	if r.code != 0 || strings.Contains(r.stderr, "may lose") {
+		t.Errorf("status on a Redis with appendonly yes: exit %d, stderr %q; want no warning", r.code, r.stderr)
+	}
+}
+
+// TestStorageMigratePostgres: 20 certificates issued into a directory move
+// to PostgreSQL (twice: the second run copies nothing), a proxy on
+// PostgreSQL serves them all with no new order, and they move back to a
+// directory where a proxy again serves them with no new order. Migrating
+// with --to-key-file seals every private key: none is in clear in the
+// database, status needs the key file.
+func TestStorageMigratePostgres(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{})
+	roots := ca.IssuingRootPool(t)
+	dir := t.TempDir()
+	backend := newBackend(t, "hello")
+	args := []string{
+		"--tls-addr", "127.0.0.1:" + strconv.Itoa(ca.TLSPort()), "--backend", backend.url,
+		"--allow", "*.m.test", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--profile", "default",
+	}
+	p := startProxyLogged(t, append(args, "--storage", dir)...)
+	names := make([]string, 20)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d.m.test", i)
+		serialOf(t, ca.TLSPort(), names[i], roots)
+	}
+	serials := map[string]string{}
+	for _, n := range names {
+		serials[n] = serialOf(t, ca.TLSPort(), n, roots)
+	}
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	orders := ca.Orders()
+
+	pg := testsvc.Postgres(t)
+	pw := writePasswordFile(t, pg)
+	url := pg.URL("postgres") + "&schema=migrated"
+	for i := range 2 {
+		r := ck(t, 60*time.Second, "storage", "migrate", "--from", dir, "--to", url, "--to-password-file", pw)
+		if r.code != 0 {
+			t.Fatalf("storage migrate to PostgreSQL (run %d) exited %d: %s", i+1, r.code, r.stderr)
+		}
+		t.Logf("run %d: %s", i+1, strings.TrimSpace(r.stderr))
+		if i == 1 && !strings.Contains(r.stderr, " 0 copied") {
+			t.Errorf("a second migrate copied keys again: %s", r.stderr)
+		}
+	}
+	serve := func(where string, storageArgs ...string) {
+		t.Helper()
+		p := startProxyLogged(t, append(args, storageArgs...)...)
+		for _, n := range names {
+			if got := serialOf(t, ca.TLSPort(), n, roots); got != serials[n] {
+				t.Errorf("%s on %s: serial %s, want the migrated %s", n, where, got, serials[n])
+			}
+		}
+		if got := ca.Orders(); got != orders {
+			t.Errorf("the proxy on %s placed %d orders, want 0", where, got-orders)
+		}
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+	serve("PostgreSQL", "--storage", url, "--storage-password-file", pw)
+
+	back := t.TempDir()
+	if r := ck(t, 60*time.Second, "storage", "migrate", "--from", url, "--from-password-file", pw, "--to", back); r.code != 0 {
+		t.Fatalf("storage migrate from PostgreSQL exited %d: %s", r.code, r.stderr)
+	}
+	serve("the directory migrated back", "--storage", back)
+
+	// Migrating with --to-key-file turns encryption at rest on.
+	keyFile := filepath.Join(t.TempDir(), "storage.key")
+	if err := os.WriteFile(keyFile, []byte(ck(t, 10*time.Second, "storage", "keygen").stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sealed := pg.URL("postgres") + "&schema=sealed"
+	if r := ck(t, 60*time.Second, "storage", "migrate", "--from", dir, "--to", sealed, "--to-password-file", pw, "--to-key-file", keyFile); r.code != 0 {
+		t.Fatalf("storage migrate --to-key-file exited %d: %s", r.code, r.stderr)
+	}
+	cfg, err := pgx.ParseConfig(pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = pg.Password()
+	conn, err := pgx.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var rows, clear int
+	err = conn.QueryRow(t.Context(), `SELECT count(*), count(*) FILTER (WHERE position('PRIVATE KEY' in convert_from(value, 'UTF8')) > 0) FROM sealed."values"`).Scan(&rows, &clear)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows < len(names) || clear != 0 {
+		t.Errorf("the sealed schema holds %d values, %d with a private key in clear; want at least %d, none in clear", rows, clear, len(names))
+	}
+	r := ck(t, 30*time.Second, "status", "--storage", sealed, "--storage-password-file", pw, "--storage-key-file", keyFile)
+	if r.code != 0 || strings.Count(r.stdout, ".m.test") != len(names) {
+		t.Errorf("status on the encrypted copy: exit %d, want %d names:\n%s%s", r.code, len(names), r.stdout, r.stderr)
+	}
+	if r := ck(t, 30*time.Second, "status", "--storage", sealed, "--storage-password-file", pw); r.code == 0 || !strings.Contains(r.stderr, "--storage-key-file") {
+		t.Errorf("status on the encrypted copy without the key: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

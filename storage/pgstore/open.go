@@ -1,0 +1,226 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// config is what a URL describes besides what pgx parses.
+type config struct {
+	connString string // the URL without certkeeper's own parameters
+	redacted   string // scheme://host/db, for errors
+	schema     string
+	timeout    time.Duration
+	lease      time.Duration
+}
+
+// schemaName is what the schema parameter may be: a plain lower-case
+// identifier, short enough that "SCHEMA.changes" is a NOTIFY channel
+// (63 bytes at most).
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
+
+// Open is OpenPassword without a password: as in libpq, it comes from
+// PGPASSWORD or the password file PGPASSFILE (default ~/.pgpass), if the
+// server asks for one.
+func Open(ctx context.Context, rawURL string) (*Store, error) {
+	return OpenPassword(ctx, rawURL, "")
+}
+
+// OpenPassword returns a Store on the PostgreSQL database that rawURL
+// describes (see the package documentation), authenticating with password
+// if it is not empty (it then wins over PGPASSWORD and PGPASSFILE).
+//
+// It connects, and creates or migrates the Store's schema: in one
+// transaction, under a transaction-scoped advisory lock, so that nodes
+// starting at once migrate one after the other and the later ones find
+// the work done. A schema made by a newer certkeeper is refused rather
+// than written to. Close the Store to close its connections.
+//
+// Errors never contain a password; a URL that holds one is refused.
+func OpenPassword(ctx context.Context, rawURL, password string) (*Store, error) {
+	cfg, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig(cfg.connString)
+	if err != nil {
+		// pgx's errors redact passwords, but the URL has none anyway.
+		return nil, fmt.Errorf("pgstore: URL %s: %w", cfg.redacted, err)
+	}
+	cc := pc.ConnConfig
+	if cc.ConnectTimeout == 0 {
+		cc.ConnectTimeout = cfg.timeout
+	}
+	if _, ok := cc.RuntimeParams["application_name"]; !ok {
+		cc.RuntimeParams["application_name"] = "certkeeper"
+	}
+	if password != "" {
+		cc.Password = password
+	}
+	s := &Store{
+		LeaseTTL: cfg.lease,
+		schema:   cfg.schema,
+		timeout:  cfg.timeout,
+		where:    fmt.Sprintf("PostgreSQL at %s/%s", net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))), cc.Database),
+	}
+	if strings.HasPrefix(cc.Host, "/") {
+		s.where = fmt.Sprintf("PostgreSQL at %s/%s", cc.Host, cc.Database)
+	}
+	s.transportRisk = transportRisk(&cc.Config, s.where)
+	s.pool, err = pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %s: %w", s.where, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// parseURL checks the URL by hand before pgx sees it, to refuse a
+// password, and takes out certkeeper's own parameters.
+func parseURL(rawURL string) (*config, error) {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok || (scheme != "postgres" && scheme != "postgresql") {
+		return nil, errors.New("pgstore: want a URL postgres://[user@]host[:port]/database[?param=value...]")
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	hosts := authority
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		hosts = authority[at+1:]
+		if strings.Contains(authority[:at], ":") {
+			return nil, fmt.Errorf("pgstore: URL %s://%s holds a password: remove it and give the password in a file (--storage-password-file), PGPASSWORD or PGPASSFILE, where process lists and configuration files do not show it", scheme, hosts)
+		}
+	}
+	tail, fragment, hasFragment := strings.Cut(tail, "#")
+	path, rawQuery, _ := strings.Cut(tail, "?")
+	cfg := &config{redacted: scheme + "://" + hosts + path, schema: DefaultSchema, timeout: DefaultTimeout}
+	if hasFragment || fragment != "" {
+		return nil, fmt.Errorf("pgstore: URL %s has a fragment", cfg.redacted)
+	}
+	if hosts == "" {
+		return nil, fmt.Errorf("pgstore: URL %s has no host: name the server, e.g. postgres://certkeeper@db.internal/certkeeper", cfg.redacted)
+	}
+	query, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: URL %s: invalid query", cfg.redacted)
+	}
+	for name, values := range query {
+		v := values[len(values)-1]
+		switch name {
+		case "password":
+			return nil, fmt.Errorf("pgstore: URL %s holds a password parameter: remove it and give the password in a file (--storage-password-file), PGPASSWORD or PGPASSFILE", cfg.redacted)
+		case "schema":
+			if !schemaName.MatchString(v) {
+				return nil, fmt.Errorf("pgstore: URL %s: schema %q is not a lower-case identifier of at most 40 characters such as certkeeper", cfg.redacted, v)
+			}
+			cfg.schema = v
+		case "timeout":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("pgstore: URL %s: timeout is not a positive duration such as 5s", cfg.redacted)
+			}
+			cfg.timeout = d
+		case "lease":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 300*time.Millisecond {
+				return nil, fmt.Errorf("pgstore: URL %s: lease is not a duration of at least 300ms such as 30s", cfg.redacted)
+			}
+			cfg.lease = d
+		default:
+			continue // pgx's
+		}
+		delete(query, name)
+	}
+	cfg.connString = scheme + "://" + authority + path
+	if len(query) > 0 {
+		cfg.connString += "?" + query.Encode()
+	}
+	return cfg, nil
+}
+
+// migrations are the steps from one schema version to the next:
+// migrations[i] takes version i to i+1. %[1]s is the quoted schema. Steps
+// are only ever appended.
+var migrations = [][]string{
+	{ // 1
+		`CREATE TABLE %[1]s."values" (key text COLLATE "C" PRIMARY KEY, value bytea NOT NULL)`,
+		`CREATE TABLE %[1]s.locks (name text COLLATE "C" PRIMARY KEY, token text NOT NULL, expires timestamptz NOT NULL)`,
+	},
+}
+
+// migrate creates or upgrades the schema (see OpenPassword).
+func (s *Store) migrate(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*s.timeout)
+	defer cancel()
+	fail := func(err error) error {
+		return fmt.Errorf("pgstore: preparing schema %s on %s: %w", s.schema, s.where, err)
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// Nodes starting together take turns; the lock ends with the
+	// transaction.
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "certkeeper schema "+s.schema); err != nil {
+		return fail(err)
+	}
+	quoted := pgx.Identifier{s.schema}.Sanitize()
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", s.schema).Scan(&exists); err != nil {
+		return fail(err)
+	}
+	// A schema made beforehand by an administrator needs no CREATE
+	// privilege on the database.
+	if !exists {
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA "+quoted); err != nil {
+			return fail(fmt.Errorf("%w (create the schema beforehand, or grant CREATE on the database)", err))
+		}
+	}
+	if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+quoted+".schema_version (version int NOT NULL)"); err != nil {
+		return fail(err)
+	}
+	var version int
+	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+quoted+".schema_version").Scan(&version); err != nil {
+		return fail(err)
+	}
+	if version > len(migrations) {
+		return fail(fmt.Errorf("schema version %d is newer than this certkeeper knows (%d): upgrade certkeeper", version, len(migrations)))
+	}
+	if version == len(migrations) {
+		return nil
+	}
+	for _, step := range migrations[version:] {
+		for _, stmt := range step {
+			if _, err := tx.Exec(ctx, fmt.Sprintf(stmt, quoted)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM "+quoted+".schema_version"); err != nil {
+		return fail(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO "+quoted+".schema_version (version) VALUES ($1)", len(migrations)); err != nil {
+		return fail(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fail(err)
+	}
+	return nil
+}

@@ -1,0 +1,385 @@
+// Package pgstore is a storage.Storage kept in PostgreSQL, so that several
+// certkeeper nodes share one set of certificates, accounts and locks, on a
+// database that an organisation already backs up and replicates.
+//
+// It uses github.com/jackc/pgx/v5 with a connection pool.
+//
+// # Layout
+//
+// Everything lives in one PostgreSQL schema (default "certkeeper", the URL
+// parameter schema chooses another), which certkeeper creates and
+// migrates itself when it opens the store (see [Open]):
+//
+//   - values(key text COLLATE "C" PRIMARY KEY, value bytea): one row per
+//     key of package storage;
+//   - locks(name text COLLATE "C" PRIMARY KEY, token text, expires
+//     timestamptz): one row per lock lease;
+//   - schema_version(version int): the schema's version.
+//
+// Keys and lock names are in separate tables, so holding a lock creates no
+// key. The "C" collation makes ORDER BY the byte order that List promises.
+//
+// # Operations
+//
+//   - Load is one SELECT; an absent key gives an error satisfying
+//     errors.Is(err, fs.ErrNotExist).
+//   - Store is one INSERT ... ON CONFLICT DO UPDATE, a transaction of its
+//     own: readers see the old value or the new one. It is durable when
+//     the commit returns, as far as the server's settings make it: with
+//     fsync=off or synchronous_commit=off a crash may lose it (certkeeper
+//     warns about fsync=off at start).
+//   - Delete is one DELETE.
+//   - List is a SELECT with starts_with(key, prefix), which has no
+//     wildcards to escape, ordered by key.
+//   - Lock is a lease: a row inserted, or taken over once its expiry is past
+//     (server clock), with a random owner token. While it is held a
+//     goroutine extends it every third of a lease if it still holds the
+//     token; unlock stops the goroutine and deletes the row if it still
+//     holds the token, so a holder whose lease expired and was taken over
+//     cannot release the new holder's lock. Waiting polls with a backoff
+//     from 10 ms to 500 ms.
+//   - Notify and Subscribe (storage.Notifier) are NOTIFY and LISTEN on the
+//     channel "SCHEMA.changes", so every node swaps in a certificate
+//     another node renewed within moments.
+//
+// # URLs
+//
+// Open accepts
+//
+//	postgres://[user@]host[:port][/database][?param=value&...]
+//	postgresql://...
+//
+// with the parameters of libpq URLs that pgx understands (sslmode,
+// sslrootcert, connect_timeout, application_name, ...) and three of its
+// own: schema (default "certkeeper"), timeout (a Go duration bounding each
+// operation, default 5s) and lease (the LeaseTTL of locks, default 30s).
+// The URL must not hold a password: it would show in process lists and
+// configuration files. The password comes from [OpenPassword], or, as in
+// libpq, from PGPASSWORD or the password file PGPASSFILE (default
+// ~/.pgpass). Passwords never appear in errors or logs.
+//
+// # What it does not do
+//
+// It does not encrypt values (wrap the Store with package
+// storage/encrypted), does not configure PostgreSQL, and does not make a
+// lease safe against a failover that loses the latest commits: after one,
+// two holders may briefly overlap, which is why holders re-check storage
+// after Lock.
+package pgstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// Defaults of a Store's settings.
+const (
+	// DefaultSchema is the PostgreSQL schema of a Store when the URL names
+	// none.
+	DefaultSchema = "certkeeper"
+
+	// DefaultLeaseTTL is the lease duration of locks when LeaseTTL is zero.
+	DefaultLeaseTTL = 30 * time.Second
+
+	// DefaultTimeout bounds connecting and each operation, unless the URL's
+	// timeout parameter says otherwise.
+	DefaultTimeout = 5 * time.Second
+)
+
+// Lock polling backoff bounds.
+const (
+	minPoll = 10 * time.Millisecond
+	maxPoll = 500 * time.Millisecond
+)
+
+// Store is a storage.Storage kept in PostgreSQL. Make one with Open. Its
+// exported fields must not change once it is in use; it is safe for
+// concurrent use by multiple goroutines and, through PostgreSQL, by
+// multiple processes.
+type Store struct {
+	// LeaseTTL is how long a lock lasts without renewal: a holder that
+	// dies delays others by at most this. Zero means DefaultLeaseTTL.
+	LeaseTTL time.Duration
+
+	// Logger receives what lock holders and subscribers cannot be told by
+	// an error: a lease that could not be renewed or released, a lost
+	// LISTEN connection. Nil means slog.Default().
+	Logger *slog.Logger
+
+	pool    *pgxpool.Pool
+	schema  string        // the PostgreSQL schema, a plain identifier
+	timeout time.Duration // bounds each operation
+	where   string        // "PostgreSQL at host:port/db", for errors
+
+	transportRisk string // see TransportRisk
+}
+
+var _ storage.Storage = (*Store)(nil)
+
+// Close closes the Store's connections. Locks still held are not
+// released; their leases expire.
+func (s *Store) Close() { s.pool.Close() }
+
+func (s *Store) leaseTTL() time.Duration {
+	if s.LeaseTTL <= 0 {
+		return DefaultLeaseTTL
+	}
+	return s.LeaseTTL
+}
+
+func (s *Store) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+// table returns the qualified name of one of the Store's tables.
+func (s *Store) table(name string) string {
+	return pgx.Identifier{s.schema, name}.Sanitize()
+}
+
+// channel is the NOTIFY channel of the Store's schema.
+func (s *Store) channel() string { return s.schema + ".changes" }
+
+// op returns ctx bounded by the Store's timeout.
+func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// fail wraps err from an operation op on key, naming the server.
+func (s *Store) fail(ctx context.Context, op, key string, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("pgstore: %s %q on %s: %w (%w)", op, key, s.where, cerr, err)
+	}
+	return fmt.Errorf("pgstore: %s %q on %s: %w", op, key, s.where, err)
+}
+
+// Load implements storage.Storage with one SELECT.
+func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, fmt.Errorf("pgstore: load: %w", err)
+	}
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	var v []byte
+	err := s.pool.QueryRow(octx, "SELECT value FROM "+s.table("values")+" WHERE key = $1", key).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("pgstore: load %q: %w", key, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, s.fail(octx, "load", key, err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+// Store implements storage.Storage with one upsert, atomic and durable
+// when it commits.
+func (s *Store) Store(ctx context.Context, key string, value []byte) error {
+	if err := storage.ValidateKey(key); err != nil {
+		return fmt.Errorf("pgstore: store: %w", err)
+	}
+	if value == nil {
+		value = []byte{} // NOT NULL
+	}
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	_, err := s.pool.Exec(octx, "INSERT INTO "+s.table("values")+" (key, value) VALUES ($1, $2)"+
+		" ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", key, value)
+	if err != nil {
+		return s.fail(octx, "store", key, err)
+	}
+	return nil
+}
+
+// Delete implements storage.Storage with one DELETE.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := storage.ValidateKey(key); err != nil {
+		return fmt.Errorf("pgstore: delete: %w", err)
+	}
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	if _, err := s.pool.Exec(octx, "DELETE FROM "+s.table("values")+" WHERE key = $1", key); err != nil {
+		return s.fail(octx, "delete", key, err)
+	}
+	return nil
+}
+
+// List implements storage.Storage with starts_with, which takes the
+// prefix literally (LIKE would need its wildcards escaped); key >= prefix
+// lets the primary key's index narrow the scan.
+func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	if err := storage.ValidatePrefix(prefix); err != nil {
+		return nil, fmt.Errorf("pgstore: list: %w", err)
+	}
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(octx, "SELECT key FROM "+s.table("values")+
+		" WHERE key >= $1 AND starts_with(key, $1) ORDER BY key", prefix)
+	if err != nil {
+		return nil, s.fail(octx, "list", prefix, err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, s.fail(octx, "list", prefix, err)
+	}
+	if keys == nil {
+		keys = []string{}
+	}
+	return keys, nil
+}
+
+// newToken returns a random owner token.
+func newToken() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails
+	return hex.EncodeToString(b[:])
+}
+
+// Lock implements storage.Storage with a renewed lease (see the package
+// documentation). It fails at once, rather than waiting, if PostgreSQL
+// cannot be reached. unlock waits for the renewal goroutine to end and for
+// the release, each bounded by the Store's timeout, so it returns promptly
+// even when PostgreSQL is unreachable; a lease it could not release
+// expires by itself.
+func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error) {
+	if err := storage.ValidateKey(name); err != nil {
+		return nil, fmt.Errorf("pgstore: lock: %w", err)
+	}
+	l, err := s.acquire(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return l.start(), nil
+}
+
+// lease is a lock held by this process.
+type lease struct {
+	s     *Store
+	name  string
+	token string
+	ttl   time.Duration
+}
+
+// acquire waits until it holds the lease of the lock called name.
+func (s *Store) acquire(ctx context.Context, name string) (*lease, error) {
+	l := &lease{s: s, name: name, token: newToken(), ttl: s.leaseTTL()}
+	// The row is inserted, or taken over if its lease has expired; in
+	// either case RETURNING gives a row. The server's clock decides, so
+	// nodes' clocks need not agree.
+	q := "INSERT INTO " + s.table("locks") + " AS l (name, token, expires)" +
+		" VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')" +
+		" ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, expires = EXCLUDED.expires" +
+		" WHERE l.expires < clock_timestamp() RETURNING 1"
+	wait := minPoll
+	var timer *time.Timer
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("pgstore: lock %q: %w", name, err)
+		}
+		octx, cancel := s.op(ctx)
+		var one int
+		err := s.pool.QueryRow(octx, q, name, l.token, l.ttl.Milliseconds()).Scan(&one)
+		cancel()
+		switch {
+		case err == nil:
+			return l, nil
+		case !errors.Is(err, pgx.ErrNoRows):
+			return nil, s.fail(ctx, "lock", name, err)
+		}
+		// Jitter, so that waiters do not poll in step.
+		d := wait/2 + mrand.N(wait/2+1)
+		if timer == nil {
+			timer = time.NewTimer(d)
+			defer timer.Stop()
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("pgstore: lock %q: %w", name, ctx.Err())
+		case <-timer.C:
+		}
+		wait = min(2*wait, maxPoll)
+	}
+}
+
+// start starts renewing the lease and returns its unlock function, which
+// stops the renewal, waits for it to end and releases the lease.
+func (l *lease) start() (unlock func()) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go l.renew(stop, done)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+			l.release()
+		})
+	}
+}
+
+// opTimeout bounds one renewal or release, which no caller's context
+// bounds: a third of the lease (at least a second, at most the Store's
+// timeout).
+func (l *lease) opTimeout() time.Duration {
+	return min(max(l.ttl/3, time.Second), max(l.s.timeout, time.Second))
+}
+
+// renew extends the lease every third of its duration until stop is
+// closed or the lease is lost, then closes done.
+func (l *lease) renew(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	ticker := time.NewTicker(l.ttl / 3)
+	defer ticker.Stop()
+	q := "UPDATE " + l.s.table("locks") + " SET expires = clock_timestamp() + $3 * interval '1 millisecond'" +
+		" WHERE name = $1 AND token = $2"
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ticker.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), l.opTimeout())
+		tag, err := l.s.pool.Exec(ctx, q, l.name, l.token, l.ttl.Milliseconds())
+		cancel()
+		switch {
+		case err != nil:
+			// The lease may still be held: try again at the next tick.
+			l.s.logger().Warn("pgstore: renewing lock lease failed",
+				"lock", l.name, "server", l.s.where, "err", err)
+		case tag.RowsAffected() == 0:
+			l.s.logger().Error("pgstore: lock lease lost: it expired or was taken over before it was renewed",
+				"lock", l.name, "server", l.s.where, "lease", l.ttl)
+			return
+		}
+	}
+}
+
+// release deletes the lease if it still holds this owner's token.
+func (l *lease) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), l.opTimeout())
+	defer cancel()
+	_, err := l.s.pool.Exec(ctx, "DELETE FROM "+l.s.table("locks")+" WHERE name = $1 AND token = $2", l.name, l.token)
+	if err != nil {
+		l.s.logger().Warn("pgstore: releasing lock lease failed; it expires by itself",
+			"lock", l.name, "server", l.s.where, "lease", l.ttl, "err", err)
+	}
+}
