@@ -1,8 +1,7 @@
-// Package testsvc runs real third-party servers (redis-server, BIND 9's
-// named, Knot DNS's knotd, PowerDNS's pdns_server, PostgreSQL) as children of a test, on free
-// loopback ports, so that end-to-end
-// tests talk to the software certkeeper talks to in production instead of to
-// fakes.
+// Package testsvc runs real third-party servers (redis-server, PostgreSQL,
+// BIND 9's named, Knot DNS's knotd, PowerDNS's pdns_server) as children of a
+// test, on free loopback ports, so that end-to-end tests talk to the software
+// certkeeper talks to in production instead of to fakes.
 //
 // Every server is started by the test that needs it, listens on 127.0.0.1
 // only, keeps its files in t.TempDir(), and is killed by t.Cleanup. Its
