@@ -79,7 +79,10 @@ func getStatusJSON(t *testing.T, base string) []certStatus {
 // exactly one POST for it, also across a restart of the proxy.
 func TestFailingRenewalOps(t *testing.T) {
 	ca := testca.Start(t, testca.Options{Profiles: map[string]testca.Profile{
-		"default": {Description: "40 seconds", ValidityPeriod: 40 * time.Second},
+		// Long enough that the failing state is read, in the browser too,
+		// well before the last tenth of the lifetime ("expiring") even on
+		// a loaded machine, where a 40 s certificate left too little room.
+		"default": {Description: "60 seconds", ValidityPeriod: 60 * time.Second},
 	}})
 	fp := testca.NewFaultProxy(t, ca)
 	// Without ARI the renewal is due halfway through the lifetime (Pebble's
@@ -104,8 +107,8 @@ func TestFailingRenewalOps(t *testing.T) {
 	}
 	fp.Down()
 
-	// The renewal is due about halfway through the 40 s lifetime.
-	deadline := time.Now().Add(40 * time.Second)
+	// The renewal is due about halfway through the 60 s lifetime.
+	deadline := time.Now().Add(50 * time.Second)
 	var failing certStatus
 	for time.Now().Before(deadline) {
 		if got := getStatusJSON(t, statusBase); len(got) == 1 && got[0].State == "failing" {
@@ -115,7 +118,7 @@ func TestFailingRenewalOps(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if failing.State != "failing" || failing.LastError == "" {
-		t.Fatalf("no failing renewal shown within 40 s: %+v", failing)
+		t.Fatalf("no failing renewal shown within 50 s: %+v", failing)
 	}
 
 	// /status.json and the CLI read the same storage through one function.

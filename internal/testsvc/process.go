@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,8 +238,18 @@ func FreePort(t testing.TB) int {
 	return 0
 }
 
+// freePort picks a port below the kernel's range of ephemeral ports when
+// it can (Linux: /proc/sys/net/ipv4/ip_local_port_range), else one the
+// kernel hands out. A port from the ephemeral range can, once a server on it
+// stops, become the source port of some outgoing connection, and a server
+// started again on it then fails with "address already in use": a test that
+// restarts a process on the same port flaked that way under load.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := "127.0.0.1:0"
+	if lo, hi, ok := stablePorts(); ok {
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+rand.IntN(hi-lo)))
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return 0, err
 	}
@@ -265,4 +278,22 @@ func RetryPorts(start func() error) error {
 		}
 	}
 	return err
+}
+
+// stablePorts returns [lo, hi): ports below the ephemeral range, which the
+// kernel never picks as source ports, when there are enough of them.
+func stablePorts() (lo, hi int, ok bool) {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, false
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) != 2 {
+		return 0, 0, false
+	}
+	first, err := strconv.Atoi(fields[0])
+	if err != nil || first < 12000 {
+		return 0, 0, false
+	}
+	return 10000, first, true
 }
