@@ -1,9 +1,12 @@
 package main
 
 import (
+	"flag"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -200,6 +203,56 @@ func TestBackendHostPort(t *testing.T) {
 			startProxy(t, tc.args(port)...)
 			if body, _ := curl(t, roots, "localhost", port); body != "hello from host:port" {
 				t.Errorf("body through the proxy = %q, want the backend's", body)
+			}
+		})
+	}
+}
+
+// TestConfigDocKeys: docs/config.md documents every config key of proxy
+// and server, and no key they lack ("every flag has a key" stays true).
+func TestConfigDocKeys(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "config.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	keyLine := regexp.MustCompile(`^\s*(?:- )?([a-z0-9_]+):`)
+	inYAML := false
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.HasPrefix(line, "```yaml"):
+			inYAML = true
+		case strings.HasPrefix(line, "```"):
+			inYAML = false
+		case inYAML:
+			if m := keyLine.FindStringSubmatch(line); m != nil {
+				documented[m[1]] = true
+			}
+		}
+	}
+	known := map[string]bool{}
+	for _, typ := range []reflect.Type{reflect.TypeOf(proxyConfig{}), reflect.TypeOf(serverConfig{}), reflect.TypeOf(nameConfig{})} {
+		for k := range yamlKeys(typ) {
+			known[k] = true
+			if !documented[k] {
+				t.Errorf("config key %s is not in docs/config.md", k)
+			}
+		}
+	}
+	for k := range documented {
+		if !known[k] {
+			t.Errorf("docs/config.md documents %s, which no config takes", k)
+		}
+	}
+	// Every flag of proxy and server, global ones included, has a key.
+	for _, cmd := range []*Command{proxyCmd(), serverCmd()} {
+		fs := flag.NewFlagSet(cmd.FullName(), flag.ContinueOnError)
+		globalFlags(fs)
+		cmd.Flags(fs)
+		fs.VisitAll(func(f *flag.Flag) {
+			k := strings.ReplaceAll(f.Name, "-", "_")
+			if f.Name != "config" && f.Name != "check-config" && !known[k] {
+				t.Errorf("%s --%s has no config key %s", cmd.FullName(), f.Name, k)
 			}
 		})
 	}
