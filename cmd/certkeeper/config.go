@@ -213,7 +213,8 @@ func (r *configReader) value(n *yaml.Node, v reflect.Value, full, key string) {
 		}
 		v.SetInt(int64(i))
 	case v.Kind() == reflect.String:
-		if err := checkConfigValue(key, n.Value); err != nil {
+		// An empty value means the default, as an absent key does.
+		if err := checkConfigValue(key, n.Value); n.Value != "" && err != nil {
 			r.errorf(n, full, "%v", err)
 			return
 		}

@@ -111,6 +111,8 @@ challenge: tls-alpn-01
 log_level: debug
 log_format: json
 storage: redis://127.0.0.1:1/0
+order_limit: ""
+key_type: ""
 `)
 	for _, args := range [][]string{
 		{"proxy", "--check-config", "--config", good},
