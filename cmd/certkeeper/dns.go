@@ -47,7 +47,8 @@ func (c *dnsConfig) register(fs *flag.FlagSet) {
 	fs.Var((*stringsFlag)(&c.Resolvers), "dns-resolver", "`ADDR` (host:port) of a resolver to find zones and nameservers through; repeatable\n(default: those in /etc/resolv.conf)")
 	fs.Var((*stringsFlag)(&c.Zones), "dns-zone", "`ZONE` that holds the records, named outright instead of looked up; repeatable\n(the longest that holds a record is used)")
 	fs.IntVar(&c.CheckPort, "dns-check-port", 53, "`PORT` to ask the zone's authoritative nameservers on when checking propagation")
-	fs.DurationVar(&c.Timeout, "dns-timeout", 2*time.Minute, "how long to wait for a record to reach every authoritative nameserver")
+	c.Timeout = 2 * time.Minute
+	fs.Var((*durationFlag)(&c.Timeout), "dns-timeout", "how long (`DURATION`) to wait for a record to reach every authoritative nameserver")
 	fs.BoolVar(&c.NoCheck, "dns-no-check", false, "do not wait for records to propagate (for split-horizon DNS)")
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +19,6 @@ import (
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/mholt/acmez/v3/acme"
-	"gopkg.in/yaml.v3"
 )
 
 // engineConfig is the configuration every long-running front-end (proxy,
@@ -62,6 +60,10 @@ type engineConfig struct {
 	Deploy deployFlags `yaml:",inline"`
 	// Ops are the metrics, status page and alert settings (ops.go).
 	Ops opsConfig `yaml:",inline"`
+	// LogFormat and LogLevel are the global --log-format and --log-level
+	// (main.go), read from the file too; applyLogging sets them up.
+	LogFormat string `yaml:"log_format"`
+	LogLevel  string `yaml:"log_level"`
 }
 
 // nameConfig is one entry of the config's "names" list.
@@ -93,7 +95,8 @@ func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
 	fs.BoolVar(&c.RSAFallback, "rsa-fallback", false, "also obtain RSA certificates, for clients that cannot use ECDSA")
 	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own public addresses")
 	fs.BoolVar(&c.OwnIPPrivate, "own-ip-private", false, "with --require-own-ip, count loopback, link-local and private addresses as this host's\nown too (for an internal CA; a public CA cannot reach them, so by default they are refused)")
-	fs.DurationVar(&c.CertFileCheck, "cert-file-check", 5*time.Second, "check --cert-file files for changes every `DURATION`")
+	c.CertFileCheck = 5 * time.Second
+	fs.Var((*durationFlag)(&c.CertFileCheck), "cert-file-check", "check --cert-file files for changes every `DURATION`")
 	fs.Var((*stringsFlag)(&c.Wildcards), "wildcard", "serve every subdomain of a zone from one wildcard certificate: `*.ZONE` (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable")
 	fs.Var((*stringsFlag)(&c.CertFiles), "cert-file", "`CERT:KEY`: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable")
 	c.DNS.register(fs)
@@ -101,22 +104,20 @@ func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
 	c.Ops.register(fs)
 }
 
-// readConfigFile decodes a --config YAML file into cfg, refusing unknown
-// keys.
-func readConfigFile(file string, cfg any) error {
-	if file == "" {
+// globals records the global flags' values (main.go's globalFlags) in
+// c, for overlay.
+func (c *engineConfig) globals(fs *flag.FlagSet) {
+	c.LogFormat = fs.Lookup("log-format").Value.String()
+	c.LogLevel = fs.Lookup("log-level").Value.String()
+}
+
+// applyLogging sets env's logging up again when the config file's
+// log_format or log_level differ from what the flags set up.
+func (c *engineConfig) applyLogging(env *Env, flags *engineConfig) error {
+	if c.LogFormat == flags.LogFormat && c.LogLevel == flags.LogLevel {
 		return nil
 	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return fmt.Errorf("--config: %w", err)
-	}
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		return fmt.Errorf("--config %s: %w", file, err)
-	}
-	return nil
+	return env.setLogging(c.LogFormat, c.LogLevel)
 }
 
 // setIf sets *dst to v when the flag name was given on the command line.
@@ -149,6 +150,13 @@ func (c *engineConfig) overlay(flags *engineConfig, set map[string]bool) {
 	setIf(set, "rsa-fallback", &c.RSAFallback, flags.RSAFallback)
 	setIf(set, "require-own-ip", &c.RequireOwn, flags.RequireOwn)
 	setIf(set, "own-ip-private", &c.OwnIPPrivate, flags.OwnIPPrivate)
+	// The global flags have defaults: they apply when the file has no value.
+	if set["log-format"] || c.LogFormat == "" {
+		c.LogFormat = flags.LogFormat
+	}
+	if set["log-level"] || c.LogLevel == "" {
+		c.LogLevel = flags.LogLevel
+	}
 	c.DNS.overlay(&flags.DNS, set)
 	c.Deploy.overlay(set, "deploy-", flags.Deploy)
 	c.Ops.overlay(&flags.Ops, set)
@@ -309,6 +317,9 @@ func (c *engineConfig) issuers(st storage.Storage, env *Env, fe frontEnd) ([]iss
 	}
 	var out []issuer.Issuer
 	for _, ca := range cas {
+		if err := checkCA(ca); err != nil {
+			return nil, usagef("--ca: %v", err)
+		}
 		if strings.EqualFold(ca, "local") {
 			out = append(out, &localca.CA{Storage: st, Logger: env.Logger})
 			continue

@@ -3,9 +3,12 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +40,26 @@ func caURL(v string) string {
 		return acmeca.LetsEncryptStaging
 	}
 	return v
+}
+
+// caNames are the --ca shorthands caURL knows.
+var caNames = []string{"letsencrypt", "staging", "local", "production", "letsencrypt-staging"}
+
+// checkCA checks a --ca value: a shorthand or an http(s) URL. An unknown
+// name is refused at start rather than taken for a URL that fails at the
+// first handshake.
+func checkCA(v string) error {
+	if slices.Contains(caNames, strings.ToLower(v)) {
+		return nil
+	}
+	if u, err := url.Parse(v); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
+		return nil
+	}
+	msg := fmt.Sprintf("%q is not a CA: give an ACME directory URL (https://...), letsencrypt, staging or local", v)
+	if s := suggest(strings.ToLower(v), caNames); s != "" {
+		msg += fmt.Sprintf("; did you mean %s?", s)
+	}
+	return errors.New(msg)
 }
 
 // caHTTPClient is the HTTP client for talking to a CA: the system roots

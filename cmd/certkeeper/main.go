@@ -72,6 +72,27 @@ type Env struct {
 	Stderr io.Writer
 	// Logger is set up from --log-format and --log-level before Run.
 	Logger *slog.Logger
+	// stderr is Stderr as given, before --log-format json wrapped it.
+	stderr io.Writer
+}
+
+// setLogging sets up env's Logger (and, for json, Stderr) for the log
+// format and level; run calls it for the flags, proxy and server again
+// for their config file's log_format and log_level.
+func (env *Env) setLogging(format, level string) error {
+	if env.stderr == nil {
+		env.stderr = env.Stderr
+	}
+	logger, err := newLogger(env.stderr, format, level)
+	if err != nil {
+		return err
+	}
+	env.Logger = logger
+	env.Stderr = env.stderr
+	if format == "json" {
+		env.Stderr = newJSONLines(env.stderr)
+	}
+	return nil
 }
 
 // usageError marks bad usage: exit status 2 and a pointer to --help.
@@ -168,14 +189,9 @@ func run(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
 		return exitUsage
 	}
-	logger, err := newLogger(env.Stderr, logFormat.String(), logLevel.String())
-	if err != nil {
+	if err := env.setLogging(logFormat.String(), logLevel.String()); err != nil {
 		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
 		return exitUsage
-	}
-	env.Logger = logger
-	if logFormat.String() == "json" {
-		env.Stderr = newJSONLines(env.Stderr)
 	}
 	if err := cmd.Run(ctx, env, cmdArgs); err != nil {
 		var uerr *usageError

@@ -45,9 +45,12 @@ func (o *opsConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.StatusToken, "status-token", "", "`TOKEN` the status page asks for (?token= or a bearer token); default $CERTKEEPER_STATUS_TOKEN")
 	fs.StringVar(&o.AlertWebhook, "alert-webhook", "", "`URL` to POST a JSON alert to when a renewal keeps failing or a certificate nears expiry")
 	fs.StringVar(&o.AlertExec, "alert-exec", "", "`COMMAND` to run (with the shell) for each alert; $CERTKEEPER_ALERT_JSON holds the alert")
-	fs.DurationVar(&o.AlertFailing, "alert-failing-for", alert.DefaultFailingFor, "alert when renewals have failed for this `DURATION`")
-	fs.DurationVar(&o.AlertExpiring, "alert-expiring-within", alert.DefaultExpiringWithin, "alert when a certificate expires within this `DURATION`")
-	fs.DurationVar(&o.AlertCheckEach, "alert-check-every", alert.DefaultEvery, "check the certificates for alerts this often (`DURATION`)")
+	o.AlertFailing = alert.DefaultFailingFor
+	fs.Var((*durationFlag)(&o.AlertFailing), "alert-failing-for", "alert when renewals have failed for this `DURATION`")
+	o.AlertExpiring = alert.DefaultExpiringWithin
+	fs.Var((*durationFlag)(&o.AlertExpiring), "alert-expiring-within", "alert when a certificate expires within this `DURATION`")
+	o.AlertCheckEach = alert.DefaultEvery
+	fs.Var((*durationFlag)(&o.AlertCheckEach), "alert-check-every", "check the certificates for alerts this often (`DURATION`)")
 }
 
 // overlay lays the flags that were set on top of o.

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -34,11 +36,12 @@ const (
 	devName    = "localhost"
 )
 
-func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string) {
+func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string, check *bool) {
 	fs.StringVar(configFile, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
+	fs.BoolVar(check, "check-config", false, "check the configuration (--config and the flags) without starting: print\n\"configuration OK\" and exit 0, or print every error and exit 1")
 	fs.StringVar(&c.TLSAddr, "tls-addr", "", "`ADDR` to serve HTTPS on (default :443; development mode 127.0.0.1:8443)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to answer http-01 and redirect to HTTPS on; off unless given\n(the backend usually owns :80, so the proxy uses tls-alpn-01)")
-	fs.StringVar(&c.Backend, "backend", "", "`URL` of the backend for every name without a --route (default: port 80 on the\nIP address the client connected to)")
+	fs.StringVar(&c.Backend, "backend", "", "`URL` of the backend for every name without a --route, or HOST:PORT for http://HOST:PORT\n(default: port 80 on the IP address the client connected to)")
 	fs.Var((*stringsFlag)(&c.Routes), "route", "`NAME=URL`: send NAME (or a pattern like *.a.example) to its own backend; repeatable")
 	fs.StringVar(&c.DefaultName, "default-name", "", "`NAME` whose certificate clients without SNI get")
 	c.engineConfig.register(fs, "challenge `TYPE` to use: tls-alpn-01, http-01 (needs --http-addr); repeatable\n(default: both, whichever the CA offers)")
@@ -47,6 +50,7 @@ func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string) {
 func proxyCmd() *Command {
 	c := &proxyConfig{}
 	var configFile string
+	var check bool
 	var fs *flag.FlagSet
 	return &Command{
 		UsageLine: "certkeeper proxy [flags]",
@@ -77,7 +81,7 @@ Sockets from systemd socket activation are used when given. Every flag has a con
 docs/config.md.`,
 		Flags: func(f *flag.FlagSet) {
 			fs = f
-			c.register(f, &configFile)
+			c.register(f, &configFile, &check)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
@@ -85,6 +89,10 @@ docs/config.md.`,
 			}
 			set := map[string]bool{}
 			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+			c.globals(fs)
+			if check {
+				return reportCheck(env, checkProxy(env, c, configFile, set))
+			}
 			return runProxy(ctx, env, c, configFile, set)
 		},
 	}
@@ -121,22 +129,94 @@ func devMode(file string, set map[string]bool) bool {
 	return true
 }
 
+// defaults fills in what neither the file nor the flags gave: the
+// development mode's settings (dev), or production's.
+func (c *proxyConfig) defaults(dev bool) {
+	if dev {
+		if c.TLSAddr == "" {
+			c.TLSAddr = devTLSAddr
+		}
+		if c.Backend == "" {
+			c.Backend = devBackend
+		}
+		if c.DefaultName == "" {
+			c.DefaultName = devName
+		}
+		c.CA = []string{"local"}
+		c.Allow = []string{devName}
+	}
+	if c.TLSAddr == "" {
+		c.TLSAddr = ":443"
+	}
+}
+
+// proxyFrontEnd is what the proxy offers the engine.
+func proxyFrontEnd(c *proxyConfig) frontEnd {
+	return frontEnd{http01: c.HTTPAddr != "", alpn: true, http01Via: "--http-addr (e.g. :80), where the CA connects", userAgent: "proxy"}
+}
+
+// checkProxy is proxy --check-config: everything runProxy checks before
+// it opens storage and listens, every error found.
+func checkProxy(env *Env, flags *proxyConfig, file string, set map[string]bool) []error {
+	cfg, err := loadProxyConfig(file, flags, set)
+	if err != nil {
+		return []error{err}
+	}
+	cfg.defaults(devMode(file, set))
+	errs := cfg.engineConfig.check(env, proxyFrontEnd(cfg))
+	if _, err := buildParts(cfg, env.Logger); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
 // proxyParts is what a config turns into; reload swaps policy and handler.
 type proxyParts struct {
 	policy  policy.Policy
 	handler http.Handler
 }
 
+// backendURL is a --backend (or a route's backend) as a URL: HOST:PORT
+// means http://HOST:PORT. Its error says what is wrong with it.
+func backendURL(s string) (string, error) {
+	if s != "" && !strings.Contains(s, "://") {
+		if host, port, err := net.SplitHostPort(s); err == nil && host != "" && port != "" {
+			s = "http://" + s
+		}
+	}
+	if _, err := proxy.NewRouter(proxy.RouterConfig{Default: s}); err != nil {
+		return "", errors.New(strings.TrimPrefix(err.Error(), "default "))
+	}
+	return s, nil
+}
+
+// parseRoute parses a --route NAME=URL, where URL may be HOST:PORT too.
+func parseRoute(s string) (proxy.Route, error) {
+	if name, backend, ok := strings.Cut(s, "="); ok {
+		if u, err := backendURL(strings.TrimSpace(backend)); err == nil {
+			s = name + "=" + u
+		}
+	}
+	return proxy.ParseRoute(s)
+}
+
 func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
 	var routes []proxy.Route
 	for _, r := range cfg.Routes {
-		route, err := proxy.ParseRoute(r)
+		route, err := parseRoute(r)
 		if err != nil {
 			return nil, usagef("--route: %v", err)
 		}
 		routes = append(routes, route)
 	}
-	router, err := proxy.NewRouter(proxy.RouterConfig{Routes: routes, Default: cfg.Backend})
+	var backend string
+	if cfg.Backend != "" {
+		var err error
+		if backend, err = backendURL(cfg.Backend); err != nil {
+			return nil, usagef("--backend: %v", err)
+		}
+	}
+	router, err := proxy.NewRouter(proxy.RouterConfig{Routes: routes, Default: backend})
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
@@ -154,26 +234,16 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	if err != nil {
 		return err
 	}
+	if err := cfg.applyLogging(env, &flags.engineConfig); err != nil {
+		return err
+	}
+	cfg.defaults(dev)
 	if dev {
-		if cfg.TLSAddr == "" {
-			cfg.TLSAddr = devTLSAddr
-		}
-		if cfg.Backend == "" {
-			cfg.Backend = devBackend
-		}
-		if cfg.DefaultName == "" {
-			cfg.DefaultName = devName
-		}
-		cfg.CA = []string{"local"}
-		cfg.Allow = []string{devName}
 		fmt.Fprintf(env.Stderr, "certkeeper: development mode: serving https://%s:%s/ (on %s, local CA) in front of %s\n"+
 			"certkeeper: trust the local CA on this machine with: sudo certkeeper ca trust (undo: certkeeper ca untrust)\n"+
 			"certkeeper: or for one client: certkeeper ca root > root.pem; curl --cacert root.pem https://%s:%s/\n"+
 			"certkeeper: give --allow, --ask, --ca or --config for production\n",
 			devName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, devName, portOf(cfg.TLSAddr))
-	}
-	if cfg.TLSAddr == "" {
-		cfg.TLSAddr = ":443"
 	}
 	if err := cfg.Ops.check(); err != nil {
 		return err
@@ -195,8 +265,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		return err
 	}
 	defer closeStorage()
-	m, err := cfg.manager(st, env,
-		frontEnd{http01: cfg.HTTPAddr != "", alpn: true, http01Via: "--http-addr (e.g. :80), where the CA connects", userAgent: "proxy"})
+	m, err := cfg.manager(st, env, proxyFrontEnd(cfg))
 	if err != nil {
 		return err
 	}

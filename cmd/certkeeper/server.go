@@ -42,15 +42,17 @@ type serverConfig struct {
 
 const defaultListen = "127.0.0.1:8999"
 
-func (c *serverConfig) register(fs *flag.FlagSet, configFile *string) {
+func (c *serverConfig) register(fs *flag.FlagSet, configFile *string, check *bool) {
 	fs.StringVar(configFile, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
+	fs.BoolVar(check, "check-config", false, "check the configuration (--config and the flags) without starting: print\n\"configuration OK\" and exit 0, or print every error and exit 1")
 	fs.StringVar(&c.Listen, "listen", defaultListen, "`ADDR` of the API (and of http-01 answers under /.well-known/acme-challenge/)")
 	fs.StringVar(&c.TokenFile, "token-file", "", "`FILE` of bearer tokens, one per line, that may fetch certificates and keys (a line\n\"TOKEN names=*.a.example,b.example\" may fetch only those names); refused if group or others may read it\n(chmod 600); SIGHUP reloads it")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM `FILE` of CAs whose client certificates may fetch certificates and keys\n(mutual TLS; needs --api-cert)")
 	fs.StringVar(&c.APICert, "api-cert", "", "`CERT:KEY` files: serve the API over HTTPS with this certificate")
 	fs.Var((*stringsFlag)(&c.Managed), "managed", "`NAME` to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable")
 	fs.BoolVar(&c.SelfSignedFallback, "self-signed-fallback", false, "answer names that cannot get a real certificate (refused, issuance failing)\nwith a self-signed one, marked \"self_signed\": true")
-	fs.DurationVar(&c.IssueTimeout, "issue-timeout", certserver.DefaultIssueTimeout, "a request for a new name waits up to `DURATION` for its issuance, then gets a 503")
+	c.IssueTimeout = certserver.DefaultIssueTimeout
+	fs.Var((*durationFlag)(&c.IssueTimeout), "issue-timeout", "a request for a new name waits up to `DURATION` for its issuance, then gets a 503")
 	fs.StringVar(&c.AuditLog, "audit-log", "", "append the audit log (a JSON line per key handed out) to `FILE` (default: stderr);\nwhile it cannot be written, key fetches get 503")
 	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "hand out keys even while --audit-log cannot be written (the failures are still logged)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to also serve the API and http-01 on (e.g. :80); off unless given")
@@ -61,6 +63,7 @@ func (c *serverConfig) register(fs *flag.FlagSet, configFile *string) {
 func serverCmd() *Command {
 	c := &serverConfig{}
 	var configFile string
+	var check bool
 	var fs *flag.FlagSet
 	return &Command{
 		UsageLine: "certkeeper server [flags]",
@@ -85,7 +88,7 @@ with the listening sockets and drains once it is ready, as the proxy does. Every
 config key: docs/config.md.`,
 		Flags: func(f *flag.FlagSet) {
 			fs = f
-			c.register(f, &configFile)
+			c.register(f, &configFile, &check)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
@@ -93,9 +96,19 @@ config key: docs/config.md.`,
 			}
 			set := map[string]bool{}
 			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+			c.globals(fs)
 			load := func() (*serverConfig, error) { return loadServerConfig(configFile, c, set) }
 			cfg, err := load()
+			if check {
+				if err != nil {
+					return reportCheck(env, []error{err})
+				}
+				return reportCheck(env, cfg.check(env))
+			}
 			if err != nil {
+				return err
+			}
+			if err := cfg.applyLogging(env, &c.engineConfig); err != nil {
 				return err
 			}
 			return runServer(ctx, env, cfg, load)
@@ -182,9 +195,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 		return err
 	}
 	defer closeStorage()
-	m, err := cfg.manager(st, env, frontEnd{
-		http01: true, alpn: cfg.TLSAddr != "", alpnVia: "--tls-addr (e.g. :443), where the CA connects", userAgent: "server",
-	})
+	m, err := cfg.manager(st, env, cfg.frontEnd())
 	if err != nil {
 		return err
 	}
@@ -277,6 +288,35 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 			return shutdown()
 		}
 	}
+}
+
+// frontEnd is what the server offers the engine.
+func (c *serverConfig) frontEnd() frontEnd {
+	return frontEnd{http01: true, alpn: c.TLSAddr != "", alpnVia: "--tls-addr (e.g. :443), where the CA connects", userAgent: "server"}
+}
+
+// check is server --check-config: everything runServer checks before it
+// opens storage and listens (tokens, TLS files, who may reach the API,
+// policy, CAs), every error found. The audit log is not opened: that
+// would create it.
+func (c *serverConfig) check(env *Env) []error {
+	var errs []error
+	var tokens bool
+	if c.TokenFile != "" {
+		if _, err := certserver.LoadTokens(c.TokenFile); err != nil {
+			errs = append(errs, fmt.Errorf("--token-file: %w", err))
+		}
+		tokens = true
+	}
+	if _, err := apiTLSConfig(c); err != nil {
+		errs = append(errs, err)
+	}
+	if !tokens && c.ClientCA == "" {
+		if err := c.checkAnonymous(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return append(errs, c.engineConfig.check(env, c.frontEnd())...)
 }
 
 // reloadTokens reads the token file again (SIGHUP), so that a removed
