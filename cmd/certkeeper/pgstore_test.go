@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,6 +28,26 @@ func writePasswordFile(t *testing.T, pg *testsvc.PostgresServer) string {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// pgConnect connects to database postgres of pg as PostgresUser, for
+// looking at what certkeeper keeps there; the connection is closed when
+// the test ends.
+func pgConnect(t *testing.T, pg *testsvc.PostgresServer) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = pg.Password()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connecting to PostgreSQL at %s: %v", pg.Addr(), err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
 
 // TestStoragePostgresFlags: the binary on a postgres:// --storage takes the
@@ -118,6 +140,61 @@ func TestDurabilityWarningRedis(t *testing.T) {
 	}
 }
 
+// migration is a directory of 20 certificates Pebble issued through a
+// proxy, for the storage migrate tests.
+type migration struct {
+	ca      *testca.CA
+	roots   *x509.CertPool
+	dir     string
+	names   []string
+	args    []string          // the proxy's flags but --storage
+	serials map[string]string // by name
+	orders  int               // placed to fill dir
+}
+
+// newMigration starts Pebble and a proxy on a directory, has it obtain 20
+// certificates (n0.m.test to n19.m.test) and stops it.
+func newMigration(t *testing.T) *migration {
+	t.Helper()
+	ca := testca.Start(t, testca.Options{})
+	m := &migration{ca: ca, roots: ca.IssuingRootPool(t), dir: t.TempDir(), serials: map[string]string{}}
+	backend := newBackend(t, "hello")
+	m.args = []string{
+		"--tls-addr", "127.0.0.1:" + strconv.Itoa(ca.TLSPort()), "--backend", backend.url,
+		"--allow", "*.m.test", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--profile", "default",
+	}
+	p := startProxyLogged(t, append(m.args, "--storage", m.dir)...)
+	m.names = make([]string, 20)
+	for i := range m.names {
+		m.names[i] = fmt.Sprintf("n%d.m.test", i)
+		serialOf(t, ca.TLSPort(), m.names[i], m.roots)
+	}
+	for _, n := range m.names {
+		m.serials[n] = serialOf(t, ca.TLSPort(), n, m.roots)
+	}
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	m.orders = ca.Orders()
+	return m
+}
+
+// serve starts a proxy with storageArgs, checks that it serves every
+// migrated certificate with no new order, and stops it.
+func (m *migration) serve(t *testing.T, where string, storageArgs ...string) {
+	t.Helper()
+	p := startProxyLogged(t, append(m.args, storageArgs...)...)
+	for _, n := range m.names {
+		if got := serialOf(t, m.ca.TLSPort(), n, m.roots); got != m.serials[n] {
+			t.Errorf("%s on %s: serial %s, want the migrated %s", n, where, got, m.serials[n])
+		}
+	}
+	if got := m.ca.Orders(); got != m.orders {
+		t.Errorf("the proxy on %s placed %d orders, want 0", where, got-m.orders)
+	}
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+}
+
 // TestStorageMigratePostgres: 20 certificates issued into a directory move
 // to PostgreSQL (twice: the second run copies nothing), a proxy on
 // PostgreSQL serves them all with no new order, and they move back to a
@@ -126,27 +203,8 @@ func TestDurabilityWarningRedis(t *testing.T) {
 // database, status needs the key file.
 func TestStorageMigratePostgres(t *testing.T) {
 	t.Parallel()
-	ca := testca.Start(t, testca.Options{})
-	roots := ca.IssuingRootPool(t)
-	dir := t.TempDir()
-	backend := newBackend(t, "hello")
-	args := []string{
-		"--tls-addr", "127.0.0.1:" + strconv.Itoa(ca.TLSPort()), "--backend", backend.url,
-		"--allow", "*.m.test", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--profile", "default",
-	}
-	p := startProxyLogged(t, append(args, "--storage", dir)...)
-	names := make([]string, 20)
-	for i := range names {
-		names[i] = fmt.Sprintf("n%d.m.test", i)
-		serialOf(t, ca.TLSPort(), names[i], roots)
-	}
-	serials := map[string]string{}
-	for _, n := range names {
-		serials[n] = serialOf(t, ca.TLSPort(), n, roots)
-	}
-	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
-	orders := ca.Orders()
+	m := newMigration(t)
+	dir, names := m.dir, m.names
 
 	pg := testsvc.Postgres(t)
 	pw := writePasswordFile(t, pg)
@@ -161,27 +219,13 @@ func TestStorageMigratePostgres(t *testing.T) {
 			t.Errorf("a second migrate copied keys again: %s", r.stderr)
 		}
 	}
-	serve := func(where string, storageArgs ...string) {
-		t.Helper()
-		p := startProxyLogged(t, append(args, storageArgs...)...)
-		for _, n := range names {
-			if got := serialOf(t, ca.TLSPort(), n, roots); got != serials[n] {
-				t.Errorf("%s on %s: serial %s, want the migrated %s", n, where, got, serials[n])
-			}
-		}
-		if got := ca.Orders(); got != orders {
-			t.Errorf("the proxy on %s placed %d orders, want 0", where, got-orders)
-		}
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
-	}
-	serve("PostgreSQL", "--storage", url, "--storage-password-file", pw)
+	m.serve(t, "PostgreSQL", "--storage", url, "--storage-password-file", pw)
 
 	back := t.TempDir()
 	if r := ck(t, 60*time.Second, "storage", "migrate", "--from", url, "--from-password-file", pw, "--to", back); r.code != 0 {
 		t.Fatalf("storage migrate from PostgreSQL exited %d: %s", r.code, r.stderr)
 	}
-	serve("the directory migrated back", "--storage", back)
+	m.serve(t, "the directory migrated back", "--storage", back)
 
 	// Migrating with --to-key-file turns encryption at rest on.
 	keyFile := filepath.Join(t.TempDir(), "storage.key")
@@ -192,18 +236,9 @@ func TestStorageMigratePostgres(t *testing.T) {
 	if r := ck(t, 60*time.Second, "storage", "migrate", "--from", dir, "--to", sealed, "--to-password-file", pw, "--to-key-file", keyFile); r.code != 0 {
 		t.Fatalf("storage migrate --to-key-file exited %d: %s", r.code, r.stderr)
 	}
-	cfg, err := pgx.ParseConfig(pg.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Password = pg.Password()
-	conn, err := pgx.ConnectConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := pgConnect(t, pg)
 	var rows, clear int
-	err = conn.QueryRow(t.Context(), `SELECT count(*), count(*) FILTER (WHERE position('PRIVATE KEY' in convert_from(value, 'UTF8')) > 0) FROM sealed."values"`).Scan(&rows, &clear)
+	err := conn.QueryRow(t.Context(), `SELECT count(*), count(*) FILTER (WHERE position('PRIVATE KEY' in convert_from(value, 'UTF8')) > 0) FROM sealed."values"`).Scan(&rows, &clear)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,4 +252,128 @@ func TestStorageMigratePostgres(t *testing.T) {
 	if r := ck(t, 30*time.Second, "status", "--storage", sealed, "--storage-password-file", pw); r.code == 0 || !strings.Contains(r.stderr, "--storage-key-file") {
 		t.Errorf("status on the encrypted copy without the key: exit %d, stderr %q", r.code, r.stderr)
 	}
+}
+
+// TestStorageMigrateRoundTrip: 20 certificates go from a directory to
+// PostgreSQL, from there to Redis, and from there to a new directory.
+// Without a storage key every value is byte for byte the one first
+// stored, in PostgreSQL, in Redis and in the last directory. With one
+// (--to-key-file into PostgreSQL, both key flags into Redis,
+// --from-key-file back out) neither database holds a private key in clear
+// and the last directory again holds the very bytes of the first: the
+// decrypted values are identical. A proxy on the last directory serves
+// every certificate with no new order.
+func TestStorageMigrateRoundTrip(t *testing.T) {
+	t.Parallel()
+	m := newMigration(t)
+	want := files(t, m.dir)
+	pg := testsvc.Postgres(t)
+	pw := writePasswordFile(t, pg)
+	conn := pgConnect(t, pg)
+	rs := testsvc.Redis(t)
+	rc := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	t.Cleanup(func() { rc.Close() })
+	keyFile := filepath.Join(t.TempDir(), "storage.key")
+	if err := os.WriteFile(keyFile, []byte(ck(t, 10*time.Second, "storage", "keygen").stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, sealed := range []bool{false, true} {
+		name := "plain"
+		if sealed {
+			name = "sealed"
+		}
+		t.Run(name, func(t *testing.T) {
+			pgURL := pg.URL("postgres") + "&schema=" + name
+			redisURL := "redis://" + rs.Addr() + "/0?prefix=" + name + ":"
+			last := t.TempDir()
+			var toKey, fromKey []string
+			if sealed {
+				toKey, fromKey = []string{"--to-key-file", keyFile}, []string{"--from-key-file", keyFile}
+			}
+			migrate := func(args ...string) {
+				t.Helper()
+				r := ck(t, 60*time.Second, append([]string{"storage", "migrate"}, args...)...)
+				if r.code != 0 {
+					t.Fatalf("storage migrate %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+				}
+				t.Logf("%s", strings.TrimSpace(r.stderr))
+			}
+			start := time.Now()
+			migrate(append([]string{"--from", m.dir, "--to", pgURL, "--to-password-file", pw}, toKey...)...)
+			migrate(slices.Concat([]string{"--from", pgURL, "--from-password-file", pw, "--to", redisURL}, fromKey, toKey)...)
+			migrate(append([]string{"--from", redisURL, "--to", last}, fromKey...)...)
+			t.Logf("three migrations of %d keys: %s", len(want), time.Since(start).Round(time.Millisecond))
+
+			for _, stage := range []struct {
+				where string
+				got   map[string]string
+				clear bool // values are the first directory's bytes
+			}{
+				{"PostgreSQL", pgValues(t, conn, name), !sealed},
+				{"Redis", redisValues(t, rc, name+":"), !sealed},
+				{"the last directory", files(t, last), true},
+			} {
+				if len(stage.got) != len(want) {
+					t.Errorf("%s holds %d keys, want the %d of the first directory", stage.where, len(stage.got), len(want))
+				}
+				for k, v := range want {
+					got, ok := stage.got[k]
+					switch {
+					case !ok:
+						t.Errorf("%s lacks %s", stage.where, k)
+					case stage.clear && got != v:
+						t.Errorf("%s: %s differs from the first directory's:\n%s\nwant\n%s", stage.where, k, got, v)
+					case !stage.clear && strings.Contains(got, "PRIVATE KEY"):
+						t.Errorf("%s: %s holds a private key in clear", stage.where, k)
+					}
+				}
+			}
+			m.serve(t, "the last directory", "--storage", last)
+		})
+	}
+}
+
+// pgValues returns every key and value in schema's values table.
+func pgValues(t *testing.T, conn *pgx.Conn, schema string) map[string]string {
+	t.Helper()
+	rows, err := conn.Query(t.Context(), "SELECT key, value FROM "+pgx.Identifier{schema, "values"}.Sanitize())
+	if err != nil {
+		t.Fatalf("reading schema %s: %v", schema, err)
+	}
+	m := make(map[string]string)
+	for rows.Next() {
+		var k string
+		var v []byte
+		if err := rows.Scan(&k, &v); err != nil {
+			t.Fatal(err)
+		}
+		m[k] = string(v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("reading schema %s: %v", schema, err)
+	}
+	return m
+}
+
+// redisValues returns every key under prefix (without it) and its value,
+// locks left out.
+func redisValues(t *testing.T, rc *redis.Client, prefix string) map[string]string {
+	t.Helper()
+	keys, err := rc.Keys(t.Context(), prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := make(map[string]string)
+	for _, k := range keys {
+		if strings.HasPrefix(k, prefix+".locks/") {
+			continue
+		}
+		v, err := rc.Get(t.Context(), k).Result()
+		if err != nil {
+			t.Fatalf("GET %s: %v", k, err)
+		}
+		m[strings.TrimPrefix(k, prefix)] = v
+	}
+	return m
 }
