@@ -75,14 +75,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	mrand "math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/internal/lease"
 )
 
 // Defaults of a Store's settings.
@@ -262,124 +261,58 @@ func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error
 	if err := storage.ValidateKey(name); err != nil {
 		return nil, fmt.Errorf("pgstore: lock: %w", err)
 	}
-	l, err := s.acquire(ctx, name)
+	h, err := s.acquire(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	return l.start(), nil
+	return lease.Hold(h), nil
 }
 
-// lease is a lock held by this process.
-type lease struct {
-	s     *Store
-	name  string
-	token string
-	ttl   time.Duration
-}
-
-// acquire waits until it holds the lease of the lock called name.
-func (s *Store) acquire(ctx context.Context, name string) (*lease, error) {
-	l := &lease{s: s, name: name, token: newToken(), ttl: s.leaseTTL()}
+// acquire waits until it holds the lease of the lock called name, and
+// returns it with the operations that keep and release it.
+func (s *Store) acquire(ctx context.Context, name string) (lease.Held, error) {
+	token, ttl := newToken(), s.leaseTTL()
 	// The row is inserted, or taken over if its lease has expired; in
 	// either case RETURNING gives a row. The server's clock decides, so
 	// nodes' clocks need not agree.
-	q := "INSERT INTO " + s.table("locks") + " AS l (name, token, expires)" +
+	take := "INSERT INTO " + s.table("locks") + " AS l (name, token, expires)" +
 		" VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')" +
 		" ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, expires = EXCLUDED.expires" +
 		" WHERE l.expires < clock_timestamp() RETURNING 1"
-	wait := minPoll
-	var timer *time.Timer
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("pgstore: lock %q: %w", name, err)
-		}
+	err := lease.Acquire(ctx, "pgstore", name, minPoll, maxPoll, func(ctx context.Context) (bool, error) {
 		octx, cancel := s.op(ctx)
+		defer cancel()
 		var one int
-		err := s.pool.QueryRow(octx, q, name, l.token, l.ttl.Milliseconds()).Scan(&one)
-		cancel()
-		switch {
+		switch err := s.pool.QueryRow(octx, take, name, token, ttl.Milliseconds()).Scan(&one); {
 		case err == nil:
-			return l, nil
-		case !errors.Is(err, pgx.ErrNoRows):
-			return nil, s.fail(ctx, "lock", name, err)
+			return true, nil
+		case errors.Is(err, pgx.ErrNoRows):
+			return false, nil
+		default:
+			return false, s.fail(ctx, "lock", name, err)
 		}
-		// Jitter, so that waiters do not poll in step.
-		d := wait/2 + mrand.N(wait/2+1)
-		if timer == nil {
-			timer = time.NewTimer(d)
-			defer timer.Stop()
-		} else {
-			timer.Reset(d)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("pgstore: lock %q: %w", name, ctx.Err())
-		case <-timer.C:
-		}
-		wait = min(2*wait, maxPoll)
-	}
-}
-
-// start starts renewing the lease and returns its unlock function, which
-// stops the renewal, waits for it to end and releases the lease.
-func (l *lease) start() (unlock func()) {
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go l.renew(stop, done)
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(stop)
-			<-done
-			l.release()
-		})
-	}
-}
-
-// opTimeout bounds one renewal or release, which no caller's context
-// bounds: a third of the lease (at least a second, at most the Store's
-// timeout).
-func (l *lease) opTimeout() time.Duration {
-	return min(max(l.ttl/3, time.Second), max(l.s.timeout, time.Second))
-}
-
-// renew extends the lease every third of its duration until stop is
-// closed or the lease is lost, then closes done.
-func (l *lease) renew(stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	ticker := time.NewTicker(l.ttl / 3)
-	defer ticker.Stop()
-	q := "UPDATE " + l.s.table("locks") + " SET expires = clock_timestamp() + $3 * interval '1 millisecond'" +
-		" WHERE name = $1 AND token = $2"
-	for {
-		select {
-		case <-stop:
-			return
-		case <-ticker.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), l.opTimeout())
-		tag, err := l.s.pool.Exec(ctx, q, l.name, l.token, l.ttl.Milliseconds())
-		cancel()
-		switch {
-		case err != nil:
-			// The lease may still be held: try again at the next tick.
-			l.s.logger().Warn("pgstore: renewing lock lease failed",
-				"lock", l.name, "server", l.s.where, "err", err)
-		case tag.RowsAffected() == 0:
-			l.s.logger().Error("pgstore: lock lease lost: it expired or was taken over before it was renewed",
-				"lock", l.name, "server", l.s.where, "lease", l.ttl)
-			return
-		}
-	}
-}
-
-// release deletes the lease if it still holds this owner's token.
-func (l *lease) release() {
-	ctx, cancel := context.WithTimeout(context.Background(), l.opTimeout())
-	defer cancel()
-	_, err := l.s.pool.Exec(ctx, "DELETE FROM "+l.s.table("locks")+" WHERE name = $1 AND token = $2", l.name, l.token)
+	})
 	if err != nil {
-		l.s.logger().Warn("pgstore: releasing lock lease failed; it expires by itself",
-			"lock", l.name, "server", l.s.where, "lease", l.ttl, "err", err)
+		return lease.Held{}, err
 	}
+	renew := "UPDATE " + s.table("locks") + " SET expires = clock_timestamp() + $3 * interval '1 millisecond'" +
+		" WHERE name = $1 AND token = $2"
+	release := "DELETE FROM " + s.table("locks") + " WHERE name = $1 AND token = $2"
+	return lease.Held{
+		Backend: "pgstore", Name: name, Server: s.where, TTL: ttl, Logger: s.logger(),
+		// A third of the lease, at least a second, at most the Store's
+		// timeout.
+		OpTimeout: min(max(ttl/3, time.Second), max(s.timeout, time.Second)),
+		Renew: func(ctx context.Context) (bool, error) {
+			tag, err := s.pool.Exec(ctx, renew, name, token, ttl.Milliseconds())
+			if err != nil {
+				return true, err // maybe still held: tried again at the next tick
+			}
+			return tag.RowsAffected() != 0, nil
+		},
+		Release: func(ctx context.Context) error {
+			_, err := s.pool.Exec(ctx, release, name, token)
+			return err
+		},
+	}, nil
 }

@@ -87,7 +87,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	mrand "math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -96,6 +95,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/internal/lease"
 )
 
 // Defaults of a Store's fields.
@@ -360,111 +360,37 @@ func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error
 	if err := storage.ValidateKey(name); err != nil {
 		return nil, fmt.Errorf("redisstore: lock: %w", err)
 	}
-	l, err := s.acquire(ctx, name)
+	h, err := s.acquire(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	return l.start(), nil
+	return lease.Hold(h), nil
 }
 
-// lease is a lock held by this process.
-type lease struct {
-	s     *Store
-	name  string
-	key   string
-	token string
-	ttl   time.Duration
-}
-
-// acquire waits until it holds the lease of the lock called name.
-func (s *Store) acquire(ctx context.Context, name string) (*lease, error) {
-	l := &lease{s: s, name: name, key: s.prefix() + lockNamespace + name, token: newToken(), ttl: s.leaseTTL()}
-	wait := minPoll
-	var timer *time.Timer
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("redisstore: lock %q: %w", name, err)
-		}
-		ok, err := s.Client.SetNX(ctx, l.key, l.token, l.ttl).Result()
+// acquire waits until it holds the lease of the lock called name, and
+// returns it with the operations that keep and release it.
+func (s *Store) acquire(ctx context.Context, name string) (lease.Held, error) {
+	key, token, ttl := s.prefix()+lockNamespace+name, newToken(), s.leaseTTL()
+	err := lease.Acquire(ctx, "redisstore", name, minPoll, maxPoll, func(ctx context.Context) (bool, error) {
+		ok, err := s.Client.SetNX(ctx, key, token, ttl).Result()
 		if err != nil {
-			return nil, s.fail(ctx, "lock", name, err)
+			return false, s.fail(ctx, "lock", name, err)
 		}
-		if ok {
-			return l, nil
-		}
-		// Jitter, so that waiters do not poll in step.
-		d := wait/2 + mrand.N(wait/2+1)
-		if timer == nil {
-			timer = time.NewTimer(d)
-			defer timer.Stop()
-		} else {
-			timer.Reset(d)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("redisstore: lock %q: %w", name, ctx.Err())
-		case <-timer.C:
-		}
-		wait = min(2*wait, maxPoll)
+		return ok, nil
+	})
+	if err != nil {
+		return lease.Held{}, err
 	}
-}
-
-// start starts renewing the lease and returns its unlock function, which
-// stops the renewal, waits for it to end and releases the lease.
-func (l *lease) start() (unlock func()) {
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go l.renew(stop, done)
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(stop)
-			<-done
-			l.release()
-		})
-	}
-}
-
-// opTimeout bounds one renewal or release, which no caller's context
-// bounds.
-func (l *lease) opTimeout() time.Duration {
-	return min(max(l.ttl/3, time.Second), 5*time.Second)
-}
-
-// renew extends the lease every third of its duration until stop is
-// closed or the lease is lost, then closes done.
-func (l *lease) renew(stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	ticker := time.NewTicker(l.ttl / 3)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-ticker.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), l.opTimeout())
-		n, err := renewScript.Run(ctx, l.s.Client, []string{l.key}, l.token, l.ttl.Milliseconds()).Int()
-		cancel()
-		switch {
-		case err != nil:
-			// The lease may still be held: try again at the next tick.
-			l.s.logger().Warn("redisstore: renewing lock lease failed",
-				"lock", l.name, "server", l.s.server(), "err", err)
-		case n == 0:
-			l.s.logger().Error("redisstore: lock lease lost: it expired or was taken over before it was renewed",
-				"lock", l.name, "server", l.s.server(), "lease", l.ttl)
-			return
-		}
-	}
-}
-
-// release deletes the lease if it still holds this owner's token.
-func (l *lease) release() {
-	ctx, cancel := context.WithTimeout(context.Background(), l.opTimeout())
-	defer cancel()
-	if err := releaseScript.Run(ctx, l.s.Client, []string{l.key}, l.token).Err(); err != nil {
-		l.s.logger().Warn("redisstore: releasing lock lease failed; it expires by itself",
-			"lock", l.name, "server", l.s.server(), "lease", l.ttl, "err", err)
-	}
+	return lease.Held{
+		Backend: "redisstore", Name: name, Server: s.server(), TTL: ttl, Logger: s.logger(),
+		// A third of the lease, at least a second, at most five.
+		OpTimeout: min(max(ttl/3, time.Second), 5*time.Second),
+		Renew: func(ctx context.Context) (bool, error) {
+			n, err := renewScript.Run(ctx, s.Client, []string{key}, token, ttl.Milliseconds()).Int()
+			return n != 0, err
+		},
+		Release: func(ctx context.Context) error {
+			return releaseScript.Run(ctx, s.Client, []string{key}, token).Err()
+		},
+	}, nil
 }

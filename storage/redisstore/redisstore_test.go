@@ -346,7 +346,7 @@ func TestUnreachableOpen(t *testing.T) {
 }
 
 // renewFrame is the stack frame of a lock's renewal goroutine.
-const renewFrame = "redisstore.(*lease).renew("
+const renewFrame = "lease.Held.renew("
 
 func renewers() int { return storagetest.Goroutines(renewFrame) }
 
