@@ -69,8 +69,6 @@ package pgstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -244,13 +242,6 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	return keys, nil
 }
 
-// newToken returns a random owner token.
-func newToken() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails
-	return hex.EncodeToString(b[:])
-}
-
 // Lock implements storage.Storage with a renewed lease (see the package
 // documentation). It fails at once, rather than waiting, if PostgreSQL
 // cannot be reached. unlock waits for the renewal goroutine to end and for
@@ -271,7 +262,7 @@ func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error
 // acquire waits until it holds the lease of the lock called name, and
 // returns it with the operations that keep and release it.
 func (s *Store) acquire(ctx context.Context, name string) (lease.Held, error) {
-	token, ttl := newToken(), s.leaseTTL()
+	token, ttl := lease.NewToken(), s.leaseTTL()
 	// The row is inserted, or taken over if its lease has expired; in
 	// either case RETURNING gives a row. The server's clock decides, so
 	// nodes' clocks need not agree.

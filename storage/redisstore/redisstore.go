@@ -81,8 +81,6 @@ package redisstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -343,13 +341,6 @@ end
 return 0`)
 )
 
-// newToken returns a random owner token.
-func newToken() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails
-	return hex.EncodeToString(b[:])
-}
-
 // Lock implements storage.Storage with a renewed lease (see the package
 // documentation). It fails at once, rather than waiting, if Redis cannot
 // be reached. unlock waits for the renewal goroutine to end and for the
@@ -370,7 +361,7 @@ func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error
 // acquire waits until it holds the lease of the lock called name, and
 // returns it with the operations that keep and release it.
 func (s *Store) acquire(ctx context.Context, name string) (lease.Held, error) {
-	key, token, ttl := s.prefix()+lockNamespace+name, newToken(), s.leaseTTL()
+	key, token, ttl := s.prefix()+lockNamespace+name, lease.NewToken(), s.leaseTTL()
 	err := lease.Acquire(ctx, "redisstore", name, minPoll, maxPoll, func(ctx context.Context) (bool, error) {
 		ok, err := s.Client.SetNX(ctx, key, token, ttl).Result()
 		if err != nil {

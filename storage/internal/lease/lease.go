@@ -8,12 +8,22 @@ package lease
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
 	"sync"
 	"time"
 )
+
+// NewToken returns a random owner token, which tells this holder's lease
+// from any other's.
+func NewToken() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails
+	return hex.EncodeToString(b[:])
+}
 
 // Acquire calls try until it takes the lease, fails, or ctx ends. Between
 // tries it waits from minPoll, doubling to maxPoll, with jitter so that
