@@ -70,21 +70,27 @@ func Nginx(t testing.TB, opts NginxOptions) *NginxServer {
 		if _, err := os.Stat(filepath.Join(n.dir, "nginx.pid")); err != nil {
 			return err
 		}
-		for _, a := range opts.Ready {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "tcp", a)
-			if err != nil {
-				return err
-			}
-			c.Close()
-		}
-		return nil
+		return dialAll(ctx, opts.Ready)
 	})
 	if err != nil {
 		b, _ := os.ReadFile(n.ErrorLog())
 		t.Fatalf("testsvc: nginx: %v\nerror.log:\n%s", err, lastBytes(b, 8<<10))
 	}
 	return n
+}
+
+// dialAll connects to every address in addrs and closes the connections
+// again; it fails at the first that does not answer.
+func dialAll(ctx context.Context, addrs []string) error {
+	for _, a := range addrs {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", a)
+		if err != nil {
+			return err
+		}
+		c.Close()
+	}
+	return nil
 }
 
 // NginxFails starts nginx as [Nginx] does, expecting it to refuse to
@@ -104,15 +110,7 @@ func NginxFails(t testing.TB, opts NginxOptions) string {
 		if len(opts.Ready) == 0 {
 			return errors.New("no address to dial")
 		}
-		for _, a := range opts.Ready {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "tcp", a)
-			if err != nil {
-				return err
-			}
-			c.Close()
-		}
-		return nil
+		return dialAll(ctx, opts.Ready)
 	})
 	b, _ := os.ReadFile(n.ErrorLog())
 	switch {
