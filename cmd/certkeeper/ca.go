@@ -72,13 +72,15 @@ func caTrustCommand(install bool) *Command {
 machine's trust store, so that curl, OpenSSL, Go programs and browsers accept certificates from
 --ca local without --cacert:
 
-	sudo certkeeper ca trust
+	sudo certkeeper ca trust --storage ~/.local/share/certkeeper
 	curl https://localhost:8443/
 
 The system store is changed with the system's own tool: update-ca-certificates (Debian,
 Ubuntu, Alpine, openSUSE), update-ca-trust (Fedora, RHEL), trust (Arch), certctl (FreeBSD),
 security (macOS, System keychain) or certutil.exe (Windows, Trusted Root); this needs root or
-an administrator. Where NSS's certutil is installed (Debian: libnss3-tools), the root is also
+an administrator. Under sudo the default --storage is root's (/var/lib/certkeeper), another CA
+than yours: give the --storage of the proxy whose certificates should be trusted (its
+development-mode banner prints the whole command). Where NSS's certutil is installed (Debian: libnss3-tools), the root is also
 added to the NSS databases Firefox and Chromium keep in your home directory; run it once more
 as yourself with --no-system when sudo changed the home directory. Undo it all with
 certkeeper ca untrust. Tested on Debian; the other systems follow their documented commands.`,

@@ -240,10 +240,10 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	cfg.defaults(dev)
 	if dev {
 		fmt.Fprintf(env.Stderr, "certkeeper: development mode: serving https://%s:%s/ (on %s, local CA) in front of %s\n"+
-			"certkeeper: trust the local CA on this machine with: sudo certkeeper ca trust (undo: certkeeper ca untrust)\n"+
+			"certkeeper: trust the local CA on this machine with: sudo certkeeper ca trust --storage %s (undo: ca untrust)\n"+
 			"certkeeper: or for one client: certkeeper ca root > root.pem; curl --cacert root.pem https://%s:%s/\n"+
 			"certkeeper: give --allow, --ask, --ca or --config for production\n",
-			devName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, devName, portOf(cfg.TLSAddr))
+			devName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, shellQuote(storageWhere(cfg.Storage)), devName, portOf(cfg.TLSAddr))
 	}
 	if err := cfg.Ops.check(); err != nil {
 		return err
@@ -344,4 +344,14 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 			return drain()
 		}
 	}
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but
+// letters, digits and -_./:@%+= (so a path printed in a suggested command
+// can be pasted as it is).
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:@%+=") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
