@@ -268,14 +268,21 @@ func TestClusterValidationElsewhere(t *testing.T) {
 
 // TestClusterLockHolderKilled: the node holding a name's issue lock is
 // killed with SIGKILL; another node completes the name within one lease.
+// It runs on each shared storage.
 func TestClusterLockHolderKilled(t *testing.T) {
-	c := newCluster(t, testca.Options{}, 2)
-	rc := c.redisClient(t)
+	for _, b := range clusterBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			testClusterLockHolderKilled(t, b.newCluster(t, testca.Options{}, 2))
+		})
+	}
+}
+
+func testClusterLockHolderKilled(t *testing.T, c *cluster) {
 	name := "k.cluster.test"
-	lockKey := "ck:.locks/" + storage.IssueLock(name)
 	go c.serial(c.nodes[1], name, 60*time.Second) // fails when node 1 dies
 	deadline := time.Now().Add(20 * time.Second)
-	for rc.Exists(t.Context(), lockKey).Val() == 0 {
+	for !c.lockHeld(t, storage.IssueLock(name)) {
 		if time.Now().After(deadline) {
 			t.Fatal("node 1 never took the issue lock")
 		}
@@ -285,7 +292,7 @@ func TestClusterLockHolderKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	if rc.Exists(t.Context(), lockKey).Val() == 0 {
+	if !c.lockHeld(t, storage.IssueLock(name)) {
 		t.Fatal("the lock was released before node 1 died: nothing to wait for")
 	}
 	if _, err := c.serial(c.nodes[0], name, 60*time.Second); err != nil {
@@ -298,6 +305,25 @@ func TestClusterLockHolderKilled(t *testing.T) {
 	if took > clusterLease+3*time.Second {
 		t.Errorf("node 0 took %s, want within one lease (%s) plus the issuance", took, clusterLease)
 	}
+}
+
+// lockHeld reports whether the cluster's storage holds an unexpired lease
+// of the lock called name.
+func (c *cluster) lockHeld(t *testing.T, name string) bool {
+	t.Helper()
+	if c.pg == nil {
+		if c.rc == nil {
+			c.rc = c.redisClient(t)
+		}
+		return c.rc.Exists(t.Context(), "ck:.locks/"+name).Val() == 1
+	}
+	var held bool
+	err := c.pgConn(t).QueryRow(t.Context(),
+		"SELECT EXISTS (SELECT 1 FROM ck.locks WHERE name = $1 AND expires > clock_timestamp())", name).Scan(&held)
+	if err != nil {
+		t.Fatalf("reading the locks table: %v", err)
+	}
+	return held
 }
 
 // renewalProfile is the validity of TestClusterRenewal's certificates:

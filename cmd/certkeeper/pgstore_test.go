@@ -255,7 +255,9 @@ func TestStorageMigratePostgres(t *testing.T) {
 }
 
 // TestStorageMigrateRoundTrip: 20 certificates go from a directory to
-// PostgreSQL, from there to Redis, and from there to a new directory.
+// PostgreSQL, from there to Redis, and from there to a new directory and
+// to a second PostgreSQL schema (so every direction between the three
+// backends is taken by this test or TestStorageMigratePostgres).
 // Without a storage key every value is byte for byte the one first
 // stored, in PostgreSQL, in Redis and in the last directory. With one
 // (--to-key-file into PostgreSQL, both key flags into Redis,
@@ -303,7 +305,11 @@ func TestStorageMigrateRoundTrip(t *testing.T) {
 			migrate(append([]string{"--from", m.dir, "--to", pgURL, "--to-password-file", pw}, toKey...)...)
 			migrate(slices.Concat([]string{"--from", pgURL, "--from-password-file", pw, "--to", redisURL}, fromKey, toKey)...)
 			migrate(append([]string{"--from", redisURL, "--to", last}, fromKey...)...)
-			t.Logf("three migrations of %d keys: %s", len(want), time.Since(start).Round(time.Millisecond))
+			// And Redis → PostgreSQL, the one direction left.
+			back := name + "_back"
+			migrate(slices.Concat([]string{"--from", redisURL, "--to", pg.URL("postgres") + "&schema=" + back,
+				"--to-password-file", pw}, fromKey, toKey)...)
+			t.Logf("four migrations of %d keys: %s", len(want), time.Since(start).Round(time.Millisecond))
 
 			for _, stage := range []struct {
 				where string
@@ -312,6 +318,7 @@ func TestStorageMigrateRoundTrip(t *testing.T) {
 			}{
 				{"PostgreSQL", pgValues(t, conn, name), !sealed},
 				{"Redis", redisValues(t, rc, name+":"), !sealed},
+				{"PostgreSQL from Redis", pgValues(t, conn, back), !sealed},
 				{"the last directory", files(t, last), true},
 			} {
 				if len(stage.got) != len(want) {
