@@ -27,6 +27,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/encrypted"
 	"github.com/miekg/dns"
 )
 
@@ -85,6 +86,7 @@ func Run(ctx context.Context, c Config) []Result {
 	out = append(out, rs...)
 	out = append(out, checkCAA(ctx, c, dir))
 	out = append(out, checkStorage(ctx, c))
+	out = append(out, checkDurability(ctx, c))
 	out = append(out, checkAccount(ctx, c, dir != nil))
 	return out
 }
@@ -416,6 +418,40 @@ func checkStorage(ctx context.Context, c Config) Result {
 		return r
 	}
 	r.Status, r.Detail = OK, "stored, read back and deleted a test key"
+	return r
+}
+
+// checkDurability asks the storage's server (Redis, PostgreSQL) whether its
+// settings may lose what certkeeper stores: a warning, since certkeeper
+// works until the server restarts or crashes.
+func checkDurability(ctx context.Context, c Config) Result {
+	r := Result{Check: "storage durability"}
+	st := c.Storage
+	if e, ok := st.(*encrypted.Store); ok {
+		st = e.Storage
+	}
+	if st == nil {
+		r.Status, r.Detail = Skip, "no storage given"
+		return r
+	}
+	dc, ok := st.(storage.DurabilityChecker)
+	if !ok {
+		r.Status, r.Detail = OK, "every write is made durable before it is used"
+		return r
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	risks, err := dc.CheckDurability(cctx)
+	switch {
+	case err != nil:
+		r.Status, r.Detail = Warn, "cannot be checked: "+err.Error()
+		r.Fix = "make sure the server persists what certkeeper stores (Redis: appendonly yes; PostgreSQL: fsync on), or give its user the right to read its settings"
+	case len(risks) > 0:
+		r.Status, r.Detail = Warn, strings.Join(risks, "; ")
+		r.Fix = "change the setting named above (docs/storage.md says which backend suits which deployment)"
+	default:
+		r.Status, r.Detail = OK, "the server persists what is stored"
+	}
 	return r
 }
 

@@ -63,6 +63,14 @@ type Storage interface {
 	Lock(ctx context.Context, name string) (unlock func(), err error)
 }
 
+// DurabilityChecker is implemented by the backends that can tell whether
+// their server's settings may lose what is stored (redisstore, pgstore):
+// CheckDurability returns a sentence per risk, naming the setting to
+// change, or an error when the settings cannot be read.
+type DurabilityChecker interface {
+	CheckDurability(ctx context.Context) ([]string, error)
+}
+
 // ErrInvalidKey is returned (wrapped) for a key, prefix or lock name that is
 // empty, absolute, or contains "..", "\", NUL or other characters a backend
 // cannot hold safely (see ValidateKey).

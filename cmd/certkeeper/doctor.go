@@ -8,11 +8,11 @@ import (
 
 	"github.com/certkeeper/certkeeper/doctor"
 	"github.com/certkeeper/certkeeper/policy"
-	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 func doctorCmd() *Command {
-	var name, ca, caRoots, storageDir, email, resolver string
+	var name, ca, caRoots, email, resolver string
+	var sf storageFlags
 	var addrs stringsFlag
 	var asJSON bool
 	return &Command{
@@ -22,7 +22,8 @@ func doctorCmd() *Command {
 --addr is reachable through NAME's addresses (a one-time token served on --addr and fetched
 through the resolved address: this proves the path from here, not from the Internet, where
 the CA is); CAA records allow the CA; the CA is reachable; the clock agrees with the CA's;
---storage is writable; the account there (if any) is valid. Each failure says what to do.
+--storage is writable, and its server (Redis, PostgreSQL) persists what it stores; the
+account there (if any) is valid. Each failure says what to do.
 
 	certkeeper doctor -d a.example --addr :443 --addr :80
 	certkeeper doctor -d a.example --ca staging --json
@@ -33,7 +34,7 @@ Exit status 1 when a check fails.`,
 			fs.Var(&addrs, "addr", "`ADDR` certkeeper answers challenges on (e.g. :443, :80), checked by connecting back;\nrepeatable (default: none)")
 			fs.StringVar(&ca, "ca", "letsencrypt", "the CA: an ACME directory `URL`, letsencrypt or staging")
 			fs.StringVar(&caRoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
-			fs.StringVar(&storageDir, "storage", "", "`DIR` of certkeeper's state (default as for cert issue)")
+			sf.register(fs)
 			fs.StringVar(&email, "email", "", "the account's `EMAIL`, as given to cert issue or proxy")
 			fs.StringVar(&resolver, "resolver", "", "DNS server `HOST:PORT` to ask (default: the system's)")
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {check, status, detail, fix}")
@@ -53,11 +54,13 @@ Exit status 1 when a check fails.`,
 			if err != nil {
 				return err
 			}
-			if storageDir == "" {
-				storageDir = defaultStorageDir()
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
 			}
+			defer closeStorage()
 			results := doctor.Run(ctx, doctor.Config{Name: norm, Resolver: resolver, Addrs: addrs, DirectoryURL: caURL(ca),
-				HTTPClient: hc, Storage: filestore.New(storageDir), Email: email})
+				HTTPClient: hc, Storage: st, Email: email})
 			if asJSON {
 				enc := json.NewEncoder(env.Stdout)
 				enc.SetIndent("", "  ")

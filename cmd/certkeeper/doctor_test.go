@@ -11,6 +11,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/miekg/dns"
+	"github.com/redis/go-redis/v9"
 )
 
 // addRecords adds rrs to named's zone with a TSIG-signed RFC 2136 update.
@@ -72,7 +73,7 @@ func TestDoctor(t *testing.T) {
 	if code != 0 {
 		t.Errorf("doctor on a healthy setup: exit %d: %+v", code, res)
 	}
-	for _, check := range []string{"name resolves", "connect-back on 127.0.0.1:" + port, "CA reachable", "clock", "CAA", "storage writable", "account"} {
+	for _, check := range []string{"name resolves", "connect-back on 127.0.0.1:" + port, "CA reachable", "clock", "CAA", "storage writable", "storage durability", "account"} {
 		if r, ok := res[check]; !ok || r.Status != doctor.OK {
 			t.Errorf("healthy: check %q = %+v, want ok", check, r)
 		}
@@ -118,5 +119,33 @@ func TestDoctor(t *testing.T) {
 	code, res = doctorResults(t, append(base, "-d", "ok.a.test", "--email", "ops@a.test")...)
 	if r := res["account"]; code != 1 || r.Status != doctor.Fail || !strings.Contains(r.Fix, "another --email") {
 		t.Errorf("deactivated account: exit %d, %+v, want FAIL with a fix", code, r)
+	}
+}
+
+// TestDoctorStorageDurability: doctor reads the storage's server settings:
+// a Redis keeping its data in memory only is a warning naming the setting,
+// one with AOF is fine, and doctor takes a storage URL as every command
+// does.
+func TestDoctorStorageDurability(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{})
+	rs := testsvc.Redis(t) // save "" and appendonly no
+	args := []string{"-d", "localhost", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(),
+		"--storage", "redis://" + rs.Addr() + "/0"}
+	code, res := doctorResults(t, args...)
+	r := res["storage durability"]
+	if code != 0 || r.Status != doctor.Warn || !strings.Contains(r.Detail, "appendonly") || r.Fix == "" {
+		t.Errorf("doctor on a Redis without persistence: exit %d, %+v; want exit 0 and a warning naming appendonly, with a fix", code, r)
+	}
+	if w := res["storage writable"]; w.Status != doctor.OK {
+		t.Errorf("storage writable on Redis = %+v, want ok", w)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rc.Close()
+	if err := rc.ConfigSet(t.Context(), "appendonly", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, res := doctorResults(t, args...); res["storage durability"].Status != doctor.OK {
+		t.Errorf("doctor on a Redis with AOF: %+v, want ok", res["storage durability"])
 	}
 }

@@ -199,18 +199,10 @@ func openPostgres(ctx context.Context, spec, passwordFile string) (*pgstore.Stor
 	return ps, nil
 }
 
-// durabilityChecker is implemented by the backends that can tell whether
-// their server's settings may lose what is stored (pgstore, redisstore).
-type durabilityChecker interface {
-	// CheckDurability returns a sentence per risk, naming the setting;
-	// an error if the settings could not be read.
-	CheckDurability(ctx context.Context) ([]string, error)
-}
-
 // warnDurability logs a warning for each risk st's server runs, or that it
 // could not be checked; certkeeper carries on either way.
 func warnDurability(ctx context.Context, env *Env, st storage.Storage, where string) {
-	dc, ok := st.(durabilityChecker)
+	dc, ok := st.(storage.DurabilityChecker)
 	if !ok {
 		return
 	}
