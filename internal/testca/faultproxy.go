@@ -333,7 +333,7 @@ func (p *FaultProxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// connection, so that a client hanging up ends a paused request.
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err != nil {
-		return
+		panic(http.ErrAbortHandler) // the client is gone: no answer, not an empty 200
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 
@@ -346,18 +346,21 @@ func (p *FaultProxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	delay := p.delay
 	p.mu.Unlock()
 
+	// A client that gave up on a held request gets no answer at all: an
+	// empty 200 written as the handler returns could reach a client that
+	// is still reading (seen as "response Content-Type is" under load).
 	if paused != nil {
 		select {
 		case <-paused:
 		case <-r.Context().Done():
-			return
+			panic(http.ErrAbortHandler)
 		}
 	}
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
 		case <-r.Context().Done():
-			return
+			panic(http.ErrAbortHandler)
 		}
 	}
 
