@@ -41,16 +41,29 @@ command -v pdns_server >/dev/null 2>&1 || [ -x /usr/sbin/pdns_server ] || need+=
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver); command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# apt works in the background (it mostly waits on the network and the disk)
+# while the steps that need no system package use the CPU: building Pebble,
+# vet, the cross-builds. The tests wait for it.
+apt_pid="" apt_log=""
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-		step "installing ${need[*]}"
+		step "installing ${need[*]} (in the background)"
 		export DEBIAN_FRONTEND=noninteractive
-		apt-get update -qq
-		apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+		apt_log=$(mktemp)
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}") >"$apt_log" 2>&1 &
+		apt_pid=$!
 	else
 		echo "missing: ${need[*]} (install them, e.g. apt-get install ${need[*]}); tests that need them will skip" >&2
 	fi
 fi
+wait_apt() {
+	[ -n "$apt_pid" ] || return 0
+	step "waiting for the system packages"
+	if ! wait "$apt_pid"; then
+		echo "apt-get install ${need[*]} failed:" >&2; cat "$apt_log" >&2; exit 1
+	fi
+	apt_pid=""
+}
 
 # 2. Pebble, pinned in tools/go.mod, built once for every test package.
 step "building Pebble"
@@ -76,6 +89,21 @@ fi
 
 step "go vet"
 go vet ./...
+
+step "cross-build (one full build per OS; every OS/arch type-checked)"
+# A full cross-build compiles the standard library and every dependency for
+# its target: eight of them took 8 of a fresh machine's 28 minutes. One full
+# build per OS (compiling and linking for real) plus a type-check of every
+# package for the other architecture of each OS (tools/typecheck: build
+# constraints and per-arch types such as syscall.Stat_t, from source, at a
+# tenth of the cost) keeps every check.
+for target in linux/amd64 windows/amd64 darwin/arm64 freebsd/amd64; do
+	GOOS=${target%/*} GOARCH=${target#*/} CGO_ENABLED=0 go build -o /dev/null ./cmd/certkeeper
+	echo "built $target"
+done
+(cd tools && go run ./typecheck -dir .. linux/arm64 windows/arm64 darwin/amd64 freebsd/arm64 ./...)
+
+wait_apt
 
 step "go test -race"
 go test -race -count=1 -timeout 25m ./...
@@ -135,19 +163,6 @@ fuzz FuzzParse ./migrate
 fuzz FuzzParseRequest ./certserver
 fuzz FuzzTokenLine ./certserver
 FUZZTIME="${FUZZTIME_CLIENTHELLO:-30s}" fuzz FuzzParseClientHello ./alpnproxy
-
-step "cross-build (one full build per OS; every OS/arch type-checked)"
-# A full cross-build compiles the standard library and every dependency for
-# its target: eight of them took 8 of a fresh machine's 28 minutes. One full
-# build per OS (compiling and linking for real) plus a type-check of every
-# package for the other architecture of each OS (tools/typecheck: build
-# constraints and per-arch types such as syscall.Stat_t, from source, at a
-# tenth of the cost) keeps every check.
-for target in linux/amd64 windows/amd64 darwin/arm64 freebsd/amd64; do
-	GOOS=${target%/*} GOARCH=${target#*/} CGO_ENABLED=0 go build -o /dev/null ./cmd/certkeeper
-	echo "built $target"
-done
-(cd tools && go run ./typecheck -dir .. linux/arm64 windows/arm64 darwin/amd64 freebsd/arm64 ./...)
 
 summary
 echo "all checks passed"
