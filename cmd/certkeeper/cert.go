@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
@@ -203,44 +204,18 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		iss = ai
 	}
 
+	chain := &issuer.Chain{Issuers: []issuer.Issuer{iss}}
 	if csrDER != nil {
-		return issueForCSR(ctx, env, f, iss, names, csrDER, start)
+		return issueForCSR(ctx, env, f, chain, names, csrDER, start)
 	}
-	key, err := keyType.Generate()
-	if err != nil {
-		return fmt.Errorf("generating %s key: %w", keyType, err)
-	}
-	csr, err := issuer.NewCSR(key, names)
-	if err != nil {
-		return err
-	}
-	var replaces = previousLeaf(ctx, st, iss.ID(), names)
-	cert, err := iss.Issue(ctx, issuer.Request{Names: names, CSR: csr, Replaces: replaces, Progress: progress})
+	got, err := certkeeper.Issue(ctx, st, certkeeper.IssueRequest{
+		Names: names, Issuers: chain, KeyType: keyType, Email: f.email, Progress: progress,
+		Replaces: previousLeaf(ctx, st, iss.ID(), names),
+	})
 	if err != nil {
 		return explainIssueError(err, f)
 	}
-
-	keyPEM, err := storage.MarshalPrivateKeyPEM(key)
-	if err != nil {
-		return err
-	}
-	rec := &storage.Certificate{
-		Names: names, Issuer: cert.Issuer, ChainPEM: cert.ChainPEM, KeyPEM: keyPEM,
-		NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, KeyType: string(keyType),
-		Profile: cert.Profile, URL: cert.URL, Account: cert.Account, Email: f.email,
-		Obtained: time.Now().UTC(),
-	}
-	data, err := storage.MarshalCertificate(rec)
-	if err != nil {
-		return err
-	}
-	skey, err := storage.CertificateKey(cert.Issuer, names[0])
-	if err != nil {
-		return err
-	}
-	if err := st.Store(ctx, skey, data); err != nil {
-		return fmt.Errorf("storing the certificate in %s: %w", storageWhere(f.storageDir), err)
-	}
+	cert, keyPEM := got.Certificate, got.Record.KeyPEM
 	paths, err := certfile.Dir(f.outDir).Write(names[0], keyPEM, cert.ChainPEM)
 	if err != nil {
 		return fmt.Errorf("writing the certificate files (the certificate is safe in %s): %w", storageWhere(f.storageDir), err)
@@ -434,12 +409,13 @@ func readCSR(file string) ([]byte, []string, error) {
 
 // issueForCSR issues for the user's CSR and writes only the certificate
 // file: there is no key to write or to keep in storage.
-func issueForCSR(ctx context.Context, env *Env, f *issueFlags, iss issuer.Issuer, names []string, csr []byte, start time.Time) error {
-	cert, err := iss.Issue(ctx, issuer.Request{Names: names, CSR: csr,
+func issueForCSR(ctx context.Context, env *Env, f *issueFlags, chain *issuer.Chain, names []string, csr []byte, start time.Time) error {
+	got, err := certkeeper.Issue(ctx, nil, certkeeper.IssueRequest{Names: names, Issuers: chain, CSR: csr, Email: f.email,
 		Progress: func(step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step) }})
 	if err != nil {
 		return explainIssueError(err, f)
 	}
+	cert := got.Certificate
 	path, err := certfile.Dir(f.outDir).WriteCert(names[0], cert.ChainPEM)
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/issuer"
@@ -351,38 +352,17 @@ func renewOne(ctx context.Context, env *Env, f *renewFlags, dir certfile.Dir, st
 			return certfile.Paths{}, time.Time{}, err
 		}
 	}
-	csr, err := issuer.NewCSR(key, j.names)
-	if err != nil {
-		return certfile.Paths{}, time.Time{}, err
-	}
-	cert, err := iss.Issue(ctx, issuer.Request{Names: j.names, CSR: csr, Replaces: prev,
-		Progress: func(s string) { fmt.Fprintf(env.Stderr, "certkeeper: %s: %s\n", j.names[0], s) }})
-	if err != nil {
-		return certfile.Paths{}, time.Time{}, explainIssueError(err, &f.issueFlags)
-	}
-	keyPEM, err := storage.MarshalPrivateKeyPEM(key)
-	if err != nil {
-		return certfile.Paths{}, time.Time{}, err
-	}
 	// Stored before the files are written: a run killed between the key
 	// file and the certificate file leaves a pair that the next run
 	// repairs from this copy.
-	rec := &storage.Certificate{
-		Names: j.names, Issuer: cert.Issuer, ChainPEM: cert.ChainPEM, KeyPEM: keyPEM,
-		NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, KeyType: string(issuer.KeyTypeOf(cert.Leaf.PublicKey)),
-		Profile: cert.Profile, URL: cert.URL, Account: cert.Account, Email: f.email, Obtained: time.Now().UTC(),
-	}
-	data, err := storage.MarshalCertificate(rec)
+	got, err := certkeeper.Issue(ctx, st, certkeeper.IssueRequest{
+		Names: j.names, Issuers: &issuer.Chain{Issuers: []issuer.Issuer{iss}}, Key: key, Replaces: prev, Email: f.email,
+		Progress: func(s string) { fmt.Fprintf(env.Stderr, "certkeeper: %s: %s\n", j.names[0], s) },
+	})
 	if err != nil {
-		return certfile.Paths{}, time.Time{}, err
+		return certfile.Paths{}, time.Time{}, explainIssueError(err, &f.issueFlags)
 	}
-	skey, err := storage.CertificateKey(cert.Issuer, j.names[0])
-	if err != nil {
-		return certfile.Paths{}, time.Time{}, err
-	}
-	if err := st.Store(ctx, skey, data); err != nil {
-		return certfile.Paths{}, time.Time{}, fmt.Errorf("storing the new certificate (the files are unchanged): %w", err)
-	}
+	cert, keyPEM := got.Certificate, got.Record.KeyPEM
 	paths, err := dir.WriteKeepOld(j.names[0], keyPEM, cert.ChainPEM)
 	if err != nil {
 		return certfile.Paths{}, time.Time{}, err
