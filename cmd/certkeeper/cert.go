@@ -192,17 +192,11 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step)
 	}
 
-	var iss issuer.Issuer
-	if strings.EqualFold(f.ca, "local") {
-		iss = &localca.CA{Storage: st}
-	} else {
-		ai, closeSolvers, err := newACMEIssuer(env, f, st)
-		if err != nil {
-			return err
-		}
-		defer closeSolvers()
-		iss = ai
+	iss, closeSolvers, err := f.issuer(env, st)
+	if err != nil {
+		return err
 	}
+	defer closeSolvers()
 
 	chain := &issuer.Chain{Issuers: []issuer.Issuer{iss}}
 	if csrDER != nil {
@@ -248,6 +242,15 @@ func previousLeaf(ctx context.Context, st storage.Storage, issuerID string, name
 		return nil
 	}
 	return leaf
+}
+
+// issuer is the issuer the flags choose, with a func that stops its
+// challenge listener.
+func (f *issueFlags) issuer(env *Env, st storage.Storage) (issuer.Issuer, func(), error) {
+	if strings.EqualFold(f.ca, "local") {
+		return &localca.CA{Storage: st, Logger: env.Logger}, func() {}, nil
+	}
+	return newACMEIssuer(env, f, st)
 }
 
 // newACMEIssuer sets up the ACME issuer and starts the challenge listener,
