@@ -19,14 +19,12 @@ import (
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
-	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/solver/http01"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 	"github.com/certkeeper/certkeeper/storage"
-	"github.com/mholt/acmez/v3/acme"
 )
 
 func certCmd() *Command {
@@ -41,8 +39,7 @@ files for servers that read certificates from disk.`,
 
 // issueFlags are the flags of "cert issue".
 type issueFlags struct {
-	ca              string
-	email           string
+	caFlags
 	storageDir      string
 	storageKeyFile  string
 	storagePassFile string
@@ -50,11 +47,6 @@ type issueFlags struct {
 	challenge       string
 	httpAddr        string
 	tlsAddr         string
-	keyType         string
-	profile         string
-	eabKID          string
-	eabHMAC         string
-	caRoots         string
 	outDir          string
 	preferredChain  string
 	noWait          bool
@@ -74,19 +66,13 @@ func (f *issueFlags) register(fs *flag.FlagSet) {
 // registerCA registers every flag of cert issue but -d: what cert renew
 // needs too.
 func (f *issueFlags) registerCA(fs *flag.FlagSet) {
-	fs.StringVar(&f.ca, "ca", "letsencrypt", "the CA: an ACME directory `URL`, letsencrypt, staging (Let's Encrypt's staging CA),\nor local (certkeeper's own CA, no network needed)")
-	fs.StringVar(&f.email, "email", "", "contact `EMAIL` for the ACME account (optional)")
+	f.caFlags.register(fs, caLocal|caEmail|caEAB|caOrder)
 	fs.StringVar(&f.storageDir, "storage", "", storageUsage)
 	fs.StringVar(&f.storageKeyFile, "storage-key-file", "", storageKeyUsage)
 	fs.StringVar(&f.storagePassFile, "storage-password-file", "", storagePasswordUsage)
 	fs.StringVar(&f.challenge, "challenge", acmeca.HTTP01, "challenge `TYPE` that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; the only one for wildcards) or dns-persist-01 (a record\nset once with dns-persist-record)")
 	fs.StringVar(&f.httpAddr, "http-addr", ":80", "`ADDR` to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward")
 	fs.StringVar(&f.tlsAddr, "tls-addr", ":443", "`ADDR` to answer tls-alpn-01 on; the CA connects to port 443")
-	fs.StringVar(&f.keyType, "key-type", string(issuer.ECDSAP256), "certificate key `TYPE`: ecdsa-p256, ecdsa-p384, rsa2048, rsa3072 or rsa4096")
-	fs.StringVar(&f.profile, "profile", "", "ACME `PROFILE` to order, e.g. tlsserver or shortlived at Let's Encrypt (default: the CA's)")
-	fs.StringVar(&f.eabKID, "eab-kid", "", "external account binding key `ID`, for CAs that require one")
-	fs.StringVar(&f.eabHMAC, "eab-hmac", "", "external account binding `HMAC` key (base64url), with --eab-kid")
-	fs.StringVar(&f.caRoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint (SSL_CERT_FILE also works)")
 	fs.StringVar(&f.outDir, "out-dir", "", "write `DIR`/private/NAME.key and DIR/certs/NAME.pem (leaf + chain) here\n(default: /etc/ssl for root, else ~/.acme)")
 	fs.StringVar(&f.preferredChain, "preferred-chain", "", "among the chains the CA offers, prefer the one whose top certificate is issued by\nthis common `NAME` (e.g. \"ISRG Root X1\")")
 	fs.BoolVar(&f.noWait, "no-wait", false, "if the CA answers rateLimited, fail at once naming the time to retry instead of waiting")
@@ -158,12 +144,9 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if !f.noApex {
 		names = withApex(names)
 	}
-	keyType, err := issuer.ParseKeyType(f.keyType)
+	keyType, err := issuer.ParseKeyType(f.KeyType)
 	if err != nil {
 		return usagef("--key-type: %v", err)
-	}
-	if (f.eabKID == "") != (f.eabHMAC == "") {
-		return usagef("--eab-kid and --eab-hmac go together")
 	}
 	switch f.challenge {
 	case acmeca.HTTP01, acmeca.TLSALPN01, acmeca.DNS01, acmeca.DNSPersist01:
@@ -203,7 +186,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		return issueForCSR(ctx, env, f, chain, names, csrDER, start)
 	}
 	got, err := certkeeper.Issue(ctx, st, certkeeper.IssueRequest{
-		Names: names, Issuers: chain, KeyType: keyType, Email: f.email, Progress: progress,
+		Names: names, Issuers: chain, KeyType: keyType, Email: f.Email, Progress: progress,
 		Replaces: previousLeaf(ctx, st, iss.ID(), names),
 	})
 	if err != nil {
@@ -247,8 +230,9 @@ func previousLeaf(ctx context.Context, st storage.Storage, issuerID string, name
 // issuer is the issuer the flags choose, with a func that stops its
 // challenge listener.
 func (f *issueFlags) issuer(env *Env, st storage.Storage) (issuer.Issuer, func(), error) {
-	if strings.EqualFold(f.ca, "local") {
-		return &localca.CA{Storage: st, Logger: env.Logger}, func() {}, nil
+	if f.local() {
+		iss, err := f.issuerFor(env, f.ca(), st)
+		return iss, func() {}, err
 	}
 	return newACMEIssuer(env, f, st)
 }
@@ -256,29 +240,16 @@ func (f *issueFlags) issuer(env *Env, st storage.Storage) (issuer.Issuer, func()
 // newACMEIssuer sets up the ACME issuer and starts the challenge listener,
 // so a busy port fails before anything is ordered.
 func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer, func(), error) {
-	hc, err := caHTTPClient(f.caRoots)
+	iss, err := f.acmeIssuer(env, f.ca(), st)
 	if err != nil {
 		return nil, nil, err
 	}
-	iss := &acmeca.Issuer{
-		DirectoryURL:   caURL(f.ca),
-		Email:          f.email,
-		Storage:        st,
-		Profile:        f.profile,
-		PreferredChain: f.preferredChain,
-		NoWait:         f.noWait,
-		HTTPClient:     hc,
-		UserAgent:      "cli",
-		Logger:         env.Logger,
-		AgreeTerms: func(tos string) bool {
-			if tos != "" {
-				fmt.Fprintf(env.Stderr, "certkeeper: registering an ACME account; by doing so you agree to the CA's terms: %s\n", tos)
-			}
-			return true
-		},
-	}
-	if f.eabKID != "" {
-		iss.EAB = &acme.EAB{KeyID: f.eabKID, MACKey: f.eabHMAC}
+	iss.PreferredChain, iss.NoWait = f.preferredChain, f.noWait
+	iss.AgreeTerms = func(tos string) bool {
+		if tos != "" {
+			fmt.Fprintf(env.Stderr, "certkeeper: registering an ACME account; by doing so you agree to the CA's terms: %s\n", tos)
+		}
+		return true
 	}
 	var closer func() error
 	switch f.challenge {
@@ -413,7 +384,7 @@ func readCSR(file string) ([]byte, []string, error) {
 // issueForCSR issues for the user's CSR and writes only the certificate
 // file: there is no key to write or to keep in storage.
 func issueForCSR(ctx context.Context, env *Env, f *issueFlags, chain *issuer.Chain, names []string, csr []byte, start time.Time) error {
-	got, err := certkeeper.Issue(ctx, nil, certkeeper.IssueRequest{Names: names, Issuers: chain, CSR: csr, Email: f.email,
+	got, err := certkeeper.Issue(ctx, nil, certkeeper.IssueRequest{Names: names, Issuers: chain, CSR: csr, Email: f.Email,
 		Progress: func(step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step) }})
 	if err != nil {
 		return explainIssueError(err, f)

@@ -15,7 +15,6 @@ import (
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/certfile/renew"
 	"github.com/certkeeper/certkeeper/issuer"
-	"github.com/certkeeper/certkeeper/issuer/acmeca"
 )
 
 // renewFlags are the flags of "cert renew": those of cert issue but -d,
@@ -128,7 +127,7 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 	closeIssuer := func() {}
 	defer func() { closeIssuer() }()
 	r.Issuers = func(ctx context.Context, email string) (*issuer.Chain, error) {
-		f.email = email
+		f.Email = email
 		iss, closer, err := f.issuer(env, st)
 		if err != nil {
 			return nil, err
@@ -136,13 +135,11 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 		closeIssuer = closer
 		return &issuer.Chain{Issuers: []issuer.Issuer{iss}}, nil
 	}
-	if !strings.EqualFold(f.ca, "local") && !f.dryRun {
+	if !f.local() && !f.dryRun {
 		// ARI needs only the directory; the listener starts with Issuers.
-		hc, err := caHTTPClient(f.caRoots)
-		if err != nil {
+		if r.ARI, err = f.acmeIssuer(env, f.ca(), st); err != nil {
 			return err
 		}
-		r.ARI = &acmeca.Issuer{DirectoryURL: caURL(f.ca), Storage: st, HTTPClient: hc, Logger: env.Logger}
 	}
 	results, err := r.Run(ctx)
 	if err != nil {
@@ -158,7 +155,7 @@ func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
 	if err != nil {
 		return nil, usagef("--grace: %v", err)
 	}
-	kt, err := issuer.ParseKeyType(f.keyType)
+	kt, err := issuer.ParseKeyType(f.KeyType)
 	if err != nil {
 		return nil, usagef("--key-type: %v", err)
 	}
@@ -167,7 +164,7 @@ func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
 		return nil, err
 	}
 	r := &renew.Renewer{
-		Email: f.email, KeyType: kt, NewKey: f.newKey, Grace: grace, Force: f.force, DryRun: f.dryRun, Want: want,
+		Email: f.Email, KeyType: kt, NewKey: f.newKey, Grace: grace, Force: f.force, DryRun: f.dryRun, Want: want,
 		Progress: func(name, step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s: %s\n", name, step) },
 	}
 	if f.preHook != "" {
