@@ -122,36 +122,9 @@ Progress goes to stderr; the result, one line, to stdout. Exit status: 0 issued,
 // issueCert runs "cert issue".
 func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	start := time.Now()
-	var csrDER []byte
-	if f.csrFile != "" {
-		der, csrNames, err := readCSR(f.csrFile)
-		if err != nil {
-			return err
-		}
-		csrDER = der
-		if len(f.names) == 0 {
-			f.names = csrNames
-			f.noApex = true // the CSR's names are what the CA will sign
-		}
-	}
-	if len(f.names) == 0 {
-		return usagef("no names: give at least one with -d, e.g. -d a.example")
-	}
-	names, err := normalizeNames(f.names)
+	names, csrDER, keyType, err := f.request()
 	if err != nil {
 		return err
-	}
-	if !f.noApex {
-		names = withApex(names)
-	}
-	keyType, err := issuer.ParseKeyType(f.KeyType)
-	if err != nil {
-		return usagef("--key-type: %v", err)
-	}
-	switch f.challenge {
-	case acmeca.HTTP01, acmeca.TLSALPN01, acmeca.DNS01, acmeca.DNSPersist01:
-	default:
-		return usagef("--challenge %q: use http-01, tls-alpn-01, dns-01 or dns-persist-01", f.challenge)
 	}
 	if f.storageDir == "" {
 		f.storageDir = defaultStorageDir()
@@ -203,6 +176,44 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	env.Logger.Info("certificate obtained", slog.Any("names", names), slog.String("issuer", cert.Issuer),
 		slog.Time("not_after", cert.Leaf.NotAfter))
 	return nil
+}
+
+// request checks the flags of cert issue and returns what to issue: the
+// names (from -d, else from --csr), the --csr request if any, and the key
+// type.
+func (f *issueFlags) request() ([]string, []byte, issuer.KeyType, error) {
+	var csrDER []byte
+	if f.csrFile != "" {
+		der, csrNames, err := readCSR(f.csrFile)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		csrDER = der
+		if len(f.names) == 0 {
+			f.names = csrNames
+			f.noApex = true // the CSR's names are what the CA will sign
+		}
+	}
+	if len(f.names) == 0 {
+		return nil, nil, "", usagef("no names: give at least one with -d, e.g. -d a.example")
+	}
+	names, err := normalizeNames(f.names)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if !f.noApex {
+		names = withApex(names)
+	}
+	keyType, err := issuer.ParseKeyType(f.KeyType)
+	if err != nil {
+		return nil, nil, "", usagef("--key-type: %v", err)
+	}
+	switch f.challenge {
+	case acmeca.HTTP01, acmeca.TLSALPN01, acmeca.DNS01, acmeca.DNSPersist01:
+	default:
+		return nil, nil, "", usagef("--challenge %q: use http-01, tls-alpn-01, dns-01 or dns-persist-01", f.challenge)
+	}
+	return names, csrDER, keyType, nil
 }
 
 // previousLeaf returns the stored certificate for exactly these names, if
