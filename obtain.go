@@ -165,7 +165,7 @@ func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, key str
 // issue, re-checks storage after taking it: another process may have
 // issued while this one waited.
 //
-// It is the one issuance path for first issue and renewal.
+// First issue and renewal both come here, and it issues through Issue.
 func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certificate, onDemand bool, variant string) (*managed, error) {
 	unlock, err := m.store.Lock(ctx, storage.IssueLock(names[0]))
 	if err != nil {
@@ -183,66 +183,15 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 			return nil, err
 		}
 	}
-	kt := m.keyTypeFor(names[0], variant)
-	key, err := kt.Generate()
-	if err != nil {
-		return nil, fmt.Errorf("generating %s key: %w", kt, err)
-	}
-	csr, err := issuer.NewCSR(key, names)
-	if err != nil {
-		return nil, err
-	}
 	start := time.Now()
-	var cert *issuer.Certificate
-	var errs []error
-	for _, iss := range m.issuersFor(names[0]) {
-		if prev == nil {
-			// Renewals are exempt from new-order limits at Let's Encrypt
-			// (with ARI) and must not lapse for a local budget.
-			if err := m.takeOrder(ctx, iss); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", iss.ID(), err))
-				continue
-			}
-		}
-		t0 := time.Now()
-		cert, err = iss.Issue(ctx, issuer.Request{Names: names, CSR: csr, Replaces: prev})
-		if err == nil {
-			break
-		}
-		m.emit(Event{Kind: IssuerFailed, Names: names, Issuer: iss.ID(), Err: err, Duration: time.Since(t0), Renewal: prev != nil})
-		m.noteIssueError(ctx, iss, err)
-		errs = append(errs, err)
-		m.logger().Warn("issuer failed; trying the next", slog.Any("names", names), slog.String("issuer", iss.ID()), slog.Any("err", err))
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	if cert == nil {
-		return nil, errors.Join(errs...)
-	}
-	keyPEM, err := storage.MarshalPrivateKeyPEM(key)
+	got, err := Issue(ctx, m.store, IssueRequest{
+		Names: names, Issuers: m.chainFor(names, prev != nil), KeyType: m.keyTypeFor(names[0], variant),
+		Replaces: prev, Email: m.Email, Variant: variant, OnDemand: onDemand,
+	})
 	if err != nil {
 		return nil, err
 	}
-	rec := &storage.Certificate{
-		Names: names, Issuer: cert.Issuer, ChainPEM: cert.ChainPEM, KeyPEM: keyPEM,
-		NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, KeyType: string(kt),
-		Profile: cert.Profile, URL: cert.URL, Account: cert.Account, Email: m.Email,
-		Variant: variant, OnDemand: onDemand, Obtained: time.Now().UTC(),
-	}
-	data, err := storage.MarshalCertificate(rec)
-	if err != nil {
-		return nil, err
-	}
-	skey, err := storage.CertificateKeyVariant(cert.Issuer, names[0], variant)
-	if err != nil {
-		return nil, err
-	}
-	// Stored before it is served: a crash now loses nothing, and the old
-	// certificate keeps serving until the new one is complete.
-	if err := m.store.Store(ctx, skey, data); err != nil {
-		return nil, fmt.Errorf("storing certificate for %s: %w", names[0], err)
-	}
+	rec, skey, cert := got.Record, got.Key, got.Certificate
 	m.notifyChanged(ctx, skey)
 	e, err := m.publish(ctx, rec, skey, true)
 	if err != nil {
@@ -258,4 +207,24 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 		slog.Time("not_after", cert.Leaf.NotAfter), slog.Duration("took", time.Since(start)))
 	m.emit(Event{Kind: kind, Names: names, Issuer: cert.Issuer, NotAfter: cert.Leaf.NotAfter, Duration: time.Since(start)})
 	return e, nil
+}
+
+// chainFor is the issuer chain for names with the Manager's hooks: a new
+// order spends the CA's order budget (renewals are exempt: they are
+// exempt from new-order limits at Let's Encrypt, with ARI, and must not
+// lapse for a local budget), and a failure is reported and pauses a
+// rate-limited CA.
+func (m *Manager) chainFor(names []string, renewal bool) *issuer.Chain {
+	c := &issuer.Chain{
+		Issuers: m.issuersFor(names[0]),
+		Failed: func(ctx context.Context, iss issuer.Issuer, err error, took time.Duration) {
+			m.emit(Event{Kind: IssuerFailed, Names: names, Issuer: iss.ID(), Err: err, Duration: took, Renewal: renewal})
+			m.noteIssueError(ctx, iss, err)
+			m.logger().Warn("issuer failed; trying the next", slog.Any("names", names), slog.String("issuer", iss.ID()), slog.Any("err", err))
+		},
+	}
+	if !renewal {
+		c.Before = func(ctx context.Context, iss issuer.Issuer, _ issuer.Request) error { return m.takeOrder(ctx, iss) }
+	}
+	return c
 }

@@ -14,9 +14,9 @@
 // be replaced in one atomic step; Dir.Write documents the order it uses and
 // what a reader or a crash can see.
 //
-// What it does not do: it does not obtain or renew certificates, reload the
-// servers that read the files, keep ".old" backups, change the owner or
-// group of what it writes (files belong to the writing user), or serialise
+// What it does not do: it does not obtain or renew certificates (package
+// certfile/renew does, on top of it), reload the servers that read the
+// files, keep ".old" backups, change the owner or group of what it writes (files belong to the writing user), or serialise
 // concurrent writers of one name: callers that may race hold a lock (the
 // renewal path holds storage.IssueLock).
 package certfile

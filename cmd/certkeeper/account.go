@@ -16,18 +16,15 @@ import (
 
 // accountFlags are the flags every account command takes: which account.
 type accountFlags struct {
-	ca, caRoots, eabKID, eabHMAC string
-	emails                       stringsFlag
-	storage                      storageFlags
+	caFlags
+	emails  stringsFlag
+	storage storageFlags
 }
 
 func (a *accountFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.ca, "ca", "letsencrypt", "the CA: an ACME directory `URL`, letsencrypt or staging")
+	a.caFlags.register(fs, caEAB)
 	fs.Var(&a.emails, "email", "the account's contact `EMAIL`; the first one names the account in --storage\n(repeatable for register and update)")
 	a.storage.register(fs)
-	fs.StringVar(&a.caRoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
-	fs.StringVar(&a.eabKID, "eab-kid", "", "external account binding key `ID`, for CAs that require one")
-	fs.StringVar(&a.eabHMAC, "eab-hmac", "", "external account binding `HMAC` key (base64url)")
 }
 
 func (a *accountFlags) issuer(env *Env, agree func(string) bool) (*acmeca.Issuer, error) {
@@ -35,20 +32,13 @@ func (a *accountFlags) issuer(env *Env, agree func(string) bool) (*acmeca.Issuer
 	if err != nil {
 		return nil, err
 	}
-	hc, err := caHTTPClient(a.caRoots)
+	iss, err := a.acmeIssuer(env, a.ca(), st)
 	if err != nil {
 		return nil, err
 	}
-	iss := &acmeca.Issuer{DirectoryURL: caURL(a.ca), Storage: st, HTTPClient: hc,
-		UserAgent: "cli", Logger: env.Logger, AgreeTerms: agree}
+	iss.AgreeTerms = agree
 	if len(a.emails) > 0 {
 		iss.Email = a.emails[0]
-	}
-	if (a.eabKID == "") != (a.eabHMAC == "") {
-		return nil, usagef("--eab-kid and --eab-hmac go together")
-	}
-	if a.eabKID != "" {
-		iss.EAB = &acme.EAB{KeyID: a.eabKID, MACKey: a.eabHMAC}
 	}
 	return iss, nil
 }
@@ -239,7 +229,7 @@ cannot be undone. It asks for confirmation unless --yes.
 				return err
 			}
 			if !yes {
-				fmt.Fprintf(env.Stderr, "Deactivate the account for %q at %s for good? Type yes: ", strings.Join(a.emails, ","), redact.URL(caURL(a.ca)))
+				fmt.Fprintf(env.Stderr, "Deactivate the account for %q at %s for good? Type yes: ", strings.Join(a.emails, ","), redact.URL(caURL(a.ca())))
 				line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
 				if strings.TrimSpace(line) != "yes" {
 					return fmt.Errorf("not deactivated")

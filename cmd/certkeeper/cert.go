@@ -15,17 +15,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
-	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/solver/http01"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 	"github.com/certkeeper/certkeeper/storage"
-	"github.com/mholt/acmez/v3/acme"
 )
 
 func certCmd() *Command {
@@ -40,8 +39,7 @@ files for servers that read certificates from disk.`,
 
 // issueFlags are the flags of "cert issue".
 type issueFlags struct {
-	ca              string
-	email           string
+	caFlags
 	storageDir      string
 	storageKeyFile  string
 	storagePassFile string
@@ -49,11 +47,6 @@ type issueFlags struct {
 	challenge       string
 	httpAddr        string
 	tlsAddr         string
-	keyType         string
-	profile         string
-	eabKID          string
-	eabHMAC         string
-	caRoots         string
 	outDir          string
 	preferredChain  string
 	noWait          bool
@@ -73,19 +66,13 @@ func (f *issueFlags) register(fs *flag.FlagSet) {
 // registerCA registers every flag of cert issue but -d: what cert renew
 // needs too.
 func (f *issueFlags) registerCA(fs *flag.FlagSet) {
-	fs.StringVar(&f.ca, "ca", "letsencrypt", "the CA: an ACME directory `URL`, letsencrypt, staging (Let's Encrypt's staging CA),\nor local (certkeeper's own CA, no network needed)")
-	fs.StringVar(&f.email, "email", "", "contact `EMAIL` for the ACME account (optional)")
+	f.caFlags.register(fs, caLocal|caEmail|caEAB|caOrder)
 	fs.StringVar(&f.storageDir, "storage", "", storageUsage)
 	fs.StringVar(&f.storageKeyFile, "storage-key-file", "", storageKeyUsage)
 	fs.StringVar(&f.storagePassFile, "storage-password-file", "", storagePasswordUsage)
 	fs.StringVar(&f.challenge, "challenge", acmeca.HTTP01, "challenge `TYPE` that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; the only one for wildcards) or dns-persist-01 (a record\nset once with dns-persist-record)")
 	fs.StringVar(&f.httpAddr, "http-addr", ":80", "`ADDR` to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward")
 	fs.StringVar(&f.tlsAddr, "tls-addr", ":443", "`ADDR` to answer tls-alpn-01 on; the CA connects to port 443")
-	fs.StringVar(&f.keyType, "key-type", string(issuer.ECDSAP256), "certificate key `TYPE`: ecdsa-p256, ecdsa-p384, rsa2048, rsa3072 or rsa4096")
-	fs.StringVar(&f.profile, "profile", "", "ACME `PROFILE` to order, e.g. tlsserver or shortlived at Let's Encrypt (default: the CA's)")
-	fs.StringVar(&f.eabKID, "eab-kid", "", "external account binding key `ID`, for CAs that require one")
-	fs.StringVar(&f.eabHMAC, "eab-hmac", "", "external account binding `HMAC` key (base64url), with --eab-kid")
-	fs.StringVar(&f.caRoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint (SSL_CERT_FILE also works)")
 	fs.StringVar(&f.outDir, "out-dir", "", "write `DIR`/private/NAME.key and DIR/certs/NAME.pem (leaf + chain) here\n(default: /etc/ssl for root, else ~/.acme)")
 	fs.StringVar(&f.preferredChain, "preferred-chain", "", "among the chains the CA offers, prefer the one whose top certificate is issued by\nthis common `NAME` (e.g. \"ISRG Root X1\")")
 	fs.BoolVar(&f.noWait, "no-wait", false, "if the CA answers rateLimited, fail at once naming the time to retry instead of waiting")
@@ -135,39 +122,9 @@ Progress goes to stderr; the result, one line, to stdout. Exit status: 0 issued,
 // issueCert runs "cert issue".
 func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	start := time.Now()
-	var csrDER []byte
-	if f.csrFile != "" {
-		der, csrNames, err := readCSR(f.csrFile)
-		if err != nil {
-			return err
-		}
-		csrDER = der
-		if len(f.names) == 0 {
-			f.names = csrNames
-			f.noApex = true // the CSR's names are what the CA will sign
-		}
-	}
-	if len(f.names) == 0 {
-		return usagef("no names: give at least one with -d, e.g. -d a.example")
-	}
-	names, err := normalizeNames(f.names)
+	names, csrDER, keyType, err := f.request()
 	if err != nil {
 		return err
-	}
-	if !f.noApex {
-		names = withApex(names)
-	}
-	keyType, err := issuer.ParseKeyType(f.keyType)
-	if err != nil {
-		return usagef("--key-type: %v", err)
-	}
-	if (f.eabKID == "") != (f.eabHMAC == "") {
-		return usagef("--eab-kid and --eab-hmac go together")
-	}
-	switch f.challenge {
-	case acmeca.HTTP01, acmeca.TLSALPN01, acmeca.DNS01, acmeca.DNSPersist01:
-	default:
-		return usagef("--challenge %q: use http-01, tls-alpn-01, dns-01 or dns-persist-01", f.challenge)
 	}
 	if f.storageDir == "" {
 		f.storageDir = defaultStorageDir()
@@ -191,56 +148,24 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step)
 	}
 
-	var iss issuer.Issuer
-	if strings.EqualFold(f.ca, "local") {
-		iss = &localca.CA{Storage: st}
-	} else {
-		ai, closeSolvers, err := newACMEIssuer(env, f, st)
-		if err != nil {
-			return err
-		}
-		defer closeSolvers()
-		iss = ai
-	}
-
-	if csrDER != nil {
-		return issueForCSR(ctx, env, f, iss, names, csrDER, start)
-	}
-	key, err := keyType.Generate()
-	if err != nil {
-		return fmt.Errorf("generating %s key: %w", keyType, err)
-	}
-	csr, err := issuer.NewCSR(key, names)
+	iss, closeSolvers, err := f.issuer(env, st)
 	if err != nil {
 		return err
 	}
-	var replaces = previousLeaf(ctx, st, iss.ID(), names)
-	cert, err := iss.Issue(ctx, issuer.Request{Names: names, CSR: csr, Replaces: replaces, Progress: progress})
+	defer closeSolvers()
+
+	chain := &issuer.Chain{Issuers: []issuer.Issuer{iss}}
+	if csrDER != nil {
+		return issueForCSR(ctx, env, f, chain, names, csrDER, start)
+	}
+	got, err := certkeeper.Issue(ctx, st, certkeeper.IssueRequest{
+		Names: names, Issuers: chain, KeyType: keyType, Email: f.Email, Progress: progress,
+		Replaces: previousLeaf(ctx, st, iss.ID(), names),
+	})
 	if err != nil {
 		return explainIssueError(err, f)
 	}
-
-	keyPEM, err := storage.MarshalPrivateKeyPEM(key)
-	if err != nil {
-		return err
-	}
-	rec := &storage.Certificate{
-		Names: names, Issuer: cert.Issuer, ChainPEM: cert.ChainPEM, KeyPEM: keyPEM,
-		NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, KeyType: string(keyType),
-		Profile: cert.Profile, URL: cert.URL, Account: cert.Account, Email: f.email,
-		Obtained: time.Now().UTC(),
-	}
-	data, err := storage.MarshalCertificate(rec)
-	if err != nil {
-		return err
-	}
-	skey, err := storage.CertificateKey(cert.Issuer, names[0])
-	if err != nil {
-		return err
-	}
-	if err := st.Store(ctx, skey, data); err != nil {
-		return fmt.Errorf("storing the certificate in %s: %w", storageWhere(f.storageDir), err)
-	}
+	cert, keyPEM := got.Certificate, got.Record.KeyPEM
 	paths, err := certfile.Dir(f.outDir).Write(names[0], keyPEM, cert.ChainPEM)
 	if err != nil {
 		return fmt.Errorf("writing the certificate files (the certificate is safe in %s): %w", storageWhere(f.storageDir), err)
@@ -251,6 +176,44 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	env.Logger.Info("certificate obtained", slog.Any("names", names), slog.String("issuer", cert.Issuer),
 		slog.Time("not_after", cert.Leaf.NotAfter))
 	return nil
+}
+
+// request checks the flags of cert issue and returns what to issue: the
+// names (from -d, else from --csr), the --csr request if any, and the key
+// type.
+func (f *issueFlags) request() ([]string, []byte, issuer.KeyType, error) {
+	var csrDER []byte
+	if f.csrFile != "" {
+		der, csrNames, err := readCSR(f.csrFile)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		csrDER = der
+		if len(f.names) == 0 {
+			f.names = csrNames
+			f.noApex = true // the CSR's names are what the CA will sign
+		}
+	}
+	if len(f.names) == 0 {
+		return nil, nil, "", usagef("no names: give at least one with -d, e.g. -d a.example")
+	}
+	names, err := normalizeNames(f.names)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if !f.noApex {
+		names = withApex(names)
+	}
+	keyType, err := issuer.ParseKeyType(f.KeyType)
+	if err != nil {
+		return nil, nil, "", usagef("--key-type: %v", err)
+	}
+	switch f.challenge {
+	case acmeca.HTTP01, acmeca.TLSALPN01, acmeca.DNS01, acmeca.DNSPersist01:
+	default:
+		return nil, nil, "", usagef("--challenge %q: use http-01, tls-alpn-01, dns-01 or dns-persist-01", f.challenge)
+	}
+	return names, csrDER, keyType, nil
 }
 
 // previousLeaf returns the stored certificate for exactly these names, if
@@ -275,32 +238,29 @@ func previousLeaf(ctx context.Context, st storage.Storage, issuerID string, name
 	return leaf
 }
 
+// issuer is the issuer the flags choose, with a func that stops its
+// challenge listener.
+func (f *issueFlags) issuer(env *Env, st storage.Storage) (issuer.Issuer, func(), error) {
+	if f.local() {
+		iss, err := f.issuerFor(env, f.ca(), st)
+		return iss, func() {}, err
+	}
+	return newACMEIssuer(env, f, st)
+}
+
 // newACMEIssuer sets up the ACME issuer and starts the challenge listener,
 // so a busy port fails before anything is ordered.
 func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer, func(), error) {
-	hc, err := caHTTPClient(f.caRoots)
+	iss, err := f.acmeIssuer(env, f.ca(), st)
 	if err != nil {
 		return nil, nil, err
 	}
-	iss := &acmeca.Issuer{
-		DirectoryURL:   caURL(f.ca),
-		Email:          f.email,
-		Storage:        st,
-		Profile:        f.profile,
-		PreferredChain: f.preferredChain,
-		NoWait:         f.noWait,
-		HTTPClient:     hc,
-		UserAgent:      "cli",
-		Logger:         env.Logger,
-		AgreeTerms: func(tos string) bool {
-			if tos != "" {
-				fmt.Fprintf(env.Stderr, "certkeeper: registering an ACME account; by doing so you agree to the CA's terms: %s\n", tos)
-			}
-			return true
-		},
-	}
-	if f.eabKID != "" {
-		iss.EAB = &acme.EAB{KeyID: f.eabKID, MACKey: f.eabHMAC}
+	iss.PreferredChain, iss.NoWait = f.preferredChain, f.noWait
+	iss.AgreeTerms = func(tos string) bool {
+		if tos != "" {
+			fmt.Fprintf(env.Stderr, "certkeeper: registering an ACME account; by doing so you agree to the CA's terms: %s\n", tos)
+		}
+		return true
 	}
 	var closer func() error
 	switch f.challenge {
@@ -434,12 +394,13 @@ func readCSR(file string) ([]byte, []string, error) {
 
 // issueForCSR issues for the user's CSR and writes only the certificate
 // file: there is no key to write or to keep in storage.
-func issueForCSR(ctx context.Context, env *Env, f *issueFlags, iss issuer.Issuer, names []string, csr []byte, start time.Time) error {
-	cert, err := iss.Issue(ctx, issuer.Request{Names: names, CSR: csr,
+func issueForCSR(ctx context.Context, env *Env, f *issueFlags, chain *issuer.Chain, names []string, csr []byte, start time.Time) error {
+	got, err := certkeeper.Issue(ctx, nil, certkeeper.IssueRequest{Names: names, Issuers: chain, CSR: csr, Email: f.Email,
 		Progress: func(step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step) }})
 	if err != nil {
 		return explainIssueError(err, f)
 	}
+	cert := got.Certificate
 	path, err := certfile.Dir(f.outDir).WriteCert(names[0], cert.ChainPEM)
 	if err != nil {
 		return err

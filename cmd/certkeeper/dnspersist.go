@@ -7,11 +7,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage/filestore"
-	"github.com/mholt/acmez/v3/acme"
 )
 
 func dnsPersistRecordCmd() *Command {
@@ -40,12 +38,8 @@ follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
 			fs.BoolVar(&wildcard, "policy-wildcard", false, "also authorize *.NAME and every subdomain (policy=wildcard)")
 			fs.StringVar(&until, "until", "", "end of the authorization (persistUntil): a `DATE` (2027-01-31), an RFC 3339 time,\nor a duration from now (8760h); default: no end")
 			fs.StringVar(&issuerDN, "issuer-domain", "", "the CA's issuer domain `NAME` to put in the record (default: the first the CA lists)")
-			fs.StringVar(&f.ca, "ca", "letsencrypt", "the CA: an ACME directory `URL`, letsencrypt or staging")
-			fs.StringVar(&f.email, "email", "", "contact `EMAIL` for the ACME account (optional)")
+			f.caFlags.register(fs, caEmail|caEAB)
 			fs.StringVar(&f.storageDir, "storage", "", "`DIR` of certkeeper's state, where the account is (default: as for cert issue)")
-			fs.StringVar(&f.eabKID, "eab-kid", "", "external account binding key `ID`, for CAs that require one")
-			fs.StringVar(&f.eabHMAC, "eab-hmac", "", "external account binding `HMAC` key (base64url), with --eab-kid")
-			fs.StringVar(&f.caRoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
 			fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up after this long")
 			f.dns.register(fs)
 		},
@@ -74,9 +68,6 @@ func dnsPersistRecord(ctx context.Context, env *Env, f *issueFlags, wildcard boo
 		}
 		names = append(names, n)
 	}
-	if (f.eabKID == "") != (f.eabHMAC == "") {
-		return usagef("--eab-kid and --eab-hmac go together")
-	}
 	provider, err := f.dns.provider()
 	if err != nil {
 		return err
@@ -84,19 +75,12 @@ func dnsPersistRecord(ctx context.Context, env *Env, f *issueFlags, wildcard boo
 	if f.storageDir == "" {
 		f.storageDir = defaultStorageDir()
 	}
-	hc, err := caHTTPClient(f.caRoots)
+	iss, err := f.acmeIssuer(env, f.ca(), filestore.New(f.storageDir))
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	iss := &acmeca.Issuer{
-		DirectoryURL: caURL(f.ca), Email: f.email, Storage: filestore.New(f.storageDir),
-		HTTPClient: hc, UserAgent: "cli", Logger: env.Logger,
-	}
-	if f.eabKID != "" {
-		iss.EAB = &acme.EAB{KeyID: f.eabKID, MACKey: f.eabHMAC}
-	}
 	idns, err := iss.IssuerDomainNames(ctx)
 	if err != nil {
 		return err

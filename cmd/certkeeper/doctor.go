@@ -11,7 +11,8 @@ import (
 )
 
 func doctorCmd() *Command {
-	var name, ca, caRoots, email, resolver string
+	var name, resolver string
+	var cf caFlags
 	var sf storageFlags
 	var addrs stringsFlag
 	var asJSON bool
@@ -32,10 +33,8 @@ Exit status 1 when a check fails.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&name, "d", "", "the `NAME` to check")
 			fs.Var(&addrs, "addr", "`ADDR` certkeeper answers challenges on (e.g. :443, :80), checked by connecting back;\nrepeatable (default: none)")
-			fs.StringVar(&ca, "ca", "letsencrypt", "the CA: an ACME directory `URL`, letsencrypt or staging")
-			fs.StringVar(&caRoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
+			cf.register(fs, caEmail)
 			sf.register(fs)
-			fs.StringVar(&email, "email", "", "the account's `EMAIL`, as given to cert issue or proxy")
 			fs.StringVar(&resolver, "resolver", "", "DNS server `HOST:PORT` to ask (default: the system's)")
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {check, status, detail, fix}")
 		},
@@ -50,17 +49,17 @@ Exit status 1 when a check fails.`,
 			if err != nil {
 				return usagef("-d %s: %v", name, err)
 			}
-			hc, err := caHTTPClient(caRoots)
-			if err != nil {
-				return err
-			}
 			st, closeStorage, err := sf.open(ctx, env)
 			if err != nil {
 				return err
 			}
 			defer closeStorage()
-			results := doctor.Run(ctx, doctor.Config{Name: norm, Resolver: resolver, Addrs: addrs, DirectoryURL: caURL(ca),
-				HTTPClient: hc, Storage: st, Email: email})
+			iss, err := cf.acmeIssuer(env, cf.ca(), st)
+			if err != nil {
+				return err
+			}
+			results := doctor.Run(ctx, doctor.Config{Name: norm, Resolver: resolver, Addrs: addrs, DirectoryURL: iss.DirectoryURL,
+				HTTPClient: iss.HTTPClient, Storage: st, Email: iss.Email})
 			if asJSON {
 				enc := json.NewEncoder(env.Stdout)
 				enc.SetIndent("", "  ")

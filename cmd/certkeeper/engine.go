@@ -13,12 +13,10 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
-	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage"
-	"github.com/mholt/acmez/v3/acme"
 )
 
 // engineConfig is the configuration every long-running front-end (proxy,
@@ -26,20 +24,16 @@ import (
 // has a key of the same name (with "_" for "-") in the --config YAML file;
 // docs/config.md documents each.
 type engineConfig struct {
-	Allow       []string `yaml:"allow"`
-	Ask         string   `yaml:"ask"`
-	CA          []string `yaml:"ca"`
-	Email       string   `yaml:"email"`
+	Allow []string `yaml:"allow"`
+	Ask   string   `yaml:"ask"`
+	// caFlags are ca, email, key_type, profile, eab_kid, eab_hmac and
+	// ca_roots (caflags.go).
+	caFlags     `yaml:",inline"`
 	Challenge   []string `yaml:"challenge"`
 	Storage     string   `yaml:"storage"`
 	StorageKey  string   `yaml:"storage_key_file"`
 	StoragePass string   `yaml:"storage_password_file"`
 	OrderLimit  string   `yaml:"order_limit"`
-	KeyType     string   `yaml:"key_type"`
-	Profile     string   `yaml:"profile"`
-	EABKID      string   `yaml:"eab_kid"`
-	EABHMAC     string   `yaml:"eab_hmac"`
-	CARoots     string   `yaml:"ca_roots"`
 	RSAFallback bool     `yaml:"rsa_fallback"`
 	RequireOwn  bool     `yaml:"require_own_ip"`
 	// OwnIPPrivate lets loopback, link-local and private addresses count
@@ -80,18 +74,12 @@ type nameConfig struct {
 func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
 	fs.Var((*stringsFlag)(&c.Allow), "allow", "a name `PATTERN` that may get a certificate: a.example, *.a.example (any subdomain),\nor re:REGEXP; repeatable")
 	fs.StringVar(&c.Ask, "ask", "", "ask this `URL` (GET URL?domain=NAME, 200 = yes) before obtaining a certificate")
-	fs.Var((*stringsFlag)(&c.CA), "ca", "the CA: an ACME directory `URL`, letsencrypt, staging or local; repeat for a fallback\nchain, tried in order (default letsencrypt)")
-	fs.StringVar(&c.Email, "email", "", "contact `EMAIL` for the ACME account")
+	c.caFlags.register(fs, caChain|caEmail|caEAB|caOrder)
 	fs.Var((*stringsFlag)(&c.Challenge), "challenge", challengeHelp)
 	fs.StringVar(&c.Storage, "storage", "", storageUsage)
 	fs.StringVar(&c.StorageKey, "storage-key-file", "", storageKeyUsage)
 	fs.StringVar(&c.StoragePass, "storage-password-file", "", storagePasswordUsage)
 	fs.StringVar(&c.OrderLimit, "order-limit", "", "`N/DURATION`: at most N new orders per DURATION per CA account, counted in --storage\nfor every node sharing it (e.g. 10/1m; default: only the CA's own limits)")
-	fs.StringVar(&c.KeyType, "key-type", "", "certificate key `TYPE` (default ecdsa-p256)")
-	fs.StringVar(&c.Profile, "profile", "", "ACME `PROFILE` to order (default: the CA's)")
-	fs.StringVar(&c.EABKID, "eab-kid", "", "external account binding key `ID`")
-	fs.StringVar(&c.EABHMAC, "eab-hmac", "", "external account binding `HMAC` key (base64url)")
-	fs.StringVar(&c.CARoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
 	fs.BoolVar(&c.RSAFallback, "rsa-fallback", false, "also obtain RSA certificates, for clients that cannot use ECDSA")
 	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own public addresses")
 	fs.BoolVar(&c.OwnIPPrivate, "own-ip-private", false, "with --require-own-ip, count loopback, link-local and private addresses as this host's\nown too (for an internal CA; a public CA cannot reach them, so by default they are refused)")
@@ -289,9 +277,6 @@ func (c *engineConfig) issuers(st storage.Storage, env *Env, fe frontEnd) ([]iss
 	if len(cas) == 0 {
 		cas = []string{"letsencrypt"}
 	}
-	if (c.EABKID == "") != (c.EABHMAC == "") {
-		return nil, usagef("--eab-kid and --eab-hmac go together")
-	}
 	order := c.Challenge
 	if len(order) == 0 {
 		if fe.alpn {
@@ -311,26 +296,17 @@ func (c *engineConfig) issuers(st storage.Storage, env *Env, fe frontEnd) ([]iss
 	if dnsSolvers != nil {
 		order = append([]string{acmeca.DNSPersist01}, order...)
 	}
-	hc, err := caHTTPClient(c.CARoots)
-	if err != nil {
-		return nil, err
-	}
 	var out []issuer.Issuer
 	for _, ca := range cas {
 		if err := checkCA(ca); err != nil {
 			return nil, usagef("--ca: %v", err)
 		}
-		if strings.EqualFold(ca, "local") {
-			out = append(out, &localca.CA{Storage: st, Logger: env.Logger})
-			continue
+		iss, err := c.issuerFor(env, ca, st)
+		if err != nil {
+			return nil, err
 		}
-		iss := &acmeca.Issuer{
-			DirectoryURL: caURL(ca), Email: c.Email, Storage: st, Profile: c.Profile,
-			HTTPClient: hc, ChallengeOrder: order, UserAgent: fe.userAgent, Logger: env.Logger,
-			Solvers: maps.Clone(dnsSolvers),
-		}
-		if c.EABKID != "" {
-			iss.EAB = &acme.EAB{KeyID: c.EABKID, MACKey: c.EABHMAC}
+		if a, ok := iss.(*acmeca.Issuer); ok {
+			a.ChallengeOrder, a.UserAgent, a.Solvers = order, fe.userAgent, maps.Clone(dnsSolvers)
 		}
 		out = append(out, iss)
 	}

@@ -1,18 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"crypto"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -20,11 +13,8 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
-	"github.com/certkeeper/certkeeper/internal/renewal"
+	"github.com/certkeeper/certkeeper/certfile/renew"
 	"github.com/certkeeper/certkeeper/issuer"
-	"github.com/certkeeper/certkeeper/issuer/acmeca"
-	"github.com/certkeeper/certkeeper/issuer/localca"
-	"github.com/certkeeper/certkeeper/storage"
 )
 
 // renewFlags are the flags of "cert renew": those of cert issue but -d,
@@ -106,20 +96,12 @@ func parseGrace(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// renewJob is one certificate the run considers.
-type renewJob struct {
-	base   string
-	names  []string
-	pair   *certfile.Pair // nil for a want-list entry with no files yet
-	action string         // "renewed", "issued", "not due", "would renew", "failed", "unparsable"
-	detail string
-	due    bool
-}
-
+// renewFiles runs "cert renew": the flags become a renew.Renewer, whose
+// results become the summary and the exit status.
 func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
-	grace, err := parseGrace(f.grace)
+	r, err := f.renewer(env)
 	if err != nil {
-		return usagef("--grace: %v", err)
+		return err
 	}
 	if f.storageDir == "" {
 		f.storageDir = defaultStorageDir()
@@ -131,7 +113,7 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 		}
 		f.outDir = string(d)
 	}
-	dir := certfile.Dir(f.outDir)
+	r.Dir = certfile.Dir(f.outDir)
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	// A short lease: a run killed by cron's timeout (or SIGKILL) holds up
@@ -141,296 +123,108 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 		return err
 	}
 	defer closeStorage()
-	abs, _ := filepath.Abs(f.outDir)
-	sum := sha256.Sum256([]byte(abs))
-	unlock, err := st.Lock(ctx, "certfile/"+hex.EncodeToString(sum[:8]))
-	if err != nil {
-		return fmt.Errorf("locking %s against another renew run: %w", f.outDir, err)
-	}
-	defer unlock()
-
-	pairs, err := dir.Pairs()
-	if err != nil {
-		return err
-	}
-	var jobs []*renewJob
-	have := map[string]bool{}
-	for i := range pairs {
-		p := &pairs[i]
-		have[p.Base] = true
-		j := &renewJob{base: p.Base, pair: p}
-		if errors.Is(p.Err, certfile.ErrKeyMismatch) && !f.dryRun {
-			if rec, err := repairPair(ctx, st, dir, p); err == nil {
-				key, kerr := rec.PrivateKey()
-				tc, cerr := rec.TLSCertificate()
-				if kerr == nil && cerr == nil {
-					p.Key, p.Chain, p.Err = key, []*x509.Certificate{tc.Leaf}, nil
-					fmt.Fprintf(env.Stderr, "certkeeper: %s: key and certificate did not match; restored both from storage\n", p.Base)
-				}
-			} else {
-				p.Err = fmt.Errorf("%w; repair: %v", p.Err, err)
-			}
-		}
-		if p.Err != nil {
-			j.action, j.detail = "unparsable", p.Err.Error()
-		} else {
-			j.names = certfile.Names(p.Chain[0], p.Base)
-		}
-		jobs = append(jobs, j)
-	}
-	wanted, err := readWant(f.want)
-	if err != nil {
-		return err
-	}
-	for _, names := range wanted {
-		base, err := storage.NameSegment(names[0])
-		if err != nil {
-			return usagef("--want: %v", err)
-		}
-		if !have[base] {
-			have[base] = true
-			jobs = append(jobs, &renewJob{base: base, names: names, due: true})
-		}
-	}
-
-	// Issuer and its challenge listener are set up only if something is due.
-	var iss issuer.Issuer
-	var ari *acmeca.Issuer
+	r.Storage = st
 	closeIssuer := func() {}
 	defer func() { closeIssuer() }()
-	setup := func() error {
-		if iss != nil {
-			return nil
-		}
-		if strings.EqualFold(f.ca, "local") {
-			iss = &localca.CA{Storage: st, Logger: env.Logger}
-			return nil
-		}
-		a, closer, err := newACMEIssuer(env, &f.issueFlags, st)
+	r.Issuers = func(ctx context.Context, email string) (*issuer.Chain, error) {
+		f.Email = email
+		iss, closer, err := f.issuer(env, st)
 		if err != nil {
+			return nil, err
+		}
+		closeIssuer = closer
+		return &issuer.Chain{Issuers: []issuer.Issuer{iss}}, nil
+	}
+	if !f.local() && !f.dryRun {
+		// ARI needs only the directory; the listener starts with Issuers.
+		if r.ARI, err = f.acmeIssuer(env, f.ca(), st); err != nil {
 			return err
 		}
-		iss, ari, closeIssuer = a, a, closer
-		return nil
 	}
-	if !strings.EqualFold(f.ca, "local") && !f.dryRun {
-		// ARI needs only the directory; the listener starts with setup.
-		hc, err := caHTTPClient(f.caRoots)
-		if err != nil {
-			return err
-		}
-		ari = &acmeca.Issuer{DirectoryURL: caURL(f.ca), Storage: st, HTTPClient: hc, Logger: env.Logger}
+	results, err := r.Run(ctx)
+	if err != nil {
+		return err
 	}
+	return f.report(ctx, env, results)
+}
 
-	now := time.Now()
-	for _, j := range jobs {
-		if j.pair == nil || j.action != "" {
-			continue
-		}
-		leaf := j.pair.Chain[0]
-		j.due, j.detail = isDue(ctx, leaf, now, grace, f.force, ari)
-		if !j.due {
-			j.action = "not due"
-		}
+// renewer is the Renewer the flags describe, without its directory,
+// storage and issuers.
+func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
+	grace, err := parseGrace(f.grace)
+	if err != nil {
+		return nil, usagef("--grace: %v", err)
 	}
-
-	renewed := 0
-	preDone := false
-	for _, j := range jobs {
-		if !j.due || j.action != "" {
-			continue
-		}
-		if f.dryRun {
-			j.action = "would renew"
-			continue
-		}
-		if f.email == "" {
-			// Renewal needs no configuration: the contact recorded when the
-			// certificate was issued names the account.
-			f.email = recordedEmail(ctx, st, j.names)
-		}
-		if err := setup(); err != nil {
-			return err
-		}
-		if !preDone && f.preHook != "" {
+	kt, err := issuer.ParseKeyType(f.KeyType)
+	if err != nil {
+		return nil, usagef("--key-type: %v", err)
+	}
+	want, err := readWant(f.want)
+	if err != nil {
+		return nil, err
+	}
+	r := &renew.Renewer{
+		Email: f.Email, KeyType: kt, NewKey: f.newKey, Grace: grace, Force: f.force, DryRun: f.dryRun, Want: want,
+		Progress: func(name, step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s: %s\n", name, step) },
+	}
+	if f.preHook != "" {
+		r.BeforeFirst = func(ctx context.Context) error {
 			if err := runHook(ctx, f.preHook, nil); err != nil {
 				return fmt.Errorf("--pre-hook failed, nothing renewed: %w", err)
 			}
+			return nil
 		}
-		preDone = true
-		paths, notAfter, err := renewOne(ctx, env, f, dir, st, iss, j)
-		if err != nil {
-			j.action, j.detail = "failed", err.Error()
-			continue
-		}
-		renewed++
-		if j.pair == nil {
-			j.action = "issued"
-		} else {
-			j.action = "renewed"
-		}
-		j.detail = "not_after " + notAfter.UTC().Format(time.RFC3339)
-		if f.deployHook != "" {
-			hookEnv := []string{
-				"CERTKEEPER_NAME=" + j.names[0],
-				"CERTKEEPER_NAMES=" + strings.Join(j.names, " "),
-				"CERTKEEPER_CERT_FILE=" + paths.Cert,
-				"CERTKEEPER_KEY_FILE=" + paths.Key,
-				"CERTKEEPER_NOT_AFTER=" + notAfter.UTC().Format(time.RFC3339),
+	}
+	if f.deployHook != "" {
+		r.AfterRenew = func(ctx context.Context, j *renew.Result) error {
+			err := runHook(ctx, f.deployHook, []string{
+				"CERTKEEPER_NAME=" + j.Names[0],
+				"CERTKEEPER_NAMES=" + strings.Join(j.Names, " "),
+				"CERTKEEPER_CERT_FILE=" + j.Paths.Cert,
+				"CERTKEEPER_KEY_FILE=" + j.Paths.Key,
+				"CERTKEEPER_NOT_AFTER=" + j.NotAfter.UTC().Format(time.RFC3339),
+			})
+			if err != nil {
+				return fmt.Errorf("deploy hook: %w", err)
 			}
-			if err := runHook(ctx, f.deployHook, hookEnv); err != nil {
-				j.action, j.detail = "failed", "deploy hook: "+err.Error()
-			}
+			return nil
+		}
+	}
+	return r, nil
+}
+
+// report runs --post-hook if anything was renewed, prints the summary
+// and turns failures into the exit status.
+func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Result) error {
+	renewed, failed := 0, 0
+	for _, j := range results {
+		switch {
+		case j.Action == renew.Renewed || j.Action == renew.Issued:
+			renewed++
+		case j.Action == renew.Failed && !j.NotAfter.IsZero():
+			renewed++ // renewed, but its deploy hook failed
+			failed++
+		case j.Action == renew.Failed:
+			failed++
+			j.Detail = explainIssueError(j.Err, &f.issueFlags).Error()
+		case j.Action == renew.Unparsable:
+			failed++
 		}
 	}
 	if renewed > 0 && f.postHook != "" {
 		if err := runHook(ctx, f.postHook, nil); err != nil {
-			printSummary(env, jobs)
+			printSummary(env, results)
 			return fmt.Errorf("the certificates were renewed, but --post-hook failed: %w", err)
 		}
 	}
-	printSummary(env, jobs)
-	failed := 0
-	for _, j := range jobs {
-		if j.action == "failed" || j.action == "unparsable" {
-			failed++
-		}
-	}
+	printSummary(env, results)
 	if failed > 0 {
-		return fmt.Errorf("%d of %d certificates failed or could not be read (see the summary)", failed, len(jobs))
+		return fmt.Errorf("%d of %d certificates failed or could not be read (see the summary)", failed, len(results))
 	}
 	return nil
 }
 
-// isDue applies --force, --grace, or the Manager's rule (ARI window when
-// the CA offers one, else the lifetime rule).
-func isDue(ctx context.Context, leaf *x509.Certificate, now time.Time, grace time.Duration, force bool, ari *acmeca.Issuer) (bool, string) {
-	switch {
-	case force:
-		return true, "--force"
-	case grace > 0:
-		left := leaf.NotAfter.Sub(now)
-		return left <= grace, fmt.Sprintf("expires in %s", left.Round(time.Second))
-	}
-	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
-	why := "lifetime rule"
-	if ari != nil {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		ri, err := ari.RenewalInfo(actx, leaf)
-		cancel()
-		if err == nil && ri.HasWindow() {
-			c.ARI = renewal.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}
-			why = "ARI window"
-		}
-	}
-	due := renewal.Due(c, now, nil)
-	if due.After(now) {
-		return false, fmt.Sprintf("due %s (%s)", due.UTC().Format(time.RFC3339), why)
-	}
-	return true, why
-}
-
-// renewOne renews (or first issues) one certificate and writes its files.
-func renewOne(ctx context.Context, env *Env, f *renewFlags, dir certfile.Dir, st storage.Storage, iss issuer.Issuer, j *renewJob) (certfile.Paths, time.Time, error) {
-	var key crypto.Signer
-	var prev *x509.Certificate
-	if j.pair != nil {
-		prev, key = j.pair.Chain[0], j.pair.Key
-	}
-	if key == nil || f.newKey {
-		kt, err := issuer.ParseKeyType(f.keyType)
-		if err != nil {
-			return certfile.Paths{}, time.Time{}, err
-		}
-		if prev != nil && kt == issuer.ECDSAP256 {
-			if t := issuer.KeyTypeOf(prev.PublicKey); t != "" {
-				kt = t // a new key of the type the certificate had
-			}
-		}
-		if key, err = kt.Generate(); err != nil {
-			return certfile.Paths{}, time.Time{}, err
-		}
-	}
-	csr, err := issuer.NewCSR(key, j.names)
-	if err != nil {
-		return certfile.Paths{}, time.Time{}, err
-	}
-	cert, err := iss.Issue(ctx, issuer.Request{Names: j.names, CSR: csr, Replaces: prev,
-		Progress: func(s string) { fmt.Fprintf(env.Stderr, "certkeeper: %s: %s\n", j.names[0], s) }})
-	if err != nil {
-		return certfile.Paths{}, time.Time{}, explainIssueError(err, &f.issueFlags)
-	}
-	keyPEM, err := storage.MarshalPrivateKeyPEM(key)
-	if err != nil {
-		return certfile.Paths{}, time.Time{}, err
-	}
-	// Stored before the files are written: a run killed between the key
-	// file and the certificate file leaves a pair that the next run
-	// repairs from this copy.
-	rec := &storage.Certificate{
-		Names: j.names, Issuer: cert.Issuer, ChainPEM: cert.ChainPEM, KeyPEM: keyPEM,
-		NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, KeyType: string(issuer.KeyTypeOf(cert.Leaf.PublicKey)),
-		Profile: cert.Profile, URL: cert.URL, Account: cert.Account, Email: f.email, Obtained: time.Now().UTC(),
-	}
-	data, err := storage.MarshalCertificate(rec)
-	if err != nil {
-		return certfile.Paths{}, time.Time{}, err
-	}
-	skey, err := storage.CertificateKey(cert.Issuer, j.names[0])
-	if err != nil {
-		return certfile.Paths{}, time.Time{}, err
-	}
-	if err := st.Store(ctx, skey, data); err != nil {
-		return certfile.Paths{}, time.Time{}, fmt.Errorf("storing the new certificate (the files are unchanged): %w", err)
-	}
-	paths, err := dir.WriteKeepOld(j.names[0], keyPEM, cert.ChainPEM)
-	if err != nil {
-		return certfile.Paths{}, time.Time{}, err
-	}
-	return paths, cert.Leaf.NotAfter, nil
-}
-
-// repairPair rewrites a pair whose key and certificate do not match (a
-// run killed between writing the two) from the copy in storage: the
-// stored certificate for that name whose key or certificate is one of the
-// two files.
-func repairPair(ctx context.Context, st storage.Storage, dir certfile.Dir, p *certfile.Pair) (*storage.Certificate, error) {
-	keyPEM, _ := os.ReadFile(p.Paths.Key)
-	chainPEM, _ := os.ReadFile(p.Paths.Cert)
-	keys, err := st.List(ctx, storage.CertificatePrefix(""))
-	if err != nil {
-		return nil, err
-	}
-	var best *storage.Certificate
-	for _, k := range keys {
-		if !strings.HasSuffix(k, "/"+p.Base+".json") {
-			continue
-		}
-		data, err := st.Load(ctx, k)
-		if err != nil {
-			continue
-		}
-		rec, err := storage.UnmarshalCertificate(k, data)
-		if err != nil {
-			continue
-		}
-		if string(rec.KeyPEM) == string(keyPEM) || string(rec.ChainPEM) == string(chainPEM) {
-			if best == nil || rec.NotAfter.After(best.NotAfter) {
-				best = rec
-			}
-		}
-	}
-	if best == nil {
-		return nil, fmt.Errorf("no copy in storage matches its key or certificate")
-	}
-	if _, err := dir.Write(best.Names[0], best.KeyPEM, best.ChainPEM); err != nil {
-		return nil, err
-	}
-	return best, nil
-}
-
-// readWant reads a want list: one certificate per line, names separated by
-// spaces; blank lines and # comments are skipped.
+// readWant reads the --want file (see renew.ParseWant).
 func readWant(file string) ([][]string, error) {
 	if file == "" {
 		return nil, nil
@@ -440,20 +234,11 @@ func readWant(file string) ([][]string, error) {
 		return nil, fmt.Errorf("--want: %w", err)
 	}
 	defer fh.Close()
-	var out [][]string
-	sc := bufio.NewScanner(fh)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		names, err := normalizeNames(strings.Fields(text))
-		if err != nil {
-			return nil, usagef("--want %s line %d: %v", file, line, err)
-		}
-		out = append(out, names)
+	want, err := renew.ParseWant(fh)
+	if err != nil {
+		return nil, usagef("--want %s %v", file, err)
 	}
-	return out, sc.Err()
+	return want, nil
 }
 
 // runHook runs cmd with the shell, with extra environment variables.
@@ -472,38 +257,11 @@ func runHook(ctx context.Context, cmd string, extraEnv []string) error {
 	return nil
 }
 
-func printSummary(env *Env, jobs []*renewJob) {
+func printSummary(env *Env, results []*renew.Result) {
 	tw := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "CERTIFICATE\tRESULT\tDETAIL")
-	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", j.base, j.action, j.detail)
+	for _, j := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", j.Base, j.Action, j.Detail)
 	}
 	tw.Flush()
-}
-
-// recordedEmail returns the contact email stored with the certificate for
-// names (under any issuer), or "".
-func recordedEmail(ctx context.Context, st storage.Storage, names []string) string {
-	if len(names) == 0 {
-		return ""
-	}
-	seg, err := storage.NameSegment(names[0])
-	if err != nil {
-		return ""
-	}
-	keys, err := st.List(ctx, storage.CertificatePrefix(""))
-	if err != nil {
-		return ""
-	}
-	for _, k := range keys {
-		if !strings.HasSuffix(k, "/"+seg+".json") {
-			continue
-		}
-		if data, err := st.Load(ctx, k); err == nil {
-			if rec, err := storage.UnmarshalCertificate(k, data); err == nil && rec.Email != "" {
-				return rec.Email
-			}
-		}
-	}
-	return ""
 }

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -34,7 +33,8 @@ func reasonNames() string {
 }
 
 func certRevokeCmd() *Command {
-	var certFile, keyFile, reason, ca, email, caRoots string
+	var certFile, keyFile, reason string
+	var cf caFlags
 	var sf storageFlags
 	return &Command{
 		UsageLine: "certkeeper cert revoke --cert FILE [flags]",
@@ -51,10 +51,8 @@ Reasons (RFC 5280): ` + reasonNames() + `.`,
 			fs.StringVar(&certFile, "cert", "", "PEM `FILE` of the certificate (a chain file is fine: its first certificate is revoked)")
 			fs.StringVar(&keyFile, "key", "", "sign with this private key `FILE` of the certificate instead of the account")
 			fs.StringVar(&reason, "reason", "unspecified", "revocation `REASON`")
-			fs.StringVar(&ca, "ca", "letsencrypt", "the CA that issued it: an ACME directory `URL`, letsencrypt or staging")
-			fs.StringVar(&email, "email", "", "the `EMAIL` of the account that ordered it (as given to cert issue)")
+			cf.register(fs, caEmail)
 			sf.register(fs)
-			fs.StringVar(&caRoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
@@ -86,12 +84,10 @@ Reasons (RFC 5280): ` + reasonNames() + `.`,
 				return err
 			}
 			defer closeStorage()
-			hc, err := caHTTPClient(caRoots)
+			iss, err := cf.acmeIssuer(env, cf.ca(), st)
 			if err != nil {
 				return err
 			}
-			iss := &acmeca.Issuer{DirectoryURL: caURL(ca), Email: email, Storage: st,
-				HTTPClient: hc, UserAgent: "cli", Logger: env.Logger}
 			if err := iss.Revoke(ctx, cert, key, code); err != nil {
 				return err
 			}

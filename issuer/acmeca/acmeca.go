@@ -296,21 +296,67 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 	if err != nil {
 		return nil, err
 	}
-	if iss.Profile != "" {
-		profiles, _ := iss.Profiles(ctx)
-		if !slices.Contains(profiles, iss.Profile) {
-			offered := "none"
-			if len(profiles) > 0 {
-				offered = strings.Join(profiles, ", ")
-			}
-			return nil, fmt.Errorf("%w %q: the CA at %s offers: %s", ErrUnknownProfile, iss.Profile, iss.where(), offered)
-		}
+	if err := iss.checkProfile(ctx); err != nil {
+		return nil, err
 	}
 	acct, err := iss.Account(ctx)
 	if err != nil {
 		return nil, err
 	}
 
+	placed, acct, err := iss.placeOrder(ctx, client, acct, dir, req)
+	if err != nil {
+		return nil, err
+	}
+	progress(req, "order created: %s", placed.Location)
+
+	if err := iss.authorize(ctx, client, acct, placed, req); err != nil {
+		return nil, err
+	}
+
+	final, chains, err := iss.finalize(ctx, client, acct, placed, req)
+	if err != nil {
+		return nil, err
+	}
+	chain, err := pickChain(chains, iss.PreferredChain)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := checkLeaf(chain.ChainPEM, csr, req.Names)
+	if err != nil {
+		return nil, fmt.Errorf("certificate from %s: %w", final.Certificate, err)
+	}
+	return &issuer.Certificate{
+		ChainPEM: chain.ChainPEM,
+		Leaf:     leaf,
+		Issuer:   iss.ID(),
+		URL:      final.Certificate,
+		Account:  acct.Location,
+		Profile:  final.Profile,
+	}, nil
+}
+
+// checkProfile refuses a Profile the CA does not offer, naming those it
+// does.
+func (iss *Issuer) checkProfile(ctx context.Context) error {
+	if iss.Profile == "" {
+		return nil
+	}
+	profiles, _ := iss.Profiles(ctx)
+	if slices.Contains(profiles, iss.Profile) {
+		return nil
+	}
+	offered := "none"
+	if len(profiles) > 0 {
+		offered = strings.Join(profiles, ", ")
+	}
+	return fmt.Errorf("%w %q: the CA at %s offers: %s", ErrUnknownProfile, iss.Profile, iss.where(), offered)
+}
+
+// placeOrder creates the order for req, as an ARI replacement of
+// req.Replaces when the CA supports it, and plainly if the CA refuses
+// the replacement.
+func (iss *Issuer) placeOrder(ctx context.Context, client *acme.Client, acct acme.Account, dir acme.Directory, req issuer.Request) (acme.Order, acme.Account, error) {
 	order := acme.Order{Identifiers: identifiers(req.Names), Profile: iss.Profile}
 	if req.Replaces != nil && dir.RenewalInfo != "" {
 		if id, err := acme.ARIUniqueIdentifier(req.Replaces); err == nil {
@@ -332,16 +378,16 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 		placed, acct, err = iss.newOrder(ctx, client, acct, order)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("creating order: %w", err)
+		return acme.Order{}, acct, fmt.Errorf("creating order: %w", err)
 	}
-	progress(req, "order created: %s", placed.Location)
+	return placed, acct, nil
+}
 
-	if err := iss.authorize(ctx, client, acct, placed, req); err != nil {
-		return nil, err
-	}
-
+// finalize finalizes the authorized order with req.CSR, waits for the
+// certificate and downloads its chains.
+func (iss *Issuer) finalize(ctx context.Context, client *acme.Client, acct acme.Account, placed acme.Order, req issuer.Request) (acme.Order, []acme.Certificate, error) {
 	var final acme.Order
-	err = iss.do(ctx, "finalizing order", func(ctx context.Context) error {
+	err := iss.do(ctx, "finalizing order", func(ctx context.Context) error {
 		var err error
 		final, err = client.FinalizeOrder(ctx, acct, placed, req.CSR)
 		if err != nil && !isFinalProblem(err) && final.Status == acme.StatusProcessing {
@@ -350,10 +396,10 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("finalizing order %s: %w", placed.Location, err)
+		return acme.Order{}, nil, fmt.Errorf("finalizing order %s: %w", placed.Location, err)
 	}
 	if final.Status != acme.StatusValid || final.Certificate == "" {
-		return nil, fmt.Errorf("finalizing order %s: order is %q with no certificate", placed.Location, final.Status)
+		return acme.Order{}, nil, fmt.Errorf("finalizing order %s: order is %q with no certificate", placed.Location, final.Status)
 	}
 	progress(req, "finalized; downloading certificate")
 
@@ -364,24 +410,9 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("downloading certificate %s: %w", final.Certificate, err)
+		return acme.Order{}, nil, fmt.Errorf("downloading certificate %s: %w", final.Certificate, err)
 	}
-	chain, err := pickChain(chains, iss.PreferredChain)
-	if err != nil {
-		return nil, err
-	}
-	leaf, err := checkLeaf(chain.ChainPEM, csr, req.Names)
-	if err != nil {
-		return nil, fmt.Errorf("certificate from %s: %w", final.Certificate, err)
-	}
-	return &issuer.Certificate{
-		ChainPEM: chain.ChainPEM,
-		Leaf:     leaf,
-		Issuer:   iss.ID(),
-		URL:      final.Certificate,
-		Account:  acct.Location,
-		Profile:  final.Profile,
-	}, nil
+	return final, chains, nil
 }
 
 // newOrder places order, registering the account again if the CA has lost

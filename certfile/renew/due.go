@@ -1,0 +1,117 @@
+package renew
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/internal/renewal"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// isDue applies Force, Grace, or the Manager's rule (the ARI window when
+// the CA offers one, else the lifetime rule), and says why.
+func (r *Renewer) isDue(ctx context.Context, leaf *x509.Certificate, now time.Time) (bool, string) {
+	switch {
+	case r.Force:
+		return true, "--force"
+	case r.Grace > 0:
+		left := leaf.NotAfter.Sub(now)
+		return left <= r.Grace, fmt.Sprintf("expires in %s", left.Round(time.Second))
+	}
+	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
+	why := "lifetime rule"
+	if r.ARI != nil {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ri, err := r.ARI.RenewalInfo(actx, leaf)
+		cancel()
+		if err == nil && ri.HasWindow() {
+			c.ARI = renewal.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}
+			why = "ARI window"
+		}
+	}
+	due := renewal.Due(c, now, nil)
+	if due.After(now) {
+		return false, fmt.Sprintf("due %s (%s)", due.UTC().Format(time.RFC3339), why)
+	}
+	return true, why
+}
+
+// repairPair rewrites a pair whose key and certificate do not match (a
+// run killed between writing the two) from the copy in storage: the
+// stored certificate for that name whose key or certificate is one of the
+// two files.
+func repairPair(ctx context.Context, st storage.Storage, dir certfile.Dir, p *certfile.Pair) (*storage.Certificate, error) {
+	keyPEM, _ := os.ReadFile(p.Paths.Key)
+	chainPEM, _ := os.ReadFile(p.Paths.Cert)
+	keys, err := st.List(ctx, storage.CertificatePrefix(""))
+	if err != nil {
+		return nil, err
+	}
+	var best *storage.Certificate
+	for _, k := range keys {
+		if !strings.HasSuffix(k, "/"+p.Base+".json") {
+			continue
+		}
+		data, err := st.Load(ctx, k)
+		if err != nil {
+			continue
+		}
+		rec, err := storage.UnmarshalCertificate(k, data)
+		if err != nil {
+			continue
+		}
+		if string(rec.KeyPEM) == string(keyPEM) || string(rec.ChainPEM) == string(chainPEM) {
+			if best == nil || rec.NotAfter.After(best.NotAfter) {
+				best = rec
+			}
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("no copy in storage matches its key or certificate")
+	}
+	if _, err := dir.Write(best.Names[0], best.KeyPEM, best.ChainPEM); err != nil {
+		return nil, err
+	}
+	return best, nil
+}
+
+// ParseWant reads a want list for Renewer.Want: one certificate per line,
+// its names separated by spaces, the first naming the files; blank lines
+// and # comments are skipped. Names are normalised (IP literals and
+// wildcards allowed) and duplicates on a line dropped. An error names the
+// line.
+func ParseWant(rd io.Reader) ([][]string, error) {
+	n := policy.Normalizer{AllowIP: true, AllowWildcard: true}
+	var out [][]string
+	sc := bufio.NewScanner(rd)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		var names []string
+		for _, raw := range strings.Fields(text) {
+			name, err := n.Normalize(raw)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %w", line, err)
+			}
+			if !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+		if _, err := storage.NameSegment(names[0]); err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		out = append(out, names)
+	}
+	return out, sc.Err()
+}
