@@ -3,8 +3,6 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -380,7 +378,7 @@ ck_alive() { # the servers this page started still run
 		kill -0 "$pid" 2>/dev/null || { echo "docs test: background process $pid exited" >&2; return 1; }
 	done
 }
-ck_block() { echo "$1" >&3; echo "=== $1"; }
+ck_block() { echo "$1" >> "$CK_MARKS"; echo "=== $1"; }
 `
 
 var portVarRE = regexp.MustCompile(`\$\{CK_PORT_(\d+)\}|\$CK_PORT_(\d+)\b`)
@@ -503,67 +501,49 @@ func runPage(t *testing.T, h *helpFlags, file string, blocks []docBlock) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	markR, markW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
+	marksFile := filepath.Join(dir, "marks")
+	lastMark := func() string {
+		b, _ := os.ReadFile(marksFile)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		return lines[len(lines)-1]
 	}
-	defer markR.Close()
 
 	cmd := exec.Command("bash", scriptFile)
 	cmd.Dir = filepath.Join(dir, "work")
-	cmd.Env = env
+	cmd.Env = append(env, "CK_MARKS="+marksFile)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.ExtraFiles = []*os.File{markW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		markW.Close()
 		t.Fatal(err)
 	}
-	markW.Close()
 	pgid := cmd.Process.Pid
 	defer syscall.Kill(-pgid, syscall.SIGKILL)
 
-	// The watchdog: each marker restarts the block's clock.
-	var mu sync.Mutex
-	current, timedOut := "", ""
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	marks := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(markR)
-		for sc.Scan() {
-			select {
-			case marks <- sc.Text():
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	// The watchdog: each block's mark restarts its clock.
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	timer := time.NewTimer(docsBlockTimeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	current, since, timedOut := "", time.Now(), ""
 	var waitErr error
 loop:
 	for {
 		select {
-		case id := <-marks:
-			mu.Lock()
-			current = id
-			mu.Unlock()
-			timer.Reset(docsBlockTimeout)
-		case <-timer.C:
-			timedOut = current
-			syscall.Kill(-pgid, syscall.SIGKILL)
+		case <-tick.C:
+			if m := lastMark(); m != current {
+				current, since = m, time.Now()
+			} else if time.Since(since) > docsBlockTimeout && timedOut == "" {
+				timedOut = current
+				syscall.Kill(-pgid, syscall.SIGKILL)
+			}
 		case waitErr = <-done:
 			break loop
 		}
 	}
 	syscall.Kill(-pgid, syscall.SIGTERM)
 	t.Logf("%s: %d blocks in %s", file, len(blocks), time.Since(start).Round(time.Millisecond))
-	mu.Lock()
-	last := current
-	mu.Unlock()
+	last := lastMark()
 	out, _ := os.ReadFile(logFile.Name())
 	if waitErr == nil && last == "end" {
 		if testing.Verbose() {
@@ -587,4 +567,62 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
+}
+
+// TestParseDoc: the docs test finds what it must refuse (untagged fences,
+// indented code blocks, markers that mark nothing) and reads markers.
+func TestParseDoc(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc string
+		blocks    int
+		notRun    string
+		problem   string
+	}{
+		{"tagged", "text\n\n```sh\nls\n```\n", 1, "", ""},
+		{"marked", "<!-- not run: needs root -->\n```sh\nls\n```\n", 1, "needs root", ""},
+		{"marker in a list", "1. step\n\n   <!-- not run: needs root -->\n   ```sh\n   ls\n   ```\n", 1, "needs root", ""},
+		{"untagged", "```\nls\n```\n", 1, "", "without a language"},
+		{"bash", "```bash\nls\n```\n", 1, "", "tag shell blocks ```sh"},
+		{"indented", "text\n\n    ls -l\n", 0, "", "an indented code block"},
+		{"tab-indented", "text\n\n\tls -l\n", 0, "", "an indented code block"},
+		{"list continuation", "- item\n\n    more of the item\n", 0, "", ""},
+		{"number in a paragraph", "mode\n0600) and more\n\n    ls\n", 0, "", "an indented code block"},
+		{"stray marker", "<!-- not run: x -->\n\ntext\n", 0, "", "a not-run marker must"},
+		{"marker on go", "<!-- not run: x -->\n```go\nx\n```\n", 1, "x", "only sh blocks are run"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			blocks, problems := parseDoc("d.md", tc.doc)
+			if len(blocks) != tc.blocks {
+				t.Errorf("%d blocks, want %d", len(blocks), tc.blocks)
+			}
+			if len(blocks) > 0 && blocks[0].notRun != tc.notRun {
+				t.Errorf("not run %q, want %q", blocks[0].notRun, tc.notRun)
+			}
+			got := strings.Join(problems, "\n")
+			if (tc.problem == "") != (got == "") || !strings.Contains(got, tc.problem) {
+				t.Errorf("problems %q, want one containing %q", got, tc.problem)
+			}
+		})
+	}
+}
+
+// TestShellFor: the rewrites and injections make a documented command
+// line into the one the test runs.
+func TestShellFor(t *testing.T) {
+	h := &helpFlags{}
+	for _, tc := range []struct{ in, want string }{
+		{"certkeeper cert issue -d a.example --email you@a.example   # on :80",
+			`certkeeper cert issue --storage "$CK_STORAGE" --out-dir "$CK_ROOT/etc/ssl" --ca "$CK_CA" --ca-roots "$CK_CA_ROOTS" --http-addr 127.0.0.1:$CK_HTTP01 --tls-addr 127.0.0.1:$CK_TLSALPN01 -d a.test --email you@a.test   # on :80`},
+		{"go run ./cmd/certkeeper cert issue --ca local -d localhost --out-dir ./certs",
+			`certkeeper cert issue --storage "$CK_STORAGE" --ca local -d localhost --out-dir ./certs`},
+		{"certkeeper proxy &",
+			"certkeeper proxy --storage \"$CK_STORAGE\" --tls-addr 127.0.0.1:$CK_PORT_8443 --backend http://127.0.0.1:$CK_PORT_8080 &\nck_ready \"$!\" 127.0.0.1:$CK_PORT_8443"},
+		{"sudo install -m 600 /dev/null /etc/certkeeper/tokens",
+			"install -m 600 /dev/null $CK_ROOT/etc/certkeeper/tokens"},
+		{"curl 'http://127.0.0.1:8999/healthz'", "curl 'http://127.0.0.1:${CK_PORT_8999}/healthz'"},
+	} {
+		if got := shellFor(t, h, tc.in); got != tc.want {
+			t.Errorf("shellFor(%q)\n got %s\nwant %s", tc.in, got, tc.want)
+		}
+	}
 }
