@@ -119,7 +119,7 @@ type docBlock struct {
 }
 
 var (
-	fenceRE   = regexp.MustCompile("^( *)(```+|~~~+)\\s*(\\S*)")
+	fenceRE   = regexp.MustCompile("^( *)(```+|~~~+)\\s*([^\\s`]*)")
 	notRunRE  = regexp.MustCompile(`^<!-- not run: (.+?) -->$`)
 	listRE    = regexp.MustCompile(`^\s*([-*+]|\d+[.)])\s`)
 	markerAny = regexp.MustCompile(`<!--\s*not[ -]run`)
@@ -132,7 +132,8 @@ func parseDoc(file, text string) (blocks []docBlock, problems []string) {
 	inList := false
 	for i := 0; i < len(lines); i++ {
 		l := lines[i]
-		if m := fenceRE.FindStringSubmatch(l); m != nil {
+		// A backtick in the info string makes it inline code, not a fence.
+		if m := fenceRE.FindStringSubmatch(l); m != nil && !(m[2][0] == '`' && strings.Contains(l[len(m[0]):], "`")) {
 			indent, fence, lang := len(m[1]), m[2], m[3]
 			j := i + 1
 			for j < len(lines) && strings.TrimSpace(lines[j]) != fence {
@@ -587,6 +588,7 @@ func TestParseDoc(t *testing.T) {
 		{"tab-indented", "text\n\n\tls -l\n", 0, "", "an indented code block"},
 		{"list continuation", "- item\n\n    more of the item\n", 0, "", ""},
 		{"number in a paragraph", "mode\n0600) and more\n\n    ls\n", 0, "", "an indented code block"},
+		{"inline code at a line's start", "```` ```sh ```` here\n\n```sh\nls\n```\n", 1, "", ""},
 		{"stray marker", "<!-- not run: x -->\n\ntext\n", 0, "", "a not-run marker must"},
 		{"marker on go", "<!-- not run: x -->\n```go\nx\n```\n", 1, "x", "only sh blocks are run"},
 	} {
