@@ -60,6 +60,8 @@ var docsRewrites = []struct {
 		"system paths go under the page's ROOT, a fresh host's empty tree"},
 	{regexp.MustCompile(`\b((?:[a-z0-9-]+\.)*[a-z0-9-]+)\.example\b`), "$1.test",
 		"names under .example become .test, which Pebble resolves to 127.0.0.1"},
+	{regexp.MustCompile(`\b10\.0\.0\.5:6379\b`), "$$CK_REDIS",
+		"the examples' Redis server is a redis-server the test starts"},
 	{regexp.MustCompile(`\b(127\.0\.0\.1|localhost):(\d{4,5})\b`), "$1:$${CK_PORT_$2}",
 		"loopback ports become free ports (the same port number is the same free port on one page)"},
 }
@@ -93,6 +95,10 @@ var docsInjections = []struct {
 	{"--http-addr", `127.0.0.1:$CK_HTTP01`, func(cmd, line string) bool { return cmd == "server" && usesPebble(line) },
 		"the server answers http-01 on the port Pebble validates"},
 }
+
+// docsRefused are the commands that change the host itself; on the
+// page's PATH they fail, so a block must be marked not run to use them.
+var docsRefused = []string{"systemctl", "service", "iptables", "ip6tables", "update-ca-certificates", "update-ca-trust", "certutil"}
 
 // docsLongRunning are the commands that serve until stopped: the test runs
 // them in the background (if the page does not already) and waits until
@@ -453,6 +459,18 @@ func runPage(t *testing.T, h *helpFlags, file string, blocks []docBlock) {
 			t.Fatal(err)
 		}
 	}
+	// Commands that change the host refuse to run: a block that reaches
+	// one fails instead of reloading the host's nginx.
+	guard := filepath.Join(dir, "guard")
+	if err := os.MkdirAll(guard, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range docsRefused {
+		stub := "#!/bin/sh\necho \"docs test: $0 changes the host and is not run here\" >&2\nexit 1\n"
+		if err := os.WriteFile(filepath.Join(guard, name), []byte(stub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var script strings.Builder
 	script.WriteString(docsPrelude)
 	byMarker := map[string]docBlock{}
@@ -465,7 +483,7 @@ func runPage(t *testing.T, h *helpFlags, file string, blocks []docBlock) {
 	text := script.String()
 
 	env := append(os.Environ(),
-		"PATH="+filepath.Dir(binary)+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"PATH="+filepath.Dir(binary)+string(os.PathListSeparator)+guard+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"HOME="+filepath.Join(dir, "home"),
 		"XDG_DATA_HOME="+filepath.Join(dir, "home/.local/share"),
 		"XDG_RUNTIME_DIR="+filepath.Join(dir, "tmp"),
@@ -475,12 +493,12 @@ func runPage(t *testing.T, h *helpFlags, file string, blocks []docBlock) {
 		"CK_READY="+strconv.Itoa(int(docsReady/time.Second)),
 	)
 	if strings.Contains(text, "$CK_CA") {
-		ca := testca.Start(t, testca.Options{Profiles: map[string]testca.Profile{
-			"default":    {},
-			"shortlived": {ValidityPeriod: 6 * 24 * time.Hour},
-		}})
+		ca := testca.Start(t, testca.Options{})
 		env = append(env, "CK_CA="+ca.DirectoryURL(), "CK_CA_ROOTS="+ca.ListenerRootFile(),
 			"CK_HTTP01="+strconv.Itoa(ca.HTTPPort()), "CK_TLSALPN01="+strconv.Itoa(ca.TLSPort()))
+	}
+	if strings.Contains(text, "$CK_REDIS") {
+		env = append(env, "CK_REDIS="+testsvc.Redis(t).Addr())
 	}
 	// Ports are written into the script, not left to the shell: a URL in
 	// single quotes does not expand variables.
