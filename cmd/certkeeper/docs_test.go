@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -643,6 +644,28 @@ func TestShellFor(t *testing.T) {
 	} {
 		if got := shellFor(t, h, tc.in); got != tc.want {
 			t.Errorf("shellFor(%q)\n got %s\nwant %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestServerAuditLogFreshHost: --audit-log in a directory that does not
+// exist yet (/var/log/certkeeper on a fresh host, as server.md shows it)
+// starts the server, with the directory made private.
+func TestServerAuditLogFreshHost(t *testing.T) {
+	auditLog := filepath.Join(t.TempDir(), "log", "certkeeper", "audit.log")
+	startServer(t, "--ca", "local", "--storage", t.TempDir(), "--allow", "a.test",
+		"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t))),
+		"--token-file", writeTokens(t), "--audit-log", auditLog)
+	for _, p := range []struct {
+		path string
+		mode os.FileMode
+	}{{filepath.Dir(auditLog), 0o700}, {auditLog, 0o600}} {
+		fi, err := os.Stat(p.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != p.mode {
+			t.Errorf("%s: mode %v, want %v", p.path, got, p.mode)
 		}
 	}
 }
