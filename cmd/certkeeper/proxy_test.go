@@ -330,7 +330,7 @@ func TestReadmeRunCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(readme), "\n    go run ./cmd/certkeeper proxy\n") {
+	if !strings.Contains(string(readme), "\n```sh\ngo run ./cmd/certkeeper proxy\n```\n") {
 		t.Fatal("README.md's run command is not `go run ./cmd/certkeeper proxy`")
 	}
 	be := newBackend(t, "dev backend")

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -439,7 +440,7 @@ func apiTLSConfig(cfg *serverConfig) (*tls.Config, error) {
 }
 
 // auditLogger is the audit log: JSON lines appended to file (created
-// 0600), or text on stderr; always at Info, whatever --log-level says.
+// 0600, in a directory created 0700 if missing), or text on stderr; always at Info, whatever --log-level says.
 // A file starts with an "audit log opened" line, written before the
 // server listens: a file that cannot be written shows at once, on stderr,
 // and in auditErr (nil for stderr), which the Handler asks before each
@@ -447,6 +448,10 @@ func apiTLSConfig(cfg *serverConfig) (*tls.Config, error) {
 func auditLogger(file string, failOpen bool, env *Env) (audit *slog.Logger, auditErr func() error, closeAudit func(), err error) {
 	if file == "" {
 		return slog.New(slog.NewTextHandler(env.Stderr, nil)).With(slog.String("log", "audit")), nil, func() {}, nil
+	}
+	// A fresh host has no /var/log/certkeeper: make it, private.
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("--audit-log: creating its directory: %w", err)
 	}
 	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
