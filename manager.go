@@ -219,6 +219,7 @@ func (m *Manager) init() error {
 		}
 		m.wireIssuers(m.issuers)
 		m.initErr = errors.Join(m.initRules(), m.initManual())
+		m.startRenewalScan()
 	})
 	return m.initErr
 }
