@@ -5,13 +5,19 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/bench/scale/fill"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/certkeeper/certkeeper/storage/redisstore"
 )
 
 // Memory bounds per name (issue 16), checked by TestBoundedCache and
@@ -111,4 +117,76 @@ func TestBoundedCache(t *testing.T) {
 		t.Errorf("heap per cached certificate = %.0f B, want ≤ %d", cached, maxBytesPerCached)
 	}
 	runtime.KeepAlive(m)
+}
+
+// TestRedisMissOneGet: a handshake for a stored name that is not in memory
+// costs one storage round trip, one GET, against a real Redis: over 1,000
+// misses, INFO commandstats counts 1,000 GETs and no other data command.
+func TestRedisMissOneGet(t *testing.T) {
+	rs := testsvc.Redis(t)
+	st, err := redisstore.Open("redis://" + rs.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	const misses, cacheSize = 1000, 100
+	ca, err := fill.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, misses)
+	for i := range names {
+		names[i] = fmt.Sprintf("m%d.redis.test", i)
+	}
+	if err := ca.Fill(t.Context(), st, fill.Spec{IssuerID: (&localca.CA{}).ID(), Names: names, OnDemand: true}); err != nil {
+		t.Fatal(err)
+	}
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}, CacheSize: cacheSize,
+		Cluster: certkeeper.Cluster{SyncInterval: -1}} // no periodic check during the count
+	t.Cleanup(func() { m.Close() })
+	certkeeper.WaitRenewalScan(m)
+
+	rc := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rc.Close()
+	if err := rc.ConfigResetStat(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: name}); err != nil {
+			t.Fatalf("GetCertificate(%q): %v", name, err)
+		}
+	}
+	info, err := rc.Info(t.Context(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := commandCalls(info)
+	t.Logf("commands during %d misses: %v", misses, calls)
+	if calls["get"] != misses {
+		t.Errorf("%d GETs for %d cache misses, want exactly one each", calls["get"], misses)
+	}
+	for cmd, n := range calls {
+		switch base, _, _ := strings.Cut(cmd, "|"); base {
+		case "get", "config", "info", "subscribe", "ping", "client", "hello":
+		default:
+			t.Errorf("%d %s commands during cache misses, want none", n, cmd)
+		}
+	}
+}
+
+// commandCalls parses INFO commandstats ("cmdstat_get:calls=3,usec=...").
+func commandCalls(info string) map[string]int {
+	calls := map[string]int{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok {
+			continue
+		}
+		n, _, _ := strings.Cut(rest, ",")
+		v, err := strconv.Atoi(n)
+		if err == nil {
+			calls[strings.TrimPrefix(name, "cmdstat_")] = v
+		}
+	}
+	return calls
 }
