@@ -123,6 +123,12 @@ func (m *Manager) scanStored(ctx context.Context) {
 		return
 	}
 	now := time.Now()
+	defer func() {
+		if ctx.Err() == nil {
+			m.logger().Info("renewal schedule rebuilt from storage", slog.Int("certificates", len(keys)),
+				slog.Duration("took", time.Since(now)))
+		}
+	}()
 	var late []overdue
 	for _, key := range keys {
 		if ctx.Err() != nil {
