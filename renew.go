@@ -103,10 +103,10 @@ type overdue struct {
 	notAfter time.Time
 }
 
-// scanStored loads the stored last-seen times, then streams the stored
-// certificate keys and schedules each certificate by its dates alone
-// (the record is decoded without parsing its certificate or key, and
-// dropped at once). Certificates already past their renewal time are
+// scanStored loads the stored last-seen times, then lists the stored
+// certificate keys and reads the records one at a time, scheduling each
+// certificate by its dates alone (the record is decoded without parsing
+// its certificate or key, and dropped at once); only the keys are held. Certificates already past their renewal time are
 // spread out, the soonest to expire first, renewSpacing apart with a
 // random jitter: a restart does not fire them all at once. Expired
 // records are left to the expiry sweep.
