@@ -17,6 +17,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 	"github.com/certkeeper/certkeeper/storage/redisstore"
 )
@@ -248,5 +249,82 @@ func TestRenewalsSpreadAtStart(t *testing.T) {
 		if c < limit/2 || c > limit {
 			t.Errorf("%d renewals in window %d, want between %d and %d", c, i, limit/2, limit)
 		}
+	}
+}
+
+// TestRedisNoticesForOthersCostNothing: change notices for certificates
+// this node does not hold in memory cost it no storage round trip, however
+// many certificates other nodes renew: 1,000 notices for stored names it
+// never served, then one for the name it holds, give exactly one GET
+// (notices arrive in order, so the last one's GET shows the others were
+// handled).
+func TestRedisNoticesForOthersCostNothing(t *testing.T) {
+	rs := testsvc.Redis(t)
+	st, err := redisstore.Open("redis://" + rs.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ca, err := fill.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, 1001)
+	for i := range names {
+		names[i] = fmt.Sprintf("c%d.notice.test", i)
+	}
+	id := (&localca.CA{}).ID()
+	if err := ca.Fill(t.Context(), st, fill.Spec{IssuerID: id, Names: names}); err != nil {
+		t.Fatal(err)
+	}
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}},
+		Cluster: certkeeper.Cluster{SyncInterval: -1}}
+	t.Cleanup(func() { m.Close() })
+	certkeeper.WaitRenewalScan(m)
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: names[0]}); err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rc.Close()
+	// The subscription starts with the first certificate held.
+	for i := 0; ; i++ {
+		n, err := rc.PubSubNumSub(t.Context(), redisstore.DefaultPrefix+".changes").Result()
+		if err == nil && n[redisstore.DefaultPrefix+".changes"] > 0 {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("the Manager did not subscribe to change notices: %v %v", n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := rc.ConfigResetStat(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range append(names[1:], names[0]) {
+		key, _ := storage.CertificateKey(id, name)
+		if err := st.Notify(t.Context(), key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var calls map[string]int
+	for i := 0; i < 100; i++ {
+		info, err := rc.Info(t.Context(), "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if calls = commandCalls(info); calls["get"] > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // any late GET would show now
+	info, err := rc.Info(t.Context(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls = commandCalls(info)
+	t.Logf("commands during 1,001 notices: %v", calls)
+	if calls["get"] != 1 {
+		t.Errorf("%d GETs for 1,000 notices about certificates not held and one about the one held, want 1", calls["get"])
 	}
 }
