@@ -2,6 +2,7 @@ package certkeeper
 
 import (
 	"crypto/tls"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,7 +12,9 @@ import (
 // defaultCacheSize bounds the certificates held in memory when
 // Manager.CacheSize is zero. A certificate with its parsed leaf costs a few
 // KiB, so this is tens of MiB at most; evicted certificates come back from
-// storage on their next handshake.
+// storage on their next handshake. What stays of an evicted certificate is
+// its storage key, its renewal time and its last-seen time (renew.go,
+// housekeeping.go): a few hundred bytes.
 const defaultCacheSize = 10_000
 
 // managed is one certificate in memory: what a handshake serves, and what
@@ -77,8 +80,11 @@ func (c *certCache) get(name string) *managed {
 }
 
 // put adds e under each of its names, replacing entries for the same names,
-// and evicts entries beyond the limit. It returns the evicted entries.
-func (c *certCache) put(e *managed) []*managed {
+// and evicts entries beyond the limit. It returns the entries that left
+// the cache, evicted or replaced, so that the caller can drop what else
+// refers to them: an entry that left must become garbage, or memory grows
+// with every name ever served rather than with the cache.
+func (c *certCache) put(e *managed) (left []*managed) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, n := range e.names {
@@ -91,12 +97,13 @@ func (c *certCache) put(e *managed) []*managed {
 		}
 		if loaded && old.(*managed) != e {
 			c.dropLocked(old.(*managed))
+			left = append(left, old.(*managed))
 		}
 	}
 	c.ring = append(c.ring, e)
-	var evicted []*managed
 	for len(c.ring) > c.limit {
 		victim := c.ring[0]
+		c.ring[0] = nil // the backing array must not keep it alive
 		c.ring = c.ring[1:]
 		if victim.used.Load() {
 			victim.used.Store(false)
@@ -104,9 +111,9 @@ func (c *certCache) put(e *managed) []*managed {
 			continue
 		}
 		c.unmapLocked(victim)
-		evicted = append(evicted, victim)
+		left = append(left, victim)
 	}
-	return evicted
+	return left
 }
 
 // remove drops e from the cache.
@@ -121,7 +128,7 @@ func (c *certCache) remove(e *managed) {
 func (c *certCache) dropLocked(old *managed) {
 	for i, r := range c.ring {
 		if r == old {
-			c.ring = append(c.ring[:i], c.ring[i+1:]...)
+			c.ring = slices.Delete(c.ring, i, i+1) // clears the vacated slot
 			break
 		}
 	}

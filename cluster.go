@@ -184,8 +184,8 @@ func (m *Manager) notifyChanged(ctx context.Context, key string) {
 func (m *Manager) syncAll() {
 	m.mergeStoredLimits()
 	m.renew.mu.Lock()
-	keys := make([]string, 0, len(m.renew.lastSeen))
-	for k := range m.renew.lastSeen {
+	keys := make([]string, 0, len(m.renew.held))
+	for k := range m.renew.held {
 		keys = append(keys, k)
 	}
 	m.renew.mu.Unlock()
@@ -385,5 +385,5 @@ func (m *Manager) heldRecord(key string) *storage.Certificate {
 func (m *Manager) held(key string) *managed {
 	m.renew.mu.Lock()
 	defer m.renew.mu.Unlock()
-	return m.renew.lastSeen[key]
+	return m.renew.held[key]
 }

@@ -3,6 +3,7 @@ package certkeeper
 import (
 	"context"
 	"log/slog"
+	"time"
 )
 
 // CacheLen reports how many certificates m holds in memory, for tests.
@@ -12,7 +13,13 @@ func CacheLen(m *Manager) int { return m.cache.len() }
 // housekeeping goroutine runs it, for tests.
 func SweepExpired(m *Manager, ctx context.Context) {
 	_ = m.init()
-	m.guard("housekeeping", slog.String("step", "sweeping expired certificates"), func() { m.sweepExpired(ctx) })
+	for range 10_000 { // batches of sweepBatch keys: a whole pass
+		wrapped := true
+		m.guard("housekeeping", slog.String("step", "sweeping expired certificates"), func() { wrapped = m.sweepExpired(ctx) })
+		if wrapped {
+			return
+		}
+	}
 }
 
 // IssuerIDs lists the IDs of m's default issuer chain, for tests.
@@ -23,4 +30,21 @@ func IssuerIDs(m *Manager) []string {
 		ids = append(ids, iss.ID())
 	}
 	return ids
+}
+
+// WaitRenewalScan waits for m's start-up renewal scan to end, for tests.
+func WaitRenewalScan(m *Manager) {
+	_ = m.init()
+	<-m.renew.scanned
+}
+
+// Scheduled reports whether the storage key is scheduled for renewal, and
+// when, for tests.
+func Scheduled(m *Manager, key string) (time.Time, bool) {
+	_ = m.init()
+	s := m.scheduler()
+	if s == nil {
+		return time.Time{}, false
+	}
+	return s.When(key)
 }

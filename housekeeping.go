@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,17 +17,42 @@ import (
 
 // Housekeeping intervals. Last-seen times are written at most this often
 // (and at Close), so a handshake never writes storage; expired
-// certificates are swept on the same tick.
+// certificates are swept on the same tick, a batch at a time.
 const (
 	housekeepingEvery = 5 * time.Minute
 	expiredKeepFor    = 24 * time.Hour // an expired record is kept this long, for status
+	// sweepBatch is how many certificate records one housekeeping round
+	// checks for expiry; the next round goes on from where it stopped,
+	// so a round costs the same with 1,000 or 1,000,000 certificates.
+	sweepBatch = 1000
 )
 
 // State kept in storage for operators and restarts.
 const (
-	seenState   = "seen"           // primary name → last handshake (unix seconds)
+	seenState   = "seen"           // the old single value: primary name → last handshake (read, then removed)
 	errorsState = "renewal-errors" // storage key → the last renewal failure
+	// seenShards is the number of values the last-seen times are kept
+	// in (state/seen/00.json … ff.json), by a hash of the primary name:
+	// a flush writes only the shards that changed, and no value grows
+	// with every name stored.
+	seenShards = 256
 )
+
+// seenShardKey is the storage key of last-seen shard i.
+func seenShardKey(i int) string { return storage.StateKey(fmt.Sprintf("seen/%02x", i)) }
+
+// seenShardPrefix is the prefix of every seenShardKey.
+var seenShardPrefix = strings.TrimSuffix(storage.StateKey("seen/"), ".json")
+
+// seenShardOf is the shard of name's last-seen time (FNV-1a).
+func seenShardOf(name string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(name); i++ {
+		h ^= uint32(name[i])
+		h *= 16777619
+	}
+	return int(h % seenShards)
+}
 
 // RenewalError is the last failed renewal of a certificate, as kept in
 // storage for "certkeeper status".
@@ -40,9 +68,13 @@ type RenewalError struct {
 type housekeeping struct {
 	once     sync.Once
 	loadOnce sync.Once
-	mu       sync.Mutex       // guards seen
-	seen     map[string]int64 // primary name → last seen, as stored
-	errMu    sync.Mutex       // serialises updates of the stored renewal errors
+	mu       sync.Mutex                      // guards the fields below
+	seen     [seenShards]map[string]int64    // primary name → last seen (unix seconds), by shard
+	gone     [seenShards]map[string]struct{} // names whose time was dropped, to drop from storage too
+	dirty    [seenShards]bool                // shards changed since they were stored
+	legacy   bool                            // the old single value exists: remove it once the shards are stored
+	cursor   string                          // the last certificate key the expiry sweep checked
+	errMu    sync.Mutex                      // serialises updates of the stored renewal errors
 }
 
 // startHousekeeping starts the goroutine that writes last-seen times and
@@ -80,90 +112,264 @@ func (m *Manager) housekeep(ctx context.Context) {
 	m.guard("housekeeping", slog.String("step", "sweeping dead locks"), func() { m.sweepLocks(ctx) })
 }
 
-// storedSeen returns the stored last-seen time of name (zero if unknown),
-// loading the stored map on first use.
-func (m *Manager) storedSeen(ctx context.Context, name string) int64 {
+// loadSeen reads the stored last-seen times into memory, once: the
+// shards, and the old single value of earlier versions (whose names are
+// then written to the shards at the next flush, and the value removed).
+func (m *Manager) loadSeen(ctx context.Context) {
 	m.hk.loadOnce.Do(func() {
-		m.hk.mu.Lock()
-		defer m.hk.mu.Unlock()
-		m.hk.seen = make(map[string]int64)
-		if data, err := m.store.Load(ctx, storage.StateKey(seenState)); err == nil {
-			if err := json.Unmarshal(data, &m.hk.seen); err != nil {
-				m.logger().Warn("stored last-seen times are damaged; starting afresh", slog.Any("err", err))
-				m.hk.seen = make(map[string]int64)
+		keys, err := m.store.List(ctx, seenShardPrefix)
+		if err != nil {
+			m.logger().Warn("listing stored last-seen times; unused certificates are found from now on", slog.Any("err", err))
+		}
+		for _, key := range keys {
+			data, err := m.store.Load(ctx, key)
+			if err != nil {
+				continue
 			}
+			m.mergeSeen(key, data, false)
+		}
+		if data, err := m.store.Load(ctx, storage.StateKey(seenState)); err == nil {
+			m.mergeSeen(storage.StateKey(seenState), data, true)
+			m.hk.mu.Lock()
+			m.hk.legacy = true
+			m.hk.mu.Unlock()
 		}
 	})
+}
+
+// mergeSeen adds the last-seen times of one stored value to memory; dirty
+// marks their shards for the next flush.
+func (m *Manager) mergeSeen(key string, data []byte, dirty bool) {
+	var times map[string]int64
+	if err := json.Unmarshal(data, &times); err != nil {
+		m.logger().Warn("stored last-seen times are damaged; ignoring them", slog.String("key", key), slog.Any("err", err))
+		return
+	}
 	m.hk.mu.Lock()
 	defer m.hk.mu.Unlock()
-	return m.hk.seen[name]
+	for name, s := range times {
+		i := seenShardOf(name)
+		if m.seenLocked(i, name, s) && dirty {
+			m.hk.dirty[i] = true
+		}
+	}
 }
 
-// flushSeen writes the last-seen times of the certificates in memory.
-func (m *Manager) flushSeen(ctx context.Context) {
-	m.storedSeen(ctx, "") // load first, so nothing stored is dropped
-	changed := false
+// seenLocked raises name's time in shard i to s and reports whether it
+// changed. hk.mu is held.
+func (m *Manager) seenLocked(i int, name string, s int64) bool {
+	if s <= m.hk.seen[i][name] {
+		return false
+	}
+	if m.hk.seen[i] == nil {
+		m.hk.seen[i] = make(map[string]int64)
+	}
+	m.hk.seen[i][name] = s
+	delete(m.hk.gone[i], name)
+	return true
+}
+
+// storedSeen returns the last-seen time kept for name, zero if unknown.
+// It reads memory only (the stored times are loaded at start by the
+// renewal scan), so a cache miss costs no extra storage round trip.
+func (m *Manager) storedSeen(_ context.Context, name string) int64 {
+	return m.seenAt(name)
+}
+
+// seenAt returns the last-seen time kept for name (a certificate that
+// left the cache, or one loaded from storage), zero if unknown.
+func (m *Manager) seenAt(name string) int64 {
 	m.hk.mu.Lock()
+	defer m.hk.mu.Unlock()
+	return m.hk.seen[seenShardOf(name)][name]
+}
+
+// noteSeen keeps s as name's last-seen time if it is later than the one
+// kept.
+func (m *Manager) noteSeen(name string, s int64) {
+	if s == 0 {
+		return
+	}
+	i := seenShardOf(name)
+	m.hk.mu.Lock()
+	defer m.hk.mu.Unlock()
+	if m.seenLocked(i, name, s) {
+		m.hk.dirty[i] = true
+	}
+}
+
+// forgetSeen drops name's last-seen time, here and, at the next flush, in
+// storage.
+func (m *Manager) forgetSeen(name string) {
+	i := seenShardOf(name)
+	m.hk.mu.Lock()
+	defer m.hk.mu.Unlock()
+	delete(m.hk.seen[i], name)
+	if m.hk.gone[i] == nil {
+		m.hk.gone[i] = make(map[string]struct{})
+	}
+	m.hk.gone[i][name] = struct{}{}
+	m.hk.dirty[i] = true
+}
+
+// flushSeen writes the last-seen times that changed: those of the
+// certificates in memory, and those kept for certificates that left it.
+// Each changed shard is merged with the stored one (the later time wins),
+// so nodes sharing storage do not undo each other's times.
+func (m *Manager) flushSeen(ctx context.Context) {
+	m.loadSeen(ctx) // first, so nothing stored is dropped
 	for _, c := range []*certCache{m.cache, m.rsaCache} {
 		for _, e := range c.all() {
-			if s := e.lastSeen.Load(); s > m.hk.seen[e.names[0]] {
-				m.hk.seen[e.names[0]] = s
-				changed = true
-			}
+			m.noteSeen(e.names[0], e.lastSeen.Load())
 		}
 	}
-	snapshot := maps.Clone(m.hk.seen)
-	m.hk.mu.Unlock()
-	if !changed {
+	var failed error
+	for i := range seenShards {
+		m.hk.mu.Lock()
+		if !m.hk.dirty[i] {
+			m.hk.mu.Unlock()
+			continue
+		}
+		m.hk.dirty[i] = false
+		times := maps.Clone(m.hk.seen[i])
+		gone := maps.Clone(m.hk.gone[i])
+		m.hk.mu.Unlock()
+		if err := m.storeSeenShard(ctx, i, times, gone); err != nil {
+			failed = err
+			m.hk.mu.Lock()
+			m.hk.dirty[i] = true
+			m.hk.mu.Unlock()
+			continue
+		}
+		m.hk.mu.Lock()
+		for name := range gone {
+			delete(m.hk.gone[i], name)
+		}
+		m.hk.mu.Unlock()
+	}
+	if failed != nil {
+		if ctx.Err() == nil {
+			m.logger().Warn("storing last-seen times; will try again", slog.Any("err", failed))
+		}
 		return
 	}
-	data, err := json.Marshal(snapshot)
-	if err == nil {
-		err = m.store.Store(ctx, storage.StateKey(seenState), data)
-	}
-	if err != nil && ctx.Err() == nil {
-		m.logger().Warn("storing last-seen times", slog.Any("err", err))
+	m.hk.mu.Lock()
+	legacy := m.hk.legacy
+	m.hk.legacy = false
+	m.hk.mu.Unlock()
+	if legacy {
+		if err := m.store.Delete(ctx, storage.StateKey(seenState)); err != nil {
+			m.logger().Warn("removing the old last-seen value (now kept in state/seen/)", slog.Any("err", err))
+		}
 	}
 }
 
-// sweepExpired deletes certificate records that expired more than a day
-// ago (certificates no longer renewed: unused on-demand names, names no
-// longer allowed) and forgets their last-seen times.
-func (m *Manager) sweepExpired(ctx context.Context) {
+// storeSeenShard merges times into stored shard i, without the names in
+// gone, and stores it.
+func (m *Manager) storeSeenShard(ctx context.Context, i int, times map[string]int64, gone map[string]struct{}) error {
+	key := seenShardKey(i)
+	stored := map[string]int64{}
+	if data, err := m.store.Load(ctx, key); err == nil {
+		if json.Unmarshal(data, &stored) != nil {
+			stored = map[string]int64{} // damaged: rewritten whole
+		}
+	} else if !isNotFound(err) {
+		return err
+	}
+	for name, s := range times {
+		if s > stored[name] {
+			stored[name] = s
+		}
+	}
+	for name := range gone {
+		delete(stored, name)
+	}
+	data, err := json.Marshal(stored)
+	if err != nil {
+		return err
+	}
+	return m.store.Store(ctx, key, data)
+}
+
+// recordDates is the part of a stored certificate record the renewal
+// scan and the expiry sweep read: decoding it parses no certificate and
+// no key.
+type recordDates struct {
+	Names     []string  `json:"names"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+}
+
+// sweepExpired checks the next batch of certificate records and deletes
+// those that expired more than a day ago (certificates no longer renewed:
+// unused on-demand names, names no longer allowed), forgetting their
+// last-seen times. It reports whether the batch reached the last key (the
+// next call starts again from the first).
+func (m *Manager) sweepExpired(ctx context.Context) (wrapped bool) {
 	keys, err := m.store.List(ctx, storage.CertificatePrefix(""))
 	if err != nil {
+		return true
+	}
+	m.hk.mu.Lock()
+	cursor := m.hk.cursor
+	m.hk.mu.Unlock()
+	start := sort.SearchStrings(keys, cursor)
+	if start < len(keys) && keys[start] == cursor {
+		start++
+	}
+	end := min(start+sweepBatch, len(keys))
+	now := time.Now()
+	for _, key := range keys[start:end] {
+		if ctx.Err() != nil {
+			return false
+		}
+		m.sweepOne(ctx, key, now)
+	}
+	wrapped = end >= len(keys)
+	m.hk.mu.Lock()
+	if wrapped {
+		m.hk.cursor = ""
+	} else {
+		m.hk.cursor = keys[end-1]
+	}
+	m.hk.mu.Unlock()
+	return wrapped
+}
+
+// sweepOne deletes the record under key if it expired more than a day
+// ago. Only its dates are decoded unless it has expired.
+func (m *Manager) sweepOne(ctx context.Context, key string, now time.Time) {
+	data, err := m.store.Load(ctx, key)
+	if err != nil && !errors.Is(err, storage.ErrInvalidRecord) {
 		return
 	}
-	now := time.Now()
-	for _, key := range keys {
-		data, err := m.store.Load(ctx, key)
-		if err != nil && !errors.Is(err, storage.ErrInvalidRecord) {
-			continue
+	if err == nil {
+		var d recordDates
+		if json.Unmarshal(data, &d) == nil && now.Sub(d.NotAfter) < expiredKeepFor {
+			return
 		}
-		var rec *storage.Certificate
-		if err == nil {
-			rec, err = storage.UnmarshalCertificate(key, data)
-		}
-		if err != nil {
-			// Not deleted: it may be the only copy of a key someone
-			// wants back. A handshake for its name replaces it.
-			m.logger().Warn("stored certificate record is invalid; skipping it (delete it, or let a handshake or cert issue replace it)",
-				slog.String("key", key), slog.Any("err", err))
-			continue
-		}
-		if now.Sub(rec.NotAfter) < expiredKeepFor {
-			continue
-		}
-		if err := m.store.Delete(ctx, key); err != nil {
-			m.logger().Warn("deleting an expired certificate", slog.String("key", key), slog.Any("err", err))
-			continue
-		}
-		m.forget(key)
-		m.hk.mu.Lock()
-		delete(m.hk.seen, rec.Names[0])
-		m.hk.mu.Unlock()
-		m.logger().Info("expired certificate removed", slog.Any("names", rec.Names), slog.Time("not_after", rec.NotAfter))
 	}
+	var rec *storage.Certificate
+	if err == nil {
+		rec, err = storage.UnmarshalCertificate(key, data)
+	}
+	if err != nil {
+		// Not deleted: it may be the only copy of a key someone
+		// wants back. A handshake for its name replaces it.
+		m.logger().Warn("stored certificate record is invalid; skipping it (delete it, or let a handshake or cert issue replace it)",
+			slog.String("key", key), slog.Any("err", err))
+		return
+	}
+	if now.Sub(rec.NotAfter) < expiredKeepFor {
+		return
+	}
+	if err := m.store.Delete(ctx, key); err != nil {
+		m.logger().Warn("deleting an expired certificate", slog.String("key", key), slog.Any("err", err))
+		return
+	}
+	m.forget(key)
+	m.forgetSeen(rec.Names[0])
+	m.logger().Info("expired certificate removed", slog.Any("names", rec.Names), slog.Time("not_after", rec.NotAfter))
 }
 
 // lockSweeper is implemented by storages that can remove the leases of
@@ -217,16 +423,26 @@ func (m *Manager) noteRenewal(ctx context.Context, key string, names []string, e
 func LoadStatusState(ctx context.Context, st storage.Storage) (seen map[string]time.Time, errs map[string]RenewalError, err error) {
 	seen = map[string]time.Time{}
 	errs = map[string]RenewalError{}
-	raw := map[string]int64{}
-	if data, lerr := st.Load(ctx, storage.StateKey(seenState)); lerr == nil {
-		if err := json.Unmarshal(data, &raw); err != nil {
-			return nil, nil, err
-		}
-	} else if !isNotFound(lerr) {
-		return nil, nil, lerr
+	keys, err := st.List(ctx, seenShardPrefix)
+	if err != nil {
+		return nil, nil, err
 	}
-	for name, s := range raw {
-		seen[name] = time.Unix(s, 0).UTC()
+	for _, key := range append(keys, storage.StateKey(seenState)) {
+		raw := map[string]int64{}
+		data, lerr := st.Load(ctx, key)
+		if isNotFound(lerr) {
+			continue
+		} else if lerr != nil {
+			return nil, nil, lerr
+		}
+		if err := json.Unmarshal(data, &raw); err != nil {
+			return nil, nil, fmt.Errorf("decoding last-seen times %s: %w", key, err)
+		}
+		for name, s := range raw {
+			if t := time.Unix(s, 0).UTC(); t.After(seen[name]) {
+				seen[name] = t
+			}
+		}
 	}
 	if data, lerr := st.Load(ctx, storage.StateKey(errorsState)); lerr == nil {
 		if err := json.Unmarshal(data, &errs); err != nil {

@@ -87,7 +87,9 @@ type Manager struct {
 
 	// CacheSize bounds the certificates held in memory. Zero means 10,000.
 	// Evicted certificates are loaded again from storage when needed, so a
-	// Manager can serve far more names than it holds.
+	// Manager can serve far more names than it holds: of a certificate not
+	// in memory it keeps only the storage key, the renewal time and the
+	// last-seen time (about 250 bytes), and renews it from storage.
 	CacheSize int
 
 	// IssueTimeout bounds one issuance (all issuers of the chain). Zero
@@ -219,6 +221,7 @@ func (m *Manager) init() error {
 		}
 		m.wireIssuers(m.issuers)
 		m.initErr = errors.Join(m.initRules(), m.initManual())
+		m.startRenewalScan()
 	})
 	return m.initErr
 }

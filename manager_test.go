@@ -233,36 +233,6 @@ func TestWildcardAndDefaultName(t *testing.T) {
 	}
 }
 
-// TestBoundedCache: with CacheSize 100 and 1,000 stored certificates,
-// handshakes for all 1,000 succeed (evicted ones reload from storage).
-func TestBoundedCache(t *testing.T) {
-	st := filestore.New(t.TempDir())
-	filler := localManager(t, st, nil)
-	names := make([]string, 1000)
-	for i := range names {
-		names[i] = fmt.Sprintf("n%d.bounded.test", i)
-		if err := filler.Cert(t.Context(), names[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m := localManager(t, st, nil) // no policy: everything must come from storage
-	m.CacheSize = 100
-	for round := range 2 {
-		for _, n := range names {
-			c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: n})
-			if err != nil {
-				t.Fatalf("round %d: GetCertificate(%q): %v", round, n, err)
-			}
-			if c.Leaf.DNSNames[0] != n {
-				t.Fatalf("GetCertificate(%q) served %v", n, c.Leaf.DNSNames)
-			}
-		}
-	}
-	if n := certkeeper.CacheLen(m); n > 100 {
-		t.Errorf("cache holds %d certificates, want ≤ 100", n)
-	}
-}
-
 func TestGetCertificateCachedAllocs(t *testing.T) {
 	m := localManager(t, filestore.New(t.TempDir()), nil)
 	if err := m.Cert(t.Context(), "a.test"); err != nil {

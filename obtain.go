@@ -153,7 +153,7 @@ func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, key str
 	}
 	m.startHousekeeping()
 	m.startCluster()
-	m.cacheFor(rec.Variant).put(e)
+	m.released(m.cacheFor(rec.Variant).put(e))
 	m.keepStaple(ctx, e, m.cacheFor(rec.Variant))
 	m.scheduleRenewal(e, fresh)
 	return e, nil

@@ -3,8 +3,11 @@ package certkeeper
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,16 +21,29 @@ import (
 // without a handshake asking for it (Manager.UnusedAfter).
 const defaultUnusedAfter = 30 * 24 * time.Hour
 
+// defaultRenewSpacing is the time between the renewals of certificates
+// found past their renewal time at start, without Cluster.OrderLimit: a
+// restart after an outage, or with a storage filled elsewhere, must not
+// fire thousands of orders at once.
+const defaultRenewSpacing = 500 * time.Millisecond
+
 // renewer holds the renewal state of a Manager: one timer heap for all its
 // certificates, keyed by storage key, and per-key failure counts.
+//
+// Memory is bounded by the cache, not by storage: a certificate that is
+// not in a cache is known here only by its key and times (the
+// scheduler's entry, planned), never by its certificate, key or parsed
+// leaf. Its renewal loads it from storage, renews, stores and drops it.
 type renewer struct {
 	once  sync.Once
 	sched *renewal.Scheduler
 
-	mu       sync.Mutex           // guards attempts, planned and lastSeen
+	scanned chan struct{} // closed when the start-up scan has ended
+
+	mu       sync.Mutex           // guards attempts, planned and held
 	attempts map[string]int       // storage key → consecutive failures
 	planned  map[string]time.Time // storage key → the renewal time drawn for it
-	lastSeen map[string]*managed  // storage key → the entry in memory, for its last handshake
+	held     map[string]*managed  // storage key → its entry while in a cache (dropped when it leaves)
 }
 
 // renewalARI is the optional interface of issuers that offer ACME Renewal
@@ -53,7 +69,7 @@ func (m *Manager) scheduler() *renewal.Scheduler {
 		m.renew.sched = renewal.New(m.renewKey, 0)
 		m.renew.attempts = make(map[string]int)
 		m.renew.planned = make(map[string]time.Time)
-		m.renew.lastSeen = make(map[string]*managed)
+		m.renew.held = make(map[string]*managed)
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
@@ -64,9 +80,115 @@ func (m *Manager) scheduler() *renewal.Scheduler {
 	return m.renew.sched
 }
 
+// startRenewalScan rebuilds the renewal schedule from storage in the
+// background, once, at init: every stored certificate is renewed on time
+// whether or not a handshake ever asks for it.
+func (m *Manager) startRenewalScan() {
+	m.renew.scanned = make(chan struct{})
+	if m.ctx.Err() != nil {
+		close(m.renew.scanned)
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer close(m.renew.scanned)
+		m.guard("rebuilding the renewal schedule from storage", slog.Attr{}, func() { m.scanStored(m.ctx) })
+	}()
+}
+
+// overdue is a certificate found past its renewal time by the scan.
+type overdue struct {
+	key      string
+	notAfter time.Time
+}
+
+// scanStored loads the stored last-seen times, then lists the stored
+// certificate keys and reads the records one at a time, scheduling each
+// certificate by its dates alone (the record is decoded without parsing
+// its certificate or key, and dropped at once); only the keys are held. Certificates already past their renewal time are
+// spread out, the soonest to expire first, renewSpacing apart with a
+// random jitter: a restart does not fire them all at once. Expired
+// records are left to the expiry sweep.
+func (m *Manager) scanStored(ctx context.Context) {
+	m.loadSeen(ctx)
+	s := m.scheduler()
+	if s == nil {
+		return
+	}
+	keys, err := m.store.List(ctx, storage.CertificatePrefix(""))
+	if err != nil {
+		m.logger().Warn("listing stored certificates to schedule their renewal; those not loaded by a handshake are renewed after the next start",
+			slog.Any("err", err))
+		return
+	}
+	now := time.Now()
+	defer func() {
+		if ctx.Err() == nil {
+			m.logger().Info("renewal schedule rebuilt from storage", slog.Int("certificates", len(keys)),
+				slog.Duration("took", time.Since(now)))
+		}
+	}()
+	var late []overdue
+	for _, key := range keys {
+		if ctx.Err() != nil {
+			return
+		}
+		if _, ok := s.When(key); ok {
+			continue // loaded, or renewed, since start
+		}
+		data, err := m.store.Load(ctx, key)
+		if err != nil {
+			continue // gone, or unreadable: a handshake or the sweep reports it
+		}
+		var d recordDates
+		if err := json.Unmarshal(data, &d); err != nil || len(d.Names) == 0 || !now.Before(d.NotAfter) {
+			continue
+		}
+		due := renewal.Due(renewal.Cert{NotBefore: d.NotBefore, NotAfter: d.NotAfter}, now, nil)
+		if due.After(now) {
+			s.Schedule(key, due)
+			continue
+		}
+		late = append(late, overdue{key: key, notAfter: d.NotAfter})
+	}
+	slices.SortFunc(late, func(a, b overdue) int { return a.notAfter.Compare(b.notAfter) })
+	spacing := m.renewSpacing()
+	for i, o := range late {
+		at := now.Add(time.Duration(i)*spacing + rand.N(spacing))
+		if _, ok := s.When(o.key); !ok {
+			s.Schedule(o.key, at)
+		}
+	}
+	if len(late) > 0 {
+		m.logger().Info("certificates past their renewal time are renewed one at a time",
+			slog.Int("count", len(late)), slog.Duration("spacing", spacing))
+	}
+}
+
+// renewSpacing is the time between start-up renewals: three quarters of
+// the Cluster.OrderLimit budget when there is one (20 per minute gives one
+// every 4 s, 15 a minute), else defaultRenewSpacing.
+func (m *Manager) renewSpacing() time.Duration {
+	if m.Cluster.OrderLimit <= 0 {
+		return defaultRenewSpacing
+	}
+	window := m.Cluster.OrderWindow
+	if window <= 0 {
+		window = defaultOrderWindow
+	}
+	return max(window*4/time.Duration(3*m.Cluster.OrderLimit), time.Millisecond)
+}
+
 // scheduleRenewal arranges for e to be renewed when it is due. The first
 // check comes at the lifetime rule's due time; the renewal run asks the CA
 // for its ARI window then and reschedules accordingly.
+//
+// A certificate loaded from storage (not fresh) whose key is already
+// scheduled keeps its time: the start-up scan, an earlier renewal check or
+// a failure's backoff placed it with more knowledge (the order budget, the
+// ARI window, Retry-After) than the lifetime rule, so a handshake loading
+// it neither cuts a backoff short nor brings a spread-out renewal forward.
 //
 // A fresh certificate that is due at once gets a quarter of its lifetime
 // before its first check instead, with an error logged: renewing it
@@ -81,8 +203,11 @@ func (m *Manager) scheduleRenewal(e *managed, fresh bool) {
 		return
 	}
 	m.renew.mu.Lock()
-	m.renew.lastSeen[e.key] = e
+	m.renew.held[e.key] = e
 	m.renew.mu.Unlock()
+	if _, ok := s.When(e.key); ok && !fresh {
+		return
+	}
 	now := time.Now()
 	due := renewal.Due(renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}, now, nil)
 	if fresh && !due.After(now) {
@@ -102,7 +227,8 @@ func (m *Manager) renewKey(key string) {
 
 // renewStored re-reads the certificate from storage (another node may
 // have renewed it), asks the CA's ARI window, and renews it if it is due,
-// or reschedules it.
+// or reschedules it. A certificate that was not in memory is dropped from
+// memory again once renewed: renewing it is no reason to hold it.
 func (m *Manager) renewStored(key string) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.issueTimeout())
 	defer cancel()
@@ -133,7 +259,7 @@ func (m *Manager) renewStored(key string) {
 		return // another node renewed it; the new one is scheduled
 	}
 	now := time.Now()
-	if rec.OnDemand && m.unused(key, now) {
+	if rec.OnDemand && m.unused(key, rec.Names[0], now) {
 		m.logger().Info("certificate not renewed: no handshake asked for it recently",
 			slog.Any("names", rec.Names), slog.Duration("unused_after", m.unusedAfter()), slog.Time("not_after", rec.NotAfter))
 		m.forget(key)
@@ -173,10 +299,14 @@ func (m *Manager) renewStored(key string) {
 		m.scheduler().Schedule(key, next)
 		return
 	}
+	wasHeld := m.held(key) != nil
 	e, err := m.obtain(ctx, rec.Names, leaf, rec.OnDemand, rec.Variant)
 	if err != nil {
 		m.retryLater(key, rec, err)
 		return
+	}
+	if !wasHeld {
+		m.dropFromMemory(e, rec.Variant)
 	}
 	m.renew.mu.Lock()
 	delete(m.renew.attempts, key)
@@ -222,16 +352,47 @@ func (m *Manager) retryLater(key string, rec *storage.Certificate, err error) {
 	m.emit(Event{Kind: RenewalFailed, Names: names, NotAfter: c.NotAfter, Retry: next, Err: err})
 }
 
-// unused reports whether the on-demand certificate under key has not been
-// asked for in a handshake for longer than UnusedAfter.
-func (m *Manager) unused(key string, now time.Time) bool {
-	m.renew.mu.Lock()
-	e := m.renew.lastSeen[key]
-	m.renew.mu.Unlock()
-	if e == nil {
+// unused reports whether the on-demand certificate under key, whose
+// primary name is name, has not been asked for in a handshake for longer
+// than UnusedAfter: by the entry in memory, else by the last-seen time
+// kept for the name. A name with no last-seen time counts as used.
+func (m *Manager) unused(key, name string, now time.Time) bool {
+	var s int64
+	if e := m.held(key); e != nil {
+		s = e.lastSeen.Load()
+	} else {
+		s = m.seenAt(name)
+	}
+	if s == 0 {
 		return false
 	}
-	return now.Sub(time.Unix(e.lastSeen.Load(), 0)) > m.unusedAfter()
+	return now.Sub(time.Unix(s, 0)) > m.unusedAfter()
+}
+
+// released is called for each entry that left a cache (evicted or
+// replaced): it drops the renewal state's reference to it, so that its
+// certificate, key and leaf become garbage, and keeps its last-seen time.
+// The key stays scheduled.
+func (m *Manager) released(left []*managed) {
+	for _, e := range left {
+		m.renew.mu.Lock()
+		if m.renew.held[e.key] == e {
+			delete(m.renew.held, e.key)
+		}
+		m.renew.mu.Unlock()
+		m.noteSeen(e.names[0], e.lastSeen.Load())
+	}
+}
+
+// dropFromMemory removes e from its cache, as if evicted: a certificate
+// renewed in the background without a handshake asking for it.
+func (m *Manager) dropFromMemory(e *managed, variant string) {
+	c := m.cacheFor(variant)
+	if c.get(e.names[0]) != e {
+		return
+	}
+	c.remove(e)
+	m.released([]*managed{e})
 }
 
 // forget stops renewing key.
@@ -240,7 +401,7 @@ func (m *Manager) forget(key string) {
 		s.Remove(key)
 	}
 	m.renew.mu.Lock()
-	delete(m.renew.lastSeen, key)
+	delete(m.renew.held, key)
 	delete(m.renew.attempts, key)
 	delete(m.renew.planned, key)
 	m.renew.mu.Unlock()

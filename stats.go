@@ -63,8 +63,9 @@ type Stats struct {
 	HandshakesIssued uint64
 	// Cached is the number of certificates held in memory.
 	Cached int
-	// Certificates are the certificates scheduled for renewal, by storage
-	// key.
+	// Certificates are the certificates held in memory (at most
+	// CacheSize of each key type), by storage key. Certificates that are
+	// only in storage are renewed too, but not listed here.
 	Certificates []CertStats
 }
 
@@ -90,7 +91,7 @@ func (m *Manager) Stats() Stats {
 		Cached:            m.cache.len() + m.rsaCache.len(),
 	}
 	m.renew.mu.Lock()
-	for key, e := range m.renew.lastSeen {
+	for key, e := range m.renew.held {
 		c := CertStats{Key: key, Names: e.names, Issuer: e.issuer, OnDemand: e.onDemand, Failures: m.renew.attempts[key]}
 		if tc := e.cert.Load(); tc != nil && tc.Leaf != nil {
 			c.NotAfter = tc.Leaf.NotAfter

@@ -103,6 +103,44 @@ func parseURL(rawURL string) (*config, error) {
 	// fragment, for errors.
 	redacted := redact.URL(rawURL)
 	cfg := &config{prefix: DefaultPrefix, timeout: DefaultTimeout}
+	if err := cfg.parseScheme(scheme); err != nil {
+		return nil, fmt.Errorf("redisstore: URL %s: %w", redacted, err)
+	}
+	// Split off the user information before anything can quote it.
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	if strings.Contains(tail, "@") {
+		// A password holding "/", "?" or "#" as typed: the user
+		// information ends at a later "@" than the authority does. Or an
+		// "@" in a parameter. Either way, guessing could connect with a
+		// wrong password, or print a piece of the right one.
+		return nil, fmt.Errorf(`redisstore: URL %s: an "@" after the first "/", "?" or "#": percent-encode "/", "?", "#", "@" and "%%" in the user name, password and parameters (as %%2F, %%3F, %%23, %%40 and %%25)`, redacted)
+	}
+	hosts, err := cfg.parseUserinfo(authority)
+	if err != nil {
+		return nil, err // names no part of the URL
+	}
+	path, rawQuery, _ := strings.Cut(tail, "?")
+	if strings.Contains(tail, "#") {
+		return nil, fmt.Errorf("redisstore: URL %s has a fragment", redacted)
+	}
+	if err := cfg.parseHosts(redacted, hosts); err != nil {
+		return nil, err
+	}
+	if err := cfg.parsePath(redacted, path); err != nil {
+		return nil, err
+	}
+	if err := cfg.parseQuery(redacted, rawQuery); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// parseScheme sets the mode and TLS from the URL's scheme.
+func (cfg *config) parseScheme(scheme string) error {
 	switch strings.ToLower(scheme) {
 	case "redis":
 		cfg.mode = "standalone"
@@ -117,69 +155,66 @@ func parseURL(rawURL string) (*config, error) {
 	case "rediss+sentinel":
 		cfg.mode, cfg.tls = "sentinel", true
 	default:
-		return nil, fmt.Errorf("redisstore: URL %s: unknown URL scheme: want redis, rediss, redis+cluster, rediss+cluster, redis+sentinel or rediss+sentinel", redacted)
+		return errors.New("unknown URL scheme: want redis, rediss, redis+cluster, rediss+cluster, redis+sentinel or rediss+sentinel")
 	}
+	return nil
+}
 
-	// Split off the user information before anything can quote it.
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
+// parseUserinfo sets the user name and password from the authority
+// (userinfo@hosts) and returns the hosts. Its errors quote nothing of the
+// URL.
+func (cfg *config) parseUserinfo(authority string) (hosts string, err error) {
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return authority, nil
 	}
-	authority, tail := rest[:end], rest[end:]
-	if strings.Contains(tail, "@") {
-		// A password holding "/", "?" or "#" as typed: the user
-		// information ends at a later "@" than the authority does. Or an
-		// "@" in a parameter. Either way, guessing could connect with a
-		// wrong password, or print a piece of the right one.
-		return nil, fmt.Errorf(`redisstore: URL %s: an "@" after the first "/", "?" or "#": percent-encode "/", "?", "#", "@" and "%%" in the user name, password and parameters (as %%2F, %%3F, %%23, %%40 and %%25)`, redacted)
+	user, password, _ := strings.Cut(authority[:at], ":")
+	if cfg.user, err = url.PathUnescape(user); err != nil {
+		return "", errors.New("redisstore: invalid percent-encoding in the URL's user name")
 	}
-	hosts := authority
-	if at := strings.LastIndex(authority, "@"); at >= 0 {
-		userinfo := authority[:at]
-		hosts = authority[at+1:]
-		user, password, _ := strings.Cut(userinfo, ":")
-		var err error
-		if cfg.user, err = url.PathUnescape(user); err != nil {
-			return nil, errors.New("redisstore: invalid percent-encoding in the URL's user name")
-		}
-		if cfg.password, err = url.PathUnescape(password); err != nil {
-			return nil, errors.New("redisstore: invalid percent-encoding in the URL's password")
-		}
+	if cfg.password, err = url.PathUnescape(password); err != nil {
+		return "", errors.New("redisstore: invalid percent-encoding in the URL's password")
 	}
-	path, rawQuery, _ := strings.Cut(tail, "?")
-	if strings.Contains(tail, "#") {
-		return nil, fmt.Errorf("redisstore: URL %s has a fragment", redacted)
-	}
+	return authority[at+1:], nil
+}
 
+// The parse steps below name the URL as u, its redacted form.
+
+// parseHosts sets the addresses, with the mode's default port.
+func (cfg *config) parseHosts(u, hosts string) error {
 	port := defaultPort
 	if cfg.mode == "sentinel" {
 		port = defaultSentinelPort
 	}
 	if hosts == "" {
-		return nil, fmt.Errorf("redisstore: URL %s has no host", redacted)
+		return fmt.Errorf("redisstore: URL %s has no host", u)
 	}
 	for h := range strings.SplitSeq(hosts, ",") {
 		addr, err := hostPort(h, port)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: URL %s: %w", redacted, err)
+			return fmt.Errorf("redisstore: URL %s: %w", u, err)
 		}
 		cfg.addrs = append(cfg.addrs, addr)
 	}
 	if cfg.mode == "standalone" && len(cfg.addrs) > 1 {
-		return nil, fmt.Errorf("redisstore: URL %s names %d hosts: use redis+cluster:// for a Cluster or redis+sentinel:// for Sentinels", redacted, len(cfg.addrs))
+		return fmt.Errorf("redisstore: URL %s names %d hosts: use redis+cluster:// for a Cluster or redis+sentinel:// for Sentinels", u, len(cfg.addrs))
 	}
+	return nil
+}
 
+// parsePath sets the Sentinel master name and the database number.
+func (cfg *config) parsePath(u, path string) error {
 	segs := strings.Split(strings.Trim(path, "/"), "/")
 	if segs[0] == "" {
 		segs = nil
 	}
 	if cfg.mode == "sentinel" {
 		if len(segs) == 0 {
-			return nil, fmt.Errorf("redisstore: URL %s names no master: want redis+sentinel://host:port,.../master[/db]", redacted)
+			return fmt.Errorf("redisstore: URL %s names no master: want redis+sentinel://host:port,.../master[/db]", u)
 		}
 		m, err := url.PathUnescape(segs[0])
 		if err != nil || m == "" {
-			return nil, fmt.Errorf("redisstore: URL %s: invalid master name %q", redacted, segs[0])
+			return fmt.Errorf("redisstore: URL %s: invalid master name %q", u, segs[0])
 		}
 		cfg.master, segs = m, segs[1:]
 	}
@@ -188,19 +223,23 @@ func parseURL(rawURL string) (*config, error) {
 	case 1:
 		db, err := strconv.Atoi(segs[0])
 		if err != nil || db < 0 {
-			return nil, fmt.Errorf("redisstore: URL %s: database %q is not a number", redacted, segs[0])
+			return fmt.Errorf("redisstore: URL %s: database %q is not a number", u, segs[0])
 		}
 		if cfg.mode == "cluster" && db != 0 {
-			return nil, fmt.Errorf("redisstore: URL %s: a Redis Cluster has only database 0", redacted)
+			return fmt.Errorf("redisstore: URL %s: a Redis Cluster has only database 0", u)
 		}
 		cfg.db = db
 	default:
-		return nil, fmt.Errorf("redisstore: URL %s: unexpected path %q", redacted, path)
+		return fmt.Errorf("redisstore: URL %s: unexpected path %q", u, path)
 	}
+	return nil
+}
 
+// parseQuery sets the parameters.
+func (cfg *config) parseQuery(u, rawQuery string) error {
 	query, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return nil, fmt.Errorf("redisstore: URL %s: invalid query", redacted)
+		return fmt.Errorf("redisstore: URL %s: invalid query", u)
 	}
 	for name, values := range query {
 		v := values[len(values)-1]
@@ -210,18 +249,18 @@ func parseURL(rawURL string) (*config, error) {
 		case "timeout":
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
-				return nil, fmt.Errorf("redisstore: URL %s: timeout is not a positive duration such as 2s", redacted)
+				return fmt.Errorf("redisstore: URL %s: timeout is not a positive duration such as 2s", u)
 			}
 			cfg.timeout = d
 		case "lease":
 			d, err := time.ParseDuration(v)
 			if err != nil || d < 300*time.Millisecond {
-				return nil, fmt.Errorf("redisstore: URL %s: lease is not a duration of at least 300ms such as 30s", redacted)
+				return fmt.Errorf("redisstore: URL %s: lease is not a duration of at least 300ms such as 30s", u)
 			}
 			cfg.lease = d
 		case "sentinel_user", "sentinel_password":
 			if cfg.mode != "sentinel" {
-				return nil, fmt.Errorf("redisstore: URL %s: parameter %s needs redis+sentinel://", redacted, name)
+				return fmt.Errorf("redisstore: URL %s: parameter %s needs redis+sentinel://", u, name)
 			}
 			if name == "sentinel_user" {
 				cfg.sentinelUser = v
@@ -229,10 +268,10 @@ func parseURL(rawURL string) (*config, error) {
 				cfg.sentinelPassword = v
 			}
 		default:
-			return nil, fmt.Errorf("redisstore: URL %s: unknown parameter %q (want prefix, timeout, lease, sentinel_user or sentinel_password)", redacted, name)
+			return fmt.Errorf("redisstore: URL %s: unknown parameter %q (want prefix, timeout, lease, sentinel_user or sentinel_password)", u, name)
 		}
 	}
-	return cfg, nil
+	return nil
 }
 
 // hostPort checks host[:port] and adds the default port if there is none.
