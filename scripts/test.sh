@@ -110,6 +110,9 @@ go test -race -count=1 -timeout 25m ./...
 
 step "memory bounds (without the race detector, which multiplies memory use)"
 go test -count=1 -run 'TestUnknownNamesFlood|TestBoundedCache' .
+# bench/scale at a small n: heap per cached and per evicted name, first
+# handshake, cold/hot handshake rates (reported; TestBoundedCache gates).
+go run ./bench/scale -n 5000 -cache 500
 # sync.Pool drops items at random under the race detector: allocation counts
 # are checked here.
 go test -count=1 -run 'TestCachedGETAllocs' ./certserver
