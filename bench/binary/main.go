@@ -189,7 +189,7 @@ func (d *driver) run(modes []string) error {
 				if err != nil {
 					return err
 				}
-				us[s.name] = float64((after-before).Microseconds()) / float64(n)
+				us[s.name] = float64((after - before).Microseconds()) / float64(n)
 				perConn[s.name] = append(perConn[s.name], us[s.name])
 			}
 			ratio := us["bare"] / us["proxy"]
