@@ -26,8 +26,8 @@
 //
 // Usage (the binary is built from this module when -bin is not given):
 //
-//	go run ./bench/binary -rounds 9 -duration 3s   # docs/performance.md
-//	go run ./bench/binary -short                   # CI: about 25 s, reported, not gated
+//	go run ./bench/binary                           # docs/performance.md: 15 rounds of 2 s
+//	go run ./bench/binary -short                    # CI: about 25 s, reported, not gated
 //
 // It prints one line per round and, per mode, the median ratio and its
 // spread (minimum, maximum, and the quartiles).
@@ -62,16 +62,19 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/proxy"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 const serverName = "bench.test"
 
 func main() {
-	role := flag.String("role", "driver", "driver, bare, backend or client (the driver starts the others)")
+	role := flag.String("role", "driver", "driver, bare, lib, backend or client (the driver starts the others)")
+	against := flag.String("against", "proxy", "driver: what to compare with the bare server: proxy (the certkeeper binary), lib (proxy.Server and a Manager in this small binary) or bare (a second bare server: an A/A check of the method)")
 	bin := flag.String("bin", "", "driver: the certkeeper binary (default: built from this module into a temporary directory)")
-	rounds := flag.Int("rounds", 9, "driver: paired rounds per mode")
-	duration := flag.Duration("duration", 3*time.Second, "driver, client: length of one server's share of a round")
+	rounds := flag.Int("rounds", 15, "driver: paired rounds per mode")
+	duration := flag.Duration("duration", 2*time.Second, "driver, client: length of one server's share of a round")
 	modes := flag.String("modes", "handshake,https", "driver, client: comma-separated modes: handshake, https")
 	short := flag.Bool("short", false, "driver: CI mode: 5 rounds of 1 s per mode (about 25 s with a built binary)")
 	conns := flag.Int("conns", 8, "client: concurrent connections")
@@ -79,11 +82,15 @@ func main() {
 	clientCore := flag.Int("client-core", 1, "driver: the core the client and backend are pinned to")
 	addr := flag.String("addr", "", "client: server address; bare: backend address")
 	dir := flag.String("dir", "", "bare, client: directory with cert.pem, key.pem and root.pem")
+	var env stringsFlag
+	flag.Var(&env, "server-env", "driver: `VAR=VALUE` set for both servers, e.g. GODEBUG=gctrace=1; repeatable")
 	flag.Parse()
 	var err error
 	switch *role {
 	case "bare":
 		err = bare(*dir, *addr)
+	case "lib":
+		err = lib(*dir, *addr)
 	case "backend":
 		err = backend()
 	case "client":
@@ -96,10 +103,10 @@ func main() {
 		if *short {
 			*rounds, *duration = 5, time.Second
 		}
-		d := &driver{bin: *bin, rounds: *rounds, duration: *duration, serverCore: *serverCore, clientCore: *clientCore}
+		d := &driver{bin: *bin, rounds: *rounds, duration: *duration, serverCore: *serverCore, clientCore: *clientCore, env: env, against: *against}
 		err = d.run(strings.Split(*modes, ","))
 	default:
-		err = fmt.Errorf("unknown -role %q: want driver, bare, backend or client", *role)
+		err = fmt.Errorf("unknown -role %q: want driver, bare, lib, backend or client", *role)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/binary:", err)
@@ -107,11 +114,19 @@ func main() {
 	}
 }
 
+// stringsFlag is a repeatable string flag.
+type stringsFlag []string
+
+func (f *stringsFlag) String() string     { return strings.Join(*f, ",") }
+func (f *stringsFlag) Set(v string) error { *f = append(*f, v); return nil }
+
 type driver struct {
 	bin                    string
 	rounds                 int
 	duration               time.Duration
 	serverCore, clientCore int
+	env                    []string // for both servers, e.g. GODEBUG=gctrace=1
+	against                string   // proxy, lib or bare
 	dir                    string
 	procs                  []*exec.Cmd
 }
@@ -131,7 +146,7 @@ func (d *driver) run(modes []string) error {
 	defer os.RemoveAll(dir)
 	d.dir = dir
 	defer d.stop()
-	if d.bin == "" {
+	if d.bin == "" && d.against == "proxy" {
 		d.bin = filepath.Join(dir, "certkeeper")
 		fmt.Println("building the certkeeper binary")
 		build := exec.Command("go", "build", "-o", d.bin, "github.com/certkeeper/certkeeper/cmd/certkeeper")
@@ -143,20 +158,30 @@ func (d *driver) run(modes []string) error {
 	if err := makeCert(dir); err != nil {
 		return err
 	}
-	backendAddr, _, err := d.start(d.clientCore, "", self(), "-role", "backend")
+	backendAddr, _, err := d.start("backend", d.clientCore, "", self(), "-role", "backend")
 	if err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
-	proxyAddr, proxyPID, err := d.start(d.serverCore, "certkeeper: proxy listening on ", d.bin, "proxy",
-		"--allow", serverName, "--ca", "local", "--storage", filepath.Join(dir, "storage"),
-		"--tls-addr", "127.0.0.1:0", "--backend", "http://"+backendAddr, "--log-level", "warn")
-	if err != nil {
-		return fmt.Errorf("certkeeper proxy: %w", err)
+	var proxyAddr string
+	var proxyPID int
+	switch d.against {
+	case "proxy":
+		proxyAddr, proxyPID, err = d.start("proxy", d.serverCore, "certkeeper: proxy listening on ", d.bin, "proxy",
+			"--allow", serverName, "--ca", "local", "--storage", filepath.Join(dir, "storage"),
+			"--tls-addr", "127.0.0.1:0", "--backend", "http://"+backendAddr, "--log-level", "warn")
+	case "lib", "bare":
+		proxyAddr, proxyPID, err = d.start(d.against+"2", d.serverCore, "", self(), "-role", d.against, "-dir", dir, "-addr", backendAddr)
+	default:
+		err = fmt.Errorf("unknown -against %q: want proxy, lib or bare", d.against)
 	}
-	bareAddr, barePID, err := d.start(d.serverCore, "", self(), "-role", "bare", "-dir", dir, "-addr", backendAddr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", d.against, err)
+	}
+	bareAddr, barePID, err := d.start("bare", d.serverCore, "", self(), "-role", "bare", "-dir", dir, "-addr", backendAddr)
 	if err != nil {
 		return fmt.Errorf("bare server: %w", err)
 	}
+	fmt.Printf("comparing the bare server with: %s\n", d.against)
 	servers := []server{{"bare", barePID, bareAddr}, {"proxy", proxyPID, proxyAddr}}
 	fmt.Printf("servers pinned to core %d, client and backend to core %d; %d rounds of %s per server and mode\n",
 		d.serverCore, d.clientCore, d.rounds, d.duration)
@@ -231,18 +256,17 @@ func pinned(core int, prog string, args ...string) *exec.Cmd {
 
 // start starts a long-running child on core and returns the address it
 // listens on: the first stdout line, or, when prefix is set, what follows
-// prefix on a stderr line. taskset execs the program, so the pid is the
+// prefix on a stderr line. Its other stderr lines are copied to ours with
+// its label in front. taskset execs the program, so the pid is the
 // server's own.
-func (d *driver) start(core int, prefix, prog string, args ...string) (string, int, error) {
+func (d *driver) start(label string, core int, prefix, prog string, args ...string) (string, int, error) {
 	cmd := pinned(core, prog, args...)
-	var r io.Reader
-	var err error
-	if prefix == "" {
-		r, err = cmd.StdoutPipe()
-		cmd.Stderr = os.Stderr
-	} else {
-		r, err = cmd.StderrPipe()
+	cmd.Env = append(os.Environ(), d.env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", 0, err
 	}
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return "", 0, err
 	}
@@ -250,23 +274,26 @@ func (d *driver) start(core int, prefix, prog string, args ...string) (string, i
 		return "", 0, err
 	}
 	d.procs = append(d.procs, cmd)
-	lines := bufio.NewScanner(r)
 	addr := make(chan string, 1)
-	go func() {
-		sent := false
+	forward := func(r io.Reader, find bool) {
+		lines := bufio.NewScanner(r)
 		for lines.Scan() {
 			l := lines.Text()
-			if !sent && strings.HasPrefix(l, prefix) {
+			if find && strings.HasPrefix(l, prefix) {
 				addr <- strings.TrimSpace(strings.TrimPrefix(l, prefix))
-				sent = true
+				find = false
 				continue
 			}
-			if prefix != "" && !strings.HasPrefix(l, "certkeeper: ") {
-				fmt.Fprintln(os.Stderr, l)
+			if !strings.HasPrefix(l, "certkeeper: ") {
+				fmt.Fprintf(os.Stderr, "%s: %s\n", label, l)
 			}
 		}
-		close(addr)
-	}()
+		if find {
+			close(addr)
+		}
+	}
+	go forward(stdout, prefix == "")
+	go forward(stderr, prefix != "")
 	select {
 	case a, ok := <-addr:
 		if !ok {
@@ -386,6 +413,35 @@ func bare(dir, backendAddr string) error {
 		ErrorLog:  log.New(io.Discard, "", 0),
 	}
 	return srv.ServeTLS(ln, "", "")
+}
+
+// lib is the proxy as a library user would build it: a certkeeper Manager
+// (filestore, local CA) behind proxy.Server and proxy.Handler, in this
+// small binary. Set against the binary, it tells the cost of certkeeper's
+// code from that of the binary's wiring.
+func lib(dir, backendAddr string) error {
+	st := filestore.New(filepath.Join(dir, "storage"))
+	quiet := slog.New(slog.DiscardHandler)
+	m := &certkeeper.Manager{
+		Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st, Logger: quiet}},
+		Policy: policy.Allowlist(serverName), Logger: quiet,
+	}
+	defer m.Close()
+	router, err := proxy.NewRouter(proxy.RouterConfig{Default: "http://" + backendAddr})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Println(ln.Addr().String())
+	srv := &proxy.Server{
+		TLSConfig: m.TLSConfig(),
+		Handler:   &proxy.Handler{Router: router, Transport: proxy.NewTransport(), Logger: quiet},
+		Logger:    quiet,
+	}
+	return srv.Serve(ln)
 }
 
 // backend answers every request with a short body.
