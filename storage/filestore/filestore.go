@@ -163,7 +163,7 @@ func (s *Store) Store(ctx context.Context, key string, value []byte) error {
 	if err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
-	if err := mkdirs(filepath.Dir(path)); err != nil {
+	if err := mkdirs(filepath.Dir(path), true); err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
 	if err := writeFileAtomic(path, value); err != nil {
@@ -295,8 +295,11 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 
 // mkdirs is os.MkdirAll with mode 0700 that also syncs the parent of every
 // directory it creates, so that a key stored under a new directory is
-// still reachable after a power loss.
-func mkdirs(dir string) error {
+// still reachable after a power loss. With durable false it does not sync
+// the parent of dir itself (its own parents are still made durable): for
+// lock directories, which need not outlive a crash (their holder does
+// not), and which nothing durable is ever stored in.
+func mkdirs(dir string, durable bool) error {
 	fi, err := os.Stat(dir)
 	if err == nil {
 		if !fi.IsDir() {
@@ -306,7 +309,7 @@ func mkdirs(dir string) error {
 	}
 	parent := filepath.Dir(dir)
 	if parent != dir {
-		if err := mkdirs(parent); err != nil {
+		if err := mkdirs(parent, true); err != nil {
 			return err
 		}
 	}
@@ -323,6 +326,9 @@ func mkdirs(dir string) error {
 		if !errors.Is(err, fs.ErrExist) || attempt == 2 {
 			return err
 		}
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(parent)
 }
