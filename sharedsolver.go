@@ -149,17 +149,34 @@ func storeVolatile(ctx context.Context, st storage.Storage, key string, data []b
 	return st.Store(ctx, key, data)
 }
 
-// CleanUp implements solver.Solver.
+// CleanUp implements solver.Solver. The shared answer is removed from
+// storage in the background (Close waits for it): the CA has validated,
+// and the issuance, which waits for CleanUp before it finalizes the order,
+// need not wait for a storage round trip (a deletion and, on filestore,
+// an fsync) it does not depend on.
 func (s *sharedSolver) CleanUp(ctx context.Context, chal acme.Challenge) error {
 	err := s.local.CleanUp(ctx, chal)
-	if key, kerr := s.challengeKey(chal); kerr == nil {
-		s.m.clu.forget(key)
+	key, kerr := s.challengeKey(chal)
+	if kerr != nil {
+		return err
+	}
+	s.m.clu.forget(key)
+	remove := func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+		defer cancel()
 		if derr := s.m.store.Delete(sctx, key); derr != nil {
 			s.m.logger().Debug("removing a shared challenge answer", slog.String("key", key), slog.Any("err", derr))
 		}
-		cancel()
 	}
+	if s.m.ctx.Err() != nil {
+		remove() // closing: no new background work
+		return err
+	}
+	s.m.wg.Add(1)
+	go func() {
+		defer s.m.wg.Done()
+		remove()
+	}()
 	return err
 }
 
