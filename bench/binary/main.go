@@ -27,7 +27,7 @@
 // Usage (the binary is built from this module when -bin is not given):
 //
 //	go run ./bench/binary                           # docs/performance.md: 15 rounds of 2 s
-//	go run ./bench/binary -short                    # CI: about 20 s, reported, not gated
+//	go run ./bench/binary -short                    # CI: about 17 s once built; reported, not gated
 //
 // It prints one line per round and, per mode, the median ratio and its
 // spread (minimum, maximum, and the quartiles).
@@ -76,7 +76,7 @@ func main() {
 	rounds := flag.Int("rounds", 15, "driver: paired rounds per mode")
 	duration := flag.Duration("duration", 2*time.Second, "driver, client: length of one server's share of a round")
 	modes := flag.String("modes", "handshake,https", "driver, client: comma-separated modes: handshake, https")
-	short := flag.Bool("short", false, "driver: CI mode: 5 rounds of 0.8 s per mode (about 20 s with the binary built)")
+	short := flag.Bool("short", false, "driver: CI mode: 5 rounds of 0.6 s per mode (about 17 s once the binary is built)")
 	conns := flag.Int("conns", 8, "client: concurrent connections")
 	serverCore := flag.Int("server-core", 0, "driver: the core both servers are pinned to")
 	clientCore := flag.Int("client-core", 1, "driver: the core the client and backend are pinned to")
@@ -101,7 +101,7 @@ func main() {
 		}
 	case "driver":
 		if *short {
-			*rounds, *duration = 5, 800*time.Millisecond
+			*rounds, *duration = 5, 600*time.Millisecond
 		}
 		d := &driver{bin: *bin, rounds: *rounds, duration: *duration, serverCore: *serverCore, clientCore: *clientCore, env: env, against: *against}
 		err = d.run(strings.Split(*modes, ","))
