@@ -173,6 +173,7 @@ func TestClusterHTTP01Elsewhere(t *testing.T) {
 	if err := b.Cert(t.Context(), "h.cluster.test"); err != nil {
 		t.Fatalf("ordering through http-01 answered by another Manager: %v", err)
 	}
+	b.Close() // the answer is removed in the background; Close waits for it
 	if keys, _ := st.List(t.Context(), "challenges/"); len(keys) != 0 {
 		t.Errorf("shared challenge answers left behind: %v", keys)
 	}

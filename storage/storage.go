@@ -71,6 +71,18 @@ type DurabilityChecker interface {
 	CheckDurability(ctx context.Context) ([]string, error)
 }
 
+// VolatileStorer is implemented by backends that can store a value that
+// need not survive a crash faster than Store: StoreVolatile replaces the
+// value atomically and makes it visible to every process sharing the
+// storage before it returns, but need not make it durable (filestore skips
+// its fsyncs). certkeeper uses it only for shared challenge answers, which
+// are worthless after a crash: the validation they answer is abandoned
+// with the process that asked for it. Callers fall back to Store when the
+// backend does not implement it.
+type VolatileStorer interface {
+	StoreVolatile(ctx context.Context, key string, value []byte) error
+}
+
 // ErrInvalidKey is returned (wrapped) for a key, prefix or lock name that is
 // empty, absolute, or contains "..", "\", NUL or other characters a backend
 // cannot hold safely (see ValidateKey).

@@ -265,6 +265,27 @@ func (s *Store) Store(ctx context.Context, key string, value []byte) error {
 	return s.Storage.Store(ctx, key, value)
 }
 
+// StoreVolatile implements storage.VolatileStorer: it seals as Store does
+// and stores without durability when the wrapped Storage can, else with
+// its Store.
+func (s *Store) StoreVolatile(ctx context.Context, key string, value []byte) error {
+	v, ok := s.Storage.(storage.VolatileStorer)
+	if !ok {
+		return s.Store(ctx, key, value)
+	}
+	if Sealed(key) {
+		if err := storage.ValidateKey(key); err != nil {
+			return fmt.Errorf("encrypted: store: %w", err)
+		}
+		sealed, err := s.seal(key, value)
+		if err != nil {
+			return err
+		}
+		value = sealed
+	}
+	return v.StoreVolatile(ctx, key, value)
+}
+
 // Delete implements storage.Storage.
 func (s *Store) Delete(ctx context.Context, key string) error { return s.Storage.Delete(ctx, key) }
 

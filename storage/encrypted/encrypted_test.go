@@ -77,6 +77,33 @@ func TestSealed(t *testing.T) {
 	}
 }
 
+// TestStoreVolatile: StoreVolatile seals what Store seals, and passes the
+// volatile write on to the wrapped Storage.
+func TestStoreVolatile(t *testing.T) {
+	ctx := t.Context()
+	raw := filestore.New(t.TempDir())
+	s := encrypted.New(raw, mustKeys(t, encrypted.GenerateKey()))
+	var _ storage.VolatileStorer = s
+	for key, sealed := range map[string]bool{
+		"certificates/acme/a.test.json": true,
+		"challenges/tls-alpn-01/a.test": false,
+	} {
+		if err := s.StoreVolatile(ctx, key, []byte(secretPEM)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Load(ctx, key); err != nil || string(got) != secretPEM {
+			t.Errorf("Load(%q) = %q, %v; want the stored value", key, got, err)
+		}
+		rest, err := raw.Load(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inClear := bytes.Contains(rest, []byte("secret")); inClear == sealed {
+			t.Errorf("%s at rest: %q; sealed = %v", key, rest, sealed)
+		}
+	}
+}
+
 // TestRotation: with the key file "new, old", values sealed with the old
 // key open; Rekey seals them all with the new one, after which the new key
 // alone opens everything, and the old key alone fails Check.

@@ -163,10 +163,34 @@ func (s *Store) Store(ctx context.Context, key string, value []byte) error {
 	if err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
-	if err := mkdirs(filepath.Dir(path)); err != nil {
+	if err := mkdirs(filepath.Dir(path), true); err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
-	if err := writeFileAtomic(path, value); err != nil {
+	if err := writeFileAtomic(path, value, true); err != nil {
+		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	return nil
+}
+
+// StoreVolatile implements storage.VolatileStorer: it writes value under
+// key as Store does (atomic replace, visible to every process sharing the
+// directory on return) without the two fsyncs, so it costs no disk flush.
+// After a power loss the key may hold its previous value or none.
+func (s *Store) StoreVolatile(ctx context.Context, key string, value []byte) error {
+	if err := storage.ValidateKey(key); err != nil {
+		return fmt.Errorf("storing %q: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	path, err := s.path(key)
+	if err != nil {
+		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	if err := mkdirs(filepath.Dir(path), true); err != nil {
+		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	if err := writeFileAtomic(path, value, false); err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
 	return nil
@@ -174,8 +198,9 @@ func (s *Store) Store(ctx context.Context, key string, value []byte) error {
 
 // writeFileAtomic replaces path with data: temporary file in the same
 // directory (a rename is atomic only within one file system), fsync, rename,
-// fsync of the directory so the rename itself survives a power loss.
-func writeFileAtomic(path string, data []byte) (err error) {
+// fsync of the directory so the rename itself survives a power loss. With
+// durable false it skips both fsyncs: still atomic, not durable.
+func writeFileAtomic(path string, data []byte, durable bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, tmpPattern) // mode 0600
 	if err != nil {
@@ -191,14 +216,19 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(dir)
 }
@@ -295,8 +325,11 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 
 // mkdirs is os.MkdirAll with mode 0700 that also syncs the parent of every
 // directory it creates, so that a key stored under a new directory is
-// still reachable after a power loss.
-func mkdirs(dir string) error {
+// still reachable after a power loss. With durable false it does not sync
+// the parent of dir itself (its own parents are still made durable): for
+// lock directories, which need not outlive a crash (their holder does
+// not), and which nothing durable is ever stored in.
+func mkdirs(dir string, durable bool) error {
 	fi, err := os.Stat(dir)
 	if err == nil {
 		if !fi.IsDir() {
@@ -306,7 +339,7 @@ func mkdirs(dir string) error {
 	}
 	parent := filepath.Dir(dir)
 	if parent != dir {
-		if err := mkdirs(parent); err != nil {
+		if err := mkdirs(parent, true); err != nil {
 			return err
 		}
 	}
@@ -323,6 +356,9 @@ func mkdirs(dir string) error {
 		if !errors.Is(err, fs.ErrExist) || attempt == 2 {
 			return err
 		}
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(parent)
 }

@@ -367,3 +367,27 @@ func TestSweepLocks(t *testing.T) {
 		t.Error("took a lock that is still held after SweepLocks")
 	}
 }
+
+// TestStoreVolatile: a volatile value is stored atomically like any other
+// (the fsyncs it skips are not observable short of a power loss).
+func TestStoreVolatile(t *testing.T) {
+	ctx := context.Background()
+	s := filestore.New(t.TempDir())
+	var _ storage.VolatileStorer = s
+	for _, v := range []string{"one", "two"} {
+		if err := s.StoreVolatile(ctx, "challenges/tls-alpn-01/a.test", []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Load(ctx, "challenges/tls-alpn-01/a.test")
+		if err != nil || string(got) != v {
+			t.Fatalf("Load after StoreVolatile(%q) = %q, %v", v, got, err)
+		}
+	}
+	if err := s.StoreVolatile(ctx, "../x", nil); !errors.Is(err, storage.ErrInvalidKey) {
+		t.Errorf("StoreVolatile(../x) = %v, want ErrInvalidKey", err)
+	}
+	keys, err := s.List(ctx, "challenges/")
+	if err != nil || len(keys) != 1 {
+		t.Errorf("List = %q, %v; want one key and no temporary file", keys, err)
+	}
+}

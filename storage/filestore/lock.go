@@ -189,7 +189,9 @@ func (l *lease) try(ttl time.Duration) (held bool, err error) {
 	l.expires = now.Add(ttl)
 	rec := leaseRecord{Owner: l.token, Expires: l.expires, process: l.self}
 	for attempt := 0; ; attempt++ {
-		if err := mkdirs(l.dir); err != nil {
+		// Not synced: a lock needs no durability, its lease expires
+		// and a crash ends its holder.
+		if err := mkdirs(l.dir, false); err != nil {
 			return false, err
 		}
 		err = writeLease(l.path, rec, true)
