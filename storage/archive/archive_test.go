@@ -30,9 +30,9 @@ import (
 	"testing/iotest"
 	"time"
 
-	"github.com/certkeeper/certkeeper/storage/archive"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/archive"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
