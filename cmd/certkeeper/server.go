@@ -16,7 +16,6 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
-	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/policy"
@@ -254,7 +253,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 		}
 	}
 	for _, spec := range cfg.Managed {
-		go keepManaged(ctx, m, strings.Split(spec, ","), env.Logger)
+		go m.Keep(ctx, strings.Split(spec, ",")...) // nil, or ctx's error at shutdown: nothing to report
 	}
 	if err := up.Ready(); err != nil {
 		env.Logger.Warn("announcing readiness", slog.Any("err", err))
@@ -345,26 +344,6 @@ func reloadTokens(env *Env, h *certserver.Handler, file, next string) {
 		return
 	}
 	env.Logger.Info("token file reloaded", slog.String("file", next))
-}
-
-// keepManaged obtains a --managed certificate, retrying with backoff until
-// it succeeds or ctx ends; the Manager renews it from then on.
-func keepManaged(ctx context.Context, m *certkeeper.Manager, names []string, logger *slog.Logger) {
-	for attempt := 1; ; attempt++ {
-		err := m.Cert(ctx, names...)
-		if err == nil {
-			logger.Info("managed certificate ready", slog.Any("names", names))
-			return
-		}
-		next := renewal.Backoff(attempt, renewal.Cert{}, time.Now(), time.Time{}, nil)
-		logger.Warn("obtaining a managed certificate failed; will retry", slog.Any("names", names),
-			slog.Int("attempt", attempt), slog.Time("retry_at", next), slog.Any("err", err))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Until(next)):
-		}
-	}
 }
 
 // checkAnonymous refuses a configuration without authentication (no
