@@ -56,7 +56,7 @@ Move certkeeper to a new server:
 Or in one go, and as a backup:
 
 	certkeeper storage export | ssh new-server certkeeper storage import -
-	certkeeper storage export --storage /var/lib/certkeeper --out /backup/archive.tar.gz
+	certkeeper storage export --storage /var/lib/certkeeper --out /backup/certkeeper.tar.gz
 
 The archive holds private keys. --out is written with mode 0600 (via a temporary file renamed
 into place, so it is never seen half-written), and export refuses to print it to a terminal.
