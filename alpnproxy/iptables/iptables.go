@@ -1,49 +1,53 @@
-package main
+// Package iptables adds and removes the Linux netfilter rules that send
+// incoming TCP port 443 to an alpnproxy.Server, so that it sees the
+// connections of a port a web server owns without either being
+// reconfigured.
+//
+// It exists apart from package alpnproxy because the proxy itself is
+// portable and needs no privileges, while the rules are Linux-only, need
+// root (CAP_NET_ADMIN), and are run through the iptables and ip6tables
+// commands, which it looks for in PATH and in /usr/sbin and /sbin. On
+// other systems Install and Check fail and Remove does nothing.
+//
+// Every rule a Redirect adds carries the comment Tag, and Remove deletes
+// every rule with that comment, whoever added it: the rules a killed proxy
+// left behind are found and removed by the next one. The package does not
+// keep the rules in place against other programs that change the nat
+// table (a firewall daemon, Docker), and does not touch the filter table.
+package iptables
 
 import (
-	"os"
 	"strconv"
 	"strings"
 )
 
-// The environment variables of letsdebug/acme-alpn-proxy that alpn-proxy
-// start honours as defaults for its flags, so scripts written for it keep
-// working.
-const (
-	rulespecEnv  = "ACME_ALPN_PROXY_RULESPEC"
-	disableV6Env = "ACME_ALPN_PROXY_DISABLEV6"
-)
+// Tag is the comment on every rule a Redirect adds: rules are found by it,
+// also those of a proxy that was killed before it could remove them.
+const Tag = "certkeeper-alpn-proxy"
 
-// iptablesTag is the comment on every rule alpn-proxy adds: rules are found
-// by it, also those of a proxy that was killed before it could remove them.
-const iptablesTag = "certkeeper-alpn-proxy"
-
-// defaultRulespec is the rule that sends incoming TCP port 443 to port, as
-// the original's default (with our tag).
-func defaultRulespec(port int) string {
-	return "-p tcp --dport 443 -j REDIRECT --to-ports " + strconv.Itoa(port) + " -m comment --comment " + iptablesTag
+// DefaultSpec is the rule specification that sends incoming TCP port 443
+// to port, as letsdebug/acme-alpn-proxy's default (with Tag).
+func DefaultSpec(port int) []string {
+	return strings.Fields("-p tcp --dport 443 -j REDIRECT --to-ports " + strconv.Itoa(port) + " -m comment --comment " + Tag)
 }
 
-// envDisablesV6 reports whether $ACME_ALPN_PROXY_DISABLEV6 asks for no
-// ip6tables rules (the original checks for "y"; yes, 1 and true also do).
-func envDisablesV6() bool {
-	switch strings.ToLower(os.Getenv(disableV6Env)) {
-	case "y", "yes", "1", "true":
-		return true
-	}
-	return false
-}
+// Redirect is a set of nat REDIRECT rules, added with iptables and, with
+// IPv6, ip6tables, in the PREROUTING chain and optionally OUTPUT. Every
+// rule carries the comment Tag.
+type Redirect struct {
+	// Spec is the rule specification without table, command and chain
+	// ("-p tcp --dport 443 -j REDIRECT --to-ports 21443", as fields); Tag
+	// is appended when it lacks it. It must not be empty: see DefaultSpec.
+	Spec []string
 
-// redirectRules are the nat REDIRECT rules alpn-proxy start --iptables adds
-// with iptables and, unless disabled, ip6tables, in PREROUTING and
-// optionally OUTPUT. Every rule carries the comment iptablesTag.
-type redirectRules struct {
-	// spec is the rule specification without table, command and chain;
-	// the tag comment is appended when it lacks it.
-	spec []string
-	// outputUID, when non-negative, adds spec to the OUTPUT chain too, for
-	// clients on this host, excluding the sockets of that user: the proxy's
-	// own connection to --fallback must not be redirected back to the proxy.
-	outputUID int
-	ipv6      bool
+	// Output adds Spec to the OUTPUT chain too, for clients on this host,
+	// excluding the sockets of user ExceptUID: the proxy's own connection
+	// to its fallback must not be redirected back to the proxy, so
+	// ExceptUID is the proxy's user (os.Geteuid()).
+	Output    bool
+	ExceptUID int
+
+	// IPv6 adds the rules with ip6tables as well as iptables. Without it
+	// ip6tables is only asked, if present, to remove leftover rules.
+	IPv6 bool
 }

@@ -1,17 +1,19 @@
 //go:build !linux
 
-package main
+package iptables
 
 import (
 	"context"
 	"errors"
 )
 
-var errIPTablesLinuxOnly = errors.New("iptables is Linux-only")
+var errLinuxOnly = errors.New("iptables is Linux-only")
 
-// checkIPTables fails: the rules are set up with Linux's iptables.
-func checkIPTables(ipv6 bool) error { return errIPTablesLinuxOnly }
+// Check fails: the rules are set up with Linux's iptables.
+func (r *Redirect) Check() error { return errLinuxOnly }
 
-func (r *redirectRules) Install(ctx context.Context) error { return errIPTablesLinuxOnly }
+// Install fails: the rules are set up with Linux's iptables.
+func (r *Redirect) Install(ctx context.Context) error { return errLinuxOnly }
 
-func (r *redirectRules) Remove(ctx context.Context) error { return nil }
+// Remove does nothing: there are no rules to remove.
+func (r *Redirect) Remove(ctx context.Context) error { return nil }
