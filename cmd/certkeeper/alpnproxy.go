@@ -170,11 +170,11 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", listen, err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	loop := newServeLoop(env, nil, nil) // no upgrades, no reload
+	loop.serve(srv, func() error { return srv.Serve(ln) })
 	abort := func(err error) error {
 		srv.Close()
-		<-served
+		<-loop.errc
 		return err
 	}
 	if rules != nil {
@@ -201,10 +201,8 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 		slog.String("alpn", srv.ALPNAddr), slog.String("fallback", srv.FallbackAddr))
 	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy listening on %s: acme-tls/1 to %s, the rest to %s (pidfile %s)\n",
 		ln.Addr(), srv.ALPNAddr, srv.FallbackAddr, pidfile)
-	select {
-	case err := <-served:
+	if failed, err := loop.wait(ctx); failed {
 		return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
 	}
 	if rules != nil {
 		if rerr := removeRules(env, rules); rerr != nil {
@@ -217,7 +215,7 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	serr := srv.Shutdown(dctx)
-	<-served
+	<-loop.errc
 	st := srv.Stats()
 	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy stopped: %d connections, %d to --alpn, %d to --fallback, %d closed over --max-conns, %d closed idle\n",
 		st.Accepted, st.ALPN, st.Fallback, st.Rejected, st.IdleClosed)
