@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -247,7 +246,7 @@ func serverListen(loop *serveLoop, cfg *serverConfig, h http.Handler, tc *tls.Co
 	}{
 		{cfg.Listen, "--listen", h, tc},
 		{cfg.HTTPAddr, "--http-addr", h, nil},
-		{cfg.TLSAddr, "--tls-addr", http.NotFoundHandler(), alpnOnlyTLSConfig(m)},
+		{cfg.TLSAddr, "--tls-addr", http.NotFoundHandler(), tlsalpn01.ChallengeOnly(m.GetCertificate)},
 	} {
 		if l.addr == "" && l.flag != "--listen" {
 			continue
@@ -343,7 +342,7 @@ func reloadTokens(env *Env, h *certserver.Handler, file, next string) {
 // --token-file, no --client-ca) in which a listener that serves the API
 // (its keys, its /metrics) is reachable beyond loopback. --tls-addr is not
 // one of them: it completes only tls-alpn-01 handshakes and serves no
-// HTTP (alpnOnlyTLSConfig).
+// HTTP (tlsalpn01.ChallengeOnly).
 func (c *serverConfig) checkAnonymous() error {
 	for _, l := range []struct{ addr, flag string }{{c.Listen, "--listen"}, {c.HTTPAddr, "--http-addr"}} {
 		if l.addr != "" && !loopbackAddr(l.addr) {
@@ -352,29 +351,6 @@ func (c *serverConfig) checkAnonymous() error {
 		}
 	}
 	return nil
-}
-
-// errNotALPN refuses a ClientHello on --tls-addr that is not a tls-alpn-01
-// validation: crypto/tls answers it with a handshake failure.
-var errNotALPN = errors.New("certkeeper: --tls-addr answers only tls-alpn-01 validation handshakes (ALPN acme-tls/1)")
-
-// alpnOnlyTLSConfig is --tls-addr's TLS configuration: it completes only
-// tls-alpn-01 validation handshakes (RFC 8737 §3: the CA offers
-// acme-tls/1) and fails every other handshake, so that a port open to the
-// world (443) never reaches the API and its private keys. A completed
-// handshake carries no HTTP: net/http closes a connection whose
-// negotiated protocol it has no TLSNextProto handler for.
-func alpnOnlyTLSConfig(m *certkeeper.Manager) *tls.Config {
-	return &tls.Config{
-		NextProtos: []string{tlsalpn01.Protocol},
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			if !tlsalpn01.IsChallenge(hello) {
-				return nil, errNotALPN
-			}
-			return m.GetCertificate(hello)
-		},
-	}
 }
 
 // apiTLSConfig is the TLS configuration of --listen with --api-cert (and
