@@ -14,7 +14,7 @@
 // would read back, and a damaged or hostile archive stores nothing.
 //
 // It does not convert other tools' state (package migrate reads certbot's,
-// lego's, acme.sh's and CertMagic's), nor does it lock the storages it
+// lego's, acme.sh's, dehydrated's and Caddy's), nor does it lock the storages it
 // reads and writes: stop the processes that write to them for an exact
 // copy.
 package archive
