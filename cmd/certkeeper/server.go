@@ -396,25 +396,21 @@ func auditLogger(file string, failOpen bool, env *Env) (audit *slog.Logger, audi
 	if file == "" {
 		return slog.New(slog.NewTextHandler(env.Stderr, nil)).With(slog.String("log", "audit")), nil, func() {}, nil
 	}
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	logger := env.Logger.With(slog.String("file", file))
+	af, err := certserver.OpenAuditFile(file, logger, slog.Int("pid", os.Getpid()), slog.String("version", versionString()))
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--audit-log: %w", err)
 	}
-	logger := env.Logger.With(slog.String("file", file))
-	aw := certserver.NewAuditWriter(f, logger)
-	audit = slog.New(slog.NewJSONHandler(aw, nil))
-	audit.Info("audit log opened", slog.Int("pid", os.Getpid()), slog.String("version", versionString()))
-	if err := aw.Sync(); err != nil {
+	if err := af.Sync(); err != nil {
 		what := "keys get 503 until it can be written (or give --audit-fail-open to hand them out unrecorded)"
 		if failOpen {
 			what = "--audit-fail-open: keys are handed out unrecorded until it can be written"
 		}
 		fmt.Fprintf(env.Stderr, "certkeeper: cannot write the audit log %s: %v; %s\n", file, err, what)
 	}
-	return audit, aw.Err, func() {
-		if err := aw.Close(); err != nil {
+	return af.Logger, af.Err, func() {
+		if err := af.Close(); err != nil {
 			logger.Error("closing the audit log: lines were not written", slog.Any("err", err))
 		}
-		f.Close()
 	}, nil
 }
