@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 )
 
 // AuditFile is an audit log appended to a file as JSON lines, through an
@@ -19,13 +20,17 @@ type AuditFile struct {
 	w *AuditWriter
 }
 
-// OpenAuditFile opens name for appending (created with mode 0600: the
-// lines name who fetched which key) and writes a first line, "audit log
+// OpenAuditFile opens name for appending (created with mode 0600, in a
+// directory created 0700 if missing: the lines name who fetched which key;
+// a fresh host has no /var/log/certkeeper) and writes a first line, "audit log
 // opened" with attrs (say, the process ID and version), so that a file
 // that cannot be written shows at once: call Sync to know, before the
 // server listens. Failed writes are logged to logger (nil: slog.Default())
 // as they happen.
 func OpenAuditFile(name string, logger *slog.Logger, attrs ...slog.Attr) (*AuditFile, error) {
+	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+		return nil, fmt.Errorf("creating its directory: %w", err)
+	}
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err

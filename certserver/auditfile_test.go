@@ -14,7 +14,8 @@ import (
 // TestOpenAuditFile: the file is created 0600, starts with the "audit log
 // opened" line and its attributes, and holds every line once closed.
 func TestOpenAuditFile(t *testing.T) {
-	name := filepath.Join(t.TempDir(), "audit.log")
+	dir := filepath.Join(t.TempDir(), "log", "certkeeper")
+	name := filepath.Join(dir, "audit.log")
 	af, err := certserver.OpenAuditFile(name, slog.New(slog.DiscardHandler), slog.Int("pid", 42))
 	if err != nil {
 		t.Fatal(err)
@@ -36,6 +37,9 @@ func TestOpenAuditFile(t *testing.T) {
 	}
 	if fi, err := os.Stat(name); err != nil || (runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600) {
 		t.Errorf("audit file mode = %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+	if fi, err := os.Stat(dir); err != nil || (runtime.GOOS != "windows" && fi.Mode().Perm() != 0o700) {
+		t.Errorf("created directory: %v, %v; want mode 0700", fi, err)
 	}
 	if _, err := certserver.OpenAuditFile(filepath.Join(name, "x"), nil); err == nil {
 		t.Error("OpenAuditFile under a regular file succeeded")

@@ -386,8 +386,8 @@ func apiTLSConfig(cfg *serverConfig) (*tls.Config, error) {
 	return tc, nil
 }
 
-// auditLogger is the audit log: JSON lines appended to file (created
-// 0600), or text on stderr; always at Info, whatever --log-level says.
+// auditLogger is the audit log: JSON lines appended to file
+// (certserver.OpenAuditFile: 0600, its directory made 0700 if missing), or text on stderr; always at Info, whatever --log-level says.
 // A file starts with an "audit log opened" line, written before the
 // server listens: a file that cannot be written shows at once, on stderr,
 // and in auditErr (nil for stderr), which the Handler asks before each
