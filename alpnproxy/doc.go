@@ -23,6 +23,6 @@
 // closed at once), and a spliced connection idle for IdleTimeout is closed.
 //
 // The package does not terminate TLS, look at certificates, or install
-// firewall (iptables) rules that redirect port 443 to it; `certkeeper
-// alpn-proxy` runs it.
+// firewall rules that redirect port 443 to it (package alpnproxy/iptables
+// does, on Linux); `certkeeper alpn-proxy` runs both.
 package alpnproxy

@@ -167,7 +167,7 @@ fuzz FuzzValidateKey ./storage
 fuzz FuzzCertificateKey ./storage
 fuzz FuzzUnmarshalCertificate ./storage
 fuzz FuzzURL ./internal/redact
-fuzz FuzzImport .
+fuzz FuzzImport ./storage/archive
 fuzz FuzzRead ./migrate
 fuzz FuzzParse ./migrate
 fuzz FuzzParseRequest ./certserver

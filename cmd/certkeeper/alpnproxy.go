@@ -16,7 +16,26 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/alpnproxy"
+	"github.com/certkeeper/certkeeper/alpnproxy/iptables"
 )
+
+// The environment variables of letsdebug/acme-alpn-proxy that alpn-proxy
+// start honours as defaults for its flags, so scripts written for it keep
+// working.
+const (
+	rulespecEnv  = "ACME_ALPN_PROXY_RULESPEC"
+	disableV6Env = "ACME_ALPN_PROXY_DISABLEV6"
+)
+
+// envDisablesV6 reports whether $ACME_ALPN_PROXY_DISABLEV6 asks for no
+// ip6tables rules (the original checks for "y"; yes, 1 and true also do).
+func envDisablesV6() bool {
+	switch strings.ToLower(os.Getenv(disableV6Env)) {
+	case "y", "yes", "1", "true":
+		return true
+	}
+	return false
+}
 
 // pidfileEnv names the environment variable that sets the default pidfile,
 // as in letsdebug/acme-alpn-proxy, so scripts written for it keep working.
@@ -88,7 +107,7 @@ running as that user (root) are not redirected.
 			fs.IntVar(&maxConns, "max-conns", 10000, "`N` connections handled at once at most; one more is closed at once")
 			fs.DurationVar(&idleTimeout, "idle-timeout", 10*time.Minute, "close a spliced connection with no bytes in either direction for this long (0: never)")
 			fs.BoolVar(&useIPTables, "iptables", false, "redirect incoming TCP port 443 to --listen with iptables rules while running (Linux, root)")
-			fs.StringVar(&rulespec, "rulespec", "", "iptables `SPEC` after -t nat -A PREROUTING (default $"+rulespecEnv+",\nelse \""+defaultRulespec(21443)+"\"\nwith the --listen port); the tag comment is appended when missing")
+			fs.StringVar(&rulespec, "rulespec", "", "iptables `SPEC` after -t nat -A PREROUTING (default $"+rulespecEnv+",\nelse \""+strings.Join(iptables.DefaultSpec(21443), " ")+"\"\nwith the --listen port); the tag comment is appended when missing")
 			fs.BoolVar(&iptablesOutput, "iptables-output", false, "also redirect connections from this host (nat OUTPUT), except the proxy user's own")
 			fs.BoolVar(&noIPv6, "no-ipv6", false, "add no ip6tables rules (default true when $"+disableV6Env+" is y)")
 		},
@@ -116,7 +135,7 @@ running as that user (root) are not redirected.
 			if pidfile == "" {
 				pidfile = defaultPidfile()
 			}
-			var rules *redirectRules
+			var rules *iptables.Redirect
 			if useIPTables {
 				if !flagSet(flags, "no-ipv6") {
 					noIPv6 = envDisablesV6()
@@ -124,12 +143,9 @@ running as that user (root) are not redirected.
 				if rulespec == "" {
 					rulespec = os.Getenv(rulespecEnv)
 				}
-				if err := checkIPTables(!noIPv6); err != nil {
+				rules = &iptables.Redirect{Spec: strings.Fields(rulespec), Output: iptablesOutput, ExceptUID: os.Geteuid(), IPv6: !noIPv6}
+				if err := rules.Check(); err != nil {
 					return fmt.Errorf("--iptables: %w", err)
-				}
-				rules = &redirectRules{spec: strings.Fields(rulespec), outputUID: -1, ipv6: !noIPv6}
-				if iptablesOutput {
-					rules.outputUID = os.Geteuid()
 				}
 			} else if rulespec != "" || iptablesOutput {
 				return usagef("--rulespec and --iptables-output need --iptables")
@@ -146,7 +162,7 @@ running as that user (root) are not redirected.
 // default for the port listened on). The pidfile is written once the proxy
 // listens and its rules are in place, so that it also tells a script the
 // proxy is ready.
-func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, pidfile string, drain time.Duration, rules *redirectRules) (err error) {
+func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, pidfile string, drain time.Duration, rules *iptables.Redirect) (err error) {
 	if pid, err := readPidfile(pidfile); err == nil && processAlive(pid) {
 		return fmt.Errorf("already running as process %d (pidfile %s): stop it with certkeeper alpn-proxy stop", pid, pidfile)
 	}
@@ -154,11 +170,11 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", listen, err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	loop := newServeLoop(env, nil, nil) // no upgrades, no reload
+	loop.serve(srv, func() error { return srv.Serve(ln) })
 	abort := func(err error) error {
 		srv.Close()
-		<-served
+		<-loop.errc
 		return err
 	}
 	if rules != nil {
@@ -185,10 +201,8 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 		slog.String("alpn", srv.ALPNAddr), slog.String("fallback", srv.FallbackAddr))
 	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy listening on %s: acme-tls/1 to %s, the rest to %s (pidfile %s)\n",
 		ln.Addr(), srv.ALPNAddr, srv.FallbackAddr, pidfile)
-	select {
-	case err := <-served:
+	if failed, err := loop.wait(ctx); failed {
 		return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
 	}
 	if rules != nil {
 		if rerr := removeRules(env, rules); rerr != nil {
@@ -201,7 +215,7 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	serr := srv.Shutdown(dctx)
-	<-served
+	<-loop.errc
 	st := srv.Stats()
 	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy stopped: %d connections, %d to --alpn, %d to --fallback, %d closed over --max-conns, %d closed idle\n",
 		st.Accepted, st.ALPN, st.Fallback, st.Rejected, st.IdleClosed)
@@ -214,10 +228,10 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 // installRules removes the tagged rules an earlier proxy left and adds
 // rules, defaulting its spec to a redirect of port 443 to addr's port. On
 // failure no tagged rule is left.
-func installRules(ctx context.Context, env *Env, rules *redirectRules, addr net.Addr) error {
+func installRules(ctx context.Context, env *Env, rules *iptables.Redirect, addr net.Addr) error {
 	tcp, _ := addr.(*net.TCPAddr)
-	if len(rules.spec) == 0 && tcp != nil {
-		rules.spec = strings.Fields(defaultRulespec(tcp.Port))
+	if len(rules.Spec) == 0 && tcp != nil {
+		rules.Spec = iptables.DefaultSpec(tcp.Port)
 	}
 	if tcp != nil && tcp.IP.IsLoopback() {
 		fmt.Fprintf(env.Stderr, "certkeeper: note: --listen %s is a loopback address: REDIRECT in PREROUTING sends connections from other hosts to the receiving interface's address, which it does not listen on; use --listen :%d\n", addr, tcp.Port)
@@ -227,13 +241,13 @@ func installRules(ctx context.Context, env *Env, rules *redirectRules, addr net.
 	if err := rules.Install(ictx); err != nil {
 		return fmt.Errorf("adding iptables rules: %w", err)
 	}
-	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy added iptables rules: %s\n", strings.Join(rules.spec, " "))
+	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy added iptables rules: %s\n", strings.Join(rules.Spec, " "))
 	return nil
 }
 
 // removeRules removes the tagged rules, on a context of its own: the one
 // the proxy ran on has ended by now.
-func removeRules(env *Env, rules *redirectRules) error {
+func removeRules(env *Env, rules *iptables.Redirect) error {
 	ctx, cancel := context.WithTimeout(context.Background(), iptablesTimeout)
 	defer cancel()
 	if err := rules.Remove(ctx); err != nil {

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/alpnproxy/iptables"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 )
 
@@ -91,7 +92,7 @@ func testIPTablesInNetns(t *testing.T) {
 	t.Cleanup(web.Close)
 
 	// Installing twice adds one set of rules.
-	r := &redirectRules{spec: strings.Fields(defaultRulespec(21443)), outputUID: 0, ipv6: true}
+	r := &iptables.Redirect{Spec: iptables.DefaultSpec(21443), Output: true, ExceptUID: 0, IPv6: true}
 	for range 2 {
 		if err := r.Install(t.Context()); err != nil {
 			t.Fatalf("Install: %v", err)
@@ -199,8 +200,8 @@ func wantRules(t *testing.T, when string, v4, v6 int) string {
 		if err != nil {
 			t.Fatalf("%s -t nat -S: %v\n%s", c.tool, err, out)
 		}
-		if got := strings.Count(string(out), "--comment "+iptablesTag); got != c.want {
-			t.Errorf("%s: %s -t nat -S lists %d rules tagged %s, want %d:\n%s", when, c.tool, got, iptablesTag, c.want, out)
+		if got := strings.Count(string(out), "--comment "+iptables.Tag); got != c.want {
+			t.Errorf("%s: %s -t nat -S lists %d rules tagged %s, want %d:\n%s", when, c.tool, got, iptables.Tag, c.want, out)
 		}
 		all.Write(out)
 	}
@@ -255,30 +256,4 @@ func dialAs(ctx context.Context, uid int, network, addr string) (net.Conn, error
 	}()
 	r := <-ch
 	return r.conn, r.err
-}
-
-func TestIPTablesSplitRule(t *testing.T) {
-	tests := []struct {
-		name, line string
-		want       []string
-		tagged     bool
-	}{
-		{name: "ours", line: "-A PREROUTING -p tcp -m tcp --dport 443 -m comment --comment certkeeper-alpn-proxy -j REDIRECT --to-ports 21443",
-			want:   []string{"-A", "PREROUTING", "-p", "tcp", "-m", "tcp", "--dport", "443", "-m", "comment", "--comment", "certkeeper-alpn-proxy", "-j", "REDIRECT", "--to-ports", "21443"},
-			tagged: true},
-		{name: "quoted comment", line: `-A OUTPUT -m comment --comment "a \"b\" c" -j ACCEPT`,
-			want: []string{"-A", "OUTPUT", "-m", "comment", "--comment", `a "b" c`, "-j", "ACCEPT"}},
-		{name: "tag in another comment", line: `-A OUTPUT -m comment --comment "not certkeeper-alpn-proxy" -j ACCEPT`,
-			want: []string{"-A", "OUTPUT", "-m", "comment", "--comment", "not certkeeper-alpn-proxy", "-j", "ACCEPT"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := splitRule(tt.line); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tt.want) {
-				t.Errorf("splitRule(%q) = %q, want %q", tt.line, got, tt.want)
-			}
-			if got := len(taggedRules([]byte("-P OUTPUT ACCEPT\n"+tt.line+"\n"))) == 1; got != tt.tagged {
-				t.Errorf("taggedRules(%q) found it: %v, want %v", tt.line, got, tt.tagged)
-			}
-		})
-	}
 }

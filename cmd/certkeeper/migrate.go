@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 
-	"github.com/certkeeper/certkeeper"
-	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/archive"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
 )
 
@@ -74,8 +71,9 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 				return fmt.Errorf("--to: %w", err)
 			}
 			defer closeDst()
-			stats, err := copyStorage(ctx, env, src, dst, overwrite)
-			if cerr, ok := errors.AsType[*certkeeper.ConflictError](err); ok {
+			stats, err := archive.Copy(ctx, src, dst, archive.ImportOptions{Overwrite: overwrite})
+			warnInvalid(env, "not migrated", stats.Invalid)
+			if cerr, ok := errors.AsType[*archive.ConflictError](err); ok {
 				return conflictError(to.where(), cerr.Keys)
 			}
 			if err != nil {
@@ -90,47 +88,6 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 			return nil
 		},
 	}
-}
-
-// copyStorage copies src to dst through an export archive held in memory (so
-// it gets Import's checks and conflict handling), then verifies that every
-// key of src reads back from dst with the same value. Values certkeeper
-// refuses (certkeeper.ExportStats.Invalid) are left out, with a warning.
-func copyStorage(ctx context.Context, env *Env, src, dst storage.Storage, overwrite bool) (certkeeper.ImportStats, error) {
-	var buf bytes.Buffer
-	exported, err := certkeeper.Export(ctx, src, &buf)
-	if err != nil {
-		return certkeeper.ImportStats{}, err
-	}
-	warnInvalid(env, "not migrated", exported.Invalid)
-	stats, err := certkeeper.Import(ctx, dst, &buf, certkeeper.ImportOptions{Overwrite: overwrite})
-	if err != nil {
-		return stats, err
-	}
-	keys, err := src.List(ctx, "")
-	if err != nil {
-		return stats, fmt.Errorf("verifying: %w", err)
-	}
-	for _, key := range keys {
-		if _, left := exported.Invalid[key]; left {
-			continue
-		}
-		want, err := src.Load(ctx, key)
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, storage.ErrInvalidRecord) {
-			continue // deleted, or made invalid, since the export
-		}
-		if err != nil {
-			return stats, fmt.Errorf("verifying: %w", err)
-		}
-		got, err := dst.Load(ctx, key)
-		if err != nil {
-			return stats, fmt.Errorf("verifying %s: %w", key, err)
-		}
-		if !bytes.Equal(got, want) {
-			return stats, fmt.Errorf("verifying %s: the copy differs from the original (changed meanwhile? run migrate again)", key)
-		}
-	}
-	return stats, nil
 }
 
 func storageKeygenCmd() *Command {

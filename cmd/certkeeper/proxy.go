@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/proxy"
@@ -228,6 +229,9 @@ func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
 	return parts, nil
 }
 
+// runProxy serves until ctx ends, an upgrade (SIGUSR2) hands its
+// listeners to a new process, or a listener fails; SIGHUP reloads the
+// routes and the policy from file and the flags.
 func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, set map[string]bool) error {
 	dev := devMode(file, set)
 	cfg, err := loadProxyConfig(file, flags, set)
@@ -239,11 +243,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	}
 	cfg.defaults(dev)
 	if dev {
-		fmt.Fprintf(env.Stderr, "certkeeper: development mode: serving https://%s:%s/ (on %s, local CA) in front of %s\n"+
-			"certkeeper: trust the local CA on this machine with: sudo certkeeper ca trust --storage %s (undo: ca untrust)\n"+
-			"certkeeper: or for one client: certkeeper ca root > root.pem; curl --cacert root.pem https://%s:%s/\n"+
-			"certkeeper: give --allow, --ask, --ca or --config for production\n",
-			devName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, shellQuote(storageWhere(cfg.Storage)), devName, portOf(cfg.TLSAddr))
+		printDevMode(env, cfg)
 	}
 	if err := cfg.Ops.check(); err != nil {
 		return err
@@ -277,73 +277,78 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	}
 	defer stopServices()
 	defer m.Close()
+
+	loop := newServeLoop(env, up, func() { reloadProxy(env, flags, file, set, &current) })
+	if err := proxyListen(loop, cfg, m, &current); err != nil {
+		_ = loop.drain(proxyDrain)
+		return err
+	}
+	if failed, err := loop.wait(ctx); failed {
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+	return loop.drain(proxyDrain)
+}
+
+// proxyDrain bounds how long the proxy waits for open connections when it
+// stops.
+const proxyDrain = 30 * time.Second
+
+// printDevMode tells the user of development mode what is served and how
+// to trust it.
+func printDevMode(env *Env, cfg *proxyConfig) {
+	fmt.Fprintf(env.Stderr, "certkeeper: development mode: serving https://%s:%s/ (on %s, local CA) in front of %s\n"+
+		"certkeeper: trust the local CA on this machine with: sudo certkeeper ca trust --storage %s (undo: ca untrust)\n"+
+		"certkeeper: or for one client: certkeeper ca root > root.pem; curl --cacert root.pem https://%s:%s/\n"+
+		"certkeeper: give --allow, --ask, --ca or --config for production\n",
+		devName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, shellQuote(storageWhere(cfg.Storage)), devName, portOf(cfg.TLSAddr))
+}
+
+// proxyListen starts the proxy's listeners: HTTPS on --tls-addr, through
+// the handler current holds at each request, and http-01 answers and
+// redirects on --http-addr.
+func proxyListen(loop *serveLoop, cfg *proxyConfig, m *certkeeper.Manager, current *atomic.Pointer[proxyParts]) error {
+	env := loop.env
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current.Load().handler.ServeHTTP(w, r)
 	})
 	srv := &proxy.Server{TLSConfig: m.TLSConfig(), Handler: handler, Logger: env.Logger}
-	ln, err := up.Listen("tls", cfg.TLSAddr)
+	ln, err := loop.up.Listen("tls", cfg.TLSAddr)
 	if err != nil {
 		return portError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	var plain *http.Server
+	loop.serve(srv, func() error { return srv.Serve(ln) })
 	if cfg.HTTPAddr != "" {
-		hln, err := up.Listen("http", cfg.HTTPAddr)
+		hln, err := loop.up.Listen("http", cfg.HTTPAddr)
 		if err != nil {
-			ln.Close()
 			return portError(err, cfg.HTTPAddr, "--http-addr", "http-01")
 		}
 		// ReadTimeout: its answers (http-01, redirects) are immediate, and
 		// it bounds how long a body nobody reads may hold a connection.
-		plain = &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		plain := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
-		go func() { errc <- plain.Serve(hln) }()
+		loop.serve(plain, func() error { return plain.Serve(hln) })
 	}
 	env.Logger.Info("proxy listening", slog.String("addr", ln.Addr().String()), slog.String("http_addr", cfg.HTTPAddr))
 	fmt.Fprintf(env.Stderr, "certkeeper: proxy listening on %s\n", ln.Addr())
-	if err := up.Ready(); err != nil {
-		env.Logger.Warn("announcing readiness", slog.Any("err", err))
-	}
+	return nil
+}
 
-	hup, usr2, stopSignals := controlSignals()
-	defer stopSignals()
-	drain := func() error {
-		fmt.Fprintln(env.Stderr, "certkeeper: draining connections (at most 30 s)")
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		err := srv.Shutdown(sctx)
-		if plain != nil {
-			_ = plain.Shutdown(sctx)
-		}
-		return err
-	}
-	for {
-		select {
-		case err := <-errc:
-			if errors.Is(err, http.ErrServerClosed) {
-				return nil
-			}
-			return err
-		case <-hup:
-			next, err := loadProxyConfig(file, flags, set)
-			if err == nil {
-				var p *proxyParts
-				if p, err = buildParts(next, env.Logger); err == nil {
-					current.Store(p)
-					env.Logger.Info("configuration reloaded", slog.String("config", file))
-					continue
-				}
-			}
-			env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
-		case <-usr2:
-			if handOver(ctx, env, up) {
-				return drain()
-			}
-		case <-ctx.Done():
-			return drain()
+// reloadProxy reads the configuration again (SIGHUP) and swaps in its
+// routes and policy; a configuration that does not load keeps the old one.
+func reloadProxy(env *Env, flags *proxyConfig, file string, set map[string]bool, current *atomic.Pointer[proxyParts]) {
+	next, err := loadProxyConfig(file, flags, set)
+	if err == nil {
+		var p *proxyParts
+		if p, err = buildParts(next, env.Logger); err == nil {
+			current.Store(p)
+			env.Logger.Info("configuration reloaded", slog.String("config", file))
+			return
 		}
 	}
+	env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
 }
 
 // shellQuote quotes s for a POSIX shell when it holds anything but

@@ -4,20 +4,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
-	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/policy"
@@ -149,37 +146,11 @@ func loadServerConfig(file string, flags *serverConfig, set map[string]bool) (*s
 // configuration again on SIGHUP: the policy (allow, ask, require-own-ip, own-ip-private)
 // changes at once; other settings need a restart or an upgrade.
 func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (*serverConfig, error)) error {
-	h := &certserver.Handler{IssueTimeout: cfg.IssueTimeout, Logger: env.Logger}
-	if cfg.TokenFile != "" {
-		tokens, err := certserver.LoadTokens(cfg.TokenFile)
-		if err != nil {
-			return fmt.Errorf("--token-file: %w", err)
-		}
-		h.Tokens = tokens
-	}
-	tlsConfig, err := apiTLSConfig(cfg)
-	if err != nil {
-		return err
-	}
-	if err := cfg.Ops.check(); err != nil {
-		return err
-	}
-	if h.Tokens == nil && cfg.ClientCA == "" {
-		if err := cfg.checkAnonymous(); err != nil {
-			return err
-		}
-		h.Anonymous = true
-		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --token-file or --client-ca: every local process may fetch keys")
-	}
-	audit, auditErr, closeAudit, err := auditLogger(cfg.AuditLog, cfg.AuditFailOpen, env)
+	h, tlsConfig, closeAudit, err := serverHandler(env, cfg)
 	if err != nil {
 		return err
 	}
 	defer closeAudit()
-	h.Audit = audit
-	if !cfg.AuditFailOpen {
-		h.AuditErr = auditErr
-	}
 	cfg.warnNoPolicy(env)
 	pol, err := cfg.policy()
 	if err != nil {
@@ -211,84 +182,103 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 	h.Manager = m
 	h.Metrics = metrics.Handler(m)
 
-	var servers []*http.Server
-	errc := make(chan error, 3)
-	serve := func(addr, flagName string, handler http.Handler, tc *tls.Config) error {
-		ln, err := up.Listen(strings.TrimPrefix(flagName, "--"), addr)
-		if err != nil {
-			return fmt.Errorf("listening on %s (%s): %w", addr, flagName, err)
-		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
-		if tc != nil {
-			ln = tls.NewListener(ln, tc)
-		}
-		servers = append(servers, srv)
-		go func() { errc <- srv.Serve(ln) }()
-		env.Logger.Info("server listening", slog.String("addr", ln.Addr().String()), slog.String("flag", flagName))
-		fmt.Fprintf(env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), flagName)
-		return nil
-	}
-	shutdown := func() error {
-		fmt.Fprintln(env.Stderr, "certkeeper: draining connections (at most 10 s)")
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var errs []error
-		for _, s := range servers {
-			errs = append(errs, s.Shutdown(sctx))
-		}
-		return errors.Join(errs...)
-	}
-	if err := serve(cfg.Listen, "--listen", h, tlsConfig); err != nil {
+	loop := newServeLoop(env, up, func() { reloadServer(env, h, cfg, reload, &current) })
+	if err := serverListen(loop, cfg, h, tlsConfig, m); err != nil {
+		_ = loop.drain(serverDrain)
 		return err
 	}
-	if cfg.HTTPAddr != "" {
-		if err := serve(cfg.HTTPAddr, "--http-addr", h, nil); err != nil {
-			_ = shutdown()
-			return err
-		}
-	}
-	if cfg.TLSAddr != "" {
-		if err := serve(cfg.TLSAddr, "--tls-addr", http.NotFoundHandler(), alpnOnlyTLSConfig(m)); err != nil {
-			_ = shutdown()
-			return err
-		}
-	}
 	for _, spec := range cfg.Managed {
-		go keepManaged(ctx, m, strings.Split(spec, ","), env.Logger)
+		go m.Keep(ctx, strings.Split(spec, ",")...) // nil, or ctx's error at shutdown: nothing to report
 	}
-	if err := up.Ready(); err != nil {
-		env.Logger.Warn("announcing readiness", slog.Any("err", err))
+	failed, err := loop.wait(ctx)
+	derr := loop.drain(serverDrain)
+	if failed {
+		return err
 	}
-	hup, usr2, stopSignals := controlSignals()
-	defer stopSignals()
-	for {
-		select {
-		case err := <-errc:
-			_ = shutdown()
-			return err
-		case <-hup:
-			next, err := reload()
-			var p policy.Policy
-			if err == nil {
-				p, err = next.policy()
-			}
-			if err != nil {
-				env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
-				next = cfg // the token file is read again all the same: a revocation must not wait for a fixed config
-			} else {
-				current.Store(&p)
-				env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
-			}
-			reloadTokens(env, h, cfg.TokenFile, next.TokenFile)
-		case <-usr2:
-			if handOver(ctx, env, up) {
-				return shutdown()
-			}
-		case <-ctx.Done():
-			return shutdown()
+	return derr
+}
+
+// serverDrain bounds how long the server waits for open connections when
+// it stops.
+const serverDrain = 10 * time.Second
+
+// serverHandler is the API handler cfg describes, but for its Manager:
+// the tokens, who else may fetch keys, the audit log (closeAudit closes
+// it); and the TLS configuration of --listen (nil for plain HTTP).
+func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.Config, closeAudit func(), err error) {
+	h = &certserver.Handler{IssueTimeout: cfg.IssueTimeout, Logger: env.Logger}
+	if cfg.TokenFile != "" {
+		if h.Tokens, err = certserver.LoadTokens(cfg.TokenFile); err != nil {
+			return nil, nil, nil, fmt.Errorf("--token-file: %w", err)
 		}
 	}
+	if tc, err = apiTLSConfig(cfg); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := cfg.Ops.check(); err != nil {
+		return nil, nil, nil, err
+	}
+	if h.Tokens == nil && cfg.ClientCA == "" {
+		if err := cfg.checkAnonymous(); err != nil {
+			return nil, nil, nil, err
+		}
+		h.Anonymous = true
+		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --token-file or --client-ca: every local process may fetch keys")
+	}
+	audit, auditErr, closeAudit, err := auditLogger(cfg.AuditLog, cfg.AuditFailOpen, env)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	h.Audit = audit
+	if !cfg.AuditFailOpen {
+		h.AuditErr = auditErr
+	}
+	return h, tc, closeAudit, nil
+}
+
+// serverListen starts the server's listeners: the API on --listen (over
+// TLS with tc) and --http-addr, tls-alpn-01 only on --tls-addr.
+func serverListen(loop *serveLoop, cfg *serverConfig, h http.Handler, tc *tls.Config, m *certkeeper.Manager) error {
+	for _, l := range []struct {
+		addr, flag string
+		h          http.Handler
+		tc         *tls.Config
+	}{
+		{cfg.Listen, "--listen", h, tc},
+		{cfg.HTTPAddr, "--http-addr", h, nil},
+		{cfg.TLSAddr, "--tls-addr", http.NotFoundHandler(), tlsalpn01.ChallengeOnly(m.GetCertificate)},
+	} {
+		if l.addr == "" && l.flag != "--listen" {
+			continue
+		}
+		ln, err := loop.serveHTTP(strings.TrimPrefix(l.flag, "--"), l.addr, l.h, l.tc)
+		if err != nil {
+			return fmt.Errorf("listening on %s (%s): %w", l.addr, l.flag, err)
+		}
+		loop.env.Logger.Info("server listening", slog.String("addr", ln.Addr().String()), slog.String("flag", l.flag))
+		fmt.Fprintf(loop.env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), l.flag)
+	}
+	return nil
+}
+
+// reloadServer reads the configuration again (SIGHUP): the policy
+// changes at once, and the token file is read again even if the
+// configuration is broken, since a revocation must not wait for a fixed
+// config.
+func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload func() (*serverConfig, error), current *atomic.Pointer[policy.Policy]) {
+	next, err := reload()
+	var p policy.Policy
+	if err == nil {
+		p, err = next.policy()
+	}
+	if err != nil {
+		env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
+		next = cfg
+	} else {
+		current.Store(&p)
+		env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
+	}
+	reloadTokens(env, h, cfg.TokenFile, next.TokenFile)
 }
 
 // frontEnd is what the server offers the engine.
@@ -348,31 +338,11 @@ func reloadTokens(env *Env, h *certserver.Handler, file, next string) {
 	env.Logger.Info("token file reloaded", slog.String("file", next))
 }
 
-// keepManaged obtains a --managed certificate, retrying with backoff until
-// it succeeds or ctx ends; the Manager renews it from then on.
-func keepManaged(ctx context.Context, m *certkeeper.Manager, names []string, logger *slog.Logger) {
-	for attempt := 1; ; attempt++ {
-		err := m.Cert(ctx, names...)
-		if err == nil {
-			logger.Info("managed certificate ready", slog.Any("names", names))
-			return
-		}
-		next := renewal.Backoff(attempt, renewal.Cert{}, time.Now(), time.Time{}, nil)
-		logger.Warn("obtaining a managed certificate failed; will retry", slog.Any("names", names),
-			slog.Int("attempt", attempt), slog.Time("retry_at", next), slog.Any("err", err))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Until(next)):
-		}
-	}
-}
-
 // checkAnonymous refuses a configuration without authentication (no
 // --token-file, no --client-ca) in which a listener that serves the API
 // (its keys, its /metrics) is reachable beyond loopback. --tls-addr is not
 // one of them: it completes only tls-alpn-01 handshakes and serves no
-// HTTP (alpnOnlyTLSConfig).
+// HTTP (tlsalpn01.ChallengeOnly).
 func (c *serverConfig) checkAnonymous() error {
 	for _, l := range []struct{ addr, flag string }{{c.Listen, "--listen"}, {c.HTTPAddr, "--http-addr"}} {
 		if l.addr != "" && !loopbackAddr(l.addr) {
@@ -381,29 +351,6 @@ func (c *serverConfig) checkAnonymous() error {
 		}
 	}
 	return nil
-}
-
-// errNotALPN refuses a ClientHello on --tls-addr that is not a tls-alpn-01
-// validation: crypto/tls answers it with a handshake failure.
-var errNotALPN = errors.New("certkeeper: --tls-addr answers only tls-alpn-01 validation handshakes (ALPN acme-tls/1)")
-
-// alpnOnlyTLSConfig is --tls-addr's TLS configuration: it completes only
-// tls-alpn-01 validation handshakes (RFC 8737 §3: the CA offers
-// acme-tls/1) and fails every other handshake, so that a port open to the
-// world (443) never reaches the API and its private keys. A completed
-// handshake carries no HTTP: net/http closes a connection whose
-// negotiated protocol it has no TLSNextProto handler for.
-func alpnOnlyTLSConfig(m *certkeeper.Manager) *tls.Config {
-	return &tls.Config{
-		NextProtos: []string{tlsalpn01.Protocol},
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			if !tlsalpn01.IsChallenge(hello) {
-				return nil, errNotALPN
-			}
-			return m.GetCertificate(hello)
-		},
-	}
 }
 
 // apiTLSConfig is the TLS configuration of --listen with --api-cert (and
@@ -439,8 +386,8 @@ func apiTLSConfig(cfg *serverConfig) (*tls.Config, error) {
 	return tc, nil
 }
 
-// auditLogger is the audit log: JSON lines appended to file (created
-// 0600, in a directory created 0700 if missing), or text on stderr; always at Info, whatever --log-level says.
+// auditLogger is the audit log: JSON lines appended to file
+// (certserver.OpenAuditFile: 0600, its directory made 0700 if missing), or text on stderr; always at Info, whatever --log-level says.
 // A file starts with an "audit log opened" line, written before the
 // server listens: a file that cannot be written shows at once, on stderr,
 // and in auditErr (nil for stderr), which the Handler asks before each
@@ -449,29 +396,21 @@ func auditLogger(file string, failOpen bool, env *Env) (audit *slog.Logger, audi
 	if file == "" {
 		return slog.New(slog.NewTextHandler(env.Stderr, nil)).With(slog.String("log", "audit")), nil, func() {}, nil
 	}
-	// A fresh host has no /var/log/certkeeper: make it, private.
-	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
-		return nil, nil, nil, fmt.Errorf("--audit-log: creating its directory: %w", err)
-	}
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	logger := env.Logger.With(slog.String("file", file))
+	af, err := certserver.OpenAuditFile(file, logger, slog.Int("pid", os.Getpid()), slog.String("version", versionString()))
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--audit-log: %w", err)
 	}
-	logger := env.Logger.With(slog.String("file", file))
-	aw := certserver.NewAuditWriter(f, logger)
-	audit = slog.New(slog.NewJSONHandler(aw, nil))
-	audit.Info("audit log opened", slog.Int("pid", os.Getpid()), slog.String("version", versionString()))
-	if err := aw.Sync(); err != nil {
+	if err := af.Sync(); err != nil {
 		what := "keys get 503 until it can be written (or give --audit-fail-open to hand them out unrecorded)"
 		if failOpen {
 			what = "--audit-fail-open: keys are handed out unrecorded until it can be written"
 		}
 		fmt.Fprintf(env.Stderr, "certkeeper: cannot write the audit log %s: %v; %s\n", file, err, what)
 	}
-	return audit, aw.Err, func() {
-		if err := aw.Close(); err != nil {
+	return af.Logger, af.Err, func() {
+		if err := af.Close(); err != nil {
 			logger.Error("closing the audit log: lines were not written", slog.Any("err", err))
 		}
-		f.Close()
 	}, nil
 }

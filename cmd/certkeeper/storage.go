@@ -8,12 +8,10 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
-	"github.com/certkeeper/certkeeper"
-	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/archive"
 )
 
 func storageCmd() *Command {
@@ -84,15 +82,15 @@ Keep it as private as --storage itself, and delete it once imported.`,
 				return err
 			}
 			defer closeStorage()
-			var stats certkeeper.ExportStats
+			var stats archive.ExportStats
 			if out == "" || out == "-" {
 				if isTerminal(env.Stdout) {
 					return errors.New("refusing to write an archive holding private keys to a terminal: use --out FILE, or redirect stdout")
 				}
 				out = "stdout"
-				stats, err = certkeeper.Export(ctx, st, env.Stdout)
+				stats, err = archive.Export(ctx, st, env.Stdout)
 			} else {
-				stats, err = exportFile(ctx, st, out)
+				stats, err = archive.ExportFile(ctx, st, out)
 			}
 			if err != nil {
 				return err
@@ -102,35 +100,6 @@ Keep it as private as --storage itself, and delete it once imported.`,
 			return nil
 		},
 	}
-}
-
-// exportFile writes the archive to a temporary file next to name, mode
-// 0600, and renames it to name once complete and synced: name is never a
-// partial archive, and never readable by others, even for a moment.
-func exportFile(ctx context.Context, st storage.Storage, name string) (stats certkeeper.ExportStats, err error) {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*") // mode 0600
-	if err != nil {
-		return stats, fmt.Errorf("--out: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if stats, err = certkeeper.Export(ctx, st, f); err != nil {
-		return stats, err
-	}
-	if err = f.Sync(); err != nil {
-		return stats, fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err = f.Close(); err != nil {
-		return stats, fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err = os.Rename(f.Name(), name); err != nil {
-		return stats, fmt.Errorf("writing %s: %w", name, err)
-	}
-	return stats, nil
 }
 
 func storageImportCmd() *Command {
@@ -188,8 +157,8 @@ could be replaced by the archive's older one.`,
 				return err
 			}
 			defer closeStorage()
-			stats, err := certkeeper.Import(ctx, st, r, certkeeper.ImportOptions{Overwrite: overwrite})
-			if cerr, ok := errors.AsType[*certkeeper.ConflictError](err); ok {
+			stats, err := archive.Import(ctx, st, r, archive.ImportOptions{Overwrite: overwrite})
+			if cerr, ok := errors.AsType[*archive.ConflictError](err); ok {
 				return conflictError(storageDir, cerr.Keys)
 			}
 			if err != nil {

@@ -142,6 +142,32 @@ func (s *Solver) TLSConfig() *tls.Config {
 	}
 }
 
+// ErrNotChallenge is returned by the GetCertificate of ChallengeOnly's
+// configuration for a handshake that is not a tls-alpn-01 validation:
+// crypto/tls answers it with a handshake failure.
+var ErrNotChallenge = errors.New("certkeeper: this listener answers only tls-alpn-01 validation handshakes (ALPN acme-tls/1)")
+
+// ChallengeOnly returns a server configuration that completes only
+// tls-alpn-01 validation handshakes (RFC 8737 §3: the CA offers
+// acme-tls/1), with the certificate get returns (a certkeeper.Manager's
+// GetCertificate, which answers its own challenges), and fails every other
+// handshake with ErrNotChallenge: a port open to the world (443) then
+// never reaches what else the server serves, such as an API handing out
+// private keys. A completed handshake carries no HTTP: net/http closes a
+// connection whose negotiated protocol it has no TLSNextProto handler for.
+func ChallengeOnly(get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
+	return &tls.Config{
+		NextProtos: []string{Protocol},
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if !IsChallenge(hello) {
+				return nil, ErrNotChallenge
+			}
+			return get(hello)
+		},
+	}
+}
+
 // Server is a standalone tls-alpn-01 listener started by Listen.
 type Server struct {
 	ln   net.Listener

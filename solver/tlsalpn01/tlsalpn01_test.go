@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/asn1"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -97,3 +98,28 @@ func TestIsChallenge(t *testing.T) {
 }
 
 var netDialer = net.Dialer{Timeout: 5 * time.Second}
+
+// TestChallengeOnly: only a hello offering acme-tls/1 reaches get.
+func TestChallengeOnly(t *testing.T) {
+	want := &tls.Certificate{}
+	cfg := ChallengeOnly(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return want, nil })
+	for _, tt := range []struct {
+		name   string
+		protos []string
+		ok     bool
+	}{
+		{"challenge", []string{Protocol}, true},
+		{"browser", []string{"h2", "http/1.1"}, false},
+		{"no ALPN", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := cfg.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test", SupportedProtos: tt.protos})
+			if tt.ok && (err != nil || got != want) {
+				t.Errorf("GetCertificate(%q) = %v, %v; want get's certificate", tt.protos, got, err)
+			}
+			if !tt.ok && !errors.Is(err, ErrNotChallenge) {
+				t.Errorf("GetCertificate(%q) = %v, %v; want ErrNotChallenge", tt.protos, got, err)
+			}
+		})
+	}
+}

@@ -1,4 +1,4 @@
-package certkeeper
+package archive
 
 import (
 	"archive/tar"
@@ -33,11 +33,11 @@ import (
 // ones a newer certkeeper writes, so old and new versions can move state
 // between them as long as the format version is understood.
 const (
-	// ArchiveVersion is the version of the archive format that Export
+	// Version is the version of the archive format that Export
 	// writes and the only one Import reads. It changes only if an older
 	// Import could misread a newer archive; fields added to the manifest
 	// do not change it.
-	ArchiveVersion = 1
+	Version = 1
 
 	archiveManifestName = "certkeeper-archive.json"
 	archiveFormat       = "certkeeper-archive"
@@ -60,16 +60,16 @@ const (
 	tarEndOverhead = 10 << 10
 )
 
-// ErrInvalidArchive is returned (wrapped, with the reason and the member
+// ErrInvalid is returned (wrapped, with the reason and the member
 // concerned) by Import for input that is not an archive Export wrote: not
 // gzip, truncated or corrupt, an unknown format version, a member that is
 // not a regular file, a path that is not a valid storage key, an oversized
 // member, or a value that does not parse (a certificate record, an account
 // key, a JSON document).
-var ErrInvalidArchive = errors.New("invalid certkeeper archive")
+var ErrInvalid = errors.New("invalid certkeeper archive")
 
 func invalidArchive(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArchive}, args...)...)
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 }
 
 // manifest is the first member of an archive.
@@ -104,7 +104,7 @@ type ExportStats struct {
 }
 
 // Export writes every key of st and its value to w as one portable
-// archive (a gzip-compressed tar; see ArchiveVersion), for Import to read
+// archive (a gzip-compressed tar; see Version), for Import to read
 // into the same or another Storage: to move certkeeper to a new server, or
 // to back it up. The archive holds private keys (ACME accounts',
 // certificates', the local CA's): it needs the care the storage itself
@@ -160,7 +160,7 @@ func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, 
 	}
 
 	created := time.Now().UTC().Truncate(time.Second)
-	man, err := json.MarshalIndent(manifest{Format: archiveFormat, Version: ArchiveVersion, Created: created, Keys: len(members)}, "", "\t")
+	man, err := json.MarshalIndent(manifest{Format: archiveFormat, Version: Version, Created: created, Keys: len(members)}, "", "\t")
 	if err != nil {
 		return ExportStats{}, fmt.Errorf("exporting: %w", err)
 	}
@@ -282,7 +282,7 @@ func (e *ConflictError) Error() string {
 // Import is all-or-nothing as far as a Storage allows: it reads the whole
 // archive into memory (bounded by opts' limits) and checks every member
 // before it stores the first key. It refuses, with an error wrapping
-// ErrInvalidArchive and nothing stored: input that is not gzip, truncated
+// ErrInvalid and nothing stored: input that is not gzip, truncated
 // or corrupt (including a member count that disagrees with the manifest),
 // an unknown format version, members that are not regular files (links,
 // devices, directories), paths that are absolute, contain "..", or are
@@ -399,9 +399,9 @@ func readArchive(r io.Reader, maxMember, maxSize int64) ([]member, error) {
 	if man.Format != archiveFormat {
 		return nil, invalidArchive("%s has format %q, want %q", archiveManifestName, man.Format, archiveFormat)
 	}
-	if man.Version != ArchiveVersion {
+	if man.Version != Version {
 		return nil, invalidArchive("format version %d is not supported (this certkeeper reads version %d; a newer one may read it)",
-			man.Version, ArchiveVersion)
+			man.Version, Version)
 	}
 	if man.Keys < 0 {
 		return nil, invalidArchive("%s counts %d keys", archiveManifestName, man.Keys)

@@ -1,4 +1,4 @@
-package certkeeper_test
+package archive_test
 
 import (
 	"archive/tar"
@@ -30,9 +30,9 @@ import (
 	"testing/iotest"
 	"time"
 
-	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/archive"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -166,7 +166,7 @@ func sameState(t *testing.T, got, want map[string][]byte) {
 func export(t *testing.T, st storage.Storage) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	stats, err := certkeeper.Export(t.Context(), st, &buf)
+	stats, err := archive.Export(t.Context(), st, &buf)
 	if err != nil {
 		t.Fatalf("Export: %v", err)
 	}
@@ -186,12 +186,12 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	archive := export(t, src)
+	arc := export(t, src)
 	unlock()
 
 	// The archive: manifest first, then one 0600 regular file per key,
 	// sorted, and nothing of the lock.
-	zr, err := gzip.NewReader(bytes.NewReader(archive))
+	zr, err := gzip.NewReader(bytes.NewReader(arc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 			if err := json.NewDecoder(tr).Decode(&man); err != nil {
 				t.Fatal(err)
 			}
-			if man.Format != "certkeeper-archive" || man.Version != certkeeper.ArchiveVersion || man.Keys != len(want) || time.Since(man.Created) > time.Minute {
+			if man.Format != "certkeeper-archive" || man.Version != archive.Version || man.Keys != len(want) || time.Since(man.Created) > time.Minute {
 				t.Errorf("manifest = %+v", man)
 			}
 		}
@@ -238,11 +238,11 @@ func TestExportImportRoundTrip(t *testing.T) {
 
 	dstDir := filepath.Join(t.TempDir(), "new") // does not exist yet
 	dst := filestore.New(dstDir)
-	stats, err := certkeeper.Import(t.Context(), dst, bytes.NewReader(archive), certkeeper.ImportOptions{})
+	stats, err := archive.Import(t.Context(), dst, bytes.NewReader(arc), archive.ImportOptions{})
 	if err != nil {
 		t.Fatalf("Import: %v", err)
 	}
-	if stats != (certkeeper.ImportStats{Keys: len(want), Imported: len(want)}) {
+	if stats != (archive.ImportStats{Keys: len(want), Imported: len(want)}) {
 		t.Errorf("Import stats = %+v, want %d keys imported", stats, len(want))
 	}
 	sameState(t, dump(t, dst), want)
@@ -262,20 +262,20 @@ func TestExportImportRoundTrip(t *testing.T) {
 	}
 
 	// Again: everything is already there.
-	stats, err = certkeeper.Import(t.Context(), dst, bytes.NewReader(archive), certkeeper.ImportOptions{})
+	stats, err = archive.Import(t.Context(), dst, bytes.NewReader(arc), archive.ImportOptions{})
 	if err != nil {
 		t.Fatalf("second Import: %v", err)
 	}
-	if stats != (certkeeper.ImportStats{Keys: len(want), Skipped: len(want)}) {
+	if stats != (archive.ImportStats{Keys: len(want), Skipped: len(want)}) {
 		t.Errorf("second Import stats = %+v, want all %d skipped", stats, len(want))
 	}
 }
 
 func TestExportEmpty(t *testing.T) {
-	archive := export(t, filestore.New(filepath.Join(t.TempDir(), "none")))
+	arc := export(t, filestore.New(filepath.Join(t.TempDir(), "none")))
 	dst := filestore.New(t.TempDir())
-	stats, err := certkeeper.Import(t.Context(), dst, bytes.NewReader(archive), certkeeper.ImportOptions{})
-	if err != nil || stats != (certkeeper.ImportStats{}) {
+	stats, err := archive.Import(t.Context(), dst, bytes.NewReader(arc), archive.ImportOptions{})
+	if err != nil || stats != (archive.ImportStats{}) {
 		t.Errorf("Import(empty archive) = %+v, %v", stats, err)
 	}
 }
@@ -283,7 +283,7 @@ func TestExportEmpty(t *testing.T) {
 func TestImportConflicts(t *testing.T) {
 	src := filestore.New(t.TempDir())
 	want := fillState(t, src)
-	archive := export(t, src)
+	arc := export(t, src)
 
 	dst := filestore.New(t.TempDir())
 	ctx := t.Context()
@@ -301,8 +301,8 @@ func TestImportConflicts(t *testing.T) {
 	}
 	before := dump(t, dst)
 
-	_, err := certkeeper.Import(ctx, dst, bytes.NewReader(archive), certkeeper.ImportOptions{})
-	var cerr *certkeeper.ConflictError
+	_, err := archive.Import(ctx, dst, bytes.NewReader(arc), archive.ImportOptions{})
+	var cerr *archive.ConflictError
 	if !errors.As(err, &cerr) {
 		t.Fatalf("Import over different values: err = %v, want *ConflictError", err)
 	}
@@ -314,11 +314,11 @@ func TestImportConflicts(t *testing.T) {
 	}
 	sameState(t, dump(t, dst), before) // nothing written
 
-	stats, err := certkeeper.Import(ctx, dst, bytes.NewReader(archive), certkeeper.ImportOptions{Overwrite: true})
+	stats, err := archive.Import(ctx, dst, bytes.NewReader(arc), archive.ImportOptions{Overwrite: true})
 	if err != nil {
 		t.Fatalf("Import with Overwrite: %v", err)
 	}
-	wantStats := certkeeper.ImportStats{Keys: len(want), Imported: len(want) - 1, Overwritten: 2, Skipped: 1}
+	wantStats := archive.ImportStats{Keys: len(want), Imported: len(want) - 1, Overwritten: 2, Skipped: 1}
 	if stats != wantStats {
 		t.Errorf("Import with Overwrite: stats = %+v, want %+v", stats, wantStats)
 	}
@@ -409,45 +409,45 @@ func TestImportHostile(t *testing.T) {
 	tests := []struct {
 		name    string
 		archive []byte
-		opts    certkeeper.ImportOptions
+		opts    archive.ImportOptions
 		want    string
 	}{
-		{"traversal", makeArchive(t, manifestFor(2), good, archiveMember{name: "../x", body: []byte("x")}), certkeeper.ImportOptions{}, `"../x" leaves the storage`},
-		{"inner traversal", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/../../x", body: []byte("x")}), certkeeper.ImportOptions{}, `leaves the storage`},
-		{"absolute", makeArchive(t, manifestFor(2), good, archiveMember{name: "/etc/x", body: []byte("x")}), certkeeper.ImportOptions{}, `"/etc/x" is an absolute path`},
-		{"symlink", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", typeflag: tar.TypeSymlink, linkname: "/etc/passwd"}), certkeeper.ImportOptions{}, "is a link"},
-		{"hard link", makeArchive(t, manifestFor(2), good, archiveMember{name: "accounts/x/y.key", typeflag: tar.TypeLink, linkname: "accounts/x/default.key"}), certkeeper.ImportOptions{}, "is a link"},
-		{"device", makeArchive(t, manifestFor(2), good, archiveMember{name: "a/dev", typeflag: tar.TypeChar}), certkeeper.ImportOptions{}, "is a device"},
-		{"directory", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/", typeflag: tar.TypeDir}), certkeeper.ImportOptions{}, "is a directory"},
-		{"invalid key", makeArchive(t, manifestFor(2), good, archiveMember{name: "a/.hidden", body: []byte("x")}), certkeeper.ImportOptions{}, "invalid storage key"},
-		{"huge member", makeArchive(t, manifestFor(2), good, archiveMember{name: "state/big.bin", body: make([]byte, 16<<20+1)}), certkeeper.ImportOptions{}, "more than the 16777216 a key may hold"},
-		{"over total", valid, certkeeper.ImportOptions{MaxSize: 4096}, "more than 4096 bytes uncompressed"},
-		{"truncated", valid[:len(valid)/2], certkeeper.ImportOptions{}, "truncated or corrupt"},
-		{"no gzip trailer", valid[:len(valid)-8], certkeeper.ImportOptions{}, "truncated or corrupt"},
-		{"corrupt", flipByte(valid, len(valid)-6), certkeeper.ImportOptions{}, "truncated or corrupt"},
-		{"trailing garbage", append(slices.Clip(valid), "garbage"...), certkeeper.ImportOptions{}, "truncated or corrupt"},
-		{"not gzip", []byte("certificates/x/a.test.json\n"), certkeeper.ImportOptions{}, "not gzip-compressed"},
-		{"empty", nil, certkeeper.ImportOptions{}, "empty input"},
-		{"no manifest", makeArchive(t, nil, good), certkeeper.ImportOptions{}, "first member is \"accounts/x/default.key\""},
-		{"other tar.gz", makeArchive(t, map[string]any{"version": 1}, good), certkeeper.ImportOptions{}, `format ""`},
-		{"unknown version", makeArchive(t, map[string]any{"format": "certkeeper-archive", "version": 2, "keys": 1}, good), certkeeper.ImportOptions{}, "format version 2 is not supported"},
-		{"missing keys", makeArchive(t, manifestFor(3), good), certkeeper.ImportOptions{}, "holds 1 keys, its manifest counts 3"},
-		{"extra keys", makeArchive(t, manifestFor(1), good, archiveMember{name: "a/b", body: []byte("x")}), certkeeper.ImportOptions{}, "more keys than the 1"},
-		{"duplicate", makeArchive(t, manifestFor(2), good, good), certkeeper.ImportOptions{}, "appears twice"},
-		{"bad certificate", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: badRecord}), certkeeper.ImportOptions{}, "certificates/x/a.test.json is not a valid certificate record"},
-		{"certificate without chain", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: keyOnly}), certkeeper.ImportOptions{}, "certificates/x/a.test.json is not a valid certificate record"},
-		{"certificate without names", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: noNames}), certkeeper.ImportOptions{}, "holds no names"},
-		{"certificate under another name's key", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/b.test.json", body: rec}), certkeeper.ImportOptions{}, "not among its names"},
-		{"certificate not JSON", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: []byte("-----BEGIN PRIVATE KEY-----")}), certkeeper.ImportOptions{}, "not a valid certificate record"},
-		{"bad account key", makeArchive(t, manifestFor(2), good, archiveMember{name: "accounts/x/y.key", body: []byte("not a key")}), certkeeper.ImportOptions{}, "accounts/x/y.key is not a valid private key"},
-		{"bad JSON", makeArchive(t, manifestFor(2), good, archiveMember{name: "localca/root.json", body: []byte("{")}), certkeeper.ImportOptions{}, "localca/root.json is not valid JSON"},
+		{"traversal", makeArchive(t, manifestFor(2), good, archiveMember{name: "../x", body: []byte("x")}), archive.ImportOptions{}, `"../x" leaves the storage`},
+		{"inner traversal", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/../../x", body: []byte("x")}), archive.ImportOptions{}, `leaves the storage`},
+		{"absolute", makeArchive(t, manifestFor(2), good, archiveMember{name: "/etc/x", body: []byte("x")}), archive.ImportOptions{}, `"/etc/x" is an absolute path`},
+		{"symlink", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", typeflag: tar.TypeSymlink, linkname: "/etc/passwd"}), archive.ImportOptions{}, "is a link"},
+		{"hard link", makeArchive(t, manifestFor(2), good, archiveMember{name: "accounts/x/y.key", typeflag: tar.TypeLink, linkname: "accounts/x/default.key"}), archive.ImportOptions{}, "is a link"},
+		{"device", makeArchive(t, manifestFor(2), good, archiveMember{name: "a/dev", typeflag: tar.TypeChar}), archive.ImportOptions{}, "is a device"},
+		{"directory", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/", typeflag: tar.TypeDir}), archive.ImportOptions{}, "is a directory"},
+		{"invalid key", makeArchive(t, manifestFor(2), good, archiveMember{name: "a/.hidden", body: []byte("x")}), archive.ImportOptions{}, "invalid storage key"},
+		{"huge member", makeArchive(t, manifestFor(2), good, archiveMember{name: "state/big.bin", body: make([]byte, 16<<20+1)}), archive.ImportOptions{}, "more than the 16777216 a key may hold"},
+		{"over total", valid, archive.ImportOptions{MaxSize: 4096}, "more than 4096 bytes uncompressed"},
+		{"truncated", valid[:len(valid)/2], archive.ImportOptions{}, "truncated or corrupt"},
+		{"no gzip trailer", valid[:len(valid)-8], archive.ImportOptions{}, "truncated or corrupt"},
+		{"corrupt", flipByte(valid, len(valid)-6), archive.ImportOptions{}, "truncated or corrupt"},
+		{"trailing garbage", append(slices.Clip(valid), "garbage"...), archive.ImportOptions{}, "truncated or corrupt"},
+		{"not gzip", []byte("certificates/x/a.test.json\n"), archive.ImportOptions{}, "not gzip-compressed"},
+		{"empty", nil, archive.ImportOptions{}, "empty input"},
+		{"no manifest", makeArchive(t, nil, good), archive.ImportOptions{}, "first member is \"accounts/x/default.key\""},
+		{"other tar.gz", makeArchive(t, map[string]any{"version": 1}, good), archive.ImportOptions{}, `format ""`},
+		{"unknown version", makeArchive(t, map[string]any{"format": "certkeeper-archive", "version": 2, "keys": 1}, good), archive.ImportOptions{}, "format version 2 is not supported"},
+		{"missing keys", makeArchive(t, manifestFor(3), good), archive.ImportOptions{}, "holds 1 keys, its manifest counts 3"},
+		{"extra keys", makeArchive(t, manifestFor(1), good, archiveMember{name: "a/b", body: []byte("x")}), archive.ImportOptions{}, "more keys than the 1"},
+		{"duplicate", makeArchive(t, manifestFor(2), good, good), archive.ImportOptions{}, "appears twice"},
+		{"bad certificate", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: badRecord}), archive.ImportOptions{}, "certificates/x/a.test.json is not a valid certificate record"},
+		{"certificate without chain", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: keyOnly}), archive.ImportOptions{}, "certificates/x/a.test.json is not a valid certificate record"},
+		{"certificate without names", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: noNames}), archive.ImportOptions{}, "holds no names"},
+		{"certificate under another name's key", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/b.test.json", body: rec}), archive.ImportOptions{}, "not among its names"},
+		{"certificate not JSON", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: []byte("-----BEGIN PRIVATE KEY-----")}), archive.ImportOptions{}, "not a valid certificate record"},
+		{"bad account key", makeArchive(t, manifestFor(2), good, archiveMember{name: "accounts/x/y.key", body: []byte("not a key")}), archive.ImportOptions{}, "accounts/x/y.key is not a valid private key"},
+		{"bad JSON", makeArchive(t, manifestFor(2), good, archiveMember{name: "localca/root.json", body: []byte("{")}), archive.ImportOptions{}, "localca/root.json is not valid JSON"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			_, err := certkeeper.Import(t.Context(), filestore.New(dir), bytes.NewReader(tt.archive), tt.opts)
-			if !errors.Is(err, certkeeper.ErrInvalidArchive) {
-				t.Fatalf("Import = %v, want ErrInvalidArchive", err)
+			_, err := archive.Import(t.Context(), filestore.New(dir), bytes.NewReader(tt.archive), tt.opts)
+			if !errors.Is(err, archive.ErrInvalid) {
+				t.Fatalf("Import = %v, want ErrInvalid", err)
 			}
 			t.Log(err)
 			if !strings.Contains(err.Error(), tt.want) {
@@ -469,18 +469,18 @@ func TestImportHostile(t *testing.T) {
 func TestImportReadFails(t *testing.T) {
 	src := filestore.New(t.TempDir())
 	fillState(t, src)
-	archive := export(t, src)
+	arc := export(t, src)
 	dir := t.TempDir()
 	ioErr := errors.New("connection reset")
-	r := io.MultiReader(bytes.NewReader(archive[:len(archive)/2]), iotest.ErrReader(ioErr))
-	_, err := certkeeper.Import(t.Context(), filestore.New(dir), r, certkeeper.ImportOptions{})
-	if !errors.Is(err, ioErr) || errors.Is(err, certkeeper.ErrInvalidArchive) {
+	r := io.MultiReader(bytes.NewReader(arc[:len(arc)/2]), iotest.ErrReader(ioErr))
+	_, err := archive.Import(t.Context(), filestore.New(dir), r, archive.ImportOptions{})
+	if !errors.Is(err, ioErr) || errors.Is(err, archive.ErrInvalid) {
 		t.Errorf("Import(failing reader) = %v, want the read error", err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err = certkeeper.Import(ctx, filestore.New(dir), bytes.NewReader(archive), certkeeper.ImportOptions{})
-	if !errors.Is(err, context.Canceled) || errors.Is(err, certkeeper.ErrInvalidArchive) {
+	_, err = archive.Import(ctx, filestore.New(dir), bytes.NewReader(arc), archive.ImportOptions{})
+	if !errors.Is(err, context.Canceled) || errors.Is(err, archive.ErrInvalid) {
 		t.Errorf("Import(cancelled) = %v, want context.Canceled", err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -513,10 +513,10 @@ func (s *failingStore) Store(ctx context.Context, key string, value []byte) erro
 func TestImportStoreFails(t *testing.T) {
 	src := filestore.New(t.TempDir())
 	want := fillState(t, src)
-	archive := export(t, src)
+	arc := export(t, src)
 
 	dst := filestore.New(t.TempDir())
-	stats, err := certkeeper.Import(t.Context(), &failingStore{Storage: dst, n: 3}, bytes.NewReader(archive), certkeeper.ImportOptions{})
+	stats, err := archive.Import(t.Context(), &failingStore{Storage: dst, n: 3}, bytes.NewReader(arc), archive.ImportOptions{})
 	if err == nil || !strings.Contains(err.Error(), "disk full") || !strings.Contains(err.Error(), "2 of 8 keys stored") {
 		t.Fatalf("Import = %v, want the storage error and how far it got", err)
 	}
@@ -527,7 +527,7 @@ func TestImportStoreFails(t *testing.T) {
 	if len(keys) == 0 || !strings.HasSuffix(keys[len(keys)-1], ".key") {
 		t.Errorf("first keys stored: %v, want the account key first", keys)
 	}
-	if _, err := certkeeper.Import(t.Context(), dst, bytes.NewReader(archive), certkeeper.ImportOptions{}); err != nil {
+	if _, err := archive.Import(t.Context(), dst, bytes.NewReader(arc), archive.ImportOptions{}); err != nil {
 		t.Fatalf("second Import: %v", err)
 	}
 	sameState(t, dump(t, dst), want)
@@ -607,7 +607,7 @@ func FuzzImport(f *testing.F) {
 		}
 	}
 	var buf bytes.Buffer
-	if _, err := certkeeper.Export(ctx, src, &buf); err != nil {
+	if _, err := archive.Export(ctx, src, &buf); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(uint8(fuzzRaw), uint16(0), buf.Bytes())
@@ -640,7 +640,7 @@ func FuzzImport(f *testing.F) {
 			in = damage(in, cut)
 		}
 		st := &memStore{}
-		stats, err := certkeeper.Import(ctx, st, bytes.NewReader(in), certkeeper.ImportOptions{MaxSize: 1 << 20, MaxMemberSize: 64 << 10})
+		stats, err := archive.Import(ctx, st, bytes.NewReader(in), archive.ImportOptions{MaxSize: 1 << 20, MaxMemberSize: 64 << 10})
 		if len(st.invalid) > 0 {
 			t.Fatalf("Import stored invalid keys %q", st.invalid)
 		}
@@ -711,7 +711,7 @@ func fuzzArchive(withManifest bool, data []byte, fixture map[byte][]byte) ([]byt
 		hdrs, bodies = append(hdrs, hdr), append(bodies, body)
 	}
 	if !withManifest {
-		man := fmt.Appendf(nil, `{"format":"certkeeper-archive","version":%d,"keys":%d}`, certkeeper.ArchiveVersion, len(hdrs))
+		man := fmt.Appendf(nil, `{"format":"certkeeper-archive","version":%d,"keys":%d}`, archive.Version, len(hdrs))
 		hdrs = append([]*tar.Header{{Typeflag: tar.TypeReg, Name: "certkeeper-archive.json", Size: int64(len(man)), Mode: 0o600,
 			ModTime: time.Unix(1.8e9, 0)}}, hdrs...)
 		bodies = append([][]byte{man}, bodies...)
@@ -735,14 +735,14 @@ func fuzzArchive(withManifest bool, data []byte, fixture map[byte][]byte) ([]byt
 // damage returns archive cut short (cut below 0x8000: to cut bytes, modulo
 // its length) or with one byte flipped (cut with 0x8000: at cut&0x7fff,
 // modulo its length). Zero leaves it whole.
-func damage(archive []byte, cut uint16) []byte {
-	if cut == 0 || len(archive) == 0 {
-		return archive
+func damage(arc []byte, cut uint16) []byte {
+	if cut == 0 || len(arc) == 0 {
+		return arc
 	}
 	if cut&0x8000 == 0 {
-		return archive[:int(cut)%len(archive)]
+		return arc[:int(cut)%len(arc)]
 	}
-	out := slices.Clone(archive)
+	out := slices.Clone(arc)
 	out[int(cut&0x7fff)%len(out)] ^= 0xff
 	return out
 }

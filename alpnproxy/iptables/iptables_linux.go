@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package iptables
 
 import (
 	"bytes"
@@ -14,9 +14,10 @@ import (
 	"strings"
 )
 
-// checkIPTables reports whether the iptables tools the rules need exist.
-func checkIPTables(ipv6 bool) error {
-	for _, tool := range (&redirectRules{ipv6: ipv6}).tools() {
+// Check reports whether the iptables tools the rules need exist, with an
+// error that says how to install them.
+func (r *Redirect) Check() error {
+	for _, tool := range r.tools() {
 		if _, err := iptablesPath(tool); err != nil {
 			return err
 		}
@@ -27,44 +28,45 @@ func checkIPTables(ipv6 bool) error {
 // withTag returns spec with the comment tag appended unless spec has it.
 func withTag(spec []string) []string {
 	for _, s := range spec {
-		if s == iptablesTag {
+		if s == Tag {
 			return spec
 		}
 	}
-	return append(spec[:len(spec):len(spec)], "-m", "comment", "--comment", iptablesTag)
+	return append(spec[:len(spec):len(spec)], "-m", "comment", "--comment", Tag)
 }
 
-func (r *redirectRules) tools() []string {
-	if r.ipv6 {
+func (r *Redirect) tools() []string {
+	if r.IPv6 {
 		return []string{"iptables", "ip6tables"}
 	}
 	return []string{"iptables"}
 }
 
 // rules returns the chains and specs to add.
-func (r *redirectRules) rules() [][]string {
-	spec := withTag(r.spec)
+func (r *Redirect) rules() [][]string {
+	spec := withTag(r.Spec)
 	rs := [][]string{append([]string{"PREROUTING"}, spec...)}
-	if r.outputUID >= 0 {
+	if r.Output {
 		out := append([]string{"OUTPUT"}, spec...)
-		rs = append(rs, append(out, "-m", "owner", "!", "--uid-owner", strconv.Itoa(r.outputUID)))
+		rs = append(rs, append(out, "-m", "owner", "!", "--uid-owner", strconv.Itoa(r.ExceptUID)))
 	}
 	return rs
 }
 
 // Install removes the tagged rules left by an earlier proxy, then adds the
 // rules, each only if it is not there already (-C), so a second Install adds
-// nothing. When adding fails, it removes what it added.
-func (r *redirectRules) Install(ctx context.Context) error {
+// nothing. When adding fails, it removes what it added: on error no tagged
+// rule is left.
+func (r *Redirect) Install(ctx context.Context) error {
 	if err := r.Remove(ctx); err != nil {
 		return fmt.Errorf("removing leftover rules: %w", err)
 	}
 	for _, tool := range r.tools() {
 		for _, rule := range r.rules() {
-			if _, err := iptables(ctx, tool, append([]string{"-C"}, rule...)...); err == nil {
+			if _, err := run(ctx, tool, append([]string{"-C"}, rule...)...); err == nil {
 				continue
 			}
-			if _, err := iptables(ctx, tool, append([]string{"-A"}, rule...)...); err != nil {
+			if _, err := run(ctx, tool, append([]string{"-A"}, rule...)...); err != nil {
 				return errors.Join(err, r.Remove(ctx)) // all or nothing
 			}
 		}
@@ -75,17 +77,17 @@ func (r *redirectRules) Install(ctx context.Context) error {
 // Remove deletes every rule tagged with the comment from the nat PREROUTING
 // and OUTPUT chains of iptables and ip6tables, whoever added it. It goes on
 // after an error and returns them all.
-func (r *redirectRules) Remove(ctx context.Context) error {
+func (r *Redirect) Remove(ctx context.Context) error {
 	var errs []error
 	for _, tool := range []string{"iptables", "ip6tables"} {
 		// Without IPv6 rules, ip6tables is only asked for leftovers (a
 		// proxy run with IPv6 and killed) and may be missing or fail.
-		optional := tool == "ip6tables" && !r.ipv6
+		optional := tool == "ip6tables" && !r.IPv6
 		if _, err := iptablesPath(tool); err != nil && optional {
 			continue
 		}
 		for _, chain := range []string{"PREROUTING", "OUTPUT"} {
-			out, err := iptables(ctx, tool, "-S", chain)
+			out, err := run(ctx, tool, "-S", chain)
 			if err != nil {
 				if !optional {
 					errs = append(errs, err)
@@ -95,7 +97,7 @@ func (r *redirectRules) Remove(ctx context.Context) error {
 			for _, line := range taggedRules(out) {
 				args := splitRule(line)
 				args[0] = "-D"
-				if _, err := iptables(ctx, tool, args...); err != nil {
+				if _, err := run(ctx, tool, args...); err != nil {
 					errs = append(errs, err)
 				}
 			}
@@ -114,7 +116,7 @@ func taggedRules(out []byte) []string {
 		}
 		f := splitRule(line)
 		for i := 0; i+1 < len(f); i++ {
-			if f[i] == "--comment" && f[i+1] == iptablesTag {
+			if f[i] == "--comment" && f[i+1] == Tag {
 				lines = append(lines, line)
 				break
 			}
@@ -155,9 +157,9 @@ func splitRule(line string) []string {
 	return args
 }
 
-// iptables runs tool on the nat table with args and returns its output. The
+// run runs tool on the nat table with args and returns its output. The
 // error names the command and holds what it printed.
-func iptables(ctx context.Context, tool string, args ...string) ([]byte, error) {
+func run(ctx context.Context, tool string, args ...string) ([]byte, error) {
 	path, err := iptablesPath(tool)
 	if err != nil {
 		return nil, err

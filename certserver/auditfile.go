@@ -1,0 +1,60 @@
+package certserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+)
+
+// AuditFile is an audit log appended to a file as JSON lines, through an
+// AuditWriter: what a Handler's Audit and AuditErr want when the audit
+// trail must survive the process.
+type AuditFile struct {
+	// Logger writes the audit lines: the Handler's Audit.
+	Logger *slog.Logger
+
+	f *os.File
+	w *AuditWriter
+}
+
+// OpenAuditFile opens name for appending (created with mode 0600, in a
+// directory created 0700 if missing: the lines name who fetched which key;
+// a fresh host has no /var/log/certkeeper) and writes a first line, "audit log
+// opened" with attrs (say, the process ID and version), so that a file
+// that cannot be written shows at once: call Sync to know, before the
+// server listens. Failed writes are logged to logger (nil: slog.Default())
+// as they happen.
+func OpenAuditFile(name string, logger *slog.Logger, attrs ...slog.Attr) (*AuditFile, error) {
+	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+		return nil, fmt.Errorf("creating its directory: %w", err)
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	w := NewAuditWriter(f, logger)
+	a := &AuditFile{Logger: slog.New(slog.NewJSONHandler(w, nil)), f: f, w: w}
+	a.Logger.LogAttrs(context.Background(), slog.LevelInfo, "audit log opened", attrs...)
+	return a, nil
+}
+
+// Err is the Handler's AuditErr: nil while the lines are being written,
+// and the reason they are not otherwise (see AuditWriter.Err).
+func (a *AuditFile) Err() error { return a.w.Err() }
+
+// Sync waits until a write has been attempted for every line logged so
+// far, and returns Err.
+func (a *AuditFile) Sync() error { return a.w.Sync() }
+
+// Close writes the lines still queued and closes the file. Its error says
+// that lines were lost.
+func (a *AuditFile) Close() error {
+	err := a.w.Close()
+	if cerr := a.f.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("closing %s: %w", a.f.Name(), cerr))
+	}
+	return err
+}

@@ -1,0 +1,47 @@
+package certserver_test
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/certkeeper/certkeeper/certserver"
+)
+
+// TestOpenAuditFile: the file is created 0600, starts with the "audit log
+// opened" line and its attributes, and holds every line once closed.
+func TestOpenAuditFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "log", "certkeeper")
+	name := filepath.Join(dir, "audit.log")
+	af, err := certserver.OpenAuditFile(name, slog.New(slog.DiscardHandler), slog.Int("pid", 42))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := af.Sync(); err != nil || af.Err() != nil {
+		t.Fatalf("Sync = %v, Err = %v; want nil", err, af.Err())
+	}
+	af.Logger.Info("key handed out", slog.String("name", "a.test"))
+	if err := af.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"msg":"audit log opened","pid":42`) || !strings.Contains(lines[1], `"name":"a.test"`) {
+		t.Errorf("audit file =\n%s\nwant the opened line with pid 42, then the hand-out", data)
+	}
+	if fi, err := os.Stat(name); err != nil || (runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600) {
+		t.Errorf("audit file mode = %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+	if fi, err := os.Stat(dir); err != nil || (runtime.GOOS != "windows" && fi.Mode().Perm() != 0o700) {
+		t.Errorf("created directory: %v, %v; want mode 0700", fi, err)
+	}
+	if _, err := certserver.OpenAuditFile(filepath.Join(name, "x"), nil); err == nil {
+		t.Error("OpenAuditFile under a regular file succeeded")
+	}
+}

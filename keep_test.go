@@ -1,0 +1,80 @@
+package certkeeper_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// failCertStores is a storage whose first n stores of a certificate fail,
+// as a full disk or an unreachable Redis would.
+type failCertStores struct {
+	storage.Storage
+	mu sync.Mutex
+	n  int // failures left; guarded by mu
+}
+
+func (s *failCertStores) Store(ctx context.Context, key string, value []byte) error {
+	if strings.HasPrefix(key, storage.CertificatePrefix("")) {
+		s.mu.Lock()
+		fail := s.n > 0
+		s.n--
+		s.mu.Unlock()
+		if fail {
+			return errors.New("storage unavailable")
+		}
+	}
+	return s.Storage.Store(ctx, key, value)
+}
+
+// TestManagerKeep: Keep retries a failing issuance with backoff (a
+// minute, then ten) until it succeeds, logging each failure, and returns
+// once the certificate is ready; with ctx ended it stops retrying. The
+// bubble's clock makes the waits instant.
+func TestManagerKeep(t *testing.T) {
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		st := &failCertStores{Storage: filestore.New(dir), n: 2}
+		var logs bytes.Buffer
+		m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}},
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+		defer m.Close()
+		start := time.Now()
+		if err := m.Keep(t.Context(), "keep.test"); err != nil {
+			t.Fatalf("Keep = %v, want nil", err)
+		}
+		if waited := time.Since(start); waited < 8*time.Minute || waited > 12*time.Minute {
+			t.Errorf("Keep succeeded after %s, want two retries about 1 and 10 minutes apart", waited)
+		}
+		if n := strings.Count(logs.String(), "obtaining a managed certificate failed"); n != 2 {
+			t.Errorf("logged %d failures, want 2:\n%s", n, logs.String())
+		}
+		if !strings.Contains(logs.String(), "managed certificate ready") {
+			t.Errorf("no \"managed certificate ready\" log:\n%s", logs.String())
+		}
+		if _, ok := m.Cached("keep.test"); !ok {
+			t.Error("keep.test not in memory after Keep returned")
+		}
+
+		st.mu.Lock()
+		st.n = 1 << 30
+		st.mu.Unlock()
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Minute)
+		defer cancel()
+		if err := m.Keep(ctx, "never.test"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Keep with a failing storage = %v, want the context's deadline", err)
+		}
+	})
+}

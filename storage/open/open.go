@@ -1,0 +1,264 @@
+// Package open opens a storage.Storage from the string a user gives: a
+// directory, or a redis://, rediss://, redis+cluster://, redis+sentinel://
+// or postgres:// URL (docs/storage.md), with private keys sealed at rest
+// when a key file is given.
+//
+// It exists so that a Go program configured the way the certkeeper
+// command is (one --storage string, a key file, a password file) opens
+// the same storage with the same checks, rather than choosing a backend
+// package and repeating them: a key file that cannot open what storage
+// holds, sealed values without a key file, or a key file for a storage
+// whose private keys are all in clear fail when the storage is opened, not
+// at the first handshake; a server whose settings may lose what it stores
+// (Redis without persistence, say) gets a warning in the log.
+//
+// It does not pick a default directory (certkeeper.DefaultStorageDir does),
+// create the storage's schema beyond what each backend does on open, or
+// migrate between storages (package storage/archive does).
+package open
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/redact"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/encrypted"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/certkeeper/certkeeper/storage/pgstore"
+	"github.com/certkeeper/certkeeper/storage/redisstore"
+)
+
+// Options says how to open a storage. The zero value opens it as it is,
+// without encryption at rest.
+type Options struct {
+	// KeyFile, if set, is a file of storage keys (encrypted.ReadKeyFile):
+	// private keys are sealed at rest with its first key.
+	KeyFile string
+
+	// PasswordFile, if set, holds the password of a postgres:// URL
+	// (never in the URL itself); it must not be readable by group or
+	// others. Empty means pgx's PGPASSWORD or PGPASSFILE.
+	PasswordFile string
+
+	// LeaseTTL, if not zero, is the lease of the storage's locks; a URL's
+	// lease parameter wins.
+	LeaseTTL time.Duration
+
+	// AllowClear opens, with KeyFile, a storage whose private keys are all
+	// in clear, rather than refusing it (errors.Is(err,
+	// encrypted.ErrNotSealed)): for a rekey that seals them.
+	AllowClear bool
+
+	// Names are what errors call the URL, KeyFile and PasswordFile, so
+	// that they name what the user set: a command passes its flags
+	// ("--storage", ...). Empty fields mean "storage", "key file" and
+	// "password file".
+	Names Names
+
+	// Logger receives the warnings (a connection that is not protected, a
+	// durability risk, a key that could not be checked). Nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Names are what errors call the settings of Options.
+type Names struct {
+	URL, KeyFile, PasswordFile string
+}
+
+func (o *Options) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
+}
+
+func (o *Options) names() Names {
+	n := o.Names
+	if n.URL == "" {
+		n.URL = "storage"
+	}
+	if n.KeyFile == "" {
+		n.KeyFile = "key file"
+	}
+	if n.PasswordFile == "" {
+		n.PasswordFile = "password file"
+	}
+	return n
+}
+
+// OptionsError reports options that do not go together or a URL of an
+// unknown kind: a mistake of whoever configured the storage, which the
+// certkeeper command reports as a usage error.
+type OptionsError struct{ msg string }
+
+func (e *OptionsError) Error() string { return e.msg }
+
+// IsURL reports whether spec is a URL rather than a directory.
+func IsURL(spec string) bool { return strings.Contains(spec, "://") }
+
+// IsPostgres reports whether spec is a PostgreSQL URL.
+func IsPostgres(spec string) bool {
+	scheme, _, ok := strings.Cut(spec, "://")
+	scheme = strings.ToLower(scheme)
+	return ok && (scheme == "postgres" || scheme == "postgresql")
+}
+
+// Storage opens the storage spec names: a directory, a Redis URL or a
+// PostgreSQL URL, sealed at rest with opts.KeyFile if given (package
+// storage/encrypted). closeFn releases its connections. Errors name the
+// storage without credentials (redact.URL), and never quote a password.
+func Storage(ctx context.Context, spec string, opts Options) (st storage.Storage, closeFn func(), err error) {
+	if st, closeFn, err = backend(ctx, spec, &opts); err != nil {
+		return nil, nil, err
+	}
+	where := redact.URL(spec)
+	warnDurability(ctx, opts.logger(), st, where)
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	n := opts.names()
+	if opts.KeyFile == "" {
+		if key := firstSealed(cctx, st); key != "" {
+			closeFn()
+			return nil, nil, fmt.Errorf("%s holds encrypted private keys (%s): give the key file with %s", where, key, n.KeyFile)
+		}
+		return st, closeFn, nil
+	}
+	keys, err := encrypted.ReadKeyFile(opts.KeyFile)
+	if err != nil {
+		closeFn()
+		return nil, nil, fmt.Errorf("%s: %w", n.KeyFile, err)
+	}
+	es := encrypted.New(st, keys)
+	if err := es.Check(cctx); err != nil {
+		switch {
+		case errors.Is(err, encrypted.ErrWrongKey):
+			closeFn()
+			return nil, nil, fmt.Errorf("%s %s does not open what %s holds: %w", n.KeyFile, opts.KeyFile, where, err)
+		case errors.Is(err, encrypted.ErrNotSealed) && !opts.AllowClear:
+			closeFn()
+			return nil, nil, fmt.Errorf("%s %s: %s holds private keys in clear and none sealed (%w)", n.KeyFile, opts.KeyFile, where, err)
+		case errors.Is(err, encrypted.ErrNotSealed):
+		default:
+			// Storage unreachable now: the key is checked as values are read.
+			opts.logger().Warn("could not check the storage key against storage", "err", err)
+		}
+	}
+	return es, closeFn, nil
+}
+
+// backend opens the storage spec names, without encryption.
+func backend(ctx context.Context, spec string, opts *Options) (storage.Storage, func(), error) {
+	n := opts.names()
+	if spec == "" {
+		return nil, nil, &OptionsError{msg: "no " + n.URL + " given: a directory or a URL"}
+	}
+	if opts.PasswordFile != "" && !IsPostgres(spec) {
+		return nil, nil, &OptionsError{msg: fmt.Sprintf("%s is for a postgres:// %s (a Redis URL holds its password itself)", n.PasswordFile, n.URL)}
+	}
+	switch {
+	case IsPostgres(spec):
+		ps, err := openPostgres(ctx, spec, opts.PasswordFile, n)
+		if err != nil {
+			return nil, nil, err
+		}
+		ps.Logger = opts.Logger
+		if risk := ps.TransportRisk(); risk != "" {
+			opts.logger().Warn("storage connection is not protected: "+risk, "storage", redact.URL(spec))
+		}
+		if ps.LeaseTTL == 0 {
+			ps.LeaseTTL = opts.LeaseTTL
+		}
+		return ps, ps.Close, nil
+	case IsURL(spec):
+		scheme, _, _ := strings.Cut(spec, "://")
+		if !strings.HasPrefix(strings.ToLower(scheme), "redis") {
+			return nil, nil, &OptionsError{msg: fmt.Sprintf("%s %s: unknown scheme %q: give a directory or a redis://, rediss://, redis+cluster://, redis+sentinel:// or postgres:// URL", n.URL, redact.URL(spec), scheme)}
+		}
+		rs, err := redisstore.Open(spec)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", n.URL, err)
+		}
+		rs.Logger = opts.Logger
+		if rs.LeaseTTL == 0 {
+			rs.LeaseTTL = opts.LeaseTTL
+		}
+		return rs, func() { _ = rs.Close() }, nil
+	}
+	return &filestore.Store{Dir: spec, LeaseTTL: opts.LeaseTTL}, func() {}, nil
+}
+
+// openPostgres opens a postgres:// URL, with the password read from
+// passwordFile if there is one (else pgx reads PGPASSWORD or PGPASSFILE).
+func openPostgres(ctx context.Context, spec, passwordFile string, n Names) (*pgstore.Store, error) {
+	var password string
+	if passwordFile != "" {
+		// As libpq ignores a ~/.pgpass that others may read.
+		fi, err := os.Stat(passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n.PasswordFile, err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("%s %s: mode %v lets others read it; chmod 600 it", n.PasswordFile, passwordFile, fi.Mode().Perm())
+		}
+		data, err := os.ReadFile(passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n.PasswordFile, err)
+		}
+		password = strings.TrimRight(string(data), "\r\n")
+		if password == "" || strings.ContainsAny(password, "\r\n") {
+			return nil, fmt.Errorf("%s %s: want the password alone on one line", n.PasswordFile, passwordFile)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ps, err := pgstore.OpenPassword(cctx, spec, password)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.URL, err)
+	}
+	return ps, nil
+}
+
+// warnDurability logs a warning for each risk st's server runs, or that it
+// could not be checked; the storage is opened either way.
+func warnDurability(ctx context.Context, logger *slog.Logger, st storage.Storage, where string) {
+	dc, ok := st.(storage.DurabilityChecker)
+	if !ok {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	risks, err := dc.CheckDurability(cctx)
+	if err != nil {
+		logger.Warn("storage durability cannot be checked: make sure the server persists what certkeeper stores",
+			"storage", where, "err", err)
+		return
+	}
+	for _, r := range risks {
+		logger.Warn("storage may lose certificates and keys: "+r, "storage", where)
+	}
+}
+
+// firstSealed returns the key of a sealed certificate in st, if its first
+// few certificates include one; "" otherwise, also when st cannot be read.
+func firstSealed(ctx context.Context, st storage.Storage) string {
+	keys, err := st.List(ctx, storage.CertificatePrefix(""))
+	if err != nil {
+		return ""
+	}
+	for i, key := range keys {
+		if i >= 5 {
+			break
+		}
+		if v, err := st.Load(ctx, key); err == nil && encrypted.IsSealed(v) {
+			return key
+		}
+	}
+	return ""
+}

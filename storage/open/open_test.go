@@ -1,0 +1,110 @@
+package open_test
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/encrypted"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/certkeeper/certkeeper/storage/open"
+)
+
+func TestStorageOptionsErrors(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, spec string
+		opts       open.Options
+		want       string
+	}{
+		{"empty", "", open.Options{}, "no storage given"},
+		{"unknown scheme", "ftp://u:s3cret@host/x", open.Options{}, `storage ftp://REDACTED@host/x: unknown scheme "ftp"`},
+		{"password file for redis", "redis://127.0.0.1:1/0", open.Options{PasswordFile: pw, Names: open.Names{URL: "--storage", PasswordFile: "--pw"}},
+			"--pw is for a postgres:// --storage"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := open.Storage(t.Context(), tt.spec, tt.opts)
+			if _, ok := errors.AsType[*open.OptionsError](err); !ok || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("Storage(%q) = %v, want an OptionsError containing %q", tt.spec, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestStorageKeyFile: a directory opens as it is; with a key file, private
+// keys are sealed; a storage holding sealed keys refuses to open without
+// the key file, and a key file refuses a storage whose keys are all in
+// clear unless AllowClear.
+func TestStorageKeyFile(t *testing.T) {
+	ctx := t.Context()
+	quiet := slog.New(slog.DiscardHandler)
+	keyFile := filepath.Join(t.TempDir(), "storage.key")
+	if err := os.WriteFile(keyFile, encrypted.GenerateKey(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := storage.CertificateKey("local", "a.test")
+
+	clearDir := t.TempDir()
+	if err := filestore.New(clearDir).Store(ctx, key, []byte(`{"key_pem":"-----BEGIN PRIVATE KEY-----"}`)); err != nil {
+		t.Fatal(err)
+	}
+	st, closeFn, err := open.Storage(ctx, clearDir, open.Options{Logger: quiet})
+	if err != nil {
+		t.Fatalf("Storage(directory) = %v", err)
+	}
+	closeFn()
+	if _, ok := st.(*filestore.Store); !ok {
+		t.Errorf("Storage(directory) = %T, want *filestore.Store", st)
+	}
+	if _, _, err := open.Storage(ctx, clearDir, open.Options{KeyFile: keyFile, Logger: quiet}); !errors.Is(err, encrypted.ErrNotSealed) {
+		t.Errorf("Storage(clear, KeyFile) = %v, want ErrNotSealed", err)
+	}
+	st, closeFn, err = open.Storage(ctx, clearDir, open.Options{KeyFile: keyFile, AllowClear: true, Logger: quiet})
+	if err != nil {
+		t.Fatalf("Storage(clear, KeyFile, AllowClear) = %v", err)
+	}
+	closeFn()
+	if _, ok := st.(*encrypted.Store); !ok {
+		t.Errorf("Storage with KeyFile = %T, want *encrypted.Store", st)
+	}
+
+	sealedDir := t.TempDir()
+	if err := filestore.New(sealedDir).Store(ctx, key, []byte(encryptedValue(t, keyFile, key))); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := open.Storage(ctx, sealedDir, open.Options{Logger: quiet}); err == nil || !strings.Contains(err.Error(), "give the key file with key file") {
+		t.Errorf("Storage(sealed, no KeyFile) = %v, want a refusal asking for the key file", err)
+	}
+	if _, _, err := open.Storage(ctx, sealedDir, open.Options{KeyFile: keyFile, Logger: quiet}); err != nil {
+		t.Errorf("Storage(sealed, KeyFile) = %v", err)
+	}
+}
+
+// encryptedValue stores a private key through an encrypted store on a
+// scratch directory and returns the sealed value it wrote.
+func encryptedValue(t *testing.T, keyFile, key string) string {
+	t.Helper()
+	keys, err := encrypted.ReadKeyFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scratch := filestore.New(t.TempDir())
+	if err := encrypted.New(scratch, keys).Store(t.Context(), key, []byte(`{"key_pem":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	v, err := scratch.Load(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !encrypted.IsSealed(v) {
+		t.Fatalf("the encrypted store wrote %s in clear", key)
+	}
+	return string(v)
+}
