@@ -252,15 +252,9 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
 // Store implements storage.Storage, sealing the values of keys for which
 // Sealed is true.
 func (s *Store) Store(ctx context.Context, key string, value []byte) error {
-	if Sealed(key) {
-		if err := storage.ValidateKey(key); err != nil {
-			return fmt.Errorf("encrypted: store: %w", err)
-		}
-		sealed, err := s.seal(key, value)
-		if err != nil {
-			return err
-		}
-		value = sealed
+	value, err := s.sealIfSecret(key, value)
+	if err != nil {
+		return err
 	}
 	return s.Storage.Store(ctx, key, value)
 }
@@ -273,17 +267,23 @@ func (s *Store) StoreVolatile(ctx context.Context, key string, value []byte) err
 	if !ok {
 		return s.Store(ctx, key, value)
 	}
-	if Sealed(key) {
-		if err := storage.ValidateKey(key); err != nil {
-			return fmt.Errorf("encrypted: store: %w", err)
-		}
-		sealed, err := s.seal(key, value)
-		if err != nil {
-			return err
-		}
-		value = sealed
+	value, err := s.sealIfSecret(key, value)
+	if err != nil {
+		return err
 	}
 	return v.StoreVolatile(ctx, key, value)
+}
+
+// sealIfSecret returns value sealed when key is one Sealed names, else
+// value as it is.
+func (s *Store) sealIfSecret(key string, value []byte) ([]byte, error) {
+	if !Sealed(key) {
+		return value, nil
+	}
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, fmt.Errorf("encrypted: store: %w", err)
+	}
+	return s.seal(key, value)
 }
 
 // Delete implements storage.Storage.

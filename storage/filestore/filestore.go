@@ -153,23 +153,7 @@ func readFile(path string) ([]byte, error) {
 // Store writes value under key, replacing any previous value atomically
 // and durably (see the package documentation).
 func (s *Store) Store(ctx context.Context, key string, value []byte) error {
-	if err := storage.ValidateKey(key); err != nil {
-		return fmt.Errorf("storing %q: %w", key, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("storing %s: %w", key, err)
-	}
-	path, err := s.path(key)
-	if err != nil {
-		return fmt.Errorf("storing %s: %w", key, err)
-	}
-	if err := mkdirs(filepath.Dir(path), true); err != nil {
-		return fmt.Errorf("storing %s: %w", key, err)
-	}
-	if err := writeFileAtomic(path, value, true); err != nil {
-		return fmt.Errorf("storing %s: %w", key, err)
-	}
-	return nil
+	return s.store(ctx, key, value, true)
 }
 
 // StoreVolatile implements storage.VolatileStorer: it writes value under
@@ -177,6 +161,11 @@ func (s *Store) Store(ctx context.Context, key string, value []byte) error {
 // directory on return) without the two fsyncs, so it costs no disk flush.
 // After a power loss the key may hold its previous value or none.
 func (s *Store) StoreVolatile(ctx context.Context, key string, value []byte) error {
+	return s.store(ctx, key, value, false)
+}
+
+// store is Store, with the fsyncs when durable.
+func (s *Store) store(ctx context.Context, key string, value []byte, durable bool) error {
 	if err := storage.ValidateKey(key); err != nil {
 		return fmt.Errorf("storing %q: %w", key, err)
 	}
@@ -190,7 +179,7 @@ func (s *Store) StoreVolatile(ctx context.Context, key string, value []byte) err
 	if err := mkdirs(filepath.Dir(path), true); err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
-	if err := writeFileAtomic(path, value, false); err != nil {
+	if err := writeFileAtomic(path, value, durable); err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
 	return nil
