@@ -20,21 +20,9 @@ const (
 	expiredKeepFor    = 24 * time.Hour // an expired record is kept this long, for status
 )
 
-// State kept in storage for operators and restarts.
-const (
-	seenState   = "seen"           // primary name → last handshake (unix seconds)
-	errorsState = "renewal-errors" // storage key → the last renewal failure
-)
-
-// RenewalError is the last failed renewal of a certificate, as kept in
-// storage for "certkeeper status".
-type RenewalError struct {
-	Names   []string  `json:"names"`
-	Error   string    `json:"error"`
-	At      time.Time `json:"at"`
-	RetryAt time.Time `json:"retry_at"`
-	Attempt int       `json:"attempt"`
-}
+// seenState holds, in storage, the last handshake per primary name (unix
+// seconds): status.SeenKey.
+const seenState = "seen"
 
 // housekeeping holds the state the housekeeper goroutine maintains.
 type housekeeping struct {
@@ -183,57 +171,4 @@ func (m *Manager) sweepLocks(ctx context.Context) {
 	} else if n > 0 {
 		m.logger().Debug("dead locks removed", slog.Int("count", n))
 	}
-}
-
-// noteRenewal records the outcome of a renewal attempt for status: the
-// failure (err != nil) or its clearing.
-func (m *Manager) noteRenewal(ctx context.Context, key string, names []string, err error, retry time.Time, attempt int) {
-	m.hk.errMu.Lock()
-	defer m.hk.errMu.Unlock()
-	all := map[string]RenewalError{}
-	if data, lerr := m.store.Load(ctx, storage.StateKey(errorsState)); lerr == nil {
-		_ = json.Unmarshal(data, &all)
-	}
-	if err == nil {
-		if _, ok := all[key]; !ok {
-			return
-		}
-		delete(all, key)
-	} else {
-		all[key] = RenewalError{Names: names, Error: err.Error(), At: time.Now().UTC(), RetryAt: retry.UTC(), Attempt: attempt}
-	}
-	data, merr := json.Marshal(all)
-	if merr == nil {
-		merr = m.store.Store(ctx, storage.StateKey(errorsState), data)
-	}
-	if merr != nil {
-		m.logger().Warn("storing renewal status", slog.Any("err", merr))
-	}
-}
-
-// LoadStatusState reads the state "certkeeper status" shows beside the
-// certificates: last-seen times by primary name and the last renewal
-// failure by storage key.
-func LoadStatusState(ctx context.Context, st storage.Storage) (seen map[string]time.Time, errs map[string]RenewalError, err error) {
-	seen = map[string]time.Time{}
-	errs = map[string]RenewalError{}
-	raw := map[string]int64{}
-	if data, lerr := st.Load(ctx, storage.StateKey(seenState)); lerr == nil {
-		if err := json.Unmarshal(data, &raw); err != nil {
-			return nil, nil, err
-		}
-	} else if !isNotFound(lerr) {
-		return nil, nil, lerr
-	}
-	for name, s := range raw {
-		seen[name] = time.Unix(s, 0).UTC()
-	}
-	if data, lerr := st.Load(ctx, storage.StateKey(errorsState)); lerr == nil {
-		if err := json.Unmarshal(data, &errs); err != nil {
-			return nil, nil, err
-		}
-	} else if !isNotFound(lerr) {
-		return nil, nil, lerr
-	}
-	return seen, errs, nil
 }

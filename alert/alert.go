@@ -5,7 +5,7 @@
 // storage, so a restart does not send it again.
 //
 // Let's Encrypt no longer sends expiry emails; this is what replaces them.
-// It reads the same status as the status page (statuspage.Read), so an
+// It reads the same status as the status page (status.Read), so an
 // alert always matches what "certkeeper status" shows.
 package alert
 
@@ -24,7 +24,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/redact"
-	"github.com/certkeeper/certkeeper/statuspage"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -139,7 +139,7 @@ func (a *Alerter) Run(ctx context.Context) {
 func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	certs, err := statuspage.Read(ctx, a.Storage, now)
+	certs, err := status.Read(ctx, a.Storage, now)
 	if err != nil {
 		return err
 	}
@@ -185,12 +185,12 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 }
 
 // due returns the alert c warrants, and whether it is due now.
-func (a *Alerter) due(c statuspage.Cert, s certState, now time.Time) (Alert, bool) {
+func (a *Alerter) due(c status.Cert, s certState, now time.Time) (Alert, bool) {
 	al := Alert{Names: c.Names, Issuer: c.Issuer, NotAfter: c.NotAfter, State: c.State, LastError: c.LastError,
 		FailingSince: s.FailingSince, Key: c.Key, Time: now.UTC()}
 	name := strings.Join(c.Names, ", ")
 	switch {
-	case c.State == statuspage.StateDamaged:
+	case c.State == status.Damaged:
 		return al, false
 	case c.NotAfter.Sub(now) <= or(a.ExpiringWithin, DefaultExpiringWithin):
 		al.Reason = Expiring

@@ -12,7 +12,7 @@ import (
 	"github.com/certkeeper/certkeeper/alert"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
-	"github.com/certkeeper/certkeeper/statuspage"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
@@ -27,14 +27,14 @@ func TestRepeatAndRestart(t *testing.T) {
 	if err := m.Cert(t.Context(), "a.test"); err != nil {
 		t.Fatal(err)
 	}
-	certs, err := statuspage.Read(t.Context(), st, time.Now())
+	certs, err := status.Read(t.Context(), st, time.Now())
 	if err != nil || len(certs) != 1 {
 		t.Fatalf("status: %v %v", certs, err)
 	}
 	c := certs[0]
 	now := time.Now()
-	// The record a failed renewal leaves (certkeeper.RenewalError).
-	errs := map[string]certkeeper.RenewalError{c.Key: {Names: c.Names, Error: "CA down", At: now.Add(-2 * time.Hour), RetryAt: now.Add(time.Hour), Attempt: 3}}
+	// The record a failed renewal leaves (status.Failure).
+	errs := map[string]status.Failure{c.Key: {Names: c.Names, Error: "CA down", At: now.Add(-2 * time.Hour), RetryAt: now.Add(time.Hour), Attempt: 3}}
 	data, _ := json.Marshal(errs)
 	if err := st.Store(t.Context(), storage.StateKey("renewal-errors"), data); err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func TestWebhookPasswordRedacted(t *testing.T) {
 	if err := m.Cert(t.Context(), "a.test"); err != nil {
 		t.Fatal(err)
 	}
-	certs, err := statuspage.Read(t.Context(), st, time.Now())
+	certs, err := status.Read(t.Context(), st, time.Now())
 	if err != nil || len(certs) != 1 {
 		t.Fatalf("status: %v %v", certs, err)
 	}

@@ -3,8 +3,8 @@
 // error in full and the recent events, as HTML that needs no JavaScript
 // and no external asset and refreshes itself, and as /status.json.
 //
-// The page reads the same storage, through the same function (Read), as
-// "certkeeper status", so the two always agree. It does not act on
+// The page reads the same storage, through the same function
+// (status.Read), as "certkeeper status", so the two always agree. It does not act on
 // certificates; it only shows them.
 package statuspage
 
@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -79,7 +80,7 @@ type Handler struct {
 type pageData struct {
 	Now          time.Time
 	Refresh      int
-	Certificates []Cert
+	Certificates []status.Cert
 	Events       []Event
 	Counts       map[string]int
 	Token        string
@@ -102,7 +103,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	now := time.Now()
-	certs, err := Read(r.Context(), h.Storage, now)
+	certs, err := status.Read(r.Context(), h.Storage, now)
 	switch r.URL.Path {
 	case "/status.json":
 		if err != nil {

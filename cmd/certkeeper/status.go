@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
-	"github.com/certkeeper/certkeeper/statuspage"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
 // certStatus is one line of "certkeeper status": the same fields in the
 // table, in --json and in the status page's /status.json.
-type certStatus = statuspage.Cert
+type certStatus = status.Cert
 
 func statusCmd() *Command {
 	var sf storageFlags
@@ -60,7 +60,7 @@ last asked for it (written by a running certkeeper every few minutes).
 				fst, err := certkeeper.ReadCertFile(cf, time.Now())
 				s := certStatus{Names: fst.Names, Issuer: "file", NotAfter: fst.NotAfter, State: fst.State, Key: "file:" + cf.Cert}
 				if err != nil {
-					s.State, s.LastError = "damaged", err.Error()
+					s.State, s.LastError = status.Damaged, err.Error()
 				}
 				list = append(list, s)
 			}
@@ -115,5 +115,5 @@ func statusLabel(s certStatus) string {
 
 // readStatus reads every stored certificate, as the status page does.
 func readStatus(ctx context.Context, st storage.Storage, now time.Time) ([]certStatus, error) {
-	return statuspage.Read(ctx, st, now)
+	return status.Read(ctx, st, now)
 }

@@ -1,0 +1,44 @@
+package status_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/status"
+)
+
+// TestIsExpiring: the one definition of "expiring", for certificates
+// certkeeper renews and for certificate files only their owner renews.
+func TestIsExpiring(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	end := start.Add(90 * 24 * time.Hour)
+	day := 24 * time.Hour
+	for _, tc := range []struct {
+		name    string
+		now     time.Time
+		renewed bool
+		want    bool
+	}{
+		{"renewed, fresh", start.Add(day), true, false},
+		{"renewed, a third left", end.Add(-29 * day), true, false},
+		{"renewed, a tenth left", end.Add(-8 * day), true, true},
+		{"renewed, expired", end, true, false},
+		{"file, fresh", start.Add(day), false, false},
+		{"file, a third left", end.Add(-29 * day), false, true},
+		{"file, expired", end.Add(time.Second), false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := status.IsExpiring(start, end, tc.now, tc.renewed); got != tc.want {
+				t.Errorf("IsExpiring(%v, %v, %v, %v) = %v, want %v", start, end, tc.now, tc.renewed, got, tc.want)
+			}
+		})
+	}
+	// A short-lived file certificate is expiring with 14 days left even
+	// when more than a third of its life is left.
+	if !status.IsExpiring(start, start.Add(30*day), start.Add(17*day), false) {
+		t.Error("a file certificate with 13 days left is not expiring")
+	}
+	if got := status.FileState(start, end, end); got != status.Expired {
+		t.Errorf("FileState at NotAfter = %q, want expired", got)
+	}
+}
