@@ -30,7 +30,7 @@ import (
 
 // The reasons for an alert.
 const (
-	RenewalFailing = "renewal_failing" // renewals have failed for at least FailingFor
+	RenewalFailing = "renewal_failing" // renewals (or a name's first issuance) have failed for at least FailingFor
 	Expiring       = "expiring"        // the certificate expires within ExpiringWithin
 )
 
@@ -192,6 +192,14 @@ func (a *Alerter) due(c status.Cert, s certState, now time.Time) (Alert, bool) {
 	switch {
 	case c.State == status.Damaged:
 		return al, false
+	case c.NotAfter.IsZero():
+		// No certificate yet: its first issuance is failing.
+		if s.FailingSince.IsZero() || now.Sub(s.FailingSince) < or(a.FailingFor, DefaultFailingFor) {
+			return al, false
+		}
+		al.Reason = RenewalFailing
+		al.Message = fmt.Sprintf("obtaining a first certificate for %s has failed since %s: %s", name,
+			s.FailingSince.UTC().Format(time.RFC3339), c.LastError)
 	case c.NotAfter.Sub(now) <= or(a.ExpiringWithin, DefaultExpiringWithin):
 		al.Reason = Expiring
 		al.Message = fmt.Sprintf("certificate for %s expires at %s (in %s)", name, c.NotAfter.UTC().Format(time.RFC3339),

@@ -17,8 +17,8 @@ import (
 var (
 	// SeenKey holds the last handshake per primary name (unix seconds).
 	SeenKey = storage.StateKey("seen")
-	// FailuresKey holds the last failure per failing certificate, by
-	// storage key, as a map of Failure.
+	// FailuresKey holds the last failure per failing certificate (by
+	// storage key) or name (by FailingKey), as a map of Failure.
 	FailuresKey = storage.StateKey("renewal-errors")
 )
 
@@ -31,11 +31,39 @@ type Failure struct {
 	At      time.Time `json:"at"`
 	RetryAt time.Time `json:"retry_at"`
 	Attempt int       `json:"attempt"`
+	// FirstIssue reports whether the failure is of a name's first
+	// issuance (kept by FailingKey) rather than of a renewal (kept by the
+	// certificate's storage key).
+	FirstIssue bool `json:"first_issue,omitempty"`
+}
+
+// FailingKey is the key, in the map under FailuresKey and in Cert.Key, of
+// a name whose first issuance is failing: it has no storage key yet.
+// variant is "" for the default (ECDSA) certificate, "rsa" for the RSA
+// fallback.
+func FailingKey(name, variant string) string {
+	if variant != "" {
+		return "failing/" + variant + "/" + name
+	}
+	return "failing/" + name
+}
+
+// firstIssues lists the names whose first issuance is failing.
+func firstIssues(failures map[string]Failure) []Cert {
+	var out []Cert
+	for key, f := range failures {
+		if !f.FirstIssue {
+			continue
+		}
+		out = append(out, Cert{Names: f.Names, Key: key, State: Failing, NextRenewal: f.RetryAt,
+			LastError: f.Error, LastErrorAt: f.At, RetryAt: f.RetryAt})
+	}
+	return out
 }
 
 // LoadState reads the state "certkeeper status" shows beside the
 // certificates: last-seen times by primary name, and the failures by
-// storage key.
+// storage key (renewals) or FailingKey (first issues).
 func LoadState(ctx context.Context, st storage.Storage) (seen map[string]time.Time, failures map[string]Failure, err error) {
 	seen = map[string]time.Time{}
 	failures = map[string]Failure{}
@@ -68,8 +96,9 @@ func loadJSON(ctx context.Context, st storage.Storage, key string, v any) error 
 	return nil
 }
 
-// Read returns the status of every certificate in st, sorted by storage
-// key. A damaged record is
+// Read returns the status of every certificate in st, and of every name
+// whose first issuance is failing (state "failing", no NotAfter, Key
+// FailingKey(name)), sorted by key. A damaged record is
 // listed with state "damaged", named by its storage key, rather than
 // failing the whole listing.
 func Read(ctx context.Context, st storage.Storage, now time.Time) ([]Cert, error) {
@@ -118,6 +147,7 @@ func Read(ctx context.Context, st storage.Storage, now time.Time) ([]Cert, error
 		s.State = state(s, leaf.NotBefore, now)
 		out = append(out, s)
 	}
+	out = append(out, firstIssues(failures)...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
 }

@@ -17,7 +17,7 @@ import (
 const (
 	Fine     = "fine"     // nothing to do until NextRenewal
 	Renewing = "renewing" // due for renewal now
-	Failing  = "failing"  // the last renewal attempt failed; LastError says why
+	Failing  = "failing"  // the last attempt (renewal or first issue) failed; LastError says why
 	Expiring = "expiring" // close to expiry (see IsExpiring)
 	Expired  = "expired"  // past NotAfter
 	Damaged  = "damaged"  // the stored record cannot be read; LastError says why
@@ -26,13 +26,16 @@ const (
 // Cert is one certificate's status: what "certkeeper status --json" prints
 // and what /status.json serves, field for field.
 type Cert struct {
-	Names    []string  `json:"names"`
-	Issuer   string    `json:"issuer"`
-	NotAfter time.Time `json:"not_after"`
+	Names  []string `json:"names"`
+	Issuer string   `json:"issuer"`
+	// NotAfter is the certificate's expiry; zero (and left out of JSON)
+	// when there is no certificate: a damaged record, a failing first
+	// issuance.
+	NotAfter time.Time `json:"not_after,omitzero"`
 	// NextRenewal is when the certificate is due (by the lifetime rule; a
 	// running Manager refines it with the CA's ARI window), or, after a
 	// failed attempt, when the next attempt is.
-	NextRenewal time.Time `json:"next_renewal"`
+	NextRenewal time.Time `json:"next_renewal,omitzero"`
 	State       string    `json:"state"`
 	OnDemand    bool      `json:"on_demand"`
 	// LastSeen is when a handshake last asked for it (written by a
@@ -43,6 +46,12 @@ type Cert struct {
 	// LastErrorAt is when the last attempt failed.
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	RetryAt     time.Time `json:"retry_at,omitzero"`
+	// NotAllowed, set by a reader that knows the serving policy (the
+	// status page of a running proxy or server), says why the policy no
+	// longer allows the certificate's primary name: a handshake for it
+	// is refused once the stored certificate is gone, and it should be
+	// deleted or allowed again.
+	NotAllowed string `json:"not_allowed,omitempty"`
 }
 
 // IsExpiring reports whether a certificate valid from notBefore to

@@ -9,6 +9,7 @@
 package statuspage
 
 import (
+	"context"
 	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
@@ -64,6 +65,13 @@ type Handler struct {
 	// Events, if set, supplies the recent events the page lists.
 	Events *Recorder
 
+	// Allowed, if set, is asked about the primary name of every stored
+	// on-demand certificate on each request (give the serving Manager's
+	// Policy.Decide): a name it refuses is marked as no longer allowed,
+	// with its error. A policy that asks a URL is asked once per
+	// certificate per request.
+	Allowed func(ctx context.Context, name string) error
+
 	// Token, if set, must be given as "Authorization: Bearer TOKEN" or as
 	// ?token=TOKEN (which the page's links and refresh keep). Set it
 	// whenever the page is reachable from beyond loopback.
@@ -104,6 +112,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	now := time.Now()
 	certs, err := status.Read(r.Context(), h.Storage, now)
+	h.markNotAllowed(r.Context(), certs)
 	switch r.URL.Path {
 	case "/status.json":
 		if err != nil {
@@ -135,6 +144,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		http.NotFound(w, r)
+	}
+}
+
+// markNotAllowed sets NotAllowed on the stored certificates whose primary
+// name h.Allowed refuses.
+func (h *Handler) markNotAllowed(ctx context.Context, certs []status.Cert) {
+	if h.Allowed == nil {
+		return
+	}
+	for i := range certs {
+		c := &certs[i]
+		if len(c.Names) == 0 || c.NotAfter.IsZero() || !c.OnDemand {
+			continue // damaged, no certificate yet, or managed through Cert (which the policy does not govern)
+		}
+		if err := h.Allowed(ctx, c.Names[0]); err != nil {
+			c.NotAllowed = err.Error()
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,8 +29,12 @@ func statusCmd() *Command {
 		Long: `Status lists every certificate in --storage: its names, issuer, expiry, when it is due for
 renewal (by the lifetime rule; a running certkeeper refines it with the CA's ARI window) and a
 state: fine, renewing (due now), failing (the last renewal failed; the error and the next attempt
-are shown), expiring (less than a tenth of its lifetime left) or expired; and when a handshake
-last asked for it (written by a running certkeeper every few minutes).
+are shown), expiring (less than a tenth of its lifetime left), expired or damaged (the stored
+record cannot be read; it is named by its storage key and file); and when a handshake last asked
+for it (written by a running certkeeper every few minutes). A name whose first certificate cannot
+be obtained is listed too, as failing, with the CA's error and the next attempt.
+
+Status exits non-zero when a stored record is damaged, after listing everything.
 
 	certkeeper status
 	certkeeper status --json | jq '.[] | select(.state != "fine")'`,
@@ -67,7 +72,10 @@ last asked for it (written by a running certkeeper every few minutes).
 			if asJSON {
 				enc := json.NewEncoder(env.Stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(list)
+				if err := enc.Encode(list); err != nil {
+					return err
+				}
+				return damagedError(list, sf.spec)
 			}
 			if len(list) == 0 {
 				fmt.Fprintf(env.Stdout, "no certificates in %s\n", storageDir)
@@ -84,8 +92,11 @@ last asked for it (written by a running certkeeper every few minutes).
 				if !s.NextRenewal.IsZero() {
 					next = s.NextRenewal.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", statusLabel(s), s.Issuer,
-					s.NotAfter.UTC().Format(time.RFC3339), next, seen, s.State)
+				notAfter := "-" // no certificate: damaged, or its first issuance is failing
+				if !s.NotAfter.IsZero() {
+					notAfter = s.NotAfter.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", statusLabel(s), s.Issuer, notAfter, next, seen, s.State)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -99,15 +110,37 @@ last asked for it (written by a running certkeeper every few minutes).
 					fmt.Fprintln(env.Stdout)
 				}
 			}
-			return nil
+			return damagedError(list, sf.spec)
 		},
 	}
+}
+
+// damagedError fails "certkeeper status" when a stored record cannot be
+// read, naming each by its storage key and, in a directory storage, its
+// file. The list has been printed first, in full.
+func damagedError(list []certStatus, spec string) error {
+	var where []string
+	for _, s := range list {
+		if s.State != status.Damaged {
+			continue
+		}
+		w := s.Key
+		if !isURL(spec) && !strings.HasPrefix(s.Key, "file:") {
+			w += " (file " + filepath.Join(storageWhere(spec), filepath.FromSlash(s.Key)) + ")"
+		}
+		where = append(where, w)
+	}
+	if len(where) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d damaged certificate record(s): %s; restore them from a backup or delete them "+
+		"(a handshake or \"certkeeper cert issue\" obtains the name again)", len(where), strings.Join(where, ", "))
 }
 
 // statusLabel names a certificate in status's table: by its names, or by
 // its storage key when its record could not be read.
 func statusLabel(s certStatus) string {
-	if len(s.Names) == 0 {
+	if len(s.Names) == 0 || s.State == status.Damaged {
 		return s.Key
 	}
 	return strings.Join(s.Names, ",")
@@ -116,4 +149,14 @@ func statusLabel(s certStatus) string {
 // readStatus reads every stored certificate, as the status page does.
 func readStatus(ctx context.Context, st storage.Storage, now time.Time) ([]certStatus, error) {
 	return status.Read(ctx, st, now)
+}
+
+// allowedBy is the status page's check of stored names against m's
+// Policy, or nil when m has none (a server, which issues what its
+// clients ask for).
+func allowedBy(m *certkeeper.Manager) func(ctx context.Context, name string) error {
+	if m == nil || m.Policy == nil {
+		return nil
+	}
+	return m.Policy.Decide
 }
