@@ -6,12 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/storage"
 )
+
+// walkBatch is how many records Walk reads ahead of fn.
+const walkBatch = 256
 
 // Where a Manager keeps the state status shows beside the certificates.
 var (
@@ -98,56 +104,116 @@ func loadJSON(ctx context.Context, st storage.Storage, key string, v any) error 
 
 // Read returns the status of every certificate in st, and of every name
 // whose first issuance is failing (state "failing", no NotAfter, Key
-// FailingKey(name)), sorted by key. A damaged record is
-// listed with state "damaged", named by its storage key, rather than
-// failing the whole listing.
+// FailingKey(name)), sorted by key. A damaged record is listed with state
+// "damaged", named by its storage key, rather than failing the whole
+// listing. It holds every entry: with many certificates, use Walk.
 func Read(ctx context.Context, st storage.Storage, now time.Time) ([]Cert, error) {
+	out := []Cert{}
+	err := Walk(ctx, st, now, func(c Cert) error {
+		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Walk calls fn with the status of each certificate in st and of each
+// name whose first issuance is failing, in key order, as Read lists them,
+// holding one record at a time (and the list of keys): "certkeeper
+// status" and /status.json stream it. An error from fn stops the walk and
+// is returned.
+func Walk(ctx context.Context, st storage.Storage, now time.Time, fn func(Cert) error) error {
 	keys, err := st.List(ctx, storage.CertificatePrefix(""))
 	if err != nil {
-		return nil, fmt.Errorf("listing certificates: %w", err)
+		return fmt.Errorf("listing certificates: %w", err)
 	}
 	seen, failures, err := LoadState(ctx, st)
 	if err != nil {
-		return nil, fmt.Errorf("reading certkeeper's state: %w", err)
+		return fmt.Errorf("reading certkeeper's state: %w", err)
 	}
-	out := []Cert{}
-	for _, key := range keys {
-		data, err := st.Load(ctx, key)
-		if errors.Is(err, storage.ErrInvalidRecord) {
-			// Refused by the storage itself (a private key in clear in
-			// an encrypted storage): listed, as any damaged record.
-			out = append(out, Cert{Key: key, State: Damaged, LastError: err.Error()})
-			continue
+	// First-issue failures (keys "failing/…") sort after every
+	// "certificates/…" key: they follow the certificates.
+	first := firstIssues(failures)
+	sort.Slice(first, func(i, j int) bool { return first[i].Key < first[j].Key })
+	// Records are read and parsed walkBatch at a time by one worker per
+	// CPU (parsing a record's chain and key is most of the cost), and
+	// handed to fn in key order: memory is bounded by the batch.
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	type result struct {
+		c  Cert
+		ok bool
+	}
+	batch := make([]result, walkBatch)
+	for len(keys) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		if err != nil {
-			continue // deleted since List
+		n := min(len(keys), walkBatch)
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range min(workers, n) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+					c, ok := readOne(ctx, st, keys[i], seen, failures, now)
+					batch[i] = result{c, ok}
+				}
+			}()
 		}
-		rec, err := storage.UnmarshalCertificate(key, data)
-		if err != nil {
-			out = append(out, Cert{Key: key, State: Damaged, LastError: err.Error()})
-			continue
-		}
-		leaf, err := rec.Leaf()
-		if err != nil {
-			out = append(out, Cert{Key: key, Names: rec.Names, State: Damaged, LastError: err.Error()})
-			continue
-		}
-		c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
-		s := Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NextRenewal: renewal.Due(c, now, nil),
-			OnDemand: rec.OnDemand, Key: key}
-		if len(rec.Names) > 0 {
-			s.LastSeen = seen[rec.Names[0]]
-		}
-		if f, ok := failures[key]; ok {
-			s.LastError, s.LastErrorAt, s.RetryAt = f.Error, f.At, f.RetryAt
-			if !f.RetryAt.IsZero() {
-				s.NextRenewal = f.RetryAt
+		wg.Wait()
+		for i := range n {
+			if batch[i].ok {
+				if err := fn(batch[i].c); err != nil {
+					return err
+				}
 			}
+			batch[i] = result{}
 		}
-		s.State = state(s, leaf.NotBefore, now)
-		out = append(out, s)
+		keys = keys[n:]
 	}
-	out = append(out, firstIssues(failures)...)
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, nil
+	for _, c := range first {
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readOne reads the status of the certificate under key; ok is false
+// when it was deleted since it was listed.
+func readOne(ctx context.Context, st storage.Storage, key string, seen map[string]time.Time, failures map[string]Failure, now time.Time) (Cert, bool) {
+	data, err := st.Load(ctx, key)
+	if errors.Is(err, storage.ErrInvalidRecord) {
+		// Refused by the storage itself (a private key in clear in an
+		// encrypted storage): listed, as any damaged record.
+		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
+	}
+	if err != nil {
+		return Cert{}, false // deleted since List
+	}
+	rec, err := storage.UnmarshalCertificate(key, data)
+	if err != nil {
+		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
+	}
+	leaf, err := rec.Leaf()
+	if err != nil {
+		return Cert{Key: key, Names: rec.Names, State: Damaged, LastError: err.Error()}, true
+	}
+	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
+	s := Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NextRenewal: renewal.Due(c, now, nil),
+		OnDemand: rec.OnDemand, Key: key}
+	if len(rec.Names) > 0 {
+		s.LastSeen = seen[rec.Names[0]]
+	}
+	if f, ok := failures[key]; ok {
+		s.LastError, s.LastErrorAt, s.RetryAt = f.Error, f.At, f.RetryAt
+		if !f.RetryAt.IsZero() {
+			s.NextRenewal = f.RetryAt
+		}
+	}
+	s.State = state(s, leaf.NotBefore, now)
+	return s, true
 }

@@ -1,6 +1,8 @@
 package status_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -40,5 +42,35 @@ func TestIsExpiring(t *testing.T) {
 	}
 	if got := status.FileState(start, end, end); got != status.Expired {
 		t.Errorf("FileState at NotAfter = %q, want expired", got)
+	}
+}
+
+// TestArrayWriter: the streamed array is byte for byte what a json.Encoder
+// with a two-space indent writes for the whole list.
+func TestArrayWriter(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, list := range [][]status.Cert{
+		{},
+		{{Names: []string{"a.test"}, State: status.Fine, NotAfter: at, Key: "certificates/x/a.test.json"}},
+		{{Names: []string{"a.test", "<b>.test"}, State: status.Failing, LastError: "x & y"}, {Key: "k", State: status.Damaged}},
+	} {
+		var want, got bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(list); err != nil {
+			t.Fatal(err)
+		}
+		w := &status.ArrayWriter{W: &got}
+		for _, c := range list {
+			if err := w.Write(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("streamed:\n%s\nwant:\n%s", got.String(), want.String())
+		}
 	}
 }
