@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,8 +22,13 @@ const walkBatch = 256
 
 // Where a Manager keeps the state status shows beside the certificates.
 var (
-	// SeenKey holds the last handshake per primary name (unix seconds).
+	// SeenKey holds the last handshake per primary name (unix seconds),
+	// as one value.
 	SeenKey = storage.StateKey("seen")
+	// SeenShardPrefix is the prefix of the values that hold the same in
+	// shards (state/seen/00.json …), as Managers that bound their memory
+	// write them.
+	SeenShardPrefix = strings.TrimSuffix(storage.StateKey("seen/"), ".json")
 	// FailuresKey holds the last failure per failing certificate (by
 	// storage key) or name (by FailingKey), as a map of Failure.
 	FailuresKey = storage.StateKey("renewal-errors")
@@ -73,12 +79,23 @@ func firstIssues(failures map[string]Failure) []Cert {
 func LoadState(ctx context.Context, st storage.Storage) (seen map[string]time.Time, failures map[string]Failure, err error) {
 	seen = map[string]time.Time{}
 	failures = map[string]Failure{}
-	raw := map[string]int64{}
-	if err := loadJSON(ctx, st, SeenKey, &raw); err != nil {
-		return nil, nil, err
+	// Last-seen times are kept in shards under SeenShardPrefix by
+	// Managers that shard them, in the single SeenKey by older ones: the
+	// latest time of a name wins.
+	shards, err := st.List(ctx, SeenShardPrefix)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing last-seen times: %w", err)
 	}
-	for name, s := range raw {
-		seen[name] = time.Unix(s, 0).UTC()
+	for _, key := range append(shards, SeenKey) {
+		raw := map[string]int64{}
+		if err := loadJSON(ctx, st, key, &raw); err != nil {
+			return nil, nil, err
+		}
+		for name, s := range raw {
+			if t := time.Unix(s, 0).UTC(); t.After(seen[name]) {
+				seen[name] = t
+			}
+		}
 	}
 	if err := loadJSON(ctx, st, FailuresKey, &failures); err != nil {
 		return nil, nil, err

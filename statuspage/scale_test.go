@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper/internal/statusfill"
 	"github.com/certkeeper/certkeeper/status"
@@ -63,7 +64,9 @@ func TestPageScale(t *testing.T) {
 		}
 		return names
 	}
+	start := time.Now()
 	first := get("/")
+	t.Logf("page 1 over %d certificates: %v", n, time.Since(start).Round(time.Millisecond))
 	got := rows(first)
 	if len(got) != statuspage.DefaultPageSize {
 		t.Fatalf("page 1 lists %d certificates, want %d", len(got), statuspage.DefaultPageSize)
