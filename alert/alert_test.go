@@ -112,3 +112,35 @@ func TestWebhookPasswordRedacted(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstIssueFailing: a name whose first issuance keeps failing (no
+// certificate yet) alerts as failing once FailingFor has passed, never as
+// a certificate "expiring" in year 1.
+func TestFirstIssueFailing(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	now := time.Now()
+	key := status.FailingKey("new.test", "")
+	errs := map[string]status.Failure{key: {Names: []string{"new.test"}, Error: "validating new.test: unauthorized",
+		At: now.Add(-10 * time.Minute), RetryAt: now.Add(time.Minute), Attempt: 4, FirstIssue: true}}
+	data, _ := json.Marshal(errs)
+	if err := st.Store(t.Context(), status.FailuresKey, data); err != nil {
+		t.Fatal(err)
+	}
+	var got []alert.Alert
+	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, Exec: func(ctx context.Context, al alert.Alert, payload []byte) error {
+		got = append(got, al)
+		return nil
+	}}
+	if err := a.Check(t.Context(), now); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("alerted at once: %+v; want an alert only once FailingFor has passed", got)
+	}
+	if err := a.Check(t.Context(), now.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Reason != alert.RenewalFailing || !strings.Contains(got[0].Message, "obtaining a first certificate for new.test") {
+		t.Errorf("alerts = %+v, want one renewal_failing for new.test's first certificate", got)
+	}
+}
