@@ -120,6 +120,7 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 	if err != nil && m.ctx.Err() == nil && !errors.Is(err, errNoLock) {
 		m.recordFailure(ctx, name)
 	}
+	m.noteFirstIssue(ctx, []string{name}, variant, err) // for status (failures.go)
 	if err == nil {
 		m.stats.issued.Add(1)
 	}

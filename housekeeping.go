@@ -54,16 +54,6 @@ func seenShardOf(name string) int {
 	return int(h % seenShards)
 }
 
-// RenewalError is the last failed renewal of a certificate, as kept in
-// storage for "certkeeper status".
-type RenewalError struct {
-	Names   []string  `json:"names"`
-	Error   string    `json:"error"`
-	At      time.Time `json:"at"`
-	RetryAt time.Time `json:"retry_at"`
-	Attempt int       `json:"attempt"`
-}
-
 // housekeeping holds the state the housekeeper goroutine maintains.
 type housekeeping struct {
 	once     sync.Once
@@ -391,65 +381,3 @@ func (m *Manager) sweepLocks(ctx context.Context) {
 	}
 }
 
-// noteRenewal records the outcome of a renewal attempt for status: the
-// failure (err != nil) or its clearing.
-func (m *Manager) noteRenewal(ctx context.Context, key string, names []string, err error, retry time.Time, attempt int) {
-	m.hk.errMu.Lock()
-	defer m.hk.errMu.Unlock()
-	all := map[string]RenewalError{}
-	if data, lerr := m.store.Load(ctx, storage.StateKey(errorsState)); lerr == nil {
-		_ = json.Unmarshal(data, &all)
-	}
-	if err == nil {
-		if _, ok := all[key]; !ok {
-			return
-		}
-		delete(all, key)
-	} else {
-		all[key] = RenewalError{Names: names, Error: err.Error(), At: time.Now().UTC(), RetryAt: retry.UTC(), Attempt: attempt}
-	}
-	data, merr := json.Marshal(all)
-	if merr == nil {
-		merr = m.store.Store(ctx, storage.StateKey(errorsState), data)
-	}
-	if merr != nil {
-		m.logger().Warn("storing renewal status", slog.Any("err", merr))
-	}
-}
-
-// LoadStatusState reads the state "certkeeper status" shows beside the
-// certificates: last-seen times by primary name and the last renewal
-// failure by storage key.
-func LoadStatusState(ctx context.Context, st storage.Storage) (seen map[string]time.Time, errs map[string]RenewalError, err error) {
-	seen = map[string]time.Time{}
-	errs = map[string]RenewalError{}
-	keys, err := st.List(ctx, seenShardPrefix)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, key := range append(keys, storage.StateKey(seenState)) {
-		raw := map[string]int64{}
-		data, lerr := st.Load(ctx, key)
-		if isNotFound(lerr) {
-			continue
-		} else if lerr != nil {
-			return nil, nil, lerr
-		}
-		if err := json.Unmarshal(data, &raw); err != nil {
-			return nil, nil, fmt.Errorf("decoding last-seen times %s: %w", key, err)
-		}
-		for name, s := range raw {
-			if t := time.Unix(s, 0).UTC(); t.After(seen[name]) {
-				seen[name] = t
-			}
-		}
-	}
-	if data, lerr := st.Load(ctx, storage.StateKey(errorsState)); lerr == nil {
-		if err := json.Unmarshal(data, &errs); err != nil {
-			return nil, nil, err
-		}
-	} else if !isNotFound(lerr) {
-		return nil, nil, lerr
-	}
-	return seen, errs, nil
-}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/status"
 )
 
 // CertFile is a certificate obtained elsewhere (bought, or made by
@@ -39,8 +40,8 @@ type CertFileStatus struct {
 	CertFile
 	Names    []string  `json:"names"`
 	NotAfter time.Time `json:"not_after"`
-	// State is "fine", "expiring" (less than a third of its lifetime or
-	// 14 days left: nobody renews it but its owner) or "expired".
+	// State is "fine", "expiring" (status.IsExpiring for a certificate
+	// nobody but its owner renews) or "expired".
 	State string `json:"state"`
 	// Err is the last failure to read the files again; the previous
 	// certificate keeps serving meanwhile.
@@ -214,17 +215,10 @@ func fileStamp(files ...string) (string, error) {
 	return b.String(), nil
 }
 
-// manualState is "fine", "expiring" or "expired".
+// manualState is "fine", "expiring" or "expired", by status.FileState.
 func manualState(e *managed, now time.Time) string {
 	leaf := e.cert.Load().Leaf
-	left := leaf.NotAfter.Sub(now)
-	switch {
-	case left <= 0:
-		return "expired"
-	case left < leaf.NotAfter.Sub(leaf.NotBefore)/3 || left < 14*24*time.Hour:
-		return "expiring"
-	}
-	return "fine"
+	return status.FileState(leaf.NotBefore, leaf.NotAfter, now)
 }
 
 // ReadCertFile reads cf's files and reports their certificate's state,

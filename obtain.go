@@ -52,7 +52,9 @@ func (m *Manager) Cert(ctx context.Context, names ...string) error {
 				if e, err := m.loadStored(ctx, norm[0], variant); err == nil && coversAll(e, norm) {
 					return e, nil
 				}
-				return m.obtain(ctx, norm, nil, false, variant)
+				e, err := m.obtain(ctx, norm, nil, false, variant)
+				m.noteFirstIssue(ctx, norm, variant, err) // for status (failures.go)
+				return e, err
 			})
 		})
 		select {

@@ -1,10 +1,14 @@
 package certkeeper
 
 import (
+	"maps"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/certkeeper/certkeeper/status"
 )
 
 // stats are the Manager's handshake counters. The hot path only adds to
@@ -14,6 +18,9 @@ type stats struct {
 	memory  shardedCounter // handshakes served from memory
 	storage atomic.Uint64  // slow-path flights served from storage
 	issued  atomic.Uint64  // slow-path flights that obtained a certificate
+
+	failMu  sync.Mutex                // guards failing
+	failing map[string]status.Failure // the stored failures, as last read or written (failures.go)
 }
 
 // counterShards is how many cache lines a hot counter is spread over.
@@ -67,6 +74,11 @@ type Stats struct {
 	// CacheSize of each key type), by storage key. Certificates that are
 	// only in storage are renewed too, but not listed here.
 	Certificates []CertStats
+	// Failures are the failing certificates (by storage key) and the
+	// names whose first issuance is failing (by status.FailingKey), as
+	// this Manager last read or wrote them in storage: the same entries
+	// "certkeeper status" shows as failing.
+	Failures map[string]status.Failure
 }
 
 // CertStats describes one managed certificate.
@@ -99,6 +111,9 @@ func (m *Manager) Stats() Stats {
 		s.Certificates = append(s.Certificates, c)
 	}
 	m.renew.mu.Unlock()
+	m.stats.failMu.Lock()
+	s.Failures = maps.Clone(m.stats.failing)
+	m.stats.failMu.Unlock()
 	sort.Slice(s.Certificates, func(i, j int) bool { return s.Certificates[i].Key < s.Certificates[j].Key })
 	return s
 }

@@ -5,7 +5,7 @@
 // storage, so a restart does not send it again.
 //
 // Let's Encrypt no longer sends expiry emails; this is what replaces them.
-// It reads the same status as the status page (statuspage.Read), so an
+// It reads the same status as the status page (status.Read), so an
 // alert always matches what "certkeeper status" shows.
 package alert
 
@@ -24,13 +24,13 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/redact"
-	"github.com/certkeeper/certkeeper/statuspage"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
 // The reasons for an alert.
 const (
-	RenewalFailing = "renewal_failing" // renewals have failed for at least FailingFor
+	RenewalFailing = "renewal_failing" // renewals (or a name's first issuance) have failed for at least FailingFor
 	Expiring       = "expiring"        // the certificate expires within ExpiringWithin
 )
 
@@ -139,7 +139,7 @@ func (a *Alerter) Run(ctx context.Context) {
 func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	certs, err := statuspage.Read(ctx, a.Storage, now)
+	certs, err := status.Read(ctx, a.Storage, now)
 	if err != nil {
 		return err
 	}
@@ -185,13 +185,21 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 }
 
 // due returns the alert c warrants, and whether it is due now.
-func (a *Alerter) due(c statuspage.Cert, s certState, now time.Time) (Alert, bool) {
+func (a *Alerter) due(c status.Cert, s certState, now time.Time) (Alert, bool) {
 	al := Alert{Names: c.Names, Issuer: c.Issuer, NotAfter: c.NotAfter, State: c.State, LastError: c.LastError,
 		FailingSince: s.FailingSince, Key: c.Key, Time: now.UTC()}
 	name := strings.Join(c.Names, ", ")
 	switch {
-	case c.State == statuspage.StateDamaged:
+	case c.State == status.Damaged:
 		return al, false
+	case c.NotAfter.IsZero():
+		// No certificate yet: its first issuance is failing.
+		if s.FailingSince.IsZero() || now.Sub(s.FailingSince) < or(a.FailingFor, DefaultFailingFor) {
+			return al, false
+		}
+		al.Reason = RenewalFailing
+		al.Message = fmt.Sprintf("obtaining a first certificate for %s has failed since %s: %s", name,
+			s.FailingSince.UTC().Format(time.RFC3339), c.LastError)
 	case c.NotAfter.Sub(now) <= or(a.ExpiringWithin, DefaultExpiringWithin):
 		al.Reason = Expiring
 		al.Message = fmt.Sprintf("certificate for %s expires at %s (in %s)", name, c.NotAfter.UTC().Format(time.RFC3339),

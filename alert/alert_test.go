@@ -12,7 +12,7 @@ import (
 	"github.com/certkeeper/certkeeper/alert"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
-	"github.com/certkeeper/certkeeper/statuspage"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
@@ -27,14 +27,14 @@ func TestRepeatAndRestart(t *testing.T) {
 	if err := m.Cert(t.Context(), "a.test"); err != nil {
 		t.Fatal(err)
 	}
-	certs, err := statuspage.Read(t.Context(), st, time.Now())
+	certs, err := status.Read(t.Context(), st, time.Now())
 	if err != nil || len(certs) != 1 {
 		t.Fatalf("status: %v %v", certs, err)
 	}
 	c := certs[0]
 	now := time.Now()
-	// The record a failed renewal leaves (certkeeper.RenewalError).
-	errs := map[string]certkeeper.RenewalError{c.Key: {Names: c.Names, Error: "CA down", At: now.Add(-2 * time.Hour), RetryAt: now.Add(time.Hour), Attempt: 3}}
+	// The record a failed renewal leaves (status.Failure).
+	errs := map[string]status.Failure{c.Key: {Names: c.Names, Error: "CA down", At: now.Add(-2 * time.Hour), RetryAt: now.Add(time.Hour), Attempt: 3}}
 	data, _ := json.Marshal(errs)
 	if err := st.Store(t.Context(), storage.StateKey("renewal-errors"), data); err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func TestWebhookPasswordRedacted(t *testing.T) {
 	if err := m.Cert(t.Context(), "a.test"); err != nil {
 		t.Fatal(err)
 	}
-	certs, err := statuspage.Read(t.Context(), st, time.Now())
+	certs, err := status.Read(t.Context(), st, time.Now())
 	if err != nil || len(certs) != 1 {
 		t.Fatalf("status: %v %v", certs, err)
 	}
@@ -110,5 +110,37 @@ func TestWebhookPasswordRedacted(t *testing.T) {
 		if msg := strings.ToLower(err.Error()); strings.Contains(msg, "sup3r") || strings.Contains(msg, "secr3t") || strings.Contains(msg, "%se") || strings.Contains(msg, "t0ken") {
 			t.Errorf("password with %q: Check error %q shows the password or the query", c, err)
 		}
+	}
+}
+
+// TestFirstIssueFailing: a name whose first issuance keeps failing (no
+// certificate yet) alerts as failing once FailingFor has passed, never as
+// a certificate "expiring" in year 1.
+func TestFirstIssueFailing(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	now := time.Now()
+	key := status.FailingKey("new.test", "")
+	errs := map[string]status.Failure{key: {Names: []string{"new.test"}, Error: "validating new.test: unauthorized",
+		At: now.Add(-10 * time.Minute), RetryAt: now.Add(time.Minute), Attempt: 4, FirstIssue: true}}
+	data, _ := json.Marshal(errs)
+	if err := st.Store(t.Context(), status.FailuresKey, data); err != nil {
+		t.Fatal(err)
+	}
+	var got []alert.Alert
+	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, Exec: func(ctx context.Context, al alert.Alert, payload []byte) error {
+		got = append(got, al)
+		return nil
+	}}
+	if err := a.Check(t.Context(), now); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("alerted at once: %+v; want an alert only once FailingFor has passed", got)
+	}
+	if err := a.Check(t.Context(), now.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Reason != alert.RenewalFailing || !strings.Contains(got[0].Message, "obtaining a first certificate for new.test") {
+		t.Errorf("alerts = %+v, want one renewal_failing for new.test's first certificate", got)
 	}
 }

@@ -14,7 +14,7 @@ var (
 	descManaged = prometheus.NewDesc("certkeeper_certificates_managed",
 		"Certificates the Manager keeps renewed.", nil, nil)
 	descFailing = prometheus.NewDesc("certkeeper_certificates_failing",
-		"Managed certificates whose last renewal attempt failed.", nil, nil)
+		"Names whose last renewal or first issuance failed (a failing first issuance has no certificate yet), as certkeeper status shows them.", nil, nil)
 	descExpiry = prometheus.NewDesc("certkeeper_certificate_expiry_seconds",
 		"Seconds until a certificate expires, by primary name and issuer (only while at most NameLimit certificates are managed).",
 		[]string{"name", "issuer"}, nil)
@@ -94,6 +94,14 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 		minLeft = math.Min(minLeft, left)
 		if cert.Failures > 0 && len(cert.Names) > 0 {
 			failing[cert.Names[0]] = true
+		}
+	}
+	// The failures kept for status: failing renewals and names whose
+	// first issuance fails (they have no certificate to count above).
+	for _, f := range s.Failures {
+		if len(f.Names) > 0 {
+			failing[f.Names[0]] = true
+			c.x.noteFailing(f.Names[0], f.At)
 		}
 	}
 	ch <- prometheus.MustNewConstHistogram(descExpiryHist, uint64(len(s.Certificates)), sum, buckets)

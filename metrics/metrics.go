@@ -218,6 +218,20 @@ func denyReason(err error) string {
 	return "other"
 }
 
+// noteFailing remembers since when name has failed, if not known yet
+// (a failing first issuance reaches the collector without a
+// RenewalFailed event).
+func (x *Metrics) noteFailing(name string, since time.Time) {
+	if since.IsZero() {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.failingSince[name]; !ok {
+		x.failingSince[name] = since
+	}
+}
+
 // failingFor returns how long the longest-failing of the given primary
 // names has failed to renew, forgetting names no longer failing.
 func (x *Metrics) failingFor(failing map[string]bool, now time.Time) time.Duration {

@@ -3,15 +3,16 @@
 // error in full and the recent events, as HTML that needs no JavaScript
 // and no external asset and refreshes itself, and as /status.json.
 //
-// The page reads the same storage, through the same function (Read), as
-// "certkeeper status", so the two always agree. It does not act on
+// The page reads the same storage, through the same function
+// (status.Read), as "certkeeper status", so the two always agree. It does not act on
 // certificates; it only shows them.
 package statuspage
 
 import (
+	"bufio"
+	"context"
 	"crypto/subtle"
 	_ "embed"
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -29,7 +31,8 @@ var pageHTML string
 var styleCSS string
 
 var page = template.Must(template.New("page").Funcs(template.FuncMap{
-	"join": strings.Join,
+	"join":     strings.Join,
+	"pagelink": pageLink,
 	"first": func(names []string) string {
 		if len(names) == 0 {
 			return ""
@@ -63,10 +66,22 @@ type Handler struct {
 	// Events, if set, supplies the recent events the page lists.
 	Events *Recorder
 
+	// Allowed, if set, is asked about the primary name of every stored
+	// on-demand certificate on each request (give the serving Manager's
+	// Policy.Decide): a name it refuses is marked as no longer allowed,
+	// with its error. A policy that asks a URL is asked once per
+	// certificate per request.
+	Allowed func(ctx context.Context, name string) error
+
 	// Token, if set, must be given as "Authorization: Bearer TOKEN" or as
 	// ?token=TOKEN (which the page's links and refresh keep). Set it
 	// whenever the page is reachable from beyond loopback.
 	Token string
+
+	// PageSize is how many certificates one page lists (expired,
+	// expiring, failing and damaged first; ?page=N for the others,
+	// ?state=S for one state). Zero means DefaultPageSize.
+	PageSize int
 
 	// Refresh is how often the page reloads itself. Zero means 30 s.
 	Refresh time.Duration
@@ -79,7 +94,12 @@ type Handler struct {
 type pageData struct {
 	Now          time.Time
 	Refresh      int
-	Certificates []Cert
+	Certificates []status.Cert // this page's, worst first
+	Total        int           // all entries
+	Matching     int           // those the state filter keeps
+	Page, Pages  int
+	State        string // the filter
+	Prev, Next   string // links to the neighbouring pages, if any
 	Events       []Event
 	Counts       map[string]int
 	Token        string
@@ -102,30 +122,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	now := time.Now()
-	certs, err := Read(r.Context(), h.Storage, now)
 	switch r.URL.Path {
 	case "/status.json":
-		if err != nil {
-			h.logger().Error("reading certificate status", slog.Any("err", err))
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(certs)
+		h.serveJSON(w, r, now)
 	case "/":
-		d := pageData{Now: now, Refresh: int(h.refresh().Seconds()), Certificates: certs, Events: h.Events.Recent(),
-			Counts: map[string]int{}, CSS: template.CSS(styleCSS)}
+		n, state := pageParams(r.URL.Query())
+		p, err := readPage(r.Context(), h.Storage, now, state, n, h.pageSize())
+		h.markNotAllowed(r.Context(), p.Certificates)
+		d := pageData{Now: now, Refresh: int(h.refresh().Seconds()), Certificates: p.Certificates, Events: h.Events.Recent(),
+			Counts: p.Counts, CSS: template.CSS(styleCSS), Total: p.Total, Matching: p.Matching, Page: p.Page, Pages: p.Pages,
+			State: p.State}
 		if h.Token != "" {
 			d.Token = r.URL.Query().Get("token")
+		}
+		if p.Page > 1 {
+			d.Prev = pageLink(d.Token, p.State, p.Page-1)
+		}
+		if p.Page < p.Pages {
+			d.Next = pageLink(d.Token, p.State, p.Page+1)
 		}
 		if err != nil {
 			h.logger().Error("reading certificate status", slog.Any("err", err))
 			d.Err = err.Error()
-		}
-		for _, c := range certs {
-			d.Counts[c.State]++
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
@@ -134,6 +152,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		http.NotFound(w, r)
+	}
+}
+
+// markNotAllowed sets NotAllowed on the stored certificates whose primary
+// name h.Allowed refuses.
+func (h *Handler) markNotAllowed(ctx context.Context, certs []status.Cert) {
+	if h.Allowed == nil {
+		return
+	}
+	for i := range certs {
+		c := &certs[i]
+		if len(c.Names) == 0 || c.NotAfter.IsZero() || !c.OnDemand {
+			continue // damaged, no certificate yet, or managed through Cert (which the policy does not govern)
+		}
+		if err := h.Allowed(ctx, c.Names[0]); err != nil {
+			c.NotAllowed = err.Error()
+		}
 	}
 }
 
@@ -146,6 +181,43 @@ func (h *Handler) authorized(r *http.Request) bool {
 		given = auth
 	}
 	return subtle.ConstantTimeCompare([]byte(given), []byte(h.Token)) == 1
+}
+
+// serveJSON streams /status.json: every entry, one record at a time.
+func (h *Handler) serveJSON(w http.ResponseWriter, r *http.Request, now time.Time) {
+	bw := bufio.NewWriterSize(w, 32<<10)
+	arr := status.ArrayWriter{W: bw}
+	var batch [1]status.Cert
+	err := status.Walk(r.Context(), h.Storage, now, func(c status.Cert) error {
+		if arr.Len() == 0 {
+			w.Header().Set("Content-Type", "application/json")
+		}
+		batch[0] = c
+		h.markNotAllowed(r.Context(), batch[:])
+		return arr.Write(batch[0])
+	})
+	if err != nil {
+		h.logger().Error("reading certificate status", slog.Any("err", err))
+		if arr.Len() == 0 {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_ = bw.Flush() // a truncated array tells the client it is incomplete
+		return
+	}
+	if arr.Len() == 0 {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	if err := arr.Close(); err == nil {
+		_ = bw.Flush()
+	}
+}
+
+func (h *Handler) pageSize() int {
+	if h.PageSize > 0 {
+		return h.PageSize
+	}
+	return DefaultPageSize
 }
 
 func (h *Handler) refresh() time.Duration {

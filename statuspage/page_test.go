@@ -1,6 +1,7 @@
 package statuspage_test
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/statuspage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
@@ -76,5 +79,39 @@ func TestHandler(t *testing.T) {
 	}
 	if resp, _ := get("/nothing", "s3cret"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /nothing: %s, want 404", resp.Status)
+	}
+}
+
+// TestHandlerMarksNotAllowed: a stored on-demand certificate whose name
+// the serving policy no longer allows is marked, with the policy's
+// reason, on the page and in /status.json (issue 18).
+func TestHandlerMarksNotAllowed(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}, Policy: policy.Allowlist("gone.test")}
+	t.Cleanup(func() { m.Close() })
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "gone.test"}); err != nil {
+		t.Fatal(err)
+	}
+	now := policy.Allowlist("other.test") // the policy after a reload
+	srv := httptest.NewServer(&statuspage.Handler{Storage: st, Allowed: now.Decide})
+	t.Cleanup(srv.Close)
+	resp, err := srv.Client().Get(srv.URL + "/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []status.Cert
+	err = json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if err != nil || len(list) != 1 || !strings.Contains(list[0].NotAllowed, "gone.test") {
+		t.Fatalf("/status.json = %+v (%v), want gone.test marked as no longer allowed", list, err)
+	}
+	resp, err = srv.Client().Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "no longer allowed") {
+		t.Errorf("the page does not mark gone.test as no longer allowed:\n%s", page)
 	}
 }

@@ -197,7 +197,7 @@ func (o *ops) start(m *certkeeper.Manager, st storage.Storage) error {
 	}
 	var status http.Handler
 	if o.cfg.StatusAddr != "" {
-		status = &statuspage.Handler{Storage: st, Events: &o.events, Token: o.cfg.statusToken(), Logger: o.env.Logger}
+		status = &statuspage.Handler{Storage: st, Events: &o.events, Token: o.cfg.statusToken(), Logger: o.env.Logger, Allowed: allowedBy(m)}
 	}
 	if o.cfg.shared() {
 		mux := http.NewServeMux()

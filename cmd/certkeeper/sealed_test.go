@@ -84,8 +84,9 @@ func TestUnsealedRecordRefused(t *testing.T) {
 	plantedSerial := recordSerial(t, plantedFile)
 
 	r = ck(t, 30*time.Second, "status", "--json", "--storage", storageDir, "--storage-key-file", keyFile)
-	if r.code != 0 || !strings.Contains(r.stdout, plantedKey) || !strings.Contains(r.stdout, `"damaged"`) {
-		t.Errorf("status: exit %d, want the planted record %s listed as damaged:\n%s%s", r.code, plantedKey, r.stdout, r.stderr)
+	// Listed, and named in the non-zero exit's message (issue 18).
+	if r.code == 0 || !strings.Contains(r.stdout, plantedKey) || !strings.Contains(r.stdout, `"damaged"`) || !strings.Contains(r.stderr, plantedKey) {
+		t.Errorf("status: exit %d, want the planted record %s listed as damaged and a non-zero exit naming it:\n%s%s", r.code, plantedKey, r.stdout, r.stderr)
 	}
 
 	port := testsvc.FreePort(t)

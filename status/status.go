@@ -1,0 +1,106 @@
+// Package status is certkeeper's status model: what state each stored
+// certificate is in, which names keep failing, and the one definition of
+// "expiring". "certkeeper status", the status page and /status.json
+// (package statuspage), alerts (package alert) and the Manager's metrics
+// all read it, so they always agree.
+//
+// It reads storage and the state a Manager keeps there (last-seen times,
+// the failures of the names that keep failing); it does not act on
+// certificates and serves nothing.
+package status
+
+import (
+	"time"
+)
+
+// The states of a certificate, from good to bad.
+const (
+	Fine     = "fine"     // nothing to do until NextRenewal
+	Renewing = "renewing" // due for renewal now
+	Failing  = "failing"  // the last attempt (renewal or first issue) failed; LastError says why
+	Expiring = "expiring" // close to expiry (see IsExpiring)
+	Expired  = "expired"  // past NotAfter
+	Damaged  = "damaged"  // the stored record cannot be read; LastError says why
+)
+
+// Cert is one certificate's status: what "certkeeper status --json" prints
+// and what /status.json serves, field for field.
+type Cert struct {
+	Names  []string `json:"names"`
+	Issuer string   `json:"issuer"`
+	// NotAfter is the certificate's expiry; zero (and left out of JSON)
+	// when there is no certificate: a damaged record, a failing first
+	// issuance.
+	NotAfter time.Time `json:"not_after,omitzero"`
+	// NextRenewal is when the certificate is due (by the lifetime rule; a
+	// running Manager refines it with the CA's ARI window), or, after a
+	// failed attempt, when the next attempt is.
+	NextRenewal time.Time `json:"next_renewal,omitzero"`
+	State       string    `json:"state"`
+	OnDemand    bool      `json:"on_demand"`
+	// LastSeen is when a handshake last asked for it (written by a
+	// running Manager every few minutes).
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	Key       string    `json:"key"`
+	LastError string    `json:"last_error,omitempty"`
+	// LastErrorAt is when the last attempt failed.
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	RetryAt     time.Time `json:"retry_at,omitzero"`
+	// NotAllowed, set by a reader that knows the serving policy (the
+	// status page of a running proxy or server), says why the policy no
+	// longer allows the certificate's primary name: a handshake for it
+	// is refused once the stored certificate is gone, and it should be
+	// deleted or allowed again.
+	NotAllowed string `json:"not_allowed,omitempty"`
+}
+
+// IsExpiring reports whether a certificate valid from notBefore to
+// notAfter counts as expiring at now. This is the one definition of
+// "expiring":
+//
+//   - a certificate certkeeper renews (renewed true) is expiring with less
+//     than a tenth of its lifetime left: renewal starts at a third, so by
+//     then renewals have failed for a long while;
+//   - a certificate nobody but its owner renews (a certificate file,
+//     renewed false) is expiring with less than a third of its lifetime
+//     or 14 days left, the point where certkeeper would have renewed it.
+//
+// An expired certificate (now at or past notAfter) is not "expiring".
+func IsExpiring(notBefore, notAfter, now time.Time, renewed bool) bool {
+	left := notAfter.Sub(now)
+	if left <= 0 {
+		return false
+	}
+	life := notAfter.Sub(notBefore)
+	if renewed {
+		return left < life/10
+	}
+	return left < life/3 || left < 14*24*time.Hour
+}
+
+// state is a stored certificate's state; the worst applies.
+func state(s Cert, notBefore time.Time, now time.Time) string {
+	switch {
+	case !now.Before(s.NotAfter):
+		return Expired
+	case IsExpiring(notBefore, s.NotAfter, now, true):
+		return Expiring
+	case s.LastError != "":
+		return Failing
+	case !s.NextRenewal.After(now):
+		return Renewing
+	}
+	return Fine
+}
+
+// FileState is the state of a certificate file certkeeper serves but does
+// not renew: Expired, Expiring or Fine.
+func FileState(notBefore, notAfter, now time.Time) string {
+	switch {
+	case !now.Before(notAfter):
+		return Expired
+	case IsExpiring(notBefore, notAfter, now, false):
+		return Expiring
+	}
+	return Fine
+}

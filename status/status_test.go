@@ -1,0 +1,76 @@
+package status_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/status"
+)
+
+// TestIsExpiring: the one definition of "expiring", for certificates
+// certkeeper renews and for certificate files only their owner renews.
+func TestIsExpiring(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	end := start.Add(90 * 24 * time.Hour)
+	day := 24 * time.Hour
+	for _, tc := range []struct {
+		name    string
+		now     time.Time
+		renewed bool
+		want    bool
+	}{
+		{"renewed, fresh", start.Add(day), true, false},
+		{"renewed, a third left", end.Add(-29 * day), true, false},
+		{"renewed, a tenth left", end.Add(-8 * day), true, true},
+		{"renewed, expired", end, true, false},
+		{"file, fresh", start.Add(day), false, false},
+		{"file, a third left", end.Add(-29 * day), false, true},
+		{"file, expired", end.Add(time.Second), false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := status.IsExpiring(start, end, tc.now, tc.renewed); got != tc.want {
+				t.Errorf("IsExpiring(%v, %v, %v, %v) = %v, want %v", start, end, tc.now, tc.renewed, got, tc.want)
+			}
+		})
+	}
+	// A short-lived file certificate is expiring with 14 days left even
+	// when more than a third of its life is left.
+	if !status.IsExpiring(start, start.Add(30*day), start.Add(17*day), false) {
+		t.Error("a file certificate with 13 days left is not expiring")
+	}
+	if got := status.FileState(start, end, end); got != status.Expired {
+		t.Errorf("FileState at NotAfter = %q, want expired", got)
+	}
+}
+
+// TestArrayWriter: the streamed array is byte for byte what a json.Encoder
+// with a two-space indent writes for the whole list.
+func TestArrayWriter(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, list := range [][]status.Cert{
+		{},
+		{{Names: []string{"a.test"}, State: status.Fine, NotAfter: at, Key: "certificates/x/a.test.json"}},
+		{{Names: []string{"a.test", "<b>.test"}, State: status.Failing, LastError: "x & y"}, {Key: "k", State: status.Damaged}},
+	} {
+		var want, got bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(list); err != nil {
+			t.Fatal(err)
+		}
+		w := &status.ArrayWriter{W: &got}
+		for _, c := range list {
+			if err := w.Write(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("streamed:\n%s\nwant:\n%s", got.String(), want.String())
+		}
+	}
+}

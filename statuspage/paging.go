@@ -1,0 +1,120 @@
+package statuspage
+
+import (
+	"context"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/certkeeper/certkeeper/status"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// DefaultPageSize is how many certificates a page of the status page
+// lists when Handler.PageSize is zero.
+const DefaultPageSize = 100
+
+// rank orders the page: what needs an operator first (expired, expiring,
+// failing, damaged), then what is due, then the rest.
+func rank(state string) int {
+	switch state {
+	case status.Expired:
+		return 0
+	case status.Expiring:
+		return 1
+	case status.Failing:
+		return 2
+	case status.Damaged:
+		return 3
+	case status.Renewing:
+		return 4
+	}
+	return 5
+}
+
+const ranks = 6
+
+// maxPage is the deepest page served: page N holds up to N×size entries
+// while the walk ranks them, so the depth bounds the memory a request
+// can make the process hold. Use ?state= (or /status.json) beyond it.
+const maxPage = 1000
+
+// pageOf is one page of the status page.
+type pageOf struct {
+	Certificates []status.Cert
+	Total        int            // certificates stored (and failing names)
+	Matching     int            // those the state filter keeps
+	Counts       map[string]int // by state, over all
+	Page, Pages  int            // 1-based
+	State        string         // the filter, "" for all
+}
+
+// readPage walks the storage once and keeps only what page (1-based) of
+// size entries, worst first, needs: at most page×size entries per rank,
+// never every record.
+func readPage(ctx context.Context, st storage.Storage, now time.Time, state string, page, size int) (pageOf, error) {
+	p := pageOf{Counts: map[string]int{}, Page: page, State: state}
+	limit := page * size
+	var byRank [ranks][]status.Cert
+	err := status.Walk(ctx, st, now, func(c status.Cert) error {
+		p.Total++
+		p.Counts[c.State]++
+		if state != "" && c.State != state {
+			return nil
+		}
+		p.Matching++
+		r := rank(c.State)
+		if len(byRank[r]) < limit {
+			byRank[r] = append(byRank[r], c)
+		}
+		return nil
+	})
+	if err != nil {
+		return p, err
+	}
+	var all []status.Cert
+	for _, l := range byRank {
+		all = append(all, l...)
+		if len(all) >= limit {
+			break
+		}
+	}
+	start := (page - 1) * size
+	if start < len(all) {
+		p.Certificates = all[start:min(len(all), limit)]
+	}
+	p.Pages = max(1, (p.Matching+size-1)/size)
+	return p, nil
+}
+
+// pageParams reads ?page= and ?state= (a known state, or all).
+func pageParams(q url.Values) (page int, state string) {
+	page, err := strconv.Atoi(q.Get("page"))
+	if err != nil || page < 1 {
+		page = 1
+	}
+	page = min(page, maxPage)
+	switch s := q.Get("state"); s {
+	case status.Fine, status.Renewing, status.Failing, status.Expiring, status.Expired, status.Damaged:
+		state = s
+	}
+	return page, state
+}
+
+// pageLink is the query string of another page of the same view.
+func pageLink(token, state string, page int) string {
+	q := url.Values{}
+	if token != "" {
+		q.Set("token", token)
+	}
+	if state != "" {
+		q.Set("state", state)
+	}
+	if page > 1 {
+		q.Set("page", strconv.Itoa(page))
+	}
+	if len(q) == 0 {
+		return "./"
+	}
+	return "?" + q.Encode()
+}
