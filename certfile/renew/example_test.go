@@ -34,8 +34,8 @@ func ExampleRenewer() {
 	r := &renew.Renewer{
 		Dir:     certfile.Dir(filepath.Join(tmp, "ssl")),
 		Storage: st,
-		Issuers: func(ctx context.Context, email string) (*issuer.Chain, error) {
-			return &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}, nil
+		Issuers: func(ctx context.Context, s renew.Settings) (*issuer.Chain, func(), error) {
+			return &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}, nil, nil
 		},
 		Want: want,
 	}
