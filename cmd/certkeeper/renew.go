@@ -47,6 +47,13 @@ Manager does, never a fixed number of days. The previous certificate is kept as
 certs/NAME.pem.old, the key is reused unless --new-key, files are replaced atomically, and a
 pair that does not parse is reported and left alone. Runs on one --out-dir are serialised.
 
+Each certificate renews with the settings it was issued with (CA, --ca-roots, profile, key
+type, challenge and its addresses, DNS settings, hooks), kept in OUT-DIR/renewal/NAME.conf
+(mode 0600; refused if its group or others may write it; "certkeeper cert show NAME" prints
+it). A flag given here overrides them and is remembered once the renewal succeeds; --force,
+--dry-run, --grace, --new-key, --want, --timeout, --no-wait, the storage flags, --tsig-key and
+the EAB flags are not remembered.
+
 From cron, reloading nginx once if anything was renewed:
 
 	certkeeper cert renew --out-dir /etc/ssl --post-hook 'systemctl reload nginx'
@@ -68,9 +75,9 @@ Exit status: 0 all good, 1 something failed (each is named in the summary), 2 ba
 			fs.BoolVar(&f.dryRun, "dry-run", false, "report what would be renewed and change nothing")
 			fs.BoolVar(&f.newKey, "new-key", false, "give renewed certificates a new key (default: keep the key)")
 			fs.StringVar(&f.want, "want", "", "`FILE` listing certificates to have: one per line, names separated by spaces")
-			fs.StringVar(&f.deployHook, "deploy-hook", "", "`CMD` to run (with sh -c) after each renewed certificate")
-			fs.StringVar(&f.preHook, "pre-hook", "", "`CMD` to run once before the first renewal of a run")
-			fs.StringVar(&f.postHook, "post-hook", "", "`CMD` to run once after a run that renewed anything")
+			fs.StringVar(&f.deployHook, "deploy-hook", "", "`CMD` to run (with sh -c) after each renewed certificate (remembered per certificate)")
+			fs.StringVar(&f.preHook, "pre-hook", "", "`CMD` to run once per run, before the first renewal (remembered per certificate)")
+			fs.StringVar(&f.postHook, "post-hook", "", "`CMD` to run once after a run that renewed anything (remembered per certificate)")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
