@@ -70,7 +70,8 @@ func TestCertRenewRemembers(t *testing.T) {
 
 	// A flag given to renew overrides, and is remembered; --force is not.
 	orders = ca.Orders()
-	if r := renew("--profile", "default"); r.code != 0 {
+	hookLog := filepath.Join(t.TempDir(), "deploy.log")
+	if r := renew("--profile", "default", "--deploy-hook", "echo $CERTKEEPER_NAME >> "+hookLog); r.code != 0 {
 		t.Fatalf("cert renew --profile default: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if got := lifetime(); got != 90*24*time.Hour {
@@ -84,6 +85,9 @@ func TestCertRenewRemembers(t *testing.T) {
 	}
 	if n := ca.Orders() - orders; n != 2 {
 		t.Errorf("the test CA got %d orders, want 2", n)
+	}
+	if log, _ := os.ReadFile(hookLog); string(log) != "remember.test\nremember.test\n" {
+		t.Errorf("the deploy hook given once ran for %q, want twice (it is remembered)", log)
 	}
 	data, _ := os.ReadFile(conf)
 	for _, want := range []string{"ca = " + ca.DirectoryURL(), "challenge = tls-alpn-01", "tls_addr = " + tlsAddr, "profile = default"} {
