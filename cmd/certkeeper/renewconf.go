@@ -24,6 +24,10 @@ import (
 // flagOf is the flag a renewal settings key comes from.
 func flagOf(key string) string { return strings.ReplaceAll(key, "_", "-") }
 
+// hookKeys are the settings cert renew runs itself (renew.go), not flags
+// of the issuer.
+var hookKeys = []string{"deploy_hook", "pre_hook", "post_hook"}
+
 // pathKeys are the settings that name files, remembered as absolute paths.
 var pathKeys = []string{"ca_roots", "tsig_key_file", "dns_api_key_file"}
 
@@ -72,8 +76,8 @@ func (f *issueFlags) withSettings(s renew.Settings) (*issueFlags, error) {
 	g.eabKID, g.eabHMAC, g.dns.TSIGKey = f.eabKID, f.eabHMAC, f.dns.TSIGKey
 	var err error
 	s.Values(func(key, value string) {
-		if fs.Lookup(flagOf(key)) == nil {
-			return // a hook: cert renew runs those itself
+		if slices.Contains(hookKeys, key) {
+			return // cert renew runs hooks itself
 		}
 		if e := fs.Set(flagOf(key), value); e != nil {
 			err = errors.Join(err, fmt.Errorf("%s = %s: %w", key, value, e))

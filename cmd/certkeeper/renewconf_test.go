@@ -5,11 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/certfile/renew"
 	"github.com/certkeeper/certkeeper/internal/testca"
 )
 
@@ -51,13 +53,13 @@ func TestCertRenewRemembers(t *testing.T) {
 		t.Fatalf("issued certificate lives %s, want the shortlived profile's 144h", got)
 	}
 
-	renew := func(extra ...string) result {
+	renewRun := func(extra ...string) result {
 		t.Helper()
 		args := append([]string{"cert", "renew", "--out-dir", out, "--storage", storageDir, "--force"}, extra...)
 		return ck(t, time.Minute, args...)
 	}
 	orders := ca.Orders()
-	r := renew()
+	r := renewRun()
 	if r.code != 0 || !strings.Contains(r.stdout, "renewed") {
 		t.Fatalf("bare cert renew: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -71,13 +73,13 @@ func TestCertRenewRemembers(t *testing.T) {
 	// A flag given to renew overrides, and is remembered; --force is not.
 	orders = ca.Orders()
 	hookLog := filepath.Join(t.TempDir(), "deploy.log")
-	if r := renew("--profile", "default", "--deploy-hook", "echo $CERTKEEPER_NAME >> "+hookLog); r.code != 0 {
+	if r := renewRun("--profile", "default", "--deploy-hook", "echo $CERTKEEPER_NAME >> "+hookLog); r.code != 0 {
 		t.Fatalf("cert renew --profile default: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if got := lifetime(); got != 90*24*time.Hour {
 		t.Errorf("after --profile default the certificate lives %s, want 2160h", got)
 	}
-	if r := renew(); r.code != 0 {
+	if r := renewRun(); r.code != 0 {
 		t.Fatalf("bare cert renew after the override: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if got := lifetime(); got != 90*24*time.Hour {
@@ -115,7 +117,7 @@ func TestCertRenewRemembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	orders = ca.Orders()
-	r = renew()
+	r = renewRun()
 	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "chmod 600 "+conf) {
 		t.Errorf("group-writable settings: exit %d, want 1 and a message naming chmod 600 %s\nstdout:\n%s\nstderr:\n%s", r.code, conf, r.stdout, r.stderr)
 	}
@@ -124,5 +126,54 @@ func TestCertRenewRemembers(t *testing.T) {
 	}
 	if show := ck(t, time.Minute, "cert", "show", "remember.test", "--out-dir", out); show.code != 1 || !strings.Contains(show.stderr, "refused") {
 		t.Errorf("cert show of group-writable settings: exit %d\n%s%s", show.code, show.stdout, show.stderr)
+	}
+}
+
+// TestCertRenewRemembersDNS01: a wildcard issued with dns-01 through
+// rfc2136 renews on a bare cert renew; the settings name the TSIG key's
+// file and never hold the secret.
+func TestCertRenewRemembersDNS01(t *testing.T) {
+	d := newDNSSetup(t)
+	storageDir, out := t.TempDir(), t.TempDir()
+	args := append(pebbleArgs(d.ca, storageDir, out), "--challenge", "dns-01", "-d", "*.a.test", "-d", "a.test")
+	if r := ck(t, time.Minute, append(args, d.dnsArgs(t)...)...); r.code != 0 {
+		t.Fatalf("cert issue: exit %d\n%s", r.code, r.stderr)
+	}
+	orders := d.ca.Orders()
+	r := ck(t, time.Minute, "cert", "renew", "--out-dir", out, "--storage", storageDir, "--force")
+	if r.code != 0 || !strings.Contains(r.stdout, "renewed") {
+		t.Fatalf("bare cert renew: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if n := d.ca.Orders() - orders; n != 1 {
+		t.Errorf("the test CA got %d orders, want 1", n)
+	}
+	data, err := os.ReadFile(filepath.Join(out, "renewal", "wildcard_a.test.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"challenge = dns-01\n", "dns = rfc2136\n", "dns_server = " + d.named.Addr() + "\n", "tsig_key_file = /"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("settings lack %q:\n%s", want, data)
+		}
+	}
+	if strings.Contains(string(data), d.named.Secret()) {
+		t.Errorf("the TSIG secret is in the renewal settings:\n%s", data)
+	}
+}
+
+// TestSettingsKeysAreFlags: every renewal settings key is a flag of cert
+// renew, and all but the hooks of cert issue, so a renamed flag cannot
+// silently stop being remembered.
+func TestSettingsKeysAreFlags(t *testing.T) {
+	for _, c := range []*Command{certRenewCmd(), certIssueCmd()} {
+		fs := c.flagSet()
+		for _, key := range renew.SettingsKeys() {
+			if c.Name() == "issue" && slices.Contains(hookKeys, key) {
+				continue
+			}
+			if fs.Lookup(flagOf(key)) == nil {
+				t.Errorf("renewal setting %s: cert %s has no flag --%s", key, c.Name(), flagOf(key))
+			}
+		}
 	}
 }
