@@ -17,21 +17,21 @@ import (
 	"github.com/certkeeper/certkeeper/storage"
 )
 
-// isDue applies Force, Grace, or the Manager's rule (the ARI window when
+// isDue applies force, grace, or the Manager's rule (the ARI window when
 // the CA offers one, else the lifetime rule), and says why.
-func (r *Renewer) isDue(ctx context.Context, leaf *x509.Certificate, now time.Time) (bool, string) {
+func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfoer, leaf *x509.Certificate, now time.Time) (bool, string) {
 	switch {
-	case r.Force:
+	case force:
 		return true, "--force"
-	case r.Grace > 0:
+	case grace > 0:
 		left := leaf.NotAfter.Sub(now)
-		return left <= r.Grace, fmt.Sprintf("expires in %s", left.Round(time.Second))
+		return left <= grace, fmt.Sprintf("expires in %s", left.Round(time.Second))
 	}
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
 	why := "lifetime rule"
-	if r.ARI != nil {
+	if ari != nil {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		ri, err := r.ARI.RenewalInfo(actx, leaf)
+		ri, err := ari.RenewalInfo(actx, leaf)
 		cancel()
 		if err == nil && ri.HasWindow() {
 			c.ARI = renewal.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}

@@ -34,8 +34,8 @@ func ExampleRenewer() {
 	r := &renew.Renewer{
 		Dir:     certfile.Dir(filepath.Join(tmp, "ssl")),
 		Storage: st,
-		Issuers: func(ctx context.Context, email string) (*issuer.Chain, error) {
-			return &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}, nil
+		Issuers: func(ctx context.Context, s renew.Settings) (*issuer.Chain, func(), error) {
+			return &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}, nil, nil
 		},
 		Want: want,
 	}
@@ -58,4 +58,32 @@ func ExampleRenewer() {
 	// 1 intranet.test [intranet.test www.intranet.test] issued
 	// 2 intranet.test [intranet.test www.intranet.test] not due
 	// intranet.test renewed intranet.test.pem
+}
+
+// Settings are what a Renewer remembers per certificate in
+// DIR/renewal/NAME.conf: the remembered ones, with the run's Override on
+// top, are what the certificate is renewed with, and are written back.
+func ExampleSettings() {
+	remembered, err := renew.ParseSettings(strings.NewReader(`
+version = 1
+ca = https://acme.internal.example/directory
+challenge = tls-alpn-01
+tls_addr = 127.0.0.1:8443
+`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	remembered.Override(renew.Settings{Profile: "shortlived"}) // cert renew --profile shortlived
+	text, err := remembered.MarshalText()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(string(text))
+	// Output:
+	// # certkeeper renewal settings: read and rewritten by certkeeper cert renew (see docs/cli.md)
+	// version = 1
+	// ca = https://acme.internal.example/directory
+	// profile = shortlived
+	// challenge = tls-alpn-01
+	// tls_addr = 127.0.0.1:8443
 }

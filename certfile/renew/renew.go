@@ -12,6 +12,11 @@
 // written, so a run killed between the key file and the certificate file
 // leaves a pair the next run repairs from storage. Runs on one directory
 // are serialised by a lock in Storage.
+//
+// Each certificate's Settings (CA, challenge, profile, hooks, ...) are
+// remembered in DIR/renewal/BASE.conf, as certbot's renewal files are: a
+// run renews with them, with the Renewer's Override laid on top, and
+// writes them back after a renewal, so a setting given once sticks.
 package renew
 
 import (
@@ -22,6 +27,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"time"
@@ -62,6 +68,10 @@ type Result struct {
 	// expiry, for Renewed and Issued.
 	Paths    certfile.Paths
 	NotAfter time.Time
+	// Settings are the certificate's remembered settings with the
+	// Renewer's Override laid on top: what it is (or would be) renewed
+	// with. Email is filled in from storage when neither sets it.
+	Settings Settings
 
 	pair *certfile.Pair // nil for a Want entry with no files yet
 	due  bool
@@ -84,25 +94,28 @@ type Renewer struct {
 	// account), repairs pairs and holds the run's lock.
 	Storage storage.Storage
 
-	// Issuers returns the issuer chain to renew with. It is called once,
-	// when the first certificate is due (so a challenge listener starts
-	// only then), with the contact email the run uses: Email, or else
-	// the one recorded with that certificate.
-	Issuers func(ctx context.Context, email string) (*issuer.Chain, error)
+	// Issuers returns the issuer chain to renew with the given settings
+	// (Result.Settings: Email is the one recorded with the certificate
+	// when no setting names one), and a func that releases what the
+	// chain holds (a challenge listener), or nil. It is called when the
+	// first certificate with those settings is due, so a listener starts
+	// only then; certificates whose settings differ only in hooks share
+	// a chain, and a chain is released before the next is asked for, so
+	// two never hold one listening address.
+	Issuers func(ctx context.Context, s Settings) (*issuer.Chain, func(), error)
 
-	// ARI, if set, is asked for the CA's renewal window of each
-	// certificate; nil uses the lifetime rule alone.
-	ARI RenewalInfoer
+	// ARI, if set, returns what to ask for the CA's renewal window of
+	// certificates with the given settings (nil: the lifetime rule).
+	ARI func(s Settings) RenewalInfoer
 
-	// Email is the ACME contact recorded with new certificates. Empty
-	// uses the one recorded when the certificate was first issued.
-	Email string
-
-	// KeyType is the type of new keys: for Want entries, with NewKey, and
-	// for pairs whose key cannot be reused. Empty means ECDSA P-256, the
-	// default; with the default, a renewal keeps the type of the
-	// certificate it replaces.
-	KeyType issuer.KeyType
+	// Override holds settings given for this run (a command line's
+	// flags): they are laid over each certificate's remembered settings
+	// and remembered with them when it is renewed. Want entries are
+	// issued with Override alone. Override.KeyType is the type of new
+	// keys (for Want entries, with NewKey, and for pairs whose key cannot
+	// be reused); empty keeps the type of the certificate replaced, or
+	// ECDSA P-256.
+	Override Settings
 
 	// NewKey gives renewed certificates a new key; by default a renewal
 	// keeps its key.
@@ -120,9 +133,10 @@ type Renewer struct {
 	// files): those without files are issued.
 	Want [][]string
 
-	// BeforeFirst, if set, runs once before the first renewal of a run;
-	// an error stops the run with nothing renewed.
-	BeforeFirst func(ctx context.Context) error
+	// BeforeRenew, if set, runs before each certificate is renewed or
+	// issued (before its issuer chain is set up, so a pre-hook may free a
+	// port for it); an error marks that certificate Failed.
+	BeforeRenew func(ctx context.Context, r *Result) error
 
 	// AfterRenew, if set, runs after each certificate renewed or issued;
 	// an error marks that certificate Failed.
@@ -134,9 +148,9 @@ type Renewer struct {
 }
 
 // Run renews what is due and returns one Result per pair and Want entry,
-// pairs first. Failures of single certificates are in their Result; the
-// error is for the run as a whole (lock, directory, issuer setup,
-// BeforeFirst).
+// pairs first. Failures of single certificates (including settings that
+// cannot be read, or issuers that cannot be set up) are in their Result;
+// the error is for the run as a whole (lock, directory).
 func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 	abs, _ := filepath.Abs(string(r.Dir))
 	sum := sha256.Sum256([]byte(abs))
@@ -152,7 +166,11 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 	now := time.Now()
 	for _, j := range results {
 		if j.pair != nil && j.Action == "" {
-			j.due, j.Detail = r.isDue(ctx, j.pair.Chain[0], now)
+			var ari RenewalInfoer
+			if r.ARI != nil && !r.Force && r.Grace == 0 {
+				ari = r.ARI(j.Settings)
+			}
+			j.due, j.Detail = isDue(ctx, r.Force, r.Grace, ari, j.pair.Chain[0], now)
 			if !j.due {
 				j.Action = NotDue
 			}
@@ -181,6 +199,7 @@ func (r *Renewer) scan(ctx context.Context) ([]*Result, error) {
 			j.Action, j.Detail = Unparsable, p.Err.Error()
 		} else {
 			j.Names = certfile.Names(p.Chain[0], p.Base)
+			r.loadSettings(j)
 		}
 		results = append(results, j)
 	}
@@ -191,7 +210,7 @@ func (r *Renewer) scan(ctx context.Context) ([]*Result, error) {
 		}
 		if !have[base] {
 			have[base] = true
-			results = append(results, &Result{Base: base, Names: names, due: true})
+			results = append(results, &Result{Base: base, Names: names, due: true, Settings: r.Override})
 		}
 	}
 	return results, nil
@@ -213,11 +232,26 @@ func (r *Renewer) repair(ctx context.Context, p *certfile.Pair) {
 	}
 }
 
-// renewDue renews every due certificate, setting up the issuers and
-// running BeforeFirst at the first.
+// loadSettings sets j.Settings: the pair's remembered settings, if any,
+// with Override on top. Settings that cannot be read fail the
+// certificate: renewing it with other settings could switch its CA.
+func (r *Renewer) loadSettings(j *Result) {
+	path := settingsPathBase(r.Dir, j.Base)
+	s, err := LoadSettings(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		j.Action, j.Detail, j.Err = Failed, err.Error(), err
+		return
+	}
+	s.Override(r.Override)
+	j.Settings = s
+}
+
+// renewDue renews every due certificate, grouped by the issuer their
+// settings describe: each group's chain is set up at its first
+// certificate and released after its last.
 func (r *Renewer) renewDue(ctx context.Context, results []*Result) error {
-	var chain *issuer.Chain
-	email := r.Email
+	var order []string
+	groups := map[string][]*Result{}
 	for _, j := range results {
 		if !j.due || j.Action != "" {
 			continue
@@ -226,30 +260,54 @@ func (r *Renewer) renewDue(ctx context.Context, results []*Result) error {
 			j.Action = WouldRenew
 			continue
 		}
-		if email == "" {
+		if j.Settings.Email == "" {
 			// Renewal needs no configuration: the contact recorded when
 			// the certificate was issued names the account.
-			email = recordedEmail(ctx, r.Storage, j.Names)
+			j.Settings.Email = recordedEmail(ctx, r.Storage, j.Names)
 		}
-		if chain == nil {
-			var err error
-			if chain, err = r.Issuers(ctx, email); err != nil {
-				return err
-			}
-			if r.BeforeFirst != nil {
-				if err := r.BeforeFirst(ctx); err != nil {
-					return err
-				}
-			}
+		k := j.Settings.issuerKey()
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
 		}
-		r.renewOne(ctx, chain, email, j)
+		groups[k] = append(groups[k], j)
+	}
+	for _, k := range order {
+		r.renewGroup(ctx, groups[k])
 	}
 	return nil
 }
 
+// renewGroup renews certificates that share one issuer chain.
+func (r *Renewer) renewGroup(ctx context.Context, group []*Result) {
+	var chain *issuer.Chain
+	release := func() {}
+	defer func() { release() }()
+	var chainErr error
+	for _, j := range group {
+		if r.BeforeRenew != nil {
+			if err := r.BeforeRenew(ctx, j); err != nil {
+				j.Action, j.Detail, j.Err = Failed, err.Error(), err
+				continue
+			}
+		}
+		if chain == nil && chainErr == nil {
+			var rel func()
+			chain, rel, chainErr = r.Issuers(ctx, j.Settings)
+			if rel != nil {
+				release = rel
+			}
+		}
+		if chainErr != nil {
+			j.Action, j.Detail, j.Err = Failed, chainErr.Error(), chainErr
+			continue
+		}
+		r.renewOne(ctx, chain, j)
+	}
+}
+
 // renewOne renews (or first issues) one certificate, writes its files and
 // runs AfterRenew, recording the outcome in j.
-func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, email string, j *Result) {
+func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) {
 	var key crypto.Signer
 	var prev *x509.Certificate
 	if j.pair != nil {
@@ -258,21 +316,28 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, email strin
 	if r.NewKey {
 		key = nil
 	}
-	kt := r.KeyType
-	if kt == "" {
-		kt = issuer.ECDSAP256
+	kt, err := issuer.ParseKeyType(j.Settings.KeyType)
+	if err != nil {
+		err = fmt.Errorf("key_type: %w", err)
+		j.Action, j.Detail, j.Err = Failed, err.Error(), err
+		return
 	}
-	if prev != nil && kt == issuer.ECDSAP256 {
+	if prev != nil && j.Settings.KeyType == "" {
 		if t := issuer.KeyTypeOf(prev.PublicKey); t != "" {
 			kt = t // a new key of the type the certificate had
 		}
 	}
 	got, err := certkeeper.Issue(ctx, r.Storage, certkeeper.IssueRequest{
-		Names: j.Names, Issuers: chain, Key: key, KeyType: kt, Replaces: prev, Email: email,
+		Names: j.Names, Issuers: chain, Key: key, KeyType: kt, Replaces: prev, Email: j.Settings.Email,
 		Progress: func(s string) { r.progress(j.Names[0], s) },
 	})
 	if err == nil {
 		j.Paths, err = r.Dir.WriteKeepOld(j.Names[0], got.Record.KeyPEM, got.Certificate.ChainPEM)
+	}
+	if err == nil {
+		// Remembered once the certificate is renewed with them, as
+		// certbot does: a failed override is not kept.
+		err = SaveSettings(settingsPathBase(r.Dir, j.Base), j.Settings)
 	}
 	if err != nil {
 		j.Action, j.Detail, j.Err = Failed, err.Error(), err

@@ -33,7 +33,7 @@ func certCmd() *Command {
 		Short:     "obtain certificates as files",
 		Long: `The cert commands run the ACME client by hand: obtain a certificate and write it as
 files for servers that read certificates from disk.`,
-		Commands: []*Command{certIssueCmd(), certRenewCmd(), certRevokeCmd()},
+		Commands: []*Command{certIssueCmd(), certRenewCmd(), certShowCmd(), certRevokeCmd()},
 	}
 }
 
@@ -54,9 +54,13 @@ type issueFlags struct {
 	csrFile         string
 	timeout         time.Duration
 	dns             dnsConfig
+	// fs is the parsed flag set: the flags given are remembered for
+	// renewals (renewconf.go).
+	fs *flag.FlagSet
 }
 
 func (f *issueFlags) register(fs *flag.FlagSet) {
+	f.fs = fs
 	f.registerCA(fs)
 	fs.Var(&f.names, "d", "a `NAME` (DNS name or IP address) for the certificate; repeat for more names, the first\nnames the files")
 	fs.BoolVar(&f.noApex, "no-apex", false, "do not add a.example when www.a.example is asked for")
@@ -169,6 +173,9 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	paths, err := certfile.Dir(f.outDir).Write(names[0], keyPEM, cert.ChainPEM)
 	if err != nil {
 		return fmt.Errorf("writing the certificate files (the certificate is safe in %s): %w", storageWhere(f.storageDir), err)
+	}
+	if err := f.remember(names[0]); err != nil {
+		return fmt.Errorf("the certificate files are written, but not how to renew them (cert renew will use its flags' defaults): %w", err)
 	}
 	progress(fmt.Sprintf("done in %s", time.Since(start).Round(time.Millisecond)))
 	fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key %s\n",

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +16,8 @@ import (
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/certfile/renew"
 	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/storage"
 )
 
 // renewFlags are the flags of "cert renew": those of cert issue but -d,
@@ -44,6 +47,13 @@ Manager does, never a fixed number of days. The previous certificate is kept as
 certs/NAME.pem.old, the key is reused unless --new-key, files are replaced atomically, and a
 pair that does not parse is reported and left alone. Runs on one --out-dir are serialised.
 
+Each certificate renews with the settings it was issued with (CA, --ca-roots, profile, key
+type, challenge and its addresses, DNS settings, hooks), kept in OUT-DIR/renewal/NAME.conf
+(mode 0600; refused if its group or others may write it; "certkeeper cert show NAME" prints
+it). A flag given here overrides them and is remembered once the renewal succeeds; --force,
+--dry-run, --grace, --new-key, --want, --timeout, --no-wait, the storage flags, --tsig-key and
+the EAB flags are not remembered.
+
 From cron, reloading nginx once if anything was renewed:
 
 	certkeeper cert renew --out-dir /etc/ssl --post-hook 'systemctl reload nginx'
@@ -58,15 +68,16 @@ A deploy hook runs once per renewed certificate with CERTKEEPER_NAME, CERTKEEPER
 CERTKEEPER_CERT_FILE, CERTKEEPER_KEY_FILE and CERTKEEPER_NOT_AFTER in its environment.
 Exit status: 0 all good, 1 something failed (each is named in the summary), 2 bad usage.`,
 		Flags: func(fs *flag.FlagSet) {
+			f.fs = fs
 			f.registerCA(fs)
 			fs.StringVar(&f.grace, "grace", "", "renew what expires within this `DURATION` (e.g. 7d, 36h) instead of the usual rule")
 			fs.BoolVar(&f.force, "force", false, "renew every pair, due or not")
 			fs.BoolVar(&f.dryRun, "dry-run", false, "report what would be renewed and change nothing")
 			fs.BoolVar(&f.newKey, "new-key", false, "give renewed certificates a new key (default: keep the key)")
 			fs.StringVar(&f.want, "want", "", "`FILE` listing certificates to have: one per line, names separated by spaces")
-			fs.StringVar(&f.deployHook, "deploy-hook", "", "`CMD` to run (with sh -c) after each renewed certificate")
-			fs.StringVar(&f.preHook, "pre-hook", "", "`CMD` to run once before the first renewal of a run")
-			fs.StringVar(&f.postHook, "post-hook", "", "`CMD` to run once after a run that renewed anything")
+			fs.StringVar(&f.deployHook, "deploy-hook", "", "`CMD` to run (with sh -c) after each renewed certificate (remembered per certificate)")
+			fs.StringVar(&f.preHook, "pre-hook", "", "`CMD` to run once per run, before the first renewal (remembered per certificate)")
+			fs.StringVar(&f.postHook, "post-hook", "", "`CMD` to run once after a run that renewed anything (remembered per certificate)")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
@@ -124,22 +135,20 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 	}
 	defer closeStorage()
 	r.Storage = st
-	closeIssuer := func() {}
-	defer func() { closeIssuer() }()
-	r.Issuers = func(ctx context.Context, email string) (*issuer.Chain, error) {
-		f.Email = email
-		iss, closer, err := f.issuer(env, st)
+	// Each certificate renews with its remembered settings (renewconf.go).
+	r.Issuers = func(ctx context.Context, s renew.Settings) (*issuer.Chain, func(), error) {
+		g, err := f.withSettings(s)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		closeIssuer = closer
-		return &issuer.Chain{Issuers: []issuer.Issuer{iss}}, nil
+		iss, closer, err := g.issuer(env, st)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &issuer.Chain{Issuers: []issuer.Issuer{iss}}, closer, nil
 	}
-	if !f.local() && !f.dryRun {
-		// ARI needs only the directory; the listener starts with Issuers.
-		if r.ARI, err = f.acmeIssuer(env, f.ca(), st); err != nil {
-			return err
-		}
+	if !f.dryRun {
+		r.ARI = f.ariFor(env, st)
 	}
 	results, err := r.Run(ctx)
 	if err != nil {
@@ -155,55 +164,70 @@ func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
 	if err != nil {
 		return nil, usagef("--grace: %v", err)
 	}
-	kt, err := issuer.ParseKeyType(f.KeyType)
-	if err != nil {
+	if _, err := issuer.ParseKeyType(f.KeyType); err != nil {
 		return nil, usagef("--key-type: %v", err)
+	}
+	override, err := settingsFromFlags(f.fs)
+	if err != nil {
+		return nil, err
 	}
 	want, err := readWant(f.want)
 	if err != nil {
 		return nil, err
 	}
 	r := &renew.Renewer{
-		Email: f.Email, KeyType: kt, NewKey: f.newKey, Grace: grace, Force: f.force, DryRun: f.dryRun, Want: want,
+		Override: override, NewKey: f.newKey, Grace: grace, Force: f.force, DryRun: f.dryRun, Want: want,
 		Progress: func(name, step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s: %s\n", name, step) },
 	}
-	if f.preHook != "" {
-		r.BeforeFirst = func(ctx context.Context) error {
-			if err := runHook(ctx, f.preHook, nil); err != nil {
-				return fmt.Errorf("--pre-hook failed, nothing renewed: %w", err)
-			}
+	// Hooks are remembered per certificate; each pre-hook runs once, before
+	// the first certificate that has it.
+	preHooks := map[string]error{}
+	r.BeforeRenew = func(ctx context.Context, j *renew.Result) error {
+		h := j.Settings.PreHook
+		if h == "" {
 			return nil
 		}
+		if err, done := preHooks[h]; done {
+			return err
+		}
+		err := runHook(ctx, h, nil)
+		if err != nil {
+			err = fmt.Errorf("pre-hook failed, not renewed: %w", err)
+		}
+		preHooks[h] = err
+		return err
 	}
-	if f.deployHook != "" {
-		r.AfterRenew = func(ctx context.Context, j *renew.Result) error {
-			err := runHook(ctx, f.deployHook, []string{
-				"CERTKEEPER_NAME=" + j.Names[0],
-				"CERTKEEPER_NAMES=" + strings.Join(j.Names, " "),
-				"CERTKEEPER_CERT_FILE=" + j.Paths.Cert,
-				"CERTKEEPER_KEY_FILE=" + j.Paths.Key,
-				"CERTKEEPER_NOT_AFTER=" + j.NotAfter.UTC().Format(time.RFC3339),
-			})
-			if err != nil {
-				return fmt.Errorf("deploy hook: %w", err)
-			}
+	r.AfterRenew = func(ctx context.Context, j *renew.Result) error {
+		if j.Settings.DeployHook == "" {
 			return nil
 		}
+		err := runHook(ctx, j.Settings.DeployHook, []string{
+			"CERTKEEPER_NAME=" + j.Names[0],
+			"CERTKEEPER_NAMES=" + strings.Join(j.Names, " "),
+			"CERTKEEPER_CERT_FILE=" + j.Paths.Cert,
+			"CERTKEEPER_KEY_FILE=" + j.Paths.Key,
+			"CERTKEEPER_NOT_AFTER=" + j.NotAfter.UTC().Format(time.RFC3339),
+		})
+		if err != nil {
+			return fmt.Errorf("deploy hook: %w", err)
+		}
+		return nil
 	}
 	return r, nil
 }
 
-// report runs --post-hook if anything was renewed, prints the summary
-// and turns failures into the exit status.
+// report runs each post-hook of the certificates renewed once, prints the
+// summary and turns failures into the exit status.
 func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Result) error {
-	renewed, failed := 0, 0
+	failed := 0
+	var postHooks []string
 	for _, j := range results {
+		if h := j.Settings.PostHook; h != "" && !j.NotAfter.IsZero() && !slices.Contains(postHooks, h) {
+			postHooks = append(postHooks, h)
+		}
 		switch {
-		case j.Action == renew.Renewed || j.Action == renew.Issued:
-			renewed++
 		case j.Action == renew.Failed && !j.NotAfter.IsZero():
-			renewed++ // renewed, but its deploy hook failed
-			failed++
+			failed++ // renewed, but its deploy hook failed
 		case j.Action == renew.Failed:
 			failed++
 			j.Detail = explainIssueError(j.Err, &f.issueFlags).Error()
@@ -211,10 +235,10 @@ func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Resu
 			failed++
 		}
 	}
-	if renewed > 0 && f.postHook != "" {
-		if err := runHook(ctx, f.postHook, nil); err != nil {
+	for _, h := range postHooks {
+		if err := runHook(ctx, h, nil); err != nil {
 			printSummary(env, results)
-			return fmt.Errorf("the certificates were renewed, but --post-hook failed: %w", err)
+			return fmt.Errorf("the certificates were renewed, but the post-hook failed: %w", err)
 		}
 	}
 	printSummary(env, results)
@@ -222,6 +246,29 @@ func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Resu
 		return fmt.Errorf("%d of %d certificates failed or could not be read (see the summary)", failed, len(results))
 	}
 	return nil
+}
+
+// ariFor returns what renewals ask for each CA's renewal window: one
+// ACME client per directory (ARI needs only the directory; the challenge
+// listener starts with Issuers), none for the local CA.
+func (f *renewFlags) ariFor(env *Env, st storage.Storage) func(renew.Settings) renew.RenewalInfoer {
+	clients := map[string]*acmeca.Issuer{}
+	return func(s renew.Settings) renew.RenewalInfoer {
+		g, err := f.withSettings(s)
+		if err != nil || g.local() {
+			return nil
+		}
+		k := caURL(g.ca()) + "\n" + g.CARoots
+		if c, ok := clients[k]; ok {
+			return c
+		}
+		c, err := g.acmeIssuer(env, g.ca(), st)
+		if err != nil {
+			return nil // the renewal itself reports it
+		}
+		clients[k] = c
+		return c
+	}
 }
 
 // readWant reads the --want file (see renew.ParseWant).

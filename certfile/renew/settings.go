@@ -1,0 +1,357 @@
+package renew
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/certkeeper/certkeeper/certfile"
+)
+
+// Settings are how one certificate was issued, remembered beside its
+// files so that its renewals use the same CA, challenge and hooks, as
+// certbot's renewal files do (issue 17). Every value is kept as the
+// command line spells it ("tls-alpn-01", "127.0.0.1:443", "2m"); the empty
+// string means "not set": the default of the program that renews.
+//
+// Settings never hold a secret: DNS credentials are named by the files
+// that hold them (TSIGKeyFile, DNSAPIKeyFile). They hold hooks, commands
+// that a renewal runs, so they live in a local file that only its owner
+// may write (see LoadSettings), never in shared storage.
+type Settings struct {
+	CA             string // ca: an ACME directory URL, letsencrypt, staging or local
+	CARoots        string // ca_roots: PEM file of roots for the CA's HTTPS endpoint
+	Email          string // email: the ACME account's contact
+	Profile        string // profile: the ACME profile to order
+	KeyType        string // key_type: ecdsa-p256, rsa2048, ...
+	PreferredChain string // preferred_chain: the common name of the preferred chain's top
+
+	Challenge string // challenge: http-01, tls-alpn-01, dns-01 or dns-persist-01
+	HTTPAddr  string // http_addr: where http-01 is answered
+	TLSAddr   string // tls_addr: where tls-alpn-01 is answered
+
+	DNS           string   // dns: the DNS provider (rfc2136, powerdns, exec)
+	DNSServer     string   // dns_server
+	TSIGKeyFile   string   // tsig_key_file
+	DNSExec       string   // dns_exec
+	DNSExecMode   string   // dns_exec_mode
+	DNSAPIURL     string   // dns_api_url
+	DNSAPIKeyFile string   // dns_api_key_file
+	DNSResolvers  []string // dns_resolver, one line each
+	DNSZones      []string // dns_zone, one line each
+	DNSCheckPort  string   // dns_check_port
+	DNSTimeout    string   // dns_timeout
+	DNSNoCheck    string   // dns_no_check: "true" or "false"
+
+	DeployHook string // deploy_hook: run after the certificate is renewed
+	PreHook    string // pre_hook: run once per run, before the first renewal that has it
+	PostHook   string // post_hook: run once per run, after a run that renewed with it
+}
+
+// settingsVersion is the format's version, the file's "version" line.
+const settingsVersion = "1"
+
+// field is one key of the format and the Settings field it sets.
+type field struct {
+	key    string
+	scalar func(s *Settings) *string   // nil for a list
+	list   func(s *Settings) *[]string // nil for a scalar
+}
+
+// fields lists the keys in the order files are written.
+var fields = []field{
+	{key: "ca", scalar: func(s *Settings) *string { return &s.CA }},
+	{key: "ca_roots", scalar: func(s *Settings) *string { return &s.CARoots }},
+	{key: "email", scalar: func(s *Settings) *string { return &s.Email }},
+	{key: "profile", scalar: func(s *Settings) *string { return &s.Profile }},
+	{key: "key_type", scalar: func(s *Settings) *string { return &s.KeyType }},
+	{key: "preferred_chain", scalar: func(s *Settings) *string { return &s.PreferredChain }},
+	{key: "challenge", scalar: func(s *Settings) *string { return &s.Challenge }},
+	{key: "http_addr", scalar: func(s *Settings) *string { return &s.HTTPAddr }},
+	{key: "tls_addr", scalar: func(s *Settings) *string { return &s.TLSAddr }},
+	{key: "dns", scalar: func(s *Settings) *string { return &s.DNS }},
+	{key: "dns_server", scalar: func(s *Settings) *string { return &s.DNSServer }},
+	{key: "tsig_key_file", scalar: func(s *Settings) *string { return &s.TSIGKeyFile }},
+	{key: "dns_exec", scalar: func(s *Settings) *string { return &s.DNSExec }},
+	{key: "dns_exec_mode", scalar: func(s *Settings) *string { return &s.DNSExecMode }},
+	{key: "dns_api_url", scalar: func(s *Settings) *string { return &s.DNSAPIURL }},
+	{key: "dns_api_key_file", scalar: func(s *Settings) *string { return &s.DNSAPIKeyFile }},
+	{key: "dns_resolver", list: func(s *Settings) *[]string { return &s.DNSResolvers }},
+	{key: "dns_zone", list: func(s *Settings) *[]string { return &s.DNSZones }},
+	{key: "dns_check_port", scalar: func(s *Settings) *string { return &s.DNSCheckPort }},
+	{key: "dns_timeout", scalar: func(s *Settings) *string { return &s.DNSTimeout }},
+	{key: "dns_no_check", scalar: func(s *Settings) *string { return &s.DNSNoCheck }},
+	{key: "deploy_hook", scalar: func(s *Settings) *string { return &s.DeployHook }},
+	{key: "pre_hook", scalar: func(s *Settings) *string { return &s.PreHook }},
+	{key: "post_hook", scalar: func(s *Settings) *string { return &s.PostHook }},
+}
+
+// secretKeys are keys a renewal file must never hold, with what to use
+// instead.
+var secretKeys = map[string]string{
+	"tsig_key":    "name the file that holds it with tsig_key_file",
+	"dns_api_key": "name the file that holds it with dns_api_key_file",
+	"eab_hmac":    "the ACME account is registered already; renewals need no EAB key",
+}
+
+// SettingsKeys returns the keys of the format, in the order files are
+// written. A command line maps its flags to them ("tls_addr" is
+// --tls-addr).
+func SettingsKeys() []string {
+	keys := make([]string, len(fields))
+	for i, f := range fields {
+		keys[i] = f.key
+	}
+	return keys
+}
+
+func lookupField(key string) (field, bool) {
+	for _, f := range fields {
+		if f.key == key {
+			return f, true
+		}
+	}
+	return field{}, false
+}
+
+// Set sets the value of key (one of SettingsKeys); for a list key it adds
+// value to the list. A value may not hold a line break.
+func (s *Settings) Set(key, value string) error {
+	f, ok := lookupField(key)
+	if !ok {
+		if why, secret := secretKeys[key]; secret {
+			return fmt.Errorf("%s is a secret and is never kept in renewal settings: %s", key, why)
+		}
+		return fmt.Errorf("unknown renewal setting %q (known: %s)", key, strings.Join(SettingsKeys(), ", "))
+	}
+	if strings.ContainsAny(value, "\r\n") {
+		return fmt.Errorf("renewal setting %s: the value holds a line break", key)
+	}
+	if f.list != nil {
+		*f.list(s) = append(*f.list(s), value)
+	} else {
+		*f.scalar(s) = value
+	}
+	return nil
+}
+
+// Values calls fn for every key that is set, in the order files are
+// written: once per item of a list.
+func (s *Settings) Values(fn func(key, value string)) {
+	for _, f := range fields {
+		if f.list != nil {
+			for _, v := range *f.list(s) {
+				fn(f.key, v)
+			}
+		} else if v := *f.scalar(s); v != "" {
+			fn(f.key, v)
+		}
+	}
+}
+
+// Override lays the values set in o over s: a scalar set in o replaces
+// the one in s, and a list set in o replaces the whole list.
+func (s *Settings) Override(o Settings) {
+	for _, f := range fields {
+		if f.list != nil {
+			if l := *f.list(&o); len(l) > 0 {
+				*f.list(s) = append([]string(nil), l...)
+			}
+		} else if v := *f.scalar(&o); v != "" {
+			*f.scalar(s) = v
+		}
+	}
+}
+
+// IsZero reports whether no setting is set.
+func (s Settings) IsZero() bool {
+	zero := true
+	s.Values(func(string, string) { zero = false })
+	return zero
+}
+
+// issuerKey identifies the settings an issuer is built from: all but the
+// hooks. Certificates with equal keys share one issuer chain in a run.
+func (s Settings) issuerKey() string {
+	s.DeployHook, s.PreHook, s.PostHook = "", "", ""
+	b, _ := s.MarshalText()
+	return string(b)
+}
+
+// MarshalText writes s in the renewal file format: a comment line, then
+// "version = 1", then one "key = value" line per value set, in the order
+// of SettingsKeys (a list key repeats, one line per item).
+func (s Settings) MarshalText() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString("# certkeeper renewal settings: read and rewritten by certkeeper cert renew (see docs/cli.md)\n")
+	b.WriteString("version = " + settingsVersion + "\n")
+	var err error
+	s.Values(func(key, value string) {
+		if strings.ContainsAny(value, "\r\n") {
+			err = errors.Join(err, fmt.Errorf("renewal setting %s: the value holds a line break", key))
+		}
+		fmt.Fprintf(&b, "%s = %s\n", key, value)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// ParseSettings reads the renewal file format: one "key = value" per
+// line, the key one of SettingsKeys or "version" (which must be 1),
+// surrounding spaces trimmed; blank lines and lines starting with # are
+// skipped. A list key may repeat; any other key may not. An error names
+// the line.
+func ParseSettings(rd io.Reader) (Settings, error) {
+	var s Settings
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(rd)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		key, value, ok := strings.Cut(text, "=")
+		if !ok {
+			return Settings{}, fmt.Errorf("line %d: want key = value, got %q", line, text)
+		}
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		if key == "version" {
+			if value != settingsVersion {
+				return Settings{}, fmt.Errorf("line %d: version %q: this certkeeper reads version %s; upgrade certkeeper", line, value, settingsVersion)
+			}
+			continue
+		}
+		if f, ok := lookupField(key); ok && f.list == nil && seen[key] {
+			return Settings{}, fmt.Errorf("line %d: %s given twice", line, key)
+		}
+		seen[key] = true
+		if err := s.Set(key, value); err != nil {
+			return Settings{}, fmt.Errorf("line %d: %w", line, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Settings{}, err
+	}
+	return s, nil
+}
+
+// SettingsPath returns where the settings of the certificate whose files
+// are named for name are kept: DIR/renewal/BASE.conf, BASE being the base
+// of its files (certfile.Pair.Base).
+func SettingsPath(dir certfile.Dir, name string) (string, error) {
+	p, err := dir.Paths(name)
+	if err != nil {
+		return "", err
+	}
+	return settingsPathBase(dir, strings.TrimSuffix(filepath.Base(p.Cert), ".pem")), nil
+}
+
+func settingsPathBase(dir certfile.Dir, base string) string {
+	return filepath.Join(string(dir), "renewal", base+".conf")
+}
+
+// LoadSettings reads a renewal file. An absent file is an error for which
+// errors.Is(err, fs.ErrNotExist) holds. Because the file names commands
+// to run, it is refused unless it is a regular file owned by the user
+// running this process that neither its group nor others may
+// write; the error names the file and the chmod or chown that fixes it.
+func LoadSettings(path string) (Settings, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return Settings{}, fmt.Errorf("renewal settings: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Settings{}, fmt.Errorf("renewal settings %s: not a regular file (a symbolic link?); replace it with the file itself", path)
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return Settings{}, fmt.Errorf("renewal settings: %w", err)
+	}
+	defer fh.Close()
+	if fi, err = fh.Stat(); err != nil {
+		return Settings{}, fmt.Errorf("renewal settings: %w", err)
+	}
+	if err := checkPrivate(path, fi); err != nil {
+		return Settings{}, err
+	}
+	s, err := ParseSettings(fh)
+	if err != nil {
+		return Settings{}, fmt.Errorf("renewal settings %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// checkPrivate refuses a file others could have written: its hooks would
+// run as the user renewing.
+func checkPrivate(path string, fi fs.FileInfo) error {
+	if runtime.GOOS == "windows" {
+		return nil // no POSIX modes; the directory's ACL protects it
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("renewal settings %s: refused, mode %04o lets its group or others write it, and its hooks run as this user: check its contents, then chmod 600 %s", path, perm, path)
+	}
+	if uid, ok := fileOwner(fi); ok && uid != os.Getuid() {
+		return fmt.Errorf("renewal settings %s: refused, owned by uid %d, not by this user (uid %d), and its hooks run as this user: check its contents, then chown it", path, uid, os.Getuid())
+	}
+	return nil
+}
+
+// SaveSettings writes s to path atomically (a temporary file in the same
+// directory, synced, renamed over the old one), mode 0600, creating its
+// directory with mode 0700 where missing.
+func SaveSettings(path string, s Settings) error {
+	data, err := s.MarshalText()
+	if err != nil {
+		return fmt.Errorf("writing renewal settings %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("writing renewal settings %s: %w", path, err)
+	}
+	if err := writeAtomic(path, data); err != nil {
+		return fmt.Errorf("writing renewal settings %s: %w", path, err)
+	}
+	return nil
+}
+
+func writeAtomic(path string, data []byte) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync() // best effort: not every system syncs directories
+		d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,178 @@
+package renew
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func fullSettings() Settings {
+	return Settings{
+		CA: "https://127.0.0.1:14000/dir", CARoots: "/etc/certkeeper/roots.pem", Email: "ops@a.example",
+		Profile: "shortlived", KeyType: "rsa2048", PreferredChain: "ISRG Root X1",
+		Challenge: "dns-01", HTTPAddr: ":8080", TLSAddr: "127.0.0.1:5001",
+		DNS: "rfc2136", DNSServer: "127.0.0.1:53", TSIGKeyFile: "/etc/certkeeper/tsig.key",
+		DNSExec: "/usr/local/bin/dns", DNSExecMode: "raw", DNSAPIURL: "http://127.0.0.1:8081",
+		DNSAPIKeyFile: "/etc/certkeeper/pdns.key", DNSResolvers: []string{"127.0.0.1:53", "[::1]:53"},
+		DNSZones: []string{"a.example"}, DNSCheckPort: "5353", DNSTimeout: "2m", DNSNoCheck: "true",
+		DeployHook: `echo "$CERTKEEPER_NAME" >> /var/log/deploy.log && x=1 true`,
+		PreHook:    "systemctl stop nginx", PostHook: "systemctl start nginx",
+	}
+}
+
+func TestSettingsRoundTrip(t *testing.T) {
+	for _, s := range []Settings{{}, {CA: "letsencrypt"}, fullSettings()} {
+		data, err := s.MarshalText()
+		if err != nil {
+			t.Fatalf("MarshalText(%+v): %v", s, err)
+		}
+		got, err := ParseSettings(strings.NewReader(string(data)))
+		if err != nil {
+			t.Fatalf("ParseSettings of\n%s: %v", data, err)
+		}
+		if !reflect.DeepEqual(got, s) {
+			t.Errorf("round trip of\n%s= %+v, want %+v", data, got, s)
+		}
+	}
+}
+
+func TestParseSettings(t *testing.T) {
+	got, err := ParseSettings(strings.NewReader(`
+# a comment
+version = 1
+   ca=https://ca.example/dir   
+deploy_hook = a=b c
+dns_resolver = 127.0.0.1:53
+
+dns_resolver = 127.0.0.2:53
+`))
+	want := Settings{CA: "https://ca.example/dir", DeployHook: "a=b c", DNSResolvers: []string{"127.0.0.1:53", "127.0.0.2:53"}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseSettings = %+v, %v; want %+v", got, err, want)
+	}
+}
+
+func TestParseSettingsErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name, in, want string
+	}{
+		{"no equals", "ca https://x\n", "line 1: want key = value"},
+		{"unknown key", "\nchalenge = http-01\n", `line 2: unknown renewal setting "chalenge"`},
+		{"secret", "tsig_key = k:hmac-sha256:c2VjcmV0\n", "line 1: tsig_key is a secret and is never kept in renewal settings: name the file that holds it with tsig_key_file"},
+		{"eab secret", "eab_hmac = x\n", "line 1: eab_hmac is a secret"},
+		{"twice", "ca = a\nca = b\n", "line 2: ca given twice"},
+		{"version", "version = 2\n", `line 1: version "2": this certkeeper reads version 1`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseSettings(strings.NewReader(tt.in))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("ParseSettings(%q) = %v, want an error containing %q", tt.in, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSettingsSetRefusesLineBreaks(t *testing.T) {
+	var s Settings
+	if err := s.Set("deploy_hook", "true\nca = https://evil.example/dir"); err == nil {
+		t.Error("Set accepted a value with a line break, which would add a line to the file")
+	}
+	s.PostHook = "a\nb"
+	if _, err := s.MarshalText(); err == nil {
+		t.Error("MarshalText wrote a value with a line break")
+	}
+}
+
+func TestSettingsOverride(t *testing.T) {
+	s := Settings{CA: "a", Profile: "p", DNSZones: []string{"x", "y"}, PostHook: "h"}
+	s.Override(Settings{CA: "b", DNSZones: []string{"z"}})
+	want := Settings{CA: "b", Profile: "p", DNSZones: []string{"z"}, PostHook: "h"}
+	if !reflect.DeepEqual(s, want) {
+		t.Errorf("Override = %+v, want %+v", s, want)
+	}
+}
+
+func TestSaveLoadSettings(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "renewal", "a.example.conf")
+	if _, err := LoadSettings(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("LoadSettings of an absent file = %v, want fs.ErrNotExist", err)
+	}
+	s := fullSettings()
+	if err := SaveSettings(path, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := SaveSettings(path, s); err != nil { // replaces
+		t.Fatal(err)
+	}
+	got, err := LoadSettings(path)
+	if err != nil || !reflect.DeepEqual(got, s) {
+		t.Fatalf("LoadSettings = %+v, %v; want %+v", got, err, s)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
+		t.Errorf("the renewal directory holds %d entries, want the file alone (a temporary file left?)", len(entries))
+	}
+	if runtime.GOOS == "windows" {
+		return
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	if fi, _ := os.Stat(filepath.Dir(path)); fi.Mode().Perm() != 0o700 {
+		t.Errorf("directory mode %v, want 0700", fi.Mode().Perm())
+	}
+	for _, mode := range []fs.FileMode{0o620, 0o602, 0o666} {
+		os.Chmod(path, mode)
+		_, err := LoadSettings(path)
+		if err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) {
+			t.Errorf("LoadSettings of a %04o file = %v, want a refusal naming chmod 600", mode, err)
+		}
+	}
+	os.Chmod(path, 0o640) // readable by the group is fine: no secrets
+	if _, err := LoadSettings(path); err != nil {
+		t.Errorf("LoadSettings of a 0640 file: %v", err)
+	}
+
+	link := filepath.Join(dir, "renewal", "b.example.conf")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadSettings(link); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("LoadSettings of a symbolic link = %v, want a refusal", err)
+	}
+
+	if os.Getuid() == 0 {
+		if err := os.Chown(path, 4242, 4242); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadSettings(path); err == nil || !strings.Contains(err.Error(), "owned by uid 4242") {
+			t.Errorf("LoadSettings of another user's file = %v, want a refusal", err)
+		}
+	}
+}
+
+// FuzzParseSettings: whatever parses writes back to the same settings.
+func FuzzParseSettings(f *testing.F) {
+	data, _ := fullSettings().MarshalText()
+	f.Add(string(data))
+	f.Add("ca = x\ndns_zone = a\ndns_zone = b\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		s, err := ParseSettings(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		out, err := s.MarshalText()
+		if err != nil {
+			t.Fatalf("MarshalText of parsed %q: %v", in, err)
+		}
+		again, err := ParseSettings(strings.NewReader(string(out)))
+		if err != nil || !reflect.DeepEqual(again, s) {
+			t.Fatalf("round trip of %q: %+v, %v; want %+v", in, again, err, s)
+		}
+	})
+}

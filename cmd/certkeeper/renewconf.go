@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/certfile/renew"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+)
+
+// The glue between the cert commands' flags and the renewal settings
+// certfile/renew remembers per certificate (issue 17): each settings key
+// is the flag of the same name with "-" for "_" (tls_addr is --tls-addr).
+
+// flagOf is the flag a renewal settings key comes from.
+func flagOf(key string) string { return strings.ReplaceAll(key, "_", "-") }
+
+// hookKeys are the settings cert renew runs itself (renew.go), not flags
+// of the issuer.
+var hookKeys = []string{"deploy_hook", "pre_hook", "post_hook"}
+
+// pathKeys are the settings that name files, remembered as absolute paths.
+var pathKeys = []string{"ca_roots", "tsig_key_file", "dns_api_key_file"}
+
+// settingsFromFlags returns the remembered settings given on fs's command
+// line, and those named in always even at their defaults (cert issue
+// records its CA, challenge and key type whatever they are).
+func settingsFromFlags(fs *flag.FlagSet, always ...string) (renew.Settings, error) {
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	var s renew.Settings
+	for _, key := range renew.SettingsKeys() {
+		name := flagOf(key)
+		fl := fs.Lookup(name)
+		if fl == nil || !set[name] && !slices.Contains(always, name) {
+			continue
+		}
+		values := []string{fl.Value.String()}
+		if l, ok := fl.Value.(*stringsFlag); ok {
+			values = *l
+		}
+		for _, v := range values {
+			if v != "" && slices.Contains(pathKeys, key) {
+				// cron runs cert renew from another directory
+				if abs, err := filepath.Abs(v); err == nil {
+					v = abs
+				}
+			}
+			if err := s.Set(key, v); err != nil {
+				return renew.Settings{}, usagef("--%s: %v", name, err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// withSettings returns the flags to issue with for a certificate's
+// remembered settings: s applied to the defaults, with this run's
+// storage, timeout, --no-wait, EAB and --tsig-key (never remembered).
+func (f *issueFlags) withSettings(s renew.Settings) (*issueFlags, error) {
+	g := &issueFlags{}
+	fs := flag.NewFlagSet("renewal settings", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	g.registerCA(fs)
+	g.storageDir, g.storageKeyFile, g.storagePassFile = f.storageDir, f.storageKeyFile, f.storagePassFile
+	g.timeout, g.noWait, g.outDir = f.timeout, f.noWait, f.outDir
+	g.EABKID, g.EABHMAC, g.dns.TSIGKey = f.EABKID, f.EABHMAC, f.dns.TSIGKey
+	var err error
+	s.Values(func(key, value string) {
+		if slices.Contains(hookKeys, key) {
+			return // cert renew runs hooks itself
+		}
+		if e := fs.Set(flagOf(key), value); e != nil {
+			err = errors.Join(err, fmt.Errorf("%s = %s: %w", key, value, e))
+		}
+	})
+	switch g.challenge {
+	case acmeca.HTTP01, acmeca.TLSALPN01, acmeca.DNS01, acmeca.DNSPersist01:
+	default:
+		err = errors.Join(err, fmt.Errorf("challenge = %s: use http-01, tls-alpn-01, dns-01 or dns-persist-01", g.challenge))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("renewal settings (fix them with cert renew's flags, or edit the file cert show names): %w", err)
+	}
+	return g, nil
+}
+
+// remember writes the settings cert issue was given for the certificate
+// named name, for cert renew: the flags given, and the CA, challenge and
+// key type even at their defaults, so the file says where it came from.
+func (f *issueFlags) remember(name string) error {
+	s, err := settingsFromFlags(f.fs, "ca", "challenge", "key-type")
+	if err != nil {
+		return err
+	}
+	if s.CA == "" {
+		s.CA = f.ca() // --ca not given: its default, so the file says where it came from
+	}
+	path, err := renew.SettingsPath(certfile.Dir(f.outDir), name)
+	if err != nil {
+		return err
+	}
+	return renew.SaveSettings(path, s)
+}
+
+func certShowCmd() *Command {
+	var outDir string
+	return &Command{
+		UsageLine: "certkeeper cert show NAME [flags]",
+		Short:     "show a certificate's files and the settings cert renew uses for it",
+		Long: `Show prints what --out-dir holds for the certificate whose files are named for NAME (its
+first name): its names, expiry, issuer and files, and the settings cert renew renews it with,
+from OUT-DIR/renewal/NAME.conf (see docs/cli.md, cert renew). Secrets are never in that file:
+DNS credentials are named by the files holding them.
+
+	certkeeper cert show a.example --out-dir /etc/ssl
+
+Exit status: 0 shown, 1 the files or the settings cannot be read, 2 bad usage.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&outDir, "out-dir", "", "the `DIR` cert issue and cert renew write to (default: /etc/ssl for root, else ~/.acme)")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) != 1 {
+				return usagef("give one NAME: the first name of the certificate, which names its files")
+			}
+			return showCert(env, outDir, args[0])
+		},
+	}
+}
+
+// showCert runs "cert show".
+func showCert(env *Env, outDir, name string) error {
+	names, err := normalizeNames([]string{name})
+	if err != nil {
+		return err
+	}
+	dir := certfile.Dir(outDir)
+	if outDir == "" {
+		if dir, err = certfile.DefaultDir(); err != nil {
+			return fmt.Errorf("no --out-dir given and no default: %w", err)
+		}
+	}
+	paths, err := dir.Paths(names[0])
+	if err != nil {
+		return usagef("%v", err)
+	}
+	_, chain, err := dir.Read(names[0])
+	if err != nil {
+		return fmt.Errorf("reading the certificate files of %s in %s (is --out-dir right?): %w", names[0], dir, err)
+	}
+	leaf := chain[0]
+	w := env.Stdout
+	fmt.Fprintf(w, "certificate: %s\n", names[0])
+	fmt.Fprintf(w, "names: %s\n", strings.Join(certfile.Names(leaf, names[0]), " "))
+	fmt.Fprintf(w, "not_after: %s\n", leaf.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "issuer: %s\n", leaf.Issuer.CommonName)
+	fmt.Fprintf(w, "cert_file: %s\nkey_file: %s\n", paths.Cert, paths.Key)
+	path, err := renew.SettingsPath(dir, names[0])
+	if err != nil {
+		return err
+	}
+	s, err := renew.LoadSettings(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		fmt.Fprintf(w, "renewal settings: none (%s is absent: cert renew uses its flags, and remembers them)\n", path)
+		return nil
+	case err != nil:
+		return err
+	}
+	fmt.Fprintf(w, "renewal settings: %s\n", path)
+	s.Values(func(key, value string) { fmt.Fprintf(w, "  %s = %s\n", key, value) })
+	return nil
+}
