@@ -172,6 +172,7 @@ fuzz FuzzRead ./migrate
 fuzz FuzzParse ./migrate
 fuzz FuzzParseRequest ./certserver
 fuzz FuzzTokenLine ./certserver
+fuzz FuzzParseSettings ./certfile/renew
 FUZZTIME="${FUZZTIME_CLIENTHELLO:-30s}" fuzz FuzzParseClientHello ./alpnproxy
 
 summary
