@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/mholt/acmez/v3/acme"
 	"github.com/prometheus/client_golang/prometheus"
@@ -210,7 +211,7 @@ func denyReason(err error) string {
 		return "client_limit"
 	case errors.Is(err, policy.ErrRateLimited):
 		return "rate_limited"
-	case errors.Is(err, policy.ErrInvalidName):
+	case errors.Is(err, hostname.ErrInvalidName):
 		return "invalid_name"
 	case errors.Is(err, policy.ErrDenied):
 		return "policy"

@@ -1,17 +1,13 @@
 // Package policy is the gate every name passes before the rest of
-// certkeeper sees it: it normalises and validates hostnames (Normalize,
-// Normalizer), decides whether a normalised name may have a certificate
-// (Policy: Allowlist, AskURL, RequireOwnIP, Func, combined with All and
-// Any), and keeps issuance within the CA's limits (CALimiter, IPLimiter,
-// FailureBackoff).
+// certkeeper issues for it: it decides whether a name, normalised by
+// package hostname, may have a certificate (Policy: Allowlist, AskURL,
+// RequireOwnIP, Func, combined with All and Any), and limits how many
+// first issuances one client may start (IPLimiter).
 //
 // Why a separate gate: names arrive from the network (a ClientHello's SNI,
-// an HTTP Host header, a certserver request body) and end up in storage
-// keys, file names, log lines and ACME orders. Normalising them once, here,
-// means that "A.Test.", "a.test" and "a.test." are one certificate, that
-// "ünï.test" is stored under its punycode form, and that "../x" or
-// "a\x00b" never reach a backend. An SNI flood of garbage is refused
-// without any storage or CA traffic, and every cache and table here is
+// an HTTP Host header, a certserver request body), and a name nobody
+// configured must cost no storage or CA traffic. An SNI flood of garbage
+// is refused before any lock or order, and every cache and table here is
 // bounded, so a flood of distinct names holds bounded memory.
 //
 // Rate limits are sized to the CA's published limits (Let's Encrypt's by

@@ -26,7 +26,7 @@ import (
 // a wildcard's "*" spelled "wildcard_" so the key is a safe file name.
 
 // CertificateKey is the key of the certificate for name issued by issuerID.
-// name must already be normalised (package policy); the builder refuses
+// name must already be normalised (package hostname); the builder refuses
 // anything else rather than guessing.
 func CertificateKey(issuerID, name string) (string, error) {
 	seg, err := NameSegment(name)
