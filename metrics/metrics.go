@@ -27,6 +27,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/mholt/acmez/v3/acme"
 	"github.com/prometheus/client_golang/prometheus"
@@ -209,7 +210,7 @@ func denyReason(err error) string {
 		return "no_policy"
 	case errors.Is(err, certkeeper.ErrClientLimit):
 		return "client_limit"
-	case errors.Is(err, policy.ErrRateLimited):
+	case errors.Is(err, issuer.ErrRateLimited):
 		return "rate_limited"
 	case errors.Is(err, hostname.ErrInvalidName):
 		return "invalid_name"

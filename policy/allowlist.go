@@ -36,8 +36,8 @@ const regexpPrefix = "re:"
 // pattern. Invalid patterns make the returned Policy refuse every name,
 // with an error that names the patterns and matches ErrDenied (and
 // hostname.ErrInvalidName for an invalid name): a typo in a configured
-// list fails closed. Use ParseAllowlist to report bad patterns at startup instead.
-// With no patterns every name is refused.
+// list fails closed. Use ParseAllowlist to report bad patterns at startup
+// instead. With no patterns every name is refused.
 //
 // Deciding an exact match allocates nothing; wildcard and regular
 // expression patterns are tried only when no exact pattern matches.

@@ -10,18 +10,17 @@
 // is refused before any lock or order, and every cache and table here is
 // bounded, so a flood of distinct names holds bounded memory.
 //
-// Rate limits are sized to the CA's published limits (Let's Encrypt's by
-// default: 300 new orders per account per 3 hours, 5 failed
-// authorizations per name per hour), not to a small fixed rate: they
-// exist to keep an account out of the CA's penalty box and to stop one
-// client spending its budget, not to slow down legitimate first
-// handshakes.
+// The per-client limit is sized so that one client cannot spend a CA
+// account's budget (Let's Encrypt's: 300 new orders per 3 hours), not to
+// a small fixed rate: it exists to stop one client spending that budget,
+// not to slow down legitimate first handshakes. The budget itself, and
+// the backoff after failed issuances, are the Manager's own
+// (internal/limit); a held-back order matches issuer.ErrRateLimited.
 //
-// What this package does not do: it does not issue, store or serve
-// certificates, and it keeps no state in storage itself (FailureBackoff
-// and CALimiter hand their state to the Manager, which stores it). It does
-// not consult the Public Suffix List ("*.test" and "*.co.uk" are
-// syntactically valid wildcards; a CA refuses the latter), and apart from
-// RequireOwnIP it resolves no names (package doctor checks DNS before an
-// order).
+// What this package does not do: it does not normalise names (package
+// hostname), does not issue, store or serve certificates, and keeps no
+// state in storage. It does not consult the Public Suffix List ("*.test"
+// and "*.co.uk" are syntactically valid wildcards; a CA refuses the
+// latter), and apart from RequireOwnIP it resolves no names (package
+// doctor checks DNS before an order).
 package policy
