@@ -8,11 +8,11 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/atomicfile"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -108,27 +108,16 @@ Keep it as private as --storage itself, and delete it once imported.`,
 // 0600, and renames it to name once complete and synced: name is never a
 // partial archive, and never readable by others, even for a moment.
 func exportFile(ctx context.Context, st storage.Storage, name string) (stats certkeeper.ExportStats, err error) {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*") // mode 0600
-	if err != nil {
-		return stats, fmt.Errorf("--out: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if stats, err = certkeeper.Export(ctx, st, f); err != nil {
-		return stats, err
-	}
-	if err = f.Sync(); err != nil {
-		return stats, fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err = f.Close(); err != nil {
-		return stats, fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err = os.Rename(f.Name(), name); err != nil {
-		return stats, fmt.Errorf("writing %s: %w", name, err)
+	var exportErr error
+	err = atomicfile.Write(name, 0o600, func(w io.Writer) error {
+		stats, exportErr = certkeeper.Export(ctx, st, w)
+		return exportErr
+	})
+	switch {
+	case exportErr != nil:
+		return stats, exportErr
+	case err != nil:
+		return stats, fmt.Errorf("--out: writing %s: %w", name, err)
 	}
 	return stats, nil
 }
