@@ -130,40 +130,32 @@ func (m *Manager) flushSeen(ctx context.Context) {
 // ago (certificates no longer renewed: unused on-demand names, names no
 // longer allowed) and forgets their last-seen times.
 func (m *Manager) sweepExpired(ctx context.Context) {
-	keys, err := m.store.List(ctx, storage.CertificatePrefix(""))
-	if err != nil {
-		return
-	}
 	now := time.Now()
-	for _, key := range keys {
-		data, err := m.store.Load(ctx, key)
-		if err != nil && !errors.Is(err, storage.ErrInvalidRecord) {
-			continue
-		}
-		var rec *storage.Certificate
-		if err == nil {
-			rec, err = storage.UnmarshalCertificate(key, data)
-		}
+	// A storage that cannot list now is swept at the next run.
+	_ = storage.EachCertificate(ctx, m.store, nil, func(key string, _ []byte, rec *storage.Certificate, err error) bool {
 		if err != nil {
-			// Not deleted: it may be the only copy of a key someone
-			// wants back. A handshake for its name replaces it.
-			m.logger().Warn("stored certificate record is invalid; skipping it (delete it, or let a handshake or cert issue replace it)",
-				slog.String("key", key), slog.Any("err", err))
-			continue
+			if errors.Is(err, storage.ErrInvalidRecord) {
+				// Not deleted: it may be the only copy of a key someone
+				// wants back. A handshake for its name replaces it.
+				m.logger().Warn("stored certificate record is invalid; skipping it (delete it, or let a handshake or cert issue replace it)",
+					slog.String("key", key), slog.Any("err", err))
+			}
+			return true
 		}
 		if now.Sub(rec.NotAfter) < expiredKeepFor {
-			continue
+			return true
 		}
 		if err := m.store.Delete(ctx, key); err != nil {
 			m.logger().Warn("deleting an expired certificate", slog.String("key", key), slog.Any("err", err))
-			continue
+			return true
 		}
 		m.forget(key)
 		m.hk.mu.Lock()
 		delete(m.hk.seen, rec.Names[0])
 		m.hk.mu.Unlock()
 		m.logger().Info("expired certificate removed", slog.Any("names", rec.Names), slog.Time("not_after", rec.NotAfter))
-	}
+		return true
+	})
 }
 
 // lockSweeper is implemented by storages that can remove the leases of

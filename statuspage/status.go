@@ -48,35 +48,25 @@ type Cert struct {
 // key. A damaged record is listed with state "damaged" rather than failing
 // the whole listing.
 func Read(ctx context.Context, st storage.Storage, now time.Time) ([]Cert, error) {
-	keys, err := st.List(ctx, storage.CertificatePrefix(""))
-	if err != nil {
-		return nil, fmt.Errorf("listing certificates: %w", err)
-	}
 	seen, errs, err := certkeeper.LoadStatusState(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("reading certkeeper's state: %w", err)
 	}
 	out := []Cert{}
-	for _, key := range keys {
-		data, err := st.Load(ctx, key)
+	err = storage.EachCertificate(ctx, st, nil, func(key string, _ []byte, rec *storage.Certificate, err error) bool {
 		if errors.Is(err, storage.ErrInvalidRecord) {
-			// Refused by the storage itself (a private key in clear in
-			// an encrypted storage): listed, as any damaged record.
+			// A damaged record, or one refused by the storage itself (a
+			// private key in clear in an encrypted storage): listed.
 			out = append(out, Cert{Key: key, State: StateDamaged, LastError: err.Error()})
-			continue
+			return true
 		}
 		if err != nil {
-			continue // deleted since List
-		}
-		rec, err := storage.UnmarshalCertificate(key, data)
-		if err != nil {
-			out = append(out, Cert{Key: key, State: StateDamaged, LastError: err.Error()})
-			continue
+			return true // the storage failed: left out, as a record deleted since List
 		}
 		leaf, err := rec.Leaf()
 		if err != nil {
 			out = append(out, Cert{Key: key, Names: rec.Names, State: StateDamaged, LastError: err.Error()})
-			continue
+			return true
 		}
 		c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
 		s := Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NextRenewal: renewal.Due(c, now, nil),
@@ -92,6 +82,10 @@ func Read(ctx context.Context, st storage.Storage, now time.Time) ([]Cert, error
 		}
 		s.State = state(s, leaf.NotAfter.Sub(leaf.NotBefore), now)
 		out = append(out, s)
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
