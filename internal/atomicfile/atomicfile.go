@@ -17,7 +17,6 @@ package atomicfile
 import (
 	"errors"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -29,7 +28,7 @@ import (
 // temporary file; write's error is returned as it is, and leaves path
 // untouched. Other errors are *fs.PathError (or *os.LinkError) naming the
 // file involved. On any error the temporary file is removed.
-func Write(path string, mode fs.FileMode, write func(io.Writer) error) error {
+func Write(path string, mode os.FileMode, write func(io.Writer) error) error {
 	tmp, err := temp(path, mode, write)
 	if err != nil {
 		return err
@@ -42,7 +41,7 @@ func Write(path string, mode fs.FileMode, write func(io.Writer) error) error {
 }
 
 // WriteFile is Write for data already in memory.
-func WriteFile(path string, data []byte, mode fs.FileMode) error {
+func WriteFile(path string, data []byte, mode os.FileMode) error {
 	return Write(path, mode, writeBytes(data))
 }
 
@@ -51,7 +50,7 @@ func WriteFile(path string, data []byte, mode fs.FileMode) error {
 // for a caller that renames several files as one change (package certfile
 // writes a key and its chain before renaming either). The caller renames
 // it over path and calls SyncDir, or removes it.
-func TempFile(path string, data []byte, mode fs.FileMode) (string, error) {
+func TempFile(path string, data []byte, mode os.FileMode) (string, error) {
 	return temp(path, mode, writeBytes(data))
 }
 
@@ -67,7 +66,7 @@ func writeBytes(data []byte) func(io.Writer) error {
 // "." and the base name of path, so that a file left by a crash says what
 // it was, and scans that skip dot files (the file store's List) never see
 // it.
-func temp(path string, mode fs.FileMode, write func(io.Writer) error) (name string, err error) {
+func temp(path string, mode os.FileMode, write func(io.Writer) error) (name string, err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), tempPattern(filepath.Base(path))) // mode 0600
 	if err != nil {
 		return "", err
