@@ -122,22 +122,11 @@ func readACMESHCert(s *State, opts Options, d string, accounts *acmeshAccounts) 
 		c.Email, c.Account = a.Email, a.Location
 	}
 	certFile, keyFile := path.Join(d, base+".cer"), path.Join(d, base+".key")
-	cert, err := readFile(s.fsys, certFile)
-	if err != nil {
-		s.problem(c.Source, "certificate: %w", err)
+	chainPEM, keyPEM, ok := s.readCertFiles(c.Source, certFile, path.Join(d, "ca.cer"), keyFile)
+	if !ok {
 		return
 	}
-	chain, err := readFileIfExists(s.fsys, path.Join(d, "ca.cer"))
-	if err != nil {
-		s.problem(c.Source, "chain: %w", err)
-		return
-	}
-	keyPEM, err := readFile(s.fsys, keyFile)
-	if err != nil {
-		s.problem(c.Source, "private key: %w", err)
-		return
-	}
-	c.ChainPEM = joinPEM(cert, chain)
+	c.ChainPEM = chainPEM
 	primary := kv["Le_Domain"]
 	if primary == "" {
 		primary = base
