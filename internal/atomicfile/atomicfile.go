@@ -29,7 +29,27 @@ import (
 // untouched. Other errors are *fs.PathError (or *os.LinkError) naming the
 // file involved. On any error the temporary file is removed.
 func Write(path string, mode os.FileMode, write func(io.Writer) error) error {
-	tmp, err := temp(path, mode, write)
+	return replace(path, mode, write, true)
+}
+
+// WriteFile is Write for data already in memory.
+func WriteFile(path string, data []byte, mode os.FileMode) error {
+	return replace(path, mode, writeBytes(data), true)
+}
+
+// WriteFileVolatile is WriteFile without its two fsyncs (the file's and
+// the directory's): still atomic, so a reader sees the old content or the
+// new, but after a power loss path may hold either, or nothing new. For
+// values that need not outlive a crash and must not cost a disk flush
+// (the file store's StoreVolatile: challenge answers).
+func WriteFileVolatile(path string, data []byte, mode os.FileMode) error {
+	return replace(path, mode, writeBytes(data), false)
+}
+
+// replace is the one sequence behind Write, WriteFile and
+// WriteFileVolatile: temporary file, rename, and with durable the fsyncs.
+func replace(path string, mode os.FileMode, write func(io.Writer) error, durable bool) error {
+	tmp, err := temp(path, mode, write, durable)
 	if err != nil {
 		return err
 	}
@@ -37,12 +57,10 @@ func Write(path string, mode os.FileMode, write func(io.Writer) error) error {
 		os.Remove(tmp)
 		return err
 	}
+	if !durable {
+		return nil
+	}
 	return SyncDir(filepath.Dir(path))
-}
-
-// WriteFile is Write for data already in memory.
-func WriteFile(path string, data []byte, mode os.FileMode) error {
-	return Write(path, mode, writeBytes(data))
 }
 
 // TempFile writes data to a new temporary file beside path, with mode,
@@ -51,7 +69,7 @@ func WriteFile(path string, data []byte, mode os.FileMode) error {
 // writes a key and its chain before renaming either). The caller renames
 // it over path and calls SyncDir, or removes it.
 func TempFile(path string, data []byte, mode os.FileMode) (string, error) {
-	return temp(path, mode, writeBytes(data))
+	return temp(path, mode, writeBytes(data), true)
 }
 
 func writeBytes(data []byte) func(io.Writer) error {
@@ -62,11 +80,11 @@ func writeBytes(data []byte) func(io.Writer) error {
 }
 
 // temp writes a new temporary file beside path with what write writes,
-// with mode, synced and closed, and returns its name. Its name starts with
+// with mode, closed (and synced if durable), and returns its name. Its name starts with
 // "." and the base name of path, so that a file left by a crash says what
 // it was, and scans that skip dot files (the file store's List) never see
 // it.
-func temp(path string, mode os.FileMode, write func(io.Writer) error) (name string, err error) {
+func temp(path string, mode os.FileMode, write func(io.Writer) error, durable bool) (name string, err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), tempPattern(filepath.Base(path))) // mode 0600
 	if err != nil {
 		return "", err
@@ -84,8 +102,10 @@ func temp(path string, mode os.FileMode, write func(io.Writer) error) (name stri
 	if err := write(f); err != nil {
 		return "", err
 	}
-	if err := f.Sync(); err != nil {
-		return "", err
+	if durable {
+		if err := f.Sync(); err != nil {
+			return "", err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return "", err

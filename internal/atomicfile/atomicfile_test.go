@@ -27,8 +27,12 @@ func entries(t *testing.T, dir string) []string {
 func TestWriteFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "a.pem")
-	for _, content := range []string{"old", "new"} {
-		if err := WriteFile(path, []byte(content), 0o644); err != nil {
+	for i, content := range []string{"old", "new", "volatile"} {
+		write := WriteFile
+		if i == 2 {
+			write = WriteFileVolatile
+		}
+		if err := write(path, []byte(content), 0o644); err != nil {
 			t.Fatalf("WriteFile(%q) = %v", content, err)
 		}
 		if got, err := os.ReadFile(path); err != nil || string(got) != content {
