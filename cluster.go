@@ -13,9 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/limit"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
-	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -38,7 +38,7 @@ type Cluster struct {
 	// every Manager sharing Storage together: at most OrderLimit in any
 	// OrderWindow, counted in storage under a lock. A node that finds the
 	// budget spent fails the issuance at once with a rate-limit error
-	// (policy.ErrRateLimited). Renewals are not counted. Zero means no
+	// (issuer.ErrRateLimited). Renewals are not counted. Zero means no
 	// shared cap; each process still keeps within the CA's published
 	// limits on its own.
 	OrderLimit int
@@ -309,10 +309,10 @@ type ordersRecord struct {
 
 // takeSharedOrder spends one order of the cluster-wide budget of the CA
 // account behind iss, under a storage lock, or returns a
-// *policy.RateLimitError. Without a lock there is no order.
+// *limit.RateLimitError. Without a lock there is no order.
 func (m *Manager) takeSharedOrder(ctx context.Context, iss issuer.Issuer) error {
-	limit := m.Cluster.OrderLimit
-	if limit <= 0 {
+	maxOrders := m.Cluster.OrderLimit
+	if maxOrders <= 0 {
 		return nil
 	}
 	if _, ok := iss.(*acmeca.Issuer); !ok {
@@ -351,8 +351,8 @@ func (m *Manager) takeSharedOrder(ctx context.Context, iss issuer.Issuer) error 
 			kept = append(kept, t)
 		}
 	}
-	if len(kept) >= limit {
-		return &policy.RateLimitError{Limit: fmt.Sprintf("%d new orders per %s for the cluster", limit, window), RetryAt: kept[len(kept)-limit].Add(window)}
+	if len(kept) >= maxOrders {
+		return &limit.RateLimitError{Limit: fmt.Sprintf("%d new orders per %s for the cluster", maxOrders, window), RetryAt: kept[len(kept)-maxOrders].Add(window)}
 	}
 	rec.Times = append(kept, now)
 	data, err = json.Marshal(rec)

@@ -8,7 +8,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 )
 
@@ -41,7 +41,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		m.stats.memory.Add(1)
 		return e.serve(), nil
 	}
-	norm, err := policy.Normalize(name)
+	norm, err := hostname.Normalize(name)
 	if err != nil {
 		return nil, certError(name, err)
 	}

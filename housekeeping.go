@@ -380,4 +380,3 @@ func (m *Manager) sweepLocks(ctx context.Context) {
 		m.logger().Debug("dead locks removed", slog.Int("count", n))
 	}
 }
-

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/limit"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
@@ -37,12 +38,12 @@ const (
 // cannot spend a CA's limits again.
 type limits struct {
 	loadOnce sync.Once
-	failures policy.FailureBackoff
-	dups     policy.FailureBackoff // certificates per exact name set (Let's Encrypt: 5 a week)
+	failures limit.FailureBackoff
+	dups     limit.FailureBackoff // certificates per exact name set (Let's Encrypt: 5 a week)
 	clients  *policy.IPLimiter
 
-	mu     sync.Mutex                   // guards orders and saving
-	orders map[string]*policy.CALimiter // issuer ID → its account's order budget
+	mu     sync.Mutex                  // guards orders and saving
+	orders map[string]*limit.CALimiter // issuer ID → its account's order budget
 
 	merged atomic.Int64 // when the stored state was last merged in (unix ns)
 }
@@ -55,9 +56,9 @@ const limitsShareInterval = 2 * time.Second
 
 // limitsState is what is stored under storage.StateKey("limits").
 type limitsState struct {
-	Failures   policy.BackoffState              `json:"failures"`
-	Duplicates policy.BackoffState              `json:"duplicates"`
-	Orders     map[string]policy.CALimiterState `json:"orders,omitempty"`
+	Failures   limit.BackoffState              `json:"failures"`
+	Duplicates limit.BackoffState              `json:"duplicates"`
+	Orders     map[string]limit.CALimiterState `json:"orders,omitempty"`
 }
 
 func (m *Manager) clientLimiter() *policy.IPLimiter {
@@ -100,7 +101,7 @@ func (m *Manager) saveLimits(ctx context.Context) {
 	m.mergeLimitsFrom(ctx)
 	m.lim.mu.Lock()
 	defer m.lim.mu.Unlock()
-	st := limitsState{Failures: m.lim.failures.State(), Duplicates: m.lim.dups.State(), Orders: map[string]policy.CALimiterState{}}
+	st := limitsState{Failures: m.lim.failures.State(), Duplicates: m.lim.dups.State(), Orders: map[string]limit.CALimiterState{}}
 	for id, l := range m.lim.orders {
 		st.Orders[id] = l.State()
 	}
@@ -115,15 +116,15 @@ func (m *Manager) saveLimits(ctx context.Context) {
 
 // orderLimiter returns the order budget of the CA account behind issuer
 // id (Let's Encrypt's limits by default).
-func (m *Manager) orderLimiter(id string) *policy.CALimiter {
+func (m *Manager) orderLimiter(id string) *limit.CALimiter {
 	m.lim.mu.Lock()
 	defer m.lim.mu.Unlock()
 	if m.lim.orders == nil {
-		m.lim.orders = make(map[string]*policy.CALimiter)
+		m.lim.orders = make(map[string]*limit.CALimiter)
 	}
 	l := m.lim.orders[id]
 	if l == nil {
-		l = &policy.CALimiter{}
+		l = &limit.CALimiter{}
 		m.lim.orders[id] = l
 	}
 	return l
@@ -169,7 +170,7 @@ const (
 
 // initDuplicates sizes the duplicate tracker to the CA's limit.
 func (m *Manager) initDuplicates() {
-	m.lim.dups = policy.FailureBackoff{Limit: duplicateLimit, Window: duplicateWindow, Backoff: time.Nanosecond}
+	m.lim.dups = limit.FailureBackoff{Limit: duplicateLimit, Window: duplicateWindow, Backoff: time.Nanosecond}
 }
 
 // nameSet is the key of a certificate's exact set of names.

@@ -8,8 +8,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
-	"github.com/certkeeper/certkeeper/policy"
 )
 
 // Served is a certificate as CertificateFor returns it: what a handshake
@@ -88,7 +88,7 @@ func (m *Manager) Cached(name string) (Served, bool) {
 // (the certificate server). It takes the same path as GetCertificate —
 // memory, CertFiles, storage, then Policy and issuance, waiting as long
 // as ctx allows — with client as the address that counts against
-// ClientLimit. Errors: a *policy.NameError for an invalid name, a
+// ClientLimit. Errors: a *hostname.NameError for an invalid name, a
 // *PolicyError for a refused one, an *UnavailableError otherwise. With
 // SelfSignedFallback, a refused or unavailable name gets a self-signed
 // certificate instead of the error.
@@ -101,7 +101,7 @@ func (m *Manager) CertificateFor(ctx context.Context, name string, client netip.
 	if err := m.init(); err != nil {
 		return Served{}, err
 	}
-	norm, err := policy.Normalize(name)
+	norm, err := hostname.Normalize(name)
 	if err != nil {
 		return Served{}, err
 	}

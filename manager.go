@@ -126,7 +126,7 @@ type Manager struct {
 	Cluster Cluster
 	// CertFiles are certificates obtained elsewhere, served for the names
 	// they cover before any on-demand issuance; never renewed. Their files
-	// are read again when they change (see manual.go).
+	// are read again when they change (see certfiles.go).
 	CertFiles []CertFile
 
 	// CertFileCheck is how often CertFiles are checked for changes. Zero

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
-	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -30,7 +30,7 @@ func (m *Manager) Cert(ctx context.Context, names ...string) error {
 		return errors.New("certkeeper: Cert needs at least one name")
 	}
 	norm := make([]string, 0, len(names))
-	n := policy.Normalizer{AllowIP: true, AllowWildcard: true}
+	n := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
 	for _, raw := range names {
 		s, err := n.Normalize(raw)
 		if err != nil {

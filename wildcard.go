@@ -3,7 +3,7 @@ package certkeeper
 import (
 	"strings"
 
-	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/hostname"
 )
 
 // On-demand wildcards (Manager.Wildcards): a handshake for any name one
@@ -41,7 +41,7 @@ func (m *Manager) wildcardParent(name string) string {
 	if len(m.Wildcards) == 0 || strings.HasPrefix(name, "*.") {
 		return ""
 	}
-	n := policy.Normalizer{AllowWildcard: true}
+	n := hostname.Normalizer{AllowWildcard: true}
 	for _, w := range m.Wildcards {
 		w, err := n.Normalize(w)
 		if err != nil {

@@ -27,8 +27,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/redact"
-	"github.com/certkeeper/certkeeper/policy"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -157,7 +157,7 @@ func (c *Client) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 			return cert, nil
 		}
 	}
-	norm, err := policy.Normalize(name)
+	norm, err := hostname.Normalize(name)
 	if err != nil {
 		return nil, fmt.Errorf("certclient: %w", err)
 	}

@@ -2,7 +2,6 @@ package certdeploy
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -14,24 +13,15 @@ import (
 // damaged records. With names given, only certificates whose primary
 // name is one of them.
 func Stored(ctx context.Context, st storage.Storage, names []string) ([]*storage.Certificate, error) {
-	keys, err := st.List(ctx, storage.CertificatePrefix(""))
-	if err != nil {
-		return nil, fmt.Errorf("listing certificates: %w", err)
-	}
 	now := time.Now()
 	best := map[string]*storage.Certificate{}
 	var order []string
-	for _, k := range keys {
-		data, err := st.Load(ctx, k)
-		if err != nil {
-			continue // deleted since List
-		}
-		c, err := storage.UnmarshalCertificate(k, data)
+	err := storage.EachCertificate(ctx, st, nil, func(_ string, _ []byte, c *storage.Certificate, err error) bool {
 		if err != nil || now.After(c.NotAfter) {
-			continue
+			return true
 		}
 		if len(names) > 0 && !slices.Contains(names, c.Names[0]) {
-			continue
+			return true
 		}
 		id := c.Variant + "/" + c.Names[0]
 		if old, ok := best[id]; !ok {
@@ -40,6 +30,10 @@ func Stored(ctx context.Context, st storage.Storage, names []string) ([]*storage
 		} else if c.NotAfter.After(old.NotAfter) {
 			best[id] = c
 		}
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]*storage.Certificate, 0, len(order))
 	for _, id := range order {

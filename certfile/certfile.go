@@ -4,7 +4,7 @@
 //	DIR/private/NAME.key   the private key, PEM, mode 0600, directory 0700
 //	DIR/certs/NAME.pem     the leaf followed by its chain, PEM, mode 0644, directory 0755
 //
-// NAME is the certificate's primary name, normalised (package policy), with
+// NAME is the certificate's primary name, normalised (package hostname), with
 // a wildcard's "*." spelled "wildcard_" and an IPv6 literal's ":" spelled
 // "_", as in storage keys: "*.a.test" is wildcard_a.test.key.
 //
@@ -34,7 +34,7 @@ import (
 	"runtime"
 	"slices"
 
-	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -71,7 +71,7 @@ func DefaultDir() (Dir, error) {
 
 // Paths returns where the key and the chain of the certificate whose
 // primary name is name live. name must be normalised, as by
-// policy.Normalizer{AllowIP: true, AllowWildcard: true}; anything else is
+// hostname.Normalizer{AllowIP: true, AllowWildcard: true}; anything else is
 // refused, so a name can never reach outside DIR.
 func (d Dir) Paths(name string) (Paths, error) {
 	if d == "" {
@@ -89,7 +89,7 @@ func (d Dir) Paths(name string) (Paths, error) {
 
 // fileBase spells a normalised name as a file name without extension.
 func fileBase(name string) (string, error) {
-	n, err := policy.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(name)
+	n, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(name)
 	if err != nil {
 		return "", err
 	}

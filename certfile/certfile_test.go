@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/selfsigned"
-	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -35,7 +35,7 @@ func pair(t *testing.T, names ...string) (keyPEM, chainPEM []byte) {
 
 func TestPaths(t *testing.T) {
 	d := Dir(filepath.FromSlash("/x"))
-	puny, err := policy.Normalize("ünï.test")
+	puny, err := hostname.Normalize("ünï.test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/certkeeper/certkeeper/internal/atomicfile"
 )
 
 // Pair is one complete key/certificate pair found in a Dir.
@@ -105,12 +107,7 @@ func (d Dir) WriteKeepOld(name string, keyPEM, chainPEM []byte) (Paths, error) {
 		return Paths{}, err
 	}
 	if old, err := os.ReadFile(p.Cert); err == nil {
-		tmp, err := writeTemp(p.Cert+".old", old, 0o644)
-		if err != nil {
-			return Paths{}, fmt.Errorf("keeping the previous certificate of %s: %w", name, err)
-		}
-		if err := os.Rename(tmp, p.Cert+".old"); err != nil {
-			_ = os.Remove(tmp)
+		if err := atomicfile.WriteFile(p.Cert+".old", old, 0o644); err != nil {
 			return Paths{}, fmt.Errorf("keeping the previous certificate of %s: %w", name, err)
 		}
 	}
@@ -131,20 +128,11 @@ func (d Dir) WriteCert(name string, chainPEM []byte) (string, error) {
 		}
 	}
 	if old, err := os.ReadFile(p.Cert); err == nil {
-		if tmp, err := writeTemp(p.Cert+".old", old, 0o644); err == nil {
-			if err := os.Rename(tmp, p.Cert+".old"); err != nil {
-				_ = os.Remove(tmp)
-			}
-		}
+		// Best effort: the new certificate matters more than the old one.
+		_ = atomicfile.WriteFile(p.Cert+".old", old, 0o644)
 	}
-	tmp, err := writeTemp(p.Cert, chainPEM, 0o644)
-	if err != nil {
+	if err := atomicfile.WriteFile(p.Cert, chainPEM, 0o644); err != nil {
 		return "", fmt.Errorf("writing the certificate of %s: %w", name, err)
 	}
-	if err := os.Rename(tmp, p.Cert); err != nil {
-		_ = os.Remove(tmp)
-		return "", fmt.Errorf("writing the certificate of %s: %w", name, err)
-	}
-	_ = syncDir(filepath.Dir(p.Cert))
 	return p.Cert, nil
 }

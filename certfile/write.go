@@ -6,7 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
+
+	"github.com/certkeeper/certkeeper/internal/atomicfile"
 )
 
 // Directory and file modes. The key directory is private to its owner; the
@@ -91,12 +92,12 @@ func mkdir(dir string, mode fs.FileMode) error {
 
 // replacePair is the sequence Write documents.
 func replacePair(p Paths, keyPEM, chainPEM []byte) (err error) {
-	keyTmp, err := writeTemp(p.Key, keyPEM, keyMode)
+	keyTmp, err := atomicfile.TempFile(p.Key, keyPEM, keyMode)
 	if err != nil {
 		return err
 	}
 	defer removeTemp(keyTmp, &err)
-	certTmp, err := writeTemp(p.Cert, chainPEM, certMode)
+	certTmp, err := atomicfile.TempFile(p.Cert, chainPEM, certMode)
 	if err != nil {
 		return err
 	}
@@ -109,13 +110,13 @@ func replacePair(p Paths, keyPEM, chainPEM []byte) (err error) {
 	if err := os.Rename(keyTmp, p.Key); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(p.Key)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(p.Key)); err != nil {
 		return errors.Join(err, restoreKey(p.Key, oldKey))
 	}
 	if err := os.Rename(certTmp, p.Cert); err != nil {
 		return errors.Join(err, restoreKey(p.Key, oldKey))
 	}
-	return syncDir(filepath.Dir(p.Cert))
+	return atomicfile.SyncDir(filepath.Dir(p.Cert))
 }
 
 // restoreKey puts the previous key back after the chain could not be
@@ -127,46 +128,10 @@ func restoreKey(path string, old []byte) error {
 		}
 		return nil
 	}
-	tmp, err := writeTemp(path, old, keyMode)
-	if err == nil {
-		if err = os.Rename(tmp, path); err != nil {
-			os.Remove(tmp)
-		}
-	}
-	if err != nil {
+	if err := atomicfile.WriteFile(path, old, keyMode); err != nil {
 		return fmt.Errorf("restoring the old key (the key and certificate now differ): %w", err)
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-// writeTemp writes data to a new file beside path, with mode, synced and
-// closed, and returns its name. A crash can leave it behind; its name
-// starts with "." and it has the final file's mode.
-func writeTemp(path string, data []byte, mode fs.FileMode) (name string, err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	// CreateTemp makes the file 0600; Chmod is not subject to the umask.
-	if err := f.Chmod(mode); err != nil && runtime.GOOS != "windows" {
-		return "", err
-	}
-	if _, err := f.Write(data); err != nil {
-		return "", err
-	}
-	if err := f.Sync(); err != nil {
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	return f.Name(), nil
+	return nil
 }
 
 // removeTemp removes a temporary file that was not renamed. After a
@@ -177,35 +142,10 @@ func removeTemp(name string, err *error) {
 	}
 }
 
-// syncDir makes a rename in dir durable. Windows cannot open a directory
-// for syncing; there the rename's durability is up to the file system.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // WriteFile replaces path with data atomically: a reader sees the old
 // file or the new one, never a part, and after a crash one of them is on
 // disk whole. The data is written to a temporary file beside path with
 // mode, synced, renamed over path, and the directory synced.
-func WriteFile(path string, data []byte, mode fs.FileMode) (err error) {
-	tmp, err := writeTemp(path, data, mode)
-	if err != nil {
-		return err
-	}
-	defer removeTemp(tmp, &err)
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+func WriteFile(path string, data []byte, mode fs.FileMode) error {
+	return atomicfile.WriteFile(path, data, mode)
 }

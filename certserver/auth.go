@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/hostname"
 )
 
 // minTokenLen is the shortest token LoadTokens accepts: 128 bits of
@@ -126,7 +126,7 @@ func parseScope(patterns string) (*scope, error) {
 		if p == "" {
 			return nil, fmt.Errorf("names=%s: an empty pattern", patterns)
 		}
-		n, err := policy.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(p)
+		n, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(p)
 		if err != nil {
 			return nil, fmt.Errorf("names=%s: %w", patterns, err)
 		}

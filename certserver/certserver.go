@@ -28,8 +28,8 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/nobody"
-	"github.com/certkeeper/certkeeper/policy"
 )
 
 // Defaults of Handler's zero fields.
@@ -273,7 +273,7 @@ func (h *Handler) failLookup(w http.ResponseWriter, name string, err error) {
 	var pe *certkeeper.PolicyError
 	var ue *certkeeper.UnavailableError
 	switch {
-	case errors.Is(err, policy.ErrInvalidName):
+	case errors.Is(err, hostname.ErrInvalidName):
 		fail(w, http.StatusBadRequest, err.Error())
 	case errors.As(err, &pe):
 		fail(w, http.StatusForbidden, "name denied by policy: "+name)

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
-	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -34,7 +34,7 @@ func FuzzParseRequest(f *testing.F) {
 		path, query, _ := strings.Cut(target, "?")
 		req := parseRequest(method, path, query, len(target), DefaultMaxPath)
 		if req.status == 0 && (req.kind == kindCertificate || req.kind == kindOCSP) {
-			if n, err := policy.Normalize(req.name); err != nil || n != req.name || strings.Contains(req.name, "/") {
+			if n, err := hostname.Normalize(req.name); err != nil || n != req.name || strings.Contains(req.name, "/") {
 				t.Fatalf("parseRequest(%q, %q) gave name %q, not a normalised name", method, target, req.name)
 			}
 		}
@@ -83,7 +83,7 @@ func FuzzTokenLine(f *testing.F) {
 		if len(secret) < minTokenLen || strings.ContainsAny(secret, " \t") {
 			t.Fatalf("parseToken(%q) accepted token %q", line, secret)
 		}
-		n, nerr := policy.Normalize(name)
+		n, nerr := hostname.Normalize(name)
 		if nerr != nil || n != name {
 			return
 		}

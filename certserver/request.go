@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/hostname"
 )
 
 // The kinds of request the API answers.
@@ -67,7 +67,7 @@ func parseRequest(method, path, rawQuery string, uriLen, maxPath int) request {
 	if raw == "" || strings.Contains(raw, "/") {
 		return request{status: http.StatusBadRequest, msg: "want /v1/certificates/NAME or /v1/ocsp/NAME"}
 	}
-	name, err := policy.Normalize(raw)
+	name, err := hostname.Normalize(raw)
 	if err != nil {
 		return request{status: http.StatusBadRequest, msg: err.Error()}
 	}

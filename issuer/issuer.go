@@ -89,6 +89,10 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// ErrRateLimited marks errors that a CA answered with rateLimited; the
-// *Error wrapping it carries RetryAfter.
+// ErrRateLimited is certkeeper's one sentinel for "held back by a rate
+// limit; try again later": errors.Is(err, ErrRateLimited) holds both when
+// a CA answered rateLimited (then an *Error wrapping it carries
+// RetryAfter) and when the Manager held an order back to keep within the
+// CA's limit for the account or the cluster's shared order cap (its error
+// says when to retry).
 var ErrRateLimited = errors.New("rate limited by the CA")

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/mholt/acmez/v3/acme"
 	"github.com/prometheus/client_golang/prometheus"
@@ -208,9 +210,9 @@ func denyReason(err error) string {
 		return "no_policy"
 	case errors.Is(err, certkeeper.ErrClientLimit):
 		return "client_limit"
-	case errors.Is(err, policy.ErrRateLimited):
+	case errors.Is(err, issuer.ErrRateLimited):
 		return "rate_limited"
-	case errors.Is(err, policy.ErrInvalidName):
+	case errors.Is(err, hostname.ErrInvalidName):
 		return "invalid_name"
 	case errors.Is(err, policy.ErrDenied):
 		return "policy"

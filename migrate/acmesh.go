@@ -22,111 +22,116 @@ import (
 // directory URL (Le_API) of the certificates, or Options.DirectoryURL.
 
 func readACMESH(s *State, opts Options) error {
-	defaultEmail := ""
+	accounts := &acmeshAccounts{s: s, byURL: map[string]*Account{}}
 	if data, err := readFileIfExists(s.fsys, "account.conf"); err != nil {
 		s.problem("account.conf", "%w", err)
 	} else {
-		defaultEmail = parseShellVars(data)["ACCOUNT_EMAIL"]
-	}
-	accounts := map[string]*Account{} // by directory URL; nil: tried and failed
-	account := func(dirURL string) *Account {
-		if a, ok := accounts[dirURL]; ok {
-			return a
-		}
-		accounts[dirURL] = nil
-		caDir, err := acmeshCADir(dirURL)
-		if err != nil {
-			return nil
-		}
-		keyFile := path.Join(caDir, "account.key")
-		if _, err := fs.Stat(s.fsys, keyFile); err != nil {
-			// acme.sh before 2.8.2 kept one account per host: ca/HOST/.
-			caDir = path.Dir(caDir)
-			if keyFile = path.Join(caDir, "account.key"); !strings.HasPrefix(caDir, "ca/") {
-				return nil
-			}
-			if _, err := fs.Stat(s.fsys, keyFile); err != nil {
-				return nil
-			}
-		}
-		a := Account{DirectoryURL: dirURL, Email: defaultEmail, Source: caDir}
-		data, err := readFileIfExists(s.fsys, path.Join(caDir, "ca.conf"))
-		if err != nil {
-			s.problem(a.Source, "%w", err)
-			return nil
-		}
-		kv := parseShellVars(data)
-		a.Location = kv["ACCOUNT_URL"]
-		if e := kv["CA_EMAIL"]; e != "" {
-			a.Email = e
-		}
-		found, ok := s.addAccountFile(a, keyFile)
-		if !ok {
-			return nil
-		}
-		accounts[dirURL] = &found
-		return &found
+		accounts.defaultEmail = parseShellVars(data)["ACCOUNT_EMAIL"]
 	}
 	if opts.DirectoryURL != "" {
 		if _, err := acmeshCADir(opts.DirectoryURL); err != nil {
 			return fmt.Errorf("--ca %s: %w", opts.DirectoryURL, err)
 		}
-		account(opts.DirectoryURL)
+		accounts.get(opts.DirectoryURL)
 	}
 	for _, d := range subdirs(s.fsys, ".") {
-		base := strings.TrimSuffix(d, "_ecc")
-		conf := path.Join(d, base+".conf")
-		data, err := readFile(s.fsys, conf)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // not a certificate folder (ca/, deploy/, dnsapi/, ...)
-		}
-		c := Certificate{Source: d}
-		if err != nil {
-			s.problem(c.Source, "%w", err)
-			continue
-		}
-		kv := parseShellVars(data)
-		c.DirectoryURL, c.URL = kv["Le_API"], kv["Le_LinkCert"]
-		if c.DirectoryURL != "" {
-			// Le_API names the account's folder: it must not lead out of ca/.
-			if _, err := acmeshCADir(c.DirectoryURL); err != nil {
-				s.problem(c.Source, "%s: Le_API %q is not a CA directory URL: %w", conf, c.DirectoryURL, err)
-				continue
-			}
-		}
-		if opts.DirectoryURL != "" {
-			if c.DirectoryURL != "" && c.DirectoryURL != opts.DirectoryURL {
-				continue
-			}
-			c.DirectoryURL = opts.DirectoryURL
-		}
-		if a := account(c.DirectoryURL); a != nil {
-			c.Email, c.Account = a.Email, a.Location
-		}
-		certFile, keyFile := path.Join(d, base+".cer"), path.Join(d, base+".key")
-		cert, err := readFile(s.fsys, certFile)
-		if err != nil {
-			s.problem(c.Source, "certificate: %w", err)
-			continue
-		}
-		chain, err := readFileIfExists(s.fsys, path.Join(d, "ca.cer"))
-		if err != nil {
-			s.problem(c.Source, "chain: %w", err)
-			continue
-		}
-		keyPEM, err := readFile(s.fsys, keyFile)
-		if err != nil {
-			s.problem(c.Source, "private key: %w", err)
-			continue
-		}
-		c.ChainPEM = joinPEM(cert, chain)
-		primary := kv["Le_Domain"]
-		if primary == "" {
-			primary = base
-		}
-		s.addCertificate(c, primary, keyPEM, certFile, keyFile)
+		readACMESHCert(s, opts, d, accounts)
 	}
 	return nil
+}
+
+// acmeshAccounts finds and adds acme.sh's accounts, each once.
+type acmeshAccounts struct {
+	s            *State
+	defaultEmail string              // account.conf's ACCOUNT_EMAIL
+	byURL        map[string]*Account // by directory URL; nil: tried and failed
+}
+
+// get returns the account for the directory URL dirURL, adding it to the
+// state the first time, or nil if there is none.
+func (aa *acmeshAccounts) get(dirURL string) *Account {
+	if a, ok := aa.byURL[dirURL]; ok {
+		return a
+	}
+	aa.byURL[dirURL] = nil
+	s := aa.s
+	caDir, err := acmeshCADir(dirURL)
+	if err != nil {
+		return nil
+	}
+	keyFile := path.Join(caDir, "account.key")
+	if _, err := fs.Stat(s.fsys, keyFile); err != nil {
+		// acme.sh before 2.8.2 kept one account per host: ca/HOST/.
+		caDir = path.Dir(caDir)
+		if keyFile = path.Join(caDir, "account.key"); !strings.HasPrefix(caDir, "ca/") {
+			return nil
+		}
+		if _, err := fs.Stat(s.fsys, keyFile); err != nil {
+			return nil
+		}
+	}
+	a := Account{DirectoryURL: dirURL, Email: aa.defaultEmail, Source: caDir}
+	data, err := readFileIfExists(s.fsys, path.Join(caDir, "ca.conf"))
+	if err != nil {
+		s.problem(a.Source, "%w", err)
+		return nil
+	}
+	kv := parseShellVars(data)
+	a.Location = kv["ACCOUNT_URL"]
+	if e := kv["CA_EMAIL"]; e != "" {
+		a.Email = e
+	}
+	found, ok := s.addAccountFile(a, keyFile)
+	if !ok {
+		return nil
+	}
+	aa.byURL[dirURL] = &found
+	return &found
+}
+
+// readACMESHCert reads the certificate in folder d, if d is a certificate
+// folder (NAME/ or NAME_ecc/ with NAME.conf).
+func readACMESHCert(s *State, opts Options, d string, accounts *acmeshAccounts) {
+	base := strings.TrimSuffix(d, "_ecc")
+	conf := path.Join(d, base+".conf")
+	data, err := readFile(s.fsys, conf)
+	if errors.Is(err, fs.ErrNotExist) {
+		return // not a certificate folder (ca/, deploy/, dnsapi/, ...)
+	}
+	c := Certificate{Source: d}
+	if err != nil {
+		s.problem(c.Source, "%w", err)
+		return
+	}
+	kv := parseShellVars(data)
+	c.DirectoryURL, c.URL = kv["Le_API"], kv["Le_LinkCert"]
+	if c.DirectoryURL != "" {
+		// Le_API names the account's folder: it must not lead out of ca/.
+		if _, err := acmeshCADir(c.DirectoryURL); err != nil {
+			s.problem(c.Source, "%s: Le_API %q is not a CA directory URL: %w", conf, c.DirectoryURL, err)
+			return
+		}
+	}
+	if opts.DirectoryURL != "" {
+		if c.DirectoryURL != "" && c.DirectoryURL != opts.DirectoryURL {
+			return
+		}
+		c.DirectoryURL = opts.DirectoryURL
+	}
+	if a := accounts.get(c.DirectoryURL); a != nil {
+		c.Email, c.Account = a.Email, a.Location
+	}
+	certFile, keyFile := path.Join(d, base+".cer"), path.Join(d, base+".key")
+	chainPEM, keyPEM, ok := s.readCertFiles(c.Source, certFile, path.Join(d, "ca.cer"), keyFile)
+	if !ok {
+		return
+	}
+	c.ChainPEM = chainPEM
+	primary := kv["Le_Domain"]
+	if primary == "" {
+		primary = base
+	}
+	s.addCertificate(c, primary, keyPEM, certFile, keyFile)
 }
 
 // acmeshCADir is where acme.sh keeps the account for a directory URL:

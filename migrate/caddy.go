@@ -105,17 +105,11 @@ func readCaddy(s *State, opts Options) error {
 				}
 			}
 			certFile, keyFile := path.Join(dir, name+".crt"), path.Join(dir, name+".key")
-			chain, err := readFile(s.fsys, certFile)
-			if err != nil {
-				s.problem(c.Source, "certificate: %w", err)
+			chainPEM, keyPEM, ok := s.readCertFiles(c.Source, certFile, "", keyFile)
+			if !ok {
 				continue
 			}
-			keyPEM, err := readFile(s.fsys, keyFile)
-			if err != nil {
-				s.problem(c.Source, "private key: %w", err)
-				continue
-			}
-			c.ChainPEM = chain
+			c.ChainPEM = chainPEM // Caddy's NAME.crt holds the whole chain
 			s.addCertificate(c, strings.ReplaceAll(name, "wildcard_", "*"), keyPEM, certFile, keyFile)
 		}
 	}

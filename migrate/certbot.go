@@ -27,96 +27,10 @@ type certbotAccount struct {
 }
 
 func readCertbot(s *State, opts Options) error {
-	accounts := map[string]*certbotAccount{} // by account ID
-	_ = fs.WalkDir(s.fsys, "accounts", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		if _, err := fs.Stat(s.fsys, path.Join(p, "regr.json")); err != nil {
-			return nil
-		}
-		// accounts/HOST/PATH.../ID: the directory URL is https://HOST/PATH.
-		r := strings.TrimPrefix(strings.TrimPrefix(path.Dir(p), "accounts"), "/")
-		a := &certbotAccount{dir: p, directoryURL: "https://" + r, keyFile: path.Join(p, "private_key.json")}
-		a.acct, a.keyPEM, a.err = readCertbotAccount(s.fsys, p)
-		a.acct.DirectoryURL = a.directoryURL
-		accounts[path.Base(p)] = a
-		return fs.SkipDir
-	})
-	seen := map[string]bool{}
+	accounts := certbotAccounts(s)
+	seen := map[string]bool{} // account directories already added
 	for _, conf := range filesIn(s.fsys, "renewal", ".conf") {
-		name := strings.TrimSuffix(path.Base(conf), ".conf")
-		data, err := readFile(s.fsys, conf)
-		if err != nil {
-			s.problem(conf, "reading renewal configuration: %w", err)
-			continue
-		}
-		kv := parseCertbotConf(data)
-		c := Certificate{DirectoryURL: kv["server"], Source: conf}
-		if c.DirectoryURL == "" {
-			c.DirectoryURL = knownDirectories["acme-v02.api.letsencrypt.org"] // certbot's default server
-		}
-		if opts.DirectoryURL != "" {
-			c.DirectoryURL = opts.DirectoryURL
-		}
-		if a := accounts[kv["account"]]; a != nil && a.err == nil {
-			c.Email, c.Account = a.acct.Email, a.acct.Location
-			if !seen[a.dir] {
-				seen[a.dir] = true
-				acct := a.acct
-				if opts.DirectoryURL != "" {
-					acct.DirectoryURL = opts.DirectoryURL
-				} else if c.DirectoryURL != "" {
-					acct.DirectoryURL = c.DirectoryURL // the exact URL, with scheme and port
-				}
-				s.addAccount(acct, a.keyPEM, a.keyFile)
-			}
-		}
-		// The files the configuration names, if they are inside the
-		// directory; else (a copy of /etc/letsencrypt elsewhere, or a path
-		// leading out of it) certbot's own links in live/NAME/.
-		files := map[string]string{}
-		outside := map[string]string{}
-		for _, k := range []string{"cert", "chain", "privkey"} {
-			files[k] = path.Join("live", name, k+".pem")
-			if p := kv[k]; p != "" {
-				if r, ok := s.inside(p); ok {
-					files[k] = r
-				} else {
-					outside[k] = p
-				}
-			}
-		}
-		read := func(k string, optional bool) ([]byte, error) {
-			var data []byte
-			var err error
-			if optional {
-				data, err = readFileIfExists(s.fsys, files[k])
-			} else {
-				data, err = readFile(s.fsys, files[k])
-			}
-			if err != nil && outside[k] != "" {
-				err = fmt.Errorf("%s = %s is outside %s, so %s was read instead: %w", k, outside[k], s.Dir, files[k], err)
-			}
-			return data, err
-		}
-		cert, err := read("cert", false)
-		if err != nil {
-			s.problem(c.Source, "certificate: %w", err)
-			continue
-		}
-		chain, err := read("chain", true)
-		if err != nil {
-			s.problem(c.Source, "chain: %w", err)
-			continue
-		}
-		keyPEM, err := read("privkey", false)
-		if err != nil {
-			s.problem(c.Source, "private key: %w", err)
-			continue
-		}
-		c.ChainPEM = joinPEM(cert, chain)
-		s.addCertificate(c, name, keyPEM, files["cert"], files["privkey"])
+		readCertbotRenewal(s, opts, conf, accounts, seen)
 	}
 	ids := make([]string, 0, len(accounts))
 	for id := range accounts {
@@ -139,6 +53,113 @@ func readCertbot(s *State, opts Options) error {
 		s.addAccount(acct, a.keyPEM, a.keyFile)
 	}
 	return nil
+}
+
+// certbotAccounts reads every account directory under accounts/, by
+// account ID.
+func certbotAccounts(s *State) map[string]*certbotAccount {
+	accounts := map[string]*certbotAccount{}
+	_ = fs.WalkDir(s.fsys, "accounts", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if _, err := fs.Stat(s.fsys, path.Join(p, "regr.json")); err != nil {
+			return nil
+		}
+		// accounts/HOST/PATH.../ID: the directory URL is https://HOST/PATH.
+		r := strings.TrimPrefix(strings.TrimPrefix(path.Dir(p), "accounts"), "/")
+		a := &certbotAccount{dir: p, directoryURL: "https://" + r, keyFile: path.Join(p, "private_key.json")}
+		a.acct, a.keyPEM, a.err = readCertbotAccount(s.fsys, p)
+		a.acct.DirectoryURL = a.directoryURL
+		accounts[path.Base(p)] = a
+		return fs.SkipDir
+	})
+	return accounts
+}
+
+// readCertbotRenewal reads the certificate of one renewal configuration,
+// conf, and adds the account it names (once: seen holds the account
+// directories already added).
+func readCertbotRenewal(s *State, opts Options, conf string, accounts map[string]*certbotAccount, seen map[string]bool) {
+	name := strings.TrimSuffix(path.Base(conf), ".conf")
+	data, err := readFile(s.fsys, conf)
+	if err != nil {
+		s.problem(conf, "reading renewal configuration: %w", err)
+		return
+	}
+	kv := parseCertbotConf(data)
+	c := Certificate{DirectoryURL: kv["server"], Source: conf}
+	if c.DirectoryURL == "" {
+		c.DirectoryURL = knownDirectories["acme-v02.api.letsencrypt.org"] // certbot's default server
+	}
+	if opts.DirectoryURL != "" {
+		c.DirectoryURL = opts.DirectoryURL
+	}
+	if a := accounts[kv["account"]]; a != nil && a.err == nil {
+		c.Email, c.Account = a.acct.Email, a.acct.Location
+		if !seen[a.dir] {
+			seen[a.dir] = true
+			acct := a.acct
+			if opts.DirectoryURL != "" {
+				acct.DirectoryURL = opts.DirectoryURL
+			} else if c.DirectoryURL != "" {
+				acct.DirectoryURL = c.DirectoryURL // the exact URL, with scheme and port
+			}
+			s.addAccount(acct, a.keyPEM, a.keyFile)
+		}
+	}
+	files, read := s.certbotFiles(name, kv)
+	cert, err := read("cert", false)
+	if err != nil {
+		s.problem(c.Source, "certificate: %w", err)
+		return
+	}
+	chain, err := read("chain", true)
+	if err != nil {
+		s.problem(c.Source, "chain: %w", err)
+		return
+	}
+	keyPEM, err := read("privkey", false)
+	if err != nil {
+		s.problem(c.Source, "private key: %w", err)
+		return
+	}
+	c.ChainPEM = joinPEM(cert, chain)
+	s.addCertificate(c, name, keyPEM, files["cert"], files["privkey"])
+}
+
+// certbotFiles returns the files of certificate name ("cert", "chain",
+// "privkey") and a func that reads one of them. They are the files the
+// renewal configuration kv names, if they are inside the directory; else
+// (a copy of /etc/letsencrypt elsewhere, or a path leading out of it)
+// certbot's own links in live/NAME/, and a read error says so.
+func (s *State) certbotFiles(name string, kv map[string]string) (map[string]string, func(k string, optional bool) ([]byte, error)) {
+	files := map[string]string{}
+	outside := map[string]string{}
+	for _, k := range []string{"cert", "chain", "privkey"} {
+		files[k] = path.Join("live", name, k+".pem")
+		if p := kv[k]; p != "" {
+			if r, ok := s.inside(p); ok {
+				files[k] = r
+			} else {
+				outside[k] = p
+			}
+		}
+	}
+	read := func(k string, optional bool) ([]byte, error) {
+		var data []byte
+		var err error
+		if optional {
+			data, err = readFileIfExists(s.fsys, files[k])
+		} else {
+			data, err = readFile(s.fsys, files[k])
+		}
+		if err != nil && outside[k] != "" {
+			err = fmt.Errorf("%s = %s is outside %s, so %s was read instead: %w", k, outside[k], s.Dir, files[k], err)
+		}
+		return data, err
+	}
+	return files, read
 }
 
 // inside returns the path of file (absolute, as certbot records it)

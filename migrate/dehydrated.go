@@ -66,22 +66,11 @@ func readDehydrated(s *State, opts Options) error {
 			c.Email, c.Account = a.Email, a.Location
 		}
 		certFile, keyFile := path.Join(dir, "cert.pem"), path.Join(dir, "privkey.pem")
-		cert, err := readFile(s.fsys, certFile)
-		if err != nil {
-			s.problem(c.Source, "certificate: %w", err)
+		chainPEM, keyPEM, ok := s.readCertFiles(c.Source, certFile, path.Join(dir, "chain.pem"), keyFile)
+		if !ok {
 			continue
 		}
-		chain, err := readFileIfExists(s.fsys, path.Join(dir, "chain.pem"))
-		if err != nil {
-			s.problem(c.Source, "chain: %w", err)
-			continue
-		}
-		keyPEM, err := readFile(s.fsys, keyFile)
-		if err != nil {
-			s.problem(c.Source, "private key: %w", err)
-			continue
-		}
-		c.ChainPEM = joinPEM(cert, chain)
+		c.ChainPEM = chainPEM
 		s.addCertificate(c, name, keyPEM, certFile, keyFile)
 	}
 	return nil

@@ -88,6 +88,33 @@ func readFileIfExists(fsys fs.FS, name string) ([]byte, error) {
 	return data, err
 }
 
+// readCertFiles reads the files of one certificate: certFile (the leaf
+// and, if chainFile is "", the rest of the chain), chainFile (optional: the
+// rest of the chain) and keyFile, and returns the chain (leaf first) and
+// the key. A file that cannot be read is reported as a problem of source,
+// and ok is false.
+func (s *State) readCertFiles(source, certFile, chainFile, keyFile string) (chainPEM, keyPEM []byte, ok bool) {
+	cert, err := readFile(s.fsys, certFile)
+	if err != nil {
+		s.problem(source, "certificate: %w", err)
+		return nil, nil, false
+	}
+	chainPEM = cert // the whole chain, as it was written
+	if chainFile != "" {
+		chain, err := readFileIfExists(s.fsys, chainFile)
+		if err != nil {
+			s.problem(source, "chain: %w", err)
+			return nil, nil, false
+		}
+		chainPEM = joinPEM(cert, chain)
+	}
+	if keyPEM, err = readFile(s.fsys, keyFile); err != nil {
+		s.problem(source, "private key: %w", err)
+		return nil, nil, false
+	}
+	return chainPEM, keyPEM, true
+}
+
 func readRegular(fsys fs.FS, name string) ([]byte, error) {
 	f, err := fsys.Open(name)
 	if err != nil {

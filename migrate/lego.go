@@ -91,18 +91,12 @@ func readLego(s *State, opts Options) error {
 		if accts := byHost[host]; len(accts) == 1 {
 			c.Email, c.Account = accts[0].Email, accts[0].Location
 		}
-		chain, err := readFile(s.fsys, crt)
-		if err != nil {
-			s.problem(c.Source, "certificate: %w", err)
-			continue
-		}
 		keyFile := base + ".key"
-		keyPEM, err := readFile(s.fsys, keyFile)
-		if err != nil {
-			s.problem(c.Source, "private key: %w", err)
+		chainPEM, keyPEM, ok := s.readCertFiles(c.Source, crt, "", keyFile)
+		if !ok {
 			continue
 		}
-		c.ChainPEM = chain // lego's NAME.crt holds the bundle (leaf + issuer)
+		c.ChainPEM = chainPEM // lego's NAME.crt holds the bundle (leaf + issuer)
 		primary := meta.Domain
 		if primary == "" {
 			primary = strings.ReplaceAll(path.Base(base), "_", "*")

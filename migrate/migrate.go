@@ -39,7 +39,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -281,7 +281,7 @@ func verifyChain(leaf *x509.Certificate, intermediates [][]byte, roots *x509.Cer
 // leafNames returns the normalised names leaf covers, primary first when
 // it is one of them.
 func leafNames(leaf *x509.Certificate, primary string) ([]string, error) {
-	n := policy.Normalizer{AllowIP: true, AllowWildcard: true}
+	n := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
 	var names []string
 	add := func(raw string) error {
 		name, err := n.Normalize(raw)

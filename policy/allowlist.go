@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/certkeeper/certkeeper/hostname"
 )
 
 // regexpPrefix marks an allowlist pattern as a regular expression. No
@@ -29,13 +31,13 @@ const regexpPrefix = "re:"
 //     against the normalised name, lower case and in punycode: write
 //     "re:xn--n-nga1b\.test", not "re:ünï\.test".
 //
-// Name patterns are normalised as by Normalizer{AllowIP: true,
+// Name patterns are normalised as by hostname.Normalizer{AllowIP: true,
 // AllowWildcard: true}, so "Ünï.Test." and "xn--n-nga1b.test" are one
 // pattern. Invalid patterns make the returned Policy refuse every name,
 // with an error that names the patterns and matches ErrDenied (and
-// ErrInvalidName for an invalid name): a typo in a configured list fails
-// closed. Use ParseAllowlist to report bad patterns at startup instead.
-// With no patterns every name is refused.
+// hostname.ErrInvalidName for an invalid name): a typo in a configured
+// list fails closed. Use ParseAllowlist to report bad patterns at startup
+// instead. With no patterns every name is refused.
 //
 // Deciding an exact match allocates nothing; wildcard and regular
 // expression patterns are tried only when no exact pattern matches.
@@ -49,7 +51,7 @@ func Allowlist(patterns ...string) Policy {
 
 // ParseAllowlist is like Allowlist but reports invalid patterns: an error
 // joining one error per invalid pattern, each naming its pattern and
-// wrapping the *NameError or the regexp error (*syntax.Error) that
+// wrapping the *hostname.NameError or the regexp error (*syntax.Error) that
 // explains it. The Policy is nil when err is not. No patterns is not an
 // error: the Policy refuses every name.
 func ParseAllowlist(patterns ...string) (Policy, error) {
@@ -88,9 +90,9 @@ func parseAllowlist(patterns []string) (*allowlist, error) {
 		}
 		// Patterns may be wildcards or IP literals: an operator lists
 		// them on purpose.
-		n, err := Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(p)
+		n, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(p)
 		if err != nil {
-			// The *NameError already quotes the pattern.
+			// The *hostname.NameError already quotes the pattern.
 			errs = append(errs, fmt.Errorf("allowlist pattern: %w", err))
 			continue
 		}
@@ -130,7 +132,7 @@ func (a *allowlist) Decide(_ context.Context, name string) error {
 	// A suffix or regular-expression match must not accept what Normalize
 	// refuses ("x..a.test" ends in ".a.test" too, and "re:.*\.a\.test"
 	// matches it): check the name before matching it.
-	n, err := Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(name)
+	n, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(name)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrDenied, err)
 	}

@@ -228,6 +228,7 @@ func TestAskURLCache(t *testing.T) {
 // TestAskURLCacheTTL checks when cached answers expire, on the cache
 // itself with explicit times.
 func TestAskURLCacheTTL(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 15, 0, 0, 0, time.UTC)
 	deny := fmt.Errorf("%w: no", ErrDenied)
 	tests := []struct {
 		name string

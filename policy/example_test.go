@@ -2,39 +2,13 @@ package policy_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"time"
 
 	"github.com/certkeeper/certkeeper/policy"
 )
-
-func ExampleNormalize() {
-	for _, name := range []string{"WWW.Example.TEST.", "ünï.test", "a..b", "127.0.0.1"} {
-		n, err := policy.Normalize(name)
-		fmt.Printf("%q %v\n", n, err)
-	}
-	// Output:
-	// "www.example.test" <nil>
-	// "xn--n-nga1b.test" <nil>
-	// "" invalid name "a..b": empty label
-	// "" invalid name "127.0.0.1": IP address not allowed
-}
-
-func ExampleNormalizer() {
-	nz := policy.Normalizer{AllowIP: true, AllowWildcard: true}
-	for _, name := range []string{"*.Example.test", "::FFFF:10.0.0.1", "a.*.test"} {
-		n, err := nz.Normalize(name)
-		fmt.Printf("%q %v\n", n, err)
-	}
-	// Output:
-	// "*.example.test" <nil>
-	// "10.0.0.1" <nil>
-	// "" invalid name "a.*.test": "*" is only allowed as the whole leftmost label
-}
 
 func ExampleAllowlist() {
 	p := policy.Allowlist("example.test", "*.example.test")
@@ -93,19 +67,4 @@ func ExampleAll() {
 	// shop1.customers.test true false
 	// shop2.customers.test false true
 	// other.test false true
-}
-
-func ExampleFailureBackoff() {
-	var b policy.FailureBackoff // Let's Encrypt's limit: 5 failures per name per hour
-	start := time.Date(2026, 1, 2, 15, 0, 0, 0, time.UTC)
-	b.Record("a.test", start) // the CA could not validate a.test
-	ok, retryAt := b.Allowed("a.test", start.Add(30*time.Second))
-	fmt.Println(ok, retryAt.Format(time.TimeOnly))
-
-	// The Manager keeps the state in storage across restarts.
-	state, _ := json.Marshal(b.State())
-	fmt.Println(string(state))
-	// Output:
-	// false 15:01:00
-	// {"failures":{"a.test":["2026-01-02T15:00:00Z"]}}
 }

@@ -22,7 +22,7 @@ const ipv6ClientBits = 64
 
 // IPLimiter limits, per client address, the handshakes that would start
 // an issuance, so that one client cannot spend the CA account's budget
-// (CALimiter) and leave nothing for everyone else. Call Allow once per
+// (the Manager's order budget per CA account) and leave nothing for everyone else. Call Allow once per
 // issuance a client's handshake would start, after the policy has allowed
 // the name and no certificate was found: not for handshakes served from
 // the cache, and not for those that join an issuance already under way.
@@ -32,7 +32,7 @@ const ipv6ClientBits = 64
 // most MaxClients, dropping the least recently seen, so a flood from many
 // addresses holds bounded memory; a dropped client comes back with a full
 // bucket, which only matters to a client with more addresses than the
-// table holds, and such a client is the CALimiter's to stop.
+// table holds, and such a client is the order budget's to stop.
 //
 // All clients behind one address share its bucket: a NAT, or a load
 // balancer or local TCP forwarder that hides client addresses (loopback

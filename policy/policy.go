@@ -16,7 +16,7 @@ var ErrDenied = errors.New("name denied by policy")
 // CA traffic, so it is where an SNI flood of unknown names stops.
 type Policy interface {
 	// Decide returns nil if name may have a certificate. name has been
-	// normalised (Normalize or a Normalizer). A refusal wraps ErrDenied
+	// normalised (hostname.Normalize or a hostname.Normalizer). A refusal wraps ErrDenied
 	// and names the name, even when the policy could not get an answer
 	// (an ask URL that does not answer: unknown means no). Any other
 	// error (ctx ended while deciding) also means "no", with a

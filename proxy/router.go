@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/redact"
-	"github.com/certkeeper/certkeeper/policy"
 )
 
 // DefaultLocalPort is the port of the same-IP rule when
@@ -54,7 +54,7 @@ func ParseRoute(s string) (Route, error) {
 
 // parse returns r's normalised pattern and its backend URL.
 func (r Route) parse() (string, *url.URL, error) {
-	pattern, err := policy.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(r.Pattern)
+	pattern, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(r.Pattern)
 	if err != nil {
 		return "", nil, fmt.Errorf("route %q: %w", r.Pattern, err)
 	}
@@ -154,7 +154,7 @@ func (rt *Router) route(r *http.Request) (string, *url.URL, error) {
 	if host == "" && r.TLS != nil {
 		host = r.TLS.ServerName
 	}
-	name, valid := hostname(host)
+	name, valid := hostOf(host)
 	if rt != nil {
 		if valid {
 			if u := rt.match(name); u != nil {
@@ -224,13 +224,13 @@ func (rt *Router) sameIP(ctx context.Context) (*url.URL, error) {
 	return &url.URL{Scheme: "http", Host: netip.AddrPortFrom(ip, port).String()}, nil
 }
 
-// hostname returns host without its port, normalised, and whether it is a
+// hostOf returns host without its port, normalised, and whether it is a
 // valid host name or IP address. An invalid one is returned as it was
 // given (without its port), for logs.
-func hostname(host string) (string, bool) {
+func hostOf(host string) (string, bool) {
 	// "a.test:8443" → "a.test", "[::1]:8443" → "::1".
 	h := (&url.URL{Host: host}).Hostname()
-	n, err := policy.Normalizer{AllowIP: true}.Normalize(h)
+	n, err := hostname.Normalizer{AllowIP: true}.Normalize(h)
 	if err != nil {
 		if len(h) > 256 {
 			h = h[:64] + "..." // a hostile Host must not flood a log line

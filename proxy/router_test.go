@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/proxy"
 )
 
@@ -155,8 +155,8 @@ func TestNewRouterErrors(t *testing.T) {
 		})
 	}
 	_, err := proxy.NewRouter(proxy.RouterConfig{Routes: []proxy.Route{{Pattern: "b..test", Backend: ok}}})
-	if !errors.Is(err, policy.ErrInvalidName) {
-		t.Errorf("NewRouter(invalid pattern) = %v, want errors.Is policy.ErrInvalidName", err)
+	if !errors.Is(err, hostname.ErrInvalidName) {
+		t.Errorf("NewRouter(invalid pattern) = %v, want errors.Is hostname.ErrInvalidName", err)
 	}
 }
 

@@ -26,7 +26,7 @@ import (
 // a wildcard's "*" spelled "wildcard_" so the key is a safe file name.
 
 // CertificateKey is the key of the certificate for name issued by issuerID.
-// name must already be normalised (package policy); the builder refuses
+// name must already be normalised (package hostname); the builder refuses
 // anything else rather than guessing.
 func CertificateKey(issuerID, name string) (string, error) {
 	seg, err := NameSegment(name)
@@ -110,6 +110,32 @@ func AccountPrivateKey(issuerID, email string) (string, error) {
 // LocalCAKey is the key of one of the local CA's certificates ("root" or
 // "intermediate").
 func LocalCAKey(which string) string { return "localca/" + which + ".json" }
+
+// IsSecret reports whether the value under key holds a private key: a
+// certificate (key and chain in one value), an ACME account's private key
+// (AccountPrivateKey) or the local CA (LocalCAKey). Package
+// storage/encrypted seals exactly these values; the others (account
+// records, rate-limit and renewal state, staples, shared challenge
+// answers) hold no secret and stay readable for operators and tools.
+func IsSecret(key string) bool {
+	switch {
+	case strings.HasPrefix(key, CertificatePrefix("")):
+		return true
+	case strings.HasPrefix(key, "accounts/") && strings.HasSuffix(key, ".key"):
+		return true
+	case strings.HasPrefix(key, "localca/"):
+		return true
+	}
+	return false
+}
+
+// SecretPrefixes returns the List prefixes under which every key that
+// IsSecret reports lies (with some that it does not: account records),
+// for a caller that visits the secrets without listing the whole storage.
+// Filter what they list with IsSecret.
+func SecretPrefixes() []string {
+	return []string{CertificatePrefix(""), "accounts/", "localca/"}
+}
 
 // StateKey is the key of a piece of the Manager's own state that must
 // survive restarts (which), such as issuance failures and rate-limit

@@ -314,3 +314,33 @@ func TestStapleKey(t *testing.T) {
 		}
 	}
 }
+
+func TestIsSecret(t *testing.T) {
+	tests := []struct {
+		key  string
+		want bool
+	}{
+		{"certificates/acme/a.test.json", true},
+		{"accounts/acme/default.key", true},
+		{"localca/root.json", true},
+		{"localca/intermediate.json", true},
+		{"accounts/acme/default.json", false},
+		{"state/limits.json", false},
+		{"ocsp/0123.der", false},
+	}
+	for _, tt := range tests {
+		if got := IsSecret(tt.key); got != tt.want {
+			t.Errorf("IsSecret(%q) = %v, want %v", tt.key, got, tt.want)
+		}
+		if !tt.want {
+			continue
+		}
+		covered := false
+		for _, p := range SecretPrefixes() {
+			covered = covered || strings.HasPrefix(tt.key, p)
+		}
+		if !covered {
+			t.Errorf("%q: IsSecret but under none of SecretPrefixes() = %q", tt.key, SecretPrefixes())
+		}
+	}
+}

@@ -9,7 +9,7 @@
 // crash can never tear a key from its chain.
 //
 // Keys are built only by the functions of this package (CertificateKey,
-// AccountKey, ...) from names that package policy has normalised. Backends
+// AccountKey, ...) from names that package hostname has normalised. Backends
 // still refuse keys that could escape their namespace (see ValidateKey).
 //
 // This package does not encrypt values: private keys rest as the backend

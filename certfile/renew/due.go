@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/renewal"
-	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -90,7 +90,7 @@ func repairPair(ctx context.Context, st storage.Storage, dir certfile.Dir, p *ce
 // wildcards allowed) and duplicates on a line dropped. An error names the
 // line.
 func ParseWant(rd io.Reader) ([][]string, error) {
-	n := policy.Normalizer{AllowIP: true, AllowWildcard: true}
+	n := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
 	var out [][]string
 	sc := bufio.NewScanner(rd)
 	for line := 1; sc.Scan(); line++ {

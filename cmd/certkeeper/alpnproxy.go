@@ -17,6 +17,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/alpnproxy"
 	"github.com/certkeeper/certkeeper/alpnproxy/iptables"
+	"github.com/certkeeper/certkeeper/internal/atomicfile"
 )
 
 // The environment variables of letsdebug/acme-alpn-proxy that alpn-proxy
@@ -362,23 +363,7 @@ func defaultPidfile() string {
 // writePidfile writes pid to path atomically: stop never reads half a
 // number.
 func writePidfile(path string, pid int) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".pidfile-*")
-	if err != nil {
-		return fmt.Errorf("writing pidfile %s: %w", path, err)
-	}
-	_, err = fmt.Fprintf(f, "%d\n", pid)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := atomicfile.WriteFile(path, fmt.Appendf(nil, "%d\n", pid), 0o644); err != nil {
 		return fmt.Errorf("writing pidfile %s: %w", path, err)
 	}
 	return nil

@@ -17,9 +17,9 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
-	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/solver/http01"
@@ -339,7 +339,7 @@ func explainIssueError(err error, f *issueFlags) error {
 // wildcards allowed: the CA refuses what it cannot issue), dropping
 // duplicates and keeping the order.
 func normalizeNames(in []string) ([]string, error) {
-	n := policy.Normalizer{AllowIP: true, AllowWildcard: true}
+	n := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
 	var out []string
 	seen := make(map[string]bool)
 	for _, raw := range in {

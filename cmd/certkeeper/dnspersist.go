@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
@@ -62,7 +62,7 @@ follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
 func dnsPersistRecord(ctx context.Context, env *Env, f *issueFlags, wildcard bool, until time.Time, issuerDN string) error {
 	var names []string
 	for _, raw := range f.names {
-		n, err := policy.Normalize(raw)
+		n, err := hostname.Normalize(raw)
 		if err != nil {
 			return usagef("-d: %v", err)
 		}

@@ -7,7 +7,7 @@ import (
 	"fmt"
 
 	"github.com/certkeeper/certkeeper/doctor"
-	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/hostname"
 )
 
 func doctorCmd() *Command {
@@ -45,7 +45,7 @@ Exit status 1 when a check fails.`,
 			if name == "" {
 				return usagef("doctor needs -d NAME")
 			}
-			norm, err := (&policy.Normalizer{AllowWildcard: true}).Normalize(name)
+			norm, err := (&hostname.Normalizer{AllowWildcard: true}).Normalize(name)
 			if err != nil {
 				return usagef("-d %s: %v", name, err)
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
@@ -361,7 +362,7 @@ func (c *engineConfig) dnsSolvers(order []string, env *Env, fe frontEnd) (map[st
 		return nil, usagef("--wildcard %s: wildcard certificates are validated only through DNS: dns-01 is needed (--dns rfc2136, powerdns or exec)", c.Wildcards[0])
 	}
 	for _, w := range c.Wildcards {
-		if n, err := (policy.Normalizer{AllowWildcard: true}).Normalize(w); err != nil || !strings.HasPrefix(n, "*.") {
+		if n, err := (hostname.Normalizer{AllowWildcard: true}).Normalize(w); err != nil || !strings.HasPrefix(n, "*.") {
 			return nil, usagef("--wildcard %q: want *.ZONE, e.g. *.a.example", w)
 		}
 	}

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/selfsigned"
-	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -48,7 +48,7 @@ nginx's fallback ssl_certificate (served for names with no certificate), tests a
 				return usagef("give --cert-out and --key-out, or --out-dir")
 			}
 			norm := make([]string, 0, len(names))
-			n := policy.Normalizer{AllowIP: true, AllowWildcard: true}
+			n := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
 			for _, raw := range names {
 				s, err := n.Normalize(raw)
 				if err != nil {

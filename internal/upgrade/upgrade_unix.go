@@ -64,6 +64,39 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("finding the executable: %w", err)
 	}
+	pid, pr, err := u.start(exe, active)
+	if err != nil {
+		return 0, err
+	}
+	defer pr.Close()
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		return 0, err
+	}
+	exited := make(chan error, 1)
+	go func() {
+		st, err := proc.Wait()
+		if err == nil && !st.Success() {
+			err = errors.New(st.String())
+		}
+		exited <- err
+	}()
+	if err := waitReady(ctx, proc, pr, exited); err != nil {
+		return 0, err
+	}
+	// The new process is on its own now; this one must not wait for it.
+	go func() { <-exited }()
+	if err := Notify("MAINPID=" + strconv.Itoa(pid)); err != nil {
+		u.logger().Warn("telling systemd the new main PID", slog.Any("err", err))
+	}
+	u.logger().Info("upgrade: the new process is ready", slog.Int("pid", pid))
+	return pid, nil
+}
+
+// start starts exe with this process's arguments and the listeners of
+// active, and returns its process ID and the read end of the pipe on which
+// it says "ready". The caller closes the pipe.
+func (u *Upgrader) start(exe string, active []named) (int, *os.File, error) {
 	// The child gets raw descriptors through syscall.StartProcess:
 	// os/exec would call File.Fd on them, which puts the socket (and with
 	// it this process's listener, which shares its flags) into blocking
@@ -79,16 +112,15 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 	for _, a := range active {
 		fd, err := dupListener(a.ln)
 		if err != nil {
-			return 0, fmt.Errorf("handing over listener %s: %w", a.name, err)
+			return 0, nil, fmt.Errorf("handing over listener %s: %w", a.name, err)
 		}
 		fds = append(fds, fd)
 		names = append(names, a.name+"="+strconv.Itoa(sdFirstFD+len(fds)-1))
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	defer pr.Close()
 	readyFD := sdFirstFD + len(fds)
 	env := append(os.Environ(), envFDs+"="+strings.Join(names, ","), envReadyFD+"="+strconv.Itoa(readyFD))
 	u.logger().Info("upgrade: starting the new process", slog.String("path", exe), slog.Any("listeners", names))
@@ -97,13 +129,16 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 	pid, _, err := syscall.StartProcess(exe, append([]string{exe}, os.Args[1:]...), &syscall.ProcAttr{Env: env, Files: files})
 	pw.Close() // the child holds its own copy; EOF on pr now means it exited
 	if err != nil {
-		return 0, fmt.Errorf("starting %s: %w", exe, err)
+		pr.Close()
+		return 0, nil, fmt.Errorf("starting %s: %w", exe, err)
 	}
-	proc, err := os.FindProcess(pid)
-	if err != nil {
-		return 0, err
-	}
+	return pid, pr, nil
+}
 
+// waitReady waits until the new process proc says "ready" on pr. If it
+// exits (exited), is not ready within ReadyTimeout, or ctx ends first, it
+// is stopped and the error says why.
+func waitReady(ctx context.Context, proc *os.Process, pr *os.File, exited <-chan error) error {
 	ready := make(chan error, 1)
 	go func() {
 		line, err := bufio.NewReader(pr).ReadString('\n')
@@ -116,45 +151,31 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 			ready <- fmt.Errorf("the new process said %q instead of ready", line)
 		}
 	}()
-	exited := make(chan error, 1)
-	go func() {
-		st, err := proc.Wait()
-		if err == nil && !st.Success() {
-			err = errors.New(st.String())
-		}
-		exited <- err
-	}()
 	timer := time.NewTimer(ReadyTimeout)
 	defer timer.Stop()
-	fail := func(err error) (int, error) {
+	fail := func(err error) error {
 		_ = proc.Kill()
 		<-exited
-		return 0, err
+		return err
 	}
 	select {
 	case err := <-ready:
 		if err != nil {
 			select {
 			case werr := <-exited:
-				return 0, fmt.Errorf("%w (%v)", err, werr)
+				return fmt.Errorf("%w (%v)", err, werr)
 			case <-time.After(5 * time.Second):
 				return fail(err)
 			}
 		}
+		return nil
 	case err := <-exited:
-		return 0, fmt.Errorf("the new process exited before it was ready: %v", err)
+		return fmt.Errorf("the new process exited before it was ready: %v", err)
 	case <-timer.C:
 		return fail(fmt.Errorf("the new process was not ready within %s", ReadyTimeout))
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	}
-	// The new process is on its own now; this one must not wait for it.
-	go func() { <-exited }()
-	if err := Notify("MAINPID=" + strconv.Itoa(pid)); err != nil {
-		u.logger().Warn("telling systemd the new main PID", slog.Any("err", err))
-	}
-	u.logger().Info("upgrade: the new process is ready", slog.Int("pid", pid))
-	return pid, nil
 }
 
 // Notify sends state to systemd's notification socket ($NOTIFY_SOCKET,

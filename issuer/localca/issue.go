@@ -18,14 +18,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
-	"github.com/certkeeper/certkeeper/policy"
 )
 
 // Issue signs a leaf certificate for req.CSR with the intermediate,
 // creating the CA on first use. The CSR's signature must verify and its
 // names (DNS and IP SANs, and the common name if set) must be exactly
-// req.Names, which must be normalised (policy.Normalizer with AllowIP and
+// req.Names, which must be normalised (hostname.Normalizer with AllowIP and
 // AllowWildcard). The leaf is valid from a minute ago for Lifetime, but
 // never past the intermediate, for serverAuth only, with a random 128-bit
 // serial. ChainPEM is the leaf and the intermediate; the root is left out,
@@ -85,7 +85,7 @@ func checkCSR(req issuer.Request) (*x509.CertificateRequest, error) {
 	if len(req.Names) == 0 {
 		return nil, errors.New("no names requested")
 	}
-	nz := policy.Normalizer{AllowIP: true, AllowWildcard: true}
+	nz := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
 	for _, n := range req.Names {
 		if got, err := nz.Normalize(n); err != nil {
 			return nil, err

@@ -32,8 +32,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
-	"github.com/certkeeper/certkeeper/policy"
 )
 
 const (
@@ -112,7 +112,7 @@ func (s Issuer) issueWithKey(ctx context.Context, key crypto.Signer, req issuer.
 
 // Certificate returns a PEM certificate for names signed by key itself,
 // valid from a minute ago for lifetime (zero or negative: 7 days), for
-// serverAuth. names must be normalised (policy.Normalizer with AllowIP and
+// serverAuth. names must be normalised (hostname.Normalizer with AllowIP and
 // AllowWildcard); IP literals become IP SANs. The "chain" is that one
 // certificate.
 func Certificate(key crypto.Signer, names []string, lifetime time.Duration) ([]byte, error) {
@@ -170,7 +170,7 @@ func template(names []string) (*x509.Certificate, error) {
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 	}
-	nz := policy.Normalizer{AllowIP: true, AllowWildcard: true}
+	nz := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
 	for _, n := range names {
 		if got, err := nz.Normalize(n); err != nil {
 			return nil, err

@@ -15,12 +15,12 @@
 // Values stored before encryption was turned on are sealed by Rekey, which
 // is how a storage is moved to encryption.
 //
-// What it seals: certificates ("certificates/…", key and chain in one
-// value), account keys ("accounts/…/….key") and the local CA
-// ("localca/…"). Other values (account records, rate-limit and renewal
-// state, shared challenge answers) hold no secret and stay readable, for
-// operators and tools. Lock names, key names and value sizes are not
-// hidden.
+// What it seals (storage.IsSecret): certificates ("certificates/…", key
+// and chain in one value), account keys ("accounts/…/….key") and the
+// local CA ("localca/…"). Other values (account records, rate-limit and
+// renewal state, shared challenge answers) hold no secret and stay
+// readable, for operators and tools. Lock names, key names and value
+// sizes are not hidden.
 //
 // It does not manage the key file: losing it loses every sealed value.
 package encrypted
@@ -55,8 +55,8 @@ const magic = "certkeeper-sealed:v1:"
 var ErrWrongKey = errors.New("value sealed with a key this storage key file does not hold")
 
 // ErrNotSealed is returned (wrapped, with storage.ErrInvalidRecord) by Load
-// for a value under a key whose values are sealed (see Sealed) that is
-// stored in clear: one written around certkeeper, or stored before
+// for a value under a key whose values are sealed (storage.IsSecret) that
+// is stored in clear: one written around certkeeper, or stored before
 // encryption was turned on and not yet sealed by Rekey. Check returns it
 // for a storage whose private keys are all in clear.
 var ErrNotSealed = errors.New("private key stored in clear where a sealed one belongs")
@@ -171,20 +171,6 @@ func New(st storage.Storage, keys []*Key) *Store {
 	return &Store{Storage: st, Keys: keys}
 }
 
-// Sealed reports whether values under key are sealed: certificates,
-// account keys and the local CA.
-func Sealed(key string) bool {
-	switch {
-	case strings.HasPrefix(key, storage.CertificatePrefix("")):
-		return true
-	case strings.HasPrefix(key, "accounts/") && strings.HasSuffix(key, ".key"):
-		return true
-	case strings.HasPrefix(key, "localca/"):
-		return true
-	}
-	return false
-}
-
 // IsSealed reports whether value is a sealed value.
 func IsSealed(value []byte) bool { return bytes.HasPrefix(value, []byte(magic)) }
 
@@ -210,11 +196,12 @@ func (s *Store) seal(key string, value []byte) ([]byte, error) {
 }
 
 // open decrypts a sealed value of key. A clear value is returned as it is
-// only where values are not sealed (Sealed); elsewhere it is refused.
+// only where values are not sealed (storage.IsSecret is false); elsewhere
+// it is refused.
 func (s *Store) open(key string, value []byte) ([]byte, error) {
 	rest, ok := bytes.CutPrefix(value, []byte(magic))
 	if !ok {
-		if Sealed(key) {
+		if storage.IsSecret(key) {
 			return nil, fmt.Errorf("encrypted: %s: %w (%w): %s", key, ErrNotSealed, storage.ErrInvalidRecord, rekeyHint)
 		}
 		return value, nil
@@ -250,7 +237,7 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
 }
 
 // Store implements storage.Storage, sealing the values of keys for which
-// Sealed is true.
+// storage.IsSecret is true.
 func (s *Store) Store(ctx context.Context, key string, value []byte) error {
 	value, err := s.sealIfSecret(key, value)
 	if err != nil {
@@ -277,7 +264,7 @@ func (s *Store) StoreVolatile(ctx context.Context, key string, value []byte) err
 // sealIfSecret returns value sealed when key is one Sealed names, else
 // value as it is.
 func (s *Store) sealIfSecret(key string, value []byte) ([]byte, error) {
-	if !Sealed(key) {
+	if !storage.IsSecret(key) {
 		return value, nil
 	}
 	if err := storage.ValidateKey(key); err != nil {
@@ -332,7 +319,7 @@ func (s *Store) Subscribe(ctx context.Context) (<-chan string, error) {
 // starting; Load refuses each.
 func (s *Store) Check(ctx context.Context) error {
 	var keys []string
-	for _, prefix := range []string{storage.CertificatePrefix(""), "accounts/", "localca/"} {
+	for _, prefix := range storage.SecretPrefixes() {
 		ks, err := s.Storage.List(ctx, prefix)
 		if err != nil {
 			return fmt.Errorf("encrypted: checking the storage key: %w", err)
@@ -346,7 +333,7 @@ func (s *Store) Check(ctx context.Context) error {
 		if i >= 300 {
 			break
 		}
-		if !Sealed(key) {
+		if !storage.IsSecret(key) {
 			continue
 		}
 		v, err := s.Storage.Load(ctx, key)
@@ -398,13 +385,13 @@ func (s *Store) Rekey(ctx context.Context) (RekeyStats, error) {
 	if len(s.Keys) == 0 {
 		return st, errors.New("encrypted: no storage key")
 	}
-	for _, prefix := range []string{storage.CertificatePrefix(""), "accounts/", "localca/"} {
+	for _, prefix := range storage.SecretPrefixes() {
 		keys, err := s.Storage.List(ctx, prefix)
 		if err != nil {
 			return st, fmt.Errorf("encrypted: rekey: %w", err)
 		}
 		for _, key := range keys {
-			if !Sealed(key) {
+			if !storage.IsSecret(key) {
 				continue
 			}
 			v, err := s.Storage.Load(ctx, key)

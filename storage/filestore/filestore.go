@@ -13,9 +13,10 @@
 // directory, synced, renamed over the key's file, and the directory is
 // synced. A reader or a process that dies at any point sees the old value
 // or the new one, never a mix; once Store returns, the new value survives
-// a power loss. Temporary files are named ".tmp-*"; a crash can leave one
-// behind, and List and Load never see it (storage.ValidateKey refuses
-// segments starting with ".", so no key can name it either).
+// a power loss (package internal/atomicfile). Temporary files are named
+// ".NAME.tmp-*"; a crash can leave one behind, and List and Load never see
+// it (storage.ValidateKey refuses segments starting with ".", so no key
+// can name it either).
 //
 // Locks are leases in DIR/.locks that record their holder's process, so
 // that a process restarted after a crash takes over its predecessor's
@@ -39,21 +40,17 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/atomicfile"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
 // DefaultLeaseTTL is the lease duration of a Store whose LeaseTTL is zero.
 const DefaultLeaseTTL = 30 * time.Second
-
-// tmpPattern names the temporary files of Store (see os.CreateTemp). They
-// start with "." so that no valid key names them.
-const tmpPattern = ".tmp-*"
 
 // Store is a storage.Storage on the local file system. Its methods are
 // safe for concurrent use by multiple goroutines and by multiple processes
@@ -179,47 +176,14 @@ func (s *Store) store(ctx context.Context, key string, value []byte, durable boo
 	if err := mkdirs(filepath.Dir(path), true); err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
-	if err := writeFileAtomic(path, value, durable); err != nil {
+	write := atomicfile.WriteFile
+	if !durable {
+		write = atomicfile.WriteFileVolatile
+	}
+	if err := write(path, value, 0o600); err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data: temporary file in the same
-// directory (a rename is atomic only within one file system), fsync, rename,
-// fsync of the directory so the rename itself survives a power loss. With
-// durable false it skips both fsyncs: still atomic, not durable.
-func writeFileAtomic(path string, data []byte, durable bool) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, tmpPattern) // mode 0600
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close() // a second Close only reports fs.ErrClosed
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if durable {
-		if err := f.Sync(); err != nil {
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if !durable {
-		return nil
-	}
-	return syncDir(dir)
 }
 
 // Delete removes key. An absent key is not an error.
@@ -248,7 +212,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		}
 		return fmt.Errorf("deleting %s: %w", key, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("deleting %s: %w", key, err)
 	}
 	return nil
@@ -349,27 +313,7 @@ func mkdirs(dir string, durable bool) error {
 	if !durable {
 		return nil
 	}
-	return syncDir(parent)
-}
-
-// syncDir makes the entries of dir durable. Windows cannot open a directory
-// for syncing, and NTFS journals renames itself.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if errors.Is(err, syscall.EINVAL) {
-		return nil // a file system that cannot sync directories
-	}
-	return err
+	return atomicfile.SyncDir(parent)
 }
 
 // isNotExist reports whether err says that a path does not exist, counting

@@ -1,4 +1,4 @@
-package policy
+package limit
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/certkeeper/certkeeper/issuer"
 	"golang.org/x/time/rate"
 )
 
@@ -27,8 +28,8 @@ func wantLimited(t *testing.T, l *CALimiter, after time.Duration) *RateLimitErro
 	t.Helper()
 	err := l.Take()
 	var rl *RateLimitError
-	if !errors.As(err, &rl) || !errors.Is(err, ErrRateLimited) || errors.Is(err, ErrDenied) {
-		t.Fatalf("Take() = %v, want a *RateLimitError matching ErrRateLimited only", err)
+	if !errors.As(err, &rl) || !errors.Is(err, issuer.ErrRateLimited) {
+		t.Fatalf("Take() = %v, want a *RateLimitError matching issuer.ErrRateLimited", err)
 	}
 	if d := time.Until(rl.RetryAt); d < after || d > after+time.Millisecond {
 		t.Fatalf("Take() = %v: retry in %v, want %v", err, d, after)
@@ -106,8 +107,8 @@ func TestCALimiterWait(t *testing.T) {
 		defer cancel()
 		start = time.Now()
 		err := l.Wait(ctx)
-		if !errors.Is(err, ErrRateLimited) || time.Since(start) != 0 {
-			t.Errorf("Wait(10s deadline) = %v after %v, want ErrRateLimited at once", err, time.Since(start))
+		if !errors.Is(err, issuer.ErrRateLimited) || time.Since(start) != 0 {
+			t.Errorf("Wait(10s deadline) = %v after %v, want issuer.ErrRateLimited at once", err, time.Since(start))
 		}
 
 		// Canceled while waiting.
@@ -117,7 +118,7 @@ func TestCALimiterWait(t *testing.T) {
 			cancel()
 		}()
 		err = l.Wait(ctx)
-		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrRateLimited) {
+		if !errors.Is(err, context.Canceled) || errors.Is(err, issuer.ErrRateLimited) {
 			t.Errorf("Wait(canceled) = %v, want context.Canceled", err)
 		}
 		// The canceled wait spent nothing: the order is there at 36 s.
@@ -219,8 +220,8 @@ func TestRateLimitError(t *testing.T) {
 		if got := tt.err.Error(); got != tt.want {
 			t.Errorf("Error() = %q, want %q", got, tt.want)
 		}
-		if !errors.Is(tt.err, ErrRateLimited) || errors.Is(tt.err, ErrDenied) {
-			t.Errorf("errors.Is(%v, ErrRateLimited) = false or ErrDenied = true", tt.err)
+		if !errors.Is(tt.err, issuer.ErrRateLimited) {
+			t.Errorf("errors.Is(%v, issuer.ErrRateLimited) = false, want true", tt.err)
 		}
 	}
 }

