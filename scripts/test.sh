@@ -162,7 +162,7 @@ fuzz() {
 	printf '%s\n' "$out" | tail -n 3
 	check_execs "$1" "$out"
 }
-fuzz FuzzNormalize ./policy
+fuzz FuzzNormalize ./hostname
 fuzz FuzzValidateKey ./storage
 fuzz FuzzCertificateKey ./storage
 fuzz FuzzUnmarshalCertificate ./storage

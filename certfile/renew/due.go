@@ -52,28 +52,21 @@ func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfo
 func repairPair(ctx context.Context, st storage.Storage, dir certfile.Dir, p *certfile.Pair) (*storage.Certificate, error) {
 	keyPEM, _ := os.ReadFile(p.Paths.Key)
 	chainPEM, _ := os.ReadFile(p.Paths.Cert)
-	keys, err := st.List(ctx, storage.CertificatePrefix(""))
-	if err != nil {
-		return nil, err
-	}
 	var best *storage.Certificate
-	for _, k := range keys {
-		if !strings.HasSuffix(k, "/"+p.Base+".json") {
-			continue
-		}
-		data, err := st.Load(ctx, k)
+	match := func(k string) bool { return strings.HasSuffix(k, "/"+p.Base+".json") }
+	err := storage.EachCertificate(ctx, st, match, func(_ string, _ []byte, rec *storage.Certificate, err error) bool {
 		if err != nil {
-			continue
-		}
-		rec, err := storage.UnmarshalCertificate(k, data)
-		if err != nil {
-			continue
+			return true
 		}
 		if string(rec.KeyPEM) == string(keyPEM) || string(rec.ChainPEM) == string(chainPEM) {
 			if best == nil || rec.NotAfter.After(best.NotAfter) {
 				best = rec
 			}
 		}
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	if best == nil {
 		return nil, fmt.Errorf("no copy in storage matches its key or certificate")

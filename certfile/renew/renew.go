@@ -371,19 +371,14 @@ func recordedEmail(ctx context.Context, st storage.Storage, names []string) stri
 	if err != nil {
 		return ""
 	}
-	keys, err := st.List(ctx, storage.CertificatePrefix(""))
-	if err != nil {
-		return ""
-	}
-	for _, k := range keys {
-		if !strings.HasSuffix(k, "/"+seg+".json") {
-			continue
+	var email string
+	match := func(k string) bool { return strings.HasSuffix(k, "/"+seg+".json") }
+	_ = storage.EachCertificate(ctx, st, match, func(_ string, _ []byte, rec *storage.Certificate, err error) bool {
+		if err == nil && rec.Email != "" {
+			email = rec.Email
+			return false
 		}
-		if data, err := st.Load(ctx, k); err == nil {
-			if rec, err := storage.UnmarshalCertificate(k, data); err == nil && rec.Email != "" {
-				return rec.Email
-			}
-		}
-	}
-	return ""
+		return true
+	})
+	return email
 }

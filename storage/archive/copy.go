@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/certkeeper/certkeeper/internal/atomicfile"
+	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -75,26 +75,15 @@ func verify(ctx context.Context, src, dst storage.Storage, left map[string]error
 // complete and synced: name is never a partial archive, and never readable
 // by others, even for a moment. On error name is left as it was.
 func ExportFile(ctx context.Context, st storage.Storage, name string) (stats ExportStats, err error) {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*") // mode 0600
-	if err != nil {
-		return stats, fmt.Errorf("writing %s: %w", name, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if stats, err = Export(ctx, st, f); err != nil {
-		return stats, err
-	}
-	if err = f.Sync(); err != nil {
-		return stats, fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err = f.Close(); err != nil {
-		return stats, fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err = os.Rename(f.Name(), name); err != nil {
+	var exportErr error
+	err = atomicfile.Write(name, 0o600, func(w io.Writer) error {
+		stats, exportErr = Export(ctx, st, w)
+		return exportErr
+	})
+	switch {
+	case exportErr != nil:
+		return stats, exportErr
+	case err != nil:
 		return stats, fmt.Errorf("writing %s: %w", name, err)
 	}
 	return stats, nil

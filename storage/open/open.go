@@ -248,17 +248,15 @@ func warnDurability(ctx context.Context, logger *slog.Logger, st storage.Storage
 // firstSealed returns the key of a sealed certificate in st, if its first
 // few certificates include one; "" otherwise, also when st cannot be read.
 func firstSealed(ctx context.Context, st storage.Storage) string {
-	keys, err := st.List(ctx, storage.CertificatePrefix(""))
-	if err != nil {
-		return ""
-	}
-	for i, key := range keys {
-		if i >= 5 {
-			break
+	var sealed string
+	n := 0
+	_ = storage.EachCertificate(ctx, st, nil, func(key string, value []byte, _ *storage.Certificate, _ error) bool {
+		if encrypted.IsSealed(value) {
+			sealed = key
+			return false
 		}
-		if v, err := st.Load(ctx, key); err == nil && encrypted.IsSealed(v) {
-			return key
-		}
-	}
-	return ""
+		n++
+		return n < 5
+	})
+	return sealed
 }
