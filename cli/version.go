@@ -7,7 +7,8 @@ import (
 	"runtime/debug"
 )
 
-// version is set at build time with -ldflags "-X main.version=v1.2.3";
+// version is set at build time with -ldflags
+// "-X github.com/certkeeper/certkeeper/cli.version=v1.2.3";
 // otherwise the module version or VCS revision from the build info is used.
 var version = ""
 
