@@ -286,7 +286,7 @@ func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer,
 		closer = func() error { return nil }
 		iss.Solvers = map[string]solver.Solver{acmeca.DNSPersist01: &dns01.Persist{Resolver: f.dns.resolver()}}
 		if f.challenge == acmeca.DNS01 {
-			s, err := f.dns.solver()
+			s, err := f.dns.solver(env)
 			if err != nil {
 				return nil, nil, err
 			}

@@ -68,7 +68,7 @@ func dnsPersistRecord(ctx context.Context, env *Env, f *issueFlags, wildcard boo
 		}
 		names = append(names, n)
 	}
-	provider, err := f.dns.provider()
+	provider, err := f.dns.provider(env)
 	if err != nil {
 		return err
 	}

@@ -338,7 +338,7 @@ func (c *engineConfig) dnsSolvers(order []string, env *Env, fe frontEnd) (map[st
 				return nil, usagef("--challenge http-01 needs %s", fe.http01Via)
 			}
 		case acmeca.DNS01:
-			s, err := c.DNS.solver()
+			s, err := c.DNS.solver(env)
 			if err != nil {
 				return nil, err
 			}

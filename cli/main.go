@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+
+	"github.com/certkeeper/certkeeper/dnsprovider"
 )
 
 // Command is one command or command group, in the shape of cmd/go's
@@ -75,6 +77,8 @@ type Env struct {
 	Logger *slog.Logger
 	// stderr is Stderr as given, before --log-format json wrapped it.
 	stderr io.Writer
+	// dnsProviders are the --dns providers compiled in (WithDNSProvider).
+	dnsProviders []dnsprovider.Provider
 }
 
 // setLogging sets up env's Logger (and, for json, Stderr) for the log
@@ -114,10 +118,11 @@ const (
 
 // Main runs the certkeeper command with os.Args and exits with its status:
 // 0 on success, 1 on failure, 2 on bad usage. SIGINT and SIGTERM cancel the
-// command's context.
-func Main() {
+// command's context. opts add to the command what a program building
+// certkeeper brings (WithDNSProvider); cmd/certkeeper passes none.
+func Main(opts ...Option) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr, opts...)
 	stop()
 	os.Exit(code)
 }
@@ -126,8 +131,43 @@ func Main() {
 // writing to stdout and stderr, and returns the exit status Main would exit
 // with. It is for programs that embed the command; ctx ends long-running
 // commands (proxy, server) as a signal does.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return run(ctx, &Env{Stdout: stdout, Stderr: stderr}, args)
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, opts ...Option) int {
+	env := &Env{Stdout: stdout, Stderr: stderr}
+	for _, o := range opts {
+		if err := o(env); err != nil {
+			// A mistake in the program that built this binary, not in
+			// the command line.
+			fmt.Fprintf(stderr, "certkeeper: %v\n", err)
+			return exitFailure
+		}
+	}
+	return run(ctx, env, args)
+}
+
+// Option adds to the command something a program building certkeeper
+// brings: see WithDNSProvider.
+type Option func(env *Env) error
+
+// WithDNSProvider adds p to the providers --dns takes, with its settings
+// (--dns-setting, --dns-setting-file, the dns_settings and
+// dns_setting_files config keys), and lists it in the --help of every
+// command with --dns. A p that fails Validate, or whose name another
+// provider has, makes Run fail before it parses the command line.
+func WithDNSProvider(p dnsprovider.Provider) Option {
+	return func(env *Env) error {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		taken := (&dnsConfig{}).builtinDNS()
+		taken = append(taken, env.dnsProviders...)
+		for _, q := range taken {
+			if q.Name == p.Name {
+				return fmt.Errorf("DNS provider %s is given twice (or is built in)", p.Name)
+			}
+		}
+		env.dnsProviders = append(env.dnsProviders, p)
+		return nil
+	}
 }
 
 // root is the command tree.
@@ -172,10 +212,10 @@ func run(ctx context.Context, env *Env, args []string) int {
 			return exitUsage
 		case help || name == "help":
 			target, _ := find(cmd, after)
-			printHelp(env.Stdout, target)
+			printHelp(env.Stdout, target, env.dnsProviders)
 			return exitOK
 		case name == "":
-			printHelp(env.Stderr, cmd)
+			printHelp(env.Stderr, cmd, env.dnsProviders)
 			return exitUsage
 		}
 		sub := lookup(cmd, name)
@@ -195,7 +235,7 @@ func run(ctx context.Context, env *Env, args []string) int {
 	cmdArgs, err := parseArgs(fs, append(early, rest...), cmd.RawArgs)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			printHelp(env.Stdout, cmd)
+			printHelp(env.Stdout, cmd, env.dnsProviders)
 			return exitOK
 		}
 		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
@@ -247,8 +287,9 @@ func find(c *Command, args []string) (*Command, []string) {
 	return c, args
 }
 
-// printHelp writes a command's usage, long text, subcommands and flags.
-func printHelp(w io.Writer, c *Command) {
+// printHelp writes a command's usage, long text, subcommands and flags,
+// and for a command with --dns the providers compiled in (dns).
+func printHelp(w io.Writer, c *Command, dns []dnsprovider.Provider) {
 	fmt.Fprintf(w, "Usage: %s\n\n%s\n", c.UsageLine, strings.TrimSpace(c.Long))
 	if len(c.Commands) > 0 {
 		fmt.Fprintf(w, "\nCommands:\n")
@@ -279,6 +320,9 @@ func printHelp(w io.Writer, c *Command) {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
 		fmt.Fprintln(w)
+	}
+	if fs.Lookup("dns") != nil {
+		printDNSProviders(w, dns)
 	}
 }
 
