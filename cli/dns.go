@@ -39,8 +39,8 @@ type dnsConfig struct {
 	NoCheck     bool          `yaml:"dns_no_check"`
 	// Settings and SettingFiles are a compiled-in provider's settings
 	// (package dnsprovider): values, and files holding them (secrets).
-	Settings     map[string]string `yaml:"dns_settings"`
-	SettingFiles map[string]string `yaml:"dns_setting_files"`
+	Settings     map[string]string `yaml:"dns_setting"`
+	SettingFiles map[string]string `yaml:"dns_setting_file"`
 }
 
 func (c *dnsConfig) register(fs *flag.FlagSet) {
@@ -140,7 +140,7 @@ func (c *dnsConfig) builtinDNS() []dnsprovider.Provider {
 func (c *dnsConfig) provider(env *Env) (dns01.Provider, error) {
 	if c.Provider == "" {
 		if len(c.Settings) > 0 || len(c.SettingFiles) > 0 {
-			return nil, usagef("--dns-setting and --dns-setting-file (dns_settings, dns_setting_files) need --dns PROVIDER")
+			return nil, usagef("--dns-setting and --dns-setting-file (dns_setting, dns_setting_file) need --dns PROVIDER")
 		}
 		return nil, nil
 	}
@@ -191,7 +191,7 @@ func (c *dnsConfig) settings(p dnsprovider.Provider) (dnsprovider.Settings, erro
 			return nil, err
 		}
 		if s.Secret {
-			return nil, usagef("--dns-setting %s: a secret, so not on the command line or in the config file: give --dns-setting-file %s=FILE (dns_setting_files)", name, name)
+			return nil, usagef("--dns-setting %s: a secret, so not on the command line or in the config file: give --dns-setting-file %s=FILE (dns_setting_file)", name, name)
 		}
 		settings[name] = value
 	}

@@ -149,8 +149,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, opts ...O
 type Option func(env *Env) error
 
 // WithDNSProvider adds p to the providers --dns takes, with its settings
-// (--dns-setting, --dns-setting-file, the dns_settings and
-// dns_setting_files config keys), and lists it in the --help of every
+// (--dns-setting, --dns-setting-file, the dns_setting and
+// dns_setting_file config keys), and lists it in the --help of every
 // command with --dns. A p that fails Validate, or whose name another
 // provider has, makes Run fail before it parses the command line.
 func WithDNSProvider(p dnsprovider.Provider) Option {

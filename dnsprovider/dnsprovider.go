@@ -15,7 +15,7 @@
 //
 // The command then takes --dns cloudflare and the provider's settings
 // from --dns-setting NAME=VALUE, --dns-setting-file NAME=FILE, or the
-// config keys dns_settings and dns_setting_files. A Secret setting is taken
+// config keys dns_setting and dns_setting_file. A Secret setting is taken
 // only from a file, never from the command line or the config file itself.
 //
 // There is no global registry: a Provider is a value handed to cli.Main.
@@ -49,12 +49,12 @@ type Provider struct {
 
 // Setting is one value a Provider needs.
 type Setting struct {
-	// Name is the key in --dns-setting NAME=VALUE and dns_settings.
+	// Name is the key in --dns-setting NAME=VALUE and dns_setting.
 	Name string
 	// Help is one line for --help.
 	Help string
 	// Secret means the value is taken only from a file
-	// (--dns-setting-file, dns_setting_files) and never printed: an API
+	// (--dns-setting-file, dns_setting_file) and never printed: an API
 	// key or token, a password.
 	Secret bool
 	// Required means the provider cannot work without it.
