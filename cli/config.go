@@ -184,6 +184,10 @@ func (r *configReader) value(n *yaml.Node, v reflect.Value, full, key string) {
 		r.mapping(n, v, full)
 		return
 	}
+	if v.Kind() == reflect.Map {
+		r.stringMap(n, v, full)
+		return
+	}
 	if n.Kind != yaml.ScalarNode {
 		r.errorf(n, full, "want a single value, not a %s", nodeKind(n))
 		return
@@ -224,6 +228,33 @@ func (r *configReader) value(n *yaml.Node, v reflect.Value, full, key string) {
 		// does not know.
 		panic(fmt.Sprintf("config key %s: unsupported field type %s", full, v.Type()))
 	}
+}
+
+// stringMap decodes the YAML mapping n into the map[string]string v, whose
+// keys are free-form (dns_setting: {zone: a.example}). Values are not
+// quoted in errors: they may be secrets in the wrong place.
+func (r *configReader) stringMap(n *yaml.Node, v reflect.Value, full string) {
+	if n.Kind != yaml.MappingNode {
+		r.errorf(n, full, "want NAME: VALUE settings, e.g. %s: {zone: a.example}", full)
+		return
+	}
+	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := n.Content[i], n.Content[i+1]
+		if vn.Kind == yaml.AliasNode {
+			vn = vn.Alias
+		}
+		key := reflect.ValueOf(kn.Value)
+		switch {
+		case vn.Kind != yaml.ScalarNode:
+			r.errorf(vn, full+"."+kn.Value, "want a single value, not a %s", nodeKind(vn))
+		case m.MapIndex(key).IsValid():
+			r.errorf(kn, full+"."+kn.Value, "given twice: keep one")
+		default:
+			m.SetMapIndex(key, reflect.ValueOf(vn.Value))
+		}
+	}
+	v.Set(m)
 }
 
 func nodeKind(n *yaml.Node) string {

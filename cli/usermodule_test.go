@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/dnsprovider"
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/solver/dns01"
+	"github.com/libdns/libdns"
 )
 
 // buildUserModule builds testdata/usermodule, a module whose main adds the
@@ -131,4 +136,81 @@ func TestUserModuleProvider(t *testing.T) {
 	if strings.Contains(r.stdout+r.stderr, named.Secret()) {
 		t.Error("the TSIG secret appears in the output")
 	}
+}
+
+// TestDNSSettingKeys: a compiled-in provider's settings come from the
+// config keys dns_setting and dns_setting_file, a flag replaces the key of
+// its name, secrets are read from their files and refused as values, and
+// the built-in providers take no settings.
+func TestDNSSettingKeys(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "proxy.yaml")
+	body := "dns: test\ndns_setting: {zone: a.test, ttl: \"60\"}\ndns_setting_file: {token: " + tokenFile + "}\n"
+	if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := dnsConfig{Settings: map[string]string{"zone": "b.test"}}
+	cfg, err := loadProxyConfig(f, &proxyConfig{engineConfig: engineConfig{DNS: flags}}, map[string]bool{"dns-setting": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got dnsprovider.Settings
+	env := &Env{}
+	opt := WithDNSProvider(dnsprovider.Provider{
+		Name: "test",
+		Settings: []dnsprovider.Setting{
+			{Name: "zone", Required: true}, {Name: "ttl"}, {Name: "token", Secret: true, Required: true},
+		},
+		New: func(s dnsprovider.Settings) (dns01.Provider, error) {
+			got = s
+			return &nsupdateless{}, nil
+		},
+	})
+	if err := opt(env); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.DNS.provider(env); err != nil {
+		t.Fatalf("provider() = %v", err)
+	}
+	if want := "map[token:s3cret ttl:60 zone:b.test]"; fmt.Sprint(got) != want {
+		t.Errorf("settings = %v, want %s", got, want)
+	}
+
+	for _, tc := range []struct {
+		name string
+		c    dnsConfig
+		want string
+	}{
+		{"secret as a value", dnsConfig{Provider: "test", Settings: map[string]string{"zone": "a", "token": "s3cret"}}, "--dns-setting-file token=FILE"},
+		{"unknown setting", dnsConfig{Provider: "test", Settings: map[string]string{"zone": "a", "tokn": "x"}}, "--dns test takes zone, ttl, token"},
+		{"missing", dnsConfig{Provider: "test", Settings: map[string]string{"zone": "a"}}, "--dns test needs --dns-setting-file token=FILE"},
+		{"built-in", dnsConfig{Provider: "rfc2136", Settings: map[string]string{"zone": "a"}}, "--dns rfc2136 takes no settings"},
+		{"no --dns", dnsConfig{SettingFiles: map[string]string{"token": tokenFile}}, "need --dns PROVIDER"},
+		{"unknown --dns", dnsConfig{Provider: "tst"}, "use rfc2136, powerdns, exec or test"},
+	} {
+		_, err := tc.c.provider(env)
+		var uerr *usageError
+		if !errors.As(err, &uerr) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: provider() = %v, want a usage error with %q and no secret", tc.name, err, tc.want)
+		}
+	}
+	if err := WithDNSProvider(dnsprovider.Provider{Name: "exec", New: func(dnsprovider.Settings) (dns01.Provider, error) { return nil, nil }})(env); err == nil {
+		t.Error("WithDNSProvider(exec) = nil, want an error: exec is built in")
+	}
+}
+
+// nsupdateless is a provider that sets nothing, for tests that stop at
+// building one.
+type nsupdateless struct{}
+
+func (nsupdateless) AppendRecords(context.Context, string, []libdns.Record) ([]libdns.Record, error) {
+	return nil, nil
+}
+
+func (nsupdateless) DeleteRecords(context.Context, string, []libdns.Record) ([]libdns.Record, error) {
+	return nil, nil
 }
