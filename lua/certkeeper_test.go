@@ -1,5 +1,5 @@
 // Package lua holds the tests of certkeeper.lua that need only nginx; the
-// end-to-end tests with the certkeeper server are in cmd/certkeeper
+// end-to-end tests with the certkeeper server are in cli
 // (nginx_test.go).
 package lua
 

@@ -8,7 +8,7 @@ import (
 )
 
 // The rules themselves are tested end to end, in a network namespace of
-// their own, by cmd/certkeeper's TestALPNProxyIPTables (it needs root).
+// their own, by cli's TestALPNProxyIPTables (it needs root).
 
 func TestIPTablesSplitRule(t *testing.T) {
 	tests := []struct {

@@ -7,7 +7,7 @@
 //
 // Usage (from the tools module, as scripts/test.sh runs it):
 //
-//	go run ./codesize -dir .. [-max-func 100] [-cmd cmd/certkeeper] [-max-cmd 3500]
+//	go run ./codesize -dir .. [-max-func 100] [-cmd cli] [-max-cmd 3500]
 //
 // Test files, testdata directories and generated files are not counted.
 package main
@@ -30,7 +30,7 @@ import (
 func main() {
 	dir := flag.String("dir", ".", "root of the module to check")
 	maxFunc := flag.Int("max-func", 100, "most lines a non-test function may have (from `func` to its closing brace)")
-	cmdDir := flag.String("cmd", "cmd/certkeeper", "the command package, relative to -dir")
+	cmdDir := flag.String("cmd", "cli", "the command package, relative to -dir")
 	maxCmd := flag.Int("max-cmd", 3500, "most non-test lines the command package may hold")
 	flag.Parse()
 	problems, cmdLines, err := check(*dir, *maxFunc, *cmdDir)

@@ -1,0 +1,270 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/certkeeper/certkeeper/internal/redact"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// accountFlags are the flags every account command takes: which account.
+type accountFlags struct {
+	caFlags
+	emails  stringsFlag
+	storage storageFlags
+}
+
+func (a *accountFlags) register(fs *flag.FlagSet) {
+	a.caFlags.register(fs, caEAB)
+	fs.Var(&a.emails, "email", "the account's contact `EMAIL`; the first one names the account in --storage\n(repeatable for register and update)")
+	a.storage.register(fs)
+}
+
+func (a *accountFlags) issuer(env *Env, agree func(string) bool) (*acmeca.Issuer, error) {
+	st, _, err := a.storage.open(context.Background(), env)
+	if err != nil {
+		return nil, err
+	}
+	iss, err := a.acmeIssuer(env, a.ca(), st)
+	if err != nil {
+		return nil, err
+	}
+	iss.AgreeTerms = agree
+	if len(a.emails) > 0 {
+		iss.Email = a.emails[0]
+	}
+	return iss, nil
+}
+
+// refuseTerms is the terms prompt of commands that must not register.
+func refuseTerms(string) bool { return false }
+
+func printAccount(env *Env, acct acme.Account) {
+	fmt.Fprintf(env.Stdout, "url:        %s\n", acct.Location)
+	fmt.Fprintf(env.Stdout, "status:     %s\n", acct.Status)
+	fmt.Fprintf(env.Stdout, "contacts:   %s\n", strings.Join(acct.Contact, ", "))
+	if acct.PrivateKey != nil {
+		a := acct
+		if tp, err := a.Thumbprint(); err == nil {
+			fmt.Fprintf(env.Stdout, "thumbprint: %s\n", tp)
+		}
+		fmt.Fprintf(env.Stdout, "key type:   %s\n", issuer.KeyTypeOf(acct.PrivateKey.Public()))
+	}
+}
+
+func accountCmd() *Command {
+	return &Command{
+		UsageLine: "certkeeper account COMMAND [flags]",
+		Short:     "manage ACME accounts",
+		Long: `The account commands manage the ACME account certkeeper orders with: one per CA and email,
+its key kept in --storage (mode 0600). cert issue and the proxy register one by themselves; these
+commands are for doing it on purpose and for the rest of the account's life.`,
+		Commands: []*Command{
+			accountRegisterCmd(), accountShowCmd(), accountUpdateCmd(),
+			accountRolloverCmd(), accountDeactivateCmd(), accountRecoverCmd(),
+		},
+	}
+}
+
+func accountRegisterCmd() *Command {
+	a := &accountFlags{}
+	var agree bool
+	return &Command{
+		UsageLine: "certkeeper account register --email EMAIL --agree-tos [flags]",
+		Short:     "register an account (showing the CA's terms)",
+		Long: `Register creates the account at the CA, after you have read and accepted its terms of service
+(their URL is shown; --agree-tos says you accept them). Extra --email flags become extra contacts.
+
+	certkeeper account register --email ops@a.example --agree-tos
+	certkeeper account register --ca https://acme.example/dir --eab-kid KID --eab-hmac HMAC --agree-tos`,
+		Flags: func(fs *flag.FlagSet) {
+			a.register(fs)
+			fs.BoolVar(&agree, "agree-tos", false, "accept the CA's terms of service (shown by running without it)")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			var shown string
+			iss, err := a.issuer(env, func(tos string) bool {
+				shown = tos
+				return agree
+			})
+			if err != nil {
+				return err
+			}
+			acct, err := iss.Account(ctx)
+			if err != nil {
+				if !agree && shown != "" {
+					return fmt.Errorf("read the CA's terms of service at %s, then run again with --agree-tos", shown)
+				}
+				return err
+			}
+			if len(a.emails) > 1 {
+				if acct, err = iss.UpdateContacts(ctx, a.emails); err != nil {
+					return err
+				}
+			}
+			if shown != "" {
+				fmt.Fprintf(env.Stderr, "certkeeper: terms of service accepted: %s\n", shown)
+			}
+			printAccount(env, acct)
+			return nil
+		},
+	}
+}
+
+func accountShowCmd() *Command {
+	a := &accountFlags{}
+	return &Command{
+		UsageLine: "certkeeper account show [flags]",
+		Short:     "show an account's URL, status, contacts and key thumbprint",
+		Long: `Show asks the CA for the stored account's state.
+
+	certkeeper account show --email ops@a.example`,
+		Flags: a.register,
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			iss, err := a.issuer(env, refuseTerms)
+			if err != nil {
+				return err
+			}
+			acct, err := iss.AccountStatus(ctx)
+			if err != nil {
+				return err
+			}
+			printAccount(env, acct)
+			return nil
+		},
+	}
+}
+
+func accountUpdateCmd() *Command {
+	a := &accountFlags{}
+	var contacts stringsFlag
+	return &Command{
+		UsageLine: "certkeeper account update --email EMAIL --contact EMAIL... [flags]",
+		Short:     "replace an account's contacts",
+		Long: `Update replaces the contacts of the account named by --email with the --contact addresses.
+
+	certkeeper account update --email ops@a.example --contact ops@a.example --contact oncall@a.example`,
+		Flags: func(fs *flag.FlagSet) {
+			a.register(fs)
+			fs.Var(&contacts, "contact", "a contact `EMAIL` (repeatable): the new list")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(contacts) == 0 {
+				return usagef("give the new contacts with --contact")
+			}
+			iss, err := a.issuer(env, refuseTerms)
+			if err != nil {
+				return err
+			}
+			acct, err := iss.UpdateContacts(ctx, contacts)
+			if err != nil {
+				return err
+			}
+			printAccount(env, acct)
+			return nil
+		},
+	}
+}
+
+func accountRolloverCmd() *Command {
+	a := &accountFlags{}
+	var keyType string
+	return &Command{
+		UsageLine: "certkeeper account rollover [flags]",
+		Short:     "replace the account's key (the old one stops working)",
+		Long: `Rollover gives the account a new key (RFC 8555 key change); afterwards the CA refuses the old
+key, which is kept in --storage as EMAIL.key.old.
+
+	certkeeper account rollover --email ops@a.example`,
+		Flags: func(fs *flag.FlagSet) {
+			a.register(fs)
+			fs.StringVar(&keyType, "key-type", string(issuer.ECDSAP256), "the new key's `TYPE`")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			kt, err := issuer.ParseKeyType(keyType)
+			if err != nil {
+				return usagef("--key-type: %v", err)
+			}
+			iss, err := a.issuer(env, refuseTerms)
+			if err != nil {
+				return err
+			}
+			acct, err := iss.RolloverKey(ctx, kt)
+			if err != nil {
+				return err
+			}
+			printAccount(env, acct)
+			return nil
+		},
+	}
+}
+
+func accountDeactivateCmd() *Command {
+	a := &accountFlags{}
+	var yes bool
+	return &Command{
+		UsageLine: "certkeeper account deactivate [--yes] [flags]",
+		Short:     "deactivate an account for good",
+		Long: `Deactivate tells the CA the account will never be used again: it can no longer order, and this
+cannot be undone. It asks for confirmation unless --yes.
+
+	certkeeper account deactivate --email old@a.example --yes`,
+		Flags: func(fs *flag.FlagSet) {
+			a.register(fs)
+			fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			iss, err := a.issuer(env, refuseTerms)
+			if err != nil {
+				return err
+			}
+			if !yes {
+				fmt.Fprintf(env.Stderr, "Deactivate the account for %q at %s for good? Type yes: ", strings.Join(a.emails, ","), redact.URL(caURL(a.ca())))
+				line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+				if strings.TrimSpace(line) != "yes" {
+					return fmt.Errorf("not deactivated")
+				}
+			}
+			if err := iss.Deactivate(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintln(env.Stdout, "deactivated")
+			return nil
+		},
+	}
+}
+
+func accountRecoverCmd() *Command {
+	a := &accountFlags{}
+	return &Command{
+		UsageLine: "certkeeper account recover [flags]",
+		Short:     "find the account again from its key alone",
+		Long: `Recover asks the CA which account the stored key belongs to (the record of it may be lost or
+stale) and stores the answer.
+
+	certkeeper account recover --email ops@a.example`,
+		Flags: a.register,
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			iss, err := a.issuer(env, refuseTerms)
+			if err != nil {
+				return err
+			}
+			acct, err := iss.Recover(ctx)
+			if err != nil {
+				return err
+			}
+			printAccount(env, acct)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// TestAccountLifecycle: register (terms shown, then accepted), show,
+// update contacts, key rollover (the old key is refused by the CA and the
+// new one orders), recover from the key alone, deactivate (no more orders).
+func TestAccountLifecycle(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	dir := t.TempDir()
+	base := func(cmd ...string) []string {
+		return append(append([]string{"account"}, cmd...), "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(),
+			"--storage", dir, "--email", "ops@a.test")
+	}
+	if r := ck(t, 30*time.Second, base("register")...); r.code != 1 || !strings.Contains(r.stderr, "--agree-tos") {
+		t.Fatalf("register without --agree-tos: exit %d\n%s", r.code, r.stderr)
+	}
+	if ca.Accounts() != 0 {
+		t.Fatal("an account was registered without --agree-tos")
+	}
+	reg := ck(t, 30*time.Second, append(base("register"), "--agree-tos")...)
+	if reg.code != 0 || !strings.Contains(reg.stdout, "url:") {
+		t.Fatalf("register: exit %d\n%s%s", reg.code, reg.stdout, reg.stderr)
+	}
+	url := field(reg.stdout, "url:")
+	if show := ck(t, 30*time.Second, base("show")...); field(show.stdout, "url:") != url || field(show.stdout, "status:") != "valid" {
+		t.Errorf("show:\n%s%s", show.stdout, show.stderr)
+	}
+	upd := ck(t, 30*time.Second, append(base("update"), "--contact", "a@a.test", "--contact", "b@a.test")...)
+	if upd.code != 0 || !strings.Contains(upd.stdout, "mailto:b@a.test") {
+		t.Errorf("update:\n%s%s", upd.stdout, upd.stderr)
+	}
+
+	keyFile := filepath.Join(dir, "accounts", storage.IssuerID(ca.DirectoryURL()), "ops@a.test.key")
+	oldPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := ck(t, 30*time.Second, base("rollover")...); r.code != 0 {
+		t.Fatalf("rollover: exit %d\n%s", r.code, r.stderr)
+	}
+	oldKey, _ := storage.ParsePrivateKeyPEM(oldPEM)
+	client := &acme.Client{Directory: ca.DirectoryURL(), HTTPClient: ca.HTTPClient()}
+	if _, err := client.GetAccount(t.Context(), acme.Account{PrivateKey: oldKey}); err == nil {
+		t.Error("the CA still knows the account by its old key after rollover")
+	}
+	out := t.TempDir()
+	issueArgs := append(pebbleArgs(ca, dir, out), "--email", "ops@a.test", "-d", "k.test")
+	if r := ck(t, time.Minute, issueArgs...); r.code != 0 {
+		t.Fatalf("ordering with the new key: exit %d\n%s", r.code, r.stderr)
+	}
+
+	// The record lost, the key alone finds the account.
+	os.Remove(filepath.Join(dir, "accounts", storage.IssuerID(ca.DirectoryURL()), "ops@a.test.json"))
+	if rec := ck(t, 30*time.Second, base("recover")...); field(rec.stdout, "url:") != url {
+		t.Errorf("recover: got %q, want %q\n%s", field(rec.stdout, "url:"), url, rec.stderr)
+	}
+
+	if r := ck(t, 30*time.Second, append(base("deactivate"), "--yes")...); r.code != 0 {
+		t.Fatalf("deactivate: exit %d\n%s", r.code, r.stderr)
+	}
+	orders := ca.Orders()
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, dir, t.TempDir()), "--email", "ops@a.test", "-d", "d.test")...); r.code == 0 {
+		t.Error("a deactivated account ordered a certificate")
+	}
+	if ca.Orders() != orders {
+		t.Error("an order was placed with a deactivated account")
+	}
+	// The CA agrees: the account is deactivated.
+	newKey, _ := storage.ParsePrivateKeyPEM(mustRead(t, keyFile))
+	_, err = client.GetAccount(t.Context(), acme.Account{PrivateKey: newKey})
+	var p acme.Problem
+	if err == nil || !errors.As(err, &p) {
+		t.Errorf("GetAccount of a deactivated account: %v", err)
+	}
+}
+
+func field(out, name string) string {
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, name); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func mustRead(t *testing.T, f string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"flag"
+	"strings"
+
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// caFlags choose a CA and the ACME account used with it. Every command
+// that talks to a CA registers them with register, so each flag has one
+// help text, and builds its issuers with issuer or acmeIssuer, the one
+// place an acmeca.Issuer is made from flags. The yaml keys are those of
+// the server and proxy config file (engineConfig inlines caFlags).
+type caFlags struct {
+	CA      []string `yaml:"ca"`
+	Email   string   `yaml:"email"`
+	KeyType string   `yaml:"key_type"`
+	Profile string   `yaml:"profile"`
+	EABKID  string   `yaml:"eab_kid"`
+	EABHMAC string   `yaml:"eab_hmac"`
+	CARoots string   `yaml:"ca_roots"`
+}
+
+// caUse says which CA flags a command takes besides --ca and --ca-roots.
+type caUse uint8
+
+const (
+	caLocal caUse = 1 << iota // --ca local (certkeeper's own CA) is accepted
+	caChain                   // --ca repeats: a fallback chain, letsencrypt when none
+	caEmail                   // --email
+	caEAB                     // --eab-kid and --eab-hmac
+	caOrder                   // --key-type and --profile
+)
+
+// register registers the flags use asks for. A single --ca defaults to
+// letsencrypt.
+func (f *caFlags) register(fs *flag.FlagSet, use caUse) {
+	help := "the CA: an ACME directory `URL`, letsencrypt or staging"
+	if use&(caLocal|caChain) != 0 {
+		help = "the CA: an ACME directory `URL`, letsencrypt, staging (Let's Encrypt's staging CA),\nor local (certkeeper's own CA, no network needed)"
+	}
+	if use&caChain != 0 {
+		help += "; repeat for a fallback\nchain, tried in order (default letsencrypt)"
+	} else {
+		f.CA = []string{"letsencrypt"}
+	}
+	fs.Var(&caValue{list: &f.CA, repeat: use&caChain != 0}, "ca", help)
+	fs.StringVar(&f.CARoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint (SSL_CERT_FILE also works)")
+	if use&caEmail != 0 {
+		fs.StringVar(&f.Email, "email", "", "contact `EMAIL` of the ACME account; it names the account in --storage (optional)")
+	}
+	if use&caEAB != 0 {
+		fs.StringVar(&f.EABKID, "eab-kid", "", "external account binding key `ID`, for CAs that require one")
+		fs.StringVar(&f.EABHMAC, "eab-hmac", "", "external account binding `HMAC` key (base64url), with --eab-kid")
+	}
+	if use&caOrder != 0 {
+		fs.StringVar(&f.KeyType, "key-type", string(issuer.ECDSAP256), "certificate key `TYPE`: ecdsa-p256, ecdsa-p384, rsa2048, rsa3072 or rsa4096")
+		fs.StringVar(&f.Profile, "profile", "", "ACME `PROFILE` to order, e.g. tlsserver or shortlived at Let's Encrypt (default: the CA's)")
+	}
+}
+
+// ca is the single --ca of commands that take one.
+func (f *caFlags) ca() string {
+	if len(f.CA) == 0 {
+		return "letsencrypt"
+	}
+	return f.CA[0]
+}
+
+// local reports whether the single --ca is certkeeper's own CA.
+func (f *caFlags) local() bool { return strings.EqualFold(f.ca(), "local") }
+
+// acmeIssuer is the ACME issuer of CA ca (a --ca value, not local) with
+// the flags' account, profile and roots; the caller adds solvers.
+func (f *caFlags) acmeIssuer(env *Env, ca string, st storage.Storage) (*acmeca.Issuer, error) {
+	if (f.EABKID == "") != (f.EABHMAC == "") {
+		return nil, usagef("--eab-kid and --eab-hmac go together")
+	}
+	hc, err := caHTTPClient(f.CARoots)
+	if err != nil {
+		return nil, err
+	}
+	iss := &acmeca.Issuer{
+		DirectoryURL: caURL(ca), Email: f.Email, Storage: st, Profile: f.Profile,
+		HTTPClient: hc, UserAgent: "cli", Logger: env.Logger,
+	}
+	if f.EABKID != "" {
+		iss.EAB = &acme.EAB{KeyID: f.EABKID, MACKey: f.EABHMAC}
+	}
+	return iss, nil
+}
+
+// issuerFor is the issuer of CA ca: the local CA for "local", else
+// acmeIssuer's.
+func (f *caFlags) issuerFor(env *Env, ca string, st storage.Storage) (issuer.Issuer, error) {
+	if strings.EqualFold(ca, "local") {
+		return &localca.CA{Storage: st, Logger: env.Logger}, nil
+	}
+	return f.acmeIssuer(env, ca, st)
+}
+
+// caValue is --ca: one value that replaces the default, or, for a chain,
+// a list that starts empty.
+type caValue struct {
+	list   *[]string
+	repeat bool
+}
+
+func (v *caValue) String() string {
+	if v.list == nil {
+		return ""
+	}
+	return strings.Join(*v.list, ",")
+}
+
+func (v *caValue) Set(s string) error {
+	if v.repeat {
+		*v.list = append(*v.list, s)
+	} else {
+		*v.list = []string{s}
+	}
+	return nil
+}

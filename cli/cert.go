@@ -1,0 +1,419 @@
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/dns01"
+	"github.com/certkeeper/certkeeper/solver/http01"
+	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+func certCmd() *Command {
+	return &Command{
+		UsageLine: "certkeeper cert COMMAND [flags]",
+		Short:     "obtain certificates as files",
+		Long: `The cert commands run the ACME client by hand: obtain a certificate and write it as
+files for servers that read certificates from disk.`,
+		Commands: []*Command{certIssueCmd(), certRenewCmd(), certShowCmd(), certRevokeCmd()},
+	}
+}
+
+// issueFlags are the flags of "cert issue".
+type issueFlags struct {
+	caFlags
+	storageDir      string
+	storageKeyFile  string
+	storagePassFile string
+	names           stringsFlag
+	challenge       string
+	httpAddr        string
+	tlsAddr         string
+	outDir          string
+	preferredChain  string
+	noWait          bool
+	noApex          bool
+	csrFile         string
+	timeout         time.Duration
+	dns             dnsConfig
+	// fs is the parsed flag set: the flags given are remembered for
+	// renewals (renewconf.go).
+	fs *flag.FlagSet
+}
+
+func (f *issueFlags) register(fs *flag.FlagSet) {
+	f.fs = fs
+	f.registerCA(fs)
+	fs.Var(&f.names, "d", "a `NAME` (DNS name or IP address) for the certificate; repeat for more names, the first\nnames the files")
+	fs.BoolVar(&f.noApex, "no-apex", false, "do not add a.example when www.a.example is asked for")
+	fs.StringVar(&f.csrFile, "csr", "", "issue for this PEM certificate request `FILE` (its key stays with you; only\ncerts/NAME.pem is written); names come from the CSR unless -d is given")
+}
+
+// registerCA registers every flag of cert issue but -d: what cert renew
+// needs too.
+func (f *issueFlags) registerCA(fs *flag.FlagSet) {
+	f.caFlags.register(fs, caLocal|caEmail|caEAB|caOrder)
+	fs.StringVar(&f.storageDir, "storage", "", storageUsage)
+	fs.StringVar(&f.storageKeyFile, "storage-key-file", "", storageKeyUsage)
+	fs.StringVar(&f.storagePassFile, "storage-password-file", "", storagePasswordUsage)
+	fs.StringVar(&f.challenge, "challenge", acmeca.HTTP01, "challenge `TYPE` that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; the only one for wildcards) or dns-persist-01 (a record\nset once with dns-persist-record)")
+	fs.StringVar(&f.httpAddr, "http-addr", ":80", "`ADDR` to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward")
+	fs.StringVar(&f.tlsAddr, "tls-addr", ":443", "`ADDR` to answer tls-alpn-01 on; the CA connects to port 443")
+	fs.StringVar(&f.outDir, "out-dir", "", "write `DIR`/private/NAME.key and DIR/certs/NAME.pem (leaf + chain) here\n(default: /etc/ssl for root, else ~/.acme)")
+	fs.StringVar(&f.preferredChain, "preferred-chain", "", "among the chains the CA offers, prefer the one whose top certificate is issued by\nthis common `NAME` (e.g. \"ISRG Root X1\")")
+	fs.BoolVar(&f.noWait, "no-wait", false, "if the CA answers rateLimited, fail at once naming the time to retry instead of waiting")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up after this long")
+	f.dns.register(fs)
+}
+
+func certIssueCmd() *Command {
+	f := &issueFlags{}
+	return &Command{
+		UsageLine: "certkeeper cert issue -d NAME [-d NAME...] [flags]",
+		Short:     "obtain one certificate and write it as files",
+		Long: `Issue obtains one certificate for the names given with -d and writes it as
+OUT-DIR/private/NAME.key (mode 0600) and OUT-DIR/certs/NAME.pem (leaf + chain), NAME being the
+first -d. A www. name brings its apex (www.a.example adds a.example) unless --no-apex. The
+certificate, its key and the ACME account are also kept in --storage.
+
+A development certificate from certkeeper's local CA, with no network (trust it with
+"certkeeper ca root"):
+
+	certkeeper cert issue --ca local -d localhost --out-dir ./certs
+
+From Let's Encrypt, answering http-01 on port 80 (stop the web server, or use tls-alpn-01):
+
+	certkeeper cert issue -d a.example -d www.a.example --email you@a.example
+
+Test against Let's Encrypt's staging CA first, with a 6-day certificate:
+
+	certkeeper cert issue --ca staging --profile shortlived -d a.example
+
+An IP address certificate (Let's Encrypt: shortlived profile, http-01 or tls-alpn-01 only):
+
+	certkeeper cert issue --profile shortlived -d 192.0.2.7
+
+Progress goes to stderr; the result, one line, to stdout. Exit status: 0 issued, 1 failed
+(the message says why and what to do), 2 bad usage.`,
+		Flags: f.register,
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q: names go with -d", args)
+			}
+			return issueCert(ctx, env, f)
+		},
+	}
+}
+
+// issueCert runs "cert issue".
+func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
+	start := time.Now()
+	names, csrDER, keyType, err := f.request()
+	if err != nil {
+		return err
+	}
+	if f.storageDir == "" {
+		f.storageDir = defaultStorageDir()
+	}
+	if f.outDir == "" {
+		d, err := certfile.DefaultDir()
+		if err != nil {
+			return fmt.Errorf("no --out-dir given and no default: %w", err)
+		}
+		f.outDir = string(d)
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+
+	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: f.storageDir, KeyFile: f.storageKeyFile, PasswordFile: f.storagePassFile}, 0)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
+	progress := func(step string) {
+		fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step)
+	}
+
+	iss, closeSolvers, err := f.issuer(env, st)
+	if err != nil {
+		return err
+	}
+	defer closeSolvers()
+
+	chain := &issuer.Chain{Issuers: []issuer.Issuer{iss}}
+	if csrDER != nil {
+		return issueForCSR(ctx, env, f, chain, names, csrDER, start)
+	}
+	got, err := certkeeper.Issue(ctx, st, certkeeper.IssueRequest{
+		Names: names, Issuers: chain, KeyType: keyType, Email: f.Email, Progress: progress,
+		Replaces: previousLeaf(ctx, st, iss.ID(), names),
+	})
+	if err != nil {
+		return explainIssueError(err, f)
+	}
+	cert, keyPEM := got.Certificate, got.Record.KeyPEM
+	paths, err := certfile.Dir(f.outDir).Write(names[0], keyPEM, cert.ChainPEM)
+	if err != nil {
+		return fmt.Errorf("writing the certificate files (the certificate is safe in %s): %w", storageWhere(f.storageDir), err)
+	}
+	if err := f.remember(names[0]); err != nil {
+		return fmt.Errorf("the certificate files are written, but not how to renew them (cert renew will use its flags' defaults): %w", err)
+	}
+	progress(fmt.Sprintf("done in %s", time.Since(start).Round(time.Millisecond)))
+	fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key %s\n",
+		strings.Join(names, ","), cert.Issuer, cert.Leaf.NotAfter.UTC().Format(time.RFC3339), paths.Cert, paths.Key)
+	env.Logger.Info("certificate obtained", slog.Any("names", names), slog.String("issuer", cert.Issuer),
+		slog.Time("not_after", cert.Leaf.NotAfter))
+	return nil
+}
+
+// request checks the flags of cert issue and returns what to issue: the
+// names (from -d, else from --csr), the --csr request if any, and the key
+// type.
+func (f *issueFlags) request() ([]string, []byte, issuer.KeyType, error) {
+	var csrDER []byte
+	if f.csrFile != "" {
+		der, csrNames, err := readCSR(f.csrFile)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		csrDER = der
+		if len(f.names) == 0 {
+			f.names = csrNames
+			f.noApex = true // the CSR's names are what the CA will sign
+		}
+	}
+	if len(f.names) == 0 {
+		return nil, nil, "", usagef("no names: give at least one with -d, e.g. -d a.example")
+	}
+	names, err := normalizeNames(f.names)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if !f.noApex {
+		names = withApex(names)
+	}
+	keyType, err := issuer.ParseKeyType(f.KeyType)
+	if err != nil {
+		return nil, nil, "", usagef("--key-type: %v", err)
+	}
+	switch f.challenge {
+	case acmeca.HTTP01, acmeca.TLSALPN01, acmeca.DNS01, acmeca.DNSPersist01:
+	default:
+		return nil, nil, "", usagef("--challenge %q: use http-01, tls-alpn-01, dns-01 or dns-persist-01", f.challenge)
+	}
+	return names, csrDER, keyType, nil
+}
+
+// previousLeaf returns the stored certificate for exactly these names, if
+// any, so a new order can name it as the one it replaces (ARI).
+func previousLeaf(ctx context.Context, st storage.Storage, issuerID string, names []string) *x509.Certificate {
+	key, err := storage.CertificateKey(issuerID, names[0])
+	if err != nil {
+		return nil
+	}
+	data, err := st.Load(ctx, key)
+	if err != nil {
+		return nil
+	}
+	rec, err := storage.UnmarshalCertificate(key, data)
+	if err != nil || strings.Join(rec.Names, ",") != strings.Join(names, ",") {
+		return nil
+	}
+	leaf, err := rec.Leaf()
+	if err != nil || time.Now().After(leaf.NotAfter) {
+		return nil
+	}
+	return leaf
+}
+
+// issuer is the issuer the flags choose, with a func that stops its
+// challenge listener.
+func (f *issueFlags) issuer(env *Env, st storage.Storage) (issuer.Issuer, func(), error) {
+	if f.local() {
+		iss, err := f.issuerFor(env, f.ca(), st)
+		return iss, func() {}, err
+	}
+	return newACMEIssuer(env, f, st)
+}
+
+// newACMEIssuer sets up the ACME issuer and starts the challenge listener,
+// so a busy port fails before anything is ordered.
+func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer, func(), error) {
+	iss, err := f.acmeIssuer(env, f.ca(), st)
+	if err != nil {
+		return nil, nil, err
+	}
+	iss.PreferredChain, iss.NoWait = f.preferredChain, f.noWait
+	iss.AgreeTerms = func(tos string) bool {
+		if tos != "" {
+			fmt.Fprintf(env.Stderr, "certkeeper: registering an ACME account; by doing so you agree to the CA's terms: %s\n", tos)
+		}
+		return true
+	}
+	var closer func() error
+	switch f.challenge {
+	case acmeca.HTTP01:
+		s := &http01.Solver{Logger: env.Logger}
+		srv, err := s.Listen(f.httpAddr)
+		if err != nil {
+			return nil, nil, portError(err, f.httpAddr, "--http-addr", "http-01")
+		}
+		closer = srv.Close
+		iss.Solvers = map[string]solver.Solver{acmeca.HTTP01: s}
+	case acmeca.TLSALPN01:
+		s := &tlsalpn01.Solver{Logger: env.Logger}
+		srv, err := s.Listen(f.tlsAddr)
+		if err != nil {
+			return nil, nil, portError(err, f.tlsAddr, "--tls-addr", "tls-alpn-01")
+		}
+		closer = srv.Close
+		iss.Solvers = map[string]solver.Solver{acmeca.TLSALPN01: s}
+	case acmeca.DNS01, acmeca.DNSPersist01:
+		// dns-persist-01 is used wherever its record is in place, and
+		// dns-01 (with a provider) everywhere else.
+		closer = func() error { return nil }
+		iss.Solvers = map[string]solver.Solver{acmeca.DNSPersist01: &dns01.Persist{Resolver: f.dns.resolver()}}
+		if f.challenge == acmeca.DNS01 {
+			s, err := f.dns.solver(env)
+			if err != nil {
+				return nil, nil, err
+			}
+			s.Logger = env.Logger
+			iss.Solvers[acmeca.DNS01] = s
+		}
+	}
+	return iss, func() { _ = closer() }, nil
+}
+
+// portError explains a listener that could not start.
+func portError(err error, addr, flagName, challenge string) error {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("port %s is already in use, so %s cannot be answered there: stop what listens on it, choose another challenge with --challenge, or another address with %s", portOf(addr), challenge, flagName)
+	case errors.Is(err, syscall.EACCES) || errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("no permission to listen on port %s for %s: run as root (or grant CAP_NET_BIND_SERVICE), or choose another address with %s", portOf(addr), challenge, flagName)
+	}
+	return fmt.Errorf("listening on %s for %s (change it with %s): %w", addr, challenge, flagName, err)
+}
+
+func portOf(addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		return port
+	}
+	return addr
+}
+
+// explainIssueError adds what to do to an issuance failure.
+func explainIssueError(err error, f *issueFlags) error {
+	var ierr *issuer.Error
+	if errors.As(err, &ierr) && !ierr.RetryAfter.IsZero() && errors.Is(err, issuer.ErrRateLimited) {
+		return fmt.Errorf("the CA rate-limited this request; it may be retried after %s (%s from now): %w",
+			ierr.RetryAfter.UTC().Format(time.RFC3339), time.Until(ierr.RetryAfter).Round(time.Second), ierr.Err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("gave up after --timeout %s: %w", f.timeout, err)
+	}
+	return err
+}
+
+// normalizeNames validates and normalises the -d names (IP literals and
+// wildcards allowed: the CA refuses what it cannot issue), dropping
+// duplicates and keeping the order.
+func normalizeNames(in []string) ([]string, error) {
+	n := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
+	var out []string
+	seen := make(map[string]bool)
+	for _, raw := range in {
+		name, err := n.Normalize(raw)
+		if err != nil {
+			return nil, usagef("-d: %v", err)
+		}
+		if !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+// withApex adds the apex of every www. name that is not there yet, after
+// the names given (a certificate for www.a.example nearly always needs
+// a.example too).
+func withApex(names []string) []string {
+	out := names
+	for _, n := range names {
+		if apex, ok := strings.CutPrefix(n, "www."); ok && strings.Contains(apex, ".") && !slices.Contains(out, apex) {
+			out = append(out, apex)
+		}
+	}
+	return out
+}
+
+// readCSR reads a PEM (or DER) certificate request, checks its signature,
+// and returns it with its names (SANs; the CN if there are none).
+func readCSR(file string) ([]byte, []string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--csr: %w", err)
+	}
+	der := data
+	if b, _ := pem.Decode(data); b != nil {
+		der = b.Bytes
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--csr %s: not a certificate request: %w", file, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, nil, fmt.Errorf("--csr %s: bad signature: %w", file, err)
+	}
+	names := slices.Clone(csr.DNSNames)
+	for _, ip := range csr.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 && csr.Subject.CommonName != "" {
+		names = []string{csr.Subject.CommonName}
+	}
+	if len(names) == 0 {
+		return nil, nil, fmt.Errorf("--csr %s: the request names no DNS name or IP address", file)
+	}
+	return der, names, nil
+}
+
+// issueForCSR issues for the user's CSR and writes only the certificate
+// file: there is no key to write or to keep in storage.
+func issueForCSR(ctx context.Context, env *Env, f *issueFlags, chain *issuer.Chain, names []string, csr []byte, start time.Time) error {
+	got, err := certkeeper.Issue(ctx, nil, certkeeper.IssueRequest{Names: names, Issuers: chain, CSR: csr, Email: f.Email,
+		Progress: func(step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step) }})
+	if err != nil {
+		return explainIssueError(err, f)
+	}
+	cert := got.Certificate
+	path, err := certfile.Dir(f.outDir).WriteCert(names[0], cert.ChainPEM)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stderr, "certkeeper: done in %s\n", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key (yours, from the CSR)\n",
+		strings.Join(names, ","), cert.Issuer, cert.Leaf.NotAfter.UTC().Format(time.RFC3339), path)
+	return nil
+}

@@ -1,0 +1,261 @@
+package cli
+
+import (
+	"flag"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// noGoTypes fails the test if stderr shows Go's own type names, which
+// mean nothing to an operator.
+func noGoTypes(t *testing.T, stderr string) {
+	t.Helper()
+	for _, s := range []string{"main.", "[]string", "time.Duration", "!!str", "unmarshal", "seq into"} {
+		if strings.Contains(stderr, s) {
+			t.Errorf("error shows Go internals (%q):\n%s", s, stderr)
+		}
+	}
+}
+
+// freeLoopbackPort returns a port free on 127.0.0.1 just now.
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestConfigErrors starts proxy and server on config files with the
+// mistakes a new user makes: each is refused at start with the file, the
+// line and the key, a suggestion where there is one, and no Go type.
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, cmd, text string
+		want            []string
+	}{
+		{"typo", "proxy", "allow: [a.example]\nalow: b.example\n",
+			[]string{"config.yaml:2: alow: unknown key; did you mean allow?"}},
+		{"typo in names", "proxy", "allow: a.example\nnames:\n  - pattern: b.example\n    key_typ: rsa2048\n",
+			[]string{"config.yaml:4: names[0].key_typ: unknown key; did you mean key_type?"}},
+		{"server typo", "server", "lisen: 127.0.0.1:0\n",
+			[]string{"config.yaml:1: lisen: unknown key; did you mean listen?"}},
+		{"unknown CA", "proxy", "allow: a.example\nca: [lets-encrypt]\n",
+			[]string{`config.yaml:2: ca[0]: "lets-encrypt" is not a CA`, "did you mean letsencrypt?"}},
+		{"bad duration", "proxy", "allow: a.example\nalert_failing_for: 1 day\n",
+			[]string{`config.yaml:2: alert_failing_for: "1 day": want a duration such as 7d`}},
+		{"bool", "server", "self_signed_fallback: maybe\n",
+			[]string{`config.yaml:1: self_signed_fallback: "maybe": want true or false`}},
+		{"list for a value", "proxy", "allow: a.example\nemail: [a, b]\n",
+			[]string{"config.yaml:2: email: want a single value, not a list"}},
+		{"bad backend", "proxy", "allow: a.example\nbackend: ftp://127.0.0.1:21\n",
+			[]string{`config.yaml:2: backend: backend "ftp://127.0.0.1:21": scheme "ftp" is not http or https`}},
+		{"log level", "proxy", "allow: a.example\nlog_level: loud\n",
+			[]string{`config.yaml:2: log_level: "loud": use debug, info, warn or error`}},
+		{"duplicate", "proxy", "allow: a.example\nallow: b.example\n",
+			[]string{"config.yaml:2: allow: given twice (first on line 1)"}},
+		{"not YAML", "proxy", "allow: [a.example\n",
+			[]string{"config.yaml:1: did not find expected ',' or ']' (not valid YAML)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := writeConfig(t, tc.text)
+			addr := "--tls-addr" // nothing must start listening on a fixed port
+			if tc.cmd == "server" {
+				addr = "--listen"
+			}
+			r := ck(t, 30*time.Second, tc.cmd, "--config", file, "--storage", t.TempDir(), addr, "127.0.0.1:0")
+			if r.code == 0 {
+				t.Fatalf("exit 0, want a refusal\nstderr:\n%s", r.stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+				}
+			}
+			noGoTypes(t, r.stderr)
+		})
+	}
+}
+
+// TestCAFlagChecked: an unknown CA name on the command line is refused at
+// start, as in the file, not taken for a URL that fails at the first
+// handshake.
+func TestCAFlagChecked(t *testing.T) {
+	r := ck(t, 30*time.Second, "proxy", "--allow", "a.example", "--ca", "lets-encrypt", "--storage", t.TempDir(), "--tls-addr", "127.0.0.1:0")
+	if r.code == 0 || !strings.Contains(r.stderr, `--ca: "lets-encrypt" is not a CA`) || !strings.Contains(r.stderr, "did you mean letsencrypt?") {
+		t.Errorf("--ca lets-encrypt: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestCheckConfig: --check-config says "configuration OK" and exits 0 for
+// a good configuration (a scalar for a list, days in durations, a
+// host:port backend, log keys), and prints every error of a bad one.
+func TestCheckConfig(t *testing.T) {
+	good := writeConfig(t, `allow: a.example
+alert_failing_for: 1d
+alert_expiring_within: 2d12h
+cert_file_check: 10s
+backend: 127.0.0.1:8080
+route: b.example=127.0.0.1:8081
+ca: letsencrypt
+challenge: tls-alpn-01
+log_level: debug
+log_format: json
+storage: redis://127.0.0.1:1/0
+order_limit: ""
+key_type: ""
+`)
+	for _, args := range [][]string{
+		{"proxy", "--check-config", "--config", good},
+		{"proxy", "--check-config", "--allow", "a.example", "--backend", "127.0.0.1:8080", "--alert-failing-for", "7d"},
+		{"server", "--check-config", "--config", writeConfig(t, "allow: a.example\nissue_timeout: 1m\nalert_check_every: 1d\nmanaged: a.example\n")},
+	} {
+		r := ck(t, 30*time.Second, args...)
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "configuration OK" {
+			t.Errorf("%s: exit %d, stdout %q, stderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+	}
+
+	bad := writeConfig(t, `allow: a.example
+alow: b.example
+ca: [letsencrypt, lets-encrypt]
+storage: redis://127.0.0.1:1/notanumber
+names:
+  - pattern: c.example
+    challenge: http-1
+`)
+	r := ck(t, 30*time.Second, "proxy", "--check-config", "--config", bad)
+	if r.code == 0 || strings.Contains(r.stdout, "configuration OK") {
+		t.Fatalf("bad config: exit %d, stdout %q", r.code, r.stdout)
+	}
+	for _, w := range []string{"config.yaml:2: alow:", "config.yaml:3: ca[1]:", "config.yaml:4: storage:",
+		"config.yaml:7: names[0].challenge: \"http-1\"", "did you mean http-01?", "the configuration has 4 errors"} {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+		}
+	}
+	noGoTypes(t, r.stderr)
+
+	// Flags are checked too, and so are the listeners' rules: a server
+	// beyond loopback without authentication. Nothing listens.
+	port := freeLoopbackPort(t)
+	r = ck(t, 30*time.Second, "server", "--check-config", "--listen", "0.0.0.0:"+strconv.Itoa(port), "--ca", "stagin", "--key-type", "rsa9")
+	if r.code == 0 {
+		t.Fatalf("bad server flags: exit 0\n%s", r.stdout)
+	}
+	for _, w := range []string{"--listen 0.0.0.0:", "beyond loopback", "--key-type", "the configuration has 2 errors"} {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+		}
+	}
+}
+
+// TestConfigLogKeys: log_format and log_level in the file apply as their
+// flags do (the flags win).
+func TestConfigLogKeys(t *testing.T) {
+	file := writeConfig(t, "log_format: json\nallow: a.example\nmetrics_addr: 0.0.0.0:1\n")
+	r := ck(t, 30*time.Second, "proxy", "--config", file, "--storage", t.TempDir())
+	if r.code == 0 || !strings.HasPrefix(r.stderr, "{") || !strings.Contains(r.stderr, "--metrics-addr") {
+		t.Errorf("log_format json: exit %d, want the error as a JSON line:\n%s", r.code, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "proxy", "--config", file, "--storage", t.TempDir(), "--log-format", "text")
+	if r.code == 0 || strings.HasPrefix(r.stderr, "{") {
+		t.Errorf("--log-format text over log_format json: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestBackendHostPort: a backend given as HOST:PORT, in the file and as a
+// flag, means http://HOST:PORT; requests reach it through the proxy.
+func TestBackendHostPort(t *testing.T) {
+	be := newBackend(t, "hello from host:port")
+	hostPort := strings.TrimPrefix(be.url, "http://")
+	storageDir := t.TempDir()
+	r := ck(t, 30*time.Second, "ca", "root", "--storage", storageDir)
+	if r.code != 0 {
+		t.Fatalf("ca root: exit %d\n%s", r.code, r.stderr)
+	}
+	roots := filepath.Join(t.TempDir(), "root.pem")
+	if err := os.WriteFile(roots, []byte(r.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args func(port int) []string
+	}{
+		{"config", func(port int) []string {
+			return []string{"--config", writeConfig(t, "ca: local\nallow: localhost\nbackend: "+hostPort+
+				"\ntls_addr: 127.0.0.1:"+strconv.Itoa(port)+"\nstorage: "+storageDir+"\n")}
+		}},
+		{"flag", func(port int) []string {
+			return []string{"--ca", "local", "--allow", "localhost", "--backend", hostPort,
+				"--tls-addr", "127.0.0.1:" + strconv.Itoa(port), "--storage", storageDir}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := freeLoopbackPort(t)
+			startProxy(t, tc.args(port)...)
+			if body, _ := curl(t, roots, "localhost", port); body != "hello from host:port" {
+				t.Errorf("body through the proxy = %q, want the backend's", body)
+			}
+		})
+	}
+}
+
+// TestConfigDocKeys: docs/config.md documents every config key of proxy
+// and server, and no key they lack ("every flag has a key" stays true).
+func TestConfigDocKeys(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "docs", "config.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	keyLine := regexp.MustCompile(`^\s*(?:- )?([a-z0-9_]+):`)
+	inYAML := false
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.HasPrefix(line, "```yaml"):
+			inYAML = true
+		case strings.HasPrefix(line, "```"):
+			inYAML = false
+		case inYAML:
+			if m := keyLine.FindStringSubmatch(line); m != nil {
+				documented[m[1]] = true
+			}
+		}
+	}
+	known := map[string]bool{}
+	for _, typ := range []reflect.Type{reflect.TypeOf(proxyConfig{}), reflect.TypeOf(serverConfig{}), reflect.TypeOf(nameConfig{})} {
+		for k := range yamlKeys(typ) {
+			known[k] = true
+			if !documented[k] {
+				t.Errorf("config key %s is not in docs/config.md", k)
+			}
+		}
+	}
+	for k := range documented {
+		if !known[k] {
+			t.Errorf("docs/config.md documents %s, which no config takes", k)
+		}
+	}
+	// Every flag of proxy and server, global ones included, has a key.
+	for _, cmd := range []*Command{proxyCmd(), serverCmd()} {
+		fs := flag.NewFlagSet(cmd.FullName(), flag.ContinueOnError)
+		globalFlags(fs)
+		cmd.Flags(fs)
+		fs.VisitAll(func(f *flag.Flag) {
+			k := strings.ReplaceAll(f.Name, "-", "_")
+			if f.Name != "config" && f.Name != "check-config" && !known[k] {
+				t.Errorf("%s --%s has no config key %s", cmd.FullName(), f.Name, k)
+			}
+		})
+	}
+}

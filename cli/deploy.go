@@ -1,0 +1,190 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/certdeploy"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// deployFlags are the flags of "deploy", and of the proxy's deploy mode
+// (the same flags prefixed "deploy-", config keys deploy_format, ...).
+type deployFlags struct {
+	Format string `yaml:"deploy_format"`
+	Out    string `yaml:"deploy_out"`
+	Check  string `yaml:"deploy_check"`
+	Reload string `yaml:"deploy_reload"`
+}
+
+func (f *deployFlags) register(fs *flag.FlagSet, prefix string) {
+	what := "the `FORMAT` to write: " + strings.Join(certdeploy.Formats(), ", ")
+	if prefix != "" {
+		what = "deploy every certificate in this `FORMAT` (" + strings.Join(certdeploy.Formats(), ", ") + ") at start and after\neach issuance and renewal (see certkeeper deploy --help)"
+	}
+	fs.StringVar(&f.Format, prefix+"format", "", what)
+	fs.StringVar(&f.Out, prefix+"out", "", "`DIR` to write the files into (created 0700 if missing)")
+	fs.StringVar(&f.Check, prefix+"check", "", "`CMD` (sh -c) that validates the new files, e.g. 'haproxy -c -f /etc/haproxy/haproxy.cfg';\nif it fails, the previous files are restored")
+	fs.StringVar(&f.Reload, prefix+"reload", "", "`CMD` (sh -c) to run after a passing check when anything changed, e.g. 'systemctl reload haproxy'")
+}
+
+// overlay sets the deploy settings whose flags (with prefix) were given.
+func (f *deployFlags) overlay(set map[string]bool, prefix string, flags deployFlags) {
+	for name, p := range map[string][2]*string{"format": {&f.Format, &flags.Format}, "out": {&f.Out, &flags.Out},
+		"check": {&f.Check, &flags.Check}, "reload": {&f.Reload, &flags.Reload}} {
+		if set[prefix+name] {
+			*p[0] = *p[1]
+		}
+	}
+}
+
+func (f *deployFlags) deployer(env *Env, flagPrefix string) (*certdeploy.Deployer, error) {
+	if f.Out == "" {
+		return nil, usagef("--%sout DIR is required", flagPrefix)
+	}
+	switch f.Format {
+	case certdeploy.HAProxy, certdeploy.PEM, certdeploy.Nginx:
+	default:
+		return nil, usagef("--%sformat %q: use %s", flagPrefix, f.Format, strings.Join(certdeploy.Formats(), ", "))
+	}
+	return &certdeploy.Deployer{Format: f.Format, Dir: f.Out, Check: f.Check, Reload: f.Reload, Logger: env.Logger}, nil
+}
+
+func deployCmd() *Command {
+	f := &deployFlags{}
+	var sf storageFlags
+	var names stringsFlag
+	return &Command{
+		UsageLine: "certkeeper deploy --format FORMAT --out DIR [flags]",
+		Short:     "write certificates for haproxy, nginx or any server that reads PEM files",
+		Long: `Deploy writes the certificates in --storage (the newest valid one per name) into --out in the
+layout a server reads, each file atomically, then runs --check and, only if it passes and something
+changed, --reload. If the check fails, the previous files are put back and the error names the
+certificate the check complained about, so one bad file never takes the server down.
+
+haproxy (one combined PEM per certificate, and DIR/crt-list naming them):
+
+	certkeeper deploy --format haproxy --out /etc/haproxy/certs \
+		--check 'haproxy -c -f /etc/haproxy/haproxy.cfg' --reload 'systemctl reload haproxy'
+	# haproxy.cfg:  bind :443 ssl crt-list /etc/haproxy/certs/crt-list
+
+nginx (DIR/NAME/fullchain.pem and privkey.pem, and DIR/certkeeper.conf mapping names to them):
+
+	certkeeper deploy --format nginx --out /etc/nginx/certkeeper --check 'nginx -t' --reload 'nginx -s reload'
+	# http { include /etc/nginx/certkeeper/certkeeper.conf; server { listen 443 ssl;
+	#        ssl_certificate $certkeeper_cert; ssl_certificate_key $certkeeper_key; } }
+
+pem (DIR/NAME/cert.pem, chain.pem, fullchain.pem, privkey.pem, like certbot's live/):
+
+	certkeeper deploy --format pem --out /etc/ssl/certkeeper -d a.example
+
+To deploy after every issuance and renewal, run the proxy with --deploy-format and --deploy-out.
+Files are 0600; run deploy as the user the server reads them as (or root).`,
+		Flags: func(fs *flag.FlagSet) {
+			f.register(fs, "")
+			sf.register(fs)
+			fs.Var(&names, "d", "deploy only the certificate whose first name is `NAME`; repeatable (default: all)")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			d, err := f.deployer(env, "")
+			if err != nil {
+				return err
+			}
+			want, err := normalizeNames(names)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancel()
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer closeStorage()
+			certs, err := certdeploy.Stored(ctx, st, want)
+			if err != nil {
+				return err
+			}
+			if len(certs) == 0 {
+				return fmt.Errorf("no valid certificate in %s to deploy", sf.where())
+			}
+			changed, err := d.Deploy(ctx, certs)
+			if err != nil {
+				return err
+			}
+			state := "unchanged"
+			if changed {
+				state = "deployed"
+			}
+			fmt.Fprintf(env.Stdout, "%s %d certificates to %s (%s)\n", state, len(certs), f.Out, f.Format)
+			return nil
+		},
+	}
+}
+
+// startDeploy runs the proxy's deploy mode, if configured: every
+// certificate in storage is deployed now, and again after each issuance
+// and renewal (events arriving during a deployment are handled by one
+// more). A failed deployment is logged; the previous files keep serving.
+// stop ends it and waits.
+func startDeploy(ctx context.Context, env *Env, f deployFlags, m *certkeeper.Manager, st storage.Storage) (stop func(), err error) {
+	if f.Format == "" && f.Out == "" {
+		return func() {}, nil
+	}
+	d, err := f.deployer(env, "deploy-")
+	if err != nil {
+		return nil, err
+	}
+	events, unwatch := m.Watch()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	deploy := func() {
+		dctx, dcancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer dcancel()
+		certs, err := certdeploy.Stored(dctx, st, nil)
+		if err == nil && len(certs) > 0 {
+			_, err = d.Deploy(dctx, certs)
+		}
+		if err != nil {
+			env.Logger.Error("deploying certificates failed; the previous files stay", slog.String("dir", f.Out), slog.Any("err", err))
+		}
+	}
+	go func() {
+		defer close(done)
+		deploy()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-events:
+				if !ok {
+					return
+				}
+				if e.Kind != certkeeper.Obtained && e.Kind != certkeeper.Renewed {
+					continue
+				}
+				for drained := false; !drained; {
+					select {
+					case <-events:
+					default:
+						drained = true
+					}
+				}
+				deploy()
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		unwatch()
+		<-done
+	}, nil
+}

@@ -1,0 +1,371 @@
+package cli
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+)
+
+// dnsSetup is a named for a.test and a Pebble resolving through it.
+type dnsSetup struct {
+	named *testsvc.NamedServer
+	ca    *testca.CA
+}
+
+func newDNSSetup(t *testing.T) *dnsSetup {
+	t.Helper()
+	named := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})
+	return &dnsSetup{named: named, ca: testca.Start(t, testca.Options{DNSServer: named.Addr()})}
+}
+
+// keyFile writes the TSIG key as tsig-keygen would, in a 0600 file.
+func (d *dnsSetup) keyFile(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "tsig.key")
+	body := fmt.Sprintf("key %q {\n\talgorithm %s;\n\tsecret %q;\n};\n", strings.TrimSuffix(d.named.KeyName(), "."), d.named.Algorithm(), d.named.Secret())
+	if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// dnsArgs are the flags that set records in named and check them there.
+func (d *dnsSetup) dnsArgs(t *testing.T) []string {
+	_, port, _ := net.SplitHostPort(d.named.Addr())
+	return []string{"--dns", "rfc2136", "--dns-server", d.named.Addr(), "--tsig-key-file", d.keyFile(t),
+		"--dns-resolver", d.named.Addr(), "--dns-check-port", port}
+}
+
+// TestIssueWildcardDNS01: cert issue -d '*.a.test' -d a.test --challenge
+// dns-01 --dns rfc2136 writes a certificate that verifies for x.a.test and
+// a.test, leaves no _acme-challenge record, and never prints the secret.
+func TestIssueWildcardDNS01(t *testing.T) {
+	d := newDNSSetup(t)
+	out := t.TempDir()
+	args := append(pebbleArgs(d.ca, t.TempDir(), out), "--challenge", "dns-01", "-d", "*.a.test", "-d", "a.test", "--log-level", "debug")
+	r := ck(t, time.Minute, append(args, d.dnsArgs(t)...)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	certs := readPair(t, out, "wildcard_a.test")
+	verifyChain(t, certs, d.ca.IssuingRootPool(t), "x.a.test", "a.test")
+	if got := d.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
+	}
+	if strings.Contains(r.stdout+r.stderr, d.named.Secret()) {
+		t.Error("the TSIG secret appears in certkeeper's output")
+	}
+}
+
+// TestIssueWildcardNeedsDNS: a wildcard with http-01 or tls-alpn-01 is
+// refused before any order, saying dns-01 is needed.
+func TestIssueWildcardNeedsDNS(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	for _, challenge := range []string{"http-01", "tls-alpn-01"} {
+		args := append(pebbleArgs(ca, t.TempDir(), t.TempDir()), "--challenge", challenge, "-d", "*.a.test")
+		r := ck(t, time.Minute, args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "dns-01 is needed") {
+			t.Errorf("--challenge %s -d '*.a.test': exit %d, stderr %q; want 1 saying dns-01 is needed", challenge, r.code, r.stderr)
+		}
+	}
+	if n := ca.Orders(); n != 0 {
+		t.Errorf("Pebble saw %d orders, want 0", n)
+	}
+}
+
+// TestDNSPersistRecord: dns-persist-record prints the record and sets it
+// through rfc2136; then three cert issue runs with --challenge
+// dns-persist-01 succeed while named receives no update.
+func TestDNSPersistRecord(t *testing.T) {
+	d := newDNSSetup(t)
+	storageDir := t.TempDir()
+	r := ck(t, time.Minute, append([]string{"dns-persist-record", "-d", "a.test", "--policy-wildcard", "--until", "8760h",
+		"--ca", d.ca.DirectoryURL(), "--ca-roots", d.ca.ListenerRootFile(), "--storage", storageDir}, d.dnsArgs(t)...)...)
+	if r.code != 0 {
+		t.Fatalf("dns-persist-record: exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	line := strings.TrimSpace(r.stdout)
+	if !strings.HasPrefix(line, `_validation-persist.a.test. 3600 IN TXT "pebble.letsencrypt.org; accounturi=https://`) ||
+		!strings.Contains(line, "; policy=wildcard; persistUntil=") {
+		t.Errorf("printed record = %q", line)
+	}
+	if got := d.named.DigTXT(t, "_validation-persist.a.test"); !strings.Contains(line, got) || got == "" {
+		t.Errorf("dig TXT _validation-persist.a.test = %s; printed %s", got, line)
+	}
+	before := d.named.Updates()
+	for i := range 3 {
+		out := t.TempDir()
+		names := []string{"-d", "a.test"}
+		if i == 1 {
+			names = []string{"-d", "*.a.test", "-d", "a.test"}
+		}
+		args := append(append(pebbleArgs(d.ca, storageDir, out), "--challenge", "dns-persist-01",
+			"--dns-resolver", d.named.Addr(), "--dns-check-port", portOf(d.named.Addr())), names...)
+		r := ck(t, time.Minute, args...)
+		if r.code != 0 {
+			t.Fatalf("issuance %d: exit %d\nstderr:\n%s", i+1, r.code, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "via dns-persist-01") {
+			t.Errorf("issuance %d did not validate via dns-persist-01:\n%s", i+1, r.stderr)
+		}
+	}
+	if n := d.named.Updates() - before; n != 0 {
+		t.Errorf("named applied %d updates during 3 issuances, want 0", n)
+	}
+}
+
+// TestProxyWildcard: proxy --wildcard '*.a.test' with dns-01 serves 20
+// subdomains from one order.
+func TestProxyWildcard(t *testing.T) {
+	d := newDNSSetup(t)
+	port := testsvc.FreePort(t)
+	args := append([]string{"--tls-addr", fmt.Sprintf("127.0.0.1:%d", port), "--ca", d.ca.DirectoryURL(),
+		"--ca-roots", d.ca.ListenerRootFile(), "--storage", t.TempDir(), "--allow", "*.a.test", "--allow", "a.test",
+		"--backend", newBackend(t, "ok").url, "--wildcard", "*.a.test", "--challenge", "dns-01"}, d.dnsArgs(t)...)
+	startProxy(t, args...)
+	roots := d.ca.IssuingRootPool(t)
+	var wg sync.WaitGroup
+	serials := make([]string, 20)
+	errs := make([]error, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", fmt.Sprintf("127.0.0.1:%d", port),
+				&tls.Config{ServerName: fmt.Sprintf("site%d.a.test", i), RootCAs: roots})
+			if errs[i] = err; err == nil {
+				serials[i] = conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+				conn.Close()
+			}
+		})
+	}
+	wg.Wait()
+	for i, s := range serials {
+		if errs[i] != nil {
+			t.Fatalf("handshake for site%d.a.test: %v", i, errs[i])
+		}
+		if s != serials[0] {
+			t.Errorf("site%d.a.test got serial %s, site0 %s", i, s, serials[0])
+		}
+	}
+	if n := d.ca.Orders(); n != 1 {
+		t.Errorf("orders = %d, want 1", n)
+	}
+	// Without a DNS provider, --wildcard is refused at start.
+	r := ck(t, 30*time.Second, "proxy", "--tls-addr", "127.0.0.1:0", "--ca", d.ca.DirectoryURL(), "--allow", "a.test", "--wildcard", "*.a.test")
+	if r.code != 2 || !strings.Contains(r.stderr, "dns-01 is needed") {
+		t.Errorf("proxy --wildcard without --dns: exit %d, stderr %q; want 2 saying dns-01 is needed", r.code, r.stderr)
+	}
+}
+
+// TestDNSConfigKeys: every DNS setting has a config key, and flags win.
+func TestDNSConfigKeys(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "proxy.yaml")
+	body := `wildcard: ["*.a.test"]
+dns: rfc2136
+dns_server: "127.0.0.1:5353"
+tsig_key_file: "/etc/certkeeper/tsig.key"
+dns_exec: "/bin/true"
+dns_exec_mode: raw
+dns_api_url: "http://127.0.0.1:8081"
+dns_api_key_file: "/etc/certkeeper/pdns.key"
+dns_resolver: ["127.0.0.1:53"]
+dns_check_port: 5353
+dns_timeout: 30s
+dns_no_check: true
+`
+	if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadProxyConfig(f, &proxyConfig{engineConfig: engineConfig{DNS: dnsConfig{Server: "127.0.0.1:53"}}}, map[string]bool{"dns-server": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dnsConfig{Provider: "rfc2136", Server: "127.0.0.1:53", TSIGKeyFile: "/etc/certkeeper/tsig.key", Exec: "/bin/true", ExecMode: "raw",
+		APIURL: "http://127.0.0.1:8081", APIKeyFile: "/etc/certkeeper/pdns.key", Resolvers: []string{"127.0.0.1:53"}, CheckPort: 5353, Timeout: 30 * time.Second, NoCheck: true}
+	if fmt.Sprint(cfg.DNS) != fmt.Sprint(want) || fmt.Sprint(cfg.Wildcards) != "[*.a.test]" {
+		t.Errorf("loaded %+v, wildcards %v; want %+v", cfg.DNS, cfg.Wildcards, want)
+	}
+}
+
+// TestTSIGKeyFile reads both key file forms.
+func TestTSIGKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"plain": "certkeeper:hmac-sha512:c2VjcmV0\n",
+		"bind":  "key \"certkeeper\" {\n\talgorithm hmac-sha512;\n\tsecret \"c2VjcmV0\";\n};\n",
+	} {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readTSIGKeyFile(f)
+		if err != nil || got != "certkeeper:hmac-sha512:c2VjcmV0" {
+			t.Errorf("%s: readTSIGKeyFile = %q, %v", name, got, err)
+		}
+	}
+}
+
+// TestServerManagedWildcard: certkeeper server keeps a managed wildcard
+// (--managed '*.a.test,a.test' over dns-01), obtained at start with no
+// request, and hands it out for every subdomain with no further order.
+func TestServerManagedWildcard(t *testing.T) {
+	d := newDNSSetup(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testsvc.FreePort(t))
+	base := "http://" + addr
+	args := append([]string{"--listen", addr, "--token-file", writeTokens(t), "--ca", d.ca.DirectoryURL(),
+		"--ca-roots", d.ca.ListenerRootFile(), "--storage", t.TempDir(), "--allow", "*.a.test", "--allow", "a.test",
+		"--managed", "*.a.test,a.test", "--wildcard", "*.a.test", "--challenge", "dns-01"}, d.dnsArgs(t)...)
+	startServer(t, args...)
+	deadline := time.Now().Add(30 * time.Second)
+	for d.ca.Orders() == 0 || d.named.DigTXT(t, "_acme-challenge.a.test") != "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the managed wildcard was not obtained within 30 s of the start (orders %d)", d.ca.Orders())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var serial string
+	for _, name := range []string{"a.test", "x.a.test", "www.a.test", "api.a.test"} {
+		_, tc := apiCert(t, base, name)
+		if s := tc.Leaf.SerialNumber.String(); serial == "" {
+			serial = s
+		} else if s != serial {
+			t.Errorf("%s got serial %s, want the wildcard's %s", name, s, serial)
+		}
+	}
+	if n := d.ca.Orders(); n != 1 {
+		t.Errorf("orders = %d, want 1 (the managed wildcard only)", n)
+	}
+}
+
+// TestIssueHiddenPrimary: the resolver (--dns-resolver) knows no zone,
+// as for a hidden primary or split-horizon DNS; with --dns-server alone,
+// certkeeper finds the zone at the primary, checks the record there, and
+// issues a wildcard + apex. Without a server that knows the zone, the
+// error names every server asked and the flags that change them.
+func TestIssueHiddenPrimary(t *testing.T) {
+	primary := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"w.test"}})
+	empty := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{}})
+	d := &dnsSetup{named: primary, ca: testca.Start(t, testca.Options{DNSServer: primary.Addr()})}
+	key := d.keyFile(t)
+
+	// A primary that does not answer: both servers are named in the error.
+	closed := fmt.Sprintf("127.0.0.1:%d", testsvc.FreePort(t))
+	args := append(pebbleArgs(d.ca, t.TempDir(), t.TempDir()), "--challenge", "dns-01", "-d", "*.w.test", "-d", "w.test",
+		"--dns", "rfc2136", "--dns-server", closed, "--tsig-key-file", key, "--dns-resolver", empty.Addr(), "--dns-timeout", "10s")
+	r := ck(t, time.Minute, args...)
+	if r.code == 0 {
+		t.Fatal("issuance with no server knowing w.test succeeded")
+	}
+	for _, want := range []string{"finding the zone of _acme-challenge.w.test.", empty.Addr(), closed, "--dns-resolver", "--dns-server", "--dns-zone"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, r.stderr)
+		}
+	}
+	t.Logf("no server knows the zone: %s", strings.TrimSpace(r.stderr[strings.LastIndex(strings.TrimSpace(r.stderr), "\n")+1:]))
+
+	out := t.TempDir()
+	args = append(pebbleArgs(d.ca, t.TempDir(), out), "--challenge", "dns-01", "-d", "*.w.test", "-d", "w.test",
+		"--dns", "rfc2136", "--dns-server", primary.Addr(), "--tsig-key-file", key, "--dns-resolver", empty.Addr(), "--dns-timeout", "10s")
+	r = ck(t, time.Minute, args...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	verifyChain(t, readPair(t, out, "wildcard_w.test"), d.ca.IssuingRootPool(t), "x.w.test", "w.test")
+	if got := primary.DigTXT(t, "_acme-challenge.w.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.w.test = %q, want nothing", got)
+	}
+	if n := primary.Updates(); n != 4 {
+		t.Errorf("the primary applied %d updates, want 4", n)
+	}
+}
+
+// TestIssueWildcardPowerDNS: cert issue -d '*.a.test' -d a.test --dns
+// powerdns sets both values of _acme-challenge.a.test through PowerDNS's
+// HTTP API (one RRset, merged), Pebble validates them at pdns_server, and
+// nothing is left afterwards. The API key is never printed, not even in
+// debug logs or in the error a wrong key gives.
+func TestIssueWildcardPowerDNS(t *testing.T) {
+	pdns := testsvc.PowerDNS(t, testsvc.PowerDNSOptions{})
+	ca := testca.Start(t, testca.Options{DNSServer: pdns.Addr()})
+	keyFile := func(key string) string {
+		f := filepath.Join(t.TempDir(), "pdns.key")
+		if err := os.WriteFile(f, []byte(key+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	dnsArgs := func(key string) []string {
+		return []string{"--challenge", "dns-01", "-d", "*.a.test", "-d", "a.test", "--log-level", "debug",
+			"--dns", "powerdns", "--dns-api-url", pdns.APIURL(), "--dns-api-key-file", keyFile(key),
+			"--dns-resolver", pdns.Addr(), "--dns-check-port", portOf(pdns.Addr()), "--dns-timeout", "10s"}
+	}
+
+	// The wrong key contains the right one: neither may be printed.
+	r := ck(t, time.Minute, append(pebbleArgs(ca, t.TempDir(), t.TempDir()), dnsArgs("wrong-"+pdns.APIKey())...)...)
+	if r.code == 0 || !strings.Contains(r.stderr, "401") || !strings.Contains(r.stderr, pdns.APIURL()) {
+		t.Errorf("wrong API key: exit %d, stderr:\n%s\nwant a failure naming the API and the 401", r.code, r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, pdns.APIKey()) {
+		t.Errorf("the API key appears in certkeeper's output with a wrong key:\n%s", r.stderr)
+	}
+
+	out := t.TempDir()
+	r = ck(t, time.Minute, append(pebbleArgs(ca, t.TempDir(), out), dnsArgs(pdns.APIKey())...)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	verifyChain(t, readPair(t, out, "wildcard_a.test"), ca.IssuingRootPool(t), "x.a.test", "a.test")
+	if got := pdns.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.a.test at PowerDNS = %q, want nothing", got)
+	}
+	if strings.Contains(r.stdout+r.stderr, pdns.APIKey()) {
+		t.Error("the API key appears in certkeeper's output")
+	}
+}
+
+// TestIssueExecLegoRaw: --dns exec --dns-exec-mode raw runs a hook written
+// for lego's EXEC_MODE=RAW unchanged (present|cleanup -- DOMAIN TOKEN
+// KEYAUTH; it computes the TXT value with openssl and calls nsupdate), for
+// a wildcard and its apex; an unknown mode is refused before any order.
+func TestIssueExecLegoRaw(t *testing.T) {
+	d := newDNSSetup(t)
+	testsvc.LookPath(t, "nsupdate", "install Debian's bind9-dnsutils")
+	testsvc.LookPath(t, "openssl", "install Debian's openssl")
+	script, err := filepath.Abs("../solver/dns01/testdata/lego-exec-raw.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(d.named.Addr())
+	t.Setenv("NS_HOST", host)
+	t.Setenv("NS_PORT", port)
+	t.Setenv("TSIG", d.named.Algorithm()+":"+d.named.KeyName()+":"+d.named.Secret())
+	args := func(mode, out string) []string {
+		return append(pebbleArgs(d.ca, t.TempDir(), out), "--challenge", "dns-01", "-d", "*.a.test", "-d", "a.test",
+			"--dns", "exec", "--dns-exec", script, "--dns-exec-mode", mode,
+			"--dns-resolver", d.named.Addr(), "--dns-check-port", port, "--dns-timeout", "10s")
+	}
+	r := ck(t, time.Minute, args("lego", t.TempDir())...)
+	if r.code != 2 || !strings.Contains(r.stderr, "--dns-exec-mode") || d.ca.Orders() != 0 {
+		t.Errorf("--dns-exec-mode lego: exit %d, %d orders, stderr %q; want 2 naming the flag, no order", r.code, d.ca.Orders(), r.stderr)
+	}
+	out := t.TempDir()
+	r = ck(t, time.Minute, args("raw", out)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	verifyChain(t, readPair(t, out, "wildcard_a.test"), d.ca.IssuingRootPool(t), "x.a.test", "a.test")
+	if n := d.named.Updates(); n != 4 {
+		t.Errorf("named applied %d updates, want 4", n)
+	}
+	if got := d.named.DigTXT(t, "_acme-challenge.a.test"); got != "" {
+		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
+	}
+}

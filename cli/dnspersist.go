@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/solver/dns01"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+func dnsPersistRecordCmd() *Command {
+	var (
+		f        issueFlags
+		wildcard bool
+		until    string
+		issuerDN string
+	)
+	return &Command{
+		UsageLine: "certkeeper dns-persist-record -d NAME [--policy-wildcard] [--until DATE] [flags]",
+		Short:     "print (and set) the dns-persist-01 record that authorizes this account",
+		Long: `Dns-persist-record prints the _validation-persist TXT record (draft-ietf-acme-dns-persist)
+that authorizes certkeeper's ACME account at the CA to get certificates for NAME, with no DNS
+change per order from then on. It registers the account first if there is none yet in --storage.
+With --dns it also sets the record through that provider; without, add it at your DNS host:
+
+	certkeeper dns-persist-record -d a.example --policy-wildcard
+	_validation-persist.a.example. 3600 IN TXT "letsencrypt.org; accounturi=https://...; policy=wildcard"
+
+Then "cert issue --challenge dns-persist-01" (or dns-01, which prefers the persistent record
+where the CA offers dns-persist-01) issues for a.example without touching DNS. The record format
+follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.Var(&f.names, "d", "the `NAME` to authorize; repeatable")
+			fs.BoolVar(&wildcard, "policy-wildcard", false, "also authorize *.NAME and every subdomain (policy=wildcard)")
+			fs.StringVar(&until, "until", "", "end of the authorization (persistUntil): a `DATE` (2027-01-31), an RFC 3339 time,\nor a duration from now (8760h); default: no end")
+			fs.StringVar(&issuerDN, "issuer-domain", "", "the CA's issuer domain `NAME` to put in the record (default: the first the CA lists)")
+			f.caFlags.register(fs, caEmail|caEAB)
+			fs.StringVar(&f.storageDir, "storage", "", "`DIR` of certkeeper's state, where the account is (default: as for cert issue)")
+			fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up after this long")
+			f.dns.register(fs)
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q: names go with -d", args)
+			}
+			if len(f.names) == 0 {
+				return usagef("no names: give at least one with -d, e.g. -d a.example")
+			}
+			end, err := parseUntil(until)
+			if err != nil {
+				return err
+			}
+			return dnsPersistRecord(ctx, env, &f, wildcard, end, issuerDN)
+		},
+	}
+}
+
+func dnsPersistRecord(ctx context.Context, env *Env, f *issueFlags, wildcard bool, until time.Time, issuerDN string) error {
+	var names []string
+	for _, raw := range f.names {
+		n, err := hostname.Normalize(raw)
+		if err != nil {
+			return usagef("-d: %v", err)
+		}
+		names = append(names, n)
+	}
+	provider, err := f.dns.provider(env)
+	if err != nil {
+		return err
+	}
+	if f.storageDir == "" {
+		f.storageDir = defaultStorageDir()
+	}
+	iss, err := f.acmeIssuer(env, f.ca(), filestore.New(f.storageDir))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	idns, err := iss.IssuerDomainNames(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case issuerDN == "":
+		issuerDN = idns[0]
+	case !slices.Contains(idns, issuerDN):
+		return usagef("--issuer-domain %q: the CA lists %q", issuerDN, idns)
+	}
+	acct, err := iss.Account(ctx)
+	if err != nil {
+		return err
+	}
+	persist := &dns01.Persist{Resolver: f.dns.resolver(), Provider: provider}
+	for _, n := range names {
+		rec := dns01.PersistRecord{Name: n, Issuer: issuerDN, Account: acct.Location, Wildcard: wildcard, Until: until}
+		fmt.Fprintln(env.Stdout, rec.String())
+		if provider == nil {
+			continue
+		}
+		if err := persist.Set(ctx, rec); err != nil {
+			return fmt.Errorf("setting %s: %w", rec.FQDN(), err)
+		}
+		fmt.Fprintf(env.Stderr, "certkeeper: set %s through --dns %s\n", rec.FQDN(), f.dns.Provider)
+	}
+	return nil
+}

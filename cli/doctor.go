@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+
+	"github.com/certkeeper/certkeeper/doctor"
+	"github.com/certkeeper/certkeeper/hostname"
+)
+
+func doctorCmd() *Command {
+	var name, resolver string
+	var cf caFlags
+	var sf storageFlags
+	var addrs stringsFlag
+	var asJSON bool
+	return &Command{
+		UsageLine: "certkeeper doctor -d NAME [flags]",
+		Short:     "check what would stop a certificate for NAME from being issued",
+		Long: `Doctor checks, without ordering anything, what usually breaks issuance: NAME resolves; each
+--addr is reachable through NAME's addresses (a one-time token served on --addr and fetched
+through the resolved address: this proves the path from here, not from the Internet, where
+the CA is); CAA records allow the CA; the CA is reachable; the clock agrees with the CA's;
+--storage is writable, and its server (Redis, PostgreSQL) persists what it stores; the
+account there (if any) is valid. Each failure says what to do.
+
+	certkeeper doctor -d a.example --addr :443 --addr :80
+	certkeeper doctor -d a.example --ca staging --json
+
+Exit status 1 when a check fails.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&name, "d", "", "the `NAME` to check")
+			fs.Var(&addrs, "addr", "`ADDR` certkeeper answers challenges on (e.g. :443, :80), checked by connecting back;\nrepeatable (default: none)")
+			cf.register(fs, caEmail)
+			sf.register(fs)
+			fs.StringVar(&resolver, "resolver", "", "DNS server `HOST:PORT` to ask (default: the system's)")
+			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {check, status, detail, fix}")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			if name == "" {
+				return usagef("doctor needs -d NAME")
+			}
+			norm, err := (&hostname.Normalizer{AllowWildcard: true}).Normalize(name)
+			if err != nil {
+				return usagef("-d %s: %v", name, err)
+			}
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer closeStorage()
+			iss, err := cf.acmeIssuer(env, cf.ca(), st)
+			if err != nil {
+				return err
+			}
+			results := doctor.Run(ctx, doctor.Config{Name: norm, Resolver: resolver, Addrs: addrs, DirectoryURL: iss.DirectoryURL,
+				HTTPClient: iss.HTTPClient, Storage: st, Email: iss.Email})
+			if asJSON {
+				enc := json.NewEncoder(env.Stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(results); err != nil {
+					return err
+				}
+			} else {
+				for _, r := range results {
+					fmt.Fprintf(env.Stdout, "%-4s  %s: %s\n", r.Status, r.Check, r.Detail)
+					if r.Fix != "" {
+						fmt.Fprintf(env.Stdout, "      fix: %s\n", r.Fix)
+					}
+				}
+			}
+			failed := 0
+			for _, r := range results {
+				if r.Status == doctor.Fail {
+					failed++
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d checks failed for %s; each says what to do", failed, len(results), norm)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/migrate"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+func importCmd() *Command {
+	var from, ca, caRoots string
+	var sf storageFlags
+	var dryRun, overwrite bool
+	return &Command{
+		UsageLine: "certkeeper import --from TOOL [flags] DIR",
+		Short:     "take over the certificates and accounts of certbot, lego, acme.sh, dehydrated or Caddy",
+		Long: `Import reads another ACME client's state in DIR and stores its certificates, their keys and
+its ACME accounts in certkeeper's --storage. The certificates are served at once (no new order)
+and renewed later from the same account, so the CA accepts the renewal as their ARI replacement.
+DIR is never modified. Each entry is checked whole first (key matches certificate, account has
+key and URL); a damaged one is reported and skipped. Importing twice changes nothing.
+
+A certificate is imported only if its chain verifies against the system's roots, the roots in
+--ca-roots FILE, or the local CA's root when --storage holds one: a self-signed or forged
+certificate is refused, naming its file. A certificate already stored for the same name and CA
+is kept unless --overwrite is given; --dry-run says what --overwrite would replace.
+
+	certkeeper import --from certbot /etc/letsencrypt
+	certkeeper import --from lego --ca https://acme-v02.api.letsencrypt.org/directory ~/.lego
+	certkeeper import --from acme.sh ~/.acme.sh
+	certkeeper import --from dehydrated /var/lib/dehydrated
+	certkeeper import --from caddy ~/.local/share/caddy
+
+See first what would be imported, and what cannot be and why:
+
+	certkeeper import --from certbot --dry-run /etc/letsencrypt
+
+Accounts are stored under their contact email: run certkeeper with the same --email (or none,
+for an account without one). docs/migrate.md says what carries over from each tool.
+Exit status: 0 all imported (or unchanged, or kept), 1 something was skipped or failed, 2 bad usage.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&from, "from", "", "the `TOOL` whose state DIR holds: "+strings.Join(migrate.Tools(), ", "))
+			sf.register(fs)
+			fs.StringVar(&ca, "ca", "", "ACME directory `URL` of the CA, for state that does not record it (lego), or to\nimport only what comes from that CA")
+			fs.StringVar(&caRoots, "ca-roots", "", "PEM `FILE` of roots to trust, besides the system's and the local CA's, when verifying\nthe chains of the certificates imported (a private CA's root)")
+			fs.BoolVar(&overwrite, "overwrite", false, "replace certificates stored for the same names (and CA) with the imported ones,\neven ones that expire later; without it they are kept")
+			fs.BoolVar(&dryRun, "dry-run", false, "list what would be imported, replaced (with --overwrite) and what cannot be, and\nchange nothing")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) != 1 {
+				return usagef("give the tool's directory, e.g. certkeeper import --from certbot /etc/letsencrypt")
+			}
+			if from == "" {
+				return usagef("--from is required: one of %s", strings.Join(migrate.Tools(), ", "))
+			}
+			if ca != "" {
+				ca = caURL(ca)
+			}
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancel()
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer closeStorage()
+			roots, err := importRoots(ctx, st, caRoots)
+			if err != nil {
+				return err
+			}
+			state, err := migrate.Read(from, args[0], migrate.Options{DirectoryURL: ca, Roots: roots})
+			if err != nil {
+				return err
+			}
+			actions, err := migrate.Import(ctx, st, state, migrate.ImportOptions{DryRun: dryRun, Overwrite: overwrite})
+			printImport(env, actions)
+			if err != nil {
+				return err
+			}
+			skipped := 0
+			for _, a := range actions {
+				if a.Result == migrate.Skipped {
+					skipped++
+				}
+			}
+			if len(actions) == 0 {
+				return fmt.Errorf("found no certificates or accounts of %s in %s", from, args[0])
+			}
+			if skipped > 0 {
+				return fmt.Errorf("%d of %d entries could not be imported (see above)", skipped, len(actions))
+			}
+			return nil
+		},
+	}
+}
+
+// importRoots are the roots imported chains must verify against: the
+// system's, those in file (--ca-roots), and the root of the local CA in st
+// if it has one.
+func importRoots(ctx context.Context, st storage.Storage, file string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-roots: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("--ca-roots %s: no PEM certificates found", file)
+		}
+	}
+	root, err := (&localca.CA{Storage: st}).StoredRoot(ctx)
+	switch {
+	case err == nil:
+		pool.AddCert(root)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("reading the local CA's root to verify imported chains: %w", err)
+	}
+	return pool, nil
+}
+
+// printImport writes one line per entry: result, kind, subject, source,
+// and why for what was skipped.
+func printImport(env *Env, actions []migrate.Action) {
+	tw := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "RESULT\tKIND\tSUBJECT\tSOURCE\tWHY")
+	for _, a := range actions {
+		subject := a.Subject
+		if subject == "" {
+			subject = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Result, a.Kind, subject, a.Source, a.Why)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,350 @@
+// Package cli is the certkeeper command: cmd/certkeeper's main calls Main,
+// and a program that builds certkeeper with more in it (see docs/dns.md)
+// calls it too.
+//
+// Each subcommand lives in its own file and does one thing: turn flags into
+// the library's configuration and run it. Nothing here holds logic the
+// library lacks. Run "certkeeper help" for the list of commands.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/certkeeper/certkeeper/dnsprovider"
+)
+
+// Command is one command or command group, in the shape of cmd/go's
+// Command: a usage line, a short and a long description that teaches by
+// example, its own flag set, and Run.
+type Command struct {
+	// UsageLine is "certkeeper cert issue [flags]"; its words up to the
+	// first flag or argument name the command.
+	UsageLine string
+	// Short is a one-line description for command lists.
+	Short string
+	// Long is the full help text, with examples.
+	Long string
+	// Flags sets up the command's flags on fs; nil means none.
+	Flags func(fs *flag.FlagSet)
+	// Run runs the command with the arguments left after flags. It returns
+	// a usageError for bad usage (exit 2), any other error for failure
+	// (exit 1).
+	Run func(ctx context.Context, env *Env, args []string) error
+	// Commands are the subcommands of a group.
+	Commands []*Command
+	// RawArgs ends the flags at the first argument, as "--" does: the
+	// arguments are a command line that Run passes on verbatim ("service
+	// install proxy --config FILE"). Otherwise flags may follow arguments.
+	RawArgs bool
+}
+
+// Name is the last word of the command's name ("issue" for "cert issue").
+func (c *Command) Name() string {
+	words := c.words()
+	return words[len(words)-1]
+}
+
+// FullName is the command path without "certkeeper" ("cert issue").
+func (c *Command) FullName() string { return strings.Join(c.words()[1:], " ") }
+
+func (c *Command) words() []string {
+	var words []string
+	for _, w := range strings.Fields(c.UsageLine) {
+		if strings.HasPrefix(w, "[") || strings.HasPrefix(w, "-") || strings.ToUpper(w) == w {
+			break
+		}
+		words = append(words, w)
+	}
+	return words
+}
+
+// Env is what a command may touch of the outside world; tests replace it.
+type Env struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	// Logger is set up from --log-format and --log-level before Run.
+	Logger *slog.Logger
+	// stderr is Stderr as given, before --log-format json wrapped it.
+	stderr io.Writer
+	// dnsProviders are the --dns providers compiled in (WithDNSProvider).
+	dnsProviders []dnsprovider.Provider
+}
+
+// setLogging sets up env's Logger (and, for json, Stderr) for the log
+// format and level; run calls it for the flags, proxy and server again
+// for their config file's log_format and log_level.
+func (env *Env) setLogging(format, level string) error {
+	if env.stderr == nil {
+		env.stderr = env.Stderr
+	}
+	logger, err := newLogger(env.stderr, format, level)
+	if err != nil {
+		return err
+	}
+	env.Logger = logger
+	env.Stderr = env.stderr
+	if format == "json" {
+		env.Stderr = newJSONLines(env.stderr)
+	}
+	return nil
+}
+
+// usageError marks bad usage: exit status 2 and a pointer to --help.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// Main runs the certkeeper command with os.Args and exits with its status:
+// 0 on success, 1 on failure, 2 on bad usage. SIGINT and SIGTERM cancel the
+// command's context. opts add to the command what a program building
+// certkeeper brings (WithDNSProvider); cmd/certkeeper passes none.
+func Main(opts ...Option) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr, opts...)
+	stop()
+	os.Exit(code)
+}
+
+// Run runs the certkeeper command line args (without the program name),
+// writing to stdout and stderr, and returns the exit status Main would exit
+// with. It is for programs that embed the command; ctx ends long-running
+// commands (proxy, server) as a signal does.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, opts ...Option) int {
+	env := &Env{Stdout: stdout, Stderr: stderr}
+	for _, o := range opts {
+		if err := o(env); err != nil {
+			// A mistake in the program that built this binary, not in
+			// the command line.
+			fmt.Fprintf(stderr, "certkeeper: %v\n", err)
+			return exitFailure
+		}
+	}
+	return run(ctx, env, args)
+}
+
+// Option adds to the command something a program building certkeeper
+// brings: see WithDNSProvider.
+type Option func(env *Env) error
+
+// WithDNSProvider adds p to the providers --dns takes, with its settings
+// (--dns-setting, --dns-setting-file, the dns_setting and
+// dns_setting_file config keys), and lists it in the --help of every
+// command with --dns. A p that fails Validate, or whose name another
+// provider has, makes Run fail before it parses the command line.
+func WithDNSProvider(p dnsprovider.Provider) Option {
+	return func(env *Env) error {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		taken := (&dnsConfig{}).builtinDNS()
+		taken = append(taken, env.dnsProviders...)
+		for _, q := range taken {
+			if q.Name == p.Name {
+				return fmt.Errorf("DNS provider %s is given twice (or is built in)", p.Name)
+			}
+		}
+		env.dnsProviders = append(env.dnsProviders, p)
+		return nil
+	}
+}
+
+// root is the command tree.
+func root() *Command {
+	return &Command{
+		UsageLine: "certkeeper COMMAND [flags]",
+		Short:     "certificates that manage themselves",
+		Long: `certkeeper obtains TLS certificates from ACME CAs (Let's Encrypt by default) or from
+its own local CA, stores them, and keeps them valid.
+
+Get a certificate for this machine's development server, with no network:
+
+	certkeeper cert issue --ca local -d localhost --out-dir ./certs
+
+Get one from Let's Encrypt (this host must be reachable on port 80 as a.example):
+
+	certkeeper cert issue -d a.example -d www.a.example --email you@a.example
+
+Run "certkeeper help COMMAND" or "certkeeper COMMAND --help" for a command's flags and examples.`,
+		Commands: []*Command{proxyCmd(), serverCmd(), alpnProxyCmd(), statusCmd(), doctorCmd(), certCmd(), accountCmd(), dnsPersistRecordCmd(), caCmd(), selfSignedCmd(), storageCmd(), serviceCmd(), importCmd(), deployCmd(), versionCmd()},
+	}
+}
+
+// run executes args and returns the exit status.
+//
+// Flags may come before and after a command's arguments, and before its
+// subcommand's name: "alpn-proxy --fallback ADDR start" gives --fallback to
+// start. See parseArgs and groupArgs.
+func run(ctx context.Context, env *Env, args []string) int {
+	top := root()
+	cmd, rest := top, args
+	var early []string // flags given before the subcommand's name
+	for len(cmd.Commands) > 0 {
+		if cmd == top && len(rest) > 0 && (rest[0] == "--version" || rest[0] == "-version") {
+			fmt.Fprintln(env.Stdout, versionString())
+			return exitOK
+		}
+		flags, name, after, help, err := groupArgs(cmd, rest)
+		switch {
+		case err != nil:
+			fmt.Fprintf(env.Stderr, "certkeeper%s: %v\nRun 'certkeeper help%s' for usage.\n", prefixSpace(cmd.FullName()), err, prefixSpace(cmd.FullName()))
+			return exitUsage
+		case help || name == "help":
+			target, _ := find(cmd, after)
+			printHelp(env.Stdout, target, env.dnsProviders)
+			return exitOK
+		case name == "":
+			printHelp(env.Stderr, cmd, env.dnsProviders)
+			return exitUsage
+		}
+		sub := lookup(cmd, name)
+		if sub == nil {
+			msg := fmt.Sprintf("unknown command %q", strings.Join(append(words(cmd), name), " "))
+			if s := suggest(name, append(cmd.commandNames(), "help")); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", strings.Join(append(words(cmd), s), " "))
+			}
+			fmt.Fprintf(env.Stderr, "certkeeper: %s\nRun 'certkeeper help%s' for usage.\n", msg, prefixSpace(cmd.FullName()))
+			return exitUsage
+		}
+		early = append(early, flags...)
+		cmd, rest = sub, after
+	}
+	fs := cmd.flagSet()
+	logFormat, logLevel := fs.Lookup("log-format").Value, fs.Lookup("log-level").Value
+	cmdArgs, err := parseArgs(fs, append(early, rest...), cmd.RawArgs)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(env.Stdout, cmd, env.dnsProviders)
+			return exitOK
+		}
+		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
+		return exitUsage
+	}
+	if err := env.setLogging(logFormat.String(), logLevel.String()); err != nil {
+		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
+		return exitUsage
+	}
+	if err := cmd.Run(ctx, env, cmdArgs); err != nil {
+		var uerr *usageError
+		if errors.As(err, &uerr) {
+			fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
+			return exitUsage
+		}
+		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func prefixSpace(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " " + s
+}
+
+func words(c *Command) []string { return c.words() }
+
+func lookup(c *Command, name string) *Command {
+	for _, sub := range c.Commands {
+		if sub.Name() == name {
+			return sub
+		}
+	}
+	return nil
+}
+
+// find walks args down the tree as far as they name commands.
+func find(c *Command, args []string) (*Command, []string) {
+	for len(args) > 0 {
+		sub := lookup(c, args[0])
+		if sub == nil {
+			break
+		}
+		c, args = sub, args[1:]
+	}
+	return c, args
+}
+
+// printHelp writes a command's usage, long text, subcommands and flags,
+// and for a command with --dns the providers compiled in (dns).
+func printHelp(w io.Writer, c *Command, dns []dnsprovider.Provider) {
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n", c.UsageLine, strings.TrimSpace(c.Long))
+	if len(c.Commands) > 0 {
+		fmt.Fprintf(w, "\nCommands:\n")
+		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+		for _, sub := range c.Commands {
+			fmt.Fprintf(tw, "\t%s\t%s\n", sub.Name(), sub.Short)
+		}
+		tw.Flush()
+		return
+	}
+	fs := c.flagSet()
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	sort.Strings(names)
+	fmt.Fprintf(w, "\nFlags:\n")
+	for _, name := range names {
+		f := fs.Lookup(name)
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  --" + name
+		if len(name) == 1 {
+			line = "  -" + name
+		}
+		if kind != "" {
+			line += " " + kind
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	}
+	if fs.Lookup("dns") != nil {
+		printDNSProviders(w, dns)
+	}
+}
+
+// newLogger builds the slog logger the flags ask for.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: use text or json", format)
+}
+
+// globalFlags are the flags every command takes.
+func globalFlags(fs *flag.FlagSet) (format, level *string) {
+	format = fs.String("log-format", "text", "log `FORMAT`: text, or json for log collectors")
+	level = fs.String("log-level", "warn", "log `LEVEL`: debug, info, warn or error")
+	return format, level
+}

@@ -1,0 +1,167 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/certkeeper/certkeeper/storage/archive"
+	"github.com/certkeeper/certkeeper/storage/encrypted"
+)
+
+func storageMigrateCmd() *Command {
+	var from, to storageFlags
+	var overwrite bool
+	return &Command{
+		UsageLine: "certkeeper storage migrate --from DIR|URL --to DIR|URL [flags]",
+		Short:     "copy the whole state from one storage to another",
+		Long: `Migrate copies every key certkeeper keeps (ACME accounts and their keys, certificates and their
+keys, the local CA, renewal and rate-limit state) from --from to --to, then reads every key back
+from --to and compares it with --from. A single-node install grows into a cluster this way:
+
+	certkeeper storage migrate --from /var/lib/certkeeper --to redis://10.0.0.5:6379/0
+	certkeeper proxy --storage redis://10.0.0.5:6379/0 ...
+
+or, on PostgreSQL (the password in a file, never in the URL):
+
+	certkeeper storage migrate --from /var/lib/certkeeper \
+		--to postgres://certkeeper@db.internal/certkeeper --to-password-file /etc/certkeeper/db.pw
+
+Each side takes its own key file for encryption at rest (--from-key-file, --to-key-file), so
+migrate also turns encryption on or off, or moves to a new key.
+
+It goes through the same checks as storage export and import: values that do not parse are
+refused with nothing written. Keys already stored in --to with the same value are skipped, so
+running it again is harmless; a key stored with a different value is a conflict, and nothing is
+written unless --overwrite. Stop the certkeeper processes using --from first, or run it again
+after they stop, so a certificate renewed meanwhile is copied too.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&from.spec, "from", "", "`DIR` or URL of the storage to copy from (as --storage takes)")
+			fs.StringVar(&from.keyFile, "from-key-file", "", "storage key `FILE` of --from, if it is encrypted")
+			fs.StringVar(&to.spec, "to", "", "`DIR` or URL of the storage to copy to")
+			fs.StringVar(&to.keyFile, "to-key-file", "", "storage key `FILE` to encrypt private keys with in --to")
+			fs.StringVar(&from.passwordFile, "from-password-file", "", "`FILE` holding the password of a postgres:// --from")
+			fs.StringVar(&to.passwordFile, "to-password-file", "", "`FILE` holding the password of a postgres:// --to")
+			fs.BoolVar(&overwrite, "overwrite", false, "replace keys stored in --to with values that differ from --from's")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("storage migrate takes no arguments")
+			}
+			if from.spec == "" || to.spec == "" {
+				return usagef("storage migrate needs --from and --to")
+			}
+			if from.spec == to.spec {
+				return usagef("--from and --to are the same storage")
+			}
+			if !isURL(from.spec) {
+				if _, err := os.Stat(from.spec); err != nil {
+					return fmt.Errorf("--from: %w", err)
+				}
+			}
+			src, closeSrc, err := from.open(ctx, env)
+			if err != nil {
+				return fmt.Errorf("--from: %w", err)
+			}
+			defer closeSrc()
+			dst, closeDst, err := to.open(ctx, env)
+			if err != nil {
+				return fmt.Errorf("--to: %w", err)
+			}
+			defer closeDst()
+			stats, err := archive.Copy(ctx, src, dst, archive.ImportOptions{Overwrite: overwrite})
+			warnInvalid(env, "not migrated", stats.Invalid)
+			if cerr, ok := errors.AsType[*archive.ConflictError](err); ok {
+				return conflictError(to.where(), cerr.Keys)
+			}
+			if err != nil {
+				return err
+			}
+			msg := fmt.Sprintf("certkeeper: migrated %d keys from %s to %s: %d copied, %d already there",
+				stats.Keys, from.where(), to.where(), stats.Imported, stats.Skipped)
+			if stats.Overwritten > 0 {
+				msg += fmt.Sprintf(", %d overwritten", stats.Overwritten)
+			}
+			fmt.Fprintln(env.Stderr, msg+"; verified")
+			return nil
+		},
+	}
+}
+
+func storageKeygenCmd() *Command {
+	return &Command{
+		UsageLine: "certkeeper storage keygen > FILE",
+		Short:     "print a new storage key, for --storage-key-file",
+		Long: `Keygen prints a new random key for encryption at rest of private keys (--storage-key-file):
+32 bytes in base64, one line.
+
+	(umask 077; certkeeper storage keygen > /etc/certkeeper/storage.key)
+	certkeeper proxy --storage redis://10.0.0.5:6379/0 --storage-key-file /etc/certkeeper/storage.key ...
+
+Keep a copy somewhere safe: without it, the private keys in storage cannot be read. To rotate,
+see "certkeeper storage rekey".`,
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("storage keygen takes no arguments")
+			}
+			_, err := env.Stdout.Write(encrypted.GenerateKey())
+			return err
+		},
+	}
+}
+
+func storageRekeyCmd() *Command {
+	sf := storageFlags{rekey: true}
+	return &Command{
+		UsageLine: "certkeeper storage rekey --storage-key-file FILE [flags]",
+		Short:     "encrypt every private key in storage with the key file's first key",
+		Long: `Rekey seals every private key in --storage with the first key of --storage-key-file: those
+sealed with an older key of the file, and those stored in clear before encryption was turned on.
+A key file may hold several keys, one per line: the first encrypts, all of them decrypt.
+
+Rotate the storage key:
+
+	certkeeper storage keygen > new.key
+	cat new.key old.key > storage.key      # new first, old second; chmod 600
+	# restart every node with --storage-key-file storage.key, then:
+	certkeeper storage rekey --storage redis://10.0.0.5:6379/0 --storage-key-file storage.key
+	cp new.key storage.key                 # the old key is no longer needed
+
+Turn encryption on for a storage that holds private keys in clear: stop every node using it,
+run rekey once, then start the nodes with --storage-key-file. With a key file, certkeeper
+refuses a private key stored in clear (anyone who can write storage could plant one), and a
+node refuses to start on a storage whose private keys are all in clear. Rekey seals whatever is
+in clear when it runs: run it for that move only, not to silence refusals of planted values.
+
+Rekey is safe while nodes run (each value is replaced in one atomic write) and to run again.`,
+		Flags: func(fs *flag.FlagSet) {
+			sf.register(fs)
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("storage rekey takes no arguments")
+			}
+			if sf.keyFile == "" {
+				return usagef("storage rekey needs --storage-key-file")
+			}
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer closeStorage()
+			es, ok := st.(*encrypted.Store)
+			if !ok {
+				return errors.New("storage rekey: no encrypted storage")
+			}
+			stats, err := es.Rekey(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stderr, "certkeeper: %d private keys in %s sealed with key %s (%d of them were in clear), %d already were\n",
+				stats.Sealed, sf.where(), es.Keys[0].ID, stats.Clear, stats.Current)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,362 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/upgrade"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/proxy"
+)
+
+// proxyConfig is the proxy's configuration: the engine's (shared with
+// the server) plus its own. Every flag has a key of the same name (with
+// "_" for "-") in the --config YAML file; docs/config.md documents each.
+type proxyConfig struct {
+	engineConfig `yaml:",inline"`
+	TLSAddr      string   `yaml:"tls_addr"`
+	HTTPAddr     string   `yaml:"http_addr"`
+	Backend      string   `yaml:"backend"`
+	Routes       []string `yaml:"route"`
+	DefaultName  string   `yaml:"default_name"`
+}
+
+// Development-mode defaults: what "certkeeper proxy" with nothing else does.
+const (
+	devTLSAddr = "127.0.0.1:8443"
+	devBackend = "http://127.0.0.1:8080"
+	devName    = "localhost"
+)
+
+func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string, check *bool) {
+	fs.StringVar(configFile, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
+	fs.BoolVar(check, "check-config", false, "check the configuration (--config and the flags) without starting: print\n\"configuration OK\" and exit 0, or print every error and exit 1")
+	fs.StringVar(&c.TLSAddr, "tls-addr", "", "`ADDR` to serve HTTPS on (default :443; development mode 127.0.0.1:8443)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to answer http-01 and redirect to HTTPS on; off unless given\n(the backend usually owns :80, so the proxy uses tls-alpn-01)")
+	fs.StringVar(&c.Backend, "backend", "", "`URL` of the backend for every name without a --route, or HOST:PORT for http://HOST:PORT\n(default: port 80 on the IP address the client connected to)")
+	fs.Var((*stringsFlag)(&c.Routes), "route", "`NAME=URL`: send NAME (or a pattern like *.a.example) to its own backend; repeatable")
+	fs.StringVar(&c.DefaultName, "default-name", "", "`NAME` whose certificate clients without SNI get")
+	c.engineConfig.register(fs, "challenge `TYPE` to use: tls-alpn-01, http-01 (needs --http-addr); repeatable\n(default: both, whichever the CA offers)")
+}
+
+func proxyCmd() *Command {
+	c := &proxyConfig{}
+	var configFile string
+	var check bool
+	var fs *flag.FlagSet
+	return &Command{
+		UsageLine: "certkeeper proxy [flags]",
+		Short:     "HTTPS in front of plain-HTTP sites",
+		Long: `Proxy terminates TLS with certificates it obtains at the first handshake for each name,
+and forwards requests to plain-HTTP backends (Host kept; X-Forwarded-For, -Proto and -Host set;
+HTTP/2 to clients; WebSockets and streaming pass through).
+
+With no policy, CA or config it runs in development mode: it serves localhost with the local CA
+on 127.0.0.1:8443 in front of http://127.0.0.1:8080 (--tls-addr, --backend and --storage change
+those and keep development mode):
+
+	certkeeper proxy
+
+In production, say which names may get certificates; the backend gets everything:
+
+	certkeeper proxy --allow a.example --allow '*.a.example' --backend http://127.0.0.1:8080 --email you@a.example
+
+Per-name backends, and an ask URL that approves names (GET URL?domain=NAME answers 200):
+
+	certkeeper proxy --ask http://127.0.0.1:9000/allowed --route b.example=http://10.0.0.2:8080
+
+Without --backend, each request goes to port 80 on the IP address the client connected to.
+SIGTERM drains connections (at most 30 s); SIGHUP reloads --config (routes, allow, ask) without
+dropping connections; SIGUSR2 starts the binary now at this one's path with the listening
+sockets and drains once it is ready (a new binary that fails to start leaves this one serving).
+Sockets from systemd socket activation are used when given. Every flag has a config key:
+docs/config.md.`,
+		Flags: func(f *flag.FlagSet) {
+			fs = f
+			c.register(f, &configFile, &check)
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			set := map[string]bool{}
+			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+			c.globals(fs)
+			if check {
+				return reportCheck(env, checkProxy(env, c, configFile, set))
+			}
+			return runProxy(ctx, env, c, configFile, set)
+		},
+	}
+}
+
+// loadProxyConfig reads file (if any) and lays the flags that were set on
+// top.
+func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*proxyConfig, error) {
+	cfg := &proxyConfig{}
+	if err := readConfigFile(file, cfg); err != nil {
+		return nil, err
+	}
+	setIf(set, "tls-addr", &cfg.TLSAddr, flags.TLSAddr)
+	setIf(set, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
+	setIf(set, "backend", &cfg.Backend, flags.Backend)
+	setIf(set, "route", &cfg.Routes, flags.Routes)
+	setIf(set, "default-name", &cfg.DefaultName, flags.DefaultName)
+	cfg.overlay(&flags.engineConfig, set)
+	return cfg, nil
+}
+
+// devMode reports whether the proxy runs in development mode: no policy,
+// no CA and no config given. Other flags (--tls-addr, --backend,
+// --storage, ...) keep development mode and replace its defaults.
+func devMode(file string, set map[string]bool) bool {
+	if file != "" {
+		return false
+	}
+	for _, name := range []string{"allow", "ask", "require-own-ip", "ca"} {
+		if set[name] {
+			return false
+		}
+	}
+	return true
+}
+
+// defaults fills in what neither the file nor the flags gave: the
+// development mode's settings (dev), or production's.
+func (c *proxyConfig) defaults(dev bool) {
+	if dev {
+		if c.TLSAddr == "" {
+			c.TLSAddr = devTLSAddr
+		}
+		if c.Backend == "" {
+			c.Backend = devBackend
+		}
+		if c.DefaultName == "" {
+			c.DefaultName = devName
+		}
+		c.CA = []string{"local"}
+		c.Allow = []string{devName}
+	}
+	if c.TLSAddr == "" {
+		c.TLSAddr = ":443"
+	}
+}
+
+// proxyFrontEnd is what the proxy offers the engine.
+func proxyFrontEnd(c *proxyConfig) frontEnd {
+	return frontEnd{http01: c.HTTPAddr != "", alpn: true, http01Via: "--http-addr (e.g. :80), where the CA connects", userAgent: "proxy"}
+}
+
+// checkProxy is proxy --check-config: everything runProxy checks before
+// it opens storage and listens, every error found.
+func checkProxy(env *Env, flags *proxyConfig, file string, set map[string]bool) []error {
+	cfg, err := loadProxyConfig(file, flags, set)
+	if err != nil {
+		return []error{err}
+	}
+	cfg.defaults(devMode(file, set))
+	errs := cfg.engineConfig.check(env, proxyFrontEnd(cfg))
+	if _, err := buildParts(cfg, env.Logger); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// proxyParts is what a config turns into; reload swaps policy and handler.
+type proxyParts struct {
+	policy  policy.Policy
+	handler http.Handler
+}
+
+// backendURL is a --backend (or a route's backend) as a URL: HOST:PORT
+// means http://HOST:PORT. Its error says what is wrong with it.
+func backendURL(s string) (string, error) {
+	if s != "" && !strings.Contains(s, "://") {
+		if host, port, err := net.SplitHostPort(s); err == nil && host != "" && port != "" {
+			s = "http://" + s
+		}
+	}
+	if _, err := proxy.NewRouter(proxy.RouterConfig{Default: s}); err != nil {
+		return "", errors.New(strings.TrimPrefix(err.Error(), "default "))
+	}
+	return s, nil
+}
+
+// parseRoute parses a --route NAME=URL, where URL may be HOST:PORT too.
+func parseRoute(s string) (proxy.Route, error) {
+	if name, backend, ok := strings.Cut(s, "="); ok {
+		if u, err := backendURL(strings.TrimSpace(backend)); err == nil {
+			s = name + "=" + u
+		}
+	}
+	return proxy.ParseRoute(s)
+}
+
+func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
+	var routes []proxy.Route
+	for _, r := range cfg.Routes {
+		route, err := parseRoute(r)
+		if err != nil {
+			return nil, usagef("--route: %v", err)
+		}
+		routes = append(routes, route)
+	}
+	var backend string
+	if cfg.Backend != "" {
+		var err error
+		if backend, err = backendURL(cfg.Backend); err != nil {
+			return nil, usagef("--backend: %v", err)
+		}
+	}
+	router, err := proxy.NewRouter(proxy.RouterConfig{Routes: routes, Default: backend})
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	p, err := cfg.policy()
+	if err != nil {
+		return nil, err
+	}
+	parts := &proxyParts{policy: p, handler: &proxy.Handler{Router: router, Transport: proxy.NewTransport(), Logger: logger}}
+	return parts, nil
+}
+
+// runProxy serves until ctx ends, an upgrade (SIGUSR2) hands its
+// listeners to a new process, or a listener fails; SIGHUP reloads the
+// routes and the policy from file and the flags.
+func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, set map[string]bool) error {
+	dev := devMode(file, set)
+	cfg, err := loadProxyConfig(file, flags, set)
+	if err != nil {
+		return err
+	}
+	if err := cfg.applyLogging(env, &flags.engineConfig); err != nil {
+		return err
+	}
+	cfg.defaults(dev)
+	if dev {
+		printDevMode(env, cfg)
+	}
+	if err := cfg.Ops.check(); err != nil {
+		return err
+	}
+	cfg.warnNoPolicy(env)
+	parts, err := buildParts(cfg, env.Logger)
+	if err != nil {
+		return err
+	}
+	var current atomic.Pointer[proxyParts]
+	current.Store(parts)
+
+	up, err := upgrade.New(env.Logger)
+	if err != nil {
+		return err
+	}
+	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: cfg.Storage, KeyFile: cfg.StorageKey, PasswordFile: cfg.StoragePass}, 0)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
+	m, err := cfg.manager(st, env, proxyFrontEnd(cfg))
+	if err != nil {
+		return err
+	}
+	m.Policy = reloadablePolicy(func() policy.Policy { return current.Load().policy })
+	m.DefaultName = cfg.DefaultName
+	stopServices, err := cfg.services(ctx, env, m, up.Listen)
+	if err != nil {
+		return err
+	}
+	defer stopServices()
+	defer m.Close()
+
+	loop := newServeLoop(env, up, func() { reloadProxy(env, flags, file, set, &current) })
+	if err := proxyListen(loop, cfg, m, &current); err != nil {
+		_ = loop.drain(proxyDrain)
+		return err
+	}
+	if failed, err := loop.wait(ctx); failed {
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+	return loop.drain(proxyDrain)
+}
+
+// proxyDrain bounds how long the proxy waits for open connections when it
+// stops.
+const proxyDrain = 30 * time.Second
+
+// printDevMode tells the user of development mode what is served and how
+// to trust it.
+func printDevMode(env *Env, cfg *proxyConfig) {
+	fmt.Fprintf(env.Stderr, "certkeeper: development mode: serving https://%s:%s/ (on %s, local CA) in front of %s\n"+
+		"certkeeper: trust the local CA on this machine with: sudo certkeeper ca trust --storage %s (undo: ca untrust)\n"+
+		"certkeeper: or for one client: certkeeper ca root > root.pem; curl --cacert root.pem https://%s:%s/\n"+
+		"certkeeper: give --allow, --ask, --ca or --config for production\n",
+		devName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, shellQuote(storageWhere(cfg.Storage)), devName, portOf(cfg.TLSAddr))
+}
+
+// proxyListen starts the proxy's listeners: HTTPS on --tls-addr, through
+// the handler current holds at each request, and http-01 answers and
+// redirects on --http-addr.
+func proxyListen(loop *serveLoop, cfg *proxyConfig, m *certkeeper.Manager, current *atomic.Pointer[proxyParts]) error {
+	env := loop.env
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		current.Load().handler.ServeHTTP(w, r)
+	})
+	srv := &proxy.Server{TLSConfig: m.TLSConfig(), Handler: handler, Logger: env.Logger}
+	ln, err := loop.up.Listen("tls", cfg.TLSAddr)
+	if err != nil {
+		return portError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
+	}
+	loop.serve(srv, func() error { return srv.Serve(ln) })
+	if cfg.HTTPAddr != "" {
+		hln, err := loop.up.Listen("http", cfg.HTTPAddr)
+		if err != nil {
+			return portError(err, cfg.HTTPAddr, "--http-addr", "http-01")
+		}
+		// ReadTimeout: its answers (http-01, redirects) are immediate, and
+		// it bounds how long a body nobody reads may hold a connection.
+		plain := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
+		loop.serve(plain, func() error { return plain.Serve(hln) })
+	}
+	env.Logger.Info("proxy listening", slog.String("addr", ln.Addr().String()), slog.String("http_addr", cfg.HTTPAddr))
+	fmt.Fprintf(env.Stderr, "certkeeper: proxy listening on %s\n", ln.Addr())
+	return nil
+}
+
+// reloadProxy reads the configuration again (SIGHUP) and swaps in its
+// routes and policy; a configuration that does not load keeps the old one.
+func reloadProxy(env *Env, flags *proxyConfig, file string, set map[string]bool, current *atomic.Pointer[proxyParts]) {
+	next, err := loadProxyConfig(file, flags, set)
+	if err == nil {
+		var p *proxyParts
+		if p, err = buildParts(next, env.Logger); err == nil {
+			current.Store(p)
+			env.Logger.Info("configuration reloaded", slog.String("config", file))
+			return
+		}
+	}
+	env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but
+// letters, digits and -_./:@%+= (so a path printed in a suggested command
+// can be pasted as it is).
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:@%+=") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

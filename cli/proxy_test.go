@@ -1,0 +1,348 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+)
+
+// backend is a plain-HTTP server that records what it was sent.
+type backend struct {
+	url  string
+	mu   sync.Mutex
+	seen []http.Header
+	host []string
+}
+
+func newBackend(t *testing.T, body string) *backend {
+	t.Helper()
+	b := &backend{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		b.seen = append(b.seen, r.Header.Clone())
+		b.host = append(b.host, r.Host)
+		b.mu.Unlock()
+		fmt.Fprint(w, body)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	b.url = "http://" + ln.Addr().String()
+	return b
+}
+
+func (b *backend) last() (string, http.Header) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.seen) == 0 {
+		return "", nil
+	}
+	return b.host[len(b.host)-1], b.seen[len(b.seen)-1]
+}
+
+// startProxy runs "certkeeper proxy args..." and waits until it listens.
+func startProxy(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	return startProxyLogged(t, args...).cmd
+}
+
+// startProxyLogged is startProxy that keeps the proxy's output.
+func startProxyLogged(t *testing.T, args ...string) *proxyProc {
+	t.Helper()
+	return startLogged(t, binary, "proxy listening", append([]string{"proxy"}, args...)...)
+}
+
+// startProxyAt runs "bin proxy args..." and waits until it listens. The
+// returned func gives its output so far, and that of processes it started
+// with the same stderr.
+func startProxyAt(t *testing.T, bin string, args ...string) (*exec.Cmd, func() string) {
+	t.Helper()
+	p := startLogged(t, bin, "proxy listening", append([]string{"proxy"}, args...)...)
+	return p.cmd, p.output
+}
+
+// startListening runs "certkeeper args..." until the test ends and waits
+// until its stderr says ready; its output is logged if the test fails.
+func startListening(t *testing.T, ready string, args ...string) *exec.Cmd {
+	t.Helper()
+	return startLogged(t, binary, ready, args...).cmd
+}
+
+// proxyProc is a running certkeeper and the file its stderr goes to.
+type proxyProc struct {
+	cmd     *exec.Cmd
+	logFile string
+}
+
+// output returns what the process (and any successor it started with the
+// same stderr) has written so far.
+func (p *proxyProc) output() string {
+	data, _ := os.ReadFile(p.logFile)
+	return string(data)
+}
+
+// startLogged runs "bin args..." until the test ends and waits until its
+// stderr says ready. Its stderr is a file, not a pipe, so that a successor
+// outliving it (an upgrade) can still write to it; it is logged if the
+// test fails.
+func startLogged(t *testing.T, bin, ready string, args ...string) *proxyProc {
+	t.Helper()
+	p := &proxyProc{cmd: exec.Command(bin, args...), logFile: filepath.Join(t.TempDir(), args[0]+".log")}
+	f, err := os.Create(p.logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p.cmd.Stderr = f
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", args[0], p.output())
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.output(), ready); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not start listening within 30 s", args[0])
+		}
+	}
+	return p
+}
+
+// writeRoots writes Pebble's issuing roots as a PEM file for curl.
+func writeRoots(t *testing.T, ca *testca.CA) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "pebble-roots.pem")
+	var data []byte
+	for _, c := range ca.IssuingRoots(t) {
+		data = append(data, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func curl(t *testing.T, rootsFile, name string, port int, extra ...string) (body, version string) {
+	t.Helper()
+	path, err := exec.LookPath("curl")
+	if err != nil {
+		testsvc.Unavailable(t, "curl", "install it: apt-get install curl", err)
+	}
+	p := strconv.Itoa(port)
+	args := append([]string{"-sS", "--max-time", "30", "--cacert", rootsFile, "--resolve", name + ":" + p + ":127.0.0.1",
+		"-w", "\n%{http_version}", "https://" + name + ":" + p + "/x"}, extra...)
+	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, args...).Output()
+	if err != nil {
+		t.Fatalf("curl %s: %v", strings.Join(args, " "), err)
+	}
+	s := string(out)
+	i := strings.LastIndexByte(s, '\n')
+	return s[:i], s[i+1:]
+}
+
+func serialOf(t *testing.T, port int, name string, roots *x509.CertPool) string {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", "127.0.0.1:"+strconv.Itoa(port),
+		&tls.Config{ServerName: name, RootCAs: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+// TestProxy: curl through the proxy reaches the backend with Host and
+// X-Forwarded-* set, over HTTP/2; --route sends a name to its own backend;
+// restarted on the same storage, the proxy serves the same certificate and
+// places no new order; SIGTERM stops it cleanly.
+func TestProxy(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	roots := writeRoots(t, ca)
+	main, other := newBackend(t, "hello from a"), newBackend(t, "hello from b")
+	storageDir := t.TempDir()
+	args := []string{
+		"--tls-addr", "127.0.0.1:" + strconv.Itoa(ca.TLSPort()),
+		"--backend", main.url, "--route", "b.test=" + other.url,
+		"--allow", "a.test", "--allow", "b.test",
+		"--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--profile", "default",
+		"--storage", storageDir,
+	}
+	cmd := startProxy(t, args...)
+
+	body, version := curl(t, roots, "a.test", ca.TLSPort(), "--http2")
+	if body != "hello from a" {
+		t.Errorf("body through the proxy = %q, want the backend's", body)
+	}
+	if version != "2" {
+		t.Errorf("curl --http2 got HTTP/%s, want 2", version)
+	}
+	host, h := main.last()
+	// curl sends the port in Host on a non-default port; the name is what matters.
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host != "a.test" || h.Get("X-Forwarded-For") != "127.0.0.1" || h.Get("X-Forwarded-Proto") != "https" {
+		t.Errorf("backend saw Host %q, X-Forwarded-For %q, X-Forwarded-Proto %q", host, h.Get("X-Forwarded-For"), h.Get("X-Forwarded-Proto"))
+	}
+	if body, _ := curl(t, roots, "b.test", ca.TLSPort()); body != "hello from b" {
+		t.Errorf("b.test went to %q, want its own backend", body)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range ca.IssuingRoots(t) {
+		pool.AddCert(c)
+	}
+	serial := serialOf(t, ca.TLSPort(), "a.test", pool)
+	orders := ca.Orders()
+
+	// SIGTERM drains and exits 0.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("proxy exit after SIGTERM: %v", err)
+		}
+	case <-time.After(35 * time.Second):
+		t.Fatal("proxy did not exit within 35 s of SIGTERM")
+	}
+
+	startProxy(t, args...)
+	if got := serialOf(t, ca.TLSPort(), "a.test", pool); got != serial {
+		t.Errorf("after a restart the serial is %s, want %s", got, serial)
+	}
+	if n := ca.Orders(); n != orders {
+		t.Errorf("the restarted proxy placed %d new orders, want 0", n-orders)
+	}
+	// A name nobody allowed fails its handshake.
+	if _, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", "127.0.0.1:"+strconv.Itoa(ca.TLSPort()),
+		&tls.Config{ServerName: "evil.test", RootCAs: pool}); err == nil {
+		t.Error("handshake for a name outside --allow succeeded")
+	}
+
+}
+
+// TestProxyRSAFallbackAndReload: with --rsa-fallback an RSA-only client
+// (openssl s_client -sigalgs RSA+SHA256) gets an RSA certificate and a
+// modern one ECDSA; SIGHUP reloads the config's routes without a restart.
+func TestProxyRSAFallbackAndReload(t *testing.T) {
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		testsvc.Unavailable(t, "openssl", "install it: apt-get install openssl", err)
+	}
+	first, second := newBackend(t, "first"), newBackend(t, "second")
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "proxy.yaml")
+	port := testsvc.FreePort(t)
+	writeCfg := func(backend string) {
+		cfg := fmt.Sprintf("tls_addr: 127.0.0.1:%d\nbackend: %s\nallow: [a.test]\nca: [local]\nstorage: %s\nrsa_fallback: true\n",
+			port, backend, filepath.Join(dir, "state"))
+		if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg(first.url)
+	cmd := startProxy(t, "--config", cfgFile)
+
+	keyBits := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		all := append([]string{"s_client", "-connect", "127.0.0.1:" + strconv.Itoa(port), "-servername", "a.test"}, args...)
+		c := exec.CommandContext(ctx, openssl, all...)
+		c.Stdin = strings.NewReader("")
+		out, _ := c.CombinedOutput()
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "Server public key is") {
+				return strings.TrimSpace(line)
+			}
+		}
+		t.Fatalf("openssl s_client %v printed no server key:\n%s", args, out)
+		return ""
+	}
+	if got := keyBits("-tls1_2", "-sigalgs", "RSA+SHA256"); !strings.Contains(got, "2048 bit") {
+		t.Errorf("RSA-only client: %q, want a 2048-bit RSA key", got)
+	}
+	if got := keyBits(); !strings.Contains(got, "256 bit") {
+		t.Errorf("modern client: %q, want a 256-bit ECDSA key", got)
+	}
+
+	rootPEM := ck(t, 30*time.Second, "ca", "root", "--storage", filepath.Join(dir, "state")).stdout
+	rootFile := filepath.Join(dir, "root.pem")
+	if err := os.WriteFile(rootFile, []byte(rootPEM), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := curl(t, rootFile, "a.test", port); body != "first" {
+		t.Fatalf("before reload: %q", body)
+	}
+	writeCfg(second.url)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		body, _ := curl(t, rootFile, "a.test", port)
+		if body == "second" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP the proxy still sends a.test to %q", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if cmd.ProcessState != nil {
+		t.Error("the proxy exited on SIGHUP")
+	}
+}
+
+// TestReadmeRunCommand: the README's run command is the proxy's
+// development mode, and that mode serves localhost from the local CA in
+// front of the backend (here on free ports instead of 8443 and 8080).
+func TestReadmeRunCommand(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "\n```sh\ngo run ./cmd/certkeeper proxy\n```\n") {
+		t.Fatal("README.md's run command is not `go run ./cmd/certkeeper proxy`")
+	}
+	be := newBackend(t, "dev backend")
+	dir := t.TempDir()
+	port := testsvc.FreePort(t)
+	startProxy(t, "--storage", dir, "--tls-addr", "127.0.0.1:"+strconv.Itoa(port), "--backend", be.url)
+	root := ck(t, 30*time.Second, "ca", "root", "--storage", dir)
+	rootFile := filepath.Join(dir, "root.pem")
+	if err := os.WriteFile(rootFile, []byte(root.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := curl(t, rootFile, "localhost", port); body != "dev backend" {
+		t.Errorf("development mode served %q, want the backend's body", body)
+	}
+}

@@ -1,0 +1,314 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/certfile/renew"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// renewFlags are the flags of "cert renew": those of cert issue but -d,
+// and the batch's own.
+type renewFlags struct {
+	issueFlags
+	grace      string
+	force      bool
+	dryRun     bool
+	newKey     bool
+	want       string
+	deployHook string
+	preHook    string
+	postHook   string
+}
+
+func certRenewCmd() *Command {
+	f := &renewFlags{}
+	return &Command{
+		UsageLine: "certkeeper cert renew [flags]",
+		Short:     "renew the certificate files that are due (for cron)",
+		Long: `Renew walks every key/certificate pair in --out-dir (DIR/private/NAME.key with
+DIR/certs/NAME.pem; a certificate without its key, such as the system's CA certificates in
+/etc/ssl/certs, is not a pair) and renews those that are due: in the CA's ARI window when it
+offers one, else when a third of the lifetime is left (half, under 10 days), as certkeeper's
+Manager does, never a fixed number of days. The previous certificate is kept as
+certs/NAME.pem.old, the key is reused unless --new-key, files are replaced atomically, and a
+pair that does not parse is reported and left alone. Runs on one --out-dir are serialised.
+
+Each certificate renews with the settings it was issued with (CA, --ca-roots, profile, key
+type, challenge and its addresses, DNS settings, hooks), kept in OUT-DIR/renewal/NAME.conf
+(mode 0600; refused if its group or others may write it; "certkeeper cert show NAME" prints
+it). A flag given here overrides them and is remembered once the renewal succeeds; --force,
+--dry-run, --grace, --new-key, --want, --timeout, --no-wait, the storage flags, --tsig-key and
+the EAB flags are not remembered.
+
+From cron, reloading nginx once if anything was renewed:
+
+	certkeeper cert renew --out-dir /etc/ssl --post-hook 'systemctl reload nginx'
+
+Renew what is within a week of expiry, and issue whatever a want list names but is missing:
+
+	certkeeper cert renew --grace 7d --want /etc/certkeeper/want.txt
+
+(want.txt: one certificate per line, its names separated by spaces; the first names the files.)
+
+A deploy hook runs once per renewed certificate with CERTKEEPER_NAME, CERTKEEPER_NAMES,
+CERTKEEPER_CERT_FILE, CERTKEEPER_KEY_FILE and CERTKEEPER_NOT_AFTER in its environment.
+Exit status: 0 all good, 1 something failed (each is named in the summary), 2 bad usage.`,
+		Flags: func(fs *flag.FlagSet) {
+			f.fs = fs
+			f.registerCA(fs)
+			fs.StringVar(&f.grace, "grace", "", "renew what expires within this `DURATION` (e.g. 7d, 36h) instead of the usual rule")
+			fs.BoolVar(&f.force, "force", false, "renew every pair, due or not")
+			fs.BoolVar(&f.dryRun, "dry-run", false, "report what would be renewed and change nothing")
+			fs.BoolVar(&f.newKey, "new-key", false, "give renewed certificates a new key (default: keep the key)")
+			fs.StringVar(&f.want, "want", "", "`FILE` listing certificates to have: one per line, names separated by spaces")
+			fs.StringVar(&f.deployHook, "deploy-hook", "", "`CMD` to run (with sh -c) after each renewed certificate (remembered per certificate)")
+			fs.StringVar(&f.preHook, "pre-hook", "", "`CMD` to run once per run, before the first renewal (remembered per certificate)")
+			fs.StringVar(&f.postHook, "post-hook", "", "`CMD` to run once after a run that renewed anything (remembered per certificate)")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			return renewFiles(ctx, env, f)
+		},
+	}
+}
+
+// parseGrace parses a duration, accepting a "d" suffix for days.
+func parseGrace(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(days, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%q is not a number of days", s)
+		}
+		return time.Duration(n * float64(24*time.Hour)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration such as 7d or 36h", s)
+	}
+	return d, nil
+}
+
+// renewFiles runs "cert renew": the flags become a renew.Renewer, whose
+// results become the summary and the exit status.
+func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
+	r, err := f.renewer(env)
+	if err != nil {
+		return err
+	}
+	if f.storageDir == "" {
+		f.storageDir = defaultStorageDir()
+	}
+	if f.outDir == "" {
+		d, err := certfile.DefaultDir()
+		if err != nil {
+			return fmt.Errorf("no --out-dir given and no default: %w", err)
+		}
+		f.outDir = string(d)
+	}
+	r.Dir = certfile.Dir(f.outDir)
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	// A short lease: a run killed by cron's timeout (or SIGKILL) holds up
+	// the next run by at most 5 s; a live run renews its lease every 1.7 s.
+	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: f.storageDir, KeyFile: f.storageKeyFile, PasswordFile: f.storagePassFile}, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
+	r.Storage = st
+	// Each certificate renews with its remembered settings (renewconf.go).
+	r.Issuers = func(ctx context.Context, s renew.Settings) (*issuer.Chain, func(), error) {
+		g, err := f.withSettings(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		iss, closer, err := g.issuer(env, st)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &issuer.Chain{Issuers: []issuer.Issuer{iss}}, closer, nil
+	}
+	if !f.dryRun {
+		r.ARI = f.ariFor(env, st)
+	}
+	results, err := r.Run(ctx)
+	if err != nil {
+		return err
+	}
+	return f.report(ctx, env, results)
+}
+
+// renewer is the Renewer the flags describe, without its directory,
+// storage and issuers.
+func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
+	grace, err := parseGrace(f.grace)
+	if err != nil {
+		return nil, usagef("--grace: %v", err)
+	}
+	if _, err := issuer.ParseKeyType(f.KeyType); err != nil {
+		return nil, usagef("--key-type: %v", err)
+	}
+	override, err := settingsFromFlags(f.fs)
+	if err != nil {
+		return nil, err
+	}
+	want, err := readWant(f.want)
+	if err != nil {
+		return nil, err
+	}
+	r := &renew.Renewer{
+		Override: override, NewKey: f.newKey, Grace: grace, Force: f.force, DryRun: f.dryRun, Want: want,
+		Progress: func(name, step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s: %s\n", name, step) },
+	}
+	// Hooks are remembered per certificate; each pre-hook runs once, before
+	// the first certificate that has it.
+	preHooks := map[string]error{}
+	r.BeforeRenew = func(ctx context.Context, j *renew.Result) error {
+		h := j.Settings.PreHook
+		if h == "" {
+			return nil
+		}
+		if err, done := preHooks[h]; done {
+			return err
+		}
+		err := runHook(ctx, h, nil)
+		if err != nil {
+			err = fmt.Errorf("pre-hook failed, not renewed: %w", err)
+		}
+		preHooks[h] = err
+		return err
+	}
+	r.AfterRenew = func(ctx context.Context, j *renew.Result) error {
+		if j.Settings.DeployHook == "" {
+			return nil
+		}
+		err := runHook(ctx, j.Settings.DeployHook, []string{
+			"CERTKEEPER_NAME=" + j.Names[0],
+			"CERTKEEPER_NAMES=" + strings.Join(j.Names, " "),
+			"CERTKEEPER_CERT_FILE=" + j.Paths.Cert,
+			"CERTKEEPER_KEY_FILE=" + j.Paths.Key,
+			"CERTKEEPER_NOT_AFTER=" + j.NotAfter.UTC().Format(time.RFC3339),
+		})
+		if err != nil {
+			return fmt.Errorf("deploy hook: %w", err)
+		}
+		return nil
+	}
+	return r, nil
+}
+
+// report runs each post-hook of the certificates renewed once, prints the
+// summary and turns failures into the exit status.
+func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Result) error {
+	failed := 0
+	var postHooks []string
+	for _, j := range results {
+		if h := j.Settings.PostHook; h != "" && !j.NotAfter.IsZero() && !slices.Contains(postHooks, h) {
+			postHooks = append(postHooks, h)
+		}
+		switch {
+		case j.Action == renew.Failed && !j.NotAfter.IsZero():
+			failed++ // renewed, but its deploy hook failed
+		case j.Action == renew.Failed:
+			failed++
+			j.Detail = explainIssueError(j.Err, &f.issueFlags).Error()
+		case j.Action == renew.Unparsable:
+			failed++
+		}
+	}
+	for _, h := range postHooks {
+		if err := runHook(ctx, h, nil); err != nil {
+			printSummary(env, results)
+			return fmt.Errorf("the certificates were renewed, but the post-hook failed: %w", err)
+		}
+	}
+	printSummary(env, results)
+	if failed > 0 {
+		return fmt.Errorf("%d of %d certificates failed or could not be read (see the summary)", failed, len(results))
+	}
+	return nil
+}
+
+// ariFor returns what renewals ask for each CA's renewal window: one
+// ACME client per directory (ARI needs only the directory; the challenge
+// listener starts with Issuers), none for the local CA.
+func (f *renewFlags) ariFor(env *Env, st storage.Storage) func(renew.Settings) renew.RenewalInfoer {
+	clients := map[string]*acmeca.Issuer{}
+	return func(s renew.Settings) renew.RenewalInfoer {
+		g, err := f.withSettings(s)
+		if err != nil || g.local() {
+			return nil
+		}
+		k := caURL(g.ca()) + "\n" + g.CARoots
+		if c, ok := clients[k]; ok {
+			return c
+		}
+		c, err := g.acmeIssuer(env, g.ca(), st)
+		if err != nil {
+			return nil // the renewal itself reports it
+		}
+		clients[k] = c
+		return c
+	}
+}
+
+// readWant reads the --want file (see renew.ParseWant).
+func readWant(file string) ([][]string, error) {
+	if file == "" {
+		return nil, nil
+	}
+	fh, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("--want: %w", err)
+	}
+	defer fh.Close()
+	want, err := renew.ParseWant(fh)
+	if err != nil {
+		return nil, usagef("--want %s %v", file, err)
+	}
+	return want, nil
+}
+
+// runHook runs cmd with the shell, with extra environment variables.
+func runHook(ctx context.Context, cmd string, extraEnv []string) error {
+	var c *exec.Cmd
+	if runtime.GOOS == "windows" {
+		c = exec.CommandContext(ctx, "cmd", "/C", cmd)
+	} else {
+		c = exec.CommandContext(ctx, "sh", "-c", cmd)
+	}
+	c.Env = append(os.Environ(), extraEnv...)
+	out, err := c.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%q: %w: %s", cmd, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func printSummary(env *Env, results []*renew.Result) {
+	tw := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE\tRESULT\tDETAIL")
+	for _, j := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", j.Base, j.Action, j.Detail)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,346 @@
+package cli
+
+import (
+	"crypto"
+	"encoding/pem"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// TestCertRenewBatch: a basedir with 5 pairs — 2 due, 2 not due, 1 that
+// does not parse — renews exactly the 2 due ones, keeps the previous
+// certificates as .pem.old, runs the deploy hook twice and the post hook
+// once, reports the broken pair and exits 1; --dry-run changes nothing;
+// once the broken pair is gone, a second run finds nothing due and exits 0.
+func TestCertRenewBatch(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{Profiles: map[string]testca.Profile{
+		"default": {Description: "90 days", ValidityPeriod: 90 * 24 * time.Hour},
+		"short":   {Description: "24 seconds", ValidityPeriod: 24 * time.Second},
+	}})
+	storageDir, out := t.TempDir(), t.TempDir()
+	issue := func(profile, name string) {
+		t.Helper()
+		args := pebbleArgs(ca, storageDir, out)
+		for i, a := range args {
+			if a == "--profile" {
+				args[i+1] = profile
+			}
+		}
+		if r := ck(t, time.Minute, append(args, "-d", name)...); r.code != 0 {
+			t.Fatalf("issuing %s: exit %d\n%s", name, r.code, r.stderr)
+		}
+	}
+	start := time.Now()
+	issue("short", "due1.test")
+	issue("short", "due2.test")
+	issue("default", "fresh1.test")
+	issue("default", "fresh2.test")
+	for _, f := range []string{filepath.Join(out, "certs", "broken.test.pem"), filepath.Join(out, "private", "broken.test.key")} {
+		if err := os.WriteFile(f, []byte("not PEM\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A 24 s certificate is due, whatever its ARI window, past 0.9 of its
+	// lifetime (the safety margin).
+	time.Sleep(time.Until(start.Add(22 * time.Second)))
+
+	hookLog := filepath.Join(t.TempDir(), "hooks.log")
+	renewArgs := func(extra ...string) []string {
+		a := pebbleArgs(ca, storageDir, out)
+		a[1] = "renew"
+		return append(a, extra...)
+	}
+	before, _ := os.ReadFile(filepath.Join(out, "certs", "due1.test.pem"))
+
+	dry := ck(t, time.Minute, renewArgs("--dry-run")...)
+	if !strings.Contains(dry.stdout, "would renew") {
+		t.Errorf("--dry-run summary:\n%s", dry.stdout)
+	}
+	if now, _ := os.ReadFile(filepath.Join(out, "certs", "due1.test.pem")); string(now) != string(before) {
+		t.Error("--dry-run changed a certificate file")
+	}
+
+	orders := ca.Orders()
+	r := ck(t, 2*time.Minute, renewArgs(
+		"--deploy-hook", `echo "deploy $CERTKEEPER_NAME $CERTKEEPER_CERT_FILE" >> `+hookLog,
+		"--post-hook", `echo post >> `+hookLog)...)
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1 (one pair could not be read)\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if n := ca.Orders() - orders; n != 2 {
+		t.Errorf("%d orders, want exactly 2 (the due pairs)", n)
+	}
+	for _, want := range []string{"due1.test  renewed", "due2.test  renewed", "fresh1.test  not due", "fresh2.test  not due", "broken.test  unparsable"} {
+		if !strings.Contains(strings.Join(strings.Fields(r.stdout), "  "), strings.Join(strings.Fields(want), "  ")) {
+			t.Errorf("summary lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	for _, n := range []string{"due1.test", "due2.test"} {
+		old, err := os.ReadFile(filepath.Join(out, "certs", n+".pem.old"))
+		if err != nil {
+			t.Errorf("previous certificate of %s not kept: %v", n, err)
+		}
+		if n == "due1.test" && string(old) != string(before) {
+			t.Error("due1.test.pem.old is not the previous certificate")
+		}
+		readPair(t, out, n) // the renewed pair matches (the key was reused)
+	}
+	if _, err := os.Stat(filepath.Join(out, "certs", "fresh1.test.pem.old")); err == nil {
+		t.Error("a pair that was not due was touched")
+	}
+	log, _ := os.ReadFile(hookLog)
+	if got := strings.Count(string(log), "deploy "); got != 2 {
+		t.Errorf("deploy hook ran %d times, want 2:\n%s", got, log)
+	}
+	if got := strings.Count(string(log), "post"); got != 1 {
+		t.Errorf("post hook ran %d times, want 1", got)
+	}
+	if !strings.Contains(string(log), filepath.Join(out, "certs", "due1.test.pem")) {
+		t.Errorf("deploy hook did not get CERTKEEPER_CERT_FILE:\n%s", log)
+	}
+
+	// The broken pair fixed (removed), nothing is due any more.
+	os.Remove(filepath.Join(out, "certs", "broken.test.pem"))
+	os.Remove(filepath.Join(out, "private", "broken.test.key"))
+	orders = ca.Orders()
+	again := ck(t, time.Minute, renewArgs()...)
+	if again.code != 0 || ca.Orders() != orders || strings.Contains(again.stdout, "renewed") {
+		t.Errorf("second run: exit %d, %d orders\n%s%s", again.code, ca.Orders()-orders, again.stdout, again.stderr)
+	}
+}
+
+func TestParseGrace(t *testing.T) {
+	for in, want := range map[string]time.Duration{"7d": 7 * 24 * time.Hour, "36h": 36 * time.Hour, "0.5d": 12 * time.Hour, "": 0} {
+		if got, err := parseGrace(in); err != nil || got != want {
+			t.Errorf("parseGrace(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"7 days", "-1d", "x"} {
+		if _, err := parseGrace(bad); err == nil {
+			t.Errorf("parseGrace(%q) succeeded", bad)
+		}
+	}
+}
+
+// TestCertRevoke: revoked by the account and by the certificate's own key;
+// Pebble's management API reports each revoked with the given reason.
+func TestCertRevoke(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	storageDir, out := t.TempDir(), t.TempDir()
+	for _, n := range []string{"r1.test", "r2.test"} {
+		if r := ck(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "-d", n)...); r.code != 0 {
+			t.Fatalf("issuing %s: %s", n, r.stderr)
+		}
+	}
+	base := []string{"cert", "revoke", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--storage", storageDir}
+	for _, tt := range []struct {
+		name   string
+		extra  []string
+		reason uint
+	}{
+		{"r1.test", []string{"--reason", "superseded"}, 4},
+		{"r2.test", []string{"--reason", "keyCompromise", "--key", filepath.Join(out, "private", "r2.test.key")}, 1},
+	} {
+		certs := readPair(t, out, tt.name)
+		if st := ca.CertStatus(t, certs[0].SerialNumber); st.Status != "Valid" {
+			t.Fatalf("%s before revocation: %s", tt.name, st.Status)
+		}
+		args := append(append(base, "--cert", filepath.Join(out, "certs", tt.name+".pem")), tt.extra...)
+		if r := ck(t, time.Minute, args...); r.code != 0 {
+			t.Fatalf("revoking %s: exit %d\n%s", tt.name, r.code, r.stderr)
+		}
+		st := ca.CertStatus(t, certs[0].SerialNumber)
+		if st.Status != "Revoked" || st.Reason == nil || *st.Reason != tt.reason {
+			t.Errorf("%s: Pebble says %s reason %v, want Revoked reason %d", tt.name, st.Status, st.Reason, tt.reason)
+		}
+	}
+	if r := ck(t, 30*time.Second, append(base, "--cert", "x", "--reason", "bogus")...); r.code != 2 {
+		t.Errorf("unknown reason: exit %d, want 2", r.code)
+	}
+}
+
+// TestCertRenewKilled: a renew run killed with SIGKILL at any point leaves
+// every file whole; with the key reused every pair matches; with
+// --new-key a pair the kill left mismatched is detected and repaired from
+// storage by the next run.
+func TestCertRenewKilled(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{})
+	storageDir, out := t.TempDir(), t.TempDir()
+	names := []string{"k1.test", "k2.test", "k3.test", "k4.test", "k5.test"}
+	for _, n := range names {
+		if r := ck(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "-d", n)...); r.code != 0 {
+			t.Fatalf("issuing %s: %s", n, r.stderr)
+		}
+	}
+	renew := func(extra ...string) []string {
+		a := pebbleArgs(ca, storageDir, out)
+		a[1] = "renew"
+		return append(append(a, "--force"), extra...)
+	}
+	check := func(allowMismatch bool) (mismatched int) {
+		t.Helper()
+		pairs, err := certfile.Dir(out).Pairs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pairs) != len(names) {
+			t.Fatalf("%d pairs, want %d", len(pairs), len(names))
+		}
+		for _, p := range pairs {
+			switch {
+			case p.Err == nil:
+			case allowMismatch && errors.Is(p.Err, certfile.ErrKeyMismatch):
+				mismatched++
+			default:
+				t.Fatalf("after a kill, %s is damaged: %v", p.Base, p.Err)
+			}
+		}
+		return mismatched
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for _, newKey := range []bool{false, true} {
+		extra := []string{}
+		if newKey {
+			extra = append(extra, "--new-key")
+		}
+		mismatches := 0
+		for i := range 4 {
+			cmd := exec.Command(binary, renew(extra...)...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Duration(rnd.IntN(120)) * time.Millisecond)
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			mismatches += check(newKey)
+			if newKey && i%2 == 1 {
+				// A run after the kill repairs what it left.
+				if r := ck(t, time.Minute, renew(extra...)...); r.code != 0 {
+					t.Fatalf("run after a kill: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+				}
+				check(false)
+			}
+		}
+		t.Logf("new key %v: %d mismatched pairs seen after kills", newKey, mismatches)
+	}
+	// A pair left as a kill between the key and the certificate leaves it
+	// (a new key beside the old certificate) is repaired from storage.
+	otherKey, err := issuer.ECDSAP256.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPEM, _ := storage.MarshalPrivateKeyPEM(otherKey)
+	if err := os.WriteFile(filepath.Join(out, "private", "k1.test.key"), otherPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if check(true) != 1 {
+		t.Fatal("the damaged pair is not seen as mismatched")
+	}
+	r := ck(t, time.Minute, renew("--new-key")...)
+	if r.code != 0 || !strings.Contains(r.stderr, "restored both from storage") {
+		t.Fatalf("final run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	check(false)
+}
+
+// TestIssueForCSR: --csr issues for the user's own request; the key never
+// leaves them, and only the certificate file is written.
+func TestIssueForCSR(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	key, err := issuer.ECDSAP384.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := issuer.NewCSR(key, []string{"csr.test", "www.csr.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrFile := filepath.Join(t.TempDir(), "req.csr")
+	if err := os.WriteFile(csrFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	r := ck(t, time.Minute, append(pebbleArgs(ca, t.TempDir(), out), "--csr", csrFile)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "private", "csr.test.key")); err == nil {
+		t.Error("a key file was written for a CSR")
+	}
+	leaf, err := readCertFile(filepath.Join(out, "certs", "csr.test.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(leaf.PublicKey) {
+		t.Error("the certificate is not for the CSR's key")
+	}
+	if strings.Join(leaf.DNSNames, ",") != "csr.test,www.csr.test" {
+		t.Errorf("names = %v", leaf.DNSNames)
+	}
+	if r := ck(t, 30*time.Second, append(pebbleArgs(ca, t.TempDir(), out), "--csr", filepath.Join(out, "nope"))...); r.code != 1 || !strings.Contains(r.stderr, "--csr") {
+		t.Errorf("missing CSR file: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestCertRenewWant: a want list issues what it names but the directory
+// lacks, and leaves alone what is there.
+func TestCertRenewWant(t *testing.T) {
+	storageDir, out := t.TempDir(), t.TempDir()
+	want := filepath.Join(t.TempDir(), "want.txt")
+	if err := os.WriteFile(want, []byte("# certificates to have\nw.test www.w.test\n\nother.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"cert", "renew", "--ca", "local", "--storage", storageDir, "--out-dir", out, "--want", want}
+	r := ck(t, time.Minute, args...)
+	if r.code != 0 || strings.Count(r.stdout, "issued") != 2 {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	certs := readPair(t, out, "w.test")
+	if strings.Join(certs[0].DNSNames, ",") != "w.test,www.w.test" {
+		t.Errorf("w.test covers %v", certs[0].DNSNames)
+	}
+	again := ck(t, time.Minute, args...)
+	if again.code != 0 || strings.Contains(again.stdout, "issued") {
+		t.Errorf("second run issued again:\n%s", again.stdout)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.txt")
+	os.WriteFile(bad, []byte("a..b\n"), 0o644)
+	if r := ck(t, time.Minute, "cert", "renew", "--ca", "local", "--storage", storageDir, "--out-dir", out, "--want", bad); r.code != 2 || !strings.Contains(r.stderr, "line 1") {
+		t.Errorf("bad want list: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestCertRenewUsesRecordedEmail: renewal needs no configuration: the
+// email a certificate was issued with names the account that renews it.
+func TestCertRenewUsesRecordedEmail(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	storageDir, out := t.TempDir(), t.TempDir()
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "--email", "e@a.test", "-d", "e.test")...); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	args := pebbleArgs(ca, storageDir, out)
+	args[1] = "renew"
+	if r := ck(t, time.Minute, append(args, "--force")...); r.code != 0 || !strings.Contains(r.stdout, "renewed") {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	accounts, _ := filepath.Glob(filepath.Join(storageDir, "accounts", "*", "*.json"))
+	if len(accounts) != 1 || filepath.Base(accounts[0]) != "e@a.test.json" {
+		t.Errorf("accounts after renewal: %v, want only e@a.test's", accounts)
+	}
+	if ca.Accounts() != 1 {
+		t.Errorf("%d accounts registered, want 1", ca.Accounts())
+	}
+}

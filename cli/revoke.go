@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// revocationReasons are the RFC 5280 §5.3.1 reason codes by name.
+var revocationReasons = map[string]int{
+	"unspecified":          0,
+	"keyCompromise":        1,
+	"affiliationChanged":   3,
+	"superseded":           4,
+	"cessationOfOperation": 5,
+}
+
+func reasonNames() string {
+	var names []string
+	for n := range revocationReasons {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+func certRevokeCmd() *Command {
+	var certFile, keyFile, reason string
+	var cf caFlags
+	var sf storageFlags
+	return &Command{
+		UsageLine: "certkeeper cert revoke --cert FILE [flags]",
+		Short:     "revoke a certificate",
+		Long: `Revoke asks the CA to revoke a certificate. The request is signed by the ACME account in
+--storage that ordered it, or, with --key, by the certificate's own private key (no account
+needed: the way to revoke a certificate whose key has leaked).
+
+	certkeeper cert revoke --cert /etc/ssl/certs/a.example.pem --reason superseded
+	certkeeper cert revoke --cert a.pem --key a.key --reason keyCompromise
+
+Reasons (RFC 5280): ` + reasonNames() + `.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&certFile, "cert", "", "PEM `FILE` of the certificate (a chain file is fine: its first certificate is revoked)")
+			fs.StringVar(&keyFile, "key", "", "sign with this private key `FILE` of the certificate instead of the account")
+			fs.StringVar(&reason, "reason", "unspecified", "revocation `REASON`")
+			cf.register(fs, caEmail)
+			sf.register(fs)
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			if certFile == "" {
+				return usagef("--cert is required")
+			}
+			code, ok := revocationReasons[reason]
+			if !ok {
+				return usagef("--reason %q: use one of %s", reason, reasonNames())
+			}
+			cert, err := readCertFile(certFile)
+			if err != nil {
+				return err
+			}
+			var key crypto.Signer
+			if keyFile != "" {
+				data, err := os.ReadFile(keyFile)
+				if err != nil {
+					return fmt.Errorf("--key: %w", err)
+				}
+				if key, err = storage.ParsePrivateKeyPEM(data); err != nil {
+					return fmt.Errorf("--key %s: %w", keyFile, err)
+				}
+			}
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer closeStorage()
+			iss, err := cf.acmeIssuer(env, cf.ca(), st)
+			if err != nil {
+				return err
+			}
+			if err := iss.Revoke(ctx, cert, key, code); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "revoked %s (serial %s, reason %s)\n", strings.Join(cert.DNSNames, ","), cert.SerialNumber.Text(16), reason)
+			return nil
+		},
+	}
+}
+
+// readCertFile reads the first certificate of a PEM file.
+func readCertFile(file string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--cert: %w", err)
+	}
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return nil, fmt.Errorf("--cert %s: no PEM certificate", file)
+		}
+		if b.Type == "CERTIFICATE" {
+			c, err := x509.ParseCertificate(b.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("--cert %s: %w", file, err)
+			}
+			return c, nil
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/selfsigned"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+func selfSignedCmd() *Command {
+	var names stringsFlag
+	var days int
+	var certOut, keyOut, outDir, keyType string
+	return &Command{
+		UsageLine: "certkeeper selfsigned -d NAME [-d NAME...] [flags]",
+		Short:     "make a self-signed certificate (e.g. nginx's fallback certificate)",
+		Long: `Selfsigned makes a self-signed certificate for the names given with -d, with a new key, and
+writes it as two files: --cert-out and --key-out (mode 0600), or, with --out-dir, as
+OUT-DIR/certs/NAME.pem and OUT-DIR/private/NAME.key like cert issue. Nothing trusts it: it is for
+nginx's fallback ssl_certificate (served for names with no certificate), tests and first starts.
+
+	certkeeper selfsigned -d fallback.invalid --days 3650 --cert-out fallback.pem --key-out fallback.key`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.Var(&names, "d", "`NAME` (or IP address) for the certificate; repeatable")
+			fs.IntVar(&days, "days", 365, "validity in `DAYS`")
+			fs.StringVar(&certOut, "cert-out", "", "write the certificate (PEM) to `FILE`")
+			fs.StringVar(&keyOut, "key-out", "", "write the private key (PEM, mode 0600) to `FILE`")
+			fs.StringVar(&outDir, "out-dir", "", "write OUT-DIR/certs/NAME.pem and OUT-DIR/private/NAME.key (`DIR`)")
+			fs.StringVar(&keyType, "key-type", "", "key `TYPE` (default ecdsa-p256)")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q: names go with -d", args)
+			}
+			if len(names) == 0 {
+				return usagef("give at least one name with -d")
+			}
+			if days < 1 {
+				return usagef("--days must be at least 1")
+			}
+			if (outDir == "") == (certOut == "" && keyOut == "") || (outDir == "" && (certOut == "" || keyOut == "")) {
+				return usagef("give --cert-out and --key-out, or --out-dir")
+			}
+			norm := make([]string, 0, len(names))
+			n := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
+			for _, raw := range names {
+				s, err := n.Normalize(raw)
+				if err != nil {
+					return usagef("-d: %v", err)
+				}
+				norm = append(norm, s)
+			}
+			kt, err := issuer.ParseKeyType(keyType)
+			if err != nil {
+				return usagef("--key-type: %v", err)
+			}
+			key, err := kt.Generate()
+			if err != nil {
+				return fmt.Errorf("generating %s key: %w", kt, err)
+			}
+			chainPEM, err := selfsigned.Certificate(key, norm, time.Duration(days)*24*time.Hour)
+			if err != nil {
+				return err
+			}
+			keyPEM, err := storage.MarshalPrivateKeyPEM(key)
+			if err != nil {
+				return err
+			}
+			if outDir != "" {
+				p, err := certfile.Dir(outDir).Write(norm[0], keyPEM, chainPEM)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(env.Stdout, "%s %s\n", p.Cert, p.Key)
+				return nil
+			}
+			if err := certfile.WriteFile(keyOut, keyPEM, 0o600); err != nil {
+				return fmt.Errorf("--key-out: %w", err)
+			}
+			if err := certfile.WriteFile(certOut, chainPEM, 0o644); err != nil {
+				return fmt.Errorf("--cert-out: %w", err)
+			}
+			fmt.Fprintf(env.Stdout, "%s %s\n", certOut, keyOut)
+			return nil
+		},
+	}
+}

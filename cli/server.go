@@ -1,0 +1,416 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/internal/upgrade"
+	"github.com/certkeeper/certkeeper/metrics"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
+)
+
+// serverConfig is the certificate server's configuration: the engine's
+// (shared with the proxy) plus its own; docs/config.md documents each key.
+type serverConfig struct {
+	engineConfig       `yaml:",inline"`
+	Listen             string        `yaml:"listen"`
+	TokenFile          string        `yaml:"token_file"`
+	ClientCA           string        `yaml:"client_ca"`
+	APICert            string        `yaml:"api_cert"`
+	Managed            []string      `yaml:"managed"`
+	SelfSignedFallback bool          `yaml:"self_signed_fallback"`
+	IssueTimeout       time.Duration `yaml:"issue_timeout"`
+	AuditLog           string        `yaml:"audit_log"`
+	AuditFailOpen      bool          `yaml:"audit_fail_open"`
+	HTTPAddr           string        `yaml:"http_addr"`
+	TLSAddr            string        `yaml:"tls_addr"`
+}
+
+const defaultListen = "127.0.0.1:8999"
+
+func (c *serverConfig) register(fs *flag.FlagSet, configFile *string, check *bool) {
+	fs.StringVar(configFile, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
+	fs.BoolVar(check, "check-config", false, "check the configuration (--config and the flags) without starting: print\n\"configuration OK\" and exit 0, or print every error and exit 1")
+	fs.StringVar(&c.Listen, "listen", defaultListen, "`ADDR` of the API (and of http-01 answers under /.well-known/acme-challenge/)")
+	fs.StringVar(&c.TokenFile, "token-file", "", "`FILE` of bearer tokens, one per line, that may fetch certificates and keys (a line\n\"TOKEN names=*.a.example,b.example\" may fetch only those names); refused if group or others may read it\n(chmod 600); SIGHUP reloads it")
+	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM `FILE` of CAs whose client certificates may fetch certificates and keys\n(mutual TLS; needs --api-cert)")
+	fs.StringVar(&c.APICert, "api-cert", "", "`CERT:KEY` files: serve the API over HTTPS with this certificate")
+	fs.Var((*stringsFlag)(&c.Managed), "managed", "`NAME` to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable")
+	fs.BoolVar(&c.SelfSignedFallback, "self-signed-fallback", false, "answer names that cannot get a real certificate (refused, issuance failing)\nwith a self-signed one, marked \"self_signed\": true")
+	c.IssueTimeout = certserver.DefaultIssueTimeout
+	fs.Var((*durationFlag)(&c.IssueTimeout), "issue-timeout", "a request for a new name waits up to `DURATION` for its issuance, then gets a 503")
+	fs.StringVar(&c.AuditLog, "audit-log", "", "append the audit log (a JSON line per key handed out) to `FILE` (default: stderr);\nwhile it cannot be written, key fetches get 503")
+	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "hand out keys even while --audit-log cannot be written (the failures are still logged)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to also serve the API and http-01 on (e.g. :80); off unless given")
+	fs.StringVar(&c.TLSAddr, "tls-addr", "", "`ADDR` to answer tls-alpn-01 on (e.g. :443); off unless given. Only the CA's validation\nhandshakes complete there: the API is never served on it")
+	c.engineConfig.register(fs, "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-addr);\nrepeatable (default: http-01, and tls-alpn-01 with --tls-addr)")
+}
+
+func serverCmd() *Command {
+	c := &serverConfig{}
+	var configFile string
+	var check bool
+	var fs *flag.FlagSet
+	return &Command{
+		UsageLine: "certkeeper server [flags]",
+		Short:     "central certificate server for a fleet of web servers",
+		Long: `Server obtains, stores and renews certificates for a fleet, and hands them out over an HTTP
+API (docs/api.md) to web servers that fetch them at handshake time: nginx/OpenResty through
+the Lua plugin (lua/), Go servers through the certclient package.
+
+It hands out private keys, so clients authenticate with a bearer token (--token-file, one
+token per line) or a client certificate (--client-ca). It refuses to listen beyond loopback
+without one of them. Every key handed out is written to the audit log.
+
+	certkeeper server --allow '*.a.example' --token-file /etc/certkeeper/tokens --email you@a.example
+	curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8999/v1/certificates/www.a.example
+
+http-01 challenges are answered on --listen: forward /.well-known/acme-challenge/ from port 80
+of the web servers to it. Names given with --managed are obtained at start and renewed
+forever; --cert-file serves certificates made elsewhere. SIGTERM drains (10 s at most); SIGHUP
+reloads --config's policy (allow, ask, require-own-ip, own-ip-private) and the --token-file
+(a token removed from it is refused at once); SIGUSR2 starts the binary now at this one's path
+with the listening sockets and drains once it is ready, as the proxy does. Every flag has a
+config key: docs/config.md.`,
+		Flags: func(f *flag.FlagSet) {
+			fs = f
+			c.register(f, &configFile, &check)
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			set := map[string]bool{}
+			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+			c.globals(fs)
+			load := func() (*serverConfig, error) { return loadServerConfig(configFile, c, set) }
+			cfg, err := load()
+			if check {
+				if err != nil {
+					return reportCheck(env, []error{err})
+				}
+				return reportCheck(env, cfg.check(env))
+			}
+			if err != nil {
+				return err
+			}
+			if err := cfg.applyLogging(env, &c.engineConfig); err != nil {
+				return err
+			}
+			return runServer(ctx, env, cfg, load)
+		},
+	}
+}
+
+// loadServerConfig reads file (if any) and lays the flags that were set
+// on top.
+func loadServerConfig(file string, flags *serverConfig, set map[string]bool) (*serverConfig, error) {
+	cfg := &serverConfig{}
+	if err := readConfigFile(file, cfg); err != nil {
+		return nil, err
+	}
+	setIf(set, "token-file", &cfg.TokenFile, flags.TokenFile)
+	setIf(set, "client-ca", &cfg.ClientCA, flags.ClientCA)
+	setIf(set, "api-cert", &cfg.APICert, flags.APICert)
+	setIf(set, "audit-log", &cfg.AuditLog, flags.AuditLog)
+	setIf(set, "audit-fail-open", &cfg.AuditFailOpen, flags.AuditFailOpen)
+	setIf(set, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
+	setIf(set, "tls-addr", &cfg.TLSAddr, flags.TLSAddr)
+	setIf(set, "managed", &cfg.Managed, flags.Managed)
+	setIf(set, "self-signed-fallback", &cfg.SelfSignedFallback, flags.SelfSignedFallback)
+	// Flags with a default apply it when the file has no value either.
+	if set["listen"] || cfg.Listen == "" {
+		cfg.Listen = flags.Listen
+	}
+	if set["issue-timeout"] || cfg.IssueTimeout == 0 {
+		cfg.IssueTimeout = flags.IssueTimeout
+	}
+	cfg.overlay(&flags.engineConfig, set)
+	return cfg, nil
+}
+
+// runServer serves until ctx ends, an upgrade (SIGUSR2) hands its
+// listeners to a new process, or a listener fails. reload reads the
+// configuration again on SIGHUP: the policy (allow, ask, require-own-ip, own-ip-private)
+// changes at once; other settings need a restart or an upgrade.
+func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (*serverConfig, error)) error {
+	h, tlsConfig, closeAudit, err := serverHandler(env, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	cfg.warnNoPolicy(env)
+	pol, err := cfg.policy()
+	if err != nil {
+		return err
+	}
+	var current atomic.Pointer[policy.Policy]
+	current.Store(&pol)
+	up, err := upgrade.New(env.Logger)
+	if err != nil {
+		return err
+	}
+	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: cfg.Storage, KeyFile: cfg.StorageKey, PasswordFile: cfg.StoragePass}, 0)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
+	m, err := cfg.manager(st, env, cfg.frontEnd())
+	if err != nil {
+		return err
+	}
+	m.Policy = reloadablePolicy(func() policy.Policy { return *current.Load() })
+	m.SelfSignedFallback = cfg.SelfSignedFallback
+	stopServices, err := cfg.services(ctx, env, m, up.Listen)
+	if err != nil {
+		return err
+	}
+	defer stopServices()
+	defer m.Close()
+	h.Manager = m
+	h.Metrics = metrics.Handler(m)
+
+	loop := newServeLoop(env, up, func() { reloadServer(env, h, cfg, reload, &current) })
+	if err := serverListen(loop, cfg, h, tlsConfig, m); err != nil {
+		_ = loop.drain(serverDrain)
+		return err
+	}
+	for _, spec := range cfg.Managed {
+		go m.Keep(ctx, strings.Split(spec, ",")...) // nil, or ctx's error at shutdown: nothing to report
+	}
+	failed, err := loop.wait(ctx)
+	derr := loop.drain(serverDrain)
+	if failed {
+		return err
+	}
+	return derr
+}
+
+// serverDrain bounds how long the server waits for open connections when
+// it stops.
+const serverDrain = 10 * time.Second
+
+// serverHandler is the API handler cfg describes, but for its Manager:
+// the tokens, who else may fetch keys, the audit log (closeAudit closes
+// it); and the TLS configuration of --listen (nil for plain HTTP).
+func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.Config, closeAudit func(), err error) {
+	h = &certserver.Handler{IssueTimeout: cfg.IssueTimeout, Logger: env.Logger}
+	if cfg.TokenFile != "" {
+		if h.Tokens, err = certserver.LoadTokens(cfg.TokenFile); err != nil {
+			return nil, nil, nil, fmt.Errorf("--token-file: %w", err)
+		}
+	}
+	if tc, err = apiTLSConfig(cfg); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := cfg.Ops.check(); err != nil {
+		return nil, nil, nil, err
+	}
+	if h.Tokens == nil && cfg.ClientCA == "" {
+		if err := cfg.checkAnonymous(); err != nil {
+			return nil, nil, nil, err
+		}
+		h.Anonymous = true
+		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --token-file or --client-ca: every local process may fetch keys")
+	}
+	audit, auditErr, closeAudit, err := auditLogger(cfg.AuditLog, cfg.AuditFailOpen, env)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	h.Audit = audit
+	if !cfg.AuditFailOpen {
+		h.AuditErr = auditErr
+	}
+	return h, tc, closeAudit, nil
+}
+
+// serverListen starts the server's listeners: the API on --listen (over
+// TLS with tc) and --http-addr, tls-alpn-01 only on --tls-addr.
+func serverListen(loop *serveLoop, cfg *serverConfig, h http.Handler, tc *tls.Config, m *certkeeper.Manager) error {
+	for _, l := range []struct {
+		addr, flag string
+		h          http.Handler
+		tc         *tls.Config
+	}{
+		{cfg.Listen, "--listen", h, tc},
+		{cfg.HTTPAddr, "--http-addr", h, nil},
+		{cfg.TLSAddr, "--tls-addr", http.NotFoundHandler(), tlsalpn01.ChallengeOnly(m.GetCertificate)},
+	} {
+		if l.addr == "" && l.flag != "--listen" {
+			continue
+		}
+		ln, err := loop.serveHTTP(strings.TrimPrefix(l.flag, "--"), l.addr, l.h, l.tc)
+		if err != nil {
+			return fmt.Errorf("listening on %s (%s): %w", l.addr, l.flag, err)
+		}
+		loop.env.Logger.Info("server listening", slog.String("addr", ln.Addr().String()), slog.String("flag", l.flag))
+		fmt.Fprintf(loop.env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), l.flag)
+	}
+	return nil
+}
+
+// reloadServer reads the configuration again (SIGHUP): the policy
+// changes at once, and the token file is read again even if the
+// configuration is broken, since a revocation must not wait for a fixed
+// config.
+func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload func() (*serverConfig, error), current *atomic.Pointer[policy.Policy]) {
+	next, err := reload()
+	var p policy.Policy
+	if err == nil {
+		p, err = next.policy()
+	}
+	if err != nil {
+		env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
+		next = cfg
+	} else {
+		current.Store(&p)
+		env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
+	}
+	reloadTokens(env, h, cfg.TokenFile, next.TokenFile)
+}
+
+// frontEnd is what the server offers the engine.
+func (c *serverConfig) frontEnd() frontEnd {
+	return frontEnd{http01: true, alpn: c.TLSAddr != "", alpnVia: "--tls-addr (e.g. :443), where the CA connects", userAgent: "server"}
+}
+
+// check is server --check-config: everything runServer checks before it
+// opens storage and listens (tokens, TLS files, who may reach the API,
+// policy, CAs), every error found. The audit log is not opened: that
+// would create it.
+func (c *serverConfig) check(env *Env) []error {
+	var errs []error
+	var tokens bool
+	if c.TokenFile != "" {
+		if _, err := certserver.LoadTokens(c.TokenFile); err != nil {
+			errs = append(errs, fmt.Errorf("--token-file: %w", err))
+		}
+		tokens = true
+	}
+	if _, err := apiTLSConfig(c); err != nil {
+		errs = append(errs, err)
+	}
+	if !tokens && c.ClientCA == "" {
+		if err := c.checkAnonymous(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return append(errs, c.engineConfig.check(env, c.frontEnd())...)
+}
+
+// reloadTokens reads the token file again (SIGHUP), so that a removed
+// token is revoked without a restart. A file that cannot be used (gone,
+// unparsable, readable by others) leaves the tokens as they were. file is
+// the token file the server started with (none: nothing to reload), next
+// the one the configuration names now.
+func reloadTokens(env *Env, h *certserver.Handler, file, next string) {
+	if file == "" {
+		if next != "" {
+			env.Logger.Error("token_file was added: it takes a restart (this server started without tokens)", slog.String("file", next))
+		}
+		return
+	}
+	if next == "" {
+		env.Logger.Error("token_file was removed: keeping the tokens read before; stopping authentication takes a restart", slog.String("file", file))
+		next = file
+	}
+	tokens, err := certserver.LoadTokens(next)
+	if err != nil {
+		env.Logger.Error("reloading --token-file failed; keeping the tokens read before", slog.Any("err", err))
+		return
+	}
+	if err := h.SetTokens(tokens); err != nil {
+		env.Logger.Error("reloading --token-file failed; keeping the tokens read before", slog.Any("err", err))
+		return
+	}
+	env.Logger.Info("token file reloaded", slog.String("file", next))
+}
+
+// checkAnonymous refuses a configuration without authentication (no
+// --token-file, no --client-ca) in which a listener that serves the API
+// (its keys, its /metrics) is reachable beyond loopback. --tls-addr is not
+// one of them: it completes only tls-alpn-01 handshakes and serves no
+// HTTP (tlsalpn01.ChallengeOnly).
+func (c *serverConfig) checkAnonymous() error {
+	for _, l := range []struct{ addr, flag string }{{c.Listen, "--listen"}, {c.HTTPAddr, "--http-addr"}} {
+		if l.addr != "" && !loopbackAddr(l.addr) {
+			return usagef("%s %s is reachable beyond loopback and would hand out private keys without authentication: "+
+				"give --token-file (or --client-ca with --api-cert), or listen on 127.0.0.1", l.flag, l.addr)
+		}
+	}
+	return nil
+}
+
+// apiTLSConfig is the TLS configuration of --listen with --api-cert (and
+// --client-ca), or nil for plain HTTP.
+func apiTLSConfig(cfg *serverConfig) (*tls.Config, error) {
+	if cfg.APICert == "" {
+		if cfg.ClientCA != "" {
+			return nil, usagef("--client-ca needs --api-cert: client certificates need HTTPS")
+		}
+		return nil, nil
+	}
+	cf, err := certkeeper.ParseCertFile(cfg.APICert)
+	if err != nil {
+		return nil, usagef("--api-cert: %v", err)
+	}
+	cert, err := tls.LoadX509KeyPair(cf.Cert, cf.Key)
+	if err != nil {
+		return nil, fmt.Errorf("--api-cert: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	if cfg.ClientCA != "" {
+		data, err := os.ReadFile(cfg.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("--client-ca %s: no PEM certificates found", cfg.ClientCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
+}
+
+// auditLogger is the audit log: JSON lines appended to file
+// (certserver.OpenAuditFile: 0600, its directory made 0700 if missing), or text on stderr; always at Info, whatever --log-level says.
+// A file starts with an "audit log opened" line, written before the
+// server listens: a file that cannot be written shows at once, on stderr,
+// and in auditErr (nil for stderr), which the Handler asks before each
+// hand-out.
+func auditLogger(file string, failOpen bool, env *Env) (audit *slog.Logger, auditErr func() error, closeAudit func(), err error) {
+	if file == "" {
+		return slog.New(slog.NewTextHandler(env.Stderr, nil)).With(slog.String("log", "audit")), nil, func() {}, nil
+	}
+	logger := env.Logger.With(slog.String("file", file))
+	af, err := certserver.OpenAuditFile(file, logger, slog.Int("pid", os.Getpid()), slog.String("version", versionString()))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--audit-log: %w", err)
+	}
+	if err := af.Sync(); err != nil {
+		what := "keys get 503 until it can be written (or give --audit-fail-open to hand them out unrecorded)"
+		if failOpen {
+			what = "--audit-fail-open: keys are handed out unrecorded until it can be written"
+		}
+		fmt.Fprintf(env.Stderr, "certkeeper: cannot write the audit log %s: %v; %s\n", file, err, what)
+	}
+	return af.Logger, af.Err, func() {
+		if err := af.Close(); err != nil {
+			logger.Error("closing the audit log: lines were not written", slog.Any("err", err))
+		}
+	}, nil
+}

@@ -1,0 +1,263 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+)
+
+// TestServerTLSAddrOnlyALPN: --tls-addr answers tls-alpn-01 and nothing
+// else. A server with no token file (anonymous on its loopback --listen)
+// obtains a.test from Pebble through tls-alpn-01 on --tls-addr; there an
+// ordinary ClientHello (curl, a Go client with or without ALPN) gets a
+// handshake failure, never the API and its private keys.
+func TestServerTLSAddrOnlyALPN(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	tlsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort()))
+	startServer(t, "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--storage", t.TempDir(), "--profile", "default",
+		"--listen", listen, "--tls-addr", tlsAddr, "--challenge", "tls-alpn-01", "--allow", "a.test")
+
+	// Issuance through tls-alpn-01 on --tls-addr still works: the first
+	// request waits for it.
+	if code, _, body := apiGet(t, "http://"+listen, "/v1/certificates/a.test", "", nil); code != http.StatusOK || !strings.Contains(string(body), "PRIVATE KEY") {
+		t.Fatalf("GET /v1/certificates/a.test on --listen = %d %.200s, want 200 with the key (issued through tls-alpn-01)", code, body)
+	}
+	if n := ca.Orders(); n != 1 {
+		t.Errorf("orders = %d, want 1", n)
+	}
+
+	// An ordinary client on --tls-addr: no handshake, no key.
+	for _, protos := range [][]string{nil, {"h2", "http/1.1"}, {"http/1.1"}} {
+		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second},
+			Config: &tls.Config{ServerName: "a.test", InsecureSkipVerify: true, NextProtos: protos}}
+		conn, err := d.DialContext(t.Context(), "tcp", tlsAddr)
+		if err == nil {
+			conn.Close()
+			t.Errorf("TLS handshake on --tls-addr offering ALPN %q succeeded (negotiated %q); want a handshake failure",
+				protos, conn.(*tls.Conn).ConnectionState().NegotiatedProtocol)
+		}
+	}
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		testsvc.Unavailable(t, "curl", "install it: apt-get install curl", err)
+	}
+	port := strconv.Itoa(ca.TLSPort())
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, curl, "-sS", "-k", "--max-time", "20", "--resolve", "a.test:"+port+":127.0.0.1",
+		"https://a.test:"+port+"/v1/certificates/a.test").CombinedOutput()
+	if err == nil || strings.Contains(string(out), "PRIVATE KEY") {
+		t.Errorf("curl -k https://a.test:%s/v1/certificates/a.test (--tls-addr): %v\n%.300s\nwant a TLS handshake failure", port, err, out)
+	} else {
+		t.Logf("curl on --tls-addr: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+}
+
+// TestServerRefusesOpenListen: a listener beyond loopback that would hand
+// out keys without authentication stops the server before it serves, and
+// the message names the listener's flag and the flags that fix it.
+func TestServerRefusesOpenListen(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--listen", "0.0.0.0:0"}, "--listen"},
+		{[]string{"--listen", "[::]:0"}, "--listen"},
+		{[]string{"--listen", ":0"}, "--listen"},
+		{[]string{"--listen", "127.0.0.1:0", "--http-addr", "0.0.0.0:0"}, "--http-addr"},
+		{[]string{"--listen", "127.0.0.1:0", "--http-addr", "[::]:0"}, "--http-addr"},
+	} {
+		r := ck(t, 30*time.Second, append([]string{"server", "--ca", "local", "--storage", t.TempDir()}, tt.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tt.flag+" ") || !strings.Contains(r.stderr, "--token-file") ||
+			strings.Contains(r.stderr, "server listening") {
+			t.Errorf("server %v: exit %d, stderr %q; want exit 2 before listening, naming %s and --token-file", tt.args, r.code, r.stderr, tt.flag)
+		}
+	}
+}
+
+// rawExchange sends req on a new connection to addr and returns the
+// status line of the answer and when the server closed the connection:
+// a client that announces a body and sends none must be answered and let
+// go, not held while the server waits for the body. It gives up after
+// 5 s, returning what it had.
+func rawExchange(t *testing.T, addr, req string) (status string, closedAfter time.Duration, err error) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	_ = conn.SetDeadline(start.Add(5 * time.Second))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	status, err = br.ReadString('\n')
+	if err != nil {
+		return strings.TrimSpace(status), 0, fmt.Errorf("no answer within 5 s: %w", err)
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return strings.TrimSpace(status), 0, fmt.Errorf("answered, but the connection was held open for 5 s: %w", err)
+	}
+	return strings.TrimSpace(status), time.Since(start), nil
+}
+
+// TestServerSlowBody: a client that sends headers announcing a body
+// (Content-Length: 1000) and then nothing is answered at once and
+// disconnected, on the API (401 without a token, before any body is
+// read; 413 with one: a GET takes no body), on http-01, and on the
+// metrics and status listeners; it holds no connection.
+func TestServerSlowBody(t *testing.T) {
+	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	statusAddr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	startServer(t, "--ca", "local", "--storage", t.TempDir(), "--listen", listen, "--token-file", writeTokens(t), "--allow", "a.test",
+		"--metrics-addr", metricsAddr, "--status-addr", statusAddr)
+	const body = "Content-Length: 1000\r\n\r\n" // and no body
+	for _, tt := range []struct {
+		name, addr, req, want string
+	}{
+		{"API without a token", listen, "GET /v1/certificates/a.test HTTP/1.1\r\nHost: x\r\n" + body, " 401 "},
+		{"API with a token", listen, "GET /v1/certificates/a.test HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + serverToken + "\r\n" + body, " 413 "},
+		{"API, chunked", listen, "GET /v1/certificates/a.test HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + serverToken + "\r\nTransfer-Encoding: chunked\r\n\r\n", " 413 "},
+		{"http-01", listen, "GET /.well-known/acme-challenge/x HTTP/1.1\r\nHost: a.test\r\n" + body, " 413 "},
+		{"metrics", metricsAddr, "GET /metrics HTTP/1.1\r\nHost: x\r\n" + body, " 413 "},
+		{"status page", statusAddr, "GET /status.json HTTP/1.1\r\nHost: x\r\n" + body, " 413 "},
+	} {
+		status, took, err := rawExchange(t, tt.addr, tt.req)
+		if err != nil || !strings.Contains(status, tt.want) || took > 2*time.Second {
+			t.Errorf("%s: %q, connection closed after %s, %v; want%sat once and the connection closed", tt.name, status, took.Round(time.Millisecond), err, tt.want)
+		}
+	}
+	// The server is unharmed.
+	if code, _, body := apiGet(t, "http://"+listen, "/v1/certificates/a.test", serverToken, nil); code != http.StatusOK {
+		t.Errorf("GET /v1/certificates/a.test afterwards = %d %s, want 200", code, body)
+	}
+}
+
+// TestServerAuditLogFails: with an audit log that cannot be written
+// (/dev/full), the write error is on stderr by the time the server
+// listens, and a key fetch gets 503 rather than a key nobody recorded;
+// with --audit-fail-open the key is handed out and the error still shows.
+func TestServerAuditLogFails(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skipf("no /dev/full here: %v", err)
+	}
+	for _, tt := range []struct {
+		name  string
+		extra []string
+		want  int
+	}{
+		{"fail closed", nil, http.StatusServiceUnavailable},
+		{"--audit-fail-open", []string{"--audit-fail-open"}, http.StatusOK},
+		{"audit_fail_open in --config", []string{"--config", writeConfig(t, "audit_fail_open: true\nmetrics_token: metrics-token-0123456789\n")}, http.StatusOK},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+			p := startLogged(t, binary, "server listening", append([]string{"server", "--ca", "local", "--storage", t.TempDir(), "--listen", listen,
+				"--token-file", writeTokens(t), "--allow", "a.test", "--audit-log", "/dev/full"}, tt.extra...)...)
+			if out := p.output(); !strings.Contains(out, "no space left on device") {
+				t.Errorf("stderr when the server listens:\n%s\nwant the audit log's write error (no space left on device)", out)
+			}
+			code, hdr, body := apiGet(t, "http://"+listen, "/v1/certificates/a.test", serverToken, nil)
+			if code != tt.want || (code == http.StatusServiceUnavailable && hdr.Get("Retry-After") == "") {
+				t.Errorf("key fetch = %d (Retry-After %q) %.200s; want %d", code, hdr.Get("Retry-After"), body, tt.want)
+			}
+			if code == http.StatusOK && !strings.Contains(string(body), "PRIVATE KEY") {
+				t.Errorf("key fetch = 200 without a key: %.200s", body)
+			}
+		})
+	}
+}
+
+// writeConfig writes a --config file holding yaml.
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(f, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestServerTokenScopes: a token line may carry a scope, "names=" and
+// patterns: the token fetches those names and gets 403 for any other (and
+// for /metrics, which names every host), while an unscoped token fetches
+// every name. Audit lines name the token's line and its scope, for
+// hand-outs and refusals alike. A scope that does not parse stops the
+// server at start, naming its line.
+func TestServerTokenScopes(t *testing.T) {
+	const shopToken = "shop-pool-token-0123456789"
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte("# one token per nginx pool\n"+shopToken+"  names=*.shop.test,api.test\n"+serverToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	base := "http://" + listen
+	auditLog := filepath.Join(dir, "audit.log")
+	startServer(t, "--ca", "local", "--storage", t.TempDir(), "--listen", listen, "--token-file", tokens, "--audit-log", auditLog,
+		"--allow", "*.shop.test", "--allow", "shop.test", "--allow", "api.test", "--allow", "other.test")
+	for _, tt := range []struct {
+		token, path string
+		want        int
+	}{
+		{shopToken, "/v1/certificates/www.shop.test", http.StatusOK},
+		{shopToken, "/v1/certificates/a.b.shop.test", http.StatusOK},
+		{shopToken, "/v1/certificates/API.test", http.StatusOK},
+		{shopToken, "/v1/certificates/other.test", http.StatusForbidden},
+		{shopToken, "/v1/certificates/shop.test", http.StatusForbidden},
+		{shopToken, "/v1/certificates/xshop.test", http.StatusForbidden},
+		{shopToken, "/v1/ocsp/other.test", http.StatusForbidden},
+		{shopToken, "/metrics", http.StatusForbidden},
+		{serverToken, "/v1/certificates/other.test", http.StatusOK},
+		{serverToken, "/v1/certificates/www.shop.test", http.StatusOK},
+	} {
+		code, _, body := apiGet(t, base, tt.path, tt.token, nil)
+		keyHandedOut := strings.Contains(string(body), "PRIVATE KEY")
+		if code != tt.want || (code != http.StatusOK && keyHandedOut) {
+			t.Errorf("GET %s with the %s token = %d %.100s, want %d", tt.path, map[bool]string{true: "shop", false: "unscoped"}[tt.token == shopToken], code, body, tt.want)
+		}
+	}
+	waitAudit(t, auditLog, `"name":"www.shop.test","who":"token 3"`)
+	data, _ := os.ReadFile(auditLog)
+	var handOut, refused bool
+	for _, l := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.Contains(l, `"msg":"key handed out"`) && strings.Contains(l, `"name":"www.shop.test","who":"token 2"`):
+			handOut = strings.Contains(l, `"scope":"*.shop.test,api.test"`)
+		case strings.Contains(l, `"name":"other.test"`) && strings.Contains(l, `"who":"token 2"`):
+			refused = !strings.Contains(l, `"msg":"key handed out"`) && strings.Contains(l, `"scope":"*.shop.test,api.test"`)
+		}
+	}
+	if !handOut || !refused {
+		t.Errorf("audit log (hand-out line with the scope: %v; refusal line with the scope: %v):\n%s", handOut, refused, data)
+	}
+
+	for _, line := range []string{shopToken + " names=", shopToken + " names=*.shop.test,", shopToken + " hosts=a.test", shopToken + " names=a..test"} {
+		bad := filepath.Join(t.TempDir(), "tokens")
+		if err := os.WriteFile(bad, []byte("# comment\n"+line+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := ck(t, 30*time.Second, "server", "--ca", "local", "--storage", t.TempDir(), "--listen", "127.0.0.1:0", "--token-file", bad)
+		if r.code == 0 || !strings.Contains(r.stderr, "line 2") {
+			t.Errorf("token line %q: exit %d, stderr %q; want a refusal naming line 2", line, r.code, r.stderr)
+		}
+	}
+}

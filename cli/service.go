@@ -1,0 +1,88 @@
+package cli
+
+import (
+	"context"
+	"flag"
+)
+
+// defaultServiceName is the Windows service's name unless --name says
+// otherwise.
+const defaultServiceName = "certkeeper"
+
+func serviceCmd() *Command {
+	return &Command{
+		UsageLine: "certkeeper service COMMAND [flags]",
+		Short:     "run certkeeper as a Windows service",
+		Long: `Service installs, removes and runs certkeeper as a Windows service, started at boot and
+restarted if it fails. The words after -- are the certkeeper command the service runs:
+
+	certkeeper service install -- proxy --config C:\ProgramData\certkeeper\proxy.yaml
+	certkeeper service uninstall
+
+Its logs go to %ProgramData%\certkeeper\NAME.log. On Linux use deploy/certkeeper.service
+(systemd), on macOS deploy/com.certkeeper.proxy.plist (launchd).`,
+		Commands: []*Command{serviceInstallCmd(), serviceUninstallCmd(), serviceRunCmd()},
+	}
+}
+
+func serviceInstallCmd() *Command {
+	var name string
+	return &Command{
+		UsageLine: "certkeeper service install [flags] -- COMMAND [ARGS]",
+		RawArgs:   true,
+		Short:     "install a Windows service that runs COMMAND",
+		Long: `Install registers a Windows service (automatic start, restarted 5 s after a failure) that
+runs this executable with COMMAND and ARGS:
+
+	certkeeper service install -- proxy --config C:\ProgramData\certkeeper\proxy.yaml
+	sc.exe start certkeeper`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&name, "name", defaultServiceName, "the service's `NAME`")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) == 0 {
+				return usagef("service install needs the command to run after --, e.g. -- proxy --config FILE")
+			}
+			return installService(name, args)
+		},
+	}
+}
+
+func serviceUninstallCmd() *Command {
+	var name string
+	return &Command{
+		UsageLine: "certkeeper service uninstall [flags]",
+		Short:     "remove the Windows service",
+		Long:      `Uninstall stops (if running) and removes the Windows service.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&name, "name", defaultServiceName, "the service's `NAME`")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected arguments %q", args)
+			}
+			return uninstallService(name)
+		},
+	}
+}
+
+func serviceRunCmd() *Command {
+	var name string
+	return &Command{
+		UsageLine: "certkeeper service run [flags] -- COMMAND [ARGS]",
+		RawArgs:   true,
+		Short:     "run COMMAND under the Windows service manager (the service does this)",
+		Long: `Run is what the installed service executes: it runs COMMAND, reports it running to the
+service manager, and stops it gracefully (as SIGTERM would) when the service is stopped or
+Windows shuts down.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&name, "name", defaultServiceName, "the service's `NAME`")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) == 0 {
+				return usagef("service run needs the command to run after --")
+			}
+			return runService(ctx, name, args)
+		},
+	}
+}

@@ -1,0 +1,227 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/certkeeper/certkeeper/storage/archive"
+)
+
+func storageCmd() *Command {
+	return &Command{
+		UsageLine: "certkeeper storage COMMAND [flags]",
+		Short:     "export, import, migrate and encrypt certkeeper's state",
+		Long: `The storage commands work on certkeeper's state as a whole: the ACME accounts and their keys,
+the certificates and their keys, the local CA and the renewal state kept in --storage.
+
+Move certkeeper to a new server:
+
+	certkeeper storage export --out state.tar.gz
+	scp state.tar.gz new-server:
+	# then, on the new server:
+	certkeeper storage import state.tar.gz
+	certkeeper status
+
+Grow a single node into a cluster, with private keys encrypted at rest:
+
+	(umask 077; certkeeper storage keygen > storage.key)
+	certkeeper storage migrate --from /var/lib/certkeeper --to redis://10.0.0.5:6379/0 --to-key-file storage.key`,
+		Commands: []*Command{storageExportCmd(), storageImportCmd(), storageMigrateCmd(), storageKeygenCmd(), storageRekeyCmd()},
+	}
+}
+
+func storageExportCmd() *Command {
+	var sf storageFlags
+	var out string
+	return &Command{
+		UsageLine: "certkeeper storage export [flags]",
+		Short:     "write the whole state to one archive",
+		Long: `Export writes everything certkeeper keeps in --storage (ACME accounts, certificates, their
+private keys, the local CA, renewal state) as one archive, a .tar.gz that "certkeeper storage
+import" reads on this or another machine. Lock leases are left out.
+
+Move certkeeper to a new server:
+
+	certkeeper storage export --out state.tar.gz
+	# copy state.tar.gz to the new server, then there:
+	certkeeper storage import state.tar.gz
+
+Or in one go, and as a backup:
+
+	certkeeper storage export | ssh new-server certkeeper storage import -
+	certkeeper storage export --storage /var/lib/certkeeper --out /backup/certkeeper.tar.gz
+
+The archive holds private keys. --out is written with mode 0600 (via a temporary file renamed
+into place, so it is never seen half-written), and export refuses to print it to a terminal.
+Keep it as private as --storage itself, and delete it once imported.`,
+		Flags: func(fs *flag.FlagSet) {
+			sf.register(fs)
+			fs.StringVar(&out, "out", "-", "`FILE` to write the archive to, or - for stdout")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usagef("storage export takes no arguments (the archive goes to --out FILE, or stdout)")
+			}
+			storageDir := sf.where()
+			if !isURL(sf.spec) {
+				if fi, err := os.Stat(storageDir); err != nil {
+					return fmt.Errorf("storage %s: %w (is --storage right?)", storageDir, err)
+				} else if !fi.IsDir() {
+					return fmt.Errorf("storage %s is not a directory", storageDir)
+				}
+			}
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer closeStorage()
+			var stats archive.ExportStats
+			if out == "" || out == "-" {
+				if isTerminal(env.Stdout) {
+					return errors.New("refusing to write an archive holding private keys to a terminal: use --out FILE, or redirect stdout")
+				}
+				out = "stdout"
+				stats, err = archive.Export(ctx, st, env.Stdout)
+			} else {
+				stats, err = archive.ExportFile(ctx, st, out)
+			}
+			if err != nil {
+				return err
+			}
+			warnInvalid(env, "left out of the archive", stats.Invalid)
+			fmt.Fprintf(env.Stderr, "certkeeper: exported %d keys from %s to %s (%s)\n", stats.Keys, storageDir, out, byteSize(stats.Bytes))
+			return nil
+		},
+	}
+}
+
+func storageImportCmd() *Command {
+	var sf storageFlags
+	var overwrite bool
+	return &Command{
+		UsageLine: "certkeeper storage import [flags] FILE|-",
+		Short:     "store the keys of an exported archive",
+		Long: `Import stores the keys of an archive written by "certkeeper storage export" (FILE, or - for
+stdin) into --storage. It reads and checks the whole archive before it writes anything: an
+archive that is damaged, truncated or of an unknown format version, or that holds links, paths
+outside the storage, oversized members or certificate records that do not parse, is refused
+with nothing written.
+
+On the new server:
+
+	certkeeper storage import state.tar.gz
+	certkeeper status
+
+Keys already stored with the same value are skipped, so importing twice is harmless. A key
+stored with a different value (say, a local CA created on the new server before the import) is
+a conflict: import lists the conflicting keys, writes nothing and exits 1. To replace them with
+the archive's values:
+
+	certkeeper storage import --overwrite state.tar.gz
+
+Stop certkeeper processes using --storage while importing: a certificate they renew meanwhile
+could be replaced by the archive's older one.`,
+		Flags: func(fs *flag.FlagSet) {
+			sf.register(fs)
+			fs.BoolVar(&overwrite, "overwrite", false, "replace keys stored with values that differ from the archive's")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) != 1 {
+				return usagef("storage import takes one argument, the archive FILE (or - for stdin)")
+			}
+			var r io.Reader
+			name := args[0]
+			if name == "-" {
+				if isTerminal(os.Stdin) {
+					return errors.New("refusing to read an archive from a terminal: give its FILE, or redirect stdin")
+				}
+				r, name = os.Stdin, "stdin"
+			} else {
+				f, err := os.Open(name)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r = f
+			}
+			storageDir := sf.where()
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer closeStorage()
+			stats, err := archive.Import(ctx, st, r, archive.ImportOptions{Overwrite: overwrite})
+			if cerr, ok := errors.AsType[*archive.ConflictError](err); ok {
+				return conflictError(storageDir, cerr.Keys)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			msg := fmt.Sprintf("certkeeper: imported %d keys from %s into %s, %d skipped as identical", stats.Imported, name, storageDir, stats.Skipped)
+			if stats.Overwritten > 0 {
+				msg += fmt.Sprintf(", %d overwritten", stats.Overwritten)
+			}
+			fmt.Fprintln(env.Stderr, msg)
+			return nil
+		},
+	}
+}
+
+// warnInvalid prints, sorted by key, the values an export or migration
+// left out because certkeeper refuses them.
+func warnInvalid(env *Env, what string, invalid map[string]error) {
+	for _, key := range slices.Sorted(maps.Keys(invalid)) {
+		fmt.Fprintf(env.Stderr, "certkeeper: warning: %s: %v\n", what, invalid[key])
+	}
+}
+
+// conflictError says which keys stopped an import and how to go on.
+func conflictError(storageDir string, keys []string) error {
+	const show = 10
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d keys in %s already hold values that differ from the archive's; nothing was imported:\n", len(keys), storageDir)
+	for _, k := range keys[:min(len(keys), show)] {
+		fmt.Fprintf(&b, "\t%s\n", k)
+	}
+	if len(keys) > show {
+		fmt.Fprintf(&b, "\t(and %d more)\n", len(keys)-show)
+	}
+	b.WriteString("Run again with --overwrite to replace them with the archive's values.")
+	return errors.New(b.String())
+}
+
+// isTerminal reports whether v is a terminal: a character device other
+// than the null device. It needs no terminal library, at the price of also
+// refusing other character devices, which no one writes an archive to.
+func isTerminal(v any) bool {
+	f, ok := v.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	if null, err := os.Stat(os.DevNull); err == nil && os.SameFile(fi, null) {
+		return false
+	}
+	return true
+}
+
+// byteSize formats n for people: 512 B, 14.2 KiB, 3.0 MiB.
+func byteSize(n int64) string {
+	switch {
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
