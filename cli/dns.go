@@ -65,13 +65,16 @@ func (c *dnsConfig) register(fs *flag.FlagSet) {
 // settingsFlag is a repeatable NAME=VALUE flag.
 type settingsFlag map[string]string
 
-func (s *settingsFlag) String() string {
+func (s *settingsFlag) String() string { return strings.Join(s.entries(), ",") }
+
+// entries returns the settings as NAME=VALUE, sorted.
+func (s *settingsFlag) entries() []string {
 	var kv []string
 	for k, v := range *s {
 		kv = append(kv, k+"="+v)
 	}
 	slices.Sort(kv)
-	return strings.Join(kv, ",")
+	return kv
 }
 
 func (s *settingsFlag) Set(v string) error {

@@ -45,15 +45,18 @@ func settingsFromFlags(fs *flag.FlagSet, always ...string) (renew.Settings, erro
 			continue
 		}
 		values := []string{fl.Value.String()}
-		if l, ok := fl.Value.(*stringsFlag); ok {
+		switch l := fl.Value.(type) {
+		case *stringsFlag:
 			values = *l
+		case *settingsFlag:
+			values = l.entries()
 		}
 		for _, v := range values {
 			if v != "" && slices.Contains(pathKeys, key) {
-				// cron runs cert renew from another directory
-				if abs, err := filepath.Abs(v); err == nil {
-					v = abs
-				}
+				v = absPath(v) // cron runs cert renew from another directory
+			}
+			if name, file, ok := strings.Cut(v, "="); ok && key == "dns_setting_file" {
+				v = name + "=" + absPath(file)
 			}
 			if err := s.Set(key, v); err != nil {
 				return renew.Settings{}, usagef("--%s: %v", name, err)
@@ -61,6 +64,14 @@ func settingsFromFlags(fs *flag.FlagSet, always ...string) (renew.Settings, erro
 		}
 	}
 	return s, nil
+}
+
+// absPath is path made absolute, or path when that fails.
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }
 
 // withSettings returns the flags to issue with for a certificate's

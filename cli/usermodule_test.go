@@ -98,8 +98,9 @@ func TestUserModuleProvider(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte(named.Secret()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	storageDir := t.TempDir()
 	issue := func(out string, dns ...string) result {
-		args := append(pebbleArgs(ca, t.TempDir(), out), "--challenge", "dns-01", "-d", "*.a.test", "-d", "a.test",
+		args := append(pebbleArgs(ca, storageDir, out), "--challenge", "dns-01", "-d", "*.a.test", "-d", "a.test",
 			"--dns-resolver", named.Addr(), "--dns-check-port", portOf(named.Addr()), "--dns-timeout", "10s", "--log-level", "debug")
 		return run(append(args, dns...)...)
 	}
@@ -136,6 +137,26 @@ func TestUserModuleProvider(t *testing.T) {
 	if strings.Contains(r.stdout+r.stderr, named.Secret()) {
 		t.Error("the TSIG secret appears in the output")
 	}
+
+	// The provider and its settings are remembered (the secret by its
+	// file's path only): a bare cert renew renews through it.
+	conf, err := os.ReadFile(filepath.Join(out, "renewal", "wildcard_a.test.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"dns = nsupdate", "dns_setting = server=" + named.Addr(), "dns_setting_file = secret=" + secretFile} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("renewal settings lack %q:\n%s", want, conf)
+		}
+	}
+	if strings.Contains(string(conf), named.Secret()) {
+		t.Error("the TSIG secret is in the renewal settings")
+	}
+	r = run("cert", "renew", "--out-dir", out, "--storage", storageDir, "--force")
+	if r.code != 0 {
+		t.Fatalf("bare cert renew through nsupdate: exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	verifyChain(t, readPair(t, out, "wildcard_a.test"), ca.IssuingRootPool(t), "x.a.test", "a.test")
 }
 
 // TestDNSSettingKeys: a compiled-in provider's settings come from the

@@ -47,9 +47,14 @@ type Settings struct {
 	DNSAPIKeyFile string   // dns_api_key_file
 	DNSResolvers  []string // dns_resolver, one line each
 	DNSZones      []string // dns_zone, one line each
-	DNSCheckPort  string   // dns_check_port
-	DNSTimeout    string   // dns_timeout
-	DNSNoCheck    string   // dns_no_check: "true" or "false"
+	// DNSSettings and DNSSettingFiles are a compiled-in provider's
+	// settings (package dnsprovider), NAME=VALUE and NAME=FILE, one line
+	// each; secret ones only ever by file.
+	DNSSettings     []string // dns_setting
+	DNSSettingFiles []string // dns_setting_file
+	DNSCheckPort    string   // dns_check_port
+	DNSTimeout      string   // dns_timeout
+	DNSNoCheck      string   // dns_no_check: "true" or "false"
 
 	DeployHook string // deploy_hook: run after the certificate is renewed
 	PreHook    string // pre_hook: run once per run, before the first renewal that has it
@@ -86,6 +91,8 @@ var fields = []field{
 	{key: "dns_api_key_file", scalar: func(s *Settings) *string { return &s.DNSAPIKeyFile }},
 	{key: "dns_resolver", list: func(s *Settings) *[]string { return &s.DNSResolvers }},
 	{key: "dns_zone", list: func(s *Settings) *[]string { return &s.DNSZones }},
+	{key: "dns_setting", list: func(s *Settings) *[]string { return &s.DNSSettings }},
+	{key: "dns_setting_file", list: func(s *Settings) *[]string { return &s.DNSSettingFiles }},
 	{key: "dns_check_port", scalar: func(s *Settings) *string { return &s.DNSCheckPort }},
 	{key: "dns_timeout", scalar: func(s *Settings) *string { return &s.DNSTimeout }},
 	{key: "dns_no_check", scalar: func(s *Settings) *string { return &s.DNSNoCheck }},
