@@ -407,10 +407,14 @@ func bare(dir, backendAddr string) error {
 		return err
 	}
 	fmt.Println(ln.Addr().String())
+	// The timeouts a production server sets (as the proxy does): they cost
+	// nothing per handshake, and TestHTTPServersHaveTimeouts wants them.
 	srv := &http.Server{
-		Handler:   httputil.NewSingleHostReverseProxy(target),
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		ErrorLog:  log.New(io.Discard, "", 0),
+		Handler:           httputil.NewSingleHostReverseProxy(target),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}},
+		ErrorLog:          log.New(io.Discard, "", 0),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 	}
 	return srv.ServeTLS(ln, "", "")
 }
