@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -251,8 +252,19 @@ func TestConfigDocKeys(t *testing.T) {
 		fs := flag.NewFlagSet(cmd.FullName(), flag.ContinueOnError)
 		globalFlags(fs)
 		cmd.Flags(fs)
+		aliases := map[string]string{}
+		for _, typ := range []reflect.Type{reflect.TypeOf(proxyConfig{}), reflect.TypeOf(serverConfig{})} {
+			maps.Copy(aliases, yamlAliases(typ))
+		}
 		fs.VisitAll(func(f *flag.Flag) {
 			k := strings.ReplaceAll(f.Name, "-", "_")
+			if a := aliasOf(f); a != nil {
+				// A deprecated flag keeps its old key, as an alias of the new.
+				if to := strings.ReplaceAll(a.to, "-", "_"); aliases[k] != to {
+					t.Errorf("%s --%s (deprecated for --%s) has no config key alias %s of %s", cmd.FullName(), f.Name, a.to, k, to)
+				}
+				return
+			}
 			if f.Name != "config" && f.Name != "check-config" && !known[k] {
 				t.Errorf("%s --%s has no config key %s", cmd.FullName(), f.Name, k)
 			}

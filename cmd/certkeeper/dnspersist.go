@@ -40,7 +40,8 @@ follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
 			fs.StringVar(&issuerDN, "issuer-domain", "", "the CA's issuer domain `NAME` to put in the record (default: the first the CA lists)")
 			f.caFlags.register(fs, caEmail|caEAB)
 			fs.StringVar(&f.storageDir, "storage", "", "`DIR` of certkeeper's state, where the account is (default: as for cert issue)")
-			fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up after this long")
+			f.timeout = 2 * time.Minute
+			fs.Var((*durationFlag)(&f.timeout), "timeout", "give up after this `DURATION`")
 			f.dns.register(fs)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {

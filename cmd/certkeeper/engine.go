@@ -58,6 +58,20 @@ type engineConfig struct {
 	// (main.go), read from the file too; applyLogging sets them up.
 	LogFormat string `yaml:"log_format"`
 	LogLevel  string `yaml:"log_level"`
+
+	// notes are the deprecation notes of the config file's old keys,
+	// printed by printNotes.
+	notes []string
+}
+
+func (c *engineConfig) addNote(note string) { c.notes = append(c.notes, note) }
+
+// printNotes writes the config file's deprecation notes to stderr, once.
+func (c *engineConfig) printNotes(env *Env) {
+	for _, note := range c.notes {
+		fmt.Fprintf(env.Stderr, "certkeeper: %s\n", note)
+	}
+	c.notes = nil
 }
 
 // nameConfig is one entry of the config's "names" list.
@@ -102,6 +116,7 @@ func (c *engineConfig) globals(fs *flag.FlagSet) {
 // applyLogging sets env's logging up again when the config file's
 // log_format or log_level differ from what the flags set up.
 func (c *engineConfig) applyLogging(env *Env, flags *engineConfig) error {
+	c.printNotes(env)
 	if c.LogFormat == flags.LogFormat && c.LogLevel == flags.LogLevel {
 		return nil
 	}

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -180,7 +179,7 @@ func run(ctx context.Context, env *Env, args []string) int {
 	}
 	fs := cmd.flagSet()
 	logFormat, logLevel := fs.Lookup("log-format").Value, fs.Lookup("log-level").Value
-	cmdArgs, err := parseArgs(fs, append(early, rest...), cmd.RawArgs)
+	cmdArgs, err := parseArgs(fs, append(early, rest...), cmd.RawArgs, env.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printHelp(env.Stdout, cmd)
@@ -247,27 +246,7 @@ func printHelp(w io.Writer, c *Command) {
 		tw.Flush()
 		return
 	}
-	fs := c.flagSet()
-	var names []string
-	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	sort.Strings(names)
-	fmt.Fprintf(w, "\nFlags:\n")
-	for _, name := range names {
-		f := fs.Lookup(name)
-		kind, usage := flag.UnquoteUsage(f)
-		line := "  --" + name
-		if len(name) == 1 {
-			line = "  -" + name
-		}
-		if kind != "" {
-			line += " " + kind
-		}
-		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
-			fmt.Fprintf(w, " (default %s)", f.DefValue)
-		}
-		fmt.Fprintln(w)
-	}
+	printFlags(w, c.flagSet())
 }
 
 // newLogger builds the slog logger the flags ask for.
