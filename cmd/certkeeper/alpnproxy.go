@@ -50,7 +50,7 @@ the ALPN protocol acme-tls/1 (an ACME CA validating tls-alpn-01) to an ACME clie
 other connection, untouched, to the TLS server. Run it around a certificate issue:
 
 	certkeeper alpn-proxy start --fallback 127.0.0.1:443 &
-	certkeeper cert issue --challenge tls-alpn-01 --tls-addr 127.0.0.1:31443 -d a.example
+	certkeeper cert issue --challenge tls-alpn-01 --tls-alpn-addr 127.0.0.1:31443 -d a.example
 	certkeeper alpn-proxy stop
 
 Port 443 must reach the proxy's --listen address: on Linux, start --iptables adds the
