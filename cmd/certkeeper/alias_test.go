@@ -311,3 +311,17 @@ func TestDeprecatedFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestDeprecatedFlagJSON: with --log-format json the deprecation note is
+// a JSON line like every other line on stderr.
+func TestDeprecatedFlagJSON(t *testing.T) {
+	r := ck(t, 30*time.Second, "selfsigned", "-d", "a.test", "--days", "2", "--out-dir", t.TempDir(), "--log-format", "json")
+	if r.code != 0 || !strings.Contains(r.stderr, `"msg":"certkeeper: --days is deprecated and will be removed; use --valid-for"`) {
+		t.Errorf("exit %d, stderr:\n%s\nwant the note as a JSON line", r.code, r.stderr)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			t.Errorf("stderr line %q is not JSON", line)
+		}
+	}
+}

@@ -7,6 +7,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -179,19 +180,25 @@ func run(ctx context.Context, env *Env, args []string) int {
 	}
 	fs := cmd.flagSet()
 	logFormat, logLevel := fs.Lookup("log-format").Value, fs.Lookup("log-level").Value
-	cmdArgs, err := parseArgs(fs, append(early, rest...), cmd.RawArgs, env.Stderr)
+	// Deprecation notes wait for the logging setup: with --log-format
+	// json they are JSON lines too.
+	var notes bytes.Buffer
+	cmdArgs, err := parseArgs(fs, append(early, rest...), cmd.RawArgs, &notes)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printHelp(env.Stdout, cmd)
 			return exitOK
 		}
+		env.Stderr.Write(notes.Bytes())
 		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
 		return exitUsage
 	}
 	if err := env.setLogging(logFormat.String(), logLevel.String()); err != nil {
+		env.Stderr.Write(notes.Bytes())
 		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
 		return exitUsage
 	}
+	env.Stderr.Write(notes.Bytes())
 	if err := cmd.Run(ctx, env, cmdArgs); err != nil {
 		var uerr *usageError
 		if errors.As(err, &uerr) {
