@@ -280,6 +280,11 @@ func TestDeprecatedFlags(t *testing.T) {
 			return []string{"proxy", "--tls-addr", "127.0.0.1:0", "--storage", t.TempDir(), "--deploy-format", "pem", "--deploy-out-dir", out,
 				"--deploy-check-hook", "true", "--deploy-post-hook", "true", "--check-config"}
 		}, "--deploy-reload is deprecated and will be removed; use --deploy-post-hook", contains(0, "configuration OK")},
+		{"proxy --cert-file-check", func(string) []string {
+			return []string{"proxy", "--tls-addr", "127.0.0.1:0", "--storage", t.TempDir(), "--cert-file-check", "2d", "--check-config"}
+		}, func(string) []string {
+			return []string{"proxy", "--tls-addr", "127.0.0.1:0", "--storage", t.TempDir(), "--cert-file-check-every", "2d", "--check-config"}
+		}, "--cert-file-check is deprecated and will be removed; use --cert-file-check-every", contains(0, "configuration OK")},
 		{"proxy config deploy_out", func(string) []string {
 			return []string{"proxy", "--config", proxyConf, "--tls-addr", "127.0.0.1:0", "--storage", t.TempDir(), "--check-config"}
 		}, func(out string) []string {

@@ -43,7 +43,7 @@ type engineConfig struct {
 	CertFiles    []string `yaml:"cert_file"`
 	// CertFileCheck is how often --cert-file files are checked for
 	// changes.
-	CertFileCheck time.Duration `yaml:"cert_file_check"`
+	CertFileCheck time.Duration `yaml:"cert_file_check_every" alias:"cert_file_check"`
 	// Names gives names matching a pattern their own CA chain, key type,
 	// challenges or profile (config file only).
 	Names []nameConfig `yaml:"names"`
@@ -98,7 +98,8 @@ func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
 	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own public addresses")
 	fs.BoolVar(&c.OwnIPPrivate, "own-ip-private", false, "with --require-own-ip, count loopback, link-local and private addresses as this host's\nown too (for an internal CA; a public CA cannot reach them, so by default they are refused)")
 	c.CertFileCheck = 5 * time.Second
-	fs.Var((*durationFlag)(&c.CertFileCheck), "cert-file-check", "check --cert-file files for changes every `DURATION`")
+	fs.Var((*durationFlag)(&c.CertFileCheck), "cert-file-check-every", "check --cert-file files for changes every `DURATION`")
+	deprecatedFlag(fs, "cert-file-check", "cert-file-check-every") // as --alert-check-every
 	fs.Var((*stringsFlag)(&c.Wildcards), "wildcard", "serve every subdomain of a zone from one wildcard certificate: `*.ZONE` (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable")
 	fs.Var((*stringsFlag)(&c.CertFiles), "cert-file", "`CERT:KEY`: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable")
 	c.DNS.register(fs)
@@ -149,7 +150,7 @@ func (c *engineConfig) overlay(flags *engineConfig, set map[string]bool) {
 	setIf(set, "eab-hmac", &c.EABHMAC, flags.EABHMAC)
 	setIf(set, "ca-roots", &c.CARoots, flags.CARoots)
 	setIf(set, "cert-file", &c.CertFiles, flags.CertFiles)
-	setIf(set, "cert-file-check", &c.CertFileCheck, flags.CertFileCheck)
+	setIf(set, "cert-file-check-every", &c.CertFileCheck, flags.CertFileCheck)
 	setIf(set, "rsa-fallback", &c.RSAFallback, flags.RSAFallback)
 	setIf(set, "require-own-ip", &c.RequireOwn, flags.RequireOwn)
 	setIf(set, "own-ip-private", &c.OwnIPPrivate, flags.OwnIPPrivate)

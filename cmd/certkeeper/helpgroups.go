@@ -21,7 +21,7 @@ type flagGroup struct {
 var flagGroups = []flagGroup{
 	{"Configuration", []string{"config", "check-config"}},
 	{"Names and policy", []string{"d", "allow", "ask", "require-own-ip", "own-ip-private", "wildcard", "managed",
-		"default-name", "csr", "no-apex", "want", "cert-file", "cert-file-check"}},
+		"default-name", "csr", "no-apex", "want", "cert-file", "cert-file-check-every"}},
 	{"CA and account", []string{"ca", "ca-roots", "email", "eab-kid", "eab-hmac", "key-type", "profile", "preferred-chain",
 		"order-limit", "rsa-fallback", "self-signed-fallback", "agree-tos", "contact", "yes", "issuer-domain",
 		"policy-wildcard", "until"}},

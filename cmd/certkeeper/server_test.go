@@ -245,7 +245,7 @@ func TestServerCertFileAndFallback(t *testing.T) {
 	port := testsvc.FreePort(t)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	startServer(t, "--ca", "local", "--storage", t.TempDir(), "--listen", "127.0.0.1:"+strconv.Itoa(port), "--token-file", writeTokens(t),
-		"--allow", "a.test", "--cert-file", certFile+":"+keyFile, "--cert-file-check", "100ms", "--self-signed-fallback")
+		"--allow", "a.test", "--cert-file", certFile+":"+keyFile, "--cert-file-check-every", "100ms", "--self-signed-fallback")
 
 	onDisk, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
