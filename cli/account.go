@@ -65,7 +65,22 @@ func accountCmd() *Command {
 		Short:     "manage ACME accounts",
 		Long: `The account commands manage the ACME account certkeeper orders with: one per CA and email,
 its key kept in --storage (mode 0600). cert issue and the proxy register one by themselves; these
-commands are for doing it on purpose and for the rest of the account's life.`,
+commands are for doing it on purpose and for the rest of the account's life.
+
+Register an account with Let's Encrypt, accepting its terms of service:
+
+	certkeeper account register --email ops@a.example --agree-tos
+
+With a CA that asks for external account binding:
+
+	certkeeper account register --ca https://acme.example/dir --email ops@a.example \
+		--eab-kid KID --eab-hmac HMAC --agree-tos
+
+Show its state, change its contacts, give it a new key:
+
+	certkeeper account show --email ops@a.example
+	certkeeper account update --email ops@a.example --contact ops@a.example --contact oncall@a.example
+	certkeeper account rollover --email ops@a.example`,
 		Commands: []*Command{
 			accountRegisterCmd(), accountShowCmd(), accountUpdateCmd(),
 			accountRolloverCmd(), accountDeactivateCmd(), accountRecoverCmd(),

@@ -51,7 +51,7 @@ the ALPN protocol acme-tls/1 (an ACME CA validating tls-alpn-01) to an ACME clie
 other connection, untouched, to the TLS server. Run it around a certificate issue:
 
 	certkeeper alpn-proxy start --fallback 127.0.0.1:443 &
-	certkeeper cert issue --challenge tls-alpn-01 --tls-addr 127.0.0.1:31443 -d a.example
+	certkeeper cert issue --challenge tls-alpn-01 --tls-alpn-addr 127.0.0.1:31443 -d a.example
 	certkeeper alpn-proxy stop
 
 Port 443 must reach the proxy's --listen address: on Linux, start --iptables adds the
@@ -100,13 +100,15 @@ running as that user (root) are not redirected.
 		Flags: func(fs *flag.FlagSet) {
 			flags = fs
 			fs.StringVar(&listen, "listen", "127.0.0.1:21443", "`ADDR` to accept connections on")
-			fs.StringVar(&alpnAddr, "alpn", "127.0.0.1:31443", "`ADDR` of the ACME client answering tls-alpn-01 (cert issue --tls-addr)")
+			fs.StringVar(&alpnAddr, "alpn", "127.0.0.1:31443", "`ADDR` of the ACME client answering tls-alpn-01 (cert issue --tls-alpn-addr)")
 			fs.StringVar(&fallback, "fallback", "127.0.0.1:443", "`ADDR` of the TLS server that gets every other connection")
 			fs.StringVar(&pidfile, "pidfile", "", "`FILE` holding the proxy's process ID (default $"+pidfileEnv+",\nelse certkeeper-alpn-proxy.pid in /run for root, $XDG_RUNTIME_DIR, or the temporary directory)")
 			fs.BoolVar(&proxyProtocol, "proxy-protocol", false, "start each --fallback connection with a PROXY protocol v2 header carrying the client's address")
-			fs.DurationVar(&drain, "drain", 30*time.Second, "how long to wait for open connections on SIGINT or SIGTERM before closing them")
+			drain = 30 * time.Second
+			fs.Var((*durationFlag)(&drain), "drain", "how long (`DURATION`) to wait for open connections on SIGINT or SIGTERM before closing them")
 			fs.IntVar(&maxConns, "max-conns", 10000, "`N` connections handled at once at most; one more is closed at once")
-			fs.DurationVar(&idleTimeout, "idle-timeout", 10*time.Minute, "close a spliced connection with no bytes in either direction for this long (0: never)")
+			idleTimeout = 10 * time.Minute
+			fs.Var((*durationFlag)(&idleTimeout), "idle-timeout", "close a spliced connection with no bytes in either direction for this `DURATION` (0: never)")
 			fs.BoolVar(&useIPTables, "iptables", false, "redirect incoming TCP port 443 to --listen with iptables rules while running (Linux, root)")
 			fs.StringVar(&rulespec, "rulespec", "", "iptables `SPEC` after -t nat -A PREROUTING (default $"+rulespecEnv+",\nelse \""+strings.Join(iptables.DefaultSpec(21443), " ")+"\"\nwith the --listen port); the tag comment is appended when missing")
 			fs.BoolVar(&iptablesOutput, "iptables-output", false, "also redirect connections from this host (nat OUTPUT), except the proxy user's own")
@@ -282,7 +284,8 @@ process that no longer runs, means there is nothing to stop: the exit status is 
 	certkeeper alpn-proxy stop --pidfile /run/certkeeper-alpn-proxy.pid --timeout 1m`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&pidfile, "pidfile", "", "`FILE` that alpn-proxy start wrote (default as for start)")
-			fs.DurationVar(&timeout, "timeout", 45*time.Second, "how long to wait for the proxy to exit")
+			timeout = 45 * time.Second
+			fs.Var((*durationFlag)(&timeout), "timeout", "how long (`DURATION`) to wait for the proxy to exit")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {

@@ -168,7 +168,7 @@ func TestALPNProxyIssue(t *testing.T) {
 	out := t.TempDir()
 	r := ck(t, 2*time.Minute, "cert", "issue", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(),
 		"--storage", t.TempDir(), "--out-dir", out, "--profile", "default",
-		"--challenge", "tls-alpn-01", "--tls-addr", alpnAddr, "-d", "a.test")
+		"--challenge", "tls-alpn-01", "--tls-alpn-addr", alpnAddr, "-d", "a.test")
 	time.Sleep(200 * time.Millisecond) // a few requests after issuance too
 	close(stopStream)
 	<-streamDone

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"flag"
+	"io"
 	"sort"
 	"strings"
 )
@@ -59,8 +60,9 @@ func isHelp(name string) bool { return name == "h" || name == "help" }
 // boolean flag never does ("--iptables=false" sets it false). With
 // stopAtArg, flags end at the first argument, as "--" would: the rest is a
 // command line passed on verbatim. An undefined -h or --help returns
-// flag.ErrHelp.
-func parseArgs(fs *flag.FlagSet, args []string, stopAtArg bool) ([]string, error) {
+// flag.ErrHelp. A deprecated flag name sets its new flag, with a note
+// written to notes (alias.go).
+func parseArgs(fs *flag.FlagSet, args []string, stopAtArg bool, notes io.Writer) ([]string, error) {
 	var positional []string
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
@@ -92,17 +94,24 @@ func parseArgs(fs *flag.FlagSet, args []string, stopAtArg bool) ([]string, error
 		} else if !hasValue {
 			value = "true"
 		}
+		given := value
+		name, value = resolveAlias(fs, f, value, notes)
 		if err := fs.Set(name, value); err != nil {
-			return nil, usagef("invalid value %q for %s: %v", value, flagName(name), err)
+			return nil, usagef("invalid value %q for %s: %v", given, flagName(f.Name), err)
 		}
 	}
 	return positional, nil
 }
 
-// flagNames lists the names of the flags defined on fs.
+// flagNames lists the names of the flags defined on fs, deprecated
+// aliases left out (a typo is pointed at the new name).
 func flagNames(fs *flag.FlagSet) []string {
 	var names []string
-	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	fs.VisitAll(func(f *flag.Flag) {
+		if aliasOf(f) == nil {
+			names = append(names, f.Name)
+		}
+	})
 	return names
 }
 

@@ -32,7 +32,24 @@ func certCmd() *Command {
 		UsageLine: "certkeeper cert COMMAND [flags]",
 		Short:     "obtain certificates as files",
 		Long: `The cert commands run the ACME client by hand: obtain a certificate and write it as
-files for servers that read certificates from disk.`,
+files for servers that read certificates from disk, renew them, and revoke them.
+
+Obtain a certificate for a.example and www.a.example into /etc/ssl (http-01 on port 80):
+
+	certkeeper cert issue -d a.example -d www.a.example --email you@a.example --out-dir /etc/ssl
+
+Answer tls-alpn-01 on port 443 instead (the web server keeps port 80):
+
+	certkeeper cert issue -d a.example --challenge tls-alpn-01 --tls-alpn-addr :443 --out-dir /etc/ssl
+
+Renew what is due, from cron, and reload nginx once if anything was renewed (each certificate
+renews with the settings it was issued with; see cert show):
+
+	certkeeper cert renew --out-dir /etc/ssl --post-hook 'systemctl reload nginx'
+
+Revoke a certificate whose key has leaked:
+
+	certkeeper cert revoke --cert /etc/ssl/certs/a.example.pem --key /etc/ssl/private/a.example.key --reason keyCompromise`,
 		Commands: []*Command{certIssueCmd(), certRenewCmd(), certShowCmd(), certRevokeCmd()},
 	}
 }
@@ -76,11 +93,13 @@ func (f *issueFlags) registerCA(fs *flag.FlagSet) {
 	fs.StringVar(&f.storagePassFile, "storage-password-file", "", storagePasswordUsage)
 	fs.StringVar(&f.challenge, "challenge", acmeca.HTTP01, "challenge `TYPE` that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; the only one for wildcards) or dns-persist-01 (a record\nset once with dns-persist-record)")
 	fs.StringVar(&f.httpAddr, "http-addr", ":80", "`ADDR` to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward")
-	fs.StringVar(&f.tlsAddr, "tls-addr", ":443", "`ADDR` to answer tls-alpn-01 on; the CA connects to port 443")
+	fs.StringVar(&f.tlsAddr, "tls-alpn-addr", ":443", "`ADDR` to answer tls-alpn-01 on; the CA connects to port 443")
+	deprecatedFlag(fs, "tls-addr", "tls-alpn-addr") // --tls-addr is the proxy's HTTPS listener
 	fs.StringVar(&f.outDir, "out-dir", "", "write `DIR`/private/NAME.key and DIR/certs/NAME.pem (leaf + chain) here\n(default: /etc/ssl for root, else ~/.acme)")
 	fs.StringVar(&f.preferredChain, "preferred-chain", "", "among the chains the CA offers, prefer the one whose top certificate is issued by\nthis common `NAME` (e.g. \"ISRG Root X1\")")
 	fs.BoolVar(&f.noWait, "no-wait", false, "if the CA answers rateLimited, fail at once naming the time to retry instead of waiting")
-	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up after this long")
+	f.timeout = 10 * time.Minute
+	fs.Var((*durationFlag)(&f.timeout), "timeout", "give up after this `DURATION`")
 	f.dns.register(fs)
 }
 
@@ -283,7 +302,7 @@ func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer,
 		s := &tlsalpn01.Solver{Logger: env.Logger}
 		srv, err := s.Listen(f.tlsAddr)
 		if err != nil {
-			return nil, nil, portError(err, f.tlsAddr, "--tls-addr", "tls-alpn-01")
+			return nil, nil, portError(err, f.tlsAddr, "--tls-alpn-addr", "tls-alpn-01")
 		}
 		closer = srv.Close
 		iss.Solvers = map[string]solver.Solver{acmeca.TLSALPN01: s}

@@ -41,8 +41,9 @@ func (e *configError) Error() string {
 
 // configReader decodes one file, collecting every error.
 type configReader struct {
-	file string
-	errs []error
+	file  string
+	errs  []error
+	notes []string // deprecated keys used
 }
 
 func (r *configReader) errorf(n *yaml.Node, key, format string, args ...any) {
@@ -76,6 +77,11 @@ func readConfigFile(file string, cfg any) error {
 	}
 	r := &configReader{file: file}
 	r.mapping(doc.Content[0], reflect.ValueOf(cfg).Elem(), "")
+	if n, ok := cfg.(configNotes); ok {
+		for _, note := range r.notes {
+			n.addNote(note)
+		}
+	}
 	return errors.Join(r.errs...)
 }
 
@@ -114,10 +120,15 @@ func (r *configReader) mapping(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	keys := yamlKeys(v.Type())
+	aliases := yamlAliases(v.Type())
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, vn := n.Content[i], n.Content[i+1]
 		key := kn.Value
+		if to, ok := aliases[key]; ok {
+			r.notes = append(r.notes, fmt.Sprintf("%s:%d: %s is deprecated and will be removed; use %s", r.file, kn.Line, key, to))
+			key = to
+		}
 		full := key
 		if path != "" {
 			full = path + "." + key
@@ -379,6 +390,7 @@ func checkStorage(spec string) error {
 // services check before anything starts, without opening storage or
 // listening. It returns every error found.
 func (c *engineConfig) check(env *Env, fe frontEnd) []error {
+	c.printNotes(env)
 	var errs []error
 	add := func(err error) {
 		if err != nil {

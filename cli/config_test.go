@@ -2,6 +2,7 @@ package cli
 
 import (
 	"flag"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -103,7 +104,7 @@ func TestCheckConfig(t *testing.T) {
 	good := writeConfig(t, `allow: a.example
 alert_failing_for: 1d
 alert_expiring_within: 2d12h
-cert_file_check: 10s
+cert_file_check_every: 10s
 backend: 127.0.0.1:8080
 route: b.example=127.0.0.1:8081
 ca: letsencrypt
@@ -251,8 +252,19 @@ func TestConfigDocKeys(t *testing.T) {
 		fs := flag.NewFlagSet(cmd.FullName(), flag.ContinueOnError)
 		globalFlags(fs)
 		cmd.Flags(fs)
+		aliases := map[string]string{}
+		for _, typ := range []reflect.Type{reflect.TypeOf(proxyConfig{}), reflect.TypeOf(serverConfig{})} {
+			maps.Copy(aliases, yamlAliases(typ))
+		}
 		fs.VisitAll(func(f *flag.Flag) {
 			k := strings.ReplaceAll(f.Name, "-", "_")
+			if a := aliasOf(f); a != nil {
+				// A deprecated flag keeps its old key, as an alias of the new.
+				if to := strings.ReplaceAll(a.to, "-", "_"); aliases[k] != to {
+					t.Errorf("%s --%s (deprecated for --%s) has no config key alias %s of %s", cmd.FullName(), f.Name, a.to, k, to)
+				}
+				return
+			}
 			if f.Name != "config" && f.Name != "check-config" && !known[k] {
 				t.Errorf("%s --%s has no config key %s", cmd.FullName(), f.Name, k)
 			}

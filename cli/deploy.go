@@ -15,11 +15,14 @@ import (
 
 // deployFlags are the flags of "deploy", and of the proxy's deploy mode
 // (the same flags prefixed "deploy-", config keys deploy_format, ...).
+// --out, --check and --reload were renamed --out-dir, --check-hook and
+// --post-hook, the names cert issue and cert renew use; the old names
+// are deprecated aliases (alias.go).
 type deployFlags struct {
 	Format string `yaml:"deploy_format"`
-	Out    string `yaml:"deploy_out"`
-	Check  string `yaml:"deploy_check"`
-	Reload string `yaml:"deploy_reload"`
+	Out    string `yaml:"deploy_out_dir" alias:"deploy_out"`
+	Check  string `yaml:"deploy_check_hook" alias:"deploy_check"`
+	Reload string `yaml:"deploy_post_hook" alias:"deploy_reload"`
 }
 
 func (f *deployFlags) register(fs *flag.FlagSet, prefix string) {
@@ -28,15 +31,18 @@ func (f *deployFlags) register(fs *flag.FlagSet, prefix string) {
 		what = "deploy every certificate in this `FORMAT` (" + strings.Join(certdeploy.Formats(), ", ") + ") at start and after\neach issuance and renewal (see certkeeper deploy --help)"
 	}
 	fs.StringVar(&f.Format, prefix+"format", "", what)
-	fs.StringVar(&f.Out, prefix+"out", "", "`DIR` to write the files into (created 0700 if missing)")
-	fs.StringVar(&f.Check, prefix+"check", "", "`CMD` (sh -c) that validates the new files, e.g. 'haproxy -c -f /etc/haproxy/haproxy.cfg';\nif it fails, the previous files are restored")
-	fs.StringVar(&f.Reload, prefix+"reload", "", "`CMD` (sh -c) to run after a passing check when anything changed, e.g. 'systemctl reload haproxy'")
+	fs.StringVar(&f.Out, prefix+"out-dir", "", "`DIR` to write the files into (created 0700 if missing)")
+	fs.StringVar(&f.Check, prefix+"check-hook", "", "`CMD` (sh -c) that validates the new files, e.g. 'haproxy -c -f /etc/haproxy/haproxy.cfg';\nif it fails, the previous files are restored")
+	fs.StringVar(&f.Reload, prefix+"post-hook", "", "`CMD` (sh -c) to run after a passing check when anything changed, e.g. 'systemctl reload haproxy'")
+	deprecatedFlag(fs, prefix+"out", prefix+"out-dir")
+	deprecatedFlag(fs, prefix+"check", prefix+"check-hook")
+	deprecatedFlag(fs, prefix+"reload", prefix+"post-hook")
 }
 
 // overlay sets the deploy settings whose flags (with prefix) were given.
 func (f *deployFlags) overlay(set map[string]bool, prefix string, flags deployFlags) {
-	for name, p := range map[string][2]*string{"format": {&f.Format, &flags.Format}, "out": {&f.Out, &flags.Out},
-		"check": {&f.Check, &flags.Check}, "reload": {&f.Reload, &flags.Reload}} {
+	for name, p := range map[string][2]*string{"format": {&f.Format, &flags.Format}, "out-dir": {&f.Out, &flags.Out},
+		"check-hook": {&f.Check, &flags.Check}, "post-hook": {&f.Reload, &flags.Reload}} {
 		if set[prefix+name] {
 			*p[0] = *p[1]
 		}
@@ -45,7 +51,7 @@ func (f *deployFlags) overlay(set map[string]bool, prefix string, flags deployFl
 
 func (f *deployFlags) deployer(env *Env, flagPrefix string) (*certdeploy.Deployer, error) {
 	if f.Out == "" {
-		return nil, usagef("--%sout DIR is required", flagPrefix)
+		return nil, usagef("--%sout-dir DIR is required", flagPrefix)
 	}
 	switch f.Format {
 	case certdeploy.HAProxy, certdeploy.PEM, certdeploy.Nginx:
@@ -60,30 +66,31 @@ func deployCmd() *Command {
 	var sf storageFlags
 	var names stringsFlag
 	return &Command{
-		UsageLine: "certkeeper deploy --format FORMAT --out DIR [flags]",
+		UsageLine: "certkeeper deploy --format FORMAT --out-dir DIR [flags]",
 		Short:     "write certificates for haproxy, nginx or any server that reads PEM files",
-		Long: `Deploy writes the certificates in --storage (the newest valid one per name) into --out in the
-layout a server reads, each file atomically, then runs --check and, only if it passes and something
-changed, --reload. If the check fails, the previous files are put back and the error names the
-certificate the check complained about, so one bad file never takes the server down.
+		Long: `Deploy writes the certificates in --storage (the newest valid one per name) into --out-dir in
+the layout a server reads, each file atomically, then runs --check-hook and, only if it passes and
+something changed, --post-hook. If the check fails, the previous files are put back and the error
+names the certificate the check complained about, so one bad file never takes the server down.
 
 haproxy (one combined PEM per certificate, and DIR/crt-list naming them):
 
-	certkeeper deploy --format haproxy --out /etc/haproxy/certs \
-		--check 'haproxy -c -f /etc/haproxy/haproxy.cfg' --reload 'systemctl reload haproxy'
+	certkeeper deploy --format haproxy --out-dir /etc/haproxy/certs \
+		--check-hook 'haproxy -c -f /etc/haproxy/haproxy.cfg' --post-hook 'systemctl reload haproxy'
 	# haproxy.cfg:  bind :443 ssl crt-list /etc/haproxy/certs/crt-list
 
 nginx (DIR/NAME/fullchain.pem and privkey.pem, and DIR/certkeeper.conf mapping names to them):
 
-	certkeeper deploy --format nginx --out /etc/nginx/certkeeper --check 'nginx -t' --reload 'nginx -s reload'
+	certkeeper deploy --format nginx --out-dir /etc/nginx/certkeeper \
+		--check-hook 'nginx -t' --post-hook 'nginx -s reload'
 	# http { include /etc/nginx/certkeeper/certkeeper.conf; server { listen 443 ssl;
 	#        ssl_certificate $certkeeper_cert; ssl_certificate_key $certkeeper_key; } }
 
 pem (DIR/NAME/cert.pem, chain.pem, fullchain.pem, privkey.pem, like certbot's live/):
 
-	certkeeper deploy --format pem --out /etc/ssl/certkeeper -d a.example
+	certkeeper deploy --format pem --out-dir /etc/ssl/certkeeper -d a.example
 
-To deploy after every issuance and renewal, run the proxy with --deploy-format and --deploy-out.
+To deploy after every issuance and renewal, run the proxy with --deploy-format and --deploy-out-dir.
 Files are 0600; run deploy as the user the server reads them as (or root).`,
 		Flags: func(fs *flag.FlagSet) {
 			f.register(fs, "")

@@ -31,8 +31,8 @@ func TestDeployCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	reloads := filepath.Join(dir, "reloads")
-	args := []string{"deploy", "--format", "haproxy", "--out", out, "--storage", storageDir,
-		"--check", haproxy + " -c -q -f " + cfg, "--reload", "echo reload >> " + reloads}
+	args := []string{"deploy", "--format", "haproxy", "--out-dir", out, "--storage", storageDir,
+		"--check-hook", haproxy + " -c -q -f " + cfg, "--post-hook", "echo reload >> " + reloads}
 	if r := ck(t, time.Minute, args...); r.code != 0 || !strings.Contains(r.stdout, "deployed 2 certificates") {
 		t.Fatalf("deploy: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -47,7 +47,7 @@ func TestDeployCommand(t *testing.T) {
 	if got := strings.Count(string(mustRead(t, reloads)), "reload"); got != 1 {
 		t.Errorf("%d reloads for two runs with one change, want 1", got)
 	}
-	if r := ck(t, time.Minute, "deploy", "--format", "apache", "--out", out); r.code != 2 {
+	if r := ck(t, time.Minute, "deploy", "--format", "apache", "--out-dir", out); r.code != 2 {
 		t.Errorf("unknown format: exit %d, want 2\n%s", r.code, r.stderr)
 	}
 }
@@ -76,8 +76,8 @@ func TestProxyDeploy(t *testing.T) {
 	reload := "echo reload >> " + reloads + "; test -s " + pidFile + " && kill -USR2 $(cat " + pidFile + ") || true"
 	startProxy(t, "--tls-addr", "127.0.0.1:"+strconv.Itoa(ca.TLSPort()), "--backend", newBackend(t, "ok").url,
 		"--allow", "dep.test", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--profile", "default",
-		"--storage", t.TempDir(), "--deploy-format", "haproxy", "--deploy-out", out,
-		"--deploy-check", haproxy+" -c -q -f "+cfg, "--deploy-reload", reload)
+		"--storage", t.TempDir(), "--deploy-format", "haproxy", "--deploy-out-dir", out,
+		"--deploy-check-hook", haproxy+" -c -q -f "+cfg, "--deploy-post-hook", reload)
 	roots := ca.IssuingRootPool(t)
 	first := serialOf(t, ca.TLSPort(), "dep.test", roots)
 	waitFor(t, 10*time.Second, "the obtained certificate deployed, checked and reloaded", func() bool {
@@ -127,12 +127,12 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // given too win.
 func TestProxyDeployConfig(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "proxy.yaml")
-	conf := "deploy_format: haproxy\ndeploy_out: /etc/haproxy/certs\ndeploy_check: haproxy -c -f x.cfg\ndeploy_reload: systemctl reload haproxy\n"
+	conf := "deploy_format: haproxy\ndeploy_out_dir: /etc/haproxy/certs\ndeploy_check_hook: haproxy -c -f x.cfg\ndeploy_post_hook: systemctl reload haproxy\n"
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	flags := &proxyConfig{engineConfig: engineConfig{Deploy: deployFlags{Out: "/tmp/other"}}}
-	cfg, err := loadProxyConfig(file, flags, map[string]bool{"deploy-out": true})
+	cfg, err := loadProxyConfig(file, flags, map[string]bool{"deploy-out-dir": true})
 	if err != nil {
 		t.Fatal(err)
 	}

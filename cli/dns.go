@@ -359,11 +359,11 @@ func parseUntil(s string) (time.Time, error) {
 	if t, err := time.Parse(time.DateOnly, s); err == nil {
 		return t, nil
 	}
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+	if d, err := parseDuration(s); err == nil && d > 0 {
 		return time.Now().Add(d), nil
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
 		return time.Unix(n, 0), nil
 	}
-	return time.Time{}, usagef("--until %q: give a date (2027-01-31), an RFC 3339 time, or a duration (8760h)", s)
+	return time.Time{}, usagef("--until %q: give a date (2027-01-31), an RFC 3339 time, or a duration (365d, 8760h)", s)
 }

@@ -36,11 +36,12 @@ follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.Var(&f.names, "d", "the `NAME` to authorize; repeatable")
 			fs.BoolVar(&wildcard, "policy-wildcard", false, "also authorize *.NAME and every subdomain (policy=wildcard)")
-			fs.StringVar(&until, "until", "", "end of the authorization (persistUntil): a `DATE` (2027-01-31), an RFC 3339 time,\nor a duration from now (8760h); default: no end")
+			fs.StringVar(&until, "until", "", "end of the authorization (persistUntil): a `DATE` (2027-01-31), an RFC 3339 time,\nor a duration from now (365d); default: no end")
 			fs.StringVar(&issuerDN, "issuer-domain", "", "the CA's issuer domain `NAME` to put in the record (default: the first the CA lists)")
 			f.caFlags.register(fs, caEmail|caEAB)
 			fs.StringVar(&f.storageDir, "storage", "", "`DIR` of certkeeper's state, where the account is (default: as for cert issue)")
-			fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up after this long")
+			f.timeout = 2 * time.Minute
+			fs.Var((*durationFlag)(&f.timeout), "timeout", "give up after this `DURATION`")
 			f.dns.register(fs)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {

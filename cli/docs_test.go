@@ -84,9 +84,10 @@ var docsInjections = []struct {
 		"a command that would order a certificate from Let's Encrypt orders it from Pebble"},
 	{"--http-addr", `127.0.0.1:$CK_HTTP01`, func(cmd, line string) bool { return cmd == "cert issue" && usesPebble(line) },
 		"http-01 is answered on the port Pebble validates, not :80"},
-	{"--tls-addr", `127.0.0.1:$CK_TLSALPN01`, func(cmd, line string) bool {
-		return (cmd == "cert issue" || cmd == "proxy") && usesPebble(line)
-	}, "tls-alpn-01 is answered on the port Pebble validates, not :443"},
+	{"--tls-alpn-addr", `127.0.0.1:$CK_TLSALPN01`, func(cmd, line string) bool { return cmd == "cert issue" && usesPebble(line) },
+		"tls-alpn-01 is answered on the port Pebble validates, not :443"},
+	{"--tls-addr", `127.0.0.1:$CK_TLSALPN01`, func(cmd, line string) bool { return cmd == "proxy" && usesPebble(line) },
+		"the proxy answers tls-alpn-01 on the port Pebble validates, not :443"},
 	{"--tls-addr", `127.0.0.1:$CK_PORT_8443`, func(cmd, _ string) bool { return cmd == "proxy" },
 		"development mode's 127.0.0.1:8443, on a free port"},
 	{"--backend", `http://127.0.0.1:$CK_PORT_8080`, func(cmd, _ string) bool { return cmd == "proxy" },

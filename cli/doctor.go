@@ -35,7 +35,8 @@ Exit status 1 when a check fails.`,
 			fs.Var(&addrs, "addr", "`ADDR` certkeeper answers challenges on (e.g. :443, :80), checked by connecting back;\nrepeatable (default: none)")
 			cf.register(fs, caEmail)
 			sf.register(fs)
-			fs.StringVar(&resolver, "resolver", "", "DNS server `HOST:PORT` to ask (default: the system's)")
+			fs.StringVar(&resolver, "dns-resolver", "", "DNS server `HOST:PORT` to ask (default: the system's)")
+			deprecatedFlag(fs, "resolver", "dns-resolver")
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {check, status, detail, fix}")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {

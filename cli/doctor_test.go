@@ -65,7 +65,7 @@ func TestDoctor(t *testing.T) {
 	ca := testca.Start(t, testca.Options{})
 	port := strconv.Itoa(testsvc.FreePort(t))
 	storageDir := t.TempDir()
-	base := []string{"--resolver", named.Addr(), "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(),
+	base := []string{"--dns-resolver", named.Addr(), "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(),
 		"--storage", storageDir}
 
 	// Healthy: every name resolves to 127.0.0.1 in the test zone.

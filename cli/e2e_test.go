@@ -89,7 +89,7 @@ func pebbleArgs(ca *testca.CA, storageDir, outDir string) []string {
 		"cert", "issue", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(),
 		"--storage", storageDir, "--out-dir", outDir, "--profile", "default",
 		"--http-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())),
-		"--tls-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort())),
+		"--tls-alpn-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort())),
 	}
 }
 
@@ -309,8 +309,13 @@ func TestCAUnreachable(t *testing.T) {
 
 func TestPortBusy(t *testing.T) {
 	ca := testca.Start(t, testca.Options{})
-	for _, tt := range []struct{ challenge, flag string }{{"http-01", "--http-addr"}, {"tls-alpn-01", "--tls-addr"}} {
-		t.Run(tt.challenge, func(t *testing.T) {
+	for _, tt := range []struct{ name, challenge, flag, note string }{
+		{"http-01", "http-01", "--http-addr", ""},
+		{"tls-alpn-01", "tls-alpn-01", "--tls-alpn-addr", ""},
+		// The deprecated name still sets the listener, with a note.
+		{"tls-alpn-01 deprecated --tls-addr", "tls-alpn-01", "--tls-addr", "--tls-addr is deprecated and will be removed; use --tls-alpn-addr"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
@@ -323,8 +328,15 @@ func TestPortBusy(t *testing.T) {
 			if r.code != 1 {
 				t.Errorf("exit %d, want 1\nstderr:\n%s", r.code, r.stderr)
 			}
-			if !strings.Contains(r.stderr, "port "+port) || !strings.Contains(r.stderr, tt.flag) {
-				t.Errorf("stderr does not name port %s and %s:\n%s", port, tt.flag, r.stderr)
+			want := tt.flag
+			if tt.note != "" {
+				want = "--tls-alpn-addr"
+			}
+			if !strings.Contains(r.stderr, "port "+port) || !strings.Contains(r.stderr, want) {
+				t.Errorf("stderr does not name port %s and %s:\n%s", port, want, r.stderr)
+			}
+			if (tt.note != "") != strings.Contains(r.stderr, "deprecated") || !strings.Contains(r.stderr, tt.note) {
+				t.Errorf("stderr has the wrong deprecation note, want %q:\n%s", tt.note, r.stderr)
 			}
 		})
 	}
@@ -400,10 +412,11 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// TestHelp compares every command's --help with testdata/help-*.golden
+// TestHelp compares every command's --help (each command and group of
+// the tree, "certkeeper help" for the top) with testdata/help-*.golden
 // (go test -update rewrites them).
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{{"help"}, {"proxy", "--help"}, {"server", "--help"}, {"selfsigned", "--help"}, {"alpn-proxy", "--help"}, {"alpn-proxy", "start", "--help"}, {"alpn-proxy", "stop", "--help"}, {"status", "--help"}, {"doctor", "--help"}, {"cert", "--help"}, {"cert", "issue", "--help"}, {"dns-persist-record", "--help"}, {"ca", "root", "--help"}, {"ca", "trust", "--help"}, {"ca", "untrust", "--help"}, {"storage", "--help"}, {"storage", "export", "--help"}, {"storage", "import", "--help"}, {"storage", "migrate", "--help"}, {"storage", "rekey", "--help"}, {"import", "--help"}, {"deploy", "--help"}, {"version", "--help"}} {
+	for _, args := range helpArgs() {
 		name := strings.ReplaceAll(strings.Join(args, "-"), "--help", "help")
 		t.Run(name, func(t *testing.T) {
 			r := ck(t, 30*time.Second, args...)
@@ -432,4 +445,19 @@ func TestHelp(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "unknown command") {
 		t.Errorf("unknown command: exit %d, stderr %q", r.code, r.stderr)
 	}
+}
+
+// helpArgs are the command lines that print each command's help:
+// "help" for the top, "COMMAND... --help" for every other command.
+func helpArgs() [][]string {
+	all := [][]string{{"help"}}
+	var walk func(c *Command)
+	walk = func(c *Command) {
+		for _, sub := range c.Commands {
+			all = append(all, append(strings.Fields(sub.FullName()), "--help"))
+			walk(sub)
+		}
+	}
+	walk(root())
+	return all
 }

@@ -44,7 +44,7 @@ type engineConfig struct {
 	CertFiles    []string `yaml:"cert_file"`
 	// CertFileCheck is how often --cert-file files are checked for
 	// changes.
-	CertFileCheck time.Duration `yaml:"cert_file_check"`
+	CertFileCheck time.Duration `yaml:"cert_file_check_every" alias:"cert_file_check"`
 	// Names gives names matching a pattern their own CA chain, key type,
 	// challenges or profile (config file only).
 	Names []nameConfig `yaml:"names"`
@@ -59,6 +59,20 @@ type engineConfig struct {
 	// (main.go), read from the file too; applyLogging sets them up.
 	LogFormat string `yaml:"log_format"`
 	LogLevel  string `yaml:"log_level"`
+
+	// notes are the deprecation notes of the config file's old keys,
+	// printed by printNotes.
+	notes []string
+}
+
+func (c *engineConfig) addNote(note string) { c.notes = append(c.notes, note) }
+
+// printNotes writes the config file's deprecation notes to stderr, once.
+func (c *engineConfig) printNotes(env *Env) {
+	for _, note := range c.notes {
+		fmt.Fprintf(env.Stderr, "certkeeper: %s\n", note)
+	}
+	c.notes = nil
 }
 
 // nameConfig is one entry of the config's "names" list.
@@ -85,7 +99,8 @@ func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
 	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own public addresses")
 	fs.BoolVar(&c.OwnIPPrivate, "own-ip-private", false, "with --require-own-ip, count loopback, link-local and private addresses as this host's\nown too (for an internal CA; a public CA cannot reach them, so by default they are refused)")
 	c.CertFileCheck = 5 * time.Second
-	fs.Var((*durationFlag)(&c.CertFileCheck), "cert-file-check", "check --cert-file files for changes every `DURATION`")
+	fs.Var((*durationFlag)(&c.CertFileCheck), "cert-file-check-every", "check --cert-file files for changes every `DURATION`")
+	deprecatedFlag(fs, "cert-file-check", "cert-file-check-every") // as --alert-check-every
 	fs.Var((*stringsFlag)(&c.Wildcards), "wildcard", "serve every subdomain of a zone from one wildcard certificate: `*.ZONE` (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable")
 	fs.Var((*stringsFlag)(&c.CertFiles), "cert-file", "`CERT:KEY`: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable")
 	c.DNS.register(fs)
@@ -103,6 +118,7 @@ func (c *engineConfig) globals(fs *flag.FlagSet) {
 // applyLogging sets env's logging up again when the config file's
 // log_format or log_level differ from what the flags set up.
 func (c *engineConfig) applyLogging(env *Env, flags *engineConfig) error {
+	c.printNotes(env)
 	if c.LogFormat == flags.LogFormat && c.LogLevel == flags.LogLevel {
 		return nil
 	}
@@ -135,7 +151,7 @@ func (c *engineConfig) overlay(flags *engineConfig, set map[string]bool) {
 	setIf(set, "eab-hmac", &c.EABHMAC, flags.EABHMAC)
 	setIf(set, "ca-roots", &c.CARoots, flags.CARoots)
 	setIf(set, "cert-file", &c.CertFiles, flags.CertFiles)
-	setIf(set, "cert-file-check", &c.CertFileCheck, flags.CertFileCheck)
+	setIf(set, "cert-file-check-every", &c.CertFileCheck, flags.CertFileCheck)
 	setIf(set, "rsa-fallback", &c.RSAFallback, flags.RSAFallback)
 	setIf(set, "require-own-ip", &c.RequireOwn, flags.RequireOwn)
 	setIf(set, "own-ip-private", &c.OwnIPPrivate, flags.OwnIPPrivate)

@@ -8,6 +8,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -16,7 +17,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -232,19 +232,25 @@ func run(ctx context.Context, env *Env, args []string) int {
 	}
 	fs := cmd.flagSet()
 	logFormat, logLevel := fs.Lookup("log-format").Value, fs.Lookup("log-level").Value
-	cmdArgs, err := parseArgs(fs, append(early, rest...), cmd.RawArgs)
+	// Deprecation notes wait for the logging setup: with --log-format
+	// json they are JSON lines too.
+	var notes bytes.Buffer
+	cmdArgs, err := parseArgs(fs, append(early, rest...), cmd.RawArgs, &notes)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printHelp(env.Stdout, cmd, env.dnsProviders)
 			return exitOK
 		}
+		env.Stderr.Write(notes.Bytes())
 		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
 		return exitUsage
 	}
 	if err := env.setLogging(logFormat.String(), logLevel.String()); err != nil {
+		env.Stderr.Write(notes.Bytes())
 		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
 		return exitUsage
 	}
+	env.Stderr.Write(notes.Bytes())
 	if err := cmd.Run(ctx, env, cmdArgs); err != nil {
 		var uerr *usageError
 		if errors.As(err, &uerr) {
@@ -301,26 +307,7 @@ func printHelp(w io.Writer, c *Command, dns []dnsprovider.Provider) {
 		return
 	}
 	fs := c.flagSet()
-	var names []string
-	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	sort.Strings(names)
-	fmt.Fprintf(w, "\nFlags:\n")
-	for _, name := range names {
-		f := fs.Lookup(name)
-		kind, usage := flag.UnquoteUsage(f)
-		line := "  --" + name
-		if len(name) == 1 {
-			line = "  -" + name
-		}
-		if kind != "" {
-			line += " " + kind
-		}
-		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
-			fmt.Fprintf(w, " (default %s)", f.DefValue)
-		}
-		fmt.Fprintln(w)
-	}
+	printFlags(w, fs)
 	if fs.Lookup("dns") != nil {
 		printDNSProviders(w, dns)
 	}

@@ -19,7 +19,7 @@ import (
 
 // The glue between the cert commands' flags and the renewal settings
 // certfile/renew remembers per certificate (issue 17): each settings key
-// is the flag of the same name with "-" for "_" (tls_addr is --tls-addr).
+// is the flag of the same name with "-" for "_" (tls_alpn_addr is --tls-alpn-addr).
 
 // flagOf is the flag a renewal settings key comes from.
 func flagOf(key string) string { return strings.ReplaceAll(key, "_", "-") }

@@ -92,7 +92,7 @@ func TestCertRenewRemembers(t *testing.T) {
 		t.Errorf("the deploy hook given once ran for %q, want twice (it is remembered)", log)
 	}
 	data, _ := os.ReadFile(conf)
-	for _, want := range []string{"ca = " + ca.DirectoryURL(), "challenge = tls-alpn-01", "tls_addr = " + tlsAddr, "profile = default"} {
+	for _, want := range []string{"ca = " + ca.DirectoryURL(), "challenge = tls-alpn-01", "tls_alpn_addr = " + tlsAddr, "profile = default"} {
 		if !strings.Contains(string(data), want+"\n") {
 			t.Errorf("%s lacks %q:\n%s", conf, want, data)
 		}

@@ -15,7 +15,7 @@ import (
 
 func selfSignedCmd() *Command {
 	var names stringsFlag
-	var days int
+	validFor := 365 * 24 * time.Hour
 	var certOut, keyOut, outDir, keyType string
 	return &Command{
 		UsageLine: "certkeeper selfsigned -d NAME [-d NAME...] [flags]",
@@ -25,10 +25,12 @@ writes it as two files: --cert-out and --key-out (mode 0600), or, with --out-dir
 OUT-DIR/certs/NAME.pem and OUT-DIR/private/NAME.key like cert issue. Nothing trusts it: it is for
 nginx's fallback ssl_certificate (served for names with no certificate), tests and first starts.
 
-	certkeeper selfsigned -d fallback.invalid --days 3650 --cert-out fallback.pem --key-out fallback.key`,
+	certkeeper selfsigned -d fallback.invalid --valid-for 3650d --cert-out fallback.pem --key-out fallback.key`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.Var(&names, "d", "`NAME` (or IP address) for the certificate; repeatable")
-			fs.IntVar(&days, "days", 365, "validity in `DAYS`")
+			fs.Var((*durationFlag)(&validFor), "valid-for", "how long the certificate is valid: a `DURATION` such as 365d or 36h")
+			fs.Lookup("valid-for").DefValue = "365d"
+			deprecatedFlagFunc(fs, "days", "valid-for", daysToDuration)
 			fs.StringVar(&certOut, "cert-out", "", "write the certificate (PEM) to `FILE`")
 			fs.StringVar(&keyOut, "key-out", "", "write the private key (PEM, mode 0600) to `FILE`")
 			fs.StringVar(&outDir, "out-dir", "", "write OUT-DIR/certs/NAME.pem and OUT-DIR/private/NAME.key (`DIR`)")
@@ -41,8 +43,8 @@ nginx's fallback ssl_certificate (served for names with no certificate), tests a
 			if len(names) == 0 {
 				return usagef("give at least one name with -d")
 			}
-			if days < 1 {
-				return usagef("--days must be at least 1")
+			if validFor < time.Hour {
+				return usagef("--valid-for %s: must be at least 1h", validFor)
 			}
 			if (outDir == "") == (certOut == "" && keyOut == "") || (outDir == "" && (certOut == "" || keyOut == "")) {
 				return usagef("give --cert-out and --key-out, or --out-dir")
@@ -64,7 +66,7 @@ nginx's fallback ssl_certificate (served for names with no certificate), tests a
 			if err != nil {
 				return fmt.Errorf("generating %s key: %w", kt, err)
 			}
-			chainPEM, err := selfsigned.Certificate(key, norm, time.Duration(days)*24*time.Hour)
+			chainPEM, err := selfsigned.Certificate(key, norm, validFor)
 			if err != nil {
 				return err
 			}

@@ -35,7 +35,7 @@ type serverConfig struct {
 	AuditLog           string        `yaml:"audit_log"`
 	AuditFailOpen      bool          `yaml:"audit_fail_open"`
 	HTTPAddr           string        `yaml:"http_addr"`
-	TLSAddr            string        `yaml:"tls_addr"`
+	TLSAddr            string        `yaml:"tls_alpn_addr" alias:"tls_addr"`
 }
 
 const defaultListen = "127.0.0.1:8999"
@@ -54,8 +54,9 @@ func (c *serverConfig) register(fs *flag.FlagSet, configFile *string, check *boo
 	fs.StringVar(&c.AuditLog, "audit-log", "", "append the audit log (a JSON line per key handed out) to `FILE` (default: stderr);\nwhile it cannot be written, key fetches get 503")
 	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "hand out keys even while --audit-log cannot be written (the failures are still logged)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to also serve the API and http-01 on (e.g. :80); off unless given")
-	fs.StringVar(&c.TLSAddr, "tls-addr", "", "`ADDR` to answer tls-alpn-01 on (e.g. :443); off unless given. Only the CA's validation\nhandshakes complete there: the API is never served on it")
-	c.engineConfig.register(fs, "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-addr);\nrepeatable (default: http-01, and tls-alpn-01 with --tls-addr)")
+	fs.StringVar(&c.TLSAddr, "tls-alpn-addr", "", "`ADDR` to answer tls-alpn-01 on (e.g. :443); off unless given. Only the CA's validation\nhandshakes complete there: the API is never served on it")
+	deprecatedFlag(fs, "tls-addr", "tls-alpn-addr") // --tls-addr is the proxy's HTTPS listener
+	c.engineConfig.register(fs, "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-alpn-addr);\nrepeatable (default: http-01, and tls-alpn-01 with --tls-alpn-addr)")
 }
 
 func serverCmd() *Command {
@@ -127,7 +128,7 @@ func loadServerConfig(file string, flags *serverConfig, set map[string]bool) (*s
 	setIf(set, "audit-log", &cfg.AuditLog, flags.AuditLog)
 	setIf(set, "audit-fail-open", &cfg.AuditFailOpen, flags.AuditFailOpen)
 	setIf(set, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
-	setIf(set, "tls-addr", &cfg.TLSAddr, flags.TLSAddr)
+	setIf(set, "tls-alpn-addr", &cfg.TLSAddr, flags.TLSAddr)
 	setIf(set, "managed", &cfg.Managed, flags.Managed)
 	setIf(set, "self-signed-fallback", &cfg.SelfSignedFallback, flags.SelfSignedFallback)
 	// Flags with a default apply it when the file has no value either.
@@ -237,7 +238,7 @@ func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.
 }
 
 // serverListen starts the server's listeners: the API on --listen (over
-// TLS with tc) and --http-addr, tls-alpn-01 only on --tls-addr.
+// TLS with tc) and --http-addr, tls-alpn-01 only on --tls-alpn-addr.
 func serverListen(loop *serveLoop, cfg *serverConfig, h http.Handler, tc *tls.Config, m *certkeeper.Manager) error {
 	for _, l := range []struct {
 		addr, flag string
@@ -246,7 +247,7 @@ func serverListen(loop *serveLoop, cfg *serverConfig, h http.Handler, tc *tls.Co
 	}{
 		{cfg.Listen, "--listen", h, tc},
 		{cfg.HTTPAddr, "--http-addr", h, nil},
-		{cfg.TLSAddr, "--tls-addr", http.NotFoundHandler(), tlsalpn01.ChallengeOnly(m.GetCertificate)},
+		{cfg.TLSAddr, "--tls-alpn-addr", http.NotFoundHandler(), tlsalpn01.ChallengeOnly(m.GetCertificate)},
 	} {
 		if l.addr == "" && l.flag != "--listen" {
 			continue
@@ -283,7 +284,7 @@ func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload fun
 
 // frontEnd is what the server offers the engine.
 func (c *serverConfig) frontEnd() frontEnd {
-	return frontEnd{http01: true, alpn: c.TLSAddr != "", alpnVia: "--tls-addr (e.g. :443), where the CA connects", userAgent: "server"}
+	return frontEnd{http01: true, alpn: c.TLSAddr != "", alpnVia: "--tls-alpn-addr (e.g. :443), where the CA connects", userAgent: "server"}
 }
 
 // check is server --check-config: everything runServer checks before it
@@ -340,7 +341,7 @@ func reloadTokens(env *Env, h *certserver.Handler, file, next string) {
 
 // checkAnonymous refuses a configuration without authentication (no
 // --token-file, no --client-ca) in which a listener that serves the API
-// (its keys, its /metrics) is reachable beyond loopback. --tls-addr is not
+// (its keys, its /metrics) is reachable beyond loopback. --tls-alpn-addr is not
 // one of them: it completes only tls-alpn-01 handshakes and serves no
 // HTTP (tlsalpn01.ChallengeOnly).
 func (c *serverConfig) checkAnonymous() error {

@@ -20,9 +20,9 @@ import (
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 )
 
-// TestServerTLSAddrOnlyALPN: --tls-addr answers tls-alpn-01 and nothing
+// TestServerTLSAddrOnlyALPN: --tls-alpn-addr answers tls-alpn-01 and nothing
 // else. A server with no token file (anonymous on its loopback --listen)
-// obtains a.test from Pebble through tls-alpn-01 on --tls-addr; there an
+// obtains a.test from Pebble through tls-alpn-01 on --tls-alpn-addr; there an
 // ordinary ClientHello (curl, a Go client with or without ALPN) gets a
 // handshake failure, never the API and its private keys.
 func TestServerTLSAddrOnlyALPN(t *testing.T) {
@@ -30,9 +30,9 @@ func TestServerTLSAddrOnlyALPN(t *testing.T) {
 	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
 	tlsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort()))
 	startServer(t, "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--storage", t.TempDir(), "--profile", "default",
-		"--listen", listen, "--tls-addr", tlsAddr, "--challenge", "tls-alpn-01", "--allow", "a.test")
+		"--listen", listen, "--tls-alpn-addr", tlsAddr, "--challenge", "tls-alpn-01", "--allow", "a.test")
 
-	// Issuance through tls-alpn-01 on --tls-addr still works: the first
+	// Issuance through tls-alpn-01 on --tls-alpn-addr still works: the first
 	// request waits for it.
 	if code, _, body := apiGet(t, "http://"+listen, "/v1/certificates/a.test", "", nil); code != http.StatusOK || !strings.Contains(string(body), "PRIVATE KEY") {
 		t.Fatalf("GET /v1/certificates/a.test on --listen = %d %.200s, want 200 with the key (issued through tls-alpn-01)", code, body)
@@ -41,14 +41,14 @@ func TestServerTLSAddrOnlyALPN(t *testing.T) {
 		t.Errorf("orders = %d, want 1", n)
 	}
 
-	// An ordinary client on --tls-addr: no handshake, no key.
+	// An ordinary client on --tls-alpn-addr: no handshake, no key.
 	for _, protos := range [][]string{nil, {"h2", "http/1.1"}, {"http/1.1"}} {
 		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second},
 			Config: &tls.Config{ServerName: "a.test", InsecureSkipVerify: true, NextProtos: protos}}
 		conn, err := d.DialContext(t.Context(), "tcp", tlsAddr)
 		if err == nil {
 			conn.Close()
-			t.Errorf("TLS handshake on --tls-addr offering ALPN %q succeeded (negotiated %q); want a handshake failure",
+			t.Errorf("TLS handshake on --tls-alpn-addr offering ALPN %q succeeded (negotiated %q); want a handshake failure",
 				protos, conn.(*tls.Conn).ConnectionState().NegotiatedProtocol)
 		}
 	}
@@ -62,9 +62,9 @@ func TestServerTLSAddrOnlyALPN(t *testing.T) {
 	out, err := exec.CommandContext(ctx, curl, "-sS", "-k", "--max-time", "20", "--resolve", "a.test:"+port+":127.0.0.1",
 		"https://a.test:"+port+"/v1/certificates/a.test").CombinedOutput()
 	if err == nil || strings.Contains(string(out), "PRIVATE KEY") {
-		t.Errorf("curl -k https://a.test:%s/v1/certificates/a.test (--tls-addr): %v\n%.300s\nwant a TLS handshake failure", port, err, out)
+		t.Errorf("curl -k https://a.test:%s/v1/certificates/a.test (--tls-alpn-addr): %v\n%.300s\nwant a TLS handshake failure", port, err, out)
 	} else {
-		t.Logf("curl on --tls-addr: %v: %s", err, strings.TrimSpace(string(out)))
+		t.Logf("curl on --tls-alpn-addr: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 }
 

@@ -233,7 +233,7 @@ func TestServerCertFileAndFallback(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "manual.pem"), filepath.Join(dir, "manual.key")
 	selfSigned := func() {
 		t.Helper()
-		r := ck(t, 30*time.Second, "selfsigned", "-d", "manual.test", "-d", "www.manual.test", "--days", "30", "--cert-out", certFile, "--key-out", keyFile)
+		r := ck(t, 30*time.Second, "selfsigned", "-d", "manual.test", "-d", "www.manual.test", "--valid-for", "30d", "--cert-out", certFile, "--key-out", keyFile)
 		if r.code != 0 {
 			t.Fatalf("selfsigned: exit %d\n%s", r.code, r.stderr)
 		}
@@ -245,7 +245,7 @@ func TestServerCertFileAndFallback(t *testing.T) {
 	port := testsvc.FreePort(t)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	startServer(t, "--ca", "local", "--storage", t.TempDir(), "--listen", "127.0.0.1:"+strconv.Itoa(port), "--token-file", writeTokens(t),
-		"--allow", "a.test", "--cert-file", certFile+":"+keyFile, "--cert-file-check", "100ms", "--self-signed-fallback")
+		"--allow", "a.test", "--cert-file", certFile+":"+keyFile, "--cert-file-check-every", "100ms", "--self-signed-fallback")
 
 	onDisk, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -298,7 +298,7 @@ func TestSelfSignedOutDir(t *testing.T) {
 
 	// status --cert-file reports a certificate file near its expiry.
 	cert, key := filepath.Join(out, "short.pem"), filepath.Join(out, "short.key")
-	if r := ck(t, 30*time.Second, "selfsigned", "-d", "short.test", "--days", "5", "--cert-out", cert, "--key-out", key); r.code != 0 {
+	if r := ck(t, 30*time.Second, "selfsigned", "-d", "short.test", "--valid-for", "5d", "--cert-out", cert, "--key-out", key); r.code != 0 {
 		t.Fatalf("selfsigned: exit %d\n%s", r.code, r.stderr)
 	}
 	r := ck(t, 30*time.Second, "status", "--json", "--storage", t.TempDir(), "--cert-file", cert+":"+key)

@@ -311,7 +311,7 @@ func checkCAA(ctx context.Context, c Config, dir *directory) Result {
 	if server == "" {
 		conf, err := dns.ClientConfigFromFile("/etc/resolv.conf")
 		if err != nil || len(conf.Servers) == 0 {
-			r.Status, r.Detail = Skip, "no DNS server to ask (give --resolver)"
+			r.Status, r.Detail = Skip, "no DNS server to ask (give --dns-resolver)"
 			return r
 		}
 		server = net.JoinHostPort(conf.Servers[0], conf.Port)

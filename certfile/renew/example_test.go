@@ -68,7 +68,7 @@ func ExampleSettings() {
 version = 1
 ca = https://acme.internal.example/directory
 challenge = tls-alpn-01
-tls_addr = 127.0.0.1:8443
+tls_alpn_addr = 127.0.0.1:8443
 `))
 	if err != nil {
 		log.Fatal(err)
@@ -85,5 +85,5 @@ tls_addr = 127.0.0.1:8443
 	// ca = https://acme.internal.example/directory
 	// profile = shortlived
 	// challenge = tls-alpn-01
-	// tls_addr = 127.0.0.1:8443
+	// tls_alpn_addr = 127.0.0.1:8443
 }

@@ -36,7 +36,7 @@ type Settings struct {
 
 	Challenge string // challenge: http-01, tls-alpn-01, dns-01 or dns-persist-01
 	HTTPAddr  string // http_addr: where http-01 is answered
-	TLSAddr   string // tls_addr: where tls-alpn-01 is answered
+	TLSAddr   string // tls_alpn_addr (tls_addr in older files): where tls-alpn-01 is answered
 
 	DNS           string   // dns: the DNS provider (rfc2136, powerdns, exec)
 	DNSServer     string   // dns_server
@@ -81,7 +81,7 @@ var fields = []field{
 	{key: "preferred_chain", scalar: func(s *Settings) *string { return &s.PreferredChain }},
 	{key: "challenge", scalar: func(s *Settings) *string { return &s.Challenge }},
 	{key: "http_addr", scalar: func(s *Settings) *string { return &s.HTTPAddr }},
-	{key: "tls_addr", scalar: func(s *Settings) *string { return &s.TLSAddr }},
+	{key: "tls_alpn_addr", scalar: func(s *Settings) *string { return &s.TLSAddr }},
 	{key: "dns", scalar: func(s *Settings) *string { return &s.DNS }},
 	{key: "dns_server", scalar: func(s *Settings) *string { return &s.DNSServer }},
 	{key: "tsig_key_file", scalar: func(s *Settings) *string { return &s.TSIGKeyFile }},
@@ -109,9 +109,12 @@ var secretKeys = map[string]string{
 	"eab_hmac":    "the ACME account is registered already; renewals need no EAB key",
 }
 
+// renamedKeys are keys older files may hold, and the key each now is.
+var renamedKeys = map[string]string{"tls_addr": "tls_alpn_addr"}
+
 // SettingsKeys returns the keys of the format, in the order files are
-// written. A command line maps its flags to them ("tls_addr" is
-// --tls-addr).
+// written. A command line maps its flags to them ("tls_alpn_addr" is
+// --tls-alpn-addr).
 func SettingsKeys() []string {
 	keys := make([]string, len(fields))
 	for i, f := range fields {
@@ -232,6 +235,9 @@ func ParseSettings(rd io.Reader) (Settings, error) {
 			return Settings{}, fmt.Errorf("line %d: want key = value, got %q", line, text)
 		}
 		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		if now, ok := renamedKeys[key]; ok {
+			key = now // rewritten under its new name at the next save
+		}
 		if key == "version" {
 			if value != settingsVersion {
 				return Settings{}, fmt.Errorf("line %d: version %q: this certkeeper reads version %s; upgrade certkeeper", line, value, settingsVersion)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -175,4 +176,21 @@ func FuzzParseSettings(f *testing.F) {
 			t.Fatalf("round trip of %q: %+v, %v; want %+v", in, again, err, s)
 		}
 	})
+}
+
+// TestParseSettingsRenamedKey: a file written before --tls-addr became
+// --tls-alpn-addr still reads, its tls_addr taken as tls_alpn_addr.
+func TestParseSettingsRenamedKey(t *testing.T) {
+	s, err := ParseSettings(strings.NewReader("version = 1\nchallenge = tls-alpn-01\ntls_addr = 127.0.0.1:5001\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.TLSAddr != "127.0.0.1:5001" {
+		t.Errorf("TLSAddr = %q, want 127.0.0.1:5001", s.TLSAddr)
+	}
+	var keys []string
+	s.Values(func(k, _ string) { keys = append(keys, k) })
+	if !slices.Contains(keys, "tls_alpn_addr") || slices.Contains(keys, "tls_addr") {
+		t.Errorf("keys written = %v, want tls_alpn_addr and not tls_addr", keys)
+	}
 }
