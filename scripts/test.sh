@@ -103,6 +103,12 @@ for target in linux/amd64 windows/amd64 darwin/arm64 freebsd/amd64; do
 done
 (cd tools && go run ./typecheck -dir .. linux/arm64 windows/arm64 darwin/amd64 freebsd/arm64 ./...)
 
+step "code size (no non-test function over 100 lines; the command package may not grow)"
+# The command package (cli) keeps flags, config, output and exit codes;
+# logic a Go program could call belongs in a library package. Its limit is
+# a ratchet: lower it as logic moves out (the goal is 3,500 lines).
+(cd tools && go run ./codesize -dir .. -cmd cli -max-cmd 7100)
+
 wait_apt
 
 step "go test -race"

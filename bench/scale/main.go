@@ -73,11 +73,7 @@ func run(n, cacheSize, rounds, perRound, conns int, dir string) error {
 		return fmt.Errorf("-handshakes × -rounds (%d) must not exceed -n minus -cache (%d): each cold handshake needs a name not in memory", perRound*rounds, n-cacheSize)
 	}
 	if dir == "" {
-		base := os.TempDir()
-		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-			base = "/dev/shm"
-		}
-		d, err := os.MkdirTemp(base, "certkeeper-scale-")
+		d, err := scratchDir()
 		if err != nil {
 			return err
 		}
@@ -86,24 +82,15 @@ func run(n, cacheSize, rounds, perRound, conns int, dir string) error {
 	}
 	ctx := context.Background()
 	st := filestore.New(dir)
-	ca, err := fill.NewCA()
+	ca, names, err := fillStorage(ctx, st, n, dir)
 	if err != nil {
 		return err
 	}
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("n%d.scale.test", i)
-	}
-	start := time.Now()
-	if err := ca.Fill(ctx, st, fill.Spec{IssuerID: (&localca.CA{}).ID(), Names: names, OnDemand: true}); err != nil {
-		return err
-	}
-	fmt.Printf("filled %d certificates in %s (%s)\n", n, time.Since(start).Round(time.Millisecond), dir)
 
 	h0 := heapAlloc()
 	scanned := make(chan time.Duration, 1)
 	logger := slog.New(&watchHandler{msg: "renewal schedule rebuilt from storage", found: scanned})
-	start = time.Now()
+	start := time.Now()
 	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}, CacheSize: cacheSize, Logger: logger}
 	defer m.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -125,7 +112,47 @@ func run(n, cacheSize, rounds, perRound, conns int, dir string) error {
 	case <-time.After(10 * time.Minute):
 		return errors.New("the renewal scan did not end within 10 minutes")
 	}
+	if err := measureHeap(m, names, cacheSize, h0); err != nil {
+		return err
+	}
+	if err := measureRates(addr, names, cacheSize, rounds, perRound, conns, roots); err != nil {
+		return err
+	}
+	return measureStatus(ctx, st)
+}
 
+// scratchDir makes a storage directory, on /dev/shm when there is one.
+func scratchDir() (string, error) {
+	base := os.TempDir()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		base = "/dev/shm"
+	}
+	return os.MkdirTemp(base, "certkeeper-scale-")
+}
+
+// fillStorage writes n certificates into st and returns their CA and names.
+func fillStorage(ctx context.Context, st *filestore.Store, n int, dir string) (*fill.CA, []string, error) {
+	ca, err := fill.NewCA()
+	if err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d.scale.test", i)
+	}
+	start := time.Now()
+	if err := ca.Fill(ctx, st, fill.Spec{IssuerID: (&localca.CA{}).ID(), Names: names, OnDemand: true}); err != nil {
+		return nil, nil, err
+	}
+	fmt.Printf("filled %d certificates in %s (%s)\n", n, time.Since(start).Round(time.Millisecond), dir)
+	return ca, names, nil
+}
+
+// measureHeap serves every name twice through GetCertificate and reports
+// the heap per scheduled, cached and evicted name (h0: the heap before
+// the Manager started).
+func measureHeap(m *certkeeper.Manager, names []string, cacheSize int, h0 int64) error {
+	n := len(names)
 	h1 := heapAlloc() // every name scheduled, one loaded
 	serveAll := func(names []string) error {
 		for _, name := range names {
@@ -155,9 +182,14 @@ func run(n, cacheSize, rounds, perRound, conns int, dir string) error {
 	runtime.ReadMemStats(&ms)
 	fmt.Printf("after every name twice: HeapAlloc %.1f MB, HeapInuse %.1f MB, VmRSS %s\n",
 		float64(h4)/1e6, float64(ms.HeapInuse)/1e6, vmRSS())
+	return nil
+}
 
-	// Cold names: not served since the first pass, so evicted by the
-	// second; hot names: the last ones served, in memory.
+// measureRates reports cold and hot TLS handshake rates in paired rounds.
+// Cold names were not served since the first pass, so the second evicted
+// them; hot names are the last ones served, in memory.
+func measureRates(addr string, names []string, cacheSize, rounds, perRound, conns int, roots *x509.CertPool) error {
+	n := len(names)
 	cold := names[:n-cacheSize]
 	hot := make([]string, perRound)
 	for i := range hot {
@@ -177,14 +209,20 @@ func run(n, cacheSize, rounds, perRound, conns int, dir string) error {
 		fmt.Printf("round %d: cold %.0f/s, hot %.0f/s, cold/hot %.2f\n", r+1, c, h, c/h)
 	}
 	fmt.Printf("median of %d rounds: cold %.0f/s, hot %.0f/s, cold/hot %.2f\n", rounds, median(coldRates), median(hotRates), median(ratios))
+	return nil
+}
 
+// measureStatus reports the time and heap of reading every certificate's
+// status, as certkeeper status does.
+func measureStatus(ctx context.Context, st *filestore.Store) error {
 	hs := heapAlloc()
-	start = time.Now()
+	start := time.Now()
 	certs, err := statuspage.Read(ctx, st, time.Now())
 	if err != nil {
 		return fmt.Errorf("reading status: %w", err)
 	}
 	took := time.Since(start)
+	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	fmt.Printf("status of %d certificates: %s, heap +%.1f MB while held, VmRSS %s\n",
 		len(certs), took.Round(time.Millisecond), float64(int64(ms.HeapAlloc)-hs)/1e6, vmRSS())
