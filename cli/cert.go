@@ -142,13 +142,8 @@ Progress goes to stderr; the result, one line, to stdout. Exit status: 0 issued,
 	}
 }
 
-// issueCert runs "cert issue".
-func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
-	start := time.Now()
-	names, csrDER, keyType, err := f.request()
-	if err != nil {
-		return err
-	}
+// defaultDirs fills in --storage and --out-dir when they were not given.
+func (f *issueFlags) defaultDirs() error {
 	if f.storageDir == "" {
 		f.storageDir = defaultStorageDir()
 	}
@@ -158,6 +153,19 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 			return fmt.Errorf("no --out-dir given and no default: %w", err)
 		}
 		f.outDir = string(d)
+	}
+	return nil
+}
+
+// issueCert runs "cert issue".
+func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
+	start := time.Now()
+	names, csrDER, keyType, err := f.request()
+	if err != nil {
+		return err
+	}
+	if err := f.defaultDirs(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()

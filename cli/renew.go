@@ -114,15 +114,8 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 	if err != nil {
 		return err
 	}
-	if f.storageDir == "" {
-		f.storageDir = defaultStorageDir()
-	}
-	if f.outDir == "" {
-		d, err := certfile.DefaultDir()
-		if err != nil {
-			return fmt.Errorf("no --out-dir given and no default: %w", err)
-		}
-		f.outDir = string(d)
+	if err := f.defaultDirs(); err != nil {
+		return err
 	}
 	r.Dir = certfile.Dir(f.outDir)
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
