@@ -289,6 +289,6 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 // globalFlags are the flags every command takes.
 func globalFlags(fs *flag.FlagSet) (format, level *string) {
 	format = fs.String("log-format", "text", "log `FORMAT`: text, or json for log collectors")
-	level = fs.String("log-level", "warn", "log `LEVEL`: debug, info, warn or error")
+	level = fs.String("log-level", "warn", "log `LEVEL`: debug, info, warn or error (proxy and server: info)")
 	return format, level
 }
