@@ -278,7 +278,7 @@ func reloadablePolicy(current func() policy.Policy) policy.Policy {
 		if p == nil {
 			return fmt.Errorf("%w: no --allow or --ask configured", policy.ErrDenied)
 		}
-		return p.Decide(ctx, name)
+		return withFlagHints(p.Decide(ctx, name))
 	})
 }
 
