@@ -65,13 +65,17 @@ func printStartup(env *Env, s startSummary) {
 	line := func(key, format string, args ...any) {
 		fmt.Fprintf(&b, "certkeeper: %-11s %s\n", key+":", fmt.Sprintf(format, args...))
 	}
-	mode := "production"
+	mode := "production mode"
 	if s.Dev {
-		mode = "development (local CA; not for the Internet)"
+		mode = "development mode (local CA; not for the Internet)"
 	}
-	fmt.Fprintf(&b, "certkeeper: %s starting in %s mode\n", s.Command, mode)
+	fmt.Fprintf(&b, "certkeeper: %s starting in %s\n", s.Command, mode)
 	c := s.Engine
-	line("names", "%s", summaryNames(c))
+	if s.Dev {
+		line("names", "%s (development mode)", strings.Join(c.Allow, ", "))
+	} else {
+		line("names", "%s", summaryNames(c))
+	}
 	if len(s.Managed) > 0 {
 		line("managed", "%s (kept renewed from start)", strings.Join(s.Managed, "; "))
 	}
