@@ -110,10 +110,12 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 	}
 	if err := m.decide(ctx, name); err != nil {
 		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
+		m.logRefused(name, err)
 		return nil, &PolicyError{Name: name, Err: err}
 	}
 	if err := m.admit(ctx, name, client); err != nil {
 		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
+		m.logRefused(name, err)
 		return nil, err
 	}
 	e, err := m.obtain(ctx, m.onDemandNames(name), nil, true, variant)

@@ -156,6 +156,7 @@ type Manager struct {
 	staples  stapling.Keeper
 	manual   manualCerts
 	fallback fallbackCerts
+	refused  refusals // which refused names are logged (refusals.go)
 
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close

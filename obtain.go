@@ -222,8 +222,8 @@ func (m *Manager) chainFor(names []string, renewal bool) *issuer.Chain {
 		Failed: func(ctx context.Context, iss issuer.Issuer, err error, took time.Duration) {
 			m.emit(Event{Kind: IssuerFailed, Names: names, Issuer: iss.ID(), Err: err, Duration: took, Renewal: renewal})
 			m.noteIssueError(ctx, iss, err)
-			m.logger().Warn("issuer failed; trying the next", slog.Any("names", names), slog.String("issuer", iss.ID()), slog.Any("err", err))
 		},
+		Logger: m.logger(),
 	}
 	if !renewal {
 		c.Before = func(ctx context.Context, iss issuer.Issuer, _ issuer.Request) error { return m.takeOrder(ctx, iss) }

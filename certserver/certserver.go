@@ -203,7 +203,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if h.Metrics == nil {
-			fail(w, http.StatusNotFound, "no metrics here: see --metrics-addr")
+			fail(w, http.StatusNotFound, "no metrics here: Handler.Metrics is not set")
 			return
 		}
 		h.Metrics.ServeHTTP(w, r)

@@ -125,6 +125,11 @@ func (c *engineConfig) applyLogging(env *Env, flags *engineConfig) error {
 	return env.setLogging(c.LogFormat, c.LogLevel)
 }
 
+// serviceLogLevel is the --log-level of the long-running commands (proxy,
+// server) when neither the flag nor the config file gives one; the other
+// commands keep the global default, warn.
+const serviceLogLevel = "info"
+
 // setIf sets *dst to v when the flag name was given on the command line.
 func setIf[T any](set map[string]bool, name string, dst *T, v T) {
 	if set[name] {
@@ -159,8 +164,14 @@ func (c *engineConfig) overlay(flags *engineConfig, set map[string]bool) {
 	if set["log-format"] || c.LogFormat == "" {
 		c.LogFormat = flags.LogFormat
 	}
-	if set["log-level"] || c.LogLevel == "" {
+	// A long-running command logs at info unless told otherwise: issuance,
+	// renewals, reloads and refused names are what its operator watches
+	// for (docs/cli.md).
+	switch {
+	case set["log-level"]:
 		c.LogLevel = flags.LogLevel
+	case c.LogLevel == "":
+		c.LogLevel = serviceLogLevel
 	}
 	c.DNS.overlay(&flags.DNS, set)
 	c.Deploy.overlay(set, "deploy-", flags.Deploy)
@@ -284,7 +295,7 @@ func reloadablePolicy(current func() policy.Policy) policy.Policy {
 		if p == nil {
 			return fmt.Errorf("%w: no --allow or --ask configured", policy.ErrDenied)
 		}
-		return p.Decide(ctx, name)
+		return withFlagHints(p.Decide(ctx, name))
 	})
 }
 

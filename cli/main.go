@@ -252,6 +252,7 @@ func run(ctx context.Context, env *Env, args []string) int {
 	}
 	env.Stderr.Write(notes.Bytes())
 	if err := cmd.Run(ctx, env, cmdArgs); err != nil {
+		err = withFlagHints(err) // library errors name fields, not flags (hints.go)
 		var uerr *usageError
 		if errors.As(err, &uerr) {
 			fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
@@ -332,6 +333,6 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 // globalFlags are the flags every command takes.
 func globalFlags(fs *flag.FlagSet) (format, level *string) {
 	format = fs.String("log-format", "text", "log `FORMAT`: text, or json for log collectors")
-	level = fs.String("log-level", "warn", "log `LEVEL`: debug, info, warn or error")
+	level = fs.String("log-level", "warn", "log `LEVEL`: debug, info, warn or error (proxy and server: info)")
 	return format, level
 }

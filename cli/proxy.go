@@ -277,6 +277,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	}
 	defer stopServices()
 	defer m.Close()
+	printStartup(env, proxySummary(cfg, dev))
 
 	loop := newServeLoop(env, up, func() { reloadProxy(env, flags, file, set, &current) })
 	if err := proxyListen(loop, cfg, m, &current); err != nil {

@@ -182,6 +182,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 	defer m.Close()
 	h.Manager = m
 	h.Metrics = metrics.Handler(m)
+	printStartup(env, serverSummary(cfg))
 
 	loop := newServeLoop(env, up, func() { reloadServer(env, h, cfg, reload, &current) })
 	if err := serverListen(loop, cfg, h, tlsConfig, m); err != nil {

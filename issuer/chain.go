@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -26,6 +27,12 @@ type Chain struct {
 	// long it tried), before the next issuer is asked. The Manager reports
 	// the failure and pauses a rate-limited CA's budget here.
 	Failed func(ctx context.Context, iss Issuer, err error, took time.Duration)
+
+	// Logger, if not nil, is told when an issuer fails or is skipped and
+	// another is left to try ("issuer failed; trying the next"), and when
+	// the chain is exhausted: every issuer failed (the error Issue
+	// returns). Nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Issue asks each issuer in turn until one issues. It stops early when
@@ -36,10 +43,14 @@ func (c *Chain) Issue(ctx context.Context, req Request) (*Certificate, error) {
 		return nil, errors.New("no issuer configured: give at least one")
 	}
 	var errs []error
-	for _, iss := range c.Issuers {
+	for i, iss := range c.Issuers {
+		next := i+1 < len(c.Issuers) && ctx.Err() == nil
 		if c.Before != nil {
 			if err := c.Before(ctx, iss, req); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", iss.ID(), err))
+				if next {
+					c.log(slog.LevelWarn, "issuer skipped; trying the next", req, iss, err)
+				}
 				continue
 			}
 		}
@@ -55,9 +66,32 @@ func (c *Chain) Issue(ctx context.Context, req Request) (*Certificate, error) {
 		if ctx.Err() != nil {
 			break
 		}
+		if i+1 < len(c.Issuers) {
+			c.log(slog.LevelWarn, "issuer failed; trying the next", req, iss, err)
+		}
 	}
-	if len(errs) == 1 {
-		return nil, errs[0]
+	err := errs[0]
+	if len(errs) > 1 {
+		err = errors.Join(errs...)
 	}
-	return nil, errors.Join(errs...)
+	if ctx.Err() == nil {
+		c.log(slog.LevelError, "issuance failed; no issuer left to try", req, nil, err)
+	}
+	return nil, err
+}
+
+// log tells c.Logger, if any, about req's issuance; iss is the issuer
+// concerned (nil: the whole chain).
+func (c *Chain) log(level slog.Level, msg string, req Request, iss Issuer, err error) {
+	if c.Logger == nil {
+		return
+	}
+	attrs := []slog.Attr{slog.Any("names", req.Names)}
+	if iss != nil {
+		attrs = append(attrs, slog.String("issuer", iss.ID()))
+	} else {
+		attrs = append(attrs, slog.Int("issuers", len(c.Issuers)))
+	}
+	attrs = append(attrs, slog.Any("err", err))
+	c.Logger.LogAttrs(context.Background(), level, msg, attrs...)
 }

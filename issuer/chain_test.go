@@ -3,6 +3,7 @@ package issuer_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -67,4 +68,51 @@ type wrongNames struct{ issuer.Issuer }
 func (w wrongNames) Issue(ctx context.Context, req issuer.Request) (*issuer.Certificate, error) {
 	req.Names = []string{"other.test"}
 	return w.Issuer.Issue(ctx, req)
+}
+
+// TestChainLog: "trying the next" is logged only when an issuer is left
+// to try, and the exhausted chain logs its final error once.
+func TestChainLog(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	names := []string{"chain.test"}
+	key, err := issuer.ECDSAP256.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := issuer.NewCSR(key, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := issuer.Request{Names: names, CSR: csr}
+	failing, good := wrongNames{&localca.CA{Storage: st}}, &localca.CA{Storage: st}
+	for _, tc := range []struct {
+		name          string
+		issuers       []issuer.Issuer
+		next, final   int
+		wantIssueFail bool
+	}{
+		{"one failing", []issuer.Issuer{failing}, 0, 1, true},
+		{"two failing", []issuer.Issuer{failing, failing}, 1, 1, true},
+		{"failing then good", []issuer.Issuer{failing, good}, 1, 0, false},
+		{"good", []issuer.Issuer{good}, 0, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf strings.Builder
+			c := &issuer.Chain{Issuers: tc.issuers, Logger: slog.New(slog.NewTextHandler(&buf, nil))}
+			_, err := c.Issue(t.Context(), req)
+			if (err != nil) != tc.wantIssueFail {
+				t.Fatalf("Issue: %v", err)
+			}
+			log := buf.String()
+			if n := strings.Count(log, "trying the next"); n != tc.next {
+				t.Errorf("%d lines say \"trying the next\", want %d:\n%s", n, tc.next, log)
+			}
+			if n := strings.Count(log, "no issuer left to try"); n != tc.final {
+				t.Errorf("%d final errors logged, want %d:\n%s", n, tc.final, log)
+			}
+			if tc.final > 0 && !strings.Contains(log, "level=ERROR") {
+				t.Errorf("the final error is not logged as an error:\n%s", log)
+			}
+		})
+	}
 }

@@ -92,8 +92,8 @@ func (r *RequireOwnIP) Decide(ctx context.Context, name string) error {
 		// A resolver may return an A record as ::ffff:a.b.c.d.
 		a = a.Unmap().WithZone("")
 		if !r.AllowPrivate && localOnly(a) {
-			return fmt.Errorf("%w: %s resolves to %s, a loopback, link-local or private address that a public CA cannot reach (for an internal CA, allow it with --own-ip-private)",
-				ErrDenied, name, a)
+			return fmt.Errorf("%w: %s resolves to %s, a loopback, link-local or private address that a public CA cannot reach (%w: for an internal CA, set AllowPrivate)",
+				ErrDenied, name, a, ErrPrivateAddress)
 		}
 		if _, ok := own[a]; !ok {
 			return fmt.Errorf("%w: %s resolves to %s, not an address of this host", ErrDenied, name, a)

@@ -11,6 +11,11 @@ import (
 // so callers tell "not allowed" from "could not decide" with errors.Is.
 var ErrDenied = errors.New("name denied by policy")
 
+// ErrPrivateAddress is wrapped, besides ErrDenied, by RequireOwnIP's
+// refusal of a name that resolves to a loopback, link-local or private
+// address while AllowPrivate is false.
+var ErrPrivateAddress = errors.New("not a public address")
+
 // Policy decides whether a name may have a certificate. It is consulted
 // only for names that have no certificate yet, before any storage lock or
 // CA traffic, so it is where an SNI flood of unknown names stops.

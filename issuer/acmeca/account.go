@@ -113,7 +113,7 @@ func (iss *Issuer) loadAccount(ctx context.Context) (acme.Account, error) {
 		return acme.Account{}, fmt.Errorf("decoding account record %s: %w", recordKey, err)
 	}
 	if rec.Status == acme.StatusDeactivated {
-		return acme.Account{}, fmt.Errorf("%w (%s): register a new one with another --email, or remove %s and its key",
+		return acme.Account{}, fmt.Errorf("%w (%s): register a new one with another Email, or remove %s and its key",
 			ErrAccountDeactivated, rec.Location, recordKey)
 	}
 	keyPEM, err := iss.Storage.Load(ctx, privKey)
@@ -229,7 +229,7 @@ func (iss *Issuer) newAccount(ctx context.Context, client *acme.Client, acct acm
 			return acme.Account{}, fmt.Errorf("external account binding (key ID %q): %w", iss.EAB.KeyID, err)
 		}
 	} else if dir.Meta != nil && dir.Meta.ExternalAccountRequired {
-		return acme.Account{}, fmt.Errorf("the CA at %s requires external account binding: set --eab-kid and --eab-hmac (from your CA account)", iss.where())
+		return acme.Account{}, fmt.Errorf("the CA at %s %w: set EAB (the key ID and HMAC key from your CA account)", iss.where(), ErrEABRequired)
 	}
 	var created acme.Account
 	err = iss.do(ctx, "registering account", func(ctx context.Context) error {

@@ -153,8 +153,8 @@ func (iss *Issuer) pickChallenge(ctx context.Context, authz acme.Authorization, 
 	if _, ok := iss.Solvers[DNSPersist01]; ok && slices.Contains(offered, DNSPersist01) {
 		have = append(have, "(dns-persist-01: no matching _validation-persist record found)")
 	}
-	return acme.Challenge{}, nil, fmt.Errorf("the CA offers %s for %s, but certkeeper is set up to answer only %s: choose one it offers with --challenge",
-		strings.Join(offered, ", "), authz.IdentifierValue(), strings.Join(have, ", "))
+	return acme.Challenge{}, nil, fmt.Errorf("%w: the CA offers %s for %s, but certkeeper is set up to answer only %s: put one it offers in ChallengeOrder",
+		ErrNoChallenge, strings.Join(offered, ", "), authz.IdentifierValue(), strings.Join(have, ", "))
 }
 
 // challengeOrder is ChallengeOrder or its default.
@@ -178,7 +178,7 @@ func (iss *Issuer) checkWildcards(names []string) error {
 				return nil
 			}
 		}
-		return fmt.Errorf("%w: %s is a wildcard, which the CA validates only through DNS: dns-01 is needed (--challenge dns-01 with a DNS provider), not %s",
+		return fmt.Errorf("%w: %s is a wildcard, which the CA validates only through DNS: dns-01 is needed (in ChallengeOrder, with its solver in Solvers), not %s",
 			ErrWildcardNeedsDNS, n, strings.Join(slices.Sorted(maps.Keys(iss.Solvers)), ", "))
 	}
 	return nil

@@ -17,6 +17,19 @@ import (
 // the CA refuses it for good.
 var ErrAccountDeactivated = errors.New("the ACME account is deactivated")
 
+// ErrUnreachable is wrapped by the error of an Issuer that cannot fetch
+// the CA's directory: a wrong DirectoryURL, the network, or an HTTPS
+// certificate HTTPClient does not trust.
+var ErrUnreachable = errors.New("cannot reach the ACME CA")
+
+// ErrEABRequired is wrapped by the error of an Issuer without EAB when the
+// CA requires external account binding.
+var ErrEABRequired = errors.New("requires external account binding")
+
+// ErrNoChallenge is wrapped by the error of an authorization none of whose
+// challenges the Issuer can answer (ChallengeOrder and Solvers).
+var ErrNoChallenge = errors.New("no challenge the CA offers can be answered")
+
 // AccountStatus fetches the account's current state from the CA (URL,
 // status, contacts), registering it first if there is none.
 func (iss *Issuer) AccountStatus(ctx context.Context) (acme.Account, error) {

@@ -63,14 +63,14 @@ func (e *ZoneError) Error() string {
 	if resolvers == "" {
 		resolvers = "(none configured)"
 	}
-	asked := fmt.Sprintf("the resolvers %s (--dns-resolver)", resolvers)
+	asked := fmt.Sprintf("the resolvers %s (Resolver.Servers)", resolvers)
 	if e.Primary != "" {
-		asked += fmt.Sprintf(" and the primary %s (--dns-server)", e.Primary)
+		asked += fmt.Sprintf(" and the primary %s (Resolver.Primary)", e.Primary)
 	} else {
-		asked += " and no primary (--dns-server)"
+		asked += " and no primary (Resolver.Primary)"
 	}
-	return fmt.Sprintf("finding the zone of %s: asked %s: %v; name the zone with --dns-zone, "+
-		"or point --dns-resolver or --dns-server at a server that knows it", e.Name, asked, e.Err)
+	return fmt.Sprintf("finding the zone of %s: asked %s: %v; name the zone in Resolver.Zones, "+
+		"or point Resolver.Servers or Resolver.Primary at a server that knows it", e.Name, asked, e.Err)
 }
 
 func (e *ZoneError) Unwrap() error { return e.Err }

@@ -29,6 +29,11 @@ type config struct {
 // (63 bytes at most).
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
 
+// ErrPasswordInURL is wrapped by the error of Open and OpenPassword for a
+// URL that holds a password: process lists and configuration files would
+// show it.
+var ErrPasswordInURL = errors.New("holds a password")
+
 // Open is OpenPassword without a password: as in libpq, it comes from
 // PGPASSWORD or the password file PGPASSFILE (default ~/.pgpass), if the
 // server asks for one.
@@ -104,7 +109,7 @@ func parseURL(rawURL string) (*config, error) {
 	if at := strings.LastIndex(authority, "@"); at >= 0 {
 		hosts = authority[at+1:]
 		if strings.Contains(authority[:at], ":") {
-			return nil, fmt.Errorf("pgstore: URL %s://%s holds a password: remove it and give the password in a file (--storage-password-file), PGPASSWORD or PGPASSFILE, where process lists and configuration files do not show it", scheme, hosts)
+			return nil, fmt.Errorf("pgstore: URL %s://%s %w: remove it and give the password to OpenPassword (read from a file), or in PGPASSWORD or PGPASSFILE, where process lists and configuration files do not show it", scheme, hosts, ErrPasswordInURL)
 		}
 	}
 	tail, fragment, hasFragment := strings.Cut(tail, "#")
@@ -124,7 +129,7 @@ func parseURL(rawURL string) (*config, error) {
 		v := values[len(values)-1]
 		switch name {
 		case "password":
-			return nil, fmt.Errorf("pgstore: URL %s holds a password parameter: remove it and give the password in a file (--storage-password-file), PGPASSWORD or PGPASSFILE", cfg.redacted)
+			return nil, fmt.Errorf("pgstore: URL %s %w parameter: remove it and give the password to OpenPassword (read from a file), or in PGPASSWORD or PGPASSFILE", cfg.redacted, ErrPasswordInURL)
 		case "schema":
 			if !schemaName.MatchString(v) {
 				return nil, fmt.Errorf("pgstore: URL %s: schema %q is not a lower-case identifier of at most 40 characters such as certkeeper", cfg.redacted, v)

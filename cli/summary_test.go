@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"crypto/tls"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// loopbackAddrs returns n addresses free on 127.0.0.1 just now.
+func loopbackAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	out := make([]string, n)
+	for i := range out {
+		out[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
+	}
+	return out
+}
+
+// TestStartupSummary: at the default log level, proxy and server say at
+// start which names they allow, the CA chain, the storage and every
+// address they listen on.
+func TestStartupSummary(t *testing.T) {
+	t.Parallel()
+	t.Run("proxy", func(t *testing.T) {
+		t.Parallel()
+		a := loopbackAddrs(t, 4)
+		dir := t.TempDir()
+		p := startProxyLogged(t, "--allow", "a.example", "--allow", "*.a.example", "--ask", "http://user:secret@127.0.0.1:9/ask?key=hidden",
+			"--ca", "local", "--storage", dir, "--tls-addr", a[0], "--http-addr", a[1], "--metrics-addr", a[2], "--status-addr", a[3])
+		out := p.output()
+		for _, want := range []string{
+			"proxy starting in production mode",
+			"a.example, *.a.example (--allow)",
+			"ask URL http://REDACTED@127.0.0.1:9/ask approves",
+			"CA chain:   local",
+			"storage:    " + dir,
+			"HTTPS (and tls-alpn-01) on " + a[0],
+			"http-01 and redirects to HTTPS on " + a[1],
+			"metrics (/metrics) on " + a[2],
+			"status page (/, /status.json) on " + a[3],
+			"log level:  info",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the summary does not say %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "secret") || strings.Contains(out, "hidden") {
+			t.Errorf("the summary shows the ask URL's secrets:\n%s", out)
+		}
+	})
+	t.Run("server", func(t *testing.T) {
+		t.Parallel()
+		a := loopbackAddrs(t, 4)
+		dir := t.TempDir()
+		p := startLogged(t, binary, "server listening", "server", "--token-file", writeTokens(t), "--ca", "local", "--storage", dir,
+			"--listen", a[0], "--http-addr", a[1], "--tls-alpn-addr", a[2], "--metrics-addr", a[3], "--status-addr", a[3])
+		out := p.output()
+		for _, want := range []string{
+			"server starting in production mode",
+			"none on demand: no --allow or --ask",
+			"storage:    " + dir,
+			"API (HTTP) and http-01 on " + a[0] + " (--listen)",
+			"API (HTTP) and http-01 on " + a[1] + " (--http-addr)",
+			"tls-alpn-01 (validation only) on " + a[2],
+			"metrics (/metrics) and status page (/, /status.json) on " + a[3],
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the summary does not say %q:\n%s", want, out)
+			}
+		}
+	})
+}
+
+// TestRefusedNameLogged: at the default level, a name the policy refuses
+// is logged with the reason, once per name however often it is asked.
+func TestRefusedNameLogged(t *testing.T) {
+	t.Parallel()
+	addr := loopbackAddrs(t, 1)[0]
+	p := startProxyLogged(t, "--allow", "a.example", "--ca", "local", "--storage", t.TempDir(), "--tls-addr", addr)
+	handshake := func(name string) {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+			&tls.Config{ServerName: name, InsecureSkipVerify: true})
+		if err == nil {
+			conn.Close()
+			t.Fatalf("a handshake for %s succeeded; the policy allows only a.example", name)
+		}
+	}
+	for range 5 {
+		handshake("refused.example")
+	}
+	handshake("other.example")
+	msg := "name refused: no certificate"
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(p.output(), msg) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	out := p.output()
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, msg) {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 2 || !strings.Contains(lines[0], "name=refused.example") || !strings.Contains(lines[1], "name=other.example") {
+		t.Fatalf("want one line for refused.example, then one for other.example; got %d:\n%s", len(lines), out)
+	}
+	if !strings.Contains(lines[0], "not on the allowlist") {
+		t.Errorf("the refusal does not say why: %s", lines[0])
+	}
+}
