@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
@@ -22,27 +23,16 @@ import (
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
-// issue has certkeeper's local CA issue a certificate for names.
+// issue has certkeeper's local CA issue a certificate for names, through
+// certkeeper's one issuance path, into a scratch storage.
 func issue(t *testing.T, ca *localca.CA, names ...string) *storage.Certificate {
 	t.Helper()
-	key, err := issuer.ECDSAP256.Generate()
+	got, err := certkeeper.Issue(t.Context(), filestore.New(t.TempDir()), certkeeper.IssueRequest{
+		Names: names, Issuers: &issuer.Chain{Issuers: []issuer.Issuer{ca}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	csr, err := issuer.NewCSR(key, names)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.Issue(t.Context(), issuer.Request{Names: names, CSR: csr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := storage.MarshalPrivateKeyPEM(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &storage.Certificate{Names: names, Issuer: c.Issuer, ChainPEM: c.ChainPEM, KeyPEM: keyPEM,
-		NotBefore: c.Leaf.NotBefore, NotAfter: c.Leaf.NotAfter}
+	return got.Record
 }
 
 func serialOf(c *storage.Certificate) string {

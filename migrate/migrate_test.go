@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"github.com/certkeeper/certkeeper"
 	"io/fs"
 	"math/big"
 	"strings"
@@ -71,13 +72,12 @@ func TestParseJWK(t *testing.T) {
 func fixture(t testing.TB, dirURL, location string) *State {
 	t.Helper()
 	local := &localca.CA{Storage: mapStore{}}
-	key, _ := issuer.ECDSAP256.Generate()
-	csr, _ := issuer.NewCSR(key, []string{"www.a.test", "a.test"})
-	c, err := local.Issue(t.Context(), issuer.Request{Names: []string{"www.a.test", "a.test"}, CSR: csr})
+	got, err := certkeeper.Issue(t.Context(), mapStore{}, certkeeper.IssueRequest{
+		Names: []string{"www.a.test", "a.test"}, Issuers: &issuer.Chain{Issuers: []issuer.Issuer{local}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyPEM, _ := storage.MarshalPrivateKeyPEM(key)
+	c, keyPEM := got.Certificate, got.Record.KeyPEM
 	acctKey, _ := issuer.ECDSAP256.Generate()
 	acctPEM, _ := storage.MarshalPrivateKeyPEM(acctKey)
 	root, err := local.Root(t.Context())

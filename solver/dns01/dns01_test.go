@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"github.com/certkeeper/certkeeper"
 	"net"
 	"os"
 	"path/filepath"
@@ -74,15 +75,11 @@ func (e *dnsEnv) issuer(t *testing.T, solvers map[string]solver.Solver) *acmeca.
 
 func issue(ctx context.Context, t *testing.T, iss *acmeca.Issuer, names ...string) (*issuer.Certificate, error) {
 	t.Helper()
-	key, err := issuer.ECDSAP256.Generate()
+	got, err := certkeeper.Issue(ctx, iss.Storage, certkeeper.IssueRequest{Names: names, Issuers: &issuer.Chain{Issuers: []issuer.Issuer{iss}}})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	csr, err := issuer.NewCSR(key, names)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return iss.Issue(ctx, issuer.Request{Names: names, CSR: csr})
+	return got.Certificate, nil
 }
 
 // verify checks cert chains to Pebble's root for every host.
