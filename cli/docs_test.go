@@ -634,7 +634,7 @@ func TestShellFor(t *testing.T) {
 	h := &helpFlags{}
 	for _, tc := range []struct{ in, want string }{
 		{"certkeeper cert issue -d a.example --email you@a.example   # on :80",
-			`certkeeper cert issue --storage "$CK_STORAGE" --out-dir "$CK_ROOT/etc/ssl" --ca "$CK_CA" --ca-roots "$CK_CA_ROOTS" --http-addr 127.0.0.1:$CK_HTTP01 --tls-addr 127.0.0.1:$CK_TLSALPN01 -d a.test --email you@a.test   # on :80`},
+			`certkeeper cert issue --storage "$CK_STORAGE" --out-dir "$CK_ROOT/etc/ssl" --ca "$CK_CA" --ca-roots "$CK_CA_ROOTS" --http-addr 127.0.0.1:$CK_HTTP01 --tls-alpn-addr 127.0.0.1:$CK_TLSALPN01 -d a.test --email you@a.test   # on :80`},
 		{"go run ./cmd/certkeeper cert issue --ca local -d localhost --out-dir ./certs",
 			`certkeeper cert issue --storage "$CK_STORAGE" --ca local -d localhost --out-dir ./certs`},
 		{"certkeeper proxy &",

@@ -162,7 +162,7 @@ func TestImportHostileState(t *testing.T) {
 		}, []string{"z.test/z.test.key", "outside"}},
 		{"key symlinked outside, relative", "acme.sh", func(t *testing.T, dir string) {
 			writeFiles(t, map[string]string{filepath.Join(filepath.Dir(dir), "elsewhere.key"): keyPEM})
-			acmesh(t, dir, "https://ca.test/dir", func(f string) { symlink(t, "../elsewhere.key", f) })
+			acmesh(t, dir, "https://ca.test/dir", func(f string) { symlink(t, "../../elsewhere.key", f) })
 		}, []string{"z.test/z.test.key", "outside"}},
 		{"certbot paths in a sibling directory", "certbot", func(t *testing.T, dir string) {
 			evil := dir + "-evil"

@@ -63,14 +63,23 @@ func TestStoredRecordWithoutNames(t *testing.T) {
 	roots := localRoots(t, storageDir)
 	badKey := plantNoNames(t, storageDir, "bad.test")
 
+	// status lists the record as damaged and exits 1 naming it.
+	r := ck(t, 30*time.Second, "status", "--json", "--storage", storageDir)
+	if r.code != 1 || !strings.Contains(r.stderr, badKey) {
+		t.Errorf("status: exit %d, stderr %q; want exit 1 naming the damaged record %s", r.code, r.stderr, badKey)
+	}
+	var list []certStatus
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
 	var damaged bool
-	for _, c := range statusOf(t, storageDir) {
+	for _, c := range list {
 		if c.Key == badKey {
 			damaged = c.State == "damaged"
 		}
 	}
 	if !damaged {
-		t.Errorf("status does not list %s as damaged: %+v", badKey, statusOf(t, storageDir))
+		t.Errorf("status does not list %s as damaged: %+v", badKey, list)
 	}
 	archive := filepath.Join(t.TempDir(), "state.tar.gz")
 	if r := ck(t, 30*time.Second, "storage", "export", "--storage", storageDir, "--out", archive); r.code != 0 || !strings.Contains(r.stderr, badKey) {
