@@ -8,17 +8,29 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 # step names the next step and records when it began; the summary at the end
 # prints each step's duration, so a slow step shows in every CI log.
-steps=() last_name="" last_start=$start
+# Each step also records the CPU time its commands used (user+system, from
+# the shell's `times`), so the summary shows which steps keep both cores
+# busy and which mostly wait.
+steps=() last_name="" last_start=$start last_cpu=0
+times_file=$(mktemp)
+trap 'rm -f "$times_file"' EXIT
+cpu_now() { # sets cpu to the children's user+system seconds so far
+	# `times` must run in this shell (a pipe or $(…) would fork and count
+	# the fork's children instead).
+	times >"$times_file"
+	cpu=$(awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); n += a[1] * 60 + a[2] } printf "%d", n }' "$times_file")
+}
 step() {
-	local now; now=$(date +%s)
-	[ -n "$last_name" ] && steps+=("$(printf '%5ss  %s' "$((now - last_start))" "$last_name")")
-	last_name="$*" last_start=$now
+	local now cpu; now=$(date +%s); cpu_now
+	[ -n "$last_name" ] && steps+=("$(printf '%5ss  cpu %5ss  %s' "$((now - last_start))" "$((cpu - last_cpu))" "$last_name")")
+	last_name="$*" last_start=$now last_cpu=$cpu
 	printf '\n== %s (%ss)\n' "$*" "$((now - start))"
 }
 summary() {
 	step "done"
 	printf '\nstep times:\n'; printf '  %s\n' "${steps[@]}"
-	printf '  %5ss  total\n' "$(( $(date +%s) - start ))"
+	local cpu; cpu_now
+	printf '  %5ss  cpu %5ss  total\n' "$(( $(date +%s) - start ))" "$cpu"
 }
 
 # 1. System packages the tests start as children. Installed when missing and
