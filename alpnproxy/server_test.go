@@ -98,8 +98,10 @@ func TestRouting(t *testing.T) {
 	s, addr := newTestServer(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := dial(t, addr)
+			// The clock starts before the dial: the server sets its read
+			// deadline when it accepts, which can be before Dial returns.
 			start := time.Now()
+			c := dial(t, addr)
 			if _, err := c.Write(tt.payload); err != nil {
 				t.Fatal(err)
 			}
