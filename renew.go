@@ -67,9 +67,13 @@ func (m *Manager) scheduler() *renewal.Scheduler {
 			return
 		}
 		m.renew.sched = renewal.New(m.renewKey, 0)
+		// Under the lock: Stats reads these maps as soon as init has
+		// started the scan that calls this (a /metrics scrape at start).
+		m.renew.mu.Lock()
 		m.renew.attempts = make(map[string]int)
 		m.renew.planned = make(map[string]time.Time)
 		m.renew.held = make(map[string]*managed)
+		m.renew.mu.Unlock()
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
