@@ -17,6 +17,7 @@ import (
 	"github.com/certkeeper/certkeeper/certserver"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
+	"github.com/certkeeper/certkeeper/monitor"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 )
@@ -347,7 +348,7 @@ func reloadTokens(env *Env, h *certserver.Handler, file, next string) {
 // HTTP (tlsalpn01.ChallengeOnly).
 func (c *serverConfig) checkAnonymous() error {
 	for _, l := range []struct{ addr, flag string }{{c.Listen, "--listen"}, {c.HTTPAddr, "--http-addr"}} {
-		if l.addr != "" && !loopbackAddr(l.addr) {
+		if l.addr != "" && !monitor.Loopback(l.addr) {
 			return usagef("%s %s is reachable beyond loopback and would hand out private keys without authentication: "+
 				"give --token-file (or --client-ca with --api-cert), or listen on 127.0.0.1", l.flag, l.addr)
 		}
