@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"flag"
 	"fmt"
 
@@ -113,15 +111,7 @@ trust store and the NSS databases of your browsers. A root that is not installed
 		}
 		defer closeStorage()
 		ca := &localca.CA{Storage: st}
-		rootPEM, err := ca.RootPEM(ctx)
-		if err != nil {
-			return fmt.Errorf("local CA in %s: %w", sf.where(), err)
-		}
-		block, _ := pem.Decode(rootPEM)
-		if block == nil {
-			return fmt.Errorf("local CA in %s: its root is not PEM", sf.where())
-		}
-		root, err := x509.ParseCertificate(block.Bytes)
+		root, err := ca.Root(ctx)
 		if err != nil {
 			return fmt.Errorf("local CA in %s: %w", sf.where(), err)
 		}

@@ -1,12 +1,10 @@
 package cli
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
-	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,9 +13,6 @@ import (
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
 	"github.com/certkeeper/certkeeper/solver/dns01"
-	dnsexec "github.com/certkeeper/certkeeper/solver/dns01/exec"
-	"github.com/certkeeper/certkeeper/solver/dns01/powerdns"
-	"github.com/certkeeper/certkeeper/solver/dns01/rfc2136"
 )
 
 // dnsConfig is how dns-01 records are set and checked: the flags (and
@@ -126,16 +121,21 @@ func mergeSettings(base, over map[string]string) map[string]string {
 	return m
 }
 
-// builtinDNS are the providers every certkeeper has. They take their own
-// flags (--dns-server, --dns-exec, --dns-api-url...) rather than settings,
-// which they predate; past that they are found and built as compiled-in
-// providers are.
-func (c *dnsConfig) builtinDNS() []dnsprovider.Provider {
-	return []dnsprovider.Provider{
-		{Name: "rfc2136", Help: "dynamic updates with TSIG (--dns-server, --tsig-key-file)", New: func(dnsprovider.Settings) (dns01.Provider, error) { return c.rfc2136() }},
-		{Name: "powerdns", Help: "PowerDNS's HTTP API (--dns-api-url, --dns-api-key-file)", New: func(dnsprovider.Settings) (dns01.Provider, error) { return c.powerDNS() }},
-		{Name: "exec", Help: "your program (--dns-exec, --dns-exec-mode)", New: func(dnsprovider.Settings) (dns01.Provider, error) { return c.exec() }},
-	}
+// builtinDNS are the providers every certkeeper has
+// (dnsprovider.Builtin). They take their own flags (--dns-server,
+// --dns-exec, --dns-api-url...) rather than settings, which they predate;
+// past that they are found and built as compiled-in providers are.
+func (c *dnsConfig) builtinDNS() []dnsprovider.Provider { return dnsprovider.Builtin() }
+
+// builtinFlags maps the built-in providers' settings to their flags.
+var builtinFlags = map[string]string{"server": "--dns-server", "tsig_key": "--tsig-key", "tsig_key_file": "--tsig-key-file",
+	"api_url": "--dns-api-url", "api_key_file": "--dns-api-key-file", "program": "--dns-exec", "mode": "--dns-exec-mode"}
+
+// builtinSettings are the built-in providers' settings, from their flags
+// (each provider reads its own).
+func (c *dnsConfig) builtinSettings() dnsprovider.Settings {
+	return dnsprovider.Settings{"server": c.Server, "tsig_key": c.TSIGKey, "tsig_key_file": c.TSIGKeyFile,
+		"api_url": c.APIURL, "api_key_file": c.APIKeyFile, "program": c.Exec, "mode": c.ExecMode}
 }
 
 // provider builds the DNS provider --dns names, from the built-in ones and
@@ -158,69 +158,70 @@ func (c *dnsConfig) provider(env *Env) (dns01.Provider, error) {
 		return nil, usagef("--dns %q: use %s or %s", c.Provider, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
 	}
 	p := all[i]
-	settings, err := c.settings(p)
-	if err != nil {
-		return nil, err
+	if i < len(builtin) {
+		for name := range mergeSettings(c.Settings, c.SettingFiles) {
+			return nil, usagef("--dns-setting %s: --dns %s takes no settings (see its flags in --help)", name, p.Name)
+		}
+		prov, err := p.New(c.builtinSettings())
+		return prov, builtinFlagError(err)
 	}
-	prov, err := p.New(settings)
-	if err != nil && i >= len(builtin) {
+	prov, err := p.Build(c.Settings, c.SettingFiles)
+	var serr *dnsprovider.SettingError
+	if err != nil && !errors.As(err, &serr) {
 		return nil, fmt.Errorf("--dns %s: %w", p.Name, err)
 	}
-	return prov, err
+	return prov, settingFlagError(p, err)
 }
 
-// settings checks the --dns-setting and --dns-setting-file values against
-// p's settings and reads the files. A secret is never quoted.
-func (c *dnsConfig) settings(p dnsprovider.Provider) (dnsprovider.Settings, error) {
-	known := func(name string) (dnsprovider.Setting, error) {
-		i := slices.IndexFunc(p.Settings, func(s dnsprovider.Setting) bool { return s.Name == name })
-		if i < 0 {
-			var names []string
-			for _, s := range p.Settings {
-				names = append(names, s.Name)
-			}
-			takes := "takes no settings (see its flags in --help)"
-			if len(names) > 0 {
-				takes = "takes " + strings.Join(names, ", ")
-			}
-			return dnsprovider.Setting{}, usagef("--dns-setting %s: --dns %s %s", name, p.Name, takes)
-		}
-		return p.Settings[i], nil
+// builtinFlagError says a built-in provider's error in terms of its
+// flags.
+func builtinFlagError(err error) error {
+	var e *dnsprovider.SettingError
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &e):
+		return usagef("%v", err)
+	case e.Problem == dnsprovider.Missing && e.Other != "":
+		return usagef("--dns %s needs %s or %s (%s)", e.Provider, builtinFlags[e.Setting], builtinFlags[e.Other], e.Help)
+	case e.Problem == dnsprovider.Missing:
+		return usagef("--dns %s needs %s (%s)", e.Provider, builtinFlags[e.Setting], e.Help)
+	case e.Problem == dnsprovider.GivenTwice:
+		return usagef("give %s or %s, not both", builtinFlags[e.Setting], builtinFlags[e.Other])
+	case e.Problem == dnsprovider.BadFile:
+		return fmt.Errorf("%s: %w", builtinFlags[e.Setting], e.Err)
 	}
-	settings := dnsprovider.Settings{}
-	for name, value := range c.Settings {
-		s, err := known(name)
-		if err != nil {
-			return nil, err
-		}
-		if s.Secret {
-			return nil, usagef("--dns-setting %s: a secret, so not on the command line or in the config file: give --dns-setting-file %s=FILE (dns_setting_file)", name, name)
-		}
-		settings[name] = value
+	return usagef("%s %v", builtinFlags[e.Setting], e.Err)
+}
+
+// settingFlagError says a compiled-in provider's setting error in terms
+// of --dns-setting and --dns-setting-file. A secret is never quoted.
+func settingFlagError(p dnsprovider.Provider, err error) error {
+	var e *dnsprovider.SettingError
+	if !errors.As(err, &e) {
+		return err
 	}
-	for name, file := range c.SettingFiles {
-		if _, err := known(name); err != nil {
-			return nil, err
+	switch e.Problem {
+	case dnsprovider.Unknown:
+		var names []string
+		for _, s := range p.Settings {
+			names = append(names, s.Name)
 		}
-		if _, ok := settings[name]; ok {
-			return nil, usagef("--dns-setting %s and --dns-setting-file %s: give one", name, name)
+		return usagef("--dns-setting %s: --dns %s takes %s", e.Setting, p.Name, strings.Join(names, ", "))
+	case dnsprovider.SecretValue:
+		return usagef("--dns-setting %s: a secret, so not on the command line or in the config file: give --dns-setting-file %s=FILE (dns_setting_file)", e.Setting, e.Setting)
+	case dnsprovider.GivenTwice:
+		return usagef("--dns-setting %s and --dns-setting-file %s: give one", e.Setting, e.Setting)
+	case dnsprovider.BadFile:
+		return fmt.Errorf("--dns-setting-file %s: %w", e.Setting, e.Err)
+	case dnsprovider.Missing:
+		how := "--dns-setting " + e.Setting + "=VALUE"
+		if i := slices.IndexFunc(p.Settings, func(s dnsprovider.Setting) bool { return s.Name == e.Setting }); i >= 0 && p.Settings[i].Secret {
+			how = "--dns-setting-file " + e.Setting + "=FILE"
 		}
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("--dns-setting-file %s: %w", name, err)
-		}
-		settings[name] = strings.TrimSpace(string(data))
+		return usagef("--dns %s needs %s (%s)", p.Name, how, e.Help)
 	}
-	for _, s := range p.Settings {
-		if _, ok := settings[s.Name]; !ok && s.Required {
-			how := "--dns-setting " + s.Name + "=VALUE"
-			if s.Secret {
-				how = "--dns-setting-file " + s.Name + "=FILE"
-			}
-			return nil, usagef("--dns %s needs %s (%s)", p.Name, how, s.Help)
-		}
-	}
-	return settings, nil
+	return err
 }
 
 // printDNSProviders lists the compiled-in providers and their settings,
@@ -251,65 +252,6 @@ func printDNSProviders(w io.Writer, ps []dnsprovider.Provider) {
 	tw.Flush()
 }
 
-func (c *dnsConfig) rfc2136() (dns01.Provider, error) {
-	if c.Server == "" {
-		return nil, usagef("--dns rfc2136 needs --dns-server (host:port of the primary server)")
-	}
-	key := c.TSIGKey
-	if c.TSIGKeyFile != "" {
-		if key != "" {
-			return nil, usagef("give --tsig-key or --tsig-key-file, not both")
-		}
-		var err error
-		if key, err = readTSIGKeyFile(c.TSIGKeyFile); err != nil {
-			return nil, err
-		}
-	}
-	if key == "" {
-		return nil, usagef("--dns rfc2136 needs --tsig-key NAME:ALG:SECRET or --tsig-key-file FILE")
-	}
-	p := &rfc2136.Provider{Server: c.Server}
-	if err := p.ParseKey(key); err != nil {
-		return nil, usagef("%v", err)
-	}
-	return p, nil
-}
-
-func (c *dnsConfig) exec() (dns01.Provider, error) {
-	if c.Exec == "" {
-		return nil, usagef("--dns exec needs --dns-exec PROGRAM")
-	}
-	p := &dnsexec.Provider{Program: c.Exec}
-	switch strings.ToLower(c.ExecMode) {
-	case "", "default":
-	case "raw":
-		p.Mode = dnsexec.ModeRaw
-	default:
-		return nil, usagef("--dns-exec-mode %q: use default (FQDN VALUE) or raw (-- DOMAIN TOKEN KEYAUTH, lego's EXEC_MODE=RAW)", c.ExecMode)
-	}
-	return p, nil
-}
-
-func (c *dnsConfig) powerDNS() (dns01.Provider, error) {
-	if c.APIURL == "" || c.APIKeyFile == "" {
-		return nil, usagef("--dns powerdns needs --dns-api-url URL (the PowerDNS HTTP API) and --dns-api-key-file FILE (its api-key)")
-	}
-	u, err := url.Parse(c.APIURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, usagef("--dns-api-url %q: want an http:// or https:// URL such as http://127.0.0.1:8081", c.APIURL)
-	}
-	data, err := os.ReadFile(c.APIKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("--dns-api-key-file: %w", err)
-	}
-	key := strings.TrimSpace(string(data))
-	if key == "" || strings.ContainsAny(key, "\r\n") {
-		// Never quote the file: it holds the key.
-		return nil, fmt.Errorf("--dns-api-key-file %s: want the API key alone on one line", c.APIKeyFile)
-	}
-	return &powerdns.Provider{APIURL: c.APIURL, APIKey: key}, nil
-}
-
 // resolver is where records are looked up.
 func (c *dnsConfig) resolver() dns01.Resolver {
 	return dns01.Resolver{Servers: c.Resolvers, AuthoritativePort: c.CheckPort, Primary: c.Server, Zones: c.Zones}
@@ -325,26 +267,6 @@ func (c *dnsConfig) solver(env *Env) (*dns01.Solver, error) {
 		return nil, usagef("--challenge dns-01 needs a DNS provider: --dns rfc2136 (with --dns-server and --tsig-key), --dns powerdns (with --dns-api-url and --dns-api-key-file) or --dns exec --dns-exec PROGRAM")
 	}
 	return &dns01.Solver{Provider: p, Resolver: c.resolver(), PropagationTimeout: c.Timeout, SkipPropagationCheck: c.NoCheck}, nil
-}
-
-// bindKey matches a BIND key clause, as tsig-keygen and named.conf write it.
-var bindKey = regexp.MustCompile(`(?s)key\s+"?([^"\s{]+)"?\s*\{.*?algorithm\s+"?([a-zA-Z0-9-]+)"?\s*;.*?secret\s+"([^"]+)"\s*;`)
-
-// readTSIGKeyFile reads a TSIG key file: NAME:ALG:SECRET on one line, or a
-// BIND key clause. The secret is never put in an error.
-func readTSIGKeyFile(file string) (string, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("--tsig-key-file: %w", err)
-	}
-	if m := bindKey.FindSubmatch(data); m != nil {
-		return string(m[1]) + ":" + string(m[2]) + ":" + string(m[3]), nil
-	}
-	s := strings.TrimSpace(string(data))
-	if strings.Count(s, ":") >= 2 && !strings.ContainsAny(s, "\n{") {
-		return s, nil
-	}
-	return "", fmt.Errorf("--tsig-key-file %s: want NAME:ALG:SECRET or a BIND key clause (key \"NAME\" { algorithm ...; secret \"...\"; };)", file)
 }
 
 // parseUntil parses --until: an RFC 3339 time, a date (midnight UTC), or

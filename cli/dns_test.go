@@ -195,24 +195,6 @@ dns_no_check: true
 	}
 }
 
-// TestTSIGKeyFile reads both key file forms.
-func TestTSIGKeyFile(t *testing.T) {
-	dir := t.TempDir()
-	for name, body := range map[string]string{
-		"plain": "certkeeper:hmac-sha512:c2VjcmV0\n",
-		"bind":  "key \"certkeeper\" {\n\talgorithm hmac-sha512;\n\tsecret \"c2VjcmV0\";\n};\n",
-	} {
-		f := filepath.Join(dir, name)
-		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		got, err := readTSIGKeyFile(f)
-		if err != nil || got != "certkeeper:hmac-sha512:c2VjcmV0" {
-			t.Errorf("%s: readTSIGKeyFile = %q, %v", name, got, err)
-		}
-	}
-}
-
 // TestServerManagedWildcard: certkeeper server keeps a managed wildcard
 // (--managed '*.a.test,a.test' over dns-01), obtained at start with no
 // request, and hands it out for every subdomain with no further order.

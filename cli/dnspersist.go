@@ -2,12 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
@@ -82,23 +83,16 @@ func dnsPersistRecord(ctx context.Context, env *Env, f *issueFlags, wildcard boo
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	idns, err := iss.IssuerDomainNames(ctx)
-	if err != nil {
-		return err
+	recs, err := iss.PersistRecords(ctx, names, issuerDN, wildcard, until)
+	var ierr *acmeca.IssuerDomainError
+	if errors.As(err, &ierr) {
+		return usagef("--issuer-domain %q: the CA lists %q", ierr.Given, ierr.Listed)
 	}
-	switch {
-	case issuerDN == "":
-		issuerDN = idns[0]
-	case !slices.Contains(idns, issuerDN):
-		return usagef("--issuer-domain %q: the CA lists %q", issuerDN, idns)
-	}
-	acct, err := iss.Account(ctx)
 	if err != nil {
 		return err
 	}
 	persist := &dns01.Persist{Resolver: f.dns.resolver(), Provider: provider}
-	for _, n := range names {
-		rec := dns01.PersistRecord{Name: n, Issuer: issuerDN, Account: acct.Location, Wildcard: wildcard, Until: until}
+	for _, rec := range recs {
 		fmt.Fprintln(env.Stdout, rec.String())
 		if provider == nil {
 			continue

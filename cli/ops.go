@@ -2,24 +2,17 @@ package cli
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/alert"
-	"github.com/certkeeper/certkeeper/internal/nobody"
-	"github.com/certkeeper/certkeeper/metrics"
-	"github.com/certkeeper/certkeeper/statuspage"
+	"github.com/certkeeper/certkeeper/monitor"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -76,61 +69,58 @@ func (o *opsConfig) overlay(flags *opsConfig, set map[string]bool) {
 	dur("alert-check-every", &o.AlertCheckEach, flags.AlertCheckEach)
 }
 
-// ops runs the operations side of a front-end: metrics, status page,
-// alerts. Build it before the Manager (it wraps the storage and takes the
-// events), then start it.
+// ops runs the operations side of a front-end (metrics, status page,
+// alerts) as package monitor does, with the tokens the flags and the
+// environment give, and its errors in terms of the flags.
 type ops struct {
-	cfg     opsConfig
-	env     *Env
-	metrics *metrics.Metrics
-	events  statuspage.Recorder
-	alerter *alert.Alerter
-	servers []*http.Server
-	listen  func(name, addr string) (net.Listener, error) // nil: net.Listen
-	cancel  context.CancelFunc
-	done    chan struct{}
+	cfg    opsConfig
+	env    *Env
+	mon    *monitor.Monitor
+	listen func(name, addr string) (net.Listener, error) // nil: net.Listen
 }
 
 func newOps(cfg opsConfig, env *Env) *ops {
 	o := &ops{cfg: cfg, env: env}
-	if cfg.MetricsAddr != "" {
-		o.metrics = metrics.New()
-	}
-	if cfg.AlertWebhook != "" || cfg.AlertExec != "" {
-		o.alerter = &alert.Alerter{
-			Webhook: cfg.AlertWebhook, FailingFor: cfg.AlertFailing, ExpiringWithin: cfg.AlertExpiring,
-			Every: cfg.AlertCheckEach, Logger: env.Logger,
+	// o.listen is set after newOps returns (engineConfig.services).
+	o.mon = monitor.New(cfg.monitor(env, func(name, addr string) (net.Listener, error) {
+		if o.listen != nil {
+			return o.listen(name, addr)
 		}
-		if cmd := cfg.AlertExec; cmd != "" {
-			o.alerter.Exec = func(ctx context.Context, a alert.Alert, payload []byte) error {
+		return net.Listen("tcp", addr)
+	}))
+	return o
+}
+
+// monitor is the monitor.Config the flags describe, with listen to open
+// the listeners.
+func (o *opsConfig) monitor(env *Env, listen func(name, addr string) (net.Listener, error)) monitor.Config {
+	c := monitor.Config{MetricsAddr: o.MetricsAddr, MetricsToken: o.metricsToken(), StatusAddr: o.StatusAddr,
+		StatusToken: o.statusToken(), Listen: listen}
+	if env != nil {
+		c.Logger = env.Logger
+	}
+	if o.AlertWebhook != "" || o.AlertExec != "" {
+		c.Alerter = &alert.Alerter{
+			Webhook: o.AlertWebhook, FailingFor: o.AlertFailing, ExpiringWithin: o.AlertExpiring,
+			Every: o.AlertCheckEach, Logger: c.Logger,
+		}
+		if cmd := o.AlertExec; cmd != "" {
+			c.Alerter.Exec = func(ctx context.Context, a alert.Alert, payload []byte) error {
 				return runHook(ctx, cmd, []string{"CERTKEEPER_ALERT_JSON=" + string(payload),
 					"CERTKEEPER_ALERT_REASON=" + a.Reason, "CERTKEEPER_ALERT_MESSAGE=" + a.Message,
 					"CERTKEEPER_NAMES=" + strings.Join(a.Names, " ")})
 			}
 		}
 	}
-	return o
+	return c
 }
 
 // storage returns st as the Manager should see it: timed when metrics are
 // on.
-func (o *ops) storage(st storage.Storage) storage.Storage {
-	if o.metrics != nil {
-		return o.metrics.Storage(st)
-	}
-	return st
-}
+func (o *ops) storage(st storage.Storage) storage.Storage { return o.mon.Storage(st) }
 
 // observe is the Manager's OnEvent: every consumer gets every event.
-func (o *ops) observe(e certkeeper.Event) {
-	if o.metrics != nil {
-		o.metrics.Observe(e)
-	}
-	o.events.Observe(e)
-	if o.alerter != nil {
-		o.alerter.Observe(e)
-	}
-}
+func (o *ops) observe(e certkeeper.Event) { o.mon.Observe(e) }
 
 // statusToken is the token the status page asks for: --status-token, or
 // $CERTKEEPER_STATUS_TOKEN.
@@ -143,7 +133,7 @@ func (o *opsConfig) statusToken() string {
 
 // shared reports whether metrics and the status page share one listener.
 func (o *opsConfig) shared() bool {
-	return o.MetricsAddr != "" && o.MetricsAddr == o.StatusAddr
+	return (&monitor.Config{MetricsAddr: o.MetricsAddr, StatusAddr: o.StatusAddr}).Shared()
 }
 
 // metricsToken is the token /metrics asks for: --metrics-token,
@@ -163,141 +153,44 @@ func (o *opsConfig) metricsToken() string {
 }
 
 // check refuses, before anything listens, an ops listener reachable
-// beyond loopback without a token: the metrics and the status page name
-// every managed host.
+// beyond loopback without a token (monitor.Config.Check), naming the
+// flags that fix it.
 func (o *opsConfig) check() error {
-	if o.MetricsAddr != "" && !loopbackAddr(o.MetricsAddr) && o.metricsToken() == "" {
+	c := o.monitor(nil, nil)
+	return opsFlagError(c.Check())
+}
+
+// opsFlagError says err, from package monitor, in terms of the flags.
+func opsFlagError(err error) error {
+	var exposed *monitor.ExposedError
+	var lerr *monitor.ListenError
+	switch {
+	case errors.As(err, &exposed) && exposed.Listener == "metrics":
 		fix := "set --metrics-token (or $CERTKEEPER_METRICS_TOKEN)"
-		if o.shared() {
+		if exposed.Shared {
 			fix = "set --metrics-token or --status-token (they share the listener)"
 		}
 		return usagef("--metrics-addr %s is reachable beyond loopback, and the metrics name every managed host: %s, "+
-			"or listen on 127.0.0.1", o.MetricsAddr, fix)
-	}
-	if o.StatusAddr != "" && !loopbackAddr(o.StatusAddr) && o.statusToken() == "" {
+			"or listen on 127.0.0.1", exposed.Addr, fix)
+	case errors.As(err, &exposed):
 		return usagef("--status-addr %s is reachable beyond loopback: set --status-token (or $CERTKEEPER_STATUS_TOKEN), "+
-			"or listen on 127.0.0.1", o.StatusAddr)
+			"or listen on 127.0.0.1", exposed.Addr)
+	case errors.As(err, &lerr):
+		flagName := "--" + lerr.Listener + "-addr"
+		if lerr.Shared {
+			flagName = "--metrics-addr and --status-addr"
+		}
+		return fmt.Errorf("listening on %s for the %s (change it with %s): %w", lerr.Addr, lerr.What, flagName, lerr.Err)
 	}
-	return nil
+	return err
 }
 
 // start opens the listeners and starts the alerter. st is the storage
 // the status page and alerts read. The returned error names the flag
 // whose address could not be used.
 func (o *ops) start(m *certkeeper.Manager, st storage.Storage) error {
-	if err := o.cfg.check(); err != nil {
-		return err
-	}
-	var metricsHandler http.Handler
-	if o.metrics != nil {
-		if err := o.metrics.Register(m); err != nil {
-			return fmt.Errorf("registering metrics: %w", err)
-		}
-		metricsHandler = bearer(o.cfg.metricsToken(), o.metrics.Handler())
-	}
-	var status http.Handler
-	if o.cfg.StatusAddr != "" {
-		status = &statuspage.Handler{Storage: st, Events: &o.events, Token: o.cfg.statusToken(), Logger: o.env.Logger, Allowed: allowedBy(m)}
-	}
-	if o.cfg.shared() {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", metricsHandler)
-		mux.Handle("/", status)
-		if err := o.serve("metrics", o.cfg.MetricsAddr, "--metrics-addr and --status-addr", "metrics and status page", mux); err != nil {
-			return err
-		}
-	} else {
-		if metricsHandler != nil {
-			mux := http.NewServeMux()
-			mux.Handle("/metrics", metricsHandler)
-			if err := o.serve("metrics", o.cfg.MetricsAddr, "--metrics-addr", "metrics", mux); err != nil {
-				return err
-			}
-		}
-		if status != nil {
-			if err := o.serve("status", o.cfg.StatusAddr, "--status-addr", "status page", status); err != nil {
-				return err
-			}
-		}
-	}
-	if o.alerter != nil {
-		o.alerter.Storage = st
-		ctx, cancel := context.WithCancel(context.Background())
-		o.cancel, o.done = cancel, make(chan struct{})
-		go func() {
-			defer close(o.done)
-			o.alerter.Run(ctx)
-		}()
-	}
-	return nil
-}
-
-// bearer wraps h: with a token, a request must carry it as
-// "Authorization: Bearer TOKEN" (compared in constant time) or get 401.
-func bearer(token string, h http.Handler) http.Handler {
-	if token == "" {
-		return h
-	}
-	want := sha256.Sum256([]byte(token))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		given, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		got := sha256.Sum256([]byte(given))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="certkeeper metrics"`)
-			http.Error(w, "a bearer token is required (--metrics-token)", http.StatusUnauthorized)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-// loopbackAddr reports whether addr listens on loopback only.
-func loopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
-}
-
-// serve serves h on the listener called name, on addr.
-func (o *ops) serve(name, addr, flagName, what string, h http.Handler) error {
-	listen := o.listen
-	if listen == nil {
-		listen = func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
-	}
-	ln, err := listen(name, addr)
-	if err != nil {
-		o.stop()
-		return fmt.Errorf("listening on %s for the %s (change it with %s): %w", addr, what, flagName, err)
-	}
-	srv := &http.Server{Handler: nobody.Refuse(h), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(o.env.Logger.Handler(), slog.LevelDebug)}
-	o.servers = append(o.servers, srv)
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			o.env.Logger.Error("serving the "+what, slog.String("addr", addr), slog.Any("err", err))
-		}
-	}()
-	o.env.Logger.Info(what+" listening", slog.String("addr", ln.Addr().String()))
-	return nil
+	return opsFlagError(o.mon.Start(m, st))
 }
 
 // stop closes the listeners and stops the alerter.
-func (o *ops) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, s := range o.servers {
-		_ = s.Shutdown(ctx)
-	}
-	o.servers = nil
-	if o.cancel != nil {
-		o.cancel()
-		<-o.done
-		o.cancel = nil
-	}
-}
+func (o *ops) stop() { o.mon.Close() }

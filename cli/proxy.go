@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -177,19 +176,9 @@ type proxyParts struct {
 	handler http.Handler
 }
 
-// backendURL is a --backend (or a route's backend) as a URL: HOST:PORT
-// means http://HOST:PORT. Its error says what is wrong with it.
-func backendURL(s string) (string, error) {
-	if s != "" && !strings.Contains(s, "://") {
-		if host, port, err := net.SplitHostPort(s); err == nil && host != "" && port != "" {
-			s = "http://" + s
-		}
-	}
-	if _, err := proxy.NewRouter(proxy.RouterConfig{Default: s}); err != nil {
-		return "", errors.New(strings.TrimPrefix(err.Error(), "default "))
-	}
-	return s, nil
-}
+// backendURL is a --backend (or a route's backend) as a URL
+// (proxy.BackendURL): HOST:PORT means http://HOST:PORT.
+func backendURL(s string) (string, error) { return proxy.BackendURL(s) }
 
 // parseRoute parses a --route NAME=URL, where URL may be HOST:PORT too.
 func parseRoute(s string) (proxy.Route, error) {

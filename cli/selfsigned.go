@@ -10,7 +10,6 @@ import (
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/selfsigned"
-	"github.com/certkeeper/certkeeper/storage"
 )
 
 func selfSignedCmd() *Command {
@@ -62,15 +61,7 @@ nginx's fallback ssl_certificate (served for names with no certificate), tests a
 			if err != nil {
 				return usagef("--key-type: %v", err)
 			}
-			key, err := kt.Generate()
-			if err != nil {
-				return fmt.Errorf("generating %s key: %w", kt, err)
-			}
-			chainPEM, err := selfsigned.Certificate(key, norm, validFor)
-			if err != nil {
-				return err
-			}
-			keyPEM, err := storage.MarshalPrivateKeyPEM(key)
+			chainPEM, keyPEM, err := selfsigned.KeyPair(kt, norm, validFor)
 			if err != nil {
 				return err
 			}

@@ -3,7 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -17,6 +17,7 @@ import (
 	"github.com/certkeeper/certkeeper/certserver"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
+	"github.com/certkeeper/certkeeper/monitor"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 )
@@ -328,12 +329,7 @@ func reloadTokens(env *Env, h *certserver.Handler, file, next string) {
 		env.Logger.Error("token_file was removed: keeping the tokens read before; stopping authentication takes a restart", slog.String("file", file))
 		next = file
 	}
-	tokens, err := certserver.LoadTokens(next)
-	if err != nil {
-		env.Logger.Error("reloading --token-file failed; keeping the tokens read before", slog.Any("err", err))
-		return
-	}
-	if err := h.SetTokens(tokens); err != nil {
+	if err := h.ReloadTokens(next); err != nil {
 		env.Logger.Error("reloading --token-file failed; keeping the tokens read before", slog.Any("err", err))
 		return
 	}
@@ -347,7 +343,7 @@ func reloadTokens(env *Env, h *certserver.Handler, file, next string) {
 // HTTP (tlsalpn01.ChallengeOnly).
 func (c *serverConfig) checkAnonymous() error {
 	for _, l := range []struct{ addr, flag string }{{c.Listen, "--listen"}, {c.HTTPAddr, "--http-addr"}} {
-		if l.addr != "" && !loopbackAddr(l.addr) {
+		if l.addr != "" && !monitor.Loopback(l.addr) {
 			return usagef("%s %s is reachable beyond loopback and would hand out private keys without authentication: "+
 				"give --token-file (or --client-ca with --api-cert), or listen on 127.0.0.1", l.flag, l.addr)
 		}
@@ -368,24 +364,17 @@ func apiTLSConfig(cfg *serverConfig) (*tls.Config, error) {
 	if err != nil {
 		return nil, usagef("--api-cert: %v", err)
 	}
-	cert, err := tls.LoadX509KeyPair(cf.Cert, cf.Key)
-	if err != nil {
-		return nil, fmt.Errorf("--api-cert: %w", err)
+	tc, err := certserver.TLSConfig(cf.Cert, cf.Key, cfg.ClientCA)
+	var ferr *certserver.FileError
+	switch {
+	case errors.As(err, &ferr) && ferr.What == "client CA" && errors.Is(err, certserver.ErrNoPEM):
+		return nil, fmt.Errorf("--client-ca %s: no PEM certificates found", cfg.ClientCA)
+	case errors.As(err, &ferr) && ferr.What == "client CA":
+		return nil, fmt.Errorf("--client-ca: %w", ferr.Err)
+	case errors.As(err, &ferr):
+		return nil, fmt.Errorf("--api-cert: %w", ferr.Err)
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
-	if cfg.ClientCA != "" {
-		data, err := os.ReadFile(cfg.ClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("--client-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(data) {
-			return nil, fmt.Errorf("--client-ca %s: no PEM certificates found", cfg.ClientCA)
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
-	}
-	return tc, nil
+	return tc, err
 }
 
 // auditLogger is the audit log: JSON lines appended to file

@@ -191,13 +191,3 @@ func statusLabel(s certStatus) string {
 	}
 	return strings.Join(s.Names, ",")
 }
-
-// allowedBy is the status page's check of stored names against m's
-// Policy, or nil when m has none (a server, which issues what its
-// clients ask for).
-func allowedBy(m *certkeeper.Manager) func(ctx context.Context, name string) error {
-	if m == nil || m.Policy == nil {
-		return nil
-	}
-	return m.Policy.Decide
-}

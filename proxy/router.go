@@ -240,6 +240,22 @@ func hostOf(host string) (string, bool) {
 	return n, true
 }
 
+// BackendURL returns s, a backend as a user writes it, as the URL
+// RouterConfig and Route take: HOST:PORT (127.0.0.1:8080, [::1]:8080)
+// means http://HOST:PORT; anything else must be an http:// or https://
+// URL. Its error says what is wrong with it.
+func BackendURL(s string) (string, error) {
+	if s != "" && !strings.Contains(s, "://") {
+		if host, port, err := net.SplitHostPort(s); err == nil && host != "" && port != "" {
+			s = "http://" + s
+		}
+	}
+	if _, err := parseBackend(s); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
 // parseBackend parses and checks a backend URL. Its errors show the URL
 // as redact.URL gives it.
 func parseBackend(s string) (*url.URL, error) {

@@ -182,3 +182,26 @@ func TestParseRoute(t *testing.T) {
 		}
 	}
 }
+
+func TestBackendURL(t *testing.T) {
+	for _, tt := range []struct{ in, want, wantErr string }{
+		{"http://127.0.0.1:8080", "http://127.0.0.1:8080", ""},
+		{"https://b.test/app", "https://b.test/app", ""},
+		{"127.0.0.1:8080", "http://127.0.0.1:8080", ""},
+		{"[::1]:8080", "http://[::1]:8080", ""},
+		{"localhost:8080", "http://localhost:8080", ""},
+		{"", "", "empty URL"},
+		{":8080", "", "missing protocol scheme"},
+		{"ftp://b.test", "", `scheme "ftp" is not http or https`},
+		{"127.0.0.1:99999", "", "out of range"},
+		{"http://user:pw@b.test", "", "user info"},
+	} {
+		got, err := proxy.BackendURL(tt.in)
+		switch {
+		case tt.wantErr == "" && (err != nil || got != tt.want):
+			t.Errorf("BackendURL(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("BackendURL(%q) = %q, %v; want error %q", tt.in, got, err, tt.wantErr)
+		}
+	}
+}

@@ -34,6 +34,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/storage"
 )
 
 const (
@@ -216,4 +217,24 @@ func checkCSR(req issuer.Request, pub crypto.PublicKey) error {
 		return fmt.Errorf("CSR names %s differ from requested %s", strings.Join(got, ", "), strings.Join(want, ", "))
 	}
 	return nil
+}
+
+// KeyPair makes a new key of type kt (zero: ECDSA P-256) and a
+// self-signed certificate for names with it (Certificate), and returns
+// both in PEM: the certificate, and the key as storage keeps keys
+// (storage.MarshalPrivateKeyPEM). It is what to serve where nothing
+// trusts the certificate: a web server's fallback for names with no
+// certificate, tests, first starts.
+func KeyPair(kt issuer.KeyType, names []string, lifetime time.Duration) (certPEM, keyPEM []byte, err error) {
+	key, err := kt.Generate()
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating %s key: %w", kt, err)
+	}
+	if certPEM, err = Certificate(key, names, lifetime); err != nil {
+		return nil, nil, err
+	}
+	if keyPEM, err = storage.MarshalPrivateKeyPEM(key); err != nil {
+		return nil, nil, err
+	}
+	return certPEM, keyPEM, nil
 }

@@ -206,3 +206,28 @@ func TestIssueWithKey(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyPair: the certificate and key KeyPair returns form a pair
+// crypto/tls accepts, for the names given.
+func TestKeyPair(t *testing.T) {
+	for _, kt := range []issuer.KeyType{"", issuer.RSA2048} {
+		certPEM, keyPEM, err := KeyPair(kt, []string{"fallback.invalid", "127.0.0.1"}, 48*time.Hour)
+		if err != nil {
+			t.Fatalf("KeyPair(%q) = %v", kt, err)
+		}
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			t.Fatalf("KeyPair(%q): tls.X509KeyPair = %v", kt, err)
+		}
+		leaf := pair.Leaf
+		if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "fallback.invalid" || len(leaf.IPAddresses) != 1 {
+			t.Errorf("KeyPair(%q): names %v %v", kt, leaf.DNSNames, leaf.IPAddresses)
+		}
+		if d := leaf.NotAfter.Sub(leaf.NotBefore); d < 48*time.Hour || d > 49*time.Hour {
+			t.Errorf("KeyPair(%q): valid for %s, want 48h", kt, d)
+		}
+	}
+	if _, _, err := KeyPair("dsa", []string{"a.test"}, time.Hour); err == nil {
+		t.Error("KeyPair(dsa) = nil error")
+	}
+}

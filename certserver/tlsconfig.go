@@ -1,0 +1,66 @@
+package certserver
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+)
+
+// FileError is TLSConfig's failure to use one of its files.
+type FileError struct {
+	// What is "certificate" (the certificate and key pair) or
+	// "client CA" (the client CA file).
+	What string
+	// File is the file at fault (for a key pair, the certificate's).
+	File string
+	Err  error
+}
+
+func (e *FileError) Error() string { return fmt.Sprintf("the API's %s %s: %v", e.What, e.File, e.Err) }
+func (e *FileError) Unwrap() error { return e.Err }
+
+// ErrNoPEM means a client CA file holds no PEM certificate.
+var ErrNoPEM = errors.New("no PEM certificates found")
+
+// TLSConfig is the TLS configuration of an API served over HTTPS with the
+// certificate and key in certFile and keyFile (PEM): TLS 1.2 or later,
+// HTTP/2 offered. With clientCAFile (PEM certificates) a client may
+// present a certificate those CAs issued, which the Handler then takes
+// as authentication; without one it is optional still
+// (tls.VerifyClientCertIfGiven), so bearer tokens keep working beside
+// it. Its errors are *FileError.
+func TLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, &FileError{What: "certificate", File: certFile, Err: err}
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	if clientCAFile != "" {
+		data, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, &FileError{What: "client CA", File: clientCAFile, Err: err}
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, &FileError{What: "client CA", File: clientCAFile, Err: ErrNoPEM}
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
+}
+
+// ReloadTokens reads the token file again (LoadTokens) and replaces the
+// accepted tokens with it (SetTokens), e.g. on SIGHUP, so that a token
+// removed from the file is refused at once. A file that cannot be used
+// (gone, unparsable, readable by others) is an error and leaves the
+// tokens as they were.
+func (h *Handler) ReloadTokens(file string) error {
+	tokens, err := LoadTokens(file)
+	if err != nil {
+		return err
+	}
+	return h.SetTokens(tokens)
+}

@@ -1,0 +1,306 @@
+// Package monitor runs the operations side of a long-running certkeeper
+// front-end (a proxy, a certificate server): Prometheus metrics and the
+// status page, each on a listener of its own or both on one, behind
+// bearer tokens, and alerts when renewals keep failing or a certificate
+// nears expiry.
+//
+// It exists so that a program embedding a Manager gets what the
+// certkeeper command offers beside it, with the same safety rule: a
+// listener reachable beyond loopback must ask for a token, because the
+// metrics and the status page name every managed host (Config.Check).
+// It does not serve certificates or challenges, and it does not read
+// tokens from the environment: the caller passes them in.
+//
+//	mon := monitor.New(monitor.Config{MetricsAddr: "127.0.0.1:9100", Logger: logger})
+//	m := &certkeeper.Manager{Storage: mon.Storage(st), OnEvent: mon.Observe}
+//	if err := mon.Start(m, st); err != nil { ... }
+//	defer mon.Close()
+package monitor
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/alert"
+	"github.com/certkeeper/certkeeper/internal/nobody"
+	"github.com/certkeeper/certkeeper/metrics"
+	"github.com/certkeeper/certkeeper/statuspage"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// Config says what a Monitor serves. Its zero value serves nothing.
+type Config struct {
+	// MetricsAddr is where Prometheus metrics are served, at /metrics;
+	// empty: no metrics.
+	MetricsAddr string
+	// MetricsToken is the bearer token /metrics asks for; empty: none
+	// (refused by Check beyond loopback).
+	MetricsToken string
+	// StatusAddr is where the status page is served (/ and
+	// /status.json); empty: no status page. When it is MetricsAddr both
+	// share one listener.
+	StatusAddr string
+	// StatusToken is the token the status page asks for (?token= or a
+	// bearer token); empty: none (refused by Check beyond loopback).
+	StatusToken string
+	// Alerter sends the alerts; nil: none. Its Storage is set by Start.
+	Alerter *alert.Alerter
+	// Listen opens the listener called name ("metrics" or "status") on
+	// addr; nil means net.Listen("tcp", addr). A front-end that hands its
+	// sockets to its successor on an upgrade passes its own.
+	Listen func(name, addr string) (net.Listener, error)
+	// Logger logs the listeners and their failures; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Shared reports whether metrics and the status page share one listener.
+func (c *Config) Shared() bool {
+	return c.MetricsAddr != "" && c.MetricsAddr == c.StatusAddr
+}
+
+// ExposedError is Check's refusal: a listener reachable beyond loopback
+// without a token.
+type ExposedError struct {
+	// Listener is "metrics" or "status".
+	Listener string
+	// Addr is the listener's address.
+	Addr string
+	// Shared reports whether metrics and the status page share the
+	// listener (a status token then serves for both).
+	Shared bool
+}
+
+func (e *ExposedError) Error() string {
+	return fmt.Sprintf("the %s listener %s is reachable beyond loopback without a token: set one, or listen on 127.0.0.1",
+		e.Listener, e.Addr)
+}
+
+// Check refuses, before anything listens, a listener reachable beyond
+// loopback without a token: the metrics and the status page name every
+// managed host. Its error is an *ExposedError.
+func (c *Config) Check() error {
+	if c.MetricsAddr != "" && !Loopback(c.MetricsAddr) && c.MetricsToken == "" {
+		return &ExposedError{Listener: "metrics", Addr: c.MetricsAddr, Shared: c.Shared()}
+	}
+	if c.StatusAddr != "" && !Loopback(c.StatusAddr) && c.StatusToken == "" {
+		return &ExposedError{Listener: "status", Addr: c.StatusAddr, Shared: c.Shared()}
+	}
+	return nil
+}
+
+// Loopback reports whether addr (host:port) listens on loopback only:
+// localhost or a loopback IP address. An empty host (":9100") listens
+// everywhere.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// Bearer wraps h: with a token, a request must carry it as
+// "Authorization: Bearer TOKEN" (compared in constant time) or get 401
+// with a WWW-Authenticate header naming realm. An empty token returns h.
+func Bearer(token, realm string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		given, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got := sha256.Sum256([]byte(given))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`"`)
+			http.Error(w, "a bearer token is required", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// ListenError is Start's failure to listen on one address.
+type ListenError struct {
+	// Listener is "metrics" or "status"; Shared reports whether it
+	// serves both.
+	Listener string
+	Shared   bool
+	// Addr is the address that could not be used.
+	Addr string
+	// What names what was to be served there, for messages.
+	What string
+	Err  error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("listening on %s for the %s: %v", e.Addr, e.What, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// Monitor serves what its Config says. Build it with New before the
+// Manager (it wraps the storage and takes the events), then Start it
+// once the Manager exists, and Close it when done.
+type Monitor struct {
+	cfg     Config
+	metrics *metrics.Metrics
+	events  statuspage.Recorder
+	servers []*http.Server
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// New returns a Monitor for c. Nothing listens until Start.
+func New(c Config) *Monitor {
+	m := &Monitor{cfg: c}
+	if c.MetricsAddr != "" {
+		m.metrics = metrics.New()
+	}
+	return m
+}
+
+func (m *Monitor) logger() *slog.Logger {
+	if m.cfg.Logger != nil {
+		return m.cfg.Logger
+	}
+	return slog.Default()
+}
+
+// Storage returns st as the Manager should see it: timed when metrics
+// are on.
+func (m *Monitor) Storage(st storage.Storage) storage.Storage {
+	if m.metrics != nil {
+		return m.metrics.Storage(st)
+	}
+	return st
+}
+
+// Observe is the Manager's OnEvent: the metrics, the status page's
+// recent events and the alerter each get every event.
+func (m *Monitor) Observe(e certkeeper.Event) {
+	if m.metrics != nil {
+		m.metrics.Observe(e)
+	}
+	m.events.Observe(e)
+	if m.cfg.Alerter != nil {
+		m.cfg.Alerter.Observe(e)
+	}
+}
+
+// Start checks the Config, opens the listeners and starts the alerter.
+// st is the storage the status page and alerts read (unwrapped). The
+// status page marks the stored names mgr's Policy no longer allows. A
+// listener that cannot be opened closes those already open and returns a
+// *ListenError.
+func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
+	c := &m.cfg
+	if err := c.Check(); err != nil {
+		return err
+	}
+	var metricsHandler http.Handler
+	if m.metrics != nil {
+		if err := m.metrics.Register(mgr); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+		metricsHandler = Bearer(c.MetricsToken, "certkeeper metrics", m.metrics.Handler())
+	}
+	var status http.Handler
+	if c.StatusAddr != "" {
+		status = &statuspage.Handler{Storage: st, Events: &m.events, Token: c.StatusToken, Logger: m.logger(), Allowed: allowedBy(mgr)}
+	}
+	if c.Shared() {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metricsHandler)
+		mux.Handle("/", status)
+		if err := m.serve("metrics", c.MetricsAddr, "metrics and status page", mux); err != nil {
+			return err
+		}
+	} else {
+		if metricsHandler != nil {
+			mux := http.NewServeMux()
+			mux.Handle("/metrics", metricsHandler)
+			if err := m.serve("metrics", c.MetricsAddr, "metrics", mux); err != nil {
+				return err
+			}
+		}
+		if status != nil {
+			if err := m.serve("status", c.StatusAddr, "status page", status); err != nil {
+				return err
+			}
+		}
+	}
+	if a := c.Alerter; a != nil {
+		a.Storage = st
+		ctx, cancel := context.WithCancel(context.Background())
+		m.cancel, m.done = cancel, make(chan struct{})
+		go func() {
+			defer close(m.done)
+			a.Run(ctx)
+		}()
+	}
+	return nil
+}
+
+// allowedBy is the status page's check of stored names against mgr's
+// Policy, or nil when it has none (a server, which issues what its
+// clients ask for).
+func allowedBy(mgr *certkeeper.Manager) func(ctx context.Context, name string) error {
+	if mgr == nil || mgr.Policy == nil {
+		return nil
+	}
+	return mgr.Policy.Decide
+}
+
+// serve serves h on the listener called name, on addr.
+func (m *Monitor) serve(name, addr, what string, h http.Handler) error {
+	listen := m.cfg.Listen
+	if listen == nil {
+		listen = func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
+	ln, err := listen(name, addr)
+	if err != nil {
+		m.Close()
+		return &ListenError{Listener: name, Shared: m.cfg.Shared(), Addr: addr, What: what, Err: err}
+	}
+	logger := m.logger()
+	srv := &http.Server{Handler: nobody.Refuse(h), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
+	m.servers = append(m.servers, srv)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("serving the "+what, slog.String("addr", addr), slog.Any("err", err))
+		}
+	}()
+	logger.Info(what+" listening", slog.String("addr", ln.Addr().String()))
+	return nil
+}
+
+// Close closes the listeners (waiting up to 5 s for open requests) and
+// stops the alerter. It may be called more than once.
+func (m *Monitor) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range m.servers {
+		_ = s.Shutdown(ctx)
+	}
+	m.servers = nil
+	if m.cancel != nil {
+		m.cancel()
+		<-m.done
+		m.cancel = nil
+	}
+}
