@@ -17,6 +17,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/alert"
+	"github.com/certkeeper/certkeeper/internal/hook"
 	"github.com/certkeeper/certkeeper/internal/nobody"
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/statuspage"
@@ -103,9 +104,9 @@ func newOps(cfg opsConfig, env *Env) *ops {
 		}
 		if cmd := cfg.AlertExec; cmd != "" {
 			o.alerter.Exec = func(ctx context.Context, a alert.Alert, payload []byte) error {
-				return runHook(ctx, cmd, []string{"CERTKEEPER_ALERT_JSON=" + string(payload),
-					"CERTKEEPER_ALERT_REASON=" + a.Reason, "CERTKEEPER_ALERT_MESSAGE=" + a.Message,
-					"CERTKEEPER_NAMES=" + strings.Join(a.Names, " ")})
+				return hook.Run(ctx, cmd, "CERTKEEPER_ALERT_JSON="+string(payload),
+					"CERTKEEPER_ALERT_REASON="+a.Reason, "CERTKEEPER_ALERT_MESSAGE="+a.Message,
+					"CERTKEEPER_NAMES="+strings.Join(a.Names, " "))
 			}
 		}
 	}
