@@ -15,7 +15,14 @@
 // embed certkeeper (they have their own service wrappers).
 package winservice
 
-import "path/filepath"
+import (
+	"errors"
+	"path/filepath"
+)
+
+// ErrNotWindows is the error of every function on other systems.
+var ErrNotWindows = errors.New("certkeeper service is for Windows; on Linux use deploy/certkeeper.service (systemd), " +
+	"on macOS deploy/com.certkeeper.proxy.plist (launchd)")
 
 // LogFile is where Run sends the output of the service named name, below
 // programData (the value of %ProgramData%).

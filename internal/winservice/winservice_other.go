@@ -4,13 +4,8 @@ package winservice
 
 import (
 	"context"
-	"errors"
 	"io"
 )
-
-// ErrNotWindows is the error of every function on other systems.
-var ErrNotWindows = errors.New("certkeeper service is for Windows; on Linux use deploy/certkeeper.service (systemd), " +
-	"on macOS deploy/com.certkeeper.proxy.plist (launchd)")
 
 // Install registers the service name, running this executable with args
 // (on Windows).
