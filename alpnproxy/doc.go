@@ -22,7 +22,14 @@
 // ReadTimeout, at most MaxConns connections are handled at once (more are
 // closed at once), and a spliced connection idle for IdleTimeout is closed.
 //
+// A [Runner] runs a Server as a daemon around a certificate issue, as
+// `certkeeper alpn-proxy start` does: it installs the redirect rules of
+// package alpnproxy/iptables while it serves, writes a [Pidfile] once it is
+// ready, and drains on the end of its context; [Pidfile.Stop] ends it from
+// another process (`certkeeper alpn-proxy stop`), so a Go program can do
+// both without the command.
+//
 // The package does not terminate TLS, look at certificates, or install
-// firewall rules that redirect port 443 to it (package alpnproxy/iptables
-// does, on Linux); `certkeeper alpn-proxy` runs both.
+// firewall rules itself (package alpnproxy/iptables does, on Linux, and
+// only a Runner given Rules uses it).
 package alpnproxy

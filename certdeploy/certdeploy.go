@@ -23,13 +23,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 
+	"github.com/certkeeper/certkeeper/internal/hook"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -221,12 +220,7 @@ func sortedKeys(m map[string]bool) []string {
 // run runs a shell command in dir with CERTKEEPER_DEPLOY_DIR set, and
 // returns its combined output.
 func run(ctx context.Context, command, dir string) (string, error) {
-	var c *exec.Cmd
-	if runtime.GOOS == "windows" {
-		c = exec.CommandContext(ctx, "cmd", "/C", command)
-	} else {
-		c = exec.CommandContext(ctx, "sh", "-c", command)
-	}
+	c := hook.Command(ctx, command)
 	c.Env = append(os.Environ(), "CERTKEEPER_DEPLOY_DIR="+dir)
 	var out bytes.Buffer
 	c.Stdout, c.Stderr = &out, &out

@@ -5,19 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/certkeeper/certkeeper/alpnproxy"
 	"github.com/certkeeper/certkeeper/alpnproxy/iptables"
-	"github.com/certkeeper/certkeeper/internal/atomicfile"
 )
 
 // The environment variables of letsdebug/acme-alpn-proxy that alpn-proxy
@@ -160,108 +155,41 @@ running as that user (root) are not redirected.
 	}
 }
 
-// runALPNProxy serves srv on listen until ctx ends. Unless rules is nil,
-// the redirect rules are installed while it serves (an empty spec means the
-// default for the port listened on). The pidfile is written once the proxy
-// listens and its rules are in place, so that it also tells a script the
-// proxy is ready.
-func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, pidfile string, drain time.Duration, rules *iptables.Redirect) (err error) {
-	if pid, err := readPidfile(pidfile); err == nil && processAlive(pid) {
-		return fmt.Errorf("already running as process %d (pidfile %s): stop it with certkeeper alpn-proxy stop", pid, pidfile)
+// runALPNProxy runs srv as alpn-proxy start does (alpnproxy.Runner) and
+// prints its steps.
+func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, pidfile string, drain time.Duration, rules *iptables.Redirect) error {
+	serverGC()
+	r := &alpnproxy.Runner{Server: srv, Addr: listen, Pidfile: alpnproxy.Pidfile(pidfile), Drain: drain, Rules: rules,
+		Notify: func(e alpnproxy.Event) { printALPNProxyEvent(env, srv, pidfile, drain, e) }}
+	err := r.Run(ctx)
+	if _, ok := errors.AsType[*alpnproxy.RunningError](err); ok {
+		return fmt.Errorf("%w: stop it with certkeeper alpn-proxy stop", err)
 	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", listen, err)
-	}
-	loop := newServeLoop(env, nil, nil) // no upgrades, no reload
-	loop.serve(srv, func() error { return srv.Serve(ln) })
-	abort := func(err error) error {
-		srv.Close()
-		<-loop.errc
-		return err
-	}
-	if rules != nil {
-		if err := installRules(ctx, env, rules, ln.Addr()); err != nil {
-			return abort(err)
+	return err
+}
+
+// printALPNProxyEvent prints a step of alpn-proxy start to stderr.
+func printALPNProxyEvent(env *Env, srv *alpnproxy.Server, pidfile string, drain time.Duration, e alpnproxy.Event) {
+	switch e.Kind {
+	case alpnproxy.InstallingRules:
+		if tcp, ok := e.Addr.(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
+			fmt.Fprintf(env.Stderr, "certkeeper: note: --listen %s is a loopback address: REDIRECT in PREROUTING sends connections from other hosts to the receiving interface's address, which it does not listen on; use --listen :%d\n", e.Addr, tcp.Port)
 		}
-		// Removed before draining, so that new connections go straight to
-		// the web server while the proxy finishes the ones it has; this
-		// deferred call is for the error returns.
-		defer func() {
-			if rules == nil {
-				return
-			}
-			if rerr := removeRules(env, rules); rerr != nil {
-				err = errors.Join(err, rerr)
-			}
-		}()
+	case alpnproxy.RulesAdded:
+		fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy added iptables rules: %s\n", strings.Join(e.Spec, " "))
+	case alpnproxy.Listening:
+		fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy listening on %s: acme-tls/1 to %s, the rest to %s (pidfile %s)\n",
+			e.Addr, srv.ALPNAddr, srv.FallbackAddr, pidfile)
+	case alpnproxy.RulesRemoved:
+		fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy removed its iptables rules\n")
+	case alpnproxy.Draining:
+		fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy stopping: waiting up to %s for %d open connections\n", drain, e.Open)
+	case alpnproxy.Finished:
+		st := e.Stats
+		fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy stopped: %d connections, %d to --alpn, %d to --fallback, %d closed over --max-conns, %d closed idle\n",
+			st.Accepted, st.ALPN, st.Fallback, st.Rejected, st.IdleClosed)
 	}
-	if err := writePidfile(pidfile, os.Getpid()); err != nil {
-		return abort(err)
-	}
-	defer removePidfile(env, pidfile, os.Getpid())
-	env.Logger.Info("alpn-proxy listening", slog.String("addr", ln.Addr().String()),
-		slog.String("alpn", srv.ALPNAddr), slog.String("fallback", srv.FallbackAddr))
-	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy listening on %s: acme-tls/1 to %s, the rest to %s (pidfile %s)\n",
-		ln.Addr(), srv.ALPNAddr, srv.FallbackAddr, pidfile)
-	if failed, err := loop.wait(ctx); failed {
-		return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
-	}
-	if rules != nil {
-		if rerr := removeRules(env, rules); rerr != nil {
-			err = rerr
-		}
-		rules = nil // removed: the deferred removal has nothing to do
-	}
-	open := srv.Stats().Active
-	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy stopping: waiting up to %s for %d open connections\n", drain, open)
-	dctx, cancel := context.WithTimeout(context.Background(), drain)
-	defer cancel()
-	serr := srv.Shutdown(dctx)
-	<-loop.errc
-	st := srv.Stats()
-	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy stopped: %d connections, %d to --alpn, %d to --fallback, %d closed over --max-conns, %d closed idle\n",
-		st.Accepted, st.ALPN, st.Fallback, st.Rejected, st.IdleClosed)
-	if serr != nil {
-		serr = fmt.Errorf("draining: connections still open after %s were closed: %w", drain, serr)
-	}
-	return errors.Join(err, serr)
 }
-
-// installRules removes the tagged rules an earlier proxy left and adds
-// rules, defaulting its spec to a redirect of port 443 to addr's port. On
-// failure no tagged rule is left.
-func installRules(ctx context.Context, env *Env, rules *iptables.Redirect, addr net.Addr) error {
-	tcp, _ := addr.(*net.TCPAddr)
-	if len(rules.Spec) == 0 && tcp != nil {
-		rules.Spec = iptables.DefaultSpec(tcp.Port)
-	}
-	if tcp != nil && tcp.IP.IsLoopback() {
-		fmt.Fprintf(env.Stderr, "certkeeper: note: --listen %s is a loopback address: REDIRECT in PREROUTING sends connections from other hosts to the receiving interface's address, which it does not listen on; use --listen :%d\n", addr, tcp.Port)
-	}
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), iptablesTimeout)
-	defer cancel()
-	if err := rules.Install(ictx); err != nil {
-		return fmt.Errorf("adding iptables rules: %w", err)
-	}
-	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy added iptables rules: %s\n", strings.Join(rules.Spec, " "))
-	return nil
-}
-
-// removeRules removes the tagged rules, on a context of its own: the one
-// the proxy ran on has ended by now.
-func removeRules(env *Env, rules *iptables.Redirect) error {
-	ctx, cancel := context.WithTimeout(context.Background(), iptablesTimeout)
-	defer cancel()
-	if err := rules.Remove(ctx); err != nil {
-		return fmt.Errorf("removing iptables rules: %w", err)
-	}
-	fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy removed its iptables rules\n")
-	return nil
-}
-
-// iptablesTimeout bounds adding or removing the rules.
-const iptablesTimeout = 30 * time.Second
 
 // flagSet reports whether the flag name was given on the command line.
 func flagSet(fs *flag.FlagSet, name string) bool {
@@ -299,111 +227,32 @@ process that no longer runs, means there is nothing to stop: the exit status is 
 	}
 }
 
-// stopALPNProxy signals the process in pidfile and waits for it to exit.
+// stopALPNProxy signals the process in pidfile, waits for it to exit and
+// says what it found.
 func stopALPNProxy(ctx context.Context, env *Env, pidfile string, timeout time.Duration) error {
-	pid, err := readPidfile(pidfile)
-	if errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintf(env.Stdout, "alpn-proxy is not running (no %s)\n", pidfile)
-		return nil
-	}
+	res, pid, err := alpnproxy.Pidfile(pidfile).Stop(ctx, timeout)
 	if err != nil {
 		return err
 	}
-	p, err := os.FindProcess(pid)
-	if err == nil {
-		err = p.Signal(syscall.SIGTERM)
-	}
-	if errors.Is(err, os.ErrProcessDone) {
-		removeStale(env, pidfile, pid)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("signalling process %d from %s: %w", pid, pidfile, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if !processAlive(pid) {
-			if _, err := os.Stat(pidfile); err == nil {
-				removeStale(env, pidfile, pid)
-				return nil
-			}
-			fmt.Fprintf(env.Stdout, "alpn-proxy stopped (process %d)\n", pid)
-			return nil
+	switch res {
+	case alpnproxy.NotRunning:
+		fmt.Fprintf(env.Stdout, "alpn-proxy is not running (no %s)\n", pidfile)
+	case alpnproxy.Stale:
+		if err := alpnproxy.Pidfile(pidfile).Remove(pid); err != nil {
+			env.Logger.Warn("removing pidfile failed", slog.String("pidfile", pidfile), slog.Any("err", err))
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("process %d (pidfile %s) still running after %s: %w", pid, pidfile, timeout, ctx.Err())
-		case <-tick.C:
-		}
-	}
-}
-
-// removeStale removes a pidfile whose process no longer runs.
-func removeStale(env *Env, pidfile string, pid int) {
-	removePidfile(env, pidfile, pid)
-	fmt.Fprintf(env.Stdout, "alpn-proxy is not running (process %d is gone; removed %s)\n", pid, pidfile)
-}
-
-// defaultPidfile is where start and stop meet when --pidfile is not given.
-func defaultPidfile() string {
-	const name = "certkeeper-alpn-proxy.pid"
-	if p := os.Getenv(pidfileEnv); p != "" {
-		return p
-	}
-	if os.Geteuid() == 0 {
-		return filepath.Join("/run", name)
-	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, name)
-	}
-	// The temporary directory is shared: the user ID keeps users apart.
-	return filepath.Join(os.TempDir(), fmt.Sprintf("certkeeper-alpn-proxy-%d.pid", os.Getuid()))
-}
-
-// writePidfile writes pid to path atomically: stop never reads half a
-// number.
-func writePidfile(path string, pid int) error {
-	if err := atomicfile.WriteFile(path, fmt.Appendf(nil, "%d\n", pid), 0o644); err != nil {
-		return fmt.Errorf("writing pidfile %s: %w", path, err)
+		fmt.Fprintf(env.Stdout, "alpn-proxy is not running (process %d is gone; removed %s)\n", pid, pidfile)
+	case alpnproxy.Stopped:
+		fmt.Fprintf(env.Stdout, "alpn-proxy stopped (process %d)\n", pid)
 	}
 	return nil
 }
 
-// readPidfile returns the process ID in path; a missing file wraps
-// fs.ErrNotExist.
-func readPidfile(path string) (int, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0, fmt.Errorf("reading pidfile: %w", err)
+// defaultPidfile is where start and stop meet when --pidfile is not given:
+// $ACME_ALPN_PROXY_PIDFILE, else alpnproxy.DefaultPidfile.
+func defaultPidfile() string {
+	if p := os.Getenv(pidfileEnv); p != "" {
+		return p
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("pidfile %s holds %q, not a process ID", path, data)
-	}
-	return pid, nil
-}
-
-// removePidfile removes path if it still names pid: a newer proxy's
-// pidfile is left alone.
-func removePidfile(env *Env, path string, pid int) {
-	if got, err := readPidfile(path); err != nil || got != pid {
-		return
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		env.Logger.Warn("removing pidfile failed", slog.String("pidfile", path), slog.Any("err", err))
-	}
-}
-
-// processAlive reports whether process pid exists (signal 0 checks without
-// sending anything; EPERM means it exists but belongs to another user).
-func processAlive(pid int) bool {
-	p, err := os.FindProcess(pid)
-	if err != nil {
-		return false
-	}
-	err = p.Signal(syscall.Signal(0))
-	return err == nil || errors.Is(err, syscall.EPERM)
+	return string(alpnproxy.DefaultPidfile())
 }

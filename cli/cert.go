@@ -2,15 +2,12 @@ package cli
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -191,7 +188,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	}
 	got, err := certkeeper.Issue(ctx, st, certkeeper.IssueRequest{
 		Names: names, Issuers: chain, KeyType: keyType, Email: f.Email, Progress: progress,
-		Replaces: previousLeaf(ctx, st, iss.ID(), names),
+		Replaces: storage.CurrentLeaf(ctx, st, iss.ID(), names),
 	})
 	if err != nil {
 		return explainIssueError(err, f)
@@ -236,7 +233,7 @@ func (f *issueFlags) request() ([]string, []byte, issuer.KeyType, error) {
 		return nil, nil, "", err
 	}
 	if !f.noApex {
-		names = withApex(names)
+		names = hostname.WithApex(names)
 	}
 	keyType, err := issuer.ParseKeyType(f.KeyType)
 	if err != nil {
@@ -248,28 +245,6 @@ func (f *issueFlags) request() ([]string, []byte, issuer.KeyType, error) {
 		return nil, nil, "", usagef("--challenge %q: use http-01, tls-alpn-01, dns-01 or dns-persist-01", f.challenge)
 	}
 	return names, csrDER, keyType, nil
-}
-
-// previousLeaf returns the stored certificate for exactly these names, if
-// any, so a new order can name it as the one it replaces (ARI).
-func previousLeaf(ctx context.Context, st storage.Storage, issuerID string, names []string) *x509.Certificate {
-	key, err := storage.CertificateKey(issuerID, names[0])
-	if err != nil {
-		return nil
-	}
-	data, err := st.Load(ctx, key)
-	if err != nil {
-		return nil
-	}
-	rec, err := storage.UnmarshalCertificate(key, data)
-	if err != nil || strings.Join(rec.Names, ",") != strings.Join(names, ",") {
-		return nil
-	}
-	leaf, err := rec.Leaf()
-	if err != nil || time.Now().After(leaf.NotAfter) {
-		return nil
-	}
-	return leaf
 }
 
 // issuer is the issuer the flags choose, with a func that stops its
@@ -366,62 +341,22 @@ func explainIssueError(err error, f *issueFlags) error {
 // wildcards allowed: the CA refuses what it cannot issue), dropping
 // duplicates and keeping the order.
 func normalizeNames(in []string) ([]string, error) {
-	n := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
-	var out []string
-	seen := make(map[string]bool)
-	for _, raw := range in {
-		name, err := n.Normalize(raw)
-		if err != nil {
-			return nil, usagef("-d: %v", err)
-		}
-		if !seen[name] {
-			seen[name] = true
-			out = append(out, name)
-		}
+	out, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.NormalizeAll(in)
+	if err != nil {
+		return nil, usagef("-d: %v", err)
 	}
 	return out, nil
 }
 
-// withApex adds the apex of every www. name that is not there yet, after
-// the names given (a certificate for www.a.example nearly always needs
-// a.example too).
-func withApex(names []string) []string {
-	out := names
-	for _, n := range names {
-		if apex, ok := strings.CutPrefix(n, "www."); ok && strings.Contains(apex, ".") && !slices.Contains(out, apex) {
-			out = append(out, apex)
-		}
-	}
-	return out
-}
-
-// readCSR reads a PEM (or DER) certificate request, checks its signature,
-// and returns it with its names (SANs; the CN if there are none).
+// readCSR reads the --csr request (certfile.ParseCSR).
 func readCSR(file string) ([]byte, []string, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--csr: %w", err)
 	}
-	der := data
-	if b, _ := pem.Decode(data); b != nil {
-		der = b.Bytes
-	}
-	csr, err := x509.ParseCertificateRequest(der)
+	der, names, err := certfile.ParseCSR(data)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--csr %s: not a certificate request: %w", file, err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, nil, fmt.Errorf("--csr %s: bad signature: %w", file, err)
-	}
-	names := slices.Clone(csr.DNSNames)
-	for _, ip := range csr.IPAddresses {
-		names = append(names, ip.String())
-	}
-	if len(names) == 0 && csr.Subject.CommonName != "" {
-		names = []string{csr.Subject.CommonName}
-	}
-	if len(names) == 0 {
-		return nil, nil, fmt.Errorf("--csr %s: the request names no DNS name or IP address", file)
+		return nil, nil, fmt.Errorf("--csr %s: %w", file, err)
 	}
 	return der, names, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -137,11 +136,9 @@ Files are 0600; run deploy as the user the server reads them as (or root).`,
 	}
 }
 
-// startDeploy runs the proxy's deploy mode, if configured: every
-// certificate in storage is deployed now, and again after each issuance
-// and renewal (events arriving during a deployment are handled by one
-// more). A failed deployment is logged; the previous files keep serving.
-// stop ends it and waits.
+// startDeploy runs the proxy's deploy mode, if configured
+// (certdeploy.Deployer.Follow): every certificate in storage is deployed
+// now, and again after each issuance and renewal. stop ends it and waits.
 func startDeploy(ctx context.Context, env *Env, f deployFlags, m *certkeeper.Manager, st storage.Storage) (stop func(), err error) {
 	if f.Format == "" && f.Out == "" {
 		return func() {}, nil
@@ -150,48 +147,5 @@ func startDeploy(ctx context.Context, env *Env, f deployFlags, m *certkeeper.Man
 	if err != nil {
 		return nil, err
 	}
-	events, unwatch := m.Watch()
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	deploy := func() {
-		dctx, dcancel := context.WithTimeout(ctx, 5*time.Minute)
-		defer dcancel()
-		certs, err := certdeploy.Stored(dctx, st, nil)
-		if err == nil && len(certs) > 0 {
-			_, err = d.Deploy(dctx, certs)
-		}
-		if err != nil {
-			env.Logger.Error("deploying certificates failed; the previous files stay", slog.String("dir", f.Out), slog.Any("err", err))
-		}
-	}
-	go func() {
-		defer close(done)
-		deploy()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-events:
-				if !ok {
-					return
-				}
-				if e.Kind != certkeeper.Obtained && e.Kind != certkeeper.Renewed {
-					continue
-				}
-				for drained := false; !drained; {
-					select {
-					case <-events:
-					default:
-						drained = true
-					}
-				}
-				deploy()
-			}
-		}
-	}()
-	return func() {
-		cancel()
-		unwatch()
-		<-done
-	}, nil
+	return d.Follow(ctx, m, st), nil
 }

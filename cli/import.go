@@ -6,13 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/migrate"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -103,31 +101,22 @@ Exit status: 0 all imported (or unchanged, or kept), 1 something was skipped or 
 	}
 }
 
-// importRoots are the roots imported chains must verify against: the
-// system's, those in file (--ca-roots), and the root of the local CA in st
-// if it has one.
+// importRoots are the roots imported chains must verify against
+// (migrate.TrustedRoots), with those in file (--ca-roots).
 func importRoots(ctx context.Context, st storage.Storage, file string) (*x509.CertPool, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
+	var extra []byte
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("--ca-roots: %w", err)
 		}
-		if !pool.AppendCertsFromPEM(data) {
-			return nil, fmt.Errorf("--ca-roots %s: no PEM certificates found", file)
-		}
+		extra = data
 	}
-	root, err := (&localca.CA{Storage: st}).StoredRoot(ctx)
-	switch {
-	case err == nil:
-		pool.AddCert(root)
-	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("reading the local CA's root to verify imported chains: %w", err)
+	pool, err := migrate.TrustedRoots(ctx, st, extra)
+	if errors.Is(err, migrate.ErrNoRoots) {
+		return nil, fmt.Errorf("--ca-roots %s: %w", file, err)
 	}
-	return pool, nil
+	return pool, err
 }
 
 // printImport writes one line per entry: result, kind, subject, source,

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/alpnproxy"
 	"github.com/certkeeper/certkeeper/alpnproxy/iptables"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 )
@@ -113,7 +114,7 @@ func testIPTablesInNetns(t *testing.T) {
 		t.Helper()
 		p := startALPNProxy(t, pidfile, args...)
 		for deadline := time.Now().Add(30 * time.Second); ; {
-			if pid, err := readPidfile(pidfile); err == nil && pid == p.cmd.Process.Pid {
+			if pid, err := alpnproxy.Pidfile(pidfile).Read(); err == nil && pid == p.cmd.Process.Pid {
 				return p
 			}
 			select {

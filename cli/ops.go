@@ -12,6 +12,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/alert"
+	"github.com/certkeeper/certkeeper/internal/hook"
 	"github.com/certkeeper/certkeeper/monitor"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -106,9 +107,9 @@ func (o *opsConfig) monitor(env *Env, listen func(name, addr string) (net.Listen
 		}
 		if cmd := o.AlertExec; cmd != "" {
 			c.Alerter.Exec = func(ctx context.Context, a alert.Alert, payload []byte) error {
-				return runHook(ctx, cmd, []string{"CERTKEEPER_ALERT_JSON=" + string(payload),
-					"CERTKEEPER_ALERT_REASON=" + a.Reason, "CERTKEEPER_ALERT_MESSAGE=" + a.Message,
-					"CERTKEEPER_NAMES=" + strings.Join(a.Names, " ")})
+				return hook.Run(ctx, cmd, "CERTKEEPER_ALERT_JSON="+string(payload),
+					"CERTKEEPER_ALERT_REASON="+a.Reason, "CERTKEEPER_ALERT_MESSAGE="+a.Message,
+					"CERTKEEPER_NAMES="+strings.Join(a.Names, " "))
 			}
 		}
 	}

@@ -5,11 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"runtime"
-	"slices"
-	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -32,6 +27,8 @@ type renewFlags struct {
 	deployHook string
 	preHook    string
 	postHook   string
+	// hooks runs the remembered hooks of this run.
+	hooks renew.Hooks
 }
 
 func certRenewCmd() *Command {
@@ -88,25 +85,6 @@ Exit status: 0 all good, 1 something failed (each is named in the summary), 2 ba
 	}
 }
 
-// parseGrace parses a duration, accepting a "d" suffix for days.
-func parseGrace(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseFloat(days, 64)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("%q is not a number of days", s)
-		}
-		return time.Duration(n * float64(24*time.Hour)), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%q is not a duration such as 7d or 36h", s)
-	}
-	return d, nil
-}
-
 // renewFiles runs "cert renew": the flags become a renew.Renewer, whose
 // results become the summary and the exit status.
 func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
@@ -153,7 +131,7 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 // renewer is the Renewer the flags describe, without its directory,
 // storage and issuers.
 func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
-	grace, err := parseGrace(f.grace)
+	grace, err := renew.ParseGrace(f.grace)
 	if err != nil {
 		return nil, usagef("--grace: %v", err)
 	}
@@ -172,40 +150,9 @@ func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
 		Override: override, NewKey: f.newKey, Grace: grace, Force: f.force, DryRun: f.dryRun, Want: want,
 		Progress: func(name, step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s: %s\n", name, step) },
 	}
-	// Hooks are remembered per certificate; each pre-hook runs once, before
-	// the first certificate that has it.
-	preHooks := map[string]error{}
-	r.BeforeRenew = func(ctx context.Context, j *renew.Result) error {
-		h := j.Settings.PreHook
-		if h == "" {
-			return nil
-		}
-		if err, done := preHooks[h]; done {
-			return err
-		}
-		err := runHook(ctx, h, nil)
-		if err != nil {
-			err = fmt.Errorf("pre-hook failed, not renewed: %w", err)
-		}
-		preHooks[h] = err
-		return err
-	}
-	r.AfterRenew = func(ctx context.Context, j *renew.Result) error {
-		if j.Settings.DeployHook == "" {
-			return nil
-		}
-		err := runHook(ctx, j.Settings.DeployHook, []string{
-			"CERTKEEPER_NAME=" + j.Names[0],
-			"CERTKEEPER_NAMES=" + strings.Join(j.Names, " "),
-			"CERTKEEPER_CERT_FILE=" + j.Paths.Cert,
-			"CERTKEEPER_KEY_FILE=" + j.Paths.Key,
-			"CERTKEEPER_NOT_AFTER=" + j.NotAfter.UTC().Format(time.RFC3339),
-		})
-		if err != nil {
-			return fmt.Errorf("deploy hook: %w", err)
-		}
-		return nil
-	}
+	// Hooks are remembered per certificate (renew.Hooks).
+	f.hooks = renew.Hooks{}
+	r.BeforeRenew, r.AfterRenew = f.hooks.BeforeRenew, f.hooks.AfterRenew
 	return r, nil
 }
 
@@ -213,11 +160,7 @@ func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
 // summary and turns failures into the exit status.
 func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Result) error {
 	failed := 0
-	var postHooks []string
 	for _, j := range results {
-		if h := j.Settings.PostHook; h != "" && !j.NotAfter.IsZero() && !slices.Contains(postHooks, h) {
-			postHooks = append(postHooks, h)
-		}
 		switch {
 		case j.Action == renew.Failed && !j.NotAfter.IsZero():
 			failed++ // renewed, but its deploy hook failed
@@ -228,11 +171,9 @@ func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Resu
 			failed++
 		}
 	}
-	for _, h := range postHooks {
-		if err := runHook(ctx, h, nil); err != nil {
-			printSummary(env, results)
-			return fmt.Errorf("the certificates were renewed, but the post-hook failed: %w", err)
-		}
+	if err := f.hooks.Post(ctx, results); err != nil {
+		printSummary(env, results)
+		return fmt.Errorf("the certificates were renewed, but the post-hook failed: %w", err)
 	}
 	printSummary(env, results)
 	if failed > 0 {
@@ -279,22 +220,6 @@ func readWant(file string) ([][]string, error) {
 		return nil, usagef("--want %s %v", file, err)
 	}
 	return want, nil
-}
-
-// runHook runs cmd with the shell, with extra environment variables.
-func runHook(ctx context.Context, cmd string, extraEnv []string) error {
-	var c *exec.Cmd
-	if runtime.GOOS == "windows" {
-		c = exec.CommandContext(ctx, "cmd", "/C", cmd)
-	} else {
-		c = exec.CommandContext(ctx, "sh", "-c", cmd)
-	}
-	c.Env = append(os.Environ(), extraEnv...)
-	out, err := c.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%q: %w: %s", cmd, err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }
 
 func printSummary(env *Env, results []*renew.Result) {

@@ -121,19 +121,6 @@ func TestCertRenewBatch(t *testing.T) {
 	}
 }
 
-func TestParseGrace(t *testing.T) {
-	for in, want := range map[string]time.Duration{"7d": 7 * 24 * time.Hour, "36h": 36 * time.Hour, "0.5d": 12 * time.Hour, "": 0} {
-		if got, err := parseGrace(in); err != nil || got != want {
-			t.Errorf("parseGrace(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"7 days", "-1d", "x"} {
-		if _, err := parseGrace(bad); err == nil {
-			t.Errorf("parseGrace(%q) succeeded", bad)
-		}
-	}
-}
-
 // TestCertRevoke: revoked by the account and by the certificate's own key;
 // Pebble's management API reports each revoked with the given reason.
 func TestCertRevoke(t *testing.T) {

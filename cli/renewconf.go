@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -27,9 +26,6 @@ func flagOf(key string) string { return strings.ReplaceAll(key, "_", "-") }
 // hookKeys are the settings cert renew runs itself (renew.go), not flags
 // of the issuer.
 var hookKeys = []string{"deploy_hook", "pre_hook", "post_hook"}
-
-// pathKeys are the settings that name files, remembered as absolute paths.
-var pathKeys = []string{"ca_roots", "tsig_key_file", "dns_api_key_file"}
 
 // settingsFromFlags returns the remembered settings given on fs's command
 // line, and those named in always even at their defaults (cert issue
@@ -52,26 +48,13 @@ func settingsFromFlags(fs *flag.FlagSet, always ...string) (renew.Settings, erro
 			values = l.entries()
 		}
 		for _, v := range values {
-			if v != "" && slices.Contains(pathKeys, key) {
-				v = absPath(v) // cron runs cert renew from another directory
-			}
-			if name, file, ok := strings.Cut(v, "="); ok && key == "dns_setting_file" {
-				v = name + "=" + absPath(file)
-			}
 			if err := s.Set(key, v); err != nil {
 				return renew.Settings{}, usagef("--%s: %v", name, err)
 			}
 		}
 	}
+	s.Absolute() // cron runs cert renew from another directory
 	return s, nil
-}
-
-// absPath is path made absolute, or path when that fails.
-func absPath(path string) string {
-	if abs, err := filepath.Abs(path); err == nil {
-		return abs
-	}
-	return path
 }
 
 // withSettings returns the flags to issue with for a certificate's

@@ -4,33 +4,15 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
 )
-
-// revocationReasons are the RFC 5280 §5.3.1 reason codes by name.
-var revocationReasons = map[string]int{
-	"unspecified":          0,
-	"keyCompromise":        1,
-	"affiliationChanged":   3,
-	"superseded":           4,
-	"cessationOfOperation": 5,
-}
-
-func reasonNames() string {
-	var names []string
-	for n := range revocationReasons {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return strings.Join(names, ", ")
-}
 
 func certRevokeCmd() *Command {
 	var certFile, keyFile, reason string
@@ -46,7 +28,7 @@ needed: the way to revoke a certificate whose key has leaked).
 	certkeeper cert revoke --cert /etc/ssl/certs/a.example.pem --reason superseded
 	certkeeper cert revoke --cert a.pem --key a.key --reason keyCompromise
 
-Reasons (RFC 5280): ` + reasonNames() + `.`,
+Reasons (RFC 5280): ` + acmeca.RevocationReasons() + `.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&certFile, "cert", "", "PEM `FILE` of the certificate (a chain file is fine: its first certificate is revoked)")
 			fs.StringVar(&keyFile, "key", "", "sign with this private key `FILE` of the certificate instead of the account")
@@ -61,9 +43,9 @@ Reasons (RFC 5280): ` + reasonNames() + `.`,
 			if certFile == "" {
 				return usagef("--cert is required")
 			}
-			code, ok := revocationReasons[reason]
+			code, ok := acmeca.RevocationReason(reason)
 			if !ok {
-				return usagef("--reason %q: use one of %s", reason, reasonNames())
+				return usagef("--reason %q: use one of %s", reason, acmeca.RevocationReasons())
 			}
 			cert, err := readCertFile(certFile)
 			if err != nil {
@@ -97,24 +79,15 @@ Reasons (RFC 5280): ` + reasonNames() + `.`,
 	}
 }
 
-// readCertFile reads the first certificate of a PEM file.
+// readCertFile reads the first certificate of the --cert PEM file.
 func readCertFile(file string) (*x509.Certificate, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("--cert: %w", err)
 	}
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			return nil, fmt.Errorf("--cert %s: no PEM certificate", file)
-		}
-		if b.Type == "CERTIFICATE" {
-			c, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("--cert %s: %w", file, err)
-			}
-			return c, nil
-		}
+	c, err := certfile.ParseFirstCertificate(data)
+	if err != nil {
+		return nil, fmt.Errorf("--cert %s: %w", file, err)
 	}
+	return c, nil
 }

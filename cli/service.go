@@ -3,6 +3,9 @@ package cli
 import (
 	"context"
 	"flag"
+	"io"
+
+	"github.com/certkeeper/certkeeper/internal/winservice"
 )
 
 // defaultServiceName is the Windows service's name unless --name says
@@ -43,7 +46,7 @@ runs this executable with COMMAND and ARGS:
 			if len(args) == 0 {
 				return usagef("service install needs the command to run after --, e.g. -- proxy --config FILE")
 			}
-			return installService(name, args)
+			return winservice.Install(name, args)
 		},
 	}
 }
@@ -61,7 +64,7 @@ func serviceUninstallCmd() *Command {
 			if len(args) > 0 {
 				return usagef("unexpected arguments %q", args)
 			}
-			return uninstallService(name)
+			return winservice.Uninstall(name)
 		},
 	}
 }
@@ -82,7 +85,9 @@ Windows shuts down.`,
 			if len(args) == 0 {
 				return usagef("service run needs the command to run after --")
 			}
-			return runService(ctx, name, args)
+			return winservice.Run(name, func(ctx context.Context, logs io.Writer) int {
+				return run(ctx, &Env{Stdout: logs, Stderr: logs}, args)
+			})
 		},
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/internal/term"
 	"github.com/certkeeper/certkeeper/storage/archive"
 )
 
@@ -84,7 +85,7 @@ Keep it as private as --storage itself, and delete it once imported.`,
 			defer closeStorage()
 			var stats archive.ExportStats
 			if out == "" || out == "-" {
-				if isTerminal(env.Stdout) {
+				if term.IsTerminal(env.Stdout) {
 					return errors.New("refusing to write an archive holding private keys to a terminal: use --out FILE, or redirect stdout")
 				}
 				out = "stdout"
@@ -139,7 +140,7 @@ could be replaced by the archive's older one.`,
 			var r io.Reader
 			name := args[0]
 			if name == "-" {
-				if isTerminal(os.Stdin) {
+				if term.IsTerminal(os.Stdin) {
 					return errors.New("refusing to read an archive from a terminal: give its FILE, or redirect stdin")
 				}
 				r, name = os.Stdin, "stdin"
@@ -195,24 +196,6 @@ func conflictError(storageDir string, keys []string) error {
 	}
 	b.WriteString("Run again with --overwrite to replace them with the archive's values.")
 	return errors.New(b.String())
-}
-
-// isTerminal reports whether v is a terminal: a character device other
-// than the null device. It needs no terminal library, at the price of also
-// refusing other character devices, which no one writes an archive to.
-func isTerminal(v any) bool {
-	f, ok := v.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
-		return false
-	}
-	if null, err := os.Stat(os.DevNull); err == nil && os.SameFile(fi, null) {
-		return false
-	}
-	return true
 }
 
 // byteSize formats n for people: 512 B, 14.2 KiB, 3.0 MiB.

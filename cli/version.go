@@ -3,8 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
-	"runtime"
-	"runtime/debug"
+
+	"github.com/certkeeper/certkeeper/internal/buildinfo"
 )
 
 // version is set at build time with -ldflags
@@ -12,24 +12,8 @@ import (
 // otherwise the module version or VCS revision from the build info is used.
 var version = ""
 
-func versionString() string {
-	v := version
-	if v == "" {
-		v = "devel"
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			} else {
-				for _, s := range bi.Settings {
-					if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-						v = "devel-" + s.Value[:12]
-					}
-				}
-			}
-		}
-	}
-	return fmt.Sprintf("certkeeper %s (%s %s/%s)", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
+// versionString names this build (buildinfo.String).
+func versionString() string { return buildinfo.String(version) }
 
 func versionCmd() *Command {
 	return &Command{

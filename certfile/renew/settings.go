@@ -336,3 +336,29 @@ func SaveSettings(path string, s Settings) error {
 	}
 	return nil
 }
+
+// Absolute makes the settings that name files absolute, relative to the
+// working directory: CARoots, TSIGKeyFile, DNSAPIKeyFile and the FILE of
+// each DNSSettingFiles entry (NAME=FILE). A renewal runs from cron, in
+// another directory than the command that remembered them. A path that
+// cannot be made absolute is left as it is; empty ones stay empty.
+func (s *Settings) Absolute() {
+	for _, p := range []*string{&s.CARoots, &s.TSIGKeyFile, &s.DNSAPIKeyFile} {
+		if *p != "" {
+			*p = absPath(*p)
+		}
+	}
+	for i, entry := range s.DNSSettingFiles {
+		if name, file, ok := strings.Cut(entry, "="); ok {
+			s.DNSSettingFiles[i] = name + "=" + absPath(file)
+		}
+	}
+}
+
+// absPath is path made absolute, or path when that fails.
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}

@@ -194,3 +194,21 @@ func TestParseSettingsRenamedKey(t *testing.T) {
 		t.Errorf("keys written = %v, want tls_alpn_addr and not tls_addr", keys)
 	}
 }
+
+// TestSettingsAbsolute: the settings naming files become absolute, the
+// rest (and empty ones) stay as they are.
+func TestSettingsAbsolute(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs := filepath.Join(wd, "roots.pem")
+	s := Settings{CARoots: "roots.pem", TSIGKeyFile: abs, DNSExec: "hook.sh",
+		DNSSettingFiles: []string{"token=token.txt"}}
+	s.Absolute()
+	want := Settings{CARoots: abs, TSIGKeyFile: abs, DNSExec: "hook.sh",
+		DNSSettingFiles: []string{"token=" + filepath.Join(wd, "token.txt")}}
+	if !reflect.DeepEqual(s, want) {
+		t.Errorf("Absolute() gave %+v, want %+v", s, want)
+	}
+}

@@ -1,11 +1,12 @@
 //go:build windows
 
-package cli
+package winservice
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,8 +15,10 @@ import (
 	"golang.org/x/sys/windows/svc/mgr"
 )
 
-// installService registers the service with the service manager.
-func installService(name string, args []string) error {
+// Install registers the service name with the service manager: automatic
+// start, restarted 5 s after a failure, running this executable as
+// "service run --name NAME -- ARGS".
+func Install(name string, args []string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding the executable: %w", err)
@@ -44,8 +47,8 @@ func installService(name string, args []string) error {
 	return nil
 }
 
-// uninstallService stops and deletes the service.
-func uninstallService(name string) error {
+// Uninstall stops (waiting up to 40 s) and deletes the service name.
+func Uninstall(name string) error {
 	m, err := mgr.Connect()
 	if err != nil {
 		return fmt.Errorf("connecting to the service manager (run as Administrator): %w", err)
@@ -70,9 +73,11 @@ func uninstallService(name string) error {
 	return nil
 }
 
-// runService runs args under the service manager, logging to
-// %ProgramData%\certkeeper\NAME.log.
-func runService(ctx context.Context, name string, args []string) error {
+// Run runs run under the service manager as the service name, its output
+// going to LogFile(%ProgramData%, name); run's context ends when the
+// service is stopped or Windows shuts down, and its result is the
+// service's exit code.
+func Run(name string, run func(ctx context.Context, logs io.Writer) int) error {
 	isService, err := svc.IsWindowsService()
 	if err != nil {
 		return err
@@ -80,29 +85,26 @@ func runService(ctx context.Context, name string, args []string) error {
 	if !isService {
 		return errors.New("service run is started by the Windows service manager; to try the command, run it directly")
 	}
-	dir := filepath.Join(os.Getenv("ProgramData"), "certkeeper")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	file := LogFile(os.Getenv("ProgramData"), name)
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 		return err
 	}
-	logs, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	logs, err := os.OpenFile(file, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
 	defer logs.Close()
-	h := &serviceHandler{run: func(ctx context.Context) int {
-		return run(ctx, &Env{Stdout: logs, Stderr: logs}, args)
-	}}
-	return svc.Run(name, h)
+	return svc.Run(name, &handler{run: func(ctx context.Context) int { return run(ctx, logs) }})
 }
 
-// serviceHandler runs the command while the service runs.
-type serviceHandler struct {
+// handler runs the command while the service runs.
+type handler struct {
 	run func(ctx context.Context) int
 }
 
 // Execute reports the service running, and cancels the command's context
 // on Stop or Shutdown, as SIGTERM does on unix.
-func (h *serviceHandler) Execute(_ []string, req <-chan svc.ChangeRequest, status chan<- svc.Status) (bool, uint32) {
+func (h *handler) Execute(_ []string, req <-chan svc.ChangeRequest, status chan<- svc.Status) (bool, uint32) {
 	status <- svc.Status{State: svc.StartPending}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

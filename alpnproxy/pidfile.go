@@ -1,0 +1,139 @@
+package alpnproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/atomicfile"
+)
+
+// A Pidfile is the file holding the process ID of a running proxy: where
+// the process that starts a proxy and the one that stops it meet. [Run]
+// writes it once the proxy is ready and removes it when it stops;
+// [Pidfile.Stop] signals the process it names.
+type Pidfile string
+
+// DefaultPidfile is the pidfile used when none is chosen:
+// certkeeper-alpn-proxy.pid in /run for root, else in $XDG_RUNTIME_DIR,
+// else in the temporary directory, named with the user ID there (that
+// directory is shared, and the ID keeps users apart).
+func DefaultPidfile() Pidfile {
+	const name = "certkeeper-alpn-proxy.pid"
+	if os.Geteuid() == 0 {
+		return Pidfile(filepath.Join("/run", name))
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return Pidfile(filepath.Join(d, name))
+	}
+	return Pidfile(filepath.Join(os.TempDir(), fmt.Sprintf("certkeeper-alpn-proxy-%d.pid", os.Getuid())))
+}
+
+// Write writes pid to the pidfile atomically: a reader never sees half a
+// number.
+func (p Pidfile) Write(pid int) error {
+	if err := atomicfile.WriteFile(string(p), fmt.Appendf(nil, "%d\n", pid), 0o644); err != nil {
+		return fmt.Errorf("writing pidfile %s: %w", p, err)
+	}
+	return nil
+}
+
+// Read returns the process ID in the pidfile; a missing file wraps
+// fs.ErrNotExist.
+func (p Pidfile) Read() (int, error) {
+	data, err := os.ReadFile(string(p))
+	if err != nil {
+		return 0, fmt.Errorf("reading pidfile: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("pidfile %s holds %q, not a process ID", p, data)
+	}
+	return pid, nil
+}
+
+// Remove removes the pidfile if it still names pid: a newer proxy's
+// pidfile is left alone, and so is one that cannot be read. A pidfile
+// already gone is not an error.
+func (p Pidfile) Remove(pid int) error {
+	if got, err := p.Read(); err != nil || got != pid {
+		return nil
+	}
+	if err := os.Remove(string(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing pidfile: %w", err)
+	}
+	return nil
+}
+
+// StopResult says what [Pidfile.Stop] found.
+type StopResult int
+
+const (
+	// NotRunning: there is no pidfile, so there is nothing to stop.
+	NotRunning StopResult = iota
+	// Stale: the pidfile names a process that no longer runs, or that
+	// exited without removing it; the caller removes it
+	// ([Pidfile.Remove]).
+	Stale
+	// Stopped: the process was signalled and has exited.
+	Stopped
+)
+
+// Stop sends SIGTERM to the process in the pidfile (what a proxy run by
+// [Run] stops on) and waits, up to timeout, until it has exited, returning
+// its process ID. A proxy drains its connections and removes its pidfile
+// before it exits, so Stop returns once that is done.
+func (p Pidfile) Stop(ctx context.Context, timeout time.Duration) (StopResult, int, error) {
+	pid, err := p.Read()
+	if errors.Is(err, fs.ErrNotExist) {
+		return NotRunning, 0, nil
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	proc, err := os.FindProcess(pid)
+	if err == nil {
+		err = proc.Signal(syscall.SIGTERM)
+	}
+	if errors.Is(err, os.ErrProcessDone) {
+		return Stale, pid, nil
+	}
+	if err != nil {
+		return 0, pid, fmt.Errorf("signalling process %d from %s: %w", pid, p, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if !ProcessAlive(pid) {
+			if _, err := os.Stat(string(p)); err == nil {
+				return Stale, pid, nil
+			}
+			return Stopped, pid, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, pid, fmt.Errorf("process %d (pidfile %s) still running after %s: %w", pid, p, timeout, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// ProcessAlive reports whether process pid exists (signal 0 checks without
+// sending anything; EPERM means it exists but belongs to another user).
+func ProcessAlive(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	err = p.Signal(syscall.Signal(0))
+	return err == nil || errors.Is(err, syscall.EPERM)
+}

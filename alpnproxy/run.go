@@ -1,0 +1,215 @@
+package alpnproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/certkeeper/certkeeper/alpnproxy/iptables"
+)
+
+// A Runner runs a [Server] the way a daemon does, as `certkeeper
+// alpn-proxy start` runs it: it refuses to start while the proxy of its
+// pidfile still runs, listens, installs its iptables rules, writes the
+// pidfile (so that the pidfile also tells a script the proxy is ready),
+// serves until its context ends, then removes the rules, drains the open
+// connections and removes the pidfile. [Pidfile.Stop] stops it from
+// another process.
+//
+// It exists so that a Go program can start and stop the proxy as the
+// command does; the command only turns flags into a Runner and prints its
+// events.
+type Runner struct {
+	// Server is the proxy to run. It must not be nil.
+	Server *Server
+
+	// Addr is the TCP address to listen on ("127.0.0.1:21443", ":21443").
+	Addr string
+
+	// Pidfile is written with the process ID once the proxy is ready and
+	// removed when it stops. Empty means DefaultPidfile().
+	Pidfile Pidfile
+
+	// Drain is how long to wait, once the context ends, for open
+	// connections to finish before closing them. Zero means 30 seconds.
+	Drain time.Duration
+
+	// Rules, if not nil, are installed while the proxy serves: rules with
+	// the tag that an earlier proxy left are removed first, and an empty
+	// Spec becomes iptables.DefaultSpec of the port listened on. They are
+	// removed before draining, so that new connections go straight to the
+	// web server while the proxy finishes the ones it has.
+	Rules *iptables.Redirect
+
+	// Notify, if set, receives the steps of the run as they happen, for
+	// the operator (the log gets the same at Info).
+	Notify func(Event)
+}
+
+// EventKind names a step of [Runner.Run].
+type EventKind int
+
+const (
+	// InstallingRules: the proxy listens on Event.Addr and its rules are
+	// about to be installed.
+	InstallingRules EventKind = iota + 1
+	// RulesAdded: the rules Event.Spec are in place.
+	RulesAdded
+	// Listening: the proxy is ready on Event.Addr and the pidfile is
+	// written.
+	Listening
+	// RulesRemoved: the rules are removed, on the way to stopping.
+	RulesRemoved
+	// Draining: the context ended; Event.Open connections are open and
+	// are waited for up to the Runner's Drain.
+	Draining
+	// Finished: the proxy has stopped; Event.Stats holds its counters.
+	Finished
+)
+
+// An Event is one step of [Runner.Run], for [Runner.Notify]. Only the
+// fields its Kind names are set.
+type Event struct {
+	Kind  EventKind
+	Addr  net.Addr
+	Spec  []string
+	Open  int64
+	Stats Stats
+}
+
+// RunningError is the error of [Runner.Run] when the process its pidfile
+// names still runs.
+type RunningError struct {
+	PID     int
+	Pidfile Pidfile
+}
+
+func (e *RunningError) Error() string {
+	return fmt.Sprintf("already running as process %d (pidfile %s)", e.PID, e.Pidfile)
+}
+
+// rulesTimeout bounds adding or removing the rules.
+const rulesTimeout = 30 * time.Second
+
+func (r *Runner) pidfile() Pidfile {
+	if r.Pidfile == "" {
+		return DefaultPidfile()
+	}
+	return r.Pidfile
+}
+
+func (r *Runner) drain() time.Duration {
+	if r.Drain == 0 {
+		return 30 * time.Second
+	}
+	return r.Drain
+}
+
+func (r *Runner) notify(e Event) {
+	if r.Notify != nil {
+		r.Notify(e)
+	}
+}
+
+// Run serves until ctx ends (or the server fails), then drains and
+// stops, returning what went wrong on the way: an error removing the
+// rules, or connections still open after Drain (they are closed), joined.
+func (r *Runner) Run(ctx context.Context) (err error) {
+	srv, pidfile := r.Server, r.pidfile()
+	if pid, err := pidfile.Read(); err == nil && ProcessAlive(pid) {
+		return &RunningError{PID: pid, Pidfile: pidfile}
+	}
+	ln, err := net.Listen("tcp", r.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", r.Addr, err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	abort := func(err error) error {
+		srv.Close()
+		<-errc
+		return err
+	}
+	rules := r.Rules
+	if rules != nil {
+		if err := r.installRules(ctx, ln.Addr()); err != nil {
+			return abort(err)
+		}
+		// This deferred call is for the error returns; the rules are
+		// removed before draining otherwise.
+		defer func() {
+			if rules != nil {
+				err = errors.Join(err, r.removeRules())
+			}
+		}()
+	}
+	if err := pidfile.Write(os.Getpid()); err != nil {
+		return abort(err)
+	}
+	defer func() {
+		if err := pidfile.Remove(os.Getpid()); err != nil {
+			srv.logger().Warn("removing pidfile failed", slog.String("pidfile", string(pidfile)), slog.Any("err", err))
+		}
+	}()
+	srv.logger().Info("alpn-proxy listening", slog.String("addr", ln.Addr().String()),
+		slog.String("alpn", srv.ALPNAddr), slog.String("fallback", srv.FallbackAddr))
+	r.notify(Event{Kind: Listening, Addr: ln.Addr()})
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	if rules != nil {
+		err = r.removeRules()
+		rules = nil // removed: the deferred removal has nothing to do
+	}
+	return errors.Join(err, r.shutdown(errc))
+}
+
+// shutdown drains the server and waits for Serve to return.
+func (r *Runner) shutdown(errc <-chan error) error {
+	srv, drain := r.Server, r.drain()
+	r.notify(Event{Kind: Draining, Open: srv.Stats().Active})
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	<-errc
+	r.notify(Event{Kind: Finished, Stats: srv.Stats()})
+	if err != nil {
+		return fmt.Errorf("draining: connections still open after %s were closed: %w", drain, err)
+	}
+	return nil
+}
+
+// installRules removes the tagged rules an earlier proxy left and adds
+// r.Rules, defaulting its spec to a redirect of port 443 to addr's port.
+// On failure no tagged rule is left.
+func (r *Runner) installRules(ctx context.Context, addr net.Addr) error {
+	if tcp, ok := addr.(*net.TCPAddr); ok && len(r.Rules.Spec) == 0 {
+		r.Rules.Spec = iptables.DefaultSpec(tcp.Port)
+	}
+	r.notify(Event{Kind: InstallingRules, Addr: addr})
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rulesTimeout)
+	defer cancel()
+	if err := r.Rules.Install(ctx); err != nil {
+		return fmt.Errorf("adding iptables rules: %w", err)
+	}
+	r.notify(Event{Kind: RulesAdded, Spec: r.Rules.Spec})
+	return nil
+}
+
+// removeRules removes the tagged rules, on a context of its own: the one
+// the proxy ran on has ended by now.
+func (r *Runner) removeRules() error {
+	ctx, cancel := context.WithTimeout(context.Background(), rulesTimeout)
+	defer cancel()
+	if err := r.Rules.Remove(ctx); err != nil {
+		return fmt.Errorf("removing iptables rules: %w", err)
+	}
+	r.notify(Event{Kind: RulesRemoved})
+	return nil
+}

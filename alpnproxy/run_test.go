@@ -1,0 +1,126 @@
+package alpnproxy_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/alpnproxy"
+)
+
+func TestPidfile(t *testing.T) {
+	p := alpnproxy.Pidfile(filepath.Join(t.TempDir(), "proxy.pid"))
+	if _, err := p.Read(); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Read of a missing pidfile = %v, want fs.ErrNotExist", err)
+	}
+	if err := p.Write(4242); err != nil {
+		t.Fatal(err)
+	}
+	if pid, err := p.Read(); err != nil || pid != 4242 {
+		t.Fatalf("Read = %d, %v; want 4242", pid, err)
+	}
+	if err := p.Remove(4243); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(string(p)); err != nil {
+		t.Fatalf("Remove of another process's pidfile removed it: %v", err)
+	}
+	if err := p.Remove(4242); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(string(p)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pidfile still there after Remove: %v", err)
+	}
+	if err := os.WriteFile(string(p), []byte("nope\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Read(); err == nil {
+		t.Fatal("Read of a pidfile holding no number succeeded")
+	}
+}
+
+func TestPidfileStop(t *testing.T) {
+	p := alpnproxy.Pidfile(filepath.Join(t.TempDir(), "proxy.pid"))
+	if res, _, err := p.Stop(t.Context(), time.Second); err != nil || res != alpnproxy.NotRunning {
+		t.Fatalf("Stop without a pidfile = %v, %v; want NotRunning", res, err)
+	}
+	// A process that has exited: its pidfile is stale.
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Write(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	res, pid, err := p.Stop(t.Context(), time.Second)
+	if err != nil || res != alpnproxy.Stale || pid != cmd.Process.Pid {
+		t.Fatalf("Stop of an exited process = %v, %d, %v; want Stale, %d", res, pid, err, cmd.Process.Pid)
+	}
+}
+
+func TestRunner(t *testing.T) {
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	pidfile := alpnproxy.Pidfile(filepath.Join(t.TempDir(), "proxy.pid"))
+	var mu sync.Mutex
+	var kinds []alpnproxy.EventKind
+	listening := make(chan net.Addr, 1)
+	r := &alpnproxy.Runner{
+		Server:  &alpnproxy.Server{ALPNAddr: backend.Addr().String(), FallbackAddr: backend.Addr().String()},
+		Addr:    "127.0.0.1:0",
+		Pidfile: pidfile,
+		Drain:   time.Second,
+		Notify: func(e alpnproxy.Event) {
+			mu.Lock()
+			kinds = append(kinds, e.Kind)
+			mu.Unlock()
+			if e.Kind == alpnproxy.Listening {
+				listening <- e.Addr
+			}
+		},
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	select {
+	case <-listening:
+	case err := <-done:
+		t.Fatalf("Run returned before listening: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not listen within 10 s")
+	}
+	if pid, err := pidfile.Read(); err != nil || pid != os.Getpid() {
+		t.Fatalf("pidfile holds %d, %v while running; want %d", pid, err, os.Getpid())
+	}
+	// A second Runner on the same pidfile refuses to start.
+	err = (&alpnproxy.Runner{Server: &alpnproxy.Server{}, Addr: "127.0.0.1:0", Pidfile: pidfile}).Run(t.Context())
+	if rerr, ok := errors.AsType[*alpnproxy.RunningError](err); !ok || rerr.PID != os.Getpid() {
+		t.Fatalf("second Run = %v, want *RunningError for this process", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v after its context ended", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of its context ending")
+	}
+	if _, err := os.Stat(string(pidfile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pidfile left behind: %v", err)
+	}
+	want := []alpnproxy.EventKind{alpnproxy.Listening, alpnproxy.Draining, alpnproxy.Finished}
+	if !slices.Equal(kinds, want) {
+		t.Errorf("events %v, want %v", kinds, want)
+	}
+}

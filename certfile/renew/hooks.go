@@ -1,0 +1,106 @@
+package renew
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/hook"
+)
+
+// Hooks runs the hooks remembered in each certificate's Settings, as
+// `certkeeper cert renew` does: set a Renewer's BeforeRenew and AfterRenew
+// to its methods, and call Post with the run's results. Each hook is a
+// shell command (sh -c; cmd /C on Windows) run with this process's
+// privileges. The zero value is ready to use, for one run; it must not be
+// used by two runs at once.
+type Hooks struct {
+	// pre holds the result of each pre-hook already run: each runs once
+	// per run, before the first certificate that has it.
+	pre map[string]error
+}
+
+// BeforeRenew runs the certificate's PreHook, unless this run has run it
+// already (then its earlier result is returned). A failing pre-hook fails
+// every certificate that has it, which is then not renewed.
+func (h *Hooks) BeforeRenew(ctx context.Context, j *Result) error {
+	cmd := j.Settings.PreHook
+	if cmd == "" {
+		return nil
+	}
+	if err, done := h.pre[cmd]; done {
+		return err
+	}
+	err := hook.Run(ctx, cmd)
+	if err != nil {
+		err = fmt.Errorf("pre-hook failed, not renewed: %w", err)
+	}
+	if h.pre == nil {
+		h.pre = map[string]error{}
+	}
+	h.pre[cmd] = err
+	return err
+}
+
+// AfterRenew runs the certificate's DeployHook with CERTKEEPER_NAME,
+// CERTKEEPER_NAMES (space-separated), CERTKEEPER_CERT_FILE,
+// CERTKEEPER_KEY_FILE and CERTKEEPER_NOT_AFTER (RFC 3339, UTC) in its
+// environment.
+func (h *Hooks) AfterRenew(ctx context.Context, j *Result) error {
+	if j.Settings.DeployHook == "" {
+		return nil
+	}
+	err := hook.Run(ctx, j.Settings.DeployHook,
+		"CERTKEEPER_NAME="+j.Names[0],
+		"CERTKEEPER_NAMES="+strings.Join(j.Names, " "),
+		"CERTKEEPER_CERT_FILE="+j.Paths.Cert,
+		"CERTKEEPER_KEY_FILE="+j.Paths.Key,
+		"CERTKEEPER_NOT_AFTER="+j.NotAfter.UTC().Format(time.RFC3339),
+	)
+	if err != nil {
+		return fmt.Errorf("deploy hook: %w", err)
+	}
+	return nil
+}
+
+// Post runs, once each and in the order of results, the PostHook of the
+// certificates renewed or issued (those with a NotAfter, even if their
+// deploy hook failed), stopping at the first that fails.
+func (h *Hooks) Post(ctx context.Context, results []*Result) error {
+	var cmds []string
+	for _, j := range results {
+		if cmd := j.Settings.PostHook; cmd != "" && !j.NotAfter.IsZero() && !slices.Contains(cmds, cmd) {
+			cmds = append(cmds, cmd)
+		}
+	}
+	for _, cmd := range cmds {
+		if err := hook.Run(ctx, cmd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ParseGrace parses a grace period for Renewer.Grace: a time.Duration
+// ("36h") or a number of days with the suffix "d" ("7d", "0.5d"). Empty
+// is zero (no grace period); negative values are refused.
+func ParseGrace(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(days, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%q is not a number of days", s)
+		}
+		return time.Duration(n * float64(24*time.Hour)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration such as 7d or 36h", s)
+	}
+	return d, nil
+}

@@ -1,0 +1,73 @@
+package renew
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/certfile"
+)
+
+func TestParseGrace(t *testing.T) {
+	for in, want := range map[string]time.Duration{"7d": 7 * 24 * time.Hour, "36h": 36 * time.Hour, "0.5d": 12 * time.Hour, "": 0} {
+		if got, err := ParseGrace(in); err != nil || got != want {
+			t.Errorf("ParseGrace(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"7 days", "-1d", "x"} {
+		if _, err := ParseGrace(bad); err == nil {
+			t.Errorf("ParseGrace(%q) succeeded", bad)
+		}
+	}
+}
+
+// TestHooks: a pre-hook runs once per run however many certificates have
+// it, a deploy hook gets the certificate's environment, and a post-hook
+// runs once, only for certificates renewed.
+func TestHooks(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the hooks below are sh")
+	}
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log")
+	appendLog := func(what string) string { return "echo " + what + " >> " + log }
+	s := Settings{PreHook: appendLog("pre"), PostHook: appendLog("post"),
+		DeployHook: appendLog(`"deploy $CERTKEEPER_NAMES $CERTKEEPER_CERT_FILE $CERTKEEPER_NOT_AFTER"`)}
+	notAfter := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	results := []*Result{
+		{Base: "a.test", Names: []string{"a.test", "www.a.test"}, Settings: s, NotAfter: notAfter,
+			Paths: certfile.Paths{Cert: "/certs/a.test.pem", Key: "/private/a.test.key"}},
+		{Base: "b.test", Names: []string{"b.test"}, Settings: s}, // not renewed
+	}
+	var h Hooks
+	for _, j := range results {
+		if err := h.BeforeRenew(t.Context(), j); err != nil {
+			t.Fatalf("BeforeRenew(%s) = %v", j.Base, err)
+		}
+	}
+	if err := h.AfterRenew(t.Context(), results[0]); err != nil {
+		t.Fatalf("AfterRenew = %v", err)
+	}
+	if err := h.Post(t.Context(), results); err != nil {
+		t.Fatalf("Post = %v", err)
+	}
+	got, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "pre\ndeploy a.test www.a.test /certs/a.test.pem 2030-01-02T03:04:05Z\npost\n"
+	if string(got) != want {
+		t.Errorf("hooks ran\n%s\nwant\n%s", got, want)
+	}
+
+	var failing Hooks
+	j := &Result{Settings: Settings{PreHook: "exit 1"}}
+	for range 2 {
+		if err := failing.BeforeRenew(t.Context(), j); err == nil || !strings.Contains(err.Error(), "pre-hook failed") {
+			t.Errorf("BeforeRenew with a failing pre-hook = %v", err)
+		}
+	}
+}

@@ -1,0 +1,42 @@
+// Package hook runs the operator's hook commands (cert renew's
+// --deploy-hook, deploy's --check-hook, the proxy's --alert-exec, ...)
+// with the system shell: sh -c on unix, cmd /C on Windows, so that a hook
+// is written as it would be typed.
+//
+// It exists so that every hook certkeeper runs goes through one shell
+// choice and reports failures alike; it does not decide when hooks run
+// (their callers do) or limit what they do: a hook runs with this
+// process's privileges, which is why the files naming hooks are checked
+// before they are read (certfile/renew).
+package hook
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+)
+
+// Command returns the command that runs command with the system shell,
+// ended when ctx ends. Its environment is this process's (nil Env).
+func Command(ctx context.Context, command string) *exec.Cmd {
+	if runtime.GOOS == "windows" {
+		return exec.CommandContext(ctx, "cmd", "/C", command)
+	}
+	return exec.CommandContext(ctx, "sh", "-c", command)
+}
+
+// Run runs command with the system shell, with this process's environment
+// plus env ("KEY=value" entries), and waits for it. A command that fails
+// returns an error quoting it, with its combined output.
+func Run(ctx context.Context, command string, env ...string) error {
+	c := Command(ctx, command)
+	c.Env = append(os.Environ(), env...)
+	out, err := c.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%q: %w: %s", command, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
