@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/timeline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -174,17 +175,20 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 		return nil, fmt.Errorf("locking %s for issuance (%w): %w", names[0], errNoLock, err)
 	}
 	defer unlock()
+	timeline.Mark(ctx, "issue_lock")
 	if e, err := m.loadStored(ctx, names[0], variant); err == nil && coversAll(e, names) {
 		// Another process obtained (or renewed) it while we waited.
 		if leaf := e.cert.Load().Leaf; prev == nil || leaf.NotAfter.After(prev.NotAfter) {
 			return e, nil
 		}
 	}
+	timeline.Mark(ctx, "storage_recheck")
 	if prev == nil {
 		if err := m.checkDuplicate(ctx, names); err != nil {
 			return nil, err
 		}
 	}
+	timeline.Mark(ctx, "duplicate_check")
 	start := time.Now()
 	got, err := Issue(ctx, m.store, IssueRequest{
 		Names: names, Issuers: m.chainFor(names, prev != nil), KeyType: m.keyTypeFor(names[0], variant),
@@ -195,19 +199,23 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	}
 	rec, skey, cert := got.Record, got.Key, got.Certificate
 	m.notifyChanged(ctx, skey)
+	timeline.Mark(ctx, "notify")
 	e, err := m.publish(ctx, rec, skey, true)
 	if err != nil {
 		return nil, err
 	}
+	timeline.Mark(ctx, "publish")
 	kind := Obtained
 	if prev != nil {
 		kind = Renewed
 	} else if _, acme := m.issuerByID(names[0], cert.Issuer).(renewalARI); acme {
 		m.recordIssued(ctx, names)
 	}
+	timeline.Mark(ctx, "record_issued")
 	m.logger().Info("certificate "+kind.String(), slog.Any("names", names), slog.String("issuer", cert.Issuer),
 		slog.Time("not_after", cert.Leaf.NotAfter), slog.Duration("took", time.Since(start)))
 	m.emit(Event{Kind: kind, Names: names, Issuer: cert.Issuer, NotAfter: cert.Leaf.NotAfter, Duration: time.Since(start)})
+	timeline.Mark(ctx, "log_emit")
 	return e, nil
 }
 
@@ -226,7 +234,11 @@ func (m *Manager) chainFor(names []string, renewal bool) *issuer.Chain {
 		Logger: m.logger(),
 	}
 	if !renewal {
-		c.Before = func(ctx context.Context, iss issuer.Issuer, _ issuer.Request) error { return m.takeOrder(ctx, iss) }
+		c.Before = func(ctx context.Context, iss issuer.Issuer, _ issuer.Request) error {
+			err := m.takeOrder(ctx, iss)
+			timeline.Mark(ctx, "order_budget")
+			return err
+		}
 	}
 	return c
 }

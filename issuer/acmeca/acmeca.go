@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/redact"
+	"github.com/certkeeper/certkeeper/internal/timeline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/storage"
@@ -303,12 +304,14 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 	if err != nil {
 		return nil, err
 	}
+	timeline.Mark(ctx, "directory_account")
 
 	placed, acct, err := iss.placeOrder(ctx, client, acct, dir, req)
 	if err != nil {
 		return nil, err
 	}
 	progress(req, "order created: %s", placed.Location)
+	timeline.Mark(ctx, "new_order")
 
 	if err := iss.authorize(ctx, client, acct, placed, req); err != nil {
 		return nil, err
@@ -395,6 +398,7 @@ func (iss *Issuer) finalize(ctx context.Context, client *acme.Client, acct acme.
 		}
 		return err
 	})
+	timeline.Mark(ctx, "finalize")
 	if err != nil {
 		return acme.Order{}, nil, fmt.Errorf("finalizing order %s: %w", placed.Location, err)
 	}
@@ -412,6 +416,7 @@ func (iss *Issuer) finalize(ctx context.Context, client *acme.Client, acct acme.
 	if err != nil {
 		return acme.Order{}, nil, fmt.Errorf("downloading certificate %s: %w", final.Certificate, err)
 	}
+	timeline.Mark(ctx, "download_ari")
 	return final, chains, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/timeline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/mholt/acmez/v3/acme"
@@ -56,6 +57,7 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 					slog.String("challenge", t.chal.Type), slog.Any("err", err))
 			}
 		}
+		timeline.Mark(ctx, "challenge_cleanup")
 	}()
 
 	for _, url := range order.Authorizations {
@@ -68,6 +70,7 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 		if err != nil {
 			return fmt.Errorf("fetching authorization %s: %w", url, err)
 		}
+		timeline.Mark(ctx, "authz_fetch")
 		switch authz.Status {
 		case acme.StatusValid:
 			progress(req, "%s is already authorized", authz.IdentifierValue())
@@ -83,6 +86,7 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 		if err := s.Present(ctx, chal); err != nil {
 			return fmt.Errorf("presenting %s challenge for %s: %w", chal.Type, authz.IdentifierValue(), err)
 		}
+		timeline.Mark(ctx, "challenge_present")
 		tasks = append(tasks, challengeTask{authz: authz, chal: chal, solver: s})
 	}
 
@@ -109,6 +113,7 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 			return fmt.Errorf("accepting %s challenge for %s: %w", t.chal.Type, t.authz.IdentifierValue(), err)
 		}
 	}
+	timeline.Mark(ctx, "challenge_accept")
 	for _, t := range tasks {
 		if err := iss.awaitAuthz(ctx, client, acct, t); err != nil {
 			return err
@@ -206,6 +211,7 @@ func (iss *Issuer) awaitAuthz(ctx context.Context, client *acme.Client, acct acm
 			timer.Stop()
 		}
 	}
+	timeline.Mark(ctx, "validation_wait")
 	delay := pollFirst
 	for polls := 1; ; polls++ {
 		var authz acme.Authorization
@@ -220,6 +226,7 @@ func (iss *Issuer) awaitAuthz(ctx context.Context, client *acme.Client, acct acm
 		}
 		switch authz.Status {
 		case acme.StatusValid:
+			timeline.Mark(ctx, "authz_poll")
 			return nil
 		case acme.StatusPending, acme.StatusProcessing:
 		default:
