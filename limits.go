@@ -46,6 +46,11 @@ type limits struct {
 	orders map[string]*limit.CALimiter // issuer ID → its account's order budget
 
 	merged atomic.Int64 // when the stored state was last merged in (unix ns)
+
+	// savePending is set while a background save (saveLimitsSoon) is
+	// queued and has not yet taken its snapshot: a record made meanwhile
+	// is in that save.
+	savePending atomic.Bool
 }
 
 // limitsShareInterval is how often, at most, an on-demand issuance reads
@@ -192,11 +197,44 @@ func (m *Manager) checkDuplicate(ctx context.Context, names []string) error {
 	return nil
 }
 
-// recordIssued counts a new certificate for its name set.
-func (m *Manager) recordIssued(ctx context.Context, names []string) {
+// recordIssued counts a new certificate for its name set: in memory at
+// once, in storage in the background (saveLimitsSoon). It runs after the
+// certificate is durably stored and published, and the handshake that
+// waits for it need not wait for a storage round trip (on filestore, two
+// fsyncs) that only bounds future orders: a crash before the save loses
+// one count of a certificate that is itself kept in storage, and so is
+// not ordered again after the restart.
+func (m *Manager) recordIssued(_ context.Context, names []string) {
 	m.lim.dups.Record(nameSet(names), time.Now())
-	m.saveLimits(ctx)
+	m.saveLimitsSoon()
 }
+
+// saveLimitsSoon stores the limit state in the background (Close waits
+// for it); records made while a save is queued share it. While closing,
+// it stores before it returns.
+func (m *Manager) saveLimitsSoon() {
+	if !m.lim.savePending.CompareAndSwap(false, true) {
+		return // the queued save has not taken its snapshot yet
+	}
+	save := func() {
+		m.lim.savePending.Store(false)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), limitsSaveTimeout)
+		defer cancel()
+		m.saveLimits(ctx)
+	}
+	if m.ctx.Err() != nil {
+		save() // closing: no new background work
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		save()
+	}()
+}
+
+// limitsSaveTimeout bounds a background save of the limit state.
+const limitsSaveTimeout = 10 * time.Second
 
 // recordFailure notes a failed on-demand issuance for name.
 func (m *Manager) recordFailure(ctx context.Context, name string) {
