@@ -42,8 +42,13 @@ type limits struct {
 	dups     limit.FailureBackoff // certificates per exact name set (Let's Encrypt: 5 a week)
 	clients  *policy.IPLimiter
 
-	mu     sync.Mutex                  // guards orders and saving
+	mu     sync.Mutex                  // guards orders
 	orders map[string]*limit.CALimiter // issuer ID → its account's order budget
+
+	// saveMu serialises saves, so that an older state is never stored
+	// over a newer one. It is held across the storage round trip, and
+	// mu is not: an issuance taking an order never waits for a save.
+	saveMu sync.Mutex
 
 	merged atomic.Int64 // when the stored state was last merged in (unix ns)
 
@@ -103,13 +108,15 @@ func (m *Manager) saveLimits(ctx context.Context) {
 	// Add what other nodes stored since this node last read it, so that
 	// this store does not drop their failures (the stored state is one
 	// value that every node replaces).
+	m.lim.saveMu.Lock()
+	defer m.lim.saveMu.Unlock()
 	m.mergeLimitsFrom(ctx)
-	m.lim.mu.Lock()
-	defer m.lim.mu.Unlock()
 	st := limitsState{Failures: m.lim.failures.State(), Duplicates: m.lim.dups.State(), Orders: map[string]limit.CALimiterState{}}
+	m.lim.mu.Lock()
 	for id, l := range m.lim.orders {
 		st.Orders[id] = l.State()
 	}
+	m.lim.mu.Unlock()
 	data, err := json.Marshal(st)
 	if err == nil {
 		err = m.store.Store(ctx, storage.StateKey("limits"), data)
