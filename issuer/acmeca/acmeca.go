@@ -191,10 +191,13 @@ func (iss *Issuer) client(ctx context.Context) (*acme.Client, error) {
 			HTTPClient: &hc,
 			UserAgent:  strings.TrimSpace("certkeeper " + iss.UserAgent),
 			// Only FinalizeOrder polls with these; a Retry-After from the
-			// CA still wins. Past PollTimeout, finalizeOrder polls on its
-			// own capped backoff.
-			PollInterval: 3 * time.Millisecond,
-			PollTimeout:  250 * time.Millisecond,
+			// CA still wins. A CA that issues at once (Pebble: about a
+			// millisecond after it answers the finalize request) is seen
+			// at the first poll; past PollTimeout — at most
+			// finalizeQuickPolls requests — finalize polls on its own
+			// capped backoff (pollOrder).
+			PollInterval: finalizePollInterval,
+			PollTimeout:  finalizeQuickPolls * finalizePollInterval,
 			Logger:       slog.New(quietHandler{iss.logger().Handler()}).With(slog.String("issuer", iss.ID())),
 		}
 	})
@@ -441,10 +444,20 @@ func (iss *Issuer) newOrder(ctx context.Context, client *acme.Client, acct acme.
 	return placed, acct, err
 }
 
+// Polling of a finalized order: acme.Client's FinalizeOrder polls every
+// finalizePollInterval for finalizeQuickPolls polls; pollOrder then goes on
+// from orderPollFirst, doubling to orderPollCap.
+const (
+	finalizePollInterval = time.Millisecond
+	finalizeQuickPolls   = 10
+	orderPollFirst       = 10 * time.Millisecond
+	orderPollCap         = 5 * time.Second
+)
+
 // pollOrder polls a processing order on a capped backoff until it is valid
 // or invalid, honouring the CA's Retry-After via do.
 func (iss *Issuer) pollOrder(ctx context.Context, client *acme.Client, acct acme.Account, order acme.Order) (acme.Order, error) {
-	delay := 50 * time.Millisecond
+	delay := orderPollFirst
 	for {
 		o, err := client.GetOrder(ctx, acct, order)
 		if err != nil {
@@ -462,7 +475,7 @@ func (iss *Issuer) pollOrder(ctx context.Context, client *acme.Client, acct acme
 		if err := sleep(ctx, delay); err != nil {
 			return o, err
 		}
-		delay = min(delay*2, 5*time.Second)
+		delay = min(delay*2, orderPollCap)
 	}
 }
 
