@@ -223,21 +223,12 @@ func (m *Manager) saveLimitsSoon() {
 	if !m.lim.savePending.CompareAndSwap(false, true) {
 		return // the queued save has not taken its snapshot yet
 	}
-	save := func() {
+	m.inBackground(func() {
 		m.lim.savePending.Store(false)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), limitsSaveTimeout)
 		defer cancel()
 		m.saveLimits(ctx)
-	}
-	if m.ctx.Err() != nil {
-		save() // closing: no new background work
-		return
-	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		save()
-	}()
+	})
 }
 
 // limitsSaveTimeout bounds a background save of the limit state.

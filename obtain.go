@@ -169,12 +169,17 @@ func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, key str
 // issued while this one waited.
 //
 // First issue and renewal both come here, and it issues through Issue.
+//
+// The lock is released after obtain returns, in the background: the
+// certificate is stored and published by then, and the handshake that
+// waits for it need not wait for the storage round trip (on filestore, a
+// lease file and its directory removed).
 func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certificate, onDemand bool, variant string) (*managed, error) {
 	unlock, err := m.store.Lock(ctx, storage.IssueLock(names[0]))
 	if err != nil {
 		return nil, fmt.Errorf("locking %s for issuance (%w): %w", names[0], errNoLock, err)
 	}
-	defer unlock()
+	defer m.inBackground(unlock)
 	timeline.Mark(ctx, "issue_lock")
 	if e, err := m.loadStored(ctx, names[0], variant); err == nil && coversAll(e, names) {
 		// Another process obtained (or renewed) it while we waited.
@@ -217,6 +222,20 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	m.emit(Event{Kind: kind, Names: names, Issuer: cert.Issuer, NotAfter: cert.Leaf.NotAfter, Duration: time.Since(start)})
 	timeline.Mark(ctx, "log_emit")
 	return e, nil
+}
+
+// inBackground runs f on a goroutine that Close waits for; while the
+// Manager is closing, it runs f before it returns.
+func (m *Manager) inBackground(f func()) {
+	if m.ctx.Err() != nil {
+		f()
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
 }
 
 // chainFor is the issuer chain for names with the Manager's hooks: a new
