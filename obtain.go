@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certkeeper/certkeeper/hostname"
@@ -173,13 +174,19 @@ func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, key str
 // The lock is released after obtain returns, in the background: the
 // certificate is stored and published by then, and the handshake that
 // waits for it need not wait for the storage round trip (on filestore, a
-// lease file and its directory removed).
+// lease file and its directory removed). The next obtain of the same name
+// in this process waits for that release rather than finding the lock
+// held and backing off.
 func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certificate, onDemand bool, variant string) (*managed, error) {
-	unlock, err := m.store.Lock(ctx, storage.IssueLock(names[0]))
+	lock := storage.IssueLock(names[0])
+	if err := m.releases.wait(ctx, lock); err != nil {
+		return nil, fmt.Errorf("locking %s for issuance (%w): %w", names[0], errNoLock, err)
+	}
+	unlock, err := m.store.Lock(ctx, lock)
 	if err != nil {
 		return nil, fmt.Errorf("locking %s for issuance (%w): %w", names[0], errNoLock, err)
 	}
-	defer m.inBackground(unlock)
+	defer m.inBackground(m.releases.start(lock, unlock))
 	timeline.Mark(ctx, "issue_lock")
 	if e, err := m.loadStored(ctx, names[0], variant); err == nil && coversAll(e, names) {
 		// Another process obtained (or renewed) it while we waited.
@@ -236,6 +243,38 @@ func (m *Manager) inBackground(f func()) {
 		defer m.wg.Done()
 		f()
 	}()
+}
+
+// issueReleases tracks the issue locks being released in the background,
+// by lock name.
+type issueReleases struct {
+	m sync.Map // lock name → chan struct{}, closed once released
+}
+
+// start returns unlock wrapped so that wait, until it has run, waits for
+// it.
+func (r *issueReleases) start(lock string, unlock func()) func() {
+	done := make(chan struct{})
+	r.m.Store(lock, done)
+	return func() {
+		unlock()
+		r.m.CompareAndDelete(lock, done)
+		close(done)
+	}
+}
+
+// wait returns once lock is not being released by this process.
+func (r *issueReleases) wait(ctx context.Context, lock string) error {
+	v, ok := r.m.Load(lock)
+	if !ok {
+		return nil
+	}
+	select {
+	case <-v.(chan struct{}):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // chainFor is the issuer chain for names with the Manager's hooks: a new
