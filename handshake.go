@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/timeline"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 )
 
@@ -80,9 +81,19 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 	ch := m.flight.DoChan(variant+"/"+m.flightName(name), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
 		defer cancel()
-		return contain(m, "obtaining a certificate for", slog.String("name", name), func() (*managed, error) {
+		var tl *timeline.Timeline
+		if m.logger().Enabled(ctx, slog.LevelDebug) {
+			tl = timeline.New()
+			ctx = timeline.With(ctx, tl)
+		}
+		e, err := contain(m, "obtaining a certificate for", slog.String("name", name), func() (*managed, error) {
 			return m.loadOrObtain(ctx, name, variant, client)
 		})
+		if tl != nil {
+			m.logger().Debug("certificate for a handshake: timeline", slog.String("name", name),
+				slog.Bool("ok", err == nil), slog.Any("steps_us", tl))
+		}
+		return e, err
 	})
 	select {
 	case r := <-ch:
@@ -108,6 +119,7 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 	} else if !isNotFound(err) {
 		m.logger().Warn("loading stored certificate", "name", name, "err", err)
 	}
+	timeline.Mark(ctx, "storage_lookup")
 	if err := m.decide(ctx, name); err != nil {
 		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
 		m.logRefused(name, err)
@@ -118,11 +130,13 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		m.logRefused(name, err)
 		return nil, err
 	}
+	timeline.Mark(ctx, "policy_limits")
 	e, err := m.obtain(ctx, m.onDemandNames(name), nil, true, variant)
 	if err != nil && m.ctx.Err() == nil && !errors.Is(err, errNoLock) {
 		m.recordFailure(ctx, name)
 	}
 	m.noteFirstIssue(ctx, []string{name}, variant, err) // for status (failures.go)
+	timeline.Mark(ctx, "status_note")
 	if err == nil {
 		m.stats.issued.Add(1)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/timeline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -92,11 +93,13 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 		if csr, err = issuer.NewCSR(key, req.Names); err != nil {
 			return nil, err
 		}
+		timeline.Mark(ctx, "key_csr")
 	}
 	cert, err := req.Issuers.Issue(ctx, issuer.Request{Names: req.Names, CSR: csr, Replaces: req.Replaces, Progress: req.Progress})
 	if err != nil {
 		return nil, err
 	}
+	timeline.Mark(ctx, "issued_check")
 	rec := &storage.Certificate{
 		Names: req.Names, Issuer: cert.Issuer, ChainPEM: cert.ChainPEM,
 		NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter,
@@ -121,5 +124,6 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 	if err := st.Store(ctx, got.Key, data); err != nil {
 		return nil, fmt.Errorf("storing the certificate for %s (issued, but not kept): %w", req.Names[0], err)
 	}
+	timeline.Mark(ctx, "store")
 	return got, nil
 }

@@ -42,10 +42,20 @@ type limits struct {
 	dups     limit.FailureBackoff // certificates per exact name set (Let's Encrypt: 5 a week)
 	clients  *policy.IPLimiter
 
-	mu     sync.Mutex                  // guards orders and saving
+	mu     sync.Mutex                  // guards orders
 	orders map[string]*limit.CALimiter // issuer ID → its account's order budget
 
+	// saveMu serialises saves, so that an older state is never stored
+	// over a newer one. It is held across the storage round trip, and
+	// mu is not: an issuance taking an order never waits for a save.
+	saveMu sync.Mutex
+
 	merged atomic.Int64 // when the stored state was last merged in (unix ns)
+
+	// savePending is set while a background save (saveLimitsSoon) is
+	// queued and has not yet taken its snapshot: a record made meanwhile
+	// is in that save.
+	savePending atomic.Bool
 }
 
 // limitsShareInterval is how often, at most, an on-demand issuance reads
@@ -98,13 +108,15 @@ func (m *Manager) saveLimits(ctx context.Context) {
 	// Add what other nodes stored since this node last read it, so that
 	// this store does not drop their failures (the stored state is one
 	// value that every node replaces).
+	m.lim.saveMu.Lock()
+	defer m.lim.saveMu.Unlock()
 	m.mergeLimitsFrom(ctx)
-	m.lim.mu.Lock()
-	defer m.lim.mu.Unlock()
 	st := limitsState{Failures: m.lim.failures.State(), Duplicates: m.lim.dups.State(), Orders: map[string]limit.CALimiterState{}}
+	m.lim.mu.Lock()
 	for id, l := range m.lim.orders {
 		st.Orders[id] = l.State()
 	}
+	m.lim.mu.Unlock()
 	data, err := json.Marshal(st)
 	if err == nil {
 		err = m.store.Store(ctx, storage.StateKey("limits"), data)
@@ -192,11 +204,35 @@ func (m *Manager) checkDuplicate(ctx context.Context, names []string) error {
 	return nil
 }
 
-// recordIssued counts a new certificate for its name set.
-func (m *Manager) recordIssued(ctx context.Context, names []string) {
+// recordIssued counts a new certificate for its name set: in memory at
+// once, in storage in the background (saveLimitsSoon). It runs after the
+// certificate is durably stored and published, and the handshake that
+// waits for it need not wait for a storage round trip (on filestore, two
+// fsyncs) that only bounds future orders: a crash before the save loses
+// one count of a certificate that is itself kept in storage, and so is
+// not ordered again after the restart.
+func (m *Manager) recordIssued(_ context.Context, names []string) {
 	m.lim.dups.Record(nameSet(names), time.Now())
-	m.saveLimits(ctx)
+	m.saveLimitsSoon()
 }
+
+// saveLimitsSoon stores the limit state in the background (Close waits
+// for it); records made while a save is queued share it. While closing,
+// it stores before it returns.
+func (m *Manager) saveLimitsSoon() {
+	if !m.lim.savePending.CompareAndSwap(false, true) {
+		return // the queued save has not taken its snapshot yet
+	}
+	m.inBackground(func() {
+		m.lim.savePending.Store(false)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), limitsSaveTimeout)
+		defer cancel()
+		m.saveLimits(ctx)
+	})
+}
+
+// limitsSaveTimeout bounds a background save of the limit state.
+const limitsSaveTimeout = 10 * time.Second
 
 // recordFailure notes a failed on-demand issuance for name.
 func (m *Manager) recordFailure(ctx context.Context, name string) {

@@ -156,7 +156,8 @@ type Manager struct {
 	staples  stapling.Keeper
 	manual   manualCerts
 	fallback fallbackCerts
-	refused  refusals // which refused names are logged (refusals.go)
+	refused  refusals      // which refused names are logged (refusals.go)
+	releases issueReleases // issue locks being released in the background (obtain.go)
 
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close

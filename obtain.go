@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/timeline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -168,23 +170,37 @@ func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, key str
 // issued while this one waited.
 //
 // First issue and renewal both come here, and it issues through Issue.
+//
+// The lock is released after obtain returns, in the background: the
+// certificate is stored and published by then, and the handshake that
+// waits for it need not wait for the storage round trip (on filestore, a
+// lease file and its directory removed). The next obtain of the same name
+// in this process waits for that release rather than finding the lock
+// held and backing off.
 func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certificate, onDemand bool, variant string) (*managed, error) {
-	unlock, err := m.store.Lock(ctx, storage.IssueLock(names[0]))
+	lock := storage.IssueLock(names[0])
+	if err := m.releases.wait(ctx, lock); err != nil {
+		return nil, fmt.Errorf("locking %s for issuance (%w): %w", names[0], errNoLock, err)
+	}
+	unlock, err := m.store.Lock(ctx, lock)
 	if err != nil {
 		return nil, fmt.Errorf("locking %s for issuance (%w): %w", names[0], errNoLock, err)
 	}
-	defer unlock()
+	defer m.inBackground(m.releases.start(lock, unlock))
+	timeline.Mark(ctx, "issue_lock")
 	if e, err := m.loadStored(ctx, names[0], variant); err == nil && coversAll(e, names) {
 		// Another process obtained (or renewed) it while we waited.
 		if leaf := e.cert.Load().Leaf; prev == nil || leaf.NotAfter.After(prev.NotAfter) {
 			return e, nil
 		}
 	}
+	timeline.Mark(ctx, "storage_recheck")
 	if prev == nil {
 		if err := m.checkDuplicate(ctx, names); err != nil {
 			return nil, err
 		}
 	}
+	timeline.Mark(ctx, "duplicate_check")
 	start := time.Now()
 	got, err := Issue(ctx, m.store, IssueRequest{
 		Names: names, Issuers: m.chainFor(names, prev != nil), KeyType: m.keyTypeFor(names[0], variant),
@@ -195,20 +211,70 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	}
 	rec, skey, cert := got.Record, got.Key, got.Certificate
 	m.notifyChanged(ctx, skey)
+	timeline.Mark(ctx, "notify")
 	e, err := m.publish(ctx, rec, skey, true)
 	if err != nil {
 		return nil, err
 	}
+	timeline.Mark(ctx, "publish")
 	kind := Obtained
 	if prev != nil {
 		kind = Renewed
 	} else if _, acme := m.issuerByID(names[0], cert.Issuer).(renewalARI); acme {
 		m.recordIssued(ctx, names)
 	}
+	timeline.Mark(ctx, "record_issued")
 	m.logger().Info("certificate "+kind.String(), slog.Any("names", names), slog.String("issuer", cert.Issuer),
 		slog.Time("not_after", cert.Leaf.NotAfter), slog.Duration("took", time.Since(start)))
 	m.emit(Event{Kind: kind, Names: names, Issuer: cert.Issuer, NotAfter: cert.Leaf.NotAfter, Duration: time.Since(start)})
+	timeline.Mark(ctx, "log_emit")
 	return e, nil
+}
+
+// inBackground runs f on a goroutine that Close waits for; while the
+// Manager is closing, it runs f before it returns.
+func (m *Manager) inBackground(f func()) {
+	if m.ctx.Err() != nil {
+		f()
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+}
+
+// issueReleases tracks the issue locks being released in the background,
+// by lock name.
+type issueReleases struct {
+	m sync.Map // lock name → chan struct{}, closed once released
+}
+
+// start returns unlock wrapped so that wait, until it has run, waits for
+// it.
+func (r *issueReleases) start(lock string, unlock func()) func() {
+	done := make(chan struct{})
+	r.m.Store(lock, done)
+	return func() {
+		unlock()
+		r.m.CompareAndDelete(lock, done)
+		close(done)
+	}
+}
+
+// wait returns once lock is not being released by this process.
+func (r *issueReleases) wait(ctx context.Context, lock string) error {
+	v, ok := r.m.Load(lock)
+	if !ok {
+		return nil
+	}
+	select {
+	case <-v.(chan struct{}):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // chainFor is the issuer chain for names with the Manager's hooks: a new
@@ -226,7 +292,11 @@ func (m *Manager) chainFor(names []string, renewal bool) *issuer.Chain {
 		Logger: m.logger(),
 	}
 	if !renewal {
-		c.Before = func(ctx context.Context, iss issuer.Issuer, _ issuer.Request) error { return m.takeOrder(ctx, iss) }
+		c.Before = func(ctx context.Context, iss issuer.Issuer, _ issuer.Request) error {
+			err := m.takeOrder(ctx, iss)
+			timeline.Mark(ctx, "order_budget")
+			return err
+		}
 	}
 	return c
 }

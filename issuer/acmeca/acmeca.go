@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/redact"
+	"github.com/certkeeper/certkeeper/internal/timeline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/storage"
@@ -190,10 +191,13 @@ func (iss *Issuer) client(ctx context.Context) (*acme.Client, error) {
 			HTTPClient: &hc,
 			UserAgent:  strings.TrimSpace("certkeeper " + iss.UserAgent),
 			// Only FinalizeOrder polls with these; a Retry-After from the
-			// CA still wins. Past PollTimeout, finalizeOrder polls on its
-			// own capped backoff.
-			PollInterval: 3 * time.Millisecond,
-			PollTimeout:  250 * time.Millisecond,
+			// CA still wins. A CA that issues at once (Pebble: about a
+			// millisecond after it answers the finalize request) is seen
+			// at the first poll; past PollTimeout — at most
+			// finalizeQuickPolls requests — finalize polls on its own
+			// capped backoff (pollOrder).
+			PollInterval: finalizePollInterval,
+			PollTimeout:  finalizeQuickPolls * finalizePollInterval,
 			Logger:       slog.New(quietHandler{iss.logger().Handler()}).With(slog.String("issuer", iss.ID())),
 		}
 	})
@@ -303,12 +307,14 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 	if err != nil {
 		return nil, err
 	}
+	timeline.Mark(ctx, "directory_account")
 
 	placed, acct, err := iss.placeOrder(ctx, client, acct, dir, req)
 	if err != nil {
 		return nil, err
 	}
 	progress(req, "order created: %s", placed.Location)
+	timeline.Mark(ctx, "new_order")
 
 	if err := iss.authorize(ctx, client, acct, placed, req); err != nil {
 		return nil, err
@@ -395,6 +401,7 @@ func (iss *Issuer) finalize(ctx context.Context, client *acme.Client, acct acme.
 		}
 		return err
 	})
+	timeline.Mark(ctx, "finalize")
 	if err != nil {
 		return acme.Order{}, nil, fmt.Errorf("finalizing order %s: %w", placed.Location, err)
 	}
@@ -412,6 +419,7 @@ func (iss *Issuer) finalize(ctx context.Context, client *acme.Client, acct acme.
 	if err != nil {
 		return acme.Order{}, nil, fmt.Errorf("downloading certificate %s: %w", final.Certificate, err)
 	}
+	timeline.Mark(ctx, "download_ari")
 	return final, chains, nil
 }
 
@@ -436,10 +444,20 @@ func (iss *Issuer) newOrder(ctx context.Context, client *acme.Client, acct acme.
 	return placed, acct, err
 }
 
+// Polling of a finalized order: acme.Client's FinalizeOrder polls every
+// finalizePollInterval for finalizeQuickPolls polls; pollOrder then goes on
+// from orderPollFirst, doubling to orderPollCap.
+const (
+	finalizePollInterval = time.Millisecond
+	finalizeQuickPolls   = 10
+	orderPollFirst       = 10 * time.Millisecond
+	orderPollCap         = 5 * time.Second
+)
+
 // pollOrder polls a processing order on a capped backoff until it is valid
 // or invalid, honouring the CA's Retry-After via do.
 func (iss *Issuer) pollOrder(ctx context.Context, client *acme.Client, acct acme.Account, order acme.Order) (acme.Order, error) {
-	delay := 50 * time.Millisecond
+	delay := orderPollFirst
 	for {
 		o, err := client.GetOrder(ctx, acct, order)
 		if err != nil {
@@ -457,7 +475,7 @@ func (iss *Issuer) pollOrder(ctx context.Context, client *acme.Client, acct acme
 		if err := sleep(ctx, delay); err != nil {
 			return o, err
 		}
-		delay = min(delay*2, 5*time.Second)
+		delay = min(delay*2, orderPollCap)
 	}
 }
 

@@ -10,16 +10,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/timeline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/mholt/acmez/v3/acme"
 )
 
 // Polling of an authorization once its challenge is accepted. With a solver
-// that reports the CA's validation request, the first poll follows it
-// within microseconds; the backoff then covers the CA's remaining
-// validation work (Pebble validates from 3 perspectives, Let's Encrypt
-// from several).
+// that reports the CA's validation request, the first poll follows it by
+// pollFirst: the CA cannot have finished at the moment its first request
+// reaches the solver (it still has that handshake to complete, and Pebble
+// validates from 3 perspectives, Let's Encrypt from several), and a poll
+// that is sure to find the authorization pending only takes the CA's CPU
+// from the validation (on a shared 2-core machine, Pebble's own).
 //
 // The first polls come every pollFirst for pollQuick polls — a CA that
 // validates from several perspectives finishes a few milliseconds after the
@@ -27,7 +30,7 @@ import (
 // That costs at most pollQuick extra requests per authorization at a CA
 // that takes longer (Let's Encrypt allows 250 requests a second per IP).
 const (
-	pollFirst   = 2 * time.Millisecond
+	pollFirst   = time.Millisecond
 	pollQuick   = 10
 	pollCap     = time.Second
 	answerWait  = 2 * time.Second // how long to wait for the solver before polling anyway
@@ -56,6 +59,7 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 					slog.String("challenge", t.chal.Type), slog.Any("err", err))
 			}
 		}
+		timeline.Mark(ctx, "challenge_cleanup")
 	}()
 
 	for _, url := range order.Authorizations {
@@ -68,6 +72,7 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 		if err != nil {
 			return fmt.Errorf("fetching authorization %s: %w", url, err)
 		}
+		timeline.Mark(ctx, "authz_fetch")
 		switch authz.Status {
 		case acme.StatusValid:
 			progress(req, "%s is already authorized", authz.IdentifierValue())
@@ -83,6 +88,7 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 		if err := s.Present(ctx, chal); err != nil {
 			return fmt.Errorf("presenting %s challenge for %s: %w", chal.Type, authz.IdentifierValue(), err)
 		}
+		timeline.Mark(ctx, "challenge_present")
 		tasks = append(tasks, challengeTask{authz: authz, chal: chal, solver: s})
 	}
 
@@ -109,6 +115,7 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 			return fmt.Errorf("accepting %s challenge for %s: %w", t.chal.Type, t.authz.IdentifierValue(), err)
 		}
 	}
+	timeline.Mark(ctx, "challenge_accept")
 	for _, t := range tasks {
 		if err := iss.awaitAuthz(ctx, client, acct, t); err != nil {
 			return err
@@ -198,12 +205,20 @@ func (iss *Issuer) awaitAuthz(ctx context.Context, client *acme.Client, acct acm
 	if a, ok := t.solver.(solver.Answerer); ok {
 		if ch := a.Answered(t.chal); ch != nil {
 			timer := time.NewTimer(answerWait)
+			answered := false
 			select {
 			case <-ch:
+				answered = true
 			case <-timer.C:
 			case <-ctx.Done():
 			}
 			timer.Stop()
+			timeline.Mark(ctx, "validation_wait")
+			if answered {
+				if err := sleep(ctx, pollFirst); err != nil {
+					return fmt.Errorf("validating %s via %s: the CA did not finish in time: %w", name, t.chal.Type, err)
+				}
+			}
 		}
 	}
 	delay := pollFirst
@@ -220,6 +235,7 @@ func (iss *Issuer) awaitAuthz(ctx context.Context, client *acme.Client, acct acm
 		}
 		switch authz.Status {
 		case acme.StatusValid:
+			timeline.Mark(ctx, "authz_poll")
 			return nil
 		case acme.StatusPending, acme.StatusProcessing:
 		default:
