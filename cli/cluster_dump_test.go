@@ -19,9 +19,9 @@ import (
 // startLogged prints): the coordination state in the shared storage —
 // locks with their owners and remaining leases, shared challenge answers,
 // the subscribers of the change notices — and where every goroutine of
-// every node was, from the stack dump a node writes on SIGQUIT. A stall
-// (every handshake waiting out its deadline) is then visible as the lock
-// or the call every node waits on.
+// every node and of Pebble was, from the stack dump a Go program writes
+// on SIGQUIT. A stall (every handshake waiting out its deadline) is then
+// visible as the lock or the call every node waits on.
 
 // dumpOnFailure arranges for c's storage state and its nodes' goroutines
 // to be logged if the test fails. It is registered after the nodes
@@ -42,6 +42,8 @@ func (c *cluster) dumpOnFailure(t *testing.T) {
 		for i, node := range c.nodes {
 			logGoroutines(t, fmt.Sprintf("node %d", i), node.proc)
 		}
+		// Pebble's stacks follow its log, which testca prints.
+		c.ca.Quit()
 	})
 }
 
