@@ -51,6 +51,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// within polls cond every 50 ms for at most d.
+func within(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
 // result is what one run of the binary gave.
 type result struct {
 	code           int

@@ -23,29 +23,31 @@ func (e *hintError) Unwrap() error { return e.err }
 // withFlagHints adds to err the flags that change what it names, for the
 // library errors that name a field; other errors are returned as they are.
 func withFlagHints(err error) error {
-	var zerr *dns01.ZoneError
-	var hint string
-	switch {
-	case err == nil || errors.As(err, new(*hintError)):
-		return err
-	case errors.As(err, &zerr):
-		hint = "name the zone with --dns-zone, or point --dns-resolver or --dns-server at a server that knows it"
-	case errors.Is(err, acmeca.ErrUnreachable):
-		hint = "check --ca, and give --ca-roots FILE for a CA whose HTTPS certificate has a private root"
-	case errors.Is(err, acmeca.ErrEABRequired):
-		hint = "give --eab-kid and --eab-hmac (from your CA account)"
-	case errors.Is(err, acmeca.ErrAccountDeactivated):
-		hint = "use another --email (a new account is registered)"
-	case errors.Is(err, acmeca.ErrNoChallenge):
-		hint = "choose one it offers with --challenge"
-	case errors.Is(err, acmeca.ErrWildcardNeedsDNS):
-		hint = "give --challenge dns-01 with a DNS provider (--dns)"
-	case errors.Is(err, pgstore.ErrPasswordInURL):
-		hint = "give the password in a file with --storage-password-file"
-	case errors.Is(err, policy.ErrPrivateAddress):
-		hint = "for an internal CA that reaches it, add --own-ip-private"
-	default:
+	if err == nil || errors.As(err, new(*hintError)) {
 		return err
 	}
-	return &hintError{err: err, hint: hint}
+	if errors.As(err, new(*dns01.ZoneError)) {
+		return &hintError{err: err, hint: "name the zone with --dns-zone, or point --dns-resolver or --dns-server at a server that knows it"}
+	}
+	for _, h := range sentinelHints {
+		if errors.Is(err, h.err) {
+			return &hintError{err: err, hint: h.hint}
+		}
+	}
+	return err
+}
+
+// sentinelHints are the flags for the library sentinel errors that name a
+// field, the first match winning. Read only.
+var sentinelHints = []struct {
+	err  error
+	hint string
+}{
+	{acmeca.ErrUnreachable, "check --ca, and give --ca-roots FILE for a CA whose HTTPS certificate has a private root"},
+	{acmeca.ErrEABRequired, "give --eab-kid and --eab-hmac (from your CA account)"},
+	{acmeca.ErrAccountDeactivated, "use another --email (a new account is registered)"},
+	{acmeca.ErrNoChallenge, "choose one it offers with --challenge"},
+	{acmeca.ErrWildcardNeedsDNS, "give --challenge dns-01 with a DNS provider (--dns)"},
+	{pgstore.ErrPasswordInURL, "give the password in a file with --storage-password-file"},
+	{policy.ErrPrivateAddress, "for an internal CA that reaches it, add --own-ip-private"},
 }

@@ -104,16 +104,6 @@ func get200(c *http.Client, url string) error {
 	return nil
 }
 
-// within polls cond every 50 ms for at most d.
-func within(d time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
-}
-
 // TestUpgradeUnderLoad: under 50 requests/s through the proxy (each on a
 // new connection), SIGUSR2 with a binary that fails to start leaves the old
 // process serving; SIGUSR2 with a good binary hands the listeners over and

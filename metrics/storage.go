@@ -83,3 +83,42 @@ func (t *timedStorage) SweepLocks(ctx context.Context) (int, error) {
 	}
 	return 0, nil
 }
+
+// StoreVolatile times s.StoreVolatile (as a store) where the wrapped
+// storage has it (filestore: challenge answers without fsyncs), else
+// s.Store.
+func (t *timedStorage) StoreVolatile(ctx context.Context, key string, value []byte) error {
+	v, ok := t.s.(storage.VolatileStorer)
+	if !ok {
+		return t.Store(ctx, key, value)
+	}
+	start := time.Now()
+	err := v.StoreVolatile(ctx, key, value)
+	t.observe("store", start, err)
+	return err
+}
+
+// Notify passes a change notice on to storages that send them (Redis,
+// PostgreSQL): without it a cluster node with metrics on would tell the
+// other nodes nothing. For others it does nothing.
+func (t *timedStorage) Notify(ctx context.Context, key string) error {
+	if n, ok := t.s.(storage.Notifier); ok {
+		return n.Notify(ctx, key)
+	}
+	return nil
+}
+
+// Subscribe follows the wrapped storage's change notices; for a storage
+// without them the channel stays silent until ctx is done, and the
+// Manager relies on its periodic check.
+func (t *timedStorage) Subscribe(ctx context.Context) (<-chan string, error) {
+	if n, ok := t.s.(storage.Notifier); ok {
+		return n.Subscribe(ctx)
+	}
+	ch := make(chan string)
+	go func() {
+		<-ctx.Done()
+		close(ch)
+	}()
+	return ch, nil
+}

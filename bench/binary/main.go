@@ -55,11 +55,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/bench/internal/load"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
@@ -494,31 +493,14 @@ func client(addr, dir, mode string, conns int, dur time.Duration) (int, error) {
 	default:
 		return 0, fmt.Errorf("unknown mode %q: want handshake or https", mode)
 	}
-	var done atomic.Int64
-	var firstErr atomic.Value
-	deadline := time.Now().Add(dur)
-	var wg sync.WaitGroup
-	for range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				if err := once(); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				done.Add(1)
-			}
-		}()
+	done, err := load.Run(conns, dur, func(int, int) error { return once() })
+	if err != nil {
+		return 0, err
 	}
-	wg.Wait()
-	if v := firstErr.Load(); v != nil {
-		return 0, v.(error)
-	}
-	if done.Load() == 0 {
+	if done == 0 {
 		return 0, errors.New("no connection completed")
 	}
-	return int(done.Load()), nil
+	return done, nil
 }
 
 // handshakeOnly makes a handshake, sends close_notify and reads until the

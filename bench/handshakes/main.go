@@ -29,11 +29,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/bench/internal/load"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/storage/filestore"
@@ -222,43 +221,32 @@ func client(addr, rootFile string, names, conns int, d time.Duration) (int, erro
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
-	var done atomic.Int64
-	var firstErr atomic.Value
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	for w := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; time.Now().Before(deadline); i++ {
-				cfg := &tls.Config{
-					ServerName: name(i % names), MinVersion: tls.VersionTLS13,
-					CurvePreferences: []tls.CurveID{tls.X25519}, InsecureSkipVerify: true,
-					VerifyConnection: func(cs tls.ConnectionState) error {
-						inter := x509.NewCertPool()
-						for _, c := range cs.PeerCertificates[1:] {
-							inter.AddCert(c)
-						}
-						_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
-						return err
-					},
+	done, err := load.Run(conns, d, func(w, n int) error {
+		i := w + n
+		cfg := &tls.Config{
+			ServerName: name(i % names), MinVersion: tls.VersionTLS13,
+			CurvePreferences: []tls.CurveID{tls.X25519}, InsecureSkipVerify: true,
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				inter := x509.NewCertPool()
+				for _, c := range cs.PeerCertificates[1:] {
+					inter.AddCert(c)
 				}
-				c, err := tls.Dial("tcp", addr, cfg)
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				c.Close()
-				done.Add(1)
-			}
-		}()
+				_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
+				return err
+			},
+		}
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			return err
+		}
+		c.Close()
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
-	wg.Wait()
-	if v := firstErr.Load(); v != nil {
-		return 0, v.(error)
-	}
-	if done.Load() == 0 {
+	if done == 0 {
 		return 0, errors.New("no handshake completed")
 	}
-	return int(done.Load()), nil
+	return done, nil
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,8 +37,15 @@ const (
 )
 
 const buildHint = "building Pebble needs the Go toolchain and the Go module proxy; " +
-	"or build it once with `cd tools && go build -o DIR " + pebblePkg + " " + challtestsrvPkg +
-	"` and set " + PebbleDirEnv + "=DIR"
+	"or build it once with `cd tools && go build -modfile MODFILE -o DIR " + pebblePkg + " " + challtestsrvPkg +
+	"` (MODFILE as patchedModFile in internal/testca/build.go makes it) and set " + PebbleDirEnv + "=DIR"
+
+// pebblePatch is Pebble's db/memorystore.go with a lock-order deadlock
+// fixed (see its FindValidAuthorization), relative to tools/: the build
+// puts it in place of the original (patchedModFile). Without it a
+// test with many concurrent orders (TestClusterFiftyNames) can find
+// Pebble answering nothing at all.
+const pebblePatch = "pebblefix/memorystore.go.txt"
 
 // binaries are the paths of the two executables.
 type binaries struct {
@@ -83,6 +91,25 @@ func findOrBuild() (binaries, error) {
 		return binaries{}, err
 	}
 	return b, b.check()
+}
+
+// BuildPebble builds pebble and pebble-challtestsrv, patched as testca
+// builds them (pebblePatch), into dir, for a script that prebuilds them
+// once and sets PebbleDirEnv=dir for every test process:
+//
+//	go run ./internal/testca/buildpebble DIR
+//
+// It must run inside the certkeeper module (it finds tools/ from the
+// working directory). Binaries already in dir are kept.
+func BuildPebble(dir string) error {
+	tools, err := toolsDir()
+	if err != nil {
+		return err
+	}
+	if binariesIn(dir).check() == nil {
+		return nil
+	}
+	return buildInto(tools, dir)
 }
 
 func binariesIn(dir string) binaries {
@@ -138,11 +165,11 @@ func fileExists(path string) bool {
 // cacheDir returns the directory the binaries are cached in:
 // $XDG_CACHE_HOME/certkeeper-test/<key> (os.UserCacheDir, or the temporary
 // directory if there is none), where key is a hash of tools/go.mod,
-// tools/go.sum and the target platform, so that a new pin builds anew and
-// an old build is never used for it.
+// tools/go.sum, the Pebble patch and the target platform, so that a new
+// pin or patch builds anew and an old build is never used for it.
 func cacheDir(tools string) (string, error) {
 	h := sha256.New()
-	for _, name := range []string{"go.mod", "go.sum"} {
+	for _, name := range []string{"go.mod", "go.sum", pebblePatch} {
 		data, err := os.ReadFile(filepath.Join(tools, name))
 		if err != nil {
 			return "", err
@@ -188,12 +215,17 @@ func buildInto(tools, cache string) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", tmp+string(filepath.Separator), pebblePkg, challtestsrvPkg)
-	cmd.Dir = tools
 	// GOWORK=off: tools/go.mod alone decides the versions. CGO_ENABLED=0:
 	// Pebble needs no C, and no C compiler need be installed. GOFLAGS is
 	// replaced so that flags meant for the tests (-race, say) stay out.
-	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-mod=readonly -buildvcs=false")
+	env := append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-mod=readonly -buildvcs=false")
+	modFile, err := patchedModFile(ctx, goBin, tools, env, tmp)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-modfile", modFile, "-o", tmp+string(filepath.Separator), pebblePkg, challtestsrvPkg)
+	cmd.Dir = tools
+	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build in %s: %w\n%s", tools, err, out)
 	}
@@ -205,4 +237,44 @@ func buildInto(tools, cache string) error {
 		}
 	}
 	return nil
+}
+
+// patchedModFile copies the Pebble module into dir with pebblePatch in
+// place of its db/memorystore.go (go build -overlay may not replace files
+// in the module cache), and writes dir/go.mod: tools/go.mod with a replace
+// directive pointing at the copy, and its go.sum, for go build -modfile.
+// It returns that go.mod.
+func patchedModFile(ctx context.Context, goBin, tools string, env []string, dir string) (string, error) {
+	cmd := exec.CommandContext(ctx, goBin, "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2")
+	cmd.Dir, cmd.Env = tools, env
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the Pebble module in %s: %w", tools, err)
+	}
+	src, dst := strings.TrimSpace(string(out)), filepath.Join(dir, "pebble-module")
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		return "", fmt.Errorf("copying the Pebble module: %w", err)
+	}
+	patch, err := os.ReadFile(filepath.Join(tools, filepath.FromSlash(pebblePatch)))
+	if err != nil {
+		return "", err
+	}
+	target := filepath.Join(dst, "db", "memorystore.go")
+	if err := os.WriteFile(target, patch, 0o644); err != nil {
+		return "", err
+	}
+	mod, err := os.ReadFile(filepath.Join(tools, "go.mod"))
+	if err != nil {
+		return "", err
+	}
+	sum, err := os.ReadFile(filepath.Join(tools, "go.sum"))
+	if err != nil {
+		return "", err
+	}
+	mod = fmt.Appendf(mod, "\nreplace github.com/letsencrypt/pebble/v2 => %s\n", filepath.ToSlash(dst))
+	name := filepath.Join(dir, "go.mod")
+	if err := os.WriteFile(name, mod, 0o644); err != nil {
+		return "", err
+	}
+	return name, os.WriteFile(filepath.Join(dir, "go.sum"), sum, 0o644)
 }

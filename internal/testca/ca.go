@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -408,6 +409,27 @@ func (c *CA) stopLocked() {
 		_ = c.pebble.Stop()
 	}
 	c.transport.CloseIdleConnections()
+}
+
+// Quit makes a running Pebble write the stacks of all its goroutines to
+// its output and exit (SIGQUIT; where the system cannot send it, Quit
+// does nothing), and waits up to 10 s for it to end. It is for a test
+// that failed with Pebble not answering: the output, stacks included, is
+// logged when the test ends. Like Stop, it leaves the CA unreachable.
+func (c *CA) Quit() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pebble == nil {
+		return
+	}
+	proc, err := os.FindProcess(c.pebble.Pid())
+	if err != nil || proc.Signal(syscall.SIGQUIT) != nil {
+		return
+	}
+	select {
+	case <-c.pebble.Done():
+	case <-time.After(10 * time.Second):
+	}
 }
 
 // Restart kills Pebble, if it runs, and starts a new one on the same

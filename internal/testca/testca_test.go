@@ -358,6 +358,21 @@ func TestRestart(t *testing.T) {
 	}
 }
 
+// TestQuit: Quit leaves Pebble's goroutine stacks in its log and the CA
+// unreachable.
+func TestQuit(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGQUIT on Windows")
+	}
+	t.Parallel()
+	ca := Start(t, Options{})
+	ca.Quit()
+	ca.WaitForLog(t, "goroutine ")
+	if _, err := get(t.Context(), ca.HTTPClient(), ca.DirectoryURL()); err == nil {
+		t.Error("directory answered after Quit")
+	}
+}
+
 // TestDNSServer points Pebble at a BIND started by testsvc and solves dns-01
 // by an RFC 2136 update with nsupdate: Pebble reads the TXT record through
 // Options.DNSServer.

@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/solver/dns01"
+	"github.com/certkeeper/certkeeper/storage/pgstore"
+)
+
+// TestWithFlagHints: each library error that names a field gets the flag
+// that changes it, once; other errors pass as they are.
+func TestWithFlagHints(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		flag string
+	}{
+		{&dns01.ZoneError{}, "--dns-zone"},
+		{acmeca.ErrUnreachable, "--ca-roots"},
+		{acmeca.ErrEABRequired, "--eab-kid"},
+		{acmeca.ErrAccountDeactivated, "--email"},
+		{acmeca.ErrNoChallenge, "--challenge"},
+		{acmeca.ErrWildcardNeedsDNS, "--challenge dns-01"},
+		{pgstore.ErrPasswordInURL, "--storage-password-file"},
+		{policy.ErrPrivateAddress, "--own-ip-private"},
+	} {
+		err := withFlagHints(fmt.Errorf("doing something: %w", tt.err))
+		if !errors.Is(err, tt.err) && !errors.As(err, new(*dns01.ZoneError)) {
+			t.Errorf("%v: the hint lost the error", tt.err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "; on the command line: ") || !strings.Contains(msg, tt.flag) {
+			t.Errorf("%T %v: %q, want a hint naming %s", tt.err, tt.err, msg, tt.flag)
+		}
+		if again := withFlagHints(err); again != err {
+			t.Errorf("%v: hinted twice: %q", tt.err, again)
+		}
+	}
+	plain := errors.New("plain")
+	if got := withFlagHints(plain); got != plain {
+		t.Errorf("withFlagHints(plain) = %v, want it unchanged", got)
+	}
+	if withFlagHints(nil) != nil {
+		t.Error("withFlagHints(nil) != nil")
+	}
+}
