@@ -79,15 +79,12 @@ wait_apt() {
 	apt_pid=""
 }
 
-# 2. Pebble, pinned in tools/go.mod, built once for every test package.
+# 2. Pebble, pinned in tools/go.mod and patched as internal/testca builds it
+# (tools/pebblefix: a lock-order deadlock in its memory store that stalled
+# tests with many concurrent orders), built once for every test package.
 step "building Pebble"
-export CERTKEEPER_PEBBLE_DIR="${CERTKEEPER_PEBBLE_DIR:-$(go env GOCACHE)/certkeeper-pebble-$(sha256sum tools/go.sum | cut -c1-16)}"
-if [ ! -x "$CERTKEEPER_PEBBLE_DIR/pebble" ] || [ ! -x "$CERTKEEPER_PEBBLE_DIR/pebble-challtestsrv" ]; then
-	mkdir -p "$CERTKEEPER_PEBBLE_DIR"
-	(cd tools && go build -o "$CERTKEEPER_PEBBLE_DIR/" \
-		github.com/letsencrypt/pebble/v2/cmd/pebble \
-		github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv)
-fi
+export CERTKEEPER_PEBBLE_DIR="${CERTKEEPER_PEBBLE_DIR:-$(go env GOCACHE)/certkeeper-pebble-$(cat tools/go.sum tools/pebblefix/memorystore.go.txt | sha256sum | cut -c1-16)}"
+go run ./internal/testca/buildpebble "$CERTKEEPER_PEBBLE_DIR"
 
 step "tracked files (none over 1 MiB: build outputs and data do not belong in git)"
 big=$(git ls-files -z 2>/dev/null | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$1 > 1048576 {print "  " $2 " (" $1 " bytes)"}')
