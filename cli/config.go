@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
@@ -141,7 +142,7 @@ func (r *configReader) mapping(n *yaml.Node, v reflect.Value, path string) {
 				names = append(names, k)
 			}
 			sort.Strings(names)
-			if s := suggest(key, names); s != "" {
+			if s := cmdline.Suggest(key, names); s != "" {
 				msg += fmt.Sprintf("; did you mean %s?", s)
 			} else {
 				msg += " (docs/config.md lists them)"
@@ -278,44 +279,6 @@ func nodeKind(n *yaml.Node) string {
 	return "value"
 }
 
-// parseDuration parses a duration as time.ParseDuration does (300ms, 1h30m),
-// and also whole or fractional days: 7d, 1.5d, 1d12h.
-func parseDuration(s string) (time.Duration, error) {
-	bad := fmt.Errorf("%q: want a duration such as 7d, 36h, 1h30m or 30s", s)
-	s = strings.TrimSpace(s)
-	var days time.Duration
-	if i := strings.IndexByte(s, 'd'); i >= 0 {
-		n, err := strconv.ParseFloat(s[:i], 64)
-		if err != nil || n < 0 {
-			return 0, bad
-		}
-		days = time.Duration(n * float64(24*time.Hour))
-		s = s[i+1:]
-		if s == "" {
-			return days, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, bad
-	}
-	return days + d, nil
-}
-
-// durationFlag is a flag.Value for a duration that also takes days (7d).
-type durationFlag time.Duration
-
-func (d *durationFlag) String() string { return time.Duration(*d).String() }
-
-func (d *durationFlag) Set(s string) error {
-	v, err := parseDuration(s)
-	if err != nil {
-		return errors.New("want a duration such as 7d, 36h, 1h30m or 30s")
-	}
-	*d = durationFlag(v)
-	return nil
-}
-
 // checkConfigValue checks one string value of the config key key (a list
 // key's each item), the check its flag gets too, so that a mistake is
 // reported with its file and line at start rather than at the first
@@ -363,7 +326,7 @@ func checkChallenge(v string) error {
 		return nil
 	}
 	msg := fmt.Sprintf("%q: use tls-alpn-01, http-01, dns-01 or dns-persist-01", v)
-	if s := suggest(v, []string{acmeca.TLSALPN01, acmeca.HTTP01, acmeca.DNS01, acmeca.DNSPersist01}); s != "" {
+	if s := cmdline.Suggest(v, []string{acmeca.TLSALPN01, acmeca.HTTP01, acmeca.DNS01, acmeca.DNSPersist01}); s != "" {
 		msg += fmt.Sprintf("; did you mean %s?", s)
 	}
 	return errors.New(msg)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 )
 
 // noGoTypes fails the test if stderr shows Go's own type names, which
@@ -258,10 +260,10 @@ func TestConfigDocKeys(t *testing.T) {
 		}
 		fs.VisitAll(func(f *flag.Flag) {
 			k := strings.ReplaceAll(f.Name, "-", "_")
-			if a := aliasOf(f); a != nil {
+			if newName := cmdline.AliasOf(f); newName != "" {
 				// A deprecated flag keeps its old key, as an alias of the new.
-				if to := strings.ReplaceAll(a.to, "-", "_"); aliases[k] != to {
-					t.Errorf("%s --%s (deprecated for --%s) has no config key alias %s of %s", cmd.FullName(), f.Name, a.to, k, to)
+				if to := strings.ReplaceAll(newName, "-", "_"); aliases[k] != to {
+					t.Errorf("%s --%s (deprecated for --%s) has no config key alias %s of %s", cmd.FullName(), f.Name, newName, k, to)
 				}
 				return
 			}

@@ -13,19 +13,22 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 )
 
 // stringsFlag is a repeatable string flag.
-type stringsFlag []string
+type stringsFlag = cmdline.Strings
 
-func (s *stringsFlag) String() string { return strings.Join(*s, ",") }
+// durationFlag is a flag.Value for a duration that also takes days (7d).
+type durationFlag = cmdline.Duration
 
-func (s *stringsFlag) Set(v string) error {
-	*s = append(*s, v)
-	return nil
-}
+// parseDuration parses a duration that may be given in days (7d, 1d12h).
+func parseDuration(s string) (time.Duration, error) { return cmdline.ParseDuration(s) }
+
+// flagName is how help writes a flag: -d, --storage.
+func flagName(name string) string { return cmdline.FlagName(name) }
 
 // defaultStorageDir is where certkeeper keeps its state when --storage is
 // not given: the library's default (certkeeper.DefaultStorageDir).
@@ -56,7 +59,7 @@ func checkCA(v string) error {
 		return nil
 	}
 	msg := fmt.Sprintf("%q is not a CA: give an ACME directory URL (https://...), letsencrypt, staging or local", v)
-	if s := suggest(strings.ToLower(v), caNames); s != "" {
+	if s := cmdline.Suggest(strings.ToLower(v), caNames); s != "" {
 		msg += fmt.Sprintf("; did you mean %s?", s)
 	}
 	return errors.New(msg)

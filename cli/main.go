@@ -22,6 +22,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 )
 
 // Command is one command or command group, in the shape of cmd/go's
@@ -195,7 +196,7 @@ Run "certkeeper help COMMAND" or "certkeeper COMMAND --help" for a command's fla
 //
 // Flags may come before and after a command's arguments, and before its
 // subcommand's name: "alpn-proxy --fallback ADDR start" gives --fallback to
-// start. See parseArgs and groupArgs.
+// start. See cmdline.Parse and groupArgs.
 func run(ctx context.Context, env *Env, args []string) int {
 	top := root()
 	cmd, rest := top, args
@@ -221,7 +222,7 @@ func run(ctx context.Context, env *Env, args []string) int {
 		sub := lookup(cmd, name)
 		if sub == nil {
 			msg := fmt.Sprintf("unknown command %q", strings.Join(append(words(cmd), name), " "))
-			if s := suggest(name, append(cmd.commandNames(), "help")); s != "" {
+			if s := cmdline.Suggest(name, append(cmd.commandNames(), "help")); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", strings.Join(append(words(cmd), s), " "))
 			}
 			fmt.Fprintf(env.Stderr, "certkeeper: %s\nRun 'certkeeper help%s' for usage.\n", msg, prefixSpace(cmd.FullName()))
@@ -235,7 +236,7 @@ func run(ctx context.Context, env *Env, args []string) int {
 	// Deprecation notes wait for the logging setup: with --log-format
 	// json they are JSON lines too.
 	var notes bytes.Buffer
-	cmdArgs, err := parseArgs(fs, append(early, rest...), cmd.RawArgs, &notes)
+	cmdArgs, err := cmdline.Parse(fs, append(early, rest...), cmd.RawArgs, &notes)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printHelp(env.Stdout, cmd, env.dnsProviders)
