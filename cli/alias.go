@@ -2,7 +2,6 @@ package cli
 
 import (
 	"flag"
-	"reflect"
 	"strconv"
 	"strings"
 
@@ -34,26 +33,6 @@ func daysToDuration(v string) string {
 		return strings.TrimSpace(v) + "d"
 	}
 	return v
-}
-
-// yamlAliases maps the deprecated config keys of struct type t (a field's
-// `alias:"old_key"` tag) to their new keys, following ",inline" fields.
-func yamlAliases(t reflect.Type) map[string]string {
-	aliases := map[string]string{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if opts == "inline" {
-			for old, to := range yamlAliases(f.Type) {
-				aliases[old] = to
-			}
-			continue
-		}
-		if old := f.Tag.Get("alias"); old != "" && name != "" {
-			aliases[old] = name
-		}
-	}
-	return aliases
 }
 
 // configNotes is what a config struct that takes deprecated keys offers

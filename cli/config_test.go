@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/yamlconf"
 )
 
 // noGoTypes fails the test if stderr shows Go's own type names, which
@@ -237,7 +238,7 @@ func TestConfigDocKeys(t *testing.T) {
 	}
 	known := map[string]bool{}
 	for _, typ := range []reflect.Type{reflect.TypeOf(proxyConfig{}), reflect.TypeOf(serverConfig{}), reflect.TypeOf(nameConfig{})} {
-		for k := range yamlKeys(typ) {
+		for _, k := range yamlconf.Keys(typ) {
 			known[k] = true
 			if !documented[k] {
 				t.Errorf("config key %s is not in docs/config.md", k)
@@ -256,7 +257,7 @@ func TestConfigDocKeys(t *testing.T) {
 		cmd.Flags(fs)
 		aliases := map[string]string{}
 		for _, typ := range []reflect.Type{reflect.TypeOf(proxyConfig{}), reflect.TypeOf(serverConfig{})} {
-			maps.Copy(aliases, yamlAliases(typ))
+			maps.Copy(aliases, yamlconf.Aliases(typ))
 		}
 		fs.VisitAll(func(f *flag.Flag) {
 			k := strings.ReplaceAll(f.Name, "-", "_")
