@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
@@ -51,7 +52,7 @@ func readConfigFile(file string, cfg any) error {
 func checkConfigValue(key, v string) error {
 	switch key {
 	case "ca":
-		return checkCA(v)
+		return engine.CheckCA(v)
 	case "backend":
 		_, err := backendURL(v)
 		return err
@@ -68,7 +69,7 @@ func checkConfigValue(key, v string) error {
 		_, err := issuer.ParseKeyType(v)
 		return err
 	case "order_limit":
-		_, _, err := parseOrderLimit(v)
+		_, _, err := engine.ParseOrderLimit(v)
 		return err
 	case "challenge":
 		return checkChallenge(v)
