@@ -23,6 +23,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/logsetup"
 )
 
 // Command is one command or command group, in the shape of cmd/go's
@@ -96,7 +97,7 @@ func (env *Env) setLogging(format, level string) error {
 	env.Logger = logger
 	env.Stderr = env.stderr
 	if format == "json" {
-		env.Stderr = newJSONLines(env.stderr)
+		env.Stderr = logsetup.NewLines(env.stderr) // the human lines become JSON records too
 	}
 	return nil
 }
@@ -315,20 +316,16 @@ func printHelp(w io.Writer, c *Command, dns []dnsprovider.Provider) {
 	}
 }
 
-// newLogger builds the slog logger the flags ask for.
+// newLogger builds the slog logger the flags ask for (logsetup.New).
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+	logger, err := logsetup.New(w, format, level)
+	switch {
+	case errors.Is(err, logsetup.ErrLevel):
 		return nil, usagef("--log-level %q: use debug, info, warn or error", level)
+	case errors.Is(err, logsetup.ErrFormat):
+		return nil, usagef("--log-format %q: use text or json", format)
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, usagef("--log-format %q: use text or json", format)
+	return logger, err
 }
 
 // globalFlags are the flags every command takes.
