@@ -159,7 +159,7 @@ func TestFlagKindsAgree(t *testing.T) {
 				leaves(sub)
 			}
 			if len(l.Commands) == 0 {
-				l.flagSet().VisitAll(func(f *flag.Flag) {
+				commandFlags(l).VisitAll(func(f *flag.Flag) {
 					if kinds[f.Name] == nil {
 						kinds[f.Name] = make(map[bool][]string)
 					}
