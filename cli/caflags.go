@@ -2,9 +2,9 @@ package cli
 
 import (
 	"flag"
-	"strings"
 
 	"github.com/certkeeper/certkeeper/engine"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
@@ -49,7 +49,7 @@ func (f *caFlags) register(fs *flag.FlagSet, use caUse) {
 	} else {
 		f.CA = []string{"letsencrypt"}
 	}
-	fs.Var(&caValue{list: &f.CA, repeat: use&caChain != 0}, "ca", help)
+	fs.Var(&cmdline.List{Values: &f.CA, Repeat: use&caChain != 0}, "ca", help)
 	fs.StringVar(&f.CARoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint (SSL_CERT_FILE also works)")
 	if use&caEmail != 0 {
 		fs.StringVar(&f.Email, "email", "", "contact `EMAIL` of the ACME account; it names the account in --storage (optional)")
@@ -109,27 +109,4 @@ func (f *caFlags) issuerFor(env *Env, ca string, st storage.Storage) (issuer.Iss
 		return engine.Account{Logger: env.Logger}.Issuer(ca, st), nil
 	}
 	return f.acmeIssuer(env, ca, st)
-}
-
-// caValue is --ca: one value that replaces the default, or, for a chain,
-// a list that starts empty.
-type caValue struct {
-	list   *[]string
-	repeat bool
-}
-
-func (v *caValue) String() string {
-	if v.list == nil {
-		return ""
-	}
-	return strings.Join(*v.list, ",")
-}
-
-func (v *caValue) Set(s string) error {
-	if v.repeat {
-		*v.list = append(*v.list, s)
-	} else {
-		*v.list = []string{s}
-	}
-	return nil
 }

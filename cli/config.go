@@ -8,10 +8,8 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper/engine"
-	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
-	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage/redisstore"
 )
@@ -72,7 +70,7 @@ func checkConfigValue(key, v string) error {
 		_, _, err := engine.ParseOrderLimit(v)
 		return err
 	case "challenge":
-		return checkChallenge(v)
+		return engine.CheckChallenge(v)
 	case "log_level":
 		if _, err := newLogger(io.Discard, "text", v); err != nil {
 			return fmt.Errorf("%q: use debug, info, warn or error", v)
@@ -83,19 +81,6 @@ func checkConfigValue(key, v string) error {
 		}
 	}
 	return nil
-}
-
-// checkChallenge checks a challenge type's name.
-func checkChallenge(v string) error {
-	switch v {
-	case acmeca.TLSALPN01, acmeca.HTTP01, acmeca.DNS01, acmeca.DNSPersist01:
-		return nil
-	}
-	msg := fmt.Sprintf("%q: use tls-alpn-01, http-01, dns-01 or dns-persist-01", v)
-	if s := cmdline.Suggest(v, []string{acmeca.TLSALPN01, acmeca.HTTP01, acmeca.DNS01, acmeca.DNSPersist01}); s != "" {
-		msg += fmt.Sprintf("; did you mean %s?", s)
-	}
-	return errors.New(msg)
 }
 
 // checkStorage checks the syntax of a --storage value without connecting:

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
@@ -261,6 +263,22 @@ func withManagerSolvers(m *certkeeper.Manager, issuers []issuer.Issuer) {
 			}
 		}
 	}
+}
+
+// Challenges are the challenge types Settings.Challenges takes.
+var Challenges = []string{acmeca.TLSALPN01, acmeca.HTTP01, acmeca.DNS01, acmeca.DNSPersist01}
+
+// CheckChallenge checks a challenge type's name, suggesting the nearest
+// for a typo.
+func CheckChallenge(v string) error {
+	if slices.Contains(Challenges, v) {
+		return nil
+	}
+	msg := fmt.Sprintf("%q: use tls-alpn-01, http-01, dns-01 or dns-persist-01", v)
+	if s := cmdline.Suggest(v, Challenges); s != "" {
+		msg += fmt.Sprintf("; did you mean %s?", s)
+	}
+	return errors.New(msg)
 }
 
 // ParseOrderLimit parses an order limit N/DURATION ("10/1m": at most 10

@@ -161,3 +161,21 @@ func TestParseOrderLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckChallenge(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"dns-persist-01", ""},
+		{"http-1", `"http-1": use tls-alpn-01, http-01, dns-01 or dns-persist-01; did you mean http-01?`},
+		{"carrier-pigeon", `"carrier-pigeon": use tls-alpn-01, http-01, dns-01 or dns-persist-01`},
+	} {
+		err := CheckChallenge(tt.in)
+		if got := ""; err != nil {
+			got = err.Error()
+			if got != tt.want {
+				t.Errorf("CheckChallenge(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		} else if tt.want != "" {
+			t.Errorf("CheckChallenge(%q) = nil, want %q", tt.in, tt.want)
+		}
+	}
+}

@@ -177,3 +177,17 @@ func TestEditDistance(t *testing.T) {
 		}
 	}
 }
+
+// TestList: without Repeat a use replaces the default; with it, uses add.
+func TestList(t *testing.T) {
+	one, many := []string{"letsencrypt"}, []string(nil)
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.Var(&List{Values: &one}, "ca", "")
+	fs.Var(&List{Values: &many, Repeat: true}, "d", "")
+	if _, err := Parse(fs, []string{"--ca", "staging", "--ca", "local", "-d", "a", "-d", "b"}, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(one, []string{"local"}) || !slices.Equal(many, []string{"a", "b"}) {
+		t.Errorf("ca %q, d %q; want [local], [a b]", one, many)
+	}
+}

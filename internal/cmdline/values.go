@@ -20,6 +20,32 @@ func (s *Strings) Set(v string) error {
 	return nil
 }
 
+// List is a flag of several values: with Repeat, each use adds one (the
+// list starts empty); without, a use replaces the list, a default set
+// beforehand, with its one value.
+type List struct {
+	Values *[]string
+	Repeat bool
+}
+
+// String joins the values with commas.
+func (v *List) String() string {
+	if v.Values == nil {
+		return ""
+	}
+	return strings.Join(*v.Values, ",")
+}
+
+// Set adds s, or makes it the only value.
+func (v *List) Set(s string) error {
+	if v.Repeat {
+		*v.Values = append(*v.Values, s)
+	} else {
+		*v.Values = []string{s}
+	}
+	return nil
+}
+
 // ParseDuration parses a duration as time.ParseDuration does (300ms, 1h30m),
 // and also whole or fractional days: 7d, 1.5d, 1d12h. Negative durations
 // are refused.
