@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 )
 
@@ -39,17 +40,17 @@ func leafCommands() []*Command {
 func TestHelpGroups(t *testing.T) {
 	listed := map[string]string{}
 	for _, g := range flagGroups {
-		for _, name := range g.flags {
+		for _, name := range g.Flags {
 			if other, dup := listed[name]; dup {
-				t.Errorf("--%s is in two help groups: %q and %q", name, other, g.title)
+				t.Errorf("--%s is in two help groups: %q and %q", name, other, g.Title)
 			}
-			listed[name] = g.title
+			listed[name] = g.Title
 		}
 	}
 	used := map[string]bool{}
 	for _, c := range leafCommands() {
-		c.flagSet().VisitAll(func(f *flag.Flag) {
-			if aliasOf(f) != nil {
+		commandFlags(c).VisitAll(func(f *flag.Flag) {
+			if cmdline.AliasOf(f) != "" {
 				return
 			}
 			used[f.Name] = true
@@ -83,9 +84,9 @@ func flagIndex() string {
 	}
 	leaves := leafCommands()
 	for _, c := range leaves {
-		c.flagSet().VisitAll(func(f *flag.Flag) {
-			if a := aliasOf(f); a != nil {
-				e := get(a.to)
+		commandFlags(c).VisitAll(func(f *flag.Flag) {
+			if to := cmdline.AliasOf(f); to != "" {
+				e := get(to)
 				e.aliases[f.Name] = append(e.aliases[f.Name], c.FullName())
 				return
 			}
@@ -165,10 +166,10 @@ func TestCLIDocFlags(t *testing.T) {
 		}
 	}
 	for _, c := range leafCommands() {
-		c.flagSet().VisitAll(func(f *flag.Flag) {
-			if a := aliasOf(f); a != nil {
+		commandFlags(c).VisitAll(func(f *flag.Flag) {
+			if to := cmdline.AliasOf(f); to != "" {
 				if !strings.Contains(got, "`"+flagName(f.Name)+"` (") {
-					t.Errorf("docs/cli.md does not list %s, the deprecated alias of %s", flagName(f.Name), flagName(a.to))
+					t.Errorf("docs/cli.md does not list %s, the deprecated alias of %s", flagName(f.Name), flagName(to))
 				}
 				return
 			}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 )
 
@@ -142,40 +143,6 @@ func TestVersionFlag(t *testing.T) {
 	}
 }
 
-func TestEditDistance(t *testing.T) {
-	for _, tt := range []struct {
-		a, b string
-		want int
-	}{
-		{"", "", 0},
-		{"status", "status", 0},
-		{"statsu", "status", 1}, // transposition
-		{"alow", "allow", 1},
-		{"renwe", "renew", 1},
-		{"kitten", "sitting", 3},
-		{"ca", "xy", 2},
-		{"ünï", "uni", 2},
-	} {
-		if got := editDistance(tt.a, tt.b); got != tt.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
-		}
-	}
-	for _, tt := range []struct {
-		word       string
-		candidates []string
-		want       string
-	}{
-		{"statsu", []string{"server", "status", "storage"}, "status"},
-		{"xy", []string{"ca"}, ""},
-		{"dd", []string{"d", "dns"}, "d"},
-		{"frobnicate", []string{"proxy", "cert"}, ""},
-	} {
-		if got := suggest(tt.word, tt.candidates); got != tt.want {
-			t.Errorf("suggest(%q, %q) = %q, want %q", tt.word, tt.candidates, got, tt.want)
-		}
-	}
-}
-
 // TestFlagKindsAgree: under each command group, a flag name is boolean in
 // every command that defines it or in none, so that groupArgs knows whether
 // "GROUP --flag WORD SUB" gives WORD to the flag.
@@ -192,11 +159,11 @@ func TestFlagKindsAgree(t *testing.T) {
 				leaves(sub)
 			}
 			if len(l.Commands) == 0 {
-				l.flagSet().VisitAll(func(f *flag.Flag) {
+				commandFlags(l).VisitAll(func(f *flag.Flag) {
 					if kinds[f.Name] == nil {
 						kinds[f.Name] = make(map[bool][]string)
 					}
-					kinds[f.Name][isBool(f)] = append(kinds[f.Name][isBool(f)], l.FullName())
+					kinds[f.Name][cmdline.IsBool(f)] = append(kinds[f.Name][cmdline.IsBool(f)], l.FullName())
 				})
 			}
 		}

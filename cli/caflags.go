@@ -2,11 +2,11 @@ package cli
 
 import (
 	"flag"
-	"strings"
 
+	"github.com/certkeeper/certkeeper/engine"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
-	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/mholt/acmez/v3/acme"
 )
@@ -49,7 +49,7 @@ func (f *caFlags) register(fs *flag.FlagSet, use caUse) {
 	} else {
 		f.CA = []string{"letsencrypt"}
 	}
-	fs.Var(&caValue{list: &f.CA, repeat: use&caChain != 0}, "ca", help)
+	fs.Var(&cmdline.List{Values: &f.CA, Repeat: use&caChain != 0}, "ca", help)
 	fs.StringVar(&f.CARoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint (SSL_CERT_FILE also works)")
 	if use&caEmail != 0 {
 		fs.StringVar(&f.Email, "email", "", "contact `EMAIL` of the ACME account; it names the account in --storage (optional)")
@@ -73,56 +73,40 @@ func (f *caFlags) ca() string {
 }
 
 // local reports whether the single --ca is certkeeper's own CA.
-func (f *caFlags) local() bool { return strings.EqualFold(f.ca(), "local") }
+func (f *caFlags) local() bool { return engine.IsLocal(f.ca()) }
+
+// account is the ACME account the flags give: email, profile, external
+// account binding and the roots of the CA's HTTPS endpoint.
+func (f *caFlags) account(env *Env) (engine.Account, error) {
+	if (f.EABKID == "") != (f.EABHMAC == "") {
+		return engine.Account{}, usagef("--eab-kid and --eab-hmac go together")
+	}
+	hc, err := caHTTPClient(f.CARoots)
+	if err != nil {
+		return engine.Account{}, err
+	}
+	a := engine.Account{Email: f.Email, Profile: f.Profile, HTTPClient: hc, UserAgent: "cli", Logger: env.Logger}
+	if f.EABKID != "" {
+		a.EAB = &acme.EAB{KeyID: f.EABKID, MACKey: f.EABHMAC}
+	}
+	return a, nil
+}
 
 // acmeIssuer is the ACME issuer of CA ca (a --ca value, not local) with
 // the flags' account, profile and roots; the caller adds solvers.
 func (f *caFlags) acmeIssuer(env *Env, ca string, st storage.Storage) (*acmeca.Issuer, error) {
-	if (f.EABKID == "") != (f.EABHMAC == "") {
-		return nil, usagef("--eab-kid and --eab-hmac go together")
-	}
-	hc, err := caHTTPClient(f.CARoots)
+	a, err := f.account(env)
 	if err != nil {
 		return nil, err
 	}
-	iss := &acmeca.Issuer{
-		DirectoryURL: caURL(ca), Email: f.Email, Storage: st, Profile: f.Profile,
-		HTTPClient: hc, UserAgent: "cli", Logger: env.Logger,
-	}
-	if f.EABKID != "" {
-		iss.EAB = &acme.EAB{KeyID: f.EABKID, MACKey: f.EABHMAC}
-	}
-	return iss, nil
+	return a.ACME(ca, st), nil
 }
 
 // issuerFor is the issuer of CA ca: the local CA for "local", else
 // acmeIssuer's.
 func (f *caFlags) issuerFor(env *Env, ca string, st storage.Storage) (issuer.Issuer, error) {
-	if strings.EqualFold(ca, "local") {
-		return &localca.CA{Storage: st, Logger: env.Logger}, nil
+	if engine.IsLocal(ca) {
+		return engine.Account{Logger: env.Logger}.Issuer(ca, st), nil
 	}
 	return f.acmeIssuer(env, ca, st)
-}
-
-// caValue is --ca: one value that replaces the default, or, for a chain,
-// a list that starts empty.
-type caValue struct {
-	list   *[]string
-	repeat bool
-}
-
-func (v *caValue) String() string {
-	if v.list == nil {
-		return ""
-	}
-	return strings.Join(*v.list, ",")
-}
-
-func (v *caValue) Set(s string) error {
-	if v.repeat {
-		*v.list = append(*v.list, s)
-	} else {
-		*v.list = []string{s}
-	}
-	return nil
 }

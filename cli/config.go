@@ -5,55 +5,24 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"reflect"
-	"sort"
-	"strconv"
 	"strings"
-	"time"
 
+	"github.com/certkeeper/certkeeper/engine"
+	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
-	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage/redisstore"
-	"gopkg.in/yaml.v3"
 )
 
-// This file reads the --config YAML file of proxy and server. It walks the
-// YAML nodes itself rather than letting yaml.v3 fill the struct, so that
-// every error names the file, the line and the key, suggests the nearest
-// key for a typo, and never shows a Go type name; a scalar where a list is
-// expected is a one-item list; durations take "d" for days.
-
-// configError is one mistake in a config file.
-type configError struct {
-	file string
-	line int
-	key  string // "ca", "names[1].key_type"; empty for the file as a whole
-	msg  string
-}
-
-func (e *configError) Error() string {
-	if e.key == "" {
-		return fmt.Sprintf("%s:%d: %s", e.file, e.line, e.msg)
-	}
-	return fmt.Sprintf("%s:%d: %s: %s", e.file, e.line, e.key, e.msg)
-}
-
-// configReader decodes one file, collecting every error.
-type configReader struct {
-	file  string
-	errs  []error
-	notes []string // deprecated keys used
-}
-
-func (r *configReader) errorf(n *yaml.Node, key, format string, args ...any) {
-	r.errs = append(r.errs, &configError{file: r.file, line: n.Line, key: key, msg: fmt.Sprintf(format, args...)})
-}
+// This file reads the --config YAML file of proxy and server
+// (internal/yamlconf does the decoding, with FILE:LINE errors) and checks
+// the values whose syntax a flag checks too.
 
 // readConfigFile decodes a --config YAML file into cfg (a pointer to a
-// struct with yaml tags), refusing unknown keys and checking each value
-// (checkConfigValue). Its error joins every mistake found, each as
-// "FILE:LINE: KEY: what is wrong".
+// struct with yaml tags) with package internal/yamlconf, refusing unknown
+// keys and checking each value (checkConfigValue). Its error joins every
+// mistake found, each as "FILE:LINE: KEY: what is wrong". The notes of
+// deprecated keys go to cfg, if it keeps them (configNotes).
 func readConfigFile(file string, cfg any) error {
 	if file == "" {
 		return nil
@@ -62,258 +31,16 @@ func readConfigFile(file string, cfg any) error {
 	if err != nil {
 		return fmt.Errorf("--config: %w", err)
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		if l, rest, ok := strings.Cut(strings.TrimPrefix(msg, "line "), ": "); ok && strings.HasPrefix(msg, "line ") {
-			if n, err := strconv.Atoi(l); err == nil {
-				return &configError{file: file, line: n, msg: rest + " (not valid YAML)"}
-			}
-		}
-		return fmt.Errorf("--config %s: %s (not valid YAML)", file, msg)
+	notes, err := yamlconf.Decode(file, data, cfg, checkConfigValue)
+	if yerr, ok := errors.AsType[*yamlconf.Error](err); ok && yerr.Line == 0 {
+		return fmt.Errorf("--config %w", err)
 	}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
-		return nil // an empty file sets nothing
-	}
-	r := &configReader{file: file}
-	r.mapping(doc.Content[0], reflect.ValueOf(cfg).Elem(), "")
 	if n, ok := cfg.(configNotes); ok {
-		for _, note := range r.notes {
+		for _, note := range notes {
 			n.addNote(note)
 		}
 	}
-	return errors.Join(r.errs...)
-}
-
-// yamlKeys maps the yaml keys of struct type t to their field indexes,
-// following ",inline" fields.
-func yamlKeys(t reflect.Type) map[string][]int {
-	keys := map[string][]int{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if opts == "inline" {
-			for k, idx := range yamlKeys(f.Type) {
-				keys[k] = append([]int{i}, idx...)
-			}
-			continue
-		}
-		if name != "" && name != "-" {
-			keys[name] = []int{i}
-		}
-	}
-	return keys
-}
-
-// mapping decodes the YAML mapping n into the struct v; path is the key
-// path of n ("" at the top, "names[1]" below).
-func (r *configReader) mapping(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	if n.Kind != yaml.MappingNode {
-		what := "want key: value lines"
-		if path != "" {
-			what = "want key: value settings, e.g. pattern: a.example"
-		}
-		r.errorf(n, path, "%s", what)
-		return
-	}
-	keys := yamlKeys(v.Type())
-	aliases := yamlAliases(v.Type())
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		kn, vn := n.Content[i], n.Content[i+1]
-		key := kn.Value
-		if to, ok := aliases[key]; ok {
-			r.notes = append(r.notes, fmt.Sprintf("%s:%d: %s is deprecated and will be removed; use %s", r.file, kn.Line, key, to))
-			key = to
-		}
-		full := key
-		if path != "" {
-			full = path + "." + key
-		}
-		idx, ok := keys[key]
-		if !ok {
-			msg := "unknown key"
-			names := make([]string, 0, len(keys))
-			for k := range keys {
-				names = append(names, k)
-			}
-			sort.Strings(names)
-			if s := suggest(key, names); s != "" {
-				msg += fmt.Sprintf("; did you mean %s?", s)
-			} else {
-				msg += " (docs/config.md lists them)"
-			}
-			r.errorf(kn, full, "%s", msg)
-			continue
-		}
-		if first, dup := seen[key]; dup {
-			r.errorf(kn, full, "given twice (first on line %d): keep one", first)
-			continue
-		}
-		seen[key] = kn.Line
-		r.value(vn, v.FieldByIndex(idx), full, key)
-	}
-}
-
-var durationType = reflect.TypeOf(time.Duration(0))
-
-// value decodes n into v. full is the key path for messages, key the last
-// key (which picks checkConfigValue's check).
-func (r *configReader) value(n *yaml.Node, v reflect.Value, full, key string) {
-	if n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return // "key:" with nothing: the default
-	}
-	if v.Kind() == reflect.Slice {
-		items := []*yaml.Node{n}
-		switch n.Kind {
-		case yaml.SequenceNode:
-			items = n.Content
-		case yaml.MappingNode:
-			if v.Type().Elem().Kind() != reflect.Struct {
-				r.errorf(n, full, "want a value or a list of values, not key: value settings")
-				return
-			}
-		}
-		s := reflect.MakeSlice(v.Type(), len(items), len(items))
-		for i, item := range items {
-			name := full // a single value stands for the key itself
-			if n.Kind == yaml.SequenceNode {
-				name = fmt.Sprintf("%s[%d]", full, i)
-			}
-			r.value(item, s.Index(i), name, key)
-		}
-		v.Set(s)
-		return
-	}
-	if v.Kind() == reflect.Struct {
-		r.mapping(n, v, full)
-		return
-	}
-	if v.Kind() == reflect.Map {
-		r.stringMap(n, v, full)
-		return
-	}
-	if n.Kind != yaml.ScalarNode {
-		r.errorf(n, full, "want a single value, not a %s", nodeKind(n))
-		return
-	}
-	switch {
-	case v.Type() == durationType:
-		d, err := parseDuration(n.Value)
-		if err != nil {
-			r.errorf(n, full, "%v", err)
-			return
-		}
-		v.SetInt(int64(d))
-	case v.Kind() == reflect.Bool:
-		switch strings.ToLower(n.Value) {
-		case "true", "yes", "on":
-			v.SetBool(true)
-		case "false", "no", "off":
-			v.SetBool(false)
-		default:
-			r.errorf(n, full, "%q: want true or false", n.Value)
-		}
-	case v.Kind() == reflect.Int:
-		i, err := strconv.Atoi(n.Value)
-		if err != nil {
-			r.errorf(n, full, "%q: want a whole number", n.Value)
-			return
-		}
-		v.SetInt(int64(i))
-	case v.Kind() == reflect.String:
-		// An empty value means the default, as an absent key does.
-		if err := checkConfigValue(key, n.Value); n.Value != "" && err != nil {
-			r.errorf(n, full, "%v", err)
-			return
-		}
-		v.SetString(n.Value)
-	default:
-		// A programmer error: a config struct grew a type this reader
-		// does not know.
-		panic(fmt.Sprintf("config key %s: unsupported field type %s", full, v.Type()))
-	}
-}
-
-// stringMap decodes the YAML mapping n into the map[string]string v, whose
-// keys are free-form (dns_setting: {zone: a.example}). Values are not
-// quoted in errors: they may be secrets in the wrong place.
-func (r *configReader) stringMap(n *yaml.Node, v reflect.Value, full string) {
-	if n.Kind != yaml.MappingNode {
-		r.errorf(n, full, "want NAME: VALUE settings, e.g. %s: {zone: a.example}", full)
-		return
-	}
-	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		kn, vn := n.Content[i], n.Content[i+1]
-		if vn.Kind == yaml.AliasNode {
-			vn = vn.Alias
-		}
-		key := reflect.ValueOf(kn.Value)
-		switch {
-		case vn.Kind != yaml.ScalarNode:
-			r.errorf(vn, full+"."+kn.Value, "want a single value, not a %s", nodeKind(vn))
-		case m.MapIndex(key).IsValid():
-			r.errorf(kn, full+"."+kn.Value, "given twice: keep one")
-		default:
-			m.SetMapIndex(key, reflect.ValueOf(vn.Value))
-		}
-	}
-	v.Set(m)
-}
-
-func nodeKind(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.SequenceNode:
-		return "list"
-	case yaml.MappingNode:
-		return "set of key: value settings"
-	}
-	return "value"
-}
-
-// parseDuration parses a duration as time.ParseDuration does (300ms, 1h30m),
-// and also whole or fractional days: 7d, 1.5d, 1d12h.
-func parseDuration(s string) (time.Duration, error) {
-	bad := fmt.Errorf("%q: want a duration such as 7d, 36h, 1h30m or 30s", s)
-	s = strings.TrimSpace(s)
-	var days time.Duration
-	if i := strings.IndexByte(s, 'd'); i >= 0 {
-		n, err := strconv.ParseFloat(s[:i], 64)
-		if err != nil || n < 0 {
-			return 0, bad
-		}
-		days = time.Duration(n * float64(24*time.Hour))
-		s = s[i+1:]
-		if s == "" {
-			return days, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, bad
-	}
-	return days + d, nil
-}
-
-// durationFlag is a flag.Value for a duration that also takes days (7d).
-type durationFlag time.Duration
-
-func (d *durationFlag) String() string { return time.Duration(*d).String() }
-
-func (d *durationFlag) Set(s string) error {
-	v, err := parseDuration(s)
-	if err != nil {
-		return errors.New("want a duration such as 7d, 36h, 1h30m or 30s")
-	}
-	*d = durationFlag(v)
-	return nil
+	return err
 }
 
 // checkConfigValue checks one string value of the config key key (a list
@@ -323,7 +50,7 @@ func (d *durationFlag) Set(s string) error {
 func checkConfigValue(key, v string) error {
 	switch key {
 	case "ca":
-		return checkCA(v)
+		return engine.CheckCA(v)
 	case "backend":
 		_, err := backendURL(v)
 		return err
@@ -340,10 +67,10 @@ func checkConfigValue(key, v string) error {
 		_, err := issuer.ParseKeyType(v)
 		return err
 	case "order_limit":
-		_, _, err := parseOrderLimit(v)
+		_, _, err := engine.ParseOrderLimit(v)
 		return err
 	case "challenge":
-		return checkChallenge(v)
+		return engine.CheckChallenge(v)
 	case "log_level":
 		if _, err := newLogger(io.Discard, "text", v); err != nil {
 			return fmt.Errorf("%q: use debug, info, warn or error", v)
@@ -354,19 +81,6 @@ func checkConfigValue(key, v string) error {
 		}
 	}
 	return nil
-}
-
-// checkChallenge checks a challenge type's name.
-func checkChallenge(v string) error {
-	switch v {
-	case acmeca.TLSALPN01, acmeca.HTTP01, acmeca.DNS01, acmeca.DNSPersist01:
-		return nil
-	}
-	msg := fmt.Sprintf("%q: use tls-alpn-01, http-01, dns-01 or dns-persist-01", v)
-	if s := suggest(v, []string{acmeca.TLSALPN01, acmeca.HTTP01, acmeca.DNS01, acmeca.DNSPersist01}); s != "" {
-		msg += fmt.Sprintf("; did you mean %s?", s)
-	}
-	return errors.New(msg)
 }
 
 // checkStorage checks the syntax of a --storage value without connecting:

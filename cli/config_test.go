@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/yamlconf"
 )
 
 // noGoTypes fails the test if stderr shows Go's own type names, which
@@ -235,7 +238,7 @@ func TestConfigDocKeys(t *testing.T) {
 	}
 	known := map[string]bool{}
 	for _, typ := range []reflect.Type{reflect.TypeOf(proxyConfig{}), reflect.TypeOf(serverConfig{}), reflect.TypeOf(nameConfig{})} {
-		for k := range yamlKeys(typ) {
+		for _, k := range yamlconf.Keys(typ) {
 			known[k] = true
 			if !documented[k] {
 				t.Errorf("config key %s is not in docs/config.md", k)
@@ -254,14 +257,14 @@ func TestConfigDocKeys(t *testing.T) {
 		cmd.Flags(fs)
 		aliases := map[string]string{}
 		for _, typ := range []reflect.Type{reflect.TypeOf(proxyConfig{}), reflect.TypeOf(serverConfig{})} {
-			maps.Copy(aliases, yamlAliases(typ))
+			maps.Copy(aliases, yamlconf.Aliases(typ))
 		}
 		fs.VisitAll(func(f *flag.Flag) {
 			k := strings.ReplaceAll(f.Name, "-", "_")
-			if a := aliasOf(f); a != nil {
+			if newName := cmdline.AliasOf(f); newName != "" {
 				// A deprecated flag keeps its old key, as an alias of the new.
-				if to := strings.ReplaceAll(a.to, "-", "_"); aliases[k] != to {
-					t.Errorf("%s --%s (deprecated for --%s) has no config key alias %s of %s", cmd.FullName(), f.Name, a.to, k, to)
+				if to := strings.ReplaceAll(newName, "-", "_"); aliases[k] != to {
+					t.Errorf("%s --%s (deprecated for --%s) has no config key alias %s of %s", cmd.FullName(), f.Name, newName, k, to)
 				}
 				return
 			}

@@ -2,20 +2,18 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"maps"
 	"net"
-	"strconv"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
-	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
-	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -216,39 +214,43 @@ type frontEnd struct {
 	userAgent          string
 }
 
-// manager builds the Manager of c, without its Policy (the caller sets it,
-// so that a reload can swap it).
+// manager builds the Manager of c (engine.Settings.Manager), without its
+// Policy (the caller sets it, so that a reload can swap it).
 func (c *engineConfig) manager(st storage.Storage, env *Env, fe frontEnd) (*certkeeper.Manager, error) {
+	s, err := c.settings(env, fe)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.Manager(st)
+	if err != nil {
+		return nil, settingError(err, fe)
+	}
+	return m, nil
+}
+
+// settings are c's engine.Settings, each value that has a flag's syntax
+// checked with the flag named.
+func (c *engineConfig) settings(env *Env, fe frontEnd) (*engine.Settings, error) {
 	keyType, err := issuer.ParseKeyType(c.KeyType)
 	if err != nil {
 		return nil, usagef("--key-type: %v", err)
 	}
-	orderLimit, orderWindow, err := parseOrderLimit(c.OrderLimit)
+	orderLimit, orderWindow, err := engine.ParseOrderLimit(c.OrderLimit)
 	if err != nil {
 		return nil, usagef("--order-limit: %v", err)
 	}
-	issuers, err := c.issuers(st, env, fe)
-	if err != nil {
+	s := &engine.Settings{CAs: c.CA, KeyType: keyType, Challenges: c.Challenge, TLSALPN01: fe.alpn, HTTP01: fe.http01,
+		DNSResolver: c.DNS.resolver(), Wildcards: c.Wildcards, RSAFallback: c.RSAFallback, CertFileCheck: c.CertFileCheck,
+		OrderLimit: orderLimit, OrderWindow: orderWindow, UserAgent: fe.userAgent}
+	if s.DNS01, err = c.dnsSolver(env); err != nil {
 		return nil, err
 	}
-	var rules []certkeeper.NameRule
+	if s.Account, err = c.account(env); err != nil {
+		return nil, err
+	}
 	for i, n := range c.Names {
 		if _, err := policy.ParseAllowlist(n.Pattern); err != nil || n.Pattern == "" {
 			return nil, usagef("--config: names[%d]: pattern %q: %v", i, n.Pattern, err)
-		}
-		sub := *c
-		if len(n.CA) > 0 {
-			sub.CA = n.CA
-		}
-		if len(n.Challenge) > 0 {
-			sub.Challenge = n.Challenge
-		}
-		if n.Profile != "" {
-			sub.Profile = n.Profile
-		}
-		ruleIssuers, err := sub.issuers(st, env, fe)
-		if err != nil {
-			return nil, fmt.Errorf("--config: names[%d] (%s): %w", i, n.Pattern, err)
 		}
 		kt, err := issuer.ParseKeyType(n.KeyType)
 		if err != nil {
@@ -257,34 +259,78 @@ func (c *engineConfig) manager(st storage.Storage, env *Env, fe frontEnd) (*cert
 		if n.KeyType == "" {
 			kt = ""
 		}
-		rules = append(rules, certkeeper.NameRule{Pattern: n.Pattern, Issuers: ruleIssuers, KeyType: kt})
+		s.Rules = append(s.Rules, engine.Rule{Pattern: n.Pattern, CAs: n.CA, Challenges: n.Challenge, Profile: n.Profile, KeyType: kt})
 	}
-	var files []certkeeper.CertFile
-	for _, s := range c.CertFiles {
-		cf, err := certkeeper.ParseCertFile(s)
+	for _, f := range c.CertFiles {
+		cf, err := certkeeper.ParseCertFile(f)
 		if err != nil {
 			return nil, usagef("--cert-file: %v", err)
 		}
-		files = append(files, cf)
+		s.CertFiles = append(s.CertFiles, cf)
 	}
-	m := &certkeeper.Manager{
-		Issuers:       issuers,
-		Rules:         rules,
-		Wildcards:     c.Wildcards,
-		RSAFallback:   c.RSAFallback,
-		Storage:       st,
-		Email:         c.Email,
-		KeyType:       keyType,
-		CertFiles:     files,
-		CertFileCheck: c.CertFileCheck,
-		Logger:        env.Logger,
-		Cluster:       certkeeper.Cluster{OrderLimit: orderLimit, OrderWindow: orderWindow},
+	return s, nil
+}
+
+// dnsSolver is the dns-01 solver (--dns), if c's challenges or those of
+// a names entry use dns-01 (by default, with --dns given); else nil.
+func (c *engineConfig) dnsSolver(env *Env) (*dns01.Solver, error) {
+	uses := func(challenges []string) bool {
+		return slices.Contains(challenges, acmeca.DNS01) || len(challenges) == 0 && c.DNS.Provider != ""
 	}
-	withManagerSolvers(m, issuers)
-	for _, r := range rules {
-		withManagerSolvers(m, r.Issuers)
+	if uses(c.Challenge) {
+		return c.DNS.solver(env)
 	}
-	return m, nil
+	for i, n := range c.Names {
+		if len(n.Challenge) > 0 && uses(n.Challenge) {
+			s, err := c.DNS.solver(env)
+			if err != nil {
+				return nil, fmt.Errorf("--config: names[%d] (%s): %w", i, n.Pattern, err)
+			}
+			return s, nil
+		}
+	}
+	return nil, nil
+}
+
+// account is the ACME account of c's CAs; the --eab-kid and --ca-roots
+// flags are checked only if a chain has a CA other than local.
+func (c *engineConfig) account(env *Env) (engine.Account, error) {
+	chains := [][]string{c.CA}
+	for _, n := range c.Names {
+		chains = append(chains, n.CA)
+	}
+	for _, cas := range chains {
+		if len(cas) == 0 || slices.ContainsFunc(cas, func(ca string) bool { return !engine.IsLocal(ca) }) {
+			return c.caFlags.account(env)
+		}
+	}
+	return engine.Account{Email: c.Email, Profile: c.Profile, Logger: env.Logger}, nil
+}
+
+// settingError names the flags in an engine.SettingError.
+func settingError(err error, fe frontEnd) error {
+	se, ok := errors.AsType[*engine.SettingError](err)
+	if !ok {
+		return err
+	}
+	switch {
+	case errors.Is(se.Err, engine.ErrNotAnswered) && se.Value == acmeca.TLSALPN01:
+		err = usagef("--challenge tls-alpn-01 needs %s", fe.alpnVia)
+	case errors.Is(se.Err, engine.ErrNotAnswered) && se.Value == acmeca.HTTP01:
+		err = usagef("--challenge http-01 needs %s", fe.http01Via)
+	case errors.Is(se.Err, engine.ErrUnknownChallenge):
+		err = usagef("--challenge %q: use tls-alpn-01, http-01, dns-01 or dns-persist-01", se.Value)
+	case errors.Is(se.Err, engine.ErrWildcardNeedsDNS01):
+		err = usagef("--wildcard %s: wildcard certificates are validated only through DNS: dns-01 is needed (--dns rfc2136, powerdns or exec)", se.Value)
+	case errors.Is(se.Err, engine.ErrNotWildcard):
+		err = usagef("--wildcard %q: want *.ZONE, e.g. *.a.example", se.Value)
+	case se.Field == "CAs":
+		err = usagef("--ca: %v", se.Err)
+	}
+	if se.Rule >= 0 {
+		return fmt.Errorf("--config: names[%d] (%s): %w", se.Rule, se.Pattern, err)
+	}
+	return err
 }
 
 // reloadablePolicy is the Manager's Policy: whatever current holds (nil
@@ -299,134 +345,11 @@ func reloadablePolicy(current func() policy.Policy) policy.Policy {
 	})
 }
 
-// issuers builds the fallback chain from --ca.
-func (c *engineConfig) issuers(st storage.Storage, env *Env, fe frontEnd) ([]issuer.Issuer, error) {
-	cas := c.CA
-	if len(cas) == 0 {
-		cas = []string{"letsencrypt"}
-	}
-	order := c.Challenge
-	if len(order) == 0 {
-		if fe.alpn {
-			order = append(order, acmeca.TLSALPN01)
-		}
-		if fe.http01 {
-			order = append(order, acmeca.HTTP01)
-		}
-		if c.DNS.Provider != "" {
-			order = append(order, acmeca.DNS01)
-		}
-	}
-	dnsSolvers, err := c.dnsSolvers(order, env, fe)
-	if err != nil {
-		return nil, err
-	}
-	if dnsSolvers != nil {
-		order = append([]string{acmeca.DNSPersist01}, order...)
-	}
-	var out []issuer.Issuer
-	for _, ca := range cas {
-		if err := checkCA(ca); err != nil {
-			return nil, usagef("--ca: %v", err)
-		}
-		iss, err := c.issuerFor(env, ca, st)
-		if err != nil {
-			return nil, err
-		}
-		if a, ok := iss.(*acmeca.Issuer); ok {
-			a.ChallengeOrder, a.UserAgent, a.Solvers = order, fe.userAgent, maps.Clone(dnsSolvers)
-		}
-		out = append(out, iss)
-	}
-	return out, nil
-}
-
 // warnNoPolicy warns when no name can get a new certificate.
 func (c *engineConfig) warnNoPolicy(env *Env) {
 	if len(c.Allow) == 0 && c.Ask == "" && !c.RequireOwn {
 		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --allow or --ask: no new certificate will be obtained, only stored ones served")
 	}
-}
-
-// dnsSolvers checks the challenge list against what the front-end can
-// answer and builds the DNS solvers it asks for (nil when it names none):
-// dns-01 through --dns, and dns-persist-01 wherever its record is in
-// place. The Manager adds its own tls-alpn-01 and http-01 solvers
-// (withManagerSolvers).
-func (c *engineConfig) dnsSolvers(order []string, env *Env, fe frontEnd) (map[string]solver.Solver, error) {
-	var solvers map[string]solver.Solver
-	for _, ch := range order {
-		switch ch {
-		case acmeca.TLSALPN01:
-			if !fe.alpn {
-				return nil, usagef("--challenge tls-alpn-01 needs %s", fe.alpnVia)
-			}
-		case acmeca.HTTP01:
-			if !fe.http01 {
-				return nil, usagef("--challenge http-01 needs %s", fe.http01Via)
-			}
-		case acmeca.DNS01:
-			s, err := c.DNS.solver(env)
-			if err != nil {
-				return nil, err
-			}
-			s.Logger = env.Logger
-			if solvers == nil {
-				solvers = map[string]solver.Solver{}
-			}
-			solvers[acmeca.DNS01] = s
-			solvers[acmeca.DNSPersist01] = &dns01.Persist{Resolver: c.DNS.resolver()}
-		case acmeca.DNSPersist01:
-			if solvers == nil {
-				solvers = map[string]solver.Solver{}
-			}
-			solvers[acmeca.DNSPersist01] = &dns01.Persist{Resolver: c.DNS.resolver()}
-		default:
-			return nil, usagef("--challenge %q: use tls-alpn-01, http-01, dns-01 or dns-persist-01", ch)
-		}
-	}
-	if len(c.Wildcards) > 0 && solvers[acmeca.DNS01] == nil {
-		return nil, usagef("--wildcard %s: wildcard certificates are validated only through DNS: dns-01 is needed (--dns rfc2136, powerdns or exec)", c.Wildcards[0])
-	}
-	for _, w := range c.Wildcards {
-		if n, err := (hostname.Normalizer{AllowWildcard: true}).Normalize(w); err != nil || !strings.HasPrefix(n, "*.") {
-			return nil, usagef("--wildcard %q: want *.ZONE, e.g. *.a.example", w)
-		}
-	}
-	return solvers, nil
-}
-
-// withManagerSolvers gives ACME issuers that have DNS solvers the
-// Manager's tls-alpn-01 and http-01 solvers too (an issuer with no
-// solvers gets them from the Manager by itself).
-func withManagerSolvers(m *certkeeper.Manager, issuers []issuer.Issuer) {
-	for _, iss := range issuers {
-		if a, ok := iss.(*acmeca.Issuer); ok && a.Solvers != nil {
-			for typ, s := range m.Solvers() {
-				if a.Solvers[typ] == nil {
-					a.Solvers[typ] = s
-				}
-			}
-		}
-	}
-}
-
-// parseOrderLimit parses --order-limit N/DURATION ("10/1m"); empty means
-// no shared limit.
-func parseOrderLimit(v string) (int, time.Duration, error) {
-	if v == "" {
-		return 0, 0, nil
-	}
-	ns, ds, ok := strings.Cut(v, "/")
-	n, err := strconv.Atoi(ns)
-	if !ok || err != nil || n <= 0 {
-		return 0, 0, fmt.Errorf("%q: want N/DURATION, e.g. 10/1m or 300/3h", v)
-	}
-	d, err := time.ParseDuration(ds)
-	if err != nil || d <= 0 {
-		return 0, 0, fmt.Errorf("%q: want N/DURATION, e.g. 10/1m or 300/3h", v)
-	}
-	return n, d, nil
 }
 
 // services starts what runs beside any front-end's Manager: metrics, the

@@ -22,52 +22,9 @@ import (
 	"text/tabwriter"
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/logsetup"
 )
-
-// Command is one command or command group, in the shape of cmd/go's
-// Command: a usage line, a short and a long description that teaches by
-// example, its own flag set, and Run.
-type Command struct {
-	// UsageLine is "certkeeper cert issue [flags]"; its words up to the
-	// first flag or argument name the command.
-	UsageLine string
-	// Short is a one-line description for command lists.
-	Short string
-	// Long is the full help text, with examples.
-	Long string
-	// Flags sets up the command's flags on fs; nil means none.
-	Flags func(fs *flag.FlagSet)
-	// Run runs the command with the arguments left after flags. It returns
-	// a usageError for bad usage (exit 2), any other error for failure
-	// (exit 1).
-	Run func(ctx context.Context, env *Env, args []string) error
-	// Commands are the subcommands of a group.
-	Commands []*Command
-	// RawArgs ends the flags at the first argument, as "--" does: the
-	// arguments are a command line that Run passes on verbatim ("service
-	// install proxy --config FILE"). Otherwise flags may follow arguments.
-	RawArgs bool
-}
-
-// Name is the last word of the command's name ("issue" for "cert issue").
-func (c *Command) Name() string {
-	words := c.words()
-	return words[len(words)-1]
-}
-
-// FullName is the command path without "certkeeper" ("cert issue").
-func (c *Command) FullName() string { return strings.Join(c.words()[1:], " ") }
-
-func (c *Command) words() []string {
-	var words []string
-	for _, w := range strings.Fields(c.UsageLine) {
-		if strings.HasPrefix(w, "[") || strings.HasPrefix(w, "-") || strings.ToUpper(w) == w {
-			break
-		}
-		words = append(words, w)
-	}
-	return words
-}
 
 // Env is what a command may touch of the outside world; tests replace it.
 type Env struct {
@@ -95,7 +52,7 @@ func (env *Env) setLogging(format, level string) error {
 	env.Logger = logger
 	env.Stderr = env.stderr
 	if format == "json" {
-		env.Stderr = newJSONLines(env.stderr)
+		env.Stderr = logsetup.NewLines(env.stderr) // the human lines become JSON records too
 	}
 	return nil
 }
@@ -195,47 +152,35 @@ Run "certkeeper help COMMAND" or "certkeeper COMMAND --help" for a command's fla
 //
 // Flags may come before and after a command's arguments, and before its
 // subcommand's name: "alpn-proxy --fallback ADDR start" gives --fallback to
-// start. See parseArgs and groupArgs.
+// start. See cmdline.Parse and cmdline.Resolve.
 func run(ctx context.Context, env *Env, args []string) int {
-	top := root()
-	cmd, rest := top, args
-	var early []string // flags given before the subcommand's name
-	for len(cmd.Commands) > 0 {
-		if cmd == top && len(rest) > 0 && (rest[0] == "--version" || rest[0] == "-version") {
-			fmt.Fprintln(env.Stdout, versionString())
-			return exitOK
-		}
-		flags, name, after, help, err := groupArgs(cmd, rest)
-		switch {
-		case err != nil:
-			fmt.Fprintf(env.Stderr, "certkeeper%s: %v\nRun 'certkeeper help%s' for usage.\n", prefixSpace(cmd.FullName()), err, prefixSpace(cmd.FullName()))
-			return exitUsage
-		case help || name == "help":
-			target, _ := find(cmd, after)
-			printHelp(env.Stdout, target, env.dnsProviders)
-			return exitOK
-		case name == "":
-			printHelp(env.Stderr, cmd, env.dnsProviders)
-			return exitUsage
-		}
-		sub := lookup(cmd, name)
-		if sub == nil {
-			msg := fmt.Sprintf("unknown command %q", strings.Join(append(words(cmd), name), " "))
-			if s := suggest(name, append(cmd.commandNames(), "help")); s != "" {
-				msg += fmt.Sprintf("; did you mean %q?", strings.Join(append(words(cmd), s), " "))
-			}
-			fmt.Fprintf(env.Stderr, "certkeeper: %s\nRun 'certkeeper help%s' for usage.\n", msg, prefixSpace(cmd.FullName()))
-			return exitUsage
-		}
-		early = append(early, flags...)
-		cmd, rest = sub, after
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		fmt.Fprintln(env.Stdout, versionString())
+		return exitOK
 	}
-	fs := cmd.flagSet()
+	cmd, words, help, missing, err := cmdline.Resolve(root(), args, globalFlags)
+	if gerr, ok := errors.AsType[*cmdline.GroupError](err); ok {
+		where := "certkeeper" + prefixSpace(gerr.Group)
+		if gerr.Unknown {
+			where = "certkeeper"
+		}
+		fmt.Fprintf(env.Stderr, "%s: %v\nRun 'certkeeper help%s' for usage.\n", where, err, prefixSpace(gerr.Group))
+		return exitUsage
+	}
+	switch {
+	case help:
+		printHelp(env.Stdout, cmd, env.dnsProviders)
+		return exitOK
+	case missing:
+		printHelp(env.Stderr, cmd, env.dnsProviders)
+		return exitUsage
+	}
+	fs := commandFlags(cmd)
 	logFormat, logLevel := fs.Lookup("log-format").Value, fs.Lookup("log-level").Value
 	// Deprecation notes wait for the logging setup: with --log-format
 	// json they are JSON lines too.
 	var notes bytes.Buffer
-	cmdArgs, err := parseArgs(fs, append(early, rest...), cmd.RawArgs, &notes)
+	cmdArgs, err := cmdline.Parse(fs, words, cmd.RawArgs, &notes)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printHelp(env.Stdout, cmd, env.dnsProviders)
@@ -271,29 +216,6 @@ func prefixSpace(s string) string {
 	return " " + s
 }
 
-func words(c *Command) []string { return c.words() }
-
-func lookup(c *Command, name string) *Command {
-	for _, sub := range c.Commands {
-		if sub.Name() == name {
-			return sub
-		}
-	}
-	return nil
-}
-
-// find walks args down the tree as far as they name commands.
-func find(c *Command, args []string) (*Command, []string) {
-	for len(args) > 0 {
-		sub := lookup(c, args[0])
-		if sub == nil {
-			break
-		}
-		c, args = sub, args[1:]
-	}
-	return c, args
-}
-
 // printHelp writes a command's usage, long text, subcommands and flags,
 // and for a command with --dns the providers compiled in (dns).
 func printHelp(w io.Writer, c *Command, dns []dnsprovider.Provider) {
@@ -307,32 +229,27 @@ func printHelp(w io.Writer, c *Command, dns []dnsprovider.Provider) {
 		tw.Flush()
 		return
 	}
-	fs := c.flagSet()
+	fs := commandFlags(c)
 	printFlags(w, fs)
 	if fs.Lookup("dns") != nil {
 		printDNSProviders(w, dns)
 	}
 }
 
-// newLogger builds the slog logger the flags ask for.
+// newLogger builds the slog logger the flags ask for (logsetup.New).
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+	logger, err := logsetup.New(w, format, level)
+	switch {
+	case errors.Is(err, logsetup.ErrLevel):
 		return nil, usagef("--log-level %q: use debug, info, warn or error", level)
+	case errors.Is(err, logsetup.ErrFormat):
+		return nil, usagef("--log-format %q: use text or json", format)
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, usagef("--log-format %q: use text or json", format)
+	return logger, err
 }
 
 // globalFlags are the flags every command takes.
-func globalFlags(fs *flag.FlagSet) (format, level *string) {
-	format = fs.String("log-format", "text", "log `FORMAT`: text, or json for log collectors")
-	level = fs.String("log-level", "warn", "log `LEVEL`: debug, info, warn or error (proxy and server: info)")
-	return format, level
+func globalFlags(fs *flag.FlagSet) {
+	fs.String("log-format", "text", "log `FORMAT`: text, or json for log collectors")
+	fs.String("log-level", "warn", "log `LEVEL`: debug, info, warn or error (proxy and server: info)")
 }

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestStorageWhere(t *testing.T) {
@@ -17,28 +16,6 @@ func TestStorageWhere(t *testing.T) {
 	} {
 		if got := storageWhere(tt.spec); got != tt.want || strings.Contains(got, "s3cret") {
 			t.Errorf("storageWhere(%q) = %q, want %q", tt.spec, got, tt.want)
-		}
-	}
-}
-
-func TestParseOrderLimit(t *testing.T) {
-	for _, tt := range []struct {
-		in     string
-		n      int
-		window time.Duration
-		ok     bool
-	}{
-		{"", 0, 0, true},
-		{"10/1m", 10, time.Minute, true},
-		{"300/3h", 300, 3 * time.Hour, true},
-		{"10", 0, 0, false},
-		{"0/1m", 0, 0, false},
-		{"10/soon", 0, 0, false},
-		{"10/-1m", 0, 0, false},
-	} {
-		n, w, err := parseOrderLimit(tt.in)
-		if (err == nil) != tt.ok || n != tt.n || w != tt.window {
-			t.Errorf("parseOrderLimit(%q) = %d, %s, %v; want %d, %s, ok %v", tt.in, n, w, err, tt.n, tt.window, tt.ok)
 		}
 	}
 }

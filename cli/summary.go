@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/internal/redact"
 )
 
@@ -153,7 +154,7 @@ func summaryChain(cas []string) string {
 	out := make([]string, len(cas))
 	for i, ca := range cas {
 		out[i] = redact.URL(ca)
-		if u := caURL(ca); u != ca && strings.Contains(u, "://") {
+		if u := engine.CAURL(ca); u != ca && strings.Contains(u, "://") {
 			out[i] += " (" + redact.URL(u) + ")"
 		}
 	}

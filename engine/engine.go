@@ -1,0 +1,301 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/dns01"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// Settings are what a Manager is built from. The zero value builds a
+// Manager that obtains ECDSA certificates from Let's Encrypt with
+// tls-alpn-01 or http-01 (whichever the front end answers: see TLSALPN01
+// and HTTP01).
+type Settings struct {
+	// CAs is the fallback chain, tried in order: names CAURL resolves
+	// ("letsencrypt", "staging"), "local" (certkeeper's own CA) or ACME
+	// directory URLs. Empty means letsencrypt.
+	CAs []string
+	// Account is what every ACME CA of the chains is used with.
+	Account Account
+	// KeyType is the certificates' key type; zero means the Manager's
+	// default.
+	KeyType issuer.KeyType
+	// Challenges are the challenge types tried, in order ("tls-alpn-01",
+	// "http-01", "dns-01", "dns-persist-01"). Empty means tls-alpn-01 if
+	// TLSALPN01, http-01 if HTTP01, and dns-01 if DNS01 is set.
+	Challenges []string
+	// TLSALPN01 and HTTP01 report whether the front end answers these
+	// challenges (the Manager's TLSConfig and HTTPHandler are in place).
+	TLSALPN01, HTTP01 bool
+	// DNS01 sets dns-01 records; nil means no dns-01. Its Logger is set
+	// to Logger.
+	DNS01 *dns01.Solver
+	// DNSResolver is where dns-persist-01 records are looked up: they are
+	// tried first wherever dns-01 or dns-persist-01 is a challenge.
+	DNSResolver dns01.Resolver
+	// Rules give names matching a pattern their own CA chain, challenges,
+	// profile or key type.
+	Rules []Rule
+	// Wildcards are the zones ("*.a.example") served from one wildcard
+	// certificate each; they need dns-01.
+	Wildcards []string
+	// RSAFallback also obtains RSA certificates, for clients that cannot
+	// use ECDSA.
+	RSAFallback bool
+	// CertFiles are certificates made elsewhere, served for the names
+	// they cover; CertFileCheck is how often their files are checked for
+	// changes (zero: the Manager's default).
+	CertFiles     []certkeeper.CertFile
+	CertFileCheck time.Duration
+	// OrderLimit new orders per OrderWindow per CA account are placed, for
+	// every node sharing the storage; zero means only the CA's own limits.
+	OrderLimit  int
+	OrderWindow time.Duration
+	// UserAgent is appended to the User-Agent of the ACME requests
+	// ("proxy", "server"); it replaces Account.UserAgent.
+	UserAgent string
+}
+
+// Rule is Settings for the names matching Pattern: each field that is set
+// replaces the Settings' own.
+type Rule struct {
+	// Pattern is an exact name, "*.a.example" or "re:REGEXP", as in
+	// policy.ParseAllowlist.
+	Pattern    string
+	CAs        []string
+	Challenges []string
+	Profile    string
+	KeyType    issuer.KeyType
+}
+
+// Errors of Manager, wrapped in a *SettingError.
+var (
+	// ErrUnknownChallenge: a challenge type that is not tls-alpn-01,
+	// http-01, dns-01 or dns-persist-01.
+	ErrUnknownChallenge = errors.New("unknown challenge type: use tls-alpn-01, http-01, dns-01 or dns-persist-01")
+	// ErrNotAnswered: a challenge the front end does not answer
+	// (Settings.TLSALPN01, HTTP01 or DNS01 is not set).
+	ErrNotAnswered = errors.New("challenge not answered here")
+	// ErrWildcardNeedsDNS01: wildcards given without dns-01 among the
+	// challenges.
+	ErrWildcardNeedsDNS01 = errors.New("wildcard certificates are validated only through DNS: dns-01 is needed")
+	// ErrNotWildcard: a wildcard that is not *.ZONE.
+	ErrNotWildcard = errors.New("want *.ZONE, e.g. *.a.example")
+)
+
+// SettingError is a mistake in one of the Settings, or in one of a
+// Rule's (Rule is its index in Settings.Rules, -1 for the Settings' own).
+type SettingError struct {
+	Rule    int
+	Pattern string // the rule's pattern
+	Field   string // "Challenges", "Wildcards", "CAs", "Pattern"
+	Value   string
+	Err     error
+}
+
+func (e *SettingError) Error() string {
+	msg := fmt.Sprintf("%s %q: %v", e.Field, e.Value, e.Err)
+	if e.Rule >= 0 {
+		msg = fmt.Sprintf("Rules[%d] (%s): %s", e.Rule, e.Pattern, msg)
+	}
+	return msg
+}
+
+func (e *SettingError) Unwrap() error { return e.Err }
+
+// Manager builds the Manager of s with storage st, without its Policy
+// (the caller sets it) or OnEvent. Its error is a *SettingError.
+func (s *Settings) Manager(st storage.Storage) (*certkeeper.Manager, error) {
+	issuers, err := s.issuers(st, s.CAs, s.Challenges, s.Account)
+	if err != nil {
+		return nil, &SettingError{Rule: -1, Field: err.Field, Value: err.Value, Err: err.Err}
+	}
+	var rules []certkeeper.NameRule
+	for i, r := range s.Rules {
+		if _, err := policy.ParseAllowlist(r.Pattern); err != nil || r.Pattern == "" {
+			if err == nil {
+				err = errors.New("empty pattern")
+			}
+			return nil, &SettingError{Rule: i, Pattern: r.Pattern, Field: "Pattern", Value: r.Pattern, Err: err}
+		}
+		cas, challenges, account := s.CAs, s.Challenges, s.Account
+		if len(r.CAs) > 0 {
+			cas = r.CAs
+		}
+		if len(r.Challenges) > 0 {
+			challenges = r.Challenges
+		}
+		if r.Profile != "" {
+			account.Profile = r.Profile
+		}
+		ruleIssuers, err := s.issuers(st, cas, challenges, account)
+		if err != nil {
+			return nil, &SettingError{Rule: i, Pattern: r.Pattern, Field: err.Field, Value: err.Value, Err: err.Err}
+		}
+		rules = append(rules, certkeeper.NameRule{Pattern: r.Pattern, Issuers: ruleIssuers, KeyType: r.KeyType})
+	}
+	m := &certkeeper.Manager{
+		Issuers:       issuers,
+		Rules:         rules,
+		Wildcards:     s.Wildcards,
+		RSAFallback:   s.RSAFallback,
+		Storage:       st,
+		Email:         s.Account.Email,
+		KeyType:       s.KeyType,
+		CertFiles:     s.CertFiles,
+		CertFileCheck: s.CertFileCheck,
+		Logger:        s.Account.Logger,
+		Cluster:       certkeeper.Cluster{OrderLimit: s.OrderLimit, OrderWindow: s.OrderWindow},
+	}
+	withManagerSolvers(m, issuers)
+	for _, r := range rules {
+		withManagerSolvers(m, r.Issuers)
+	}
+	return m, nil
+}
+
+// issuers builds the fallback chain of cas, each trying challenges.
+func (s *Settings) issuers(st storage.Storage, cas, challenges []string, account Account) ([]issuer.Issuer, *SettingError) {
+	if len(cas) == 0 {
+		cas = []string{"letsencrypt"}
+	}
+	order := challenges
+	if len(order) == 0 {
+		if s.TLSALPN01 {
+			order = append(order, acmeca.TLSALPN01)
+		}
+		if s.HTTP01 {
+			order = append(order, acmeca.HTTP01)
+		}
+		if s.DNS01 != nil {
+			order = append(order, acmeca.DNS01)
+		}
+	}
+	dnsSolvers, err := s.dnsSolvers(order)
+	if err != nil {
+		return nil, err
+	}
+	if dnsSolvers != nil {
+		order = append([]string{acmeca.DNSPersist01}, order...)
+	}
+	account.UserAgent = s.UserAgent
+	var out []issuer.Issuer
+	for _, ca := range cas {
+		if err := CheckCA(ca); err != nil {
+			return nil, &SettingError{Field: "CAs", Value: ca, Err: err}
+		}
+		iss := account.Issuer(ca, st)
+		if a, ok := iss.(*acmeca.Issuer); ok {
+			a.ChallengeOrder, a.Solvers = order, maps.Clone(dnsSolvers)
+		}
+		out = append(out, iss)
+	}
+	return out, nil
+}
+
+// dnsSolvers checks the challenge list against what the front end
+// answers and builds the DNS solvers it asks for (nil when it names none):
+// dns-01 through DNS01, and dns-persist-01 wherever its record is in
+// place. The Manager adds its own tls-alpn-01 and http-01 solvers
+// (withManagerSolvers).
+func (s *Settings) dnsSolvers(order []string) (map[string]solver.Solver, *SettingError) {
+	var solvers map[string]solver.Solver
+	for _, ch := range order {
+		switch ch {
+		case acmeca.TLSALPN01, acmeca.HTTP01:
+			if ch == acmeca.TLSALPN01 && !s.TLSALPN01 || ch == acmeca.HTTP01 && !s.HTTP01 {
+				return nil, &SettingError{Field: "Challenges", Value: ch, Err: ErrNotAnswered}
+			}
+		case acmeca.DNS01:
+			if s.DNS01 == nil {
+				return nil, &SettingError{Field: "Challenges", Value: ch, Err: ErrNotAnswered}
+			}
+			s.DNS01.Logger = s.Account.Logger
+			if solvers == nil {
+				solvers = map[string]solver.Solver{}
+			}
+			solvers[acmeca.DNS01] = s.DNS01
+			solvers[acmeca.DNSPersist01] = &dns01.Persist{Resolver: s.DNSResolver}
+		case acmeca.DNSPersist01:
+			if solvers == nil {
+				solvers = map[string]solver.Solver{}
+			}
+			solvers[acmeca.DNSPersist01] = &dns01.Persist{Resolver: s.DNSResolver}
+		default:
+			return nil, &SettingError{Field: "Challenges", Value: ch, Err: ErrUnknownChallenge}
+		}
+	}
+	if len(s.Wildcards) > 0 && solvers[acmeca.DNS01] == nil {
+		return nil, &SettingError{Field: "Wildcards", Value: s.Wildcards[0], Err: ErrWildcardNeedsDNS01}
+	}
+	for _, w := range s.Wildcards {
+		if n, err := (hostname.Normalizer{AllowWildcard: true}).Normalize(w); err != nil || !strings.HasPrefix(n, "*.") {
+			return nil, &SettingError{Field: "Wildcards", Value: w, Err: ErrNotWildcard}
+		}
+	}
+	return solvers, nil
+}
+
+// withManagerSolvers gives ACME issuers that have DNS solvers the
+// Manager's tls-alpn-01 and http-01 solvers too (an issuer with no
+// solvers gets them from the Manager by itself).
+func withManagerSolvers(m *certkeeper.Manager, issuers []issuer.Issuer) {
+	for _, iss := range issuers {
+		if a, ok := iss.(*acmeca.Issuer); ok && a.Solvers != nil {
+			for typ, s := range m.Solvers() {
+				if a.Solvers[typ] == nil {
+					a.Solvers[typ] = s
+				}
+			}
+		}
+	}
+}
+
+// Challenges are the challenge types Settings.Challenges takes.
+var Challenges = []string{acmeca.TLSALPN01, acmeca.HTTP01, acmeca.DNS01, acmeca.DNSPersist01}
+
+// CheckChallenge checks a challenge type's name, suggesting the nearest
+// for a typo.
+func CheckChallenge(v string) error {
+	if slices.Contains(Challenges, v) {
+		return nil
+	}
+	msg := fmt.Sprintf("%q: use tls-alpn-01, http-01, dns-01 or dns-persist-01", v)
+	if s := cmdline.Suggest(v, Challenges); s != "" {
+		msg += fmt.Sprintf("; did you mean %s?", s)
+	}
+	return errors.New(msg)
+}
+
+// ParseOrderLimit parses an order limit N/DURATION ("10/1m": at most 10
+// new orders a minute), for Settings.OrderLimit and OrderWindow; empty
+// means no limit (0, 0).
+func ParseOrderLimit(v string) (int, time.Duration, error) {
+	if v == "" {
+		return 0, 0, nil
+	}
+	ns, ds, ok := strings.Cut(v, "/")
+	n, err := strconv.Atoi(ns)
+	if !ok || err != nil || n <= 0 {
+		return 0, 0, fmt.Errorf("%q: want N/DURATION, e.g. 10/1m or 300/3h", v)
+	}
+	d, err := time.ParseDuration(ds)
+	if err != nil || d <= 0 {
+		return 0, 0, fmt.Errorf("%q: want N/DURATION, e.g. 10/1m or 300/3h", v)
+	}
+	return n, d, nil
+}

@@ -1,0 +1,89 @@
+package cmdline
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Strings is a repeatable string flag: each use adds a value.
+type Strings []string
+
+// String joins the values with commas.
+func (s *Strings) String() string { return strings.Join(*s, ",") }
+
+// Set adds v.
+func (s *Strings) Set(v string) error {
+	*s = append(*s, v)
+	return nil
+}
+
+// List is a flag of several values: with Repeat, each use adds one (the
+// list starts empty); without, a use replaces the list, a default set
+// beforehand, with its one value.
+type List struct {
+	Values *[]string
+	Repeat bool
+}
+
+// String joins the values with commas.
+func (v *List) String() string {
+	if v.Values == nil {
+		return ""
+	}
+	return strings.Join(*v.Values, ",")
+}
+
+// Set adds s, or makes it the only value.
+func (v *List) Set(s string) error {
+	if v.Repeat {
+		*v.Values = append(*v.Values, s)
+	} else {
+		*v.Values = []string{s}
+	}
+	return nil
+}
+
+// ParseDuration parses a duration as time.ParseDuration does (300ms, 1h30m),
+// and also whole or fractional days: 7d, 1.5d, 1d12h. Negative durations
+// are refused.
+func ParseDuration(s string) (time.Duration, error) {
+	bad := fmt.Errorf("%q: want a duration such as 7d, 36h, 1h30m or 30s", s)
+	s = strings.TrimSpace(s)
+	var days time.Duration
+	if i := strings.IndexByte(s, 'd'); i >= 0 {
+		n, err := strconv.ParseFloat(s[:i], 64)
+		if err != nil || n < 0 {
+			return 0, bad
+		}
+		days = time.Duration(n * float64(24*time.Hour))
+		s = s[i+1:]
+		if s == "" {
+			return days, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, bad
+	}
+	return days + d, nil
+}
+
+// Duration is a flag.Value for a duration that also takes days (7d), as
+// ParseDuration reads them.
+type Duration time.Duration
+
+// String is the duration as time.Duration writes it.
+func (d *Duration) String() string { return time.Duration(*d).String() }
+
+// Set parses s with ParseDuration.
+func (d *Duration) Set(s string) error {
+	v, err := ParseDuration(s)
+	if err != nil {
+		return errors.New("want a duration such as 7d, 36h, 1h30m or 30s")
+	}
+	*d = Duration(v)
+	return nil
+}

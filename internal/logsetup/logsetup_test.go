@@ -1,0 +1,59 @@
+package logsetup
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestNew(t *testing.T) {
+	var b bytes.Buffer
+	l, err := New(&b, "json", "warn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Info("hidden")
+	l.Warn("shown", "name", "a.example")
+	if got := b.String(); strings.Contains(got, "hidden") || !strings.Contains(got, `"msg":"shown","name":"a.example"`) {
+		t.Errorf("json at warn wrote %q", got)
+	}
+	b.Reset()
+	if l, err = New(&b, "text", "DEBUG"); err != nil {
+		t.Fatal(err)
+	}
+	l.Debug("detail")
+	if !strings.Contains(b.String(), "level=DEBUG msg=detail") {
+		t.Errorf("text at debug wrote %q", b.String())
+	}
+	if _, err := New(&b, "text", "loud"); !errors.Is(err, ErrLevel) {
+		t.Errorf("New(level loud) = %v, want ErrLevel", err)
+	}
+	if _, err := New(&b, "xml", "info"); !errors.Is(err, ErrFormat) {
+		t.Errorf("New(format xml) = %v, want ErrFormat", err)
+	}
+}
+
+// TestLines: each complete line, written in pieces or several at once,
+// is one JSON record; blank lines are dropped.
+func TestLines(t *testing.T) {
+	var b bytes.Buffer
+	w := NewLines(&b)
+	for _, p := range []string{"certkeeper: one", " part\ncertkeeper: two\n", "\n", "certkeeper: three\nunfinished"} {
+		if n, err := w.Write([]byte(p)); n != len(p) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", p, n, err)
+		}
+	}
+	var msgs []string
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		var rec struct{ Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Level != "INFO" {
+			t.Fatalf("line %q: %v, level %q", line, err, rec.Level)
+		}
+		msgs = append(msgs, rec.Msg)
+	}
+	if got := strings.Join(msgs, "|"); got != "certkeeper: one part|certkeeper: two|certkeeper: three" {
+		t.Errorf("records %q", got)
+	}
+}

@@ -1,0 +1,322 @@
+// Package yamlconf decodes a YAML configuration file into a struct with
+// yaml tags, for people rather than programs: every error names the file,
+// the line and the key ("proxy.yaml:4: names[0].key_typ: unknown key; did
+// you mean key_type?"), suggests the nearest key for a typo, and never
+// shows a Go type name; a scalar where a list is expected is a one-item
+// list; durations take "d" for days (cmdline.ParseDuration, as on the
+// command line); a renamed key keeps its old name as an alias with a
+// deprecation note.
+//
+// It exists because yaml.v3's own decoding reports "cannot unmarshal !!seq
+// into string" with no key, stops at the first mistake and accepts
+// unknown keys. It walks the YAML nodes itself and collects every mistake.
+//
+// It does not read the file, apply defaults or know what a key means:
+// the caller passes a Check for the values whose syntax it knows.
+package yamlconf
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"gopkg.in/yaml.v3"
+)
+
+// Error is one mistake in a config file.
+type Error struct {
+	File string
+	// Line is the line of the mistake; 0 for a file that is not YAML at
+	// all and whose parser gave no line.
+	Line int
+	Key  string // "ca", "names[1].key_type"; empty for the file as a whole
+	Msg  string
+}
+
+// Error is "FILE:LINE: KEY: what is wrong" ("FILE: what is wrong" with no
+// line).
+func (e *Error) Error() string {
+	switch {
+	case e.Line == 0:
+		return fmt.Sprintf("%s: %s", e.File, e.Msg)
+	case e.Key == "":
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Key, e.Msg)
+}
+
+// decoder decodes one file, collecting every error.
+type decoder struct {
+	file  string
+	check func(key, value string) error
+	errs  []error
+	notes []string // deprecated keys used
+}
+
+func (r *decoder) errorf(n *yaml.Node, key, format string, args ...any) {
+	r.errs = append(r.errs, &Error{File: r.file, Line: n.Line, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Decode decodes data, the contents of the YAML file named file, into cfg
+// (a pointer to a struct with yaml tags), refusing unknown keys. A field
+// tagged `alias:"old_key"` also takes old_key, with a deprecation note in
+// notes. check, if not nil, checks each non-empty string value (each item
+// of a list) by the last key of its path; its error is reported with the
+// value's line. The error joins every mistake found, each an *Error. An
+// empty file sets nothing.
+func Decode(file string, data []byte, cfg any, check func(key, value string) error) (notes []string, err error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if l, rest, ok := strings.Cut(strings.TrimPrefix(msg, "line "), ": "); ok && strings.HasPrefix(msg, "line ") {
+			if n, err := strconv.Atoi(l); err == nil {
+				return nil, &Error{File: file, Line: n, Msg: rest + " (not valid YAML)"}
+			}
+		}
+		return nil, &Error{File: file, Msg: msg + " (not valid YAML)"}
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return nil, nil // an empty file sets nothing
+	}
+	r := &decoder{file: file, check: check}
+	r.mapping(doc.Content[0], reflect.ValueOf(cfg).Elem(), "")
+	return r.notes, errors.Join(r.errs...)
+}
+
+// yamlKeys maps the yaml keys of struct type t to their field indexes,
+// following ",inline" fields.
+func yamlKeys(t reflect.Type) map[string][]int {
+	keys := map[string][]int{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if opts == "inline" {
+			for k, idx := range yamlKeys(f.Type) {
+				keys[k] = append([]int{i}, idx...)
+			}
+			continue
+		}
+		if name != "" && name != "-" {
+			keys[name] = []int{i}
+		}
+	}
+	return keys
+}
+
+// Keys are the yaml keys of struct type t, sorted, following ",inline"
+// fields: what Decode accepts besides the aliases.
+func Keys(t reflect.Type) []string { return sortedKeys(yamlKeys(t)) }
+
+// Aliases maps the deprecated config keys of struct type t (a field's
+// `alias:"old_key"` tag) to their new keys, following ",inline" fields.
+func Aliases(t reflect.Type) map[string]string {
+	aliases := map[string]string{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if opts == "inline" {
+			for old, to := range Aliases(f.Type) {
+				aliases[old] = to
+			}
+			continue
+		}
+		if old := f.Tag.Get("alias"); old != "" && name != "" {
+			aliases[old] = name
+		}
+	}
+	return aliases
+}
+
+// mapping decodes the YAML mapping n into the struct v; path is the key
+// path of n ("" at the top, "names[1]" below).
+func (r *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind != yaml.MappingNode {
+		what := "want key: value lines"
+		if path != "" {
+			what = "want key: value settings, e.g. pattern: a.example"
+		}
+		r.errorf(n, path, "%s", what)
+		return
+	}
+	keys := yamlKeys(v.Type())
+	aliases := Aliases(v.Type())
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := n.Content[i], n.Content[i+1]
+		key := kn.Value
+		if to, ok := aliases[key]; ok {
+			r.notes = append(r.notes, fmt.Sprintf("%s:%d: %s is deprecated and will be removed; use %s", r.file, kn.Line, key, to))
+			key = to
+		}
+		full := key
+		if path != "" {
+			full = path + "." + key
+		}
+		idx, ok := keys[key]
+		if !ok {
+			msg := "unknown key"
+			if s := cmdline.Suggest(key, sortedKeys(keys)); s != "" {
+				msg += fmt.Sprintf("; did you mean %s?", s)
+			} else {
+				msg += " (docs/config.md lists them)"
+			}
+			r.errorf(kn, full, "%s", msg)
+			continue
+		}
+		if first, dup := seen[key]; dup {
+			r.errorf(kn, full, "given twice (first on line %d): keep one", first)
+			continue
+		}
+		seen[key] = kn.Line
+		r.value(vn, v.FieldByIndex(idx), full, key)
+	}
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// value decodes n into v. full is the key path for messages, key the last
+// key (which picks check's check).
+func (r *decoder) value(n *yaml.Node, v reflect.Value, full, key string) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // "key:" with nothing: the default
+	}
+	switch {
+	case v.Kind() == reflect.Slice:
+		r.list(n, v, full, key)
+		return
+	case v.Kind() == reflect.Struct:
+		r.mapping(n, v, full)
+		return
+	case v.Kind() == reflect.Map:
+		r.stringMap(n, v, full)
+		return
+	case n.Kind != yaml.ScalarNode:
+		r.errorf(n, full, "want a single value, not a %s", nodeKind(n))
+		return
+	}
+	r.scalar(n, v, full, key)
+}
+
+// list decodes n into the slice v: a sequence item by item, a single
+// value as a one-item list.
+func (r *decoder) list(n *yaml.Node, v reflect.Value, full, key string) {
+	items := []*yaml.Node{n}
+	switch n.Kind {
+	case yaml.SequenceNode:
+		items = n.Content
+	case yaml.MappingNode:
+		if v.Type().Elem().Kind() != reflect.Struct {
+			r.errorf(n, full, "want a value or a list of values, not key: value settings")
+			return
+		}
+	}
+	s := reflect.MakeSlice(v.Type(), len(items), len(items))
+	for i, item := range items {
+		name := full // a single value stands for the key itself
+		if n.Kind == yaml.SequenceNode {
+			name = fmt.Sprintf("%s[%d]", full, i)
+		}
+		r.value(item, s.Index(i), name, key)
+	}
+	v.Set(s)
+}
+
+// scalar decodes the scalar n into v: a duration, bool, int or string.
+func (r *decoder) scalar(n *yaml.Node, v reflect.Value, full, key string) {
+	switch {
+	case v.Type() == durationType:
+		d, err := cmdline.ParseDuration(n.Value)
+		if err != nil {
+			r.errorf(n, full, "%v", err)
+			return
+		}
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.Bool:
+		switch strings.ToLower(n.Value) {
+		case "true", "yes", "on":
+			v.SetBool(true)
+		case "false", "no", "off":
+			v.SetBool(false)
+		default:
+			r.errorf(n, full, "%q: want true or false", n.Value)
+		}
+	case v.Kind() == reflect.Int:
+		i, err := strconv.Atoi(n.Value)
+		if err != nil {
+			r.errorf(n, full, "%q: want a whole number", n.Value)
+			return
+		}
+		v.SetInt(int64(i))
+	case v.Kind() == reflect.String:
+		// An empty value means the default, as an absent key does.
+		if n.Value != "" && r.check != nil {
+			if err := r.check(key, n.Value); err != nil {
+				r.errorf(n, full, "%v", err)
+				return
+			}
+		}
+		v.SetString(n.Value)
+	default:
+		// A programmer error: a config struct grew a type this reader
+		// does not know.
+		panic(fmt.Sprintf("config key %s: unsupported field type %s", full, v.Type()))
+	}
+}
+
+// stringMap decodes the YAML mapping n into the map[string]string v, whose
+// keys are free-form (dns_setting: {zone: a.example}). Values are not
+// quoted in errors: they may be secrets in the wrong place.
+func (r *decoder) stringMap(n *yaml.Node, v reflect.Value, full string) {
+	if n.Kind != yaml.MappingNode {
+		r.errorf(n, full, "want NAME: VALUE settings, e.g. %s: {zone: a.example}", full)
+		return
+	}
+	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := n.Content[i], n.Content[i+1]
+		if vn.Kind == yaml.AliasNode {
+			vn = vn.Alias
+		}
+		key := reflect.ValueOf(kn.Value)
+		switch {
+		case vn.Kind != yaml.ScalarNode:
+			r.errorf(vn, full+"."+kn.Value, "want a single value, not a %s", nodeKind(vn))
+		case m.MapIndex(key).IsValid():
+			r.errorf(kn, full+"."+kn.Value, "given twice: keep one")
+		default:
+			m.SetMapIndex(key, reflect.ValueOf(vn.Value))
+		}
+	}
+	v.Set(m)
+}
+
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.MappingNode:
+		return "set of key: value settings"
+	}
+	return "value"
+}
+
+// sortedKeys are m's keys in order.
+func sortedKeys(m map[string][]int) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
+}

@@ -1,0 +1,121 @@
+package yamlconf
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+type testName struct {
+	Pattern string   `yaml:"pattern"`
+	CA      []string `yaml:"ca"`
+}
+
+type testShared struct {
+	Email string `yaml:"email"`
+}
+
+type testConfig struct {
+	Allow      []string          `yaml:"allow"`
+	Shared     testShared        `yaml:",inline"`
+	Grace      time.Duration     `yaml:"grace_period" alias:"grace"`
+	Debug      bool              `yaml:"debug"`
+	MaxConns   int               `yaml:"max_conns"`
+	Names      []testName        `yaml:"names"`
+	DNSSetting map[string]string `yaml:"dns_setting"`
+	Ignored    string            `yaml:"-"`
+}
+
+// checkNoX refuses a value "x" of any key, as a caller's Check would.
+func checkNoX(key, v string) error {
+	if v == "x" {
+		return fmt.Errorf("%q is not allowed for %s", v, key)
+	}
+	return nil
+}
+
+func TestDecode(t *testing.T) {
+	text := `allow: a.example
+email: me@a.example
+grace: 1d12h
+debug: yes
+max_conns: 10
+names:
+  - pattern: b.example
+    ca: local
+dns_setting: {zone: a.example}
+`
+	var c testConfig
+	notes, err := Decode("c.yaml", []byte(text), &c, checkNoX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := testConfig{Allow: []string{"a.example"}, Shared: testShared{Email: "me@a.example"}, Grace: 36 * time.Hour, Debug: true, MaxConns: 10,
+		Names: []testName{{Pattern: "b.example", CA: []string{"local"}}}, DNSSetting: map[string]string{"zone": "a.example"}}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("Decode = %+v, want %+v", c, want)
+	}
+	if wantNotes := []string{"c.yaml:3: grace is deprecated and will be removed; use grace_period"}; !slices.Equal(notes, wantNotes) {
+		t.Errorf("notes = %q, want %q", notes, wantNotes)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name, text string
+		want       []string
+	}{
+		{"typo", "alow: a\n", []string{"c.yaml:1: alow: unknown key; did you mean allow?"}},
+		{"unknown", "frobnicate: 1\n", []string{"c.yaml:1: frobnicate: unknown key (docs/config.md lists them)"}},
+		{"typo in list", "names:\n  - patern: a\n", []string{"c.yaml:2: names[0].patern: unknown key; did you mean pattern?"}},
+		{"every mistake", "debug: maybe\nmax_conns: many\ngrace_period: 1 day\n", []string{
+			`c.yaml:1: debug: "maybe": want true or false`,
+			`c.yaml:2: max_conns: "many": want a whole number`,
+			`c.yaml:3: grace_period: "1 day": want a duration such as 7d, 36h, 1h30m or 30s`}},
+		{"list for a value", "email: [a, b]\n", []string{"c.yaml:1: email: want a single value, not a list"}},
+		{"settings for a list", "allow: {a: b}\n", []string{"c.yaml:1: allow: want a value or a list of values, not key: value settings"}},
+		{"twice", "allow: a\nallow: b\n", []string{"c.yaml:2: allow: given twice (first on line 1): keep one"}},
+		{"check", "allow: [a, x]\n", []string{`c.yaml:1: allow[1]: "x" is not allowed for allow`}},
+		{"map value", "dns_setting: {zone: [a]}\n", []string{"c.yaml:1: dns_setting.zone: want a single value, not a list"}},
+		{"not a mapping", "- a\n", []string{"c.yaml:1: want key: value lines"}},
+		{"not YAML", "allow: [a\n", []string{"c.yaml:1: did not find expected ',' or ']' (not valid YAML)"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var c testConfig
+			_, err := Decode("c.yaml", []byte(tt.text), &c, checkNoX)
+			if err == nil {
+				t.Fatalf("Decode(%q) = nil, want %q", tt.text, tt.want)
+			}
+			if got := strings.Split(err.Error(), "\n"); !slices.Equal(got, tt.want) {
+				t.Errorf("Decode(%q) = %q, want %q", tt.text, got, tt.want)
+			}
+			if !errors.As(err, new(*Error)) {
+				t.Errorf("Decode(%q) = %T, want *Error in it", tt.text, err)
+			}
+		})
+	}
+}
+
+func TestDecodeEmpty(t *testing.T) {
+	var c testConfig
+	c.Shared.Email = "kept"
+	for _, text := range []string{"", "# nothing\n", "email:\n"} {
+		if notes, err := Decode("c.yaml", []byte(text), &c, nil); err != nil || notes != nil || c.Shared.Email != "kept" {
+			t.Errorf("Decode(%q) = %q, %v, email %q; want nothing set", text, notes, err, c.Shared.Email)
+		}
+	}
+}
+
+func TestKeysAndAliases(t *testing.T) {
+	typ := reflect.TypeOf(testConfig{})
+	if got, want := Keys(typ), []string{"allow", "debug", "dns_setting", "email", "grace_period", "max_conns", "names"}; !slices.Equal(got, want) {
+		t.Errorf("Keys = %q, want %q", got, want)
+	}
+	if got := Aliases(typ); !reflect.DeepEqual(got, map[string]string{"grace": "grace_period"}) {
+		t.Errorf("Aliases = %v", got)
+	}
+}
