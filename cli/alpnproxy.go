@@ -13,6 +13,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/alpnproxy"
 	"github.com/certkeeper/certkeeper/alpnproxy/iptables"
+	"github.com/certkeeper/certkeeper/internal/serveloop"
 )
 
 // The environment variables of letsdebug/acme-alpn-proxy that alpn-proxy
@@ -158,7 +159,7 @@ running as that user (root) are not redirected.
 // runALPNProxy runs srv as alpn-proxy start does (alpnproxy.Runner) and
 // prints its steps.
 func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, pidfile string, drain time.Duration, rules *iptables.Redirect) error {
-	serverGC()
+	serveloop.ServerGC()
 	r := &alpnproxy.Runner{Server: srv, Addr: listen, Pidfile: alpnproxy.Pidfile(pidfile), Drain: drain, Rules: rules,
 		Notify: func(e alpnproxy.Event) { printALPNProxyEvent(env, srv, pidfile, drain, e) }}
 	err := r.Run(ctx)
