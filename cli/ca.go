@@ -44,7 +44,7 @@ To trust it on this machine (system store and browsers) in one step: certkeeper 
 				return err
 			}
 			defer closeStorage()
-			ca := &localca.CA{Storage: st}
+			ca := &localca.CA{Storage: st, Logger: env.Logger}
 			pem, err := ca.RootPEM(ctx)
 			if err != nil {
 				return fmt.Errorf("local CA in %s: %w", sf.where(), err)
@@ -110,7 +110,7 @@ trust store and the NSS databases of your browsers. A root that is not installed
 			return err
 		}
 		defer closeStorage()
-		ca := &localca.CA{Storage: st}
+		ca := &localca.CA{Storage: st, Logger: env.Logger}
 		root, err := ca.Root(ctx)
 		if err != nil {
 			return fmt.Errorf("local CA in %s: %w", sf.where(), err)
