@@ -85,7 +85,7 @@ docs/config.md.`,
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
-				return usagef("unexpected arguments %q", args)
+				return usagef("unexpected arguments %q: names go with --allow (e.g. --allow a.example)", args)
 			}
 			set := map[string]bool{}
 			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
