@@ -307,7 +307,7 @@ func proxyListen(loop *serveLoop, cfg *proxyConfig, m *certkeeper.Manager, curre
 	srv := &proxy.Server{TLSConfig: m.TLSConfig(), Handler: handler, Logger: env.Logger}
 	ln, err := loop.up.Listen("tls", cfg.TLSAddr)
 	if err != nil {
-		return portError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
+		return listenError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
 	}
 	loop.serve(srv, func() error { return srv.Serve(ln) })
 	if cfg.HTTPAddr != "" {
