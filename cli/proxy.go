@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -233,6 +235,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	cfg.defaults(dev)
 	if dev {
 		printDevMode(env, cfg)
+		warnDevBackend(env, cfg.Backend)
 	}
 	if err := cfg.Ops.check(); err != nil {
 		return err
@@ -294,6 +297,35 @@ func printDevMode(env *Env, cfg *proxyConfig) {
 		"certkeeper: or for one client: certkeeper ca root > root.pem; curl --cacert root.pem https://%s:%s/\n"+
 		"certkeeper: give --allow, --ask, --ca or --config for production\n",
 		devName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, shellQuote(storageWhere(cfg.Storage)), devName, portOf(cfg.TLSAddr))
+}
+
+// warnDevBackend says so at start when nothing answers on the development
+// mode's backend: the first request would otherwise get a 502 page, and
+// the reason only a log line. Production backends are not probed (they
+// may come up later, or differ per client address).
+func warnDevBackend(env *Env, backend string) {
+	if !strings.Contains(backend, "://") {
+		backend = "http://" + backend
+	}
+	u, err := url.Parse(backend)
+	if err != nil || u.Hostname() == "" {
+		return
+	}
+	port := u.Port()
+	switch {
+	case port != "":
+	case u.Scheme == "https":
+		port = "443"
+	default:
+		port = "80"
+	}
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(u.Hostname(), port), time.Second)
+	if err == nil {
+		conn.Close()
+		return
+	}
+	fmt.Fprintf(env.Stderr, "certkeeper: nothing answers on %s yet: start your site there (e.g. python3 -m http.server %s --bind %s), or point --backend at it\n",
+		backend, port, u.Hostname())
 }
 
 // proxyListen starts the proxy's listeners: HTTPS on --tls-addr, through
