@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -235,7 +234,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	cfg.defaults(dev)
 	if dev {
 		printDevMode(env, cfg)
-		warnDevBackend(env, cfg.Backend)
+		warnDevBackend(ctx, env, cfg.Backend)
 	}
 	if err := cfg.Ops.check(); err != nil {
 		return err
@@ -303,29 +302,12 @@ func printDevMode(env *Env, cfg *proxyConfig) {
 // mode's backend: the first request would otherwise get a 502 page, and
 // the reason only a log line. Production backends are not probed (they
 // may come up later, or differ per client address).
-func warnDevBackend(env *Env, backend string) {
-	if !strings.Contains(backend, "://") {
-		backend = "http://" + backend
+func warnDevBackend(ctx context.Context, env *Env, backend string) {
+	addr, err := proxy.DialBackend(ctx, backend, time.Second)
+	if host, port, splitErr := net.SplitHostPort(addr); err != nil && splitErr == nil {
+		fmt.Fprintf(env.Stderr, "certkeeper: nothing answers on %s yet: start your site there (e.g. python3 -m http.server %s --bind %s), or point --backend at it\n",
+			backend, port, host)
 	}
-	u, err := url.Parse(backend)
-	if err != nil || u.Hostname() == "" {
-		return
-	}
-	port := u.Port()
-	switch {
-	case port != "":
-	case u.Scheme == "https":
-		port = "443"
-	default:
-		port = "80"
-	}
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort(u.Hostname(), port), time.Second)
-	if err == nil {
-		conn.Close()
-		return
-	}
-	fmt.Fprintf(env.Stderr, "certkeeper: nothing answers on %s yet: start your site there (e.g. python3 -m http.server %s --bind %s), or point --backend at it\n",
-		backend, port, u.Hostname())
 }
 
 // proxyListen starts the proxy's listeners: HTTPS on --tls-addr, through
