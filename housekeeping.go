@@ -108,7 +108,7 @@ func (m *Manager) housekeep(ctx context.Context) {
 func (m *Manager) loadSeen(ctx context.Context) {
 	m.hk.loadOnce.Do(func() {
 		keys, err := m.store.List(ctx, seenShardPrefix)
-		if err != nil {
+		if err != nil && ctx.Err() == nil { // canceled: the Manager is closing, not failing
 			m.logger().Warn("listing stored last-seen times; unused certificates are found from now on", slog.Any("err", err))
 		}
 		for _, key := range keys {

@@ -134,6 +134,27 @@ func TestDidYouMean(t *testing.T) {
 	}
 }
 
+// TestNameWithoutFlag: a name typed as an argument (certkeeper doctor
+// a.example) is a usage error that says which flag takes it.
+func TestNameWithoutFlag(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"doctor", "a.example"}, `unexpected arguments ["a.example"]: the name goes with -d`},
+		{[]string{"proxy", "a.example"}, `unexpected arguments ["a.example"]: names go with --allow`},
+		{[]string{"server", "a.example"}, `unexpected arguments ["a.example"]: names go with --allow or --managed`},
+		{[]string{"cert", "issue", "a.example"}, `unexpected arguments ["a.example"]: names go with -d`},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := ck(t, 30*time.Second, tt.args...)
+			if r.code != 2 || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit 2 and %q", r.code, r.stderr, tt.want)
+			}
+		})
+	}
+}
+
 // TestVersionFlag: --version prints what the version command prints.
 func TestVersionFlag(t *testing.T) {
 	want := ck(t, 30*time.Second, "version")

@@ -27,8 +27,9 @@ func caRootCmd() *Command {
 		Long: `Root prints the local CA's root certificate as PEM, creating the CA if it does not
 exist yet. Give it to the clients that should trust certificates from --ca local:
 
+	certkeeper cert issue --ca local -d localhost --out-dir ./certs
 	certkeeper ca root > certkeeper-root.pem
-	openssl verify -CAfile certkeeper-root.pem -untrusted certs/localhost.pem certs/localhost.pem
+	openssl verify -CAfile certkeeper-root.pem -untrusted certs/certs/localhost.pem certs/certs/localhost.pem
 	curl --cacert certkeeper-root.pem https://localhost:8443/
 
 To trust it on this machine (system store and browsers) in one step: certkeeper ca trust.`,
@@ -44,7 +45,7 @@ To trust it on this machine (system store and browsers) in one step: certkeeper 
 				return err
 			}
 			defer closeStorage()
-			ca := &localca.CA{Storage: st}
+			ca := &localca.CA{Storage: st, Logger: env.Logger}
 			pem, err := ca.RootPEM(ctx)
 			if err != nil {
 				return fmt.Errorf("local CA in %s: %w", sf.where(), err)
@@ -110,7 +111,7 @@ trust store and the NSS databases of your browsers. A root that is not installed
 			return err
 		}
 		defer closeStorage()
-		ca := &localca.CA{Storage: st}
+		ca := &localca.CA{Storage: st, Logger: env.Logger}
 		root, err := ca.Root(ctx)
 		if err != nil {
 			return fmt.Errorf("local CA in %s: %w", sf.where(), err)

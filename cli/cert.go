@@ -306,15 +306,25 @@ func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer,
 	return iss, func() { _ = closer() }, nil
 }
 
-// portError explains a listener that could not start.
+// portError explains a challenge listener that could not start: another
+// address or another challenge would do.
 func portError(err error, addr, flagName, challenge string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("port %s is already in use, so %s cannot be answered there: stop what listens on it, choose another challenge with --challenge, or another address with %s", portOf(addr), challenge, flagName)
+	}
+	return listenError(err, addr, flagName, challenge)
+}
+
+// listenError explains a listener (for what: HTTPS, the API) that could
+// not start, naming the flag that moves it.
+func listenError(err error, addr, flagName, what string) error {
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Errorf("port %s is already in use, so %s cannot be answered there: stop what listens on it, choose another challenge with --challenge, or another address with %s", portOf(addr), challenge, flagName)
+		return fmt.Errorf("port %s is already in use, so %s cannot be served there: stop what listens on it, or choose another address with %s", portOf(addr), what, flagName)
 	case errors.Is(err, syscall.EACCES) || errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("no permission to listen on port %s for %s: run as root (or grant CAP_NET_BIND_SERVICE), or choose another address with %s", portOf(addr), challenge, flagName)
+		return fmt.Errorf("no permission to listen on port %s for %s: run as root (or grant CAP_NET_BIND_SERVICE), or choose another address with %s", portOf(addr), what, flagName)
 	}
-	return fmt.Errorf("listening on %s for %s (change it with %s): %w", addr, challenge, flagName, err)
+	return fmt.Errorf("listening on %s for %s (change it with %s): %w", addr, what, flagName, err)
 }
 
 func portOf(addr string) string {

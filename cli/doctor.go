@@ -41,7 +41,7 @@ Exit status 1 when a check fails.`,
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
-				return usagef("unexpected arguments %q", args)
+				return usagef("unexpected arguments %q: the name goes with -d (e.g. -d a.example)", args)
 			}
 			if name == "" {
 				return usagef("doctor needs -d NAME")

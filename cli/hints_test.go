@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 
@@ -27,6 +28,7 @@ func TestWithFlagHints(t *testing.T) {
 		{acmeca.ErrWildcardNeedsDNS, "--challenge dns-01"},
 		{pgstore.ErrPasswordInURL, "--storage-password-file"},
 		{policy.ErrPrivateAddress, "--own-ip-private"},
+		{fs.ErrPermission, "sudo -u"},
 	} {
 		err := withFlagHints(fmt.Errorf("doing something: %w", tt.err))
 		if !errors.Is(err, tt.err) && !errors.As(err, new(*dns01.ZoneError)) {

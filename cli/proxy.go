@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -85,7 +86,7 @@ docs/config.md.`,
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
-				return usagef("unexpected arguments %q", args)
+				return usagef("unexpected arguments %q: names go with --allow (e.g. --allow a.example)", args)
 			}
 			set := map[string]bool{}
 			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -233,6 +234,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	cfg.defaults(dev)
 	if dev {
 		printDevMode(env, cfg)
+		warnDevBackend(ctx, env, cfg.Backend)
 	}
 	if err := cfg.Ops.check(); err != nil {
 		return err
@@ -296,6 +298,18 @@ func printDevMode(env *Env, cfg *proxyConfig) {
 		devName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, shellQuote(storageWhere(cfg.Storage)), devName, portOf(cfg.TLSAddr))
 }
 
+// warnDevBackend says so at start when nothing answers on the development
+// mode's backend: the first request would otherwise get a 502 page, and
+// the reason only a log line. Production backends are not probed (they
+// may come up later, or differ per client address).
+func warnDevBackend(ctx context.Context, env *Env, backend string) {
+	addr, err := proxy.DialBackend(ctx, backend, time.Second)
+	if host, port, splitErr := net.SplitHostPort(addr); err != nil && splitErr == nil {
+		fmt.Fprintf(env.Stderr, "certkeeper: nothing answers on %s yet: start your site there (e.g. python3 -m http.server %s --bind %s), or point --backend at it\n",
+			backend, port, host)
+	}
+}
+
 // proxyListen starts the proxy's listeners: HTTPS on --tls-addr, through
 // the handler current holds at each request, and http-01 answers and
 // redirects on --http-addr.
@@ -307,7 +321,7 @@ func proxyListen(loop *serveLoop, cfg *proxyConfig, m *certkeeper.Manager, curre
 	srv := &proxy.Server{TLSConfig: m.TLSConfig(), Handler: handler, Logger: env.Logger}
 	ln, err := loop.up.Listen("tls", cfg.TLSAddr)
 	if err != nil {
-		return portError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
+		return listenError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
 	}
 	loop.serve(srv, func() error { return srv.Serve(ln) })
 	if cfg.HTTPAddr != "" {

@@ -346,3 +346,18 @@ func TestReadmeRunCommand(t *testing.T) {
 		t.Errorf("development mode served %q, want the backend's body", body)
 	}
 }
+
+// TestDevModeNoBackend: development mode with nothing on its backend says so
+// at start, naming the backend; with a backend it says nothing of the kind.
+func TestDevModeNoBackend(t *testing.T) {
+	nothing := "http://127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	p := startProxyLogged(t, "--storage", t.TempDir(), "--tls-addr", "127.0.0.1:"+strconv.Itoa(testsvc.FreePort(t)), "--backend", nothing)
+	if want := "nothing answers on " + nothing + " yet"; !strings.Contains(p.output(), want) {
+		t.Errorf("development mode with no backend did not say %q:\n%s", want, p.output())
+	}
+	be := newBackend(t, "dev backend")
+	p = startProxyLogged(t, "--storage", t.TempDir(), "--tls-addr", "127.0.0.1:"+strconv.Itoa(testsvc.FreePort(t)), "--backend", be.url)
+	if strings.Contains(p.output(), "nothing answers") {
+		t.Errorf("development mode warned about a backend that answers:\n%s", p.output())
+	}
+}

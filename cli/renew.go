@@ -49,7 +49,8 @@ type, challenge and its addresses, DNS settings, hooks), kept in OUT-DIR/renewal
 (mode 0600; refused if its group or others may write it; "certkeeper cert show NAME" prints
 it). A flag given here overrides them and is remembered once the renewal succeeds; --force,
 --dry-run, --grace, --new-key, --want, --timeout, --no-wait, the storage flags, --tsig-key and
-the EAB flags are not remembered.
+the EAB flags are not remembered: give the --storage cert issue was given, as it holds the ACME
+account (without it, the default storage registers another account).
 
 From cron, reloading nginx once if anything was renewed:
 

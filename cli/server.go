@@ -92,7 +92,7 @@ config key: docs/config.md.`,
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
-				return usagef("unexpected arguments %q", args)
+				return usagef("unexpected arguments %q: names go with --allow or --managed (e.g. --allow a.example)", args)
 			}
 			set := map[string]bool{}
 			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -243,20 +243,20 @@ func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.
 // TLS with tc) and --http-addr, tls-alpn-01 only on --tls-alpn-addr.
 func serverListen(loop *serveLoop, cfg *serverConfig, h http.Handler, tc *tls.Config, m *certkeeper.Manager) error {
 	for _, l := range []struct {
-		addr, flag string
-		h          http.Handler
-		tc         *tls.Config
+		addr, flag, what string
+		h                http.Handler
+		tc               *tls.Config
 	}{
-		{cfg.Listen, "--listen", h, tc},
-		{cfg.HTTPAddr, "--http-addr", h, nil},
-		{cfg.TLSAddr, "--tls-alpn-addr", http.NotFoundHandler(), tlsalpn01.ChallengeOnly(m.GetCertificate)},
+		{cfg.Listen, "--listen", "the API", h, tc},
+		{cfg.HTTPAddr, "--http-addr", "the API and http-01", h, nil},
+		{cfg.TLSAddr, "--tls-alpn-addr", "tls-alpn-01", http.NotFoundHandler(), tlsalpn01.ChallengeOnly(m.GetCertificate)},
 	} {
 		if l.addr == "" && l.flag != "--listen" {
 			continue
 		}
 		ln, err := loop.serveHTTP(strings.TrimPrefix(l.flag, "--"), l.addr, l.h, l.tc)
 		if err != nil {
-			return fmt.Errorf("listening on %s (%s): %w", l.addr, l.flag, err)
+			return listenError(err, l.addr, l.flag, l.what)
 		}
 		loop.env.Logger.Info("server listening", slog.String("addr", ln.Addr().String()), slog.String("flag", l.flag))
 		fmt.Fprintf(loop.env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), l.flag)

@@ -261,3 +261,31 @@ func TestServerTokenScopes(t *testing.T) {
 		}
 	}
 }
+
+// TestListenPortBusy: a proxy or server whose port is taken says which
+// port, which flag moves it, and no --challenge (which cannot help HTTPS
+// or the API); the server said only "bind: address already in use".
+func TestListenPortBusy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	for _, tt := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"proxy", "--tls-addr", addr}, "--tls-addr"},
+		{[]string{"server", "--ca", "local", "--listen", addr}, "--listen"},
+	} {
+		t.Run(tt.args[0], func(t *testing.T) {
+			r := ck(t, 30*time.Second, append(tt.args, "--storage", t.TempDir())...)
+			want := "port " + port + " is already in use"
+			if r.code != 1 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "another address with "+tt.flag) || strings.Contains(r.stderr, "--challenge") {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit 1, %q and %s, and no --challenge", r.code, r.stderr, want, tt.flag)
+			}
+		})
+	}
+}

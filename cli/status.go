@@ -3,9 +3,12 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -78,7 +81,7 @@ Status exits non-zero when a stored record is damaged, after listing everything.
 					return err
 				}
 			}
-			if err := p.finish(storageDir); err != nil {
+			if err := p.finish(storageDir, emptyNote(sf.spec, storageDir)); err != nil {
 				return err
 			}
 			if err := out.Flush(); err != nil {
@@ -140,14 +143,30 @@ func (p *statusPrinter) add(s certStatus) error {
 	return nil
 }
 
-// finish ends the output: the JSON array, or the table and the errors.
-func (p *statusPrinter) finish(storageDir string) error {
+// emptyNote is what "no certificates in DIR" adds: that the directory
+// does not exist (a mistyped --storage, or the other user's default), or
+// how certificates get there.
+func emptyNote(spec, storageDir string) string {
+	if !isURL(spec) {
+		if _, err := os.Stat(storageDir); errors.Is(err, fs.ErrNotExist) {
+			if spec == "" {
+				return " (the directory does not exist: nothing was stored as this user; give --storage to read another)"
+			}
+			return " (the directory does not exist: is --storage right?)"
+		}
+	}
+	return " (certificates appear here once proxy, server or cert issue obtains one with this storage)"
+}
+
+// finish ends the output: the JSON array, or the table and the errors;
+// note follows "no certificates in DIR" when there are none.
+func (p *statusPrinter) finish(storageDir, note string) error {
 	if p.json {
 		p.arr.W = p.w
 		return p.arr.Close()
 	}
 	if p.tw == nil {
-		fmt.Fprintf(p.w, "no certificates in %s\n", storageDir)
+		fmt.Fprintf(p.w, "no certificates in %s%s\n", storageDir, note)
 		return nil
 	}
 	if err := p.tw.Flush(); err != nil {

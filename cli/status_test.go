@@ -205,3 +205,27 @@ func vmHWM(pid int) int64 {
 	}
 	return 0
 }
+
+// TestStatusEmpty: status on an empty storage says so and exits 0, and on
+// a directory that does not exist (a mistyped --storage) says that too
+// rather than only "no certificates".
+func TestStatusEmpty(t *testing.T) {
+	empty := t.TempDir()
+	missing := filepath.Join(t.TempDir(), "typo")
+	for _, tt := range []struct{ dir, want string }{
+		{empty, "no certificates in " + empty + " (certificates appear here once"},
+		{missing, "no certificates in " + missing + " (the directory does not exist: is --storage right?)"},
+	} {
+		r := ck(t, 30*time.Second, "status", "--storage", tt.dir)
+		if r.code != 0 || !strings.Contains(r.stdout, tt.want) {
+			t.Errorf("status --storage %s: exit %d, stdout %q, want exit 0 and %q\n%s", tt.dir, r.code, r.stdout, tt.want, r.stderr)
+		}
+		if _, err := os.Stat(missing); err == nil {
+			t.Errorf("status created %s", missing)
+		}
+		j := ck(t, 30*time.Second, "status", "--storage", tt.dir, "--json")
+		if j.code != 0 || strings.TrimSpace(j.stdout) != "[]" {
+			t.Errorf("status --json --storage %s: exit %d, stdout %q, want []", tt.dir, j.code, j.stdout)
+		}
+	}
+}

@@ -243,6 +243,11 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 			if p == "." && isNotExist(err) {
 				return fs.SkipAll // nothing stored under base
 			}
+			// The walk names paths relative to root ("stat .:"): name
+			// the file the operator can look at instead.
+			if pe, ok := errors.AsType[*fs.PathError](err); ok {
+				pe.Path = filepath.Join(root, filepath.FromSlash(pe.Path))
+			}
 			return err
 		}
 		if err := ctx.Err(); err != nil {

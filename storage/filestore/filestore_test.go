@@ -195,6 +195,23 @@ func TestEmptyDir(t *testing.T) {
 	}
 }
 
+// TestListErrorNamesPath: a directory List cannot read is named by its
+// full path; the walk's own path (".", "sub") told an operator nothing.
+func TestListErrorNamesPath(t *testing.T) {
+	dir := t.TempDir()
+	loop := filepath.Join(dir, "certificates")
+	if err := os.Symlink(loop, loop); err != nil { // ELOOP, which even root cannot read through
+		t.Fatal(err)
+	}
+	_, err := filestore.New(dir).List(t.Context(), "certificates/")
+	if err == nil {
+		t.Fatal("List through a symbolic link loop = nil, want an error")
+	}
+	if !strings.Contains(err.Error(), loop) || strings.Contains(err.Error(), "stat .:") {
+		t.Errorf("List error = %q, want it to name %s", err, loop)
+	}
+}
+
 func TestCanceledContext(t *testing.T) {
 	s := filestore.New(t.TempDir())
 	ctx, cancel := context.WithCancel(t.Context())
