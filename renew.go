@@ -208,6 +208,7 @@ func (m *Manager) scheduleRenewal(e *managed, fresh bool) {
 	}
 	m.renew.mu.Lock()
 	m.renew.held[e.key] = e
+	m.clu.watchKey(e.key, true)
 	m.renew.mu.Unlock()
 	if _, ok := s.When(e.key); ok && !fresh {
 		return
@@ -382,6 +383,7 @@ func (m *Manager) released(left []*managed) {
 		m.renew.mu.Lock()
 		if m.renew.held[e.key] == e {
 			delete(m.renew.held, e.key)
+			m.clu.watchKey(e.key, false)
 		}
 		m.renew.mu.Unlock()
 		m.noteSeen(e.names[0], e.lastSeen.Load())
@@ -405,7 +407,10 @@ func (m *Manager) forget(key string) {
 		s.Remove(key)
 	}
 	m.renew.mu.Lock()
-	delete(m.renew.held, key)
+	if _, ok := m.renew.held[key]; ok {
+		delete(m.renew.held, key)
+		m.clu.watchKey(key, false)
+	}
 	delete(m.renew.attempts, key)
 	delete(m.renew.planned, key)
 	m.renew.mu.Unlock()

@@ -10,15 +10,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/storage"
 )
-
-// walkBatch is how many records Walk reads ahead of fn.
-const walkBatch = 256
 
 // Where a Manager keeps the state status shows beside the certificates.
 var (
@@ -138,9 +134,9 @@ func Read(ctx context.Context, st storage.Storage, now time.Time) ([]Cert, error
 
 // Walk calls fn with the status of each certificate in st and of each
 // name whose first issuance is failing, in key order, as Read lists them,
-// holding one record at a time (and the list of keys): "certkeeper
-// status" and /status.json stream it. An error from fn stops the walk and
-// is returned.
+// holding at most walkAhead records at a time (and the list of keys):
+// "certkeeper status" and /status.json stream it. An error from fn stops
+// the walk and is returned.
 func Walk(ctx context.Context, st storage.Storage, now time.Time, fn func(Cert) error) error {
 	keys, err := st.List(ctx, storage.CertificatePrefix(""))
 	if err != nil {
@@ -154,42 +150,9 @@ func Walk(ctx context.Context, st storage.Storage, now time.Time, fn func(Cert) 
 	// "certificates/…" key: they follow the certificates.
 	first := firstIssues(failures)
 	sort.Slice(first, func(i, j int) bool { return first[i].Key < first[j].Key })
-	// Records are read and parsed walkBatch at a time by one worker per
-	// CPU (parsing a record's chain and key is most of the cost), and
-	// handed to fn in key order: memory is bounded by the batch.
-	workers := min(runtime.GOMAXPROCS(0), 8)
-	type result struct {
-		c  Cert
-		ok bool
-	}
-	batch := make([]result, walkBatch)
-	for len(keys) > 0 {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n := min(len(keys), walkBatch)
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range min(workers, n) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-					c, ok := readOne(ctx, st, keys[i], seen, failures, now)
-					batch[i] = result{c, ok}
-				}
-			}()
-		}
-		wg.Wait()
-		for i := range n {
-			if batch[i].ok {
-				if err := fn(batch[i].c); err != nil {
-					return err
-				}
-			}
-			batch[i] = result{}
-		}
-		keys = keys[n:]
+	read := func(key string) (Cert, bool) { return readOne(ctx, st, key, seen, failures, now) }
+	if err := walkOrdered(ctx, keys, read, fn); err != nil {
+		return err
 	}
 	for _, c := range first {
 		if err := fn(c); err != nil {
@@ -197,6 +160,79 @@ func Walk(ctx context.Context, st storage.Storage, now time.Time, fn func(Cert) 
 		}
 	}
 	return nil
+}
+
+// walkAhead is how many records Walk's readers may be ahead of fn.
+const walkAhead = 256
+
+// walkOrdered reads keys with one reader per CPU (reading and checking a
+// record is most of the cost) and calls fn with each result in key order,
+// as soon as it and those before it are read: fn's output overlaps the
+// reading, and no more than walkAhead results wait for fn. Results whose
+// ok is false (records deleted since List) are skipped.
+func walkOrdered(ctx context.Context, keys []string, read func(key string) (Cert, bool), fn func(Cert) error) error {
+	type result struct {
+		c  Cert
+		ok bool
+	}
+	type job struct {
+		key  string
+		slot chan result
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	// Each key gets a slot, a channel its reader fills; the slots go to fn
+	// in key order through pending, whose capacity bounds the read-ahead.
+	jobs := make(chan job)
+	pending := make(chan chan result, walkAhead)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(jobs)
+		defer close(pending)
+		for _, key := range keys {
+			j := job{key, make(chan result, 1)}
+			select {
+			case pending <- j.slot:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for range min(runtime.GOMAXPROCS(0), 8, max(len(keys), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				c, ok := read(j.key)
+				j.slot <- result{c, ok}
+			}
+		}()
+	}
+	for slot := range pending {
+		var r result
+		select {
+		case r = <-slot:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !r.ok {
+			continue
+		}
+		if err := fn(r.c); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
 }
 
 // readOne reads the status of the certificate under key; ok is false
@@ -211,13 +247,12 @@ func readOne(ctx context.Context, st storage.Storage, key string, seen map[strin
 	if err != nil {
 		return Cert{}, false // deleted since List
 	}
-	rec, err := storage.UnmarshalCertificate(key, data)
+	// The record is checked as a Manager checks it before serving it
+	// (the key belongs to the chain, the leaf covers the names): status
+	// calls "damaged" what a Manager refuses.
+	rec, leaf, err := storage.UnmarshalCertificateLeaf(key, data)
 	if err != nil {
 		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
-	}
-	leaf, err := rec.Leaf()
-	if err != nil {
-		return Cert{Key: key, Names: rec.Names, State: Damaged, LastError: err.Error()}, true
 	}
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
 	s := Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NextRenewal: renewal.Due(c, now, nil),
