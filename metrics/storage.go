@@ -3,7 +3,6 @@ package metrics
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"time"
 
@@ -122,15 +121,4 @@ func (t *timedStorage) Subscribe(ctx context.Context) (<-chan string, error) {
 		close(ch)
 	}()
 	return ch, nil
-}
-
-// WatchKeys follows the wrapped storage's notices of chosen keys when it
-// can (Redis): without it a cluster node with metrics on would hear the
-// notices of every certificate the other nodes hold. Otherwise it returns
-// an error wrapping errors.ErrUnsupported, and the Manager uses Subscribe.
-func (t *timedStorage) WatchKeys(ctx context.Context) (<-chan string, storage.KeyWatch, error) {
-	if w, ok := t.s.(storage.KeyWatcher); ok {
-		return w.WatchKeys(ctx)
-	}
-	return nil, nil, fmt.Errorf("metrics: watching keys: %T cannot: %w", t.s, errors.ErrUnsupported)
 }

@@ -1,7 +1,6 @@
 package metrics_test
 
 import (
-	"errors"
 	"testing"
 	"time"
 
@@ -59,30 +58,6 @@ func TestStorageKeepsPowers(t *testing.T) {
 		}
 	}
 
-	// Notices of chosen keys only (a node hears what it holds).
-	watcher, ok := x.Storage(b).(storage.KeyWatcher)
-	if !ok {
-		t.Fatal("the timed Redis storage is not a storage.KeyWatcher: its node hears every other node's notices")
-	}
-	wch, w, err := watcher.WatchKeys(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	const watched = "certificates/ca/w.test.json"
-	w.Watch(watched)
-	deadline = time.After(10 * time.Second)
-	for got := ""; got != watched; {
-		select {
-		case got = <-wch:
-		case <-tick.C: // until the watch is applied
-			if err := sender.Notify(t.Context(), watched); err != nil {
-				t.Fatal(err)
-			}
-		case <-deadline:
-			t.Fatal("no notice of a watched key through the timed storage within 10 s")
-		}
-	}
-
 	fs := x.Storage(filestore.New(t.TempDir()))
 	v, ok := fs.(storage.VolatileStorer)
 	if !ok {
@@ -98,8 +73,5 @@ func TestStorageKeepsPowers(t *testing.T) {
 	// silent (the Manager then relies on its periodic check).
 	if err := fs.(storage.Notifier).Notify(t.Context(), key); err != nil {
 		t.Errorf("Notify on the timed filestore = %v, want nil", err)
-	}
-	if _, _, err := fs.(storage.KeyWatcher).WatchKeys(t.Context()); !errors.Is(err, errors.ErrUnsupported) {
-		t.Errorf("WatchKeys on the timed filestore = %v, want errors.ErrUnsupported", err)
 	}
 }
