@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/limit"
@@ -69,32 +68,6 @@ type clusterState struct {
 
 	mu        sync.Mutex               // guards presented
 	presented map[string]*remoteAnswer // challenge key → another node's answer of it
-
-	// watch narrows the storage's notices to the keys this node cares
-	// about (the certificates in its caches, the challenges it
-	// presented), when the storage is a storage.KeyWatcher and the
-	// subscription is up; nil otherwise. It is changed and used under
-	// renew.mu (certificates) and mu (challenges), so that the watch
-	// calls of a key come in the order of the changes they follow.
-	watch atomic.Pointer[keyWatch]
-	// notices counts the notices received, for tests and measurements.
-	notices atomic.Int64
-}
-
-// keyWatch holds a storage.KeyWatch for atomic.Pointer.
-type keyWatch struct{ storage.KeyWatch }
-
-// watchKey watches (on) or unwatches key, if notices are narrowed to
-// watched keys. It does not wait for the network.
-func (c *clusterState) watchKey(key string, on bool) {
-	w := c.watch.Load()
-	switch {
-	case w == nil:
-	case on:
-		w.Watch(key)
-	default:
-		w.Unwatch(key)
-	}
 }
 
 // errNoLock marks an issuance that did not start because the issue lock
@@ -147,13 +120,11 @@ func (m *Manager) startCluster() {
 }
 
 // subscribe follows the storage's change notices until Close, subscribing
-// again after a failure. A storage.KeyWatcher delivers only the notices
-// of the keys this node watches: those of the certificates in its caches
-// and of the challenges it presented (see clusterState.watch).
+// again after a failure.
 func (m *Manager) subscribe(n storage.Notifier) {
 	wait := time.Second
 	for m.ctx.Err() == nil {
-		ch, err := m.subscribeNotices(n)
+		ch, err := n.Subscribe(m.ctx)
 		if err != nil {
 			m.logger().Warn("subscribing to storage change notices; relying on the periodic check",
 				slog.Any("err", err), slog.Duration("retry_in", wait))
@@ -167,7 +138,6 @@ func (m *Manager) subscribe(n storage.Notifier) {
 		}
 		wait = time.Second
 		for key := range ch {
-			m.clu.notices.Add(1)
 			if strings.HasPrefix(key, challengesPrefix) {
 				m.clu.answeredElsewhere(key)
 				continue
@@ -185,7 +155,6 @@ func (m *Manager) subscribe(n storage.Notifier) {
 				})
 			}
 		}
-		m.setKeyWatch(nil)
 		// The subscription ended without Close: subscribe again, not in
 		// a tight loop.
 		select {
@@ -194,47 +163,6 @@ func (m *Manager) subscribe(n storage.Notifier) {
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-// subscribeNotices subscribes to n's notices: those of the watched keys
-// if n is a storage.KeyWatcher (watching every key held now), else all.
-func (m *Manager) subscribeNotices(n storage.Notifier) (<-chan string, error) {
-	kw, ok := n.(storage.KeyWatcher)
-	if !ok {
-		return n.Subscribe(m.ctx)
-	}
-	ch, w, err := kw.WatchKeys(m.ctx)
-	if errors.Is(err, errors.ErrUnsupported) {
-		return n.Subscribe(m.ctx)
-	}
-	if err != nil {
-		return nil, err
-	}
-	m.setKeyWatch(w)
-	return ch, nil
-}
-
-// setKeyWatch makes w (nil: none) the watch of this node's notices and,
-// under the locks its users hold, watches every key held now.
-func (m *Manager) setKeyWatch(w storage.KeyWatch) {
-	m.renew.mu.Lock()
-	if w == nil {
-		m.clu.watch.Store(nil)
-	} else {
-		m.clu.watch.Store(&keyWatch{w})
-		for key := range m.renew.held {
-			w.Watch(key)
-		}
-	}
-	m.renew.mu.Unlock()
-	if w == nil {
-		return
-	}
-	m.clu.mu.Lock()
-	for key := range m.clu.presented {
-		w.Watch(key)
-	}
-	m.clu.mu.Unlock()
 }
 
 // notifyChanged tells the other nodes that key changed, if the storage

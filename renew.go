@@ -208,7 +208,6 @@ func (m *Manager) scheduleRenewal(e *managed, fresh bool) {
 	}
 	m.renew.mu.Lock()
 	m.renew.held[e.key] = e
-	m.clu.watchKey(e.key, true)
 	m.renew.mu.Unlock()
 	if _, ok := s.When(e.key); ok && !fresh {
 		return
@@ -383,7 +382,6 @@ func (m *Manager) released(left []*managed) {
 		m.renew.mu.Lock()
 		if m.renew.held[e.key] == e {
 			delete(m.renew.held, e.key)
-			m.clu.watchKey(e.key, false)
 		}
 		m.renew.mu.Unlock()
 		m.noteSeen(e.names[0], e.lastSeen.Load())
@@ -407,10 +405,7 @@ func (m *Manager) forget(key string) {
 		s.Remove(key)
 	}
 	m.renew.mu.Lock()
-	if _, ok := m.renew.held[key]; ok {
-		delete(m.renew.held, key)
-		m.clu.watchKey(key, false)
-	}
+	delete(m.renew.held, key)
 	delete(m.renew.attempts, key)
 	delete(m.renew.planned, key)
 	m.renew.mu.Unlock()

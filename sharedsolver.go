@@ -43,7 +43,6 @@ func (c *clusterState) expect(key string) {
 		close(old.done)
 	}
 	c.presented[key] = &remoteAnswer{answered: make(chan struct{}), done: make(chan struct{})}
-	c.watchKey(key, true)
 }
 
 // lookup returns the registration of the challenge under key, or nil.
@@ -68,7 +67,6 @@ func (c *clusterState) forget(key string) {
 	if r := c.presented[key]; r != nil {
 		close(r.done)
 		delete(c.presented, key)
-		c.watchKey(key, false)
 	}
 }
 
