@@ -21,32 +21,6 @@ type Notifier interface {
 	Subscribe(ctx context.Context) (<-chan string, error)
 }
 
-// KeyWatcher is an optional interface of a Notifier whose notices can be
-// received for chosen keys only: a node then receives the notices of the
-// certificates it holds (and of the challenges it presented), however
-// many certificates the other nodes hold and renew. redisstore implements
-// it with one pub/sub channel per key.
-type KeyWatcher interface {
-	Notifier
-
-	// WatchKeys delivers the notices of the keys watched through w (and
-	// not unwatched since) until ctx is done, when the channel is closed.
-	// Like Subscribe, it reconnects by itself after an outage and notices
-	// sent meanwhile are lost. A wrapper whose backend cannot watch keys
-	// returns an error wrapping errors.ErrUnsupported: use Subscribe.
-	WatchKeys(ctx context.Context) (notices <-chan string, w KeyWatch, err error)
-}
-
-// KeyWatch chooses the keys a WatchKeys subscription delivers. Its methods
-// never wait for the network (the backend applies them in the
-// background, the latest call for a key winning), so they may be called
-// under locks and on the handshake path. Watching a key twice is watching
-// it once.
-type KeyWatch interface {
-	Watch(key string)
-	Unwatch(key string)
-}
-
 // ChallengeKey is the key under which a challenge answer of type typ
 // ("http-01", "tls-alpn-01") for id (an http-01 token, or the name a
 // tls-alpn-01 validation asks for) is shared with the other nodes of a

@@ -295,16 +295,6 @@ func (s *Store) Notify(ctx context.Context, key string) error {
 	return nil
 }
 
-// WatchKeys implements storage.KeyWatcher if the wrapped Storage does,
-// and otherwise returns an error wrapping errors.ErrUnsupported (use
-// Subscribe).
-func (s *Store) WatchKeys(ctx context.Context) (<-chan string, storage.KeyWatch, error) {
-	if w, ok := s.Storage.(storage.KeyWatcher); ok {
-		return w.WatchKeys(ctx)
-	}
-	return nil, nil, fmt.Errorf("encrypted: watching keys: %T cannot: %w", s.Storage, errors.ErrUnsupported)
-}
-
 // Subscribe implements storage.Notifier if the wrapped Storage does;
 // otherwise the channel stays silent until ctx is done.
 func (s *Store) Subscribe(ctx context.Context) (<-chan string, error) {
