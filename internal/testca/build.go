@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -245,13 +245,20 @@ func buildInto(tools, cache string) error {
 // directive pointing at the copy, and its go.sum, for go build -modfile.
 // It returns that go.mod.
 func patchedModFile(ctx context.Context, goBin, tools string, env []string, dir string) (string, error) {
-	cmd := exec.CommandContext(ctx, goBin, "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2")
+	// go mod download (not go list -m, whose .Dir is empty until the
+	// module is in the module cache, as on a fresh machine) fetches the
+	// pinned version if needed and says where it is.
+	cmd := exec.CommandContext(ctx, goBin, "mod", "download", "-json", "github.com/letsencrypt/pebble/v2")
 	cmd.Dir, cmd.Env = tools, env
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("finding the Pebble module in %s: %w", tools, err)
+		return "", fmt.Errorf("downloading the Pebble module in %s: %w", tools, err)
 	}
-	src, dst := strings.TrimSpace(string(out)), filepath.Join(dir, "pebble-module")
+	var dl struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &dl); err != nil || dl.Dir == "" {
+		return "", fmt.Errorf("downloading the Pebble module in %s: no directory in %q (%v %s)", tools, out, err, dl.Error)
+	}
+	src, dst := dl.Dir, filepath.Join(dir, "pebble-module")
 	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
 		return "", fmt.Errorf("copying the Pebble module: %w", err)
 	}
