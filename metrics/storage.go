@@ -102,23 +102,12 @@ func (t *timedStorage) StoreVolatile(ctx context.Context, key string, value []by
 // PostgreSQL): without it a cluster node with metrics on would tell the
 // other nodes nothing. For others it does nothing.
 func (t *timedStorage) Notify(ctx context.Context, key string) error {
-	if n, ok := t.s.(storage.Notifier); ok {
-		return n.Notify(ctx, key)
-	}
-	return nil
+	return storage.NotifyVia(ctx, t.s, key)
 }
 
 // Subscribe follows the wrapped storage's change notices; for a storage
 // without them the channel stays silent until ctx is done, and the
 // Manager relies on its periodic check.
 func (t *timedStorage) Subscribe(ctx context.Context) (<-chan string, error) {
-	if n, ok := t.s.(storage.Notifier); ok {
-		return n.Subscribe(ctx)
-	}
-	ch := make(chan string)
-	go func() {
-		<-ctx.Done()
-		close(ch)
-	}()
-	return ch, nil
+	return storage.SubscribeVia(ctx, t.s)
 }

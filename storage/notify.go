@@ -53,3 +53,28 @@ func OrdersKey(issuerID string) (string, error) {
 // OrdersLock is the name of the lock held while a node reads and updates
 // OrdersKey(issuerID).
 func OrdersLock(issuerID string) string { return "orders/" + issuerID }
+
+// NotifyVia sends a change notice through s if it is a Notifier, and
+// otherwise does nothing: what a wrapping Storage (encryption, metrics)
+// does in its own Notify, so that wrapping keeps a cluster's notices.
+func NotifyVia(ctx context.Context, s Storage, key string) error {
+	if n, ok := s.(Notifier); ok {
+		return n.Notify(ctx, key)
+	}
+	return nil
+}
+
+// SubscribeVia follows s's change notices if it is a Notifier; otherwise
+// the channel stays silent until ctx is done (subscribers then rely on
+// their periodic check). It is a wrapping Storage's Subscribe.
+func SubscribeVia(ctx context.Context, s Storage) (<-chan string, error) {
+	if n, ok := s.(Notifier); ok {
+		return n.Subscribe(ctx)
+	}
+	ch := make(chan string)
+	go func() {
+		<-ctx.Done()
+		close(ch)
+	}()
+	return ch, nil
+}

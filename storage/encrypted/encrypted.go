@@ -289,24 +289,13 @@ func (s *Store) Lock(ctx context.Context, name string) (func(), error) {
 // Notify implements storage.Notifier if the wrapped Storage does, and
 // otherwise does nothing.
 func (s *Store) Notify(ctx context.Context, key string) error {
-	if n, ok := s.Storage.(storage.Notifier); ok {
-		return n.Notify(ctx, key)
-	}
-	return nil
+	return storage.NotifyVia(ctx, s.Storage, key)
 }
 
 // Subscribe implements storage.Notifier if the wrapped Storage does;
 // otherwise the channel stays silent until ctx is done.
 func (s *Store) Subscribe(ctx context.Context) (<-chan string, error) {
-	if n, ok := s.Storage.(storage.Notifier); ok {
-		return n.Subscribe(ctx)
-	}
-	ch := make(chan string)
-	go func() {
-		<-ctx.Done()
-		close(ch)
-	}()
-	return ch, nil
+	return storage.SubscribeVia(ctx, s.Storage)
 }
 
 // Check opens one sealed value of each key ID found in storage (at most a
