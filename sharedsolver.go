@@ -95,22 +95,21 @@ type sharedSolver struct {
 // (storage.ChallengeKey).
 const challengesPrefix = "challenges/"
 
-// challengeKey is the storage key of chal's shared answer.
+// challengeKey is the storage key of chal's shared answer: under the
+// token for http-01, which its validation request names. A tls-alpn-01
+// validation names only the SNI, for which two orders one after the other
+// (on two nodes) present answers: its answers are keyed by SNI and token
+// (storage.ChallengeAnswerKey), so that the deletion of one, which
+// CleanUp leaves to the background, never deletes the other.
 func (s *sharedSolver) challengeKey(chal acme.Challenge) (string, error) {
-	id, err := challengeID(s.typ, chal)
-	if err != nil {
-		return "", err
+	if s.typ == acmeca.TLSALPN01 {
+		id, err := storage.NameSegment(tlsalpn01.SNI(chal.Identifier))
+		if err != nil {
+			return "", err
+		}
+		return storage.ChallengeAnswerKey(s.typ, id, chal.Token)
 	}
-	return storage.ChallengeKey(s.typ, id)
-}
-
-// challengeID is the part of a shared challenge's key that a validation
-// request names: the token for http-01, the SNI for tls-alpn-01.
-func challengeID(typ string, chal acme.Challenge) (string, error) {
-	if typ == acmeca.TLSALPN01 {
-		return storage.NameSegment(tlsalpn01.SNI(chal.Identifier))
-	}
-	return chal.Token, nil
+	return storage.ChallengeKey(s.typ, chal.Token)
 }
 
 // Present implements solver.Solver. A failure to share is logged, not
@@ -225,24 +224,53 @@ func (m *Manager) reportAnswered(ctx context.Context, key string) {
 	}
 }
 
-// storedChallenge returns the shared challenge of type typ for id and its
+// storedChallenge returns the shared http-01 challenge for token and its
 // key, or nil if there is none in progress.
-func (m *Manager) storedChallenge(ctx context.Context, typ, id string) (*sharedChallenge, string) {
-	key, err := storage.ChallengeKey(typ, id)
+func (m *Manager) storedChallenge(ctx context.Context, token string) (*sharedChallenge, string) {
+	key, err := storage.ChallengeKey(acmeca.HTTP01, token)
 	if err != nil {
 		return nil, ""
 	}
 	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
 	defer cancel()
-	data, err := m.store.Load(ctx, key)
+	return m.loadChallenge(ctx, acmeca.HTTP01, key), key
+}
+
+// storedALPNChallenge returns the latest shared tls-alpn-01 challenge for
+// the name segment id and its key, or nil if there is none in progress.
+func (m *Manager) storedALPNChallenge(ctx context.Context, id string) (*sharedChallenge, string) {
+	prefix, err := storage.ChallengePrefix(acmeca.TLSALPN01, id)
 	if err != nil {
 		return nil, ""
 	}
-	var c sharedChallenge
-	if json.Unmarshal(data, &c) != nil || c.Type != typ || time.Now().After(c.Expires) {
+	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
+	defer cancel()
+	keys, err := m.store.List(ctx, prefix)
+	if err != nil {
 		return nil, ""
 	}
-	return &c, key
+	var latest *sharedChallenge
+	var latestKey string
+	for _, key := range keys {
+		if c := m.loadChallenge(ctx, acmeca.TLSALPN01, key); c != nil && (latest == nil || c.Expires.After(latest.Expires)) {
+			latest, latestKey = c, key
+		}
+	}
+	return latest, latestKey
+}
+
+// loadChallenge returns the shared challenge of type typ under key, or
+// nil if there is none or it has expired.
+func (m *Manager) loadChallenge(ctx context.Context, typ, key string) *sharedChallenge {
+	data, err := m.store.Load(ctx, key)
+	if err != nil {
+		return nil
+	}
+	var c sharedChallenge
+	if json.Unmarshal(data, &c) != nil || c.Type != typ || time.Now().After(c.Expires) {
+		return nil
+	}
+	return &c
 }
 
 // challengeHandler answers http-01 requests from this node's solver, and
@@ -254,7 +282,7 @@ func (m *Manager) challengeHandler(fallback http.Handler) http.Handler {
 		if ok && tok != "" && len(tok) <= 256 && !strings.Contains(tok, "/") &&
 			(r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			if _, held := m.http01.KeyAuthorization(tok); !held {
-				if c, key := m.storedChallenge(r.Context(), acmeca.HTTP01, tok); c != nil {
+				if c, key := m.storedChallenge(r.Context(), tok); c != nil {
 					w.Header().Set("Content-Type", "text/plain")
 					w.Header().Set("Cache-Control", "no-store")
 					_, _ = w.Write([]byte(c.KeyAuthorization))
@@ -285,7 +313,7 @@ func (m *Manager) challengeCertificate(hello *tls.ClientHelloInfo) (*tls.Certifi
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	c, key := m.storedChallenge(ctx, acmeca.TLSALPN01, id)
+	c, key := m.storedALPNChallenge(ctx, id)
 	if c == nil {
 		return nil, err
 	}

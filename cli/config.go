@@ -11,7 +11,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/policy"
-	"github.com/certkeeper/certkeeper/storage/redisstore"
+	"github.com/certkeeper/certkeeper/storage/open"
 )
 
 // This file reads the --config YAML file of proxy and server
@@ -83,21 +83,10 @@ func checkConfigValue(key, v string) error {
 	return nil
 }
 
-// checkStorage checks the syntax of a --storage value without connecting:
-// a directory, or a Redis URL that redisstore can open.
+// checkStorage checks the syntax of a --storage value without connecting,
+// as storage/open opens it: a directory, or a URL of a scheme it knows.
 func checkStorage(spec string) error {
-	if !isURL(spec) {
-		return nil
-	}
-	scheme, _, _ := strings.Cut(spec, "://")
-	if !strings.HasPrefix(strings.ToLower(scheme), "redis") {
-		return fmt.Errorf("%s: unknown scheme: give a directory or a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL", storageWhere(spec))
-	}
-	rs, err := redisstore.Open(spec)
-	if err != nil {
-		return err
-	}
-	return rs.Close()
+	return open.Check(spec)
 }
 
 // check is the engine's part of --check-config: what manager and

@@ -384,3 +384,33 @@ func redisValues(t *testing.T, rc *redis.Client, prefix string) map[string]strin
 	}
 	return m
 }
+
+// TestCheckConfigPostgres: --check-config accepts a postgres:// storage,
+// in the configuration file or as --storage, as storage/open opens it, and
+// refuses a scheme no storage has with a message naming the kinds there are.
+func TestCheckConfigPostgres(t *testing.T) {
+	t.Parallel()
+	pg := testsvc.Postgres(t)
+	url := pg.URL("postgres") + "&schema=ck"
+	file := writeConfig(t, "allow: a.example\nbackend: 127.0.0.1:8080\nstorage: "+url+"\n")
+	for _, args := range [][]string{
+		{"proxy", "--check-config", "--config", file},
+		{"proxy", "--check-config", "--allow", "a.example", "--backend", "127.0.0.1:8080", "--storage", url},
+	} {
+		r := ck(t, 30*time.Second, args...)
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "configuration OK" {
+			t.Errorf("%s: exit %d, stdout %q, stderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+	}
+
+	bad := writeConfig(t, "allow: a.example\nbackend: 127.0.0.1:8080\nstorage: mongodb://127.0.0.1:1/ck\n")
+	r := ck(t, 30*time.Second, "proxy", "--check-config", "--config", bad)
+	if r.code == 0 || strings.Contains(r.stdout, "configuration OK") {
+		t.Fatalf("unknown scheme: exit %d, stdout %q", r.code, r.stdout)
+	}
+	for _, w := range []string{"config.yaml:3: storage:", `unknown scheme "mongodb"`, "postgres://", "redis://"} {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("unknown scheme: stderr lacks %q:\n%s", w, r.stderr)
+		}
+	}
+}

@@ -41,10 +41,14 @@ const buildHint = "building Pebble needs the Go toolchain and the Go module prox
 	"` (MODFILE as patchedModFile in internal/testca/build.go makes it) and set " + PebbleDirEnv + "=DIR"
 
 // pebblePatch is Pebble's db/memorystore.go with a lock-order deadlock
-// fixed (see its FindValidAuthorization), relative to tools/: the build
-// puts it in place of the original (patchedModFile). Without it a
-// test with many concurrent orders (TestClusterFiftyNames) can find
-// Pebble answering nothing at all.
+// fixed (see its FindValidAuthorization) and ARI replacements of
+// certificates whose serial's DER encoding starts with 0x00 found (see
+// its GetOrderByIssuedSerial), relative to tools/: the build puts it in
+// place of the original (patchedModFile). Without it a test with many
+// concurrent orders (TestClusterFiftyNames) can find Pebble answering
+// nothing at all, and one renewal in 256 is refused its replaces
+// (TestARISerialHighBit; TestClusterRenewal counted it as a double
+// renewal).
 const pebblePatch = "pebblefix/memorystore.go.txt"
 
 // binaries are the paths of the two executables.

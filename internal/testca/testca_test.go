@@ -240,6 +240,9 @@ func issue(t *testing.T, client *acme.Client, acct acme.Account, solver *http01,
 		if err != nil {
 			t.Fatalf("GetAuthorization: %v", err)
 		}
+		if authz.Status == acme.StatusValid {
+			continue // Pebble reused an authorization of an earlier order
+		}
 		i := slices.IndexFunc(authz.Challenges, func(c acme.Challenge) bool { return c.Type == "http-01" })
 		if i < 0 {
 			t.Fatalf("authorization for %s offers no http-01", name)
@@ -443,4 +446,38 @@ func (f *fatalRecorder) Helper() {}
 func (f *fatalRecorder) Fatalf(string, ...any) {
 	f.fatal = true
 	runtime.Goexit()
+}
+
+// TestARISerialHighBit: Pebble finds the certificate an order replaces
+// when the serial's DER encoding starts with the 0x00 that a first byte
+// of 0x80 or more needs (RFC 9773's identifier carries the DER bytes;
+// unpatched Pebble keys its orders by big.Int.Bytes() and answers 500
+// "could not find an order for the given certificate"). About one serial
+// in 256 is such: the test orders until it has one.
+func TestARISerialHighBit(t *testing.T) {
+	t.Parallel()
+	ca := Start(t, Options{})
+	solver := serveHTTP01(t, ca.HTTPPort())
+	client := &acme.Client{Directory: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), PollInterval: 5 * time.Millisecond}
+	ctx := t.Context()
+	acct, err := client.NewAccount(ctx, acme.Account{PrivateKey: newKey(t), TermsOfServiceAgreed: true})
+	if err != nil {
+		t.Fatalf("NewAccount: %v", err)
+	}
+	leaf := issue(t, client, acct, solver, "serial.example", "")
+	for i := 0; leaf.SerialNumber.Bytes()[0] < 0x80; i++ {
+		if i == 3000 {
+			t.Skip("no serial with its high bit set in 3000 orders")
+		}
+		leaf = issue(t, client, acct, solver, "serial.example", "")
+	}
+	ariID, err := acme.ARIUniqueIdentifier(leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("serial %x, ARI identifier %s", leaf.SerialNumber.Bytes(), ariID)
+	if _, err := client.NewOrder(ctx, acct, acme.Order{Identifiers: []acme.Identifier{{Type: "dns", Value: "serial.example"}},
+		Profile: "default", Replaces: ariID}); err != nil {
+		t.Fatalf("replacing serial %x: %v", leaf.SerialNumber.Bytes(), err)
+	}
 }

@@ -424,7 +424,12 @@ func (iss *Issuer) finalize(ctx context.Context, client *acme.Client, acct acme.
 }
 
 // newOrder places order, registering the account again if the CA has lost
-// it (a CA that was reset, or a deactivated account).
+// it (a CA that was reset, or a deactivated account). Only the problem
+// type accountDoesNotExist says so: an unauthorized problem whose text
+// mentions an account (Pebble's "requester account did not request the
+// certificate being replaced", for a replaces another account made) is a
+// refusal of this order, which placeOrder answers by ordering without
+// replaces.
 func (iss *Issuer) newOrder(ctx context.Context, client *acme.Client, acct acme.Account, order acme.Order) (acme.Order, acme.Account, error) {
 	var placed acme.Order
 	step := func(ctx context.Context) error {
@@ -433,7 +438,7 @@ func (iss *Issuer) newOrder(ctx context.Context, client *acme.Client, acct acme.
 		return err
 	}
 	err := iss.do(ctx, "creating order", step)
-	if isProblem(err, acme.ProblemTypeAccountDoesNotExist) || isProblem(err, acme.ProblemTypeUnauthorized) && strings.Contains(strings.ToLower(err.Error()), "account") {
+	if isProblem(err, acme.ProblemTypeAccountDoesNotExist) {
 		if acct, err = iss.reregister(ctx, acct); err != nil {
 			return acme.Order{}, acct, err
 		}

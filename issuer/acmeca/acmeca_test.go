@@ -1,13 +1,16 @@
 package acmeca_test
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -399,5 +402,61 @@ func TestReplacesServerError(t *testing.T) {
 	proxy.ServiceUnavailable("new-order", 4, 0)
 	if _, _, err := tryIssue(t, iss, issuer.ECDSAP256, first.Leaf, "se.a.test"); err != nil {
 		t.Fatalf("renewal after server errors on the replacement order: %v", err)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestReplacesOtherAccount: a renewal whose replaces names a certificate
+// another account ordered (another node of a cluster that registered its
+// own account) is refused by Pebble with "unauthorized: requester account
+// did not request the certificate being replaced". That is no sign of a
+// lost account: certkeeper orders again without replaces and does not
+// register its account again, which it does only for accountDoesNotExist.
+func TestReplacesOtherAccount(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	first, _ := issue(t, e.issuer(acmeca.HTTP01), issuer.ECDSAP256, "other.a.test")
+	e.ca.WaitForLog(t, "Issued certificate serial")
+
+	other := e.issuer(acmeca.HTTP01)
+	other.Storage = filestore.New(t.TempDir()) // its own account
+	logs := &lockedBuffer{}
+	other.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	if _, err := other.Account(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cert, _, err := tryIssue(t, other, issuer.ECDSAP256, first.Leaf, "other.a.test")
+	if err != nil {
+		t.Fatalf("renewal of another account's certificate: %v", err)
+	}
+	if cert.Account == first.Account {
+		t.Fatalf("both issuers ordered with account %s, want two accounts", cert.Account)
+	}
+	out := logs.String()
+	t.Logf("logs:\n%s", out)
+	if !strings.Contains(out, "requester account did not request") || !strings.Contains(out, "ordering without replaces") {
+		t.Errorf("logs lack the refused replacement and the plain order after it")
+	}
+	if strings.Contains(out, "registering again") {
+		t.Errorf("the issuer registered its account again after a refusal that is not accountDoesNotExist")
+	}
+	if n := e.ca.Replacements(); n != 0 {
+		t.Errorf("Pebble accepted %d replacement orders, want 0", n)
 	}
 }

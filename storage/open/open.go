@@ -104,10 +104,62 @@ func (e *OptionsError) Error() string { return e.msg }
 func IsURL(spec string) bool { return strings.Contains(spec, "://") }
 
 // IsPostgres reports whether spec is a PostgreSQL URL.
-func IsPostgres(spec string) bool {
+func IsPostgres(spec string) bool { return kindOf(spec) == postgresKind }
+
+// kind is the kind of storage a spec names.
+type kind int
+
+const (
+	unknownKind kind = iota // a URL of a scheme no storage has
+	dirKind
+	redisKind
+	postgresKind
+)
+
+// kindOf says which storage spec names; it is the one place that knows
+// the URL schemes.
+func kindOf(spec string) kind {
 	scheme, _, ok := strings.Cut(spec, "://")
-	scheme = strings.ToLower(scheme)
-	return ok && (scheme == "postgres" || scheme == "postgresql")
+	if !ok {
+		return dirKind
+	}
+	switch scheme = strings.ToLower(scheme); {
+	case scheme == "postgres" || scheme == "postgresql":
+		return postgresKind
+	case strings.HasPrefix(scheme, "redis"):
+		return redisKind
+	}
+	return unknownKind
+}
+
+// unknownScheme is the error for a URL whose scheme no storage has;
+// prefix, if not empty, names the setting.
+func unknownScheme(prefix, spec string) error {
+	scheme, _, _ := strings.Cut(spec, "://")
+	return &OptionsError{msg: fmt.Sprintf("%s%s: unknown scheme %q: give a directory or a redis://, rediss://, redis+cluster://, redis+sentinel:// or postgres:// URL", prefix, redact.URL(spec), scheme)}
+}
+
+// Check checks spec as Storage would open it, without connecting or
+// reading anything: that it is a directory or a URL of a known scheme,
+// and that the URL is well formed for its backend. It is for checking a
+// configuration before anything starts (the certkeeper command's
+// --check-config). An empty spec is a directory not yet chosen. Errors do
+// not name the setting: the caller does.
+func Check(spec string) error {
+	switch kindOf(spec) {
+	case postgresKind:
+		return pgstore.CheckURL(spec)
+	case redisKind:
+		// Open does not connect.
+		rs, err := redisstore.Open(spec)
+		if err != nil {
+			return err
+		}
+		return rs.Close()
+	case unknownKind:
+		return unknownScheme("", spec)
+	}
+	return nil
 }
 
 // Storage opens the storage spec names: a directory, a Redis URL or a
@@ -162,8 +214,8 @@ func backend(ctx context.Context, spec string, opts *Options) (storage.Storage, 
 	if opts.PasswordFile != "" && !IsPostgres(spec) {
 		return nil, nil, &OptionsError{msg: fmt.Sprintf("%s is for a postgres:// %s (a Redis URL holds its password itself)", n.PasswordFile, n.URL)}
 	}
-	switch {
-	case IsPostgres(spec):
+	switch kindOf(spec) {
+	case postgresKind:
 		ps, err := openPostgres(ctx, spec, opts.PasswordFile, n)
 		if err != nil {
 			return nil, nil, err
@@ -176,11 +228,9 @@ func backend(ctx context.Context, spec string, opts *Options) (storage.Storage, 
 			ps.LeaseTTL = opts.LeaseTTL
 		}
 		return ps, ps.Close, nil
-	case IsURL(spec):
-		scheme, _, _ := strings.Cut(spec, "://")
-		if !strings.HasPrefix(strings.ToLower(scheme), "redis") {
-			return nil, nil, &OptionsError{msg: fmt.Sprintf("%s %s: unknown scheme %q: give a directory or a redis://, rediss://, redis+cluster://, redis+sentinel:// or postgres:// URL", n.URL, redact.URL(spec), scheme)}
-		}
+	case unknownKind:
+		return nil, nil, unknownScheme(n.URL+" ", spec)
+	case redisKind:
 		rs, err := redisstore.Open(spec)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", n.URL, err)

@@ -108,3 +108,26 @@ func encryptedValue(t *testing.T, keyFile, key string) string {
 	}
 	return string(v)
 }
+
+// TestCheck: Check accepts what Storage opens, every backend, without
+// connecting (nothing listens on port 1), and refuses a scheme no storage
+// has or a malformed URL without quoting a password.
+func TestCheck(t *testing.T) {
+	for _, spec := range []string{"", t.TempDir(), "relative/dir", "redis://127.0.0.1:1/0", "rediss://127.0.0.1:1/0",
+		"redis+cluster://127.0.0.1:1,127.0.0.1:2", "postgres://ck@127.0.0.1:1/db?schema=ck", "postgresql://127.0.0.1:1/db"} {
+		if err := open.Check(spec); err != nil {
+			t.Errorf("Check(%q) = %v", spec, err)
+		}
+	}
+	for _, tt := range []struct{ spec, want string }{
+		{"ftp://u:s3cret@host/x", `ftp://REDACTED@host/x: unknown scheme "ftp"`},
+		{"redis://127.0.0.1:1/notanumber", "redisstore"},
+		{"postgres://ck:s3cret@127.0.0.1:1/db", "holds a password"},
+		{"postgres://127.0.0.1:1/db?schema=No-Such", "schema"},
+	} {
+		err := open.Check(tt.spec)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("Check(%q) = %v, want an error containing %q without the password", tt.spec, err, tt.want)
+		}
+	}
+}

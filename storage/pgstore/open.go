@@ -93,6 +93,20 @@ func OpenPassword(ctx context.Context, rawURL, password string) (*Store, error) 
 	return s, nil
 }
 
+// CheckURL checks rawURL as OpenPassword would, without connecting: its
+// form, certkeeper's parameters, what pgx parses, and that it holds no
+// password. It is for checking a configuration before anything starts.
+func CheckURL(rawURL string) error {
+	cfg, err := parseURL(rawURL)
+	if err != nil {
+		return err
+	}
+	if _, err := pgxpool.ParseConfig(cfg.connString); err != nil {
+		return fmt.Errorf("pgstore: URL %s: %w", cfg.redacted, err)
+	}
+	return nil
+}
+
 // parseURL checks the URL by hand before pgx sees it, to refuse a
 // password, and takes out certkeeper's own parameters.
 func parseURL(rawURL string) (*config, error) {

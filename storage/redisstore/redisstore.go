@@ -31,7 +31,11 @@
 //   - List is SCAN with a MATCH pattern on the prefix, glob characters
 //     escaped, never KEYS, so a large Redis is not blocked; on a Cluster it
 //     scans every master. The result is sorted.
-//   - Lock is a lease: SET NX PX with a random owner token. While it is
+//   - Lock is a lease: SET NX PX with a random owner token, in a script
+//     that also counts the lease as taken when it already holds this
+//     owner's token (a SET whose reply was lost after the client's read
+//     timeout took it; go-redis's retry must not wait it out), and that a
+//     failed Lock releases if it is its own. While it is
 //     held, a goroutine renews it every third of a lease with a script that
 //     extends the lease only if it still holds the owner's token; unlock
 //     stops that goroutine, waits for it, and deletes the lease with a
@@ -329,6 +333,20 @@ func globEscape(s string) string {
 // (ARGV[1]). They are immutable; go-redis runs them with EVALSHA and falls
 // back to EVAL.
 var (
+	// acquireScript takes the lease if it is free, and reports it taken
+	// if this owner holds it already: a SET whose reply was lost (after
+	// the client's read timeout) may have taken it, and go-redis's retry,
+	// or the next poll, must not wait for this owner's own lease to
+	// expire.
+	acquireScript = redis.NewScript(`
+if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
+	return 1
+end
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	redis.call("PEXPIRE", KEYS[1], ARGV[2])
+	return 1
+end
+return 0`)
 	renewScript = redis.NewScript(`
 if redis.call("GET", KEYS[1]) == ARGV[1] then
 	return redis.call("PEXPIRE", KEYS[1], ARGV[2])
@@ -363,13 +381,18 @@ func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error
 func (s *Store) acquire(ctx context.Context, name string) (lease.Held, error) {
 	key, token, ttl := s.prefix()+lockNamespace+name, lease.NewToken(), s.leaseTTL()
 	err := lease.Acquire(ctx, "redisstore", name, minPoll, maxPoll, func(ctx context.Context) (bool, error) {
-		ok, err := s.Client.SetNX(ctx, key, token, ttl).Result()
+		n, err := acquireScript.Run(ctx, s.Client, []string{key}, token, ttl.Milliseconds()).Int()
 		if err != nil {
 			return false, s.fail(ctx, "lock", name, err)
 		}
-		return ok, nil
+		return n == 1, nil
 	})
 	if err != nil {
+		// A lease taken by a command whose reply never came would hold
+		// others off for a whole lease: give it up, if it is ours.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(max(ttl/3, time.Second), 5*time.Second))
+		_ = releaseScript.Run(rctx, s.Client, []string{key}, token).Err()
+		cancel()
 		return lease.Held{}, err
 	}
 	return lease.Held{

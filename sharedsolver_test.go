@@ -1,0 +1,117 @@
+package certkeeper_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/asn1"
+	"testing"
+
+	"github.com/mholt/acmez/v3"
+	"github.com/mholt/acmez/v3/acme"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/certkeeper/certkeeper/storage/redisstore"
+)
+
+// acmeIdentifierOID is the tls-alpn-01 certificate's extension holding the
+// SHA-256 of the key authorization (RFC 8737 §3).
+var acmeIdentifierOID = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 31}
+
+// acmeIdentifier returns the acmeIdentifier extension of a DER certificate.
+func acmeIdentifier(t *testing.T, der []byte) []byte {
+	t.Helper()
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range c.Extensions {
+		if e.Id.Equal(acmeIdentifierOID) {
+			return e.Value
+		}
+	}
+	t.Fatalf("certificate for %v has no acmeIdentifier extension", c.DNSNames)
+	return nil
+}
+
+// TestSharedTLSALPNCleanUpKeepsOthersAnswer: node a presents a tls-alpn-01
+// answer for a name and cleans it up; meanwhile node b presented its own
+// answer for the same name (a later order). a's clean-up, whose deletion
+// runs in the background, must not delete b's answer: a third node still
+// answers the CA's validation handshake with b's, and b's clean-up leaves
+// nothing behind. On each storage that holds shared answers.
+func TestSharedTLSALPNCleanUpKeepsOthersAnswer(t *testing.T) {
+	for _, b := range []struct {
+		name string
+		open func(t *testing.T) storage.Storage
+	}{
+		{"filestore", func(t *testing.T) storage.Storage { return filestore.New(t.TempDir()) }},
+		{"redis", func(t *testing.T) storage.Storage {
+			st, err := redisstore.Open("redis://" + testsvc.Redis(t).Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		}},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			testSharedTLSALPNCleanUp(t, b.open(t))
+		})
+	}
+}
+
+func testSharedTLSALPNCleanUp(t *testing.T, st storage.Storage) {
+	ctx := t.Context()
+	const name = "race.cluster.test"
+	chal := func(token string) acme.Challenge {
+		return acme.Challenge{Type: acmeca.TLSALPN01, Identifier: acme.Identifier{Type: "dns", Value: name},
+			Token: token, KeyAuthorization: token + ".thumbprint"}
+	}
+	chalA, chalB := chal("tokenA"), chal("tokenB")
+	a, b, c := localManager(t, st, nil), localManager(t, st, nil), localManager(t, st, nil)
+	hello := &tls.ClientHelloInfo{ServerName: name, SupportedProtos: []string{"acme-tls/1"}}
+	for _, m := range []*certkeeper.Manager{a, b, c} { // starts each Manager, as a handshake does
+		if _, err := m.GetCertificate(hello); err == nil {
+			t.Fatal("a node answers a tls-alpn-01 challenge before any was presented")
+		}
+	}
+	solverA, solverB := a.Solvers()[acmeca.TLSALPN01], b.Solvers()[acmeca.TLSALPN01]
+	if err := solverA.Present(ctx, chalA); err != nil {
+		t.Fatal(err)
+	}
+	if err := solverB.Present(ctx, chalB); err != nil {
+		t.Fatal(err)
+	}
+	if err := solverA.CleanUp(ctx, chalA); err != nil {
+		t.Fatal(err)
+	}
+	a.Close() // waits for the background deletion
+
+	got, err := c.GetCertificate(hello)
+	if err != nil {
+		t.Fatalf("after a's clean-up, another node cannot answer b's tls-alpn-01 challenge: %v", err)
+	}
+	want, err := acmez.TLSALPN01ChallengeCert(chalB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(acmeIdentifier(t, got.Certificate[0]), acmeIdentifier(t, want.Certificate[0])) {
+		t.Errorf("another node answers with a key authorization other than b's")
+	}
+
+	if err := solverB.CleanUp(ctx, chalB); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if keys, err := st.List(ctx, "challenges/"); err != nil || len(keys) != 0 {
+		t.Errorf("shared challenge answers left behind: %v (%v)", keys, err)
+	}
+	if _, err := c.GetCertificate(hello); err == nil {
+		t.Errorf("a node answers a tls-alpn-01 challenge after every clean-up")
+	}
+}
