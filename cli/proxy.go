@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/proxy"
@@ -270,18 +271,18 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	defer m.Close()
 	printStartup(env, proxySummary(cfg, dev))
 
-	loop := newServeLoop(env, up, func() { reloadProxy(env, flags, file, set, &current) })
-	if err := proxyListen(loop, cfg, m, &current); err != nil {
-		_ = loop.drain(proxyDrain)
+	loop := serveloop.New(env.Logger, env.Stderr, up, func() { reloadProxy(env, flags, file, set, &current) })
+	if err := proxyListen(loop, env, up, cfg, m, &current); err != nil {
+		_ = loop.Drain(proxyDrain)
 		return err
 	}
-	if failed, err := loop.wait(ctx); failed {
+	if failed, err := loop.Wait(ctx); failed {
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
 		}
 		return err
 	}
-	return loop.drain(proxyDrain)
+	return loop.Drain(proxyDrain)
 }
 
 // proxyDrain bounds how long the proxy waits for open connections when it
@@ -313,19 +314,18 @@ func warnDevBackend(ctx context.Context, env *Env, backend string) {
 // proxyListen starts the proxy's listeners: HTTPS on --tls-addr, through
 // the handler current holds at each request, and http-01 answers and
 // redirects on --http-addr.
-func proxyListen(loop *serveLoop, cfg *proxyConfig, m *certkeeper.Manager, current *atomic.Pointer[proxyParts]) error {
-	env := loop.env
+func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *proxyConfig, m *certkeeper.Manager, current *atomic.Pointer[proxyParts]) error {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current.Load().handler.ServeHTTP(w, r)
 	})
 	srv := &proxy.Server{TLSConfig: m.TLSConfig(), Handler: handler, Logger: env.Logger}
-	ln, err := loop.up.Listen("tls", cfg.TLSAddr)
+	ln, err := up.Listen("tls", cfg.TLSAddr)
 	if err != nil {
 		return listenError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
 	}
-	loop.serve(srv, func() error { return srv.Serve(ln) })
+	loop.Serve(srv, func() error { return srv.Serve(ln) })
 	if cfg.HTTPAddr != "" {
-		hln, err := loop.up.Listen("http", cfg.HTTPAddr)
+		hln, err := up.Listen("http", cfg.HTTPAddr)
 		if err != nil {
 			return portError(err, cfg.HTTPAddr, "--http-addr", "http-01")
 		}
@@ -333,7 +333,7 @@ func proxyListen(loop *serveLoop, cfg *proxyConfig, m *certkeeper.Manager, curre
 		// it bounds how long a body nobody reads may hold a connection.
 		plain := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
-		loop.serve(plain, func() error { return plain.Serve(hln) })
+		loop.Serve(plain, func() error { return plain.Serve(hln) })
 	}
 	env.Logger.Info("proxy listening", slog.String("addr", ln.Addr().String()), slog.String("http_addr", cfg.HTTPAddr))
 	fmt.Fprintf(env.Stderr, "certkeeper: proxy listening on %s\n", ln.Addr())

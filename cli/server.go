@@ -15,6 +15,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/monitor"
@@ -185,16 +186,16 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 	h.Metrics = metrics.Handler(m)
 	printStartup(env, serverSummary(cfg))
 
-	loop := newServeLoop(env, up, func() { reloadServer(env, h, cfg, reload, &current) })
-	if err := serverListen(loop, cfg, h, tlsConfig, m); err != nil {
-		_ = loop.drain(serverDrain)
+	loop := serveloop.New(env.Logger, env.Stderr, up, func() { reloadServer(env, h, cfg, reload, &current) })
+	if err := serverListen(loop, env, cfg, h, tlsConfig, m); err != nil {
+		_ = loop.Drain(serverDrain)
 		return err
 	}
 	for _, spec := range cfg.Managed {
 		go m.Keep(ctx, strings.Split(spec, ",")...) // nil, or ctx's error at shutdown: nothing to report
 	}
-	failed, err := loop.wait(ctx)
-	derr := loop.drain(serverDrain)
+	failed, err := loop.Wait(ctx)
+	derr := loop.Drain(serverDrain)
 	if failed {
 		return err
 	}
@@ -241,7 +242,7 @@ func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.
 
 // serverListen starts the server's listeners: the API on --listen (over
 // TLS with tc) and --http-addr, tls-alpn-01 only on --tls-alpn-addr.
-func serverListen(loop *serveLoop, cfg *serverConfig, h http.Handler, tc *tls.Config, m *certkeeper.Manager) error {
+func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h http.Handler, tc *tls.Config, m *certkeeper.Manager) error {
 	for _, l := range []struct {
 		addr, flag, what string
 		h                http.Handler
@@ -254,12 +255,12 @@ func serverListen(loop *serveLoop, cfg *serverConfig, h http.Handler, tc *tls.Co
 		if l.addr == "" && l.flag != "--listen" {
 			continue
 		}
-		ln, err := loop.serveHTTP(strings.TrimPrefix(l.flag, "--"), l.addr, l.h, l.tc)
+		ln, err := loop.ListenHTTP(strings.TrimPrefix(l.flag, "--"), l.addr, l.h, l.tc)
 		if err != nil {
 			return listenError(err, l.addr, l.flag, l.what)
 		}
-		loop.env.Logger.Info("server listening", slog.String("addr", ln.Addr().String()), slog.String("flag", l.flag))
-		fmt.Fprintf(loop.env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), l.flag)
+		env.Logger.Info("server listening", slog.String("addr", ln.Addr().String()), slog.String("flag", l.flag))
+		fmt.Fprintf(env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), l.flag)
 	}
 	return nil
 }
