@@ -229,13 +229,9 @@ func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.
 		h.Anonymous = true
 		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --token-file or --client-ca: every local process may fetch keys")
 	}
-	audit, auditErr, closeAudit, err := auditLogger(cfg.AuditLog, cfg.AuditFailOpen, env)
+	closeAudit, err = openAudit(h, cfg.AuditLog, cfg.AuditFailOpen, env)
 	if err != nil {
 		return nil, nil, nil, err
-	}
-	h.Audit = audit
-	if !cfg.AuditFailOpen {
-		h.AuditErr = auditErr
 	}
 	return h, tc, closeAudit, nil
 }
@@ -282,7 +278,7 @@ func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload fun
 		current.Store(&p)
 		env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
 	}
-	reloadTokens(env, h, cfg.TokenFile, next.TokenFile)
+	h.ReloadTokenFile(cfg.TokenFile, next.TokenFile)
 }
 
 // frontEnd is what the server offers the engine.
@@ -312,29 +308,6 @@ func (c *serverConfig) check(env *Env) []error {
 		}
 	}
 	return append(errs, c.engineConfig.check(env, c.frontEnd())...)
-}
-
-// reloadTokens reads the token file again (SIGHUP), so that a removed
-// token is revoked without a restart. A file that cannot be used (gone,
-// unparsable, readable by others) leaves the tokens as they were. file is
-// the token file the server started with (none: nothing to reload), next
-// the one the configuration names now.
-func reloadTokens(env *Env, h *certserver.Handler, file, next string) {
-	if file == "" {
-		if next != "" {
-			env.Logger.Error("token_file was added: it takes a restart (this server started without tokens)", slog.String("file", next))
-		}
-		return
-	}
-	if next == "" {
-		env.Logger.Error("token_file was removed: keeping the tokens read before; stopping authentication takes a restart", slog.String("file", file))
-		next = file
-	}
-	if err := h.ReloadTokens(next); err != nil {
-		env.Logger.Error("reloading --token-file failed; keeping the tokens read before", slog.Any("err", err))
-		return
-	}
-	env.Logger.Info("token file reloaded", slog.String("file", next))
 }
 
 // checkAnonymous refuses a configuration without authentication (no
@@ -378,20 +351,20 @@ func apiTLSConfig(cfg *serverConfig) (*tls.Config, error) {
 	return tc, err
 }
 
-// auditLogger is the audit log: JSON lines appended to file
-// (certserver.OpenAuditFile: 0600, its directory made 0700 if missing), or text on stderr; always at Info, whatever --log-level says.
-// A file starts with an "audit log opened" line, written before the
-// server listens: a file that cannot be written shows at once, on stderr,
-// and in auditErr (nil for stderr), which the Handler asks before each
-// hand-out.
-func auditLogger(file string, failOpen bool, env *Env) (audit *slog.Logger, auditErr func() error, closeAudit func(), err error) {
+// openAudit makes the audit log h's: JSON lines appended to file
+// (certserver.OpenAuditFile: 0600, its directory made 0700 if missing), or
+// text on stderr; always at Info, whatever --log-level says. A file starts
+// with an "audit log opened" line, written before the server listens: a
+// file that cannot be written shows at once, on stderr, and in
+// h.AuditErr, which the Handler asks before each hand-out.
+func openAudit(h *certserver.Handler, file string, failOpen bool, env *Env) (closeAudit func(), err error) {
 	if file == "" {
-		return slog.New(slog.NewTextHandler(env.Stderr, nil)).With(slog.String("log", "audit")), nil, func() {}, nil
+		h.Audit = certserver.TextAudit(env.Stderr)
+		return func() {}, nil
 	}
-	logger := env.Logger.With(slog.String("file", file))
-	af, err := certserver.OpenAuditFile(file, logger, slog.Int("pid", os.Getpid()), slog.String("version", versionString()))
+	af, err := certserver.OpenAuditFile(file, env.Logger.With(slog.String("file", file)), slog.Int("pid", os.Getpid()), slog.String("version", versionString()))
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("--audit-log: %w", err)
+		return nil, fmt.Errorf("--audit-log: %w", err)
 	}
 	if err := af.Sync(); err != nil {
 		what := "keys get 503 until it can be written (or give --audit-fail-open to hand them out unrecorded)"
@@ -400,9 +373,5 @@ func auditLogger(file string, failOpen bool, env *Env) (audit *slog.Logger, audi
 		}
 		fmt.Fprintf(env.Stderr, "certkeeper: cannot write the audit log %s: %v; %s\n", file, err, what)
 	}
-	return af.Logger, af.Err, func() {
-		if err := af.Close(); err != nil {
-			logger.Error("closing the audit log: lines were not written", slog.Any("err", err))
-		}
-	}, nil
+	return af.Attach(h, failOpen), nil
 }
