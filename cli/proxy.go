@@ -183,41 +183,22 @@ type proxyParts struct {
 func backendURL(s string) (string, error) { return proxy.BackendURL(s) }
 
 // parseRoute parses a --route NAME=URL, where URL may be HOST:PORT too.
-func parseRoute(s string) (proxy.Route, error) {
-	if name, backend, ok := strings.Cut(s, "="); ok {
-		if u, err := backendURL(strings.TrimSpace(backend)); err == nil {
-			s = name + "=" + u
-		}
-	}
-	return proxy.ParseRoute(s)
-}
+func parseRoute(s string) (proxy.Route, error) { return proxy.ParseUserRoute(s) }
 
+// buildParts is what cfg turns into (proxy.Backends, the policy); its
+// errors name the flag at fault.
 func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
-	var routes []proxy.Route
-	for _, r := range cfg.Routes {
-		route, err := parseRoute(r)
-		if err != nil {
-			return nil, usagef("--route: %v", err)
-		}
-		routes = append(routes, route)
-	}
-	var backend string
-	if cfg.Backend != "" {
-		var err error
-		if backend, err = backendURL(cfg.Backend); err != nil {
-			return nil, usagef("--backend: %v", err)
-		}
-	}
-	router, err := proxy.NewRouter(proxy.RouterConfig{Routes: routes, Default: backend})
-	if err != nil {
+	router, err := proxy.Backends{Default: cfg.Backend, Routes: cfg.Routes}.Router()
+	if se, ok := errors.AsType[*proxy.SettingError](err); ok && se.Setting != "" {
+		return nil, usagef("--%s: %v", se.Setting, se.Err)
+	} else if err != nil {
 		return nil, usagef("%v", err)
 	}
 	p, err := cfg.policy()
 	if err != nil {
 		return nil, err
 	}
-	parts := &proxyParts{policy: p, handler: &proxy.Handler{Router: router, Transport: proxy.NewTransport(), Logger: logger}}
-	return parts, nil
+	return &proxyParts{policy: p, handler: &proxy.Handler{Router: router, Transport: proxy.NewTransport(), Logger: logger}}, nil
 }
 
 // runProxy serves until ctx ends, an upgrade (SIGUSR2) hands its
