@@ -229,27 +229,12 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	var current atomic.Pointer[proxyParts]
 	current.Store(parts)
 
-	up, err := upgrade.New(env.Logger)
+	m, up, stop, err := startManager(ctx, env, &cfg.engineConfig, proxyFrontEnd(cfg), func() policy.Policy { return current.Load().policy },
+		func(m *certkeeper.Manager) { m.DefaultName = cfg.DefaultName })
 	if err != nil {
 		return err
 	}
-	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: cfg.Storage, KeyFile: cfg.StorageKey, PasswordFile: cfg.StoragePass}, 0)
-	if err != nil {
-		return err
-	}
-	defer closeStorage()
-	m, err := cfg.manager(st, env, proxyFrontEnd(cfg))
-	if err != nil {
-		return err
-	}
-	m.Policy = reloadablePolicy(func() policy.Policy { return current.Load().policy })
-	m.DefaultName = cfg.DefaultName
-	stopServices, err := cfg.services(ctx, env, m, up.Listen)
-	if err != nil {
-		return err
-	}
-	defer stopServices()
-	defer m.Close()
+	defer stop()
 	printStartup(env, proxySummary(cfg, dev))
 
 	loop := serveloop.New(env.Logger, env.Stderr, up, func() { reloadProxy(env, flags, file, set, &current) })

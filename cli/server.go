@@ -161,27 +161,12 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 	}
 	var current atomic.Pointer[policy.Policy]
 	current.Store(&pol)
-	up, err := upgrade.New(env.Logger)
+	m, up, stop, err := startManager(ctx, env, &cfg.engineConfig, cfg.frontEnd(), func() policy.Policy { return *current.Load() },
+		func(m *certkeeper.Manager) { m.SelfSignedFallback = cfg.SelfSignedFallback })
 	if err != nil {
 		return err
 	}
-	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: cfg.Storage, KeyFile: cfg.StorageKey, PasswordFile: cfg.StoragePass}, 0)
-	if err != nil {
-		return err
-	}
-	defer closeStorage()
-	m, err := cfg.manager(st, env, cfg.frontEnd())
-	if err != nil {
-		return err
-	}
-	m.Policy = reloadablePolicy(func() policy.Policy { return *current.Load() })
-	m.SelfSignedFallback = cfg.SelfSignedFallback
-	stopServices, err := cfg.services(ctx, env, m, up.Listen)
-	if err != nil {
-		return err
-	}
-	defer stopServices()
-	defer m.Close()
+	defer stop()
 	h.Manager = m
 	h.Metrics = metrics.Handler(m)
 	printStartup(env, serverSummary(cfg))
@@ -200,6 +185,34 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 		return err
 	}
 	return derr
+}
+
+// startManager opens c's storage and builds the Manager that front-end
+// fe serves, deciding with pol (read at each decision: a reload swaps
+// it); set adjusts it before it serves. It then starts the services
+// beside it (engineConfig.services) on up's listeners. stop closes the
+// Manager, the services and the storage, in that order.
+func startManager(ctx context.Context, env *Env, c *engineConfig, fe frontEnd, pol func() policy.Policy, set func(*certkeeper.Manager)) (
+	m *certkeeper.Manager, up *upgrade.Upgrader, stop func(), err error) {
+	if up, err = upgrade.New(env.Logger); err != nil {
+		return nil, nil, nil, err
+	}
+	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: c.Storage, KeyFile: c.StorageKey, PasswordFile: c.StoragePass}, 0)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if m, err = c.manager(st, env, fe); err != nil {
+		closeStorage()
+		return nil, nil, nil, err
+	}
+	m.Policy = reloadablePolicy(pol)
+	set(m)
+	stopServices, err := c.services(ctx, env, m, up.Listen)
+	if err != nil {
+		closeStorage()
+		return nil, nil, nil, err
+	}
+	return m, up, func() { m.Close(); stopServices(); closeStorage() }, nil
 }
 
 // serverDrain bounds how long the server waits for open connections when
