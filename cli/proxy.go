@@ -31,13 +31,6 @@ type proxyConfig struct {
 	DefaultName  string   `yaml:"default_name"`
 }
 
-// Development-mode defaults: what "certkeeper proxy" with nothing else does.
-const (
-	devTLSAddr = "127.0.0.1:8443"
-	devBackend = "http://127.0.0.1:8080"
-	devName    = "localhost"
-)
-
 func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string, check *bool) {
 	fs.StringVar(configFile, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
 	fs.BoolVar(check, "check-config", false, "check the configuration (--config and the flags) without starting: print\n\"configuration OK\" and exit 0, or print every error and exit 1")
@@ -136,16 +129,16 @@ func devMode(file string, set map[string]bool) bool {
 func (c *proxyConfig) defaults(dev bool) {
 	if dev {
 		if c.TLSAddr == "" {
-			c.TLSAddr = devTLSAddr
+			c.TLSAddr = proxy.DevAddr
 		}
 		if c.Backend == "" {
-			c.Backend = devBackend
+			c.Backend = proxy.DevBackend
 		}
 		if c.DefaultName == "" {
-			c.DefaultName = devName
+			c.DefaultName = proxy.DevName
 		}
 		c.CA = []string{"local"}
-		c.Allow = []string{devName}
+		c.Allow = []string{proxy.DevName}
 	}
 	if c.TLSAddr == "" {
 		c.TLSAddr = ":443"
@@ -262,7 +255,7 @@ func printDevMode(env *Env, cfg *proxyConfig) {
 		"certkeeper: trust the local CA on this machine with: sudo certkeeper ca trust --storage %s (undo: ca untrust)\n"+
 		"certkeeper: or for one client: certkeeper ca root > root.pem; curl --cacert root.pem https://%s:%s/\n"+
 		"certkeeper: give --allow, --ask, --ca or --config for production\n",
-		devName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, shellQuote(storageWhere(cfg.Storage)), devName, portOf(cfg.TLSAddr))
+		proxy.DevName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, shellQuote(storageWhere(cfg.Storage)), proxy.DevName, portOf(cfg.TLSAddr))
 }
 
 // warnDevBackend says so at start when nothing answers on the development
