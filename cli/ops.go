@@ -128,20 +128,14 @@ func (o *opsConfig) shared() bool {
 	return (&monitor.Config{MetricsAddr: o.MetricsAddr, StatusAddr: o.StatusAddr}).Shared()
 }
 
-// metricsToken is the token /metrics asks for: --metrics-token,
-// $CERTKEEPER_METRICS_TOKEN, or the status page's when they share a
-// listener.
+// metricsToken is the token /metrics asks for: --metrics-token or
+// $CERTKEEPER_METRICS_TOKEN (monitor.Config takes the status page's when
+// they share a listener).
 func (o *opsConfig) metricsToken() string {
 	if o.MetricsToken != "" {
 		return o.MetricsToken
 	}
-	if t := os.Getenv("CERTKEEPER_METRICS_TOKEN"); t != "" {
-		return t
-	}
-	if o.shared() {
-		return o.statusToken()
-	}
-	return ""
+	return os.Getenv("CERTKEEPER_METRICS_TOKEN")
 }
 
 // check refuses, before anything listens, an ops listener reachable
