@@ -69,7 +69,7 @@ type Alerter struct {
 	// counts as delivered.
 	Webhook string
 	// Exec, if set, is called with each Alert and its JSON encoding (the
-	// CLI runs --alert-exec's command with it).
+	// certkeeper command runs --alert-exec with it: see Command).
 	Exec func(ctx context.Context, a Alert, payload []byte) error
 	// FailingFor is how long renewals must have failed before an alert.
 	FailingFor time.Duration

@@ -3,6 +3,7 @@ package alpnproxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -122,5 +123,52 @@ func TestRunner(t *testing.T) {
 	want := []alpnproxy.EventKind{alpnproxy.Listening, alpnproxy.Draining, alpnproxy.Finished}
 	if !slices.Equal(kinds, want) {
 		t.Errorf("events %v, want %v", kinds, want)
+	}
+}
+
+// TestDescribe: the steps read as alpn-proxy start prints them; a
+// listener that is not loopback needs no note before its rules.
+func TestDescribe(t *testing.T) {
+	r := &alpnproxy.Runner{Server: &alpnproxy.Server{ALPNAddr: "127.0.0.1:31443", FallbackAddr: "127.0.0.1:443"}, Pidfile: "/run/p.pid"}
+	lo := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 21443}
+	for _, c := range []struct {
+		e    alpnproxy.Event
+		want string
+	}{
+		{alpnproxy.Event{Kind: alpnproxy.InstallingRules, Addr: &net.TCPAddr{IP: net.IPv4zero, Port: 21443}}, ""},
+		{alpnproxy.Event{Kind: alpnproxy.InstallingRules, Addr: lo}, "note: --listen 127.0.0.1:21443 is a loopback address: REDIRECT in PREROUTING sends connections from other hosts to the receiving interface's address, which it does not listen on; use --listen :21443"},
+		{alpnproxy.Event{Kind: alpnproxy.RulesAdded, Spec: []string{"-p", "tcp"}}, "alpn-proxy added iptables rules: -p tcp"},
+		{alpnproxy.Event{Kind: alpnproxy.Listening, Addr: lo}, "alpn-proxy listening on 127.0.0.1:21443: acme-tls/1 to 127.0.0.1:31443, the rest to 127.0.0.1:443 (pidfile /run/p.pid)"},
+		{alpnproxy.Event{Kind: alpnproxy.RulesRemoved}, "alpn-proxy removed its iptables rules"},
+		{alpnproxy.Event{Kind: alpnproxy.Draining, Open: 3}, "alpn-proxy stopping: waiting up to 30s for 3 open connections"},
+		{alpnproxy.Event{Kind: alpnproxy.Finished, Stats: alpnproxy.Stats{Accepted: 5, ALPN: 1, Fallback: 3, Rejected: 1}},
+			"alpn-proxy stopped: 5 connections, 1 to --alpn, 3 to --fallback, 1 closed over --max-conns, 0 closed idle"},
+	} {
+		if got := r.Describe(c.e); got != c.want {
+			t.Errorf("Describe(%+v) = %q, want %q", c.e, got, c.want)
+		}
+	}
+}
+
+// TestHalt: Halt says there is nothing to stop, and removes a stale
+// pidfile.
+func TestHalt(t *testing.T) {
+	p := alpnproxy.Pidfile(filepath.Join(t.TempDir(), "proxy.pid"))
+	if msg, err := p.Halt(t.Context(), time.Second, nil); err != nil || msg != "alpn-proxy is not running (no "+string(p)+")" {
+		t.Fatalf("Halt without a pidfile = %q, %v", msg, err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Write(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := p.Halt(t.Context(), time.Second, nil)
+	if want := fmt.Sprintf("alpn-proxy is not running (process %d is gone; removed %s)", cmd.Process.Pid, p); err != nil || msg != want {
+		t.Fatalf("Halt of an exited process = %q, %v; want %q", msg, err, want)
+	}
+	if _, err := os.Stat(string(p)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the stale pidfile is still there: %v", err)
 	}
 }

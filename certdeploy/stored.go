@@ -2,6 +2,7 @@ package certdeploy
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -41,3 +42,26 @@ func Stored(ctx context.Context, st storage.Storage, names []string) ([]*storage
 	}
 	return out, nil
 }
+
+// ErrNothingStored is DeployStored's error when storage holds no valid
+// certificate to deploy (with the names asked for).
+var ErrNothingStored = errors.New("no valid certificate to deploy")
+
+// DeployStored deploys the certificates Stored returns from st (only
+// those of names, if any): what "certkeeper deploy" does. n is how many
+// were deployed, changed whether any file changed (Deploy). With none
+// stored, nothing is written and the error is ErrNothingStored.
+func (d *Deployer) DeployStored(ctx context.Context, st storage.Storage, names []string) (n int, changed bool, err error) {
+	certs, err := Stored(ctx, st, names)
+	if err != nil {
+		return 0, false, err
+	}
+	if len(certs) == 0 {
+		return 0, false, ErrNothingStored
+	}
+	changed, err = d.Deploy(ctx, certs)
+	return len(certs), changed, err
+}
+
+// KnownFormat reports whether format is one Deployer writes (Formats).
+func KnownFormat(format string) bool { return slices.Contains(Formats(), format) }

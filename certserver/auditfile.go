@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,8 +17,9 @@ type AuditFile struct {
 	// Logger writes the audit lines: the Handler's Audit.
 	Logger *slog.Logger
 
-	f *os.File
-	w *AuditWriter
+	f      *os.File
+	w      *AuditWriter
+	logger *slog.Logger
 }
 
 // OpenAuditFile opens name for appending (created with mode 0600, in a
@@ -36,7 +38,7 @@ func OpenAuditFile(name string, logger *slog.Logger, attrs ...slog.Attr) (*Audit
 		return nil, err
 	}
 	w := NewAuditWriter(f, logger)
-	a := &AuditFile{Logger: slog.New(slog.NewJSONHandler(w, nil)), f: f, w: w}
+	a := &AuditFile{Logger: slog.New(slog.NewJSONHandler(w, nil)), f: f, w: w, logger: logger}
 	a.Logger.LogAttrs(context.Background(), slog.LevelInfo, "audit log opened", attrs...)
 	return a, nil
 }
@@ -57,4 +59,31 @@ func (a *AuditFile) Close() error {
 		err = errors.Join(err, fmt.Errorf("closing %s: %w", a.f.Name(), cerr))
 	}
 	return err
+}
+
+// Attach makes a the audit log of h: its Audit, and its AuditErr unless
+// failOpen (then keys are handed out unrecorded while the file cannot be
+// written; the failures are still logged). The func it returns closes a,
+// logging to OpenAuditFile's logger (nil: slog.Default()) that lines
+// were lost if they were: defer it once the server has stopped.
+func (a *AuditFile) Attach(h *Handler, failOpen bool) (closeAudit func()) {
+	h.Audit = a.Logger
+	if !failOpen {
+		h.AuditErr = a.Err
+	}
+	return func() {
+		if err := a.Close(); err != nil {
+			logger := a.logger
+			if logger == nil {
+				logger = slog.Default()
+			}
+			logger.Error("closing the audit log: lines were not written", slog.Any("err", err))
+		}
+	}
+}
+
+// TextAudit is the audit log of a server without an audit file: text
+// lines on w (standard error, say), each with log=audit, at every level.
+func TextAudit(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, nil)).With(slog.String("log", "audit"))
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 )
 
@@ -63,4 +64,30 @@ func (h *Handler) ReloadTokens(file string) error {
 		return err
 	}
 	return h.SetTokens(tokens)
+}
+
+// ReloadTokenFile is ReloadTokens as a server does it on SIGHUP, logging
+// to the Handler's Logger what happened: started is the token file the
+// server started with ("" means none: nothing is reloaded, and a file
+// named now takes a restart), next the one its configuration names now
+// ("" means the setting was removed: the tokens of started are read
+// again, since dropping authentication takes a restart). A file that
+// cannot be used leaves the tokens as they were.
+func (h *Handler) ReloadTokenFile(started, next string) {
+	logger := h.logger()
+	if started == "" {
+		if next != "" {
+			logger.Error("token_file was added: it takes a restart (this server started without tokens)", slog.String("file", next))
+		}
+		return
+	}
+	if next == "" {
+		logger.Error("token_file was removed: keeping the tokens read before; stopping authentication takes a restart", slog.String("file", started))
+		next = started
+	}
+	if err := h.ReloadTokens(next); err != nil {
+		logger.Error("reloading --token-file failed; keeping the tokens read before", slog.Any("err", err))
+		return
+	}
+	logger.Info("token file reloaded", slog.String("file", next))
 }

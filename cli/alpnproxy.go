@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -157,39 +156,20 @@ running as that user (root) are not redirected.
 }
 
 // runALPNProxy runs srv as alpn-proxy start does (alpnproxy.Runner) and
-// prints its steps.
+// prints its steps (Runner.Describe).
 func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, pidfile string, drain time.Duration, rules *iptables.Redirect) error {
 	serveloop.ServerGC()
-	r := &alpnproxy.Runner{Server: srv, Addr: listen, Pidfile: alpnproxy.Pidfile(pidfile), Drain: drain, Rules: rules,
-		Notify: func(e alpnproxy.Event) { printALPNProxyEvent(env, srv, pidfile, drain, e) }}
+	r := &alpnproxy.Runner{Server: srv, Addr: listen, Pidfile: alpnproxy.Pidfile(pidfile), Drain: drain, Rules: rules}
+	r.Notify = func(e alpnproxy.Event) {
+		if msg := r.Describe(e); msg != "" {
+			fmt.Fprintf(env.Stderr, "certkeeper: %s\n", msg)
+		}
+	}
 	err := r.Run(ctx)
 	if _, ok := errors.AsType[*alpnproxy.RunningError](err); ok {
 		return fmt.Errorf("%w: stop it with certkeeper alpn-proxy stop", err)
 	}
 	return err
-}
-
-// printALPNProxyEvent prints a step of alpn-proxy start to stderr.
-func printALPNProxyEvent(env *Env, srv *alpnproxy.Server, pidfile string, drain time.Duration, e alpnproxy.Event) {
-	switch e.Kind {
-	case alpnproxy.InstallingRules:
-		if tcp, ok := e.Addr.(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
-			fmt.Fprintf(env.Stderr, "certkeeper: note: --listen %s is a loopback address: REDIRECT in PREROUTING sends connections from other hosts to the receiving interface's address, which it does not listen on; use --listen :%d\n", e.Addr, tcp.Port)
-		}
-	case alpnproxy.RulesAdded:
-		fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy added iptables rules: %s\n", strings.Join(e.Spec, " "))
-	case alpnproxy.Listening:
-		fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy listening on %s: acme-tls/1 to %s, the rest to %s (pidfile %s)\n",
-			e.Addr, srv.ALPNAddr, srv.FallbackAddr, pidfile)
-	case alpnproxy.RulesRemoved:
-		fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy removed its iptables rules\n")
-	case alpnproxy.Draining:
-		fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy stopping: waiting up to %s for %d open connections\n", drain, e.Open)
-	case alpnproxy.Finished:
-		st := e.Stats
-		fmt.Fprintf(env.Stderr, "certkeeper: alpn-proxy stopped: %d connections, %d to --alpn, %d to --fallback, %d closed over --max-conns, %d closed idle\n",
-			st.Accepted, st.ALPN, st.Fallback, st.Rejected, st.IdleClosed)
-	}
 }
 
 // flagSet reports whether the flag name was given on the command line.
@@ -229,23 +209,13 @@ process that no longer runs, means there is nothing to stop: the exit status is 
 }
 
 // stopALPNProxy signals the process in pidfile, waits for it to exit and
-// says what it found.
+// says what it found (alpnproxy.Pidfile.Halt).
 func stopALPNProxy(ctx context.Context, env *Env, pidfile string, timeout time.Duration) error {
-	res, pid, err := alpnproxy.Pidfile(pidfile).Stop(ctx, timeout)
+	msg, err := alpnproxy.Pidfile(pidfile).Halt(ctx, timeout, env.Logger)
 	if err != nil {
 		return err
 	}
-	switch res {
-	case alpnproxy.NotRunning:
-		fmt.Fprintf(env.Stdout, "alpn-proxy is not running (no %s)\n", pidfile)
-	case alpnproxy.Stale:
-		if err := alpnproxy.Pidfile(pidfile).Remove(pid); err != nil {
-			env.Logger.Warn("removing pidfile failed", slog.String("pidfile", pidfile), slog.Any("err", err))
-		}
-		fmt.Fprintf(env.Stdout, "alpn-proxy is not running (process %d is gone; removed %s)\n", pid, pidfile)
-	case alpnproxy.Stopped:
-		fmt.Fprintf(env.Stdout, "alpn-proxy stopped (process %d)\n", pid)
-	}
+	fmt.Fprintln(env.Stdout, msg)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -52,9 +53,7 @@ func (f *deployFlags) deployer(env *Env, flagPrefix string) (*certdeploy.Deploye
 	if f.Out == "" {
 		return nil, usagef("--%sout-dir DIR is required", flagPrefix)
 	}
-	switch f.Format {
-	case certdeploy.HAProxy, certdeploy.PEM, certdeploy.Nginx:
-	default:
+	if !certdeploy.KnownFormat(f.Format) {
 		return nil, usagef("--%sformat %q: use %s", flagPrefix, f.Format, strings.Join(certdeploy.Formats(), ", "))
 	}
 	return &certdeploy.Deployer{Format: f.Format, Dir: f.Out, Check: f.Check, Reload: f.Reload, Logger: env.Logger}, nil
@@ -115,22 +114,17 @@ Files are 0600; run deploy as the user the server reads them as (or root).`,
 				return err
 			}
 			defer closeStorage()
-			certs, err := certdeploy.Stored(ctx, st, want)
-			if err != nil {
-				return err
-			}
-			if len(certs) == 0 {
+			n, changed, err := d.DeployStored(ctx, st, want)
+			if errors.Is(err, certdeploy.ErrNothingStored) {
 				return fmt.Errorf("no valid certificate in %s to deploy", sf.where())
-			}
-			changed, err := d.Deploy(ctx, certs)
-			if err != nil {
+			} else if err != nil {
 				return err
 			}
 			state := "unchanged"
 			if changed {
 				state = "deployed"
 			}
-			fmt.Fprintf(env.Stdout, "%s %d certificates to %s (%s)\n", state, len(certs), f.Out, f.Format)
+			fmt.Fprintf(env.Stdout, "%s %d certificates to %s (%s)\n", state, n, f.Out, f.Format)
 			return nil
 		},
 	}

@@ -1,18 +1,15 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/alert"
-	"github.com/certkeeper/certkeeper/internal/hook"
 	"github.com/certkeeper/certkeeper/monitor"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -74,14 +71,12 @@ func (o *opsConfig) overlay(flags *opsConfig, set map[string]bool) {
 // alerts) as package monitor does, with the tokens the flags and the
 // environment give, and its errors in terms of the flags.
 type ops struct {
-	cfg    opsConfig
-	env    *Env
 	mon    *monitor.Monitor
 	listen func(name, addr string) (net.Listener, error) // nil: net.Listen
 }
 
 func newOps(cfg opsConfig, env *Env) *ops {
-	o := &ops{cfg: cfg, env: env}
+	o := &ops{}
 	// o.listen is set after newOps returns (engineConfig.services).
 	o.mon = monitor.New(cfg.monitor(env, func(name, addr string) (net.Listener, error) {
 		if o.listen != nil {
@@ -105,12 +100,8 @@ func (o *opsConfig) monitor(env *Env, listen func(name, addr string) (net.Listen
 			Webhook: o.AlertWebhook, FailingFor: o.AlertFailing, ExpiringWithin: o.AlertExpiring,
 			Every: o.AlertCheckEach, Logger: c.Logger,
 		}
-		if cmd := o.AlertExec; cmd != "" {
-			c.Alerter.Exec = func(ctx context.Context, a alert.Alert, payload []byte) error {
-				return hook.Run(ctx, cmd, "CERTKEEPER_ALERT_JSON="+string(payload),
-					"CERTKEEPER_ALERT_REASON="+a.Reason, "CERTKEEPER_ALERT_MESSAGE="+a.Message,
-					"CERTKEEPER_NAMES="+strings.Join(a.Names, " "))
-			}
+		if o.AlertExec != "" {
+			c.Alerter.Exec = alert.Command(o.AlertExec)
 		}
 	}
 	return c
@@ -137,20 +128,14 @@ func (o *opsConfig) shared() bool {
 	return (&monitor.Config{MetricsAddr: o.MetricsAddr, StatusAddr: o.StatusAddr}).Shared()
 }
 
-// metricsToken is the token /metrics asks for: --metrics-token,
-// $CERTKEEPER_METRICS_TOKEN, or the status page's when they share a
-// listener.
+// metricsToken is the token /metrics asks for: --metrics-token or
+// $CERTKEEPER_METRICS_TOKEN (monitor.Config takes the status page's when
+// they share a listener).
 func (o *opsConfig) metricsToken() string {
 	if o.MetricsToken != "" {
 		return o.MetricsToken
 	}
-	if t := os.Getenv("CERTKEEPER_METRICS_TOKEN"); t != "" {
-		return t
-	}
-	if o.shared() {
-		return o.statusToken()
-	}
-	return ""
+	return os.Getenv("CERTKEEPER_METRICS_TOKEN")
 }
 
 // check refuses, before anything listens, an ops listener reachable

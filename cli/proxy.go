@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/proxy"
@@ -29,13 +30,6 @@ type proxyConfig struct {
 	Routes       []string `yaml:"route"`
 	DefaultName  string   `yaml:"default_name"`
 }
-
-// Development-mode defaults: what "certkeeper proxy" with nothing else does.
-const (
-	devTLSAddr = "127.0.0.1:8443"
-	devBackend = "http://127.0.0.1:8080"
-	devName    = "localhost"
-)
 
 func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string, check *bool) {
 	fs.StringVar(configFile, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
@@ -135,16 +129,16 @@ func devMode(file string, set map[string]bool) bool {
 func (c *proxyConfig) defaults(dev bool) {
 	if dev {
 		if c.TLSAddr == "" {
-			c.TLSAddr = devTLSAddr
+			c.TLSAddr = proxy.DevAddr
 		}
 		if c.Backend == "" {
-			c.Backend = devBackend
+			c.Backend = proxy.DevBackend
 		}
 		if c.DefaultName == "" {
-			c.DefaultName = devName
+			c.DefaultName = proxy.DevName
 		}
 		c.CA = []string{"local"}
-		c.Allow = []string{devName}
+		c.Allow = []string{proxy.DevName}
 	}
 	if c.TLSAddr == "" {
 		c.TLSAddr = ":443"
@@ -182,41 +176,22 @@ type proxyParts struct {
 func backendURL(s string) (string, error) { return proxy.BackendURL(s) }
 
 // parseRoute parses a --route NAME=URL, where URL may be HOST:PORT too.
-func parseRoute(s string) (proxy.Route, error) {
-	if name, backend, ok := strings.Cut(s, "="); ok {
-		if u, err := backendURL(strings.TrimSpace(backend)); err == nil {
-			s = name + "=" + u
-		}
-	}
-	return proxy.ParseRoute(s)
-}
+func parseRoute(s string) (proxy.Route, error) { return proxy.ParseUserRoute(s) }
 
+// buildParts is what cfg turns into (proxy.Backends, the policy); its
+// errors name the flag at fault.
 func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
-	var routes []proxy.Route
-	for _, r := range cfg.Routes {
-		route, err := parseRoute(r)
-		if err != nil {
-			return nil, usagef("--route: %v", err)
-		}
-		routes = append(routes, route)
-	}
-	var backend string
-	if cfg.Backend != "" {
-		var err error
-		if backend, err = backendURL(cfg.Backend); err != nil {
-			return nil, usagef("--backend: %v", err)
-		}
-	}
-	router, err := proxy.NewRouter(proxy.RouterConfig{Routes: routes, Default: backend})
-	if err != nil {
+	router, err := proxy.Backends{Default: cfg.Backend, Routes: cfg.Routes}.Router()
+	if se, ok := errors.AsType[*proxy.SettingError](err); ok && se.Setting != "" {
+		return nil, usagef("--%s: %v", se.Setting, se.Err)
+	} else if err != nil {
 		return nil, usagef("%v", err)
 	}
 	p, err := cfg.policy()
 	if err != nil {
 		return nil, err
 	}
-	parts := &proxyParts{policy: p, handler: &proxy.Handler{Router: router, Transport: proxy.NewTransport(), Logger: logger}}
-	return parts, nil
+	return &proxyParts{policy: p, handler: &proxy.Handler{Router: router, Transport: proxy.NewTransport(), Logger: logger}}, nil
 }
 
 // runProxy serves until ctx ends, an upgrade (SIGUSR2) hands its
@@ -247,41 +222,26 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	var current atomic.Pointer[proxyParts]
 	current.Store(parts)
 
-	up, err := upgrade.New(env.Logger)
+	m, up, stop, err := startManager(ctx, env, &cfg.engineConfig, proxyFrontEnd(cfg), func() policy.Policy { return current.Load().policy },
+		func(m *certkeeper.Manager) { m.DefaultName = cfg.DefaultName })
 	if err != nil {
 		return err
 	}
-	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: cfg.Storage, KeyFile: cfg.StorageKey, PasswordFile: cfg.StoragePass}, 0)
-	if err != nil {
-		return err
-	}
-	defer closeStorage()
-	m, err := cfg.manager(st, env, proxyFrontEnd(cfg))
-	if err != nil {
-		return err
-	}
-	m.Policy = reloadablePolicy(func() policy.Policy { return current.Load().policy })
-	m.DefaultName = cfg.DefaultName
-	stopServices, err := cfg.services(ctx, env, m, up.Listen)
-	if err != nil {
-		return err
-	}
-	defer stopServices()
-	defer m.Close()
+	defer stop()
 	printStartup(env, proxySummary(cfg, dev))
 
-	loop := newServeLoop(env, up, func() { reloadProxy(env, flags, file, set, &current) })
-	if err := proxyListen(loop, cfg, m, &current); err != nil {
-		_ = loop.drain(proxyDrain)
+	loop := serveloop.New(env.Logger, env.Stderr, up, func() { reloadProxy(env, flags, file, set, &current) })
+	if err := proxyListen(loop, env, up, cfg, m, &current); err != nil {
+		_ = loop.Drain(proxyDrain)
 		return err
 	}
-	if failed, err := loop.wait(ctx); failed {
+	if failed, err := loop.Wait(ctx); failed {
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
 		}
 		return err
 	}
-	return loop.drain(proxyDrain)
+	return loop.Drain(proxyDrain)
 }
 
 // proxyDrain bounds how long the proxy waits for open connections when it
@@ -295,7 +255,7 @@ func printDevMode(env *Env, cfg *proxyConfig) {
 		"certkeeper: trust the local CA on this machine with: sudo certkeeper ca trust --storage %s (undo: ca untrust)\n"+
 		"certkeeper: or for one client: certkeeper ca root > root.pem; curl --cacert root.pem https://%s:%s/\n"+
 		"certkeeper: give --allow, --ask, --ca or --config for production\n",
-		devName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, shellQuote(storageWhere(cfg.Storage)), devName, portOf(cfg.TLSAddr))
+		proxy.DevName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, shellQuote(storageWhere(cfg.Storage)), proxy.DevName, portOf(cfg.TLSAddr))
 }
 
 // warnDevBackend says so at start when nothing answers on the development
@@ -313,19 +273,18 @@ func warnDevBackend(ctx context.Context, env *Env, backend string) {
 // proxyListen starts the proxy's listeners: HTTPS on --tls-addr, through
 // the handler current holds at each request, and http-01 answers and
 // redirects on --http-addr.
-func proxyListen(loop *serveLoop, cfg *proxyConfig, m *certkeeper.Manager, current *atomic.Pointer[proxyParts]) error {
-	env := loop.env
+func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *proxyConfig, m *certkeeper.Manager, current *atomic.Pointer[proxyParts]) error {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current.Load().handler.ServeHTTP(w, r)
 	})
 	srv := &proxy.Server{TLSConfig: m.TLSConfig(), Handler: handler, Logger: env.Logger}
-	ln, err := loop.up.Listen("tls", cfg.TLSAddr)
+	ln, err := up.Listen("tls", cfg.TLSAddr)
 	if err != nil {
 		return listenError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
 	}
-	loop.serve(srv, func() error { return srv.Serve(ln) })
+	loop.Serve(srv, func() error { return srv.Serve(ln) })
 	if cfg.HTTPAddr != "" {
-		hln, err := loop.up.Listen("http", cfg.HTTPAddr)
+		hln, err := up.Listen("http", cfg.HTTPAddr)
 		if err != nil {
 			return portError(err, cfg.HTTPAddr, "--http-addr", "http-01")
 		}
@@ -333,7 +292,7 @@ func proxyListen(loop *serveLoop, cfg *proxyConfig, m *certkeeper.Manager, curre
 		// it bounds how long a body nobody reads may hold a connection.
 		plain := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
-		loop.serve(plain, func() error { return plain.Serve(hln) })
+		loop.Serve(plain, func() error { return plain.Serve(hln) })
 	}
 	env.Logger.Info("proxy listening", slog.String("addr", ln.Addr().String()), slog.String("http_addr", cfg.HTTPAddr))
 	fmt.Fprintf(env.Stderr, "certkeeper: proxy listening on %s\n", ln.Addr())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/monitor"
@@ -160,45 +161,58 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 	}
 	var current atomic.Pointer[policy.Policy]
 	current.Store(&pol)
-	up, err := upgrade.New(env.Logger)
+	m, up, stop, err := startManager(ctx, env, &cfg.engineConfig, cfg.frontEnd(), func() policy.Policy { return *current.Load() },
+		func(m *certkeeper.Manager) { m.SelfSignedFallback = cfg.SelfSignedFallback })
 	if err != nil {
 		return err
 	}
-	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: cfg.Storage, KeyFile: cfg.StorageKey, PasswordFile: cfg.StoragePass}, 0)
-	if err != nil {
-		return err
-	}
-	defer closeStorage()
-	m, err := cfg.manager(st, env, cfg.frontEnd())
-	if err != nil {
-		return err
-	}
-	m.Policy = reloadablePolicy(func() policy.Policy { return *current.Load() })
-	m.SelfSignedFallback = cfg.SelfSignedFallback
-	stopServices, err := cfg.services(ctx, env, m, up.Listen)
-	if err != nil {
-		return err
-	}
-	defer stopServices()
-	defer m.Close()
+	defer stop()
 	h.Manager = m
 	h.Metrics = metrics.Handler(m)
 	printStartup(env, serverSummary(cfg))
 
-	loop := newServeLoop(env, up, func() { reloadServer(env, h, cfg, reload, &current) })
-	if err := serverListen(loop, cfg, h, tlsConfig, m); err != nil {
-		_ = loop.drain(serverDrain)
+	loop := serveloop.New(env.Logger, env.Stderr, up, func() { reloadServer(env, h, cfg, reload, &current) })
+	if err := serverListen(loop, env, cfg, h, tlsConfig, m); err != nil {
+		_ = loop.Drain(serverDrain)
 		return err
 	}
 	for _, spec := range cfg.Managed {
 		go m.Keep(ctx, strings.Split(spec, ",")...) // nil, or ctx's error at shutdown: nothing to report
 	}
-	failed, err := loop.wait(ctx)
-	derr := loop.drain(serverDrain)
+	failed, err := loop.Wait(ctx)
+	derr := loop.Drain(serverDrain)
 	if failed {
 		return err
 	}
 	return derr
+}
+
+// startManager opens c's storage and builds the Manager that front-end
+// fe serves, deciding with pol (read at each decision: a reload swaps
+// it); set adjusts it before it serves. It then starts the services
+// beside it (engineConfig.services) on up's listeners. stop closes the
+// Manager, the services and the storage, in that order.
+func startManager(ctx context.Context, env *Env, c *engineConfig, fe frontEnd, pol func() policy.Policy, set func(*certkeeper.Manager)) (
+	m *certkeeper.Manager, up *upgrade.Upgrader, stop func(), err error) {
+	if up, err = upgrade.New(env.Logger); err != nil {
+		return nil, nil, nil, err
+	}
+	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: c.Storage, KeyFile: c.StorageKey, PasswordFile: c.StoragePass}, 0)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if m, err = c.manager(st, env, fe); err != nil {
+		closeStorage()
+		return nil, nil, nil, err
+	}
+	m.Policy = reloadablePolicy(pol)
+	set(m)
+	stopServices, err := c.services(ctx, env, m, up.Listen)
+	if err != nil {
+		closeStorage()
+		return nil, nil, nil, err
+	}
+	return m, up, func() { m.Close(); stopServices(); closeStorage() }, nil
 }
 
 // serverDrain bounds how long the server waits for open connections when
@@ -228,20 +242,16 @@ func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.
 		h.Anonymous = true
 		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --token-file or --client-ca: every local process may fetch keys")
 	}
-	audit, auditErr, closeAudit, err := auditLogger(cfg.AuditLog, cfg.AuditFailOpen, env)
+	closeAudit, err = openAudit(h, cfg.AuditLog, cfg.AuditFailOpen, env)
 	if err != nil {
 		return nil, nil, nil, err
-	}
-	h.Audit = audit
-	if !cfg.AuditFailOpen {
-		h.AuditErr = auditErr
 	}
 	return h, tc, closeAudit, nil
 }
 
 // serverListen starts the server's listeners: the API on --listen (over
 // TLS with tc) and --http-addr, tls-alpn-01 only on --tls-alpn-addr.
-func serverListen(loop *serveLoop, cfg *serverConfig, h http.Handler, tc *tls.Config, m *certkeeper.Manager) error {
+func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h http.Handler, tc *tls.Config, m *certkeeper.Manager) error {
 	for _, l := range []struct {
 		addr, flag, what string
 		h                http.Handler
@@ -254,12 +264,12 @@ func serverListen(loop *serveLoop, cfg *serverConfig, h http.Handler, tc *tls.Co
 		if l.addr == "" && l.flag != "--listen" {
 			continue
 		}
-		ln, err := loop.serveHTTP(strings.TrimPrefix(l.flag, "--"), l.addr, l.h, l.tc)
+		ln, err := loop.ListenHTTP(strings.TrimPrefix(l.flag, "--"), l.addr, l.h, l.tc)
 		if err != nil {
 			return listenError(err, l.addr, l.flag, l.what)
 		}
-		loop.env.Logger.Info("server listening", slog.String("addr", ln.Addr().String()), slog.String("flag", l.flag))
-		fmt.Fprintf(loop.env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), l.flag)
+		env.Logger.Info("server listening", slog.String("addr", ln.Addr().String()), slog.String("flag", l.flag))
+		fmt.Fprintf(env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), l.flag)
 	}
 	return nil
 }
@@ -281,7 +291,7 @@ func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload fun
 		current.Store(&p)
 		env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
 	}
-	reloadTokens(env, h, cfg.TokenFile, next.TokenFile)
+	h.ReloadTokenFile(cfg.TokenFile, next.TokenFile)
 }
 
 // frontEnd is what the server offers the engine.
@@ -311,29 +321,6 @@ func (c *serverConfig) check(env *Env) []error {
 		}
 	}
 	return append(errs, c.engineConfig.check(env, c.frontEnd())...)
-}
-
-// reloadTokens reads the token file again (SIGHUP), so that a removed
-// token is revoked without a restart. A file that cannot be used (gone,
-// unparsable, readable by others) leaves the tokens as they were. file is
-// the token file the server started with (none: nothing to reload), next
-// the one the configuration names now.
-func reloadTokens(env *Env, h *certserver.Handler, file, next string) {
-	if file == "" {
-		if next != "" {
-			env.Logger.Error("token_file was added: it takes a restart (this server started without tokens)", slog.String("file", next))
-		}
-		return
-	}
-	if next == "" {
-		env.Logger.Error("token_file was removed: keeping the tokens read before; stopping authentication takes a restart", slog.String("file", file))
-		next = file
-	}
-	if err := h.ReloadTokens(next); err != nil {
-		env.Logger.Error("reloading --token-file failed; keeping the tokens read before", slog.Any("err", err))
-		return
-	}
-	env.Logger.Info("token file reloaded", slog.String("file", next))
 }
 
 // checkAnonymous refuses a configuration without authentication (no
@@ -377,20 +364,20 @@ func apiTLSConfig(cfg *serverConfig) (*tls.Config, error) {
 	return tc, err
 }
 
-// auditLogger is the audit log: JSON lines appended to file
-// (certserver.OpenAuditFile: 0600, its directory made 0700 if missing), or text on stderr; always at Info, whatever --log-level says.
-// A file starts with an "audit log opened" line, written before the
-// server listens: a file that cannot be written shows at once, on stderr,
-// and in auditErr (nil for stderr), which the Handler asks before each
-// hand-out.
-func auditLogger(file string, failOpen bool, env *Env) (audit *slog.Logger, auditErr func() error, closeAudit func(), err error) {
+// openAudit makes the audit log h's: JSON lines appended to file
+// (certserver.OpenAuditFile: 0600, its directory made 0700 if missing), or
+// text on stderr; always at Info, whatever --log-level says. A file starts
+// with an "audit log opened" line, written before the server listens: a
+// file that cannot be written shows at once, on stderr, and in
+// h.AuditErr, which the Handler asks before each hand-out.
+func openAudit(h *certserver.Handler, file string, failOpen bool, env *Env) (closeAudit func(), err error) {
 	if file == "" {
-		return slog.New(slog.NewTextHandler(env.Stderr, nil)).With(slog.String("log", "audit")), nil, func() {}, nil
+		h.Audit = certserver.TextAudit(env.Stderr)
+		return func() {}, nil
 	}
-	logger := env.Logger.With(slog.String("file", file))
-	af, err := certserver.OpenAuditFile(file, logger, slog.Int("pid", os.Getpid()), slog.String("version", versionString()))
+	af, err := certserver.OpenAuditFile(file, env.Logger.With(slog.String("file", file)), slog.Int("pid", os.Getpid()), slog.String("version", versionString()))
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("--audit-log: %w", err)
+		return nil, fmt.Errorf("--audit-log: %w", err)
 	}
 	if err := af.Sync(); err != nil {
 		what := "keys get 503 until it can be written (or give --audit-fail-open to hand them out unrecorded)"
@@ -399,9 +386,5 @@ func auditLogger(file string, failOpen bool, env *Env) (audit *slog.Logger, audi
 		}
 		fmt.Fprintf(env.Stderr, "certkeeper: cannot write the audit log %s: %v; %s\n", file, err, what)
 	}
-	return af.Logger, af.Err, func() {
-		if err := af.Close(); err != nil {
-			logger.Error("closing the audit log: lines were not written", slog.Any("err", err))
-		}
-	}, nil
+	return af.Attach(h, failOpen), nil
 }

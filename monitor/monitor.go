@@ -43,8 +43,9 @@ type Config struct {
 	// MetricsAddr is where Prometheus metrics are served, at /metrics;
 	// empty: no metrics.
 	MetricsAddr string
-	// MetricsToken is the bearer token /metrics asks for; empty: none
-	// (refused by Check beyond loopback).
+	// MetricsToken is the bearer token /metrics asks for; empty:
+	// StatusToken when metrics and the status page share a listener
+	// (Shared), else none (refused by Check beyond loopback).
 	MetricsToken string
 	// StatusAddr is where the status page is served (/ and
 	// /status.json); empty: no status page. When it is MetricsAddr both
@@ -68,6 +69,14 @@ func (c *Config) Shared() bool {
 	return c.MetricsAddr != "" && c.MetricsAddr == c.StatusAddr
 }
 
+// metricsToken is the token /metrics asks for (MetricsToken).
+func (c *Config) metricsToken() string {
+	if c.MetricsToken == "" && c.Shared() {
+		return c.StatusToken
+	}
+	return c.MetricsToken
+}
+
 // ExposedError is Check's refusal: a listener reachable beyond loopback
 // without a token.
 type ExposedError struct {
@@ -89,7 +98,7 @@ func (e *ExposedError) Error() string {
 // loopback without a token: the metrics and the status page name every
 // managed host. Its error is an *ExposedError.
 func (c *Config) Check() error {
-	if c.MetricsAddr != "" && !Loopback(c.MetricsAddr) && c.MetricsToken == "" {
+	if c.MetricsAddr != "" && !Loopback(c.MetricsAddr) && c.metricsToken() == "" {
 		return &ExposedError{Listener: "metrics", Addr: c.MetricsAddr, Shared: c.Shared()}
 	}
 	if c.StatusAddr != "" && !Loopback(c.StatusAddr) && c.StatusToken == "" {
@@ -216,7 +225,7 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 		if err := m.metrics.Register(mgr); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
 		}
-		metricsHandler = Bearer(c.MetricsToken, "certkeeper metrics", m.metrics.Handler())
+		metricsHandler = Bearer(c.metricsToken(), "certkeeper metrics", m.metrics.Handler())
 	}
 	var status http.Handler
 	if c.StatusAddr != "" {

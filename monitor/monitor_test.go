@@ -40,6 +40,8 @@ func TestCheck(t *testing.T) {
 		{"metrics with a token", Config{MetricsAddr: ":9100", MetricsToken: "m"}, ""},
 		{"status beyond loopback", Config{StatusAddr: "0.0.0.0:9101"}, "status"},
 		{"status with a token", Config{StatusAddr: ":9101", StatusToken: "s"}, ""},
+		{"shared with the status token", Config{MetricsAddr: ":9100", StatusAddr: ":9100", StatusToken: "s"}, ""},
+		{"status token on another listener", Config{MetricsAddr: ":9100", StatusAddr: ":9101", StatusToken: "s"}, "metrics"},
 	} {
 		err := tt.cfg.Check()
 		var exposed *ExposedError

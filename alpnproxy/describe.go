@@ -1,0 +1,60 @@
+package alpnproxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+)
+
+// Describe is e as the line "certkeeper alpn-proxy start" prints for it
+// (without a prefix or newline), in terms of the command's flags
+// (--listen, --alpn, --fallback, --max-conns), or "" for a step that
+// needs no line: an InstallingRules only warns when Addr is a loopback
+// address, where REDIRECT in PREROUTING never delivers. A Go program
+// running r can show its operator the same steps from [Runner.Notify].
+func (r *Runner) Describe(e Event) string {
+	switch e.Kind {
+	case InstallingRules:
+		if tcp, ok := e.Addr.(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
+			return fmt.Sprintf("note: --listen %s is a loopback address: REDIRECT in PREROUTING sends connections from other hosts to the receiving interface's address, which it does not listen on; use --listen :%d", e.Addr, tcp.Port)
+		}
+	case RulesAdded:
+		return "alpn-proxy added iptables rules: " + strings.Join(e.Spec, " ")
+	case Listening:
+		return fmt.Sprintf("alpn-proxy listening on %s: acme-tls/1 to %s, the rest to %s (pidfile %s)",
+			e.Addr, r.Server.ALPNAddr, r.Server.FallbackAddr, r.pidfile())
+	case RulesRemoved:
+		return "alpn-proxy removed its iptables rules"
+	case Draining:
+		return fmt.Sprintf("alpn-proxy stopping: waiting up to %s for %d open connections", r.drain(), e.Open)
+	case Finished:
+		st := e.Stats
+		return fmt.Sprintf("alpn-proxy stopped: %d connections, %d to --alpn, %d to --fallback, %d closed over --max-conns, %d closed idle",
+			st.Accepted, st.ALPN, st.Fallback, st.Rejected, st.IdleClosed)
+	}
+	return ""
+}
+
+// Halt stops the proxy in p as [Pidfile.Stop] does, removes a pidfile
+// that a process no longer running left behind (a failure to remove it
+// is logged to logger, which may be nil), and says what it found, as
+// "certkeeper alpn-proxy stop" prints it. Nothing to stop is not an error.
+func (p Pidfile) Halt(ctx context.Context, timeout time.Duration, logger *slog.Logger) (string, error) {
+	res, pid, err := p.Stop(ctx, timeout)
+	if err != nil {
+		return "", err
+	}
+	switch res {
+	case Stale:
+		if err := p.Remove(pid); err != nil && logger != nil {
+			logger.Warn("removing pidfile failed", slog.String("pidfile", string(p)), slog.Any("err", err))
+		}
+		return fmt.Sprintf("alpn-proxy is not running (process %d is gone; removed %s)", pid, p), nil
+	case Stopped:
+		return fmt.Sprintf("alpn-proxy stopped (process %d)", pid), nil
+	}
+	return fmt.Sprintf("alpn-proxy is not running (no %s)", p), nil
+}

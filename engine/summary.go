@@ -1,0 +1,149 @@
+package engine
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/certkeeper/certkeeper/internal/redact"
+)
+
+// Summary describes a running configuration the way the certkeeper
+// command tells it at start, whatever the log level: which names may get
+// certificates, from which CAs, where they are kept, and every address it
+// listens on. Without it, a proxy that refuses every name looks just like
+// one that works. A Go program configured like the command can log the
+// same lines (Lines). The hints in parentheses name the command's flags
+// ("--allow"), which are also its config keys.
+type Summary struct {
+	// Command is what starts: "proxy", "server".
+	Command string
+	// Dev reports whether it runs in development mode (the local CA, for
+	// Allow only).
+	Dev bool
+	// Allow, RequireOwnIP (with OwnIPPrivate) and Ask are the checks a
+	// name must pass to get a new certificate; none means none may.
+	Allow                      []string
+	RequireOwnIP, OwnIPPrivate bool
+	Ask                        string
+	// Wildcards are the zones served from one wildcard certificate each.
+	Wildcards []string
+	// CertFiles is how many certificates made elsewhere are served.
+	CertFiles int
+	// CAs is the fallback chain (empty: letsencrypt); Rules are the
+	// patterns with their own chains.
+	CAs   []string
+	Rules []SummaryRule
+	// Challenges are the challenge types tried; empty is not shown.
+	Challenges []string
+	// Storage says where certificates are kept.
+	Storage string
+	// Managed are the names kept renewed whether or not anyone asks.
+	Managed []string
+	// Listeners are the addresses listened on, in the order shown.
+	Listeners []SummaryListener
+	// LogLevel is the log level given; empty is not shown.
+	LogLevel string
+}
+
+// SummaryRule is a pattern with its own CA chain.
+type SummaryRule struct {
+	Pattern string
+	CAs     []string
+}
+
+// SummaryListener is one address, what is served on it and the flag that
+// sets it.
+type SummaryListener struct {
+	What, Addr, Flag string
+}
+
+// Lines is s as text, a line per item and without newlines: a heading
+// ("proxy starting in production mode"), then "key:" padded to 11
+// characters and its value. URLs are redacted (an ask URL or a directory
+// URL may carry a token).
+func (s *Summary) Lines() []string {
+	mode := "production mode"
+	if s.Dev {
+		mode = "development mode (local CA; not for the Internet)"
+	}
+	lines := []string{fmt.Sprintf("%s starting in %s", s.Command, mode)}
+	line := func(key, format string, args ...any) {
+		lines = append(lines, fmt.Sprintf("%-11s %s", key+":", fmt.Sprintf(format, args...)))
+	}
+	if s.Dev {
+		line("names", "%s (development mode)", strings.Join(s.Allow, ", "))
+	} else {
+		line("names", "%s", s.names())
+	}
+	if len(s.Managed) > 0 {
+		line("managed", "%s (kept renewed from start)", strings.Join(s.Managed, "; "))
+	}
+	line("CA chain", "%s", summaryChain(s.CAs))
+	for i, r := range s.Rules {
+		if len(r.CAs) > 0 {
+			line("CA chain", "%s for names[%d] %s", summaryChain(r.CAs), i, r.Pattern)
+		}
+	}
+	if len(s.Challenges) > 0 {
+		line("challenge", "%s", strings.Join(s.Challenges, ", "))
+	}
+	line("storage", "%s", s.Storage)
+	for _, l := range s.Listeners {
+		line("listen", "%s on %s (%s)", l.What, l.Addr, l.Flag)
+	}
+	if s.LogLevel != "" {
+		line("log level", "%s (--log-level)", s.LogLevel)
+	}
+	return lines
+}
+
+// names says which names may get a new certificate: every check given
+// must agree.
+func (s *Summary) names() string {
+	var checks []string
+	if len(s.Allow) > 0 {
+		checks = append(checks, "matching "+strings.Join(s.Allow, ", ")+" (--allow)")
+	}
+	if s.RequireOwnIP {
+		what := "resolving to this host's own public addresses (--require-own-ip)"
+		if s.OwnIPPrivate {
+			what = "resolving to this host's own addresses, private ones too (--require-own-ip --own-ip-private)"
+		}
+		checks = append(checks, what)
+	}
+	if s.Ask != "" {
+		checks = append(checks, "that the ask URL "+redact.URL(s.Ask)+" approves (--ask)")
+	}
+	var out string
+	switch len(checks) {
+	case 0:
+		out = "none on demand: no --allow or --ask, so only stored certificates are served"
+	case 1:
+		out = "any name " + checks[0]
+	default:
+		out = "any name " + strings.Join(checks, ", and ")
+	}
+	if len(s.Wildcards) > 0 {
+		out += "; wildcard certificates for " + strings.Join(s.Wildcards, ", ") + " (--wildcard)"
+	}
+	if s.CertFiles > 0 {
+		out += fmt.Sprintf("; the names in %d --cert-file certificate(s)", s.CertFiles)
+	}
+	return out
+}
+
+// summaryChain is a CA chain in the order it is tried, each name with the
+// URL it stands for; URLs are redacted.
+func summaryChain(cas []string) string {
+	if len(cas) == 0 {
+		cas = []string{"letsencrypt"}
+	}
+	out := make([]string, len(cas))
+	for i, ca := range cas {
+		out[i] = redact.URL(ca)
+		if u := CAURL(ca); u != ca && strings.Contains(u, "://") {
+			out[i] += " (" + redact.URL(u) + ")"
+		}
+	}
+	return strings.Join(out, ", then ")
+}

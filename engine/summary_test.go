@@ -1,0 +1,43 @@
+package engine_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/certkeeper/certkeeper/engine"
+)
+
+// TestSummaryLines: the summary names every check, redacts URLs, shows
+// per-pattern chains and lists the listeners in order.
+func TestSummaryLines(t *testing.T) {
+	s := engine.Summary{Command: "proxy", Allow: []string{"a.example"}, Ask: "http://u:secret@127.0.0.1:9/ask",
+		CertFiles: 2, CAs: []string{"staging", "local"}, Rules: []engine.SummaryRule{{Pattern: "*.b.example", CAs: []string{"local"}}},
+		Storage: "/var/lib/certkeeper", LogLevel: "debug",
+		Listeners: []engine.SummaryListener{{What: "HTTPS", Addr: ":443", Flag: "--tls-addr"}}}
+	got := strings.Join(s.Lines(), "\n")
+	for _, want := range []string{
+		"proxy starting in production mode\n",
+		"names:      any name matching a.example (--allow), and that the ask URL",
+		"; the names in 2 --cert-file certificate(s)\n",
+		"CA chain:   staging (https://",
+		", then local\n",
+		"CA chain:   local for names[0] *.b.example\n",
+		"storage:    /var/lib/certkeeper\n",
+		"listen:     HTTPS on :443 (--tls-addr)\n",
+		"log level:  debug (--log-level)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "secret") {
+		t.Errorf("summary shows the ask URL's password:\n%s", got)
+	}
+	dev := engine.Summary{Command: "proxy", Dev: true, Allow: []string{"localhost"}}
+	if l := dev.Lines(); l[0] != "proxy starting in development mode (local CA; not for the Internet)" || l[1] != "names:      localhost (development mode)" {
+		t.Errorf("development mode summary = %q", l)
+	}
+	if l := (&engine.Summary{}).Lines(); !strings.Contains(l[1], "none on demand") || l[2] != "CA chain:   letsencrypt (https://acme-v02.api.letsencrypt.org/directory)" {
+		t.Errorf("empty summary = %q", l)
+	}
+}

@@ -1,0 +1,69 @@
+package proxy
+
+import "strings"
+
+// Backends are a proxy's backends as a user writes them, in flags or a
+// configuration file: where the certkeeper command's --backend and --route
+// become a Router.
+type Backends struct {
+	// Default is the backend of every name without a route: a URL, or
+	// HOST:PORT for http://HOST:PORT (BackendURL). Empty: the same-IP
+	// rule (RouterConfig.Default).
+	Default string
+	// Routes are NAME=URL routes (ParseUserRoute).
+	Routes []string
+}
+
+// SettingError is a Backends that does not make a Router: Setting is
+// "route" or "backend" when one of them is at fault, and empty when they
+// do not fit together (two routes for one pattern).
+type SettingError struct {
+	Setting string
+	Err     error
+}
+
+func (e *SettingError) Error() string {
+	if e.Setting == "" {
+		return e.Err.Error()
+	}
+	return e.Setting + ": " + e.Err.Error()
+}
+
+func (e *SettingError) Unwrap() error { return e.Err }
+
+// ParseUserRoute is ParseRoute for a route as a user writes it: its URL
+// may also be HOST:PORT, for http://HOST:PORT, as in
+// "b.test=127.0.0.1:8081".
+func ParseUserRoute(s string) (Route, error) {
+	if name, backend, ok := strings.Cut(s, "="); ok {
+		if u, err := BackendURL(strings.TrimSpace(backend)); err == nil {
+			s = name + "=" + u
+		}
+	}
+	return ParseRoute(s)
+}
+
+// Router checks b and returns the Router it describes. Its errors are
+// *SettingError.
+func (b Backends) Router() (*Router, error) {
+	var routes []Route
+	for _, r := range b.Routes {
+		route, err := ParseUserRoute(r)
+		if err != nil {
+			return nil, &SettingError{Setting: "route", Err: err}
+		}
+		routes = append(routes, route)
+	}
+	var def string
+	if b.Default != "" {
+		var err error
+		if def, err = BackendURL(b.Default); err != nil {
+			return nil, &SettingError{Setting: "backend", Err: err}
+		}
+	}
+	rt, err := NewRouter(RouterConfig{Routes: routes, Default: def})
+	if err != nil {
+		return nil, &SettingError{Err: err}
+	}
+	return rt, nil
+}

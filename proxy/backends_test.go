@@ -1,0 +1,43 @@
+package proxy_test
+
+import (
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/certkeeper/certkeeper/proxy"
+)
+
+// TestBackends: HOST:PORT works for routes and the default, and each
+// error names the setting at fault.
+func TestBackends(t *testing.T) {
+	rt, err := proxy.Backends{Default: "127.0.0.1:8080", Routes: []string{"b.test=127.0.0.1:8081", "c.test=https://10.0.0.3"}}.Router()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]string{"b.test": "http://127.0.0.1:8081", "c.test": "https://10.0.0.3", "d.test": "http://127.0.0.1:8080"} {
+		u, err := rt.Backend(httptest.NewRequest("GET", "http://"+host+"/", nil))
+		if err != nil || u.String() != want {
+			t.Errorf("backend of %s = %v, %v; want %s", host, u, err, want)
+		}
+	}
+	for _, c := range []struct {
+		b       proxy.Backends
+		setting string
+		msg     string
+	}{
+		{proxy.Backends{Routes: []string{"b.test"}}, "route", `route: route "b.test": want NAME=URL`},
+		{proxy.Backends{Default: "ftp://x"}, "backend", `backend: backend "ftp://x": scheme "ftp"`},
+		{proxy.Backends{Routes: []string{"b.test=127.0.0.1:1", "B.test=127.0.0.1:2"}}, "", "b.test"},
+	} {
+		_, err := c.b.Router()
+		var se *proxy.SettingError
+		if !errors.As(err, &se) || se.Setting != c.setting || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%+v.Router() = %v; want a SettingError for %q containing %q", c.b, err, c.setting, c.msg)
+		}
+	}
+	if r, err := proxy.ParseUserRoute("*.b.test=localhost:8080"); err != nil || r.Backend != "http://localhost:8080" {
+		t.Errorf("ParseUserRoute = %+v, %v", r, err)
+	}
+}
