@@ -95,19 +95,16 @@ type sharedSolver struct {
 // (storage.ChallengeKey).
 const challengesPrefix = "challenges/"
 
-// challengeKey is the storage key of chal's shared answer: under the
-// token for http-01, which its validation request names. A tls-alpn-01
-// validation names only the SNI, for which two orders one after the other
-// (on two nodes) present answers: its answers are keyed by SNI and token
-// (storage.ChallengeAnswerKey), so that the deletion of one, which
-// CleanUp leaves to the background, never deletes the other.
+// challengeKey is the storage key of chal's shared answer: the token
+// for http-01, the SNI for tls-alpn-01 (what a validation request names,
+// so a node that did not present it finds it with one Load).
 func (s *sharedSolver) challengeKey(chal acme.Challenge) (string, error) {
 	if s.typ == acmeca.TLSALPN01 {
 		id, err := storage.NameSegment(tlsalpn01.SNI(chal.Identifier))
 		if err != nil {
 			return "", err
 		}
-		return storage.ChallengeAnswerKey(s.typ, id, chal.Token)
+		return storage.ChallengeKey(s.typ, id)
 	}
 	return storage.ChallengeKey(s.typ, chal.Token)
 }
@@ -163,7 +160,7 @@ func (s *sharedSolver) CleanUp(ctx context.Context, chal acme.Challenge) error {
 	remove := func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
 		defer cancel()
-		if derr := s.m.store.Delete(sctx, key); derr != nil {
+		if derr := s.m.removeAnswer(sctx, key, chal.Token); derr != nil {
 			s.m.logger().Debug("removing a shared challenge answer", slog.String("key", key), slog.Any("err", derr))
 		}
 	}
@@ -224,39 +221,38 @@ func (m *Manager) reportAnswered(ctx context.Context, key string) {
 	}
 }
 
-// storedChallenge returns the shared http-01 challenge for token and its
-// key, or nil if there is none in progress.
-func (m *Manager) storedChallenge(ctx context.Context, token string) (*sharedChallenge, string) {
-	key, err := storage.ChallengeKey(acmeca.HTTP01, token)
+// storedChallenge returns the shared challenge of type typ for id (an
+// http-01 token, a tls-alpn-01 name segment) and its key, or nil if there
+// is none in progress: one Load, whatever a client sends.
+func (m *Manager) storedChallenge(ctx context.Context, typ, id string) (*sharedChallenge, string) {
+	key, err := storage.ChallengeKey(typ, id)
 	if err != nil {
 		return nil, ""
 	}
 	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
 	defer cancel()
-	return m.loadChallenge(ctx, acmeca.HTTP01, key), key
+	return m.loadChallenge(ctx, typ, key), key
 }
 
-// storedALPNChallenge returns the latest shared tls-alpn-01 challenge for
-// the name segment id and its key, or nil if there is none in progress.
-func (m *Manager) storedALPNChallenge(ctx context.Context, id string) (*sharedChallenge, string) {
-	prefix, err := storage.ChallengePrefix(acmeca.TLSALPN01, id)
+// removeAnswer deletes the shared answer under key if it is still the
+// one for token. A tls-alpn-01 answer is keyed by name: another node may
+// have presented a new answer for the same name (its own order) since
+// this one was written, and the clean-up, which runs in the background,
+// must not delete it. What is left is the window between the Load and the
+// Delete, one storage round trip, instead of the whole background delay.
+func (m *Manager) removeAnswer(ctx context.Context, key, token string) error {
+	data, err := m.store.Load(ctx, key)
 	if err != nil {
-		return nil, ""
-	}
-	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
-	defer cancel()
-	keys, err := m.store.List(ctx, prefix)
-	if err != nil {
-		return nil, ""
-	}
-	var latest *sharedChallenge
-	var latestKey string
-	for _, key := range keys {
-		if c := m.loadChallenge(ctx, acmeca.TLSALPN01, key); c != nil && (latest == nil || c.Expires.After(latest.Expires)) {
-			latest, latestKey = c, key
+		if isNotFound(err) {
+			return nil
 		}
+		return err
 	}
-	return latest, latestKey
+	var c sharedChallenge
+	if json.Unmarshal(data, &c) == nil && c.Token != token {
+		return nil // another node's answer now
+	}
+	return m.store.Delete(ctx, key)
 }
 
 // loadChallenge returns the shared challenge of type typ under key, or
@@ -282,7 +278,7 @@ func (m *Manager) challengeHandler(fallback http.Handler) http.Handler {
 		if ok && tok != "" && len(tok) <= 256 && !strings.Contains(tok, "/") &&
 			(r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			if _, held := m.http01.KeyAuthorization(tok); !held {
-				if c, key := m.storedChallenge(r.Context(), tok); c != nil {
+				if c, key := m.storedChallenge(r.Context(), acmeca.HTTP01, tok); c != nil {
 					w.Header().Set("Content-Type", "text/plain")
 					w.Header().Set("Cache-Control", "no-store")
 					_, _ = w.Write([]byte(c.KeyAuthorization))
@@ -313,7 +309,7 @@ func (m *Manager) challengeCertificate(hello *tls.ClientHelloInfo) (*tls.Certifi
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	c, key := m.storedALPNChallenge(ctx, id)
+	c, key := m.storedChallenge(ctx, acmeca.TLSALPN01, id)
 	if c == nil {
 		return nil, err
 	}

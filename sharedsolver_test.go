@@ -5,10 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/mholt/acmez/v3"
 	"github.com/mholt/acmez/v3/acme"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
@@ -113,5 +116,49 @@ func testSharedTLSALPNCleanUp(t *testing.T, st storage.Storage) {
 	}
 	if _, err := c.GetCertificate(hello); err == nil {
 		t.Errorf("a node answers a tls-alpn-01 challenge after every clean-up")
+	}
+}
+
+// TestALPNValidationForUnknownNameOneGet: anyone can send a ClientHello
+// offering acme-tls/1 for any name; on a node of a cluster each such
+// handshake for a name it presented nothing for costs one storage read
+// (a GET on Redis), never a listing (a SCAN walks the whole keyspace).
+func TestALPNValidationForUnknownNameOneGet(t *testing.T) {
+	rs := testsvc.Redis(t)
+	st, err := redisstore.Open("redis://" + rs.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	m := localManager(t, st, nil)
+	m.Cluster.SyncInterval = -1 // no periodic check during the count
+	certkeeper.WaitRenewalScan(m)
+	rc := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rc.Close()
+	if err := rc.ConfigResetStat(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	const handshakes = 200
+	for i := range handshakes {
+		hello := &tls.ClientHelloInfo{ServerName: fmt.Sprintf("probe%d.unknown.test", i), SupportedProtos: []string{"acme-tls/1"}}
+		if _, err := m.GetCertificate(hello); err == nil {
+			t.Fatalf("handshake %d: a tls-alpn-01 answer for a name nobody presented", i)
+		}
+	}
+	info, err := rc.Info(t.Context(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := commandCalls(info)
+	t.Logf("commands during %d acme-tls/1 handshakes for unknown names: %v", handshakes, calls)
+	if calls["get"] != handshakes {
+		t.Errorf("%d GETs for %d handshakes, want one each", calls["get"], handshakes)
+	}
+	for cmd, n := range calls {
+		switch base, _, _ := strings.Cut(cmd, "|"); base {
+		case "get", "config", "info", "subscribe", "ping", "client", "hello":
+		default:
+			t.Errorf("%d %s commands during the handshakes, want none", n, cmd)
+		}
 	}
 }

@@ -344,22 +344,3 @@ func TestIsSecret(t *testing.T) {
 		}
 	}
 }
-
-// TestChallengeKeys: an answer keyed by name and token lies under the
-// name's prefix, so a List of the prefix finds every answer for the name;
-// a token that would leave it is refused.
-func TestChallengeKeys(t *testing.T) {
-	prefix, err := ChallengePrefix("tls-alpn-01", "a.test")
-	if err != nil || prefix != "challenges/tls-alpn-01/a.test/" {
-		t.Fatalf("ChallengePrefix = %q, %v", prefix, err)
-	}
-	key, err := ChallengeAnswerKey("tls-alpn-01", "a.test", "tok_-1")
-	if err != nil || key != prefix+"tok_-1.json" {
-		t.Errorf("ChallengeAnswerKey = %q, %v; want %q", key, err, prefix+"tok_-1.json")
-	}
-	for _, tt := range [][3]string{{"tls-alpn-01", "a.test", "../x"}, {"tls-alpn-01", "a.test", ""}, {"tls-alpn-01", "a/b", "t"}, {"", "a.test", "t"}} {
-		if k, err := ChallengeAnswerKey(tt[0], tt[1], tt[2]); !errors.Is(err, ErrInvalidKey) {
-			t.Errorf("ChallengeAnswerKey(%q, %q, %q) = %q, %v; want ErrInvalidKey", tt[0], tt[1], tt[2], k, err)
-		}
-	}
-}

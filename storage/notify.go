@@ -40,39 +40,6 @@ func ChallengeKey(typ, id string) (string, error) {
 	return key, nil
 }
 
-// ChallengeAnswerKey is the key of one of several answers of type typ
-// shared for id: a tls-alpn-01 answer for a name, which two orders (on two
-// nodes, one after the other) may both present. Keyed by the challenge's
-// token too, each node's clean-up deletes the answer it wrote and never
-// another node's later answer for the same name. ChallengePrefix(typ, id)
-// lists them.
-func ChallengeAnswerKey(typ, id, token string) (string, error) {
-	prefix, err := ChallengePrefix(typ, id)
-	if err != nil {
-		return "", err
-	}
-	if err := checkSegment("challenge token", token); err != nil {
-		return "", err
-	}
-	key := prefix + token + ".json"
-	if err := ValidateKey(key); err != nil {
-		return "", err
-	}
-	return key, nil
-}
-
-// ChallengePrefix is the prefix (ending in "/") of the ChallengeAnswerKey
-// keys of type typ for id.
-func ChallengePrefix(typ, id string) (string, error) {
-	if err := checkSegment("challenge type", typ); err != nil {
-		return "", err
-	}
-	if err := checkSegment("challenge id", id); err != nil {
-		return "", err
-	}
-	return "challenges/" + typ + "/" + id + "/", nil
-}
-
 // OrdersKey is the key of the shared record of new orders placed with the
 // CA account behind issuerID, which keeps every node of a cluster within
 // one issuance limit.
