@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"slices"
 	"strings"
 	"time"
 
@@ -20,40 +19,22 @@ import (
 // certfile/renew remembers per certificate (issue 17): each settings key
 // is the flag of the same name with "-" for "_" (tls_alpn_addr is --tls-alpn-addr).
 
-// flagOf is the flag a renewal settings key comes from.
-func flagOf(key string) string { return strings.ReplaceAll(key, "_", "-") }
-
-// hookKeys are the settings cert renew runs itself (renew.go), not flags
-// of the issuer.
-var hookKeys = []string{"deploy_hook", "pre_hook", "post_hook"}
-
 // settingsFromFlags returns the remembered settings given on fs's command
 // line, and those named in always even at their defaults (cert issue
 // records its CA, challenge and key type whatever they are).
 func settingsFromFlags(fs *flag.FlagSet, always ...string) (renew.Settings, error) {
-	set := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	var s renew.Settings
-	for _, key := range renew.SettingsKeys() {
-		name := flagOf(key)
-		fl := fs.Lookup(name)
-		if fl == nil || !set[name] && !slices.Contains(always, name) {
-			continue
-		}
-		values := []string{fl.Value.String()}
+	s, err := renew.FromFlags(fs, func(fl *flag.Flag) []string {
 		switch l := fl.Value.(type) {
 		case *stringsFlag:
-			values = *l
+			return *l
 		case *settingsFlag:
-			values = l.entries()
+			return l.entries()
 		}
-		for _, v := range values {
-			if err := s.Set(key, v); err != nil {
-				return renew.Settings{}, usagef("--%s: %v", name, err)
-			}
-		}
+		return nil
+	}, always...)
+	if err != nil {
+		return renew.Settings{}, usagef("%v", err)
 	}
-	s.Absolute() // cron runs cert renew from another directory
 	return s, nil
 }
 
@@ -68,15 +49,7 @@ func (f *issueFlags) withSettings(s renew.Settings) (*issueFlags, error) {
 	g.storageDir, g.storageKeyFile, g.storagePassFile = f.storageDir, f.storageKeyFile, f.storagePassFile
 	g.timeout, g.noWait, g.outDir = f.timeout, f.noWait, f.outDir
 	g.EABKID, g.EABHMAC, g.dns.TSIGKey = f.EABKID, f.EABHMAC, f.dns.TSIGKey
-	var err error
-	s.Values(func(key, value string) {
-		if slices.Contains(hookKeys, key) {
-			return // cert renew runs hooks itself
-		}
-		if e := fs.Set(flagOf(key), value); e != nil {
-			err = errors.Join(err, fmt.Errorf("%s = %s: %w", key, value, e))
-		}
-	})
+	err := s.ApplyFlags(fs, renew.HookKeys()...) // cert renew runs hooks itself
 	switch g.challenge {
 	case acmeca.HTTP01, acmeca.TLSALPN01, acmeca.DNS01, acmeca.DNSPersist01:
 	default:
