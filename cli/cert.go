@@ -14,13 +14,10 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
-	"github.com/certkeeper/certkeeper/solver"
-	"github.com/certkeeper/certkeeper/solver/dns01"
-	"github.com/certkeeper/certkeeper/solver/http01"
-	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -271,39 +268,23 @@ func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer,
 		}
 		return true
 	}
-	var closer func() error
-	switch f.challenge {
-	case acmeca.HTTP01:
-		s := &http01.Solver{Logger: env.Logger}
-		srv, err := s.Listen(f.httpAddr)
-		if err != nil {
-			return nil, nil, portError(err, f.httpAddr, "--http-addr", "http-01")
-		}
-		closer = srv.Close
-		iss.Solvers = map[string]solver.Solver{acmeca.HTTP01: s}
-	case acmeca.TLSALPN01:
-		s := &tlsalpn01.Solver{Logger: env.Logger}
-		srv, err := s.Listen(f.tlsAddr)
-		if err != nil {
-			return nil, nil, portError(err, f.tlsAddr, "--tls-alpn-addr", "tls-alpn-01")
-		}
-		closer = srv.Close
-		iss.Solvers = map[string]solver.Solver{acmeca.TLSALPN01: s}
-	case acmeca.DNS01, acmeca.DNSPersist01:
-		// dns-persist-01 is used wherever its record is in place, and
-		// dns-01 (with a provider) everywhere else.
-		closer = func() error { return nil }
-		iss.Solvers = map[string]solver.Solver{acmeca.DNSPersist01: &dns01.Persist{Resolver: f.dns.resolver()}}
-		if f.challenge == acmeca.DNS01 {
-			s, err := f.dns.solver(env)
-			if err != nil {
-				return nil, nil, err
-			}
-			s.Logger = env.Logger
-			iss.Solvers[acmeca.DNS01] = s
+	o := engine.OneShot{Challenge: f.challenge, HTTPAddr: f.httpAddr, TLSALPNAddr: f.tlsAddr, DNSResolver: f.dns.resolver(), Logger: env.Logger}
+	if f.challenge == acmeca.DNS01 {
+		if o.DNS01, err = f.dns.solver(env); err != nil {
+			return nil, nil, err
 		}
 	}
-	return iss, func() { _ = closer() }, nil
+	stop, err := o.Listen(iss)
+	var lerr *engine.ListenError
+	switch {
+	case errors.As(err, &lerr) && f.challenge == acmeca.TLSALPN01:
+		return nil, nil, portError(lerr.Err, f.tlsAddr, "--tls-alpn-addr", "tls-alpn-01")
+	case errors.As(err, &lerr):
+		return nil, nil, portError(lerr.Err, f.httpAddr, "--http-addr", "http-01")
+	case err != nil:
+		return nil, nil, err
+	}
+	return iss, stop, nil
 }
 
 // portError explains a challenge listener that could not start: another
