@@ -6,9 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"strings"
-	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/certfile/renew"
@@ -116,34 +113,13 @@ func showCert(env *Env, outDir, name string) error {
 			return fmt.Errorf("no --out-dir given and no default: %w", err)
 		}
 	}
-	paths, err := dir.Paths(names[0])
-	if err != nil {
+	if _, err := dir.Paths(names[0]); err != nil {
 		return usagef("%v", err)
 	}
-	_, chain, err := dir.Read(names[0])
-	if err != nil {
-		return fmt.Errorf("reading the certificate files of %s in %s (is --out-dir right?): %w", names[0], dir, err)
+	err = renew.Show(env.Stdout, dir, names[0])
+	var rerr *renew.ReadError
+	if errors.As(err, &rerr) {
+		return fmt.Errorf("reading the certificate files of %s in %s (is --out-dir right?): %w", rerr.Name, rerr.Dir, rerr.Err)
 	}
-	leaf := chain[0]
-	w := env.Stdout
-	fmt.Fprintf(w, "certificate: %s\n", names[0])
-	fmt.Fprintf(w, "names: %s\n", strings.Join(certfile.Names(leaf, names[0]), " "))
-	fmt.Fprintf(w, "not_after: %s\n", leaf.NotAfter.UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "issuer: %s\n", leaf.Issuer.CommonName)
-	fmt.Fprintf(w, "cert_file: %s\nkey_file: %s\n", paths.Cert, paths.Key)
-	path, err := renew.SettingsPath(dir, names[0])
-	if err != nil {
-		return err
-	}
-	s, err := renew.LoadSettings(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		fmt.Fprintf(w, "renewal settings: none (%s is absent: cert renew uses its flags, and remembers them)\n", path)
-		return nil
-	case err != nil:
-		return err
-	}
-	fmt.Fprintf(w, "renewal settings: %s\n", path)
-	s.Values(func(key, value string) { fmt.Fprintf(w, "  %s = %s\n", key, value) })
-	return nil
+	return err
 }
