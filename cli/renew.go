@@ -2,9 +2,9 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
@@ -196,17 +196,13 @@ func (f *renewFlags) ariFor(env *Env, st storage.Storage) func(renew.Settings) r
 
 // readWant reads the --want file (see renew.ParseWant).
 func readWant(file string) ([][]string, error) {
-	if file == "" {
-		return nil, nil
-	}
-	fh, err := os.Open(file)
-	if err != nil {
+	want, err := renew.ReadWantFile(file)
+	var werr *renew.WantFileError
+	switch {
+	case errors.As(err, &werr):
+		return nil, usagef("--want %s %v", file, werr.Err)
+	case err != nil:
 		return nil, fmt.Errorf("--want: %w", err)
-	}
-	defer fh.Close()
-	want, err := renew.ParseWant(fh)
-	if err != nil {
-		return nil, usagef("--want %s %v", file, err)
 	}
 	return want, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,5 +61,29 @@ func TestShow(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("Show wrote\n%s\nwithout %q", b.String(), want)
 		}
+	}
+}
+
+func TestReadWantFile(t *testing.T) {
+	if want, err := ReadWantFile(""); want != nil || err != nil {
+		t.Errorf(`ReadWantFile("") = %v, %v`, want, err)
+	}
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good"), filepath.Join(dir, "bad")
+	if err := os.WriteFile(good, []byte("# certs\na.test www.a.test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("a..test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if want, err := ReadWantFile(good); err != nil || len(want) != 1 || len(want[0]) != 2 {
+		t.Errorf("ReadWantFile(good) = %v, %v", want, err)
+	}
+	var werr *WantFileError
+	if _, err := ReadWantFile(bad); !errors.As(err, &werr) || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("ReadWantFile(bad) = %v, want a *WantFileError naming line 1", err)
+	}
+	if _, err := ReadWantFile(filepath.Join(dir, "absent")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ReadWantFile(absent) = %v", err)
 	}
 }
