@@ -46,17 +46,19 @@ func (a *accountFlags) issuer(env *Env, agree func(string) bool) (*acmeca.Issuer
 // refuseTerms is the terms prompt of commands that must not register.
 func refuseTerms(string) bool { return false }
 
-func printAccount(env *Env, acct acme.Account) {
-	fmt.Fprintf(env.Stdout, "url:        %s\n", acct.Location)
-	fmt.Fprintf(env.Stdout, "status:     %s\n", acct.Status)
-	fmt.Fprintf(env.Stdout, "contacts:   %s\n", strings.Join(acct.Contact, ", "))
-	if acct.PrivateKey != nil {
-		a := acct
-		if tp, err := a.Thumbprint(); err == nil {
-			fmt.Fprintf(env.Stdout, "thumbprint: %s\n", tp)
-		}
-		fmt.Fprintf(env.Stdout, "key type:   %s\n", issuer.KeyTypeOf(acct.PrivateKey.Public()))
+// show runs op on the account's issuer, which must not register, and
+// prints the account op returns.
+func (a *accountFlags) show(ctx context.Context, env *Env, op func(*acmeca.Issuer, context.Context) (acme.Account, error)) error {
+	iss, err := a.issuer(env, refuseTerms)
+	if err != nil {
+		return err
 	}
+	acct, err := op(iss, ctx)
+	if err != nil {
+		return err
+	}
+	acmeca.WriteAccount(env.Stdout, acct)
+	return nil
 }
 
 func accountCmd() *Command {
@@ -107,30 +109,21 @@ func accountRegisterCmd() *Command {
 			if len(args) > 0 {
 				return usagef("unexpected arguments %q", args)
 			}
-			var shown string
-			iss, err := a.issuer(env, func(tos string) bool {
-				shown = tos
-				return agree
-			})
+			iss, err := a.issuer(env, func(string) bool { return agree })
 			if err != nil {
 				return err
 			}
-			acct, err := iss.Account(ctx)
+			acct, shown, err := iss.Register(ctx, a.emails)
 			if err != nil {
 				if !agree && shown != "" {
 					return fmt.Errorf("read the CA's terms of service at %s, then run again with --agree-tos", shown)
 				}
 				return err
 			}
-			if len(a.emails) > 1 {
-				if acct, err = iss.UpdateContacts(ctx, a.emails); err != nil {
-					return err
-				}
-			}
 			if shown != "" {
 				fmt.Fprintf(env.Stderr, "certkeeper: terms of service accepted: %s\n", shown)
 			}
-			printAccount(env, acct)
+			acmeca.WriteAccount(env.Stdout, acct)
 			return nil
 		},
 	}
@@ -146,16 +139,7 @@ func accountShowCmd() *Command {
 	certkeeper account show --email ops@a.example`,
 		Flags: a.register,
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			iss, err := a.issuer(env, refuseTerms)
-			if err != nil {
-				return err
-			}
-			acct, err := iss.AccountStatus(ctx)
-			if err != nil {
-				return err
-			}
-			printAccount(env, acct)
-			return nil
+			return a.show(ctx, env, (*acmeca.Issuer).AccountStatus)
 		},
 	}
 }
@@ -177,16 +161,9 @@ func accountUpdateCmd() *Command {
 			if len(contacts) == 0 {
 				return usagef("give the new contacts with --contact")
 			}
-			iss, err := a.issuer(env, refuseTerms)
-			if err != nil {
-				return err
-			}
-			acct, err := iss.UpdateContacts(ctx, contacts)
-			if err != nil {
-				return err
-			}
-			printAccount(env, acct)
-			return nil
+			return a.show(ctx, env, func(iss *acmeca.Issuer, ctx context.Context) (acme.Account, error) {
+				return iss.UpdateContacts(ctx, contacts)
+			})
 		},
 	}
 }
@@ -210,16 +187,9 @@ key, which is kept in --storage as EMAIL.key.old.
 			if err != nil {
 				return usagef("--key-type: %v", err)
 			}
-			iss, err := a.issuer(env, refuseTerms)
-			if err != nil {
-				return err
-			}
-			acct, err := iss.RolloverKey(ctx, kt)
-			if err != nil {
-				return err
-			}
-			printAccount(env, acct)
-			return nil
+			return a.show(ctx, env, func(iss *acmeca.Issuer, ctx context.Context) (acme.Account, error) {
+				return iss.RolloverKey(ctx, kt)
+			})
 		},
 	}
 }
@@ -270,16 +240,7 @@ stale) and stores the answer.
 	certkeeper account recover --email ops@a.example`,
 		Flags: a.register,
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			iss, err := a.issuer(env, refuseTerms)
-			if err != nil {
-				return err
-			}
-			acct, err := iss.Recover(ctx)
-			if err != nil {
-				return err
-			}
-			printAccount(env, acct)
-			return nil
+			return a.show(ctx, env, (*acmeca.Issuer).Recover)
 		},
 	}
 }

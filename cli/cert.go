@@ -14,13 +14,11 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/certfile/renew"
+	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
-	"github.com/certkeeper/certkeeper/solver"
-	"github.com/certkeeper/certkeeper/solver/dns01"
-	"github.com/certkeeper/certkeeper/solver/http01"
-	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -182,28 +180,32 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	}
 	defer closeSolvers()
 
-	chain := &issuer.Chain{Issuers: []issuer.Issuer{iss}}
-	if csrDER != nil {
-		return issueForCSR(ctx, env, f, chain, names, csrDER, start)
+	req := certkeeper.IssueRequest{Names: names, Issuers: &issuer.Chain{Issuers: []issuer.Issuer{iss}}, KeyType: keyType, CSR: csrDER,
+		Email: f.Email, Progress: progress}
+	if csrDER == nil {
+		req.Replaces = storage.CurrentLeaf(ctx, st, iss.ID(), names)
 	}
-	got, err := certkeeper.Issue(ctx, st, certkeeper.IssueRequest{
-		Names: names, Issuers: chain, KeyType: keyType, Email: f.Email, Progress: progress,
-		Replaces: storage.CurrentLeaf(ctx, st, iss.ID(), names),
-	})
-	if err != nil {
+	got, paths, err := renew.IssueFiles(ctx, certfile.Dir(f.outDir), st, req)
+	var werr *renew.WriteError
+	switch {
+	case errors.As(err, &werr) && csrDER != nil:
+		return werr.Err
+	case errors.As(err, &werr):
+		return fmt.Errorf("writing the certificate files (the certificate is safe in %s): %w", storageWhere(f.storageDir), werr.Err)
+	case err != nil:
 		return explainIssueError(err, f)
 	}
-	cert, keyPEM := got.Certificate, got.Record.KeyPEM
-	paths, err := certfile.Dir(f.outDir).Write(names[0], keyPEM, cert.ChainPEM)
-	if err != nil {
-		return fmt.Errorf("writing the certificate files (the certificate is safe in %s): %w", storageWhere(f.storageDir), err)
+	cert, notAfter := got.Certificate, got.Certificate.Leaf.NotAfter.UTC().Format(time.RFC3339)
+	if csrDER != nil {
+		progress(fmt.Sprintf("done in %s", time.Since(start).Round(time.Millisecond)))
+		fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key (yours, from the CSR)\n", strings.Join(names, ","), cert.Issuer, notAfter, paths.Cert)
+		return nil
 	}
 	if err := f.remember(names[0]); err != nil {
 		return fmt.Errorf("the certificate files are written, but not how to renew them (cert renew will use its flags' defaults): %w", err)
 	}
 	progress(fmt.Sprintf("done in %s", time.Since(start).Round(time.Millisecond)))
-	fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key %s\n",
-		strings.Join(names, ","), cert.Issuer, cert.Leaf.NotAfter.UTC().Format(time.RFC3339), paths.Cert, paths.Key)
+	fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key %s\n", strings.Join(names, ","), cert.Issuer, notAfter, paths.Cert, paths.Key)
 	env.Logger.Info("certificate obtained", slog.Any("names", names), slog.String("issuer", cert.Issuer),
 		slog.Time("not_after", cert.Leaf.NotAfter))
 	return nil
@@ -271,39 +273,23 @@ func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer,
 		}
 		return true
 	}
-	var closer func() error
-	switch f.challenge {
-	case acmeca.HTTP01:
-		s := &http01.Solver{Logger: env.Logger}
-		srv, err := s.Listen(f.httpAddr)
-		if err != nil {
-			return nil, nil, portError(err, f.httpAddr, "--http-addr", "http-01")
-		}
-		closer = srv.Close
-		iss.Solvers = map[string]solver.Solver{acmeca.HTTP01: s}
-	case acmeca.TLSALPN01:
-		s := &tlsalpn01.Solver{Logger: env.Logger}
-		srv, err := s.Listen(f.tlsAddr)
-		if err != nil {
-			return nil, nil, portError(err, f.tlsAddr, "--tls-alpn-addr", "tls-alpn-01")
-		}
-		closer = srv.Close
-		iss.Solvers = map[string]solver.Solver{acmeca.TLSALPN01: s}
-	case acmeca.DNS01, acmeca.DNSPersist01:
-		// dns-persist-01 is used wherever its record is in place, and
-		// dns-01 (with a provider) everywhere else.
-		closer = func() error { return nil }
-		iss.Solvers = map[string]solver.Solver{acmeca.DNSPersist01: &dns01.Persist{Resolver: f.dns.resolver()}}
-		if f.challenge == acmeca.DNS01 {
-			s, err := f.dns.solver(env)
-			if err != nil {
-				return nil, nil, err
-			}
-			s.Logger = env.Logger
-			iss.Solvers[acmeca.DNS01] = s
+	o := engine.OneShot{Challenge: f.challenge, HTTPAddr: f.httpAddr, TLSALPNAddr: f.tlsAddr, DNSResolver: f.dns.resolver(), Logger: env.Logger}
+	if f.challenge == acmeca.DNS01 {
+		if o.DNS01, err = f.dns.solver(env); err != nil {
+			return nil, nil, err
 		}
 	}
-	return iss, func() { _ = closer() }, nil
+	stop, err := o.Listen(iss)
+	var lerr *engine.ListenError
+	switch {
+	case errors.As(err, &lerr) && f.challenge == acmeca.TLSALPN01:
+		return nil, nil, portError(lerr.Err, f.tlsAddr, "--tls-alpn-addr", "tls-alpn-01")
+	case errors.As(err, &lerr):
+		return nil, nil, portError(lerr.Err, f.httpAddr, "--http-addr", "http-01")
+	case err != nil:
+		return nil, nil, err
+	}
+	return iss, stop, nil
 }
 
 // portError explains a challenge listener that could not start: another
@@ -369,23 +355,4 @@ func readCSR(file string) ([]byte, []string, error) {
 		return nil, nil, fmt.Errorf("--csr %s: %w", file, err)
 	}
 	return der, names, nil
-}
-
-// issueForCSR issues for the user's CSR and writes only the certificate
-// file: there is no key to write or to keep in storage.
-func issueForCSR(ctx context.Context, env *Env, f *issueFlags, chain *issuer.Chain, names []string, csr []byte, start time.Time) error {
-	got, err := certkeeper.Issue(ctx, nil, certkeeper.IssueRequest{Names: names, Issuers: chain, CSR: csr, Email: f.Email,
-		Progress: func(step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step) }})
-	if err != nil {
-		return explainIssueError(err, f)
-	}
-	cert := got.Certificate
-	path, err := certfile.Dir(f.outDir).WriteCert(names[0], cert.ChainPEM)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stderr, "certkeeper: done in %s\n", time.Since(start).Round(time.Millisecond))
-	fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key (yours, from the CSR)\n",
-		strings.Join(names, ","), cert.Issuer, cert.Leaf.NotAfter.UTC().Format(time.RFC3339), path)
-	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
@@ -127,10 +126,6 @@ func mergeSettings(base, over map[string]string) map[string]string {
 // past that they are found and built as compiled-in providers are.
 func (c *dnsConfig) builtinDNS() []dnsprovider.Provider { return dnsprovider.Builtin() }
 
-// builtinFlags maps the built-in providers' settings to their flags.
-var builtinFlags = map[string]string{"server": "--dns-server", "tsig_key": "--tsig-key", "tsig_key_file": "--tsig-key-file",
-	"api_url": "--dns-api-url", "api_key_file": "--dns-api-key-file", "program": "--dns-exec", "mode": "--dns-exec-mode"}
-
 // builtinSettings are the built-in providers' settings, from their flags
 // (each provider reads its own).
 func (c *dnsConfig) builtinSettings() dnsprovider.Settings {
@@ -147,109 +142,18 @@ func (c *dnsConfig) provider(env *Env) (dns01.Provider, error) {
 		}
 		return nil, nil
 	}
-	builtin := c.builtinDNS()
-	all := append(builtin, env.dnsProviders...)
-	i := slices.IndexFunc(all, func(p dnsprovider.Provider) bool { return p.Name == c.Provider })
-	if i < 0 {
-		var names []string
-		for _, p := range all {
-			names = append(names, p.Name)
-		}
-		return nil, usagef("--dns %q: use %s or %s", c.Provider, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
+	prov, err := dnsprovider.CommandFlags().Choose(c.Provider, c.builtinSettings(), c.Settings, c.SettingFiles, env.dnsProviders)
+	var uerr *dnsprovider.UsageError
+	if errors.As(err, &uerr) {
+		return nil, usagef("%s", uerr.Msg)
 	}
-	p := all[i]
-	if i < len(builtin) {
-		for name := range mergeSettings(c.Settings, c.SettingFiles) {
-			return nil, usagef("--dns-setting %s: --dns %s takes no settings (see its flags in --help)", name, p.Name)
-		}
-		prov, err := p.New(c.builtinSettings())
-		return prov, builtinFlagError(err)
-	}
-	prov, err := p.Build(c.Settings, c.SettingFiles)
-	var serr *dnsprovider.SettingError
-	if err != nil && !errors.As(err, &serr) {
-		return nil, fmt.Errorf("--dns %s: %w", p.Name, err)
-	}
-	return prov, settingFlagError(p, err)
-}
-
-// builtinFlagError says a built-in provider's error in terms of its
-// flags.
-func builtinFlagError(err error) error {
-	var e *dnsprovider.SettingError
-	switch {
-	case err == nil:
-		return nil
-	case !errors.As(err, &e):
-		return usagef("%v", err)
-	case e.Problem == dnsprovider.Missing && e.Other != "":
-		return usagef("--dns %s needs %s or %s (%s)", e.Provider, builtinFlags[e.Setting], builtinFlags[e.Other], e.Help)
-	case e.Problem == dnsprovider.Missing:
-		return usagef("--dns %s needs %s (%s)", e.Provider, builtinFlags[e.Setting], e.Help)
-	case e.Problem == dnsprovider.GivenTwice:
-		return usagef("give %s or %s, not both", builtinFlags[e.Setting], builtinFlags[e.Other])
-	case e.Problem == dnsprovider.BadFile:
-		return fmt.Errorf("%s: %w", builtinFlags[e.Setting], e.Err)
-	}
-	return usagef("%s %v", builtinFlags[e.Setting], e.Err)
-}
-
-// settingFlagError says a compiled-in provider's setting error in terms
-// of --dns-setting and --dns-setting-file. A secret is never quoted.
-func settingFlagError(p dnsprovider.Provider, err error) error {
-	var e *dnsprovider.SettingError
-	if !errors.As(err, &e) {
-		return err
-	}
-	switch e.Problem {
-	case dnsprovider.Unknown:
-		var names []string
-		for _, s := range p.Settings {
-			names = append(names, s.Name)
-		}
-		return usagef("--dns-setting %s: --dns %s takes %s", e.Setting, p.Name, strings.Join(names, ", "))
-	case dnsprovider.SecretValue:
-		return usagef("--dns-setting %s: a secret, so not on the command line or in the config file: give --dns-setting-file %s=FILE (dns_setting_file)", e.Setting, e.Setting)
-	case dnsprovider.GivenTwice:
-		return usagef("--dns-setting %s and --dns-setting-file %s: give one", e.Setting, e.Setting)
-	case dnsprovider.BadFile:
-		return fmt.Errorf("--dns-setting-file %s: %w", e.Setting, e.Err)
-	case dnsprovider.Missing:
-		how := "--dns-setting " + e.Setting + "=VALUE"
-		if i := slices.IndexFunc(p.Settings, func(s dnsprovider.Setting) bool { return s.Name == e.Setting }); i >= 0 && p.Settings[i].Secret {
-			how = "--dns-setting-file " + e.Setting + "=FILE"
-		}
-		return usagef("--dns %s needs %s (%s)", p.Name, how, e.Help)
-	}
-	return err
+	return prov, err
 }
 
 // printDNSProviders lists the compiled-in providers and their settings,
 // for the --help of commands that take --dns.
 func printDNSProviders(w io.Writer, ps []dnsprovider.Provider) {
-	if len(ps) == 0 {
-		return
-	}
-	fmt.Fprintf(w, "\nDNS providers compiled in (--dns NAME; settings with --dns-setting NAME=VALUE, secret ones\nwith --dns-setting-file NAME=FILE):\n")
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	for _, p := range ps {
-		fmt.Fprintf(tw, "  %s\t%s\n", p.Name, p.Help)
-		for _, s := range p.Settings {
-			var tags []string
-			if s.Required {
-				tags = append(tags, "required")
-			}
-			if s.Secret {
-				tags = append(tags, "secret: from a file")
-			}
-			help := s.Help
-			if len(tags) > 0 {
-				help += " (" + strings.Join(tags, ", ") + ")"
-			}
-			fmt.Fprintf(tw, "    %s\t%s\n", s.Name, help)
-		}
-	}
-	tw.Flush()
+	dnsprovider.CommandFlags().WriteHelp(w, ps)
 }
 
 // resolver is where records are looked up.

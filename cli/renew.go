@@ -2,10 +2,9 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"text/tabwriter"
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
@@ -160,23 +159,12 @@ func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
 // report runs each post-hook of the certificates renewed once, prints the
 // summary and turns failures into the exit status.
 func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Result) error {
-	failed := 0
-	for _, j := range results {
-		switch {
-		case j.Action == renew.Failed && !j.NotAfter.IsZero():
-			failed++ // renewed, but its deploy hook failed
-		case j.Action == renew.Failed:
-			failed++
-			j.Detail = explainIssueError(j.Err, &f.issueFlags).Error()
-		case j.Action == renew.Unparsable:
-			failed++
-		}
-	}
+	failed := renew.Failures(results, func(err error) string { return explainIssueError(err, &f.issueFlags).Error() })
 	if err := f.hooks.Post(ctx, results); err != nil {
-		printSummary(env, results)
+		renew.WriteSummary(env.Stdout, results)
 		return fmt.Errorf("the certificates were renewed, but the post-hook failed: %w", err)
 	}
-	printSummary(env, results)
+	renew.WriteSummary(env.Stdout, results)
 	if failed > 0 {
 		return fmt.Errorf("%d of %d certificates failed or could not be read (see the summary)", failed, len(results))
 	}
@@ -208,26 +196,13 @@ func (f *renewFlags) ariFor(env *Env, st storage.Storage) func(renew.Settings) r
 
 // readWant reads the --want file (see renew.ParseWant).
 func readWant(file string) ([][]string, error) {
-	if file == "" {
-		return nil, nil
-	}
-	fh, err := os.Open(file)
-	if err != nil {
+	want, err := renew.ReadWantFile(file)
+	var werr *renew.WantFileError
+	switch {
+	case errors.As(err, &werr):
+		return nil, usagef("--want %s %v", file, werr.Err)
+	case err != nil:
 		return nil, fmt.Errorf("--want: %w", err)
 	}
-	defer fh.Close()
-	want, err := renew.ParseWant(fh)
-	if err != nil {
-		return nil, usagef("--want %s %v", file, err)
-	}
 	return want, nil
-}
-
-func printSummary(env *Env, results []*renew.Result) {
-	tw := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "CERTIFICATE\tRESULT\tDETAIL")
-	for _, j := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", j.Base, j.Action, j.Detail)
-	}
-	tw.Flush()
 }

@@ -6,10 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"slices"
-	"strings"
-	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/certfile/renew"
@@ -20,40 +16,22 @@ import (
 // certfile/renew remembers per certificate (issue 17): each settings key
 // is the flag of the same name with "-" for "_" (tls_alpn_addr is --tls-alpn-addr).
 
-// flagOf is the flag a renewal settings key comes from.
-func flagOf(key string) string { return strings.ReplaceAll(key, "_", "-") }
-
-// hookKeys are the settings cert renew runs itself (renew.go), not flags
-// of the issuer.
-var hookKeys = []string{"deploy_hook", "pre_hook", "post_hook"}
-
 // settingsFromFlags returns the remembered settings given on fs's command
 // line, and those named in always even at their defaults (cert issue
 // records its CA, challenge and key type whatever they are).
 func settingsFromFlags(fs *flag.FlagSet, always ...string) (renew.Settings, error) {
-	set := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	var s renew.Settings
-	for _, key := range renew.SettingsKeys() {
-		name := flagOf(key)
-		fl := fs.Lookup(name)
-		if fl == nil || !set[name] && !slices.Contains(always, name) {
-			continue
-		}
-		values := []string{fl.Value.String()}
+	s, err := renew.FromFlags(fs, func(fl *flag.Flag) []string {
 		switch l := fl.Value.(type) {
 		case *stringsFlag:
-			values = *l
+			return *l
 		case *settingsFlag:
-			values = l.entries()
+			return l.entries()
 		}
-		for _, v := range values {
-			if err := s.Set(key, v); err != nil {
-				return renew.Settings{}, usagef("--%s: %v", name, err)
-			}
-		}
+		return nil
+	}, always...)
+	if err != nil {
+		return renew.Settings{}, usagef("%v", err)
 	}
-	s.Absolute() // cron runs cert renew from another directory
 	return s, nil
 }
 
@@ -68,15 +46,7 @@ func (f *issueFlags) withSettings(s renew.Settings) (*issueFlags, error) {
 	g.storageDir, g.storageKeyFile, g.storagePassFile = f.storageDir, f.storageKeyFile, f.storagePassFile
 	g.timeout, g.noWait, g.outDir = f.timeout, f.noWait, f.outDir
 	g.EABKID, g.EABHMAC, g.dns.TSIGKey = f.EABKID, f.EABHMAC, f.dns.TSIGKey
-	var err error
-	s.Values(func(key, value string) {
-		if slices.Contains(hookKeys, key) {
-			return // cert renew runs hooks itself
-		}
-		if e := fs.Set(flagOf(key), value); e != nil {
-			err = errors.Join(err, fmt.Errorf("%s = %s: %w", key, value, e))
-		}
-	})
+	err := s.ApplyFlags(fs, renew.HookKeys()...) // cert renew runs hooks itself
 	switch g.challenge {
 	case acmeca.HTTP01, acmeca.TLSALPN01, acmeca.DNS01, acmeca.DNSPersist01:
 	default:
@@ -143,34 +113,13 @@ func showCert(env *Env, outDir, name string) error {
 			return fmt.Errorf("no --out-dir given and no default: %w", err)
 		}
 	}
-	paths, err := dir.Paths(names[0])
-	if err != nil {
+	if _, err := dir.Paths(names[0]); err != nil {
 		return usagef("%v", err)
 	}
-	_, chain, err := dir.Read(names[0])
-	if err != nil {
-		return fmt.Errorf("reading the certificate files of %s in %s (is --out-dir right?): %w", names[0], dir, err)
+	err = renew.Show(env.Stdout, dir, names[0])
+	var rerr *renew.ReadError
+	if errors.As(err, &rerr) {
+		return fmt.Errorf("reading the certificate files of %s in %s (is --out-dir right?): %w", rerr.Name, rerr.Dir, rerr.Err)
 	}
-	leaf := chain[0]
-	w := env.Stdout
-	fmt.Fprintf(w, "certificate: %s\n", names[0])
-	fmt.Fprintf(w, "names: %s\n", strings.Join(certfile.Names(leaf, names[0]), " "))
-	fmt.Fprintf(w, "not_after: %s\n", leaf.NotAfter.UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "issuer: %s\n", leaf.Issuer.CommonName)
-	fmt.Fprintf(w, "cert_file: %s\nkey_file: %s\n", paths.Cert, paths.Key)
-	path, err := renew.SettingsPath(dir, names[0])
-	if err != nil {
-		return err
-	}
-	s, err := renew.LoadSettings(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		fmt.Fprintf(w, "renewal settings: none (%s is absent: cert renew uses its flags, and remembers them)\n", path)
-		return nil
-	case err != nil:
-		return err
-	}
-	fmt.Fprintf(w, "renewal settings: %s\n", path)
-	s.Values(func(key, value string) { fmt.Fprintf(w, "  %s = %s\n", key, value) })
-	return nil
+	return err
 }

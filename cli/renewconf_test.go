@@ -168,11 +168,11 @@ func TestSettingsKeysAreFlags(t *testing.T) {
 	for _, c := range []*Command{certRenewCmd(), certIssueCmd()} {
 		fs := commandFlags(c)
 		for _, key := range renew.SettingsKeys() {
-			if c.Name() == "issue" && slices.Contains(hookKeys, key) {
+			if c.Name() == "issue" && slices.Contains(renew.HookKeys(), key) {
 				continue
 			}
-			if fs.Lookup(flagOf(key)) == nil {
-				t.Errorf("renewal setting %s: cert %s has no flag --%s", key, c.Name(), flagOf(key))
+			if fs.Lookup(renew.FlagOf(key)) == nil {
+				t.Errorf("renewal setting %s: cert %s has no flag --%s", key, c.Name(), renew.FlagOf(key))
 			}
 		}
 	}

@@ -18,6 +18,10 @@
 // config keys dns_setting and dns_setting_file. A Secret setting is taken
 // only from a file, never from the command line or the config file itself.
 //
+// A program with flags of its own builds the provider a user names with
+// Flags.Choose, which says what is wrong in terms of those flags, and
+// lists the providers in its help with Flags.WriteHelp.
+//
 // There is no global registry: a Provider is a value handed to cli.Main.
 package dnsprovider
 

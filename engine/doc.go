@@ -13,4 +13,7 @@
 // It does not parse flags or files, open storage (package storage/open
 // does), decide which names may get certificates (the caller sets
 // Manager.Policy) or listen: the Manager it returns is ready to serve.
+// The one listener it starts is OneShot's, for an issuance outside a
+// Manager (the command's cert issue), which has no server to answer
+// http-01 or tls-alpn-01 on.
 package engine

@@ -77,6 +77,35 @@ func repairPair(ctx context.Context, st storage.Storage, dir certfile.Dir, p *ce
 	return best, nil
 }
 
+// WantFileError is a want list file that does not parse (ParseWant).
+type WantFileError struct {
+	File string
+	Err  error
+}
+
+func (e *WantFileError) Error() string { return e.File + " " + e.Err.Error() }
+
+func (e *WantFileError) Unwrap() error { return e.Err }
+
+// ReadWantFile reads the want list in file (ParseWant); none for "". A
+// list that does not parse is a *WantFileError; a file that cannot be
+// read, the os package's error.
+func ReadWantFile(file string) ([][]string, error) {
+	if file == "" {
+		return nil, nil
+	}
+	fh, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	want, err := ParseWant(fh)
+	if err != nil {
+		return nil, &WantFileError{File: file, Err: err}
+	}
+	return want, nil
+}
+
 // ParseWant reads a want list for Renewer.Want: one certificate per line,
 // its names separated by spaces, the first naming the files; blank lines
 // and # comments are skipped. Names are normalised (IP literals and

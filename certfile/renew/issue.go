@@ -1,0 +1,43 @@
+package renew
+
+import (
+	"context"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/storage"
+)
+
+// WriteError is a certificate obtained but not written as files: it is
+// in storage all the same (but for a CSR's).
+type WriteError struct{ Err error }
+
+func (e *WriteError) Error() string { return "writing the certificate files: " + e.Err.Error() }
+
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// IssueFiles obtains a certificate (certkeeper.Issue with st and req) and
+// writes it into dir, named for req.Names[0]: its key and chain
+// (Dir.Write), or for a req.CSR the chain alone (Dir.WriteCert), as the
+// key is the caller's and nothing is stored (st is not used). The first
+// issuance of the command's cert issue; a renewal is Renewer's. Issue's
+// error is returned as it is, a failed write as a *WriteError.
+func IssueFiles(ctx context.Context, dir certfile.Dir, st storage.Storage, req certkeeper.IssueRequest) (*certkeeper.Issued, certfile.Paths, error) {
+	if req.CSR != nil {
+		st = nil
+	}
+	got, err := certkeeper.Issue(ctx, st, req)
+	if err != nil {
+		return nil, certfile.Paths{}, err
+	}
+	var paths certfile.Paths
+	if req.CSR != nil {
+		paths.Cert, err = dir.WriteCert(req.Names[0], got.Certificate.ChainPEM)
+	} else {
+		paths, err = dir.Write(req.Names[0], got.Record.KeyPEM, got.Certificate.ChainPEM)
+	}
+	if err != nil {
+		return nil, certfile.Paths{}, &WriteError{Err: err}
+	}
+	return got, paths, nil
+}

@@ -1,0 +1,82 @@
+package engine
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/dns01"
+	"github.com/certkeeper/certkeeper/solver/http01"
+	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
+)
+
+// OneShot is how an issuance outside a Manager (the command's cert issue
+// and cert renew) answers its one challenge type: with a listener of its
+// own for http-01 and tls-alpn-01, since no server runs, or through DNS.
+type OneShot struct {
+	// Challenge is http-01, tls-alpn-01, dns-01 or dns-persist-01.
+	Challenge string
+	// HTTPAddr and TLSALPNAddr are where http-01 and tls-alpn-01 are
+	// answered (the CA connects to ports 80 and 443).
+	HTTPAddr, TLSALPNAddr string
+	// DNS01 sets dns-01's records; required for dns-01.
+	DNS01 *dns01.Solver
+	// DNSResolver finds dns-persist-01 records, for dns-01 and
+	// dns-persist-01.
+	DNSResolver dns01.Resolver
+	// Logger receives the solvers' logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Listen gives iss the solvers of o.Challenge, starting its listener
+// first so that a busy port fails before anything is ordered, and
+// returns the func that stops it. dns-01 also uses dns-persist-01
+// wherever its record is in place. A listener that cannot start is a
+// *ListenError.
+func (o OneShot) Listen(iss *acmeca.Issuer) (stop func(), err error) {
+	var closer func() error
+	switch o.Challenge {
+	case acmeca.HTTP01:
+		s := &http01.Solver{Logger: o.Logger}
+		srv, err := s.Listen(o.HTTPAddr)
+		if err != nil {
+			return nil, &ListenError{Addr: o.HTTPAddr, Challenge: o.Challenge, Err: err}
+		}
+		closer = srv.Close
+		iss.Solvers = map[string]solver.Solver{acmeca.HTTP01: s}
+	case acmeca.TLSALPN01:
+		s := &tlsalpn01.Solver{Logger: o.Logger}
+		srv, err := s.Listen(o.TLSALPNAddr)
+		if err != nil {
+			return nil, &ListenError{Addr: o.TLSALPNAddr, Challenge: o.Challenge, Err: err}
+		}
+		closer = srv.Close
+		iss.Solvers = map[string]solver.Solver{acmeca.TLSALPN01: s}
+	case acmeca.DNS01, acmeca.DNSPersist01:
+		closer = func() error { return nil }
+		iss.Solvers = map[string]solver.Solver{acmeca.DNSPersist01: &dns01.Persist{Resolver: o.DNSResolver}}
+		if o.Challenge == acmeca.DNS01 {
+			if o.DNS01 == nil {
+				return nil, fmt.Errorf("engine: dns-01 without a DNS01 solver")
+			}
+			o.DNS01.Logger = o.Logger
+			iss.Solvers[acmeca.DNS01] = o.DNS01
+		}
+	default:
+		return nil, fmt.Errorf("engine: challenge %w", CheckChallenge(o.Challenge))
+	}
+	return func() { _ = closer() }, nil
+}
+
+// ListenError is a challenge listener that could not start.
+type ListenError struct {
+	Addr, Challenge string
+	Err             error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("listening on %s for %s: %v", e.Addr, e.Challenge, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
