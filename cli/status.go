@@ -3,13 +3,8 @@ package cli
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
@@ -51,14 +46,9 @@ Status exits non-zero when a stored record is damaged, after listing everything.
 			storageDir := sf.where()
 			var files []certStatus
 			for _, spec := range certFiles {
-				cf, err := certkeeper.ParseCertFile(spec)
+				s, err := certkeeper.StatusOfCertFile(spec, time.Now())
 				if err != nil {
 					return usagef("--cert-file: %v", err)
-				}
-				fst, err := certkeeper.ReadCertFile(cf, time.Now())
-				s := certStatus{Names: fst.Names, Issuer: "file", NotAfter: fst.NotAfter, State: fst.State, Key: "file:" + cf.Cert}
-				if err != nil {
-					s.State, s.LastError = status.Damaged, err.Error()
 				}
 				files = append(files, s)
 			}
@@ -68,7 +58,11 @@ Status exits non-zero when a stored record is damaged, after listing everything.
 			}
 			defer closeStorage()
 			out := bufio.NewWriterSize(env.Stdout, 64<<10)
-			p := &status.Printer{W: out, JSON: asJSON, Where: func(key string) string { return damagedWhere(key, sf.spec) }}
+			p := &status.Printer{W: out, JSON: asJSON}
+			noteDir := "" // the directory of a directory storage, for the empty-storage note
+			if !isURL(sf.spec) {
+				noteDir, p.Where = storageDir, status.DirWhere(storageDir)
+			}
 			// Streamed: one record at a time, whatever the number stored.
 			err = status.Walk(ctx, st, time.Now(), p.Add)
 			if err != nil {
@@ -79,7 +73,7 @@ Status exits non-zero when a stored record is damaged, after listing everything.
 					return err
 				}
 			}
-			if err := p.Finish(storageDir, emptyNote(sf.spec, storageDir)); err != nil {
+			if err := p.Finish(storageDir, status.EmptyNote(noteDir, sf.spec == "")); err != nil {
 				return err
 			}
 			if err := out.Flush(); err != nil {
@@ -88,28 +82,4 @@ Status exits non-zero when a stored record is damaged, after listing everything.
 			return p.DamagedError()
 		},
 	}
-}
-
-// emptyNote is what "no certificates in DIR" adds: that the directory
-// does not exist (a mistyped --storage, or the other user's default), or
-// how certificates get there.
-func emptyNote(spec, storageDir string) string {
-	if !isURL(spec) {
-		if _, err := os.Stat(storageDir); errors.Is(err, fs.ErrNotExist) {
-			if spec == "" {
-				return " (the directory does not exist: nothing was stored as this user; give --storage to read another)"
-			}
-			return " (the directory does not exist: is --storage right?)"
-		}
-	}
-	return " (certificates appear here once proxy, server or cert issue obtains one with this storage)"
-}
-
-// damagedWhere names a damaged record: its key and, in a directory
-// storage, its file.
-func damagedWhere(key, spec string) string {
-	if isURL(spec) || strings.HasPrefix(key, "file:") {
-		return key
-	}
-	return key + " (file " + filepath.Join(storageWhere(spec), filepath.FromSlash(key)) + ")"
 }
