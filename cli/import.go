@@ -83,14 +83,7 @@ Exit status: 0 all imported (or unchanged, or kept), 1 something was skipped or 
 			if err != nil {
 				return err
 			}
-			skipped := migrate.CountSkipped(actions)
-			if len(actions) == 0 {
-				return fmt.Errorf("found no certificates or accounts of %s in %s", from, args[0])
-			}
-			if skipped > 0 {
-				return fmt.Errorf("%d of %d entries could not be imported (see above)", skipped, len(actions))
-			}
-			return nil
+			return migrate.Outcome(from, args[0], actions)
 		},
 	}
 }

@@ -33,3 +33,17 @@ func CountSkipped(actions []Action) int {
 	}
 	return n
 }
+
+// Outcome is the error "certkeeper import" ends with after printing
+// actions, read from tool's state in dir: none when everything was
+// imported (or unchanged, or kept), else that nothing was found or how
+// many entries were skipped.
+func Outcome(tool, dir string, actions []Action) error {
+	if len(actions) == 0 {
+		return fmt.Errorf("found no certificates or accounts of %s in %s", tool, dir)
+	}
+	if skipped := CountSkipped(actions); skipped > 0 {
+		return fmt.Errorf("%d of %d entries could not be imported (see above)", skipped, len(actions))
+	}
+	return nil
+}

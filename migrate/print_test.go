@@ -26,3 +26,17 @@ func TestWriteActions(t *testing.T) {
 		t.Errorf("CountSkipped = %d, want 1", n)
 	}
 }
+
+// TestOutcome: nothing found and skipped entries fail an import; kept
+// and unchanged ones do not.
+func TestOutcome(t *testing.T) {
+	if err := Outcome("certbot", "/etc/letsencrypt", nil); err == nil || err.Error() != "found no certificates or accounts of certbot in /etc/letsencrypt" {
+		t.Errorf("no actions: %v", err)
+	}
+	if err := Outcome("certbot", "/d", []Action{{Result: Kept}, {Result: Unchanged}}); err != nil {
+		t.Errorf("kept and unchanged: %v", err)
+	}
+	if err := Outcome("certbot", "/d", []Action{{Result: Imported}, {Result: Skipped}}); err == nil || err.Error() != "1 of 2 entries could not be imported (see above)" {
+		t.Errorf("one skipped: %v", err)
+	}
+}
