@@ -251,3 +251,20 @@ func (m *Manager) CertFileStatus() []CertFileStatus {
 	}
 	return out
 }
+
+// StatusOfCertFile reads the CERT:KEY pair spec (as ParseCertFile takes
+// it) and returns it as an entry of "certkeeper status": issuer "file",
+// keyed "file:" and the certificate's path, damaged (with the error) when
+// the files cannot be read. The error is for a spec that does not parse.
+func StatusOfCertFile(spec string, now time.Time) (status.Cert, error) {
+	cf, err := ParseCertFile(spec)
+	if err != nil {
+		return status.Cert{}, err
+	}
+	fst, err := ReadCertFile(cf, now)
+	s := status.Cert{Names: fst.Names, Issuer: "file", NotAfter: fst.NotAfter, State: fst.State, Key: "file:" + cf.Cert}
+	if err != nil {
+		s.State, s.LastError = status.Damaged, err.Error()
+	}
+	return s, nil
+}

@@ -122,11 +122,7 @@ trust store and the NSS databases of your browsers. A root that is not installed
 			apply = truststore.Untrust
 		}
 		results, err := apply(ctx, root, o)
-		for _, r := range results {
-			if r.Err == nil {
-				fmt.Fprintf(env.Stdout, "%s: %s in the %s store (%s)\n", truststore.Name(root), done, r.Store, r.Where)
-			}
-		}
+		truststore.WriteDone(env.Stdout, root, done, results)
 		if err != nil {
 			return fmt.Errorf("ca %s: %w", verb, err)
 		}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 
@@ -61,27 +60,10 @@ Exit status 1 when a check fails.`,
 			}
 			results := doctor.Run(ctx, doctor.Config{Name: norm, Resolver: resolver, Addrs: addrs, DirectoryURL: iss.DirectoryURL,
 				HTTPClient: iss.HTTPClient, Storage: st, Email: iss.Email})
-			if asJSON {
-				enc := json.NewEncoder(env.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(results); err != nil {
-					return err
-				}
-			} else {
-				for _, r := range results {
-					fmt.Fprintf(env.Stdout, "%-4s  %s: %s\n", r.Status, r.Check, r.Detail)
-					if r.Fix != "" {
-						fmt.Fprintf(env.Stdout, "      fix: %s\n", r.Fix)
-					}
-				}
+			if err := doctor.Write(env.Stdout, results, asJSON); err != nil {
+				return err
 			}
-			failed := 0
-			for _, r := range results {
-				if r.Status == doctor.Fail {
-					failed++
-				}
-			}
-			if failed > 0 {
+			if failed := doctor.Failures(results); failed > 0 {
 				return fmt.Errorf("%d of %d checks failed for %s; each says what to do", failed, len(results), norm)
 			}
 			return nil

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/certkeeper/certkeeper/migrate"
@@ -80,23 +79,11 @@ Exit status: 0 all imported (or unchanged, or kept), 1 something was skipped or 
 				return err
 			}
 			actions, err := migrate.Import(ctx, st, state, migrate.ImportOptions{DryRun: dryRun, Overwrite: overwrite})
-			printImport(env, actions)
+			migrate.WriteActions(env.Stdout, actions)
 			if err != nil {
 				return err
 			}
-			skipped := 0
-			for _, a := range actions {
-				if a.Result == migrate.Skipped {
-					skipped++
-				}
-			}
-			if len(actions) == 0 {
-				return fmt.Errorf("found no certificates or accounts of %s in %s", from, args[0])
-			}
-			if skipped > 0 {
-				return fmt.Errorf("%d of %d entries could not be imported (see above)", skipped, len(actions))
-			}
-			return nil
+			return migrate.Outcome(from, args[0], actions)
 		},
 	}
 }
@@ -117,19 +104,4 @@ func importRoots(ctx context.Context, st storage.Storage, file string) (*x509.Ce
 		return nil, fmt.Errorf("--ca-roots %s: %w", file, err)
 	}
 	return pool, err
-}
-
-// printImport writes one line per entry: result, kind, subject, source,
-// and why for what was skipped.
-func printImport(env *Env, actions []migrate.Action) {
-	tw := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "RESULT\tKIND\tSUBJECT\tSOURCE\tWHY")
-	for _, a := range actions {
-		subject := a.Subject
-		if subject == "" {
-			subject = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Result, a.Kind, subject, a.Source, a.Why)
-	}
-	tw.Flush()
 }

@@ -74,7 +74,7 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 			stats, err := archive.Copy(ctx, src, dst, archive.ImportOptions{Overwrite: overwrite})
 			warnInvalid(env, "not migrated", stats.Invalid)
 			if cerr, ok := errors.AsType[*archive.ConflictError](err); ok {
-				return conflictError(to.where(), cerr.Keys)
+				return cerr.Explain(to.where())
 			}
 			if err != nil {
 				return err

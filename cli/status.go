@@ -3,15 +3,8 @@ package cli
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
@@ -53,14 +46,9 @@ Status exits non-zero when a stored record is damaged, after listing everything.
 			storageDir := sf.where()
 			var files []certStatus
 			for _, spec := range certFiles {
-				cf, err := certkeeper.ParseCertFile(spec)
+				s, err := certkeeper.StatusOfCertFile(spec, time.Now())
 				if err != nil {
 					return usagef("--cert-file: %v", err)
-				}
-				fst, err := certkeeper.ReadCertFile(cf, time.Now())
-				s := certStatus{Names: fst.Names, Issuer: "file", NotAfter: fst.NotAfter, State: fst.State, Key: "file:" + cf.Cert}
-				if err != nil {
-					s.State, s.LastError = status.Damaged, err.Error()
 				}
 				files = append(files, s)
 			}
@@ -70,143 +58,28 @@ Status exits non-zero when a stored record is damaged, after listing everything.
 			}
 			defer closeStorage()
 			out := bufio.NewWriterSize(env.Stdout, 64<<10)
-			p := &statusPrinter{w: out, json: asJSON, spec: sf.spec}
+			p := &status.Printer{W: out, JSON: asJSON}
+			noteDir := "" // the directory of a directory storage, for the empty-storage note
+			if !isURL(sf.spec) {
+				noteDir, p.Where = storageDir, status.DirWhere(storageDir)
+			}
 			// Streamed: one record at a time, whatever the number stored.
-			err = status.Walk(ctx, st, time.Now(), p.add)
+			err = status.Walk(ctx, st, time.Now(), p.Add)
 			if err != nil {
 				return fmt.Errorf("reading %s: %w", storageDir, err)
 			}
 			for _, s := range files {
-				if err := p.add(s); err != nil {
+				if err := p.Add(s); err != nil {
 					return err
 				}
 			}
-			if err := p.finish(storageDir, emptyNote(sf.spec, storageDir)); err != nil {
+			if err := p.Finish(storageDir, status.EmptyNote(noteDir, sf.spec == "")); err != nil {
 				return err
 			}
 			if err := out.Flush(); err != nil {
 				return err
 			}
-			return p.damagedError()
+			return p.DamagedError()
 		},
 	}
-}
-
-// statusPrinter prints "certkeeper status" as the entries come: JSON, or
-// a table flushed every statusChunk rows (columns are aligned within a
-// chunk), then the errors of the failing entries.
-type statusPrinter struct {
-	w       io.Writer
-	json    bool
-	spec    string // --storage, to name a damaged record's file
-	arr     status.ArrayWriter
-	tw      *tabwriter.Writer
-	rows    int
-	errs    []certStatus // entries with an error, printed after the table
-	damaged []string     // keys (and files) of damaged records
-}
-
-// statusChunk is how many table rows are aligned and written together.
-const statusChunk = 1000
-
-func (p *statusPrinter) add(s certStatus) error {
-	if s.State == status.Damaged {
-		p.damaged = append(p.damaged, damagedWhere(s.Key, p.spec))
-	}
-	if p.json {
-		p.arr.W = p.w
-		return p.arr.Write(s)
-	}
-	if p.tw == nil {
-		p.tw = tabwriter.NewWriter(p.w, 0, 8, 2, ' ', 0)
-		fmt.Fprintln(p.tw, "NAMES\tISSUER\tNOT AFTER\tNEXT RENEWAL\tLAST SEEN\tSTATE")
-	}
-	seen := "-"
-	if !s.LastSeen.IsZero() {
-		seen = s.LastSeen.UTC().Format(time.RFC3339)
-	}
-	next := "-" // certificate files are renewed by their owner
-	if !s.NextRenewal.IsZero() {
-		next = s.NextRenewal.UTC().Format(time.RFC3339)
-	}
-	notAfter := "-" // no certificate: damaged, or its first issuance is failing
-	if !s.NotAfter.IsZero() {
-		notAfter = s.NotAfter.UTC().Format(time.RFC3339)
-	}
-	fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%s\t%s\n", statusLabel(s), s.Issuer, notAfter, next, seen, s.State)
-	if s.LastError != "" {
-		p.errs = append(p.errs, certStatus{Names: s.Names, Key: s.Key, State: s.State, LastError: s.LastError, RetryAt: s.RetryAt})
-	}
-	if p.rows++; p.rows%statusChunk == 0 {
-		return p.tw.Flush()
-	}
-	return nil
-}
-
-// emptyNote is what "no certificates in DIR" adds: that the directory
-// does not exist (a mistyped --storage, or the other user's default), or
-// how certificates get there.
-func emptyNote(spec, storageDir string) string {
-	if !isURL(spec) {
-		if _, err := os.Stat(storageDir); errors.Is(err, fs.ErrNotExist) {
-			if spec == "" {
-				return " (the directory does not exist: nothing was stored as this user; give --storage to read another)"
-			}
-			return " (the directory does not exist: is --storage right?)"
-		}
-	}
-	return " (certificates appear here once proxy, server or cert issue obtains one with this storage)"
-}
-
-// finish ends the output: the JSON array, or the table and the errors;
-// note follows "no certificates in DIR" when there are none.
-func (p *statusPrinter) finish(storageDir, note string) error {
-	if p.json {
-		p.arr.W = p.w
-		return p.arr.Close()
-	}
-	if p.tw == nil {
-		fmt.Fprintf(p.w, "no certificates in %s%s\n", storageDir, note)
-		return nil
-	}
-	if err := p.tw.Flush(); err != nil {
-		return err
-	}
-	for _, s := range p.errs {
-		fmt.Fprintf(p.w, "\n%s: %s", statusLabel(s), s.LastError)
-		if !s.RetryAt.IsZero() {
-			fmt.Fprintf(p.w, " (next attempt %s)", s.RetryAt.UTC().Format(time.RFC3339))
-		}
-		fmt.Fprintln(p.w)
-	}
-	return nil
-}
-
-// damagedError fails "certkeeper status" when a stored record cannot be
-// read, naming each by its storage key and, in a directory storage, its
-// file. The list has been printed first, in full.
-func (p *statusPrinter) damagedError() error {
-	if len(p.damaged) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%d damaged certificate record(s): %s; restore them from a backup or delete them "+
-		"(a handshake or \"certkeeper cert issue\" obtains the name again)", len(p.damaged), strings.Join(p.damaged, ", "))
-}
-
-// damagedWhere names a damaged record: its key and, in a directory
-// storage, its file.
-func damagedWhere(key, spec string) string {
-	if isURL(spec) || strings.HasPrefix(key, "file:") {
-		return key
-	}
-	return key + " (file " + filepath.Join(storageWhere(spec), filepath.FromSlash(key)) + ")"
-}
-
-// statusLabel names a certificate in status's table: by its names, or by
-// its storage key when its record could not be read.
-func statusLabel(s certStatus) string {
-	if len(s.Names) == 0 || s.State == status.Damaged {
-		return s.Key
-	}
-	return strings.Join(s.Names, ",")
 }

@@ -9,7 +9,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strings"
 
 	"github.com/certkeeper/certkeeper/internal/term"
 	"github.com/certkeeper/certkeeper/storage/archive"
@@ -97,7 +96,7 @@ Keep it as private as --storage itself, and delete it once imported.`,
 				return err
 			}
 			warnInvalid(env, "left out of the archive", stats.Invalid)
-			fmt.Fprintf(env.Stderr, "certkeeper: exported %d keys from %s to %s (%s)\n", stats.Keys, storageDir, out, byteSize(stats.Bytes))
+			fmt.Fprintf(env.Stderr, "certkeeper: exported %d keys from %s to %s (%s)\n", stats.Keys, storageDir, out, archive.ByteSize(stats.Bytes))
 			return nil
 		},
 	}
@@ -160,7 +159,7 @@ could be replaced by the archive's older one.`,
 			defer closeStorage()
 			stats, err := archive.Import(ctx, st, r, archive.ImportOptions{Overwrite: overwrite})
 			if cerr, ok := errors.AsType[*archive.ConflictError](err); ok {
-				return conflictError(storageDir, cerr.Keys)
+				return cerr.Explain(storageDir)
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
@@ -181,30 +180,4 @@ func warnInvalid(env *Env, what string, invalid map[string]error) {
 	for _, key := range slices.Sorted(maps.Keys(invalid)) {
 		fmt.Fprintf(env.Stderr, "certkeeper: warning: %s: %v\n", what, invalid[key])
 	}
-}
-
-// conflictError says which keys stopped an import and how to go on.
-func conflictError(storageDir string, keys []string) error {
-	const show = 10
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d keys in %s already hold values that differ from the archive's; nothing was imported:\n", len(keys), storageDir)
-	for _, k := range keys[:min(len(keys), show)] {
-		fmt.Fprintf(&b, "\t%s\n", k)
-	}
-	if len(keys) > show {
-		fmt.Fprintf(&b, "\t(and %d more)\n", len(keys)-show)
-	}
-	b.WriteString("Run again with --overwrite to replace them with the archive's values.")
-	return errors.New(b.String())
-}
-
-// byteSize formats n for people: 512 B, 14.2 KiB, 3.0 MiB.
-func byteSize(n int64) string {
-	switch {
-	case n < 1<<10:
-		return fmt.Sprintf("%d B", n)
-	case n < 1<<20:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }

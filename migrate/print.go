@@ -1,0 +1,49 @@
+package migrate
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// WriteActions prints actions as "certkeeper import" does: a table with
+// one line per entry (result, kind, subject, source, and why for what was
+// skipped).
+func WriteActions(w io.Writer, actions []Action) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "RESULT\tKIND\tSUBJECT\tSOURCE\tWHY")
+	for _, a := range actions {
+		subject := a.Subject
+		if subject == "" {
+			subject = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Result, a.Kind, subject, a.Source, a.Why)
+	}
+	return tw.Flush()
+}
+
+// CountSkipped returns how many of actions were Skipped: entries that
+// could not be imported.
+func CountSkipped(actions []Action) int {
+	n := 0
+	for _, a := range actions {
+		if a.Result == Skipped {
+			n++
+		}
+	}
+	return n
+}
+
+// Outcome is the error "certkeeper import" ends with after printing
+// actions, read from tool's state in dir: none when everything was
+// imported (or unchanged, or kept), else that nothing was found or how
+// many entries were skipped.
+func Outcome(tool, dir string, actions []Action) error {
+	if len(actions) == 0 {
+		return fmt.Errorf("found no certificates or accounts of %s in %s", tool, dir)
+	}
+	if skipped := CountSkipped(actions); skipped > 0 {
+		return fmt.Errorf("%d of %d entries could not be imported (see above)", skipped, len(actions))
+	}
+	return nil
+}

@@ -1,0 +1,39 @@
+package status
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DirWhere returns a Printer.Where for a directory storage at dir: a
+// damaged record is named by its storage key and its file, so that it can
+// be restored or deleted. Certificate files ("file:" keys) are named by
+// their key, which holds their path.
+func DirWhere(dir string) func(key string) string {
+	return func(key string) string {
+		if strings.HasPrefix(key, "file:") {
+			return key
+		}
+		return key + " (file " + filepath.Join(dir, filepath.FromSlash(key)) + ")"
+	}
+}
+
+// EmptyNote is what follows "no certificates in DIR" (Printer.Finish's
+// note) for a directory storage at dir ("" for a storage at a URL): that
+// the directory does not exist (a mistyped --storage, or, when defaultDir,
+// the default of a user who stored nothing), or how certificates get
+// there.
+func EmptyNote(dir string, defaultDir bool) string {
+	if dir != "" {
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			if defaultDir {
+				return " (the directory does not exist: nothing was stored as this user; give --storage to read another)"
+			}
+			return " (the directory does not exist: is --storage right?)"
+		}
+	}
+	return " (certificates appear here once proxy, server or cert issue obtains one with this storage)"
+}

@@ -1,0 +1,41 @@
+package status_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/certkeeper/certkeeper/status"
+)
+
+// TestDirWhere: a stored record is named with its file, a certificate
+// file by its key alone.
+func TestDirWhere(t *testing.T) {
+	where := status.DirWhere("/s")
+	if got, want := where("certificates/a.json"), "certificates/a.json (file "+filepath.Join("/s", "certificates", "a.json")+")"; got != want {
+		t.Errorf("where = %q, want %q", got, want)
+	}
+	if got := where("file:/etc/c.pem"); got != "file:/etc/c.pem" {
+		t.Errorf("where(file:) = %q", got)
+	}
+}
+
+// TestEmptyNote: a missing directory is pointed out, differently for the
+// default one; an existing one or a URL says how certificates get there.
+func TestEmptyNote(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, c := range []struct {
+		dir        string
+		defaultDir bool
+		want       string
+	}{
+		{missing, true, "nothing was stored as this user"},
+		{missing, false, "is --storage right?"},
+		{t.TempDir(), false, "certificates appear here"},
+		{"", false, "certificates appear here"},
+	} {
+		if got := status.EmptyNote(c.dir, c.defaultDir); !strings.Contains(got, c.want) {
+			t.Errorf("EmptyNote(%q, %v) = %q, want it to hold %q", c.dir, c.defaultDir, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,115 @@
+package status
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Printer writes Certs as "certkeeper status" prints them, as they come:
+// a JSON array (the form of /status.json), or a table flushed every
+// chunk rows (columns are aligned within a chunk) followed by the errors
+// of the failing entries. A Go program walking a storage with Walk can
+// pass Add as the callback and get the command's output, whatever the
+// number of certificates stored.
+type Printer struct {
+	// W receives the output; buffer it when writing many entries.
+	W io.Writer
+	// JSON selects the JSON array instead of the table.
+	JSON bool
+	// Where names a damaged record for DamagedError, say with its file;
+	// nil names it by its storage key.
+	Where func(key string) string
+
+	arr     ArrayWriter
+	tw      *tabwriter.Writer
+	rows    int
+	errs    []Cert   // entries with an error, printed after the table
+	damaged []string // names of damaged records
+}
+
+// printChunk is how many table rows are aligned and written together.
+const printChunk = 1000
+
+// Add prints one entry (a row of the table, or an element of the array).
+func (p *Printer) Add(s Cert) error {
+	if s.State == Damaged {
+		where := s.Key
+		if p.Where != nil {
+			where = p.Where(s.Key)
+		}
+		p.damaged = append(p.damaged, where)
+	}
+	if p.JSON {
+		p.arr.W = p.W
+		return p.arr.Write(s)
+	}
+	if p.tw == nil {
+		p.tw = tabwriter.NewWriter(p.W, 0, 8, 2, ' ', 0)
+		fmt.Fprintln(p.tw, "NAMES\tISSUER\tNOT AFTER\tNEXT RENEWAL\tLAST SEEN\tSTATE")
+	}
+	// "-": never seen; a certificate file (renewed by its owner); no
+	// certificate (damaged, or its first issuance is failing).
+	fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%s\t%s\n", Label(s), s.Issuer, timeOrDash(s.NotAfter), timeOrDash(s.NextRenewal), timeOrDash(s.LastSeen), s.State)
+	if s.LastError != "" {
+		p.errs = append(p.errs, Cert{Names: s.Names, Key: s.Key, State: s.State, LastError: s.LastError, RetryAt: s.RetryAt})
+	}
+	if p.rows++; p.rows%printChunk == 0 {
+		return p.tw.Flush()
+	}
+	return nil
+}
+
+// timeOrDash formats t in UTC as RFC 3339, or "-" when it is zero.
+func timeOrDash(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// Finish ends the output: the JSON array, or the table and the errors.
+// With no entries, the table is the line "no certificates in WHERE" and
+// note (say, why the storage is empty).
+func (p *Printer) Finish(where, note string) error {
+	if p.JSON {
+		p.arr.W = p.W
+		return p.arr.Close()
+	}
+	if p.tw == nil {
+		fmt.Fprintf(p.W, "no certificates in %s%s\n", where, note)
+		return nil
+	}
+	if err := p.tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range p.errs {
+		fmt.Fprintf(p.W, "\n%s: %s", Label(s), s.LastError)
+		if !s.RetryAt.IsZero() {
+			fmt.Fprintf(p.W, " (next attempt %s)", s.RetryAt.UTC().Format(time.RFC3339))
+		}
+		fmt.Fprintln(p.W)
+	}
+	return nil
+}
+
+// DamagedError returns, when a record added was damaged, the error that
+// names each (by Where) and says how to recover; nil otherwise.
+func (p *Printer) DamagedError() error {
+	if len(p.damaged) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d damaged certificate record(s): %s; restore them from a backup or delete them "+
+		"(a handshake or \"certkeeper cert issue\" obtains the name again)", len(p.damaged), strings.Join(p.damaged, ", "))
+}
+
+// Label names a certificate in the status table: by its names, or by its
+// storage key when its record could not be read.
+func Label(s Cert) string {
+	if len(s.Names) == 0 || s.State == Damaged {
+		return s.Key
+	}
+	return strings.Join(s.Names, ",")
+}

@@ -1,0 +1,58 @@
+package status_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/status"
+)
+
+// TestPrinter: the table, the errors after it, the empty note, the JSON
+// array and the damaged-record error, as "certkeeper status" prints them.
+func TestPrinter(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	entries := []status.Cert{
+		{Names: []string{"a.test", "b.test"}, Issuer: "acme", NotAfter: at, NextRenewal: at, State: status.Fine},
+		{Names: []string{"c.test"}, Issuer: "acme", State: status.Failing, LastError: "rate limited", RetryAt: at},
+		{Names: []string{"d.test"}, Key: "certificates/x/d.test.json", State: status.Damaged, LastError: "bad json"},
+	}
+	var b strings.Builder
+	p := &status.Printer{W: &b, Where: func(key string) string { return key + " (file /s/" + key + ")" }}
+	for _, s := range entries {
+		if err := p.Add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Finish("/s", " (note)"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"NAMES                       ISSUER  NOT AFTER             NEXT RENEWAL          LAST SEEN  STATE\n",
+		"a.test,b.test               acme    2026-01-02T03:04:05Z  2026-01-02T03:04:05Z  -          fine\n",
+		"\nc.test: rate limited (next attempt 2026-01-02T03:04:05Z)\n",
+		"\ncertificates/x/d.test.json: bad json\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	err := p.DamagedError()
+	if err == nil || !strings.Contains(err.Error(), "1 damaged certificate record(s): certificates/x/d.test.json (file /s/certificates/x/d.test.json);") {
+		t.Errorf("DamagedError = %v", err)
+	}
+
+	b.Reset()
+	p = &status.Printer{W: &b}
+	if err := p.Finish("/s", " (note)"); err != nil || b.String() != "no certificates in /s (note)\n" || p.DamagedError() != nil {
+		t.Errorf("empty table = %q, %v", b.String(), err)
+	}
+	b.Reset()
+	p = &status.Printer{W: &b, JSON: true}
+	if err := p.Add(entries[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Finish("/s", ""); err != nil || !strings.HasPrefix(b.String(), "[\n  {") || !strings.HasSuffix(b.String(), "}\n]\n") {
+		t.Errorf("JSON = %q, %v", b.String(), err)
+	}
+}

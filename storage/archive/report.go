@@ -1,0 +1,36 @@
+package archive
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Explain returns the error "certkeeper storage import" and "migrate"
+// end with on a conflict: how many keys of where (the storage written
+// to) differ, the first ten of them one per line, and how to go on.
+func (e *ConflictError) Explain(where string) error {
+	const show = 10
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d keys in %s already hold values that differ from the archive's; nothing was imported:\n", len(e.Keys), where)
+	for _, k := range e.Keys[:min(len(e.Keys), show)] {
+		fmt.Fprintf(&b, "\t%s\n", k)
+	}
+	if len(e.Keys) > show {
+		fmt.Fprintf(&b, "\t(and %d more)\n", len(e.Keys)-show)
+	}
+	b.WriteString("Run again with --overwrite to replace them with the archive's values.")
+	return errors.New(b.String())
+}
+
+// ByteSize formats an archive's size for people: 512 B, 14.2 KiB,
+// 3.0 MiB.
+func ByteSize(n int64) string {
+	switch {
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
