@@ -39,16 +39,6 @@ func (f *deployFlags) register(fs *flag.FlagSet, prefix string) {
 	deprecatedFlag(fs, prefix+"reload", prefix+"post-hook")
 }
 
-// overlay sets the deploy settings whose flags (with prefix) were given.
-func (f *deployFlags) overlay(set map[string]bool, prefix string, flags deployFlags) {
-	for name, p := range map[string][2]*string{"format": {&f.Format, &flags.Format}, "out-dir": {&f.Out, &flags.Out},
-		"check-hook": {&f.Check, &flags.Check}, "post-hook": {&f.Reload, &flags.Reload}} {
-		if set[prefix+name] {
-			*p[0] = *p[1]
-		}
-	}
-}
-
 func (f *deployFlags) deployer(env *Env, flagPrefix string) (*certdeploy.Deployer, error) {
 	if f.Out == "" {
 		return nil, usagef("--%sout-dir DIR is required", flagPrefix)

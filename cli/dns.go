@@ -83,43 +83,6 @@ func (s *settingsFlag) Set(v string) error {
 	return nil
 }
 
-// overlay copies the DNS flags that were set on the command line onto c.
-func (c *dnsConfig) overlay(flags *dnsConfig, set map[string]bool) {
-	for name, apply := range map[string]func(){
-		"dns":              func() { c.Provider = flags.Provider },
-		"dns-server":       func() { c.Server = flags.Server },
-		"tsig-key":         func() { c.TSIGKey = flags.TSIGKey },
-		"tsig-key-file":    func() { c.TSIGKeyFile = flags.TSIGKeyFile },
-		"dns-exec":         func() { c.Exec = flags.Exec },
-		"dns-exec-mode":    func() { c.ExecMode = flags.ExecMode },
-		"dns-api-url":      func() { c.APIURL = flags.APIURL },
-		"dns-api-key-file": func() { c.APIKeyFile = flags.APIKeyFile },
-		"dns-resolver":     func() { c.Resolvers = flags.Resolvers },
-		"dns-zone":         func() { c.Zones = flags.Zones },
-		"dns-check-port":   func() { c.CheckPort = flags.CheckPort },
-		"dns-timeout":      func() { c.Timeout = flags.Timeout },
-		"dns-no-check":     func() { c.NoCheck = flags.NoCheck },
-		"dns-setting":      func() { c.Settings = mergeSettings(c.Settings, flags.Settings) },
-		"dns-setting-file": func() { c.SettingFiles = mergeSettings(c.SettingFiles, flags.SettingFiles) },
-	} {
-		if set[name] {
-			apply()
-		}
-	}
-}
-
-// mergeSettings returns base with over's values in place of its own.
-func mergeSettings(base, over map[string]string) map[string]string {
-	m := map[string]string{}
-	for k, v := range base {
-		m[k] = v
-	}
-	for k, v := range over {
-		m[k] = v
-	}
-	return m
-}
-
 // builtinDNS are the providers every certkeeper has
 // (dnsprovider.Builtin). They take their own flags (--dns-server,
 // --dns-exec, --dns-api-url...) rather than settings, which they predate;

@@ -11,6 +11,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/engine"
+	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
@@ -128,52 +129,20 @@ func (c *engineConfig) applyLogging(env *Env, flags *engineConfig) error {
 // commands keep the global default, warn.
 const serviceLogLevel = "info"
 
-// setIf sets *dst to v when the flag name was given on the command line.
-func setIf[T any](set map[string]bool, name string, dst *T, v T) {
-	if set[name] {
-		*dst = v
-	}
-}
-
-// overlay lays the flags that were set on top of c (read from the config
-// file).
-func (c *engineConfig) overlay(flags *engineConfig, set map[string]bool) {
-	setIf(set, "allow", &c.Allow, flags.Allow)
-	setIf(set, "ask", &c.Ask, flags.Ask)
-	setIf(set, "ca", &c.CA, flags.CA)
-	setIf(set, "email", &c.Email, flags.Email)
-	setIf(set, "challenge", &c.Challenge, flags.Challenge)
-	setIf(set, "storage", &c.Storage, flags.Storage)
-	setIf(set, "storage-key-file", &c.StorageKey, flags.StorageKey)
-	setIf(set, "storage-password-file", &c.StoragePass, flags.StoragePass)
-	setIf(set, "order-limit", &c.OrderLimit, flags.OrderLimit)
-	setIf(set, "wildcard", &c.Wildcards, flags.Wildcards)
-	setIf(set, "key-type", &c.KeyType, flags.KeyType)
-	setIf(set, "profile", &c.Profile, flags.Profile)
-	setIf(set, "eab-kid", &c.EABKID, flags.EABKID)
-	setIf(set, "eab-hmac", &c.EABHMAC, flags.EABHMAC)
-	setIf(set, "ca-roots", &c.CARoots, flags.CARoots)
-	setIf(set, "cert-file", &c.CertFiles, flags.CertFiles)
-	setIf(set, "cert-file-check-every", &c.CertFileCheck, flags.CertFileCheck)
-	setIf(set, "rsa-fallback", &c.RSAFallback, flags.RSAFallback)
-	setIf(set, "require-own-ip", &c.RequireOwn, flags.RequireOwn)
-	setIf(set, "own-ip-private", &c.OwnIPPrivate, flags.OwnIPPrivate)
-	// The global flags have defaults: they apply when the file has no value.
-	if set["log-format"] || c.LogFormat == "" {
-		c.LogFormat = flags.LogFormat
-	}
+// overlay lays the flags that were set over cfg, read from the config
+// file (yamlconf.Overlay); cfg and flags are an *engineConfig or a
+// front-end's config that inlines one, and withDefault names the
+// front-end's flags whose defaults apply when the file has no value.
+func overlay[T any](cfg, flags *T, engine *engineConfig, set map[string]bool, withDefault ...string) {
+	// The global --log-format and the alert durations have defaults too.
+	withDefault = append(withDefault, "log-format", "alert-failing-for", "alert-expiring-within", "alert-check-every")
+	yamlconf.Overlay(cfg, flags, set, withDefault...)
 	// A long-running command logs at info unless told otherwise: issuance,
 	// renewals, reloads and refused names are what its operator watches
 	// for (docs/cli.md).
-	switch {
-	case set["log-level"]:
-		c.LogLevel = flags.LogLevel
-	case c.LogLevel == "":
-		c.LogLevel = serviceLogLevel
+	if !set["log-level"] && engine.LogLevel == "" {
+		engine.LogLevel = serviceLogLevel
 	}
-	c.DNS.overlay(&flags.DNS, set)
-	c.Deploy.overlay(set, "deploy-", flags.Deploy)
-	c.Ops.overlay(&flags.Ops, set)
 }
 
 // policy builds the on-demand policy from --allow, --require-own-ip and

@@ -44,29 +44,6 @@ func (o *opsConfig) register(fs *flag.FlagSet) {
 	fs.Var((*durationFlag)(&o.AlertCheckEach), "alert-check-every", "check the certificates for alerts this often (`DURATION`)")
 }
 
-// overlay lays the flags that were set on top of o.
-func (o *opsConfig) overlay(flags *opsConfig, set map[string]bool) {
-	str := func(name string, dst *string, v string) {
-		if set[name] {
-			*dst = v
-		}
-	}
-	dur := func(name string, dst *time.Duration, v time.Duration) {
-		if set[name] || *dst == 0 {
-			*dst = v
-		}
-	}
-	str("metrics-addr", &o.MetricsAddr, flags.MetricsAddr)
-	str("metrics-token", &o.MetricsToken, flags.MetricsToken)
-	str("status-addr", &o.StatusAddr, flags.StatusAddr)
-	str("status-token", &o.StatusToken, flags.StatusToken)
-	str("alert-webhook", &o.AlertWebhook, flags.AlertWebhook)
-	str("alert-exec", &o.AlertExec, flags.AlertExec)
-	dur("alert-failing-for", &o.AlertFailing, flags.AlertFailing)
-	dur("alert-expiring-within", &o.AlertExpiring, flags.AlertExpiring)
-	dur("alert-check-every", &o.AlertCheckEach, flags.AlertCheckEach)
-}
-
 // ops runs the operations side of a front-end (metrics, status page,
 // alerts) as package monitor does, with the tokens the flags and the
 // environment give, and its errors in terms of the flags.

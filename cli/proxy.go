@@ -100,12 +100,7 @@ func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*pro
 	if err := readConfigFile(file, cfg); err != nil {
 		return nil, err
 	}
-	setIf(set, "tls-addr", &cfg.TLSAddr, flags.TLSAddr)
-	setIf(set, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
-	setIf(set, "backend", &cfg.Backend, flags.Backend)
-	setIf(set, "route", &cfg.Routes, flags.Routes)
-	setIf(set, "default-name", &cfg.DefaultName, flags.DefaultName)
-	cfg.overlay(&flags.engineConfig, set)
+	overlay(cfg, flags, &cfg.engineConfig, set)
 	return cfg, nil
 }
 

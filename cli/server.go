@@ -124,23 +124,8 @@ func loadServerConfig(file string, flags *serverConfig, set map[string]bool) (*s
 	if err := readConfigFile(file, cfg); err != nil {
 		return nil, err
 	}
-	setIf(set, "token-file", &cfg.TokenFile, flags.TokenFile)
-	setIf(set, "client-ca", &cfg.ClientCA, flags.ClientCA)
-	setIf(set, "api-cert", &cfg.APICert, flags.APICert)
-	setIf(set, "audit-log", &cfg.AuditLog, flags.AuditLog)
-	setIf(set, "audit-fail-open", &cfg.AuditFailOpen, flags.AuditFailOpen)
-	setIf(set, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
-	setIf(set, "tls-alpn-addr", &cfg.TLSAddr, flags.TLSAddr)
-	setIf(set, "managed", &cfg.Managed, flags.Managed)
-	setIf(set, "self-signed-fallback", &cfg.SelfSignedFallback, flags.SelfSignedFallback)
 	// Flags with a default apply it when the file has no value either.
-	if set["listen"] || cfg.Listen == "" {
-		cfg.Listen = flags.Listen
-	}
-	if set["issue-timeout"] || cfg.IssueTimeout == 0 {
-		cfg.IssueTimeout = flags.IssueTimeout
-	}
-	cfg.overlay(&flags.engineConfig, set)
+	overlay(cfg, flags, &cfg.engineConfig, set, "listen", "issue-timeout")
 	return cfg, nil
 }
 
