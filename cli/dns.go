@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 )
 
@@ -46,11 +47,11 @@ func (c *dnsConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ExecMode, "dns-exec-mode", "default", "`MODE` of --dns exec: default (PROGRAM present|cleanup FQDN VALUE) or raw (PROGRAM\npresent|cleanup -- DOMAIN TOKEN KEYAUTH), as lego's exec provider and EXEC_MODE=RAW")
 	fs.StringVar(&c.APIURL, "dns-api-url", "", "`URL` of the PowerDNS HTTP API for --dns powerdns (e.g. http://127.0.0.1:8081)")
 	fs.StringVar(&c.APIKeyFile, "dns-api-key-file", "", "`FILE` holding the PowerDNS API key (api-key in pdns.conf) for --dns powerdns")
-	fs.Var((*stringsFlag)(&c.Resolvers), "dns-resolver", "`ADDR` (host:port) of a resolver to find zones and nameservers through; repeatable\n(default: those in /etc/resolv.conf)")
-	fs.Var((*stringsFlag)(&c.Zones), "dns-zone", "`ZONE` that holds the records, named outright instead of looked up; repeatable\n(the longest that holds a record is used)")
+	fs.Var((*cmdline.Strings)(&c.Resolvers), "dns-resolver", "`ADDR` (host:port) of a resolver to find zones and nameservers through; repeatable\n(default: those in /etc/resolv.conf)")
+	fs.Var((*cmdline.Strings)(&c.Zones), "dns-zone", "`ZONE` that holds the records, named outright instead of looked up; repeatable\n(the longest that holds a record is used)")
 	fs.IntVar(&c.CheckPort, "dns-check-port", 53, "`PORT` to ask the zone's authoritative nameservers on when checking propagation")
 	c.Timeout = 2 * time.Minute
-	fs.Var((*durationFlag)(&c.Timeout), "dns-timeout", "how long (`DURATION`) to wait for a record to reach every authoritative nameserver")
+	fs.Var((*cmdline.Duration)(&c.Timeout), "dns-timeout", "how long (`DURATION`) to wait for a record to reach every authoritative nameserver")
 	fs.BoolVar(&c.NoCheck, "dns-no-check", false, "do not wait for records to propagate (for split-horizon DNS)")
 	fs.Var((*settingsFlag)(&c.Settings), "dns-setting", "`NAME=VALUE` setting of a compiled-in --dns provider; repeatable")
 	fs.Var((*settingsFlag)(&c.SettingFiles), "dns-setting-file", "`NAME=FILE`: a compiled-in --dns provider's setting read from FILE (the only way to give\na secret one); repeatable")
@@ -148,7 +149,7 @@ func parseUntil(s string) (time.Time, error) {
 	if t, err := time.Parse(time.DateOnly, s); err == nil {
 		return t, nil
 	}
-	if d, err := parseDuration(s); err == nil && d > 0 {
+	if d, err := cmdline.ParseDuration(s); err == nil && d > 0 {
 		return time.Now().Add(d), nil
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {

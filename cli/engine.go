@@ -11,6 +11,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/engine"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
@@ -86,10 +87,10 @@ type nameConfig struct {
 // register sets up the shared flags; challengeHelp describes --challenge
 // for the front-end.
 func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
-	fs.Var((*stringsFlag)(&c.Allow), "allow", "a name `PATTERN` that may get a certificate: a.example, *.a.example (any subdomain),\nor re:REGEXP; repeatable")
+	fs.Var((*cmdline.Strings)(&c.Allow), "allow", "a name `PATTERN` that may get a certificate: a.example, *.a.example (any subdomain),\nor re:REGEXP; repeatable")
 	fs.StringVar(&c.Ask, "ask", "", "ask this `URL` (GET URL?domain=NAME, 200 = yes) before obtaining a certificate")
 	c.caFlags.register(fs, caChain|caEmail|caEAB|caOrder)
-	fs.Var((*stringsFlag)(&c.Challenge), "challenge", challengeHelp)
+	fs.Var((*cmdline.Strings)(&c.Challenge), "challenge", challengeHelp)
 	fs.StringVar(&c.Storage, "storage", "", storageUsage)
 	fs.StringVar(&c.StorageKey, "storage-key-file", "", storageKeyUsage)
 	fs.StringVar(&c.StoragePass, "storage-password-file", "", storagePasswordUsage)
@@ -98,10 +99,10 @@ func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
 	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own public addresses")
 	fs.BoolVar(&c.OwnIPPrivate, "own-ip-private", false, "with --require-own-ip, count loopback, link-local and private addresses as this host's\nown too (for an internal CA; a public CA cannot reach them, so by default they are refused)")
 	c.CertFileCheck = 5 * time.Second
-	fs.Var((*durationFlag)(&c.CertFileCheck), "cert-file-check-every", "check --cert-file files for changes every `DURATION`")
-	deprecatedFlag(fs, "cert-file-check", "cert-file-check-every") // as --alert-check-every
-	fs.Var((*stringsFlag)(&c.Wildcards), "wildcard", "serve every subdomain of a zone from one wildcard certificate: `*.ZONE` (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable")
-	fs.Var((*stringsFlag)(&c.CertFiles), "cert-file", "`CERT:KEY`: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable")
+	fs.Var((*cmdline.Duration)(&c.CertFileCheck), "cert-file-check-every", "check --cert-file files for changes every `DURATION`")
+	cmdline.Deprecated(fs, "cert-file-check", "cert-file-check-every", nil) // as --alert-check-every
+	fs.Var((*cmdline.Strings)(&c.Wildcards), "wildcard", "serve every subdomain of a zone from one wildcard certificate: `*.ZONE` (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable")
+	fs.Var((*cmdline.Strings)(&c.CertFiles), "cert-file", "`CERT:KEY`: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable")
 	c.DNS.register(fs)
 	c.Deploy.register(fs, "deploy-")
 	c.Ops.register(fs)
