@@ -38,6 +38,8 @@ func TestParse(t *testing.T) {
 		{"bool takes no word", []string{"--dry-run", "DIR"}, false, []string{"DIR"}, "", true, nil},
 		{"bool=false", []string{"--dry-run=false", "DIR"}, false, []string{"DIR"}, "", false, nil},
 		{"value that looks like a flag", []string{"--storage", "-p"}, false, nil, "-p", false, nil},
+		{"value that looks like an unknown flag", []string{"--storage", "--x"}, false, nil, "--x", false, nil},
+		{"flag given as value with =", []string{"--storage=--dry-run"}, false, nil, "--dry-run", false, nil},
 		{"dash dash", []string{"-d", "a", "--", "--storage", "-"}, false, []string{"--storage", "-"}, "", false, []string{"a"}},
 		{"stdin is an argument", []string{"-", "-d=b"}, false, []string{"-"}, "", false, []string{"b"}},
 		{"stop at argument", []string{"-d", "a", "proxy", "--storage", "S"}, true, []string{"proxy", "--storage", "S"}, "", false, []string{"a"}},
@@ -61,6 +63,9 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"--storag", "S"}, "unknown flag --storag; did you mean --storage?"},
 		{[]string{"--frobnicate"}, "unknown flag --frobnicate"},
 		{[]string{"DIR", "--storage"}, "--storage needs a value: --storage DIR"},
+		// A forgotten value: the next word is a flag, not the value.
+		{[]string{"--storage", "--dry-run"}, "--storage needs a value: --storage DIR (--dry-run is a flag; to give it as the value, write --storage=--dry-run)"},
+		{[]string{"--storage", "--valid-for=1d"}, "--storage needs a value: --storage DIR (--valid-for=1d is a flag; to give it as the value, write --storage=--valid-for=1d)"},
 		{[]string{"--valid-for", "soon"}, `invalid value "soon" for --valid-for: want a duration such as 7d, 36h, 1h30m or 30s`},
 		// A deprecated name is never suggested: the new one is.
 		{[]string{"--dais", "3"}, "unknown flag --dais"},
