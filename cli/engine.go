@@ -149,30 +149,14 @@ func overlay[T any](cfg, flags *T, engine *engineConfig, set map[string]bool, wi
 // policy builds the on-demand policy from --allow, --require-own-ip and
 // --ask (all must agree); nil when none is given.
 func (c *engineConfig) policy() (policy.Policy, error) {
-	var checks []policy.Policy
-	if len(c.Allow) > 0 {
-		p, err := policy.ParseAllowlist(c.Allow...)
-		if err != nil {
-			return nil, usagef("--allow: %v", err)
-		}
-		checks = append(checks, p)
-	}
-	if c.OwnIPPrivate && !c.RequireOwn {
+	p, err := policy.Config{Allow: c.Allow, RequireOwnIP: c.RequireOwn, OwnIPPrivate: c.OwnIPPrivate, Ask: c.Ask}.Policy()
+	switch {
+	case errors.Is(err, policy.ErrPrivateWithoutOwnIP):
 		return nil, usagef("--own-ip-private (own_ip_private) only applies with --require-own-ip (require_own_ip): add it, or drop --own-ip-private")
+	case err != nil:
+		return nil, usagef("--allow: %v", err)
 	}
-	if c.RequireOwn {
-		checks = append(checks, &policy.RequireOwnIP{AllowPrivate: c.OwnIPPrivate})
-	}
-	if c.Ask != "" {
-		checks = append(checks, &policy.AskURL{URL: c.Ask})
-	}
-	switch len(checks) {
-	case 0:
-		return nil, nil
-	case 1:
-		return checks[0], nil
-	}
-	return policy.All(checks...), nil
+	return p, nil
 }
 
 // frontEnd says what a front-end offers the engine: whether http-01 and
