@@ -3,11 +3,7 @@ package cli
 import (
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
@@ -53,35 +49,8 @@ func (c *dnsConfig) register(fs *flag.FlagSet) {
 	c.Timeout = 2 * time.Minute
 	fs.Var((*cmdline.Duration)(&c.Timeout), "dns-timeout", "how long (`DURATION`) to wait for a record to reach every authoritative nameserver")
 	fs.BoolVar(&c.NoCheck, "dns-no-check", false, "do not wait for records to propagate (for split-horizon DNS)")
-	fs.Var((*settingsFlag)(&c.Settings), "dns-setting", "`NAME=VALUE` setting of a compiled-in --dns provider; repeatable")
-	fs.Var((*settingsFlag)(&c.SettingFiles), "dns-setting-file", "`NAME=FILE`: a compiled-in --dns provider's setting read from FILE (the only way to give\na secret one); repeatable")
-}
-
-// settingsFlag is a repeatable NAME=VALUE flag.
-type settingsFlag map[string]string
-
-func (s *settingsFlag) String() string { return strings.Join(s.entries(), ",") }
-
-// entries returns the settings as NAME=VALUE, sorted.
-func (s *settingsFlag) entries() []string {
-	var kv []string
-	for k, v := range *s {
-		kv = append(kv, k+"="+v)
-	}
-	slices.Sort(kv)
-	return kv
-}
-
-func (s *settingsFlag) Set(v string) error {
-	name, value, ok := strings.Cut(v, "=")
-	if !ok || name == "" {
-		return fmt.Errorf("want NAME=VALUE, not %q", v)
-	}
-	if *s == nil {
-		*s = map[string]string{}
-	}
-	(*s)[name] = value
-	return nil
+	fs.Var((*cmdline.Settings)(&c.Settings), "dns-setting", "`NAME=VALUE` setting of a compiled-in --dns provider; repeatable")
+	fs.Var((*cmdline.Settings)(&c.SettingFiles), "dns-setting-file", "`NAME=FILE`: a compiled-in --dns provider's setting read from FILE (the only way to give\na secret one); repeatable")
 }
 
 // builtinDNS are the providers every certkeeper has
@@ -135,25 +104,4 @@ func (c *dnsConfig) solver(env *Env) (*dns01.Solver, error) {
 		return nil, usagef("--challenge dns-01 needs a DNS provider: --dns rfc2136 (with --dns-server and --tsig-key), --dns powerdns (with --dns-api-url and --dns-api-key-file) or --dns exec --dns-exec PROGRAM")
 	}
 	return &dns01.Solver{Provider: p, Resolver: c.resolver(), PropagationTimeout: c.Timeout, SkipPropagationCheck: c.NoCheck}, nil
-}
-
-// parseUntil parses --until: an RFC 3339 time, a date (midnight UTC), or
-// a duration from now ("8760h").
-func parseUntil(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	if d, err := cmdline.ParseDuration(s); err == nil && d > 0 {
-		return time.Now().Add(d), nil
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
-		return time.Unix(n, 0), nil
-	}
-	return time.Time{}, usagef("--until %q: give a date (2027-01-31), an RFC 3339 time, or a duration (365d, 8760h)", s)
 }

@@ -54,9 +54,9 @@ follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
 			if len(f.names) == 0 {
 				return usagef("no names: give at least one with -d, e.g. -d a.example")
 			}
-			end, err := parseUntil(until)
+			end, err := cmdline.ParseTime(until, time.Now())
 			if err != nil {
-				return err
+				return usagef("--until %v", err)
 			}
 			return dnsPersistRecord(ctx, env, &f, wildcard, end, issuerDN)
 		},

@@ -25,8 +25,8 @@ func settingsFromFlags(fs *flag.FlagSet, always ...string) (renew.Settings, erro
 		switch l := fl.Value.(type) {
 		case *cmdline.Strings:
 			return *l
-		case *settingsFlag:
-			return l.entries()
+		case *cmdline.Settings:
+			return l.Entries()
 		}
 		return nil
 	}, always...)

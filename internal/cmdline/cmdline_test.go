@@ -196,3 +196,43 @@ func TestList(t *testing.T) {
 		t.Errorf("ca %q, d %q; want [local], [a b]", one, many)
 	}
 }
+
+func TestSettings(t *testing.T) {
+	var s Settings
+	for _, v := range []string{"b=2", "a=1", "b=3", "c="} {
+		if err := s.Set(v); err != nil {
+			t.Fatalf("Set(%q): %v", v, err)
+		}
+	}
+	if got := s.String(); got != "a=1,b=3,c=" {
+		t.Errorf("String() = %q, want a=1,b=3,c=", got)
+	}
+	for _, v := range []string{"novalue", "=x"} {
+		if err := s.Set(v); err == nil {
+			t.Errorf("Set(%q) = nil, want an error", v)
+		}
+	}
+}
+
+func TestParseTime(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tt := range []struct {
+		in   string
+		want time.Time
+	}{
+		{"", time.Time{}},
+		{"2027-01-31", time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)},
+		{"2027-01-31T10:00:00Z", time.Date(2027, 1, 31, 10, 0, 0, 0, time.UTC)},
+		{"2d", now.Add(48 * time.Hour)},
+		{"1800000000", time.Unix(1800000000, 0)},
+	} {
+		if got, err := ParseTime(tt.in, now); err != nil || !got.Equal(tt.want) {
+			t.Errorf("ParseTime(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	for _, in := range []string{"soon", "-1", "0s"} {
+		if _, err := ParseTime(in, now); err == nil || !strings.Contains(err.Error(), "give a date") {
+			t.Errorf("ParseTime(%q) = %v, want an error that says what to give", in, err)
+		}
+	}
+}
