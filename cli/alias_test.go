@@ -49,7 +49,7 @@ func TestHelpGroups(t *testing.T) {
 	}
 	used := map[string]bool{}
 	for _, c := range leafCommands() {
-		commandFlags(c).VisitAll(func(f *flag.Flag) {
+		c.FlagSet(globalFlags).VisitAll(func(f *flag.Flag) {
 			if cmdline.AliasOf(f) != "" {
 				return
 			}
@@ -84,7 +84,7 @@ func flagIndex() string {
 	}
 	leaves := leafCommands()
 	for _, c := range leaves {
-		commandFlags(c).VisitAll(func(f *flag.Flag) {
+		c.FlagSet(globalFlags).VisitAll(func(f *flag.Flag) {
 			if to := cmdline.AliasOf(f); to != "" {
 				e := get(to)
 				e.aliases[f.Name] = append(e.aliases[f.Name], c.FullName())
@@ -166,7 +166,7 @@ func TestCLIDocFlags(t *testing.T) {
 		}
 	}
 	for _, c := range leafCommands() {
-		commandFlags(c).VisitAll(func(f *flag.Flag) {
+		c.FlagSet(globalFlags).VisitAll(func(f *flag.Flag) {
 			if to := cmdline.AliasOf(f); to != "" {
 				if !strings.Contains(got, "`"+cmdline.FlagName(f.Name)+"` (") {
 					t.Errorf("docs/cli.md does not list %s, the deprecated alias of %s", cmdline.FlagName(f.Name), cmdline.FlagName(to))

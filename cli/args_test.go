@@ -180,7 +180,7 @@ func TestFlagKindsAgree(t *testing.T) {
 				leaves(sub)
 			}
 			if len(l.Commands) == 0 {
-				commandFlags(l).VisitAll(func(f *flag.Flag) {
+				l.FlagSet(globalFlags).VisitAll(func(f *flag.Flag) {
 					if kinds[f.Name] == nil {
 						kinds[f.Name] = make(map[bool][]string)
 					}
