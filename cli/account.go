@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/engine"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
@@ -17,7 +19,7 @@ import (
 // accountFlags are the flags every account command takes: which account.
 type accountFlags struct {
 	caFlags
-	emails  stringsFlag
+	emails  cmdline.Strings
 	storage storageFlags
 }
 
@@ -146,7 +148,7 @@ func accountShowCmd() *Command {
 
 func accountUpdateCmd() *Command {
 	a := &accountFlags{}
-	var contacts stringsFlag
+	var contacts cmdline.Strings
 	return &Command{
 		UsageLine: "certkeeper account update --email EMAIL --contact EMAIL... [flags]",
 		Short:     "replace an account's contacts",
@@ -214,7 +216,7 @@ cannot be undone. It asks for confirmation unless --yes.
 				return err
 			}
 			if !yes {
-				fmt.Fprintf(env.Stderr, "Deactivate the account for %q at %s for good? Type yes: ", strings.Join(a.emails, ","), redact.URL(caURL(a.ca())))
+				fmt.Fprintf(env.Stderr, "Deactivate the account for %q at %s for good? Type yes: ", strings.Join(a.emails, ","), redact.URL(engine.CAURL(a.ca())))
 				line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
 				if strings.TrimSpace(line) != "yes" {
 					return fmt.Errorf("not deactivated")

@@ -49,13 +49,13 @@ func TestHelpGroups(t *testing.T) {
 	}
 	used := map[string]bool{}
 	for _, c := range leafCommands() {
-		commandFlags(c).VisitAll(func(f *flag.Flag) {
+		c.FlagSet(globalFlags).VisitAll(func(f *flag.Flag) {
 			if cmdline.AliasOf(f) != "" {
 				return
 			}
 			used[f.Name] = true
 			if listed[f.Name] == "" {
-				t.Errorf("%s %s is in no help group: add it to flagGroups (helpgroups.go)", c.FullName(), flagName(f.Name))
+				t.Errorf("%s %s is in no help group: add it to flagGroups (helpgroups.go)", c.FullName(), cmdline.FlagName(f.Name))
 			}
 		})
 	}
@@ -84,7 +84,7 @@ func flagIndex() string {
 	}
 	leaves := leafCommands()
 	for _, c := range leaves {
-		commandFlags(c).VisitAll(func(f *flag.Flag) {
+		c.FlagSet(globalFlags).VisitAll(func(f *flag.Flag) {
 			if to := cmdline.AliasOf(f); to != "" {
 				e := get(to)
 				e.aliases[f.Name] = append(e.aliases[f.Name], c.FullName())
@@ -113,13 +113,13 @@ func flagIndex() string {
 	b.WriteString("| flag | commands | deprecated aliases |\n|---|---|---|\n")
 	for _, name := range names {
 		e := entries[name]
-		flagText := flagName(name)
+		flagText := cmdline.FlagName(name)
 		if e.kind != "" {
 			flagText += " " + e.kind
 		}
 		var aliases []string
 		for old, cmds := range e.aliases {
-			aliases = append(aliases, fmt.Sprintf("`%s` (%s)", flagName(old), commandList(cmds)))
+			aliases = append(aliases, fmt.Sprintf("`%s` (%s)", cmdline.FlagName(old), commandList(cmds)))
 		}
 		sort.Strings(aliases)
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", flagText, commandList(e.commands), strings.Join(aliases, ", "))
@@ -166,15 +166,15 @@ func TestCLIDocFlags(t *testing.T) {
 		}
 	}
 	for _, c := range leafCommands() {
-		commandFlags(c).VisitAll(func(f *flag.Flag) {
+		c.FlagSet(globalFlags).VisitAll(func(f *flag.Flag) {
 			if to := cmdline.AliasOf(f); to != "" {
-				if !strings.Contains(got, "`"+flagName(f.Name)+"` (") {
-					t.Errorf("docs/cli.md does not list %s, the deprecated alias of %s", flagName(f.Name), flagName(to))
+				if !strings.Contains(got, "`"+cmdline.FlagName(f.Name)+"` (") {
+					t.Errorf("docs/cli.md does not list %s, the deprecated alias of %s", cmdline.FlagName(f.Name), cmdline.FlagName(to))
 				}
 				return
 			}
-			if n := rows[flagName(f.Name)]; n != 1 {
-				t.Errorf("docs/cli.md's flag index lists %s %d times, want once", flagName(f.Name), n)
+			if n := rows[cmdline.FlagName(f.Name)]; n != 1 {
+				t.Errorf("docs/cli.md's flag index lists %s %d times, want once", cmdline.FlagName(f.Name), n)
 			}
 		})
 	}

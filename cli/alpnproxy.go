@@ -12,6 +12,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/alpnproxy"
 	"github.com/certkeeper/certkeeper/alpnproxy/iptables"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 )
 
@@ -100,10 +101,10 @@ running as that user (root) are not redirected.
 			fs.StringVar(&pidfile, "pidfile", "", "`FILE` holding the proxy's process ID (default $"+pidfileEnv+",\nelse certkeeper-alpn-proxy.pid in /run for root, $XDG_RUNTIME_DIR, or the temporary directory)")
 			fs.BoolVar(&proxyProtocol, "proxy-protocol", false, "start each --fallback connection with a PROXY protocol v2 header carrying the client's address")
 			drain = 30 * time.Second
-			fs.Var((*durationFlag)(&drain), "drain", "how long (`DURATION`) to wait for open connections on SIGINT or SIGTERM before closing them")
+			fs.Var((*cmdline.Duration)(&drain), "drain", "how long (`DURATION`) to wait for open connections on SIGINT or SIGTERM before closing them")
 			fs.IntVar(&maxConns, "max-conns", 10000, "`N` connections handled at once at most; one more is closed at once")
 			idleTimeout = 10 * time.Minute
-			fs.Var((*durationFlag)(&idleTimeout), "idle-timeout", "close a spliced connection with no bytes in either direction for this `DURATION` (0: never)")
+			fs.Var((*cmdline.Duration)(&idleTimeout), "idle-timeout", "close a spliced connection with no bytes in either direction for this `DURATION` (0: never)")
 			fs.BoolVar(&useIPTables, "iptables", false, "redirect incoming TCP port 443 to --listen with iptables rules while running (Linux, root)")
 			fs.StringVar(&rulespec, "rulespec", "", "iptables `SPEC` after -t nat -A PREROUTING (default $"+rulespecEnv+",\nelse \""+strings.Join(iptables.DefaultSpec(21443), " ")+"\"\nwith the --listen port); the tag comment is appended when missing")
 			fs.BoolVar(&iptablesOutput, "iptables-output", false, "also redirect connections from this host (nat OUTPUT), except the proxy user's own")
@@ -194,7 +195,7 @@ process that no longer runs, means there is nothing to stop: the exit status is 
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&pidfile, "pidfile", "", "`FILE` that alpn-proxy start wrote (default as for start)")
 			timeout = 45 * time.Second
-			fs.Var((*durationFlag)(&timeout), "timeout", "how long (`DURATION`) to wait for the proxy to exit")
+			fs.Var((*cmdline.Duration)(&timeout), "timeout", "how long (`DURATION`) to wait for the proxy to exit")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {

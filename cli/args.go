@@ -1,10 +1,6 @@
 package cli
 
-import (
-	"flag"
-
-	"github.com/certkeeper/certkeeper/internal/cmdline"
-)
+import "github.com/certkeeper/certkeeper/internal/cmdline"
 
 // The command line is parsed by package internal/cmdline rather than by
 // flag.FlagSet.Parse, which stops at the first argument: flags may follow
@@ -19,6 +15,3 @@ import (
 // example, its own flag set, and Run. Run returns a usageError for bad
 // usage (exit 2), any other error for failure (exit 1).
 type Command = cmdline.Command[*Env]
-
-// commandFlags is a new FlagSet with the global flags and c's own.
-func commandFlags(c *Command) *flag.FlagSet { return c.FlagSet(globalFlags) }

@@ -144,6 +144,8 @@ func TestNameWithoutFlag(t *testing.T) {
 		{[]string{"doctor", "a.example"}, `unexpected arguments ["a.example"]: the name goes with -d`},
 		{[]string{"proxy", "a.example"}, `unexpected arguments ["a.example"]: names go with --allow`},
 		{[]string{"server", "a.example"}, `unexpected arguments ["a.example"]: names go with --allow or --managed`},
+		// A forgotten value: the next flag is not taken as --allow's value.
+		{[]string{"proxy", "--allow", "--storage", "/tmp/x"}, "certkeeper proxy: --allow needs a value: --allow PATTERN (--storage is a flag; to give it as the value, write --allow=--storage)"},
 		{[]string{"cert", "issue", "a.example"}, `unexpected arguments ["a.example"]: names go with -d`},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -180,7 +182,7 @@ func TestFlagKindsAgree(t *testing.T) {
 				leaves(sub)
 			}
 			if len(l.Commands) == 0 {
-				commandFlags(l).VisitAll(func(f *flag.Flag) {
+				l.FlagSet(globalFlags).VisitAll(func(f *flag.Flag) {
 					if kinds[f.Name] == nil {
 						kinds[f.Name] = make(map[bool][]string)
 					}

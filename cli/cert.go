@@ -17,6 +17,7 @@ import (
 	"github.com/certkeeper/certkeeper/certfile/renew"
 	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
@@ -55,7 +56,7 @@ type issueFlags struct {
 	storageDir      string
 	storageKeyFile  string
 	storagePassFile string
-	names           stringsFlag
+	names           cmdline.Strings
 	challenge       string
 	httpAddr        string
 	tlsAddr         string
@@ -89,12 +90,12 @@ func (f *issueFlags) registerCA(fs *flag.FlagSet) {
 	fs.StringVar(&f.challenge, "challenge", acmeca.HTTP01, "challenge `TYPE` that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; the only one for wildcards) or dns-persist-01 (a record\nset once with dns-persist-record)")
 	fs.StringVar(&f.httpAddr, "http-addr", ":80", "`ADDR` to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward")
 	fs.StringVar(&f.tlsAddr, "tls-alpn-addr", ":443", "`ADDR` to answer tls-alpn-01 on; the CA connects to port 443")
-	deprecatedFlag(fs, "tls-addr", "tls-alpn-addr") // --tls-addr is the proxy's HTTPS listener
+	cmdline.Deprecated(fs, "tls-addr", "tls-alpn-addr", nil) // --tls-addr is the proxy's HTTPS listener
 	fs.StringVar(&f.outDir, "out-dir", "", "write `DIR`/private/NAME.key and DIR/certs/NAME.pem (leaf + chain) here\n(default: /etc/ssl for root, else ~/.acme)")
 	fs.StringVar(&f.preferredChain, "preferred-chain", "", "among the chains the CA offers, prefer the one whose top certificate is issued by\nthis common `NAME` (e.g. \"ISRG Root X1\")")
 	fs.BoolVar(&f.noWait, "no-wait", false, "if the CA answers rateLimited, fail at once naming the time to retry instead of waiting")
 	f.timeout = 10 * time.Minute
-	fs.Var((*durationFlag)(&f.timeout), "timeout", "give up after this `DURATION`")
+	fs.Var((*cmdline.Duration)(&f.timeout), "timeout", "give up after this `DURATION`")
 	f.dns.register(fs)
 }
 
@@ -140,7 +141,7 @@ Progress goes to stderr; the result, one line, to stdout. Exit status: 0 issued,
 // defaultDirs fills in --storage and --out-dir when they were not given.
 func (f *issueFlags) defaultDirs() error {
 	if f.storageDir == "" {
-		f.storageDir = defaultStorageDir()
+		f.storageDir = certkeeper.DefaultStorageDir()
 	}
 	if f.outDir == "" {
 		d, err := certfile.DefaultDir()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certdeploy"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -34,19 +35,9 @@ func (f *deployFlags) register(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&f.Out, prefix+"out-dir", "", "`DIR` to write the files into (created 0700 if missing)")
 	fs.StringVar(&f.Check, prefix+"check-hook", "", "`CMD` (sh -c) that validates the new files, e.g. 'haproxy -c -f /etc/haproxy/haproxy.cfg';\nif it fails, the previous files are restored")
 	fs.StringVar(&f.Reload, prefix+"post-hook", "", "`CMD` (sh -c) to run after a passing check when anything changed, e.g. 'systemctl reload haproxy'")
-	deprecatedFlag(fs, prefix+"out", prefix+"out-dir")
-	deprecatedFlag(fs, prefix+"check", prefix+"check-hook")
-	deprecatedFlag(fs, prefix+"reload", prefix+"post-hook")
-}
-
-// overlay sets the deploy settings whose flags (with prefix) were given.
-func (f *deployFlags) overlay(set map[string]bool, prefix string, flags deployFlags) {
-	for name, p := range map[string][2]*string{"format": {&f.Format, &flags.Format}, "out-dir": {&f.Out, &flags.Out},
-		"check-hook": {&f.Check, &flags.Check}, "post-hook": {&f.Reload, &flags.Reload}} {
-		if set[prefix+name] {
-			*p[0] = *p[1]
-		}
-	}
+	cmdline.Deprecated(fs, prefix+"out", prefix+"out-dir", nil)
+	cmdline.Deprecated(fs, prefix+"check", prefix+"check-hook", nil)
+	cmdline.Deprecated(fs, prefix+"reload", prefix+"post-hook", nil)
 }
 
 func (f *deployFlags) deployer(env *Env, flagPrefix string) (*certdeploy.Deployer, error) {
@@ -62,7 +53,7 @@ func (f *deployFlags) deployer(env *Env, flagPrefix string) (*certdeploy.Deploye
 func deployCmd() *Command {
 	f := &deployFlags{}
 	var sf storageFlags
-	var names stringsFlag
+	var names cmdline.Strings
 	return &Command{
 		UsageLine: "certkeeper deploy --format FORMAT --out-dir DIR [flags]",
 		Short:     "write certificates for haproxy, nginx or any server that reads PEM files",

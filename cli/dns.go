@@ -3,14 +3,11 @@ package cli
 import (
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 )
 
@@ -46,78 +43,14 @@ func (c *dnsConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ExecMode, "dns-exec-mode", "default", "`MODE` of --dns exec: default (PROGRAM present|cleanup FQDN VALUE) or raw (PROGRAM\npresent|cleanup -- DOMAIN TOKEN KEYAUTH), as lego's exec provider and EXEC_MODE=RAW")
 	fs.StringVar(&c.APIURL, "dns-api-url", "", "`URL` of the PowerDNS HTTP API for --dns powerdns (e.g. http://127.0.0.1:8081)")
 	fs.StringVar(&c.APIKeyFile, "dns-api-key-file", "", "`FILE` holding the PowerDNS API key (api-key in pdns.conf) for --dns powerdns")
-	fs.Var((*stringsFlag)(&c.Resolvers), "dns-resolver", "`ADDR` (host:port) of a resolver to find zones and nameservers through; repeatable\n(default: those in /etc/resolv.conf)")
-	fs.Var((*stringsFlag)(&c.Zones), "dns-zone", "`ZONE` that holds the records, named outright instead of looked up; repeatable\n(the longest that holds a record is used)")
+	fs.Var((*cmdline.Strings)(&c.Resolvers), "dns-resolver", "`ADDR` (host:port) of a resolver to find zones and nameservers through; repeatable\n(default: those in /etc/resolv.conf)")
+	fs.Var((*cmdline.Strings)(&c.Zones), "dns-zone", "`ZONE` that holds the records, named outright instead of looked up; repeatable\n(the longest that holds a record is used)")
 	fs.IntVar(&c.CheckPort, "dns-check-port", 53, "`PORT` to ask the zone's authoritative nameservers on when checking propagation")
 	c.Timeout = 2 * time.Minute
-	fs.Var((*durationFlag)(&c.Timeout), "dns-timeout", "how long (`DURATION`) to wait for a record to reach every authoritative nameserver")
+	fs.Var((*cmdline.Duration)(&c.Timeout), "dns-timeout", "how long (`DURATION`) to wait for a record to reach every authoritative nameserver")
 	fs.BoolVar(&c.NoCheck, "dns-no-check", false, "do not wait for records to propagate (for split-horizon DNS)")
-	fs.Var((*settingsFlag)(&c.Settings), "dns-setting", "`NAME=VALUE` setting of a compiled-in --dns provider; repeatable")
-	fs.Var((*settingsFlag)(&c.SettingFiles), "dns-setting-file", "`NAME=FILE`: a compiled-in --dns provider's setting read from FILE (the only way to give\na secret one); repeatable")
-}
-
-// settingsFlag is a repeatable NAME=VALUE flag.
-type settingsFlag map[string]string
-
-func (s *settingsFlag) String() string { return strings.Join(s.entries(), ",") }
-
-// entries returns the settings as NAME=VALUE, sorted.
-func (s *settingsFlag) entries() []string {
-	var kv []string
-	for k, v := range *s {
-		kv = append(kv, k+"="+v)
-	}
-	slices.Sort(kv)
-	return kv
-}
-
-func (s *settingsFlag) Set(v string) error {
-	name, value, ok := strings.Cut(v, "=")
-	if !ok || name == "" {
-		return fmt.Errorf("want NAME=VALUE, not %q", v)
-	}
-	if *s == nil {
-		*s = map[string]string{}
-	}
-	(*s)[name] = value
-	return nil
-}
-
-// overlay copies the DNS flags that were set on the command line onto c.
-func (c *dnsConfig) overlay(flags *dnsConfig, set map[string]bool) {
-	for name, apply := range map[string]func(){
-		"dns":              func() { c.Provider = flags.Provider },
-		"dns-server":       func() { c.Server = flags.Server },
-		"tsig-key":         func() { c.TSIGKey = flags.TSIGKey },
-		"tsig-key-file":    func() { c.TSIGKeyFile = flags.TSIGKeyFile },
-		"dns-exec":         func() { c.Exec = flags.Exec },
-		"dns-exec-mode":    func() { c.ExecMode = flags.ExecMode },
-		"dns-api-url":      func() { c.APIURL = flags.APIURL },
-		"dns-api-key-file": func() { c.APIKeyFile = flags.APIKeyFile },
-		"dns-resolver":     func() { c.Resolvers = flags.Resolvers },
-		"dns-zone":         func() { c.Zones = flags.Zones },
-		"dns-check-port":   func() { c.CheckPort = flags.CheckPort },
-		"dns-timeout":      func() { c.Timeout = flags.Timeout },
-		"dns-no-check":     func() { c.NoCheck = flags.NoCheck },
-		"dns-setting":      func() { c.Settings = mergeSettings(c.Settings, flags.Settings) },
-		"dns-setting-file": func() { c.SettingFiles = mergeSettings(c.SettingFiles, flags.SettingFiles) },
-	} {
-		if set[name] {
-			apply()
-		}
-	}
-}
-
-// mergeSettings returns base with over's values in place of its own.
-func mergeSettings(base, over map[string]string) map[string]string {
-	m := map[string]string{}
-	for k, v := range base {
-		m[k] = v
-	}
-	for k, v := range over {
-		m[k] = v
-	}
-	return m
+	fs.Var((*cmdline.Settings)(&c.Settings), "dns-setting", "`NAME=VALUE` setting of a compiled-in --dns provider; repeatable")
+	fs.Var((*cmdline.Settings)(&c.SettingFiles), "dns-setting-file", "`NAME=FILE`: a compiled-in --dns provider's setting read from FILE (the only way to give\na secret one); repeatable")
 }
 
 // builtinDNS are the providers every certkeeper has
@@ -171,25 +104,4 @@ func (c *dnsConfig) solver(env *Env) (*dns01.Solver, error) {
 		return nil, usagef("--challenge dns-01 needs a DNS provider: --dns rfc2136 (with --dns-server and --tsig-key), --dns powerdns (with --dns-api-url and --dns-api-key-file) or --dns exec --dns-exec PROGRAM")
 	}
 	return &dns01.Solver{Provider: p, Resolver: c.resolver(), PropagationTimeout: c.Timeout, SkipPropagationCheck: c.NoCheck}, nil
-}
-
-// parseUntil parses --until: an RFC 3339 time, a date (midnight UTC), or
-// a duration from now ("8760h").
-func parseUntil(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	if d, err := parseDuration(s); err == nil && d > 0 {
-		return time.Now().Add(d), nil
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
-		return time.Unix(n, 0), nil
-	}
-	return time.Time{}, usagef("--until %q: give a date (2027-01-31), an RFC 3339 time, or a duration (365d, 8760h)", s)
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage/filestore"
@@ -42,7 +44,7 @@ follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
 			f.caFlags.register(fs, caEmail|caEAB)
 			fs.StringVar(&f.storageDir, "storage", "", "`DIR` of certkeeper's state, where the account is (default: as for cert issue)")
 			f.timeout = 2 * time.Minute
-			fs.Var((*durationFlag)(&f.timeout), "timeout", "give up after this `DURATION`")
+			fs.Var((*cmdline.Duration)(&f.timeout), "timeout", "give up after this `DURATION`")
 			f.dns.register(fs)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
@@ -52,9 +54,9 @@ follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
 			if len(f.names) == 0 {
 				return usagef("no names: give at least one with -d, e.g. -d a.example")
 			}
-			end, err := parseUntil(until)
+			end, err := cmdline.ParseTime(until, time.Now())
 			if err != nil {
-				return err
+				return usagef("--until %v", err)
 			}
 			return dnsPersistRecord(ctx, env, &f, wildcard, end, issuerDN)
 		},
@@ -75,7 +77,7 @@ func dnsPersistRecord(ctx context.Context, env *Env, f *issueFlags, wildcard boo
 		return err
 	}
 	if f.storageDir == "" {
-		f.storageDir = defaultStorageDir()
+		f.storageDir = certkeeper.DefaultStorageDir()
 	}
 	iss, err := f.acmeIssuer(env, f.ca(), filestore.New(f.storageDir))
 	if err != nil {

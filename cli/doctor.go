@@ -7,13 +7,14 @@ import (
 
 	"github.com/certkeeper/certkeeper/doctor"
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 )
 
 func doctorCmd() *Command {
 	var name, resolver string
 	var cf caFlags
 	var sf storageFlags
-	var addrs stringsFlag
+	var addrs cmdline.Strings
 	var asJSON bool
 	return &Command{
 		UsageLine: "certkeeper doctor -d NAME [flags]",
@@ -35,7 +36,7 @@ Exit status 1 when a check fails.`,
 			cf.register(fs, caEmail)
 			sf.register(fs)
 			fs.StringVar(&resolver, "dns-resolver", "", "DNS server `HOST:PORT` to ask (default: the system's)")
-			deprecatedFlag(fs, "resolver", "dns-resolver")
+			cmdline.Deprecated(fs, "resolver", "dns-resolver", nil)
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {check, status, detail, fix}")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {

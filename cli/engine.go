@@ -11,6 +11,8 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/engine"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
@@ -85,10 +87,10 @@ type nameConfig struct {
 // register sets up the shared flags; challengeHelp describes --challenge
 // for the front-end.
 func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
-	fs.Var((*stringsFlag)(&c.Allow), "allow", "a name `PATTERN` that may get a certificate: a.example, *.a.example (any subdomain),\nor re:REGEXP; repeatable")
+	fs.Var((*cmdline.Strings)(&c.Allow), "allow", "a name `PATTERN` that may get a certificate: a.example, *.a.example (any subdomain),\nor re:REGEXP; repeatable")
 	fs.StringVar(&c.Ask, "ask", "", "ask this `URL` (GET URL?domain=NAME, 200 = yes) before obtaining a certificate")
 	c.caFlags.register(fs, caChain|caEmail|caEAB|caOrder)
-	fs.Var((*stringsFlag)(&c.Challenge), "challenge", challengeHelp)
+	fs.Var((*cmdline.Strings)(&c.Challenge), "challenge", challengeHelp)
 	fs.StringVar(&c.Storage, "storage", "", storageUsage)
 	fs.StringVar(&c.StorageKey, "storage-key-file", "", storageKeyUsage)
 	fs.StringVar(&c.StoragePass, "storage-password-file", "", storagePasswordUsage)
@@ -97,10 +99,10 @@ func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
 	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own public addresses")
 	fs.BoolVar(&c.OwnIPPrivate, "own-ip-private", false, "with --require-own-ip, count loopback, link-local and private addresses as this host's\nown too (for an internal CA; a public CA cannot reach them, so by default they are refused)")
 	c.CertFileCheck = 5 * time.Second
-	fs.Var((*durationFlag)(&c.CertFileCheck), "cert-file-check-every", "check --cert-file files for changes every `DURATION`")
-	deprecatedFlag(fs, "cert-file-check", "cert-file-check-every") // as --alert-check-every
-	fs.Var((*stringsFlag)(&c.Wildcards), "wildcard", "serve every subdomain of a zone from one wildcard certificate: `*.ZONE` (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable")
-	fs.Var((*stringsFlag)(&c.CertFiles), "cert-file", "`CERT:KEY`: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable")
+	fs.Var((*cmdline.Duration)(&c.CertFileCheck), "cert-file-check-every", "check --cert-file files for changes every `DURATION`")
+	cmdline.Deprecated(fs, "cert-file-check", "cert-file-check-every", nil) // as --alert-check-every
+	fs.Var((*cmdline.Strings)(&c.Wildcards), "wildcard", "serve every subdomain of a zone from one wildcard certificate: `*.ZONE` (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable")
+	fs.Var((*cmdline.Strings)(&c.CertFiles), "cert-file", "`CERT:KEY`: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable")
 	c.DNS.register(fs)
 	c.Deploy.register(fs, "deploy-")
 	c.Ops.register(fs)
@@ -128,81 +130,33 @@ func (c *engineConfig) applyLogging(env *Env, flags *engineConfig) error {
 // commands keep the global default, warn.
 const serviceLogLevel = "info"
 
-// setIf sets *dst to v when the flag name was given on the command line.
-func setIf[T any](set map[string]bool, name string, dst *T, v T) {
-	if set[name] {
-		*dst = v
-	}
-}
-
-// overlay lays the flags that were set on top of c (read from the config
-// file).
-func (c *engineConfig) overlay(flags *engineConfig, set map[string]bool) {
-	setIf(set, "allow", &c.Allow, flags.Allow)
-	setIf(set, "ask", &c.Ask, flags.Ask)
-	setIf(set, "ca", &c.CA, flags.CA)
-	setIf(set, "email", &c.Email, flags.Email)
-	setIf(set, "challenge", &c.Challenge, flags.Challenge)
-	setIf(set, "storage", &c.Storage, flags.Storage)
-	setIf(set, "storage-key-file", &c.StorageKey, flags.StorageKey)
-	setIf(set, "storage-password-file", &c.StoragePass, flags.StoragePass)
-	setIf(set, "order-limit", &c.OrderLimit, flags.OrderLimit)
-	setIf(set, "wildcard", &c.Wildcards, flags.Wildcards)
-	setIf(set, "key-type", &c.KeyType, flags.KeyType)
-	setIf(set, "profile", &c.Profile, flags.Profile)
-	setIf(set, "eab-kid", &c.EABKID, flags.EABKID)
-	setIf(set, "eab-hmac", &c.EABHMAC, flags.EABHMAC)
-	setIf(set, "ca-roots", &c.CARoots, flags.CARoots)
-	setIf(set, "cert-file", &c.CertFiles, flags.CertFiles)
-	setIf(set, "cert-file-check-every", &c.CertFileCheck, flags.CertFileCheck)
-	setIf(set, "rsa-fallback", &c.RSAFallback, flags.RSAFallback)
-	setIf(set, "require-own-ip", &c.RequireOwn, flags.RequireOwn)
-	setIf(set, "own-ip-private", &c.OwnIPPrivate, flags.OwnIPPrivate)
-	// The global flags have defaults: they apply when the file has no value.
-	if set["log-format"] || c.LogFormat == "" {
-		c.LogFormat = flags.LogFormat
-	}
+// overlay lays the flags that were set over cfg, read from the config
+// file (yamlconf.Overlay); cfg and flags are an *engineConfig or a
+// front-end's config that inlines one, and withDefault names the
+// front-end's flags whose defaults apply when the file has no value.
+func overlay[T any](cfg, flags *T, engine *engineConfig, set map[string]bool, withDefault ...string) {
+	// The global --log-format and the alert durations have defaults too.
+	withDefault = append(withDefault, "log-format", "alert-failing-for", "alert-expiring-within", "alert-check-every")
+	yamlconf.Overlay(cfg, flags, set, withDefault...)
 	// A long-running command logs at info unless told otherwise: issuance,
 	// renewals, reloads and refused names are what its operator watches
 	// for (docs/cli.md).
-	switch {
-	case set["log-level"]:
-		c.LogLevel = flags.LogLevel
-	case c.LogLevel == "":
-		c.LogLevel = serviceLogLevel
+	if !set["log-level"] && engine.LogLevel == "" {
+		engine.LogLevel = serviceLogLevel
 	}
-	c.DNS.overlay(&flags.DNS, set)
-	c.Deploy.overlay(set, "deploy-", flags.Deploy)
-	c.Ops.overlay(&flags.Ops, set)
 }
 
 // policy builds the on-demand policy from --allow, --require-own-ip and
 // --ask (all must agree); nil when none is given.
 func (c *engineConfig) policy() (policy.Policy, error) {
-	var checks []policy.Policy
-	if len(c.Allow) > 0 {
-		p, err := policy.ParseAllowlist(c.Allow...)
-		if err != nil {
-			return nil, usagef("--allow: %v", err)
-		}
-		checks = append(checks, p)
-	}
-	if c.OwnIPPrivate && !c.RequireOwn {
+	p, err := policy.Config{Allow: c.Allow, RequireOwnIP: c.RequireOwn, OwnIPPrivate: c.OwnIPPrivate, Ask: c.Ask}.Policy()
+	switch {
+	case errors.Is(err, policy.ErrPrivateWithoutOwnIP):
 		return nil, usagef("--own-ip-private (own_ip_private) only applies with --require-own-ip (require_own_ip): add it, or drop --own-ip-private")
+	case err != nil:
+		return nil, usagef("--allow: %v", err)
 	}
-	if c.RequireOwn {
-		checks = append(checks, &policy.RequireOwnIP{AllowPrivate: c.OwnIPPrivate})
-	}
-	if c.Ask != "" {
-		checks = append(checks, &policy.AskURL{URL: c.Ask})
-	}
-	switch len(checks) {
-	case 0:
-		return nil, nil
-	case 1:
-		return checks[0], nil
-	}
-	return policy.All(checks...), nil
+	return p, nil
 }
 
 // frontEnd says what a front-end offers the engine: whether http-01 and

@@ -1,9 +1,6 @@
 package cli
 
 import (
-	"flag"
-	"io"
-
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 )
 
@@ -37,8 +34,3 @@ var flagGroups = []cmdline.HelpGroup{
 	{Title: "Run", Flags: []string{"timeout", "dry-run", "overwrite", "yes", "reason", "name", "no-nss", "no-system"}},
 	{Title: "Logging", Flags: []string{"log-format", "log-level"}},
 }
-
-// printFlags writes fs's flags by group (cmdline.PrintFlags); a flag no
-// group lists (a bug that TestHelpGroups catches) comes last under
-// "Other".
-func printFlags(w io.Writer, fs *flag.FlagSet) { cmdline.PrintFlags(w, fs, flagGroups) }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/migrate"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -61,7 +62,7 @@ Exit status: 0 all imported (or unchanged, or kept), 1 something was skipped or 
 				return usagef("--from is required: one of %s", strings.Join(migrate.Tools(), ", "))
 			}
 			if ca != "" {
-				ca = caURL(ca)
+				ca = engine.CAURL(ca)
 			}
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 			defer cancel()

@@ -17,9 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"text/tabwriter"
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
@@ -175,7 +173,7 @@ func run(ctx context.Context, env *Env, args []string) int {
 		printHelp(env.Stderr, cmd, env.dnsProviders)
 		return exitUsage
 	}
-	fs := commandFlags(cmd)
+	fs := cmd.FlagSet(globalFlags)
 	logFormat, logLevel := fs.Lookup("log-format").Value, fs.Lookup("log-level").Value
 	// Deprecation notes wait for the logging setup: with --log-format
 	// json they are JSON lines too.
@@ -216,22 +214,13 @@ func prefixSpace(s string) string {
 	return " " + s
 }
 
-// printHelp writes a command's usage, long text, subcommands and flags,
-// and for a command with --dns the providers compiled in (dns).
+// printHelp writes a command's help (cmdline's PrintHelp, with the flags
+// by flagGroups), and for a command with --dns the providers compiled in
+// (dns).
 func printHelp(w io.Writer, c *Command, dns []dnsprovider.Provider) {
-	fmt.Fprintf(w, "Usage: %s\n\n%s\n", c.UsageLine, strings.TrimSpace(c.Long))
-	if len(c.Commands) > 0 {
-		fmt.Fprintf(w, "\nCommands:\n")
-		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-		for _, sub := range c.Commands {
-			fmt.Fprintf(tw, "\t%s\t%s\n", sub.Name(), sub.Short)
-		}
-		tw.Flush()
-		return
-	}
-	fs := commandFlags(c)
-	printFlags(w, fs)
-	if fs.Lookup("dns") != nil {
+	fs := c.FlagSet(globalFlags)
+	c.PrintHelp(w, fs, flagGroups)
+	if len(c.Commands) == 0 && fs.Lookup("dns") != nil {
 		printDNSProviders(w, dns)
 	}
 }

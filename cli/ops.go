@@ -10,6 +10,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/alert"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/monitor"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -37,34 +38,11 @@ func (o *opsConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.AlertWebhook, "alert-webhook", "", "`URL` to POST a JSON alert to when a renewal keeps failing or a certificate nears expiry")
 	fs.StringVar(&o.AlertExec, "alert-exec", "", "`COMMAND` to run (with the shell) for each alert; $CERTKEEPER_ALERT_JSON holds the alert")
 	o.AlertFailing = alert.DefaultFailingFor
-	fs.Var((*durationFlag)(&o.AlertFailing), "alert-failing-for", "alert when renewals have failed for this `DURATION`")
+	fs.Var((*cmdline.Duration)(&o.AlertFailing), "alert-failing-for", "alert when renewals have failed for this `DURATION`")
 	o.AlertExpiring = alert.DefaultExpiringWithin
-	fs.Var((*durationFlag)(&o.AlertExpiring), "alert-expiring-within", "alert when a certificate expires within this `DURATION`")
+	fs.Var((*cmdline.Duration)(&o.AlertExpiring), "alert-expiring-within", "alert when a certificate expires within this `DURATION`")
 	o.AlertCheckEach = alert.DefaultEvery
-	fs.Var((*durationFlag)(&o.AlertCheckEach), "alert-check-every", "check the certificates for alerts this often (`DURATION`)")
-}
-
-// overlay lays the flags that were set on top of o.
-func (o *opsConfig) overlay(flags *opsConfig, set map[string]bool) {
-	str := func(name string, dst *string, v string) {
-		if set[name] {
-			*dst = v
-		}
-	}
-	dur := func(name string, dst *time.Duration, v time.Duration) {
-		if set[name] || *dst == 0 {
-			*dst = v
-		}
-	}
-	str("metrics-addr", &o.MetricsAddr, flags.MetricsAddr)
-	str("metrics-token", &o.MetricsToken, flags.MetricsToken)
-	str("status-addr", &o.StatusAddr, flags.StatusAddr)
-	str("status-token", &o.StatusToken, flags.StatusToken)
-	str("alert-webhook", &o.AlertWebhook, flags.AlertWebhook)
-	str("alert-exec", &o.AlertExec, flags.AlertExec)
-	dur("alert-failing-for", &o.AlertFailing, flags.AlertFailing)
-	dur("alert-expiring-within", &o.AlertExpiring, flags.AlertExpiring)
-	dur("alert-check-every", &o.AlertCheckEach, flags.AlertCheckEach)
+	fs.Var((*cmdline.Duration)(&o.AlertCheckEach), "alert-check-every", "check the certificates for alerts this often (`DURATION`)")
 }
 
 // ops runs the operations side of a front-end (metrics, status page,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/policy"
@@ -37,7 +38,7 @@ func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string, check *bool
 	fs.StringVar(&c.TLSAddr, "tls-addr", "", "`ADDR` to serve HTTPS on (default :443; development mode 127.0.0.1:8443)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to answer http-01 and redirect to HTTPS on; off unless given\n(the backend usually owns :80, so the proxy uses tls-alpn-01)")
 	fs.StringVar(&c.Backend, "backend", "", "`URL` of the backend for every name without a --route, or HOST:PORT for http://HOST:PORT\n(default: port 80 on the IP address the client connected to)")
-	fs.Var((*stringsFlag)(&c.Routes), "route", "`NAME=URL`: send NAME (or a pattern like *.a.example) to its own backend; repeatable")
+	fs.Var((*cmdline.Strings)(&c.Routes), "route", "`NAME=URL`: send NAME (or a pattern like *.a.example) to its own backend; repeatable")
 	fs.StringVar(&c.DefaultName, "default-name", "", "`NAME` whose certificate clients without SNI get")
 	c.engineConfig.register(fs, "challenge `TYPE` to use: tls-alpn-01, http-01 (needs --http-addr); repeatable\n(default: both, whichever the CA offers)")
 }
@@ -100,12 +101,7 @@ func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*pro
 	if err := readConfigFile(file, cfg); err != nil {
 		return nil, err
 	}
-	setIf(set, "tls-addr", &cfg.TLSAddr, flags.TLSAddr)
-	setIf(set, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
-	setIf(set, "backend", &cfg.Backend, flags.Backend)
-	setIf(set, "route", &cfg.Routes, flags.Routes)
-	setIf(set, "default-name", &cfg.DefaultName, flags.DefaultName)
-	cfg.overlay(&flags.engineConfig, set)
+	overlay(cfg, flags, &cfg.engineConfig, set)
 	return cfg, nil
 }
 

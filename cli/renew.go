@@ -9,6 +9,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/certfile/renew"
+	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
@@ -181,7 +182,7 @@ func (f *renewFlags) ariFor(env *Env, st storage.Storage) func(renew.Settings) r
 		if err != nil || g.local() {
 			return nil
 		}
-		k := caURL(g.ca()) + "\n" + g.CARoots
+		k := engine.CAURL(g.ca()) + "\n" + g.CARoots
 		if c, ok := clients[k]; ok {
 			return c
 		}

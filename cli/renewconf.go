@@ -9,6 +9,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/certfile/renew"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 )
 
@@ -22,10 +23,10 @@ import (
 func settingsFromFlags(fs *flag.FlagSet, always ...string) (renew.Settings, error) {
 	s, err := renew.FromFlags(fs, func(fl *flag.Flag) []string {
 		switch l := fl.Value.(type) {
-		case *stringsFlag:
+		case *cmdline.Strings:
 			return *l
-		case *settingsFlag:
-			return l.entries()
+		case *cmdline.Settings:
+			return l.Entries()
 		}
 		return nil
 	}, always...)

@@ -166,7 +166,7 @@ func TestCertRenewRemembersDNS01(t *testing.T) {
 // silently stop being remembered.
 func TestSettingsKeysAreFlags(t *testing.T) {
 	for _, c := range []*Command{certRenewCmd(), certIssueCmd()} {
-		fs := commandFlags(c)
+		fs := c.FlagSet(globalFlags)
 		for _, key := range renew.SettingsKeys() {
 			if c.Name() == "issue" && slices.Contains(renew.HookKeys(), key) {
 				continue

@@ -8,12 +8,13 @@ import (
 
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/selfsigned"
 )
 
 func selfSignedCmd() *Command {
-	var names stringsFlag
+	var names cmdline.Strings
 	validFor := 365 * 24 * time.Hour
 	var certOut, keyOut, outDir, keyType string
 	return &Command{
@@ -27,9 +28,9 @@ nginx's fallback ssl_certificate (served for names with no certificate), tests a
 	certkeeper selfsigned -d fallback.invalid --valid-for 3650d --cert-out fallback.pem --key-out fallback.key`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.Var(&names, "d", "`NAME` (or IP address) for the certificate; repeatable")
-			fs.Var((*durationFlag)(&validFor), "valid-for", "how long the certificate is valid: a `DURATION` such as 365d or 36h")
+			fs.Var((*cmdline.Duration)(&validFor), "valid-for", "how long the certificate is valid: a `DURATION` such as 365d or 36h")
 			fs.Lookup("valid-for").DefValue = "365d"
-			deprecatedFlagFunc(fs, "days", "valid-for", daysToDuration)
+			cmdline.Deprecated(fs, "days", "valid-for", daysToDuration)
 			fs.StringVar(&certOut, "cert-out", "", "write the certificate (PEM) to `FILE`")
 			fs.StringVar(&keyOut, "key-out", "", "write the private key (PEM, mode 0600) to `FILE`")
 			fs.StringVar(&outDir, "out-dir", "", "write OUT-DIR/certs/NAME.pem and OUT-DIR/private/NAME.key (`DIR`)")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
@@ -49,15 +50,15 @@ func (c *serverConfig) register(fs *flag.FlagSet, configFile *string, check *boo
 	fs.StringVar(&c.TokenFile, "token-file", "", "`FILE` of bearer tokens, one per line, that may fetch certificates and keys (a line\n\"TOKEN names=*.a.example,b.example\" may fetch only those names); refused if group or others may read it\n(chmod 600); SIGHUP reloads it")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM `FILE` of CAs whose client certificates may fetch certificates and keys\n(mutual TLS; needs --api-cert)")
 	fs.StringVar(&c.APICert, "api-cert", "", "`CERT:KEY` files: serve the API over HTTPS with this certificate")
-	fs.Var((*stringsFlag)(&c.Managed), "managed", "`NAME` to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable")
+	fs.Var((*cmdline.Strings)(&c.Managed), "managed", "`NAME` to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable")
 	fs.BoolVar(&c.SelfSignedFallback, "self-signed-fallback", false, "answer names that cannot get a real certificate (refused, issuance failing)\nwith a self-signed one, marked \"self_signed\": true")
 	c.IssueTimeout = certserver.DefaultIssueTimeout
-	fs.Var((*durationFlag)(&c.IssueTimeout), "issue-timeout", "a request for a new name waits up to `DURATION` for its issuance, then gets a 503")
+	fs.Var((*cmdline.Duration)(&c.IssueTimeout), "issue-timeout", "a request for a new name waits up to `DURATION` for its issuance, then gets a 503")
 	fs.StringVar(&c.AuditLog, "audit-log", "", "append the audit log (a JSON line per key handed out) to `FILE` (default: stderr);\nwhile it cannot be written, key fetches get 503")
 	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "hand out keys even while --audit-log cannot be written (the failures are still logged)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to also serve the API and http-01 on (e.g. :80); off unless given")
 	fs.StringVar(&c.TLSAddr, "tls-alpn-addr", "", "`ADDR` to answer tls-alpn-01 on (e.g. :443); off unless given. Only the CA's validation\nhandshakes complete there: the API is never served on it")
-	deprecatedFlag(fs, "tls-addr", "tls-alpn-addr") // --tls-addr is the proxy's HTTPS listener
+	cmdline.Deprecated(fs, "tls-addr", "tls-alpn-addr", nil) // --tls-addr is the proxy's HTTPS listener
 	c.engineConfig.register(fs, "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-alpn-addr);\nrepeatable (default: http-01, and tls-alpn-01 with --tls-alpn-addr)")
 }
 
@@ -124,23 +125,8 @@ func loadServerConfig(file string, flags *serverConfig, set map[string]bool) (*s
 	if err := readConfigFile(file, cfg); err != nil {
 		return nil, err
 	}
-	setIf(set, "token-file", &cfg.TokenFile, flags.TokenFile)
-	setIf(set, "client-ca", &cfg.ClientCA, flags.ClientCA)
-	setIf(set, "api-cert", &cfg.APICert, flags.APICert)
-	setIf(set, "audit-log", &cfg.AuditLog, flags.AuditLog)
-	setIf(set, "audit-fail-open", &cfg.AuditFailOpen, flags.AuditFailOpen)
-	setIf(set, "http-addr", &cfg.HTTPAddr, flags.HTTPAddr)
-	setIf(set, "tls-alpn-addr", &cfg.TLSAddr, flags.TLSAddr)
-	setIf(set, "managed", &cfg.Managed, flags.Managed)
-	setIf(set, "self-signed-fallback", &cfg.SelfSignedFallback, flags.SelfSignedFallback)
 	// Flags with a default apply it when the file has no value either.
-	if set["listen"] || cfg.Listen == "" {
-		cfg.Listen = flags.Listen
-	}
-	if set["issue-timeout"] || cfg.IssueTimeout == 0 {
-		cfg.IssueTimeout = flags.IssueTimeout
-	}
-	cfg.overlay(&flags.engineConfig, set)
+	overlay(cfg, flags, &cfg.engineConfig, set, "listen", "issue-timeout")
 	return cfg, nil
 }
 

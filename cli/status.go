@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/status"
 )
 
@@ -18,7 +19,7 @@ type certStatus = status.Cert
 func statusCmd() *Command {
 	var sf storageFlags
 	var asJSON bool
-	var certFiles stringsFlag
+	var certFiles cmdline.Strings
 	return &Command{
 		UsageLine: "certkeeper status [flags]",
 		Short:     "show every stored certificate and its next renewal",

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
@@ -61,7 +62,7 @@ func isURL(spec string) bool { return open.IsURL(spec) }
 // they may hold passwords).
 func storageWhere(spec string) string {
 	if spec == "" {
-		return defaultStorageDir()
+		return certkeeper.DefaultStorageDir()
 	}
 	return redact.URL(spec)
 }
@@ -82,7 +83,7 @@ func openStorage(ctx context.Context, env *Env, sp storageSpec, leaseTTL time.Du
 func openStorageFor(ctx context.Context, env *Env, sp storageSpec, leaseTTL time.Duration, rekey bool) (storage.Storage, func(), error) {
 	spec := sp.URL
 	if spec == "" {
-		spec = defaultStorageDir()
+		spec = certkeeper.DefaultStorageDir()
 	}
 	st, closeFn, err := open.Storage(ctx, spec, open.Options{KeyFile: sp.KeyFile, PasswordFile: sp.PasswordFile, LeaseTTL: leaseTTL,
 		AllowClear: rekey, Logger: env.Logger,

@@ -1,7 +1,8 @@
 // Package policy is the gate every name passes before the rest of
 // certkeeper issues for it: it decides whether a name, normalised by
 // package hostname, may have a certificate (Policy: Allowlist, AskURL,
-// RequireOwnIP, Func, combined with All and Any), and limits how many
+// RequireOwnIP, Func, combined with All and Any; Config builds them from
+// a configuration's allow, require-own-ip and ask settings), and limits how many
 // first issuances one client may start (IPLimiter).
 //
 // Why a separate gate: names arrive from the network (a ClientHello's SNI,

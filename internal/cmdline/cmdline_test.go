@@ -38,6 +38,8 @@ func TestParse(t *testing.T) {
 		{"bool takes no word", []string{"--dry-run", "DIR"}, false, []string{"DIR"}, "", true, nil},
 		{"bool=false", []string{"--dry-run=false", "DIR"}, false, []string{"DIR"}, "", false, nil},
 		{"value that looks like a flag", []string{"--storage", "-p"}, false, nil, "-p", false, nil},
+		{"value that looks like an unknown flag", []string{"--storage", "--x"}, false, nil, "--x", false, nil},
+		{"flag given as value with =", []string{"--storage=--dry-run"}, false, nil, "--dry-run", false, nil},
 		{"dash dash", []string{"-d", "a", "--", "--storage", "-"}, false, []string{"--storage", "-"}, "", false, []string{"a"}},
 		{"stdin is an argument", []string{"-", "-d=b"}, false, []string{"-"}, "", false, []string{"b"}},
 		{"stop at argument", []string{"-d", "a", "proxy", "--storage", "S"}, true, []string{"proxy", "--storage", "S"}, "", false, []string{"a"}},
@@ -61,6 +63,9 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"--storag", "S"}, "unknown flag --storag; did you mean --storage?"},
 		{[]string{"--frobnicate"}, "unknown flag --frobnicate"},
 		{[]string{"DIR", "--storage"}, "--storage needs a value: --storage DIR"},
+		// A forgotten value: the next word is a flag, not the value.
+		{[]string{"--storage", "--dry-run"}, "--storage needs a value: --storage DIR (--dry-run is a flag; to give it as the value, write --storage=--dry-run)"},
+		{[]string{"--storage", "--valid-for=1d"}, "--storage needs a value: --storage DIR (--valid-for=1d is a flag; to give it as the value, write --storage=--valid-for=1d)"},
 		{[]string{"--valid-for", "soon"}, `invalid value "soon" for --valid-for: want a duration such as 7d, 36h, 1h30m or 30s`},
 		// A deprecated name is never suggested: the new one is.
 		{[]string{"--dais", "3"}, "unknown flag --dais"},
@@ -189,5 +194,45 @@ func TestList(t *testing.T) {
 	}
 	if !slices.Equal(one, []string{"local"}) || !slices.Equal(many, []string{"a", "b"}) {
 		t.Errorf("ca %q, d %q; want [local], [a b]", one, many)
+	}
+}
+
+func TestSettings(t *testing.T) {
+	var s Settings
+	for _, v := range []string{"b=2", "a=1", "b=3", "c="} {
+		if err := s.Set(v); err != nil {
+			t.Fatalf("Set(%q): %v", v, err)
+		}
+	}
+	if got := s.String(); got != "a=1,b=3,c=" {
+		t.Errorf("String() = %q, want a=1,b=3,c=", got)
+	}
+	for _, v := range []string{"novalue", "=x"} {
+		if err := s.Set(v); err == nil {
+			t.Errorf("Set(%q) = nil, want an error", v)
+		}
+	}
+}
+
+func TestParseTime(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tt := range []struct {
+		in   string
+		want time.Time
+	}{
+		{"", time.Time{}},
+		{"2027-01-31", time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)},
+		{"2027-01-31T10:00:00Z", time.Date(2027, 1, 31, 10, 0, 0, 0, time.UTC)},
+		{"2d", now.Add(48 * time.Hour)},
+		{"1800000000", time.Unix(1800000000, 0)},
+	} {
+		if got, err := ParseTime(tt.in, now); err != nil || !got.Equal(tt.want) {
+			t.Errorf("ParseTime(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	for _, in := range []string{"soon", "-1", "0s"} {
+		if _, err := ParseTime(in, now); err == nil || !strings.Contains(err.Error(), "give a date") {
+			t.Errorf("ParseTime(%q) = %v, want an error that says what to give", in, err)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"text/tabwriter"
 )
 
 // A HelpGroup is one topic of a command's --help: a heading and the
@@ -72,4 +73,21 @@ func printFlag(w io.Writer, f *flag.Flag) {
 		fmt.Fprintf(w, " (default %s)", f.DefValue)
 	}
 	fmt.Fprintln(w)
+}
+
+// PrintHelp writes c's --help: its usage line and long text, then, for a
+// group, its commands with their short descriptions, or for a command,
+// the flags of fs (c.FlagSet's) by group (PrintFlags).
+func (c *Command[E]) PrintHelp(w io.Writer, fs *flag.FlagSet, groups []HelpGroup) {
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n", c.UsageLine, strings.TrimSpace(c.Long))
+	if len(c.Commands) == 0 {
+		PrintFlags(w, fs, groups)
+		return
+	}
+	fmt.Fprintf(w, "\nCommands:\n")
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	for _, sub := range c.Commands {
+		fmt.Fprintf(tw, "\t%s\t%s\n", sub.Name(), sub.Short)
+	}
+	tw.Flush()
 }

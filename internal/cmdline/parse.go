@@ -66,8 +66,10 @@ func isHelp(name string) bool { return name == "h" || name == "help" }
 // arguments, in order. Flags may come before, between and after arguments;
 // "--" ends them, and every word after it is an argument. A flag that takes
 // a value takes the next word whatever it looks like ("--post-hook
-// 'systemctl reload nginx'", "--rulespec -p"), as the flag package does; a
-// boolean flag never does ("--iptables=false" sets it false). With
+// 'systemctl reload nginx'", "--rulespec -p"), as the flag package does,
+// except a "--" word that names a flag of fs: "--allow --storage S" is a
+// forgotten value, refused ("--allow=--storage" gives it); a boolean flag
+// never does ("--iptables=false" sets it false). With
 // stopAtArg, flags end at the first argument, as "--" would: the rest is a
 // command line passed on verbatim. An undefined -h or --help returns
 // flag.ErrHelp. A deprecated flag name sets its new flag, with a note
@@ -98,6 +100,11 @@ func Parse(fs *flag.FlagSet, args []string, stopAtArg bool, notes io.Writer) ([]
 			if i+1 == len(args) {
 				kind, _ := flag.UnquoteUsage(f)
 				return nil, fmt.Errorf("%s needs a value: %s %s", FlagName(name), FlagName(name), kind)
+			}
+			if next, _, _, ok := flagToken(args[i+1]); ok && strings.HasPrefix(args[i+1], "--") && fs.Lookup(next) != nil {
+				kind, _ := flag.UnquoteUsage(f)
+				return nil, fmt.Errorf("%s needs a value: %s %s (%s is a flag; to give it as the value, write %s=%s)",
+					FlagName(name), FlagName(name), kind, args[i+1], FlagName(name), args[i+1])
 			}
 			i++
 			value = args[i]

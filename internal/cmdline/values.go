@@ -3,6 +3,7 @@ package cmdline
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -86,4 +87,55 @@ func (d *Duration) Set(s string) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// Settings is a repeatable NAME=VALUE flag: each use sets one entry.
+type Settings map[string]string
+
+// String is the entries, sorted, joined with commas.
+func (s *Settings) String() string { return strings.Join(s.Entries(), ",") }
+
+// Entries returns the settings as NAME=VALUE, sorted.
+func (s *Settings) Entries() []string {
+	var kv []string
+	for k, v := range *s {
+		kv = append(kv, k+"="+v)
+	}
+	slices.Sort(kv)
+	return kv
+}
+
+// Set adds or replaces the entry of v, NAME=VALUE (VALUE may be empty).
+func (s *Settings) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("want NAME=VALUE, not %q", v)
+	}
+	if *s == nil {
+		*s = map[string]string{}
+	}
+	(*s)[name] = value
+	return nil
+}
+
+// ParseTime parses a point in time as a user gives one: an RFC 3339
+// time, a date (midnight UTC), a duration from now (ParseDuration: 365d,
+// 8760h) or a Unix time in seconds. "" is the zero time (no end).
+func ParseTime(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	if d, err := ParseDuration(s); err == nil && d > 0 {
+		return now.Add(d), nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
+		return time.Unix(n, 0), nil
+	}
+	return time.Time{}, fmt.Errorf("%q: give a date (2027-01-31), an RFC 3339 time, or a duration (365d, 8760h)", s)
 }

@@ -320,3 +320,46 @@ func sortedKeys(m map[string][]int) []string {
 	slices.Sort(names)
 	return names
 }
+
+// Overlay lays the command-line flags that were set over a configuration
+// read from a file, so that a flag wins over the file's key and the file
+// over a flag's default. dst and flags are pointers to the same struct
+// type: dst holds what the file gave, flags what the flag set parsed.
+// Each field's flag is named by its yaml key with "-" for "_" (key_type,
+// --key-type); set holds the names of the flags that were given. A set
+// flag replaces the file's value, except that a map's entries are merged
+// (the flag's win). Fields of ",inline" structs are walked in turn;
+// fields without a key, or whose flag is never given, keep the file's
+// value.
+//
+// withDefault names flags whose value, the flag's default when it was
+// not given, also applies when the file leaves the field zero (--listen
+// has a default address; --allow has none).
+func Overlay(dst, flags any, set map[string]bool, withDefault ...string) {
+	overlay(reflect.ValueOf(dst).Elem(), reflect.ValueOf(flags).Elem(), set, withDefault)
+}
+
+func overlay(dst, src reflect.Value, set map[string]bool, withDefault []string) {
+	t := dst.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		d, s := dst.Field(i), src.Field(i)
+		flag := strings.ReplaceAll(key, "_", "-")
+		switch {
+		case opts == "inline" && f.Type.Kind() == reflect.Struct:
+			overlay(d, s, set, withDefault)
+		case !f.IsExported() || key == "" || key == "-":
+		case set[flag] && d.Kind() == reflect.Map:
+			m := reflect.MakeMap(d.Type())
+			for _, from := range []reflect.Value{d, s} {
+				for it := from.MapRange(); it.Next(); {
+					m.SetMapIndex(it.Key(), it.Value())
+				}
+			}
+			d.Set(m)
+		case set[flag] || d.IsZero() && slices.Contains(withDefault, flag):
+			d.Set(s)
+		}
+	}
+}

@@ -119,3 +119,40 @@ func TestKeysAndAliases(t *testing.T) {
 		t.Errorf("Aliases = %v", got)
 	}
 }
+
+type overlayInner struct {
+	Zone     string            `yaml:"dns_zone"`
+	Settings map[string]string `yaml:"dns_setting"`
+}
+
+type overlayConfig struct {
+	overlayInner `yaml:",inline"`
+	Allow        []string      `yaml:"allow"`
+	Listen       string        `yaml:"listen"`
+	Timeout      time.Duration `yaml:"issue_timeout"`
+	Names        []testName    `yaml:"names"`
+	note         string
+}
+
+func TestOverlay(t *testing.T) {
+	file := &overlayConfig{Allow: []string{"file.example"}, Timeout: time.Minute, Names: []testName{{Pattern: "a"}}, note: "kept"}
+	file.Zone = "file.zone"
+	file.Settings = map[string]string{"a": "1", "b": "2"}
+	flags := &overlayConfig{Allow: []string{"flag.example"}, Listen: ":8443", Timeout: 2 * time.Minute, note: "flag"}
+	flags.Zone = "flag.zone"
+	flags.Settings = map[string]string{"b": "3"}
+	set := map[string]bool{"dns-zone": true, "dns-setting": true}
+	Overlay(file, flags, set, "listen", "issue-timeout")
+	want := &overlayConfig{Allow: []string{"file.example"}, Listen: ":8443", Timeout: time.Minute, Names: []testName{{Pattern: "a"}}, note: "kept"}
+	want.Zone = "flag.zone"
+	want.Settings = map[string]string{"a": "1", "b": "3"}
+	if !reflect.DeepEqual(file, want) {
+		t.Errorf("Overlay = %+v, want %+v", file, want)
+	}
+
+	set = map[string]bool{"allow": true, "issue-timeout": true}
+	Overlay(file, flags, set)
+	if !slices.Equal(file.Allow, flags.Allow) || file.Timeout != flags.Timeout || file.Zone != "flag.zone" {
+		t.Errorf("set flags not laid over: %+v", file)
+	}
+}

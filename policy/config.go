@@ -1,0 +1,53 @@
+package policy
+
+import "errors"
+
+// ErrPrivateWithoutOwnIP is Config.Policy's error for OwnIPPrivate
+// without RequireOwnIP: it would have no effect, which is a mistake worth
+// reporting rather than ignoring.
+var ErrPrivateWithoutOwnIP = errors.New("OwnIPPrivate only applies with RequireOwnIP")
+
+// Config is an on-demand policy as a configuration file or a command
+// line states it: the checks a name must all pass before it gets a
+// certificate. The zero Config has no check.
+type Config struct {
+	// Allow are allowlist patterns (ParseAllowlist); none: no allowlist.
+	Allow []string
+	// RequireOwnIP allows only names that resolve to this host's own
+	// public addresses (RequireOwnIP); OwnIPPrivate counts loopback,
+	// link-local and private addresses as its own too.
+	RequireOwnIP, OwnIPPrivate bool
+	// Ask is the URL of an AskURL check; "": none.
+	Ask string
+}
+
+// Policy builds c's checks, cheapest first (allowlist, own address, ask
+// URL), joined by All when there are several; nil when c has none. An
+// invalid Allow pattern returns ParseAllowlist's error as it is, and
+// OwnIPPrivate without RequireOwnIP returns ErrPrivateWithoutOwnIP.
+func (c Config) Policy() (Policy, error) {
+	var checks []Policy
+	if len(c.Allow) > 0 {
+		p, err := ParseAllowlist(c.Allow...)
+		if err != nil {
+			return nil, err
+		}
+		checks = append(checks, p)
+	}
+	if c.OwnIPPrivate && !c.RequireOwnIP {
+		return nil, ErrPrivateWithoutOwnIP
+	}
+	if c.RequireOwnIP {
+		checks = append(checks, &RequireOwnIP{AllowPrivate: c.OwnIPPrivate})
+	}
+	if c.Ask != "" {
+		checks = append(checks, &AskURL{URL: c.Ask})
+	}
+	switch len(checks) {
+	case 0:
+		return nil, nil
+	case 1:
+		return checks[0], nil
+	}
+	return All(checks...), nil
+}
