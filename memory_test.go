@@ -162,16 +162,23 @@ func TestRedisMissOneGet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	onlyGets(t, info, misses, "cache misses")
+}
+
+// onlyGets checks INFO commandstats (reset before what is measured): want
+// GETs for what, and no other data command.
+func onlyGets(t *testing.T, info string, want int, what string) {
+	t.Helper()
 	calls := commandCalls(info)
-	t.Logf("commands during %d misses: %v", misses, calls)
-	if calls["get"] != misses {
-		t.Errorf("%d GETs for %d cache misses, want exactly one each", calls["get"], misses)
+	t.Logf("commands during %d %s: %v", want, what, calls)
+	if calls["get"] != want {
+		t.Errorf("%d GETs for %d %s, want exactly one each", calls["get"], want, what)
 	}
 	for cmd, n := range calls {
 		switch base, _, _ := strings.Cut(cmd, "|"); base {
 		case "get", "config", "info", "subscribe", "ping", "client", "hello":
 		default:
-			t.Errorf("%d %s commands during cache misses, want none", n, cmd)
+			t.Errorf("%d %s commands during %s, want none", n, cmd, what)
 		}
 	}
 }
