@@ -31,6 +31,11 @@
 //
 // It prints one line per round and, per mode, the median ratio and its
 // spread (minimum, maximum, and the quartiles).
+//
+// With -against lib, -cpuprofile FILE writes a CPU profile of the library
+// server over the whole run (go tool pprof FILE), for finding where a
+// server's time goes under this load; it is also what a profile-guided
+// build would start from (docs/performance.md: tried, not adopted).
 package main
 
 import (
@@ -51,7 +56,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,6 +88,7 @@ func main() {
 	clientCore := flag.Int("client-core", 1, "driver: the core the client and backend are pinned to")
 	addr := flag.String("addr", "", "client: server address; bare: backend address")
 	dir := flag.String("dir", "", "bare, client: directory with cert.pem, key.pem and root.pem")
+	cpuProfile := flag.String("cpuprofile", "", "driver with -against lib: write the library server's CPU profile over the whole run to `FILE`")
 	var env stringsFlag
 	flag.Var(&env, "server-env", "driver: `VAR=VALUE` set for both servers, e.g. GODEBUG=gctrace=1; repeatable")
 	flag.Parse()
@@ -89,7 +97,7 @@ func main() {
 	case "bare":
 		err = bare(*dir, *addr)
 	case "lib":
-		err = lib(*dir, *addr)
+		err = lib(*dir, *addr, *cpuProfile)
 	case "backend":
 		err = backend()
 	case "client":
@@ -102,7 +110,11 @@ func main() {
 		if *short {
 			*rounds, *duration = 5, 600*time.Millisecond
 		}
-		d := &driver{bin: *bin, rounds: *rounds, duration: *duration, serverCore: *serverCore, clientCore: *clientCore, env: env, against: *against}
+		if *cpuProfile != "" && *against != "lib" {
+			err = errors.New("-cpuprofile needs -against lib (the certkeeper binary takes no profiling flag)")
+			break
+		}
+		d := &driver{bin: *bin, rounds: *rounds, duration: *duration, serverCore: *serverCore, clientCore: *clientCore, env: env, against: *against, cpuProfile: *cpuProfile}
 		err = d.run(strings.Split(*modes, ","))
 	default:
 		err = fmt.Errorf("unknown -role %q: want driver, bare, lib, backend or client", *role)
@@ -126,6 +138,7 @@ type driver struct {
 	serverCore, clientCore int
 	env                    []string // for both servers, e.g. GODEBUG=gctrace=1
 	against                string   // proxy, lib or bare
+	cpuProfile             string   // for the lib server: its CPU profile
 	dir                    string
 	procs                  []*exec.Cmd
 }
@@ -169,7 +182,11 @@ func (d *driver) run(modes []string) error {
 			"--allow", serverName, "--ca", "local", "--storage", filepath.Join(dir, "storage"),
 			"--tls-addr", "127.0.0.1:0", "--backend", "http://"+backendAddr, "--log-level", "warn")
 	case "lib", "bare":
-		proxyAddr, proxyPID, err = d.start(d.against+"2", d.serverCore, "", self(), "-role", d.against, "-dir", dir, "-addr", backendAddr)
+		args := []string{"-role", d.against, "-dir", dir, "-addr", backendAddr}
+		if d.cpuProfile != "" {
+			args = append(args, "-cpuprofile", d.cpuProfile)
+		}
+		proxyAddr, proxyPID, err = d.start(d.against+"2", d.serverCore, "", self(), args...)
 	default:
 		err = fmt.Errorf("unknown -against %q: want proxy, lib or bare", d.against)
 	}
@@ -304,10 +321,19 @@ func (d *driver) start(label string, core int, prefix, prog string, args ...stri
 	}
 }
 
+// stop ends the servers: SIGTERM, so that a lib server writing a CPU
+// profile can finish it, then SIGKILL after 10 s.
 func (d *driver) stop() {
 	for _, c := range d.procs {
-		_ = c.Process.Kill()
-		_ = c.Wait()
+		_ = c.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = c.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = c.Process.Kill()
+			<-done
+		}
 	}
 }
 
@@ -422,7 +448,26 @@ func bare(dir, backendAddr string) error {
 // (filestore, local CA) behind proxy.Server and proxy.Handler, in this
 // small binary. Set against the binary, it tells the cost of certkeeper's
 // code from that of the binary's wiring.
-func lib(dir, backendAddr string) error {
+func lib(dir, backendAddr, cpuProfile string) error {
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		// Until the driver stops this server (SIGINT): then the profile
+		// is written out.
+		go func() {
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, os.Interrupt)
+			<-sig
+			pprof.StopCPUProfile()
+			_ = f.Close()
+			os.Exit(0)
+		}()
+	}
 	st := filestore.New(filepath.Join(dir, "storage"))
 	quiet := slog.New(slog.DiscardHandler)
 	m := &certkeeper.Manager{
