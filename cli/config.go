@@ -11,6 +11,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/proxy"
 	"github.com/certkeeper/certkeeper/storage/open"
 )
 
@@ -52,10 +53,10 @@ func checkConfigValue(key, v string) error {
 	case "ca":
 		return engine.CheckCA(v)
 	case "backend":
-		_, err := backendURL(v)
+		_, err := proxy.BackendURL(v)
 		return err
 	case "route":
-		_, err := parseRoute(v)
+		_, err := proxy.ParseUserRoute(v)
 		return err
 	case "allow", "pattern":
 		if _, err := policy.ParseAllowlist(v); err != nil {

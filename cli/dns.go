@@ -53,12 +53,6 @@ func (c *dnsConfig) register(fs *flag.FlagSet) {
 	fs.Var((*cmdline.Settings)(&c.SettingFiles), "dns-setting-file", "`NAME=FILE`: a compiled-in --dns provider's setting read from FILE (the only way to give\na secret one); repeatable")
 }
 
-// builtinDNS are the providers every certkeeper has
-// (dnsprovider.Builtin). They take their own flags (--dns-server,
-// --dns-exec, --dns-api-url...) rather than settings, which they predate;
-// past that they are found and built as compiled-in providers are.
-func (c *dnsConfig) builtinDNS() []dnsprovider.Provider { return dnsprovider.Builtin() }
-
 // builtinSettings are the built-in providers' settings, from their flags
 // (each provider reads its own).
 func (c *dnsConfig) builtinSettings() dnsprovider.Settings {

@@ -113,7 +113,7 @@ func WithDNSProvider(p dnsprovider.Provider) Option {
 		if err := p.Validate(); err != nil {
 			return err
 		}
-		taken := (&dnsConfig{}).builtinDNS()
+		taken := dnsprovider.Builtin()
 		taken = append(taken, env.dnsProviders...)
 		for _, q := range taken {
 			if q.Name == p.Name {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/storage/archive"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
+	"github.com/certkeeper/certkeeper/storage/open"
 )
 
 func storageMigrateCmd() *Command {
@@ -56,7 +57,7 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 			if from.spec == to.spec {
 				return usagef("--from and --to are the same storage")
 			}
-			if !isURL(from.spec) {
+			if !open.IsURL(from.spec) {
 				if _, err := os.Stat(from.spec); err != nil {
 					return fmt.Errorf("--from: %w", err)
 				}

@@ -167,13 +167,6 @@ type proxyParts struct {
 	handler http.Handler
 }
 
-// backendURL is a --backend (or a route's backend) as a URL
-// (proxy.BackendURL): HOST:PORT means http://HOST:PORT.
-func backendURL(s string) (string, error) { return proxy.BackendURL(s) }
-
-// parseRoute parses a --route NAME=URL, where URL may be HOST:PORT too.
-func parseRoute(s string) (proxy.Route, error) { return proxy.ParseUserRoute(s) }
-
 // buildParts is what cfg turns into (proxy.Backends, the policy); its
 // errors name the flag at fault.
 func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {

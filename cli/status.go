@@ -10,6 +10,7 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/status"
+	"github.com/certkeeper/certkeeper/storage/open"
 )
 
 // certStatus is one line of "certkeeper status": the same fields in the
@@ -61,7 +62,7 @@ Status exits non-zero when a stored record is damaged, after listing everything.
 			out := bufio.NewWriterSize(env.Stdout, 64<<10)
 			p := &status.Printer{W: out, JSON: asJSON}
 			noteDir := "" // the directory of a directory storage, for the empty-storage note
-			if !isURL(sf.spec) {
+			if !open.IsURL(sf.spec) {
 				noteDir, p.Where = storageDir, status.DirWhere(storageDir)
 			}
 			// Streamed: one record at a time, whatever the number stored.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/internal/term"
 	"github.com/certkeeper/certkeeper/storage/archive"
+	"github.com/certkeeper/certkeeper/storage/open"
 )
 
 func storageCmd() *Command {
@@ -70,7 +71,7 @@ Keep it as private as --storage itself, and delete it once imported.`,
 				return usagef("storage export takes no arguments (the archive goes to --out FILE, or stdout)")
 			}
 			storageDir := sf.where()
-			if !isURL(sf.spec) {
+			if !open.IsURL(sf.spec) {
 				if fi, err := os.Stat(storageDir); err != nil {
 					return fmt.Errorf("storage %s: %w (is --storage right?)", storageDir, err)
 				} else if !fi.IsDir() {

@@ -54,9 +54,6 @@ type storageSpec struct {
 	PasswordFile string // --storage-password-file
 }
 
-// isURL reports whether a --storage value is a URL rather than a path.
-func isURL(spec string) bool { return open.IsURL(spec) }
-
 // storageWhere names a --storage value for messages: a path as it is, a
 // URL as redact.URL gives it (no user information, query or fragment:
 // they may hold passwords).
