@@ -26,7 +26,7 @@ type accountFlags struct {
 func (a *accountFlags) register(fs *flag.FlagSet) {
 	a.caFlags.register(fs, caEAB)
 	fs.Var(&a.emails, "email", "the account's contact `EMAIL`; the first one names the account in --storage\n(repeatable for register and update)")
-	a.storage.register(fs)
+	cmdline.Bind(fs, &a.storage)
 }
 
 func (a *accountFlags) issuer(env *Env, agree func(string) bool) (*acmeca.Issuer, error) {

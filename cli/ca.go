@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/truststore"
 )
@@ -34,7 +35,7 @@ exist yet. Give it to the clients that should trust certificates from --ca local
 
 To trust it on this machine (system store and browsers) in one step: certkeeper ca trust.`,
 		Flags: func(fs *flag.FlagSet) {
-			sf.register(fs)
+			cmdline.Bind(fs, &sf)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
@@ -84,7 +85,7 @@ added to the NSS databases Firefox and Chromium keep in your home directory; run
 as yourself with --no-system when sudo changed the home directory. Undo it all with
 certkeeper ca untrust. Tested on Debian; the other systems follow their documented commands.`,
 		Flags: func(fs *flag.FlagSet) {
-			sf.register(fs)
+			cmdline.Bind(fs, &sf)
 			fs.BoolVar(&noSystem, "no-system", false, "leave the operating system's trust store alone")
 			fs.BoolVar(&noNSS, "no-nss", false, "leave the browsers' NSS databases alone")
 		},

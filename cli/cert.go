@@ -53,20 +53,18 @@ Revoke a certificate whose key has leaked:
 // issueFlags are the flags of "cert issue".
 type issueFlags struct {
 	caFlags
-	storageDir      string
-	storageKeyFile  string
-	storagePassFile string
-	names           cmdline.Strings
-	challenge       string
-	httpAddr        string
-	tlsAddr         string
-	outDir          string
-	preferredChain  string
-	noWait          bool
-	noApex          bool
-	csrFile         string
-	timeout         time.Duration
-	dns             dnsConfig
+	storageFlags
+	names          cmdline.Strings
+	challenge      string
+	httpAddr       string
+	tlsAddr        string
+	outDir         string
+	preferredChain string
+	noWait         bool
+	noApex         bool
+	csrFile        string
+	timeout        time.Duration
+	dns            dnsConfig
 	// fs is the parsed flag set: the flags given are remembered for
 	// renewals (renewconf.go).
 	fs *flag.FlagSet
@@ -84,9 +82,7 @@ func (f *issueFlags) register(fs *flag.FlagSet) {
 // needs too.
 func (f *issueFlags) registerCA(fs *flag.FlagSet) {
 	f.caFlags.register(fs, caLocal|caEmail|caEAB|caOrder)
-	fs.StringVar(&f.storageDir, "storage", "", storageUsage)
-	fs.StringVar(&f.storageKeyFile, "storage-key-file", "", storageKeyUsage)
-	fs.StringVar(&f.storagePassFile, "storage-password-file", "", storagePasswordUsage)
+	cmdline.Bind(fs, &f.storageFlags)
 	fs.StringVar(&f.challenge, "challenge", acmeca.HTTP01, "challenge `TYPE` that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; the only one for wildcards) or dns-persist-01 (a record\nset once with dns-persist-record)")
 	fs.StringVar(&f.httpAddr, "http-addr", ":80", "`ADDR` to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward")
 	fs.StringVar(&f.tlsAddr, "tls-alpn-addr", ":443", "`ADDR` to answer tls-alpn-01 on; the CA connects to port 443")
@@ -140,8 +136,8 @@ Progress goes to stderr; the result, one line, to stdout. Exit status: 0 issued,
 
 // defaultDirs fills in --storage and --out-dir when they were not given.
 func (f *issueFlags) defaultDirs() error {
-	if f.storageDir == "" {
-		f.storageDir = certkeeper.DefaultStorageDir()
+	if f.Storage == "" {
+		f.Storage = certkeeper.DefaultStorageDir()
 	}
 	if f.outDir == "" {
 		d, err := certfile.DefaultDir()
@@ -166,7 +162,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 
-	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: f.storageDir, KeyFile: f.storageKeyFile, PasswordFile: f.storagePassFile}, 0)
+	st, closeStorage, err := f.storageFlags.open(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -192,7 +188,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	case errors.As(err, &werr) && csrDER != nil:
 		return werr.Err
 	case errors.As(err, &werr):
-		return fmt.Errorf("writing the certificate files (the certificate is safe in %s): %w", storageWhere(f.storageDir), werr.Err)
+		return fmt.Errorf("writing the certificate files (the certificate is safe in %s): %w", f.where(), werr.Err)
 	case err != nil:
 		return explainIssueError(err, f)
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -139,4 +140,11 @@ func reportCheck(env *Env, errs []error) error {
 		return errors.New("the configuration has 1 error")
 	}
 	return fmt.Errorf("the configuration has %d errors", n)
+}
+
+// registerConfig registers --config and --check-config, which proxy and
+// server share.
+func registerConfig(fs *flag.FlagSet, file *string, check *bool) {
+	fs.StringVar(file, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
+	fs.BoolVar(check, "check-config", false, "check the configuration (--config and the flags) without starting: print\n\"configuration OK\" and exit 0, or print every error and exit 1")
 }

@@ -83,7 +83,7 @@ To deploy after every issuance and renewal, run the proxy with --deploy-format a
 Files are 0600; run deploy as the user the server reads them as (or root).`,
 		Flags: func(fs *flag.FlagSet) {
 			f.register(fs, "")
-			sf.register(fs)
+			cmdline.Bind(fs, &sf)
 			fs.Var(&names, "d", "deploy only the certificate whose first name is `NAME`; repeatable (default: all)")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {

@@ -42,7 +42,7 @@ follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
 			fs.StringVar(&until, "until", "", "end of the authorization (persistUntil): a `DATE` (2027-01-31), an RFC 3339 time,\nor a duration from now (365d); default: no end")
 			fs.StringVar(&issuerDN, "issuer-domain", "", "the CA's issuer domain `NAME` to put in the record (default: the first the CA lists)")
 			f.caFlags.register(fs, caEmail|caEAB)
-			fs.StringVar(&f.storageDir, "storage", "", "`DIR` of certkeeper's state, where the account is (default: as for cert issue)")
+			fs.StringVar(&f.Storage, "storage", "", "`DIR` of certkeeper's state, where the account is (default: as for cert issue)")
 			f.timeout = 2 * time.Minute
 			fs.Var((*cmdline.Duration)(&f.timeout), "timeout", "give up after this `DURATION`")
 			f.dns.register(fs)
@@ -76,10 +76,10 @@ func dnsPersistRecord(ctx context.Context, env *Env, f *issueFlags, wildcard boo
 	if err != nil {
 		return err
 	}
-	if f.storageDir == "" {
-		f.storageDir = certkeeper.DefaultStorageDir()
+	if f.Storage == "" {
+		f.Storage = certkeeper.DefaultStorageDir()
 	}
-	iss, err := f.acmeIssuer(env, f.ca(), filestore.New(f.storageDir))
+	iss, err := f.acmeIssuer(env, f.ca(), filestore.New(f.Storage))
 	if err != nil {
 		return err
 	}

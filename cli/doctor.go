@@ -34,7 +34,7 @@ Exit status 1 when a check fails.`,
 			fs.StringVar(&name, "d", "", "the `NAME` to check")
 			fs.Var(&addrs, "addr", "`ADDR` certkeeper answers challenges on (e.g. :443, :80), checked by connecting back;\nrepeatable (default: none)")
 			cf.register(fs, caEmail)
-			sf.register(fs)
+			cmdline.Bind(fs, &sf)
 			fs.StringVar(&resolver, "dns-resolver", "", "DNS server `HOST:PORT` to ask (default: the system's)")
 			cmdline.Deprecated(fs, "resolver", "dns-resolver", nil)
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {check, status, detail, fix}")

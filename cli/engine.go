@@ -29,14 +29,14 @@ type engineConfig struct {
 	Ask   string   `yaml:"ask"`
 	// caFlags are ca, email, key_type, profile, eab_kid, eab_hmac and
 	// ca_roots (caflags.go).
-	caFlags     `yaml:",inline"`
-	Challenge   []string `yaml:"challenge"`
-	Storage     string   `yaml:"storage"`
-	StorageKey  string   `yaml:"storage_key_file"`
-	StoragePass string   `yaml:"storage_password_file"`
-	OrderLimit  string   `yaml:"order_limit"`
-	RSAFallback bool     `yaml:"rsa_fallback"`
-	RequireOwn  bool     `yaml:"require_own_ip"`
+	caFlags   `yaml:",inline"`
+	Challenge []string `yaml:"challenge"`
+	// storageFlags are storage, storage_key_file and
+	// storage_password_file (storageopen.go).
+	storageFlags `yaml:",inline"`
+	OrderLimit   string `yaml:"order_limit"`
+	RSAFallback  bool   `yaml:"rsa_fallback"`
+	RequireOwn   bool   `yaml:"require_own_ip"`
 	// OwnIPPrivate lets loopback, link-local and private addresses count
 	// as this host's own for RequireOwn.
 	OwnIPPrivate bool     `yaml:"own_ip_private"`
@@ -91,9 +91,6 @@ func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
 	fs.StringVar(&c.Ask, "ask", "", "ask this `URL` (GET URL?domain=NAME, 200 = yes) before obtaining a certificate")
 	c.caFlags.register(fs, caChain|caEmail|caEAB|caOrder)
 	fs.Var((*cmdline.Strings)(&c.Challenge), "challenge", challengeHelp)
-	fs.StringVar(&c.Storage, "storage", "", storageUsage)
-	fs.StringVar(&c.StorageKey, "storage-key-file", "", storageKeyUsage)
-	fs.StringVar(&c.StoragePass, "storage-password-file", "", storagePasswordUsage)
 	fs.StringVar(&c.OrderLimit, "order-limit", "", "`N/DURATION`: at most N new orders per DURATION per CA account, counted in --storage\nfor every node sharing it (e.g. 10/1m; default: only the CA's own limits)")
 	fs.BoolVar(&c.RSAFallback, "rsa-fallback", false, "also obtain RSA certificates, for clients that cannot use ECDSA")
 	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own public addresses")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/engine"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/migrate"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -48,7 +49,7 @@ for an account without one). docs/migrate.md says what carries over from each to
 Exit status: 0 all imported (or unchanged, or kept), 1 something was skipped or failed, 2 bad usage.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&from, "from", "", "the `TOOL` whose state DIR holds: "+strings.Join(migrate.Tools(), ", "))
-			sf.register(fs)
+			cmdline.Bind(fs, &sf)
 			fs.StringVar(&ca, "ca", "", "ACME directory `URL` of the CA, for state that does not record it (lego), or to\nimport only what comes from that CA")
 			fs.StringVar(&caRoots, "ca-roots", "", "PEM `FILE` of roots to trust, besides the system's and the local CA's, when verifying\nthe chains of the certificates imported (a private CA's root)")
 			fs.BoolVar(&overwrite, "overwrite", false, "replace certificates stored for the same names (and CA) with the imported ones,\neven ones that expire later; without it they are kept")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/storage/archive"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
 	"github.com/certkeeper/certkeeper/storage/open"
@@ -39,26 +40,26 @@ running it again is harmless; a key stored with a different value is a conflict,
 written unless --overwrite. Stop the certkeeper processes using --from first, or run it again
 after they stop, so a certificate renewed meanwhile is copied too.`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&from.spec, "from", "", "`DIR` or URL of the storage to copy from (as --storage takes)")
-			fs.StringVar(&from.keyFile, "from-key-file", "", "storage key `FILE` of --from, if it is encrypted")
-			fs.StringVar(&to.spec, "to", "", "`DIR` or URL of the storage to copy to")
-			fs.StringVar(&to.keyFile, "to-key-file", "", "storage key `FILE` to encrypt private keys with in --to")
-			fs.StringVar(&from.passwordFile, "from-password-file", "", "`FILE` holding the password of a postgres:// --from")
-			fs.StringVar(&to.passwordFile, "to-password-file", "", "`FILE` holding the password of a postgres:// --to")
+			fs.StringVar(&from.Storage, "from", "", "`DIR` or URL of the storage to copy from (as --storage takes)")
+			fs.StringVar(&from.StorageKey, "from-key-file", "", "storage key `FILE` of --from, if it is encrypted")
+			fs.StringVar(&to.Storage, "to", "", "`DIR` or URL of the storage to copy to")
+			fs.StringVar(&to.StorageKey, "to-key-file", "", "storage key `FILE` to encrypt private keys with in --to")
+			fs.StringVar(&from.StoragePass, "from-password-file", "", "`FILE` holding the password of a postgres:// --from")
+			fs.StringVar(&to.StoragePass, "to-password-file", "", "`FILE` holding the password of a postgres:// --to")
 			fs.BoolVar(&overwrite, "overwrite", false, "replace keys stored in --to with values that differ from --from's")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
 				return usagef("storage migrate takes no arguments")
 			}
-			if from.spec == "" || to.spec == "" {
+			if from.Storage == "" || to.Storage == "" {
 				return usagef("storage migrate needs --from and --to")
 			}
-			if from.spec == to.spec {
+			if from.Storage == to.Storage {
 				return usagef("--from and --to are the same storage")
 			}
-			if !open.IsURL(from.spec) {
-				if _, err := os.Stat(from.spec); err != nil {
+			if !open.IsURL(from.Storage) {
+				if _, err := os.Stat(from.Storage); err != nil {
 					return fmt.Errorf("--from: %w", err)
 				}
 			}
@@ -138,13 +139,13 @@ in clear when it runs: run it for that move only, not to silence refusals of pla
 
 Rekey is safe while nodes run (each value is replaced in one atomic write) and to run again.`,
 		Flags: func(fs *flag.FlagSet) {
-			sf.register(fs)
+			cmdline.Bind(fs, &sf)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
 				return usagef("storage rekey takes no arguments")
 			}
-			if sf.keyFile == "" {
+			if sf.StorageKey == "" {
 				return usagef("storage rekey needs --storage-key-file")
 			}
 			st, closeStorage, err := sf.open(ctx, env)

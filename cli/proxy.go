@@ -25,23 +25,15 @@ import (
 // "_" for "-") in the --config YAML file; docs/config.md documents each.
 type proxyConfig struct {
 	engineConfig `yaml:",inline"`
-	TLSAddr      string   `yaml:"tls_addr"`
-	HTTPAddr     string   `yaml:"http_addr"`
-	Backend      string   `yaml:"backend"`
-	Routes       []string `yaml:"route"`
-	DefaultName  string   `yaml:"default_name"`
+	TLSAddr      string   `yaml:"tls_addr" arg:"ADDR" help:"ADDR to serve HTTPS on (default :443; development mode 127.0.0.1:8443)"`
+	HTTPAddr     string   `yaml:"http_addr" arg:"ADDR" help:"ADDR to answer http-01 and redirect to HTTPS on; off unless given\n(the backend usually owns :80, so the proxy uses tls-alpn-01)"`
+	Backend      string   `yaml:"backend" arg:"URL" help:"URL of the backend for every name without a --route, or HOST:PORT for http://HOST:PORT\n(default: port 80 on the IP address the client connected to)"`
+	Routes       []string `yaml:"route" arg:"NAME=URL" help:"NAME=URL: send NAME (or a pattern like *.a.example) to its own backend; repeatable"`
+	DefaultName  string   `yaml:"default_name" arg:"NAME" help:"NAME whose certificate clients without SNI get"`
 }
 
-func (c *proxyConfig) register(fs *flag.FlagSet, configFile *string, check *bool) {
-	fs.StringVar(configFile, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
-	fs.BoolVar(check, "check-config", false, "check the configuration (--config and the flags) without starting: print\n\"configuration OK\" and exit 0, or print every error and exit 1")
-	fs.StringVar(&c.TLSAddr, "tls-addr", "", "`ADDR` to serve HTTPS on (default :443; development mode 127.0.0.1:8443)")
-	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to answer http-01 and redirect to HTTPS on; off unless given\n(the backend usually owns :80, so the proxy uses tls-alpn-01)")
-	fs.StringVar(&c.Backend, "backend", "", "`URL` of the backend for every name without a --route, or HOST:PORT for http://HOST:PORT\n(default: port 80 on the IP address the client connected to)")
-	fs.Var((*cmdline.Strings)(&c.Routes), "route", "`NAME=URL`: send NAME (or a pattern like *.a.example) to its own backend; repeatable")
-	fs.StringVar(&c.DefaultName, "default-name", "", "`NAME` whose certificate clients without SNI get")
-	c.engineConfig.register(fs, "challenge `TYPE` to use: tls-alpn-01, http-01 (needs --http-addr); repeatable\n(default: both, whichever the CA offers)")
-}
+// proxyChallengeHelp is the usage of the proxy's --challenge.
+const proxyChallengeHelp = "challenge `TYPE` to use: tls-alpn-01, http-01 (needs --http-addr); repeatable\n(default: both, whichever the CA offers)"
 
 func proxyCmd() *Command {
 	c := &proxyConfig{}
@@ -77,7 +69,9 @@ Sockets from systemd socket activation are used when given. Every flag has a con
 docs/config.md.`,
 		Flags: func(f *flag.FlagSet) {
 			fs = f
-			c.register(f, &configFile, &check)
+			registerConfig(f, &configFile, &check)
+			cmdline.Bind(f, c)
+			c.engineConfig.register(f, proxyChallengeHelp)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {

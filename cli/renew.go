@@ -101,7 +101,7 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 	defer cancel()
 	// A short lease: a run killed by cron's timeout (or SIGKILL) holds up
 	// the next run by at most 5 s; a live run renews its lease every 1.7 s.
-	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: f.storageDir, KeyFile: f.storageKeyFile, PasswordFile: f.storagePassFile}, 5*time.Second)
+	st, closeStorage, err := openStorage(ctx, env, f.storageFlags, 5*time.Second)
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ func (f *issueFlags) withSettings(s renew.Settings) (*issueFlags, error) {
 	fs := flag.NewFlagSet("renewal settings", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	g.registerCA(fs)
-	g.storageDir, g.storageKeyFile, g.storagePassFile = f.storageDir, f.storageKeyFile, f.storagePassFile
+	g.storageFlags = f.storageFlags
 	g.timeout, g.noWait, g.outDir = f.timeout, f.noWait, f.outDir
 	g.EABKID, g.EABHMAC, g.dns.TSIGKey = f.EABKID, f.EABHMAC, f.dns.TSIGKey
 	err := s.ApplyFlags(fs, renew.HookKeys()...) // cert renew runs hooks itself

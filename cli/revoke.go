@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -34,7 +35,7 @@ Reasons (RFC 5280): ` + acmeca.RevocationReasons() + `.`,
 			fs.StringVar(&keyFile, "key", "", "sign with this private key `FILE` of the certificate instead of the account")
 			fs.StringVar(&reason, "reason", "unspecified", "revocation `REASON`")
 			cf.register(fs, caEmail)
-			sf.register(fs)
+			cmdline.Bind(fs, &sf)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {

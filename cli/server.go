@@ -28,42 +28,26 @@ import (
 // (shared with the proxy) plus its own; docs/config.md documents each key.
 type serverConfig struct {
 	engineConfig       `yaml:",inline"`
-	Listen             string        `yaml:"listen"`
-	TokenFile          string        `yaml:"token_file"`
-	ClientCA           string        `yaml:"client_ca"`
-	APICert            string        `yaml:"api_cert"`
-	Managed            []string      `yaml:"managed"`
-	SelfSignedFallback bool          `yaml:"self_signed_fallback"`
-	IssueTimeout       time.Duration `yaml:"issue_timeout"`
-	AuditLog           string        `yaml:"audit_log"`
-	AuditFailOpen      bool          `yaml:"audit_fail_open"`
-	HTTPAddr           string        `yaml:"http_addr"`
-	TLSAddr            string        `yaml:"tls_alpn_addr" alias:"tls_addr"`
+	Listen             string        `yaml:"listen" arg:"ADDR" default:"127.0.0.1:8999" help:"ADDR of the API (and of http-01 answers under /.well-known/acme-challenge/)"`
+	TokenFile          string        `yaml:"token_file" arg:"FILE" help:"FILE of bearer tokens, one per line, that may fetch certificates and keys (a line\n\"TOKEN names=*.a.example,b.example\" may fetch only those names); refused if group or others may read it\n(chmod 600); SIGHUP reloads it"`
+	ClientCA           string        `yaml:"client_ca" arg:"FILE" help:"PEM FILE of CAs whose client certificates may fetch certificates and keys\n(mutual TLS; needs --api-cert)"`
+	APICert            string        `yaml:"api_cert" arg:"CERT:KEY" help:"CERT:KEY files: serve the API over HTTPS with this certificate"`
+	Managed            []string      `yaml:"managed" arg:"NAME" help:"NAME to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable"`
+	SelfSignedFallback bool          `yaml:"self_signed_fallback" help:"answer names that cannot get a real certificate (refused, issuance failing)\nwith a self-signed one, marked \"self_signed\": true"`
+	IssueTimeout       time.Duration `yaml:"issue_timeout" arg:"DURATION" help:"a request for a new name waits up to DURATION for its issuance, then gets a 503"`
+	AuditLog           string        `yaml:"audit_log" arg:"FILE" help:"append the audit log (a JSON line per key handed out) to FILE (default: stderr);\nwhile it cannot be written, key fetches get 503"`
+	AuditFailOpen      bool          `yaml:"audit_fail_open" help:"hand out keys even while --audit-log cannot be written (the failures are still logged)"`
+	HTTPAddr           string        `yaml:"http_addr" arg:"ADDR" help:"ADDR to also serve the API and http-01 on (e.g. :80); off unless given"`
+	// --tls-addr is the proxy's HTTPS listener: here it is a deprecated
+	// name of --tls-alpn-addr.
+	TLSAddr string `yaml:"tls_alpn_addr" alias:"tls_addr" arg:"ADDR" deprecated:"tls-addr" help:"ADDR to answer tls-alpn-01 on (e.g. :443); off unless given. Only the CA's validation\nhandshakes complete there: the API is never served on it"`
 }
 
-const defaultListen = "127.0.0.1:8999"
-
-func (c *serverConfig) register(fs *flag.FlagSet, configFile *string, check *bool) {
-	fs.StringVar(configFile, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
-	fs.BoolVar(check, "check-config", false, "check the configuration (--config and the flags) without starting: print\n\"configuration OK\" and exit 0, or print every error and exit 1")
-	fs.StringVar(&c.Listen, "listen", defaultListen, "`ADDR` of the API (and of http-01 answers under /.well-known/acme-challenge/)")
-	fs.StringVar(&c.TokenFile, "token-file", "", "`FILE` of bearer tokens, one per line, that may fetch certificates and keys (a line\n\"TOKEN names=*.a.example,b.example\" may fetch only those names); refused if group or others may read it\n(chmod 600); SIGHUP reloads it")
-	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM `FILE` of CAs whose client certificates may fetch certificates and keys\n(mutual TLS; needs --api-cert)")
-	fs.StringVar(&c.APICert, "api-cert", "", "`CERT:KEY` files: serve the API over HTTPS with this certificate")
-	fs.Var((*cmdline.Strings)(&c.Managed), "managed", "`NAME` to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable")
-	fs.BoolVar(&c.SelfSignedFallback, "self-signed-fallback", false, "answer names that cannot get a real certificate (refused, issuance failing)\nwith a self-signed one, marked \"self_signed\": true")
-	c.IssueTimeout = certserver.DefaultIssueTimeout
-	fs.Var((*cmdline.Duration)(&c.IssueTimeout), "issue-timeout", "a request for a new name waits up to `DURATION` for its issuance, then gets a 503")
-	fs.StringVar(&c.AuditLog, "audit-log", "", "append the audit log (a JSON line per key handed out) to `FILE` (default: stderr);\nwhile it cannot be written, key fetches get 503")
-	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "hand out keys even while --audit-log cannot be written (the failures are still logged)")
-	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`ADDR` to also serve the API and http-01 on (e.g. :80); off unless given")
-	fs.StringVar(&c.TLSAddr, "tls-alpn-addr", "", "`ADDR` to answer tls-alpn-01 on (e.g. :443); off unless given. Only the CA's validation\nhandshakes complete there: the API is never served on it")
-	cmdline.Deprecated(fs, "tls-addr", "tls-alpn-addr", nil) // --tls-addr is the proxy's HTTPS listener
-	c.engineConfig.register(fs, "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-alpn-addr);\nrepeatable (default: http-01, and tls-alpn-01 with --tls-alpn-addr)")
-}
+// serverChallengeHelp is the usage of the server's --challenge.
+const serverChallengeHelp = "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-alpn-addr);\nrepeatable (default: http-01, and tls-alpn-01 with --tls-alpn-addr)"
 
 func serverCmd() *Command {
-	c := &serverConfig{}
+	c := &serverConfig{IssueTimeout: certserver.DefaultIssueTimeout}
 	var configFile string
 	var check bool
 	var fs *flag.FlagSet
@@ -90,7 +74,9 @@ with the listening sockets and drains once it is ready, as the proxy does. Every
 config key: docs/config.md.`,
 		Flags: func(f *flag.FlagSet) {
 			fs = f
-			c.register(f, &configFile, &check)
+			registerConfig(f, &configFile, &check)
+			cmdline.Bind(f, c)
+			c.engineConfig.register(f, serverChallengeHelp)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
@@ -183,7 +169,7 @@ func startManager(ctx context.Context, env *Env, c *engineConfig, fe frontEnd, p
 	if up, err = upgrade.New(env.Logger); err != nil {
 		return nil, nil, nil, err
 	}
-	st, closeStorage, err := openStorage(ctx, env, storageSpec{URL: c.Storage, KeyFile: c.StorageKey, PasswordFile: c.StoragePass}, 0)
+	st, closeStorage, err := c.storageFlags.open(ctx, env)
 	if err != nil {
 		return nil, nil, nil, err
 	}

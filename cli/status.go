@@ -37,7 +37,7 @@ Status exits non-zero when a stored record is damaged, after listing everything.
 	certkeeper status
 	certkeeper status --json | jq '.[] | select(.state != "fine")'`,
 		Flags: func(fs *flag.FlagSet) {
-			sf.register(fs)
+			cmdline.Bind(fs, &sf)
 			fs.Var(&certFiles, "cert-file", "also report this `CERT:KEY` pair, as given to proxy or server --cert-file\n(issuer \"file\"; expiring with less than a third of its life or 14 days left); repeatable")
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {names, issuer, not_after, next_renewal, state, on_demand,\nlast_seen, key, last_error, last_error_at, retry_at}; the status page's /status.json is the same")
 		},
@@ -62,7 +62,7 @@ Status exits non-zero when a stored record is damaged, after listing everything.
 			out := bufio.NewWriterSize(env.Stdout, 64<<10)
 			p := &status.Printer{W: out, JSON: asJSON}
 			noteDir := "" // the directory of a directory storage, for the empty-storage note
-			if !open.IsURL(sf.spec) {
+			if !open.IsURL(sf.Storage) {
 				noteDir, p.Where = storageDir, status.DirWhere(storageDir)
 			}
 			// Streamed: one record at a time, whatever the number stored.
@@ -75,7 +75,7 @@ Status exits non-zero when a stored record is damaged, after listing everything.
 					return err
 				}
 			}
-			if err := p.Finish(storageDir, status.EmptyNote(noteDir, sf.spec == "")); err != nil {
+			if err := p.Finish(storageDir, status.EmptyNote(noteDir, sf.Storage == "")); err != nil {
 				return err
 			}
 			if err := out.Flush(); err != nil {

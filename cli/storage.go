@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/term"
 	"github.com/certkeeper/certkeeper/storage/archive"
 	"github.com/certkeeper/certkeeper/storage/open"
@@ -63,7 +64,7 @@ The archive holds private keys. --out is written with mode 0600 (via a temporary
 into place, so it is never seen half-written), and export refuses to print it to a terminal.
 Keep it as private as --storage itself, and delete it once imported.`,
 		Flags: func(fs *flag.FlagSet) {
-			sf.register(fs)
+			cmdline.Bind(fs, &sf)
 			fs.StringVar(&out, "out", "-", "`FILE` to write the archive to, or - for stdout")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
@@ -71,7 +72,7 @@ Keep it as private as --storage itself, and delete it once imported.`,
 				return usagef("storage export takes no arguments (the archive goes to --out FILE, or stdout)")
 			}
 			storageDir := sf.where()
-			if !open.IsURL(sf.spec) {
+			if !open.IsURL(sf.Storage) {
 				if fi, err := os.Stat(storageDir); err != nil {
 					return fmt.Errorf("storage %s: %w (is --storage right?)", storageDir, err)
 				} else if !fi.IsDir() {
@@ -130,7 +131,7 @@ the archive's values:
 Stop certkeeper processes using --storage while importing: a certificate they renew meanwhile
 could be replaced by the archive's older one.`,
 		Flags: func(fs *flag.FlagSet) {
-			sf.register(fs)
+			cmdline.Bind(fs, &sf)
 			fs.BoolVar(&overwrite, "overwrite", false, "replace keys stored with values that differ from the archive's")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
