@@ -92,7 +92,7 @@ func (f *issueFlags) registerCA(fs *flag.FlagSet) {
 	fs.BoolVar(&f.noWait, "no-wait", false, "if the CA answers rateLimited, fail at once naming the time to retry instead of waiting")
 	f.timeout = 10 * time.Minute
 	fs.Var((*cmdline.Duration)(&f.timeout), "timeout", "give up after this `DURATION`")
-	f.dns.register(fs)
+	cmdline.Bind(fs, &f.dns)
 }
 
 func certIssueCmd() *Command {

@@ -2,12 +2,10 @@ package cli
 
 import (
 	"errors"
-	"flag"
 	"io"
 	"time"
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
-	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 )
 
@@ -15,42 +13,23 @@ import (
 // config keys) shared by cert issue, cert renew, proxy and
 // dns-persist-record. docs/dns.md documents them.
 type dnsConfig struct {
-	Provider    string        `yaml:"dns"`
-	Server      string        `yaml:"dns_server"`
-	TSIGKey     string        `yaml:"tsig_key"`
-	TSIGKeyFile string        `yaml:"tsig_key_file"`
-	Exec        string        `yaml:"dns_exec"`
-	ExecMode    string        `yaml:"dns_exec_mode"`
-	APIURL      string        `yaml:"dns_api_url"`
-	APIKeyFile  string        `yaml:"dns_api_key_file"`
-	Resolvers   []string      `yaml:"dns_resolver"`
-	Zones       []string      `yaml:"dns_zone"`
-	CheckPort   int           `yaml:"dns_check_port"`
-	Timeout     time.Duration `yaml:"dns_timeout"`
-	NoCheck     bool          `yaml:"dns_no_check"`
+	Provider    string        `yaml:"dns" arg:"PROVIDER" help:"DNS PROVIDER that sets dns-01 records: rfc2136 (dynamic updates with TSIG), powerdns\n(its HTTP API), exec (your program), or one compiled in (listed below if any); see docs/dns.md"`
+	Server      string        `yaml:"dns_server" arg:"ADDR" help:"ADDR (host:port) of the primary DNS server that takes RFC 2136 updates; also asked for\nzones the resolvers do not know, and for the record when checking propagation"`
+	TSIGKey     string        `yaml:"tsig_key" arg:"NAME:ALG:SECRET" help:"TSIG key as NAME:ALG:SECRET (alg hmac-sha256 or hmac-sha512); prefer --tsig-key-file,\nas the command line is visible to other users"`
+	TSIGKeyFile string        `yaml:"tsig_key_file" arg:"FILE" help:"FILE holding the TSIG key: NAME:ALG:SECRET, or a BIND key clause as tsig-keygen writes"`
+	Exec        string        `yaml:"dns_exec" arg:"PROGRAM" help:"PROGRAM run as PROGRAM present|cleanup FQDN VALUE by --dns exec"`
+	ExecMode    string        `yaml:"dns_exec_mode" arg:"MODE" default:"default" help:"MODE of --dns exec: default (PROGRAM present|cleanup FQDN VALUE) or raw (PROGRAM\npresent|cleanup -- DOMAIN TOKEN KEYAUTH), as lego's exec provider and EXEC_MODE=RAW"`
+	APIURL      string        `yaml:"dns_api_url" arg:"URL" help:"URL of the PowerDNS HTTP API for --dns powerdns (e.g. http://127.0.0.1:8081)"`
+	APIKeyFile  string        `yaml:"dns_api_key_file" arg:"FILE" help:"FILE holding the PowerDNS API key (api-key in pdns.conf) for --dns powerdns"`
+	Resolvers   []string      `yaml:"dns_resolver" arg:"ADDR" help:"ADDR (host:port) of a resolver to find zones and nameservers through; repeatable\n(default: those in /etc/resolv.conf)"`
+	Zones       []string      `yaml:"dns_zone" arg:"ZONE" help:"ZONE that holds the records, named outright instead of looked up; repeatable\n(the longest that holds a record is used)"`
+	CheckPort   int           `yaml:"dns_check_port" arg:"PORT" default:"53" help:"PORT to ask the zone's authoritative nameservers on when checking propagation"`
+	Timeout     time.Duration `yaml:"dns_timeout" arg:"DURATION" default:"2m" help:"how long (DURATION) to wait for a record to reach every authoritative nameserver"`
+	NoCheck     bool          `yaml:"dns_no_check" help:"do not wait for records to propagate (for split-horizon DNS)"`
 	// Settings and SettingFiles are a compiled-in provider's settings
 	// (package dnsprovider): values, and files holding them (secrets).
-	Settings     map[string]string `yaml:"dns_setting"`
-	SettingFiles map[string]string `yaml:"dns_setting_file"`
-}
-
-func (c *dnsConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.Provider, "dns", "", "DNS `PROVIDER` that sets dns-01 records: rfc2136 (dynamic updates with TSIG), powerdns\n(its HTTP API), exec (your program), or one compiled in (listed below if any); see docs/dns.md")
-	fs.StringVar(&c.Server, "dns-server", "", "`ADDR` (host:port) of the primary DNS server that takes RFC 2136 updates; also asked for\nzones the resolvers do not know, and for the record when checking propagation")
-	fs.StringVar(&c.TSIGKey, "tsig-key", "", "TSIG key as `NAME:ALG:SECRET` (alg hmac-sha256 or hmac-sha512); prefer --tsig-key-file,\nas the command line is visible to other users")
-	fs.StringVar(&c.TSIGKeyFile, "tsig-key-file", "", "`FILE` holding the TSIG key: NAME:ALG:SECRET, or a BIND key clause as tsig-keygen writes")
-	fs.StringVar(&c.Exec, "dns-exec", "", "`PROGRAM` run as PROGRAM present|cleanup FQDN VALUE by --dns exec")
-	fs.StringVar(&c.ExecMode, "dns-exec-mode", "default", "`MODE` of --dns exec: default (PROGRAM present|cleanup FQDN VALUE) or raw (PROGRAM\npresent|cleanup -- DOMAIN TOKEN KEYAUTH), as lego's exec provider and EXEC_MODE=RAW")
-	fs.StringVar(&c.APIURL, "dns-api-url", "", "`URL` of the PowerDNS HTTP API for --dns powerdns (e.g. http://127.0.0.1:8081)")
-	fs.StringVar(&c.APIKeyFile, "dns-api-key-file", "", "`FILE` holding the PowerDNS API key (api-key in pdns.conf) for --dns powerdns")
-	fs.Var((*cmdline.Strings)(&c.Resolvers), "dns-resolver", "`ADDR` (host:port) of a resolver to find zones and nameservers through; repeatable\n(default: those in /etc/resolv.conf)")
-	fs.Var((*cmdline.Strings)(&c.Zones), "dns-zone", "`ZONE` that holds the records, named outright instead of looked up; repeatable\n(the longest that holds a record is used)")
-	fs.IntVar(&c.CheckPort, "dns-check-port", 53, "`PORT` to ask the zone's authoritative nameservers on when checking propagation")
-	c.Timeout = 2 * time.Minute
-	fs.Var((*cmdline.Duration)(&c.Timeout), "dns-timeout", "how long (`DURATION`) to wait for a record to reach every authoritative nameserver")
-	fs.BoolVar(&c.NoCheck, "dns-no-check", false, "do not wait for records to propagate (for split-horizon DNS)")
-	fs.Var((*cmdline.Settings)(&c.Settings), "dns-setting", "`NAME=VALUE` setting of a compiled-in --dns provider; repeatable")
-	fs.Var((*cmdline.Settings)(&c.SettingFiles), "dns-setting-file", "`NAME=FILE`: a compiled-in --dns provider's setting read from FILE (the only way to give\na secret one); repeatable")
+	Settings     map[string]string `yaml:"dns_setting" arg:"NAME=VALUE" help:"NAME=VALUE setting of a compiled-in --dns provider; repeatable"`
+	SettingFiles map[string]string `yaml:"dns_setting_file" arg:"NAME=FILE" help:"NAME=FILE: a compiled-in --dns provider's setting read from FILE (the only way to give\na secret one); repeatable"`
 }
 
 // builtinSettings are the built-in providers' settings, from their flags

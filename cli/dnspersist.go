@@ -45,7 +45,7 @@ follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
 			fs.StringVar(&f.Storage, "storage", "", "`DIR` of certkeeper's state, where the account is (default: as for cert issue)")
 			f.timeout = 2 * time.Minute
 			fs.Var((*cmdline.Duration)(&f.timeout), "timeout", "give up after this `DURATION`")
-			f.dns.register(fs)
+			cmdline.Bind(fs, &f.dns)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {

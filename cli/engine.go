@@ -25,8 +25,8 @@ import (
 // has a key of the same name (with "_" for "-") in the --config YAML file;
 // docs/config.md documents each.
 type engineConfig struct {
-	Allow []string `yaml:"allow"`
-	Ask   string   `yaml:"ask"`
+	Allow []string `yaml:"allow" arg:"PATTERN" help:"a name PATTERN that may get a certificate: a.example, *.a.example (any subdomain),\nor re:REGEXP; repeatable"`
+	Ask   string   `yaml:"ask" arg:"URL" help:"ask this URL (GET URL?domain=NAME, 200 = yes) before obtaining a certificate"`
 	// caFlags are ca, email, key_type, profile, eab_kid, eab_hmac and
 	// ca_roots (caflags.go).
 	caFlags   `yaml:",inline"`
@@ -34,17 +34,17 @@ type engineConfig struct {
 	// storageFlags are storage, storage_key_file and
 	// storage_password_file (storageopen.go).
 	storageFlags `yaml:",inline"`
-	OrderLimit   string `yaml:"order_limit"`
-	RSAFallback  bool   `yaml:"rsa_fallback"`
-	RequireOwn   bool   `yaml:"require_own_ip"`
+	OrderLimit   string `yaml:"order_limit" arg:"N/DURATION" help:"N/DURATION: at most N new orders per DURATION per CA account, counted in --storage\nfor every node sharing it (e.g. 10/1m; default: only the CA's own limits)"`
+	RSAFallback  bool   `yaml:"rsa_fallback" help:"also obtain RSA certificates, for clients that cannot use ECDSA"`
+	RequireOwn   bool   `yaml:"require_own_ip" help:"obtain certificates only for names that resolve to this host's own public addresses"`
 	// OwnIPPrivate lets loopback, link-local and private addresses count
 	// as this host's own for RequireOwn.
-	OwnIPPrivate bool     `yaml:"own_ip_private"`
-	Wildcards    []string `yaml:"wildcard"`
-	CertFiles    []string `yaml:"cert_file"`
+	OwnIPPrivate bool     `yaml:"own_ip_private" help:"with --require-own-ip, count loopback, link-local and private addresses as this host's\nown too (for an internal CA; a public CA cannot reach them, so by default they are refused)"`
+	Wildcards    []string `yaml:"wildcard" arg:"*.ZONE" help:"serve every subdomain of a zone from one wildcard certificate: *.ZONE (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable"`
+	CertFiles    []string `yaml:"cert_file" arg:"CERT:KEY" help:"CERT:KEY: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable"`
 	// CertFileCheck is how often --cert-file files are checked for
-	// changes.
-	CertFileCheck time.Duration `yaml:"cert_file_check_every" alias:"cert_file_check"`
+	// changes (its old name went as --alert-check's did).
+	CertFileCheck time.Duration `yaml:"cert_file_check_every" alias:"cert_file_check" arg:"DURATION" default:"5s" deprecated:"cert-file-check" help:"check --cert-file files for changes every DURATION"`
 	// Names gives names matching a pattern their own CA chain, key type,
 	// challenges or profile (config file only).
 	Names []nameConfig `yaml:"names"`
@@ -87,22 +87,9 @@ type nameConfig struct {
 // register sets up the shared flags; challengeHelp describes --challenge
 // for the front-end.
 func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
-	fs.Var((*cmdline.Strings)(&c.Allow), "allow", "a name `PATTERN` that may get a certificate: a.example, *.a.example (any subdomain),\nor re:REGEXP; repeatable")
-	fs.StringVar(&c.Ask, "ask", "", "ask this `URL` (GET URL?domain=NAME, 200 = yes) before obtaining a certificate")
 	c.caFlags.register(fs, caChain|caEmail|caEAB|caOrder)
 	fs.Var((*cmdline.Strings)(&c.Challenge), "challenge", challengeHelp)
-	fs.StringVar(&c.OrderLimit, "order-limit", "", "`N/DURATION`: at most N new orders per DURATION per CA account, counted in --storage\nfor every node sharing it (e.g. 10/1m; default: only the CA's own limits)")
-	fs.BoolVar(&c.RSAFallback, "rsa-fallback", false, "also obtain RSA certificates, for clients that cannot use ECDSA")
-	fs.BoolVar(&c.RequireOwn, "require-own-ip", false, "obtain certificates only for names that resolve to this host's own public addresses")
-	fs.BoolVar(&c.OwnIPPrivate, "own-ip-private", false, "with --require-own-ip, count loopback, link-local and private addresses as this host's\nown too (for an internal CA; a public CA cannot reach them, so by default they are refused)")
-	c.CertFileCheck = 5 * time.Second
-	fs.Var((*cmdline.Duration)(&c.CertFileCheck), "cert-file-check-every", "check --cert-file files for changes every `DURATION`")
-	cmdline.Deprecated(fs, "cert-file-check", "cert-file-check-every", nil) // as --alert-check-every
-	fs.Var((*cmdline.Strings)(&c.Wildcards), "wildcard", "serve every subdomain of a zone from one wildcard certificate: `*.ZONE` (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable")
-	fs.Var((*cmdline.Strings)(&c.CertFiles), "cert-file", "`CERT:KEY`: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable")
-	c.DNS.register(fs)
 	c.Deploy.register(fs, "deploy-")
-	c.Ops.register(fs)
 }
 
 // globals records the global flags' values (main.go's globalFlags) in

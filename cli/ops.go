@@ -2,7 +2,6 @@ package cli
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/alert"
-	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/monitor"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -19,30 +17,20 @@ import (
 // server) shares: metrics, the status page and alerts. Its keys sit in
 // the front-end's config file beside its own.
 type opsConfig struct {
-	MetricsAddr    string        `yaml:"metrics_addr"`
-	MetricsToken   string        `yaml:"metrics_token"`
-	StatusAddr     string        `yaml:"status_addr"`
-	StatusToken    string        `yaml:"status_token"`
-	AlertWebhook   string        `yaml:"alert_webhook"`
-	AlertExec      string        `yaml:"alert_exec"`
-	AlertFailing   time.Duration `yaml:"alert_failing_for"`
-	AlertExpiring  time.Duration `yaml:"alert_expiring_within"`
-	AlertCheckEach time.Duration `yaml:"alert_check_every"`
+	MetricsAddr    string        `yaml:"metrics_addr" arg:"ADDR" help:"ADDR to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9100); off unless\ngiven; beyond loopback it needs --metrics-token (the metrics name every managed host)"`
+	MetricsToken   string        `yaml:"metrics_token" arg:"TOKEN" help:"TOKEN /metrics asks for as a bearer token; default $CERTKEEPER_METRICS_TOKEN, or\n--status-token when --metrics-addr is --status-addr"`
+	StatusAddr     string        `yaml:"status_addr" arg:"ADDR" help:"ADDR to serve the status page on (/ and /status.json), e.g. 127.0.0.1:9101; off unless\ngiven; beyond loopback it needs --status-token"`
+	StatusToken    string        `yaml:"status_token" arg:"TOKEN" help:"TOKEN the status page asks for (?token= or a bearer token); default $CERTKEEPER_STATUS_TOKEN"`
+	AlertWebhook   string        `yaml:"alert_webhook" arg:"URL" help:"URL to POST a JSON alert to when a renewal keeps failing or a certificate nears expiry"`
+	AlertExec      string        `yaml:"alert_exec" arg:"COMMAND" help:"COMMAND to run (with the shell) for each alert; $CERTKEEPER_ALERT_JSON holds the alert"`
+	AlertFailing   time.Duration `yaml:"alert_failing_for" arg:"DURATION" help:"alert when renewals have failed for this DURATION"`
+	AlertExpiring  time.Duration `yaml:"alert_expiring_within" arg:"DURATION" help:"alert when a certificate expires within this DURATION"`
+	AlertCheckEach time.Duration `yaml:"alert_check_every" arg:"DURATION" help:"check the certificates for alerts this often (DURATION)"`
 }
 
-func (o *opsConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "`ADDR` to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9100); off unless\ngiven; beyond loopback it needs --metrics-token (the metrics name every managed host)")
-	fs.StringVar(&o.MetricsToken, "metrics-token", "", "`TOKEN` /metrics asks for as a bearer token; default $CERTKEEPER_METRICS_TOKEN, or\n--status-token when --metrics-addr is --status-addr")
-	fs.StringVar(&o.StatusAddr, "status-addr", "", "`ADDR` to serve the status page on (/ and /status.json), e.g. 127.0.0.1:9101; off unless\ngiven; beyond loopback it needs --status-token")
-	fs.StringVar(&o.StatusToken, "status-token", "", "`TOKEN` the status page asks for (?token= or a bearer token); default $CERTKEEPER_STATUS_TOKEN")
-	fs.StringVar(&o.AlertWebhook, "alert-webhook", "", "`URL` to POST a JSON alert to when a renewal keeps failing or a certificate nears expiry")
-	fs.StringVar(&o.AlertExec, "alert-exec", "", "`COMMAND` to run (with the shell) for each alert; $CERTKEEPER_ALERT_JSON holds the alert")
-	o.AlertFailing = alert.DefaultFailingFor
-	fs.Var((*cmdline.Duration)(&o.AlertFailing), "alert-failing-for", "alert when renewals have failed for this `DURATION`")
-	o.AlertExpiring = alert.DefaultExpiringWithin
-	fs.Var((*cmdline.Duration)(&o.AlertExpiring), "alert-expiring-within", "alert when a certificate expires within this `DURATION`")
-	o.AlertCheckEach = alert.DefaultEvery
-	fs.Var((*cmdline.Duration)(&o.AlertCheckEach), "alert-check-every", "check the certificates for alerts this often (`DURATION`)")
+// defaultOps is the operations flags' defaults: package alert's.
+func defaultOps() opsConfig {
+	return opsConfig{AlertFailing: alert.DefaultFailingFor, AlertExpiring: alert.DefaultExpiringWithin, AlertCheckEach: alert.DefaultEvery}
 }
 
 // ops runs the operations side of a front-end (metrics, status page,

@@ -36,7 +36,7 @@ type proxyConfig struct {
 const proxyChallengeHelp = "challenge `TYPE` to use: tls-alpn-01, http-01 (needs --http-addr); repeatable\n(default: both, whichever the CA offers)"
 
 func proxyCmd() *Command {
-	c := &proxyConfig{}
+	c := &proxyConfig{engineConfig: engineConfig{Ops: defaultOps()}}
 	var configFile string
 	var check bool
 	var fs *flag.FlagSet

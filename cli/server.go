@@ -47,7 +47,7 @@ type serverConfig struct {
 const serverChallengeHelp = "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-alpn-addr);\nrepeatable (default: http-01, and tls-alpn-01 with --tls-alpn-addr)"
 
 func serverCmd() *Command {
-	c := &serverConfig{IssueTimeout: certserver.DefaultIssueTimeout}
+	c := &serverConfig{IssueTimeout: certserver.DefaultIssueTimeout, engineConfig: engineConfig{Ops: defaultOps()}}
 	var configFile string
 	var check bool
 	var fs *flag.FlagSet
