@@ -56,11 +56,24 @@ redirect rules and removes them when the proxy stops.`,
 	}
 }
 
+// alpnStartFlags are the flags of alpn-proxy start.
+type alpnStartFlags struct {
+	listen         string        `flag:"listen" arg:"ADDR" default:"127.0.0.1:21443" help:"ADDR to accept connections on"`
+	alpnAddr       string        `flag:"alpn" arg:"ADDR" default:"127.0.0.1:31443" help:"ADDR of the ACME client answering tls-alpn-01 (cert issue --tls-alpn-addr)"`
+	fallback       string        `flag:"fallback" arg:"ADDR" default:"127.0.0.1:443" help:"ADDR of the TLS server that gets every other connection"`
+	pidfile        string        `flag:"pidfile" arg:"FILE" help:"FILE holding the proxy's process ID (default $ACME_ALPN_PROXY_PIDFILE,\nelse certkeeper-alpn-proxy.pid in /run for root, $XDG_RUNTIME_DIR, or the temporary directory)"`
+	proxyProtocol  bool          `flag:"proxy-protocol" help:"start each --fallback connection with a PROXY protocol v2 header carrying the client's address"`
+	drain          time.Duration `flag:"drain" arg:"DURATION" default:"30s" help:"how long (DURATION) to wait for open connections on SIGINT or SIGTERM before closing them"`
+	maxConns       int           `flag:"max-conns" arg:"N" default:"10000" help:"N connections handled at once at most; one more is closed at once"`
+	idleTimeout    time.Duration `flag:"idle-timeout" arg:"DURATION" default:"10m" help:"close a spliced connection with no bytes in either direction for this DURATION (0: never)"`
+	useIPTables    bool          `flag:"iptables" help:"redirect incoming TCP port 443 to --listen with iptables rules while running (Linux, root)"`
+	rulespec       string        `flag:"rulespec" arg:"SPEC" help:"iptables SPEC after -t nat -A PREROUTING (default $ACME_ALPN_PROXY_RULESPEC,\nelse \"-p tcp --dport 443 -j REDIRECT --to-ports 21443 -m comment --comment certkeeper-alpn-proxy\"\nwith the --listen port); the tag comment is appended when missing"`
+	iptablesOutput bool          `flag:"iptables-output" help:"also redirect connections from this host (nat OUTPUT), except the proxy user's own"`
+	noIPv6         bool          `flag:"no-ipv6" help:"add no ip6tables rules (default true when $ACME_ALPN_PROXY_DISABLEV6 is y)"`
+}
+
 func alpnProxyStartCmd() *Command {
-	var listen, alpnAddr, fallback, pidfile, rulespec string
-	var proxyProtocol, useIPTables, iptablesOutput, noIPv6 bool
-	var drain, idleTimeout time.Duration
-	var maxConns int
+	f := &alpnStartFlags{}
 	var flags *flag.FlagSet
 	return &Command{
 		UsageLine: "certkeeper alpn-proxy start [flags]",
@@ -95,63 +108,50 @@ running as that user (root) are not redirected.
 	certkeeper alpn-proxy start --iptables --listen :21443 &`,
 		Flags: func(fs *flag.FlagSet) {
 			flags = fs
-			fs.StringVar(&listen, "listen", "127.0.0.1:21443", "`ADDR` to accept connections on")
-			fs.StringVar(&alpnAddr, "alpn", "127.0.0.1:31443", "`ADDR` of the ACME client answering tls-alpn-01 (cert issue --tls-alpn-addr)")
-			fs.StringVar(&fallback, "fallback", "127.0.0.1:443", "`ADDR` of the TLS server that gets every other connection")
-			fs.StringVar(&pidfile, "pidfile", "", "`FILE` holding the proxy's process ID (default $"+pidfileEnv+",\nelse certkeeper-alpn-proxy.pid in /run for root, $XDG_RUNTIME_DIR, or the temporary directory)")
-			fs.BoolVar(&proxyProtocol, "proxy-protocol", false, "start each --fallback connection with a PROXY protocol v2 header carrying the client's address")
-			drain = 30 * time.Second
-			fs.Var((*cmdline.Duration)(&drain), "drain", "how long (`DURATION`) to wait for open connections on SIGINT or SIGTERM before closing them")
-			fs.IntVar(&maxConns, "max-conns", 10000, "`N` connections handled at once at most; one more is closed at once")
-			idleTimeout = 10 * time.Minute
-			fs.Var((*cmdline.Duration)(&idleTimeout), "idle-timeout", "close a spliced connection with no bytes in either direction for this `DURATION` (0: never)")
-			fs.BoolVar(&useIPTables, "iptables", false, "redirect incoming TCP port 443 to --listen with iptables rules while running (Linux, root)")
-			fs.StringVar(&rulespec, "rulespec", "", "iptables `SPEC` after -t nat -A PREROUTING (default $"+rulespecEnv+",\nelse \""+strings.Join(iptables.DefaultSpec(21443), " ")+"\"\nwith the --listen port); the tag comment is appended when missing")
-			fs.BoolVar(&iptablesOutput, "iptables-output", false, "also redirect connections from this host (nat OUTPUT), except the proxy user's own")
-			fs.BoolVar(&noIPv6, "no-ipv6", false, "add no ip6tables rules (default true when $"+disableV6Env+" is y)")
+			cmdline.Bind(fs, f)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
 				return usagef("alpn-proxy start takes no arguments")
 			}
-			for _, a := range []struct{ flag, addr string }{{"--alpn", alpnAddr}, {"--fallback", fallback}} {
+			for _, a := range []struct{ flag, addr string }{{"--alpn", f.alpnAddr}, {"--fallback", f.fallback}} {
 				if _, _, err := net.SplitHostPort(a.addr); err != nil {
 					return usagef("%s %q: want HOST:PORT", a.flag, a.addr)
 				}
 			}
-			if drain <= 0 {
-				return usagef("--drain %s: must be positive", drain)
+			if f.drain <= 0 {
+				return usagef("--drain %s: must be positive", f.drain)
 			}
-			if maxConns <= 0 {
-				return usagef("--max-conns %d: must be at least 1 (raise it rather than remove the limit)", maxConns)
+			if f.maxConns <= 0 {
+				return usagef("--max-conns %d: must be at least 1 (raise it rather than remove the limit)", f.maxConns)
 			}
-			if idleTimeout < 0 {
-				return usagef("--idle-timeout %s: must not be negative (0 turns it off)", idleTimeout)
+			if f.idleTimeout < 0 {
+				return usagef("--idle-timeout %s: must not be negative (0 turns it off)", f.idleTimeout)
 			}
-			if idleTimeout == 0 {
-				idleTimeout = -1 // alpnproxy.Server: negative is off, zero its default
+			if f.idleTimeout == 0 {
+				f.idleTimeout = -1 // alpnproxy.Server: negative is off, zero its default
 			}
-			if pidfile == "" {
-				pidfile = defaultPidfile()
+			if f.pidfile == "" {
+				f.pidfile = defaultPidfile()
 			}
 			var rules *iptables.Redirect
-			if useIPTables {
+			if f.useIPTables {
 				if !flagSet(flags, "no-ipv6") {
-					noIPv6 = envDisablesV6()
+					f.noIPv6 = envDisablesV6()
 				}
-				if rulespec == "" {
-					rulespec = os.Getenv(rulespecEnv)
+				if f.rulespec == "" {
+					f.rulespec = os.Getenv(rulespecEnv)
 				}
-				rules = &iptables.Redirect{Spec: strings.Fields(rulespec), Output: iptablesOutput, ExceptUID: os.Geteuid(), IPv6: !noIPv6}
+				rules = &iptables.Redirect{Spec: strings.Fields(f.rulespec), Output: f.iptablesOutput, ExceptUID: os.Geteuid(), IPv6: !f.noIPv6}
 				if err := rules.Check(); err != nil {
 					return fmt.Errorf("--iptables: %w", err)
 				}
-			} else if rulespec != "" || iptablesOutput {
+			} else if f.rulespec != "" || f.iptablesOutput {
 				return usagef("--rulespec and --iptables-output need --iptables")
 			}
-			srv := &alpnproxy.Server{ALPNAddr: alpnAddr, FallbackAddr: fallback, ProxyProtocol: proxyProtocol,
-				MaxConns: maxConns, IdleTimeout: idleTimeout, Logger: env.Logger}
-			return runALPNProxy(ctx, env, srv, listen, pidfile, drain, rules)
+			srv := &alpnproxy.Server{ALPNAddr: f.alpnAddr, FallbackAddr: f.fallback, ProxyProtocol: f.proxyProtocol,
+				MaxConns: f.maxConns, IdleTimeout: f.idleTimeout, Logger: env.Logger}
+			return runALPNProxy(ctx, env, srv, f.listen, f.pidfile, f.drain, rules)
 		},
 	}
 }

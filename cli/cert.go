@@ -52,47 +52,46 @@ Revoke a certificate whose key has leaked:
 
 // issueFlags are the flags of "cert issue".
 type issueFlags struct {
-	caFlags
-	storageFlags
-	names          cmdline.Strings
-	challenge      string
-	httpAddr       string
-	tlsAddr        string
-	outDir         string
-	preferredChain string
-	noWait         bool
-	noApex         bool
-	csrFile        string
-	timeout        time.Duration
-	dns            dnsConfig
+	// caFlags and renewable are the flags cert renew takes too
+	// (registerCA).
+	caFlags   `bind:"-"`
+	renewable `bind:"-"`
+	names     cmdline.Strings `flag:"d" arg:"NAME" help:"a NAME (DNS name or IP address) for the certificate; repeat for more names, the first\nnames the files"`
+	noApex    bool            `flag:"no-apex" help:"do not add a.example when www.a.example is asked for"`
+	csrFile   string          `flag:"csr" arg:"FILE" help:"issue for this PEM certificate request FILE (its key stays with you; only\ncerts/NAME.pem is written); names come from the CSR unless -d is given"`
 	// fs is the parsed flag set: the flags given are remembered for
 	// renewals (renewconf.go).
 	fs *flag.FlagSet
 }
 
+// renewable are the flags of cert issue that cert renew takes too, but
+// the CA's.
+type renewable struct {
+	storageFlags
+	// --challenge's default is set by registerCA.
+	challenge      string        `flag:"challenge" arg:"TYPE" help:"challenge TYPE that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; the only one for wildcards) or dns-persist-01 (a record\nset once with dns-persist-record)"`
+	httpAddr       string        `flag:"http-addr" arg:"ADDR" default:":80" help:"ADDR to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward"`
+	tlsAddr        string        `flag:"tls-alpn-addr" arg:"ADDR" default:":443" deprecated:"tls-addr" help:"ADDR to answer tls-alpn-01 on; the CA connects to port 443"`
+	outDir         string        `flag:"out-dir" arg:"DIR" help:"write DIR/private/NAME.key and DIR/certs/NAME.pem (leaf + chain) here\n(default: /etc/ssl for root, else ~/.acme)"`
+	preferredChain string        `flag:"preferred-chain" arg:"NAME" help:"among the chains the CA offers, prefer the one whose top certificate is issued by\nthis common NAME (e.g. \"ISRG Root X1\")"`
+	noWait         bool          `flag:"no-wait" help:"if the CA answers rateLimited, fail at once naming the time to retry instead of waiting"`
+	timeout        time.Duration `flag:"timeout" arg:"DURATION" default:"10m" help:"give up after this DURATION"`
+	dns            dnsConfig     `yaml:",inline"`
+}
+
 func (f *issueFlags) register(fs *flag.FlagSet) {
 	f.fs = fs
 	f.registerCA(fs)
-	fs.Var(&f.names, "d", "a `NAME` (DNS name or IP address) for the certificate; repeat for more names, the first\nnames the files")
-	fs.BoolVar(&f.noApex, "no-apex", false, "do not add a.example when www.a.example is asked for")
-	fs.StringVar(&f.csrFile, "csr", "", "issue for this PEM certificate request `FILE` (its key stays with you; only\ncerts/NAME.pem is written); names come from the CSR unless -d is given")
+	cmdline.Bind(fs, f)
 }
 
-// registerCA registers every flag of cert issue but -d: what cert renew
-// needs too.
+// registerCA registers every flag of cert issue but -d, --no-apex and
+// --csr: what cert renew needs too. --tls-addr is the proxy's HTTPS
+// listener: here it is a deprecated name of --tls-alpn-addr.
 func (f *issueFlags) registerCA(fs *flag.FlagSet) {
 	f.caFlags.register(fs, caLocal|caEmail|caEAB|caOrder)
-	cmdline.Bind(fs, &f.storageFlags)
-	fs.StringVar(&f.challenge, "challenge", acmeca.HTTP01, "challenge `TYPE` that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; the only one for wildcards) or dns-persist-01 (a record\nset once with dns-persist-record)")
-	fs.StringVar(&f.httpAddr, "http-addr", ":80", "`ADDR` to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward")
-	fs.StringVar(&f.tlsAddr, "tls-alpn-addr", ":443", "`ADDR` to answer tls-alpn-01 on; the CA connects to port 443")
-	cmdline.Deprecated(fs, "tls-addr", "tls-alpn-addr", nil) // --tls-addr is the proxy's HTTPS listener
-	fs.StringVar(&f.outDir, "out-dir", "", "write `DIR`/private/NAME.key and DIR/certs/NAME.pem (leaf + chain) here\n(default: /etc/ssl for root, else ~/.acme)")
-	fs.StringVar(&f.preferredChain, "preferred-chain", "", "among the chains the CA offers, prefer the one whose top certificate is issued by\nthis common `NAME` (e.g. \"ISRG Root X1\")")
-	fs.BoolVar(&f.noWait, "no-wait", false, "if the CA answers rateLimited, fail at once naming the time to retry instead of waiting")
-	f.timeout = 10 * time.Minute
-	fs.Var((*cmdline.Duration)(&f.timeout), "timeout", "give up after this `DURATION`")
-	cmdline.Bind(fs, &f.dns)
+	f.challenge = acmeca.HTTP01
+	cmdline.Bind(fs, &f.renewable)
 }
 
 func certIssueCmd() *Command {

@@ -10,6 +10,7 @@ import (
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/certfile/renew"
 	"github.com/certkeeper/certkeeper/engine"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
@@ -18,15 +19,15 @@ import (
 // renewFlags are the flags of "cert renew": those of cert issue but -d,
 // and the batch's own.
 type renewFlags struct {
-	issueFlags
-	grace      string
-	force      bool
-	dryRun     bool
-	newKey     bool
-	want       string
-	deployHook string
-	preHook    string
-	postHook   string
+	issueFlags `bind:"-"` // registerCA
+	grace      string     `flag:"grace" arg:"DURATION" help:"renew what expires within this DURATION (e.g. 7d, 36h) instead of the usual rule"`
+	force      bool       `flag:"force" help:"renew every pair, due or not"`
+	dryRun     bool       `flag:"dry-run" help:"report what would be renewed and change nothing"`
+	newKey     bool       `flag:"new-key" help:"give renewed certificates a new key (default: keep the key)"`
+	want       string     `flag:"want" arg:"FILE" help:"FILE listing certificates to have: one per line, names separated by spaces"`
+	deployHook string     `flag:"deploy-hook" arg:"CMD" help:"CMD to run (with sh -c) after each renewed certificate (remembered per certificate)"`
+	preHook    string     `flag:"pre-hook" arg:"CMD" help:"CMD to run once per run, before the first renewal (remembered per certificate)"`
+	postHook   string     `flag:"post-hook" arg:"CMD" help:"CMD to run once after a run that renewed anything (remembered per certificate)"`
 	// hooks runs the remembered hooks of this run.
 	hooks renew.Hooks
 }
@@ -68,14 +69,7 @@ Exit status: 0 all good, 1 something failed (each is named in the summary), 2 ba
 		Flags: func(fs *flag.FlagSet) {
 			f.fs = fs
 			f.registerCA(fs)
-			fs.StringVar(&f.grace, "grace", "", "renew what expires within this `DURATION` (e.g. 7d, 36h) instead of the usual rule")
-			fs.BoolVar(&f.force, "force", false, "renew every pair, due or not")
-			fs.BoolVar(&f.dryRun, "dry-run", false, "report what would be renewed and change nothing")
-			fs.BoolVar(&f.newKey, "new-key", false, "give renewed certificates a new key (default: keep the key)")
-			fs.StringVar(&f.want, "want", "", "`FILE` listing certificates to have: one per line, names separated by spaces")
-			fs.StringVar(&f.deployHook, "deploy-hook", "", "`CMD` to run (with sh -c) after each renewed certificate (remembered per certificate)")
-			fs.StringVar(&f.preHook, "pre-hook", "", "`CMD` to run once per run, before the first renewal (remembered per certificate)")
-			fs.StringVar(&f.postHook, "post-hook", "", "`CMD` to run once after a run that renewed anything (remembered per certificate)")
+			cmdline.Bind(fs, f)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {

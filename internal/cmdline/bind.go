@@ -25,6 +25,9 @@ import (
 //	                   value the field holds when Bind is called
 //	deprecated:"a,b"   old names kept as hidden aliases (Deprecated)
 //
+// A field tagged bind:"-" is left out, with whatever it holds: flags a
+// command registers in parts.
+//
 // Fields of type string, bool, int, time.Duration (taking days too, as
 // Duration), []string (repeatable, Strings), map[string]string
 // (NAME=VALUE, repeatable, Settings) and any whose pointer is a
@@ -45,6 +48,9 @@ func bind(fs *flag.FlagSet, sv reflect.Value) {
 		f := t.Field(i)
 		fv := sv.Field(i)
 		key, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if f.Tag.Get("bind") == "-" {
+			continue
+		}
 		if f.Type.Kind() == reflect.Struct && (f.Anonymous || opts == "inline") && f.Tag.Get("help") == "" {
 			bind(fs, fv)
 			continue

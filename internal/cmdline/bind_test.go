@@ -13,6 +13,11 @@ type bindInner struct {
 	Zone []string `yaml:"dns_zone" arg:"ZONE" help:"ZONE that holds the records; repeatable"`
 }
 
+type bindSkip struct {
+	bindInner `bind:"-"`
+	Other     bool `flag:"other" help:"other"`
+}
+
 type bindConfig struct {
 	bindInner `yaml:",inline"`
 	Listen    string            `yaml:"listen" arg:"ADDR" default:"127.0.0.1:8999" help:"ADDR of the API"`
@@ -23,6 +28,7 @@ type bindConfig struct {
 	TLSAddr   string            `yaml:"tls_alpn_addr" arg:"ADDR" deprecated:"tls-addr" help:"ADDR for tls-alpn-01"`
 	Names     []string          `yaml:"names"` // config file only: no help, no flag
 	local     string            `flag:"d" arg:"NAME" help:"a NAME"`
+	skipped   bindInner         `bind:"-"`
 }
 
 // TestBind: each field with help becomes a flag of its yaml key's name,
@@ -65,6 +71,15 @@ func TestBind(t *testing.T) {
 	}
 	if err := fs.Set("check-port", "x"); err == nil {
 		t.Error("--check-port x accepted")
+	}
+}
+
+// TestBindSkip: a struct tagged bind:"-" is left out.
+func TestBindSkip(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	Bind(fs, &bindSkip{})
+	if fs.Lookup("dns-zone") != nil || fs.Lookup("other") == nil {
+		t.Error("bind:\"-\" not honoured")
 	}
 }
 
