@@ -108,9 +108,6 @@ func accountRegisterCmd() *Command {
 			fs.BoolVar(&agree, "agree-tos", false, "accept the CA's terms of service (shown by running without it)")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected arguments %q", args)
-			}
 			iss, err := a.issuer(env, func(string) bool { return agree })
 			if err != nil {
 				return err

@@ -111,9 +111,6 @@ running as that user (root) are not redirected.
 			cmdline.Bind(fs, f)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("alpn-proxy start takes no arguments")
-			}
 			for _, a := range []struct{ flag, addr string }{{"--alpn", f.alpnAddr}, {"--fallback", f.fallback}} {
 				if _, _, err := net.SplitHostPort(a.addr); err != nil {
 					return usagef("%s %q: want HOST:PORT", a.flag, a.addr)
@@ -198,9 +195,6 @@ process that no longer runs, means there is nothing to stop: the exit status is 
 			fs.Var((*cmdline.Duration)(&timeout), "timeout", "how long (`DURATION`) to wait for the proxy to exit")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("alpn-proxy stop takes no arguments")
-			}
 			if pidfile == "" {
 				pidfile = defaultPidfile()
 			}

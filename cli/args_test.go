@@ -135,7 +135,8 @@ func TestDidYouMean(t *testing.T) {
 }
 
 // TestNameWithoutFlag: a name typed as an argument (certkeeper doctor
-// a.example) is a usage error that says which flag takes it.
+// a.example) is a usage error that says which flag takes it; an argument
+// to any command that takes none is a usage error too.
 func TestNameWithoutFlag(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
@@ -147,6 +148,11 @@ func TestNameWithoutFlag(t *testing.T) {
 		// A forgotten value: the next flag is not taken as --allow's value.
 		{[]string{"proxy", "--allow", "--storage", "/tmp/x"}, "certkeeper proxy: --allow needs a value: --allow PATTERN (--storage is a flag; to give it as the value, write --allow=--storage)"},
 		{[]string{"cert", "issue", "a.example"}, `unexpected arguments ["a.example"]: names go with -d`},
+		// Every command that takes no arguments refuses them before it
+		// does anything (account show once ignored them).
+		{[]string{"account", "show", "ops@a.example"}, `unexpected arguments ["ops@a.example"]: account show takes no arguments`},
+		{[]string{"version", "x"}, `unexpected arguments ["x"]: version takes no arguments`},
+		{[]string{"storage", "keygen", "x"}, `unexpected arguments ["x"]: storage keygen takes no arguments`},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			r := ck(t, 30*time.Second, tt.args...)

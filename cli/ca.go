@@ -38,9 +38,6 @@ To trust it on this machine (system store and browsers) in one step: certkeeper 
 			cmdline.Bind(fs, &sf)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("ca root takes no arguments")
-			}
 			st, closeStorage, err := sf.open(ctx, env)
 			if err != nil {
 				return err
@@ -101,9 +98,6 @@ trust store and the NSS databases of your browsers. A root that is not installed
 	sudo certkeeper ca untrust`
 	}
 	c.Run = func(ctx context.Context, env *Env, args []string) error {
-		if len(args) > 0 {
-			return usagef("ca %s takes no arguments", verb)
-		}
 		if noSystem && noNSS {
 			return usagef("--no-system and --no-nss together leave nothing to do")
 		}

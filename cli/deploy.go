@@ -87,9 +87,6 @@ Files are 0600; run deploy as the user the server reads them as (or root).`,
 			fs.Var(&names, "d", "deploy only the certificate whose first name is `NAME`; repeatable (default: all)")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected arguments %q", args)
-			}
 			d, err := f.deployer(env, "")
 			if err != nil {
 				return err

@@ -47,10 +47,8 @@ follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
 			fs.Var((*cmdline.Duration)(&f.timeout), "timeout", "give up after this `DURATION`")
 			cmdline.Bind(fs, &f.dns)
 		},
+		ArgsHint: "names go with -d",
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected arguments %q: names go with -d", args)
-			}
 			if len(f.names) == 0 {
 				return usagef("no names: give at least one with -d, e.g. -d a.example")
 			}

@@ -39,10 +39,8 @@ Exit status 1 when a check fails.`,
 			cmdline.Deprecated(fs, "resolver", "dns-resolver", nil)
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {check, status, detail, fix}")
 		},
+		ArgsHint: "the name goes with -d (e.g. -d a.example)",
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected arguments %q: the name goes with -d (e.g. -d a.example)", args)
-			}
 			if name == "" {
 				return usagef("doctor needs -d NAME")
 			}

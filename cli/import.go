@@ -55,6 +55,7 @@ Exit status: 0 all imported (or unchanged, or kept), 1 something was skipped or 
 			fs.BoolVar(&overwrite, "overwrite", false, "replace certificates stored for the same names (and CA) with the imported ones,\neven ones that expire later; without it they are kept")
 			fs.BoolVar(&dryRun, "dry-run", false, "list what would be imported, replaced (with --overwrite) and what cannot be, and\nchange nothing")
 		},
+		TakesArgs: true,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) != 1 {
 				return usagef("give the tool's directory, e.g. certkeeper import --from certbot /etc/letsencrypt")

@@ -194,6 +194,10 @@ func run(ctx context.Context, env *Env, args []string) int {
 		return exitUsage
 	}
 	env.Stderr.Write(notes.Bytes())
+	if err := cmd.CheckArgs(cmdArgs); err != nil {
+		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
+		return exitUsage
+	}
 	if err := cmd.Run(ctx, env, cmdArgs); err != nil {
 		err = withFlagHints(err) // library errors name fields, not flags (hints.go)
 		var uerr *usageError

@@ -49,9 +49,6 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 			fs.BoolVar(&overwrite, "overwrite", false, "replace keys stored in --to with values that differ from --from's")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("storage migrate takes no arguments")
-			}
 			if from.Storage == "" || to.Storage == "" {
 				return usagef("storage migrate needs --from and --to")
 			}
@@ -105,9 +102,6 @@ func storageKeygenCmd() *Command {
 Keep a copy somewhere safe: without it, the private keys in storage cannot be read. To rotate,
 see "certkeeper storage rekey".`,
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("storage keygen takes no arguments")
-			}
 			_, err := env.Stdout.Write(encrypted.GenerateKey())
 			return err
 		},
@@ -142,9 +136,6 @@ Rekey is safe while nodes run (each value is replaced in one atomic write) and t
 			cmdline.Bind(fs, &sf)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("storage rekey takes no arguments")
-			}
 			if sf.StorageKey == "" {
 				return usagef("storage rekey needs --storage-key-file")
 			}

@@ -73,10 +73,8 @@ docs/config.md.`,
 			cmdline.Bind(f, c)
 			c.engineConfig.register(f, proxyChallengeHelp)
 		},
+		ArgsHint: "names go with --allow (e.g. --allow a.example)",
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected arguments %q: names go with --allow (e.g. --allow a.example)", args)
-			}
 			set := map[string]bool{}
 			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 			c.globals(fs)

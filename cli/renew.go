@@ -72,9 +72,6 @@ Exit status: 0 all good, 1 something failed (each is named in the summary), 2 ba
 			cmdline.Bind(fs, f)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected arguments %q", args)
-			}
 			return renewFiles(ctx, env, f)
 		},
 	}

@@ -93,6 +93,7 @@ Exit status: 0 shown, 1 the files or the settings cannot be read, 2 bad usage.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&outDir, "out-dir", "", "the `DIR` cert issue and cert renew write to (default: /etc/ssl for root, else ~/.acme)")
 		},
+		TakesArgs: true,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) != 1 {
 				return usagef("give one NAME: the first name of the certificate, which names its files")

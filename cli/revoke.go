@@ -38,9 +38,6 @@ Reasons (RFC 5280): ` + acmeca.RevocationReasons() + `.`,
 			cmdline.Bind(fs, &sf)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected arguments %q", args)
-			}
 			if certFile == "" {
 				return usagef("--cert is required")
 			}

@@ -36,10 +36,8 @@ nginx's fallback ssl_certificate (served for names with no certificate), tests a
 			fs.StringVar(&outDir, "out-dir", "", "write OUT-DIR/certs/NAME.pem and OUT-DIR/private/NAME.key (`DIR`)")
 			fs.StringVar(&keyType, "key-type", "", "key `TYPE` (default ecdsa-p256)")
 		},
+		ArgsHint: "names go with -d",
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected arguments %q: names go with -d", args)
-			}
 			if len(names) == 0 {
 				return usagef("give at least one name with -d")
 			}

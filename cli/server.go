@@ -78,10 +78,8 @@ config key: docs/config.md.`,
 			cmdline.Bind(f, c)
 			c.engineConfig.register(f, serverChallengeHelp)
 		},
+		ArgsHint: "names go with --allow or --managed (e.g. --allow a.example)",
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected arguments %q: names go with --allow or --managed (e.g. --allow a.example)", args)
-			}
 			set := map[string]bool{}
 			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 			c.globals(fs)

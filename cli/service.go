@@ -61,9 +61,6 @@ func serviceUninstallCmd() *Command {
 			fs.StringVar(&name, "name", defaultServiceName, "the service's `NAME`")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected arguments %q", args)
-			}
 			return winservice.Uninstall(name)
 		},
 	}

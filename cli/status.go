@@ -42,9 +42,6 @@ Status exits non-zero when a stored record is damaged, after listing everything.
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {names, issuer, not_after, next_renewal, state, on_demand,\nlast_seen, key, last_error, last_error_at, retry_at}; the status page's /status.json is the same")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("status takes no arguments")
-			}
 			storageDir := sf.where()
 			var files []certStatus
 			for _, spec := range certFiles {

@@ -67,10 +67,8 @@ Keep it as private as --storage itself, and delete it once imported.`,
 			cmdline.Bind(fs, &sf)
 			fs.StringVar(&out, "out", "-", "`FILE` to write the archive to, or - for stdout")
 		},
+		ArgsHint: "the archive goes to --out FILE, or stdout",
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("storage export takes no arguments (the archive goes to --out FILE, or stdout)")
-			}
 			storageDir := sf.where()
 			if !open.IsURL(sf.Storage) {
 				if fi, err := os.Stat(storageDir); err != nil {
@@ -134,6 +132,7 @@ could be replaced by the archive's older one.`,
 			cmdline.Bind(fs, &sf)
 			fs.BoolVar(&overwrite, "overwrite", false, "replace keys stored with values that differ from the archive's")
 		},
+		TakesArgs: true,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) != 1 {
 				return usagef("storage import takes one argument, the archive FILE (or - for stdin)")

@@ -211,7 +211,7 @@ func TestStorageBadInput(t *testing.T) {
 	}{
 		{"group", []string{"storage"}, 2, "Commands:"},
 		{"unknown", []string{"storage", "frobnicate"}, 2, "unknown command"},
-		{"export argument", []string{"storage", "export", "extra"}, 2, "takes no arguments"},
+		{"export argument", []string{"storage", "export", "extra"}, 2, "unexpected arguments [\"extra\"]: the archive goes to --out FILE"},
 		{"import no file", []string{"storage", "import"}, 2, "takes one argument"},
 		{"import two files", []string{"storage", "import", "a", "b"}, 2, "takes one argument"},
 		{"bad flag", []string{"storage", "import", "--bogus", "a"}, 2, "--help"},

@@ -26,9 +26,6 @@ func versionCmd() *Command {
 
 "certkeeper --version" prints the same.`,
 		Run: func(_ context.Context, env *Env, args []string) error {
-			if len(args) > 0 {
-				return usagef("version takes no arguments")
-			}
 			fmt.Fprintln(env.Stdout, versionString())
 			return nil
 		},

@@ -30,6 +30,23 @@ type Command[E any] struct {
 	// arguments are a command line that Run passes on verbatim ("service
 	// install proxy --config FILE"). Otherwise flags may follow arguments.
 	RawArgs bool
+	// TakesArgs says Run is given arguments and checks them itself.
+	// Without it (or RawArgs), arguments are bad usage, refused before
+	// Run (CheckArgs), and ArgsHint says where they go instead ("names go
+	// with -d"): a user who typed "cert issue a.example" learns of -d.
+	TakesArgs bool
+	ArgsHint  string
+}
+
+// CheckArgs refuses the arguments args of a command that takes none.
+func (c *Command[E]) CheckArgs(args []string) error {
+	switch {
+	case c.TakesArgs || c.RawArgs || len(args) == 0:
+		return nil
+	case c.ArgsHint != "":
+		return fmt.Errorf("unexpected arguments %q: %s", args, c.ArgsHint)
+	}
+	return fmt.Errorf("unexpected arguments %q: %s takes no arguments", args, c.FullName())
 }
 
 // Name is the last word of the command's name ("issue" for "cert issue").
