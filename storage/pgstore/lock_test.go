@@ -177,4 +177,16 @@ func TestLockReplyLost(t *testing.T) {
 
 	lockLost("other-holder")
 	lockSoon(other, "another Store", "other-holder")
+
+	// A retry of the statement with the same token, as after a reply
+	// lost within one attempt, finds the lease its own; another token
+	// does not.
+	for _, tt := range []struct {
+		token string
+		want  bool
+	}{{"a", true}, {"a", true}, {"b", false}} {
+		if got, err := s.Take(ctx, "retried", tt.token); err != nil || got != tt.want {
+			t.Errorf("Take(%q, %q) = %v, %v; want %v", "retried", tt.token, got, err, tt.want)
+		}
+	}
 }
