@@ -61,3 +61,9 @@ func TransportRiskOf(url string) (string, error) {
 	}
 	return transportRisk(cc, "PostgreSQL"), nil
 }
+
+// Take is one attempt of Lock at the lease of name for the owner token,
+// without renewal, for tests of the statement itself.
+func (s *Store) Take(ctx context.Context, name, token string) (bool, error) {
+	return s.take(ctx, name, token, s.leaseTTL())
+}

@@ -32,7 +32,12 @@
 //   - List is a SELECT with starts_with(key, prefix), which has no
 //     wildcards to escape, ordered by key.
 //   - Lock is a lease: a row inserted, or taken over once its expiry is past
-//     (server clock), with a random owner token. While it is held a
+//     (server clock), with a random owner token; a row that holds the token
+//     already counts as taken, so a retry after a lost reply does not wait
+//     out its own lease. A Lock that fails after its statement may have
+//     committed (the connection dropped before the reply came) deletes the
+//     row if it holds its token, best effort, so a lease nobody knows it
+//     holds does not keep every node waiting. While it is held a
 //     goroutine extends it every third of a lease if it still holds the
 //     token; unlock stops the goroutine and deletes the row if it still
 //     holds the token, so a holder whose lease expired and was taken over
@@ -76,6 +81,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/certkeeper/certkeeper/storage"
@@ -263,37 +269,39 @@ func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error
 // returns it with the operations that keep and release it.
 func (s *Store) acquire(ctx context.Context, name string) (lease.Held, error) {
 	token, ttl := lease.NewToken(), s.leaseTTL()
-	// The row is inserted, or taken over if its lease has expired; in
-	// either case RETURNING gives a row. The server's clock decides, so
-	// nodes' clocks need not agree.
-	take := "INSERT INTO " + s.table("locks") + " AS l (name, token, expires)" +
-		" VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')" +
-		" ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, expires = EXCLUDED.expires" +
-		" WHERE l.expires < clock_timestamp() RETURNING 1"
+	opTimeout := min(max(ttl/3, time.Second), max(s.timeout, time.Second))
+	var maybeTaken bool // a try failed after its statement may have committed
 	err := lease.Acquire(ctx, "pgstore", name, minPoll, maxPoll, func(ctx context.Context) (bool, error) {
-		octx, cancel := s.op(ctx)
-		defer cancel()
-		var one int
-		switch err := s.pool.QueryRow(octx, take, name, token, ttl.Milliseconds()).Scan(&one); {
-		case err == nil:
-			return true, nil
-		case errors.Is(err, pgx.ErrNoRows):
-			return false, nil
-		default:
+		ok, err := s.take(ctx, name, token, ttl)
+		if err != nil {
+			maybeTaken = maybeTaken || mayHaveRun(err)
 			return false, s.fail(ctx, "lock", name, err)
 		}
+		return ok, nil
 	})
 	if err != nil {
+		if maybeTaken {
+			// A lease taken by a statement whose reply never came would
+			// hold everyone off (this Store too: its next Lock has a new
+			// token) until it expires: give it up, if it is ours. Best
+			// effort: a statement the server runs only after this DELETE
+			// (it was still queued) leaves a lease that expires by itself.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+			if rerr := s.release(rctx, name, token); rerr != nil {
+				s.logger().Warn("pgstore: releasing the lease of a failed lock failed; it expires by itself",
+					"lock", name, "server", s.where, "lease", ttl, "err", rerr)
+			}
+			cancel()
+		}
 		return lease.Held{}, err
 	}
 	renew := "UPDATE " + s.table("locks") + " SET expires = clock_timestamp() + $3 * interval '1 millisecond'" +
 		" WHERE name = $1 AND token = $2"
-	release := "DELETE FROM " + s.table("locks") + " WHERE name = $1 AND token = $2"
 	return lease.Held{
 		Backend: "pgstore", Name: name, Server: s.where, TTL: ttl, Logger: s.logger(),
 		// A third of the lease, at least a second, at most the Store's
 		// timeout.
-		OpTimeout: min(max(ttl/3, time.Second), max(s.timeout, time.Second)),
+		OpTimeout: opTimeout,
 		Renew: func(ctx context.Context) (bool, error) {
 			tag, err := s.pool.Exec(ctx, renew, name, token, ttl.Milliseconds())
 			if err != nil {
@@ -301,9 +309,50 @@ func (s *Store) acquire(ctx context.Context, name string) (lease.Held, error) {
 			}
 			return tag.RowsAffected() != 0, nil
 		},
-		Release: func(ctx context.Context) error {
-			_, err := s.pool.Exec(ctx, release, name, token)
-			return err
-		},
+		Release: func(ctx context.Context) error { return s.release(ctx, name, token) },
 	}, nil
+}
+
+// take makes one attempt at the lease of the lock called name for the
+// owner token, within the Store's timeout, and reports whether it holds
+// the lease. The row is inserted, or taken over if its lease has expired,
+// or kept (and extended) if it holds token already: a statement whose
+// reply was lost may have taken it, and a retry with the same token must
+// not wait for its own lease to expire. In each of these cases RETURNING
+// gives a row. The server's clock decides, so nodes' clocks need not
+// agree.
+func (s *Store) take(ctx context.Context, name, token string, ttl time.Duration) (bool, error) {
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	var one int
+	err := s.pool.QueryRow(octx, "INSERT INTO "+s.table("locks")+" AS l (name, token, expires)"+
+		" VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')"+
+		" ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, expires = EXCLUDED.expires"+
+		" WHERE l.expires < clock_timestamp() OR l.token = EXCLUDED.token RETURNING 1",
+		name, token, ttl.Milliseconds()).Scan(&one)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// mayHaveRun reports whether a statement that failed with err may have
+// run and committed on the server all the same, its reply lost. It has
+// not when pgx says it is safe to retry (nothing was sent) or when no
+// connection could be made; releasing after those would only add another
+// wait for an unreachable server to a failed Lock.
+func mayHaveRun(err error) bool {
+	var ce *pgconn.ConnectError
+	return !pgconn.SafeToRetry(err) && !errors.As(err, &ce)
+}
+
+// release deletes the lease of the lock called name if it still holds
+// the owner token.
+func (s *Store) release(ctx context.Context, name, token string) error {
+	_, err := s.pool.Exec(ctx, "DELETE FROM "+s.table("locks")+" WHERE name = $1 AND token = $2", name, token)
+	return err
 }

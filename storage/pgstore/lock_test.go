@@ -1,0 +1,192 @@
+package pgstore_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/storage/pgstore"
+)
+
+// Server messages of the PostgreSQL wire protocol that the proxy looks for.
+var (
+	// insertedOne is CommandComplete for an INSERT (or an ON CONFLICT DO
+	// UPDATE) that wrote one row: the lock was taken.
+	insertedOne = []byte("C\x00\x00\x00\x0fINSERT 0 1\x00")
+	// readyForQuery ends the reply to a Sync: the statement's implicit
+	// transaction has committed by then.
+	readyForQuery = []byte("Z\x00\x00\x00\x05")
+)
+
+// replyDropProxy forwards TCP connections to a PostgreSQL server on
+// loopback. Once armed, it withholds the reply to the next statement that
+// inserts one row, on whichever connection, until the server's
+// ReadyForQuery after it has arrived (the row is committed), and then
+// closes that connection instead of forwarding the reply: the client never
+// learns that its statement took effect.
+type replyDropProxy struct {
+	ln      net.Listener
+	armed   atomic.Bool
+	dropped atomic.Int32
+}
+
+func newReplyDropProxy(t *testing.T, target string) *replyDropProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &replyDropProxy{ln: ln}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex // guards conns
+		conns []net.Conn
+	)
+	track := func(cs ...net.Conn) {
+		mu.Lock()
+		defer mu.Unlock()
+		conns = append(conns, cs...)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.DialTimeout("tcp", target, 5*time.Second)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			track(c, s)
+			wg.Add(2)
+			go func() { defer wg.Done(); _, _ = io.Copy(s, c); s.Close() }()
+			go func() { defer wg.Done(); p.replies(c, s); c.Close(); s.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return p
+}
+
+func (p *replyDropProxy) addr() string { return p.ln.Addr().String() }
+
+// replies copies the server's replies to the client until either side
+// closes, or until it has withheld a reply while armed.
+func (p *replyDropProxy) replies(client, server net.Conn) {
+	buf := make([]byte, 32<<10)
+	var held []byte // the withheld reply, from its CommandComplete on
+	for {
+		n, err := server.Read(buf)
+		chunk := buf[:n]
+		if held == nil && bytes.Contains(chunk, insertedOne) && p.armed.CompareAndSwap(true, false) {
+			held = []byte{}
+		}
+		if held != nil {
+			held = append(held, chunk...)
+			if bytes.Contains(held[bytes.Index(held, insertedOne):], readyForQuery) {
+				p.dropped.Add(1)
+				return
+			}
+		} else if n > 0 {
+			if _, werr := client.Write(chunk); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestLockReplyLost: the statement that takes a lock's lease commits, but
+// its reply is lost (the connection drops), so Lock fails although the
+// lease is this holder's. That lease must not hold anyone off: a second
+// Lock by the same Store, and a Lock by another node, succeed at once
+// rather than after the 20s lease.
+func TestLockReplyLost(t *testing.T) {
+	t.Parallel()
+	pg := testsvc.Postgres(t)
+	p := newReplyDropProxy(t, pg.Addr())
+	schema := newSchema()
+	ctx := t.Context()
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	s, err := pgstore.OpenPassword(octx, "postgres://"+testsvc.PostgresUser+"@"+p.addr()+
+		"/postgres?sslmode=disable&timeout=2s&lease=20s&schema="+schema, pg.Password())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other := open(t, pg, schema) // another node, not behind the proxy
+
+	// lockLost takes name through s with its reply dropped.
+	lockLost := func(name string) {
+		t.Helper()
+		before := p.dropped.Load()
+		p.armed.Store(true)
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		unlock, err := s.Lock(lctx, name)
+		p.armed.Store(false)
+		if p.dropped.Load() != before+1 {
+			t.Fatalf("the proxy dropped %d replies, want 1", p.dropped.Load()-before)
+		}
+		if err == nil {
+			unlock()
+			t.Fatalf("Lock(%q) with its reply dropped succeeded; this test wants the lost reply to fail it", name)
+		}
+		t.Logf("Lock(%q) with its reply dropped: %v", name, err)
+	}
+	// lockSoon wants l to take name well within the 20s lease.
+	lockSoon := func(l interface {
+		Lock(context.Context, string) (func(), error)
+	}, who, name string) {
+		t.Helper()
+		lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		start := time.Now()
+		unlock, err := l.Lock(lctx, name)
+		took := time.Since(start)
+		if err != nil {
+			t.Errorf("Lock(%q) by %s after a lost reply: %v (after %s); want the lock at once, not after the 20s lease",
+				name, who, err, took.Round(time.Millisecond))
+			return
+		}
+		t.Logf("Lock(%q) by %s after a lost reply took %s", name, who, took.Round(time.Millisecond))
+		unlock()
+	}
+
+	lockLost("same-holder")
+	lockSoon(s, "the same Store", "same-holder")
+
+	lockLost("other-holder")
+	lockSoon(other, "another Store", "other-holder")
+
+	// A retry of the statement with the same token, as after a reply
+	// lost within one attempt, finds the lease its own; another token
+	// does not.
+	for _, tt := range []struct {
+		token string
+		want  bool
+	}{{"a", true}, {"a", true}, {"b", false}} {
+		if got, err := s.Take(ctx, "retried", tt.token); err != nil || got != tt.want {
+			t.Errorf("Take(%q, %q) = %v, %v; want %v", "retried", tt.token, got, err, tt.want)
+		}
+	}
+}
