@@ -6,12 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/serveloop"
+	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
@@ -309,4 +312,68 @@ func (c *engineConfig) services(ctx context.Context, env *Env, m *certkeeper.Man
 		return nil, err
 	}
 	return func() { o.stop(); stopDeploy() }, nil
+}
+
+// service is a front-end (proxy, server) as serve runs it, once its
+// configuration is loaded and checked.
+type service struct {
+	cfg     *engineConfig
+	fe      frontEnd
+	summary engine.Summary
+	// drain bounds how long open connections get to finish at the end.
+	drain time.Duration
+	// policy is the policy at each decision (a reload swaps it).
+	policy func() policy.Policy
+	// setup adjusts the Manager before it serves.
+	setup func(*certkeeper.Manager)
+	// reload reads the configuration again, on SIGHUP.
+	reload func()
+	// listen starts the front-end's listeners on loop (through up) and
+	// what runs beside them.
+	listen func(loop *serveloop.Loop, up *upgrade.Upgrader, m *certkeeper.Manager) error
+}
+
+// serve is the one serve, drain and reload loop of proxy and server: it
+// opens storage, builds the Manager and starts what runs beside it
+// (services), prints the start-up summary and listens, then serves until
+// ctx ends, an upgrade (SIGUSR2) hands the listeners to a new process, or
+// a listener fails. Open connections get s.drain to finish; the Manager,
+// its services and the storage are closed last.
+func (s *service) serve(ctx context.Context, env *Env) error {
+	up, err := upgrade.New(env.Logger)
+	if err != nil {
+		return err
+	}
+	st, closeStorage, err := s.cfg.storageFlags.open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
+	m, err := s.cfg.manager(st, env, s.fe)
+	if err != nil {
+		return err
+	}
+	m.Policy = reloadablePolicy(s.policy)
+	s.setup(m)
+	stopServices, err := s.cfg.services(ctx, env, m, up.Listen)
+	if err != nil {
+		return err
+	}
+	defer stopServices()
+	defer m.Close()
+	printStartup(env, s.summary)
+	loop := serveloop.New(env.Logger, env.Stderr, up, s.reload)
+	if err := s.listen(loop, up, m); err != nil {
+		_ = loop.Drain(s.drain)
+		return err
+	}
+	failed, err := loop.Wait(ctx)
+	derr := loop.Drain(s.drain)
+	switch {
+	case failed && errors.Is(err, http.ErrServerClosed):
+		return nil
+	case failed:
+		return err
+	}
+	return derr
 }

@@ -202,32 +202,16 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 	}
 	var current atomic.Pointer[proxyParts]
 	current.Store(parts)
-
-	m, up, stop, err := startManager(ctx, env, &cfg.engineConfig, proxyFrontEnd(cfg), func() policy.Policy { return current.Load().policy },
-		func(m *certkeeper.Manager) { m.DefaultName = cfg.DefaultName })
-	if err != nil {
-		return err
-	}
-	defer stop()
-	printStartup(env, proxySummary(cfg, dev))
-
-	loop := serveloop.New(env.Logger, env.Stderr, up, func() { reloadProxy(env, flags, file, set, &current) })
-	if err := proxyListen(loop, env, up, cfg, m, &current); err != nil {
-		_ = loop.Drain(proxyDrain)
-		return err
-	}
-	if failed, err := loop.Wait(ctx); failed {
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return err
-	}
-	return loop.Drain(proxyDrain)
+	return (&service{
+		cfg: &cfg.engineConfig, fe: proxyFrontEnd(cfg), summary: proxySummary(cfg, dev), drain: 30 * time.Second,
+		policy: func() policy.Policy { return current.Load().policy },
+		setup:  func(m *certkeeper.Manager) { m.DefaultName = cfg.DefaultName },
+		reload: func() { reloadProxy(env, flags, file, set, &current) },
+		listen: func(loop *serveloop.Loop, up *upgrade.Upgrader, m *certkeeper.Manager) error {
+			return proxyListen(loop, env, up, cfg, m, &current)
+		},
+	}).serve(ctx, env)
 }
-
-// proxyDrain bounds how long the proxy waits for open connections when it
-// stops.
-const proxyDrain = 30 * time.Second
 
 // printDevMode tells the user of development mode what is served and how
 // to trust it.

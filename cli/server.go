@@ -131,63 +131,25 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 	}
 	var current atomic.Pointer[policy.Policy]
 	current.Store(&pol)
-	m, up, stop, err := startManager(ctx, env, &cfg.engineConfig, cfg.frontEnd(), func() policy.Policy { return *current.Load() },
-		func(m *certkeeper.Manager) { m.SelfSignedFallback = cfg.SelfSignedFallback })
-	if err != nil {
-		return err
-	}
-	defer stop()
-	h.Manager = m
-	h.Metrics = metrics.Handler(m)
-	printStartup(env, serverSummary(cfg))
-
-	loop := serveloop.New(env.Logger, env.Stderr, up, func() { reloadServer(env, h, cfg, reload, &current) })
-	if err := serverListen(loop, env, cfg, h, tlsConfig, m); err != nil {
-		_ = loop.Drain(serverDrain)
-		return err
-	}
-	for _, spec := range cfg.Managed {
-		go m.Keep(ctx, strings.Split(spec, ",")...) // nil, or ctx's error at shutdown: nothing to report
-	}
-	failed, err := loop.Wait(ctx)
-	derr := loop.Drain(serverDrain)
-	if failed {
-		return err
-	}
-	return derr
+	return (&service{
+		cfg: &cfg.engineConfig, fe: cfg.frontEnd(), summary: serverSummary(cfg), drain: 10 * time.Second,
+		policy: func() policy.Policy { return *current.Load() },
+		setup: func(m *certkeeper.Manager) {
+			m.SelfSignedFallback = cfg.SelfSignedFallback
+			h.Manager, h.Metrics = m, metrics.Handler(m)
+		},
+		reload: func() { reloadServer(env, h, cfg, reload, &current) },
+		listen: func(loop *serveloop.Loop, _ *upgrade.Upgrader, m *certkeeper.Manager) error {
+			if err := serverListen(loop, env, cfg, h, tlsConfig, m); err != nil {
+				return err
+			}
+			for _, spec := range cfg.Managed {
+				go m.Keep(ctx, strings.Split(spec, ",")...) // nil, or ctx's error at shutdown: nothing to report
+			}
+			return nil
+		},
+	}).serve(ctx, env)
 }
-
-// startManager opens c's storage and builds the Manager that front-end
-// fe serves, deciding with pol (read at each decision: a reload swaps
-// it); set adjusts it before it serves. It then starts the services
-// beside it (engineConfig.services) on up's listeners. stop closes the
-// Manager, the services and the storage, in that order.
-func startManager(ctx context.Context, env *Env, c *engineConfig, fe frontEnd, pol func() policy.Policy, set func(*certkeeper.Manager)) (
-	m *certkeeper.Manager, up *upgrade.Upgrader, stop func(), err error) {
-	if up, err = upgrade.New(env.Logger); err != nil {
-		return nil, nil, nil, err
-	}
-	st, closeStorage, err := c.storageFlags.open(ctx, env)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if m, err = c.manager(st, env, fe); err != nil {
-		closeStorage()
-		return nil, nil, nil, err
-	}
-	m.Policy = reloadablePolicy(pol)
-	set(m)
-	stopServices, err := c.services(ctx, env, m, up.Listen)
-	if err != nil {
-		closeStorage()
-		return nil, nil, nil, err
-	}
-	return m, up, func() { m.Close(); stopServices(); closeStorage() }, nil
-}
-
-// serverDrain bounds how long the server waits for open connections when
-// it stops.
-const serverDrain = 10 * time.Second
 
 // serverHandler is the API handler cfg describes, but for its Manager:
 // the tokens, who else may fetch keys, the audit log (closeAudit closes
