@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper/engine"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/policy"
@@ -142,9 +143,32 @@ func reportCheck(env *Env, errs []error) error {
 	return fmt.Errorf("the configuration has %d errors", n)
 }
 
-// registerConfig registers --config and --check-config, which proxy and
-// server share.
-func registerConfig(fs *flag.FlagSet, file *string, check *bool) {
-	fs.StringVar(file, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
-	fs.BoolVar(check, "check-config", false, "check the configuration (--config and the flags) without starting: print\n\"configuration OK\" and exit 0, or print every error and exit 1")
+// source is where a front-end's (proxy, server) configuration comes
+// from: the --config file and the flags given, which win over it.
+type source struct {
+	file  string
+	check bool // --check-config
+	// set holds the names of the flags given (after parse).
+	set map[string]bool
+	fs  *flag.FlagSet
+}
+
+// register registers --config, --check-config and the flags of cfg (a
+// front-end's config, which inlines engine); challengeHelp is the
+// front-end's usage of --challenge.
+func (src *source) register(fs *flag.FlagSet, cfg any, engine *engineConfig, challengeHelp string) {
+	src.fs = fs
+	fs.StringVar(&src.file, "config", "", "read settings from this YAML `FILE` (flags given too win); see docs/config.md")
+	fs.BoolVar(&src.check, "check-config", false, "check the configuration (--config and the flags) without starting: print\n\"configuration OK\" and exit 0, or print every error and exit 1")
+	cmdline.Bind(fs, cfg)
+	engine.register(fs, challengeHelp)
+}
+
+// parsed records, once the command line is parsed, which flags were
+// given, and the global flags' values in engine (for overlay).
+func (src *source) parsed(engine *engineConfig) {
+	src.set = map[string]bool{}
+	src.fs.Visit(func(f *flag.Flag) { src.set[f.Name] = true })
+	engine.LogFormat = src.fs.Lookup("log-format").Value.String()
+	engine.LogLevel = src.fs.Lookup("log-level").Value.String()
 }

@@ -132,7 +132,7 @@ func TestProxyDeployConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	flags := &proxyConfig{engineConfig: engineConfig{Deploy: deployFlags{Out: "/tmp/other"}}}
-	cfg, err := loadProxyConfig(file, flags, map[string]bool{"deploy-out-dir": true})
+	cfg, err := loadProxyConfig(&source{file: file, set: map[string]bool{"deploy-out-dir": true}}, flags)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -184,7 +184,7 @@ dns_no_check: true
 	if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadProxyConfig(f, &proxyConfig{engineConfig: engineConfig{DNS: dnsConfig{Server: "127.0.0.1:53"}}}, map[string]bool{"dns-server": true})
+	cfg, err := loadProxyConfig(&source{file: f, set: map[string]bool{"dns-server": true}}, &proxyConfig{engineConfig: engineConfig{DNS: dnsConfig{Server: "127.0.0.1:53"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,13 +95,6 @@ func (c *engineConfig) register(fs *flag.FlagSet, challengeHelp string) {
 	c.Deploy.register(fs, "deploy-")
 }
 
-// globals records the global flags' values (main.go's globalFlags) in
-// c, for overlay.
-func (c *engineConfig) globals(fs *flag.FlagSet) {
-	c.LogFormat = fs.Lookup("log-format").Value.String()
-	c.LogLevel = fs.Lookup("log-level").Value.String()
-}
-
 // applyLogging sets env's logging up again when the config file's
 // log_format or log_level differ from what the flags set up.
 func (c *engineConfig) applyLogging(env *Env, flags *engineConfig) error {

@@ -57,7 +57,7 @@ func TestOwnIPPrivateConfigKey(t *testing.T) {
 	if err := os.WriteFile(f, []byte("require_own_ip: true\nown_ip_private: true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadProxyConfig(f, &proxyConfig{}, map[string]bool{})
+	cfg, err := loadProxyConfig(&source{file: f, set: map[string]bool{}}, &proxyConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

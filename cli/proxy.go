@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
-	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/policy"
@@ -37,9 +36,7 @@ const proxyChallengeHelp = "challenge `TYPE` to use: tls-alpn-01, http-01 (needs
 
 func proxyCmd() *Command {
 	c := &proxyConfig{engineConfig: engineConfig{Ops: defaultOps()}}
-	var configFile string
-	var check bool
-	var fs *flag.FlagSet
+	var src source
 	return &Command{
 		UsageLine: "certkeeper proxy [flags]",
 		Short:     "HTTPS in front of plain-HTTP sites",
@@ -67,45 +64,38 @@ dropping connections; SIGUSR2 starts the binary now at this one's path with the 
 sockets and drains once it is ready (a new binary that fails to start leaves this one serving).
 Sockets from systemd socket activation are used when given. Every flag has a config key:
 docs/config.md.`,
-		Flags: func(f *flag.FlagSet) {
-			fs = f
-			registerConfig(f, &configFile, &check)
-			cmdline.Bind(f, c)
-			c.engineConfig.register(f, proxyChallengeHelp)
-		},
+		Flags:    func(fs *flag.FlagSet) { src.register(fs, c, &c.engineConfig, proxyChallengeHelp) },
 		ArgsHint: "names go with --allow (e.g. --allow a.example)",
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			set := map[string]bool{}
-			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-			c.globals(fs)
-			if check {
-				return reportCheck(env, checkProxy(env, c, configFile, set))
+			src.parsed(&c.engineConfig)
+			if src.check {
+				return reportCheck(env, checkProxy(env, c, &src))
 			}
-			return runProxy(ctx, env, c, configFile, set)
+			return runProxy(ctx, env, c, &src)
 		},
 	}
 }
 
 // loadProxyConfig reads file (if any) and lays the flags that were set on
 // top.
-func loadProxyConfig(file string, flags *proxyConfig, set map[string]bool) (*proxyConfig, error) {
+func loadProxyConfig(src *source, flags *proxyConfig) (*proxyConfig, error) {
 	cfg := &proxyConfig{}
-	if err := readConfigFile(file, cfg); err != nil {
+	if err := readConfigFile(src.file, cfg); err != nil {
 		return nil, err
 	}
-	overlay(cfg, flags, &cfg.engineConfig, set)
+	overlay(cfg, flags, &cfg.engineConfig, src.set)
 	return cfg, nil
 }
 
 // devMode reports whether the proxy runs in development mode: no policy,
 // no CA and no config given. Other flags (--tls-addr, --backend,
 // --storage, ...) keep development mode and replace its defaults.
-func devMode(file string, set map[string]bool) bool {
-	if file != "" {
+func devMode(src *source) bool {
+	if src.file != "" {
 		return false
 	}
 	for _, name := range []string{"allow", "ask", "require-own-ip", "ca"} {
-		if set[name] {
+		if src.set[name] {
 			return false
 		}
 	}
@@ -140,12 +130,12 @@ func proxyFrontEnd(c *proxyConfig) frontEnd {
 
 // checkProxy is proxy --check-config: everything runProxy checks before
 // it opens storage and listens, every error found.
-func checkProxy(env *Env, flags *proxyConfig, file string, set map[string]bool) []error {
-	cfg, err := loadProxyConfig(file, flags, set)
+func checkProxy(env *Env, flags *proxyConfig, src *source) []error {
+	cfg, err := loadProxyConfig(src, flags)
 	if err != nil {
 		return []error{err}
 	}
-	cfg.defaults(devMode(file, set))
+	cfg.defaults(devMode(src))
 	errs := cfg.engineConfig.check(env, proxyFrontEnd(cfg))
 	if _, err := buildParts(cfg, env.Logger); err != nil {
 		errs = append(errs, err)
@@ -178,9 +168,9 @@ func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
 // runProxy serves until ctx ends, an upgrade (SIGUSR2) hands its
 // listeners to a new process, or a listener fails; SIGHUP reloads the
 // routes and the policy from file and the flags.
-func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, set map[string]bool) error {
-	dev := devMode(file, set)
-	cfg, err := loadProxyConfig(file, flags, set)
+func runProxy(ctx context.Context, env *Env, flags *proxyConfig, src *source) error {
+	dev := devMode(src)
+	cfg, err := loadProxyConfig(src, flags)
 	if err != nil {
 		return err
 	}
@@ -206,7 +196,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, file string, se
 		cfg: &cfg.engineConfig, fe: proxyFrontEnd(cfg), summary: proxySummary(cfg, dev), drain: 30 * time.Second,
 		policy: func() policy.Policy { return current.Load().policy },
 		setup:  func(m *certkeeper.Manager) { m.DefaultName = cfg.DefaultName },
-		reload: func() { reloadProxy(env, flags, file, set, &current) },
+		reload: func() { reloadProxy(env, flags, src, &current) },
 		listen: func(loop *serveloop.Loop, up *upgrade.Upgrader, m *certkeeper.Manager) error {
 			return proxyListen(loop, env, up, cfg, m, &current)
 		},
@@ -266,13 +256,13 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 
 // reloadProxy reads the configuration again (SIGHUP) and swaps in its
 // routes and policy; a configuration that does not load keeps the old one.
-func reloadProxy(env *Env, flags *proxyConfig, file string, set map[string]bool, current *atomic.Pointer[proxyParts]) {
-	next, err := loadProxyConfig(file, flags, set)
+func reloadProxy(env *Env, flags *proxyConfig, src *source, current *atomic.Pointer[proxyParts]) {
+	next, err := loadProxyConfig(src, flags)
 	if err == nil {
 		var p *proxyParts
 		if p, err = buildParts(next, env.Logger); err == nil {
 			current.Store(p)
-			env.Logger.Info("configuration reloaded", slog.String("config", file))
+			env.Logger.Info("configuration reloaded", slog.String("config", src.file))
 			return
 		}
 	}

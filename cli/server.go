@@ -15,7 +15,6 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
-	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
@@ -48,9 +47,7 @@ const serverChallengeHelp = "challenge `TYPE` to use: http-01 (answered on --lis
 
 func serverCmd() *Command {
 	c := &serverConfig{IssueTimeout: certserver.DefaultIssueTimeout, engineConfig: engineConfig{Ops: defaultOps()}}
-	var configFile string
-	var check bool
-	var fs *flag.FlagSet
+	var src source
 	return &Command{
 		UsageLine: "certkeeper server [flags]",
 		Short:     "central certificate server for a fleet of web servers",
@@ -72,20 +69,13 @@ reloads --config's policy (allow, ask, require-own-ip, own-ip-private) and the -
 (a token removed from it is refused at once); SIGUSR2 starts the binary now at this one's path
 with the listening sockets and drains once it is ready, as the proxy does. Every flag has a
 config key: docs/config.md.`,
-		Flags: func(f *flag.FlagSet) {
-			fs = f
-			registerConfig(f, &configFile, &check)
-			cmdline.Bind(f, c)
-			c.engineConfig.register(f, serverChallengeHelp)
-		},
+		Flags:    func(fs *flag.FlagSet) { src.register(fs, c, &c.engineConfig, serverChallengeHelp) },
 		ArgsHint: "names go with --allow or --managed (e.g. --allow a.example)",
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			set := map[string]bool{}
-			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-			c.globals(fs)
-			load := func() (*serverConfig, error) { return loadServerConfig(configFile, c, set) }
+			src.parsed(&c.engineConfig)
+			load := func() (*serverConfig, error) { return loadServerConfig(&src, c) }
 			cfg, err := load()
-			if check {
+			if src.check {
 				if err != nil {
 					return reportCheck(env, []error{err})
 				}
@@ -104,13 +94,13 @@ config key: docs/config.md.`,
 
 // loadServerConfig reads file (if any) and lays the flags that were set
 // on top.
-func loadServerConfig(file string, flags *serverConfig, set map[string]bool) (*serverConfig, error) {
+func loadServerConfig(src *source, flags *serverConfig) (*serverConfig, error) {
 	cfg := &serverConfig{}
-	if err := readConfigFile(file, cfg); err != nil {
+	if err := readConfigFile(src.file, cfg); err != nil {
 		return nil, err
 	}
 	// Flags with a default apply it when the file has no value either.
-	overlay(cfg, flags, &cfg.engineConfig, set, "listen", "issue-timeout")
+	overlay(cfg, flags, &cfg.engineConfig, src.set, "listen", "issue-timeout")
 	return cfg, nil
 }
 

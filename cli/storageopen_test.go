@@ -28,7 +28,7 @@ func TestProxyConfigStorageKeys(t *testing.T) {
 	if err := os.WriteFile(f, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadProxyConfig(f, &proxyConfig{engineConfig: engineConfig{OrderLimit: "5/1m"}}, map[string]bool{"order-limit": true})
+	cfg, err := loadProxyConfig(&source{file: f, set: map[string]bool{"order-limit": true}}, &proxyConfig{engineConfig: engineConfig{OrderLimit: "5/1m"}})
 	if err != nil {
 		t.Fatal(err)
 	}

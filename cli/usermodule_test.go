@@ -175,7 +175,7 @@ func TestDNSSettingKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	flags := dnsConfig{Settings: map[string]string{"zone": "b.test"}}
-	cfg, err := loadProxyConfig(f, &proxyConfig{engineConfig: engineConfig{DNS: flags}}, map[string]bool{"dns-setting": true})
+	cfg, err := loadProxyConfig(&source{file: f, set: map[string]bool{"dns-setting": true}}, &proxyConfig{engineConfig: engineConfig{DNS: flags}})
 	if err != nil {
 		t.Fatal(err)
 	}
