@@ -8,10 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certdeploy"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
-	"github.com/certkeeper/certkeeper/storage"
 )
 
 // deployFlags are the flags of "deploy", and of the proxy's deploy mode
@@ -116,18 +114,4 @@ Files are 0600; run deploy as the user the server reads them as (or root).`,
 			return nil
 		},
 	}
-}
-
-// startDeploy runs the proxy's deploy mode, if configured
-// (certdeploy.Deployer.Follow): every certificate in storage is deployed
-// now, and again after each issuance and renewal. stop ends it and waits.
-func startDeploy(ctx context.Context, env *Env, f deployFlags, m *certkeeper.Manager, st storage.Storage) (stop func(), err error) {
-	if f.Format == "" && f.Out == "" {
-		return func() {}, nil
-	}
-	d, err := f.deployer(env, "deploy-")
-	if err != nil {
-		return nil, err
-	}
-	return d.Follow(ctx, m, st), nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/monitor"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage"
@@ -286,27 +286,6 @@ func (c *engineConfig) warnNoPolicy(env *Env) {
 	}
 }
 
-// services starts what runs beside any front-end's Manager: metrics, the
-// status page and alerts (ops), and deploying certificates to other
-// servers. listen opens the ops listeners (nil: net.Listen). Call it after the Manager is built and before it serves: it
-// sets the Manager's OnEvent and wraps its Storage. stop ends them.
-func (c *engineConfig) services(ctx context.Context, env *Env, m *certkeeper.Manager, listen func(name, addr string) (net.Listener, error)) (stop func(), err error) {
-	st := m.Storage
-	o := newOps(c.Ops, env)
-	o.listen = listen
-	m.Storage = o.storage(st)
-	m.OnEvent = o.observe
-	stopDeploy, err := startDeploy(ctx, env, c.Deploy, m, st)
-	if err != nil {
-		return nil, err
-	}
-	if err := o.start(m, st); err != nil {
-		stopDeploy()
-		return nil, err
-	}
-	return func() { o.stop(); stopDeploy() }, nil
-}
-
 // service is a front-end (proxy, server) as serve runs it, once its
 // configuration is loaded and checked.
 type service struct {
@@ -328,7 +307,9 @@ type service struct {
 
 // serve is the one serve, drain and reload loop of proxy and server: it
 // opens storage, builds the Manager and starts what runs beside it
-// (services), prints the start-up summary and listens, then serves until
+// (metrics, the status page and alerts of package monitor, which see
+// every event and time the storage; deploying certificates to other
+// servers), prints the start-up summary and listens, then serves until
 // ctx ends, an upgrade (SIGUSR2) hands the listeners to a new process, or
 // a listener fails. Open connections get s.drain to finish; the Manager,
 // its services and the storage are closed last.
@@ -348,11 +329,19 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	}
 	m.Policy = reloadablePolicy(s.policy)
 	s.setup(m)
-	stopServices, err := s.cfg.services(ctx, env, m, up.Listen)
-	if err != nil {
+	mon := monitor.New(s.cfg.Ops.monitor(env, up.Listen))
+	m.Storage, m.OnEvent = mon.Storage(st), mon.Observe
+	if d := s.cfg.Deploy; d.Format != "" || d.Out != "" {
+		dep, err := d.deployer(env, "deploy-")
+		if err != nil {
+			return err
+		}
+		defer dep.Follow(ctx, m, st)() // deploys now, and after each issuance and renewal
+	}
+	if err := opsFlagError(mon.Start(m, st)); err != nil {
 		return err
 	}
-	defer stopServices()
+	defer mon.Close()
 	defer m.Close()
 	printStartup(env, s.summary)
 	loop := serveloop.New(env.Logger, env.Stderr, up, s.reload)

@@ -7,10 +7,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/alert"
 	"github.com/certkeeper/certkeeper/monitor"
-	"github.com/certkeeper/certkeeper/storage"
 )
 
 // opsConfig holds the operations flags a long-running front-end (proxy,
@@ -33,26 +31,6 @@ func defaultOps() opsConfig {
 	return opsConfig{AlertFailing: alert.DefaultFailingFor, AlertExpiring: alert.DefaultExpiringWithin, AlertCheckEach: alert.DefaultEvery}
 }
 
-// ops runs the operations side of a front-end (metrics, status page,
-// alerts) as package monitor does, with the tokens the flags and the
-// environment give, and its errors in terms of the flags.
-type ops struct {
-	mon    *monitor.Monitor
-	listen func(name, addr string) (net.Listener, error) // nil: net.Listen
-}
-
-func newOps(cfg opsConfig, env *Env) *ops {
-	o := &ops{}
-	// o.listen is set after newOps returns (engineConfig.services).
-	o.mon = monitor.New(cfg.monitor(env, func(name, addr string) (net.Listener, error) {
-		if o.listen != nil {
-			return o.listen(name, addr)
-		}
-		return net.Listen("tcp", addr)
-	}))
-	return o
-}
-
 // monitor is the monitor.Config the flags describe, with listen to open
 // the listeners.
 func (o *opsConfig) monitor(env *Env, listen func(name, addr string) (net.Listener, error)) monitor.Config {
@@ -72,13 +50,6 @@ func (o *opsConfig) monitor(env *Env, listen func(name, addr string) (net.Listen
 	}
 	return c
 }
-
-// storage returns st as the Manager should see it: timed when metrics are
-// on.
-func (o *ops) storage(st storage.Storage) storage.Storage { return o.mon.Storage(st) }
-
-// observe is the Manager's OnEvent: every consumer gets every event.
-func (o *ops) observe(e certkeeper.Event) { o.mon.Observe(e) }
 
 // statusToken is the token the status page asks for: --status-token, or
 // $CERTKEEPER_STATUS_TOKEN.
@@ -136,13 +107,3 @@ func opsFlagError(err error) error {
 	}
 	return err
 }
-
-// start opens the listeners and starts the alerter. st is the storage
-// the status page and alerts read. The returned error names the flag
-// whose address could not be used.
-func (o *ops) start(m *certkeeper.Manager, st storage.Storage) error {
-	return opsFlagError(o.mon.Start(m, st))
-}
-
-// stop closes the listeners and stops the alerter.
-func (o *ops) stop() { o.mon.Close() }
