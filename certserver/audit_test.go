@@ -1,7 +1,6 @@
 package certserver_test
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,35 +14,17 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
-// lockedBuffer is a bytes.Buffer safe for the writer's goroutine and the
-// test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestAuditWriter: every line written by concurrent writers arrives whole
 // and exactly once by Close.
 func TestAuditWriter(t *testing.T) {
-	var out lockedBuffer
+	var out testsvc.Buffer
 	a := certserver.NewAuditWriter(&out, nil)
 	const writers, lines = 8, 500
 	var wg sync.WaitGroup
@@ -61,7 +42,7 @@ func TestAuditWriter(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	got := strings.Split(strings.TrimSuffix(out.b.String(), "\n"), "\n")
+	got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	if len(got) != writers*lines {
 		t.Fatalf("%d lines, want %d", len(got), writers*lines)
 	}
@@ -80,7 +61,7 @@ func TestAuditWriter(t *testing.T) {
 // flakyWriter fails its writes with "disk full" while failing is set.
 type flakyWriter struct {
 	failing atomic.Bool
-	out     lockedBuffer
+	out     testsvc.Buffer
 }
 
 func (f *flakyWriter) Write(p []byte) (int, error) {
@@ -94,7 +75,7 @@ func (f *flakyWriter) Write(p []byte) (int, error) {
 // Close), Err reports it, and the lines are kept and retried: once the
 // writer works again they are written, once each, and Err is nil.
 func TestAuditWriterError(t *testing.T) {
-	var log lockedBuffer
+	var log testsvc.Buffer
 	f := &flakyWriter{}
 	f.failing.Store(true)
 	a := certserver.NewAuditWriter(f, slog.New(slog.NewTextHandler(&log, nil)))
@@ -134,7 +115,7 @@ func TestAuditWriterError(t *testing.T) {
 // blockingWriter blocks every write until release is closed.
 type blockingWriter struct {
 	release chan struct{}
-	out     lockedBuffer
+	out     testsvc.Buffer
 }
 
 func (b *blockingWriter) Write(p []byte) (int, error) {

@@ -11,13 +11,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
 	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/issuer/localca"
@@ -30,33 +30,15 @@ const (
 	token2 = "second-token-0123456789"
 )
 
-// syncBuffer is a bytes.Buffer safe for the handler's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // localServer is the API over a Manager with the local CA.
-func localServer(t *testing.T, m *certkeeper.Manager) (*httptest.Server, *syncBuffer) {
+func localServer(t *testing.T, m *certkeeper.Manager) (*httptest.Server, *testsvc.Buffer) {
 	t.Helper()
 	if m == nil {
 		st := filestore.New(t.TempDir())
 		m = &certkeeper.Manager{Policy: policy.Allowlist("a.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
 	}
 	t.Cleanup(func() { m.Close() })
-	audit := &syncBuffer{}
+	audit := &testsvc.Buffer{}
 	h := &certserver.Handler{Manager: m, Tokens: []string{token1, "", token2}, Audit: slog.New(slog.NewJSONHandler(audit, nil)), IssueTimeout: time.Second}
 	s := httptest.NewServer(h)
 	t.Cleanup(s.Close)

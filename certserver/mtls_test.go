@@ -19,6 +19,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
@@ -58,7 +59,7 @@ func TestClientCertificate(t *testing.T) {
 	st := filestore.New(t.TempDir())
 	m := &certkeeper.Manager{Policy: policy.Allowlist("a.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
 	t.Cleanup(func() { m.Close() })
-	audit := &syncBuffer{}
+	audit := &testsvc.Buffer{}
 	s := httptest.NewUnstartedServer(&certserver.Handler{Manager: m, Audit: slog.New(slog.NewJSONHandler(audit, nil))})
 	clientCA := newCert(t, "fleet CA", true, nil)
 	pool := x509.NewCertPool()

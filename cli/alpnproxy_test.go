@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -32,25 +31,7 @@ type alpnProxy struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process has been reaped
 	err    error         // cmd.Wait's result, once exited is closed
-	logs   *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and readers at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	logs   *testsvc.Buffer
 }
 
 // startALPNProxy runs the binary's alpn-proxy start with args and waits
@@ -64,7 +45,7 @@ func startALPNProxy(t *testing.T, pidfile string, args ...string) *alpnProxy {
 // writing pidfile, and waits until it has written it.
 func startALPNProxyArgs(t *testing.T, pidfile string, args ...string) *alpnProxy {
 	t.Helper()
-	p := &alpnProxy{exited: make(chan struct{}), logs: &syncBuffer{}}
+	p := &alpnProxy{exited: make(chan struct{}), logs: &testsvc.Buffer{}}
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {

@@ -1,7 +1,6 @@
 package acmeca_test
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/x509"
 	"errors"
@@ -10,11 +9,11 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/solver"
@@ -405,24 +404,6 @@ func TestReplacesServerError(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestReplacesOtherAccount: a renewal whose replaces names a certificate
 // another account ordered (another node of a cluster that registered its
 // own account) is refused by Pebble with "unauthorized: requester account
@@ -436,7 +417,7 @@ func TestReplacesOtherAccount(t *testing.T) {
 
 	other := e.issuer(acmeca.HTTP01)
 	other.Storage = filestore.New(t.TempDir()) // its own account
-	logs := &lockedBuffer{}
+	logs := &testsvc.Buffer{}
 	other.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	if _, err := other.Account(t.Context()); err != nil {
 		t.Fatal(err)

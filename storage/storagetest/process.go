@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -396,7 +397,7 @@ type child struct {
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	lines   chan string // complete lines of its standard output
-	stderr  lockedBuffer
+	stderr  testsvc.Buffer
 	exited  chan struct{} // closed when it has exited and been waited for
 	waitErr error         // set before exited is closed
 }
@@ -485,23 +486,4 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		}
 		w.buf = w.buf[i+1:]
 	}
-}
-
-// lockedBuffer is a bytes.Buffer for a child's standard error, written by
-// os/exec while a test may read it.
-type lockedBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
