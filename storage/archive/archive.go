@@ -315,16 +315,7 @@ func Import(ctx context.Context, st storage.Storage, r io.Reader, opts ImportOpt
 	// Private keys first, as certkeeper writes an account's key before
 	// its record: an interrupted import never leaves a record without
 	// its key.
-	slices.SortFunc(members, func(a, b member) int {
-		ak, bk := strings.HasSuffix(a.key, ".key"), strings.HasSuffix(b.key, ".key")
-		if ak != bk {
-			if ak {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.key, b.key)
-	})
+	slices.SortFunc(members, func(a, b member) int { return privateKeysFirst(a.key, b.key) })
 	var writes []member
 	var conflicts []string
 	for _, m := range members {
@@ -353,6 +344,19 @@ func Import(ctx context.Context, st storage.Storage, r io.Reader, opts ImportOpt
 	}
 	stats.Overwritten = len(conflicts)
 	return stats, nil
+}
+
+// privateKeysFirst orders storage keys with private keys (".key") first,
+// then by name.
+func privateKeysFirst(a, b string) int {
+	ak, bk := strings.HasSuffix(a, ".key"), strings.HasSuffix(b, ".key")
+	switch {
+	case ak && !bk:
+		return -1
+	case bk && !ak:
+		return 1
+	}
+	return strings.Compare(a, b)
 }
 
 // readArchive reads and checks a whole archive; see Import.

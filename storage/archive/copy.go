@@ -5,10 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/certkeeper/certkeeper/internal/atomicfile"
 	"io"
 	"io/fs"
+	"slices"
 
+	"github.com/certkeeper/certkeeper/internal/atomicfile"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -21,24 +22,99 @@ type CopyStats struct {
 	Invalid map[string]error
 }
 
-// Copy copies every key of src to dst through an archive held in memory,
-// so that it gets Export's and Import's checks and Import's conflict
-// handling (opts), and then verifies that every key of src reads back from
-// dst with the same value. Values certkeeper refuses are left out and
-// listed in CopyStats.Invalid. A key that changed in src between the
-// export and the verification fails the verification: run Copy again (keys
-// already copied are skipped). A key deleted meanwhile is not an error.
+// Copy copies every key of src to dst, key by key, with Export's checks
+// and Import's conflict handling (opts.Overwrite) and order (private keys
+// before the records that name them), and then verifies that every key of
+// src reads back from dst with the same value. Values certkeeper refuses
+// are left out and listed in CopyStats.Invalid.
+//
+// It holds one value at a time and the names of the keys, never the
+// whole state: a storage of any size copies in a few megabytes, where an
+// archive would hold every value (and is bounded, at 1 GiB). So it reads
+// each value twice: once to compare it with dst's, before anything is
+// written, so that a conflict refuses the whole copy as Import does; and
+// again to store it. A key that changed in src meanwhile is copied as it
+// is then, and one that changes after it is copied fails the
+// verification: run Copy again (keys already copied are skipped). A key
+// deleted meanwhile is not an error. Of opts, Copy uses Overwrite and
+// MaxMemberSize.
 func Copy(ctx context.Context, src, dst storage.Storage, opts ImportOptions) (CopyStats, error) {
-	var buf bytes.Buffer
-	exported, err := Export(ctx, src, &buf)
+	stats := CopyStats{Invalid: map[string]error{}}
+	keys, err := src.List(ctx, "")
 	if err != nil {
-		return CopyStats{}, err
+		return stats, fmt.Errorf("copying: listing: %w", err)
 	}
-	stats := CopyStats{Invalid: exported.Invalid}
-	if stats.ImportStats, err = Import(ctx, dst, &buf, opts); err != nil {
-		return stats, err
+	var writes, conflicts []string
+	for _, key := range keys {
+		value, err := loadValid(ctx, src, key, opts.maxMemberSize(), stats.Invalid)
+		if err != nil || value == nil {
+			if err != nil {
+				return stats, err
+			}
+			continue
+		}
+		stats.Keys++
+		old, err := dst.Load(ctx, key)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			writes = append(writes, key)
+		case err != nil:
+			return stats, fmt.Errorf("copying: %w", err)
+		case bytes.Equal(old, value):
+			stats.Skipped++
+		default:
+			conflicts = append(conflicts, key)
+			writes = append(writes, key)
+		}
 	}
-	return stats, verify(ctx, src, dst, exported.Invalid)
+	if len(conflicts) > 0 && !opts.Overwrite {
+		slices.Sort(conflicts)
+		return stats, &ConflictError{Keys: conflicts}
+	}
+	slices.SortFunc(writes, privateKeysFirst)
+	for _, key := range writes {
+		value, err := loadValid(ctx, src, key, opts.maxMemberSize(), stats.Invalid)
+		if err != nil {
+			return stats, err
+		}
+		if value == nil {
+			continue // deleted, or made invalid, since the first pass
+		}
+		if err := dst.Store(ctx, key, value); err != nil {
+			return stats, fmt.Errorf("copying (%d of %d keys stored): %w", stats.Imported, len(writes), err)
+		}
+		stats.Imported++
+	}
+	stats.Overwritten = len(conflicts)
+	return stats, verify(ctx, src, dst, stats.Invalid)
+}
+
+// loadValid loads key from src with Export's checks: nil for a key
+// deleted since it was listed, or one whose value certkeeper refuses
+// (recorded in invalid); an error for a key that cannot be read, or a
+// value over maxMember bytes.
+func loadValid(ctx context.Context, src storage.Storage, key string, maxMember int64, invalid map[string]error) ([]byte, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, fmt.Errorf("copying: %w", err)
+	}
+	value, err := src.Load(ctx, key)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case errors.Is(err, storage.ErrInvalidRecord):
+		invalid[key] = err
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("copying: %w", err)
+	}
+	if err := checkValue(key, value); err != nil {
+		invalid[key] = err
+		return nil, nil
+	}
+	if int64(len(value)) > maxMember {
+		return nil, fmt.Errorf("copying %s: its value of %d bytes exceeds the %d a key may hold", key, len(value), maxMember)
+	}
+	return value, nil
 }
 
 // verify checks that every key of src but those left out reads from dst

@@ -1,11 +1,15 @@
 package archive_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/archive"
@@ -85,4 +89,54 @@ func TestExportFile(t *testing.T) {
 		t.Fatalf("Import(ExportFile's archive): %v", err)
 	}
 	sameState(t, dump(t, dst), want)
+}
+
+// TestCopyMemory: Copy holds one value at a time, not the state: copying
+// 48 values of 1 MiB raises the heap by far less than their 48 MiB (an
+// archive in memory held each value twice, and refused a state over
+// 1 GiB).
+func TestCopyMemory(t *testing.T) {
+	ctx := t.Context()
+	src, dst := filestore.New(t.TempDir()), filestore.New(t.TempDir())
+	const n, size = 48, 1 << 20
+	for i := range n {
+		v := append(append([]byte{'"'}, bytes.Repeat([]byte{byte('a' + i%26)}, size-2)...), '"')
+		if err := src.Store(ctx, storage.StateKey(fmt.Sprintf("big-%d", i)), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	stats, err := archive.Copy(ctx, src, dst, archive.ImportOptions{})
+	close(done)
+	<-sampled
+	if err != nil || stats.Imported != n {
+		t.Fatalf("Copy = %+v, %v; want %d imported", stats.ImportStats, err, n)
+	}
+	grew := int64(peak.Load()) - int64(base.HeapInuse)
+	t.Logf("heap in use grew by %.1f MiB at most while copying %d MiB", float64(grew)/(1<<20), n*size>>20)
+	if grew > 16<<20 {
+		t.Errorf("heap in use grew by %.1f MiB while copying %d values of 1 MiB: Copy holds the state in memory", float64(grew)/(1<<20), n)
+	}
 }
