@@ -1,24 +1,58 @@
 package certkeeper_test
 
 import (
-	"fmt"
 	"log"
 	"net/http"
+	"os"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/dns01"
+	"github.com/certkeeper/certkeeper/solver/dns01/rfc2136"
 )
 
-// A complete HTTPS server: certificates for example.com and its www name
-// are obtained from Let's Encrypt at their first handshake and renewed in
-// the background; port 80 answers http-01 and redirects to HTTPS.
+// A complete HTTPS server (docs/getting-started.md): certificates for
+// a.example and its www name are obtained from Let's Encrypt at their
+// first handshake and renewed in the background; port 80 answers http-01
+// and redirects to HTTPS.
 func Example() {
-	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "Hello, TLS!")
-	})
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello\n")) })
 	m := &certkeeper.Manager{
-		Policy: policy.Allowlist("example.com", "www.example.com"),
-		Email:  "ops@example.com",
+		Policy: policy.Allowlist("a.example", "www.a.example"),
+		Email:  "you@a.example",
+	}
+	log.Fatal(m.Serve()) // HTTPS on :443 for http.DefaultServeMux; http-01 and redirects on :80
+}
+
+// The smallest program (README.md): the zero Manager but for its policy
+// gets certificates from Let's Encrypt and keeps them in the user's data
+// directory.
+func ExampleManager_Serve() {
+	m := &certkeeper.Manager{Policy: policy.Allowlist("example.com")}
+	log.Fatal(m.Serve())
+}
+
+// Two names (docs/library.md).
+func ExampleManager_Serve_names() {
+	m := &certkeeper.Manager{Policy: policy.Allowlist("example.com", "www.example.com")}
+	log.Fatal(m.Serve()) // HTTPS on :443 for http.DefaultServeMux; http-01 + redirect on :80
+}
+
+// Every subdomain of a.example from one wildcard certificate, validated
+// through dns-01 with RFC 2136 dynamic updates (docs/library.md), or
+// through a dns-persist-01 record where one is in place.
+func ExampleManager_wildcard() {
+	secret := os.Getenv("TSIG_SECRET")
+	m := &certkeeper.Manager{
+		Policy:    policy.Allowlist("a.example", "*.a.example"),
+		Wildcards: []string{"*.a.example"},
+		Issuers: []issuer.Issuer{&acmeca.Issuer{Solvers: map[string]solver.Solver{
+			acmeca.DNS01:        &dns01.Solver{Provider: &rfc2136.Provider{Server: "ns1.a.example:53", KeyName: "certkeeper", Secret: secret}},
+			acmeca.DNSPersist01: &dns01.Persist{},
+		}}},
 	}
 	log.Fatal(m.Serve())
 }

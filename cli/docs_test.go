@@ -124,11 +124,15 @@ type docBlock struct {
 	lang   string
 	text   string
 	notRun string // the marker's reason; "" if unmarked
+	// notCompiled is the reason of a go block's <!-- not compiled: REASON
+	// --> marker (TestDocGoSnippets); "" if unmarked.
+	notCompiled string
 }
 
 var (
 	fenceRE   = regexp.MustCompile("^( *)(```+|~~~+)\\s*([^\\s`]*)")
 	notRunRE  = regexp.MustCompile(`^<!-- not run: (.+?) -->$`)
+	notCompRE = regexp.MustCompile(`^<!-- not compiled: (.+?) -->$`)
 	listRE    = regexp.MustCompile(`^\s*([-*+]|\d+[.)])\s`)
 	markerAny = regexp.MustCompile(`<!--\s*not[ -]run`)
 )
@@ -155,6 +159,12 @@ func parseDoc(file, text string) (blocks []docBlock, problems []string) {
 			if k := prevNonBlank(lines, i); k >= 0 {
 				if mm := notRunRE.FindStringSubmatch(strings.TrimSpace(lines[k])); mm != nil {
 					b.notRun = mm[1]
+				}
+				if mm := notCompRE.FindStringSubmatch(strings.TrimSpace(lines[k])); mm != nil {
+					b.notCompiled = mm[1]
+					if lang != "go" {
+						problems = append(problems, fmt.Sprintf("%s:%d: a not-compiled marker on a ```%s block: only go blocks are compiled", file, i+1, lang))
+					}
 				}
 			}
 			switch {
