@@ -621,6 +621,8 @@ func TestParseDoc(t *testing.T) {
 		{"inline code at a line's start", "```` ```sh ```` here\n\n```sh\nls\n```\n", 1, "", ""},
 		{"stray marker", "<!-- not run: x -->\n\ntext\n", 0, "", "a not-run marker must"},
 		{"marker on go", "<!-- not run: x -->\n```go\nx\n```\n", 1, "x", "only sh blocks are run"},
+		{"not compiled on go", "<!-- not compiled: needs a module -->\n```go\nx\n```\n", 1, "", ""},
+		{"not compiled on sh", "<!-- not compiled: x -->\n```sh\nls\n```\n", 1, "", "only go blocks are compiled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			blocks, problems := parseDoc("d.md", tc.doc)

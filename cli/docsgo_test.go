@@ -202,3 +202,28 @@ func subset(a, b []string) bool {
 	}
 	return true
 }
+
+// TestFindSnippet: a snippet is found only as it stands in an example:
+// comments and indentation aside, a changed name is not found; a program
+// needs its imports in the example's file.
+func TestFindSnippet(t *testing.T) {
+	src := []goSource{{where: "ex", imports: []string{"log", "example.test/p"}, lines: goLines(`
+	// setup
+	x := p.New() // the thing
+	log.Fatal(x.Serve("http://a.example")) // comment with "quotes"
+`)}}
+	for _, tc := range []struct {
+		name, snippet, want string
+	}{
+		{"same", "x := p.New()\nlog.Fatal(x.Serve(\"http://a.example\"))", "ex"},
+		{"reindented, other comments", "\t\tx := p.New() // other words\n\n\t\tlog.Fatal(x.Serve(\"http://a.example\"))", "ex"},
+		{"a name changed", "x := p.Make()\nlog.Fatal(x.Serve(\"http://a.example\"))", ""},
+		{"a line missing between", "// setup\nlog.Fatal(x.Serve(\"http://a.example\"))\nx := p.New()", ""},
+		{"program", "package main\n\nimport (\n\t\"log\"\n\t\"example.test/p\"\n)\n\nfunc main() {\n\tx := p.New()\n}\n", "ex"},
+		{"program with another import", "package main\n\nimport \"example.test/q\"\n\nfunc main() {\n\tx := p.New()\n}\n", ""},
+	} {
+		if got := findSnippet(tc.snippet, src); got != tc.want {
+			t.Errorf("%s: found in %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
