@@ -75,10 +75,13 @@ func (o *opsConfig) metricsToken() string {
 	return os.Getenv("CERTKEEPER_METRICS_TOKEN")
 }
 
-// check refuses, before anything listens, an ops listener reachable
-// beyond loopback without a token (monitor.Config.Check), naming the
-// flags that fix it.
+// check refuses, before anything listens, an ops listen address that is
+// not one (checkAddrs), or an ops listener reachable beyond loopback
+// without a token (monitor.Config.Check), naming the flags that fix it.
 func (o *opsConfig) check() error {
+	if err := checkAddrs("--metrics-addr", o.MetricsAddr, "--status-addr", o.StatusAddr); err != nil {
+		return err
+	}
 	c := o.monitor(nil, nil)
 	return opsFlagError(c.Check())
 }
