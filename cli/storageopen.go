@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os/user"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
+	"github.com/certkeeper/certkeeper/storage/filestore"
 	"github.com/certkeeper/certkeeper/storage/open"
 )
 
@@ -31,6 +34,28 @@ func (f *storageFlags) where() string { return storageWhere(f.Storage) }
 // store's default length).
 func (f *storageFlags) open(ctx context.Context, env *Env) (storage.Storage, func(), error) {
 	return openStorage(ctx, env, *f, 0)
+}
+
+// checkDir refuses, at start, a --storage directory this user may not
+// read and write (filestore.Store.Check), which would otherwise fail only
+// at the first handshake; a URL is not checked here.
+func (f *storageFlags) checkDir() error {
+	dir := storageWhere(f.Storage)
+	if open.IsURL(dir) {
+		return nil
+	}
+	err := filestore.New(dir).Check()
+	if errors.Is(err, fs.ErrPermission) {
+		me := "$USER"
+		if u, uerr := user.Current(); uerr == nil {
+			me = u.Username
+		}
+		return &hintError{err: fmt.Errorf("--storage %s: user %s cannot read and write it: %w", dir, me, err),
+			hint: fmt.Sprintf("give it to %s (sudo chown -R %s %s; chmod 700 %s), or run certkeeper as the user who owns it (sudo -u OWNER)", me, me, dir, dir)}
+	} else if err != nil {
+		return fmt.Errorf("--storage %s: %w", dir, err)
+	}
+	return nil
 }
 
 // storageWhere names a --storage value for messages: a path as it is, a
