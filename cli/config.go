@@ -1,14 +1,11 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/engine"
@@ -70,7 +67,7 @@ func checkConfigValue(key, v string) error {
 	case "storage":
 		return checkStorage(v)
 	case "listen", "http_addr", "tls_addr", "tls_alpn_addr", "metrics_addr", "status_addr":
-		if err := checkListenAddr(v); err != nil {
+		if err := cmdline.CheckListenAddr(v); err != nil {
 			return fmt.Errorf("%q: %w", v, err)
 		}
 	case "key_type":
@@ -97,42 +94,6 @@ func checkConfigValue(key, v string) error {
 // as storage/open opens it: a directory, or a URL of a scheme it knows.
 func checkStorage(spec string) error {
 	return open.Check(spec)
-}
-
-// checkListenAddr checks the syntax of a listen address without
-// listening or resolving names: HOST:PORT (HOST may be empty), PORT a
-// number 0-65535 or a service name known offline (/etc/services).
-func checkListenAddr(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if aerr, ok := errors.AsType[*net.AddrError](err); ok {
-		return fmt.Errorf("%s: give HOST:PORT, e.g. 127.0.0.1:8443 or :443", aerr.Err)
-	} else if err != nil {
-		return err
-	}
-	if strings.Trim(port, "0123456789") == "" { // "" is port 0, as for net.Listen
-		if _, err := strconv.ParseUint("0"+port, 10, 16); err != nil {
-			return errors.New("port out of range")
-		}
-		return nil
-	}
-	if _, err := (&net.Resolver{PreferGo: true}).LookupPort(context.Background(), "tcp", port); err != nil {
-		return fmt.Errorf("unknown port %q: give a number, e.g. :443", port)
-	}
-	return nil
-}
-
-// checkAddrs checks listen addresses given as flag, address pairs
-// (checkListenAddr; "" is off), each error naming its flag.
-func checkAddrs(flagAddrs ...string) error {
-	var errs []error
-	for i := 0; i+1 < len(flagAddrs); i += 2 {
-		if addr := flagAddrs[i+1]; addr != "" {
-			if err := checkListenAddr(addr); err != nil {
-				errs = append(errs, fmt.Errorf("%s %s: %w", flagAddrs[i], addr, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // check is the engine's part of --check-config: what manager and

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/policy"
@@ -125,7 +126,7 @@ func (c *proxyConfig) defaults(dev bool) {
 
 // checkAddrs checks the syntax of the proxy's listen addresses.
 func (c *proxyConfig) checkAddrs() error {
-	return checkAddrs("--tls-addr", c.TLSAddr, "--http-addr", c.HTTPAddr)
+	return cmdline.CheckListenAddrs("--tls-addr", c.TLSAddr, "--http-addr", c.HTTPAddr)
 }
 
 // proxyFrontEnd is what the proxy offers the engine.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
@@ -254,7 +255,7 @@ func (c *serverConfig) check(env *Env) []error {
 
 // checkAddrs checks the syntax of the server's listen addresses.
 func (c *serverConfig) checkAddrs() error {
-	return checkAddrs("--listen", c.Listen, "--http-addr", c.HTTPAddr, "--tls-alpn-addr", c.TLSAddr)
+	return cmdline.CheckListenAddrs("--listen", c.Listen, "--http-addr", c.HTTPAddr, "--tls-alpn-addr", c.TLSAddr)
 }
 
 // checkAnonymous refuses a configuration without authentication (no

@@ -33,7 +33,7 @@ func TestStorageNotWritable(t *testing.T) {
 		if r.code != 1 {
 			t.Errorf("%s: exit %d, want 1\nstderr:\n%s", args[0], r.code, r.stderr)
 		}
-		for _, w := range []string{"--storage " + dir + ": user ", "permission denied", "chown -R", "chmod 700"} {
+		for _, w := range []string{"--storage " + dir + ": this user cannot read and write it", "permission denied", "chown -R", "chmod 700"} {
 			if !strings.Contains(r.stderr, w) {
 				t.Errorf("%s: stderr lacks %q:\n%s", args[0], w, r.stderr)
 			}

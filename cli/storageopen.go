@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os/user"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
@@ -46,12 +45,8 @@ func (f *storageFlags) checkDir() error {
 	}
 	err := filestore.New(dir).Check()
 	if errors.Is(err, fs.ErrPermission) {
-		me := "$USER"
-		if u, uerr := user.Current(); uerr == nil {
-			me = u.Username
-		}
-		return &hintError{err: fmt.Errorf("--storage %s: user %s cannot read and write it: %w", dir, me, err),
-			hint: fmt.Sprintf("give it to %s (sudo chown -R %s %s; chmod 700 %s), or run certkeeper as the user who owns it (sudo -u OWNER)", me, me, dir, dir)}
+		return &hintError{err: fmt.Errorf("--storage %s: this user cannot read and write it: %w", dir, err),
+			hint: fmt.Sprintf("give it to this user (sudo chown -R $(id -un) %s; chmod 700 %s), or run certkeeper as the user who owns it (sudo -u OWNER)", dir, dir)}
 	} else if err != nil {
 		return fmt.Errorf("--storage %s: %w", dir, err)
 	}
