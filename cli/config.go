@@ -66,6 +66,10 @@ func checkConfigValue(key, v string) error {
 		}
 	case "storage":
 		return checkStorage(v)
+	case "listen", "http_addr", "tls_addr", "tls_alpn_addr", "metrics_addr", "status_addr":
+		if err := cmdline.CheckListenAddr(v); err != nil {
+			return fmt.Errorf("%q: %w", v, err)
+		}
 	case "key_type":
 		_, err := issuer.ParseKeyType(v)
 		return err

@@ -318,6 +318,9 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
+	if err := s.cfg.storageFlags.checkDir(); err != nil {
+		return err
+	}
 	st, closeStorage, err := s.cfg.storageFlags.open(ctx, env)
 	if err != nil {
 		return err

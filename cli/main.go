@@ -73,14 +73,28 @@ const (
 
 // Main runs the certkeeper command with os.Args and exits with its status:
 // 0 on success, 1 on failure, 2 on bad usage. SIGINT and SIGTERM cancel the
-// command's context. opts add to the command what a program building
-// certkeeper brings (WithDNSProvider); cmd/certkeeper passes none.
+// command's context: a command they stop while it works exits with
+// 128+the signal's number (130, 143), as shells and curl do; proxy and
+// server stop cleanly and exit 0. opts add to the command what a program
+// building certkeeper brings (WithDNSProvider); cmd/certkeeper passes none.
 func Main(opts ...Option) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if sig, ok := (<-sigs).(syscall.Signal); ok {
+			cancel(interruptedError{sig})
+		}
+	}()
 	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr, opts...)
-	stop()
+	signal.Stop(sigs)
 	os.Exit(code)
 }
+
+// interruptedError is the cause of Main's context when a signal ends it.
+type interruptedError struct{ sig syscall.Signal }
+
+func (e interruptedError) Error() string { return "interrupted by " + e.sig.String() }
 
 // Run runs the certkeeper command line args (without the program name),
 // writing to stdout and stderr, and returns the exit status Main would exit
@@ -199,6 +213,15 @@ func run(ctx context.Context, env *Env, args []string) int {
 		return exitUsage
 	}
 	if err := cmd.Run(ctx, env, cmdArgs); err != nil {
+		if ierr, ok := errors.AsType[interruptedError](context.Cause(ctx)); ok {
+			if errors.Is(err, context.Canceled) {
+				err = errors.New("interrupted")
+			} else {
+				err = fmt.Errorf("interrupted: %w", err)
+			}
+			fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
+			return 128 + int(ierr.sig)
+		}
 		err = withFlagHints(err) // library errors name fields, not flags (hints.go)
 		var uerr *usageError
 		if errors.As(err, &uerr) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/alert"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/monitor"
 )
 
@@ -75,10 +76,13 @@ func (o *opsConfig) metricsToken() string {
 	return os.Getenv("CERTKEEPER_METRICS_TOKEN")
 }
 
-// check refuses, before anything listens, an ops listener reachable
-// beyond loopback without a token (monitor.Config.Check), naming the
-// flags that fix it.
+// check refuses, before anything listens, an ops listen address that is
+// not one (cmdline.CheckListenAddrs), or an ops listener reachable beyond loopback
+// without a token (monitor.Config.Check), naming the flags that fix it.
 func (o *opsConfig) check() error {
+	if err := cmdline.CheckListenAddrs("--metrics-addr", o.MetricsAddr, "--status-addr", o.StatusAddr); err != nil {
+		return err
+	}
 	c := o.monitor(nil, nil)
 	return opsFlagError(c.Check())
 }

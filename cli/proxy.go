@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/policy"
@@ -123,6 +124,11 @@ func (c *proxyConfig) defaults(dev bool) {
 	}
 }
 
+// checkAddrs checks the syntax of the proxy's listen addresses.
+func (c *proxyConfig) checkAddrs() error {
+	return cmdline.CheckListenAddrs("--tls-addr", c.TLSAddr, "--http-addr", c.HTTPAddr)
+}
+
 // proxyFrontEnd is what the proxy offers the engine.
 func proxyFrontEnd(c *proxyConfig) frontEnd {
 	return frontEnd{http01: c.HTTPAddr != "", alpn: true, http01Via: "--http-addr (e.g. :80), where the CA connects", userAgent: "proxy"}
@@ -137,6 +143,9 @@ func checkProxy(env *Env, flags *proxyConfig, src *source) []error {
 	}
 	cfg.defaults(devMode(src))
 	errs := cfg.engineConfig.check(env, proxyFrontEnd(cfg))
+	if err := cfg.checkAddrs(); err != nil {
+		errs = append([]error{err}, errs...)
+	}
 	if _, err := buildParts(cfg, env.Logger); err != nil {
 		errs = append(errs, err)
 	}
@@ -178,6 +187,9 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, src *source) er
 		return err
 	}
 	cfg.defaults(dev)
+	if err := cfg.checkAddrs(); err != nil {
+		return err
+	}
 	if dev {
 		printDevMode(env, cfg)
 		warnDevBackend(ctx, env, cfg.Backend)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
@@ -146,6 +147,9 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 // it); and the TLS configuration of --listen (nil for plain HTTP).
 func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.Config, closeAudit func(), err error) {
 	h = &certserver.Handler{IssueTimeout: cfg.IssueTimeout, Logger: env.Logger}
+	if err := cfg.checkAddrs(); err != nil {
+		return nil, nil, nil, err
+	}
 	if cfg.TokenFile != "" {
 		if h.Tokens, err = certserver.LoadTokens(cfg.TokenFile); err != nil {
 			return nil, nil, nil, fmt.Errorf("--token-file: %w", err)
@@ -237,12 +241,21 @@ func (c *serverConfig) check(env *Env) []error {
 	if _, err := apiTLSConfig(c); err != nil {
 		errs = append(errs, err)
 	}
-	if !tokens && c.ClientCA == "" {
+	addrErr := c.checkAddrs()
+	if addrErr != nil {
+		errs = append(errs, addrErr)
+	}
+	if !tokens && c.ClientCA == "" && addrErr == nil {
 		if err := c.checkAnonymous(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return append(errs, c.engineConfig.check(env, c.frontEnd())...)
+}
+
+// checkAddrs checks the syntax of the server's listen addresses.
+func (c *serverConfig) checkAddrs() error {
+	return cmdline.CheckListenAddrs("--listen", c.Listen, "--http-addr", c.HTTPAddr, "--tls-alpn-addr", c.TLSAddr)
 }
 
 // checkAnonymous refuses a configuration without authentication (no

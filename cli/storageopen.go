@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
+	"github.com/certkeeper/certkeeper/storage/filestore"
 	"github.com/certkeeper/certkeeper/storage/open"
 )
 
@@ -31,6 +33,24 @@ func (f *storageFlags) where() string { return storageWhere(f.Storage) }
 // store's default length).
 func (f *storageFlags) open(ctx context.Context, env *Env) (storage.Storage, func(), error) {
 	return openStorage(ctx, env, *f, 0)
+}
+
+// checkDir refuses, at start, a --storage directory this user may not
+// read and write (filestore.Store.Check), which would otherwise fail only
+// at the first handshake; a URL is not checked here.
+func (f *storageFlags) checkDir() error {
+	dir := storageWhere(f.Storage)
+	if open.IsURL(dir) {
+		return nil
+	}
+	err := filestore.New(dir).Check()
+	if errors.Is(err, fs.ErrPermission) {
+		return &hintError{err: fmt.Errorf("--storage %s: this user cannot read and write it: %w", dir, err),
+			hint: fmt.Sprintf("give it to this user (sudo chown -R $(id -un) %s; chmod 700 %s), or run certkeeper as the user who owns it (sudo -u OWNER)", dir, dir)}
+	} else if err != nil {
+		return fmt.Errorf("--storage %s: %w", dir, err)
+	}
+	return nil
 }
 
 // storageWhere names a --storage value for messages: a path as it is, a

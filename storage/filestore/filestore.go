@@ -281,6 +281,40 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	return keys, nil
 }
 
+// Check reports whether this process may use Dir, before anything is
+// stored: it creates Dir if absent (as Store would), creates and removes
+// a temporary file in it and in each directory directly under it, and
+// lists it. A Dir owned by another user, or with a mode that keeps this
+// one out, fails here (errors.Is(err, fs.ErrPermission), naming the
+// path) rather than at the first Store or Lock. It does not read the
+// files.
+func (s *Store) Check() error {
+	if err := mkdirs(s.Dir, true); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return err
+	}
+	dirs := []string{s.Dir}
+	for _, e := range entries {
+		if e.IsDir() {
+			dirs = append(dirs, filepath.Join(s.Dir, e.Name()))
+		}
+	}
+	for _, dir := range dirs {
+		f, err := os.CreateTemp(dir, ".check.tmp-*") // List skips it
+		if err != nil {
+			return err
+		}
+		f.Close()
+		if err := os.Remove(f.Name()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // mkdirs is os.MkdirAll with mode 0700 that also syncs the parent of every
 // directory it creates, so that a key stored under a new directory is
 // still reachable after a power loss. With durable false it does not sync

@@ -408,3 +408,49 @@ func TestStoreVolatile(t *testing.T) {
 		t.Errorf("List = %q, %v; want one key and no temporary file", keys, err)
 	}
 }
+
+// TestCheck: Check creates an absent Dir and leaves nothing behind; a Dir
+// that is a file, or (as a user, not root) one this process may not
+// write, or a directory under it that it may not write, fails with the
+// path named.
+func TestCheck(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	s := filestore.New(dir)
+	if err := s.Check(); err != nil {
+		t.Fatalf("Check of an absent Dir: %v", err)
+	}
+	if err := s.Store(t.Context(), "certificates/k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatalf("Check of a Dir in use: %v", err)
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "certificates")} {
+		if entries, _ := os.ReadDir(d); len(entries) != 1 {
+			t.Errorf("%s holds %d entries after Check, want 1", d, len(entries))
+		}
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := filestore.New(file).Check(); err == nil || !strings.Contains(err.Error(), file) {
+		t.Errorf("Check of a file = %v, want an error naming it", err)
+	}
+	if runtime.GOOS == "windows" {
+		t.Skip("permission cases: directory modes are Unix's")
+	}
+	for _, d := range []string{filepath.Join(dir, "certificates"), dir} {
+		if err := os.Chmod(d, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Chmod(d, 0o700) })
+		if f, err := os.CreateTemp(d, "probe"); err == nil {
+			f.Close()
+			t.Skipf("permission cases: euid %d (root) bypasses directory modes", os.Geteuid())
+		}
+		if err := s.Check(); !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), d) {
+			t.Errorf("Check with %s mode 0500 = %v, want fs.ErrPermission naming it", d, err)
+		}
+	}
+}

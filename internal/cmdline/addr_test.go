@@ -1,0 +1,25 @@
+package cmdline
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCheckListenAddr(t *testing.T) {
+	for addr, want := range map[string]string{
+		"127.0.0.1:8443": "", ":443": "", "127.0.0.1:": "", "[::1]:http": "", "localhost:65535": "", ":0": "",
+		"127.0.0.1:99999": "port out of range", ":65536": "port out of range", ":000099999999999999999999": "port out of range",
+		"localhost": "missing port in address", "foo": "missing port in address", "::1:80": "too many colons",
+		":http-ish": `unknown port "http-ish"`,
+	} {
+		err := CheckListenAddr(addr)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("CheckListenAddr(%q) = %v, want %q", addr, err, want)
+		}
+	}
+	err := CheckListenAddrs("--listen", "127.0.0.1:99999", "--http-addr", "", "--tls-addr", "localhost")
+	want := "--listen 127.0.0.1:99999: port out of range\n--tls-addr localhost: missing port in address"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("CheckListenAddrs = %v, want %q...", err, want)
+	}
+}
