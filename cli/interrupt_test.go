@@ -5,10 +5,13 @@ import (
 	"net"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 )
 
 // TestInterruptExitStatus: SIGINT or SIGTERM while cert issue waits on a
@@ -74,5 +77,65 @@ func TestInterruptExitStatus(t *testing.T) {
 				t.Errorf("stderr = %q, want \"certkeeper cert issue: interrupted\" and no \"context canceled\"", got)
 			}
 		})
+	}
+}
+
+// TestSecondSignalKills: a server draining a connection after SIGTERM
+// (up to 10 s) is killed at once by a second SIGTERM, as an operator who
+// presses Ctrl-C again expects.
+func TestSecondSignalKills(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGTERM to send to a child process on Windows")
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	cmd := exec.CommandContext(t.Context(), binary, "server", "--listen", addr, "--storage", t.TempDir(), "--ca", "local")
+	var stderr testsvc.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer cmd.Process.Kill()
+	waitFor := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), what); {
+			select {
+			case err := <-done:
+				t.Fatalf("server exited (%v) before %q:\n%s", err, what, stderr.String())
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q within 30s:\n%s", what, stderr.String())
+			}
+		}
+	}
+	waitFor("server listening")
+	// A request whose headers never end keeps the drain waiting.
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: a.test\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the server read it
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("draining connections")
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the server still drains 5s after a second SIGTERM:\n%s", stderr.String())
+	}
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("after a second SIGTERM: %v in %v, want killed by SIGTERM", cmd.ProcessState, time.Since(start))
 	}
 }

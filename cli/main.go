@@ -75,14 +75,17 @@ const (
 // 0 on success, 1 on failure, 2 on bad usage. SIGINT and SIGTERM cancel the
 // command's context: a command they stop while it works exits with
 // 128+the signal's number (130, 143), as shells and curl do; proxy and
-// server stop cleanly and exit 0. opts add to the command what a program
-// building certkeeper brings (WithDNSProvider); cmd/certkeeper passes none.
+// server stop cleanly and exit 0. A second signal kills at once, drain or
+// not. opts add to the command what a program building certkeeper brings
+// (WithDNSProvider); cmd/certkeeper passes none.
 func Main(opts ...Option) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		if sig, ok := (<-sigs).(syscall.Signal); ok {
+		sig := <-sigs
+		signal.Stop(sigs) // a second Ctrl-C does not wait for the drain: it kills
+		if sig, ok := sig.(syscall.Signal); ok {
 			cancel(interruptedError{sig})
 		}
 	}()
