@@ -194,7 +194,6 @@ func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h http.Hand
 		if err != nil {
 			return listenError(err, l.addr, l.flag, l.what)
 		}
-		env.Logger.Info("server listening", slog.String("addr", ln.Addr().String()), slog.String("flag", l.flag))
 		fmt.Fprintf(env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), l.flag)
 	}
 	return nil
