@@ -85,6 +85,7 @@ func loadProxyConfig(src *source, flags *proxyConfig) (*proxyConfig, error) {
 		return nil, err
 	}
 	overlay(cfg, flags, &cfg.engineConfig, src.set)
+	cfg.credit = src.credit(cfg)
 	return cfg, nil
 }
 
