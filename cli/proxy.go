@@ -262,8 +262,6 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
 		loop.Serve(plain, func() error { return plain.Serve(hln) })
 	}
-	// One line, not a log record besides: with --log-format json it
-	// becomes a JSON record, and it shows whatever the log level.
 	fmt.Fprintf(env.Stderr, "certkeeper: proxy listening on %s\n", ln.Addr())
 	return nil
 }
