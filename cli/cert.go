@@ -20,6 +20,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -272,6 +273,7 @@ func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer,
 		if o.DNS01, err = f.dns.solver(env); err != nil {
 			return nil, nil, err
 		}
+		o.DNS01.OnWaiting = func(w dns01.Waiting) { fmt.Fprintf(env.Stderr, "certkeeper: %s\n", w) }
 	}
 	stop, err := o.Listen(iss)
 	var lerr *engine.ListenError
@@ -321,7 +323,7 @@ func explainIssueError(err error, f *issueFlags) error {
 		return fmt.Errorf("the CA rate-limited this request; it may be retried after %s (%s from now): %w",
 			ierr.RetryAfter.UTC().Format(time.RFC3339), time.Until(ierr.RetryAfter).Round(time.Second), ierr.Err)
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) && !errors.As(err, new(*dns01.PropagationError)) { // that one is --dns-timeout's
 		return fmt.Errorf("gave up after --timeout %s: %w", f.timeout, err)
 	}
 	return err

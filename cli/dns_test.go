@@ -351,3 +351,40 @@ func TestIssueExecLegoRaw(t *testing.T) {
 		t.Errorf("dig TXT _acme-challenge.a.test = %q, want nothing", got)
 	}
 }
+
+// TestIssueDNS01Progress: while a dns-01 record has not reached the
+// zone's nameservers, cert issue says so every few seconds, naming the
+// record and the nameservers that lack it; when it never does, the error
+// names them too.
+func TestIssueDNS01Progress(t *testing.T) {
+	t.Parallel()
+	d := newDNSSetup(t)
+	nsupdate := testsvc.LookPath(t, "nsupdate", "install Debian's bind9-dnsutils")
+	host, port, _ := net.SplitHostPort(d.named.Addr())
+	update := fmt.Sprintf(`printf 'server %s %s\nupdate %%s %%s 60 TXT "%%s"\nsend\n' "$op" "$2" "$3" | %s -t 5 -y %s:%s:%s`,
+		host, port, nsupdate, d.named.Algorithm(), d.named.KeyName(), d.named.Secret())
+	// The record reaches named 6 s after present returns: a slow provider.
+	slow := filepath.Join(t.TempDir(), "slow.sh")
+	body := "#!/bin/sh\ncase \"$1\" in present) op=add; (sleep 6; " + update + ") >/dev/null 2>&1 & ;;\n" +
+		"cleanup) op=delete; " + update + " ;; esac\n"
+	if err := os.WriteFile(slow, []byte(body), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	issue := func(program, timeout string) result {
+		args := append(pebbleArgs(d.ca, t.TempDir(), t.TempDir()), "--challenge", "dns-01", "-d", "a.test", "--dns", "exec",
+			"--dns-exec", program, "--dns-resolver", d.named.Addr(), "--dns-check-port", port, "--dns-timeout", timeout)
+		return ck(t, time.Minute, args...)
+	}
+	waiting := "certkeeper: waiting for _acme-challenge.a.test TXT at ns.a.test (127.0.0.1:" + port + "); "
+	r := issue(slow, "30s")
+	if n := strings.Count(r.stderr, waiting); r.code != 0 || n < 2 || n > 3 || !strings.Contains(r.stderr, "so far (up to 30s)") {
+		t.Fatalf("exit %d, %d progress lines; want 0, and a line every 5 s of the 6 s wait:\n%s", r.code, n, r.stderr)
+	}
+	t.Logf("slow provider:\n%s", r.stderr)
+	r = issue("/bin/true", "2s")
+	if r.code != 1 || !strings.Contains(r.stderr, waiting) || !strings.Contains(r.stderr, "within 2s") ||
+		!strings.Contains(r.stderr, "ns.a.test (127.0.0.1:"+port+") does not serve the value yet") {
+		t.Errorf("never set: exit %d; want 1, progress, and the nameserver lacking the record named:\n%s", r.code, r.stderr)
+	}
+	t.Logf("never set:\n%s", r.stderr)
+}

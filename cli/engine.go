@@ -66,6 +66,9 @@ type engineConfig struct {
 	// notes are the deprecation notes of the config file's old keys,
 	// printed by printNotes.
 	notes []string
+	// credit says where each setting came from (source.credit), for
+	// the start-up summary; nil credits the flags.
+	credit func(flag string) string
 }
 
 func (c *engineConfig) addNote(note string) { c.notes = append(c.notes, note) }

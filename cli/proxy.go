@@ -85,6 +85,7 @@ func loadProxyConfig(src *source, flags *proxyConfig) (*proxyConfig, error) {
 		return nil, err
 	}
 	overlay(cfg, flags, &cfg.engineConfig, src.set)
+	cfg.credit = src.credit(cfg)
 	return cfg, nil
 }
 
@@ -261,7 +262,6 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
 		loop.Serve(plain, func() error { return plain.Serve(hln) })
 	}
-	env.Logger.Info("proxy listening", slog.String("addr", ln.Addr().String()), slog.String("http_addr", cfg.HTTPAddr))
 	fmt.Fprintf(env.Stderr, "certkeeper: proxy listening on %s\n", ln.Addr())
 	return nil
 }

@@ -102,6 +102,7 @@ func loadServerConfig(src *source, flags *serverConfig) (*serverConfig, error) {
 	}
 	// Flags with a default apply it when the file has no value either.
 	overlay(cfg, flags, &cfg.engineConfig, src.set, "listen", "issue-timeout")
+	cfg.credit = src.credit(cfg)
 	return cfg, nil
 }
 
@@ -194,7 +195,6 @@ func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h http.Hand
 		if err != nil {
 			return listenError(err, l.addr, l.flag, l.what)
 		}
-		env.Logger.Info("server listening", slog.String("addr", ln.Addr().String()), slog.String("flag", l.flag))
 		fmt.Fprintf(env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), l.flag)
 	}
 	return nil

@@ -198,7 +198,7 @@ func TestServerManaged(t *testing.T) {
 	}})
 	storageDir := t.TempDir()
 	args, _ := pebbleServerArgs(ca, storageDir)
-	startServer(t, append(args, "--profile", "short", "--managed", "m.test", "--token-file", writeTokens(t))...)
+	p := startLogged(t, binary, "server listening", append([]string{"server"}, append(args, "--profile", "short", "--managed", "m.test", "--token-file", writeTokens(t))...)...)
 
 	waitStatus := func(what string, deadline time.Time, ok func(certStatus) bool) certStatus {
 		t.Helper()
@@ -221,6 +221,22 @@ func TestServerManaged(t *testing.T) {
 	t.Logf("renewed %s before the first certificate expired", first.NotAfter.Sub(time.Now()).Round(time.Second))
 	if renewed.NotAfter.Sub(first.NotAfter) <= 0 {
 		t.Errorf("renewed not_after %s, want after %s", renewed.NotAfter, first.NotAfter)
+	}
+	// Each renewal reaches stderr once: one log line per new not_after.
+	within(5*time.Second, func() bool { return strings.Contains(p.output(), "certificate renewed") })
+	seen := map[string]bool{}
+	for _, l := range strings.Split(p.output(), "\n") {
+		if !strings.Contains(l, "renewed") || strings.Contains(l, "(kept renewed from start)") {
+			continue // the start-up summary's line
+		}
+		_, notAfter, _ := strings.Cut(l, "not_after=")
+		if !strings.Contains(l, `msg="certificate renewed"`) || seen[notAfter] {
+			t.Errorf("renewal reported twice, or not as one log line: %s\n%s", l, p.output())
+		}
+		seen[notAfter] = true
+	}
+	if len(seen) == 0 {
+		t.Errorf("no renewal on stderr:\n%s", p.output())
 	}
 }
 

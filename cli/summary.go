@@ -2,9 +2,12 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"reflect"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/engine"
+	"github.com/certkeeper/certkeeper/internal/yamlconf"
 )
 
 // summary is the start-up summary (engine.Summary) of a front-end
@@ -13,7 +16,7 @@ import (
 func summary(command string, dev bool, c *engineConfig, listeners ...engine.SummaryListener) engine.Summary {
 	s := engine.Summary{Command: command, Dev: dev, Allow: c.Allow, RequireOwnIP: c.RequireOwn, OwnIPPrivate: c.OwnIPPrivate,
 		Ask: c.Ask, Wildcards: c.Wildcards, CertFiles: len(c.CertFiles), CAs: c.CA, Challenges: c.Challenge,
-		Storage: storageWhere(c.Storage), Listeners: listeners, LogLevel: c.LogLevel}
+		Storage: storageWhere(c.Storage), Listeners: listeners, LogLevel: c.LogLevel, Source: c.credit}
 	for _, n := range c.Names {
 		s.Rules = append(s.Rules, engine.SummaryRule{Pattern: n.Pattern, CAs: n.CA})
 	}
@@ -28,6 +31,28 @@ func summary(command string, dev bool, c *engineConfig, listeners ...engine.Summ
 		s.Listeners = append(s.Listeners, engine.SummaryListener{What: "status page (/, /status.json)", Addr: a, Flag: "--status-addr"})
 	}
 	return s
+}
+
+// credit says where each setting of cfg, read from src's file with the
+// flags given laid over it, came from (engine.Summary.Source): the flag
+// when it was given, else the file's key when the file sets it, else
+// "default".
+func (src *source) credit(cfg any) func(flag string) string {
+	var keys map[string]string
+	if data, err := os.ReadFile(src.file); err == nil {
+		keys = yamlconf.Given(data, reflect.TypeOf(cfg).Elem())
+	}
+	return func(flag string) string {
+		name := strings.TrimPrefix(flag, "--")
+		key, inFile := keys[strings.ReplaceAll(name, "-", "_")]
+		switch {
+		case src.set[name]:
+			return flag
+		case inFile:
+			return key + " in " + src.file
+		}
+		return "default"
+	}
 }
 
 // proxySummary is the proxy's start-up summary.

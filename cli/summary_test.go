@@ -2,7 +2,10 @@ package cli
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,6 +75,45 @@ func TestStartupSummary(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestStartupSummarySources: the summary credits each setting to the flag
+// that gave it, the config file's key, or the default.
+func TestStartupSummarySources(t *testing.T) {
+	t.Parallel()
+	a := loopbackAddrs(t, 3)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "certkeeper.yaml")
+	body := fmt.Sprintf("allow: [a.example]\nca: [local]\nstorage: %q\ntls_addr: %q\n", dir, a[0])
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxyLogged(t, "--config", cfg, "--http-addr", a[1])
+	out := p.output()
+	for _, want := range []string{
+		"any name matching a.example (allow in " + cfg + ")\n",
+		"on " + a[0] + " (tls_addr in " + cfg + ")\n",
+		"on " + a[1] + " (--http-addr)\n",
+		"log level:  info (default)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the summary does not say %q:\n%s", want, out)
+		}
+	}
+	// The server's own file, without the proxy's tls_addr (its deprecated
+	// name of tls_alpn_addr).
+	cfg = filepath.Join(dir, "server.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("allow: [a.example]\nca: [local]\nstorage: %q\n", t.TempDir())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = startLogged(t, binary, "server listening", "server", "--config", cfg, "--listen", a[2], "--log-level", "warn",
+		"--token-file", writeTokens(t))
+	out = p.output()
+	for _, want := range []string{"(allow in " + cfg + ")\n", "on " + a[2] + " (--listen)\n", "log level:  warn (--log-level)\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the server's summary does not say %q:\n%s", want, out)
+		}
+	}
 }
 
 // TestRefusedNameLogged: at the default level, a name the policy refuses

@@ -12,8 +12,8 @@ import (
 // certificates, from which CAs, where they are kept, and every address it
 // listens on. Without it, a proxy that refuses every name looks just like
 // one that works. A Go program configured like the command can log the
-// same lines (Lines). The hints in parentheses name the command's flags
-// ("--allow"), which are also its config keys.
+// same lines (Lines). The hints in parentheses say where each setting came
+// from: the command's flag ("--allow"), unless Source says otherwise.
 type Summary struct {
 	// Command is what starts: "proxy", "server".
 	Command string
@@ -43,6 +43,11 @@ type Summary struct {
 	Listeners []SummaryListener
 	// LogLevel is the log level given; empty is not shown.
 	LogLevel string
+	// Source, if not nil, says where the setting of a flag ("--allow",
+	// "--tls-addr") came from, for the hint after it: the flag, a config
+	// file's key ("tls_addr in /etc/certkeeper.yaml") or "default". Nil
+	// shows the flag.
+	Source func(flag string) string
 }
 
 // SummaryRule is a pattern with its own CA chain.
@@ -52,7 +57,7 @@ type SummaryRule struct {
 }
 
 // SummaryListener is one address, what is served on it and the flag that
-// sets it.
+// sets it (Summary.Source says where its value came from).
 type SummaryListener struct {
 	What, Addr, Flag string
 }
@@ -89,12 +94,20 @@ func (s *Summary) Lines() []string {
 	}
 	line("storage", "%s", s.Storage)
 	for _, l := range s.Listeners {
-		line("listen", "%s on %s (%s)", l.What, l.Addr, l.Flag)
+		line("listen", "%s on %s (%s)", l.What, l.Addr, s.source(l.Flag))
 	}
 	if s.LogLevel != "" {
-		line("log level", "%s (--log-level)", s.LogLevel)
+		line("log level", "%s (%s)", s.LogLevel, s.source("--log-level"))
 	}
 	return lines
+}
+
+// source says where the setting of flag came from (Source).
+func (s *Summary) source(flag string) string {
+	if s.Source != nil {
+		return s.Source(flag)
+	}
+	return flag
 }
 
 // names says which names may get a new certificate: every check given
@@ -102,17 +115,18 @@ func (s *Summary) Lines() []string {
 func (s *Summary) names() string {
 	var checks []string
 	if len(s.Allow) > 0 {
-		checks = append(checks, "matching "+strings.Join(s.Allow, ", ")+" (--allow)")
+		checks = append(checks, "matching "+strings.Join(s.Allow, ", ")+" ("+s.source("--allow")+")")
 	}
 	if s.RequireOwnIP {
-		what := "resolving to this host's own public addresses (--require-own-ip)"
+		what := "resolving to this host's own public addresses (" + s.source("--require-own-ip") + ")"
 		if s.OwnIPPrivate {
-			what = "resolving to this host's own addresses, private ones too (--require-own-ip --own-ip-private)"
+			what = "resolving to this host's own addresses, private ones too (" + s.source("--require-own-ip") + ", " +
+				s.source("--own-ip-private") + ")"
 		}
 		checks = append(checks, what)
 	}
 	if s.Ask != "" {
-		checks = append(checks, "that the ask URL "+redact.URL(s.Ask)+" approves (--ask)")
+		checks = append(checks, "that the ask URL "+redact.URL(s.Ask)+" approves ("+s.source("--ask")+")")
 	}
 	var out string
 	switch len(checks) {
@@ -124,10 +138,10 @@ func (s *Summary) names() string {
 		out = "any name " + strings.Join(checks, ", and ")
 	}
 	if len(s.Wildcards) > 0 {
-		out += "; wildcard certificates for " + strings.Join(s.Wildcards, ", ") + " (--wildcard)"
+		out += "; wildcard certificates for " + strings.Join(s.Wildcards, ", ") + " (" + s.source("--wildcard") + ")"
 	}
 	if s.CertFiles > 0 {
-		out += fmt.Sprintf("; the names in %d --cert-file certificate(s)", s.CertFiles)
+		out += fmt.Sprintf("; the names in %d certificate file(s) (%s)", s.CertFiles, s.source("--cert-file"))
 	}
 	return out
 }

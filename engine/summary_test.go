@@ -18,7 +18,7 @@ func TestSummaryLines(t *testing.T) {
 	for _, want := range []string{
 		"proxy starting in production mode\n",
 		"names:      any name matching a.example (--allow), and that the ask URL",
-		"; the names in 2 --cert-file certificate(s)\n",
+		"; the names in 2 certificate file(s) (--cert-file)\n",
 		"CA chain:   staging (https://",
 		", then local\n",
 		"CA chain:   local for names[0] *.b.example\n",
@@ -32,6 +32,18 @@ func TestSummaryLines(t *testing.T) {
 	}
 	if strings.Contains(got, "secret") {
 		t.Errorf("summary shows the ask URL's password:\n%s", got)
+	}
+	s.Source = func(flag string) string {
+		if flag == "--tls-addr" {
+			return "tls_addr in c.yaml"
+		}
+		return "default"
+	}
+	got = strings.Join(s.Lines(), "\n")
+	for _, want := range []string{"a.example (default)", "approves (default)", "(tls_addr in c.yaml)\n", "debug (default)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary with Source lacks %q:\n%s", want, got)
+		}
 	}
 	dev := engine.Summary{Command: "proxy", Dev: true, Allow: []string{"localhost"}}
 	if l := dev.Lines(); l[0] != "proxy starting in development mode (local CA; not for the Internet)" || l[1] != "names:      localhost (development mode)" {

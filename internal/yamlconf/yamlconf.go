@@ -112,6 +112,26 @@ func yamlKeys(t reflect.Type) map[string][]int {
 // fields: what Decode accepts besides the aliases.
 func Keys(t reflect.Type) []string { return sortedKeys(yamlKeys(t)) }
 
+// Given maps the keys of struct type t that the YAML document data sets at
+// its top level to the key as written there, a deprecated alias under its
+// new key: what a file set, for a command to say where a value came from.
+// A document that does not parse sets none (Decode says why).
+func Given(data []byte, t reflect.Type) map[string]string {
+	var doc map[string]any
+	if yaml.Unmarshal(data, &doc) != nil {
+		return nil
+	}
+	aliases, out := Aliases(t), map[string]string{}
+	for k := range doc {
+		if to, ok := aliases[k]; ok {
+			out[to] = k
+		} else {
+			out[k] = k
+		}
+	}
+	return out
+}
+
 // Aliases maps the deprecated config keys of struct type t (a field's
 // `alias:"old_key"` tag) to their new keys, following ",inline" fields.
 func Aliases(t reflect.Type) map[string]string {

@@ -120,6 +120,17 @@ func TestKeysAndAliases(t *testing.T) {
 	}
 }
 
+// TestGiven: the top-level keys a file sets, an alias under its new key.
+func TestGiven(t *testing.T) {
+	got := Given([]byte("allow: [a.example]\ngrace: 1h\nemail: \"\"\n"), reflect.TypeOf(testConfig{}))
+	if want := map[string]string{"allow": "allow", "grace_period": "grace", "email": "email"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Given = %v, want %v", got, want)
+	}
+	if got := Given([]byte("allow: [\n"), reflect.TypeOf(testConfig{})); len(got) != 0 {
+		t.Errorf("Given(bad YAML) = %v, want none", got)
+	}
+}
+
 type overlayInner struct {
 	Zone     string            `yaml:"dns_zone"`
 	Settings map[string]string `yaml:"dns_setting"`

@@ -71,6 +71,9 @@ const (
 	defaultTTL                 = 60 * time.Second
 	defaultPropagationTimeout  = 2 * time.Minute
 	defaultPropagationInterval = time.Second
+	// waitingEvery is how often at most Wait reports that it still waits
+	// (Solver.OnWaiting).
+	waitingEvery = 5 * time.Second
 )
 
 // Solver answers dns-01 challenges through Provider. Set the fields before
@@ -101,6 +104,13 @@ type Solver struct {
 	// nameservers cannot be queried from here (split-horizon DNS), where
 	// the CA sees the record anyway.
 	SkipPropagationCheck bool
+
+	// OnWaiting, if set, is told while Wait waits for a record: after a
+	// check that found it missing from some nameserver, at most every 5
+	// s, so that a person watching knows what the wait (up to
+	// PropagationTimeout) is for. Nil logs the same at Info through
+	// Logger. Several Waits may call it at once.
+	OnWaiting func(Waiting)
 
 	// Logger receives the solver's logs. Nil means slog.Default().
 	Logger *slog.Logger
@@ -201,12 +211,22 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
+	var reported time.Time
 	for {
-		last = s.check(wctx, rec)
-		if last == nil {
+		missing, err := s.check(wctx, rec)
+		if err == nil {
 			s.logger().Debug("dns-01 record propagated", slog.String("record", strings.TrimSuffix(rec.fqdn, ".")),
 				slog.Duration("took", time.Since(start)))
 			return nil
+		}
+		cut := wctx.Err() != nil // a check the timeout cut short: the one before says more
+		if last == nil || !cut {
+			last = err
+		}
+		if !cut && (reported.IsZero() || time.Since(reported) >= waitingEvery) {
+			reported = time.Now()
+			s.waiting(Waiting{Record: strings.TrimSuffix(rec.fqdn, "."), Missing: missing, Err: err,
+				Waited: time.Since(start), Timeout: timeout})
 		}
 		t := time.NewTimer(interval)
 		select {
@@ -221,24 +241,63 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	}
 }
 
-// check asks every authoritative nameserver of rec's zone for the record.
-func (s *Solver) check(ctx context.Context, rec record) error {
+// check asks every authoritative nameserver of rec's zone for the record;
+// missing are those that do not serve it yet, as "NAME (ADDR)".
+func (s *Solver) check(ctx context.Context, rec record) (missing []string, err error) {
 	nss, err := s.Resolver.checkServers(ctx, rec.zone)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var errs []error
 	for _, ns := range nss {
+		where := fmt.Sprintf("%s (%s)", strings.TrimSuffix(ns.name, "."), ns.addr)
 		vals, err := txt(ctx, ns.addr, rec.fqdn)
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("%s (%s): %w", strings.TrimSuffix(ns.name, "."), ns.addr, err))
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 		case !contains(vals, rec.value):
-			errs = append(errs, fmt.Errorf("%s (%s) does not serve the value yet (it has %d TXT values there)",
-				strings.TrimSuffix(ns.name, "."), ns.addr, len(vals)))
+			errs = append(errs, fmt.Errorf("%s does not serve the value yet (it has %d TXT values there)", where, len(vals)))
+		default:
+			continue
 		}
+		missing = append(missing, where)
 	}
-	return errors.Join(errs...)
+	return missing, errors.Join(errs...)
+}
+
+// Waiting is where a wait for a dns-01 record stands: what
+// Solver.OnWaiting is told.
+type Waiting struct {
+	// Record is the FQDN without trailing dot, e.g.
+	// _acme-challenge.a.example (or the end of its CNAME chain).
+	Record string
+	// Missing are the nameservers that do not serve the value yet, as
+	// "ns1.a.example (192.0.2.1:53)"; none when they could not be found.
+	Missing []string
+	// Err is what the last check found, for each nameserver missing.
+	Err error
+	// Waited is how long Wait has waited; Timeout is when it gives up.
+	Waited, Timeout time.Duration
+}
+
+// String is w as one line: "waiting for _acme-challenge.a.example TXT at
+// ns1.a.example (192.0.2.1:53); 10s so far (up to 2m0s)".
+func (w Waiting) String() string {
+	at := "at " + strings.Join(w.Missing, ", ")
+	if len(w.Missing) == 0 {
+		at = fmt.Sprintf("(%v)", w.Err)
+	}
+	return fmt.Sprintf("waiting for %s TXT %s; %s so far (up to %s)", w.Record, at, w.Waited.Round(time.Second), w.Timeout)
+}
+
+// waiting reports w to OnWaiting, or logs it.
+func (s *Solver) waiting(w Waiting) {
+	if s.OnWaiting != nil {
+		s.OnWaiting(w)
+		return
+	}
+	s.logger().Info("waiting for dns-01 record to reach every authoritative nameserver", slog.String("record", w.Record),
+		slog.Any("missing", w.Missing), slog.Duration("waited", w.Waited), slog.Duration("timeout", w.Timeout), slog.Any("err", w.Err))
 }
 
 // CleanUp deletes the record Present set. It is a no-op for a challenge

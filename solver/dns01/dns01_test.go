@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"github.com/certkeeper/certkeeper"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	"github.com/certkeeper/certkeeper/solver/dns01/rfc2136"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 	"github.com/libdns/libdns"
+	"github.com/mholt/acmez/v3/acme"
 )
 
 // dnsEnv is a DNS server taking RFC 2136 updates (named or knotd) and a
@@ -362,5 +364,48 @@ func TestExecLegoRaw(t *testing.T) {
 	_, err = p.AppendRecords(t.Context(), "a.test.", []libdns.Record{libdns.TXT{Name: "_acme-challenge", Text: "v"}})
 	if err == nil || !strings.Contains(err.Error(), "dns01.Solver") {
 		t.Errorf("AppendRecords in RAW mode: err = %v, want one saying it needs dns01.Solver", err)
+	}
+}
+
+// TestWaitReports: while a record has not reached the nameservers, Wait
+// tells OnWaiting which ones lack it, at most every 5 s (once in a 1 s
+// wait); without OnWaiting it logs the same at Info.
+func TestWaitReports(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test")
+	chal := acme.Challenge{URL: "https://ca.test/chal/1", Token: "tok", KeyAuthorization: "tok.thumb",
+		Identifier: acme.Identifier{Type: "dns", Value: "a.test"}}
+	wait := func(s *dns01.Solver) error {
+		t.Helper()
+		s.PropagationTimeout = time.Second
+		if err := s.Present(t.Context(), chal); err != nil {
+			t.Fatalf("Present: %v", err)
+		}
+		return s.Wait(t.Context(), chal)
+	}
+	s := e.solver(&dnsexec.Provider{Program: writeScript(t, "exit 0\n")})
+	var got []dns01.Waiting
+	s.OnWaiting = func(w dns01.Waiting) { got = append(got, w) }
+	// A check falls due when the timeout does (at 1 s); if the timeout
+	// cuts it short, the error is still the last complete check's.
+	s.PropagationInterval = 500 * time.Millisecond
+	if err := wait(s); !errors.As(err, new(*dns01.PropagationError)) || !strings.Contains(err.Error(), "does not serve the value yet") {
+		t.Fatalf("Wait = %v, want a *dns01.PropagationError saying the nameserver does not serve the value", err)
+	}
+	if len(got) != 1 || got[0].Record != "_acme-challenge.a.test" || len(got[0].Missing) == 0 ||
+		!strings.Contains(got[0].Missing[0], "127.0.0.1") || got[0].Timeout != time.Second {
+		t.Fatalf("OnWaiting was told %+v; want once, _acme-challenge.a.test missing at 127.0.0.1", got)
+	}
+	if l := got[0].String(); !strings.HasPrefix(l, "waiting for _acme-challenge.a.test TXT at ") || !strings.HasSuffix(l, "so far (up to 1s)") {
+		t.Errorf("Waiting.String() = %q", l)
+	}
+	t.Logf("OnWaiting: %s", got[0])
+
+	var logs strings.Builder
+	s = e.solver(&dnsexec.Provider{Program: writeScript(t, "exit 0\n")})
+	s.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	_ = wait(s)
+	if n := strings.Count(logs.String(), "level=INFO msg=\"waiting for dns-01 record"); n != 1 || !strings.Contains(logs.String(), "127.0.0.1") {
+		t.Errorf("want one Info record naming the nameserver; logs:\n%s", logs.String())
 	}
 }
