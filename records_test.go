@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/metrics"
@@ -75,7 +76,7 @@ func TestDamagedRecordsContained(t *testing.T) {
 	staleKey := plantRecord(t, st, "stale.test", nil, "stale.test", now.Add(-100*time.Hour), now.Add(-48*time.Hour))
 	liarKey := plantRecord(t, st, "liar.test", []string{"liar.test"}, "other.test", now.Add(-time.Hour), now.Add(30*24*time.Hour))
 
-	logs := &logBuffer{}
+	logs := &testsvc.Buffer{}
 	m := &certkeeper.Manager{
 		Policy:  policy.Allowlist("empty.test", "liar.test", "good.test"),
 		Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}},
@@ -128,7 +129,7 @@ func (panicList) List(context.Context, string) ([]string, error) { panic("List: 
 // next handshake for it is decided again, and other names are served.
 func TestPanicContained(t *testing.T) {
 	st := filestore.New(t.TempDir())
-	logs := &logBuffer{}
+	logs := &testsvc.Buffer{}
 	pol := policy.Func(func(ctx context.Context, name string) error {
 		if name == "boom.test" {
 			var names []string

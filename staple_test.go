@@ -1,14 +1,12 @@
 package certkeeper_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +18,6 @@ import (
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
-
-// logBuffer collects a Manager's logs for tests that wait for one.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // stapled returns the OCSP response a Go client receives from addr for
 // name (nil for none) and the certificate served.
@@ -110,7 +90,7 @@ func TestOCSPStapling(t *testing.T) {
 	responder.Add(t, good)
 	responder.Revoke(t, revoked)
 
-	logs := &logBuffer{}
+	logs := &testsvc.Buffer{}
 	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{ca},
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	events, stop := m.Watch()

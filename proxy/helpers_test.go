@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/proxy"
 )
 
@@ -260,28 +260,9 @@ func mustRouter(t *testing.T, c proxy.RouterConfig) *proxy.Router {
 	return rt
 }
 
-// logBuffer collects log output; the lock makes reading it while the
-// proxy may still write race-free.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// newLogger returns a logger writing text at Debug level into a logBuffer.
-func newLogger() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
+// newLogger returns a logger writing text at Debug level into a buffer.
+func newLogger() (*slog.Logger, *testsvc.Buffer) {
+	b := &testsvc.Buffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
 
