@@ -3,9 +3,7 @@ package pgstore_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,60 +29,18 @@ var (
 // closes that connection instead of forwarding the reply: the client never
 // learns that its statement took effect.
 type replyDropProxy struct {
-	ln      net.Listener
+	address string
 	armed   atomic.Bool
 	dropped atomic.Int32
 }
 
 func newReplyDropProxy(t *testing.T, target string) *replyDropProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &replyDropProxy{ln: ln}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex // guards conns
-		conns []net.Conn
-	)
-	track := func(cs ...net.Conn) {
-		mu.Lock()
-		defer mu.Unlock()
-		conns = append(conns, cs...)
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.DialTimeout("tcp", target, 5*time.Second)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			track(c, s)
-			wg.Add(2)
-			go func() { defer wg.Done(); _, _ = io.Copy(s, c); s.Close() }()
-			go func() { defer wg.Done(); p.replies(c, s); c.Close(); s.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	p := &replyDropProxy{}
+	p.address = testsvc.ReplyProxy(t, target, p.replies)
 	return p
 }
 
-func (p *replyDropProxy) addr() string { return p.ln.Addr().String() }
+func (p *replyDropProxy) addr() string { return p.address }
 
 // replies copies the server's replies to the client until either side
 // closes, or until it has withheld a reply while armed.

@@ -2,9 +2,7 @@ package redisstore_test
 
 import (
 	"context"
-	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,61 +16,19 @@ import (
 // for delay: the command has run in Redis, but the client times out
 // waiting for its answer.
 type slowReplyProxy struct {
-	ln      net.Listener
-	target  string
+	address string
 	delay   time.Duration
 	armed   atomic.Bool
 	delayed atomic.Int32
-	wg      sync.WaitGroup
 }
 
 func newSlowReplyProxy(t *testing.T, target string, delay time.Duration) *slowReplyProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &slowReplyProxy{ln: ln, target: target, delay: delay}
-	var mu sync.Mutex
-	var conns []net.Conn
-	track := func(c net.Conn) {
-		mu.Lock()
-		defer mu.Unlock()
-		conns = append(conns, c)
-	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			track(c)
-			track(s)
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); _, _ = io.Copy(s, c); s.Close() }()
-			go func() { defer p.wg.Done(); p.replies(c, s); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		p.wg.Wait()
-	})
+	p := &slowReplyProxy{delay: delay}
+	p.address = testsvc.ReplyProxy(t, target, p.replies)
 	return p
 }
 
-func (p *slowReplyProxy) addr() string { return p.ln.Addr().String() }
+func (p *slowReplyProxy) addr() string { return p.address }
 
 // replies copies the server's replies to the client, holding one back
 // while armed.
