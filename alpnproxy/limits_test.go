@@ -6,49 +6,17 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 )
 
-// serveBackend runs a backend on a loopback listener that hands each
-// connection to handle, and returns its address. The cleanup closes the
-// listener and the connections and waits for the handlers.
+// serveBackend runs a backend on a loopback listener (testsvc.ServeTCP).
 func serveBackend(t *testing.T, handle func(c net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				handle(c)
-			})
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	return testsvc.ServeTCP(t, handle)
 }
 
 // wantClosed checks that the proxy closes c within d (with nothing more to
