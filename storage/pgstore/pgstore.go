@@ -33,11 +33,12 @@
 //     wildcards to escape, ordered by key.
 //   - Lock is a lease: a row inserted, or taken over once its expiry is past
 //     (server clock), with a random owner token; a row that holds the token
-//     already counts as taken, so a retry after a lost reply does not wait
-//     out its own lease. A Lock that fails after its statement may have
-//     committed (the connection dropped before the reply came) deletes the
-//     row if it holds its token, best effort, so a lease nobody knows it
-//     holds does not keep every node waiting. While it is held a
+//     already counts as taken, so Lock, which asks once more at once with
+//     the same token when a connection drops before the reply came, gets
+//     the lease its lost reply took. A Lock that fails after its statement
+//     may have committed deletes the row if it holds its token, best
+//     effort, so a lease nobody knows it holds does not keep every node
+//     waiting. While it is held a
 //     goroutine extends it every third of a lease if it still holds the
 //     token; unlock stops the goroutine and deletes the row if it still
 //     holds the token, so a holder whose lease expired and was taken over
@@ -273,6 +274,13 @@ func (s *Store) acquire(ctx context.Context, name string) (lease.Held, error) {
 	var maybeTaken bool // a try failed after its statement may have committed
 	err := lease.Acquire(ctx, "pgstore", name, minPoll, maxPoll, func(ctx context.Context) (bool, error) {
 		ok, err := s.take(ctx, name, token, ttl)
+		if err != nil && mayHaveRun(err) {
+			// The statement may have taken the lease and its reply been
+			// lost with its connection: ask once more, at once, with the
+			// same token, which finds the lease ours if it did.
+			maybeTaken = true
+			ok, err = s.take(ctx, name, token, ttl)
+		}
 		if err != nil {
 			maybeTaken = maybeTaken || mayHaveRun(err)
 			return false, s.fail(ctx, "lock", name, err)
