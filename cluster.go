@@ -251,7 +251,7 @@ func (m *Manager) adoptNewer(ctx context.Context, key string, rec *storage.Certi
 	delete(m.renew.planned, key)
 	delete(m.renew.attempts, key)
 	m.renew.mu.Unlock()
-	if _, err := m.publish(ctx, rec, key, false); err != nil {
+	if _, err := m.publish(ctx, rec, nil, key, false); err != nil {
 		m.logger().Warn("swapping in a certificate another node stored", slog.String("key", key), slog.Any("err", err))
 		return false
 	}

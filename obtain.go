@@ -2,6 +2,7 @@ package certkeeper
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -116,14 +117,14 @@ func (m *Manager) loadKey(ctx context.Context, key string) (*managed, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec, err := storage.UnmarshalCertificate(key, data)
+	rec, tc, err := storage.UnmarshalCertificateTLS(key, data) // leaf and key parsed once
 	if err != nil {
 		return nil, err // it names key
 	}
 	if time.Now().After(rec.NotAfter) {
 		return nil, fmt.Errorf("stored certificate %s expired at %s: %w", key, rec.NotAfter, fs.ErrNotExist)
 	}
-	e, err := m.publish(ctx, rec, key, false)
+	e, err := m.publish(ctx, rec, tc, key, false)
 	if err != nil {
 		return nil, err
 	}
@@ -141,10 +142,15 @@ func (m *Manager) loadKey(ctx context.Context, key string) (*managed, error) {
 //
 // A certificate loaded from storage takes its stored last-seen time, so
 // the unused-name lifecycle survives restarts.
-func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, key string, fresh bool) (*managed, error) {
-	tc, err := rec.TLSCertificate()
-	if err != nil {
-		return nil, err
+//
+// tc is rec ready to serve, if the caller has it already
+// (storage.UnmarshalCertificateTLS); nil builds it from rec.
+func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, tc *tls.Certificate, key string, fresh bool) (*managed, error) {
+	if tc == nil {
+		var err error
+		if tc, err = rec.TLSCertificate(); err != nil {
+			return nil, err
+		}
 	}
 	e := &managed{names: rec.Names, issuer: rec.Issuer, key: key, onDemand: rec.OnDemand}
 	e.cert.Store(tc)
@@ -212,7 +218,7 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	rec, skey, cert := got.Record, got.Key, got.Certificate
 	m.notifyChanged(ctx, skey)
 	timeline.Mark(ctx, "notify")
-	e, err := m.publish(ctx, rec, skey, true)
+	e, err := m.publish(ctx, rec, nil, skey, true)
 	if err != nil {
 		return nil, err
 	}

@@ -249,12 +249,7 @@ func (m *Manager) renewStored(key string) {
 		}
 		return
 	}
-	rec, err := storage.UnmarshalCertificate(key, data)
-	if err != nil {
-		m.logger().Error("stored certificate is damaged; not renewing it", slog.String("key", key), slog.Any("err", err))
-		return
-	}
-	leaf, err := rec.Leaf()
+	rec, leaf, err := storage.UnmarshalCertificateLeaf(key, data) // parsed once
 	if err != nil {
 		m.logger().Error("stored certificate is damaged; not renewing it", slog.String("key", key), slog.Any("err", err))
 		return

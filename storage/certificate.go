@@ -99,34 +99,64 @@ func UnmarshalCertificate(key string, data []byte) (*Certificate, error) {
 // parsed leaf it checked, for readers that need the leaf's fields (status)
 // without parsing it a second time.
 func UnmarshalCertificateLeaf(key string, data []byte) (*Certificate, *x509.Certificate, error) {
+	c, leaf, _, err := unmarshalCertificate(key, data, false)
+	return c, leaf, err
+}
+
+// UnmarshalCertificateTLS is UnmarshalCertificate that also returns the
+// certificate ready to serve (Leaf set), built from the leaf and key its
+// checks parsed: loading a certificate parses each of them once, where
+// UnmarshalCertificate followed by TLSCertificate parses both twice (and
+// leaves a twin of the kept leaf behind as garbage).
+func UnmarshalCertificateTLS(key string, data []byte) (*Certificate, *tls.Certificate, error) {
+	c, _, tc, err := unmarshalCertificate(key, data, true)
+	return c, tc, err
+}
+
+// unmarshalCertificate decodes and checks a record (UnmarshalCertificate)
+// and returns its leaf, and with servable the *tls.Certificate too.
+func unmarshalCertificate(key string, data []byte, servable bool) (*Certificate, *x509.Certificate, *tls.Certificate, error) {
 	var c Certificate
 	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, nil, fmt.Errorf("%w: certificate record %s: decoding: %w", ErrInvalidRecord, key, err)
+		return nil, nil, nil, fmt.Errorf("%w: certificate record %s: decoding: %w", ErrInvalidRecord, key, err)
 	}
 	// The cheap checks first: a planted value fails before any parsing.
 	if err := c.checkKey(key); err != nil {
-		return nil, nil, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
+		return nil, nil, nil, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
 	}
-	leaf := c.pairedLeaf()
-	if leaf == nil {
-		tc, err := c.TLSCertificate()
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
+	var tc *tls.Certificate
+	leaf, priv, rest := c.paired()
+	switch {
+	case leaf != nil && servable:
+		tc = &tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: priv, Leaf: leaf}
+		for {
+			var b *pem.Block
+			if b, rest = pem.Decode(rest); b == nil {
+				break
+			}
+			if b.Type == "CERTIFICATE" { // as X509KeyPair, which skips other blocks
+				tc.Certificate = append(tc.Certificate, b.Bytes)
+			}
+		}
+	case leaf == nil:
+		var err error
+		if tc, err = c.TLSCertificate(); err != nil {
+			return nil, nil, nil, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
 		}
 		leaf = tc.Leaf
 		if leaf == nil { // GODEBUG=x509keypairleaf=0
 			if leaf, err = c.Leaf(); err != nil {
-				return nil, nil, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
+				return nil, nil, nil, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
 			}
 		}
 	}
 	for _, n := range c.Names {
 		if err := leaf.VerifyHostname(n); err != nil {
-			return nil, nil, fmt.Errorf("%w: certificate record %s: its leaf does not cover %q (it covers %s)",
+			return nil, nil, nil, fmt.Errorf("%w: certificate record %s: its leaf does not cover %q (it covers %s)",
 				ErrInvalidRecord, key, n, leafNames(leaf))
 		}
 	}
-	return &c, leaf, nil
+	return &c, leaf, tc, nil
 }
 
 // checkKey reports why c cannot be the record stored under key: it has no
@@ -165,29 +195,30 @@ func leafNames(leaf *x509.Certificate) string {
 	return strings.Join(names, ", ")
 }
 
-// pairedLeaf is the fast path of the key-and-chain check, for a record as
+// paired is the fast path of the key-and-chain check, for a record as
 // certkeeper writes it (a "CERTIFICATE" block first, a PKCS#8 "PRIVATE
-// KEY"): it returns the parsed leaf when tls.X509KeyPair would accept the
-// pair with that leaf, and nil when it cannot tell; TLSCertificate then
+// KEY"): it returns the parsed leaf and key when tls.X509KeyPair would
+// accept the pair with that leaf, with the chain's PEM after the leaf, and
+// a nil leaf when it cannot tell; TLSCertificate then
 // decides, with X509KeyPair's own error. It parses the leaf and the key
 // once each, and skips the PKCS#1 attempt X509KeyPair makes first (a
 // failed parse that costs as much as the key's), which is most of the
 // saving when status or the start-up scan read every record.
-func (c *Certificate) pairedLeaf() *x509.Certificate {
-	cb, _ := pem.Decode(c.ChainPEM)
+func (c *Certificate) paired() (leaf *x509.Certificate, priv crypto.PrivateKey, rest []byte) {
+	cb, rest := pem.Decode(c.ChainPEM)
 	kb, _ := pem.Decode(c.KeyPEM)
 	if cb == nil || cb.Type != "CERTIFICATE" || kb == nil || kb.Type != "PRIVATE KEY" {
-		return nil
+		return nil, nil, nil
 	}
 	leaf, err := x509.ParseCertificate(cb.Bytes)
 	if err != nil {
-		return nil
+		return nil, nil, nil
 	}
 	// A PKCS#8 structure never parses as PKCS#1 (its second element is a
 	// SEQUENCE, not an INTEGER), so X509KeyPair would reach the same key.
-	priv, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	priv, err = x509.ParsePKCS8PrivateKey(kb.Bytes)
 	if err != nil {
-		return nil
+		return nil, nil, nil
 	}
 	var ok bool
 	switch k := priv.(type) {
@@ -202,9 +233,9 @@ func (c *Certificate) pairedLeaf() *x509.Certificate {
 		ok = isEd && k.Public().(ed25519.PublicKey).Equal(pub)
 	}
 	if !ok {
-		return nil
+		return nil, nil, nil
 	}
-	return leaf
+	return leaf, priv, rest
 }
 
 // TLSCertificate parses the key and chain into a *tls.Certificate with Leaf

@@ -21,7 +21,7 @@ import (
 )
 
 // selfSigned returns a self-signed certificate for names and its key.
-func selfSigned(t *testing.T, names ...string) (chainPEM []byte, key crypto.Signer) {
+func selfSigned(t testing.TB, names ...string) (chainPEM []byte, key crypto.Signer) {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -45,7 +45,7 @@ func selfSigned(t *testing.T, names ...string) (chainPEM []byte, key crypto.Sign
 }
 
 // testCertificate returns a complete record for a.test.
-func testCertificate(t *testing.T) *Certificate {
+func testCertificate(t testing.TB) *Certificate {
 	t.Helper()
 	chain, key := selfSigned(t, "a.test", "www.a.test")
 	keyPEM, err := MarshalPrivateKeyPEM(key)
@@ -252,4 +252,103 @@ func TestPrivateKeyPEM(t *testing.T) {
 			t.Errorf("ParsePrivateKeyPEM(%q) = nil error, want one", bad)
 		}
 	}
+}
+
+// TestUnmarshalCertificateTLS: the certificate built from the parts the
+// checks parsed is what tls.X509KeyPair makes of the record (the whole
+// chain, the key, the leaf), for the fast path (PKCS#8) and the fallback
+// (a SEC 1 "EC PRIVATE KEY", and blocks X509KeyPair skips), and its leaf
+// shares the chain's first certificate rather than holding a copy.
+func TestUnmarshalCertificateTLS(t *testing.T) {
+	base := testCertificate(t)
+	second, _ := selfSigned(t, "intermediate.test") // stands in for the issuer's certificate
+	ecKey, err := x509.MarshalECPrivateKey(mustKey(t, base).(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mutate := range map[string]func(c *Certificate){
+		"leaf only":             func(c *Certificate) {},
+		"leaf and intermediate": func(c *Certificate) { c.ChainPEM = append(slices.Clone(c.ChainPEM), second...) },
+		"other blocks skipped": func(c *Certificate) {
+			c.ChainPEM = slices.Concat(c.ChainPEM, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: []byte{1}}), second)
+		},
+		"SEC 1 key (fallback)": func(c *Certificate) {
+			c.KeyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecKey})
+			c.ChainPEM = append(slices.Clone(c.ChainPEM), second...)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := *base
+			mutate(&c)
+			data, err := MarshalCertificate(&c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			skey, _ := CertificateKey(c.Issuer, c.Names[0])
+			rec, got, err := UnmarshalCertificateTLS(skey, data)
+			if err != nil {
+				t.Fatalf("UnmarshalCertificateTLS = %v", err)
+			}
+			want, err := rec.TLSCertificate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.EqualFunc(got.Certificate, want.Certificate, bytes.Equal) {
+				t.Errorf("chain of %d certificates, want X509KeyPair's %d", len(got.Certificate), len(want.Certificate))
+			}
+			if got.Leaf == nil || !got.Leaf.Equal(want.Leaf) {
+				t.Error("Leaf differs from X509KeyPair's")
+			}
+			if k, ok := got.PrivateKey.(*ecdsa.PrivateKey); !ok || !k.Equal(want.PrivateKey) {
+				t.Errorf("PrivateKey %T differs from X509KeyPair's", got.PrivateKey)
+			}
+			if name != "SEC 1 key (fallback)" && &got.Leaf.Raw[0] != &got.Certificate[0][0] {
+				t.Error("the leaf holds a copy of the chain's first certificate")
+			}
+		})
+	}
+}
+
+func mustKey(t *testing.T, c *Certificate) crypto.Signer {
+	t.Helper()
+	k, err := c.PrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// BenchmarkLoadRecord is what loading a stored certificate costs: the
+// record parsed once into a servable certificate (UnmarshalCertificateTLS),
+// against the baseline of parsing it to check it and again to serve it
+// (UnmarshalCertificate, then TLSCertificate), as loads did before.
+func BenchmarkLoadRecord(b *testing.B) {
+	c := testCertificate(b)
+	second, _ := selfSigned(b, "intermediate.test")
+	c.ChainPEM = append(c.ChainPEM, second...)
+	data, err := MarshalCertificate(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	skey, _ := CertificateKey(c.Issuer, c.Names[0])
+	b.Run("once", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := UnmarshalCertificateTLS(skey, data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("baseline-twice", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			rec, err := UnmarshalCertificate(skey, data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := rec.TLSCertificate(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
