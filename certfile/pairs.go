@@ -33,8 +33,10 @@ type Pair struct {
 // Pairs lists the complete pairs in d: every certs/BASE.pem that has a
 // private/BASE.key. A certificate without a key (/etc/ssl/certs also holds
 // the system's CA certificates) is not a pair and is skipped silently; a
-// pair that does not parse is returned with Err set. The result is sorted
-// by Base.
+// pair that does not parse is returned with Err set, and so is one whose
+// key cannot be looked at (private/ unreadable to this user: run as the
+// files' owner), rather than skipped as if it had no key. The result is
+// sorted by Base.
 func (d Dir) Pairs() ([]Pair, error) {
 	if d == "" {
 		return nil, errors.New("certfile: empty directory")
@@ -53,11 +55,15 @@ func (d Dir) Pairs() ([]Pair, error) {
 			continue
 		}
 		p := Paths{Key: filepath.Join(string(d), "private", base+".key"), Cert: filepath.Join(string(d), "certs", e.Name())}
-		if _, err := os.Stat(p.Key); err != nil {
+		pair := Pair{Base: base, Paths: p}
+		_, err := os.Stat(p.Key)
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		pair := Pair{Base: base, Paths: p}
-		keyPEM, err := os.ReadFile(p.Key)
+		var keyPEM []byte
+		if err == nil {
+			keyPEM, err = os.ReadFile(p.Key)
+		}
 		if err == nil {
 			var chainPEM []byte
 			if chainPEM, err = os.ReadFile(p.Cert); err == nil {
@@ -65,7 +71,11 @@ func (d Dir) Pairs() ([]Pair, error) {
 			}
 		}
 		if err != nil {
-			pair.Err = fmt.Errorf("%s: %w", base, err)
+			var hint string
+			if errors.Is(err, fs.ErrPermission) {
+				hint = fmt.Sprintf(" (run as the user who owns %s)", string(d))
+			}
+			pair.Err = fmt.Errorf("%s: %w%s", base, err, hint)
 			pair.Key, pair.Chain = nil, nil
 		}
 		pairs = append(pairs, pair)

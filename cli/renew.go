@@ -156,6 +156,10 @@ func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Resu
 		renew.WriteSummary(env.Stdout, results)
 		return fmt.Errorf("the certificates were renewed, but the post-hook failed: %w", err)
 	}
+	if len(results) == 0 {
+		fmt.Fprintf(env.Stderr, "certkeeper: nothing to renew: no certificate pairs (certs/NAME.pem with private/NAME.key) in %s; is --out-dir right?\n", f.outDir)
+		return nil
+	}
 	renew.WriteSummary(env.Stdout, results)
 	if failed > 0 {
 		return fmt.Errorf("%d of %d certificates failed or could not be read (see the summary)", failed, len(results))

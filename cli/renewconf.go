@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"strings"
 
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/certfile/renew"
@@ -120,8 +122,25 @@ func showCert(env *Env, outDir, name string) error {
 	}
 	err = renew.Show(env.Stdout, dir, names[0])
 	var rerr *renew.ReadError
-	if errors.As(err, &rerr) {
+	switch {
+	case errors.As(err, &rerr) && errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("no certificate %s in %s: %s", rerr.Name, rerr.Dir, holds(rerr.Dir))
+	case errors.As(err, &rerr):
 		return fmt.Errorf("reading the certificate files of %s in %s (is --out-dir right?): %w", rerr.Name, rerr.Dir, rerr.Err)
 	}
 	return err
+}
+
+// holds says which certificates dir holds, for an error that names one it
+// does not: their names, or that it holds none.
+func holds(dir certfile.Dir) string {
+	pairs, err := dir.Pairs()
+	if err != nil || len(pairs) == 0 {
+		return "it holds none (is --out-dir right?)"
+	}
+	bases := make([]string, len(pairs))
+	for i, p := range pairs {
+		bases[i] = p.Base
+	}
+	return "it holds " + strings.Join(bases, ", ")
 }
