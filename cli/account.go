@@ -3,8 +3,10 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/storage"
 	"github.com/mholt/acmez/v3/acme"
 )
 
@@ -30,6 +33,9 @@ func (a *accountFlags) register(fs *flag.FlagSet) {
 }
 
 func (a *accountFlags) issuer(env *Env, agree func(string) bool) (*acmeca.Issuer, error) {
+	if a.local() {
+		return nil, usagef("--ca local: the local CA signs without ACME and has no accounts; the account commands are for ACME CAs (--ca letsencrypt or a directory URL)")
+	}
 	st, _, err := a.storage.open(context.Background(), env)
 	if err != nil {
 		return nil, err
@@ -45,13 +51,42 @@ func (a *accountFlags) issuer(env *Env, agree func(string) bool) (*acmeca.Issuer
 	return iss, nil
 }
 
+// stored is the issuer of an account that must exist already: its key
+// is in --storage. Without one, nothing is asked of the CA (it could
+// only offer to register a new account).
+func (a *accountFlags) stored(ctx context.Context, env *Env) (*acmeca.Issuer, error) {
+	iss, err := a.issuer(env, refuseTerms)
+	if err != nil {
+		return nil, err
+	}
+	key, err := storage.AccountPrivateKey(iss.ID(), iss.Email)
+	if err != nil {
+		return nil, usagef("--email: %v", err)
+	}
+	if _, err := iss.Storage.Load(ctx, key); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no account for %s%s is stored in %s: register one with certkeeper account register, "+
+			"or give the --email (and --ca, --storage) it was registered with", redact.URL(engine.CAURL(a.ca())), emailNote(iss.Email), a.storage.where())
+	} else if err != nil {
+		return nil, fmt.Errorf("reading the account key: %w", err)
+	}
+	return iss, nil
+}
+
+// emailNote is " with email E", or "" for the account without one.
+func emailNote(email string) string {
+	if email == "" {
+		return " (without --email)"
+	}
+	return " with email " + email
+}
+
 // refuseTerms is the terms prompt of commands that must not register.
 func refuseTerms(string) bool { return false }
 
 // show runs op on the account's issuer, which must not register, and
 // prints the account op returns.
 func (a *accountFlags) show(ctx context.Context, env *Env, op func(*acmeca.Issuer, context.Context) (acme.Account, error)) error {
-	iss, err := a.issuer(env, refuseTerms)
+	iss, err := a.stored(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -208,7 +243,7 @@ cannot be undone. It asks for confirmation unless --yes.
 			fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			iss, err := a.issuer(env, refuseTerms)
+			iss, err := a.stored(ctx, env)
 			if err != nil {
 				return err
 			}

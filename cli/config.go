@@ -141,10 +141,7 @@ func reportCheck(env *Env, errs []error) error {
 			n++
 		}
 	}
-	if n == 1 {
-		return errors.New("the configuration has 1 error")
-	}
-	return fmt.Errorf("the configuration has %d errors", n)
+	return fmt.Errorf("the configuration has %s", plural(n, "error"))
 }
 
 // source is where a front-end's (proxy, server) configuration comes

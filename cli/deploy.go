@@ -42,6 +42,9 @@ func (f *deployFlags) deployer(env *Env, flagPrefix string) (*certdeploy.Deploye
 	if f.Out == "" {
 		return nil, usagef("--%sout-dir DIR is required", flagPrefix)
 	}
+	if f.Format == "" {
+		return nil, usagef("--%sformat FORMAT is required: %s", flagPrefix, strings.Join(certdeploy.Formats(), ", "))
+	}
 	if !certdeploy.KnownFormat(f.Format) {
 		return nil, usagef("--%sformat %q: use %s", flagPrefix, f.Format, strings.Join(certdeploy.Formats(), ", "))
 	}
@@ -110,7 +113,7 @@ Files are 0600; run deploy as the user the server reads them as (or root).`,
 			if changed {
 				state = "deployed"
 			}
-			fmt.Fprintf(env.Stdout, "%s %d certificates to %s (%s)\n", state, n, f.Out, f.Format)
+			fmt.Fprintf(env.Stdout, "%s %s to %s (%s)\n", state, plural(n, "certificate"), f.Out, f.Format)
 			return nil
 		},
 	}

@@ -78,8 +78,8 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 			if err != nil {
 				return err
 			}
-			msg := fmt.Sprintf("certkeeper: migrated %d keys from %s to %s: %d copied, %d already there",
-				stats.Keys, from.where(), to.where(), stats.Imported, stats.Skipped)
+			msg := fmt.Sprintf("certkeeper: migrated %s from %s to %s: %d copied, %d already there",
+				plural(stats.Keys, "key"), from.where(), to.where(), stats.Imported, stats.Skipped)
 			if stats.Overwritten > 0 {
 				msg += fmt.Sprintf(", %d overwritten", stats.Overwritten)
 			}

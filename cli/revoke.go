@@ -41,6 +41,10 @@ Reasons (RFC 5280): ` + acmeca.RevocationReasons() + `.`,
 			if certFile == "" {
 				return usagef("--cert is required")
 			}
+			if cf.local() {
+				return usagef("--ca local: the local CA publishes no revocation, and its certificates live 7 days: " +
+					"stop serving this one (remove its files) instead")
+			}
 			code, ok := acmeca.RevocationReason(reason)
 			if !ok {
 				return usagef("--reason %q: use one of %s", reason, acmeca.RevocationReasons())

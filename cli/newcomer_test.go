@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests are the mistakes a newcomer makes on a first try: each
+// must end with a message that says what is wrong and what to do, not
+// with silence, a network error or bad grammar.
+
+// TestRenewNothingThere: cert renew with an --out-dir holding no pairs
+// says so (and asks whether --out-dir is right) instead of printing only
+// a table header.
+func TestRenewNothingThere(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "typo")
+	r := ck(t, 30*time.Second, "cert", "renew", "--ca", "local", "--out-dir", out, "--storage", filepath.Join(dir, "st"))
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stdout, "CERTIFICATE") {
+		t.Errorf("stdout has an empty summary table:\n%s", r.stdout)
+	}
+	for _, w := range []string{"nothing to renew", "no certificate pairs", out, "is --out-dir right?"} {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+		}
+	}
+}
+
+// TestShowMissing: cert show of a name the directory does not hold
+// names the directory and what it does hold.
+func TestShowMissing(t *testing.T) {
+	dir := t.TempDir()
+	out, st := filepath.Join(dir, "out"), filepath.Join(dir, "st")
+	for _, name := range []string{"a.test", "b.test"} {
+		if r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", name, "--out-dir", out, "--storage", st); r.code != 0 {
+			t.Fatalf("cert issue %s: exit %d\n%s", name, r.code, r.stderr)
+		}
+	}
+	r := ck(t, 30*time.Second, "cert", "show", "c.test", "--out-dir", out)
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	if w := "no certificate c.test in " + out + ": it holds a.test, b.test"; !strings.Contains(r.stderr, w) {
+		t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "cert", "show", "c.test", "--out-dir", filepath.Join(dir, "empty"))
+	if w := "it holds none (is --out-dir right?)"; r.code != 1 || !strings.Contains(r.stderr, w) {
+		t.Errorf("exit %d, want 1 and %q:\n%s", r.code, w, r.stderr)
+	}
+}
+
+// TestAccountNotStored: the account commands that act on an existing
+// account say that none is stored (and how to get one) rather than
+// asking the CA, which here would be Let's Encrypt over the network;
+// and with --ca local they say the local CA has no accounts.
+func TestAccountNotStored(t *testing.T) {
+	st := filepath.Join(t.TempDir(), "st")
+	for _, args := range [][]string{
+		{"account", "show"},
+		{"account", "show", "--email", "ops@a.test"},
+		{"account", "recover", "--email", "ops@a.test"},
+		{"account", "rollover", "--email", "ops@a.test"},
+		{"account", "deactivate", "--email", "ops@a.test", "--yes"},
+		{"account", "update", "--email", "ops@a.test", "--contact", "x@a.test"},
+	} {
+		r := ck(t, 30*time.Second, append(args, "--storage", st)...)
+		if r.code != 1 {
+			t.Errorf("%s: exit %d, want 1\nstderr:\n%s", args, r.code, r.stderr)
+		}
+		for _, w := range []string{"no account for https://acme-v02.api.letsencrypt.org/directory", "is stored in " + st, "account register"} {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("%s: stderr lacks %q:\n%s", args, w, r.stderr)
+			}
+		}
+		if strings.Contains(r.stderr, "lookup") {
+			t.Errorf("%s: went to the network:\n%s", args, r.stderr)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(st, "accounts")); err == nil {
+		t.Errorf("a refused account command stored an account key")
+	}
+	for _, args := range [][]string{
+		{"account", "show", "--ca", "local"},
+		{"account", "register", "--ca", "local", "--email", "ops@a.test", "--agree-tos"},
+	} {
+		r := ck(t, 30*time.Second, append(args, "--storage", st)...)
+		if w := "the local CA signs without ACME and has no accounts"; r.code != 2 || !strings.Contains(r.stderr, w) {
+			t.Errorf("%s: exit %d, want 2 and %q:\n%s", args, r.code, w, r.stderr)
+		}
+	}
+}
+
+// TestRevokeLocal: cert revoke --ca local says the local CA does not
+// revoke, before it reads anything.
+func TestRevokeLocal(t *testing.T) {
+	r := ck(t, 30*time.Second, "cert", "revoke", "--ca", "local", "--cert", "a.pem", "--storage", filepath.Join(t.TempDir(), "st"))
+	if w := "the local CA publishes no revocation"; r.code != 2 || !strings.Contains(r.stderr, w) {
+		t.Errorf("exit %d, want 2 and %q:\n%s", r.code, w, r.stderr)
+	}
+}
+
+// TestDeployNewcomer: deploy without --format says it is required (and
+// lists the formats); one certificate deployed is said in the singular.
+func TestDeployNewcomer(t *testing.T) {
+	dir := t.TempDir()
+	out, st := filepath.Join(dir, "out"), filepath.Join(dir, "st")
+	r := ck(t, 30*time.Second, "deploy", "--out-dir", out, "--storage", st)
+	if w := "--format FORMAT is required: haproxy, pem, nginx"; r.code != 2 || !strings.Contains(r.stderr, w) {
+		t.Errorf("exit %d, want 2 and %q:\n%s", r.code, w, r.stderr)
+	}
+	if r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", "a.test", "--out-dir", filepath.Join(dir, "files"), "--storage", st); r.code != 0 {
+		t.Fatalf("cert issue: exit %d\n%s", r.code, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "deploy", "--format", "pem", "--out-dir", out, "--storage", st)
+	if w := "deployed 1 certificate to " + out + " (pem)\n"; r.code != 0 || r.stdout != w {
+		t.Errorf("exit %d, stdout %q, want 0 and %q\nstderr:\n%s", r.code, r.stdout, w, r.stderr)
+	}
+}
