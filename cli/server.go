@@ -195,7 +195,7 @@ func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h http.Hand
 		if err != nil {
 			return listenError(err, l.addr, l.flag, l.what)
 		}
-		fmt.Fprintf(env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), l.flag)
+		fmt.Fprintf(env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), l.what)
 	}
 	return nil
 }
