@@ -20,6 +20,7 @@
 package renew
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -50,6 +51,7 @@ const (
 	WouldRenew Action = "would renew" // due, in a DryRun
 	Failed     Action = "failed"      // renewal (or AfterRenew) failed; Detail says why
 	Unparsable Action = "unparsable"  // the pair could not be read; left alone
+	Skipped    Action = "skipped"     // self-signed and not issued here (see Renewer.Run); left alone
 )
 
 // Result is one certificate a run considered.
@@ -148,7 +150,10 @@ type Renewer struct {
 }
 
 // Run renews what is due and returns one Result per pair and Want entry,
-// pairs first. Failures of single certificates (including settings that
+// pairs first. A self-signed pair without remembered settings was not
+// issued by a CA through certkeeper (Debian's ssl-cert-snakeoil in
+// /etc/ssl, a placeholder made for a first start): it is Skipped, unless
+// Want names it. Failures of single certificates (including settings that
 // cannot be read, or issuers that cannot be set up) are in their Result;
 // the error is for the run as a whole (lock, directory).
 func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
@@ -187,7 +192,12 @@ func (r *Renewer) scan(ctx context.Context) ([]*Result, error) {
 		return nil, err
 	}
 	var results []*Result
-	have := map[string]bool{}
+	have, wanted := map[string]bool{}, map[string]bool{}
+	for _, names := range r.Want {
+		if base, err := storage.NameSegment(names[0]); err == nil {
+			wanted[base] = true
+		}
+	}
 	for i := range pairs {
 		p := &pairs[i]
 		have[p.Base] = true
@@ -199,7 +209,9 @@ func (r *Renewer) scan(ctx context.Context) ([]*Result, error) {
 			j.Action, j.Detail = Unparsable, p.Err.Error()
 		} else {
 			j.Names = certfile.Names(p.Chain[0], p.Base)
-			r.loadSettings(j)
+			if r.loadSettings(j) && !wanted[p.Base] && selfSigned(p.Chain[0]) {
+				j.Action, j.Detail = Skipped, "self-signed, and not issued by certkeeper (no renewal settings): left alone (name it in the want list, --want, to replace it)"
+			}
 		}
 		results = append(results, j)
 	}
@@ -233,17 +245,26 @@ func (r *Renewer) repair(ctx context.Context, p *certfile.Pair) {
 }
 
 // loadSettings sets j.Settings: the pair's remembered settings, if any,
-// with Override on top. Settings that cannot be read fail the
-// certificate: renewing it with other settings could switch its CA.
-func (r *Renewer) loadSettings(j *Result) {
+// with Override on top, and reports whether it has none. Settings that
+// cannot be read fail the certificate: renewing it with other settings
+// could switch its CA.
+func (r *Renewer) loadSettings(j *Result) (none bool) {
 	path := settingsPathBase(r.Dir, j.Base)
 	s, err := LoadSettings(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		j.Action, j.Detail, j.Err = Failed, err.Error(), err
-		return
+		return false
 	}
 	s.Override(r.Override)
 	j.Settings = s
+	return err != nil
+}
+
+// selfSigned reports whether leaf signed itself: no CA issued it. (Not
+// CheckSignatureFrom, which wants the signer to be a CA certificate.)
+func selfSigned(leaf *x509.Certificate) bool {
+	return bytes.Equal(leaf.RawIssuer, leaf.RawSubject) &&
+		leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil
 }
 
 // renewDue renews every due certificate, grouped by the issuer their

@@ -5,11 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/issuer/selfsigned"
+	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -67,6 +70,84 @@ func TestRenewerSettings(t *testing.T) {
 	} {
 		if got, err := LoadSettings(path(base)); err != nil || got.CA != want.CA || got.Profile != want.Profile || got.PostHook != want.PostHook {
 			t.Errorf("%s settings after the run = %+v, %v; want %+v", base, got, err, want)
+		}
+	}
+}
+
+// TestRenewerSkipsSelfSigned: self-signed pairs with no renewal settings
+// (Debian's ssl-cert-snakeoil in /etc/ssl, a placeholder made by
+// certkeeper selfsigned) are left alone even with Force, and no issuer is
+// set up for them; listed in Want, a placeholder is replaced like any
+// pair.
+func TestRenewerSkipsSelfSigned(t *testing.T) {
+	tmp := t.TempDir()
+	st := filestore.New(filepath.Join(tmp, "state"))
+	dir := certfile.Dir(filepath.Join(tmp, "ssl"))
+	selfSignedPair(t, dir, "ssl-cert-snakeoil", "debian")
+	selfSignedPair(t, dir, "a.test", "a.test")
+	issuers := 0
+	r := &Renewer{
+		Dir: dir, Storage: st, Force: true,
+		Issuers: func(ctx context.Context, s Settings) (*issuer.Chain, func(), error) {
+			issuers++
+			return &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}, nil, nil
+		},
+	}
+	actions := func(results []*Result) map[string]Action {
+		m := map[string]Action{}
+		for _, j := range results {
+			m[j.Base] = j.Action
+			if j.Action == Skipped && !strings.Contains(j.Detail, "self-signed") {
+				t.Errorf("%s skipped with detail %q, want it to say self-signed", j.Base, j.Detail)
+			}
+		}
+		return m
+	}
+	results, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := actions(results); got["ssl-cert-snakeoil"] != Skipped || got["a.test"] != Skipped || len(got) != 2 || issuers != 0 {
+		t.Fatalf("actions %v, issuers set up %d; want both pairs skipped as self-signed, no issuer", got, issuers)
+	}
+	if n := Failures(results, nil); n != 0 {
+		t.Errorf("Failures = %d, want 0: a skipped pair is no failure", n)
+	}
+	r.Want = [][]string{{"a.test"}}
+	if results, err = r.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := actions(results); got["ssl-cert-snakeoil"] != Skipped || got["a.test"] != Renewed {
+		t.Errorf("actions %v, want the wanted placeholder a.test renewed and snakeoil still skipped", got)
+	}
+	if _, chain, err := dir.Read("a.test"); err != nil || selfSigned(chain[0]) {
+		t.Errorf("a.test after its renewal: self-signed still, or %v", err)
+	}
+}
+
+// selfSignedPair writes a self-signed certificate for name and its key
+// as dir's pair base, as Debian's ssl-cert package does.
+func selfSignedPair(t *testing.T, dir certfile.Dir, base, name string) {
+	t.Helper()
+	key, err := issuer.ECDSAP256.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := storage.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chainPEM, err := selfsigned.Certificate(key, []string{name}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, data := range map[string][]byte{"certs/" + base + ".pem": chainPEM, "private/" + base + ".key": keyPEM} {
+		path := filepath.Join(string(dir), file)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
