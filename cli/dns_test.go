@@ -388,3 +388,28 @@ func TestIssueDNS01Progress(t *testing.T) {
 	}
 	t.Logf("never set:\n%s", r.stderr)
 }
+
+// TestDNSPersistRecordSealedStorage: dns-persist-record finds the account
+// where the proxy or server keeps it, with --storage-key-file: the record
+// authorizes the account registered there, not a new one in a directory.
+// (It used to open --storage as a plain directory and register anew.)
+func TestDNSPersistRecordSealedStorage(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	dir := t.TempDir()
+	keyFile, storageDir := filepath.Join(dir, "storage.key"), filepath.Join(dir, "state")
+	r := ck(t, 30*time.Second, "storage", "keygen")
+	if err := os.WriteFile(keyFile, []byte(r.stdout), 0o600); err != nil || r.code != 0 {
+		t.Fatalf("storage keygen: exit %d, %v\n%s", r.code, err, r.stderr)
+	}
+	state := []string{"--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--storage", storageDir,
+		"--storage-key-file", keyFile, "--email", "ops@a.test"}
+	r = ck(t, time.Minute, append([]string{"account", "register", "--agree-tos"}, state...)...)
+	url, ok := strings.CutPrefix(strings.SplitN(r.stdout, "\n", 2)[0], "url:")
+	if r.code != 0 || !ok {
+		t.Fatalf("account register: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = ck(t, time.Minute, append([]string{"dns-persist-record", "-d", "a.test"}, state...)...)
+	if w := "accounturi=" + strings.TrimSpace(url) + `"`; r.code != 0 || !strings.Contains(r.stdout, w) {
+		t.Errorf("dns-persist-record: exit %d, want 0 and a record with %q\nstdout:\n%s\nstderr:\n%s", r.code, w, r.stdout, r.stderr)
+	}
+}

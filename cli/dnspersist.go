@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/solver/dns01"
-	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 func dnsPersistRecordCmd() *Command {
@@ -42,7 +40,7 @@ follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
 			fs.StringVar(&until, "until", "", "end of the authorization (persistUntil): a `DATE` (2027-01-31), an RFC 3339 time,\nor a duration from now (365d); default: no end")
 			fs.StringVar(&issuerDN, "issuer-domain", "", "the CA's issuer domain `NAME` to put in the record (default: the first the CA lists)")
 			f.caFlags.register(fs, caEmail|caEAB)
-			fs.StringVar(&f.Storage, "storage", "", "`DIR` of certkeeper's state, where the account is (default: as for cert issue)")
+			cmdline.Bind(fs, &f.storageFlags)
 			f.timeout = 2 * time.Minute
 			fs.Var((*cmdline.Duration)(&f.timeout), "timeout", "give up after this `DURATION`")
 			cmdline.Bind(fs, &f.dns)
@@ -74,15 +72,19 @@ func dnsPersistRecord(ctx context.Context, env *Env, f *issueFlags, wildcard boo
 	if err != nil {
 		return err
 	}
-	if f.Storage == "" {
-		f.Storage = certkeeper.DefaultStorageDir()
-	}
-	iss, err := f.acmeIssuer(env, f.ca(), filestore.New(f.Storage))
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	// The account the record authorizes is the one the proxy or server
+	// orders with: wherever --storage keeps it, sealed or not.
+	st, closeStorage, err := f.storageFlags.open(ctx, env)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
+	defer closeStorage()
+	iss, err := f.acmeIssuer(env, f.ca(), st)
+	if err != nil {
+		return err
+	}
 	recs, err := iss.PersistRecords(ctx, names, issuerDN, wildcard, until)
 	var ierr *acmeca.IssuerDomainError
 	if errors.As(err, &ierr) {
