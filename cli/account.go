@@ -3,10 +3,8 @@ package cli
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"strings"
 
@@ -15,7 +13,6 @@ import (
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
-	"github.com/certkeeper/certkeeper/storage"
 	"github.com/mholt/acmez/v3/acme"
 )
 
@@ -59,15 +56,11 @@ func (a *accountFlags) stored(ctx context.Context, env *Env) (*acmeca.Issuer, er
 	if err != nil {
 		return nil, err
 	}
-	key, err := storage.AccountPrivateKey(iss.ID(), iss.Email)
-	if err != nil {
-		return nil, usagef("--email: %v", err)
-	}
-	if _, err := iss.Storage.Load(ctx, key); errors.Is(err, fs.ErrNotExist) {
+	if has, err := iss.HasAccount(ctx); err != nil {
+		return nil, err
+	} else if !has {
 		return nil, fmt.Errorf("no account for %s%s is stored in %s: register one with certkeeper account register, "+
 			"or give the --email (and --ca, --storage) it was registered with", redact.URL(engine.CAURL(a.ca())), emailNote(iss.Email), a.storage.where())
-	} else if err != nil {
-		return nil, fmt.Errorf("reading the account key: %w", err)
 	}
 	return iss, nil
 }

@@ -462,12 +462,8 @@ func checkAccount(ctx context.Context, c Config, caUp bool) Result {
 		r.Status, r.Detail = Skip, "no storage given"
 		return r
 	}
-	id := storage.IssuerID(c.DirectoryURL)
-	key, err := storage.AccountPrivateKey(id, c.Email)
-	if err == nil {
-		_, err = c.Storage.Load(ctx, key)
-	}
-	if err != nil {
+	iss := &acmeca.Issuer{DirectoryURL: c.DirectoryURL, Email: c.Email, Storage: c.Storage, HTTPClient: c.HTTPClient}
+	if has, err := iss.HasAccount(ctx); err != nil || !has {
 		r.Status, r.Detail = OK, "no account yet: one is registered at the first issuance"
 		return r
 	}
@@ -475,7 +471,6 @@ func checkAccount(ctx context.Context, c Config, caUp bool) Result {
 		r.Status, r.Detail = Skip, "the CA is unreachable"
 		return r
 	}
-	iss := &acmeca.Issuer{DirectoryURL: c.DirectoryURL, Email: c.Email, Storage: c.Storage, HTTPClient: c.HTTPClient}
 	acct, err := iss.AccountStatus(ctx)
 	switch {
 	case errors.Is(err, acmeca.ErrAccountDeactivated):

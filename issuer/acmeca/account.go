@@ -51,6 +51,24 @@ func (iss *Issuer) Account(ctx context.Context) (acme.Account, error) {
 	return acct, nil
 }
 
+// HasAccount reports whether the account's key is in Storage: whether
+// there is an account to act on (or to recover from its key) without
+// registering a new one. It asks the CA nothing.
+func (iss *Issuer) HasAccount(ctx context.Context) (bool, error) {
+	_, privKey, err := iss.accountKeys()
+	if err != nil {
+		return false, err
+	}
+	_, err = iss.Storage.Load(ctx, privKey)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading the account key %s: %w", privKey, err)
+	}
+	return true, nil
+}
+
 // reregister replaces an account the CA no longer knows (its state was
 // lost, or the account was deactivated elsewhere): the stored record is
 // dropped and the account is registered again with the same key.

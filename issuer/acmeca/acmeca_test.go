@@ -161,7 +161,13 @@ func TestIssueEachChallenge(t *testing.T) {
 func TestAccountReuseAndRecovery(t *testing.T) {
 	e := newEnv(t, testca.Options{})
 	first := e.issuer(acmeca.HTTP01)
+	if has, err := first.HasAccount(t.Context()); has || err != nil {
+		t.Fatalf("HasAccount on empty storage = %v, %v; want false, nil", has, err)
+	}
 	issue(t, first, issuer.ECDSAP256, "a.test")
+	if has, err := first.HasAccount(t.Context()); !has || err != nil {
+		t.Fatalf("HasAccount after an issuance = %v, %v; want true, nil", has, err)
+	}
 	acct1, err := first.Account(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -182,6 +188,9 @@ func TestAccountReuseAndRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	third := e.issuer(acmeca.HTTP01)
+	if has, err := third.HasAccount(t.Context()); !has || err != nil {
+		t.Errorf("HasAccount with the key but not the record = %v, %v; want true (the account can be recovered)", has, err)
+	}
 	issue(t, third, issuer.ECDSAP256, "c.test")
 	acct3, _ := third.Account(t.Context())
 	if acct3.Location != acct1.Location {
