@@ -232,6 +232,9 @@ func (f *issueFlags) request() ([]string, []byte, issuer.KeyType, error) {
 	if !f.noApex {
 		names = hostname.WithApex(names)
 	}
+	if err := f.checkPublic(names); err != nil {
+		return nil, nil, "", err
+	}
 	keyType, err := issuer.ParseKeyType(f.KeyType)
 	if err != nil {
 		return nil, nil, "", usagef("--key-type: %v", err)
@@ -242,6 +245,22 @@ func (f *issueFlags) request() ([]string, []byte, issuer.KeyType, error) {
 		return nil, nil, "", usagef("--challenge %q: use http-01, tls-alpn-01, dns-01 or dns-persist-01", f.challenge)
 	}
 	return names, csrDER, keyType, nil
+}
+
+// checkPublic refuses, before anything is asked of it, names Let's
+// Encrypt cannot issue for (hostname.NotPublic); another CA may be an
+// internal one that can.
+func (f *issueFlags) checkPublic(names []string) error {
+	if ca := engine.CAURL(f.ca()); ca != acmeca.LetsEncrypt && ca != acmeca.LetsEncryptStaging {
+		return nil
+	}
+	for _, n := range names {
+		if why := hostname.NotPublic(n); why != "" {
+			return usagef("%s: Let's Encrypt cannot issue for it (%s): for development give --ca local "+
+				"(certkeeper's own CA, no network), or your own ACME CA with --ca URL", n, why)
+		}
+	}
+	return nil
 }
 
 // issuer is the issuer the flags choose, with a func that stops its

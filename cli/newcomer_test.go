@@ -122,3 +122,31 @@ func TestDeployNewcomer(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, want 0 and %q\nstderr:\n%s", r.code, r.stdout, w, r.stderr)
 	}
 }
+
+// TestIssueNotPublic: cert issue -d localhost (or a .test name, or a
+// private address) from Let's Encrypt, the default, is refused before
+// anything is asked of the network, pointing at --ca local; the same
+// names from another CA are that CA's business.
+func TestIssueNotPublic(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"-d", "localhost"},
+		{"-d", "www.a.test"},
+		{"-d", "a.example.com", "-d", "printer.local"},
+		{"-d", "192.168.1.2", "--ca", "staging"},
+	} {
+		r := ck(t, 30*time.Second, append(append([]string{"cert", "issue"}, args...), "--storage", filepath.Join(dir, "st"), "--out-dir", filepath.Join(dir, "out"))...)
+		for _, w := range []string{"Let's Encrypt cannot issue for it", "--ca local"} {
+			if r.code != 2 || !strings.Contains(r.stderr, w) {
+				t.Errorf("%s: exit %d, want 2 and %q:\n%s", args, r.code, w, r.stderr)
+			}
+		}
+		if strings.Contains(r.stderr, "lookup") {
+			t.Errorf("%s: went to the network:\n%s", args, r.stderr)
+		}
+	}
+	r := ck(t, 30*time.Second, "cert", "issue", "-d", "localhost", "--ca", "local", "--storage", filepath.Join(dir, "st"), "--out-dir", filepath.Join(dir, "out"))
+	if r.code != 0 {
+		t.Errorf("--ca local -d localhost: exit %d\n%s", r.code, r.stderr)
+	}
+}

@@ -198,3 +198,17 @@ func BenchmarkNormalize(b *testing.B) {
 		})
 	}
 }
+
+func TestNotPublic(t *testing.T) {
+	for name, public := range map[string]bool{
+		"a.example.com": true, "*.a.example.org": true, "xn--n-nga1b.de": true, "8.8.8.8": true, "2001:4860::8888": true,
+		"localhost": false, "intranet": false, "a.localhost": false, "a.test": false, "*.a.test": false, "example": false,
+		"www.example": false, "printer.local": false, "x.internal": false, "nas.home.arpa": false, "b.alt": false,
+		"a.invalid": false, "127.0.0.1": false, "10.1.2.3": false, "192.168.0.1": false, "::1": false, "fe80::1": false,
+		"0.0.0.0": false, "fd00::1": false, "testing.com": true, "mytest": false, "local.com": true,
+	} {
+		if got := NotPublic(name); (got == "") != public {
+			t.Errorf("NotPublic(%q) = %q; want public %v", name, got, public)
+		}
+	}
+}
