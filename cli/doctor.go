@@ -53,12 +53,15 @@ Exit status 1 when a check fails.`,
 				return err
 			}
 			defer closeStorage()
-			iss, err := cf.acmeIssuer(env, cf.ca(), st)
-			if err != nil {
-				return err
+			dc := doctor.Config{Name: norm, Resolver: resolver, Addrs: addrs, Storage: st}
+			if !cf.local() { // the local CA: only the storage is checked
+				iss, err := cf.acmeIssuer(env, cf.ca(), st)
+				if err != nil {
+					return err
+				}
+				dc.DirectoryURL, dc.HTTPClient, dc.Email = iss.DirectoryURL, iss.HTTPClient, iss.Email
 			}
-			results := doctor.Run(ctx, doctor.Config{Name: norm, Resolver: resolver, Addrs: addrs, DirectoryURL: iss.DirectoryURL,
-				HTTPClient: iss.HTTPClient, Storage: st, Email: iss.Email})
+			results := doctor.Run(ctx, dc)
 			if err := doctor.Write(env.Stdout, results, asJSON); err != nil {
 				return err
 			}

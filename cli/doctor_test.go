@@ -149,3 +149,21 @@ func TestDoctorStorageDurability(t *testing.T) {
 		t.Errorf("doctor on a Redis with AOF: %+v, want ok", res["storage durability"])
 	}
 }
+
+// TestDoctorLocalCA: doctor --ca local checks the storage only: the local
+// CA needs no DNS, no connect-back and no network (it tried to fetch
+// "local" as a URL and failed).
+func TestDoctorLocalCA(t *testing.T) {
+	r := ck(t, 30*time.Second, "doctor", "-d", "a.test", "--ca", "local", "--storage", t.TempDir())
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, w := range []string{"skip  CA reachable: the local CA validates nothing", "ok    storage writable"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("stdout lacks %q:\n%s", w, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "FAIL") {
+		t.Errorf("a check failed:\n%s", r.stdout)
+	}
+}
