@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,7 +46,7 @@ See first what would be imported, and what cannot be and why:
 	certkeeper import --from certbot --dry-run /etc/letsencrypt
 
 Accounts are stored under their contact email: run certkeeper with the same --email (or none,
-for an account without one). docs/migrate.md says what carries over from each tool.
+for an account without one). "certkeeper import certbot DIR" is "--from certbot" too. docs/migrate.md says what carries over from each tool.
 Exit status: 0 all imported (or unchanged, or kept), 1 something was skipped or failed, 2 bad usage.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&from, "from", "", "the `TOOL` whose state DIR holds: "+strings.Join(migrate.Tools(), ", "))
@@ -57,6 +58,10 @@ Exit status: 0 all imported (or unchanged, or kept), 1 something was skipped or 
 		},
 		TakesArgs: true,
 		Run: func(ctx context.Context, env *Env, args []string) error {
+			// "import certbot DIR", as one says it, is "import --from certbot DIR".
+			if len(args) == 2 && (from == "" || from == args[0]) && slices.Contains(migrate.Tools(), args[0]) {
+				from, args = args[0], args[1:]
+			}
 			if len(args) != 1 {
 				return usagef("give the tool's directory, e.g. certkeeper import --from certbot /etc/letsencrypt")
 			}

@@ -549,3 +549,21 @@ func TestImportLocalCARoot(t *testing.T) {
 		t.Errorf("import into another storage: exit %d, want 1, does not verify\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestImportToolAsArgument: "import certbot DIR", as one says it, is
+// "import --from certbot DIR" (it was refused: "give the tool's
+// directory"); an empty DIR prints no empty table, only that nothing was
+// found.
+func TestImportToolAsArgument(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"import", "certbot", dir}, {"import", "--from", "certbot", dir}, {"import", "certbot", dir, "--from", "certbot"}} {
+		r := ck(t, 30*time.Second, append(args, "--storage", filepath.Join(t.TempDir(), "st"))...)
+		if w := "found no certificates or accounts of certbot in " + dir; r.code != 1 || !strings.Contains(r.stderr, w) || r.stdout != "" {
+			t.Errorf("%s: exit %d, stdout %q; want 1, no stdout and %q\nstderr:\n%s", args, r.code, r.stdout, w, r.stderr)
+		}
+	}
+	r := ck(t, 30*time.Second, "import", "lego", dir, "--from", "certbot")
+	if r.code != 2 {
+		t.Errorf("import lego DIR --from certbot: exit %d, want 2 (two tools)\n%s", r.code, r.stderr)
+	}
+}

@@ -8,8 +8,11 @@ import (
 
 // WriteActions prints actions as "certkeeper import" does: a table with
 // one line per entry (result, kind, subject, source, and why for what was
-// skipped).
+// skipped), or nothing when there are none.
 func WriteActions(w io.Writer, actions []Action) error {
+	if len(actions) == 0 {
+		return nil // no table: Outcome says nothing was found
+	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "RESULT\tKIND\tSUBJECT\tSOURCE\tWHY")
 	for _, a := range actions {
