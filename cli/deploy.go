@@ -87,6 +87,7 @@ Files are 0600; run deploy as the user the server reads them as (or root).`,
 			cmdline.Bind(fs, &sf)
 			fs.Var(&names, "d", "deploy only the certificate whose first name is `NAME`; repeatable (default: all)")
 		},
+		ArgsHint: "names go with -d, the layout with --format and --out-dir",
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			d, err := f.deployer(env, "")
 			if err != nil {

@@ -48,6 +48,7 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 			fs.StringVar(&to.StoragePass, "to-password-file", "", "`FILE` holding the password of a postgres:// --to")
 			fs.BoolVar(&overwrite, "overwrite", false, "replace keys stored in --to with values that differ from --from's")
 		},
+		ArgsHint: "the storages go with --from and --to (e.g. --from /var/lib/certkeeper --to redis://10.0.0.5:6379/0)",
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if from.Storage == "" || to.Storage == "" {
 				return usagef("storage migrate needs --from and --to")
