@@ -274,3 +274,24 @@ func TestConfigDocKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckConfigAllowOnce: --check-config reports each bad --allow
+// pattern once, on a line of its own that names the flag and the pattern
+// (the proxy checked the policy twice, and a second bad pattern's line
+// lacked the flag).
+func TestCheckConfigAllowOnce(t *testing.T) {
+	for _, cmd := range []string{"proxy", "server"} {
+		r := ck(t, 30*time.Second, cmd, "--check-config", "--storage", t.TempDir(), "--allow", "a..example", "--allow", "re:(")
+		if r.code == 0 {
+			t.Fatalf("%s: exit 0, want a refusal\n%s", cmd, r.stdout)
+		}
+		for _, w := range []string{`--allow "a..example": empty label`, `--allow "re:(": error parsing regexp`} {
+			if n := strings.Count(r.stderr, w); n != 1 {
+				t.Errorf("%s: stderr has %q %d times, want once:\n%s", cmd, w, n, r.stderr)
+			}
+		}
+		if !strings.Contains(r.stderr, "the configuration has 2 errors") {
+			t.Errorf("%s: stderr lacks the count of 2 errors:\n%s", cmd, r.stderr)
+		}
+	}
+}

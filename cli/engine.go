@@ -137,9 +137,25 @@ func (c *engineConfig) policy() (policy.Policy, error) {
 	case errors.Is(err, policy.ErrPrivateWithoutOwnIP):
 		return nil, usagef("--own-ip-private (own_ip_private) only applies with --require-own-ip (require_own_ip): add it, or drop --own-ip-private")
 	case err != nil:
-		return nil, usagef("--allow: %v", err)
+		return nil, allowError(err)
 	}
 	return p, nil
+}
+
+// allowError names --allow in each of ParseAllowlist's errors, one line
+// per bad pattern.
+func allowError(err error) error {
+	list, errs := []error{err}, []error(nil)
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	}
+	for _, e := range list {
+		if pe, ok := errors.AsType[*policy.PatternError](e); ok {
+			e = usagef("--allow %q: %s", pe.Pattern, pe.Reason())
+		}
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
 }
 
 // frontEnd says what a front-end offers the engine: whether http-01 and

@@ -147,7 +147,7 @@ func checkProxy(env *Env, flags *proxyConfig, src *source) []error {
 	if err := cfg.checkAddrs(); err != nil {
 		errs = append([]error{err}, errs...)
 	}
-	if _, err := buildParts(cfg, env.Logger); err != nil {
+	if _, err := proxyHandler(cfg, env.Logger); err != nil { // the policy is checked above
 		errs = append(errs, err)
 	}
 	return errs
@@ -162,17 +162,26 @@ type proxyParts struct {
 // buildParts is what cfg turns into (proxy.Backends, the policy); its
 // errors name the flag at fault.
 func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
+	h, err := proxyHandler(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	p, err := cfg.policy()
+	if err != nil {
+		return nil, err
+	}
+	return &proxyParts{policy: p, handler: h}, nil
+}
+
+// proxyHandler is the handler of cfg's backends and routes.
+func proxyHandler(cfg *proxyConfig, logger *slog.Logger) (http.Handler, error) {
 	router, err := proxy.Backends{Default: cfg.Backend, Routes: cfg.Routes}.Router()
 	if se, ok := errors.AsType[*proxy.SettingError](err); ok && se.Setting != "" {
 		return nil, usagef("--%s: %v", se.Setting, se.Err)
 	} else if err != nil {
 		return nil, usagef("%v", err)
 	}
-	p, err := cfg.policy()
-	if err != nil {
-		return nil, err
-	}
-	return &proxyParts{policy: p, handler: &proxy.Handler{Router: router, Transport: proxy.NewTransport(), Logger: logger}}, nil
+	return &proxy.Handler{Router: router, Transport: proxy.NewTransport(), Logger: logger}, nil
 }
 
 // runProxy serves until ctx ends, an upgrade (SIGUSR2) hands its

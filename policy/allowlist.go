@@ -50,10 +50,10 @@ func Allowlist(patterns ...string) Policy {
 }
 
 // ParseAllowlist is like Allowlist but reports invalid patterns: an error
-// joining one error per invalid pattern, each naming its pattern and
-// wrapping the *hostname.NameError or the regexp error (*syntax.Error) that
-// explains it. The Policy is nil when err is not. No patterns is not an
-// error: the Policy refuses every name.
+// joining one *PatternError per invalid pattern, each wrapping the
+// *hostname.NameError or the regexp error (*syntax.Error) that explains it.
+// The Policy is nil when err is not. No patterns is not an error: the
+// Policy refuses every name.
 func ParseAllowlist(patterns ...string) (Policy, error) {
 	a, err := parseAllowlist(patterns)
 	if err != nil {
@@ -61,6 +61,31 @@ func ParseAllowlist(patterns ...string) (Policy, error) {
 	}
 	return a, nil
 }
+
+// PatternError reports an allowlist pattern that ParseAllowlist refuses.
+type PatternError struct {
+	// Pattern is the pattern as it was given.
+	Pattern string
+	// Err explains it: a *hostname.NameError, or the regexp package's
+	// error for a "re:" pattern.
+	Err error
+}
+
+// Error returns `allowlist pattern "a..test": empty label`.
+func (e *PatternError) Error() string {
+	return fmt.Sprintf("allowlist pattern %q: %s", e.Pattern, e.Reason())
+}
+
+// Reason says what is wrong with the pattern, without quoting it, for a
+// caller that names the pattern its own way (a flag, a config key).
+func (e *PatternError) Reason() string {
+	if ne, ok := errors.AsType[*hostname.NameError](e.Err); ok {
+		return ne.Reason
+	}
+	return e.Err.Error()
+}
+
+func (e *PatternError) Unwrap() error { return e.Err }
 
 // allowlist is immutable after parseAllowlist returns.
 type allowlist struct {
@@ -82,7 +107,7 @@ func parseAllowlist(patterns []string) (*allowlist, error) {
 		if expr, ok := strings.CutPrefix(p, regexpPrefix); ok {
 			re, err := compileAnchored(expr)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("allowlist pattern %q: %w", p, err))
+				errs = append(errs, &PatternError{Pattern: p, Err: err})
 				continue
 			}
 			a.regexps = append(a.regexps, re)
@@ -92,8 +117,7 @@ func parseAllowlist(patterns []string) (*allowlist, error) {
 		// them on purpose.
 		n, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(p)
 		if err != nil {
-			// The *hostname.NameError already quotes the pattern.
-			errs = append(errs, fmt.Errorf("allowlist pattern: %w", err))
+			errs = append(errs, &PatternError{Pattern: p, Err: err})
 			continue
 		}
 		a.exact[n] = struct{}{}

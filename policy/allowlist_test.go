@@ -144,6 +144,10 @@ func TestParseAllowlistErrorTypes(t *testing.T) {
 	if !errors.As(err, &se) {
 		t.Errorf(`ParseAllowlist("a..b", "re:(") = %v, want a *syntax.Error`, err)
 	}
+	pe, ok := errors.AsType[*PatternError](err)
+	if !ok || pe.Pattern != "a..b" || pe.Reason() != "empty label" {
+		t.Errorf(`ParseAllowlist("a..b", "re:(") = %v, want a *PatternError for "a..b" with the reason "empty label"`, err)
+	}
 }
 
 func TestAllowlistMatchAllocs(t *testing.T) {

@@ -40,7 +40,7 @@ func ExampleParseAllowlist() {
 	// shop1.customers.test true
 	// a.b.customers.test false
 	// shop1.customers.test.evil.test false
-	// allowlist pattern: invalid name "a..test": empty label
+	// allowlist pattern "a..test": empty label
 	// allowlist pattern "re:(": error parsing regexp: missing closing ): `(`
 }
 
