@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"time"
@@ -302,6 +303,20 @@ func reloadablePolicy(current func() policy.Policy) policy.Policy {
 func (c *engineConfig) warnNoPolicy(env *Env) {
 	if len(c.Allow) == 0 && c.Ask == "" && !c.RequireOwn {
 		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --allow or --ask: no new certificate will be obtained, only stored ones served")
+	}
+}
+
+// policyKeys are the config keys of the policy, which a reload applies.
+var policyKeys = []string{"allow", "ask", "require_own_ip", "own_ip_private"}
+
+// warnRestart logs, after a reload from running to next (front-end
+// configs), a warning for each setting that changed but that the reload
+// does not apply: those not in applied.
+func warnRestart(env *Env, running, next any, applied ...string) {
+	for _, key := range yamlconf.Changed(running, next) {
+		if !slices.Contains(applied, key) && !slices.Contains(policyKeys, key) {
+			env.Logger.Warn(key+" changed in the config file: restart certkeeper to apply it", slog.String("key", key))
+		}
 	}
 }
 

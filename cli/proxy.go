@@ -218,7 +218,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, src *source) er
 		cfg: &cfg.engineConfig, fe: proxyFrontEnd(cfg), summary: proxySummary(cfg, dev), drain: 30 * time.Second,
 		policy: func() policy.Policy { return current.Load().policy },
 		setup:  func(m *certkeeper.Manager) { m.DefaultName = cfg.DefaultName },
-		reload: func() { reloadProxy(env, flags, src, &current) },
+		reload: func() { reloadProxy(env, cfg, flags, src, &current) },
 		listen: func(loop *serveloop.Loop, up *upgrade.Upgrader, m *certkeeper.Manager) error {
 			return proxyListen(loop, env, up, cfg, m, &current)
 		},
@@ -276,14 +276,17 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 }
 
 // reloadProxy reads the configuration again (SIGHUP) and swaps in its
-// routes and policy; a configuration that does not load keeps the old one.
-func reloadProxy(env *Env, flags *proxyConfig, src *source, current *atomic.Pointer[proxyParts]) {
+// routes and policy, warning of the changes that take a restart (those of
+// the running cfg); a configuration that does not load keeps the old one.
+func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic.Pointer[proxyParts]) {
 	next, err := loadProxyConfig(src, flags)
 	if err == nil {
+		next.defaults(devMode(src))
 		var p *proxyParts
 		if p, err = buildParts(next, env.Logger); err == nil {
 			current.Store(p)
 			env.Logger.Info("configuration reloaded", slog.String("config", src.file))
+			warnRestart(env, cfg, next, "route", "backend")
 			return
 		}
 	}

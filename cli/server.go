@@ -216,6 +216,7 @@ func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload fun
 	} else {
 		current.Store(&p)
 		env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
+		warnRestart(env, cfg, next, "token_file") // ReloadTokenFile logs its own
 	}
 	h.ReloadTokenFile(cfg.TokenFile, next.TokenFile)
 }

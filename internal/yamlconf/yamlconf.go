@@ -383,3 +383,31 @@ func overlay(dst, src reflect.Value, set map[string]bool, withDefault []string) 
 		}
 	}
 }
+
+// Changed returns the yaml keys whose values differ between old and next,
+// pointers to the same struct type, in the struct's order: after a reload,
+// the settings that changed. Fields of ",inline" structs are walked in
+// turn; fields without a key are not compared. An empty list or map
+// equals an absent one. A caller names the keys it applies on reload and
+// tells the operator about the others.
+func Changed(old, next any) []string {
+	return changed(reflect.ValueOf(old).Elem(), reflect.ValueOf(next).Elem(), nil)
+}
+
+func changed(a, b reflect.Value, keys []string) []string {
+	t := a.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		x, y := a.Field(i), b.Field(i)
+		switch {
+		case opts == "inline" && f.Type.Kind() == reflect.Struct:
+			keys = changed(x, y, keys)
+		case !f.IsExported() || key == "" || key == "-":
+		case (x.Kind() == reflect.Slice || x.Kind() == reflect.Map) && x.Len() == 0 && y.Len() == 0:
+		case !reflect.DeepEqual(x.Interface(), y.Interface()):
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}

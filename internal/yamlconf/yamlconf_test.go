@@ -167,3 +167,36 @@ func TestOverlay(t *testing.T) {
 		t.Errorf("set flags not laid over: %+v", file)
 	}
 }
+
+func TestChanged(t *testing.T) {
+	base := func() *testConfig {
+		return &testConfig{Allow: []string{"a.test"}, Shared: testShared{Email: "a@a.test"}, Grace: time.Hour,
+			Names: []testName{{Pattern: "b.test", CA: []string{"local"}}}, DNSSetting: map[string]string{"zone": "a.test"}, Ignored: "x"}
+	}
+	for _, tt := range []struct {
+		name   string
+		change func(c *testConfig)
+		want   []string
+	}{
+		{"nothing", func(c *testConfig) {}, nil},
+		{"key without yaml name", func(c *testConfig) { c.Ignored = "y" }, nil},
+		{"empty list for none", func(c *testConfig) { c.Allow = nil }, []string{"allow"}},
+		{"inline", func(c *testConfig) { c.Shared.Email = "b@a.test" }, []string{"email"}},
+		{"several, in order", func(c *testConfig) { c.MaxConns, c.Allow[0], c.Debug = 3, "b.test", true },
+			[]string{"allow", "debug", "max_conns"}},
+		{"nested", func(c *testConfig) { c.Names[0].CA = append(c.Names[0].CA, "letsencrypt") }, []string{"names"}},
+		{"map", func(c *testConfig) { c.DNSSetting["zone"] = "b.test" }, []string{"dns_setting"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			next := base()
+			tt.change(next)
+			if got := Changed(base(), next); !slices.Equal(got, tt.want) {
+				t.Errorf("Changed = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	empty, none := &testConfig{Allow: []string{}, DNSSetting: map[string]string{}}, &testConfig{}
+	if got := Changed(empty, none); got != nil {
+		t.Errorf("Changed(empty lists, absent lists) = %q, want none", got)
+	}
+}

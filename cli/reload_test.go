@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+)
+
+// TestReloadWarnsRestart: on SIGHUP the proxy and the server apply what
+// they can, and warn once per changed setting that takes a restart,
+// naming it; the settings they apply get no warning.
+func TestReloadWarnsRestart(t *testing.T) {
+	const restart = " changed in the config file: restart certkeeper to apply it"
+	for _, tc := range []struct {
+		cmd, ready, before, after string
+		warn, quiet               []string
+	}{
+		{"proxy", "proxy listening",
+			"tls_addr: 127.0.0.1:%d\nca: local\nallow: a.test\nbackend: 127.0.0.1:1\n",
+			"tls_addr: 127.0.0.1:%d\nca: local\nallow: [a.test, b.test]\nbackend: 127.0.0.1:2\nkey_type: rsa2048\nroute: c.test=127.0.0.1:3\n",
+			[]string{"tls_addr", "key_type"}, []string{"allow", "backend", "route"}},
+		{"server", "server listening",
+			"listen: 127.0.0.1:%d\nca: local\nallow: a.test\n",
+			"listen: 127.0.0.1:%d\nca: local\nallow: [a.test, b.test]\nrequire_own_ip: true\nissue_timeout: 1m\n",
+			[]string{"listen", "issue_timeout"}, []string{"allow", "require_own_ip"}},
+	} {
+		t.Run(tc.cmd, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "config.yaml")
+			writeFileAtomic(t, file, fmt.Sprintf(tc.before, testsvc.FreePort(t)))
+			p := startLogged(t, binary, tc.ready, tc.cmd, "--config", file, "--storage", t.TempDir())
+			writeFileAtomic(t, file, fmt.Sprintf(tc.after, testsvc.FreePort(t)))
+			if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			if !within(10*time.Second, func() bool { return strings.Contains(p.output(), "configuration reloaded") }) {
+				t.Fatalf("no reload logged within 10 s of SIGHUP:\n%s", p.output())
+			}
+			out := p.output()
+			for _, key := range tc.warn {
+				if n := strings.Count(out, key+restart); n != 1 {
+					t.Errorf("the log has %q %d times, want once:\n%s", key+restart, n, out)
+				}
+			}
+			for _, key := range tc.quiet {
+				if strings.Contains(out, key+restart) {
+					t.Errorf("%s is applied on reload, yet the log says it takes a restart:\n%s", key, out)
+				}
+			}
+		})
+	}
+}
