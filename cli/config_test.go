@@ -295,3 +295,29 @@ func TestCheckConfigAllowOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckConfigNoPolicy: --check-config without --allow or --ask says
+// what the configuration will do: the proxy's development mode serves
+// localhost only; otherwise no name gets a certificate on demand, and
+// what is served is named (stored certificates, --managed names).
+func TestCheckConfigNoPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"proxy"}, []string{"development mode", "https://localhost:8443/", "give --allow"}},
+		{[]string{"proxy", "--ca", "local"}, []string{"no --allow or --ask", "no name gets a certificate on demand", "already in --storage"}},
+		{[]string{"server", "--ca", "local", "--managed", "a.test"}, []string{"no --allow or --ask", "the --managed names"}},
+	} {
+		args := append(tc.args, "--check-config", "--storage", t.TempDir())
+		r := ck(t, 30*time.Second, args...)
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "configuration OK" {
+			t.Errorf("%s: exit %d, stdout %q, want configuration OK\n%s", args, r.code, r.stdout, r.stderr)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("%s: stderr lacks %q:\n%s", args, w, r.stderr)
+			}
+		}
+	}
+}

@@ -299,11 +299,20 @@ func reloadablePolicy(current func() policy.Policy) policy.Policy {
 	})
 }
 
-// warnNoPolicy warns when no name can get a new certificate.
-func (c *engineConfig) warnNoPolicy(env *Env) {
-	if len(c.Allow) == 0 && c.Ask == "" && !c.RequireOwn {
-		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --allow or --ask: no new certificate will be obtained, only stored ones served")
+// warnNoPolicy warns when no name can get a certificate on demand, and
+// says what is served then (managed: the server's --managed names).
+func (c *engineConfig) warnNoPolicy(env *Env, managed bool) {
+	if len(c.Allow) > 0 || c.Ask != "" || c.RequireOwn {
+		return
 	}
+	served := "certificates already in --storage"
+	if len(c.CertFiles) > 0 {
+		served += " and the --cert-file ones"
+	}
+	if managed {
+		served = "the --managed names and " + served
+	}
+	fmt.Fprintf(env.Stderr, "certkeeper: warning: no --allow or --ask (allow, ask in --config): no name gets a certificate on demand; served: only %s\n", served)
 }
 
 // policyKeys are the config keys of the policy, which a reload applies.

@@ -143,6 +143,10 @@ func checkProxy(env *Env, flags *proxyConfig, src *source) []error {
 		return []error{err}
 	}
 	cfg.defaults(devMode(src))
+	if devMode(src) {
+		printDevMode(env, cfg, "would serve")
+	}
+	cfg.warnNoPolicy(env, false) // development mode allows localhost
 	errs := cfg.engineConfig.check(env, proxyFrontEnd(cfg))
 	if err := cfg.checkAddrs(); err != nil {
 		errs = append([]error{err}, errs...)
@@ -201,13 +205,13 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, src *source) er
 		return err
 	}
 	if dev {
-		printDevMode(env, cfg)
+		printDevMode(env, cfg, "serving")
 		warnDevBackend(ctx, env, cfg.Backend)
 	}
 	if err := cfg.Ops.check(); err != nil {
 		return err
 	}
-	cfg.warnNoPolicy(env)
+	cfg.warnNoPolicy(env, false)
 	parts, err := buildParts(cfg, env.Logger)
 	if err != nil {
 		return err
@@ -227,12 +231,12 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, src *source) er
 
 // printDevMode tells the user of development mode what is served and how
 // to trust it.
-func printDevMode(env *Env, cfg *proxyConfig) {
-	fmt.Fprintf(env.Stderr, "certkeeper: development mode: serving https://%s:%s/ (on %s, local CA) in front of %s\n"+
+func printDevMode(env *Env, cfg *proxyConfig, verb string) {
+	fmt.Fprintf(env.Stderr, "certkeeper: development mode: %s https://%s:%s/ (on %s, local CA) in front of %s\n"+
 		"certkeeper: trust the local CA on this machine with: sudo certkeeper ca trust --storage %s (undo: ca untrust)\n"+
 		"certkeeper: or for one client: certkeeper ca root > root.pem; curl --cacert root.pem https://%s:%s/\n"+
 		"certkeeper: give --allow, --ask, --ca or --config for production\n",
-		proxy.DevName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, shellQuote(storageWhere(cfg.Storage)), proxy.DevName, portOf(cfg.TLSAddr))
+		verb, proxy.DevName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, shellQuote(storageWhere(cfg.Storage)), proxy.DevName, portOf(cfg.TLSAddr))
 }
 
 // warnDevBackend says so at start when nothing answers on the development

@@ -116,7 +116,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 		return err
 	}
 	defer closeAudit()
-	cfg.warnNoPolicy(env)
+	cfg.warnNoPolicy(env, len(cfg.Managed) > 0)
 	pol, err := cfg.policy()
 	if err != nil {
 		return err
@@ -251,6 +251,7 @@ func (c *serverConfig) check(env *Env) []error {
 			errs = append(errs, err)
 		}
 	}
+	c.warnNoPolicy(env, len(c.Managed) > 0)
 	return append(errs, c.engineConfig.check(env, c.frontEnd())...)
 }
 
