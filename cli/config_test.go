@@ -321,3 +321,23 @@ func TestCheckConfigNoPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowURL: a URL or HOST:PORT given to --allow (or allow in the
+// file) is refused with the host name to give instead.
+func TestAllowURL(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"proxy", "--allow", "https://a.example"}, `--allow "https://a.example": give the host name alone: a.example`},
+		{[]string{"server", "--allow", "a.example:443"}, `--allow "a.example:443": give the host name alone: a.example`},
+		{[]string{"proxy", "--config", writeConfig(t, "allow: [b.example, 'https://a.example/']\n")},
+			`config.yaml:1: allow[1]: allowlist pattern "https://a.example/": give the host name alone: a.example`},
+	} {
+		args := append(tc.args, "--check-config", "--storage", t.TempDir())
+		r := ck(t, 30*time.Second, args...)
+		if r.code == 0 || strings.Count(r.stderr, tc.want) != 1 {
+			t.Errorf("%s: exit %d, want 1 line %q in stderr:\n%s", args, r.code, tc.want, r.stderr)
+		}
+	}
+}

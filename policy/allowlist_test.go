@@ -167,3 +167,26 @@ func TestAllowlistMatchAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestParseAllowlistHostAlone: a URL or HOST:PORT given as a pattern is
+// refused with the host name to give instead.
+func TestParseAllowlistHostAlone(t *testing.T) {
+	for _, tt := range []struct{ pattern, want string }{
+		{"https://a.example", "give the host name alone: a.example"},
+		{"https://a.example:8443/path?q", "give the host name alone: a.example"},
+		{"http://*.a.example/", "give the host name alone: *.a.example"},
+		{"a.example:443", "give the host name alone: a.example"},
+		{"[2001:db8::1]:443", "give the host name alone: 2001:db8::1"},
+		{"a..example:443", "empty label"},
+		{"https://", "contains ':'"},
+	} {
+		_, err := ParseAllowlist(tt.pattern)
+		pe, ok := errors.AsType[*PatternError](err)
+		if !ok || pe.Reason() != tt.want && !strings.Contains(pe.Reason(), tt.want) {
+			t.Errorf("ParseAllowlist(%q) = %v, want the reason %q", tt.pattern, err, tt.want)
+		}
+		if !errors.Is(err, hostname.ErrInvalidName) {
+			t.Errorf("ParseAllowlist(%q) = %v, want an error matching hostname.ErrInvalidName", tt.pattern, err)
+		}
+	}
+}
