@@ -341,3 +341,14 @@ func TestAllowURL(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteAsSettings: a config file's route given as NAME: URL settings
+// is refused with the documented form to write instead.
+func TestRouteAsSettings(t *testing.T) {
+	file := writeConfig(t, "allow: a.example\nroute:\n  a.example: 127.0.0.1:8080\n")
+	r := ck(t, 30*time.Second, "proxy", "--check-config", "--config", file)
+	want := `config.yaml:3: route: want a list of NAME=URL items, not NAME: URL settings: write route: ["a.example=127.0.0.1:8080"]`
+	if r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Errorf("exit %d, stderr lacks %q:\n%s", r.code, want, r.stderr)
+	}
+}

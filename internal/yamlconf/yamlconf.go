@@ -196,8 +196,46 @@ func (r *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		seen[key] = kn.Line
+		f := v.Type().FieldByIndex(idx)
+		if form := f.Tag.Get("arg"); f.Type.Kind() == reflect.Slice && strings.Contains(form, "=") && r.pairsAsSettings(vn, full, key, form) {
+			continue
+		}
 		r.value(vn, v.FieldByIndex(idx), full, key)
 	}
+}
+
+// pairsAsSettings reports, and returns true for, a list of KEY=VALUE
+// items (its field's `arg:"NAME=URL"` tag says form) given as NAME: URL
+// settings, as a mapping or as list items, showing the list to write
+// instead: route: ["a.example=127.0.0.1:8080"].
+func (r *decoder) pairsAsSettings(n *yaml.Node, full, key, form string) bool {
+	var items []string
+	var at *yaml.Node
+	add := func(m *yaml.Node) {
+		if m.Kind == yaml.ScalarNode {
+			items = append(items, strconv.Quote(m.Value))
+			return
+		}
+		if at == nil && m.Kind == yaml.MappingNode {
+			at = m
+		}
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			items = append(items, strconv.Quote(m.Content[i].Value+"="+m.Content[i+1].Value))
+		}
+	}
+	if n.Kind == yaml.SequenceNode {
+		for _, item := range n.Content {
+			add(item)
+		}
+	} else {
+		add(n)
+	}
+	if at == nil {
+		return false
+	}
+	r.errorf(at, full, "want a list of %s items, not %s settings: write %s: [%s]",
+		form, strings.Replace(form, "=", ": ", 1), key, strings.Join(items, ", "))
+	return true
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))

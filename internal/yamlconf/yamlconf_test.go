@@ -200,3 +200,31 @@ func TestChanged(t *testing.T) {
 		t.Errorf("Changed(empty lists, absent lists) = %q, want none", got)
 	}
 }
+
+// TestPairsAsSettings: a list of NAME=URL items (its field's arg tag says
+// so) given as NAME: URL settings is refused with the list to write.
+func TestPairsAsSettings(t *testing.T) {
+	type routes struct {
+		Route   []string          `yaml:"route" arg:"NAME=URL"`
+		Setting map[string]string `yaml:"setting" arg:"NAME=VALUE"`
+	}
+	for _, tt := range []struct{ name, text, want string }{
+		{"mapping", "route: {a.test: 127.0.0.1:1, b.test: 'http://[::1]:2'}\n",
+			`c.yaml:1: route: want a list of NAME=URL items, not NAME: URL settings: write route: ["a.test=127.0.0.1:1", "b.test=http://[::1]:2"]`},
+		{"block mapping", "route:\n  a.test: 127.0.0.1:1\n",
+			`c.yaml:2: route: want a list of NAME=URL items, not NAME: URL settings: write route: ["a.test=127.0.0.1:1"]`},
+		{"list items", "route:\n  - b.test=127.0.0.1:2\n  - a.test: 127.0.0.1:1\n",
+			`c.yaml:3: route: want a list of NAME=URL items, not NAME: URL settings: write route: ["b.test=127.0.0.1:2", "a.test=127.0.0.1:1"]`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var c routes
+			if _, err := Decode("c.yaml", []byte(tt.text), &c, nil); err == nil || err.Error() != tt.want {
+				t.Errorf("Decode(%q) = %v, want %s", tt.text, err, tt.want)
+			}
+		})
+	}
+	var c routes
+	if _, err := Decode("c.yaml", []byte("route: [a.test=127.0.0.1:1]\nsetting: {zone: a.test}\n"), &c, nil); err != nil || len(c.Route) != 1 || c.Setting["zone"] != "a.test" {
+		t.Errorf("Decode of the documented forms = %v, %q, %q", err, c.Route, c.Setting)
+	}
+}
