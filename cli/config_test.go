@@ -352,3 +352,32 @@ func TestRouteAsSettings(t *testing.T) {
 		t.Errorf("exit %d, stderr lacks %q:\n%s", r.code, want, r.stderr)
 	}
 }
+
+// TestAllowNotPublic: with Let's Encrypt, --allow patterns it never
+// issues for (localhost, *.internal, private addresses, single labels)
+// are warned of, at start and by --check-config, but not refused.
+func TestAllowNotPublic(t *testing.T) {
+	args := []string{"--ca", "staging", "--email", "a@example.com", "--allow", "localhost", "--allow", "*.corp.internal",
+		"--allow", "10.0.0.1", "--allow", "www.example.com", "--storage", t.TempDir()}
+	wants := []string{"--allow localhost: Let's Encrypt cannot issue for it", "--allow *.corp.internal: Let's Encrypt cannot issue for it",
+		"--allow 10.0.0.1: Let's Encrypt cannot issue for it", "give --ca local"}
+	r := ck(t, 30*time.Second, append([]string{"proxy", "--check-config"}, args...)...)
+	p := startLogged(t, binary, "server listening", append([]string{"server", "--listen", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))}, args...)...)
+	for what, out := range map[string]string{"proxy --check-config": r.stderr, "server": p.output()} {
+		for _, w := range wants {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: output lacks %q:\n%s", what, w, out)
+			}
+		}
+		if strings.Contains(out, "--allow www.example.com") {
+			t.Errorf("%s: a public name is warned of:\n%s", what, out)
+		}
+	}
+	if r.code != 0 {
+		t.Errorf("proxy --check-config: exit %d, want 0 (a warning, not a refusal):\n%s", r.code, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "proxy", "--check-config", "--ca", "local", "--allow", "localhost", "--storage", t.TempDir())
+	if strings.Contains(r.stderr, "cannot issue") {
+		t.Errorf("--ca local: warned of localhost:\n%s", r.stderr)
+	}
+}

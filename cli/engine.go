@@ -329,6 +329,19 @@ func warnRestart(env *Env, running, next any, applied ...string) {
 	}
 }
 
+// warnNotPublic warns of the --allow patterns that only Let's Encrypt
+// would be asked for but that it never issues for (engine.NotPublic).
+func (c *engineConfig) warnNotPublic(env *Env) {
+	rules := make([]engine.Rule, len(c.Names))
+	for i, n := range c.Names {
+		rules[i] = engine.Rule{Pattern: n.Pattern, CAs: n.CA}
+	}
+	for _, p := range engine.NotPublic(c.CA, rules, c.Allow) {
+		fmt.Fprintf(env.Stderr, "certkeeper: warning: --allow %s: Let's Encrypt cannot issue for it (%s): for development "+
+			"give --ca local (certkeeper's own CA), or your own ACME CA with --ca URL\n", p.Pattern, p.Reason)
+	}
+}
+
 // service is a front-end (proxy, server) as serve runs it, once its
 // configuration is loaded and checked.
 type service struct {
@@ -390,6 +403,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	defer mon.Close()
 	defer m.Close()
 	printStartup(env, s.summary)
+	s.cfg.warnNotPublic(env)
 	loop := serveloop.New(env.Logger, env.Stderr, up, s.reload)
 	if err := s.listen(loop, up, m); err != nil {
 		_ = loop.Drain(s.drain)
