@@ -137,26 +137,16 @@ func (c *engineConfig) policy() (policy.Policy, error) {
 	switch {
 	case errors.Is(err, policy.ErrPrivateWithoutOwnIP):
 		return nil, usagef("--own-ip-private (own_ip_private) only applies with --require-own-ip (require_own_ip): add it, or drop --own-ip-private")
+	case len(policy.PatternErrors(err)) > 0: // one line per bad pattern
+		var errs []error
+		for _, pe := range policy.PatternErrors(err) {
+			errs = append(errs, usagef("--allow %q: %s", pe.Pattern, pe.Reason()))
+		}
+		return nil, errors.Join(errs...)
 	case err != nil:
-		return nil, allowError(err)
+		return nil, usagef("--allow: %v", err)
 	}
 	return p, nil
-}
-
-// allowError names --allow in each of ParseAllowlist's errors, one line
-// per bad pattern.
-func allowError(err error) error {
-	list, errs := []error{err}, []error(nil)
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	}
-	for _, e := range list {
-		if pe, ok := errors.AsType[*policy.PatternError](e); ok {
-			e = usagef("--allow %q: %s", pe.Pattern, pe.Reason())
-		}
-		errs = append(errs, e)
-	}
-	return errors.Join(errs...)
 }
 
 // frontEnd says what a front-end offers the engine: whether http-01 and
@@ -315,15 +305,13 @@ func (c *engineConfig) warnNoPolicy(env *Env, managed bool) {
 	fmt.Fprintf(env.Stderr, "certkeeper: warning: no --allow or --ask (allow, ask in --config): no name gets a certificate on demand; served: only %s\n", served)
 }
 
-// policyKeys are the config keys of the policy, which a reload applies.
-var policyKeys = []string{"allow", "ask", "require_own_ip", "own_ip_private"}
-
 // warnRestart logs, after a reload from running to next (front-end
 // configs), a warning for each setting that changed but that the reload
-// does not apply: those not in applied.
+// does not apply: neither the policy nor those in applied.
 func warnRestart(env *Env, running, next any, applied ...string) {
+	applied = append(applied, "allow", "ask", "require_own_ip", "own_ip_private")
 	for _, key := range yamlconf.Changed(running, next) {
-		if !slices.Contains(applied, key) && !slices.Contains(policyKeys, key) {
+		if !slices.Contains(applied, key) {
 			env.Logger.Warn(key+" changed in the config file: restart certkeeper to apply it", slog.String("key", key))
 		}
 	}

@@ -89,6 +89,23 @@ func (e *PatternError) Reason() string {
 
 func (e *PatternError) Unwrap() error { return e.Err }
 
+// PatternErrors returns the *PatternError of each invalid pattern that
+// err (ParseAllowlist's, or Config.Policy's) joins, in the patterns'
+// order.
+func PatternErrors(err error) []*PatternError {
+	list := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	}
+	var out []*PatternError
+	for _, e := range list {
+		if pe, ok := errors.AsType[*PatternError](e); ok {
+			out = append(out, pe)
+		}
+	}
+	return out
+}
+
 // allowlist is immutable after parseAllowlist returns.
 type allowlist struct {
 	exact    map[string]struct{} // normalised patterns, wildcards included

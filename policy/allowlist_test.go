@@ -148,6 +148,12 @@ func TestParseAllowlistErrorTypes(t *testing.T) {
 	if !ok || pe.Pattern != "a..b" || pe.Reason() != "empty label" {
 		t.Errorf(`ParseAllowlist("a..b", "re:(") = %v, want a *PatternError for "a..b" with the reason "empty label"`, err)
 	}
+	if pes := PatternErrors(err); len(pes) != 2 || pes[0].Pattern != "a..b" || pes[1].Pattern != "re:(" {
+		t.Errorf(`PatternErrors(ParseAllowlist("a..b", "re:(")) = %v, want one for each pattern`, pes)
+	}
+	if _, err := (Config{Allow: []string{"ok.test", "x..y"}}).Policy(); len(PatternErrors(err)) != 1 {
+		t.Errorf("PatternErrors(Config.Policy's error %v) = %v, want one", err, PatternErrors(err))
+	}
 }
 
 func TestAllowlistMatchAllocs(t *testing.T) {
