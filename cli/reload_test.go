@@ -2,7 +2,9 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,5 +54,29 @@ func TestReloadWarnsRestart(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDevModeReload: SIGHUP in development mode keeps its defaults: the
+// first request for localhost after it still gets a certificate (the
+// reload dropped the localhost allowlist, and then every new name).
+func TestDevModeReload(t *testing.T) {
+	be := newBackend(t, "dev backend")
+	dir := t.TempDir()
+	port := testsvc.FreePort(t)
+	p := startProxyLogged(t, "--storage", dir, "--tls-addr", "127.0.0.1:"+strconv.Itoa(port), "--backend", be.url)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if !within(10*time.Second, func() bool { return strings.Contains(p.output(), "configuration reloaded") }) {
+		t.Fatalf("no reload logged within 10 s of SIGHUP:\n%s", p.output())
+	}
+	root := ck(t, 30*time.Second, "ca", "root", "--storage", dir)
+	rootFile := filepath.Join(dir, "root.pem")
+	if err := os.WriteFile(rootFile, []byte(root.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := curl(t, rootFile, "localhost", port); body != "dev backend" {
+		t.Errorf("development mode after SIGHUP served %q, want the backend's body", body)
 	}
 }
