@@ -381,3 +381,21 @@ func TestAllowNotPublic(t *testing.T) {
 		t.Errorf("--ca local: warned of localhost:\n%s", r.stderr)
 	}
 }
+
+// TestCertFileUnreadable: a --cert-file whose files cannot be read is
+// refused by --check-config and at start; the proxy started, and then
+// failed every handshake (the Manager's lazy init failed) without a word.
+func TestCertFileUnreadable(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "a.pem") + ":" + filepath.Join(t.TempDir(), "a.key")
+	for _, args := range [][]string{
+		{"proxy", "--check-config"},
+		{"proxy", "--tls-addr", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))},
+		{"server", "--listen", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))},
+	} {
+		args = append(args, "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(), "--cert-file", missing)
+		r := ck(t, 30*time.Second, args...)
+		if r.code == 0 || !strings.Contains(r.stderr, "--cert-file "+missing+": ") || !strings.Contains(r.stderr, "no such file") {
+			t.Errorf("%s: exit %d, want a refusal naming --cert-file and the missing file:\n%s", args, r.code, r.stderr)
+		}
+	}
+}

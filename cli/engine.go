@@ -210,6 +210,11 @@ func (c *engineConfig) settings(env *Env, fe frontEnd) (*engine.Settings, error)
 		if err != nil {
 			return nil, usagef("--cert-file: %v", err)
 		}
+		// Read now: the Manager reads them at its first use, and an
+		// unreadable pair would fail every handshake.
+		if _, err := certkeeper.ReadCertFile(cf, time.Now()); err != nil {
+			return nil, usagef("--cert-file %s: %v", f, err)
+		}
 		s.CertFiles = append(s.CertFiles, cf)
 	}
 	return s, nil
