@@ -64,6 +64,8 @@ func checkConfigValue(key, v string) error {
 		if _, err := policy.ParseAllowlist(v); err != nil {
 			return err
 		}
+	case "ask":
+		return (&policy.AskURL{URL: v}).Check()
 	case "storage":
 		return checkStorage(v)
 	case "listen", "http_addr", "tls_addr", "tls_alpn_addr", "metrics_addr", "status_addr":

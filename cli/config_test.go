@@ -399,3 +399,23 @@ func TestCertFileUnreadable(t *testing.T) {
 		}
 	}
 }
+
+// TestAskURLChecked: an --ask (or ask in the file) that is not an http or
+// https URL is refused at start and by --check-config; it was accepted,
+// and then every name was refused at its first handshake.
+func TestAskURLChecked(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"proxy", "--check-config", "--ask", "127.0.0.1:9000/allowed"}, "--ask: ask URL 127.0.0.1:9000/allowed: not an absolute http or https URL (e.g. --ask http://"},
+		{[]string{"server", "--listen", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t)), "--ask", "ftp://ask.example/"}, "--ask: ask URL ftp://ask.example/: not an absolute http or https URL"},
+		{[]string{"proxy", "--check-config", "--config", writeConfig(t, "ask: ftp://ask.example/\n")}, "config.yaml:1: ask: ask URL ftp://ask.example/: not an absolute"},
+	} {
+		args := append(tc.args, "--ca", "local", "--storage", t.TempDir())
+		r := ck(t, 30*time.Second, args...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%s: exit %d, stderr lacks %q:\n%s", args, r.code, tc.want, r.stderr)
+		}
+	}
+}

@@ -137,6 +137,8 @@ func (c *engineConfig) policy() (policy.Policy, error) {
 	switch {
 	case errors.Is(err, policy.ErrPrivateWithoutOwnIP):
 		return nil, usagef("--own-ip-private (own_ip_private) only applies with --require-own-ip (require_own_ip): add it, or drop --own-ip-private")
+	case errors.Is(err, policy.ErrInvalidAskURL):
+		return nil, usagef("--ask: %v (e.g. --ask http://127.0.0.1:9000/allowed)", err)
 	case len(policy.PatternErrors(err)) > 0: // one line per bad pattern
 		var errs []error
 		for _, pe := range policy.PatternErrors(err) {

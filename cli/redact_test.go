@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/policy"
 )
 
 // showsSecret reports whether out shows any part of the test password
@@ -46,9 +47,17 @@ func TestURLPasswordsNotPrinted(t *testing.T) {
 		}
 
 		port := testsvc.FreePort(t)
-		p := startProxyLogged(t, "--tls-addr", "127.0.0.1:"+strconv.Itoa(port), "--ca", "local",
-			"--ask", "http://"+pw+"127.0.0.1:"+dead+"/allowed?token=T0ken", "--storage", t.TempDir(),
-			"--backend", "http://127.0.0.1:"+dead, "--log-level", "debug")
+		ask := "http://" + pw + "127.0.0.1:" + dead + "/allowed?token=T0ken"
+		args := []string{"proxy", "--tls-addr", "127.0.0.1:" + strconv.Itoa(port), "--ca", "local", "--ask", ask,
+			"--storage", t.TempDir(), "--backend", "http://127.0.0.1:" + dead, "--log-level", "debug"}
+		if (&policy.AskURL{URL: ask}).Check() != nil {
+			// An ask URL that does not parse is refused at start.
+			if r := ck(t, 30*time.Second, args...); r.code == 0 || showsSecret(r.stderr) || !strings.Contains(r.stderr, "--ask") {
+				t.Errorf("password with %q: exit %d, want a refusal naming --ask and not the password:\n%s", c, r.code, r.stderr)
+			}
+			continue
+		}
+		p := startProxyLogged(t, args[1:]...)
 		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 20 * time.Second}, "tcp", "127.0.0.1:"+strconv.Itoa(port),
 			&tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
 		if err == nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -157,6 +158,27 @@ func (a *AskURL) ask(ctx context.Context, name string) error {
 	return nil
 }
 
+// ErrInvalidAskURL is matched by the error of AskURL.Check (and of
+// Config.Policy) for a URL that AskURL cannot ask: not an absolute http or
+// https URL, or one that already has a domain parameter.
+var ErrInvalidAskURL = errors.New("invalid ask URL")
+
+// Check reports, before any name is decided, whether a.URL can be asked:
+// nil, or an error matching ErrInvalidAskURL that says what is wrong. An
+// AskURL whose URL fails it refuses every name.
+func (a *AskURL) Check() error {
+	if _, _, err := a.endpoint(); err != nil {
+		return invalidAskURL{err}
+	}
+	return nil
+}
+
+// invalidAskURL is Check's error: endpoint's, matching ErrInvalidAskURL.
+type invalidAskURL struct{ error }
+
+func (e invalidAskURL) Is(target error) bool { return target == ErrInvalidAskURL }
+func (e invalidAskURL) Unwrap() error        { return e.error }
+
 // endpoint parses URL and returns it with its query untouched, and the
 // form of it that errors show (redact.URL: no user information, query or
 // fragment).
@@ -166,10 +188,12 @@ func (a *AskURL) endpoint() (*url.URL, string, error) {
 	}
 	where := redact.URL(a.URL)
 	u, err := url.Parse(a.URL)
-	if err != nil {
+	if err != nil && strings.Contains(a.URL, "://") {
 		return nil, "", fmt.Errorf("ask URL %s: %w", where, redact.Error(a.URL, err))
 	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+	// Without a scheme ("127.0.0.1:9000/allowed"), url.Parse's own
+	// error is about a colon in a path: say what is missing instead.
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		return nil, "", fmt.Errorf("ask URL %s: not an absolute http or https URL", where)
 	}
 	q, err := url.ParseQuery(u.RawQuery)

@@ -24,7 +24,8 @@ type Config struct {
 // Policy builds c's checks, cheapest first (allowlist, own address, ask
 // URL), joined by All when there are several; nil when c has none. An
 // invalid Allow pattern returns ParseAllowlist's error as it is, and
-// OwnIPPrivate without RequireOwnIP returns ErrPrivateWithoutOwnIP.
+// OwnIPPrivate without RequireOwnIP returns ErrPrivateWithoutOwnIP, and
+// an Ask that AskURL.Check refuses an error matching ErrInvalidAskURL.
 func (c Config) Policy() (Policy, error) {
 	var checks []Policy
 	if len(c.Allow) > 0 {
@@ -41,7 +42,11 @@ func (c Config) Policy() (Policy, error) {
 		checks = append(checks, &RequireOwnIP{AllowPrivate: c.OwnIPPrivate})
 	}
 	if c.Ask != "" {
-		checks = append(checks, &AskURL{URL: c.Ask})
+		a := &AskURL{URL: c.Ask}
+		if err := a.Check(); err != nil {
+			return nil, err
+		}
+		checks = append(checks, a)
 	}
 	switch len(checks) {
 	case 0:

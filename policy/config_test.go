@@ -43,3 +43,29 @@ func TestConfigPolicy(t *testing.T) {
 		t.Errorf("bad pattern: %v, want the allowlist's error first", err)
 	}
 }
+
+// TestConfigPolicyAskURL: an Ask URL that can never be asked is refused
+// by Config.Policy (and AskURL.Check), not turned into a policy that
+// refuses every name at the first handshake.
+func TestConfigPolicyAskURL(t *testing.T) {
+	for _, tt := range []struct {
+		url string
+		ok  bool
+	}{
+		{"http://127.0.0.1:9000/allowed", true},
+		{"https://ask.test/check?token=T", true},
+		{"ftp://ask.test/check", false},
+		{"127.0.0.1:9000/allowed", false},
+		{"/allowed", false},
+		{"http://ask.test/check?domain=a.test", false},
+	} {
+		_, err := Config{Ask: tt.url}.Policy()
+		checkErr := (&AskURL{URL: tt.url}).Check()
+		if tt.ok != (err == nil) || tt.ok != (checkErr == nil) {
+			t.Errorf("Config{Ask: %q}.Policy() = %v, Check() = %v; want ok %v", tt.url, err, checkErr, tt.ok)
+		}
+		if !tt.ok && (!errors.Is(err, ErrInvalidAskURL) || !errors.Is(checkErr, ErrInvalidAskURL)) {
+			t.Errorf("Config{Ask: %q}.Policy() = %v, want an error matching ErrInvalidAskURL", tt.url, err)
+		}
+	}
+}
