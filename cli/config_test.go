@@ -419,3 +419,24 @@ func TestAskURLChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestManagedChecked: an invalid --managed name is refused at start and
+// by --check-config (the server retried it forever), and with Let's
+// Encrypt one it never issues for is warned of.
+func TestManagedChecked(t *testing.T) {
+	for _, args := range [][]string{
+		{"server", "--check-config"},
+		{"server", "--listen", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))},
+	} {
+		args = append(args, "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(), "--managed", "a.test,b..test")
+		r := ck(t, 30*time.Second, args...)
+		if want := `--managed a.test,b..test: invalid name "b..test": empty label`; r.code == 0 || !strings.Contains(r.stderr, want) {
+			t.Errorf("%s: exit %d, stderr lacks %q:\n%s", args, r.code, want, r.stderr)
+		}
+	}
+	r := ck(t, 30*time.Second, "server", "--check-config", "--ca", "staging", "--email", "a@example.com", "--storage", t.TempDir(),
+		"--managed", "www.example.com,intranet")
+	if want := "--managed intranet: Let's Encrypt cannot issue for it"; r.code != 0 || !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, "--managed www") {
+		t.Errorf("exit %d, want 0 and a warning %q for intranet alone:\n%s", r.code, want, r.stderr)
+	}
+}

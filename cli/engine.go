@@ -324,16 +324,17 @@ func warnRestart(env *Env, running, next any, applied ...string) {
 	}
 }
 
-// warnNotPublic warns of the --allow patterns that only Let's Encrypt
-// would be asked for but that it never issues for (engine.NotPublic).
-func (c *engineConfig) warnNotPublic(env *Env) {
+// warnNotPublic warns of the patterns of flag (--allow, --managed) that
+// only Let's Encrypt would be asked for but that it never issues for
+// (engine.NotPublic).
+func (c *engineConfig) warnNotPublic(env *Env, flag string, patterns []string) {
 	rules := make([]engine.Rule, len(c.Names))
 	for i, n := range c.Names {
 		rules[i] = engine.Rule{Pattern: n.Pattern, CAs: n.CA}
 	}
-	for _, p := range engine.NotPublic(c.CA, rules, c.Allow) {
-		fmt.Fprintf(env.Stderr, "certkeeper: warning: --allow %s: Let's Encrypt cannot issue for it (%s): for development "+
-			"give --ca local (certkeeper's own CA), or your own ACME CA with --ca URL\n", p.Pattern, p.Reason)
+	for _, p := range engine.NotPublic(c.CA, rules, patterns) {
+		fmt.Fprintf(env.Stderr, "certkeeper: warning: %s %s: Let's Encrypt cannot issue for it (%s): for development "+
+			"give --ca local (certkeeper's own CA), or your own ACME CA with --ca URL\n", flag, p.Pattern, p.Reason)
 	}
 }
 
@@ -398,7 +399,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	defer mon.Close()
 	defer m.Close()
 	printStartup(env, s.summary)
-	s.cfg.warnNotPublic(env)
+	s.cfg.warnNotPublic(env, "--allow", s.cfg.Allow)
 	loop := serveloop.New(env.Logger, env.Stderr, up, s.reload)
 	if err := s.listen(loop, up, m); err != nil {
 		_ = loop.Drain(s.drain)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
@@ -162,6 +163,9 @@ func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.
 	if err := cfg.Ops.check(); err != nil {
 		return nil, nil, nil, err
 	}
+	if err := cfg.checkManaged(env); err != nil {
+		return nil, nil, nil, err
+	}
 	if h.Tokens == nil && cfg.ClientCA == "" {
 		if err := cfg.checkAnonymous(); err != nil {
 			return nil, nil, nil, err
@@ -252,7 +256,26 @@ func (c *serverConfig) check(env *Env) []error {
 		}
 	}
 	c.warnNoPolicy(env, len(c.Managed) > 0)
+	if err := c.checkManaged(env); err != nil {
+		errs = append(errs, err)
+	}
 	return append(errs, c.engineConfig.check(env, c.frontEnd())...)
+}
+
+// checkManaged checks the names of each --managed certificate as
+// Manager.Cert does (it would retry an invalid one forever), and warns of
+// those Let's Encrypt never issues for.
+func (c *serverConfig) checkManaged(env *Env) error {
+	var names []string
+	for _, spec := range c.Managed {
+		n, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.NormalizeAll(strings.Split(spec, ","))
+		if err != nil {
+			return usagef("--managed %s: %v", spec, err)
+		}
+		names = append(names, n...)
+	}
+	c.warnNotPublic(env, "--managed", names)
+	return nil
 }
 
 // checkAddrs checks the syntax of the server's listen addresses.
