@@ -440,3 +440,25 @@ func TestManagedChecked(t *testing.T) {
 		t.Errorf("exit %d, want 0 and a warning %q for intranet alone:\n%s", r.code, want, r.stderr)
 	}
 }
+
+// TestDefaultNameAndRouteHost: an invalid --default-name is refused at
+// start and by --check-config (clients without SNI got a handshake
+// error), and a URL or HOST:PORT as a --default-name or a --route's name
+// says which host name to give.
+func TestDefaultNameAndRouteHost(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--check-config", "--default-name", "a..test"}, `--default-name: invalid name "a..test": empty label`},
+		{[]string{"--tls-addr", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t)), "--default-name", "https://a.test/"},
+			`--default-name: invalid name "https://a.test/": give the host name alone: a.test`},
+		{[]string{"--check-config", "--route", "a.test:443=127.0.0.1:8080"}, `give the host name alone: a.test`},
+	} {
+		args := append(append([]string{"proxy"}, tc.args...), "--ca", "local", "--allow", "a.test", "--storage", t.TempDir())
+		r := ck(t, 30*time.Second, args...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%s: exit %d, stderr lacks %q:\n%s", args, r.code, tc.want, r.stderr)
+		}
+	}
+}

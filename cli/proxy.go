@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
@@ -125,8 +126,12 @@ func (c *proxyConfig) defaults(dev bool) {
 	}
 }
 
-// checkAddrs checks the syntax of the proxy's listen addresses.
+// checkAddrs checks the syntax of the proxy's listen addresses and of
+// its --default-name (clients without SNI would get a handshake error).
 func (c *proxyConfig) checkAddrs() error {
+	if _, err := hostname.Normalize(c.DefaultName); c.DefaultName != "" && err != nil {
+		return usagef("--default-name: %v", hostname.WithHostHint(c.DefaultName, err))
+	}
 	return cmdline.CheckListenAddrs("--tls-addr", c.TLSAddr, "--http-addr", c.HTTPAddr)
 }
 

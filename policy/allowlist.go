@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"regexp"
 	"strings"
 
@@ -132,12 +130,11 @@ func parseAllowlist(patterns []string) (*allowlist, error) {
 			a.regexps = append(a.regexps, re)
 			continue
 		}
-		n, err := normalizePattern(p)
+		// Patterns may be wildcards or IP literals: an operator lists
+		// them on purpose.
+		n, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(p)
 		if err != nil {
-			if host := hostAlone(p); host != "" {
-				err = &hostname.NameError{Name: p, Reason: "give the host name alone: " + host}
-			}
-			errs = append(errs, &PatternError{Pattern: p, Err: err})
+			errs = append(errs, &PatternError{Pattern: p, Err: hostname.WithHostHint(p, err)})
 			continue
 		}
 		a.exact[n] = struct{}{}
@@ -146,30 +143,6 @@ func parseAllowlist(patterns []string) (*allowlist, error) {
 		}
 	}
 	return a, errors.Join(errs...)
-}
-
-// normalizePattern normalises a name pattern: an operator lists
-// wildcards and IP literals on purpose.
-func normalizePattern(p string) (string, error) {
-	return hostname.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(p)
-}
-
-// hostAlone returns the host of p when p is a URL ("https://a.test/") or
-// HOST:PORT ("a.test:443", "[::1]:443") whose host is a valid pattern, as
-// one pastes from a browser or a backend's address; else "".
-func hostAlone(p string) string {
-	host := ""
-	if strings.Contains(p, "://") {
-		if u, err := url.Parse(p); err == nil {
-			host = u.Hostname()
-		}
-	} else if h, port, err := net.SplitHostPort(p); err == nil && port != "" {
-		host = h
-	}
-	if _, err := normalizePattern(host); host == "" || err != nil {
-		return ""
-	}
-	return host
 }
 
 // compileAnchored compiles expr so that it must match a whole name.

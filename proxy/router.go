@@ -56,7 +56,7 @@ func ParseRoute(s string) (Route, error) {
 func (r Route) parse() (string, *url.URL, error) {
 	pattern, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(r.Pattern)
 	if err != nil {
-		return "", nil, fmt.Errorf("route %q: %w", r.Pattern, err)
+		return "", nil, fmt.Errorf("route %q: %w", r.Pattern, hostname.WithHostHint(r.Pattern, err))
 	}
 	backend, err := parseBackend(r.Backend)
 	if err != nil {

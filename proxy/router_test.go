@@ -171,6 +171,8 @@ func TestParseRoute(t *testing.T) {
 		{"b.test", proxy.Route{}, `route "b.test": want NAME=URL`},
 		{"b.test=", proxy.Route{}, `route "b.test": backend: empty URL`},
 		{"=http://127.0.0.1", proxy.Route{}, `route "": invalid name`},
+		{"https://b.test=http://127.0.0.1", proxy.Route{}, `route "https://b.test": invalid name "https://b.test": give the host name alone: b.test`},
+		{"b.test:443=http://127.0.0.1", proxy.Route{}, `route "b.test:443": invalid name "b.test:443": give the host name alone: b.test`},
 	}
 	for _, tt := range tests {
 		got, err := proxy.ParseRoute(tt.in)
