@@ -34,6 +34,11 @@ func TestCheckConfigListenAddrs(t *testing.T) {
 		{[]string{"proxy", "--config", writeConfig(t, "allow: a.example\ntls_addr: 127.0.0.1:65536\nhttp_addr: ':http-ish'\n")},
 			[]string{`config.yaml:2: tls_addr: "127.0.0.1:65536"` + badPort, `config.yaml:3: http_addr: ":http-ish"` + badService,
 				"the configuration has 2 errors"}},
+		// Two listeners on one port: the second found it "in use" at start.
+		{[]string{"proxy", "--allow", "a.example", "--tls-addr", "127.0.0.1:8443", "--http-addr", ":8443"},
+			[]string{"--http-addr :8443: the same port as --tls-addr 127.0.0.1:8443: give each its own port", "the configuration has 1 error"}},
+		{[]string{"server", "--allow", "a.example", "--http-addr", "127.0.0.1:8999"},
+			[]string{"--http-addr 127.0.0.1:8999: the same port as --listen 127.0.0.1:8999", "the configuration has 1 error"}},
 	} {
 		name := strings.Join(tc.args, " ")
 		r := ck(t, 30*time.Second, append(tc.args, "--check-config")...)

@@ -35,16 +35,42 @@ func CheckListenAddr(addr string) error {
 
 // CheckListenAddrs checks listen addresses given as flag name, address
 // pairs ("--listen", addr, ...) with CheckListenAddr, skipping empty ones
-// (a listener that is off). Each error names its flag and address:
-// "--listen 127.0.0.1:99999: port out of range".
+// (a listener that is off), and refuses two that would share a port (the
+// second would find it "in use" at start, by the first). Each error names
+// its flag and address: "--listen 127.0.0.1:99999: port out of range".
 func CheckListenAddrs(flagAddrs ...string) error {
 	var errs []error
 	for i := 0; i+1 < len(flagAddrs); i += 2 {
-		if addr := flagAddrs[i+1]; addr != "" {
-			if err := CheckListenAddr(addr); err != nil {
-				errs = append(errs, fmt.Errorf("%s %s: %w", flagAddrs[i], addr, err))
+		addr := flagAddrs[i+1]
+		if addr == "" {
+			continue
+		}
+		if err := CheckListenAddr(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", flagAddrs[i], addr, err))
+			continue
+		}
+		for j := 0; j < i; j += 2 {
+			if sameListener(addr, flagAddrs[j+1]) {
+				errs = append(errs, fmt.Errorf("%s %s: the same port as %s %s: give each its own port", flagAddrs[i], addr, flagAddrs[j], flagAddrs[j+1]))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// sameListener reports whether listening on a and on b (valid listen
+// addresses) would collide: the same port, not 0, on the same host or on
+// every address ("", 0.0.0.0, ::). Hosts are compared as written:
+// "localhost" and 127.0.0.1 are not found to collide.
+func sameListener(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, err := net.SplitHostPort(b)
+	if err != nil {
+		return false
+	}
+	r := &net.Resolver{PreferGo: true}
+	na, errA := r.LookupPort(context.Background(), "tcp", pa)
+	nb, errB := r.LookupPort(context.Background(), "tcp", pb)
+	everywhere := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return errA == nil && errB == nil && na == nb && na != 0 && (ha == hb || everywhere(ha) || everywhere(hb))
 }

@@ -17,6 +17,22 @@ func TestCheckListenAddr(t *testing.T) {
 			t.Errorf("CheckListenAddr(%q) = %v, want %q", addr, err, want)
 		}
 	}
+	for _, tt := range []struct {
+		addrs []string
+		want  string
+	}{
+		{[]string{"--tls-addr", "127.0.0.1:8443", "--http-addr", "127.0.0.1:8443"}, "--http-addr 127.0.0.1:8443: the same port as --tls-addr 127.0.0.1:8443: give each its own port"},
+		{[]string{"--tls-addr", ":443", "--http-addr", "127.0.0.1:https"}, "--http-addr 127.0.0.1:https: the same port as --tls-addr :443"},
+		{[]string{"--listen", "127.0.0.1:8999", "--http-addr", "[::]:8999"}, "--http-addr [::]:8999: the same port as --listen"},
+		{[]string{"--tls-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, ""},
+		{[]string{"--tls-addr", "127.0.0.1:8443", "--http-addr", "127.0.0.2:8443"}, ""},
+		{[]string{"--tls-addr", ":443", "--http-addr", ":80"}, ""},
+	} {
+		err := CheckListenAddrs(tt.addrs...)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("CheckListenAddrs(%q) = %v, want %q", tt.addrs, err, tt.want)
+		}
+	}
 	err := CheckListenAddrs("--listen", "127.0.0.1:99999", "--http-addr", "", "--tls-addr", "localhost")
 	want := "--listen 127.0.0.1:99999: port out of range\n--tls-addr localhost: missing port in address"
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
