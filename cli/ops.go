@@ -77,10 +77,12 @@ func (o *opsConfig) metricsToken() string {
 }
 
 // check refuses, before anything listens, an ops listen address that is
-// not one (cmdline.CheckListenAddrs), or an ops listener reachable beyond loopback
-// without a token (monitor.Config.Check), naming the flags that fix it.
+// not one (cmdline.CheckListenAddrs, each alone: metrics and the status
+// page may share one listener), or an ops listener reachable beyond
+// loopback without a token (monitor.Config.Check), naming the flags that
+// fix it.
 func (o *opsConfig) check() error {
-	if err := cmdline.CheckListenAddrs("--metrics-addr", o.MetricsAddr, "--status-addr", o.StatusAddr); err != nil {
+	if err := errors.Join(cmdline.CheckListenAddrs("--metrics-addr", o.MetricsAddr), cmdline.CheckListenAddrs("--status-addr", o.StatusAddr)); err != nil {
 		return err
 	}
 	c := o.monitor(nil, nil)
