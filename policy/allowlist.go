@@ -85,6 +85,7 @@ func (e *PatternError) Reason() string {
 	return e.Err.Error()
 }
 
+// Unwrap returns Err.
 func (e *PatternError) Unwrap() error { return e.Err }
 
 // PatternErrors returns the *PatternError of each invalid pattern that
