@@ -295,3 +295,27 @@ func awaitHandOver(t *testing.T, cmd *exec.Cmd, logs func() string, what string,
 	t.Cleanup(func() { _ = next.Kill() })
 	return next
 }
+
+// TestUpgradeKeepsListenAddr: a listen address changed in the config file
+// before an upgrade (SIGUSR2) is not applied, since the new process
+// inherits the sockets: it says so rather than silently serving on the old
+// address.
+func TestUpgradeKeepsListenAddr(t *testing.T) {
+	dir, bin := copyBinary(t)
+	cfgFile := filepath.Join(dir, "proxy.yaml")
+	writeCfg := func(port int) {
+		writeFileAtomic(t, cfgFile, fmt.Sprintf("tls_addr: 127.0.0.1:%d\nca: local\nallow: a.test\nstorage: %s\n", port, filepath.Join(dir, "state")))
+	}
+	old := testsvc.FreePort(t)
+	writeCfg(old)
+	cmd, logs := startProxyAt(t, bin, "--config", cfgFile)
+	writeCfg(testsvc.FreePort(t))
+	if err := cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	awaitHandOver(t, cmd, logs, "process", 45*time.Second)
+	want := "listening on the inherited socket, not on the address configured: restart certkeeper to listen there"
+	if out := logs(); !strings.Contains(out, want) || !strings.Contains(out, "127.0.0.1:"+strconv.Itoa(old)) {
+		t.Errorf("the upgraded proxy does not say it kept the old address:\n%s", out)
+	}
+}

@@ -138,13 +138,19 @@ func fileListener(fd int, name string) (net.Listener, error) {
 
 // Listen returns the listener called name: the inherited one of that
 // name, else an inherited systemd socket bound to addr, else a new one on
-// addr.
+// addr. An inherited listener bound elsewhere than addr (the address
+// changed in the configuration before an upgrade) is used all the same,
+// with a warning: the old process still holds it, so addr may be taken.
 func (u *Upgrader) Listen(name, addr string) (net.Listener, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	ln, ok := u.inherited[name]
 	if ok {
 		delete(u.inherited, name)
+		if !boundTo(ln, addr) {
+			u.logger().Warn("listening on the inherited socket, not on the address configured: restart certkeeper to listen there",
+				slog.String("name", name), slog.String("addr", ln.Addr().String()), slog.String("configured", addr))
+		}
 	} else if i := u.matchUnnamed(addr); i >= 0 {
 		ln = u.unnamed[i]
 		u.unnamed = append(u.unnamed[:i], u.unnamed[i+1:]...)
@@ -160,20 +166,28 @@ func (u *Upgrader) Listen(name, addr string) (net.Listener, error) {
 
 // matchUnnamed finds the unnamed systemd socket bound to addr.
 func (u *Upgrader) matchUnnamed(addr string) int {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return -1
-	}
 	for i, ln := range u.unnamed {
-		h, p, err := net.SplitHostPort(ln.Addr().String())
-		if err != nil || p != port {
-			continue
-		}
-		if host == "" || host == h || (net.ParseIP(host) != nil && net.ParseIP(host).Equal(net.ParseIP(h))) {
+		if _, port, err := net.SplitHostPort(addr); err == nil && port != "" && port != "0" && boundTo(ln, addr) {
 			return i
 		}
 	}
 	return -1
+}
+
+// boundTo reports whether ln is bound to addr: the same port (any, for
+// port 0) and host (any, for an empty host; a loopback address for
+// localhost). Other host names are not resolved: they do not match.
+func boundTo(ln net.Listener, addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	h, p, err := net.SplitHostPort(ln.Addr().String())
+	if err != nil || p != port && port != "" && port != "0" {
+		return false
+	}
+	ip := net.ParseIP(h)
+	return host == "" || host == h || ip != nil && (ip.Equal(net.ParseIP(host)) || host == "localhost" && ip.IsLoopback())
 }
 
 // Ready tells the process that started this one, if it was an upgrading
