@@ -308,6 +308,8 @@ func TestCheckConfigNoPolicy(t *testing.T) {
 		{[]string{"proxy"}, []string{"development mode", "https://localhost:8443/", "give --allow"}},
 		{[]string{"proxy", "--ca", "local"}, []string{"no --allow or --ask", "no name gets a certificate on demand", "already in --storage"}},
 		{[]string{"server", "--ca", "local", "--managed", "a.test"}, []string{"no --allow or --ask", "the --managed names"}},
+		{[]string{"proxy", "--config", writeConfig(t, "ca: local\nnames:\n  - pattern: '*.a.test'\n    key_type: rsa2048\n")},
+			[]string{"no name gets a certificate on demand", "names entries say how a name is obtained, not which names may be"}},
 	} {
 		args := append(tc.args, "--check-config", "--storage", t.TempDir())
 		r := ck(t, 30*time.Second, args...)

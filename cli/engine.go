@@ -309,6 +309,9 @@ func (c *engineConfig) warnNoPolicy(env *Env, managed bool) {
 	if managed {
 		served = "the --managed names and " + served
 	}
+	if len(c.Wildcards) > 0 || len(c.Names) > 0 {
+		served += " (--wildcard and names entries say how a name is obtained, not which names may be)"
+	}
 	fmt.Fprintf(env.Stderr, "certkeeper: warning: no --allow or --ask (allow, ask in --config): no name gets a certificate on demand; served: only %s\n", served)
 }
 
