@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/engine"
@@ -166,6 +167,16 @@ func (src *source) register(fs *flag.FlagSet, cfg any, engine *engineConfig, cha
 	fs.BoolVar(&src.check, "check-config", false, "check the configuration (--config and the flags) without starting: print\n\"configuration OK\" and exit 0, or print every error and exit 1")
 	cmdline.Bind(fs, cfg)
 	engine.register(fs, challengeHelp)
+}
+
+// noteOverridden notes in engine, for printNotes, each key of the config
+// file that a flag given overrides (cfg is the front-end's config): at a
+// reload, an edit there changes nothing.
+func (src *source) noteOverridden(cfg any, engine *engineConfig) {
+	data, _ := os.ReadFile(src.file) // none: nothing to note
+	for _, key := range yamlconf.Overridden(data, reflect.TypeOf(cfg).Elem(), src.set) {
+		engine.addNote(fmt.Sprintf("%s in %s is overridden by --%s on the command line", key, src.file, strings.ReplaceAll(key, "_", "-")))
+	}
 }
 
 // parsed records, once the command line is parsed, which flags were

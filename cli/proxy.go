@@ -86,6 +86,7 @@ func loadProxyConfig(src *source, flags *proxyConfig) (*proxyConfig, error) {
 		return nil, err
 	}
 	overlay(cfg, flags, &cfg.engineConfig, src.set)
+	src.noteOverridden(cfg, &cfg.engineConfig)
 	cfg.credit = src.credit(cfg)
 	return cfg, nil
 }
@@ -295,6 +296,7 @@ func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic
 		if p, err = buildParts(next, env.Logger); err == nil {
 			current.Store(p)
 			env.Logger.Info("configuration reloaded", slog.String("config", src.file))
+			next.printNotes(env)
 			warnRestart(env, cfg, next, "route", "backend")
 			return
 		}

@@ -80,3 +80,24 @@ func TestDevModeReload(t *testing.T) {
 		t.Errorf("development mode after SIGHUP served %q, want the backend's body", body)
 	}
 }
+
+// TestConfigKeyOverridden: a config file key that a flag given overrides
+// is noted at start and at each reload, since editing it changes nothing.
+func TestConfigKeyOverridden(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	writeFileAtomic(t, file, fmt.Sprintf("tls_addr: 127.0.0.1:%d\nca: local\nallow: a.test\n", testsvc.FreePort(t)))
+	p := startLogged(t, binary, "proxy listening", "proxy", "--config", file, "--storage", t.TempDir(), "--allow", "b.test")
+	note := "allow in " + file + " is overridden by --allow on the command line"
+	if strings.Count(p.output(), note) != 1 {
+		t.Fatalf("start: want the note %q once:\n%s", note, p.output())
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if !within(10*time.Second, func() bool { return strings.Count(p.output(), note) == 2 }) {
+		t.Errorf("reload: want the note %q again:\n%s", note, p.output())
+	}
+	if strings.Contains(p.output(), "tls_addr in "+file+" is overridden") {
+		t.Errorf("a key no flag overrides is noted:\n%s", p.output())
+	}
+}

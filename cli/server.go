@@ -103,6 +103,7 @@ func loadServerConfig(src *source, flags *serverConfig) (*serverConfig, error) {
 	}
 	// Flags with a default apply it when the file has no value either.
 	overlay(cfg, flags, &cfg.engineConfig, src.set, "listen", "issue-timeout")
+	src.noteOverridden(cfg, &cfg.engineConfig)
 	cfg.credit = src.credit(cfg)
 	return cfg, nil
 }
@@ -220,6 +221,7 @@ func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload fun
 	} else {
 		current.Store(&p)
 		env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
+		next.printNotes(env)
 		warnRestart(env, cfg, next, "token_file") // ReloadTokenFile logs its own
 	}
 	h.ReloadTokenFile(cfg.TokenFile, next.TokenFile)

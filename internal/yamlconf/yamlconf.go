@@ -132,6 +132,21 @@ func Given(data []byte, t reflect.Type) map[string]string {
 	return out
 }
 
+// Overridden returns, sorted, the keys of struct type t that the YAML
+// document data sets and whose flags (the key with "-" for "_", as
+// Overlay names them) are in set, the flags given: the file's values that
+// the command line overrides, so that editing them changes nothing.
+func Overridden(data []byte, t reflect.Type, set map[string]bool) []string {
+	var keys []string
+	for key := range Given(data, t) {
+		if set[strings.ReplaceAll(key, "_", "-")] {
+			keys = append(keys, key)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 // Aliases maps the deprecated config keys of struct type t (a field's
 // `alias:"old_key"` tag) to their new keys, following ",inline" fields.
 func Aliases(t reflect.Type) map[string]string {

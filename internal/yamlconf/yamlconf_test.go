@@ -131,6 +131,14 @@ func TestGiven(t *testing.T) {
 	}
 }
 
+func TestOverridden(t *testing.T) {
+	data := []byte("allow: [a.example]\ngrace: 1h\nemail: a@a.example\ndebug: true\n")
+	set := map[string]bool{"grace-period": true, "allow": true, "max-conns": true}
+	if got, want := Overridden(data, reflect.TypeOf(testConfig{}), set), []string{"allow", "grace_period"}; !slices.Equal(got, want) {
+		t.Errorf("Overridden = %q, want %q", got, want)
+	}
+}
+
 type overlayInner struct {
 	Zone     string            `yaml:"dns_zone"`
 	Settings map[string]string `yaml:"dns_setting"`
