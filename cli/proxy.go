@@ -297,6 +297,7 @@ func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic
 			current.Store(p)
 			env.Logger.Info("configuration reloaded", slog.String("config", src.file))
 			next.printNotes(env)
+			next.warnNotPublic(env, "--allow", next.Allow)
 			warnRestart(env, cfg, next, "route", "backend")
 			return
 		}

@@ -101,3 +101,21 @@ func TestConfigKeyOverridden(t *testing.T) {
 		t.Errorf("a key no flag overrides is noted:\n%s", p.output())
 	}
 }
+
+// TestReloadWarnsNotPublic: a reload that allows a name Let's Encrypt
+// never issues for warns of it, as the start does.
+func TestReloadWarnsNotPublic(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	conf := "tls_addr: 127.0.0.1:%d\nca: staging\nemail: a@example.com\nallow: [%s]\n"
+	port := testsvc.FreePort(t)
+	writeFileAtomic(t, file, fmt.Sprintf(conf, port, "www.example.com"))
+	p := startLogged(t, binary, "proxy listening", "proxy", "--config", file, "--storage", t.TempDir())
+	writeFileAtomic(t, file, fmt.Sprintf(conf, port, "www.example.com, printer.local"))
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	want := "--allow printer.local: Let's Encrypt cannot issue for it"
+	if !within(10*time.Second, func() bool { return strings.Contains(p.output(), want) }) {
+		t.Errorf("no warning %q within 10 s of SIGHUP:\n%s", want, p.output())
+	}
+}

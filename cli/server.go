@@ -222,6 +222,7 @@ func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload fun
 		current.Store(&p)
 		env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
 		next.printNotes(env)
+		next.warnNotPublic(env, "--allow", next.Allow)
 		warnRestart(env, cfg, next, "token_file") // ReloadTokenFile logs its own
 	}
 	h.ReloadTokenFile(cfg.TokenFile, next.TokenFile)
