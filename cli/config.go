@@ -104,7 +104,6 @@ func checkStorage(spec string) error {
 // listening. It returns every error found.
 func (c *engineConfig) check(env *Env, fe frontEnd) []error {
 	c.printNotes(env)
-	c.warnNotPublic(env, "--allow", c.Allow)
 	var errs []error
 	add := func(err error) {
 		if err != nil {

@@ -296,25 +296,6 @@ func reloadablePolicy(current func() policy.Policy) policy.Policy {
 	})
 }
 
-// warnNoPolicy warns when no name can get a certificate on demand, and
-// says what is served then (managed: the server's --managed names).
-func (c *engineConfig) warnNoPolicy(env *Env, managed bool) {
-	if len(c.Allow) > 0 || c.Ask != "" || c.RequireOwn {
-		return
-	}
-	served := "certificates already in --storage"
-	if len(c.CertFiles) > 0 {
-		served += " and the --cert-file ones"
-	}
-	if managed {
-		served = "the --managed names and " + served
-	}
-	if len(c.Wildcards) > 0 || len(c.Names) > 0 {
-		served += " (--wildcard and names entries say how a name is obtained, not which names may be)"
-	}
-	fmt.Fprintf(env.Stderr, "certkeeper: warning: no --allow or --ask (allow, ask in --config): no name gets a certificate on demand; served: only %s\n", served)
-}
-
 // warnRestart logs, after a reload from running to next (front-end
 // configs), a warning for each setting that changed but that the reload
 // does not apply: neither the policy nor those in applied.
@@ -324,20 +305,6 @@ func warnRestart(env *Env, running, next any, applied ...string) {
 		if !slices.Contains(applied, key) {
 			env.Logger.Warn(key+" changed in the config file: restart certkeeper to apply it", slog.String("key", key))
 		}
-	}
-}
-
-// warnNotPublic warns of the patterns of flag (--allow, --managed) that
-// only Let's Encrypt would be asked for but that it never issues for
-// (engine.NotPublic).
-func (c *engineConfig) warnNotPublic(env *Env, flag string, patterns []string) {
-	rules := make([]engine.Rule, len(c.Names))
-	for i, n := range c.Names {
-		rules[i] = engine.Rule{Pattern: n.Pattern, CAs: n.CA}
-	}
-	for _, p := range engine.NotPublic(c.CA, rules, patterns) {
-		fmt.Fprintf(env.Stderr, "certkeeper: warning: %s %s: Let's Encrypt cannot issue for it (%s): for development "+
-			"give --ca local (certkeeper's own CA), or your own ACME CA with --ca URL\n", flag, p.Pattern, p.Reason)
 	}
 }
 
@@ -402,7 +369,6 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	defer mon.Close()
 	defer m.Close()
 	printStartup(env, s.summary)
-	s.cfg.warnNotPublic(env, "--allow", s.cfg.Allow)
 	loop := serveloop.New(env.Logger, env.Stderr, up, s.reload)
 	if err := s.listen(loop, up, m); err != nil {
 		_ = loop.Drain(s.drain)

@@ -152,7 +152,7 @@ func checkProxy(env *Env, flags *proxyConfig, src *source) []error {
 	if devMode(src) {
 		printDevMode(env, cfg, "would serve")
 	}
-	cfg.warnNoPolicy(env, false) // development mode allows localhost
+	printWarnings(env, proxySummary(cfg, devMode(src)))
 	errs := cfg.engineConfig.check(env, proxyFrontEnd(cfg))
 	if err := cfg.checkAddrs(); err != nil {
 		errs = append([]error{err}, errs...)
@@ -217,7 +217,6 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, src *source) er
 	if err := cfg.Ops.check(); err != nil {
 		return err
 	}
-	cfg.warnNoPolicy(env, false)
 	parts, err := buildParts(cfg, env.Logger)
 	if err != nil {
 		return err
@@ -297,7 +296,7 @@ func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic
 			current.Store(p)
 			env.Logger.Info("configuration reloaded", slog.String("config", src.file))
 			next.printNotes(env)
-			next.warnNotPublic(env, "--allow", next.Allow)
+			printWarnings(env, proxySummary(next, devMode(src)))
 			warnRestart(env, cfg, next, "route", "backend")
 			return
 		}

@@ -118,7 +118,6 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 		return err
 	}
 	defer closeAudit()
-	cfg.warnNoPolicy(env, len(cfg.Managed) > 0)
 	pol, err := cfg.policy()
 	if err != nil {
 		return err
@@ -164,7 +163,7 @@ func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.
 	if err := cfg.Ops.check(); err != nil {
 		return nil, nil, nil, err
 	}
-	if err := cfg.checkManaged(env); err != nil {
+	if err := cfg.checkManaged(); err != nil {
 		return nil, nil, nil, err
 	}
 	if h.Tokens == nil && cfg.ClientCA == "" {
@@ -222,7 +221,7 @@ func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload fun
 		current.Store(&p)
 		env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
 		next.printNotes(env)
-		next.warnNotPublic(env, "--allow", next.Allow)
+		printWarnings(env, serverSummary(next))
 		warnRestart(env, cfg, next, "token_file") // ReloadTokenFile logs its own
 	}
 	h.ReloadTokenFile(cfg.TokenFile, next.TokenFile)
@@ -258,26 +257,21 @@ func (c *serverConfig) check(env *Env) []error {
 			errs = append(errs, err)
 		}
 	}
-	c.warnNoPolicy(env, len(c.Managed) > 0)
-	if err := c.checkManaged(env); err != nil {
+	printWarnings(env, serverSummary(c))
+	if err := c.checkManaged(); err != nil {
 		errs = append(errs, err)
 	}
 	return append(errs, c.engineConfig.check(env, c.frontEnd())...)
 }
 
 // checkManaged checks the names of each --managed certificate as
-// Manager.Cert does (it would retry an invalid one forever), and warns of
-// those Let's Encrypt never issues for.
-func (c *serverConfig) checkManaged(env *Env) error {
-	var names []string
+// Manager.Cert does (it would retry an invalid one forever).
+func (c *serverConfig) checkManaged() error {
 	for _, spec := range c.Managed {
-		n, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.NormalizeAll(strings.Split(spec, ","))
-		if err != nil {
+		if _, err := (hostname.Normalizer{AllowIP: true, AllowWildcard: true}).NormalizeAll(strings.Split(spec, ",")); err != nil {
 			return usagef("--managed %s: %v", spec, err)
 		}
-		names = append(names, n...)
 	}
-	c.warnNotPublic(env, "--managed", names)
 	return nil
 }
 

@@ -90,4 +90,13 @@ func printStartup(env *Env, s engine.Summary) {
 		fmt.Fprintf(&b, "certkeeper: %s\n", l)
 	}
 	fmt.Fprint(env.Stderr, b.String())
+	printWarnings(env, s)
+}
+
+// printWarnings writes s's warnings (engine.Summary.Warnings) to env's
+// stderr.
+func printWarnings(env *Env, s engine.Summary) {
+	for _, w := range s.Warnings() {
+		fmt.Fprintf(env.Stderr, "certkeeper: warning: %s\n", w)
+	}
 }

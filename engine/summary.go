@@ -161,3 +161,44 @@ func summaryChain(cas []string) string {
 	}
 	return strings.Join(out, ", then ")
 }
+
+// Warnings are what the operator of s may not expect, one line each
+// without a newline, to show after Lines: that no name gets a
+// certificate on demand (no Allow, Ask or RequireOwnIP, outside
+// development mode), and each Allow pattern or Managed name whose chain is
+// Let's Encrypt alone but that it never issues for (NotPublic).
+func (s *Summary) Warnings() []string {
+	var out []string
+	if !s.Dev && len(s.Allow) == 0 && s.Ask == "" && !s.RequireOwnIP {
+		served := "certificates already in --storage"
+		if s.CertFiles > 0 {
+			served += " and the --cert-file ones"
+		}
+		if len(s.Managed) > 0 {
+			served = "the --managed names and " + served
+		}
+		w := "no --allow or --ask: no name gets a certificate on demand; served: only " + served
+		if len(s.Wildcards) > 0 || len(s.Rules) > 0 {
+			w += " (--wildcard and names entries say how a name is obtained, not which names may be)"
+		}
+		out = append(out, w)
+	}
+	rules := make([]Rule, len(s.Rules))
+	for i, r := range s.Rules {
+		rules[i] = Rule{Pattern: r.Pattern, CAs: r.CAs}
+	}
+	var managed []string
+	for _, spec := range s.Managed {
+		managed = append(managed, strings.Split(spec, ",")...)
+	}
+	for _, names := range []struct {
+		flag     string
+		patterns []string
+	}{{"--allow", s.Allow}, {"--managed", managed}} {
+		for _, p := range NotPublic(s.CAs, rules, names.patterns) {
+			out = append(out, fmt.Sprintf("%s %s: Let's Encrypt cannot issue for it (%s): for development give --ca local "+
+				"(certkeeper's own CA), or your own ACME CA with --ca URL", names.flag, p.Pattern, p.Reason))
+		}
+	}
+	return out
+}

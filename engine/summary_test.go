@@ -53,3 +53,35 @@ func TestSummaryLines(t *testing.T) {
 		t.Errorf("empty summary = %q", l)
 	}
 }
+
+func TestSummaryWarnings(t *testing.T) {
+	const restOfNotPublic = ": Let's Encrypt cannot issue for it"
+	for _, tt := range []struct {
+		name string
+		s    engine.Summary
+		want []string // each warning starts with one, in order
+	}{
+		{"allowed", engine.Summary{Allow: []string{"www.example.com"}}, nil},
+		{"development mode", engine.Summary{Dev: true, Allow: []string{"localhost"}, CAs: []string{"local"}}, nil},
+		{"ask", engine.Summary{Ask: "http://127.0.0.1:9000/allowed"}, nil},
+		{"no policy", engine.Summary{CAs: []string{"local"}}, []string{"no --allow or --ask: no name gets a certificate on demand; served: only certificates already in --storage"}},
+		{"no policy, managed", engine.Summary{CAs: []string{"local"}, Managed: []string{"a.test"}, CertFiles: 1, Rules: []engine.SummaryRule{{Pattern: "*.a.test"}}},
+			[]string{"no --allow or --ask: no name gets a certificate on demand; served: only the --managed names and certificates already in --storage and the --cert-file ones (--wildcard and names entries"}},
+		{"Let's Encrypt", engine.Summary{Allow: []string{"localhost", "www.example.com", "*.corp.internal"}, Managed: []string{"www.example.com,intranet"}},
+			[]string{"--allow localhost" + restOfNotPublic, "--allow *.corp.internal" + restOfNotPublic, "--managed intranet" + restOfNotPublic}},
+		{"staging, a rule to another CA", engine.Summary{CAs: []string{"staging"}, Allow: []string{"localhost", "*.corp.internal"},
+			Rules: []engine.SummaryRule{{Pattern: "*.internal", CAs: []string{"https://ca.corp.internal/acme/directory"}}}},
+			[]string{"--allow localhost" + restOfNotPublic}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.s.Warnings()
+			ok := len(got) == len(tt.want)
+			for i := 0; ok && i < len(got); i++ {
+				ok = strings.HasPrefix(got[i], tt.want[i])
+			}
+			if !ok {
+				t.Errorf("Warnings() = %q, want lines starting %q", got, tt.want)
+			}
+		})
+	}
+}
