@@ -8,7 +8,7 @@
 // files their build constraints select and the types they declare (for
 // example syscall.Stat_t's field types). Type-checking every package, its
 // dependencies included, for a target catches exactly that, at a fraction of
-// the cost of compiling.
+// the cost of compiling. Test files are checked too.
 //
 //	go run ./typecheck -dir .. linux/arm64 darwin/arm64 ./...
 package main
@@ -67,8 +67,11 @@ func main() {
 func check(dir, goos, goarch string, patterns []string) (int, error) {
 	cfg := &packages.Config{
 		Mode: packages.LoadAllSyntax,
-		Dir:  dir,
-		Env:  append(os.Environ(), "GOOS="+goos, "GOARCH="+goarch, "CGO_ENABLED=0", "GOFLAGS=-mod=readonly"),
+		// Tests too: a test file that uses a helper declared in a file
+		// of another system's build constraint fails only there.
+		Tests: true,
+		Dir:   dir,
+		Env:   append(os.Environ(), "GOOS="+goos, "GOARCH="+goarch, "CGO_ENABLED=0", "GOFLAGS=-mod=readonly"),
 	}
 	pkgs, err := packages.Load(cfg, patterns...)
 	if err != nil {
