@@ -2,11 +2,17 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"os"
 
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/storage/open"
 	"github.com/certkeeper/certkeeper/truststore"
 )
 
@@ -25,8 +31,8 @@ func caRootCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper ca root [flags]",
 		Short:     "print the local CA's root certificate (PEM)",
-		Long: `Root prints the local CA's root certificate as PEM, creating the CA if it does not
-exist yet. Give it to the clients that should trust certificates from --ca local:
+		Long: `Root prints the local CA's root certificate as PEM, creating the CA (and saying so) if
+--storage holds none yet; a --storage directory that does not exist is refused as a typo. Give it to the clients that should trust certificates from --ca local:
 
 	certkeeper cert issue --ca local -d localhost --out-dir ./certs
 	certkeeper ca root > certkeeper-root.pem
@@ -38,18 +44,11 @@ To trust it on this machine (system store and browsers) in one step: certkeeper 
 			cmdline.Bind(fs, &sf)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			st, closeStorage, err := sf.open(ctx, env)
+			root, err := localCARoot(ctx, env, &sf, true)
 			if err != nil {
 				return err
 			}
-			defer closeStorage()
-			ca := &localca.CA{Storage: st, Logger: env.Logger}
-			pem, err := ca.RootPEM(ctx)
-			if err != nil {
-				return fmt.Errorf("local CA in %s: %w", sf.where(), err)
-			}
-			_, err = env.Stdout.Write(pem)
-			return err
+			return pem.Encode(env.Stdout, &pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})
 		},
 	}
 }
@@ -101,15 +100,9 @@ trust store and the NSS databases of your browsers. A root that is not installed
 		if noSystem && noNSS {
 			return usagef("--no-system and --no-nss together leave nothing to do")
 		}
-		st, closeStorage, err := sf.open(ctx, env)
+		root, err := localCARoot(ctx, env, &sf, install)
 		if err != nil {
 			return err
-		}
-		defer closeStorage()
-		ca := &localca.CA{Storage: st, Logger: env.Logger}
-		root, err := ca.Root(ctx)
-		if err != nil {
-			return fmt.Errorf("local CA in %s: %w", sf.where(), err)
 		}
 		o := truststore.Options{SkipSystem: noSystem, SkipNSS: noNSS}
 		apply := truststore.Trust
@@ -124,4 +117,39 @@ trust store and the NSS databases of your browsers. A root that is not installed
 		return nil
 	}
 	return c
+}
+
+// localCARoot returns the root of the local CA kept in --storage. A
+// --storage directory that does not exist is refused rather than given a
+// new CA: it is far more often a typo, and a root printed or trusted from
+// it is not the one the proxy's certificates chain to. create says
+// whether a storage that exists but holds no CA gets one (ca root, ca
+// trust, said on stderr) or its absence is an error (ca untrust).
+func localCARoot(ctx context.Context, env *Env, sf *storageFlags, create bool) (*x509.Certificate, error) {
+	where := sf.where()
+	hint := "give the --storage of the proxy, server or cert issue --ca local whose certificates you mean; they create the CA there on first use"
+	if !open.IsURL(where) {
+		if _, err := os.Stat(where); errors.Is(err, fs.ErrNotExist) {
+			return nil, &hintError{err: fmt.Errorf("no local CA in %s: the directory does not exist (is --storage right?)", where), hint: hint}
+		}
+	}
+	st, closeStorage, err := sf.open(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	defer closeStorage()
+	ca := &localca.CA{Storage: st, Logger: env.Logger}
+	root, err := ca.StoredRoot(ctx)
+	if errors.Is(err, fs.ErrNotExist) {
+		if !create {
+			return nil, &hintError{err: fmt.Errorf("no local CA in %s (is --storage right?)", where), hint: hint}
+		}
+		if root, err = ca.Root(ctx); err == nil {
+			fmt.Fprintf(env.Stderr, "certkeeper: %s held no local CA: created a new one (if you meant an existing CA, check --storage)\n", where)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("local CA in %s: %w", where, err)
+	}
+	return root, nil
 }

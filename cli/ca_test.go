@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +18,8 @@ func TestCARootLogging(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "BEGIN CERTIFICATE") {
 		t.Fatalf("ca root: exit %d\n%s", r.code, r.stderr)
 	}
-	if r.stderr != "" {
-		t.Errorf("ca root at the default log level wrote to stderr:\n%s", r.stderr)
+	if want := "held no local CA: created a new one"; !strings.Contains(r.stderr, want) || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("ca root at the default log level: stderr should be the one line %q:\n%s", want, r.stderr)
 	}
 	r = ck(t, 30*time.Second, "ca", "root", "--storage", t.TempDir(), "--log-level", "info", "--log-format", "json")
 	if r.code != 0 {
@@ -25,5 +27,37 @@ func TestCARootLogging(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, `"msg":"local CA root created"`) {
 		t.Errorf("ca root --log-level info --log-format json did not log the CA's creation as JSON:\n%s", r.stderr)
+	}
+}
+
+// TestCARootTypo: ca root, ca trust and ca untrust with a --storage
+// directory that does not exist refuse, and create nothing there; they
+// used to create a new CA in it and print (or trust) its root, which no
+// certificate of the user's proxy chains to. A second ca root in a
+// storage with a CA prints the same root and says nothing.
+func TestCARootTypo(t *testing.T) {
+	typo := filepath.Join(t.TempDir(), "typo")
+	for _, args := range [][]string{
+		{"ca", "root", "--storage", typo},
+		{"ca", "trust", "--no-system", "--no-nss=false", "--storage", typo},
+		{"ca", "untrust", "--no-system", "--storage", typo},
+	} {
+		r := ck(t, 30*time.Second, args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "no local CA in "+typo+": the directory does not exist (is --storage right?)") || r.stdout != "" {
+			t.Errorf("%v: exit %d, want 1 and the missing directory named\nstdout: %s\nstderr: %s", args, r.code, r.stdout, r.stderr)
+		}
+		if _, err := os.Stat(typo); err == nil {
+			t.Fatalf("%v created %s", args, typo)
+		}
+	}
+	dir := t.TempDir()
+	r := ck(t, 30*time.Second, "ca", "untrust", "--no-system", "--storage", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "no local CA in "+dir+" (is --storage right?)") {
+		t.Errorf("ca untrust in a storage without a CA: exit %d\n%s", r.code, r.stderr)
+	}
+	first := ck(t, 30*time.Second, "ca", "root", "--storage", dir)
+	again := ck(t, 30*time.Second, "ca", "root", "--storage", dir)
+	if first.code != 0 || again.code != 0 || first.stdout != again.stdout || again.stderr != "" {
+		t.Errorf("ca root twice: exits %d, %d; same root %v; second stderr %q", first.code, again.code, first.stdout == again.stdout, again.stderr)
 	}
 }
