@@ -28,14 +28,25 @@ func (r *Runner) Describe(e Event) string {
 			e.Addr, r.Server.ALPNAddr, r.Server.FallbackAddr, r.pidfile())
 	case RulesRemoved:
 		return "alpn-proxy removed its iptables rules"
+	case FallbackDown:
+		return fmt.Sprintf("warning: nothing answers on --fallback %s (%v): every connection not for acme-tls/1 fails until your TLS server listens there",
+			r.Server.FallbackAddr, e.Err)
 	case Draining:
-		return fmt.Sprintf("alpn-proxy stopping: waiting up to %s for %d open connections", r.drain(), e.Open)
+		return fmt.Sprintf("alpn-proxy stopping: waiting up to %s for %s", r.drain(), count(uint64(max(e.Open, 0)), "open connection"))
 	case Finished:
 		st := e.Stats
-		return fmt.Sprintf("alpn-proxy stopped: %d connections, %d to --alpn, %d to --fallback, %d closed over --max-conns, %d closed idle",
-			st.Accepted, st.ALPN, st.Fallback, st.Rejected, st.IdleClosed)
+		return fmt.Sprintf("alpn-proxy stopped: %s, %d to --alpn, %d to --fallback, %d closed over --max-conns, %d closed idle",
+			count(st.Accepted, "connection"), st.ALPN, st.Fallback, st.Rejected, st.IdleClosed)
 	}
 	return ""
+}
+
+// count is "1 connection", "2 connections".
+func count(n uint64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // Halt stops the proxy in p as [Pidfile.Stop] does, removes a pidfile

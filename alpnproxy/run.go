@@ -69,6 +69,12 @@ const (
 	Draining
 	// Finished: the proxy has stopped; Event.Stats holds its counters.
 	Finished
+	// FallbackDown: right after Listening, a connection to the Server's
+	// FallbackAddr, tried once and closed at once without a byte sent,
+	// failed with Event.Err: until something listens there, every
+	// connection that is not for acme-tls/1 fails. The proxy runs on
+	// (the web server may be starting too).
+	FallbackDown
 )
 
 // An Event is one step of [Runner.Run], for [Runner.Notify]. Only the
@@ -79,6 +85,7 @@ type Event struct {
 	Spec  []string
 	Open  int64
 	Stats Stats
+	Err   error
 }
 
 // RunningError is the error of [Runner.Run] when the process its pidfile
@@ -158,6 +165,10 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	srv.logger().Info("alpn-proxy listening", slog.String("addr", ln.Addr().String()),
 		slog.String("alpn", srv.ALPNAddr), slog.String("fallback", srv.FallbackAddr))
 	r.notify(Event{Kind: Listening, Addr: ln.Addr()})
+	if err := r.probeFallback(ctx); err != nil {
+		srv.logger().Warn("nothing answers on the fallback address", slog.String("fallback", srv.FallbackAddr), slog.Any("err", err))
+		r.notify(Event{Kind: FallbackDown, Err: err})
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
@@ -168,6 +179,21 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		rules = nil // removed: the deferred removal has nothing to do
 	}
 	return errors.Join(err, r.shutdown(errc))
+}
+
+// probeTimeout bounds the one connection to FallbackAddr at start.
+const probeTimeout = 3 * time.Second
+
+// probeFallback connects to the fallback address once and closes the
+// connection without sending anything, so that a web server expecting a
+// PROXY protocol header sees only a client that went away.
+func (r *Runner) probeFallback(ctx context.Context) error {
+	d := net.Dialer{Timeout: min(r.Server.dialTimeout(), probeTimeout)}
+	c, err := d.DialContext(ctx, "tcp", r.Server.FallbackAddr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 // shutdown drains the server and waits for Serve to return.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,6 +74,19 @@ func TestRunner(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer backend.Close()
+	// The probe of the fallback at start connects and sends nothing.
+	probed := make(chan int, 1)
+	go func() {
+		c, err := backend.Accept()
+		if err != nil {
+			probed <- -1
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		n, _ := io.Copy(io.Discard, c)
+		probed <- int(n)
+	}()
 	pidfile := alpnproxy.Pidfile(filepath.Join(t.TempDir(), "proxy.pid"))
 	var mu sync.Mutex
 	var kinds []alpnproxy.EventKind
@@ -103,6 +118,14 @@ func TestRunner(t *testing.T) {
 	if pid, err := pidfile.Read(); err != nil || pid != os.Getpid() {
 		t.Fatalf("pidfile holds %d, %v while running; want %d", pid, err, os.Getpid())
 	}
+	select {
+	case n := <-probed:
+		if n != 0 {
+			t.Errorf("the fallback probe sent %d bytes (or was not accepted: -1), want a bare connect", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fallback was not probed within 10 s of listening")
+	}
 	// A second Runner on the same pidfile refuses to start.
 	err = (&alpnproxy.Runner{Server: &alpnproxy.Server{}, Addr: "127.0.0.1:0", Pidfile: pidfile}).Run(t.Context())
 	if rerr, ok := errors.AsType[*alpnproxy.RunningError](err); !ok || rerr.PID != os.Getpid() {
@@ -126,6 +149,60 @@ func TestRunner(t *testing.T) {
 	}
 }
 
+// TestRunnerFallbackDown: with nothing listening on the fallback, Run
+// reports it once right after Listening and serves on: the web server may
+// come up later.
+func TestRunnerFallbackDown(t *testing.T) {
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fallback := closed.Addr().String()
+	closed.Close()
+	events := make(chan alpnproxy.Event, 10)
+	r := &alpnproxy.Runner{
+		Server:  &alpnproxy.Server{ALPNAddr: fallback, FallbackAddr: fallback},
+		Addr:    "127.0.0.1:0",
+		Pidfile: alpnproxy.Pidfile(filepath.Join(t.TempDir(), "proxy.pid")),
+		Drain:   time.Second,
+		Notify:  func(e alpnproxy.Event) { events <- e },
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	next := func() alpnproxy.Event {
+		select {
+		case e := <-events:
+			return e
+		case err := <-done:
+			t.Fatalf("Run returned early: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event within 10 s")
+		}
+		return alpnproxy.Event{}
+	}
+	if e := next(); e.Kind != alpnproxy.Listening {
+		t.Fatalf("first event %v, want Listening", e.Kind)
+	}
+	e := next()
+	if e.Kind != alpnproxy.FallbackDown || e.Err == nil {
+		t.Fatalf("second event %v (err %v), want FallbackDown with the dial error", e.Kind, e.Err)
+	}
+	want := "warning: nothing answers on --fallback " + fallback + " ("
+	if got := r.Describe(e); !strings.HasPrefix(got, want) || !strings.HasSuffix(got, "every connection not for acme-tls/1 fails until your TLS server listens there") {
+		t.Errorf("Describe(FallbackDown) = %q, want it to start %q", got, want)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v after its context ended", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of its context ending")
+	}
+}
+
 // TestDescribe: the steps read as alpn-proxy start prints them; a
 // listener that is not loopback needs no note before its rules.
 func TestDescribe(t *testing.T) {
@@ -141,6 +218,9 @@ func TestDescribe(t *testing.T) {
 		{alpnproxy.Event{Kind: alpnproxy.Listening, Addr: lo}, "alpn-proxy listening on 127.0.0.1:21443: acme-tls/1 to 127.0.0.1:31443, the rest to 127.0.0.1:443 (pidfile /run/p.pid)"},
 		{alpnproxy.Event{Kind: alpnproxy.RulesRemoved}, "alpn-proxy removed its iptables rules"},
 		{alpnproxy.Event{Kind: alpnproxy.Draining, Open: 3}, "alpn-proxy stopping: waiting up to 30s for 3 open connections"},
+		{alpnproxy.Event{Kind: alpnproxy.Draining, Open: 1}, "alpn-proxy stopping: waiting up to 30s for 1 open connection"},
+		{alpnproxy.Event{Kind: alpnproxy.Finished, Stats: alpnproxy.Stats{Accepted: 1, Fallback: 1}},
+			"alpn-proxy stopped: 1 connection, 0 to --alpn, 1 to --fallback, 0 closed over --max-conns, 0 closed idle"},
 		{alpnproxy.Event{Kind: alpnproxy.Finished, Stats: alpnproxy.Stats{Accepted: 5, ALPN: 1, Fallback: 3, Rejected: 1}},
 			"alpn-proxy stopped: 5 connections, 1 to --alpn, 3 to --fallback, 1 closed over --max-conns, 0 closed idle"},
 	} {
