@@ -267,6 +267,12 @@ func (f *issueFlags) checkPublic(names []string) error {
 // challenge listener.
 func (f *issueFlags) issuer(env *Env, st storage.Storage) (issuer.Issuer, func(), error) {
 	if f.local() {
+		// The local CA validates nothing, but --dns flags that a real CA's
+		// run would refuse are refused here too, so a rehearsal with
+		// --ca local finds them.
+		if _, err := f.dns.provider(env); err != nil {
+			return nil, nil, err
+		}
 		iss, err := f.issuerFor(env, f.ca(), st)
 		return iss, func() {}, err
 	}

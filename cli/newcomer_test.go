@@ -150,3 +150,36 @@ func TestIssueNotPublic(t *testing.T) {
 		t.Errorf("--ca local -d localhost: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// TestIssueLocalChecksDNS: cert issue --ca local refuses the --dns flags
+// a real CA's run refuses (it ignored them, so a rehearsal with the local
+// CA passed and the first real run failed), and a --dns-exec program that
+// is not there or not executable is refused before any CA is asked.
+func TestIssueLocalChecksDNS(t *testing.T) {
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "hook.sh")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.sh")
+	base := []string{"cert", "issue", "-d", "a.test", "--storage", filepath.Join(dir, "st"), "--out-dir", filepath.Join(dir, "out")}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ca", "local", "--dns", "exec", "--dns-exec", missing}, `--dns-exec exec: "` + missing + `": stat ` + missing + `: no such file or directory`},
+		{[]string{"--ca", "local", "--dns", "rfc2136"}, "--dns rfc2136 needs --dns-server"},
+		{[]string{"--ca", "local", "--dns", "nosuch"}, `--dns "nosuch": use rfc2136, powerdns or exec`},
+		{[]string{"--ca", "local", "--dns-setting", "zone=a.test"}, "--dns-setting and --dns-setting-file (dns_setting, dns_setting_file) need --dns PROVIDER"},
+		// Port 1 of loopback: nothing answers, and nothing is asked.
+		{[]string{"--ca", "https://127.0.0.1:1/dir", "--challenge", "dns-01", "--dns", "exec", "--dns-exec", notExec}, `--dns-exec exec: "` + notExec + `": permission denied`},
+	} {
+		r := ck(t, 30*time.Second, append(base, c.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%v: exit %d, want 2 and %q\n%s", c.args, r.code, c.want, r.stderr)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
+		t.Error("a refused cert issue wrote --out-dir")
+	}
+}

@@ -110,6 +110,10 @@ func TestBuiltin(t *testing.T) {
 		{"powerdns", Settings{"api_url": "http://h", "api_key_file": writeFile(t, "a\nb\n")}, "api_key_file", "", BadFile},
 		{"exec", Settings{"mode": "raw"}, "program", "", Missing},
 		{"exec", Settings{"program": "/bin/true", "mode": "lego"}, "mode", "", Invalid},
+		// A program that is not there, or not executable, is refused
+		// when the provider is built, not at the CA's first record.
+		{"exec", Settings{"program": filepath.Join(t.TempDir(), "missing.sh")}, "program", "", Invalid},
+		{"exec", Settings{"program": apiKey}, "program", "", Invalid},
 	} {
 		_, err := byName[tc.provider].New(tc.s)
 		var e *SettingError

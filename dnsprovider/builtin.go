@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	osexec "os/exec"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/solver/dns01"
@@ -117,6 +118,11 @@ func Exec() Provider {
 func newExec(s Settings) (dns01.Provider, error) {
 	if s["program"] == "" {
 		return nil, &SettingError{Provider: "exec", Setting: "program", Problem: Missing, Help: "the program to run"}
+	}
+	// A program that is not there, or not executable, would otherwise
+	// fail only when the CA has asked for the first record.
+	if _, err := osexec.LookPath(s["program"]); err != nil {
+		return nil, &SettingError{Provider: "exec", Setting: "program", Problem: Invalid, Err: err}
 	}
 	p := &dnsexec.Provider{Program: s["program"]}
 	switch mode := s["mode"]; strings.ToLower(mode) {

@@ -218,7 +218,7 @@ func (iss *Issuer) getDirectory(ctx context.Context) (acme.Directory, error) {
 		return err
 	})
 	if err != nil {
-		return acme.Directory{}, fmt.Errorf("%w at %s (check the URL, the network, and that HTTPClient trusts its HTTPS certificate): %w", ErrUnreachable, iss.where(), err)
+		return acme.Directory{}, fmt.Errorf("%w at %s (check the URL, the network, and that its HTTPS certificate chains to a root the HTTP client trusts): %w", ErrUnreachable, iss.where(), err)
 	}
 	return dir, nil
 }
