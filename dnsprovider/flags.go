@@ -64,11 +64,10 @@ func (fl Flags) Choose(name string, builtin Settings, values, files map[string]s
 	}
 	p := all[i]
 	if i < nb {
-		for name := range files {
-			return nil, usagef("%s %s: %s %s takes no settings (see its flags in --help)", fl.Setting, name, fl.Provider, p.Name)
-		}
-		for name := range values {
-			return nil, usagef("%s %s: %s %s takes no settings (see its flags in --help)", fl.Setting, name, fl.Provider, p.Name)
+		for flag, given := range map[string]map[string]string{fl.SettingFile: files, fl.Setting: values} {
+			for name := range given {
+				return nil, usagef("%s %s: %s %s takes no %s; its settings are flags of their own (see --help)", flag, name, fl.Provider, p.Name, flag)
+			}
 		}
 		prov, err := p.New(builtin)
 		return prov, fl.builtinError(err)

@@ -28,7 +28,9 @@ func TestChoose(t *testing.T) {
 		usage         bool
 	}{
 		{name: "nope", want: `--dns "nope": use rfc2136, powerdns, exec or cloud`, usage: true},
-		{name: "rfc2136", values: map[string]string{"x": "1"}, want: "--dns-setting x: --dns rfc2136 takes no settings", usage: true},
+		{name: "rfc2136", values: map[string]string{"x": "1"}, want: "--dns-setting x: --dns rfc2136 takes no --dns-setting; its settings are flags of their own", usage: true},
+		// A file is named as the flag it came with.
+		{name: "exec", files: map[string]string{"program": "/bin/true"}, want: "--dns-setting-file program: --dns exec takes no --dns-setting-file", usage: true},
 		{name: "rfc2136", want: "--dns rfc2136 needs --dns-server", usage: true},
 		{name: "cloud", values: map[string]string{"token": "secret"}, want: "give --dns-setting-file token=FILE (dns_setting_file)", usage: true},
 		{name: "cloud", values: map[string]string{"other": "1"}, want: "--dns-setting other: --dns cloud takes token, zone", usage: true},
