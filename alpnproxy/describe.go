@@ -2,7 +2,9 @@ package alpnproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"strings"
@@ -68,4 +70,21 @@ func (p Pidfile) Halt(ctx context.Context, timeout time.Duration, logger *slog.L
 		return fmt.Sprintf("alpn-proxy stopped (process %d)", pid), nil
 	}
 	return fmt.Sprintf("alpn-proxy is not running (no %s)", p), nil
+}
+
+// Status says whether the proxy of p runs, as "certkeeper alpn-proxy
+// status" tells it: its process ID if it does, else an error saying why
+// not (no pidfile, or one whose process is gone).
+func (p Pidfile) Status() (int, error) {
+	pid, err := p.Read()
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("not running (no %s)", p)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if !ProcessAlive(pid) {
+		return 0, fmt.Errorf("not running (process %d of %s is gone; alpn-proxy stop removes the file)", pid, p)
+	}
+	return pid, nil
 }

@@ -230,6 +230,32 @@ func TestDescribe(t *testing.T) {
 	}
 }
 
+// TestStatus: Status finds this process running, and says why not for
+// no pidfile and for one whose process is gone.
+func TestStatus(t *testing.T) {
+	p := alpnproxy.Pidfile(filepath.Join(t.TempDir(), "proxy.pid"))
+	if _, err := p.Status(); err == nil || !strings.Contains(err.Error(), "not running (no ") {
+		t.Errorf("Status without a pidfile = %v, want not running", err)
+	}
+	if err := p.Write(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	if pid, err := p.Status(); err != nil || pid != os.Getpid() {
+		t.Errorf("Status = %d, %v; want this process, %d", pid, err, os.Getpid())
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Write(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("not running (process %d of %s is gone", cmd.Process.Pid, p)
+	if _, err := p.Status(); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Status of an exited process = %v, want %q", err, want)
+	}
+}
+
 // TestHalt: Halt says there is nothing to stop, and removes a stale
 // pidfile.
 func TestHalt(t *testing.T) {

@@ -52,7 +52,7 @@ other connection, untouched, to the TLS server. Run it around a certificate issu
 
 Port 443 must reach the proxy's --listen address: on Linux, start --iptables adds the
 redirect rules and removes them when the proxy stops.`,
-		Commands: []*Command{alpnProxyStartCmd(), alpnProxyStopCmd()},
+		Commands: []*Command{alpnProxyStartCmd(), alpnProxyStopCmd(), alpnProxyStatusCmd()},
 	}
 }
 
@@ -199,6 +199,32 @@ process that no longer runs, means there is nothing to stop: the exit status is 
 				pidfile = defaultPidfile()
 			}
 			return stopALPNProxy(ctx, env, pidfile, timeout)
+		},
+	}
+}
+
+func alpnProxyStatusCmd() *Command {
+	var pidfile string
+	return &Command{
+		UsageLine: "certkeeper alpn-proxy status [flags]",
+		Short:     "say whether a proxy runs: exit status 0 if it does, 1 if not",
+		Long: `Status reads --pidfile and says whether the proxy it names runs: exit status 0 if it does,
+1 if not (no pidfile, or one whose process is gone), for scripts:
+
+	certkeeper alpn-proxy status && certkeeper alpn-proxy stop`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&pidfile, "pidfile", "", "`FILE` that alpn-proxy start wrote (default as for start)")
+		},
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if pidfile == "" {
+				pidfile = defaultPidfile()
+			}
+			pid, err := alpnproxy.Pidfile(pidfile).Status()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "alpn-proxy is running (process %d, pidfile %s)\n", pid, pidfile)
+			return nil
 		},
 	}
 }

@@ -174,6 +174,9 @@ func TestALPNProxyIssue(t *testing.T) {
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	br := bufio.NewReader(conn)
 	get(t, conn, br)
+	if r := ck(t, 30*time.Second, "alpn-proxy", "status", "--pidfile", pidfile); r.code != 0 || !strings.Contains(r.stdout, "alpn-proxy is running (process ") {
+		t.Errorf("status while running: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
 	stopped := make(chan result, 1)
 	go func() { stopped <- ckNoFatal(t, 40*time.Second, "alpn-proxy", "stop", "--pidfile", pidfile) }()
 	select {
@@ -211,6 +214,9 @@ func TestALPNProxyIssue(t *testing.T) {
 	// Stopping what is not running is not an error.
 	if r := ck(t, 30*time.Second, "alpn-proxy", "stop", "--pidfile", pidfile); r.code != 0 || !strings.Contains(r.stdout, "not running") {
 		t.Errorf("second stop: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := ck(t, 30*time.Second, "alpn-proxy", "status", "--pidfile", pidfile); r.code != 1 || !strings.Contains(r.stderr, "not running (no "+pidfile+")") {
+		t.Errorf("status after stop: exit %d, stdout %q, stderr %q; want 1 and not running", r.code, r.stdout, r.stderr)
 	}
 }
 
