@@ -288,6 +288,10 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 // routes and policy, warning of the changes that take a restart (those of
 // the running cfg); a configuration that does not load keeps the old one.
 func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic.Pointer[proxyParts]) {
+	if src.file == "" {
+		env.Logger.Info("SIGHUP: no --config file to read again; nothing changed")
+		return
+	}
 	next, err := loadProxyConfig(src, flags)
 	if err == nil {
 		next.defaults(devMode(src))

@@ -70,8 +70,15 @@ func TestDevModeReload(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	if !within(10*time.Second, func() bool { return strings.Contains(p.output(), "configuration reloaded") }) {
+	// Without --config there is nothing to read again, and it says so
+	// (it logged "configuration reloaded" with config="").
+	if !within(10*time.Second, func() bool {
+		return strings.Contains(p.output(), "SIGHUP: no --config file to read again; nothing changed")
+	}) {
 		t.Fatalf("no reload logged within 10 s of SIGHUP:\n%s", p.output())
+	}
+	if strings.Contains(p.output(), "configuration reloaded") {
+		t.Errorf("a reload without --config said the configuration was reloaded:\n%s", p.output())
 	}
 	root := ck(t, 30*time.Second, "ca", "root", "--storage", dir)
 	rootFile := filepath.Join(dir, "root.pem")

@@ -89,6 +89,9 @@ config key: docs/config.md.`,
 			if err := cfg.applyLogging(env, &c.engineConfig); err != nil {
 				return err
 			}
+			if src.file == "" {
+				load = nil // SIGHUP has no file to read again
+			}
 			return runServer(ctx, env, cfg, load)
 		},
 	}
@@ -207,8 +210,13 @@ func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h http.Hand
 // reloadServer reads the configuration again (SIGHUP): the policy
 // changes at once, and the token file is read again even if the
 // configuration is broken, since a revocation must not wait for a fixed
-// config.
+// config. reload is nil without --config: then only the token file is.
 func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload func() (*serverConfig, error), current *atomic.Pointer[policy.Policy]) {
+	if reload == nil {
+		env.Logger.Info("SIGHUP: no --config file to read again; only the token file is read again")
+		h.ReloadTokenFile(cfg.TokenFile, cfg.TokenFile)
+		return
+	}
 	next, err := reload()
 	var p policy.Policy
 	if err == nil {
@@ -219,7 +227,7 @@ func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload fun
 		next = cfg
 	} else {
 		current.Store(&p)
-		env.Logger.Info("configuration reloaded: the policy changed; other settings take a restart")
+		env.Logger.Info("configuration reloaded: its policy applies now; other settings take a restart")
 		next.printNotes(env)
 		printWarnings(env, serverSummary(next))
 		warnRestart(env, cfg, next, "token_file") // ReloadTokenFile logs its own

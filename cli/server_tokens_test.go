@@ -118,6 +118,11 @@ func TestServerTokenReload(t *testing.T) {
 	if !revoked {
 		t.Errorf("the removed token still fetches keys 5 s after SIGHUP:\n%s", p.output())
 	}
+	// No --config: the log says what SIGHUP read again (it said the
+	// policy changed).
+	if out := p.output(); !strings.Contains(out, "only the token file is read again") || strings.Contains(out, "policy changed") {
+		t.Errorf("SIGHUP without --config should log that only the token file is read again:\n%s", out)
+	}
 	if failed.Load() != 0 || sent.Load() < 10 {
 		t.Errorf("%d of %d requests with the kept token failed through the reload (last: %v)", failed.Load(), sent.Load(), lastErr.Load())
 	}
