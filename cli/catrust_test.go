@@ -140,7 +140,9 @@ func TestCATrustNSS(t *testing.T) {
 	if out, err := run("certutil", "-N", "-d", db, "--empty-password"); err != nil {
 		t.Fatalf("creating the NSS database: %v\n%s", err, out)
 	}
-	storageDir := filepath.Join(t.TempDir(), "storage")
+	// An existing storage without a CA: ca trust creates one there (a
+	// --storage directory that does not exist is refused as a typo).
+	storageDir := t.TempDir()
 	out, err := run(binary, "ca", "trust", "--no-system", "--storage", storageDir)
 	if err != nil {
 		t.Fatalf("ca trust: %v\n%s", err, out)
