@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -60,8 +62,10 @@ func CheckListenAddrs(flagAddrs ...string) error {
 
 // sameListener reports whether listening on a and on b (valid listen
 // addresses) would collide: the same port, not 0, on the same host or on
-// every address ("", 0.0.0.0, ::). Hosts are compared as written:
-// "localhost" and 127.0.0.1 are not found to collide.
+// every address ("", 0.0.0.0, ::). IP addresses are compared as
+// addresses (127.0.0.1 and ::ffff:127.0.0.1 are one) and "localhost" as
+// the loopback addresses it names; other host names, as written, since
+// the check resolves nothing.
 func sameListener(a, b string) bool {
 	ha, pa, _ := net.SplitHostPort(a)
 	hb, pb, err := net.SplitHostPort(b)
@@ -71,6 +75,26 @@ func sameListener(a, b string) bool {
 	r := &net.Resolver{PreferGo: true}
 	na, errA := r.LookupPort(context.Background(), "tcp", pa)
 	nb, errB := r.LookupPort(context.Background(), "tcp", pb)
+	if errA != nil || errB != nil || na != nb || na == 0 {
+		return false
+	}
 	everywhere := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
-	return errA == nil && errB == nil && na == nb && na != 0 && (ha == hb || everywhere(ha) || everywhere(hb))
+	if everywhere(ha) || everywhere(hb) || strings.EqualFold(ha, hb) {
+		return true
+	}
+	addrsA, addrsB := listenHostAddrs(ha), listenHostAddrs(hb)
+	return slices.ContainsFunc(addrsA, func(x netip.Addr) bool { return slices.Contains(addrsB, x) })
+}
+
+// listenHostAddrs are the addresses a listen address's host stands for,
+// known offline: an IP address itself, "localhost" the loopback
+// addresses; nil for any other name.
+func listenHostAddrs(host string) []netip.Addr {
+	if strings.EqualFold(host, "localhost") {
+		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip.Unmap()}
+	}
+	return nil
 }

@@ -27,6 +27,12 @@ func TestCheckListenAddr(t *testing.T) {
 		{[]string{"--tls-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, ""},
 		{[]string{"--tls-addr", "127.0.0.1:8443", "--http-addr", "127.0.0.2:8443"}, ""},
 		{[]string{"--tls-addr", ":443", "--http-addr", ":80"}, ""},
+		// localhost is the loopback addresses; addresses compare as such.
+		{[]string{"--tls-addr", "localhost:8443", "--http-addr", "127.0.0.1:8443"}, "--http-addr 127.0.0.1:8443: the same port as --tls-addr localhost:8443"},
+		{[]string{"--tls-addr", "[::1]:8443", "--http-addr", "LOCALHOST:8443"}, "--http-addr LOCALHOST:8443: the same port as --tls-addr [::1]:8443"},
+		{[]string{"--tls-addr", "[::ffff:127.0.0.1]:8443", "--http-addr", "127.0.0.1:8443"}, "the same port as --tls-addr [::ffff:127.0.0.1]:8443"},
+		{[]string{"--tls-addr", "localhost:8443", "--http-addr", "10.0.0.1:8443"}, ""},
+		{[]string{"--tls-addr", "a.example:8443", "--http-addr", "b.example:8443"}, ""},
 	} {
 		err := CheckListenAddrs(tt.addrs...)
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
