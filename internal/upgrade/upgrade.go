@@ -15,6 +15,7 @@
 package upgrade
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -175,16 +176,23 @@ func (u *Upgrader) matchUnnamed(addr string) int {
 }
 
 // boundTo reports whether ln is bound to addr: the same port (any, for
-// port 0) and host (any, for an empty host; a loopback address for
-// localhost). Other host names are not resolved: they do not match.
+// port 0; a service name such as https as /etc/services numbers it) and
+// host (any, for an empty host; a loopback address for localhost). Other
+// host names are not resolved: they do not match.
 func boundTo(ln net.Listener, addr string) bool {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
 	}
 	h, p, err := net.SplitHostPort(ln.Addr().String())
-	if err != nil || p != port && port != "" && port != "0" {
+	if err != nil {
 		return false
+	}
+	if port != "" && port != "0" {
+		n, err := (&net.Resolver{PreferGo: true}).LookupPort(context.Background(), "tcp", port)
+		if err != nil || strconv.Itoa(n) != p {
+			return false
+		}
 	}
 	ip := net.ParseIP(h)
 	return host == "" || host == h || ip != nil && (ip.Equal(net.ParseIP(host)) || host == "localhost" && ip.IsLoopback())
