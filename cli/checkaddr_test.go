@@ -39,6 +39,12 @@ func TestCheckConfigListenAddrs(t *testing.T) {
 			[]string{"--http-addr :8443: the same port as --tls-addr 127.0.0.1:8443: give each its own port", "the configuration has 1 error"}},
 		{[]string{"server", "--allow", "a.example", "--http-addr", "127.0.0.1:8999"},
 			[]string{"--http-addr 127.0.0.1:8999: the same port as --listen 127.0.0.1:8999", "the configuration has 1 error"}},
+		// An ops listener on a main listener's port (localhost is
+		// 127.0.0.1); metrics and the status page may share one.
+		{[]string{"proxy", "--allow", "a.example", "--tls-addr", "127.0.0.1:8443", "--metrics-addr", "localhost:8443", "--status-addr", "localhost:8443"},
+			[]string{"--metrics-addr localhost:8443: the same port as --tls-addr 127.0.0.1:8443", "--status-addr localhost:8443: the same port as --tls-addr", "the configuration has 2 errors"}},
+		{[]string{"server", "--allow", "a.example", "--status-addr", "127.0.0.1:8999"},
+			[]string{"--status-addr 127.0.0.1:8999: the same port as --listen 127.0.0.1:8999", "the configuration has 1 error"}},
 	} {
 		name := strings.Join(tc.args, " ")
 		r := ck(t, 30*time.Second, append(tc.args, "--check-config")...)

@@ -133,7 +133,9 @@ func (c *proxyConfig) checkAddrs() error {
 	if _, err := hostname.Normalize(c.DefaultName); c.DefaultName != "" && err != nil {
 		return usagef("--default-name: %v", hostname.WithHostHint(c.DefaultName, err))
 	}
-	return cmdline.CheckListenAddrs("--tls-addr", c.TLSAddr, "--http-addr", c.HTTPAddr)
+	main := []string{"--tls-addr", c.TLSAddr, "--http-addr", c.HTTPAddr}
+	return errors.Join(cmdline.CheckListenAddrs(main...),
+		cmdline.CheckSeparatePorts(main, "--metrics-addr", c.Ops.MetricsAddr, "--status-addr", c.Ops.StatusAddr))
 }
 
 // proxyFrontEnd is what the proxy offers the engine.

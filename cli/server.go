@@ -285,7 +285,9 @@ func (c *serverConfig) checkManaged() error {
 
 // checkAddrs checks the syntax of the server's listen addresses.
 func (c *serverConfig) checkAddrs() error {
-	return cmdline.CheckListenAddrs("--listen", c.Listen, "--http-addr", c.HTTPAddr, "--tls-alpn-addr", c.TLSAddr)
+	main := []string{"--listen", c.Listen, "--http-addr", c.HTTPAddr, "--tls-alpn-addr", c.TLSAddr}
+	return errors.Join(cmdline.CheckListenAddrs(main...),
+		cmdline.CheckSeparatePorts(main, "--metrics-addr", c.Ops.MetricsAddr, "--status-addr", c.Ops.StatusAddr))
 }
 
 // checkAnonymous refuses a configuration without authentication (no

@@ -60,6 +60,23 @@ func CheckListenAddrs(flagAddrs ...string) error {
 	return errors.Join(errs...)
 }
 
+// CheckSeparatePorts refuses listen addresses in others (flag name,
+// address pairs, as for CheckListenAddrs) that share a port with one in
+// main, naming both. The addresses in others may share one among
+// themselves (metrics and a status page can be served by one listener);
+// empty and malformed ones are left to CheckListenAddrs.
+func CheckSeparatePorts(main []string, others ...string) error {
+	var errs []error
+	for i := 0; i+1 < len(others); i += 2 {
+		for j := 0; j+1 < len(main); j += 2 {
+			if others[i+1] != "" && main[j+1] != "" && sameListener(others[i+1], main[j+1]) {
+				errs = append(errs, fmt.Errorf("%s %s: the same port as %s %s: give each its own port", others[i], others[i+1], main[j], main[j+1]))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // sameListener reports whether listening on a and on b (valid listen
 // addresses) would collide: the same port, not 0, on the same host or on
 // every address ("", 0.0.0.0, ::). IP addresses are compared as

@@ -45,3 +45,17 @@ func TestCheckListenAddr(t *testing.T) {
 		t.Errorf("CheckListenAddrs = %v, want %q...", err, want)
 	}
 }
+
+// TestCheckSeparatePorts: the ops listeners may share a port with each
+// other, not with a main one.
+func TestCheckSeparatePorts(t *testing.T) {
+	main := []string{"--tls-addr", ":8443", "--http-addr", ""}
+	if err := CheckSeparatePorts(main, "--metrics-addr", "127.0.0.1:9100", "--status-addr", "127.0.0.1:9100"); err != nil {
+		t.Errorf("metrics and status on one port: %v", err)
+	}
+	err := CheckSeparatePorts(main, "--metrics-addr", "localhost:8443", "--status-addr", "")
+	want := "--metrics-addr localhost:8443: the same port as --tls-addr :8443: give each its own port"
+	if err == nil || err.Error() != want {
+		t.Errorf("CheckSeparatePorts = %v, want %q", err, want)
+	}
+}
