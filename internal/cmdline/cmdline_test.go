@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -208,8 +209,10 @@ func TestSettings(t *testing.T) {
 		t.Errorf("String() = %q, want a=1,b=3,c=", got)
 	}
 	for _, v := range []string{"novalue", "=x"} {
-		if err := s.Set(v); err == nil {
-			t.Errorf("Set(%q) = nil, want an error", v)
+		// The message fits a NAME=FILE flag too (it said NAME=VALUE).
+		want := fmt.Sprintf("no NAME= in %q: give NAME=VALUE (NAME=FILE for a file flag)", v)
+		if err := s.Set(v); err == nil || err.Error() != want {
+			t.Errorf("Set(%q) = %v, want %q", v, err, want)
 		}
 	}
 }

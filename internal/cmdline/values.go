@@ -109,7 +109,8 @@ func (s *Settings) Entries() []string {
 func (s *Settings) Set(v string) error {
 	name, value, ok := strings.Cut(v, "=")
 	if !ok || name == "" {
-		return fmt.Errorf("want NAME=VALUE, not %q", v)
+		// One type serves NAME=VALUE and NAME=FILE flags alike.
+		return fmt.Errorf("no NAME= in %q: give NAME=VALUE (NAME=FILE for a file flag)", v)
 	}
 	if *s == nil {
 		*s = map[string]string{}
