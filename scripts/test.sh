@@ -169,14 +169,16 @@ grep -E 'median|ratio' <<<"$out" || printf '%s\n' "$out"
 go test -count=1 -run 'TestNginxHandshakeRatio' -v ./cli | grep -E '^(---|ok|FAIL)|ratio'
 
 step "fuzz"
-# Each target runs FUZZTIME (10 s by default); minimisation of a new input is
-# capped so that the time goes to fuzzing.
-# Go's fuzzing engine sometimes ends a run with "context deadline exceeded"
-# when the time runs out while a worker is minimising an input: that is the
-# engine's, not a finding (a finding writes "Failing input written"), so such
-# a run is repeated once.
-# A target that barely runs finds nothing: each must reach MIN_EXECS
-# executions (its final "execs:" count) in its time.
+# Each target runs FUZZTIME (10 s by default) with minimisation off
+# (-fuzzminimizetime=0): a finding is still written to testdata/fuzz, only
+# not shrunk, and the time goes to fuzzing.
+# Go's fuzzing engine (through 1.26 at least) ends a run with "context
+# deadline exceeded" when the time runs out while a worker is minimising an
+# input; with minimisation on, FuzzRead (which finds new inputs every few
+# hundred milliseconds) failed that way in one run of five and twice in a row
+# in CI. Without minimisation it passed eight of eight. Such a failure is the
+# engine's, not a finding (a finding writes "Failing input written"), so it
+# is still repeated once should it happen.
 min_execs=${MIN_EXECS:-1000}
 check_execs() {
 	local n
@@ -188,7 +190,7 @@ check_execs() {
 }
 fuzz() {
 	local out
-	if out=$(go test -run='^$' -fuzz="^$1\$" -fuzztime="${FUZZTIME:-10s}" -fuzzminimizetime=2s "$2" 2>&1); then
+	if out=$(go test -run='^$' -fuzz="^$1\$" -fuzztime="${FUZZTIME:-10s}" -fuzzminimizetime=0 "$2" 2>&1); then
 		printf '%s\n' "$out" | tail -n 3
 		check_execs "$1" "$out"
 		return
@@ -198,7 +200,7 @@ fuzz() {
 		return 1
 	fi
 	echo "fuzz $1: the engine timed out while minimising (not a finding); running it again"
-	out=$(go test -run='^$' -fuzz="^$1\$" -fuzztime="${FUZZTIME:-10s}" -fuzzminimizetime=2s "$2" 2>&1) || { printf '%s\n' "$out"; return 1; }
+	out=$(go test -run='^$' -fuzz="^$1\$" -fuzztime="${FUZZTIME:-10s}" -fuzzminimizetime=0 "$2" 2>&1) || { printf '%s\n' "$out"; return 1; }
 	printf '%s\n' "$out" | tail -n 3
 	check_execs "$1" "$out"
 }
