@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"io"
+	"path"
 	"strings"
 	"testing"
 
@@ -90,7 +91,8 @@ func helpExampleLines(long string) []string {
 // certkeeperInvocations splits a shell command line into its simple
 // commands (at |, ||, &&, ; and &; a # comment and redirections dropped)
 // and returns the arguments of each that runs certkeeper, directly, under
-// sudo or through ssh HOST. A last word "..." stands for the reader's other
+// sudo, through ssh HOST, by a path (./certkeeper) or as go run
+// ./cmd/certkeeper. A last word "..." stands for the reader's other
 // flags and is dropped.
 func certkeeperInvocations(line string) [][]string {
 	var out [][]string
@@ -104,7 +106,10 @@ func certkeeperInvocations(line string) [][]string {
 		if len(words) > 0 && words[len(words)-1] == "..." {
 			words = words[:len(words)-1]
 		}
-		if len(words) > 0 && words[0] == "certkeeper" {
+		if len(words) > 3 && words[0] == "go" && words[1] == "run" && path.Base(words[2]) == "certkeeper" {
+			words = words[2:]
+		}
+		if len(words) > 0 && path.Base(words[0]) == "certkeeper" {
 			out = append(out, words[1:])
 		}
 	}
@@ -112,7 +117,8 @@ func certkeeperInvocations(line string) [][]string {
 }
 
 // shellCommands splits line into simple commands and their words, with
-// POSIX shell quoting ('...', "...", backslash outside single quotes).
+// POSIX shell quoting ('...', "...", backslash outside single quotes) and
+// $(...) kept whole.
 // Redirections (>, <, 2>, with their target) are dropped; # outside quotes
 // at the start of a word ends the line. Enough for help examples, not a
 // shell.
@@ -158,6 +164,21 @@ func shellCommands(line string) [][]string {
 				}
 				word.WriteByte(line[i])
 			}
+		case c == '$' && i+1 < len(line) && line[i+1] == '(':
+			// A command substitution is one word's part, spaces and all.
+			depth, j := 0, i
+			for ; j < len(line); j++ {
+				if line[j] == '(' {
+					depth++
+				} else if line[j] == ')' {
+					if depth--; depth == 0 {
+						break
+					}
+				}
+			}
+			word.WriteString(line[i:min(j+1, len(line))])
+			inWord = true
+			i = j
 		case c == '\\' && i+1 < len(line):
 			i++
 			word.WriteByte(line[i])
@@ -201,6 +222,8 @@ func TestShellCommands(t *testing.T) {
 			[][]string{{"certkeeper", "status", "--json"}, {"jq", `.[] | select(.state != "fine")`}}},
 		{`certkeeper alpn-proxy start --proxy-protocol   # nginx: listen 443 ssl;`,
 			[][]string{{"certkeeper", "alpn-proxy", "start", "--proxy-protocol"}}},
+		{`certkeeper storage export --out ck-$(date +%F).tar.gz`,
+			[][]string{{"certkeeper", "storage", "export", "--out", "ck-$(date +%F).tar.gz"}}},
 		{`certkeeper x --a "b \"c\"" d\ e`,
 			[][]string{{"certkeeper", "x", "--a", `b "c"`, "d e"}}},
 	} {
