@@ -1,6 +1,11 @@
 package certkeeper_test
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"os"
@@ -8,10 +13,12 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/solver/dns01/rfc2136"
+	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 // A complete HTTPS server (docs/getting-started.md): certificates for
@@ -67,4 +74,50 @@ func ExampleManager_TLSConfig() {
 	}()
 	srv := &http.Server{Addr: ":443", TLSConfig: m.TLSConfig(), Handler: http.NotFoundHandler()}
 	log.Fatal(srv.ListenAndServeTLS("", ""))
+}
+
+// HTTPS for localhost during development, from certkeeper's own CA and
+// with no network (docs/library.md): the certificate is issued at the
+// first handshake, and a client that trusts the CA's root (what
+// "certkeeper ca root" prints, or "certkeeper ca trust" installs)
+// verifies it.
+func ExampleManager_localCA() {
+	dir, err := os.MkdirTemp("", "certkeeper-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	st := filestore.New(dir) // certkeeper.DefaultStorageDir() to keep the root across runs
+	ca := &localca.CA{Storage: st}
+	m := &certkeeper.Manager{
+		Policy:  policy.Allowlist("localhost"),
+		Storage: st,
+		Issuers: []issuer.Issuer{ca},
+	}
+	defer m.Close()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", m.TLSConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "hello over HTTPS")
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	rootPEM, err := ca.RootPEM(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(rootPEM)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
+	resp, err := client.Get("https://" + ln.Addr().String() + "/")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	io.Copy(os.Stdout, resp.Body)
+	// Output: hello over HTTPS
 }
