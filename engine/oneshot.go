@@ -20,6 +20,9 @@ type OneShot struct {
 	// HTTPAddr and TLSALPNAddr are where http-01 and tls-alpn-01 are
 	// answered (the CA connects to ports 80 and 443).
 	HTTPAddr, TLSALPNAddr string
+	// Webroot, if set, answers http-01 through a web server serving
+	// this directory (http01.Webroot) instead of listening on HTTPAddr.
+	Webroot string
 	// DNS01 sets dns-01's records; required for dns-01.
 	DNS01 *dns01.Solver
 	// DNSResolver finds dns-persist-01 records, for dns-01 and
@@ -38,6 +41,11 @@ func (o OneShot) Listen(iss *acmeca.Issuer) (stop func(), err error) {
 	var closer func() error
 	switch o.Challenge {
 	case acmeca.HTTP01:
+		if o.Webroot != "" {
+			closer = func() error { return nil }
+			iss.Solvers = map[string]solver.Solver{acmeca.HTTP01: &http01.Webroot{Dir: o.Webroot, Logger: o.Logger}}
+			break
+		}
 		s := &http01.Solver{Logger: o.Logger}
 		srv, err := s.Listen(o.HTTPAddr)
 		if err != nil {

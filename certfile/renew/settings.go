@@ -36,6 +36,7 @@ type Settings struct {
 
 	Challenge string // challenge: http-01, tls-alpn-01, dns-01 or dns-persist-01
 	HTTPAddr  string // http_addr: where http-01 is answered
+	Webroot   string // webroot: the web server's document root http-01 is answered through
 	TLSAddr   string // tls_alpn_addr (tls_addr in older files): where tls-alpn-01 is answered
 
 	DNS           string   // dns: the DNS provider (rfc2136, powerdns, exec)
@@ -81,6 +82,7 @@ var fields = []field{
 	{key: "preferred_chain", scalar: func(s *Settings) *string { return &s.PreferredChain }},
 	{key: "challenge", scalar: func(s *Settings) *string { return &s.Challenge }},
 	{key: "http_addr", scalar: func(s *Settings) *string { return &s.HTTPAddr }},
+	{key: "webroot", scalar: func(s *Settings) *string { return &s.Webroot }},
 	{key: "tls_alpn_addr", scalar: func(s *Settings) *string { return &s.TLSAddr }},
 	{key: "dns", scalar: func(s *Settings) *string { return &s.DNS }},
 	{key: "dns_server", scalar: func(s *Settings) *string { return &s.DNSServer }},
@@ -338,12 +340,12 @@ func SaveSettings(path string, s Settings) error {
 }
 
 // Absolute makes the settings that name files absolute, relative to the
-// working directory: CARoots, TSIGKeyFile, DNSAPIKeyFile and the FILE of
+// working directory: CARoots, Webroot, TSIGKeyFile, DNSAPIKeyFile and the FILE of
 // each DNSSettingFiles entry (NAME=FILE). A renewal runs from cron, in
 // another directory than the command that remembered them. A path that
 // cannot be made absolute is left as it is; empty ones stay empty.
 func (s *Settings) Absolute() {
-	for _, p := range []*string{&s.CARoots, &s.TSIGKeyFile, &s.DNSAPIKeyFile} {
+	for _, p := range []*string{&s.CARoots, &s.Webroot, &s.TSIGKeyFile, &s.DNSAPIKeyFile} {
 		if *p != "" {
 			*p = absPath(*p)
 		}

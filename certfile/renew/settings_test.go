@@ -203,10 +203,10 @@ func TestSettingsAbsolute(t *testing.T) {
 		t.Fatal(err)
 	}
 	abs := filepath.Join(wd, "roots.pem")
-	s := Settings{CARoots: "roots.pem", TSIGKeyFile: abs, DNSExec: "hook.sh",
+	s := Settings{CARoots: "roots.pem", TSIGKeyFile: abs, DNSExec: "hook.sh", Webroot: "www",
 		DNSSettingFiles: []string{"token=token.txt"}}
 	s.Absolute()
-	want := Settings{CARoots: abs, TSIGKeyFile: abs, DNSExec: "hook.sh",
+	want := Settings{CARoots: abs, TSIGKeyFile: abs, DNSExec: "hook.sh", Webroot: filepath.Join(wd, "www"),
 		DNSSettingFiles: []string{"token=" + filepath.Join(wd, "token.txt")}}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("Absolute() gave %+v, want %+v", s, want)

@@ -8,6 +8,10 @@
 // fetched a token (solver.Answerer), so the issuer polls the CA at once
 // instead of sleeping.
 //
+// Webroot answers through a web server that keeps port 80 instead: it
+// writes each token as a file under the server's document root, as
+// certbot's webroot mode does.
+//
 // It does not redirect to HTTPS or serve anything but challenge paths:
 // that is the caller's fallback handler's job.
 package http01
