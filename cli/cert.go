@@ -21,6 +21,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/solver/dns01"
+	"github.com/certkeeper/certkeeper/solver/http01"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -72,6 +73,7 @@ type renewable struct {
 	// --challenge's default is set by registerCA.
 	challenge      string        `flag:"challenge" arg:"TYPE" help:"challenge TYPE that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; the only one for wildcards) or dns-persist-01 (a record\nset once with dns-persist-record)"`
 	httpAddr       string        `flag:"http-addr" arg:"ADDR" default:":80" help:"ADDR to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward"`
+	webroot        webrootDir    `flag:"webroot" arg:"DIR" help:"answer http-01 through the web server that serves DIR on port 80 (it keeps running):\neach token is written under DIR/.well-known/acme-challenge/ and removed after (certbot's\n--webroot -w DIR)"`
 	tlsAddr        string        `flag:"tls-alpn-addr" arg:"ADDR" default:":443" deprecated:"tls-addr" help:"ADDR to answer tls-alpn-01 on; the CA connects to port 443"`
 	outDir         string        `flag:"out-dir" arg:"DIR" help:"write DIR/private/NAME.key and DIR/certs/NAME.pem (leaf + chain) here\n(default: /etc/ssl for root, else ~/.acme)"`
 	preferredChain string        `flag:"preferred-chain" arg:"NAME" help:"among the chains the CA offers, prefer the one whose top certificate is issued by\nthis common NAME (e.g. \"ISRG Root X1\")"`
@@ -113,6 +115,10 @@ A development certificate from certkeeper's local CA, with no network (trust it 
 From Let's Encrypt, answering http-01 on port 80 (stop the web server, or use tls-alpn-01):
 
 	certkeeper cert issue -d a.example -d www.a.example --email you@a.example
+
+With a web server that keeps port 80 and serves /var/www/html (certbot's webroot mode):
+
+	certkeeper cert issue -d a.example --webroot /var/www/html
 
 Test against Let's Encrypt's staging CA first, with a 6-day certificate:
 
@@ -266,6 +272,9 @@ func (f *issueFlags) checkPublic(names []string) error {
 // issuer is the issuer the flags choose, with a func that stops its
 // challenge listener.
 func (f *issueFlags) issuer(env *Env, st storage.Storage) (issuer.Issuer, func(), error) {
+	if err := f.checkWebroot(); err != nil {
+		return nil, nil, err
+	}
 	if f.local() {
 		// The local CA validates nothing, but --dns flags that a real CA's
 		// run would refuse are refused here too, so a rehearsal with
@@ -277,6 +286,37 @@ func (f *issueFlags) issuer(env *Env, st storage.Storage) (issuer.Issuer, func()
 		return iss, func() {}, err
 	}
 	return newACMEIssuer(env, f, st)
+}
+
+// checkWebroot refuses --webroot with another challenge or address, and a
+// DIR that is not a directory.
+func (f *renewable) checkWebroot() error {
+	switch {
+	case f.webroot == "":
+		return nil
+	case f.challenge != acmeca.HTTP01:
+		return usagef("--webroot answers http-01, not --challenge %s: drop one of them", f.challenge)
+	case f.httpAddr != ":80":
+		return usagef("--webroot answers http-01 through your web server, so nothing listens on --http-addr %s: drop one of them", f.httpAddr)
+	}
+	if err := (&http01.Webroot{Dir: string(f.webroot)}).Check(); err != nil {
+		return usagef("--webroot %s: %v: give the directory your web server serves on port 80 (nginx: its root)", f.webroot, errors.Unwrap(err))
+	}
+	return nil
+}
+
+// webrootDir is --webroot's value. A word starting with "-" is refused:
+// certbot's "--webroot -w DIR" would otherwise make "-w" the directory.
+type webrootDir string
+
+func (d *webrootDir) String() string { return string(*d) }
+
+func (d *webrootDir) Set(v string) error {
+	if strings.HasPrefix(v, "-") {
+		return errors.New("give the web server's directory: --webroot DIR (certbot's --webroot -w DIR)")
+	}
+	*d = webrootDir(v)
+	return nil
 }
 
 // newACMEIssuer sets up the ACME issuer and starts the challenge listener,
@@ -293,7 +333,7 @@ func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer,
 		}
 		return true
 	}
-	o := engine.OneShot{Challenge: f.challenge, HTTPAddr: f.httpAddr, TLSALPNAddr: f.tlsAddr, DNSResolver: f.dns.resolver(), Logger: env.Logger}
+	o := engine.OneShot{Challenge: f.challenge, HTTPAddr: f.httpAddr, Webroot: string(f.webroot), TLSALPNAddr: f.tlsAddr, DNSResolver: f.dns.resolver(), Logger: env.Logger}
 	if f.challenge == acmeca.DNS01 {
 		if o.DNS01, err = f.dns.solver(env); err != nil {
 			return nil, nil, err
@@ -317,7 +357,11 @@ func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer,
 // address or another challenge would do.
 func portError(err error, addr, flagName, challenge string) error {
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("port %s is already in use, so %s cannot be answered there: stop what listens on it, choose another challenge with --challenge, or another address with %s", portOf(addr), challenge, flagName)
+		webroot := ""
+		if challenge == acmeca.HTTP01 {
+			webroot = "answer through the web server that holds it with --webroot DIR (its document root), "
+		}
+		return fmt.Errorf("port %s is already in use, so %s cannot be answered there: %sstop what listens on it, choose another challenge with --challenge, or another address with %s", portOf(addr), challenge, webroot, flagName)
 	}
 	return listenError(err, addr, flagName, challenge)
 }

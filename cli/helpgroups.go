@@ -15,7 +15,7 @@ var flagGroups = []cmdline.HelpGroup{
 	{Title: "CA and account", Flags: []string{"ca", "ca-roots", "email", "eab-kid", "eab-hmac", "key-type", "profile", "preferred-chain",
 		"order-limit", "no-wait", "rsa-fallback", "self-signed-fallback", "agree-tos", "contact", "issuer-domain",
 		"policy-wildcard", "until"}},
-	{Title: "Challenges", Flags: []string{"challenge", "dns", "dns-server", "tsig-key", "tsig-key-file", "dns-exec",
+	{Title: "Challenges", Flags: []string{"challenge", "webroot", "dns", "dns-server", "tsig-key", "tsig-key-file", "dns-exec",
 		"dns-exec-mode", "dns-api-url", "dns-api-key-file", "dns-resolver", "dns-zone", "dns-setting", "dns-setting-file", "dns-check-port", "dns-timeout",
 		"dns-no-check"}},
 	{Title: "Listeners", Flags: []string{"tls-addr", "http-addr", "tls-alpn-addr", "listen", "addr", "api-cert", "client-ca", "token-file",
