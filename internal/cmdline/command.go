@@ -36,6 +36,9 @@ type Command[E any] struct {
 	// with -d"): a user who typed "cert issue a.example" learns of -d.
 	TakesArgs bool
 	ArgsHint  string
+	// Spellings are other tools' spellings of its flags that it accepts
+	// (AddSpellings): certbot's -m for --email.
+	Spellings []Spelling
 }
 
 // CheckArgs refuses the arguments args of a command that takes none.
@@ -111,6 +114,7 @@ func (c *Command[E]) FlagSet(global func(fs *flag.FlagSet)) *flag.FlagSet {
 	if c.Flags != nil {
 		c.Flags(fs)
 	}
+	AddSpellings(fs, c.Spellings)
 	return fs
 }
 

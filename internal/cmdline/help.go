@@ -30,12 +30,13 @@ func groupOf(groups []HelpGroup, name string) string {
 }
 
 // PrintFlags writes fs's flags by group, in the order of groups, each
-// group's flags sorted; deprecated aliases are left out. A flag no group
+// group's flags sorted; deprecated aliases and other tools' spellings
+// are left out. A flag no group
 // lists comes last under "Other".
 func PrintFlags(w io.Writer, fs *flag.FlagSet, groups []HelpGroup) {
 	byGroup := map[string][]*flag.Flag{}
 	fs.VisitAll(func(f *flag.Flag) {
-		if AliasOf(f) != "" {
+		if hidden(f) {
 			return
 		}
 		g := groupOf(groups, f.Name)

@@ -68,7 +68,9 @@ func isHelp(name string) bool { return name == "h" || name == "help" }
 // a value takes the next word whatever it looks like ("--post-hook
 // 'systemctl reload nginx'", "--rulespec -p"), as the flag package does,
 // except a "--" word that names a flag of fs: "--allow --storage S" is a
-// forgotten value, refused ("--allow=--storage" gives it); a boolean flag
+// forgotten value, refused ("--allow=--storage" gives it), and another
+// tool's spelling of the same flag, which takes the value instead
+// (certbot's "--webroot -w DIR"; AddSpellings); a boolean flag
 // never does ("--iptables=false" sets it false). With
 // stopAtArg, flags end at the first argument, as "--" would: the rest is a
 // command line passed on verbatim. An undefined -h or --help returns
@@ -101,6 +103,9 @@ func Parse(fs *flag.FlagSet, args []string, stopAtArg bool, notes io.Writer) ([]
 				kind, _ := flag.UnquoteUsage(f)
 				return nil, fmt.Errorf("%s needs a value: %s %s", FlagName(name), FlagName(name), kind)
 			}
+			if next, _, _, ok := flagToken(args[i+1]); ok && spells(fs.Lookup(next), f.Name) {
+				continue // certbot's "--webroot -w DIR": the next word gives the value
+			}
 			if next, _, _, ok := flagToken(args[i+1]); ok && strings.HasPrefix(args[i+1], "--") && fs.Lookup(next) != nil {
 				kind, _ := flag.UnquoteUsage(f)
 				return nil, fmt.Errorf("%s needs a value: %s %s (%s is a flag; to give it as the value, write %s=%s)",
@@ -112,7 +117,14 @@ func Parse(fs *flag.FlagSet, args []string, stopAtArg bool, notes io.Writer) ([]
 			value = "true"
 		}
 		given := value
-		name, value = resolveAlias(f, value, notes)
+		if v, ok := f.Value.(*spellingValue); ok {
+			var set bool
+			if name, value, set = resolveSpelling(v, name, value, notes); !set {
+				continue
+			}
+		} else {
+			name, value = resolveAlias(f, value, notes)
+		}
 		if err := fs.Set(name, value); err != nil {
 			return nil, fmt.Errorf("invalid value %q for %s: %v", given, FlagName(f.Name), err)
 		}
@@ -120,12 +132,23 @@ func Parse(fs *flag.FlagSet, args []string, stopAtArg bool, notes io.Writer) ([]
 	return positional, nil
 }
 
+// spells reports whether f is another tool's spelling of the flag named
+// to.
+func spells(f *flag.Flag, to string) bool {
+	if f == nil {
+		return false
+	}
+	v, ok := f.Value.(*spellingValue)
+	return ok && v.s.To == to
+}
+
 // flagNames lists the names of the flags defined on fs, deprecated
-// aliases left out (a typo is pointed at the new name).
+// aliases and other tools' spellings left out (a typo is pointed at
+// certkeeper's name).
 func flagNames(fs *flag.FlagSet) []string {
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) {
-		if AliasOf(f) == "" {
+		if !hidden(f) {
 			names = append(names, f.Name)
 		}
 	})
