@@ -130,8 +130,9 @@ An IP address certificate (Let's Encrypt: shortlived profile, http-01 or tls-alp
 
 Progress goes to stderr; the result, one line, to stdout. Exit status: 0 issued, 1 failed
 (the message says why and what to do), 2 bad usage.`,
-		Flags:    f.register,
-		ArgsHint: "names go with -d",
+		Flags:     f.register,
+		ArgsHint:  "names go with -d",
+		Spellings: otherTools,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			return issueCert(ctx, env, f)
 		},

@@ -71,7 +71,8 @@ Exit status: 0 all good, 1 something failed (each is named in the summary), 2 ba
 			f.registerCA(fs)
 			cmdline.Bind(fs, f)
 		},
-		ArgsHint: "cert renew renews every due pair in --out-dir; to renew one certificate now, run cert issue -d NAME again",
+		ArgsHint:  "cert renew renews every due pair in --out-dir; to renew one certificate now, run cert issue -d NAME again",
+		Spellings: otherTools,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			return renewFiles(ctx, env, f)
 		},

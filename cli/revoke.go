@@ -37,7 +37,8 @@ Reasons (RFC 5280): ` + acmeca.RevocationReasons() + `.`,
 			cf.register(fs, caEmail)
 			cmdline.Bind(fs, &sf)
 		},
-		ArgsHint: "the certificate goes with --cert FILE",
+		ArgsHint:  "the certificate goes with --cert FILE",
+		Spellings: otherTools,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if certFile == "" {
 				return usagef("--cert is required")

@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"strings"
+
+	"github.com/certkeeper/certkeeper/internal/cmdline"
+)
+
+// otherTools are certbot's and lego's spellings of the flags of the ACME
+// commands (cert issue, cert renew, cert revoke, account register), taken
+// with a note that names certkeeper's flag (cmdline.Spelling). Each is
+// registered only where its flag exists; docs/cli.md lists them.
+var otherTools = []cmdline.Spelling{
+	{Tool: "certbot and lego", Name: "m", To: "email"},
+	{Tool: "certbot and lego", Name: "server", To: "ca"},
+	{Tool: "certbot and lego", Name: "domains", To: "d"},
+	{Tool: "certbot", Name: "domain", To: "d"},
+	{Tool: "certbot", Name: "staging", To: "ca", Fixed: "staging"},
+	{Tool: "certbot", Name: "test-cert", To: "ca", Fixed: "staging"},
+	{Tool: "certbot", Name: "standalone", To: "challenge", Fixed: "http-01"},
+	{Tool: "lego", Name: "http", To: "challenge", Fixed: "http-01"},
+	{Tool: "lego", Name: "tls", To: "challenge", Fixed: "tls-alpn-01"},
+	{Tool: "certbot", Name: "preferred-challenges", To: "challenge", Convert: challengeType},
+	{Tool: "certbot", Name: "w", To: "webroot"},
+	{Tool: "certbot", Name: "webroot-path", To: "webroot"},
+	{Tool: "lego", Name: "http.webroot", To: "webroot"},
+	{Tool: "lego", Name: "http.port", To: "http-addr"},
+	{Tool: "lego", Name: "tls.port", To: "tls-alpn-addr"},
+	{Tool: "certbot", Name: "rsa-key-size", To: "key-type", Convert: func(v string) string { return "rsa" + v }},
+	{Tool: "certbot", Name: "eab-hmac-key", To: "eab-hmac"},
+	{Tool: "lego", Name: "kid", To: "eab-kid"},
+	{Tool: "lego", Name: "hmac", To: "eab-hmac"},
+	{Tool: "certbot", Name: "force-renewal", To: "force"},
+	{Tool: "certbot", Name: "cert-path", To: "cert"},
+	{Tool: "certbot", Name: "key-path", To: "key"},
+	{Tool: "certbot", Name: "agree-tos", Why: "certkeeper never prompts; registering an account prints the terms it agrees to"},
+	{Tool: "lego", Name: "accept-tos", Why: "certkeeper never prompts; registering an account prints the terms it agrees to"},
+	{Tool: "certbot", Name: "non-interactive", Why: "certkeeper never prompts"},
+	{Tool: "certbot", Name: "n", Why: "certkeeper never prompts"},
+}
+
+// challengeType is certbot's --preferred-challenges value as a challenge
+// type: http is http-01, dns dns-01, tls-alpn tls-alpn-01.
+func challengeType(v string) string {
+	if v == "http" || v == "dns" || v == "tls-alpn" {
+		return v + "-01"
+	}
+	return strings.TrimSpace(v)
+}

@@ -1,0 +1,78 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/cmdline"
+)
+
+// TestOtherToolsDocumented: docs/cli.md's "Coming from certbot or lego"
+// table names every spelling otherTools accepts, and each is registered
+// on at least one command (its flag exists there).
+func TestOtherToolsDocumented(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "docs", "cli.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	start := strings.Index(doc, "## Coming from certbot or lego")
+	if start < 0 {
+		t.Fatal(`docs/cli.md has no "Coming from certbot or lego" section`)
+	}
+	section := doc[start:]
+	section = section[:strings.Index(section[2:], "\n## ")+2]
+	registered := map[string]bool{}
+	for _, c := range leafCommands() {
+		fs := c.FlagSet(globalFlags)
+		for _, s := range otherTools {
+			if f := fs.Lookup(s.Name); f != nil && cmdline.SpellingOf(f) != "" {
+				registered[s.Name] = true
+			}
+		}
+	}
+	for _, s := range otherTools {
+		if !strings.Contains(section, "`"+cmdline.FlagName(s.Name)) {
+			t.Errorf("docs/cli.md's certbot and lego table does not list %s", cmdline.FlagName(s.Name))
+		}
+		if !registered[s.Name] {
+			t.Errorf("%s (%s) is registered on no command: no command has %s", cmdline.FlagName(s.Name), s.Tool, cmdline.FlagName(s.To))
+		}
+	}
+}
+
+// TestOtherToolsSpellings runs cert issue as a certbot user types it, on
+// the local CA: the certificate is issued with the settings the spellings
+// name, and each spelling is answered with its note.
+func TestOtherToolsSpellings(t *testing.T) {
+	out := t.TempDir()
+	r := ck(t, 30*time.Second, "cert", "issue", "--server", "local", "--standalone", "--domains", "localhost",
+		"-m", "you@a.test", "--agree-tos", "-n", "--rsa-key-size", "2048", "--out-dir", out, "--storage", t.TempDir())
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"certkeeper: --server is certbot's and lego's spelling of --ca\n",
+		"certkeeper: --standalone is certbot's spelling of --challenge http-01\n",
+		"certkeeper: --domains is certbot's and lego's spelling of -d\n",
+		"certkeeper: -m is certbot's and lego's spelling of --email\n",
+		"certkeeper: --agree-tos (certbot) is not needed: certkeeper never prompts",
+		"certkeeper: -n (certbot) is not needed: certkeeper never prompts\n",
+		"certkeeper: --rsa-key-size is certbot's spelling of --key-type\n",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	certs := readPair(t, out, "localhost")
+	if got := certs[0].PublicKeyAlgorithm.String(); got != "RSA" || !strings.Contains(r.stdout, "issued localhost by local") {
+		t.Errorf("issued with a %s key, stdout %q; want an RSA key from the local CA", got, r.stdout)
+	}
+	conf, err := os.ReadFile(filepath.Join(out, "renewal", "localhost.conf"))
+	if err != nil || !strings.Contains(string(conf), "key_type = rsa2048\n") || !strings.Contains(string(conf), "ca = local\n") {
+		t.Errorf("renewal settings do not record what the spellings set (%v):\n%s", err, conf)
+	}
+}
