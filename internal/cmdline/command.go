@@ -39,6 +39,11 @@ type Command[E any] struct {
 	// Spellings are other tools' spellings of its flags that it accepts
 	// (AddSpellings): certbot's -m for --email.
 	Spellings []Spelling
+	// OtherNames are other tools' names of this command, with the tool
+	// ("certonly (certbot)"): an unknown command that is one of them is
+	// answered with this command's name. They are not run as it: the
+	// tools' commands differ in more than the name.
+	OtherNames []string
 }
 
 // CheckArgs refuses the arguments args of a command that takes none.
@@ -72,6 +77,34 @@ func (c *Command[E]) words() []string {
 		words = append(words, w)
 	}
 	return words
+}
+
+// below says where a command called name is under c's subcommands
+// ("issue" is "certkeeper cert issue") or which command another tool's
+// name stands for ("certonly" is certbot's "certkeeper cert issue"); ""
+// if nowhere.
+func (c *Command[E]) below(name string) string {
+	var found []string
+	var walk func(c *Command[E], depth int)
+	walk = func(c *Command[E], depth int) {
+		for _, sub := range c.Commands {
+			quoted := fmt.Sprintf("%q", strings.Join(sub.words(), " "))
+			if depth > 0 && sub.Name() == name {
+				found = append(found, quoted)
+			}
+			for _, o := range sub.OtherNames {
+				if n, tool, _ := strings.Cut(o, " ("); n == name {
+					found = append(found, fmt.Sprintf("%s (%s's %s)", quoted, strings.TrimSuffix(tool, ")"), name))
+				}
+			}
+			walk(sub, depth+1)
+		}
+	}
+	walk(c, 0)
+	if len(found) == 0 {
+		return ""
+	}
+	return "did you mean " + strings.Join(found, " or ") + "?"
 }
 
 // Lookup is c's subcommand called name, or nil.
@@ -175,7 +208,9 @@ func Resolve[E any](c *Command[E], args []string, global func(fs *flag.FlagSet))
 		sub := c.Lookup(name)
 		if sub == nil {
 			msg := fmt.Sprintf("unknown command %q", strings.Join(append(c.words(), name), " "))
-			if s := Suggest(name, append(c.CommandNames(), "help")); s != "" {
+			if hint := c.below(name); hint != "" {
+				msg += "; " + hint
+			} else if s := Suggest(name, append(c.CommandNames(), "help")); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", strings.Join(append(c.words(), s), " "))
 			}
 			return nil, nil, false, false, &GroupError{Group: c.FullName(), Unknown: true, Err: fmt.Errorf("%s", msg)}

@@ -10,13 +10,14 @@ import (
 
 type env struct{}
 
-// testTree is "prog" with a group "cert" of "issue" and "renew", and
-// "status".
+// testTree is "prog" with a group "cert" of "issue" (certbot's
+// certonly, lego's run) and "renew", and "status".
 func testTree() *Command[env] {
 	leaf := func(usage string, flags func(fs *flag.FlagSet)) *Command[env] {
 		return &Command[env]{UsageLine: usage, Flags: flags, Run: func(context.Context, env, []string) error { return nil }}
 	}
 	issue := leaf("prog cert issue [flags] NAME", func(fs *flag.FlagSet) { fs.String("out", "", "") })
+	issue.OtherNames = []string{"certonly (certbot)", "run (lego)"}
 	renew := leaf("prog cert renew [flags]", func(fs *flag.FlagSet) { fs.Bool("force", false, "") })
 	cert := &Command[env]{UsageLine: "prog cert COMMAND", Commands: []*Command[env]{issue, renew}}
 	return &Command[env]{UsageLine: "prog COMMAND", Commands: []*Command[env]{cert, leaf("prog status", nil)}}
@@ -51,6 +52,10 @@ func TestResolveErrors(t *testing.T) {
 	}{
 		{[]string{"cert", "renwe"}, "cert", true, `unknown command "prog cert renwe"; did you mean "prog cert renew"?`},
 		{[]string{"frobnicate"}, "", true, `unknown command "prog frobnicate"`},
+		// A command under a group, named without it; another tool's name.
+		{[]string{"renew"}, "", true, `unknown command "prog renew"; did you mean "prog cert renew"?`},
+		{[]string{"certonly"}, "", true, `unknown command "prog certonly"; did you mean "prog cert issue" (certbot's certonly)?`},
+		{[]string{"cert", "run"}, "cert", true, `unknown command "prog cert run"; did you mean "prog cert issue" (lego's run)?`},
 		{[]string{"cert", "--frobnicate", "issue"}, "cert", false, "unknown flag --frobnicate"},
 		{[]string{"cert", "--", "issue"}, "cert", false, "-- must come after a command: issue, renew"},
 	} {
