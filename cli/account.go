@@ -175,8 +175,9 @@ func accountUpdateCmd() *Command {
 	a := &accountFlags{}
 	var contacts cmdline.Strings
 	return &Command{
-		UsageLine: "certkeeper account update --email EMAIL --contact EMAIL... [flags]",
-		Short:     "replace an account's contacts",
+		UsageLine:  "certkeeper account update --email EMAIL --contact EMAIL... [flags]",
+		OtherNames: []string{"update_account (certbot)"},
+		Short:      "replace an account's contacts",
 		Long: `Update replaces the contacts of the account named by --email with the --contact addresses.
 
 	certkeeper account update --email ops@a.example --contact ops@a.example --contact oncall@a.example`,
@@ -225,8 +226,9 @@ func accountDeactivateCmd() *Command {
 	a := &accountFlags{}
 	var yes bool
 	return &Command{
-		UsageLine: "certkeeper account deactivate [--yes] [flags]",
-		Short:     "deactivate an account for good",
+		UsageLine:  "certkeeper account deactivate [--yes] [flags]",
+		OtherNames: []string{"unregister (certbot)"},
+		Short:      "deactivate an account for good",
 		Long: `Deactivate tells the CA the account will never be used again: it can no longer order, and this
 cannot be undone. It asks for confirmation unless --yes.
 

@@ -100,8 +100,9 @@ func (f *issueFlags) registerCA(fs *flag.FlagSet) {
 func certIssueCmd() *Command {
 	f := &issueFlags{}
 	return &Command{
-		UsageLine: "certkeeper cert issue -d NAME [-d NAME...] [flags]",
-		Short:     "obtain one certificate and write it as files",
+		UsageLine:  "certkeeper cert issue -d NAME [-d NAME...] [flags]",
+		OtherNames: []string{"certonly (certbot)", "run (lego)"},
+		Short:      "obtain one certificate and write it as files",
 		Long: `Issue obtains one certificate for the names given with -d and writes it as
 OUT-DIR/private/NAME.key (mode 0600) and OUT-DIR/certs/NAME.pem (leaf + chain), NAME being the
 first -d. A www. name brings its apex (www.a.example adds a.example) unless --no-apex. The

@@ -76,3 +76,23 @@ func TestOtherToolsSpellings(t *testing.T) {
 		t.Errorf("renewal settings do not record what the spellings set (%v):\n%s", err, conf)
 	}
 }
+
+// TestOtherToolsCommands: certbot's and lego's command names, and a
+// command given without its group, are refused with certkeeper's.
+func TestOtherToolsCommands(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"certonly", "-d", "a.test"}, `did you mean "certkeeper cert issue" (certbot's certonly)?`},
+		{[]string{"certificates"}, `did you mean "certkeeper status" (certbot's certificates)?`},
+		{[]string{"unregister"}, `did you mean "certkeeper account deactivate" (certbot's unregister)?`},
+		{[]string{"renew"}, `did you mean "certkeeper cert renew"?`},
+		{[]string{"export"}, `did you mean "certkeeper storage export"?`},
+	} {
+		r := ck(t, 30*time.Second, tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("certkeeper %s: exit %d, stderr %q; want exit 2 and %q", strings.Join(tc.args, " "), r.code, r.stderr, tc.want)
+		}
+	}
+}

@@ -22,8 +22,9 @@ func statusCmd() *Command {
 	var asJSON bool
 	var certFiles cmdline.Strings
 	return &Command{
-		UsageLine: "certkeeper status [flags]",
-		Short:     "show every stored certificate and its next renewal",
+		UsageLine:  "certkeeper status [flags]",
+		OtherNames: []string{"certificates (certbot)", "list (lego)"},
+		Short:      "show every stored certificate and its next renewal",
 		Long: `Status lists every certificate in --storage: its names, issuer, expiry, when it is due for
 renewal (by the lifetime rule; a running certkeeper refines it with the CA's ARI window) and a
 state: fine, renewing (due now), failing (the last renewal failed; the error and the next attempt
