@@ -18,6 +18,7 @@ import (
 	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/hook"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/solver/dns01"
@@ -61,9 +62,18 @@ type issueFlags struct {
 	names     cmdline.Strings `flag:"d" arg:"NAME" help:"a NAME (DNS name or IP address) for the certificate; repeat for more names, the first\nnames the files"`
 	noApex    bool            `flag:"no-apex" help:"do not add a.example when www.a.example is asked for"`
 	csrFile   string          `flag:"csr" arg:"FILE" help:"issue for this PEM certificate request FILE (its key stays with you; only\ncerts/NAME.pem is written); names come from the CSR unless -d is given"`
+	hookFlags
 	// fs is the parsed flag set: the flags given are remembered for
 	// renewals (renewconf.go).
 	fs *flag.FlagSet
+}
+
+// hookFlags are the hooks of cert issue and cert renew, remembered per
+// certificate (renew.Hooks runs them).
+type hookFlags struct {
+	deployHook string `flag:"deploy-hook" arg:"CMD" help:"CMD to run (with sh -c) after each certificate issued or renewed (remembered per certificate)"`
+	preHook    string `flag:"pre-hook" arg:"CMD" help:"CMD to run once per run, before the first issuance or renewal (remembered per certificate)"`
+	postHook   string `flag:"post-hook" arg:"CMD" help:"CMD to run once after a run that issued or renewed anything (remembered per certificate)"`
 }
 
 // renewable are the flags of cert issue that cert renew takes too, but
@@ -117,9 +127,10 @@ From Let's Encrypt, answering http-01 on port 80 (stop the web server, or use tl
 
 	certkeeper cert issue -d a.example -d www.a.example --email you@a.example
 
-With a web server that keeps port 80 and serves /var/www/html (certbot's webroot mode):
+With a web server that keeps port 80 and serves /var/www/html (certbot's webroot mode), and
+nginx reloaded once the files are written (and after each cert renew: hooks are remembered):
 
-	certkeeper cert issue -d a.example --webroot /var/www/html
+	certkeeper cert issue -d a.example --webroot /var/www/html --deploy-hook 'systemctl reload nginx'
 
 Test against Let's Encrypt's staging CA first, with a 6-day certificate:
 
@@ -168,6 +179,11 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 
+	if f.preHook != "" {
+		if err := hook.Run(ctx, f.preHook); err != nil {
+			return fmt.Errorf("--pre-hook failed, nothing issued: %w", err)
+		}
+	}
 	st, closeStorage, err := f.storageFlags.open(ctx, env)
 	if err != nil {
 		return err
@@ -202,7 +218,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if csrDER != nil {
 		progress(fmt.Sprintf("done in %s", time.Since(start).Round(time.Millisecond)))
 		fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key (yours, from the CSR)\n", strings.Join(names, ","), cert.Issuer, notAfter, paths.Cert)
-		return nil
+		return f.afterIssue(ctx, names, paths, cert.Leaf.NotAfter)
 	}
 	if err := f.remember(names[0]); err != nil {
 		return fmt.Errorf("the certificate files are written, but not how to renew them (cert renew will use its flags' defaults): %w", err)
@@ -211,6 +227,17 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key %s\n", strings.Join(names, ","), cert.Issuer, notAfter, paths.Cert, paths.Key)
 	env.Logger.Info("certificate obtained", slog.Any("names", names), slog.String("issuer", cert.Issuer),
 		slog.Time("not_after", cert.Leaf.NotAfter))
+	return f.afterIssue(ctx, names, paths, cert.Leaf.NotAfter)
+}
+
+// afterIssue runs --deploy-hook and --post-hook (renew.Hooks.Issued) for
+// the certificate just written.
+func (f *issueFlags) afterIssue(ctx context.Context, names []string, paths certfile.Paths, notAfter time.Time) error {
+	res := &renew.Result{Names: names, Paths: paths, NotAfter: notAfter,
+		Settings: renew.Settings{DeployHook: f.deployHook, PostHook: f.postHook}}
+	if err := new(renew.Hooks).Issued(ctx, res); err != nil {
+		return fmt.Errorf("the certificate files are written, but: %w", err)
+	}
 	return nil
 }
 

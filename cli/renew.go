@@ -25,9 +25,7 @@ type renewFlags struct {
 	dryRun     bool       `flag:"dry-run" help:"report what would be renewed and change nothing"`
 	newKey     bool       `flag:"new-key" help:"give renewed certificates a new key (default: keep the key)"`
 	want       string     `flag:"want" arg:"FILE" help:"FILE listing certificates to have: one per line, names separated by spaces"`
-	deployHook string     `flag:"deploy-hook" arg:"CMD" help:"CMD to run (with sh -c) after each renewed certificate (remembered per certificate)"`
-	preHook    string     `flag:"pre-hook" arg:"CMD" help:"CMD to run once per run, before the first renewal (remembered per certificate)"`
-	postHook   string     `flag:"post-hook" arg:"CMD" help:"CMD to run once after a run that renewed anything (remembered per certificate)"`
+	hookFlags
 	// hooks runs the remembered hooks of this run.
 	hooks renew.Hooks
 }

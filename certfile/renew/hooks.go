@@ -2,6 +2,7 @@ package renew
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -82,6 +83,17 @@ func (h *Hooks) Post(ctx context.Context, results []*Result) error {
 		}
 	}
 	return nil
+}
+
+// Issued runs, for one certificate just issued and written (cert issue),
+// its DeployHook and then its PostHook: the post-hook even if the deploy
+// hook failed, as after a run of cert renew. The errors are joined.
+func (h *Hooks) Issued(ctx context.Context, j *Result) error {
+	err := h.AfterRenew(ctx, j)
+	if perr := h.Post(ctx, []*Result{j}); perr != nil {
+		err = errors.Join(err, fmt.Errorf("post-hook: %w", perr))
+	}
+	return err
 }
 
 // ParseGrace parses a grace period for Renewer.Grace: a time.Duration

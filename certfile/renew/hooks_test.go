@@ -71,3 +71,29 @@ func TestHooks(t *testing.T) {
 		}
 	}
 }
+
+// TestHooksIssued: after one issuance the deploy hook runs, then the
+// post-hook, which runs even when the deploy hook fails; both failures
+// are reported.
+func TestHooksIssued(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the hooks below are sh")
+	}
+	log := filepath.Join(t.TempDir(), "log")
+	j := &Result{Names: []string{"a.test"}, NotAfter: time.Now(),
+		Settings: Settings{DeployHook: "echo deploy $CERTKEEPER_NAME >> " + log, PostHook: "echo post >> " + log}}
+	if err := new(Hooks).Issued(t.Context(), j); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(log); string(got) != "deploy a.test\npost\n" {
+		t.Errorf("hooks ran %q", got)
+	}
+	j.Settings = Settings{DeployHook: "exit 2", PostHook: "echo post >> " + log + "; exit 3"}
+	err := new(Hooks).Issued(t.Context(), j)
+	if err == nil || !strings.Contains(err.Error(), "deploy hook") || !strings.Contains(err.Error(), "post-hook") {
+		t.Errorf("Issued with failing hooks = %v, want both named", err)
+	}
+	if got, _ := os.ReadFile(log); string(got) != "deploy a.test\npost\npost\n" {
+		t.Errorf("the post-hook did not run after a failing deploy hook: %q", got)
+	}
+}
