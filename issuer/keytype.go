@@ -28,11 +28,23 @@ const (
 // KeyTypes lists every supported key type, default first.
 var KeyTypes = []KeyType{ECDSAP256, ECDSAP384, RSA2048, RSA3072, RSA4096}
 
+// otherKeyTypes are other tools' key type names: lego's (ec256, ec384,
+// rsa8192 aside), certbot's --key-type values with their defaults (ecdsa
+// is secp256r1, rsa 2048 bits), and the curves' short names.
+var otherKeyTypes = map[string]KeyType{
+	"ec256": ECDSAP256, "ec384": ECDSAP384, "p256": ECDSAP256, "p384": ECDSAP384,
+	"ecdsa": ECDSAP256, "rsa": RSA2048,
+}
+
 // ParseKeyType parses a key type name as used in flags and config. The
-// empty string gives ECDSAP256.
+// empty string gives ECDSAP256. certbot's and lego's names (ecdsa, rsa,
+// ec256, ec384) give the key type they mean.
 func ParseKeyType(s string) (KeyType, error) {
 	if s == "" {
 		return ECDSAP256, nil
+	}
+	if k, ok := otherKeyTypes[strings.ToLower(s)]; ok {
+		return k, nil
 	}
 	k := KeyType(strings.ToLower(s))
 	for _, t := range KeyTypes {
