@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -62,6 +63,7 @@ type issueFlags struct {
 	names     cmdline.Strings `flag:"d" arg:"NAME" help:"a NAME (DNS name or IP address) for the certificate; repeat for more names, the first\nnames the files"`
 	noApex    bool            `flag:"no-apex" help:"do not add a.example when www.a.example is asked for"`
 	csrFile   string          `flag:"csr" arg:"FILE" help:"issue for this PEM certificate request FILE (its key stays with you; only\ncerts/NAME.pem is written); names come from the CSR unless -d is given"`
+	dryRun    bool            `flag:"dry-run" help:"test the issuance: Let's Encrypt's staging CA instead of Let's Encrypt (another CA as given),\na temporary storage, no files written, nothing remembered, no deploy hook (certbot's --dry-run)"`
 	hookFlags
 	// fs is the parsed flag set: the flags given are remembered for
 	// renewals (renewconf.go).
@@ -132,7 +134,11 @@ nginx reloaded once the files are written (and after each cert renew: hooks are 
 
 	certkeeper cert issue -d a.example --webroot /var/www/html --deploy-hook 'systemctl reload nginx'
 
-Test against Let's Encrypt's staging CA first, with a 6-day certificate:
+Try it first without keeping anything (Let's Encrypt's staging CA, nothing written):
+
+	certkeeper cert issue --dry-run -d a.example -d www.a.example
+
+Test against Let's Encrypt's staging CA, with a 6-day certificate:
 
 	certkeeper cert issue --ca staging --profile shortlived -d a.example
 
@@ -172,6 +178,13 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	names, csrDER, keyType, err := f.request()
 	if err != nil {
 		return err
+	}
+	if f.dryRun {
+		cleanup, err := f.dryRunSetup()
+		if err != nil {
+			return err
+		}
+		defer cleanup()
 	}
 	if err := f.defaultDirs(); err != nil {
 		return err
@@ -215,6 +228,11 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		return explainIssueError(err, f)
 	}
 	cert, notAfter := got.Certificate, got.Certificate.Leaf.NotAfter.UTC().Format(time.RFC3339)
+	if f.dryRun {
+		progress(fmt.Sprintf("done in %s", time.Since(start).Round(time.Millisecond)))
+		fmt.Fprintf(env.Stdout, "dry run: %s validated, a test certificate issued by %s; nothing written or remembered\n", strings.Join(names, ","), cert.Issuer)
+		return f.afterIssue(ctx, names, paths, cert.Leaf.NotAfter)
+	}
 	if csrDER != nil {
 		progress(fmt.Sprintf("done in %s", time.Since(start).Round(time.Millisecond)))
 		fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key (yours, from the CSR)\n", strings.Join(names, ","), cert.Issuer, notAfter, paths.Cert)
@@ -228,6 +246,23 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	env.Logger.Info("certificate obtained", slog.Any("names", names), slog.String("issuer", cert.Issuer),
 		slog.Time("not_after", cert.Leaf.NotAfter))
 	return f.afterIssue(ctx, names, paths, cert.Leaf.NotAfter)
+}
+
+// dryRunSetup points the flags at a trial (--dry-run): Let's Encrypt's
+// staging CA for Let's Encrypt, a temporary storage (so a test account
+// and certificate never reach the real one) and out-dir, removed by the
+// returned func, and no deploy hook.
+func (f *issueFlags) dryRunSetup() (func(), error) {
+	dir, err := os.MkdirTemp("", "certkeeper-dry-run-")
+	if err != nil {
+		return nil, fmt.Errorf("--dry-run: %w", err)
+	}
+	if engine.CAURL(f.ca()) == acmeca.LetsEncrypt {
+		f.CA = []string{"staging"}
+	}
+	f.storageFlags = storageFlags{Storage: filepath.Join(dir, "storage")}
+	f.outDir, f.deployHook = filepath.Join(dir, "out"), ""
+	return func() { os.RemoveAll(dir) }, nil
 }
 
 // afterIssue runs --deploy-hook and --post-hook (renew.Hooks.Issued) for
