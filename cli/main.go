@@ -210,7 +210,9 @@ func run(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
 		return exitUsage
 	}
-	env.Stderr.Write(notes.Bytes())
+	if q := fs.Lookup("quiet"); q == nil || q.Value.String() != "true" { // cert renew --quiet, from cron
+		env.Stderr.Write(notes.Bytes())
+	}
 	if err := cmd.CheckArgs(cmdArgs); err != nil {
 		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
 		return exitUsage

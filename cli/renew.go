@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -25,6 +26,7 @@ type renewFlags struct {
 	dryRun     bool       `flag:"dry-run" help:"report what would be renewed and change nothing"`
 	newKey     bool       `flag:"new-key" help:"give renewed certificates a new key (default: keep the key)"`
 	want       string     `flag:"want" arg:"FILE" help:"FILE listing certificates to have: one per line, names separated by spaces"`
+	quiet      bool       `flag:"quiet" help:"print nothing unless something fails, then everything (for cron, which mails any output;\ncertbot's -q)"`
 	hookFlags
 	// hooks runs the remembered hooks of this run.
 	hooks renew.Hooks
@@ -72,7 +74,16 @@ Exit status: 0 all good, 1 something failed (each is named in the summary), 2 ba
 		ArgsHint:  "cert renew renews every due pair in --out-dir; to renew one certificate now, run cert issue -d NAME again",
 		Spellings: otherTools,
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			return renewFiles(ctx, env, f)
+			if !f.quiet {
+				return renewFiles(ctx, env, f)
+			}
+			quiet, out := *env, &bytes.Buffer{}
+			quiet.Stdout, quiet.Stderr = out, out
+			err := renewFiles(ctx, &quiet, f)
+			if err != nil {
+				env.Stderr.Write(out.Bytes())
+			}
+			return err
 		},
 	}
 }

@@ -31,6 +31,7 @@ var otherTools = []cmdline.Spelling{
 	{Tool: "lego", Name: "kid", To: "eab-kid"},
 	{Tool: "lego", Name: "hmac", To: "eab-hmac"},
 	{Tool: "certbot", Name: "force-renewal", To: "force"},
+	{Tool: "certbot", Name: "q", To: "quiet"},
 	{Tool: "certbot", Name: "cert-path", To: "cert"},
 	{Tool: "certbot", Name: "key-path", To: "key"},
 	{Tool: "certbot", Name: "agree-tos", Why: "certkeeper never prompts; registering an account prints the terms it agrees to"},

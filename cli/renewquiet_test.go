@@ -1,0 +1,31 @@
+package cli
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRenewQuiet: cert renew --quiet (certbot's -q, from cron, which mails
+// any output) prints nothing when all is well, not even the note for
+// certbot's spelling, and everything, on stderr, when something fails.
+func TestRenewQuiet(t *testing.T) {
+	dir := t.TempDir()
+	out, st := filepath.Join(dir, "out"), filepath.Join(dir, "st")
+	if r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", "localhost", "--out-dir", out, "--storage", st); r.code != 0 {
+		t.Fatalf("cert issue: exit %d\n%s", r.code, r.stderr)
+	}
+	r := ck(t, 30*time.Second, "cert", "renew", "-q", "--out-dir", out, "--storage", st)
+	if r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("cert renew -q with nothing due: exit %d, stdout %q, stderr %q; want exit 0 and no output", r.code, r.stdout, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "cert", "renew", "--quiet", "--force", "--out-dir", out, "--storage", st)
+	if r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("cert renew --quiet --force: exit %d, stdout %q, stderr %q; want exit 0 and no output", r.code, r.stdout, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "cert", "renew", "--quiet", "--force", "--webroot", filepath.Join(dir, "missing"), "--out-dir", out, "--storage", st)
+	if r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, "localhost    failed") || !strings.Contains(r.stderr, "1 of 1 certificates failed") {
+		t.Errorf("cert renew --quiet with a failure: exit %d, stdout %q, stderr %q; want exit 1 and the summary on stderr", r.code, r.stdout, r.stderr)
+	}
+}
