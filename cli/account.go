@@ -135,6 +135,7 @@ func accountRegisterCmd() *Command {
 			a.register(fs)
 			fs.BoolVar(&agree, "agree-tos", false, "accept the CA's terms of service (shown by running without it)")
 		},
+		Spellings: otherTools,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			iss, err := a.issuer(env, func(string) bool { return agree })
 			if err != nil {

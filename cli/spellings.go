@@ -34,6 +34,9 @@ var otherTools = []cmdline.Spelling{
 	{Tool: "certbot", Name: "q", To: "quiet"},
 	{Tool: "certbot", Name: "cert-path", To: "cert"},
 	{Tool: "certbot", Name: "key-path", To: "key"},
+	// account register has --agree-tos: there lego's name means it (a
+	// spelling whose flag is missing is skipped, and the next one taken).
+	{Tool: "lego", Name: "accept-tos", To: "agree-tos"},
 	{Tool: "certbot", Name: "agree-tos", Why: "certkeeper never prompts; registering an account prints the terms it agrees to"},
 	{Tool: "lego", Name: "accept-tos", Why: "certkeeper never prompts; registering an account prints the terms it agrees to"},
 	{Tool: "certbot", Name: "non-interactive", Why: "certkeeper never prompts"},

@@ -96,3 +96,28 @@ func TestOtherToolsCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestAcceptTOS: lego's --accept-tos is --agree-tos on account register,
+// which has it, and a spelling that asks for nothing on cert issue.
+func TestAcceptTOS(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  []string
+		note string
+	}{
+		{[]string{"account", "register"}, "--accept-tos is lego's spelling of --agree-tos"},
+		{[]string{"cert", "issue"}, "--accept-tos (lego) is not needed"},
+	} {
+		cmd, words, _, _, err := cmdline.Resolve(root(), append(tc.cmd, "--accept-tos"), globalFlags)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs := cmd.FlagSet(globalFlags)
+		var notes strings.Builder
+		if _, err := cmdline.Parse(fs, words, cmd.RawArgs, &notes); err != nil || !strings.Contains(notes.String(), tc.note) {
+			t.Errorf("%s --accept-tos: %v, notes %q; want %q", cmd.FullName(), err, notes.String(), tc.note)
+		}
+		if f := fs.Lookup("agree-tos"); f != nil && cmdline.SpellingOf(f) == "" && f.Value.String() != "true" {
+			t.Errorf("%s --accept-tos left --agree-tos %s", cmd.FullName(), f.Value)
+		}
+	}
+}
