@@ -189,6 +189,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		who, ok = "anonymous", true
 	}
 	if !ok {
+		if r.Header.Get("Authorization") != "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="certkeeper", error="invalid_token"`)
+			fail(w, http.StatusUnauthorized, "the bearer token was not accepted: it is not in the server's token file (mistyped, or revoked)")
+			return
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="certkeeper"`)
 		fail(w, http.StatusUnauthorized, "a bearer token or a client certificate is required")
 		return

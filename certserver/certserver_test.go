@@ -274,3 +274,22 @@ func TestBodyRefusedUnread(t *testing.T) {
 		})
 	}
 }
+
+// TestWrongTokenSaysSo: a bearer token the server does not hold (mistyped,
+// or revoked) was answered "a bearer token or a client certificate is
+// required", as if none had been sent; it now says the token was not
+// accepted (RFC 6750's invalid_token), without echoing it.
+func TestWrongTokenSaysSo(t *testing.T) {
+	s, _ := localServer(t, nil)
+	const wrong = "wrong-token-0123456789"
+	resp, body := get(t, s.URL+"/v1/certificates/a.test", wrong)
+	if resp.StatusCode != 401 || !strings.Contains(string(body), "not accepted") || strings.Contains(string(body), wrong) ||
+		!strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Errorf("wrong token: %d %q, WWW-Authenticate %q; want 401 saying the token was not accepted, invalid_token, no token echoed",
+			resp.StatusCode, body, resp.Header.Get("WWW-Authenticate"))
+	}
+	resp, body = get(t, s.URL+"/v1/certificates/a.test", "")
+	if resp.StatusCode != 401 || !strings.Contains(string(body), "is required") || strings.Contains(resp.Header.Get("WWW-Authenticate"), "error=") {
+		t.Errorf("no token: %d %q, WWW-Authenticate %q; want 401 saying one is required", resp.StatusCode, body, resp.Header.Get("WWW-Authenticate"))
+	}
+}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"time"
@@ -109,7 +108,7 @@ func opsFlagError(err error) error {
 		if lerr.Shared {
 			flagName = "--metrics-addr and --status-addr"
 		}
-		return fmt.Errorf("listening on %s for the %s (change it with %s): %w", lerr.Addr, lerr.What, flagName, lerr.Err)
+		return listenError(lerr.Err, lerr.Addr, flagName, "the "+lerr.What)
 	}
 	return err
 }

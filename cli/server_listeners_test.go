@@ -264,7 +264,8 @@ func TestServerTokenScopes(t *testing.T) {
 
 // TestListenPortBusy: a proxy or server whose port is taken says which
 // port, which flag moves it, and no --challenge (which cannot help HTTPS
-// or the API); the server said only "bind: address already in use".
+// or the API); the server said only "bind: address already in use", and
+// a taken --metrics-addr or --status-addr still does.
 func TestListenPortBusy(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -279,8 +280,10 @@ func TestListenPortBusy(t *testing.T) {
 	}{
 		{[]string{"proxy", "--tls-addr", addr}, "--tls-addr"},
 		{[]string{"server", "--ca", "local", "--listen", addr}, "--listen"},
+		{[]string{"proxy", "--tls-addr", "127.0.0.1:0", "--metrics-addr", addr}, "--metrics-addr"},
+		{[]string{"server", "--ca", "local", "--listen", "127.0.0.1:0", "--status-addr", addr}, "--status-addr"},
 	} {
-		t.Run(tt.args[0], func(t *testing.T) {
+		t.Run(tt.args[0]+tt.flag, func(t *testing.T) {
 			r := ck(t, 30*time.Second, append(tt.args, "--storage", t.TempDir())...)
 			want := "port " + port + " is already in use"
 			if r.code != 1 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "another address with "+tt.flag) || strings.Contains(r.stderr, "--challenge") {

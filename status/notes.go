@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // DirWhere returns a Printer.Where for a directory storage at dir: a
@@ -24,15 +25,20 @@ func DirWhere(dir string) func(key string) string {
 // EmptyNote is what follows "no certificates in DIR" (Printer.Finish's
 // note) for a directory storage at dir ("" for a storage at a URL): that
 // the directory does not exist (a mistyped --storage, or, when defaultDir,
-// the default of a user who stored nothing), or how certificates get
+// the default of a user who stored nothing), that it or its path is a
+// file, or how certificates get
 // there.
 func EmptyNote(dir string, defaultDir bool) string {
 	if dir != "" {
-		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		fi, err := os.Stat(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			if defaultDir {
 				return " (the directory does not exist: nothing was stored as this user; give --storage to read another)"
 			}
 			return " (the directory does not exist: is --storage right?)"
+		case errors.Is(err, syscall.ENOTDIR) || err == nil && !fi.IsDir():
+			return " (it, or a directory on its path, is a file, not a directory: is --storage right?)"
 		}
 	}
 	return " (certificates appear here once proxy, server or cert issue obtains one with this storage)"

@@ -1,6 +1,7 @@
 package status_test
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,9 +22,14 @@ func TestDirWhere(t *testing.T) {
 }
 
 // TestEmptyNote: a missing directory is pointed out, differently for the
-// default one; an existing one or a URL says how certificates get there.
+// default one; a file on the path (which said "certificates appear here")
+// too; an existing one or a URL says how certificates get there.
 func TestEmptyNote(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing")
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		dir        string
 		defaultDir bool
@@ -31,6 +37,8 @@ func TestEmptyNote(t *testing.T) {
 	}{
 		{missing, true, "nothing was stored as this user"},
 		{missing, false, "is --storage right?"},
+		{file, false, "is a file, not a directory: is --storage right?"},
+		{filepath.Join(file, "s"), false, "is a file, not a directory: is --storage right?"},
 		{t.TempDir(), false, "certificates appear here"},
 		{"", false, "certificates appear here"},
 	} {
