@@ -189,13 +189,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		who, ok = "anonymous", true
 	}
 	if !ok {
-		if r.Header.Get("Authorization") != "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="certkeeper", error="invalid_token"`)
-			fail(w, http.StatusUnauthorized, "the bearer token was not accepted: it is not in the server's token file (mistyped, or revoked)")
-			return
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="certkeeper"`)
-		fail(w, http.StatusUnauthorized, "a bearer token or a client certificate is required")
+		unauthorized(w, r)
 		return
 	}
 	if body {
@@ -303,4 +297,17 @@ func fail(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(msg + "\n"))
+}
+
+// unauthorized answers a request that authenticated as nobody: 401, with
+// RFC 6750's error="invalid_token" when it sent a token the server does
+// not hold (mistyped, or revoked), which is not echoed.
+func unauthorized(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="certkeeper", error="invalid_token"`)
+		fail(w, http.StatusUnauthorized, "the bearer token was not accepted: it is not in the server's token file (mistyped, or revoked)")
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="certkeeper"`)
+	fail(w, http.StatusUnauthorized, "a bearer token or a client certificate is required")
 }
