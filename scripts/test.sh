@@ -172,13 +172,15 @@ step "fuzz"
 # Each target runs FUZZTIME (10 s by default) with minimisation off
 # (-fuzzminimizetime=0): a finding is still written to testdata/fuzz, only
 # not shrunk, and the time goes to fuzzing.
-# Go's fuzzing engine (through 1.26 at least) ends a run with "context
-# deadline exceeded" when the time runs out while a worker is minimising an
-# input; with minimisation on, FuzzRead (which finds new inputs every few
-# hundred milliseconds) failed that way in one run of five and twice in a row
-# in CI. Without minimisation it passed eight of eight. Such a failure is the
-# engine's, not a finding (a finding writes "Failing input written"), so it
-# is still repeated once should it happen.
+# Go's fuzzing engine (through 1.26 at least) may end a run that found
+# nothing with "--- FAIL ... context deadline exceeded": when FUZZTIME runs
+# out, the coordinator can see its deadline before the workers' context is
+# cancelled, and reports the deadline as the error (internal/fuzz, stop).
+# Minimisation made it likelier (FuzzRead failed 1 run in 5, twice in a row
+# in CI) but it happens without (FuzzUnmarshalCertificate, once in CI). A
+# finding is recorded ahead of the deadline and writes "Failing input
+# written", so a failure whose only message is the deadline is a completed
+# run: it passes, its executions counted like any other.
 min_execs=${MIN_EXECS:-1000}
 check_execs() {
 	local n
@@ -188,20 +190,22 @@ check_execs() {
 		return 1
 	fi
 }
+# deadline_only reports whether a failed run's only failure message is the
+# engine's "context deadline exceeded".
+deadline_only() {
+	grep -q 'context deadline exceeded' <<<"$1" && ! grep -q 'Failing input written' <<<"$1" &&
+		! grep -A 40 -e '^--- FAIL' <<<"$1" | grep '^    ' | grep -qv 'context deadline exceeded'
+}
 fuzz() {
 	local out
-	if out=$(go test -run='^$' -fuzz="^$1\$" -fuzztime="${FUZZTIME:-10s}" -fuzzminimizetime=0 "$2" 2>&1); then
-		printf '%s\n' "$out" | tail -n 3
-		check_execs "$1" "$out"
-		return
+	if ! out=$(go test -run='^$' -fuzz="^$1\$" -fuzztime="${FUZZTIME:-10s}" -fuzzminimizetime=0 "$2" 2>&1); then
+		if ! deadline_only "$out"; then
+			printf '%s\n' "$out"
+			return 1
+		fi
+		echo "fuzz $1: the engine reported its own deadline as a failure (nothing found); counted as a completed run"
 	fi
-	printf '%s\n' "$out"
-	if grep -q 'Failing input written' <<<"$out" || ! grep -q 'context deadline exceeded' <<<"$out"; then
-		return 1
-	fi
-	echo "fuzz $1: the engine timed out while minimising (not a finding); running it again"
-	out=$(go test -run='^$' -fuzz="^$1\$" -fuzztime="${FUZZTIME:-10s}" -fuzzminimizetime=0 "$2" 2>&1) || { printf '%s\n' "$out"; return 1; }
-	printf '%s\n' "$out" | tail -n 3
+	printf '%s\n' "$out" | grep 'execs:' | tail -n 1
 	check_execs "$1" "$out"
 }
 fuzz FuzzNormalize ./hostname
