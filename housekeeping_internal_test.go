@@ -1,12 +1,11 @@
 package certkeeper
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -17,7 +16,7 @@ import (
 func TestLoadSeenCanceledQuiet(t *testing.T) {
 	// The Manager's own start-up (the renewal scan) logs at Info from
 	// another goroutine: only warnings count, and the buffer is locked.
-	logs := &lockedBuffer{}
+	logs := &testsvc.Buffer{}
 	m := &Manager{Storage: filestore.New(t.TempDir()),
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if err := m.init(); err != nil {
@@ -30,22 +29,4 @@ func TestLoadSeenCanceledQuiet(t *testing.T) {
 	if got := logs.String(); got != "" {
 		t.Errorf("loadSeen with a canceled context logged:\n%s", got)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -103,10 +103,11 @@ func Parse(fs *flag.FlagSet, args []string, stopAtArg bool, notes io.Writer) ([]
 				kind, _ := flag.UnquoteUsage(f)
 				return nil, fmt.Errorf("%s needs a value: %s %s", FlagName(name), FlagName(name), kind)
 			}
-			if next, _, _, ok := flagToken(args[i+1]); ok && spells(fs.Lookup(next), f.Name) {
+			next, _, _, isFlag := flagToken(args[i+1])
+			if isFlag && spells(fs.Lookup(next), f.Name) {
 				continue // certbot's "--webroot -w DIR": the next word gives the value
 			}
-			if next, _, _, ok := flagToken(args[i+1]); ok && strings.HasPrefix(args[i+1], "--") && fs.Lookup(next) != nil {
+			if isFlag && strings.HasPrefix(args[i+1], "--") && fs.Lookup(next) != nil {
 				kind, _ := flag.UnquoteUsage(f)
 				return nil, fmt.Errorf("%s needs a value: %s %s (%s is a flag; to give it as the value, write %s=%s)",
 					FlagName(name), FlagName(name), kind, args[i+1], FlagName(name), args[i+1])

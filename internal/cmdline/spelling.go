@@ -59,15 +59,15 @@ func AddSpellings(fs *flag.FlagSet, spellings []Spelling) {
 		if fs.Lookup(s.Name) != nil {
 			continue
 		}
-		v := &spellingValue{Value: ignored{}, s: s}
+		v, usage := &spellingValue{Value: ignored{}, s: s}, fmt.Sprintf("%s; not needed: %s", s.Tool, s.Why)
 		if s.To != "" {
 			f := fs.Lookup(s.To)
 			if f == nil {
 				continue
 			}
-			v.Value = f.Value
+			v.Value, usage = f.Value, fmt.Sprintf("%s spelling of %s", possessive(s.Tool), FlagName(s.To))
 		}
-		fs.Var(v, s.Name, fmt.Sprintf("%s spelling of %s", possessive(s.Tool), FlagName(s.To)))
+		fs.Var(v, s.Name, usage)
 	}
 }
 
