@@ -163,20 +163,22 @@ func verifyChain(t *testing.T, certs []*x509.Certificate, roots *x509.CertPool, 
 func TestIssueEachChallenge(t *testing.T) {
 	ca := testca.Start(t, testca.Options{})
 	storageDir := t.TempDir()
-	for _, challenge := range []string{"tls-alpn-01", "http-01"} {
+	// Each challenge its own names: Pebble reuses a valid authorization
+	// for the same account, and a reused one is not validated again.
+	for challenge, name := range map[string]string{"tls-alpn-01": "a.test", "http-01": "b.test"} {
 		t.Run(challenge, func(t *testing.T) {
 			out := t.TempDir()
-			args := append(pebbleArgs(ca, storageDir, out), "--challenge", challenge, "-d", "a.test", "-d", "www.a.test")
+			args := append(pebbleArgs(ca, storageDir, out), "--challenge", challenge, "-d", name, "-d", "www."+name)
 			r := ck(t, time.Minute, args...)
 			if r.code != 0 {
 				t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
 			}
-			certs := readPair(t, out, "a.test")
-			verifyChain(t, certs, ca.IssuingRootPool(t), "a.test", "www.a.test")
-			if !strings.Contains(r.stdout, "a.test,www.a.test") || !strings.Contains(r.stdout, "not_after") {
+			certs := readPair(t, out, name)
+			verifyChain(t, certs, ca.IssuingRootPool(t), name, "www."+name)
+			if !strings.Contains(r.stdout, name+",www."+name) || !strings.Contains(r.stdout, "not_after") {
 				t.Errorf("summary line = %q", r.stdout)
 			}
-			for _, step := range []string{"order created", "validating a.test via " + challenge, "finalized", "done in"} {
+			for _, step := range []string{"order created", "validating " + name + " via " + challenge, "finalized", "done in"} {
 				if !strings.Contains(r.stderr, step) {
 					t.Errorf("progress on stderr lacks %q:\n%s", step, r.stderr)
 				}
