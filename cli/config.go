@@ -168,6 +168,24 @@ func (src *source) register(fs *flag.FlagSet, cfg any, engine *engineConfig, cha
 	engine.register(fs, challengeHelp)
 }
 
+// attribute adds to err where each flag it names came from when that was
+// the config file (cmdline.Attribute), for an error that names --tls-addr
+// when the operator wrote tls_addr; cfg is the front-end's config.
+func (src *source) attribute(cfg any, err error) error {
+	if src.file == "" || err == nil {
+		return err
+	}
+	return cmdline.Attribute(err, src.credit(cfg))
+}
+
+// attributeAll is attribute for each of errs.
+func (src *source) attributeAll(cfg any, errs []error) []error {
+	for i, err := range errs {
+		errs[i] = src.attribute(cfg, err)
+	}
+	return errs
+}
+
 // noteOverridden notes in engine, for printNotes, each key of the config
 // file that a flag given overrides (cfg is the front-end's config): at a
 // reload, an edit there changes nothing.

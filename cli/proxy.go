@@ -71,9 +71,9 @@ docs/config.md.`,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			src.parsed(&c.engineConfig)
 			if src.check {
-				return reportCheck(env, checkProxy(env, c, &src))
+				return reportCheck(env, src.attributeAll(c, checkProxy(env, c, &src)))
 			}
-			return runProxy(ctx, env, c, &src)
+			return src.attribute(c, runProxy(ctx, env, c, &src))
 		},
 	}
 }
@@ -298,7 +298,8 @@ func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic
 	if err == nil {
 		next.defaults(devMode(src))
 		var p *proxyParts
-		if p, err = buildParts(next, env.Logger); err == nil {
+		p, err = buildParts(next, env.Logger)
+		if err = cmdline.Attribute(err, next.credit); err == nil {
 			current.Store(p)
 			env.Logger.Info("configuration reloaded", slog.String("config", src.file))
 			next.printNotes(env)

@@ -81,7 +81,7 @@ config key: docs/config.md.`,
 				if err != nil {
 					return reportCheck(env, []error{err})
 				}
-				return reportCheck(env, cfg.check(env))
+				return reportCheck(env, src.attributeAll(c, cfg.check(env)))
 			}
 			if err != nil {
 				return err
@@ -92,7 +92,7 @@ config key: docs/config.md.`,
 			if src.file == "" {
 				load = nil // SIGHUP has no file to read again
 			}
-			return runServer(ctx, env, cfg, load)
+			return src.attribute(c, runServer(ctx, env, cfg, load))
 		},
 	}
 }
@@ -221,6 +221,7 @@ func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload fun
 	var p policy.Policy
 	if err == nil {
 		p, err = next.policy()
+		err = cmdline.Attribute(err, next.credit)
 	}
 	if err != nil {
 		env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))

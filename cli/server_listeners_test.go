@@ -292,3 +292,30 @@ func TestListenPortBusy(t *testing.T) {
 		})
 	}
 }
+
+// TestErrorsNameConfigKeys: an error that names a flag whose value came
+// from the --config file says which key of which file it was (the
+// operator wrote tls_addr, not --tls-addr), at start, in --check-config
+// and not for a flag given on the command line.
+func TestErrorsNameConfigKeys(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().String()
+	proxyFile := writeConfig(t, "tls_addr: "+busy+"\nca: local\nallow: localhost\nstorage: "+t.TempDir()+"\n")
+	r := ck(t, 30*time.Second, "proxy", "--config", proxyFile)
+	if want := "--tls-addr is tls_addr in " + proxyFile; r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Errorf("proxy: exit %d, stderr:\n%s\nwant exit 1 and %q", r.code, r.stderr, want)
+	}
+	r = ck(t, 30*time.Second, "proxy", "--config", proxyFile, "--tls-addr", busy)
+	if r.code != 1 || strings.Contains(r.stderr, "--tls-addr is") {
+		t.Errorf("proxy --tls-addr given: exit %d, stderr:\n%s\nwant exit 1 and no config key named", r.code, r.stderr)
+	}
+	serverFile := writeConfig(t, "listen: 0.0.0.0:0\nca: local\nallow: localhost\n")
+	r = ck(t, 30*time.Second, "server", "--check-config", "--config", serverFile, "--storage", t.TempDir())
+	if want := "--listen is listen in " + serverFile; r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Errorf("server --check-config: exit %d, stderr:\n%s\nwant a failure and %q", r.code, r.stderr, want)
+	}
+}
