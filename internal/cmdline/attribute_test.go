@@ -8,10 +8,10 @@ import (
 
 func TestFlagsIn(t *testing.T) {
 	for msg, want := range map[string][]string{
-		"port 443 is already in use: choose another address with --tls-addr": {"tls-addr"},
+		"port 443 is already in use: choose another address with --tls-addr":                    {"tls-addr"},
 		"--listen 0.0.0.0:1 is open: give --token-file (or --client-ca), or --listen 127.0.0.1": {"listen", "token-file", "client-ca"},
-		"--http.webroot and a--b and x---y and ---z":                                           {"http.webroot"},
-		"no flags here, only -d and a-b":                                                       nil,
+		"--http.webroot and a--b and x---y and ---z":                                            {"http.webroot"},
+		"no flags here, only -d and a-b":                                                        nil,
 	} {
 		if got := FlagsIn(msg); !slices.Equal(got, want) {
 			t.Errorf("FlagsIn(%q) = %q, want %q", msg, got, want)
