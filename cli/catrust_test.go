@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 )
 
@@ -50,7 +51,7 @@ func TestCATrust(t *testing.T) {
 		t.Fatalf("cert issue: %d\n%s", r.code, r.stderr)
 	}
 	addr := serveTLSFiles(t, filepath.Join(out, "certs", "localhost.pem"), filepath.Join(out, "private", "localhost.key"))
-	url := "https://localhost:" + portOf(addr) + "/"
+	url := "https://localhost:" + cmdline.PortOf(addr) + "/"
 
 	certs, anchors, hooks := filepath.Join(dir, "etc-ssl-certs"), filepath.Join(dir, "local-anchors"), filepath.Join(dir, "no-hooks")
 	conf := filepath.Join(dir, "ca-certificates.conf")

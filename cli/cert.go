@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -425,28 +424,9 @@ func portError(err error, addr, flagName, challenge string) error {
 		if challenge == acmeca.HTTP01 {
 			webroot = "answer through the web server that holds it with --webroot DIR (its document root), "
 		}
-		return fmt.Errorf("port %s is already in use, so %s cannot be answered there: %sstop what listens on it, choose another challenge with --challenge, or another address with %s", portOf(addr), challenge, webroot, flagName)
+		return fmt.Errorf("port %s is already in use, so %s cannot be answered there: %sstop what listens on it, choose another challenge with --challenge, or another address with %s", cmdline.PortOf(addr), challenge, webroot, flagName)
 	}
-	return listenError(err, addr, flagName, challenge)
-}
-
-// listenError explains a listener (for what: HTTPS, the API) that could
-// not start, naming the flag that moves it.
-func listenError(err error, addr, flagName, what string) error {
-	switch {
-	case errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Errorf("port %s is already in use, so %s cannot be served there: stop what listens on it, or choose another address with %s", portOf(addr), what, flagName)
-	case errors.Is(err, syscall.EACCES) || errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("no permission to listen on port %s for %s: run as root (or grant CAP_NET_BIND_SERVICE), or choose another address with %s", portOf(addr), what, flagName)
-	}
-	return fmt.Errorf("listening on %s for %s (change it with %s): %w", addr, what, flagName, err)
-}
-
-func portOf(addr string) string {
-	if _, port, err := net.SplitHostPort(addr); err == nil {
-		return port
-	}
-	return addr
+	return cmdline.ListenError(err, addr, flagName, challenge)
 }
 
 // explainIssueError adds what to do to an issuance failure.

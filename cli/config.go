@@ -144,7 +144,7 @@ func reportCheck(env *Env, errs []error) error {
 			n++
 		}
 	}
-	return fmt.Errorf("the configuration has %s", plural(n, "error"))
+	return fmt.Errorf("the configuration has %s", cmdline.Plural(n, "error"))
 }
 
 // source is where a front-end's (proxy, server) configuration comes

@@ -114,7 +114,7 @@ Files are 0600; run deploy as the user the server reads them as (or root).`,
 			if changed {
 				state = "deployed"
 			}
-			fmt.Fprintf(env.Stdout, "%s %s to %s (%s)\n", state, plural(n, "certificate"), f.Out, f.Format)
+			fmt.Fprintf(env.Stdout, "%s %s to %s (%s)\n", state, cmdline.Plural(n, "certificate"), f.Out, f.Format)
 			return nil
 		},
 	}

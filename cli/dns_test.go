@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 )
@@ -109,7 +110,7 @@ func TestDNSPersistRecord(t *testing.T) {
 			names = []string{"-d", "*.a.test", "-d", "a.test"}
 		}
 		args := append(append(pebbleArgs(d.ca, storageDir, out), "--challenge", "dns-persist-01",
-			"--dns-resolver", d.named.Addr(), "--dns-check-port", portOf(d.named.Addr())), names...)
+			"--dns-resolver", d.named.Addr(), "--dns-check-port", cmdline.PortOf(d.named.Addr())), names...)
 		r := ck(t, time.Minute, args...)
 		if r.code != 0 {
 			t.Fatalf("issuance %d: exit %d\nstderr:\n%s", i+1, r.code, r.stderr)
@@ -287,7 +288,7 @@ func TestIssueWildcardPowerDNS(t *testing.T) {
 	dnsArgs := func(key string) []string {
 		return []string{"--challenge", "dns-01", "-d", "*.a.test", "-d", "a.test", "--log-level", "debug",
 			"--dns", "powerdns", "--dns-api-url", pdns.APIURL(), "--dns-api-key-file", keyFile(key),
-			"--dns-resolver", pdns.Addr(), "--dns-check-port", portOf(pdns.Addr()), "--dns-timeout", "10s"}
+			"--dns-resolver", pdns.Addr(), "--dns-check-port", cmdline.PortOf(pdns.Addr()), "--dns-timeout", "10s"}
 	}
 
 	// The wrong key contains the right one: neither may be printed.

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
@@ -54,12 +53,4 @@ var sentinelHints = []struct {
 	{policy.ErrPrivateAddress, "for an internal CA that reaches it, add --own-ip-private"},
 	// Last: a permission error may wrap any of the above.
 	{fs.ErrPermission, "run certkeeper as the user who owns that path (e.g. with sudo -u), or give the flag that names it (--storage, --out-dir, ...) a path this user may use"},
-}
-
-// plural is "1 thing" or "N things".
-func plural(n int, thing string) string {
-	if n == 1 {
-		return "1 " + thing
-	}
-	return fmt.Sprintf("%d %ss", n, thing)
 }

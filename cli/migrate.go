@@ -80,7 +80,7 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 				return err
 			}
 			msg := fmt.Sprintf("certkeeper: migrated %s from %s to %s: %d copied, %d already there",
-				plural(stats.Keys, "key"), from.where(), to.where(), stats.Imported, stats.Skipped)
+				cmdline.Plural(stats.Keys, "key"), from.where(), to.where(), stats.Imported, stats.Skipped)
 			if stats.Overwritten > 0 {
 				msg += fmt.Sprintf(", %d overwritten", stats.Overwritten)
 			}

@@ -108,7 +108,7 @@ func opsFlagError(err error) error {
 		if lerr.Shared {
 			flagName = "--metrics-addr and --status-addr"
 		}
-		return listenError(lerr.Err, lerr.Addr, flagName, "the "+lerr.What)
+		return cmdline.ListenError(lerr.Err, lerr.Addr, flagName, "the "+lerr.What)
 	}
 	return err
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -243,7 +242,7 @@ func printDevMode(env *Env, cfg *proxyConfig, verb string) {
 		"certkeeper: trust the local CA on this machine with: sudo certkeeper ca trust --storage %s (undo: ca untrust)\n"+
 		"certkeeper: or for one client: certkeeper ca root > root.pem; curl --cacert root.pem https://%s:%s/\n"+
 		"certkeeper: give --allow, --ask, --ca or --config for production\n",
-		verb, proxy.DevName, portOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, shellQuote(storageWhere(cfg.Storage)), proxy.DevName, portOf(cfg.TLSAddr))
+		verb, proxy.DevName, cmdline.PortOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, cmdline.ShellQuote(storageWhere(cfg.Storage)), proxy.DevName, cmdline.PortOf(cfg.TLSAddr))
 }
 
 // warnDevBackend says so at start when nothing answers on the development
@@ -268,7 +267,7 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 	srv := &proxy.Server{TLSConfig: m.TLSConfig(), Handler: handler, Logger: env.Logger}
 	ln, err := up.Listen("tls", cfg.TLSAddr)
 	if err != nil {
-		return listenError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
+		return cmdline.ListenError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
 	}
 	loop.Serve(srv, func() error { return srv.Serve(ln) })
 	if cfg.HTTPAddr != "" {
@@ -309,14 +308,4 @@ func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic
 		}
 	}
 	env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
-}
-
-// shellQuote quotes s for a POSIX shell when it holds anything but
-// letters, digits and -_./:@%+= (so a path printed in a suggested command
-// can be pasted as it is).
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:@%+=") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -200,7 +200,7 @@ func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h http.Hand
 		}
 		ln, err := loop.ListenHTTP(strings.TrimPrefix(l.flag, "--"), l.addr, l.h, l.tc)
 		if err != nil {
-			return listenError(err, l.addr, l.flag, l.what)
+			return cmdline.ListenError(err, l.addr, l.flag, l.what)
 		}
 		fmt.Fprintf(env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), l.what)
 	}

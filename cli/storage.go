@@ -96,7 +96,7 @@ Keep it as private as --storage itself, and delete it once imported.`,
 				return err
 			}
 			warnInvalid(env, "left out of the archive", stats.Invalid)
-			fmt.Fprintf(env.Stderr, "certkeeper: exported %s from %s to %s (%s)\n", plural(stats.Keys, "key"), storageDir, out, archive.ByteSize(stats.Bytes))
+			fmt.Fprintf(env.Stderr, "certkeeper: exported %s from %s to %s (%s)\n", cmdline.Plural(stats.Keys, "key"), storageDir, out, archive.ByteSize(stats.Bytes))
 			return nil
 		},
 	}
@@ -165,7 +165,7 @@ could be replaced by the archive's older one.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			msg := fmt.Sprintf("certkeeper: imported %s from %s into %s, %d skipped as identical", plural(stats.Imported, "key"), name, storageDir, stats.Skipped)
+			msg := fmt.Sprintf("certkeeper: imported %s from %s into %s, %d skipped as identical", cmdline.Plural(stats.Imported, "key"), name, storageDir, stats.Skipped)
 			if stats.Overwritten > 0 {
 				msg += fmt.Sprintf(", %d overwritten", stats.Overwritten)
 			}

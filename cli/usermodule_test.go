@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/solver/dns01"
@@ -101,7 +102,7 @@ func TestUserModuleProvider(t *testing.T) {
 	storageDir := t.TempDir()
 	issue := func(out string, dns ...string) result {
 		args := append(pebbleArgs(ca, storageDir, out), "--challenge", "dns-01", "-d", "*.a.test", "-d", "a.test",
-			"--dns-resolver", named.Addr(), "--dns-check-port", portOf(named.Addr()), "--dns-timeout", "10s", "--log-level", "debug")
+			"--dns-resolver", named.Addr(), "--dns-check-port", cmdline.PortOf(named.Addr()), "--dns-timeout", "10s", "--log-level", "debug")
 		return run(append(args, dns...)...)
 	}
 	settings := []string{"--dns", "nsupdate", "--dns-setting", "server=" + named.Addr(),
