@@ -19,7 +19,9 @@ const (
 	RenewalFailed
 	// Revoked: a certificate was revoked.
 	Revoked
-	// Denied: a handshake asked for a name the policy refused.
+	// Denied: a handshake asked for a name the policy or a limit
+	// refused, or sent no name and there is no DefaultName (name "", Err
+	// ErrNoSNI).
 	Denied
 	// Loaded: a stored certificate was loaded into memory.
 	Loaded

@@ -30,7 +30,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	name := hello.ServerName
 	if name == "" {
 		if name = m.DefaultName; name == "" {
-			return nil, errNoSNI
+			return nil, m.refuseNoSNI()
 		}
 	}
 	variant, cache := "", m.cache
@@ -71,7 +71,21 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	return e.serve(), nil
 }
 
-var errNoSNI = errors.New("certkeeper: the client sent no server name (SNI) and Manager.DefaultName is empty")
+// ErrNoSNI is why a client that sends no server name (SNI) gets a
+// handshake error: there is no DefaultName to serve it (the proxy's
+// --default-name). Clients that connect by IP address, and scanners, send
+// none.
+var ErrNoSNI = errors.New("the client sent no server name (SNI) and no default name is set (Manager.DefaultName; proxy --default-name)")
+
+// refuseNoSNI reports a handshake without SNI that nothing can serve as a
+// refusal: a Denied event (the metrics count it as reason no_sni) and a
+// log line, once per interval as for refused names, so that an operator
+// whose clients connect by IP address learns why they fail.
+func (m *Manager) refuseNoSNI() error {
+	m.emit(Event{Kind: Denied, Names: []string{""}, Err: ErrNoSNI})
+	m.logRefused("", ErrNoSNI)
+	return ErrNoSNI
+}
 
 // onDemand loads or obtains the certificate for name, one flight per name:
 // concurrent handshakes for a new name share one issuance. The leader runs

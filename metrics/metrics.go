@@ -87,7 +87,7 @@ func New() *Metrics {
 		}, []string{"type"}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "certkeeper_denied_names_total",
-			Help: "Handshakes for names refused a certificate, by reason (policy, no_policy, rate_limited, client_limit, other).",
+			Help: "Handshakes for names refused a certificate, by reason (policy, no_policy, rate_limited, client_limit, invalid_name, no_sni: a client without SNI and no default name, other).",
 		}, []string{"reason"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "certkeeper_events_total",
@@ -208,6 +208,8 @@ func denyReason(err error) string {
 	switch {
 	case errors.Is(err, certkeeper.ErrNoPolicy):
 		return "no_policy"
+	case errors.Is(err, certkeeper.ErrNoSNI):
+		return "no_sni"
 	case errors.Is(err, certkeeper.ErrClientLimit):
 		return "client_limit"
 	case errors.Is(err, issuer.ErrRateLimited):
