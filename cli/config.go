@@ -68,7 +68,7 @@ func checkConfigValue(key, v string) error {
 	case "ask":
 		return (&policy.AskURL{URL: v}).Check()
 	case "storage":
-		return checkStorage(v)
+		return open.Check(v) // syntax only: a directory, or a URL of a scheme storage/open knows
 	case "listen", "http_addr", "tls_addr", "tls_alpn_addr", "metrics_addr", "status_addr":
 		if err := cmdline.CheckListenAddr(v); err != nil {
 			return fmt.Errorf("%q: %w", v, err)
@@ -93,12 +93,6 @@ func checkConfigValue(key, v string) error {
 	return nil
 }
 
-// checkStorage checks the syntax of a --storage value without connecting,
-// as storage/open opens it: a directory, or a URL of a scheme it knows.
-func checkStorage(spec string) error {
-	return open.Check(spec)
-}
-
 // check is the engine's part of --check-config: what manager and
 // services check before anything starts, without opening storage or
 // listening. It returns every error found.
@@ -110,7 +104,7 @@ func (c *engineConfig) check(env *Env, fe frontEnd) []error {
 			errs = append(errs, err)
 		}
 	}
-	if err := checkStorage(c.Storage); err != nil {
+	if err := open.Check(c.Storage); err != nil {
 		add(fmt.Errorf("--storage: %w", err))
 	}
 	if c.StorageKey != "" {

@@ -27,6 +27,7 @@ var otherTools = []cmdline.Spelling{
 	{Tool: "lego", Name: "http.port", To: "http-addr"},
 	{Tool: "lego", Name: "tls.port", To: "tls-alpn-addr"},
 	{Tool: "certbot", Name: "rsa-key-size", To: "key-type", Convert: func(v string) string { return "rsa" + v }},
+	{Tool: "certbot", Name: "elliptic-curve", To: "key-type"}, // secp256r1, secp384r1: issuer.ParseKeyType
 	{Tool: "certbot", Name: "eab-hmac-key", To: "eab-hmac"},
 	{Tool: "lego", Name: "kid", To: "eab-kid"},
 	{Tool: "lego", Name: "hmac", To: "eab-hmac"},

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/ecdsa"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,6 +75,16 @@ func TestOtherToolsSpellings(t *testing.T) {
 	conf, err := os.ReadFile(filepath.Join(out, "renewal", "localhost.conf"))
 	if err != nil || !strings.Contains(string(conf), "key_type = rsa2048\n") || !strings.Contains(string(conf), "ca = local\n") {
 		t.Errorf("renewal settings do not record what the spellings set (%v):\n%s", err, conf)
+	}
+	// certbot's ECDSA P-384, as its docs write it.
+	out = t.TempDir()
+	r = ck(t, 30*time.Second, "cert", "issue", "--server", "local", "-d", "localhost", "--key-type", "ecdsa",
+		"--elliptic-curve", "secp384r1", "--out-dir", out, "--storage", t.TempDir())
+	if r.code != 0 || !strings.Contains(r.stderr, "--elliptic-curve is certbot's spelling of --key-type") {
+		t.Fatalf("--elliptic-curve: exit %d\n%s", r.code, r.stderr)
+	}
+	if k, ok := readPair(t, out, "localhost")[0].PublicKey.(*ecdsa.PublicKey); !ok || k.Curve.Params().Name != "P-384" {
+		t.Errorf("--key-type ecdsa --elliptic-curve secp384r1 issued a %T key, want ECDSA P-384", readPair(t, out, "localhost")[0].PublicKey)
 	}
 }
 

@@ -30,15 +30,17 @@ var KeyTypes = []KeyType{ECDSAP256, ECDSAP384, RSA2048, RSA3072, RSA4096}
 
 // otherKeyTypes are other tools' key type names: lego's (ec256, ec384,
 // rsa8192 aside), certbot's --key-type values with their defaults (ecdsa
-// is secp256r1, rsa 2048 bits), and the curves' short names.
+// is secp256r1, rsa 2048 bits), certbot's --elliptic-curve values (and
+// OpenSSL's name of P-256), and the curves' short names.
 var otherKeyTypes = map[string]KeyType{
 	"ec256": ECDSAP256, "ec384": ECDSAP384, "p256": ECDSAP256, "p384": ECDSAP384,
 	"ecdsa": ECDSAP256, "rsa": RSA2048,
+	"secp256r1": ECDSAP256, "prime256v1": ECDSAP256, "secp384r1": ECDSAP384,
 }
 
 // ParseKeyType parses a key type name as used in flags and config. The
 // empty string gives ECDSAP256. certbot's and lego's names (ecdsa, rsa,
-// ec256, ec384) give the key type they mean.
+// ec256, ec384, secp384r1) give the key type they mean.
 func ParseKeyType(s string) (KeyType, error) {
 	if s == "" {
 		return ECDSAP256, nil
