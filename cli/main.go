@@ -159,7 +159,7 @@ Get one from Let's Encrypt (this host must be reachable on port 80 as a.example)
 	certkeeper cert issue -d a.example -d www.a.example --email you@a.example
 
 Run "certkeeper help COMMAND" or "certkeeper COMMAND --help" for a command's flags and examples.`,
-		Commands: []*Command{proxyCmd(), serverCmd(), alpnProxyCmd(), statusCmd(), doctorCmd(), certCmd(), accountCmd(), dnsPersistRecordCmd(), caCmd(), selfSignedCmd(), storageCmd(), serviceCmd(), importCmd(), deployCmd(), versionCmd()},
+		Commands: []*Command{proxyCmd(), serverCmd(), alpnProxyCmd(), statusCmd(), doctorCmd(), certCmd(), accountCmd(), dnsPersistRecordCmd(), caCmd(), selfSignedCmd(), storageCmd(), serviceCmd(), importCmd(), deployCmd(), versionCmd(), completionCmd()},
 	}
 }
 
