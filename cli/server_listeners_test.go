@@ -267,12 +267,7 @@ func TestServerTokenScopes(t *testing.T) {
 // or the API); the server said only "bind: address already in use", and
 // a taken --metrics-addr or --status-addr still does.
 func TestListenPortBusy(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	addr := ln.Addr().String()
+	addr := takenAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	for _, tt := range []struct {
 		args []string
@@ -298,12 +293,7 @@ func TestListenPortBusy(t *testing.T) {
 // operator wrote tls_addr, not --tls-addr), at start, in --check-config
 // and not for a flag given on the command line.
 func TestErrorsNameConfigKeys(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	busy := ln.Addr().String()
+	busy := takenAddr(t)
 	proxyFile := writeConfig(t, "tls_addr: "+busy+"\nca: local\nallow: localhost\nstorage: "+t.TempDir()+"\n")
 	r := ck(t, 30*time.Second, "proxy", "--config", proxyFile)
 	if want := "--tls-addr is tls_addr in " + proxyFile; r.code != 1 || !strings.Contains(r.stderr, want) {
@@ -318,4 +308,16 @@ func TestErrorsNameConfigKeys(t *testing.T) {
 	if want := "--listen is listen in " + serverFile; r.code == 0 || !strings.Contains(r.stderr, want) {
 		t.Errorf("server --check-config: exit %d, stderr:\n%s\nwant a failure and %q", r.code, r.stderr, want)
 	}
+}
+
+// takenAddr is the address of a loopback listener that accepts nothing
+// (a port in use, or a server that never answers) until the test ends.
+func takenAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
 }
