@@ -75,7 +75,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 // handshake error: there is no DefaultName to serve it (the proxy's
 // --default-name). Clients that connect by IP address, and scanners, send
 // none.
-var ErrNoSNI = errors.New("the client sent no server name (SNI) and no default name is set (Manager.DefaultName; proxy --default-name)")
+var ErrNoSNI = errors.New("the client sent no server name (SNI) and no default name is set (Manager.DefaultName)")
 
 // refuseNoSNI reports a handshake without SNI that nothing can serve as a
 // refusal: a Denied event (the metrics count it as reason no_sni) and a

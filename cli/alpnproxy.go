@@ -133,7 +133,7 @@ running as that user (root) are not redirected.
 			}
 			var rules *iptables.Redirect
 			if f.useIPTables {
-				if !flagSet(flags, "no-ipv6") {
+				if !cmdline.Given(flags, "no-ipv6") {
 					f.noIPv6 = envDisablesV6()
 				}
 				if f.rulespec == "" {
@@ -168,13 +168,6 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 		return fmt.Errorf("%w: stop it with certkeeper alpn-proxy stop", err)
 	}
 	return err
-}
-
-// flagSet reports whether the flag name was given on the command line.
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
 }
 
 func alpnProxyStopCmd() *Command {

@@ -13,6 +13,7 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/logsetup"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
@@ -352,7 +353,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	m.Policy = reloadablePolicy(s.policy)
+	m.Policy, m.Logger = reloadablePolicy(s.policy), slog.New(logsetup.MapErrors(env.Logger.Handler(), withFlagHints))
 	s.setup(m)
 	mon := monitor.New(s.cfg.Ops.monitor(env, up.Listen))
 	m.Storage, m.OnEvent = mon.Storage(st), mon.Observe

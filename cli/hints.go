@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver/dns01"
@@ -51,6 +52,7 @@ var sentinelHints = []struct {
 	{acmeca.ErrWildcardNeedsDNS, "give --challenge dns-01 with a DNS provider (--dns)"},
 	{pgstore.ErrPasswordInURL, "give the password in a file with --storage-password-file"},
 	{policy.ErrPrivateAddress, "for an internal CA that reaches it, add --own-ip-private"},
+	{certkeeper.ErrNoSNI, "give --default-name NAME (proxy) to serve such clients that name's certificate"},
 	// Last: a permission error may wrap any of the above.
 	{fs.ErrPermission, "run certkeeper as the user who owns that path (e.g. with sudo -u), or give the flag that names it (--storage, --out-dir, ...) a path this user may use"},
 }

@@ -361,3 +361,24 @@ func TestDevModeNoBackend(t *testing.T) {
 		t.Errorf("development mode warned about a backend that answers:\n%s", p.output())
 	}
 }
+
+// TestProxyNoSNI: a client that connects to the proxy by IP address sends
+// no SNI; with no --default-name its handshake fails, and the proxy's log
+// says why and which flag serves it (the Manager's error names its field;
+// the proxy's log adds the flag), once, however many such clients come.
+func TestProxyNoSNI(t *testing.T) {
+	addr := "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))
+	p := startProxyLogged(t, "--tls-addr", addr, "--ca", "local", "--allow", "localhost", "--storage", t.TempDir(), "--backend", takenAddr(t))
+	for range 3 {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			c.Close()
+			t.Fatal("a handshake without SNI succeeded without --default-name")
+		}
+	}
+	const want = "no server name (SNI)"
+	if !within(5*time.Second, func() bool { return strings.Contains(p.output(), want) }) ||
+		strings.Count(p.output(), want) != 1 || !strings.Contains(p.output(), "give --default-name NAME") {
+		t.Errorf("the proxy's log does not say once why the handshakes failed and what to give:\n%s", p.output())
+	}
+}

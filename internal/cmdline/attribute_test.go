@@ -2,6 +2,7 @@ package cmdline
 
 import (
 	"errors"
+	"flag"
 	"slices"
 	"testing"
 )
@@ -40,5 +41,17 @@ func TestAttribute(t *testing.T) {
 	}
 	if Attribute(nil, source) != nil || Attribute(base, nil) != base {
 		t.Error("nil error or nil source changed something")
+	}
+}
+
+func TestGiven(t *testing.T) {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	fs.Bool("a", false, "")
+	fs.Bool("b", true, "")
+	if err := fs.Parse([]string{"-a=false"}); err != nil {
+		t.Fatal(err)
+	}
+	if !Given(fs, "a") || Given(fs, "b") || Given(fs, "c") {
+		t.Error("Given: want a (given, even as its default) and not b (default) or c (undefined)")
 	}
 }

@@ -198,3 +198,10 @@ func Group(kinds map[string]bool, commands []string, args []string) (flags []str
 	}
 	return flags, "", nil, false, nil
 }
+
+// Given reports whether the flag name was given on fs's command line.
+func Given(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}

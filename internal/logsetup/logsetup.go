@@ -9,6 +9,7 @@ package logsetup
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -69,4 +70,36 @@ func (j *Lines) Write(p []byte) (int, error) {
 		j.buf = j.buf[i+1:]
 	}
 	return len(p), nil
+}
+
+// MapErrors returns a handler that passes the error of each record's "err"
+// attribute through f before h handles it: a command adds what to type to
+// the library errors a library logs (they name fields, not flags).
+func MapErrors(h slog.Handler, f func(error) error) slog.Handler {
+	return errorMapper{h, f}
+}
+
+type errorMapper struct {
+	slog.Handler
+	f func(error) error
+}
+
+func (m errorMapper) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && a.Key == "err" {
+			a = slog.Any("err", m.f(err))
+		}
+		out.AddAttrs(a)
+		return true
+	})
+	return m.Handler.Handle(ctx, out)
+}
+
+func (m errorMapper) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return errorMapper{m.Handler.WithAttrs(attrs), m.f}
+}
+
+func (m errorMapper) WithGroup(name string) slog.Handler {
+	return errorMapper{m.Handler.WithGroup(name), m.f}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -55,5 +57,18 @@ func TestLines(t *testing.T) {
 	}
 	if got := strings.Join(msgs, "|"); got != "certkeeper: one part|certkeeper: two|certkeeper: three" {
 		t.Errorf("records %q", got)
+	}
+}
+
+func TestMapErrors(t *testing.T) {
+	var buf bytes.Buffer
+	base := errors.New("no zone")
+	logger := slog.New(MapErrors(slog.NewTextHandler(&buf, nil), func(err error) error {
+		return fmt.Errorf("%w; give --dns-zone", err)
+	})).With("name", "a.test")
+	logger.Warn("lookup failed", "err", base, "other", base)
+	if got := buf.String(); !strings.Contains(got, `err="no zone; give --dns-zone"`) || !strings.Contains(got, `other="no zone"`) ||
+		!strings.Contains(got, "name=a.test") {
+		t.Errorf("logged %q: want the err attribute mapped, the others as they were", got)
 	}
 }
