@@ -354,9 +354,9 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 		return err
 	}
 	m.Policy, m.Logger = reloadablePolicy(s.policy), slog.New(logsetup.MapErrors(env.Logger.Handler(), withFlagHints))
-	s.setup(m)
 	mon := monitor.New(s.cfg.Ops.monitor(env, up.Listen))
 	m.Storage, m.OnEvent = mon.Storage(st), mon.Observe
+	s.setup(m) // after Storage: a setup that starts the Manager (the server's metrics.Handler) fixes it
 	if d := s.cfg.Deploy; d.Format != "" || d.Out != "" {
 		dep, err := d.deployer(env, "deploy-")
 		if err != nil {

@@ -121,3 +121,28 @@ func TestProxyMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestServerMetricsStorage: the server's --metrics-addr carries the
+// storage timing series too (its API handler used to start the Manager
+// before the timed storage was put in, so a server-only fleet could not
+// alert on storage errors; trial 11).
+func TestServerMetricsStorage(t *testing.T) {
+	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	startListening(t, "server listening", "server", "--listen", listen, "--ca", "local", "--allow", "localhost",
+		"--storage", t.TempDir(), "--metrics-addr", metricsAddr)
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + listen + "/v1/certificates/localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/certificates/localhost: %s", resp.Status)
+	}
+	fams := scrape(t, "http://"+metricsAddr+"/metrics")
+	for _, op := range []string{"store", "lock"} {
+		if v, ok := metricValue(fams, "certkeeper_storage_operation_duration_seconds", map[string]string{"op": op, "result": "ok"}); !ok || v < 1 {
+			t.Errorf("the server's /metrics has no successful storage %s (%v, %v)", op, v, ok)
+		}
+	}
+}
