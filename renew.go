@@ -101,6 +101,36 @@ func (m *Manager) startRenewalScan() {
 	}()
 }
 
+// listCertificates lists the stored certificate keys for the start-up
+// scan, retrying with capped exponential back-off while the storage fails
+// (a node started before its Redis): the renewals of certificates no
+// handshake loads depend on it. It fails only when ctx ends.
+func (m *Manager) listCertificates(ctx context.Context) ([]string, error) {
+	keys, err := m.store.List(ctx, storage.CertificatePrefix(""))
+	if err == nil || ctx.Err() != nil {
+		return keys, err
+	}
+	m.logger().Warn("listing stored certificates to schedule their renewal failed; retrying until the storage answers",
+		slog.Any("err", err))
+	for wait := scanRetryMin; err != nil; wait = min(2*wait, scanRetryMax) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		keys, err = m.store.List(ctx, storage.CertificatePrefix(""))
+	}
+	m.logger().Info("storage answers again: scheduling the stored certificates' renewals", slog.Int("certificates", len(keys)))
+	return keys, nil
+}
+
+// scanRetryMin and scanRetryMax bound the wait between the start-up
+// scan's attempts to list a failing storage.
+const (
+	scanRetryMin = time.Second
+	scanRetryMax = time.Minute
+)
+
 // overdue is a certificate found past its renewal time by the scan.
 type overdue struct {
 	key      string
@@ -120,11 +150,9 @@ func (m *Manager) scanStored(ctx context.Context) {
 	if s == nil {
 		return
 	}
-	keys, err := m.store.List(ctx, storage.CertificatePrefix(""))
+	keys, err := m.listCertificates(ctx)
 	if err != nil {
-		m.logger().Warn("listing stored certificates to schedule their renewal; those not loaded by a handshake are renewed after the next start",
-			slog.Any("err", err))
-		return
+		return // canceled: the Manager is closing
 	}
 	now := time.Now()
 	defer func() {

@@ -22,6 +22,8 @@ import (
 	"github.com/certkeeper/certkeeper/dnsprovider"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/logsetup"
+	"github.com/certkeeper/certkeeper/storage/redisstore"
+	"github.com/redis/go-redis/v9"
 )
 
 // Env is what a command may touch of the outside world; tests replace it.
@@ -89,6 +91,11 @@ func Main(opts ...Option) {
 			cancel(interruptedError{sig})
 		}
 	}()
+	// go-redis's process-wide logger writes at debug to the one Run's.
+	opts = append(opts, func(env *Env) error {
+		redis.SetLogger(redisstore.Logs(func() *slog.Logger { return env.Logger }))
+		return nil
+	})
 	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr, opts...)
 	signal.Stop(sigs)
 	os.Exit(code)

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestStorageWhere(t *testing.T) {
@@ -34,5 +37,31 @@ func TestProxyConfigStorageKeys(t *testing.T) {
 	}
 	if cfg.Storage != "redis://10.0.0.5:6379/0?lease=10s" || cfg.StorageKey != "/etc/certkeeper/storage.key" || cfg.OrderLimit != "5/1m" {
 		t.Errorf("config = storage %q, storage_key_file %q, order_limit %q", cfg.Storage, cfg.StorageKey, cfg.OrderLimit)
+	}
+}
+
+// TestRedisLogsStructured: go-redis's own messages (its dial failures, on
+// a process-wide logger that prints plain text) go to certkeeper's log at
+// debug: nothing of theirs at the default level, and JSON records under
+// --log-format json, so a log shipper parses every line (trial 11).
+func TestRedisLogsStructured(t *testing.T) {
+	down := "redis://127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t)) // nothing listens there
+	r := ck(t, 30*time.Second, "status", "--storage", down)
+	if r.code == 0 || strings.Contains(r.stderr, "pool.go") || strings.Contains(r.stderr, "redis: 20") {
+		t.Errorf("status with Redis down: exit %d, stderr has go-redis's own lines:\n%s", r.code, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "status", "--storage", down, "--log-level", "debug", "--log-format", "json")
+	goRedis := 0
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("a stderr line is not JSON: %q", line)
+		}
+		if rec["from"] == "go-redis" {
+			goRedis++
+		}
+	}
+	if goRedis == 0 {
+		t.Errorf("go-redis's messages are not in the debug log:\n%s", r.stderr)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -285,7 +286,12 @@ func warnDurability(ctx context.Context, logger *slog.Logger, st storage.Storage
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	risks, err := dc.CheckDurability(cctx)
-	if err != nil {
+	switch {
+	case errors.As(err, new(*net.OpError)):
+		logger.Warn("storage server cannot be reached: new names and renewals wait for it (certificates in memory are served); its durability is not checked",
+			"storage", where, "err", err)
+		return
+	case err != nil:
 		logger.Warn("storage durability cannot be checked: make sure the server persists what certkeeper stores",
 			"storage", where, "err", err)
 		return

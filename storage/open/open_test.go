@@ -3,6 +3,7 @@ package open_test
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,5 +130,27 @@ func TestCheck(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("Check(%q) = %v, want an error containing %q without the password", tt.spec, err, tt.want)
 		}
+	}
+}
+
+// TestRedisUnreachableWarning: a Redis that cannot be reached at start is
+// named as such, not as a durability that could not be checked (trial 11:
+// the advice to check persistence was off), and the storage still opens.
+func TestRedisUnreachableWarning(t *testing.T) {
+	var logs strings.Builder
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	st, closeFn, err := open.Storage(t.Context(), "redis://"+addr, open.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("Storage(unreachable Redis) = %v, want it opened", err)
+	}
+	defer closeFn()
+	_ = st
+	if !strings.Contains(logs.String(), "storage server cannot be reached") || strings.Contains(logs.String(), "durability cannot be checked") {
+		t.Errorf("logged:\n%s\nwant the server named unreachable", logs.String())
 	}
 }
