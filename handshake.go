@@ -89,12 +89,18 @@ func (m *Manager) refuseNoSNI() error {
 
 // onDemand loads or obtains the certificate for name, one flight per name:
 // concurrent handshakes for a new name share one issuance. The leader runs
-// on a context detached from any one handshake, bounded by IssueTimeout;
-// each caller waits only as long as its own context allows.
+// on a context detached from any one handshake, bounded by IssueTimeout
+// and ended by Close, which waits for it; each caller waits only as long
+// as its own context allows.
 func (m *Manager) onDemand(ctx context.Context, name, variant string, client netip.Addr) (*managed, error) {
 	ch := m.flight.DoChan(variant+"/"+m.flightName(name), func() (any, error) {
+		if !m.track() {
+			return nil, ErrClosed
+		}
+		defer m.wg.Done()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
 		defer cancel()
+		defer context.AfterFunc(m.ctx, cancel)() // Close abandons it; its lock is released before Close returns
 		var tl *timeline.Timeline
 		if m.logger().Enabled(ctx, slog.LevelDebug) {
 			tl = timeline.New()

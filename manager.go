@@ -162,7 +162,26 @@ type Manager struct {
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close
 	cancel    context.CancelFunc
-	wg        sync.WaitGroup // background goroutines
+	wg        sync.WaitGroup // background goroutines, and on-demand flights (track)
+	// flightMu orders track's wg.Add before Close's wg.Wait: a flight
+	// starts before Close, and is waited for, or not at all.
+	flightMu sync.RWMutex
+}
+
+// ErrClosed is the error of a handshake that needed a certificate obtained
+// or loaded after Close: a closed Manager serves only what it holds.
+var ErrClosed = errors.New("the Manager is closed: it obtains no more certificates")
+
+// track counts a flight (an on-demand load or issuance) for Close to wait
+// for, or reports false if Close has begun. The caller calls m.wg.Done.
+func (m *Manager) track() bool {
+	m.flightMu.RLock()
+	defer m.flightMu.RUnlock()
+	if m.ctx.Err() != nil {
+		return false
+	}
+	m.wg.Add(1)
+	return true
 }
 
 // ErrNoPolicy is returned by Serve, ServeHTTPS and on-demand handshakes of
@@ -264,14 +283,19 @@ func (m *Manager) TLSConfig() *tls.Config {
 	}
 }
 
-// Close stops renewals and other background work, and waits for them. The
-// Manager keeps serving what it holds in memory.
+// Close stops renewals and other background work, abandons the on-demand
+// issuances in flight (the handshakes that wait for them fail), and waits
+// for all of them, so that the issue locks they held are released before
+// it returns: a node that stops does not make the next one wait for its
+// leases. The Manager keeps serving what it holds in memory.
 func (m *Manager) Close() error {
 	if err := m.init(); err != nil {
 		return err
 	}
 	m.closeOnce.Do(func() {
+		m.flightMu.Lock()
 		m.cancel()
+		m.flightMu.Unlock()
 		m.wg.Wait()
 		m.staples.Close()
 		m.watchers.closeAll()

@@ -188,7 +188,7 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	if err := m.releases.wait(ctx, lock); err != nil {
 		return nil, fmt.Errorf("locking %s for issuance (%w): %w", names[0], errNoLock, err)
 	}
-	unlock, err := m.store.Lock(ctx, lock)
+	unlock, err := m.lockIssue(ctx, lock, names[0])
 	if err != nil {
 		return nil, fmt.Errorf("locking %s for issuance (%w): %w", names[0], errNoLock, err)
 	}
@@ -235,6 +235,27 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	m.emit(Event{Kind: kind, Names: names, Issuer: cert.Issuer, NotAfter: cert.Leaf.NotAfter, Duration: time.Since(start)})
 	timeline.Mark(ctx, "log_emit")
 	return e, nil
+}
+
+// lockWaitNote is how long taking an issue lock may take before the wait
+// is logged: longer means another process holds it.
+const lockWaitNote = time.Second
+
+// lockIssue takes the issue lock for name, logging at info when it has to
+// wait for it (another node issuing the name, or a process that stopped
+// without releasing it, whose lease must run out) and how long it waited:
+// a handshake or API request that hangs then has a reason in the log.
+func (m *Manager) lockIssue(ctx context.Context, lock, name string) (func(), error) {
+	start := time.Now()
+	note := time.AfterFunc(lockWaitNote, func() {
+		m.logger().Info("waiting for the issue lock: another process holds it (a node issuing this name, or one that stopped without releasing it: its lease runs out)",
+			slog.String("name", name))
+	})
+	unlock, err := m.store.Lock(ctx, lock)
+	if !note.Stop() && err == nil {
+		m.logger().Info("issue lock taken after waiting", slog.String("name", name), slog.Duration("waited", time.Since(start).Round(time.Millisecond)))
+	}
+	return unlock, err
 }
 
 // inBackground runs f on a goroutine that Close waits for; while the

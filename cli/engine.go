@@ -372,11 +372,11 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	printStartup(env, s.summary)
 	loop := serveloop.New(env.Logger, env.Stderr, up, s.reload)
 	if err := s.listen(loop, up, m); err != nil {
-		_ = loop.Drain(s.drain)
+		_ = loop.Drain(s.drain, nil)
 		return err
 	}
 	failed, err := loop.Wait(ctx)
-	derr := loop.Drain(s.drain)
+	derr := loop.Drain(s.drain, func() { m.Close() }) // at the limit: in-flight issuances end, their locks released
 	switch {
 	case failed && errors.Is(err, http.ErrServerClosed):
 		return nil

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -140,19 +141,53 @@ func (l *Loop) Wait(ctx context.Context) (failed bool, err error) {
 }
 
 // Drain stops every server gracefully, waiting up to limit for their open
-// connections, and returns their errors.
-func (l *Loop) Drain(limit time.Duration) error {
+// connections. Connections still open at the limit are waiting for
+// something (a request for a certificate being issued): Drain says so on
+// the notes, calls abandon (if not nil) to make that give up, gives the
+// handlers abandonGrace to answer (a 503 rather than a cut connection),
+// and closes what is left. A drain that reaches its limit is still a
+// stop that was asked for, not a failure: Drain returns an error only
+// when a server fails to stop.
+func (l *Loop) Drain(limit time.Duration, abandon func()) error {
 	if len(l.servers) == 0 {
 		return nil
 	}
 	fmt.Fprintf(l.notes, "certkeeper: draining connections (at most %d s)\n", int(limit/time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	var errs []error
-	for _, s := range l.servers {
-		errs = append(errs, s.Shutdown(ctx))
+	errs := l.shutdown(ctx)
+	if ctx.Err() == nil {
+		return errors.Join(errs...)
 	}
-	return errors.Join(errs...)
+	fmt.Fprintf(l.notes, "certkeeper: drain limit (%d s) reached with connections open: abandoning what they wait for (issuances in flight) and closing them\n",
+		int(limit/time.Second))
+	if abandon != nil {
+		abandon()
+	}
+	grace, cancel := context.WithTimeout(context.Background(), abandonGrace)
+	defer cancel()
+	for i, err := range l.shutdown(grace) {
+		if c, ok := l.servers[i].(io.Closer); ok && err != nil {
+			_ = c.Close()
+		}
+	}
+	return nil
+}
+
+// abandonGrace is how long the handlers of a drain that reached its limit
+// get to answer once what they waited for is abandoned.
+const abandonGrace = 2 * time.Second
+
+// shutdown shuts every server down at once, each until ctx ends, and
+// returns their errors, by server.
+func (l *Loop) shutdown(ctx context.Context) []error {
+	errs := make([]error, len(l.servers))
+	var wg sync.WaitGroup
+	for i, s := range l.servers {
+		wg.Go(func() { errs[i] = s.Shutdown(ctx) })
+	}
+	wg.Wait()
+	return errs
 }
 
 // handOver starts the binary now at this one's path with the listening

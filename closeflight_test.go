@@ -1,0 +1,101 @@
+package certkeeper_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// TestCloseAbandonsIssuance: Close during an on-demand issuance (the CA
+// hangs at finalize) ends it, fails the handshake that waits for it, and
+// releases its issue lock before returning, so the next process to want
+// the name (a restarted node) takes the lock at once instead of waiting
+// out the lease; before, the issuance ran on past Close and the process
+// exited holding the lock (trial 11). Real Pebble, behind the fault proxy.
+func TestCloseAbandonsIssuance(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	proxy := testca.NewFaultProxy(t, ca)
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Policy: policy.Allowlist("a.test"), Storage: st, IssueTimeout: time.Minute,
+		Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: proxy.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+			ChallengeOrder: []string{acmeca.TLSALPN01}}}}
+	serveOnPort(t, m, ca.TLSPort()) // answers tls-alpn-01
+	proxy.PauseAt("finalize")
+	defer proxy.Resume()
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"})
+		done <- err
+	}()
+	if !waitFor(30*time.Second, func() bool { return proxy.Count("finalize") > 0 }) {
+		t.Fatal("the issuance never reached finalize")
+	}
+	start := time.Now()
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Close took %s with an issuance in flight", took)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("the handshake waiting for the abandoned issuance got a certificate")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handshake still waits after Close")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	unlock, err := st.Lock(ctx, storage.IssueLock("a.test"))
+	if err != nil {
+		t.Fatalf("the issue lock of a.test is still held after Close: %v", err)
+	}
+	unlock()
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "b.test"}); !errors.Is(err, certkeeper.ErrClosed) {
+		t.Errorf("a new name after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestIssueLockWaitLogged: a handshake that waits for an issue lock
+// another process holds says so in the log, and how long it waited, where
+// before a request hung for up to a lease (30 s) with nothing logged
+// (trial 11).
+func TestIssueLockWaitLogged(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	var logs testsvc.Buffer
+	m := localManager(t, st, policy.Allowlist("a.test"))
+	m.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	unlock, err := st.Lock(t.Context(), storage.IssueLock("a.test")) // another node, issuing
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"})
+		done <- err
+	}()
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(logs.String(), "waiting for the issue lock") }) {
+		t.Fatalf("the wait for the lock is not logged:\n%s", logs.String())
+	}
+	unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "issue lock taken after waiting") || !strings.Contains(logs.String(), "waited=") {
+		t.Errorf("how long it waited is not logged:\n%s", logs.String())
+	}
+}
