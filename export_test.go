@@ -22,6 +22,12 @@ func SweepExpired(m *Manager, ctx context.Context) {
 	}
 }
 
+// Housekeep runs one housekeeping round now, for tests.
+func Housekeep(m *Manager, ctx context.Context) {
+	_ = m.init()
+	m.housekeep(ctx)
+}
+
 // IssuerIDs lists the IDs of m's default issuer chain, for tests.
 func IssuerIDs(m *Manager) []string {
 	_ = m.init()

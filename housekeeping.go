@@ -100,6 +100,33 @@ func (m *Manager) housekeep(ctx context.Context) {
 	m.guard("housekeeping", slog.String("step", "storing last-seen times"), func() { m.flushSeen(ctx) })
 	m.guard("housekeeping", slog.String("step", "sweeping expired certificates"), func() { m.sweepExpired(ctx) })
 	m.guard("housekeeping", slog.String("step", "sweeping dead locks"), func() { m.sweepLocks(ctx) })
+	m.guard("housekeeping", slog.String("step", "sweeping stale challenge answers"), func() { m.sweepChallenges(ctx) })
+}
+
+// sweepChallenges deletes the shared challenge answers (sharedsolver.go)
+// past their expiry: an issuance cleans its own up, but one cut short (a
+// process killed during it) leaves its answer behind, ignored but stored
+// for ever. The answers of issuances in progress are a handful; the
+// listing is one prefix.
+func (m *Manager) sweepChallenges(ctx context.Context) {
+	keys, err := m.store.List(ctx, challengesPrefix)
+	if err != nil {
+		return // the next round tries again; a storage that fails is reported elsewhere
+	}
+	now := time.Now()
+	for _, key := range keys {
+		data, err := m.store.Load(ctx, key)
+		if err != nil {
+			continue
+		}
+		var c sharedChallenge
+		if json.Unmarshal(data, &c) == nil && now.Before(c.Expires) {
+			continue
+		}
+		if err := m.store.Delete(ctx, key); err == nil {
+			m.logger().Debug("stale challenge answer removed", slog.String("key", key))
+		}
+	}
 }
 
 // loadSeen reads the stored last-seen times into memory, once: the

@@ -61,3 +61,37 @@ func TestRenewalScanWaitsForStorage(t *testing.T) {
 		t.Errorf("no note that the scan went through:\n%s", logs.String())
 	}
 }
+
+// TestHousekeepingSweepsStaleChallenges: a shared challenge answer left by
+// an issuance that was cut short (a killed process) is deleted once past
+// its expiry; one in progress stays. Before, they stayed in Redis for ever
+// (trial 11). Real Redis, and the filestore.
+func TestHousekeepingSweepsStaleChallenges(t *testing.T) {
+	rs := testsvc.Redis(t)
+	redis, err := redisstore.Open("redis://" + rs.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { redis.Close() })
+	for name, st := range map[string]storage.Storage{"redis": redis, "filestore": filestore.New(t.TempDir())} {
+		t.Run(name, func(t *testing.T) {
+			stale, _ := storage.ChallengeKey("http-01", "stale-token")
+			live, _ := storage.ChallengeKey("http-01", "live-token")
+			for key, expires := range map[string]time.Time{stale: time.Now().Add(-time.Minute), live: time.Now().Add(10 * time.Minute)} {
+				data := []byte(`{"type":"http-01","token":"t","key_authorization":"t.k","expires":"` + expires.UTC().Format(time.RFC3339) + `"}`)
+				if err := st.Store(t.Context(), key, data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+			defer m.Close()
+			certkeeper.Housekeep(m, t.Context())
+			if _, err := st.Load(t.Context(), stale); err == nil {
+				t.Error("the expired challenge answer is still stored")
+			}
+			if _, err := st.Load(t.Context(), live); err != nil {
+				t.Errorf("the challenge answer in progress was removed: %v", err)
+			}
+		})
+	}
+}
