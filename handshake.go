@@ -137,7 +137,9 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		m.stats.storage.Add(1)
 		return e, nil
 	} else if !isNotFound(err) {
-		m.logger().Warn("loading stored certificate", "name", name, "err", err)
+		m.loadWarn.Do(func() {
+			m.logger().Warn("loading stored certificate (logged at most every 10 s)", "name", name, "err", err)
+		})
 	}
 	timeline.Mark(ctx, "storage_lookup")
 	if err := m.decide(ctx, name); err != nil {

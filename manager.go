@@ -22,6 +22,7 @@ import (
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 )
 
 // Manager obtains, stores, serves and renews certificates. Its zero value is
@@ -158,6 +159,10 @@ type Manager struct {
 	fallback fallbackCerts
 	refused  refusals      // which refused names are logged (refusals.go)
 	releases issueReleases // issue locks being released in the background (obtain.go)
+	// loadWarn paces the warning of a handshake that could not read
+	// storage: during an outage every new name, a scanner's random ones
+	// included, would log one.
+	loadWarn rate.Sometimes
 
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close
@@ -228,6 +233,7 @@ func (m *Manager) init() error {
 		m.cache = newCertCache(m.CacheSize)
 		m.rsaCache = newCertCache(m.CacheSize)
 		m.lim.clients = newDefaultClientLimiter()
+		m.loadWarn.Interval = loadWarnInterval
 		m.initDuplicates()
 		m.http01.Logger = m.Logger
 		m.alpn.Logger = m.Logger

@@ -12,7 +12,10 @@ import (
 // names logged is bounded and starts afresh each interval.
 const (
 	refusalInterval = time.Hour
-	refusalMax      = 1024 // names remembered per interval; about 256 KiB at most
+	// loadWarnInterval paces the warning of a handshake that could not
+	// read storage (Manager.loadWarn).
+	loadWarnInterval = 10 * time.Second
+	refusalMax       = 1024 // names remembered per interval; about 256 KiB at most
 )
 
 // refusals decides which refused names are logged. The zero value is

@@ -1,6 +1,8 @@
 package certkeeper_test
 
 import (
+	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 	"github.com/certkeeper/certkeeper/storage/redisstore"
@@ -93,5 +96,30 @@ func TestHousekeepingSweepsStaleChallenges(t *testing.T) {
 				t.Errorf("the challenge answer in progress was removed: %v", err)
 			}
 		})
+	}
+}
+
+// TestOutageWarningPaced: with Redis down, every handshake for a name not
+// in memory fails to read storage, a scanner's made-up names too; the
+// warning is logged once per interval, not once per handshake (trial 11).
+func TestOutageWarningPaced(t *testing.T) {
+	rs := testsvc.Redis(t)
+	st, err := redisstore.Open("redis://" + rs.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var logs testsvc.Buffer
+	m := localManager(t, st, policy.Allowlist("a.test"))
+	m.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	certkeeper.WaitRenewalScan(m)
+	rs.Stop()
+	for i := range 20 {
+		if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: fmt.Sprintf("scan%d.example", i)}); err == nil {
+			t.Fatal("a made-up name got a certificate")
+		}
+	}
+	if n := strings.Count(logs.String(), "loading stored certificate"); n != 1 {
+		t.Errorf("the storage failure was logged %d times for 20 handshakes, want 1:\n%s", n, logs.String())
 	}
 }
