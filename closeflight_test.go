@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -97,5 +98,24 @@ func TestIssueLockWaitLogged(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "issue lock taken after waiting") || !strings.Contains(logs.String(), "waited=") {
 		t.Errorf("how long it waited is not logged:\n%s", logs.String())
+	}
+}
+
+// TestUnavailableReason: the 503 body of the certificate server names the
+// usual cause in a few words, without the log's detail (trial 11: every
+// failure read "no certificate yet; retry later").
+func TestUnavailableReason(t *testing.T) {
+	for err, want := range map[error]string{
+		fmt.Errorf("x: %w", certkeeper.ErrFailedRecently):                       "its last issuance failed, and the next attempt waits",
+		fmt.Errorf("%w (%w)", certkeeper.ErrClosed, context.Canceled):           "the server is stopping",
+		&issuer.Error{Err: issuer.ErrRateLimited}:                               "the CA rate-limited the order",
+		fmt.Errorf("%w at https://ca.test/dir", acmeca.ErrUnreachable):          "the CA cannot be reached",
+		fmt.Errorf("waiting: %w", context.DeadlineExceeded):                     "its issuance is still in progress",
+		errors.New("urn:ietf:params:acme:error:unauthorized: 10.0.0.5 said no"): "its issuance failed",
+	} {
+		ue := &certkeeper.UnavailableError{Name: "a.test", Err: err}
+		if got := ue.Reason(); got != want {
+			t.Errorf("Reason of %v = %q, want %q", err, got, want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -109,6 +110,9 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 		e, err := contain(m, "obtaining a certificate for", slog.String("name", name), func() (*managed, error) {
 			return m.loadOrObtain(ctx, name, variant, client)
 		})
+		if err != nil && m.ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", ErrClosed, err) // abandoned by Close
+		}
 		if tl != nil {
 			m.logger().Debug("certificate for a handshake: timeline", slog.String("name", name),
 				slog.Bool("ok", err == nil), slog.Any("steps_us", tl))
@@ -154,7 +158,12 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 	}
 	timeline.Mark(ctx, "policy_limits")
 	e, err := m.obtain(ctx, m.onDemandNames(name), nil, true, variant)
-	if err != nil && m.ctx.Err() == nil && !errors.Is(err, errNoLock) {
+	switch {
+	case err != nil && m.ctx.Err() == nil && errors.Is(err, errNoLock):
+		m.loadWarn.Do(func() { // the storage is failing: paced as the load's warning
+			m.logger().Warn("no issuance without the cluster-wide issue lock (logged at most every 10 s)", "name", name, "err", err)
+		})
+	case err != nil && m.ctx.Err() == nil:
 		m.recordFailure(ctx, name)
 	}
 	m.noteFirstIssue(ctx, []string{name}, variant, err) // for status (failures.go)

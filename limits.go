@@ -142,6 +142,12 @@ func (m *Manager) orderLimiter(id string) *limit.CALimiter {
 	return l
 }
 
+// ErrFailedRecently is returned for a handshake that would start an
+// issuance for a name whose issuance failed recently: it waits out its
+// back-off, so that a broken name cannot spend the CA's rate limits. It is
+// not the policy's refusal.
+var ErrFailedRecently = errors.New("obtaining a certificate failed recently")
+
 // ErrClientLimit is returned for a handshake that would start an issuance
 // from a client that has started too many.
 var ErrClientLimit = errors.New("too many new names from this client")
@@ -155,8 +161,7 @@ func (m *Manager) admit(ctx context.Context, name string, client netip.Addr) err
 		m.mergeLimitsFrom(ctx)
 	}
 	if ok, retry := m.lim.failures.Allowed(name, time.Now()); !ok {
-		return fmt.Errorf("%w: obtaining a certificate failed recently; next attempt after %s",
-			policy.ErrDenied, retry.UTC().Format(time.RFC3339))
+		return fmt.Errorf("%w; next attempt after %s", ErrFailedRecently, retry.UTC().Format(time.RFC3339))
 	}
 	if client.IsValid() && !m.clientLimiter().Allow(client) {
 		return fmt.Errorf("%w: %w (%s)", policy.ErrDenied, ErrClientLimit, client)

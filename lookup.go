@@ -10,6 +10,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
 )
 
 // Served is a certificate as CertificateFor returns it: what a handshake
@@ -58,6 +59,29 @@ func (e *UnavailableError) Error() string {
 
 // Unwrap returns the cause.
 func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Reason says, in a few words for a client of a certificate server, which
+// of the usual causes it is, without the detail (addresses, the CA's
+// messages) that Error carries for the log.
+func (e *UnavailableError) Reason() string {
+	switch {
+	case errors.Is(e.Err, errNoLock):
+		return "the certificate storage cannot be reached"
+	case errors.Is(e.Err, ErrFailedRecently):
+		return "its last issuance failed, and the next attempt waits"
+	case errors.Is(e.Err, issuer.ErrRateLimited):
+		return "the CA rate-limited the order"
+	case errors.Is(e.Err, acmeca.ErrUnreachable):
+		return "the CA cannot be reached"
+	case errors.Is(e.Err, ErrClientLimit):
+		return "too many new names from this client"
+	case errors.Is(e.Err, ErrClosed):
+		return "the server is stopping"
+	case errors.Is(e.Err, context.DeadlineExceeded):
+		return "its issuance is still in progress"
+	}
+	return "its issuance failed"
+}
 
 // defaultRetryAfter is the RetryAfter of an UnavailableError whose cause
 // names no time: an issuance that timed out goes on, so asking again soon

@@ -280,7 +280,7 @@ func (h *Handler) failLookup(w http.ResponseWriter, name string, err error) {
 		secs := int(time.Until(ue.RetryAfter).Seconds() + 0.999)
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 		h.logger().Debug("no certificate to hand out yet", slog.String("name", name), slog.Any("err", err))
-		fail(w, http.StatusServiceUnavailable, "no certificate for "+name+" yet; retry later")
+		fail(w, http.StatusServiceUnavailable, "no certificate for "+name+" yet: "+ue.Reason()+"; retry later")
 	default:
 		h.logger().Warn("looking up a certificate", slog.String("name", name), slog.Any("err", err))
 		w.Header().Set("Retry-After", "10")

@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"syscall"
@@ -32,15 +33,18 @@ func TestServerStopAbandonsIssuance(t *testing.T) {
 	p := startLogged(t, binary, "server listening", append([]string{"server"}, args...)...)
 	proxy.PauseAt("finalize")
 	defer proxy.Resume()
-	status := make(chan int, 1)
+	status, body := make(chan int, 1), make(chan string, 1)
 	go func() {
 		resp, err := (&http.Client{Timeout: 60 * time.Second}).Get(base + "/v1/certificates/a.test")
 		if err != nil {
 			status <- 0
+			body <- err.Error()
 			return
 		}
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		status <- resp.StatusCode
+		body <- string(b)
 	}()
 	if !within(30*time.Second, func() bool { return proxy.Count("finalize") > 0 }) {
 		t.Fatal("the issuance never reached finalize")
@@ -58,8 +62,8 @@ func TestServerStopAbandonsIssuance(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("still running 30 s after SIGTERM:\n%s", p.output())
 	}
-	if got := <-status; got != http.StatusServiceUnavailable {
-		t.Errorf("the waiting client got %d, want 503 (0: the connection was cut)", got)
+	if got, b := <-status, <-body; got != http.StatusServiceUnavailable || !strings.Contains(b, "yet: the server is stopping; retry later") {
+		t.Errorf("the waiting client got %d %q, want 503 saying the server is stopping (0: the connection was cut)", got, b)
 	}
 	if !strings.Contains(p.output(), "drain limit (10 s) reached") {
 		t.Errorf("the drain's end is not explained:\n%s", p.output())

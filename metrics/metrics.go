@@ -87,7 +87,7 @@ func New() *Metrics {
 		}, []string{"type"}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "certkeeper_denied_names_total",
-			Help: "Handshakes for names refused a certificate, by reason (policy, no_policy, rate_limited, client_limit, invalid_name, no_sni: a client without SNI and no default name, other).",
+			Help: "Handshakes for names refused a certificate, by reason (policy, no_policy, rate_limited, client_limit, failed_recently: the name's back-off after a failed issuance, invalid_name, no_sni: a client without SNI and no default name, other).",
 		}, []string{"reason"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "certkeeper_events_total",
@@ -212,6 +212,8 @@ func denyReason(err error) string {
 		return "no_sni"
 	case errors.Is(err, certkeeper.ErrClientLimit):
 		return "client_limit"
+	case errors.Is(err, certkeeper.ErrFailedRecently):
+		return "failed_recently"
 	case errors.Is(err, issuer.ErrRateLimited):
 		return "rate_limited"
 	case errors.Is(err, hostname.ErrInvalidName):
