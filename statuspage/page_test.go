@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/statuspage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/certkeeper/certkeeper/storage/redisstore"
 )
 
 // TestHandler: the page and /status.json list a certificate a Manager
@@ -113,5 +115,26 @@ func TestHandlerMarksNotAllowed(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(page), "no longer allowed") {
 		t.Errorf("the page does not mark gone.test as no longer allowed:\n%s", page)
+	}
+}
+
+// TestHandlerStorageDown: with its storage unreadable (Redis stopped) the
+// page says the certificates are unknown, not "0 certificates" and "No
+// certificates yet", which read as all gone while the node serves them
+// from memory (trial 11). Real Redis.
+func TestHandlerStorageDown(t *testing.T) {
+	rs := testsvc.Redis(t)
+	st, err := redisstore.Open("redis://" + rs.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rs.Stop()
+	rec := httptest.NewRecorder()
+	(&statuspage.Handler{Storage: st}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	body := rec.Body.String()
+	if !strings.Contains(body, "Reading the certificates failed") || !strings.Contains(body, "certificates unknown") ||
+		strings.Contains(body, "0 certificates") || strings.Contains(body, "No certificates yet") {
+		t.Errorf("the page with its storage down:\n%s", body)
 	}
 }
