@@ -24,13 +24,8 @@ import (
 // the start-up scan gave up and only a restart scheduled them (trial 11).
 // Real Redis, stopped and started again on the same address.
 func TestRenewalScanWaitsForStorage(t *testing.T) {
-	rs := testsvc.Redis(t)
+	rs, st := redisStorage(t)
 	rs.Stop()
-	st, err := redisstore.Open("redis://" + rs.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	var logs testsvc.Buffer
 	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}},
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
@@ -70,12 +65,7 @@ func TestRenewalScanWaitsForStorage(t *testing.T) {
 // its expiry; one in progress stays. Before, they stayed in Redis for ever
 // (trial 11). Real Redis, and the filestore.
 func TestHousekeepingSweepsStaleChallenges(t *testing.T) {
-	rs := testsvc.Redis(t)
-	redis, err := redisstore.Open("redis://" + rs.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { redis.Close() })
+	_, redis := redisStorage(t)
 	for name, st := range map[string]storage.Storage{"redis": redis, "filestore": filestore.New(t.TempDir())} {
 		t.Run(name, func(t *testing.T) {
 			stale, _ := storage.ChallengeKey("http-01", "stale-token")
@@ -103,12 +93,7 @@ func TestHousekeepingSweepsStaleChallenges(t *testing.T) {
 // in memory fails to read storage, a scanner's made-up names too; the
 // warning is logged once per interval, not once per handshake (trial 11).
 func TestOutageWarningPaced(t *testing.T) {
-	rs := testsvc.Redis(t)
-	st, err := redisstore.Open("redis://" + rs.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	rs, st := redisStorage(t)
 	var logs testsvc.Buffer
 	m := localManager(t, st, policy.Allowlist("a.test"))
 	m.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -122,4 +107,16 @@ func TestOutageWarningPaced(t *testing.T) {
 	if n := strings.Count(logs.String(), "loading stored certificate"); n != 1 {
 		t.Errorf("the storage failure was logged %d times for 20 handshakes, want 1:\n%s", n, logs.String())
 	}
+}
+
+// redisStorage starts a Redis for the test and opens a Store on it.
+func redisStorage(t *testing.T) (*testsvc.RedisServer, *redisstore.Store) {
+	t.Helper()
+	rs := testsvc.Redis(t)
+	st, err := redisstore.Open("redis://" + rs.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return rs, st
 }
