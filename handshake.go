@@ -12,6 +12,7 @@ import (
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/timeline"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
+	"github.com/certkeeper/certkeeper/storage"
 )
 
 // GetCertificate returns the certificate for hello's server name, for
@@ -141,9 +142,12 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		m.stats.storage.Add(1)
 		return e, nil
 	} else if !isNotFound(err) {
-		m.loadWarn.Do(func() {
-			m.logger().Warn("loading stored certificate (logged at most every 10 s)", "name", name, "err", err)
-		})
+		warn := func() { m.logger().Warn("loading stored certificate", "name", name, "err", err) }
+		if errors.Is(err, storage.ErrInvalidRecord) {
+			warn() // a damaged record: named each time, for the operator to delete or replace
+		} else {
+			m.loadWarn.Do(warn) // the storage failing: every new name would say the same
+		}
 	}
 	timeline.Mark(ctx, "storage_lookup")
 	if err := m.decide(ctx, name); err != nil {

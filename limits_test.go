@@ -79,13 +79,13 @@ func TestFailureBackoffSurvivesRestart(t *testing.T) {
 		t.Fatal("a name the CA refuses was issued")
 	}
 	orders := ca.Orders()
-	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"}); !errors.Is(err, policy.ErrDenied) {
-		t.Errorf("second attempt right after a failure: err = %v, want ErrDenied (backoff)", err)
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"}); !errors.Is(err, certkeeper.ErrFailedRecently) || errors.Is(err, policy.ErrDenied) {
+		t.Errorf("second attempt right after a failure: err = %v, want ErrFailedRecently (backoff), not the policy's ErrDenied", err)
 	}
 	m.Close()
 	m2 := newManager()
-	if _, err := m2.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"}); !errors.Is(err, policy.ErrDenied) {
-		t.Errorf("after a restart: err = %v, want ErrDenied (backoff kept in storage)", err)
+	if _, err := m2.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"}); !errors.Is(err, certkeeper.ErrFailedRecently) {
+		t.Errorf("after a restart: err = %v, want ErrFailedRecently (backoff kept in storage)", err)
 	}
 	if n := ca.Orders(); n != orders {
 		t.Errorf("%d orders during the backoff, want 0", n-orders)

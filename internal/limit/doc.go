@@ -9,7 +9,8 @@
 //
 // The package is internal because nothing but the Manager configures
 // these limiters; what callers see of them is an error: a
-// *RateLimitError matches issuer.ErrRateLimited, and the Manager wraps a
-// name still in its failure backoff in policy.ErrDenied. Per-client
+// *RateLimitError matches issuer.ErrRateLimited, and the Manager answers a
+// name still in its failure backoff with ErrFailedRecently (not the
+// policy's ErrDenied: it is no policy decision). Per-client
 // limits, which an operator sets, stay in package policy (IPLimiter).
 package limit
