@@ -66,11 +66,11 @@ without one of them. Every key handed out is written to the audit log.
 
 http-01 challenges are answered on --listen: forward /.well-known/acme-challenge/ from port 80
 of the web servers to it. Names given with --managed are obtained at start and renewed
-forever; --cert-file serves certificates made elsewhere. SIGTERM drains (10 s at most); SIGHUP
-reloads --config's policy (allow, ask, require-own-ip, own-ip-private) and the --token-file
-(a token removed from it is refused at once); SIGUSR2 starts the binary now at this one's path
-with the listening sockets and drains once it is ready, as the proxy does. Every flag has a
-config key: docs/config.md.`,
+forever; --cert-file serves certificates made elsewhere. SIGTERM drains (10 s at most, then
+issuances still in flight are abandoned and their clients get 503); SIGHUP reloads --config's
+policy (allow, ask, require-own-ip, own-ip-private) and the --token-file (a token removed from
+it is refused at once); SIGUSR2 upgrades in place, as for the proxy (certkeeper proxy --help).
+Every flag has a config key: docs/config.md.`,
 		Flags:    func(fs *flag.FlagSet) { src.register(fs, c, &c.engineConfig, serverChallengeHelp) },
 		ArgsHint: "names go with --allow or --managed (e.g. --allow a.example)",
 		Run: func(ctx context.Context, env *Env, args []string) error {
