@@ -412,6 +412,18 @@ local function parse_time(s)
     return t
 end
 
+-- answer_text is ": " and the first line of an error answer's body, for
+-- the log: the server says why in plain text ("the bearer token was not
+-- accepted ...", "no certificate for NAME yet: the CA cannot be reached");
+-- the page of something else at the server's address is cut short.
+local function answer_text(body)
+    if type(body) ~= "string" then return "" end
+    local line = (body:match("^[^\r\n]*") or ""):gsub("%c", "?")
+    if #line > 200 then line = line:sub(1, 200) .. "..." end
+    if line == "" then return "" end
+    return ": " .. line
+end
+
 -- fetch asks the server for name and stores the answer in the shared
 -- dict. It returns the record, or nil and an error.
 local function fetch(name)
@@ -430,7 +442,7 @@ local function fetch(name)
             if ra then ttl = math.max(1, math.min(ra, 60)) end
         end
         dict:set("n:" .. name, tostring(status), ttl)
-        return nil, "server answered " .. status
+        return nil, "server answered " .. status .. answer_text(body)
     end
     local v, err = json_decode(body)
     if type(v) ~= "table" or type(v.cert) ~= "string" or type(v.key) ~= "string" then
