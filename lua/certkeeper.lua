@@ -741,8 +741,13 @@ function _M.init(opts)
         end
         srv.tls_server_name = srv.host
     end
-    if type(opts.shared_dict) ~= "string" or not ngx.shared[opts.shared_dict] then
-        error("certkeeper.init: shared_dict must name a lua_shared_dict", 2)
+    if type(opts.shared_dict) ~= "string" then
+        error("certkeeper.init: shared_dict must name a lua_shared_dict, e.g. shared_dict = \"certkeeper\"" ..
+            " with lua_shared_dict certkeeper 10m; in the http block", 2)
+    end
+    if not ngx.shared[opts.shared_dict] then
+        error(("certkeeper.init: shared_dict %q names no lua_shared_dict: add lua_shared_dict %s 10m; to the" ..
+            " http block (about 4 KiB per certificate)"):format(opts.shared_dict, opts.shared_dict), 2)
     end
     if opts.allow_domain ~= nil and type(opts.allow_domain) ~= "function" then
         error("certkeeper.init: allow_domain must be a function", 2)

@@ -41,7 +41,9 @@ const initConf = `
 // (or the older bare host:port) only to a loopback server; anything else
 // keeps nginx from starting, with a message naming the setting. A client
 // certificate needs https://, and an https:// server given by IP address
-// needs tls_server_name (nginx checks certificates by DNS name only).
+// needs tls_server_name (nginx checks certificates by DNS name only). A
+// shared_dict that nginx.conf does not declare is named, with the line to
+// add.
 func TestInitServerSetting(t *testing.T) {
 	for _, tt := range []struct {
 		name, options string
@@ -74,6 +76,8 @@ func TestInitServerSetting(t *testing.T) {
 			want: []string{"certkeeper.init: client_cert", "https://"}},
 		{name: "client cert without key", options: `server = "https://certkeeper.internal:8999", client_cert = "/c.pem"`,
 			want: []string{"certkeeper.init: client_cert and client_key"}},
+		{name: "shared dict not declared", options: `server = "http://127.0.0.1:8999", shared_dict = "nope"`,
+			want: []string{`certkeeper.init: shared_dict "nope" names no lua_shared_dict`, "lua_shared_dict nope 10m;"}},
 		{name: "client cert missing", options: `server = "https://certkeeper.internal:8999", client_cert = "/nonexistent/c.pem", client_key = "/nonexistent/c.key"`,
 			want: []string{"certkeeper.init: client_cert", "/nonexistent/c.pem"}},
 	} {
