@@ -51,6 +51,10 @@ type Loop struct {
 
 	servers []Shutdowner
 	errc    chan error // each server's Serve result
+	// hup and usr2 receive SIGHUP and the upgrade signals from New on:
+	// one sent between "listening" and Wait waits for Wait, where Go
+	// would otherwise have caught and dropped it.
+	hup, usr2 chan os.Signal
 }
 
 // New returns a Loop that logs to logger, writes the operator's notes
@@ -59,7 +63,22 @@ type Loop struct {
 // is left alone). It sets the collector's target for a server (ServerGC).
 func New(logger *slog.Logger, notes io.Writer, up *upgrade.Upgrader, reload func()) *Loop {
 	ServerGC()
-	return &Loop{logger: logger, notes: notes, up: up, reload: reload, errc: make(chan error, 4)}
+	l := &Loop{logger: logger, notes: notes, up: up, reload: reload, errc: make(chan error, 4),
+		hup: make(chan os.Signal, 1), usr2: make(chan os.Signal, 1)}
+	if reload != nil {
+		signal.Notify(l.hup, syscall.SIGHUP)
+	}
+	if up != nil && len(upgrade.Signals) > 0 {
+		signal.Notify(l.usr2, upgrade.Signals...)
+	}
+	return l
+}
+
+// stopSignals stops the delivery of the Loop's signals (after Wait, and
+// at Drain for a Loop that never waited).
+func (l *Loop) stopSignals() {
+	signal.Stop(l.hup)
+	signal.Stop(l.usr2)
 }
 
 // ServerGCPercent is the collector's target (GOGC) for the long-running
@@ -115,15 +134,8 @@ func (l *Loop) Wait(ctx context.Context) (failed bool, err error) {
 			l.logger.Warn("announcing readiness", slog.Any("err", err))
 		}
 	}
-	hup, usr2 := make(chan os.Signal, 1), make(chan os.Signal, 1)
-	if l.reload != nil {
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-	}
-	if l.up != nil && len(upgrade.Signals) > 0 {
-		signal.Notify(usr2, upgrade.Signals...)
-		defer signal.Stop(usr2)
-	}
+	defer l.stopSignals()
+	hup, usr2 := l.hup, l.usr2
 	for {
 		select {
 		case err := <-l.errc:
@@ -149,6 +161,7 @@ func (l *Loop) Wait(ctx context.Context) (failed bool, err error) {
 // stop that was asked for, not a failure: Drain returns an error only
 // when a server fails to stop.
 func (l *Loop) Drain(limit time.Duration, abandon func()) error {
+	l.stopSignals()
 	if len(l.servers) == 0 {
 		return nil
 	}
