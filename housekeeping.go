@@ -25,6 +25,10 @@ const (
 	// checks for expiry; the next round goes on from where it stopped,
 	// so a round costs the same with 1,000 or 1,000,000 certificates.
 	sweepBatch = 1000
+	// challengeSweepEvery is how often stale shared challenge answers are
+	// looked for: a listing of its own (a SCAN on Redis), for records that
+	// only cost space, so not every round.
+	challengeSweepEvery = time.Hour
 )
 
 // State kept in storage for operators and restarts.
@@ -64,6 +68,7 @@ type housekeeping struct {
 	dirty    [seenShards]bool                // shards changed since they were stored
 	legacy   bool                            // the old single value exists: remove it once the shards are stored
 	cursor   string                          // the last certificate key the expiry sweep checked
+	swept    time.Time                       // when stale challenge answers were last swept
 	errMu    sync.Mutex                      // serialises updates of the stored renewal errors
 }
 
@@ -103,17 +108,26 @@ func (m *Manager) housekeep(ctx context.Context) {
 	m.guard("housekeeping", slog.String("step", "sweeping stale challenge answers"), func() { m.sweepChallenges(ctx) })
 }
 
-// sweepChallenges deletes the shared challenge answers (sharedsolver.go)
-// past their expiry: an issuance cleans its own up, but one cut short (a
-// process killed during it) leaves its answer behind, ignored but stored
-// for ever. The answers of issuances in progress are a handful; the
-// listing is one prefix.
+// sweepChallenges deletes, once every challengeSweepEvery, the shared
+// challenge answers (sharedsolver.go) past their expiry: an issuance
+// cleans its own up, but one cut short (a process killed during it) leaves
+// its answer behind, ignored but stored for ever. The answers of issuances
+// in progress are a handful; the listing is one prefix.
 func (m *Manager) sweepChallenges(ctx context.Context) {
+	now := time.Now()
+	m.hk.mu.Lock()
+	due := now.Sub(m.hk.swept) >= challengeSweepEvery
+	if due {
+		m.hk.swept = now
+	}
+	m.hk.mu.Unlock()
+	if !due {
+		return
+	}
 	keys, err := m.store.List(ctx, challengesPrefix)
 	if err != nil {
-		return // the next round tries again; a storage that fails is reported elsewhere
+		return // the next sweep tries again; a storage that fails is reported elsewhere
 	}
-	now := time.Now()
 	for _, key := range keys {
 		data, err := m.store.Load(ctx, key)
 		if err != nil {

@@ -173,6 +173,10 @@ type Manager struct {
 	flightMu sync.RWMutex
 }
 
+// loadWarnInterval paces the warning of a handshake that could not read
+// storage (Manager.loadWarn).
+const loadWarnInterval = 10 * time.Second
+
 // ErrClosed is the error of a handshake that needed a certificate obtained
 // or loaded after Close: a closed Manager serves only what it holds.
 var ErrClosed = errors.New("the Manager is closed: it obtains no more certificates")

@@ -12,10 +12,7 @@ import (
 // names logged is bounded and starts afresh each interval.
 const (
 	refusalInterval = time.Hour
-	// loadWarnInterval paces the warning of a handshake that could not
-	// read storage (Manager.loadWarn).
-	loadWarnInterval = 10 * time.Second
-	refusalMax       = 1024 // names remembered per interval; about 256 KiB at most
+	refusalMax      = 1024 // names remembered per interval; about 256 KiB at most
 )
 
 // refusals decides which refused names are logged. The zero value is
