@@ -136,7 +136,7 @@ func TestClient(t *testing.T) {
 			if !time.Now().Before(first.NotAfter) {
 				t.Fatalf("renewed certificate arrived at %s, after the old one expired (%s)", time.Now(), first.NotAfter)
 			}
-			t.Logf("renewed certificate served %s before the old one expired", first.NotAfter.Sub(time.Now()).Round(time.Second))
+			t.Logf("renewed certificate served %s before the old one expired", time.Until(first.NotAfter).Round(time.Second))
 			break
 		}
 		if time.Now().After(first.NotAfter) {

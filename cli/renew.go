@@ -27,7 +27,6 @@ type renewFlags struct {
 	newKey     bool       `flag:"new-key" help:"give renewed certificates a new key (default: keep the key)"`
 	want       string     `flag:"want" arg:"FILE" help:"FILE listing certificates to have: one per line, names separated by spaces"`
 	quiet      bool       `flag:"quiet" help:"print nothing unless something fails, then everything (for cron, which mails any output;\ncertbot's -q)"`
-	hookFlags
 	// hooks runs the remembered hooks of this run.
 	hooks renew.Hooks
 }
@@ -70,6 +69,7 @@ Exit status: 0 all good, 1 something failed (each is named in the summary), 2 ba
 			f.fs = fs
 			f.registerCA(fs)
 			cmdline.Bind(fs, f)
+			cmdline.Bind(fs, &f.hookFlags) // read back as flags given (settingsFromFlags)
 		},
 		ArgsHint:  "cert renew renews every due pair in --out-dir; to renew one certificate now, run cert issue -d NAME again",
 		Spellings: otherTools,

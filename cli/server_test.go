@@ -218,7 +218,7 @@ func TestServerManaged(t *testing.T) {
 		t.Error("managed certificate is marked on-demand (it would stop being renewed when unused)")
 	}
 	renewed := waitStatus("renewed", first.NotAfter, func(s certStatus) bool { return s.NotAfter.After(first.NotAfter) })
-	t.Logf("renewed %s before the first certificate expired", first.NotAfter.Sub(time.Now()).Round(time.Second))
+	t.Logf("renewed %s before the first certificate expired", time.Until(first.NotAfter).Round(time.Second))
 	if renewed.NotAfter.Sub(first.NotAfter) <= 0 {
 		t.Errorf("renewed not_after %s, want after %s", renewed.NotAfter, first.NotAfter)
 	}

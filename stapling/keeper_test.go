@@ -88,12 +88,6 @@ func (s *staples) last() []byte {
 	return s.got[len(s.got)-1]
 }
 
-func (s *staples) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.got)
-}
-
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(d); !cond(); time.Sleep(20 * time.Millisecond) {

@@ -20,7 +20,7 @@
 //     handshake rates over loopback, the median of -rounds paired rounds;
 //
 //   - the time and heap growth of reading the status of every certificate
-//     (statuspage.Read, what certkeeper status does).
+//     (status.Read, what certkeeper status does).
 //
 //     go run ./bench/scale -n 100000
 //
@@ -47,7 +47,7 @@ import (
 	"github.com/certkeeper/certkeeper/bench/scale/fill"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
-	"github.com/certkeeper/certkeeper/statuspage"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -217,7 +217,7 @@ func measureRates(addr string, names []string, cacheSize, rounds, perRound, conn
 func measureStatus(ctx context.Context, st *filestore.Store) error {
 	hs := heapAlloc()
 	start := time.Now()
-	certs, err := statuspage.Read(ctx, st, time.Now())
+	certs, err := status.Read(ctx, st, time.Now())
 	if err != nil {
 		return fmt.Errorf("reading status: %w", err)
 	}

@@ -230,7 +230,7 @@ func Start(t testing.TB, opts Options) *CA {
 func (o Options) validate() error {
 	for name, pct := range map[string]int{"NonceReject": o.NonceReject, "AuthzReuse": o.AuthzReuse} {
 		if pct < 0 || pct > 100 {
-			return fmt.Errorf("Options.%s = %d, want a percentage 0–100", name, pct)
+			return fmt.Errorf("Options: %s = %d, want a percentage 0–100", name, pct)
 		}
 	}
 	if o.AlternateRoots < 0 || o.ChainLength < 0 {

@@ -230,8 +230,6 @@ func TestCanceledContext(t *testing.T) {
 // renewFrame is the stack frame of a lock's renewal goroutine.
 const renewFrame = "filestore.(*lease).renew("
 
-func renewers() int { return storagetest.Goroutines(renewFrame) }
-
 func waitRenewers(t *testing.T, want int) { storagetest.WaitGoroutines(t, renewFrame, want) }
 
 // TestRenewalGoroutineEnds checks that every lock's renewal goroutine ends
