@@ -137,16 +137,23 @@ func TestCertRevoke(t *testing.T) {
 		extra  []string
 		reason uint
 	}{
-		{"r1.test", []string{"--reason", "superseded"}, 4},
-		{"r2.test", []string{"--reason", "keyCompromise", "--key", filepath.Join(out, "private", "r2.test.key")}, 1},
+		{"r1.test", []string{"--reason", "4"}, 4}, // lego's number
+		{"r2.test", []string{"--reason", "keycompromise", "--key", filepath.Join(out, "private", "r2.test.key")}, 1}, // certbot's spelling
 	} {
 		certs := readPair(t, out, tt.name)
 		if st := ca.CertStatus(t, certs[0].SerialNumber); st.Status != "Valid" {
 			t.Fatalf("%s before revocation: %s", tt.name, st.Status)
 		}
 		args := append(append(base, "--cert", filepath.Join(out, "certs", tt.name+".pem")), tt.extra...)
-		if r := ck(t, time.Minute, args...); r.code != 0 {
+		r := ck(t, time.Minute, args...)
+		if r.code != 0 {
 			t.Fatalf("revoking %s: exit %d\n%s", tt.name, r.code, r.stderr)
+		}
+		if want := map[uint]string{1: "reason keyCompromise)", 4: "reason superseded)"}[tt.reason]; !strings.Contains(r.stdout, want) {
+			t.Errorf("%s: stdout %q, want the RFC name %q", tt.name, r.stdout, want)
+		}
+		if compromised := strings.Contains(r.stderr, "do not use it again"); compromised != (tt.reason == 1) {
+			t.Errorf("%s (reason %d): stderr %q: the compromised-key advice is given %v", tt.name, tt.reason, r.stderr, compromised)
 		}
 		st := ca.CertStatus(t, certs[0].SerialNumber)
 		if st.Status != "Revoked" || st.Reason == nil || *st.Reason != tt.reason {

@@ -29,7 +29,9 @@ needed: the way to revoke a certificate whose key has leaked).
 	certkeeper cert revoke --cert /etc/ssl/certs/a.example.pem --reason superseded
 	certkeeper cert revoke --cert a.pem --key a.key --reason keyCompromise
 
-Reasons (RFC 5280): ` + acmeca.RevocationReasons() + `.`,
+Reasons (RFC 5280; in any case, or by number, as certbot and lego spell them): ` + acmeca.RevocationReasons() + `.
+After keyCompromise, the key must not be used again: renew with "cert renew --force --new-key"
+or issue anew, which makes a new key.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&certFile, "cert", "", "PEM `FILE` of the certificate (a chain file is fine: its first certificate is revoked)")
 			fs.StringVar(&keyFile, "key", "", "sign with this private key `FILE` of the certificate instead of the account")
@@ -47,9 +49,9 @@ Reasons (RFC 5280): ` + acmeca.RevocationReasons() + `.`,
 				return usagef("--ca local: the local CA publishes no revocation, and its certificates live 7 days: " +
 					"stop serving this one (remove its files) instead")
 			}
-			code, ok := acmeca.RevocationReason(reason)
+			code, reasonName, ok := acmeca.RevocationReason(reason)
 			if !ok {
-				return usagef("--reason %q: use one of %s", reason, acmeca.RevocationReasons())
+				return usagef("--reason %q: use one of %s (any case), or its RFC 5280 code", reason, acmeca.RevocationReasons())
 			}
 			cert, err := readCertFile(certFile)
 			if err != nil {
@@ -77,7 +79,10 @@ Reasons (RFC 5280): ` + acmeca.RevocationReasons() + `.`,
 			if err := iss.Revoke(ctx, cert, key, code); err != nil {
 				return err
 			}
-			fmt.Fprintf(env.Stdout, "revoked %s (serial %s, reason %s)\n", strings.Join(cert.DNSNames, ","), cert.SerialNumber.Text(16), reason)
+			fmt.Fprintf(env.Stdout, "revoked %s (serial %s, reason %s)\n", strings.Join(cert.DNSNames, ","), cert.SerialNumber.Text(16), reasonName)
+			if code == 1 { // keyCompromise
+				fmt.Fprintf(env.Stderr, "certkeeper: the key of this certificate is compromised: do not use it again; replace the certificate with a new key (cert renew --force --new-key, or cert issue)\n")
+			}
 			return nil
 		},
 	}

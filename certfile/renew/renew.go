@@ -120,7 +120,8 @@ type Renewer struct {
 	Override Settings
 
 	// NewKey gives renewed certificates a new key; by default a renewal
-	// keeps its key.
+	// keeps its key, unless its key_type (remembered or Override's) is
+	// not the type of that key: then it gets a new key of that type.
 	NewKey bool
 
 	// Grace, if set, makes a certificate due when it expires within
@@ -347,6 +348,9 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 		if t := issuer.KeyTypeOf(prev.PublicKey); t != "" {
 			kt = t // a new key of the type the certificate had
 		}
+	}
+	if key != nil && j.Settings.KeyType != "" && issuer.KeyTypeOf(key.Public()) != kt {
+		key = nil // key_type asks for another type than the kept key's: a new key of it
 	}
 	got, err := certkeeper.Issue(ctx, r.Storage, certkeeper.IssueRequest{
 		Names: j.Names, Issuers: chain, Key: key, KeyType: kt, Replaces: prev, Email: j.Settings.Email,

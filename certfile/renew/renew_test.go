@@ -151,3 +151,52 @@ func selfSignedPair(t *testing.T, dir certfile.Dir, base, name string) {
 		}
 	}
 }
+
+// TestRenewerKeyTypeChange: a renewal keeps its key, unless the key_type
+// it renews with (here given for the run) is not that key's type: then
+// the certificate gets a new key of the type asked for, and the files and
+// the remembered settings agree.
+func TestRenewerKeyTypeChange(t *testing.T) {
+	tmp := t.TempDir()
+	st := filestore.New(filepath.Join(tmp, "state"))
+	dir := certfile.Dir(filepath.Join(tmp, "ssl"))
+	r := &Renewer{
+		Dir: dir, Storage: st,
+		Issuers: func(ctx context.Context, s Settings) (*issuer.Chain, func(), error) {
+			return &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}, nil, nil
+		},
+		Want: [][]string{{"a.test"}},
+	}
+	keyOf := func() issuer.KeyType {
+		t.Helper()
+		key, _, err := dir.Read("a.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return issuer.KeyTypeOf(key.Public())
+	}
+	if _, err := r.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	first := keyOf()
+
+	renewWith := func(kt string) {
+		t.Helper()
+		r.Want, r.Force, r.Override = nil, true, Settings{KeyType: kt}
+		results, err := r.Run(t.Context())
+		if err != nil || len(results) != 1 || results[0].Action != Renewed {
+			t.Fatalf("renewal with key_type %q: %v, %+v", kt, err, results)
+		}
+	}
+	renewWith(string(first)) // the same type: the key is kept
+	if got := keyOf(); got != first {
+		t.Fatalf("key type %s after a renewal with key_type %s", got, first)
+	}
+	renewWith("rsa2048")
+	if got := keyOf(); got != issuer.RSA2048 {
+		t.Errorf("renewed with key_type rsa2048, the key is %s", got)
+	}
+	if s, err := LoadSettings(filepath.Join(string(dir), "renewal", "a.test.conf")); err != nil || s.KeyType != "rsa2048" {
+		t.Errorf("remembered settings %+v, %v; want key_type rsa2048", s, err)
+	}
+}

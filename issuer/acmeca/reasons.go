@@ -2,6 +2,7 @@ package acmeca
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -17,12 +18,19 @@ var revocationReasons = map[string]int{
 	"cessationOfOperation": 5,
 }
 
-// RevocationReason returns the RFC 5280 reason code named name (as the
-// RFC spells it: "keyCompromise"), for Revoke, and whether name is one a
-// subscriber may give.
-func RevocationReason(name string) (int, bool) {
-	code, ok := revocationReasons[name]
-	return code, ok
+// RevocationReason returns the RFC 5280 reason code that reason names,
+// for Revoke, with its name as the RFC spells it ("keyCompromise"), and
+// whether it is one a subscriber may give. reason is a name in any case
+// (certbot's --reason keycompromise) or the code itself (lego's
+// --reason 1).
+func RevocationReason(reason string) (code int, name string, ok bool) {
+	n, err := strconv.Atoi(reason)
+	for name, code := range revocationReasons {
+		if strings.EqualFold(name, reason) || err == nil && n == code {
+			return code, name, true
+		}
+	}
+	return 0, "", false
 }
 
 // RevocationReasons lists, sorted, the names RevocationReason accepts,

@@ -7,14 +7,22 @@ import (
 )
 
 func TestRevocationReason(t *testing.T) {
-	for name, want := range map[string]int{"unspecified": 0, "keyCompromise": 1, "superseded": 4, "cessationOfOperation": 5} {
-		if got, ok := acmeca.RevocationReason(name); !ok || got != want {
-			t.Errorf("RevocationReason(%q) = %d, %v; want %d", name, got, ok, want)
+	for reason, want := range map[string]struct {
+		code int
+		name string
+	}{
+		"unspecified": {0, "unspecified"}, "keyCompromise": {1, "keyCompromise"}, "superseded": {4, "superseded"},
+		"cessationOfOperation": {5, "cessationOfOperation"},
+		"keycompromise":        {1, "keyCompromise"}, "AffiliationChanged": {3, "affiliationChanged"}, // certbot's spelling
+		"1": {1, "keyCompromise"}, "0": {0, "unspecified"}, "5": {5, "cessationOfOperation"}, // lego's codes
+	} {
+		if code, name, ok := acmeca.RevocationReason(reason); !ok || code != want.code || name != want.name {
+			t.Errorf("RevocationReason(%q) = %d, %q, %v; want %d, %q", reason, code, name, ok, want.code, want.name)
 		}
 	}
-	for _, name := range []string{"cACompromise", "keycompromise", ""} {
-		if _, ok := acmeca.RevocationReason(name); ok {
-			t.Errorf("RevocationReason(%q) accepted a reason a subscriber may not give", name)
+	for _, reason := range []string{"cACompromise", "2", "6", "-1", "", "key compromise"} {
+		if _, _, ok := acmeca.RevocationReason(reason); ok {
+			t.Errorf("RevocationReason(%q) accepted a reason a subscriber may not give", reason)
 		}
 	}
 	const want = "affiliationChanged, cessationOfOperation, keyCompromise, superseded, unspecified"
