@@ -29,9 +29,9 @@ needed: the way to revoke a certificate whose key has leaked).
 	certkeeper cert revoke --cert /etc/ssl/certs/a.example.pem --reason superseded
 	certkeeper cert revoke --cert a.pem --key a.key --reason keyCompromise
 
-Reasons (RFC 5280; in any case, or by number, as certbot and lego spell them): ` + acmeca.RevocationReasons() + `.
-After keyCompromise, the key must not be used again: renew with "cert renew --force --new-key"
-or issue anew, which makes a new key.`,
+Reasons (RFC 5280): ` + acmeca.RevocationReasons() + `,
+in any case, or by number (certbot's and lego's spellings). After keyCompromise the key must not
+be used again: renew with "cert renew --force --new-key", or issue anew, which makes a new key.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&certFile, "cert", "", "PEM `FILE` of the certificate (a chain file is fine: its first certificate is revoked)")
 			fs.StringVar(&keyFile, "key", "", "sign with this private key `FILE` of the certificate instead of the account")
