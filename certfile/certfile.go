@@ -16,7 +16,9 @@
 //
 // What it does not do: it does not obtain or renew certificates (package
 // certfile/renew does, on top of it), reload the servers that read the
-// files, keep ".old" backups, change the owner or group of what it writes (files belong to the writing user), or serialise
+// files, keep backups beyond the one previous certificate WriteKeepOld
+// keeps as NAME.pem.old, change the owner or group of what it writes
+// (files belong to the writing user), or serialise
 // concurrent writers of one name: callers that may race hold a lock (the
 // renewal path holds storage.IssueLock).
 package certfile

@@ -64,6 +64,38 @@ func (d Dir) Write(name string, keyPEM, chainPEM []byte) (Paths, error) {
 	return p, nil
 }
 
+// CheckWritable makes sure the files of name can be written, before a
+// certificate is obtained for them (a CA's limits are spent on it): it
+// creates the directories as Write would and a temporary file in each,
+// removed at once; withKey false checks certs/ alone (WriteCert's). Its
+// error is the file system's, such as permission denied.
+func (d Dir) CheckWritable(name string, withKey bool) error {
+	p, err := d.Paths(name)
+	if err != nil {
+		return err
+	}
+	dirs := []string{filepath.Dir(p.Cert)}
+	if withKey {
+		if err := d.mkdirs(p); err != nil {
+			return err
+		}
+		dirs = append(dirs, filepath.Dir(p.Key))
+	} else if err := os.MkdirAll(dirs[0], certsDirMode); err != nil {
+		return err
+	}
+	for _, dir := range dirs {
+		f, err := os.CreateTemp(dir, ".certkeeper-check-*")
+		if err != nil {
+			return err
+		}
+		f.Close()
+		if err := os.Remove(f.Name()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // mkdirs creates DIR, DIR/private and DIR/certs where missing.
 func (d Dir) mkdirs(p Paths) error {
 	if err := os.MkdirAll(string(d), certsDirMode); err != nil {

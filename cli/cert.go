@@ -213,12 +213,16 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 
 	req := certkeeper.IssueRequest{Names: names, Issuers: &issuer.Chain{Issuers: []issuer.Issuer{iss}}, KeyType: keyType, CSR: csrDER,
 		Email: f.Email, Progress: progress}
+	var before *renew.Previous // what issuing the same name again replaces, said after
 	if csrDER == nil {
 		req.Replaces = storage.CurrentLeaf(ctx, st, iss.ID(), names)
+		before = renew.ReadPrevious(certfile.Dir(f.outDir), names[0])
 	}
 	got, paths, err := renew.IssueFiles(ctx, certfile.Dir(f.outDir), st, req)
 	var werr *renew.WriteError
 	switch {
+	case errors.As(err, &werr) && werr.BeforeOrder:
+		return fmt.Errorf("the certificate files cannot be written in --out-dir %s, so nothing was ordered: %w", f.outDir, werr.Err)
 	case errors.As(err, &werr) && csrDER != nil:
 		return werr.Err
 	case errors.As(err, &werr):
@@ -234,11 +238,16 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	}
 	if csrDER != nil {
 		progress(fmt.Sprintf("done in %s", time.Since(start).Round(time.Millisecond)))
+		progress(fmt.Sprintf("cert renew does not renew a certificate for a CSR (the key is yours, not in %s): run this command again before %s", f.outDir, notAfter))
 		fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key (yours, from the CSR)\n", strings.Join(names, ","), cert.Issuer, notAfter, paths.Cert)
 		return f.afterIssue(ctx, names, paths, cert.Leaf.NotAfter)
 	}
-	if err := f.remember(names[0]); err != nil {
+	settings, err := f.remember(names[0])
+	if err != nil {
 		return fmt.Errorf("the certificate files are written, but not how to renew them (cert renew will use its flags' defaults): %w", err)
+	}
+	if changes := before.Changes(names, settings); changes != "" {
+		progress(fmt.Sprintf("replaced the certificate of %s: %s", names[0], changes))
 	}
 	progress(fmt.Sprintf("done in %s", time.Since(start).Round(time.Millisecond)))
 	fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key %s\n", strings.Join(names, ","), cert.Issuer, notAfter, paths.Cert, paths.Key)

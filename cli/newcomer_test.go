@@ -14,21 +14,35 @@ import (
 
 // TestRenewNothingThere: cert renew with an --out-dir holding no pairs
 // says so (and asks whether --out-dir is right) instead of printing only
-// a table header.
+// a table header; one that does not exist (a typo in a crontab) fails,
+// --quiet or not, rather than renew nothing in silence.
 func TestRenewNothingThere(t *testing.T) {
 	dir := t.TempDir()
-	out := filepath.Join(dir, "typo")
-	r := ck(t, 30*time.Second, "cert", "renew", "--ca", "local", "--out-dir", out, "--storage", filepath.Join(dir, "st"))
+	empty := filepath.Join(dir, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := ck(t, 30*time.Second, "cert", "renew", "--ca", "local", "--out-dir", empty, "--storage", filepath.Join(dir, "st"))
 	if r.code != 0 {
 		t.Fatalf("exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
 	}
 	if strings.Contains(r.stdout, "CERTIFICATE") {
 		t.Errorf("stdout has an empty summary table:\n%s", r.stdout)
 	}
-	for _, w := range []string{"nothing to renew", "no certificate pairs", out, "is --out-dir right?"} {
+	for _, w := range []string{"nothing to renew", "no certificate pairs", empty, "is --out-dir right?"} {
 		if !strings.Contains(r.stderr, w) {
 			t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
 		}
+	}
+	typo := filepath.Join(dir, "typo")
+	for _, quiet := range []string{"--quiet=false", "--quiet"} {
+		r := ck(t, 30*time.Second, "cert", "renew", quiet, "--ca", "local", "--out-dir", typo, "--storage", filepath.Join(dir, "st"))
+		if want := "--out-dir " + typo + " does not exist"; r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("%s with a missing --out-dir: exit %d, stderr %q; want 1 and %q", quiet, r.code, r.stderr, want)
+		}
+	}
+	if _, err := os.Stat(typo); err == nil {
+		t.Errorf("cert renew created the missing --out-dir %s", typo)
 	}
 }
 

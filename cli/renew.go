@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
@@ -125,6 +126,9 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 		r.ARI = f.ariFor(env, st)
 	}
 	results, err := r.Run(ctx)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("--out-dir %s does not exist: give the directory cert issue wrote to", f.outDir)
+	}
 	if err != nil {
 		return err
 	}

@@ -284,6 +284,9 @@ func TestIssueForCSR(t *testing.T) {
 	if strings.Join(leaf.DNSNames, ",") != "csr.test,www.csr.test" {
 		t.Errorf("names = %v", leaf.DNSNames)
 	}
+	if !strings.Contains(r.stderr, "cert renew does not renew a certificate for a CSR") {
+		t.Errorf("stderr does not say that cert renew leaves it alone:\n%s", r.stderr)
+	}
 	if r := ck(t, 30*time.Second, append(pebbleArgs(ca, t.TempDir(), out), "--csr", filepath.Join(out, "nope"))...); r.code != 1 || !strings.Contains(r.stderr, "--csr") {
 		t.Errorf("missing CSR file: exit %d\n%s", r.code, r.stderr)
 	}

@@ -64,19 +64,19 @@ func (f *issueFlags) withSettings(s renew.Settings) (*issueFlags, error) {
 // remember writes the settings cert issue was given for the certificate
 // named name, for cert renew: the flags given, and the CA, challenge and
 // key type even at their defaults, so the file says where it came from.
-func (f *issueFlags) remember(name string) error {
+func (f *issueFlags) remember(name string) (renew.Settings, error) {
 	s, err := settingsFromFlags(f.fs, "ca", "challenge", "key-type")
 	if err != nil {
-		return err
+		return s, err
 	}
 	if s.CA == "" {
 		s.CA = f.ca() // --ca not given: its default, so the file says where it came from
 	}
 	path, err := renew.SettingsPath(certfile.Dir(f.outDir), name)
 	if err != nil {
-		return err
+		return s, err
 	}
-	return renew.SaveSettings(path, s)
+	return s, renew.SaveSettings(path, s)
 }
 
 func certShowCmd() *Command {

@@ -8,9 +8,13 @@ import (
 	"github.com/certkeeper/certkeeper/storage"
 )
 
-// WriteError is a certificate obtained but not written as files: it is
-// in storage all the same (but for a CSR's).
-type WriteError struct{ Err error }
+// WriteError is a certificate not written as files: obtained and in
+// storage all the same (but for a CSR's), or, with BeforeOrder, not
+// ordered at all because the files could not have been written.
+type WriteError struct {
+	Err         error
+	BeforeOrder bool
+}
 
 func (e *WriteError) Error() string { return "writing the certificate files: " + e.Err.Error() }
 
@@ -21,10 +25,18 @@ func (e *WriteError) Unwrap() error { return e.Err }
 // (Dir.Write), or for a req.CSR the chain alone (Dir.WriteCert), as the
 // key is the caller's and nothing is stored (st is not used). The first
 // issuance of the command's cert issue; a renewal is Renewer's. Issue's
-// error is returned as it is, a failed write as a *WriteError.
+// error is returned as it is, a failed write as a *WriteError: also when
+// dir cannot be written to, which is found before anything is ordered.
 func IssueFiles(ctx context.Context, dir certfile.Dir, st storage.Storage, req certkeeper.IssueRequest) (*certkeeper.Issued, certfile.Paths, error) {
 	if req.CSR != nil {
 		st = nil
+	}
+	if len(req.Names) > 0 {
+		// Before the order: a certificate that could not be written
+		// would be ordered again, against the CA's limits.
+		if err := dir.CheckWritable(req.Names[0], req.CSR == nil); err != nil {
+			return nil, certfile.Paths{}, &WriteError{Err: err, BeforeOrder: true}
+		}
 	}
 	got, err := certkeeper.Issue(ctx, st, req)
 	if err != nil {

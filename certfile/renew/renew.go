@@ -2,8 +2,13 @@
 // certfile.Dir, for servers that read certificates from disk. It is what
 // `certkeeper cert renew` runs, importable by any Go program:
 //
-//	r := &renew.Renewer{Dir: certfile.Dir("/etc/ssl"), Storage: st, Issuers: chain}
+//	r := &renew.Renewer{Dir: certfile.Dir("/etc/ssl"), Storage: st,
+//		Issuers: func(ctx context.Context, s renew.Settings) (*issuer.Chain, func(), error) {
+//			return &issuer.Chain{Issuers: []issuer.Issuer{ca}}, nil, nil
+//		}}
 //	results, err := r.Run(ctx)
+//
+// (ExampleRenewer runs it with the local CA.)
 //
 // A pair is due by the Manager's rule (the CA's ARI window when it offers
 // one, else when a third of the lifetime is left, half under 10 days), by
@@ -29,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -156,8 +162,14 @@ type Renewer struct {
 // /etc/ssl, a placeholder made for a first start): it is Skipped, unless
 // Want names it. Failures of single certificates (including settings that
 // cannot be read, or issuers that cannot be set up) are in their Result;
-// the error is for the run as a whole (lock, directory).
+// the error is for the run as a whole (lock, directory). A Dir that does
+// not exist is an error wrapping fs.ErrNotExist, unless Want names
+// certificates to issue into it: a mistyped directory would otherwise
+// renew nothing, in silence, until the certificates expire.
 func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
+	if _, err := os.Stat(string(r.Dir)); errors.Is(err, fs.ErrNotExist) && len(r.Want) == 0 {
+		return nil, fmt.Errorf("%s does not exist, so it holds nothing to renew: %w", r.Dir, err)
+	}
 	abs, _ := filepath.Abs(string(r.Dir))
 	sum := sha256.Sum256([]byte(abs))
 	unlock, err := r.Storage.Lock(ctx, "certfile/"+hex.EncodeToString(sum[:8]))
