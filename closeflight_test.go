@@ -69,6 +69,15 @@ func TestCloseAbandonsIssuance(t *testing.T) {
 	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "b.test"}); !errors.Is(err, certkeeper.ErrClosed) {
 		t.Errorf("a new name after Close: %v, want ErrClosed", err)
 	}
+	// Cert after Close orders nothing either (it did: trial 13).
+	orders := ca.Orders()
+	proxy.Resume()
+	if err := m.Cert(t.Context(), "a.test"); !errors.Is(err, certkeeper.ErrClosed) {
+		t.Errorf("Cert after Close: %v, want ErrClosed", err)
+	}
+	if ca.Orders() != orders {
+		t.Errorf("Cert after Close placed %d orders", ca.Orders()-orders)
+	}
 }
 
 // TestIssueLockWaitLogged: a handshake that waits for an issue lock

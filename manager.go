@@ -178,7 +178,8 @@ type Manager struct {
 const loadWarnInterval = 10 * time.Second
 
 // ErrClosed is the error of a handshake that needed a certificate obtained
-// or loaded after Close: a closed Manager serves only what it holds.
+// or loaded after Close, and of Cert after Close: a closed Manager serves
+// only what it holds.
 var ErrClosed = errors.New("the Manager is closed: it obtains no more certificates")
 
 // track counts a flight (an on-demand load or issuance) for Close to wait

@@ -25,6 +25,7 @@ func isNotFound(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 // them; the first is the primary name) unless storage already holds one,
 // and keeps it in memory and renewed from now on. Names given here need no
 // Policy. Use it to have certificates ready before the first handshake.
+// After Close it returns ErrClosed; Close abandons a Cert in flight.
 func (m *Manager) Cert(ctx context.Context, names ...string) error {
 	if err := m.init(); err != nil {
 		return err
@@ -49,9 +50,14 @@ func (m *Manager) Cert(ctx context.Context, names ...string) error {
 	}
 	for _, variant := range variants {
 		ch := m.flight.DoChan(variant+"/"+norm[0], func() (any, error) {
+			if !m.track() {
+				return nil, ErrClosed
+			}
+			defer m.wg.Done()
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
 			defer cancel()
-			return contain(m, "obtaining a certificate for", slog.String("name", norm[0]), func() (*managed, error) {
+			defer context.AfterFunc(m.ctx, cancel)() // Close abandons it, as an on-demand issuance
+			e, err := contain(m, "obtaining a certificate for", slog.String("name", norm[0]), func() (*managed, error) {
 				if e, err := m.loadStored(ctx, norm[0], variant); err == nil && coversAll(e, norm) {
 					return e, nil
 				}
@@ -59,6 +65,10 @@ func (m *Manager) Cert(ctx context.Context, names ...string) error {
 				m.noteFirstIssue(ctx, norm, variant, err) // for status (failures.go)
 				return e, err
 			})
+			if err != nil && m.ctx.Err() != nil {
+				err = fmt.Errorf("%w (%w)", ErrClosed, err)
+			}
+			return e, err
 		})
 		select {
 		case r := <-ch:
