@@ -314,6 +314,9 @@ local function handshake(sock)
                 " (set init's tls_server_name to one it carries)"
         elseif find(err, "^%d+: ") then -- an X.509 verification error
             return err .. " (" .. VERIFY_HINT .. ")"
+        elseif err == "handshake failed" then
+            return err .. " (does the server speak HTTPS there? Without --api-cert, certkeeper server's" ..
+                " --listen is plain HTTP: give init an http:// server, on loopback only)"
         end
         return err
     end
@@ -340,7 +343,14 @@ local function http_get(path)
     if not ok then sock:close(); return nil, "sending request: " .. tostring(err) end
     local line
     line, err = sock:receive("*l")
-    if not line then sock:close(); return nil, "reading status: " .. tostring(err) end
+    if not line then
+        sock:close()
+        if err == "timeout" then
+            err = "timeout (init's timeout is " .. conf.timeout .. " ms: a first issuance may take longer;" ..
+                " the server goes on, and a later handshake gets the certificate)"
+        end
+        return nil, "reading status: " .. tostring(err)
+    end
     local status = tonumber(sub(line, 10, 12))
     if not status then sock:close(); return nil, "bad status line" end
     local headers = {}
@@ -430,19 +440,28 @@ local function fetch(name)
     local dict = ngx.shared[conf.shared_dict]
     local status, headers, body = http_get("/v1/certificates/" .. name)
     if not status then
+        -- The server cannot be reached: an error, so that it shows at
+        -- nginx's default error_log level.
         dict:set("n:" .. name, "error", conf.error_ttl)
-        return nil, headers
+        return nil, headers, ngx.ERR
     end
     if status ~= 200 then
-        local ttl = conf.error_ttl
+        -- A name refused (400, 403, 404) or not ready yet (503) is the
+        -- server's answer about that name: a warning. Anything else (401:
+        -- the token; a redirect or another error page: not certkeeper's
+        -- API at that address) is the configuration's: an error.
+        local ttl, level, hint = conf.error_ttl, ngx.ERR, ""
         if status == 400 or status == 403 or status == 404 then
-            ttl = conf.denied_ttl
+            ttl, level = conf.denied_ttl, ngx.WARN
         elseif status == 503 then
             local ra = tonumber(headers["retry-after"] or "")
             if ra then ttl = math.max(1, math.min(ra, 60)) end
+            level = ngx.WARN
+        elseif status ~= 401 then
+            hint = " (is init's server the address certkeeper server listens on, --listen?)"
         end
         dict:set("n:" .. name, tostring(status), ttl)
-        return nil, "server answered " .. status .. answer_text(body)
+        return nil, "server answered " .. status .. answer_text(body) .. hint, level
     end
     local v, err = json_decode(body)
     if type(v) ~= "table" or type(v.cert) ~= "string" or type(v.key) ~= "string" then
@@ -467,7 +486,9 @@ local function fetch(name)
     if keep > 0 then
         local ok, serr, forcible = dict:set("c:" .. name, encode_record(rec.fresh_until, rec.not_after, rec.staple, rec.cert, rec.key), keep)
         if not ok then
-            log(ngx.WARN, "storing ", name, " in lua_shared_dict ", conf.shared_dict, ": ", serr)
+            log(ngx.WARN, "storing ", name, " in lua_shared_dict ", conf.shared_dict, ": ", serr,
+                serr == "no memory" and " (too small for one certificate: give it more, e.g. lua_shared_dict "
+                    .. conf.shared_dict .. " 10m;)" or "")
         elseif forcible then
             log(ngx.WARN, "lua_shared_dict ", conf.shared_dict, " is full; older certificates were evicted")
         end

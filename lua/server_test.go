@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -292,5 +293,65 @@ func TestRefreshOverHTTPS(t *testing.T) {
 			t.Fatalf("past its ttl, refresh.test was not fetched again over HTTPS:\n%s", b)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestFetchLogLevels: what is wrong with the configuration (a token the
+// server refuses, an address that is not certkeeper's API) is logged at
+// error, nginx's default error_log level, where the operator sees it; the
+// server's answers about one name (refused by its policy, not ready yet)
+// are warnings. Before, all were warnings, and the shipped configuration's
+// error_log showed none of them (trial 12).
+func TestFetchLogLevels(t *testing.T) {
+	fixture := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch strings.TrimPrefix(r.URL.Path, "/v1/certificates/") {
+		case "token.test":
+			http.Error(w, "the bearer token was not accepted", http.StatusUnauthorized)
+		case "moved.test":
+			http.Redirect(w, r, "https://elsewhere.test/", http.StatusMovedPermanently)
+		case "denied.test":
+			http.Error(w, "name denied by policy: denied.test", http.StatusForbidden)
+		default:
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, "no certificate for later.test yet: its issuance is still in progress; retry later", http.StatusServiceUnavailable)
+		}
+	}))
+	defer fixture.Close()
+	dir := t.TempDir()
+	fb := craft(t, "fallback.invalid", []string{"fallback.invalid"}, nil)
+	certFile, keyFile := filepath.Join(dir, "fallback.pem"), filepath.Join(dir, "fallback.key")
+	if err := os.WriteFile(certFile, []byte(fb.Cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(fb.Key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	ngx := testsvc.Nginx(t, testsvc.NginxOptions{HTTP: fmt.Sprintf(`
+  lua_shared_dict certkeeper 1m;
+  init_by_lua_block { require("certkeeper").init({ server = %q, shared_dict = "certkeeper" }) }
+  server {
+    listen %s ssl;
+    ssl_certificate %s; ssl_certificate_key %s;
+    ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
+  }
+`, fixture.URL, addr, certFile, keyFile), Ready: []string{addr}})
+	for _, name := range []string{"token.test", "moved.test", "denied.test", "later.test"} {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("handshake for %s: %v", name, err)
+		}
+		conn.Close()
+	}
+	log, _ := os.ReadFile(ngx.ErrorLog())
+	for _, want := range []string{
+		`\[error\] .*certkeeper: fetching token\.test: server answered 401: the bearer token was not accepted`,
+		`\[error\] .*certkeeper: fetching moved\.test: server answered 301.*is init's server the address certkeeper server listens on`,
+		`\[warn\] .*certkeeper: fetching denied\.test: server answered 403: name denied by policy`,
+		`\[warn\] .*certkeeper: fetching later\.test: server answered 503: no certificate for later\.test yet`,
+	} {
+		if !regexp.MustCompile(want).Match(log) {
+			t.Errorf("error log lacks %s:\n%s", want, log)
+		}
 	}
 }
