@@ -219,6 +219,38 @@ func TestImportCertbot(t *testing.T) {
 		t.Fatalf("certbot accounts: %v", regrs)
 	}
 	takeover(t, ca, "certbot", cfg, "cb.test", serial, accountURI(t, regrs[0]))
+
+	// Certificate files, as certbot's users have them: a want list writes
+	// the imported certificate from storage (no order), and the renewal
+	// after it orders from certbot's account (no new one registered, and
+	// not refused as another account's replacement; takeover's proxy may
+	// have replaced this serial already).
+	storageDir, out := t.TempDir(), t.TempDir()
+	if r := ck(t, time.Minute, "import", "--from", "certbot", "--storage", storageDir, "--ca-roots", issuingRootsFile(t, ca), cfg); r.code != 0 {
+		t.Fatalf("import: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	want := filepath.Join(t.TempDir(), "want.txt")
+	if err := os.WriteFile(want, []byte("cb.test www.cb.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	orders, accounts := ca.Orders(), ca.Accounts()
+	renew := func(extra ...string) result {
+		args := append(pebbleArgs(ca, storageDir, out), extra...)
+		args[1] = "renew" // cert issue's flags, cert renew's command
+		return ck(t, time.Minute, args...)
+	}
+	r := renew("--want", want)
+	if r.code != 0 || !strings.Contains(r.stdout, "written") {
+		t.Fatalf("cert renew --want: exit %d, want cb.test written from storage\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got := leafOf(t, filepath.Join(out, "certs", "cb.test.pem")).SerialNumber.String(); got != serial || ca.Orders() != orders {
+		t.Errorf("the files hold serial %s (certbot's: %s), %d orders placed; want certbot's certificate and no order", got, serial, ca.Orders()-orders)
+	}
+	r = renew("--force")
+	if r.code != 0 || !strings.Contains(r.stdout, "renewed") || strings.Contains(r.stderr, "did not request the certificate being replaced") || ca.Accounts() != accounts {
+		t.Errorf("renewing the imported certificate: exit %d, %d accounts registered; want it renewed from certbot's account\n%s%s",
+			r.code, ca.Accounts()-accounts, r.stdout, r.stderr)
+	}
 }
 
 // TestImportDamaged: a truncated key in certbot's state is reported, with

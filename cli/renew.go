@@ -61,7 +61,9 @@ Renew what is within a week of expiry, and issue whatever a want list names but 
 
 	certkeeper cert renew --grace 7d --want /etc/certkeeper/want.txt
 
-(want.txt: one certificate per line, its names separated by spaces; the first names the files.)
+(want.txt: one certificate per line, its names separated by spaces; the first names the files.
+One that --storage holds, such as a certificate "certkeeper import" brought in, is written from
+there without an order.)
 
 A deploy hook runs once per renewed certificate with CERTKEEPER_NAME, CERTKEEPER_NAMES,
 CERTKEEPER_CERT_FILE, CERTKEEPER_KEY_FILE and CERTKEEPER_NOT_AFTER in its environment.

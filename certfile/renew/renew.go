@@ -31,11 +31,13 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,6 +55,7 @@ type Action string
 const (
 	Renewed    Action = "renewed"     // a pair was renewed
 	Issued     Action = "issued"      // a Want entry without files was issued
+	Written    Action = "written"     // a Want entry without files was written from storage, not ordered
 	NotDue     Action = "not due"     // left alone
 	WouldRenew Action = "would renew" // due, in a DryRun
 	Failed     Action = "failed"      // renewal (or AfterRenew) failed; Detail says why
@@ -81,8 +84,9 @@ type Result struct {
 	// with. Email is filled in from storage when neither sets it.
 	Settings Settings
 
-	pair *certfile.Pair // nil for a Want entry with no files yet
-	due  bool
+	pair    *certfile.Pair // nil for a Want entry with no files yet
+	due     bool
+	written bool // a Want entry whose files were written from storage
 }
 
 // RenewalInfoer is what an ACME issuer answers about a certificate's
@@ -189,7 +193,10 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 				ari = r.ARI(j.Settings)
 			}
 			j.due, j.Detail = isDue(ctx, r.Force, r.Grace, ari, j.pair.Chain[0], now)
-			if !j.due {
+			switch {
+			case !j.due && j.written:
+				j.Action, j.Detail = Written, "from storage, no order; "+j.Detail
+			case !j.due:
 				j.Action = NotDue
 			}
 		}
@@ -235,10 +242,93 @@ func (r *Renewer) scan(ctx context.Context) ([]*Result, error) {
 		}
 		if !have[base] {
 			have[base] = true
+			if j := r.fromStorage(ctx, base, names); j != nil {
+				results = append(results, j)
+				continue
+			}
 			results = append(results, &Result{Base: base, Names: names, due: true, Settings: r.Override})
 		}
 	}
 	return results, nil
+}
+
+// fromStorage writes the files of a Want entry that has none from the
+// certificate storage holds for exactly its names, unexpired (one that
+// certkeeper import brought in, or one whose files could not be written),
+// with renewal settings naming its CA and account, so that it is not
+// ordered again; nil when storage holds none, or in a DryRun. The
+// Result then goes on as a pair's: renewed if due.
+func (r *Renewer) fromStorage(ctx context.Context, base string, names []string) *Result {
+	if r.DryRun {
+		return nil
+	}
+	var best *storage.Certificate
+	match := func(k string) bool { return strings.HasSuffix(k, "/"+base+".json") }
+	_ = storage.EachCertificate(ctx, r.Storage, match, func(_ string, _ []byte, rec *storage.Certificate, err error) bool {
+		if err == nil && sameNames(rec.Names, names) && time.Now().Before(rec.NotAfter) && (best == nil || rec.NotAfter.After(best.NotAfter)) {
+			best = rec
+		}
+		return true
+	})
+	if best == nil {
+		return nil
+	}
+	s := Settings{CA: storedCA(ctx, r.Storage, best), Email: best.Email}
+	s.Override(r.Override)
+	paths, err := r.Dir.Write(names[0], best.KeyPEM, best.ChainPEM)
+	if err == nil {
+		err = SaveSettings(settingsPathBase(r.Dir, base), s)
+	}
+	j := &Result{Base: base, Names: names, Settings: s, Paths: paths, written: true}
+	if err != nil {
+		j.Action, j.Detail, j.Err = Failed, err.Error(), err
+		return j
+	}
+	key, chain, err := r.Dir.Read(names[0])
+	if err != nil {
+		j.Action, j.Detail, j.Err = Failed, err.Error(), err
+		return j
+	}
+	j.pair = &certfile.Pair{Base: base, Paths: paths, Key: key, Chain: chain}
+	r.progress(names[0], "written from the certificate in storage (not_after "+best.NotAfter.UTC().Format(time.RFC3339)+"), without an order")
+	return j
+}
+
+// sameNames reports whether a and b hold the same names, in any order.
+func sameNames(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, n := range b {
+		if !slices.Contains(a, n) {
+			return false
+		}
+	}
+	return true
+}
+
+// storedCA is the CA a stored certificate's renewals go to, for its
+// renewal settings: "local" for the local CA's, else the directory URL
+// its account's record holds; "" when that cannot be read.
+func storedCA(ctx context.Context, st storage.Storage, rec *storage.Certificate) string {
+	if rec.Issuer == "local" {
+		return "local"
+	}
+	key, err := storage.AccountKey(rec.Issuer, rec.Email)
+	if err != nil {
+		return ""
+	}
+	data, err := st.Load(ctx, key)
+	if err != nil {
+		return ""
+	}
+	var acct struct {
+		Directory string `json:"directory"`
+	}
+	if json.Unmarshal(data, &acct) != nil {
+		return ""
+	}
+	return acct.Directory
 }
 
 // repair restores a mismatched pair from storage, or notes why not in

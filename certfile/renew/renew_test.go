@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
@@ -198,5 +199,51 @@ func TestRenewerKeyTypeChange(t *testing.T) {
 	}
 	if s, err := LoadSettings(filepath.Join(string(dir), "renewal", "a.test.conf")); err != nil || s.KeyType != "rsa2048" {
 		t.Errorf("remembered settings %+v, %v; want key_type rsa2048", s, err)
+	}
+}
+
+// TestRenewerWantFromStorage: a Want entry without files, whose
+// certificate storage holds (certkeeper import's, or one whose files
+// could not be written), is written from storage without an order, with
+// renewal settings naming its CA; the next run finds it not due.
+func TestRenewerWantFromStorage(t *testing.T) {
+	tmp := t.TempDir()
+	st := filestore.New(filepath.Join(tmp, "state"))
+	dir := certfile.Dir(filepath.Join(tmp, "ssl"))
+	chain := &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	stored, err := certkeeper.Issue(t.Context(), st, certkeeper.IssueRequest{Names: []string{"s.test", "www.s.test"}, Issuers: chain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := 0
+	r := &Renewer{
+		Dir: dir, Storage: st,
+		Issuers: func(ctx context.Context, s Settings) (*issuer.Chain, func(), error) {
+			asked++
+			return chain, nil, nil
+		},
+		Want: [][]string{{"s.test", "www.s.test"}, {"new.test"}},
+	}
+	results, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	actions := map[string]Action{}
+	for _, j := range results {
+		actions[j.Base] = j.Action
+	}
+	if actions["s.test"] != Written || actions["new.test"] != Issued || asked != 1 {
+		t.Fatalf("actions %v, issuer chains set up %d times; want s.test written from storage, new.test issued (one chain)", actions, asked)
+	}
+	_, certs, err := dir.Read("s.test")
+	if err != nil || !certs[0].Equal(stored.Certificate.Leaf) {
+		t.Fatalf("s.test's files hold another certificate than the stored one (%v)", err)
+	}
+	if s, err := LoadSettings(filepath.Join(string(dir), "renewal", "s.test.conf")); err != nil || s.CA != "local" {
+		t.Errorf("s.test's renewal settings %+v, %v; want ca local", s, err)
+	}
+	results, err = r.Run(t.Context())
+	if err != nil || len(results) != 2 || results[0].Action != NotDue || results[1].Action != NotDue {
+		t.Errorf("second run: %v, %+v; want both not due", err, results)
 	}
 }
