@@ -73,6 +73,8 @@ func (e *UnavailableError) Reason() string {
 		return "the CA rate-limited the order"
 	case errors.Is(e.Err, acmeca.ErrUnreachable):
 		return "the CA cannot be reached"
+	case errors.Is(e.Err, acmeca.ErrNotDirectory):
+		return "the CA's directory URL answers no ACME directory"
 	case errors.Is(e.Err, ErrClientLimit):
 		return "too many new names from this client"
 	case errors.Is(e.Err, ErrClosed):

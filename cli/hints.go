@@ -46,6 +46,7 @@ var sentinelHints = []struct {
 	hint string
 }{
 	{acmeca.ErrUnreachable, "check --ca, and give --ca-roots FILE for a CA whose HTTPS certificate has a private root"},
+	{acmeca.ErrNotDirectory, "check --ca: an ACME directory URL, or letsencrypt, staging or local"},
 	{acmeca.ErrEABRequired, "give --eab-kid and --eab-hmac (from your CA account)"},
 	{acmeca.ErrAccountDeactivated, "use another --email (a new account is registered)"},
 	{acmeca.ErrNoChallenge, "choose one it offers with --challenge"},

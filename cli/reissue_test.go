@@ -54,3 +54,27 @@ func TestIssueAgain(t *testing.T) {
 		t.Errorf("%d orders placed for an --out-dir that cannot be written", ca.Orders()-orders)
 	}
 }
+
+// TestCANotDirectory: a --ca URL that reaches a server but not an ACME
+// directory (a wrong path: 404; http:// to the HTTPS port: 400) is said
+// to be that, on one line, with the flag to check; it was "cannot reach
+// the ACME CA", with the 404 page's newline in the middle (trial 14).
+func TestCANotDirectory(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	for _, tt := range []struct{ url, want string }{
+		{strings.TrimSuffix(ca.DirectoryURL(), "/dir") + "/directory", "answered HTTP 404, not an ACME directory"},
+		{"http://" + strings.TrimPrefix(strings.TrimSuffix(ca.DirectoryURL(), "/dir"), "https://") + "/dir", "answered HTTP 400, the server speaks HTTPS"},
+	} {
+		args := pebbleArgs(ca, t.TempDir(), t.TempDir())
+		args[3] = tt.url // --ca's value
+		r := ck(t, time.Minute, append(args, "-d", "a.test")...)
+		if r.code != 1 || !strings.Contains(r.stderr, tt.want) || !strings.Contains(r.stderr, "check --ca") || strings.Contains(r.stderr, "cannot reach") {
+			t.Errorf("--ca %s: exit %d, want 1 saying %q and check --ca:\n%s", tt.url, r.code, tt.want, r.stderr)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+			if strings.HasPrefix(line, ";") {
+				t.Errorf("--ca %s: the message is split over lines:\n%s", tt.url, r.stderr)
+			}
+		}
+	}
+}

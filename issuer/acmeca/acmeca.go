@@ -30,6 +30,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -217,11 +218,37 @@ func (iss *Issuer) getDirectory(ctx context.Context) (acme.Directory, error) {
 		dir, err = client.GetDirectory(ctx)
 		return err
 	})
-	if err != nil {
-		return acme.Directory{}, fmt.Errorf("%w at %s (check the URL, the network, and that its HTTPS certificate chains to a root the HTTP client trusts): %w", ErrUnreachable, iss.where(), err)
+	if err == nil {
+		return dir, nil
 	}
-	return dir, nil
+	if m := httpStatus.FindStringSubmatch(err.Error()); m != nil {
+		// Reached: something answered, but not with a directory.
+		hint := "not an ACME directory: check the directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory"
+		if strings.Contains(err.Error(), "HTTP request to an HTTPS server") {
+			hint = "the server speaks HTTPS: the directory URL starts with https://"
+		}
+		return acme.Directory{}, fmt.Errorf("%w: %s answered HTTP %s, %s: %w", ErrNotDirectory, iss.where(), m[1], hint, oneLine{err})
+	}
+	return acme.Directory{}, fmt.Errorf("%w at %s (check the URL, the network, and that its HTTPS certificate chains to a root the HTTP client trusts): %w", ErrUnreachable, iss.where(), oneLine{err})
 }
+
+// ErrNotDirectory is wrapped by the error of an Issuer whose directory URL
+// answers, but not with an ACME directory (a 404: a wrong path; a 400: an
+// http:// URL to an HTTPS server).
+var ErrNotDirectory = errors.New("no ACME directory there")
+
+// httpStatus finds the status of an HTTP error answer in acmez's error
+// for a directory request.
+var httpStatus = regexp.MustCompile(`\bHTTP ([1-5][0-9][0-9])\b`)
+
+// oneLine is an error whose text is err's on one line: an HTTP answer's
+// body (a 404 page) ends in a newline that would split a log line or a
+// message that goes on after it.
+type oneLine struct{ err error }
+
+func (e oneLine) Error() string { return strings.Join(strings.Fields(e.err.Error()), " ") }
+
+func (e oneLine) Unwrap() error { return e.err }
 
 // Profiles returns the profiles the CA lists, sorted by name.
 func (iss *Issuer) Profiles(ctx context.Context) ([]string, error) {

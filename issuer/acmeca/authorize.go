@@ -265,9 +265,48 @@ type ValidationError struct {
 
 func (e *ValidationError) Error() string {
 	if e.Problem != nil {
-		return fmt.Sprintf("validating %s via %s: %s: %s", e.Name, e.Challenge, e.Problem.Type, e.Problem.Detail)
+		msg := fmt.Sprintf("validating %s via %s: %s: %s", e.Name, e.Challenge, e.Problem.Type, strings.TrimSpace(e.Problem.Detail))
+		if advice := e.Advice(); advice != "" {
+			msg += " (" + advice + ")"
+		}
+		return msg
 	}
 	return fmt.Sprintf("validating %s via %s: authorization is %s", e.Name, e.Challenge, e.Status)
+}
+
+// Advice says what to check for the most common validation failures, in
+// a few words, or "" when the CA's problem says it all: a name that does
+// not resolve, a port the CA cannot connect to, an answer from another
+// server, a DNS record the CA does not see, a CAA record that forbids the
+// CA.
+func (e *ValidationError) Advice() string {
+	if e.Problem == nil {
+		return ""
+	}
+	typ := strings.TrimPrefix(e.Problem.Type, "urn:ietf:params:acme:error:")
+	detail := strings.ToLower(e.Problem.Detail)
+	port := map[string]string{HTTP01: "80", TLSALPN01: "443"}[e.Challenge]
+	switch {
+	case typ == "caa":
+		return "a CAA record of " + e.Name + " or a parent domain does not allow this CA: add one that does, or remove it"
+	case typ == "dns" || strings.Contains(detail, "could not resolve") || strings.Contains(detail, "nxdomain") ||
+		strings.Contains(detail, "no valid a records") || strings.Contains(detail, "no such host"):
+		if e.Challenge == DNS01 || e.Challenge == DNSPersist01 {
+			return "the CA's DNS lookup failed: check that the zone of " + e.Name + " is delegated to the DNS server the record was set on"
+		}
+		return e.Name + " does not resolve at the CA: give it a public A or AAAA record pointing at this host"
+	case port != "" && (typ == "connection" || strings.Contains(detail, "connection refused") ||
+		strings.Contains(detail, "failed to connect") || strings.Contains(detail, "timeout") || strings.Contains(detail, "timed out")):
+		return "the CA could not connect to " + e.Name + " on port " + port + ": check that its DNS points at this host, " +
+			"and that port " + port + " reaches the " + e.Challenge + " answer through firewalls, NAT and port forwards"
+	case e.Challenge == HTTP01 && (typ == "unauthorized" || typ == "incorrectResponse"):
+		return "the CA got another answer for the token: " + e.Name + " must point at this host on port 80, and a web server " +
+			"answering for it must serve the token from the directory the token is written to (or forward /.well-known/acme-challenge/ here)"
+	case (e.Challenge == DNS01 || e.Challenge == DNSPersist01) && (typ == "unauthorized" || typ == "incorrectResponse"):
+		return "the CA did not see the TXT record it expected: check that it is set on the DNS server that is authoritative for " + e.Name +
+			" (a CNAME of _acme-challenge is followed) and has propagated"
+	}
+	return ""
 }
 
 // Unwrap returns the CA's problem, so errors.As finds an acme.Problem.
