@@ -2,7 +2,6 @@ package certkeeper
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"maps"
@@ -116,25 +115,15 @@ func pruneFirstIssues(all map[string]status.Failure, now time.Time) {
 func (m *Manager) updateFailures(ctx context.Context, change func(map[string]status.Failure) bool) {
 	m.hk.errMu.Lock()
 	defer m.hk.errMu.Unlock()
-	all := map[string]status.Failure{}
-	if data, lerr := m.store.Load(ctx, status.FailuresKey); lerr == nil {
-		if err := json.Unmarshal(data, &all); err != nil {
-			m.logger().Warn("stored failures are damaged; starting afresh", slog.String("key", status.FailuresKey), slog.Any("err", err))
-			all = map[string]status.Failure{}
-		}
-	}
-	if !change(all) {
-		m.setFailing(all)
-		return
-	}
-	data, err := json.Marshal(all)
-	if err == nil {
-		err = m.store.Store(ctx, status.FailuresKey, data)
-	}
+	all, err := status.UpdateFailures(ctx, m.store, change, func(err error) {
+		m.logger().Warn("stored failures are damaged; starting afresh", slog.String("key", status.FailuresKey), slog.Any("err", err))
+	})
 	if err != nil {
-		m.logger().Warn("storing failures for status", slog.String("key", status.FailuresKey), slog.Any("err", err))
+		m.logger().Warn("keeping failures for status", slog.String("key", status.FailuresKey), slog.Any("err", err))
 	}
-	m.setFailing(all)
+	if all != nil {
+		m.setFailing(all)
+	}
 }
 
 // setFailing replaces the in-memory copy of the stored failures.

@@ -44,6 +44,7 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/mholt/acmez/v3/acme"
 )
@@ -86,7 +87,8 @@ type Result struct {
 
 	pair    *certfile.Pair // nil for a Want entry with no files yet
 	due     bool
-	written bool // a Want entry whose files were written from storage
+	written bool   // a Want entry whose files were written from storage
+	key     string // the storage key of the certificate renewed or issued
 }
 
 // RenewalInfoer is what an ACME issuer answers about a certificate's
@@ -201,7 +203,67 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 			}
 		}
 	}
-	return results, r.renewDue(ctx, results)
+	err = r.renewDue(ctx, results)
+	if !r.DryRun {
+		r.noteFailures(ctx, results)
+	}
+	return results, err
+}
+
+// noteFailures records, for status (status.UpdateFailures), each stored
+// certificate whose renewal failed, and clears the record of each one
+// renewed: "certkeeper status" shows a certificate that cert renew cannot
+// renew as failing, as it does one a Manager cannot. A failure to record
+// is not the run's: its results say what happened.
+func (r *Renewer) noteFailures(ctx context.Context, results []*Result) {
+	failed := map[string]*Result{} // by storage key
+	var renewed []string
+	for _, j := range results {
+		switch {
+		case j.key != "":
+			renewed = append(renewed, j.key) // a hook may have failed after it: renewed all the same
+		case j.Action == Failed && j.pair != nil && j.Err != nil:
+			if key := storedKey(ctx, r.Storage, j.pair); key != "" {
+				failed[key] = j
+			}
+		}
+	}
+	if len(failed) == 0 && len(renewed) == 0 {
+		return
+	}
+	now := time.Now().UTC()
+	_, _ = status.UpdateFailures(ctx, r.Storage, func(all map[string]status.Failure) bool {
+		changed := false
+		for _, key := range renewed {
+			if _, ok := all[key]; ok {
+				delete(all, key)
+				changed = true
+			}
+		}
+		for key, j := range failed {
+			all[key] = status.Failure{Names: j.Names, Error: j.Err.Error(), At: now, Attempt: all[key].Attempt + 1}
+			changed = true
+		}
+		return changed
+	}, nil)
+}
+
+// storedKey is the storage key of the certificate p holds, or "" when
+// storage does not hold it.
+func storedKey(ctx context.Context, st storage.Storage, p *certfile.Pair) string {
+	var found string
+	match := func(k string) bool { return strings.HasSuffix(k, "/"+p.Base+".json") }
+	_ = storage.EachCertificate(ctx, st, match, func(key string, _ []byte, rec *storage.Certificate, err error) bool {
+		if err != nil {
+			return true
+		}
+		if tc, err := rec.TLSCertificate(); err == nil && tc.Leaf.Equal(p.Chain[0]) {
+			found = key
+			return false
+		}
+		return true
+	})
+	return found
 }
 
 // scan reads the pairs (repairing those a killed run left mismatched) and
@@ -459,6 +521,7 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 		Progress: func(s string) { r.progress(j.Names[0], s) },
 	})
 	if err == nil {
+		j.key = got.Key
 		j.Paths, err = r.Dir.WriteKeepOld(j.Names[0], got.Record.KeyPEM, got.Certificate.ChainPEM)
 	}
 	if err == nil {

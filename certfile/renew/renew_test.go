@@ -2,17 +2,20 @@ package renew
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/issuer/selfsigned"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
@@ -245,5 +248,52 @@ func TestRenewerWantFromStorage(t *testing.T) {
 	results, err = r.Run(t.Context())
 	if err != nil || len(results) != 2 || results[0].Action != NotDue || results[1].Action != NotDue {
 		t.Errorf("second run: %v, %+v; want both not due", err, results)
+	}
+}
+
+// TestRenewerFailuresInStatus: a certificate cert renew cannot renew is
+// shown failing by status (with the error), as one a Manager cannot
+// renew is; its renewal clears that.
+func TestRenewerFailuresInStatus(t *testing.T) {
+	tmp := t.TempDir()
+	st := filestore.New(filepath.Join(tmp, "state"))
+	dir := certfile.Dir(filepath.Join(tmp, "ssl"))
+	chain := &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	var broken error
+	r := &Renewer{
+		Dir: dir, Storage: st,
+		Issuers: func(ctx context.Context, s Settings) (*issuer.Chain, func(), error) {
+			return chain, nil, broken
+		},
+		Want: [][]string{{"f.test"}},
+	}
+	if _, err := r.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stateOf := func() status.Cert {
+		t.Helper()
+		certs, err := status.Read(t.Context(), st, time.Now())
+		if err != nil || len(certs) != 1 {
+			t.Fatalf("status: %v, %+v", err, certs)
+		}
+		return certs[0]
+	}
+	if c := stateOf(); c.State != status.Fine {
+		t.Fatalf("after issuing: %s", c.State)
+	}
+	broken = errors.New("the CA's account is deactivated")
+	r.Want, r.Force = nil, true
+	if results, err := r.Run(t.Context()); err != nil || results[0].Action != Failed {
+		t.Fatalf("renewal with a broken issuer: %v, %+v", err, results)
+	}
+	if c := stateOf(); c.State != status.Failing || !strings.Contains(c.LastError, "deactivated") {
+		t.Errorf("after a failed renewal: state %s, last error %q; want failing with the error", c.State, c.LastError)
+	}
+	broken = nil
+	if results, err := r.Run(t.Context()); err != nil || results[0].Action != Renewed {
+		t.Fatalf("renewal: %v, %+v", err, results)
+	}
+	if c := stateOf(); c.State != status.Fine || c.LastError != "" {
+		t.Errorf("after the renewal: state %s, last error %q; want fine", c.State, c.LastError)
 	}
 }
