@@ -35,7 +35,8 @@ Each side takes its own key file for encryption at rest (--from-key-file, --to-k
 migrate also turns encryption on or off, or moves to a new key.
 
 It goes through the same checks as storage export and import: values that do not parse are
-refused with nothing written. Keys already stored in --to with the same value are skipped, so
+refused with nothing written, and so is a --from that holds files certkeeper never writes, such
+as another ACME client's directory (take those over with "certkeeper import --from TOOL DIR"). Keys already stored in --to with the same value are skipped, so
 running it again is harmless; a key stored with a different value is a conflict, and nothing is
 written unless --overwrite. Stop the certkeeper processes using --from first, or run it again
 after they stop, so a certificate renewed meanwhile is copied too.`,
@@ -75,6 +76,9 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 			warnInvalid(env, "not migrated", stats.Invalid)
 			if cerr, ok := errors.AsType[*archive.ConflictError](err); ok {
 				return cerr.Explain(to.where())
+			}
+			if ferr, ok := errors.AsType[*archive.ForeignKeysError](err); ok {
+				return explainForeign(ferr, "--from "+from.where(), localDir(from.Storage, from.where()), strayHint)
 			}
 			if err != nil {
 				return err
