@@ -337,3 +337,47 @@ func TestStorageMigrateForeign(t *testing.T) {
 		t.Errorf("a refused export wrote %s (%v)", out, err)
 	}
 }
+
+// TestStorageKeygenFileMode: "storage keygen > FILE" under umask 022 leaves
+// FILE mode 0600, saying so, so that --storage-key-file takes it; a pipe
+// gets the key with nothing on stderr.
+func TestStorageKeygenFileMode(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("file modes do not carry group and other bits on Windows")
+	}
+	name := filepath.Join(t.TempDir(), "storage.key")
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Chmod(0o644); err != nil { // whatever the test's umask
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), binary, "storage", "keygen")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = f, &stderr
+	err = cmd.Run()
+	f.Close()
+	if err != nil {
+		t.Fatalf("storage keygen > FILE: %v\n%s", err, stderr.String())
+	}
+	fi, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 || fi.Size() == 0 {
+		t.Errorf("storage keygen > FILE left mode %#o, %d bytes; want 0600 and a key", fi.Mode().Perm(), fi.Size())
+	}
+	if want := "made it 0600"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q does not say %q", stderr.String(), want)
+	}
+	r := ck(t, 30*time.Second, "storage", "export", "--storage", t.TempDir(), "--storage-key-file", name, "--out", filepath.Join(t.TempDir(), "s.tar.gz"))
+	if r.code != 0 {
+		t.Errorf("storage export with the key file: exit %d\n%s", r.code, r.stderr)
+	}
+
+	r = ck(t, 30*time.Second, "storage", "keygen")
+	if r.code != 0 || len(r.stdout) == 0 || r.stderr != "" {
+		t.Errorf("storage keygen | ...: exit %d, stdout %d bytes, stderr %q; want a key and nothing else", r.code, len(r.stdout), r.stderr)
+	}
+}
