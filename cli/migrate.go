@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/storage/archive"
@@ -35,7 +36,8 @@ Each side takes its own key file for encryption at rest (--from-key-file, --to-k
 migrate also turns encryption on or off, or moves to a new key.
 
 It goes through the same checks as storage export and import: values that do not parse are
-refused with nothing written. Keys already stored in --to with the same value are skipped, so
+refused with nothing written, and so is a --from that holds files certkeeper never writes, such
+as another ACME client's directory (take those over with "certkeeper import --from TOOL DIR"). Keys already stored in --to with the same value are skipped, so
 running it again is harmless; a key stored with a different value is a conflict, and nothing is
 written unless --overwrite. Stop the certkeeper processes using --from first, or run it again
 after they stop, so a certificate renewed meanwhile is copied too.`,
@@ -76,6 +78,9 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 			if cerr, ok := errors.AsType[*archive.ConflictError](err); ok {
 				return cerr.Explain(to.where())
 			}
+			if ferr, ok := errors.AsType[*archive.ForeignKeysError](err); ok {
+				return explainForeign(ferr, "--from "+from.where(), localDir(from.Storage, from.where()), strayHint)
+			}
 			if err != nil {
 				return err
 			}
@@ -100,9 +105,16 @@ func storageKeygenCmd() *Command {
 	(umask 077; certkeeper storage keygen > /etc/certkeeper/storage.key)
 	certkeeper proxy --storage redis://10.0.0.5:6379/0 --storage-key-file /etc/certkeeper/storage.key ...
 
+When stdout is a file that group or others may read or write (as "> FILE" creates under the
+usual umask 022), keygen first makes it mode 0600, and says so: every command refuses a key
+file others may read.
+
 Keep a copy somewhere safe: without it, the private keys in storage cannot be read. To rotate,
 see "certkeeper storage rekey".`,
 		Run: func(ctx context.Context, env *Env, args []string) error {
+			if err := keepPrivate(env); err != nil {
+				return err
+			}
 			_, err := env.Stdout.Write(encrypted.GenerateKey())
 			return err
 		},
@@ -158,4 +170,28 @@ Rekey is safe while nodes run (each value is replaced in one atomic write) and t
 			return nil
 		},
 	}
+}
+
+// keepPrivate makes stdout mode 0600 (keeping its owner bits) if it is a
+// regular file that group or others may use, before storage keygen writes
+// a key to it: "keygen > FILE" under umask 022 creates FILE 0644, which
+// encrypted.ReadKeyFile then refuses, and which others could read
+// meanwhile. Pipes, terminals and /dev/null are left alone. Windows file
+// modes do not carry these bits, so nothing is done there.
+func keepPrivate(env *Env) error {
+	f, ok := env.Stdout.(*os.File)
+	if !ok || runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	perm := fi.Mode().Perm() &^ 0o077
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("refusing to write a storage key to stdout, a file of mode %#o that others may read, "+
+			"and making it private failed: %w; write it with (umask 077; certkeeper storage keygen > FILE)", fi.Mode().Perm(), err)
+	}
+	fmt.Fprintf(env.Stderr, "certkeeper: stdout is a file of mode %#o: made it %#o, since certkeeper refuses a storage key file others may read\n", fi.Mode().Perm(), perm)
+	return nil
 }

@@ -9,9 +9,11 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/term"
+	"github.com/certkeeper/certkeeper/migrate"
 	"github.com/certkeeper/certkeeper/storage/archive"
 	"github.com/certkeeper/certkeeper/storage/open"
 )
@@ -92,6 +94,9 @@ Keep it as private as --storage itself, and delete it once imported.`,
 			} else {
 				stats, err = archive.ExportFile(ctx, st, out)
 			}
+			if ferr, ok := errors.AsType[*archive.ForeignKeysError](err); ok {
+				return explainForeign(ferr, "storage "+storageDir, localDir(sf.Storage, storageDir), strayHint)
+			}
 			if err != nil {
 				return err
 			}
@@ -162,6 +167,9 @@ could be replaced by the archive's older one.`,
 			if cerr, ok := errors.AsType[*archive.ConflictError](err); ok {
 				return cerr.Explain(storageDir)
 			}
+			if ferr, ok := errors.AsType[*archive.ForeignKeysError](err); ok {
+				return explainForeign(ferr, "archive "+name, "", `"certkeeper storage export" never writes such an archive.`)
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
@@ -181,4 +189,41 @@ func warnInvalid(env *Env, what string, invalid map[string]error) {
 	for _, key := range slices.Sorted(maps.Keys(invalid)) {
 		fmt.Fprintf(env.Stderr, "certkeeper: warning: %s: %v\n", what, invalid[key])
 	}
+}
+
+// localDir returns dir if spec, a --storage, names a directory rather than
+// a URL, else "".
+func localDir(spec, dir string) string {
+	if open.IsURL(spec) {
+		return ""
+	}
+	return dir
+}
+
+// strayHint ends explainForeign's message for a storage directory.
+const strayHint = "If it is certkeeper's storage, move the files above out of it and run this again."
+
+// explainForeign returns the error storage export, import and migrate end
+// with when what they read (src: "--from DIR", "storage DIR", "archive
+// FILE") holds keys certkeeper never writes: the first ten of them, one per
+// line, that nothing was written, the command that takes over another ACME
+// client's state, which is what such a directory usually is (dir, if
+// src is one), and last, tail.
+func explainForeign(e *archive.ForeignKeysError, src, dir, tail string) error {
+	if dir == "" {
+		dir = "DIR"
+	}
+	const show = 10
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s does not look like certkeeper storage: it holds %s certkeeper never writes:\n", src, cmdline.Plural(len(e.Keys), "key"))
+	for _, k := range e.Keys[:min(len(e.Keys), show)] {
+		fmt.Fprintf(&b, "\t%s\n", k)
+	}
+	if len(e.Keys) > show {
+		fmt.Fprintf(&b, "\t(and %d more)\n", len(e.Keys)-show)
+	}
+	fmt.Fprintf(&b, "Nothing was written. To take over the certificates and accounts of another ACME client, use\n"+
+		"\tcertkeeper import --from TOOL %s    (TOOL: %s)\n", dir, strings.Join(migrate.Tools(), ", "))
+	b.WriteString(tail)
+	return errors.New(b.String())
 }

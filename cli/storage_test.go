@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -273,5 +274,110 @@ func TestStorageTerminal(t *testing.T) {
 		if !strings.Contains(string(out), tt.want) || strings.Contains(string(out), "\x1f\x8b") {
 			t.Errorf("certkeeper %s on a terminal printed:\n%q", tt.args, out)
 		}
+	}
+}
+
+// TestStorageMigrateForeign: storage migrate from a directory laid out like
+// certbot's, to a plain or an encrypted storage, exits 1 naming some of
+// its files and "certkeeper import", and writes nothing to --to; storage
+// export of it writes no archive.
+func TestStorageMigrateForeign(t *testing.T) {
+	dir := t.TempDir()
+	certbot := filepath.Join(dir, "letsencrypt")
+	for name, body := range map[string]string{
+		"archive/a.test/privkey1.pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+		"renewal/a.test.conf":         "version = 2.11.0\n",
+		"live/README":                 "This directory contains your keys and certificates.\n",
+	} {
+		p := filepath.Join(certbot, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keyFile := filepath.Join(dir, "storage.key")
+	if err := os.WriteFile(keyFile, []byte(ck(t, 30*time.Second, "storage", "keygen").stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		extra []string
+	}{
+		{"plain", nil},
+		{"encrypted", []string{"--to-key-file", keyFile}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			to := filepath.Join(t.TempDir(), "st")
+			r := ck(t, 30*time.Second, append([]string{"storage", "migrate", "--from", certbot, "--to", to}, tt.extra...)...)
+			for _, want := range []string{
+				"--from " + certbot + " does not look like certkeeper storage: it holds 3 keys certkeeper never writes",
+				"\tarchive/a.test/privkey1.pem\n", "\tlive/README\n", "\trenewal/a.test.conf\n",
+				"Nothing was written", "certkeeper import --from TOOL " + certbot, "certbot, lego, acme.sh",
+			} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr does not say %q:\n%s", want, r.stderr)
+				}
+			}
+			if r.code != 1 || strings.Contains(r.stderr, "migrated") {
+				t.Errorf("exit %d, want 1 and no success message\nstderr:\n%s", r.code, r.stderr)
+			}
+			if got := files(t, to); len(got) != 0 {
+				t.Errorf("--to holds %d files after a refused migrate, want none: %v", len(got), slices.Collect(maps.Keys(got)))
+			}
+		})
+	}
+	out := filepath.Join(dir, "state.tar.gz")
+	r := ck(t, 30*time.Second, "storage", "export", "--storage", certbot, "--out", out)
+	if r.code != 1 || !strings.Contains(r.stderr, "storage "+certbot+" does not look like certkeeper storage") {
+		t.Errorf("storage export of a certbot directory: exit %d, want 1 saying it is not certkeeper storage\nstderr:\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a refused export wrote %s (%v)", out, err)
+	}
+}
+
+// TestStorageKeygenFileMode: "storage keygen > FILE" under umask 022 leaves
+// FILE mode 0600, saying so, so that --storage-key-file takes it; a pipe
+// gets the key with nothing on stderr.
+func TestStorageKeygenFileMode(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("file modes do not carry group and other bits on Windows")
+	}
+	name := filepath.Join(t.TempDir(), "storage.key")
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Chmod(0o644); err != nil { // whatever the test's umask
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), binary, "storage", "keygen")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = f, &stderr
+	err = cmd.Run()
+	f.Close()
+	if err != nil {
+		t.Fatalf("storage keygen > FILE: %v\n%s", err, stderr.String())
+	}
+	fi, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 || fi.Size() == 0 {
+		t.Errorf("storage keygen > FILE left mode %#o, %d bytes; want 0600 and a key", fi.Mode().Perm(), fi.Size())
+	}
+	if want := "made it 0600"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q does not say %q", stderr.String(), want)
+	}
+	r := ck(t, 30*time.Second, "storage", "export", "--storage", t.TempDir(), "--storage-key-file", name, "--out", filepath.Join(t.TempDir(), "s.tar.gz"))
+	if r.code != 0 {
+		t.Errorf("storage export with the key file: exit %d\n%s", r.code, r.stderr)
+	}
+
+	r = ck(t, 30*time.Second, "storage", "keygen")
+	if r.code != 0 || len(r.stdout) == 0 || r.stderr != "" {
+		t.Errorf("storage keygen | ...: exit %d, stdout %d bytes, stderr %q; want a key and nothing else", r.code, len(r.stdout), r.stderr)
 	}
 }

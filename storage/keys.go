@@ -18,7 +18,11 @@ import (
 //	accounts/ISSUER/EMAIL.key       its private key (PEM), written first
 //	localca/root.json               the local CA's root (key + certificate)
 //	localca/intermediate.json       the local CA's intermediate
+//	accounts/ISSUER/EMAIL.key.next  a new account key during a rollover, and
+//	accounts/ISSUER/EMAIL.key.old   the one it replaced (package acmeca)
 //	ocsp/FINGERPRINT.der            the OCSP staple of one certificate (StapleKey)
+//	state/WHICH.json                the Manager's own state (StateKey, OrdersKey)
+//	challenges/TYPE/ID.json         a challenge answer shared in a cluster (ChallengeKey)
 //	issue/NAME, account/ISSUER      lock names (IssueLock, AccountLock): they
 //	                                follow the rules of keys but are not keys
 //
@@ -125,6 +129,58 @@ func IsSecret(key string) bool {
 		return true
 	case strings.HasPrefix(key, "localca/"):
 		return true
+	}
+	return false
+}
+
+// IsKnownKey reports whether key has the shape of a key certkeeper writes:
+// one built by CertificateKey, CertificateKeyVariant, AccountKey,
+// AccountPrivateKey (with the ".next" and ".old" a key rollover adds),
+// LocalCAKey, StateKey, OrdersKey, StapleKey or ChallengeKey. It checks
+// the layout only (top-level directory, number of segments, extension),
+// not the values: a key it reports may still hold a value certkeeper
+// refuses.
+//
+// Copying or importing state refuses other keys, such as the
+// "archive/a.test/privkey1.pem" of another ACME client's directory: they
+// would land in storage as opaque values, and one holding a private key
+// would be stored in clear even in encrypted storage, since IsSecret does
+// not know it. A key a newer certkeeper adds under a new directory is
+// unknown to this one, which then refuses state written by the newer
+// version rather than keeping what it cannot read.
+func IsKnownKey(key string) bool {
+	if ValidateKey(key) != nil {
+		return false
+	}
+	dir, rest, _ := strings.Cut(key, "/")
+	segs := strings.Split(rest, "/")
+	last := segs[len(segs)-1]
+	// stem reports whether the last segment is a non-empty name followed
+	// by one of exts.
+	stem := func(exts ...string) bool {
+		for _, ext := range exts {
+			if s, ok := strings.CutSuffix(last, ext); ok && s != "" {
+				return true
+			}
+		}
+		return false
+	}
+	switch dir {
+	case "certificates", "challenges":
+		return len(segs) == 2 && stem(".json")
+	case "accounts":
+		return len(segs) == 2 && stem(".json", ".key", ".key.next", ".key.old")
+	case "localca":
+		return len(segs) == 1 && stem(".json")
+	case "state":
+		return stem(".json")
+	case "ocsp":
+		fp, ok := strings.CutSuffix(last, ".der")
+		if !ok || len(segs) != 1 {
+			return false
+		}
+		_, err := StapleKey(fp)
+		return err == nil
 	}
 	return false
 }

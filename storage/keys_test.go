@@ -344,3 +344,67 @@ func TestIsSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestIsKnownKey: every key a builder makes is known, and the files of
+// another ACME client's directory (certbot's here) are not.
+func TestIsKnownKey(t *testing.T) {
+	must := func(key string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return key
+	}
+	acctKey := must(AccountPrivateKey(le, "ops@example.com"))
+	known := []string{
+		must(CertificateKey(le, "a.test")),
+		must(CertificateKey("local", "*.a.test")),
+		must(CertificateKey("local", "2001:db8::1")),
+		must(CertificateKey("local", strings.Repeat("a", 63)+"."+strings.Repeat("b", 63)+"."+strings.Repeat("c", 63)+".test")),
+		must(CertificateKeyVariant(le, "a.test", "rsa")),
+		must(AccountKey(le, "ops@example.com")),
+		must(AccountKey(le, "")),
+		acctKey,
+		acctKey + ".next", // issuer/acmeca's key rollover
+		acctKey + ".old",
+		LocalCAKey("root"),
+		LocalCAKey("intermediate"),
+		StateKey("limits"),
+		StateKey("seen/0a"),
+		must(OrdersKey(le)),
+		must(StapleKey(strings.Repeat("0a", 32))),
+		must(ChallengeKey("http-01", "tok_EN-1")),
+		must(ChallengeKey("tls-alpn-01", "a.test")),
+	}
+	for _, key := range known {
+		if !IsKnownKey(key) {
+			t.Errorf("IsKnownKey(%q) = false, want true (a builder makes it)", key)
+		}
+	}
+	foreign := []string{
+		"archive/a/privkey1.pem",
+		"renewal/a.conf",
+		"live/README",
+		"keys/0000_key-certbot.pem",
+		"csr/0000_csr-certbot.pem",
+		"accounts/acme-v02.api.letsencrypt.org/directory/0123abcd/private_key.json", // certbot's
+		"certificates/a.test.crt", // lego's
+		"certificates/x/a.test.key",
+		"certificates/x/y/a.test.json",
+		"accounts/x/default.pem",
+		"localca/root.key",
+		"localca/x/root.json",
+		"ocsp/0123.der",
+		"ocsp/" + strings.Repeat("0A", 32) + ".der",
+		"state/limits",
+		"challenges/http-01.json",
+		"README",
+		"state/.json",
+		"",
+	}
+	for _, key := range foreign {
+		if IsKnownKey(key) {
+			t.Errorf("IsKnownKey(%q) = true, want false", key)
+		}
+	}
+}

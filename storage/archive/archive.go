@@ -29,9 +29,12 @@ import (
 // links or other member types.
 //
 // The key layout is package storage's (storage/keys.go), not this
-// package's: an archive carries whatever keys a Storage holds, including
-// ones a newer certkeeper writes, so old and new versions can move state
-// between them as long as the format version is understood.
+// package's: an archive carries the keys a Storage holds, as long as
+// storage.IsKnownKey knows them. Export, Import and Copy refuse others
+// (*ForeignKeysError): they are not certkeeper's state, and one holding a
+// private key would be stored in clear even in encrypted storage. Old and
+// new versions move state between them as long as the format version is
+// understood and the older one knows the newer one's keys.
 const (
 	// Version is the version of the archive format that Export
 	// writes and the only one Import reads. It changes only if an older
@@ -109,6 +112,8 @@ type ExportStats struct {
 // to back it up. The archive holds private keys (ACME accounts',
 // certificates', the local CA's): it needs the care the storage itself
 // does. Lock leases are not keys (Storage.Lock) and are not exported.
+// A storage holding keys certkeeper never writes (storage.IsKnownKey) is
+// refused with a *ForeignKeysError, before anything is written to w.
 //
 // Export loads every value before it writes the first byte, so an error
 // leaves w untouched, and the manifest's key count is exact even if keys
@@ -124,6 +129,9 @@ type ExportStats struct {
 func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, error) {
 	keys, err := st.List(ctx, "")
 	if err != nil {
+		return ExportStats{}, fmt.Errorf("exporting storage: %w", err)
+	}
+	if err := foreignKeys(keys); err != nil {
 		return ExportStats{}, fmt.Errorf("exporting storage: %w", err)
 	}
 	members := make([]member, 0, len(keys))
@@ -276,6 +284,44 @@ func (e *ConflictError) Error() string {
 		len(e.Keys), list)
 }
 
+// ForeignKeysError is returned by Export, Import and Copy when the
+// storage or archive they read holds keys that certkeeper never writes
+// (storage.IsKnownKey), such as the files of another ACME client's
+// directory: it does not look like certkeeper's storage, and nothing was
+// written.
+type ForeignKeysError struct {
+	// Keys are the foreign keys, sorted.
+	Keys []string
+}
+
+// foreignShown is how many foreign keys a ForeignKeysError's message names.
+const foreignShown = 5
+
+func (e *ForeignKeysError) Error() string {
+	list := strings.Join(e.Keys[:min(len(e.Keys), foreignShown)], ", ")
+	if len(e.Keys) > foreignShown {
+		list += fmt.Sprintf(" and %d more", len(e.Keys)-foreignShown)
+	}
+	return fmt.Sprintf("%d keys certkeeper never writes (%s): this does not look like certkeeper storage; "+
+		"nothing was written (another ACME client's state is read by package migrate, not copied)", len(e.Keys), list)
+}
+
+// foreignKeys returns a *ForeignKeysError naming the keys that
+// storage.IsKnownKey does not know, or nil if it knows them all.
+func foreignKeys(keys []string) error {
+	var foreign []string
+	for _, k := range keys {
+		if !storage.IsKnownKey(k) {
+			foreign = append(foreign, k)
+		}
+	}
+	if len(foreign) == 0 {
+		return nil
+	}
+	slices.Sort(foreign)
+	return &ForeignKeysError{Keys: foreign}
+}
+
 // Import reads an archive written by Export from r and stores its keys in
 // st.
 //
@@ -288,8 +334,10 @@ func (e *ConflictError) Error() string {
 // devices, directories), paths that are absolute, contain "..", or are
 // otherwise not valid storage keys (storage.ValidateKey), duplicate paths,
 // oversized members, and values that do not parse: certificate records
-// (storage.UnmarshalCertificate), account keys, JSON documents. Errors
-// name the member, never its content.
+// (storage.UnmarshalCertificate), account keys, JSON documents. Keys
+// that certkeeper never writes (storage.IsKnownKey), which Export does not
+// archive, are refused with an error wrapping both ErrInvalid and a
+// *ForeignKeysError. Errors name the member, never its content.
 //
 // It then compares each key with st: a key stored with the same value is
 // skipped; one stored with another value is a conflict, and unless
@@ -447,6 +495,13 @@ func readArchive(r io.Reader, maxMember, maxSize int64) ([]member, error) {
 	}
 	if len(members) != man.Keys {
 		return nil, invalidArchive("truncated: it holds %d keys, its manifest counts %d", len(members), man.Keys)
+	}
+	keys := make([]string, len(members))
+	for i, m := range members {
+		keys[i] = m.key
+	}
+	if err := foreignKeys(keys); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	// Read to the end of the gzip stream: only there is its checksum
 	// verified, and anything after the archive refused.

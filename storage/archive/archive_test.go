@@ -441,6 +441,8 @@ func TestImportHostile(t *testing.T) {
 		{"certificate not JSON", makeArchive(t, manifestFor(2), good, archiveMember{name: "certificates/x/a.test.json", body: []byte("-----BEGIN PRIVATE KEY-----")}), archive.ImportOptions{}, "not a valid certificate record"},
 		{"bad account key", makeArchive(t, manifestFor(2), good, archiveMember{name: "accounts/x/y.key", body: []byte("not a key")}), archive.ImportOptions{}, "accounts/x/y.key is not a valid private key"},
 		{"bad JSON", makeArchive(t, manifestFor(2), good, archiveMember{name: "localca/root.json", body: []byte("{")}), archive.ImportOptions{}, "localca/root.json is not valid JSON"},
+		{"foreign key", makeArchive(t, manifestFor(3), good, archiveMember{name: "archive/a.test/privkey1.pem", body: accountKeyPEM(t)}, archiveMember{name: "renewal/a.test.conf", body: []byte("x")}),
+			archive.ImportOptions{}, "2 keys certkeeper never writes (archive/a.test/privkey1.pem, renewal/a.test.conf)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

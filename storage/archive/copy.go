@@ -26,7 +26,11 @@ type CopyStats struct {
 // and Import's conflict handling (opts.Overwrite) and order (private keys
 // before the records that name them), and then verifies that every key of
 // src reads back from dst with the same value. Values certkeeper refuses
-// are left out and listed in CopyStats.Invalid.
+// are left out and listed in CopyStats.Invalid. A src holding keys that
+// certkeeper never writes (storage.IsKnownKey), such as another ACME
+// client's directory, is refused with a *ForeignKeysError before anything
+// is written: those keys would be copied as opaque values, and a private
+// key among them stored in clear even in an encrypted dst.
 //
 // It holds one value at a time and the names of the keys, never the
 // whole state: a storage of any size copies in a few megabytes, where an
@@ -43,6 +47,9 @@ func Copy(ctx context.Context, src, dst storage.Storage, opts ImportOptions) (Co
 	keys, err := src.List(ctx, "")
 	if err != nil {
 		return stats, fmt.Errorf("copying: listing: %w", err)
+	}
+	if err := foreignKeys(keys); err != nil {
+		return stats, fmt.Errorf("copying: %w", err)
 	}
 	var writes, conflicts []string
 	for _, key := range keys {

@@ -7,12 +7,15 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/archive"
+	"github.com/certkeeper/certkeeper/storage/encrypted"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -138,5 +141,98 @@ func TestCopyMemory(t *testing.T) {
 	t.Logf("heap in use grew by %.1f MiB at most while copying %d MiB", float64(grew)/(1<<20), n*size>>20)
 	if grew > 16<<20 {
 		t.Errorf("heap in use grew by %.1f MiB while copying %d values of 1 MiB: Copy holds the state in memory", float64(grew)/(1<<20), n)
+	}
+}
+
+// fillCertbot lays out dir as certbot's configuration directory, with a
+// private key under certbot's path for it, and returns the storage keys
+// the files make.
+func fillCertbot(t *testing.T, dir string) []string {
+	t.Helper()
+	files := map[string][]byte{
+		"archive/a.test/privkey1.pem": accountKeyPEM(t),
+		"archive/a.test/cert1.pem":    []byte("-----BEGIN CERTIFICATE-----\n"),
+		"renewal/a.test.conf":         []byte("version = 2.11.0\n"),
+		"live/README":                 []byte("This directory contains your keys and certificates.\n"),
+		"keys/0000_key-certbot.pem":   accountKeyPEM(t),
+		"csr/0000_csr-certbot.pem":    []byte("-----BEGIN CERTIFICATE REQUEST-----\n"),
+		"accounts/acme-v02.api.letsencrypt.org/directory/0123abcd/private_key.json": []byte(`{"kty":"EC"}`),
+	}
+	var keys []string
+	for name, body := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, name)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// TestCopyRefusesForeignKeys: a source laid out like another ACME
+// client's directory, alone or mixed with certkeeper's own keys, is
+// refused with a *ForeignKeysError naming its keys, and nothing is
+// written: neither in a plain destination nor, in clear, in an encrypted
+// one.
+func TestCopyRefusesForeignKeys(t *testing.T) {
+	for _, mixed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("mixed=%v", mixed), func(t *testing.T) {
+			srcDir := t.TempDir()
+			src := filestore.New(srcDir)
+			foreign := fillCertbot(t, srcDir)
+			if mixed {
+				fillState(t, src)
+			}
+			plainDir, sealedDir := t.TempDir(), t.TempDir()
+			keys, err := encrypted.ParseKeys(encrypted.GenerateKey())
+			if err != nil {
+				t.Fatal(err)
+			}
+			dsts := map[string]storage.Storage{
+				plainDir:  filestore.New(plainDir),
+				sealedDir: encrypted.New(filestore.New(sealedDir), keys),
+			}
+			for dir, dst := range dsts {
+				_, err := archive.Copy(t.Context(), src, dst, archive.ImportOptions{Overwrite: true})
+				ferr, ok := errors.AsType[*archive.ForeignKeysError](err)
+				if !ok {
+					t.Fatalf("Copy = %v, want a ForeignKeysError", err)
+				}
+				if !slices.Equal(ferr.Keys, foreign) {
+					t.Errorf("ForeignKeysError.Keys = %q, want %q", ferr.Keys, foreign)
+				}
+				msg := err.Error()
+				for _, want := range []string{"7 keys certkeeper never writes", foreign[0], "and 2 more", "does not look like certkeeper storage", "nothing was written"} {
+					if !strings.Contains(msg, want) {
+						t.Errorf("Copy = %q, want it to say %q", msg, want)
+					}
+				}
+				if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+					t.Errorf("Copy wrote %d entries into %s, want none", len(entries), dir)
+				}
+			}
+		})
+	}
+}
+
+// TestExportRefusesForeignKeys: Export of a storage holding keys
+// certkeeper never writes fails with a *ForeignKeysError and writes
+// nothing, so no certkeeper archive holds foreign keys.
+func TestExportRefusesForeignKeys(t *testing.T) {
+	dir := t.TempDir()
+	src := filestore.New(dir)
+	fillState(t, src)
+	foreign := fillCertbot(t, dir)
+	var buf bytes.Buffer
+	_, err := archive.Export(t.Context(), src, &buf)
+	if ferr, ok := errors.AsType[*archive.ForeignKeysError](err); !ok || !slices.Equal(ferr.Keys, foreign) {
+		t.Fatalf("Export = %v, want a ForeignKeysError naming %q", err, foreign)
+	}
+	if buf.Len() != 0 {
+		t.Errorf("Export wrote %d bytes, want none", buf.Len())
 	}
 }
