@@ -201,29 +201,17 @@ func localDir(spec, dir string) string {
 }
 
 // strayHint ends explainForeign's message for a storage directory.
-const strayHint = "If it is certkeeper's storage, move the files above out of it and run this again."
+const strayHint = "If it is certkeeper's storage, move those files out of it and run this again."
 
-// explainForeign returns the error storage export, import and migrate end
+// explainForeign is the error storage export, import and migrate end
 // with when what they read (src: "--from DIR", "storage DIR", "archive
-// FILE") holds keys certkeeper never writes: the first ten of them, one per
-// line, that nothing was written, the command that takes over another ACME
-// client's state, which is what such a directory usually is (dir, if
-// src is one), and last, tail.
+// FILE") holds keys certkeeper never writes: the library's (which keys,
+// nothing written), the command that takes over another ACME client's
+// state, which such a directory usually is (dir, if src is one), and tail.
 func explainForeign(e *archive.ForeignKeysError, src, dir, tail string) error {
 	if dir == "" {
 		dir = "DIR"
 	}
-	const show = 10
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s does not look like certkeeper storage: it holds %s certkeeper never writes:\n", src, cmdline.Plural(len(e.Keys), "key"))
-	for _, k := range e.Keys[:min(len(e.Keys), show)] {
-		fmt.Fprintf(&b, "\t%s\n", k)
-	}
-	if len(e.Keys) > show {
-		fmt.Fprintf(&b, "\t(and %d more)\n", len(e.Keys)-show)
-	}
-	fmt.Fprintf(&b, "Nothing was written. To take over the certificates and accounts of another ACME client, use\n"+
-		"\tcertkeeper import --from TOOL %s    (TOOL: %s)\n", dir, strings.Join(migrate.Tools(), ", "))
-	b.WriteString(tail)
-	return errors.New(b.String())
+	return fmt.Errorf("%s: %w; to take over another ACME client's certificates and accounts, use certkeeper import --from TOOL %s (TOOL: %s). %s",
+		src, e, dir, strings.Join(migrate.Tools(), ", "), tail)
 }

@@ -312,9 +312,8 @@ func TestStorageMigrateForeign(t *testing.T) {
 			to := filepath.Join(t.TempDir(), "st")
 			r := ck(t, 30*time.Second, append([]string{"storage", "migrate", "--from", certbot, "--to", to}, tt.extra...)...)
 			for _, want := range []string{
-				"--from " + certbot + " does not look like certkeeper storage: it holds 3 keys certkeeper never writes",
-				"\tarchive/a.test/privkey1.pem\n", "\tlive/README\n", "\trenewal/a.test.conf\n",
-				"Nothing was written", "certkeeper import --from TOOL " + certbot, "certbot, lego, acme.sh",
+				"--from " + certbot + ": 3 keys certkeeper never writes (archive/a.test/privkey1.pem, live/README, renewal/a.test.conf)",
+				"does not look like certkeeper storage", "nothing was written", "certkeeper import --from TOOL " + certbot, "certbot, lego, acme.sh",
 			} {
 				if !strings.Contains(r.stderr, want) {
 					t.Errorf("stderr does not say %q:\n%s", want, r.stderr)
@@ -330,7 +329,7 @@ func TestStorageMigrateForeign(t *testing.T) {
 	}
 	out := filepath.Join(dir, "state.tar.gz")
 	r := ck(t, 30*time.Second, "storage", "export", "--storage", certbot, "--out", out)
-	if r.code != 1 || !strings.Contains(r.stderr, "storage "+certbot+" does not look like certkeeper storage") {
+	if r.code != 1 || !strings.Contains(r.stderr, "storage "+certbot+": 3 keys certkeeper never writes") {
 		t.Errorf("storage export of a certbot directory: exit %d, want 1 saying it is not certkeeper storage\nstderr:\n%s", r.code, r.stderr)
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
