@@ -6,9 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime"
 
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/term"
 	"github.com/certkeeper/certkeeper/storage/archive"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
 	"github.com/certkeeper/certkeeper/storage/open"
@@ -172,26 +172,16 @@ Rekey is safe while nodes run (each value is replaced in one atomic write) and t
 	}
 }
 
-// keepPrivate makes stdout mode 0600 (keeping its owner bits) if it is a
-// regular file that group or others may use, before storage keygen writes
-// a key to it: "keygen > FILE" under umask 022 creates FILE 0644, which
-// encrypted.ReadKeyFile then refuses, and which others could read
-// meanwhile. Pipes, terminals and /dev/null are left alone. Windows file
-// modes do not carry these bits, so nothing is done there.
+// keepPrivate makes stdout private (term.MakePrivate) when it is a file
+// others may read, before storage keygen writes a key to it, and says so.
 func keepPrivate(env *Env) error {
-	f, ok := env.Stdout.(*os.File)
-	if !ok || runtime.GOOS == "windows" {
-		return nil
-	}
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 == 0 {
-		return nil
-	}
-	perm := fi.Mode().Perm() &^ 0o077
-	if err := f.Chmod(perm); err != nil {
+	from, to, err := term.MakePrivate(env.Stdout)
+	if err != nil {
 		return fmt.Errorf("refusing to write a storage key to stdout, a file of mode %#o that others may read, "+
-			"and making it private failed: %w; write it with (umask 077; certkeeper storage keygen > FILE)", fi.Mode().Perm(), err)
+			"and making it private failed: %w; write it with (umask 077; certkeeper storage keygen > FILE)", from, err)
 	}
-	fmt.Fprintf(env.Stderr, "certkeeper: stdout is a file of mode %#o: made it %#o, since certkeeper refuses a storage key file others may read\n", fi.Mode().Perm(), perm)
+	if from != 0 {
+		fmt.Fprintf(env.Stderr, "certkeeper: stdout is a file of mode %#o: made it %#o, since certkeeper refuses a storage key file others may read\n", from, to)
+	}
 	return nil
 }

@@ -430,35 +430,10 @@ func readArchive(r io.Reader, maxMember, maxSize int64) ([]member, error) {
 		return invalidArchive("truncated or corrupt: %w", err)
 	}
 
-	hdr, err := tr.Next()
+	man, err := readManifest(tr, readErr)
 	if err != nil {
-		return nil, readErr(err)
+		return nil, err
 	}
-	if hdr.Name != archiveManifestName || hdr.Typeflag != tar.TypeReg {
-		return nil, invalidArchive("its first member is %q, not %s", hdr.Name, archiveManifestName)
-	}
-	if hdr.Size > maxManifestSize {
-		return nil, invalidArchive("%s is %d bytes, more than %d", archiveManifestName, hdr.Size, maxManifestSize)
-	}
-	data, err := io.ReadAll(tr)
-	if err != nil {
-		return nil, readErr(err)
-	}
-	var man manifest
-	if err := json.Unmarshal(data, &man); err != nil {
-		return nil, invalidArchive("%s: %w", archiveManifestName, err)
-	}
-	if man.Format != archiveFormat {
-		return nil, invalidArchive("%s has format %q, want %q", archiveManifestName, man.Format, archiveFormat)
-	}
-	if man.Version != Version {
-		return nil, invalidArchive("format version %d is not supported (this certkeeper reads version %d; a newer one may read it)",
-			man.Version, Version)
-	}
-	if man.Keys < 0 {
-		return nil, invalidArchive("%s counts %d keys", archiveManifestName, man.Keys)
-	}
-
 	var members []member
 	seen := make(map[string]bool)
 	var size int64
@@ -509,6 +484,40 @@ func readArchive(r io.Reader, maxMember, maxSize int64) ([]member, error) {
 		return nil, readErr(err)
 	}
 	return members, nil
+}
+
+// readManifest reads and checks an archive's first member, its manifest;
+// readErr turns a read error into the error to return.
+func readManifest(tr *tar.Reader, readErr func(error) error) (manifest, error) {
+	var man manifest
+	hdr, err := tr.Next()
+	if err != nil {
+		return man, readErr(err)
+	}
+	if hdr.Name != archiveManifestName || hdr.Typeflag != tar.TypeReg {
+		return man, invalidArchive("its first member is %q, not %s", hdr.Name, archiveManifestName)
+	}
+	if hdr.Size > maxManifestSize {
+		return man, invalidArchive("%s is %d bytes, more than %d", archiveManifestName, hdr.Size, maxManifestSize)
+	}
+	data, err := io.ReadAll(tr)
+	if err != nil {
+		return man, readErr(err)
+	}
+	if err := json.Unmarshal(data, &man); err != nil {
+		return man, invalidArchive("%s: %w", archiveManifestName, err)
+	}
+	if man.Format != archiveFormat {
+		return man, invalidArchive("%s has format %q, want %q", archiveManifestName, man.Format, archiveFormat)
+	}
+	if man.Version != Version {
+		return man, invalidArchive("format version %d is not supported (this certkeeper reads version %d; a newer one may read it)",
+			man.Version, Version)
+	}
+	if man.Keys < 0 {
+		return man, invalidArchive("%s counts %d keys", archiveManifestName, man.Keys)
+	}
+	return man, nil
 }
 
 // checkHeader refuses members that Export does not write or that could
