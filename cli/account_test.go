@@ -103,3 +103,35 @@ func mustRead(t *testing.T, f string) []byte {
 	}
 	return b
 }
+
+// TestRolloverSealed: with encryption at rest, the previous account key a
+// rollover keeps (.key.old) is sealed like the account key, not stored in
+// clear beside it.
+func TestRolloverSealed(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	dir := t.TempDir()
+	keyFile := filepath.Join(t.TempDir(), "storage.key")
+	if err := os.WriteFile(keyFile, []byte(ck(t, 30*time.Second, "storage", "keygen").stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := func(cmd ...string) []string {
+		return append(append([]string{"account"}, cmd...), "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(),
+			"--storage", dir, "--storage-key-file", keyFile, "--email", "ops@a.test")
+	}
+	if r := ck(t, 30*time.Second, append(base("register"), "--agree-tos")...); r.code != 0 {
+		t.Fatalf("register: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := ck(t, 30*time.Second, base("rollover")...); r.code != 0 {
+		t.Fatalf("rollover: exit %d\n%s", r.code, r.stderr)
+	}
+	accounts := filepath.Join(dir, "accounts", storage.IssuerID(ca.DirectoryURL()))
+	for _, name := range []string{"ops@a.test.key", "ops@a.test.key.old"} {
+		data, err := os.ReadFile(filepath.Join(accounts, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(data), "PRIVATE KEY") {
+			t.Errorf("%s is stored in clear in an encrypted storage", name)
+		}
+	}
+}

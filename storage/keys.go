@@ -117,7 +117,8 @@ func LocalCAKey(which string) string { return "localca/" + which + ".json" }
 
 // IsSecret reports whether the value under key holds a private key: a
 // certificate (key and chain in one value), an ACME account's private key
-// (AccountPrivateKey) or the local CA (LocalCAKey). Package
+// (AccountPrivateKey, and the next and previous keys a key rollover keeps
+// beside it, .key.next and .key.old) or the local CA (LocalCAKey). Package
 // storage/encrypted seals exactly these values; the others (account
 // records, rate-limit and renewal state, staples, shared challenge
 // answers) hold no secret and stay readable for operators and tools.
@@ -125,7 +126,8 @@ func IsSecret(key string) bool {
 	switch {
 	case strings.HasPrefix(key, CertificatePrefix("")):
 		return true
-	case strings.HasPrefix(key, "accounts/") && strings.HasSuffix(key, ".key"):
+	case strings.HasPrefix(key, "accounts/") &&
+		(strings.HasSuffix(key, ".key") || strings.HasSuffix(key, ".key.next") || strings.HasSuffix(key, ".key.old")):
 		return true
 	case strings.HasPrefix(key, "localca/"):
 		return true

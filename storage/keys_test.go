@@ -322,6 +322,8 @@ func TestIsSecret(t *testing.T) {
 	}{
 		{"certificates/acme/a.test.json", true},
 		{"accounts/acme/default.key", true},
+		{"accounts/acme/default.key.next", true}, // a key rollover's (acmeca) were stored in clear
+		{"accounts/acme/a@b.test.key.old", true},
 		{"localca/root.json", true},
 		{"localca/intermediate.json", true},
 		{"accounts/acme/default.json", false},

@@ -16,7 +16,8 @@
 // is how a storage is moved to encryption.
 //
 // What it seals (storage.IsSecret): certificates ("certificates/…", key
-// and chain in one value), account keys ("accounts/…/….key") and the
+// and chain in one value), account keys ("accounts/…/….key", and a key
+// rollover's ….key.next and ….key.old) and the
 // local CA ("localca/…"). Other values (account records, rate-limit and
 // renewal state, shared challenge answers) hold no secret and stay
 // readable, for operators and tools. Lock names, key names and value
