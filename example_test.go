@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"os"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/issuer/localca"
@@ -120,4 +122,32 @@ func ExampleManager_localCA() {
 	defer resp.Body.Close()
 	io.Copy(os.Stdout, resp.Body)
 	// Output: hello over HTTPS
+}
+
+// Your own TLS server, another ACME CA, and the challenge that reaches
+// this process (docs/library.md): TLS ends at a load balancer on 443,
+// port 80 reaches this process, so http-01 is the challenge; the CA's
+// HTTPS endpoint has a private root.
+func Example_anotherCA() {
+	rootsPEM, err := os.ReadFile("/etc/certkeeper/ca-roots.pem")
+	if err != nil {
+		log.Fatal(err)
+	}
+	client, err := engine.CAHTTPClient(rootsPEM) // the system's roots and these
+	if err != nil {
+		log.Fatal(err)
+	}
+	m := &certkeeper.Manager{
+		Policy: policy.Allowlist("a.example"),
+		Issuers: []issuer.Issuer{&acmeca.Issuer{
+			DirectoryURL:   "https://ca.internal/acme/directory",
+			HTTPClient:     client,
+			Email:          "ops@a.example",
+			ChallengeOrder: []string{acmeca.HTTP01},
+		}},
+		Logger: slog.Default(),
+	}
+	go func() { log.Fatal(http.ListenAndServe(":80", m.HTTPHandler(nil))) }()
+	srv := &http.Server{Addr: ":8443", TLSConfig: m.TLSConfig()} // TLSConfig offers acme-tls/1 too
+	log.Fatal(srv.ListenAndServeTLS("", ""))
 }

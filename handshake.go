@@ -21,7 +21,9 @@ import (
 // Policy allows the name — obtained from the issuers while the handshake
 // waits (as long as hello's context allows; the issuance goes on, and later
 // handshakes are served from memory). A tls-alpn-01 validation handshake
-// gets its challenge certificate.
+// gets its challenge certificate: a tls.Config of your own must list
+// "acme-tls/1" (tlsalpn01.Protocol) in NextProtos for it, or the handshake
+// fails before GetCertificate is called; TLSConfig does.
 func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if err := m.init(); err != nil {
 		return nil, err

@@ -297,8 +297,12 @@ func (e *ValidationError) Advice() string {
 		return e.Name + " does not resolve at the CA: give it a public A or AAAA record pointing at this host"
 	case port != "" && (typ == "connection" || strings.Contains(detail, "connection refused") ||
 		strings.Contains(detail, "failed to connect") || strings.Contains(detail, "timeout") || strings.Contains(detail, "timed out")):
-		return "the CA could not connect to " + e.Name + " on port " + port + ": check that its DNS points at this host, " +
+		advice := "the CA could not connect to " + e.Name + " on port " + port + ": check that its DNS points at this host, " +
 			"and that port " + port + " reaches the " + e.Challenge + " answer through firewalls, NAT and port forwards"
+		if e.Challenge == TLSALPN01 {
+			advice += ", and that the TLS server there offers the ALPN protocol acme-tls/1"
+		}
+		return advice
 	case e.Challenge == HTTP01 && (typ == "unauthorized" || typ == "incorrectResponse"):
 		return "the CA got another answer for the token: " + e.Name + " must point at this host on port 80, and a web server " +
 			"answering for it must serve the token from the directory the token is written to (or forward /.well-known/acme-challenge/ here)"
