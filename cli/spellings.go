@@ -25,6 +25,7 @@ var otherTools = []cmdline.Spelling{
 	{Tool: "certbot", Name: "webroot-path", To: "webroot"},
 	{Tool: "lego", Name: "http.webroot", To: "webroot"},
 	{Tool: "lego", Name: "http.port", To: "http-addr"},
+	{Tool: "certbot", Name: "http-01-port", To: "http-addr", Convert: func(v string) string { return ":" + v }},
 	{Tool: "lego", Name: "tls.port", To: "tls-alpn-addr"},
 	{Tool: "certbot", Name: "rsa-key-size", To: "key-type", Convert: func(v string) string { return "rsa" + v }},
 	{Tool: "certbot", Name: "elliptic-curve", To: "key-type"}, // secp256r1, secp384r1: issuer.ParseKeyType
@@ -32,6 +33,8 @@ var otherTools = []cmdline.Spelling{
 	{Tool: "lego", Name: "kid", To: "eab-kid"},
 	{Tool: "lego", Name: "hmac", To: "eab-hmac"},
 	{Tool: "certbot", Name: "force-renewal", To: "force"},
+	{Tool: "certbot", Name: "force-renewal", Why: "cert issue always orders a new certificate"},
+	{Tool: "lego", Name: "days", To: "grace", Convert: func(v string) string { return v + "d" }},
 	{Tool: "certbot", Name: "q", To: "quiet"},
 	{Tool: "certbot", Name: "cert-path", To: "cert"},
 	{Tool: "certbot", Name: "key-path", To: "key"},
@@ -42,6 +45,9 @@ var otherTools = []cmdline.Spelling{
 	{Tool: "lego", Name: "accept-tos", Why: "certkeeper never prompts; registering an account prints the terms it agrees to"},
 	{Tool: "certbot", Name: "non-interactive", Why: "certkeeper never prompts"},
 	{Tool: "certbot", Name: "n", Why: "certkeeper never prompts"},
+	{Tool: "certbot", Name: "register-unsafely-without-email", Why: "without --email the account has no contact"},
+	{Tool: "certbot", Name: "reuse-key", Why: "cert renew keeps each certificate's key unless --new-key"},
+	{Tool: "certbot", Name: "expand", Why: "cert issue replaces the certificate with one for the names given, and says what changed"},
 }
 
 // challengeType is certbot's --preferred-challenges value as a challenge
