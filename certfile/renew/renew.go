@@ -540,7 +540,8 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 	j.Detail = "not_after " + j.NotAfter.UTC().Format(time.RFC3339)
 	if r.AfterRenew != nil {
 		if err := r.AfterRenew(ctx, j); err != nil {
-			j.Action, j.Detail, j.Err = Failed, err.Error(), err
+			// Failed, for the exit status; but the files are the new ones.
+			j.Action, j.Detail, j.Err = Failed, fmt.Sprintf("%s (%s), but %v", j.Action, j.Detail, err), err
 		}
 	}
 }

@@ -297,3 +297,26 @@ func TestRenewerFailuresInStatus(t *testing.T) {
 		t.Errorf("after the renewal: state %s, last error %q; want fine", c.State, c.LastError)
 	}
 }
+
+// TestRenewerAfterRenewFails: a certificate renewed whose AfterRenew (the
+// deploy hook) fails is Failed, for the exit status, and its Detail says
+// it was renewed all the same.
+func TestRenewerAfterRenewFails(t *testing.T) {
+	tmp := t.TempDir()
+	st := filestore.New(filepath.Join(tmp, "state"))
+	r := &Renewer{
+		Dir: certfile.Dir(filepath.Join(tmp, "ssl")), Storage: st,
+		Issuers: func(ctx context.Context, s Settings) (*issuer.Chain, func(), error) {
+			return &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}, nil, nil
+		},
+		AfterRenew: func(ctx context.Context, j *Result) error { return errors.New("deploy hook: exit status 3") },
+		Want:       [][]string{{"h.test"}},
+	}
+	results, err := r.Run(t.Context())
+	if err != nil || len(results) != 1 {
+		t.Fatal(err, results)
+	}
+	if j := results[0]; j.Action != Failed || !strings.HasPrefix(j.Detail, "issued (not_after ") || !strings.Contains(j.Detail, "but deploy hook: exit status 3") {
+		t.Errorf("action %s, detail %q; want failed, saying it was issued but the hook failed", j.Action, j.Detail)
+	}
+}

@@ -170,6 +170,7 @@ func (l *Loop) Drain(limit time.Duration, abandon func()) error {
 	defer cancel()
 	errs := l.shutdown(ctx)
 	if ctx.Err() == nil {
+		fmt.Fprintf(l.notes, "certkeeper: connections drained; stopping\n")
 		return errors.Join(errs...)
 	}
 	fmt.Fprintf(l.notes, "certkeeper: drain limit (%d s) reached with connections open: abandoning what they wait for (issuances in flight) and closing them\n",
