@@ -229,6 +229,9 @@ func (iss *Issuer) getDirectory(ctx context.Context) (acme.Directory, error) {
 		}
 		return acme.Directory{}, fmt.Errorf("%w: %s answered HTTP %s, %s: %w", ErrNotDirectory, iss.where(), m[1], hint, oneLine{err})
 	}
+	if ue, ok := errors.AsType[*unreachableError](err); ok {
+		err = ue.err // said here the directory's way, with what to check
+	}
 	return acme.Directory{}, fmt.Errorf("%w at %s (check the URL, the network, and that its HTTPS certificate chains to a root the HTTP client trusts): %w", ErrUnreachable, iss.where(), oneLine{err})
 }
 

@@ -450,3 +450,23 @@ func TestReplacesOtherAccount(t *testing.T) {
 		t.Errorf("Pebble accepted %d replacement orders, want 0", n)
 	}
 }
+
+// TestUnreachableLater: a CA that goes away after the directory was
+// fetched (a renewal's requests: a nonce, an order) is ErrUnreachable
+// too, as at the first request, naming the step; it was the HTTP
+// client's error alone (trial 13).
+func TestUnreachableLater(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	proxy := testca.NewFaultProxy(t, e.ca)
+	iss := e.issuer(acmeca.HTTP01)
+	iss.DirectoryURL = proxy.DirectoryURL()
+	issue(t, iss, issuer.ECDSAP256, "down.a.test")
+	proxy.Down()
+	_, _, err := tryIssue(t, iss, issuer.ECDSAP256, nil, "down.a.test")
+	if !errors.Is(err, acmeca.ErrUnreachable) || !strings.Contains(err.Error(), "cannot reach the ACME CA at "+proxy.DirectoryURL()) {
+		t.Errorf("issuing with the CA down: %v; want ErrUnreachable naming the CA", err)
+	}
+	if strings.Count(err.Error(), "cannot reach") != 1 || strings.Contains(err.Error(), "\n") {
+		t.Errorf("the error says it twice, or over lines: %q", err)
+	}
+}

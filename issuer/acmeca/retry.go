@@ -3,6 +3,7 @@ package acmeca
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -134,6 +135,21 @@ func transient(err error) bool {
 		strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF")
 }
 
+// unreachableError is a request to the CA at where that failed for want
+// of a connection (isNetworkError), after its retries.
+type unreachableError struct {
+	where, step string
+	err         error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("%s at %s (%s): %s", ErrUnreachable, e.where, e.step, oneLine{e.err})
+}
+
+func (e *unreachableError) Unwrap() error { return e.err }
+
+func (e *unreachableError) Is(target error) bool { return target == ErrUnreachable }
+
 // isNetworkError reports whether err means the CA could not be reached
 // at all (as opposed to an answer from it).
 func isNetworkError(err error) bool {
@@ -187,6 +203,12 @@ func (iss *Issuer) do(ctx context.Context, what string, step func(ctx context.Co
 			continue
 		}
 		if !transient(err) || attempt >= retryAttempts {
+			if isNetworkError(err) && !errors.Is(err, ErrUnreachable) {
+				// ErrUnreachable at the first request (the directory) and
+				// at any later one (a nonce, an order, a renewal's):
+				// callers tell an outage from a refusal by it.
+				return &unreachableError{where: iss.where(), step: what, err: err}
+			}
 			return err
 		}
 		wait := delay/2 + rand.N(delay/2+1)
