@@ -13,6 +13,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/mholt/acmez/v3/acme"
 )
@@ -154,6 +155,9 @@ func (m *Manager) scanStored(ctx context.Context) {
 	if err != nil {
 		return // canceled: the Manager is closing
 	}
+	// The failures stored before this start, for Stats (the failing
+	// gauge): they were counted only from the next failure on.
+	m.updateFailures(ctx, func(map[string]status.Failure) bool { return false })
 	now := time.Now()
 	defer func() {
 		if ctx.Err() == nil {
