@@ -119,7 +119,7 @@ func (m *Manager) updateFailures(ctx context.Context, change func(map[string]sta
 		m.logger().Warn("stored failures are damaged; starting afresh", slog.String("key", status.FailuresKey), slog.Any("err", err))
 	})
 	if err != nil {
-		m.logger().Warn("keeping failures for status", slog.String("key", status.FailuresKey), slog.Any("err", err))
+		m.logger().Warn("storing failures for status", slog.String("key", status.FailuresKey), slog.Any("err", err))
 	}
 	if all != nil {
 		m.setFailing(all)
