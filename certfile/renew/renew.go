@@ -57,6 +57,7 @@ const (
 	Renewed    Action = "renewed"     // a pair was renewed
 	Issued     Action = "issued"      // a Want entry without files was issued
 	Written    Action = "written"     // a Want entry without files was written from storage, not ordered
+	WouldWrite Action = "would write" // a Want entry storage holds, in a DryRun
 	NotDue     Action = "not due"     // left alone
 	WouldRenew Action = "would renew" // due, in a DryRun
 	Failed     Action = "failed"      // renewal (or AfterRenew) failed; Detail says why
@@ -318,14 +319,16 @@ func (r *Renewer) scan(ctx context.Context) ([]*Result, error) {
 // certificate storage holds for exactly its names, unexpired (one that
 // certkeeper import brought in, or one whose files could not be written),
 // with renewal settings naming its CA and account, so that it is not
-// ordered again; nil when storage holds none, or in a DryRun. The
-// Result then goes on as a pair's: renewed if due.
+// ordered again; nil when storage holds none. The Result then goes on as
+// a pair's: renewed if due. In a DryRun it only says so (WouldWrite).
 func (r *Renewer) fromStorage(ctx context.Context, base string, names []string) *Result {
-	if r.DryRun {
-		return nil
-	}
 	var best *storage.Certificate
-	match := func(k string) bool { return strings.HasSuffix(k, "/"+base+".json") }
+	match := func(k string) bool { // stored under its first name, which may be any of the entry's
+		return slices.ContainsFunc(names, func(n string) bool {
+			seg, err := storage.NameSegment(n)
+			return err == nil && strings.HasSuffix(k, "/"+seg+".json")
+		})
+	}
 	_ = storage.EachCertificate(ctx, r.Storage, match, func(_ string, _ []byte, rec *storage.Certificate, err error) bool {
 		if err == nil && sameNames(rec.Names, names) && time.Now().Before(rec.NotAfter) && (best == nil || rec.NotAfter.After(best.NotAfter)) {
 			best = rec
@@ -334,6 +337,10 @@ func (r *Renewer) fromStorage(ctx context.Context, base string, names []string) 
 	})
 	if best == nil {
 		return nil
+	}
+	if r.DryRun {
+		return &Result{Base: base, Names: names, Action: WouldWrite, Settings: r.Override,
+			Detail: "from storage (not_after " + best.NotAfter.UTC().Format(time.RFC3339) + "), no order"}
 	}
 	s := Settings{CA: storedCA(ctx, r.Storage, best), Email: best.Email}
 	s.Override(r.Override)

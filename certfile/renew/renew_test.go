@@ -225,9 +225,17 @@ func TestRenewerWantFromStorage(t *testing.T) {
 			asked++
 			return chain, nil, nil
 		},
-		Want: [][]string{{"s.test", "www.s.test"}, {"new.test"}},
+		// The stored one's first name is s.test: the entry finds it
+		// in any order, and its files are named for the entry's first.
+		Want:   [][]string{{"www.s.test", "s.test"}, {"new.test"}},
+		DryRun: true,
 	}
 	results, err := r.Run(t.Context())
+	if err != nil || len(results) != 2 || results[0].Action != WouldWrite || asked != 0 {
+		t.Fatalf("dry run: %v, %+v, %d chains; want www.s.test would be written, nothing set up", err, results, asked)
+	}
+	r.DryRun = false
+	results, err = r.Run(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,15 +243,15 @@ func TestRenewerWantFromStorage(t *testing.T) {
 	for _, j := range results {
 		actions[j.Base] = j.Action
 	}
-	if actions["s.test"] != Written || actions["new.test"] != Issued || asked != 1 {
-		t.Fatalf("actions %v, issuer chains set up %d times; want s.test written from storage, new.test issued (one chain)", actions, asked)
+	if actions["www.s.test"] != Written || actions["new.test"] != Issued || asked != 1 {
+		t.Fatalf("actions %v, issuer chains set up %d times; want www.s.test written from storage, new.test issued (one chain)", actions, asked)
 	}
-	_, certs, err := dir.Read("s.test")
+	_, certs, err := dir.Read("www.s.test")
 	if err != nil || !certs[0].Equal(stored.Certificate.Leaf) {
 		t.Fatalf("s.test's files hold another certificate than the stored one (%v)", err)
 	}
-	if s, err := LoadSettings(filepath.Join(string(dir), "renewal", "s.test.conf")); err != nil || s.CA != "local" {
-		t.Errorf("s.test's renewal settings %+v, %v; want ca local", s, err)
+	if s, err := LoadSettings(filepath.Join(string(dir), "renewal", "www.s.test.conf")); err != nil || s.CA != "local" {
+		t.Errorf("www.s.test's renewal settings %+v, %v; want ca local", s, err)
 	}
 	results, err = r.Run(t.Context())
 	if err != nil || len(results) != 2 || results[0].Action != NotDue || results[1].Action != NotDue {

@@ -303,7 +303,7 @@ func (e *ForeignKeysError) Error() string {
 		list += fmt.Sprintf(" and %d more", len(e.Keys)-foreignShown)
 	}
 	return fmt.Sprintf("%d keys certkeeper never writes (%s): this does not look like certkeeper storage; "+
-		"nothing was written (another ACME client's state is taken over by package migrate, not copied)", len(e.Keys), list)
+		"nothing was written (another ACME client's state is taken over by an import, not copied)", len(e.Keys), list)
 }
 
 // foreignKeys returns a *ForeignKeysError naming the keys that
