@@ -22,10 +22,10 @@ import (
 func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfoer, leaf *x509.Certificate, now time.Time) (bool, string) {
 	switch {
 	case force:
-		return true, "--force"
+		return true, "forced"
 	case grace > 0:
 		left := leaf.NotAfter.Sub(now)
-		return left <= grace, fmt.Sprintf("expires in %s", left.Round(time.Second))
+		return left <= grace, "expires in " + approx(left)
 	}
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
 	why := "lifetime rule"
@@ -43,6 +43,15 @@ func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfo
 		return false, fmt.Sprintf("due %s (%s)", due.UTC().Format(time.RFC3339), why)
 	}
 	return true, why
+}
+
+// approx is d for a reader: whole days from two days on, else to the
+// second.
+func approx(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	return d.Round(time.Second).String()
 }
 
 // repairPair rewrites a pair whose key and certificate do not match (a
