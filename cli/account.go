@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -244,7 +245,7 @@ cannot be undone. It asks for confirmation unless --yes.
 				return err
 			}
 			if !yes {
-				fmt.Fprintf(env.Stderr, "Deactivate the account for %q at %s for good? Type yes: ", strings.Join(a.emails, ","), redact.URL(engine.CAURL(a.ca())))
+				fmt.Fprintf(env.Stderr, "Deactivate the account of %s at %s for good? Type yes: ", cmp.Or(strings.Join(a.emails, ","), "no email"), redact.URL(engine.CAURL(a.ca())))
 				line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
 				if strings.TrimSpace(line) != "yes" {
 					return fmt.Errorf("not deactivated")
