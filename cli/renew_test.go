@@ -152,8 +152,8 @@ func TestCertRevoke(t *testing.T) {
 		if want := map[uint]string{1: "reason keyCompromise)", 4: "reason superseded)"}[tt.reason]; !strings.Contains(r.stdout, want) {
 			t.Errorf("%s: stdout %q, want the RFC name %q", tt.name, r.stdout, want)
 		}
-		if compromised := strings.Contains(r.stderr, "do not use it again"); compromised != (tt.reason == 1) {
-			t.Errorf("%s (reason %d): stderr %q: the compromised-key advice is given %v", tt.name, tt.reason, r.stderr, compromised)
+		if !strings.Contains(r.stderr, "the next cert renew replaces it") {
+			t.Errorf("%s: stderr %q does not say cert renew replaces it", tt.name, r.stderr)
 		}
 		st := ca.CertStatus(t, certs[0].SerialNumber)
 		if st.Status != "Revoked" || st.Reason == nil || *st.Reason != tt.reason {
@@ -162,6 +162,29 @@ func TestCertRevoke(t *testing.T) {
 	}
 	if r := ck(t, 30*time.Second, append(base, "--cert", "x", "--reason", "bogus")...); r.code != 2 {
 		t.Errorf("unknown reason: exit %d, want 2", r.code)
+	}
+
+	// cert renew replaces both, due or not; r2's key, compromised, is
+	// not used again, r1's is kept.
+	keys := map[string][]byte{}
+	for _, n := range []string{"r1.test", "r2.test"} {
+		keys[n] = mustRead(t, filepath.Join(out, "private", n+".key"))
+	}
+	renew := pebbleArgs(ca, storageDir, out)
+	renew[1] = "renew"
+	if r := ck(t, time.Minute, renew...); r.code != 0 || strings.Count(r.stdout, "renewed") != 2 {
+		t.Fatalf("cert renew after the revocations: exit %d, want both renewed\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for n, compromised := range map[string]bool{"r1.test": false, "r2.test": true} {
+		if same := string(mustRead(t, filepath.Join(out, "private", n+".key"))) == string(keys[n]); same == compromised {
+			t.Errorf("%s renewed with the same key: %v, want %v", n, same, !compromised)
+		}
+		if strings.Contains(string(mustRead(t, filepath.Join(out, "renewal", n+".conf"))), "revoked") {
+			t.Errorf("%s's renewal settings still say revoked after the renewal", n)
+		}
+	}
+	if r := ck(t, time.Minute, renew...); r.code != 0 || strings.Contains(r.stdout, "renewed") {
+		t.Errorf("a second cert renew renewed again:\n%s%s", r.stdout, r.stderr)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/certfile/renew"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
@@ -30,8 +31,9 @@ needed: the way to revoke a certificate whose key has leaked).
 	certkeeper cert revoke --cert a.pem --key a.key --reason keyCompromise
 
 Reasons (RFC 5280): ` + acmeca.RevocationReasons() + `,
-in any case, or by number (certbot's and lego's spellings). After keyCompromise the key must not
-be used again: renew with "cert renew --force --new-key", or issue anew, which makes a new key.`,
+in any case, or by number (certbot's and lego's spellings). A certificate of an --out-dir pair is
+noted as revoked in its renewal settings: the next cert renew replaces it, with a new key after
+keyCompromise.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&certFile, "cert", "", "PEM `FILE` of the certificate (a chain file is fine: its first certificate is revoked)")
 			fs.StringVar(&keyFile, "key", "", "sign with this private key `FILE` of the certificate instead of the account")
@@ -80,6 +82,15 @@ be used again: renew with "cert renew --force --new-key", or issue anew, which m
 				return err
 			}
 			fmt.Fprintf(env.Stdout, "revoked %s (serial %s, reason %s)\n", strings.Join(cert.DNSNames, ","), cert.SerialNumber.Text(16), reasonName)
+			// A pair of an --out-dir: the next cert renew replaces it.
+			marked, err := renew.MarkRevoked(certFile, reasonName)
+			if err != nil {
+				return fmt.Errorf("revoked, but its renewal settings could not say so (replace it with cert renew --force --new-key): %w", err)
+			}
+			if marked {
+				fmt.Fprintf(env.Stderr, "certkeeper: the next cert renew replaces it (with a new key after keyCompromise): run it now to serve a valid certificate\n")
+				return nil
+			}
 			if code == 1 { // keyCompromise
 				fmt.Fprintf(env.Stderr, "certkeeper: the key of this certificate is compromised: do not use it again; replace the certificate with a new key (cert renew --force --new-key, or cert issue)\n")
 			}

@@ -68,7 +68,7 @@ func FromFlags(fs *flag.FlagSet, values func(*flag.Flag) []string, always ...str
 func (s Settings) ApplyFlags(fs *flag.FlagSet, skip ...string) error {
 	var err error
 	s.Values(func(key, value string) {
-		if slices.Contains(skip, key) {
+		if slices.Contains(skip, key) || key == "revoked" { // the state of a certificate, not a flag
 			return
 		}
 		if e := fs.Set(FlagOf(key), value); e != nil {

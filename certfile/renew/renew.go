@@ -195,7 +195,11 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 			if r.ARI != nil && !r.Force && r.Grace == 0 {
 				ari = r.ARI(j.Settings)
 			}
-			j.due, j.Detail = isDue(ctx, r.Force, r.Grace, ari, j.pair.Chain[0], now)
+			if j.Settings.Revoked != "" {
+				j.due, j.Detail = true, "revoked ("+j.Settings.Revoked+")"
+			} else {
+				j.due, j.Detail = isDue(ctx, r.Force, r.Grace, ari, j.pair.Chain[0], now)
+			}
 			switch {
 			case !j.due && j.written:
 				j.Action, j.Detail = Written, "from storage, no order; "+j.Detail
@@ -506,7 +510,7 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 	if j.pair != nil {
 		prev, key = j.pair.Chain[0], j.pair.Key
 	}
-	if r.NewKey {
+	if r.NewKey || j.Settings.Revoked == "keyCompromise" {
 		key = nil
 	}
 	kt, err := issuer.ParseKeyType(j.Settings.KeyType)
@@ -533,7 +537,9 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 	}
 	if err == nil {
 		// Remembered once the certificate is renewed with them, as
-		// certbot does: a failed override is not kept.
+		// certbot does: a failed override is not kept. The revoked
+		// certificate is replaced.
+		j.Settings.Revoked = ""
 		err = SaveSettings(settingsPathBase(r.Dir, j.Base), j.Settings)
 	}
 	if err != nil {

@@ -328,3 +328,17 @@ func TestRenewerAfterRenewFails(t *testing.T) {
 		t.Errorf("action %s, detail %q; want failed, saying it was issued but the hook failed", j.Action, j.Detail)
 	}
 }
+
+// TestMarkRevokedOnlyPairs: a certificate file that is not a pair's
+// certs/NAME.pem (no key beside it, or elsewhere) is left alone.
+func TestMarkRevokedOnlyPairs(t *testing.T) {
+	dir := t.TempDir()
+	for _, file := range []string{filepath.Join(dir, "a.pem"), filepath.Join(dir, "certs", "a.pem"), filepath.Join(dir, "certs", "a.crt")} {
+		if marked, err := MarkRevoked(file, "superseded"); marked || err != nil {
+			t.Errorf("MarkRevoked(%s) = %v, %v; want false: not a pair's", file, marked, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "renewal")); err == nil {
+		t.Error("renewal settings were written for a file that is not a pair's")
+	}
+}

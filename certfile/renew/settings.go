@@ -60,6 +60,12 @@ type Settings struct {
 	DeployHook string // deploy_hook: run after the certificate is renewed
 	PreHook    string // pre_hook: run once per run, before the first renewal that has it
 	PostHook   string // post_hook: run once per run, after a run that renewed with it
+
+	// Revoked is the reason the current certificate was revoked with
+	// (MarkRevoked; cert revoke writes it): it is renewed at the next run,
+	// due or not, with a new key after keyCompromise, and the mark is
+	// cleared then. No flag sets it.
+	Revoked string // revoked
 }
 
 // settingsVersion is the format's version, the file's "version" line.
@@ -101,6 +107,7 @@ var fields = []field{
 	{key: "deploy_hook", scalar: func(s *Settings) *string { return &s.DeployHook }},
 	{key: "pre_hook", scalar: func(s *Settings) *string { return &s.PreHook }},
 	{key: "post_hook", scalar: func(s *Settings) *string { return &s.PostHook }},
+	{key: "revoked", scalar: func(s *Settings) *string { return &s.Revoked }},
 }
 
 // secretKeys are keys a renewal file must never hold, with what to use
@@ -193,7 +200,7 @@ func (s Settings) IsZero() bool {
 // issuerKey identifies the settings an issuer is built from: all but the
 // hooks. Certificates with equal keys share one issuer chain in a run.
 func (s Settings) issuerKey() string {
-	s.DeployHook, s.PreHook, s.PostHook = "", "", ""
+	s.DeployHook, s.PreHook, s.PostHook, s.Revoked = "", "", "", ""
 	b, _ := s.MarshalText()
 	return string(b)
 }
