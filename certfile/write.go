@@ -84,12 +84,7 @@ func (d Dir) CheckWritable(name string, withKey bool) error {
 		return err
 	}
 	for _, dir := range dirs {
-		f, err := os.CreateTemp(dir, ".certkeeper-check-*")
-		if err != nil {
-			return err
-		}
-		f.Close()
-		if err := os.Remove(f.Name()); err != nil {
+		if err := atomicfile.CanCreate(dir, ".certkeeper-check-*"); err != nil {
 			return err
 		}
 	}

@@ -177,28 +177,10 @@ func TestCertificateNameCheck(t *testing.T) {
 	defer fixture.Close()
 
 	dir := t.TempDir()
-	fb := craft(t, "fallback.invalid", []string{"fallback.invalid"}, nil)
-	certFile, keyFile := filepath.Join(dir, "fallback.pem"), filepath.Join(dir, "fallback.key")
-	if err := os.WriteFile(certFile, []byte(fb.Cert), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, []byte(fb.Key), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	port := testsvc.FreePort(t)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	// The bare host:port form (plain HTTP to loopback) is the one every
 	// version of the plugin reads, so that this test shows what an older
 	// one served.
-	ngx := testsvc.Nginx(t, testsvc.NginxOptions{HTTP: fmt.Sprintf(`
-  lua_shared_dict certkeeper 1m;
-  init_by_lua_block { require("certkeeper").init({ server = %q, shared_dict = "certkeeper" }) }
-  server {
-    listen %s ssl;
-    ssl_certificate %s; ssl_certificate_key %s;
-    ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
-  }
-`, strings.TrimPrefix(fixture.URL, "http://"), addr, certFile, keyFile), Ready: []string{addr}})
+	ngx, addr := pluginNginx(t, dir, strings.TrimPrefix(fixture.URL, "http://"))
 
 	for _, c := range cases {
 		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: c.name, InsecureSkipVerify: true})
@@ -251,14 +233,7 @@ func TestRefreshOverHTTPS(t *testing.T) {
 	if err := os.WriteFile(trusted, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fixture.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fb := craft(t, "fallback.invalid", []string{"fallback.invalid"}, nil)
-	certFile, keyFile := filepath.Join(dir, "fallback.pem"), filepath.Join(dir, "fallback.key")
-	if err := os.WriteFile(certFile, []byte(fb.Cert), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, []byte(fb.Key), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile := fallbackFiles(t, dir)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
 	ngx := testsvc.Nginx(t, testsvc.NginxOptions{HTTP: fmt.Sprintf(`
   lua_ssl_trusted_certificate %s;
@@ -317,25 +292,7 @@ func TestFetchLogLevels(t *testing.T) {
 		}
 	}))
 	defer fixture.Close()
-	dir := t.TempDir()
-	fb := craft(t, "fallback.invalid", []string{"fallback.invalid"}, nil)
-	certFile, keyFile := filepath.Join(dir, "fallback.pem"), filepath.Join(dir, "fallback.key")
-	if err := os.WriteFile(certFile, []byte(fb.Cert), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, []byte(fb.Key), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
-	ngx := testsvc.Nginx(t, testsvc.NginxOptions{HTTP: fmt.Sprintf(`
-  lua_shared_dict certkeeper 1m;
-  init_by_lua_block { require("certkeeper").init({ server = %q, shared_dict = "certkeeper" }) }
-  server {
-    listen %s ssl;
-    ssl_certificate %s; ssl_certificate_key %s;
-    ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
-  }
-`, fixture.URL, addr, certFile, keyFile), Ready: []string{addr}})
+	ngx, addr := pluginNginx(t, t.TempDir(), fixture.URL)
 	for _, name := range []string{"token.test", "moved.test", "denied.test", "later.test"} {
 		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
 		if err != nil {
@@ -354,4 +311,37 @@ func TestFetchLogLevels(t *testing.T) {
 			t.Errorf("error log lacks %s:\n%s", want, log)
 		}
 	}
+}
+
+// fallbackFiles writes, in dir, the certificate nginx serves when the
+// plugin has none (ssl_certificate), for fallback.invalid, and its key.
+func fallbackFiles(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	fb := craft(t, "fallback.invalid", []string{"fallback.invalid"}, nil)
+	certFile, keyFile = filepath.Join(dir, "fallback.pem"), filepath.Join(dir, "fallback.key")
+	if err := os.WriteFile(certFile, []byte(fb.Cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(fb.Key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// pluginNginx starts nginx with the plugin asking server, serving TLS on
+// the address it returns, with fallback files (fallbackFiles) in dir.
+func pluginNginx(t *testing.T, dir, server string) (*testsvc.NginxServer, string) {
+	t.Helper()
+	certFile, keyFile := fallbackFiles(t, dir)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	ngx := testsvc.Nginx(t, testsvc.NginxOptions{HTTP: fmt.Sprintf(`
+  lua_shared_dict certkeeper 1m;
+  init_by_lua_block { require("certkeeper").init({ server = %q, shared_dict = "certkeeper" }) }
+  server {
+    listen %s ssl;
+    ssl_certificate %s; ssl_certificate_key %s;
+    ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
+  }
+`, server, addr, certFile, keyFile), Ready: []string{addr}})
+	return ngx, addr
 }

@@ -161,16 +161,8 @@ func selfSignedPair(t *testing.T, dir certfile.Dir, base, name string) {
 // the certificate gets a new key of the type asked for, and the files and
 // the remembered settings agree.
 func TestRenewerKeyTypeChange(t *testing.T) {
-	tmp := t.TempDir()
-	st := filestore.New(filepath.Join(tmp, "state"))
-	dir := certfile.Dir(filepath.Join(tmp, "ssl"))
-	r := &Renewer{
-		Dir: dir, Storage: st,
-		Issuers: func(ctx context.Context, s Settings) (*issuer.Chain, func(), error) {
-			return &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}, nil, nil
-		},
-		Want: [][]string{{"a.test"}},
-	}
+	e := newLocal(t, []string{"a.test"})
+	r, dir := e.r, e.r.Dir
 	keyOf := func() issuer.KeyType {
 		t.Helper()
 		key, _, err := dir.Read("a.test")
@@ -210,29 +202,18 @@ func TestRenewerKeyTypeChange(t *testing.T) {
 // could not be written), is written from storage without an order, with
 // renewal settings naming its CA; the next run finds it not due.
 func TestRenewerWantFromStorage(t *testing.T) {
-	tmp := t.TempDir()
-	st := filestore.New(filepath.Join(tmp, "state"))
-	dir := certfile.Dir(filepath.Join(tmp, "ssl"))
-	chain := &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
-	stored, err := certkeeper.Issue(t.Context(), st, certkeeper.IssueRequest{Names: []string{"s.test", "www.s.test"}, Issuers: chain})
+	// The stored one's first name is s.test: the entry finds it in any
+	// order, and its files are named for the entry's first.
+	e := newLocal(t, []string{"www.s.test", "s.test"}, []string{"new.test"})
+	r, dir := e.r, e.r.Dir
+	stored, err := certkeeper.Issue(t.Context(), e.st, certkeeper.IssueRequest{Names: []string{"s.test", "www.s.test"}, Issuers: e.chain})
 	if err != nil {
 		t.Fatal(err)
 	}
-	asked := 0
-	r := &Renewer{
-		Dir: dir, Storage: st,
-		Issuers: func(ctx context.Context, s Settings) (*issuer.Chain, func(), error) {
-			asked++
-			return chain, nil, nil
-		},
-		// The stored one's first name is s.test: the entry finds it
-		// in any order, and its files are named for the entry's first.
-		Want:   [][]string{{"www.s.test", "s.test"}, {"new.test"}},
-		DryRun: true,
-	}
+	r.DryRun = true
 	results, err := r.Run(t.Context())
-	if err != nil || len(results) != 2 || results[0].Action != WouldWrite || asked != 0 {
-		t.Fatalf("dry run: %v, %+v, %d chains; want www.s.test would be written, nothing set up", err, results, asked)
+	if err != nil || len(results) != 2 || results[0].Action != WouldWrite || e.asked != 0 {
+		t.Fatalf("dry run: %v, %+v, %d chains; want www.s.test would be written, nothing set up", err, results, e.asked)
 	}
 	r.DryRun = false
 	results, err = r.Run(t.Context())
@@ -243,8 +224,8 @@ func TestRenewerWantFromStorage(t *testing.T) {
 	for _, j := range results {
 		actions[j.Base] = j.Action
 	}
-	if actions["www.s.test"] != Written || actions["new.test"] != Issued || asked != 1 {
-		t.Fatalf("actions %v, issuer chains set up %d times; want www.s.test written from storage, new.test issued (one chain)", actions, asked)
+	if actions["www.s.test"] != Written || actions["new.test"] != Issued || e.asked != 1 {
+		t.Fatalf("actions %v, issuer chains set up %d times; want www.s.test written from storage, new.test issued (one chain)", actions, e.asked)
 	}
 	_, certs, err := dir.Read("www.s.test")
 	if err != nil || !certs[0].Equal(stored.Certificate.Leaf) {
@@ -263,18 +244,8 @@ func TestRenewerWantFromStorage(t *testing.T) {
 // shown failing by status (with the error), as one a Manager cannot
 // renew is; its renewal clears that.
 func TestRenewerFailuresInStatus(t *testing.T) {
-	tmp := t.TempDir()
-	st := filestore.New(filepath.Join(tmp, "state"))
-	dir := certfile.Dir(filepath.Join(tmp, "ssl"))
-	chain := &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
-	var broken error
-	r := &Renewer{
-		Dir: dir, Storage: st,
-		Issuers: func(ctx context.Context, s Settings) (*issuer.Chain, func(), error) {
-			return chain, nil, broken
-		},
-		Want: [][]string{{"f.test"}},
-	}
+	e := newLocal(t, []string{"f.test"})
+	r, st := e.r, e.st
 	if _, err := r.Run(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +260,7 @@ func TestRenewerFailuresInStatus(t *testing.T) {
 	if c := stateOf(); c.State != status.Fine {
 		t.Fatalf("after issuing: %s", c.State)
 	}
-	broken = errors.New("the CA's account is deactivated")
+	e.broken = errors.New("the CA's account is deactivated")
 	r.Want, r.Force = nil, true
 	if results, err := r.Run(t.Context()); err != nil || results[0].Action != Failed {
 		t.Fatalf("renewal with a broken issuer: %v, %+v", err, results)
@@ -297,7 +268,7 @@ func TestRenewerFailuresInStatus(t *testing.T) {
 	if c := stateOf(); c.State != status.Failing || !strings.Contains(c.LastError, "deactivated") {
 		t.Errorf("after a failed renewal: state %s, last error %q; want failing with the error", c.State, c.LastError)
 	}
-	broken = nil
+	e.broken = nil
 	if results, err := r.Run(t.Context()); err != nil || results[0].Action != Renewed {
 		t.Fatalf("renewal: %v, %+v", err, results)
 	}
@@ -310,16 +281,8 @@ func TestRenewerFailuresInStatus(t *testing.T) {
 // deploy hook) fails is Failed, for the exit status, and its Detail says
 // it was renewed all the same.
 func TestRenewerAfterRenewFails(t *testing.T) {
-	tmp := t.TempDir()
-	st := filestore.New(filepath.Join(tmp, "state"))
-	r := &Renewer{
-		Dir: certfile.Dir(filepath.Join(tmp, "ssl")), Storage: st,
-		Issuers: func(ctx context.Context, s Settings) (*issuer.Chain, func(), error) {
-			return &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}, nil, nil
-		},
-		AfterRenew: func(ctx context.Context, j *Result) error { return errors.New("deploy hook: exit status 3") },
-		Want:       [][]string{{"h.test"}},
-	}
+	r := newLocal(t, []string{"h.test"}).r
+	r.AfterRenew = func(ctx context.Context, j *Result) error { return errors.New("deploy hook: exit status 3") }
 	results, err := r.Run(t.Context())
 	if err != nil || len(results) != 1 {
 		t.Fatal(err, results)
@@ -341,4 +304,29 @@ func TestMarkRevokedOnlyPairs(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "renewal")); err == nil {
 		t.Error("renewal settings were written for a file that is not a pair's")
 	}
+}
+
+// localEnv is a Renewer of a temporary directory and storage whose issuer
+// is the local CA: broken, when set, is the error setting it up fails
+// with, and asked counts the set-ups.
+type localEnv struct {
+	r      *Renewer
+	st     storage.Storage
+	chain  *issuer.Chain
+	asked  int
+	broken error
+}
+
+func newLocal(t *testing.T, want ...[]string) *localEnv {
+	tmp := t.TempDir()
+	e := &localEnv{st: filestore.New(filepath.Join(tmp, "state"))}
+	e.chain = &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: e.st}}}
+	e.r = &Renewer{
+		Dir: certfile.Dir(filepath.Join(tmp, "ssl")), Storage: e.st, Want: want,
+		Issuers: func(ctx context.Context, s Settings) (*issuer.Chain, func(), error) {
+			e.asked++
+			return e.chain, nil, e.broken
+		},
+	}
+	return e
 }

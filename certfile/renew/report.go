@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -93,4 +94,81 @@ func Show(w io.Writer, dir certfile.Dir, name string) error {
 	fmt.Fprintf(w, "renewal settings: %s\n", path)
 	s.Values(func(key, value string) { fmt.Fprintf(w, "  %s = %s\n", key, value) })
 	return nil
+}
+
+// Previous is what a directory held for a certificate before it was
+// issued again under the same name (cert issue -d NAME once more): the
+// names of its certificate and its renewal settings. Changes says what
+// the new issuance replaced, which would otherwise go unnoticed: a name
+// dropped from the certificate, a challenge or account changed for its
+// renewals.
+type Previous struct {
+	Names    []string
+	Settings Settings
+}
+
+// ReadPrevious returns what dir holds for the certificate named name, or
+// nil when it holds none (or none that can be read: there is nothing to
+// compare with then).
+func ReadPrevious(dir certfile.Dir, name string) *Previous {
+	_, chain, err := dir.Read(name)
+	if err != nil {
+		return nil
+	}
+	p := &Previous{Names: certfile.Names(chain[0], name)}
+	if path, err := SettingsPath(dir, name); err == nil {
+		p.Settings, _ = LoadSettings(path) // none, or unreadable: compared as none
+	}
+	return p
+}
+
+// Changes describes what a certificate for names, renewed with s,
+// replaces of p: the names it no longer covers and each setting that
+// changed ("challenge tls-alpn-01 -> http-01"), or "" when nothing did
+// (or p is nil).
+func (p *Previous) Changes(names []string, s Settings) string {
+	if p == nil {
+		return ""
+	}
+	var parts []string
+	var dropped []string
+	for _, n := range p.Names {
+		if !slices.Contains(names, n) {
+			dropped = append(dropped, n)
+		}
+	}
+	if len(dropped) > 0 {
+		parts = append(parts, "no longer for "+strings.Join(dropped, ", "))
+	}
+	before, after := p.Settings.values(), s.values()
+	var changed []string
+	for _, key := range SettingsKeys() {
+		if b, a := before[key], after[key]; b != a {
+			changed = append(changed, fmt.Sprintf("%s %s -> %s", key, orNone(b), orNone(a)))
+		}
+	}
+	if len(changed) > 0 {
+		parts = append(parts, "renewal settings changed: "+strings.Join(changed, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// values maps each key set in s to its value, a list's items joined by
+// spaces.
+func (s Settings) values() map[string]string {
+	m := map[string]string{}
+	s.Values(func(key, value string) {
+		if m[key] != "" {
+			value = m[key] + " " + value
+		}
+		m[key] = value
+	})
+	return m
+}
+
+func orNone(v string) string {
+	if v == "" {
+		return "(none)"
+	}
+	return v
 }

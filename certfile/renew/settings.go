@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/certkeeper/certkeeper/internal/atomicfile"
 	"io"
 	"io/fs"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/internal/atomicfile"
 )
 
 // Settings are how one certificate was issued, remembered beside its
@@ -370,4 +370,28 @@ func absPath(path string) string {
 		return abs
 	}
 	return path
+}
+
+// MarkRevoked notes in the renewal settings of the pair whose certificate
+// file is certFile (DIR/certs/NAME.pem) that its certificate was revoked
+// for reason (an RFC 5280 name), so that the next Renewer run replaces it,
+// due or not, and with a new key after keyCompromise. It reports whether
+// certFile is such a pair's (a certificate file elsewhere is left alone).
+func MarkRevoked(certFile, reason string) (bool, error) {
+	certs := filepath.Dir(certFile)
+	name := strings.TrimSuffix(filepath.Base(certFile), ".pem")
+	if filepath.Base(certs) != "certs" || name == filepath.Base(certFile) {
+		return false, nil
+	}
+	dir := certfile.Dir(filepath.Dir(certs))
+	if _, err := os.Stat(filepath.Join(string(dir), "private", name+".key")); err != nil {
+		return false, nil // not a pair: no key to renew with
+	}
+	path := settingsPathBase(dir, name)
+	s, err := LoadSettings(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	s.Revoked = reason
+	return true, SaveSettings(path, s)
 }

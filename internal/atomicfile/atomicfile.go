@@ -147,3 +147,16 @@ func SyncDir(dir string) error {
 	}
 	return err
 }
+
+// CanCreate checks that files can be created in dir, as a write would
+// need, by creating and removing an empty one named by pattern (as
+// os.CreateTemp takes it: a name its readers skip). Its error is the file
+// system's, such as permission denied.
+func CanCreate(dir, pattern string) error {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}

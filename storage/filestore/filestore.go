@@ -303,12 +303,7 @@ func (s *Store) Check() error {
 		}
 	}
 	for _, dir := range dirs {
-		f, err := os.CreateTemp(dir, ".check.tmp-*") // List skips it
-		if err != nil {
-			return err
-		}
-		f.Close()
-		if err := os.Remove(f.Name()); err != nil {
+		if err := atomicfile.CanCreate(dir, ".check.tmp-*"); err != nil { // List skips it
 			return err
 		}
 	}
