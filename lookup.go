@@ -90,6 +90,11 @@ func (e *UnavailableError) Reason() string {
 // is worthwhile.
 const defaultRetryAfter = 10 * time.Second
 
+// inProgressRetryAfter is the RetryAfter of a wait that ended while the
+// issuance goes on: the certificate is often there a second later, and a
+// client (the nginx plugin) serves its fallback until it asks again.
+const inProgressRetryAfter = 2 * time.Second
+
 // Cached returns the certificate for name if it is in memory (obtained,
 // loaded or a CertFiles certificate), without I/O, lock or allocation;
 // name must already be normalised to be found. It lets a front-end skip
@@ -155,6 +160,9 @@ func (m *Manager) CertificateFor(ctx context.Context, name string, client netip.
 func (m *Manager) retryAfter(name string, err error) time.Time {
 	now := time.Now()
 	at := now.Add(defaultRetryAfter)
+	if errors.Is(err, context.DeadlineExceeded) {
+		at = now.Add(inProgressRetryAfter)
+	}
 	var ierr *issuer.Error
 	if errors.As(err, &ierr) && ierr.RetryAfter.After(at) {
 		at = ierr.RetryAfter

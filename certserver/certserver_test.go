@@ -201,6 +201,9 @@ func TestUnavailable(t *testing.T) {
 	if took := time.Since(start); took < time.Second || took > 10*time.Second {
 		t.Errorf("503 after %s, want after the 1 s issue timeout", took)
 	}
+	if ra := resp.Header.Get("Retry-After"); ra != "2" {
+		t.Errorf("Retry-After %q while the issuance goes on, want 2: it is often done a second later", ra)
+	}
 	fp.Down()
 	resp, _ = get(t, s.URL+"/v1/certificates/a.test", token1)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
