@@ -15,14 +15,14 @@ import (
 // only a usable file named at start is read again.
 func TestReloadTokenFile(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(file, []byte("first-token-0123456789\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("first-token-0123456789\n# revoked-token-0123456789\nsecond-token-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ started, next, want string }{
 		{"", "", ""},
 		{"", file, "token_file was added: it takes a restart"},
 		{file, "", "token_file was removed: keeping the tokens read before"},
-		{file, file, "token file reloaded"},
+		{file, file, "msg=\"token file reloaded\" file=" + file + " tokens=2"}, // how many it holds now
 		{file, file + ".gone", "reloading --token-file failed"},
 	} {
 		var logs bytes.Buffer
