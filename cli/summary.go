@@ -68,7 +68,7 @@ func proxySummary(cfg *proxyConfig, dev bool) engine.Summary {
 func serverSummary(cfg *serverConfig) engine.Summary {
 	api := "API (HTTP) and http-01"
 	if cfg.APICert != "" {
-		api = "API (HTTPS)"
+		api = "API (HTTPS) and http-01 (forwarded to it over HTTPS)"
 	}
 	ls := []engine.SummaryListener{{What: api, Addr: cfg.Listen, Flag: "--listen"}}
 	if cfg.HTTPAddr != "" {
