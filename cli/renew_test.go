@@ -393,6 +393,10 @@ func TestIssueAgain(t *testing.T) {
 	if r.code != 0 || strings.Contains(r.stderr, "replaced") {
 		t.Errorf("the same issuance again: exit %d, and it says it replaced something:\n%s", r.code, r.stderr)
 	}
+	r = ck(t, time.Minute, append(args, "-d", "t.test", "-d", "api.t.test", "--no-apex", "--email", "x@t.test")...)
+	if r.code != 0 || !strings.Contains(r.stderr, "replaced the certificate of t.test: now also for api.t.test\n") {
+		t.Errorf("a name added: exit %d, want it said:\n%s", r.code, r.stderr)
+	}
 
 	// An --out-dir under a regular file cannot be created: refused before
 	// the order, which a rerun with the right directory would repeat.

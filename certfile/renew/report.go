@@ -123,7 +123,8 @@ func ReadPrevious(dir certfile.Dir, name string) *Previous {
 }
 
 // Changes describes what a certificate for names, renewed with s,
-// replaces of p: the names it no longer covers and each setting that
+// replaces of p: the names it no longer covers, those it covers now, and
+// each setting that
 // changed ("challenge tls-alpn-01 -> http-01"), or "" when nothing did
 // (or p is nil).
 func (p *Previous) Changes(names []string, s Settings) string {
@@ -139,6 +140,15 @@ func (p *Previous) Changes(names []string, s Settings) string {
 	}
 	if len(dropped) > 0 {
 		parts = append(parts, "no longer for "+strings.Join(dropped, ", "))
+	}
+	var added []string
+	for _, n := range names {
+		if !slices.Contains(p.Names, n) {
+			added = append(added, n)
+		}
+	}
+	if len(added) > 0 {
+		parts = append(parts, "now also for "+strings.Join(added, ", "))
 	}
 	before, after := p.Settings.values(), s.values()
 	var changed []string
