@@ -124,9 +124,7 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 		}
 		return &issuer.Chain{Issuers: []issuer.Issuer{iss}}, closer, nil
 	}
-	if !f.dryRun {
-		r.ARI = f.ariFor(env, st)
-	}
+	r.ARI = f.ariFor(env, st) // a dry run too: it says what the real run would do
 	results, err := r.Run(ctx)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("--out-dir %s does not exist: give the directory cert issue wrote to", f.outDir)
