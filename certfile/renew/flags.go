@@ -19,6 +19,10 @@ func FlagOf(key string) string { return strings.ReplaceAll(key, "_", "-") }
 // of an issuer.
 func HookKeys() []string { return []string{"deploy_hook", "pre_hook", "post_hook"} }
 
+// StateKeys are the settings that record a certificate's state (revoked:
+// MarkRevoked), which no flag sets.
+func StateKeys() []string { return []string{"revoked"} }
+
 // FlagError is a flag whose value is not a valid setting.
 type FlagError struct {
 	Flag string // the flag's name, without dashes
@@ -68,7 +72,7 @@ func FromFlags(fs *flag.FlagSet, values func(*flag.Flag) []string, always ...str
 func (s Settings) ApplyFlags(fs *flag.FlagSet, skip ...string) error {
 	var err error
 	s.Values(func(key, value string) {
-		if slices.Contains(skip, key) || key == "revoked" { // the state of a certificate, not a flag
+		if slices.Contains(skip, key) || slices.Contains(StateKeys(), key) {
 			return
 		}
 		if e := fs.Set(FlagOf(key), value); e != nil {
