@@ -67,6 +67,8 @@ type issueFlags struct {
 	// fs is the parsed flag set: the flags given are remembered for
 	// renewals (renewconf.go).
 	fs *flag.FlagSet
+	// posted is set once the post-hook ran (afterIssue).
+	posted bool
 }
 
 // hookFlags are the hooks of cert issue and cert renew, remembered per
@@ -74,7 +76,7 @@ type issueFlags struct {
 type hookFlags struct {
 	deployHook string `flag:"deploy-hook" arg:"CMD" help:"CMD to run (with sh -c) after each certificate issued or renewed (remembered per certificate)"`
 	preHook    string `flag:"pre-hook" arg:"CMD" help:"CMD to run once per run, before the first issuance or renewal (remembered per certificate)"`
-	postHook   string `flag:"post-hook" arg:"CMD" help:"CMD to run once after a run that issued or renewed anything (remembered per certificate)"`
+	postHook   string `flag:"post-hook" arg:"CMD" help:"CMD to run once after a run that tried to issue or renew anything, failed or not (remembered per certificate)"`
 }
 
 // renewable are the flags of cert issue that cert renew takes too, but
@@ -191,6 +193,19 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 
+	if f.postHook != "" {
+		// The post-hook undoes the pre-hook (a web server stopped to free
+		// port 80): it runs after a failure too, as certbot's does.
+		defer func() {
+			if !f.posted {
+				pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				defer cancel()
+				if err := hook.Run(pctx, f.postHook); err != nil {
+					fmt.Fprintf(env.Stderr, "certkeeper: --post-hook failed: %v\n", err)
+				}
+			}
+		}()
+	}
 	if f.preHook != "" {
 		if err := hook.Run(ctx, f.preHook); err != nil {
 			return fmt.Errorf("--pre-hook failed, nothing issued: %w", err)
@@ -276,6 +291,7 @@ func (f *issueFlags) dryRunSetup() (func(), error) {
 // afterIssue runs --deploy-hook and --post-hook (renew.Hooks.Issued) for
 // the certificate just written.
 func (f *issueFlags) afterIssue(ctx context.Context, names []string, paths certfile.Paths, notAfter time.Time) error {
+	f.posted = true
 	res := &renew.Result{Names: names, Paths: paths, NotAfter: notAfter,
 		Settings: renew.Settings{DeployHook: f.deployHook, PostHook: f.postHook}}
 	if err := new(renew.Hooks).Issued(ctx, res); err != nil {

@@ -57,4 +57,18 @@ func TestIssueHooks(t *testing.T) {
 	if got, _ := os.ReadFile(log); string(got) != "post\n" {
 		t.Errorf("after a failing deploy hook the post-hook wrote %q, want it run", got)
 	}
+
+	// The post-hook undoes the pre-hook (a web server stopped for port
+	// 80): it runs when the pre-hook or the issuance fails too.
+	for _, tt := range []struct{ name, pre, outDir string }{
+		{"failing pre-hook", "echo pre >> " + log + "; exit 3", out},
+		{"failing issuance", "echo pre >> " + log, filepath.Join(log, "not-a-dir")},
+	} {
+		os.Remove(log)
+		r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", "localhost", "--out-dir", tt.outDir, "--storage", st,
+			"--pre-hook", tt.pre, "--post-hook", "echo post >> "+log)
+		if got, _ := os.ReadFile(log); r.code != 1 || string(got) != "pre\npost\n" {
+			t.Errorf("%s: exit %d, hooks wrote %q; want 1 and the post-hook run after the pre-hook\n%s", tt.name, r.code, got, r.stderr)
+		}
+	}
 }

@@ -68,12 +68,15 @@ func (h *Hooks) AfterRenew(ctx context.Context, j *Result) error {
 }
 
 // Post runs, once each and in the order of results, the PostHook of the
-// certificates renewed or issued (those with a NotAfter, even if their
-// deploy hook failed), stopping at the first that fails.
+// certificates a renewal was attempted for: renewed or issued (those with
+// a NotAfter, even if their deploy hook failed), or due and failed (their
+// pre-hook may have stopped what the post-hook starts again: certbot runs
+// it after any attempt too). It stops at the first that fails.
 func (h *Hooks) Post(ctx context.Context, results []*Result) error {
 	var cmds []string
 	for _, j := range results {
-		if cmd := j.Settings.PostHook; cmd != "" && !j.NotAfter.IsZero() && !slices.Contains(cmds, cmd) {
+		attempted := !j.NotAfter.IsZero() || j.Action == Failed && j.due
+		if cmd := j.Settings.PostHook; cmd != "" && attempted && !slices.Contains(cmds, cmd) {
 			cmds = append(cmds, cmd)
 		}
 	}

@@ -72,6 +72,26 @@ func TestHooks(t *testing.T) {
 	}
 }
 
+// TestHooksPostAfterFailure: a certificate whose renewal was attempted
+// and failed gets its post-hook (it may start what the pre-hook stopped);
+// one not due does not.
+func TestHooksPostAfterFailure(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the hooks below are sh")
+	}
+	log := filepath.Join(t.TempDir(), "log")
+	results := []*Result{
+		{Names: []string{"failed.test"}, Action: Failed, due: true, Settings: Settings{PostHook: "echo failed >> " + log}},
+		{Names: []string{"notdue.test"}, Action: NotDue, Settings: Settings{PostHook: "echo notdue >> " + log}},
+	}
+	if err := new(Hooks).Post(t.Context(), results); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(log); string(got) != "failed\n" {
+		t.Errorf("post-hooks ran %q, want the failed renewal's alone", got)
+	}
+}
+
 // TestHooksIssued: after one issuance the deploy hook runs, then the
 // post-hook, which runs even when the deploy hook fails; both failures
 // are reported.
