@@ -163,13 +163,13 @@ func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
 	return r, nil
 }
 
-// report runs each post-hook of the certificates renewed once, prints the
+// report runs each post-hook of the certificates tried once, prints the
 // summary and turns failures into the exit status.
 func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Result) error {
 	failed := renew.Failures(results, func(err error) string { return explainIssueError(err, &f.issueFlags).Error() })
 	if err := f.hooks.Post(ctx, results); err != nil {
 		renew.WriteSummary(env.Stdout, results)
-		return fmt.Errorf("the certificates were renewed, but the post-hook failed: %w", err)
+		return fmt.Errorf("the post-hook failed (the summary says what was renewed): %w", err)
 	}
 	if len(results) == 0 {
 		fmt.Fprintf(env.Stderr, "certkeeper: nothing to renew: no certificate pairs (certs/NAME.pem with private/NAME.key) in %s; is --out-dir right?\n", f.outDir)
