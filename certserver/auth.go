@@ -167,6 +167,18 @@ type tokenSet struct {
 	scopes []*scope   // nil: every name
 }
 
+// count is how many tokens of s can match (blank and comment lines
+// aside).
+func (s *tokenSet) count() int {
+	n := 0
+	for _, ok := range s.valid {
+		if ok {
+			n++
+		}
+	}
+	return n
+}
+
 // newTokenSet builds the set of tokens, each an entry of Handler.Tokens.
 // An entry that does not parse never matches; the error names each.
 func newTokenSet(tokens []string) (*tokenSet, error) {

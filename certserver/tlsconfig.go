@@ -85,19 +85,9 @@ func (h *Handler) ReloadTokenFile(started, next string) {
 		logger.Error("token_file was removed: keeping the tokens read before; stopping authentication takes a restart", slog.String("file", started))
 		next = started
 	}
-	tokens, err := LoadTokens(next)
-	if err == nil {
-		err = h.SetTokens(tokens)
-	}
-	if err != nil {
+	if err := h.ReloadTokens(next); err != nil {
 		logger.Error("reloading --token-file failed; keeping the tokens read before", slog.Any("err", err))
 		return
 	}
-	n := 0
-	for _, tok := range tokens {
-		if tok != "" {
-			n++
-		}
-	}
-	logger.Info("token file reloaded", slog.String("file", next), slog.Int("tokens", n))
+	logger.Info("token file reloaded", slog.String("file", next), slog.Int("tokens", h.tokens.Load().count()))
 }
