@@ -81,8 +81,11 @@ func TestFailingRenewalOps(t *testing.T) {
 	ca := testca.Start(t, testca.Options{Profiles: map[string]testca.Profile{
 		// Long enough that the failing state is read, in the browser too,
 		// well before the last tenth of the lifetime ("expiring") even on
-		// a loaded machine, where a 40 s certificate left too little room.
-		"default": {Description: "60 seconds", ValidityPeriod: 60 * time.Second},
+		// a loaded machine, where 40 s and then 60 s certificates left too
+		// little room (the failed renewal's retries against the down CA
+		// took 22 s, leaving 8 s of a 60 s certificate, 2 before its last
+		// tenth).
+		"default": {Description: "90 seconds", ValidityPeriod: 90 * time.Second},
 	}})
 	fp := testca.NewFaultProxy(t, ca)
 	// Without ARI the renewal is due halfway through the lifetime (Pebble's
@@ -107,8 +110,9 @@ func TestFailingRenewalOps(t *testing.T) {
 	}
 	fp.Down()
 
-	// The renewal is due about halfway through the 60 s lifetime.
-	deadline := time.Now().Add(50 * time.Second)
+	// The renewal is due about halfway through the 90 s lifetime, and
+	// fails after its retries.
+	deadline := time.Now().Add(75 * time.Second)
 	var failing certStatus
 	for time.Now().Before(deadline) {
 		if got := getStatusJSON(t, statusBase); len(got) == 1 && got[0].State == "failing" {
@@ -118,7 +122,7 @@ func TestFailingRenewalOps(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if failing.State != "failing" || failing.LastError == "" {
-		t.Fatalf("no failing renewal shown within 50 s: %+v", failing)
+		t.Fatalf("no failing renewal shown within 75 s: %+v", failing)
 	}
 
 	// /status.json and the CLI read the same storage through one function.
