@@ -260,6 +260,9 @@ func readOne(ctx context.Context, st storage.Storage, key string, seen map[strin
 	if len(rec.Names) > 0 {
 		s.LastSeen = seen[rec.Names[0]]
 	}
+	if rec.Revoked != nil {
+		s.Revoked, s.NextRenewal = rec.Revoked.Reason, now // replaced at once
+	}
 	if f, ok := failures[key]; ok {
 		s.LastError, s.LastErrorAt, s.RetryAt = f.Error, f.At, f.RetryAt
 		if !f.RetryAt.IsZero() {

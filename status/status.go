@@ -18,6 +18,7 @@ const (
 	Fine     = "fine"     // nothing to do until NextRenewal
 	Renewing = "renewing" // due for renewal now
 	Failing  = "failing"  // the last attempt (renewal or first issue) failed; LastError says why
+	Revoked  = "revoked"  // revoked at its CA (Cert.Revoked says why); a running Manager replaces it at once
 	Expiring = "expiring" // close to expiry (see IsExpiring)
 	Expired  = "expired"  // past NotAfter
 	Damaged  = "damaged"  // the stored record cannot be read; LastError says why
@@ -52,6 +53,9 @@ type Cert struct {
 	// is refused once the stored certificate is gone, and it should be
 	// deleted or allowed again.
 	NotAllowed string `json:"not_allowed,omitempty"`
+	// Revoked is the reason the certificate was revoked for
+	// (storage.Certificate.Revoked), if it was.
+	Revoked string `json:"revoked,omitempty"`
 }
 
 // IsExpiring reports whether a certificate valid from notBefore to
@@ -85,6 +89,8 @@ func state(s Cert, notBefore time.Time, now time.Time) string {
 		return Expired
 	case IsExpiring(notBefore, s.NotAfter, now, true):
 		return Expiring
+	case s.Revoked != "":
+		return Revoked
 	case s.LastError != "":
 		return Failing
 	case !s.NextRenewal.After(now):

@@ -79,7 +79,7 @@ type Handler struct {
 	Token string
 
 	// PageSize is how many certificates one page lists (expired,
-	// expiring, failing and damaged first; ?page=N for the others,
+	// expiring, revoked, failing and damaged first; ?page=N for the others,
 	// ?state=S for one state). Zero means DefaultPageSize.
 	PageSize int
 

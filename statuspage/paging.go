@@ -15,24 +15,26 @@ import (
 const DefaultPageSize = 100
 
 // rank orders the page: what needs an operator first (expired, expiring,
-// failing, damaged), then what is due, then the rest.
+// revoked, failing, damaged), then what is due, then the rest.
 func rank(state string) int {
 	switch state {
 	case status.Expired:
 		return 0
 	case status.Expiring:
 		return 1
-	case status.Failing:
+	case status.Revoked:
 		return 2
-	case status.Damaged:
+	case status.Failing:
 		return 3
-	case status.Renewing:
+	case status.Damaged:
 		return 4
+	case status.Renewing:
+		return 5
 	}
-	return 5
+	return 6
 }
 
-const ranks = 6
+const ranks = 7
 
 // maxPage is the deepest page served: page N holds up to N×size entries
 // while the walk ranks them, so the depth bounds the memory a request
@@ -95,7 +97,7 @@ func pageParams(q url.Values) (page int, state string) {
 	}
 	page = min(page, maxPage)
 	switch s := q.Get("state"); s {
-	case status.Fine, status.Renewing, status.Failing, status.Expiring, status.Expired, status.Damaged:
+	case status.Fine, status.Renewing, status.Failing, status.Revoked, status.Expiring, status.Expired, status.Damaged:
 		state = s
 	}
 	return page, state

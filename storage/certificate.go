@@ -59,6 +59,18 @@ type Certificate struct {
 	Obtained time.Time `json:"obtained"`
 	// Meta holds issuer-specific data (ARI window, ...), opaque here.
 	Meta json.RawMessage `json:"meta,omitempty"`
+	// Revoked is set once the certificate was revoked at its CA
+	// (certkeeper.RevokeStored, "certkeeper cert revoke -d"): a Manager
+	// that serves or renews it replaces it at once, with a new key.
+	Revoked *Revocation `json:"revoked,omitempty"`
+}
+
+// Revocation says when and why a stored certificate was revoked.
+type Revocation struct {
+	// At is when it was revoked.
+	At time.Time `json:"at"`
+	// Reason is the RFC 5280 reason's name ("keyCompromise", ...).
+	Reason string `json:"reason"`
 }
 
 // MarshalCertificate encodes c for Storage.Store.
