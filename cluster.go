@@ -3,6 +3,7 @@ package certkeeper
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -223,7 +224,9 @@ func (m *Manager) refresh(ctx context.Context, key string) error {
 	if err != nil {
 		return err // it names key
 	}
-	m.adoptNewer(ctx, key, rec)
+	if !m.adoptNewer(ctx, key, rec) && rec.Revoked != nil && sameLeaf(e.cert.Load(), rec) {
+		m.replaceRevoked(key) // revoked since it was loaded (certkeeper cert revoke -d)
+	}
 	return nil
 }
 
@@ -240,8 +243,7 @@ func (m *Manager) adoptNewer(ctx context.Context, key string, rec *storage.Certi
 	if cur == nil || cur.Leaf == nil || len(cur.Certificate) == 0 {
 		return false
 	}
-	block, _ := pem.Decode(rec.ChainPEM)
-	if block == nil || bytes.Equal(block.Bytes, cur.Certificate[0]) || rec.NotAfter.Before(cur.Leaf.NotAfter) {
+	if block, _ := pem.Decode(rec.ChainPEM); block == nil || sameLeaf(cur, rec) || rec.NotAfter.Before(cur.Leaf.NotAfter) {
 		return false
 	}
 	if time.Now().After(rec.NotAfter) {
@@ -259,6 +261,12 @@ func (m *Manager) adoptNewer(ctx context.Context, key string, rec *storage.Certi
 		slog.String("issuer", rec.Issuer), slog.Time("not_after", rec.NotAfter))
 	m.emit(Event{Kind: Loaded, Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter})
 	return true
+}
+
+// sameLeaf reports whether rec holds the leaf of cur.
+func sameLeaf(cur *tls.Certificate, rec *storage.Certificate) bool {
+	block, _ := pem.Decode(rec.ChainPEM)
+	return cur != nil && len(cur.Certificate) > 0 && block != nil && bytes.Equal(block.Bytes, cur.Certificate[0])
 }
 
 // adoptStored is called by a renewal check with the record it loaded: if

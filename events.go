@@ -17,7 +17,9 @@ const (
 	// RenewalFailed: a renewal attempt failed; Err says why, Retry when
 	// the next attempt is.
 	RenewalFailed
-	// Revoked: a certificate was revoked.
+	// Revoked: a certificate was found revoked (RevokeStored marked its
+	// record) and is replaced now, with a new key; emitted once, before
+	// the first attempt.
 	Revoked
 	// Denied: a handshake asked for a name the policy or a limit
 	// refused, or sent no name and there is no DefaultName (name "", Err

@@ -329,6 +329,8 @@ type recordDates struct {
 	Names     []string  `json:"names"`
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
+	// Revoked, if set, makes the certificate due at once.
+	Revoked *storage.Revocation `json:"revoked"`
 }
 
 // sweepExpired checks the next batch of certificate records and deletes

@@ -176,6 +176,9 @@ func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, tc *tls
 	m.released(m.cacheFor(rec.Variant).put(e))
 	m.keepStaple(ctx, e, m.cacheFor(rec.Variant))
 	m.scheduleRenewal(e, fresh)
+	if rec.Revoked != nil {
+		m.replaceRevoked(key)
+	}
 	return e, nil
 }
 

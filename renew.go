@@ -182,7 +182,10 @@ func (m *Manager) scanStored(ctx context.Context) {
 			continue
 		}
 		due := renewal.Due(renewal.Cert{NotBefore: d.NotBefore, NotAfter: d.NotAfter}, now, nil)
-		if due.After(now) {
+		if d.Revoked != nil {
+			due = now // replaced at once, not spread out
+		}
+		if due.After(now) || d.Revoked != nil {
 			s.Schedule(key, due)
 			continue
 		}
@@ -255,6 +258,25 @@ func (m *Manager) scheduleRenewal(e *managed, fresh bool) {
 	s.Schedule(e.key, due)
 }
 
+// replaceRevoked brings the renewal of the certificate under key, found
+// revoked in storage, forward to now: clients that check refuse it, and
+// after keyCompromise its key is in other hands. A replacement that
+// already failed keeps its backoff.
+func (m *Manager) replaceRevoked(key string) {
+	s := m.scheduler()
+	if s == nil {
+		return
+	}
+	m.renew.mu.Lock()
+	failed := m.renew.attempts[key] > 0
+	m.renew.mu.Unlock()
+	now := time.Now()
+	if at, ok := s.When(key); failed || ok && !at.After(now) {
+		return
+	}
+	s.Schedule(key, now)
+}
+
 // renewKey is the scheduler's callback: renewStored, contained (a panic
 // fails this renewal run, logged with key, not the process).
 func (m *Manager) renewKey(key string) {
@@ -290,7 +312,10 @@ func (m *Manager) renewStored(key string) {
 		return // another node renewed it; the new one is scheduled
 	}
 	now := time.Now()
-	if rec.OnDemand && m.unused(key, rec.Names[0], now) {
+	// A revoked certificate is replaced now, used or not: it stays in
+	// storage, and a handshake would load it again.
+	revoked := rec.Revoked != nil
+	if !revoked && rec.OnDemand && m.unused(key, rec.Names[0], now) {
 		m.logger().Info("certificate not renewed: no handshake asked for it recently",
 			slog.Any("names", rec.Names), slog.Duration("unused_after", m.unusedAfter()), slog.Time("not_after", rec.NotAfter))
 		m.forget(key)
@@ -300,7 +325,7 @@ func (m *Manager) renewStored(key string) {
 	// check, so a certificate checked at its due time is due then.
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
 	var nextCheck time.Time
-	if ari, ok := m.issuerByID(rec.Names[0], rec.Issuer).(renewalARI); ok {
+	if ari, ok := m.issuerByID(rec.Names[0], rec.Issuer).(renewalARI); ok && !revoked {
 		ri, err := ari.RenewalInfo(ctx, leaf)
 		if err == nil && ri.HasWindow() {
 			c.ARI = renewal.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}
@@ -321,7 +346,16 @@ func (m *Manager) renewStored(key string) {
 		due = renewal.Due(c, now, nil)
 		m.renew.planned[key] = due
 	}
+	retry := m.renew.attempts[key] > 0
 	m.renew.mu.Unlock()
+	if revoked && !retry {
+		m.emit(Event{Kind: Revoked, Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter})
+		m.logger().Warn("replacing a revoked certificate with a new key", slog.Any("names", rec.Names),
+			slog.String("reason", rec.Revoked.Reason), slog.Time("revoked_at", rec.Revoked.At))
+	}
+	if revoked {
+		due = now
+	}
 	if due.After(now) {
 		next := due
 		if !nextCheck.IsZero() && nextCheck.Before(next) {

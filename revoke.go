@@ -1,0 +1,229 @@
+package certkeeper
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// Revoking a certificate that a Manager serves: the certificate is revoked
+// at its CA and its record marked (storage.Certificate.Revoked); every
+// Manager sharing the storage then replaces it with a new key, at its next
+// check of storage (Cluster.SyncInterval) or at once through a
+// storage.Notifier. The revoking process need not be the serving one:
+// "certkeeper cert revoke -d NAME" revokes what a running proxy or server
+// holds.
+
+// Revoker revokes a certificate at its CA (RFC 8555 §7.6): signed by
+// certKey when it is given, else by the ACME account. *acmeca.Issuer is
+// one.
+type Revoker interface {
+	Revoke(ctx context.Context, cert *x509.Certificate, certKey crypto.Signer, reason int) error
+}
+
+// RevokeRequest says which stored certificates RevokeStored revokes, and
+// why.
+type RevokeRequest struct {
+	// Name is the primary name of the certificates (the first name they
+	// were obtained for): its default certificate and each variant (such
+	// as the RSA one) are revoked.
+	Name string
+
+	// IssuerID is the issuer they are stored under
+	// (storage.IssuerID of the CA's directory URL).
+	IssuerID string
+
+	// Reason is the RFC 5280 reason, by name or code
+	// (acmeca.RevocationReason); empty means unspecified. For
+	// keyCompromise the request is signed by the certificate's own key,
+	// as CAs want for it; otherwise by the account that ordered the
+	// certificate.
+	Reason string
+
+	// Revoker returns what revokes at the CA, given the contact email
+	// of the account that ordered the certificate (storage.Certificate.Email).
+	Revoker func(email string) (Revoker, error)
+}
+
+// RevokedCert is one certificate RevokeStored revoked.
+type RevokedCert struct {
+	// Key is its storage key.
+	Key string
+	// Leaf is the revoked certificate.
+	Leaf *x509.Certificate
+	// Replaced is set when the record was renewed between the revocation
+	// and the mark: the stored certificate is already another one, which
+	// is not marked.
+	Replaced bool
+}
+
+// NotStoredError is RevokeStored's error when no certificate of the name
+// is stored under the issuer. Elsewhere lists the issuer IDs that do hold
+// one, so the caller can name the CA to give.
+type NotStoredError struct {
+	Name, IssuerID string
+	Elsewhere      []string
+}
+
+func (e *NotStoredError) Error() string {
+	if len(e.Elsewhere) > 0 {
+		return fmt.Sprintf("no certificate of %s is stored from %s; there are from %s", e.Name, e.IssuerID, strings.Join(e.Elsewhere, ", "))
+	}
+	return fmt.Sprintf("no certificate of %s is stored", e.Name)
+}
+
+// RevokeStored revokes the certificates of req.Name stored in st under
+// req.IssuerID at their CA, and marks their records revoked so that every
+// Manager using st replaces them with a new key. A certificate the CA had
+// revoked already counts as revoked; one whose record is marked already
+// is revoked again (the CA answers alreadyRevoked) and marked again, so a
+// run that failed halfway can be repeated. It returns what it revoked,
+// or, if nothing could be, the first error.
+func RevokeStored(ctx context.Context, st storage.Storage, req RevokeRequest) ([]RevokedCert, error) {
+	reason := req.Reason
+	if reason == "" {
+		reason = "unspecified"
+	}
+	code, reasonName, ok := acmeca.RevocationReason(reason)
+	if !ok {
+		return nil, fmt.Errorf("revocation reason %q: use one of %s, or its RFC 5280 code", req.Reason, acmeca.RevocationReasons())
+	}
+	keys, err := storedKeys(ctx, st, req.Name, req.IssuerID)
+	if err != nil {
+		return nil, err
+	}
+	var done []RevokedCert
+	revokers := map[string]Revoker{}
+	for _, key := range keys {
+		r, err := revokeOne(ctx, st, key, code, reasonName, func(email string) (Revoker, error) {
+			if rv, ok := revokers[email]; ok {
+				return rv, nil
+			}
+			rv, err := req.Revoker(email)
+			if err == nil {
+				revokers[email] = rv
+			}
+			return rv, err
+		})
+		if err != nil {
+			if len(done) > 0 {
+				return done, err
+			}
+			return nil, err
+		}
+		done = append(done, *r)
+	}
+	return done, nil
+}
+
+// storedKeys lists the keys of name's certificates stored under
+// issuerID, default first, or returns a *NotStoredError.
+func storedKeys(ctx context.Context, st storage.Storage, name, issuerID string) ([]string, error) {
+	seg, err := storage.NameSegment(name)
+	if err != nil {
+		return nil, err
+	}
+	all, err := st.List(ctx, storage.CertificatePrefix(""))
+	if err != nil {
+		return nil, fmt.Errorf("listing certificates: %w", err)
+	}
+	var keys, elsewhere []string
+	for _, key := range all {
+		iss, file, ok := strings.Cut(strings.TrimPrefix(key, storage.CertificatePrefix("")), "/")
+		base := strings.TrimSuffix(file, ".json")
+		if !ok || base != seg && !strings.HasPrefix(base, seg+"_") {
+			continue
+		}
+		if iss == issuerID {
+			keys = append(keys, key)
+		} else if !slices.Contains(elsewhere, iss) {
+			elsewhere = append(elsewhere, iss)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, &NotStoredError{Name: name, IssuerID: issuerID, Elsewhere: elsewhere}
+	}
+	slices.SortFunc(keys, func(a, b string) int { return len(a) - len(b) }) // the default (no _variant) first
+	return keys, nil
+}
+
+// revokeOne revokes the certificate under key and marks its record.
+func revokeOne(ctx context.Context, st storage.Storage, key string, code int, reasonName string, revoker func(email string) (Revoker, error)) (*RevokedCert, error) {
+	data, err := st.Load(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", key, err)
+	}
+	rec, leaf, err := storage.UnmarshalCertificateLeaf(key, data)
+	if err != nil {
+		return nil, err
+	}
+	var certKey crypto.Signer
+	if code == 1 { // keyCompromise: prove it with the key
+		if certKey, err = rec.PrivateKey(); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+	}
+	rv, err := revoker(rec.Email)
+	if err != nil {
+		return nil, err
+	}
+	if err := rv.Revoke(ctx, leaf, certKey, code); err != nil && !alreadyRevoked(err) {
+		return nil, err
+	}
+	replaced, err := markRevoked(ctx, st, key, rec.Names[0], leaf, reasonName)
+	if err != nil {
+		return nil, fmt.Errorf("revoked %s (serial %s), but its record could not be marked, so a Manager serving it does not replace it early: %w",
+			key, leaf.SerialNumber.Text(16), err)
+	}
+	return &RevokedCert{Key: key, Leaf: leaf, Replaced: replaced}, nil
+}
+
+// alreadyRevoked reports whether err is the CA's answer that the
+// certificate is revoked already.
+func alreadyRevoked(err error) bool {
+	var p acme.Problem
+	return errors.As(err, &p) && p.Type == acme.ProblemTypeAlreadyRevoked
+}
+
+// markRevoked sets the Revoked mark of the record under key, if it still
+// holds leaf (replaced reports that it does not), under the name's issue
+// lock so that no renewal is overwritten, and tells the other nodes.
+func markRevoked(ctx context.Context, st storage.Storage, key, name string, leaf *x509.Certificate, reasonName string) (replaced bool, err error) {
+	lctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	unlock, err := st.Lock(lctx, storage.IssueLock(name))
+	if err != nil {
+		return false, fmt.Errorf("locking %s: %w", name, err)
+	}
+	defer unlock()
+	data, err := st.Load(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	rec, cur, err := storage.UnmarshalCertificateLeaf(key, data)
+	if err != nil {
+		return false, err
+	}
+	if !cur.Equal(leaf) {
+		return true, nil
+	}
+	rec.Revoked = &storage.Revocation{At: time.Now().UTC(), Reason: reasonName}
+	if data, err = storage.MarshalCertificate(rec); err != nil {
+		return false, err
+	}
+	if err := st.Store(ctx, key, data); err != nil {
+		return false, err
+	}
+	// A lost notice only delays the replacement until the next check.
+	_ = storage.NotifyVia(ctx, st, key)
+	return false, nil
+}

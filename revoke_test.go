@@ -1,0 +1,185 @@
+package certkeeper_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"errors"
+	"net"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/status"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// revokeRequest revokes name's certificates stored from ca, through a
+// storage handle of its own (as another process, the CLI, has).
+func revokeRequest(ca *testca.CA, st storage.Storage, name, reason string) certkeeper.RevokeRequest {
+	return certkeeper.RevokeRequest{Name: name, IssuerID: storage.IssuerID(ca.DirectoryURL()), Reason: reason,
+		Revoker: func(email string) (certkeeper.Revoker, error) {
+			return &acmeca.Issuer{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Storage: st, Email: email}, nil
+		}}
+}
+
+// TestRevokeStoredReplacesServed: a certificate a running Manager serves
+// is revoked from another storage handle; the CA has it revoked with the
+// reason, and the Manager serves a new certificate with a new key within
+// a few sync intervals, without a handshake asking for it first.
+func TestRevokeStoredReplacesServed(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	dir := t.TempDir()
+	m := newACMEManager(ca, filestore.New(dir), policy.Allowlist("a.test"))
+	m.Cluster.SyncInterval = 100 * time.Millisecond
+	s := serve(t, m, ca)
+	roots := ca.IssuingRootPool(t)
+	old, err := s.handshake(t, "a.test", roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	events, stop := m.Watch()
+	defer stop()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cli := filestore.New(dir)
+	got, err := certkeeper.RevokeStored(ctx, cli, revokeRequest(ca, cli, "a.test", "keyCompromise"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !got[0].Leaf.Equal(old) || got[0].Replaced {
+		t.Fatalf("RevokeStored = %+v, want the served certificate", got)
+	}
+	if cs := ca.CertStatus(t, old.SerialNumber); cs.Status != "Revoked" || cs.Reason == nil || *cs.Reason != 1 {
+		t.Fatalf("CA says %+v of the revoked certificate, want Revoked, reason 1", cs)
+	}
+
+	// The Manager sees the mark at its next sync and renews at once.
+	var cur *storage.Certificate
+	if !waitFor(30*time.Second, func() bool {
+		data, err := cli.Load(ctx, got[0].Key)
+		if err != nil {
+			return false
+		}
+		cur, err = storage.UnmarshalCertificate(got[0].Key, data)
+		return err == nil && cur.Revoked == nil
+	}) {
+		t.Fatal("the revoked certificate was not replaced in storage within 30 s")
+	}
+	leaf, err := s.handshake(t, "a.test", roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf.Equal(old) {
+		t.Fatalf("the revoked certificate %s is still served", old.SerialNumber.Text(16))
+	}
+	if leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(old.PublicKey) {
+		t.Fatal("the replacement has the revoked certificate's key; want a new key")
+	}
+	if cs := ca.CertStatus(t, leaf.SerialNumber); cs.Status != "Valid" {
+		t.Errorf("the replacement is %s at the CA", cs.Status)
+	}
+	var kinds []certkeeper.EventKind
+	for len(events) > 0 {
+		kinds = append(kinds, (<-events).Kind)
+	}
+	if !slices.Contains(kinds, certkeeper.Revoked) || !slices.Contains(kinds, certkeeper.Renewed) {
+		t.Errorf("events %v, want Revoked and Renewed", kinds)
+	}
+	if n := ca.Orders(); n != 2 {
+		t.Errorf("orders = %d, want 2 (the first, and one replacement)", n)
+	}
+}
+
+// TestRevokeStoredThenStart: a certificate revoked while no Manager runs
+// (here for superseded, signed by the account that ordered it) is
+// replaced by the next Manager to start, at its start-up scan; revoking
+// from the wrong CA names the one that holds it.
+func TestRevokeStoredThenStart(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// One listener on the port Pebble validates tls-alpn-01 on, served
+	// by the Manager running at the time.
+	var running atomic.Pointer[certkeeper.Manager]
+	ln, err := tls.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort())), &tls.Config{
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return running.Load().TLSConfig(), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(time.Minute))
+				_ = c.(*tls.Conn).Handshake()
+			}()
+		}
+	}()
+	s := &server{ca: ca, addr: ln.Addr().String()}
+
+	first := newACMEManager(ca, filestore.New(dir), nil)
+	defer first.Close()
+	running.Store(first)
+	if err := first.Cert(ctx, "b.test"); err != nil {
+		t.Fatal(err)
+	}
+	roots := ca.IssuingRootPool(t)
+	old, err := s.handshake(t, "b.test", roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+
+	cli := filestore.New(dir)
+	wrong := revokeRequest(ca, cli, "b.test", "superseded")
+	wrong.IssuerID = "ca.example-directory"
+	_, err = certkeeper.RevokeStored(ctx, cli, wrong)
+	var nse *certkeeper.NotStoredError
+	if !errors.As(err, &nse) || len(nse.Elsewhere) != 1 || nse.Elsewhere[0] != storage.IssuerID(ca.DirectoryURL()) {
+		t.Fatalf("revoking from another CA: %v, want a NotStoredError naming %s", err, storage.IssuerID(ca.DirectoryURL()))
+	}
+	if _, err := certkeeper.RevokeStored(ctx, cli, revokeRequest(ca, cli, "b.test", "superseded")); err != nil {
+		t.Fatal(err)
+	}
+	if cs := ca.CertStatus(t, old.SerialNumber); cs.Status != "Revoked" || cs.Reason == nil || *cs.Reason != 4 {
+		t.Fatalf("CA says %+v of the revoked certificate, want Revoked, reason 4", cs)
+	}
+
+	certs, err := status.Read(ctx, cli, time.Now())
+	if err != nil || len(certs) != 1 || certs[0].State != status.Revoked || certs[0].Revoked != "superseded" {
+		t.Fatalf("status before a Manager runs: %+v, %v; want b.test revoked (superseded)", certs, err)
+	}
+
+	m := newACMEManager(ca, filestore.New(dir), nil)
+	defer m.Close()
+	running.Store(m)
+	_ = m.Stats() // starts the Manager: its start-up scan finds the mark
+	key, _ := storage.CertificateKey(storage.IssuerID(ca.DirectoryURL()), "b.test")
+	if !waitFor(30*time.Second, func() bool { // no handshake asks for it first
+		data, err := cli.Load(ctx, key)
+		rec, err2 := storage.UnmarshalCertificate(key, data)
+		return errors.Join(err, err2) == nil && rec.Revoked == nil
+	}) {
+		t.Fatal("the revoked certificate was not replaced in storage within 30 s of the start")
+	}
+	if leaf, err := s.handshake(t, "b.test", roots); err != nil || leaf.Equal(old) {
+		t.Fatalf("after a restart the revoked certificate is still served (err %v)", err)
+	}
+}
