@@ -4,24 +4,27 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/certfile/renew"
+	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
 func certRevokeCmd() *Command {
-	var certFile, keyFile, reason string
+	var certFile, keyFile, reason, name string
 	var cf caFlags
 	var sf storageFlags
 	return &Command{
-		UsageLine: "certkeeper cert revoke --cert FILE [flags]",
+		UsageLine: "certkeeper cert revoke --cert FILE | -d NAME [flags]",
 		Short:     "revoke a certificate",
 		Long: `Revoke asks the CA to revoke a certificate. The request is signed by the ACME account in
 --storage that ordered it, or, with --key, by the certificate's own private key (no account
@@ -30,6 +33,12 @@ needed: the way to revoke a certificate whose key has leaked).
 	certkeeper cert revoke --cert /etc/ssl/certs/a.example.pem --reason superseded
 	certkeeper cert revoke --cert a.pem --key a.key --reason keyCompromise
 
+With -d, the certificate of NAME that a certkeeper proxy or server keeps in --storage is
+revoked, and each one running on that storage replaces it with a new key within a minute (its
+next check of storage; at once on Redis):
+
+	certkeeper cert revoke -d a.example --reason keyCompromise --storage /var/lib/certkeeper
+
 Reasons (RFC 5280): ` + acmeca.RevocationReasons() + `,
 in any case, or by number (certbot's and lego's spellings). A certificate of an --out-dir pair is
 noted as revoked in its renewal settings: the next cert renew replaces it, with a new key after
@@ -37,15 +46,16 @@ keyCompromise.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&certFile, "cert", "", "PEM `FILE` of the certificate (a chain file is fine: its first certificate is revoked)")
 			fs.StringVar(&keyFile, "key", "", "sign with this private key `FILE` of the certificate instead of the account")
+			fs.StringVar(&name, "d", "", "revoke the certificate of this `NAME` that a proxy or server keeps in --storage; each one\nrunning on it replaces the certificate at once")
 			fs.StringVar(&reason, "reason", "unspecified", "revocation `REASON`")
 			cf.register(fs, caEmail)
 			cmdline.Bind(fs, &sf)
 		},
-		ArgsHint:  "the certificate goes with --cert FILE",
+		ArgsHint:  "the certificate goes with --cert FILE, or its name with -d NAME",
 		Spellings: otherTools,
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if certFile == "" {
-				return usagef("--cert is required")
+			if (certFile == "") == (name == "") || name != "" && keyFile != "" {
+				return usagef("give --cert FILE (and --key FILE) to revoke a certificate file, or -d NAME for the one kept in --storage")
 			}
 			if cf.local() {
 				return usagef("--ca local: the local CA publishes no revocation, and its certificates live 7 days: " +
@@ -54,6 +64,9 @@ keyCompromise.`,
 			code, reasonName, ok := acmeca.RevocationReason(reason)
 			if !ok {
 				return usagef("--reason %q: use one of %s (any case), or its RFC 5280 code", reason, acmeca.RevocationReasons())
+			}
+			if name != "" {
+				return revokeStored(ctx, env, name, reasonName, &cf, &sf)
 			}
 			cert, err := readCertFile(certFile)
 			if err != nil {
@@ -110,4 +123,40 @@ func readCertFile(file string) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("--cert %s: %w", file, err)
 	}
 	return c, nil
+}
+
+// revokeStored runs "cert revoke -d NAME" (certkeeper.RevokeStored).
+func revokeStored(ctx context.Context, env *Env, name, reason string, cf *caFlags, sf *storageFlags) error {
+	names, err := normalizeNames([]string{name})
+	if err != nil {
+		return err
+	}
+	st, closeStorage, err := sf.open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
+	got, err := certkeeper.RevokeStored(ctx, st, certkeeper.RevokeRequest{Name: names[0], IssuerID: storage.IssuerID(engine.CAURL(cf.ca())), Reason: reason,
+		Revoker: func(email string) (certkeeper.Revoker, error) {
+			if cf.Email == "" {
+				cf.Email = email // the account that ordered it
+			}
+			return cf.acmeIssuer(env, cf.ca(), st)
+		}})
+	if nse, ok := errors.AsType[*certkeeper.NotStoredError](err); ok && len(nse.Elsewhere) > 0 {
+		return fmt.Errorf("%w: give --ca with that CA's directory URL (certkeeper status shows each certificate's issuer)", err)
+	} else if ok {
+		return fmt.Errorf("no certificate of %s in --storage %s: give the --storage of the proxy or server that serves it", names[0], sf.where())
+	}
+	for _, r := range got {
+		fmt.Fprintf(env.Stdout, "revoked %s (serial %s, reason %s)\n", strings.Join(r.Leaf.DNSNames, ","), r.Leaf.SerialNumber.Text(16), reason)
+		if r.Replaced {
+			fmt.Fprintf(env.Stderr, "certkeeper: %s was renewed meanwhile: the certificate in --storage is already another one\n", r.Key)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stderr, "certkeeper: every certkeeper proxy or server using this --storage replaces it with a new key within a minute; certkeeper status shows the new one\n")
+	return nil
 }

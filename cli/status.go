@@ -28,7 +28,8 @@ func statusCmd() *Command {
 		Long: `Status lists every certificate in --storage: its names, issuer, expiry, when it is due for
 renewal (by the lifetime rule; a running certkeeper refines it with the CA's ARI window) and a
 state: fine, renewing (due now), failing (the last renewal failed; the error and the next attempt
-are shown), expiring (less than a tenth of its lifetime left), expired or damaged (the stored
+are shown), revoked (cert revoke -d; a running certkeeper replaces it at once), expiring (less
+than a tenth of its lifetime left), expired or damaged (the stored
 record cannot be read; it is named by its storage key and file); and when a handshake last asked
 for it (written by a running certkeeper every few minutes). A name whose first certificate cannot
 be obtained is listed too, as failing, with the CA's error and the next attempt.

@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"crypto"
+	"crypto/tls"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+)
+
+// TestRevokeProxyCertificate: the key of a certificate a running proxy
+// serves leaks; "cert revoke -d NAME" on the proxy's storage (Redis) has
+// the CA revoke it as keyCompromise, and the proxy serves a new
+// certificate with a new key at once, without a restart. Revoking from
+// another CA, or from a storage that does not hold it, says what to give.
+func TestRevokeProxyCertificate(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	st := "redis://" + testsvc.Redis(t).Addr() + "/0?prefix=rv:"
+	addr := "127.0.0.1:" + strconv.Itoa(ca.TLSPort())
+	caFlags := []string{"--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--storage", st}
+	startProxy(t, append([]string{"--tls-addr", addr, "--backend", newBackend(t, "hello").url, "--allow", "a.test", "--profile", "default"}, caFlags...)...)
+	roots := ca.IssuingRootPool(t)
+	served := func() *tls.ConnectionState {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", addr, &tls.Config{ServerName: "a.test", RootCAs: roots})
+		if err != nil {
+			t.Fatalf("handshake for a.test: %v", err)
+		}
+		defer conn.Close()
+		cs := conn.ConnectionState()
+		return &cs
+	}
+	old := served().PeerCertificates[0]
+
+	if r := ck(t, time.Minute, "cert", "revoke", "-d", "a.test", "--storage", st, "--ca", "staging"); r.code != 1 ||
+		!strings.Contains(r.stderr, "give --ca with that CA's directory URL") || !strings.Contains(r.stderr, "127.0.0.1-") {
+		t.Errorf("revoking from another CA: exit %d, want 1 and the CA that holds it\n%s", r.code, r.stderr)
+	}
+	if r := ck(t, time.Minute, "cert", "revoke", "-d", "a.test", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--storage", t.TempDir()); r.code != 1 ||
+		!strings.Contains(r.stderr, "give the --storage of the proxy or server") {
+		t.Errorf("revoking from an empty storage: exit %d, want 1 and what to give\n%s", r.code, r.stderr)
+	}
+	r := ck(t, time.Minute, append([]string{"cert", "revoke", "a.test", "--reason", "keycompromise"}, caFlags...)...)
+	if r.code != 2 || !strings.Contains(r.stderr, "-d NAME") {
+		t.Errorf("revoking a name given as an argument: exit %d, want 2 and a hint naming -d\n%s", r.code, r.stderr)
+	}
+	r = ck(t, time.Minute, append([]string{"cert", "revoke", "-d", "a.test", "--reason", "keycompromise"}, caFlags...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "revoked a.test (serial "+old.SerialNumber.Text(16)+", reason keyCompromise)") ||
+		!strings.Contains(r.stderr, "replaces it with a new key") {
+		t.Fatalf("cert revoke -d: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if cs := ca.CertStatus(t, old.SerialNumber); cs.Status != "Revoked" || cs.Reason == nil || *cs.Reason != 1 {
+		t.Fatalf("the CA says %+v, want Revoked, reason 1 (keyCompromise)", cs)
+	}
+	deadline := time.Now().Add(20 * time.Second) // a notice on Redis: at once
+	leaf := old
+	for leaf.Equal(old) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		leaf = served().PeerCertificates[0]
+	}
+	if leaf.Equal(old) {
+		t.Fatal("the proxy still serves the revoked certificate 20 s later")
+	}
+	if leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(old.PublicKey) {
+		t.Error("the replacement has the compromised key")
+	}
+}
