@@ -200,14 +200,14 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 			if !f.posted {
 				pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 				defer cancel()
-				if err := hook.Run(pctx, f.postHook); err != nil {
+				if err := hook.RunTo(pctx, env.Stderr, "the post-hook", f.postHook); err != nil {
 					fmt.Fprintf(env.Stderr, "certkeeper: --post-hook failed: %v\n", err)
 				}
 			}
 		}()
 	}
 	if f.preHook != "" {
-		if err := hook.Run(ctx, f.preHook); err != nil {
+		if err := hook.RunTo(ctx, env.Stderr, "the pre-hook", f.preHook); err != nil {
 			return fmt.Errorf("--pre-hook failed, nothing issued: %w", err)
 		}
 	}
@@ -249,13 +249,13 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if f.dryRun {
 		progress(fmt.Sprintf("done in %s", time.Since(start).Round(time.Millisecond)))
 		fmt.Fprintf(env.Stdout, "dry run: %s validated, a test certificate issued by %s; nothing written or remembered\n", strings.Join(names, ","), cert.Issuer)
-		return f.afterIssue(ctx, names, paths, cert.Leaf.NotAfter)
+		return f.afterIssue(ctx, env, names, paths, cert.Leaf.NotAfter)
 	}
 	if csrDER != nil {
 		progress(fmt.Sprintf("done in %s", time.Since(start).Round(time.Millisecond)))
 		progress(fmt.Sprintf("cert renew does not renew a certificate for a CSR (the key is yours, not in %s): run this command again before %s", f.outDir, notAfter))
 		fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key (yours, from the CSR)\n", strings.Join(names, ","), cert.Issuer, notAfter, paths.Cert)
-		return f.afterIssue(ctx, names, paths, cert.Leaf.NotAfter)
+		return f.afterIssue(ctx, env, names, paths, cert.Leaf.NotAfter)
 	}
 	settings, err := f.remember(names[0])
 	if err != nil {
@@ -268,7 +268,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	fmt.Fprintf(env.Stdout, "issued %s by %s, not_after %s, cert %s, key %s\n", strings.Join(names, ","), cert.Issuer, notAfter, paths.Cert, paths.Key)
 	env.Logger.Info("certificate obtained", slog.Any("names", names), slog.String("issuer", cert.Issuer),
 		slog.Time("not_after", cert.Leaf.NotAfter))
-	return f.afterIssue(ctx, names, paths, cert.Leaf.NotAfter)
+	return f.afterIssue(ctx, env, names, paths, cert.Leaf.NotAfter)
 }
 
 // dryRunSetup points the flags at a trial (--dry-run): Let's Encrypt's
@@ -290,11 +290,11 @@ func (f *issueFlags) dryRunSetup() (func(), error) {
 
 // afterIssue runs --deploy-hook and --post-hook (renew.Hooks.Issued) for
 // the certificate just written.
-func (f *issueFlags) afterIssue(ctx context.Context, names []string, paths certfile.Paths, notAfter time.Time) error {
+func (f *issueFlags) afterIssue(ctx context.Context, env *Env, names []string, paths certfile.Paths, notAfter time.Time) error {
 	f.posted = true
 	res := &renew.Result{Names: names, Paths: paths, NotAfter: notAfter,
 		Settings: renew.Settings{DeployHook: f.deployHook, PostHook: f.postHook}}
-	if err := new(renew.Hooks).Issued(ctx, res); err != nil {
+	if err := (&renew.Hooks{Output: env.Stderr}).Issued(ctx, res); err != nil {
 		return fmt.Errorf("the certificate files are written, but: %w", err)
 	}
 	return nil

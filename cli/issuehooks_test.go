@@ -14,8 +14,8 @@ import (
 // --deploy-hook with the certificate's names and files in its
 // environment, then --post-hook, and remembers all three for cert renew
 // (certbot's certonly --deploy-hook); a failing pre-hook issues nothing,
-// and a failing deploy hook exits 1 saying the files are written, after
-// the post-hook has run.
+// a failing deploy hook exits 1 saying the files are written, after
+// the post-hook has run; what a hook that succeeds prints is shown.
 func TestIssueHooks(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "hooks.log")
@@ -40,6 +40,13 @@ func TestIssueHooks(t *testing.T) {
 		if !strings.Contains(string(conf), key) {
 			t.Errorf("renewal settings lack %s:\n%s", key, conf)
 		}
+	}
+
+	// What a hook that succeeds prints is shown, as certbot shows it.
+	r = issue("--deploy-hook", `echo "reloaded $CERTKEEPER_NAME"; echo second line >&2`, "--post-hook", "true")
+	if r.code != 0 || !strings.Contains(r.stderr, "certkeeper: the deploy hook for localhost printed:\n    reloaded localhost\n    second line\n") ||
+		strings.Contains(r.stderr, "post-hook printed") {
+		t.Errorf("a deploy hook that prints: exit %d, stderr %q; want its two lines shown, and nothing for a silent post-hook", r.code, r.stderr)
 	}
 
 	before, _ := os.ReadFile(filepath.Join(out, "certs", "localhost.pem"))

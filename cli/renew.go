@@ -158,7 +158,7 @@ func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
 		Progress: func(name, step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s: %s\n", name, step) },
 	}
 	// Hooks are remembered per certificate (renew.Hooks).
-	f.hooks = renew.Hooks{}
+	f.hooks = renew.Hooks{Output: env.Stderr}
 	r.BeforeRenew, r.AfterRenew = f.hooks.BeforeRenew, f.hooks.AfterRenew
 	return r, nil
 }

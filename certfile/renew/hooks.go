@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,10 @@ import (
 // privileges. The zero value is ready to use, for one run; it must not be
 // used by two runs at once.
 type Hooks struct {
+	// Output, if set, receives what each hook that succeeded printed
+	// (a failed hook's output is in its error).
+	Output io.Writer
+
 	// pre holds the result of each pre-hook already run: each runs once
 	// per run, before the first certificate that has it.
 	pre map[string]error
@@ -35,7 +40,7 @@ func (h *Hooks) BeforeRenew(ctx context.Context, j *Result) error {
 	if err, done := h.pre[cmd]; done {
 		return err
 	}
-	err := hook.Run(ctx, cmd)
+	err := hook.RunTo(ctx, h.Output, "the pre-hook", cmd)
 	if err != nil {
 		err = fmt.Errorf("pre-hook failed, not renewed: %w", err)
 	}
@@ -54,7 +59,7 @@ func (h *Hooks) AfterRenew(ctx context.Context, j *Result) error {
 	if j.Settings.DeployHook == "" {
 		return nil
 	}
-	err := hook.Run(ctx, j.Settings.DeployHook,
+	err := hook.RunTo(ctx, h.Output, "the deploy hook for "+j.Names[0], j.Settings.DeployHook,
 		"CERTKEEPER_NAME="+j.Names[0],
 		"CERTKEEPER_NAMES="+strings.Join(j.Names, " "),
 		"CERTKEEPER_CERT_FILE="+j.Paths.Cert,
@@ -81,7 +86,7 @@ func (h *Hooks) Post(ctx context.Context, results []*Result) error {
 		}
 	}
 	for _, cmd := range cmds {
-		if err := hook.Run(ctx, cmd); err != nil {
+		if err := hook.RunTo(ctx, h.Output, "the post-hook", cmd); err != nil {
 			return err
 		}
 	}

@@ -13,6 +13,7 @@ package hook
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -32,11 +33,21 @@ func Command(ctx context.Context, command string) *exec.Cmd {
 // plus env ("KEY=value" entries), and waits for it. A command that fails
 // returns an error quoting it, with its combined output.
 func Run(ctx context.Context, command string, env ...string) error {
+	return RunTo(ctx, nil, "", command, env...)
+}
+
+// RunTo is Run that, when the command succeeds and printed something,
+// writes that to w (if not nil), introduced as what's output and
+// indented: an operator sees what a hook said, as certbot shows it.
+func RunTo(ctx context.Context, w io.Writer, what, command string, env ...string) error {
 	c := Command(ctx, command)
 	c.Env = append(os.Environ(), env...)
 	out, err := c.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%q: %w: %s", command, err, strings.TrimSpace(string(out)))
+	}
+	if text := strings.TrimRight(string(out), "\r\n"); w != nil && text != "" {
+		fmt.Fprintf(w, "certkeeper: %s printed:\n    %s\n", what, strings.ReplaceAll(text, "\n", "\n    "))
 	}
 	return nil
 }
