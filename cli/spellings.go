@@ -34,7 +34,7 @@ var otherTools = []cmdline.Spelling{
 	{Tool: "lego", Name: "hmac", To: "eab-hmac"},
 	{Tool: "certbot", Name: "force-renewal", To: "force"},
 	{Tool: "certbot", Name: "force-renewal", Why: "cert issue always orders a new certificate"},
-	{Tool: "lego", Name: "days", To: "grace", Convert: func(v string) string { return v + "d" }},
+	{Tool: "lego", Name: "days", To: "grace", Convert: daysToDuration},
 	{Tool: "certbot", Name: "q", To: "quiet"},
 	{Tool: "certbot", Name: "cert-path", To: "cert"},
 	{Tool: "certbot", Name: "key-path", To: "key"},

@@ -86,6 +86,12 @@ func TestOtherToolsSpellings(t *testing.T) {
 	if k, ok := readPair(t, out, "localhost")[0].PublicKey.(*ecdsa.PublicKey); !ok || k.Curve.Params().Name != "P-384" {
 		t.Errorf("--key-type ecdsa --elliptic-curve secp384r1 issued a %T key, want ECDSA P-384", readPair(t, out, "localhost")[0].PublicKey)
 	}
+	// lego's --days N is --grace Nd; a value that is not a number is
+	// quoted as typed.
+	if r := ck(t, 30*time.Second, "cert", "renew", "--days", "abc", "--out-dir", out, "--storage", t.TempDir()); r.code != 2 ||
+		!strings.Contains(r.stderr, `--grace: "abc" is not a duration`) {
+		t.Errorf("--days abc: exit %d, want 2 and the value as typed\n%s", r.code, r.stderr)
+	}
 }
 
 // TestOtherToolsCommands: certbot's and lego's command names, and a
