@@ -12,12 +12,14 @@ package hook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
+	"time"
 )
 
 // Command returns the command that runs command with the system shell,
@@ -28,6 +30,9 @@ func Command(ctx context.Context, command string) *exec.Cmd {
 	}
 	return exec.CommandContext(ctx, "sh", "-c", command)
 }
+
+// outputWait is how long a hook's output is read after the hook ended.
+const outputWait = 2 * time.Second
 
 // Run runs command with the system shell, with this process's environment
 // plus env ("KEY=value" entries), and waits for it. A command that fails
@@ -42,7 +47,18 @@ func Run(ctx context.Context, command string, env ...string) error {
 func RunTo(ctx context.Context, w io.Writer, what, command string, env ...string) error {
 	c := Command(ctx, command)
 	c.Env = append(os.Environ(), env...)
+	// A hook that leaves a process running in the background ("... &")
+	// hands it its output: without a bound, waiting for that output to
+	// end would wait for that process.
+	c.WaitDelay = outputWait
 	out, err := c.CombinedOutput()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // the hook itself succeeded
+		if w != nil {
+			fmt.Fprintf(w, "certkeeper: %s left a process running in the background with its output; "+
+				"redirect it (cmd >FILE 2>&1 &) so certkeeper can show what the hook printed\n", what)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("%q: %w: %s", command, err, strings.TrimSpace(string(out)))
 	}

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRun(t *testing.T) {
@@ -22,6 +23,15 @@ func TestRun(t *testing.T) {
 	out.Reset()
 	if err := RunTo(t.Context(), &out, "the hook", "true"); err != nil || out.Len() != 0 {
 		t.Errorf("RunTo of a silent command = %v, wrote %q; want nothing", err, out.String())
+	}
+	// A hook that leaves a process in the background holding its output
+	// does not hold the run up.
+	out.Reset()
+	start := time.Now()
+	if err := RunTo(t.Context(), &out, "the pre-hook", "echo started; sleep 10 &"); err != nil || time.Since(start) > 8*time.Second ||
+		!strings.Contains(out.String(), "the pre-hook left a process running in the background") || !strings.Contains(out.String(), "    started\n") {
+		t.Errorf("RunTo of a hook that backgrounds a process = %v after %s, wrote %q; want nil at once, a note and its output",
+			err, time.Since(start).Round(time.Millisecond), out.String())
 	}
 	err := Run(t.Context(), "echo broken >&2; exit 3")
 	if _, ok := errors.AsType[*exec.ExitError](err); !ok || !strings.Contains(err.Error(), "broken") {
