@@ -13,18 +13,19 @@ import (
 // with silence, a network error or bad grammar.
 
 // TestRenewNothingThere: cert renew with an --out-dir holding no pairs
-// says so (and asks whether --out-dir is right) instead of printing only
-// a table header; one that does not exist (a typo in a crontab) fails,
-// --quiet or not, rather than renew nothing in silence.
+// fails saying so (and asks whether --out-dir is right, or names the
+// import for certbot's directory) instead of printing only a table
+// header; one that does not exist (a typo in a crontab) fails, --quiet
+// or not: a cron job never renews nothing in silence.
 func TestRenewNothingThere(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty")
 	if err := os.Mkdir(empty, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := ck(t, 30*time.Second, "cert", "renew", "--ca", "local", "--out-dir", empty, "--storage", filepath.Join(dir, "st"))
-	if r.code != 0 {
-		t.Fatalf("exit %d, want 0\nstderr:\n%s", r.code, r.stderr)
+	r := ck(t, 30*time.Second, "cert", "renew", "--ca", "local", "--out-dir", empty, "--storage", filepath.Join(dir, "st"), "--quiet")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1: a cron job that renews nothing is misconfigured\nstderr:\n%s", r.code, r.stderr)
 	}
 	if strings.Contains(r.stdout, "CERTIFICATE") {
 		t.Errorf("stdout has an empty summary table:\n%s", r.stdout)
@@ -33,6 +34,17 @@ func TestRenewNothingThere(t *testing.T) {
 		if !strings.Contains(r.stderr, w) {
 			t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
 		}
+	}
+	// certbot's own directory: said, with the command that takes it over.
+	certbot := filepath.Join(dir, "letsencrypt")
+	for _, sub := range []string{"live", "renewal"} {
+		if err := os.MkdirAll(filepath.Join(certbot, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = ck(t, 30*time.Second, "cert", "renew", "--ca", "local", "--out-dir", certbot, "--storage", filepath.Join(dir, "st"))
+	if want := "certkeeper import --from certbot " + certbot; r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Errorf("cert renew on certbot's directory: exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
 	}
 	typo := filepath.Join(dir, "typo")
 	for _, quiet := range []string{"--quiet=false", "--quiet"} {

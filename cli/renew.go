@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
@@ -21,13 +23,14 @@ import (
 // renewFlags are the flags of "cert renew": those of cert issue but -d,
 // and the batch's own.
 type renewFlags struct {
-	issueFlags `bind:"-"` // registerCA
-	grace      string     `flag:"grace" arg:"DURATION" help:"renew what expires within this DURATION (e.g. 7d, 36h) instead of the usual rule"`
-	force      bool       `flag:"force" help:"renew every pair, due or not"`
-	dryRun     bool       `flag:"dry-run" help:"report what would be renewed and change nothing"`
-	newKey     bool       `flag:"new-key" help:"give renewed certificates a new key (default: keep the key)"`
-	want       string     `flag:"want" arg:"FILE" help:"FILE listing certificates to have: one per line, names separated by spaces"`
-	quiet      bool       `flag:"quiet" help:"print nothing unless something fails, then everything (for cron, which mails any output;\ncertbot's -q)"`
+	issueFlags `bind:"-"`      // registerCA
+	grace      string          `flag:"grace" arg:"DURATION" help:"renew what expires within this DURATION (e.g. 7d, 36h) instead of the usual rule"`
+	force      bool            `flag:"force" help:"renew every pair, due or not"`
+	dryRun     bool            `flag:"dry-run" help:"report what would be renewed and change nothing"`
+	newKey     bool            `flag:"new-key" help:"give renewed certificates a new key (default: keep the key)"`
+	want       string          `flag:"want" arg:"FILE" help:"FILE listing certificates to have: one per line, names separated by spaces"`
+	only       cmdline.Strings `flag:"d" arg:"NAME" help:"renew only the certificate for NAME (covering it, or named by it); repeatable"`
+	quiet      bool            `flag:"quiet" help:"print nothing unless something fails, then everything (for cron, which mails any output;\ncertbot's -q)"`
 	// hooks runs the remembered hooks of this run.
 	hooks renew.Hooks
 }
@@ -48,14 +51,18 @@ pair that does not parse is reported and left alone. Runs on one --out-dir are s
 Each certificate renews with the settings it was issued with (CA, --ca-roots, profile, key
 type, challenge and its addresses, DNS settings, hooks), kept in OUT-DIR/renewal/NAME.conf
 (mode 0600; refused if its group or others may write it; "certkeeper cert show NAME" prints
-it). A flag given here overrides them and is remembered once the renewal succeeds; --force,
---dry-run, --grace, --new-key, --want, --timeout, --no-wait, the storage flags, --tsig-key and
+it). A flag given here overrides them and is remembered once the renewal succeeds (the run says
+what changed); -d, --force, --dry-run, --grace, --new-key, --want, --timeout, --no-wait, the storage flags, --tsig-key and
 the EAB flags are not remembered: give the --storage cert issue was given, as it holds the ACME
 account (without it, the default storage registers another account).
 
 From cron, reloading nginx once if anything was renewed:
 
 	certkeeper cert renew --out-dir /etc/ssl --post-hook 'systemctl reload nginx'
+
+Renew one certificate now, due or not:
+
+	certkeeper cert renew -d a.example --force --out-dir /etc/ssl
 
 Renew what is within a week of expiry, and issue whatever a want list names but is missing:
 
@@ -75,7 +82,7 @@ Exit status: 0 all good, 1 something failed (each is named in the summary), 2 ba
 			cmdline.Bind(fs, &f.hookFlags) // read back as flags given (settingsFromFlags)
 		},
 		ArgsHint:  "cert renew renews every due pair in --out-dir; to renew one certificate now, run cert issue -d NAME again",
-		Spellings: otherTools,
+		Spellings: renewSpellings,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if !f.quiet {
 				return renewFiles(ctx, env, f)
@@ -154,7 +161,7 @@ func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
 		return nil, err
 	}
 	r := &renew.Renewer{
-		Override: override, NewKey: f.newKey, Grace: grace, Force: f.force, DryRun: f.dryRun, Want: want,
+		Override: override, NewKey: f.newKey, Grace: grace, Force: f.force, DryRun: f.dryRun, Want: want, Only: f.only,
 		Progress: func(name, step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s: %s\n", name, step) },
 	}
 	// Hooks are remembered per certificate (renew.Hooks).
@@ -171,9 +178,12 @@ func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Resu
 		renew.WriteSummary(env.Stdout, results)
 		return fmt.Errorf("the post-hook failed (the summary says what was renewed): %w", err)
 	}
-	if len(results) == 0 {
-		fmt.Fprintf(env.Stderr, "certkeeper: nothing to renew: no certificate pairs (certs/NAME.pem with private/NAME.key) in %s; is --out-dir right?\n", f.outDir)
-		return nil
+	if len(results) == 0 { // a cron job renewing nothing is misconfigured: fail
+		_, errR := os.Stat(filepath.Join(f.outDir, "renewal"))
+		if _, errL := os.Stat(filepath.Join(f.outDir, "live")); errR == nil && errL == nil {
+			return fmt.Errorf("nothing to renew: %s is certbot's directory (live/, renewal/), whose files cert renew does not renew: take them over with certkeeper import --from certbot %s (docs/migrate.md)", f.outDir, f.outDir)
+		}
+		return fmt.Errorf("nothing to renew: no certificate pairs (certs/NAME.pem with private/NAME.key) in %s; is --out-dir right?", f.outDir)
 	}
 	renew.WriteSummary(env.Stdout, results)
 	if failed > 0 {

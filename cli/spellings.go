@@ -36,6 +36,8 @@ var otherTools = []cmdline.Spelling{
 	{Tool: "certbot", Name: "force-renewal", Why: "cert issue always orders a new certificate"},
 	{Tool: "lego", Name: "days", To: "grace", Convert: daysToDuration},
 	{Tool: "certbot", Name: "q", To: "quiet"},
+	{Tool: "certbot", Name: "renew-hook", To: "deploy-hook"},
+	{Tool: "certbot", Name: "no-random-sleep-on-renew", Why: "certkeeper does not sleep before renewing; cron's schedule decides when"},
 	{Tool: "certbot", Name: "cert-path", To: "cert"},
 	{Tool: "certbot", Name: "key-path", To: "key"},
 	// account register has --agree-tos: there lego's name means it (a
@@ -49,6 +51,11 @@ var otherTools = []cmdline.Spelling{
 	{Tool: "certbot", Name: "reuse-key", Why: "cert renew keeps each certificate's key unless --new-key"},
 	{Tool: "certbot", Name: "expand", Why: "cert issue replaces the certificate with one for the names given, and says what changed"},
 }
+
+// renewSpellings are otherTools and certbot's renew --cert-name, which
+// cert renew's -d is; elsewhere --cert-name names certbot's files, not a
+// certificate to act on.
+var renewSpellings = append(otherTools[:len(otherTools):len(otherTools)], cmdline.Spelling{Tool: "certbot", Name: "cert-name", To: "d"})
 
 // challengeType is certbot's --preferred-challenges value as a challenge
 // type: http is http-01, dns dns-01, tls-alpn tls-alpn-01.

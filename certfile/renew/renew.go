@@ -90,6 +90,9 @@ type Result struct {
 	due     bool
 	written bool   // a Want entry whose files were written from storage
 	key     string // the storage key of the certificate renewed or issued
+	// remembered are the settings read from the pair's file, before
+	// Override; nil when it had none.
+	remembered *Settings
 }
 
 // RenewalInfoer is what an ACME issuer answers about a certificate's
@@ -148,6 +151,12 @@ type Renewer struct {
 	// Want lists certificates to have (names, the first naming the
 	// files): those without files are issued.
 	Want [][]string
+
+	// Only, if set, limits the run to the pairs (and Want entries) that
+	// cover one of these names, or are named by it (certbot's renew
+	// --cert-name); the others are not in the results. A name that none
+	// covers fails the run.
+	Only []string
 
 	// BeforeRenew, if set, runs before each certificate is renewed or
 	// issued (before its issuer chain is set up, so a pre-hook may free a
@@ -316,7 +325,29 @@ func (r *Renewer) scan(ctx context.Context) ([]*Result, error) {
 			results = append(results, &Result{Base: base, Names: names, due: true, Settings: r.Override})
 		}
 	}
+	if len(r.Only) > 0 {
+		return only(results, r.Only, r.Dir)
+	}
 	return results, nil
+}
+
+// only keeps the results that cover or are named by one of names, and
+// fails naming a name that none is.
+func only(results []*Result, names []string, dir certfile.Dir) ([]*Result, error) {
+	keep := map[*Result]bool{}
+	for _, n := range names {
+		seg, _ := storage.NameSegment(n)
+		found := false
+		for _, j := range results {
+			if j.Base == seg || slices.Contains(j.Names, n) {
+				found, keep[j] = true, true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("no certificate in %s is for %s (cert show lists them)", dir, n)
+		}
+	}
+	return slices.DeleteFunc(results, func(j *Result) bool { return !keep[j] }), nil
 }
 
 // fromStorage writes the files of a Want entry that has none from the
@@ -431,6 +462,10 @@ func (r *Renewer) loadSettings(j *Result) (none bool) {
 		j.Action, j.Detail, j.Err = Failed, err.Error(), err
 		return false
 	}
+	if err == nil {
+		remembered := s
+		j.remembered = &remembered
+	}
 	s.Override(r.Override)
 	j.Settings = s
 	return err != nil
@@ -541,6 +576,13 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 		// certificate is replaced.
 		j.Settings.Revoked = ""
 		err = SaveSettings(settingsPathBase(r.Dir, j.Base), j.Settings)
+	}
+	if err == nil && j.remembered != nil { // a flag of this run changed them: say so
+		before := *j.remembered
+		before.Revoked = "" // replaced, as said already
+		if changes := (&Previous{Names: j.Names, Settings: before}).Changes(j.Names, j.Settings); changes != "" {
+			r.progress(j.Names[0], changes+" (remembered for its next renewals)")
+		}
 	}
 	if err != nil {
 		j.Action, j.Detail, j.Err = Failed, err.Error(), err
