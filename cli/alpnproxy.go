@@ -164,7 +164,9 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 		}
 	}
 	err := r.Run(ctx)
-	if _, ok := errors.AsType[*alpnproxy.RunningError](err); ok {
+	if re, ok := errors.AsType[*alpnproxy.RunningError](err); ok && string(re.Pidfile) != defaultPidfile() {
+		return fmt.Errorf("%w: stop it with certkeeper alpn-proxy stop --pidfile %s", err, cmdline.ShellQuote(string(re.Pidfile)))
+	} else if ok {
 		return fmt.Errorf("%w: stop it with certkeeper alpn-proxy stop", err)
 	}
 	return err

@@ -313,7 +313,7 @@ func TestALPNProxyUsage(t *testing.T) {
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
 	startALPNProxy(t, pidfile, "--listen", listen)
 	other := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
-	if r := ck(t, 30*time.Second, "alpn-proxy", "start", "--pidfile", pidfile, "--listen", other); r.code != 1 || !strings.Contains(r.stderr, "already running") {
+	if r := ck(t, 30*time.Second, "alpn-proxy", "start", "--pidfile", pidfile, "--listen", other); r.code != 1 || !strings.Contains(r.stderr, "already running") || !strings.Contains(r.stderr, "alpn-proxy stop --pidfile "+pidfile) {
 		t.Errorf("second start: exit %d, stderr %q", r.code, r.stderr)
 	}
 	if r := ck(t, 40*time.Second, "alpn-proxy", "stop", "--pidfile", pidfile); r.code != 0 {
