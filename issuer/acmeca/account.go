@@ -1,12 +1,15 @@
 package acmeca
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/issuer"
@@ -249,6 +252,11 @@ func (iss *Issuer) newAccount(ctx context.Context, client *acme.Client, acct acm
 	} else if dir.Meta != nil && dir.Meta.ExternalAccountRequired {
 		return acme.Account{}, fmt.Errorf("the CA at %s %w: set EAB (the key ID and HMAC key from your CA account)", iss.where(), ErrEABRequired)
 	}
+	if others := iss.otherAccounts(ctx); len(others) > 0 {
+		iss.logger().Warn("registering a new ACME account beside those storage holds at this CA: give the email of one of them to order with it "+
+			"(an imported account keeps its history at the CA)", slog.String("issuer", iss.ID()), slog.String("email", cmp.Or(iss.Email, noEmail)),
+			slog.Any("stored", others))
+	}
 	var created acme.Account
 	err = iss.do(ctx, "registering account", func(ctx context.Context) error {
 		var err error
@@ -261,4 +269,29 @@ func (iss *Issuer) newAccount(ctx context.Context, client *acme.Client, acct acm
 	iss.logger().Info("ACME account registered",
 		slog.String("issuer", iss.ID()), slog.String("account", created.Location))
 	return created, nil
+}
+
+// noEmail names the account without a contact in messages.
+const noEmail = "(no email)"
+
+// otherAccounts lists the emails of the accounts storage holds at this CA
+// besides iss.Email's (noEmail for the one without a contact).
+func (iss *Issuer) otherAccounts(ctx context.Context) []string {
+	own, err := storage.AccountKey(iss.ID(), iss.Email)
+	if err != nil {
+		return nil
+	}
+	keys, _ := iss.Storage.List(ctx, path.Dir(own)+"/")
+	var others []string
+	for _, k := range keys {
+		if k == own || !strings.HasSuffix(k, ".json") {
+			continue
+		}
+		name := strings.TrimSuffix(path.Base(k), ".json")
+		if def, _ := storage.AccountKey(iss.ID(), ""); k == def {
+			name = noEmail
+		}
+		others = append(others, name)
+	}
+	return others
 }

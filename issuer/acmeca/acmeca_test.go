@@ -470,3 +470,28 @@ func TestUnreachableLater(t *testing.T) {
 		t.Errorf("the error says it twice, or over lines: %q", err)
 	}
 }
+
+// TestRegisterBesideOthers: registering an account for an email when
+// storage holds another at the same CA (one certkeeper import brought in
+// without a contact) warns, naming the stored ones; the first account
+// registers without a warning.
+func TestRegisterBesideOthers(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	st := filestore.New(t.TempDir())
+	register := func(email string) string {
+		iss := e.issuer(acmeca.HTTP01)
+		iss.Storage, iss.Email = st, email
+		logs := &testsvc.Buffer{}
+		iss.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		if _, err := iss.Account(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return logs.String()
+	}
+	if out := register(""); strings.Contains(out, "beside those storage holds") {
+		t.Errorf("the first account warns:\n%s", out)
+	}
+	if out := register("op@a.test"); !strings.Contains(out, "beside those storage holds") || !strings.Contains(out, `stored="[(no email)]"`) {
+		t.Errorf("a second account does not name the stored one:\n%s", out)
+	}
+}
