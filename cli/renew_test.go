@@ -328,6 +328,9 @@ func TestCertRenewWant(t *testing.T) {
 	if r.code != 0 || strings.Count(r.stdout, "issued") != 2 {
 		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	if want := "w.test: no files, none in storage: ordering a new certificate from local"; !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr lacks %q (which CA a want entry is ordered from):\n%s", want, r.stderr)
+	}
 	certs := readPair(t, out, "w.test")
 	if strings.Join(certs[0].DNSNames, ",") != "w.test,www.w.test" {
 		t.Errorf("w.test covers %v", certs[0].DNSNames)

@@ -26,6 +26,7 @@ package renew
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -561,6 +562,9 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 	}
 	if key != nil && j.Settings.KeyType != "" && issuer.KeyTypeOf(key.Public()) != kt {
 		key = nil // key_type asks for another type than the kept key's: a new key of it
+	}
+	if j.pair == nil { // a Want entry: nothing of it in the directory or storage
+		r.progress(j.Names[0], "no files, none in storage: ordering a new certificate from "+cmp.Or(j.Settings.CA, "the default CA (Let's Encrypt; --ca names another)"))
 	}
 	got, err := certkeeper.Issue(ctx, r.Storage, certkeeper.IssueRequest{
 		Names: j.Names, Issuers: chain, Key: key, KeyType: kt, Replaces: prev, Email: j.Settings.Email,
