@@ -16,6 +16,7 @@ import (
 //	live/NAME/{cert,chain,fullchain,privkey}.pem   symlinks into archive/NAME/
 //	accounts/HOST/PATH/ID/regr.json      {"body": {"contact": [...]}, "uri": ACCOUNT_URL}
 //	accounts/HOST/PATH/ID/private_key.json   the account key as a JSON Web Key
+//	renewal-hooks/{pre,deploy,post}/     scripts run around every renewal (certbothooks.go)
 
 // certbotAccount is one account directory of certbot.
 type certbotAccount struct {
@@ -32,6 +33,7 @@ func readCertbot(s *State, opts Options) error {
 	for _, conf := range filesIn(s.fsys, "renewal", ".conf") {
 		readCertbotRenewal(s, opts, conf, accounts, seen)
 	}
+	s.Settings = certbotHookScripts(s)
 	ids := make([]string, 0, len(accounts))
 	for id := range accounts {
 		ids = append(ids, id)
@@ -87,8 +89,8 @@ func readCertbotRenewal(s *State, opts Options, conf string, accounts map[string
 		s.problem(conf, "reading renewal configuration: %w", err)
 		return
 	}
-	kv := parseCertbotConf(data)
-	c := Certificate{DirectoryURL: kv["server"], Source: conf}
+	kv, webrootMap := parseCertbotConfMap(data)
+	c := Certificate{DirectoryURL: kv["server"], Source: conf, Settings: certbotSettings(conf, kv, webrootMap)}
 	if c.DirectoryURL == "" {
 		c.DirectoryURL = knownDirectories["acme-v02.api.letsencrypt.org"] // certbot's default server
 	}
@@ -208,23 +210,58 @@ func readCertbotAccount(fsys fs.FS, dir string) (Account, []byte, error) {
 }
 
 // parseCertbotConf parses the "key = value" lines of a renewal
-// configuration (configobj format), ignoring sections and comments; the
-// first of duplicate keys counts.
+// configuration (configobj format), ignoring sections, the lines of the
+// [[webroot_map]] subsection and comments; the first of duplicate keys
+// counts.
 func parseCertbotConf(data []byte) map[string]string {
-	kv := map[string]string{}
+	kv, _ := parseCertbotConfMap(data)
+	return kv
+}
+
+// parseCertbotConfMap is parseCertbotConf, also returning the
+// [[webroot_map]] subsection (name = web root) of [renewalparams].
+func parseCertbotConfMap(data []byte) (kv, webrootMap map[string]string) {
+	kv, webrootMap = map[string]string{}, map[string]string{}
+	inMap := false
 	for line := range strings.Lines(string(data)) {
 		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' || line[0] == '[' {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if line[0] == '[' {
+			inMap = strings.Trim(line, "[] ") == "webroot_map"
 			continue
 		}
 		k, v, ok := strings.Cut(line, "=")
 		if !ok {
 			continue
 		}
+		m := kv
+		if inMap {
+			m = webrootMap
+		}
 		k = strings.TrimSpace(k)
-		if _, dup := kv[k]; !dup {
-			kv[k] = strings.Trim(strings.TrimSpace(v), `"'`)
+		if _, dup := m[k]; !dup {
+			m[k] = confValue(v)
 		}
 	}
-	return kv
+	return kv, webrootMap
+}
+
+// confValue returns the value of a configobj line after its "=": the text
+// between quotes if it starts with one, single, double or three of either
+// (configobj quotes a value holding a quote, "#" or ","), else the text up
+// to an inline comment.
+func confValue(v string) string {
+	v = strings.TrimSpace(v)
+	for _, q := range []string{`"""`, "'''", `"`, "'"} {
+		if rest, ok := strings.CutPrefix(v, q); ok {
+			if inner, _, ok := strings.Cut(rest, q); ok {
+				return inner
+			}
+			return rest
+		}
+	}
+	v, _, _ = strings.Cut(v, "#")
+	return strings.TrimSpace(v)
 }

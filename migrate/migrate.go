@@ -21,7 +21,13 @@
 // files inside it, at most 1 MiB each (see readFile).
 //
 // It does not carry over the tools' hooks, web server plugins or renewal
-// schedules: those are certkeeper's own (see docs/migrate.md).
+// schedules: those are certkeeper's own (see docs/migrate.md). It reports
+// those of certbot it finds, each with the certkeeper flag to give instead
+// (Setting), so that dropping them is never silent.
+//
+// certkeeper stores one certificate per CA and first name; of several the
+// tool holds under one (certbot's NAME and NAME-0001 lineages), one is
+// imported and the others are reported, naming the names only they cover.
 package migrate
 
 import (
@@ -101,6 +107,23 @@ type Certificate struct {
 	URL string
 	// Source is the file or directory it was read from.
 	Source string
+	// Settings are the tool's settings for it that Import does not carry
+	// over (certbot's hooks and authenticator).
+	Settings []Setting
+}
+
+// Setting is a setting of the tool that Import does not carry over — a
+// hook, how the tool answered challenges — and what to give certkeeper
+// instead, so that an operator who reads the import's table does not lose
+// the reload of a web server after renewals without a word.
+type Setting struct {
+	// Source is the file it was read from.
+	Source string
+	// Setting is how the tool spells it: `renew_hook = systemctl reload nginx`.
+	Setting string
+	// Instead is what to give certkeeper instead:
+	// `cert renew --deploy-hook 'systemctl reload nginx'`.
+	Instead string
 }
 
 // Problem is an entry that cannot be imported, and why.
@@ -118,6 +141,9 @@ type State struct {
 	Accounts     []Account
 	Certificates []Certificate
 	Problems     []Problem
+	// Settings are the tool's settings not carried over that belong to no
+	// one certificate (certbot's renewal-hooks/ scripts).
+	Settings []Setting
 
 	fsys  fs.FS          // Dir, read only through readFile
 	roots *x509.CertPool // Options.Roots

@@ -8,7 +8,8 @@ import (
 
 // WriteActions prints actions as "certkeeper import" does: a table with
 // one line per entry (result, kind, subject, source, and why for what was
-// skipped), or nothing when there are none.
+// skipped) and per setting not carried over, or nothing when there are
+// none.
 func WriteActions(w io.Writer, actions []Action) error {
 	if len(actions) == 0 {
 		return nil // no table: Outcome says nothing was found
@@ -39,14 +40,20 @@ func CountSkipped(actions []Action) int {
 
 // Outcome is the error "certkeeper import" ends with after printing
 // actions, read from tool's state in dir: none when everything was
-// imported (or unchanged, or kept), else that nothing was found or how
-// many entries were skipped.
+// imported (or unchanged, kept or superseded), else that nothing was found
+// or how many entries were skipped. Settings not carried over are notes, not entries.
 func Outcome(tool, dir string, actions []Action) error {
-	if len(actions) == 0 {
+	entries := 0
+	for _, a := range actions {
+		if a.Result != NotCarried {
+			entries++
+		}
+	}
+	if entries == 0 {
 		return fmt.Errorf("found no certificates or accounts of %s in %s", tool, dir)
 	}
 	if skipped := CountSkipped(actions); skipped > 0 {
-		return fmt.Errorf("%d of %d entries could not be imported (see above)", skipped, len(actions))
+		return fmt.Errorf("%d of %d entries could not be imported (see above)", skipped, entries)
 	}
 	return nil
 }

@@ -28,6 +28,14 @@ const (
 	// stays (without ImportOptions.Overwrite).
 	Kept    = "kept"
 	Skipped = "skipped"
+	// Superseded: another certificate read has the same first name and CA,
+	// so only one of them can be stored, and it covers all the names of
+	// this one, which is not imported (see collisions).
+	Superseded = "superseded"
+	// NotCarried: a setting of the tool (a hook, how it answered
+	// challenges) that certkeeper does not take over; Why says what to
+	// give certkeeper instead. It is a note, not an entry.
+	NotCarried = "not carried over"
 )
 
 // ImportOptions adjust Import. The zero value stores, and never replaces
@@ -53,7 +61,8 @@ type Action struct {
 	// Source is where the entry was read.
 	Source string
 	// Result is Imported, WouldImport, Replaced, WouldReplace, Unchanged,
-	// Kept or Skipped.
+	// Kept, Superseded or Skipped; NotCarried for a setting (Kind
+	// "setting").
 	Result string
 	// Why explains a Skipped result, or details another.
 	Why string
@@ -75,7 +84,12 @@ type accountRecord struct {
 // already in st as they are in s are Unchanged; a certificate stored for
 // the same name that differs is Kept, or Replaced with opts.Overwrite; an
 // account that would replace a different one is Skipped.
-// s.Problems are reported as Skipped too. The error is for st failing; the
+// Of certificates of s with the same CA and first name, which certkeeper
+// stores under one key, one is imported and the others are Skipped (or
+// Superseded when it covers their names), in a dry run too.
+// s.Problems are reported as Skipped too. The tool's settings that are not
+// carried over follow as NotCarried: each certificate's after it, the
+// tree's (s.Settings) last. The error is for st failing; the
 // entries stored before it stay (each is whole).
 func Import(ctx context.Context, st storage.Storage, s *State, opts ImportOptions) ([]Action, error) {
 	var out []Action
@@ -86,17 +100,24 @@ func Import(ctx context.Context, st storage.Storage, s *State, opts ImportOption
 		}
 		out = append(out, act)
 	}
-	for _, c := range s.Certificates {
-		act, err := importCertificate(ctx, st, c, opts)
-		if err != nil {
-			return out, err
+	losers := collisions(s.Certificates, time.Now())
+	for i, c := range s.Certificates {
+		name := ""
+		if l, ok := losers[i]; ok {
+			out = append(out, collisionAction(c, s.Certificates[l.winner], l.key))
+		} else {
+			act, err := importCertificate(ctx, st, c, opts)
+			if err != nil {
+				return out, err
+			}
+			out, name = append(out, act), c.Names[0]
 		}
-		out = append(out, act)
+		out = append(out, settingActions(strings.Join(c.Names, ","), name, c.Settings)...)
 	}
 	for _, p := range s.Problems {
 		out = append(out, Action{Kind: "entry", Source: p.Source, Result: Skipped, Why: p.Err.Error()})
 	}
-	return out, nil
+	return append(out, settingActions("", "", s.Settings)...), nil
 }
 
 func importAccount(ctx context.Context, st storage.Storage, a Account, dryRun bool) (Action, error) {
