@@ -65,8 +65,8 @@ Exit status: 0 all imported (or unchanged, or kept), 1 something was skipped or 
 			if len(args) != 1 {
 				return usagef("give the tool's directory, e.g. certkeeper import --from certbot /etc/letsencrypt")
 			}
-			if from == "" {
-				return usagef("--from is required: one of %s", strings.Join(migrate.Tools(), ", "))
+			if err := migrate.CheckTool(from); err != nil {
+				return usagef("%v", err) // a typo in the tool's name is bad usage (2), as any other
 			}
 			if ca != "" {
 				ca = engine.CAURL(ca)

@@ -585,7 +585,8 @@ func TestImportLocalCARoot(t *testing.T) {
 // TestImportToolAsArgument: "import certbot DIR", as one says it, is
 // "import --from certbot DIR" (it was refused: "give the tool's
 // directory"); an empty DIR prints no empty table, only that nothing was
-// found.
+// found; certbot's live/ says to give the directory above it; a misspelt
+// tool exits 2.
 func TestImportToolAsArgument(t *testing.T) {
 	dir := t.TempDir()
 	for _, args := range [][]string{{"import", "certbot", dir}, {"import", "--from", "certbot", dir}, {"import", "certbot", dir, "--from", "certbot"}} {
@@ -597,5 +598,18 @@ func TestImportToolAsArgument(t *testing.T) {
 	r := ck(t, 30*time.Second, "import", "lego", dir, "--from", "certbot")
 	if r.code != 2 {
 		t.Errorf("import lego DIR --from certbot: exit %d, want 2 (two tools)\n%s", r.code, r.stderr)
+	}
+	// A misspelt tool is bad usage (it exited 1).
+	if r := ck(t, 30*time.Second, "import", "--from", "certbott", dir); r.code != 2 || !strings.Contains(r.stderr, `unknown tool "certbott": use one of certbot`) {
+		t.Errorf("import --from certbott: exit %d, want 2 naming the tools\n%s", r.code, r.stderr)
+	}
+	// certbot's live/ folder instead of its configuration directory.
+	live := filepath.Join(dir, "live")
+	if err := os.MkdirAll(filepath.Join(live, "a.test"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r = ck(t, 30*time.Second, "import", "--from", "certbot", "--storage", filepath.Join(t.TempDir(), "st"), live)
+	if w := "give that directory, which holds renewal/ and accounts/: certkeeper import --from certbot " + dir; r.code != 1 || !strings.Contains(r.stderr, w) {
+		t.Errorf("import --from certbot DIR/live: exit %d, want 1 and %q\n%s", r.code, w, r.stderr)
 	}
 }

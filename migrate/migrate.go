@@ -149,8 +149,22 @@ type State struct {
 	roots *x509.CertPool // Options.Roots
 }
 
-// ErrUnknownTool is returned by Read for a tool it does not know.
+// ErrUnknownTool is returned by Read and CheckTool for a tool they do not
+// know.
 var ErrUnknownTool = errors.New("unknown tool")
+
+// CheckTool returns an error if Read does not know tool, saying which it
+// knows: one wrapping ErrUnknownTool for a name, one asking for a tool
+// (--from) for "".
+func CheckTool(tool string) error {
+	switch {
+	case tool == "":
+		return fmt.Errorf("--from is required: one of %s", strings.Join(Tools(), ", "))
+	case !slices.Contains(Tools(), tool):
+		return fmt.Errorf("%w %q: use one of %s", ErrUnknownTool, tool, strings.Join(Tools(), ", "))
+	}
+	return nil
+}
 
 // Read reads the state tool keeps in dir. A damaged entry becomes a
 // Problem; an error means dir itself could not be read.
@@ -159,8 +173,8 @@ var ErrUnknownTool = errors.New("unknown tool")
 // while they stay inside it, and at most 1 MiB of each: a file that is a
 // FIFO, a device, a link out of dir or larger is a Problem naming it.
 func Read(tool, dir string, opts Options) (*State, error) {
-	if !slices.Contains(Tools(), tool) {
-		return nil, fmt.Errorf("%w %q: use one of %s", ErrUnknownTool, tool, strings.Join(Tools(), ", "))
+	if err := CheckTool(tool); err != nil {
+		return nil, err
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {

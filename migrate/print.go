@@ -3,6 +3,8 @@ package migrate
 import (
 	"fmt"
 	"io"
+	"path/filepath"
+	"slices"
 	"text/tabwriter"
 )
 
@@ -41,7 +43,8 @@ func CountSkipped(actions []Action) int {
 // Outcome is the error "certkeeper import" ends with after printing
 // actions, read from tool's state in dir: none when everything was
 // imported (or unchanged, kept or superseded), else that nothing was found
-// or how many entries were skipped. Settings not carried over are notes, not entries.
+// (and, for a subdirectory of certbot's, to give its parent) or how many
+// entries were skipped. Settings not carried over are notes, not entries.
 func Outcome(tool, dir string, actions []Action) error {
 	entries := 0
 	for _, a := range actions {
@@ -50,10 +53,34 @@ func Outcome(tool, dir string, actions []Action) error {
 		}
 	}
 	if entries == 0 {
-		return fmt.Errorf("found no certificates or accounts of %s in %s", tool, dir)
+		return fmt.Errorf("found no certificates or accounts of %s in %s%s", tool, dir, parentHint(tool, dir))
 	}
 	if skipped := CountSkipped(actions); skipped > 0 {
 		return fmt.Errorf("%d of %d entries could not be imported (see above)", skipped, entries)
 	}
 	return nil
+}
+
+// certbotFolders are the folders of certbot's configuration directory
+// that a user may give import instead of the directory itself.
+var certbotFolders = []string{"live", "archive", "renewal", "accounts", "renewal-hooks"}
+
+// parentHint says, when dir is certbot's live/, archive/ (or one of their
+// lineages), renewal/, accounts/ or renewal-hooks/, to give the
+// configuration directory above it.
+func parentHint(tool, dir string) string {
+	if tool != Certbot {
+		return ""
+	}
+	dir = filepath.Clean(dir)
+	parent := filepath.Dir(dir)
+	switch {
+	case slices.Contains(certbotFolders, filepath.Base(dir)):
+	case filepath.Base(parent) == "live" || filepath.Base(parent) == "archive":
+		dir, parent = parent, filepath.Dir(parent)
+	default:
+		return ""
+	}
+	return fmt.Sprintf(": %s is the %s/ folder of certbot's configuration directory; give that directory, which holds renewal/ and accounts/: certkeeper import --from certbot %s",
+		dir, filepath.Base(dir), parent)
 }

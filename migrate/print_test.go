@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -38,5 +39,41 @@ func TestOutcome(t *testing.T) {
 	}
 	if err := Outcome("certbot", "/d", []Action{{Result: Imported}, {Result: Skipped}}); err == nil || err.Error() != "1 of 2 entries could not be imported (see above)" {
 		t.Errorf("one skipped: %v", err)
+	}
+}
+
+// TestOutcomeCertbotFolder: given a folder of certbot's configuration
+// directory (live/, a lineage in it, archive/, renewal/), the import that
+// finds nothing says to give the directory above it; settings alone are
+// nothing found.
+func TestOutcomeCertbotFolder(t *testing.T) {
+	for dir, parent := range map[string]string{
+		"/etc/letsencrypt/live": "/etc/letsencrypt", "/etc/letsencrypt/live/": "/etc/letsencrypt",
+		"le/archive/a.test": "le", "le/renewal": "le", "/etc/letsencrypt": "", "/srv/a.test": "",
+	} {
+		err := Outcome(Certbot, dir, []Action{{Result: NotCarried}})
+		hint := "give that directory, which holds renewal/ and accounts/: certkeeper import --from certbot " + parent
+		if err == nil || parent != "" && !strings.HasSuffix(err.Error(), hint) || parent == "" && strings.Contains(err.Error(), "give") {
+			t.Errorf("Outcome(certbot, %q) = %v, want the hint to give %q", dir, err, parent)
+		}
+	}
+	if err := Outcome(Lego, "/x/live", nil); err == nil || strings.Contains(err.Error(), "certbot") {
+		t.Errorf("Outcome(lego, /x/live) = %v", err)
+	}
+}
+
+// TestCheckTool: a tool Read does not know is ErrUnknownTool, naming
+// those it knows; none given asks for --from.
+func TestCheckTool(t *testing.T) {
+	if err := CheckTool("certbott"); !errors.Is(err, ErrUnknownTool) || !strings.Contains(err.Error(), `"certbott": use one of certbot, lego`) {
+		t.Errorf("CheckTool(certbott) = %v", err)
+	}
+	if err := CheckTool(""); err == nil || !strings.Contains(err.Error(), "--from is required") {
+		t.Errorf("CheckTool(\"\") = %v", err)
+	}
+	for _, tool := range Tools() {
+		if err := CheckTool(tool); err != nil {
+			t.Errorf("CheckTool(%s) = %v", tool, err)
+		}
 	}
 }
