@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -611,5 +612,85 @@ func TestImportToolAsArgument(t *testing.T) {
 	r = ck(t, 30*time.Second, "import", "--from", "certbot", "--storage", filepath.Join(t.TempDir(), "st"), live)
 	if w := "give that directory, which holds renewal/ and accounts/: certkeeper import --from certbot " + dir; r.code != 1 || !strings.Contains(r.stderr, w) {
 		t.Errorf("import --from certbot DIR/live: exit %d, want 1 and %q\n%s", r.code, w, r.stderr)
+	}
+}
+
+// TestImportCertbotLineages: the real certbot, asked for another set of
+// names with the same first name, makes a second lineage (cx.test-0001
+// beside cx.test); certkeeper stores one certificate per CA and first
+// name. The import and its dry run agree: the newer lineage is imported,
+// the other skipped naming both renewal files, the name only it covers and
+// how to get it, and the exit status is 1 (it was "kept ... valid as long
+// or longer", exit 0, and "would import" in the dry run). certbot's deploy
+// hook, authenticator and renewal-hooks/ script are each reported as not
+// carried over, with the cert renew flag to give instead.
+func TestImportCertbotLineages(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config")
+	certbot := func(names ...string) {
+		t.Helper()
+		args := []string{"certonly", "--standalone", "--non-interactive", "--agree-tos", "--register-unsafely-without-email",
+			"--server", ca.DirectoryURL(), "--config-dir", cfg, "--work-dir", filepath.Join(dir, "work"),
+			"--logs-dir", filepath.Join(dir, "logs"), "--http-01-port", strconv.Itoa(ca.HTTPPort()), "--http-01-address", "127.0.0.1",
+			"--deploy-hook", "systemctl reload nginx"}
+		for _, n := range names {
+			args = append(args, "-d", n)
+		}
+		runTool(t, []string{"REQUESTS_CA_BUNDLE=" + ca.ListenerRootFile()}, "certbot", args...)
+	}
+	certbot("cx.test", "www.cx.test")
+	certbot("cx.test", "new.cx.test")
+	if _, err := os.Stat(filepath.Join(cfg, "renewal", "cx.test-0001.conf")); err != nil {
+		t.Fatalf("certbot made no second lineage: %v", err)
+	}
+	reload := filepath.Join(cfg, "renewal-hooks", "deploy", "reload.sh")
+	if err := os.MkdirAll(filepath.Dir(reload), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(reload, []byte("#!/bin/sh\nsystemctl reload nginx\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	storageDir := t.TempDir()
+	args := []string{"import", "--from", "certbot", "--storage", storageDir, "--ca-roots", issuingRootsFile(t, ca)}
+	dry := ck(t, time.Minute, append(args, "--dry-run", cfg)...)
+	r := ck(t, time.Minute, append(args, cfg)...)
+	for _, run := range []struct {
+		name string
+		r    result
+	}{{"dry run", dry}, {"import", r}} {
+		for _, want := range []string{
+			"renewal/cx.test-0001.conf and renewal/cx.test.conf both have first name cx.test",
+			"www.cx.test, which only this one covers, is then covered by no certificate: get one with certkeeper cert issue --ca " +
+				ca.DirectoryURL() + " -d www.cx.test",
+			"renew_hook = systemctl reload nginx → cert renew -d cx.test --deploy-hook 'systemctl reload nginx'",
+			"authenticator = standalone, http01_port = ",
+			"reload.sh (certbot runs it after each renewal) → cert renew --deploy-hook " + reload,
+		} {
+			if !strings.Contains(run.r.stdout, want) {
+				t.Errorf("%s: output lacks %q", run.name, want)
+			}
+		}
+		if !regexp.MustCompile(`(?m)^skipped +certificate +cx\.test,www\.cx\.test +renewal/cx\.test\.conf `).MatchString(run.r.stdout) {
+			t.Errorf("%s: no line says renewal/cx.test.conf was skipped", run.name)
+		}
+		if run.r.code != 1 || !strings.Contains(run.r.stderr, "1 of 3 entries could not be imported") {
+			t.Errorf("%s: exit %d, want 1 and 1 of 3 entries (an account, two certificates) not imported\n%s", run.name, run.r.code, run.r.stderr)
+		}
+	}
+	if got := strings.ReplaceAll(dry.stdout, "would import", "imported    "); got != r.stdout {
+		t.Errorf("the dry run did not predict the import:\n%s\nimport:\n%s", dry.stdout, r.stdout)
+	}
+	key, _ := storage.CertificateKey(storage.IssuerID(ca.DirectoryURL()), "cx.test")
+	data, err := filestore.New(storageDir).Load(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := storage.UnmarshalCertificate(key, data); err != nil || strings.Join(rec.Names, ",") != "cx.test,new.cx.test" {
+		t.Errorf("stored for cx.test: %v, %v; want cx.test-0001's cx.test,new.cx.test", rec, err)
+	}
+	if t.Failed() {
+		t.Logf("import:\n%s%s", r.stdout, r.stderr)
 	}
 }
