@@ -122,15 +122,11 @@ func collisionAction(c, w Certificate, key string) Action {
 			why = "read first"
 		}
 	}
-	var d strings.Builder
-	for _, n := range lost {
-		d.WriteString(" -d " + n)
-	}
 	act.Result = Skipped
 	act.Why = fmt.Sprintf("%s: %s is imported instead (%s, not after %s; %s); %s, which only this one covers, %s then covered by no certificate: "+
-		"get one with certkeeper cert issue --ca %s%s (or certkeeper's proxy obtains it at the first handshake)",
+		"get one with certkeeper cert issue --ca %s -d %s (or certkeeper's proxy obtains it at the first handshake)",
 		both, w.Source, strings.Join(w.Names, ","), w.Leaf.NotAfter.UTC().Format(time.RFC3339), why,
-		strings.Join(lost, ", "), isOrAre(len(lost)), c.DirectoryURL, d.String())
+		strings.Join(lost, ", "), isOrAre(len(lost)), c.DirectoryURL, strings.Join(lost, " -d "))
 	return act
 }
 

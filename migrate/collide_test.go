@@ -143,3 +143,22 @@ func TestCollisionsChoice(t *testing.T) {
 		t.Errorf("equal certificates: why = %s", why)
 	}
 }
+
+// TestImportKeptOtherNames: a certificate kept because storage holds one
+// for its first name valid as long says which of its names the stored
+// one does not cover (it said only "valid as long or longer").
+func TestImportKeptOtherNames(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	s, add := localIssued(t, "https://ca.test/dir")
+	add("renewal/a.test-0001.conf", time.Hour, "a.test", "new.a.test")
+	if _, err := Import(t.Context(), st, s, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Certificates = nil
+	add("renewal/a.test.conf", 0, "a.test", "www.a.test")
+	acts, err := Import(t.Context(), st, s, ImportOptions{})
+	if err != nil || len(acts) != 1 || acts[0].Result != Kept ||
+		!strings.Contains(acts[0].Why, "(a.test,new.a.test, ") || !strings.Contains(acts[0].Why, "but not for www.a.test, which this one covers") {
+		t.Errorf("Import = %+v, %v", acts, err)
+	}
+}

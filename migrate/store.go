@@ -215,6 +215,13 @@ func importCertificate(ctx context.Context, st storage.Storage, c Certificate, o
 			case err == nil && !old.NotAfter.Before(c.Leaf.NotAfter):
 				act.Why = fmt.Sprintf("storage already holds a certificate for %s valid as long or longer (%s at %s); --overwrite replaces it",
 					c.Names[0], old.NotAfter.UTC().Format(time.RFC3339), key)
+				if lost := onlyIn(c.Names, old.Names); len(lost) > 0 {
+					// One certificate per CA and first name: not "as good".
+					act.Why = fmt.Sprintf("storage already holds a certificate for %s valid as long or longer (%s, %s at %s), but not for %s, which this one covers: "+
+						"only one certificate per CA and first name is stored; --overwrite replaces it, or get one with certkeeper cert issue --ca %s -d %s",
+						c.Names[0], strings.Join(old.Names, ","), old.NotAfter.UTC().Format(time.RFC3339), key, strings.Join(lost, ", "),
+						c.DirectoryURL, strings.Join(lost, " -d "))
+				}
 			default:
 				act.Why = fmt.Sprintf("storage already holds another certificate for %s, %s; --overwrite replaces it with this one (not after %s)",
 					c.Names[0], replaces, c.Leaf.NotAfter.UTC().Format(time.RFC3339))
