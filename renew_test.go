@@ -222,7 +222,15 @@ func TestUnusedNotRenewed(t *testing.T) {
 // serveOnPort runs m's TLSConfig on 127.0.0.1:port until the test ends.
 func serveOnPort(t *testing.T, m *certkeeper.Manager, port int) string {
 	t.Helper()
-	ln, err := tls.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), m.TLSConfig())
+	t.Cleanup(func() { m.Close() }) // after the listener's: cleanups run last first
+	return serveTLS(t, m.TLSConfig(), port)
+}
+
+// serveTLS completes TLS handshakes with cfg on 127.0.0.1:port until the
+// test ends.
+func serveTLS(t *testing.T, cfg *tls.Config, port int) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +255,6 @@ func serveOnPort(t *testing.T, m *certkeeper.Manager, port int) string {
 	t.Cleanup(func() {
 		ln.Close()
 		wg.Wait()
-		m.Close()
 	})
 	return ln.Addr().String()
 }

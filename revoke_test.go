@@ -5,9 +5,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"errors"
-	"net"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -112,27 +110,9 @@ func TestRevokeStoredThenStart(t *testing.T) {
 	// One listener on the port Pebble validates tls-alpn-01 on, served
 	// by the Manager running at the time.
 	var running atomic.Pointer[certkeeper.Manager]
-	ln, err := tls.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort())), &tls.Config{
+	s := &server{ca: ca, addr: serveTLS(t, &tls.Config{
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return running.Load().TLSConfig(), nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(time.Minute))
-				_ = c.(*tls.Conn).Handshake()
-			}()
-		}
-	}()
-	s := &server{ca: ca, addr: ln.Addr().String()}
+	}, ca.TLSPort())}
 
 	first := newACMEManager(ca, filestore.New(dir), nil)
 	defer first.Close()
