@@ -3,7 +3,6 @@ package certkeeper
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -224,9 +223,11 @@ func (m *Manager) refresh(ctx context.Context, key string) error {
 	if err != nil {
 		return err // it names key
 	}
-	if !m.adoptNewer(ctx, key, rec) && rec.Revoked != nil && sameLeaf(e.cert.Load(), rec) {
+	if rec.Revoked != nil {
 		m.replaceRevoked(key) // revoked since it was loaded (certkeeper cert revoke -d)
+		return nil
 	}
+	m.adoptNewer(ctx, key, rec)
 	return nil
 }
 
@@ -240,10 +241,11 @@ func (m *Manager) adoptNewer(ctx context.Context, key string, rec *storage.Certi
 		return false
 	}
 	cur := e.cert.Load()
-	if cur == nil || cur.Leaf == nil || len(cur.Certificate) == 0 {
+	if cur == nil || cur.Leaf == nil || len(cur.Certificate) == 0 || rec.Revoked != nil {
 		return false
 	}
-	if block, _ := pem.Decode(rec.ChainPEM); block == nil || sameLeaf(cur, rec) || rec.NotAfter.Before(cur.Leaf.NotAfter) {
+	block, _ := pem.Decode(rec.ChainPEM)
+	if block == nil || bytes.Equal(block.Bytes, cur.Certificate[0]) || rec.NotAfter.Before(cur.Leaf.NotAfter) {
 		return false
 	}
 	if time.Now().After(rec.NotAfter) {
@@ -261,12 +263,6 @@ func (m *Manager) adoptNewer(ctx context.Context, key string, rec *storage.Certi
 		slog.String("issuer", rec.Issuer), slog.Time("not_after", rec.NotAfter))
 	m.emit(Event{Kind: Loaded, Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter})
 	return true
-}
-
-// sameLeaf reports whether rec holds the leaf of cur.
-func sameLeaf(cur *tls.Certificate, rec *storage.Certificate) bool {
-	block, _ := pem.Decode(rec.ChainPEM)
-	return cur != nil && len(cur.Certificate) > 0 && block != nil && bytes.Equal(block.Bytes, cur.Certificate[0])
 }
 
 // adoptStored is called by a renewal check with the record it loaded: if

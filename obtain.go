@@ -134,6 +134,12 @@ func (m *Manager) loadKey(ctx context.Context, key string) (*managed, error) {
 	if time.Now().After(rec.NotAfter) {
 		return nil, fmt.Errorf("stored certificate %s expired at %s: %w", key, rec.NotAfter, fs.ErrNotExist)
 	}
+	if rec.Revoked != nil {
+		// Not served: a new certificate is obtained instead, as for an
+		// expired one (after keyCompromise its key is in other hands).
+		m.replaceRevoked(key)
+		return nil, fmt.Errorf("stored certificate %s was revoked (%s): %w", key, rec.Revoked.Reason, fs.ErrNotExist)
+	}
 	e, err := m.publish(ctx, rec, tc, key, false)
 	if err != nil {
 		return nil, err
@@ -176,9 +182,6 @@ func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, tc *tls
 	m.released(m.cacheFor(rec.Variant).put(e))
 	m.keepStaple(ctx, e, m.cacheFor(rec.Variant))
 	m.scheduleRenewal(e, fresh)
-	if rec.Revoked != nil {
-		m.replaceRevoked(key)
-	}
 	return e, nil
 }
 
@@ -209,7 +212,7 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	timeline.Mark(ctx, "issue_lock")
 	if e, err := m.loadStored(ctx, names[0], variant); err == nil && coversAll(e, names) {
 		// Another process obtained (or renewed) it while we waited.
-		if leaf := e.cert.Load().Leaf; prev == nil || leaf.NotAfter.After(prev.NotAfter) {
+		if leaf := e.cert.Load().Leaf; prev == nil || !leaf.Equal(prev) && !leaf.NotAfter.Before(prev.NotAfter) {
 			return e, nil
 		}
 	}

@@ -1,6 +1,7 @@
 package certkeeper
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -177,6 +178,11 @@ func revokeOne(ctx context.Context, st storage.Storage, key string, code int, re
 		return nil, err
 	}
 	if err := rv.Revoke(ctx, leaf, certKey, code); err != nil && !alreadyRevoked(err) {
+		var p acme.Problem
+		if certKey == nil && errors.As(err, &p) && p.Type == acme.ProblemTypeUnauthorized {
+			return nil, fmt.Errorf("%w: the CA takes revocations from the account that ordered the certificate (%s), or, for keyCompromise, "+
+				"signed with its own key: the account is not this one", err, cmp.Or(rec.Email, "no email"))
+		}
 		return nil, err
 	}
 	replaced, err := markRevoked(ctx, st, key, rec.Names[0], leaf, reasonName)

@@ -150,7 +150,9 @@ func TestRevokeStoredThenStart(t *testing.T) {
 	m := newACMEManager(ca, filestore.New(dir), nil)
 	defer m.Close()
 	running.Store(m)
-	_ = m.Stats() // starts the Manager: its start-up scan finds the mark
+	if err := m.Start(); err != nil { // its start-up scan finds the mark
+		t.Fatal(err)
+	}
 	key, _ := storage.CertificateKey(storage.IssuerID(ca.DirectoryURL()), "b.test")
 	if !waitFor(30*time.Second, func() bool { // no handshake asks for it first
 		data, err := cli.Load(ctx, key)
@@ -159,7 +161,22 @@ func TestRevokeStoredThenStart(t *testing.T) {
 	}) {
 		t.Fatal("the revoked certificate was not replaced in storage within 30 s of the start")
 	}
-	if leaf, err := s.handshake(t, "b.test", roots); err != nil || leaf.Equal(old) {
+	second, err := s.handshake(t, "b.test", roots)
+	if err != nil || second.Equal(old) {
 		t.Fatalf("after a restart the revoked certificate is still served (err %v)", err)
+	}
+
+	// Revoked again while no Manager runs, then asked for at once by a
+	// handshake to a Manager not started: the revoked certificate is not
+	// served, a new one is obtained for the handshake.
+	m.Close()
+	if _, err := certkeeper.RevokeStored(ctx, cli, revokeRequest(ca, cli, "b.test", "keyCompromise")); err != nil {
+		t.Fatal(err)
+	}
+	third := newACMEManager(ca, filestore.New(dir), policy.Allowlist("b.test"))
+	defer third.Close()
+	running.Store(third)
+	if leaf, err := s.handshake(t, "b.test", roots); err != nil || leaf.Equal(second) {
+		t.Fatalf("a handshake to a new Manager got the revoked certificate (err %v)", err)
 	}
 }

@@ -70,6 +70,14 @@ func (m *Manager) Serve() error {
 	return err
 }
 
+// Start starts the Manager's background work now rather than at its
+// first use: the renewal schedule is rebuilt from storage, so that
+// certificates due (or revoked: RevokeStored) are renewed before any
+// handshake asks for them. It returns the configuration error a first use
+// would. Serve and ServeHTTPS start the Manager; a program serving through
+// TLSConfig or GetCertificate calls Start once its fields are set.
+func (m *Manager) Start() error { return m.init() }
+
 // check refuses to serve with a Manager that could never serve a name.
 func (m *Manager) check() error {
 	if err := m.init(); err != nil {

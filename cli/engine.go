@@ -369,6 +369,9 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	}
 	defer mon.Close()
 	defer m.Close()
+	if err := m.Start(); err != nil { // renewals (and revoked certificates) need no handshake first
+		return err
+	}
 	printStartup(env, s.summary)
 	loop := serveloop.New(env.Logger, env.Stderr, up, s.reload)
 	if err := s.listen(loop, up, m); err != nil {

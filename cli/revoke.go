@@ -46,7 +46,7 @@ keyCompromise.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&certFile, "cert", "", "PEM `FILE` of the certificate (a chain file is fine: its first certificate is revoked)")
 			fs.StringVar(&keyFile, "key", "", "sign with this private key `FILE` of the certificate instead of the account")
-			fs.StringVar(&name, "d", "", "revoke the certificate of this `NAME` that a proxy or server keeps in --storage; each one\nrunning on it replaces the certificate at once")
+			fs.StringVar(&name, "d", "", "revoke the certificate of this `NAME` that a proxy or server keeps in --storage; each one\nrunning on it replaces the certificate (at once on Redis or PostgreSQL, within a minute on a directory)")
 			fs.StringVar(&reason, "reason", "unspecified", "revocation `REASON`")
 			cf.register(fs, caEmail)
 			cmdline.Bind(fs, &sf)
@@ -138,9 +138,7 @@ func revokeStored(ctx context.Context, env *Env, name, reason string, cf *caFlag
 	defer closeStorage()
 	got, err := certkeeper.RevokeStored(ctx, st, certkeeper.RevokeRequest{Name: names[0], IssuerID: storage.IssuerID(engine.CAURL(cf.ca())), Reason: reason,
 		Revoker: func(email string) (certkeeper.Revoker, error) {
-			if cf.Email == "" {
-				cf.Email = email // the account that ordered it
-			}
+			cf.Email = email // the account that ordered it (its record names it), whatever --email says
 			return cf.acmeIssuer(env, cf.ca(), st)
 		}})
 	if nse, ok := errors.AsType[*certkeeper.NotStoredError](err); ok && len(nse.Elsewhere) > 0 {
@@ -157,6 +155,7 @@ func revokeStored(ctx context.Context, env *Env, name, reason string, cf *caFlag
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stderr, "certkeeper: every certkeeper proxy or server using this --storage replaces it with a new key within a minute; certkeeper status shows the new one\n")
+	fmt.Fprintf(env.Stderr, "certkeeper: every certkeeper proxy or server using this --storage replaces it with a new key (within a minute; "+
+		"at once on Redis or PostgreSQL), as does the next cert renew of an --out-dir holding it; certkeeper status shows the new one\n")
 	return nil
 }
