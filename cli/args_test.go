@@ -161,7 +161,7 @@ func TestNameWithoutFlag(t *testing.T) {
 		{[]string{"version", "x"}, `unexpected arguments ["x"]: version takes no arguments`},
 		{[]string{"storage", "keygen", "x"}, `unexpected arguments ["x"]: storage keygen takes no arguments`},
 		// What users of other tools type says what to type instead.
-		{[]string{"cert", "renew", "a.example"}, `unexpected arguments ["a.example"]: cert renew renews every due pair in --out-dir; to renew one certificate now, run cert issue -d NAME again`},
+		{[]string{"cert", "renew", "a.example"}, `unexpected arguments ["a.example"]: cert renew renews every due pair in --out-dir; to renew one certificate now: cert renew -d NAME --force`},
 		{[]string{"cert", "revoke", "a.pem"}, `unexpected arguments ["a.pem"]: the certificate goes with --cert FILE`},
 		{[]string{"deploy", "a.example"}, `unexpected arguments ["a.example"]: names go with -d, the layout with --format and --out-dir`},
 		{[]string{"storage", "migrate", "/a", "/b"}, `the storages go with --from and --to (e.g. --from /var/lib/certkeeper --to redis://10.0.0.5:6379/0)`},

@@ -81,7 +81,7 @@ Exit status: 0 all good, 1 something failed (each is named in the summary), 2 ba
 			cmdline.Bind(fs, f)
 			cmdline.Bind(fs, &f.hookFlags) // read back as flags given (settingsFromFlags)
 		},
-		ArgsHint:  "cert renew renews every due pair in --out-dir; to renew one certificate now, run cert issue -d NAME again",
+		ArgsHint:  "cert renew renews every due pair in --out-dir; to renew one certificate now: cert renew -d NAME --force",
 		Spellings: renewSpellings,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if !f.quiet {

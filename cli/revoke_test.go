@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,5 +68,45 @@ func TestRevokeProxyCertificate(t *testing.T) {
 	}
 	if leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(old.PublicKey) {
 		t.Error("the replacement has the compromised key")
+	}
+}
+
+// TestRevokeStoredOutDir: a certificate cert issue wrote to an --out-dir
+// (and kept in --storage) revoked with -d is replaced by the next cert
+// renew, due or not, with a new key after keyCompromise.
+func TestRevokeStoredOutDir(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	storageDir, out := t.TempDir(), t.TempDir()
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "-d", "o.test")...); r.code != 0 {
+		t.Fatalf("issuing: %s", r.stderr)
+	}
+	old := readPair(t, out, "o.test")[0]
+	if r := ck(t, time.Minute, "cert", "revoke", "-d", "o.test", "--reason", "keyCompromise", "--ca", ca.DirectoryURL(),
+		"--ca-roots", ca.ListenerRootFile(), "--storage", storageDir); r.code != 0 || !strings.Contains(r.stderr, "the next cert renew") {
+		t.Fatalf("cert revoke -d: exit %d\n%s", r.code, r.stderr)
+	}
+	renew := pebbleArgs(ca, storageDir, out)
+	renew[1] = "renew"
+	r := ck(t, time.Minute, renew...)
+	if r.code != 0 || !strings.Contains(r.stdout, "renewed") {
+		t.Fatalf("cert renew after the revocation: exit %d, want o.test renewed\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	leaf := readPair(t, out, "o.test")[0]
+	if leaf.Equal(old) || leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(old.PublicKey) {
+		t.Error("cert renew kept the revoked certificate or its compromised key")
+	}
+
+	// Another reason is signed by the account that ordered it, whatever
+	// --email says: no other account is registered for it.
+	r = ck(t, time.Minute, "cert", "revoke", "-d", "o.test", "--reason", "superseded", "--email", "other@o.test", "--ca", ca.DirectoryURL(),
+		"--ca-roots", ca.ListenerRootFile(), "--storage", storageDir)
+	if r.code != 0 {
+		t.Fatalf("cert revoke -d --reason superseded --email other: exit %d\n%s", r.code, r.stderr)
+	}
+	if cs := ca.CertStatus(t, leaf.SerialNumber); cs.Status != "Revoked" || cs.Reason == nil || *cs.Reason != 4 {
+		t.Errorf("the CA says %+v, want Revoked, reason 4 (superseded)", cs)
+	}
+	if accounts, _ := filepath.Glob(filepath.Join(storageDir, "accounts", "*", "other@o.test*")); len(accounts) > 0 {
+		t.Errorf("an account was registered for --email other@o.test: %v", accounts)
 	}
 }

@@ -44,6 +44,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
@@ -198,6 +199,7 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.storedRevocations(ctx, results)
 	now := time.Now()
 	for _, j := range results {
 		if j.pair != nil && j.Action == "" {
@@ -261,6 +263,34 @@ func (r *Renewer) noteFailures(ctx context.Context, results []*Result) {
 		}
 		return changed
 	}, nil)
+}
+
+// storedRevocations notes in the Settings of each pair whose certificate
+// storage holds marked revoked (certkeeper.RevokeStored, "cert revoke -d")
+// that it was, so that it is replaced (with a new key after
+// keyCompromise) as after "cert revoke --cert". Storage is listed once.
+func (r *Renewer) storedRevocations(ctx context.Context, results []*Result) {
+	keys, err := r.Storage.List(ctx, storage.CertificatePrefix(""))
+	if err != nil {
+		return // renewals report the storage's failure
+	}
+	for _, j := range results {
+		if j.pair == nil || j.pair.Err != nil || j.Action != "" || j.Settings.Revoked != "" {
+			continue
+		}
+		for _, k := range keys {
+			if !strings.HasSuffix(k, "/"+j.Base+".json") {
+				continue
+			}
+			data, err := r.Storage.Load(ctx, k)
+			if err != nil {
+				continue
+			}
+			if rec, leaf, err := storage.UnmarshalCertificateLeaf(k, data); err == nil && rec.Revoked != nil && leaf.Equal(j.pair.Chain[0]) {
+				j.Settings.Revoked = rec.Revoked.Reason
+			}
+		}
+	}
 }
 
 // storedKey is the storage key of the certificate p holds, or "" when
@@ -337,6 +367,9 @@ func (r *Renewer) scan(ctx context.Context) ([]*Result, error) {
 func only(results []*Result, names []string, dir certfile.Dir) ([]*Result, error) {
 	keep := map[*Result]bool{}
 	for _, n := range names {
+		if norm, err := (hostname.Normalizer{AllowIP: true, AllowWildcard: true}).Normalize(n); err == nil {
+			n = norm // as the names of the results are: M.TEST is m.test
+		}
 		seg, _ := storage.NameSegment(n)
 		found := false
 		for _, j := range results {
@@ -345,7 +378,7 @@ func only(results []*Result, names []string, dir certfile.Dir) ([]*Result, error
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("no certificate in %s is for %s (cert show lists them)", dir, n)
+			return nil, fmt.Errorf("no certificate in %s is for %s (cert renew --dry-run lists them)", dir, n)
 		}
 	}
 	return slices.DeleteFunc(results, func(j *Result) bool { return !keep[j] }), nil
