@@ -12,8 +12,8 @@ import (
 
 // TestRenewOnly: cert renew -d NAME (certbot's --cert-name) renews that
 // certificate alone; a hook given for the run (certbot's --renew-hook)
-// changes its remembered settings, and the run says so; a name that no
-// certificate is for fails, naming it.
+// changes its remembered settings, and the run says so, unless the hook
+// fails; a name that no certificate is for fails, naming it.
 func TestRenewOnly(t *testing.T) {
 	dir := t.TempDir()
 	out, st, log := filepath.Join(dir, "out"), filepath.Join(dir, "st"), filepath.Join(dir, "hook.log")
@@ -41,6 +41,13 @@ func TestRenewOnly(t *testing.T) {
 	r = ck(t, 30*time.Second, "cert", "renew", "--force", "--out-dir", out, "--storage", st, "-d", "one.test")
 	if r.code != 0 || strings.Contains(r.stdout, "two.test") || strings.Contains(r.stderr, "settings changed") {
 		t.Errorf("renew -d one.test: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// A deploy hook given for a run that fails is not remembered: the one
+	// before it stays.
+	r = ck(t, 30*time.Second, "cert", "renew", "--force", "--out-dir", out, "--storage", st, "-d", "www.one.test", "--deploy-hook", "exit 3")
+	conf, _ := os.ReadFile(filepath.Join(out, "renewal", "www.one.test.conf"))
+	if r.code != 1 || strings.Contains(r.stderr, "settings changed") || !strings.Contains(string(conf), "CERTKEEPER_NAME") {
+		t.Errorf("a failing --deploy-hook: exit %d, want 1, no settings changed, and the earlier hook kept:\n%s\n%s", r.code, r.stderr, conf)
 	}
 	r = ck(t, 30*time.Second, "cert", "renew", "--out-dir", out, "--storage", st, "-d", "three.test")
 	if r.code != 1 || !strings.Contains(r.stderr, "no certificate in "+out+" is for three.test") {

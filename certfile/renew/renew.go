@@ -614,13 +614,6 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 		j.Settings.Revoked = ""
 		err = SaveSettings(settingsPathBase(r.Dir, j.Base), j.Settings)
 	}
-	if err == nil && j.remembered != nil { // a flag of this run changed them: say so
-		before := *j.remembered
-		before.Revoked = "" // replaced, as said already
-		if changes := (&Previous{Names: j.Names, Settings: before}).Changes(j.Names, j.Settings); changes != "" {
-			r.progress(j.Names[0], changes+" (remembered for its next renewals)")
-		}
-	}
 	if err != nil {
 		j.Action, j.Detail, j.Err = Failed, err.Error(), err
 		return
@@ -634,6 +627,21 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 		if err := r.AfterRenew(ctx, j); err != nil {
 			// Failed, for the exit status; but the files are the new ones.
 			j.Action, j.Detail, j.Err = Failed, fmt.Sprintf("%s (%s), but %v", j.Action, j.Detail, err), err
+			if j.remembered != nil && j.remembered.DeployHook != j.Settings.DeployHook {
+				// A deploy hook given for this run that fails is not
+				// remembered: the one before it stays.
+				j.Settings.DeployHook = j.remembered.DeployHook
+				if err := SaveSettings(settingsPathBase(r.Dir, j.Base), j.Settings); err != nil {
+					j.Detail += "; and restoring the deploy hook before it: " + err.Error()
+				}
+			}
+		}
+	}
+	if j.remembered != nil { // a flag of this run changed them: say so
+		before := *j.remembered
+		before.Revoked = "" // replaced, as said already
+		if changes := (&Previous{Names: j.Names, Settings: before}).Changes(j.Names, j.Settings); changes != "" {
+			r.progress(j.Names[0], changes+" (remembered for its next renewals)")
 		}
 	}
 }
