@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -68,8 +69,10 @@ type RevokedCert struct {
 }
 
 // NotStoredError is RevokeStored's error when no certificate of the name
-// is stored under the issuer. Elsewhere lists the issuer IDs that do hold
-// one, so the caller can name the CA to give.
+// is stored under the issuer. Elsewhere lists the CAs whose certificates
+// of the name storage does hold (their directory URLs, as their accounts
+// in storage give them; else their issuer IDs), so the caller can name
+// the CA to give.
 type NotStoredError struct {
 	Name, IssuerID string
 	Elsewhere      []string
@@ -77,7 +80,7 @@ type NotStoredError struct {
 
 func (e *NotStoredError) Error() string {
 	if len(e.Elsewhere) > 0 {
-		return fmt.Sprintf("no certificate of %s is stored from %s; there are from %s", e.Name, e.IssuerID, strings.Join(e.Elsewhere, ", "))
+		return fmt.Sprintf("no certificate of %s is stored from %s, but storage holds one from %s", e.Name, e.IssuerID, strings.Join(e.Elsewhere, " and "))
 	}
 	return fmt.Sprintf("no certificate of %s is stored", e.Name)
 }
@@ -146,8 +149,8 @@ func storedKeys(ctx context.Context, st storage.Storage, name, issuerID string) 
 		}
 		if iss == issuerID {
 			keys = append(keys, key)
-		} else if !slices.Contains(elsewhere, iss) {
-			elsewhere = append(elsewhere, iss)
+		} else if dir := directoryOf(ctx, st, iss); !slices.Contains(elsewhere, dir) {
+			elsewhere = append(elsewhere, dir)
 		}
 	}
 	if len(keys) == 0 {
@@ -155,6 +158,21 @@ func storedKeys(ctx context.Context, st storage.Storage, name, issuerID string) 
 	}
 	slices.SortFunc(keys, func(a, b string) int { return len(a) - len(b) }) // the default (no _variant) first
 	return keys, nil
+}
+
+// directoryOf is the ACME directory URL of the issuer with this ID, as an
+// account record of it in st says, or the ID when none does.
+func directoryOf(ctx context.Context, st storage.Storage, issuerID string) string {
+	keys, _ := st.List(ctx, "accounts/"+issuerID+"/")
+	for _, k := range keys {
+		var acct struct {
+			Directory string `json:"directory"`
+		}
+		if data, err := st.Load(ctx, k); err == nil && strings.HasSuffix(k, ".json") && json.Unmarshal(data, &acct) == nil && acct.Directory != "" {
+			return acct.Directory
+		}
+	}
+	return issuerID
 }
 
 // revokeOne revokes the certificate under key and marks its record.

@@ -15,6 +15,7 @@ import (
 	"github.com/certkeeper/certkeeper/certfile/renew"
 	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -142,12 +143,12 @@ func revokeStored(ctx context.Context, env *Env, name, reason string, cf *caFlag
 			return cf.acmeIssuer(env, cf.ca(), st)
 		}})
 	if nse, ok := errors.AsType[*certkeeper.NotStoredError](err); ok && len(nse.Elsewhere) > 0 {
-		return fmt.Errorf("%w: give --ca with that CA's directory URL (certkeeper status shows each certificate's issuer)", err)
+		return fmt.Errorf("%w: give that --ca (certkeeper status shows each certificate's issuer)", err)
 	} else if ok {
 		return fmt.Errorf("no certificate of %s in --storage %s: give the --storage of the proxy or server that serves it", names[0], sf.where())
 	}
 	for _, r := range got {
-		fmt.Fprintf(env.Stdout, "revoked %s (serial %s, reason %s)\n", strings.Join(r.Leaf.DNSNames, ","), r.Leaf.SerialNumber.Text(16), reason)
+		fmt.Fprintf(env.Stdout, "revoked %s (%s key, serial %s, reason %s)\n", strings.Join(r.Leaf.DNSNames, ","), issuer.KeyTypeOf(r.Leaf.PublicKey), r.Leaf.SerialNumber.Text(16), reason)
 		if r.Replaced {
 			fmt.Fprintf(env.Stderr, "certkeeper: %s was renewed meanwhile: the certificate in --storage is already another one\n", r.Key)
 		}
