@@ -66,6 +66,9 @@ type RevokedCert struct {
 	// and the mark: the stored certificate is already another one, which
 	// is not marked.
 	Replaced bool
+	// Already is set when the CA had revoked it before (a repeated run):
+	// a mark already in the record keeps its reason, as the CA does.
+	Already bool
 }
 
 // NotStoredError is RevokeStored's error when no certificate of the name
@@ -88,9 +91,8 @@ func (e *NotStoredError) Error() string {
 // RevokeStored revokes the certificates of req.Name stored in st under
 // req.IssuerID at their CA, and marks their records revoked so that every
 // Manager using st replaces them with a new key. A certificate the CA had
-// revoked already counts as revoked; one whose record is marked already
-// is revoked again (the CA answers alreadyRevoked) and marked again, so a
-// run that failed halfway can be repeated. It returns what it revoked,
+// revoked already counts as revoked (RevokedCert.Already), so a run that
+// failed halfway can be repeated. It returns what it revoked,
 // or, if nothing could be, the first error.
 func RevokeStored(ctx context.Context, st storage.Storage, req RevokeRequest) ([]RevokedCert, error) {
 	reason := req.Reason
@@ -195,7 +197,9 @@ func revokeOne(ctx context.Context, st storage.Storage, key string, code int, re
 	if err != nil {
 		return nil, err
 	}
-	if err := rv.Revoke(ctx, leaf, certKey, code); err != nil && !alreadyRevoked(err) {
+	err = rv.Revoke(ctx, leaf, certKey, code)
+	already := alreadyRevoked(err)
+	if err != nil && !already {
 		var p acme.Problem
 		if certKey == nil && errors.As(err, &p) && p.Type == acme.ProblemTypeUnauthorized {
 			return nil, fmt.Errorf("%w: the CA takes revocations from the account that ordered the certificate (%s), or, for keyCompromise, "+
@@ -208,7 +212,7 @@ func revokeOne(ctx context.Context, st storage.Storage, key string, code int, re
 		return nil, fmt.Errorf("revoked %s (serial %s), but its record could not be marked, so a Manager serving it does not replace it early: %w",
 			key, leaf.SerialNumber.Text(16), err)
 	}
-	return &RevokedCert{Key: key, Leaf: leaf, Replaced: replaced}, nil
+	return &RevokedCert{Key: key, Leaf: leaf, Replaced: replaced, Already: already}, nil
 }
 
 // alreadyRevoked reports whether err is the CA's answer that the
@@ -240,12 +244,14 @@ func markRevoked(ctx context.Context, st storage.Storage, key, name string, leaf
 	if !cur.Equal(leaf) {
 		return true, nil
 	}
-	rec.Revoked = &storage.Revocation{At: time.Now().UTC(), Reason: reasonName}
-	if data, err = storage.MarshalCertificate(rec); err != nil {
-		return false, err
-	}
-	if err := st.Store(ctx, key, data); err != nil {
-		return false, err
+	if rec.Revoked == nil { // a mark from an earlier run keeps its reason, as the CA does
+		rec.Revoked = &storage.Revocation{At: time.Now().UTC(), Reason: reasonName}
+		if data, err = storage.MarshalCertificate(rec); err != nil {
+			return false, err
+		}
+		if err := st.Store(ctx, key, data); err != nil {
+			return false, err
+		}
 	}
 	// A lost notice only delays the replacement until the next check.
 	_ = storage.NotifyVia(ctx, st, key)

@@ -142,6 +142,12 @@ func TestRevokeStoredThenStart(t *testing.T) {
 		t.Fatalf("CA says %+v of the revoked certificate, want Revoked, reason 4", cs)
 	}
 
+	// Again, with another reason: the CA keeps the first, and so does
+	// the record.
+	again, err := certkeeper.RevokeStored(ctx, cli, revokeRequest(ca, cli, "b.test", "keyCompromise"))
+	if err != nil || len(again) != 1 || !again[0].Already {
+		t.Fatalf("revoking again = %+v, %v; want it already revoked", again, err)
+	}
 	certs, err := status.Read(ctx, cli, time.Now())
 	if err != nil || len(certs) != 1 || certs[0].State != status.Revoked || certs[0].Revoked != "superseded" {
 		t.Fatalf("status before a Manager runs: %+v, %v; want b.test revoked (superseded)", certs, err)
