@@ -215,6 +215,42 @@ func revokeOne(ctx context.Context, st storage.Storage, key string, code int, re
 	return &RevokedCert{Key: key, Leaf: leaf, Replaced: replaced, Already: already}, nil
 }
 
+// MarkRevoked marks the record in st that holds leaf, stored under
+// issuerID, revoked for reason (an RFC 5280 reason's name), for a
+// certificate revoked by other means than RevokeStored (such as "cert
+// revoke --cert FILE" of a certificate cert issue also stored): Managers
+// using st replace it, and status shows it. It reports whether st holds
+// leaf.
+func MarkRevoked(ctx context.Context, st storage.Storage, issuerID string, leaf *x509.Certificate, reason string) (bool, error) {
+	names := append(slices.Clone(leaf.DNSNames), ipNames(leaf)...)
+	for _, n := range names {
+		for _, variant := range []string{"", "rsa"} {
+			key, err := storage.CertificateKeyVariant(issuerID, n, variant)
+			if err != nil {
+				continue
+			}
+			data, err := st.Load(ctx, key)
+			if err != nil {
+				continue
+			}
+			if rec, cur, err := storage.UnmarshalCertificateLeaf(key, data); err == nil && cur.Equal(leaf) {
+				_, err := markRevoked(ctx, st, key, rec.Names[0], leaf, reason)
+				return true, err
+			}
+		}
+	}
+	return false, nil
+}
+
+// ipNames are the IP addresses leaf is for, as names.
+func ipNames(leaf *x509.Certificate) []string {
+	var out []string
+	for _, ip := range leaf.IPAddresses {
+		out = append(out, ip.String())
+	}
+	return out
+}
+
 // alreadyRevoked reports whether err is the CA's answer that the
 // certificate is revoked already.
 func alreadyRevoked(err error) bool {

@@ -164,6 +164,12 @@ func TestCertRevoke(t *testing.T) {
 		t.Errorf("unknown reason: exit %d, want 2", r.code)
 	}
 
+	// The copies cert issue kept in --storage are marked too: status
+	// shows them revoked until cert renew replaces them.
+	if r := ck(t, 30*time.Second, "status", "--storage", storageDir, "--json"); r.code != 0 || strings.Count(r.stdout, `"state": "revoked"`) != 2 {
+		t.Errorf("status after revoking both files: exit %d, want both revoked\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
 	// cert renew replaces both, due or not; r2's key, compromised, is
 	// not used again, r1's is kept.
 	keys := map[string][]byte{}

@@ -96,6 +96,9 @@ keyCompromise.`,
 				return err
 			}
 			fmt.Fprintf(env.Stdout, "revoked %s (serial %s, reason %s)\n", strings.Join(cert.DNSNames, ","), cert.SerialNumber.Text(16), reasonName)
+			if _, err := certkeeper.MarkRevoked(ctx, st, iss.ID(), cert, reasonName); err != nil { // a copy cert issue kept, for status and Managers
+				fmt.Fprintf(env.Stderr, "certkeeper: revoked, but its copy in --storage could not be marked so: %v\n", err)
+			}
 			// A pair of an --out-dir: the next cert renew replaces it.
 			marked, err := renew.MarkRevoked(certFile, reasonName)
 			if err != nil {
