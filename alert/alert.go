@@ -1,8 +1,10 @@
 // Package alert warns operators without Prometheus: when a certificate's
-// renewal has failed for a while, or when it is close to expiry, it POSTs
-// a JSON alert to a webhook and/or runs a command, at most once per
-// certificate per Repeat (a day by default). What was sent is kept in
-// storage, so a restart does not send it again.
+// renewal has failed for a while, when it is close to expiry, or when a
+// name's first certificate keeps failing, it POSTs a JSON alert to a
+// webhook and/or runs a command, at most once per certificate per Repeat
+// (a day by default), and once more when the cause is gone (Resolved), so
+// that a receiver that pages can also clear the page. What was sent is
+// kept in storage, so a restart does not send it again.
 //
 // Let's Encrypt no longer sends expiry emails; this is what replaces them.
 // It reads the same status as the status page (status.Read), so an
@@ -30,8 +32,10 @@ import (
 
 // The reasons for an alert.
 const (
-	RenewalFailing = "renewal_failing" // renewals (or a name's first issuance) have failed for at least FailingFor
-	Expiring       = "expiring"        // the certificate expires within ExpiringWithin
+	RenewalFailing  = "renewal_failing"  // a certificate's renewals have failed for at least FailingFor
+	Expiring        = "expiring"         // the certificate expires within ExpiringWithin
+	IssuanceFailing = "issuance_failing" // a name with no certificate yet: its first issuance has failed for at least FailingFor
+	Resolved        = "resolved"         // what an earlier alert (Alert.Resolves) said is over: the certificate is fine
 )
 
 // Defaults of the Alerter's durations.
@@ -48,11 +52,15 @@ var stateKey = storage.StateKey("alerts")
 // Alert is what the webhook receives as its JSON body and the command as
 // $CERTKEEPER_ALERT_JSON.
 type Alert struct {
-	Reason       string    `json:"reason"` // RenewalFailing or Expiring
-	Message      string    `json:"message"`
-	Names        []string  `json:"names"`
-	Issuer       string    `json:"issuer"`
-	NotAfter     time.Time `json:"not_after"`
+	Reason  string   `json:"reason"` // RenewalFailing, Expiring, IssuanceFailing or Resolved
+	Message string   `json:"message"`
+	Names   []string `json:"names"`
+	// Issuer and NotAfter are those of the certificate; both are left
+	// out (IssuanceFailing) when there is none yet.
+	Issuer   string    `json:"issuer,omitempty"`
+	NotAfter time.Time `json:"not_after,omitzero"`
+	// Resolves is, for Resolved, the reason of the alert it ends.
+	Resolves     string    `json:"resolves,omitempty"`
 	State        string    `json:"state"`
 	LastError    string    `json:"last_error,omitempty"`
 	FailingSince time.Time `json:"failing_since,omitzero"`
@@ -152,6 +160,20 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 	}
 	next := map[string]certState{}
 	var errs []error
+	send := func(s certState, al Alert) certState {
+		if err := a.send(ctx, al); err != nil {
+			errs = append(errs, err)
+			return s
+		}
+		s.LastAlert, s.LastReason = now, al.Reason
+		return s
+	}
+	byName := map[string]status.Cert{} // certificates by primary name, to resolve first-issue alerts
+	for _, c := range certs {
+		if len(c.Names) > 0 && !c.NotAfter.IsZero() {
+			byName[c.Names[0]] = c
+		}
+	}
 	for _, c := range certs {
 		s := state[c.Key]
 		if c.LastError == "" {
@@ -162,16 +184,35 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 				s.FailingSince = now
 			}
 		}
-		al, due := a.due(c, s, now)
-		if due {
+		if al, due := a.due(c, s, now); due {
+			s = send(s, al)
+		} else if al, ok := a.resolved(c, s, now); ok {
+			s = send(s, al)
+		}
+		if s != (certState{}) && s.LastReason != Resolved { // once resolved, nothing is left to remember
+			next[c.Key] = s
+		}
+	}
+	// A name whose first issuance alerted has a certificate now: its
+	// failing/NAME entry is gone, and the certificate is under its own key.
+	for key, s := range state {
+		if _, ok := next[key]; ok || s.LastReason != IssuanceFailing && s.LastReason != RenewalFailing {
+			continue
+		}
+		name, ok := strings.CutPrefix(key, "failing/")
+		if !ok {
+			continue
+		}
+		name = name[strings.LastIndex(name, "/")+1:] // failing/rsa/NAME
+		if c, ok := byName[name]; ok && c.LastError == "" {
+			al := a.alertFor(c, s, now)
+			al.Reason, al.Resolves = Resolved, s.LastReason
+			al.Message = fmt.Sprintf("a first certificate for %s was obtained: it expires at %s", strings.Join(c.Names, ", "),
+				c.NotAfter.UTC().Format(time.RFC3339))
 			if err := a.send(ctx, al); err != nil {
 				errs = append(errs, err)
-			} else {
-				s.LastAlert, s.LastReason = now, al.Reason
+				next[key] = s // tried again at the next check
 			}
-		}
-		if s != (certState{}) {
-			next[c.Key] = s
 		}
 	}
 	data, err := json.Marshal(next)
@@ -184,10 +225,35 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 	return errors.Join(errs...)
 }
 
+// alertFor returns the alert about c, with no reason yet.
+func (a *Alerter) alertFor(c status.Cert, s certState, now time.Time) Alert {
+	return Alert{Names: c.Names, Issuer: c.Issuer, NotAfter: c.NotAfter, State: c.State, LastError: c.LastError,
+		FailingSince: s.FailingSince, Key: c.Key, Time: now.UTC()}
+}
+
+// resolved returns the Resolved alert for c when an alert was sent for it
+// and its cause is over: it has a certificate, no failure, and is not
+// within ExpiringWithin of expiry.
+func (a *Alerter) resolved(c status.Cert, s certState, now time.Time) (Alert, bool) {
+	if s.LastReason == "" || s.LastReason == Resolved || c.State == status.Damaged || c.NotAfter.IsZero() ||
+		c.LastError != "" || c.NotAfter.Sub(now) <= or(a.ExpiringWithin, DefaultExpiringWithin) {
+		return Alert{}, false
+	}
+	al := a.alertFor(c, s, now)
+	al.Reason, al.Resolves = Resolved, s.LastReason
+	name, until := strings.Join(c.Names, ", "), c.NotAfter.UTC().Format(time.RFC3339)
+	switch s.LastReason {
+	case Expiring:
+		al.Message = fmt.Sprintf("the certificate for %s was renewed: it expires at %s", name, until)
+	default:
+		al.Message = fmt.Sprintf("renewing the certificate for %s works again: it expires at %s", name, until)
+	}
+	return al, true
+}
+
 // due returns the alert c warrants, and whether it is due now.
 func (a *Alerter) due(c status.Cert, s certState, now time.Time) (Alert, bool) {
-	al := Alert{Names: c.Names, Issuer: c.Issuer, NotAfter: c.NotAfter, State: c.State, LastError: c.LastError,
-		FailingSince: s.FailingSince, Key: c.Key, Time: now.UTC()}
+	al := a.alertFor(c, s, now)
 	name := strings.Join(c.Names, ", ")
 	switch {
 	case c.State == status.Damaged:
@@ -197,7 +263,7 @@ func (a *Alerter) due(c status.Cert, s certState, now time.Time) (Alert, bool) {
 		if s.FailingSince.IsZero() || now.Sub(s.FailingSince) < or(a.FailingFor, DefaultFailingFor) {
 			return al, false
 		}
-		al.Reason = RenewalFailing
+		al.Reason = IssuanceFailing
 		al.Message = fmt.Sprintf("obtaining a first certificate for %s has failed since %s: %s", name,
 			s.FailingSince.UTC().Format(time.RFC3339), c.LastError)
 	case c.NotAfter.Sub(now) <= or(a.ExpiringWithin, DefaultExpiringWithin):

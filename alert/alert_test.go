@@ -3,6 +3,7 @@ package alert_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -127,7 +128,7 @@ func TestFirstIssueFailing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []alert.Alert
-	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, Exec: func(ctx context.Context, al alert.Alert, payload []byte) error {
+	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, ExpiringWithin: time.Hour, Exec: func(ctx context.Context, al alert.Alert, payload []byte) error {
 		got = append(got, al)
 		return nil
 	}}
@@ -140,7 +141,121 @@ func TestFirstIssueFailing(t *testing.T) {
 	if err := a.Check(t.Context(), now.Add(2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Reason != alert.RenewalFailing || !strings.Contains(got[0].Message, "obtaining a first certificate for new.test") {
-		t.Errorf("alerts = %+v, want one renewal_failing for new.test's first certificate", got)
+	if len(got) != 1 || got[0].Reason != alert.IssuanceFailing || !strings.Contains(got[0].Message, "obtaining a first certificate for new.test") {
+		t.Fatalf("alerts = %+v, want one issuance_failing for new.test's first certificate", got)
+	}
+	// No certificate: no issuer, no year-1 expiry in the JSON.
+	payload, _ := json.Marshal(got[0])
+	if strings.Contains(string(payload), "not_after") || strings.Contains(string(payload), `"issuer"`) {
+		t.Errorf("payload %s has not_after or issuer for a name with no certificate", payload)
+	}
+
+	// The name gets its certificate (its failing entry goes): resolved,
+	// once.
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	t.Cleanup(func() { m.Close() })
+	if err := m.Cert(t.Context(), "new.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Store(t.Context(), status.FailuresKey, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := a.Check(t.Context(), now.Add(3*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 2 || got[1].Reason != alert.Resolved || got[1].Resolves != alert.IssuanceFailing ||
+		!strings.Contains(got[1].Message, "a first certificate for new.test was obtained") || got[1].NotAfter.IsZero() {
+		t.Errorf("alerts = %+v, want one resolved alert for new.test's new certificate", got[1:])
+	}
+}
+
+// TestResolved: once a failing renewal works again, one resolved alert
+// ends the renewal_failing one; a later failure alerts again without
+// waiting out Repeat.
+func TestResolved(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	t.Cleanup(func() { m.Close() })
+	if err := m.Cert(t.Context(), "a.test"); err != nil {
+		t.Fatal(err)
+	}
+	certs, err := status.Read(t.Context(), st, time.Now())
+	if err != nil || len(certs) != 1 {
+		t.Fatalf("status: %v %v", certs, err)
+	}
+	now := time.Now()
+	fail := func(at time.Time) {
+		t.Helper()
+		data := []byte("{}")
+		if !at.IsZero() {
+			data, _ = json.Marshal(map[string]status.Failure{certs[0].Key: {Names: certs[0].Names, Error: "CA down", At: at, RetryAt: at.Add(time.Hour), Attempt: 1}})
+		}
+		if err := st.Store(t.Context(), status.FailuresKey, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []alert.Alert
+	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, ExpiringWithin: time.Hour, Exec: func(ctx context.Context, al alert.Alert, payload []byte) error {
+		got = append(got, al)
+		return nil
+	}}
+	steps := []struct {
+		failingSince time.Time // zero: renewals work
+		at           time.Duration
+		want         []string // reasons of all alerts so far
+	}{
+		{now.Add(-2 * time.Hour), 0, []string{alert.RenewalFailing}},
+		{time.Time{}, time.Minute, []string{alert.RenewalFailing, alert.Resolved}},
+		{time.Time{}, 2 * time.Minute, []string{alert.RenewalFailing, alert.Resolved}}, // once
+		{now.Add(3 * time.Minute), 4 * time.Minute, []string{alert.RenewalFailing, alert.Resolved}},
+		{now.Add(3 * time.Minute), 2 * time.Hour, []string{alert.RenewalFailing, alert.Resolved, alert.RenewalFailing}}, // no Repeat wait
+	}
+	for i, step := range steps {
+		fail(step.failingSince)
+		if err := a.Check(t.Context(), now.Add(step.at)); err != nil {
+			t.Fatal(err)
+		}
+		var reasons []string
+		for _, al := range got {
+			reasons = append(reasons, al.Reason)
+		}
+		if strings.Join(reasons, " ") != strings.Join(step.want, " ") {
+			t.Fatalf("step %d: alerts %v, want %v", i, reasons, step.want)
+		}
+	}
+	if r := got[1]; r.Resolves != alert.RenewalFailing || !strings.Contains(r.Message, "renewing the certificate for a.test works again") {
+		t.Errorf("resolved alert = %+v", r)
+	}
+}
+
+// TestDocumentedAlerts: the alert bodies docs/operations.md shows decode
+// as an Alert, field for field, with a reason the package sends.
+func TestDocumentedAlerts(t *testing.T) {
+	doc, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]bool{alert.RenewalFailing: true, alert.Expiring: true, alert.IssuanceFailing: true, alert.Resolved: true}
+	n := 0
+	for _, block := range strings.Split(string(doc), "```json\n")[1:] {
+		body, _, _ := strings.Cut(block, "```")
+		if !strings.HasPrefix(body, `{"reason"`) {
+			continue
+		}
+		n++
+		dec := json.NewDecoder(strings.NewReader(body))
+		dec.DisallowUnknownFields()
+		var al alert.Alert
+		if err := dec.Decode(&al); err != nil {
+			t.Errorf("documented alert does not decode as an Alert: %v\n%s", err, body)
+		}
+		if !reasons[al.Reason] || (al.Reason == alert.Resolved) != (al.Resolves != "") {
+			t.Errorf("documented alert has reason %q, resolves %q", al.Reason, al.Resolves)
+		}
+	}
+	if n < 2 {
+		t.Errorf("found %d alert examples in docs/operations.md, want the failing and the resolved one", n)
 	}
 }

@@ -168,6 +168,18 @@ func TestFailingRenewalOps(t *testing.T) {
 	if n := len(hook.received()); n != 1 {
 		t.Errorf("after a restart the webhook has %d alerts, want still 1", n)
 	}
+	// The CA is back: the renewal works, and one resolved alert ends the
+	// failing one, so that a receiver that pages can clear it.
+	fp.Up(t)
+	deadline = time.Now().Add(60 * time.Second)
+	for len(hook.received()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // several checks: still one resolved alert
+	got = hook.received()
+	if len(got) != 2 || got[1].Reason != alert.Resolved || got[1].Resolves != alert.RenewalFailing || got[1].State != "fine" {
+		t.Errorf("after the CA came back the webhook has %+v, want the failing alert and one resolved alert", got)
+	}
 }
 
 // checkStatusPageInBrowser loads the status page in headless Chromium with
