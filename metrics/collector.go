@@ -23,7 +23,9 @@ var (
 	descMinExpiry = prometheus.NewDesc("certkeeper_certificates_min_expiry_seconds",
 		"Seconds until the soonest-expiring managed certificate expires (absent with no certificates).", nil, nil)
 	descFailingFor = prometheus.NewDesc("certkeeper_renewal_failing_seconds",
-		"How long the longest-failing renewal has been failing, in seconds (0 when none fails).", nil, nil)
+		"How long the longest-failing renewal has been failing, in seconds (0 when none fails; first issuances do not count).", nil, nil)
+	descFirstIssues = prometheus.NewDesc("certkeeper_first_issuances_failing",
+		"Names with no certificate yet whose first issuance failed (tried again at a handshake); part of certkeeper_certificates_failing.", nil, nil)
 	descHandshakes = prometheus.NewDesc("certkeeper_handshakes_total",
 		"Handshakes served, by where the certificate came from: memory, storage or issuance (a storage load or issuance shared by concurrent handshakes counts once).",
 		[]string{"source"}, nil)
@@ -44,7 +46,7 @@ type managerCollector struct {
 // Describe sends the descriptors of the metrics the collector makes.
 func (c *managerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descManaged, descFailing, descExpiry, descExpiryHist, descMinExpiry,
-		descFailingFor, descHandshakes, descCached} {
+		descFailingFor, descFirstIssues, descHandshakes, descCached} {
 		ch <- d
 	}
 }
@@ -79,7 +81,9 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	buckets := make(map[float64]uint64, len(expiryBuckets))
 	var sum float64
 	minLeft := math.Inf(1)
-	failing := map[string]bool{}
+	failing := map[string]bool{}  // primary names, as status shows them
+	renewing := map[string]bool{} // the same, less first issuances
+	firstIssues := 0
 	for _, cert := range s.Certificates {
 		left := cert.NotAfter.Sub(now).Seconds()
 		if perName && len(cert.Names) > 0 {
@@ -94,20 +98,31 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 		minLeft = math.Min(minLeft, left)
 		if cert.Failures > 0 && len(cert.Names) > 0 {
 			failing[cert.Names[0]] = true
+			renewing[cert.Names[0]] = true
 		}
 	}
 	// The failures kept for status: failing renewals and names whose
 	// first issuance fails (they have no certificate to count above).
+	// Only renewals count for how long renewals have failed: a name
+	// that never got a certificate, asked for once, must not keep the
+	// renewal alert firing.
 	for _, f := range s.Failures {
-		if len(f.Names) > 0 {
-			failing[f.Names[0]] = true
-			c.x.noteFailing(f.Names[0], f.At)
+		if len(f.Names) == 0 {
+			continue
 		}
+		failing[f.Names[0]] = true
+		if f.FirstIssue {
+			firstIssues++
+			continue
+		}
+		renewing[f.Names[0]] = true
+		c.x.noteFailing(f.Names[0], f.At)
 	}
 	ch <- prometheus.MustNewConstHistogram(descExpiryHist, uint64(len(s.Certificates)), sum, buckets)
 	if len(s.Certificates) > 0 {
 		ch <- prometheus.MustNewConstMetric(descMinExpiry, prometheus.GaugeValue, minLeft)
 	}
 	ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, float64(len(failing)))
-	ch <- prometheus.MustNewConstMetric(descFailingFor, prometheus.GaugeValue, c.x.failingFor(failing, now).Seconds())
+	ch <- prometheus.MustNewConstMetric(descFirstIssues, prometheus.GaugeValue, float64(firstIssues))
+	ch <- prometheus.MustNewConstMetric(descFailingFor, prometheus.GaugeValue, c.x.failingFor(renewing, now).Seconds())
 }
