@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -80,6 +81,27 @@ func (m *Manager) noteFirstIssue(ctx context.Context, names []string, variant st
 		all[key] = f
 		pruneFirstIssues(all, now)
 		return true
+	})
+}
+
+// noteKeptRetry records for status that Keep tries the failing first
+// issuance of name again by itself at next (not at a handshake).
+func (m *Manager) noteKeptRetry(ctx context.Context, name string, next time.Time) {
+	n := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
+	name, err := n.Normalize(name)
+	if err != nil {
+		return
+	}
+	m.updateFailures(ctx, func(all map[string]status.Failure) bool {
+		changed := false
+		for _, key := range []string{status.FailingKey(name, ""), status.FailingKey(name, variantRSA)} {
+			if f, ok := all[key]; ok && f.FirstIssue {
+				f.RetryAt, f.Scheduled = next.UTC(), true
+				all[key] = f
+				changed = true
+			}
+		}
+		return changed
 	})
 }
 

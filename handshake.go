@@ -170,7 +170,7 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 			m.logger().Warn("no issuance without the cluster-wide issue lock (logged at most every 10 s)", "name", name, "err", err)
 		})
 	case err != nil && m.ctx.Err() == nil:
-		m.recordFailure(ctx, name)
+		m.recordFailure(ctx, name, err)
 	}
 	m.noteFirstIssue(ctx, []string{name}, variant, err) // for status (failures.go)
 	timeline.Mark(ctx, "status_note")

@@ -39,6 +39,7 @@ func (m *Manager) Keep(ctx context.Context, names ...string) error {
 			retryAfter = ierr.RetryAfter
 		}
 		next := renewal.Backoff(attempt, renewal.Cert{}, time.Now(), retryAfter, nil)
+		m.noteKeptRetry(ctx, names[0], next) // status shows when Keep tries again
 		m.logger().Warn("obtaining a managed certificate failed; will retry", slog.Any("names", names),
 			slog.Int("attempt", attempt), slog.Time("retry_at", next), slog.Any("err", err))
 		t := time.NewTimer(time.Until(next))

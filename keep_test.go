@@ -14,6 +14,7 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
@@ -75,6 +76,24 @@ func TestManagerKeep(t *testing.T) {
 		defer cancel()
 		if err := m.Keep(ctx, "never.test"); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Keep with a failing storage = %v, want the context's deadline", err)
+		}
+		// Status shows Keep's own next attempt, not "at a handshake".
+		certs, err := status.Read(t.Context(), st, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, c := range certs {
+			if c.Key != status.FailingKey("never.test", "") {
+				continue
+			}
+			found = true
+			if !c.FirstIssue || c.NextRenewal.IsZero() || !strings.Contains(c.RetryNote(time.Now(), time.Time.String), "next attempt") {
+				t.Errorf("status of the kept name = %+v, want a first issuance with its next attempt", c)
+			}
+		}
+		if !found {
+			t.Errorf("status lacks never.test's failing first issuance: %+v", certs)
 		}
 	})
 }

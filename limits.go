@@ -239,10 +239,20 @@ func (m *Manager) saveLimitsSoon() {
 // limitsSaveTimeout bounds a background save of the limit state.
 const limitsSaveTimeout = 10 * time.Second
 
-// recordFailure notes a failed on-demand issuance for name.
-func (m *Manager) recordFailure(ctx context.Context, name string) {
-	m.lim.failures.Record(name, time.Now())
+// recordFailure notes and logs a failed on-demand issuance for name: the
+// name waits out the failure backoff (an hour for a name the CA rejects)
+// and is tried again at a handshake after that.
+func (m *Manager) recordFailure(ctx context.Context, name string, err error) {
+	now := time.Now()
+	if errors.Is(err, issuer.ErrNameRejected) {
+		m.lim.failures.RecordRejected(name, now)
+	} else {
+		m.lim.failures.Record(name, now)
+	}
 	m.saveLimits(ctx)
+	_, retry := m.lim.failures.Allowed(name, now)
+	m.logger().Warn("obtaining a certificate failed; tried again when a handshake asks for it",
+		slog.String("name", name), slog.Time("retry_from", retry), slog.Any("err", err))
 }
 
 // takeOrder spends one order of an ACME CA's budget (and of the

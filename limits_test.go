@@ -1,9 +1,13 @@
 package certkeeper_test
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +16,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 	"golang.org/x/time/rate"
@@ -62,21 +67,36 @@ func TestMaxNames(t *testing.T) {
 
 // TestFailureBackoffSurvivesRestart: a name the CA refused is not ordered
 // again during its backoff, not even by a new Manager on the same storage.
+// The CA rejects the name itself (rejectedIdentifier), so the backoff is
+// an hour, not a minute; the failure is logged once, as a warning, and
+// status says it waits for a handshake.
 func TestFailureBackoffSurvivesRestart(t *testing.T) {
 	ca := testca.Start(t, testca.Options{DomainBlocklist: []string{"blocked.test"}})
 	st := filestore.New(t.TempDir())
+	var logs lockedBuffer
 	newManager := func() *certkeeper.Manager {
 		m := &certkeeper.Manager{
 			Policy:  policy.Allowlist("blocked.test"),
 			Storage: st,
 			Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Profile: "default"}},
+			Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
 		}
 		t.Cleanup(func() { m.Close() })
 		return m
 	}
 	m := newManager()
-	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"}); err == nil {
-		t.Fatal("a name the CA refuses was issued")
+	start := time.Now()
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"}); !errors.Is(err, issuer.ErrNameRejected) {
+		t.Fatalf("a name the CA refuses: err = %v, want ErrNameRejected", err)
+	}
+	if out := logs.String(); strings.Count(out, "level=WARN msg=\"obtaining a certificate failed; tried again when a handshake asks for it\"") != 1 ||
+		strings.Contains(out, "no issuer left to try") || strings.Contains(out, "level=ERROR") {
+		t.Errorf("the failure is not logged once as a warning:\n%s", out)
+	}
+	certs, err := status.Read(t.Context(), st, time.Now())
+	if err != nil || len(certs) != 1 || !certs[0].FirstIssue || !certs[0].NextRenewal.IsZero() ||
+		certs[0].RetryAt.Before(start.Add(59*time.Minute)) {
+		t.Errorf("status = %+v (%v), want one first issuance waiting about an hour for a handshake", certs, err)
 	}
 	orders := ca.Orders()
 	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"}); !errors.Is(err, certkeeper.ErrFailedRecently) || errors.Is(err, policy.ErrDenied) {
@@ -127,4 +147,22 @@ func TestDuplicateLimit(t *testing.T) {
 	if n := ca.Orders(); n != orders {
 		t.Errorf("%d orders beyond the duplicate limit, want 0", n-orders)
 	}
+}
+
+// lockedBuffer is a log destination safe for the Manager's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -246,8 +246,14 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 		m.recordIssued(ctx, names)
 	}
 	timeline.Mark(ctx, "record_issued")
-	m.logger().Info("certificate "+kind.String(), slog.Any("names", names), slog.String("issuer", cert.Issuer),
-		slog.Time("not_after", cert.Leaf.NotAfter), slog.Duration("took", time.Since(start)))
+	attrs := []any{slog.Any("names", names), slog.String("issuer", cert.Issuer),
+		slog.Time("not_after", cert.Leaf.NotAfter), slog.Duration("took", time.Since(start))}
+	if s := m.scheduler(); s != nil {
+		if at, ok := s.When(skey); ok {
+			attrs = append(attrs, slog.Time("renew_at", at)) // the operator's "when next?" without status
+		}
+	}
+	m.logger().Info("certificate "+kind.String(), attrs...)
 	m.emit(Event{Kind: kind, Names: names, Issuer: cert.Issuer, NotAfter: cert.Leaf.NotAfter, Duration: time.Since(start)})
 	timeline.Mark(ctx, "log_emit")
 	return e, nil
@@ -332,7 +338,8 @@ func (m *Manager) chainFor(names []string, renewal bool) *issuer.Chain {
 			m.emit(Event{Kind: IssuerFailed, Names: names, Issuer: iss.ID(), Err: err, Duration: took, Renewal: renewal})
 			m.noteIssueError(ctx, iss, err)
 		},
-		Logger: m.logger(),
+		Logger:     m.logger(),
+		CallerLogs: true, // retryLater, the handshake, Keep; Cert returns it
 	}
 	if !renewal {
 		c.Before = func(ctx context.Context, iss issuer.Issuer, _ issuer.Request) error {

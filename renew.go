@@ -412,7 +412,13 @@ func (m *Manager) retryLater(key string, rec *storage.Certificate, err error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), 10*time.Second)
 	defer cancel()
 	m.noteRenewal(ctx, key, names, err, next, attempt)
-	m.logger().Warn("renewal failed; will retry", slog.Any("names", names), slog.Int("attempt", attempt),
+	// Warn while the certificate has time left; Error once it counts as
+	// expiring (status.IsExpiring) or has expired: then it needs a person.
+	level, msg := slog.LevelWarn, "renewal failed; will retry"
+	if now := time.Now(); rec != nil && (status.IsExpiring(c.NotBefore, c.NotAfter, now, true) || !now.Before(c.NotAfter)) {
+		level, msg = slog.LevelError, "renewal failed and the certificate expires soon; will retry"
+	}
+	m.logger().Log(context.Background(), level, msg, slog.Any("names", names), slog.Int("attempt", attempt),
 		slog.Time("retry_at", next), slog.Time("not_after", c.NotAfter), slog.Any("err", err))
 	m.emit(Event{Kind: RenewalFailed, Names: names, NotAfter: c.NotAfter, Retry: next, Err: err})
 }

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver/dns01"
@@ -45,7 +46,9 @@ var sentinelHints = []struct {
 	err  error
 	hint string
 }{
-	{acmeca.ErrUnreachable, "check --ca, and give --ca-roots FILE for a CA whose HTTPS certificate has a private root"},
+	{acmeca.ErrCANotTrusted, "give --ca-roots FILE with the root of the CA's HTTPS certificate (a private or test CA), or check --ca"},
+	{acmeca.ErrUnreachable, "check --ca and the network (firewall, HTTPS_PROXY); the CA may be down"},
+	{issuer.ErrNameRejected, "leave the name out of -d and --allow (or the config's allow list): no retry changes the CA's answer"},
 	{acmeca.ErrNotDirectory, "check --ca: an ACME directory URL, or letsencrypt, staging or local"},
 	{acmeca.ErrEABRequired, "give --eab-kid and --eab-hmac (from your CA account)"},
 	{acmeca.ErrAccountDeactivated, "use another --email (a new account is registered)"},

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver/dns01"
@@ -21,7 +22,9 @@ func TestWithFlagHints(t *testing.T) {
 		flag string
 	}{
 		{&dns01.ZoneError{}, "--dns-zone"},
-		{acmeca.ErrUnreachable, "--ca-roots"},
+		{acmeca.ErrUnreachable, "the CA may be down"}, // connection refused: --ca-roots would not help
+		{fmt.Errorf("%w: %w", acmeca.ErrUnreachable, acmeca.ErrCANotTrusted), "--ca-roots"},
+		{issuer.ErrNameRejected, "--allow"},
 		{acmeca.ErrEABRequired, "--eab-kid"},
 		{acmeca.ErrAccountDeactivated, "--email"},
 		{acmeca.ErrNoChallenge, "--challenge"},

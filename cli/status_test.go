@@ -55,6 +55,10 @@ func TestFirstIssueFailureShown(t *testing.T) {
 			!strings.Contains(s.LastError, caError) {
 			t.Errorf("%s: %+v, want broken.test failing with the CA's error and a next attempt", where, s)
 		}
+		// Tried again only at a handshake: no next renewal to promise.
+		if !s.FirstIssue || !s.NextRenewal.IsZero() {
+			t.Errorf("%s: first_issue %v, next_renewal %v; want a first issuance with no next renewal", where, s.FirstIssue, s.NextRenewal)
+		}
 		if !s.NotAfter.IsZero() || s.Key != "failing/broken.test" {
 			t.Errorf("%s: not_after %v, key %q; want no certificate, key failing/broken.test", where, s.NotAfter, s.Key)
 		}
@@ -72,7 +76,7 @@ func TestFirstIssueFailureShown(t *testing.T) {
 
 	r = ck(t, 30*time.Second, "status", "--storage", storageDir)
 	if !strings.Contains(r.stdout, "broken.test") || !strings.Contains(r.stdout, "failing") ||
-		!strings.Contains(r.stdout, caError) || !strings.Contains(r.stdout, "next attempt") {
+		!strings.Contains(r.stdout, caError) || !strings.Contains(r.stdout, "tried again when a handshake asks for it") {
 		t.Errorf("certkeeper status does not show the failing name with its error and next attempt:\n%s", r.stdout)
 	}
 
@@ -83,7 +87,7 @@ func TestFirstIssueFailureShown(t *testing.T) {
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{`data-state="failing" data-name="broken.test"`, "Obtaining a first certificate failed",
-		caError} {
+		"tried again when a handshake asks for it", caError} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("the status page lacks %q:\n%s", want, page)
 		}
@@ -92,6 +96,14 @@ func TestFirstIssueFailureShown(t *testing.T) {
 	fams := scrape(t, "http://"+metricsAddr+"/metrics")
 	if v, ok := metricValue(fams, "certkeeper_certificates_failing", nil); !ok || v != 1 {
 		t.Errorf("certkeeper_certificates_failing = %v (present %v), want 1", v, ok)
+	}
+	// A first issuance is not a renewal: the paging rule on
+	// certkeeper_renewal_failing_seconds must not fire for it.
+	if v, ok := metricValue(fams, "certkeeper_first_issuances_failing", nil); !ok || v != 1 {
+		t.Errorf("certkeeper_first_issuances_failing = %v (present %v), want 1", v, ok)
+	}
+	if v, ok := metricValue(fams, "certkeeper_renewal_failing_seconds", nil); !ok || v != 0 {
+		t.Errorf("certkeeper_renewal_failing_seconds = %v (present %v), want 0: no renewal fails", v, ok)
 	}
 }
 

@@ -31,8 +31,13 @@ type Chain struct {
 	// Logger, if not nil, is told when an issuer fails or is skipped and
 	// another is left to try ("issuer failed; trying the next"), and when
 	// the chain is exhausted: every issuer failed (the error Issue
-	// returns). Nil logs nothing.
+	// returns), unless CallerLogs. Nil logs nothing.
 	Logger *slog.Logger
+
+	// CallerLogs says that the caller logs the error Issue returns, with
+	// what happens next (the Manager: when it tries again), so that
+	// Logger is not told of it too: one failure, one log line.
+	CallerLogs bool
 }
 
 // Issue asks each issuer in turn until one issues. It stops early when
@@ -74,7 +79,7 @@ func (c *Chain) Issue(ctx context.Context, req Request) (*Certificate, error) {
 	if len(errs) > 1 {
 		err = errors.Join(errs...)
 	}
-	if ctx.Err() == nil {
+	if ctx.Err() == nil && !c.CallerLogs {
 		c.log(slog.LevelError, "issuance failed; no issuer left to try", req, nil, err)
 	}
 	return nil, err

@@ -96,3 +96,11 @@ func (e *Error) Unwrap() error { return e.Err }
 // CA's limit for the account or the cluster's shared order cap (its error
 // says when to retry).
 var ErrRateLimited = errors.New("rate limited by the CA")
+
+// ErrNameRejected is wrapped by the error of an issuer that will not issue
+// for a name at all: an ACME CA's rejectedIdentifier answer (its policy
+// forbids the name: a blocklisted domain, a public suffix, an IP address
+// it does not certify). Trying again does not help; the name must be taken
+// out of what is asked for. The Manager holds such a name back from
+// on-demand issuance for an hour rather than a minute.
+var ErrNameRejected = errors.New("the CA will not issue for this name")

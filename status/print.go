@@ -22,6 +22,8 @@ type Printer struct {
 	// Where names a damaged record for DamagedError, say with its file;
 	// nil names it by its storage key.
 	Where func(key string) string
+	// Now is the time retry notes are told against; zero means the clock.
+	Now time.Time
 
 	arr     ArrayWriter
 	tw      *tabwriter.Writer
@@ -54,7 +56,8 @@ func (p *Printer) Add(s Cert) error {
 	// certificate (damaged, or its first issuance is failing).
 	fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%s\t%s\n", Label(s), s.Issuer, timeOrDash(s.NotAfter), timeOrDash(s.NextRenewal), timeOrDash(s.LastSeen), s.State)
 	if s.LastError != "" {
-		p.errs = append(p.errs, Cert{Names: s.Names, Key: s.Key, State: s.State, LastError: s.LastError, RetryAt: s.RetryAt})
+		p.errs = append(p.errs, Cert{Names: s.Names, Key: s.Key, State: s.State, LastError: s.LastError, RetryAt: s.RetryAt,
+			NextRenewal: s.NextRenewal, FirstIssue: s.FirstIssue})
 	}
 	if p.rows++; p.rows%printChunk == 0 {
 		return p.tw.Flush()
@@ -85,14 +88,34 @@ func (p *Printer) Finish(where, note string) error {
 	if err := p.tw.Flush(); err != nil {
 		return err
 	}
+	now := p.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
 	for _, s := range p.errs {
 		fmt.Fprintf(p.W, "\n%s: %s", Label(s), s.LastError)
-		if !s.RetryAt.IsZero() {
-			fmt.Fprintf(p.W, " (next attempt %s)", s.RetryAt.UTC().Format(time.RFC3339))
+		if note := s.RetryNote(now, timeOrDash); note != "" {
+			fmt.Fprintf(p.W, " (%s)", note)
 		}
 		fmt.Fprintln(p.W)
 	}
 	return nil
+}
+
+// RetryNote says when a failed attempt is tried again, with times
+// formatted by format: "next attempt T", or for a first issuance that
+// waits for a handshake, "tried again when a handshake asks for it" (from
+// T, when T is still to come). It is "" when nothing failed.
+func (s Cert) RetryNote(now time.Time, format func(time.Time) string) string {
+	switch {
+	case s.FirstIssue && s.NextRenewal.IsZero() && s.RetryAt.After(now):
+		return "tried again when a handshake asks for it, from " + format(s.RetryAt)
+	case s.FirstIssue && s.NextRenewal.IsZero():
+		return "tried again when a handshake asks for it"
+	case !s.RetryAt.IsZero():
+		return "next attempt " + format(s.RetryAt)
+	}
+	return ""
 }
 
 // DamagedError returns, when a record added was damaged, the error that

@@ -43,6 +43,11 @@ type Failure struct {
 	// issuance (kept by FailingKey) rather than of a renewal (kept by the
 	// certificate's storage key).
 	FirstIssue bool `json:"first_issue,omitempty"`
+	// Scheduled reports, for a first issuance, that the Manager tries
+	// again by itself at RetryAt (Manager.Keep, certkeeper server
+	// --managed). Otherwise a name obtained on demand is tried again only
+	// when a handshake asks for it, and not before RetryAt.
+	Scheduled bool `json:"scheduled,omitempty"`
 }
 
 // FailingKey is the key, in the map under FailuresKey and in Cert.Key, of
@@ -63,8 +68,12 @@ func firstIssues(failures map[string]Failure) []Cert {
 		if !f.FirstIssue {
 			continue
 		}
-		out = append(out, Cert{Names: f.Names, Key: key, State: Failing, NextRenewal: f.RetryAt,
-			LastError: f.Error, LastErrorAt: f.At, RetryAt: f.RetryAt})
+		c := Cert{Names: f.Names, Key: key, State: Failing, FirstIssue: true,
+			LastError: f.Error, LastErrorAt: f.At, RetryAt: f.RetryAt}
+		if f.Scheduled {
+			c.NextRenewal = f.RetryAt
+		}
+		out = append(out, c)
 	}
 	return out
 }

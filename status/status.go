@@ -35,7 +35,8 @@ type Cert struct {
 	NotAfter time.Time `json:"not_after,omitzero"`
 	// NextRenewal is when the certificate is due (by the lifetime rule; a
 	// running Manager refines it with the CA's ARI window), or, after a
-	// failed attempt, when the next attempt is.
+	// failed attempt, when the next attempt is. It is zero for a failing
+	// first issuance that waits for a handshake (see FirstIssue).
 	NextRenewal time.Time `json:"next_renewal,omitzero"`
 	State       string    `json:"state"`
 	OnDemand    bool      `json:"on_demand"`
@@ -46,7 +47,15 @@ type Cert struct {
 	LastError string    `json:"last_error,omitempty"`
 	// LastErrorAt is when the last attempt failed.
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
-	RetryAt     time.Time `json:"retry_at,omitzero"`
+	// RetryAt is the earliest time the failed attempt is tried again.
+	RetryAt time.Time `json:"retry_at,omitzero"`
+	// FirstIssue reports that there is no certificate yet: the name's
+	// first issuance is failing. Unless NextRenewal is set (a name the
+	// Manager keeps, retried on its own), it is tried again only when a
+	// handshake asks for the name, from RetryAt on. Such a name is not a
+	// failing renewal: alerts call it issuance_failing, and metrics
+	// count it apart.
+	FirstIssue bool `json:"first_issue,omitempty"`
 	// NotAllowed, set by a reader that knows the serving policy (the
 	// status page of a running proxy or server), says why the policy no
 	// longer allows the certificate's primary name: a handshake for it

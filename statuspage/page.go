@@ -30,8 +30,14 @@ var pageHTML string
 //go:embed style.css
 var styleCSS string
 
+// whenLayout is how the page shows a time.
+const whenLayout = "2006-01-02 15:04:05 UTC"
+
 var page = template.Must(template.New("page").Funcs(template.FuncMap{
-	"join":     strings.Join,
+	"join": strings.Join,
+	"retry": func(c status.Cert, now time.Time) string {
+		return c.RetryNote(now, func(t time.Time) string { return t.UTC().Format(whenLayout) })
+	},
 	"pagelink": pageLink,
 	"first": func(names []string) string {
 		if len(names) == 0 {
@@ -43,7 +49,7 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{
 		if t.IsZero() {
 			return "—"
 		}
-		return t.UTC().Format("2006-01-02 15:04:05 UTC")
+		return t.UTC().Format(whenLayout)
 	},
 	"left": func(t time.Time, now time.Time) string {
 		d := t.Sub(now).Round(time.Second)

@@ -107,6 +107,23 @@ func (b *FailureBackoff) Record(name string, at time.Time) {
 	b.names[name] = b.merge(old, []time.Time{at}, cutoff)
 }
 
+// RecordRejected notes that the CA refused name outright at at (its
+// policy forbids it): retrying soon cannot help, so the name is held back
+// for a whole Window, as if it had failed Limit times at at. The times
+// are a nanosecond apart, the state's format is unchanged, and a restored
+// state holds the name back as long.
+func (b *FailureBackoff) RecordRejected(name string, at time.Time) {
+	at = at.Round(0)
+	n := b.limit()
+	times := make([]time.Time, n)
+	for i := range times {
+		times[i] = at.Add(time.Duration(i - n + 1))
+	}
+	for _, t := range times {
+		b.Record(name, t)
+	}
+}
+
 // Allowed reports whether name may be tried at now, and if not, the
 // earliest time it may.
 func (b *FailureBackoff) Allowed(name string, now time.Time) (ok bool, retryAt time.Time) {

@@ -231,3 +231,25 @@ func TestFailureBackoffConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// A name the CA rejects outright waits a whole window, also after a
+// restore from its state, while a name failing once waits a minute.
+func TestFailureBackoffRejected(t *testing.T) {
+	var b FailureBackoff
+	b.RecordRejected("forbidden.test", t0)
+	b.Record("flaky.test", t0)
+	if ok, retry := b.Allowed("forbidden.test", t0.Add(59*time.Minute)); ok || retry.Sub(t0) < 59*time.Minute || retry.Sub(t0) > time.Hour {
+		t.Errorf("rejected name after 59 min: Allowed = %v, retry t0+%v; want held back until about t0+1h", ok, retry.Sub(t0))
+	}
+	if ok, _ := b.Allowed("forbidden.test", t0.Add(time.Hour)); !ok {
+		t.Error("rejected name still held back after the window")
+	}
+	if ok, _ := b.Allowed("flaky.test", t0.Add(time.Minute)); !ok {
+		t.Error("a name that failed once is held back past its minute")
+	}
+	var restored FailureBackoff
+	restored.Restore(b.State())
+	if ok, _ := restored.Allowed("forbidden.test", t0.Add(30*time.Minute)); ok {
+		t.Error("restored state lets a rejected name through after 30 min")
+	}
+}

@@ -232,7 +232,10 @@ func (iss *Issuer) getDirectory(ctx context.Context) (acme.Directory, error) {
 	if ue, ok := errors.AsType[*unreachableError](err); ok {
 		err = ue.err // said here the directory's way, with what to check
 	}
-	return acme.Directory{}, fmt.Errorf("%w at %s (check the URL, the network, and that its HTTPS certificate chains to a root the HTTP client trusts): %w", ErrUnreachable, iss.where(), oneLine{err})
+	if untrusted(err) {
+		return acme.Directory{}, fmt.Errorf("%w at %s (%w: its root is not one the HTTP client trusts): %w", ErrUnreachable, iss.where(), ErrCANotTrusted, oneLine{err})
+	}
+	return acme.Directory{}, fmt.Errorf("%w at %s (check the URL and the network; the CA may be down): %w", ErrUnreachable, iss.where(), oneLine{err})
 }
 
 // ErrNotDirectory is wrapped by the error of an Issuer whose directory URL
@@ -296,9 +299,13 @@ func (iss *Issuer) Issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 	if err != nil {
 		ierr := &issuer.Error{Issuer: iss.ID(), Names: req.Names, Err: err}
 		var rl *rateLimitError
-		if errors.As(err, &rl) {
+		switch {
+		case errors.As(err, &rl):
 			ierr.RetryAfter = rl.until
 			ierr.Err = fmt.Errorf("%w: %w", issuer.ErrRateLimited, err)
+		case rejectsName(err):
+			ierr.Err = fmt.Errorf("%w (its policy forbids it: take it out of the names asked for; retrying does not help): %w",
+				issuer.ErrNameRejected, err)
 		}
 		return nil, ierr
 	}
@@ -408,7 +415,9 @@ func (iss *Issuer) placeOrder(ctx context.Context, client *acme.Client, acct acm
 		// find an order for the given certificate"), which retrying does
 		// not cure. Renewing matters more than the rate-limit exemption:
 		// order plainly. Only an unreachable CA is not worth a second try.
-		iss.logger().Warn("the CA refused the ARI replacement order; ordering without replaces",
+		// Info, not Warn: the renewal goes on, and nothing needs doing
+		// (after a CA's restart, every certificate says it once).
+		iss.logger().Info("the CA refused the ARI replacement order; ordering without replaces",
 			slog.String("issuer", iss.ID()), slog.Any("names", req.Names), slog.Any("err", err))
 		order.Replaces = ""
 		placed, acct, err = iss.newOrder(ctx, client, acct, order)

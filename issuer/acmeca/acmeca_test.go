@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -394,6 +395,9 @@ func TestProblemIsTyped(t *testing.T) {
 	if p.Type != acme.ProblemTypeRejectedIdentifier {
 		t.Errorf("problem type = %q, want rejectedIdentifier", p.Type)
 	}
+	if !errors.Is(err, issuer.ErrNameRejected) || !strings.Contains(err.Error(), "retrying does not help") {
+		t.Errorf("err = %v, want ErrNameRejected saying that retrying does not help", err)
+	}
 }
 
 // TestReplacesServerError: a CA that answers an order carrying replaces
@@ -468,6 +472,34 @@ func TestUnreachableLater(t *testing.T) {
 	}
 	if strings.Count(err.Error(), "cannot reach") != 1 || strings.Contains(err.Error(), "\n") {
 		t.Errorf("the error says it twice, or over lines: %q", err)
+	}
+	if errors.Is(err, acmeca.ErrCANotTrusted) {
+		t.Errorf("a CA that is down counts as untrusted (a root would not help): %v", err)
+	}
+}
+
+// TestUntrustedOrDown: a directory behind an HTTPS certificate the client
+// does not trust is ErrCANotTrusted (give the root); one where nothing
+// listens is ErrUnreachable alone, saying the CA may be down.
+func TestUntrustedOrDown(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	iss := e.issuer(acmeca.HTTP01)
+	iss.HTTPClient = &http.Client{Timeout: 10 * time.Second} // the system roots: not Pebble's
+	_, err := iss.Profiles(t.Context())
+	if !errors.Is(err, acmeca.ErrUnreachable) || !errors.Is(err, acmeca.ErrCANotTrusted) {
+		t.Errorf("untrusted CA: %v; want ErrUnreachable and ErrCANotTrusted", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	iss = e.issuer(acmeca.HTTP01)
+	iss.DirectoryURL = "https://" + addr + "/dir"
+	_, err = iss.Profiles(t.Context())
+	if !errors.Is(err, acmeca.ErrUnreachable) || errors.Is(err, acmeca.ErrCANotTrusted) || !strings.Contains(err.Error(), "the CA may be down") {
+		t.Errorf("CA down: %v; want ErrUnreachable saying it may be down, not ErrCANotTrusted", err)
 	}
 }
 

@@ -22,6 +22,13 @@ var ErrAccountDeactivated = errors.New("the ACME account is deactivated")
 // certificate HTTPClient does not trust.
 var ErrUnreachable = errors.New("cannot reach the ACME CA")
 
+// ErrCANotTrusted is wrapped, beside ErrUnreachable, by the error of an
+// Issuer whose CA answered with an HTTPS certificate that HTTPClient does
+// not trust (a private or test CA: give HTTPClient its root). Without it,
+// an unreachable CA is down or out of the network's reach, and no root
+// helps.
+var ErrCANotTrusted = errors.New("the CA's HTTPS certificate is not trusted")
+
 // ErrEABRequired is wrapped by the error of an Issuer without EAB when the
 // CA requires external account binding.
 var ErrEABRequired = errors.New("requires external account binding")

@@ -2,6 +2,8 @@ package acmeca
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -105,6 +107,24 @@ func problemOf(err error) (acme.Problem, bool) {
 	return acme.Problem{}, false
 }
 
+// rejectsName reports whether err is the CA's rejectedIdentifier answer,
+// as the problem or one of its subproblems.
+func rejectsName(err error) bool {
+	p, ok := problemOf(err)
+	if !ok {
+		return false
+	}
+	if p.Type == acme.ProblemTypeRejectedIdentifier {
+		return true
+	}
+	for _, sp := range p.Subproblems {
+		if sp.Type == acme.ProblemTypeRejectedIdentifier {
+			return true
+		}
+	}
+	return false
+}
+
 // isProblem reports whether err carries an ACME problem of type typ.
 func isProblem(err error, typ string) bool {
 	p, ok := problemOf(err)
@@ -148,7 +168,16 @@ func (e *unreachableError) Error() string {
 
 func (e *unreachableError) Unwrap() error { return e.err }
 
-func (e *unreachableError) Is(target error) bool { return target == ErrUnreachable }
+func (e *unreachableError) Is(target error) bool {
+	return target == ErrUnreachable || target == ErrCANotTrusted && untrusted(e.err)
+}
+
+// untrusted reports whether err is the CA's HTTPS certificate failing
+// verification.
+func untrusted(err error) bool {
+	return errors.As(err, new(x509.UnknownAuthorityError)) || errors.As(err, new(*tls.CertificateVerificationError)) ||
+		errors.As(err, new(x509.CertificateInvalidError)) || errors.As(err, new(x509.HostnameError))
+}
 
 // isNetworkError reports whether err means the CA could not be reached
 // at all (as opposed to an answer from it).
