@@ -344,6 +344,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	if err := s.cfg.storageFlags.checkDir(); err != nil {
 		return err
 	}
+	s.cfg.storageFlags.durable = true
 	st, closeStorage, err := s.cfg.storageFlags.open(ctx, env)
 	if err != nil {
 		return err

@@ -154,3 +154,23 @@ func TestRedisUnreachableWarning(t *testing.T) {
 		t.Errorf("logged:\n%s\nwant the server named unreachable", logs.String())
 	}
 }
+
+// TestSkipDurability: a short-lived caller's open logs nothing about the
+// server's durability, not even that it cannot be reached.
+func TestSkipDurability(t *testing.T) {
+	var logs strings.Builder
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, closeFn, err := open.Storage(t.Context(), "redis://"+addr, open.Options{SkipDurability: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("Storage(unreachable Redis) = %v, want it opened", err)
+	}
+	defer closeFn()
+	if logs.Len() != 0 {
+		t.Errorf("logged:\n%s\nwant nothing", logs.String())
+	}
+}
