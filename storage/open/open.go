@@ -190,7 +190,7 @@ func Storage(ctx context.Context, spec string, opts Options) (st storage.Storage
 	if opts.KeyFile == "" {
 		if key := firstSealed(cctx, st); key != "" {
 			closeFn()
-			return nil, nil, fmt.Errorf("%s holds encrypted private keys (%s): give the key file with %s", where, key, n.KeyFile)
+			return nil, nil, fmt.Errorf("%s is encrypted (%s is sealed): give %s, the key file the proxy or server on it uses", where, key, n.KeyFile)
 		}
 		return st, closeFn, nil
 	}
