@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/redact"
 	"gopkg.in/yaml.v3"
 )
 
@@ -490,6 +491,20 @@ func changes(a, b reflect.Value, cs []Change) []Change {
 	return cs
 }
 
+// redactAll is list with each entry's URL, whole or after "NAME=",
+// through redact.URL.
+func redactAll(list []string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		if name, v, ok := strings.Cut(s, "="); ok && !strings.Contains(name, ":") {
+			out[i] = name + "=" + redact.URL(v)
+		} else {
+			out[i] = redact.URL(s)
+		}
+	}
+	return out
+}
+
 // missing is the entries of a that b lacks, in a's order.
 func missing(a, b []string) []string {
 	var m []string
@@ -502,18 +517,19 @@ func missing(a, b []string) []string {
 }
 
 // LogAttrs are cs as log attributes: KEY_added and KEY_removed for a list
-// of strings (allow_added=[b.test]), and "changed" naming the other keys
-// (their values are not shown: an ask URL may hold a token). None when cs
-// is empty.
+// of strings (allow_added=[b.test]), each URL in them, or after a "NAME="
+// (route_added=[a.test=http://...]), through redact.URL; and "changed"
+// naming the other keys (their values are not shown: an ask URL may hold
+// a token). None when cs is empty.
 func LogAttrs(cs []Change) []slog.Attr {
 	var attrs []slog.Attr
 	var other []string
 	for _, c := range cs {
 		if len(c.Added) > 0 {
-			attrs = append(attrs, slog.Any(c.Key+"_added", c.Added))
+			attrs = append(attrs, slog.Any(c.Key+"_added", redactAll(c.Added)))
 		}
 		if len(c.Removed) > 0 {
-			attrs = append(attrs, slog.Any(c.Key+"_removed", c.Removed))
+			attrs = append(attrs, slog.Any(c.Key+"_removed", redactAll(c.Removed)))
 		}
 		if len(c.Added)+len(c.Removed) == 0 {
 			other = append(other, c.Key)

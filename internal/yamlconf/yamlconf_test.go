@@ -254,6 +254,8 @@ func TestChanges(t *testing.T) {
 		{"reordered, and a scalar", &testConfig{Allow: []string{"b.test", "a.test"}, MaxConns: 2, Debug: true},
 			"changed=[allow max_conns]"},
 		{"both", &testConfig{Allow: []string{"a.test"}, Grace: time.Hour}, "allow_removed=[b.test] changed=[grace_period debug]"},
+		{"URLs redacted", &testConfig{Allow: []string{"a.test", "b.test", "c.test=http://u:s3cret@h:1/", "https://u:s3cret@h/?token=t"}, Debug: true},
+			"allow_added=[c.test=http://REDACTED@h:1/ https://REDACTED@h/]"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
