@@ -46,7 +46,9 @@ type Runner struct {
 	Rules *iptables.Redirect
 
 	// Notify, if set, receives the steps of the run as they happen, for
-	// the operator (the log gets the same at Info).
+	// the operator. Unset, the Server's Logger gets the steps an operator
+	// must see (Listening at Info, FallbackDown as a warning); set, only
+	// Notify does, so that a command printing them shows each once.
 	Notify func(Event)
 }
 
@@ -162,11 +164,15 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			srv.logger().Warn("removing pidfile failed", slog.String("pidfile", string(pidfile)), slog.Any("err", err))
 		}
 	}()
-	srv.logger().Info("alpn-proxy listening", slog.String("addr", ln.Addr().String()),
-		slog.String("alpn", srv.ALPNAddr), slog.String("fallback", srv.FallbackAddr))
+	if r.Notify == nil {
+		srv.logger().Info("alpn-proxy listening", slog.String("addr", ln.Addr().String()),
+			slog.String("alpn", srv.ALPNAddr), slog.String("fallback", srv.FallbackAddr))
+	}
 	r.notify(Event{Kind: Listening, Addr: ln.Addr()})
 	if err := r.probeFallback(ctx); err != nil {
-		srv.logger().Warn("nothing answers on the fallback address", slog.String("fallback", srv.FallbackAddr), slog.Any("err", err))
+		if r.Notify == nil {
+			srv.logger().Warn("nothing answers on the fallback address", slog.String("fallback", srv.FallbackAddr), slog.Any("err", err))
+		}
 		r.notify(Event{Kind: FallbackDown, Err: err})
 	}
 	select {

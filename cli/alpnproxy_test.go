@@ -398,3 +398,21 @@ func TestALPNProxyLimits(t *testing.T) {
 		t.Errorf("stop: exit %d, %s", r.code, r.stderr)
 	}
 }
+
+// TestALPNProxyLogsOnce: at --log-level info, alpn-proxy start says it
+// listens once, and that nothing answers on --fallback once (the log and
+// the printed steps each said both).
+func TestALPNProxyLogsOnce(t *testing.T) {
+	pidfile := filepath.Join(t.TempDir(), "alpn-proxy.pid")
+	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	fallback := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t))) // nothing listens
+	p := startALPNProxy(t, pidfile, "--listen", listen, "--fallback", fallback, "--log-level", "info")
+	if !within(10*time.Second, func() bool { return strings.Contains(p.logs.String(), "nothing answers") }) {
+		t.Fatalf("no warning about --fallback %s within 10 s:\n%s", fallback, p.logs)
+	}
+	for _, s := range []string{"listening", "nothing answers"} {
+		if n := strings.Count(p.logs.String(), s); n != 1 {
+			t.Errorf("the output has %q %d times, want once:\n%s", s, n, p.logs)
+		}
+	}
+}

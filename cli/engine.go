@@ -309,6 +309,16 @@ func warnRestart(env *Env, running, next any, applied ...string) {
 	}
 }
 
+// logReloaded logs msg, with attrs, and what changed between the
+// configurations prev and next (yamlconf.LogAttrs), or that nothing did.
+func logReloaded(env *Env, msg string, prev, next any, attrs ...slog.Attr) {
+	diff := yamlconf.LogAttrs(yamlconf.Changes(prev, next))
+	if len(diff) == 0 {
+		msg = "configuration reloaded: nothing changed"
+	}
+	env.Logger.LogAttrs(context.Background(), slog.LevelInfo, msg, append(attrs, diff...)...)
+}
+
 // service is a front-end (proxy, server) as serve runs it, once its
 // configuration is loaded and checked.
 type service struct {
@@ -344,6 +354,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	if err := s.cfg.storageFlags.checkDir(); err != nil {
 		return err
 	}
+	s.cfg.storageFlags.durable = true
 	st, closeStorage, err := s.cfg.storageFlags.open(ctx, env)
 	if err != nil {
 		return err

@@ -68,6 +68,7 @@ after they stop, so a certificate renewed meanwhile is copied too.`,
 				return fmt.Errorf("--from: %w", err)
 			}
 			defer closeSrc()
+			to.durable = true
 			dst, closeDst, err := to.open(ctx, env)
 			if err != nil {
 				return fmt.Errorf("--to: %w", err)

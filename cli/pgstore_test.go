@@ -101,22 +101,46 @@ func TestStoragePostgresFlags(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("status on PostgreSQL: exit %d: %s", r.code, r.stderr)
 	}
-	t.Logf("status on fsync=off: %s", r.stderr)
-	if !strings.Contains(r.stderr, "fsync=off") || !strings.Contains(r.stderr, "WARN") {
-		t.Errorf("status on a PostgreSQL with fsync=off: stderr %q; want a warning naming fsync=off", r.stderr)
+	if strings.Contains(r.stderr, "fsync=off") {
+		t.Errorf("status, a one-off command, warned about the server's durability: %s", r.stderr)
+	}
+	if out := serverOn(t, url, "--storage-password-file", pwFile); !strings.Contains(out, "fsync=off") || !strings.Contains(out, "WARN") {
+		t.Errorf("server on a PostgreSQL with fsync=off: log %q; want a warning naming fsync=off", out)
 	}
 }
 
-// TestDurabilityWarningRedis: a Redis with neither RDB snapshots nor AOF
-// gets a warning naming both settings; one that refuses CONFIG GET gets a
-// warning that durability cannot be checked; certkeeper carries on.
+// serverOn starts the binary's server on storage with args, waits until
+// it listens, and returns what it logged by then.
+func serverOn(t *testing.T, storage string, args ...string) string {
+	t.Helper()
+	args = append([]string{"server", "--listen", "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t)), "--ca", "local", "--allow", "a.test", "--storage", storage}, args...)
+	p := startLogged(t, binary, "server listening", args...)
+	out := p.output()
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	return out
+}
+
+// TestDurabilityWarningRedis: a server on a Redis with neither RDB
+// snapshots nor AOF warns, naming both settings; on one that refuses
+// CONFIG GET it warns that durability cannot be checked; it carries on.
+// One-off commands (status, cert issue) leave the warnings to the server
+// that keeps running on it, and say nothing (they warned at every run).
 func TestDurabilityWarningRedis(t *testing.T) {
 	t.Parallel()
 	rs := testsvc.Redis(t) // save "" and appendonly no
 	url := "redis://" + rs.Addr() + "/0"
-	r := ck(t, 30*time.Second, "status", "--storage", url)
-	if r.code != 0 || !strings.Contains(r.stderr, `save \"\"`) || !strings.Contains(r.stderr, "appendonly no") {
-		t.Errorf("status on a Redis without persistence: exit %d, stderr %q; want a warning naming save and appendonly", r.code, r.stderr)
+	if out := serverOn(t, url); !strings.Contains(out, `save \"\"`) || !strings.Contains(out, "appendonly no") {
+		t.Errorf("server on a Redis without persistence: log %q; want a warning naming save and appendonly", out)
+	}
+	for _, args := range [][]string{
+		{"status", "--storage", url},
+		{"cert", "issue", "-d", "a.test", "--ca", "local", "--storage", url, "--out-dir", t.TempDir()},
+	} {
+		r := ck(t, 30*time.Second, args...)
+		if r.code != 0 || strings.Contains(r.stderr, "may lose") || strings.Contains(r.stderr, "appendonly") {
+			t.Errorf("%s on a Redis without persistence: exit %d, stderr %q; want exit 0 and no durability warning", strings.Join(args[:2], " "), r.code, r.stderr)
+		}
 	}
 
 	c := redis.NewClient(&redis.Options{Addr: rs.Addr()})
@@ -126,17 +150,15 @@ func TestDurabilityWarningRedis(t *testing.T) {
 	if err := c.Do(ctx, "ACL", "SETUSER", "noconfig", "on", ">pw", "~*", "&*", "+@all", "-config").Err(); err != nil {
 		t.Fatal(err)
 	}
-	r = ck(t, 30*time.Second, "status", "--storage", "redis://noconfig:pw@"+rs.Addr()+"/0")
-	if r.code != 0 || !strings.Contains(r.stderr, "durability cannot be checked") {
-		t.Errorf("status on a Redis refusing CONFIG: exit %d, stderr %q; want a warning that durability cannot be checked", r.code, r.stderr)
+	if out := serverOn(t, "redis://noconfig:pw@"+rs.Addr()+"/0"); !strings.Contains(out, "durability cannot be checked") {
+		t.Errorf("server on a Redis refusing CONFIG: log %q; want a warning that durability cannot be checked", out)
 	}
 
 	if err := c.ConfigSet(ctx, "appendonly", "yes").Err(); err != nil {
 		t.Fatal(err)
 	}
-	r = ck(t, 30*time.Second, "status", "--storage", url)
-	if r.code != 0 || strings.Contains(r.stderr, "may lose") {
-		t.Errorf("status on a Redis with appendonly yes: exit %d, stderr %q; want no warning", r.code, r.stderr)
+	if out := serverOn(t, url); strings.Contains(out, "may lose") {
+		t.Errorf("server on a Redis with appendonly yes: log %q; want no warning", out)
 	}
 }
 

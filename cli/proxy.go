@@ -164,10 +164,12 @@ func checkProxy(env *Env, flags *proxyConfig, src *source) []error {
 	return errs
 }
 
-// proxyParts is what a config turns into; reload swaps policy and handler.
+// proxyParts is what a config turns into; reload swaps policy and handler,
+// and tells what changed since cfg.
 type proxyParts struct {
 	policy  policy.Policy
 	handler http.Handler
+	cfg     *proxyConfig
 }
 
 // buildParts is what cfg turns into (proxy.Backends, the policy); its
@@ -181,7 +183,7 @@ func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &proxyParts{policy: p, handler: h}, nil
+	return &proxyParts{policy: p, handler: h, cfg: cfg}, nil
 }
 
 // proxyHandler is the handler of cfg's backends and routes.
@@ -286,8 +288,9 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 }
 
 // reloadProxy reads the configuration again (SIGHUP) and swaps in its
-// routes and policy, warning of the changes that take a restart (those of
-// the running cfg); a configuration that does not load keeps the old one.
+// routes and policy, saying what changed since the last one and warning
+// of the changes that take a restart (those of the running cfg); a
+// configuration that does not load keeps the old one.
 func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic.Pointer[proxyParts]) {
 	if src.file == "" {
 		env.Logger.Info("SIGHUP: no --config file to read again; nothing changed")
@@ -299,8 +302,7 @@ func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic
 		var p *proxyParts
 		p, err = buildParts(next, env.Logger)
 		if err = cmdline.Attribute(err, next.credit); err == nil {
-			current.Store(p)
-			env.Logger.Info("configuration reloaded", slog.String("config", src.file))
+			logReloaded(env, "configuration reloaded", current.Swap(p).cfg, next, slog.String("config", src.file))
 			next.printNotes(env)
 			printWarnings(env, proxySummary(next, devMode(src)))
 			warnRestart(env, cfg, next, "route", "backend")

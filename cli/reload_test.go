@@ -128,3 +128,48 @@ func TestReloadWarnsNotPublic(t *testing.T) {
 		t.Errorf("no warning %q within 10 s of SIGHUP:\n%s", want, p.output())
 	}
 }
+
+// TestReloadSaysWhatChanged: the log line of a reload names what changed
+// since the last configuration (entries added to and removed from a list,
+// the keys of other settings), and a reload of an unchanged file says
+// nothing changed.
+func TestReloadSaysWhatChanged(t *testing.T) {
+	for _, tc := range []struct {
+		cmd, ready, before, after string
+		want                      []string
+	}{
+		{"proxy", "proxy listening",
+			"tls_addr: 127.0.0.1:%d\nca: local\nallow: [a.test, b.test]\nbackend: 127.0.0.1:1\n",
+			"tls_addr: 127.0.0.1:%d\nca: local\nallow: [b.test, e.test]\nbackend: 127.0.0.1:2\nroute: c.test=127.0.0.1:3\n",
+			[]string{`allow_added=[e.test] allow_removed=[a.test] route_added="[c.test=127.0.0.1:3]"`, `changed="[tls_addr backend]"`}},
+		{"server", "server listening",
+			"listen: 127.0.0.1:%d\nca: local\nallow: a.test\n",
+			"listen: 127.0.0.1:%d\nca: local\nallow: [a.test, b.test]\nrequire_own_ip: true\n",
+			[]string{"allow_added=[b.test]", `changed="[require_own_ip listen]"`}},
+	} {
+		t.Run(tc.cmd, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "config.yaml")
+			writeFileAtomic(t, file, fmt.Sprintf(tc.before, testsvc.FreePort(t)))
+			p := startLogged(t, binary, tc.ready, tc.cmd, "--config", file, "--storage", t.TempDir())
+			writeFileAtomic(t, file, fmt.Sprintf(tc.after, testsvc.FreePort(t)))
+			for i, want := range [][]string{tc.want, {"configuration reloaded: nothing changed"}} {
+				if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+					t.Fatal(err)
+				}
+				if !within(10*time.Second, func() bool { return strings.Count(p.output(), "configuration reloaded") == i+1 }) {
+					t.Fatalf("reload %d not logged within 10 s of SIGHUP:\n%s", i+1, p.output())
+				}
+				line := p.output()[strings.LastIndex(p.output(), "configuration reloaded"):]
+				line, _, _ = strings.Cut(line, "\n")
+				for _, w := range want {
+					if !strings.Contains(line, w) {
+						t.Errorf("reload %d logged %q, want it to hold %q", i+1, line, w)
+					}
+				}
+				if i == 1 && strings.Contains(line, "added") {
+					t.Errorf("reload of an unchanged file logged %q", line)
+				}
+			}
+		})
+	}
+}

@@ -145,3 +145,42 @@ func TestStorageEncryptionTurnedOn(t *testing.T) {
 		t.Errorf("after rekey good.test is served serial %s, want the stored one %s (no new issuance)", got, serial)
 	}
 }
+
+// TestStatusEncryptedWithoutKey: status on an encrypted storage without
+// --storage-key-file exits 1 saying the storage is encrypted and to give
+// the key file, and lists nothing (every record would read as damaged). A
+// sealed record among records in clear (past the few the check at open
+// reads) is listed as encrypted, not as a JSON decoding error.
+func TestStatusEncryptedWithoutKey(t *testing.T) {
+	keyFile := writeStorageKey(t)
+	sealed := t.TempDir()
+	r := ck(t, time.Minute, "cert", "issue", "--ca", "local", "-d", "z.test", "--storage", sealed,
+		"--storage-key-file", keyFile, "--out-dir", t.TempDir())
+	if r.code != 0 {
+		t.Fatalf("cert issue with --storage-key-file: exit %d\n%s", r.code, r.stderr)
+	}
+	want := sealed + " is encrypted (certificates/local/z.test.json is sealed): give --storage-key-file, the key file the proxy or server on it uses"
+	for _, args := range [][]string{{"status", "--storage", sealed}, {"status", "--json", "--storage", sealed}} {
+		r := ck(t, 30*time.Second, args...)
+		if r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, want) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and %q", strings.Join(args, " "), r.code, r.stdout, r.stderr, want)
+		}
+	}
+
+	mixed := t.TempDir()
+	for _, name := range []string{"a.test", "b.test", "c.test", "d.test", "e.test"} {
+		issueLocal(t, mixed, name)
+	}
+	const key = "certificates/local/z.test.json"
+	data, err := os.ReadFile(filepath.Join(sealed, filepath.FromSlash(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mixed, filepath.FromSlash(key)), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = ck(t, 30*time.Second, "status", "--storage", mixed)
+	if want := key + " is encrypted (sealed with a storage key)"; r.code != 1 || !strings.Contains(r.stdout, want) || strings.Contains(r.stdout, "invalid character") {
+		t.Errorf("status of clear records and a sealed one: exit %d, stdout %q; want exit 1 and %q", r.code, r.stdout, want)
+	}
+}

@@ -127,6 +127,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 	}
 	var current atomic.Pointer[policy.Policy]
 	current.Store(&pol)
+	last := cfg // the configuration a reload tells its changes from
 	return (&service{
 		cfg: &cfg.engineConfig, fe: cfg.frontEnd(), summary: serverSummary(cfg), drain: 10 * time.Second,
 		policy: func() policy.Policy { return *current.Load() },
@@ -134,7 +135,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 			m.SelfSignedFallback = cfg.SelfSignedFallback
 			h.Manager, h.Metrics = m, metrics.Handler(m)
 		},
-		reload: func() { reloadServer(env, h, cfg, reload, &current) },
+		reload: func() { last = reloadServer(env, h, cfg, last, reload, &current) },
 		listen: func(loop *serveloop.Loop, _ *upgrade.Upgrader, m *certkeeper.Manager) error {
 			if err := serverListen(loop, env, cfg, h, tlsConfig, m); err != nil {
 				return err
@@ -211,11 +212,12 @@ func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h http.Hand
 // changes at once, and the token file is read again even if the
 // configuration is broken, since a revocation must not wait for a fixed
 // config. reload is nil without --config: then only the token file is.
-func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload func() (*serverConfig, error), current *atomic.Pointer[policy.Policy]) {
+// It returns the configuration in force: next, or last (the one before).
+func reloadServer(env *Env, h *certserver.Handler, cfg, last *serverConfig, reload func() (*serverConfig, error), current *atomic.Pointer[policy.Policy]) *serverConfig {
 	if reload == nil {
 		env.Logger.Info("SIGHUP: no --config file to read again; only the token file is read again")
 		h.ReloadTokenFile(cfg.TokenFile, cfg.TokenFile)
-		return
+		return last
 	}
 	next, err := reload()
 	var p policy.Policy
@@ -225,15 +227,16 @@ func reloadServer(env *Env, h *certserver.Handler, cfg *serverConfig, reload fun
 	}
 	if err != nil {
 		env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
-		next = cfg
-	} else {
-		current.Store(&p)
-		env.Logger.Info("configuration reloaded: its policy applies now; other settings take a restart")
-		next.printNotes(env)
-		printWarnings(env, serverSummary(next))
-		warnRestart(env, cfg, next, "token_file") // ReloadTokenFile logs its own
+		h.ReloadTokenFile(cfg.TokenFile, cfg.TokenFile)
+		return last
 	}
+	current.Store(&p)
+	logReloaded(env, "configuration reloaded: its policy applies now; other settings take a restart", last, next)
+	next.printNotes(env)
+	printWarnings(env, serverSummary(next))
+	warnRestart(env, cfg, next, "token_file") // ReloadTokenFile logs its own
 	h.ReloadTokenFile(cfg.TokenFile, next.TokenFile)
+	return next
 }
 
 // frontEnd is what the server offers the engine.

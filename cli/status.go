@@ -53,6 +53,11 @@ Status exits non-zero when a stored record is damaged, after listing everything.
 				}
 				files = append(files, s)
 			}
+			if sf.Storage != "" && !open.IsURL(sf.Storage) { // a missing default directory is a user who stored nothing
+				if err := status.CheckDir(storageDir); err != nil {
+					return fmt.Errorf("--storage %s: %w: is --storage right?", storageDir, err)
+				}
+			}
 			st, closeStorage, err := sf.open(ctx, env)
 			if err != nil {
 				return err

@@ -218,26 +218,40 @@ func vmHWM(pid int) int64 {
 	return 0
 }
 
-// TestStatusEmpty: status on an empty storage says so and exits 0, and on
-// a directory that does not exist (a mistyped --storage) says that too
-// rather than only "no certificates".
+// TestStatusEmpty: status on an empty storage says so and exits 0; on a
+// directory that does not exist, or a file (a mistyped --storage), it
+// exits 1 saying so and naming --storage, rather than "no certificates",
+// and creates nothing.
 func TestStatusEmpty(t *testing.T) {
 	empty := t.TempDir()
+	r := ck(t, 30*time.Second, "status", "--storage", empty)
+	if want := "no certificates in " + empty + " (certificates appear here once"; r.code != 0 || !strings.Contains(r.stdout, want) {
+		t.Errorf("status --storage %s: exit %d, stdout %q, want exit 0 and %q\n%s", empty, r.code, r.stdout, want, r.stderr)
+	}
+	if j := ck(t, 30*time.Second, "status", "--storage", empty, "--json"); j.code != 0 || strings.TrimSpace(j.stdout) != "[]" {
+		t.Errorf("status --json --storage %s: exit %d, stdout %q, want []", empty, j.code, j.stdout)
+	}
 	missing := filepath.Join(t.TempDir(), "typo")
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct{ dir, want string }{
-		{empty, "no certificates in " + empty + " (certificates appear here once"},
-		{missing, "no certificates in " + missing + " (the directory does not exist: is --storage right?)"},
+		{missing, "--storage " + missing + ": the directory does not exist: is --storage right?"},
+		{file, "--storage " + file + ": it, or a directory on its path, is a file"},
 	} {
-		r := ck(t, 30*time.Second, "status", "--storage", tt.dir)
-		if r.code != 0 || !strings.Contains(r.stdout, tt.want) {
-			t.Errorf("status --storage %s: exit %d, stdout %q, want exit 0 and %q\n%s", tt.dir, r.code, r.stdout, tt.want, r.stderr)
+		for _, json := range []bool{false, true} {
+			args := []string{"status", "--storage", tt.dir}
+			if json {
+				args = append(args, "--json")
+			}
+			r := ck(t, 30*time.Second, args...)
+			if r.code != 1 || !strings.Contains(r.stderr, tt.want) || r.stdout != "" {
+				t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and %q", strings.Join(args, " "), r.code, r.stdout, r.stderr, tt.want)
+			}
 		}
-		if _, err := os.Stat(missing); err == nil {
-			t.Errorf("status created %s", missing)
-		}
-		j := ck(t, 30*time.Second, "status", "--storage", tt.dir, "--json")
-		if j.code != 0 || strings.TrimSpace(j.stdout) != "[]" {
-			t.Errorf("status --json --storage %s: exit %d, stdout %q, want []", tt.dir, j.code, j.stdout)
-		}
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Errorf("status created %s", missing)
 	}
 }

@@ -24,6 +24,9 @@ type storageFlags struct {
 	// rekey opens a storage whose private keys are all in clear with a
 	// key file, for storage rekey to seal them.
 	rekey bool
+	// durable warns of the server's durability risks (open.Options): proxy
+	// and server, which keep running on it, and migrate's destination.
+	durable bool
 }
 
 // where names the storage for messages, without credentials.
@@ -77,7 +80,7 @@ func openStorage(ctx context.Context, env *Env, sf storageFlags, leaseTTL time.D
 		spec = certkeeper.DefaultStorageDir()
 	}
 	st, closeFn, err := open.Storage(ctx, spec, open.Options{KeyFile: sf.StorageKey, PasswordFile: sf.StoragePass, LeaseTTL: leaseTTL,
-		AllowClear: sf.rekey, Logger: env.Logger,
+		AllowClear: sf.rekey, SkipDurability: !sf.durable, Logger: env.Logger,
 		Names: open.Names{URL: "--storage", KeyFile: "--storage-key-file", PasswordFile: "--storage-password-file"}})
 	if oerr, ok := errors.AsType[*open.OptionsError](err); ok {
 		return nil, nil, usagef("%s", oerr)

@@ -22,6 +22,21 @@ func DirWhere(dir string) func(key string) string {
 	}
 }
 
+// CheckDir refuses dir as a directory storage to list when it does not
+// exist, or it or a directory on its path is a file: that is a mistyped
+// path, not a storage with nothing in it. The error says which, for the
+// caller to name the setting that gave dir.
+func CheckDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return errors.New("the directory does not exist")
+	case errors.Is(err, syscall.ENOTDIR) || err == nil && !fi.IsDir():
+		return errors.New("it, or a directory on its path, is a file, not a directory")
+	}
+	return nil
+}
+
 // EmptyNote is what follows "no certificates in DIR" (Printer.Finish's
 // note) for a directory storage at dir ("" for a storage at a URL): that
 // the directory does not exist (a mistyped --storage, or, when defaultDir,

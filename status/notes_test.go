@@ -47,3 +47,23 @@ func TestEmptyNote(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckDir: a missing directory or a file is refused, saying which;
+// an empty directory is not.
+func TestCheckDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ dir, want string }{
+		{filepath.Join(t.TempDir(), "missing"), "the directory does not exist"},
+		{file, "is a file, not a directory"},
+		{filepath.Join(file, "s"), "is a file, not a directory"},
+		{t.TempDir(), ""},
+	} {
+		err := status.CheckDir(c.dir)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("CheckDir(%q) = %v, want %q", c.dir, err, c.want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/encrypted"
 )
 
 // Where a Manager keeps the state status shows beside the certificates.
@@ -260,6 +261,9 @@ func readOne(ctx context.Context, st storage.Storage, key string, seen map[strin
 	// (the key belongs to the chain, the leaf covers the names): status
 	// calls "damaged" what a Manager refuses.
 	rec, leaf, err := storage.UnmarshalCertificateLeaf(key, data)
+	if err != nil && encrypted.IsSealed(data) { // among records in clear: not a JSON error to decode
+		err = fmt.Errorf("%s is encrypted (sealed with a storage key): it reads only with the storage key file (--storage-key-file) the proxy or server uses", key)
+	}
 	if err != nil {
 		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
 	}

@@ -18,6 +18,7 @@ package yamlconf
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strconv"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/redact"
 	"gopkg.in/yaml.v3"
 )
 
@@ -444,10 +446,29 @@ func overlay(dst, src reflect.Value, set map[string]bool, withDefault []string) 
 // equals an absent one. A caller names the keys it applies on reload and
 // tells the operator about the others.
 func Changed(old, next any) []string {
-	return changed(reflect.ValueOf(old).Elem(), reflect.ValueOf(next).Elem(), nil)
+	var keys []string
+	for _, c := range Changes(old, next) {
+		keys = append(keys, c.Key)
+	}
+	return keys
 }
 
-func changed(a, b reflect.Value, keys []string) []string {
+// A Change is a setting whose value differs between two configurations.
+type Change struct {
+	Key string
+	// Added and Removed are set for a list of strings: the entries only
+	// the new configuration has, and those only the old one has, in
+	// their order. Both are empty for a list that only changed order.
+	Added, Removed []string
+}
+
+// Changes is Changed with, for each list of strings, the entries added
+// and removed: what a reload tells the operator it changed.
+func Changes(old, next any) []Change {
+	return changes(reflect.ValueOf(old).Elem(), reflect.ValueOf(next).Elem(), nil)
+}
+
+func changes(a, b reflect.Value, cs []Change) []Change {
 	t := a.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -455,12 +476,67 @@ func changed(a, b reflect.Value, keys []string) []string {
 		x, y := a.Field(i), b.Field(i)
 		switch {
 		case opts == "inline" && f.Type.Kind() == reflect.Struct:
-			keys = changed(x, y, keys)
+			cs = changes(x, y, cs)
 		case !f.IsExported() || key == "" || key == "-":
 		case (x.Kind() == reflect.Slice || x.Kind() == reflect.Map) && x.Len() == 0 && y.Len() == 0:
 		case !reflect.DeepEqual(x.Interface(), y.Interface()):
-			keys = append(keys, key)
+			c := Change{Key: key}
+			if old, ok := x.Interface().([]string); ok {
+				next := y.Interface().([]string)
+				c.Added, c.Removed = missing(next, old), missing(old, next)
+			}
+			cs = append(cs, c)
 		}
 	}
-	return keys
+	return cs
+}
+
+// redactAll is list with each entry's URL, whole or after "NAME=",
+// through redact.URL.
+func redactAll(list []string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		if name, v, ok := strings.Cut(s, "="); ok && !strings.Contains(name, ":") {
+			out[i] = name + "=" + redact.URL(v)
+		} else {
+			out[i] = redact.URL(s)
+		}
+	}
+	return out
+}
+
+// missing is the entries of a that b lacks, in a's order.
+func missing(a, b []string) []string {
+	var m []string
+	for _, s := range a {
+		if !slices.Contains(b, s) {
+			m = append(m, s)
+		}
+	}
+	return m
+}
+
+// LogAttrs are cs as log attributes: KEY_added and KEY_removed for a list
+// of strings (allow_added=[b.test]), each URL in them, or after a "NAME="
+// (route_added=[a.test=http://...]), through redact.URL; and "changed"
+// naming the other keys (their values are not shown: an ask URL may hold
+// a token). None when cs is empty.
+func LogAttrs(cs []Change) []slog.Attr {
+	var attrs []slog.Attr
+	var other []string
+	for _, c := range cs {
+		if len(c.Added) > 0 {
+			attrs = append(attrs, slog.Any(c.Key+"_added", redactAll(c.Added)))
+		}
+		if len(c.Removed) > 0 {
+			attrs = append(attrs, slog.Any(c.Key+"_removed", redactAll(c.Removed)))
+		}
+		if len(c.Added)+len(c.Removed) == 0 {
+			other = append(other, c.Key)
+		}
+	}
+	if len(other) > 0 {
+		attrs = append(attrs, slog.Any("changed", other))
+	}
+	return attrs
 }

@@ -236,3 +236,35 @@ func TestPairsAsSettings(t *testing.T) {
 		t.Errorf("Decode of the documented forms = %v, %q, %q", err, c.Route, c.Setting)
 	}
 }
+
+// TestChanges: a list of strings tells the entries added and removed; a
+// list only reordered, or another setting, tells its key only; LogAttrs
+// gives KEY_added, KEY_removed and "changed", none for nothing changed.
+func TestChanges(t *testing.T) {
+	old := &testConfig{Allow: []string{"a.test", "b.test"}, Debug: true}
+	for _, tt := range []struct {
+		name  string
+		next  *testConfig
+		attrs string
+	}{
+		{"nothing", &testConfig{Allow: []string{"a.test", "b.test"}, Debug: true}, ""},
+		{"added and removed", &testConfig{Allow: []string{"b.test", "c.test", "d.test"}, Debug: true},
+			"allow_added=[c.test d.test] allow_removed=[a.test]"},
+		{"removed all", &testConfig{Debug: true}, "allow_removed=[a.test b.test]"},
+		{"reordered, and a scalar", &testConfig{Allow: []string{"b.test", "a.test"}, MaxConns: 2, Debug: true},
+			"changed=[allow max_conns]"},
+		{"both", &testConfig{Allow: []string{"a.test"}, Grace: time.Hour}, "allow_removed=[b.test] changed=[grace_period debug]"},
+		{"URLs redacted", &testConfig{Allow: []string{"a.test", "b.test", "c.test=http://u:s3cret@h:1/", "https://u:s3cret@h/?token=t"}, Debug: true},
+			"allow_added=[c.test=http://REDACTED@h:1/ https://REDACTED@h/]"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, a := range LogAttrs(Changes(old, tt.next)) {
+				got = append(got, a.String())
+			}
+			if s := strings.Join(got, " "); s != tt.attrs {
+				t.Errorf("LogAttrs(Changes) = %q, want %q", s, tt.attrs)
+			}
+		})
+	}
+}

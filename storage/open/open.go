@@ -10,7 +10,8 @@
 // holds, sealed values without a key file, or a key file for a storage
 // whose private keys are all in clear fail when the storage is opened, not
 // at the first handshake; a server whose settings may lose what it stores
-// (Redis without persistence, say) gets a warning in the log.
+// (Redis without persistence, say) gets a warning in the log, unless the
+// caller is short-lived (Options.SkipDurability).
 //
 // It does not pick a default directory (certkeeper.DefaultStorageDir does),
 // create the storage's schema beyond what each backend does on open, or
@@ -55,6 +56,14 @@ type Options struct {
 	// in clear, rather than refusing it (errors.Is(err,
 	// encrypted.ErrNotSealed)): for a rekey that seals them.
 	AllowClear bool
+
+	// SkipDurability leaves out the check of the server's settings at
+	// open, and its warnings (a Redis keeping its data in memory only, a
+	// server that cannot be reached): for a short-lived program, such as
+	// a one-off command that reads or writes once, whose own errors say
+	// when the server cannot be reached. The long-running program on the
+	// same storage (a proxy, a server) is the one to warn.
+	SkipDurability bool
 
 	// Names are what errors call the URL, KeyFile and PasswordFile, so
 	// that they name what the user set: a command passes its flags
@@ -172,14 +181,16 @@ func Storage(ctx context.Context, spec string, opts Options) (st storage.Storage
 		return nil, nil, err
 	}
 	where := redact.URL(spec)
-	warnDurability(ctx, opts.logger(), st, where)
+	if !opts.SkipDurability {
+		warnDurability(ctx, opts.logger(), st, where)
+	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	n := opts.names()
 	if opts.KeyFile == "" {
 		if key := firstSealed(cctx, st); key != "" {
 			closeFn()
-			return nil, nil, fmt.Errorf("%s holds encrypted private keys (%s): give the key file with %s", where, key, n.KeyFile)
+			return nil, nil, fmt.Errorf("%s is encrypted (%s is sealed): give %s, the key file the proxy or server on it uses", where, key, n.KeyFile)
 		}
 		return st, closeFn, nil
 	}

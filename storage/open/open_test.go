@@ -80,7 +80,7 @@ func TestStorageKeyFile(t *testing.T) {
 	if err := filestore.New(sealedDir).Store(ctx, key, []byte(encryptedValue(t, keyFile, key))); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := open.Storage(ctx, sealedDir, open.Options{Logger: quiet}); err == nil || !strings.Contains(err.Error(), "give the key file with key file") {
+	if _, _, err := open.Storage(ctx, sealedDir, open.Options{Logger: quiet}); err == nil || !strings.Contains(err.Error(), "is encrypted (certificates/") || !strings.Contains(err.Error(), "give key file, the key file the proxy or server on it uses") {
 		t.Errorf("Storage(sealed, no KeyFile) = %v, want a refusal asking for the key file", err)
 	}
 	if _, _, err := open.Storage(ctx, sealedDir, open.Options{KeyFile: keyFile, Logger: quiet}); err != nil {
@@ -152,5 +152,25 @@ func TestRedisUnreachableWarning(t *testing.T) {
 	_ = st
 	if !strings.Contains(logs.String(), "storage server cannot be reached") || strings.Contains(logs.String(), "durability cannot be checked") {
 		t.Errorf("logged:\n%s\nwant the server named unreachable", logs.String())
+	}
+}
+
+// TestSkipDurability: a short-lived caller's open logs nothing about the
+// server's durability, not even that it cannot be reached.
+func TestSkipDurability(t *testing.T) {
+	var logs strings.Builder
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, closeFn, err := open.Storage(t.Context(), "redis://"+addr, open.Options{SkipDurability: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("Storage(unreachable Redis) = %v, want it opened", err)
+	}
+	defer closeFn()
+	if logs.Len() != 0 {
+		t.Errorf("logged:\n%s\nwant nothing", logs.String())
 	}
 }
