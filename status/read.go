@@ -262,7 +262,7 @@ func readOne(ctx context.Context, st storage.Storage, key string, seen map[strin
 	// calls "damaged" what a Manager refuses.
 	rec, leaf, err := storage.UnmarshalCertificateLeaf(key, data)
 	if err != nil && encrypted.IsSealed(data) { // among records in clear: not a JSON error to decode
-		err = fmt.Errorf("%s is encrypted (sealed with a storage key): it reads only with the storage key file (--storage-key-file) the proxy or server uses", key)
+		err = fmt.Errorf("%s is encrypted (sealed with a storage key): it reads only with the storage key file the proxy or server uses", key)
 	}
 	if err != nil {
 		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
