@@ -494,7 +494,11 @@ func changes(a, b reflect.Value, cs []Change) []Change {
 // redactAll is list with each entry's URL, whole or after "NAME=",
 // through redact.URL.
 func redactAll(list []string) []string {
-	out := make([]string, len(list))
+	more := len(list) - maxLogged // a reload that adds ten thousand names logs a line, not a megabyte
+	if more > 0 {
+		list = list[:maxLogged]
+	}
+	out := make([]string, len(list), len(list)+1)
 	for i, s := range list {
 		if name, v, ok := strings.Cut(s, "="); ok && !strings.Contains(name, ":") {
 			out[i] = name + "=" + redact.URL(v)
@@ -502,14 +506,25 @@ func redactAll(list []string) []string {
 			out[i] = redact.URL(s)
 		}
 	}
+	if more > 0 {
+		out = append(out, fmt.Sprintf("… %d more", more))
+	}
 	return out
 }
 
-// missing is the entries of a that b lacks, in a's order.
+// maxLogged is how many entries of a list LogAttrs shows.
+const maxLogged = 20
+
+// missing is the entries of a that b lacks, in a's order. A set, not a
+// scan of b per entry: an allow list may hold many thousands of names.
 func missing(a, b []string) []string {
+	in := make(map[string]struct{}, len(b))
+	for _, s := range b {
+		in[s] = struct{}{}
+	}
 	var m []string
 	for _, s := range a {
-		if !slices.Contains(b, s) {
+		if _, ok := in[s]; !ok {
 			m = append(m, s)
 		}
 	}

@@ -256,6 +256,8 @@ func TestChanges(t *testing.T) {
 		{"both", &testConfig{Allow: []string{"a.test"}, Grace: time.Hour}, "allow_removed=[b.test] changed=[grace_period debug]"},
 		{"URLs redacted", &testConfig{Allow: []string{"a.test", "b.test", "c.test=http://u:s3cret@h:1/", "https://u:s3cret@h/?token=t"}, Debug: true},
 			"allow_added=[c.test=http://REDACTED@h:1/ https://REDACTED@h/]"},
+		{"many", &testConfig{Allow: append([]string{"a.test", "b.test"}, manyNames(25)...), Debug: true},
+			"allow_added=[" + strings.Join(manyNames(20), " ") + " … 5 more]"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
@@ -267,4 +269,13 @@ func TestChanges(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manyNames returns n names n0.test, n1.test, ...
+func manyNames(n int) []string {
+	var names []string
+	for i := range n {
+		names = append(names, fmt.Sprintf("n%d.test", i))
+	}
+	return names
 }
