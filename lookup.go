@@ -114,6 +114,27 @@ func (m *Manager) Cached(name string) (Served, bool) {
 	return Served{}, false
 }
 
+// LastSeen returns when a handshake last asked for the certificate in
+// memory whose primary name is name (to the second), or zero when none is
+// held. Storage has these times too (status.LoadState), written every few
+// minutes and at Close; this is the current one, for a status page served
+// by the same process.
+func (m *Manager) LastSeen(name string) time.Time {
+	if m.init() != nil {
+		return time.Time{}
+	}
+	var last int64
+	for _, c := range []*certCache{m.cache, m.rsaCache} {
+		if e := c.get(name); e != nil && len(e.names) > 0 && e.names[0] == name {
+			last = max(last, e.lastSeen.Load())
+		}
+	}
+	if last == 0 {
+		return time.Time{}
+	}
+	return time.Unix(last, 0)
+}
+
 // CertificateFor returns the certificate a handshake for name would get,
 // for front-ends that hand certificates out rather than terminate TLS
 // (the certificate server). It takes the same path as GetCertificate —

@@ -229,7 +229,11 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 	}
 	var status http.Handler
 	if c.StatusAddr != "" {
-		status = &statuspage.Handler{Storage: st, Events: &m.events, Token: c.StatusToken, Logger: m.logger(), Allowed: allowedBy(mgr)}
+		page := &statuspage.Handler{Storage: st, Events: &m.events, Token: c.StatusToken, Logger: m.logger(), Allowed: allowedBy(mgr)}
+		if mgr != nil {
+			page.LastSeen = mgr.LastSeen // the page shows a handshake of a minute ago, not storage's of five
+		}
+		status = page
 	}
 	if c.Shared() {
 		mux := http.NewServeMux()

@@ -79,6 +79,13 @@ type Handler struct {
 	// certificate per request.
 	Allowed func(ctx context.Context, name string) error
 
+	// LastSeen, if set, gives the time a handshake last asked for a
+	// primary name as the serving process holds it (Manager.LastSeen),
+	// which the page shows when it is newer than the one in storage: a
+	// Manager writes those every few minutes, so a name first asked for a
+	// minute ago would show none.
+	LastSeen func(name string) time.Time
+
 	// Token, if set, must be given as "Authorization: Bearer TOKEN" or as
 	// ?token=TOKEN (which the page's links and refresh keep). Set it
 	// whenever the page is reachable from beyond loopback.
@@ -134,7 +141,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/":
 		n, state := pageParams(r.URL.Query())
 		p, err := readPage(r.Context(), h.Storage, now, state, n, h.pageSize())
-		h.markNotAllowed(r.Context(), p.Certificates)
+		h.annotate(r.Context(), p.Certificates)
 		d := pageData{Now: now, Refresh: int(h.refresh().Seconds()), Certificates: p.Certificates, Events: h.Events.Recent(),
 			Counts: p.Counts, CSS: template.CSS(styleCSS), Total: p.Total, Matching: p.Matching, Page: p.Page, Pages: p.Pages,
 			State: p.State}
@@ -161,9 +168,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// markNotAllowed sets NotAllowed on the stored certificates whose primary
-// name h.Allowed refuses.
-func (h *Handler) markNotAllowed(ctx context.Context, certs []status.Cert) {
+// annotate adds to certs what the serving process knows and storage does
+// not (yet): the last-seen times it holds, and NotAllowed for the
+// certificates whose primary name h.Allowed refuses.
+func (h *Handler) annotate(ctx context.Context, certs []status.Cert) {
+	if h.LastSeen != nil {
+		for i := range certs {
+			if c := &certs[i]; len(c.Names) > 0 {
+				if t := h.LastSeen(c.Names[0]); t.After(c.LastSeen) {
+					c.LastSeen = t.UTC()
+				}
+			}
+		}
+	}
 	if h.Allowed == nil {
 		return
 	}
@@ -199,7 +216,7 @@ func (h *Handler) serveJSON(w http.ResponseWriter, r *http.Request, now time.Tim
 			w.Header().Set("Content-Type", "application/json")
 		}
 		batch[0] = c
-		h.markNotAllowed(r.Context(), batch[:])
+		h.annotate(r.Context(), batch[:])
 		return arr.Write(batch[0])
 	})
 	if err != nil {
