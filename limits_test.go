@@ -1,18 +1,17 @@
 package certkeeper_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
@@ -73,7 +72,7 @@ func TestMaxNames(t *testing.T) {
 func TestFailureBackoffSurvivesRestart(t *testing.T) {
 	ca := testca.Start(t, testca.Options{DomainBlocklist: []string{"blocked.test"}})
 	st := filestore.New(t.TempDir())
-	var logs lockedBuffer
+	var logs testsvc.Buffer
 	newManager := func() *certkeeper.Manager {
 		m := &certkeeper.Manager{
 			Policy:  policy.Allowlist("blocked.test"),
@@ -149,20 +148,3 @@ func TestDuplicateLimit(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log destination safe for the Manager's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,21 +19,34 @@ import (
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
+// obtain stores a certificate for name from a local CA and returns its
+// status.
+func obtain(t *testing.T, st storage.Storage, name string) status.Cert {
+	t.Helper()
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	t.Cleanup(func() { m.Close() })
+	if err := m.Cert(t.Context(), name); err != nil {
+		t.Fatal(err)
+	}
+	certs, err := status.Read(t.Context(), st, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range certs {
+		if len(c.Names) > 0 && c.Names[0] == name {
+			return c
+		}
+	}
+	t.Fatalf("status lacks %s: %+v", name, certs)
+	return status.Cert{}
+}
+
 // TestRepeatAndRestart: a failing renewal alerts once, again only after
 // Repeat, not again from a new Alerter on the same storage (a restart),
 // and a certificate near expiry alerts as expiring.
 func TestRepeatAndRestart(t *testing.T) {
 	st := filestore.New(t.TempDir())
-	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
-	t.Cleanup(func() { m.Close() })
-	if err := m.Cert(t.Context(), "a.test"); err != nil {
-		t.Fatal(err)
-	}
-	certs, err := status.Read(t.Context(), st, time.Now())
-	if err != nil || len(certs) != 1 {
-		t.Fatalf("status: %v %v", certs, err)
-	}
-	c := certs[0]
+	c := obtain(t, st, "a.test")
 	now := time.Now()
 	// The record a failed renewal leaves (status.Failure).
 	errs := map[string]status.Failure{c.Key: {Names: c.Names, Error: "CA down", At: now.Add(-2 * time.Hour), RetryAt: now.Add(time.Hour), Attempt: 3}}
@@ -92,15 +106,7 @@ func TestRepeatAndRestart(t *testing.T) {
 // its password holds, never reaches the error of a failed post.
 func TestWebhookPasswordRedacted(t *testing.T) {
 	st := filestore.New(t.TempDir())
-	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
-	t.Cleanup(func() { m.Close() })
-	if err := m.Cert(t.Context(), "a.test"); err != nil {
-		t.Fatal(err)
-	}
-	certs, err := status.Read(t.Context(), st, time.Now())
-	if err != nil || len(certs) != 1 {
-		t.Fatalf("status: %v %v", certs, err)
-	}
+	certs := []status.Cert{obtain(t, st, "a.test")}
 	for _, c := range strings.Split("/?#@:%", "") {
 		a := &alert.Alerter{Storage: st, ExpiringWithin: 24 * time.Hour,
 			Webhook: "http://user:Sup3r" + c + "Secr3t@127.0.0.1:1/hook?token=T0ken"}
@@ -127,36 +133,28 @@ func TestFirstIssueFailing(t *testing.T) {
 	if err := st.Store(t.Context(), status.FailuresKey, data); err != nil {
 		t.Fatal(err)
 	}
-	var got []alert.Alert
-	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, ExpiringWithin: time.Hour, Exec: func(ctx context.Context, al alert.Alert, payload []byte) error {
-		got = append(got, al)
-		return nil
-	}}
+	a, got := recording(st)
 	if err := a.Check(t.Context(), now); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 0 {
-		t.Fatalf("alerted at once: %+v; want an alert only once FailingFor has passed", got)
+	if len(got()) != 0 {
+		t.Fatalf("alerted at once: %+v; want an alert only once FailingFor has passed", got())
 	}
 	if err := a.Check(t.Context(), now.Add(2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Reason != alert.IssuanceFailing || !strings.Contains(got[0].Message, "obtaining a first certificate for new.test") {
-		t.Fatalf("alerts = %+v, want one issuance_failing for new.test's first certificate", got)
+	if len(got()) != 1 || got()[0].Reason != alert.IssuanceFailing || !strings.Contains(got()[0].Message, "obtaining a first certificate for new.test") {
+		t.Fatalf("alerts = %+v, want one issuance_failing for new.test's first certificate", got())
 	}
 	// No certificate: no issuer, no year-1 expiry in the JSON.
-	payload, _ := json.Marshal(got[0])
+	payload, _ := json.Marshal(got()[0])
 	if strings.Contains(string(payload), "not_after") || strings.Contains(string(payload), `"issuer"`) {
 		t.Errorf("payload %s has not_after or issuer for a name with no certificate", payload)
 	}
 
 	// The name gets its certificate (its failing entry goes): resolved,
 	// once.
-	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
-	t.Cleanup(func() { m.Close() })
-	if err := m.Cert(t.Context(), "new.test"); err != nil {
-		t.Fatal(err)
-	}
+	obtain(t, st, "new.test")
 	if err := st.Store(t.Context(), status.FailuresKey, []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
@@ -165,9 +163,9 @@ func TestFirstIssueFailing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(got) != 2 || got[1].Reason != alert.Resolved || got[1].Resolves != alert.IssuanceFailing ||
-		!strings.Contains(got[1].Message, "a first certificate for new.test was obtained") || got[1].NotAfter.IsZero() {
-		t.Errorf("alerts = %+v, want one resolved alert for new.test's new certificate", got[1:])
+	if len(got()) != 2 || got()[1].Reason != alert.Resolved || got()[1].Resolves != alert.IssuanceFailing ||
+		!strings.Contains(got()[1].Message, "a first certificate for new.test was obtained") || got()[1].NotAfter.IsZero() {
+		t.Errorf("alerts = %+v, want one resolved alert for new.test's new certificate", got()[1:])
 	}
 }
 
@@ -176,15 +174,7 @@ func TestFirstIssueFailing(t *testing.T) {
 // waiting out Repeat.
 func TestResolved(t *testing.T) {
 	st := filestore.New(t.TempDir())
-	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
-	t.Cleanup(func() { m.Close() })
-	if err := m.Cert(t.Context(), "a.test"); err != nil {
-		t.Fatal(err)
-	}
-	certs, err := status.Read(t.Context(), st, time.Now())
-	if err != nil || len(certs) != 1 {
-		t.Fatalf("status: %v %v", certs, err)
-	}
+	certs := []status.Cert{obtain(t, st, "a.test")}
 	now := time.Now()
 	fail := func(at time.Time) {
 		t.Helper()
@@ -196,11 +186,7 @@ func TestResolved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var got []alert.Alert
-	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, ExpiringWithin: time.Hour, Exec: func(ctx context.Context, al alert.Alert, payload []byte) error {
-		got = append(got, al)
-		return nil
-	}}
+	a, got := recording(st)
 	steps := []struct {
 		failingSince time.Time // zero: renewals work
 		at           time.Duration
@@ -218,14 +204,14 @@ func TestResolved(t *testing.T) {
 			t.Fatal(err)
 		}
 		var reasons []string
-		for _, al := range got {
+		for _, al := range got() {
 			reasons = append(reasons, al.Reason)
 		}
 		if strings.Join(reasons, " ") != strings.Join(step.want, " ") {
 			t.Fatalf("step %d: alerts %v, want %v", i, reasons, step.want)
 		}
 	}
-	if r := got[1]; r.Resolves != alert.RenewalFailing || !strings.Contains(r.Message, "renewing the certificate for a.test works again") {
+	if r := got()[1]; r.Resolves != alert.RenewalFailing || !strings.Contains(r.Message, "renewing the certificate for a.test works again") {
 		t.Errorf("resolved alert = %+v", r)
 	}
 }
@@ -257,5 +243,23 @@ func TestDocumentedAlerts(t *testing.T) {
 	}
 	if n < 2 {
 		t.Errorf("found %d alert examples in docs/operations.md, want the failing and the resolved one", n)
+	}
+}
+
+// recording returns an Alerter on st (alerts after an hour of failure or
+// within an hour of expiry) and the alerts it has sent so far.
+func recording(st storage.Storage) (*alert.Alerter, func() []alert.Alert) {
+	var mu sync.Mutex
+	var got []alert.Alert
+	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, ExpiringWithin: time.Hour, Exec: func(ctx context.Context, al alert.Alert, payload []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, al)
+		return nil
+	}}
+	return a, func() []alert.Alert {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
 	}
 }
