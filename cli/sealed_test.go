@@ -64,11 +64,7 @@ func recordSerial(t *testing.T, file string) string {
 func TestUnsealedRecordRefused(t *testing.T) {
 	keyFile := writeStorageKey(t)
 	storageDir := t.TempDir()
-	r := ck(t, time.Minute, "cert", "issue", "--ca", "local", "-d", "good.test", "--storage", storageDir,
-		"--storage-key-file", keyFile, "--out-dir", t.TempDir())
-	if r.code != 0 {
-		t.Fatalf("cert issue with --storage-key-file: exit %d\n%s", r.code, r.stderr)
-	}
+	issueSealed(t, storageDir, keyFile, "good.test")
 	// The planted record: a valid one, made elsewhere without encryption.
 	elsewhere := t.TempDir()
 	issueLocal(t, elsewhere, "planted.test")
@@ -83,7 +79,7 @@ func TestUnsealedRecordRefused(t *testing.T) {
 	}
 	plantedSerial := recordSerial(t, plantedFile)
 
-	r = ck(t, 30*time.Second, "status", "--json", "--storage", storageDir, "--storage-key-file", keyFile)
+	r := ck(t, 30*time.Second, "status", "--json", "--storage", storageDir, "--storage-key-file", keyFile)
 	// Listed, and named in the non-zero exit's message (issue 18).
 	if r.code == 0 || !strings.Contains(r.stdout, plantedKey) || !strings.Contains(r.stdout, `"damaged"`) || !strings.Contains(r.stderr, plantedKey) {
 		t.Errorf("status: exit %d, want the planted record %s listed as damaged and a non-zero exit naming it:\n%s%s", r.code, plantedKey, r.stdout, r.stderr)
@@ -154,11 +150,7 @@ func TestStorageEncryptionTurnedOn(t *testing.T) {
 func TestStatusEncryptedWithoutKey(t *testing.T) {
 	keyFile := writeStorageKey(t)
 	sealed := t.TempDir()
-	r := ck(t, time.Minute, "cert", "issue", "--ca", "local", "-d", "z.test", "--storage", sealed,
-		"--storage-key-file", keyFile, "--out-dir", t.TempDir())
-	if r.code != 0 {
-		t.Fatalf("cert issue with --storage-key-file: exit %d\n%s", r.code, r.stderr)
-	}
+	issueSealed(t, sealed, keyFile, "z.test")
 	want := sealed + " is encrypted (certificates/local/z.test.json is sealed): give --storage-key-file, the key file the proxy or server on it uses"
 	for _, args := range [][]string{{"status", "--storage", sealed}, {"status", "--json", "--storage", sealed}} {
 		r := ck(t, 30*time.Second, args...)
@@ -179,8 +171,19 @@ func TestStatusEncryptedWithoutKey(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(mixed, filepath.FromSlash(key)), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = ck(t, 30*time.Second, "status", "--storage", mixed)
+	r := ck(t, 30*time.Second, "status", "--storage", mixed)
 	if want := key + " is encrypted (sealed with a storage key)"; r.code != 1 || !strings.Contains(r.stdout, want) || strings.Contains(r.stdout, "invalid character") {
 		t.Errorf("status of clear records and a sealed one: exit %d, stdout %q; want exit 1 and %q", r.code, r.stdout, want)
+	}
+}
+
+// issueSealed issues name from the local CA into the storage dir sealed
+// with keyFile.
+func issueSealed(t *testing.T, dir, keyFile, name string) {
+	t.Helper()
+	r := ck(t, time.Minute, "cert", "issue", "--ca", "local", "-d", name, "--storage", dir,
+		"--storage-key-file", keyFile, "--out-dir", t.TempDir())
+	if r.code != 0 {
+		t.Fatalf("cert issue with --storage-key-file: exit %d\n%s", r.code, r.stderr)
 	}
 }
