@@ -17,6 +17,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/statusfill"
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/status"
 )
 
 // TestFirstIssueFailureShown: a proxy with one allowed name whose first
@@ -253,5 +254,49 @@ func TestStatusEmpty(t *testing.T) {
 	}
 	if _, err := os.Stat(missing); err == nil {
 		t.Errorf("status created %s", missing)
+	}
+}
+
+// TestStorageDelete: "storage delete" removes what status lists: a
+// certificate by its name (status no longer lists it; another stays), a
+// damaged record by its key, a failing first issuance by its name; a name
+// with nothing stored exits 1 saying so.
+func TestStorageDelete(t *testing.T) {
+	storageDir := t.TempDir()
+	for _, name := range []string{"gone.test", "kept.test"} {
+		if r := ck(t, time.Minute, "cert", "issue", "--ca", "local", "-d", name, "--storage", storageDir, "--out-dir", t.TempDir()); r.code != 0 {
+			t.Fatalf("cert issue %s: exit %d\n%s", name, r.code, r.stderr)
+		}
+	}
+	damaged := "certificates/local/broken.test.json"
+	if err := os.WriteFile(filepath.Join(storageDir, filepath.FromSlash(damaged)), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	failures, _ := json.Marshal(map[string]status.Failure{status.FailingKey("never.test", ""): {Names: []string{"never.test"},
+		Error: "rejectedIdentifier", At: time.Now(), FirstIssue: true}})
+	if err := os.MkdirAll(filepath.Join(storageDir, "state"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(storageDir, filepath.FromSlash(status.FailuresKey)), failures, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ arg, removed string }{
+		{"GONE.test", "certificates/local/gone.test.json"},
+		{damaged, damaged},
+		{"never.test", "failing/never.test"},
+	} {
+		r := ck(t, 30*time.Second, "storage", "delete", "--storage", storageDir, tt.arg)
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "removed "+tt.removed {
+			t.Errorf("storage delete %s: exit %d, stdout %q, want removed %s\n%s", tt.arg, r.code, r.stdout, tt.removed, r.stderr)
+		}
+	}
+	r := ck(t, 30*time.Second, "status", "--json", "--storage", storageDir)
+	var list []certStatus
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || r.code != 0 || len(list) != 1 || list[0].Names[0] != "kept.test" {
+		t.Errorf("status after the deletes: exit %d, %+v (%v); want kept.test alone\n%s", r.code, list, err, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "storage", "delete", "--storage", storageDir, "gone.test")
+	if r.code != 1 || !strings.Contains(r.stderr, "nothing stored under it") || !strings.Contains(r.stderr, "certkeeper status") {
+		t.Errorf("deleting it again: exit %d, stderr %q; want exit 1 saying nothing is stored", r.code, r.stderr)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/term"
 	"github.com/certkeeper/certkeeper/migrate"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage/archive"
 	"github.com/certkeeper/certkeeper/storage/open"
 )
@@ -37,7 +38,7 @@ Grow a single node into a cluster, with private keys encrypted at rest:
 
 	(umask 077; certkeeper storage keygen > storage.key)
 	certkeeper storage migrate --from /var/lib/certkeeper --to redis://10.0.0.5:6379/0 --to-key-file storage.key`,
-		Commands: []*Command{storageExportCmd(), storageImportCmd(), storageMigrateCmd(), storageKeygenCmd(), storageRekeyCmd()},
+		Commands: []*Command{storageExportCmd(), storageImportCmd(), storageMigrateCmd(), storageKeygenCmd(), storageRekeyCmd(), storageDeleteCmd()},
 	}
 }
 
@@ -214,4 +215,49 @@ func explainForeign(e *archive.ForeignKeysError, src, dir, tail string) error {
 	}
 	return fmt.Errorf("%s: %w; to take over another ACME client's certificates and accounts, use certkeeper import --from TOOL %s (TOOL: %s). %s",
 		src, e, dir, strings.Join(migrate.Tools(), ", "), tail)
+}
+
+func storageDeleteCmd() *Command {
+	var sf storageFlags
+	return &Command{
+		UsageLine: "certkeeper storage delete [flags] NAME|KEY...",
+		Short:     "remove a certificate, a damaged record or a failing name from storage",
+		Long: `Delete removes from --storage what "certkeeper status" lists: given a NAME, every certificate
+whose primary name it is (from any CA, and its RSA twin) and its failing first issuance; given
+a KEY as status --json shows it, that record (certificates/CA/NAME.json, readable or damaged) or
+failing first issuance (failing/NAME). Private keys go with their certificates: export first
+("certkeeper storage export") if they may be needed. It works on any storage, Redis and
+PostgreSQL included, where there are no files to remove.
+
+A running proxy or server keeps serving a certificate it holds in memory, and renews it while
+its policy allows the name: take the name out of the policy first (revoke a leaked key with
+"certkeeper cert revoke -d NAME" instead).
+
+	certkeeper storage delete --storage redis://10.0.0.5:6379/0 old.example
+	certkeeper storage delete certificates/acme-v02.api.letsencrypt.org-directory/a.example.json`,
+		Flags:     func(fs *flag.FlagSet) { cmdline.Bind(fs, &sf) },
+		TakesArgs: true,
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) == 0 {
+				return usagef("storage delete needs a NAME or KEY (certkeeper status lists them)")
+			}
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer closeStorage()
+			for _, what := range args {
+				removed, err := status.Remove(ctx, st, what)
+				for _, key := range removed {
+					fmt.Fprintf(env.Stdout, "removed %s\n", key)
+				}
+				if errors.Is(err, status.ErrNothingStored) {
+					return fmt.Errorf("%w in %s: certkeeper status lists what is", err, sf.where())
+				} else if err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
 }
