@@ -157,7 +157,11 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		m.logRefused(name, err)
 		return nil, &PolicyError{Name: name, Err: err}
 	}
-	if err := m.admit(ctx, name, client); err != nil {
+	// A name a wildcard of Wildcards covers is ordered, backed off and
+	// reported as that wildcard: one failing *.a.example is one order and
+	// one status entry, not one per subdomain asked for.
+	primary := m.flightName(name)
+	if err := m.admit(ctx, primary, client); err != nil {
 		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
 		m.logRefused(name, err)
 		return nil, err
@@ -170,9 +174,9 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 			m.logger().Warn("no issuance without the cluster-wide issue lock (logged at most every 10 s)", "name", name, "err", err)
 		})
 	case err != nil && m.ctx.Err() == nil:
-		m.recordFailure(ctx, name, err)
+		m.recordFailure(ctx, primary, err)
 	}
-	m.noteFirstIssue(ctx, []string{name}, variant, err) // for status (failures.go)
+	m.noteFirstIssue(ctx, m.onDemandNames(name), variant, err) // for status (failures.go)
 	timeline.Mark(ctx, "status_note")
 	if err == nil {
 		m.stats.issued.Add(1)

@@ -1,6 +1,8 @@
 package certkeeper_test
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -17,6 +19,8 @@ import (
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/solver/dns01/rfc2136"
+	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -84,5 +88,76 @@ func TestOnDemandWildcard(t *testing.T) {
 	// Two labels down is not covered by *.a.test: it is not served from it.
 	if leaf, err := handshakeAddr(addr, "deep.x.a.test", roots); err == nil && leaf.SerialNumber.String() == serials[0] {
 		t.Error("deep.x.a.test was served the *.a.test certificate")
+	}
+}
+
+// TestOnDemandWildcardFailing: a wildcard whose issuance fails (the DNS
+// server refuses the TSIG key) is backed off as the wildcard: a handshake
+// for another subdomain right after places no second order, and status
+// has one failing entry, for *.a.test and a.test (trial 19: one order and
+// one status row per subdomain asked for).
+func TestOnDemandWildcardFailing(t *testing.T) {
+	t.Parallel()
+	named := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})
+	ca := testca.Start(t, testca.Options{DNSServer: named.Addr()})
+	dns := &dns01.Solver{
+		Provider: &rfc2136.Provider{Server: named.Addr(), KeyName: named.KeyName(), Algorithm: named.Algorithm(),
+			Secret: "d3JvbmcgZG9vciwgd3Jvbmcga2V5IGZvciB0aGlzIHpvbmUh"}, // not the server's
+		Resolver: dns01.Resolver{Servers: []string{named.Addr()}},
+	}
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{
+		Policy:    policy.Allowlist("a.test", "*.a.test"),
+		Storage:   st,
+		Wildcards: []string{"*.a.test"},
+		Issuers: []issuer.Issuer{&acmeca.Issuer{
+			DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+			Solvers: map[string]solver.Solver{acmeca.DNS01: dns},
+		}},
+	}
+	t.Cleanup(func() { m.Close() })
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "one.a.test"}); err == nil || errors.Is(err, certkeeper.ErrFailedRecently) {
+		t.Fatalf("first handshake: %v, want the DNS provider's failure", err)
+	}
+	orders := ca.Orders()
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "two.a.test"}); !errors.Is(err, certkeeper.ErrFailedRecently) {
+		t.Errorf("another subdomain right after: %v, want ErrFailedRecently (the wildcard's backoff)", err)
+	}
+	if n := ca.Orders(); n != orders {
+		t.Errorf("%d more orders for the failing wildcard, want none", n-orders)
+	}
+	certs, err := status.Read(t.Context(), st, time.Now())
+	if err != nil || len(certs) != 1 || certs[0].Key != status.FailingKey("*.a.test", "") || len(certs[0].Names) != 2 {
+		t.Errorf("status = %+v (%v), want one failing entry for *.a.test and a.test", certs, err)
+	}
+}
+
+// TestWildcardApexByDNS: in a wildcard's order the apex is validated
+// through dns-01 too, although tls-alpn-01 comes first in the default
+// order and is set up: nothing answers it where the CA connects, and the
+// order needs DNS alone (trial 19: the apex went to tls-alpn-01 and the
+// wildcard failed with it).
+func TestWildcardApexByDNS(t *testing.T) {
+	t.Parallel()
+	named := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})
+	ca := testca.Start(t, testca.Options{DNSServer: named.Addr()})
+	_, port, _ := net.SplitHostPort(named.Addr())
+	nsPort, _ := strconv.Atoi(port)
+	dns := &dns01.Solver{
+		Provider: &rfc2136.Provider{Server: named.Addr(), KeyName: named.KeyName(), Algorithm: named.Algorithm(), Secret: named.Secret()},
+		Resolver: dns01.Resolver{Servers: []string{named.Addr()}, AuthoritativePort: nsPort},
+	}
+	m := &certkeeper.Manager{
+		Policy:    policy.Allowlist("a.test", "*.a.test"),
+		Storage:   filestore.New(t.TempDir()),
+		Wildcards: []string{"*.a.test"},
+		Issuers: []issuer.Issuer{&acmeca.Issuer{
+			DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+			Solvers: map[string]solver.Solver{acmeca.TLSALPN01: &tlsalpn01.Solver{}, acmeca.DNS01: dns}, // nothing serves the first
+		}},
+	}
+	t.Cleanup(func() { m.Close() })
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "x.a.test"}); err != nil {
+		t.Fatalf("wildcard with its apex: %v", err)
 	}
 }

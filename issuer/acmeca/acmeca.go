@@ -86,7 +86,9 @@ type Issuer struct {
 	// ChallengeOrder is the preference among Solvers. Empty means
 	// dns-persist-01 (used only where its record is in place), then
 	// tls-alpn-01, http-01, dns-01 (the order in which validation is
-	// fastest and needs the least set-up).
+	// fastest and needs the least set-up). In an order with a wildcard,
+	// which only DNS validates, the DNS-based challenges come first for
+	// every name (the apex too), so that the order depends on DNS alone.
 	ChallengeOrder []string
 
 	// Profile is the ACME profile to order (draft-ietf-acme-profiles), such

@@ -62,6 +62,10 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 		timeline.Mark(ctx, "challenge_cleanup")
 	}()
 
+	// An order with a wildcard is validated through DNS for its wildcard
+	// anyway: its other names (the apex) use DNS too, so that the order
+	// needs one working path, not port 443 or 80 as well.
+	dnsFirst := slices.ContainsFunc(order.Identifiers, func(id acme.Identifier) bool { return strings.HasPrefix(id.Value, "*.") })
 	for _, url := range order.Authorizations {
 		var authz acme.Authorization
 		err := iss.do(ctx, "fetching authorization", func(ctx context.Context) error {
@@ -81,7 +85,7 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 		default:
 			return fmt.Errorf("authorization for %s is %s", authz.IdentifierValue(), authz.Status)
 		}
-		chal, s, err := iss.pickChallenge(ctx, authz, acct)
+		chal, s, err := iss.pickChallenge(ctx, authz, acct, dnsFirst)
 		if err != nil {
 			return err
 		}
@@ -126,9 +130,10 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 }
 
 // pickChallenge chooses the first challenge in the preference order that
-// the CA offers and a solver can answer (a Chooser solver must also agree).
-func (iss *Issuer) pickChallenge(ctx context.Context, authz acme.Authorization, acct acme.Account) (acme.Challenge, solver.Solver, error) {
-	for _, typ := range iss.challengeOrder() {
+// the CA offers and a solver can answer (a Chooser solver must also
+// agree); dnsFirst puts the DNS-based challenges first.
+func (iss *Issuer) pickChallenge(ctx context.Context, authz acme.Authorization, acct acme.Account, dnsFirst bool) (acme.Challenge, solver.Solver, error) {
+	for _, typ := range iss.challengeOrder(dnsFirst) {
 		s := iss.Solvers[typ]
 		if s == nil {
 			continue
@@ -164,12 +169,19 @@ func (iss *Issuer) pickChallenge(ctx context.Context, authz acme.Authorization, 
 		ErrNoChallenge, strings.Join(offered, ", "), authz.IdentifierValue(), strings.Join(have, ", "))
 }
 
-// challengeOrder is ChallengeOrder or its default.
-func (iss *Issuer) challengeOrder() []string {
-	if len(iss.ChallengeOrder) > 0 {
-		return iss.ChallengeOrder
+// challengeOrder is ChallengeOrder or its default, with the DNS-based
+// challenges moved first (in their order) when dnsFirst.
+func (iss *Issuer) challengeOrder(dnsFirst bool) []string {
+	order := iss.ChallengeOrder
+	if len(order) == 0 {
+		order = []string{DNSPersist01, TLSALPN01, HTTP01, DNS01}
 	}
-	return []string{DNSPersist01, TLSALPN01, HTTP01, DNS01}
+	if !dnsFirst {
+		return order
+	}
+	isDNS := func(typ string) bool { return typ == DNS01 || typ == DNSPersist01 }
+	first := slices.DeleteFunc(slices.Clone(order), func(typ string) bool { return !isDNS(typ) })
+	return append(first, slices.DeleteFunc(slices.Clone(order), isDNS)...)
 }
 
 // checkWildcards refuses a wildcard name before anything is ordered when
@@ -180,7 +192,7 @@ func (iss *Issuer) checkWildcards(names []string) error {
 		if !strings.HasPrefix(n, "*.") {
 			continue
 		}
-		for _, typ := range iss.challengeOrder() {
+		for _, typ := range iss.challengeOrder(true) {
 			if (typ == DNS01 || typ == DNSPersist01) && iss.Solvers[typ] != nil {
 				return nil
 			}
