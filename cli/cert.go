@@ -464,7 +464,7 @@ func explainIssueError(err error, f *issueFlags) error {
 	if errors.Is(err, context.DeadlineExceeded) && !errors.As(err, new(*dns01.PropagationError)) { // that one is --dns-timeout's
 		return fmt.Errorf("gave up after --timeout %s: %w", f.timeout, err)
 	}
-	if verr, ok := errors.AsType[*acmeca.ValidationError](err); ok && verr.Advice() != "" {
+	if verr, ok := errors.AsType[*acmeca.ValidationError](err); ok && verr.Advice() != "" && !strings.HasPrefix(verr.Challenge, "dns-") { // doctor checks ports, not TXT records
 		return fmt.Errorf("%w; certkeeper doctor -d %s checks this host's DNS and ports", err, verr.Name)
 	}
 	return err

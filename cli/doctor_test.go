@@ -79,6 +79,17 @@ func TestDoctor(t *testing.T) {
 		}
 	}
 
+	// A wildcard: no address to resolve (the CA checks it through DNS),
+	// and CAA of the parent "test", which the authoritative-only named
+	// refuses to answer, is a warning saying so, not a failure (trial 19).
+	code, res = doctorResults(t, append(base, "-d", "*.a.test")...)
+	if r := res["name resolves"]; code != 0 || r.Status != doctor.Skip || !strings.Contains(r.Detail, "through DNS") {
+		t.Errorf("wildcard: exit %d, name resolves = %+v; want exit 0 and skipped", code, r)
+	}
+	if r := res["CAA"]; r.Status != doctor.Warn || !strings.Contains(r.Fix, "recursive resolver") {
+		t.Errorf("wildcard: CAA = %+v; want a warning that the server refused, asking for a recursive resolver", r)
+	}
+
 	tests := []struct {
 		name, check, detail, fix string
 		args                     []string

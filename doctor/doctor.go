@@ -110,9 +110,14 @@ func Failed(rs []Result) bool {
 	return false
 }
 
-// checkResolve looks up the name's addresses.
+// checkResolve looks up the name's addresses. A wildcard has none to
+// look up: the CA validates it through DNS (dns-01), not by connecting.
 func checkResolve(ctx context.Context, c Config) ([]string, Result) {
 	r := Result{Check: "name resolves"}
+	if strings.HasPrefix(c.Name, "*.") {
+		r.Status, r.Detail = Skip, c.Name+" is a wildcard: the CA validates it through DNS (dns-01), and needs no address for it"
+		return nil, r
+	}
 	var addrs []string
 	var err error
 	if c.Resolver != "" {
@@ -333,6 +338,11 @@ func checkCAA(ctx context.Context, c Config, dir *directory) Result {
 		if err != nil {
 			r.Status, r.Detail = Fail, fmt.Sprintf("looking up CAA for %s: %v", n, err)
 			r.Fix = "the CA must get an answer for CAA (even an empty one): fix the DNS server, which the CA treats as forbidding issuance"
+			if strings.Contains(err.Error(), "REFUSED") {
+				r.Status = Warn
+				r.Fix = "the server asked (" + server + ") refused to answer for " + n + ": an authoritative-only server answers only " +
+					"for its own zones, not for the parents CAA is looked up at; ask a recursive resolver (--dns-resolver) to check what the CA sees"
+			}
 			return r
 		}
 		var set []*dns.CAA
