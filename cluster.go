@@ -232,8 +232,7 @@ func (m *Manager) refresh(ctx context.Context, key string) error {
 }
 
 // adoptNewer swaps rec in for the certificate held under key if rec is a
-// different certificate that expires no earlier, and reports whether it
-// did. The renewal time planned for the old certificate is dropped, so
+// different certificate issued no earlier, and reports whether it did. The renewal time planned for the old certificate is dropped, so
 // this node does not renew what another node just renewed.
 func (m *Manager) adoptNewer(ctx context.Context, key string, rec *storage.Certificate) bool {
 	e := m.held(key)
@@ -245,7 +244,10 @@ func (m *Manager) adoptNewer(ctx context.Context, key string, rec *storage.Certi
 		return false
 	}
 	block, _ := pem.Decode(rec.ChainPEM)
-	if block == nil || bytes.Equal(block.Bytes, cur.Certificate[0]) || rec.NotAfter.Before(cur.Leaf.NotAfter) {
+	// Newer is issued later (NotBefore), not expiring later: a node that
+	// renewed into a shorter profile, or replaced a revoked certificate
+	// with one, stored the newer certificate all the same.
+	if block == nil || bytes.Equal(block.Bytes, cur.Certificate[0]) || rec.NotBefore.Before(cur.Leaf.NotBefore) {
 		return false
 	}
 	if time.Now().After(rec.NotAfter) {

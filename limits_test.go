@@ -147,4 +147,3 @@ func TestDuplicateLimit(t *testing.T) {
 		t.Errorf("%d orders beyond the duplicate limit, want 0", n-orders)
 	}
 }
-

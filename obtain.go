@@ -211,8 +211,11 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	defer m.inBackground(m.releases.start(lock, unlock))
 	timeline.Mark(ctx, "issue_lock")
 	if e, err := m.loadStored(ctx, names[0], variant); err == nil && coversAll(e, names) {
-		// Another process obtained (or renewed) it while we waited.
-		if leaf := e.cert.Load().Leaf; prev == nil || !leaf.Equal(prev) && !leaf.NotAfter.Before(prev.NotAfter) {
+		// Another process obtained (or renewed, or replaced a revoked
+		// one) while we waited: a different certificate issued no
+		// earlier. Issued, not expiring: a replacement from a shorter
+		// profile expires sooner and is still the newer one.
+		if leaf := e.cert.Load().Leaf; prev == nil || !leaf.Equal(prev) && !leaf.NotBefore.Before(prev.NotBefore) {
 			return e, nil
 		}
 	}

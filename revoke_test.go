@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"slices"
 	"sync/atomic"
@@ -12,8 +13,11 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/solver"
+	"github.com/certkeeper/certkeeper/solver/http01"
 	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
@@ -184,5 +188,65 @@ func TestRevokeStoredThenStart(t *testing.T) {
 	running.Store(third)
 	if leaf, err := s.handshake(t, "b.test", roots); err != nil || leaf.Equal(second) {
 		t.Fatalf("a handshake to a new Manager got the revoked certificate (err %v)", err)
+	}
+}
+
+// TestRevokedReplacedOnceAcrossNodes: two nodes on one storage hold a
+// certificate that is revoked; they replace it with one order between
+// them, and both serve the replacement, although it comes from a shorter
+// profile than the revoked one (trial 20: the node that took the issue
+// lock second took the shorter replacement for an older certificate and
+// ordered again, and a node that did not renew kept serving the revoked
+// one, refusing a stored certificate that expires sooner).
+func TestRevokedReplacedOnceAcrossNodes(t *testing.T) {
+	ca := testca.Start(t, testca.Options{AlwaysValid: true, Profiles: map[string]testca.Profile{
+		"long":  {Description: "90 days", ValidityPeriod: 90 * 24 * time.Hour},
+		"short": {Description: "1 day", ValidityPeriod: 24 * time.Hour},
+	}})
+	dir := t.TempDir()
+	node := func(profile string) *certkeeper.Manager {
+		m := &certkeeper.Manager{Policy: policy.Allowlist("a.test"), Storage: filestore.New(dir),
+			Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Profile: profile,
+				Solvers: map[string]solver.Solver{acmeca.HTTP01: &http01.Solver{}}}}}
+		m.Cluster.SyncInterval = 100 * time.Millisecond
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	first := node("long")
+	if err := first.Cert(t.Context(), "a.test"); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	nodes := []*certkeeper.Manager{node("short"), node("short")}
+	var old *x509.Certificate
+	for _, m := range nodes {
+		c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = c.Leaf
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cli := filestore.New(dir)
+	if _, err := certkeeper.RevokeStored(ctx, cli, revokeRequest(ca, cli, "a.test", "keyCompromise")); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range nodes {
+		if !waitFor(30*time.Second, func() bool {
+			c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"})
+			return err == nil && !c.Leaf.Equal(old)
+		}) {
+			t.Fatalf("node %d still serves the revoked certificate after 30 s", i)
+		}
+	}
+	time.Sleep(time.Second) // several syncs: a second replacement would have been ordered by now
+	if n := ca.Orders(); n != 2 {
+		t.Errorf("orders = %d, want 2: the first certificate and one replacement for both nodes", n)
+	}
+	a, _ := nodes[0].GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"})
+	b, _ := nodes[1].GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"})
+	if !a.Leaf.Equal(b.Leaf) || !a.Leaf.NotAfter.Before(old.NotAfter) {
+		t.Errorf("the nodes serve %s and %s; want the same, shorter-lived replacement", a.Leaf.SerialNumber.Text(16), b.Leaf.SerialNumber.Text(16))
 	}
 }

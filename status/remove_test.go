@@ -37,7 +37,7 @@ func TestRemoveOnRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	failures, _ := json.Marshal(map[string]status.Failure{
-		status.FailingKey("never.test", ""):  {Names: []string{"never.test"}, Error: "rejected", At: time.Now(), FirstIssue: true},
+		status.FailingKey("never.test", ""): {Names: []string{"never.test"}, Error: "rejected", At: time.Now(), FirstIssue: true},
 		"certificates/local/gone.test.json": {Names: []string{"gone.test"}, Error: "CA down", At: time.Now()},
 	})
 	if err := st.Store(t.Context(), status.FailuresKey, failures); err != nil {
