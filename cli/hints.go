@@ -32,6 +32,12 @@ func withFlagHints(err error) error {
 	if errors.As(err, new(*dns01.ZoneError)) {
 		return &hintError{err: err, hint: "name the zone with --dns-zone, or point --dns-resolver or --dns-server at a server that knows it"}
 	}
+	if pe := (*dns01.PropagationError)(nil); errors.As(err, &pe) {
+		if len(pe.Unreachable) > 0 {
+			return &hintError{err: err, hint: "--dns-check-port sets the port the nameservers are asked on; --dns-no-check skips the check (split horizon)"}
+		}
+		return &hintError{err: err, hint: "--dns-timeout waits longer"}
+	}
 	for _, h := range sentinelHints {
 		if errors.Is(err, h.err) {
 			return &hintError{err: err, hint: h.hint}

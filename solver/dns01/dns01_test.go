@@ -409,3 +409,103 @@ func TestWaitReports(t *testing.T) {
 		t.Errorf("want one Info record naming the nameserver; logs:\n%s", logs.String())
 	}
 }
+
+// presentAndWait presents a challenge for a.test through a provider that
+// changes nothing, or p, and returns what Wait returned, how long it took
+// and what OnWaiting was told.
+func presentAndWait(t *testing.T, s *dns01.Solver) (error, time.Duration, []dns01.Waiting) {
+	t.Helper()
+	chal := acme.Challenge{URL: "https://ca.test/chal/1", Token: "tok", KeyAuthorization: "tok.thumb",
+		Identifier: acme.Identifier{Type: "dns", Value: "a.test"}}
+	var mu sync.Mutex
+	var told []dns01.Waiting
+	s.OnWaiting = func(w dns01.Waiting) { mu.Lock(); told = append(told, w); mu.Unlock() }
+	if err := s.Present(t.Context(), chal); err != nil {
+		t.Fatalf("Present: %v", err)
+	}
+	t.Cleanup(func() { _ = s.CleanUp(context.WithoutCancel(t.Context()), chal) })
+	start := time.Now()
+	err := s.Wait(t.Context(), chal)
+	mu.Lock()
+	defer mu.Unlock()
+	return err, time.Since(start), told
+}
+
+// closedPort returns a loopback UDP port nothing listens on.
+func closedPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	c.Close()
+	return port
+}
+
+// TestPropagationUnreachable: when the zone's nameserver refuses the
+// connection (the wrong port: trial 19 forgot the check port), the
+// waiting lines say "connection refused", and Wait gives up after 3
+// checks rather than the whole timeout, with advice about the address
+// and port, not about the zone.
+func TestPropagationUnreachable(t *testing.T) {
+	t.Parallel()
+	e := &dnsEnv{srv: testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})}
+	s := e.solver(e.provider())
+	s.Resolver.AuthoritativePort = closedPort(t)
+	s.PropagationInterval = 200 * time.Millisecond
+	s.PropagationTimeout = 20 * time.Second
+	err, took, told := presentAndWait(t, s)
+	var perr *dns01.PropagationError
+	if !errors.As(err, &perr) {
+		t.Fatalf("Wait = %v, want a *dns01.PropagationError", err)
+	}
+	if took > 5*time.Second {
+		t.Errorf("Wait took %s, want it to give up after 3 refused checks", took)
+	}
+	msg := err.Error()
+	for _, want := range []string{"connection refused", "AuthoritativePort", "SkipPropagationCheck", "3 checks in a row"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not say %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "zone") && strings.Contains(msg, "changing") {
+		t.Errorf("error %q blames the zone", msg)
+	}
+	if len(told) == 0 || !strings.Contains(told[0].String(), "connection refused") {
+		t.Errorf("OnWaiting was told %v, want a line saying connection refused", told)
+	}
+	t.Logf("%s\n%v", told[0], err)
+}
+
+// TestPropagationStaleSecondary: when the primary serves the value and a
+// nameserver answers without it, the error points at zone transfer and
+// NOTIFY (or the timeout), not at the zone.
+func TestPropagationStaleSecondary(t *testing.T) {
+	t.Parallel()
+	e := &dnsEnv{srv: testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})}
+	stale := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}}) // the zone, never updated
+	_, port, _ := net.SplitHostPort(stale.Addr())
+	s := e.solver(e.provider())
+	s.Resolver.AuthoritativePort, _ = strconv.Atoi(port)
+	s.Resolver.Primary = e.srv.Addr()
+	s.PropagationTimeout = time.Second
+	err, _, told := presentAndWait(t, s)
+	var perr *dns01.PropagationError
+	if !errors.As(err, &perr) {
+		t.Fatalf("Wait = %v, want a *dns01.PropagationError", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"zone transfer, NOTIFY", "PropagationTimeout", "does not serve the value yet", stale.Addr()} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not say %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "is the provider changing") {
+		t.Errorf("error %q blames the zone", msg)
+	}
+	if len(told) == 0 || strings.Contains(told[0].String(), "refused") {
+		t.Errorf("OnWaiting was told %v", told)
+	}
+	t.Logf("%v", err)
+}
