@@ -29,7 +29,10 @@ func withFlagHints(err error) error {
 	if err == nil || errors.As(err, new(*hintError)) {
 		return err
 	}
-	if errors.As(err, new(*dns01.ZoneError)) {
+	if ze := (*dns01.ZoneError)(nil); errors.As(err, &ze) {
+		if ze.NoAnswer {
+			return &hintError{err: err, hint: "check the addresses in --dns-resolver and --dns-server"}
+		}
 		return &hintError{err: err, hint: "name the zone with --dns-zone, or point --dns-resolver or --dns-server at a server that knows it"}
 	}
 	if pe := (*dns01.PropagationError)(nil); errors.As(err, &pe) {

@@ -509,3 +509,36 @@ func TestPropagationStaleSecondary(t *testing.T) {
 	}
 	t.Logf("%v", err)
 }
+
+// TestZoneNoAnswer: when no DNS server answers the zone lookup (nothing
+// listens: trial 19 had the server down), the error says so and asks
+// whether it runs at the addresses asked; when servers answer but do not
+// know the zone, it keeps the advice to name the zone.
+func TestZoneNoAnswer(t *testing.T) {
+	t.Parallel()
+	resolver := "127.0.0.1:" + strconv.Itoa(closedPort(t))
+	primary := "127.0.0.1:" + strconv.Itoa(closedPort(t))
+	r := dns01.Resolver{Servers: []string{resolver}, Primary: primary}
+	_, err := r.Zone(t.Context(), "_acme-challenge.a.test")
+	var zerr *dns01.ZoneError
+	if !errors.As(err, &zerr) || !zerr.NoAnswer {
+		t.Fatalf("Zone = %v, want a *dns01.ZoneError with NoAnswer", err)
+	}
+	for _, want := range []string{"no DNS server answered (connection refused)", "running and reachable at " + resolver + ", " + primary} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "Resolver.Zones") {
+		t.Errorf("error %q advises naming the zone", err)
+	}
+	t.Logf("%v", err)
+
+	named := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})
+	r = dns01.Resolver{Servers: []string{named.Addr()}, Primary: named.Addr()}
+	_, err = r.Zone(t.Context(), "_acme-challenge.b.test")
+	if !errors.As(err, &zerr) || zerr.NoAnswer || !strings.Contains(err.Error(), "name the zone in Resolver.Zones") {
+		t.Errorf("Zone of a name the server does not know = %v, want a *dns01.ZoneError naming Resolver.Zones", err)
+	}
+	t.Logf("%v", err)
+}

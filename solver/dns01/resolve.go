@@ -56,6 +56,10 @@ type ZoneError struct {
 	Resolvers []string // the recursive resolvers asked
 	Primary   string   // the primary asked, "" for none
 	Err       error    // what they answered
+	// NoAnswer is set when no server asked answered at all (connection
+	// refused, timed out): the servers are down or the addresses wrong,
+	// and naming the zone would not help.
+	NoAnswer bool
 }
 
 func (e *ZoneError) Error() string {
@@ -69,8 +73,51 @@ func (e *ZoneError) Error() string {
 	} else {
 		asked += " and no primary (Resolver.Primary)"
 	}
+	if e.NoAnswer {
+		addrs := slices.Clone(e.Resolvers)
+		if e.Primary != "" && !slices.Contains(addrs, e.Primary) {
+			addrs = append(addrs, e.Primary)
+		}
+		return fmt.Sprintf("finding the zone of %s: no DNS server answered (%s): is it running and reachable at %s? asked %s: %v",
+			e.Name, strings.Join(briefs(e.Err), " / "), strings.Join(addrs, ", "), asked, e.Err)
+	}
 	return fmt.Sprintf("finding the zone of %s: asked %s: %v; name the zone in Resolver.Zones, "+
 		"or point Resolver.Servers or Resolver.Primary at a server that knows it", e.Name, asked, e.Err)
+}
+
+// noAnswer reports whether every query in err (a join of one error per
+// server asked) got no answer, rather than an answer with an error rcode
+// or without the SOA.
+func noAnswer(err error) bool {
+	if err == nil {
+		return false
+	}
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		errs := u.Unwrap()
+		for _, e := range errs {
+			if !noAnswer(e) {
+				return false
+			}
+		}
+		return len(errs) > 0
+	}
+	return unreachable(err)
+}
+
+// briefs are the distinct root causes in err, e.g. "connection refused".
+func briefs(err error) []string {
+	var out []string
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range u.Unwrap() {
+			for _, b := range briefs(e) {
+				if !slices.Contains(out, b) {
+					out = append(out, b)
+				}
+			}
+		}
+		return out
+	}
+	return []string{brief(err)}
 }
 
 func (e *ZoneError) Unwrap() error { return e.Err }
@@ -227,7 +274,7 @@ func (r *Resolver) zone(ctx context.Context, name string) (string, error) {
 		return zone, nil
 	}
 	servers, _ := r.servers()
-	zerr := &ZoneError{Name: name, Resolvers: servers, Primary: r.primary(), Err: err}
+	zerr := &ZoneError{Name: name, Resolvers: servers, Primary: r.primary(), Err: err, NoAnswer: noAnswer(err)}
 	if r.Primary == "" {
 		return "", zerr
 	}
@@ -236,6 +283,7 @@ func (r *Resolver) zone(ctx context.Context, name string) (string, error) {
 		return zone, nil
 	}
 	zerr.Err = fmt.Errorf("resolvers: %w; primary: %w", err, perr)
+	zerr.NoAnswer = noAnswer(err) && noAnswer(perr)
 	return "", zerr
 }
 
