@@ -75,11 +75,30 @@ func (p *Provider) client() *http.Client {
 }
 
 func (p *Provider) zoneURL(zone string) string {
-	server := p.ServerID
-	if server == "" {
-		server = "localhost"
+	return p.base() + "/api/v1/servers/" + url.PathEscape(p.serverID()) + "/zones/" + url.PathEscape(fqdn(zone))
+}
+
+// serverFound reports whether the API answers for the server: a 404 for
+// a zone is then the zone's, not the URL's.
+func (p *Provider) serverFound(ctx context.Context) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base()+"/api/v1/servers/"+url.PathEscape(p.serverID()), nil)
+	if err != nil {
+		return false
 	}
-	return p.base() + "/api/v1/servers/" + url.PathEscape(server) + "/zones/" + url.PathEscape(fqdn(zone))
+	req.Header.Set("X-API-Key", p.APIKey)
+	resp, err := p.client().Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode/100 == 2
+}
+
+func (p *Provider) serverID() string {
+	if p.ServerID == "" {
+		return "localhost"
+	}
+	return p.ServerID
 }
 
 // rrset is one RRset as the API reads and writes it.
@@ -241,7 +260,11 @@ func (p *Provider) do(ctx context.Context, method, zone string, body any) ([]byt
 	case http.StatusUnauthorized, http.StatusForbidden:
 		hint = " (wrong API key? it must equal api-key in pdns.conf)"
 	case http.StatusNotFound:
-		hint = " (is the zone on this server, and ServerID right?)"
+		hint = fmt.Sprintf(" (no API server %s there: is APIURL the API's base URL, e.g. http://127.0.0.1:8081, "+
+			"to which certkeeper adds /api/v1/servers/%s/zones/ZONE, and ServerID right?)", p.serverID(), p.serverID())
+		if p.serverFound(ctx) {
+			hint = fmt.Sprintf(" (the API has server %s but not the zone: is the zone on this server?)", p.serverID())
+		}
 	case http.StatusUnprocessableEntity:
 		hint = " (PowerDNS refused the change)"
 	}
