@@ -174,6 +174,11 @@ func (s *Solver) Present(ctx context.Context, chal acme.Challenge) error {
 	if err != nil {
 		return err
 	}
+	if len(s.Resolver.Zones) > 0 && s.Resolver.knownZone(target) == "" {
+		s.logger().Warn("dns-01 record is in none of the zones named in Resolver.Zones; its zone was looked up",
+			slog.String("name", chal.Identifier.Value), slog.String("record", strings.TrimSuffix(target, ".")),
+			slog.Any("zones", s.Resolver.Zones), slog.String("zone", zone))
+	}
 	rec := record{fqdn: target, zone: zone, value: chal.DNS01KeyAuthorization(), chal: chal}
 	if cp, ok := s.Provider.(ChallengeProvider); ok {
 		err = cp.PresentChallenge(ctx, rec.challenge(s.ttl()))

@@ -542,3 +542,30 @@ func TestZoneNoAnswer(t *testing.T) {
 	}
 	t.Logf("%v", err)
 }
+
+// TestZoneNamedWrong: a zone named in Resolver.Zones that does not hold
+// the record is not used silently: Present looks the zone up and logs a
+// warning naming both (trial 19 gave --dns-zone other.test for a.test).
+func TestZoneNamedWrong(t *testing.T) {
+	t.Parallel()
+	e := &dnsEnv{srv: testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})}
+	rec := &recording{Provider: e.provider()}
+	s := e.solver(rec)
+	s.Resolver.Zones = []string{"other.test"}
+	var logs strings.Builder
+	s.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	chal := acme.Challenge{URL: "https://ca.test/chal/1", Token: "tok", KeyAuthorization: "tok.thumb",
+		Identifier: acme.Identifier{Type: "dns", Value: "a.test"}}
+	if err := s.Present(t.Context(), chal); err != nil {
+		t.Fatalf("Present: %v", err)
+	}
+	defer s.CleanUp(context.WithoutCancel(t.Context()), chal)
+	if got := strings.Join(rec.calls, ";"); got != "append a.test. _acme-challenge" {
+		t.Errorf("provider calls = %q, want the record in a.test.", got)
+	}
+	l := logs.String()
+	if !strings.Contains(l, "level=WARN") || !strings.Contains(l, "Resolver.Zones") || !strings.Contains(l, "other.test") || !strings.Contains(l, "zone=a.test.") {
+		t.Errorf("want a warning naming Resolver.Zones, other.test and the zone looked up; logs:\n%s", l)
+	}
+	t.Log(l)
+}

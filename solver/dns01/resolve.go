@@ -45,7 +45,10 @@ type Resolver struct {
 
 	// Zones are zones named outright: a record under one of them (the
 	// longest that holds it) is put there with no SOA lookup. Names may
-	// end in a dot. Empty means every zone is looked up.
+	// end in a dot. Empty means every zone is looked up. A record under
+	// none of them is looked up too, and Solver.Present logs a warning:
+	// a zone named for one name of a certificate need not hold the others,
+	// but one that holds none of them is likely a mistake (trial 19).
 	Zones []string
 }
 
