@@ -63,6 +63,7 @@ var sentinelHints = []struct {
 	{acmeca.ErrNotDirectory, "check --ca: an ACME directory URL, or letsencrypt, staging or local"},
 	{acmeca.ErrEABRequired, "give --eab-kid and --eab-hmac (from your CA account)"},
 	{acmeca.ErrAccountDeactivated, "use another --email (a new account is registered)"},
+	{dns01.ErrNoPersistRecord, "run certkeeper dns-persist-record -d NAME with this --storage (with --policy-wildcard for a wildcard), or choose another --challenge"},
 	{acmeca.ErrNoChallenge, "choose one it offers with --challenge"},
 	{acmeca.ErrWildcardNeedsDNS, "give --challenge dns-01 with a DNS provider (--dns)"},
 	{pgstore.ErrPasswordInURL, "give the password in a file with --storage-password-file"},
