@@ -486,6 +486,9 @@ func (e *PropagationError) Error() string {
 // advice is what the nameservers' answers point at.
 func (e *PropagationError) advice() string {
 	var say []string
+	if len(e.Served) > 0 {
+		say = append(say, "served by "+strings.Join(e.Served, ", "))
+	}
 	if len(e.Unreachable) > 0 {
 		a := "no answer from " + strings.Join(e.Unreachable, ", ") + ": is that the nameservers' address and port? " +
 			"Resolver.AuthoritativePort sets the port they are asked on; SkipPropagationCheck skips the check where they cannot be reached from here (split horizon)"
@@ -501,7 +504,7 @@ func (e *PropagationError) advice() string {
 	}
 	switch {
 	case len(e.Lacking) > 0 && len(e.Served) > 0:
-		say = append(say, "served by "+strings.Join(e.Served, ", ")+" but not yet by "+strings.Join(e.Lacking, ", ")+
+		say = append(say, "not yet by "+strings.Join(e.Lacking, ", ")+
 			": do the secondaries get the change (zone transfer, NOTIFY)? Or raise PropagationTimeout")
 	case len(e.Lacking) > 0:
 		say = append(say, "no nameserver that answered serves the value: is the provider changing the zone these nameservers serve? Or raise PropagationTimeout")

@@ -569,3 +569,28 @@ func TestZoneNamedWrong(t *testing.T) {
 	}
 	t.Log(l)
 }
+
+// TestPropagationPrimaryPort: trial 19's setup: the primary (the server
+// updated, on a test port) serves the value, and the nameserver its NS
+// record names is asked on port 53 of the same host, where nothing
+// listens. The error says the primary is on that host, with its port.
+func TestPropagationPrimaryPort(t *testing.T) {
+	t.Parallel()
+	e := &dnsEnv{srv: testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})}
+	s := e.solver(e.provider())
+	s.Resolver.AuthoritativePort = closedPort(t)
+	s.Resolver.Primary = e.srv.Addr()
+	s.PropagationTimeout = time.Second
+	err, _, told := presentAndWait(t, s)
+	_, port, _ := net.SplitHostPort(e.srv.Addr())
+	for _, want := range []string{"served by primary (" + e.srv.Addr() + ")", "the primary " + e.srv.Addr() + " is on that host: is its port " + port,
+		"AuthoritativePort"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Wait = %v, want an error saying %q", err, want)
+		}
+	}
+	if len(told) == 0 || !strings.Contains(told[0].String(), "connection refused") {
+		t.Errorf("OnWaiting was told %v, want a line saying connection refused", told)
+	}
+	t.Logf("%v", err)
+}

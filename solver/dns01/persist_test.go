@@ -159,3 +159,38 @@ func TestPersistErrors(t *testing.T) {
 		t.Logf("%s: %v", tc.names[0], err)
 	}
 }
+
+// TestPersistPrefersWildcard: with two records for this CA and account
+// on one name (trial 19 ran dns-persist-record twice: they add up), one
+// with policy=wildcard, a wildcard order uses that one, whichever the
+// nameserver lists first (before the fix, Find took the first listed: this
+// test failed unless named listed the wildcard one first 8 times).
+func TestPersistPrefersWildcard(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test")
+	persist := &dns01.Persist{Resolver: e.resolver(), Provider: e.provider()}
+	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNSPersist01: persist})
+	ctx := t.Context()
+	acct, err := iss.Account(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idns, err := iss.IssuerDomainNames(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []bool{false, true} {
+		if err := persist.Set(ctx, dns01.PersistRecord{Name: "a.test", Issuer: idns[0], Account: acct.Location, Wildcard: w}); err != nil {
+			t.Fatalf("Set: %v", err)
+		}
+	}
+	for i := range 8 { // named may serve the values in any order
+		rec, err := persist.Find(ctx, "a.test", idns, acct.Location)
+		if err != nil || !rec.Wildcard {
+			t.Fatalf("Find %d = %+v, %v; want the policy=wildcard record", i, rec, err)
+		}
+	}
+	if _, err := issue(ctx, t, iss, "*.a.test"); err != nil {
+		t.Errorf("Issue(*.a.test): %v", err)
+	}
+}
