@@ -9,6 +9,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver/dns01"
+	"github.com/certkeeper/certkeeper/solver/dns01/powerdns"
 	"github.com/certkeeper/certkeeper/solver/dns01/rfc2136"
 	"github.com/certkeeper/certkeeper/storage/pgstore"
 )
@@ -59,6 +60,7 @@ var sentinelHints = []struct {
 	{acmeca.ErrCANotTrusted, "give --ca-roots FILE with the root of the CA's HTTPS certificate (a private or test CA), or check --ca"},
 	{acmeca.ErrUnreachable, "check --ca and the network (firewall, HTTPS_PROXY); the CA may be down"},
 	{rfc2136.ErrUnreachable, "check --dns-server (the primary's host:port); the DNS server may be down"},
+	{powerdns.ErrNoAPIServer, "give --dns-api-url as the API's base URL, e.g. http://127.0.0.1:8081"},
 	{issuer.ErrNameRejected, "leave the name out of -d and --allow (or the config's allow list): no retry changes the CA's answer"},
 	{acmeca.ErrNotDirectory, "check --ca: an ACME directory URL, or letsencrypt, staging or local"},
 	{acmeca.ErrEABRequired, "give --eab-kid and --eab-hmac (from your CA account)"},

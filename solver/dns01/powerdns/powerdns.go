@@ -78,6 +78,11 @@ func (p *Provider) zoneURL(zone string) string {
 	return p.base() + "/api/v1/servers/" + url.PathEscape(p.serverID()) + "/zones/" + url.PathEscape(fqdn(zone))
 }
 
+// ErrNoAPIServer is wrapped by the error of a request the API answered
+// with 404 for the server too: APIURL (or ServerID) is wrong, not the
+// zone.
+var ErrNoAPIServer = errors.New("no PowerDNS API server at this URL")
+
 // serverFound reports whether the API answers for the server: a 404 for
 // a zone is then the zone's, not the URL's.
 func (p *Provider) serverFound(ctx context.Context) bool {
@@ -255,7 +260,7 @@ func (p *Provider) do(ctx context.Context, method, zone string, body any) ([]byt
 		msg = msg[:500] + "…"
 	}
 	msg = strings.ReplaceAll(msg, p.APIKey, "REDACTED")
-	hint := ""
+	hint, noServer := "", false
 	switch resp.StatusCode {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		hint = " (wrong API key? it must equal api-key in pdns.conf)"
@@ -264,9 +269,14 @@ func (p *Provider) do(ctx context.Context, method, zone string, body any) ([]byt
 			"to which certkeeper adds /api/v1/servers/%s/zones/ZONE, and ServerID right?)", p.serverID(), p.serverID())
 		if p.serverFound(ctx) {
 			hint = fmt.Sprintf(" (the API has server %s but not the zone: is the zone on this server?)", p.serverID())
+		} else {
+			noServer = true
 		}
 	case http.StatusUnprocessableEntity:
 		hint = " (PowerDNS refused the change)"
+	}
+	if noServer {
+		return nil, fmt.Errorf("%s: %s%s: %s: %w", what, resp.Status, hint, msg, ErrNoAPIServer)
 	}
 	return nil, fmt.Errorf("%s: %s%s: %s", what, resp.Status, hint, msg)
 }

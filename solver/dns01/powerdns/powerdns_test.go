@@ -1,6 +1,7 @@
 package powerdns
 
 import (
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -100,9 +101,12 @@ func TestNotFound(t *testing.T) {
 		!strings.Contains(err.Error(), "/api/v1/servers/localhost/zones/ZONE") {
 		t.Errorf("wrong URL path: err = %v, want a 404 saying what APIURL should be", err)
 	}
+	if !errors.Is(err, ErrNoAPIServer) {
+		t.Errorf("wrong URL path: err = %v, want ErrNoAPIServer", err)
+	}
 	t.Logf("wrong URL path: %v", err)
 	err = add(&Provider{APIURL: srv.APIURL(), APIKey: srv.APIKey()}, "nowhere.test.")
-	if err == nil || !strings.Contains(err.Error(), "is the zone on this server") || strings.Contains(err.Error(), "base URL") {
+	if err == nil || !strings.Contains(err.Error(), "is the zone on this server") || strings.Contains(err.Error(), "base URL") || errors.Is(err, ErrNoAPIServer) {
 		t.Errorf("unknown zone: err = %v, want one asking about the zone", err)
 	}
 	t.Logf("unknown zone: %v", err)
