@@ -9,6 +9,8 @@ import (
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver/dns01"
+	"github.com/certkeeper/certkeeper/solver/dns01/powerdns"
+	"github.com/certkeeper/certkeeper/solver/dns01/rfc2136"
 	"github.com/certkeeper/certkeeper/storage/pgstore"
 )
 
@@ -29,8 +31,17 @@ func withFlagHints(err error) error {
 	if err == nil || errors.As(err, new(*hintError)) {
 		return err
 	}
-	if errors.As(err, new(*dns01.ZoneError)) {
+	if ze := (*dns01.ZoneError)(nil); errors.As(err, &ze) {
+		if ze.NoAnswer {
+			return &hintError{err: err, hint: "check the addresses in --dns-resolver and --dns-server"}
+		}
 		return &hintError{err: err, hint: "name the zone with --dns-zone, or point --dns-resolver or --dns-server at a server that knows it"}
+	}
+	if pe := (*dns01.PropagationError)(nil); errors.As(err, &pe) {
+		if len(pe.Unreachable) > 0 {
+			return &hintError{err: err, hint: "--dns-check-port sets the port the nameservers are asked on; --dns-no-check skips the check (split horizon)"}
+		}
+		return &hintError{err: err, hint: "--dns-timeout waits longer"}
 	}
 	for _, h := range sentinelHints {
 		if errors.Is(err, h.err) {
@@ -48,10 +59,13 @@ var sentinelHints = []struct {
 }{
 	{acmeca.ErrCANotTrusted, "give --ca-roots FILE with the root of the CA's HTTPS certificate (a private or test CA), or check --ca"},
 	{acmeca.ErrUnreachable, "check --ca and the network (firewall, HTTPS_PROXY); the CA may be down"},
+	{rfc2136.ErrUnreachable, "check --dns-server (the primary's host:port); the DNS server may be down"},
+	{powerdns.ErrNoAPIServer, "give --dns-api-url as the API's base URL, e.g. http://127.0.0.1:8081"},
 	{issuer.ErrNameRejected, "leave the name out of -d and --allow (or the config's allow list): no retry changes the CA's answer"},
 	{acmeca.ErrNotDirectory, "check --ca: an ACME directory URL, or letsencrypt, staging or local"},
 	{acmeca.ErrEABRequired, "give --eab-kid and --eab-hmac (from your CA account)"},
 	{acmeca.ErrAccountDeactivated, "use another --email (a new account is registered)"},
+	{dns01.ErrNoPersistRecord, "run certkeeper dns-persist-record -d NAME with this --storage (with --policy-wildcard for a wildcard), or choose another --challenge"},
 	{acmeca.ErrNoChallenge, "choose one it offers with --challenge"},
 	{acmeca.ErrWildcardNeedsDNS, "give --challenge dns-01 with a DNS provider (--dns)"},
 	{pgstore.ErrPasswordInURL, "give the password in a file with --storage-password-file"},

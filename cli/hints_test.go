@@ -11,6 +11,8 @@ import (
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver/dns01"
+	"github.com/certkeeper/certkeeper/solver/dns01/powerdns"
+	"github.com/certkeeper/certkeeper/solver/dns01/rfc2136"
 	"github.com/certkeeper/certkeeper/storage/pgstore"
 )
 
@@ -28,6 +30,9 @@ func TestWithFlagHints(t *testing.T) {
 		{acmeca.ErrEABRequired, "--eab-kid"},
 		{acmeca.ErrAccountDeactivated, "--email"},
 		{acmeca.ErrNoChallenge, "--challenge"},
+		{fmt.Errorf("%w: %w", acmeca.ErrNoChallenge, dns01.ErrNoPersistRecord), "dns-persist-record -d NAME with this --storage"},
+		{rfc2136.ErrUnreachable, "--dns-server"},
+		{powerdns.ErrNoAPIServer, "--dns-api-url"},
 		{acmeca.ErrWildcardNeedsDNS, "--challenge dns-01"},
 		{pgstore.ErrPasswordInURL, "--storage-password-file"},
 		{policy.ErrPrivateAddress, "--own-ip-private"},

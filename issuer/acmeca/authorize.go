@@ -133,6 +133,7 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 // the CA offers and a solver can answer (a Chooser solver must also
 // agree); dnsFirst puts the DNS-based challenges first.
 func (iss *Issuer) pickChallenge(ctx context.Context, authz acme.Authorization, acct acme.Account, dnsFirst bool) (acme.Challenge, solver.Solver, error) {
+	var declined []error // why Chooser solvers declined a challenge the CA offers
 	for _, typ := range iss.challengeOrder(dnsFirst) {
 		s := iss.Solvers[typ]
 		if s == nil {
@@ -147,6 +148,7 @@ func (iss *Issuer) pickChallenge(ctx context.Context, authz acme.Authorization, 
 				if err != nil {
 					iss.logger().Debug("challenge not usable", slog.String("name", authz.IdentifierValue()),
 						slog.String("challenge", typ), slog.Any("err", err))
+					declined = append(declined, fmt.Errorf("%s cannot be used: %w", typ, err))
 				}
 				if !use {
 					break
@@ -155,15 +157,16 @@ func (iss *Issuer) pickChallenge(ctx context.Context, authz acme.Authorization, 
 			return c, s, nil
 		}
 	}
-	var offered, have []string
+	var offered []string
 	for _, c := range authz.Challenges {
 		offered = append(offered, c.Type)
 	}
-	for typ := range iss.Solvers {
-		have = append(have, typ)
-	}
-	if _, ok := iss.Solvers[DNSPersist01]; ok && slices.Contains(offered, DNSPersist01) {
-		have = append(have, "(dns-persist-01: no matching _validation-persist record found)")
+	have := slices.Sorted(maps.Keys(iss.Solvers))
+	if len(declined) > 0 {
+		// A solver for a challenge the CA offers could not use it (no
+		// dns-persist-01 record): why is the news, not the list.
+		return acme.Challenge{}, nil, fmt.Errorf("%w for %s (certkeeper is set up to answer %s): %w",
+			ErrNoChallenge, authz.IdentifierValue(), strings.Join(have, ", "), errors.Join(declined...))
 	}
 	return acme.Challenge{}, nil, fmt.Errorf("%w: the CA offers %s for %s, but certkeeper is set up to answer only %s: put one it offers in ChallengeOrder",
 		ErrNoChallenge, strings.Join(offered, ", "), authz.IdentifierValue(), strings.Join(have, ", "))

@@ -20,8 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/libdns/libdns"
@@ -95,6 +99,10 @@ type Solver struct {
 
 	// PropagationTimeout bounds how long Wait waits for every
 	// authoritative nameserver to serve the record. Zero means 2 minutes.
+	// Wait gives up sooner when every nameserver refuses the connection
+	// 3 checks in a row: nothing listens at the address and port asked
+	// (often Resolver.AuthoritativePort), which waiting does not change.
+	// A nameserver that times out is waited for: that may be packet loss.
 	PropagationTimeout time.Duration
 
 	// PropagationInterval is the pause between checks. Zero means 1 s.
@@ -166,6 +174,11 @@ func (s *Solver) Present(ctx context.Context, chal acme.Challenge) error {
 	if err != nil {
 		return err
 	}
+	if len(s.Resolver.Zones) > 0 && s.Resolver.knownZone(target) == "" {
+		s.logger().Warn("dns-01 record is in none of the zones named in Resolver.Zones; its zone was looked up",
+			slog.String("name", chal.Identifier.Value), slog.String("record", strings.TrimSuffix(target, ".")),
+			slog.Any("zones", s.Resolver.Zones), slog.String("zone", zone))
+	}
 	rec := record{fqdn: target, zone: zone, value: chal.DNS01KeyAuthorization(), chal: chal}
 	if cp, ok := s.Provider.(ChallengeProvider); ok {
 		err = cp.PresentChallenge(ctx, rec.challenge(s.ttl()))
@@ -210,23 +223,40 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var last error
+	var last []answer
+	var lastErr error
 	var reported time.Time
+	refused := 0 // checks in a row in which every nameserver refused the connection
 	for {
-		missing, err := s.check(wctx, rec)
-		if err == nil {
+		answers, err := s.check(wctx, rec)
+		if err == nil && !anyMissing(answers) {
 			s.logger().Debug("dns-01 record propagated", slog.String("record", strings.TrimSuffix(rec.fqdn, ".")),
 				slog.Duration("took", time.Since(start)))
 			return nil
 		}
 		cut := wctx.Err() != nil // a check the timeout cut short: the one before says more
-		if last == nil || !cut {
-			last = err
+		if lastErr == nil && last == nil || !cut {
+			last, lastErr = answers, err
 		}
+		missing, errs := missingOf(answers)
 		if !cut && (reported.IsZero() || time.Since(reported) >= waitingEvery) {
 			reported = time.Now()
-			s.waiting(Waiting{Record: strings.TrimSuffix(rec.fqdn, "."), Missing: missing, Err: err,
+			s.waiting(Waiting{Record: strings.TrimSuffix(rec.fqdn, "."), Missing: missing, Errs: errs, Err: joinAnswers(answers, err),
 				Waited: time.Since(start), Timeout: timeout})
+		}
+		// Every nameserver refusing the connection is no propagation
+		// delay: nothing listens at those addresses. A few rounds rule
+		// out a server restarting; then waiting out the timeout only
+		// hides the error (trial 19).
+		if !cut && err == nil && allRefused(answers) {
+			refused++
+		} else {
+			refused = 0
+		}
+		if refused >= refusedRoundsMax {
+			e := s.propagationError(rec, timeout, answers, nil)
+			e.FailedFast = true
+			return e
 		}
 		t := time.NewTimer(interval)
 		select {
@@ -236,33 +266,121 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 			if ctx.Err() != nil {
 				return fmt.Errorf("waiting for TXT record %s to propagate: %w", strings.TrimSuffix(rec.fqdn, "."), ctx.Err())
 			}
-			return &PropagationError{Record: strings.TrimSuffix(rec.fqdn, "."), Value: rec.value, Timeout: timeout, Err: last}
+			return s.propagationError(rec, timeout, last, lastErr)
 		}
 	}
 }
 
-// check asks every authoritative nameserver of rec's zone for the record;
-// missing are those that do not serve it yet, as "NAME (ADDR)".
-func (s *Solver) check(ctx context.Context, rec record) (missing []string, err error) {
+// refusedRoundsMax is how many checks in a row in which every nameserver
+// refused the connection make Wait give up before PropagationTimeout.
+const refusedRoundsMax = 3
+
+func (s *Solver) propagationError(rec record, timeout time.Duration, answers []answer, err error) *PropagationError {
+	e := &PropagationError{Record: strings.TrimSuffix(rec.fqdn, "."), Value: rec.value, Timeout: timeout,
+		Err: joinAnswers(answers, err), Primary: s.Resolver.primary()}
+	if err != nil {
+		return e
+	}
+	for _, a := range answers {
+		switch {
+		case a.err == nil && a.served:
+			e.Served = append(e.Served, a.where)
+		case a.err == nil:
+			e.Lacking = append(e.Lacking, a.where)
+		case unreachable(a.err):
+			e.Unreachable = append(e.Unreachable, a.addr)
+		default:
+			e.Lacking = append(e.Lacking, a.where)
+		}
+	}
+	return e
+}
+
+// answer is what one nameserver said at one check.
+type answer struct {
+	where  string // "NAME (ADDR)"
+	addr   string // host:port
+	served bool   // it serves the value
+	values int    // how many TXT values it has there
+	err    error  // the query failed, or got an error rcode
+}
+
+// check asks every authoritative nameserver of rec's zone for the record.
+// err is set when the nameservers could not be found.
+func (s *Solver) check(ctx context.Context, rec record) ([]answer, error) {
 	nss, err := s.Resolver.checkServers(ctx, rec.zone)
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
+	out := make([]answer, 0, len(nss))
 	for _, ns := range nss {
-		where := fmt.Sprintf("%s (%s)", strings.TrimSuffix(ns.name, "."), ns.addr)
+		a := answer{where: fmt.Sprintf("%s (%s)", strings.TrimSuffix(ns.name, "."), ns.addr), addr: ns.addr}
 		vals, err := txt(ctx, ns.addr, rec.fqdn)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("%s: %w", where, err))
-		case !contains(vals, rec.value):
-			errs = append(errs, fmt.Errorf("%s does not serve the value yet (it has %d TXT values there)", where, len(vals)))
-		default:
-			continue
-		}
-		missing = append(missing, where)
+		a.err, a.values, a.served = err, len(vals), err == nil && contains(vals, rec.value)
+		out = append(out, a)
 	}
-	return missing, errors.Join(errs...)
+	return out, nil
+}
+
+func anyMissing(answers []answer) bool {
+	return slices.ContainsFunc(answers, func(a answer) bool { return !a.served })
+}
+
+// missingOf returns the nameservers that lack the value, as "NAME
+// (ADDR)", and for each the error that its query failed with, or nil.
+func missingOf(answers []answer) (missing []string, errs []error) {
+	for _, a := range answers {
+		if !a.served {
+			missing, errs = append(missing, a.where), append(errs, a.err)
+		}
+	}
+	return missing, errs
+}
+
+// joinAnswers is what the nameservers lacking the value said, as one
+// error; err (the nameservers not found) when set.
+func joinAnswers(answers []answer, err error) error {
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, a := range answers {
+		switch {
+		case a.served:
+		case a.err != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", a.where, a.err))
+		default:
+			errs = append(errs, fmt.Errorf("%s does not serve the value yet (it has %d TXT values there)", a.where, a.values))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// allRefused reports whether every nameserver asked refused the
+// connection (nothing listens at its address and port).
+func allRefused(answers []answer) bool {
+	return len(answers) > 0 && !slices.ContainsFunc(answers, func(a answer) bool { return !errors.Is(a.err, syscall.ECONNREFUSED) })
+}
+
+// unreachable reports whether err is a query that got no answer
+// (connection refused, timed out), not an answer with an error rcode.
+func unreachable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// brief is the root cause of a failed query, short enough for a line
+// repeated every 5 s: "connection refused", "timed out", or the error.
+func brief(err error) string {
+	var errno syscall.Errno
+	var ne net.Error
+	switch {
+	case errors.As(err, &errno):
+		return errno.Error()
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
+	}
+	return err.Error()
 }
 
 // Waiting is where a wait for a dns-01 record stands: what
@@ -274,6 +392,10 @@ type Waiting struct {
 	// Missing are the nameservers that do not serve the value yet, as
 	// "ns1.a.example (192.0.2.1:53)"; none when they could not be found.
 	Missing []string
+	// Errs[i] is why Missing[i] lacks the value when its query failed
+	// (connection refused, timed out, an error rcode); nil when it
+	// answered without the value.
+	Errs []error
 	// Err is what the last check found, for each nameserver missing.
 	Err error
 	// Waited is how long Wait has waited; Timeout is when it gives up.
@@ -281,13 +403,22 @@ type Waiting struct {
 }
 
 // String is w as one line: "waiting for _acme-challenge.a.example TXT at
-// ns1.a.example (192.0.2.1:53); 10s so far (up to 2m0s)".
+// ns1.a.example (192.0.2.1:53); 10s so far (up to 2m0s)", each
+// nameserver whose query failed followed by why: "ns1.a.example
+// (192.0.2.1:53): connection refused".
 func (w Waiting) String() string {
-	at := "at " + strings.Join(w.Missing, ", ")
-	if len(w.Missing) == 0 {
-		at = fmt.Sprintf("(%v)", w.Err)
+	at := make([]string, len(w.Missing))
+	for i, m := range w.Missing {
+		at[i] = m
+		if i < len(w.Errs) && w.Errs[i] != nil {
+			at[i] += ": " + brief(w.Errs[i])
+		}
 	}
-	return fmt.Sprintf("waiting for %s TXT %s; %s so far (up to %s)", w.Record, at, w.Waited.Round(time.Second), w.Timeout)
+	where := "at " + strings.Join(at, ", ")
+	if len(w.Missing) == 0 {
+		where = fmt.Sprintf("(%v)", w.Err)
+	}
+	return fmt.Sprintf("waiting for %s TXT %s; %s so far (up to %s)", w.Record, where, w.Waited.Round(time.Second), w.Timeout)
 }
 
 // waiting reports w to OnWaiting, or logs it.
@@ -323,17 +454,65 @@ func (s *Solver) CleanUp(ctx context.Context, chal acme.Challenge) error {
 }
 
 // PropagationError says which record did not reach the zone's
-// authoritative nameservers in time, and what they answered last.
+// authoritative nameservers in time, what they answered last, and so
+// what is likely wrong.
 type PropagationError struct {
 	Record  string // the FQDN without trailing dot, e.g. _acme-challenge.a.example
 	Value   string
 	Timeout time.Duration
 	Err     error // what the nameservers answered at the last check
+
+	// Served are the nameservers that served the value, Lacking those
+	// that answered without it (or with an error rcode), as "NAME
+	// (ADDR)"; Unreachable the addresses that gave no answer (connection
+	// refused, timed out). All are empty when the nameservers could not
+	// be found.
+	Served, Lacking, Unreachable []string
+	// Primary is Resolver.Primary as host:port, "" for none.
+	Primary string
+	// FailedFast is set when Wait gave up before Timeout because every
+	// nameserver refused the connection, check after check.
+	FailedFast bool
 }
 
 func (e *PropagationError) Error() string {
-	return fmt.Sprintf("TXT record %s was not served by every authoritative nameserver within %s (is the provider changing the right zone?): %v",
-		e.Record, e.Timeout, e.Err)
+	when := "within " + e.Timeout.String()
+	if e.FailedFast {
+		when = "before " + e.Timeout.String() + ": every nameserver refused the connection " + strconv.Itoa(refusedRoundsMax) + " checks in a row"
+	}
+	return fmt.Sprintf("TXT record %s was not served by every authoritative nameserver %s (%s): %v", e.Record, when, e.advice(), e.Err)
+}
+
+// advice is what the nameservers' answers point at.
+func (e *PropagationError) advice() string {
+	var say []string
+	if len(e.Served) > 0 {
+		say = append(say, "served by "+strings.Join(e.Served, ", "))
+	}
+	if len(e.Unreachable) > 0 {
+		a := "no answer from " + strings.Join(e.Unreachable, ", ") + ": is that the nameservers' address and port? " +
+			"Resolver.AuthoritativePort sets the port they are asked on; SkipPropagationCheck skips the check where they cannot be reached from here (split horizon)"
+		if ph, pp, err := net.SplitHostPort(e.Primary); err == nil {
+			for _, u := range e.Unreachable {
+				if h, p, err := net.SplitHostPort(u); err == nil && h == ph && p != pp {
+					a += fmt.Sprintf("; the primary %s is on that host: is its port %s the nameservers' port?", e.Primary, pp)
+					break
+				}
+			}
+		}
+		say = append(say, a)
+	}
+	switch {
+	case len(e.Lacking) > 0 && len(e.Served) > 0:
+		say = append(say, "not yet by "+strings.Join(e.Lacking, ", ")+
+			": do the secondaries get the change (zone transfer, NOTIFY)? Or raise PropagationTimeout")
+	case len(e.Lacking) > 0:
+		say = append(say, "no nameserver that answered serves the value: is the provider changing the zone these nameservers serve? Or raise PropagationTimeout")
+	}
+	if len(say) == 0 {
+		return "the zone's nameservers could not be found"
+	}
+	return strings.Join(say, "; ")
 }
 
 func (e *PropagationError) Unwrap() error { return e.Err }

@@ -409,3 +409,188 @@ func TestWaitReports(t *testing.T) {
 		t.Errorf("want one Info record naming the nameserver; logs:\n%s", logs.String())
 	}
 }
+
+// presentAndWait presents a challenge for a.test through a provider that
+// changes nothing, or p, and returns what Wait returned, how long it took
+// and what OnWaiting was told.
+func presentAndWait(t *testing.T, s *dns01.Solver) (error, time.Duration, []dns01.Waiting) {
+	t.Helper()
+	chal := acme.Challenge{URL: "https://ca.test/chal/1", Token: "tok", KeyAuthorization: "tok.thumb",
+		Identifier: acme.Identifier{Type: "dns", Value: "a.test"}}
+	var mu sync.Mutex
+	var told []dns01.Waiting
+	s.OnWaiting = func(w dns01.Waiting) { mu.Lock(); told = append(told, w); mu.Unlock() }
+	if err := s.Present(t.Context(), chal); err != nil {
+		t.Fatalf("Present: %v", err)
+	}
+	t.Cleanup(func() { _ = s.CleanUp(context.WithoutCancel(t.Context()), chal) })
+	start := time.Now()
+	err := s.Wait(t.Context(), chal)
+	mu.Lock()
+	defer mu.Unlock()
+	return err, time.Since(start), told
+}
+
+// closedPort returns a loopback UDP port nothing listens on.
+func closedPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	c.Close()
+	return port
+}
+
+// TestPropagationUnreachable: when the zone's nameserver refuses the
+// connection (the wrong port: trial 19 forgot the check port), the
+// waiting lines say "connection refused", and Wait gives up after 3
+// checks rather than the whole timeout, with advice about the address
+// and port, not about the zone.
+func TestPropagationUnreachable(t *testing.T) {
+	t.Parallel()
+	e := &dnsEnv{srv: testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})}
+	s := e.solver(e.provider())
+	s.Resolver.AuthoritativePort = closedPort(t)
+	s.PropagationInterval = 200 * time.Millisecond
+	s.PropagationTimeout = 20 * time.Second
+	err, took, told := presentAndWait(t, s)
+	var perr *dns01.PropagationError
+	if !errors.As(err, &perr) {
+		t.Fatalf("Wait = %v, want a *dns01.PropagationError", err)
+	}
+	if took > 5*time.Second {
+		t.Errorf("Wait took %s, want it to give up after 3 refused checks", took)
+	}
+	msg := err.Error()
+	for _, want := range []string{"connection refused", "AuthoritativePort", "SkipPropagationCheck", "3 checks in a row"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not say %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "zone") && strings.Contains(msg, "changing") {
+		t.Errorf("error %q blames the zone", msg)
+	}
+	if len(told) == 0 || !strings.Contains(told[0].String(), "connection refused") {
+		t.Errorf("OnWaiting was told %v, want a line saying connection refused", told)
+	}
+	t.Logf("%s\n%v", told[0], err)
+}
+
+// TestPropagationStaleSecondary: when the primary serves the value and a
+// nameserver answers without it, the error points at zone transfer and
+// NOTIFY (or the timeout), not at the zone.
+func TestPropagationStaleSecondary(t *testing.T) {
+	t.Parallel()
+	e := &dnsEnv{srv: testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})}
+	stale := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}}) // the zone, never updated
+	_, port, _ := net.SplitHostPort(stale.Addr())
+	s := e.solver(e.provider())
+	s.Resolver.AuthoritativePort, _ = strconv.Atoi(port)
+	s.Resolver.Primary = e.srv.Addr()
+	s.PropagationTimeout = time.Second
+	err, _, told := presentAndWait(t, s)
+	var perr *dns01.PropagationError
+	if !errors.As(err, &perr) {
+		t.Fatalf("Wait = %v, want a *dns01.PropagationError", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"zone transfer, NOTIFY", "PropagationTimeout", "does not serve the value yet", stale.Addr()} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not say %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "is the provider changing") {
+		t.Errorf("error %q blames the zone", msg)
+	}
+	if len(told) == 0 || strings.Contains(told[0].String(), "refused") {
+		t.Errorf("OnWaiting was told %v", told)
+	}
+	t.Logf("%v", err)
+}
+
+// TestZoneNoAnswer: when no DNS server answers the zone lookup (nothing
+// listens: trial 19 had the server down), the error says so and asks
+// whether it runs at the addresses asked; when servers answer but do not
+// know the zone, it keeps the advice to name the zone.
+func TestZoneNoAnswer(t *testing.T) {
+	t.Parallel()
+	resolver := "127.0.0.1:" + strconv.Itoa(closedPort(t))
+	primary := "127.0.0.1:" + strconv.Itoa(closedPort(t))
+	r := dns01.Resolver{Servers: []string{resolver}, Primary: primary}
+	_, err := r.Zone(t.Context(), "_acme-challenge.a.test")
+	var zerr *dns01.ZoneError
+	if !errors.As(err, &zerr) || !zerr.NoAnswer {
+		t.Fatalf("Zone = %v, want a *dns01.ZoneError with NoAnswer", err)
+	}
+	for _, want := range []string{"no DNS server answered (connection refused)", "running and reachable at " + resolver + ", " + primary} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "Resolver.Zones") {
+		t.Errorf("error %q advises naming the zone", err)
+	}
+	t.Logf("%v", err)
+
+	named := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})
+	r = dns01.Resolver{Servers: []string{named.Addr()}, Primary: named.Addr()}
+	_, err = r.Zone(t.Context(), "_acme-challenge.b.test")
+	if !errors.As(err, &zerr) || zerr.NoAnswer || !strings.Contains(err.Error(), "name the zone in Resolver.Zones") {
+		t.Errorf("Zone of a name the server does not know = %v, want a *dns01.ZoneError naming Resolver.Zones", err)
+	}
+	t.Logf("%v", err)
+}
+
+// TestZoneNamedWrong: a zone named in Resolver.Zones that does not hold
+// the record is not used silently: Present looks the zone up and logs a
+// warning naming both (trial 19 gave --dns-zone other.test for a.test).
+func TestZoneNamedWrong(t *testing.T) {
+	t.Parallel()
+	e := &dnsEnv{srv: testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})}
+	rec := &recording{Provider: e.provider()}
+	s := e.solver(rec)
+	s.Resolver.Zones = []string{"other.test"}
+	var logs strings.Builder
+	s.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	chal := acme.Challenge{URL: "https://ca.test/chal/1", Token: "tok", KeyAuthorization: "tok.thumb",
+		Identifier: acme.Identifier{Type: "dns", Value: "a.test"}}
+	if err := s.Present(t.Context(), chal); err != nil {
+		t.Fatalf("Present: %v", err)
+	}
+	defer s.CleanUp(context.WithoutCancel(t.Context()), chal)
+	if got := strings.Join(rec.calls, ";"); got != "append a.test. _acme-challenge" {
+		t.Errorf("provider calls = %q, want the record in a.test.", got)
+	}
+	l := logs.String()
+	if !strings.Contains(l, "level=WARN") || !strings.Contains(l, "Resolver.Zones") || !strings.Contains(l, "other.test") || !strings.Contains(l, "zone=a.test.") {
+		t.Errorf("want a warning naming Resolver.Zones, other.test and the zone looked up; logs:\n%s", l)
+	}
+	t.Log(l)
+}
+
+// TestPropagationPrimaryPort: trial 19's setup: the primary (the server
+// updated, on a test port) serves the value, and the nameserver its NS
+// record names is asked on port 53 of the same host, where nothing
+// listens. The error says the primary is on that host, with its port.
+func TestPropagationPrimaryPort(t *testing.T) {
+	t.Parallel()
+	e := &dnsEnv{srv: testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})}
+	s := e.solver(e.provider())
+	s.Resolver.AuthoritativePort = closedPort(t)
+	s.Resolver.Primary = e.srv.Addr()
+	s.PropagationTimeout = time.Second
+	err, _, told := presentAndWait(t, s)
+	_, port, _ := net.SplitHostPort(e.srv.Addr())
+	for _, want := range []string{"served by primary (" + e.srv.Addr() + ")", "the primary " + e.srv.Addr() + " is on that host: is its port " + port,
+		"AuthoritativePort"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Wait = %v, want an error saying %q", err, want)
+		}
+	}
+	if len(told) == 0 || !strings.Contains(told[0].String(), "connection refused") {
+		t.Errorf("OnWaiting was told %v, want a line saying connection refused", told)
+	}
+	t.Logf("%v", err)
+}

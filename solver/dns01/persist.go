@@ -149,23 +149,78 @@ func (p *Persist) CleanUp(context.Context, acme.Challenge) error { return nil }
 
 // Choose reports whether a dns-persist-01 record for one of the challenge's
 // issuer domain names and authz's account is served for the challenge's
-// name, allowing a wildcard where authz needs one and not expired.
+// name, allowing a wildcard where authz needs one and not expired. When
+// none is, the error is a *PersistError saying what is there.
 func (p *Persist) Choose(ctx context.Context, chal acme.Challenge, authz solver.Authorization) (bool, error) {
 	rec, err := p.Find(ctx, chal.Identifier.Value, chal.IssuerDomainNames, authz.Account)
 	if err != nil {
 		return false, err
 	}
 	if authz.Wildcard && !rec.Wildcard {
-		return false, fmt.Errorf("%s authorizes %s but not its wildcard: set it again with policy=wildcard", rec.FQDN(), rec.Name)
+		return false, &PersistError{Record: rec.FQDN(), Account: authz.Account, Issuers: chal.IssuerDomainNames, Found: true, NoWildcard: true}
 	}
 	return true, nil
 }
 
-// ErrNoPersistRecord is returned by Find when no usable record is served.
+// ErrNoPersistRecord is returned (wrapped, in a *PersistError) by Find
+// when no usable record is served.
 var ErrNoPersistRecord = errors.New("no dns-persist-01 record for this CA and account")
 
+// PersistError says why no dns-persist-01 record served for a name can be
+// used: what was looked up and what is there. It wraps
+// ErrNoPersistRecord.
+type PersistError struct {
+	Record  string   // _validation-persist.NAME
+	Account string   // the account URL a record must name
+	Issuers []string // the CA's issuer domain names, one of which a record must name
+	Values  int      // how many TXT values the name has
+	// Others are the account URLs of records for this CA that name
+	// another account (a record set with another storage's account).
+	Others []string
+	// Expired counts the records for this CA and account past their
+	// persistUntil.
+	Expired int
+	// Found is set when a record for this CA and account is there;
+	// NoWildcard then says it lacks policy=wildcard, which a wildcard
+	// name needs.
+	Found, NoWildcard bool
+}
+
+func (e *PersistError) Error() string {
+	if e.NoWildcard {
+		return fmt.Sprintf("the record for this CA and account at %s lacks policy=wildcard, which *.%s needs: set it again with PersistRecord.Wildcard (policy=wildcard)",
+			e.Record, strings.TrimPrefix(e.Record, PersistLabel+"."))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v at %s", ErrNoPersistRecord, e.Record)
+	switch e.Values {
+	case 0:
+		b.WriteString(": it has no TXT value")
+	case 1:
+		b.WriteString(": it has 1 TXT value")
+	default:
+		fmt.Fprintf(&b, ": it has %d TXT values", e.Values)
+	}
+	switch {
+	case len(e.Others) > 0:
+		fmt.Fprintf(&b, ", for this CA (%s) but the account %s, not this account %s: set a record for this account (Persist.Set), or issue with the account the record names",
+			strings.Join(e.Issuers, ", "), strings.Join(e.Others, ", "), e.Account)
+	case e.Expired > 0:
+		fmt.Fprintf(&b, ", for this CA and account but past its persistUntil: set it again with a later PersistRecord.Until")
+	case e.Values > 0:
+		fmt.Fprintf(&b, ", none for this CA (issuer domain name %s) and account %s: set one (Persist.Set)", strings.Join(e.Issuers, ", "), e.Account)
+	default:
+		fmt.Fprintf(&b, ": set one for this CA (%s) and account %s (Persist.Set)", strings.Join(e.Issuers, ", "), e.Account)
+	}
+	return b.String()
+}
+
+func (e *PersistError) Unwrap() error { return ErrNoPersistRecord }
+
 // Find returns the dns-persist-01 record served for name that names one
-// of issuers and account and has not expired.
+// of issuers and account and has not expired, one with policy=wildcard
+// when there are several. When there is none, the error is a
+// *PersistError.
 func (p *Persist) Find(ctx context.Context, name string, issuers []string, account string) (PersistRecord, error) {
 	fqdn := PersistLabel + "." + strings.TrimSuffix(name, ".")
 	vals, err := p.Resolver.lookupTXT(ctx, fqdn)
@@ -176,18 +231,32 @@ func (p *Persist) Find(ctx context.Context, name string, issuers []string, accou
 	if f == "" {
 		f = DefaultPersistFormat
 	}
+	perr := &PersistError{Record: fqdn, Account: account, Issuers: issuers, Values: len(vals)}
+	var found PersistRecord
 	for _, v := range vals {
 		rec, err := parsePersist(f, v)
-		if err != nil || !slices.Contains(issuers, rec.Issuer) || rec.Account != account {
+		if err != nil || !slices.Contains(issuers, rec.Issuer) {
+			continue
+		}
+		if rec.Account != account {
+			if !slices.Contains(perr.Others, rec.Account) {
+				perr.Others = append(perr.Others, rec.Account)
+			}
 			continue
 		}
 		if !rec.Until.IsZero() && time.Now().After(rec.Until) {
+			perr.Expired++
 			continue
 		}
-		rec.Name = strings.TrimSuffix(name, ".")
-		return rec, nil
+		if !perr.Found || rec.Wildcard && !found.Wildcard {
+			found, perr.Found = rec, true
+		}
 	}
-	return PersistRecord{}, fmt.Errorf("%s: %w (%d TXT values there)", fqdn, ErrNoPersistRecord, len(vals))
+	if !perr.Found {
+		return PersistRecord{}, perr
+	}
+	found.Name = strings.TrimSuffix(name, ".")
+	return found, nil
 }
 
 // Set writes rec through Provider into the zone that holds its name.

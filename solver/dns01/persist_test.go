@@ -1,6 +1,7 @@
 package dns01_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +99,98 @@ func TestPersistAbsentFallsBack(t *testing.T) {
 	}
 	if n := e.srv.Updates(); n != 2 {
 		t.Errorf("named applied %d updates, want 2 (dns-01 set and removed its record)", n)
+	}
+}
+
+// TestPersistErrors: when dns-persist-01 is the only challenge set up
+// and its record cannot be used, the error names the record looked up,
+// what is there and what to do (trial 19): a record for another
+// account names both accounts, one without policy=wildcard says so for
+// a wildcard, and no record says there is no value.
+func TestPersistErrors(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test", "b.test", "c.test")
+	persist := &dns01.Persist{Resolver: e.resolver(), Provider: e.provider()}
+	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNSPersist01: persist})
+	ctx := t.Context()
+	acct, err := iss.Account(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idns, err := iss.IssuerDomainNames(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := "https://ca.invalid/my-account/other"
+	for _, rec := range []dns01.PersistRecord{
+		{Name: "a.test", Issuer: idns[0], Account: other},
+		{Name: "b.test", Issuer: idns[0], Account: acct.Location},
+	} {
+		if err := persist.Set(ctx, rec); err != nil {
+			t.Fatalf("Set: %v", err)
+		}
+	}
+	for _, tc := range []struct {
+		names []string
+		want  []string
+	}{
+		{[]string{"a.test"}, []string{"_validation-persist.a.test", "1 TXT value", other, acct.Location}},
+		{[]string{"*.b.test"}, []string{"_validation-persist.b.test", "lacks policy=wildcard"}},
+		{[]string{"c.test"}, []string{"_validation-persist.c.test", "no TXT value"}},
+	} {
+		_, err := issue(ctx, t, iss, tc.names...)
+		if err == nil {
+			t.Errorf("Issue(%s) succeeded", tc.names[0])
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("Issue(%s): error %q does not say %q", tc.names[0], err, w)
+			}
+		}
+		for _, bad := range []string{", (", "ChallengeOrder"} {
+			if strings.Contains(err.Error(), bad) {
+				t.Errorf("Issue(%s): error %q says %q", tc.names[0], err, bad)
+			}
+		}
+		if !errors.Is(err, acmeca.ErrNoChallenge) || !errors.Is(err, dns01.ErrNoPersistRecord) {
+			t.Errorf("Issue(%s): error %v is not ErrNoChallenge and ErrNoPersistRecord", tc.names[0], err)
+		}
+		t.Logf("%s: %v", tc.names[0], err)
+	}
+}
+
+// TestPersistPrefersWildcard: with two records for this CA and account
+// on one name (trial 19 ran dns-persist-record twice: they add up), one
+// with policy=wildcard, a wildcard order uses that one, whichever the
+// nameserver lists first (before the fix, Find took the first listed: this
+// test failed unless named listed the wildcard one first 8 times).
+func TestPersistPrefersWildcard(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test")
+	persist := &dns01.Persist{Resolver: e.resolver(), Provider: e.provider()}
+	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNSPersist01: persist})
+	ctx := t.Context()
+	acct, err := iss.Account(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idns, err := iss.IssuerDomainNames(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []bool{false, true} {
+		if err := persist.Set(ctx, dns01.PersistRecord{Name: "a.test", Issuer: idns[0], Account: acct.Location, Wildcard: w}); err != nil {
+			t.Fatalf("Set: %v", err)
+		}
+	}
+	for i := range 8 { // named may serve the values in any order
+		rec, err := persist.Find(ctx, "a.test", idns, acct.Location)
+		if err != nil || !rec.Wildcard {
+			t.Fatalf("Find %d = %+v, %v; want the policy=wildcard record", i, rec, err)
+		}
+	}
+	if _, err := issue(ctx, t, iss, "*.a.test"); err != nil {
+		t.Errorf("Issue(*.a.test): %v", err)
 	}
 }

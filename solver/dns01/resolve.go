@@ -45,7 +45,10 @@ type Resolver struct {
 
 	// Zones are zones named outright: a record under one of them (the
 	// longest that holds it) is put there with no SOA lookup. Names may
-	// end in a dot. Empty means every zone is looked up.
+	// end in a dot. Empty means every zone is looked up. A record under
+	// none of them is looked up too, and Solver.Present logs a warning:
+	// a zone named for one name of a certificate need not hold the others,
+	// but one that holds none of them is likely a mistake (trial 19).
 	Zones []string
 }
 
@@ -56,6 +59,10 @@ type ZoneError struct {
 	Resolvers []string // the recursive resolvers asked
 	Primary   string   // the primary asked, "" for none
 	Err       error    // what they answered
+	// NoAnswer is set when no server asked answered at all (connection
+	// refused, timed out): the servers are down or the addresses wrong,
+	// and naming the zone would not help.
+	NoAnswer bool
 }
 
 func (e *ZoneError) Error() string {
@@ -69,8 +76,51 @@ func (e *ZoneError) Error() string {
 	} else {
 		asked += " and no primary (Resolver.Primary)"
 	}
+	if e.NoAnswer {
+		addrs := slices.Clone(e.Resolvers)
+		if e.Primary != "" && !slices.Contains(addrs, e.Primary) {
+			addrs = append(addrs, e.Primary)
+		}
+		return fmt.Sprintf("finding the zone of %s: no DNS server answered (%s): is it running and reachable at %s? asked %s: %v",
+			e.Name, strings.Join(briefs(e.Err), " / "), strings.Join(addrs, ", "), asked, e.Err)
+	}
 	return fmt.Sprintf("finding the zone of %s: asked %s: %v; name the zone in Resolver.Zones, "+
 		"or point Resolver.Servers or Resolver.Primary at a server that knows it", e.Name, asked, e.Err)
+}
+
+// noAnswer reports whether every query in err (a join of one error per
+// server asked) got no answer, rather than an answer with an error rcode
+// or without the SOA.
+func noAnswer(err error) bool {
+	if err == nil {
+		return false
+	}
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		errs := u.Unwrap()
+		for _, e := range errs {
+			if !noAnswer(e) {
+				return false
+			}
+		}
+		return len(errs) > 0
+	}
+	return unreachable(err)
+}
+
+// briefs are the distinct root causes in err, e.g. "connection refused".
+func briefs(err error) []string {
+	var out []string
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range u.Unwrap() {
+			for _, b := range briefs(e) {
+				if !slices.Contains(out, b) {
+					out = append(out, b)
+				}
+			}
+		}
+		return out
+	}
+	return []string{brief(err)}
 }
 
 func (e *ZoneError) Unwrap() error { return e.Err }
@@ -227,7 +277,7 @@ func (r *Resolver) zone(ctx context.Context, name string) (string, error) {
 		return zone, nil
 	}
 	servers, _ := r.servers()
-	zerr := &ZoneError{Name: name, Resolvers: servers, Primary: r.primary(), Err: err}
+	zerr := &ZoneError{Name: name, Resolvers: servers, Primary: r.primary(), Err: err, NoAnswer: noAnswer(err)}
 	if r.Primary == "" {
 		return "", zerr
 	}
@@ -236,6 +286,7 @@ func (r *Resolver) zone(ctx context.Context, name string) (string, error) {
 		return zone, nil
 	}
 	zerr.Err = fmt.Errorf("resolvers: %w; primary: %w", err, perr)
+	zerr.NoAnswer = noAnswer(err) && noAnswer(perr)
 	return "", zerr
 }
 

@@ -75,11 +75,35 @@ func (p *Provider) client() *http.Client {
 }
 
 func (p *Provider) zoneURL(zone string) string {
-	server := p.ServerID
-	if server == "" {
-		server = "localhost"
+	return p.base() + "/api/v1/servers/" + url.PathEscape(p.serverID()) + "/zones/" + url.PathEscape(fqdn(zone))
+}
+
+// ErrNoAPIServer is wrapped by the error of a request the API answered
+// with 404 for the server too: APIURL (or ServerID) is wrong, not the
+// zone.
+var ErrNoAPIServer = errors.New("no PowerDNS API server at this URL")
+
+// serverFound reports whether the API answers for the server: a 404 for
+// a zone is then the zone's, not the URL's.
+func (p *Provider) serverFound(ctx context.Context) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base()+"/api/v1/servers/"+url.PathEscape(p.serverID()), nil)
+	if err != nil {
+		return false
 	}
-	return p.base() + "/api/v1/servers/" + url.PathEscape(server) + "/zones/" + url.PathEscape(fqdn(zone))
+	req.Header.Set("X-API-Key", p.APIKey)
+	resp, err := p.client().Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode/100 == 2
+}
+
+func (p *Provider) serverID() string {
+	if p.ServerID == "" {
+		return "localhost"
+	}
+	return p.ServerID
 }
 
 // rrset is one RRset as the API reads and writes it.
@@ -236,14 +260,23 @@ func (p *Provider) do(ctx context.Context, method, zone string, body any) ([]byt
 		msg = msg[:500] + "…"
 	}
 	msg = strings.ReplaceAll(msg, p.APIKey, "REDACTED")
-	hint := ""
+	hint, noServer := "", false
 	switch resp.StatusCode {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		hint = " (wrong API key? it must equal api-key in pdns.conf)"
 	case http.StatusNotFound:
-		hint = " (is the zone on this server, and ServerID right?)"
+		hint = fmt.Sprintf(" (no API server %s there: is APIURL the API's base URL, e.g. http://127.0.0.1:8081, "+
+			"to which certkeeper adds /api/v1/servers/%s/zones/ZONE, and ServerID right?)", p.serverID(), p.serverID())
+		if p.serverFound(ctx) {
+			hint = fmt.Sprintf(" (the API has server %s but not the zone: is the zone on this server?)", p.serverID())
+		} else {
+			noServer = true
+		}
 	case http.StatusUnprocessableEntity:
 		hint = " (PowerDNS refused the change)"
+	}
+	if noServer {
+		return nil, fmt.Errorf("%s: %s%s: %s: %w", what, resp.Status, hint, msg, ErrNoAPIServer)
 	}
 	return nil, fmt.Errorf("%s: %s%s: %s", what, resp.Status, hint, msg)
 }

@@ -1,6 +1,7 @@
 package powerdns
 
 import (
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -83,4 +84,30 @@ func TestQuoteTXT(t *testing.T) {
 			t.Errorf("unquoteTXT(quoteTXT(%q)) = %q", v, got)
 		}
 	}
+}
+
+// TestNotFound: a 404 from a wrong API URL path (trial 19 gave
+// http://HOST:PORT/api) says what APIURL should look like; a 404 from the
+// API itself (a zone it does not have) asks about the zone.
+func TestNotFound(t *testing.T) {
+	t.Parallel()
+	srv := testsvc.PowerDNS(t, testsvc.PowerDNSOptions{})
+	add := func(p *Provider, zone string) error {
+		_, err := p.AppendRecords(t.Context(), zone, []libdns.Record{libdns.TXT{Name: "x", Text: "v"}})
+		return err
+	}
+	err := add(&Provider{APIURL: srv.APIURL() + "/api", APIKey: srv.APIKey()}, "a.test.")
+	if err == nil || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "is APIURL the API's base URL, e.g. http://127.0.0.1:8081") ||
+		!strings.Contains(err.Error(), "/api/v1/servers/localhost/zones/ZONE") {
+		t.Errorf("wrong URL path: err = %v, want a 404 saying what APIURL should be", err)
+	}
+	if !errors.Is(err, ErrNoAPIServer) {
+		t.Errorf("wrong URL path: err = %v, want ErrNoAPIServer", err)
+	}
+	t.Logf("wrong URL path: %v", err)
+	err = add(&Provider{APIURL: srv.APIURL(), APIKey: srv.APIKey()}, "nowhere.test.")
+	if err == nil || !strings.Contains(err.Error(), "is the zone on this server") || strings.Contains(err.Error(), "base URL") || errors.Is(err, ErrNoAPIServer) {
+		t.Errorf("unknown zone: err = %v, want one asking about the zone", err)
+	}
+	t.Logf("unknown zone: %v", err)
 }

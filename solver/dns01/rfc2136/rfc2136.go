@@ -148,25 +148,58 @@ func (p *Provider) send(ctx context.Context, zone string, m *dns.Msg) error {
 	what := fmt.Sprintf("updating zone %s at %s with TSIG key %s", strings.TrimSuffix(zone, "."), p.server(), p.keyName())
 	if err != nil {
 		if errors.Is(err, dns.ErrSig) || errors.Is(err, dns.ErrAuth) {
-			return fmt.Errorf("%s: the server did not accept the key (wrong secret or algorithm?): %w", what, err)
+			return fmt.Errorf("%s: %s: %w", what, keyRejected(resp), err)
+		}
+		var ne net.Error
+		if errors.As(err, &ne) {
+			return fmt.Errorf("%s: %w: %w: check the primary's address (Provider.Server)", what, ErrUnreachable, err)
 		}
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if resp.Rcode != dns.RcodeSuccess {
 		detail := dns.RcodeToString[resp.Rcode]
-		if t := resp.IsTsig(); t != nil && t.Error != 0 {
+		t := resp.IsTsig()
+		if t != nil && t.Error != 0 {
 			detail += " (" + dns.RcodeToString[int(t.Error)] + ")"
 		}
 		hint := ""
-		switch resp.Rcode {
-		case dns.RcodeNotAuth:
+		switch {
+		case resp.Rcode == dns.RcodeNotAuth && t != nil && t.Error != 0:
+			hint = ": " + keyRejected(resp)
+		case resp.Rcode == dns.RcodeNotAuth:
 			hint = ": the server did not accept the key (wrong name, secret or algorithm?) or is not authoritative for the zone"
-		case dns.RcodeRefused:
+		case resp.Rcode == dns.RcodeRefused:
 			hint = ": the server refused the update (is the key allowed to update this zone?)"
 		}
 		return fmt.Errorf("%s: %s%s", what, detail, hint)
 	}
 	return nil
+}
+
+// ErrUnreachable is wrapped by the error of an update that got no answer
+// from the server (connection refused, timed out).
+var ErrUnreachable = errors.New("the DNS server did not answer")
+
+// keyRejected says why the server refused the key, from the TSIG error
+// of its answer (RFC 8945 §5.2): the key's name or algorithm unknown
+// there (BADKEY), or its signature wrong (BADSIG: the secret), or the
+// clocks apart (BADTIME).
+func keyRejected(resp *dns.Msg) string {
+	var tsigErr uint16
+	if resp != nil {
+		if t := resp.IsTsig(); t != nil {
+			tsigErr = t.Error
+		}
+	}
+	switch tsigErr {
+	case dns.RcodeBadKey:
+		return "the server knows no key of that name and algorithm (BADKEY): are KeyName and Algorithm as in its configuration?"
+	case dns.RcodeBadSig:
+		return "the server did not accept the key's signature (BADSIG): wrong secret?"
+	case dns.RcodeBadTime:
+		return "the server's clock and this host's differ by more than the TSIG fudge (BADTIME): check both clocks"
+	}
+	return "the server did not accept the key (wrong name, secret or algorithm?)"
 }
 
 // toRRs turns libdns records into miekg/dns RRs for zone.

@@ -2,7 +2,9 @@ package rfc2136
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -104,4 +106,46 @@ func txtAt(t *testing.T, server, name string) []string {
 		}
 	}
 	return out
+}
+
+// TestNamedKeyErrors: a real named refusing an update tells a wrong key
+// name (BADKEY) from a wrong secret (BADSIG), and a server that is not
+// there is ErrUnreachable, naming Provider.Server (trial 19).
+func TestNamedKeyErrors(t *testing.T) {
+	t.Parallel()
+	n := testsvc.Named(t, testsvc.NamedOptions{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	for _, tc := range []struct {
+		name string
+		p    Provider
+		want []string
+	}{
+		{"wrong-name", Provider{Server: n.Addr(), KeyName: "wrongname", Secret: n.Secret()}, []string{"BADKEY", "KeyName"}},
+		{"wrong-secret", Provider{Server: n.Addr(), KeyName: n.KeyName(), Secret: secret}, []string{"BADSIG", "wrong secret"}},
+		{"unreachable", Provider{Server: closed, KeyName: n.KeyName(), Secret: n.Secret()}, []string{"connection refused", "Provider.Server"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.p.AppendRecords(t.Context(), "a.test.", []libdns.Record{libdns.TXT{Name: "_x", TTL: time.Minute, Text: "v"}})
+			if err == nil {
+				t.Fatal("AppendRecords succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if got := errors.Is(err, ErrUnreachable); got != (tc.name == "unreachable") {
+				t.Errorf("errors.Is(%v, ErrUnreachable) = %t", err, got)
+			}
+			t.Logf("%v", err)
+		})
+	}
+	if n.Updates() != 0 {
+		t.Errorf("named applied %d updates, want 0", n.Updates())
+	}
 }
