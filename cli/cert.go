@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -84,7 +85,7 @@ type hookFlags struct {
 type renewable struct {
 	storageFlags
 	// --challenge's default is set by registerCA.
-	challenge      string        `flag:"challenge" arg:"TYPE" help:"challenge TYPE that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; the only one for wildcards) or dns-persist-01 (a record\nset once with dns-persist-record)"`
+	challenge      string        `flag:"challenge" arg:"TYPE" help:"challenge TYPE that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; cert issue's default with --dns; the only one for\nwildcards) or dns-persist-01 (a record set once with dns-persist-record)"`
 	httpAddr       string        `flag:"http-addr" arg:"ADDR" default:":80" help:"ADDR to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward"`
 	webroot        webrootDir    `flag:"webroot" arg:"DIR" help:"answer http-01 through the web server that serves DIR on port 80 (it keeps running):\neach token is written under DIR/.well-known/acme-challenge/ and removed after (certbot's\n--webroot -w DIR)"`
 	tlsAddr        string        `flag:"tls-alpn-addr" arg:"ADDR" default:":443" deprecated:"tls-addr" help:"ADDR to answer tls-alpn-01 on; the CA connects to port 443"`
@@ -333,13 +334,26 @@ func (f *issueFlags) request() ([]string, []byte, issuer.KeyType, error) {
 	if err != nil {
 		return nil, nil, "", usagef("--key-type: %v", err)
 	}
+	if !cmdline.Given(f.fs, "challenge") { // --dns means dns-01, as for the proxy
+		f.challenge = engine.OneShotChallenge(f.dns.Provider != "")
+	}
 	switch f.challenge {
-	case acmeca.HTTP01, acmeca.TLSALPN01, acmeca.DNS01, acmeca.DNSPersist01:
+	case acmeca.HTTP01, acmeca.TLSALPN01:
+		if f.dns.Provider != "" {
+			return nil, nil, "", usagef("--dns sets dns-01 records, which --challenge %s does not use: drop one of them", f.challenge)
+		}
+		if i := slices.IndexFunc(names, isWildcard); i >= 0 && !f.local() {
+			return nil, nil, "", usagef("%s is a wildcard, which the CA validates only through DNS: give --dns PROVIDER "+
+				"(dns-01; see docs/dns.md) or --challenge dns-persist-01", names[i])
+		}
+	case acmeca.DNS01, acmeca.DNSPersist01:
 	default:
 		return nil, nil, "", usagef("--challenge %q: use http-01, tls-alpn-01, dns-01 or dns-persist-01", f.challenge)
 	}
 	return names, csrDER, keyType, nil
 }
+
+func isWildcard(name string) bool { return strings.HasPrefix(name, "*.") }
 
 // checkPublic refuses, before anything is asked of it, names Let's
 // Encrypt cannot issue for (hostname.NotPublic); another CA may be an

@@ -67,19 +67,52 @@ func TestIssueWildcardDNS01(t *testing.T) {
 	}
 }
 
-// TestIssueWildcardNeedsDNS: a wildcard with http-01 or tls-alpn-01 is
-// refused before any order, saying dns-01 is needed.
+// TestIssueWildcardNeedsDNS: a wildcard with http-01 or tls-alpn-01 (or
+// no --challenge and no --dns) is refused before any order, exit 2, naming
+// --dns and no library field (trial 19); so is --dns with a challenge
+// that does not use it.
 func TestIssueWildcardNeedsDNS(t *testing.T) {
 	ca := testca.Start(t, testca.Options{})
-	for _, challenge := range []string{"http-01", "tls-alpn-01"} {
-		args := append(pebbleArgs(ca, t.TempDir(), t.TempDir()), "--challenge", challenge, "-d", "*.a.test")
+	for _, extra := range [][]string{{"--challenge", "http-01"}, {"--challenge", "tls-alpn-01"}, nil} {
+		args := append(append(pebbleArgs(ca, t.TempDir(), t.TempDir()), "-d", "*.a.test"), extra...)
 		r := ck(t, time.Minute, args...)
-		if r.code != 1 || !strings.Contains(r.stderr, "dns-01 is needed") {
-			t.Errorf("--challenge %s -d '*.a.test': exit %d, stderr %q; want 1 saying dns-01 is needed", challenge, r.code, r.stderr)
+		if r.code != 2 || !strings.Contains(r.stderr, "give --dns PROVIDER") || strings.Contains(r.stderr, "ChallengeOrder") {
+			t.Errorf("%v -d '*.a.test': exit %d, stderr %q; want 2 naming --dns, no library field", extra, r.code, r.stderr)
 		}
+	}
+	args := append(pebbleArgs(ca, t.TempDir(), t.TempDir()), "-d", "a.test", "--challenge", "http-01", "--dns", "exec", "--dns-exec", "/bin/true")
+	if r := ck(t, time.Minute, args...); r.code != 2 || !strings.Contains(r.stderr, "--dns sets dns-01 records, which --challenge http-01 does not use") {
+		t.Errorf("--challenge http-01 --dns exec: exit %d, stderr %q; want 2 saying --dns is not used", r.code, r.stderr)
 	}
 	if n := ca.Orders(); n != 0 {
 		t.Errorf("Pebble saw %d orders, want 0", n)
+	}
+}
+
+// TestIssueDNSImpliesDNS01: cert issue --dns PROVIDER with no --challenge
+// validates through dns-01, as the proxy does, for a wildcard and a plain
+// name alike, never listening on --http-addr (held here by another
+// listener); the renewal settings say dns-01 (trial 19).
+func TestIssueDNSImpliesDNS01(t *testing.T) {
+	d := newDNSSetup(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, names := range [][]string{{"-d", "*.a.test", "-d", "a.test"}, {"-d", "b.a.test"}} {
+		out := t.TempDir()
+		args := append(append(pebbleArgs(d.ca, t.TempDir(), out), names...), d.dnsArgs(t)...)
+		r := ck(t, time.Minute, append(args, "--http-addr", busy.Addr().String())...)
+		if r.code != 0 || !strings.Contains(r.stderr, "via dns-01") {
+			t.Errorf("%v --dns rfc2136, no --challenge: exit %d, want 0 via dns-01\nstderr:\n%s", names, r.code, r.stderr)
+			continue
+		}
+		base := strings.Replace(names[1], "*.", "wildcard_", 1)
+		conf, err := os.ReadFile(filepath.Join(out, "renewal", base+".conf"))
+		if err != nil || !strings.Contains(string(conf), "challenge = dns-01\n") {
+			t.Errorf("renewal/%s.conf = %q (%v), want challenge = dns-01", base, conf, err)
+		}
 	}
 }
 
