@@ -262,6 +262,9 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if err != nil {
 		return fmt.Errorf("the certificate files are written, but not how to renew them (cert renew will use its flags' defaults): %w", err)
 	}
+	if f.dns.TSIGKey != "" && f.challenge == acmeca.DNS01 { // secrets are never remembered
+		progress("the key given with --tsig-key is not remembered: cert renew will need --tsig-key-file FILE (or --tsig-key again); issue with --tsig-key-file to have it remembered")
+	}
 	if changes := before.Changes(names, settings); changes != "" {
 		progress(fmt.Sprintf("replaced the certificate of %s: %s", names[0], changes))
 	}

@@ -116,6 +116,24 @@ func TestIssueDNSImpliesDNS01(t *testing.T) {
 	}
 }
 
+// TestIssueTSIGKeyNote: cert issue --tsig-key (the secret on the command
+// line, never remembered) says at issue time that cert renew will need
+// --tsig-key-file, not weeks later from cron (trial 19); --tsig-key-file
+// says nothing.
+func TestIssueTSIGKeyNote(t *testing.T) {
+	d := newDNSSetup(t)
+	key := strings.TrimSuffix(d.named.KeyName(), ".") + ":" + d.named.Algorithm() + ":" + d.named.Secret()
+	for _, keyArgs := range [][]string{{"--tsig-key", key}, {"--tsig-key-file", d.keyFile(t)}} {
+		args := append(pebbleArgs(d.ca, t.TempDir(), t.TempDir()), "-d", "k.a.test", "--dns", "rfc2136", "--dns-server", d.named.Addr(),
+			"--dns-resolver", d.named.Addr(), "--dns-check-port", cmdline.PortOf(d.named.Addr()))
+		r := ck(t, time.Minute, append(args, keyArgs...)...)
+		noted := strings.Contains(r.stderr, "cert renew will need --tsig-key-file")
+		if r.code != 0 || noted != (keyArgs[0] == "--tsig-key") {
+			t.Errorf("%s: exit %d, note %v; want 0, a note only for --tsig-key\nstderr:\n%s", keyArgs[0], r.code, noted, r.stderr)
+		}
+	}
+}
+
 // TestDNSPersistRecord: dns-persist-record prints the record and sets it
 // through rfc2136; then three cert issue runs with --challenge
 // dns-persist-01 succeed while named receives no update.
