@@ -444,6 +444,25 @@ func TestIssueDNS01Progress(t *testing.T) {
 	t.Logf("never set:\n%s", r.stderr)
 }
 
+// TestDNSPersistRecordUsage: dns-persist-record refuses, exit 2 and before
+// asking the CA, an --until that is past and a wildcard -d, pointing at
+// --policy-wildcard (trial 19).
+func TestDNSPersistRecordUsage(t *testing.T) {
+	base := []string{"dns-persist-record", "--ca", "https://127.0.0.1:1/dir", "--storage", t.TempDir()}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-d", "a.test", "--until", "2020-01-01"}, "--until 2020-01-01: 2020-01-01T00:00:00Z is past"},
+		{[]string{"-d", "*.a.test"}, "give -d a.test --policy-wildcard"},
+	} {
+		r := ck(t, 30*time.Second, append(base, tt.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tt.args, r.code, r.stderr, tt.want)
+		}
+	}
+}
+
 // TestDNSPersistRecordSealedStorage: dns-persist-record finds the account
 // where the proxy or server keeps it, with --storage-key-file: the record
 // authorizes the account registered there, not a new one in a directory.

@@ -100,3 +100,32 @@ func TestPersistAbsentFallsBack(t *testing.T) {
 		t.Errorf("named applied %d updates, want 2 (dns-01 set and removed its record)", n)
 	}
 }
+
+// TestPersistSetReplaces: setting a record again for the same CA and
+// account (another policy) replaces the value served before, and leaves
+// another account's value alone (trial 19: a second run added a second
+// value, and the wider authorization stayed in force).
+func TestPersistSetReplaces(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test")
+	persist := &dns01.Persist{Resolver: e.resolver(), Provider: e.provider()}
+	ctx := t.Context()
+	mine := dns01.PersistRecord{Name: "a.test", Issuer: "ca.test", Account: "https://ca.test/acct/1", Wildcard: true, Until: time.Now().Add(time.Hour)}
+	other := dns01.PersistRecord{Name: "a.test", Issuer: "ca.test", Account: "https://ca.test/acct/2"}
+	narrower := mine
+	narrower.Wildcard, narrower.Until = false, time.Time{}
+	for _, rec := range []dns01.PersistRecord{other, mine, narrower} {
+		if err := persist.Set(ctx, rec); err != nil {
+			t.Fatalf("Set(%+v): %v", rec, err)
+		}
+	}
+	got := e.srv.DigTXT(t, "_validation-persist.a.test")
+	for _, rec := range []dns01.PersistRecord{other, narrower} {
+		if v, _ := rec.Value(); !strings.Contains(got, `"`+v+`"`) {
+			t.Errorf("dig TXT _validation-persist.a.test = %s, lacks %q", got, v)
+		}
+	}
+	if v, _ := mine.Value(); strings.Contains(got, `"`+v+`"`) {
+		t.Errorf("dig TXT _validation-persist.a.test = %s, still holds the replaced %q", got, v)
+	}
+}
