@@ -144,6 +144,12 @@ Test against Let's Encrypt's staging CA, with a 6-day certificate:
 
 	certkeeper cert issue --ca staging --profile shortlived -d a.example
 
+A wildcard and its apex through DNS: --dns means dns-01 (the only challenge for wildcards), here
+a BIND server taking TSIG-signed updates (docs/dns.md: PowerDNS, your own program, propagation):
+
+	certkeeper cert issue -d '*.a.example' -d a.example --dns rfc2136 --dns-server ns1.a.example:53 \
+	    --tsig-key-file /etc/certkeeper/tsig.key
+
 An IP address certificate (Let's Encrypt: shortlived profile, http-01 or tls-alpn-01 only):
 
 	certkeeper cert issue --profile shortlived -d 192.0.2.7
