@@ -84,7 +84,7 @@ type hookFlags struct {
 // the CA's.
 type renewable struct {
 	storageFlags
-	// --challenge's default is set by registerCA.
+	// --challenge's default is set by registerCA (http-01; request makes it dns-01 with --dns).
 	challenge      string        `flag:"challenge" arg:"TYPE" help:"challenge TYPE that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; cert issue's default with --dns; the only one for\nwildcards) or dns-persist-01 (a record set once with dns-persist-record)"`
 	httpAddr       string        `flag:"http-addr" arg:"ADDR" default:":80" help:"ADDR to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward"`
 	webroot        webrootDir    `flag:"webroot" arg:"DIR" help:"answer http-01 through the web server that serves DIR on port 80 (it keeps running):\neach token is written under DIR/.well-known/acme-challenge/ and removed after (certbot's\n--webroot -w DIR)"`
