@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/storage"
@@ -87,6 +88,20 @@ func (d Dir) Paths(name string) (Paths, error) {
 		Key:  filepath.Join(string(d), "private", base+".key"),
 		Cert: filepath.Join(string(d), "certs", base+".pem"),
 	}, nil
+}
+
+// NameOfBase is the name whose files are named base (DIR/certs/BASE.pem):
+// "wildcard_a.test" is "*.a.test", "2001_db8__1" is "2001:db8::1"; any
+// other base is returned as it is. A user copies the file name cert issue
+// printed, so a command taking a certificate's name takes that too.
+func NameOfBase(base string) string {
+	if rest, ok := strings.CutPrefix(base, "wildcard_"); ok {
+		return "*." + rest
+	}
+	if ip, err := netip.ParseAddr(strings.ReplaceAll(base, "_", ":")); err == nil && strings.Contains(base, "_") {
+		return ip.String()
+	}
+	return base
 }
 
 // fileBase spells a normalised name as a file name without extension.

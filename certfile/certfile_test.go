@@ -360,3 +360,30 @@ func TestWriteFile(t *testing.T) {
 		t.Errorf("WriteFile into a missing directory = %v, want ErrNotExist", err)
 	}
 }
+
+// TestNameOfBase: a file base spells its name back, and Paths of that name
+// is the same file (trial 19: cert show wildcard_a.test was refused).
+func TestNameOfBase(t *testing.T) {
+	tests := []struct{ base, want string }{
+		{"wildcard_a.test", "*.a.test"},
+		{"2001_db8__1", "2001:db8::1"},
+		{"a.test", "a.test"},
+		{"192.0.2.7", "192.0.2.7"},
+		{"no_such", "no_such"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.base, func(t *testing.T) {
+			got := NameOfBase(tt.base)
+			if got != tt.want {
+				t.Fatalf("NameOfBase(%q) = %q, want %q", tt.base, got, tt.want)
+			}
+			if tt.base == "no_such" {
+				return
+			}
+			p, err := Dir("d").Paths(got)
+			if err != nil || filepath.Base(p.Cert) != tt.base+".pem" {
+				t.Errorf("Paths(%q) = %v, %v; want certs/%s.pem", got, p, err, tt.base)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -83,8 +84,8 @@ type hookFlags struct {
 // the CA's.
 type renewable struct {
 	storageFlags
-	// --challenge's default is set by registerCA.
-	challenge      string        `flag:"challenge" arg:"TYPE" help:"challenge TYPE that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; the only one for wildcards) or dns-persist-01 (a record\nset once with dns-persist-record)"`
+	// --challenge's default is set by registerCA (http-01; request makes it dns-01 with --dns).
+	challenge      string        `flag:"challenge" arg:"TYPE" help:"challenge TYPE that proves control of the names: http-01 (port 80), tls-alpn-01 (port 443),\ndns-01 (a TXT record through --dns; cert issue's default with --dns; the only one for\nwildcards) or dns-persist-01 (a record set once with dns-persist-record)"`
 	httpAddr       string        `flag:"http-addr" arg:"ADDR" default:":80" help:"ADDR to answer http-01 on; the CA connects to port 80, so change it only\nbehind a port forward"`
 	webroot        webrootDir    `flag:"webroot" arg:"DIR" help:"answer http-01 through the web server that serves DIR on port 80 (it keeps running):\neach token is written under DIR/.well-known/acme-challenge/ and removed after (certbot's\n--webroot -w DIR)"`
 	tlsAddr        string        `flag:"tls-alpn-addr" arg:"ADDR" default:":443" deprecated:"tls-addr" help:"ADDR to answer tls-alpn-01 on; the CA connects to port 443"`
@@ -142,6 +143,12 @@ Try it first without keeping anything (Let's Encrypt's staging CA, nothing writt
 Test against Let's Encrypt's staging CA, with a 6-day certificate:
 
 	certkeeper cert issue --ca staging --profile shortlived -d a.example
+
+A wildcard and its apex through DNS: --dns means dns-01 (the only challenge for wildcards), here
+a BIND server taking TSIG-signed updates (docs/dns.md: PowerDNS, your own program, propagation):
+
+	certkeeper cert issue -d '*.a.example' -d a.example --dns rfc2136 --dns-server ns1.a.example:53 \
+	    --tsig-key-file /etc/certkeeper/tsig.key
 
 An IP address certificate (Let's Encrypt: shortlived profile, http-01 or tls-alpn-01 only):
 
@@ -261,6 +268,9 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if err != nil {
 		return fmt.Errorf("the certificate files are written, but not how to renew them (cert renew will use its flags' defaults): %w", err)
 	}
+	if f.dns.TSIGKey != "" && f.challenge == acmeca.DNS01 { // secrets are never remembered
+		progress("the key given with --tsig-key is not remembered: cert renew will need --tsig-key-file FILE (or --tsig-key again); issue with --tsig-key-file to have it remembered")
+	}
 	if changes := before.Changes(names, settings); changes != "" {
 		progress(fmt.Sprintf("replaced the certificate of %s: %s", names[0], changes))
 	}
@@ -333,13 +343,26 @@ func (f *issueFlags) request() ([]string, []byte, issuer.KeyType, error) {
 	if err != nil {
 		return nil, nil, "", usagef("--key-type: %v", err)
 	}
+	if !cmdline.Given(f.fs, "challenge") { // --dns means dns-01, as for the proxy
+		f.challenge = engine.OneShotChallenge(f.dns.Provider != "")
+	}
 	switch f.challenge {
-	case acmeca.HTTP01, acmeca.TLSALPN01, acmeca.DNS01, acmeca.DNSPersist01:
+	case acmeca.HTTP01, acmeca.TLSALPN01:
+		if f.dns.Provider != "" {
+			return nil, nil, "", usagef("--dns sets dns-01 records, which --challenge %s does not use: drop one of them", f.challenge)
+		}
+		if i := slices.IndexFunc(names, isWildcard); i >= 0 && !f.local() {
+			return nil, nil, "", usagef("%s is a wildcard, which the CA validates only through DNS: give --dns PROVIDER "+
+				"(dns-01; see docs/dns.md) or --challenge dns-persist-01", names[i])
+		}
+	case acmeca.DNS01, acmeca.DNSPersist01:
 	default:
 		return nil, nil, "", usagef("--challenge %q: use http-01, tls-alpn-01, dns-01 or dns-persist-01", f.challenge)
 	}
 	return names, csrDER, keyType, nil
 }
+
+func isWildcard(name string) bool { return strings.HasPrefix(name, "*.") }
 
 // checkPublic refuses, before anything is asked of it, names Let's
 // Encrypt cannot issue for (hostname.NotPublic); another CA may be an

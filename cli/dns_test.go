@@ -67,19 +67,70 @@ func TestIssueWildcardDNS01(t *testing.T) {
 	}
 }
 
-// TestIssueWildcardNeedsDNS: a wildcard with http-01 or tls-alpn-01 is
-// refused before any order, saying dns-01 is needed.
+// TestIssueWildcardNeedsDNS: a wildcard with http-01 or tls-alpn-01 (or
+// no --challenge and no --dns) is refused before any order, exit 2, naming
+// --dns and no library field (trial 19); so is --dns with a challenge
+// that does not use it.
 func TestIssueWildcardNeedsDNS(t *testing.T) {
 	ca := testca.Start(t, testca.Options{})
-	for _, challenge := range []string{"http-01", "tls-alpn-01"} {
-		args := append(pebbleArgs(ca, t.TempDir(), t.TempDir()), "--challenge", challenge, "-d", "*.a.test")
+	for _, extra := range [][]string{{"--challenge", "http-01"}, {"--challenge", "tls-alpn-01"}, nil} {
+		args := append(append(pebbleArgs(ca, t.TempDir(), t.TempDir()), "-d", "*.a.test"), extra...)
 		r := ck(t, time.Minute, args...)
-		if r.code != 1 || !strings.Contains(r.stderr, "dns-01 is needed") {
-			t.Errorf("--challenge %s -d '*.a.test': exit %d, stderr %q; want 1 saying dns-01 is needed", challenge, r.code, r.stderr)
+		if r.code != 2 || !strings.Contains(r.stderr, "give --dns PROVIDER") || strings.Contains(r.stderr, "ChallengeOrder") {
+			t.Errorf("%v -d '*.a.test': exit %d, stderr %q; want 2 naming --dns, no library field", extra, r.code, r.stderr)
 		}
+	}
+	args := append(pebbleArgs(ca, t.TempDir(), t.TempDir()), "-d", "a.test", "--challenge", "http-01", "--dns", "exec", "--dns-exec", "/bin/true")
+	if r := ck(t, time.Minute, args...); r.code != 2 || !strings.Contains(r.stderr, "--dns sets dns-01 records, which --challenge http-01 does not use") {
+		t.Errorf("--challenge http-01 --dns exec: exit %d, stderr %q; want 2 saying --dns is not used", r.code, r.stderr)
 	}
 	if n := ca.Orders(); n != 0 {
 		t.Errorf("Pebble saw %d orders, want 0", n)
+	}
+}
+
+// TestIssueDNSImpliesDNS01: cert issue --dns PROVIDER with no --challenge
+// validates through dns-01, as the proxy does, for a wildcard and a plain
+// name alike, never listening on --http-addr (held here by another
+// listener); the renewal settings say dns-01 (trial 19).
+func TestIssueDNSImpliesDNS01(t *testing.T) {
+	d := newDNSSetup(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, names := range [][]string{{"-d", "*.a.test", "-d", "a.test"}, {"-d", "b.a.test"}} {
+		out := t.TempDir()
+		args := append(append(pebbleArgs(d.ca, t.TempDir(), out), names...), d.dnsArgs(t)...)
+		r := ck(t, time.Minute, append(args, "--http-addr", busy.Addr().String())...)
+		if r.code != 0 || !strings.Contains(r.stderr, "via dns-01") {
+			t.Errorf("%v --dns rfc2136, no --challenge: exit %d, want 0 via dns-01\nstderr:\n%s", names, r.code, r.stderr)
+			continue
+		}
+		base := strings.Replace(names[1], "*.", "wildcard_", 1)
+		conf, err := os.ReadFile(filepath.Join(out, "renewal", base+".conf"))
+		if err != nil || !strings.Contains(string(conf), "challenge = dns-01\n") {
+			t.Errorf("renewal/%s.conf = %q (%v), want challenge = dns-01", base, conf, err)
+		}
+	}
+}
+
+// TestIssueTSIGKeyNote: cert issue --tsig-key (the secret on the command
+// line, never remembered) says at issue time that cert renew will need
+// --tsig-key-file, not weeks later from cron (trial 19); --tsig-key-file
+// says nothing.
+func TestIssueTSIGKeyNote(t *testing.T) {
+	d := newDNSSetup(t)
+	key := strings.TrimSuffix(d.named.KeyName(), ".") + ":" + d.named.Algorithm() + ":" + d.named.Secret()
+	for _, keyArgs := range [][]string{{"--tsig-key", key}, {"--tsig-key-file", d.keyFile(t)}} {
+		args := append(pebbleArgs(d.ca, t.TempDir(), t.TempDir()), "-d", "k.a.test", "--dns", "rfc2136", "--dns-server", d.named.Addr(),
+			"--dns-resolver", d.named.Addr(), "--dns-check-port", cmdline.PortOf(d.named.Addr()))
+		r := ck(t, time.Minute, append(args, keyArgs...)...)
+		noted := strings.Contains(r.stderr, "cert renew will need --tsig-key-file")
+		if r.code != 0 || noted != (keyArgs[0] == "--tsig-key") {
+			t.Errorf("%s: exit %d, note %v; want 0, a note only for --tsig-key\nstderr:\n%s", keyArgs[0], r.code, noted, r.stderr)
+		}
 	}
 }
 
@@ -391,6 +442,25 @@ func TestIssueDNS01Progress(t *testing.T) {
 		t.Errorf("never set: exit %d; want 1, progress, and the nameserver lacking the record named:\n%s", r.code, r.stderr)
 	}
 	t.Logf("never set:\n%s", r.stderr)
+}
+
+// TestDNSPersistRecordUsage: dns-persist-record refuses, exit 2 and before
+// asking the CA, an --until that is past and a wildcard -d, pointing at
+// --policy-wildcard (trial 19).
+func TestDNSPersistRecordUsage(t *testing.T) {
+	base := []string{"dns-persist-record", "--ca", "https://127.0.0.1:1/dir", "--storage", t.TempDir()}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-d", "a.test", "--until", "2020-01-01"}, "--until 2020-01-01: 2020-01-01T00:00:00Z is past"},
+		{[]string{"-d", "*.a.test"}, "give -d a.test --policy-wildcard"},
+	} {
+		r := ck(t, 30*time.Second, append(base, tt.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tt.args, r.code, r.stderr, tt.want)
+		}
+	}
 }
 
 // TestDNSPersistRecordSealedStorage: dns-persist-record finds the account

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/hostname"
@@ -33,11 +34,15 @@ With --dns it also sets the record through that provider; without, add it at you
 
 Then "cert issue --challenge dns-persist-01" (or dns-01, which prefers the persistent record
 where the CA offers dns-persist-01) issues for a.example without touching DNS. The record format
-follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
+follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.
+
+Run again with --dns (another --policy-wildcard or --until), it replaces this account's record
+for the CA on NAME, and leaves other accounts' and CAs' alone. To end an authorization, delete
+its TXT value at the DNS host (nsupdate: update delete _validation-persist.NAME TXT "VALUE").`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.Var(&f.names, "d", "the `NAME` to authorize; repeatable")
 			fs.BoolVar(&wildcard, "policy-wildcard", false, "also authorize *.NAME and every subdomain (policy=wildcard)")
-			fs.StringVar(&until, "until", "", "end of the authorization (persistUntil): a `DATE` (2027-01-31), an RFC 3339 time,\nor a duration from now (365d); default: no end")
+			fs.StringVar(&until, "until", "", "end of the authorization (persistUntil): a `DATE` (2027-01-31 means its start, 00:00\nUTC), an RFC 3339 time, or a duration from now (365d); default: no end")
 			fs.StringVar(&issuerDN, "issuer-domain", "", "the CA's issuer domain `NAME` to put in the record (default: the first the CA lists)")
 			f.caFlags.register(fs, caEmail|caEAB)
 			cmdline.Bind(fs, &f.storageFlags)
@@ -54,6 +59,9 @@ follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
 			if err != nil {
 				return usagef("--until %v", err)
 			}
+			if !end.IsZero() && !end.After(time.Now()) {
+				return usagef("--until %s: %s is past; the record would authorize nothing", until, end.UTC().Format(time.RFC3339))
+			}
 			return dnsPersistRecord(ctx, env, &f, wildcard, end, issuerDN)
 		},
 	}
@@ -62,6 +70,9 @@ follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.`,
 func dnsPersistRecord(ctx context.Context, env *Env, f *issueFlags, wildcard bool, until time.Time, issuerDN string) error {
 	var names []string
 	for _, raw := range f.names {
+		if apex, ok := strings.CutPrefix(raw, "*."); ok {
+			return usagef("-d %s: the record is set on a name and covers its wildcard with a policy: give -d %s --policy-wildcard", raw, apex)
+		}
 		n, err := hostname.Normalize(raw)
 		if err != nil {
 			return usagef("-d: %v", err)

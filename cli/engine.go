@@ -226,9 +226,7 @@ func (c *engineConfig) settings(env *Env, fe frontEnd) (*engine.Settings, error)
 // dnsSolver is the dns-01 solver (--dns), if c's challenges or those of
 // a names entry use dns-01 (by default, with --dns given); else nil.
 func (c *engineConfig) dnsSolver(env *Env) (*dns01.Solver, error) {
-	uses := func(challenges []string) bool {
-		return slices.Contains(challenges, acmeca.DNS01) || len(challenges) == 0 && c.DNS.Provider != ""
-	}
+	uses := func(challenges []string) bool { return engine.UsesDNS01(challenges, c.DNS.Provider != "") }
 	if uses(c.Challenge) {
 		return c.DNS.solver(env)
 	}

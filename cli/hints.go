@@ -67,7 +67,7 @@ var sentinelHints = []struct {
 	{acmeca.ErrAccountDeactivated, "use another --email (a new account is registered)"},
 	{dns01.ErrNoPersistRecord, "run certkeeper dns-persist-record -d NAME with this --storage (with --policy-wildcard for a wildcard), or choose another --challenge"},
 	{acmeca.ErrNoChallenge, "choose one it offers with --challenge"},
-	{acmeca.ErrWildcardNeedsDNS, "give --challenge dns-01 with a DNS provider (--dns)"},
+	{acmeca.ErrWildcardNeedsDNS, "give a DNS provider with --dns (dns-01), or --challenge dns-persist-01"},
 	{pgstore.ErrPasswordInURL, "give the password in a file with --storage-password-file"},
 	{policy.ErrPrivateAddress, "for an internal CA that reaches it, add --own-ip-private"},
 	{certkeeper.ErrNoSNI, "give --default-name NAME (proxy) to serve such clients that name's certificate"},

@@ -81,6 +81,27 @@ func TestShowMissing(t *testing.T) {
 	}
 }
 
+// TestShowFileName: cert show and cert renew -d take a wildcard's file
+// name (wildcard_a.test, as cert issue writes it) for *.a.test, and a bad
+// NAME is blamed on NAME, not on -d (trial 19).
+func TestShowFileName(t *testing.T) {
+	dir := t.TempDir()
+	out, st := filepath.Join(dir, "out"), filepath.Join(dir, "st")
+	if r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", "*.a.test", "--out-dir", out, "--storage", st); r.code != 0 {
+		t.Fatalf("cert issue: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := ck(t, 30*time.Second, "cert", "show", "wildcard_a.test", "--out-dir", out); r.code != 0 || !strings.Contains(r.stdout, "*.a.test") {
+		t.Errorf("cert show wildcard_a.test: exit %d, want 0 showing *.a.test\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if r := ck(t, 30*time.Second, "cert", "renew", "-d", "wildcard_a.test", "--force", "--out-dir", out, "--storage", st); r.code != 0 {
+		t.Errorf("cert renew -d wildcard_a.test: exit %d, want 0\n%s", r.code, r.stderr)
+	}
+	r := ck(t, 30*time.Second, "cert", "show", "a_b.test", "--out-dir", out)
+	if r.code != 2 || !strings.Contains(r.stderr, "cert show: NAME: invalid name") {
+		t.Errorf("cert show a_b.test: exit %d, stderr %q; want 2 blaming NAME", r.code, r.stderr)
+	}
+}
+
 // TestAccountNotStored: the account commands that act on an existing
 // account say that none is stored (and how to get one) rather than
 // asking the CA, which here would be Let's Encrypt over the network;

@@ -11,6 +11,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/certfile/renew"
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 )
@@ -85,9 +86,10 @@ func certShowCmd() *Command {
 		UsageLine: "certkeeper cert show NAME [flags]",
 		Short:     "show a certificate's files and the settings cert renew uses for it",
 		Long: `Show prints what --out-dir holds for the certificate whose files are named for NAME (its
-first name): its names, expiry, issuer and files, and the settings cert renew renews it with,
-from OUT-DIR/renewal/NAME.conf (see docs/cli.md, cert renew). Secrets are never in that file:
-DNS credentials are named by the files holding them.
+first name, or the file name: wildcard_a.example for *.a.example): its names, expiry, issuer
+and files, and the settings cert renew renews it with, from OUT-DIR/renewal/NAME.conf (see
+docs/cli.md, cert renew). Secrets are never in that file: DNS credentials are named by the
+files holding them.
 
 	certkeeper cert show a.example --out-dir /etc/ssl
 
@@ -107,9 +109,9 @@ Exit status: 0 shown, 1 the files or the settings cannot be read, 2 bad usage.`,
 
 // showCert runs "cert show".
 func showCert(env *Env, outDir, name string) error {
-	names, err := normalizeNames([]string{name})
+	names, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.NormalizeAll([]string{certfile.NameOfBase(name)})
 	if err != nil {
-		return err
+		return usagef("NAME: %v", err)
 	}
 	dir := certfile.Dir(outDir)
 	if outDir == "" {

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
 )
 
 // summary is the start-up summary (engine.Summary) of a front-end
@@ -33,6 +35,14 @@ func summary(command string, dev bool, c *engineConfig, listeners ...engine.Summ
 	return s
 }
 
+// tries reports whether c may try challenge typ for some name: --challenge
+// or a names entry names it, or --challenge names none (the default is
+// every challenge the front end answers).
+func (c *engineConfig) tries(typ string) bool {
+	return len(c.Challenge) == 0 || slices.Contains(c.Challenge, typ) ||
+		slices.ContainsFunc(c.Names, func(n nameConfig) bool { return slices.Contains(n.Challenge, typ) })
+}
+
 // credit says where each setting of cfg, read from src's file with the
 // flags given laid over it, came from (engine.Summary.Source): the flag
 // when it was given, else the file's key when the file sets it, else
@@ -55,11 +65,19 @@ func (src *source) credit(cfg any) func(flag string) string {
 	}
 }
 
-// proxySummary is the proxy's start-up summary.
+// proxySummary is the proxy's start-up summary. A listener names a
+// challenge only if one is tried there (not with --challenge dns-01 alone).
 func proxySummary(cfg *proxyConfig, dev bool) engine.Summary {
-	ls := []engine.SummaryListener{{What: "HTTPS (and tls-alpn-01)", Addr: cfg.TLSAddr, Flag: "--tls-addr"}}
+	https, redirect := "HTTPS", "redirects to HTTPS"
+	if cfg.tries(acmeca.TLSALPN01) {
+		https = "HTTPS (and tls-alpn-01)"
+	}
+	if cfg.tries(acmeca.HTTP01) {
+		redirect = "http-01 and " + redirect
+	}
+	ls := []engine.SummaryListener{{What: https, Addr: cfg.TLSAddr, Flag: "--tls-addr"}}
 	if cfg.HTTPAddr != "" {
-		ls = append(ls, engine.SummaryListener{What: "http-01 and redirects to HTTPS", Addr: cfg.HTTPAddr, Flag: "--http-addr"})
+		ls = append(ls, engine.SummaryListener{What: redirect, Addr: cfg.HTTPAddr, Flag: "--http-addr"})
 	}
 	return summary("proxy", dev, &cfg.engineConfig, ls...)
 }

@@ -54,6 +54,23 @@ func TestStartupSummary(t *testing.T) {
 			t.Errorf("the summary shows the ask URL's secrets:\n%s", out)
 		}
 	})
+	// With --challenge dns-01 alone, no listener claims a challenge it
+	// does not answer (trial 19: "HTTPS (and tls-alpn-01)").
+	t.Run("proxy dns-01", func(t *testing.T) {
+		t.Parallel()
+		a := loopbackAddrs(t, 2)
+		p := startProxyLogged(t, "--allow", "a.example", "--ca", "local", "--storage", t.TempDir(), "--tls-addr", a[0], "--http-addr", a[1],
+			"--challenge", "dns-01", "--dns", "exec", "--dns-exec", "/bin/true")
+		out := p.output()
+		for _, want := range []string{"listen:     HTTPS on " + a[0], "listen:     redirects to HTTPS on " + a[1]} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the summary does not say %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "(and tls-alpn-01)") || strings.Contains(out, "http-01 and redirects") {
+			t.Errorf("the summary names a challenge --challenge dns-01 does not use:\n%s", out)
+		}
+	})
 	t.Run("server", func(t *testing.T) {
 		t.Parallel()
 		a := loopbackAddrs(t, 4)

@@ -265,6 +265,24 @@ func withManagerSolvers(m *certkeeper.Manager, issuers []issuer.Issuer) {
 	}
 }
 
+// UsesDNS01 reports whether an issuance trying challenges uses dns-01:
+// when they name it or, naming none, when a DNS provider is set
+// (dnsProvider). Settings' default challenges (dns-01 with DNS01) and a
+// OneShot's (OneShotChallenge) both follow it, so that a DNS provider
+// means dns-01 for a Manager and a one-shot issuance alike (trial 19).
+func UsesDNS01(challenges []string, dnsProvider bool) bool {
+	return slices.Contains(challenges, acmeca.DNS01) || len(challenges) == 0 && dnsProvider
+}
+
+// OneShotChallenge is a OneShot's challenge when none is named: dns-01
+// with a DNS provider (UsesDNS01), else http-01.
+func OneShotChallenge(dnsProvider bool) string {
+	if UsesDNS01(nil, dnsProvider) {
+		return acmeca.DNS01
+	}
+	return acmeca.HTTP01
+}
+
 // Challenges are the challenge types Settings.Challenges takes.
 var Challenges = []string{acmeca.TLSALPN01, acmeca.HTTP01, acmeca.DNS01, acmeca.DNSPersist01}
 

@@ -179,3 +179,32 @@ func TestCheckChallenge(t *testing.T) {
 		}
 	}
 }
+
+// TestUsesDNS01: a DNS provider means dns-01 when no challenge is named,
+// for Settings and a OneShot alike; named challenges decide otherwise.
+func TestUsesDNS01(t *testing.T) {
+	tests := []struct {
+		name       string
+		challenges []string
+		provider   bool
+		want       bool
+	}{
+		{"provider, none named", nil, true, true},
+		{"no provider", nil, false, false},
+		{"provider, http-01 named", []string{"http-01"}, true, false},
+		{"dns-01 named", []string{"tls-alpn-01", "dns-01"}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := UsesDNS01(tt.challenges, tt.provider); got != tt.want {
+				t.Errorf("UsesDNS01(%q, %v) = %v, want %v", tt.challenges, tt.provider, got, tt.want)
+			}
+		})
+	}
+	if got := OneShotChallenge(true); got != "dns-01" {
+		t.Errorf("OneShotChallenge(true) = %q, want dns-01", got)
+	}
+	if got := OneShotChallenge(false); got != "http-01" {
+		t.Errorf("OneShotChallenge(false) = %q, want http-01", got)
+	}
+}

@@ -347,15 +347,20 @@ func SaveSettings(path string, s Settings) error {
 }
 
 // Absolute makes the settings that name files absolute, relative to the
-// working directory: CARoots, Webroot, TSIGKeyFile, DNSAPIKeyFile and the FILE of
-// each DNSSettingFiles entry (NAME=FILE). A renewal runs from cron, in
-// another directory than the command that remembered them. A path that
-// cannot be made absolute is left as it is; empty ones stay empty.
+// working directory: CARoots, Webroot, TSIGKeyFile, DNSAPIKeyFile, the FILE of
+// each DNSSettingFiles entry (NAME=FILE), and DNSExec when it is a path
+// ("./hook.sh", "bin/hook"; a bare "hook.sh" is looked up in $PATH, as
+// exec does, and stays so). A renewal runs from cron, in another
+// directory than the command that remembered them (trial 19). A path
+// that cannot be made absolute is left as it is; empty ones stay empty.
 func (s *Settings) Absolute() {
 	for _, p := range []*string{&s.CARoots, &s.Webroot, &s.TSIGKeyFile, &s.DNSAPIKeyFile} {
 		if *p != "" {
 			*p = absPath(*p)
 		}
+	}
+	if strings.ContainsRune(s.DNSExec, filepath.Separator) {
+		s.DNSExec = absPath(s.DNSExec)
 	}
 	for i, entry := range s.DNSSettingFiles {
 		if name, file, ok := strings.Cut(entry, "="); ok {

@@ -211,4 +211,13 @@ func TestSettingsAbsolute(t *testing.T) {
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("Absolute() gave %+v, want %+v", s, want)
 	}
+	// A --dns-exec PROGRAM given as a path is one too (trial 19: "./hook.sh"
+	// failed from cron); a bare name is looked up in $PATH.
+	for _, exec := range []string{"./hook.sh", "bin/hook"} {
+		s := Settings{DNSExec: exec}
+		s.Absolute()
+		if want := filepath.Join(wd, exec); s.DNSExec != want {
+			t.Errorf("Absolute() with DNSExec %q gave %q, want %q", exec, s.DNSExec, want)
+		}
+	}
 }

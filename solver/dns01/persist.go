@@ -259,8 +259,13 @@ func (p *Persist) Find(ctx context.Context, name string, issuers []string, accou
 	return found, nil
 }
 
-// Set writes rec through Provider into the zone that holds its name.
-// Other values on the name (other CAs' records) stay.
+// Set writes rec through Provider into the zone that holds its name,
+// then removes the values for the same CA and account that the name's
+// authoritative nameservers served before (another policy or end): a TXT
+// name holds several values, and an earlier wider or longer authorization
+// would otherwise stay in force (trial 19). The new value is added first,
+// so the name is never without one. Other values on the name (other CAs'
+// and accounts' records) stay.
 func (p *Persist) Set(ctx context.Context, rec PersistRecord) error {
 	if p.Provider == nil {
 		return errors.New("dns01: Persist.Provider is nil: set a DNS provider, or set the record by hand")
@@ -284,6 +289,22 @@ func (p *Persist) Set(ctx context.Context, rec PersistRecord) error {
 	r := libdns.TXT{Name: libdns.RelativeName(target, zone), TTL: time.Hour, Text: value}
 	if _, err := p.Provider.AppendRecords(ctx, zone, []libdns.Record{r}); err != nil {
 		return fmt.Errorf("setting TXT record %s in zone %s: %w", strings.TrimSuffix(target, "."), zone, err)
+	}
+	vals, err := p.Resolver.lookupTXT(ctx, target)
+	if err != nil {
+		return fmt.Errorf("TXT record %s is set, but its earlier values for this account could not be looked up to remove: %w", strings.TrimSuffix(target, "."), err)
+	}
+	var stale []libdns.Record
+	for _, v := range vals {
+		if old, err := parsePersist(rec.format(), v); err == nil && v != value && old.Issuer == rec.Issuer && old.Account == rec.Account {
+			stale = append(stale, libdns.TXT{Name: r.Name, TTL: r.TTL, Text: v})
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	if _, err := p.Provider.DeleteRecords(ctx, zone, stale); err != nil {
+		return fmt.Errorf("TXT record %s is set, but removing its %d earlier values for this account: %w", strings.TrimSuffix(target, "."), len(stale), err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/dns01"
+	"github.com/libdns/libdns"
 )
 
 // TestPersistRecordValue pins the draft-00 syntax Pebble v2.10 parses.
@@ -179,10 +180,18 @@ func TestPersistPrefersWildcard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []bool{false, true} {
-		if err := persist.Set(ctx, dns01.PersistRecord{Name: "a.test", Issuer: idns[0], Account: acct.Location, Wildcard: w}); err != nil {
-			t.Fatalf("Set: %v", err)
-		}
+	// Set replaces this account's earlier values now: the second, narrower
+	// value is added beside it through the provider, as a second run of an
+	// older certkeeper (or a hand-made record) left it.
+	if err := persist.Set(ctx, dns01.PersistRecord{Name: "a.test", Issuer: idns[0], Account: acct.Location, Wildcard: true}); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+	narrow, err := dns01.PersistRecord{Name: "a.test", Issuer: idns[0], Account: acct.Location}.Value()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.provider().AppendRecords(ctx, "a.test.", []libdns.Record{libdns.TXT{Name: "_validation-persist", TTL: time.Hour, Text: narrow}}); err != nil {
+		t.Fatalf("adding the narrower value: %v", err)
 	}
 	for i := range 8 { // named may serve the values in any order
 		rec, err := persist.Find(ctx, "a.test", idns, acct.Location)
@@ -192,5 +201,34 @@ func TestPersistPrefersWildcard(t *testing.T) {
 	}
 	if _, err := issue(ctx, t, iss, "*.a.test"); err != nil {
 		t.Errorf("Issue(*.a.test): %v", err)
+	}
+}
+
+// TestPersistSetReplaces: setting a record again for the same CA and
+// account (another policy) replaces the value served before, and leaves
+// another account's value alone (trial 19: a second run added a second
+// value, and the wider authorization stayed in force).
+func TestPersistSetReplaces(t *testing.T) {
+	t.Parallel()
+	e := newDNSEnv(t, "a.test")
+	persist := &dns01.Persist{Resolver: e.resolver(), Provider: e.provider()}
+	ctx := t.Context()
+	mine := dns01.PersistRecord{Name: "a.test", Issuer: "ca.test", Account: "https://ca.test/acct/1", Wildcard: true, Until: time.Now().Add(time.Hour)}
+	other := dns01.PersistRecord{Name: "a.test", Issuer: "ca.test", Account: "https://ca.test/acct/2"}
+	narrower := mine
+	narrower.Wildcard, narrower.Until = false, time.Time{}
+	for _, rec := range []dns01.PersistRecord{other, mine, narrower} {
+		if err := persist.Set(ctx, rec); err != nil {
+			t.Fatalf("Set(%+v): %v", rec, err)
+		}
+	}
+	got := e.srv.DigTXT(t, "_validation-persist.a.test")
+	for _, rec := range []dns01.PersistRecord{other, narrower} {
+		if v, _ := rec.Value(); !strings.Contains(got, `"`+v+`"`) {
+			t.Errorf("dig TXT _validation-persist.a.test = %s, lacks %q", got, v)
+		}
+	}
+	if v, _ := mine.Value(); strings.Contains(got, `"`+v+`"`) {
+		t.Errorf("dig TXT _validation-persist.a.test = %s, still holds the replaced %q", got, v)
 	}
 }
