@@ -258,33 +258,50 @@ func backend(ctx context.Context, spec string, opts *Options) (storage.Storage, 
 
 // openPostgres opens a postgres:// URL, with the password read from
 // passwordFile if there is one (else pgx reads PGPASSWORD or PGPASSFILE).
+//
+// The file is read again at each new connection, so that a rotated
+// password (the file rewritten) is used without a restart; it is read
+// once first, so that a bad file fails here, before anything connects.
 func openPostgres(ctx context.Context, spec, passwordFile string, n Names) (*pgstore.Store, error) {
-	var password string
-	if passwordFile != "" {
-		// As libpq ignores a ~/.pgpass that others may read.
-		fi, err := os.Stat(passwordFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", n.PasswordFile, err)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("%s %s: mode %v lets others read it; chmod 600 it", n.PasswordFile, passwordFile, fi.Mode().Perm())
-		}
-		data, err := os.ReadFile(passwordFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", n.PasswordFile, err)
-		}
-		password = strings.TrimRight(string(data), "\r\n")
-		if password == "" || strings.ContainsAny(password, "\r\n") {
-			return nil, fmt.Errorf("%s %s: want the password alone on one line", n.PasswordFile, passwordFile)
-		}
-	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	ps, err := pgstore.OpenPassword(cctx, spec, password)
+	var ps *pgstore.Store
+	var err error
+	if passwordFile != "" {
+		read := func(context.Context) (string, error) { return readPassword(passwordFile, n) }
+		if _, err := read(ctx); err != nil {
+			return nil, err
+		}
+		ps, err = pgstore.OpenPasswordFunc(cctx, spec, read)
+	} else {
+		ps, err = pgstore.OpenPassword(cctx, spec, "")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", n.URL, err)
 	}
 	return ps, nil
+}
+
+// readPassword reads a PostgreSQL password file: one line, the password
+// alone, readable by its owner only (as libpq ignores a ~/.pgpass that
+// others may read).
+func readPassword(file string, n Names) (string, error) {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", n.PasswordFile, err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s %s: mode %v lets others read it; chmod 600 it", n.PasswordFile, file, fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", n.PasswordFile, err)
+	}
+	password := strings.TrimRight(string(data), "\r\n")
+	if password == "" || strings.ContainsAny(password, "\r\n") {
+		return "", fmt.Errorf("%s %s: want the password alone on one line", n.PasswordFile, file)
+	}
+	return password, nil
 }
 
 // warnDurability logs a warning for each risk st's server runs, or that it

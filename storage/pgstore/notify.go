@@ -45,7 +45,13 @@ func (s *Store) Subscribe(ctx context.Context) (<-chan string, error) {
 func (s *Store) listen(ctx context.Context) (*pgx.Conn, error) {
 	octx, cancel := s.op(ctx)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(octx, s.pool.Config().ConnConfig.Copy())
+	cc := s.pool.Config().ConnConfig.Copy()
+	if s.password != nil {
+		if err := setPassword(octx, cc, s.password); err != nil {
+			return nil, s.fail(octx, "subscribe", s.channel(), err)
+		}
+	}
+	conn, err := pgx.ConnectConfig(octx, cc)
 	if err != nil {
 		return nil, s.fail(octx, "subscribe", s.channel(), err)
 	}

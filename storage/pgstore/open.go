@@ -53,6 +53,21 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 //
 // Errors never contain a password; a URL that holds one is refused.
 func OpenPassword(ctx context.Context, rawURL, password string) (*Store, error) {
+	return open(ctx, rawURL, password, nil)
+}
+
+// OpenPasswordFunc is OpenPassword with the password asked of password
+// at every new connection (of the pool, and the LISTEN one of
+// Subscribe), rather than once: a password kept in a file is rotated by
+// rewriting the file, with no restart. Connections already open stay
+// open (PostgreSQL does not end them when a password changes). An error
+// of password fails that connection, and is wrapped in the error of the
+// operation that needed it.
+func OpenPasswordFunc(ctx context.Context, rawURL string, password func(context.Context) (string, error)) (*Store, error) {
+	return open(ctx, rawURL, "", password)
+}
+
+func open(ctx context.Context, rawURL, password string, passwordFunc func(context.Context) (string, error)) (*Store, error) {
 	cfg, err := parseURL(rawURL)
 	if err != nil {
 		return nil, err
@@ -72,7 +87,13 @@ func OpenPassword(ctx context.Context, rawURL, password string) (*Store, error) 
 	if password != "" {
 		cc.Password = password
 	}
+	if passwordFunc != nil {
+		pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+			return setPassword(ctx, cc, passwordFunc)
+		}
+	}
 	s := &Store{
+		password: passwordFunc,
 		LeaseTTL: cfg.lease,
 		schema:   cfg.schema,
 		timeout:  cfg.timeout,
@@ -91,6 +112,16 @@ func OpenPassword(ctx context.Context, rawURL, password string) (*Store, error) 
 		return nil, err
 	}
 	return s, nil
+}
+
+// setPassword sets cc's password to what password says now.
+func setPassword(ctx context.Context, cc *pgx.ConnConfig, password func(context.Context) (string, error)) error {
+	p, err := password(ctx)
+	if err != nil {
+		return fmt.Errorf("pgstore: reading the password: %w", err)
+	}
+	cc.Password = p
+	return nil
 }
 
 // CheckURL checks rawURL as OpenPassword would, without connecting: its

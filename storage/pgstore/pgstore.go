@@ -123,10 +123,11 @@ type Store struct {
 	// LISTEN connection. Nil means slog.Default().
 	Logger *slog.Logger
 
-	pool    *pgxpool.Pool
-	schema  string        // the PostgreSQL schema, a plain identifier
-	timeout time.Duration // bounds each operation
-	where   string        // "PostgreSQL at host:port/db", for errors
+	pool     *pgxpool.Pool
+	password func(context.Context) (string, error) // OpenPasswordFunc's, asked at each new connection; nil: the config's
+	schema   string                                // the PostgreSQL schema, a plain identifier
+	timeout  time.Duration                         // bounds each operation
+	where    string                                // "PostgreSQL at host:port/db", for errors
 
 	transportRisk string // see TransportRisk
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/pgstore"
 	"github.com/certkeeper/certkeeper/storage/storagetest"
+	"github.com/jackc/pgx/v5"
 )
 
 // Lease durations in tests: long enough that a renewal delayed by a loaded
@@ -76,6 +77,7 @@ func TestPostgres(t *testing.T) {
 		{"ConcurrentOpen", testConcurrentOpen},
 		{"NewerSchema", testNewerSchema},
 		{"Password", testPassword},
+		{"PasswordRotation", testPasswordRotation},
 		{"LostLease", testLostLease},
 		{"Durable", testDurable},
 	} {
@@ -246,6 +248,71 @@ func testPassword(t *testing.T, pg *testsvc.PostgresServer) {
 		t.Fatalf("Open with passfile = %v", err)
 	}
 	s.Close()
+}
+
+// testPasswordRotation: with OpenPasswordFunc, a role's password changed
+// at the server and in the source the function reads is used by the new
+// connections the pool and Subscribe open, with no new Store (trial 20:
+// rotating the password took a restart of every node).
+func testPasswordRotation(t *testing.T, pg *testsvc.PostgresServer) {
+	ctx := t.Context()
+	cfg, err := pgx.ParseConfig(pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = pg.Password()
+	admin, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	exec("CREATE ROLE rotating LOGIN PASSWORD 'first-password'")
+	exec("GRANT CREATE ON DATABASE postgres TO rotating")
+	var mu sync.Mutex
+	current := "first-password"
+	password := func(context.Context) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return current, nil
+	}
+	url := strings.Replace(pg.URL("postgres"), testsvc.PostgresUser+"@", "rotating@", 1) + "&schema=" + newSchema()
+	s, err := pgstore.OpenPasswordFunc(ctx, url, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Store(ctx, "k", []byte("v1")); err != nil {
+		t.Fatal(err)
+	}
+
+	exec("ALTER ROLE rotating PASSWORD 'second-password'")
+	mu.Lock()
+	current = "second-password"
+	mu.Unlock()
+	// End the role's connections: the pool must open new ones.
+	exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'rotating'")
+	var last error
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if last = s.Store(ctx, "k", []byte("v2")); last == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if last != nil {
+		t.Fatalf("storing after the rotation: %v", last)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if _, err := s.Subscribe(sctx); err != nil {
+		t.Errorf("subscribing after the rotation: %v", err)
+	}
 }
 
 // logRecorder is a slog.Handler that keeps the messages it handles.
