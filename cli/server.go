@@ -36,6 +36,7 @@ type serverConfig struct {
 	Managed            []string      `yaml:"managed" arg:"NAME" help:"NAME to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable"`
 	SelfSignedFallback bool          `yaml:"self_signed_fallback" help:"answer names that cannot get a real certificate (refused, issuance failing)\nwith a self-signed one, marked \"self_signed\": true"`
 	IssueTimeout       time.Duration `yaml:"issue_timeout" arg:"DURATION" help:"a request for a new name waits up to DURATION for its issuance, then gets a 503"`
+	MaxTTL             time.Duration `yaml:"max_ttl" arg:"DURATION" help:"clients keep an answer at most DURATION (ttl_seconds) before asking again: how long a\nreplaced (say, revoked) certificate may still be served by them"`
 	AuditLog           string        `yaml:"audit_log" arg:"FILE" help:"append the audit log (a JSON line per key handed out) to FILE (default: stderr);\nwhile it cannot be written, key fetches get 503"`
 	AuditFailOpen      bool          `yaml:"audit_fail_open" help:"hand out keys even while --audit-log cannot be written (the failures are still logged)"`
 	HTTPAddr           string        `yaml:"http_addr" arg:"ADDR" help:"ADDR to also serve the API and http-01 on (e.g. :80); off unless given"`
@@ -48,7 +49,7 @@ type serverConfig struct {
 const serverChallengeHelp = "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-alpn-addr);\nrepeatable (default: http-01, and tls-alpn-01 with --tls-alpn-addr)"
 
 func serverCmd() *Command {
-	c := &serverConfig{IssueTimeout: certserver.DefaultIssueTimeout, engineConfig: engineConfig{Ops: defaultOps()}}
+	c := &serverConfig{IssueTimeout: certserver.DefaultIssueTimeout, MaxTTL: certserver.DefaultMaxTTL, engineConfig: engineConfig{Ops: defaultOps()}}
 	var src source
 	return &Command{
 		UsageLine: "certkeeper server [flags]",
@@ -105,7 +106,7 @@ func loadServerConfig(src *source, flags *serverConfig) (*serverConfig, error) {
 		return nil, err
 	}
 	// Flags with a default apply it when the file has no value either.
-	overlay(cfg, flags, &cfg.engineConfig, src.set, "listen", "issue-timeout")
+	overlay(cfg, flags, &cfg.engineConfig, src.set, "listen", "issue-timeout", "max-ttl")
 	src.noteOverridden(cfg, &cfg.engineConfig)
 	cfg.credit = src.credit(cfg)
 	return cfg, nil
@@ -152,7 +153,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 // the tokens, who else may fetch keys, the audit log (closeAudit closes
 // it); and the TLS configuration of --listen (nil for plain HTTP).
 func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.Config, closeAudit func(), err error) {
-	h = &certserver.Handler{IssueTimeout: cfg.IssueTimeout, Logger: env.Logger}
+	h = &certserver.Handler{IssueTimeout: cfg.IssueTimeout, MaxTTL: cfg.MaxTTL, Logger: env.Logger}
 	if err := cfg.checkAddrs(); err != nil {
 		return nil, nil, nil, err
 	}

@@ -97,7 +97,8 @@ func TestServer(t *testing.T) {
 	storageDir := t.TempDir()
 	auditLog := filepath.Join(t.TempDir(), "audit.log")
 	args, base := pebbleServerArgs(ca, storageDir)
-	startServer(t, append(args, "--profile", "default", "--allow", "a.test", "--token-file", writeTokens(t), "--audit-log", auditLog)...)
+	startServer(t, append(args, "--profile", "default", "--allow", "a.test", "--token-file", writeTokens(t), "--audit-log", auditLog,
+		"--max-ttl", "5m")...)
 
 	if code, _, body := apiGet(t, base, "/healthz", "", nil); code != http.StatusOK {
 		t.Fatalf("/healthz = %d %s", code, body)
@@ -133,8 +134,9 @@ func TestServer(t *testing.T) {
 	if _, err := tc.Leaf.Verify(x509.VerifyOptions{DNSName: "a.test", Roots: ca.IssuingRootPool(t), Intermediates: inter}); err != nil {
 		t.Errorf("handed-out chain: %v", err)
 	}
-	if c.SelfSigned || c.TTLSeconds < 1 || len(c.Names) != 1 || c.Names[0] != "a.test" {
-		t.Errorf("answer: names %v self_signed %v ttl %d", c.Names, c.SelfSigned, c.TTLSeconds)
+	// --max-ttl 5m: a 90-day certificate's answer would say 3600 without it.
+	if c.SelfSigned || c.TTLSeconds < 1 || c.TTLSeconds > 300 || len(c.Names) != 1 || c.Names[0] != "a.test" {
+		t.Errorf("answer: names %v self_signed %v ttl %d (want at most --max-ttl, 300)", c.Names, c.SelfSigned, c.TTLSeconds)
 	}
 	code, hdr, pemBody := apiGet(t, base, "/v1/certificates/a.test?format=pem", serverToken, nil)
 	if _, err := tls.X509KeyPair(pemBody, pemBody); code != http.StatusOK || err != nil {
