@@ -41,7 +41,7 @@ for the CA on NAME, and leaves other accounts' and CAs' alone. To end an authori
 its TXT value at the DNS host (nsupdate: update delete _validation-persist.NAME TXT "VALUE").`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.Var(&f.names, "d", "the `NAME` to authorize; repeatable")
-			fs.BoolVar(&wildcard, "policy-wildcard", false, "also authorize *.NAME and every subdomain (policy=wildcard)")
+			fs.BoolVar(&wildcard, "policy-wildcard", false, "also authorize *.NAME (policy=wildcard); a deeper name (x.y.NAME) needs a record of its own")
 			fs.StringVar(&until, "until", "", "end of the authorization (persistUntil): a `DATE` (2027-01-31 means its start, 00:00\nUTC), an RFC 3339 time, or a duration from now (365d); default: no end")
 			fs.StringVar(&issuerDN, "issuer-domain", "", "the CA's issuer domain `NAME` to put in the record (default: the first the CA lists)")
 			f.caFlags.register(fs, caEmail|caEAB)

@@ -48,7 +48,9 @@ type PersistRecord struct {
 	Issuer string
 	// Account is the ACME account URL.
 	Account string
-	// Wildcard also authorizes *.Name and every subdomain (policy=wildcard).
+	// Wildcard also authorizes *.Name (policy=wildcard). The draft lets a
+	// CA accept it for every subdomain, but Pebble v2.10 and Find look only
+	// at the record of the name validated (and of X for *.X).
 	Wildcard bool
 	// Until, if not zero, is when the authorization ends (persistUntil).
 	Until time.Time
