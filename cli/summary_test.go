@@ -82,6 +82,7 @@ func TestStartupSummary(t *testing.T) {
 			"server starting in production mode",
 			"none on demand: no --allow or --ask",
 			"storage:    " + dir,
+			"trust:      clients need the local CA's root: certkeeper ca root --storage " + dir + " > root.pem",
 			"API (HTTP) and http-01 on " + a[0] + " (--listen)",
 			"API (HTTP) and http-01 on " + a[1] + " (--http-addr)",
 			"tls-alpn-01 (validation only) on " + a[2],

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/redact"
 )
 
@@ -89,6 +91,11 @@ func (s *Summary) Lines() []string {
 			line("CA chain", "%s for names[%d] %s", summaryChain(r.CAs), i, r.Pattern)
 		}
 	}
+	if !s.Dev && s.usesLocalCA() {
+		// Nobody trusts the local CA's root until given it: say how.
+		line("trust", "clients need the local CA's root: certkeeper ca root --storage %s > root.pem "+
+			"(curl --cacert root.pem; certkeeper ca trust on a machine)", cmdline.ShellQuote(s.Storage))
+	}
 	if len(s.Challenges) > 0 {
 		line("challenge", "%s", strings.Join(s.Challenges, ", "))
 	}
@@ -100,6 +107,14 @@ func (s *Summary) Lines() []string {
 		line("log level", "%s (%s)", s.LogLevel, s.source("--log-level"))
 	}
 	return lines
+}
+
+// usesLocalCA reports whether the local CA is in a CA chain of s.
+func (s *Summary) usesLocalCA() bool {
+	if slices.Contains(s.CAs, "local") {
+		return true
+	}
+	return slices.ContainsFunc(s.Rules, func(r SummaryRule) bool { return slices.Contains(r.CAs, "local") })
 }
 
 // source says where the setting of flag came from (Source).

@@ -413,7 +413,7 @@ func TestWaitReports(t *testing.T) {
 // presentAndWait presents a challenge for a.test through a provider that
 // changes nothing, or p, and returns what Wait returned, how long it took
 // and what OnWaiting was told.
-func presentAndWait(t *testing.T, s *dns01.Solver) (error, time.Duration, []dns01.Waiting) {
+func presentAndWait(t *testing.T, s *dns01.Solver) (time.Duration, []dns01.Waiting, error) {
 	t.Helper()
 	chal := acme.Challenge{URL: "https://ca.test/chal/1", Token: "tok", KeyAuthorization: "tok.thumb",
 		Identifier: acme.Identifier{Type: "dns", Value: "a.test"}}
@@ -428,7 +428,7 @@ func presentAndWait(t *testing.T, s *dns01.Solver) (error, time.Duration, []dns0
 	err := s.Wait(t.Context(), chal)
 	mu.Lock()
 	defer mu.Unlock()
-	return err, time.Since(start), told
+	return time.Since(start), told, err
 }
 
 // closedPort returns a loopback UDP port nothing listens on.
@@ -455,7 +455,7 @@ func TestPropagationUnreachable(t *testing.T) {
 	s.Resolver.AuthoritativePort = closedPort(t)
 	s.PropagationInterval = 200 * time.Millisecond
 	s.PropagationTimeout = 20 * time.Second
-	err, took, told := presentAndWait(t, s)
+	took, told, err := presentAndWait(t, s)
 	var perr *dns01.PropagationError
 	if !errors.As(err, &perr) {
 		t.Fatalf("Wait = %v, want a *dns01.PropagationError", err)
@@ -490,7 +490,7 @@ func TestPropagationStaleSecondary(t *testing.T) {
 	s.Resolver.AuthoritativePort, _ = strconv.Atoi(port)
 	s.Resolver.Primary = e.srv.Addr()
 	s.PropagationTimeout = time.Second
-	err, _, told := presentAndWait(t, s)
+	_, told, err := presentAndWait(t, s)
 	var perr *dns01.PropagationError
 	if !errors.As(err, &perr) {
 		t.Fatalf("Wait = %v, want a *dns01.PropagationError", err)
@@ -581,7 +581,7 @@ func TestPropagationPrimaryPort(t *testing.T) {
 	s.Resolver.AuthoritativePort = closedPort(t)
 	s.Resolver.Primary = e.srv.Addr()
 	s.PropagationTimeout = time.Second
-	err, _, told := presentAndWait(t, s)
+	_, told, err := presentAndWait(t, s)
 	_, port, _ := net.SplitHostPort(e.srv.Addr())
 	for _, want := range []string{"served by primary (" + e.srv.Addr() + ")", "the primary " + e.srv.Addr() + " is on that host: is its port " + port,
 		"AuthoritativePort"} {
