@@ -69,6 +69,7 @@ var sentinelHints = []struct {
 	{acmeca.ErrNoChallenge, "choose one it offers with --challenge"},
 	{acmeca.ErrWildcardNeedsDNS, "give a DNS provider with --dns (dns-01), or --challenge dns-persist-01"},
 	{pgstore.ErrPasswordInURL, "give the password in a file with --storage-password-file"},
+	{pgstore.ErrAuthentication, "give the password with --storage-password-file FILE (or PGPASSWORD), and check the user in the URL"},
 	{policy.ErrPrivateAddress, "for an internal CA that reaches it, add --own-ip-private"},
 	{certkeeper.ErrNoSNI, "give --default-name NAME (proxy) to serve such clients that name's certificate"},
 	// Last: a permission error may wrap any of the above.

@@ -35,6 +35,7 @@ func TestWithFlagHints(t *testing.T) {
 		{powerdns.ErrNoAPIServer, "--dns-api-url"},
 		{acmeca.ErrWildcardNeedsDNS, "--challenge dns-01"},
 		{pgstore.ErrPasswordInURL, "--storage-password-file"},
+		{pgstore.ErrAuthentication, "--storage-password-file FILE (or PGPASSWORD)"},
 		{policy.ErrPrivateAddress, "--own-ip-private"},
 		{fs.ErrPermission, "sudo -u"},
 	} {

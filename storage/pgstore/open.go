@@ -219,7 +219,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*s.timeout)
 	defer cancel()
 	fail := func(err error) error {
-		return fmt.Errorf("pgstore: preparing schema %s on %s: %w", s.schema, s.where, err)
+		return fmt.Errorf("pgstore: preparing schema %s on %s: %w", s.schema, s.where, authError(err))
 	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {

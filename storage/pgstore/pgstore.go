@@ -79,6 +79,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -167,10 +168,27 @@ func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // fail wraps err from an operation op on key, naming the server.
 func (s *Store) fail(ctx context.Context, op, key string, err error) error {
+	err = authError(err)
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 		return fmt.Errorf("pgstore: %s %q on %s: %w (%w)", op, key, s.where, cerr, err)
 	}
 	return fmt.Errorf("pgstore: %s %q on %s: %w", op, key, s.where, err)
+}
+
+// ErrAuthentication is wrapped by the error of an operation whose
+// connection the server refused to authenticate: a wrong password, none
+// given where one is wanted (OpenPassword's, PGPASSWORD, PGPASSFILE), or a
+// user it does not know.
+var ErrAuthentication = errors.New("the server refused the login: wrong or missing password, or unknown user")
+
+// authError wraps ErrAuthentication around err when it is PostgreSQL's
+// refusal of the login (SQLSTATE class 28).
+func authError(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "28") && !errors.Is(err, ErrAuthentication) {
+		return fmt.Errorf("%w: %w", ErrAuthentication, err)
+	}
+	return err
 }
 
 // Load implements storage.Storage with one SELECT.

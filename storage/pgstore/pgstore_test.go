@@ -234,8 +234,9 @@ func testNewerSchema(t *testing.T, pg *testsvc.PostgresServer) {
 func testPassword(t *testing.T, pg *testsvc.PostgresServer) {
 	url := pg.URL("postgres") + "&schema=" + newSchema()
 	_, err := pgstore.OpenPassword(t.Context(), url, "wrong-Sup3rSecret")
-	if err == nil || !strings.Contains(err.Error(), "PostgreSQL at "+pg.Addr()) || strings.Contains(err.Error(), "Sup3rSecret") {
-		t.Errorf("Open with a wrong password = %v; want an error naming PostgreSQL at %s and not the password", err, pg.Addr())
+	if err == nil || !strings.Contains(err.Error(), "PostgreSQL at "+pg.Addr()) || strings.Contains(err.Error(), "Sup3rSecret") ||
+		!errors.Is(err, pgstore.ErrAuthentication) {
+		t.Errorf("Open with a wrong password = %v; want ErrAuthentication naming PostgreSQL at %s and not the password", err, pg.Addr())
 	}
 	// A password file in libpq's format, given to pgx in the URL.
 	pass := filepath.Join(t.TempDir(), "pgpass")
