@@ -166,7 +166,10 @@ func TestDNSPersistRecord(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("issuance %d: exit %d\nstderr:\n%s", i+1, r.code, r.stderr)
 		}
-		if !strings.Contains(r.stderr, "via dns-persist-01") {
+		// Pebble may also hand out an authorization already valid (the
+		// draft lets a CA validate the record when the order is created):
+		// then nothing is validated, and still nothing is updated.
+		if !strings.Contains(r.stderr, "via dns-persist-01") && (i == 0 || !strings.Contains(r.stderr, "a.test is already authorized")) {
 			t.Errorf("issuance %d did not validate via dns-persist-01:\n%s", i+1, r.stderr)
 		}
 	}
