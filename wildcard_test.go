@@ -21,6 +21,7 @@ import (
 	"github.com/certkeeper/certkeeper/solver/dns01/rfc2136"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 	"github.com/certkeeper/certkeeper/status"
+	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -30,23 +31,8 @@ import (
 // a real named.
 func TestOnDemandWildcard(t *testing.T) {
 	t.Parallel()
-	named := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})
-	ca := testca.Start(t, testca.Options{DNSServer: named.Addr()})
-	_, port, _ := net.SplitHostPort(named.Addr())
-	nsPort, _ := strconv.Atoi(port)
-	dns := &dns01.Solver{
-		Provider: &rfc2136.Provider{Server: named.Addr(), KeyName: named.KeyName(), Algorithm: named.Algorithm(), Secret: named.Secret()},
-		Resolver: dns01.Resolver{Servers: []string{named.Addr()}, AuthoritativePort: nsPort},
-	}
-	m := &certkeeper.Manager{
-		Policy:    policy.Allowlist("a.test", "*.a.test"),
-		Storage:   filestore.New(t.TempDir()),
-		Wildcards: []string{"*.a.test"},
-		Issuers: []issuer.Issuer{&acmeca.Issuer{
-			DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(),
-			Solvers: map[string]solver.Solver{acmeca.DNS01: dns},
-		}},
-	}
+	ca, dns := wildcardDNS(t)
+	m := wildcardManager(ca, filestore.New(t.TempDir()), map[string]solver.Solver{acmeca.DNS01: dns})
 	addr := serveOn(t, m)
 	roots := ca.IssuingRootPool(t)
 
@@ -98,23 +84,10 @@ func TestOnDemandWildcard(t *testing.T) {
 // one status row per subdomain asked for).
 func TestOnDemandWildcardFailing(t *testing.T) {
 	t.Parallel()
-	named := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})
-	ca := testca.Start(t, testca.Options{DNSServer: named.Addr()})
-	dns := &dns01.Solver{
-		Provider: &rfc2136.Provider{Server: named.Addr(), KeyName: named.KeyName(), Algorithm: named.Algorithm(),
-			Secret: "d3JvbmcgZG9vciwgd3Jvbmcga2V5IGZvciB0aGlzIHpvbmUh"}, // not the server's
-		Resolver: dns01.Resolver{Servers: []string{named.Addr()}},
-	}
+	ca, dns := wildcardDNS(t)
+	dns.Provider.(*rfc2136.Provider).Secret = "d3JvbmcgZG9vciwgd3Jvbmcga2V5IGZvciB0aGlzIHpvbmUh" // not the server's
 	st := filestore.New(t.TempDir())
-	m := &certkeeper.Manager{
-		Policy:    policy.Allowlist("a.test", "*.a.test"),
-		Storage:   st,
-		Wildcards: []string{"*.a.test"},
-		Issuers: []issuer.Issuer{&acmeca.Issuer{
-			DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(),
-			Solvers: map[string]solver.Solver{acmeca.DNS01: dns},
-		}},
-	}
+	m := wildcardManager(ca, st, map[string]solver.Solver{acmeca.DNS01: dns})
 	t.Cleanup(func() { m.Close() })
 	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "one.a.test"}); err == nil || errors.Is(err, certkeeper.ErrFailedRecently) {
 		t.Fatalf("first handshake: %v, want the DNS provider's failure", err)
@@ -139,25 +112,36 @@ func TestOnDemandWildcardFailing(t *testing.T) {
 // wildcard failed with it).
 func TestWildcardApexByDNS(t *testing.T) {
 	t.Parallel()
+	ca, dns := wildcardDNS(t)
+	// Nothing serves tls-alpn-01 where the CA connects.
+	m := wildcardManager(ca, filestore.New(t.TempDir()), map[string]solver.Solver{acmeca.TLSALPN01: &tlsalpn01.Solver{}, acmeca.DNS01: dns})
+	t.Cleanup(func() { m.Close() })
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "x.a.test"}); err != nil {
+		t.Fatalf("wildcard with its apex: %v", err)
+	}
+}
+
+// wildcardDNS starts named for zone a.test and Pebble resolving through
+// it, and returns Pebble and a dns-01 solver that updates named.
+func wildcardDNS(t *testing.T) (*testca.CA, *dns01.Solver) {
+	t.Helper()
 	named := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})
 	ca := testca.Start(t, testca.Options{DNSServer: named.Addr()})
 	_, port, _ := net.SplitHostPort(named.Addr())
 	nsPort, _ := strconv.Atoi(port)
-	dns := &dns01.Solver{
+	return ca, &dns01.Solver{
 		Provider: &rfc2136.Provider{Server: named.Addr(), KeyName: named.KeyName(), Algorithm: named.Algorithm(), Secret: named.Secret()},
 		Resolver: dns01.Resolver{Servers: []string{named.Addr()}, AuthoritativePort: nsPort},
 	}
-	m := &certkeeper.Manager{
+}
+
+// wildcardManager is a Manager serving *.a.test and a.test from one
+// wildcard certificate of ca, ordered with solvers.
+func wildcardManager(ca *testca.CA, st storage.Storage, solvers map[string]solver.Solver) *certkeeper.Manager {
+	return &certkeeper.Manager{
 		Policy:    policy.Allowlist("a.test", "*.a.test"),
-		Storage:   filestore.New(t.TempDir()),
+		Storage:   st,
 		Wildcards: []string{"*.a.test"},
-		Issuers: []issuer.Issuer{&acmeca.Issuer{
-			DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(),
-			Solvers: map[string]solver.Solver{acmeca.TLSALPN01: &tlsalpn01.Solver{}, acmeca.DNS01: dns}, // nothing serves the first
-		}},
-	}
-	t.Cleanup(func() { m.Close() })
-	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "x.a.test"}); err != nil {
-		t.Fatalf("wildcard with its apex: %v", err)
+		Issuers:   []issuer.Issuer{&acmeca.Issuer{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Solvers: solvers}},
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/libdns/libdns"
+	"github.com/mholt/acmez/v3/acme"
 )
 
 // TestPersistRecordValue pins the draft-00 syntax Pebble v2.10 parses.
@@ -111,17 +112,8 @@ func TestPersistAbsentFallsBack(t *testing.T) {
 func TestPersistErrors(t *testing.T) {
 	t.Parallel()
 	e := newDNSEnv(t, "a.test", "b.test", "c.test")
-	persist := &dns01.Persist{Resolver: e.resolver(), Provider: e.provider()}
-	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNSPersist01: persist})
+	persist, iss, acct, idns := persistIssuer(t, e)
 	ctx := t.Context()
-	acct, err := iss.Account(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idns, err := iss.IssuerDomainNames(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	other := "https://ca.invalid/my-account/other"
 	for _, rec := range []dns01.PersistRecord{
 		{Name: "a.test", Issuer: idns[0], Account: other},
@@ -169,17 +161,8 @@ func TestPersistErrors(t *testing.T) {
 func TestPersistPrefersWildcard(t *testing.T) {
 	t.Parallel()
 	e := newDNSEnv(t, "a.test")
-	persist := &dns01.Persist{Resolver: e.resolver(), Provider: e.provider()}
-	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNSPersist01: persist})
+	persist, iss, acct, idns := persistIssuer(t, e)
 	ctx := t.Context()
-	acct, err := iss.Account(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idns, err := iss.IssuerDomainNames(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Set replaces this account's earlier values now: the second, narrower
 	// value is added beside it through the provider, as a second run of an
 	// older certkeeper (or a hand-made record) left it.
@@ -231,4 +214,22 @@ func TestPersistSetReplaces(t *testing.T) {
 	if v, _ := mine.Value(); strings.Contains(got, `"`+v+`"`) {
 		t.Errorf("dig TXT _validation-persist.a.test = %s, still holds the replaced %q", got, v)
 	}
+}
+
+// persistIssuer returns a Persist solver on e, an issuer answering only
+// dns-persist-01 with it, that issuer's account and the CA's issuer
+// domain names.
+func persistIssuer(t *testing.T, e *dnsEnv) (*dns01.Persist, *acmeca.Issuer, acme.Account, []string) {
+	t.Helper()
+	persist := &dns01.Persist{Resolver: e.resolver(), Provider: e.provider()}
+	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNSPersist01: persist})
+	acct, err := iss.Account(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	idns, err := iss.IssuerDomainNames(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return persist, iss, acct, idns
 }
