@@ -160,23 +160,23 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 	// A name a wildcard of Wildcards covers is ordered, backed off and
 	// reported as that wildcard: one failing *.a.example is one order and
 	// one status entry, not one per subdomain asked for.
-	primary := m.flightName(name)
-	if err := m.admit(ctx, primary, client); err != nil {
+	names := m.onDemandNames(name)
+	if err := m.admit(ctx, names[0], client); err != nil {
 		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
 		m.logRefused(name, err)
 		return nil, err
 	}
 	timeline.Mark(ctx, "policy_limits")
-	e, err := m.obtain(ctx, m.onDemandNames(name), nil, true, variant)
+	e, err := m.obtain(ctx, names, nil, true, variant)
 	switch {
 	case err != nil && m.ctx.Err() == nil && errors.Is(err, errNoLock):
 		m.loadWarn.Do(func() { // the storage is failing: paced as the load's warning
 			m.logger().Warn("no issuance without the cluster-wide issue lock (logged at most every 10 s)", "name", name, "err", err)
 		})
 	case err != nil && m.ctx.Err() == nil:
-		m.recordFailure(ctx, primary, err)
+		m.recordFailure(ctx, names[0], err)
 	}
-	m.noteFirstIssue(ctx, m.onDemandNames(name), variant, err) // for status (failures.go)
+	m.noteFirstIssue(ctx, names, variant, err) // for status (failures.go)
 	timeline.Mark(ctx, "status_note")
 	if err == nil {
 		m.stats.issued.Add(1)

@@ -199,11 +199,10 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 		if _, ok := next[key]; ok || s.LastReason != IssuanceFailing && s.LastReason != RenewalFailing {
 			continue
 		}
-		name, ok := strings.CutPrefix(key, "failing/")
+		name, ok := status.FailingName(key)
 		if !ok {
 			continue
 		}
-		name = name[strings.LastIndex(name, "/")+1:] // failing/rsa/NAME
 		if c, ok := byName[name]; ok && c.LastError == "" {
 			al := a.alertFor(c, s, now)
 			al.Reason, al.Resolves = Resolved, s.LastReason

@@ -57,9 +57,21 @@ type Failure struct {
 // fallback.
 func FailingKey(name, variant string) string {
 	if variant != "" {
-		return "failing/" + variant + "/" + name
+		return failingPrefix + variant + "/" + name
 	}
-	return "failing/" + name
+	return failingPrefix + name
+}
+
+// failingPrefix begins every FailingKey.
+const failingPrefix = "failing/"
+
+// FailingName is the name of a FailingKey, and whether key is one.
+func FailingName(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, failingPrefix)
+	if !ok {
+		return "", false
+	}
+	return rest[strings.LastIndex(rest, "/")+1:], true // failing/rsa/NAME
 }
 
 // firstIssues lists the names whose first issuance is failing.

@@ -45,7 +45,7 @@ func Remove(ctx context.Context, st storage.Storage, what string) ([]string, err
 			return nil, fmt.Errorf("%s: %w", what, ErrNothingStored)
 		}
 		keys = []string{what}
-	case strings.HasPrefix(what, "failing/"):
+	case strings.HasPrefix(what, failingPrefix):
 		failing = []string{what}
 	default:
 		name, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.Normalize(what)
@@ -78,7 +78,7 @@ func Remove(ctx context.Context, st storage.Storage, what string) ([]string, err
 			if _, ok := all[key]; ok {
 				delete(all, key)
 				changed = true
-				if strings.HasPrefix(key, "failing/") {
+				if strings.HasPrefix(key, failingPrefix) {
 					removed = append(removed, key)
 				}
 			}
