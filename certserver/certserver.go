@@ -111,6 +111,7 @@ type Handler struct {
 	acme     http.Handler
 	renders  sync.Map // name → *rendered
 	nRenders atomic.Int64
+	counts   *requestCounts // answered requests (Requests)
 }
 
 func (h *Handler) init() {
@@ -121,6 +122,7 @@ func (h *Handler) init() {
 		}
 		h.tokens.CompareAndSwap(nil, set) // unless SetTokens came first
 		h.acme = h.Manager.HTTPHandler(http.NotFoundHandler())
+		h.counts = new(requestCounts)
 	})
 }
 
@@ -159,62 +161,59 @@ func (h *Handler) maxPath() int {
 	return DefaultMaxPath
 }
 
-// ServeHTTP answers one API request.
+// ServeHTTP answers one API request, and counts it (Requests).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.init()
+	kind, code := h.serve(w, r)
+	h.count(kind, code)
+}
+
+// serve answers one API request and returns its kind and status code.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (kind, code int) {
 	req := parseRequest(r.Method, r.URL.Path, r.URL.RawQuery, len(r.RequestURI), h.maxPath())
 	body := nobody.Has(r)
 	if body {
 		nobody.Drop(w) // never read, whoever asks
 	}
 	if req.status != 0 {
-		fail(w, req.status, req.msg)
-		return
+		return req.kind, fail(w, req.status, req.msg)
 	}
 	if body && (req.kind == kindHealth || req.kind == kindChallenge) {
-		fail(w, http.StatusRequestEntityTooLarge, noBodyMsg)
-		return
+		return req.kind, fail(w, http.StatusRequestEntityTooLarge, noBodyMsg)
 	}
 	switch req.kind {
 	case kindHealth:
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
-		return
+		return req.kind, http.StatusOK
 	case kindChallenge:
-		h.acme.ServeHTTP(w, r)
-		return
+		return req.kind, serveCounted(h.acme, w, r)
 	}
 	who, sc, ok := h.authenticate(r)
 	if !ok && h.Anonymous {
 		who, ok = "anonymous", true
 	}
 	if !ok {
-		unauthorized(w, r)
-		return
+		return req.kind, unauthorized(w, r)
 	}
 	if body {
-		fail(w, http.StatusRequestEntityTooLarge, noBodyMsg)
-		return
+		return req.kind, fail(w, http.StatusRequestEntityTooLarge, noBodyMsg)
 	}
 	if req.kind == kindMetrics {
 		if sc != nil {
-			fail(w, http.StatusForbidden, "a token scoped to names may not read /metrics, which names every host")
-			return
+			return req.kind, fail(w, http.StatusForbidden, "a token scoped to names may not read /metrics, which names every host")
 		}
 		if h.Metrics == nil {
-			fail(w, http.StatusNotFound, "no metrics here: Handler.Metrics is not set")
-			return
+			return req.kind, fail(w, http.StatusNotFound, "no metrics here: Handler.Metrics is not set")
 		}
-		h.Metrics.ServeHTTP(w, r)
-		return
+		return req.kind, serveCounted(h.Metrics, w, r)
 	}
 	if !sc.allows(req.name) {
 		if req.kind == kindCertificate {
 			h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key refused: outside the token's scope", slog.String("name", req.name),
 				slog.String("who", who), slog.String("scope", sc.text), slog.String("remote_addr", r.RemoteAddr))
 		}
-		fail(w, http.StatusForbidden, who+" may not fetch "+req.name+": outside its names= in the token file")
-		return
+		return req.kind, fail(w, http.StatusForbidden, who+" may not fetch "+req.name+": outside its names= in the token file")
 	}
 	served, ok := h.Manager.Cached(req.name)
 	if !ok {
@@ -223,39 +222,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		served, err = h.Manager.CertificateFor(ctx, req.name, netip.Addr{})
 		cancel()
 		if err != nil {
-			h.failLookup(w, req.name, err)
-			return
+			return req.kind, h.failLookup(w, req.name, err)
 		}
 	}
 	rd := h.render(req.name, served)
-	switch req.kind {
-	case kindOCSP:
-		h.serveOCSP(w, r, rd)
-	case kindCertificate:
-		if h.AuditErr != nil {
-			if err := h.AuditErr(); err != nil {
-				w.Header().Set("Retry-After", "10")
-				fail(w, http.StatusServiceUnavailable, "the audit log cannot be written, and no key is handed out unrecorded: see the server's log")
-				return
-			}
-		}
-		if sc == nil {
-			h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
-				slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
-		} else {
-			h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
-				slog.String("scope", sc.text), slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
-		}
-		hdr := w.Header()
-		hdr["Cache-Control"] = noStore
-		if req.pem {
-			hdr["Content-Type"] = pemType
-			_, _ = w.Write(rd.pem)
-			return
-		}
-		hdr["Content-Type"] = jsonType
-		_, _ = w.Write(rd.json)
+	if req.kind == kindOCSP {
+		return req.kind, h.serveOCSP(w, r, rd)
 	}
+	if h.AuditErr != nil {
+		if err := h.AuditErr(); err != nil {
+			w.Header().Set("Retry-After", "10")
+			return req.kind, fail(w, http.StatusServiceUnavailable, "the audit log cannot be written, and no key is handed out unrecorded: see the server's log")
+		}
+	}
+	if sc == nil {
+		h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
+			slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
+	} else {
+		h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
+			slog.String("scope", sc.text), slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
+	}
+	hdr := w.Header()
+	hdr["Cache-Control"] = noStore
+	if req.pem {
+		hdr["Content-Type"] = pemType
+		_, _ = w.Write(rd.pem)
+		return req.kind, http.StatusOK
+	}
+	hdr["Content-Type"] = jsonType
+	_, _ = w.Write(rd.json)
+	return req.kind, http.StatusOK
 }
 
 // Shared header values: never modified.
@@ -267,29 +263,30 @@ var (
 
 const noBodyMsg = "the API takes no request body"
 
-// failLookup answers an error of Manager.CertificateFor.
-func (h *Handler) failLookup(w http.ResponseWriter, name string, err error) {
+// failLookup answers an error of Manager.CertificateFor, and returns the
+// status code.
+func (h *Handler) failLookup(w http.ResponseWriter, name string, err error) int {
 	var pe *certkeeper.PolicyError
 	var ue *certkeeper.UnavailableError
 	switch {
 	case errors.Is(err, hostname.ErrInvalidName):
-		fail(w, http.StatusBadRequest, err.Error())
+		return fail(w, http.StatusBadRequest, err.Error())
 	case errors.As(err, &pe):
-		fail(w, http.StatusForbidden, "name denied by policy: "+name)
+		return fail(w, http.StatusForbidden, "name denied by policy: "+name)
 	case errors.As(err, &ue):
 		secs := int(time.Until(ue.RetryAfter).Seconds() + 0.999)
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 		h.logger().Debug("no certificate to hand out yet", slog.String("name", name), slog.Any("err", err))
-		fail(w, http.StatusServiceUnavailable, "no certificate for "+name+" yet: "+ue.Reason()+"; retry later")
+		return fail(w, http.StatusServiceUnavailable, "no certificate for "+name+" yet: "+ue.Reason()+"; retry later")
 	default:
 		h.logger().Warn("looking up a certificate", slog.String("name", name), slog.Any("err", err))
 		w.Header().Set("Retry-After", "10")
-		fail(w, http.StatusServiceUnavailable, "no certificate for "+name+" now; retry later")
+		return fail(w, http.StatusServiceUnavailable, "no certificate for "+name+" now; retry later")
 	}
 }
 
-// fail writes a plain-text error.
-func fail(w http.ResponseWriter, status int, msg string) {
+// fail writes a plain-text error and returns its status.
+func fail(w http.ResponseWriter, status int, msg string) int {
 	if msg == "" {
 		msg = http.StatusText(status)
 	}
@@ -297,17 +294,17 @@ func fail(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(msg + "\n"))
+	return status
 }
 
 // unauthorized answers a request that authenticated as nobody: 401, with
 // RFC 6750's error="invalid_token" when it sent a token the server does
-// not hold (mistyped, or revoked), which is not echoed.
-func unauthorized(w http.ResponseWriter, r *http.Request) {
+// not hold (mistyped, or revoked), which is not echoed. It returns the status.
+func unauthorized(w http.ResponseWriter, r *http.Request) int {
 	if r.Header.Get("Authorization") != "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="certkeeper", error="invalid_token"`)
-		fail(w, http.StatusUnauthorized, "the bearer token was not accepted: it is not in the server's token file (mistyped, or revoked)")
-		return
+		return fail(w, http.StatusUnauthorized, "the bearer token was not accepted: it is not in the server's token file (mistyped, or revoked)")
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="certkeeper"`)
-	fail(w, http.StatusUnauthorized, "a bearer token or a client certificate is required")
+	return fail(w, http.StatusUnauthorized, "a bearer token or a client certificate is required")
 }

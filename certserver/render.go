@@ -135,11 +135,10 @@ func ttl(leaf *x509.Certificate, now time.Time, maxTTL time.Duration, selfSigned
 // serveOCSP answers GET /v1/ocsp/{name}: the staple as DER, cacheable
 // until the response's nextUpdate, or for the certificate's ttl when it
 // names none; 404 when there is none.
-func (h *Handler) serveOCSP(w http.ResponseWriter, r *http.Request, rd *rendered) {
+func (h *Handler) serveOCSP(w http.ResponseWriter, r *http.Request, rd *rendered) int {
 	a := rd.ocsp
 	if len(a.der) == 0 {
-		fail(w, http.StatusNotFound, "no OCSP staple for this certificate")
-		return
+		return fail(w, http.StatusNotFound, "no OCSP staple for this certificate")
 	}
 	maxAge := time.Duration(rd.ttl) * time.Second
 	if !a.expires.IsZero() {
@@ -157,7 +156,8 @@ func (h *Handler) serveOCSP(w http.ResponseWriter, r *http.Request, rd *rendered
 	hdr.Set("Cache-Control", "max-age="+strconv.Itoa(int(maxAge/time.Second))+", public, no-transform, must-revalidate")
 	if match := r.Header.Get("If-None-Match"); match != "" && match == a.etag {
 		w.WriteHeader(http.StatusNotModified)
-		return
+		return http.StatusNotModified
 	}
 	_, _ = w.Write(a.der)
+	return http.StatusOK
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/certserver"
 	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/logsetup"
@@ -329,6 +330,8 @@ type service struct {
 	policy func() policy.Policy
 	// setup adjusts the Manager before it serves.
 	setup func(*certkeeper.Manager)
+	// api is the server's API, whose requests the metrics count.
+	api *certserver.Handler
 	// reload reads the configuration again, on SIGHUP.
 	reload func()
 	// listen starts the front-end's listeners on loop (through up) and
@@ -363,7 +366,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 		return err
 	}
 	m.Policy, m.Logger = reloadablePolicy(s.policy), slog.New(logsetup.MapErrors(env.Logger.Handler(), withFlagHints))
-	mon := monitor.New(s.cfg.Ops.monitor(env, up.Listen))
+	mon := monitor.New(s.cfg.Ops.monitor(env, up.Listen, s.api))
 	m.Storage, m.OnEvent = mon.Storage(st), mon.Observe
 	s.setup(m) // after Storage: a setup that starts the Manager (the server's metrics.Handler) fixes it
 	if d := s.cfg.Deploy; d.Format != "" || d.Out != "" {

@@ -122,11 +122,14 @@ func TestProxyMetrics(t *testing.T) {
 	}
 }
 
-// TestServerMetricsStorage: the server's --metrics-addr carries the
-// storage timing series too (its API handler used to start the Manager
-// before the timed storage was put in, so a server-only fleet could not
-// alert on storage errors; trial 11).
-func TestServerMetricsStorage(t *testing.T) {
+// TestServerMetrics: the server's --metrics-addr carries the storage
+// timing series too (its API handler used to start the Manager before the
+// timed storage was put in, so a server-only fleet could not alert on
+// storage errors; trial 11), and both its metrics (--metrics-addr and the
+// API's /metrics) count the API's requests by endpoint and status code,
+// which they did not (trial 20: keys handed out and refused tokens were
+// in the audit log only).
+func TestServerMetrics(t *testing.T) {
 	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
 	startListening(t, "server listening", "server", "--listen", listen, "--ca", "local", "--allow", "localhost",
@@ -139,10 +142,27 @@ func TestServerMetricsStorage(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /v1/certificates/localhost: %s", resp.Status)
 	}
+	resp, err = (&http.Client{Timeout: 30 * time.Second}).Get("http://" + listen + "/v1/certificates/not-allowed.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("GET /v1/certificates/not-allowed.test: %s, want 403", resp.Status)
+	}
 	fams := scrape(t, "http://"+metricsAddr+"/metrics")
 	for _, op := range []string{"store", "lock"} {
 		if v, ok := metricValue(fams, "certkeeper_storage_operation_duration_seconds", map[string]string{"op": op, "result": "ok"}); !ok || v < 1 {
 			t.Errorf("the server's /metrics has no successful storage %s (%v, %v)", op, v, ok)
+		}
+	}
+	for _, where := range []string{metricsAddr, listen} {
+		fams := scrape(t, "http://"+where+"/metrics")
+		for _, code := range []string{"200", "403"} {
+			labels := map[string]string{"endpoint": "certificates", "code": code}
+			if v, ok := metricValue(fams, "certkeeper_api_requests_total", labels); !ok || v != 1 {
+				t.Errorf("http://%s/metrics: certkeeper_api_requests_total%v = %v (%v), want 1", where, labels, v, ok)
+			}
 		}
 	}
 }

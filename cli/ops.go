@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/alert"
+	"github.com/certkeeper/certkeeper/certserver"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/monitor"
 )
@@ -32,10 +33,10 @@ func defaultOps() opsConfig {
 }
 
 // monitor is the monitor.Config the flags describe, with listen to open
-// the listeners.
-func (o *opsConfig) monitor(env *Env, listen func(name, addr string) (net.Listener, error)) monitor.Config {
+// the listeners and api, the server's API whose requests the metrics count.
+func (o *opsConfig) monitor(env *Env, listen func(name, addr string) (net.Listener, error), api *certserver.Handler) monitor.Config {
 	c := monitor.Config{MetricsAddr: o.MetricsAddr, MetricsToken: o.metricsToken(), StatusAddr: o.StatusAddr,
-		StatusToken: o.statusToken(), Listen: listen}
+		StatusToken: o.statusToken(), Listen: listen, API: api}
 	if env != nil {
 		c.Logger = env.Logger
 	}
@@ -84,7 +85,7 @@ func (o *opsConfig) check() error {
 	if err := errors.Join(cmdline.CheckListenAddrs("--metrics-addr", o.MetricsAddr), cmdline.CheckListenAddrs("--status-addr", o.StatusAddr)); err != nil {
 		return err
 	}
-	c := o.monitor(nil, nil)
+	c := o.monitor(nil, nil, nil)
 	return opsFlagError(c.Check())
 }
 

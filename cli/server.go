@@ -131,10 +131,11 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 	last := cfg // the configuration a reload tells its changes from
 	return (&service{
 		cfg: &cfg.engineConfig, fe: cfg.frontEnd(), summary: serverSummary(cfg), drain: 10 * time.Second,
-		policy: func() policy.Policy { return *current.Load() },
+		policy: func() policy.Policy { return *current.Load() }, api: h,
 		setup: func(m *certkeeper.Manager) {
 			m.SelfSignedFallback = cfg.SelfSignedFallback
-			h.Manager, h.Metrics = m, metrics.Handler(m)
+			h.Manager = m
+			h.Metrics = metrics.ServerHandler(h)
 		},
 		reload: func() { last = reloadServer(env, h, cfg, last, reload, &current) },
 		listen: func(loop *serveloop.Loop, _ *upgrade.Upgrader, m *certkeeper.Manager) error {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/alert"
+	"github.com/certkeeper/certkeeper/certserver"
 	"github.com/certkeeper/certkeeper/internal/nobody"
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/statuspage"
@@ -56,6 +57,9 @@ type Config struct {
 	StatusToken string
 	// Alerter sends the alerts; nil: none. Its Storage is set by Start.
 	Alerter *alert.Alerter
+	// API, when set, is the certificate server's API handler: the
+	// metrics count its requests (certkeeper_api_requests_total).
+	API *certserver.Handler
 	// Listen opens the listener called name ("metrics" or "status") on
 	// addr; nil means net.Listen("tcp", addr). A front-end that hands its
 	// sockets to its successor on an upgrade passes its own.
@@ -224,6 +228,11 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 	if m.metrics != nil {
 		if err := m.metrics.Register(mgr); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
+		}
+		if c.API != nil {
+			if err := m.metrics.RegisterAPI(c.API); err != nil {
+				return fmt.Errorf("registering the API's metrics: %w", err)
+			}
 		}
 		metricsHandler = Bearer(c.metricsToken(), "certkeeper metrics", m.metrics.Handler())
 	}
