@@ -57,28 +57,30 @@ func TestFlagsAfterArguments(t *testing.T) {
 // acme-alpn-proxy documents, starts the proxy with that fallback, as does
 // "alpn-proxy start --fallback ADDR"; stop takes its flag first too.
 func TestFlagsBeforeSubcommand(t *testing.T) {
-	fallback, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fallback.Close()
-	addr := fallback.Addr().String()
 	for _, tt := range []struct {
 		name  string
-		args  func(pidfile, listen string) []string
+		args  func(addr, pidfile, listen string) []string
 		order string
 	}{
-		{"before", func(pidfile, listen string) []string {
+		{"before", func(addr, pidfile, listen string) []string {
 			return []string{"alpn-proxy", "--fallback", addr, "--pidfile", pidfile, "start", "--listen", listen}
 		}, "flags before start"},
-		{"after", func(pidfile, listen string) []string {
+		{"after", func(addr, pidfile, listen string) []string {
 			return []string{"alpn-proxy", "start", "--listen", listen, "--fallback", addr, "--pidfile", pidfile}
 		}, "flags after start"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			// A fallback of its own: start's probe may come after the
+			// client's connection, and must not be left for the next run.
+			fallback, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fallback.Close()
+			addr := fallback.Addr().String()
 			pidfile := filepath.Join(t.TempDir(), "alpn-proxy.pid")
 			listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
-			startALPNProxyArgs(t, pidfile, tt.args(pidfile, listen)...)
+			startALPNProxyArgs(t, pidfile, tt.args(addr, pidfile, listen)...)
 			c, err := net.DialTimeout("tcp", listen, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -88,7 +90,8 @@ func TestFlagsBeforeSubcommand(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The first connection may be start's probe of --fallback,
-			// which sends nothing: the client's is the one with bytes.
+			// which sends nothing (it comes after the pidfile, so it may
+			// also come second): the client's is the one with bytes.
 			fallback.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
 			got := make([]byte, 4)
 			for range 2 {
