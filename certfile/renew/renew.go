@@ -531,6 +531,10 @@ func (r *Renewer) renewDue(ctx context.Context, results []*Result) error {
 			// the certificate was issued names the account.
 			j.Settings.Email = recordedEmail(ctx, r.Storage, j.Names)
 		}
+		if err := r.wildcardByDNS(j); err != nil {
+			j.Action, j.Detail, j.Err = Failed, err.Error(), err
+			continue
+		}
 		k := j.Settings.issuerKey()
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
@@ -541,6 +545,28 @@ func (r *Renewer) renewDue(ctx context.Context, results []*Result) error {
 		r.renewGroup(ctx, groups[k])
 	}
 	return nil
+}
+
+// wildcardByDNS makes a wildcard certificate's renewal validate through
+// DNS, the only way a CA validates a wildcard: settings written before
+// a DNS provider implied dns-01 (trial 19) say challenge http-01 or
+// tls-alpn-01 beside the provider, which orders that could never be
+// validated. With a provider, the renewal uses dns-01 (and remembers
+// it); without one it fails before any order, saying what to set.
+func (r *Renewer) wildcardByDNS(j *Result) error {
+	s := &j.Settings
+	switch {
+	case s.CA == "local" || s.Challenge == "" || s.Challenge == "dns-01" || s.Challenge == "dns-persist-01":
+		return nil
+	case !slices.ContainsFunc(j.Names, func(n string) bool { return strings.HasPrefix(n, "*.") }):
+		return nil
+	case s.DNS != "":
+		r.progress(j.Names[0], "a wildcard is validated through DNS only: renewing with dns-01 through "+s.DNS+" (its settings said challenge "+s.Challenge+")")
+		s.Challenge = "dns-01"
+		return nil
+	}
+	return fmt.Errorf("a wildcard certificate is validated through DNS only, and its renewal settings (%s) say challenge %s and name no DNS provider: set challenge = dns-01 and dns (with its settings), or issue it again with dns-01",
+		settingsPathBase(r.Dir, j.Base), s.Challenge)
 }
 
 // renewGroup renews certificates that share one issuer chain.

@@ -330,3 +330,54 @@ func newLocal(t *testing.T, want ...[]string) *localEnv {
 	}
 	return e
 }
+
+// TestRenewerWildcardByDNS: a wildcard whose renewal settings say
+// challenge http-01 (written before a DNS provider implied dns-01) renews
+// with dns-01 when they name a provider, and remembers it; with no
+// provider it fails before any order, naming its settings file, where it
+// failed at the CA with an error about challenges.
+func TestRenewerWildcardByDNS(t *testing.T) {
+	e := newLocal(t, []string{"*.w.test"})
+	var challenges []string
+	e.r.Issuers = func(ctx context.Context, s Settings) (*issuer.Chain, func(), error) {
+		challenges = append(challenges, s.Challenge)
+		return e.chain, nil, nil
+	}
+	if _, err := e.r.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(string(e.r.Dir), "renewal", "wildcard_w.test.conf")
+	e.r.Want, e.r.Force = nil, true
+
+	if err := SaveSettings(path, Settings{CA: "https://127.0.0.1:1/dir", Challenge: "http-01"}); err != nil {
+		t.Fatal(err)
+	}
+	challenges = nil
+	results, err := e.r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].Action != Failed || !strings.Contains(results[0].Detail, "set challenge = dns-01") ||
+		!strings.Contains(results[0].Detail, path) || len(challenges) != 0 {
+		t.Fatalf("no DNS provider: results %+v, issuers asked for %v; want a failure naming %s before any issuer", results, challenges, path)
+	}
+
+	if err := SaveSettings(path, Settings{CA: "https://127.0.0.1:1/dir", Challenge: "http-01", DNS: "rfc2136", DNSServer: "127.0.0.1:53"}); err != nil {
+		t.Fatal(err)
+	}
+	var notes []string
+	e.r.Progress = func(name, step string) { notes = append(notes, name+": "+step) }
+	results, err = e.r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].Action != Renewed || !slices.Equal(challenges, []string{"dns-01"}) {
+		t.Fatalf("with a DNS provider: results %+v, issuers asked for %v; want renewed with dns-01", results, challenges)
+	}
+	if !slices.ContainsFunc(notes, func(n string) bool { return strings.Contains(n, "renewing with dns-01 through rfc2136") }) {
+		t.Errorf("progress %q does not say the challenge changed", notes)
+	}
+	if s, err := LoadSettings(path); err != nil || s.Challenge != "dns-01" {
+		t.Errorf("settings after the renewal: challenge %q, %v; want dns-01 remembered", s.Challenge, err)
+	}
+}
