@@ -182,14 +182,56 @@ func (s *Store) fail(ctx context.Context, op, key string, err error) error {
 var ErrAuthentication = errors.New("the server refused the login: wrong or missing password, or unknown user")
 
 // authError wraps ErrAuthentication around err when it is PostgreSQL's
-// refusal of the login (SQLSTATE class 28).
+// refusal of the login (SQLSTATE class 28), and drops pgx's note of a
+// refused TLS attempt (withoutTLSRefusal).
 func authError(err error) error {
+	err = withoutTLSRefusal(err)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "28") && !errors.Is(err, ErrAuthentication) {
 		return fmt.Errorf("%w: %w", ErrAuthentication, err)
 	}
 	return err
 }
+
+// withoutTLSRefusal returns a failed connection's error without the
+// attempt the server refused over TLS, when an attempt without TLS
+// followed and failed too (sslmode=prefer, pgx's default, against a
+// server without TLS): that attempt holds the server's answer, and pgx's
+// "tls error: server refused TLS connection" before it read as the cause
+// of every failure (trial 20). The result still wraps err.
+func withoutTLSRefusal(err error) error {
+	var ce *pgconn.ConnectError
+	if !errors.As(err, &ce) || ce.Config == nil {
+		return err
+	}
+	joined, ok := ce.Unwrap().(interface{ Unwrap() []error })
+	if !ok {
+		return err
+	}
+	attempts := joined.Unwrap()
+	var kept []string
+	for _, a := range attempts {
+		if msg := a.Error(); !strings.Contains(msg, "tls error: server refused TLS connection") {
+			kept = append(kept, msg)
+		}
+	}
+	if len(kept) == 0 || len(kept) == len(attempts) {
+		return err
+	}
+	return &connectError{
+		msg: fmt.Sprintf("failed to connect to `user=%s database=%s`: %s", ce.Config.User, ce.Config.Database, strings.Join(kept, "; ")),
+		err: err,
+	}
+}
+
+// connectError is a connection's error with another text.
+type connectError struct {
+	msg string
+	err error
+}
+
+func (e *connectError) Error() string { return e.msg }
+func (e *connectError) Unwrap() error { return e.err }
 
 // Load implements storage.Storage with one SELECT.
 func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {

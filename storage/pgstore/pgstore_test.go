@@ -238,6 +238,16 @@ func testPassword(t *testing.T, pg *testsvc.PostgresServer) {
 		!errors.Is(err, pgstore.ErrAuthentication) {
 		t.Errorf("Open with a wrong password = %v; want ErrAuthentication naming PostgreSQL at %s and not the password", err, pg.Addr())
 	}
+	// With sslmode=prefer (pgx's default) against this server without
+	// TLS, the error is the login's, not "tls error: server refused TLS
+	// connection" first (trial 20).
+	preferURL := strings.Replace(url, "sslmode=disable", "sslmode=prefer", 1)
+	_, err = pgstore.OpenPassword(t.Context(), preferURL, "wrong-Sup3rSecret")
+	if err == nil || strings.Contains(err.Error(), "refused TLS") || !strings.Contains(err.Error(), "password authentication failed") ||
+		!errors.Is(err, pgstore.ErrAuthentication) {
+		t.Errorf("Open with sslmode=prefer and a wrong password = %v; want ErrAuthentication with PostgreSQL's answer and no TLS refusal", err)
+	}
+	t.Logf("sslmode=prefer, wrong password: %v", err)
 	// A password file in libpq's format, given to pgx in the URL.
 	pass := filepath.Join(t.TempDir(), "pgpass")
 	line := fmt.Sprintf("127.0.0.1:*:*:%s:%s\n", testsvc.PostgresUser, pg.Password())
