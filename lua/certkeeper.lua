@@ -22,7 +22,7 @@
 -- A certificate is fresh for the ttl_seconds the server answered; after
 -- that it is still served while one background fetch per name and worker
 -- refreshes it, and if the server cannot be reached it keeps being served
--- until it expires (stale-while-error). Refusals (400, 403, 404) and
+-- until it expires (stale-while-error). Refusals (400, 403) and
 -- failures are remembered briefly in the shared dict so that a flood of
 -- unknown names does not become a flood of requests to the server.
 --
@@ -63,7 +63,7 @@ local DEFAULT_LRU_SIZE = 1000
 local DEFAULT_TIMEOUT = 40000       -- ms; the server waits up to 30 s for an issuance
 local DEFAULT_CONNECT_TIMEOUT = 2000 -- ms
 local DEFAULT_ERROR_TTL = 10        -- s a failed fetch is remembered
-local DEFAULT_DENIED_TTL = 60       -- s a refusal (400/403/404) is remembered
+local DEFAULT_DENIED_TTL = 60       -- s a refusal (400/403) is remembered
 local MAX_BODY = 1024 * 1024        -- bytes of an answer
 
 local conf            -- set by init
@@ -322,13 +322,27 @@ local function handshake(sock)
     end
 end
 
+-- connect_hint is what to check when connecting to the server failed
+-- with err.
+local function connect_hint(err)
+    err = tostring(err)
+    if find(err, "no resolver defined", 1, true) then
+        return " (add resolver ADDR; to the http block, or give init's server by IP address with" ..
+            " tls_server_name set to a DNS name of the server's certificate)"
+    elseif err == "connection refused" or err == "timeout" then
+        return " (is certkeeper server running, with --listen on this address? init's server says where" ..
+            " to fetch from)"
+    end
+    return ""
+end
+
 -- http_get fetches path from the server: status, headers (lower-case
 -- names), body. HTTP/1.0, so the body ends with the connection.
 local function http_get(path)
     local sock = ngx.socket.tcp()
     sock:settimeouts(conf.connect_timeout, conf.timeout, conf.timeout)
     local ok, err = sock:connect(conf.connect_host, conf.port)
-    if not ok then return nil, "connecting to " .. conf.url .. ": " .. tostring(err) end
+    if not ok then return nil, "connecting to " .. conf.url .. ": " .. tostring(err) .. connect_hint(err) end
     if conf.tls then
         err = handshake(sock)
         if err then
@@ -446,12 +460,17 @@ local function fetch(name)
         return nil, headers, ngx.ERR
     end
     if status ~= 200 then
-        -- A name refused (400, 403, 404) or not ready yet (503) is the
+        -- A name refused (400, 403) or not ready yet (503) is the
         -- server's answer about that name: a warning. Anything else (401:
-        -- the token; a redirect or another error page: not certkeeper's
-        -- API at that address) is the configuration's: an error.
+        -- the token; a redirect, a 404 or another error page: not
+        -- certkeeper's API at that address, which never answers 404 to
+        -- /v1/certificates/NAME; the 400 Go's TLS listener answers plain
+        -- HTTP with) is the configuration's: an error.
         local ttl, level, hint = conf.error_ttl, ngx.ERR, ""
-        if status == 400 or status == 403 or status == 404 then
+        if status == 400 and find(body or "", "^Client sent an HTTP request to an HTTPS server") then
+            hint = " (the server's --listen speaks HTTPS, with --api-cert: give init an https:// server," ..
+                " and nginx its CA in lua_ssl_trusted_certificate)"
+        elseif status == 400 or status == 403 then
             ttl, level = conf.denied_ttl, ngx.WARN
         elseif status == 503 then
             local ra = tonumber(headers["retry-after"] or "")

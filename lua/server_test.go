@@ -284,6 +284,8 @@ func TestFetchLogLevels(t *testing.T) {
 			http.Error(w, "the bearer token was not accepted", http.StatusUnauthorized)
 		case "moved.test":
 			http.Redirect(w, r, "https://elsewhere.test/", http.StatusMovedPermanently)
+		case "notfound.test":
+			http.NotFound(w, r) // another service at that address
 		case "denied.test":
 			http.Error(w, "name denied by policy: denied.test", http.StatusForbidden)
 		default:
@@ -293,23 +295,66 @@ func TestFetchLogLevels(t *testing.T) {
 	}))
 	defer fixture.Close()
 	ngx, addr := pluginNginx(t, t.TempDir(), fixture.URL)
-	for _, name := range []string{"token.test", "moved.test", "denied.test", "later.test"} {
-		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
-		if err != nil {
-			t.Fatalf("handshake for %s: %v", name, err)
-		}
-		conn.Close()
-	}
+	handshakes(t, addr, "token.test", "moved.test", "notfound.test", "denied.test", "later.test")
 	log, _ := os.ReadFile(ngx.ErrorLog())
 	for _, want := range []string{
 		`\[error\] .*certkeeper: fetching token\.test: server answered 401: the bearer token was not accepted`,
 		`\[error\] .*certkeeper: fetching moved\.test: server answered 301.*is init's server the address certkeeper server listens on`,
+		`\[error\] .*certkeeper: fetching notfound\.test: server answered 404: 404 page not found .*is init's server the address certkeeper server listens on`,
 		`\[warn\] .*certkeeper: fetching denied\.test: server answered 403: name denied by policy`,
 		`\[warn\] .*certkeeper: fetching later\.test: server answered 503: no certificate for later\.test yet`,
 	} {
 		if !regexp.MustCompile(want).Match(log) {
 			t.Errorf("error log lacks %s:\n%s", want, log)
 		}
+	}
+}
+
+// TestFetchMisconfiguredServer: init's server pointing at an HTTPS
+// listener over http:// (a server given --api-cert after nginx was set up
+// for plain HTTP), at a port where nothing listens, or at a DNS name
+// without nginx's resolver, is logged at error
+// with what to check. Before, Go's "400 Client sent an HTTP request to an HTTPS
+// server" was taken for the server refusing the name: a warning, which the
+// shipped error_log does not show, and 60 s of fallback (trial-nginx).
+func TestFetchMisconfiguredServer(t *testing.T) {
+	tlsServer := httptest.NewTLSServer(http.NotFoundHandler())
+	defer tlsServer.Close()
+	plain := "http://" + tlsServer.Listener.Addr().String()
+	ngx, addr := pluginNginx(t, t.TempDir(), plain)
+	handshakes(t, addr, "https.test")
+
+	closed := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	ngx2, addr2 := pluginNginx(t, t.TempDir(), "http://"+closed)
+	handshakes(t, addr2, "refused.test")
+
+	ngx3, addr3 := pluginNginx(t, t.TempDir(), "https://certkeeper.internal:8999") // no resolver
+	handshakes(t, addr3, "resolver.test")
+
+	for _, c := range []struct {
+		ngx  *testsvc.NginxServer
+		want string
+	}{
+		{ngx, `\[error\] .*certkeeper: fetching https\.test: server answered 400: Client sent an HTTP request to an HTTPS server.* \(the server's --listen speaks HTTPS, with --api-cert: give init an https:// server`},
+		{ngx2, `\[error\] .*certkeeper: fetching refused\.test: connecting to http://` + regexp.QuoteMeta(closed) + `: connection refused \(is certkeeper server running, with --listen on this address\?`},
+		{ngx3, `\[error\] .*certkeeper: fetching resolver\.test: connecting to https://certkeeper\.internal:8999: no resolver defined .*\(add resolver ADDR; to the http block`},
+	} {
+		log, _ := os.ReadFile(c.ngx.ErrorLog())
+		if !regexp.MustCompile(c.want).Match(log) {
+			t.Errorf("error log lacks %s:\n%s", c.want, log)
+		}
+	}
+}
+
+// handshakes makes a TLS handshake with nginx at addr for each name.
+func handshakes(t *testing.T, addr string, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("handshake for %s: %v", name, err)
+		}
+		conn.Close()
 	}
 }
 
