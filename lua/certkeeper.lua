@@ -393,7 +393,8 @@ end
 
 -- Shared dict records: "c:NAME" holds a fetched certificate as
 -- fresh_until NUL not_after NUL staple(base64) NUL chain PEM NUL key PEM;
--- "n:NAME" marks a refused or failed name for a while.
+-- "n:NAME" marks a refused or failed name for a while (its value: the
+-- generation of the configuration that saw it fail, see failed).
 local SEP = "\0"
 
 local function encode_record(fresh_until, not_after, staple_b64, cert, key)
@@ -456,7 +457,7 @@ local function fetch(name)
     if not status then
         -- The server cannot be reached: an error, so that it shows at
         -- nginx's default error_log level.
-        dict:set("n:" .. name, "error", conf.error_ttl)
+        dict:set("n:" .. name, conf.generation, conf.error_ttl)
         return nil, headers, ngx.ERR
     end
     if status ~= 200 then
@@ -479,17 +480,17 @@ local function fetch(name)
         elseif status ~= 401 then
             hint = " (is init's server the address certkeeper server listens on, --listen?)"
         end
-        dict:set("n:" .. name, tostring(status), ttl)
+        dict:set("n:" .. name, conf.generation, ttl)
         return nil, "server answered " .. status .. answer_text(body) .. hint, level
     end
     local v, err = json_decode(body)
     if type(v) ~= "table" or type(v.cert) ~= "string" or type(v.key) ~= "string" then
-        dict:set("n:" .. name, "bad answer", conf.error_ttl)
+        dict:set("n:" .. name, conf.generation, conf.error_ttl)
         return nil, "bad answer from the server: " .. tostring(err or "fields missing")
     end
     err = check_answer(v, name)
     if err then
-        dict:set("n:" .. name, "wrong certificate", conf.error_ttl)
+        dict:set("n:" .. name, conf.generation, conf.error_ttl)
         return nil, err, ngx.ERR
     end
     local now = ngx.time()
@@ -544,6 +545,16 @@ end
 
 local pending = {} -- name → true while a background refresh is scheduled, per worker
 
+-- failed reports whether name was refused or failed just now ("n:NAME",
+-- kept for denied_ttl or error_ttl) under this configuration: the record
+-- holds the generation of the configuration that wrote it. A reload
+-- (nginx -s reload runs init again) may have fixed what made names fail
+-- (a token, the server's address), so the new workers ask again at once,
+-- whatever the old ones, still draining, write meanwhile.
+local function failed(dict, name)
+    return dict:get("n:" .. name) == conf.generation
+end
+
 -- refresh fetches a stale certificate again, from a timer; the next
 -- handshake finds the new one in the shared dict.
 local function refresh(premature, name)
@@ -554,7 +565,7 @@ local function refresh(premature, name)
 end
 
 local function refresh_later(name, dict)
-    if pending[name] or inflight[name] or dict:get("n:" .. name) then return end
+    if pending[name] or inflight[name] or failed(dict, name) then return end
     local ok, err = ngx.timer.at(0, refresh, name)
     if ok then
         pending[name] = true
@@ -622,9 +633,9 @@ local function get_item(name)
         lru:delete(name)
     end
     -- Nothing to serve: the handshake waits for the server.
-    if dict:get("n:" .. name) then return nil end -- refused or failing just now
+    if failed(dict, name) then return nil end -- refused or failing just now
     if conf.allow_domain and not conf.allow_domain(name) then
-        dict:set("n:" .. name, "not allowed", conf.denied_ttl)
+        dict:set("n:" .. name, conf.generation, conf.denied_ttl)
         return nil
     end
     local rec = fetch_once(name)
@@ -807,6 +818,12 @@ function _M.init(opts)
     srv.timeout = opts.timeout or DEFAULT_TIMEOUT
     srv.connect_timeout = opts.connect_timeout or DEFAULT_CONNECT_TIMEOUT
     srv.denied_ttl, srv.error_ttl = opts.denied_ttl or DEFAULT_DENIED_TTL, opts.error_ttl or DEFAULT_ERROR_TTL
+    -- Each init (nginx start or reload) is a new generation of the
+    -- configuration; see failed.
+    local gen
+    gen, err = ngx.shared[opts.shared_dict]:incr("generation", 1, 0)
+    if not gen then error("certkeeper.init: lua_shared_dict " .. opts.shared_dict .. ": " .. tostring(err), 2) end
+    srv.generation = gen
     conf = srv
 end
 

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -343,6 +344,78 @@ func TestFetchMisconfiguredServer(t *testing.T) {
 		if !regexp.MustCompile(c.want).Match(log) {
 			t.Errorf("error log lacks %s:\n%s", c.want, log)
 		}
+	}
+}
+
+// TestReloadForgetsFailures: a name that failed under a wrong token is
+// served at once after the token is fixed and nginx reloaded, not after
+// error_ttl (10 s) more of fallback: the failures remembered in the
+// shared dict belong to the configuration (init) that saw them, and a
+// reload runs init again; the old workers, still draining, cannot write
+// failures the new ones read (trial-nginx).
+func TestReloadForgetsFailures(t *testing.T) {
+	a := craft(t, "reload.test", []string{"reload.test"}, []string{"reload.test"})
+	a.TTLSeconds = 3600
+	fixture := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer good-token-0123456789" {
+			http.Error(w, "the bearer token was not accepted", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a)
+	}))
+	defer fixture.Close()
+	dir := t.TempDir()
+	certFile, keyFile := fallbackFiles(t, dir)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	ngx := testsvc.Nginx(t, testsvc.NginxOptions{HTTP: fmt.Sprintf(`
+  lua_shared_dict certkeeper 1m;
+  init_by_lua_block { require("certkeeper").init({ server = %q, token = "wrong-token-0123456789", shared_dict = "certkeeper" }) }
+  server {
+    listen %s ssl;
+    ssl_certificate %s; ssl_certificate_key %s;
+    ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
+  }
+`, fixture.URL, addr, certFile, keyFile), Ready: []string{addr}})
+	served := func() string {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "reload.test", InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("handshake for reload.test: %v", err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if cn := served(); cn != "fallback.invalid" {
+		t.Fatalf("with the wrong token nginx served %q, want the fallback", cn)
+	}
+
+	conf := filepath.Join(ngx.Dir(), "nginx.conf")
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte(strings.Replace(string(b), "wrong-token-", "good-token-", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := os.ReadFile(filepath.Join(ngx.Dir(), "nginx.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, err := strconv.Atoi(strings.TrimSpace(string(pid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(master, syscall.SIGHUP); err != nil { // nginx -s reload
+		t.Fatal(err)
+	}
+	// Well within error_ttl: before, the failure outlived the reload.
+	for deadline := time.Now().Add(5 * time.Second); served() != "reload.test"; {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(ngx.ErrorLog())
+			t.Fatalf("5 s after a reload with the right token, reload.test still gets the fallback:\n%s", log)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
