@@ -477,7 +477,10 @@ local function fetch(name)
             local ra = tonumber(headers["retry-after"] or "")
             if ra then ttl = math.max(1, math.min(ra, 60)) end
             level = ngx.WARN
-        elseif status ~= 401 then
+        elseif status == 401 then
+            hint = " (init's token must be a line of the server's --token-file, or its client_cert issued by" ..
+                " a CA of the server's --client-ca)"
+        else
             hint = " (is init's server the address certkeeper server listens on, --listen?)"
         end
         dict:set("n:" .. name, conf.generation, ttl)

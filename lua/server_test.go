@@ -299,7 +299,7 @@ func TestFetchLogLevels(t *testing.T) {
 	handshakes(t, addr, "token.test", "moved.test", "notfound.test", "denied.test", "later.test")
 	log, _ := os.ReadFile(ngx.ErrorLog())
 	for _, want := range []string{
-		`\[error\] .*certkeeper: fetching token\.test: server answered 401: the bearer token was not accepted`,
+		`\[error\] .*certkeeper: fetching token\.test: server answered 401: the bearer token was not accepted \(init's token must be a line of the server's --token-file`,
 		`\[error\] .*certkeeper: fetching moved\.test: server answered 301.*is init's server the address certkeeper server listens on`,
 		`\[error\] .*certkeeper: fetching notfound\.test: server answered 404: 404 page not found .*is init's server the address certkeeper server listens on`,
 		`\[warn\] .*certkeeper: fetching denied\.test: server answered 403: name denied by policy`,
