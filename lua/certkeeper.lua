@@ -747,6 +747,30 @@ local function client_certificate(opts, tls)
     return cert, key
 end
 
+-- OPTIONS are init's options, in the order docs/nginx.md lists them.
+local OPTIONS = { "server", "tls_server_name", "token", "client_cert", "client_key", "shared_dict", "lru_size",
+    "timeout", "connect_timeout", "allow_domain", "denied_ttl", "error_ttl" }
+-- COUNTS are the options that are numbers (ms, s or entries), at least 1.
+local COUNTS = { lru_size = true, timeout = true, connect_timeout = true, denied_ttl = true, error_ttl = true }
+
+-- check_options refuses an option init does not know (a typo would
+-- otherwise be ignored, and its default used without a word) and a
+-- count that is not a positive number (it would fail at every handshake).
+local function check_options(opts)
+    local known = {}
+    for _, k in ipairs(OPTIONS) do known[k] = true end
+    for k, v in pairs(opts) do
+        if not known[k] then
+            error(("certkeeper.init: unknown option %s (the options: %s)"):format(tostring(k), concat(OPTIONS, ", ")), 3)
+        end
+        if COUNTS[k] and (type(v) ~= "number" or v < 1) then
+            error(("certkeeper.init: %s = %s: want a number, at least 1 (%s)"):format(k, tostring(v),
+                (k == "timeout" or k == "connect_timeout") and "milliseconds" or
+                k == "lru_size" and "certificates" or "seconds"), 3)
+        end
+    end
+end
+
 -- init configures the plugin; call it from init_by_lua (nginx -t does
 -- not run it: a wrong option shows when nginx starts or reloads).
 -- Options:
@@ -774,6 +798,7 @@ end
 --   error_ttl       s a failing name is not asked again (10)
 function _M.init(opts)
     if type(opts) ~= "table" then error("certkeeper.init: options table required", 2) end
+    check_options(opts)
     local server = opts.server
     if type(server) ~= "string" then
         error("certkeeper.init: server (\"https://HOST:PORT\", or \"http://127.0.0.1:PORT\") required", 2)

@@ -45,7 +45,8 @@ const initConf = `
 // certificate needs https://, and an https:// server given by IP address
 // needs tls_server_name (nginx checks certificates by DNS name only). A
 // shared_dict that nginx.conf does not declare is named, with the line to
-// add.
+// add. An unknown option (a typo, which was ignored) and a count that is
+// not a positive number (which failed at every handshake) are refused.
 func TestInitServerSetting(t *testing.T) {
 	for _, tt := range []struct {
 		name, options string
@@ -80,6 +81,17 @@ func TestInitServerSetting(t *testing.T) {
 			want: []string{"certkeeper.init: client_cert and client_key"}},
 		{name: "shared dict not declared", options: `server = "http://127.0.0.1:8999", shared_dict = "nope"`,
 			want: []string{`certkeeper.init: shared_dict "nope" names no lua_shared_dict`, "lua_shared_dict nope 10m;"}},
+		{name: "unknown option", options: `server = "http://127.0.0.1:8999", tokn = "x"`,
+			want: []string{"certkeeper.init: unknown option tokn", "token"}},
+		{name: "url instead of server", options: `url = "https://certkeeper.internal:8999"`,
+			want: []string{"certkeeper.init: unknown option url", "server"}},
+		{name: "timeout as a string", options: `server = "http://127.0.0.1:8999", timeout = "40s"`,
+			want: []string{"certkeeper.init: timeout = 40s: want a number", "milliseconds"}},
+		{name: "error_ttl zero", options: `server = "http://127.0.0.1:8999", error_ttl = 0`,
+			want: []string{"certkeeper.init: error_ttl = 0: want a number, at least 1 (seconds)"}},
+		{name: "all options", options: `server = "https://certkeeper.internal:8999", tls_server_name = "certkeeper.internal",
+			token = "t", lru_size = 10, timeout = 40000, connect_timeout = 2000, denied_ttl = 60, error_ttl = 10,
+			allow_domain = function(name) return true end`},
 		{name: "client cert missing", options: `server = "https://certkeeper.internal:8999", client_cert = "/nonexistent/c.pem", client_key = "/nonexistent/c.key"`,
 			want: []string{"certkeeper.init: client_cert", "/nonexistent/c.pem"}},
 	} {
