@@ -41,6 +41,47 @@ func TestDocsNotRunParse(t *testing.T) {
 	}
 }
 
+// TestDocsNginxCommentsParse parses every certkeeper command line in the
+// comments of the docs' nginx blocks (deploy/nginx/nginx.conf among them:
+// how to start the server, make the fallback and the --api-cert), which no
+// test runs.
+func TestDocsNginxCommentsParse(t *testing.T) {
+	n := 0
+	for _, path := range docPages(t) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := strings.TrimPrefix(path, "../")
+		blocks, _ := parseDoc(file, string(data))
+		for _, b := range blocks {
+			if b.lang != "nginx" {
+				continue
+			}
+			var comments []string
+			for _, l := range strings.Split(b.text, "\n") {
+				if l = strings.TrimSpace(l); strings.HasPrefix(l, "#") {
+					comments = append(comments, strings.TrimPrefix(l, "#"))
+				}
+			}
+			for _, line := range shellLines(strings.Join(comments, "\n")) {
+				if !strings.HasPrefix(line, "certkeeper ") {
+					continue
+				}
+				for _, args := range certkeeperInvocations(line) {
+					n++
+					if err := parseExample(args); err != nil {
+						t.Errorf("%s:%d: %q: %v", file, b.line, line, err)
+					}
+				}
+			}
+		}
+	}
+	if n < 3 {
+		t.Errorf("found %d certkeeper command lines in the nginx blocks' comments, want at least 3 (deploy/nginx/nginx.conf)", n)
+	}
+}
+
 // shellLines are the lines of a shell block, continuation lines (ending
 // in a backslash) joined.
 func shellLines(text string) []string {

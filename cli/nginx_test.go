@@ -596,3 +596,55 @@ func handshakes(addr, name string, conns, n int) error {
 	}
 	return first
 }
+
+// TestNginxTLSALPN: nginx.md's stream block, as written (addresses pointed
+// at the test), routes the CA's tls-alpn-01 handshakes on nginx's TLS port
+// to the server's --tls-alpn-addr and every other connection to the
+// plugin: a name the server has never seen is validated by Pebble through
+// nginx, with no http-01 port anywhere, and served.
+func TestNginxTLSALPN(t *testing.T) {
+	doc, err := os.ReadFile("../docs/nginx.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(doc), "\nstream {\n")
+	if ok {
+		block, _, ok = strings.Cut(block, "\n}\n")
+	}
+	if !ok {
+		t.Fatal("docs/nginx.md has no nginx block with a stream { ... } at the start of a line")
+	}
+	tlsPort, httpsPort, alpnPort := testsvc.FreePort(t), testsvc.FreePort(t), testsvc.FreePort(t)
+	ca := testca.Start(t, testca.Options{TLSPort: tlsPort})
+	roots := writeRoots(t, ca)
+	alpnAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(alpnPort))
+	srv := startCertServer(t, "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--profile", "default",
+		"--storage", t.TempDir(), "--allow", "alpn.test", "--challenge", "tls-alpn-01", "--tls-alpn-addr", alpnAddr)
+	stream := strings.NewReplacer(
+		"10.0.0.10:8998", alpnAddr,
+		"127.0.0.1:8443", net.JoinHostPort("127.0.0.1", strconv.Itoa(httpsPort)),
+		"listen 443;", fmt.Sprintf("listen 127.0.0.1:%d;", tlsPort),
+		"listen [::]:443;", "",
+	).Replace(block)
+	certFile, keyFile := writeFallback(t, t.TempDir())
+	ngx := testsvc.Nginx(t, testsvc.NginxOptions{Stream: stream, HTTP: fmt.Sprintf(`
+  lua_shared_dict certkeeper 10m;
+  init_by_lua_block { require("certkeeper").init({ server = %q, token = %q, shared_dict = "certkeeper" }) }
+  server {
+    listen 127.0.0.1:%d ssl;
+    ssl_certificate %s; ssl_certificate_key %s;
+    ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
+    location / { return 200 "hello from nginx\n"; }
+  }
+`, "http://"+srv.addr, nginxToken, httpsPort, certFile, keyFile),
+		Ready: []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort)), net.JoinHostPort("127.0.0.1", strconv.Itoa(httpsPort))}})
+
+	body, _ := curl(t, roots, "alpn.test", tlsPort)
+	if !strings.Contains(body, "hello from nginx") {
+		b, _ := os.ReadFile(ngx.ErrorLog())
+		t.Fatalf("curl https://alpn.test through nginx's stream proxy = %q\nerror.log:\n%s", body, b)
+	}
+	if orders := ca.Orders(); orders != 1 {
+		t.Errorf("Pebble has %d orders, want 1", orders)
+	}
+}

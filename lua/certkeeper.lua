@@ -22,7 +22,7 @@
 -- A certificate is fresh for the ttl_seconds the server answered; after
 -- that it is still served while one background fetch per name and worker
 -- refreshes it, and if the server cannot be reached it keeps being served
--- until it expires (stale-while-error). Refusals (400, 403, 404) and
+-- until it expires (stale-while-error). Refusals (400, 403) and
 -- failures are remembered briefly in the shared dict so that a flood of
 -- unknown names does not become a flood of requests to the server.
 --
@@ -63,7 +63,7 @@ local DEFAULT_LRU_SIZE = 1000
 local DEFAULT_TIMEOUT = 40000       -- ms; the server waits up to 30 s for an issuance
 local DEFAULT_CONNECT_TIMEOUT = 2000 -- ms
 local DEFAULT_ERROR_TTL = 10        -- s a failed fetch is remembered
-local DEFAULT_DENIED_TTL = 60       -- s a refusal (400/403/404) is remembered
+local DEFAULT_DENIED_TTL = 60       -- s a refusal (400/403) is remembered
 local MAX_BODY = 1024 * 1024        -- bytes of an answer
 
 local conf            -- set by init
@@ -322,13 +322,27 @@ local function handshake(sock)
     end
 end
 
+-- connect_hint is what to check when connecting to the server failed
+-- with err.
+local function connect_hint(err)
+    err = tostring(err)
+    if find(err, "no resolver defined", 1, true) then
+        return " (add resolver ADDR; to the http block, or give init's server by IP address with" ..
+            " tls_server_name set to a DNS name of the server's certificate)"
+    elseif err == "connection refused" or err == "timeout" then
+        return " (is certkeeper server running, with --listen on this address? init's server says where" ..
+            " to fetch from)"
+    end
+    return ""
+end
+
 -- http_get fetches path from the server: status, headers (lower-case
 -- names), body. HTTP/1.0, so the body ends with the connection.
 local function http_get(path)
     local sock = ngx.socket.tcp()
     sock:settimeouts(conf.connect_timeout, conf.timeout, conf.timeout)
     local ok, err = sock:connect(conf.connect_host, conf.port)
-    if not ok then return nil, "connecting to " .. conf.url .. ": " .. tostring(err) end
+    if not ok then return nil, "connecting to " .. conf.url .. ": " .. tostring(err) .. connect_hint(err) end
     if conf.tls then
         err = handshake(sock)
         if err then
@@ -379,7 +393,8 @@ end
 
 -- Shared dict records: "c:NAME" holds a fetched certificate as
 -- fresh_until NUL not_after NUL staple(base64) NUL chain PEM NUL key PEM;
--- "n:NAME" marks a refused or failed name for a while.
+-- "n:NAME" marks a refused or failed name for a while (its value: the
+-- generation of the configuration that saw it fail, see failed).
 local SEP = "\0"
 
 local function encode_record(fresh_until, not_after, staple_b64, cert, key)
@@ -442,35 +457,43 @@ local function fetch(name)
     if not status then
         -- The server cannot be reached: an error, so that it shows at
         -- nginx's default error_log level.
-        dict:set("n:" .. name, "error", conf.error_ttl)
+        dict:set("n:" .. name, conf.generation, conf.error_ttl)
         return nil, headers, ngx.ERR
     end
     if status ~= 200 then
-        -- A name refused (400, 403, 404) or not ready yet (503) is the
+        -- A name refused (400, 403) or not ready yet (503) is the
         -- server's answer about that name: a warning. Anything else (401:
-        -- the token; a redirect or another error page: not certkeeper's
-        -- API at that address) is the configuration's: an error.
+        -- the token; a redirect, a 404 or another error page: not
+        -- certkeeper's API at that address, which never answers 404 to
+        -- /v1/certificates/NAME; the 400 Go's TLS listener answers plain
+        -- HTTP with) is the configuration's: an error.
         local ttl, level, hint = conf.error_ttl, ngx.ERR, ""
-        if status == 400 or status == 403 or status == 404 then
+        if status == 400 and find(body or "", "^Client sent an HTTP request to an HTTPS server") then
+            hint = " (the server's --listen speaks HTTPS, with --api-cert: give init an https:// server," ..
+                " and nginx its CA in lua_ssl_trusted_certificate)"
+        elseif status == 400 or status == 403 then
             ttl, level = conf.denied_ttl, ngx.WARN
         elseif status == 503 then
             local ra = tonumber(headers["retry-after"] or "")
             if ra then ttl = math.max(1, math.min(ra, 60)) end
             level = ngx.WARN
-        elseif status ~= 401 then
+        elseif status == 401 then
+            hint = " (init's token must be a line of the server's --token-file, or its client_cert issued by" ..
+                " a CA of the server's --client-ca)"
+        else
             hint = " (is init's server the address certkeeper server listens on, --listen?)"
         end
-        dict:set("n:" .. name, tostring(status), ttl)
+        dict:set("n:" .. name, conf.generation, ttl)
         return nil, "server answered " .. status .. answer_text(body) .. hint, level
     end
     local v, err = json_decode(body)
     if type(v) ~= "table" or type(v.cert) ~= "string" or type(v.key) ~= "string" then
-        dict:set("n:" .. name, "bad answer", conf.error_ttl)
+        dict:set("n:" .. name, conf.generation, conf.error_ttl)
         return nil, "bad answer from the server: " .. tostring(err or "fields missing")
     end
     err = check_answer(v, name)
     if err then
-        dict:set("n:" .. name, "wrong certificate", conf.error_ttl)
+        dict:set("n:" .. name, conf.generation, conf.error_ttl)
         return nil, err, ngx.ERR
     end
     local now = ngx.time()
@@ -525,6 +548,16 @@ end
 
 local pending = {} -- name → true while a background refresh is scheduled, per worker
 
+-- failed reports whether name was refused or failed just now ("n:NAME",
+-- kept for denied_ttl or error_ttl) under this configuration: the record
+-- holds the generation of the configuration that wrote it. A reload
+-- (nginx -s reload runs init again) may have fixed what made names fail
+-- (a token, the server's address), so the new workers ask again at once,
+-- whatever the old ones, still draining, write meanwhile.
+local function failed(dict, name)
+    return dict:get("n:" .. name) == conf.generation
+end
+
 -- refresh fetches a stale certificate again, from a timer; the next
 -- handshake finds the new one in the shared dict.
 local function refresh(premature, name)
@@ -535,7 +568,7 @@ local function refresh(premature, name)
 end
 
 local function refresh_later(name, dict)
-    if pending[name] or inflight[name] or dict:get("n:" .. name) then return end
+    if pending[name] or inflight[name] or failed(dict, name) then return end
     local ok, err = ngx.timer.at(0, refresh, name)
     if ok then
         pending[name] = true
@@ -603,9 +636,9 @@ local function get_item(name)
         lru:delete(name)
     end
     -- Nothing to serve: the handshake waits for the server.
-    if dict:get("n:" .. name) then return nil end -- refused or failing just now
+    if failed(dict, name) then return nil end -- refused or failing just now
     if conf.allow_domain and not conf.allow_domain(name) then
-        dict:set("n:" .. name, "not allowed", conf.denied_ttl)
+        dict:set("n:" .. name, conf.generation, conf.denied_ttl)
         return nil
     end
     local rec = fetch_once(name)
@@ -714,6 +747,30 @@ local function client_certificate(opts, tls)
     return cert, key
 end
 
+-- OPTIONS are init's options, in the order docs/nginx.md lists them.
+local OPTIONS = { "server", "tls_server_name", "token", "client_cert", "client_key", "shared_dict", "lru_size",
+    "timeout", "connect_timeout", "allow_domain", "denied_ttl", "error_ttl" }
+-- COUNTS are the options that are numbers (ms, s or entries), at least 1.
+local COUNTS = { lru_size = true, timeout = true, connect_timeout = true, denied_ttl = true, error_ttl = true }
+
+-- check_options refuses an option init does not know (a typo would
+-- otherwise be ignored, and its default used without a word) and a
+-- count that is not a positive number (it would fail at every handshake).
+local function check_options(opts)
+    local known = {}
+    for _, k in ipairs(OPTIONS) do known[k] = true end
+    for k, v in pairs(opts) do
+        if not known[k] then
+            error(("certkeeper.init: unknown option %s (the options: %s)"):format(tostring(k), concat(OPTIONS, ", ")), 3)
+        end
+        if COUNTS[k] and (type(v) ~= "number" or v < 1) then
+            error(("certkeeper.init: %s = %s: want a number, at least 1 (%s)"):format(k, tostring(v),
+                (k == "timeout" or k == "connect_timeout") and "milliseconds" or
+                k == "lru_size" and "certificates" or "seconds"), 3)
+        end
+    end
+end
+
 -- init configures the plugin; call it from init_by_lua (nginx -t does
 -- not run it: a wrong option shows when nginx starts or reloads).
 -- Options:
@@ -741,6 +798,7 @@ end
 --   error_ttl       s a failing name is not asked again (10)
 function _M.init(opts)
     if type(opts) ~= "table" then error("certkeeper.init: options table required", 2) end
+    check_options(opts)
     local server = opts.server
     if type(server) ~= "string" then
         error("certkeeper.init: server (\"https://HOST:PORT\", or \"http://127.0.0.1:PORT\") required", 2)
@@ -788,6 +846,12 @@ function _M.init(opts)
     srv.timeout = opts.timeout or DEFAULT_TIMEOUT
     srv.connect_timeout = opts.connect_timeout or DEFAULT_CONNECT_TIMEOUT
     srv.denied_ttl, srv.error_ttl = opts.denied_ttl or DEFAULT_DENIED_TTL, opts.error_ttl or DEFAULT_ERROR_TTL
+    -- Each init (nginx start or reload) is a new generation of the
+    -- configuration; see failed.
+    local gen
+    gen, err = ngx.shared[opts.shared_dict]:incr("generation", 1, 0)
+    if not gen then error("certkeeper.init: lua_shared_dict " .. opts.shared_dict .. ": " .. tostring(err), 2) end
+    srv.generation = gen
     conf = srv
 end
 

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,7 +45,8 @@ const initConf = `
 // certificate needs https://, and an https:// server given by IP address
 // needs tls_server_name (nginx checks certificates by DNS name only). A
 // shared_dict that nginx.conf does not declare is named, with the line to
-// add.
+// add. An unknown option (a typo, which was ignored) and a count that is
+// not a positive number (which failed at every handshake) are refused.
 func TestInitServerSetting(t *testing.T) {
 	for _, tt := range []struct {
 		name, options string
@@ -79,6 +81,17 @@ func TestInitServerSetting(t *testing.T) {
 			want: []string{"certkeeper.init: client_cert and client_key"}},
 		{name: "shared dict not declared", options: `server = "http://127.0.0.1:8999", shared_dict = "nope"`,
 			want: []string{`certkeeper.init: shared_dict "nope" names no lua_shared_dict`, "lua_shared_dict nope 10m;"}},
+		{name: "unknown option", options: `server = "http://127.0.0.1:8999", tokn = "x"`,
+			want: []string{"certkeeper.init: unknown option tokn", "token"}},
+		{name: "url instead of server", options: `url = "https://certkeeper.internal:8999"`,
+			want: []string{"certkeeper.init: unknown option url", "server"}},
+		{name: "timeout as a string", options: `server = "http://127.0.0.1:8999", timeout = "40s"`,
+			want: []string{"certkeeper.init: timeout = 40s: want a number", "milliseconds"}},
+		{name: "error_ttl zero", options: `server = "http://127.0.0.1:8999", error_ttl = 0`,
+			want: []string{"certkeeper.init: error_ttl = 0: want a number, at least 1 (seconds)"}},
+		{name: "all options", options: `server = "https://certkeeper.internal:8999", tls_server_name = "certkeeper.internal",
+			token = "t", lru_size = 10, timeout = 40000, connect_timeout = 2000, denied_ttl = 60, error_ttl = 10,
+			allow_domain = function(name) return true end`},
 		{name: "client cert missing", options: `server = "https://certkeeper.internal:8999", client_cert = "/nonexistent/c.pem", client_key = "/nonexistent/c.key"`,
 			want: []string{"certkeeper.init: client_cert", "/nonexistent/c.pem"}},
 	} {
@@ -284,6 +297,8 @@ func TestFetchLogLevels(t *testing.T) {
 			http.Error(w, "the bearer token was not accepted", http.StatusUnauthorized)
 		case "moved.test":
 			http.Redirect(w, r, "https://elsewhere.test/", http.StatusMovedPermanently)
+		case "notfound.test":
+			http.NotFound(w, r) // another service at that address
 		case "denied.test":
 			http.Error(w, "name denied by policy: denied.test", http.StatusForbidden)
 		default:
@@ -293,23 +308,138 @@ func TestFetchLogLevels(t *testing.T) {
 	}))
 	defer fixture.Close()
 	ngx, addr := pluginNginx(t, t.TempDir(), fixture.URL)
-	for _, name := range []string{"token.test", "moved.test", "denied.test", "later.test"} {
-		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
-		if err != nil {
-			t.Fatalf("handshake for %s: %v", name, err)
-		}
-		conn.Close()
-	}
+	handshakes(t, addr, "token.test", "moved.test", "notfound.test", "denied.test", "later.test")
 	log, _ := os.ReadFile(ngx.ErrorLog())
 	for _, want := range []string{
-		`\[error\] .*certkeeper: fetching token\.test: server answered 401: the bearer token was not accepted`,
+		`\[error\] .*certkeeper: fetching token\.test: server answered 401: the bearer token was not accepted \(init's token must be a line of the server's --token-file`,
 		`\[error\] .*certkeeper: fetching moved\.test: server answered 301.*is init's server the address certkeeper server listens on`,
+		`\[error\] .*certkeeper: fetching notfound\.test: server answered 404: 404 page not found .*is init's server the address certkeeper server listens on`,
 		`\[warn\] .*certkeeper: fetching denied\.test: server answered 403: name denied by policy`,
 		`\[warn\] .*certkeeper: fetching later\.test: server answered 503: no certificate for later\.test yet`,
 	} {
 		if !regexp.MustCompile(want).Match(log) {
 			t.Errorf("error log lacks %s:\n%s", want, log)
 		}
+	}
+}
+
+// TestFetchMisconfiguredServer: init's server pointing at an HTTPS
+// listener over http:// (a server given --api-cert after nginx was set up
+// for plain HTTP), at a port where nothing listens, or at a DNS name
+// without nginx's resolver, is logged at error
+// with what to check. Before, Go's "400 Client sent an HTTP request to an HTTPS
+// server" was taken for the server refusing the name: a warning, which the
+// shipped error_log does not show, and 60 s of fallback (trial-nginx).
+func TestFetchMisconfiguredServer(t *testing.T) {
+	tlsServer := httptest.NewTLSServer(http.NotFoundHandler())
+	defer tlsServer.Close()
+	plain := "http://" + tlsServer.Listener.Addr().String()
+	ngx, addr := pluginNginx(t, t.TempDir(), plain)
+	handshakes(t, addr, "https.test")
+
+	closed := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	ngx2, addr2 := pluginNginx(t, t.TempDir(), "http://"+closed)
+	handshakes(t, addr2, "refused.test")
+
+	ngx3, addr3 := pluginNginx(t, t.TempDir(), "https://certkeeper.internal:8999") // no resolver
+	handshakes(t, addr3, "resolver.test")
+
+	for _, c := range []struct {
+		ngx  *testsvc.NginxServer
+		want string
+	}{
+		{ngx, `\[error\] .*certkeeper: fetching https\.test: server answered 400: Client sent an HTTP request to an HTTPS server.* \(the server's --listen speaks HTTPS, with --api-cert: give init an https:// server`},
+		{ngx2, `\[error\] .*certkeeper: fetching refused\.test: connecting to http://` + regexp.QuoteMeta(closed) + `: connection refused \(is certkeeper server running, with --listen on this address\?`},
+		{ngx3, `\[error\] .*certkeeper: fetching resolver\.test: connecting to https://certkeeper\.internal:8999: no resolver defined .*\(add resolver ADDR; to the http block`},
+	} {
+		log, _ := os.ReadFile(c.ngx.ErrorLog())
+		if !regexp.MustCompile(c.want).Match(log) {
+			t.Errorf("error log lacks %s:\n%s", c.want, log)
+		}
+	}
+}
+
+// TestReloadForgetsFailures: a name that failed under a wrong token is
+// served at once after the token is fixed and nginx reloaded, not after
+// error_ttl (10 s) more of fallback: the failures remembered in the
+// shared dict belong to the configuration (init) that saw them, and a
+// reload runs init again; the old workers, still draining, cannot write
+// failures the new ones read (trial-nginx).
+func TestReloadForgetsFailures(t *testing.T) {
+	a := craft(t, "reload.test", []string{"reload.test"}, []string{"reload.test"})
+	a.TTLSeconds = 3600
+	fixture := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer good-token-0123456789" {
+			http.Error(w, "the bearer token was not accepted", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a)
+	}))
+	defer fixture.Close()
+	dir := t.TempDir()
+	certFile, keyFile := fallbackFiles(t, dir)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	ngx := testsvc.Nginx(t, testsvc.NginxOptions{HTTP: fmt.Sprintf(`
+  lua_shared_dict certkeeper 1m;
+  init_by_lua_block { require("certkeeper").init({ server = %q, token = "wrong-token-0123456789", shared_dict = "certkeeper" }) }
+  server {
+    listen %s ssl;
+    ssl_certificate %s; ssl_certificate_key %s;
+    ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
+  }
+`, fixture.URL, addr, certFile, keyFile), Ready: []string{addr}})
+	served := func() string {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "reload.test", InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("handshake for reload.test: %v", err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if cn := served(); cn != "fallback.invalid" {
+		t.Fatalf("with the wrong token nginx served %q, want the fallback", cn)
+	}
+
+	conf := filepath.Join(ngx.Dir(), "nginx.conf")
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte(strings.Replace(string(b), "wrong-token-", "good-token-", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := os.ReadFile(filepath.Join(ngx.Dir(), "nginx.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, err := strconv.Atoi(strings.TrimSpace(string(pid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(master, syscall.SIGHUP); err != nil { // nginx -s reload
+		t.Fatal(err)
+	}
+	// Well within error_ttl: before, the failure outlived the reload.
+	for deadline := time.Now().Add(5 * time.Second); served() != "reload.test"; {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(ngx.ErrorLog())
+			t.Fatalf("5 s after a reload with the right token, reload.test still gets the fallback:\n%s", log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// handshakes makes a TLS handshake with nginx at addr for each name.
+func handshakes(t *testing.T, addr string, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("handshake for %s: %v", name, err)
+		}
+		conn.Close()
 	}
 }
 

@@ -48,6 +48,7 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
 command -v update-ca-certificates >/dev/null 2>&1 || [ -x /usr/sbin/update-ca-certificates ] || need+=(ca-certificates)
 [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] && [ -f /usr/share/lua/5.1/resty/lrucache.lua ] || need+=(nginx libnginx-mod-http-lua lua-resty-core lua-resty-lrucache)
+[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
 for p in certbot lego dehydrated haproxy; do command -v "$p" >/dev/null 2>&1 || [ -x "/usr/sbin/$p" ] || need+=("$p"); done
 command -v knotd >/dev/null 2>&1 || [ -x /usr/sbin/knotd ] || need+=(knot knot-dnsutils)

@@ -29,6 +29,11 @@ type NginxOptions struct {
 	// listen ports (FreePort) and must listen on 127.0.0.1 only.
 	HTTP string
 
+	// Stream, if set, is the inside of a stream block (ngx_stream_module
+	// is then loaded; Debian: libnginx-mod-stream). It must listen on
+	// 127.0.0.1 only.
+	Stream string
+
 	// Workers is worker_processes. Zero means 1.
 	Workers int
 
@@ -151,6 +156,11 @@ func prepareNginx(t testing.TB, opts NginxOptions) (*NginxServer, *exec.Cmd) {
 	if restyPath == "" {
 		Unavailable(t, "lua-resty-core", nginxHint, fmt.Errorf("resty/core.lua not in %v", luaPaths))
 	}
+	if opts.Stream != "" {
+		if _, err := os.Stat(filepath.Join(modDir, "ngx_stream_module.so")); err != nil {
+			Unavailable(t, "nginx stream module", "install it (Debian: apt-get install libnginx-mod-stream)", err)
+		}
+	}
 	repoLua, err := repoDir("lua")
 	if err != nil {
 		t.Fatalf("testsvc: %v", err)
@@ -183,7 +193,14 @@ func (n *NginxServer) config(opts NginxOptions, modDir, repoLua, restyPath strin
 		fmt.Fprintf(&b, "load_module %s;\n", filepath.Join(modDir, "ndk_http_module.so"))
 	}
 	fmt.Fprintf(&b, "load_module %s;\n", filepath.Join(modDir, "ngx_http_lua_module.so"))
-	b.WriteString("events { worker_connections 1024; }\nhttp {\n")
+	if opts.Stream != "" {
+		fmt.Fprintf(&b, "load_module %s;\n", filepath.Join(modDir, "ngx_stream_module.so"))
+	}
+	b.WriteString("events { worker_connections 1024; }\n")
+	if opts.Stream != "" {
+		fmt.Fprintf(&b, "stream {\n%s\n}\n", opts.Stream)
+	}
+	b.WriteString("http {\n")
 	fmt.Fprintf(&b, "  access_log %s;\n", filepath.Join(n.dir, "access.log"))
 	for _, tmp := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
 		fmt.Fprintf(&b, "  %s_temp_path %s;\n", tmp, filepath.Join(n.dir, tmp+"_temp"))
