@@ -112,6 +112,28 @@ type Handler struct {
 	renders  sync.Map // name → *rendered
 	nRenders atomic.Int64
 	counts   *requestCounts // answered requests (Requests)
+
+	refusedTokens atomic.Uint64 // requests with a token not held
+	refusedLogged atomic.Int64  // unix ns of the last warning about one
+}
+
+// refusedLogEvery is how often a refused token is logged at warn at most.
+const refusedLogEvery = time.Minute
+
+// warnRefusedToken logs a request whose bearer token the server does not
+// hold (a client with a revoked or mistyped token, or someone guessing):
+// at warn the first time in a minute, with the count so far, at debug
+// otherwise, so that a client retrying, or a flood, is not a flood of log
+// lines. The token is not logged.
+func (h *Handler) warnRefusedToken(r *http.Request) {
+	n := h.refusedTokens.Add(1)
+	attrs := []slog.Attr{slog.String("remote_addr", r.RemoteAddr), slog.String("path", r.URL.Path), slog.Uint64("refused", n)}
+	now := time.Now().UnixNano()
+	if last := h.refusedLogged.Load(); now-last >= int64(refusedLogEvery) && h.refusedLogged.CompareAndSwap(last, now) {
+		h.logger().LogAttrs(r.Context(), slog.LevelWarn, "API request with a bearer token the server does not hold", attrs...)
+		return
+	}
+	h.logger().LogAttrs(r.Context(), slog.LevelDebug, "API request with a bearer token the server does not hold", attrs...)
 }
 
 func (h *Handler) init() {
@@ -194,6 +216,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (kind, code int)
 		who, ok = "anonymous", true
 	}
 	if !ok {
+		if r.Header.Get("Authorization") != "" {
+			h.warnRefusedToken(r)
+		}
 		return req.kind, unauthorized(w, r)
 	}
 	if body {

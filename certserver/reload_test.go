@@ -23,7 +23,7 @@ func TestReloadTokenFile(t *testing.T) {
 		{"", file, "token_file was added: it takes a restart"},
 		{file, "", "token_file was removed: keeping the tokens read before"},
 		{file, file, "msg=\"token file reloaded\" file=" + file + " tokens=2"}, // how many it holds now
-		{file, file + ".gone", "reloading --token-file failed"},
+		{file, file + ".gone", "reloading the token file failed"},
 	} {
 		var logs bytes.Buffer
 		h := &certserver.Handler{Logger: slog.New(slog.NewTextHandler(&logs, nil))}

@@ -5,10 +5,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
@@ -67,5 +69,46 @@ func TestRequests(t *testing.T) {
 	slices.SortFunc(want, order)
 	if !slices.Equal(got, want) {
 		t.Errorf("Requests =\n%v\nwant\n%v", got, want)
+	}
+}
+
+// TestRefusedTokenLogged: a request with a token the server does not
+// hold is logged (it was in neither log, trial 21), at warn once a minute
+// with the count, at debug after that, and never with the token.
+func TestRefusedTokenLogged(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Policy: policy.Allowlist("a.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	t.Cleanup(func() { m.Close() })
+	logs := &testsvc.Buffer{}
+	h := &certserver.Handler{Manager: m, Tokens: []string{token1}, Audit: slog.New(slog.DiscardHandler),
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	const wrong = "wrong-token-0123456789"
+	for range 3 {
+		if resp, _ := get(t, s.URL+"/v1/certificates/a.test", wrong); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("GET with a wrong token = %d, want 401", resp.StatusCode)
+		}
+	}
+	get(t, s.URL+"/v1/certificates/a.test", "") // no token: not a refused token
+	var warn, debug int
+	for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
+		if !strings.Contains(line, "bearer token the server does not hold") {
+			continue
+		}
+		switch {
+		case strings.Contains(line, "level=WARN") && strings.Contains(line, "refused=1") && strings.Contains(line, "remote_addr=127.0.0.1:"):
+			warn++
+		case strings.Contains(line, "level=DEBUG"):
+			debug++
+		default:
+			t.Errorf("unexpected line: %s", line)
+		}
+	}
+	if warn != 1 || debug != 2 {
+		t.Errorf("logged %d warnings and %d debug lines, want 1 and 2:\n%s", warn, debug, logs)
+	}
+	if strings.Contains(logs.String(), wrong) {
+		t.Error("the log holds the token")
 	}
 }

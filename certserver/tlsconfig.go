@@ -86,7 +86,7 @@ func (h *Handler) ReloadTokenFile(started, next string) {
 		next = started
 	}
 	if err := h.ReloadTokens(next); err != nil {
-		logger.Error("reloading --token-file failed; keeping the tokens read before", slog.Any("err", err))
+		logger.Error("reloading the token file failed; keeping the tokens read before", slog.Any("err", err))
 		return
 	}
 	logger.Info("token file reloaded", slog.String("file", next), slog.Int("tokens", h.tokens.Load().count()))

@@ -17,7 +17,7 @@ import (
 // docs/troubleshooting.md lists in its "Logged by the Manager" section:
 // the Manager and everything that reads the status model; and the dns-01
 // solver's, which its "DNS validation" section lists.
-var loggedDirs = []string{"..", ".", "../statuspage", "../alert", "../metrics", "../solver/dns01"}
+var loggedDirs = []string{"..", ".", "../statuspage", "../alert", "../metrics", "../solver/dns01", "../certserver"}
 
 // logged returns the constant messages (or their constant beginning) of
 // the slog Warn and Error calls in the non-test files of dirs.
