@@ -66,6 +66,11 @@ func (p Pidfile) Halt(ctx context.Context, timeout time.Duration, logger *slog.L
 			logger.Warn("removing pidfile failed", slog.String("pidfile", string(p)), slog.Any("err", err))
 		}
 		return fmt.Sprintf("alpn-proxy is not running (process %d is gone; removed %s)", pid, p), nil
+	case Reused:
+		if err := p.Remove(pid); err != nil && logger != nil {
+			logger.Warn("removing pidfile failed", slog.String("pidfile", string(p)), slog.Any("err", err))
+		}
+		return fmt.Sprintf("alpn-proxy is not running (process %d started after %s was written: another program has its process ID, left alone; removed the pidfile)", pid, p), nil
 	case Stopped:
 		return fmt.Sprintf("alpn-proxy stopped (process %d)", pid), nil
 	}
@@ -85,6 +90,9 @@ func (p Pidfile) Status() (int, error) {
 	}
 	if !ProcessAlive(pid) {
 		return 0, fmt.Errorf("not running (process %d of %s is gone; alpn-proxy stop removes the file)", pid, p)
+	}
+	if p.StartedAfter(pid) {
+		return 0, fmt.Errorf("not running (process %d started after %s was written: another program has its process ID; alpn-proxy stop removes the file)", pid, p)
 	}
 	return pid, nil
 }

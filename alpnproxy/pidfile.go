@@ -84,12 +84,43 @@ const (
 	Stale
 	// Stopped: the process was signalled and has exited.
 	Stopped
+	// Reused: the pidfile names a running process that started after the
+	// pidfile was written, so it is not the proxy that wrote it: the
+	// system gave the dead proxy's process ID to another program. It was
+	// not signalled; the caller removes the pidfile ([Pidfile.Remove]).
+	Reused
 )
+
+// reuseSlack is how much later than its pidfile's modification time a
+// process may seem to have started and still be taken as its writer: the
+// boot time is whole seconds, and the clock may have been stepped since.
+const reuseSlack = 10 * time.Second
+
+// StartedAfter reports whether process pid started after the pidfile was
+// written (by more than a few seconds): then it cannot be the proxy that
+// wrote it, whose process ID the system has handed out again since that
+// proxy died without removing its pidfile (SIGKILL, a crash, a reboot). It
+// reports false when it cannot tell (no /proc, or no pidfile).
+func (p Pidfile) StartedAfter(pid int) bool {
+	fi, err := os.Stat(string(p))
+	if err != nil {
+		return false
+	}
+	start, ok := processStart(pid)
+	return ok && start.After(fi.ModTime().Add(reuseSlack))
+}
+
+// Running reports whether the proxy of the pidfile, process pid, runs:
+// the process exists and is not another program that got its process ID
+// ([Pidfile.StartedAfter]).
+func (p Pidfile) Running(pid int) bool { return ProcessAlive(pid) && !p.StartedAfter(pid) }
 
 // Stop sends SIGTERM to the process in the pidfile (what a proxy run by
 // [Run] stops on) and waits, up to timeout, until it has exited, returning
 // its process ID. A proxy drains its connections and removes its pidfile
-// before it exits, so Stop returns once that is done.
+// before it exits, so Stop returns once that is done. A process that
+// started after the pidfile was written is another program's, and is not
+// signalled (Reused).
 func (p Pidfile) Stop(ctx context.Context, timeout time.Duration) (StopResult, int, error) {
 	pid, err := p.Read()
 	if errors.Is(err, fs.ErrNotExist) {
@@ -97,6 +128,9 @@ func (p Pidfile) Stop(ctx context.Context, timeout time.Duration) (StopResult, i
 	}
 	if err != nil {
 		return 0, 0, err
+	}
+	if ProcessAlive(pid) && p.StartedAfter(pid) {
+		return Reused, pid, nil
 	}
 	proc, err := os.FindProcess(pid)
 	if err == nil {

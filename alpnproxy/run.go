@@ -129,7 +129,7 @@ func (r *Runner) notify(e Event) {
 // rules, or connections still open after Drain (they are closed), joined.
 func (r *Runner) Run(ctx context.Context) (err error) {
 	srv, pidfile := r.Server, r.pidfile()
-	if pid, err := pidfile.Read(); err == nil && ProcessAlive(pid) {
+	if pid, err := pidfile.Read(); err == nil && pidfile.Running(pid) {
 		return &RunningError{PID: pid, Pidfile: pidfile}
 	}
 	ln, err := net.Listen("tcp", r.Addr)

@@ -1,0 +1,102 @@
+//go:build linux
+
+package alpnproxy_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/alpnproxy"
+)
+
+// TestPidfileReusedPID: a pidfile left by a proxy that died without
+// removing it names a process ID the system may give to another program.
+// A process that started after the pidfile was written is not the proxy:
+// Stop does not signal it, Status says not running, Halt removes the
+// pidfile, and Run starts. A process that started before is taken as the
+// proxy.
+func TestPidfileReusedPID(t *testing.T) {
+	other := exec.Command("sleep", "60")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- other.Wait() }()
+	t.Cleanup(func() {
+		_ = other.Process.Kill()
+		<-exited
+	})
+	pid := other.Process.Pid
+	p := alpnproxy.Pidfile(filepath.Join(t.TempDir(), "proxy.pid"))
+
+	// Written now, after the process started: its writer may be it.
+	if err := p.Write(pid); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.Status(); err != nil || got != pid {
+		t.Fatalf("Status of a pidfile written after process %d started = %d, %v; want running", pid, got, err)
+	}
+
+	// Written an hour before the process started: a dead proxy's.
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(string(p), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if !p.StartedAfter(pid) {
+		t.Fatalf("StartedAfter(%d) = false for a process younger than its pidfile", pid)
+	}
+	if _, err := p.Status(); err == nil || !strings.Contains(err.Error(), "another program has its process ID") {
+		t.Errorf("Status = %v; want not running, another program", err)
+	}
+	res, got, err := p.Stop(t.Context(), 2*time.Second)
+	if err != nil || res != alpnproxy.Reused || got != pid {
+		t.Errorf("Stop = %v, %d, %v; want Reused, %d", res, got, err, pid)
+	}
+	msg, err := p.Halt(t.Context(), 2*time.Second, nil)
+	if err != nil || !strings.Contains(msg, "another program has its process ID, left alone") {
+		t.Errorf("Halt = %q, %v", msg, err)
+	}
+	select {
+	case err := <-exited:
+		t.Fatalf("the other program was stopped: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the other program is gone: %v", err)
+	}
+	if _, err := os.Stat(string(p)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Halt left the pidfile: %v", err)
+	}
+
+	// Run is not refused by such a pidfile.
+	if err := p.Write(pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(string(p), old, old); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	listening := false
+	r := &alpnproxy.Runner{
+		Server:  &alpnproxy.Server{ALPNAddr: "127.0.0.1:1", FallbackAddr: "127.0.0.1:1"},
+		Addr:    "127.0.0.1:0",
+		Pidfile: p,
+		Notify: func(e alpnproxy.Event) {
+			if e.Kind == alpnproxy.Listening {
+				listening = true
+				cancel()
+			}
+		},
+	}
+	if err := r.Run(ctx); err != nil || !listening {
+		t.Errorf("Run with the pidfile of process %d, younger than it = %v (listened: %v); want it to run", pid, err, listening)
+	}
+}
