@@ -16,6 +16,13 @@ const (
 	proxyV2TCP6  = 0x21 // AF_INET6, STREAM
 )
 
+// proxyHeaderLocal returns a PROXY protocol v2 header with the LOCAL
+// command: a connection the proxy makes on its own behalf, whose own
+// addresses the receiver uses.
+func proxyHeaderLocal() []byte {
+	return append(append([]byte(nil), proxyV2Signature[:]...), proxyV2Local, 0x00, 0x00, 0x00)
+}
+
 // proxyHeaderV2 returns the PROXY protocol v2 header announcing a
 // connection from src to dst. When either is not a TCP address (a pipe in
 // tests, a Unix socket), it returns a LOCAL header, which tells the
@@ -23,10 +30,10 @@ const (
 func proxyHeaderV2(src, dst net.Addr) []byte {
 	s, ok1 := src.(*net.TCPAddr)
 	d, ok2 := dst.(*net.TCPAddr)
-	h := append([]byte(nil), proxyV2Signature[:]...)
 	if !ok1 || !ok2 {
-		return append(h, proxyV2Local, 0x00, 0x00, 0x00)
+		return proxyHeaderLocal()
 	}
+	h := append([]byte(nil), proxyV2Signature[:]...)
 	s4, d4 := s.IP.To4(), d.IP.To4()
 	var sIP, dIP []byte
 	fam := byte(proxyV2TCP6)
@@ -35,7 +42,7 @@ func proxyHeaderV2(src, dst net.Addr) []byte {
 	} else {
 		sIP, dIP = s.IP.To16(), d.IP.To16()
 		if sIP == nil || dIP == nil {
-			return append(h, proxyV2Local, 0x00, 0x00, 0x00)
+			return proxyHeaderLocal()
 		}
 	}
 	h = append(h, proxyV2Proxy, fam)

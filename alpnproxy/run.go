@@ -191,13 +191,20 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 const probeTimeout = 3 * time.Second
 
 // probeFallback connects to the fallback address once and closes the
-// connection without sending anything, so that a web server expecting a
-// PROXY protocol header sees only a client that went away.
+// connection without sending any data. With ProxyProtocol it first sends a
+// PROXY protocol v2 header with the LOCAL command, the protocol's form for
+// health checks: a web server expecting a header (nginx: listen ...
+// proxy_protocol) logs a connection closed without one as an error
+// ("broken header"), and one with it as a client that left.
 func (r *Runner) probeFallback(ctx context.Context) error {
 	d := net.Dialer{Timeout: min(r.Server.dialTimeout(), probeTimeout)}
 	c, err := d.DialContext(ctx, "tcp", r.Server.FallbackAddr)
 	if err != nil {
 		return err
+	}
+	if r.Server.ProxyProtocol {
+		_ = c.SetWriteDeadline(time.Now().Add(probeTimeout))
+		_, _ = c.Write(proxyHeaderLocal())
 	}
 	return c.Close()
 }
