@@ -37,8 +37,8 @@ func (r *Runner) Describe(e Event) string {
 		return fmt.Sprintf("alpn-proxy stopping: waiting up to %s for %s", r.drain(), count(uint64(max(e.Open, 0)), "open connection"))
 	case Finished:
 		st := e.Stats
-		return fmt.Sprintf("alpn-proxy stopped: %s, %d to --alpn, %d to --fallback, %d closed over --max-conns, %d closed idle",
-			count(st.Accepted, "connection"), st.ALPN, st.Fallback, st.Rejected, st.IdleClosed)
+		return fmt.Sprintf("alpn-proxy stopped: %s, %d to --alpn, %d to --fallback, %d closed for an unreachable backend, %d closed over --max-conns, %d closed idle",
+			count(st.Accepted, "connection"), st.ALPN, st.Fallback, st.DialErrors, st.Rejected, st.IdleClosed)
 	}
 	return ""
 }

@@ -173,8 +173,9 @@ func TestRunnerFallbackDown(t *testing.T) {
 		}
 		return alpnproxy.Event{}
 	}
-	if e := next(); e.Kind != alpnproxy.Listening {
-		t.Fatalf("first event %v, want Listening", e.Kind)
+	e0 := next()
+	if e0.Kind != alpnproxy.Listening {
+		t.Fatalf("first event %v, want Listening", e0.Kind)
 	}
 	e := next()
 	if e.Kind != alpnproxy.FallbackDown || e.Err == nil {
@@ -184,7 +185,29 @@ func TestRunnerFallbackDown(t *testing.T) {
 	if got := r.Describe(e); !strings.HasPrefix(got, want) || !strings.HasSuffix(got, "every connection not for acme-tls/1 fails until your TLS server listens there") {
 		t.Errorf("Describe(FallbackDown) = %q, want it to start %q", got, want)
 	}
+	// A client: its connection is closed, and the stop line says why.
+	c, err := net.DialTimeout("tcp", e0.Addr.String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("GET / HTTP/1.0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("client read %d bytes, %v; want the connection closed", n, err)
+	}
 	stopRun(t, cancel, done)
+	var fin alpnproxy.Event
+	for len(events) > 0 {
+		if e := <-events; e.Kind == alpnproxy.Finished {
+			fin = e
+		}
+	}
+	if got, want := r.Describe(fin), "1 to --fallback, 1 closed for an unreachable backend,"; !strings.Contains(got, want) {
+		t.Errorf("stop line %q, want it to contain %q", got, want)
+	}
 }
 
 // stopRun ends the context of a Run (cancel) and waits for it to return
@@ -219,9 +242,9 @@ func TestDescribe(t *testing.T) {
 		{alpnproxy.Event{Kind: alpnproxy.Draining, Open: 3}, "alpn-proxy stopping: waiting up to 30s for 3 open connections"},
 		{alpnproxy.Event{Kind: alpnproxy.Draining, Open: 1}, "alpn-proxy stopping: waiting up to 30s for 1 open connection"},
 		{alpnproxy.Event{Kind: alpnproxy.Finished, Stats: alpnproxy.Stats{Accepted: 1, Fallback: 1}},
-			"alpn-proxy stopped: 1 connection, 0 to --alpn, 1 to --fallback, 0 closed over --max-conns, 0 closed idle"},
-		{alpnproxy.Event{Kind: alpnproxy.Finished, Stats: alpnproxy.Stats{Accepted: 5, ALPN: 1, Fallback: 3, Rejected: 1}},
-			"alpn-proxy stopped: 5 connections, 1 to --alpn, 3 to --fallback, 1 closed over --max-conns, 0 closed idle"},
+			"alpn-proxy stopped: 1 connection, 0 to --alpn, 1 to --fallback, 0 closed for an unreachable backend, 0 closed over --max-conns, 0 closed idle"},
+		{alpnproxy.Event{Kind: alpnproxy.Finished, Stats: alpnproxy.Stats{Accepted: 5, ALPN: 1, Fallback: 3, DialErrors: 1, Rejected: 1}},
+			"alpn-proxy stopped: 5 connections, 1 to --alpn, 3 to --fallback, 1 closed for an unreachable backend, 1 closed over --max-conns, 0 closed idle"},
 	} {
 		if got := r.Describe(c.e); got != c.want {
 			t.Errorf("Describe(%+v) = %q, want %q", c.e, got, c.want)
