@@ -79,13 +79,15 @@ type Server struct {
 	IdleTimeout time.Duration
 
 	// Logger receives per-connection detail at Debug and backend failures
-	// at Warn. Nil means slog.Default().
+	// at Warn (the first in a minute for each backend; the others at
+	// Debug). Nil means slog.Default().
 	Logger *slog.Logger
 
 	accepted, toALPN, toFallback, notHello, dialErrors atomic.Uint64
 	rejected, idleClosed                               atomic.Uint64
 	active                                             atomic.Int64
-	rejectLogged                                       atomic.Int64 // unix ns of the last "limit reached" warning
+	rejectLogged                                       atomic.Int64    // unix ns of the last "limit reached" warning
+	dialLogged                                         [2]atomic.Int64 // unix ns of the last "backend unreachable" warning: fallback, alpn
 
 	bufs sync.Pool // of *[bigBuffer]byte, for busy spliced connections
 
@@ -239,6 +241,26 @@ func (s *Server) reject(c net.Conn) {
 		s.logger().Warn("connection limit reached; closing new connections at once",
 			slog.Int("max_conns", s.maxConns()), slog.Uint64("rejected", s.rejected.Load()))
 	}
+}
+
+// warnUnreachable says that the backend of route could not be reached for
+// a connection: at warn the first time in a minute for each backend
+// (with the count so far), at debug otherwise, so that a web server
+// restarting, or a stopped ACME client, while clients keep coming, is not
+// a flood of log lines.
+func (s *Server) warnUnreachable(route, addr string, err error) {
+	attrs := []any{slog.String("route", route), slog.String("addr", addr), slog.Any("err", err),
+		slog.Uint64("unreachable", s.dialErrors.Load())}
+	last := &s.dialLogged[0]
+	if route == "alpn" {
+		last = &s.dialLogged[1]
+	}
+	now := time.Now().UnixNano()
+	if prev := last.Load(); now-prev >= int64(rejectLogEvery) && last.CompareAndSwap(prev, now) {
+		s.logger().Warn("backend unreachable; connection closed", attrs...)
+		return
+	}
+	s.logger().Debug("backend unreachable; connection closed", attrs...)
 }
 
 // Shutdown stops the server: it closes the listeners at once, so no new
@@ -401,7 +423,7 @@ func (s *Server) handle(client net.Conn) {
 			return // Close ran: not the backend's fault
 		}
 		s.dialErrors.Add(1)
-		log.Warn("backend unreachable; connection closed", slog.String("route", route), slog.String("addr", addr), slog.Any("err", err))
+		s.warnUnreachable(route, addr, err)
 		return
 	}
 	defer backend.Close()

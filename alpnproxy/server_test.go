@@ -8,10 +8,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 )
 
 const testReadTimeout = 300 * time.Millisecond
@@ -334,5 +338,43 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5 s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDialErrorWarnsOnce: while a backend is down, every connection for it
+// is closed and counted, but only the first in a minute is a warning (for
+// each backend): clients that keep coming while the web server restarts
+// are not a flood of log lines.
+func TestDialErrorWarnsOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	var logs testsvc.Buffer
+	s := &Server{ALPNAddr: closed, FallbackAddr: closed, ReadTimeout: testReadTimeout, DialTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	addr := startServer(t, s)
+	const n = 5
+	for range n {
+		c := dial(t, addr)
+		c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+		if got, err := io.ReadAll(c); len(got) != 0 {
+			t.Fatalf("read %q, %v; want the connection closed", got, err)
+		}
+	}
+	c := dial(t, addr)
+	c.Write(acmeHello(t))
+	if got, err := io.ReadAll(c); len(got) != 0 {
+		t.Fatalf("read %q, %v; want the connection closed", got, err)
+	}
+	waitFor(t, func() bool { return s.Stats().DialErrors == n+1 })
+	out := logs.String()
+	if got := strings.Count(out, "backend unreachable"); got != 2 {
+		t.Errorf("%d warnings for %d unreachable connections to two backends, want 2 (one each):\n%s", got, n+1, out)
+	}
+	if !strings.Contains(out, "route=fallback") || !strings.Contains(out, "route=alpn") {
+		t.Errorf("want one warning for each route:\n%s", out)
 	}
 }
