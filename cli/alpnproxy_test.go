@@ -416,3 +416,33 @@ func TestALPNProxyLogsOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestALPNProxyDrainExpires: a connection still open at the end of --drain
+// (a browser's keep-alive connection) is closed, and start exits with
+// 128+SIGTERM and says so, as docs/cli.md tells; stop still succeeds.
+func TestALPNProxyDrainExpires(t *testing.T) {
+	web, _ := newWebServer(t)
+	pidfile := filepath.Join(t.TempDir(), "alpn-proxy.pid")
+	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	proxy := startALPNProxy(t, pidfile, "--listen", listen, "--drain", "1s", "--fallback", web.Listener.Addr().String())
+	c, err := tls.Dial("tcp", listen, &tls.Config{InsecureSkipVerify: true, ServerName: "a.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if r := ck(t, 30*time.Second, "alpn-proxy", "stop", "--pidfile", pidfile); r.code != 0 {
+		t.Errorf("alpn-proxy stop: exit %d, %s", r.code, r.stderr)
+	}
+	select {
+	case <-proxy.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("alpn-proxy start still running after stop")
+	}
+	var ee *exec.ExitError
+	if !errors.As(proxy.err, &ee) || ee.ExitCode() != 128+int(syscall.SIGTERM) {
+		t.Errorf("alpn-proxy start exited with %v, want exit status %d", proxy.err, 128+int(syscall.SIGTERM))
+	}
+	if want := "interrupted: draining: connections still open after 1s were closed"; !strings.Contains(proxy.logs.String(), want) {
+		t.Errorf("alpn-proxy start said:\n%s\nwant %q", proxy.logs, want)
+	}
+}
