@@ -101,6 +101,18 @@ func (e *RunningError) Error() string {
 	return fmt.Sprintf("already running as process %d (pidfile %s)", e.PID, e.Pidfile)
 }
 
+// ListenError is the error of [Runner.Run] when it cannot listen on Addr
+// (a port in use, a privileged port): a program can then say which of its
+// settings gives the address.
+type ListenError struct {
+	Addr string
+	Err  error
+}
+
+func (e *ListenError) Error() string { return fmt.Sprintf("listening on %s: %v", e.Addr, e.Err) }
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
 // rulesTimeout bounds adding or removing the rules.
 const rulesTimeout = 30 * time.Second
 
@@ -134,7 +146,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	}
 	ln, err := net.Listen("tcp", r.Addr)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", r.Addr, err)
+		return &ListenError{Addr: r.Addr, Err: err}
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -164,6 +164,9 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 		}
 	}
 	err := r.Run(ctx)
+	if le, ok := errors.AsType[*alpnproxy.ListenError](err); ok {
+		return cmdline.ListenError(le.Err, le.Addr, "--listen", "the alpn-proxy")
+	}
 	if re, ok := errors.AsType[*alpnproxy.RunningError](err); ok && string(re.Pidfile) != defaultPidfile() {
 		return fmt.Errorf("%w: stop it with certkeeper alpn-proxy stop --pidfile %s", err, cmdline.ShellQuote(string(re.Pidfile)))
 	} else if ok {

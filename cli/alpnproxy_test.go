@@ -446,3 +446,20 @@ func TestALPNProxyDrainExpires(t *testing.T) {
 		t.Errorf("alpn-proxy start said:\n%s\nwant %q", proxy.logs, want)
 	}
 }
+
+// TestALPNProxyListenInUse: start on a port something listens on says so
+// and names --listen, as the other commands' listeners do.
+func TestALPNProxyListenInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, port, _ := net.SplitHostPort(busy.Addr().String())
+	pidfile := filepath.Join(t.TempDir(), "alpn-proxy.pid")
+	r := ck(t, 30*time.Second, "alpn-proxy", "start", "--pidfile", pidfile, "--listen", busy.Addr().String())
+	want := "port " + port + " is already in use, so the alpn-proxy cannot be served there: stop what listens on it, or choose another address with --listen"
+	if r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Errorf("alpn-proxy start on a busy port: exit %d, %s\nwant exit 1 and %q", r.code, r.stderr, want)
+	}
+}
