@@ -96,3 +96,30 @@ func (p Pidfile) Status() (int, error) {
 	}
 	return pid, nil
 }
+
+// WaitRunning waits, up to timeout, until the proxy of p runs (as
+// [Pidfile.Status] tells it: the pidfile is written once the proxy listens
+// and its rules are in place), and returns its process ID; after timeout,
+// or when ctx ends, it returns Status's last error. A timeout of zero
+// asks once. It is for a script that starts the proxy in the background
+// and must not go on before the proxy is ready.
+func (p Pidfile) WaitRunning(ctx context.Context, timeout time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(timeout, 0))
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		pid, err := p.Status()
+		if err == nil {
+			return pid, nil
+		}
+		select {
+		case <-ctx.Done():
+			if timeout > 0 {
+				return 0, fmt.Errorf("%w after waiting %s", err, timeout)
+			}
+			return 0, err
+		case <-tick.C:
+		}
+	}
+}

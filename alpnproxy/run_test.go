@@ -300,3 +300,29 @@ func TestHalt(t *testing.T) {
 		t.Fatalf("the stale pidfile is still there: %v", err)
 	}
 }
+
+// TestWaitRunning: WaitRunning returns once the pidfile names a running
+// process, written after the wait began, and gives up after its timeout
+// with Status's reason.
+func TestWaitRunning(t *testing.T) {
+	p := alpnproxy.Pidfile(filepath.Join(t.TempDir(), "proxy.pid"))
+	if _, err := p.WaitRunning(t.Context(), 0); err == nil || !strings.Contains(err.Error(), "not running (no ") {
+		t.Errorf("WaitRunning(0) without a pidfile = %v, want not running at once", err)
+	}
+	start := time.Now()
+	if _, err := p.WaitRunning(t.Context(), 200*time.Millisecond); err == nil || !strings.Contains(err.Error(), "after waiting 200ms") {
+		t.Errorf("WaitRunning(200ms) without a pidfile = %v, want not running after waiting", err)
+	}
+	if took := time.Since(start); took < 200*time.Millisecond || took > 5*time.Second {
+		t.Errorf("WaitRunning(200ms) took %v", took)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		if err := p.Write(os.Getpid()); err != nil {
+			t.Error(err)
+		}
+	}()
+	if pid, err := p.WaitRunning(t.Context(), 10*time.Second); err != nil || pid != os.Getpid() {
+		t.Errorf("WaitRunning = %d, %v; want this process once the pidfile is written", pid, err)
+	}
+}

@@ -203,21 +203,29 @@ process that no longer runs, means there is nothing to stop: the exit status is 
 
 func alpnProxyStatusCmd() *Command {
 	var pidfile string
+	var wait time.Duration
 	return &Command{
 		UsageLine: "certkeeper alpn-proxy status [flags]",
 		Short:     "say whether a proxy runs: exit status 0 if it does, 1 if not",
 		Long: `Status reads --pidfile and says whether the proxy it names runs: exit status 0 if it does,
 1 if not (no pidfile, or one whose process is gone), for scripts:
 
-	certkeeper alpn-proxy status && certkeeper alpn-proxy stop`,
+	certkeeper alpn-proxy status && certkeeper alpn-proxy stop
+
+With --wait, it waits until the proxy runs (start writes the pidfile once it listens and its
+--iptables rules are in place): a pre-hook that starts the proxy in the background returns
+only when the CA can reach it.
+
+	certkeeper alpn-proxy start --iptables >/var/log/alpn-proxy.log 2>&1 & certkeeper alpn-proxy status --wait 10s`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&pidfile, "pidfile", "", "`FILE` that alpn-proxy start wrote (default as for start)")
+			fs.Var((*cmdline.Duration)(&wait), "wait", "wait up to `DURATION` for the proxy to run (default: do not wait)")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if pidfile == "" {
 				pidfile = defaultPidfile()
 			}
-			pid, err := alpnproxy.Pidfile(pidfile).Status()
+			pid, err := alpnproxy.Pidfile(pidfile).WaitRunning(ctx, wait)
 			if err != nil {
 				return err
 			}

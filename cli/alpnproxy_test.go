@@ -463,3 +463,27 @@ func TestALPNProxyListenInUse(t *testing.T) {
 		t.Errorf("alpn-proxy start on a busy port: exit %d, %s\nwant exit 1 and %q", r.code, r.stderr, want)
 	}
 }
+
+// TestALPNProxyStatusWait: a pre-hook that starts the proxy in the
+// background and then runs "status --wait" returns once the proxy listens,
+// not before: the CA's validation may come right after the hook.
+func TestALPNProxyStatusWait(t *testing.T) {
+	web, _ := newWebServer(t)
+	pidfile := filepath.Join(t.TempDir(), "alpn-proxy.pid")
+	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	hook := fmt.Sprintf("%s alpn-proxy start --pidfile %s --listen %s --fallback %s >/dev/null 2>&1 & %s alpn-proxy status --pidfile %s --wait 20s",
+		binary, pidfile, listen, web.Listener.Addr(), binary, pidfile)
+	out, err := exec.Command("sh", "-c", hook).CombinedOutput()
+	t.Cleanup(func() { _ = exec.Command(binary, "alpn-proxy", "stop", "--pidfile", pidfile, "--timeout", "40s").Run() })
+	if err != nil || !strings.Contains(string(out), "alpn-proxy is running") {
+		t.Fatalf("start & status --wait: %v\n%s", err, out)
+	}
+	c, err := net.DialTimeout("tcp", listen, time.Second) // no retry: it must listen now
+	if err != nil {
+		t.Fatalf("status --wait returned, but the proxy does not listen: %v", err)
+	}
+	c.Close()
+	if r := ck(t, 30*time.Second, "alpn-proxy", "status", "--pidfile", pidfile+".none", "--wait", "300ms"); r.code != 1 || !strings.Contains(r.stderr, "after waiting 300ms") {
+		t.Errorf("status --wait for a proxy that never starts: exit %d, %s", r.code, r.stderr)
+	}
+}

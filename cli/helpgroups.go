@@ -31,6 +31,6 @@ var flagGroups = []cmdline.HelpGroup{
 	{Title: "Operations (metrics, status, alerts, audit)", Flags: []string{"metrics-addr", "metrics-token", "status-addr", "status-token",
 		"alert-check-every", "alert-exec", "alert-expiring-within", "alert-failing-for", "alert-webhook", "audit-log",
 		"audit-fail-open"}},
-	{Title: "Run", Flags: []string{"timeout", "dry-run", "quiet", "overwrite", "yes", "reason", "name", "no-nss", "no-system"}},
+	{Title: "Run", Flags: []string{"timeout", "wait", "dry-run", "quiet", "overwrite", "yes", "reason", "name", "no-nss", "no-system"}},
 	{Title: "Logging", Flags: []string{"log-format", "log-level"}},
 }
