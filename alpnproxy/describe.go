@@ -24,7 +24,14 @@ func (r *Runner) Describe(e Event) string {
 			return fmt.Sprintf("note: --listen %s is a loopback address: REDIRECT in PREROUTING sends connections from other hosts to the receiving interface's address, which it does not listen on; use --listen :%d", e.Addr, tcp.Port)
 		}
 	case RulesAdded:
-		return "alpn-proxy added iptables rules: " + strings.Join(e.Spec, " ")
+		where, tools := "nat PREROUTING", "iptables"
+		if r.Rules != nil && r.Rules.Output {
+			where += fmt.Sprintf(" and OUTPUT (except user %d's sockets)", r.Rules.ExceptUID)
+		}
+		if r.Rules != nil && r.Rules.IPv6 {
+			tools = "iptables and ip6tables"
+		}
+		return fmt.Sprintf("alpn-proxy added rules to %s with %s: %s", where, tools, strings.Join(e.Spec, " "))
 	case Listening:
 		return fmt.Sprintf("alpn-proxy listening on %s: acme-tls/1 to %s, the rest to %s (pidfile %s)",
 			e.Addr, r.Server.ALPNAddr, r.Server.FallbackAddr, r.pidfile())

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/alpnproxy"
+	"github.com/certkeeper/certkeeper/alpnproxy/iptables"
 )
 
 func TestPidfile(t *testing.T) {
@@ -236,7 +237,7 @@ func TestDescribe(t *testing.T) {
 	}{
 		{alpnproxy.Event{Kind: alpnproxy.InstallingRules, Addr: &net.TCPAddr{IP: net.IPv4zero, Port: 21443}}, ""},
 		{alpnproxy.Event{Kind: alpnproxy.InstallingRules, Addr: lo}, "note: --listen 127.0.0.1:21443 is a loopback address: REDIRECT in PREROUTING sends connections from other hosts to the receiving interface's address, which it does not listen on; use --listen :21443"},
-		{alpnproxy.Event{Kind: alpnproxy.RulesAdded, Spec: []string{"-p", "tcp"}}, "alpn-proxy added iptables rules: -p tcp"},
+		{alpnproxy.Event{Kind: alpnproxy.RulesAdded, Spec: []string{"-p", "tcp"}}, "alpn-proxy added rules to nat PREROUTING with iptables: -p tcp"},
 		{alpnproxy.Event{Kind: alpnproxy.Listening, Addr: lo}, "alpn-proxy listening on 127.0.0.1:21443: acme-tls/1 to 127.0.0.1:31443, the rest to 127.0.0.1:443 (pidfile /run/p.pid)"},
 		{alpnproxy.Event{Kind: alpnproxy.RulesRemoved}, "alpn-proxy removed its iptables rules"},
 		{alpnproxy.Event{Kind: alpnproxy.Draining, Open: 3}, "alpn-proxy stopping: waiting up to 30s for 3 open connections"},
@@ -249,6 +250,12 @@ func TestDescribe(t *testing.T) {
 		if got := r.Describe(c.e); got != c.want {
 			t.Errorf("Describe(%+v) = %q, want %q", c.e, got, c.want)
 		}
+	}
+	// With --iptables-output and ip6tables, the line says where the rules are.
+	r.Rules = &iptables.Redirect{Output: true, ExceptUID: 0, IPv6: true}
+	e := alpnproxy.Event{Kind: alpnproxy.RulesAdded, Spec: []string{"-p", "tcp"}}
+	if got, want := r.Describe(e), "alpn-proxy added rules to nat PREROUTING and OUTPUT (except user 0's sockets) with iptables and ip6tables: -p tcp"; got != want {
+		t.Errorf("Describe(RulesAdded) with OUTPUT and IPv6 = %q, want %q", got, want)
 	}
 }
 
