@@ -230,6 +230,23 @@ func docPages(t *testing.T) []string {
 	return append([]string{"../README.md"}, pages...)
 }
 
+// docBlocks returns the fenced blocks of every page docPages lists,
+// named by the page's path from the repository's root (TestDocs reports
+// the pages' problems).
+func docBlocks(t *testing.T) map[string][]docBlock {
+	t.Helper()
+	out := map[string][]docBlock{}
+	for _, path := range docPages(t) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := strings.TrimPrefix(path, "../")
+		out[file], _ = parseDoc(file, string(data))
+	}
+	return out
+}
+
 // helpFlags returns the flags a command's --help lists, memoised.
 type helpFlags struct {
 	mu    sync.Mutex

@@ -43,13 +43,7 @@ func TestDocGoSnippets(t *testing.T) {
 		t.Fatalf("found %d examples: is the walk from .. wrong?", len(sources))
 	}
 	checked := 0
-	for _, path := range docPages(t) {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		file := strings.TrimPrefix(path, "../")
-		blocks, _ := parseDoc(file, string(data))
+	for _, blocks := range docBlocks(t) {
 		for _, b := range blocks {
 			if b.lang != "go" || b.notCompiled != "" {
 				continue

@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"os"
 	"strings"
 	"testing"
 )
@@ -14,13 +13,7 @@ import (
 // state, but a renamed flag or command must still fail here.
 func TestDocsNotRunParse(t *testing.T) {
 	n := 0
-	for _, path := range docPages(t) {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		file := strings.TrimPrefix(path, "../")
-		blocks, _ := parseDoc(file, string(data)) // TestDocs reports the problems
+	for file, blocks := range docBlocks(t) {
 		for _, b := range blocks {
 			if b.lang != "sh" || b.notRun == "" {
 				continue
@@ -47,13 +40,7 @@ func TestDocsNotRunParse(t *testing.T) {
 // test runs.
 func TestDocsNginxCommentsParse(t *testing.T) {
 	n := 0
-	for _, path := range docPages(t) {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		file := strings.TrimPrefix(path, "../")
-		blocks, _ := parseDoc(file, string(data))
+	for file, blocks := range docBlocks(t) {
 		for _, b := range blocks {
 			if b.lang != "nginx" {
 				continue
