@@ -3,15 +3,9 @@ package alpnproxy_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -32,7 +26,7 @@ import (
 // renewal), and a client through the proxy is served with its address.
 func TestProbeProxyProtocolNginx(t *testing.T) {
 	ready, pp := testsvc.FreePort(t), testsvc.FreePort(t)
-	certFile, keyFile := selfSigned(t)
+	certFile, keyFile := testsvc.SelfSignedFiles(t, t.TempDir(), "a.test")
 	ngx := testsvc.Nginx(t, testsvc.NginxOptions{
 		HTTP: fmt.Sprintf(`
   server { listen 127.0.0.1:%d; return 204; }
@@ -108,36 +102,4 @@ func TestProbeProxyProtocolNginx(t *testing.T) {
 			t.Errorf("nginx error.log: %s", line)
 		}
 	}
-}
-
-// selfSigned writes a self-signed certificate for a.test and its key to
-// files nginx can read.
-func selfSigned(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"a.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil { // nginx's workers may run as another user
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }

@@ -210,7 +210,10 @@ const probeTimeout = 3 * time.Second
 // ("broken header"), and one with it as a client that left.
 func (r *Runner) probeFallback(ctx context.Context) error {
 	d := net.Dialer{Timeout: min(r.Server.dialTimeout(), probeTimeout)}
-	c, err := d.DialContext(ctx, "tcp", r.Server.FallbackAddr)
+	// Not cancelled by a stop: a dial cut short may leave the web server
+	// a connection that closes without the PROXY header, which nginx logs
+	// as an error. The dial timeout bounds it.
+	c, err := d.DialContext(context.WithoutCancel(ctx), "tcp", r.Server.FallbackAddr)
 	if err != nil {
 		return err
 	}

@@ -3,18 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -137,34 +131,6 @@ func (s *certServer) get(t *testing.T, path string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-// writeFallback writes a self-signed fallback certificate and key, as
-// nginx needs one beside ssl_certificate_by_lua.
-func writeFallback(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fallback.invalid"},
-		DNSNames: []string{"fallback.invalid"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "fallback.pem"), filepath.Join(dir, "fallback.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
-
 // pluginNginx starts nginx with the plugin configured exactly as
 // docs/nginx.md shows it for a server on loopback (server is its
 // host:port, reached over plain http://), TLS on tlsPort and the http-01
@@ -172,7 +138,7 @@ func writeFallback(t *testing.T, dir string) (certFile, keyFile string) {
 // comma), extra to the http block.
 func pluginNginx(t *testing.T, server string, tlsPort, httpPort, workers int, options, extra string) *testsvc.NginxServer {
 	t.Helper()
-	certFile, keyFile := writeFallback(t, t.TempDir())
+	certFile, keyFile := testsvc.SelfSignedFiles(t, t.TempDir(), "fallback.invalid")
 	conf := fmt.Sprintf(`
   lua_shared_dict certkeeper 10m;
   init_by_lua_block { require("certkeeper").init({ server = %q, token = %q, shared_dict = "certkeeper"%s }) }
@@ -626,7 +592,7 @@ func TestNginxTLSALPN(t *testing.T) {
 		"listen 443;", fmt.Sprintf("listen 127.0.0.1:%d;", tlsPort),
 		"listen [::]:443;", "",
 	).Replace(block)
-	certFile, keyFile := writeFallback(t, t.TempDir())
+	certFile, keyFile := testsvc.SelfSignedFiles(t, t.TempDir(), "fallback.invalid")
 	ngx := testsvc.Nginx(t, testsvc.NginxOptions{Stream: stream, HTTP: fmt.Sprintf(`
   lua_shared_dict certkeeper 10m;
   init_by_lua_block { require("certkeeper").init({ server = %q, token = %q, shared_dict = "certkeeper" }) }

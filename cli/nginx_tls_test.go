@@ -89,7 +89,7 @@ func writeSignedCert(t *testing.T, dir, name string, tmpl, parent *x509.Certific
 // tls_server_name), TLS on tlsPort.
 func httpsPluginNginx(t *testing.T, trusted, options string, tlsPort int) *testsvc.NginxServer {
 	t.Helper()
-	certFile, keyFile := writeFallback(t, t.TempDir())
+	certFile, keyFile := testsvc.SelfSignedFiles(t, t.TempDir(), "fallback.invalid")
 	conf := fmt.Sprintf(`
   lua_ssl_trusted_certificate %s;
   lua_ssl_verify_depth 2;
@@ -242,7 +242,7 @@ func TestNginxDeployExample(t *testing.T) {
 	roots.AddCert(apiCACert)
 	srv := startCertServerTLS(t, &tls.Config{RootCAs: roots, ServerName: "certkeeper.internal"},
 		"--api-cert", apiCert+":"+apiKey, "--ca", "local", "--storage", t.TempDir(), "--allow", "deploy.test")
-	certFile, keyFile := writeFallback(t, dir)
+	certFile, keyFile := testsvc.SelfSignedFiles(t, dir, "fallback.invalid")
 	tlsPort, httpPort := testsvc.FreePort(t), testsvc.FreePort(t)
 	var temps strings.Builder
 	for _, tmp := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
