@@ -418,7 +418,11 @@ func TestReloadForgetsFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(master, syscall.SIGHUP); err != nil { // nginx -s reload
+	proc, err := os.FindProcess(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Signal(syscall.SIGHUP); err != nil { // nginx -s reload
 		t.Fatal(err)
 	}
 	// Well within error_ttl: before, the failure outlived the reload.
