@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/every"
 )
 
 // ErrServerClosed is returned by [Server.Serve] after [Server.Shutdown] or
@@ -86,8 +88,8 @@ type Server struct {
 	accepted, toALPN, toFallback, notHello, dialErrors atomic.Uint64
 	rejected, idleClosed                               atomic.Uint64
 	active                                             atomic.Int64
-	rejectLogged                                       atomic.Int64    // unix ns of the last "limit reached" warning
-	dialLogged                                         [2]atomic.Int64 // unix ns of the last "backend unreachable" warning: fallback, alpn
+	rejectLogged                                       every.Gate    // the "limit reached" warning
+	dialLogged                                         [2]every.Gate // the "backend unreachable" warning: fallback, alpn
 
 	bufs sync.Pool // of *[bigBuffer]byte, for busy spliced connections
 
@@ -236,8 +238,7 @@ func (s *Server) reject(c net.Conn) {
 		_ = tc.SetLinger(0)
 	}
 	c.Close()
-	now := time.Now().UnixNano()
-	if last := s.rejectLogged.Load(); now-last >= int64(rejectLogEvery) && s.rejectLogged.CompareAndSwap(last, now) {
+	if s.rejectLogged.Allow(rejectLogEvery) {
 		s.logger().Warn("connection limit reached; closing new connections at once",
 			slog.Int("max_conns", s.maxConns()), slog.Uint64("rejected", s.rejected.Load()))
 	}
@@ -255,8 +256,7 @@ func (s *Server) warnUnreachable(route, addr string, err error) {
 	if route == "alpn" {
 		last = &s.dialLogged[1]
 	}
-	now := time.Now().UnixNano()
-	if prev := last.Load(); now-prev >= int64(rejectLogEvery) && last.CompareAndSwap(prev, now) {
+	if last.Allow(rejectLogEvery) {
 		s.logger().Warn("backend unreachable; connection closed", attrs...)
 		return
 	}

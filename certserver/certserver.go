@@ -29,6 +29,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/every"
 	"github.com/certkeeper/certkeeper/internal/nobody"
 )
 
@@ -114,7 +115,7 @@ type Handler struct {
 	counts   *requestCounts // answered requests (Requests)
 
 	refusedTokens atomic.Uint64 // requests with a token not held
-	refusedLogged atomic.Int64  // unix ns of the last warning about one
+	refusedLogged every.Gate    // the warning about one
 }
 
 // refusedLogEvery is how often a refused token is logged at warn at most.
@@ -128,8 +129,7 @@ const refusedLogEvery = time.Minute
 func (h *Handler) warnRefusedToken(r *http.Request) {
 	n := h.refusedTokens.Add(1)
 	attrs := []slog.Attr{slog.String("remote_addr", r.RemoteAddr), slog.String("path", r.URL.Path), slog.Uint64("refused", n)}
-	now := time.Now().UnixNano()
-	if last := h.refusedLogged.Load(); now-last >= int64(refusedLogEvery) && h.refusedLogged.CompareAndSwap(last, now) {
+	if h.refusedLogged.Allow(refusedLogEvery) {
 		h.logger().LogAttrs(r.Context(), slog.LevelWarn, "API request with a bearer token the server does not hold", attrs...)
 		return
 	}
