@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/certkeeper/certkeeper/hostname"
@@ -39,14 +40,14 @@ func (m *Manager) noteRenewal(ctx context.Context, key string, names []string, e
 			}
 			delete(all, key)
 			return true
-		})
+		}, false)
 		return
 	}
 	f := status.Failure{Names: names, Error: err.Error(), At: time.Now().UTC(), RetryAt: retry.UTC(), Attempt: attempt}
 	m.updateFailures(ctx, func(all map[string]status.Failure) bool {
 		all[key] = f
 		return true
-	})
+	}, false)
 }
 
 // noteFirstIssue records the outcome of a first issuance of names for
@@ -56,10 +57,7 @@ func (m *Manager) noteRenewal(ctx context.Context, key string, names []string, e
 func (m *Manager) noteFirstIssue(ctx context.Context, names []string, variant string, err error) {
 	key := status.FailingKey(names[0], variant)
 	if err == nil {
-		m.stats.failMu.Lock()
-		_, known := m.stats.failing[key]
-		m.stats.failMu.Unlock()
-		if !known {
+		if !m.mayKnowFailure(key) {
 			return // nothing recorded by this process; others clear their own at their next success
 		}
 		m.updateFailures(ctx, func(all map[string]status.Failure) bool {
@@ -68,7 +66,7 @@ func (m *Manager) noteFirstIssue(ctx context.Context, names []string, variant st
 			}
 			delete(all, key)
 			return true
-		})
+		}, false)
 		return
 	}
 	if m.ctx.Err() != nil || errors.Is(err, errNoLock) || errors.Is(err, context.Canceled) {
@@ -79,9 +77,8 @@ func (m *Manager) noteFirstIssue(ctx context.Context, names []string, variant st
 	m.updateFailures(ctx, func(all map[string]status.Failure) bool {
 		f := status.Failure{Names: names, Error: err.Error(), At: now, RetryAt: retry.UTC(), Attempt: all[key].Attempt + 1, FirstIssue: true}
 		all[key] = f
-		pruneFirstIssues(all, now)
 		return true
-	})
+	}, true)
 }
 
 // noteKeptRetry records for status that Keep tries the failing first
@@ -102,7 +99,7 @@ func (m *Manager) noteKeptRetry(ctx context.Context, name string, next time.Time
 			}
 		}
 		return changed
-	})
+	}, false)
 }
 
 // pruneFirstIssues drops first-issue failures older than
@@ -128,16 +125,103 @@ func pruneFirstIssues(all map[string]status.Failure, now time.Time) {
 	}
 }
 
-// updateFailures applies change to the failures stored under
-// status.FailuresKey and stores them if change reports a change. The
+// maxQueuedFirstIssues bounds the first-issue failures queued between two
+// writes of the stored failures: more than twice what is kept would only
+// be pruned again, so in a flood of failing names the older half of them
+// is dropped from the queue (each name still backs off; status keeps the
+// newest, as it would have).
+const maxQueuedFirstIssues = 2 * maxFirstIssueFailures
+
+// failureQueue holds the changes to the stored failures not yet written:
+// they are written together, at most about once a second (writeBack), so
+// that a flood of failing names costs a write a second, not one per name.
+type failureQueue struct {
+	mu          sync.Mutex
+	changes     []failureChange
+	firstIssues int // queued changes that note a first issuance's failure
+	unwritten   int // changes queued or being written
+	wb          writeBack
+}
+
+// failureChange is one queued change to the stored failures.
+type failureChange struct {
+	apply      func(map[string]status.Failure) bool
+	firstIssue bool // it notes a first issuance's failure
+}
+
+// updateFailures queues change to the failures stored under
+// status.FailuresKey and writes them (writeBack: by the caller when none
+// was written in the last second, else soon in the background). The
 // stored map is the one every node and "certkeeper status" read; the
-// copy kept in memory feeds Stats. Updates are serialised within the
-// process; across nodes the last writer wins, and a lost entry is
-// written again at that name's next failure.
-func (m *Manager) updateFailures(ctx context.Context, change func(map[string]status.Failure) bool) {
+// copy kept in memory feeds Stats. A change noting a first issuance's
+// failure (firstIssue) may be dropped for newer ones (maxQueuedFirstIssues).
+// Writes are serialised within the process; across nodes the last writer
+// wins, and a lost entry is written again at that name's next failure.
+func (m *Manager) updateFailures(ctx context.Context, change func(map[string]status.Failure) bool, firstIssue bool) {
+	q := &m.hk.failures
+	q.mu.Lock()
+	if firstIssue && q.firstIssues >= maxQueuedFirstIssues {
+		q.dropOlderFirstIssues()
+	}
+	q.changes = append(q.changes, failureChange{change, firstIssue})
+	q.unwritten++
+	if firstIssue {
+		q.firstIssues++
+	}
+	q.mu.Unlock()
+	m.changed(ctx, &q.wb, m.writeFailures, true)
+}
+
+// dropOlderFirstIssues drops the older half of the queued first-issue
+// failures: once per maxQueuedFirstIssues/2 of them, so a flood costs
+// O(1) per failure. A later change of a dropped key (its clearing, Keep's
+// next attempt) finds nothing to change, as after a prune. q.mu must be
+// held.
+func (q *failureQueue) dropOlderFirstIssues() {
+	drop := q.firstIssues / 2
+	kept := q.changes[:0]
+	for _, c := range q.changes {
+		if c.firstIssue && drop > 0 {
+			drop--
+			q.firstIssues--
+			q.unwritten--
+			continue
+		}
+		kept = append(kept, c)
+	}
+	clear(q.changes[len(kept):])
+	q.changes = kept
+}
+
+// writeFailures applies the queued changes to the stored failures, prunes
+// the first issuances beyond their bounds and stores the result if
+// anything changed.
+func (m *Manager) writeFailures(ctx context.Context) {
 	m.hk.errMu.Lock()
 	defer m.hk.errMu.Unlock()
-	all, err := status.UpdateFailures(ctx, m.store, change, func(err error) {
+	q := &m.hk.failures
+	q.mu.Lock()
+	changes := q.changes
+	q.changes, q.firstIssues = nil, 0
+	q.mu.Unlock()
+	defer func() {
+		q.mu.Lock()
+		q.unwritten -= len(changes)
+		q.mu.Unlock()
+	}()
+	now := time.Now().UTC()
+	all, err := status.UpdateFailures(ctx, m.store, func(all map[string]status.Failure) bool {
+		changed := false
+		for _, change := range changes {
+			if change.apply(all) {
+				changed = true
+			}
+		}
+		if changed {
+			pruneFirstIssues(all, now)
+		}
+		return changed
+	}, func(err error) {
 		m.logger().Warn("stored failures are damaged; starting afresh", slog.String("key", status.FailuresKey), slog.Any("err", err))
 	})
 	if err != nil {
@@ -146,6 +230,36 @@ func (m *Manager) updateFailures(ctx context.Context, change func(map[string]sta
 	if all != nil {
 		m.setFailing(all)
 	}
+}
+
+// readFailures reads the stored failures into the copy kept in memory
+// (for Stats), without counting as a write: the first failure after it is
+// still stored before its handshake returns.
+func (m *Manager) readFailures(ctx context.Context) {
+	m.hk.errMu.Lock()
+	defer m.hk.errMu.Unlock()
+	all, err := status.UpdateFailures(ctx, m.store, func(map[string]status.Failure) bool { return false }, nil)
+	if err != nil {
+		m.logger().Warn("storing failures for status", slog.String("key", status.FailuresKey), slog.Any("err", err))
+	}
+	if all != nil {
+		m.setFailing(all)
+	}
+}
+
+// mayKnowFailure reports whether a failure of key may be known to this
+// process: in the stored copy it last read or wrote, or still queued.
+func (m *Manager) mayKnowFailure(key string) bool {
+	m.stats.failMu.Lock()
+	_, known := m.stats.failing[key]
+	m.stats.failMu.Unlock()
+	if known {
+		return true
+	}
+	q := &m.hk.failures
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.unwritten > 0
 }
 
 // setFailing replaces the in-memory copy of the stored failures.

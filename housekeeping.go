@@ -69,7 +69,8 @@ type housekeeping struct {
 	legacy   bool                            // the old single value exists: remove it once the shards are stored
 	cursor   string                          // the last certificate key the expiry sweep checked
 	swept    time.Time                       // when stale challenge answers were last swept
-	errMu    sync.Mutex                      // serialises updates of the stored renewal errors
+	errMu    sync.Mutex                      // serialises writes of the stored failures
+	failures failureQueue                    // changes to the stored failures not yet written
 }
 
 // startHousekeeping starts the goroutine that writes last-seen times and

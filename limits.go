@@ -52,10 +52,9 @@ type limits struct {
 
 	merged atomic.Int64 // when the stored state was last merged in (unix ns)
 
-	// savePending is set while a background save (saveLimitsSoon) is
-	// queued and has not yet taken its snapshot: a record made meanwhile
-	// is in that save.
-	savePending atomic.Bool
+	// wb paces the saves: at most about one a second, however many
+	// failures or certificates are recorded.
+	wb writeBack
 }
 
 // limitsShareInterval is how often, at most, an on-demand issuance reads
@@ -210,34 +209,26 @@ func (m *Manager) checkDuplicate(ctx context.Context, names []string) error {
 }
 
 // recordIssued counts a new certificate for its name set: in memory at
-// once, in storage in the background (saveLimitsSoon). It runs after the
+// once, in storage in the background (writeBack). It runs after the
 // certificate is durably stored and published, and the handshake that
 // waits for it need not wait for a storage round trip (on filestore, two
 // fsyncs) that only bounds future orders: a crash before the save loses
 // one count of a certificate that is itself kept in storage, and so is
 // not ordered again after the restart.
-func (m *Manager) recordIssued(_ context.Context, names []string) {
+func (m *Manager) recordIssued(ctx context.Context, names []string) {
 	m.lim.dups.Record(nameSet(names), time.Now())
-	m.saveLimitsSoon()
+	m.changed(ctx, &m.lim.wb, m.saveLimits, false)
 }
 
-// saveLimitsSoon stores the limit state in the background (Close waits
-// for it); records made while a save is queued share it. While closing,
-// it stores before it returns.
-func (m *Manager) saveLimitsSoon() {
-	if !m.lim.savePending.CompareAndSwap(false, true) {
-		return // the queued save has not taken its snapshot yet
-	}
-	m.inBackground(func() {
-		m.lim.savePending.Store(false)
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), limitsSaveTimeout)
-		defer cancel()
-		m.saveLimits(ctx)
-	})
+// limitsChanged stores the changed limit state (writeBack): in the caller
+// when no save ran in the last second; else, and for the changes that
+// follow within the second, in one save in the background (Close waits
+// for it). A flood of failing names costs about a save a
+// second, each of the whole state (at most MaxNames names), not one per
+// failure.
+func (m *Manager) limitsChanged(ctx context.Context) {
+	m.changed(ctx, &m.lim.wb, m.saveLimits, true)
 }
-
-// limitsSaveTimeout bounds a background save of the limit state.
-const limitsSaveTimeout = 10 * time.Second
 
 // recordFailure notes and logs a failed on-demand issuance for name: the
 // name waits out the failure backoff (an hour for a name the CA rejects)
@@ -249,7 +240,7 @@ func (m *Manager) recordFailure(ctx context.Context, name string, err error) {
 	} else {
 		m.lim.failures.Record(name, now)
 	}
-	m.saveLimits(ctx)
+	m.limitsChanged(ctx)
 	_, retry := m.lim.failures.Allowed(name, now)
 	m.logger().Warn("obtaining a certificate failed; tried again when a handshake asks for it",
 		slog.String("name", name), slog.Time("retry_from", retry), slog.Any("err", err))
@@ -274,7 +265,7 @@ func (m *Manager) noteIssueError(ctx context.Context, iss issuer.Issuer, err err
 	var ierr *issuer.Error
 	if errors.As(err, &ierr) && errors.Is(err, issuer.ErrRateLimited) && !ierr.RetryAfter.IsZero() {
 		m.orderLimiter(iss.ID()).Pause(ierr.RetryAfter)
-		m.saveLimits(ctx)
+		m.limitsChanged(ctx)
 	}
 }
 

@@ -157,7 +157,7 @@ func (m *Manager) scanStored(ctx context.Context) {
 	}
 	// The failures stored before this start, for Stats (the failing
 	// gauge): they were counted only from the next failure on.
-	m.updateFailures(ctx, func(map[string]status.Failure) bool { return false })
+	m.readFailures(ctx)
 	now := time.Now()
 	defer func() {
 		if ctx.Err() == nil {

@@ -38,8 +38,10 @@ const (
 // encoding/json, for its owner to keep in storage: a process that
 // restarts, or crashes in a loop, must not spend the CA's failure budget
 // again. Memory is bounded: each name keeps at most Limit times, failures
-// older than Window are pruned at every Record, and at most MaxNames names
-// are kept, dropping those whose last failure is oldest. The default of
+// older than Window are pruned (by Record, 16 times per Window and when
+// MaxNames is reached), and at most MaxNames names are kept, dropping
+// those whose last failure is oldest (a sixteenth of them at a time, so
+// that a flood of new names does not scan them all at each failure). The default of
 // 10,000 names is more than a CA account can fail in an hour (Let's
 // Encrypt allows 300 orders per 3 hours), so in practice nothing current
 // is dropped.
@@ -65,11 +67,14 @@ type FailureBackoff struct {
 	// MaxNames is the most names remembered. Zero means 10,000.
 	MaxNames int
 
-	mu sync.Mutex // guards names
+	mu sync.Mutex // guards names and pruned
 	// names holds each name's failure times, oldest first, at most
 	// Limit of them, without monotonic clock readings (so that
 	// restored and recorded times compare alike).
 	names map[string][]time.Time
+	// pruned is when Record last dropped the names whose failures all
+	// left the window.
+	pruned time.Time
 }
 
 // BackoffState is the state of a FailureBackoff: each name's recent
@@ -92,19 +97,34 @@ func (b *FailureBackoff) Record(name string, at time.Time) {
 	if b.names == nil {
 		b.names = make(map[string][]time.Time)
 	}
-	// Failures are rare (each one cost an order), so a scan of every
-	// name per failure is cheap, and keeps stale names out of State.
 	cutoff := at.Add(-window)
+	old := b.names[name]
+	if old == nil && len(b.names) >= b.maxNames() || at.Sub(b.pruned) >= window/pruneEvery {
+		// Stale names are dropped by a scan of every name, so not at
+		// every failure: a flood of failing names would pay for it on
+		// each one. Every window/pruneEvery, and when the names are at
+		// MaxNames, is a scan per many failures.
+		b.pruneBefore(cutoff)
+		b.pruned = at
+		if old == nil && len(b.names) >= b.maxNames() {
+			b.evictOldest()
+		}
+	}
+	b.names[name] = b.merge(old, []time.Time{at}, cutoff)
+}
+
+// pruneEvery is how many times per Window Record drops the names whose
+// failures all left it.
+const pruneEvery = 16
+
+// pruneBefore drops the names whose last failure is not after cutoff.
+// b.mu must be held.
+func (b *FailureBackoff) pruneBefore(cutoff time.Time) {
 	for n, times := range b.names {
 		if !times[len(times)-1].After(cutoff) {
 			delete(b.names, n)
 		}
 	}
-	old := b.names[name]
-	if old == nil && len(b.names) >= b.maxNames() {
-		b.evictOldest()
-	}
-	b.names[name] = b.merge(old, []time.Time{at}, cutoff)
 }
 
 // RecordRejected notes that the CA refused name outright at at (its
@@ -188,14 +208,7 @@ func (b *FailureBackoff) Restore(s BackoffState) {
 			b.names[n] = merged
 		}
 	}
-	if surplus := len(b.names) - b.maxNames(); surplus > 0 {
-		byLast := slices.SortedFunc(maps.Keys(b.names), func(x, y string) int {
-			return b.last(x).Compare(b.last(y))
-		})
-		for _, n := range byLast[:surplus] {
-			delete(b.names, n)
-		}
-	}
+	b.dropOldest(len(b.names) - b.maxNames())
 }
 
 // last returns the time of name's last failure. b.mu must be held.
@@ -221,21 +234,28 @@ func (b *FailureBackoff) merge(old, add []time.Time, cutoff time.Time) []time.Ti
 	return all
 }
 
-// evictOldest drops the name whose last failure is oldest. b.mu must be
-// held.
+// evictOldest drops the names whose last failure is oldest: one in
+// evictShare of MaxNames, at least one, so that a flood of new failing
+// names sorts the names once per many failures, not scans them at each.
+// b.mu must be held.
 func (b *FailureBackoff) evictOldest() {
-	var (
-		oldest string
-		at     time.Time
-		found  bool
-	)
-	for n, times := range b.names {
-		if last := times[len(times)-1]; !found || last.Before(at) {
-			oldest, at, found = n, last, true
-		}
+	b.dropOldest(max(1, b.maxNames()/evictShare) + len(b.names) - b.maxNames())
+}
+
+// evictShare: evictOldest drops 1/evictShare of MaxNames at a time.
+const evictShare = 16
+
+// dropOldest drops the n names whose last failure is oldest. b.mu must be
+// held.
+func (b *FailureBackoff) dropOldest(n int) {
+	if n <= 0 {
+		return
 	}
-	if found {
-		delete(b.names, oldest)
+	byLast := slices.SortedFunc(maps.Keys(b.names), func(x, y string) int {
+		return b.last(x).Compare(b.last(y))
+	})
+	for _, name := range byLast[:min(n, len(byLast))] {
+		delete(b.names, name)
 	}
 }
 

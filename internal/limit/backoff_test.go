@@ -168,8 +168,9 @@ func TestFailureBackoffBounded(t *testing.T) {
 			b.Record(fmt.Sprintf("n%d.test", i), t0.Add(time.Duration(i)*time.Millisecond))
 		}
 		s := b.State()
-		if len(s.Failures) != 100 {
-			t.Errorf("%d names after 1000, want MaxNames (100)", len(s.Failures))
+		// Names are dropped a sixteenth of MaxNames at a time.
+		if len(s.Failures) > 100 || len(s.Failures) < 100-100/16 {
+			t.Errorf("%d names after 1000, want MaxNames (100) or at most 6 fewer", len(s.Failures))
 		}
 		if _, ok := s.Failures["n999.test"]; !ok {
 			t.Errorf("the newest name was dropped")
@@ -206,6 +207,25 @@ func TestFailureBackoffBounded(t *testing.T) {
 			}
 		}
 	})
+}
+
+// BenchmarkRecordNewNameFull: a new failing name when MaxNames (10,000)
+// are remembered, as in a flood of names that fail. Each Record must not
+// scan every name (it did: about 1 ms at 10,000); amortised, it sorts
+// them once per 625 new names.
+func BenchmarkRecordNewNameFull(b *testing.B) {
+	var f FailureBackoff
+	names := make([]string, 10_000+b.N)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d.test", i)
+	}
+	for i := range 10_000 {
+		f.Record(names[i], t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		f.Record(names[10_000+i], t0.Add(time.Duration(10_000+i)*time.Millisecond))
+	}
 }
 
 func TestFailureBackoffConcurrent(t *testing.T) {
