@@ -29,6 +29,7 @@ type managed struct {
 
 	used     atomic.Bool  // set on a hit, cleared by the eviction clock
 	lastSeen atomic.Int64 // unix seconds of the last handshake, coarse
+	left     atomic.Bool  // it left its cache (Manager.released): never held for renewal again
 }
 
 // serve returns the certificate and marks the entry used. It takes no lock

@@ -241,8 +241,14 @@ func (m *Manager) scheduleRenewal(e *managed, fresh bool) {
 	if leaf == nil {
 		return
 	}
+	// Another certificate's arrival may have evicted e since it was put
+	// in its cache: released then found nothing to drop, and holding it
+	// now would keep it in memory for good. (released marks it before it
+	// takes renew.mu.)
 	m.renew.mu.Lock()
-	m.renew.held[e.key] = e
+	if !e.left.Load() {
+		m.renew.held[e.key] = e
+	}
 	m.renew.mu.Unlock()
 	if _, ok := s.When(e.key); ok && !fresh {
 		return
@@ -446,6 +452,7 @@ func (m *Manager) unused(key, name string, now time.Time) bool {
 // The key stays scheduled.
 func (m *Manager) released(left []*managed) {
 	for _, e := range left {
+		e.left.Store(true)
 		m.renew.mu.Lock()
 		if m.renew.held[e.key] == e {
 			delete(m.renew.held, e.key)
