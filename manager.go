@@ -111,7 +111,8 @@ type Manager struct {
 	// ClientLimit limits how many on-demand issuances one client address
 	// (an IPv4 address or IPv6 /64) may start, so one client cannot spend
 	// the CA account's budget. Nil means a burst of 60, then one every 3
-	// minutes.
+	// minutes. A limiter set here uses its own defaults for the fields
+	// left zero (IPLimiter's burst is 10, not 60): set Burst with Rate.
 	ClientLimit *policy.IPLimiter
 
 	// OnEvent, if set, is called for every Event (obtained, renewed,
