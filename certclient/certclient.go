@@ -7,12 +7,15 @@
 // answered, refreshes it in the background before then, and, while the
 // server is unreachable, keeps serving what it holds until the
 // certificate itself expires (stale-while-error). A handshake waits for
-// the server only for a name it has never fetched.
+// the server only for a name it has never fetched, or whose certificate
+// it dropped: memory is bounded by CacheSize, not by the names a fleet
+// serves (the least recently asked for go first).
 //
 // What it does not do: it stores nothing on disk and never talks to a CA.
 package certclient
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -22,6 +25,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,6 +45,9 @@ const (
 	// DefaultRetry is how soon a failed background refresh is tried
 	// again.
 	DefaultRetry = 5 * time.Second
+	// DefaultCacheSize bounds the certificates held in memory, as the
+	// Manager's CacheSize does.
+	DefaultCacheSize = 10_000
 )
 
 const (
@@ -68,13 +75,20 @@ type Client struct {
 	Retry time.Duration
 	// Logger receives the client's logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// CacheSize bounds the certificates held in memory: beyond it, those
+	// no handshake asked for the longest are dropped (a sixteenth at a
+	// time) and fetched again when asked for. Zero means
+	// DefaultCacheSize. Names unused for a day are dropped in any case.
+	CacheSize int
 
 	once    sync.Once
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-	certs   sync.Map // name → *entry
-	denied  sync.Map // name → time.Time until which a 403 stands
+	certs   sync.Map     // name → *entry
+	held    atomic.Int64 // entries in certs
+	evictMu sync.Mutex   // one eviction at a time
+	denied  sync.Map     // name → time.Time until which a 403 stands
 	nDenied atomic.Int64
 	flight  singleflight.Group
 	started atomic.Bool
@@ -86,7 +100,7 @@ type Client struct {
 // replaced together, never modified.
 type entry struct {
 	state    atomic.Pointer[fetched]
-	lastUsed atomic.Int64 // unix seconds
+	lastUsed atomic.Int64 // unix milliseconds (stored when it changes: at most once a millisecond)
 	busy     atomic.Bool  // a refresh is running
 }
 
@@ -196,7 +210,7 @@ func (c *Client) serve(e *entry, name string, now time.Time) *tls.Certificate {
 	if !now.Before(f.notAfter) {
 		return nil
 	}
-	if s := now.Unix(); e.lastUsed.Load() != s {
+	if s := now.UnixMilli(); e.lastUsed.Load() != s {
 		e.lastUsed.Store(s)
 	}
 	if !now.Before(f.refreshAt) {
@@ -225,11 +239,58 @@ func (c *Client) load(ctx context.Context, name string) (*tls.Certificate, error
 		return nil, err
 	}
 	e := &entry{}
-	e.lastUsed.Store(time.Now().Unix())
+	e.lastUsed.Store(time.Now().UnixMilli())
 	e.state.Store(newFetched(got, time.Now()))
-	c.certs.Store(name, e)
+	if _, replaced := c.certs.Swap(name, e); !replaced && c.held.Add(1) > int64(c.cacheSize()) {
+		c.evict()
+	}
 	c.startRefresher()
 	return got.Certificate, nil
+}
+
+func (c *Client) cacheSize() int {
+	if c.CacheSize > 0 {
+		return c.CacheSize
+	}
+	return DefaultCacheSize
+}
+
+// evict drops the entries no handshake asked for the longest, down to
+// CacheSize less a sixteenth: one sort of the entries per that many new
+// names, on the path of a first fetch (which waited for the server).
+// Concurrent callers leave it to the one evicting.
+func (c *Client) evict() {
+	if !c.evictMu.TryLock() {
+		return
+	}
+	defer c.evictMu.Unlock()
+	type held struct {
+		name string
+		e    *entry
+		used int64
+	}
+	var all []held
+	c.certs.Range(func(k, v any) bool {
+		e := v.(*entry)
+		all = append(all, held{k.(string), e, e.lastUsed.Load()})
+		return true
+	})
+	size := c.cacheSize()
+	drop := len(all) - (size - size/16)
+	if drop <= 0 {
+		return
+	}
+	slices.SortFunc(all, func(a, b held) int { return cmp.Compare(a.used, b.used) })
+	for _, h := range all[:drop] {
+		c.forget(h.name, h.e)
+	}
+}
+
+// forget drops name's entry e (not a newer one).
+func (c *Client) forget(name string, e *entry) {
+	if c.certs.CompareAndDelete(name, e) {
+		c.held.Add(-1)
+	}
 }
 
 // newFetched is got as held from now: asked for again after its ttl, and
@@ -315,8 +376,8 @@ func (c *Client) startRefresher() {
 					e := v.(*entry)
 					f := e.state.Load()
 					switch {
-					case now.Sub(time.Unix(e.lastUsed.Load(), 0)) > unusedFor || !now.Before(f.notAfter):
-						c.certs.CompareAndDelete(k, v)
+					case now.Sub(time.UnixMilli(e.lastUsed.Load())) > unusedFor || !now.Before(f.notAfter):
+						c.forget(k.(string), e)
 					case !now.Before(f.refreshAt):
 						c.refreshAsync(e, k.(string))
 					}
@@ -326,6 +387,10 @@ func (c *Client) startRefresher() {
 		}
 	})
 }
+
+// Held returns how many certificates the Client holds in memory: at most
+// CacheSize.
+func (c *Client) Held() int { return int(c.held.Load()) }
 
 // Close stops background refreshes and waits for them. Certificates held
 // keep being served.

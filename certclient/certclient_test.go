@@ -3,12 +3,14 @@ package certclient_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
@@ -161,5 +164,50 @@ func TestClientRefused(t *testing.T) {
 	_, err := bad.Fetch(t.Context(), "a.test")
 	if se, ok := err.(*certclient.StatusError); !ok || se.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("Fetch with a wrong token: %v, want a 401 StatusError", err)
+	}
+}
+
+// TestCacheSize: the certificates held are bounded by CacheSize, not by
+// the names asked for; the least recently asked for are dropped and
+// fetched again when asked for, while those in use stay in memory.
+func TestCacheSize(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Policy: policy.Allowlist("*.cache.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	t.Cleanup(func() { m.Close() })
+	var fetches atomic.Int64
+	h := &certserver.Handler{Manager: m, Tokens: []string{token}, Audit: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c := &certclient.Client{URL: srv.URL, Token: token, CacheSize: 32}
+	t.Cleanup(func() { c.Close() })
+	get := func(name string) {
+		t.Helper()
+		if _, err := c.GetCertificate(&tls.ClientHelloInfo{ServerName: name}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	get("hot.cache.test")
+	for i := range 200 {
+		get(fmt.Sprintf("n%d.cache.test", i))
+		if i%8 == 0 {
+			time.Sleep(2 * time.Millisecond) // lastUsed has a resolution of a millisecond
+			get("hot.cache.test")
+		}
+	}
+	if n := c.Held(); n > 32 {
+		t.Errorf("%d certificates held with CacheSize 32", n)
+	}
+	before := fetches.Load()
+	get("hot.cache.test")
+	get("n199.cache.test")
+	if n := fetches.Load() - before; n != 0 {
+		t.Errorf("%d fetches for the names in use, want none (served from memory)", n)
+	}
+	get("n0.cache.test")
+	if n := fetches.Load() - before; n != 1 {
+		t.Errorf("%d fetches for a name dropped long ago, want 1", n)
 	}
 }
