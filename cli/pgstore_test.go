@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -435,4 +437,47 @@ func TestCheckConfigPostgres(t *testing.T) {
 			t.Errorf("unknown scheme: stderr lacks %q:\n%s", w, r.stderr)
 		}
 	}
+}
+
+// TestProxyStartsBeforePostgres: a proxy started while its PostgreSQL is
+// down (a container beside its database, started first) starts, warns
+// that the storage cannot be reached, and once the database is up
+// obtains, stores and serves a certificate with no restart, as it does on
+// a Redis that is down. It used to exit 1.
+func TestProxyStartsBeforePostgres(t *testing.T) {
+	t.Parallel()
+	pg := testsvc.Postgres(t)
+	pw := writePasswordFile(t, pg)
+	pg.Stop()
+	port := testsvc.FreePort(t)
+	p := startProxyLogged(t, "--storage", pg.URL("postgres"), "--storage-password-file", pw, "--ca", "local",
+		"--allow", "a.pg.test", "--tls-addr", "127.0.0.1:"+strconv.Itoa(port), "--backend", newBackend(t, "hi").url)
+	if out := p.output(); !strings.Contains(out, "storage server cannot be reached") {
+		t.Errorf("proxy on a PostgreSQL that is down: log %q; want the warning that the storage cannot be reached", out)
+	}
+	pg.Restart(t)
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if err = dialTLS(port, "a.pg.test"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("handshake after PostgreSQL came up: %v\n%s", err, p.output())
+	}
+	var n int
+	if err := pgConnect(t, pg).QueryRow(t.Context(), `SELECT count(*) FROM certkeeper."values" WHERE key LIKE 'certificates/%a.pg.test%'`).Scan(&n); err != nil || n == 0 {
+		t.Errorf("certificates for a.pg.test in PostgreSQL: %d (%v), want one", n, err)
+	}
+}
+
+// dialTLS makes a TLS handshake for name with the proxy on 127.0.0.1:port
+// (any certificate: the local CA's root is not trusted here).
+func dialTLS(port int, name string) error {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", "127.0.0.1:"+strconv.Itoa(port),
+		&tls.Config{ServerName: name, InsecureSkipVerify: true})
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }

@@ -228,7 +228,7 @@ func backend(ctx context.Context, spec string, opts *Options) (storage.Storage, 
 	}
 	switch kindOf(spec) {
 	case postgresKind:
-		ps, err := openPostgres(ctx, spec, opts.PasswordFile, n)
+		ps, err := openPostgres(ctx, spec, opts.PasswordFile, !opts.SkipDurability, n)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -262,20 +262,21 @@ func backend(ctx context.Context, spec string, opts *Options) (storage.Storage, 
 // The file is read again at each new connection, so that a rotated
 // password (the file rewritten) is used without a restart; it is read
 // once first, so that a bad file fails here, before anything connects.
-func openPostgres(ctx context.Context, spec, passwordFile string, n Names) (*pgstore.Store, error) {
+// A long-running program (startUnreachable) starts when the server cannot
+// be reached yet, as it does on a Redis that is down; the durability
+// check then warns that it cannot be reached.
+func openPostgres(ctx context.Context, spec, passwordFile string, startUnreachable bool, n Names) (*pgstore.Store, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var ps *pgstore.Store
-	var err error
+	o := pgstore.Options{StartUnreachable: startUnreachable}
 	if passwordFile != "" {
 		read := func(context.Context) (string, error) { return readPassword(passwordFile, n) }
 		if _, err := read(ctx); err != nil {
 			return nil, err
 		}
-		ps, err = pgstore.OpenPasswordFunc(cctx, spec, read)
-	} else {
-		ps, err = pgstore.OpenPassword(cctx, spec, "")
+		o.PasswordFunc = read
 	}
+	ps, err := pgstore.OpenWith(cctx, spec, o)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", n.URL, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -53,7 +54,7 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 //
 // Errors never contain a password; a URL that holds one is refused.
 func OpenPassword(ctx context.Context, rawURL, password string) (*Store, error) {
-	return open(ctx, rawURL, password, nil)
+	return OpenWith(ctx, rawURL, Options{Password: password})
 }
 
 // OpenPasswordFunc is OpenPassword with the password asked of password
@@ -64,10 +65,37 @@ func OpenPassword(ctx context.Context, rawURL, password string) (*Store, error) 
 // of password fails that connection, and is wrapped in the error of the
 // operation that needed it.
 func OpenPasswordFunc(ctx context.Context, rawURL string, password func(context.Context) (string, error)) (*Store, error) {
-	return open(ctx, rawURL, "", password)
+	return OpenWith(ctx, rawURL, Options{PasswordFunc: password})
 }
 
-func open(ctx context.Context, rawURL, password string, passwordFunc func(context.Context) (string, error)) (*Store, error) {
+// Options are what OpenWith may be given besides the URL.
+type Options struct {
+	// Password, if not empty, is the password (OpenPassword).
+	Password string
+
+	// PasswordFunc, if not nil, is asked for the password at every new
+	// connection (OpenPasswordFunc); it wins over Password.
+	PasswordFunc func(context.Context) (string, error)
+
+	// StartUnreachable returns the Store when the server cannot be
+	// reached yet (a connection refused or timed out, a host name that
+	// does not resolve) rather than failing: its schema is then prepared
+	// by the first operation that reaches the server, and until one does
+	// operations fail, saying why. For a long-running program started
+	// before its database (a container beside it), which serves what it
+	// holds in memory meanwhile, as it would with a Redis that is down.
+	// A server that answers and refuses (a wrong password, no such
+	// database, a newer schema) fails OpenWith all the same.
+	StartUnreachable bool
+}
+
+// OpenWith is OpenPassword with the options o.
+func OpenWith(ctx context.Context, rawURL string, o Options) (*Store, error) {
+	return open(ctx, rawURL, o)
+}
+
+func open(ctx context.Context, rawURL string, o Options) (*Store, error) {
+	password, passwordFunc := o.Password, o.PasswordFunc
 	cfg, err := parseURL(rawURL)
 	if err != nil {
 		return nil, err
@@ -107,11 +135,48 @@ func open(ctx context.Context, rawURL, password string, passwordFunc func(contex
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %s: %w", s.where, err)
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.ready(ctx); err != nil && !(o.StartUnreachable && unreachable(err)) {
 		s.pool.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// unreachable reports whether err says the server could not be reached at
+// all, as opposed to answering with a refusal.
+func unreachable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return false
+	}
+	return errors.As(err, new(*net.OpError)) || errors.As(err, new(*net.DNSError)) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// prepareRetry is how often, at most, operations try to prepare the schema
+// of a Store opened while its server could not be reached: in between
+// they fail at once with the last attempt's error, rather than each wait
+// for a connection that times out.
+const prepareRetry = time.Second
+
+// ready prepares the schema (migrate) unless that is done.
+func (s *Store) ready(ctx context.Context) error {
+	if s.prepared.Load() {
+		return nil
+	}
+	s.prepMu.Lock()
+	defer s.prepMu.Unlock()
+	if s.prepared.Load() {
+		return nil
+	}
+	if s.prepErr != nil && time.Since(s.prepTried) < prepareRetry {
+		return s.prepErr
+	}
+	s.prepTried = time.Now()
+	s.prepErr = s.migrate(ctx)
+	if s.prepErr == nil {
+		s.prepared.Store(true)
+	}
+	return s.prepErr
 }
 
 // setPassword sets cc's password to what password says now.

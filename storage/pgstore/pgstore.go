@@ -79,7 +79,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -131,6 +134,13 @@ type Store struct {
 	where    string                                // "PostgreSQL at host:port/db", for errors
 
 	transportRisk string // see TransportRisk
+
+	// The schema is prepared at open, or by the first operation that
+	// reaches the server (Options.StartUnreachable).
+	prepared  atomic.Bool
+	prepMu    sync.Mutex // guards prepTried and prepErr
+	prepTried time.Time  // the last attempt
+	prepErr   error      // its error
 }
 
 var _ storage.Storage = (*Store)(nil)
@@ -194,8 +204,9 @@ func authError(err error) error {
 }
 
 // withoutTLSRefusal returns a failed connection's error without the
-// attempt the server refused over TLS, when an attempt without TLS
-// followed and failed too (sslmode=prefer, pgx's default, against a
+// attempt the server refused over TLS, and without an attempt that failed
+// as an earlier one did, when an attempt without TLS followed and failed
+// too (sslmode=prefer, pgx's default, against a
 // server without TLS): that attempt holds the server's answer, and pgx's
 // "tls error: server refused TLS connection" before it read as the cause
 // of every failure (trial 20). The result still wraps err.
@@ -211,7 +222,9 @@ func withoutTLSRefusal(err error) error {
 	attempts := joined.Unwrap()
 	var kept []string
 	for _, a := range attempts {
-		if msg := a.Error(); !strings.Contains(msg, "tls error: server refused TLS connection") {
+		// The attempt without TLS that failed as the one with TLS did
+		// (a connection refused twice) is said once.
+		if msg := a.Error(); !strings.Contains(msg, "tls error: server refused TLS connection") && !slices.Contains(kept, msg) {
 			kept = append(kept, msg)
 		}
 	}
@@ -238,6 +251,9 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
 	if err := storage.ValidateKey(key); err != nil {
 		return nil, fmt.Errorf("pgstore: load: %w", err)
 	}
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
 	octx, cancel := s.op(ctx)
 	defer cancel()
 	var v []byte
@@ -260,6 +276,9 @@ func (s *Store) Store(ctx context.Context, key string, value []byte) error {
 	if err := storage.ValidateKey(key); err != nil {
 		return fmt.Errorf("pgstore: store: %w", err)
 	}
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
 	if value == nil {
 		value = []byte{} // NOT NULL
 	}
@@ -278,6 +297,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := storage.ValidateKey(key); err != nil {
 		return fmt.Errorf("pgstore: delete: %w", err)
 	}
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
 	octx, cancel := s.op(ctx)
 	defer cancel()
 	if _, err := s.pool.Exec(octx, "DELETE FROM "+s.table("values")+" WHERE key = $1", key); err != nil {
@@ -292,6 +314,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	if err := storage.ValidatePrefix(prefix); err != nil {
 		return nil, fmt.Errorf("pgstore: list: %w", err)
+	}
+	if err := s.ready(ctx); err != nil {
+		return nil, err
 	}
 	octx, cancel := s.op(ctx)
 	defer cancel()
@@ -319,6 +344,9 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error) {
 	if err := storage.ValidateKey(name); err != nil {
 		return nil, fmt.Errorf("pgstore: lock: %w", err)
+	}
+	if err := s.ready(ctx); err != nil {
+		return nil, err
 	}
 	h, err := s.acquire(ctx, name)
 	if err != nil {

@@ -569,3 +569,51 @@ func TestTransportRisk(t *testing.T) {
 		}
 	}
 }
+
+// TestStartUnreachable: with Options.StartUnreachable a Store opens while
+// its server is down (as a container may start before its database), its
+// operations fail at once saying the server cannot be reached, and once
+// the server is up the first operation prepares the schema and the Store
+// works, with no reopening. Without the option, or when the server
+// answers and refuses (a wrong password), OpenWith fails as before.
+func TestStartUnreachable(t *testing.T) {
+	pg := testsvc.Postgres(t)
+	url := pg.URL("postgres") + "&schema=" + newSchema()
+	if _, err := pgstore.OpenWith(t.Context(), url, pgstore.Options{Password: "wrong-Sup3rSecret", StartUnreachable: true}); !errors.Is(err, pgstore.ErrAuthentication) {
+		t.Errorf("a wrong password with StartUnreachable: %v, want ErrAuthentication", err)
+	}
+	pg.Stop()
+	if _, err := pgstore.OpenWith(t.Context(), url, pgstore.Options{Password: pg.Password()}); err == nil {
+		t.Fatal("OpenWith without StartUnreachable succeeded with the server down")
+	}
+	s, err := pgstore.OpenWith(t.Context(), url, pgstore.Options{Password: pg.Password(), StartUnreachable: true})
+	if err != nil {
+		t.Fatalf("OpenWith with StartUnreachable and the server down: %v", err)
+	}
+	t.Cleanup(s.Close)
+	start := time.Now()
+	for range 20 {
+		if _, err := s.Load(t.Context(), "a/b"); err == nil || !strings.Contains(err.Error(), "connection refused") || errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("Load with the server down: %v, want the connection refused", err)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("20 loads with the server down took %v: each should fail at once", d)
+	}
+
+	pg.Restart(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err = s.Store(t.Context(), "a/b", []byte("v"))
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("Store after the server came up: %v", err)
+	}
+	if got, err := s.Load(t.Context(), "a/b"); err != nil || string(got) != "v" {
+		t.Errorf("Load after the server came up = %q, %v", got, err)
+	}
+}
