@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/every"
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"golang.org/x/sync/singleflight"
 )
@@ -65,10 +67,18 @@ const (
 type Client struct {
 	// URL is the server's base URL, e.g. "http://127.0.0.1:8999".
 	URL string
+	// Fallbacks are the base URLs of more servers on the same storage
+	// (they hand out the same certificates, docs/server.md "Several
+	// servers"). When the server asked cannot be reached or answers
+	// with a 5xx, the next is asked, and the one that answered is asked
+	// first from then on. An answer (200, a 403 refusal, a 401) is not
+	// asked again elsewhere.
+	Fallbacks []string
 	// Token is the bearer token (a line of the server's --token-file).
 	Token string
 	// HTTPClient makes the requests; for mutual TLS, give it a transport
-	// with the client certificate. Nil means a client with a 45 s timeout.
+	// with the client certificate. Nil means a client with a 45 s timeout
+	// (DefaultTimeout) that gives up connecting after 5 s.
 	HTTPClient *http.Client
 	// Retry is how soon a failed background refresh is tried again. Zero
 	// means 5 seconds.
@@ -81,19 +91,23 @@ type Client struct {
 	// DefaultCacheSize. Names unused for a day are dropped in any case.
 	CacheSize int
 
-	once    sync.Once
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	certs   sync.Map     // name → *entry
-	held    atomic.Int64 // entries in certs
-	evictMu sync.Mutex   // one eviction at a time
-	denied  sync.Map     // name → time.Time until which a 403 stands
-	nDenied atomic.Int64
-	flight  singleflight.Group
-	started atomic.Bool
-	mu      sync.Mutex // guards closed and wg.Add
-	closed  bool
+	once        sync.Once
+	urls        []string     // URL, then Fallbacks
+	defaultHTTP *http.Client // when HTTPClient is nil
+	current     atomic.Int32 // index in urls of the server asked first
+	downLog     every.Gate   // a server that did not answer is logged once a minute
+	ctx         context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	certs       sync.Map     // name → *entry
+	held        atomic.Int64 // entries in certs
+	evictMu     sync.Mutex   // one eviction at a time
+	denied      sync.Map     // name → time.Time until which a 403 stands
+	nDenied     atomic.Int64
+	flight      singleflight.Group
+	started     atomic.Bool
+	mu          sync.Mutex // guards closed and wg.Add
+	closed      bool
 }
 
 // entry is one name's certificate in memory. cert and its times are
@@ -134,6 +148,10 @@ func (e *StatusError) Error() string {
 func (c *Client) init() {
 	c.once.Do(func() {
 		c.ctx, c.cancel = context.WithCancel(context.Background())
+		c.urls = append([]string{c.URL}, c.Fallbacks...)
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+		c.defaultHTTP = &http.Client{Timeout: DefaultTimeout, Transport: t}
 	})
 }
 
@@ -148,8 +166,15 @@ func (c *Client) httpClient() *http.Client {
 	if c.HTTPClient != nil {
 		return c.HTTPClient
 	}
-	return &http.Client{Timeout: DefaultTimeout}
+	c.init()
+	return c.defaultHTTP
 }
+
+// dialTimeout bounds connecting to a server with the default HTTPClient:
+// a server that does not answer at all (a host that is down, a dropped
+// SYN) is given up on in seconds, and the next of Fallbacks asked, rather
+// than after the whole DefaultTimeout meant for an issuance.
+const dialTimeout = 5 * time.Second
 
 func (c *Client) retry() time.Duration {
 	if c.Retry > 0 {
@@ -404,24 +429,75 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// Fetch asks the server for name's certificate, bypassing the cache.
+// Fetch asks the server for name's certificate, bypassing the cache:
+// URL, or the Fallbacks in turn when a server cannot be reached or
+// answers with a 5xx.
 func (c *Client) Fetch(ctx context.Context, name string) (*Certificate, error) {
-	raw := c.URL + "/v1/certificates/" + url.PathEscape(name)
+	c.init()
+	n := len(c.urls)
+	first := int(c.current.Load())
+	var failed []error
+	for i := range n {
+		at := (first + i) % n
+		got, err := c.fetchFrom(ctx, c.urls[at], name)
+		if !serverDown(err) {
+			if at != first {
+				c.current.Store(int32(at))
+			}
+			if len(failed) > 0 && c.downLog.Allow(time.Minute) {
+				c.logger().Warn("certificate server did not answer; another one did",
+					slog.String("url", redact.URL(c.urls[first])), slog.String("answered", redact.URL(c.urls[at])), slog.Any("err", failed[0]))
+			}
+			return got, err
+		}
+		failed = append(failed, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(failed) == 1 {
+		return nil, failed[0]
+	}
+	return nil, fmt.Errorf("certclient: %s: no certificate server answered: %w", name, errors.Join(failed...))
+}
+
+// serverDown reports whether err says the server could not be asked (a
+// connection or transport error) or failed itself (a 5xx): another
+// server may answer.
+func serverDown(err error) bool {
+	if err == nil {
+		return false
+	}
+	if se, ok := errors.AsType[*StatusError](err); ok {
+		return se.StatusCode >= 500
+	}
+	return errors.As(err, new(*transportError))
+}
+
+// transportError is a request that got no answer.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
+
+// fetchFrom asks the server at base for name's certificate.
+func (c *Client) fetchFrom(ctx context.Context, base, name string) (*Certificate, error) {
+	raw := base + "/v1/certificates/" + url.PathEscape(name)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
 	if err != nil {
-		return nil, fmt.Errorf("certclient: %s: server URL %s: %w", name, redact.URL(c.URL), redact.Error(raw, err))
+		return nil, fmt.Errorf("certclient: %s: server URL %s: %w", name, redact.URL(base), redact.Error(raw, err))
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("certclient: fetching %s from %s: %w", name, redact.URL(c.URL), redact.Error(raw, err))
+		return nil, &transportError{fmt.Errorf("certclient: fetching %s from %s: %w", name, redact.URL(base), redact.Error(raw, err))}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return nil, fmt.Errorf("certclient: fetching %s: %w", name, err)
+		return nil, &transportError{fmt.Errorf("certclient: fetching %s from %s: %w", name, redact.URL(base), err)}
 	}
 	if resp.StatusCode != http.StatusOK {
 		se := &StatusError{Name: name, StatusCode: resp.StatusCode, Message: string(trim(body, 200))}

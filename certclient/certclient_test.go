@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/certkeeper/certkeeper/certclient"
 	"github.com/certkeeper/certkeeper/certserver"
 	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/issuer/localca"
@@ -209,5 +211,63 @@ func TestCacheSize(t *testing.T) {
 	get("n0.cache.test")
 	if n := fetches.Load() - before; n != 1 {
 		t.Errorf("%d fetches for a name dropped long ago, want 1", n)
+	}
+}
+
+// TestFallbacks: with URL's server down, Fallbacks are asked in turn and
+// the one that answered is asked first from then on; a refusal (403) is
+// an answer, not asked again elsewhere; with every server down the error
+// names each. The servers share one storage, as docs/server.md's
+// "Several servers" run.
+func TestFallbacks(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	var counts [2]atomic.Int64
+	var urls [2]string
+	servers := make([]*httptest.Server, 2)
+	for i := range servers {
+		m := &certkeeper.Manager{Policy: policy.Allowlist("*.fb.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+		t.Cleanup(func() { m.Close() })
+		h := &certserver.Handler{Manager: m, Tokens: []string{token}, Audit: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		servers[i] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			counts[i].Add(1)
+			h.ServeHTTP(w, r)
+		}))
+		t.Cleanup(servers[i].Close)
+		urls[i] = servers[i].URL
+	}
+	down := "http://127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t)) // nothing listens
+	var logs testsvc.Buffer
+	c := &certclient.Client{URL: down, Fallbacks: urls[:], Token: token, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	t.Cleanup(func() { c.Close() })
+	get := func(name string) error {
+		_, err := c.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+		return err
+	}
+	if err := get("a.fb.test"); err != nil {
+		t.Fatalf("URL down, fallbacks up: %v", err)
+	}
+	if counts[0].Load() != 1 || counts[1].Load() != 0 {
+		t.Errorf("requests to the fallbacks: %d, %d; want the first only", counts[0].Load(), counts[1].Load())
+	}
+	if !strings.Contains(logs.String(), "certificate server did not answer; another one did") {
+		t.Errorf("log %q; want a warning naming the server that did not answer", logs.String())
+	}
+	if err := get("b.fb.test"); err != nil || counts[0].Load() != 2 {
+		t.Errorf("the next name: %v, %d requests to the first fallback; want it asked first now", err, counts[0].Load())
+	}
+	// A refusal is an answer.
+	if err := get("refused.other.test"); err == nil || counts[1].Load() != 0 {
+		t.Errorf("a refused name: %v, %d requests to the second fallback; want the refusal, not asked again", err, counts[1].Load())
+	}
+	// The first fallback down: the second answers.
+	servers[0].Close()
+	if err := get("c.fb.test"); err != nil || counts[1].Load() != 1 {
+		t.Errorf("first fallback down: %v, %d requests to the second; want its answer", err, counts[1].Load())
+	}
+	servers[1].Close()
+	_, err := c.Fetch(t.Context(), "d.fb.test")
+	if err == nil || !strings.Contains(err.Error(), "no certificate server answered") || !strings.Contains(err.Error(), strings.TrimPrefix(urls[0], "http://")) ||
+		!strings.Contains(err.Error(), strings.TrimPrefix(down, "http://")) {
+		t.Errorf("every server down: %v; want an error naming each", err)
 	}
 }

@@ -17,8 +17,9 @@ import (
 // docs/troubleshooting.md lists in its "Logged by the Manager" section:
 // the Manager and everything that reads the status model; and the dns-01
 // solver's, which its "DNS validation" section lists; the certificate
-// server's and alpn-proxy's, which their own sections list.
-var loggedDirs = []string{"..", ".", "../statuspage", "../alert", "../metrics", "../solver/dns01", "../certserver", "../alpnproxy"}
+// server's and its Go client's, and alpn-proxy's, which their own
+// sections list.
+var loggedDirs = []string{"..", ".", "../statuspage", "../alert", "../metrics", "../solver/dns01", "../certserver", "../certclient", "../alpnproxy"}
 
 // logged returns the constant messages (or their constant beginning) of
 // the slog Warn and Error calls in the non-test files of dirs.
