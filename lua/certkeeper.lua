@@ -69,6 +69,8 @@ local MAX_BODY = 1024 * 1024        -- bytes of an answer
 local conf            -- set by init
 local lru             -- name → item; one per worker (init runs before the fork)
 local inflight = {}   -- name → semaphore of the fetch in progress, per worker
+local current = 1     -- index in conf.servers of the server asked first, per worker
+local down_logged = 0 -- when this worker last logged that a server did not answer
 
 local function log(level, ...)
     ngx.log(level, "certkeeper: ", ...)
@@ -288,11 +290,11 @@ end
 local VERIFY_HINT = "lua_ssl_trusted_certificate, in the http block, must hold the CA of the server's" ..
     " --api-cert, and lua_ssl_verify_depth be deep enough for its chain"
 
--- handshake makes sock, connected to the server, a TLS connection: the
+-- handshake makes sock, connected to server srv, a TLS connection: the
 -- server's certificate verified against lua_ssl_trusted_certificate and
--- for conf.tls_server_name (also sent as SNI), the client certificate
+-- for srv.tls_server_name (also sent as SNI), the client certificate
 -- presented if there is one. It returns nil, or why it failed.
-local function handshake(sock)
+local function handshake(sock, srv)
     if conf.client_cert then
         local ok, err = sock:setclientcert(conf.client_cert, conf.client_key)
         if not ok then return "setting the client certificate: " .. tostring(err) end
@@ -302,7 +304,7 @@ local function handshake(sock)
     -- then returns true for false without reading the verification
     -- result, whereas for nil it reads it and, when verification failed,
     -- raises an error (an assertion), which pcall turns into a failure.
-    local called, sess, err = pcall(sock.sslhandshake, sock, nil, conf.tls_server_name, true)
+    local called, sess, err = pcall(sock.sslhandshake, sock, nil, srv.tls_server_name, true)
     if not called then
         return "the server's certificate was refused: nginx's \"lua ssl\" error just before says why (" ..
             VERIFY_HINT .. "; lua-resty-core: " .. tostring(sess) .. ")"
@@ -310,7 +312,7 @@ local function handshake(sock)
     if sess == nil and err ~= nil then
         err = tostring(err)
         if err == "certificate host mismatch" then
-            return err .. ": the server's certificate must carry the DNS name " .. conf.tls_server_name ..
+            return err .. ": the server's certificate must carry the DNS name " .. srv.tls_server_name ..
                 " (set init's tls_server_name to one it carries)"
         elseif find(err, "^%d+: ") then -- an X.509 verification error
             return err .. " (" .. VERIFY_HINT .. ")"
@@ -336,21 +338,21 @@ local function connect_hint(err)
     return ""
 end
 
--- http_get fetches path from the server: status, headers (lower-case
+-- http_get fetches path from server srv: status, headers (lower-case
 -- names), body. HTTP/1.0, so the body ends with the connection.
-local function http_get(path)
+local function http_get(srv, path)
     local sock = ngx.socket.tcp()
     sock:settimeouts(conf.connect_timeout, conf.timeout, conf.timeout)
-    local ok, err = sock:connect(conf.connect_host, conf.port)
-    if not ok then return nil, "connecting to " .. conf.url .. ": " .. tostring(err) .. connect_hint(err) end
-    if conf.tls then
-        err = handshake(sock)
+    local ok, err = sock:connect(srv.connect_host, srv.port)
+    if not ok then return nil, "connecting to " .. srv.url .. ": " .. tostring(err) .. connect_hint(err) end
+    if srv.tls then
+        err = handshake(sock, srv)
         if err then
             sock:close()
-            return nil, "TLS handshake with " .. conf.url .. " (" .. conf.tls_server_name .. "): " .. err
+            return nil, "TLS handshake with " .. srv.url .. " (" .. srv.tls_server_name .. "): " .. err
         end
     end
-    local req = "GET " .. path .. " HTTP/1.0\r\nHost: " .. conf.host_header ..
+    local req = "GET " .. path .. " HTTP/1.0\r\nHost: " .. srv.host_header ..
         "\r\nUser-Agent: certkeeper-lua/" .. _M._VERSION .. "\r\n"
     if conf.token then req = req .. "Authorization: Bearer " .. conf.token .. "\r\n" end
     ok, err = sock:send(req .. "\r\n")
@@ -363,7 +365,7 @@ local function http_get(path)
             err = "timeout (init's timeout is " .. conf.timeout .. " ms: a first issuance may take longer;" ..
                 " the server goes on, and a later handshake gets the certificate)"
         end
-        return nil, "reading status: " .. tostring(err)
+        return nil, "reading status from " .. srv.url .. ": " .. tostring(err)
     end
     local status = tonumber(sub(line, 10, 12))
     if not status then sock:close(); return nil, "bad status line" end
@@ -449,11 +451,38 @@ local function answer_text(body)
     return ": " .. line
 end
 
--- fetch asks the server for name and stores the answer in the shared
+-- ask asks the servers for path, from the one that answered last: the
+-- next when one cannot be reached or answers with a 5xx (init's
+-- fallbacks). It returns what http_get returns for the server that
+-- answered, or for the last one asked.
+local function ask(path)
+    local n = #conf.servers
+    local first = current
+    local status, headers, body, why
+    for i = 0, n - 1 do
+        local at = (first + i - 1) % n + 1
+        status, headers, body = http_get(conf.servers[at], path)
+        if status and status < 500 then
+            if at ~= first then
+                current = at
+                if ngx.now() - down_logged >= 60 then
+                    down_logged = ngx.now()
+                    log(ngx.WARN, "certificate server did not answer; another one did: ", conf.servers[first].url,
+                        ": ", why, "; answered: ", conf.servers[at].url, " (logged at most once a minute per worker)")
+                end
+            end
+            return status, headers, body
+        end
+        why = why or (status and ("answered " .. status) or headers)
+    end
+    return status, headers, body
+end
+
+-- fetch asks the servers for name and stores the answer in the shared
 -- dict. It returns the record, or nil and an error.
 local function fetch(name)
     local dict = ngx.shared[conf.shared_dict]
-    local status, headers, body = http_get("/v1/certificates/" .. name)
+    local status, headers, body = ask("/v1/certificates/" .. name)
     if not status then
         -- The server cannot be reached: an error, so that it shows at
         -- nginx's default error_log level.
@@ -748,7 +777,7 @@ local function client_certificate(opts, tls)
 end
 
 -- OPTIONS are init's options, in the order docs/nginx.md lists them.
-local OPTIONS = { "server", "tls_server_name", "token", "client_cert", "client_key", "shared_dict", "lru_size",
+local OPTIONS = { "server", "fallbacks", "tls_server_name", "token", "client_cert", "client_key", "shared_dict", "lru_size",
     "timeout", "connect_timeout", "allow_domain", "denied_ttl", "error_ttl" }
 -- COUNTS are the options that are numbers (ms, s or entries), at least 1.
 local COUNTS = { lru_size = true, timeout = true, connect_timeout = true, denied_ttl = true, error_ttl = true }
@@ -771,6 +800,26 @@ local function check_options(opts)
     end
 end
 
+-- server_setting parses a server URL given as option what (server, or
+-- fallbacks[i]) and sets the DNS name its certificate must carry: name
+-- (tls_server_name) or its host. It raises the error init reports.
+local function server_setting(what, url, name)
+    local srv, why = parse_server(url)
+    if not srv then error(("certkeeper.init: %s = %q: %s"):format(what, url, why), 3) end
+    if name ~= nil then
+        if not srv.tls then error(("certkeeper.init: tls_server_name needs an https:// %s"):format(what), 3) end
+        srv.tls_server_name = lower(name)
+    elseif srv.tls then
+        if srv.ip then
+            error(("certkeeper.init: %s = %q: nginx checks the server's certificate against a DNS name only, not" ..
+                " an IP address; set tls_server_name = \"NAME\" to a DNS name of the server's --api-cert" ..
+                " certificate, or use https://NAME:PORT (with nginx's resolver)"):format(what, url), 3)
+        end
+        srv.tls_server_name = srv.host
+    end
+    return srv
+end
+
 -- init configures the plugin; call it from init_by_lua (nginx -t does
 -- not run it: a wrong option shows when nginx starts or reloads).
 -- Options:
@@ -778,6 +827,10 @@ end
 --                   verified against lua_ssl_trusted_certificate; or
 --                   "http://HOST:PORT" (or the older "HOST:PORT") to a
 --                   loopback server only (127.0.0.0/8, ::1, localhost)
+--   fallbacks       more servers on the same storage, a list of URLs as
+--                   server's: asked in turn when one cannot be reached or
+--                   answers with a 5xx; the one that answered is asked
+--                   first from then on
 --   tls_server_name the DNS name the server's certificate must carry, also
 --                   sent as SNI (default: the host of an https:// server;
 --                   required when that host is an IP address, as nginx
@@ -803,22 +856,19 @@ function _M.init(opts)
     if type(server) ~= "string" then
         error("certkeeper.init: server (\"https://HOST:PORT\", or \"http://127.0.0.1:PORT\") required", 2)
     end
-    local srv, why = parse_server(server)
-    if not srv then error(("certkeeper.init: server = %q: %s"):format(server, why), 2) end
     local name = opts.tls_server_name
-    if name ~= nil then
-        if type(name) ~= "string" or not find(name, "^[%w.-]+$") or is_ipv4(name) then
-            error("certkeeper.init: tls_server_name must be a DNS name (of the server's --api-cert certificate)", 2)
-        end
-        if not srv.tls then error("certkeeper.init: tls_server_name needs an https:// server", 2) end
-        srv.tls_server_name = lower(name)
-    elseif srv.tls then
-        if srv.ip then
-            error(("certkeeper.init: server = %q: nginx checks the server's certificate against a DNS name only, not" ..
-                " an IP address; set tls_server_name = \"NAME\" to a DNS name of the server's --api-cert" ..
-                " certificate, or use https://NAME:PORT (with nginx's resolver)"):format(server), 2)
-        end
-        srv.tls_server_name = srv.host
+    if name ~= nil and (type(name) ~= "string" or not find(name, "^[%w.-]+$") or is_ipv4(name)) then
+        error("certkeeper.init: tls_server_name must be a DNS name (of the server's --api-cert certificate)", 2)
+    end
+    local srv = server_setting("server", server, name)
+    local fallbacks = opts.fallbacks
+    if fallbacks ~= nil and (type(fallbacks) ~= "table" or #fallbacks == 0) then
+        error("certkeeper.init: fallbacks must be a list of server URLs, e.g. fallbacks = { \"https://b.internal:8999\" }", 2)
+    end
+    srv.servers = { srv }
+    for i, url in ipairs(fallbacks or {}) do
+        if type(url) ~= "string" then error(("certkeeper.init: fallbacks[%d] must be a URL string"):format(i), 2) end
+        srv.servers[#srv.servers + 1] = server_setting(("fallbacks[%d]"):format(i), url, name)
     end
     if type(opts.shared_dict) ~= "string" then
         error("certkeeper.init: shared_dict must name a lua_shared_dict, e.g. shared_dict = \"certkeeper\"" ..
@@ -836,7 +886,9 @@ function _M.init(opts)
         error("certkeeper.init: OpenSSL's " .. missing .. " is not reachable through LuaJIT's FFI in this nginx" ..
             " (OpenSSL linked statically?); the plugin needs it to check that a certificate covers its name", 2)
     end
-    local client_cert, client_key = client_certificate(opts, srv.tls)
+    local any_tls = false
+    for _, s in ipairs(srv.servers) do any_tls = any_tls or s.tls end
+    local client_cert, client_key = client_certificate(opts, any_tls)
     local size = opts.lru_size or DEFAULT_LRU_SIZE
     local err
     lru, err = lrucache.new(size)
@@ -853,6 +905,7 @@ function _M.init(opts)
     if not gen then error("certkeeper.init: lua_shared_dict " .. opts.shared_dict .. ": " .. tostring(err), 2) end
     srv.generation = gen
     conf = srv
+    current = 1
 end
 
 -- ssl_certificate sets the certificate, key and OCSP staple for the

@@ -92,6 +92,11 @@ func TestInitServerSetting(t *testing.T) {
 		{name: "all options", options: `server = "https://certkeeper.internal:8999", tls_server_name = "certkeeper.internal",
 			token = "t", lru_size = 10, timeout = 40000, connect_timeout = 2000, denied_ttl = 60, error_ttl = 10,
 			allow_domain = function(name) return true end`},
+		{name: "fallbacks", options: `server = "http://127.0.0.1:8999", fallbacks = { "http://127.0.0.2:8999", "https://b.internal:8999" }`},
+		{name: "fallbacks not a list", options: `server = "http://127.0.0.1:8999", fallbacks = "http://127.0.0.2:8999"`,
+			want: []string{"certkeeper.init: fallbacks must be a list of server URLs"}},
+		{name: "fallback remote http", options: `server = "http://127.0.0.1:8999", fallbacks = { "http://10.0.0.6:8999" }`,
+			want: []string{`certkeeper.init: fallbacks[1] = "http://10.0.0.6:8999"`, "loopback"}},
 		{name: "client cert missing", options: `server = "https://certkeeper.internal:8999", client_cert = "/nonexistent/c.pem", client_key = "/nonexistent/c.key"`,
 			want: []string{"certkeeper.init: client_cert", "/nonexistent/c.pem"}},
 	} {
@@ -478,4 +483,65 @@ func pluginNginx(t *testing.T, dir, server string) (*testsvc.NginxServer, string
   }
 `, server, addr, certFile, keyFile), Ready: []string{addr}})
 	return ngx, addr
+}
+
+// TestFallbackServers: with init's server down, the plugin asks its
+// fallbacks in turn and serves the certificate one of them answers, then
+// asks that one first; a refusal (403) is an answer, not asked again of
+// the next server; a server that did not answer is logged at warn.
+func TestFallbackServers(t *testing.T) {
+	var asked [2]atomic.Int64
+	fixture := func(i int) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			asked[i].Add(1)
+			name := strings.TrimPrefix(r.URL.Path, "/v1/certificates/")
+			if name == "denied.test" {
+				http.Error(w, "name denied by policy: denied.test", http.StatusForbidden)
+				return
+			}
+			json.NewEncoder(w).Encode(craft(t, name, []string{name}, []string{name}))
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	first, second := fixture(0), fixture(1)
+	down := "http://127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	dir := t.TempDir()
+	certFile, keyFile := fallbackFiles(t, dir)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	ngx := testsvc.Nginx(t, testsvc.NginxOptions{HTTP: fmt.Sprintf(`
+  lua_shared_dict certkeeper 1m;
+  init_by_lua_block { require("certkeeper").init({ server = %q, fallbacks = { %q, %q }, shared_dict = "certkeeper" }) }
+  server {
+    listen %s ssl;
+    ssl_certificate %s; ssl_certificate_key %s;
+    ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
+  }
+`, down, first.URL, second.URL, addr, certFile, keyFile), Ready: []string{addr}, Workers: 1})
+	served := func(name string) string {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("handshake for %s: %v", name, err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if cn := served("a.test"); cn != "a.test" {
+		t.Errorf("server down, fallbacks up: served %q, want a.test's certificate", cn)
+	}
+	if cn := served("b.test"); cn != "b.test" || asked[0].Load() != 2 || asked[1].Load() != 0 {
+		t.Errorf("next name: served %q; fallbacks asked %d, %d times; want b.test from the first fallback only", cn, asked[0].Load(), asked[1].Load())
+	}
+	if cn := served("denied.test"); cn != "fallback.invalid" || asked[1].Load() != 0 {
+		t.Errorf("a refused name: served %q, second fallback asked %d times; want nginx's fallback, not asked again", cn, asked[1].Load())
+	}
+	first.Close()
+	if cn := served("c.test"); cn != "c.test" || asked[1].Load() != 1 {
+		t.Errorf("first fallback down too: served %q, second asked %d times; want c.test from the second", cn, asked[1].Load())
+	}
+	log, _ := os.ReadFile(ngx.ErrorLog())
+	if !regexp.MustCompile(`\[warn\] .*certkeeper: certificate server did not answer; another one did: ` + regexp.QuoteMeta(down)).Match(log) {
+		t.Errorf("error log lacks the warning naming %s:\n%s", down, log)
+	}
 }
