@@ -5,9 +5,8 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,7 +32,7 @@ func (refusingCA) ID() string { return "refusing" }
 
 func (refusingCA) Issue(_ context.Context, req issuer.Request) (*issuer.Certificate, error) {
 	if len(req.Names[0])%2 == 0 {
-		return nil, &issuer.Error{Issuer: "refusing", Names: req.Names, Err: fmt.Errorf("%w: %s is not served here", issuer.ErrNameRejected, req.Names[0])}
+		return nil, &issuer.Error{Issuer: "refusing", Names: req.Names, Err: errors.Join(issuer.ErrNameRejected, errors.New(req.Names[0]+" is not served here"))}
 	}
 	return nil, &issuer.Error{Issuer: "refusing", Names: req.Names, Err: errors.New("connection refused while validating " + req.Names[0])}
 }
@@ -61,13 +60,13 @@ func TestManyFailingNames(t *testing.T) {
 			Policy:  policy.Allowlist("*.flood.test"),
 			Storage: st,
 			Issuers: []issuer.Issuer{refusingCA{}},
-			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Logger:  slog.New(slog.DiscardHandler),
 		}
 		t.Cleanup(func() { m.Close() })
 		return m
 	}
 	m := newManager()
-	name := func(i int) string { return fmt.Sprintf("n%d.flood.test", i) }
+	name := func(i int) string { return "n" + strconv.Itoa(i) + ".flood.test" }
 
 	// Four clients at a time, a block of names after another.
 	deadline := time.Now().Add(4 * time.Minute)
