@@ -30,7 +30,7 @@ type writeBack struct {
 // limitsShareInterval, so a second keeps the sharing within seconds.
 const writeBackEvery = time.Second
 
-// writeBackTimeout bounds one background write.
+// writeBackTimeout bounds one write.
 const writeBackTimeout = 10 * time.Second
 
 // changed marks w changed and writes it: in the caller (with ctx) when it
@@ -52,7 +52,11 @@ func (m *Manager) changed(ctx context.Context, w *writeBack, flush func(context.
 	}
 	w.mu.Unlock()
 	if inline {
-		flush(ctx)
+		// The write may carry other callers' changes: it is not cut
+		// short by this caller's end (a client that hung up).
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeBackTimeout)
+		flush(fctx)
+		cancel()
 		w.mu.Lock()
 		if !w.dirty {
 			w.running = false
