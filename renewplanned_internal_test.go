@@ -1,11 +1,14 @@
 package certkeeper
 
 import (
+	"errors"
 	"log/slog"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/storage"
@@ -74,5 +77,29 @@ func TestRenewPlannedForReplacedCertificate(t *testing.T) {
 	b.renewStored(key)
 	if _, now := stored(); now.Cmp(renewed) != 0 {
 		t.Errorf("stored serial %s after the check, want %s: the certificate another node had just renewed was renewed again", now, renewed)
+	}
+}
+
+// TestRenewalRetryLogUnheld: a renewal that fails for a certificate this
+// node does not hold in memory (storage unreachable when it was due) is
+// logged with its storage key, and without a not_after of year 1; it was
+// logged as names=[] not_after=0001-01-01T00:00:00.000Z.
+func TestRenewalRetryLogUnheld(t *testing.T) {
+	logs := &testsvc.Buffer{}
+	m := &Manager{Storage: filestore.New(t.TempDir()),
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if err := m.init(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	<-m.renew.scanned
+	const key = "certificates/ca/u.cluster.test.json"
+	m.retryLater(key, nil, errors.New("storage unreachable"))
+	got := logs.String()
+	if !strings.Contains(got, "renewal failed; will retry") || !strings.Contains(got, "key="+key) {
+		t.Errorf("log lacks the renewal failure with its key:\n%s", got)
+	}
+	if strings.Contains(got, "0001-01-01") {
+		t.Errorf("log shows a zero date:\n%s", got)
 	}
 }
