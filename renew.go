@@ -58,6 +58,15 @@ type plannedRenewal struct {
 	at     time.Time
 }
 
+// of returns the time planned for the certificate with this serial, if
+// the time was drawn for it.
+func (p plannedRenewal) of(serial *big.Int) (time.Time, bool) {
+	if p.serial == nil || p.serial.Cmp(serial) != 0 {
+		return time.Time{}, false
+	}
+	return p.at, true
+}
+
 // renewalARI is the optional interface of issuers that offer ACME Renewal
 // Information (RFC 9773); *acmeca.Issuer implements it.
 type renewalARI interface {
@@ -358,9 +367,8 @@ func (m *Manager) renewStored(key string) {
 	// The time drawn from a window is kept until the window changes: drawn
 	// again at every check it would drift towards the window's end.
 	m.renew.mu.Lock()
-	p, ok := m.renew.planned[key]
-	due := p.at
-	if !ok || p.serial == nil || p.serial.Cmp(leaf.SerialNumber) != 0 || (c.ARI.Valid() && !inWindow(due, c.ARI)) {
+	due, ok := m.renew.planned[key].of(leaf.SerialNumber)
+	if !ok || (c.ARI.Valid() && !inWindow(due, c.ARI)) {
 		due = renewal.Due(c, now, nil)
 		m.renew.planned[key] = plannedRenewal{serial: leaf.SerialNumber, at: due}
 	}
