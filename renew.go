@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math/big"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -41,10 +42,29 @@ type renewer struct {
 
 	scanned chan struct{} // closed when the start-up scan has ended
 
-	mu       sync.Mutex           // guards attempts, planned and held
-	attempts map[string]int       // storage key → consecutive failures
-	planned  map[string]time.Time // storage key → the renewal time drawn for it
-	held     map[string]*managed  // storage key → its entry while in a cache (dropped when it leaves)
+	mu       sync.Mutex                // guards attempts, planned and held
+	attempts map[string]int            // storage key → consecutive failures
+	planned  map[string]plannedRenewal // storage key → the renewal time drawn for it
+	held     map[string]*managed       // storage key → its entry while in a cache (dropped when it leaves)
+}
+
+// plannedRenewal is the renewal time drawn for one certificate, with its
+// serial: a time drawn for a certificate that another node has since
+// renewed is not the renewed one's. (A node that holds the certificate
+// drops the time when it swaps the new one in; one that does not hold
+// it, e.g. restarted since, learns of the renewal only from the serial.)
+type plannedRenewal struct {
+	serial *big.Int
+	at     time.Time
+}
+
+// of returns the time planned for the certificate with this serial, if
+// the time was drawn for it.
+func (p plannedRenewal) of(serial *big.Int) (time.Time, bool) {
+	if p.serial == nil || p.serial.Cmp(serial) != 0 {
+		return time.Time{}, false
+	}
+	return p.at, true
 }
 
 // renewalARI is the optional interface of issuers that offer ACME Renewal
@@ -72,7 +92,7 @@ func (m *Manager) scheduler() *renewal.Scheduler {
 		// started the scan that calls this (a /metrics scrape at start).
 		m.renew.mu.Lock()
 		m.renew.attempts = make(map[string]int)
-		m.renew.planned = make(map[string]time.Time)
+		m.renew.planned = make(map[string]plannedRenewal)
 		m.renew.held = make(map[string]*managed)
 		m.renew.mu.Unlock()
 		m.wg.Add(1)
@@ -347,10 +367,10 @@ func (m *Manager) renewStored(key string) {
 	// The time drawn from a window is kept until the window changes: drawn
 	// again at every check it would drift towards the window's end.
 	m.renew.mu.Lock()
-	due, ok := m.renew.planned[key]
+	due, ok := m.renew.planned[key].of(leaf.SerialNumber)
 	if !ok || (c.ARI.Valid() && !inWindow(due, c.ARI)) {
 		due = renewal.Due(c, now, nil)
-		m.renew.planned[key] = due
+		m.renew.planned[key] = plannedRenewal{serial: leaf.SerialNumber, at: due}
 	}
 	retry := m.renew.attempts[key] > 0
 	m.renew.mu.Unlock()
@@ -424,8 +444,15 @@ func (m *Manager) retryLater(key string, rec *storage.Certificate, err error) {
 	if now := time.Now(); rec != nil && (status.IsExpiring(c.NotBefore, c.NotAfter, now, true) || !now.Before(c.NotAfter)) {
 		level, msg = slog.LevelError, "renewal failed and the certificate expires soon; will retry"
 	}
-	m.logger().Log(context.Background(), level, msg, slog.Any("names", names), slog.Int("attempt", attempt),
-		slog.Time("retry_at", next), slog.Time("not_after", c.NotAfter), slog.Any("err", err))
+	// A certificate this node does not hold in memory (scheduled from
+	// storage, and storage unreadable) has no names or dates here: its
+	// key says which it is, and no zero not_after says it expired in
+	// year 1.
+	attrs := []any{slog.Any("names", names), slog.String("key", key), slog.Int("attempt", attempt), slog.Time("retry_at", next)}
+	if rec != nil {
+		attrs = append(attrs, slog.Time("not_after", c.NotAfter))
+	}
+	m.logger().Log(context.Background(), level, msg, append(attrs, slog.Any("err", err))...)
 	m.emit(Event{Kind: RenewalFailed, Names: names, NotAfter: c.NotAfter, Retry: next, Err: err})
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
-	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
 	"github.com/certkeeper/certkeeper/storage/filestore"
@@ -57,13 +56,13 @@ func (f *storageFlags) checkDir() error {
 }
 
 // storageWhere names a --storage value for messages: a path as it is, a
-// URL as redact.URL gives it (no user information, query or fragment:
-// they may hold passwords).
+// URL as open.Where gives it (no user information, query or fragment:
+// they may hold passwords; a Redis key prefix is shown).
 func storageWhere(spec string) string {
 	if spec == "" {
 		return certkeeper.DefaultStorageDir()
 	}
-	return redact.URL(spec)
+	return open.Where(spec)
 }
 
 // openStorage opens --storage sf.Storage (the default directory when it

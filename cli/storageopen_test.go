@@ -13,7 +13,7 @@ import (
 func TestStorageWhere(t *testing.T) {
 	for _, tt := range []struct{ spec, want string }{
 		{"/var/lib/certkeeper", "/var/lib/certkeeper"},
-		{"redis://u:s3cret@10.0.0.5:6379/0?prefix=p", "redis://REDACTED@10.0.0.5:6379/0"},
+		{"redis://u:s3cret@10.0.0.5:6379/0?prefix=p", `redis://REDACTED@10.0.0.5:6379/0 (prefix "p")`},
 		{"redis+sentinel://s1:26379,s2:26379/m?sentinel_password=s3cret", "redis+sentinel://s1:26379,s2:26379/m"},
 		{"redis://u:s3cret/x@10.0.0.5:6379/0", "redis://REDACTED@10.0.0.5:6379/0"},
 	} {

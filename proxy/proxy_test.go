@@ -503,3 +503,63 @@ func TestServerKeepsTLSConfig(t *testing.T) {
 		t.Errorf("caller's NextProtos changed: %q (backing array %q)", tc.NextProtos, protos[:cap(protos)])
 	}
 }
+
+// TestSlowCertificate checks that a handshake whose GetCertificate takes
+// longer than the header timeout (a first handshake waiting for its
+// certificate's issuance, or for another node's issue lock) still
+// completes, while a client that sends nothing is still cut off after
+// the header timeout.
+func TestSlowCertificate(t *testing.T) {
+	pki := newPKI(t)
+	const timeout = 300 * time.Millisecond
+	tc := &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		time.Sleep(3 * timeout)
+		return &pki.leaf, nil
+	}}
+	s := &proxy.Server{TLSConfig: tc, ReadHeaderTimeout: timeout, Handler: echoHandler("slow")}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		s.Shutdown(ctx)
+		<-done
+	})
+
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: testTimeout}, "tcp", ln.Addr().String(),
+		&tls.Config{RootCAs: pki.roots, ServerName: "a.test", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatalf("handshake with a GetCertificate slower than the header timeout: %v", err)
+	}
+	conn.SetDeadline(time.Now().Add(testTimeout))
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("request after a slow handshake: %v", err)
+	}
+	resp.Body.Close()
+	conn.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("status %d, want 200", resp.StatusCode)
+	}
+
+	idle, err := net.DialTimeout("tcp", ln.Addr().String(), testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	start := time.Now()
+	idle.SetReadDeadline(start.Add(testTimeout))
+	if _, err := idle.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a client that sent nothing: read %v, want the connection closed", err)
+	}
+	if d := time.Since(start); d > 5*timeout {
+		t.Errorf("a client that sent nothing was cut off after %v, want about %v", d, timeout)
+	}
+}

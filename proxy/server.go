@@ -176,6 +176,7 @@ func (s *Server) init() {
 	if s.TLSConfig != nil {
 		tc = s.TLSConfig.Clone()
 		tc.NextProtos = slices.Clone(tc.NextProtos)
+		extendHandshake(tc, orDefault(s.ReadHeaderTimeout, DefaultReadHeaderTimeout))
 	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
@@ -233,6 +234,30 @@ func (s *Server) maxHeaderBytes() int {
 
 // orDefault returns d for zero, 0 (no limit in net/http) for a negative v,
 // and v otherwise.
+// extendHandshake gives the rest of a TLS handshake a fresh timeout d once
+// tc's GetCertificate has returned. net/http bounds the whole handshake by
+// the header timeout, set when the connection is accepted, but a first
+// handshake for a new name waits in GetCertificate while its certificate is
+// obtained: a CA's validation, or another node's issue lock (up to a lease,
+// 30 s, when that node died). Without a fresh deadline the certificate
+// would arrive after the client's connection had been given up on, and
+// the client that asked first would fail although the issuance succeeded.
+// The deadline bounds a slow client, and GetCertificate runs only once the
+// whole ClientHello has arrived; net/http clears it after the handshake.
+func extendHandshake(tc *tls.Config, d time.Duration) {
+	get := tc.GetCertificate
+	if get == nil || d <= 0 {
+		return
+	}
+	tc.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c, err := get(hello)
+		if hello.Conn != nil {
+			hello.Conn.SetDeadline(time.Now().Add(d))
+		}
+		return c, err
+	}
+}
+
 func orDefault(v, d time.Duration) time.Duration {
 	switch {
 	case v == 0:

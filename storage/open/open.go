@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -113,6 +114,31 @@ func (e *OptionsError) Error() string { return e.msg }
 // IsURL reports whether spec is a URL rather than a directory.
 func IsURL(spec string) bool { return strings.Contains(spec, "://") }
 
+// Where names the storage spec for messages: a URL without its user
+// information, query and fragment (redact.URL), and for Redis the key
+// prefix when the URL sets one (" (prefix P)"), since several
+// deployments may share one Redis under prefixes of their own and the
+// address alone does not say which is meant. A prefix is not a secret.
+func Where(spec string) string {
+	where := redact.URL(spec)
+	if kindOf(spec) != redisKind {
+		return where
+	}
+	_, rawQuery, ok := strings.Cut(spec, "?")
+	if !ok {
+		return where
+	}
+	rawQuery, _, _ = strings.Cut(rawQuery, "#")
+	q, err := url.ParseQuery(rawQuery)
+	// An @ in the query leaves unclear where a password ends (redact.URL
+	// then shows none of the URL): nothing of the query is shown either.
+	if err != nil || len(q["prefix"]) == 0 || strings.Contains(rawQuery, "@") {
+		return where
+	}
+	p := q["prefix"]
+	return fmt.Sprintf("%s (prefix %q)", where, p[len(p)-1]) // the last, as redisstore takes it
+}
+
 // IsPostgres reports whether spec is a PostgreSQL URL.
 func IsPostgres(spec string) bool { return kindOf(spec) == postgresKind }
 
@@ -180,7 +206,7 @@ func Storage(ctx context.Context, spec string, opts Options) (st storage.Storage
 	if st, closeFn, err = backend(ctx, spec, &opts); err != nil {
 		return nil, nil, err
 	}
-	where := redact.URL(spec)
+	where := Where(spec)
 	if !opts.SkipDurability {
 		warnDurability(ctx, opts.logger(), st, where)
 	}

@@ -1,0 +1,105 @@
+package certkeeper
+
+import (
+	"errors"
+	"log/slog"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// TestRenewPlannedForReplacedCertificate: a node that drew a renewal time
+// for a certificate it does not hold in memory (it restarted since the
+// certificate was obtained, and no handshake has asked for it) does not
+// apply that time to the certificate another node stored as its renewal.
+// It renewed it again, at the time drawn for the old one: a certificate
+// renewed twice within a minute across a three-node cluster.
+func TestRenewPlannedForReplacedCertificate(t *testing.T) {
+	ctx := t.Context()
+	st := filestore.New(t.TempDir())
+	newManager := func(st storage.Storage) *Manager {
+		m := &Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}, Logger: slog.New(slog.DiscardHandler)}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	if err := newManager(st).Cert(ctx, "p.cluster.test"); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() (string, *big.Int) {
+		t.Helper()
+		keys, err := st.List(ctx, storage.CertificatePrefix(""))
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("List = %v, %v; want one certificate", keys, err)
+		}
+		data, err := st.Load(ctx, keys[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, leaf, err := storage.UnmarshalCertificateLeaf(keys[0], data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys[0], leaf.SerialNumber
+	}
+	key, oldSerial := stored()
+
+	b := newManager(st)
+	if err := b.init(); err != nil {
+		t.Fatal(err)
+	}
+	<-b.renew.scanned
+	// b drew a time for the old certificate, now due.
+	b.renew.mu.Lock()
+	b.renew.planned[key] = plannedRenewal{serial: oldSerial, at: time.Now().Add(-time.Second)}
+	b.renew.mu.Unlock()
+
+	// Another node renews it first: a new certificate under the same key.
+	other := filestore.New(t.TempDir())
+	if err := newManager(other).Cert(ctx, "p.cluster.test"); err != nil {
+		t.Fatal(err)
+	}
+	data, err := other.Load(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Store(ctx, key, data); err != nil {
+		t.Fatal(err)
+	}
+	_, renewed := stored()
+
+	b.renewStored(key)
+	if _, now := stored(); now.Cmp(renewed) != 0 {
+		t.Errorf("stored serial %s after the check, want %s: the certificate another node had just renewed was renewed again", now, renewed)
+	}
+}
+
+// TestRenewalRetryLogUnheld: a renewal that fails for a certificate this
+// node does not hold in memory (storage unreachable when it was due) is
+// logged with its storage key, and without a not_after of year 1; it was
+// logged as names=[] not_after=0001-01-01T00:00:00.000Z.
+func TestRenewalRetryLogUnheld(t *testing.T) {
+	logs := &testsvc.Buffer{}
+	m := &Manager{Storage: filestore.New(t.TempDir()),
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if err := m.init(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	<-m.renew.scanned
+	const key = "certificates/ca/u.cluster.test.json"
+	m.retryLater(key, nil, errors.New("storage unreachable"))
+	got := logs.String()
+	if !strings.Contains(got, "renewal failed; will retry") || !strings.Contains(got, "key="+key) {
+		t.Errorf("log lacks the renewal failure with its key:\n%s", got)
+	}
+	if strings.Contains(got, "0001-01-01") {
+		t.Errorf("log shows a zero date:\n%s", got)
+	}
+}
