@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -390,6 +391,9 @@ func (m *Manager) renewStored(key string) {
 		m.scheduler().Schedule(key, next)
 		return
 	}
+	if m.refusedByPolicy(ctx, key, rec) {
+		return
+	}
 	wasHeld := m.held(key) != nil
 	e, err := m.obtain(ctx, rec.Names, leaf, rec.OnDemand, rec.Variant)
 	if err != nil {
@@ -412,6 +416,37 @@ func (m *Manager) renewStored(key string) {
 			m.logger().Warn("removing the replaced certificate", slog.String("key", key), slog.Any("err", err))
 		}
 	}
+}
+
+// policyRecheck is how long a due on-demand certificate whose name the
+// policy refuses waits before the policy is asked again.
+const policyRecheck = time.Hour
+
+// refusedByPolicy reports whether the on-demand certificate under key,
+// due now, is not renewed because the policy refuses its name now (the
+// name was taken out of the allowlist, the ask endpoint says no): it is
+// asked again in an hour, so that a refusal that does not last (an ask
+// endpoint that was down, a DNS answer for RequireOwnIP) delays the
+// renewal by an hour, and a lasting one lets the certificate expire (the
+// expiry sweep then removes it). Certificates obtained through Cert, and
+// on-demand wildcards (obtained for the names under them, which the
+// policy allowed), are not the policy's to refuse.
+func (m *Manager) refusedByPolicy(ctx context.Context, key string, rec *storage.Certificate) bool {
+	if !rec.OnDemand || m.Policy == nil || strings.HasPrefix(rec.Names[0], "*.") {
+		return false
+	}
+	err := m.Policy.Decide(ctx, rec.Names[0])
+	if err == nil {
+		return false
+	}
+	if ctx.Err() != nil {
+		return true // closing
+	}
+	next := time.Now().Add(policyRecheck)
+	m.scheduler().Schedule(key, next)
+	m.logger().Info("certificate not renewed: the policy does not allow its name now; asking again in an hour",
+		slog.Any("names", rec.Names), slog.Time("not_after", rec.NotAfter), slog.Time("next_check", next), slog.Any("err", err))
+	return true
 }
 
 // retryLater schedules the next attempt after a failed renewal, honouring

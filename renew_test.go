@@ -1,9 +1,11 @@
 package certkeeper_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
@@ -257,4 +259,61 @@ func serveTLS(t *testing.T, cfg *tls.Config, port int) string {
 		wg.Wait()
 	})
 	return ln.Addr().String()
+}
+
+// switchPolicy allows its names until refuse is set.
+type switchPolicy struct {
+	names  map[string]bool
+	refuse atomic.Bool
+}
+
+func (p *switchPolicy) Decide(_ context.Context, name string) error {
+	if p.refuse.Load() || !p.names[name] {
+		return fmt.Errorf("%w: %s is not allowed now", policy.ErrDenied, name)
+	}
+	return nil
+}
+
+// TestRefusedNotRenewed: an on-demand certificate whose name the policy
+// refuses when it is due is not renewed (trial 24: nodes renewed names
+// their own allowlist refused, although troubleshooting.md says they are
+// not); one the Manager was asked for through Cert is renewed whatever
+// the policy says.
+func TestRefusedNotRenewed(t *testing.T) {
+	t.Parallel()
+	st := filestore.New(t.TempDir())
+	pol := &switchPolicy{names: map[string]bool{"gone.test": true}}
+	var renewed sync.Map
+	m := &certkeeper.Manager{
+		Policy:  pol,
+		Storage: st,
+		Issuers: []issuer.Issuer{&localca.CA{Storage: st, Lifetime: 8 * time.Second}},
+		OnEvent: func(e certkeeper.Event) {
+			if e.Kind == certkeeper.Renewed {
+				renewed.Store(e.Names[0], true)
+			}
+		},
+	}
+	defer m.Close()
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "gone.test"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Cert(t.Context(), "kept.test"); err != nil {
+		t.Fatal(err)
+	}
+	pol.refuse.Store(true)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, ok := renewed.Load("kept.test"); ok {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, ok := renewed.Load("kept.test"); !ok {
+		t.Fatal("kept.test (through Cert) was not renewed within 15 s")
+	}
+	time.Sleep(2 * time.Second) // gone.test was due as early as kept.test
+	if _, ok := renewed.Load("gone.test"); ok {
+		t.Error("gone.test, refused by the policy when due, was renewed")
+	}
 }
