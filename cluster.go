@@ -328,6 +328,9 @@ func (m *Manager) takeSharedOrder(ctx context.Context, iss issuer.Issuer) error 
 	if window <= 0 {
 		window = defaultOrderWindow
 	}
+	if v, ok := m.lim.sharedSpent.Load(iss.ID()); ok && time.Now().Before(v.(*limit.RateLimitError).RetryAt) {
+		return v.(*limit.RateLimitError)
+	}
 	key, err := storage.OrdersKey(iss.ID())
 	if err != nil {
 		return err
@@ -358,7 +361,9 @@ func (m *Manager) takeSharedOrder(ctx context.Context, iss issuer.Issuer) error 
 		}
 	}
 	if len(kept) >= maxOrders {
-		return &limit.RateLimitError{Limit: fmt.Sprintf("%d new orders per %s for the cluster", maxOrders, window), RetryAt: kept[len(kept)-maxOrders].Add(window)}
+		spent := &limit.RateLimitError{Limit: fmt.Sprintf("%d new orders per %s for the cluster", maxOrders, window), RetryAt: kept[len(kept)-maxOrders].Add(window)}
+		m.lim.sharedSpent.Store(iss.ID(), spent)
+		return spent
 	}
 	rec.Times = append(kept, now)
 	data, err = json.Marshal(rec)

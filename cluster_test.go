@@ -17,12 +17,14 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/limit"
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 	"github.com/certkeeper/certkeeper/storage/redisstore"
@@ -149,6 +151,27 @@ func TestClusterOrderLimit(t *testing.T) {
 	wg.Wait()
 	if got := ca.Orders(); got != 3 || ok != 3 {
 		t.Errorf("orders = %d, handshakes served = %d; want 3 and 3 (limited: %d)", got, ok, limited)
+	}
+	// The names held back were refused by the budget, not failed: none
+	// is backed off or listed as failing, and asked again each is
+	// refused by the budget, from memory (trial 24: they were backed off
+	// past the budget's own retry time, and status listed them as
+	// failing).
+	for i := range 12 {
+		_, err := nodes[i%3].m.GetCertificate(&tls.ClientHelloInfo{ServerName: fmt.Sprintf("l%d.cluster.test", i)})
+		var rl *limit.RateLimitError
+		if err != nil && (errors.Is(err, certkeeper.ErrFailedRecently) || !errors.As(err, &rl)) {
+			t.Errorf("l%d.cluster.test again: %v; want the budget's refusal, not a back-off", i, err)
+		}
+	}
+	certs, err := status.Read(t.Context(), nodes[0].m.Storage, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range certs {
+		if c.FirstIssue {
+			t.Errorf("status lists %s as failing (%s); a budget's refusal is not a failure", c.Names[0], c.LastError)
+		}
 	}
 }
 

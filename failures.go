@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/limit"
 	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -69,7 +70,7 @@ func (m *Manager) noteFirstIssue(ctx context.Context, names []string, variant st
 		}, false)
 		return
 	}
-	if m.ctx.Err() != nil || errors.Is(err, errNoLock) || errors.Is(err, context.Canceled) {
+	if m.ctx.Err() != nil || errors.Is(err, errNoLock) || errors.Is(err, context.Canceled) || budgetRefusal(err) {
 		return
 	}
 	now := time.Now().UTC()
@@ -79,6 +80,15 @@ func (m *Manager) noteFirstIssue(ctx context.Context, names []string, variant st
 		all[key] = f
 		return true
 	}, true)
+}
+
+// budgetRefusal reports whether err is an order held back by an order
+// budget (the CA account's, Cluster.OrderLimit's): no order was placed and
+// nothing failed, so the name is neither backed off nor listed as failing;
+// it may be ordered when the budget allows (RetryAt).
+func budgetRefusal(err error) bool {
+	var rl *limit.RateLimitError
+	return errors.As(err, &rl)
 }
 
 // noteKeptRetry records for status that Keep tries the failing first

@@ -173,6 +173,10 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		m.loadWarn.Do(func() { // the storage is failing: paced as the load's warning
 			m.logger().Warn("no issuance without the cluster-wide issue lock (logged at most every 10 s)", "name", name, "err", err)
 		})
+	case err != nil && m.ctx.Err() == nil && budgetRefusal(err):
+		// The budget refused the order: not a failure of the name, which
+		// is not backed off (the budget's own RetryAt holds it back).
+		m.logBudget(names[0], err)
 	case err != nil && m.ctx.Err() == nil:
 		m.recordFailure(ctx, names[0], err)
 	}

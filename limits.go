@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/every"
 	"github.com/certkeeper/certkeeper/internal/limit"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
@@ -55,6 +56,14 @@ type limits struct {
 	// wb paces the saves: at most about one a second, however many
 	// failures or certificates are recorded.
 	wb writeBack
+
+	// sharedSpent holds, by issuer ID, the refusal of the cluster's
+	// shared order budget (Cluster.OrderLimit) until its RetryAt: new
+	// orders are refused from memory until then, without the storage lock
+	// and read each would take. One entry per issuer.
+	sharedSpent sync.Map // issuer ID → *limit.RateLimitError
+
+	budgetLog every.Gate // budget refusals are logged at most once a minute
 }
 
 // limitsShareInterval is how often, at most, an on-demand issuance reads
@@ -244,6 +253,15 @@ func (m *Manager) recordFailure(ctx context.Context, name string, err error) {
 	_, retry := m.lim.failures.Allowed(name, now)
 	m.logger().Warn("obtaining a certificate failed; tried again when a handshake asks for it",
 		slog.String("name", name), slog.Time("retry_from", retry), slog.Any("err", err))
+}
+
+// logBudget logs, at most once a minute, that a new name's order was held
+// back by an order budget.
+func (m *Manager) logBudget(name string, err error) {
+	if m.lim.budgetLog.Allow(time.Minute) {
+		m.logger().Warn("no new order: the order budget is spent; the name is ordered when a handshake asks for it after the budget allows (logged at most once a minute)",
+			slog.String("name", name), slog.Any("err", err))
+	}
 }
 
 // takeOrder spends one order of an ACME CA's budget (and of the
