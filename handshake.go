@@ -38,7 +38,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		}
 	}
 	variant, cache := "", m.cache
-	if m.RSAFallback && !supportsECDSA(hello) {
+	if m.RSAFallback && !supportsECDSA(hello) && m.rsaVariant(name) {
 		variant, cache = variantRSA, m.rsaCache
 	}
 	if e := cache.get(name); e != nil {

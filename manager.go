@@ -80,6 +80,10 @@ type Manager struct {
 	// RSAFallback also obtains an RSA certificate for each name, served to
 	// clients that cannot use ECDSA (autocert and lets-proxy do the same).
 	// Off by default: every client of the last decade supports ECDSA.
+	// A name whose own key type is RSA already (KeyType, or a rule's)
+	// gets no second certificate: its one serves every client.
+	// Certificates from CertFiles, and self-signed fallbacks (ECDSA),
+	// are served as they are.
 	RSAFallback bool
 
 	// DefaultName is served to clients that send no SNI (lets-proxy's

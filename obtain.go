@@ -45,7 +45,7 @@ func (m *Manager) Cert(ctx context.Context, names ...string) error {
 		}
 	}
 	variants := []string{""}
-	if m.RSAFallback {
+	if m.rsaVariant(norm[0]) {
 		variants = append(variants, variantRSA)
 	}
 	for _, variant := range variants {
