@@ -166,3 +166,28 @@ func TestCertFilesBrokenWarnsOnce(t *testing.T) {
 		t.Errorf("the previous certificate no longer serves: %v", err)
 	}
 }
+
+// TestCloseAfterStartFailed: a Manager whose Start failed (CertFiles that
+// cannot be read) has begun its background work all the same; Close
+// stops it (its watchers' channels close) and returns the error.
+func TestCloseAfterStartFailed(t *testing.T) {
+	dir := t.TempDir()
+	m := localManager(t, filestore.New(t.TempDir()), nil)
+	m.CertFiles = []certkeeper.CertFile{{Cert: filepath.Join(dir, "missing.pem"), Key: filepath.Join(dir, "missing.key")}}
+	startErr := m.Start()
+	if startErr == nil {
+		t.Fatal("Start with missing CertFiles succeeded")
+	}
+	events, _ := m.Watch()
+	if err := m.Close(); err == nil || err.Error() != startErr.Error() {
+		t.Errorf("Close = %v, want Start's error %v", err, startErr)
+	}
+	select {
+	case _, open := <-events:
+		if open {
+			t.Error("an event after Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("Close of a Manager whose Start failed did not stop it: its Watch channel is still open")
+	}
+}

@@ -304,10 +304,12 @@ func (m *Manager) TLSConfig() *tls.Config {
 // for all of them, so that the issue locks they held are released before
 // it returns: a node that stops does not make the next one wait for its
 // leases. The Manager keeps serving what it holds in memory.
+//
+// A Manager whose configuration is refused (the error Start returns)
+// has started its background work all the same (the renewal of what
+// Storage holds): Close stops it too, and returns that error.
 func (m *Manager) Close() error {
-	if err := m.init(); err != nil {
-		return err
-	}
+	err := m.init()
 	m.closeOnce.Do(func() {
 		m.flightMu.Lock()
 		m.cancel()
@@ -316,7 +318,7 @@ func (m *Manager) Close() error {
 		m.staples.Close()
 		m.watchers.closeAll()
 	})
-	return nil
+	return err
 }
 
 // certError is what a failed handshake reports: crypto/tls logs it in
