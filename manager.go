@@ -131,8 +131,16 @@ type Manager struct {
 	// one; its zero value works (see Cluster).
 	Cluster Cluster
 	// CertFiles are certificates obtained elsewhere, served for the names
-	// they cover before any on-demand issuance; never renewed. Their files
-	// are read again when they change (see certfiles.go).
+	// they cover (exactly, or through a one-label wildcard) whatever
+	// Policy says, and never renewed. On-demand issuance and storage are
+	// not consulted for those names, but a certificate already in memory
+	// for the name comes first: one given to Cert, or obtained before.
+	// Start, and the first use, fail if a pair cannot be read. The files
+	// are checked every CertFileCheck and read again when they change;
+	// a pair that does not load (half-written, a key that does not
+	// match) leaves the previous certificate serving, is logged at Warn
+	// (when the failure starts or changes, then hourly) and is reported
+	// by CertFileStatus, which also says when one is near its expiry.
 	CertFiles []CertFile
 
 	// CertFileCheck is how often CertFiles are checked for changes. Zero
