@@ -191,3 +191,23 @@ func TestCloseAfterStartFailed(t *testing.T) {
 		t.Error("Close of a Manager whose Start failed did not stop it: its Watch channel is still open")
 	}
 }
+
+// TestCertFilesCounted: a handshake served from CertFiles counts in
+// Stats().HandshakesMemory (the certkeeper_handshakes_total{source="memory"}
+// metric), as any other certificate held in memory; it counted nowhere.
+func TestCertFilesCounted(t *testing.T) {
+	dir := t.TempDir()
+	cf := certkeeper.CertFile{Cert: filepath.Join(dir, "c.pem"), Key: filepath.Join(dir, "c.key")}
+	writeCertFile(t, cf, 90*24*time.Hour, "s.test")
+	m := localManager(t, filestore.New(t.TempDir()), nil)
+	m.CertFiles = []certkeeper.CertFile{cf}
+	for range 3 {
+		if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "s.test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := m.Stats(); s.HandshakesMemory != 3 || s.HandshakesStorage != 0 || s.HandshakesIssued != 0 {
+		t.Errorf("after 3 handshakes served from CertFiles: memory %d, storage %d, issued %d; want 3, 0, 0",
+			s.HandshakesMemory, s.HandshakesStorage, s.HandshakesIssued)
+	}
+}
