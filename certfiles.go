@@ -68,6 +68,10 @@ type manualFile struct {
 	entry  *managed
 	err    error
 	warned time.Time // last expiry warning
+	// errWarned is when err was last logged: a failure is logged when
+	// it first happens or changes, then once an hour while it lasts,
+	// not at every check.
+	errWarned time.Time
 }
 
 func (c *manualCerts) get(name string) *managed {
@@ -122,10 +126,14 @@ func (m *Manager) checkCertFiles(now time.Time) {
 	defer m.manual.mu.Unlock()
 	for _, f := range m.manual.files {
 		changed, err := m.reloadCertFile(f)
+		prev := f.err
 		f.err = err
 		if err != nil {
-			m.logger().Warn("reading changed certificate files; still serving the previous certificate",
-				slog.String("cert", f.Cert), slog.String("key_file", f.Key), slog.Any("err", err))
+			if prev == nil || prev.Error() != err.Error() || now.Sub(f.errWarned) >= time.Hour {
+				f.errWarned = now
+				m.logger().Warn("reading changed certificate files; still serving the previous certificate",
+					slog.String("cert", f.Cert), slog.String("key_file", f.Key), slog.Any("err", err))
+			}
 			continue
 		}
 		if changed {

@@ -1,12 +1,16 @@
 package certkeeper_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,5 +110,104 @@ func TestCertFilesBad(t *testing.T) {
 	m.CertFiles = []certkeeper.CertFile{{Cert: filepath.Join(dir, "missing.pem"), Key: filepath.Join(dir, "missing.key")}}
 	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"}); err == nil {
 		t.Error("GetCertificate with missing CertFiles succeeded, want the files' error")
+	}
+}
+
+// lockedWriter is a log destination the Manager's background work and the
+// test share.
+type lockedWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *lockedWriter) count(s string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Count(w.buf.String(), s)
+}
+
+// TestCertFilesBrokenWarnsOnce: files that cannot be read again (a key
+// file removed) are logged once, and again when the failure changes, not
+// at every check (every 5 s by default: 17,280 warnings a day).
+func TestCertFilesBrokenWarnsOnce(t *testing.T) {
+	dir := t.TempDir()
+	cf := certkeeper.CertFile{Cert: filepath.Join(dir, "c.pem"), Key: filepath.Join(dir, "c.key")}
+	writeCertFile(t, cf, 90*24*time.Hour, "w.test")
+	var logs lockedWriter
+	m := localManager(t, filestore.New(t.TempDir()), nil)
+	m.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	m.CertFiles = []certkeeper.CertFile{cf}
+	m.CertFileCheck = 10 * time.Millisecond
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	const warning = "reading changed certificate files"
+	if err := os.Remove(cf.Key); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // about 30 checks
+	if n := logs.count(warning); n != 1 {
+		t.Errorf("a removed key file was logged %d times in 30 checks, want once", n)
+	}
+	if err := os.WriteFile(cf.Key, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := logs.count(warning); n != 2 {
+		t.Errorf("after the failure changed: %d warnings, want 2", n)
+	}
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "w.test"}); err != nil {
+		t.Errorf("the previous certificate no longer serves: %v", err)
+	}
+}
+
+// TestCloseAfterStartFailed: a Manager whose Start failed (CertFiles that
+// cannot be read) has begun its background work all the same; Close
+// stops it (its watchers' channels close) and returns the error.
+func TestCloseAfterStartFailed(t *testing.T) {
+	dir := t.TempDir()
+	m := localManager(t, filestore.New(t.TempDir()), nil)
+	m.CertFiles = []certkeeper.CertFile{{Cert: filepath.Join(dir, "missing.pem"), Key: filepath.Join(dir, "missing.key")}}
+	startErr := m.Start()
+	if startErr == nil {
+		t.Fatal("Start with missing CertFiles succeeded")
+	}
+	events, _ := m.Watch()
+	if err := m.Close(); err == nil || err.Error() != startErr.Error() {
+		t.Errorf("Close = %v, want Start's error %v", err, startErr)
+	}
+	select {
+	case _, open := <-events:
+		if open {
+			t.Error("an event after Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("Close of a Manager whose Start failed did not stop it: its Watch channel is still open")
+	}
+}
+
+// TestCertFilesCounted: a handshake served from CertFiles counts in
+// Stats().HandshakesMemory (the certkeeper_handshakes_total{source="memory"}
+// metric), as any other certificate held in memory; it counted nowhere.
+func TestCertFilesCounted(t *testing.T) {
+	dir := t.TempDir()
+	cf := certkeeper.CertFile{Cert: filepath.Join(dir, "c.pem"), Key: filepath.Join(dir, "c.key")}
+	writeCertFile(t, cf, 90*24*time.Hour, "s.test")
+	m := localManager(t, filestore.New(t.TempDir()), nil)
+	m.CertFiles = []certkeeper.CertFile{cf}
+	for range 3 {
+		if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "s.test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := m.Stats(); s.HandshakesMemory != 3 || s.HandshakesStorage != 0 || s.HandshakesIssued != 0 {
+		t.Errorf("after 3 handshakes served from CertFiles: memory %d, storage %d, issued %d; want 3, 0, 0",
+			s.HandshakesMemory, s.HandshakesStorage, s.HandshakesIssued)
 	}
 }

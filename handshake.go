@@ -38,7 +38,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		}
 	}
 	variant, cache := "", m.cache
-	if m.RSAFallback && !supportsECDSA(hello) {
+	if m.RSAFallback && !supportsECDSA(hello) && m.rsaVariant(name) {
 		variant, cache = variantRSA, m.rsaCache
 	}
 	if e := cache.get(name); e != nil {
@@ -62,6 +62,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		ctx = context.Background()
 	}
 	if e := m.manual.get(norm); e != nil {
+		m.stats.memory.Add(1) // a CertFiles certificate is in memory too
 		return e.serve(), nil
 	}
 	e, err := m.onDemand(ctx, norm, variant, clientAddr(hello.Conn))

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/issuer"
 )
@@ -18,13 +19,20 @@ import (
 // succeeds or ctx ends. From then on the Manager renews the certificate
 // like any other.
 //
-// Keep blocks: run it in a goroutine of its own for each certificate,
-// with a ctx that ends when the Manager is closed. It returns nil once
-// the certificate is ready, or ctx's error. Each failure is logged at
-// Warn with the attempt number and the time of the next one; nothing is
-// returned for it, since nobody is left to act on it but the operator.
-// certkeeper server --managed runs one Keep per --managed flag.
+// Keep blocks: run it in a goroutine of its own for each certificate.
+// It returns nil once the certificate is ready, ctx's error when ctx
+// ends, ErrClosed when the Manager is closed (at once, even while it
+// waits for its next attempt), and without retrying the errors no retry
+// can mend: the Manager's configuration error (as Start returns it), no
+// names, or an invalid name (a *hostname.NameError). Every other failure
+// is logged at Warn with the attempt number and the time of the next
+// one; nothing is returned for it, since nobody is left to act on it but
+// the operator. certkeeper server --managed runs one Keep per --managed
+// flag.
 func (m *Manager) Keep(ctx context.Context, names ...string) error {
+	if err := m.init(); err != nil {
+		return err
+	}
 	for attempt := 1; ; attempt++ {
 		err := m.Cert(ctx, names...)
 		if err == nil {
@@ -33,6 +41,12 @@ func (m *Manager) Keep(ctx context.Context, names ...string) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if m.ctx.Err() != nil {
+			return ErrClosed
+		}
+		if _, invalid := errors.AsType[*hostname.NameError](err); invalid || len(names) == 0 {
+			return err
 		}
 		var retryAfter time.Time
 		if ierr, ok := errors.AsType[*issuer.Error](err); ok {
@@ -47,6 +61,9 @@ func (m *Manager) Keep(ctx context.Context, names ...string) error {
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
+		case <-m.ctx.Done():
+			t.Stop()
+			return ErrClosed
 		case <-t.C:
 		}
 	}

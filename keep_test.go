@@ -97,3 +97,42 @@ func TestManagerKeep(t *testing.T) {
 		}
 	})
 }
+
+// TestManagerKeepStops: Keep does not retry what no retry mends. Closing
+// the Manager ends a Keep waiting for its next attempt with ErrClosed (a
+// Keep started with context.Background() would otherwise retry, and log a
+// warning, daily for ever), a Keep after Close returns ErrClosed at once,
+// and an invalid name is returned, not retried.
+func TestManagerKeepStops(t *testing.T) {
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		st := &failCertStores{Storage: filestore.New(dir), n: 1 << 30}
+		var logs lockedWriter // certfiles_test.go
+		m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}},
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+
+		start := time.Now()
+		if err := m.Keep(context.Background(), "bad..name.test"); err == nil || logs.count("will retry") > 0 {
+			t.Errorf("Keep of an invalid name = %v (%d retries logged), want its error at once, no retry", err, logs.count("will retry"))
+		}
+		done := make(chan error, 1)
+		go func() { done <- m.Keep(context.Background(), "closed.test") }()
+		time.Sleep(2 * time.Minute) // one failure, waiting for the second attempt
+		m.Close()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			if !errors.Is(err, certkeeper.ErrClosed) {
+				t.Errorf("Keep after Close = %v, want ErrClosed", err)
+			}
+		default:
+			t.Fatal("Keep still running after Close")
+		}
+		if err := m.Keep(context.Background(), "after.test"); !errors.Is(err, certkeeper.ErrClosed) {
+			t.Errorf("Keep on a closed Manager = %v, want ErrClosed", err)
+		}
+		if waited := time.Since(start); waited > 3*time.Minute {
+			t.Errorf("took %s", waited)
+		}
+	})
+}

@@ -80,6 +80,10 @@ type Manager struct {
 	// RSAFallback also obtains an RSA certificate for each name, served to
 	// clients that cannot use ECDSA (autocert and lets-proxy do the same).
 	// Off by default: every client of the last decade supports ECDSA.
+	// A name whose own key type is RSA already (KeyType, or a rule's)
+	// gets no second certificate: its one serves every client.
+	// Certificates from CertFiles, and self-signed fallbacks (ECDSA),
+	// are served as they are.
 	RSAFallback bool
 
 	// DefaultName is served to clients that send no SNI (lets-proxy's
@@ -127,8 +131,16 @@ type Manager struct {
 	// one; its zero value works (see Cluster).
 	Cluster Cluster
 	// CertFiles are certificates obtained elsewhere, served for the names
-	// they cover before any on-demand issuance; never renewed. Their files
-	// are read again when they change (see certfiles.go).
+	// they cover (exactly, or through a one-label wildcard) whatever
+	// Policy says, and never renewed. On-demand issuance and storage are
+	// not consulted for those names, but a certificate already in memory
+	// for the name comes first: one given to Cert, or obtained before.
+	// Start, and the first use, fail if a pair cannot be read. The files
+	// are checked every CertFileCheck and read again when they change;
+	// a pair that does not load (half-written, a key that does not
+	// match) leaves the previous certificate serving, is logged at Warn
+	// (when the failure starts or changes, then hourly) and is reported
+	// by CertFileStatus, which also says when one is near its expiry.
 	CertFiles []CertFile
 
 	// CertFileCheck is how often CertFiles are checked for changes. Zero
@@ -300,10 +312,12 @@ func (m *Manager) TLSConfig() *tls.Config {
 // for all of them, so that the issue locks they held are released before
 // it returns: a node that stops does not make the next one wait for its
 // leases. The Manager keeps serving what it holds in memory.
+//
+// A Manager whose configuration is refused (the error Start returns)
+// has started its background work all the same (the renewal of what
+// Storage holds): Close stops it too, and returns that error.
 func (m *Manager) Close() error {
-	if err := m.init(); err != nil {
-		return err
-	}
+	err := m.init()
 	m.closeOnce.Do(func() {
 		m.flightMu.Lock()
 		m.cancel()
@@ -312,7 +326,7 @@ func (m *Manager) Close() error {
 		m.staples.Close()
 		m.watchers.closeAll()
 	})
-	return nil
+	return err
 }
 
 // certError is what a failed handshake reports: crypto/tls logs it in

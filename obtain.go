@@ -45,7 +45,7 @@ func (m *Manager) Cert(ctx context.Context, names ...string) error {
 		}
 	}
 	variants := []string{""}
-	if m.RSAFallback {
+	if m.rsaVariant(norm[0]) {
 		variants = append(variants, variantRSA)
 	}
 	for _, variant := range variants {
@@ -94,6 +94,14 @@ func coversAll(e *managed, names []string) bool {
 // loadStored finds a usable stored certificate for name — under any of
 // the issuers, exact or by a one-label wildcard — and puts it in memory.
 func (m *Manager) loadStored(ctx context.Context, name, variant string) (*managed, error) {
+	return m.loadStoredAfter(ctx, name, variant, nil)
+}
+
+// loadStoredAfter is loadStored for a renewal's re-check of storage: a
+// stored certificate that is prev, or was issued before it, counts as
+// absent, so the certificate being renewed, found still stored, is
+// neither put in memory again nor reported as Loaded.
+func (m *Manager) loadStoredAfter(ctx context.Context, name, variant string, prev *x509.Certificate) (*managed, error) {
 	candidates := []string{name}
 	if i := strings.IndexByte(name, '.'); i > 0 && !strings.HasPrefix(name, "*.") {
 		candidates = append(candidates, "*."+name[i+1:])
@@ -105,7 +113,7 @@ func (m *Manager) loadStored(ctx context.Context, name, variant string) (*manage
 			if err != nil {
 				continue
 			}
-			e, err := m.loadKey(ctx, key)
+			e, err := m.loadKey(ctx, key, prev)
 			if err == nil {
 				return e, nil
 			}
@@ -121,8 +129,9 @@ func (m *Manager) loadStored(ctx context.Context, name, variant string) (*manage
 }
 
 // loadKey loads one stored record; an expired certificate counts as
-// absent (it is never served).
-func (m *Manager) loadKey(ctx context.Context, key string) (*managed, error) {
+// absent (it is never served), and so do prev and older ones when prev
+// is set (loadStoredAfter).
+func (m *Manager) loadKey(ctx context.Context, key string, prev *x509.Certificate) (*managed, error) {
 	data, err := m.store.Load(ctx, key)
 	if err != nil {
 		return nil, err
@@ -130,6 +139,9 @@ func (m *Manager) loadKey(ctx context.Context, key string) (*managed, error) {
 	rec, tc, err := storage.UnmarshalCertificateTLS(key, data) // leaf and key parsed once
 	if err != nil {
 		return nil, err // it names key
+	}
+	if prev != nil && tc.Leaf != nil && (tc.Leaf.Equal(prev) || tc.Leaf.NotBefore.Before(prev.NotBefore)) {
+		return nil, fmt.Errorf("stored certificate %s is the one being renewed: %w", key, fs.ErrNotExist)
 	}
 	if time.Now().After(rec.NotAfter) {
 		return nil, fmt.Errorf("stored certificate %s expired at %s: %w", key, rec.NotAfter, fs.ErrNotExist)
@@ -210,7 +222,7 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	}
 	defer m.inBackground(m.releases.start(lock, unlock))
 	timeline.Mark(ctx, "issue_lock")
-	if e, err := m.loadStored(ctx, names[0], variant); err == nil && coversAll(e, names) {
+	if e, err := m.loadStoredAfter(ctx, names[0], variant, prev); err == nil && coversAll(e, names) {
 		// Another process obtained (or renewed, or replaced a revoked
 		// one) while we waited: a different certificate issued no
 		// earlier. Issued, not expiring: a replacement from a shorter

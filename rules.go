@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
@@ -104,6 +105,24 @@ func (m *Manager) keyTypeFor(name, variant string) issuer.KeyType {
 		return m.KeyType
 	}
 	return issuer.ECDSAP256
+}
+
+// rsaVariant reports whether a client that cannot use ECDSA gets name's
+// RSA certificate (RSAFallback): not when name's own key type is RSA
+// already (Manager.KeyType, or a rule's), which serves every client, so
+// that no second RSA certificate is ordered beside it.
+func (m *Manager) rsaVariant(name string) bool {
+	if !m.RSAFallback {
+		return false
+	}
+	if norm, err := hostname.Normalize(name); err == nil {
+		name = norm
+	}
+	switch m.keyTypeFor(name, "") {
+	case issuer.RSA2048, issuer.RSA3072, issuer.RSA4096:
+		return false
+	}
+	return true
 }
 
 // cacheFor is the memory cache of variant.

@@ -131,3 +131,42 @@ func TestAgreeTerms(t *testing.T) {
 		t.Errorf("%d accounts registered after refusing the terms, want 0", n)
 	}
 }
+
+// TestRSAFallbackRSAKeyType: with RSAFallback, a name whose own key type
+// is RSA (a rule's, or the Manager's) gets one certificate, served to
+// every client, not a second RSA one beside it (an order spent for
+// nothing); other names still get both.
+func TestRSAFallbackRSAKeyType(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := localManager(t, st, policy.Allowlist("r.test", "e.test"))
+	m.RSAFallback = true
+	m.Rules = []certkeeper.NameRule{{Pattern: "r.test", KeyType: issuer.RSA2048}}
+	var obtained []string
+	m.OnEvent = func(e certkeeper.Event) {
+		if e.Kind == certkeeper.Obtained {
+			obtained = append(obtained, e.Names[0])
+		}
+	}
+	for _, hello := range []*tls.ClientHelloInfo{rsaOnlyHello, modernHello} {
+		c, err := m.GetCertificate(hello)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := c.PrivateKey.(*rsa.PrivateKey); !ok {
+			t.Errorf("r.test (rule: RSA) served a %T key", c.PrivateKey)
+		}
+	}
+	if err := m.Cert(t.Context(), "r.test"); err != nil {
+		t.Fatal(err)
+	}
+	if len(obtained) != 1 {
+		t.Errorf("r.test obtained %d times (%v), want once: its RSA certificate serves both clients", len(obtained), obtained)
+	}
+	obtained = nil
+	if err := m.Cert(t.Context(), "e.test"); err != nil {
+		t.Fatal(err)
+	}
+	if len(obtained) != 2 {
+		t.Errorf("e.test (ECDSA) obtained %d times, want 2 (ECDSA and the RSA fallback)", len(obtained))
+	}
+}

@@ -145,6 +145,12 @@ func (a *AskURL) ask(ctx context.Context, name string) error {
 	req.Header.Set("User-Agent", "certkeeper")
 	resp, err := a.client().Do(req)
 	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// Say that the endpoint was slow, not only "context deadline
+			// exceeded", whose deadline is ours.
+			return fmt.Errorf("%w: %s: ask %s: no answer within %s: %w",
+				ErrDenied, name, where, a.timeout(), redact.Error(a.URL, err))
+		}
 		return fmt.Errorf("%w: %s: ask %s: %w", ErrDenied, name, where, redact.Error(a.URL, err))
 	}
 	defer resp.Body.Close()

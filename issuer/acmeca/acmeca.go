@@ -63,7 +63,10 @@ const (
 
 // Issuer issues certificates from one ACME CA with one account. Set the
 // fields before first use and do not change them afterwards. Storage and at
-// least one solver are required; every other zero value works.
+// least one solver are required; every other zero value works. In a
+// certkeeper.Manager's Issuers (or a NameRule's) a nil Storage and nil
+// Solvers are the Manager's: its Storage, and the tls-alpn-01 and http-01
+// answers of its TLSConfig and HTTPHandler (Manager.Solvers).
 type Issuer struct {
 	// DirectoryURL is the CA's ACME directory. Empty means Let's Encrypt
 	// production (LetsEncrypt).
