@@ -394,6 +394,13 @@ func (m *Manager) renewStored(key string) {
 	if m.refusedByPolicy(ctx, key, rec) {
 		return
 	}
+	m.renewDue(ctx, key, rec, leaf)
+}
+
+// renewDue renews the due certificate rec (stored under key, leaf its
+// parsed leaf) and records the outcome: the next attempt after a failure,
+// or the new certificate's record in place of the old.
+func (m *Manager) renewDue(ctx context.Context, key string, rec *storage.Certificate, leaf *x509.Certificate) {
 	wasHeld := m.held(key) != nil
 	e, err := m.obtain(ctx, rec.Names, leaf, rec.OnDemand, rec.Variant)
 	if err != nil {
