@@ -81,6 +81,16 @@ func (c *manualCerts) get(name string) *managed {
 	return c.cache.get(name)
 }
 
+// servedByCertFiles reports whether CertFiles serve every one of names.
+func (m *Manager) servedByCertFiles(names []string) bool {
+	for _, n := range names {
+		if m.manual.get(n) == nil {
+			return false
+		}
+	}
+	return true
+}
+
 func (m *Manager) certFileCheck() time.Duration {
 	if m.CertFileCheck > 0 {
 		return m.CertFileCheck

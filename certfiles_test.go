@@ -211,3 +211,28 @@ func TestCertFilesCounted(t *testing.T) {
 			s.HandshakesMemory, s.HandshakesStorage, s.HandshakesIssued)
 	}
 }
+
+// TestCertForCertFiles: Cert for names CertFiles serve orders nothing and
+// returns nil; the files' certificate keeps being served (trial 25: it
+// ordered one that then shadowed the files'). A name the files do not
+// cover is ordered as before.
+func TestCertForCertFiles(t *testing.T) {
+	dir := t.TempDir()
+	cf := certkeeper.CertFile{Cert: filepath.Join(dir, "c.pem"), Key: filepath.Join(dir, "c.key")}
+	writeCertFile(t, cf, 30*24*time.Hour, "files.test")
+	st := filestore.New(t.TempDir())
+	m := localManager(t, st, nil)
+	m.CertFiles = []certkeeper.CertFile{cf}
+	if err := m.Cert(t.Context(), "files.test"); err != nil {
+		t.Fatalf("Cert(files.test) = %v", err)
+	}
+	if keys, _ := st.List(t.Context(), storage.CertificatePrefix("")); len(keys) != 0 {
+		t.Errorf("Cert for a name CertFiles serve stored %v", keys)
+	}
+	if err := m.Cert(t.Context(), "files.test", "other.test"); err != nil {
+		t.Fatalf("Cert(files.test, other.test) = %v", err)
+	}
+	if keys, _ := st.List(t.Context(), storage.CertificatePrefix("")); len(keys) != 1 {
+		t.Errorf("Cert for names CertFiles serve in part stored %v, want one certificate", keys)
+	}
+}

@@ -134,7 +134,9 @@ type Manager struct {
 	// they cover (exactly, or through a one-label wildcard) whatever
 	// Policy says, and never renewed. On-demand issuance and storage are
 	// not consulted for those names, but a certificate already in memory
-	// for the name comes first: one given to Cert, or obtained before.
+	// for the name comes first: one obtained before, or given to Cert
+	// with names the files do not all serve (Cert orders nothing for
+	// names they all serve).
 	// Start, and the first use, fail if a pair cannot be read. The files
 	// are checked every CertFileCheck and read again when they change;
 	// a pair that does not load (half-written, a key that does not

@@ -24,7 +24,8 @@ func isNotFound(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 // Cert obtains a certificate for names (one certificate covering all of
 // them; the first is the primary name) unless storage already holds one,
 // and keeps it in memory and renewed from now on. Names given here need no
-// Policy. Use it to have certificates ready before the first handshake.
+// Policy. Names that CertFiles serve, all of them, are not ordered: the
+// files' certificate is what handshakes get, and Cert returns nil. Use it to have certificates ready before the first handshake.
 // After Close it returns ErrClosed; Close abandons a Cert in flight.
 func (m *Manager) Cert(ctx context.Context, names ...string) error {
 	if err := m.init(); err != nil {
@@ -43,6 +44,12 @@ func (m *Manager) Cert(ctx context.Context, names ...string) error {
 		if !slices.Contains(norm, s) {
 			norm = append(norm, s)
 		}
+	}
+	if m.servedByCertFiles(norm) {
+		// CertFiles win at a handshake: a certificate ordered here would
+		// be stored and, once loaded, shadow the files' one.
+		m.logger().Info("certificate not ordered: CertFiles serve every name", slog.Any("names", norm))
+		return nil
 	}
 	variants := []string{""}
 	if m.rsaVariant(norm[0]) {
