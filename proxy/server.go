@@ -232,8 +232,6 @@ func (s *Server) maxHeaderBytes() int {
 	return DefaultMaxHeaderBytes
 }
 
-// orDefault returns d for zero, 0 (no limit in net/http) for a negative v,
-// and v otherwise.
 // extendHandshake gives the rest of a TLS handshake a fresh timeout d once
 // tc's GetCertificate has returned. net/http bounds the whole handshake by
 // the header timeout, set when the connection is accepted, but a first
@@ -244,19 +242,25 @@ func (s *Server) maxHeaderBytes() int {
 // the client that asked first would fail although the issuance succeeded.
 // The deadline bounds a slow client, and GetCertificate runs only once the
 // whole ClientHello has arrived; net/http clears it after the handshake.
+// A GetCertificate that returned within a quarter of d (a certificate in
+// memory: nearly every handshake) leaves the deadline as it was.
 func extendHandshake(tc *tls.Config, d time.Duration) {
 	get := tc.GetCertificate
 	if get == nil || d <= 0 {
 		return
 	}
 	tc.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		start := time.Now()
 		c, err := get(hello)
-		if hello.Conn != nil {
+		if hello.Conn != nil && time.Since(start) >= d/4 {
 			hello.Conn.SetDeadline(time.Now().Add(d))
 		}
 		return c, err
 	}
 }
+
+// orDefault returns d for zero, 0 (no limit in net/http) for a negative v,
+// and v otherwise.
 
 func orDefault(v, d time.Duration) time.Duration {
 	switch {
