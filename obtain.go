@@ -223,7 +223,7 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	if err := m.releases.wait(ctx, lock); err != nil {
 		return nil, fmt.Errorf("locking %s for issuance (%w): %w", names[0], errNoLock, err)
 	}
-	unlock, err := m.lockIssue(ctx, lock, names[0])
+	unlock, err := m.lockIssue(ctx, lock, names[0], prev != nil)
 	if err != nil {
 		return nil, fmt.Errorf("locking %s for issuance (%w): %w", names[0], errNoLock, err)
 	}
@@ -282,16 +282,27 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 }
 
 // lockWaitNote is how long taking an issue lock may take before the wait
-// is logged: longer means another process holds it.
-const lockWaitNote = time.Second
+// is logged: longer means another process holds it. A renewal's wait is
+// logged only after renewalLockWaitNote: the nodes of a cluster draw the
+// same due time from a certificate's serial, so all but one wait for the
+// one renewing it, which is no news (it was two info lines per renewal on
+// every other node).
+const (
+	lockWaitNote        = time.Second
+	renewalLockWaitNote = 10 * time.Second
+)
 
 // lockIssue takes the issue lock for name, logging at info when it has to
 // wait for it (another node issuing the name, or a process that stopped
 // without releasing it, whose lease must run out) and how long it waited:
 // a handshake or API request that hangs then has a reason in the log.
-func (m *Manager) lockIssue(ctx context.Context, lock, name string) (func(), error) {
+func (m *Manager) lockIssue(ctx context.Context, lock, name string, renewal bool) (func(), error) {
 	start := time.Now()
-	note := time.AfterFunc(lockWaitNote, func() {
+	after := lockWaitNote
+	if renewal {
+		after = renewalLockWaitNote
+	}
+	note := time.AfterFunc(after, func() {
 		m.logger().Info("waiting for the issue lock: another process holds it (a node issuing this name, or one that stopped without releasing it: its lease runs out)",
 			slog.String("name", name))
 	})
