@@ -38,7 +38,9 @@ const (
 // are kept in storage (state/limits.json), so a restart or a crash loop
 // cannot spend a CA's limits again.
 type limits struct {
-	loadOnce sync.Once
+	loadMu   sync.Mutex  // serialises loads
+	loaded   atomic.Bool // the stored state was read (or there is none)
+	loadLog  every.Gate  // a failed load is logged at most once a minute
 	failures limit.FailureBackoff
 	dups     limit.FailureBackoff // certificates per exact name set (Let's Encrypt: 5 a week)
 	clients  *policy.IPLimiter
@@ -87,27 +89,38 @@ func (m *Manager) clientLimiter() *policy.IPLimiter {
 }
 
 // loadLimits reads the stored limit state once, on the first slow-path
-// handshake.
+// handshake (or save). A storage that cannot be read leaves it to be read
+// at the next: starting from empty limits would let this node's first
+// save replace the stored order budgets (trial 24, a Redis outage).
 func (m *Manager) loadLimits(ctx context.Context) {
-	m.lim.loadOnce.Do(func() {
-		data, err := m.store.Load(ctx, storage.StateKey("limits"))
-		if err != nil {
-			if !isNotFound(err) {
-				m.logger().Warn("loading rate-limit state; starting afresh", slog.Any("err", err))
-			}
-			return
+	if m.lim.loaded.Load() {
+		return
+	}
+	m.lim.loadMu.Lock()
+	defer m.lim.loadMu.Unlock()
+	if m.lim.loaded.Load() {
+		return
+	}
+	data, err := m.store.Load(ctx, storage.StateKey("limits"))
+	if err != nil {
+		if isNotFound(err) {
+			m.lim.loaded.Store(true)
+		} else if ctx.Err() == nil && m.lim.loadLog.Allow(time.Minute) {
+			m.logger().Warn("loading rate-limit state failed; read again at the next new name (logged at most once a minute)", slog.Any("err", err))
 		}
-		var st limitsState
-		if err := json.Unmarshal(data, &st); err != nil {
-			m.logger().Warn("stored rate-limit state is damaged; starting afresh", slog.Any("err", err))
-			return
-		}
-		m.lim.failures.Restore(st.Failures)
-		m.lim.dups.Restore(st.Duplicates)
-		for id, s := range st.Orders {
-			m.orderLimiter(id).Restore(s)
-		}
-	})
+		return
+	}
+	m.lim.loaded.Store(true)
+	var st limitsState
+	if err := json.Unmarshal(data, &st); err != nil {
+		m.logger().Warn("stored rate-limit state is damaged; starting afresh", slog.Any("err", err))
+		return
+	}
+	m.lim.failures.Restore(st.Failures)
+	m.lim.dups.Restore(st.Duplicates)
+	for id, s := range st.Orders {
+		m.orderLimiter(id).Restore(s)
+	}
 }
 
 // saveLimits stores the limit state; failures are logged, not returned:
@@ -118,6 +131,9 @@ func (m *Manager) saveLimits(ctx context.Context) {
 	// value that every node replaces).
 	m.lim.saveMu.Lock()
 	defer m.lim.saveMu.Unlock()
+	if m.loadLimits(ctx); !m.lim.loaded.Load() {
+		return // what storage holds is unknown: storing now could replace it
+	}
 	m.mergeLimitsFrom(ctx)
 	st := limitsState{Failures: m.lim.failures.State(), Duplicates: m.lim.dups.State(), Orders: map[string]limit.CALimiterState{}}
 	m.lim.mu.Lock()

@@ -1,7 +1,9 @@
 package certkeeper_test
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -119,4 +121,42 @@ func redisStorage(t *testing.T) (*testsvc.RedisServer, *redisstore.Store) {
 	}
 	t.Cleanup(func() { st.Close() })
 	return rs, st
+}
+
+// TestLimitsReadAfterOutage: when the stored rate-limit state cannot be
+// read at the first new name (storage down), it is read at a later one,
+// not given up for the life of the process (a node then did not know the
+// stored back-offs, and its first save replaced the stored order
+// budgets). Here a back-off stored while the node could not read it holds
+// the name back once storage is back.
+func TestLimitsReadAfterOutage(t *testing.T) {
+	rs, st := redisStorage(t)
+	m := localManager(t, st, policy.Allowlist("new.test", "blocked.test"))
+	m.Logger = slog.New(slog.DiscardHandler)
+	certkeeper.WaitRenewalScan(m)
+	rs.Stop()
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "new.test"}); err == nil {
+		t.Fatal("a new name got a certificate with the storage down")
+	}
+	rs.Restart(t) // empty
+	now := time.Now().UTC()
+	state := fmt.Sprintf(`{"failures":{"failures":{"blocked.test":["%s","%s","%s","%s","%s"]}}}`,
+		now.Add(-5*time.Second).Format(time.RFC3339Nano), now.Add(-4*time.Second).Format(time.RFC3339Nano),
+		now.Add(-3*time.Second).Format(time.RFC3339Nano), now.Add(-2*time.Second).Format(time.RFC3339Nano),
+		now.Add(-time.Second).Format(time.RFC3339Nano))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var err error
+	for ctx.Err() == nil { // the client reconnects
+		if err = st.Store(ctx, storage.StateKey("limits"), []byte(state)); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"}); !errors.Is(err, certkeeper.ErrFailedRecently) {
+		t.Errorf("a name the stored state backs off, after the outage: %v, want ErrFailedRecently", err)
+	}
 }
