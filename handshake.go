@@ -134,6 +134,14 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 	}
 }
 
+// storageAnswers logs, once, that storage answers a handshake's load again
+// after failing: an operator watching the log during an outage sees it end.
+func (m *Manager) storageAnswers() {
+	if m.loadFailing.Load() && m.loadFailing.CompareAndSwap(true, false) {
+		m.logger().Info("storage answers again: new names are loaded and obtained again")
+	}
+}
+
 // loadOrObtain is the slow path of a handshake: storage, then policy and
 // limits, then issuance. client is the address of the handshake that
 // leads the flight.
@@ -142,6 +150,7 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		return e, nil // filled while this flight was queued
 	}
 	if e, err := m.loadStored(ctx, name, variant); err == nil {
+		m.storageAnswers()
 		m.stats.storage.Add(1)
 		return e, nil
 	} else if !isNotFound(err) {
@@ -149,8 +158,11 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		if errors.Is(err, storage.ErrInvalidRecord) {
 			warn() // a damaged record: named each time, for the operator to delete or replace
 		} else {
+			m.loadFailing.Store(true)
 			m.loadWarn.Do(warn) // the storage failing: every new name would say the same
 		}
+	} else {
+		m.storageAnswers()
 	}
 	timeline.Mark(ctx, "storage_lookup")
 	if err := m.decide(ctx, name); err != nil {

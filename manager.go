@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certkeeper/certkeeper/issuer"
@@ -178,6 +179,9 @@ type Manager struct {
 	// storage: during an outage every new name, a scanner's random ones
 	// included, would log one.
 	loadWarn rate.Sometimes
+	// loadFailing is set while a handshake's load from storage fails,
+	// cleared (and logged, storageAnswers) at the first that succeeds.
+	loadFailing atomic.Bool
 
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close

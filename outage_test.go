@@ -109,6 +109,17 @@ func TestOutageWarningPaced(t *testing.T) {
 	if n := strings.Count(logs.String(), "loading stored certificate"); n != 1 {
 		t.Errorf("the storage failure was logged %d times for 20 handshakes, want 1:\n%s", n, logs.String())
 	}
+	// Back: the first handshake that reads storage again says so, once.
+	rs.Restart(t)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"}); err == nil {
+			break
+		}
+	}
+	m.GetCertificate(&tls.ClientHelloInfo{ServerName: "scan0.example"})
+	if n := strings.Count(logs.String(), "storage answers again"); n != 1 {
+		t.Errorf("storage back: %d lines saying so, want 1:\n%s", n, logs.String())
+	}
 }
 
 // redisStorage starts a Redis for the test and opens a Store on it.
