@@ -39,6 +39,9 @@ type Summary struct {
 	Challenges []string
 	// Storage says where certificates are kept.
 	Storage string
+	// OrderLimit is the cluster's shared order budget as given
+	// ("10/1m"); empty is not shown.
+	OrderLimit string
 	// Managed are the names kept renewed whether or not anyone asks.
 	Managed []string
 	// Listeners are the addresses listened on, in the order shown.
@@ -100,6 +103,10 @@ func (s *Summary) Lines() []string {
 		line("challenge", "%s", strings.Join(s.Challenges, ", "))
 	}
 	line("storage", "%s", s.Storage)
+	if n, d, err := ParseOrderLimit(s.OrderLimit); err == nil && n > 0 {
+		line("orders", "at most %d new orders per %s per CA account, counted for every node on this storage (%s)",
+			n, d, s.source("--order-limit"))
+	}
 	for _, l := range s.Listeners {
 		line("listen", "%s on %s (%s)", l.What, l.Addr, s.source(l.Flag))
 	}

@@ -12,7 +12,7 @@ import (
 func TestSummaryLines(t *testing.T) {
 	s := engine.Summary{Command: "proxy", Allow: []string{"a.example"}, Ask: "http://u:secret@127.0.0.1:9/ask",
 		CertFiles: 2, CAs: []string{"staging", "local"}, Rules: []engine.SummaryRule{{Pattern: "*.b.example", CAs: []string{"local"}}},
-		Storage: "/var/lib/certkeeper", LogLevel: "debug",
+		Storage: "/var/lib/certkeeper", LogLevel: "debug", OrderLimit: "10/1m",
 		Listeners: []engine.SummaryListener{{What: "HTTPS", Addr: ":443", Flag: "--tls-addr"}}}
 	got := strings.Join(s.Lines(), "\n")
 	for _, want := range []string{
@@ -23,6 +23,7 @@ func TestSummaryLines(t *testing.T) {
 		", then local\n",
 		"CA chain:   local for names[0] *.b.example\n",
 		"storage:    /var/lib/certkeeper\n",
+		"orders:     at most 10 new orders per 1m0s per CA account, counted for every node on this storage (--order-limit)\n",
 		"listen:     HTTPS on :443 (--tls-addr)\n",
 		"log level:  debug (--log-level)",
 	} {
