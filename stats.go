@@ -68,7 +68,8 @@ type Stats struct {
 	// HandshakesIssued counts certificates a handshake obtained on demand.
 	// Concurrent handshakes that share one issuance count once.
 	HandshakesIssued uint64
-	// Cached is the number of certificates held in memory.
+	// Cached is the number of certificates held in memory, in the cache
+	// CacheSize bounds (CertFiles' certificates are not counted).
 	Cached int
 	// Certificates are the certificates held in memory (at most
 	// CacheSize of each key type), by storage key. Certificates that are
@@ -89,6 +90,10 @@ type CertStats struct {
 	NotAfter time.Time // expiry of the certificate in memory
 	OnDemand bool      // obtained at a handshake rather than through Cert
 	Failures int       // consecutive failed renewal attempts
+	// RenewAt is the renewal scheduler's next look at the certificate:
+	// when it is due, or the next check of the CA's renewal window, or
+	// the next attempt after a failure. Zero if none is scheduled.
+	RenewAt time.Time
 }
 
 // Stats returns a snapshot of the Manager's counters and certificates.
@@ -111,6 +116,11 @@ func (m *Manager) Stats() Stats {
 		s.Certificates = append(s.Certificates, c)
 	}
 	m.renew.mu.Unlock()
+	if sch := m.scheduler(); sch != nil {
+		for i := range s.Certificates {
+			s.Certificates[i].RenewAt, _ = sch.When(s.Certificates[i].Key)
+		}
+	}
 	m.stats.failMu.Lock()
 	s.Failures = maps.Clone(m.stats.failing)
 	m.stats.failMu.Unlock()

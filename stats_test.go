@@ -76,3 +76,22 @@ func TestStatsHeldWithinCache(t *testing.T) {
 		t.Errorf("Stats lists %d certificates with %d cached", len(s.Certificates), s.Cached)
 	}
 }
+
+// TestStatsRenewAt: each certificate Stats lists says when the scheduler
+// looks at it next, before its expiry (trial 25).
+func TestStatsRenewAt(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	defer m.Close()
+	if err := m.Cert(t.Context(), "r.test"); err != nil {
+		t.Fatal(err)
+	}
+	s := m.Stats()
+	if len(s.Certificates) != 1 {
+		t.Fatalf("Stats lists %d certificates, want 1", len(s.Certificates))
+	}
+	c := s.Certificates[0]
+	if c.RenewAt.IsZero() || !c.RenewAt.Before(c.NotAfter) || c.RenewAt.Before(time.Now()) {
+		t.Errorf("RenewAt = %v (not_after %v), want a time ahead, before the expiry", c.RenewAt, c.NotAfter)
+	}
+}
