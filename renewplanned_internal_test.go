@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/storage"
@@ -85,13 +84,7 @@ func TestRenewPlannedForReplacedCertificate(t *testing.T) {
 // logged with its storage key, and without a not_after of year 1; it was
 // logged as names=[] not_after=0001-01-01T00:00:00.000Z.
 func TestRenewalRetryLogUnheld(t *testing.T) {
-	logs := &testsvc.Buffer{}
-	m := &Manager{Storage: filestore.New(t.TempDir()),
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	if err := m.init(); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, logs := warnLogged(t)
 	<-m.renew.scanned
 	const key = "certificates/ca/u.cluster.test.json"
 	m.retryLater(key, nil, errors.New("storage unreachable"))
