@@ -1,9 +1,11 @@
 package certkeeper
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"sync"
 	"time"
@@ -23,41 +25,62 @@ const (
 // fallbackCerts holds the self-signed certificates of
 // Manager.SelfSignedFallback: in memory only, bounded like the main cache,
 // never stored and never renewed, so nothing mistakes one for a
-// certificate from an issuer.
+// certificate from an issuer. Those for clients that cannot use ECDSA
+// (rsa) share one RSA key, made at the first: an RSA key takes tens of
+// milliseconds to make, and a scan of refused names from such a client
+// must not cost one per name; a stand-in nobody trusts loses nothing by
+// sharing its key.
 type fallbackCerts struct {
 	once  sync.Once
 	cache *certCache
+	rsa   *certCache
+
+	rsaOnce sync.Once
+	rsaKey  *rsa.PrivateKey
+	rsaErr  error
 }
 
 // selfSignedFor returns the self-signed stand-in for name, making one if
 // needed, or nil when SelfSignedFallback is off or one cannot be made.
-func (m *Manager) selfSignedFor(name string) *managed {
+// rsaClient asks for an RSA one, for a client that cannot use ECDSA.
+func (m *Manager) selfSignedFor(name string, rsaClient bool) *managed {
 	if !m.SelfSignedFallback {
 		return nil
 	}
-	m.fallback.once.Do(func() { m.fallback.cache = newCertCache(m.CacheSize) })
-	if e := m.fallback.cache.get(name); e != nil && time.Until(e.cert.Load().Leaf.NotAfter) > selfSignedRenew {
+	f := &m.fallback
+	f.once.Do(func() { f.cache, f.rsa = newCertCache(m.CacheSize), newCertCache(m.CacheSize) })
+	cache := f.cache
+	if rsaClient {
+		cache = f.rsa
+	}
+	if e := cache.get(name); e != nil && time.Until(e.cert.Load().Leaf.NotAfter) > selfSignedRenew {
 		return e
 	}
-	tc, err := newSelfSigned(name)
+	var key crypto.Signer
+	var err error
+	if rsaClient {
+		f.rsaOnce.Do(func() { f.rsaKey, f.rsaErr = rsa.GenerateKey(rand.Reader, 2048) })
+		key, err = f.rsaKey, f.rsaErr
+	} else {
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	var tc *tls.Certificate
+	if err == nil {
+		tc, err = newSelfSigned(name, key)
+	}
 	if err != nil {
 		m.logger().Error("making a self-signed fallback certificate", "name", name, "err", err)
 		return nil
 	}
 	e := &managed{names: []string{name}, issuer: "self-signed"}
 	e.cert.Store(tc)
-	m.fallback.cache.put(e)
-	m.logger().Info("serving a self-signed fallback certificate", "name", name)
+	cache.put(e)
+	m.logger().Info("serving a self-signed fallback certificate", "name", name, "rsa", rsaClient)
 	return e
 }
 
-// newSelfSigned makes a self-signed certificate for name with a new
-// ECDSA P-256 key.
-func newSelfSigned(name string) (*tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
+// newSelfSigned makes a self-signed certificate for name with key.
+func newSelfSigned(name string, key crypto.Signer) (*tls.Certificate, error) {
 	chain, err := selfsigned.Certificate(key, []string{name}, selfSignedLifetime)
 	if err != nil {
 		return nil, err

@@ -67,7 +67,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	}
 	e, err := m.onDemand(ctx, norm, variant, clientAddr(hello.Conn))
 	if err != nil {
-		if f := m.selfSignedFor(norm); f != nil {
+		if f := m.selfSignedFor(norm, !supportsECDSA(hello)); f != nil {
 			return f.serve(), nil
 		}
 		return nil, certError(norm, err)

@@ -162,7 +162,7 @@ func (m *Manager) CertificateFor(ctx context.Context, name string, client netip.
 	}
 	e, err := m.onDemand(ctx, norm, "", client)
 	if err != nil {
-		if c := m.selfSignedFor(norm); c != nil {
+		if c := m.selfSignedFor(norm, false); c != nil {
 			return Served{Certificate: c.serve(), Names: c.names, SelfSigned: true}, nil
 		}
 		var pe *PolicyError

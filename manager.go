@@ -83,8 +83,8 @@ type Manager struct {
 	// Off by default: every client of the last decade supports ECDSA.
 	// A name whose own key type is RSA already (KeyType, or a rule's)
 	// gets no second certificate: its one serves every client.
-	// Certificates from CertFiles, and self-signed fallbacks (ECDSA),
-	// are served as they are.
+	// Certificates from CertFiles are served as they are (an ECDSA pair
+	// fails a client that cannot use ECDSA).
 	RSAFallback bool
 
 	// DefaultName is served to clients that send no SNI (lets-proxy's
@@ -152,7 +152,9 @@ type Manager struct {
 
 	// SelfSignedFallback serves a self-signed certificate, made in memory
 	// and never stored, to handshakes for names that cannot get a real
-	// one (refused, or issuance failing) instead of failing them.
+	// one (refused, or issuance failing) instead of failing them: ECDSA,
+	// or RSA for a client that cannot use ECDSA (whatever RSAFallback
+	// says; the RSA ones share one key, made at the first).
 	SelfSignedFallback bool
 
 	initOnce sync.Once

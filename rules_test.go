@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/tls"
+	"slices"
 	"testing"
 
 	"github.com/certkeeper/certkeeper"
@@ -168,5 +169,40 @@ func TestRSAFallbackRSAKeyType(t *testing.T) {
 	}
 	if len(obtained) != 2 {
 		t.Errorf("e.test (ECDSA) obtained %d times, want 2 (ECDSA and the RSA fallback)", len(obtained))
+	}
+}
+
+// TestSelfSignedFallbackRSAClient: with SelfSignedFallback, a refused
+// name gets a self-signed stand-in a client can use: ECDSA for a modern
+// one, RSA for one that cannot use ECDSA (it got an ECDSA one, and the
+// handshake failed with no common cipher suite: trial 25). The RSA
+// stand-ins share one key, so a scan of refused names from such a client
+// does not make an RSA key per name.
+func TestSelfSignedFallbackRSAClient(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := localManager(t, st, policy.Allowlist("allowed.test"))
+	m.SelfSignedFallback = true
+	hello := func(h *tls.ClientHelloInfo, name string) *tls.ClientHelloInfo {
+		c := *h
+		c.ServerName = name
+		return &c
+	}
+	modern, err := m.GetCertificate(hello(modernHello, "refused.test"))
+	if err != nil || issuer.KeyTypeOf(modern.Leaf.PublicKey) != issuer.ECDSAP256 {
+		t.Fatalf("modern client, refused name: %v; want an ECDSA stand-in", err)
+	}
+	var keys []any
+	for _, name := range []string{"refused.test", "other.test"} {
+		c, err := m.GetCertificate(hello(rsaOnlyHello, name))
+		if err != nil {
+			t.Fatalf("RSA-only client, %s: %v", name, err)
+		}
+		if _, ok := c.PrivateKey.(*rsa.PrivateKey); !ok || c.Leaf.Subject.CommonName != name && !slices.Contains(c.Leaf.DNSNames, name) {
+			t.Errorf("RSA-only client, %s: a %T key for %v; want an RSA stand-in for the name", name, c.PrivateKey, c.Leaf.DNSNames)
+		}
+		keys = append(keys, c.PrivateKey)
+	}
+	if !keys[0].(*rsa.PrivateKey).Equal(keys[1]) {
+		t.Error("the RSA stand-ins have a key each, want one shared")
 	}
 }
