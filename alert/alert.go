@@ -81,7 +81,10 @@ type Alerter struct {
 	Exec func(ctx context.Context, a Alert, payload []byte) error
 	// FailingFor is how long renewals must have failed before an alert.
 	FailingFor time.Duration
-	// ExpiringWithin alerts for a certificate this close to expiry.
+	// ExpiringWithin alerts for a certificate this close to expiry; for a
+	// short-lived certificate, at most a sixth of its lifetime (halfway
+	// through the last third, when renewal starts), so that a certificate
+	// that lives a week or less does not alert from the day it is issued.
 	ExpiringWithin time.Duration
 	// Repeat is the least time between two alerts for one certificate.
 	Repeat time.Duration
@@ -235,7 +238,7 @@ func (a *Alerter) alertFor(c status.Cert, s certState, now time.Time) Alert {
 // within ExpiringWithin of expiry.
 func (a *Alerter) resolved(c status.Cert, s certState, now time.Time) (Alert, bool) {
 	if s.LastReason == "" || s.LastReason == Resolved || c.State == status.Damaged || c.NotAfter.IsZero() ||
-		c.LastError != "" || c.NotAfter.Sub(now) <= or(a.ExpiringWithin, DefaultExpiringWithin) {
+		c.LastError != "" || a.expiring(c, now) {
 		return Alert{}, false
 	}
 	al := a.alertFor(c, s, now)
@@ -248,6 +251,16 @@ func (a *Alerter) resolved(c status.Cert, s certState, now time.Time) (Alert, bo
 		al.Message = fmt.Sprintf("renewing the certificate for %s works again: it expires at %s", name, until)
 	}
 	return al, true
+}
+
+// expiring reports whether c is within ExpiringWithin of its expiry, or
+// within a sixth of its lifetime when that is shorter.
+func (a *Alerter) expiring(c status.Cert, now time.Time) bool {
+	within := or(a.ExpiringWithin, DefaultExpiringWithin)
+	if life := c.NotAfter.Sub(c.NotBefore); !c.NotBefore.IsZero() && life > 0 {
+		within = min(within, life/6)
+	}
+	return c.NotAfter.Sub(now) <= within
 }
 
 // due returns the alert c warrants, and whether it is due now.
@@ -265,7 +278,7 @@ func (a *Alerter) due(c status.Cert, s certState, now time.Time) (Alert, bool) {
 		al.Reason = IssuanceFailing
 		al.Message = fmt.Sprintf("obtaining a first certificate for %s has failed since %s: %s", name,
 			s.FailingSince.UTC().Format(time.RFC3339), c.LastError)
-	case c.NotAfter.Sub(now) <= or(a.ExpiringWithin, DefaultExpiringWithin):
+	case a.expiring(c, now):
 		al.Reason = Expiring
 		al.Message = fmt.Sprintf("certificate for %s expires at %s (in %s)", name, c.NotAfter.UTC().Format(time.RFC3339),
 			c.NotAfter.Sub(now).Round(time.Second))

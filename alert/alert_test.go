@@ -263,3 +263,30 @@ func recording(st storage.Storage) (*alert.Alerter, func() []alert.Alert) {
 		return slices.Clone(got)
 	}
 }
+
+// TestShortLivedExpiring: with the default ExpiringWithin (7 days), a
+// certificate that lives 7 days (the local CA's, or a CA's short-lived
+// profile) does not alert as expiring when it is issued, only once less
+// than a sixth of its lifetime is left (trial 26).
+func TestShortLivedExpiring(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	c := obtain(t, st, "short.test")
+	if life := c.NotAfter.Sub(c.NotBefore); life > 8*24*time.Hour || life < 6*24*time.Hour {
+		t.Fatalf("local CA lifetime %v (NotBefore %v), want about 7 days", life, c.NotBefore)
+	}
+	a, got := recording(st)
+	a.ExpiringWithin = 0 // the default, 7 days
+	now := time.Now()
+	if err := a.Check(t.Context(), now); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(got()); n != 0 {
+		t.Fatalf("a fresh 7-day certificate alerted: %+v", got())
+	}
+	if err := a.Check(t.Context(), c.NotAfter.Add(-20*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if al := got(); len(al) != 1 || al[0].Reason != alert.Expiring {
+		t.Fatalf("20 h before expiry: alerts %+v, want one %s", al, alert.Expiring)
+	}
+}

@@ -25,7 +25,7 @@ var (
 	descFailingFor = prometheus.NewDesc("certkeeper_renewal_failing_seconds",
 		"How long the longest-failing renewal has been failing, in seconds (0 when none fails; first issuances do not count).", nil, nil)
 	descFirstIssues = prometheus.NewDesc("certkeeper_first_issuances_failing",
-		"Names with no certificate yet whose first issuance failed (tried again at a handshake); part of certkeeper_certificates_failing.", nil, nil)
+		"Names with no certificate yet whose first issuance failed (a managed name is tried again on a schedule, any other at a handshake); part of certkeeper_certificates_failing.", nil, nil)
 	descHandshakes = prometheus.NewDesc("certkeeper_handshakes_total",
 		"Handshakes served, by where the certificate came from: memory, storage or issuance (a storage load or issuance shared by concurrent handshakes counts once).",
 		[]string{"source"}, nil)

@@ -280,7 +280,7 @@ func readOne(ctx context.Context, st storage.Storage, key string, seen map[strin
 		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
 	}
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
-	s := Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NextRenewal: renewal.Due(c, now, nil),
+	s := Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NotBefore: leaf.NotBefore, NextRenewal: renewal.Due(c, now, nil),
 		OnDemand: rec.OnDemand, Key: key}
 	if len(rec.Names) > 0 {
 		s.LastSeen = seen[rec.Names[0]]

@@ -33,6 +33,9 @@ type Cert struct {
 	// when there is no certificate: a damaged record, a failing first
 	// issuance.
 	NotAfter time.Time `json:"not_after,omitzero"`
+	// NotBefore is the start of the certificate's validity: with NotAfter
+	// it gives the lifetime. Zero (and left out of JSON) when NotAfter is.
+	NotBefore time.Time `json:"not_before,omitzero"`
 	// NextRenewal is when the certificate is due (by the lifetime rule; a
 	// running Manager refines it with the CA's ARI window), or, after a
 	// failed attempt, when the next attempt is. It is zero for a failing
