@@ -84,12 +84,13 @@ type Stats struct {
 
 // CertStats describes one managed certificate.
 type CertStats struct {
-	Key      string    // storage key
-	Names    []string  // names[0] is the primary name
-	Issuer   string    // issuer ID
-	NotAfter time.Time // expiry of the certificate in memory
-	OnDemand bool      // obtained at a handshake rather than through Cert
-	Failures int       // consecutive failed renewal attempts
+	Key       string    // storage key
+	Names     []string  // names[0] is the primary name
+	Issuer    string    // issuer ID
+	NotBefore time.Time // start of the certificate in memory's validity
+	NotAfter  time.Time // expiry of the certificate in memory
+	OnDemand  bool      // obtained at a handshake rather than through Cert
+	Failures  int       // consecutive failed renewal attempts
 	// RenewAt is the renewal scheduler's next look at the certificate:
 	// when it is due, or the next check of the CA's renewal window, or
 	// the next attempt after a failure. Zero if none is scheduled.
@@ -111,7 +112,7 @@ func (m *Manager) Stats() Stats {
 	for key, e := range m.renew.held {
 		c := CertStats{Key: key, Names: e.names, Issuer: e.issuer, OnDemand: e.onDemand, Failures: m.renew.attempts[key]}
 		if tc := e.cert.Load(); tc != nil && tc.Leaf != nil {
-			c.NotAfter = tc.Leaf.NotAfter
+			c.NotBefore, c.NotAfter = tc.Leaf.NotBefore, tc.Leaf.NotAfter
 		}
 		s.Certificates = append(s.Certificates, c)
 	}

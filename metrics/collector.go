@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,6 +23,8 @@ var (
 		"Distribution of the seconds until each managed certificate expires.", nil, nil)
 	descMinExpiry = prometheus.NewDesc("certkeeper_certificates_min_expiry_seconds",
 		"Seconds until the soonest-expiring managed certificate expires (absent with no certificates).", nil, nil)
+	descExpiring = prometheus.NewDesc("certkeeper_certificates_expiring",
+		"Certificates in memory with less than a tenth of their lifetime left, whatever that lifetime: renewal starts at a third, so renewals have failed for a long while (status's expiring).", nil, nil)
 	descFailingFor = prometheus.NewDesc("certkeeper_renewal_failing_seconds",
 		"How long the longest-failing renewal has been failing, in seconds (0 when none fails; first issuances do not count).", nil, nil)
 	descFirstIssues = prometheus.NewDesc("certkeeper_first_issuances_failing",
@@ -45,7 +48,7 @@ type managerCollector struct {
 
 // Describe sends the descriptors of the metrics the collector makes.
 func (c *managerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descManaged, descFailing, descExpiry, descExpiryHist, descMinExpiry,
+	for _, d := range []*prometheus.Desc{descManaged, descFailing, descExpiry, descExpiryHist, descMinExpiry, descExpiring,
 		descFailingFor, descFirstIssues, descHandshakes, descCached} {
 		ch <- d
 	}
@@ -83,7 +86,7 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	minLeft := math.Inf(1)
 	failing := map[string]bool{}  // primary names, as status shows them
 	renewing := map[string]bool{} // the same, less first issuances
-	firstIssues := 0
+	firstIssues, expiring := 0, 0
 	for _, cert := range s.Certificates {
 		left := cert.NotAfter.Sub(now).Seconds()
 		if perName && len(cert.Names) > 0 {
@@ -96,6 +99,9 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		sum += left
 		minLeft = math.Min(minLeft, left)
+		if status.IsExpiring(cert.NotBefore, cert.NotAfter, now, true) {
+			expiring++
+		}
 		if cert.Failures > 0 && len(cert.Names) > 0 {
 			failing[cert.Names[0]] = true
 			renewing[cert.Names[0]] = true
@@ -122,6 +128,7 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	if len(s.Certificates) > 0 {
 		ch <- prometheus.MustNewConstMetric(descMinExpiry, prometheus.GaugeValue, minLeft)
 	}
+	ch <- prometheus.MustNewConstMetric(descExpiring, prometheus.GaugeValue, float64(expiring))
 	ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, float64(len(failing)))
 	ch <- prometheus.MustNewConstMetric(descFirstIssues, prometheus.GaugeValue, float64(firstIssues))
 	ch <- prometheus.MustNewConstMetric(descFailingFor, prometheus.GaugeValue, c.x.failingFor(renewing, now).Seconds())

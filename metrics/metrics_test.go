@@ -104,7 +104,10 @@ func TestHandler(t *testing.T) {
 		}
 	}
 	for _, want := range []string{`certkeeper_events_total{kind="obtained"} 1`, "certkeeper_certificates_managed 1",
-		`certkeeper_handshakes_total{source="memory"} 1`, `certkeeper_certificate_expiry_seconds{issuer="local",name="a.test"}`} {
+		`certkeeper_handshakes_total{source="memory"} 1`, `certkeeper_certificate_expiry_seconds{issuer="local",name="a.test"}`,
+		// A fresh 7-day local-CA certificate is under 7 days, and healthy
+		// (trial 26: the documented expiry rule fired for it).
+		"certkeeper_certificates_expiring 0"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
