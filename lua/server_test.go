@@ -1,16 +1,10 @@
 package lua
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -132,23 +126,8 @@ type answer struct {
 // and the answer stating names for it.
 func craft(t *testing.T, cn string, dnsNames, names []string) answer {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		DNSNames: dnsNames, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return answer{Names: names, NotAfter: tmpl.NotAfter.UTC().Truncate(time.Second), TTLSeconds: 3600,
-		Cert: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		Key:  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))}
+	cert, key, notAfter := testsvc.SelfSignedPEM(t, cn, dnsNames...)
+	return answer{Names: names, NotAfter: notAfter.UTC().Truncate(time.Second), TTLSeconds: 3600, Cert: cert, Key: key}
 }
 
 // TestCertificateNameCheck: the plugin serves a certificate from the
