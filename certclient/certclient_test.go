@@ -271,3 +271,22 @@ func TestFallbacks(t *testing.T) {
 		t.Errorf("every server down: %v; want an error naming each", err)
 	}
 }
+
+// TestCachedAllocs: a handshake for a name the Client holds allocates
+// nothing (the per-millisecond last-use stamp included).
+func TestCachedAllocs(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Policy: policy.Allowlist("a.alloc.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	t.Cleanup(func() { m.Close() })
+	srv := httptest.NewServer(&certserver.Handler{Manager: m, Tokens: []string{token}, Audit: slog.New(slog.DiscardHandler)})
+	t.Cleanup(srv.Close)
+	c := &certclient.Client{URL: srv.URL, Token: token}
+	t.Cleanup(func() { c.Close() })
+	hello := &tls.ClientHelloInfo{ServerName: "a.alloc.test"}
+	if _, err := c.GetCertificate(hello); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(1000, func() { c.GetCertificate(hello) }); n != 0 {
+		t.Errorf("a cached GetCertificate allocates %v times, want 0", n)
+	}
+}
