@@ -66,6 +66,12 @@ func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
+// exitStatus ends a command with this exit status and no message: its
+// output said it all (status --check).
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
 // Exit statuses.
 const (
 	exitOK      = 0
@@ -233,6 +239,9 @@ func run(ctx context.Context, env *Env, args []string) int {
 			}
 			fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
 			return 128 + int(ierr.sig)
+		}
+		if code, ok := errors.AsType[exitStatus](err); ok {
+			return int(code)
 		}
 		err = withFlagHints(err) // library errors name fields, not flags (hints.go)
 		var uerr *usageError

@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"time"
@@ -19,7 +20,7 @@ type certStatus = status.Cert
 
 func statusCmd() *Command {
 	var sf storageFlags
-	var asJSON bool
+	var asJSON, check bool
 	var certFiles cmdline.Strings
 	return &Command{
 		UsageLine:  "certkeeper status [flags]",
@@ -36,56 +37,79 @@ be obtained is listed too, as failing, with the CA's error and the next attempt.
 
 Status exits non-zero when a stored record is damaged, after listing everything.
 
+With --check it is a monitoring check (Nagios, Icinga, cron): a summary line, then one line for
+each problem, and the exit status 0 (OK: fine or renewing), 1 (WARNING: a renewal or first
+issuance failing, retried), 2 (CRITICAL: expired, expiring, revoked or damaged) or 3 (UNKNOWN:
+the storage cannot be read).
+
 	certkeeper status
-	certkeeper status --json | jq '.[] | select(.state != "fine")'`,
+	certkeeper status --json | jq '.[] | select(.state != "fine")'
+	certkeeper status --check || mail -s "certificates need a look" root`,
 		Flags: func(fs *flag.FlagSet) {
 			cmdline.Bind(fs, &sf)
 			fs.Var(&certFiles, "cert-file", "also report this `CERT:KEY` pair, as given to proxy or server --cert-file\n(issuer \"file\"; expiring with less than a third of its life or 14 days left); repeatable")
+			fs.BoolVar(&check, "check", false, "print a monitoring check's summary and problems, and exit 0 OK, 1 WARNING,\n2 CRITICAL or 3 UNKNOWN (see above)")
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {names, issuer, not_after, next_renewal, state, on_demand,\nlast_seen, key, last_error, last_error_at, retry_at}; the status page's /status.json is the same")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			storageDir := sf.where()
-			var files []certStatus
-			for _, spec := range certFiles {
-				s, err := certkeeper.StatusOfCertFile(spec, time.Now())
-				if err != nil {
-					return usagef("--cert-file: %v", err)
-				}
-				files = append(files, s)
+			p := &status.Printer{JSON: asJSON, Check: check}
+			err := showStatus(ctx, env, sf, certFiles, p)
+			if check && err != nil && !errors.As(err, new(*usageError)) {
+				fmt.Fprint(env.Stdout, status.CheckUnknownLine(err))
+				return exitStatus(status.CheckUnknown)
+			} else if check && err == nil && p.CheckStatus() != status.CheckOK {
+				return exitStatus(p.CheckStatus())
 			}
-			if sf.Storage != "" && !open.IsURL(sf.Storage) { // a missing default directory is a user who stored nothing
-				if err := status.CheckDir(storageDir); err != nil {
-					return fmt.Errorf("--storage %s: %w: is --storage right?", storageDir, err)
-				}
-			}
-			st, closeStorage, err := sf.open(ctx, env)
-			if err != nil {
-				return err
-			}
-			defer closeStorage()
-			out := bufio.NewWriterSize(env.Stdout, 64<<10)
-			p := &status.Printer{W: out, JSON: asJSON}
-			noteDir := "" // the directory of a directory storage, for the empty-storage note
-			if !open.IsURL(sf.Storage) {
-				noteDir, p.Where = storageDir, status.DirWhere(storageDir)
-			}
-			// Streamed: one record at a time, whatever the number stored.
-			err = status.Walk(ctx, st, time.Now(), p.Add)
-			if err != nil {
-				return fmt.Errorf("reading %s: %w", storageDir, err)
-			}
-			for _, s := range files {
-				if err := p.Add(s); err != nil {
-					return err
-				}
-			}
-			if err := p.Finish(storageDir, status.EmptyNote(noteDir, sf.Storage == "")); err != nil {
-				return err
-			}
-			if err := out.Flush(); err != nil {
-				return err
-			}
-			return p.DamagedError()
+			return err
 		},
 	}
+}
+
+// showStatus prints with p the status of what sf and certFiles name.
+func showStatus(ctx context.Context, env *Env, sf storageFlags, certFiles []string, p *status.Printer) error {
+	storageDir := sf.where()
+	var files []certStatus
+	for _, spec := range certFiles {
+		s, err := certkeeper.StatusOfCertFile(spec, time.Now())
+		if err != nil {
+			return usagef("--cert-file: %v", err)
+		}
+		files = append(files, s)
+	}
+	if sf.Storage != "" && !open.IsURL(sf.Storage) { // a missing default directory is a user who stored nothing
+		if err := status.CheckDir(storageDir); err != nil {
+			return fmt.Errorf("--storage %s: %w: is --storage right?", storageDir, err)
+		}
+	}
+	st, closeStorage, err := sf.open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
+	out := bufio.NewWriterSize(env.Stdout, 64<<10)
+	p.W = out
+	noteDir := "" // the directory of a directory storage, for the empty-storage note
+	if !open.IsURL(sf.Storage) {
+		noteDir, p.Where = storageDir, status.DirWhere(storageDir)
+	}
+	// Streamed: one record at a time, whatever the number stored.
+	err = status.Walk(ctx, st, time.Now(), p.Add)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", storageDir, err)
+	}
+	for _, s := range files {
+		if err := p.Add(s); err != nil {
+			return err
+		}
+	}
+	if err := p.Finish(storageDir, status.EmptyNote(noteDir, sf.Storage == "")); err != nil {
+		return err
+	}
+	if err := out.Flush(); err != nil {
+		return err
+	}
+	if p.Check {
+		return nil // a damaged record is CRITICAL
+	}
+	return p.DamagedError()
 }

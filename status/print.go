@@ -24,7 +24,13 @@ type Printer struct {
 	Where func(key string) string
 	// Now is the time retry notes are told against; zero means the clock.
 	Now time.Time
+	// Check makes the output a monitoring check's (Nagios plugin
+	// conventions): instead of the table, a summary line and the
+	// problems (see Severity); CheckStatus gives the exit status. With
+	// JSON, the array is printed and CheckStatus still applies.
+	Check bool
 
+	check   checker
 	arr     ArrayWriter
 	tw      *tabwriter.Writer
 	rows    int
@@ -44,9 +50,15 @@ func (p *Printer) Add(s Cert) error {
 		}
 		p.damaged = append(p.damaged, where)
 	}
+	if p.Check {
+		p.check.add(s)
+	}
 	if p.JSON {
 		p.arr.W = p.W
 		return p.arr.Write(s)
+	}
+	if p.Check {
+		return nil
 	}
 	if p.tw == nil {
 		p.tw = tabwriter.NewWriter(p.W, 0, 8, 2, ' ', 0)
@@ -81,16 +93,19 @@ func (p *Printer) Finish(where, note string) error {
 		p.arr.W = p.W
 		return p.arr.Close()
 	}
+	now := p.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if p.Check {
+		return p.check.write(p.W, now)
+	}
 	if p.tw == nil {
 		fmt.Fprintf(p.W, "no certificates in %s%s\n", where, note)
 		return nil
 	}
 	if err := p.tw.Flush(); err != nil {
 		return err
-	}
-	now := p.Now
-	if now.IsZero() {
-		now = time.Now()
 	}
 	for _, s := range p.errs {
 		fmt.Fprintf(p.W, "\n%s: %s", Label(s), s.LastError)
@@ -117,6 +132,10 @@ func (s Cert) RetryNote(now time.Time, format func(time.Time) string) string {
 	}
 	return ""
 }
+
+// CheckStatus is the exit status of a check of the entries added:
+// CheckOK, CheckWarning or CheckCritical, the worst Severity of any.
+func (p *Printer) CheckStatus() int { return p.check.worst }
 
 // DamagedError returns, when a record added was damaged, the error that
 // names each (by Where) and says how to recover; nil otherwise.
