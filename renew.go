@@ -206,6 +206,9 @@ func (m *Manager) scanStored(ctx context.Context) {
 		if d.Revoked != nil {
 			due = now // replaced at once, not spread out
 		}
+		if retry, ok := m.resumeBackoff(key, now); ok {
+			due = retry
+		}
 		if due.After(now) || d.Revoked != nil {
 			s.Schedule(key, due)
 			continue
@@ -224,6 +227,27 @@ func (m *Manager) scanStored(ctx context.Context) {
 		m.logger().Info("certificates past their renewal time are renewed one at a time",
 			slog.Int("count", len(late)), slog.Duration("spacing", spacing))
 	}
+}
+
+// resumeBackoff continues, after a restart, the backoff of a renewal that
+// was failing (the stored failure readFailures read): the attempt count
+// goes on from the stored one, and the next attempt stays where it was
+// (reported with ok when it is still to come). A restart cut every
+// backoff short: a process restarted in a loop renewed at each start, a
+// CA's Retry-After was forgotten, and the log's attempt went back to 1.
+func (m *Manager) resumeBackoff(key string, now time.Time) (retry time.Time, ok bool) {
+	m.stats.failMu.Lock()
+	f, failed := m.stats.failing[key]
+	m.stats.failMu.Unlock()
+	if !failed || f.FirstIssue || f.Attempt <= 0 {
+		return time.Time{}, false
+	}
+	m.renew.mu.Lock()
+	if m.renew.attempts[key] == 0 {
+		m.renew.attempts[key] = f.Attempt
+	}
+	m.renew.mu.Unlock()
+	return f.RetryAt, f.RetryAt.After(now)
 }
 
 // renewSpacing is the time between start-up renewals: three quarters of

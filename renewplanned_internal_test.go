@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
@@ -94,5 +96,66 @@ func TestRenewalRetryLogUnheld(t *testing.T) {
 	}
 	if strings.Contains(got, "0001-01-01") {
 		t.Errorf("log shows a zero date:\n%s", got)
+	}
+}
+
+// TestRenewalBackoffAfterRestart: a renewal that was failing goes on with
+// its backoff after a restart: the next attempt stays at the stored time
+// (a CA's Retry-After, or a backoff hours long) and the attempt count goes
+// on from the stored one. A restart retried at once and logged attempt=1
+// (trial 26).
+func TestRenewalBackoffAfterRestart(t *testing.T) {
+	ctx := t.Context()
+	st := filestore.New(t.TempDir())
+	logs := &testsvc.Buffer{}
+	newManager := func() *Manager {
+		m := &Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st, Lifetime: time.Hour}},
+			Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	first := newManager()
+	if err := first.Cert(ctx, "b.restart.test"); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	keys, err := st.List(ctx, storage.CertificatePrefix(""))
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("List = %v, %v; want one certificate", keys, err)
+	}
+	key := keys[0]
+	for i, tc := range []struct {
+		retryAt time.Time
+		resumed bool // scheduled at retryAt
+	}{
+		{time.Now().Add(2 * time.Hour).UTC().Truncate(time.Second), true},
+		{time.Now().Add(-time.Minute).UTC().Truncate(time.Second), false}, // past: the lifetime rule, as before
+	} {
+		if _, err := status.UpdateFailures(ctx, st, func(all map[string]status.Failure) bool {
+			all[key] = status.Failure{Names: []string{"b.restart.test"}, Error: "the CA said 429", At: time.Now(), RetryAt: tc.retryAt, Attempt: 3}
+			return true
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+		m := newManager()
+		if err := m.init(); err != nil {
+			t.Fatal(err)
+		}
+		<-m.renew.scanned
+		at, ok := m.scheduler().When(key)
+		if !ok || at.Equal(tc.retryAt) != tc.resumed || !at.After(time.Now()) {
+			t.Errorf("retry_at %v stored: scheduled at %v (%v), want the stored time: %v", tc.retryAt, at, ok, tc.resumed)
+		}
+		m.renew.mu.Lock()
+		attempts := m.renew.attempts[key]
+		m.renew.mu.Unlock()
+		if attempts != 3 {
+			t.Errorf("attempts = %d after a restart, want the stored 3", attempts)
+		}
+		m.retryLater(key, nil, errors.New("the CA said 429 again"))
+		if strings.Count(logs.String(), "attempt=4") != i+1 {
+			t.Errorf("the next failure's log lacks attempt=4:\n%s", logs.String())
+		}
+		m.Close()
 	}
 }
