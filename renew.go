@@ -206,9 +206,7 @@ func (m *Manager) scanStored(ctx context.Context) {
 		if d.Revoked != nil {
 			due = now // replaced at once, not spread out
 		}
-		if retry, ok := m.resumeBackoff(key, now); ok {
-			due = retry
-		}
+		m.resumeBackoff(key)
 		if due.After(now) || d.Revoked != nil {
 			s.Schedule(key, due)
 			continue
@@ -229,25 +227,25 @@ func (m *Manager) scanStored(ctx context.Context) {
 	}
 }
 
-// resumeBackoff continues, after a restart, the backoff of a renewal that
-// was failing (the stored failure readFailures read): the attempt count
-// goes on from the stored one, and the next attempt stays where it was
-// (reported with ok when it is still to come). A restart cut every
-// backoff short: a process restarted in a loop renewed at each start, a
-// CA's Retry-After was forgotten, and the log's attempt went back to 1.
-func (m *Manager) resumeBackoff(key string, now time.Time) (retry time.Time, ok bool) {
+// resumeBackoff continues, after a restart, the attempt count of a
+// renewal that was failing (the stored failure readFailures read), so
+// that its backoff goes on from there. The restart itself tries it again
+// (spread out, as any overdue certificate): restarting after fixing the
+// cause is how an operator retries now. Without it a failing renewal
+// retried at a restart backed off from a minute again, and the log's
+// attempt went back to 1.
+func (m *Manager) resumeBackoff(key string) {
 	m.stats.failMu.Lock()
 	f, failed := m.stats.failing[key]
 	m.stats.failMu.Unlock()
 	if !failed || f.FirstIssue || f.Attempt <= 0 {
-		return time.Time{}, false
+		return
 	}
 	m.renew.mu.Lock()
 	if m.renew.attempts[key] == 0 {
 		m.renew.attempts[key] = f.Attempt
 	}
 	m.renew.mu.Unlock()
-	return f.RetryAt, f.RetryAt.After(now)
 }
 
 // renewSpacing is the time between start-up renewals: three quarters of
