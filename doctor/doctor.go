@@ -495,6 +495,9 @@ func checkAccount(ctx context.Context, c Config, caUp bool) Result {
 	case errors.Is(err, acmeca.ErrAccountDeactivated):
 		r.Status, r.Detail = Fail, err.Error()
 		r.Fix = "a deactivated account cannot order: use another --email (a new account is registered), or remove the old one from storage (accounts/)"
+	case errors.Is(err, acmeca.ErrAccountKeyDamaged):
+		r.Status, r.Detail = Fail, err.Error()
+		r.Fix = "restore the account key from a backup; or remove the key and its record (named above: files under a --storage directory) and a new account is registered at the next order"
 	case err != nil:
 		r.Status, r.Detail = Fail, err.Error()
 		r.Fix = "certkeeper account recover (when the CA lost the account), or certkeeper account show for details"
