@@ -629,6 +629,12 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 		Names: j.Names, Issuers: chain, Key: key, KeyType: kt, Replaces: prev, Email: j.Settings.Email,
 		Progress: func(s string) { r.progress(j.Names[0], s) },
 	})
+	// Issued, and storage refused it (full): the files still get it; the
+	// run fails below, naming the storage.
+	var unstored *certkeeper.UnstoredError
+	if errors.As(err, &unstored) {
+		got, err = unstored.Issued, nil
+	}
 	if err == nil {
 		j.key = got.Key
 		j.Paths, err = r.Dir.WriteKeepOld(j.Names[0], got.Record.KeyPEM, got.Certificate.ChainPEM)
@@ -662,6 +668,9 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 				}
 			}
 		}
+	}
+	if unstored != nil {
+		j.Action, j.Detail, j.Err = Failed, fmt.Sprintf("%s (%s, files written), but %v", j.Action, j.Detail, unstored), unstored
 	}
 	if j.remembered != nil { // a flag of this run changed them: say so
 		before := *j.remembered

@@ -381,3 +381,31 @@ func TestRenewerWildcardByDNS(t *testing.T) {
 		t.Errorf("settings after the renewal: challenge %q, %v; want dns-01 remembered", s.Challenge, err)
 	}
 }
+
+// TestRenewerStorageRefuses: a certificate issued that storage refuses (a
+// directory squats on its record, as a full disk refuses the write) is
+// still written as files, and the run fails naming the storage, rather
+// than throwing the certificate away (trial 28).
+func TestRenewerStorageRefuses(t *testing.T) {
+	e := newLocal(t, []string{"full.test"})
+	key, err := storage.CertificateKey("local", "full.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	squat := filepath.Join(e.st.(*filestore.Store).Dir, filepath.FromSlash(key), "squatter")
+	if err := os.MkdirAll(squat, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	results, err := e.r.Run(t.Context())
+	if err != nil || len(results) != 1 {
+		t.Fatal(err, results)
+	}
+	j := results[0]
+	if j.Action != Failed || !strings.HasPrefix(j.Detail, "issued (not_after ") || !strings.Contains(j.Detail, "files written") ||
+		!strings.Contains(j.Detail, "issued, but not kept") {
+		t.Errorf("action %s, detail %q; want failed, saying the files were written but storage refused it", j.Action, j.Detail)
+	}
+	if _, _, err := e.r.Dir.Read("full.test"); err != nil {
+		t.Errorf("the files after the run: %v; want the certificate", err)
+	}
+}
