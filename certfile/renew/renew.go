@@ -221,6 +221,7 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 		}
 	}
 	err = r.renewDue(ctx, results)
+	r.deployPending(ctx, results)
 	if !r.DryRun {
 		r.noteFailures(ctx, results)
 	}
@@ -637,6 +638,9 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 	}
 	if err == nil {
 		j.key = got.Key
+		err = r.markDeployPending(j)
+	}
+	if err == nil {
 		j.Paths, err = r.Dir.WriteKeepOld(j.Names[0], got.Record.KeyPEM, got.Certificate.ChainPEM)
 	}
 	if err == nil {
@@ -656,7 +660,11 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 	}
 	j.Detail = "not_after " + j.NotAfter.UTC().Format(time.RFC3339)
 	if r.AfterRenew != nil {
-		if err := r.AfterRenew(ctx, j); err != nil {
+		err := r.AfterRenew(ctx, j)
+		if err == nil {
+			err = r.deployDone(j)
+		}
+		if err != nil {
 			// Failed, for the exit status; but the files are the new ones.
 			j.Action, j.Detail, j.Err = Failed, fmt.Sprintf("%s (%s), but %v", j.Action, j.Detail, err), err
 			if j.remembered != nil && j.remembered.DeployHook != j.Settings.DeployHook {

@@ -409,3 +409,45 @@ func TestRenewerStorageRefuses(t *testing.T) {
 		t.Errorf("the files after the run: %v; want the certificate", err)
 	}
 }
+
+// TestRenewerDeployPending: a deploy hook that an earlier run did not see
+// through (it failed here; a run killed while it ran leaves the same mark)
+// is run again by the next run although the certificate is not due, and
+// only once it succeeds is it done (trial 28: a run killed after the files
+// were replaced left the server on the old certificate until it expired,
+// every later run saying "not due").
+func TestRenewerDeployPending(t *testing.T) {
+	e := newLocal(t, []string{"hook.test"})
+	e.r.Override.DeployHook = "reload the server"
+	calls := 0
+	fail := true
+	e.r.AfterRenew = func(ctx context.Context, j *Result) error {
+		calls++
+		if j.Paths.Cert == "" || j.NotAfter.IsZero() {
+			t.Errorf("AfterRenew got paths %+v, not_after %v; want the files in place", j.Paths, j.NotAfter)
+		}
+		if fail {
+			return errors.New("deploy hook: exit status 1")
+		}
+		return nil
+	}
+	run := func() *Result {
+		t.Helper()
+		results, err := e.r.Run(t.Context())
+		if err != nil || len(results) != 1 {
+			t.Fatal(err, results)
+		}
+		return results[0]
+	}
+	if j := run(); j.Action != Failed || calls != 1 {
+		t.Fatalf("first run: %s (%s), %d hook calls; want failed after one", j.Action, j.Detail, calls)
+	}
+	e.r.Want = nil
+	fail = false
+	if j := run(); j.Action != Deployed || calls != 2 || !strings.HasPrefix(j.Detail, "deploy hook run again") {
+		t.Fatalf("second run: %s (%s), %d hook calls; want deployed, the hook run again", j.Action, j.Detail, calls)
+	}
+	if j := run(); j.Action != NotDue || calls != 2 {
+		t.Fatalf("third run: %s (%s), %d hook calls; want not due, no hook", j.Action, j.Detail, calls)
+	}
+}
