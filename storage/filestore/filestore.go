@@ -287,8 +287,20 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 // lists it. A Dir owned by another user, or with a mode that keeps this
 // one out, fails here (errors.Is(err, fs.ErrPermission), naming the
 // path) rather than at the first Store or Lock. It does not read the
-// files.
+// files. On a read-only file system its error says so and what to do
+// (errors.Is(err, syscall.EROFS) still holds).
 func (s *Store) Check() error {
+	if err := s.check(); errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("%w: remount %s read-write, or choose a directory on a writable file system "+
+			"(under systemd's ProtectSystem=strict, only StateDirectory= and the ReadWritePaths= of the unit are writable)", err, s.Dir)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// check is Check without the advice.
+func (s *Store) check() error {
 	if err := mkdirs(s.Dir, true); err != nil {
 		return err
 	}

@@ -84,3 +84,21 @@ func TestFullDisk(t *testing.T) {
 	}
 	unlock()
 }
+
+// TestCheckReadOnly: Check on a read-only file system says so and what to
+// do (a --storage outside a systemd unit's writable paths gets EROFS, not
+// a permission error). Mounting needs root: skipped otherwise.
+func TestCheckReadOnly(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a read-only file system needs root")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_RDONLY, "size=64k"); err != nil {
+		t.Skipf("mounting a read-only tmpfs: %v", err)
+	}
+	defer syscall.Unmount(dir, 0)
+	err := (&filestore.Store{Dir: dir}).Check()
+	if !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), "remount "+dir+" read-write") {
+		t.Errorf("Check on a read-only file system = %v; want EROFS saying to remount it", err)
+	}
+}
