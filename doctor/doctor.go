@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/redact"
@@ -433,7 +434,7 @@ func checkStorage(ctx context.Context, c Config) Result {
 	}
 	if err != nil {
 		r.Status, r.Detail = Fail, err.Error()
-		r.Fix = "make --storage writable by certkeeper's user (systemd: StateDirectory= or ReadWritePaths=)"
+		r.Fix = storageFix(err)
 		return r
 	}
 	r.Status, r.Detail = OK, "stored, read back and deleted a test key"
@@ -508,4 +509,16 @@ func checkAccount(ctx context.Context, c Config, caUp bool) Result {
 		r.Status, r.Detail = OK, fmt.Sprintf("%s is valid", acct.Location)
 	}
 	return r
+}
+
+// storageFix is the advice for a storage that could not store a test
+// value: a full disk or a read-only file system is no matter of users.
+func storageFix(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return "free space on the file system holding --storage (df -h; a quota: quota -s): until then new certificates and renewals fail, and a certificate issued is kept only in memory"
+	case errors.Is(err, syscall.EROFS):
+		return "remount the file system holding --storage read-write, or choose a directory on a writable one (systemd: StateDirectory= or ReadWritePaths=)"
+	}
+	return "make --storage writable by certkeeper's user (systemd: StateDirectory= or ReadWritePaths=)"
 }
