@@ -29,6 +29,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
+	"github.com/certkeeper/certkeeper/storage/filestore"
 	"github.com/miekg/dns"
 )
 
@@ -455,8 +456,11 @@ func checkDurability(ctx context.Context, c Config) Result {
 		return r
 	}
 	dc, ok := st.(storage.DurabilityChecker)
-	if !ok {
+	_, dir := st.(*filestore.Store)
+	if !ok || dir {
 		r.Status, r.Detail = OK, "every write is made durable before it is used"
+	}
+	if !ok {
 		return r
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -469,7 +473,10 @@ func checkDurability(ctx context.Context, c Config) Result {
 	case len(risks) > 0:
 		r.Status, r.Detail = Warn, strings.Join(risks, "; ")
 		r.Fix = "change the setting named above (docs/storage.md says which backend suits which deployment)"
-	default:
+		if dir {
+			r.Fix = storageFix(syscall.ENOSPC)
+		}
+	case r.Detail == "":
 		r.Status, r.Detail = OK, "the server persists what is stored"
 	}
 	return r

@@ -322,6 +322,23 @@ func (s *Store) check() error {
 	return nil
 }
 
+// lowSpace is the free space under which CheckDurability warns: a
+// certificate record is a few kilobytes, a lease file a block.
+const lowSpace = 1 << 20
+
+// CheckDurability implements storage.DurabilityChecker: every write is
+// synced, so the one risk it reports is a file system that is (nearly)
+// full, where new certificates and renewals cannot be stored (Linux and
+// macOS; elsewhere it reports nothing).
+func (s *Store) CheckDurability(ctx context.Context) ([]string, error) {
+	free, ok := freeSpace(s.Dir)
+	if !ok || free >= lowSpace {
+		return nil, nil
+	}
+	return []string{fmt.Sprintf("the file system holding %s has %d KiB free: a certificate issued is kept only in memory "+
+		"until it can be stored, and lost at a restart; free space (df -h %s)", s.Dir, free/1024, s.Dir)}, nil
+}
+
 // mkdirs is os.MkdirAll with mode 0700 that also syncs the parent of every
 // directory it creates, so that a key stored under a new directory is
 // still reachable after a power loss. With durable false it does not sync

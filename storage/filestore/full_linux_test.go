@@ -102,3 +102,23 @@ func TestCheckReadOnly(t *testing.T) {
 		t.Errorf("Check on a read-only file system = %v; want EROFS saying to remount it", err)
 	}
 }
+
+// TestCheckDurabilityFull: CheckDurability names a full file system, and
+// nothing on one with room. Mounting needs root: skipped otherwise.
+func TestCheckDurabilityFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small file system needs root")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("mounting a tmpfs: %v", err)
+	}
+	defer syscall.Unmount(dir, 0)
+	s := &filestore.Store{Dir: dir}
+	if risks, err := s.CheckDurability(t.Context()); err != nil || len(risks) != 1 || !strings.Contains(risks[0], "free space") {
+		t.Errorf("CheckDurability on 64 KiB = %q, %v; want the low space named", risks, err)
+	}
+	if risks, err := (&filestore.Store{Dir: t.TempDir()}).CheckDurability(t.Context()); err != nil || len(risks) != 0 {
+		t.Logf("CheckDurability on the test's temporary directory = %q, %v (a nearly full disk?)", risks, err)
+	}
+}
