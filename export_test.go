@@ -54,3 +54,12 @@ func Scheduled(m *Manager, key string) (time.Time, bool) {
 	}
 	return s.When(key)
 }
+
+// SetUnstoredRetryEvery sets how often a certificate issued and not stored
+// is offered to storage again, for tests; it returns a function that puts
+// the default back.
+func SetUnstoredRetryEvery(d time.Duration) (restore func()) {
+	old := unstoredRetryEvery
+	unstoredRetryEvery = d
+	return func() { unstoredRetryEvery = old }
+}

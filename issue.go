@@ -69,7 +69,9 @@ type Issued struct {
 //
 // st may be nil when req.CSR is set. It takes no lock and makes no policy decision: the caller has done that.
 // The record is stored before Issue returns, so a caller that crashes
-// after it loses nothing.
+// after it loses nothing. A certificate issued and then not stored (a
+// full disk) is returned inside a *UnstoredError, so that the caller
+// can still use it and store it later rather than order it again.
 func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, error) {
 	if len(req.Names) == 0 {
 		return nil, errors.New("certkeeper: Issue needs at least one name")
@@ -122,8 +124,27 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 		return nil, err
 	}
 	if err := st.Store(ctx, got.Key, data); err != nil {
-		return nil, fmt.Errorf("storing the certificate for %s (issued, but not kept): %w", req.Names[0], err)
+		return nil, &UnstoredError{Issued: got, Data: data, Err: err}
 	}
 	timeline.Mark(ctx, "store")
 	return got, nil
 }
+
+// UnstoredError is Issue's error for a certificate the CA issued that
+// could not be stored (a full disk, a storage outage). Issued and Data
+// (the record as it was to be stored under Issued.Key) let the caller
+// serve it and store it later: ordering it again would spend the CA's
+// limits on a certificate already at hand.
+type UnstoredError struct {
+	Issued *Issued
+	Data   []byte
+	Err    error // the storage's error
+}
+
+// Error names the certificate and the storage's error.
+func (e *UnstoredError) Error() string {
+	return fmt.Sprintf("storing the certificate for %s (issued, but not kept): %v", e.Issued.Record.Names[0], e.Err)
+}
+
+// Unwrap returns the storage's error.
+func (e *UnstoredError) Unwrap() error { return e.Err }

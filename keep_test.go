@@ -15,29 +15,28 @@ import (
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/status"
-	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
-// failCertStores is a storage whose first n stores of a certificate fail,
-// as a full disk or an unreachable Redis would.
-type failCertStores struct {
-	storage.Storage
+// failIssues is an issuer whose first n issuances fail, as a CA that is
+// down would; then it is the issuer it wraps. (A storage refusing the
+// certificate no longer fails an issuance: the certificate is served from
+// memory and stored later, TestIssuedNotStored.)
+type failIssues struct {
+	issuer.Issuer
 	mu sync.Mutex
 	n  int // failures left; guarded by mu
 }
 
-func (s *failCertStores) Store(ctx context.Context, key string, value []byte) error {
-	if strings.HasPrefix(key, storage.CertificatePrefix("")) {
-		s.mu.Lock()
-		fail := s.n > 0
-		s.n--
-		s.mu.Unlock()
-		if fail {
-			return errors.New("storage unavailable")
-		}
+func (f *failIssues) Issue(ctx context.Context, req issuer.Request) (*issuer.Certificate, error) {
+	f.mu.Lock()
+	fail := f.n > 0
+	f.n--
+	f.mu.Unlock()
+	if fail {
+		return nil, errors.New("CA unavailable")
 	}
-	return s.Storage.Store(ctx, key, value)
+	return f.Issuer.Issue(ctx, req)
 }
 
 // TestManagerKeep: Keep retries a failing issuance with backoff (a
@@ -47,9 +46,10 @@ func (s *failCertStores) Store(ctx context.Context, key string, value []byte) er
 func TestManagerKeep(t *testing.T) {
 	dir := t.TempDir()
 	synctest.Test(t, func(t *testing.T) {
-		st := &failCertStores{Storage: filestore.New(dir), n: 2}
+		st := filestore.New(dir)
+		ca := &failIssues{Issuer: &localca.CA{Storage: st}, n: 2}
 		var logs bytes.Buffer
-		m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}},
+		m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{ca},
 			Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 		defer m.Close()
 		start := time.Now()
@@ -69,9 +69,9 @@ func TestManagerKeep(t *testing.T) {
 			t.Error("keep.test not in memory after Keep returned")
 		}
 
-		st.mu.Lock()
-		st.n = 1 << 30
-		st.mu.Unlock()
+		ca.mu.Lock()
+		ca.n = 1 << 30
+		ca.mu.Unlock()
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Minute)
 		defer cancel()
 		if err := m.Keep(ctx, "never.test"); !errors.Is(err, context.DeadlineExceeded) {
@@ -106,9 +106,9 @@ func TestManagerKeep(t *testing.T) {
 func TestManagerKeepStops(t *testing.T) {
 	dir := t.TempDir()
 	synctest.Test(t, func(t *testing.T) {
-		st := &failCertStores{Storage: filestore.New(dir), n: 1 << 30}
+		st := filestore.New(dir)
 		var logs lockedWriter // certfiles_test.go
-		m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}},
+		m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&failIssues{Issuer: &localca.CA{Storage: st}, n: 1 << 30}},
 			Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 
 		start := time.Now()

@@ -250,6 +250,10 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 		Names: names, Issuers: m.chainFor(names, prev != nil), KeyType: m.keyTypeFor(names[0], variant),
 		Replaces: prev, Email: m.Email, Variant: variant, OnDemand: onDemand,
 	})
+	var unstored *UnstoredError
+	if errors.As(err, &unstored) {
+		got, err = unstored.Issued, m.keepUnstored(unstored)
+	}
 	if err != nil {
 		return nil, err
 	}

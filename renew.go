@@ -339,7 +339,7 @@ func (m *Manager) renewKey(key string) {
 func (m *Manager) renewStored(key string) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.issueTimeout())
 	defer cancel()
-	data, err := m.store.Load(ctx, key)
+	data, err := m.loadForRenewal(ctx, key)
 	if errors.Is(err, storage.ErrInvalidRecord) {
 		m.logger().Error("stored certificate is refused by the storage; not renewing it", slog.String("key", key), slog.Any("err", err))
 		return

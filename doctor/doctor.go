@@ -22,12 +22,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
+	"github.com/certkeeper/certkeeper/storage/filestore"
 	"github.com/miekg/dns"
 )
 
@@ -433,7 +435,7 @@ func checkStorage(ctx context.Context, c Config) Result {
 	}
 	if err != nil {
 		r.Status, r.Detail = Fail, err.Error()
-		r.Fix = "make --storage writable by certkeeper's user (systemd: StateDirectory= or ReadWritePaths=)"
+		r.Fix = storageFix(err)
 		return r
 	}
 	r.Status, r.Detail = OK, "stored, read back and deleted a test key"
@@ -454,8 +456,11 @@ func checkDurability(ctx context.Context, c Config) Result {
 		return r
 	}
 	dc, ok := st.(storage.DurabilityChecker)
-	if !ok {
+	_, dir := st.(*filestore.Store)
+	if !ok || dir {
 		r.Status, r.Detail = OK, "every write is made durable before it is used"
+	}
+	if !ok {
 		return r
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -468,7 +473,10 @@ func checkDurability(ctx context.Context, c Config) Result {
 	case len(risks) > 0:
 		r.Status, r.Detail = Warn, strings.Join(risks, "; ")
 		r.Fix = "change the setting named above (docs/storage.md says which backend suits which deployment)"
-	default:
+		if dir {
+			r.Fix = storageFix(syscall.ENOSPC)
+		}
+	case r.Detail == "":
 		r.Status, r.Detail = OK, "the server persists what is stored"
 	}
 	return r
@@ -495,6 +503,9 @@ func checkAccount(ctx context.Context, c Config, caUp bool) Result {
 	case errors.Is(err, acmeca.ErrAccountDeactivated):
 		r.Status, r.Detail = Fail, err.Error()
 		r.Fix = "a deactivated account cannot order: use another --email (a new account is registered), or remove the old one from storage (accounts/)"
+	case errors.Is(err, acmeca.ErrAccountKeyDamaged):
+		r.Status, r.Detail = Fail, err.Error()
+		r.Fix = "restore the account key from a backup; or remove the key and its record (named above: files under a --storage directory) and a new account is registered at the next order"
 	case err != nil:
 		r.Status, r.Detail = Fail, err.Error()
 		r.Fix = "certkeeper account recover (when the CA lost the account), or certkeeper account show for details"
@@ -505,4 +516,16 @@ func checkAccount(ctx context.Context, c Config, caUp bool) Result {
 		r.Status, r.Detail = OK, fmt.Sprintf("%s is valid", acct.Location)
 	}
 	return r
+}
+
+// storageFix is the advice for a storage that could not store a test
+// value: a full disk or a read-only file system is no matter of users.
+func storageFix(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return "free space on the file system holding --storage (df -h; a quota: quota -s): until then new certificates and renewals fail, and a certificate issued is kept only in memory"
+	case errors.Is(err, syscall.EROFS):
+		return "remount the file system holding --storage read-write, or choose a directory on a writable one (systemd: StateDirectory= or ReadWritePaths=)"
+	}
+	return "make --storage writable by certkeeper's user (systemd: StateDirectory= or ReadWritePaths=)"
 }

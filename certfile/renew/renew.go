@@ -221,6 +221,7 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 		}
 	}
 	err = r.renewDue(ctx, results)
+	r.deployPending(ctx, results)
 	if !r.DryRun {
 		r.noteFailures(ctx, results)
 	}
@@ -629,8 +630,17 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 		Names: j.Names, Issuers: chain, Key: key, KeyType: kt, Replaces: prev, Email: j.Settings.Email,
 		Progress: func(s string) { r.progress(j.Names[0], s) },
 	})
+	// Issued, and storage refused it (full): the files still get it; the
+	// run fails below, naming the storage.
+	var unstored *certkeeper.UnstoredError
+	if errors.As(err, &unstored) {
+		got, err = unstored.Issued, nil
+	}
 	if err == nil {
 		j.key = got.Key
+		err = r.markDeployPending(j)
+	}
+	if err == nil {
 		j.Paths, err = r.Dir.WriteKeepOld(j.Names[0], got.Record.KeyPEM, got.Certificate.ChainPEM)
 	}
 	if err == nil {
@@ -650,7 +660,11 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 	}
 	j.Detail = "not_after " + j.NotAfter.UTC().Format(time.RFC3339)
 	if r.AfterRenew != nil {
-		if err := r.AfterRenew(ctx, j); err != nil {
+		err := r.AfterRenew(ctx, j)
+		if err == nil {
+			err = r.deployDone(j)
+		}
+		if err != nil {
 			// Failed, for the exit status; but the files are the new ones.
 			j.Action, j.Detail, j.Err = Failed, fmt.Sprintf("%s (%s), but %v", j.Action, j.Detail, err), err
 			if j.remembered != nil && j.remembered.DeployHook != j.Settings.DeployHook {
@@ -662,6 +676,9 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 				}
 			}
 		}
+	}
+	if unstored != nil {
+		j.Action, j.Detail, j.Err = Failed, fmt.Sprintf("%s (%s, files written), but %v", j.Action, j.Detail, unstored), unstored
 	}
 	if j.remembered != nil { // a flag of this run changed them: say so
 		before := *j.remembered

@@ -381,3 +381,73 @@ func TestRenewerWildcardByDNS(t *testing.T) {
 		t.Errorf("settings after the renewal: challenge %q, %v; want dns-01 remembered", s.Challenge, err)
 	}
 }
+
+// TestRenewerStorageRefuses: a certificate issued that storage refuses (a
+// directory squats on its record, as a full disk refuses the write) is
+// still written as files, and the run fails naming the storage, rather
+// than throwing the certificate away (trial 28).
+func TestRenewerStorageRefuses(t *testing.T) {
+	e := newLocal(t, []string{"full.test"})
+	key, err := storage.CertificateKey("local", "full.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	squat := filepath.Join(e.st.(*filestore.Store).Dir, filepath.FromSlash(key), "squatter")
+	if err := os.MkdirAll(squat, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	results, err := e.r.Run(t.Context())
+	if err != nil || len(results) != 1 {
+		t.Fatal(err, results)
+	}
+	j := results[0]
+	if j.Action != Failed || !strings.HasPrefix(j.Detail, "issued (not_after ") || !strings.Contains(j.Detail, "files written") ||
+		!strings.Contains(j.Detail, "issued, but not kept") {
+		t.Errorf("action %s, detail %q; want failed, saying the files were written but storage refused it", j.Action, j.Detail)
+	}
+	if _, _, err := e.r.Dir.Read("full.test"); err != nil {
+		t.Errorf("the files after the run: %v; want the certificate", err)
+	}
+}
+
+// TestRenewerDeployPending: a deploy hook that an earlier run did not see
+// through (it failed here; a run killed while it ran leaves the same mark)
+// is run again by the next run although the certificate is not due, and
+// only once it succeeds is it done (trial 28: a run killed after the files
+// were replaced left the server on the old certificate until it expired,
+// every later run saying "not due").
+func TestRenewerDeployPending(t *testing.T) {
+	e := newLocal(t, []string{"hook.test"})
+	e.r.Override.DeployHook = "reload the server"
+	calls := 0
+	fail := true
+	e.r.AfterRenew = func(ctx context.Context, j *Result) error {
+		calls++
+		if j.Paths.Cert == "" || j.NotAfter.IsZero() {
+			t.Errorf("AfterRenew got paths %+v, not_after %v; want the files in place", j.Paths, j.NotAfter)
+		}
+		if fail {
+			return errors.New("deploy hook: exit status 1")
+		}
+		return nil
+	}
+	run := func() *Result {
+		t.Helper()
+		results, err := e.r.Run(t.Context())
+		if err != nil || len(results) != 1 {
+			t.Fatal(err, results)
+		}
+		return results[0]
+	}
+	if j := run(); j.Action != Failed || calls != 1 {
+		t.Fatalf("first run: %s (%s), %d hook calls; want failed after one", j.Action, j.Detail, calls)
+	}
+	e.r.Want = nil
+	fail = false
+	if j := run(); j.Action != Deployed || calls != 2 || !strings.HasPrefix(j.Detail, "deploy hook run again") {
+		t.Fatalf("second run: %s (%s), %d hook calls; want deployed, the hook run again", j.Action, j.Detail, calls)
+	}
+	if j := run(); j.Action != NotDue || calls != 2 {
+		t.Fatalf("third run: %s (%s), %d hook calls; want not due, no hook", j.Action, j.Detail, calls)
+	}
+}

@@ -44,7 +44,11 @@ func (iss *Issuer) Account(ctx context.Context) (acme.Account, error) {
 		return *iss.acct, nil
 	}
 	acct, err := iss.loadAccount(ctx)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, errRecordDamaged) {
+		iss.logger().Warn("the stored ACME account record is damaged; finding the account again from its key",
+			slog.String("issuer", iss.ID()), slog.Any("err", err))
+	}
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errRecordDamaged) {
 		acct, err = iss.lockedRegister(ctx, false)
 	}
 	if err != nil {
@@ -102,7 +106,7 @@ func (iss *Issuer) lockedRegister(ctx context.Context, force bool) (acme.Account
 	if !force {
 		if acct, err := iss.loadAccount(ctx); err == nil {
 			return acct, nil // another process registered it while we waited
-		} else if !errors.Is(err, fs.ErrNotExist) {
+		} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errRecordDamaged) {
 			return acme.Account{}, err
 		}
 	}
@@ -118,8 +122,22 @@ func (iss *Issuer) accountKeys() (recordKey, privKey string, err error) {
 	return recordKey, privKey, err
 }
 
+// errRecordDamaged is wrapped by loadAccount's error for an account record
+// that does not decode (a crash of something else, an edit, a disk error):
+// the record holds nothing the key cannot find again, so Account recovers
+// the account from its key and stores the record anew, as for a missing
+// record.
+var errRecordDamaged = errors.New("the account record is damaged")
+
+// damagedKey is the error for an account key that does not parse, saying
+// what to do about it.
+func damagedKey(privKey, recordKey string, err error) error {
+	return fmt.Errorf("%w: %s: %w: restore it from a backup, or remove %s and %s to register a new account",
+		ErrAccountKeyDamaged, privKey, err, privKey, recordKey)
+}
+
 // loadAccount reads the stored record and key; fs.ErrNotExist if either is
-// missing.
+// missing, errRecordDamaged if the record does not decode.
 func (iss *Issuer) loadAccount(ctx context.Context) (acme.Account, error) {
 	recordKey, privKey, err := iss.accountKeys()
 	if err != nil {
@@ -130,8 +148,11 @@ func (iss *Issuer) loadAccount(ctx context.Context) (acme.Account, error) {
 		return acme.Account{}, err
 	}
 	var rec accountRecord
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return acme.Account{}, fmt.Errorf("decoding account record %s: %w", recordKey, err)
+	if err := json.Unmarshal(data, &rec); err != nil || rec.Location == "" {
+		if err == nil {
+			err = errors.New("no account URL")
+		}
+		return acme.Account{}, fmt.Errorf("decoding account record %s: %w (%w)", recordKey, errRecordDamaged, err)
 	}
 	if rec.Status == acme.StatusDeactivated {
 		return acme.Account{}, fmt.Errorf("%w (%s): register a new one with another Email, or remove %s and its key",
@@ -143,7 +164,7 @@ func (iss *Issuer) loadAccount(ctx context.Context) (acme.Account, error) {
 	}
 	key, err := storage.ParsePrivateKeyPEM(keyPEM)
 	if err != nil {
-		return acme.Account{}, fmt.Errorf("account key %s: %w", privKey, err)
+		return acme.Account{}, damagedKey(privKey, recordKey, err)
 	}
 	return acme.Account{Status: acme.StatusValid, Location: rec.Location, Contact: rec.Contact, PrivateKey: key}, nil
 }
@@ -164,7 +185,7 @@ func (iss *Issuer) register(ctx context.Context, force bool) (acme.Account, erro
 	switch {
 	case err == nil:
 		if acct.PrivateKey, err = storage.ParsePrivateKeyPEM(keyPEM); err != nil {
-			return acme.Account{}, fmt.Errorf("account key %s: %w", privKey, err)
+			return acme.Account{}, damagedKey(privKey, recordKey, err)
 		}
 	case errors.Is(err, fs.ErrNotExist):
 		key, err := issuer.ECDSAP256.Generate()

@@ -29,6 +29,12 @@ var ErrUnreachable = errors.New("cannot reach the ACME CA")
 // helps.
 var ErrCANotTrusted = errors.New("the CA's HTTPS certificate is not trusted")
 
+// ErrAccountKeyDamaged is wrapped by the error of an Issuer whose stored
+// account key cannot be parsed. The key is the account: nothing can find
+// it again. Restore the key from a backup, or remove it and its account
+// record so that a new account is registered.
+var ErrAccountKeyDamaged = errors.New("the stored ACME account key is damaged")
+
 // ErrEABRequired is wrapped by the error of an Issuer without EAB when the
 // CA requires external account binding.
 var ErrEABRequired = errors.New("requires external account binding")

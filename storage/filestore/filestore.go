@@ -287,8 +287,20 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 // lists it. A Dir owned by another user, or with a mode that keeps this
 // one out, fails here (errors.Is(err, fs.ErrPermission), naming the
 // path) rather than at the first Store or Lock. It does not read the
-// files.
+// files. On a read-only file system its error says so and what to do
+// (errors.Is(err, syscall.EROFS) still holds).
 func (s *Store) Check() error {
+	if err := s.check(); errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("%w: remount %s read-write, or choose a directory on a writable file system "+
+			"(under systemd's ProtectSystem=strict, only StateDirectory= and the ReadWritePaths= of the unit are writable)", err, s.Dir)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// check is Check without the advice.
+func (s *Store) check() error {
 	if err := mkdirs(s.Dir, true); err != nil {
 		return err
 	}
@@ -308,6 +320,23 @@ func (s *Store) Check() error {
 		}
 	}
 	return nil
+}
+
+// lowSpace is the free space under which CheckDurability warns: a
+// certificate record is a few kilobytes, a lease file a block.
+const lowSpace = 1 << 20
+
+// CheckDurability implements storage.DurabilityChecker: every write is
+// synced, so the one risk it reports is a file system that is (nearly)
+// full, where new certificates and renewals cannot be stored (Linux and
+// macOS; elsewhere it reports nothing).
+func (s *Store) CheckDurability(ctx context.Context) ([]string, error) {
+	free, ok := freeSpace(s.Dir)
+	if !ok || free >= lowSpace {
+		return nil, nil
+	}
+	return []string{fmt.Sprintf("the file system holding %s has %d KiB free: a certificate issued is kept only in memory "+
+		"until it can be stored, and lost at a restart; free space (df -h %s)", s.Dir, free/1024, s.Dir)}, nil
 }
 
 // mkdirs is os.MkdirAll with mode 0700 that also syncs the parent of every

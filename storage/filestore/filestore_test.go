@@ -32,9 +32,19 @@ func openProcess(dir string) (storage.Storage, error) {
 	return &filestore.Store{Dir: dir, LeaseTTL: processTTL}, nil
 }
 
+// envFullDir names the directory of a child that can create files but not
+// write a byte into them; fullChild, where set (Linux), is that child of
+// TestFullDisk.
+const envFullDir = "CERTKEEPER_FILESTORE_FULL_DIR"
+
+var fullChild func(dir string) int
+
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(envAbandonDir); dir != "" {
 		os.Exit(abandonChild(dir, os.Getenv(envAbandonLock)))
+	}
+	if dir := os.Getenv(envFullDir); dir != "" && fullChild != nil {
+		os.Exit(fullChild(dir))
 	}
 	storagetest.Main(m, openProcess)
 }

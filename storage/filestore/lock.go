@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	mathrand "math/rand/v2"
@@ -288,6 +289,11 @@ func (l *lease) unlock() {
 // see the file empty or half written; readLease copes.
 //
 // Leases are not synced: after a power loss every holder is gone anyway.
+//
+// A lease it created and could not write (a full disk: the file is made,
+// its bytes are not) is removed again: left there, empty, it would hold
+// the lock for a whole lease, against this process too, after the space
+// is freed.
 func writeLease(path string, rec leaseRecord, create bool) error {
 	data, err := json.Marshal(rec)
 	if err != nil {
@@ -304,6 +310,11 @@ func writeLease(path string, rec leaseRecord, create bool) error {
 	_, err = f.Write(data)
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err != nil && create {
+		if rerr := os.Remove(path); rerr != nil && !isNotExist(rerr) {
+			err = errors.Join(err, fmt.Errorf("removing the lease it could not write: %w", rerr))
+		}
 	}
 	return err
 }
