@@ -14,7 +14,7 @@ import (
 
 // TestRenewNothingThere: cert renew with an --out-dir holding no pairs
 // fails saying so (and asks whether --out-dir is right, or names the
-// import for certbot's directory) instead of printing only a table
+// import for certbot's directory, its live/ folder included) instead of printing only a table
 // header; one that does not exist (a typo in a crontab) fails, --quiet
 // or not: a cron job never renews nothing in silence.
 func TestRenewNothingThere(t *testing.T) {
@@ -37,14 +37,19 @@ func TestRenewNothingThere(t *testing.T) {
 	}
 	// certbot's own directory: said, with the command that takes it over.
 	certbot := filepath.Join(dir, "letsencrypt")
-	for _, sub := range []string{"live", "renewal"} {
+	for _, sub := range []string{"live/a.test", "renewal"} {
 		if err := os.MkdirAll(filepath.Join(certbot, sub), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r = ck(t, 30*time.Second, "cert", "renew", "--ca", "local", "--out-dir", certbot, "--storage", filepath.Join(dir, "st"))
-	if want := "certkeeper import --from certbot " + certbot; r.code != 1 || !strings.Contains(r.stderr, want) {
-		t.Errorf("cert renew on certbot's directory: exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
+	// And its live/ folder, or a lineage in it, where the servers of
+	// certbot's users read their certificates (trial 29: "is --out-dir
+	// right?" and nothing more).
+	for _, out := range []string{certbot, filepath.Join(certbot, "live"), filepath.Join(certbot, "live", "a.test")} {
+		r = ck(t, 30*time.Second, "cert", "renew", "--ca", "local", "--out-dir", out, "--storage", filepath.Join(dir, "st"))
+		if want := "certkeeper import --from certbot " + certbot + " "; r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("cert renew --out-dir %s: exit %d, stderr %q; want 1 and %q", out, r.code, r.stderr, want)
+		}
 	}
 	typo := filepath.Join(dir, "typo")
 	for _, quiet := range []string{"--quiet=false", "--quiet"} {

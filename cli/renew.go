@@ -7,8 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
@@ -17,6 +15,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/migrate"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -179,9 +178,8 @@ func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Resu
 		return fmt.Errorf("the post-hook failed (the summary says what was renewed): %w", err)
 	}
 	if len(results) == 0 { // a cron job renewing nothing is misconfigured: fail
-		_, errR := os.Stat(filepath.Join(f.outDir, "renewal"))
-		if _, errL := os.Stat(filepath.Join(f.outDir, "live")); errR == nil && errL == nil {
-			return fmt.Errorf("nothing to renew: %s is certbot's directory (live/, renewal/), whose files cert renew does not renew: take them over with certkeeper import --from certbot %s (docs/migrate.md)", f.outDir, f.outDir)
+		if conf, ok := migrate.CertbotConfigDir(f.outDir); ok {
+			return fmt.Errorf("nothing to renew: %s belongs to certbot (live/, renewal/), whose files cert renew does not renew: take them over with certkeeper import --from certbot %s (docs/migrate.md)", f.outDir, conf)
 		}
 		return fmt.Errorf("nothing to renew: no certificate pairs (certs/NAME.pem with private/NAME.key) in %s; is --out-dir right?", f.outDir)
 	}

@@ -30,10 +30,14 @@ type certbotAccount struct {
 func readCertbot(s *State, opts Options) error {
 	accounts := certbotAccounts(s)
 	seen := map[string]bool{} // account directories already added
-	for _, conf := range filesIn(s.fsys, "renewal", ".conf") {
+	confs := filesIn(s.fsys, "renewal", ".conf")
+	for _, conf := range confs {
 		readCertbotRenewal(s, opts, conf, accounts, seen)
 	}
 	s.Settings = certbotHookScripts(s)
+	if len(confs) > 0 {
+		s.Settings = append(s.Settings, certbotTimer)
+	}
 	ids := make([]string, 0, len(accounts))
 	for id := range accounts {
 		ids = append(ids, id)

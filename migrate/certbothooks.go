@@ -167,6 +167,15 @@ func certbotHookScripts(s *State) []Setting {
 	return out
 }
 
+// certbotTimer is certbot's own renewal, which goes on after the import
+// until the operator stops it: both clients would then order the same
+// names (twice the orders, and the CA's rate limits).
+var certbotTimer = Setting{
+	Source:  "renewal/",
+	Setting: "certbot renews these certificates itself, twice a day (certbot.timer; /etc/cron.d/certbot without systemd; snap.certbot.renew.timer for the snap)",
+	Instead: "stop it once certkeeper renews them, or both order the same names: systemctl disable --now certbot.timer, and remove /etc/cron.d/certbot",
+}
+
 // shellQuote quotes s for sh, unless it needs no quotes.
 func shellQuote(s string) string {
 	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-:=@+,") == "" {

@@ -14,7 +14,8 @@ import (
 // configurations, and the scripts in renewal-hooks/, are reported per
 // certificate (and once for the tree) with the certkeeper flag to give
 // instead, after the certificate's line of the import's table; they do
-// not count as entries, so the import still succeeds.
+// not count as entries, so the import still succeeds. The last line says
+// to stop certbot's own timer, which would go on renewing the same names.
 func TestCertbotSettings(t *testing.T) {
 	const dir = "/etc/letsencrypt"
 	st := mapStore{}
@@ -74,6 +75,9 @@ func TestCertbotSettings(t *testing.T) {
 		"authenticator = nginx → cert renew -d e.test --webroot DIR, DIR the document root nginx serves",
 		"authenticator = manual, manual_auth_hook = /usr/local/bin/auth.sh → cert renew -d f.test --challenge dns-01 --dns exec",
 		"-                  renewal-hooks/deploy/  reload.sh (certbot runs it after each renewal) → cert renew --deploy-hook /etc/letsencrypt/renewal-hooks/deploy/reload.sh for every certificate (it reads certbot's RENEWED_",
+		// certbot's own timer goes on renewing until stopped (trial 29).
+		"-                  renewal/               certbot renews these certificates itself, twice a day (certbot.timer; /etc/cron.d/certbot without systemd; " +
+			"snap.certbot.renew.timer for the snap) → stop it once certkeeper renews them, or both order the same names: systemctl disable --now certbot.timer, and remove /etc/cron.d/certbot\n",
 		"renewal-hooks/pre/     a.sh, b b.sh (certbot runs them before renewing) → cert renew --pre-hook '/etc/letsencrypt/renewal-hooks/pre/a.sh; '\\''/etc/letsencrypt/renewal-hooks/pre/b b.sh'\\''' for every certificate\n",
 	} {
 		if !strings.Contains(table, want) {

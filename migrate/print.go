@@ -3,8 +3,10 @@ package migrate
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -59,6 +61,22 @@ func Outcome(tool, dir string, actions []Action) error {
 		return fmt.Errorf("%d of %d entries could not be imported (see above)", skipped, entries)
 	}
 	return nil
+}
+
+// CertbotConfigDir returns certbot's configuration directory (the one
+// holding live/ and renewal/) when dir is it, one of its folders (live/,
+// archive/, renewal/, accounts/, renewal-hooks/) or one of their lineages
+// (live/NAME/), where a certbot user's servers read their certificates.
+func CertbotConfigDir(dir string) (string, bool) {
+	dir = filepath.Clean(dir)
+	for _, d := range []string{dir, filepath.Dir(dir), filepath.Dir(filepath.Dir(dir))} {
+		_, errR := os.Stat(filepath.Join(d, "renewal"))
+		_, errL := os.Stat(filepath.Join(d, "live"))
+		if errR == nil && errL == nil && (d == dir || strings.HasPrefix(dir, d+string(filepath.Separator)) && parentHint(Certbot, dir) != "") {
+			return d, true
+		}
+	}
+	return "", false
 }
 
 // certbotFolders are the folders of certbot's configuration directory
