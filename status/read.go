@@ -266,8 +266,11 @@ func readOne(ctx context.Context, st storage.Storage, key string, seen map[strin
 		// encrypted storage): listed, as any damaged record.
 		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
 	}
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return Cert{}, false // deleted since List
+	}
+	if err != nil { // unreadable (permissions, I/O): listed, not hidden
+		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
 	}
 	// The record is checked as a Manager checks it before serving it
 	// (the key belongs to the chain, the leaf covers the names): status
