@@ -55,11 +55,6 @@ func Scheduled(m *Manager, key string) (time.Time, bool) {
 	return s.When(key)
 }
 
-// SetUnstoredRetryEvery sets how often a certificate issued and not stored
-// is offered to storage again, for tests; it returns a function that puts
-// the default back.
-func SetUnstoredRetryEvery(d time.Duration) (restore func()) {
-	old := unstoredRetryEvery
-	unstoredRetryEvery = d
-	return func() { unstoredRetryEvery = old }
-}
+// SetUnstoredRetryEvery sets how often m offers a certificate issued and
+// not stored to storage again, for tests.
+func SetUnstoredRetryEvery(m *Manager, d time.Duration) { m.unstoredEvery = d }

@@ -178,6 +178,8 @@ type Manager struct {
 	refused  refusals      // which refused names are logged (refusals.go)
 	releases issueReleases // issue locks being released in the background (obtain.go)
 	unstored sync.Map      // storage key → *UnstoredError not yet stored (unstored.go)
+	// unstoredEvery, set by tests, replaces unstoredRetryEvery.
+	unstoredEvery time.Duration
 	// loadWarn paces the warning of a handshake that could not read
 	// storage: during an outage every new name, a scanner's random ones
 	// included, would log one.

@@ -9,8 +9,9 @@ import (
 )
 
 // unstoredRetryEvery is how often a certificate that was issued and could
-// not be stored is offered to storage again; a variable for tests.
-var unstoredRetryEvery = 30 * time.Second
+// not be stored is offered to storage again (Manager.unstoredEvery, set
+// by tests, overrides it).
+const unstoredRetryEvery = 30 * time.Second
 
 // unstoredTimeout bounds one attempt to store it (its lock, a read, a
 // write).
@@ -44,7 +45,11 @@ func (m *Manager) keepUnstored(ns *UnstoredError) error {
 func (m *Manager) storeLater(ns *UnstoredError) {
 	rec := ns.Issued.Record
 	defer m.unstored.CompareAndDelete(ns.Issued.Key, ns)
-	tick := time.NewTicker(unstoredRetryEvery)
+	every := unstoredRetryEvery
+	if m.unstoredEvery > 0 {
+		every = m.unstoredEvery
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for time.Now().Before(rec.NotAfter) {
 		if cur, _ := m.unstored.Load(ns.Issued.Key); cur != ns {

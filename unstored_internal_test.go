@@ -19,11 +19,11 @@ import (
 // nothing, which silently ended its renewals: trial 28), and reads storage
 // again once the certificate is stored.
 func TestRenewalReadsUnstored(t *testing.T) {
-	defer SetUnstoredRetryEvery(50 * time.Millisecond)()
 	ctx := t.Context()
 	dir := t.TempDir()
 	st := filestore.New(dir)
-	m := &Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}, Logger: slog.New(slog.DiscardHandler)}
+	m := &Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}, Logger: slog.New(slog.DiscardHandler),
+		unstoredEvery: 50 * time.Millisecond}
 	defer m.Close()
 	key, err := storage.CertificateKey("local", "unstored.test")
 	if err != nil {

@@ -20,11 +20,11 @@ import (
 // restart then serves it without an order (trial 28: it was thrown away,
 // the handshake failed, and every retry ordered a new one).
 func TestIssuedNotStored(t *testing.T) {
-	defer certkeeper.SetUnstoredRetryEvery(100 * time.Millisecond)()
 	ca := testca.Start(t, testca.Options{})
 	dir := t.TempDir()
 	st := filestore.New(dir)
 	m := newACMEManager(ca, st, policy.Allowlist("full.test"))
+	certkeeper.SetUnstoredRetryEvery(m, 100*time.Millisecond)
 	key, err := storage.CertificateKey(certkeeper.IssuerIDs(m)[0], "full.test")
 	if err != nil {
 		t.Fatal(err)

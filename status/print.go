@@ -1,8 +1,10 @@
 package status
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -36,6 +38,7 @@ type Printer struct {
 	rows    int
 	errs    []Cert   // entries with an error, printed after the table
 	damaged []string // names of damaged records
+	denied  []string // names of records this user may not read
 }
 
 // printChunk is how many table rows are aligned and written together.
@@ -48,7 +51,11 @@ func (p *Printer) Add(s Cert) error {
 		if p.Where != nil {
 			where = p.Where(s.Key)
 		}
-		p.damaged = append(p.damaged, where)
+		if strings.Contains(s.LastError, fs.ErrPermission.Error()) {
+			p.denied = append(p.denied, where)
+		} else {
+			p.damaged = append(p.damaged, where)
+		}
 	}
 	if p.Check {
 		p.check.add(s)
@@ -139,12 +146,22 @@ func (p *Printer) CheckStatus() int { return p.check.worst }
 
 // DamagedError returns, when a record added was damaged, the error that
 // names each (by Where) and says how to recover; nil otherwise.
+//
+// A record this user may not read (permission denied: left by a run as
+// another user) is not damaged: the error says to read it as the user
+// certkeeper runs as, or to give it back to that user, not to delete it.
 func (p *Printer) DamagedError() error {
-	if len(p.damaged) == 0 {
-		return nil
+	var errs []error
+	if len(p.damaged) > 0 {
+		errs = append(errs, fmt.Errorf("%d damaged certificate record(s): %s; restore them from a backup or delete them "+
+			"(a handshake or \"certkeeper cert issue\" obtains the name again)", len(p.damaged), strings.Join(p.damaged, ", ")))
 	}
-	return fmt.Errorf("%d damaged certificate record(s): %s; restore them from a backup or delete them "+
-		"(a handshake or \"certkeeper cert issue\" obtains the name again)", len(p.damaged), strings.Join(p.damaged, ", "))
+	if len(p.denied) > 0 {
+		errs = append(errs, fmt.Errorf("%d certificate record(s) this user may not read: %s; run as the user certkeeper runs as, "+
+			"or give the files back to that user (chown); a certkeeper that cannot read them cannot serve them either",
+			len(p.denied), strings.Join(p.denied, ", ")))
+	}
+	return errors.Join(errs...)
 }
 
 // Label names a certificate in the status table: by its names, or by its

@@ -1,6 +1,7 @@
 package status_test
 
 import (
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +55,32 @@ func TestPrinter(t *testing.T) {
 	}
 	if err := p.Finish("/s", ""); err != nil || !strings.HasPrefix(b.String(), "[\n  {") || !strings.HasSuffix(b.String(), "}\n]\n") {
 		t.Errorf("JSON = %q, %v", b.String(), err)
+	}
+}
+
+// TestDamagedErrorUnreadable: a record this user may not read is not
+// called damaged, nor to be deleted: the error says whose it should be
+// (trial 28: a run as root left records the service user could not read).
+func TestDamagedErrorUnreadable(t *testing.T) {
+	p := &status.Printer{W: io.Discard}
+	for _, c := range []status.Cert{
+		{Key: "certificates/x/a.test.json", State: status.Damaged, LastError: "open /s/a.test.json: permission denied"},
+		{Key: "certificates/x/b.test.json", State: status.Damaged, LastError: "bad json"},
+	} {
+		if err := p.Add(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := p.DamagedError()
+	if err == nil {
+		t.Fatal("DamagedError = nil")
+	}
+	for _, want := range []string{
+		"1 damaged certificate record(s): certificates/x/b.test.json; restore",
+		"1 certificate record(s) this user may not read: certificates/x/a.test.json; run as the user certkeeper runs as",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("DamagedError = %v\nwant %q", err, want)
+		}
 	}
 }

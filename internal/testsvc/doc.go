@@ -17,11 +17,4 @@
 //
 // It does not start the servers certkeeper itself implements, and it does not
 // install anything.
-//
-// TODO(issue 5, the OpenResty plugin end to end): add Nginx(t, NginxOptions)
-// running Debian's nginx with libnginx-mod-http-lua, lua-resty-core and
-// lua-resty-lrucache as a child (nginx -p TEMPDIR -c nginx.conf -g "daemon
-// off; master_process off;" with error_log to stderr and listen 127.0.0.1:PORT)
-// when the plugin's tests are written; the plugin decides which modules and
-// lua_package_path the config needs.
 package testsvc
