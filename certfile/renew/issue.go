@@ -2,6 +2,8 @@ package renew
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
@@ -27,6 +29,8 @@ func (e *WriteError) Unwrap() error { return e.Err }
 // issuance of the command's cert issue; a renewal is Renewer's. Issue's
 // error is returned as it is, a failed write as a *WriteError: also when
 // dir cannot be written to, which is found before anything is ordered.
+// A certificate issued that st refused (a full disk) is written all the
+// same and returned with an error wrapping Issue's *UnstoredError.
 func IssueFiles(ctx context.Context, dir certfile.Dir, st storage.Storage, req certkeeper.IssueRequest) (*certkeeper.Issued, certfile.Paths, error) {
 	if req.CSR != nil {
 		st = nil
@@ -39,7 +43,12 @@ func IssueFiles(ctx context.Context, dir certfile.Dir, st storage.Storage, req c
 		}
 	}
 	got, err := certkeeper.Issue(ctx, st, req)
-	if err != nil {
+	// Issued, and storage refused it (a full disk): the files still get
+	// it, so that it is not lost and ordered again.
+	unstored, ok := errors.AsType[*certkeeper.UnstoredError](err)
+	if ok {
+		got = unstored.Issued
+	} else if err != nil {
 		return nil, certfile.Paths{}, err
 	}
 	var paths certfile.Paths
@@ -50,6 +59,9 @@ func IssueFiles(ctx context.Context, dir certfile.Dir, st storage.Storage, req c
 	}
 	if err != nil {
 		return nil, certfile.Paths{}, &WriteError{Err: err}
+	}
+	if unstored != nil {
+		return got, paths, fmt.Errorf("the certificate files are written (%s), but %w: free the storage", paths.Cert, unstored)
 	}
 	return got, paths, nil
 }

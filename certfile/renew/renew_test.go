@@ -451,3 +451,25 @@ func TestRenewerDeployPending(t *testing.T) {
 		t.Fatalf("third run: %s (%s), %d hook calls; want not due, no hook", j.Action, j.Detail, calls)
 	}
 }
+
+// TestIssueFilesStorageRefuses: a first issuance (cert issue) whose
+// certificate storage refuses (a full disk) writes the files all the
+// same and says so; the certificate was lost (trial 28 finding 5).
+func TestIssueFilesStorageRefuses(t *testing.T) {
+	e := newLocal(t)
+	key, err := storage.CertificateKey("local", "first.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	squat := filepath.Join(e.st.(*filestore.Store).Dir, filepath.FromSlash(key), "squatter")
+	if err := os.MkdirAll(squat, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	got, paths, err := IssueFiles(t.Context(), e.r.Dir, e.st, certkeeper.IssueRequest{Names: []string{"first.test"}, Issuers: e.chain})
+	if _, ok := errors.AsType[*certkeeper.UnstoredError](err); !ok || got == nil || !strings.Contains(err.Error(), "the certificate files are written ("+paths.Cert+")") {
+		t.Fatalf("IssueFiles = %v, %+v, %v; want the certificate, its files and the storage's refusal", got, paths, err)
+	}
+	if _, _, err := e.r.Dir.Read("first.test"); err != nil {
+		t.Errorf("the files after the issuance: %v; want the certificate", err)
+	}
+}
