@@ -125,6 +125,39 @@ func (iss *Issuer) loadAccount(ctx context.Context) (acme.Account, error) {
 	if err != nil {
 		return acme.Account{}, err
 	}
+	return iss.readAccount(ctx, recordKey, privKey, "")
+}
+
+// replacingAccount returns the account storage holds at this CA whose URL
+// is want (the one that ordered the certificate being renewed: certbot's
+// beside lego's, both imported), as the CA accepts a replacement only from
+// it; own when storage holds no such account or it cannot be read.
+func (iss *Issuer) replacingAccount(ctx context.Context, own acme.Account, want string) acme.Account {
+	ownKey, err := storage.AccountKey(iss.ID(), iss.Email)
+	if err != nil {
+		return own
+	}
+	keys, err := iss.Storage.List(ctx, path.Dir(ownKey)+"/")
+	if err != nil {
+		return own
+	}
+	for _, k := range keys {
+		if k == ownKey || !strings.HasSuffix(k, ".json") {
+			continue
+		}
+		if acct, err := iss.readAccount(ctx, k, strings.TrimSuffix(k, ".json")+".key", want); err == nil {
+			iss.logger().Info("renewing from the account that ordered the certificate, the one whose replacement the CA accepts",
+				slog.String("issuer", iss.ID()), slog.String("account", want), slog.String("record", k))
+			return acct
+		}
+	}
+	return own
+}
+
+// readAccount reads the account record under recordKey and its key under
+// privKey; fs.ErrNotExist if either is missing, or if want is not "" and
+// the record's URL is not want.
+func (iss *Issuer) readAccount(ctx context.Context, recordKey, privKey, want string) (acme.Account, error) {
 	data, err := iss.Storage.Load(ctx, recordKey)
 	if err != nil {
 		return acme.Account{}, err
@@ -132,6 +165,9 @@ func (iss *Issuer) loadAccount(ctx context.Context) (acme.Account, error) {
 	var rec accountRecord
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return acme.Account{}, fmt.Errorf("decoding account record %s: %w", recordKey, err)
+	}
+	if want != "" && rec.Location != want {
+		return acme.Account{}, fmt.Errorf("account record %s is for %s: %w", recordKey, rec.Location, fs.ErrNotExist)
 	}
 	if rec.Status == acme.StatusDeactivated {
 		return acme.Account{}, fmt.Errorf("%w (%s): register a new one with another Email, or remove %s and its key",

@@ -349,6 +349,9 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 	if err != nil {
 		return nil, err
 	}
+	if req.Replaces != nil && req.ReplacesAccount != "" && req.ReplacesAccount != acct.Location {
+		acct = iss.replacingAccount(ctx, acct, req.ReplacesAccount)
+	}
 	timeline.Mark(ctx, "directory_account")
 
 	placed, acct, err := iss.placeOrder(ctx, client, acct, dir, req)
