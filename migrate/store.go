@@ -124,9 +124,9 @@ func importAccount(ctx context.Context, st storage.Storage, a Account, dryRun bo
 	act := Action{Kind: "account", Subject: a.Location, Source: a.Source}
 	// Which email finds it: the one it is stored under, not the one the
 	// old tool was given (certbot 2.x records no contact).
-	act.Why = "stored without a contact: certkeeper uses it when given no email"
+	act.Why = "stored without a contact: its certificates renew from it; certkeeper orders new ones from it when given no email"
 	if a.Email != "" {
-		act.Why = "stored for " + a.Email + ": certkeeper uses it when given that email"
+		act.Why = "stored for " + a.Email + ": its certificates renew from it; certkeeper orders new ones from it when given that email"
 	}
 	id := storage.IssuerID(a.DirectoryURL)
 	recKey, err := storage.AccountKey(id, a.Email)
