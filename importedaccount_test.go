@@ -71,4 +71,7 @@ func TestRenewFromImportedAccount(t *testing.T) {
 	if n := ca.Replacements(); n != 1 {
 		t.Errorf("the CA accepted %d ARI replacements, want 1", n)
 	}
+	if n := ca.Accounts(); n != 1 {
+		t.Errorf("%d accounts registered, want 1: the Manager's own is not needed to renew", n)
+	}
 }

@@ -128,30 +128,41 @@ func (iss *Issuer) loadAccount(ctx context.Context) (acme.Account, error) {
 	return iss.readAccount(ctx, recordKey, privKey, "")
 }
 
-// replacingAccount returns the account storage holds at this CA whose URL
-// is want (the one that ordered the certificate being renewed: certbot's
-// beside lego's, both imported), as the CA accepts a replacement only from
-// it; own when storage holds no such account or it cannot be read.
-func (iss *Issuer) replacingAccount(ctx context.Context, own acme.Account, want string) acme.Account {
+// orderingAccount is the account req is ordered from: for a renewal,
+// the account that ordered the certificate it replaces when storage holds
+// it at this CA (certbot's beside lego's, both imported), as the CA
+// accepts a replacement only from that account; else the issuer's own
+// (Account), which is then registered only if it is needed.
+func (iss *Issuer) orderingAccount(ctx context.Context, req issuer.Request) (acme.Account, error) {
+	if req.Replaces == nil || req.ReplacesAccount == "" {
+		return iss.Account(ctx)
+	}
+	iss.acctMu.Lock()
+	own := iss.acct
+	iss.acctMu.Unlock()
+	if own != nil && own.Location == req.ReplacesAccount {
+		return *own, nil
+	}
 	ownKey, err := storage.AccountKey(iss.ID(), iss.Email)
 	if err != nil {
-		return own
+		return acme.Account{}, err
 	}
-	keys, err := iss.Storage.List(ctx, path.Dir(ownKey)+"/")
-	if err != nil {
-		return own
-	}
+	keys, _ := iss.Storage.List(ctx, path.Dir(ownKey)+"/")
 	for _, k := range keys {
-		if k == ownKey || !strings.HasSuffix(k, ".json") {
+		if !strings.HasSuffix(k, ".json") {
 			continue
 		}
-		if acct, err := iss.readAccount(ctx, k, strings.TrimSuffix(k, ".json")+".key", want); err == nil {
-			iss.logger().Info("renewing from the account that ordered the certificate, the one whose replacement the CA accepts",
-				slog.String("issuer", iss.ID()), slog.String("account", want), slog.String("record", k))
-			return acct
+		acct, err := iss.readAccount(ctx, k, strings.TrimSuffix(k, ".json")+".key", req.ReplacesAccount)
+		if err != nil {
+			continue
 		}
+		if k != ownKey {
+			iss.logger().Info("renewing from the account that ordered the certificate, the one whose replacement the CA accepts",
+				slog.String("issuer", iss.ID()), slog.String("account", req.ReplacesAccount), slog.String("record", k))
+		}
+		return acct, nil
 	}
-	return own
+	return iss.Account(ctx)
 }
 
 // readAccount reads the account record under recordKey and its key under

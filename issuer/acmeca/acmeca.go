@@ -345,12 +345,9 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 	if err := iss.checkProfile(ctx); err != nil {
 		return nil, err
 	}
-	acct, err := iss.Account(ctx)
+	acct, err := iss.orderingAccount(ctx, req)
 	if err != nil {
 		return nil, err
-	}
-	if req.Replaces != nil && req.ReplacesAccount != "" && req.ReplacesAccount != acct.Location {
-		acct = iss.replacingAccount(ctx, acct, req.ReplacesAccount)
 	}
 	timeline.Mark(ctx, "directory_account")
 
