@@ -91,19 +91,26 @@ var toolMarks = []struct{ tool, a, b string }{
 }
 
 // otherToolHint says, when dir is laid out as another tool's directory
-// than tool's (certbot's given as lego's, say), which tool to name: the
-// import found nothing of tool in it, or nothing it could import.
+// than tool's (certbot's given as lego's, say), or is a folder inside a
+// tool's directory (lego's certificates/), which tool and directory to
+// name: the import found nothing of tool in dir, or nothing it could
+// import. certbot's own folders are parentHint's.
 func otherToolHint(tool, dir string) string {
-	for _, m := range toolMarks {
-		_, errA := os.Stat(filepath.Join(dir, m.a))
-		_, errB := os.Stat(filepath.Join(dir, m.b))
-		if errA != nil || errB != nil {
-			continue
+	d := filepath.Clean(dir)
+	for up := 0; up < 3; up, d = up+1, filepath.Dir(d) {
+		for _, m := range toolMarks {
+			_, errA := os.Stat(filepath.Join(d, m.a))
+			_, errB := os.Stat(filepath.Join(d, m.b))
+			switch {
+			case errA != nil || errB != nil:
+				continue
+			case up == 0 && m.tool == tool, up > 0 && m.tool == Certbot && tool == Certbot:
+				return ""
+			case up == 0:
+				return fmt.Sprintf("; %s looks like %s's directory (%s/, %s/): certkeeper import --from %s %s", dir, m.tool, m.a, m.b, m.tool, dir)
+			}
+			return fmt.Sprintf("; %s is inside %s's directory %s (%s/, %s/): certkeeper import --from %s %s", dir, m.tool, d, m.a, m.b, m.tool, d)
 		}
-		if m.tool == tool {
-			return ""
-		}
-		return fmt.Sprintf("; %s looks like %s's directory (%s/, %s/): certkeeper import --from %s %s", dir, m.tool, m.a, m.b, m.tool, dir)
 	}
 	return ""
 }

@@ -88,6 +88,13 @@ func TestOutcomeOtherTool(t *testing.T) {
 		if err := Outcome(Certbot, dir, []Action{{Result: Imported}, {Result: Skipped}}); strings.Contains(err.Error(), "looks like") {
 			t.Errorf("one of two skipped: %v, want no hint (the tool is right)", err)
 		}
+		// A folder inside it (lego's certificates/, dehydrated's certs/):
+		// the directory above is named (certbot's by parentHint).
+		sub := filepath.Join(dir, m.b)
+		want = "; " + sub + " is inside " + m.tool + "'s directory " + dir + " (" + m.a + "/, " + m.b + "/): certkeeper import --from " + m.tool + " " + dir
+		if err := Outcome(m.tool, sub, nil); m.tool != Certbot && (err == nil || !strings.HasSuffix(err.Error(), want)) {
+			t.Errorf("Outcome(%s, %s) = %v, want the hint %q", m.tool, sub, err, want)
+		}
 	}
 }
 
