@@ -36,6 +36,10 @@ type IssueRequest struct {
 
 	// Replaces is the certificate this one renews, if any (ACME ARI).
 	Replaces *x509.Certificate
+	// ReplacesRecord is the stored record of Replaces, if known: the
+	// renewal is ordered from its account when the issuer's storage holds
+	// it (issuer.Request.ReplacesAccount), and then records its Email.
+	ReplacesRecord *storage.Certificate
 
 	// Email is the ACME contact, recorded so renewal needs no
 	// configuration.
@@ -97,16 +101,24 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 		}
 		timeline.Mark(ctx, "key_csr")
 	}
-	cert, err := req.Issuers.Issue(ctx, issuer.Request{Names: req.Names, CSR: csr, Replaces: req.Replaces, Progress: req.Progress})
+	ireq := issuer.Request{Names: req.Names, CSR: csr, Replaces: req.Replaces, Progress: req.Progress}
+	email := req.Email
+	if r := req.ReplacesRecord; r != nil {
+		ireq.ReplacesAccount = r.Account
+	}
+	cert, err := req.Issuers.Issue(ctx, ireq)
 	if err != nil {
 		return nil, err
+	}
+	if r := req.ReplacesRecord; r != nil && r.Account != "" && cert.Account == r.Account {
+		email = r.Email // ordered from the account that ordered Replaces
 	}
 	timeline.Mark(ctx, "issued_check")
 	rec := &storage.Certificate{
 		Names: req.Names, Issuer: cert.Issuer, ChainPEM: cert.ChainPEM,
 		NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter,
 		KeyType: string(issuer.KeyTypeOf(cert.Leaf.PublicKey)),
-		Profile: cert.Profile, URL: cert.URL, Account: cert.Account, Email: req.Email,
+		Profile: cert.Profile, URL: cert.URL, Account: cert.Account, Email: email,
 		Variant: req.Variant, OnDemand: req.OnDemand, Obtained: time.Now().UTC(),
 	}
 	got := &Issued{Record: rec, Certificate: cert}

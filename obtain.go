@@ -249,6 +249,7 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	got, err := Issue(ctx, m.store, IssueRequest{
 		Names: names, Issuers: m.chainFor(names, prev != nil), KeyType: m.keyTypeFor(names[0], variant),
 		Replaces: prev, Email: m.Email, Variant: variant, OnDemand: onDemand,
+		ReplacesRecord: renewedRecord(ctx, prev),
 	})
 	var unstored *UnstoredError
 	if errors.As(err, &unstored) {
@@ -386,4 +387,19 @@ func (m *Manager) chainFor(names []string, renewal bool) *issuer.Chain {
 		}
 	}
 	return c
+}
+
+// renewedRecordKey is the context key under which renewDue passes obtain
+// the stored record of the certificate it renews.
+type renewedRecordKey struct{}
+
+// renewedRecord is the stored record of prev (renewDue's), so the renewal
+// orders from the account that ordered prev when storage holds it: an
+// imported account beside the one of Email (IssueRequest.ReplacesRecord).
+func renewedRecord(ctx context.Context, prev *x509.Certificate) *storage.Certificate {
+	if prev == nil {
+		return nil
+	}
+	rec, _ := ctx.Value(renewedRecordKey{}).(*storage.Certificate)
+	return rec
 }

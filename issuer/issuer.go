@@ -43,6 +43,12 @@ type Request struct {
 	// send it as ARI "replaces" (RFC 9773 §5) and fall back to a plain
 	// order if the CA refuses that.
 	Replaces *x509.Certificate
+	// ReplacesAccount is the URL of the ACME account that ordered
+	// Replaces, if known. A CA accepts a replacement only from that
+	// account (RFC 9773 §5): an ACME issuer orders from it when its
+	// storage holds it at the same CA (an account imported beside the
+	// issuer's own), and from its own account otherwise.
+	ReplacesAccount string
 	// Progress, if set, is called with short human-readable steps
 	// ("order created", "validating a.test via http-01"), for CLIs.
 	Progress func(step string)

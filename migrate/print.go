@@ -55,10 +55,14 @@ func Outcome(tool, dir string, actions []Action) error {
 		}
 	}
 	if entries == 0 {
-		return fmt.Errorf("found no certificates or accounts of %s in %s%s", tool, dir, parentHint(tool, dir))
+		return fmt.Errorf("found no certificates or accounts of %s in %s%s%s", tool, dir, parentHint(tool, dir), otherToolHint(tool, dir))
 	}
 	if skipped := CountSkipped(actions); skipped > 0 {
-		return fmt.Errorf("%d of %d entries could not be imported (see above)", skipped, entries)
+		hint := ""
+		if skipped == entries {
+			hint = otherToolHint(tool, dir)
+		}
+		return fmt.Errorf("%d of %d entries could not be imported (see above)%s", skipped, entries, hint)
 	}
 	return nil
 }
@@ -77,6 +81,38 @@ func CertbotConfigDir(dir string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// toolMarks are what each tool's directory holds, besides what another
+// tool's may: both folders (or files) of a pair must be there.
+var toolMarks = []struct{ tool, a, b string }{
+	{Certbot, "renewal", "live"}, {Caddy, "acme", "certificates"}, {Lego, "accounts", "certificates"},
+	{Dehydrated, "accounts", "certs"}, {ACMESH, "account.conf", "ca"},
+}
+
+// otherToolHint says, when dir is laid out as another tool's directory
+// than tool's (certbot's given as lego's, say), or is a folder inside a
+// tool's directory (lego's certificates/), which tool and directory to
+// name: the import found nothing of tool in dir, or nothing it could
+// import. certbot's own folders are parentHint's.
+func otherToolHint(tool, dir string) string {
+	d := filepath.Clean(dir)
+	for up := 0; up < 3; up, d = up+1, filepath.Dir(d) {
+		for _, m := range toolMarks {
+			_, errA := os.Stat(filepath.Join(d, m.a))
+			_, errB := os.Stat(filepath.Join(d, m.b))
+			switch {
+			case errA != nil || errB != nil:
+				continue
+			case up == 0 && m.tool == tool, up > 0 && m.tool == Certbot && tool == Certbot:
+				return ""
+			case up == 0:
+				return fmt.Sprintf("; %s looks like %s's directory (%s/, %s/): certkeeper import --from %s %s", dir, m.tool, m.a, m.b, m.tool, dir)
+			}
+			return fmt.Sprintf("; %s is inside %s's directory %s (%s/, %s/): certkeeper import --from %s %s", dir, m.tool, d, m.a, m.b, m.tool, d)
+		}
+	}
+	return ""
 }
 
 // certbotFolders are the folders of certbot's configuration directory

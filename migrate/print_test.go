@@ -2,6 +2,8 @@ package migrate
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -59,6 +61,40 @@ func TestOutcomeCertbotFolder(t *testing.T) {
 	}
 	if err := Outcome(Lego, "/x/live", nil); err == nil || strings.Contains(err.Error(), "certbot") {
 		t.Errorf("Outcome(lego, /x/live) = %v", err)
+	}
+}
+
+// TestOutcomeOtherTool: given another tool's directory (lego's to
+// --from certbot, certbot's to --from lego: trial 29), the import that
+// finds nothing, or only entries it cannot import, names the tool whose
+// layout the directory has; given the right tool, it names none.
+func TestOutcomeOtherTool(t *testing.T) {
+	for _, m := range toolMarks {
+		dir := t.TempDir()
+		for _, p := range []string{m.a, m.b} {
+			if err := os.Mkdir(filepath.Join(dir, p), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := "; " + dir + " looks like " + m.tool + "'s directory (" + m.a + "/, " + m.b + "/): certkeeper import --from " + m.tool + " " + dir
+		for _, tool := range Tools() {
+			for _, acts := range [][]Action{nil, {{Result: Skipped}}} {
+				err := Outcome(tool, dir, acts)
+				if got := err != nil && strings.HasSuffix(err.Error(), want); got != (tool != m.tool) {
+					t.Errorf("Outcome(%s, %s's directory, %d skipped) = %v; want the hint %v", tool, m.tool, len(acts), err, tool != m.tool)
+				}
+			}
+		}
+		if err := Outcome(Certbot, dir, []Action{{Result: Imported}, {Result: Skipped}}); strings.Contains(err.Error(), "looks like") {
+			t.Errorf("one of two skipped: %v, want no hint (the tool is right)", err)
+		}
+		// A folder inside it (lego's certificates/, dehydrated's certs/):
+		// the directory above is named (certbot's by parentHint).
+		sub := filepath.Join(dir, m.b)
+		want = "; " + sub + " is inside " + m.tool + "'s directory " + dir + " (" + m.a + "/, " + m.b + "/): certkeeper import --from " + m.tool + " " + dir
+		if err := Outcome(m.tool, sub, nil); m.tool != Certbot && (err == nil || !strings.HasSuffix(err.Error(), want)) {
+			t.Errorf("Outcome(%s, %s) = %v, want the hint %q", m.tool, sub, err, want)
+		}
 	}
 }
 

@@ -124,9 +124,9 @@ func importAccount(ctx context.Context, st storage.Storage, a Account, dryRun bo
 	act := Action{Kind: "account", Subject: a.Location, Source: a.Source}
 	// Which email finds it: the one it is stored under, not the one the
 	// old tool was given (certbot 2.x records no contact).
-	act.Why = "stored without a contact: certkeeper uses it when given no email"
+	act.Why = "stored without a contact: its certificates renew from it; certkeeper orders new ones from it when given no email"
 	if a.Email != "" {
-		act.Why = "stored for " + a.Email + ": certkeeper uses it when given that email"
+		act.Why = "stored for " + a.Email + ": its certificates renew from it; certkeeper orders new ones from it when given that email"
 	}
 	id := storage.IssuerID(a.DirectoryURL)
 	recKey, err := storage.AccountKey(id, a.Email)
@@ -193,6 +193,9 @@ func importCertificate(ctx context.Context, st storage.Storage, c Certificate, o
 	if now.After(c.Leaf.NotAfter) {
 		act.Result = Skipped
 		act.Why = fmt.Sprintf("expired at %s: certkeeper obtains a new one at the first handshake or with cert issue", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
+		if why := renewedSince(ctx, st, key, c, now); why != "" {
+			act.Result, act.Why = Kept, why
+		}
 		return act, nil
 	}
 	replaces := "" // what the import replaces, for messages
@@ -257,6 +260,23 @@ func importCertificate(ctx context.Context, st storage.Storage, c Certificate, o
 		act.Result = Replaced
 	}
 	return act, nil
+}
+
+// renewedSince says why an expired certificate c of the tool's is no loss
+// when storage holds an unexpired one under key covering all its names
+// (certkeeper renewed what an earlier import brought in, and the import
+// runs again); "" otherwise.
+func renewedSince(ctx context.Context, st storage.Storage, key string, c Certificate, now time.Time) string {
+	data, err := st.Load(ctx, key)
+	if err != nil {
+		return ""
+	}
+	old, err := storage.UnmarshalCertificate(key, data)
+	if err != nil || !now.Before(old.NotAfter) || len(onlyIn(c.Names, old.Names)) > 0 {
+		return ""
+	}
+	return fmt.Sprintf("expired at %s; storage holds a valid certificate for its names (not after %s at %s), renewed since",
+		c.Leaf.NotAfter.UTC().Format(time.RFC3339), old.NotAfter.UTC().Format(time.RFC3339), key)
 }
 
 // samePrivateKey reports whether two PEM keys are the same key, whatever

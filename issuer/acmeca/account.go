@@ -143,6 +143,50 @@ func (iss *Issuer) loadAccount(ctx context.Context) (acme.Account, error) {
 	if err != nil {
 		return acme.Account{}, err
 	}
+	return iss.readAccount(ctx, recordKey, privKey, "")
+}
+
+// orderingAccount is the account req is ordered from: for a renewal,
+// the account that ordered the certificate it replaces when storage holds
+// it at this CA (certbot's beside lego's, both imported), as the CA
+// accepts a replacement only from that account; else the issuer's own
+// (Account), which is then registered only if it is needed.
+func (iss *Issuer) orderingAccount(ctx context.Context, req issuer.Request) (acme.Account, error) {
+	if req.Replaces == nil || req.ReplacesAccount == "" {
+		return iss.Account(ctx)
+	}
+	iss.acctMu.Lock()
+	own := iss.acct
+	iss.acctMu.Unlock()
+	if own != nil && own.Location == req.ReplacesAccount {
+		return *own, nil
+	}
+	ownKey, err := storage.AccountKey(iss.ID(), iss.Email)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	keys, _ := iss.Storage.List(ctx, path.Dir(ownKey)+"/")
+	for _, k := range keys {
+		if !strings.HasSuffix(k, ".json") {
+			continue
+		}
+		acct, err := iss.readAccount(ctx, k, strings.TrimSuffix(k, ".json")+".key", req.ReplacesAccount)
+		if err != nil {
+			continue
+		}
+		if k != ownKey {
+			iss.logger().Info("renewing from the account that ordered the certificate, the one whose replacement the CA accepts",
+				slog.String("issuer", iss.ID()), slog.String("account", req.ReplacesAccount), slog.String("record", k))
+		}
+		return acct, nil
+	}
+	return iss.Account(ctx)
+}
+
+// readAccount reads the account record under recordKey and its key under
+// privKey; fs.ErrNotExist if either is missing, or if want is not "" and
+// the record's URL is not want.
+func (iss *Issuer) readAccount(ctx context.Context, recordKey, privKey, want string) (acme.Account, error) {
 	data, err := iss.Storage.Load(ctx, recordKey)
 	if err != nil {
 		return acme.Account{}, err
@@ -153,6 +197,9 @@ func (iss *Issuer) loadAccount(ctx context.Context) (acme.Account, error) {
 			err = errors.New("no account URL")
 		}
 		return acme.Account{}, fmt.Errorf("decoding account record %s: %w (%w)", recordKey, errRecordDamaged, err)
+	}
+	if want != "" && rec.Location != want {
+		return acme.Account{}, fmt.Errorf("account record %s is for %s: %w", recordKey, rec.Location, fs.ErrNotExist)
 	}
 	if rec.Status == acme.StatusDeactivated {
 		return acme.Account{}, fmt.Errorf("%w (%s): register a new one with another Email, or remove %s and its key",

@@ -345,7 +345,7 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 	if err := iss.checkProfile(ctx); err != nil {
 		return nil, err
 	}
-	acct, err := iss.Account(ctx)
+	acct, err := iss.orderingAccount(ctx, req)
 	if err != nil {
 		return nil, err
 	}
