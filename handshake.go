@@ -180,7 +180,7 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		return nil, err
 	}
 	timeline.Mark(ctx, "policy_limits")
-	e, err := m.obtain(ctx, names, nil, true, variant)
+	e, err := m.obtain(ctx, names, nil, nil, true, variant)
 	switch {
 	case err != nil && m.ctx.Err() == nil && errors.Is(err, errNoLock):
 		m.loadWarn.Do(func() { // the storage is failing: paced as the load's warning

@@ -68,7 +68,7 @@ func (m *Manager) Cert(ctx context.Context, names ...string) error {
 				if e, err := m.loadStored(ctx, norm[0], variant); err == nil && coversAll(e, norm) {
 					return e, nil
 				}
-				e, err := m.obtain(ctx, norm, nil, false, variant)
+				e, err := m.obtain(ctx, norm, nil, nil, false, variant)
 				m.noteFirstIssue(ctx, norm, variant, err) // for status (failures.go)
 				return e, err
 			})
@@ -205,7 +205,9 @@ func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, tc *tls
 }
 
 // obtain issues a certificate for names through the issuer chain, stores
-// it, and publishes it. prev is the certificate being renewed, if any. It
+// it, and publishes it. prev is the certificate being renewed, if any,
+// and prevRec its stored record when known (the renewal is then ordered
+// from the account that ordered prev: IssueRequest.ReplacesRecord). It
 // holds the cluster-wide issue lock for the primary name and, for a first
 // issue, re-checks storage after taking it: another process may have
 // issued while this one waited.
@@ -218,7 +220,7 @@ func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, tc *tls
 // lease file and its directory removed). The next obtain of the same name
 // in this process waits for that release rather than finding the lock
 // held and backing off.
-func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certificate, onDemand bool, variant string) (*managed, error) {
+func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certificate, prevRec *storage.Certificate, onDemand bool, variant string) (*managed, error) {
 	lock := storage.IssueLock(names[0])
 	if err := m.releases.wait(ctx, lock); err != nil {
 		return nil, fmt.Errorf("locking %s for issuance (%w): %w", names[0], errNoLock, err)
@@ -249,7 +251,7 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	got, err := Issue(ctx, m.store, IssueRequest{
 		Names: names, Issuers: m.chainFor(names, prev != nil), KeyType: m.keyTypeFor(names[0], variant),
 		Replaces: prev, Email: m.Email, Variant: variant, OnDemand: onDemand,
-		ReplacesRecord: renewedRecord(ctx, prev),
+		ReplacesRecord: prevRec,
 	})
 	var unstored *UnstoredError
 	if errors.As(err, &unstored) {
@@ -387,19 +389,4 @@ func (m *Manager) chainFor(names []string, renewal bool) *issuer.Chain {
 		}
 	}
 	return c
-}
-
-// renewedRecordKey is the context key under which renewDue passes obtain
-// the stored record of the certificate it renews.
-type renewedRecordKey struct{}
-
-// renewedRecord is the stored record of prev (renewDue's), so the renewal
-// orders from the account that ordered prev when storage holds it: an
-// imported account beside the one of Email (IssueRequest.ReplacesRecord).
-func renewedRecord(ctx context.Context, prev *x509.Certificate) *storage.Certificate {
-	if prev == nil {
-		return nil
-	}
-	rec, _ := ctx.Value(renewedRecordKey{}).(*storage.Certificate)
-	return rec
 }

@@ -424,7 +424,7 @@ func (m *Manager) renewStored(key string) {
 // or the new certificate's record in place of the old.
 func (m *Manager) renewDue(ctx context.Context, key string, rec *storage.Certificate, leaf *x509.Certificate) {
 	wasHeld := m.held(key) != nil
-	e, err := m.obtain(context.WithValue(ctx, renewedRecordKey{}, rec), rec.Names, leaf, rec.OnDemand, rec.Variant)
+	e, err := m.obtain(ctx, rec.Names, leaf, rec, rec.OnDemand, rec.Variant)
 	if err != nil {
 		m.retryLater(key, rec, err)
 		return
