@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -89,14 +90,7 @@ func TestFullDisk(t *testing.T) {
 // do (a --storage outside a systemd unit's writable paths gets EROFS, not
 // a permission error). Mounting needs root: skipped otherwise.
 func TestCheckReadOnly(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a read-only file system needs root")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_RDONLY, "size=64k"); err != nil {
-		t.Skipf("mounting a read-only tmpfs: %v", err)
-	}
-	defer syscall.Unmount(dir, 0)
+	dir := mountTmpfs(t, syscall.MS_RDONLY)
 	err := (&filestore.Store{Dir: dir}).Check()
 	if !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), "remount "+dir+" read-write") {
 		t.Errorf("Check on a read-only file system = %v; want EROFS saying to remount it", err)
@@ -106,14 +100,7 @@ func TestCheckReadOnly(t *testing.T) {
 // TestCheckDurabilityFull: CheckDurability names a full file system, and
 // nothing on one with room. Mounting needs root: skipped otherwise.
 func TestCheckDurabilityFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small file system needs root")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
-		t.Skipf("mounting a tmpfs: %v", err)
-	}
-	defer syscall.Unmount(dir, 0)
+	dir := mountTmpfs(t, 0)
 	s := &filestore.Store{Dir: dir}
 	if risks, err := s.CheckDurability(t.Context()); err != nil || len(risks) != 1 || !strings.Contains(risks[0], "free space") {
 		t.Errorf("CheckDurability on 64 KiB = %q, %v; want the low space named", risks, err)
@@ -121,4 +108,20 @@ func TestCheckDurabilityFull(t *testing.T) {
 	if risks, err := (&filestore.Store{Dir: t.TempDir()}).CheckDurability(t.Context()); err != nil || len(risks) != 0 {
 		t.Logf("CheckDurability on the test's temporary directory = %q, %v (a nearly full disk?)", risks, err)
 	}
+}
+
+// mountTmpfs mounts a 64 KiB tmpfs with flags on a temporary directory,
+// unmounted at the test's end. Mounting needs root: run otherwise, the
+// test is skipped (and fails under CI=true, as for any missing component).
+func mountTmpfs(t *testing.T, flags uintptr) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		testsvc.Unavailable(t, "root", "run as root: the test mounts a small tmpfs", fmt.Errorf("euid %d", os.Geteuid()))
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", flags, "size=64k"); err != nil {
+		testsvc.Unavailable(t, "mounting a tmpfs", "run as root outside a container that forbids mount(2)", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, 0) })
+	return dir
 }
