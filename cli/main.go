@@ -67,7 +67,7 @@ func usagef(format string, args ...any) error {
 }
 
 // exitStatus ends a command with this exit status and no message: its
-// output said it all (status --check).
+// output said it all (status --nagios).
 type exitStatus int
 
 func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }

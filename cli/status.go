@@ -37,18 +37,18 @@ be obtained is listed too, as failing, with the CA's error and the next attempt.
 
 Status exits non-zero when a stored record is damaged, after listing everything.
 
-With --check it is a monitoring check (Nagios, Icinga, cron): a summary line, then one line for
+With --nagios it is a monitoring check (Nagios, Icinga, cron): a summary line, then one line for
 each problem, and the exit status 0 (OK: fine or renewing), 1 (WARNING: a renewal or first
 issuance failing, retried), 2 (CRITICAL: expired, expiring, revoked or damaged) or 3 (UNKNOWN:
 the storage cannot be read).
 
 	certkeeper status
 	certkeeper status --json | jq '.[] | select(.state != "fine")'
-	certkeeper status --check || mail -s "certificates need a look" root`,
+	certkeeper status --nagios || mail -s "certificates need a look" root`,
 		Flags: func(fs *flag.FlagSet) {
 			cmdline.Bind(fs, &sf)
 			fs.Var(&certFiles, "cert-file", "also report this `CERT:KEY` pair, as given to proxy or server --cert-file\n(issuer \"file\"; expiring with less than a third of its life or 14 days left); repeatable")
-			fs.BoolVar(&check, "check", false, "print a monitoring check's summary and problems, and exit 0 OK, 1 WARNING,\n2 CRITICAL or 3 UNKNOWN (see above)")
+			fs.BoolVar(&check, "nagios", false, "print a monitoring check's summary and problems (the Nagios plugin format, for any\ncheck runner or cron), and exit 0 OK, 1 WARNING, 2 CRITICAL or 3 UNKNOWN (see above)")
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {names, issuer, not_after, next_renewal, state, on_demand,\nlast_seen, key, last_error, last_error_at, retry_at}; the status page's /status.json is the same")
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {

@@ -301,34 +301,34 @@ func TestStorageDelete(t *testing.T) {
 	}
 }
 
-// TestStatusCheck: "certkeeper status --check" is a monitoring check: a
+// TestStatusCheck: "certkeeper status --nagios" is a monitoring check: a
 // summary line, the problems, and the exit status of Nagios plugins: 0
 // with every certificate fine, 1 with one failing renewal, 2 once a
 // record is damaged, 3 when the storage cannot be read (trial 26).
 func TestStatusCheck(t *testing.T) {
 	storageDir := t.TempDir()
-	r := ck(t, 30*time.Second, "status", "--check", "--storage", storageDir)
+	r := ck(t, 30*time.Second, "status", "--nagios", "--storage", storageDir)
 	if r.code != 0 || r.stdout != "CERTKEEPER OK - no certificates\n" {
-		t.Errorf("status --check on an empty storage: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		t.Errorf("status --nagios on an empty storage: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if err := statusfill.Fill(storageDir, 3, nil, ""); err != nil {
 		t.Fatal(err)
 	}
-	r = ck(t, 30*time.Second, "status", "--check", "--storage", storageDir)
+	r = ck(t, 30*time.Second, "status", "--nagios", "--storage", storageDir)
 	if r.code != 0 || r.stdout != "CERTKEEPER OK - 3 fine of 3 certificate(s)\n" {
-		t.Errorf("status --check with 3 fine certificates: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		t.Errorf("status --nagios with 3 fine certificates: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
 	failing := t.TempDir()
 	if err := statusfill.Fill(failing, 3, []int{1}, "the CA said no"); err != nil {
 		t.Fatal(err)
 	}
-	r = ck(t, 30*time.Second, "status", "--check", "--storage", failing)
+	r = ck(t, 30*time.Second, "status", "--nagios", "--storage", failing)
 	if r.code != 1 || !strings.HasPrefix(r.stdout, "CERTKEEPER WARNING - 1 failing, 2 fine of 3 certificate(s)\n"+statusfill.Name(1)+": failing: the CA said no (next attempt ") {
-		t.Errorf("status --check with a failing renewal: exit %d, want 1 and the failure\n%s%s", r.code, r.stdout, r.stderr)
+		t.Errorf("status --nagios with a failing renewal: exit %d, want 1 and the failure\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	if r = ck(t, 30*time.Second, "status", "--check", "--json", "--storage", failing); r.code != 1 || !strings.HasPrefix(r.stdout, "[") {
-		t.Errorf("status --check --json: exit %d, want 1 and the JSON array\n%s%s", r.code, r.stdout, r.stderr)
+	if r = ck(t, 30*time.Second, "status", "--nagios", "--json", "--storage", failing); r.code != 1 || !strings.HasPrefix(r.stdout, "[") {
+		t.Errorf("status --nagios --json: exit %d, want 1 and the JSON array\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
 	key := "certificates/local/broken.test.json"
@@ -338,21 +338,21 @@ func TestStatusCheck(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(failing, filepath.FromSlash(key)), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = ck(t, 30*time.Second, "status", "--check", "--storage", failing)
+	r = ck(t, 30*time.Second, "status", "--nagios", "--storage", failing)
 	if r.code != 2 || !strings.HasPrefix(r.stdout, "CERTKEEPER CRITICAL - 1 damaged, 1 failing, 2 fine of 4 certificate(s)\n") ||
 		!strings.Contains(r.stdout, "\n"+key+": damaged: ") || r.stderr != "" {
-		t.Errorf("status --check with a damaged record: exit %d, want 2 naming %s\n%s%s", r.code, key, r.stdout, r.stderr)
+		t.Errorf("status --nagios with a damaged record: exit %d, want 2 naming %s\n%s%s", r.code, key, r.stdout, r.stderr)
 	}
 
 	notDir := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = ck(t, 30*time.Second, "status", "--check", "--storage", notDir)
+	r = ck(t, 30*time.Second, "status", "--nagios", "--storage", notDir)
 	if r.code != 3 || !strings.HasPrefix(r.stdout, "CERTKEEPER UNKNOWN - --storage "+notDir) {
-		t.Errorf("status --check on a storage that is a file: exit %d, want 3 UNKNOWN\n%s%s", r.code, r.stdout, r.stderr)
+		t.Errorf("status --nagios on a storage that is a file: exit %d, want 3 UNKNOWN\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	if r = ck(t, 30*time.Second, "status", "--check", "--cert-file", "nocolon"); r.code != 2 || !strings.Contains(r.stderr, "--cert-file") {
-		t.Errorf("status --check with a bad --cert-file: exit %d, want the usage error\n%s%s", r.code, r.stdout, r.stderr)
+	if r = ck(t, 30*time.Second, "status", "--nagios", "--cert-file", "nocolon"); r.code != 2 || !strings.Contains(r.stderr, "--cert-file") {
+		t.Errorf("status --nagios with a bad --cert-file: exit %d, want the usage error\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
