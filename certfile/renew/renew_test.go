@@ -331,6 +331,20 @@ func newLocal(t *testing.T, want ...[]string) *localEnv {
 	return e
 }
 
+// refuseRecord makes e's storage refuse the local CA's record of name, as
+// a full disk refuses a write: a directory squats on its file.
+func (e *localEnv) refuseRecord(t *testing.T, name string) {
+	t.Helper()
+	key, err := storage.CertificateKey("local", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	squat := filepath.Join(e.st.(*filestore.Store).Dir, filepath.FromSlash(key), "squatter")
+	if err := os.MkdirAll(squat, 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRenewerWildcardByDNS: a wildcard whose renewal settings say
 // challenge http-01 (written before a DNS provider implied dns-01) renews
 // with dns-01 when they name a provider, and remembers it; with no
@@ -388,14 +402,7 @@ func TestRenewerWildcardByDNS(t *testing.T) {
 // than throwing the certificate away (trial 28).
 func TestRenewerStorageRefuses(t *testing.T) {
 	e := newLocal(t, []string{"full.test"})
-	key, err := storage.CertificateKey("local", "full.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	squat := filepath.Join(e.st.(*filestore.Store).Dir, filepath.FromSlash(key), "squatter")
-	if err := os.MkdirAll(squat, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	e.refuseRecord(t, "full.test")
 	results, err := e.r.Run(t.Context())
 	if err != nil || len(results) != 1 {
 		t.Fatal(err, results)
@@ -457,14 +464,7 @@ func TestRenewerDeployPending(t *testing.T) {
 // same and says so; the certificate was lost (trial 28 finding 5).
 func TestIssueFilesStorageRefuses(t *testing.T) {
 	e := newLocal(t)
-	key, err := storage.CertificateKey("local", "first.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	squat := filepath.Join(e.st.(*filestore.Store).Dir, filepath.FromSlash(key), "squatter")
-	if err := os.MkdirAll(squat, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	e.refuseRecord(t, "first.test")
 	got, paths, err := IssueFiles(t.Context(), e.r.Dir, e.st, certkeeper.IssueRequest{Names: []string{"first.test"}, Issuers: e.chain})
 	if _, ok := errors.AsType[*certkeeper.UnstoredError](err); !ok || got == nil || !strings.Contains(err.Error(), "the certificate files are written ("+paths.Cert+")") {
 		t.Fatalf("IssueFiles = %v, %+v, %v; want the certificate, its files and the storage's refusal", got, paths, err)
