@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -97,9 +98,13 @@ func Main(opts ...Option) {
 			cancel(interruptedError{sig})
 		}
 	}()
-	// go-redis's process-wide logger writes at debug to the one Run's.
+	// go-redis's process-wide logger writes at debug to the one Run's, and
+	// so does the log package's (net/http's Transport writes there), so a
+	// JSON log stays JSON.
 	opts = append(opts, func(env *Env) error {
 		redis.SetLogger(redisstore.Logs(func() *slog.Logger { return env.Logger }))
+		log.SetFlags(0)
+		log.SetOutput(logsetup.StdLog{Logger: func() *slog.Logger { return env.Logger }, Level: slog.LevelDebug, Fallback: os.Stderr})
 		return nil
 	})
 	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr, opts...)

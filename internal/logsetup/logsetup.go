@@ -103,3 +103,26 @@ func (m errorMapper) WithAttrs(attrs []slog.Attr) slog.Handler {
 func (m errorMapper) WithGroup(name string) slog.Handler {
 	return errorMapper{m.Handler.WithGroup(name), m.f}
 }
+
+// StdLog is a writer for the log package's process-wide output
+// (log.SetOutput), which some libraries write to with no logger of ours
+// to use: net/http's Transport says "Unsolicited response received on idle
+// HTTP channel" there when a backend answers a request it was not sent.
+// Each write (the log package writes a line at a time) becomes a record
+// of Logger() at Level, so a JSON log stays JSON. While Logger() is nil
+// the lines go to Fallback.
+type StdLog struct {
+	Logger   func() *slog.Logger
+	Level    slog.Level
+	Fallback io.Writer
+}
+
+// Write logs p, one line, as a record.
+func (s StdLog) Write(p []byte) (int, error) {
+	l := s.Logger()
+	if l == nil {
+		return s.Fallback.Write(p)
+	}
+	l.Log(context.Background(), s.Level, string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"strings"
 	"testing"
@@ -70,5 +71,27 @@ func TestMapErrors(t *testing.T) {
 	if got := buf.String(); !strings.Contains(got, `err="no zone; give --dns-zone"`) || !strings.Contains(got, `other="no zone"`) ||
 		!strings.Contains(got, "name=a.test") {
 		t.Errorf("logged %q: want the err attribute mapped, the others as they were", got)
+	}
+}
+
+// TestStdLog: a line of the log package, written through StdLog, is a
+// record of the logger at the level given (JSON under JSON logs), and goes
+// to the fallback while there is no logger.
+func TestStdLog(t *testing.T) {
+	var out, fallback strings.Builder
+	var logger *slog.Logger
+	std := log.New(StdLog{Logger: func() *slog.Logger { return logger }, Level: slog.LevelDebug, Fallback: &fallback}, "", 0)
+	std.Printf("early")
+	if fallback.String() != "early\n" {
+		t.Errorf("fallback = %q, want the line written before a logger", fallback.String())
+	}
+	logger, _ = New(&out, "json", "debug")
+	std.Printf("Unsolicited response received on idle HTTP channel starting with %q", "HTTP/1.1 400")
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(out.String()), &rec); err != nil {
+		t.Fatalf("the line is not one JSON record: %v\n%s", err, out.String())
+	}
+	if rec["level"] != "DEBUG" || rec["msg"] != `Unsolicited response received on idle HTTP channel starting with "HTTP/1.1 400"` {
+		t.Errorf("record = %v", rec)
 	}
 }
