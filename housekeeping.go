@@ -68,7 +68,7 @@ type housekeeping struct {
 	dirty    [seenShards]bool                // shards changed since they were stored
 	legacy   bool                            // the old single value exists: remove it once the shards are stored
 	cursor   string                          // the last certificate key the expiry sweep checked
-	swept    time.Time                       // when stale challenge answers were last swept
+	swept    time.Time                       // when sweepLeftovers last ran
 	errMu    sync.Mutex                      // serialises writes of the stored failures
 	failures failureQueue                    // changes to the stored failures not yet written
 }
@@ -106,15 +106,16 @@ func (m *Manager) housekeep(ctx context.Context) {
 	m.guard("housekeeping", slog.String("step", "storing last-seen times"), func() { m.flushSeen(ctx) })
 	m.guard("housekeeping", slog.String("step", "sweeping expired certificates"), func() { m.sweepExpired(ctx) })
 	m.guard("housekeeping", slog.String("step", "sweeping dead locks"), func() { m.sweepLocks(ctx) })
-	m.guard("housekeeping", slog.String("step", "sweeping stale challenge answers"), func() { m.sweepChallenges(ctx) })
+	m.guard("housekeeping", slog.String("step", "sweeping what issuances cut short left"), func() { m.sweepLeftovers(ctx) })
 }
 
-// sweepChallenges deletes, once every challengeSweepEvery, the shared
-// challenge answers (sharedsolver.go) past their expiry: an issuance
-// cleans its own up, but one cut short (a process killed during it) leaves
-// its answer behind, ignored but stored for ever. The answers of issuances
-// in progress are a handful; the listing is one prefix.
-func (m *Manager) sweepChallenges(ctx context.Context) {
+// sweepLeftovers deletes, once every challengeSweepEvery, what an
+// issuance cut short (a process killed during it) leaves behind: shared
+// challenge answers (sharedsolver.go) past their expiry, ignored but
+// stored for ever, and pending orders (issue.go) too old to be resumed,
+// each holding a private key. Those of issuances in progress are a
+// handful; each listing is one prefix.
+func (m *Manager) sweepLeftovers(ctx context.Context) {
 	now := time.Now()
 	m.hk.mu.Lock()
 	due := now.Sub(m.hk.swept) >= challengeSweepEvery
@@ -125,21 +126,28 @@ func (m *Manager) sweepChallenges(ctx context.Context) {
 	if !due {
 		return
 	}
-	keys, err := m.store.List(ctx, challengesPrefix)
+	m.sweepPrefix(ctx, challengesPrefix, "stale challenge answer removed", func(data []byte) bool {
+		var c sharedChallenge
+		return json.Unmarshal(data, &c) != nil || !now.Before(c.Expires)
+	})
+	m.sweepPrefix(ctx, pendingPrefix, "stale pending order removed", func(data []byte) bool {
+		return !resumable(data, now)
+	})
+}
+
+// sweepPrefix deletes the keys under prefix whose value stale reports.
+func (m *Manager) sweepPrefix(ctx context.Context, prefix, msg string, stale func(data []byte) bool) {
+	keys, err := m.store.List(ctx, prefix)
 	if err != nil {
 		return // the next sweep tries again; a storage that fails is reported elsewhere
 	}
 	for _, key := range keys {
 		data, err := m.store.Load(ctx, key)
-		if err != nil {
-			continue
-		}
-		var c sharedChallenge
-		if json.Unmarshal(data, &c) == nil && now.Before(c.Expires) {
+		if err != nil || !stale(data) {
 			continue
 		}
 		if err := m.store.Delete(ctx, key); err == nil {
-			m.logger().Debug("stale challenge answer removed", slog.String("key", key))
+			m.logger().Debug(msg, slog.String("key", key))
 		}
 	}
 }

@@ -1,11 +1,15 @@
 package certkeeper
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"slices"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/timeline"
@@ -76,6 +80,13 @@ type Issued struct {
 // after it loses nothing. A certificate issued and then not stored (a
 // full disk) is returned inside a *UnstoredError, so that the caller
 // can still use it and store it later rather than order it again.
+//
+// With a storage and no CSR, an ACME order about to be finalized is kept
+// with the new key under storage.PendingOrderKey until the certificate is
+// stored: if the process dies in between, the next Issue for the same
+// names takes the certificate from that order (issuer.Request.Resume)
+// rather than order it again and spend the CA's duplicate-certificate
+// limit.
 func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, error) {
 	if len(req.Names) == 0 {
 		return nil, errors.New("certkeeper: Issue needs at least one name")
@@ -84,6 +95,16 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 		return nil, errors.New("certkeeper: Issue needs an issuer chain")
 	}
 	key, csr := req.Key, req.CSR
+	var pending *pendingOrder
+	if csr == nil && st != nil {
+		var err error
+		if pending, err = loadPending(ctx, st, req); err != nil {
+			return nil, err
+		}
+		if pending.resume != nil {
+			key = pending.key
+		}
+	}
 	if csr == nil {
 		if key == nil {
 			kt := req.KeyType
@@ -102,6 +123,10 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 		timeline.Mark(ctx, "key_csr")
 	}
 	ireq := issuer.Request{Names: req.Names, CSR: csr, Replaces: req.Replaces, Progress: req.Progress}
+	if pending != nil {
+		ireq.Resume = pending.resume
+		ireq.Finalizing = func(o issuer.Order) { pending.store(ctx, st, o, key) }
+	}
 	email := req.Email
 	if r := req.ReplacesRecord; r != nil {
 		ireq.ReplacesAccount = r.Account
@@ -136,10 +161,126 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 		return nil, err
 	}
 	if err := st.Store(ctx, got.Key, data); err != nil {
-		return nil, &UnstoredError{Issued: got, Data: data, Err: err}
+		// The pending order stays: if this process dies before it stores
+		// the certificate, the next attempt fetches it again.
+		return nil, &UnstoredError{Issued: got, Data: data, Err: err, pending: pending}
 	}
 	timeline.Mark(ctx, "store")
+	pending.done(ctx, st)
 	return got, nil
+}
+
+// pendingMaxAge is how old a pending order may be and still be resumed: a
+// crash loop resumes within minutes, and an older one is more likely a
+// leftover than a certificate still worth fetching.
+const pendingMaxAge = 24 * time.Hour
+
+// pendingPrefix is the List prefix of every storage.PendingOrderKey.
+const pendingPrefix = "pending/"
+
+// resumable reports whether data, a pending order's record, is recent
+// enough (pendingMaxAge) to be resumed at now.
+func resumable(data []byte, now time.Time) bool {
+	var rec pendingOrder
+	return json.Unmarshal(data, &rec) == nil && rec.Order.URL != "" && now.Sub(rec.Created) <= pendingMaxAge
+}
+
+// pendingOrder is the record under storage.PendingOrderKey: an ACME order
+// Issue is finalizing, with the key of its CSR, stored before the CA is
+// asked to sign. If the process dies before the certificate is stored, the
+// next Issue for the same names resumes the order (issuer.Request.Resume)
+// rather than order, and pay for, the certificate again.
+type pendingOrder struct {
+	Names   []string     `json:"names"`
+	Order   issuer.Order `json:"order"`
+	KeyPEM  []byte       `json:"key_pem"`
+	Created time.Time    `json:"created"`
+
+	storageKey string
+	resume     *issuer.Order // the stored order, if it may be resumed
+	key        crypto.Signer // its key
+	stored     bool          // whether storageKey holds a record to delete
+}
+
+// loadPending reads the pending order of req's certificate. The result is
+// never nil: its resume is set when the stored order is one req may
+// resume (same names, a key of the type asked for, not too old).
+func loadPending(ctx context.Context, st storage.Storage, req IssueRequest) (*pendingOrder, error) {
+	k, err := storage.PendingOrderKey(req.Names[0], req.Variant)
+	if err != nil {
+		return nil, err
+	}
+	p := &pendingOrder{Names: req.Names, storageKey: k}
+	data, err := st.Load(ctx, k)
+	if err != nil {
+		// Nothing pending (the usual case), or nothing readable: either
+		// way this attempt orders, and its own record replaces the old.
+		p.stored = !errors.Is(err, fs.ErrNotExist)
+		return p, nil
+	}
+	p.stored = true
+	var rec pendingOrder
+	if !resumable(data, time.Now()) || json.Unmarshal(data, &rec) != nil || !slices.Equal(rec.Names, req.Names) {
+		return p, nil
+	}
+	key, err := storage.ParsePrivateKeyPEM(rec.KeyPEM)
+	if err != nil {
+		return p, nil
+	}
+	switch {
+	case req.Key != nil:
+		if !publicKeysEqual(key.Public(), req.Key.Public()) {
+			return p, nil
+		}
+	case issuer.KeyTypeOf(key.Public()) != cmp.Or(req.KeyType, issuer.ECDSAP256):
+		return p, nil
+	}
+	p.resume, p.key = &rec.Order, key
+	return p, nil
+}
+
+// publicKeysEqual reports whether a and b are the same public key.
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	ae, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && ae.Equal(b)
+}
+
+// store records o, about to be finalized with key. A failure to store is
+// not an error: the issuance goes on, only without the means to resume.
+func (p *pendingOrder) store(ctx context.Context, st storage.Storage, o issuer.Order, key crypto.Signer) {
+	if p.resume != nil && *p.resume == o {
+		return // the resumed order, stored already
+	}
+	keyPEM, err := storage.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		return
+	}
+	rec := pendingOrder{Names: p.Names, Order: o, KeyPEM: keyPEM, Created: time.Now().UTC()}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return
+	}
+	// Not made durable (storage.VolatileStorer): a process killed or
+	// crashed leaves it in the page cache, which is what it is for; after
+	// a power loss the order is placed again, as without it. That keeps
+	// the two fsyncs of a durable write off a first handshake's path.
+	store := st.Store
+	if v, ok := st.(storage.VolatileStorer); ok {
+		store = v.StoreVolatile
+	}
+	if store(ctx, p.storageKey, data) == nil {
+		p.stored = true
+	}
+}
+
+// done deletes the pending order once the certificate is stored. A record
+// left behind (the delete failed) is harmless: it is resumed only for the
+// same names, within pendingMaxAge, and not for a certificate older than
+// the one a renewal replaces.
+func (p *pendingOrder) done(ctx context.Context, st storage.Storage) {
+	if p != nil && p.stored {
+		_ = st.Delete(ctx, p.storageKey)
+	}
 }
 
 // UnstoredError is Issue's error for a certificate the CA issued that
@@ -151,6 +292,19 @@ type UnstoredError struct {
 	Issued *Issued
 	Data   []byte
 	Err    error // the storage's error
+
+	pending *pendingOrder // the order kept until the certificate is stored
+}
+
+// Store stores the certificate in st under Issued.Key, as Issue would
+// have, and then deletes the order Issue kept for a process that dies
+// before it stores it (storage.PendingOrderKey).
+func (e *UnstoredError) Store(ctx context.Context, st storage.Storage) error {
+	if err := st.Store(ctx, e.Issued.Key, e.Data); err != nil {
+		return err
+	}
+	e.pending.done(ctx, st)
+	return nil
 }
 
 // Error names the certificate and the storage's error.

@@ -62,11 +62,12 @@ func TestRenewalScanWaitsForStorage(t *testing.T) {
 	}
 }
 
-// TestHousekeepingSweepsStaleChallenges: a shared challenge answer left by
-// an issuance that was cut short (a killed process) is deleted once past
-// its expiry; one in progress stays. Before, they stayed in Redis for ever
-// (trial 11). Real Redis, and the filestore.
-func TestHousekeepingSweepsStaleChallenges(t *testing.T) {
+// TestHousekeepingSweepsLeftovers: a shared challenge answer left by an
+// issuance that was cut short (a killed process) is deleted once past its
+// expiry, and a pending order (with its private key) once too old to be
+// resumed; those in progress stay. Before, answers stayed in Redis for
+// ever (trial 11). Real Redis, and the filestore.
+func TestHousekeepingSweepsLeftovers(t *testing.T) {
 	_, redis := redisStorage(t)
 	for name, st := range map[string]storage.Storage{"redis": redis, "filestore": filestore.New(t.TempDir())} {
 		t.Run(name, func(t *testing.T) {
@@ -74,6 +75,15 @@ func TestHousekeepingSweepsStaleChallenges(t *testing.T) {
 			live, _ := storage.ChallengeKey("http-01", "live-token")
 			for key, expires := range map[string]time.Time{stale: time.Now().Add(-time.Minute), live: time.Now().Add(10 * time.Minute)} {
 				data := []byte(`{"type":"http-01","token":"t","key_authorization":"t.k","expires":"` + expires.UTC().Format(time.RFC3339) + `"}`)
+				if err := st.Store(t.Context(), key, data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			oldOrder, _ := storage.PendingOrderKey("old.test", "")
+			newOrder, _ := storage.PendingOrderKey("new.test", "")
+			for key, created := range map[string]time.Time{oldOrder: time.Now().Add(-25 * time.Hour), newOrder: time.Now().Add(-time.Minute)} {
+				data := []byte(`{"names":["x.test"],"order":{"issuer":"i","url":"https://ca.test/order/1","account":"https://ca.test/acct/1"},` +
+					`"key_pem":"","created":"` + created.UTC().Format(time.RFC3339) + `"}`)
 				if err := st.Store(t.Context(), key, data); err != nil {
 					t.Fatal(err)
 				}
@@ -86,6 +96,12 @@ func TestHousekeepingSweepsStaleChallenges(t *testing.T) {
 			}
 			if _, err := st.Load(t.Context(), live); err != nil {
 				t.Errorf("the challenge answer in progress was removed: %v", err)
+			}
+			if _, err := st.Load(t.Context(), oldOrder); err == nil {
+				t.Error("the pending order of a day ago is still stored")
+			}
+			if _, err := st.Load(t.Context(), newOrder); err != nil {
+				t.Errorf("the pending order of a minute ago was removed: %v", err)
 			}
 		})
 	}

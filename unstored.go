@@ -92,7 +92,7 @@ func (m *Manager) storeUnstored(ctx context.Context, ns *UnstoredError) error {
 			return nil
 		}
 	}
-	if err := m.store.Store(ctx, key, ns.Data); err != nil {
+	if err := ns.Store(ctx, m.store); err != nil {
 		return err
 	}
 	m.notifyChanged(ctx, key)

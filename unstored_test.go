@@ -70,6 +70,11 @@ func TestIssuedNotStored(t *testing.T) {
 	}
 
 	s.m.Close()
+	// The order Issue kept, in case the process died before storing the
+	// certificate, goes once it is stored.
+	if keys, err := st.List(t.Context(), "pending/"); err != nil || len(keys) != 0 {
+		t.Errorf("pending orders after the certificate was stored: %v %v", keys, err)
+	}
 	m2 := newACMEManager(ca, st, policy.Allowlist("full.test"))
 	leaf2, err := handshakeAddr(serveOn(t, m2), "full.test", roots)
 	if err != nil || !leaf2.Equal(leaf) {

@@ -15,11 +15,15 @@ import (
 )
 
 // TestProxyRestartAfterKill: a proxy on file storage is killed with SIGKILL
-// while it holds the issue locks of 20 names (the CA hangs at finalize),
-// and restarted at once on the same storage with the CA healthy again.
-// Every name must be served on its first handshake, well within the 30 s
-// lease the dead process's locks would otherwise keep: a successor on the
-// same host takes over the locks of a holder that is gone.
+// while it holds the issue locks of 20 names (the CA has signed their
+// certificates, and the proxy waits for the finalize replies), and
+// restarted at once on the same storage with the CA healthy again. Every
+// name must be served on its first handshake, well within the 30 s lease
+// the dead process's locks would otherwise keep: a successor on the same
+// host takes over the locks of a holder that is gone. And no certificate
+// is ordered twice: the restarted proxy takes each from the order the
+// dead one left (a crash loop would otherwise spend the CA's limit of
+// duplicate certificates).
 func TestProxyRestartAfterKill(t *testing.T) {
 	const (
 		n = 20
@@ -50,14 +54,14 @@ func TestProxyRestartAfterKill(t *testing.T) {
 		return conn.Close()
 	}
 
-	fp.PauseAt("finalize")
+	fp.PauseAfter("finalize")
 	first := startProxyLogged(t, args...)
 	for _, name := range names {
 		go handshake(name, time.Minute) // fails when the proxy is killed
 	}
-	// Every order has been validated and waits at finalize: the proxy
+	// Every certificate has been signed and its reply is held: the proxy
 	// holds every name's issue lock.
-	waitFor(t, time.Minute, fmt.Sprintf("%d finalize requests", n), func() bool { return fp.Count("finalize") >= n })
+	waitFor(t, time.Minute, fmt.Sprintf("%d finalize replies", n), func() bool { return fp.Held() >= n })
 	for _, name := range names {
 		dir := filepath.Join(storageDir, ".locks", "issue%2F"+name)
 		if leases, _ := filepath.Glob(filepath.Join(dir, "*.lease")); len(leases) != 1 {
@@ -94,5 +98,8 @@ func TestProxyRestartAfterKill(t *testing.T) {
 		n-failed, n, took.Round(time.Millisecond))
 	if failed == 0 && took > 15*time.Second {
 		t.Errorf("serving %d names after the restart took %v, want well under the 30 s lease", n, took)
+	}
+	if orders := fp.Count("new-order"); orders != n {
+		t.Errorf("%d orders for %d names: the restarted proxy ordered certificates the CA had signed", orders, n)
 	}
 }

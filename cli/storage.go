@@ -223,11 +223,11 @@ func storageDeleteCmd() *Command {
 		UsageLine: "certkeeper storage delete [flags] NAME|KEY...",
 		Short:     "remove a certificate, a damaged record or a failing name from storage",
 		Long: `Delete removes from --storage what "certkeeper status" lists: given a NAME, every certificate
-whose primary name it is (from any CA, and its RSA twin) and its failing first issuance; given
-a KEY as status --json shows it, that record (certificates/CA/NAME.json, readable or damaged) or
-failing first issuance (failing/NAME). Private keys go with their certificates: export first
-("certkeeper storage export") if they may be needed. It works on any storage, Redis and
-PostgreSQL included, where there are no files to remove.
+whose primary name it is (from any CA, and its RSA twin), its failing first issuance and an order
+left unfinished; given a KEY as status --json shows it, that record (certificates/CA/NAME.json,
+readable or damaged) or failing first issuance (failing/NAME). Private keys go with their
+certificates: export first ("certkeeper storage export") if they may be needed. It works on any
+storage, Redis and PostgreSQL included, where there are no files to remove.
 
 A running proxy or server keeps serving a certificate it holds in memory, and renews it while
 its policy allows the name: take the name out of the policy first (revoke a leaked key with

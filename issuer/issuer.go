@@ -52,6 +52,35 @@ type Request struct {
 	// Progress, if set, is called with short human-readable steps
 	// ("order created", "validating a.test via http-01"), for CLIs.
 	Progress func(step string)
+
+	// Finalizing, if set, is called by an ACME issuer with the order it is
+	// about to finalize: from that request on, the CA may sign the
+	// certificate whether or not the issuer lives to see it. A caller that
+	// keeps the order and the CSR's key durably can hand them back as
+	// Resume after a crash, rather than order the same certificate again
+	// (a CA counts every duplicate against its limits).
+	Finalizing func(Order)
+
+	// Resume, if set, is an order a previous attempt finalized and did not
+	// see the end of, for the same names and the same key as CSR. The
+	// issuer whose ID is Resume.Issuer fetches it first and returns its
+	// certificate when the CA signed it (or signs it now: a ready order is
+	// finalized with CSR); an order it cannot use (expired, invalid, from
+	// another account, a certificate no newer than Replaces) is left
+	// alone, and a new order is placed as without Resume.
+	Resume *Order
+}
+
+// Order identifies an ACME order for Request.Finalizing and
+// Request.Resume.
+type Order struct {
+	// Issuer is the ID of the issuer that placed it.
+	Issuer string `json:"issuer"`
+	// URL is the order's URL at the CA.
+	URL string `json:"url"`
+	// Account is the URL of the ACME account that placed it: only that
+	// account may fetch it.
+	Account string `json:"account"`
 }
 
 // Certificate is an issued chain.

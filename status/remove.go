@@ -24,7 +24,8 @@ var ErrNothingStored = errors.New("nothing stored under it")
 //     record): that record, readable or not;
 //   - a failing first issuance's key (failing/NAME): that entry;
 //   - a name: every certificate record whose primary name it is (each
-//     issuer's, the RSA twin) and its failing first issuances.
+//     issuer's, the RSA twin), its failing first issuances and an order
+//     an issuance cut short left with its key (storage.PendingOrderKey).
 //
 // It is how a damaged record, a certificate for a name no longer served,
 // or the failure of a name nobody will ask for again leaves status on a
@@ -62,6 +63,14 @@ func Remove(ctx context.Context, st storage.Storage, what string) ([]string, err
 			return nil, err
 		}
 		failing = []string{FailingKey(name, ""), FailingKey(name, "rsa")}
+		// An order an issuance cut short left, with its key.
+		for _, variant := range []string{"", "rsa"} {
+			if k, err := storage.PendingOrderKey(name, variant); err == nil {
+				if _, err := st.Load(ctx, k); !errors.Is(err, fs.ErrNotExist) {
+					keys = append(keys, k)
+				}
+			}
+		}
 	}
 	var removed []string
 	for _, key := range keys {

@@ -17,7 +17,8 @@ import (
 
 // TestRemoveOnRedis: on a storage with no files to delete (real Redis),
 // Remove takes a certificate away by its name, with its renewal failure,
-// a damaged record by its key, and a failing first issuance by its name;
+// a damaged record by its key, and a failing first issuance by its name
+// (with the order an issuance cut short left);
 // what is not stored is ErrNothingStored. Status then lists what is left.
 func TestRemoveOnRedis(t *testing.T) {
 	st, err := redisstore.Open("redis://" + testsvc.Redis(t).Addr())
@@ -43,13 +44,17 @@ func TestRemoveOnRedis(t *testing.T) {
 	if err := st.Store(t.Context(), status.FailuresKey, failures); err != nil {
 		t.Fatal(err)
 	}
+	// An order an issuance cut short left for never.test, with its key.
+	if err := st.Store(t.Context(), "pending/never.test.json", []byte(`{"names":["never.test"]}`)); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		what string
 		want []string
 	}{
 		{"Gone.Test", []string{"certificates/local/gone.test.json"}},
 		{damaged, []string{damaged}},
-		{"never.test", []string{"failing/never.test"}},
+		{"never.test", []string{"pending/never.test.json", "failing/never.test"}},
 	} {
 		if got, err := status.Remove(t.Context(), st, tt.what); err != nil || !slices.Equal(got, tt.want) {
 			t.Errorf("Remove(%s) = %v, %v; want %v", tt.what, got, err, tt.want)

@@ -23,6 +23,7 @@ import (
 //	ocsp/FINGERPRINT.der            the OCSP staple of one certificate (StapleKey)
 //	state/WHICH.json                the Manager's own state (StateKey, OrdersKey)
 //	challenges/TYPE/ID.json         a challenge answer shared in a cluster (ChallengeKey)
+//	pending/NAME.json               an order being finalized, with its key (PendingOrderKey)
 //	issue/NAME, account/ISSUER      lock names (IssueLock, AccountLock): they
 //	                                follow the rules of keys but are not keys
 //
@@ -57,12 +58,45 @@ func CertificateKeyVariant(issuerID, name, variant string) (string, error) {
 	if err != nil || variant == "" {
 		return key, err
 	}
-	for i := 0; i < len(variant); i++ {
-		if c := variant[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return "", fmt.Errorf("%w: variant %q", ErrInvalidKey, variant)
-		}
+	if err := checkVariant(variant); err != nil {
+		return "", err
 	}
 	return strings.TrimSuffix(key, ".json") + "_" + variant + ".json", nil
+}
+
+// checkVariant refuses a variant that is not lower-case letters and digits.
+func checkVariant(variant string) error {
+	for i := 0; i < len(variant); i++ {
+		if c := variant[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return fmt.Errorf("%w: variant %q", ErrInvalidKey, variant)
+		}
+	}
+	return nil
+}
+
+// PendingOrderKey is the key of the order being finalized for the
+// certificate of name (and variant, as for CertificateKeyVariant): the
+// order's URL and the certificate's private key, stored before the CA is
+// asked to sign, so that a process killed before it sees the certificate
+// fetches it at its next attempt instead of ordering (and spending the
+// CA's limits on) the same certificate again. It holds a private key
+// (IsSecret), and is deleted once the certificate is stored.
+func PendingOrderKey(name, variant string) (string, error) {
+	seg, err := NameSegment(name)
+	if err != nil {
+		return "", err
+	}
+	if err := checkVariant(variant); err != nil {
+		return "", err
+	}
+	if variant != "" {
+		seg += "_" + variant
+	}
+	key := "pending/" + seg + ".json"
+	if err := ValidateKey(key); err != nil {
+		return "", err
+	}
+	return key, nil
 }
 
 // CertificatePrefix is the List prefix of all certificates of issuerID, or
@@ -118,7 +152,8 @@ func LocalCAKey(which string) string { return "localca/" + which + ".json" }
 // IsSecret reports whether the value under key holds a private key: a
 // certificate (key and chain in one value), an ACME account's private key
 // (AccountPrivateKey, and the next and previous keys a key rollover keeps
-// beside it, .key.next and .key.old) or the local CA (LocalCAKey). Package
+// beside it, .key.next and .key.old), the local CA (LocalCAKey) or an
+// order being finalized (PendingOrderKey). Package
 // storage/encrypted seals exactly these values; the others (account
 // records, rate-limit and renewal state, staples, shared challenge
 // answers) hold no secret and stay readable for operators and tools.
@@ -129,7 +164,7 @@ func IsSecret(key string) bool {
 	case strings.HasPrefix(key, "accounts/") &&
 		(strings.HasSuffix(key, ".key") || strings.HasSuffix(key, ".key.next") || strings.HasSuffix(key, ".key.old")):
 		return true
-	case strings.HasPrefix(key, "localca/"):
+	case strings.HasPrefix(key, "localca/"), strings.HasPrefix(key, "pending/"):
 		return true
 	}
 	return false
@@ -138,7 +173,8 @@ func IsSecret(key string) bool {
 // IsKnownKey reports whether key has the shape of a key certkeeper writes:
 // one built by CertificateKey, CertificateKeyVariant, AccountKey,
 // AccountPrivateKey (with the ".next" and ".old" a key rollover adds),
-// LocalCAKey, StateKey, OrdersKey, StapleKey or ChallengeKey. It checks
+// LocalCAKey, StateKey, OrdersKey, StapleKey, ChallengeKey or
+// PendingOrderKey. It checks
 // the layout only (top-level directory, number of segments, extension),
 // not the values: a key it reports may still hold a value certkeeper
 // refuses.
@@ -172,7 +208,7 @@ func IsKnownKey(key string) bool {
 		return len(segs) == 2 && stem(".json")
 	case "accounts":
 		return len(segs) == 2 && stem(".json", ".key", ".key.next", ".key.old")
-	case "localca":
+	case "localca", "pending":
 		return len(segs) == 1 && stem(".json")
 	case "state":
 		return stem(".json")
@@ -192,7 +228,7 @@ func IsKnownKey(key string) bool {
 // for a caller that visits the secrets without listing the whole storage.
 // Filter what they list with IsSecret.
 func SecretPrefixes() []string {
-	return []string{CertificatePrefix(""), "accounts/", "localca/"}
+	return []string{CertificatePrefix(""), "accounts/", "localca/", "pending/"}
 }
 
 // StateKey is the key of a piece of the Manager's own state that must

@@ -299,6 +299,24 @@ func TestNameSegmentLongNames(t *testing.T) {
 	}
 }
 
+func TestPendingOrderKey(t *testing.T) {
+	for _, tt := range []struct{ name, variant, want string }{
+		{"a.test", "", "pending/a.test.json"},
+		{"*.a.test", "", "pending/wildcard_a.test.json"},
+		{"a.test", "rsa", "pending/a.test_rsa.json"},
+	} {
+		got, err := PendingOrderKey(tt.name, tt.variant)
+		if err != nil || got != tt.want {
+			t.Errorf("PendingOrderKey(%q, %q) = %q, %v, want %q", tt.name, tt.variant, got, err, tt.want)
+		}
+	}
+	for _, bad := range [][2]string{{"", ""}, {"../x", ""}, {"A.test", ""}, {"a.test", "RSA"}, {"a.test", "r/s"}} {
+		if k, err := PendingOrderKey(bad[0], bad[1]); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("PendingOrderKey(%q, %q) = %q, %v, want ErrInvalidKey", bad[0], bad[1], k, err)
+		}
+	}
+}
+
 func TestStapleKey(t *testing.T) {
 	fp := strings.Repeat("0a", 32)
 	got, err := StapleKey(fp)
@@ -326,6 +344,7 @@ func TestIsSecret(t *testing.T) {
 		{"accounts/acme/a@b.test.key.old", true},
 		{"localca/root.json", true},
 		{"localca/intermediate.json", true},
+		{"pending/a.test.json", true}, // an order being finalized holds the certificate's key
 		{"accounts/acme/default.json", false},
 		{"state/limits.json", false},
 		{"ocsp/0123.der", false},
@@ -377,6 +396,8 @@ func TestIsKnownKey(t *testing.T) {
 		must(StapleKey(strings.Repeat("0a", 32))),
 		must(ChallengeKey("http-01", "tok_EN-1")),
 		must(ChallengeKey("tls-alpn-01", "a.test")),
+		must(PendingOrderKey("a.test", "")),
+		must(PendingOrderKey("*.a.test", "rsa")),
 	}
 	for _, key := range known {
 		if !IsKnownKey(key) {

@@ -75,10 +75,12 @@ type DurabilityChecker interface {
 // need not survive a crash faster than Store: StoreVolatile replaces the
 // value atomically and makes it visible to every process sharing the
 // storage before it returns, but need not make it durable (filestore skips
-// its fsyncs). certkeeper uses it only for shared challenge answers, which
-// are worthless after a crash: the validation they answer is abandoned
-// with the process that asked for it. Callers fall back to Store when the
-// backend does not implement it.
+// its fsyncs). certkeeper uses it for shared challenge answers, which are
+// worthless after a crash (the validation they answer is abandoned with
+// the process that asked for it), and for orders being finalized
+// (PendingOrderKey), which serve a process that is killed, not one whose
+// machine loses power. Callers fall back to Store when the backend does
+// not implement it.
 type VolatileStorer interface {
 	StoreVolatile(ctx context.Context, key string, value []byte) error
 }

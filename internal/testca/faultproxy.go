@@ -89,17 +89,19 @@ type FaultProxy struct {
 
 	requests atomic.Int64
 
-	mu      sync.Mutex // guards the fields below
-	ln      net.Listener
-	serving sync.WaitGroup // the Serve goroutines
-	conns   map[net.Conn]struct{}
-	paused  chan struct{}          // nil, or closed by Resume
-	pauseAt func(path string) bool // which requests paused holds
-	drop    int
-	delay   time.Duration
-	faults  []*fault
-	seen    []string // the path of every request
-	closed  bool
+	mu         sync.Mutex // guards the fields below
+	ln         net.Listener
+	serving    sync.WaitGroup // the Serve goroutines
+	conns      map[net.Conn]struct{}
+	paused     chan struct{}          // nil, or closed by Resume
+	pauseAt    func(path string) bool // which requests paused holds before Pebble
+	pauseAfter func(path string) bool // which replies paused holds after Pebble
+	held       int                    // replies PauseAfter has held
+	drop       int
+	delay      time.Duration
+	faults     []*fault
+	seen       []string // the path of every request
+	closed     bool
 }
 
 // fault answers the next n requests that match with status.
@@ -214,7 +216,52 @@ func (p *FaultProxy) PauseAt(endpoint string) {
 	if p.paused == nil {
 		p.paused = make(chan struct{})
 	}
-	p.pauseAt = match
+	p.pauseAt, p.pauseAfter = match, nil
+}
+
+// PauseAfter is PauseAt with the requests let through to Pebble and their
+// replies held: PauseAfter("finalize") has the CA sign the certificate
+// while its client, as one killed at that moment or cut off from the
+// network, never hears of it. Resume lets the held replies go on.
+func (p *FaultProxy) PauseAfter(endpoint string) {
+	match := endpointMatcher(endpoint)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	if p.paused == nil {
+		p.paused = make(chan struct{})
+	}
+	p.pauseAt, p.pauseAfter = nil, match
+}
+
+// Held returns how many replies PauseAfter has held, since the proxy
+// started: each is a request Pebble has answered.
+func (p *FaultProxy) Held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
+}
+
+// holdReply holds the reply to req while a PauseAfter that matches it is
+// in force, until Resume or until the client gives up (then it returns
+// the context's error, and the client gets no answer).
+func (p *FaultProxy) holdReply(req *http.Request) error {
+	p.mu.Lock()
+	paused := p.paused
+	if paused == nil || p.pauseAfter == nil || !p.pauseAfter(req.URL.Path) {
+		p.mu.Unlock()
+		return nil
+	}
+	p.held++
+	p.mu.Unlock()
+	select {
+	case <-paused:
+		return nil
+	case <-req.Context().Done():
+		return req.Context().Err()
+	}
 }
 
 // Resume lets paused and later requests through.
@@ -340,7 +387,7 @@ func (p *FaultProxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.seen = append(p.seen, r.URL.Path)
 	paused := p.paused
-	if paused != nil && !p.pauseAt(r.URL.Path) {
+	if paused != nil && (p.pauseAt == nil || !p.pauseAt(r.URL.Path)) {
 		paused = nil
 	}
 	delay := p.delay
@@ -433,11 +480,15 @@ func (p *FaultProxy) nonce(ctx context.Context) string {
 	return resp.Header.Get("Replay-Nonce")
 }
 
-// rewrite points any URL of Pebble's own origin at the proxy, in the
+// rewrite holds the reply while PauseAfter says so, then points any URL
+// of Pebble's own origin at the proxy, in the
 // Location and Link headers and in JSON bodies. Pebble builds its URLs from
 // the Host the proxy passes on, so this is a safety net for URLs built
 // otherwise.
 func (p *FaultProxy) rewrite(resp *http.Response) error {
+	if err := p.holdReply(resp.Request); err != nil {
+		return err
+	}
 	from, to := p.target.String(), "https://"+p.addr
 	for _, h := range []string{"Location", "Link"} {
 		vals := resp.Header.Values(h)

@@ -351,6 +351,12 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 	}
 	timeline.Mark(ctx, "directory_account")
 
+	if r := req.Resume; r != nil && r.Issuer == iss.ID() && r.Account == acct.Location {
+		if cert, err := iss.resume(ctx, client, acct, csr, req); cert != nil || ctx.Err() != nil {
+			return cert, err
+		}
+	}
+
 	placed, acct, err := iss.placeOrder(ctx, client, acct, dir, req)
 	if err != nil {
 		return nil, err
@@ -362,10 +368,30 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 		return nil, err
 	}
 
-	final, chains, err := iss.finalize(ctx, client, acct, placed, req)
+	if req.Finalizing != nil {
+		req.Finalizing(issuer.Order{Issuer: iss.ID(), URL: placed.Location, Account: acct.Location})
+	}
+	final, err := iss.finalize(ctx, client, acct, placed, req)
 	if err != nil {
 		return nil, err
 	}
+	return iss.certificate(ctx, client, acct, final, csr, req)
+}
+
+// certificate downloads the certificate of the valid order final, picks
+// its chain and checks the leaf against csr.
+func (iss *Issuer) certificate(ctx context.Context, client *acme.Client, acct acme.Account, final acme.Order, csr *x509.CertificateRequest, req issuer.Request) (*issuer.Certificate, error) {
+	progress(req, "finalized; downloading certificate")
+	var chains []acme.Certificate
+	err := iss.do(ctx, "downloading certificate", func(ctx context.Context) error {
+		var err error
+		chains, err = client.GetCertificateChain(ctx, acct, final.Certificate)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("downloading certificate %s: %w", final.Certificate, err)
+	}
+	timeline.Mark(ctx, "download_ari")
 	chain, err := pickChain(chains, iss.PreferredChain)
 	if err != nil {
 		return nil, err
@@ -382,6 +408,61 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 		Account:  acct.Location,
 		Profile:  final.Profile,
 	}, nil
+}
+
+// resume fetches req.Resume, an order a previous attempt finalized, and
+// returns its certificate: at once if the CA signed it, after polling if
+// it is still processing, after finalizing it with csr if it is ready
+// (the previous attempt died before its finalize request arrived). For an
+// order it cannot use it logs why and returns nil, nil: the caller orders
+// anew, as it would have without resume. Only a done ctx is an error.
+func (iss *Issuer) resume(ctx context.Context, client *acme.Client, acct acme.Account, csr *x509.CertificateRequest, req issuer.Request) (*issuer.Certificate, error) {
+	cert, err := func() (*issuer.Certificate, error) {
+		var order acme.Order
+		err := iss.do(ctx, "fetching the unfinished order", func(ctx context.Context) error {
+			var err error
+			order, err = client.GetOrder(ctx, acct, acme.Order{Location: req.Resume.URL})
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		switch order.Status {
+		case acme.StatusProcessing:
+			if order, err = iss.pollOrder(ctx, client, acct, order); err != nil {
+				return nil, err
+			}
+		case acme.StatusReady:
+			if order, err = iss.finalize(ctx, client, acct, order, req); err != nil {
+				return nil, err
+			}
+		case acme.StatusValid:
+		default:
+			return nil, fmt.Errorf("the order is %s", order.Status)
+		}
+		if order.Certificate == "" {
+			return nil, fmt.Errorf("the order is %s with no certificate", order.Status)
+		}
+		cert, err := iss.certificate(ctx, client, acct, order, csr, req)
+		if err != nil {
+			return nil, err
+		}
+		if req.Replaces != nil && !cert.Leaf.NotBefore.After(req.Replaces.NotBefore) {
+			return nil, errors.New("its certificate is no newer than the one being renewed")
+		}
+		return cert, nil
+	}()
+	attrs := []any{slog.String("issuer", iss.ID()), slog.Any("names", req.Names), slog.String("order", req.Resume.URL)}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		iss.logger().Info("not resuming an order an earlier attempt finalized; ordering anew", append(attrs, slog.Any("err", err))...)
+		return nil, nil
+	}
+	progress(req, "resumed order %s", req.Resume.URL)
+	iss.logger().Info("resumed an order an earlier attempt finalized (no new order)", attrs...)
+	return cert, nil
 }
 
 // checkProfile refuses a Profile the CA does not offer, naming those it
@@ -433,9 +514,9 @@ func (iss *Issuer) placeOrder(ctx context.Context, client *acme.Client, acct acm
 	return placed, acct, nil
 }
 
-// finalize finalizes the authorized order with req.CSR, waits for the
-// certificate and downloads its chains.
-func (iss *Issuer) finalize(ctx context.Context, client *acme.Client, acct acme.Account, placed acme.Order, req issuer.Request) (acme.Order, []acme.Certificate, error) {
+// finalize finalizes the authorized order with req.CSR and waits until
+// the CA has signed the certificate.
+func (iss *Issuer) finalize(ctx context.Context, client *acme.Client, acct acme.Account, placed acme.Order, req issuer.Request) (acme.Order, error) {
 	var final acme.Order
 	err := iss.do(ctx, "finalizing order", func(ctx context.Context) error {
 		var err error
@@ -447,24 +528,12 @@ func (iss *Issuer) finalize(ctx context.Context, client *acme.Client, acct acme.
 	})
 	timeline.Mark(ctx, "finalize")
 	if err != nil {
-		return acme.Order{}, nil, fmt.Errorf("finalizing order %s: %w", placed.Location, err)
+		return acme.Order{}, fmt.Errorf("finalizing order %s: %w", placed.Location, err)
 	}
 	if final.Status != acme.StatusValid || final.Certificate == "" {
-		return acme.Order{}, nil, fmt.Errorf("finalizing order %s: order is %q with no certificate", placed.Location, final.Status)
+		return acme.Order{}, fmt.Errorf("finalizing order %s: order is %q with no certificate", placed.Location, final.Status)
 	}
-	progress(req, "finalized; downloading certificate")
-
-	var chains []acme.Certificate
-	err = iss.do(ctx, "downloading certificate", func(ctx context.Context) error {
-		var err error
-		chains, err = client.GetCertificateChain(ctx, acct, final.Certificate)
-		return err
-	})
-	if err != nil {
-		return acme.Order{}, nil, fmt.Errorf("downloading certificate %s: %w", final.Certificate, err)
-	}
-	timeline.Mark(ctx, "download_ari")
-	return final, chains, nil
+	return final, nil
 }
 
 // newOrder places order, registering the account again if the CA has lost
