@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -97,6 +98,7 @@ type FaultProxy struct {
 	pauseAt    func(path string) bool // which requests paused holds before Pebble
 	pauseAfter func(path string) bool // which replies paused holds after Pebble
 	held       int                    // replies PauseAfter has held
+	lose       []*fault               // LoseReply's: n and match only
 	drop       int
 	delay      time.Duration
 	faults     []*fault
@@ -134,7 +136,13 @@ func NewFaultProxy(t testing.TB, ca *CA) *FaultProxy {
 		},
 		Transport:      p.up,
 		ModifyResponse: p.rewrite,
-		ErrorLog:       log.New(io.Discard, "", 0),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, errLostReply) {
+				panic(http.ErrAbortHandler) // the connection closes, no reply
+			}
+			w.WriteHeader(http.StatusBadGateway)
+		},
+		ErrorLog: log.New(io.Discard, "", 0),
 	}
 	p.srv = &http.Server{
 		Handler:           http.HandlerFunc(p.serveHTTP),
@@ -234,6 +242,34 @@ func (p *FaultProxy) PauseAfter(endpoint string) {
 		p.paused = make(chan struct{})
 	}
 	p.pauseAt, p.pauseAfter = nil, match
+}
+
+// LoseReply lets the next n requests to endpoint reach Pebble and closes
+// their connections without a reply, as a network that fails after the CA
+// acted does: LoseReply("finalize", 1) has the CA sign a certificate its
+// client never hears of, and the client's retry meets an order already
+// finalized.
+func (p *FaultProxy) LoseReply(endpoint string, n int) {
+	match := endpointMatcher(endpoint)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lose = append(p.lose, &fault{n: n, match: match})
+}
+
+// errLostReply is what rewrite returns for a reply LoseReply drops.
+var errLostReply = errors.New("testca fault proxy: reply lost")
+
+// loseReply reports whether the reply to req is one LoseReply drops.
+func (p *FaultProxy) loseReply(req *http.Request) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range p.lose {
+		if f.n > 0 && f.match(req.URL.Path) {
+			f.n--
+			return true
+		}
+	}
+	return false
 }
 
 // Held returns how many replies PauseAfter has held, since the proxy
@@ -488,6 +524,10 @@ func (p *FaultProxy) nonce(ctx context.Context) string {
 func (p *FaultProxy) rewrite(resp *http.Response) error {
 	if err := p.holdReply(resp.Request); err != nil {
 		return err
+	}
+	if p.loseReply(resp.Request) {
+		resp.Body.Close()
+		return errLostReply
 	}
 	from, to := p.target.String(), "https://"+p.addr
 	for _, h := range []string{"Location", "Link"} {

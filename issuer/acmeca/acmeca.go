@@ -521,8 +521,21 @@ func (iss *Issuer) finalize(ctx context.Context, client *acme.Client, acct acme.
 	err := iss.do(ctx, "finalizing order", func(ctx context.Context) error {
 		var err error
 		final, err = client.FinalizeOrder(ctx, acct, placed, req.CSR)
-		if err != nil && !isFinalProblem(err) && final.Status == acme.StatusProcessing {
-			final, err = iss.pollOrder(ctx, client, acct, final)
+		if err == nil {
+			return nil
+		}
+		// The CA may have finalized the order although this failed: a
+		// reply lost, which acmez's own retry of the request then met as
+		// orderNotReady, or polling that gave up while it signs. Look at
+		// the order rather than finalize it again, which the CA refuses.
+		if o, gerr := client.GetOrder(ctx, acct, placed); gerr == nil {
+			switch o.Status {
+			case acme.StatusValid:
+				final = o
+				return nil
+			case acme.StatusProcessing:
+				final, err = iss.pollOrder(ctx, client, acct, o)
+			}
 		}
 		return err
 	})

@@ -527,3 +527,21 @@ func TestRegisterBesideOthers(t *testing.T) {
 		t.Errorf("a second account does not name the stored one:\n%s", out)
 	}
 }
+
+// TestFinalizeReplyLost: the CA signs and the reply to the finalize
+// request is lost (the connection closes). The retry must not finalize
+// again, which the CA refuses for an order it has finalized
+// (orderNotReady), but take the certificate from the order: one order,
+// one certificate, no failure.
+func TestFinalizeReplyLost(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	proxy := testca.NewFaultProxy(t, e.ca)
+	iss := e.issuer(acmeca.HTTP01)
+	iss.DirectoryURL = proxy.DirectoryURL()
+	proxy.LoseReply("finalize", 1)
+	cert, _ := issue(t, iss, issuer.ECDSAP256, "lost.a.test")
+	e.verify(t, cert, "lost.a.test")
+	if n := proxy.Count("new-order"); n != 1 {
+		t.Errorf("%d orders, want 1", n)
+	}
+}
