@@ -113,6 +113,9 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 		progress(req, "validating %s via %s", t.authz.IdentifierValue(), t.chal.Type)
 		err := iss.do(ctx, "accepting challenge", func(ctx context.Context) error {
 			_, err := client.InitiateChallenge(ctx, acct, t.chal)
+			if err != nil && iss.accepted(ctx, client, acct, t) {
+				return nil // an earlier request got through, its reply lost
+			}
 			return err
 		})
 		if err != nil {
@@ -127,6 +130,27 @@ func (iss *Issuer) authorize(ctx context.Context, client *acme.Client, acct acme
 		progress(req, "%s validated", t.authz.IdentifierValue())
 	}
 	return nil
+}
+
+// accepted reports whether the CA has taken up t's challenge, for a
+// request to accept it that failed: the request (or one acmez repeated)
+// may have reached the CA and its reply been lost, and the CA refuses to
+// accept a challenge twice ("Cannot update challenge with status valid").
+// awaitAuthz then waits for the outcome as after any accept.
+func (iss *Issuer) accepted(ctx context.Context, client *acme.Client, acct acme.Account, t *challengeTask) bool {
+	authz, err := client.GetAuthorization(ctx, acct, t.authz.Location)
+	if err != nil {
+		return false
+	}
+	if authz.Status != acme.StatusPending {
+		return true
+	}
+	for _, c := range authz.Challenges {
+		if c.URL == t.chal.URL {
+			return c.Status == acme.StatusProcessing || c.Status == acme.StatusValid
+		}
+	}
+	return false
 }
 
 // pickChallenge chooses the first challenge in the preference order that
