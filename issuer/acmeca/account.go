@@ -44,6 +44,9 @@ func (iss *Issuer) Account(ctx context.Context) (acme.Account, error) {
 		return *iss.acct, nil
 	}
 	acct, err := iss.loadAccount(ctx)
+	if err == nil {
+		acct = iss.finishRollover(ctx, acct)
+	}
 	if errors.Is(err, errRecordDamaged) {
 		iss.logger().Warn("the stored ACME account record is damaged; finding the account again from its key",
 			slog.String("issuer", iss.ID()), slog.Any("err", err))

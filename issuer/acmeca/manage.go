@@ -2,6 +2,7 @@ package acmeca
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -130,20 +131,105 @@ func (iss *Issuer) RolloverKey(ctx context.Context, kt issuer.KeyType) (acme.Acc
 		return err
 	})
 	if err != nil {
-		_ = iss.Storage.Delete(ctx, privKey+".next")
-		return acme.Account{}, fmt.Errorf("rolling over the key of %s: %w", acct.Location, err)
+		// The request may have reached the CA and its reply been lost
+		// (acmez's repeat of it is then refused): ask the CA which key it
+		// holds before throwing the new one away.
+		switched, lerr := iss.rolledOver(ctx, client, acct, newKey)
+		switch {
+		case switched:
+			iss.logger().Info("the CA took the new account key although the rollover request failed (its reply was lost)",
+				slog.String("issuer", iss.ID()), slog.String("account", acct.Location), slog.Any("err", err))
+		case lerr == nil:
+			_ = iss.Storage.Delete(ctx, privKey+".next")
+			return acme.Account{}, fmt.Errorf("rolling over the key of %s: %w", acct.Location, err)
+		default:
+			iss.acctMu.Lock()
+			iss.acct = nil // loaded again, with the rollover finished, at the next use
+			iss.acctMu.Unlock()
+			return acme.Account{}, fmt.Errorf("rolling over the key of %s: %w (whether the CA took the new key is unknown: "+
+				"it is kept in %s.next, and the next use of the account finishes the rollover)", acct.Location, err, privKey)
+		}
 	}
-	if err := iss.Storage.Store(ctx, privKey+".old", oldPEM); err != nil {
-		iss.logger().Warn("keeping the old account key", slog.Any("err", err))
+	if err := iss.promoteKey(ctx, privKey, oldPEM, newPEM); err != nil {
+		return acme.Account{}, err
 	}
-	if err := iss.Storage.Store(ctx, privKey, newPEM); err != nil {
-		return acme.Account{}, fmt.Errorf("the CA switched to the new key, but storing it failed (it is in %s.next): %w", privKey, err)
-	}
-	_ = iss.Storage.Delete(ctx, privKey+".next")
 	acct.PrivateKey = newKey
 	iss.setAccount(acct)
 	iss.logger().Info("ACME account key rolled over", slog.String("issuer", iss.ID()), slog.String("account", acct.Location))
 	return acct, nil
+}
+
+// promoteKey stores newPEM as the account key privKey once the CA uses
+// it, keeping oldPEM beside it (.old), and drops the rollover's .next.
+func (iss *Issuer) promoteKey(ctx context.Context, privKey string, oldPEM, newPEM []byte) error {
+	if err := iss.Storage.Store(ctx, privKey+".old", oldPEM); err != nil {
+		iss.logger().Warn("keeping the old account key", slog.Any("err", err))
+	}
+	if err := iss.Storage.Store(ctx, privKey, newPEM); err != nil {
+		return fmt.Errorf("the CA switched to the new key, but storing it failed (it is in %s.next): %w", privKey, err)
+	}
+	_ = iss.Storage.Delete(ctx, privKey+".next")
+	return nil
+}
+
+// rolledOver asks the CA whether it knows acct by newKey, the question a
+// key rollover that failed or was cut short leaves open, since its request
+// may have reached the CA: true if the CA answers with acct's URL, false
+// if it knows no account by newKey, an error if it could not tell.
+func (iss *Issuer) rolledOver(ctx context.Context, client *acme.Client, acct acme.Account, newKey crypto.Signer) (bool, error) {
+	var found acme.Account
+	err := iss.do(ctx, "looking up the account by its new key", func(ctx context.Context) error {
+		var err error
+		found, err = client.GetAccount(ctx, acme.Account{PrivateKey: newKey})
+		return err
+	})
+	switch {
+	case err == nil:
+		return found.Location == acct.Location, nil
+	case isProblem(err, acme.ProblemTypeAccountDoesNotExist):
+		return false, nil
+	}
+	return false, err
+}
+
+// finishRollover settles a key rollover a process did not see the end of
+// (its .next key is still stored): if the CA took the new key, it becomes
+// the account's key; if not, it is dropped. If the CA cannot tell, acct is
+// returned as it is, and the next load asks again.
+func (iss *Issuer) finishRollover(ctx context.Context, acct acme.Account) acme.Account {
+	_, privKey, err := iss.accountKeys()
+	if err != nil {
+		return acct
+	}
+	newPEM, err := iss.Storage.Load(ctx, privKey+".next")
+	if err != nil {
+		return acct
+	}
+	newKey, err := storage.ParsePrivateKeyPEM(newPEM)
+	if err != nil {
+		return acct
+	}
+	client, err := iss.client(ctx)
+	if err != nil {
+		return acct
+	}
+	switched, err := iss.rolledOver(ctx, client, acct, newKey)
+	switch {
+	case err != nil:
+		return acct
+	case !switched:
+		_ = iss.Storage.Delete(ctx, privKey+".next")
+		return acct
+	}
+	oldPEM, err := storage.MarshalPrivateKeyPEM(acct.PrivateKey)
+	if err != nil || iss.promoteKey(ctx, privKey, oldPEM, newPEM) != nil {
+		acct.PrivateKey = newKey // the CA's key, for this process at least
+		return acct
+	}
+	iss.logger().Info("finished an account key rollover cut short: the CA had taken the new key",
+		slog.String("issuer", iss.ID()), slog.String("account", acct.Location))
+	acct.PrivateKey = newKey
+	return acct
 }
 
 // Deactivate deactivates the account at the CA (RFC 8555 §7.3.6): it can
