@@ -245,6 +245,15 @@ func (iss *Issuer) Deactivate(ctx context.Context) error {
 		_, err := client.UpdateAccount(ctx, upd)
 		return err
 	})
+	if isProblem(err, acme.ProblemTypeUnauthorized) {
+		// The CA refuses the account's key, as it does once the account
+		// is deactivated (RFC 8555 §7.3.6): an earlier request got
+		// through and its reply was lost, or a run whose record was not
+		// marked. Either way it is deactivated: mark it.
+		iss.logger().Info("the CA refuses the account's key: it is deactivated already",
+			slog.String("issuer", iss.ID()), slog.String("account", acct.Location), slog.Any("err", err))
+		err = nil
+	}
 	if err != nil {
 		return fmt.Errorf("deactivating %s: %w", acct.Location, err)
 	}

@@ -80,3 +80,23 @@ func TestRolloverInterrupted(t *testing.T) {
 	}
 	check("after a rollover cut short")
 }
+
+// TestDeactivateReplyLost: the CA deactivates the account and the reply is
+// lost; the retry is refused (unauthorized: the key of a deactivated
+// account). Deactivate must still succeed and mark the record, so that the
+// next use says the account is deactivated and what to do, rather than
+// failing at the CA; before, it failed, and so did every later attempt.
+func TestDeactivateReplyLost(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	proxy := testca.NewFaultProxy(t, e.ca)
+	iss := e.issuer(acmeca.HTTP01)
+	iss.DirectoryURL = proxy.DirectoryURL()
+	issue(t, iss, issuer.ECDSAP256, "deact.a.test")
+	proxy.LoseReply("account", 1)
+	if err := iss.Deactivate(t.Context()); err != nil {
+		t.Fatalf("deactivating, the reply lost: %v", err)
+	}
+	if _, err := iss.Account(t.Context()); !errors.Is(err, acmeca.ErrAccountDeactivated) {
+		t.Errorf("the account after its deactivation: %v, want ErrAccountDeactivated", err)
+	}
+}
