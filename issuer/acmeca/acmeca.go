@@ -610,13 +610,6 @@ func (iss *Issuer) pollOrder(ctx context.Context, client *acme.Client, acct acme
 	}
 }
 
-// isFinalProblem reports whether err is an ACME problem that polling will
-// not cure.
-func isFinalProblem(err error) bool {
-	_, ok := problemOf(err)
-	return ok
-}
-
 // identifiers turns names into ACME identifiers: "ip" for IP literals
 // (RFC 8738), "dns" otherwise.
 func identifiers(names []string) []acme.Identifier {
