@@ -124,6 +124,9 @@ func (m *Manager) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
+	if e.Kind > 0 && int(e.Kind) < len(m.stats.events) {
+		m.stats.events[e.Kind].Add(1)
+	}
 	if m.OnEvent != nil {
 		m.OnEvent(e)
 	}

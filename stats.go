@@ -15,9 +15,10 @@ import (
 // them (an atomic add: no lock, no allocation); collectors read them at
 // scrape time through Stats.
 type stats struct {
-	memory  shardedCounter // handshakes served from memory
-	storage atomic.Uint64  // slow-path flights served from storage
-	issued  atomic.Uint64  // slow-path flights that obtained a certificate
+	memory  shardedCounter                // handshakes served from memory
+	storage atomic.Uint64                 // slow-path flights served from storage
+	issued  atomic.Uint64                 // slow-path flights that obtained a certificate
+	events  [len(kindNames)]atomic.Uint64 // events emitted, by kind (emit)
 
 	failMu  sync.Mutex                // guards failing
 	failing map[string]status.Failure // the stored failures, as last read or written (failures.go)
@@ -80,6 +81,11 @@ type Stats struct {
 	// this Manager last read or wrote them in storage: the same entries
 	// "certkeeper status" shows as failing.
 	Failures map[string]status.Failure
+	// Events counts the events this Manager emitted since it started, by
+	// kind (certificates Obtained and Renewed, RenewalFailed attempts,
+	// Denied handshakes, ...), whether or not anything listens to them
+	// (OnEvent, Watch). Kinds that never happened are left out.
+	Events map[EventKind]uint64
 }
 
 // CertStats describes one managed certificate.
@@ -120,6 +126,14 @@ func (m *Manager) Stats() Stats {
 	if sch := m.scheduler(); sch != nil {
 		for i := range s.Certificates {
 			s.Certificates[i].RenewAt, _ = sch.When(s.Certificates[i].Key)
+		}
+	}
+	for k := range m.stats.events {
+		if n := m.stats.events[k].Load(); n > 0 {
+			if s.Events == nil {
+				s.Events = make(map[EventKind]uint64)
+			}
+			s.Events[EventKind(k)] = n
 		}
 	}
 	m.stats.failMu.Lock()

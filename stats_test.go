@@ -95,3 +95,21 @@ func TestStatsRenewAt(t *testing.T) {
 		t.Errorf("RenewAt = %v (not_after %v), want a time ahead, before the expiry", c.RenewAt, c.NotAfter)
 	}
 }
+
+// TestStatsEvents: Stats counts the events a Manager emits, by kind, with
+// no OnEvent or Watch to count them (trial 25: a library user found no
+// count of denied handshakes or of certificates obtained).
+func TestStatsEvents(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := localManager(t, st, policy.Allowlist("ok.test"))
+	for _, name := range []string{"ok.test", "ok.test", "no1.test", "no2.test"} {
+		m.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+	}
+	got := m.Stats().Events
+	if got[certkeeper.Obtained] != 1 || got[certkeeper.Denied] != 2 {
+		t.Errorf("Stats().Events = %v, want 1 obtained and 2 denied", got)
+	}
+	if _, ok := got[certkeeper.Renewed]; ok {
+		t.Errorf("Stats().Events lists renewed, which never happened: %v", got)
+	}
+}
