@@ -3,6 +3,7 @@ package certkeeper_test
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"net"
@@ -28,7 +29,8 @@ import (
 // week). Three cases: the CA signed and the reply was lost; the finalize
 // request never reached the CA (the order is ready: finalized now); a
 // leftover record of a certificate already stored, met by its renewal
-// (ordered anew, not resumed).
+// (ordered anew, not resumed); a record naming an order at another host
+// (not fetched).
 func TestIssueResumesFinalizedOrder(t *testing.T) {
 	ca := testca.Start(t, testca.Options{})
 	proxy := testca.NewFaultProxy(t, ca)
@@ -134,5 +136,27 @@ func TestIssueResumesFinalizedOrder(t *testing.T) {
 	}
 	if renewed.Certificate.Leaf.SerialNumber.Cmp(got.Certificate.Leaf.SerialNumber) == 0 {
 		t.Error("the renewal returned the certificate it renews")
+	}
+
+	// 4. A record naming an order elsewhere (storage is writable by
+	// others): not fetched, and the name is ordered at the CA.
+	var rec map[string]any
+	if err := json.Unmarshal(left, &rec); err != nil {
+		t.Fatal(err)
+	}
+	order := rec["order"].(map[string]any)
+	order["url"] = "https://127.0.0.1:1/my-order/elsewhere"
+	rec["names"], rec["created"] = []string{"elsewhere.test"}, time.Now().UTC()
+	forged, _ := json.Marshal(rec)
+	k, _ = storage.PendingOrderKey("elsewhere.test", "")
+	if err := st.Store(t.Context(), k, forged); err != nil {
+		t.Fatal(err)
+	}
+	before = orders()
+	if _, err := issue(t.Context(), "elsewhere.test", nil); err != nil {
+		t.Fatalf("issuing with a pending order at another host: %v", err)
+	}
+	if n := orders() - before; n != 1 {
+		t.Errorf("%d new orders with a pending order at another host, want 1", n)
 	}
 }

@@ -418,6 +418,11 @@ func (iss *Issuer) certificate(ctx context.Context, client *acme.Client, acct ac
 // anew, as it would have without resume. Only a done ctx is an error.
 func (iss *Issuer) resume(ctx context.Context, client *acme.Client, acct acme.Account, csr *x509.CertificateRequest, req issuer.Request) (*issuer.Certificate, error) {
 	cert, err := func() (*issuer.Certificate, error) {
+		// The record comes from storage: only the CA's own URLs are
+		// fetched, signed by the account.
+		if u, d := parseURL(req.Resume.URL), parseURL(iss.directory()); u == nil || d == nil || u.Scheme != d.Scheme || u.Host != d.Host {
+			return nil, errors.New("the order is not at this CA")
+		}
 		var order acme.Order
 		err := iss.do(ctx, "fetching the unfinished order", func(ctx context.Context) error {
 			var err error
@@ -463,6 +468,15 @@ func (iss *Issuer) resume(ctx context.Context, client *acme.Client, acct acme.Ac
 	progress(req, "resumed order %s", req.Resume.URL)
 	iss.logger().Info("resumed an order an earlier attempt finalized (no new order)", attrs...)
 	return cert, nil
+}
+
+// parseURL parses an absolute URL, or returns nil.
+func parseURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() {
+		return nil
+	}
+	return u
 }
 
 // checkProfile refuses a Profile the CA does not offer, naming those it
