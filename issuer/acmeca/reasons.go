@@ -20,13 +20,14 @@ var revocationReasons = map[string]int{
 
 // RevocationReason returns the RFC 5280 reason code that reason names,
 // for Revoke, with its name as the RFC spells it ("keyCompromise"), and
-// whether it is one a subscriber may give. reason is a name in any case
-// (certbot's --reason keycompromise) or the code itself (lego's
-// --reason 1).
+// whether it is one a subscriber may give. reason is a name in any case,
+// with or without '-', '_' or spaces between its words (certbot's --reason
+// keycompromise, "key-compromise"), or the code itself (lego's --reason 1).
 func RevocationReason(reason string) (code int, name string, ok bool) {
 	n, err := strconv.Atoi(reason)
+	joined := strings.NewReplacer("-", "", "_", "", " ", "").Replace(reason)
 	for name, code := range revocationReasons {
-		if strings.EqualFold(name, reason) || err == nil && n == code {
+		if strings.EqualFold(name, joined) || err == nil && n == code {
 			return code, name, true
 		}
 	}
