@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/engine"
@@ -60,6 +61,14 @@ func (a *accountFlags) stored(ctx context.Context, env *Env) (*acmeca.Issuer, er
 	if has, err := iss.HasAccount(ctx); err != nil {
 		return nil, err
 	} else if !has {
+		if others := iss.OtherAccounts(ctx); len(others) > 0 {
+			hint := "leave out --email"
+			if i := slices.IndexFunc(others, func(e string) bool { return strings.Contains(e, "@") }); i >= 0 {
+				hint = "give --email " + others[i]
+			}
+			return nil, fmt.Errorf("no account for %s%s is stored in %s, which holds %s there: %s; %s",
+				redact.URL(engine.CAURL(a.ca())), emailNote(iss.Email), a.storage.where(), cmdline.Plural(len(others), "account"), strings.Join(others, ", "), hint)
+		}
 		return nil, fmt.Errorf("no account for %s%s is stored in %s: register one with certkeeper account register, "+
 			"or give the --email (and --ca, --storage) it was registered with", redact.URL(engine.CAURL(a.ca())), emailNote(iss.Email), a.storage.where())
 	}

@@ -42,6 +42,17 @@ func TestAccountLifecycle(t *testing.T) {
 		t.Errorf("update:\n%s%s", upd.stdout, upd.stderr)
 	}
 
+	// Without --email: show names the stored account, and cert issue
+	// orders with it (certbot's register, then certonly) instead of
+	// registering a second account beside it.
+	noEmail := base("show")[:len(base("show"))-2]
+	if r := ck(t, 30*time.Second, noEmail...); r.code != 1 || !strings.Contains(r.stderr, "holds 1 account there: ops@a.test; give --email ops@a.test") {
+		t.Errorf("show without --email: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, dir, t.TempDir()), "-d", "sole.a.test")...); r.code != 0 || ca.Accounts() != 1 {
+		t.Errorf("cert issue without --email: exit %d, %d accounts at the CA, want the registered one\n%s", r.code, ca.Accounts(), r.stderr)
+	}
+
 	keyFile := filepath.Join(dir, "accounts", storage.IssuerID(ca.DirectoryURL()), "ops@a.test.key")
 	oldPEM, err := os.ReadFile(keyFile)
 	if err != nil {

@@ -43,6 +43,7 @@ func (iss *Issuer) Account(ctx context.Context) (acme.Account, error) {
 	if iss.acct != nil {
 		return *iss.acct, nil
 	}
+	iss.adoptSole(ctx)
 	acct, err := iss.loadAccount(ctx)
 	if err == nil {
 		acct = iss.finishRollover(ctx, acct)
@@ -117,6 +118,9 @@ func (iss *Issuer) lockedRegister(ctx context.Context, force bool) (acme.Account
 }
 
 func (iss *Issuer) accountKeys() (recordKey, privKey string, err error) {
+	if sole := iss.sole.Load(); sole != nil && iss.Email == "" {
+		return sole[0], sole[1], nil
+	}
 	recordKey, err = storage.AccountKey(iss.ID(), iss.Email)
 	if err != nil {
 		return "", "", err
@@ -323,7 +327,7 @@ func (iss *Issuer) newAccount(ctx context.Context, client *acme.Client, acct acm
 	} else if dir.Meta != nil && dir.Meta.ExternalAccountRequired {
 		return acme.Account{}, fmt.Errorf("the CA at %s %w: set EAB (the key ID and HMAC key from your CA account)", iss.where(), ErrEABRequired)
 	}
-	if others := iss.otherAccounts(ctx); len(others) > 0 {
+	if others := iss.OtherAccounts(ctx); len(others) > 0 {
 		iss.logger().Warn("registering a new ACME account beside those storage holds at this CA: give the email of one of them to order with it "+
 			"(an imported account keeps its history at the CA)", slog.String("issuer", iss.ID()), slog.String("email", cmp.Or(iss.Email, noEmail)),
 			slog.Any("stored", others))
@@ -342,12 +346,56 @@ func (iss *Issuer) newAccount(ctx context.Context, client *acme.Client, acct acm
 	return created, nil
 }
 
+// adoptSole makes an Issuer without Email order with the one account
+// storage holds at its CA, when storage holds no account without a
+// contact: an account registered by hand with an email (with external
+// account binding, say) and then orders placed without naming it use it,
+// as certbot does, rather than registering a second account beside it.
+// With several accounts, or one that is deactivated or damaged, nothing
+// is adopted and the account without a contact is registered (newAccount
+// warns, naming the others).
+func (iss *Issuer) adoptSole(ctx context.Context) {
+	if iss.Email != "" || iss.sole.Load() != nil {
+		return
+	}
+	recordKey, privKey, err := iss.accountKeys()
+	if err != nil {
+		return
+	}
+	if _, err := iss.Storage.Load(ctx, privKey); !errors.Is(err, fs.ErrNotExist) {
+		return // the account without a contact exists (or storage fails: Account says so)
+	}
+	keys, err := iss.Storage.List(ctx, path.Dir(recordKey)+"/")
+	if err != nil {
+		return
+	}
+	var records []string
+	for _, k := range keys {
+		if strings.HasSuffix(k, ".json") {
+			records = append(records, k)
+		}
+	}
+	if len(records) != 1 {
+		return
+	}
+	sole := [2]string{records[0], strings.TrimSuffix(records[0], ".json") + ".key"}
+	acct, err := iss.readAccount(ctx, sole[0], sole[1], "")
+	if err != nil {
+		return
+	}
+	iss.sole.Store(&sole)
+	iss.logger().Info("ordering with the only ACME account storage holds at this CA",
+		slog.String("issuer", iss.ID()), slog.String("account", acct.Location),
+		slog.String("email", strings.TrimSuffix(path.Base(sole[0]), ".json")))
+}
+
 // noEmail names the account without a contact in messages.
 const noEmail = "(no email)"
 
-// otherAccounts lists the emails of the accounts storage holds at this CA
-// besides iss.Email's (noEmail for the one without a contact).
-func (iss *Issuer) otherAccounts(ctx context.Context) []string {
+// OtherAccounts lists the emails of the accounts Storage holds at this CA
+// besides Email's ("(no email)" for the one without a contact), for
+// messages that say which accounts there are to choose from.
+func (iss *Issuer) OtherAccounts(ctx context.Context) []string {
 	own, err := storage.AccountKey(iss.ID(), iss.Email)
 	if err != nil {
 		return nil

@@ -30,11 +30,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/redact"
@@ -74,7 +76,9 @@ type Issuer struct {
 
 	// Email is the account's contact address; empty registers an account
 	// without contact. Let's Encrypt no longer sends expiry mail, so it is
-	// optional.
+	// optional. Empty orders with the account Storage holds without a
+	// contact, or, if it holds none but exactly one other at this CA (one
+	// registered by hand with its email), with that one.
 	Email string
 
 	// Storage keeps the account (and nothing else: certificates are the
@@ -133,6 +137,10 @@ type Issuer struct {
 
 	acctMu sync.Mutex    // guards acct; held while registering
 	acct   *acme.Account // the account in use, once known
+
+	// sole is the record and key of the account an Issuer without Email
+	// orders with when storage holds only that one at the CA (adoptSole).
+	sole atomic.Pointer[[2]string]
 }
 
 // ID is storage.IssuerID of the directory URL.
@@ -736,7 +744,9 @@ func (q quietHandler) WithGroup(name string) slog.Handler {
 // request is signed by certKey when it is given — no account needed, as
 // when a key has leaked — and by this issuer's account otherwise, which
 // must be the one that ordered the certificate (or one authorized for all
-// its names).
+// its names). When the CA answers that it is not, each other account
+// Storage holds at this CA is tried: the one that ordered it (another
+// email's, or one certkeeper import brought in) revokes it.
 func (iss *Issuer) Revoke(ctx context.Context, cert *x509.Certificate, certKey crypto.Signer, reason int) error {
 	client, err := iss.client(ctx)
 	if err != nil {
@@ -748,11 +758,51 @@ func (iss *Issuer) Revoke(ctx context.Context, cert *x509.Certificate, certKey c
 			return err
 		}
 	}
-	err = iss.do(ctx, "revoking certificate", func(ctx context.Context) error {
-		return client.RevokeCertificate(ctx, acct, cert, certKey, reason)
-	})
+	revoke := func(acct acme.Account) error {
+		return iss.do(ctx, "revoking certificate", func(ctx context.Context) error {
+			return client.RevokeCertificate(ctx, acct, cert, certKey, reason)
+		})
+	}
+	err = revoke(acct)
+	if err != nil && certKey == nil && isProblem(err, acme.ProblemTypeUnauthorized) {
+		err = iss.revokeWithOthers(ctx, acct, revoke, err)
+	}
 	if err != nil {
 		return fmt.Errorf("revoking certificate %s at %s: %w", cert.SerialNumber.Text(16), iss.where(), err)
 	}
 	return nil
+}
+
+// revokeWithOthers tries revoke with each account Storage holds at this CA
+// other than own, after own was refused with refused; the first that the
+// CA accepts ends it.
+func (iss *Issuer) revokeWithOthers(ctx context.Context, own acme.Account, revoke func(acme.Account) error, refused error) error {
+	recordKey, _, err := iss.accountKeys()
+	if err != nil {
+		return refused
+	}
+	keys, _ := iss.Storage.List(ctx, path.Dir(recordKey)+"/")
+	tried := 0
+	for _, k := range keys {
+		if !strings.HasSuffix(k, ".json") {
+			continue
+		}
+		acct, err := iss.readAccount(ctx, k, strings.TrimSuffix(k, ".json")+".key", "")
+		if err != nil || acct.Location == own.Location {
+			continue
+		}
+		tried++
+		if err := revoke(acct); err == nil {
+			iss.logger().Info("revoked with the account that ordered the certificate",
+				slog.String("issuer", iss.ID()), slog.String("account", acct.Location), slog.String("record", k))
+			return nil
+		} else if !isProblem(err, acme.ProblemTypeUnauthorized) {
+			return err
+		}
+	}
+	if tried == 0 {
+		return fmt.Errorf("%w (storage holds no other account at this CA: revoke with the certificate's private key instead)", refused)
+	}
+	return fmt.Errorf("%w (nor did any of the %d other accounts storage holds at this CA order it: "+
+		"revoke with the certificate's private key instead)", refused, tried)
 }

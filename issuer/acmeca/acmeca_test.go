@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -553,5 +554,92 @@ func TestLostReply(t *testing.T) {
 		if n := proxy.Count("new-order") - before; n != 1 && step != "new-order" {
 			t.Errorf("reply to %s lost: %d orders, want 1", step, n)
 		}
+	}
+}
+
+// TestSoleAccountAdopted: an account registered with an email (account
+// register --email) is the one an issuer without Email orders with when
+// storage holds no other at that CA, instead of a second account beside
+// it; a deactivated sole account is not adopted, and once storage holds
+// an account without contact, that one is used.
+func TestSoleAccountAdopted(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	st := filestore.New(t.TempDir())
+	issuerFor := func(email string) (*acmeca.Issuer, *testsvc.Buffer) {
+		iss := e.issuer(acmeca.HTTP01)
+		iss.Storage, iss.Email = st, email
+		logs := &testsvc.Buffer{}
+		iss.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		return iss, logs
+	}
+	account := func(email string) (string, string) {
+		iss, logs := issuerFor(email)
+		acct, err := iss.Account(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return acct.Location, logs.String()
+	}
+	ops, _ := account("ops@a.test")
+	got, logs := account("")
+	if got != ops || !strings.Contains(logs, "ordering with the only ACME account storage holds at this CA") || !strings.Contains(logs, "email=ops@a.test") {
+		t.Fatalf("issuer without email ordered with %s, want the stored %s; logs:\n%s", got, ops, logs)
+	}
+	iss, _ := issuerFor("")
+	issue(t, iss, issuer.ECDSAP256, "sole.a.test")
+	defKey, err := storage.AccountPrivateKey(iss.ID(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Load(t.Context(), defKey); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("ordering with the sole account stored an account without contact (%s: %v)", defKey, err)
+	}
+
+	deact, _ := issuerFor("ops@a.test")
+	if err := deact.Deactivate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	own, logs := account("")
+	if own == ops || strings.Contains(logs, "ordering with the only") {
+		t.Fatalf("a deactivated sole account was adopted (%s); logs:\n%s", own, logs)
+	}
+	if again, _ := account(""); again != own {
+		t.Fatalf("the account without contact changed: %s then %s", own, again)
+	}
+}
+
+// TestRevokeFindsOrderingAccount: a certificate another stored account
+// ordered is revoked with that account when the issuer's own is refused
+// (cert revoke --cert without the --email it was issued with); one that
+// no stored account ordered fails, saying to sign with its key.
+func TestRevokeFindsOrderingAccount(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	orderer := e.issuer(acmeca.HTTP01) // ops@a.test
+	cert, _ := issue(t, orderer, issuer.ECDSAP256, "rv.a.test")
+	leaf := cert.Leaf
+	other := e.issuer(acmeca.HTTP01)
+	other.Email = "other@a.test"
+	logs := &testsvc.Buffer{}
+	other.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	if err := other.Revoke(t.Context(), leaf, nil, 4); err != nil {
+		t.Fatalf("revoking with another stored account: %v", err)
+	}
+	if cs := e.ca.CertStatus(t, leaf.SerialNumber); cs.Status != "Revoked" {
+		t.Fatalf("certificate status %q after Revoke", cs.Status)
+	}
+	if !strings.Contains(logs.String(), "revoked with the account that ordered the certificate") {
+		t.Errorf("no log names the account that revoked:\n%s", logs)
+	}
+
+	stranger := e.issuer(acmeca.HTTP01)
+	stranger.Storage = filestore.New(t.TempDir())
+	cert2, _ := issue(t, stranger, issuer.ECDSAP256, "rv2.a.test")
+	leaf2 := cert2.Leaf
+	err := other.Revoke(t.Context(), leaf2, nil, 0)
+	if err == nil || !strings.Contains(err.Error(), "revoke with the certificate's private key instead") {
+		t.Fatalf("revoking a certificate no stored account ordered: %v", err)
+	}
+	if cs := e.ca.CertStatus(t, leaf2.SerialNumber); cs.Status != "Valid" {
+		t.Fatalf("certificate status %q after a refused Revoke", cs.Status)
 	}
 }
