@@ -58,7 +58,7 @@ var sentinelHints = []struct {
 	hint string
 }{
 	{acmeca.ErrCANotTrusted, "give --ca-roots FILE with the root of the CA's HTTPS certificate (a private or test CA), or check --ca"},
-	{acmeca.ErrUnreachable, "check --ca and the network (firewall, HTTPS_PROXY); the CA may be down"},
+	{acmeca.ErrUnreachable, "check --ca, and HTTPS_PROXY or a firewall if this host reaches the web through one"},
 	{rfc2136.ErrUnreachable, "check --dns-server (the primary's host:port); the DNS server may be down"},
 	{powerdns.ErrNoAPIServer, "give --dns-api-url as the API's base URL, e.g. http://127.0.0.1:8081"},
 	{issuer.ErrNameRejected, "leave the name out of -d and --allow (or the config's allow list): no retry changes the CA's answer"},

@@ -24,7 +24,7 @@ func TestWithFlagHints(t *testing.T) {
 		flag string
 	}{
 		{&dns01.ZoneError{}, "--dns-zone"},
-		{acmeca.ErrUnreachable, "the CA may be down"}, // connection refused: --ca-roots would not help
+		{acmeca.ErrUnreachable, "check --ca, and HTTPS_PROXY"}, // connection refused: --ca-roots would not help
 		{fmt.Errorf("%w: %w", acmeca.ErrUnreachable, acmeca.ErrCANotTrusted), "--ca-roots"},
 		{issuer.ErrNameRejected, "--allow"},
 		{acmeca.ErrEABRequired, "--eab-kid"},

@@ -63,8 +63,8 @@ func TestRenewNothingThere(t *testing.T) {
 	}
 }
 
-// TestShowMissing: cert show of a name the directory does not hold
-// names the directory and what it does hold.
+// TestShowMissing: cert show of a name the directory does not hold, or of
+// no name, names the directory and what it does hold.
 func TestShowMissing(t *testing.T) {
 	dir := t.TempDir()
 	out, st := filepath.Join(dir, "out"), filepath.Join(dir, "st")
@@ -83,6 +83,11 @@ func TestShowMissing(t *testing.T) {
 	r = ck(t, 30*time.Second, "cert", "show", "c.test", "--out-dir", filepath.Join(dir, "empty"))
 	if w := "it holds none (is --out-dir right?)"; r.code != 1 || !strings.Contains(r.stderr, w) {
 		t.Errorf("exit %d, want 1 and %q:\n%s", r.code, w, r.stderr)
+	}
+	// No NAME at all (certbot's certificates lists them): the names there.
+	r = ck(t, 30*time.Second, "cert", "show", "--out-dir", out)
+	if w := "give one NAME: the first name of the certificate, which names its files; in " + out + " it holds a.test, b.test"; r.code != 2 || !strings.Contains(r.stderr, w) {
+		t.Errorf("cert show without NAME: exit %d, want 2 and %q:\n%s", r.code, w, r.stderr)
 	}
 }
 

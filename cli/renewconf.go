@@ -99,25 +99,28 @@ Exit status: 0 shown, 1 the files or the settings cannot be read, 2 bad usage.`,
 		},
 		TakesArgs: true,
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) != 1 {
+			if len(args) > 1 {
 				return usagef("give one NAME: the first name of the certificate, which names its files")
 			}
-			return showCert(env, outDir, args[0])
+			return showCert(env, outDir, strings.Join(args, ""))
 		},
 	}
 }
 
 // showCert runs "cert show".
 func showCert(env *Env, outDir, name string) error {
-	names, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.NormalizeAll([]string{certfile.NameOfBase(name)})
-	if err != nil {
-		return usagef("NAME: %v", err)
-	}
-	dir := certfile.Dir(outDir)
+	dir, err := certfile.Dir(outDir), error(nil)
 	if outDir == "" {
 		if dir, err = certfile.DefaultDir(); err != nil {
 			return fmt.Errorf("no --out-dir given and no default: %w", err)
 		}
+	}
+	if name == "" {
+		return usagef("give one NAME: the first name of the certificate, which names its files; in %s %s", dir, holds(dir))
+	}
+	names, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.NormalizeAll([]string{certfile.NameOfBase(name)})
+	if err != nil {
+		return usagef("NAME: %v", err)
 	}
 	if _, err := dir.Paths(names[0]); err != nil {
 		return usagef("%v", err)
