@@ -83,6 +83,14 @@ func emailNote(email string) string {
 	return " with email " + email
 }
 
+// confirm asks question on stderr and reports whether the answer read from
+// stdin is yes.
+func confirm(env *Env, question string) bool {
+	fmt.Fprint(env.Stderr, question)
+	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	return strings.TrimSpace(line) == "yes"
+}
+
 // refuseTerms is the terms prompt of commands that must not register.
 func refuseTerms(string) bool { return false }
 
@@ -170,8 +178,9 @@ func accountRegisterCmd() *Command {
 func accountShowCmd() *Command {
 	a := &accountFlags{}
 	return &Command{
-		UsageLine: "certkeeper account show [flags]",
-		Short:     "show an account's URL, status, contacts and key thumbprint",
+		UsageLine:  "certkeeper account show [flags]",
+		OtherNames: []string{"show_account (certbot)"},
+		Short:      "show an account's URL, status, contacts and key thumbprint",
 		Long: `Show asks the CA for the stored account's state.
 
 	certkeeper account show --email ops@a.example`,
@@ -248,15 +257,14 @@ cannot be undone. It asks for confirmation unless --yes.
 			a.register(fs)
 			fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
 		},
+		Spellings: otherTools,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			iss, err := a.stored(ctx, env)
 			if err != nil {
 				return err
 			}
 			if !yes {
-				fmt.Fprintf(env.Stderr, "Deactivate the account of %s at %s for good? Type yes: ", cmp.Or(strings.Join(a.emails, ","), "no email"), redact.URL(engine.CAURL(a.ca())))
-				line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
-				if strings.TrimSpace(line) != "yes" {
+				if !confirm(env, fmt.Sprintf("Deactivate the account of %s at %s for good? Type yes: ", cmp.Or(strings.Join(a.emails, ","), "no email"), redact.URL(engine.CAURL(a.ca())))) {
 					return fmt.Errorf("not deactivated")
 				}
 			}

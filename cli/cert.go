@@ -32,7 +32,7 @@ func certCmd() *Command {
 		UsageLine: "certkeeper cert COMMAND [flags]",
 		Short:     "obtain certificates as files",
 		Long: `The cert commands run the ACME client by hand: obtain a certificate and write it as
-files for servers that read certificates from disk, renew them, and revoke them.
+files for servers that read certificates from disk, renew them, revoke them, and stop renewing them.
 
 Obtain a certificate for a.example and www.a.example into /etc/ssl (http-01 on port 80):
 
@@ -50,7 +50,7 @@ renews with the settings it was issued with; see cert show):
 Revoke a certificate whose key has leaked:
 
 	certkeeper cert revoke --cert /etc/ssl/certs/a.example.pem --key /etc/ssl/private/a.example.key --reason keyCompromise`,
-		Commands: []*Command{certIssueCmd(), certRenewCmd(), certShowCmd(), certRevokeCmd()},
+		Commands: []*Command{certIssueCmd(), certRenewCmd(), certShowCmd(), certRevokeCmd(), certDeleteCmd()},
 	}
 }
 

@@ -240,3 +240,35 @@ func TestIssueLocalChecksDNS(t *testing.T) {
 		t.Error("a refused cert issue wrote --out-dir")
 	}
 }
+
+// TestCertDelete: cert delete (certbot's delete) removes one certificate's
+// files and renewal settings, after confirmation or with --yes (-n), so cert
+// renew no longer renews it; the others stay and renew.
+func TestCertDelete(t *testing.T) {
+	dir := t.TempDir()
+	out, st := filepath.Join(dir, "out"), filepath.Join(dir, "st")
+	for _, name := range []string{"a.test", "old.test"} {
+		if r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", name, "--out-dir", out, "--storage", st); r.code != 0 {
+			t.Fatalf("cert issue %s: exit %d\n%s", name, r.code, r.stderr)
+		}
+	}
+	if r := ck(t, 30*time.Second, "cert", "delete", "old.test", "--out-dir", out); r.code != 1 || !strings.Contains(r.stderr, "not deleted") {
+		t.Fatalf("cert delete unconfirmed: exit %d\n%s", r.code, r.stderr)
+	}
+	r := ck(t, 30*time.Second, "cert", "delete", "old.test", "--out-dir", out, "-n") // certbot's --yes
+	if r.code != 0 || strings.Count(r.stdout, "removed ") != 3 || !strings.Contains(r.stderr, "certkeeper: -n is certbot's spelling of --yes\n") {
+		t.Fatalf("cert delete -n: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, f := range []string{"certs/old.test.pem", "private/old.test.key", "renewal/old.test.conf"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err == nil {
+			t.Errorf("%s is still there", f)
+		}
+	}
+	renewed := ck(t, time.Minute, "cert", "renew", "--force", "--out-dir", out, "--storage", st)
+	if renewed.code != 0 || strings.Contains(renewed.stdout, "old.test") || !strings.Contains(renewed.stdout, "a.test") {
+		t.Errorf("cert renew after delete: exit %d\n%s%s", renewed.code, renewed.stdout, renewed.stderr)
+	}
+	if r := ck(t, 30*time.Second, "cert", "delete", "old.test", "--out-dir", out, "--yes"); r.code != 1 || !strings.Contains(r.stderr, "no certificate old.test in "+out+": it holds a.test") {
+		t.Errorf("cert delete again: exit %d\n%s", r.code, r.stderr)
+	}
+}

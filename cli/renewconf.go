@@ -99,33 +99,81 @@ Exit status: 0 shown, 1 the files or the settings cannot be read, 2 bad usage.`,
 		},
 		TakesArgs: true,
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if len(args) > 1 {
-				return usagef("give one NAME: the first name of the certificate, which names its files")
-			}
-			return showCert(env, outDir, strings.Join(args, ""))
+			return showCert(env, outDir, args)
 		},
 	}
 }
 
-// showCert runs "cert show".
-func showCert(env *Env, outDir, name string) error {
+func certDeleteCmd() *Command {
+	var outDir string
+	var yes bool
+	return &Command{
+		UsageLine:  "certkeeper cert delete NAME [--yes] [flags]",
+		OtherNames: []string{"delete (certbot)", "remove"},
+		Short:      "stop renewing a certificate: remove its files and renewal settings",
+		Long: `Delete removes from --out-dir the certificate whose files are named for NAME: its certificate
+and key files, the previous certificate kept at renewals, and its renewal settings, so cert renew
+no longer renews it (certbot's delete --cert-name). Reconfigure the servers that read those files
+first. The certificate stays valid at the CA until it expires (revoke it first if its key
+leaked), and its copy in --storage stays there (certkeeper storage delete removes it). It asks
+for confirmation unless --yes.
+
+	certkeeper cert delete old.a.example --out-dir /etc/ssl`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&outDir, "out-dir", "", "the `DIR` cert issue and cert renew write to (default: /etc/ssl for root, else ~/.acme)")
+			fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
+		},
+		TakesArgs: true,
+		Spellings: otherTools,
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			dir, name, err := certFilesOf(outDir, args)
+			if err != nil {
+				return err
+			}
+			if !yes && !confirm(env, fmt.Sprintf("Delete the certificate %s and its key from %s? Type yes: ", name, dir)) {
+				return fmt.Errorf("not deleted")
+			}
+			removed, err := renew.Remove(dir, name)
+			for _, f := range removed {
+				fmt.Fprintf(env.Stdout, "removed %s\n", f)
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("no certificate %s in %s: %s", name, dir, holds(dir))
+			}
+			return err
+		},
+	}
+}
+
+// certFilesOf is the --out-dir (or the default) and the normalised NAME
+// of cert show and cert delete.
+func certFilesOf(outDir string, args []string) (certfile.Dir, string, error) {
 	dir, err := certfile.Dir(outDir), error(nil)
 	if outDir == "" {
 		if dir, err = certfile.DefaultDir(); err != nil {
-			return fmt.Errorf("no --out-dir given and no default: %w", err)
+			return "", "", fmt.Errorf("no --out-dir given and no default: %w", err)
 		}
 	}
-	if name == "" {
-		return usagef("give one NAME: the first name of the certificate, which names its files; in %s %s", dir, holds(dir))
+	if len(args) != 1 {
+		return "", "", usagef("give one NAME: the first name of the certificate, which names its files; in %s %s", dir, holds(dir))
 	}
-	names, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.NormalizeAll([]string{certfile.NameOfBase(name)})
+	names, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.NormalizeAll([]string{certfile.NameOfBase(args[0])})
 	if err != nil {
-		return usagef("NAME: %v", err)
+		return "", "", usagef("NAME: %v", err)
 	}
 	if _, err := dir.Paths(names[0]); err != nil {
-		return usagef("%v", err)
+		return "", "", usagef("%v", err)
 	}
-	err = renew.Show(env.Stdout, dir, names[0])
+	return dir, names[0], nil
+}
+
+// showCert runs "cert show".
+func showCert(env *Env, outDir string, args []string) error {
+	dir, name, err := certFilesOf(outDir, args)
+	if err != nil {
+		return err
+	}
+	err = renew.Show(env.Stdout, dir, name)
 	var rerr *renew.ReadError
 	switch {
 	case errors.As(err, &rerr) && errors.Is(err, fs.ErrNotExist):

@@ -7,7 +7,7 @@ import (
 )
 
 // otherTools are certbot's and lego's spellings of the flags of the ACME
-// commands (cert issue, cert renew, cert revoke, account register), taken
+// commands (cert issue, renew, revoke, delete, account register, deactivate), taken
 // with a note that names certkeeper's flag (cmdline.Spelling). Each is
 // registered only where its flag exists; docs/cli.md lists them.
 var otherTools = []cmdline.Spelling{
@@ -45,6 +45,8 @@ var otherTools = []cmdline.Spelling{
 	{Tool: "lego", Name: "accept-tos", To: "agree-tos"},
 	{Tool: "certbot", Name: "agree-tos", Why: "certkeeper never prompts; registering an account prints the terms it agrees to"},
 	{Tool: "lego", Name: "accept-tos", Why: "certkeeper never prompts; registering an account prints the terms it agrees to"},
+	{Tool: "certbot", Name: "non-interactive", To: "yes", Fixed: "true"}, // cert delete, account deactivate
+	{Tool: "certbot", Name: "n", To: "yes", Fixed: "true"},
 	{Tool: "certbot", Name: "non-interactive", Why: "certkeeper never prompts"},
 	{Tool: "certbot", Name: "n", Why: "certkeeper never prompts"},
 	{Tool: "certbot", Name: "register-unsafely-without-email", Why: "without --email the account has no contact"},

@@ -106,6 +106,9 @@ func TestOtherToolsCommands(t *testing.T) {
 		{[]string{"unregister"}, `did you mean "certkeeper account deactivate" (certbot's unregister)?`},
 		{[]string{"renew"}, `did you mean "certkeeper cert renew"?`},
 		{[]string{"export"}, `did you mean "certkeeper storage export"?`},
+		{[]string{"show_account"}, `did you mean "certkeeper account show" (certbot's show_account)?`},
+		{[]string{"delete", "--cert-name", "a.test"}, `did you mean "certkeeper cert delete" or "certkeeper storage delete"?`},
+		{[]string{"cert", "remove", "a.test"}, `did you mean "certkeeper cert delete"?`}, // not revoke, the nearest spelling
 	} {
 		r := ck(t, 30*time.Second, tc.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {

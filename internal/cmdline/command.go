@@ -40,8 +40,9 @@ type Command[E any] struct {
 	// (AddSpellings): certbot's -m for --email.
 	Spellings []Spelling
 	// OtherNames are other tools' names of this command, with the tool
-	// ("certonly (certbot)"): an unknown command that is one of them is
-	// answered with this command's name. They are not run as it: the
+	// ("certonly (certbot)"), or names a user may guess for it ("remove"):
+	// an unknown command that is one of them is answered with this
+	// command's name. They are not run as it: the
 	// tools' commands differ in more than the name.
 	OtherNames []string
 }
@@ -89,13 +90,17 @@ func (c *Command[E]) below(name string) string {
 	walk = func(c *Command[E], depth int) {
 		for _, sub := range c.Commands {
 			quoted := fmt.Sprintf("%q", strings.Join(sub.words(), " "))
-			if depth > 0 && sub.Name() == name {
-				found = append(found, quoted)
-			}
+			match := depth > 0 && sub.Name() == name
 			for _, o := range sub.OtherNames {
-				if n, tool, _ := strings.Cut(o, " ("); n == name {
-					found = append(found, fmt.Sprintf("%s (%s's %s)", quoted, strings.TrimSuffix(tool, ")"), name))
+				if n, tool, ok := strings.Cut(o, " ("); n == name && ok && !match {
+					quoted += fmt.Sprintf(" (%s's %s)", strings.TrimSuffix(tool, ")"), name)
+					match = true
+				} else if n == name {
+					match = true
 				}
+			}
+			if match {
+				found = append(found, quoted)
 			}
 			walk(sub, depth+1)
 		}

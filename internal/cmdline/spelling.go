@@ -103,7 +103,7 @@ func resolveSpelling(v *spellingValue, name, value string, notes io.Writer) (to,
 		fmt.Fprintf(notes, "certkeeper: %s (%s) is not needed: %s\n", FlagName(name), s.Tool, s.Why)
 		return "", "", false
 	case s.Fixed != "":
-		fmt.Fprintf(notes, "certkeeper: %s is %s spelling of %s %s\n", FlagName(name), possessive(s.Tool), FlagName(s.To), s.Fixed)
+		fmt.Fprintf(notes, "certkeeper: %s is %s spelling of %s\n", FlagName(name), possessive(s.Tool), strings.TrimSuffix(FlagName(s.To)+" "+s.Fixed, " true"))
 		return s.To, s.Fixed, true
 	}
 	fmt.Fprintf(notes, "certkeeper: %s is %s spelling of %s\n", FlagName(name), possessive(s.Tool), FlagName(s.To))
