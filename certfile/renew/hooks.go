@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,7 +54,8 @@ func (h *Hooks) BeforeRenew(ctx context.Context, j *Result) error {
 
 // AfterRenew runs the certificate's DeployHook with CERTKEEPER_NAME,
 // CERTKEEPER_NAMES (space-separated), CERTKEEPER_CERT_FILE,
-// CERTKEEPER_KEY_FILE and CERTKEEPER_NOT_AFTER (RFC 3339, UTC) in its
+// CERTKEEPER_KEY_FILE (absolute paths, as a hook that changes directory
+// needs them) and CERTKEEPER_NOT_AFTER (RFC 3339, UTC) in its
 // environment.
 func (h *Hooks) AfterRenew(ctx context.Context, j *Result) error {
 	if j.Settings.DeployHook == "" {
@@ -62,8 +64,8 @@ func (h *Hooks) AfterRenew(ctx context.Context, j *Result) error {
 	err := hook.RunTo(ctx, h.Output, "the deploy hook for "+j.Names[0], j.Settings.DeployHook,
 		"CERTKEEPER_NAME="+j.Names[0],
 		"CERTKEEPER_NAMES="+strings.Join(j.Names, " "),
-		"CERTKEEPER_CERT_FILE="+j.Paths.Cert,
-		"CERTKEEPER_KEY_FILE="+j.Paths.Key,
+		"CERTKEEPER_CERT_FILE="+absolute(j.Paths.Cert),
+		"CERTKEEPER_KEY_FILE="+absolute(j.Paths.Key),
 		"CERTKEEPER_NOT_AFTER="+j.NotAfter.UTC().Format(time.RFC3339),
 	)
 	if err != nil {
@@ -123,4 +125,12 @@ func ParseGrace(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a duration such as 7d or 36h", s)
 	}
 	return d, nil
+}
+
+// absolute is path made absolute, or path itself if that fails.
+func absolute(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }

@@ -25,7 +25,8 @@ func TestParseGrace(t *testing.T) {
 }
 
 // TestHooks: a pre-hook runs once per run however many certificates have
-// it, a deploy hook gets the certificate's environment, and a post-hook
+// it, a deploy hook gets the certificate's environment (absolute paths
+// for a relative --out-dir), and a post-hook
 // runs once, only for certificates renewed.
 func TestHooks(t *testing.T) {
 	if runtime.GOOS == "windows" {
@@ -39,7 +40,7 @@ func TestHooks(t *testing.T) {
 	notAfter := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	results := []*Result{
 		{Base: "a.test", Names: []string{"a.test", "www.a.test"}, Settings: s, NotAfter: notAfter,
-			Paths: certfile.Paths{Cert: "/certs/a.test.pem", Key: "/private/a.test.key"}},
+			Paths: certfile.Paths{Cert: "out/certs/a.test.pem", Key: "out/private/a.test.key"}}, // relative: --out-dir out
 		{Base: "b.test", Names: []string{"b.test"}, Settings: s}, // not renewed
 	}
 	var h Hooks
@@ -58,7 +59,12 @@ func TestHooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "pre\ndeploy a.test www.a.test /certs/a.test.pem 2030-01-02T03:04:05Z\npost\n"
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The hook gets absolute paths: it may cd elsewhere.
+	want := "pre\ndeploy a.test www.a.test " + filepath.Join(wd, "out/certs/a.test.pem") + " 2030-01-02T03:04:05Z\npost\n"
 	if string(got) != want {
 		t.Errorf("hooks ran\n%s\nwant\n%s", got, want)
 	}
