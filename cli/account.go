@@ -205,6 +205,7 @@ func accountUpdateCmd() *Command {
 			a.register(fs)
 			fs.Var(&contacts, "contact", "a contact `EMAIL` (repeatable): the new list")
 		},
+		Spellings: append([]cmdline.Spelling{{Tool: "certbot", Name: "m", To: "contact"}}, otherTools...), // update_account -m NEW
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if len(contacts) == 0 {
 				return usagef("give the new contacts with --contact")
