@@ -63,7 +63,7 @@ var sentinelHints = []struct {
 	{powerdns.ErrNoAPIServer, "give --dns-api-url as the API's base URL, e.g. http://127.0.0.1:8081"},
 	{issuer.ErrNameRejected, "leave the name out of -d and --allow (or the config's allow list): no retry changes the CA's answer"},
 	{acmeca.ErrNotDirectory, "check --ca: an ACME directory URL, or letsencrypt, staging or local"},
-	{acmeca.ErrEABRequired, "give --eab-kid and --eab-hmac (from your CA account)"},
+	{acmeca.ErrEABRequired, "give them with --eab-kid and --eab-hmac"},
 	{acmeca.ErrAccountDeactivated, "use another --email (a new account is registered)"},
 	{dns01.ErrNoPersistRecord, "run certkeeper dns-persist-record -d NAME with this --storage (with --policy-wildcard for a wildcard), or choose another --challenge"},
 	{acmeca.ErrNoChallenge, "choose one it offers with --challenge"},

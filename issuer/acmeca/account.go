@@ -358,11 +358,14 @@ func (iss *Issuer) adoptSole(ctx context.Context) {
 	if iss.Email != "" || iss.sole.Load() != nil {
 		return
 	}
-	recordKey, privKey, err := iss.accountKeys()
+	recordKey, _, err := iss.accountKeys()
 	if err != nil {
 		return
 	}
-	if _, err := iss.Storage.Load(ctx, privKey); !errors.Is(err, fs.ErrNotExist) {
+	// The record, not the key: a key alone is left by a registration the
+	// CA refused (it requires external account binding, which the
+	// account registered by hand has).
+	if _, err := iss.Storage.Load(ctx, recordKey); !errors.Is(err, fs.ErrNotExist) {
 		return // the account without a contact exists (or storage fails: Account says so)
 	}
 	keys, err := iss.Storage.List(ctx, path.Dir(recordKey)+"/")

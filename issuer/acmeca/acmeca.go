@@ -34,6 +34,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -400,9 +401,14 @@ func (iss *Issuer) certificate(ctx context.Context, client *acme.Client, acct ac
 		return nil, fmt.Errorf("downloading certificate %s: %w", final.Certificate, err)
 	}
 	timeline.Mark(ctx, "download_ari")
-	chain, err := pickChain(chains, iss.PreferredChain)
+	chain, offered, err := pickChain(chains, iss.PreferredChain)
 	if err != nil {
 		return nil, err
+	}
+	if offered != nil {
+		progress(req, "no chain the CA offers ends at %q (it offers chains ending at %s): kept its default chain", iss.PreferredChain, strings.Join(offered, ", "))
+		iss.logger().Info("no chain the CA offers ends at the preferred chain's name; kept its default",
+			slog.String("issuer", iss.ID()), slog.String("preferred_chain", iss.PreferredChain), slog.Any("offered", offered))
 	}
 	leaf, err := checkLeaf(chain.ChainPEM, csr, req.Names)
 	if err != nil {
@@ -677,14 +683,16 @@ func checkLeaf(chainPEM []byte, csr *x509.CertificateRequest, names []string) (*
 }
 
 // pickChain returns the chain preferred by cn (see Issuer.PreferredChain),
-// or the CA's default (first) chain.
-func pickChain(chains []acme.Certificate, cn string) (acme.Certificate, error) {
+// or the CA's default chain with the names of the tops of the chains
+// offered when none matches cn.
+func pickChain(chains []acme.Certificate, cn string) (acme.Certificate, []string, error) {
 	if len(chains) == 0 {
-		return acme.Certificate{}, errors.New("the CA returned no certificate chain")
+		return acme.Certificate{}, nil, errors.New("the CA returned no certificate chain")
 	}
 	if cn == "" {
-		return chains[0], nil
+		return chains[0], nil, nil
 	}
+	var offered []string
 	for _, c := range chains {
 		certs := parseChain(c.ChainPEM)
 		if len(certs) == 0 {
@@ -692,10 +700,11 @@ func pickChain(chains []acme.Certificate, cn string) (acme.Certificate, error) {
 		}
 		top := certs[len(certs)-1]
 		if top.Issuer.CommonName == cn || top.Subject.CommonName == cn {
-			return c, nil
+			return c, nil, nil
 		}
+		offered = append(offered, strconv.Quote(top.Issuer.CommonName))
 	}
-	return chains[0], nil
+	return chains[0], offered, nil
 }
 
 func parseChain(chainPEM []byte) []*x509.Certificate {

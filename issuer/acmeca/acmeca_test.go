@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -300,6 +301,27 @@ func TestPreferredChain(t *testing.T) {
 			}
 		})
 	}
+	// A name no chain ends at: the default chain, and the progress says
+	// which names the CA offers.
+	iss := e.issuer(acmeca.HTTP01)
+	iss.PreferredChain = "ISRG Root X1"
+	var said []string
+	key, err := issuer.ECDSAP256.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := issuer.NewCSR(key, []string{"nochain.a.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := iss.Issue(t.Context(), issuer.Request{Names: []string{"nochain.a.test"}, CSR: csr,
+		Progress: func(s string) { said = append(said, s) }}); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`no chain the CA offers ends at "ISRG Root X1" (it offers chains ending at %q, %q)`, roots[0].Subject.CommonName, roots[1].Subject.CommonName)
+	if !slices.ContainsFunc(said, func(s string) bool { return strings.HasPrefix(s, want) }) {
+		t.Errorf("progress %q lacks %q", said, want)
+	}
 }
 
 // TestReplaces: a renewal carries ARI "replaces"; a second replacement of
@@ -581,18 +603,30 @@ func TestSoleAccountAdopted(t *testing.T) {
 		return acct.Location, logs.String()
 	}
 	ops, _ := account("ops@a.test")
+	// A key without a record is what a registration the CA refused (it
+	// requires EAB) leaves: it does not stop the adoption.
+	orphan, err := storage.AccountPrivateKey(storage.IssuerID(e.ca.DirectoryURL()), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Store(t.Context(), orphan, []byte("-----BEGIN PRIVATE KEY-----\n")); err != nil {
+		t.Fatal(err)
+	}
 	got, logs := account("")
 	if got != ops || !strings.Contains(logs, "ordering with the only ACME account storage holds at this CA") || !strings.Contains(logs, "email=ops@a.test") {
 		t.Fatalf("issuer without email ordered with %s, want the stored %s; logs:\n%s", got, ops, logs)
 	}
 	iss, _ := issuerFor("")
 	issue(t, iss, issuer.ECDSAP256, "sole.a.test")
-	defKey, err := storage.AccountPrivateKey(iss.ID(), "")
+	defRecord, err := storage.AccountKey(iss.ID(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Load(t.Context(), defKey); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("ordering with the sole account stored an account without contact (%s: %v)", defKey, err)
+	if _, err := st.Load(t.Context(), defRecord); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("ordering with the sole account stored an account without contact (%s: %v)", defRecord, err)
+	}
+	if err := st.Delete(t.Context(), orphan); err != nil {
+		t.Fatal(err)
 	}
 
 	deact, _ := issuerFor("ops@a.test")
