@@ -33,3 +33,12 @@ func TestValidationAdvice(t *testing.T) {
 		}
 	}
 }
+
+// TestValidationAdviceIP: for an IP address the advice is about the
+// address, not DNS.
+func TestValidationAdviceIP(t *testing.T) {
+	e := &ValidationError{Name: "192.0.2.7", Challenge: HTTP01, Problem: &acme.Problem{Type: "urn:ietf:params:acme:error:connection", Detail: "connection refused"}}
+	if got := e.Advice(); !strings.Contains(got, "check that this host has that address") || strings.Contains(got, "DNS") {
+		t.Errorf("advice for an IP address: %q", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -336,7 +337,11 @@ func (e *ValidationError) Advice() string {
 		return e.Name + " does not resolve at the CA: give it a public A or AAAA record pointing at this host"
 	case port != "" && (typ == "connection" || strings.Contains(detail, "connection refused") ||
 		strings.Contains(detail, "failed to connect") || strings.Contains(detail, "timeout") || strings.Contains(detail, "timed out")):
-		advice := "the CA could not connect to " + e.Name + " on port " + port + ": check that its DNS points at this host, " +
+		where := "its DNS points at this host"
+		if net.ParseIP(e.Name) != nil {
+			where = "this host has that address, the answer listens on it"
+		}
+		advice := "the CA could not connect to " + e.Name + " on port " + port + ": check that " + where + ", " +
 			"and that port " + port + " reaches the " + e.Challenge + " answer through firewalls, NAT and port forwards"
 		if e.Challenge == TLSALPN01 {
 			advice += ", and that the TLS server there offers the ALPN protocol acme-tls/1"
