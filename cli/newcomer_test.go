@@ -67,12 +67,7 @@ func TestRenewNothingThere(t *testing.T) {
 // no name, names the directory and what it does hold.
 func TestShowMissing(t *testing.T) {
 	dir := t.TempDir()
-	out, st := filepath.Join(dir, "out"), filepath.Join(dir, "st")
-	for _, name := range []string{"a.test", "b.test"} {
-		if r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", name, "--out-dir", out, "--storage", st); r.code != 0 {
-			t.Fatalf("cert issue %s: exit %d\n%s", name, r.code, r.stderr)
-		}
-	}
+	out, _ := issueLocalFiles(t, dir, "a.test", "b.test")
 	r := ck(t, 30*time.Second, "cert", "show", "c.test", "--out-dir", out)
 	if r.code != 1 {
 		t.Errorf("exit %d, want 1", r.code)
@@ -245,13 +240,7 @@ func TestIssueLocalChecksDNS(t *testing.T) {
 // files and renewal settings, after confirmation or with --yes (-n), so cert
 // renew no longer renews it; the others stay and renew.
 func TestCertDelete(t *testing.T) {
-	dir := t.TempDir()
-	out, st := filepath.Join(dir, "out"), filepath.Join(dir, "st")
-	for _, name := range []string{"a.test", "old.test"} {
-		if r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", name, "--out-dir", out, "--storage", st); r.code != 0 {
-			t.Fatalf("cert issue %s: exit %d\n%s", name, r.code, r.stderr)
-		}
-	}
+	out, st := issueLocalFiles(t, t.TempDir(), "a.test", "old.test")
 	if r := ck(t, 30*time.Second, "cert", "delete", "old.test", "--out-dir", out); r.code != 1 || !strings.Contains(r.stderr, "not deleted") {
 		t.Fatalf("cert delete unconfirmed: exit %d\n%s", r.code, r.stderr)
 	}
@@ -271,4 +260,17 @@ func TestCertDelete(t *testing.T) {
 	if r := ck(t, 30*time.Second, "cert", "delete", "old.test", "--out-dir", out, "--yes"); r.code != 1 || !strings.Contains(r.stderr, "no certificate old.test in "+out+": it holds a.test") {
 		t.Errorf("cert delete again: exit %d\n%s", r.code, r.stderr)
 	}
+}
+
+// issueLocalFiles issues each of names from the local CA into DIR/out, with
+// DIR/st as the storage, and returns those two.
+func issueLocalFiles(t *testing.T, dir string, names ...string) (out, st string) {
+	t.Helper()
+	out, st = filepath.Join(dir, "out"), filepath.Join(dir, "st")
+	for _, name := range names {
+		if r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", name, "--out-dir", out, "--storage", st); r.code != 0 {
+			t.Fatalf("cert issue %s: exit %d\n%s", name, r.code, r.stderr)
+		}
+	}
+	return out, st
 }
