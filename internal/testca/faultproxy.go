@@ -214,25 +214,17 @@ func (p *FaultProxy) Pause() { p.PauseAt("") }
 // have it validated, then holds it at the finalize request, as a CA that
 // hangs while it signs does. A later Pause or PauseAt replaces the endpoint
 // of a pause not yet resumed.
-func (p *FaultProxy) PauseAt(endpoint string) {
-	match := endpointMatcher(endpoint)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return
-	}
-	if p.paused == nil {
-		p.paused = make(chan struct{})
-	}
-	p.pauseAt, p.pauseAfter = match, nil
-}
+func (p *FaultProxy) PauseAt(endpoint string) { p.pause(endpointMatcher(endpoint), nil) }
 
 // PauseAfter is PauseAt with the requests let through to Pebble and their
 // replies held: PauseAfter("finalize") has the CA sign the certificate
 // while its client, as one killed at that moment or cut off from the
 // network, never hears of it. Resume lets the held replies go on.
-func (p *FaultProxy) PauseAfter(endpoint string) {
-	match := endpointMatcher(endpoint)
+func (p *FaultProxy) PauseAfter(endpoint string) { p.pause(nil, endpointMatcher(endpoint)) }
+
+// pause holds the requests at matches before Pebble, or their replies
+// after matches, until Resume.
+func (p *FaultProxy) pause(at, after func(path string) bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -241,7 +233,7 @@ func (p *FaultProxy) PauseAfter(endpoint string) {
 	if p.paused == nil {
 		p.paused = make(chan struct{})
 	}
-	p.pauseAt, p.pauseAfter = nil, match
+	p.pauseAt, p.pauseAfter = at, after
 }
 
 // LoseReply lets the next n requests to endpoint reach Pebble and closes

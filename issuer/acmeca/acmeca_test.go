@@ -53,6 +53,17 @@ func newEnv(t *testing.T, opts testca.Options) *env {
 	return e
 }
 
+// throughProxy starts a fault-injecting proxy in front of e's Pebble and
+// returns it with a maker of http-01 Issuers that reach Pebble through it.
+func (e *env) throughProxy(t *testing.T) (*testca.FaultProxy, func() *acmeca.Issuer) {
+	proxy := testca.NewFaultProxy(t, e.ca)
+	return proxy, func() *acmeca.Issuer {
+		iss := e.issuer(acmeca.HTTP01)
+		iss.DirectoryURL = proxy.DirectoryURL()
+		return iss
+	}
+}
+
 // issuer returns an Issuer for this Pebble answering only challenge typ.
 func (e *env) issuer(typ string) *acmeca.Issuer {
 	solvers := map[string]solver.Solver{}
@@ -367,12 +378,7 @@ func TestCARestart(t *testing.T) {
 
 func TestRateLimited(t *testing.T) {
 	e := newEnv(t, testca.Options{})
-	proxy := testca.NewFaultProxy(t, e.ca)
-	newIssuer := func() *acmeca.Issuer {
-		iss := e.issuer(acmeca.HTTP01)
-		iss.DirectoryURL = proxy.DirectoryURL()
-		return iss
-	}
+	proxy, newIssuer := e.throughProxy(t)
 	// Register the account first, so the rate limit hits the order.
 	issue(t, newIssuer(), issuer.ECDSAP256, "warm.a.test")
 
@@ -428,9 +434,8 @@ func TestProblemIsTyped(t *testing.T) {
 // an order) still gets the renewal: certkeeper orders again without it.
 func TestReplacesServerError(t *testing.T) {
 	e := newEnv(t, testca.Options{})
-	proxy := testca.NewFaultProxy(t, e.ca)
-	iss := e.issuer(acmeca.HTTP01)
-	iss.DirectoryURL = proxy.DirectoryURL()
+	proxy, newIssuer := e.throughProxy(t)
+	iss := newIssuer()
 	first, _ := issue(t, iss, issuer.ECDSAP256, "se.a.test")
 	// Every new-order attempt with replaces fails (4 tries); the plain one
 	// after them succeeds.
@@ -484,9 +489,8 @@ func TestReplacesOtherAccount(t *testing.T) {
 // client's error alone (trial 13).
 func TestUnreachableLater(t *testing.T) {
 	e := newEnv(t, testca.Options{})
-	proxy := testca.NewFaultProxy(t, e.ca)
-	iss := e.issuer(acmeca.HTTP01)
-	iss.DirectoryURL = proxy.DirectoryURL()
+	proxy, newIssuer := e.throughProxy(t)
+	iss := newIssuer()
 	issue(t, iss, issuer.ECDSAP256, "down.a.test")
 	proxy.Down()
 	_, _, err := tryIssue(t, iss, issuer.ECDSAP256, nil, "down.a.test")
@@ -560,9 +564,8 @@ func TestRegisterBesideOthers(t *testing.T) {
 // unused at the CA, which costs nothing but a line in its logs).
 func TestLostReply(t *testing.T) {
 	e := newEnv(t, testca.Options{})
-	proxy := testca.NewFaultProxy(t, e.ca)
-	iss := e.issuer(acmeca.HTTP01)
-	iss.DirectoryURL = proxy.DirectoryURL()
+	proxy, newIssuer := e.throughProxy(t)
+	iss := newIssuer()
 	for _, step := range []string{"new-account", "new-order", "authz", "challenge", "finalize", "order", "certificate"} {
 		before := proxy.Count("new-order")
 		proxy.LoseReply(step, 1)

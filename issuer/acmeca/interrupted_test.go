@@ -24,12 +24,7 @@ import (
 // with the same account, and the stored key is the one the CA holds.
 func TestRolloverInterrupted(t *testing.T) {
 	e := newEnv(t, testca.Options{})
-	proxy := testca.NewFaultProxy(t, e.ca)
-	fresh := func() *acmeca.Issuer {
-		iss := e.issuer(acmeca.HTTP01)
-		iss.DirectoryURL = proxy.DirectoryURL()
-		return iss
-	}
+	proxy, fresh := e.throughProxy(t)
 	iss := fresh()
 	first, _ := issue(t, iss, issuer.ECDSAP256, "roll.a.test")
 	privKey, err := storage.AccountPrivateKey(iss.ID(), iss.Email)
@@ -88,9 +83,8 @@ func TestRolloverInterrupted(t *testing.T) {
 // failing at the CA; before, it failed, and so did every later attempt.
 func TestDeactivateReplyLost(t *testing.T) {
 	e := newEnv(t, testca.Options{})
-	proxy := testca.NewFaultProxy(t, e.ca)
-	iss := e.issuer(acmeca.HTTP01)
-	iss.DirectoryURL = proxy.DirectoryURL()
+	proxy, newIssuer := e.throughProxy(t)
+	iss := newIssuer()
 	issue(t, iss, issuer.ECDSAP256, "deact.a.test")
 	proxy.LoseReply("account", 1)
 	if err := iss.Deactivate(t.Context()); err != nil {
