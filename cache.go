@@ -117,6 +117,36 @@ func (c *certCache) put(e *managed) (left []*managed) {
 	return left
 }
 
+// overlay maps e under each of its names, taking them from the entries
+// that had them, which keep their other names: CertFiles may overlap (a.test
+// and b.test in one pair, b.test and c.test in another), and a pair loaded
+// later must not take away an earlier one's other names. It never evicts.
+func (c *certCache) overlay(e *managed) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range e.names {
+		if parent, ok := strings.CutPrefix(n, "*."); ok {
+			c.wild.Store(parent, e)
+		} else {
+			c.exact.Store(n, e)
+		}
+	}
+	c.ring = append(c.ring, e)
+}
+
+// fill maps e under those of its names no entry has (see overlay).
+func (c *certCache) fill(e *managed) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range e.names {
+		if parent, ok := strings.CutPrefix(n, "*."); ok {
+			c.wild.LoadOrStore(parent, e)
+		} else {
+			c.exact.LoadOrStore(n, e)
+		}
+	}
+}
+
 // remove drops e from the cache.
 func (c *certCache) remove(e *managed) {
 	c.mu.Lock()

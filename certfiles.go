@@ -2,6 +2,7 @@ package certkeeper
 
 import (
 	"bytes"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
@@ -53,9 +54,13 @@ type CertFileStatus struct {
 const defaultCertFileCheck = 5 * time.Second
 
 // manualCerts holds the certificates of Manager.CertFiles: served for
-// the names they cover, never evicted, never renewed.
+// the names they cover, never evicted, never renewed. RSA ones are apart,
+// so that a name may have an ECDSA pair and an RSA pair (as nginx's two
+// ssl_certificate lines), the RSA one served to clients that cannot use
+// ECDSA.
 type manualCerts struct {
-	cache *certCache
+	cache *certCache // every pair but RSA ones
+	rsa   *certCache // RSA pairs
 	mu    sync.Mutex // guards files
 	files []*manualFile
 }
@@ -74,17 +79,45 @@ type manualFile struct {
 	errWarned time.Time
 }
 
-func (c *manualCerts) get(name string) *managed {
+// get returns the pair CertFiles serve for name to the client of hello
+// (nil: any client): the RSA one when the client cannot use ECDSA or no
+// other pair covers name, else the other.
+func (c *manualCerts) get(name string, hello *tls.ClientHelloInfo) *managed {
 	if c.cache == nil {
 		return nil
 	}
-	return c.cache.get(name)
+	e, r := c.cache.get(name), c.rsa.get(name)
+	if e == nil || r != nil && hello != nil && !supportsECDSA(hello) {
+		return r
+	}
+	return e
+}
+
+// refill maps again the names another pair still covers after a reload
+// took them from the pair that had them (b.test in a.test's pair and in
+// c.test's, which was reloaded without it). Called with mu held.
+func (c *manualCerts) refill() {
+	for _, f := range c.files {
+		if f.entry == nil {
+			continue
+		}
+		if _, isRSA := f.entry.cert.Load().PrivateKey.(*rsa.PrivateKey); isRSA {
+			c.rsa.fill(f.entry)
+		} else {
+			c.cache.fill(f.entry)
+		}
+	}
+}
+
+// init makes the two caches.
+func (c *manualCerts) init() {
+	c.cache, c.rsa = newCertCache(math.MaxInt), newCertCache(math.MaxInt)
 }
 
 // servedByCertFiles reports whether CertFiles serve every one of names.
 func (m *Manager) servedByCertFiles(names []string) bool {
 	for _, n := range names {
-		if m.manual.get(n) == nil {
+		if m.manual.get(n, nil) == nil {
 			return false
 		}
 	}
@@ -104,7 +137,7 @@ func (m *Manager) initManual() error {
 	if len(m.CertFiles) == 0 {
 		return nil
 	}
-	m.manual.cache = newCertCache(math.MaxInt)
+	m.manual.init()
 	for _, cf := range m.CertFiles {
 		f := &manualFile{CertFile: cf}
 		if _, err := m.reloadCertFile(f); err != nil {
@@ -147,6 +180,7 @@ func (m *Manager) checkCertFiles(now time.Time) {
 			continue
 		}
 		if changed {
+			m.manual.refill()
 			leaf := f.entry.cert.Load().Leaf
 			m.logger().Info("certificate files reloaded", slog.String("cert", f.Cert),
 				slog.Any("names", f.entry.names), slog.Time("not_after", leaf.NotAfter))
@@ -194,9 +228,14 @@ func (m *Manager) reloadCertFile(f *manualFile) (changed bool, err error) {
 	}
 	e := &managed{names: names, issuer: "file", key: f.Cert}
 	e.cert.Store(&tc)
-	m.manual.cache.put(e)
-	if f.entry != nil {
+	if _, isRSA := tc.PrivateKey.(*rsa.PrivateKey); isRSA {
+		m.manual.rsa.overlay(e)
+	} else {
+		m.manual.cache.overlay(e)
+	}
+	if f.entry != nil { // after the put, so the names are never without a pair; from either cache: the key's type may have changed
 		m.manual.cache.remove(f.entry)
+		m.manual.rsa.remove(f.entry)
 	}
 	f.entry, f.stamp, f.sum = e, stamp, sum
 	return true, nil
@@ -244,7 +283,7 @@ func manualState(e *managed, now time.Time) string {
 func ReadCertFile(cf CertFile, now time.Time) (CertFileStatus, error) {
 	m := &Manager{}
 	f := &manualFile{CertFile: cf}
-	m.manual.cache = newCertCache(math.MaxInt)
+	m.manual.init()
 	if _, err := m.reloadCertFile(f); err != nil {
 		return CertFileStatus{}, err
 	}

@@ -2,11 +2,13 @@ package certkeeper_test
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,19 +17,27 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/selfsigned"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
-// writeCertFile writes a self-signed pair for names, valid for lifetime.
+// writeCertFile writes a self-signed ECDSA pair for names, valid for
+// lifetime.
 func writeCertFile(t *testing.T, cf certkeeper.CertFile, lifetime time.Duration, names ...string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	writeCertFileKey(t, cf, key, lifetime, names...)
+}
+
+// writeCertFileKey writes a self-signed pair of key for names.
+func writeCertFileKey(t *testing.T, cf certkeeper.CertFile, key crypto.Signer, lifetime time.Duration, names ...string) {
+	t.Helper()
 	chain, err := selfsigned.Certificate(key, names, lifetime)
 	if err != nil {
 		t.Fatal(err)
@@ -234,5 +244,109 @@ func TestCertForCertFiles(t *testing.T) {
 	}
 	if keys, _ := st.List(t.Context(), storage.CertificatePrefix("")); len(keys) != 1 {
 		t.Errorf("Cert for names CertFiles serve in part stored %v, want one certificate", keys)
+	}
+}
+
+// TestCertFilesRSAPair: a name with an ECDSA pair and an RSA pair in
+// CertFiles (nginx's two ssl_certificate lines) serves the RSA one to a
+// client that cannot use ECDSA and the ECDSA one to the others, in
+// GetCertificate and in a real handshake; an RSA pair alone serves
+// everyone.
+func TestCertFilesRSAPair(t *testing.T) {
+	dir := t.TempDir()
+	ec := certkeeper.CertFile{Cert: filepath.Join(dir, "ec.pem"), Key: filepath.Join(dir, "ec.key")}
+	rs := certkeeper.CertFile{Cert: filepath.Join(dir, "rsa.pem"), Key: filepath.Join(dir, "rsa.key")}
+	writeCertFile(t, ec, 90*24*time.Hour, "r.test")
+	rsaKey, err := issuer.RSA2048.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeCertFileKey(t, rs, rsaKey, 90*24*time.Hour, "r.test", "only-rsa.test")
+	m := localManager(t, filestore.New(t.TempDir()), policy.Allowlist())
+	m.CertFiles = []certkeeper.CertFile{rs, ec} // the order does not matter
+	for _, tc := range []struct {
+		hello *tls.ClientHelloInfo
+		name  string
+		want  issuer.KeyType
+	}{{modernHello, "r.test", issuer.ECDSAP256}, {rsaOnlyHello, "r.test", issuer.RSA2048},
+		{modernHello, "only-rsa.test", issuer.RSA2048}, {rsaOnlyHello, "only-rsa.test", issuer.RSA2048}} {
+		h := *tc.hello
+		h.ServerName = tc.name
+		c, err := m.GetCertificate(&h)
+		if err != nil || issuer.KeyTypeOf(c.Leaf.PublicKey) != tc.want {
+			t.Errorf("%s for %v: %v; want %s", tc.name, h.SignatureSchemes, err, tc.want)
+		}
+	}
+
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", m.TLSConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	for _, tc := range []struct {
+		client *tls.Config
+		want   issuer.KeyType
+	}{
+		{&tls.Config{ServerName: "r.test", InsecureSkipVerify: true}, issuer.ECDSAP256},
+		{&tls.Config{ServerName: "r.test", InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12, // an old RSA-only client
+			CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}}, issuer.RSA2048},
+	} {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ln.Addr().String(), tc.client)
+		if err != nil {
+			t.Fatalf("handshake (max version %x): %v", tc.client.MaxVersion, err)
+		}
+		got := issuer.KeyTypeOf(conn.ConnectionState().PeerCertificates[0].PublicKey)
+		conn.Close()
+		if got != tc.want {
+			t.Errorf("handshake (max version %x) served %s, want %s", tc.client.MaxVersion, got, tc.want)
+		}
+	}
+}
+
+// TestCertFilesOverlap: pairs sharing a name keep their other names (a
+// later pair took b.test and, with it, a.test from the earlier one), and a
+// reload that drops the shared name gives it back to the pair still
+// covering it.
+func TestCertFilesOverlap(t *testing.T) {
+	dir := t.TempDir()
+	ab := certkeeper.CertFile{Cert: filepath.Join(dir, "ab.pem"), Key: filepath.Join(dir, "ab.key")}
+	bc := certkeeper.CertFile{Cert: filepath.Join(dir, "bc.pem"), Key: filepath.Join(dir, "bc.key")}
+	writeCertFile(t, ab, 90*24*time.Hour, "a.test", "b.test")
+	writeCertFile(t, bc, 90*24*time.Hour, "b.test", "c.test")
+	m := localManager(t, filestore.New(t.TempDir()), policy.Allowlist())
+	m.CertFiles = []certkeeper.CertFile{ab, bc}
+	m.CertFileCheck = 20 * time.Millisecond
+	servedFrom := func(name string) string {
+		t.Helper()
+		c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+		if err != nil {
+			return "none: " + err.Error()
+		}
+		return strings.Join(c.Leaf.DNSNames, ",")
+	}
+	for name, want := range map[string]string{"a.test": "a.test,b.test", "b.test": "b.test,c.test", "c.test": "b.test,c.test"} {
+		if got := servedFrom(name); got != want {
+			t.Errorf("%s served from %q, want %q", name, got, want)
+		}
+	}
+	writeCertFile(t, bc, 90*24*time.Hour, "c.test")
+	deadline := time.Now().Add(5 * time.Second)
+	for servedFrom("c.test") != "c.test" {
+		if time.Now().After(deadline) {
+			t.Fatal("bc's new files were not reloaded within 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := servedFrom("b.test"); got != "a.test,b.test" {
+		t.Errorf("after bc dropped b.test, b.test is served from %q, want ab's pair", got)
 	}
 }

@@ -61,7 +61,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if e := m.manual.get(norm); e != nil {
+	if e := m.manual.get(norm, hello); e != nil {
 		m.stats.memory.Add(1) // a CertFiles certificate is in memory too
 		return e.serve(), nil
 	}

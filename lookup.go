@@ -108,7 +108,7 @@ func (m *Manager) Cached(name string) (Served, bool) {
 		e.touch(time.Now())
 		return Served{Certificate: e.serve(), Names: e.names}, true
 	}
-	if e := m.manual.get(name); e != nil {
+	if e := m.manual.get(name, nil); e != nil {
 		return Served{Certificate: e.serve(), Names: e.names, Manual: true}, true
 	}
 	return Served{}, false
