@@ -237,16 +237,20 @@ func TestIssueLocalChecksDNS(t *testing.T) {
 }
 
 // TestCertDelete: cert delete (certbot's delete) removes one certificate's
-// files and renewal settings, after confirmation or with --yes (-n), so cert
-// renew no longer renews it; the others stay and renew.
+// files, renewal settings and stored copy, after confirmation or with
+// --yes (-n), so cert renew no longer renews it and status no longer
+// lists it; the others stay and renew.
 func TestCertDelete(t *testing.T) {
 	out, st := issueLocalFiles(t, t.TempDir(), "a.test", "old.test")
-	if r := ck(t, 30*time.Second, "cert", "delete", "old.test", "--out-dir", out); r.code != 1 || !strings.Contains(r.stderr, "not deleted") {
+	if r := ck(t, 30*time.Second, "cert", "delete", "old.test", "--out-dir", out, "--storage", st); r.code != 1 || !strings.Contains(r.stderr, "not deleted") {
 		t.Fatalf("cert delete unconfirmed: exit %d\n%s", r.code, r.stderr)
 	}
-	r := ck(t, 30*time.Second, "cert", "delete", "old.test", "--out-dir", out, "-n") // certbot's --yes
-	if r.code != 0 || strings.Count(r.stdout, "removed ") != 3 || !strings.Contains(r.stderr, "certkeeper: -n is certbot's spelling of --yes\n") {
+	r := ck(t, 30*time.Second, "cert", "delete", "old.test", "--out-dir", out, "--storage", st, "-n") // certbot's --yes
+	if r.code != 0 || strings.Count(r.stdout, "removed ") != 4 || !strings.Contains(r.stderr, "certkeeper: -n is certbot's spelling of --yes\n") {
 		t.Fatalf("cert delete -n: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got := statusOf(t, st); len(got) != 1 || got[0].Names[0] != "a.test" {
+		t.Errorf("status after cert delete old.test: %+v, want a.test alone (the stored copy goes too)", got)
 	}
 	for _, f := range []string{"certs/old.test.pem", "private/old.test.key", "renewal/old.test.conf"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err == nil {
@@ -257,7 +261,7 @@ func TestCertDelete(t *testing.T) {
 	if renewed.code != 0 || strings.Contains(renewed.stdout, "old.test") || !strings.Contains(renewed.stdout, "a.test") {
 		t.Errorf("cert renew after delete: exit %d\n%s%s", renewed.code, renewed.stdout, renewed.stderr)
 	}
-	if r := ck(t, 30*time.Second, "cert", "delete", "old.test", "--out-dir", out, "--yes"); r.code != 1 || !strings.Contains(r.stderr, "no certificate old.test in "+out+": it holds a.test") {
+	if r := ck(t, 30*time.Second, "cert", "delete", "old.test", "--out-dir", out, "--storage", st, "--yes"); r.code != 1 || !strings.Contains(r.stderr, "no certificate old.test in "+out+": it holds a.test") {
 		t.Errorf("cert delete again: exit %d\n%s", r.code, r.stderr)
 	}
 }

@@ -107,6 +107,7 @@ Exit status: 0 shown, 1 the files or the settings cannot be read, 2 bad usage.`,
 func certDeleteCmd() *Command {
 	var outDir string
 	var yes bool
+	var sf storageFlags
 	return &Command{
 		UsageLine:  "certkeeper cert delete NAME [--yes] [flags]",
 		OtherNames: []string{"delete (certbot)", "remove"},
@@ -114,14 +115,15 @@ func certDeleteCmd() *Command {
 		Long: `Delete removes from --out-dir the certificate whose files are named for NAME: its certificate
 and key files, the previous certificate kept at renewals, and its renewal settings, so cert renew
 no longer renews it (certbot's delete --cert-name). Reconfigure the servers that read those files
-first. The certificate stays valid at the CA until it expires (revoke it first if its key
-leaked), and its copy in --storage stays there (certkeeper storage delete removes it). It asks
-for confirmation unless --yes.
+first. The copy cert issue kept in --storage goes too (not a newer one a proxy on that storage
+renewed). The certificate stays valid at the CA until it expires (revoke it first if its key
+leaked). It asks for confirmation unless --yes.
 
 	certkeeper cert delete old.a.example --out-dir /etc/ssl`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&outDir, "out-dir", "", "the `DIR` cert issue and cert renew write to (default: /etc/ssl for root, else ~/.acme)")
 			fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
+			cmdline.Bind(fs, &sf)
 		},
 		TakesArgs: true,
 		Spellings: otherTools,
@@ -133,7 +135,12 @@ for confirmation unless --yes.
 			if !yes && !confirm(env, fmt.Sprintf("Delete the certificate %s and its key from %s? Type yes: ", name, dir)) {
 				return fmt.Errorf("not deleted")
 			}
-			removed, err := renew.Remove(dir, name)
+			st, closeStorage, err := sf.open(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer closeStorage()
+			removed, err := renew.Remove(ctx, dir, name, st)
 			for _, f := range removed {
 				fmt.Fprintf(env.Stdout, "removed %s\n", f)
 			}
