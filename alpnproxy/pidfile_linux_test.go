@@ -65,6 +65,7 @@ func TestPidfileReusedPID(t *testing.T) {
 	}
 	select {
 	case err := <-exited:
+		exited <- err // for the cleanup, which waits for it
 		t.Fatalf("the other program was stopped: %v", err)
 	case <-time.After(200 * time.Millisecond):
 	}
