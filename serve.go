@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -27,12 +28,19 @@ func redirectHTTP(w http.ResponseWriter, r *http.Request) {
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
+	} else if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1] // an IPv6 literal without a port
 	}
-	if host == "" || strings.ContainsAny(host, "/\\@ ") {
+	bracketed := strings.HasPrefix(r.Host, "[")
+	if host == "" || strings.ContainsAny(host, "/\\@ []") {
 		http.Error(w, "certkeeper: use HTTPS", http.StatusBadRequest)
 		return
 	}
-	if strings.Contains(host, ":") { // IPv6 literal
+	if bracketed || strings.Contains(host, ":") { // an IPv6 literal, bracketed once in the URL
+		if ip, err := netip.ParseAddr(host); err != nil || !ip.Is6() {
+			http.Error(w, "certkeeper: use HTTPS", http.StatusBadRequest)
+			return
+		}
 		host = "[" + host + "]"
 	}
 	code := http.StatusMovedPermanently

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -46,9 +47,23 @@ func (p Pidfile) Write(pid int) error {
 }
 
 // Read returns the process ID in the pidfile; a missing file wraps
-// fs.ErrNotExist.
+// fs.ErrNotExist. A pidfile another user owns is refused: in a shared
+// directory (the temporary directory) anyone may have written it, naming
+// any of this user's processes for Stop to signal.
 func (p Pidfile) Read() (int, error) {
-	data, err := os.ReadFile(string(p))
+	f, err := os.Open(string(p))
+	if err != nil {
+		return 0, fmt.Errorf("reading pidfile: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("reading pidfile: %w", err)
+	}
+	if uid, ok := fileOwner(fi); ok && uid != os.Geteuid() {
+		return 0, fmt.Errorf("pidfile %s is owned by user %d, not by this user (%d): it may name any process, so it is not used; remove it if it is stale", p, uid, os.Geteuid())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 64))
 	if err != nil {
 		return 0, fmt.Errorf("reading pidfile: %w", err)
 	}

@@ -65,6 +65,7 @@ func TestPidfileReusedPID(t *testing.T) {
 	}
 	select {
 	case err := <-exited:
+		exited <- err // for the cleanup, which waits for it
 		t.Fatalf("the other program was stopped: %v", err)
 	case <-time.After(200 * time.Millisecond):
 	}
@@ -98,5 +99,55 @@ func TestPidfileReusedPID(t *testing.T) {
 	}
 	if err := r.Run(ctx); err != nil || !listening {
 		t.Errorf("Run with the pidfile of process %d, younger than it = %v (listened: %v); want it to run", pid, err, listening)
+	}
+}
+
+// TestPidfileOtherOwner: a pidfile another user owns is not trusted. In
+// the temporary directory (the default pidfile of a user without
+// $XDG_RUNTIME_DIR) anyone can write it first, naming any of this user's
+// processes: Stop signalled it (trial 30). Now Read, Stop, Status and
+// Halt refuse it, and the process named is left alone. Needs root, to
+// give the file to another user.
+func TestPidfileOtherOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown a file to another user")
+	}
+	victim := exec.Command("sleep", "60")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- victim.Wait() }()
+	t.Cleanup(func() {
+		_ = victim.Process.Kill()
+		<-exited
+	})
+	p := alpnproxy.Pidfile(filepath.Join(t.TempDir(), "proxy.pid"))
+	if err := p.Write(victim.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(string(p), 65534, 65534); err != nil { // nobody
+		t.Fatal(err)
+	}
+	if _, err := p.Read(); err == nil || !strings.Contains(err.Error(), "owned by user 65534") {
+		t.Errorf("Read of another user's pidfile = %v; want refused, naming the owner", err)
+	}
+	if res, _, err := p.Stop(t.Context(), time.Second); err == nil {
+		t.Errorf("Stop of another user's pidfile = %v, nil; want an error", res)
+	}
+	if _, err := p.Status(); err == nil {
+		t.Error("Status of another user's pidfile: no error")
+	}
+	if _, err := p.Halt(t.Context(), time.Second, nil); err == nil {
+		t.Error("Halt of another user's pidfile: no error")
+	}
+	select {
+	case err := <-exited:
+		exited <- err // for the cleanup
+		t.Fatalf("the process another user's pidfile named was stopped: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := os.Stat(string(p)); err != nil {
+		t.Errorf("another user's pidfile was removed: %v", err)
 	}
 }

@@ -179,6 +179,7 @@ func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.
 		h.Anonymous = true
 		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --token-file or --client-ca: every local process may fetch keys")
 	}
+	cfg.warnPlainAPI(env)
 	closeAudit, err = openAudit(h, cfg.AuditLog, cfg.AuditFailOpen, env)
 	if err != nil {
 		return nil, nil, nil, err
@@ -271,6 +272,9 @@ func (c *serverConfig) check(env *Env) []error {
 			errs = append(errs, err)
 		}
 	}
+	if addrErr == nil {
+		c.warnPlainAPI(env)
+	}
 	printWarnings(env, serverSummary(c))
 	if err := c.checkManaged(); err != nil {
 		errs = append(errs, err)
@@ -309,6 +313,18 @@ func (c *serverConfig) checkAnonymous() error {
 		}
 	}
 	return nil
+}
+
+// warnPlainAPI warns when --listen is beyond loopback without --api-cert:
+// the API then serves bearer tokens and private keys over plain HTTP,
+// readable by anyone on the path. It is a warning, not a refusal: a
+// private network may be trusted (docs/server.md says clients on other
+// hosts need --api-cert).
+func (c *serverConfig) warnPlainAPI(env *Env) {
+	if c.APICert == "" && c.Listen != "" && !monitor.Loopback(c.Listen) {
+		fmt.Fprintf(env.Stderr, "certkeeper: warning: --listen %s serves the API over plain HTTP beyond loopback: "+
+			"bearer tokens and private keys cross the network in clear; give --api-cert CERT:KEY to serve it over HTTPS\n", c.Listen)
+	}
 }
 
 // apiTLSConfig is the TLS configuration of --listen with --api-cert (and

@@ -90,6 +90,44 @@ func TestServerRefusesOpenListen(t *testing.T) {
 	}
 }
 
+// TestServerPlainAPIWarning: with a token file, --listen beyond loopback
+// is accepted, but without --api-cert it hands out tokens and keys over
+// plain HTTP: the server warns, naming --listen and --api-cert. On
+// loopback, or with --api-cert, it does not. Checked with --check-config,
+// which runs the same check as a start, so nothing listens beyond
+// loopback.
+func TestServerPlainAPIWarning(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte("tok-0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, _, _ := writeTestCert(t, dir, "api.test", nil, nil)
+	const warning = "serves the API over plain HTTP beyond loopback"
+	for _, tt := range []struct {
+		args []string
+		warn bool
+	}{
+		{[]string{"--listen", "0.0.0.0:0"}, true},
+		{[]string{"--listen", "[::]:0"}, true},
+		{[]string{"--listen", "0.0.0.0:0", "--api-cert", certFile + ":" + keyFile}, false},
+		{[]string{"--listen", "127.0.0.1:0"}, false},
+		{[]string{"--listen", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, false},
+	} {
+		args := append([]string{"server", "--check-config", "--ca", "local", "--storage", t.TempDir(), "--allow", "a.test",
+			"--token-file", tokens}, tt.args...)
+		r := ck(t, 30*time.Second, args...)
+		if r.code != 0 {
+			t.Errorf("server %v: exit %d, stderr %q; want 0", tt.args, r.code, r.stderr)
+			continue
+		}
+		if got := strings.Contains(r.stderr, warning); got != tt.warn ||
+			tt.warn && !(strings.Contains(r.stderr, "--listen "+tt.args[1]) && strings.Contains(r.stderr, "--api-cert")) {
+			t.Errorf("server %v: stderr %q; want a warning naming --listen and --api-cert: %v", tt.args, r.stderr, tt.warn)
+		}
+	}
+}
+
 // rawExchange sends req on a new connection to addr and returns the
 // status line of the answer and when the server closed the connection:
 // a client that announces a body and sends none must be answered and let

@@ -127,7 +127,8 @@ func Loopback(addr string) bool {
 }
 
 // Bearer wraps h: with a token, a request must carry it as
-// "Authorization: Bearer TOKEN" (compared in constant time) or get 401
+// "Authorization: Bearer TOKEN" (the scheme in any case; the token
+// compared in constant time) or get 401
 // with a WWW-Authenticate header naming realm. An empty token returns h.
 func Bearer(token, realm string, h http.Handler) http.Handler {
 	if token == "" {
@@ -135,7 +136,10 @@ func Bearer(token, realm string, h http.Handler) http.Handler {
 	}
 	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		given, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		scheme, given, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") { // the scheme's case does not matter (RFC 9110, 11.1)
+			given = ""
+		}
 		got := sha256.Sum256([]byte(given))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`"`)

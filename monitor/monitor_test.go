@@ -59,7 +59,8 @@ func TestBearer(t *testing.T) {
 	for _, tt := range []struct {
 		auth string
 		code int
-	}{{"", 401}, {"Bearer wrong", 401}, {"Bearer s3cret", 200}} {
+	}{{"", 401}, {"Bearer wrong", 401}, {"Bearer s3cret", 200}, {"bearer s3cret", 200}, {"BEARER s3cret", 200},
+		{"Basic s3cret", 401}, {"Bearers3cret", 401}, {"s3cret", 401}, {"Bearer ", 401}} {
 		r := httptest.NewRequest("GET", "/metrics", nil)
 		if tt.auth != "" {
 			r.Header.Set("Authorization", tt.auth)

@@ -296,9 +296,12 @@ func errorLogLevel(msg string) slog.Level {
 		return slog.LevelError
 	case strings.Contains(msg, "TLS handshake error"),
 		strings.Contains(msg, "context canceled"),
-		strings.HasPrefix(msg, "http2: server: error reading preface"):
+		strings.HasPrefix(msg, "http2: server: error reading preface"),
+		strings.HasPrefix(msg, "http2: server connection error from"):
 		// Clients that give up, scanners, names the certificate source
-		// refuses: routine on a public port.
+		// refuses, HTTP/2 clients that break the protocol (a frame flood,
+		// a malformed header block): routine on a public port, and one
+		// line per connection anyone may open.
 		return slog.LevelDebug
 	}
 	return slog.LevelWarn

@@ -223,6 +223,8 @@ fuzz() {
 fuzz FuzzNormalize ./hostname
 fuzz FuzzValidateKey ./storage
 fuzz FuzzCertificateKey ./storage
+fuzz FuzzPath ./storage/filestore
+fuzz FuzzLockDirName ./storage/filestore
 fuzz FuzzUnmarshalCertificate ./storage
 fuzz FuzzURL ./internal/redact
 fuzz FuzzImport ./storage/archive

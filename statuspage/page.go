@@ -11,6 +11,7 @@ package statuspage
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	_ "embed"
 	"fmt"
@@ -200,10 +201,13 @@ func (h *Handler) authorized(r *http.Request) bool {
 		return true
 	}
 	given := r.URL.Query().Get("token")
-	if auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		given = auth
+	if scheme, auth, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		given = auth // the scheme's case does not matter (RFC 9110, 11.1)
 	}
-	return subtle.ConstantTimeCompare([]byte(given), []byte(h.Token)) == 1
+	// Compared as hashes: ConstantTimeCompare returns at once when the
+	// lengths differ, which would tell a guesser the token's length.
+	got, want := sha256.Sum256([]byte(given)), sha256.Sum256([]byte(h.Token))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 // serveJSON streams /status.json: every entry, one record at a time.

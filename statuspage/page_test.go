@@ -82,6 +82,20 @@ func TestHandler(t *testing.T) {
 	if resp, _ := get("/nothing", "s3cret"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /nothing: %s, want 404", resp.Status)
 	}
+	// The scheme's case does not matter (RFC 9110, 11.1); another scheme
+	// or a wrong token does not pass.
+	for auth, want := range map[string]int{"bearer s3cret": 200, "BEARER s3cret": 200, "Basic s3cret": 401, "Bearer s3cre": 401, "Bearer s3cret!": 401} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/status.json", nil)
+		req.Header.Set("Authorization", auth)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET /status.json with Authorization %q: %s, want %d", auth, resp.Status, want)
+		}
+	}
 }
 
 // TestHandlerMarksNotAllowed: a stored on-demand certificate whose name

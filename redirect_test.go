@@ -1,0 +1,41 @@
+package certkeeper_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/certkeeper/certkeeper"
+)
+
+// TestRedirectHTTP: RedirectHTTP sends a request to the same host and URL
+// over HTTPS (the port dropped), and refuses a Host that would make the
+// Location point elsewhere. An IPv6 literal without a port ("[::1]") was
+// bracketed twice, giving the unusable https://[[::1]]/p.
+func TestRedirectHTTP(t *testing.T) {
+	for _, tt := range []struct {
+		host, method, want string
+		code               int
+	}{
+		{"a.test", http.MethodGet, "https://a.test/p?q=1", http.StatusMovedPermanently},
+		{"a.test:80", http.MethodGet, "https://a.test/p?q=1", http.StatusMovedPermanently},
+		{"a.test", http.MethodPost, "https://a.test/p?q=1", http.StatusPermanentRedirect},
+		{"192.0.2.7:80", http.MethodGet, "https://192.0.2.7/p?q=1", http.StatusMovedPermanently},
+		{"[2001:db8::1]:80", http.MethodGet, "https://[2001:db8::1]/p?q=1", http.StatusMovedPermanently},
+		{"[2001:db8::1]", http.MethodGet, "https://[2001:db8::1]/p?q=1", http.StatusMovedPermanently},
+		{"[::1]", http.MethodHead, "https://[::1]/p?q=1", http.StatusMovedPermanently},
+		{"", http.MethodGet, "", http.StatusBadRequest},
+		{"a.test@evil.example", http.MethodGet, "", http.StatusBadRequest},
+		{"evil.example/x", http.MethodGet, "", http.StatusBadRequest},
+		{"[]", http.MethodGet, "", http.StatusBadRequest},
+		{"[a.test]", http.MethodGet, "", http.StatusBadRequest},
+	} {
+		r := httptest.NewRequest(tt.method, "http://x/p?q=1", nil)
+		r.Host = tt.host
+		w := httptest.NewRecorder()
+		certkeeper.RedirectHTTP.ServeHTTP(w, r)
+		if w.Code != tt.code || w.Header().Get("Location") != tt.want {
+			t.Errorf("%s Host %q: %d Location %q, want %d %q", tt.method, tt.host, w.Code, w.Header().Get("Location"), tt.code, tt.want)
+		}
+	}
+}
