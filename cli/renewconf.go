@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/certfile"
@@ -128,9 +129,12 @@ leaked). It asks for confirmation unless --yes.
 		TakesArgs: true,
 		Spellings: otherTools,
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			dir, name, err := certFilesOf(outDir, args)
+			dir, name, p, err := certFilesOf(outDir, args)
 			if err != nil {
 				return err
+			}
+			if _, err := os.Stat(p.Cert); errors.Is(err, fs.ErrNotExist) { // said before asking
+				return fmt.Errorf("no certificate %s in %s: %s", name, dir, holds(dir))
 			}
 			if !yes && !confirm(env, fmt.Sprintf("Delete the certificate %s and its key from %s? Type yes: ", name, dir)) {
 				return fmt.Errorf("not deleted")
@@ -144,39 +148,35 @@ leaked). It asks for confirmation unless --yes.
 			for _, f := range removed {
 				fmt.Fprintf(env.Stdout, "removed %s\n", f)
 			}
-			if errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("no certificate %s in %s: %s", name, dir, holds(dir))
-			}
 			return err
 		},
 	}
 }
 
-// certFilesOf is the --out-dir (or the default) and the normalised NAME
-// of cert show and cert delete.
-func certFilesOf(outDir string, args []string) (certfile.Dir, string, error) {
-	dir, err := certfile.Dir(outDir), error(nil)
-	if outDir == "" {
+// certFilesOf is the --out-dir (or the default), the normalised NAME of
+// cert show and cert delete, and its files.
+func certFilesOf(outDir string, args []string) (dir certfile.Dir, name string, p certfile.Paths, err error) {
+	if dir = certfile.Dir(outDir); outDir == "" {
 		if dir, err = certfile.DefaultDir(); err != nil {
-			return "", "", fmt.Errorf("no --out-dir given and no default: %w", err)
+			return "", "", p, fmt.Errorf("no --out-dir given and no default: %w", err)
 		}
 	}
 	if len(args) != 1 {
-		return "", "", usagef("give one NAME: the first name of the certificate, which names its files; in %s %s", dir, holds(dir))
+		return "", "", p, usagef("give one NAME: the first name of the certificate, which names its files; in %s %s", dir, holds(dir))
 	}
 	names, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.NormalizeAll([]string{certfile.NameOfBase(args[0])})
 	if err != nil {
-		return "", "", usagef("NAME: %v", err)
+		return "", "", p, usagef("NAME: %v", err)
 	}
-	if _, err := dir.Paths(names[0]); err != nil {
-		return "", "", usagef("%v", err)
+	if p, err = dir.Paths(names[0]); err != nil {
+		return "", "", p, usagef("%v", err)
 	}
-	return dir, names[0], nil
+	return dir, names[0], p, nil
 }
 
 // showCert runs "cert show".
 func showCert(env *Env, outDir string, args []string) error {
-	dir, name, err := certFilesOf(outDir, args)
+	dir, name, _, err := certFilesOf(outDir, args)
 	if err != nil {
 		return err
 	}
