@@ -188,7 +188,7 @@ func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
 
 // proxyHandler is the handler of cfg's backends and routes.
 func proxyHandler(cfg *proxyConfig, logger *slog.Logger) (http.Handler, error) {
-	router, err := proxy.Backends{Default: cfg.Backend, Routes: cfg.Routes}.Router()
+	router, err := proxy.Backends{Default: cfg.Backend, Routes: cfg.Routes, DefaultName: cfg.DefaultName}.Router()
 	if se, ok := errors.AsType[*proxy.SettingError](err); ok && se.Setting != "" {
 		return nil, usagef("--%s: %v", se.Setting, se.Err)
 	} else if err != nil {

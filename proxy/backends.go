@@ -12,6 +12,9 @@ type Backends struct {
 	Default string
 	// Routes are NAME=URL routes (ParseUserRoute).
 	Routes []string
+	// DefaultName is the name served to clients that send no server name
+	// (RouterConfig.DefaultName).
+	DefaultName string
 }
 
 // SettingError is a Backends that does not make a Router: Setting is
@@ -61,7 +64,7 @@ func (b Backends) Router() (*Router, error) {
 			return nil, &SettingError{Setting: "backend", Err: err}
 		}
 	}
-	rt, err := NewRouter(RouterConfig{Routes: routes, Default: def})
+	rt, err := NewRouter(RouterConfig{Routes: routes, Default: def, DefaultName: b.DefaultName})
 	if err != nil {
 		return nil, &SettingError{Err: err}
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -102,6 +103,13 @@ func NewTransport() *http.Transport {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.init)
 	name, backend, err := h.Router.route(r)
+	if errors.Is(err, ErrMisdirected) {
+		// At debug: anyone may send these, one log line per request.
+		h.logger().Debug("misdirected request", slog.String("name", name),
+			slog.String("server_name", r.TLS.ServerName), slog.String("remote_ip", remoteIP(r)))
+		http.Error(w, "421 misdirected request: the Host is not served on this connection", http.StatusMisdirectedRequest)
+		return
+	}
 	if err != nil {
 		h.logger().Warn("no backend for request",
 			slog.String("name", name), slog.String("remote_ip", remoteIP(r)), slog.Any("err", err))

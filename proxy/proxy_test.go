@@ -91,6 +91,52 @@ func TestRoutes(t *testing.T) {
 	}
 }
 
+// TestMisdirected: a client connected for a.test (SNI, and the certificate
+// for it) that sends "Host: b.test" does not reach b.test's route, which
+// may be an internal site no certificate is served for: 421 Misdirected
+// Request, over HTTP/2 and HTTP/1.1, and no request reaches a backend.
+// A Host with the same backend as the server name is served (two names of
+// one wildcard route, two names of the default backend), and so are the
+// routed names over connections of their own.
+func TestMisdirected(t *testing.T) {
+	def, b, wild := startEcho(t, "default"), startEcho(t, "b"), startEcho(t, "wild")
+	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{
+		Routes:  []proxy.Route{{Pattern: "b.test", Backend: b.URL}, {Pattern: "*.b.test", Backend: wild.URL}},
+		Default: def.URL,
+	})}
+	p := startProxy(t, "127.0.0.1", h, nil)
+	for _, h2 := range []bool{true, false} {
+		c := p.client(t, h2)
+		for _, tt := range []struct {
+			sni, host string
+			want      int
+		}{
+			{"a.test", "b.test", http.StatusMisdirectedRequest},
+			{"a.test", "x.b.test", http.StatusMisdirectedRequest},
+			{"b.test", "x.b.test", http.StatusMisdirectedRequest},
+			{"b.test", "a.test", http.StatusMisdirectedRequest},
+			{"x.b.test", "y.b.test", http.StatusOK},
+			{"a.test", "c.test:443", http.StatusOK},
+			{"b.test", "B.TEST.", http.StatusOK},
+		} {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://"+tt.sni+"/x", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = tt.host
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("GET https://%s/x with Host %s: %v", tt.sni, tt.host, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want || tt.want != http.StatusOK && strings.Contains(string(body), "Backend") {
+				t.Errorf("HTTP/2 %v: SNI %s, Host %s: %s %q; want %d", h2, tt.sni, tt.host, resp.Status, body, tt.want)
+			}
+		}
+	}
+}
+
 // TestSameLocalIP checks lets-proxy's rule end to end: with no default, a
 // request goes to LocalPort on the address the client connected to. The
 // backend's free port stands in for port 80.

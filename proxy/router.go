@@ -79,6 +79,10 @@ type RouterConfig struct {
 	// LocalPort is the port of the same-IP rule, 1 to 65535. Zero means
 	// DefaultLocalPort (80). It is not used when Default is set.
 	LocalPort int
+	// DefaultName is the name whose certificate a client that sends no
+	// server name (SNI) gets (a Manager's DefaultName): requests on such a
+	// connection are routed only to that name's backend (ErrMisdirected).
+	DefaultName string
 }
 
 // Router chooses the backend of each request from the request's host name.
@@ -90,10 +94,11 @@ type RouterConfig struct {
 // that a mistyped route or URL is an error at startup rather than a 502 at
 // the first request.
 type Router struct {
-	exact     map[string]*url.URL // normalised name → backend
-	wildcard  map[string]*url.URL // "b.test" for the pattern "*.b.test" → backend
-	def       *url.URL            // nil: the same-IP rule
-	localPort uint16              // 0: DefaultLocalPort
+	defaultName string              // RouterConfig.DefaultName
+	exact       map[string]*url.URL // normalised name → backend
+	wildcard    map[string]*url.URL // "b.test" for the pattern "*.b.test" → backend
+	def         *url.URL            // nil: the same-IP rule
+	localPort   uint16              // 0: DefaultLocalPort
 }
 
 // NewRouter checks c and returns the Router it describes. Its errors name
@@ -132,6 +137,7 @@ func NewRouter(c RouterConfig) (*Router, error) {
 		return nil, fmt.Errorf("local port %d: out of range 1-65535", c.LocalPort)
 	}
 	rt.localPort = uint16(c.LocalPort)
+	rt.defaultName = c.DefaultName
 	return rt, nil
 }
 
@@ -140,8 +146,8 @@ func NewRouter(c RouterConfig) (*Router, error) {
 // server name when there is no Host), else the default backend, else
 // http://LOCAL-IP:LocalPort, where LOCAL-IP is the address the request was
 // received on (http.LocalAddrContextKey in r's context, which http.Server
-// sets). It fails only for the last rule, when r's context holds no IP
-// address. The returned URL must not be modified.
+// sets). It fails for the last rule when r's context holds no IP
+// address, and with ErrMisdirected. The returned URL must not be modified.
 func (rt *Router) Backend(r *http.Request) (*url.URL, error) {
 	_, u, err := rt.route(r)
 	return u, err
@@ -157,7 +163,11 @@ func (rt *Router) route(r *http.Request) (string, *url.URL, error) {
 	name, valid := hostOf(host)
 	if rt != nil {
 		if valid {
-			if u := rt.match(name); u != nil {
+			u := rt.match(name)
+			if r.TLS != nil && name != r.TLS.ServerName && (len(rt.exact) > 0 || len(rt.wildcard) > 0) && !rt.sameBackend(u, r.TLS.ServerName) {
+				return name, nil, ErrMisdirected
+			}
+			if u != nil {
 				return name, u, nil
 			}
 		}
@@ -167,6 +177,33 @@ func (rt *Router) route(r *http.Request) (string, *url.URL, error) {
 	}
 	u, err := rt.sameIP(r.Context())
 	return name, u, err
+}
+
+// ErrMisdirected is the error of Router.Backend for a request over TLS
+// whose Host header has another route than the server name (SNI) the
+// client's connection was made for: a client that reached b.test with a
+// certificate for a.test must not, by sending "Host: b.test" (or an
+// absolute URL), get at b.test's backend, which may be an internal site
+// the policy serves no certificate for. A Handler answers it with 421
+// Misdirected Request (RFC 9110, section 15.5.20), after which browsers
+// that reused a connection for another name of its certificate retry on a
+// connection of that name's own. Names with the same backend (a.test and
+// the default, or two names of one wildcard route) are not misdirected,
+// nor is any request when the Router has no routes.
+var ErrMisdirected = errors.New("misdirected request: the Host header's route is not that of the TLS server name the connection was made for")
+
+// sameBackend reports whether u, the route of a request's Host (nil: none),
+// is the route of the TLS server name sni (RouterConfig.DefaultName when
+// the client sent none).
+func (rt *Router) sameBackend(u *url.URL, sni string) bool {
+	if sni == "" {
+		sni = rt.defaultName
+	}
+	var v *url.URL
+	if name, valid := hostOf(sni); valid {
+		v = rt.match(name)
+	}
+	return u == v || u != nil && v != nil && u.String() == v.String()
 }
 
 // match returns the backend of the route for name, a normalised name, or

@@ -18,7 +18,7 @@ import (
 // local ("" for none).
 func request(t *testing.T, host, local string) *http.Request {
 	t.Helper()
-	r := httptest.NewRequest(http.MethodGet, "https://placeholder/x", nil)
+	r := httptest.NewRequest(http.MethodGet, "http://placeholder/x", nil) // TLS-less: see TestRouterMisdirected
 	r.Host = host
 	if local != "" {
 		ap, err := net.ResolveTCPAddr("tcp", local)
@@ -92,6 +92,42 @@ func TestRouterTLSServerName(t *testing.T) {
 	u, err := rt.Backend(r)
 	if err != nil || u.String() != "http://127.0.0.1:1001" {
 		t.Errorf("Backend(no Host, SNI b.test) = %v, %v; want http://127.0.0.1:1001", u, err)
+	}
+}
+
+// TestRouterMisdirected: over TLS, a Host whose route is not that of the
+// server name is ErrMisdirected; without a server name, the connection is
+// DefaultName's. A Router without routes sends every Host to its default.
+func TestRouterMisdirected(t *testing.T) {
+	routes := []proxy.Route{{Pattern: "b.test", Backend: "http://127.0.0.1:1001"}, {Pattern: "c.test", Backend: "http://127.0.0.1:1001"}}
+	rt := mustRouter(t, proxy.RouterConfig{Routes: routes, Default: "http://127.0.0.1:8080", DefaultName: "A.test"})
+	noRoutes := mustRouter(t, proxy.RouterConfig{Default: "http://127.0.0.1:8080"})
+	for _, tt := range []struct {
+		router    *proxy.Router
+		sni, host string
+		misdirect bool
+	}{
+		{rt, "a.test", "b.test", true},
+		{rt, "", "b.test", true},
+		{rt, "b.test", "a.test", true},
+		{rt, "b.test", "c.test", false}, // one backend, two routes
+		{rt, "", "a.test", false},
+		{rt, "", "d.test", false},
+		{rt, "b.test", "B.test:443", false},
+		{rt, "b.test", "", false},
+		{rt, "b.test", "not a name", false}, // to the default, reachable anyway
+		{noRoutes, "a.test", "b.test", false},
+	} {
+		r := request(t, tt.host, "")
+		r.TLS = &tls.ConnectionState{ServerName: tt.sni}
+		u, err := tt.router.Backend(r)
+		if got := errors.Is(err, proxy.ErrMisdirected); got != tt.misdirect || !got && err != nil {
+			t.Errorf("SNI %q, Host %q: %v, %v; misdirected: %v", tt.sni, tt.host, u, err, tt.misdirect)
+		}
+		r.TLS = nil // plain HTTP: no server name to hold the Host to
+		if _, err := tt.router.Backend(r); err != nil {
+			t.Errorf("plain HTTP, Host %q: %v", tt.host, err)
+		}
 	}
 }
 
