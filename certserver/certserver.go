@@ -190,6 +190,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.count(kind, code)
 }
 
+// ChallengesOnly returns the handler of a plain-HTTP listener beside an
+// HTTPS API (port 80, for http-01): it answers http-01 and /healthz as
+// ServeHTTP does, and every other request with 403, unauthenticated and
+// unread, so that a client that sends its token there by mistake gets no
+// key in clear, and is told where the API is. Its requests are counted
+// with the API's (Requests).
+func (h *Handler) ChallengesOnly() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.init()
+		req := parseRequest(r.Method, r.URL.Path, r.URL.RawQuery, len(r.RequestURI), h.maxPath())
+		if req.status == 0 && req.kind != kindHealth && req.kind != kindChallenge {
+			if nobody.Has(r) {
+				nobody.Drop(w)
+			}
+			h.count(req.kind, fail(w, http.StatusForbidden, httpsOnlyMsg))
+			return
+		}
+		kind, code := h.serve(w, r)
+		h.count(kind, code)
+	})
+}
+
+// httpsOnlyMsg is ChallengesOnly's answer to an API request.
+const httpsOnlyMsg = "this address answers http-01 and /healthz only: the API is served over HTTPS"
+
 // serve answers one API request and returns its kind and status code.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (kind, code int) {
 	req := parseRequest(r.Method, r.URL.Path, r.URL.RawQuery, len(r.RequestURI), h.maxPath())

@@ -296,3 +296,45 @@ func TestWrongTokenSaysSo(t *testing.T) {
 		t.Errorf("no token: %d %q, WWW-Authenticate %q; want 401 saying one is required", resp.StatusCode, body, resp.Header.Get("WWW-Authenticate"))
 	}
 }
+
+// TestChallengesOnly: the handler of a plain-HTTP listener beside an HTTPS
+// API answers /healthz and http-01 (404 for a token no issuance holds), and
+// 403 naming HTTPS to every API request, a valid token or not, with no key
+// in the answer; a body is refused unread as on the API.
+func TestChallengesOnly(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Policy: policy.Allowlist("a.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	t.Cleanup(func() { m.Close() })
+	h := &certserver.Handler{Manager: m, Tokens: []string{token1}}
+	s := httptest.NewServer(h.ChallengesOnly())
+	t.Cleanup(s.Close)
+	for _, tt := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/healthz", "", http.StatusOK},
+		{"/.well-known/acme-challenge/unknown-token", "", http.StatusNotFound},
+		{"/v1/certificates/a.test", token1, http.StatusForbidden},
+		{"/v1/certificates/a.test", "", http.StatusForbidden},
+		{"/v1/ocsp/a.test", token1, http.StatusForbidden},
+		{"/metrics", token1, http.StatusForbidden},
+		{"/nowhere", "", http.StatusNotFound},
+	} {
+		resp, body := get(t, s.URL+tt.path, tt.token)
+		if resp.StatusCode != tt.want || tt.want == http.StatusForbidden && !strings.Contains(string(body), "HTTPS") || strings.Contains(string(body), "PRIVATE KEY") {
+			t.Errorf("GET %s (token %v) = %d %q; want %d", tt.path, tt.token != "", resp.StatusCode, body, tt.want)
+		}
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(conn, "GET /v1/certificates/a.test HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if status, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.Contains(status, " 403 ") {
+		t.Errorf("API request with a body: %q, %v; want 403 without the body being sent", status, err)
+	}
+}

@@ -39,7 +39,7 @@ type serverConfig struct {
 	MaxTTL             time.Duration `yaml:"max_ttl" arg:"DURATION" help:"clients keep an answer at most DURATION (ttl_seconds) before asking again: how long a\nreplaced (say, revoked) certificate may still be served by them"`
 	AuditLog           string        `yaml:"audit_log" arg:"FILE" help:"append the audit log (a JSON line per key handed out) to FILE (default: stderr);\nwhile it cannot be written, key fetches get 503"`
 	AuditFailOpen      bool          `yaml:"audit_fail_open" help:"hand out keys even while --audit-log cannot be written (the failures are still logged)"`
-	HTTPAddr           string        `yaml:"http_addr" arg:"ADDR" help:"ADDR to also serve the API and http-01 on (e.g. :80); off unless given"`
+	HTTPAddr           string        `yaml:"http_addr" arg:"ADDR" help:"ADDR to also serve the API and http-01 on (e.g. :80; http-01 alone with --api-cert); off unless given"`
 	// --tls-addr is the proxy's HTTPS listener: here it is a deprecated
 	// name of --tls-alpn-addr.
 	TLSAddr string `yaml:"tls_alpn_addr" alias:"tls_addr" arg:"ADDR" deprecated:"tls-addr" help:"ADDR to answer tls-alpn-01 on (e.g. :443); off unless given. Only the CA's validation\nhandshakes complete there: the API is never served on it"`
@@ -188,15 +188,20 @@ func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.
 }
 
 // serverListen starts the server's listeners: the API on --listen (over
-// TLS with tc) and --http-addr, tls-alpn-01 only on --tls-alpn-addr.
-func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h http.Handler, tc *tls.Config, m *certkeeper.Manager) error {
+// TLS with tc) and --http-addr (http-01 alone with --api-cert: the API's
+// tokens and keys do not cross in clear), tls-alpn-01 only on --tls-alpn-addr.
+func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h *certserver.Handler, tc *tls.Config, m *certkeeper.Manager) error {
+	plain, plainWhat := http.Handler(h), "the API and http-01"
+	if cfg.APICert != "" {
+		plain, plainWhat = h.ChallengesOnly(), "http-01; the API is HTTPS on --listen"
+	}
 	for _, l := range []struct {
 		addr, flag, what string
 		h                http.Handler
 		tc               *tls.Config
 	}{
 		{cfg.Listen, "--listen", "the API", h, tc},
-		{cfg.HTTPAddr, "--http-addr", "the API and http-01", h, nil},
+		{cfg.HTTPAddr, "--http-addr", plainWhat, plain, nil},
 		{cfg.TLSAddr, "--tls-alpn-addr", "tls-alpn-01", http.NotFoundHandler(), tlsalpn01.ChallengeOnly(m.GetCertificate)},
 	} {
 		if l.addr == "" && l.flag != "--listen" {
@@ -315,15 +320,18 @@ func (c *serverConfig) checkAnonymous() error {
 	return nil
 }
 
-// warnPlainAPI warns when --listen is beyond loopback without --api-cert:
-// the API then serves bearer tokens and private keys over plain HTTP,
-// readable by anyone on the path. It is a warning, not a refusal: a
-// private network may be trusted (docs/server.md says clients on other
-// hosts need --api-cert).
+// warnPlainAPI warns when --listen or --http-addr is beyond loopback
+// without --api-cert: the API then serves bearer tokens and private keys
+// over plain HTTP, readable by anyone on the path. It is a warning, not a
+// refusal: a private network may be trusted (docs/server.md says clients
+// on other hosts need --api-cert). With --api-cert, --http-addr answers
+// http-01 alone.
 func (c *serverConfig) warnPlainAPI(env *Env) {
-	if c.APICert == "" && c.Listen != "" && !monitor.Loopback(c.Listen) {
-		fmt.Fprintf(env.Stderr, "certkeeper: warning: --listen %s serves the API over plain HTTP beyond loopback: "+
-			"bearer tokens and private keys cross the network in clear; give --api-cert CERT:KEY to serve it over HTTPS\n", c.Listen)
+	for _, l := range []struct{ flag, addr string }{{"--listen", c.Listen}, {"--http-addr", c.HTTPAddr}} {
+		if c.APICert == "" && l.addr != "" && !monitor.Loopback(l.addr) {
+			fmt.Fprintf(env.Stderr, "certkeeper: warning: %s %s serves the API over plain HTTP beyond loopback: "+
+				"bearer tokens and private keys cross the network in clear; give --api-cert CERT:KEY to serve it over HTTPS\n", l.flag, l.addr)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -113,6 +114,8 @@ func TestServerPlainAPIWarning(t *testing.T) {
 		{[]string{"--listen", "0.0.0.0:0", "--api-cert", certFile + ":" + keyFile}, false},
 		{[]string{"--listen", "127.0.0.1:0"}, false},
 		{[]string{"--listen", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, false},
+		{[]string{"--http-addr", "0.0.0.0:0", "--listen", "127.0.0.1:0"}, true},
+		{[]string{"--http-addr", "0.0.0.0:0", "--api-cert", certFile + ":" + keyFile}, false}, // http-01 alone there
 	} {
 		args := append([]string{"server", "--check-config", "--ca", "local", "--storage", t.TempDir(), "--allow", "a.test",
 			"--token-file", tokens}, tt.args...)
@@ -122,9 +125,52 @@ func TestServerPlainAPIWarning(t *testing.T) {
 			continue
 		}
 		if got := strings.Contains(r.stderr, warning); got != tt.warn ||
-			tt.warn && !(strings.Contains(r.stderr, "--listen "+tt.args[1]) && strings.Contains(r.stderr, "--api-cert")) {
-			t.Errorf("server %v: stderr %q; want a warning naming --listen and --api-cert: %v", tt.args, r.stderr, tt.warn)
+			tt.warn && !(strings.Contains(r.stderr, tt.args[0]+" "+tt.args[1]) && strings.Contains(r.stderr, "--api-cert")) {
+			t.Errorf("server %v: stderr %q; want a warning naming %s and --api-cert: %v", tt.args, r.stderr, tt.args[0], tt.warn)
 		}
+	}
+}
+
+// TestServerHTTPAddrWithAPICert: with --api-cert, --http-addr answers
+// http-01 (Pebble validates a.test through it) and /healthz, and refuses
+// the API with 403, a valid token or not, so no token or key crosses in
+// clear; the key comes over HTTPS on --listen.
+func TestServerHTTPAddrWithAPICert(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	dir := t.TempDir()
+	apiCert, apiKey := filepath.Join(dir, "api.pem"), filepath.Join(dir, "api.key")
+	if r := ck(t, 30*time.Second, "selfsigned", "-d", "127.0.0.1", "--cert-out", apiCert, "--key-out", apiKey); r.code != 0 {
+		t.Fatalf("selfsigned: exit %d %s", r.code, r.stderr)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", testsvc.FreePort(t))
+	plain := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort()))
+	startServer(t, "--listen", listen, "--api-cert", apiCert+":"+apiKey, "--http-addr", strings.TrimPrefix(plain, "http://"),
+		"--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--storage", t.TempDir(), "--allow", "a.test",
+		"--token-file", writeTokens(t))
+	for _, token := range []string{serverToken, ""} {
+		if code, _, body := apiGet(t, plain, "/v1/certificates/a.test", token, nil); code != http.StatusForbidden || !strings.Contains(string(body), "HTTPS") {
+			t.Errorf("GET %s/v1/certificates/a.test (token %v) = %d %s; want 403 naming HTTPS", plain, token != "", code, body)
+		}
+	}
+	if code, _, body := apiGet(t, plain, "/healthz", "", nil); code != http.StatusOK {
+		t.Errorf("GET %s/healthz = %d %s", plain, code, body)
+	}
+	pem, err := os.ReadFile(apiCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://"+listen+"/v1/certificates/a.test", nil)
+	req.Header.Set("Authorization", "Bearer "+serverToken)
+	c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "PRIVATE KEY") {
+		t.Errorf("GET https://%s/v1/certificates/a.test = %s %.200s; want the key (issued through http-01 on --http-addr)", listen, resp.Status, body)
 	}
 }
 
