@@ -26,7 +26,7 @@ type caFlags struct {
 	KeyType string   `yaml:"key_type"`
 	Profile string   `yaml:"profile"`
 	EABKID  string   `yaml:"eab_kid"`
-	EABHMAC string   `yaml:"eab_hmac"`
+	EABHMAC string   `yaml:"eab_hmac" secret:"true"`
 	CARoots string   `yaml:"ca_roots"`
 }
 

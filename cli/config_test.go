@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,6 +98,42 @@ func TestCAFlagChecked(t *testing.T) {
 	r := ck(t, 30*time.Second, "proxy", "--allow", "a.example", "--ca", "lets-encrypt", "--storage", t.TempDir(), "--tls-addr", "127.0.0.1:0")
 	if r.code == 0 || !strings.Contains(r.stderr, `--ca: "lets-encrypt" is not a CA`) || !strings.Contains(r.stderr, "did you mean letsencrypt?") {
 		t.Errorf("--ca lets-encrypt: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestConfigSecretsReadable: a --config file other users can read that
+// holds a token, or a storage URL with a password, is warned about at
+// start and by --check-config, naming the keys (never the values) and
+// chmod 600; at mode 0600, or holding no secret, it is not.
+func TestConfigSecretsReadable(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("file modes say nothing of other users on Windows")
+	}
+	const warning = "is readable by other users"
+	for _, tt := range []struct {
+		cmd, yaml string
+		mode      os.FileMode
+		want      string // "" for no warning
+	}{
+		{"proxy", "allow: a.example\nmetrics_token: mtok-0123456789abcdef\n", 0o644, "(mode 0644) and holds metrics_token: chmod 600"},
+		{"server", "allow: a.example\nstorage: redis://:s3cret@127.0.0.1:1/0\nstatus_token: stok-0123456789abcdef\n", 0o640,
+			"holds status_token, storage: chmod 600"},
+		{"proxy", "allow: a.example\nmetrics_token: mtok-0123456789abcdef\n", 0o600, ""},
+		{"proxy", "allow: a.example\nstorage: postgres://ck@127.0.0.1:1/ck\n", 0o644, ""},
+	} {
+		f := writeConfig(t, tt.yaml)
+		if err := os.Chmod(f, tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		r := ck(t, 30*time.Second, tt.cmd, "--check-config", "--config", f)
+		if r.code != 0 {
+			t.Errorf("%s %q at %04o: exit %d\n%s", tt.cmd, tt.yaml, tt.mode, r.code, r.stderr)
+			continue
+		}
+		if got := strings.Contains(r.stderr, warning); got != (tt.want != "") || !strings.Contains(r.stderr, tt.want) ||
+			strings.Contains(r.stderr, "s3cret") || strings.Contains(r.stderr, "tok-0123") {
+			t.Errorf("%s %q at %04o: stderr %q; want a warning with %q: %v, and no secret", tt.cmd, tt.yaml, tt.mode, r.stderr, tt.want, tt.want != "")
+		}
 	}
 }
 

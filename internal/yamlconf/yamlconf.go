@@ -18,8 +18,12 @@ package yamlconf
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net/url"
+	"os"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -147,6 +151,55 @@ func Overridden(data []byte, t reflect.Type, set map[string]bool) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// Secrets returns, sorted, the keys of struct type t that the YAML
+// document data sets to a secret: a field tagged `secret:"true"` (a
+// token, a key), or `secret:"url"` when its value is a URL with a
+// password (postgres://user:PASSWORD@host/db). A command warns when a file
+// readable by other users holds one.
+func Secrets(data []byte, t reflect.Type) []string {
+	var doc map[string]any
+	if yaml.Unmarshal(data, &doc) != nil {
+		return nil
+	}
+	fields, aliases := yamlKeys(t), Aliases(t)
+	var keys []string
+	for k, v := range doc {
+		key := k
+		if to, ok := aliases[k]; ok {
+			key = to
+		}
+		idx, ok := fields[key]
+		if !ok {
+			continue
+		}
+		switch t.FieldByIndex(idx).Tag.Get("secret") {
+		case "true":
+			keys = append(keys, k)
+		case "url":
+			if s, ok := v.(string); ok {
+				if u, err := url.Parse(s); err == nil && u.User != nil {
+					if _, has := u.User.Password(); has {
+						keys = append(keys, k)
+					}
+				}
+			}
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Exposed returns the Secrets of file, whose content is data, when other
+// users may read it (a mode with group or other read bits, not on
+// Windows, where modes say nothing of them), and the file's mode.
+func Exposed(file string, data []byte, t reflect.Type) ([]string, fs.FileMode) {
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm()&0o044 == 0 || runtime.GOOS == "windows" {
+		return nil, 0
+	}
+	return Secrets(data, t), fi.Mode().Perm()
 }
 
 // Aliases maps the deprecated config keys of struct type t (a field's

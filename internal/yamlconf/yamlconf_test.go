@@ -279,3 +279,34 @@ func manyNames(n int) []string {
 	}
 	return names
 }
+
+// TestSecrets: the keys a document sets to a secret, an inline struct's
+// and an alias's included; a URL key only when it carries a password.
+func TestSecrets(t *testing.T) {
+	type shared struct {
+		Token string `yaml:"token" secret:"true" alias:"old_token"`
+	}
+	type config struct {
+		Shared  shared `yaml:",inline"`
+		Storage string `yaml:"storage" secret:"url"`
+		Email   string `yaml:"email"`
+	}
+	ty := reflect.TypeFor[config]()
+	for _, tt := range []struct {
+		doc  string
+		want []string
+	}{
+		{"email: a@b.test\nstorage: /var/lib/x\n", nil},
+		{"token: t0123\n", []string{"token"}},
+		{"old_token: t0123\n", []string{"old_token"}},
+		{"storage: postgres://u:pw@127.0.0.1/db\ntoken: x\n", []string{"storage", "token"}},
+		{"storage: postgres://u@127.0.0.1/db\n", nil},
+		{"storage: redis://:pw@127.0.0.1:6379\n", []string{"storage"}},
+		{"storage: [not, a, url]\n", nil},
+		{"not yaml: [", nil},
+	} {
+		if got := Secrets([]byte(tt.doc), ty); !slices.Equal(got, tt.want) {
+			t.Errorf("Secrets(%q) = %q, want %q", tt.doc, got, tt.want)
+		}
+	}
+}
