@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/atomicfile"
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 )
 
 // A Pidfile is the file holding the process ID of a running proxy: where
@@ -60,7 +61,7 @@ func (p Pidfile) Read() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading pidfile: %w", err)
 	}
-	if uid, ok := fileOwner(fi); ok && uid != os.Geteuid() {
+	if uid, ok := fileowner.UID(fi); ok && uid != os.Geteuid() {
 		return 0, fmt.Errorf("pidfile %s is owned by user %d, not by this user (%d): it may name any process, so it is not used; remove it if it is stale", p, uid, os.Geteuid())
 	}
 	data, err := io.ReadAll(io.LimitReader(f, 64))

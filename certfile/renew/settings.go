@@ -14,6 +14,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/internal/atomicfile"
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 )
 
 // Settings are how one certificate was issued, remembered beside its
@@ -322,7 +323,7 @@ func checkPrivate(path string, fi fs.FileInfo) error {
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
 		return fmt.Errorf("renewal settings %s: refused, mode %04o lets its group or others write it, and its hooks run as this user: check its contents, then chmod 600 %s", path, perm, path)
 	}
-	if uid, ok := fileOwner(fi); ok && uid != os.Getuid() {
+	if uid, ok := fileowner.UID(fi); ok && uid != os.Getuid() {
 		return fmt.Errorf("renewal settings %s: refused, owned by uid %d, not by this user (uid %d), and its hooks run as this user: check its contents, then chown it", path, uid, os.Getuid())
 	}
 	return nil

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package fileowner
+
+import "io/fs"
+
+// UID reports no owner where files have no POSIX uid.
+func UID(fs.FileInfo) (int, bool) { return 0, false }
