@@ -121,29 +121,29 @@ func (c *certCache) put(e *managed) (left []*managed) {
 // that had them, which keep their other names: CertFiles may overlap (a.test
 // and b.test in one pair, b.test and c.test in another), and a pair loaded
 // later must not take away an earlier one's other names. It never evicts.
-func (c *certCache) overlay(e *managed) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, n := range e.names {
-		if parent, ok := strings.CutPrefix(n, "*."); ok {
-			c.wild.Store(parent, e)
-		} else {
-			c.exact.Store(n, e)
-		}
-	}
-	c.ring = append(c.ring, e)
-}
+func (c *certCache) overlay(e *managed) { c.mapNames(e, true) }
 
 // fill maps e under those of its names no entry has (see overlay).
-func (c *certCache) fill(e *managed) {
+func (c *certCache) fill(e *managed) { c.mapNames(e, false) }
+
+// mapNames maps e under its names: every one, adding e to the ring
+// (overlay), or only those no entry has (fill).
+func (c *certCache) mapNames(e *managed, every bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, n := range e.names {
+		m, key := &c.exact, n
 		if parent, ok := strings.CutPrefix(n, "*."); ok {
-			c.wild.LoadOrStore(parent, e)
-		} else {
-			c.exact.LoadOrStore(n, e)
+			m, key = &c.wild, parent
 		}
+		if every {
+			m.Store(key, e)
+		} else {
+			m.LoadOrStore(key, e)
+		}
+	}
+	if every {
+		c.ring = append(c.ring, e)
 	}
 }
 
