@@ -278,20 +278,7 @@ func TestCertFilesRSAPair(t *testing.T) {
 		}
 	}
 
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", m.TLSConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
-		}
-	}()
+	addr := serveTLS(t, m.TLSConfig(), 0)
 	for _, tc := range []struct {
 		client *tls.Config
 		want   issuer.KeyType
@@ -300,7 +287,7 @@ func TestCertFilesRSAPair(t *testing.T) {
 		{&tls.Config{ServerName: "r.test", InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12, // an old RSA-only client
 			CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}}, issuer.RSA2048},
 	} {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ln.Addr().String(), tc.client)
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, tc.client)
 		if err != nil {
 			t.Fatalf("handshake (max version %x): %v", tc.client.MaxVersion, err)
 		}

@@ -33,25 +33,10 @@ func TestNoSNIRefused(t *testing.T) {
 		OnEvent: func(e certkeeper.Event) { events <- e }}
 	defer m.Close()
 	h := metrics.Handler(m)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: m.GetCertificate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			_ = c.(*tls.Conn).Handshake()
-			c.Close()
-		}
-	}()
+	addr := serveTLS(t, &tls.Config{GetCertificate: m.GetCertificate}, 0)
 	for range 2 {
 		d := &net.Dialer{Timeout: 5 * time.Second}
-		c, err := tls.DialWithDialer(d, "tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true}) // an IP: no SNI
+		c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) // an IP: no SNI
 		if err == nil {
 			c.Close()
 			t.Fatal("a handshake without SNI succeeded with no DefaultName")

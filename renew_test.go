@@ -228,7 +228,7 @@ func serveOnPort(t *testing.T, m *certkeeper.Manager, port int) string {
 	return serveTLS(t, m.TLSConfig(), port)
 }
 
-// serveTLS completes TLS handshakes with cfg on 127.0.0.1:port until the
+// serveTLS completes TLS handshakes with cfg on 127.0.0.1:port (0: any) until the
 // test ends.
 func serveTLS(t *testing.T, cfg *tls.Config, port int) string {
 	t.Helper()
