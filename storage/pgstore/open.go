@@ -308,8 +308,19 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fail(fmt.Errorf("%w (create the schema beforehand, or grant CREATE on the database)", err))
 		}
 	}
-	if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+quoted+".schema_version (version int NOT NULL)"); err != nil {
+	// CREATE TABLE IF NOT EXISTS needs CREATE on the schema even when the
+	// table is there: a role granted only the tables' privileges (a
+	// read-only one for status, one for reading and writing, the schema
+	// made by an administrator) is not asked for it once the schema is
+	// prepared.
+	var tables bool
+	if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", quoted+".schema_version").Scan(&tables); err != nil {
 		return fail(err)
+	}
+	if !tables {
+		if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+quoted+".schema_version (version int NOT NULL)"); err != nil {
+			return fail(fmt.Errorf("%w (prepare the schema once as its owner, or grant CREATE on schema %s)", err, s.schema))
+		}
 	}
 	var version int
 	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+quoted+".schema_version").Scan(&version); err != nil {

@@ -78,6 +78,7 @@ func TestPostgres(t *testing.T) {
 		{"NewerSchema", testNewerSchema},
 		{"Password", testPassword},
 		{"PasswordRotation", testPasswordRotation},
+		{"TablePrivileges", testTablePrivileges},
 		{"LostLease", testLostLease},
 		{"Durable", testDurable},
 	} {
@@ -323,6 +324,69 @@ func testPasswordRotation(t *testing.T, pg *testsvc.PostgresServer) {
 	defer cancel()
 	if _, err := s.Subscribe(sctx); err != nil {
 		t.Errorf("subscribing after the rotation: %v", err)
+	}
+}
+
+// testTablePrivileges: once the schema is prepared, a role granted only
+// the tables' privileges opens the store, without CREATE on the schema: a
+// read-write one stores and locks, a read-only one (for status) lists and
+// loads (trial 33: CREATE TABLE IF NOT EXISTS asked every role for CREATE,
+// "permission denied for schema").
+func testTablePrivileges(t *testing.T, pg *testsvc.PostgresServer) {
+	ctx := t.Context()
+	schema := newSchema()
+	owner := open(t, pg, schema)
+	if err := owner.Store(ctx, "certificates/x/a.test.json", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig(pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = pg.Password()
+	admin, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	for _, sql := range []string{
+		"CREATE ROLE tablerw LOGIN PASSWORD 'rw'",
+		"CREATE ROLE tablero LOGIN PASSWORD 'ro'",
+		"GRANT USAGE ON SCHEMA " + schema + " TO tablerw, tablero",
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA " + schema + " TO tablerw",
+		"GRANT SELECT ON ALL TABLES IN SCHEMA " + schema + " TO tablero",
+	} {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	as := func(role, password string) *pgstore.Store {
+		t.Helper()
+		url := strings.Replace(pg.URL("postgres"), testsvc.PostgresUser+"@", role+"@", 1) + "&schema=" + schema
+		s, err := pgstore.OpenPassword(ctx, url, password)
+		if err != nil {
+			t.Fatalf("opening as %s: %v", role, err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	rw := as("tablerw", "rw")
+	if err := rw.Store(ctx, "certificates/x/b.test.json", []byte("w")); err != nil {
+		t.Errorf("storing as tablerw: %v", err)
+	}
+	unlock, err := rw.Lock(ctx, "b.test")
+	if err != nil {
+		t.Errorf("locking as tablerw: %v", err)
+	} else {
+		unlock()
+	}
+	ro := as("tablero", "ro")
+	keys, err := ro.List(ctx, "certificates/")
+	if err != nil || len(keys) != 2 {
+		t.Errorf("listing as tablero = %q, %v; want 2 keys", keys, err)
+	}
+	if v, err := ro.Load(ctx, "certificates/x/a.test.json"); err != nil || string(v) != "v" {
+		t.Errorf("loading as tablero = %q, %v", v, err)
 	}
 }
 
