@@ -559,11 +559,14 @@ func TestFsyncOff(t *testing.T) {
 
 // TestRestart: after PostgreSQL restarts, what was stored is still there,
 // the pool reconnects, and a subscription made before the outage delivers
-// notices again without being made anew.
+// notices again without being made anew, and logs that they resumed
+// (trial 33: the warning "change notices interrupted" had no sequel).
 func TestRestart(t *testing.T) {
 	t.Parallel()
 	pg := testsvc.Postgres(t)
 	s := open(t, pg, newSchema())
+	rec := &logRecorder{msgs: make(chan string, 64)}
+	s.Logger = slog.New(rec)
 	ctx := t.Context()
 	if err := s.Store(ctx, "k", []byte("v")); err != nil {
 		t.Fatal(err)
@@ -602,6 +605,13 @@ func TestRestart(t *testing.T) {
 		case <-deadline:
 			t.Fatal("no notice within 15 s of the restart")
 		}
+	}
+	var msgs []string
+	for len(rec.msgs) > 0 {
+		msgs = append(msgs, <-rec.msgs)
+	}
+	if !slices.Contains(msgs, "pgstore: change notices interrupted; reconnecting") || !slices.Contains(msgs, "pgstore: change notices resumed") {
+		t.Errorf("logged %q; want the interruption and the resumption", msgs)
 	}
 }
 
