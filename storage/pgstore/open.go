@@ -330,6 +330,17 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fail(fmt.Errorf("schema version %d is newer than this certkeeper knows (%d): upgrade certkeeper", version, len(migrations)))
 	}
 	if version == len(migrations) {
+		// A table dropped by hand would otherwise fail each operation
+		// later ("relation does not exist" at the first lock).
+		for _, table := range []string{"values", "locks"} {
+			var ok bool
+			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", quoted+"."+pgx.Identifier{table}.Sanitize()).Scan(&ok); err != nil {
+				return fail(err)
+			}
+			if !ok {
+				return fail(fmt.Errorf("table %s.%s is missing although the schema is at version %d: restore it from a backup, or drop schema %s (after exporting what it holds) so that certkeeper creates it anew", s.schema, table, version, s.schema))
+			}
+		}
 		return nil
 	}
 	for _, step := range migrations[version:] {

@@ -79,6 +79,7 @@ func TestPostgres(t *testing.T) {
 		{"Password", testPassword},
 		{"PasswordRotation", testPasswordRotation},
 		{"TablePrivileges", testTablePrivileges},
+		{"MissingTable", testMissingTable},
 		{"LostLease", testLostLease},
 		{"Durable", testDurable},
 	} {
@@ -387,6 +388,21 @@ func testTablePrivileges(t *testing.T, pg *testsvc.PostgresServer) {
 	}
 	if v, err := ro.Load(ctx, "certificates/x/a.test.json"); err != nil || string(v) != "v" {
 		t.Errorf("loading as tablero = %q, %v", v, err)
+	}
+}
+
+// testMissingTable: a prepared schema with a table dropped by hand is
+// refused at open, naming the table (trial 33: the store opened, and the
+// first lock failed with "relation certkeeper.locks does not exist").
+func testMissingTable(t *testing.T, pg *testsvc.PostgresServer) {
+	schema := newSchema()
+	s := open(t, pg, schema)
+	if err := s.Exec(t.Context(), "DROP TABLE %s.locks"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := pgstore.OpenPassword(t.Context(), pg.URL("postgres")+"&schema="+schema, pg.Password())
+	if err == nil || !strings.Contains(err.Error(), "table "+schema+".locks is missing") {
+		t.Fatalf("OpenPassword with the locks table dropped = %v; want it named as missing", err)
 	}
 }
 
