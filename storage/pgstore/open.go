@@ -337,8 +337,19 @@ func (s *Store) migrate(ctx context.Context) error {
 			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", quoted+"."+pgx.Identifier{table}.Sanitize()).Scan(&ok); err != nil {
 				return fail(err)
 			}
-			if !ok {
-				return fail(fmt.Errorf("table %s.%s is missing although the schema is at version %d: restore it from a backup, or drop schema %s (after exporting what it holds) so that certkeeper creates it anew", s.schema, table, version, s.schema))
+			switch {
+			case ok:
+			case table == "locks":
+				// Leases only: nothing is lost by making it anew.
+				if _, err := tx.Exec(ctx, fmt.Sprintf(migrations[0][1], quoted)); err != nil {
+					return fail(fmt.Errorf("table %s.locks is missing and cannot be made anew: %w", s.schema, err))
+				}
+				if err := tx.Commit(ctx); err != nil {
+					return fail(err)
+				}
+				s.logger().Warn("pgstore: table locks was missing; made it anew", "server", s.where, "schema", s.schema)
+			default:
+				return fail(fmt.Errorf("table %s.%s is missing although the schema is at version %d: restore it from a backup, or drop schema %s so that certkeeper creates it anew (empty: every account, key and certificate was in that table)", s.schema, table, version, s.schema))
 			}
 		}
 		return nil
