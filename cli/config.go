@@ -79,7 +79,7 @@ func checkConfigValue(key, v string) error {
 	case "key_type":
 		_, err := issuer.ParseKeyType(v)
 		return err
-	case "order_limit":
+	case "order_limit", "client_limit":
 		_, _, err := engine.ParseOrderLimit(v)
 		return err
 	case "challenge":

@@ -40,6 +40,7 @@ type engineConfig struct {
 	// storageFlags are storage, storage_key_file and
 	// storage_password_file (storageopen.go).
 	storageFlags `yaml:",inline"`
+	ClientLimit  string `yaml:"client_limit" arg:"N/DURATION" help:"N/DURATION: at most N new names per DURATION start an issuance from one client address\n(e.g. 1000/1h for a load test or a load balancer without PROXY protocol; default 60, then one every 3m)"`
 	OrderLimit   string `yaml:"order_limit" arg:"N/DURATION" help:"N/DURATION: at most N new orders per DURATION per CA account, counted in --storage\nfor every node sharing it (e.g. 10/1m; default: only the CA's own limits)"`
 	RSAFallback  bool   `yaml:"rsa_fallback" help:"also obtain RSA certificates, for clients that cannot use ECDSA"`
 	RequireOwn   bool   `yaml:"require_own_ip" help:"obtain certificates only for names that resolve to this host's own public addresses"`
@@ -187,7 +188,11 @@ func (c *engineConfig) settings(env *Env, fe frontEnd) (*engine.Settings, error)
 	if err != nil {
 		return nil, usagef("--order-limit: %v", err)
 	}
-	s := &engine.Settings{CAs: c.CA, KeyType: keyType, Challenges: c.Challenge, TLSALPN01: fe.alpn, HTTP01: fe.http01,
+	clientLimit, clientWindow, err := engine.ParseOrderLimit(c.ClientLimit)
+	if err != nil {
+		return nil, usagef("--client-limit: %v", err)
+	}
+	s := &engine.Settings{ClientLimit: clientLimit, ClientWindow: clientWindow, CAs: c.CA, KeyType: keyType, Challenges: c.Challenge, TLSALPN01: fe.alpn, HTTP01: fe.http01,
 		DNSResolver: c.DNS.resolver(), Wildcards: c.Wildcards, RSAFallback: c.RSAFallback, CertFileCheck: c.CertFileCheck,
 		OrderLimit: orderLimit, OrderWindow: orderWindow, UserAgent: fe.userAgent}
 	if s.DNS01, err = c.dnsSolver(env); err != nil {

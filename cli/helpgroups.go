@@ -13,7 +13,7 @@ var flagGroups = []cmdline.HelpGroup{
 	{Title: "Names and policy", Flags: []string{"d", "allow", "ask", "require-own-ip", "own-ip-private", "wildcard", "managed",
 		"default-name", "csr", "no-apex", "cert-file", "cert-file-check-every"}},
 	{Title: "CA and account", Flags: []string{"ca", "ca-roots", "email", "eab-kid", "eab-hmac", "key-type", "profile", "preferred-chain",
-		"order-limit", "no-wait", "rsa-fallback", "self-signed-fallback", "agree-tos", "contact", "issuer-domain",
+		"order-limit", "client-limit", "no-wait", "rsa-fallback", "self-signed-fallback", "agree-tos", "contact", "issuer-domain",
 		"policy-wildcard", "until"}},
 	{Title: "Challenges", Flags: []string{"challenge", "webroot", "dns", "dns-server", "tsig-key", "tsig-key-file", "dns-exec",
 		"dns-exec-mode", "dns-api-url", "dns-api-key-file", "dns-resolver", "dns-zone", "dns-setting", "dns-setting-file", "dns-check-port", "dns-timeout",

@@ -18,6 +18,7 @@ import (
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage"
+	"golang.org/x/time/rate"
 )
 
 // Settings are what a Manager is built from. The zero value builds a
@@ -65,6 +66,11 @@ type Settings struct {
 	// every node sharing the storage; zero means only the CA's own limits.
 	OrderLimit  int
 	OrderWindow time.Duration
+	// ClientLimit new names per ClientWindow may start an on-demand
+	// issuance from one client address (at once, then refilled over the
+	// window); zero means the Manager's default (Manager.ClientLimit).
+	ClientLimit  int
+	ClientWindow time.Duration
 	// UserAgent is appended to the User-Agent of the ACME requests
 	// ("proxy", "server"); it replaces Account.UserAgent.
 	UserAgent string
@@ -160,6 +166,9 @@ func (s *Settings) Manager(st storage.Storage) (*certkeeper.Manager, error) {
 		CertFileCheck: s.CertFileCheck,
 		Logger:        s.Account.Logger,
 		Cluster:       certkeeper.Cluster{OrderLimit: s.OrderLimit, OrderWindow: s.OrderWindow},
+	}
+	if s.ClientLimit > 0 {
+		m.ClientLimit = &policy.IPLimiter{Rate: rate.Limit(float64(s.ClientLimit) / s.ClientWindow.Seconds()), Burst: s.ClientLimit}
 	}
 	withManagerSolvers(m, issuers)
 	for _, r := range rules {

@@ -208,3 +208,22 @@ func TestUsesDNS01(t *testing.T) {
 		t.Errorf("OneShotChallenge(false) = %q, want http-01", got)
 	}
 }
+
+// TestManagerClientLimit: Settings.ClientLimit/ClientWindow (--client-limit)
+// set the Manager's per-client budget of new names; unset keeps the
+// Manager's default (trial 33: a load test or a load balancer's single
+// address hit the 60-name default, and the proxy had no way to raise it).
+func TestManagerClientLimit(t *testing.T) {
+	s := &Settings{CAs: []string{"local"}, ClientLimit: 5000, ClientWindow: time.Hour}
+	m, err := s.Manager(filestore.New(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ClientLimit == nil || m.ClientLimit.Burst != 5000 || float64(m.ClientLimit.Rate)*3600 < 4999 {
+		t.Fatalf("ClientLimit = %+v; want a burst of 5000 refilled at 5000 an hour", m.ClientLimit)
+	}
+	s = &Settings{CAs: []string{"local"}}
+	if m, err = s.Manager(filestore.New(t.TempDir())); err != nil || m.ClientLimit != nil {
+		t.Fatalf("without ClientLimit: %+v, %v; want the Manager's default (nil)", m.ClientLimit, err)
+	}
+}

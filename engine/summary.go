@@ -96,8 +96,15 @@ func (s *Summary) Lines() []string {
 	}
 	if !s.Dev && s.usesLocalCA() {
 		// Nobody trusts the local CA's root until given it: say how.
-		line("trust", "clients need the local CA's root: certkeeper ca root --storage %s > root.pem "+
-			"(curl --cacert root.pem; certkeeper ca trust on a machine)", cmdline.ShellQuote(s.Storage))
+		// A storage URL is shown redacted (no user, no query): a
+		// command with it would not open the storage, so name the
+		// options instead of printing one that fails.
+		root := "certkeeper ca root --storage " + cmdline.ShellQuote(s.Storage) + " > root.pem"
+		if strings.Contains(s.Storage, "://") {
+			root = "certkeeper ca root > root.pem with this " + s.Command + "'s --storage URL (and its --storage-password-file)"
+		}
+		line("trust", "clients need the local CA's root: %s "+
+			"(curl --cacert root.pem; certkeeper ca trust on a machine)", root)
 	}
 	if len(s.Challenges) > 0 {
 		line("challenge", "%s", strings.Join(s.Challenges, ", "))

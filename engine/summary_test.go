@@ -86,3 +86,22 @@ func TestSummaryWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestSummaryTrustURL: with the local CA on a storage URL, the trust line
+// does not print a command with the redacted URL, which would not open the
+// storage (trial 33: "certkeeper ca root --storage
+// postgres://REDACTED@host/db" failed as user REDACTED, without the URL's
+// query or the password file); with a directory it prints the command.
+func TestSummaryTrustURL(t *testing.T) {
+	s := engine.Summary{Command: "proxy", Allow: []string{"a.example"}, CAs: []string{"local"},
+		Storage: "postgres://REDACTED@127.0.0.1:5432/certkeeper"}
+	got := strings.Join(s.Lines(), "\n")
+	if strings.Contains(got, "--storage postgres://") || !strings.Contains(got,
+		"certkeeper ca root > root.pem with this proxy's --storage URL (and its --storage-password-file)") {
+		t.Errorf("trust line for a storage URL:\n%s", got)
+	}
+	s.Storage = "/var/lib/certkeeper"
+	if got := strings.Join(s.Lines(), "\n"); !strings.Contains(got, "certkeeper ca root --storage /var/lib/certkeeper > root.pem") {
+		t.Errorf("trust line for a directory:\n%s", got)
+	}
+}

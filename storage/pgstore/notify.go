@@ -72,6 +72,7 @@ func (s *Store) follow(ctx context.Context, conn *pgx.Conn, out chan<- string) {
 		}
 	}()
 	wait := 100 * time.Millisecond
+	var lost time.Time // when notices were interrupted; zero while they flow
 	for {
 		if conn == nil {
 			select {
@@ -85,6 +86,10 @@ func (s *Store) follow(ctx context.Context, conn *pgx.Conn, out chan<- string) {
 				continue
 			}
 			conn, wait = c, 100*time.Millisecond
+			// Say the warning is over: an operator who saw it
+			// otherwise cannot tell whether this node recovered.
+			s.logger().Info("pgstore: change notices resumed", "server", s.where,
+				"after", time.Since(lost).Round(time.Millisecond))
 		}
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
@@ -94,7 +99,7 @@ func (s *Store) follow(ctx context.Context, conn *pgx.Conn, out chan<- string) {
 			s.logger().Warn("pgstore: change notices interrupted; reconnecting",
 				"server", s.where, "err", err)
 			conn.Close(context.Background())
-			conn = nil
+			conn, lost = nil, time.Now()
 			continue
 		}
 		if storage.ValidateKey(n.Payload) != nil {

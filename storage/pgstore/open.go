@@ -308,8 +308,19 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fail(fmt.Errorf("%w (create the schema beforehand, or grant CREATE on the database)", err))
 		}
 	}
-	if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+quoted+".schema_version (version int NOT NULL)"); err != nil {
+	// CREATE TABLE IF NOT EXISTS needs CREATE on the schema even when the
+	// table is there: a role granted only the tables' privileges (a
+	// read-only one for status, one for reading and writing, the schema
+	// made by an administrator) is not asked for it once the schema is
+	// prepared.
+	var tables bool
+	if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", quoted+".schema_version").Scan(&tables); err != nil {
 		return fail(err)
+	}
+	if !tables {
+		if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+quoted+".schema_version (version int NOT NULL)"); err != nil {
+			return fail(fmt.Errorf("%w (prepare the schema once as its owner, or grant CREATE on schema %s)", err, s.schema))
+		}
 	}
 	var version int
 	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+quoted+".schema_version").Scan(&version); err != nil {
@@ -319,6 +330,28 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fail(fmt.Errorf("schema version %d is newer than this certkeeper knows (%d): upgrade certkeeper", version, len(migrations)))
 	}
 	if version == len(migrations) {
+		// A table dropped by hand would otherwise fail each operation
+		// later ("relation does not exist" at the first lock).
+		for _, table := range []string{"values", "locks"} {
+			var ok bool
+			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", quoted+"."+pgx.Identifier{table}.Sanitize()).Scan(&ok); err != nil {
+				return fail(err)
+			}
+			switch {
+			case ok:
+			case table == "locks":
+				// Leases only: nothing is lost by making it anew.
+				if _, err := tx.Exec(ctx, fmt.Sprintf(migrations[0][1], quoted)); err != nil {
+					return fail(fmt.Errorf("table %s.locks is missing and cannot be made anew: %w", s.schema, err))
+				}
+				if err := tx.Commit(ctx); err != nil {
+					return fail(err)
+				}
+				s.logger().Warn("pgstore: table locks was missing; made it anew", "server", s.where, "schema", s.schema)
+			default:
+				return fail(fmt.Errorf("table %s.%s is missing although the schema is at version %d: restore it from a backup, or drop schema %s so that certkeeper creates it anew (empty: every account, key and certificate was in that table)", s.schema, table, version, s.schema))
+			}
+		}
 		return nil
 	}
 	for _, step := range migrations[version:] {

@@ -78,6 +78,8 @@ func TestPostgres(t *testing.T) {
 		{"NewerSchema", testNewerSchema},
 		{"Password", testPassword},
 		{"PasswordRotation", testPasswordRotation},
+		{"TablePrivileges", testTablePrivileges},
+		{"MissingTable", testMissingTable},
 		{"LostLease", testLostLease},
 		{"Durable", testDurable},
 	} {
@@ -326,6 +328,94 @@ func testPasswordRotation(t *testing.T, pg *testsvc.PostgresServer) {
 	}
 }
 
+// testTablePrivileges: once the schema is prepared, a role granted only
+// the tables' privileges opens the store, without CREATE on the schema: a
+// read-write one stores and locks, a read-only one (for status) lists and
+// loads (trial 33: CREATE TABLE IF NOT EXISTS asked every role for CREATE,
+// "permission denied for schema").
+func testTablePrivileges(t *testing.T, pg *testsvc.PostgresServer) {
+	ctx := t.Context()
+	schema := newSchema()
+	owner := open(t, pg, schema)
+	if err := owner.Store(ctx, "certificates/x/a.test.json", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig(pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = pg.Password()
+	admin, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	for _, sql := range []string{
+		"CREATE ROLE tablerw LOGIN PASSWORD 'rw'",
+		"CREATE ROLE tablero LOGIN PASSWORD 'ro'",
+		"GRANT USAGE ON SCHEMA " + schema + " TO tablerw, tablero",
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA " + schema + " TO tablerw",
+		"GRANT SELECT ON ALL TABLES IN SCHEMA " + schema + " TO tablero",
+	} {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	as := func(role, password string) *pgstore.Store {
+		t.Helper()
+		url := strings.Replace(pg.URL("postgres"), testsvc.PostgresUser+"@", role+"@", 1) + "&schema=" + schema
+		s, err := pgstore.OpenPassword(ctx, url, password)
+		if err != nil {
+			t.Fatalf("opening as %s: %v", role, err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	rw := as("tablerw", "rw")
+	if err := rw.Store(ctx, "certificates/x/b.test.json", []byte("w")); err != nil {
+		t.Errorf("storing as tablerw: %v", err)
+	}
+	unlock, err := rw.Lock(ctx, "b.test")
+	if err != nil {
+		t.Errorf("locking as tablerw: %v", err)
+	} else {
+		unlock()
+	}
+	ro := as("tablero", "ro")
+	keys, err := ro.List(ctx, "certificates/")
+	if err != nil || len(keys) != 2 {
+		t.Errorf("listing as tablero = %q, %v; want 2 keys", keys, err)
+	}
+	if v, err := ro.Load(ctx, "certificates/x/a.test.json"); err != nil || string(v) != "v" {
+		t.Errorf("loading as tablero = %q, %v", v, err)
+	}
+}
+
+// testMissingTable: in a prepared schema, a locks table dropped by hand
+// (leases only) is made anew at open, and a values table dropped is
+// refused at open, naming the table (trial 33: the store opened, and the
+// first lock failed with "relation certkeeper.locks does not exist").
+func testMissingTable(t *testing.T, pg *testsvc.PostgresServer) {
+	schema := newSchema()
+	s := open(t, pg, schema)
+	if err := s.Exec(t.Context(), "DROP TABLE %s.locks"); err != nil {
+		t.Fatal(err)
+	}
+	again := open(t, pg, schema)
+	unlock, err := again.Lock(t.Context(), "x")
+	if err != nil {
+		t.Fatalf("Lock after the locks table was dropped and the store opened again: %v", err)
+	}
+	unlock()
+	if err := s.Exec(t.Context(), "DROP TABLE %s.\"values\""); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pgstore.OpenPassword(t.Context(), pg.URL("postgres")+"&schema="+schema, pg.Password())
+	if err == nil || !strings.Contains(err.Error(), "table "+schema+".values is missing") {
+		t.Fatalf("OpenPassword with the values table dropped = %v; want it named as missing", err)
+	}
+}
+
 // logRecorder is a slog.Handler that keeps the messages it handles.
 type logRecorder struct {
 	msgs chan string
@@ -495,11 +585,14 @@ func TestFsyncOff(t *testing.T) {
 
 // TestRestart: after PostgreSQL restarts, what was stored is still there,
 // the pool reconnects, and a subscription made before the outage delivers
-// notices again without being made anew.
+// notices again without being made anew, and logs that they resumed
+// (trial 33: the warning "change notices interrupted" had no sequel).
 func TestRestart(t *testing.T) {
 	t.Parallel()
 	pg := testsvc.Postgres(t)
 	s := open(t, pg, newSchema())
+	rec := &logRecorder{msgs: make(chan string, 64)}
+	s.Logger = slog.New(rec)
 	ctx := t.Context()
 	if err := s.Store(ctx, "k", []byte("v")); err != nil {
 		t.Fatal(err)
@@ -538,6 +631,13 @@ func TestRestart(t *testing.T) {
 		case <-deadline:
 			t.Fatal("no notice within 15 s of the restart")
 		}
+	}
+	var msgs []string
+	for len(rec.msgs) > 0 {
+		msgs = append(msgs, <-rec.msgs)
+	}
+	if !slices.Contains(msgs, "pgstore: change notices interrupted; reconnecting") || !slices.Contains(msgs, "pgstore: change notices resumed") {
+		t.Errorf("logged %q; want the interruption and the resumption", msgs)
 	}
 }
 
