@@ -269,16 +269,7 @@ func testPassword(t *testing.T, pg *testsvc.PostgresServer) {
 // rotating the password took a restart of every node).
 func testPasswordRotation(t *testing.T, pg *testsvc.PostgresServer) {
 	ctx := t.Context()
-	cfg, err := pgx.ParseConfig(pg.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Password = pg.Password()
-	admin, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(context.Background())
+	admin := adminConn(t, pg)
 	exec := func(sql string) {
 		t.Helper()
 		if _, err := admin.Exec(ctx, sql); err != nil {
@@ -340,16 +331,7 @@ func testTablePrivileges(t *testing.T, pg *testsvc.PostgresServer) {
 	if err := owner.Store(ctx, "certificates/x/a.test.json", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := pgx.ParseConfig(pg.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Password = pg.Password()
-	admin, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(context.Background())
+	admin := adminConn(t, pg)
 	for _, sql := range []string{
 		"CREATE ROLE tablerw LOGIN PASSWORD 'rw'",
 		"CREATE ROLE tablero LOGIN PASSWORD 'ro'",
@@ -716,4 +698,20 @@ func TestStartUnreachable(t *testing.T) {
 	if got, err := s.Load(t.Context(), "a/b"); err != nil || string(got) != "v" {
 		t.Errorf("Load after the server came up = %q, %v", got, err)
 	}
+}
+
+// adminConn connects to pg as its superuser, until the test ends.
+func adminConn(t *testing.T, pg *testsvc.PostgresServer) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = pg.Password()
+	admin, err := pgx.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close(context.Background()) })
+	return admin
 }
