@@ -186,7 +186,7 @@ func (h *Handler) maxPath() int {
 // ServeHTTP answers one API request, and counts it (Requests).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.init()
-	kind, code := h.serve(w, r)
+	kind, code := h.serve(w, r, false)
 	h.count(kind, code)
 }
 
@@ -199,15 +199,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) ChallengesOnly() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.init()
-		req := parseRequest(r.Method, r.URL.Path, r.URL.RawQuery, len(r.RequestURI), h.maxPath())
-		if req.status == 0 && req.kind != kindHealth && req.kind != kindChallenge {
-			if nobody.Has(r) {
-				nobody.Drop(w)
-			}
-			h.count(req.kind, fail(w, http.StatusForbidden, httpsOnlyMsg))
-			return
-		}
-		kind, code := h.serve(w, r)
+		kind, code := h.serve(w, r, true)
 		h.count(kind, code)
 	})
 }
@@ -215,8 +207,10 @@ func (h *Handler) ChallengesOnly() http.Handler {
 // httpsOnlyMsg is ChallengesOnly's answer to an API request.
 const httpsOnlyMsg = "this address answers http-01 and /healthz only: the API is served over HTTPS"
 
-// serve answers one API request and returns its kind and status code.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (kind, code int) {
+// serve answers one API request and returns its kind and status code;
+// challengesOnly refuses every request but http-01 and /healthz, unread
+// (ChallengesOnly).
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, challengesOnly bool) (kind, code int) {
 	req := parseRequest(r.Method, r.URL.Path, r.URL.RawQuery, len(r.RequestURI), h.maxPath())
 	body := nobody.Has(r)
 	if body {
@@ -235,6 +229,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (kind, code int)
 		return req.kind, http.StatusOK
 	case kindChallenge:
 		return req.kind, serveCounted(h.acme, w, r)
+	}
+	if challengesOnly {
+		return req.kind, fail(w, http.StatusForbidden, httpsOnlyMsg)
 	}
 	who, sc, ok := h.authenticate(r)
 	if !ok && h.Anonymous {
