@@ -14,6 +14,7 @@ import (
 	"github.com/certkeeper/certkeeper/certserver"
 	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/connlimit"
 	"github.com/certkeeper/certkeeper/internal/logsetup"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
@@ -42,6 +43,8 @@ type engineConfig struct {
 	storageFlags `yaml:",inline"`
 	ClientLimit  string `yaml:"client_limit" arg:"N/DURATION" help:"N/DURATION: at most N new names per DURATION start an issuance from one client address\n(e.g. 1000/1h for a load test or a load balancer without PROXY protocol; default 60, then one every 3m)"`
 	OrderLimit   string `yaml:"order_limit" arg:"N/DURATION" help:"N/DURATION: at most N new orders per DURATION per CA account, counted in --storage\nfor every node sharing it (e.g. 10/1m; default: only the CA's own limits)"`
+	MaxConns     int    `yaml:"max_conns" arg:"N" default:"10000" help:"N connections each listener keeps open at once at most; one more is closed at once"`
+	MaxPerClient int    `yaml:"max_conns_per_client" arg:"N" default:"1000" help:"N of them at most from one client address (an IPv6 /64); raise it behind a load balancer\nthat hides client addresses"`
 	RSAFallback  bool   `yaml:"rsa_fallback" help:"also obtain RSA certificates, for clients that cannot use ECDSA"`
 	RequireOwn   bool   `yaml:"require_own_ip" help:"obtain certificates only for names that resolve to this host's own public addresses"`
 	// OwnIPPrivate lets loopback, link-local and private addresses count
@@ -192,6 +195,12 @@ func (c *engineConfig) settings(env *Env, fe frontEnd) (*engine.Settings, error)
 	if err != nil {
 		return nil, usagef("--client-limit: %v", err)
 	}
+	if n, flag := min(c.MaxConns, c.MaxPerClient), "--max-conns"; n < 0 {
+		if c.MaxPerClient < 0 {
+			flag += "-per-client"
+		}
+		return nil, usagef("%s %d: must be at least 1 (0 keeps the default; raise a limit rather than remove it)", flag, n)
+	}
 	s := &engine.Settings{ClientLimit: clientLimit, ClientWindow: clientWindow, CAs: c.CA, KeyType: keyType, Challenges: c.Challenge, TLSALPN01: fe.alpn, HTTP01: fe.http01,
 		DNSResolver: c.DNS.resolver(), Wildcards: c.Wildcards, RSAFallback: c.RSAFallback, CertFileCheck: c.CertFileCheck,
 		OrderLimit: orderLimit, OrderWindow: orderWindow, UserAgent: fe.userAgent}
@@ -287,6 +296,11 @@ func settingError(err error, fe frontEnd) error {
 		return fmt.Errorf("--config: names[%d] (%s): %w", se.Rule, se.Pattern, err)
 	}
 	return err
+}
+
+// connLimits are the bounds of each listener's connections.
+func (c *engineConfig) connLimits() connlimit.Limits {
+	return connlimit.Limits{Max: c.MaxConns, PerClient: c.MaxPerClient}
 }
 
 // reloadablePolicy is the Manager's Policy: whatever current holds (nil
@@ -391,6 +405,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	}
 	printStartup(env, s.summary)
 	loop := serveloop.New(env.Logger, env.Stderr, up, s.reload)
+	loop.Limits = s.cfg.connLimits()
 	if err := s.listen(loop, up, m); err != nil {
 		_ = loop.Drain(s.drain, nil)
 		return err

@@ -14,6 +14,7 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/connlimit"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/policy"
@@ -266,7 +267,7 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current.Load().handler.ServeHTTP(w, r)
 	})
-	srv := &proxy.Server{TLSConfig: m.TLSConfig(), Handler: handler, Logger: env.Logger}
+	srv := &proxy.Server{TLSConfig: m.TLSConfig(), Handler: handler, Logger: env.Logger, MaxConns: cfg.MaxConns, MaxConnsPerClient: cfg.MaxPerClient}
 	ln, err := up.Listen("tls", cfg.TLSAddr)
 	if err != nil {
 		return cmdline.ListenError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
@@ -281,7 +282,7 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 		// it bounds how long a body nobody reads may hold a connection.
 		plain := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
-		loop.Serve(plain, func() error { return plain.Serve(hln) })
+		loop.Serve(plain, func() error { return plain.Serve(connlimit.Listen(hln, cfg.connLimits(), env.Logger)) })
 	}
 	fmt.Fprintf(env.Stderr, "certkeeper: proxy listening on %s\n", ln.Addr())
 	return nil

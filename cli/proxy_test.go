@@ -382,3 +382,49 @@ func TestProxyNoSNI(t *testing.T) {
 		t.Errorf("the proxy's log does not say once why the handshakes failed and what to give:\n%s", p.output())
 	}
 }
+
+// TestProxyConnLimits: the proxy's --max-conns-per-client and --max-conns
+// reach its HTTPS listener: a client address at its limit gets its next
+// connection closed before the handshake while another address is served,
+// until the listener's own limit; each limit is logged once. A negative
+// limit is refused.
+func TestProxyConnLimits(t *testing.T) {
+	if r := ck(t, 30*time.Second, "proxy", "--check-config", "--max-conns-per-client", "-1"); r.code != 1 || !strings.Contains(r.stderr, "--max-conns-per-client -1: must be at least 1") {
+		t.Errorf("--check-config --max-conns-per-client -1: exit %d, stderr %q; want 1 and the flag named", r.code, r.stderr)
+	}
+	if probe, err := net.Listen("tcp", "127.0.0.2:0"); err != nil {
+		testsvc.Unavailable(t, "a second loopback address", "127.0.0.2 is on lo on Linux; run this test there", err)
+	} else {
+		probe.Close()
+	}
+	port := testsvc.FreePort(t)
+	p := startProxyLogged(t, "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(), "--backend", newBackend(t, "ok").url,
+		"--tls-addr", "127.0.0.1:"+strconv.Itoa(port), "--max-conns", "3", "--max-conns-per-client", "2")
+	handshake := func(from string) error {
+		d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := tls.DialWithDialer(d, "tcp", "127.0.0.1:"+strconv.Itoa(port), &tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		return err
+	}
+	for i := range 2 {
+		if err := handshake("127.0.0.1"); err != nil {
+			t.Fatalf("connection %d of 2 from 127.0.0.1: %v", i+1, err)
+		}
+	}
+	if err := handshake("127.0.0.1"); err == nil {
+		t.Error("a third connection from 127.0.0.1 was served with --max-conns-per-client 2")
+	}
+	if err := handshake("127.0.0.2"); err != nil {
+		t.Errorf("127.0.0.2 refused while 127.0.0.1 was at its limit: %v", err)
+	}
+	if err := handshake("127.0.0.2"); err == nil {
+		t.Error("a fourth connection was served with --max-conns 3")
+	}
+	for _, want := range []string{"connection limit of one client reached", "client=127.0.0.1/32", "connection limit reached", "max_conns=3"} {
+		if !strings.Contains(p.output(), want) {
+			t.Errorf("the log does not say %q", want)
+		}
+	}
+}

@@ -405,3 +405,39 @@ func takenAddr(t *testing.T) string {
 	t.Cleanup(func() { ln.Close() })
 	return ln.Addr().String()
 }
+
+// TestServerConnLimits: --max-conns-per-client reaches the server's API
+// listener: while one connection from 127.0.0.1 is open, its next is
+// closed, and 127.0.0.2 still gets /healthz.
+func TestServerConnLimits(t *testing.T) {
+	if probe, err := net.Listen("tcp", "127.0.0.2:0"); err != nil {
+		testsvc.Unavailable(t, "a second loopback address", "127.0.0.2 is on lo on Linux; run this test there", err)
+	} else {
+		probe.Close()
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	startListening(t, "server listening", "server", "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(),
+		"--listen", addr, "--max-conns-per-client", "1")
+	healthz := func(from string) error {
+		tr := &http.Transport{DialContext: (&net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext, DisableKeepAlives: true}
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + addr + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	// Accepted (and counted) before the next: the server accepts in the
+	// order the connections were made.
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	if err := healthz("127.0.0.1"); err == nil {
+		t.Error("a second connection from 127.0.0.1 was served with --max-conns-per-client 1")
+	}
+	if err := healthz("127.0.0.2"); err != nil {
+		t.Errorf("127.0.0.2 refused while 127.0.0.1 was at its limit: %v", err)
+	}
+}

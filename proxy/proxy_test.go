@@ -609,3 +609,58 @@ func TestSlowCertificate(t *testing.T) {
 		t.Errorf("a client that sent nothing was cut off after %v, want about %v", d, timeout)
 	}
 }
+
+// TestMaxConnsPerClient: a client address that holds MaxConnsPerClient
+// connections (idle, handshakes done) gets its next one closed before the
+// handshake, with a warning; another address is still served.
+func TestMaxConnsPerClient(t *testing.T) {
+	backend := startEcho(t, "default")
+	logger, logs := newLogger()
+	pki := newPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &proxy.Server{
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{pki.leaf}},
+		Handler:           &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})},
+		Logger:            logger,
+		MaxConnsPerClient: 2,
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-served
+	}()
+	handshake := func(local string) error {
+		d := &net.Dialer{Timeout: testTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		c, err := tls.DialWithDialer(d, "tcp", ln.Addr().String(), &tls.Config{RootCAs: pki.roots, ServerName: "a.test"})
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		return err
+	}
+	for i := range 2 {
+		if err := handshake("127.0.0.1"); err != nil {
+			t.Fatalf("connection %d of 2 allowed: %v", i+1, err)
+		}
+	}
+	if err := handshake("127.0.0.1"); err == nil {
+		t.Fatal("a third connection from 127.0.0.1 with MaxConnsPerClient 2 completed its handshake")
+	}
+	if !strings.Contains(logs.String(), "connection limit of one client reached") {
+		t.Errorf("no warning about the client's limit:\n%s", logs)
+	}
+	if probe, err := net.Listen("tcp", "127.0.0.2:0"); err != nil {
+		t.Logf("127.0.0.2 is not configured here (%v): another client is not tried", err)
+		return
+	} else {
+		probe.Close()
+	}
+	if err := handshake("127.0.0.2"); err != nil {
+		t.Errorf("another client address was refused while 127.0.0.1 was at its limit: %v", err)
+	}
+}

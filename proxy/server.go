@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/connlimit"
 )
 
 // Defaults of the Server's limits.
@@ -33,6 +35,13 @@ const (
 	// that a flood of huge headers costs little memory. A larger header
 	// gets 431 Request Header Fields Too Large.
 	DefaultMaxHeaderBytes = 64 << 10
+	// DefaultMaxConns is how many connections a listener keeps open at
+	// once, as alpn-proxy's default.
+	DefaultMaxConns = connlimit.DefaultMax
+	// DefaultMaxConnsPerClient is how many of them one client address may
+	// hold: room for a busy office behind one address, a tenth of the
+	// listener's for an attacker's host.
+	DefaultMaxConnsPerClient = connlimit.DefaultPerClient
 )
 
 // Server serves a Handler over TLS, with HTTP/2 and HTTP/1.1, on one or
@@ -71,6 +80,17 @@ type Server struct {
 	// MaxHeaderBytes limits the size of a request's header. Zero or
 	// negative: DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
+	// MaxConns is how many client connections each listener keeps open
+	// at once; one more is closed at accept (with a warning at most once a
+	// minute), so that a flood of connections cannot take the descriptors
+	// that storage, backends and the CA need. Zero: DefaultMaxConns;
+	// negative: no limit.
+	MaxConns int
+	// MaxConnsPerClient is how many of them may come from one client
+	// address (an IPv6 /64). Behind a load balancer that hides client
+	// addresses, every connection comes from the balancer: raise it.
+	// Zero: DefaultMaxConnsPerClient; negative: no limit.
+	MaxConnsPerClient int
 
 	once    sync.Once
 	srv     *http.Server
@@ -93,6 +113,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		return err
 	}
 	s.once.Do(s.init)
+	ln = connlimit.Listen(ln, connlimit.Limits{Max: s.MaxConns, PerClient: s.MaxConnsPerClient}, s.logger())
 	// ServeTLS clones TLSConfig and adds "h2" and "http/1.1" to its
 	// NextProtos, which is what makes HTTP/2 negotiable.
 	err := s.srv.ServeTLS(ln, "", "")

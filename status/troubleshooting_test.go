@@ -18,8 +18,9 @@ import (
 // the Manager and everything that reads the status model; and the dns-01
 // solver's, which its "DNS validation" section lists; the certificate
 // server's and its Go client's, and alpn-proxy's, which their own
-// sections list.
-var loggedDirs = []string{"..", ".", "../statuspage", "../alert", "../metrics", "../solver/dns01", "../certserver", "../certclient", "../alpnproxy"}
+// sections list; and the listeners' connection limits, in "Ports and
+// processes".
+var loggedDirs = []string{"..", ".", "../statuspage", "../alert", "../metrics", "../solver/dns01", "../certserver", "../certclient", "../alpnproxy", "../internal/connlimit"}
 
 // logged returns the constant messages (or their constant beginning) of
 // the slog Warn and Error calls in the non-test files of dirs.

@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/connlimit"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 )
 
@@ -48,6 +49,10 @@ type Loop struct {
 	up *upgrade.Upgrader
 	// reload is called on SIGHUP; nil leaves SIGHUP alone.
 	reload func()
+	// Limits bound the connections of each listener ListenHTTP opens
+	// (package connlimit; the zero Limits are its defaults). Set it
+	// before the first ListenHTTP.
+	Limits connlimit.Limits
 
 	servers []Shutdowner
 	errc    chan error // each server's Serve result
@@ -109,12 +114,14 @@ func (l *Loop) Serve(srv Shutdowner, serve func() error) {
 func (l *Loop) Results() <-chan error { return l.errc }
 
 // ListenHTTP listens on addr (named name for upgrades; with tc, over TLS)
-// and serves h there with the limits every certkeeper HTTP listener has.
+// and serves h there with the limits every certkeeper HTTP listener has,
+// and l.Limits.
 func (l *Loop) ListenHTTP(name, addr string, h http.Handler, tc *tls.Config) (net.Listener, error) {
-	ln, err := l.up.Listen(name, addr)
+	raw, err := l.up.Listen(name, addr)
 	if err != nil {
 		return nil, err
 	}
+	var ln net.Listener = connlimit.Listen(raw, l.Limits, l.logger)
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}
