@@ -13,10 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/every"
 	"github.com/certkeeper/certkeeper/internal/limit"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
+	"golang.org/x/time/rate"
 )
 
 // Cluster says how Managers on several nodes that share one Storage (such
@@ -58,6 +60,24 @@ const (
 	// notifyTimeout bounds one notice or challenge write, which must not
 	// hold an issuance up.
 	notifyTimeout = 3 * time.Second
+	// challengeLookupRate and challengeLookupBurst bound, per node, the
+	// storage reads for validation requests naming a challenge that this
+	// node neither presented nor heard announced: anyone can send such a
+	// request (an http-01 path, an acme-tls/1 ClientHello), and without a
+	// bound each would cost the shared storage a read. Announced
+	// challenges are always read, so a CA's request gets its answer
+	// during a flood; the bound is for storage without notices and for
+	// a request that outruns its notice.
+	challengeLookupRate  = 100
+	challengeLookupBurst = 100
+	// maxAnnounced bounds the challenges other nodes announced that a
+	// node remembers; beyond it, new ones are read within the bound
+	// above.
+	maxAnnounced = 10000
+	// announcePrefix starts the notice a node sends once it stored a
+	// challenge answer: the answer's key follows. The answer's own key is
+	// the notice that another node answered it.
+	announcePrefix = "presented/"
 	// ordersLockWait bounds the wait for the shared order counter's lock.
 	ordersLockWait = 10 * time.Second
 )
@@ -66,8 +86,17 @@ const (
 type clusterState struct {
 	once sync.Once
 
-	mu        sync.Mutex               // guards presented
+	mu        sync.Mutex               // guards presented, announced and lookups
 	presented map[string]*remoteAnswer // challenge key → another node's answer of it
+	// announced are the challenges other nodes presented, as their
+	// notices said: challenge key → when the answer expires. At most
+	// maxAnnounced (notices come only from nodes sharing the storage).
+	announced map[string]time.Time
+	// lookups bounds the storage reads for validation requests naming a
+	// challenge nobody announced (made at the first one).
+	lookups *rate.Limiter
+	// lookupsLogged spaces the warnings that lookups refused one.
+	lookupsLogged every.Gate
 }
 
 // errNoLock marks an issuance that did not start because the issue lock
@@ -138,6 +167,10 @@ func (m *Manager) subscribe(n storage.Notifier) {
 		}
 		wait = time.Second
 		for key := range ch {
+			if k, ok := strings.CutPrefix(key, announcePrefix); ok && strings.HasPrefix(k, challengesPrefix) {
+				m.clu.announce(k, time.Now())
+				continue
+			}
 			if strings.HasPrefix(key, challengesPrefix) {
 				m.clu.answeredElsewhere(key)
 				continue

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // CacheLen reports how many certificates m holds in memory, for tests.
@@ -58,3 +60,18 @@ func Scheduled(m *Manager, key string) (time.Time, bool) {
 // SetUnstoredRetryEvery sets how often m offers a certificate issued and
 // not stored to storage again, for tests.
 func SetUnstoredRetryEvery(m *Manager, d time.Duration) { m.unstoredEvery = d }
+
+// StopChallengeLookups leaves m no storage reads for validation requests
+// naming a challenge no node announced, so a test sees that an announced
+// one is answered through its notice alone.
+func StopChallengeLookups(m *Manager) {
+	m.clu.mu.Lock()
+	defer m.clu.mu.Unlock()
+	m.clu.lookups = rate.NewLimiter(0, 0)
+}
+
+// ChallengeLookupBound is the most storage reads a node makes in d for
+// validation requests naming challenges nobody announced.
+func ChallengeLookupBound(d time.Duration) int {
+	return challengeLookupBurst + int(d.Seconds()*challengeLookupRate) + 1
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/mholt/acmez/v3"
 	"github.com/mholt/acmez/v3/acme"
+	"golang.org/x/time/rate"
 )
 
 // Challenge answers shared through storage, so that whichever node of a
@@ -58,6 +59,43 @@ func (c *clusterState) answeredElsewhere(key string) {
 	if r := c.lookup(key); r != nil {
 		r.once.Do(func() { close(r.answered) })
 	}
+}
+
+// announce notes that another node presented the challenge under key
+// (its notice), so that a validation request for it is always worth a
+// storage read.
+func (c *clusterState) announce(key string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.announced == nil {
+		c.announced = make(map[string]time.Time)
+	}
+	if len(c.announced) >= maxAnnounced {
+		for k, expires := range c.announced {
+			if now.After(expires) {
+				delete(c.announced, k)
+			}
+		}
+		if len(c.announced) >= maxAnnounced {
+			return
+		}
+	}
+	c.announced[key] = now.Add(challengeTTL)
+}
+
+// mayLoad reports whether a validation request for the challenge under
+// key, which this node does not hold, may cost a storage read: always for
+// one another node announced, else within challengeLookupRate.
+func (c *clusterState) mayLoad(key string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if expires, ok := c.announced[key]; ok && now.Before(expires) {
+		return true
+	}
+	if c.lookups == nil {
+		c.lookups = rate.NewLimiter(challengeLookupRate, challengeLookupBurst)
+	}
+	return c.lookups.AllowN(now, 1)
 }
 
 // forget ends the registration of the challenge under key.
@@ -124,7 +162,9 @@ func (s *sharedSolver) Present(ctx context.Context, chal acme.Challenge) error {
 		data, _ := json.Marshal(sharedChallenge{Type: s.typ, Identifier: chal.Identifier, Token: chal.Token,
 			KeyAuthorization: chal.KeyAuthorization, Expires: time.Now().Add(challengeTTL).UTC()})
 		sctx, cancel := context.WithTimeout(ctx, notifyTimeout)
-		err = storeVolatile(sctx, s.m.store, key, data)
+		if err = storeVolatile(sctx, s.m.store, key, data); err == nil {
+			s.m.announce(sctx, key)
+		}
 		cancel()
 	}
 	if err != nil {
@@ -221,12 +261,34 @@ func (m *Manager) reportAnswered(ctx context.Context, key string) {
 	}
 }
 
+// announce tells the other nodes that this one stored the challenge
+// answer under key (a notice, if the storage has them), so that they read
+// it whatever the flood of made-up validation requests they get. A lost
+// notice leaves them the bounded reads of mayLoad.
+func (m *Manager) announce(ctx context.Context, key string) {
+	n, ok := m.store.(storage.Notifier)
+	if !ok {
+		return
+	}
+	if err := n.Notify(ctx, announcePrefix+key); err != nil {
+		m.logger().Debug("announcing a shared challenge answer", slog.String("key", key), slog.Any("err", err))
+	}
+}
+
 // storedChallenge returns the shared challenge of type typ for id (an
 // http-01 token, a tls-alpn-01 name segment) and its key, or nil if there
-// is none in progress: one Load, whatever a client sends.
+// is none in progress: at most one Load, whatever a client sends, and
+// for a challenge no node announced, only within challengeLookupRate.
 func (m *Manager) storedChallenge(ctx context.Context, typ, id string) (*sharedChallenge, string) {
 	key, err := storage.ChallengeKey(typ, id)
 	if err != nil {
+		return nil, ""
+	}
+	if !m.clu.mayLoad(key, time.Now()) {
+		if m.clu.lookupsLogged.Allow(time.Minute) {
+			m.logger().Warn("validation requests for unknown challenges over the limit; answered without reading storage",
+				slog.String("challenge", typ), slog.Int("per_second", challengeLookupRate))
+		}
 		return nil, ""
 	}
 	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)

@@ -6,7 +6,12 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/mholt/acmez/v3"
 	"github.com/mholt/acmez/v3/acme"
@@ -118,18 +123,21 @@ func testSharedTLSALPNCleanUp(t *testing.T, st storage.Storage) {
 	}
 }
 
-// TestALPNValidationForUnknownNameOneGet: anyone can send a ClientHello
-// offering acme-tls/1 for any name; on a node of a cluster each such
-// handshake for a name it presented nothing for costs one storage read
-// (a GET on Redis), never a listing (a SCAN walks the whole keyspace).
-func TestALPNValidationForUnknownNameOneGet(t *testing.T) {
+// TestALPNValidationForUnknownNameBoundedGets: anyone can send a
+// ClientHello offering acme-tls/1 for any name; on a node of a cluster
+// such handshakes for names nobody presented cost at most a bounded
+// number of storage reads (GETs on Redis, never a listing: a SCAN walks
+// the whole keyspace), however many there are (listener finding 3).
+func TestALPNValidationForUnknownNameBoundedGets(t *testing.T) {
 	rs := testsvc.Redis(t)
 	st, err := redisstore.Open("redis://" + rs.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	var logs testsvc.Buffer
 	m := localManager(t, st, nil)
+	m.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	m.Cluster.SyncInterval = -1 // no periodic check during the count
 	certkeeper.WaitRenewalScan(m)
 	rc := redis.NewClient(&redis.Options{Addr: rs.Addr()})
@@ -137,16 +145,91 @@ func TestALPNValidationForUnknownNameOneGet(t *testing.T) {
 	if err := rc.ConfigResetStat(t.Context()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	const handshakes = 200
+	const handshakes = 2000
+	start := time.Now()
 	for i := range handshakes {
 		hello := &tls.ClientHelloInfo{ServerName: fmt.Sprintf("probe%d.unknown.test", i), SupportedProtos: []string{"acme-tls/1"}}
 		if _, err := m.GetCertificate(hello); err == nil {
 			t.Fatalf("handshake %d: a tls-alpn-01 answer for a name nobody presented", i)
 		}
 	}
+	bound := certkeeper.ChallengeLookupBound(time.Since(start))
 	info, err := rc.Info(t.Context(), "commandstats").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	onlyGets(t, info, handshakes, "acme-tls/1 handshakes for names nobody presented")
+	calls := commandCalls(info)
+	t.Logf("commands during %d handshakes in %v: %v", handshakes, time.Since(start), calls)
+	if calls["get"] == 0 || calls["get"] > bound {
+		t.Errorf("%d GETs for %d acme-tls/1 handshakes for names nobody presented, want 1 to %d", calls["get"], handshakes, bound)
+	}
+	for cmd, n := range calls {
+		switch base, _, _ := strings.Cut(cmd, "|"); base {
+		case "get", "config", "info", "subscribe", "ping", "client", "hello":
+		default:
+			t.Errorf("%d %s commands during the handshakes, want none", n, cmd)
+		}
+	}
+	if n := strings.Count(logs.String(), "validation requests for unknown challenges over the limit"); n != 1 {
+		t.Errorf("%d warnings about the limit, want 1:\n%s", n, logs.String())
+	}
+}
+
+// TestAnnouncedChallengeAnswered: a node that presented an http-01
+// challenge announces it through the storage's notices, and another node
+// answers it from storage even while it reads nothing for challenges
+// nobody announced (under a flood of made-up tokens); a made-up token is
+// not read there.
+func TestAnnouncedChallengeAnswered(t *testing.T) {
+	rs := testsvc.Redis(t)
+	st, err := redisstore.Open("redis://" + rs.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	a, b := localManager(t, st, nil), localManager(t, st, nil)
+	for _, m := range []*certkeeper.Manager{a, b} {
+		m.Cluster.SyncInterval = -1
+		certkeeper.WaitRenewalScan(m)
+		certkeeper.StopChallengeLookups(m)
+	}
+	get := func(m *certkeeper.Manager, token string) (int, string) {
+		rec := httptest.NewRecorder()
+		m.HTTPHandler(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://h.cluster.test/.well-known/acme-challenge/"+token, nil))
+		return rec.Code, rec.Body.String()
+	}
+	// b subscribes to the notices once it holds a certificate (a node
+	// holding none reads within the bound).
+	if err := b.Cert(t.Context(), "held.cluster.test"); err != nil {
+		t.Fatal(err)
+	}
+	chal := acme.Challenge{Type: acmeca.HTTP01, Identifier: acme.Identifier{Type: "dns", Value: "h.cluster.test"},
+		Token: "announcedtoken", KeyAuthorization: "announcedtoken.thumbprint"}
+	// The subscription may take a moment: present until b has heard.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := a.Solvers()[acmeca.HTTP01].Present(t.Context(), chal); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := get(b, chal.Token); code == http.StatusOK {
+			if body != chal.KeyAuthorization {
+				t.Fatalf("b answered %q, want %q", body, chal.KeyAuthorization)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b never answered a's announced challenge")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A stored answer nobody announced is not read while lookups are
+	// exhausted.
+	data := fmt.Sprintf(`{"type":"http-01","identifier":{"type":"dns","value":"h.cluster.test"},"token":"quiet","key_authorization":"quiet.x","expires":%q}`,
+		time.Now().Add(time.Minute).UTC().Format(time.RFC3339))
+	if err := st.Store(t.Context(), "challenges/http-01/quiet.json", []byte(data)); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(b, "quiet"); code == http.StatusOK {
+		t.Error("b read an answer nobody announced although its lookups were spent")
+	}
 }
