@@ -288,7 +288,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return fail(err)
+		// The connection, not the schema: a server that is down or
+		// refuses the login.
+		return fmt.Errorf("pgstore: connecting to %s: %w", s.where, authError(err))
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	// Nodes starting together take turns; the lock ends with the

@@ -665,8 +665,14 @@ func TestStartUnreachable(t *testing.T) {
 		t.Errorf("a wrong password with StartUnreachable: %v, want ErrAuthentication", err)
 	}
 	pg.Stop()
-	if _, err := pgstore.OpenWith(t.Context(), url, pgstore.Options{Password: pg.Password()}); err == nil {
+	_, err := pgstore.OpenWith(t.Context(), url, pgstore.Options{Password: pg.Password()})
+	if err == nil {
 		t.Fatal("OpenWith without StartUnreachable succeeded with the server down")
+	}
+	// What status and storage export print: the connection failed, not
+	// the schema (trial 33).
+	if msg := err.Error(); !strings.Contains(msg, "connecting to PostgreSQL at "+pg.Addr()) || strings.Contains(msg, "schema") {
+		t.Errorf("OpenWith with the server down: %v, want it to say connecting to PostgreSQL at %s failed", err, pg.Addr())
 	}
 	s, err := pgstore.OpenWith(t.Context(), url, pgstore.Options{Password: pg.Password(), StartUnreachable: true})
 	if err != nil {
