@@ -472,7 +472,7 @@ func portError(err error, addr, flagName, challenge string) error {
 		if challenge == acmeca.HTTP01 {
 			webroot = "answer through the web server that holds it with --webroot DIR (its document root), "
 		}
-		return fmt.Errorf("port %s is already in use, so %s cannot be answered there: %sstop what listens on it, choose another challenge with --challenge, or another address with %s", cmdline.PortOf(addr), challenge, webroot, flagName)
+		return fmt.Errorf("port %s is already in use, so %s cannot be answered there: %s%s, choose another challenge with --challenge, or another address with %s", cmdline.PortOf(addr), challenge, webroot, cmdline.InUseAdvice(addr), flagName)
 	}
 	return cmdline.ListenError(err, addr, flagName, challenge)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // ListenError explains a failure to listen on addr, given with flagName,
@@ -15,11 +16,36 @@ import (
 func ListenError(err error, addr, flagName, what string) error {
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Errorf("port %s is already in use, so %s cannot be served there: stop what listens on it, or choose another address with %s", PortOf(addr), what, flagName)
+		return fmt.Errorf("port %s is already in use, so %s cannot be served there: %s, or choose another address with %s", PortOf(addr), what, InUseAdvice(addr), flagName)
 	case errors.Is(err, syscall.EACCES) || errors.Is(err, os.ErrPermission):
 		return fmt.Errorf("no permission to listen on port %s for %s: run as root (or grant CAP_NET_BIND_SERVICE), or choose another address with %s", PortOf(addr), what, flagName)
 	}
 	return fmt.Errorf("listening on %s for %s (change it with %s): %w", addr, what, flagName, err)
+}
+
+// InUseAdvice says what to do about addr's port being in use: stop what
+// listens on it, or, when nothing does (a connection to it is refused),
+// that one of this host's own outgoing connections holds the port, as
+// happens to a port in the range the system picks them from (Linux:
+// 32768-60999); they come and go, so a port below that range is the
+// lasting fix.
+func InUseAdvice(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "stop what listens on it"
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 300*time.Millisecond)
+	if err == nil {
+		c.Close()
+		return "stop what listens on it"
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return "stop what listens on it"
+	}
+	return "nothing listens on it: an outgoing connection of this host holds it (the system lends ports to outgoing connections, 32768-60999 on Linux), so use a port below 32768"
 }
 
 // PortOf is addr's port, or addr when it has none.
