@@ -208,7 +208,10 @@ func Storage(ctx context.Context, spec string, opts Options) (st storage.Storage
 	}
 	where := Where(spec)
 	if !opts.SkipDurability {
-		warnDurability(ctx, opts.logger(), st, where)
+		if err := warnDurability(ctx, opts.logger(), st, where); err != nil {
+			closeFn()
+			return nil, nil, err
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -332,28 +335,34 @@ func readPassword(file string, n Names) (string, error) {
 }
 
 // warnDurability logs a warning for each risk st's server runs, or that it
-// could not be checked; the storage is opened either way.
-func warnDurability(ctx context.Context, logger *slog.Logger, st storage.Storage, where string) {
+// could not be checked; the storage is opened either way, unless the
+// server refused the login: that is a configuration error, not an outage
+// to ride out (every read and write would fail until a restart), so it
+// is returned.
+func warnDurability(ctx context.Context, logger *slog.Logger, st storage.Storage, where string) error {
 	dc, ok := st.(storage.DurabilityChecker)
 	if !ok {
-		return
+		return nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	risks, err := dc.CheckDurability(cctx)
 	switch {
+	case errors.Is(err, redisstore.ErrAuthentication):
+		return fmt.Errorf("%s: %w", where, err)
 	case errors.As(err, new(*net.OpError)):
 		logger.Warn("storage server cannot be reached: new names and renewals wait for it (certificates in memory are served); its durability is not checked",
 			"storage", where, "err", err)
-		return
+		return nil
 	case err != nil:
 		logger.Warn("storage durability cannot be checked: make sure the server persists what certkeeper stores",
 			"storage", where, "err", err)
-		return
+		return nil
 	}
 	for _, r := range risks {
 		logger.Warn("storage may lose certificates and keys: "+r, "storage", where)
 	}
+	return nil
 }
 
 // firstSealed returns the key of a sealed certificate in st, if its first

@@ -9,10 +9,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 	"github.com/certkeeper/certkeeper/storage/open"
+	"github.com/certkeeper/certkeeper/storage/redisstore"
 )
 
 func TestStorageOptionsErrors(t *testing.T) {
@@ -152,6 +156,31 @@ func TestRedisUnreachableWarning(t *testing.T) {
 	_ = st
 	if !strings.Contains(logs.String(), "storage server cannot be reached") || strings.Contains(logs.String(), "durability cannot be checked") {
 		t.Errorf("logged:\n%s\nwant the server named unreachable", logs.String())
+	}
+}
+
+// TestRedisLoginRefused: a Redis that refuses the login (a password
+// missing from the URL) is refused at open, for a long-running caller
+// that would otherwise start and fail every read and write until
+// restarted; the error says to give the password.
+func TestRedisLoginRefused(t *testing.T) {
+	r := testsvc.Redis(t)
+	admin := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer admin.Close()
+	if err := admin.ConfigSet(t.Context(), "requirepass", "s3cret-Pw").Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := open.Storage(t.Context(), "redis://"+r.Addr(), open.Options{})
+	if !errors.Is(err, redisstore.ErrAuthentication) || !strings.Contains(err.Error(), "redis://:PASSWORD@") {
+		t.Fatalf("Storage(Redis wanting a password, none given) = %v, want it refused naming where the password goes", err)
+	}
+	st, closeFn, err := open.Storage(t.Context(), "redis://:s3cret-Pw@"+r.Addr(), open.Options{})
+	if err != nil {
+		t.Fatalf("Storage with the password: %v", err)
+	}
+	defer closeFn()
+	if err := st.Store(t.Context(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
 	}
 }
 

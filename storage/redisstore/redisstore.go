@@ -207,10 +207,32 @@ func describe(c redis.UniversalClient) string {
 // error is kept visible to errors.Is even when go-redis reports it as a
 // network error.
 func (s *Store) fail(ctx context.Context, op, key string, err error) error {
+	err = authError(err)
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 		return fmt.Errorf("redisstore: %s %q on %s: %w (%w)", op, key, s.server(), cerr, err)
 	}
 	return fmt.Errorf("redisstore: %s %q on %s: %w", op, key, s.server(), err)
+}
+
+// ErrAuthentication is wrapped by the error of an operation the server
+// refused for want of a valid login: no password where the server wants
+// one (NOAUTH), a wrong password or user (WRONGPASS), or a password for a
+// server that has none.
+var ErrAuthentication = errors.New("the Redis server refused the login: give the password it wants in the URL " +
+	"(redis://:PASSWORD@HOST:PORT/DB, or redis://USER:PASSWORD@… for an ACL user), or none if it has none")
+
+// authError wraps ErrAuthentication around err when it is Redis's refusal
+// of the login.
+func authError(err error) error {
+	var re redis.Error
+	if !errors.As(err, &re) || errors.Is(err, ErrAuthentication) {
+		return err
+	}
+	msg := re.Error()
+	if strings.HasPrefix(msg, "NOAUTH ") || strings.HasPrefix(msg, "WRONGPASS ") || strings.Contains(msg, "called without any password configured") {
+		return fmt.Errorf("%w: %w", ErrAuthentication, err)
+	}
+	return err
 }
 
 // Load implements storage.Storage with one GET.

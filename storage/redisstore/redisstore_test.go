@@ -520,3 +520,37 @@ func TestCheckDurability(t *testing.T) {
 		t.Errorf("CheckDurability with appendonly yes = %q, %v; want no risks", risks, err)
 	}
 }
+
+// TestAuthentication: a Redis that wants a password refuses a URL without
+// one (NOAUTH) or with a wrong one (WRONGPASS); the error wraps
+// ErrAuthentication, which says to give the password in the URL, and
+// keeps Redis's own words. The right one works.
+func TestAuthentication(t *testing.T) {
+	t.Parallel()
+	r := testsvc.Redis(t)
+	admin := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer admin.Close()
+	// Connections already made stay authenticated: admin can still talk.
+	if err := admin.ConfigSet(t.Context(), "requirepass", "s3cret-Pw").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for url, want := range map[string]string{
+		"redis://" + r.Addr() + "/0":               "NOAUTH",
+		"redis://:wrong@" + r.Addr() + "/0":        "WRONGPASS",
+		"redis://bob:s3cret-Pw@" + r.Addr() + "/0": "WRONGPASS",
+		"redis://:s3cret-Pw@" + r.Addr() + "/0":    "",
+	} {
+		s, err := redisstore.Open(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Load(t.Context(), "k")
+		s.Close()
+		switch {
+		case want == "" && !errors.Is(err, fs.ErrNotExist):
+			t.Errorf("Load with the right password: %v, want fs.ErrNotExist", err)
+		case want != "" && (!errors.Is(err, redisstore.ErrAuthentication) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "s3cret")):
+			t.Errorf("Load through %s: %v, want ErrAuthentication with %s and no password", url, err, want)
+		}
+	}
+}
