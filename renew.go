@@ -120,6 +120,12 @@ func (m *Manager) startRenewalScan() {
 		defer m.wg.Done()
 		defer close(m.renew.scanned)
 		m.guard("rebuilding the renewal schedule from storage", slog.Attr{}, func() { m.scanStored(m.ctx) })
+		// On a storage with notices, follow them from the start, not from
+		// the first certificate held: a node holding none still answers
+		// the challenges other nodes announce (storedChallenge).
+		if _, ok := m.store.(storage.Notifier); ok {
+			m.startCluster()
+		}
 	}()
 }
 
