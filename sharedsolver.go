@@ -89,8 +89,11 @@ func (c *clusterState) announce(key string, now time.Time) {
 func (c *clusterState) mayLoad(key string, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if expires, ok := c.announced[key]; ok && now.Before(expires) {
-		return true
+	if expires, ok := c.announced[key]; ok {
+		if now.Before(expires) {
+			return true
+		}
+		delete(c.announced, key)
 	}
 	if c.lookups == nil {
 		c.lookups = rate.NewLimiter(challengeLookupRate, challengeLookupBurst)
