@@ -33,6 +33,7 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/alert"
 	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/internal/connlimit"
 	"github.com/certkeeper/certkeeper/internal/nobody"
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/statuspage"
@@ -307,7 +308,10 @@ func (m *Monitor) serve(name, addr, what string, h http.Handler) error {
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 	m.servers = append(m.servers, srv)
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// The default connection limits (package connlimit): a scraper
+		// or a browser needs a few connections; a flood gets at most
+		// 10,000, 1,000 per client address.
+		if err := srv.Serve(connlimit.Listen(ln, connlimit.Limits{}, logger)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("serving the "+what, slog.String("addr", addr), slog.Any("err", err))
 		}
 	}()
