@@ -223,3 +223,67 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// BenchmarkAdmitRelease is the bookkeeping one connection costs, from
+// many goroutines at once (clients from 256 addresses): what the limits add
+// to a connection's accept and close, which take microseconds of system
+// calls themselves.
+func BenchmarkAdmitRelease(b *testing.B) {
+	l := &Listener{limits: Limits{}, byClient: map[netip.Prefix]int{}}
+	clients := make([]netip.Prefix, 256)
+	for i := range clients {
+		clients[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 32)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			c := clients[i%len(clients)]
+			i++
+			if l.admit(c) == "" {
+				l.release(c)
+			}
+		}
+	})
+}
+
+// BenchmarkAccept is a loopback connection made, accepted and closed,
+// through a plain listener and through a Listener: the ratio of the two
+// is what the limits cost a connection (docs/performance.md).
+func BenchmarkAccept(b *testing.B) {
+	for _, limited := range []bool{true, false, true, false} {
+		name := "plain"
+		if limited {
+			name = "limited"
+		}
+		b.Run(name, func(b *testing.B) {
+			raw, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var ln net.Listener = raw
+			if limited {
+				ln = Listen(raw, Limits{}, nil)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+			b.ResetTimer()
+			for b.Loop() {
+				c, err := net.Dial("tcp", raw.Addr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Read(make([]byte, 1)) // until the server closed it
+				c.Close()
+			}
+		})
+	}
+}
