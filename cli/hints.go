@@ -38,6 +38,9 @@ func withFlagHints(err error) error {
 		return &hintError{err: err, hint: "name the zone with --dns-zone, or point --dns-resolver or --dns-server at a server that knows it"}
 	}
 	if pe := (*dns01.PropagationError)(nil); errors.As(err, &pe) {
+		if pe.NotFound() {
+			return &hintError{err: err, hint: "--dns-server names the primary, which is asked too; --dns-resolver resolvers that know the zone's nameservers; --dns-no-check skips the check"}
+		}
 		if len(pe.Unreachable) > 0 {
 			return &hintError{err: err, hint: "--dns-check-port sets the port the nameservers are asked on; --dns-no-check skips the check (split horizon)"}
 		}

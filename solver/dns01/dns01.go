@@ -227,6 +227,7 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	var lastErr error
 	var reported time.Time
 	refused := 0 // checks in a row in which every nameserver refused the connection
+	unfound := 0 // checks in a row in which the nameservers could not be found
 	for {
 		answers, err := s.check(wctx, rec)
 		if err == nil && !anyMissing(answers) {
@@ -248,13 +249,20 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 		// delay: nothing listens at those addresses. A few rounds rule
 		// out a server restarting; then waiting out the timeout only
 		// hides the error (trial 19).
-		if !cut && err == nil && allRefused(answers) {
+		// Nor are nameservers that the resolvers answer they cannot find:
+		// they do not know the zone (one only its primary serves, or a
+		// mistyped resolver), and no wait changes that. A resolver that
+		// times out may be slow: it is waited for.
+		switch {
+		case !cut && err == nil && allRefused(answers):
 			refused++
-		} else {
-			refused = 0
+		case !cut && err != nil && ctx.Err() == nil && !timedOut(err):
+			unfound++
+		default:
+			refused, unfound = 0, 0
 		}
-		if refused >= refusedRoundsMax {
-			e := s.propagationError(rec, timeout, answers, nil)
+		if refused >= refusedRoundsMax || unfound >= refusedRoundsMax {
+			e := s.propagationError(rec, timeout, answers, err)
 			e.FailedFast = true
 			return e
 		}
@@ -263,7 +271,10 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 		case <-t.C:
 		case <-wctx.Done():
 			t.Stop()
-			if ctx.Err() != nil {
+			if ctx.Err() != nil { // the caller's deadline, not ours: say where the wait stood
+				if why := joinAnswers(last, lastErr); why != nil {
+					return fmt.Errorf("waiting for TXT record %s to propagate (%v): %w", strings.TrimSuffix(rec.fqdn, "."), why, ctx.Err())
+				}
 				return fmt.Errorf("waiting for TXT record %s to propagate: %w", strings.TrimSuffix(rec.fqdn, "."), ctx.Err())
 			}
 			return s.propagationError(rec, timeout, last, lastErr)
@@ -360,6 +371,12 @@ func joinAnswers(answers []answer, err error) error {
 // connection (nothing listens at its address and port).
 func allRefused(answers []answer) bool {
 	return len(answers) > 0 && !slices.ContainsFunc(answers, func(a answer) bool { return !errors.Is(a.err, syscall.ECONNREFUSED) })
+}
+
+// timedOut reports whether err is a query that got no answer in time.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
 }
 
 // unreachable reports whether err is a query that got no answer
@@ -471,13 +488,23 @@ type PropagationError struct {
 	// Primary is Resolver.Primary as host:port, "" for none.
 	Primary string
 	// FailedFast is set when Wait gave up before Timeout because every
-	// nameserver refused the connection, check after check.
+	// nameserver refused the connection, or the nameservers could not be
+	// found (NotFound), check after check.
 	FailedFast bool
+}
+
+// NotFound reports whether the zone's nameservers could not be found, so
+// none was asked.
+func (e *PropagationError) NotFound() bool {
+	return len(e.Served) == 0 && len(e.Lacking) == 0 && len(e.Unreachable) == 0
 }
 
 func (e *PropagationError) Error() string {
 	when := "within " + e.Timeout.String()
-	if e.FailedFast {
+	switch {
+	case e.FailedFast && e.NotFound():
+		when = "before " + e.Timeout.String() + ": its nameservers could not be found " + strconv.Itoa(refusedRoundsMax) + " checks in a row"
+	case e.FailedFast:
 		when = "before " + e.Timeout.String() + ": every nameserver refused the connection " + strconv.Itoa(refusedRoundsMax) + " checks in a row"
 	}
 	return fmt.Sprintf("TXT record %s was not served by every authoritative nameserver %s (%s): %v", e.Record, when, e.advice(), e.Err)
@@ -510,7 +537,8 @@ func (e *PropagationError) advice() string {
 		say = append(say, "no nameserver that answered serves the value: is the provider changing the zone these nameservers serve? Or raise PropagationTimeout")
 	}
 	if len(say) == 0 {
-		return "the zone's nameservers could not be found"
+		return "the zone's nameservers could not be found: the resolvers (Resolver.Servers) do not know them; " +
+			"for a zone that only its primary serves give Resolver.Primary, which is asked too, or SkipPropagationCheck where this host cannot see them"
 	}
 	return strings.Join(say, "; ")
 }

@@ -478,6 +478,50 @@ func TestPropagationUnreachable(t *testing.T) {
 	t.Logf("%s\n%v", told[0], err)
 }
 
+// TestPropagationNameserversNotFound: when the resolvers do not know the
+// zone's nameservers (a zone named outright that only its primary serves,
+// the primary not given), Wait gives up after 3 checks, not the whole
+// timeout, saying the nameservers could not be found and what finds them;
+// a caller's deadline that ends the wait first gets the same reason.
+func TestPropagationNameserversNotFound(t *testing.T) {
+	t.Parallel()
+	e := &dnsEnv{srv: testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})}
+	blind := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{}}) // knows no zone
+	s := e.solver(e.provider())
+	s.Resolver.Servers = []string{blind.Addr()}
+	s.Resolver.Zones = []string{"a.test"}
+	s.PropagationInterval = 200 * time.Millisecond
+	s.PropagationTimeout = 20 * time.Second
+	took, _, err := presentAndWait(t, s)
+	var perr *dns01.PropagationError
+	if !errors.As(err, &perr) || !perr.NotFound() || !perr.FailedFast {
+		t.Fatalf("Wait = %v, want a *dns01.PropagationError that failed fast, the nameservers not found", err)
+	}
+	if took > 5*time.Second {
+		t.Errorf("Wait took %s, want it to give up after 3 checks", took)
+	}
+	for _, want := range []string{"could not be found 3 checks in a row", "Resolver.Primary", "SkipPropagationCheck"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+
+	s.PropagationInterval = time.Second
+	chal := acme.Challenge{URL: "https://ca.test/chal/2", Token: "tok2", KeyAuthorization: "tok2.thumb",
+		Identifier: acme.Identifier{Type: "dns", Value: "b.a.test"}}
+	if err := s.Present(t.Context(), chal); err != nil {
+		t.Fatal(err)
+	}
+	defer s.CleanUp(context.WithoutCancel(t.Context()), chal)
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	err = s.Wait(ctx, chal)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "nameserver") {
+		t.Errorf("Wait cut by the caller's deadline = %v, want the deadline and where the wait stood", err)
+	}
+	t.Logf("%v", err)
+}
+
 // TestPropagationStaleSecondary: when the primary serves the value and a
 // nameserver answers without it, the error points at zone transfer and
 // NOTIFY (or the timeout), not at the zone.
