@@ -1,7 +1,6 @@
 package connlimit
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,19 +11,21 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 )
 
 // server accepts on a loopback listener within limits and keeps every
 // connection it gets open until its client closes it (or the test ends),
 // writing "hi" on each so a client can tell an accepted connection from a
 // closed one.
-func server(t *testing.T, limits Limits) (*Listener, *syncBuffer) {
+func server(t *testing.T, limits Limits) (*Listener, *testsvc.Buffer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testsvc.Buffer{}
 	l := Listen(ln, limits, slog.New(slog.NewTextHandler(logs, nil)))
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -205,23 +206,6 @@ func waitOpen(t *testing.T, l *Listener, want int) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // BenchmarkAdmitRelease is the bookkeeping one connection costs, from
