@@ -201,17 +201,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	defer cancel()
 
 	if f.postHook != "" {
-		// The post-hook undoes the pre-hook (a web server stopped to free
-		// port 80): it runs after a failure too, as certbot's does.
-		defer func() {
-			if !f.posted {
-				pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-				defer cancel()
-				if err := hook.RunTo(pctx, env.Stderr, "the post-hook", f.postHook); err != nil {
-					fmt.Fprintf(env.Stderr, "certkeeper: --post-hook failed: %v\n", err)
-				}
-			}
-		}()
+		defer f.postHookAfterFailure(ctx, env)
 	}
 	if f.preHook != "" {
 		if err := hook.RunTo(ctx, env.Stderr, "the pre-hook", f.preHook); err != nil {
@@ -232,6 +222,9 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		return err
 	}
 	defer closeSolvers()
+	if err := engine.CheckDNS(ctx, iss, names); err != nil {
+		return fmt.Errorf("nothing was ordered: %w", explainIssueError(err, f))
+	}
 
 	req := certkeeper.IssueRequest{Names: names, Issuers: &issuer.Chain{Issuers: []issuer.Issuer{iss}}, KeyType: keyType, CSR: csrDER,
 		Email: f.Email, Progress: progress}
@@ -279,6 +272,20 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	env.Logger.Info("certificate obtained", slog.Any("names", names), slog.String("issuer", cert.Issuer),
 		slog.Time("not_after", cert.Leaf.NotAfter))
 	return f.afterIssue(ctx, env, names, paths, cert.Leaf.NotAfter)
+}
+
+// postHookAfterFailure runs the post-hook if afterIssue did not: it
+// undoes the pre-hook (a web server stopped to free port 80), so it runs
+// after a failure too, as certbot's does.
+func (f *issueFlags) postHookAfterFailure(ctx context.Context, env *Env) {
+	if f.posted {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := hook.RunTo(ctx, env.Stderr, "the post-hook", f.postHook); err != nil {
+		fmt.Fprintf(env.Stderr, "certkeeper: --post-hook failed: %v\n", err)
+	}
 }
 
 // dryRunSetup points the flags at a trial (--dry-run): Let's Encrypt's

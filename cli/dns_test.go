@@ -134,6 +134,28 @@ func TestIssueTSIGKeyNote(t *testing.T) {
 	}
 }
 
+// TestIssueDNSCheckedBeforeOrder: a TSIG key the DNS server refuses
+// fails cert issue before an order is placed (trial 34: each attempt left
+// an order at the CA), saying BADSIG; nothing reaches the zone.
+func TestIssueDNSCheckedBeforeOrder(t *testing.T) {
+	d := newDNSSetup(t)
+	bad := filepath.Join(t.TempDir(), "bad.key")
+	body := fmt.Sprintf("key %q {\n\talgorithm %s;\n\tsecret %q;\n};\n", strings.TrimSuffix(d.named.KeyName(), "."), d.named.Algorithm(),
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+	if err := os.WriteFile(bad, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append(pebbleArgs(d.ca, t.TempDir(), t.TempDir()), "-d", "*.a.test", "--dns", "rfc2136", "--dns-server", d.named.Addr(),
+		"--tsig-key-file", bad, "--dns-resolver", d.named.Addr(), "--dns-check-port", cmdline.PortOf(d.named.Addr()))
+	r := ck(t, time.Minute, args...)
+	if r.code != 1 || !strings.Contains(r.stderr, "nothing was ordered") || !strings.Contains(r.stderr, "BADSIG") {
+		t.Fatalf("exit %d, want 1 saying nothing was ordered and BADSIG\nstderr:\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "order created") || d.named.Updates() != 0 {
+		t.Errorf("an order was placed or the zone updated (%d updates)\nstderr:\n%s", d.named.Updates(), r.stderr)
+	}
+}
+
 // TestDNSPersistRecord: dns-persist-record prints the record and sets it
 // through rfc2136; then three cert issue runs with --challenge
 // dns-persist-01 succeed while named receives no update.

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
+	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/dns01"
@@ -88,3 +90,25 @@ func (e *ListenError) Error() string {
 }
 
 func (e *ListenError) Unwrap() error { return e.Err }
+
+// CheckDNS asks iss's dns-01 solver, if it has one (Listen gave it
+// OneShot.DNS01), whether each name's record can be set
+// (dns01.Solver.Check), setting nothing: a wrong key, zone or DNS server
+// then fails before an order is placed, rather than after, once per
+// attempt. An issuer without a dns-01 solver passes.
+func CheckDNS(ctx context.Context, iss issuer.Issuer, names []string) error {
+	a, ok := iss.(*acmeca.Issuer)
+	if !ok {
+		return nil
+	}
+	s, ok := a.Solvers[acmeca.DNS01].(*dns01.Solver)
+	if !ok {
+		return nil
+	}
+	for _, name := range names {
+		if err := s.Check(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}

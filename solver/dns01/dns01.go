@@ -53,6 +53,14 @@ type ChallengeProvider interface {
 	CleanUpChallenge(ctx context.Context, c ChallengeRecord) error
 }
 
+// AccessChecker is an optional interface of a Provider that can tell,
+// changing nothing, whether it would be allowed to set records in zone (a
+// zone with a trailing dot): its credentials, and the zone at the server.
+// Solver.Check calls it.
+type AccessChecker interface {
+	CheckAccess(ctx context.Context, zone string) error
+}
+
 // ChallengeRecord is one dns-01 TXT record and the challenge it answers.
 type ChallengeRecord struct {
 	// Zone holds the record, with a trailing dot.
@@ -196,6 +204,35 @@ func (s *Solver) Present(ctx context.Context, chal acme.Challenge) error {
 	s.mu.Unlock()
 	s.logger().Debug("dns-01 record set", slog.String("name", chal.Identifier.Value),
 		slog.String("record", strings.TrimSuffix(target, ".")), slog.String("zone", zone))
+	return nil
+}
+
+// Check finds, as Present would, where the dns-01 record for name goes (a
+// CNAME on _acme-challenge followed, then its zone), and asks the Provider,
+// if it is an AccessChecker, whether it may set records there. Nothing is
+// set. It is for before an order: a wrong key, zone or DNS server is then
+// found without an order placed (and left pending at the CA) for each
+// attempt. A wildcard is checked as the name under it.
+func (s *Solver) Check(ctx context.Context, name string) error {
+	if s.Provider == nil {
+		return errors.New("dns01: Solver.Provider is nil: set a DNS provider")
+	}
+	fqdn := "_acme-challenge." + dns.Fqdn(strings.TrimPrefix(name, "*."))
+	target, err := s.Resolver.target(ctx, fqdn)
+	if err != nil {
+		return fmt.Errorf("looking up CNAME of %s: %w", fqdn, err)
+	}
+	zone, err := s.Resolver.zone(ctx, target)
+	if err != nil {
+		return err
+	}
+	ac, ok := s.Provider.(AccessChecker)
+	if !ok {
+		return nil
+	}
+	if err := ac.CheckAccess(ctx, zone); err != nil {
+		return fmt.Errorf("checking that TXT record %s can be set in zone %s: %w", target, zone, err)
+	}
 	return nil
 }
 

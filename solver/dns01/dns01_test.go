@@ -3,6 +3,7 @@ package dns01_test
 import (
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"github.com/certkeeper/certkeeper"
@@ -520,6 +521,32 @@ func TestPropagationNameserversNotFound(t *testing.T) {
 		t.Errorf("Wait cut by the caller's deadline = %v, want the deadline and where the wait stood", err)
 	}
 	t.Logf("%v", err)
+}
+
+// TestCheck: Solver.Check finds the zone of a name's record (a wildcard's
+// too) and asks the provider whether it may set it, setting nothing; a
+// wrong key, and a name in no zone the servers know, fail it.
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	n := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})
+	e := &dnsEnv{srv: n}
+	s := e.solver(e.provider())
+	for _, name := range []string{"a.test", "x.a.test", "*.a.test"} {
+		if err := s.Check(t.Context(), name); err != nil {
+			t.Errorf("Check(%s): %v", name, err)
+		}
+	}
+	if n.Updates() != 0 {
+		t.Errorf("Check applied %d updates, want 0", n.Updates())
+	}
+	bad := e.provider()
+	bad.Secret = base64.StdEncoding.EncodeToString(make([]byte, 32))
+	if err := e.solver(bad).Check(t.Context(), "x.a.test"); err == nil || !strings.Contains(err.Error(), "BADSIG") || !strings.Contains(err.Error(), "_acme-challenge.x.a.test") {
+		t.Errorf("Check with a wrong secret = %v, want BADSIG naming the record", err)
+	}
+	if err := s.Check(t.Context(), "b.test"); !errors.As(err, new(*dns01.ZoneError)) {
+		t.Errorf("Check of a name in no known zone = %v, want a *dns01.ZoneError", err)
+	}
 }
 
 // TestPropagationStaleSecondary: when the primary serves the value and a

@@ -197,6 +197,14 @@ func (p *Provider) change(ctx context.Context, zone string, recs []libdns.Record
 	return err
 }
 
+// CheckAccess implements dns01.AccessChecker: it reads zone through the
+// API, which checks the API key, the server ID and that the server has the
+// zone, as a change would; nothing changes.
+func (p *Provider) CheckAccess(ctx context.Context, zone string) error {
+	_, err := p.do(ctx, http.MethodGet, zone, nil)
+	return err
+}
+
 // rrsets reads zone's RRsets.
 func (p *Provider) rrsets(ctx context.Context, zone string) (map[key]rrset, error) {
 	body, err := p.do(ctx, http.MethodGet, zone, nil)

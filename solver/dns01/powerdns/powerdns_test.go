@@ -111,3 +111,21 @@ func TestNotFound(t *testing.T) {
 	}
 	t.Logf("unknown zone: %v", err)
 }
+
+// TestCheckAccess: CheckAccess passes with the API key for a zone the
+// server has, and fails as a change would with a wrong key or zone.
+func TestCheckAccess(t *testing.T) {
+	t.Parallel()
+	srv := testsvc.PowerDNS(t, testsvc.PowerDNSOptions{})
+	good := &Provider{APIURL: srv.APIURL(), APIKey: srv.APIKey()}
+	if err := good.CheckAccess(t.Context(), "a.test."); err != nil {
+		t.Fatalf("CheckAccess: %v", err)
+	}
+	bad := &Provider{APIURL: srv.APIURL(), APIKey: "wrong-" + srv.APIKey()}
+	if err := bad.CheckAccess(t.Context(), "a.test."); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("CheckAccess with a wrong key = %v, want the 401", err)
+	}
+	if err := good.CheckAccess(t.Context(), "nowhere.test."); err == nil || !strings.Contains(err.Error(), "is the zone on this server") {
+		t.Errorf("CheckAccess of a zone the server lacks = %v, want it to ask about the zone", err)
+	}
+}

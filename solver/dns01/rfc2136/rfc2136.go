@@ -127,6 +127,20 @@ func (p *Provider) DeleteRecords(ctx context.Context, zone string, recs []libdns
 	return recs, nil
 }
 
+// CheckAccess implements dns01.AccessChecker: it sends the primary an
+// update of zone that changes nothing, a prerequisite alone (the zone's
+// SOA exists), signed with the key. The server checks the key (BADKEY,
+// BADSIG, BADTIME), that it is the zone's primary and, where updates are
+// allowed per zone, that the key may update this one, as for a real update;
+// the zone and its serial stay as they are. A policy that grants the key
+// only some names is not tried: nothing is written.
+func (p *Provider) CheckAccess(ctx context.Context, zone string) error {
+	m := new(dns.Msg)
+	m.SetUpdate(dns.Fqdn(zone))
+	m.RRsetUsed([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: dns.Fqdn(zone), Rrtype: dns.TypeSOA}}})
+	return p.send(ctx, zone, m)
+}
+
 // send signs m and sends it over TCP (updates may exceed a datagram, and
 // TCP fails fast on a closed port).
 func (p *Provider) send(ctx context.Context, zone string, m *dns.Msg) error {
@@ -190,6 +204,12 @@ func keyRejected(resp *dns.Msg) string {
 		if t := resp.IsTsig(); t != nil {
 			tsigErr = t.Error
 		}
+	}
+	switch {
+	case resp != nil && resp.Rcode == dns.RcodeNotAuth && tsigErr == 0:
+		// NOTAUTH with no key error: the server does not hold the zone
+		// (and does not sign what it does not serve).
+		return "the server is not authoritative for the zone (NOTAUTH): is the zone on this primary (Provider.Server)?"
 	}
 	switch tsigErr {
 	case dns.RcodeBadKey:

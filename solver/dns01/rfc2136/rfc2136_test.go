@@ -149,3 +149,74 @@ func TestNamedKeyErrors(t *testing.T) {
 		t.Errorf("named applied %d updates, want 0", n.Updates())
 	}
 }
+
+// TestNamedCheckAccess: CheckAccess, against a real named, passes with the
+// key that may update the zone and changes nothing (no update applied, the
+// serial as it was), and fails as an update would with a wrong secret, a
+// zone the server does not hold, or no server.
+func TestNamedCheckAccess(t *testing.T) {
+	t.Parallel()
+	n := testsvc.Named(t, testsvc.NamedOptions{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	serial := func() uint32 { return soaSerial(t, n.Addr(), "a.test.") }
+	before := serial()
+	good := &Provider{Server: n.Addr(), KeyName: n.KeyName(), Secret: n.Secret()}
+	if err := good.CheckAccess(t.Context(), "a.test."); err != nil {
+		t.Fatalf("CheckAccess with the zone's key: %v", err)
+	}
+	if after := serial(); after != before || n.Updates() != 0 {
+		t.Errorf("CheckAccess changed the zone: serial %d → %d, %d updates applied", before, after, n.Updates())
+	}
+	for _, tc := range []struct {
+		name, zone string
+		p          Provider
+		want       string
+	}{
+		{"wrong-secret", "a.test.", Provider{Server: n.Addr(), KeyName: n.KeyName(), Secret: secret}, "BADSIG"},
+		{"other-zone", "other.test.", *good, "NOTAUTH"},
+		{"unreachable", "a.test.", Provider{Server: closed, KeyName: n.KeyName(), Secret: n.Secret()}, "connection refused"},
+	} {
+		err := tc.p.CheckAccess(t.Context(), tc.zone)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: CheckAccess = %v, want an error saying %s", tc.name, err, tc.want)
+		}
+		t.Logf("%s: %v", tc.name, err)
+	}
+}
+
+// TestKnotCheckAccess: Knot, too, accepts the update that changes nothing
+// from the zone's key, leaves the serial as it was, and refuses a wrong
+// secret.
+func TestKnotCheckAccess(t *testing.T) {
+	t.Parallel()
+	k := testsvc.Knot(t, testsvc.KnotOptions{})
+	before := soaSerial(t, k.Addr(), "a.test.")
+	good := &Provider{Server: k.Addr(), KeyName: k.KeyName(), Secret: k.Secret()}
+	if err := good.CheckAccess(t.Context(), "a.test."); err != nil {
+		t.Fatalf("CheckAccess with the zone's key: %v", err)
+	}
+	if after := soaSerial(t, k.Addr(), "a.test."); after != before {
+		t.Errorf("CheckAccess changed the zone's serial: %d → %d", before, after)
+	}
+	bad := &Provider{Server: k.Addr(), KeyName: k.KeyName(), Secret: secret}
+	if err := bad.CheckAccess(t.Context(), "a.test."); err == nil || !strings.Contains(err.Error(), "BADSIG") {
+		t.Errorf("CheckAccess with a wrong secret = %v, want BADSIG", err)
+	}
+}
+
+// soaSerial is zone's SOA serial at server.
+func soaSerial(t *testing.T, server, zone string) uint32 {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(zone, dns.TypeSOA)
+	resp, _, err := (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(m, server)
+	if err != nil || len(resp.Answer) == 0 {
+		t.Fatalf("SOA %s at %s: %v", zone, server, err)
+	}
+	return resp.Answer[0].(*dns.SOA).Serial
+}
