@@ -156,6 +156,26 @@ func TestIssueDNSCheckedBeforeOrder(t *testing.T) {
 	}
 }
 
+// TestProxyWildcardKeyRefused: a --wildcard zone whose DNS server refuses
+// the TSIG key stops the proxy at start, and --check-config, naming the
+// wildcard and BADSIG, instead of a failure at the first handshake.
+func TestProxyWildcardKeyRefused(t *testing.T) {
+	d := newDNSSetup(t)
+	bad := filepath.Join(t.TempDir(), "bad.key")
+	if err := os.WriteFile(bad, []byte(strings.TrimSuffix(d.named.KeyName(), ".")+":"+d.named.Algorithm()+":AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"proxy", "--tls-addr", "127.0.0.1:0", "--ca", d.ca.DirectoryURL(), "--ca-roots", d.ca.ListenerRootFile(),
+		"--storage", t.TempDir(), "--allow", "*.a.test", "--wildcard", "*.a.test", "--dns", "rfc2136", "--dns-server", d.named.Addr(),
+		"--tsig-key-file", bad, "--dns-resolver", d.named.Addr()}
+	for _, extra := range [][]string{nil, {"--check-config"}} {
+		r := ck(t, 30*time.Second, append(base, extra...)...)
+		if r.code != 1 || !strings.Contains(r.stderr, "--wildcard *.a.test") || !strings.Contains(r.stderr, "BADSIG") || strings.Contains(r.stderr, "listening") {
+			t.Errorf("proxy %v: exit %d, want 1 naming --wildcard *.a.test and BADSIG before listening\nstderr:\n%s", extra, r.code, r.stderr)
+		}
+	}
+}
+
 // TestDNSPersistRecord: dns-persist-record prints the record and sets it
 // through rfc2136; then three cert issue runs with --challenge
 // dns-persist-01 succeed while named receives no update.

@@ -177,6 +177,11 @@ func (c *engineConfig) manager(st storage.Storage, env *Env, fe frontEnd) (*cert
 	if err != nil {
 		return nil, settingError(err, fe)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.CheckDNS(ctx, env.Logger); err != nil {
+		return nil, settingError(err, fe)
+	}
 	return m, nil
 }
 
@@ -289,6 +294,8 @@ func settingError(err error, fe frontEnd) error {
 		err = usagef("--wildcard %s: wildcard certificates are validated only through DNS: dns-01 is needed (--dns rfc2136, powerdns or exec)", se.Value)
 	case errors.Is(se.Err, engine.ErrNotWildcard):
 		err = usagef("--wildcard %q: want *.ZONE, e.g. *.a.example", se.Value)
+	case se.Field == "Wildcards": // CheckDNS: the DNS server refuses the zone's records
+		err = fmt.Errorf("--wildcard %s: %w", se.Value, withFlagHints(se.Err))
 	case se.Field == "CAs":
 		err = usagef("--ca: %v", se.Err)
 	}

@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,6 +125,33 @@ func (e *SettingError) Error() string {
 }
 
 func (e *SettingError) Unwrap() error { return e.Err }
+
+// CheckDNS asks the dns-01 provider, for each of Wildcards, whether it may
+// set the records of that zone (dns01.Solver.Check), changing nothing, so
+// that a key the DNS server refuses, or a zone it does not hold, is found
+// when the front end starts, not at the first handshake for a name under
+// it. A server that gives no answer is no error here, as it may come up
+// after the front end: that is logged at warn on logger. The error is a
+// *SettingError of Wildcards.
+func (s *Settings) CheckDNS(ctx context.Context, logger *slog.Logger) error {
+	if s.DNS01 == nil {
+		return nil
+	}
+	for _, w := range s.Wildcards {
+		err := s.DNS01.Check(ctx, w)
+		var ze *dns01.ZoneError
+		var ne net.Error
+		switch {
+		case err == nil:
+		case errors.As(err, &ne) || errors.As(err, &ze) && ze.NoAnswer:
+			logger.Warn("the DNS provider gave no answer at start; wildcard certificates wait for it",
+				slog.String("wildcard", w), slog.Any("err", err))
+		default:
+			return &SettingError{Rule: -1, Field: "Wildcards", Value: w, Err: err}
+		}
+	}
+	return nil
+}
 
 // Manager builds the Manager of s with storage st, without its Policy
 // (the caller sets it) or OnEvent. Its error is a *SettingError.

@@ -18,9 +18,9 @@ import (
 // the Manager and everything that reads the status model; and the dns-01
 // solver's, which its "DNS validation" section lists; the certificate
 // server's and its Go client's, and alpn-proxy's, which their own
-// sections list; and the listeners' connection limits, in "Ports and
-// processes".
-var loggedDirs = []string{"..", ".", "../statuspage", "../alert", "../metrics", "../solver/dns01", "../certserver", "../certclient", "../alpnproxy", "../internal/connlimit"}
+// sections list; the listeners' connection limits, in "Ports and
+// processes"; and the engine's check of the DNS provider at start.
+var loggedDirs = []string{"..", ".", "../statuspage", "../alert", "../metrics", "../solver/dns01", "../certserver", "../certclient", "../alpnproxy", "../internal/connlimit", "../engine"}
 
 // logged returns the constant messages (or their constant beginning) of
 // the slog Warn and Error calls in the non-test files of dirs.
