@@ -177,7 +177,7 @@ func (c *engineConfig) manager(st storage.Storage, env *Env, fe frontEnd) (*cert
 	if err != nil {
 		return nil, settingError(err, fe)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a DNS server down delays the start by this at most
 	defer cancel()
 	if err := s.CheckDNS(ctx, env.Logger); err != nil {
 		return nil, settingError(err, fe)

@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/solver/dns01"
@@ -44,6 +46,12 @@ func TestCheckDNS(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "the DNS provider gave no answer at start") || !strings.Contains(logs.String(), "*.a.test") {
 		t.Errorf("no warning naming the wildcard:\n%s", logs.String())
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond) // the caller's bound ends first
+	defer cancel()
+	time.Sleep(2 * time.Millisecond)
+	if err := settings(n.Addr(), n.Secret()).CheckDNS(ctx, logger); err != nil {
+		t.Errorf("the caller's deadline: %v, want only a warning", err)
 	}
 	if err := (&Settings{Wildcards: []string{"*.a.test"}}).CheckDNS(t.Context(), logger); err != nil {
 		t.Errorf("without dns-01: %v", err)

@@ -130,9 +130,9 @@ func (e *SettingError) Unwrap() error { return e.Err }
 // set the records of that zone (dns01.Solver.Check), changing nothing, so
 // that a key the DNS server refuses, or a zone it does not hold, is found
 // when the front end starts, not at the first handshake for a name under
-// it. A server that gives no answer is no error here, as it may come up
-// after the front end: that is logged at warn on logger. The error is a
-// *SettingError of Wildcards.
+// it. A server that gives no answer (before ctx ends) is no error here, as
+// it may come up after the front end: that is logged at warn on logger.
+// The error is a *SettingError of Wildcards.
 func (s *Settings) CheckDNS(ctx context.Context, logger *slog.Logger) error {
 	if s.DNS01 == nil {
 		return nil
@@ -143,7 +143,7 @@ func (s *Settings) CheckDNS(ctx context.Context, logger *slog.Logger) error {
 		var ne net.Error
 		switch {
 		case err == nil:
-		case errors.As(err, &ne) || errors.As(err, &ze) && ze.NoAnswer:
+		case errors.As(err, &ne) || errors.As(err, &ze) && ze.NoAnswer || errors.Is(err, context.DeadlineExceeded):
 			logger.Warn("the DNS provider gave no answer at start; wildcard certificates wait for it",
 				slog.String("wildcard", w), slog.Any("err", err))
 		default:
