@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/connlimit"
+	"github.com/certkeeper/certkeeper/internal/proxyprotocol"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/policy"
@@ -31,6 +33,8 @@ type proxyConfig struct {
 	Backend      string   `yaml:"backend" arg:"URL" help:"URL of the backend for every name without a --route, or HOST:PORT for http://HOST:PORT\n(default: port 80 on the IP address the client connected to)"`
 	Routes       []string `yaml:"route" arg:"NAME=URL" help:"NAME=URL: send NAME (or a pattern like *.a.example) to its own backend; repeatable"`
 	DefaultName  string   `yaml:"default_name" arg:"NAME" help:"NAME whose certificate clients without SNI get"`
+	ProxyFrom    []string `yaml:"proxy_protocol_from" arg:"CIDR" help:"CIDR (or address) of TCP load balancers that start each connection with a PROXY protocol\nheader (v1 or v2), which must: the client address in it is used; repeatable"`
+	proxyFrom    []netip.Prefix
 }
 
 // proxyChallengeHelp is the usage of the proxy's --challenge.
@@ -132,6 +136,14 @@ func (c *proxyConfig) defaults(dev bool) {
 func (c *proxyConfig) checkAddrs() error {
 	if _, err := hostname.Normalize(c.DefaultName); c.DefaultName != "" && err != nil {
 		return usagef("--default-name: %v", hostname.WithHostHint(c.DefaultName, err))
+	}
+	c.proxyFrom = nil
+	for _, a := range c.ProxyFrom {
+		p, err := proxyprotocol.ParsePrefix(a)
+		if err != nil {
+			return usagef("--proxy-protocol-from %q: want an address or a CIDR prefix, e.g. 10.0.0.0/8", a)
+		}
+		c.proxyFrom = append(c.proxyFrom, p)
 	}
 	main := []string{"--tls-addr", c.TLSAddr, "--http-addr", c.HTTPAddr}
 	return errors.Join(cmdline.CheckListenAddrs(main...),
@@ -267,7 +279,8 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current.Load().handler.ServeHTTP(w, r)
 	})
-	srv := &proxy.Server{TLSConfig: m.TLSConfig(), Handler: handler, Logger: env.Logger, MaxConns: cfg.MaxConns, MaxConnsPerClient: cfg.MaxPerClient}
+	srv := &proxy.Server{TLSConfig: m.TLSConfig(), Handler: handler, Logger: env.Logger, MaxConns: cfg.MaxConns, MaxConnsPerClient: cfg.MaxPerClient,
+		ProxyProtocolFrom: cfg.proxyFrom}
 	ln, err := up.Listen("tls", cfg.TLSAddr)
 	if err != nil {
 		return cmdline.ListenError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
@@ -282,7 +295,9 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 		// it bounds how long a body nobody reads may hold a connection.
 		plain := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
-		loop.Serve(plain, func() error { return plain.Serve(connlimit.Listen(hln, cfg.connLimits(), env.Logger)) })
+		loop.Serve(plain, func() error {
+			return plain.Serve(proxyprotocol.Listen(connlimit.Listen(hln, cfg.connLimits(), env.Logger), cfg.proxyFrom))
+		})
 	}
 	fmt.Fprintf(env.Stderr, "certkeeper: proxy listening on %s\n", ln.Addr())
 	return nil

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -425,6 +426,57 @@ func TestProxyConnLimits(t *testing.T) {
 	for _, want := range []string{"connection limit of one client reached", "client=127.0.0.1/32", "connection limit reached", "max_conns=3"} {
 		if !strings.Contains(p.output(), want) {
 			t.Errorf("the log does not say %q", want)
+		}
+	}
+}
+
+// TestProxyProtocolFrom: behind a TCP load balancer that sends PROXY
+// protocol headers (--proxy-protocol-from), the backend gets the client
+// address the balancer saw in X-Forwarded-For, over HTTPS and on
+// --http-addr; a prefix that does not parse is refused.
+func TestProxyProtocolFrom(t *testing.T) {
+	if r := ck(t, 30*time.Second, "proxy", "--check-config", "--proxy-protocol-from", "10.0.0.0/33"); r.code != 1 || !strings.Contains(r.stderr, `--proxy-protocol-from "10.0.0.0/33"`) {
+		t.Errorf("a bad prefix: exit %d, stderr %q; want 1 naming the flag", r.code, r.stderr)
+	}
+	b := newBackend(t, "ok")
+	port, httpPort := testsvc.FreePort(t), testsvc.FreePort(t)
+	startProxy(t, "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(), "--backend", b.url,
+		"--tls-addr", "127.0.0.1:"+strconv.Itoa(port), "--http-addr", "127.0.0.1:"+strconv.Itoa(httpPort), "--proxy-protocol-from", "127.0.0.1")
+	const header = "PROXY TCP4 198.51.100.9 127.0.0.1 40000 443\r\n"
+	dial := func(port int) net.Conn {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Write([]byte(header)); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	tc := tls.Client(dial(port), &tls.Config{ServerName: "a.test", InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if _, err := tc.Write([]byte("GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, h := b.last(); resp.StatusCode != http.StatusOK || h.Get("X-Forwarded-For") != "198.51.100.9" {
+		t.Errorf("through the balancer: %s, X-Forwarded-For %q; want 200 and 198.51.100.9", resp.Status, h.Get("X-Forwarded-For"))
+	}
+	plain := dial(httpPort)
+	if _, err := plain.Write([]byte("GET /.well-known/acme-challenge/none HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(bufio.NewReader(plain), nil); err != nil {
+		t.Errorf("--http-addr through the balancer: %v", err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("--http-addr through the balancer: %s, want 404 for a token nobody presented", resp.Status)
 		}
 	}
 }

@@ -6,11 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -629,7 +631,11 @@ func TestMaxConnsPerClient(t *testing.T) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	var open []net.Conn
 	defer func() {
+		for _, c := range open { // else Shutdown waits 5 s for connections that sent no request
+			c.Close()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()
 		srv.Shutdown(ctx)
@@ -639,7 +645,7 @@ func TestMaxConnsPerClient(t *testing.T) {
 		d := &net.Dialer{Timeout: testTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 		c, err := tls.DialWithDialer(d, "tcp", ln.Addr().String(), &tls.Config{RootCAs: pki.roots, ServerName: "a.test"})
 		if err == nil {
-			t.Cleanup(func() { c.Close() })
+			open = append(open, c)
 		}
 		return err
 	}
@@ -662,5 +668,73 @@ func TestMaxConnsPerClient(t *testing.T) {
 	}
 	if err := handshake("127.0.0.2"); err != nil {
 		t.Errorf("another client address was refused while 127.0.0.1 was at its limit: %v", err)
+	}
+}
+
+// TestProxyProtocol: with ProxyProtocolFrom, a connection from a trusted
+// balancer starts with a PROXY header whose client address reaches the
+// backend as X-Forwarded-For; one from it without the header fails; a
+// client elsewhere cannot claim an address with a header of its own, and
+// is served as itself without one.
+func TestProxyProtocol(t *testing.T) {
+	backend := startEcho(t, "default")
+	pki := newPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &proxy.Server{
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{pki.leaf}},
+		Handler:           &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})},
+		ProxyProtocolFrom: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-served
+	}()
+	fetch := func(from, header string) (seen, error) {
+		tr := &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pki.roots},
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				d := net.Dialer{Timeout: testTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+				c, err := d.DialContext(ctx, "tcp", ln.Addr().String())
+				if err == nil && header != "" {
+					_, err = io.WriteString(c, header)
+				}
+				return c, err
+			},
+			DisableKeepAlives: true,
+		}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: testTimeout}).Get("https://a.test/x")
+		if err != nil {
+			return seen{}, err
+		}
+		defer resp.Body.Close()
+		var s seen
+		return s, json.NewDecoder(resp.Body).Decode(&s)
+	}
+	const claim = "PROXY TCP4 198.51.100.9 127.0.0.1 40000 443\r\n"
+	if s, err := fetch("127.0.0.1", claim); err != nil || s.XFF != "198.51.100.9" {
+		t.Errorf("through the trusted balancer: X-Forwarded-For %q, %v; want 198.51.100.9", s.XFF, err)
+	}
+	if _, err := fetch("127.0.0.1", ""); err == nil {
+		t.Error("a connection from the trusted balancer without a PROXY header was served")
+	}
+	if probe, err := net.Listen("tcp", "127.0.0.2:0"); err != nil {
+		t.Logf("127.0.0.2 is not configured here (%v): a client elsewhere is not tried", err)
+		return
+	} else {
+		probe.Close()
+	}
+	if s, err := fetch("127.0.0.2", claim); err == nil {
+		t.Errorf("a client that is not a trusted balancer claimed an address with a header: X-Forwarded-For %q", s.XFF)
+	}
+	if s, err := fetch("127.0.0.2", ""); err != nil || s.XFF != "127.0.0.2" {
+		t.Errorf("a client elsewhere, no header: X-Forwarded-For %q, %v; want 127.0.0.2", s.XFF, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/connlimit"
+	"github.com/certkeeper/certkeeper/internal/proxyprotocol"
 )
 
 // Defaults of the Server's limits.
@@ -91,6 +93,15 @@ type Server struct {
 	// addresses, every connection comes from the balancer: raise it.
 	// Zero: DefaultMaxConnsPerClient; negative: no limit.
 	MaxConnsPerClient int
+	// ProxyProtocolFrom are the addresses of TCP load balancers in front
+	// of the Server that start each connection with a PROXY protocol
+	// header (v1 or v2): a connection from them must, and the client
+	// address in it is the request's RemoteAddr (X-Forwarded-For, the
+	// Manager's per-client limits, logs). A connection from anywhere else
+	// is taken as it is, so no client can claim another address. The
+	// connection limits count the balancer's own connections. Empty: no
+	// PROXY protocol.
+	ProxyProtocolFrom []netip.Prefix
 
 	once    sync.Once
 	srv     *http.Server
@@ -113,7 +124,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		return err
 	}
 	s.once.Do(s.init)
-	ln = connlimit.Listen(ln, connlimit.Limits{Max: s.MaxConns, PerClient: s.MaxConnsPerClient}, s.logger())
+	ln = proxyprotocol.Listen(connlimit.Listen(ln, connlimit.Limits{Max: s.MaxConns, PerClient: s.MaxConnsPerClient}, s.logger()), s.ProxyProtocolFrom)
 	// ServeTLS clones TLSConfig and adds "h2" and "http/1.1" to its
 	// NextProtos, which is what makes HTTP/2 negotiable.
 	err := s.srv.ServeTLS(ln, "", "")

@@ -1,0 +1,68 @@
+package proxyprotocol
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// TestListenV2: a trusted source's PROXY v2 header (what AWS NLB and
+// HAProxy's send-proxy-v2 send) sets RemoteAddr and is not part of the
+// connection's bytes.
+func TestListenV2(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := Listen(raw, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	defer ln.Close()
+	go func() {
+		c, err := net.Dial("tcp", raw.Addr().String())
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP("2001:db8::7"), Port: 4711}, &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 443})
+		h.WriteTo(c)
+		c.Write([]byte("hello"))
+		time.Sleep(time.Second) // until the server read it
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 5)
+	if _, err := c.Read(buf); err != nil || !bytes.Equal(buf, []byte("hello")) {
+		t.Fatalf("read %q, %v; want the bytes after the header", buf, err)
+	}
+	if got := c.RemoteAddr().String(); got != "[2001:db8::7]:4711" {
+		t.Errorf("RemoteAddr = %s, want the header's source", got)
+	}
+}
+
+// TestParsePrefix: prefixes and single addresses; garbage refused.
+func TestParsePrefix(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.0/8": "10.0.0.0/8", "10.1.2.3/8": "10.0.0.0/8", "10.0.0.5": "10.0.0.5/32",
+		"fd00::/8": "fd00::/8", "::ffff:10.0.0.5": "10.0.0.5/32", "2001:db8::1": "2001:db8::1/128",
+	} {
+		got, err := ParsePrefix(in)
+		if err != nil || got.String() != want {
+			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "10.0.0.0/33", "a.example", "10.0.0"} {
+		if _, err := ParsePrefix(bad); err == nil {
+			t.Errorf("ParsePrefix(%q) succeeded", bad)
+		}
+	}
+	if raw := (&net.TCPListener{}); Listen(raw, nil) != net.Listener(raw) {
+		t.Error("Listen with no trusted sources wrapped the listener")
+	}
+}
