@@ -239,3 +239,40 @@ func TestLimitDefaults(t *testing.T) {
 		t.Errorf("negative MaxConns and IdleTimeout = %d, %v; want no limits", s.maxConns(), s.idleTimeout())
 	}
 }
+
+// TestMaxConnsPerClient: a client address holding MaxConnsPerClient
+// connections (silent, still being read) gets its next one closed at once;
+// another address is still routed, well under MaxConns.
+func TestMaxConnsPerClient(t *testing.T) {
+	s := &Server{ALPNAddr: echoBackend(t, "alpn"), FallbackAddr: echoBackend(t, "fallback"),
+		ReadTimeout: 10 * time.Second, MaxConnsPerClient: 2}
+	addr := startServer(t, s)
+	for range 2 {
+		dial(t, addr) // silent: held until ReadTimeout
+	}
+	waitFor(t, func() bool { return s.Stats().Active == 2 })
+	if over, err := net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
+		defer over.Close()
+		wantClosed(t, over, bufio.NewReader(over), "", 2*time.Second)
+	} else if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("a third connection from 127.0.0.1: %v, want it closed at once", err)
+	}
+	if probe, err := net.Listen("tcp", "127.0.0.2:0"); err != nil {
+		t.Logf("127.0.0.2 is not configured here (%v): another client is not tried", err)
+		return
+	} else {
+		probe.Close()
+	}
+	c, err := (&net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "fallback\n" {
+		t.Errorf("127.0.0.2 while 127.0.0.1 was at its limit: read %q, %v; want the fallback's greeting", line, err)
+	}
+}

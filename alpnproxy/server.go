@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/connlimit"
 	"github.com/certkeeper/certkeeper/internal/every"
 )
 
@@ -70,6 +71,12 @@ type Server struct {
 	// limit.
 	MaxConns int
 
+	// MaxConnsPerClient limits how many of them come from one client
+	// address (an IPv6 /64); one more is closed at once too, with a
+	// warning at most once a minute, so that one host cannot take all of
+	// MaxConns. Zero means 1,000; negative means no limit.
+	MaxConnsPerClient int
+
 	// IdleTimeout closes a spliced connection on which no byte has moved
 	// in either direction for this long (a write the receiver does not
 	// take counts as no byte moving), so that clients and backends that
@@ -88,8 +95,10 @@ type Server struct {
 	accepted, toALPN, toFallback, notHello, dialErrors atomic.Uint64
 	rejected, idleClosed                               atomic.Uint64
 	active                                             atomic.Int64
-	rejectLogged                                       every.Gate    // the "limit reached" warning
-	dialLogged                                         [2]every.Gate // the "backend unreachable" warning: fallback, alpn
+	rejectLogged                                       every.Gate // the "limit reached" warning
+	clientsOnce                                        sync.Once
+	clients                                            *connlimit.Counter // MaxConnsPerClient's count
+	dialLogged                                         [2]every.Gate      // the "backend unreachable" warning: fallback, alpn
 
 	bufs sync.Pool // of *[bigBuffer]byte, for busy spliced connections
 
@@ -214,16 +223,35 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("accepting on %s: %w", ln.Addr(), err)
 		}
 		backoff = 0
+		from, err := s.perClient().Admit(c.RemoteAddr())
+		if err != nil {
+			s.perClient().Reject(c, from, err, ln.Addr().String())
+			continue
+		}
 		s.accepted.Add(1)
 		switch err := s.startConn(c); {
 		case errors.Is(err, errTooMany):
+			s.perClient().Release(from)
 			s.reject(c)
 		case err != nil:
+			s.perClient().Release(from)
 			c.Close()
 		default:
-			go s.handle(c)
+			go func() {
+				defer s.perClient().Release(from)
+				s.handle(c)
+			}()
 		}
 	}
+}
+
+// perClient is the count of MaxConnsPerClient (the whole MaxConns is
+// counted by startConn, which tracks each connection for Close).
+func (s *Server) perClient() *connlimit.Counter {
+	s.clientsOnce.Do(func() {
+		s.clients = connlimit.NewCounter(connlimit.Limits{Max: -1, PerClient: s.MaxConnsPerClient}, s.logger())
+	})
+	return s.clients
 }
 
 // errTooMany is startConn's answer when MaxConns connections are open.

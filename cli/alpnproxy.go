@@ -65,6 +65,7 @@ type alpnStartFlags struct {
 	proxyProtocol  bool          `flag:"proxy-protocol" help:"start each --fallback connection with a PROXY protocol v2 header carrying the client's address"`
 	drain          time.Duration `flag:"drain" arg:"DURATION" default:"30s" help:"how long (DURATION) to wait for open connections on SIGINT or SIGTERM before closing them"`
 	maxConns       int           `flag:"max-conns" arg:"N" default:"10000" help:"N connections handled at once at most; one more is closed at once"`
+	maxPerClient   int           `flag:"max-conns-per-client" arg:"N" default:"1000" help:"N of them at most from one client address (an IPv6 /64)"`
 	idleTimeout    time.Duration `flag:"idle-timeout" arg:"DURATION" default:"10m" help:"close a spliced connection with no bytes in either direction for this DURATION (0: never)"`
 	useIPTables    bool          `flag:"iptables" help:"redirect incoming TCP port 443 to --listen with iptables rules while running (Linux, root)"`
 	rulespec       string        `flag:"rulespec" arg:"SPEC" help:"iptables SPEC after -t nat -A PREROUTING (default $ACME_ALPN_PROXY_RULESPEC,\nelse \"-p tcp --dport 443 -j REDIRECT --to-ports 21443 -m comment --comment certkeeper-alpn-proxy\"\nwith the --listen port); the tag comment is appended when missing"`
@@ -84,8 +85,8 @@ replayed. A first packet that is not a complete ClientHello within 5 seconds (no
 truncated, oversized, or nothing sent) goes to --fallback as it is, so the web server sees
 what it would have seen without the proxy.
 
-At most --max-conns connections are handled at once; one more is closed at once (reset) before
-anything is read from it. A spliced connection on which no byte moves in either direction for
+At most --max-conns connections are handled at once, --max-conns-per-client from one client
+address; one more is closed at once (reset) before anything is read from it. A spliced connection on which no byte moves in either direction for
 --idle-timeout is closed; --idle-timeout 0 never closes one.
 
 Start writes --pidfile once it listens (and its --iptables rules are in place) and runs until
@@ -119,8 +120,8 @@ running as that user (root) are not redirected.
 			if f.drain <= 0 {
 				return usagef("--drain %s: must be positive", f.drain)
 			}
-			if f.maxConns <= 0 {
-				return usagef("--max-conns %d: must be at least 1 (raise it rather than remove the limit)", f.maxConns)
+			if f.maxConns <= 0 || f.maxPerClient <= 0 {
+				return usagef("--max-conns %d, --max-conns-per-client %d: must be at least 1 (raise a limit rather than remove it)", f.maxConns, f.maxPerClient)
 			}
 			if f.idleTimeout < 0 {
 				return usagef("--idle-timeout %s: must not be negative (0 turns it off)", f.idleTimeout)
@@ -147,7 +148,7 @@ running as that user (root) are not redirected.
 				return usagef("--rulespec and --iptables-output need --iptables")
 			}
 			srv := &alpnproxy.Server{ALPNAddr: f.alpnAddr, FallbackAddr: f.fallback, ProxyProtocol: f.proxyProtocol,
-				MaxConns: f.maxConns, IdleTimeout: f.idleTimeout, Logger: env.Logger}
+				MaxConns: f.maxConns, MaxConnsPerClient: f.maxPerClient, IdleTimeout: f.idleTimeout, Logger: env.Logger}
 			return runALPNProxy(ctx, env, srv, f.listen, f.pidfile, f.drain, rules)
 		},
 	}

@@ -304,7 +304,7 @@ func TestALPNProxyUsage(t *testing.T) {
 	if r := ck(t, 30*time.Second, "alpn-proxy", "start", "--fallback", "nope"); r.code != 2 {
 		t.Errorf("--fallback nope: exit %d, want 2", r.code)
 	}
-	for _, bad := range [][]string{{"--max-conns", "0"}, {"--idle-timeout", "-1s"}} {
+	for _, bad := range [][]string{{"--max-conns", "0"}, {"--max-conns-per-client", "0"}, {"--idle-timeout", "-1s"}} {
 		if r := ck(t, 30*time.Second, append([]string{"alpn-proxy", "start"}, bad...)...); r.code != 2 || !strings.Contains(r.stderr, bad[0]) {
 			t.Errorf("%s %s: exit %d, stderr %q; want 2 naming the flag", bad[0], bad[1], r.code, r.stderr)
 		}

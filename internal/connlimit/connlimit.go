@@ -17,6 +17,7 @@
 package connlimit
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -63,10 +64,12 @@ func (l Limits) perClient() int {
 	return l.PerClient
 }
 
-// Listener is a net.Listener whose Accept returns only the connections
-// within its Limits; the others it closes itself.
-type Listener struct {
-	net.Listener
+// Counter counts open connections against Limits and closes the ones
+// over them, warning at most once a minute for each limit. A Listener
+// uses one; a server that must keep its connections unwrapped
+// (alpn-proxy hands the *net.TCPConn to the kernel's splice) uses one
+// itself. Make one with NewCounter.
+type Counter struct {
 	limits Limits
 	logger *slog.Logger
 
@@ -79,12 +82,100 @@ type Listener struct {
 	loggedMax, loggedClient every.Gate
 }
 
-// Listen wraps ln. logger receives the warnings (nil: slog.Default()).
-func Listen(ln net.Listener, limits Limits, logger *slog.Logger) *Listener {
+// The errors of Counter.Admit: which limit a connection is over.
+var (
+	ErrTooMany           = errors.New("connection limit reached")
+	ErrTooManyFromClient = errors.New("connection limit of one client reached")
+)
+
+// NewCounter returns a Counter of limits that warns on logger (nil:
+// slog.Default()).
+func NewCounter(limits Limits, logger *slog.Logger) *Counter {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Listener{Listener: ln, limits: limits, logger: logger, byClient: map[netip.Prefix]int{}}
+	return &Counter{limits: limits, logger: logger, byClient: map[netip.Prefix]int{}}
+}
+
+// Admit counts a new connection from addr and returns the client it
+// counts against, for Release when it closes; or ErrTooMany or
+// ErrTooManyFromClient, and it is not counted.
+func (c *Counter) Admit(addr net.Addr) (netip.Prefix, error) {
+	client := clientOf(addr)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if max := c.limits.max(); max > 0 && c.open >= max {
+		return client, ErrTooMany
+	}
+	if per := c.limits.perClient(); per > 0 && client.IsValid() && c.byClient[client] >= per {
+		return client, ErrTooManyFromClient
+	}
+	c.open++
+	if client.IsValid() {
+		c.byClient[client]++
+	}
+	return client, nil
+}
+
+// Release uncounts a connection Admit counted for client.
+func (c *Counter) Release(client netip.Prefix) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.open--
+	if !client.IsValid() {
+		return
+	}
+	if n := c.byClient[client]; n > 1 {
+		c.byClient[client] = n - 1
+	} else {
+		delete(c.byClient, client)
+	}
+}
+
+// Reject closes conn, which Admit refused with err, with a reset, so that
+// a flood leaves no sockets in TIME_WAIT, after a warning at most once a
+// minute for each limit naming what (the listener's address).
+func (c *Counter) Reject(conn net.Conn, client netip.Prefix, err error, what string) {
+	n := c.rejected.Add(1)
+	gate := &c.loggedClient
+	if errors.Is(err, ErrTooMany) {
+		gate = &c.loggedMax
+	}
+	if gate.Allow(logEvery) {
+		attrs := []any{slog.String("addr", what), slog.Uint64("rejected", n)}
+		if errors.Is(err, ErrTooMany) {
+			c.logger.Warn("connection limit reached; closing new connections at once", append(attrs, slog.Int("max_conns", c.limits.max()))...)
+		} else {
+			c.logger.Warn("connection limit of one client reached; closing its new connections at once",
+				append(attrs, slog.String("client", client.String()), slog.Int("max_conns_per_client", c.limits.perClient()))...)
+		}
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	conn.Close()
+}
+
+// Open is the number of connections open now, for tests and metrics.
+func (c *Counter) Open() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.open
+}
+
+// Rejected is the number of connections closed over a limit so far.
+func (c *Counter) Rejected() uint64 { return c.rejected.Load() }
+
+// Listener is a net.Listener whose Accept returns only the connections
+// within its Limits; the others it closes itself.
+type Listener struct {
+	net.Listener
+	*Counter
+}
+
+// Listen wraps ln. logger receives the warnings (nil: slog.Default()).
+func Listen(ln net.Listener, limits Limits, logger *slog.Logger) *Listener {
+	return &Listener{Listener: ln, Counter: NewCounter(limits, logger)}
 }
 
 // Accept waits for the next connection within the limits. Connections over
@@ -95,79 +186,13 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		client := clientOf(c.RemoteAddr())
-		if over := l.admit(client); over != "" {
-			l.reject(c, client, over)
+		client, err := l.Admit(c.RemoteAddr())
+		if err != nil {
+			l.Reject(c, client, err, l.Addr().String())
 			continue
 		}
-		return &conn{Conn: c, l: l, client: client}, nil
+		return &conn{Conn: c, c: l.Counter, client: client}, nil
 	}
-}
-
-// Open is the number of connections open now, for tests and metrics.
-func (l *Listener) Open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.open
-}
-
-// Rejected is the number of connections closed over a limit so far.
-func (l *Listener) Rejected() uint64 { return l.rejected.Load() }
-
-// admit counts a new connection from client, or says which limit it is
-// over ("max" or "client").
-func (l *Listener) admit(client netip.Prefix) (over string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if max := l.limits.max(); max > 0 && l.open >= max {
-		return "max"
-	}
-	if per := l.limits.perClient(); per > 0 && client.IsValid() && l.byClient[client] >= per {
-		return "client"
-	}
-	l.open++
-	if client.IsValid() {
-		l.byClient[client]++
-	}
-	return ""
-}
-
-// release uncounts a connection from client.
-func (l *Listener) release(client netip.Prefix) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.open--
-	if !client.IsValid() {
-		return
-	}
-	if n := l.byClient[client]; n > 1 {
-		l.byClient[client] = n - 1
-	} else {
-		delete(l.byClient, client)
-	}
-}
-
-// reject closes c with a reset, so that a flood leaves no sockets in
-// TIME_WAIT, after a warning at most once a minute for each limit.
-func (l *Listener) reject(c net.Conn, client netip.Prefix, over string) {
-	n := l.rejected.Add(1)
-	gate := &l.loggedClient
-	if over == "max" {
-		gate = &l.loggedMax
-	}
-	if gate.Allow(logEvery) {
-		attrs := []any{slog.String("addr", l.Addr().String()), slog.Uint64("rejected", n)}
-		if over == "max" {
-			l.logger.Warn("connection limit reached; closing new connections at once", append(attrs, slog.Int("max_conns", l.limits.max()))...)
-		} else {
-			l.logger.Warn("connection limit of one client reached; closing its new connections at once",
-				append(attrs, slog.String("client", client.String()), slog.Int("max_conns_per_client", l.limits.perClient()))...)
-		}
-	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	c.Close()
 }
 
 // clientOf is the address a connection counts against: the IPv4 address,
@@ -194,7 +219,7 @@ func clientOf(a net.Addr) netip.Prefix {
 // conn is an admitted connection; its first Close uncounts it.
 type conn struct {
 	net.Conn
-	l      *Listener
+	c      *Counter
 	client netip.Prefix
 	closed atomic.Bool
 }
@@ -202,7 +227,7 @@ type conn struct {
 func (c *conn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {
-		c.l.release(c.client)
+		c.c.Release(c.client)
 	}
 	return err
 }

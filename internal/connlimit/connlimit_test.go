@@ -213,19 +213,19 @@ func waitOpen(t *testing.T, l *Listener, want int) {
 // to a connection's accept and close, which take microseconds of system
 // calls themselves.
 func BenchmarkAdmitRelease(b *testing.B) {
-	l := &Listener{limits: Limits{}, byClient: map[netip.Prefix]int{}}
-	clients := make([]netip.Prefix, 256)
+	c := NewCounter(Limits{}, nil)
+	clients := make([]net.Addr, 256)
 	for i := range clients {
-		clients[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 32)
+		clients[i] = &net.TCPAddr{IP: net.IPv4(192, 0, 2, byte(i)), Port: 1000 + i}
 	}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			c := clients[i%len(clients)]
+			client, err := c.Admit(clients[i%len(clients)])
 			i++
-			if l.admit(c) == "" {
-				l.release(c)
+			if err == nil {
+				c.Release(client)
 			}
 		}
 	})
