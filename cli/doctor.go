@@ -11,7 +11,8 @@ import (
 )
 
 func doctorCmd() *Command {
-	var name, resolver string
+	var name string
+	var dc dnsConfig
 	var cf caFlags
 	var sf storageFlags
 	var addrs cmdline.Strings
@@ -24,9 +25,11 @@ func doctorCmd() *Command {
 through the resolved address: this proves the path from here, not from the Internet, where
 the CA is); CAA records allow the CA; the CA is reachable; the clock agrees with the CA's;
 --storage is writable, and its server (Redis, PostgreSQL) persists what it stores; the
-account there (if any) is valid. Each failure says what to do.
+account there (if any) is valid; with --dns, the provider may set NAME's dns-01 record (asked
+without setting it). Each failure says what to do.
 
 	certkeeper doctor -d a.example --addr :443 --addr :80
+	certkeeper doctor -d '*.a.example' --dns rfc2136 --dns-server ns1.a.example:53 --tsig-key-file /etc/certkeeper/tsig.key
 	certkeeper doctor -d a.example --ca staging --json
 
 Exit status 1 when a check fails.`,
@@ -35,7 +38,7 @@ Exit status 1 when a check fails.`,
 			fs.Var(&addrs, "addr", "`ADDR` certkeeper answers challenges on (e.g. :443, :80), checked by connecting back;\nrepeatable (default: none)")
 			cf.register(fs, caEmail)
 			cmdline.Bind(fs, &sf)
-			fs.StringVar(&resolver, "dns-resolver", "", "DNS server `HOST:PORT` to ask (default: the system's)")
+			cmdline.Bind(fs, &dc) // --dns-resolver is asked for the name too (the first one)
 			cmdline.Deprecated(fs, "resolver", "dns-resolver", nil)
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {check, status, detail, fix}")
 		},
@@ -53,15 +56,23 @@ Exit status 1 when a check fails.`,
 				return err
 			}
 			defer closeStorage()
-			dc := doctor.Config{Name: norm, Resolver: resolver, Addrs: addrs, Storage: st}
+			cfg := doctor.Config{Name: norm, Addrs: addrs, Storage: st}
+			if len(dc.Resolvers) > 0 {
+				cfg.Resolver = dc.Resolvers[0]
+			}
+			if dc.Provider != "" {
+				if cfg.DNS01, err = dc.solver(env); err != nil {
+					return err
+				}
+			}
 			if !cf.local() { // the local CA: only the storage is checked
 				iss, err := cf.acmeIssuer(env, cf.ca(), st)
 				if err != nil {
 					return err
 				}
-				dc.DirectoryURL, dc.HTTPClient, dc.Email = iss.DirectoryURL, iss.HTTPClient, iss.Email
+				cfg.DirectoryURL, cfg.HTTPClient, cfg.Email = iss.DirectoryURL, iss.HTTPClient, iss.Email
 			}
-			results := doctor.Run(ctx, dc)
+			results := doctor.Run(ctx, cfg)
 			if err := doctor.Write(env.Stdout, results, asJSON); err != nil {
 				return err
 			}

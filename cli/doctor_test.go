@@ -2,6 +2,8 @@ package cli
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -130,6 +132,30 @@ func TestDoctor(t *testing.T) {
 	code, res = doctorResults(t, append(base, "-d", "ok.a.test", "--email", "ops@a.test")...)
 	if r := res["account"]; code != 1 || r.Status != doctor.Fail || !strings.Contains(r.Fix, "another --email") {
 		t.Errorf("deactivated account: exit %d, %+v, want FAIL with a fix", code, r)
+	}
+}
+
+// TestDoctorDNS: with --dns, doctor asks the provider whether it may set
+// the name's dns-01 record, setting nothing: ok with the zone's key, a
+// failure naming BADSIG with a wrong one.
+func TestDoctorDNS(t *testing.T) {
+	d := newDNSSetup(t)
+	bad := filepath.Join(t.TempDir(), "bad.key")
+	if err := os.WriteFile(bad, []byte(strings.TrimSuffix(d.named.KeyName(), ".")+":"+d.named.Algorithm()+":AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"-d", "*.a.test", "--ca", d.ca.DirectoryURL(), "--ca-roots", d.ca.ListenerRootFile(), "--storage", t.TempDir(),
+		"--dns", "rfc2136", "--dns-server", d.named.Addr(), "--dns-resolver", d.named.Addr()}
+	_, res := doctorResults(t, append(base, "--tsig-key-file", d.keyFile(t))...)
+	if r := res["dns-01 provider"]; r.Status != doctor.OK {
+		t.Errorf("the zone's key: dns-01 provider = %+v, want ok", r)
+	}
+	code, res := doctorResults(t, append(base, "--tsig-key-file", bad)...)
+	if r := res["dns-01 provider"]; code != 1 || r.Status != doctor.Fail || !strings.Contains(r.Detail, "BADSIG") {
+		t.Errorf("a wrong key: exit %d, dns-01 provider = %+v; want 1 and a failure saying BADSIG", code, r)
+	}
+	if d.named.Updates() != 0 {
+		t.Errorf("doctor applied %d updates, want 0", d.named.Updates())
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
 	"github.com/certkeeper/certkeeper/storage/filestore"
@@ -78,6 +79,10 @@ type Config struct {
 	Storage storage.Storage
 	// Email names the account (as --email does).
 	Email string
+	// DNS01 sets dns-01 records; when set, the check "dns-01 provider"
+	// finds the zone of Name's record and asks the provider whether it
+	// may set it (dns01.Solver.Check), setting nothing. Nil skips it.
+	DNS01 *dns01.Solver
 }
 
 // Run runs every check and returns the results in order.
@@ -96,6 +101,7 @@ func Run(ctx context.Context, c Config) []Result {
 	dir, rs := checkCA(ctx, c)
 	out = append(out, rs...)
 	out = append(out, checkCAA(ctx, c, dir))
+	out = append(out, checkDNS01(ctx, c))
 	out = append(out, checkStorage(ctx, c))
 	out = append(out, checkDurability(ctx, c))
 	out = append(out, checkAccount(ctx, c, dir != nil))
@@ -152,6 +158,27 @@ func checkResolve(ctx context.Context, c Config) ([]string, Result) {
 		r.Status, r.Detail = OK, fmt.Sprintf("%s has %s", c.Name, strings.Join(addrs, ", "))
 	}
 	return addrs, r
+}
+
+// checkDNS01 asks c.DNS01 whether it may set the dns-01 record of c.Name.
+func checkDNS01(ctx context.Context, c Config) Result {
+	r := Result{Check: "dns-01 provider"}
+	if c.DNS01 == nil {
+		r.Status, r.Detail = Skip, "no DNS provider given"
+		return r
+	}
+	err := c.DNS01.Check(ctx, c.Name)
+	_, asked := c.DNS01.Provider.(dns01.AccessChecker)
+	switch {
+	case err != nil:
+		r.Status, r.Detail = Fail, err.Error()
+		r.Fix = "see the error: the key or API key, the zone, and the DNS server's address (docs/dns.md)"
+	case !asked:
+		r.Status, r.Detail = Warn, "the record's zone was found, but this provider cannot be asked without setting a record: the first issuance tries it"
+	default:
+		r.Status, r.Detail = OK, fmt.Sprintf("the provider may set the record of %s (checked without setting it)", c.Name)
+	}
+	return r
 }
 
 // query asks server for name's records of type t, over UDP, then TCP if
