@@ -393,10 +393,8 @@ func TestProxyConnLimits(t *testing.T) {
 	if r := ck(t, 30*time.Second, "proxy", "--check-config", "--max-conns-per-client", "-1"); r.code != 1 || !strings.Contains(r.stderr, "--max-conns-per-client -1: must be at least 1") {
 		t.Errorf("--check-config --max-conns-per-client -1: exit %d, stderr %q; want 1 and the flag named", r.code, r.stderr)
 	}
-	if probe, err := net.Listen("tcp", "127.0.0.2:0"); err != nil {
+	if _, err := testsvc.OtherLoopback(); err != nil {
 		testsvc.Unavailable(t, "a second loopback address", "127.0.0.2 is on lo on Linux; run this test there", err)
-	} else {
-		probe.Close()
 	}
 	port := testsvc.FreePort(t)
 	p := startProxyLogged(t, "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(), "--backend", newBackend(t, "ok").url,

@@ -410,10 +410,8 @@ func takenAddr(t *testing.T) string {
 // listener: while one connection from 127.0.0.1 is open, its next is
 // closed, and 127.0.0.2 still gets /healthz.
 func TestServerConnLimits(t *testing.T) {
-	if probe, err := net.Listen("tcp", "127.0.0.2:0"); err != nil {
+	if _, err := testsvc.OtherLoopback(); err != nil {
 		testsvc.Unavailable(t, "a second loopback address", "127.0.0.2 is on lo on Linux; run this test there", err)
-	} else {
-		probe.Close()
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
 	startListening(t, "server listening", "server", "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(),

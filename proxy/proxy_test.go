@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/proxy"
 )
 
@@ -619,33 +620,17 @@ func TestMaxConnsPerClient(t *testing.T) {
 	backend := startEcho(t, "default")
 	logger, logs := newLogger()
 	pki := newPKI(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &proxy.Server{
+	addr := serveOn(t, &proxy.Server{
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{pki.leaf}},
 		Handler:           &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})},
 		Logger:            logger,
 		MaxConnsPerClient: 2,
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	var open []net.Conn
-	defer func() {
-		for _, c := range open { // else Shutdown waits 5 s for connections that sent no request
-			c.Close()
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-served
-	}()
+	})
 	handshake := func(local string) error {
 		d := &net.Dialer{Timeout: testTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
-		c, err := tls.DialWithDialer(d, "tcp", ln.Addr().String(), &tls.Config{RootCAs: pki.roots, ServerName: "a.test"})
-		if err == nil {
-			open = append(open, c)
+		c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: pki.roots, ServerName: "a.test"})
+		if err == nil { // closed before the server's Shutdown, which waits 5 s for connections that sent no request
+			t.Cleanup(func() { c.Close() })
 		}
 		return err
 	}
@@ -660,11 +645,9 @@ func TestMaxConnsPerClient(t *testing.T) {
 	if !strings.Contains(logs.String(), "connection limit of one client reached") {
 		t.Errorf("no warning about the client's limit:\n%s", logs)
 	}
-	if probe, err := net.Listen("tcp", "127.0.0.2:0"); err != nil {
-		t.Logf("127.0.0.2 is not configured here (%v): another client is not tried", err)
+	if _, err := testsvc.OtherLoopback(); err != nil {
+		t.Logf("%v: another client is not tried", err)
 		return
-	} else {
-		probe.Close()
 	}
 	if err := handshake("127.0.0.2"); err != nil {
 		t.Errorf("another client address was refused while 127.0.0.1 was at its limit: %v", err)
@@ -679,29 +662,17 @@ func TestMaxConnsPerClient(t *testing.T) {
 func TestProxyProtocol(t *testing.T) {
 	backend := startEcho(t, "default")
 	pki := newPKI(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &proxy.Server{
+	addr := serveOn(t, &proxy.Server{
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{pki.leaf}},
 		Handler:           &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})},
 		ProxyProtocolFrom: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-served
-	}()
+	})
 	fetch := func(from, header string) (seen, error) {
 		tr := &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: pki.roots},
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				d := net.Dialer{Timeout: testTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-				c, err := d.DialContext(ctx, "tcp", ln.Addr().String())
+				c, err := d.DialContext(ctx, "tcp", addr)
 				if err == nil && header != "" {
 					_, err = io.WriteString(c, header)
 				}
@@ -725,11 +696,9 @@ func TestProxyProtocol(t *testing.T) {
 	if _, err := fetch("127.0.0.1", ""); err == nil {
 		t.Error("a connection from the trusted balancer without a PROXY header was served")
 	}
-	if probe, err := net.Listen("tcp", "127.0.0.2:0"); err != nil {
-		t.Logf("127.0.0.2 is not configured here (%v): a client elsewhere is not tried", err)
+	if _, err := testsvc.OtherLoopback(); err != nil {
+		t.Logf("%v: a client elsewhere is not tried", err)
 		return
-	} else {
-		probe.Close()
 	}
 	if s, err := fetch("127.0.0.2", claim); err == nil {
 		t.Errorf("a client that is not a trusted balancer claimed an address with a header: X-Forwarded-For %q", s.XFF)
@@ -737,4 +706,23 @@ func TestProxyProtocol(t *testing.T) {
 	if s, err := fetch("127.0.0.2", ""); err != nil || s.XFF != "127.0.0.2" {
 		t.Errorf("a client elsewhere, no header: X-Forwarded-For %q, %v; want 127.0.0.2", s.XFF, err)
 	}
+}
+
+// serveOn serves srv on a free 127.0.0.1 port and shuts it down at
+// cleanup (after the cleanups the test registers later).
+func serveOn(t *testing.T, srv *proxy.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-served
+	})
+	return ln.Addr().String()
 }

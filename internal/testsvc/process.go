@@ -297,3 +297,15 @@ func stablePorts() (lo, hi int, ok bool) {
 	}
 	return 10000, first, true
 }
+
+// OtherLoopback is the second client address tests connect from to be
+// another client: 127.0.0.2. All of 127.0.0.0/8 is loopback on Linux;
+// elsewhere only 127.0.0.1 may be configured, and then the error says so.
+func OtherLoopback() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		return "", fmt.Errorf("127.0.0.2 is not configured here: %w", err)
+	}
+	ln.Close()
+	return "127.0.0.2", nil
+}

@@ -114,12 +114,7 @@ func txtAt(t *testing.T, server, name string) []string {
 func TestNamedKeyErrors(t *testing.T) {
 	t.Parallel()
 	n := testsvc.Named(t, testsvc.NamedOptions{})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := closedAddr(t)
 	for _, tc := range []struct {
 		name string
 		p    Provider
@@ -157,12 +152,7 @@ func TestNamedKeyErrors(t *testing.T) {
 func TestNamedCheckAccess(t *testing.T) {
 	t.Parallel()
 	n := testsvc.Named(t, testsvc.NamedOptions{})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := closedAddr(t)
 	serial := func() uint32 { return soaSerial(t, n.Addr(), "a.test.") }
 	before := serial()
 	good := &Provider{Server: n.Addr(), KeyName: n.KeyName(), Secret: n.Secret()}
@@ -219,4 +209,15 @@ func soaSerial(t *testing.T, server, zone string) uint32 {
 		t.Fatalf("SOA %s at %s: %v", zone, server, err)
 	}
 	return resp.Answer[0].(*dns.SOA).Serial
+}
+
+// closedAddr is a loopback TCP address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
