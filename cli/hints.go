@@ -64,6 +64,7 @@ var sentinelHints = []struct {
 	{acmeca.ErrUnreachable, "check --ca, and HTTPS_PROXY or a firewall if this host reaches the web through one"},
 	{rfc2136.ErrUnreachable, "check --dns-server (the primary's host:port); the DNS server may be down"},
 	{powerdns.ErrNoAPIServer, "give --dns-api-url as the API's base URL, e.g. http://127.0.0.1:8081"},
+	{powerdns.ErrUnreachable, "check --dns-api-url (the API's base URL, e.g. http://127.0.0.1:8081); the PowerDNS server may be down"},
 	{issuer.ErrNameRejected, "leave the name out of -d and --allow (or the config's allow list): no retry changes the CA's answer"},
 	{acmeca.ErrNotDirectory, "check --ca: an ACME directory URL, or letsencrypt, staging or local"},
 	{acmeca.ErrEABRequired, "give them with --eab-kid and --eab-hmac"},

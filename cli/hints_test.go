@@ -33,6 +33,7 @@ func TestWithFlagHints(t *testing.T) {
 		{fmt.Errorf("%w: %w", acmeca.ErrNoChallenge, dns01.ErrNoPersistRecord), "dns-persist-record -d NAME with this --storage"},
 		{rfc2136.ErrUnreachable, "--dns-server"},
 		{powerdns.ErrNoAPIServer, "--dns-api-url"},
+		{powerdns.ErrUnreachable, "--dns-api-url"},
 		{acmeca.ErrWildcardNeedsDNS, "--dns (dns-01)"},
 		{pgstore.ErrPasswordInURL, "--storage-password-file"},
 		{pgstore.ErrAuthentication, "--storage-password-file FILE (or PGPASSWORD)"},

@@ -83,6 +83,10 @@ func (p *Provider) zoneURL(zone string) string {
 // zone.
 var ErrNoAPIServer = errors.New("no PowerDNS API server at this URL")
 
+// ErrUnreachable is wrapped by the error of a request that got no HTTP
+// answer: nothing listens at APIURL, or what does is not an HTTP server.
+var ErrUnreachable = errors.New("no HTTP answer")
+
 // serverFound reports whether the API answers for the server: a 404 for
 // a zone is then the zone's, not the URL's.
 func (p *Provider) serverFound(ctx context.Context) bool {
@@ -247,7 +251,13 @@ func (p *Provider) do(ctx context.Context, method, zone string, body any) ([]byt
 	}
 	resp, err := p.client().Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		// No HTTP answer at all: connection refused, or something that is
+		// not an HTTP server (the DNS port) closing the connection (EOF).
+		return nil, fmt.Errorf("%s: %w (is APIURL the API's base URL: webserver-address and "+
+			"webserver-port in pdns.conf, with api=yes and webserver=yes, not the DNS port?): %w", what, ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))

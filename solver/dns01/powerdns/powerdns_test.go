@@ -112,6 +112,23 @@ func TestNotFound(t *testing.T) {
 	t.Logf("unknown zone: %v", err)
 }
 
+// TestNoHTTPAnswer: an APIURL where no HTTP server answers (the DNS port,
+// a mistake the trial made) says what APIURL must be,
+// not a bare EOF.
+func TestNoHTTPAnswer(t *testing.T) {
+	t.Parallel()
+	srv := testsvc.PowerDNS(t, testsvc.PowerDNSOptions{})
+	for _, url := range []string{"http://" + srv.Addr()} {
+		p := &Provider{APIURL: url, APIKey: srv.APIKey()}
+		err := p.CheckAccess(t.Context(), "a.test.")
+		if err == nil || !strings.Contains(err.Error(), "no HTTP answer (is APIURL the API's base URL: webserver-address and webserver-port in pdns.conf") ||
+			!errors.Is(err, ErrUnreachable) {
+			t.Errorf("CheckAccess at %s = %v, want ErrUnreachable saying what APIURL must be", url, err)
+		}
+		t.Logf("%s: %v", url, err)
+	}
+}
+
 // TestCheckAccess: CheckAccess passes with the API key for a zone the
 // server has, and fails as a change would with a wrong key or zone.
 func TestCheckAccess(t *testing.T) {
