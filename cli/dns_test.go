@@ -158,7 +158,8 @@ func TestIssueDNSCheckedBeforeOrder(t *testing.T) {
 
 // TestProxyWildcardKeyRefused: a --wildcard zone whose DNS server refuses
 // the TSIG key stops the proxy at start, and --check-config, naming the
-// wildcard and BADSIG, instead of a failure at the first handshake.
+// wildcard and BADSIG, instead of a failure at the first handshake; a DNS
+// server that does not answer is only warned about, naming --dns-server.
 func TestProxyWildcardKeyRefused(t *testing.T) {
 	d := newDNSSetup(t)
 	bad := filepath.Join(t.TempDir(), "bad.key")
@@ -173,6 +174,20 @@ func TestProxyWildcardKeyRefused(t *testing.T) {
 		if r.code != 1 || !strings.Contains(r.stderr, "--wildcard *.a.test") || !strings.Contains(r.stderr, "BADSIG") || strings.Contains(r.stderr, "listening") {
 			t.Errorf("proxy %v: exit %d, want 1 naming --wildcard *.a.test and BADSIG before listening\nstderr:\n%s", extra, r.code, r.stderr)
 		}
+	}
+	// A DNS server that gives no answer is a warning naming the flag, and
+	// the proxy starts.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := l.Addr().String()
+	l.Close()
+	p := startProxyLogged(t, "--tls-addr", fmt.Sprintf("127.0.0.1:%d", testsvc.FreePort(t)), "--ca", d.ca.DirectoryURL(), "--ca-roots", d.ca.ListenerRootFile(),
+		"--storage", t.TempDir(), "--allow", "*.a.test", "--wildcard", "*.a.test", "--dns", "rfc2136", "--dns-server", down,
+		"--tsig-key-file", d.keyFile(t), "--dns-zone", "a.test")
+	if out := p.output(); !strings.Contains(out, "the DNS provider gave no answer at start") || !strings.Contains(out, "--dns-server") {
+		t.Errorf("a DNS server down at start: want a warning naming --dns-server; output:\n%s", out)
 	}
 }
 

@@ -50,7 +50,7 @@ type engineConfig struct {
 	// OwnIPPrivate lets loopback, link-local and private addresses count
 	// as this host's own for RequireOwn.
 	OwnIPPrivate bool     `yaml:"own_ip_private" help:"with --require-own-ip, count loopback, link-local and private addresses as this host's\nown too (for an internal CA; a public CA cannot reach them, so by default they are refused)"`
-	Wildcards    []string `yaml:"wildcard" arg:"*.ZONE" help:"serve every subdomain of a zone from one wildcard certificate: *.ZONE (obtained with\nZONE at the first handshake for any name in it; needs --dns); repeatable"`
+	Wildcards    []string `yaml:"wildcard" arg:"*.ZONE" help:"serve every subdomain of a zone from one wildcard certificate: *.ZONE (obtained with\nZONE at the first handshake for any name in it that --allow allows; needs --dns); repeatable"`
 	CertFiles    []string `yaml:"cert_file" arg:"CERT:KEY" help:"CERT:KEY: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable"`
 	// CertFileCheck is how often --cert-file files are checked for
 	// changes (its old name went as --alert-check's did).
@@ -179,7 +179,7 @@ func (c *engineConfig) manager(st storage.Storage, env *Env, fe frontEnd) (*cert
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a DNS server down delays the start by this at most
 	defer cancel()
-	if err := s.CheckDNS(ctx, env.Logger); err != nil {
+	if err := s.CheckDNS(ctx, slog.New(logsetup.MapErrors(env.Logger.Handler(), withFlagHints))); err != nil {
 		return nil, settingError(err, fe)
 	}
 	return m, nil
