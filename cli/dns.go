@@ -2,10 +2,12 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 )
 
@@ -47,6 +49,15 @@ func (c *dnsConfig) provider(env *Env) (dns01.Provider, error) {
 			return nil, usagef("--dns-setting and --dns-setting-file (dns_setting, dns_setting_file) need --dns PROVIDER")
 		}
 		return nil, nil
+	}
+	for _, f := range [][2]string{{"--tsig-key-file", c.TSIGKeyFile}, {"--dns-api-key-file", c.APIKeyFile}} {
+		if mode, all := fileowner.ReadableByAll(f[1]); f[1] != "" && all && !env.warned[f[1]] {
+			if env.warned == nil {
+				env.warned = map[string]bool{}
+			}
+			env.warned[f[1]] = true
+			fmt.Fprintf(env.Stderr, "certkeeper: warning: %s %s is readable by every user (mode %04o), who may then change the zone: chmod 600 %[2]s (640 to share it with named's group)\n", f[0], f[1], mode)
+		}
 	}
 	prov, err := dnsprovider.CommandFlags().Choose(c.Provider, c.builtinSettings(), c.Settings, c.SettingFiles, env.dnsProviders)
 	var uerr *dnsprovider.UsageError

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -188,6 +189,41 @@ func TestProxyWildcardKeyRefused(t *testing.T) {
 		"--tsig-key-file", d.keyFile(t), "--dns-zone", "a.test")
 	if out := p.output(); !strings.Contains(out, "the DNS provider gave no answer at start") || !strings.Contains(out, "--dns-server") {
 		t.Errorf("a DNS server down at start: want a warning naming --dns-server; output:\n%s", out)
+	}
+}
+
+// TestDNSKeyFileReadableByAll: a TSIG key file every user may read is
+// warned about, naming the flag and chmod (trial 32); a group-readable
+// one (shared with named's group) is not.
+func TestDNSKeyFileReadableByAll(t *testing.T) {
+	for mode, warn := range map[os.FileMode]bool{0o644: true, 0o640: false} {
+		key := filepath.Join(t.TempDir(), "tsig.key")
+		if err := os.WriteFile(key, []byte("certkeeper:hmac-sha256:"+base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(key, mode); err != nil {
+			t.Fatal(err)
+		}
+		r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", "a.test", "--storage", t.TempDir(), "--out-dir", t.TempDir(),
+			"--dns", "rfc2136", "--dns-server", "127.0.0.1:53", "--tsig-key-file", key)
+		if got := strings.Contains(r.stderr, "--tsig-key-file "+key+" is readable by every user") && strings.Contains(r.stderr, "chmod 600"); got != warn {
+			t.Errorf("mode %v: warned %v, want %v\nstderr:\n%s", mode, got, warn, r.stderr)
+		}
+		if !warn {
+			continue
+		}
+		// cert renew builds a provider per certificate: one warning a run.
+		var stderr strings.Builder
+		env := &Env{Stderr: &stderr}
+		c := &dnsConfig{Provider: "rfc2136", Server: "127.0.0.1:53", TSIGKeyFile: key}
+		for range 3 {
+			if _, err := c.provider(env); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := strings.Count(stderr.String(), "is readable by every user"); n != 1 {
+			t.Errorf("3 providers from one key file: %d warnings, want 1", n)
+		}
 	}
 }
 

@@ -37,6 +37,9 @@ type Env struct {
 	stderr io.Writer
 	// dnsProviders are the --dns providers compiled in (WithDNSProvider).
 	dnsProviders []dnsprovider.Provider
+	// warned are the key files warned about, once per run (cert renew
+	// reads one per certificate).
+	warned map[string]bool
 }
 
 // setLogging sets up env's Logger (and, for json, Stderr) for the log

@@ -22,3 +22,24 @@ func TestUID(t *testing.T) {
 		t.Errorf("UID = %d, %v; want %d, true", uid, ok, os.Geteuid())
 	}
 }
+
+// TestReadableByAll: o+r is reported with the mode; owner- and
+// group-only files, and missing ones, are not.
+func TestReadableByAll(t *testing.T) {
+	dir := t.TempDir()
+	for mode, want := range map[os.FileMode]bool{0o644: true, 0o604: true, 0o640: false, 0o600: false} {
+		f := filepath.Join(dir, mode.String())
+		if err := os.WriteFile(f, []byte("secret"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(f, mode); err != nil {
+			t.Fatal(err)
+		}
+		if got, all := ReadableByAll(f); all != want || got != mode {
+			t.Errorf("ReadableByAll(%v) = %v, %v; want %v", mode, got, all, want)
+		}
+	}
+	if _, all := ReadableByAll(filepath.Join(dir, "missing")); all {
+		t.Error("a missing file is readable by all")
+	}
+}
