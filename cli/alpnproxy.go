@@ -86,8 +86,8 @@ truncated, oversized, or nothing sent) goes to --fallback as it is, so the web s
 what it would have seen without the proxy.
 
 At most --max-conns connections are handled at once, --max-conns-per-client from one client
-address; one more is closed at once (reset) before anything is read from it. A spliced connection on which no byte moves in either direction for
---idle-timeout is closed; --idle-timeout 0 never closes one.
+address; one more is closed at once (reset) before anything is read from it. A spliced
+connection with no byte in either direction for --idle-timeout is closed (0: never).
 
 Start writes --pidfile once it listens (and its --iptables rules are in place) and runs until
 SIGINT or SIGTERM (what "alpn-proxy stop" sends); it then accepts nothing new, waits up to
