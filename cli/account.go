@@ -113,24 +113,6 @@ func accountCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper account COMMAND [flags]",
 		Short:     "manage ACME accounts",
-		Long: `The account commands manage the ACME account certkeeper orders with: one per CA and email,
-its key kept in --storage (mode 0600). cert issue and the proxy register one by themselves; these
-commands are for doing it on purpose and for the rest of the account's life.
-
-Register an account with Let's Encrypt, accepting its terms of service:
-
-	certkeeper account register --email ops@a.example --agree-tos
-
-With a CA that asks for external account binding:
-
-	certkeeper account register --ca https://acme.example/dir --email ops@a.example \
-		--eab-kid KID --eab-hmac HMAC --agree-tos
-
-Show its state, change its contacts, give it a new key:
-
-	certkeeper account show --email ops@a.example
-	certkeeper account update --email ops@a.example --contact ops@a.example --contact oncall@a.example
-	certkeeper account rollover --email ops@a.example`,
 		Commands: []*Command{
 			accountRegisterCmd(), accountShowCmd(), accountUpdateCmd(),
 			accountRolloverCmd(), accountDeactivateCmd(), accountRecoverCmd(),
@@ -144,11 +126,6 @@ func accountRegisterCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper account register --email EMAIL --agree-tos [flags]",
 		Short:     "register an account (showing the CA's terms)",
-		Long: `Register creates the account at the CA, after you have read and accepted its terms of service
-(their URL is shown; --agree-tos says you accept them). Extra --email flags become extra contacts.
-
-	certkeeper account register --email ops@a.example --agree-tos
-	certkeeper account register --ca https://acme.example/dir --eab-kid KID --eab-hmac HMAC --agree-tos`,
 		Flags: func(fs *flag.FlagSet) {
 			a.register(fs)
 			fs.BoolVar(&agree, "agree-tos", false, "accept the CA's terms of service (shown by running without it)")
@@ -181,10 +158,7 @@ func accountShowCmd() *Command {
 		UsageLine:  "certkeeper account show [flags]",
 		OtherNames: []string{"show_account (certbot)"},
 		Short:      "show an account's URL, status, contacts and key thumbprint",
-		Long: `Show asks the CA for the stored account's state.
-
-	certkeeper account show --email ops@a.example`,
-		Flags: a.register,
+		Flags:      a.register,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			return a.show(ctx, env, (*acmeca.Issuer).AccountStatus)
 		},
@@ -198,9 +172,6 @@ func accountUpdateCmd() *Command {
 		UsageLine:  "certkeeper account update --email EMAIL --contact EMAIL... [flags]",
 		OtherNames: []string{"update_account (certbot)"},
 		Short:      "replace an account's contacts",
-		Long: `Update replaces the contacts of the account named by --email with the --contact addresses.
-
-	certkeeper account update --email ops@a.example --contact ops@a.example --contact oncall@a.example`,
 		Flags: func(fs *flag.FlagSet) {
 			a.register(fs)
 			fs.Var(&contacts, "contact", "a contact `EMAIL` (repeatable): the new list")
@@ -223,10 +194,6 @@ func accountRolloverCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper account rollover [flags]",
 		Short:     "replace the account's key (the old one stops working)",
-		Long: `Rollover gives the account a new key (RFC 8555 key change); afterwards the CA refuses the old
-key, which is kept in --storage as EMAIL.key.old.
-
-	certkeeper account rollover --email ops@a.example`,
 		Flags: func(fs *flag.FlagSet) {
 			a.register(fs)
 			fs.StringVar(&keyType, "key-type", string(issuer.ECDSAP256), "the new key's `TYPE`")
@@ -250,10 +217,6 @@ func accountDeactivateCmd() *Command {
 		UsageLine:  "certkeeper account deactivate [--yes] [flags]",
 		OtherNames: []string{"unregister (certbot)"},
 		Short:      "deactivate an account for good",
-		Long: `Deactivate tells the CA the account will never be used again: it can no longer order, and this
-cannot be undone. It asks for confirmation unless --yes.
-
-	certkeeper account deactivate --email old@a.example --yes`,
 		Flags: func(fs *flag.FlagSet) {
 			a.register(fs)
 			fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
@@ -283,11 +246,7 @@ func accountRecoverCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper account recover [flags]",
 		Short:     "find the account again from its key alone",
-		Long: `Recover asks the CA which account the stored key belongs to (the record of it may be lost or
-stale) and stores the answer.
-
-	certkeeper account recover --email ops@a.example`,
-		Flags: a.register,
+		Flags:     a.register,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			return a.show(ctx, env, (*acmeca.Issuer).Recover)
 		},

@@ -42,17 +42,7 @@ func alpnProxyCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper alpn-proxy COMMAND [flags]",
 		Short:     "answer tls-alpn-01 on a port a web server owns, without stopping it",
-		Long: `alpn-proxy sits in front of a TLS server and sends the connections whose ClientHello offers
-the ALPN protocol acme-tls/1 (an ACME CA validating tls-alpn-01) to an ACME client, and every
-other connection, untouched, to the TLS server. Run it around a certificate issue:
-
-	certkeeper alpn-proxy start --fallback 127.0.0.1:443 &
-	certkeeper cert issue --challenge tls-alpn-01 --tls-alpn-addr 127.0.0.1:31443 -d a.example
-	certkeeper alpn-proxy stop
-
-Port 443 must reach the proxy's --listen address: on Linux, start --iptables adds the
-redirect rules and removes them when the proxy stops.`,
-		Commands: []*Command{alpnProxyStartCmd(), alpnProxyStopCmd(), alpnProxyStatusCmd()},
+		Commands:  []*Command{alpnProxyStartCmd(), alpnProxyStopCmd(), alpnProxyStatusCmd()},
 	}
 }
 
@@ -79,34 +69,6 @@ func alpnProxyStartCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper alpn-proxy start [flags]",
 		Short:     "run the proxy until SIGINT or SIGTERM",
-		Long: `Start listens on --listen and routes each connection by its first TLS record: a ClientHello
-offering acme-tls/1 goes to --alpn, everything else to --fallback, with the bytes already read
-replayed. A first packet that is not a complete ClientHello within 5 seconds (not TLS,
-truncated, oversized, or nothing sent) goes to --fallback as it is, so the web server sees
-what it would have seen without the proxy.
-
-At most --max-conns connections are handled at once, --max-conns-per-client from one client
-address; one more is closed at once (reset) before anything is read from it. A spliced
-connection with no byte in either direction for --idle-timeout is closed (0: never).
-
-Start writes --pidfile once it listens (and its --iptables rules are in place) and runs until
-SIGINT or SIGTERM (what "alpn-proxy stop" sends); it then accepts nothing new, waits up to
---drain for open connections to finish, closes the rest, removes the pidfile and exits.
-
-	certkeeper alpn-proxy start --listen 127.0.0.1:21443 --fallback 127.0.0.1:8443 &
-	certkeeper alpn-proxy start --proxy-protocol   # nginx: listen 443 ssl proxy_protocol;
-
-With --iptables (Linux, root), once it listens, start adds a nat PREROUTING rule that redirects
-incoming TCP port 443 to the --listen port, with iptables and ip6tables, each rule tagged with
-the comment certkeeper-alpn-proxy; it removes them on SIGINT or SIGTERM before draining. Rules
-with the tag that a killed proxy left behind are removed at the next start. PREROUTING sees
-connections from other hosts only, which REDIRECT sends to the receiving interface's address:
-listen on all addresses (--listen :21443), not on 127.0.0.1. --iptables-output adds the rule to
-the OUTPUT chain too, for clients on this host, except for sockets of the proxy's user (-m owner
-! --uid-owner), so that the proxy's own connection to --fallback is not sent back to it; clients
-running as that user (root) are not redirected.
-
-	certkeeper alpn-proxy start --iptables --listen :21443 &`,
 		Flags: func(fs *flag.FlagSet) {
 			flags = fs
 			cmdline.Bind(fs, f)
@@ -182,12 +144,6 @@ func alpnProxyStopCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper alpn-proxy stop [flags]",
 		Short:     "stop a running proxy and wait until its connections are done",
-		Long: `Stop sends SIGTERM to the process in --pidfile and waits, up to --timeout, until it has drained
-its open connections, removed its pidfile and exited. A missing pidfile, or one left by a
-process that no longer runs, means there is nothing to stop: the exit status is 0.
-
-	certkeeper alpn-proxy stop
-	certkeeper alpn-proxy stop --pidfile /run/certkeeper-alpn-proxy.pid --timeout 1m`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&pidfile, "pidfile", "", "`FILE` that alpn-proxy start wrote (default as for start)")
 			timeout = 45 * time.Second
@@ -208,16 +164,6 @@ func alpnProxyStatusCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper alpn-proxy status [flags]",
 		Short:     "say whether a proxy runs: exit status 0 if it does, 1 if not",
-		Long: `Status reads --pidfile and says whether the proxy it names runs: exit status 0 if it does,
-1 if not (no pidfile, or one whose process is gone), for scripts:
-
-	certkeeper alpn-proxy status && certkeeper alpn-proxy stop
-
-With --wait, it waits until the proxy runs (start writes the pidfile once it listens and its
---iptables rules are in place): a pre-hook that starts the proxy in the background returns
-only when the CA can reach it.
-
-	certkeeper alpn-proxy start --iptables >/var/log/alpn-proxy.log 2>&1 & certkeeper alpn-proxy status --wait 10s`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&pidfile, "pidfile", "", "`FILE` that alpn-proxy start wrote (default as for start)")
 			fs.Var((*cmdline.Duration)(&wait), "wait", "wait up to `DURATION` for the proxy to run (default: do not wait)")

@@ -31,26 +31,7 @@ func certCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper cert COMMAND [flags]",
 		Short:     "obtain certificates as files",
-		Long: `The cert commands run the ACME client by hand: obtain a certificate and write it as
-files for servers that read certificates from disk, renew them, revoke them, and stop renewing them.
-
-Obtain a certificate for a.example and www.a.example into /etc/ssl (http-01 on port 80):
-
-	certkeeper cert issue -d a.example -d www.a.example --email you@a.example --out-dir /etc/ssl
-
-Answer tls-alpn-01 on port 443 instead (the web server keeps port 80):
-
-	certkeeper cert issue -d a.example --challenge tls-alpn-01 --tls-alpn-addr :443 --out-dir /etc/ssl
-
-Renew what is due, from cron, and reload nginx once if anything was renewed (each certificate
-renews with the settings it was issued with; see cert show):
-
-	certkeeper cert renew --out-dir /etc/ssl --post-hook 'systemctl reload nginx'
-
-Revoke a certificate whose key has leaked:
-
-	certkeeper cert revoke --cert /etc/ssl/certs/a.example.pem --key /etc/ssl/private/a.example.key --reason keyCompromise`,
-		Commands: []*Command{certIssueCmd(), certRenewCmd(), certShowCmd(), certRevokeCmd(), certDeleteCmd()},
+		Commands:  []*Command{certIssueCmd(), certRenewCmd(), certShowCmd(), certRevokeCmd(), certDeleteCmd()},
 	}
 }
 
@@ -117,48 +98,9 @@ func certIssueCmd() *Command {
 		UsageLine:  "certkeeper cert issue -d NAME [-d NAME...] [flags]",
 		OtherNames: []string{"certonly (certbot)", "run (lego)"},
 		Short:      "obtain one certificate and write it as files",
-		Long: `Issue obtains one certificate for the names given with -d and writes it as
-OUT-DIR/private/NAME.key (mode 0600) and OUT-DIR/certs/NAME.pem (leaf + chain), NAME being the
-first -d. A www. name brings its apex (www.a.example adds a.example) unless --no-apex. The
-certificate, its key and the ACME account are also kept in --storage.
-
-A development certificate from certkeeper's local CA, with no network (trust it with
-"certkeeper ca root"):
-
-	certkeeper cert issue --ca local -d localhost --out-dir ./certs
-
-From Let's Encrypt, answering http-01 on port 80 (stop the web server, or use tls-alpn-01):
-
-	certkeeper cert issue -d a.example -d www.a.example --email you@a.example
-
-With a web server that keeps port 80 and serves /var/www/html (certbot's webroot mode), and
-nginx reloaded once the files are written (and after each cert renew: hooks are remembered):
-
-	certkeeper cert issue -d a.example --webroot /var/www/html --deploy-hook 'systemctl reload nginx'
-
-Try it first without keeping anything (Let's Encrypt's staging CA, nothing written):
-
-	certkeeper cert issue --dry-run -d a.example -d www.a.example
-
-Test against Let's Encrypt's staging CA, with a 6-day certificate:
-
-	certkeeper cert issue --ca staging --profile shortlived -d a.example
-
-A wildcard and its apex through DNS: --dns means dns-01 (the only challenge for wildcards), here
-a BIND server taking TSIG-signed updates (docs/dns.md: PowerDNS, your own program, propagation):
-
-	certkeeper cert issue -d '*.a.example' -d a.example --dns rfc2136 --dns-server ns1.a.example:53 \
-	    --tsig-key-file /etc/certkeeper/tsig.key
-
-An IP address certificate (Let's Encrypt: shortlived profile, http-01 or tls-alpn-01 only):
-
-	certkeeper cert issue --profile shortlived -d 192.0.2.7
-
-Progress goes to stderr; the result, one line, to stdout. Exit status: 0 issued, 1 failed
-(the message says why and what to do), 2 bad usage.`,
-		Flags:     f.register,
-		ArgsHint:  "names go with -d",
-		Spellings: otherTools,
+		Flags:      f.register,
+		ArgsHint:   "names go with -d",
+		Spellings:  otherTools,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			return issueCert(ctx, env, f)
 		},

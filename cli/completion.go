@@ -18,17 +18,6 @@ func completionCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper completion SHELL",
 		Short:     "print the shell completion script",
-		Long: `Completion prints a script for SHELL (bash, zsh or fish) that completes certkeeper's
-commands, flags and their values (--challenge, --key-type, --ca, --dns, ...) as you type, and
-file names elsewhere. Load it in the current shell, or install it for every new one:
-
-	source <(certkeeper completion bash)
-	certkeeper completion bash > /etc/bash_completion.d/certkeeper
-	certkeeper completion zsh > "${fpath[1]}/_certkeeper"
-	certkeeper completion fish > ~/.config/fish/completions/certkeeper.fish
-
-The script asks certkeeper itself (completion --words -- WORDS...), so it follows the binary's
-commands and flags without being generated again.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&words, "words", false, "print the completions of the words after -- (what the scripts run)")
 		},

@@ -58,30 +58,6 @@ func deployCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper deploy --format FORMAT --out-dir DIR [flags]",
 		Short:     "write certificates for haproxy, nginx or any server that reads PEM files",
-		Long: `Deploy writes the certificates in --storage (the newest valid one per name) into --out-dir in
-the layout a server reads, each file atomically, then runs --check-hook and, only if it passes and
-something changed, --post-hook. If the check fails, the previous files are put back and the error
-names the certificate the check complained about, so one bad file never takes the server down.
-
-haproxy (one combined PEM per certificate, and DIR/crt-list naming them):
-
-	certkeeper deploy --format haproxy --out-dir /etc/haproxy/certs \
-		--check-hook 'haproxy -c -f /etc/haproxy/haproxy.cfg' --post-hook 'systemctl reload haproxy'
-	# haproxy.cfg:  bind :443 ssl crt-list /etc/haproxy/certs/crt-list
-
-nginx (DIR/NAME/fullchain.pem and privkey.pem, and DIR/certkeeper.conf mapping names to them):
-
-	certkeeper deploy --format nginx --out-dir /etc/nginx/certkeeper \
-		--check-hook 'nginx -t' --post-hook 'nginx -s reload'
-	# http { include /etc/nginx/certkeeper/certkeeper.conf; server { listen 443 ssl;
-	#        ssl_certificate $certkeeper_cert; ssl_certificate_key $certkeeper_key; } }
-
-pem (DIR/NAME/cert.pem, chain.pem, fullchain.pem, privkey.pem, like certbot's live/):
-
-	certkeeper deploy --format pem --out-dir /etc/ssl/certkeeper -d a.example
-
-To deploy after every issuance and renewal, run the proxy with --deploy-format and --deploy-out-dir.
-Files are 0600; run deploy as the user the server reads them as (or root).`,
 		Flags: func(fs *flag.FlagSet) {
 			f.register(fs, "")
 			cmdline.Bind(fs, &sf)

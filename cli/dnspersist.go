@@ -24,21 +24,6 @@ func dnsPersistRecordCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper dns-persist-record -d NAME [--policy-wildcard] [--until DATE] [flags]",
 		Short:     "print (and set) the dns-persist-01 record that authorizes this account",
-		Long: `Dns-persist-record prints the _validation-persist TXT record (draft-ietf-acme-dns-persist)
-that authorizes certkeeper's ACME account at the CA to get certificates for NAME, with no DNS
-change per order from then on. It registers the account first if there is none yet in --storage.
-With --dns it also sets the record through that provider; without, add it at your DNS host:
-
-	certkeeper dns-persist-record -d a.example --policy-wildcard
-	_validation-persist.a.example. 3600 IN TXT "letsencrypt.org; accounturi=https://...; policy=wildcard"
-
-Then "cert issue --challenge dns-persist-01" (or dns-01, which prefers the persistent record
-where the CA offers dns-persist-01) issues for a.example without touching DNS. The record format
-follows the draft that Pebble and Let's Encrypt accept today; see docs/dns.md.
-
-Run again with --dns (another --policy-wildcard or --until), it replaces this account's record
-for the CA on NAME, and leaves other accounts' and CAs' alone. To end an authorization, delete
-its TXT value at the DNS host (nsupdate: update delete _validation-persist.NAME TXT "VALUE").`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.Var(&f.names, "d", "the `NAME` to authorize; repeatable")
 			fs.BoolVar(&wildcard, "policy-wildcard", false, "also authorize *.NAME (policy=wildcard); a deeper name (x.y.NAME) needs a record of its own")

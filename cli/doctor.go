@@ -20,19 +20,6 @@ func doctorCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper doctor -d NAME [flags]",
 		Short:     "check what would stop a certificate for NAME from being issued",
-		Long: `Doctor checks, without ordering anything, what usually breaks issuance: NAME resolves; each
---addr is reachable through NAME's addresses (a one-time token served on --addr and fetched
-through the resolved address: this proves the path from here, not from the Internet, where
-the CA is); CAA records allow the CA; the CA is reachable; the clock agrees with the CA's;
---storage is writable, and its server (Redis, PostgreSQL) persists what it stores; the
-account there (if any) is valid; with --dns, the provider may set NAME's dns-01 record (asked
-without setting it). Each failure says what to do.
-
-	certkeeper doctor -d a.example --addr :443 --addr :80
-	certkeeper doctor -d '*.a.example' --dns rfc2136 --dns-server ns1.a.example:53 --tsig-key-file /etc/certkeeper/tsig.key
-	certkeeper doctor -d a.example --ca staging --json
-
-Exit status 1 when a check fails.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&name, "d", "", "the `NAME` to check")
 			fs.Var(&addrs, "addr", "`ADDR` certkeeper answers challenges on (e.g. :443, :80), checked by connecting back;\nrepeatable (default: none)")

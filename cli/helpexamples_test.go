@@ -3,11 +3,13 @@ package cli
 import (
 	"errors"
 	"io"
+	"io/fs"
 	"path"
 	"strings"
 	"testing"
 
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
 )
 
 // TestHelpExamples parses every certkeeper command line shown in a
@@ -237,5 +239,48 @@ func TestShellCommands(t *testing.T) {
 				t.Errorf("%q: command %d is %q, want %q", tc.line, i, got[i], tc.want[i])
 			}
 		}
+	}
+}
+
+// TestHelpFiles checks that help/ holds a text for every command (root
+// panics otherwise) and nothing else: a file left behind by a removed or
+// renamed command would be help nobody reads. It also checks what a help
+// text says of the code: cert revoke's list of reasons is the one
+// acmeca.ParseRevocationReason takes.
+func TestHelpFiles(t *testing.T) {
+	want := map[string]bool{}
+	var walk func(c *Command)
+	walk = func(c *Command) {
+		name := strings.ReplaceAll(c.FullName(), " ", "-")
+		if name == "" {
+			name = "certkeeper"
+		}
+		want["help/"+name+".txt"] = true
+		if strings.TrimSpace(c.Long) == "" {
+			t.Errorf("certkeeper %s: empty help text", c.FullName())
+		}
+		for _, sub := range c.Commands {
+			walk(sub)
+		}
+	}
+	walk(root())
+	files, err := fs.Glob(helpTexts, "help/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if !want[f] {
+			t.Errorf("cli/%s names no command: remove it, or rename it for the command it is about", f)
+		}
+	}
+	if len(files) != len(want) {
+		t.Errorf("%d help files for %d commands", len(files), len(want))
+	}
+	revoke, _, _, _, err := cmdline.Resolve(root(), []string{"cert", "revoke"}, globalFlags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reasons := acmeca.RevocationReasons(); !strings.Contains(revoke.Long, "Reasons (RFC 5280): "+reasons+",") {
+		t.Errorf("cli/help/cert-revoke.txt lists other reasons than %s: update it", reasons)
 	}
 }

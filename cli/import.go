@@ -24,30 +24,6 @@ func importCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper import --from TOOL [flags] DIR",
 		Short:     "take over the certificates and accounts of certbot, lego, acme.sh, dehydrated or Caddy",
-		Long: `Import reads another ACME client's state in DIR and stores its certificates, their keys and
-its ACME accounts in certkeeper's --storage. The certificates are served at once (no new order)
-and renewed later from the same account, so the CA accepts the renewal as their ARI replacement.
-DIR is never modified. Each entry is checked whole first (key matches certificate, account has
-key and URL); a damaged one is reported and skipped. Importing twice changes nothing.
-
-A certificate is imported only if its chain verifies against the system's roots, the roots in
---ca-roots FILE, or the local CA's root when --storage holds one: a self-signed or forged
-certificate is refused, naming its file. A certificate already stored for the same name and CA
-is kept unless --overwrite is given; --dry-run says what --overwrite would replace.
-
-	certkeeper import --from certbot /etc/letsencrypt
-	certkeeper import --from lego --ca https://acme-v02.api.letsencrypt.org/directory ~/.lego
-	certkeeper import --from acme.sh ~/.acme.sh
-	certkeeper import --from dehydrated /var/lib/dehydrated
-	certkeeper import --from caddy ~/.local/share/caddy
-
-See first what would be imported, and what cannot be and why:
-
-	certkeeper import --from certbot --dry-run /etc/letsencrypt
-
-Accounts are stored under their contact email: run certkeeper with the same --email (or none,
-for an account without one). "certkeeper import certbot DIR" is "--from certbot" too. docs/migrate.md says what carries over from each tool.
-Exit status: 0 all imported (or unchanged, or kept), 1 something was skipped or failed, 2 bad usage.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&from, "from", "", "the `TOOL` whose state DIR holds: "+strings.Join(migrate.Tools(), ", "))
 			cmdline.Bind(fs, &sf)

@@ -10,6 +10,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
@@ -163,25 +165,41 @@ func WithDNSProvider(p dnsprovider.Provider) Option {
 	}
 }
 
-// root is the command tree.
+// root is the command tree, each command's long help read from help/
+// (withHelp).
 func root() *Command {
-	return &Command{
+	return withHelp(&Command{
 		UsageLine: "certkeeper COMMAND [flags]",
 		Short:     "certificates that manage themselves",
-		Long: `certkeeper obtains TLS certificates from ACME CAs (Let's Encrypt by default) or from
-its own local CA, stores them, and keeps them valid.
+		Commands:  []*Command{proxyCmd(), serverCmd(), alpnProxyCmd(), statusCmd(), doctorCmd(), certCmd(), accountCmd(), dnsPersistRecordCmd(), caCmd(), selfSignedCmd(), storageCmd(), serviceCmd(), importCmd(), deployCmd(), versionCmd(), completionCmd()},
+	})
+}
 
-Get a certificate for this machine's development server, with no network:
+// helpTexts are the commands' long help texts, a file each, named for
+// the command's words joined by "-" (help/cert-issue.txt), the root's
+// help/certkeeper.txt. They are prose with examples, kept out of the Go
+// code so that the code reads as flags and calls, and the text as text
+// (docs/decisions.md); TestHelpFiles checks that each command has one.
+//
+//go:embed help/*.txt
+var helpTexts embed.FS
 
-	certkeeper cert issue --ca local -d localhost --out-dir ./certs
-
-Get one from Let's Encrypt (this host must be reachable on port 80 as a.example):
-
-	certkeeper cert issue -d a.example -d www.a.example --email you@a.example
-
-Run "certkeeper help COMMAND" or "certkeeper COMMAND --help" for a command's flags and examples.`,
-		Commands: []*Command{proxyCmd(), serverCmd(), alpnProxyCmd(), statusCmd(), doctorCmd(), certCmd(), accountCmd(), dnsPersistRecordCmd(), caCmd(), selfSignedCmd(), storageCmd(), serviceCmd(), importCmd(), deployCmd(), versionCmd(), completionCmd()},
+// withHelp sets the Long help of c and of every command under it from
+// helpTexts, and returns c.
+func withHelp(c *Command) *Command {
+	name := strings.ReplaceAll(c.FullName(), " ", "-")
+	if name == "" {
+		name = "certkeeper"
 	}
+	text, err := helpTexts.ReadFile("help/" + name + ".txt")
+	if err != nil {
+		panic(fmt.Sprintf("cli: no help text for %q: %v", c.FullName(), err)) // a file missing from help/: TestHelpFiles
+	}
+	c.Long = string(text)
+	for _, sub := range c.Commands {
+		withHelp(sub)
+	}
+	return c
 }
 
 // run executes args and returns the exit status.

@@ -20,27 +20,6 @@ func storageMigrateCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper storage migrate --from DIR|URL --to DIR|URL [flags]",
 		Short:     "copy the whole state from one storage to another",
-		Long: `Migrate copies every key certkeeper keeps (ACME accounts and their keys, certificates and their
-keys, the local CA, renewal and rate-limit state) from --from to --to, then reads every key back
-from --to and compares it with --from. A single-node install grows into a cluster this way:
-
-	certkeeper storage migrate --from /var/lib/certkeeper --to redis://10.0.0.5:6379/0
-	certkeeper proxy --storage redis://10.0.0.5:6379/0 ...
-
-or, on PostgreSQL (the password in a file, never in the URL):
-
-	certkeeper storage migrate --from /var/lib/certkeeper \
-		--to postgres://certkeeper@db.internal/certkeeper --to-password-file /etc/certkeeper/db.pw
-
-Each side takes its own key file for encryption at rest (--from-key-file, --to-key-file), so
-migrate also turns encryption on or off, or moves to a new key.
-
-It goes through the same checks as storage export and import: values that do not parse are
-refused with nothing written, and so is a --from that holds files certkeeper never writes, such
-as another ACME client's directory (take those over with "certkeeper import --from TOOL DIR"). Keys already stored in --to with the same value are skipped, so
-running it again is harmless; a key stored with a different value is a conflict, and nothing is
-written unless --overwrite. Stop the certkeeper processes using --from first, or run it again
-after they stop, so a certificate renewed meanwhile is copied too.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&from.Storage, "from", "", "`DIR` or URL of the storage to copy from (as --storage takes)")
 			fs.StringVar(&from.StorageKey, "from-key-file", "", "storage key `FILE` of --from, if it is encrypted")
@@ -100,18 +79,6 @@ func storageKeygenCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper storage keygen > FILE",
 		Short:     "print a new storage key, for --storage-key-file",
-		Long: `Keygen prints a new random key for encryption at rest of private keys (--storage-key-file):
-32 bytes in base64, one line.
-
-	(umask 077; certkeeper storage keygen > /etc/certkeeper/storage.key)
-	certkeeper proxy --storage redis://10.0.0.5:6379/0 --storage-key-file /etc/certkeeper/storage.key ...
-
-When stdout is a file that group or others may read or write (as "> FILE" creates under the
-usual umask 022), keygen first makes it mode 0600, and says so: every command refuses a key
-file others may read.
-
-Keep a copy somewhere safe: without it, the private keys in storage cannot be read. To rotate,
-see "certkeeper storage rekey".`,
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if err := keepPrivate(env); err != nil {
 				return err
@@ -127,25 +94,6 @@ func storageRekeyCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper storage rekey --storage-key-file FILE [flags]",
 		Short:     "encrypt every private key in storage with the key file's first key",
-		Long: `Rekey seals every private key in --storage with the first key of --storage-key-file: those
-sealed with an older key of the file, and those stored in clear before encryption was turned on.
-A key file may hold several keys, one per line: the first encrypts, all of them decrypt.
-
-Rotate the storage key:
-
-	certkeeper storage keygen > new.key
-	cat new.key old.key > storage.key      # new first, old second; chmod 600
-	# restart every node with --storage-key-file storage.key, then:
-	certkeeper storage rekey --storage redis://10.0.0.5:6379/0 --storage-key-file storage.key
-	cp new.key storage.key                 # the old key is no longer needed
-
-Turn encryption on for a storage that holds private keys in clear: stop every node using it,
-run rekey once, then start the nodes with --storage-key-file. With a key file, certkeeper
-refuses a private key stored in clear (anyone who can write storage could plant one), and a
-node refuses to start on a storage whose private keys are all in clear. Rekey seals whatever is
-in clear when it runs: run it for that move only, not to silence refusals of planted values.
-
-Rekey is safe while nodes run (each value is replaced in one atomic write) and to run again.`,
 		Flags: func(fs *flag.FlagSet) {
 			cmdline.Bind(fs, &sf)
 		},

@@ -46,32 +46,8 @@ func proxyCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper proxy [flags]",
 		Short:     "HTTPS in front of plain-HTTP sites",
-		Long: `Proxy terminates TLS with certificates it obtains at the first handshake for each name,
-and forwards requests to plain-HTTP backends (Host kept; X-Forwarded-For, -Proto and -Host set;
-HTTP/2 to clients; WebSockets and streaming pass through).
-
-With no policy, CA or config it runs in development mode: it serves localhost with the local CA
-on 127.0.0.1:8443 in front of http://127.0.0.1:8080 (--tls-addr, --backend and --storage change
-those and keep development mode):
-
-	certkeeper proxy
-
-In production, say which names may get certificates; the backend gets everything:
-
-	certkeeper proxy --allow a.example --allow '*.a.example' --backend http://127.0.0.1:8080 --email you@a.example
-
-Per-name backends, and an ask URL that approves names (GET URL?domain=NAME answers 200):
-
-	certkeeper proxy --ask http://127.0.0.1:9000/allowed --route b.example=http://10.0.0.2:8080
-
-Without --backend, each request goes to port 80 on the IP address the client connected to.
-SIGTERM drains connections (at most 30 s); SIGHUP reloads --config (routes, allow, ask) without
-dropping connections; SIGUSR2 starts the binary now at this one's path with the listening
-sockets and drains once it is ready (a new binary that fails to start leaves this one serving).
-Sockets from systemd socket activation are used when given. Every flag has a config key:
-docs/config.md.`,
-		Flags:    func(fs *flag.FlagSet) { src.register(fs, c, &c.engineConfig, proxyChallengeHelp) },
-		ArgsHint: "names go with --allow (e.g. --allow a.example)",
+		Flags:     func(fs *flag.FlagSet) { src.register(fs, c, &c.engineConfig, proxyChallengeHelp) },
+		ArgsHint:  "names go with --allow (e.g. --allow a.example)",
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			src.parsed(&c.engineConfig)
 			if src.check {

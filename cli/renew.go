@@ -39,41 +39,6 @@ func certRenewCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper cert renew [flags]",
 		Short:     "renew the certificate files that are due (for cron)",
-		Long: `Renew walks every key/certificate pair in --out-dir (DIR/private/NAME.key with
-DIR/certs/NAME.pem; a certificate without its key, such as the system's CA certificates in
-/etc/ssl/certs, is not a pair) and renews those that are due: in the CA's ARI window when it
-offers one, else when a third of the lifetime is left (half, under 10 days), as certkeeper's
-Manager does, never a fixed number of days. The previous certificate is kept as
-certs/NAME.pem.old, the key is reused unless --new-key, files are replaced atomically, and a
-pair that does not parse is reported and left alone. Runs on one --out-dir are serialised.
-
-Each certificate renews with the settings it was issued with (CA, --ca-roots, profile, key
-type, challenge and its addresses, DNS settings, hooks), kept in OUT-DIR/renewal/NAME.conf
-(mode 0600; refused if its group or others may write it; "certkeeper cert show NAME" prints
-it). A flag given here overrides them and is remembered once the renewal succeeds (the run says
-what changed); -d, --force, --dry-run, --grace, --new-key, --want, --timeout, --no-wait, the storage flags, --tsig-key and
-the EAB flags are not remembered: give the --storage cert issue was given, as it holds the ACME
-account (without it, the default storage registers another account).
-
-From cron, reloading nginx once if anything was renewed:
-
-	certkeeper cert renew --out-dir /etc/ssl --post-hook 'systemctl reload nginx'
-
-Renew one certificate now, due or not:
-
-	certkeeper cert renew -d a.example --force --out-dir /etc/ssl
-
-Renew what is within a week of expiry, and issue whatever a want list names but is missing:
-
-	certkeeper cert renew --grace 7d --want /etc/certkeeper/want.txt
-
-(want.txt: one certificate per line, its names separated by spaces; the first names the files.
-One that --storage holds, such as a certificate "certkeeper import" brought in, is written from
-there without an order.)
-
-A deploy hook runs once per renewed certificate with CERTKEEPER_NAME, CERTKEEPER_NAMES,
-CERTKEEPER_CERT_FILE, CERTKEEPER_KEY_FILE and CERTKEEPER_NOT_AFTER in its environment.
-Exit status: 0 all good, 1 something failed (each is named in the summary), 2 bad usage.`,
 		Flags: func(fs *flag.FlagSet) {
 			f.fs = fs
 			f.registerCA(fs)

@@ -86,15 +86,6 @@ func certShowCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper cert show NAME [flags]",
 		Short:     "show a certificate's files and the settings cert renew uses for it",
-		Long: `Show prints what --out-dir holds for the certificate whose files are named for NAME (its
-first name, or the file name: wildcard_a.example for *.a.example): its names, expiry, issuer
-and files, and the settings cert renew renews it with, from OUT-DIR/renewal/NAME.conf (see
-docs/cli.md, cert renew). Secrets are never in that file: DNS credentials are named by the
-files holding them.
-
-	certkeeper cert show a.example --out-dir /etc/ssl
-
-Exit status: 0 shown, 1 the files or the settings cannot be read, 2 bad usage.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&outDir, "out-dir", "", "the `DIR` cert issue and cert renew write to (default: /etc/ssl for root, else ~/.acme)")
 		},
@@ -113,14 +104,6 @@ func certDeleteCmd() *Command {
 		UsageLine:  "certkeeper cert delete NAME [--yes] [flags]",
 		OtherNames: []string{"delete (certbot)", "remove"},
 		Short:      "stop renewing a certificate: remove its files and renewal settings",
-		Long: `Delete removes from --out-dir the certificate whose files are named for NAME: its certificate
-and key files, the previous certificate kept at renewals, and its renewal settings, so cert renew
-no longer renews it (certbot's delete --cert-name). Reconfigure the servers that read those files
-first. The copy cert issue kept in --storage goes too (not a newer one a proxy on that storage
-renewed). The certificate stays valid at the CA until it expires (revoke it first if its key
-leaked). It asks for confirmation unless --yes.
-
-	certkeeper cert delete old.a.example --out-dir /etc/ssl`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&outDir, "out-dir", "", "the `DIR` cert issue and cert renew write to (default: /etc/ssl for root, else ~/.acme)")
 			fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")

@@ -27,23 +27,6 @@ func certRevokeCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper cert revoke --cert FILE | -d NAME [flags]",
 		Short:     "revoke a certificate",
-		Long: `Revoke asks the CA to revoke a certificate. The request is signed by the ACME account in
---storage that ordered it, or, with --key, by the certificate's own private key (no account
-needed: the way to revoke a certificate whose key has leaked).
-
-	certkeeper cert revoke --cert /etc/ssl/certs/a.example.pem --reason superseded
-	certkeeper cert revoke --cert a.pem --key a.key --reason keyCompromise
-
-With -d, the certificate of NAME that a certkeeper proxy or server keeps in --storage is
-revoked, and each one running on that storage replaces it with a new key within a minute (its
-next check of storage; at once on Redis):
-
-	certkeeper cert revoke -d a.example --reason keyCompromise --storage /var/lib/certkeeper
-
-Reasons (RFC 5280): ` + acmeca.RevocationReasons() + `,
-in any case, or by number (certbot's and lego's spellings). A certificate of an --out-dir pair is
-noted as revoked in its renewal settings: the next cert renew replaces it, with a new key after
-keyCompromise.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&certFile, "cert", "", "PEM `FILE` of the certificate (a chain file is fine: its first certificate is revoked)")
 			fs.StringVar(&keyFile, "key", "", "sign with this private key `FILE` of the certificate instead of the account")

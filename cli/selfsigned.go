@@ -20,12 +20,6 @@ func selfSignedCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper selfsigned -d NAME [-d NAME...] [flags]",
 		Short:     "make a self-signed certificate (e.g. nginx's fallback certificate)",
-		Long: `Selfsigned makes a self-signed certificate for the names given with -d, with a new key, and
-writes it as two files: --cert-out and --key-out (mode 0600), or, with --out-dir, as
-OUT-DIR/certs/NAME.pem and OUT-DIR/private/NAME.key like cert issue. Nothing trusts it: it is for
-nginx's fallback ssl_certificate (served for names with no certificate), tests and first starts.
-
-	certkeeper selfsigned -d fallback.invalid --valid-for 3650d --cert-out fallback.pem --key-out fallback.key`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.Var(&names, "d", "`NAME` (or IP address) for the certificate; repeatable")
 			fs.Var((*cmdline.Duration)(&validFor), "valid-for", "how long the certificate is valid: a `DURATION` such as 365d or 36h")

@@ -54,26 +54,8 @@ func serverCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper server [flags]",
 		Short:     "central certificate server for a fleet of web servers",
-		Long: `Server obtains, stores and renews certificates for a fleet, and hands them out over an HTTP
-API (docs/api.md) to web servers that fetch them at handshake time: nginx/OpenResty through
-the Lua plugin (lua/), Go servers through the certclient package.
-
-It hands out private keys, so clients authenticate with a bearer token (--token-file, one
-token per line) or a client certificate (--client-ca). It refuses to listen beyond loopback
-without one of them. Every key handed out is written to the audit log.
-
-	certkeeper server --allow '*.a.example' --token-file /etc/certkeeper/tokens --email you@a.example
-	curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8999/v1/certificates/www.a.example
-
-http-01 challenges are answered on --listen: forward /.well-known/acme-challenge/ from port 80
-of the web servers to it. Names given with --managed are obtained at start and renewed
-forever; --cert-file serves certificates made elsewhere. SIGTERM drains (10 s at most, then
-issuances still in flight are abandoned and their clients get 503); SIGHUP reloads --config's
-policy (allow, ask, require-own-ip, own-ip-private) and the --token-file (a token removed from
-it is refused at once); SIGUSR2 upgrades in place, as for the proxy (certkeeper proxy --help).
-Every flag has a config key: docs/config.md.`,
-		Flags:    func(fs *flag.FlagSet) { src.register(fs, c, &c.engineConfig, serverChallengeHelp) },
-		ArgsHint: "names go with --allow or --managed (e.g. --allow a.example)",
+		Flags:     func(fs *flag.FlagSet) { src.register(fs, c, &c.engineConfig, serverChallengeHelp) },
+		ArgsHint:  "names go with --allow or --managed (e.g. --allow a.example)",
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			src.parsed(&c.engineConfig)
 			load := func() (*serverConfig, error) { return loadServerConfig(&src, c) }

@@ -16,15 +16,7 @@ func serviceCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper service COMMAND [flags]",
 		Short:     "run certkeeper as a Windows service",
-		Long: `Service installs, removes and runs certkeeper as a Windows service, started at boot and
-restarted if it fails. The words after -- are the certkeeper command the service runs:
-
-	certkeeper service install -- proxy --config C:\ProgramData\certkeeper\proxy.yaml
-	certkeeper service uninstall
-
-Its logs go to %ProgramData%\certkeeper\NAME.log. On Linux use deploy/certkeeper.service
-(systemd), on macOS deploy/com.certkeeper.proxy.plist (launchd).`,
-		Commands: []*Command{serviceInstallCmd(), serviceUninstallCmd(), serviceRunCmd()},
+		Commands:  []*Command{serviceInstallCmd(), serviceUninstallCmd(), serviceRunCmd()},
 	}
 }
 
@@ -34,11 +26,6 @@ func serviceInstallCmd() *Command {
 		UsageLine: "certkeeper service install [flags] -- COMMAND [ARGS]",
 		RawArgs:   true,
 		Short:     "install a Windows service that runs COMMAND",
-		Long: `Install registers a Windows service (automatic start, restarted 5 s after a failure) that
-runs this executable with COMMAND and ARGS:
-
-	certkeeper service install -- proxy --config C:\ProgramData\certkeeper\proxy.yaml
-	sc.exe start certkeeper`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&name, "name", defaultServiceName, "the service's `NAME`")
 		},
@@ -56,7 +43,6 @@ func serviceUninstallCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper service uninstall [flags]",
 		Short:     "remove the Windows service",
-		Long:      `Uninstall stops (if running) and removes the Windows service.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&name, "name", defaultServiceName, "the service's `NAME`")
 		},
@@ -72,9 +58,6 @@ func serviceRunCmd() *Command {
 		UsageLine: "certkeeper service run [flags] -- COMMAND [ARGS]",
 		RawArgs:   true,
 		Short:     "run COMMAND under the Windows service manager (the service does this)",
-		Long: `Run is what the installed service executes: it runs COMMAND, reports it running to the
-service manager, and stops it gracefully (as SIGTERM would) when the service is stopped or
-Windows shuts down.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&name, "name", defaultServiceName, "the service's `NAME`")
 		},

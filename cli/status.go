@@ -26,25 +26,6 @@ func statusCmd() *Command {
 		UsageLine:  "certkeeper status [flags]",
 		OtherNames: []string{"certificates (certbot)", "list (lego)"},
 		Short:      "show every stored certificate and its next renewal",
-		Long: `Status lists every certificate in --storage: its names, issuer, expiry, when it is due for
-renewal (by the lifetime rule; a running certkeeper refines it with the CA's ARI window) and a
-state: fine, renewing (due now), failing (the last renewal failed; the error and the next attempt
-are shown), revoked (cert revoke -d; a running certkeeper replaces it at once), expiring (less
-than a tenth of its lifetime left), expired or damaged (the stored
-record cannot be read; it is named by its storage key and file); and when a handshake last asked
-for it (written by a running certkeeper every few minutes). A name whose first certificate cannot
-be obtained is listed too, as failing, with the CA's error and the next attempt.
-
-Status exits non-zero when a stored record is damaged, after listing everything.
-
-With --nagios it is a monitoring check (Nagios, Icinga, cron): a summary line, then one line for
-each problem, and the exit status 0 (OK: fine or renewing), 1 (WARNING: a renewal or first
-issuance failing, retried), 2 (CRITICAL: expired, expiring, revoked or damaged) or 3 (UNKNOWN:
-the storage cannot be read).
-
-	certkeeper status
-	certkeeper status --json | jq '.[] | select(.state != "fine")'
-	certkeeper status --nagios || mail -s "certificates need a look" root`,
 		Flags: func(fs *flag.FlagSet) {
 			cmdline.Bind(fs, &sf)
 			fs.Var(&certFiles, "cert-file", "also report this `CERT:KEY` pair, as given to proxy or server --cert-file\n(issuer \"file\"; expiring with less than a third of its life or 14 days left); repeatable")

@@ -23,22 +23,7 @@ func storageCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper storage COMMAND [flags]",
 		Short:     "export, import, migrate and encrypt certkeeper's state",
-		Long: `The storage commands work on certkeeper's state as a whole: the ACME accounts and their keys,
-the certificates and their keys, the local CA and the renewal state kept in --storage.
-
-Move certkeeper to a new server:
-
-	certkeeper storage export --out state.tar.gz
-	scp state.tar.gz new-server:
-	# then, on the new server:
-	certkeeper storage import state.tar.gz
-	certkeeper status
-
-Grow a single node into a cluster, with private keys encrypted at rest:
-
-	(umask 077; certkeeper storage keygen > storage.key)
-	certkeeper storage migrate --from /var/lib/certkeeper --to redis://10.0.0.5:6379/0 --to-key-file storage.key`,
-		Commands: []*Command{storageExportCmd(), storageImportCmd(), storageMigrateCmd(), storageKeygenCmd(), storageRekeyCmd(), storageDeleteCmd()},
+		Commands:  []*Command{storageExportCmd(), storageImportCmd(), storageMigrateCmd(), storageKeygenCmd(), storageRekeyCmd(), storageDeleteCmd()},
 	}
 }
 
@@ -48,24 +33,6 @@ func storageExportCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper storage export [flags]",
 		Short:     "write the whole state to one archive",
-		Long: `Export writes everything certkeeper keeps in --storage (ACME accounts, certificates, their
-private keys, the local CA, renewal state) as one archive, a .tar.gz that "certkeeper storage
-import" reads on this or another machine. Lock leases are left out.
-
-Move certkeeper to a new server:
-
-	certkeeper storage export --out state.tar.gz
-	# copy state.tar.gz to the new server, then there:
-	certkeeper storage import state.tar.gz
-
-Or in one go, and as a backup:
-
-	certkeeper storage export | ssh new-server certkeeper storage import -
-	certkeeper storage export --storage /var/lib/certkeeper --out /backup/certkeeper.tar.gz
-
-The archive holds private keys. --out is written with mode 0600 (via a temporary file renamed
-into place, so it is never seen half-written), and export refuses to print it to a terminal.
-Keep it as private as --storage itself, and delete it once imported.`,
 		Flags: func(fs *flag.FlagSet) {
 			cmdline.Bind(fs, &sf)
 			fs.StringVar(&out, "out", "-", "`FILE` to write the archive to, or - for stdout")
@@ -114,26 +81,6 @@ func storageImportCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper storage import [flags] FILE|-",
 		Short:     "store the keys of an exported archive",
-		Long: `Import stores the keys of an archive written by "certkeeper storage export" (FILE, or - for
-stdin) into --storage. It reads and checks the whole archive before it writes anything: an
-archive that is damaged, truncated or of an unknown format version, or that holds links, paths
-outside the storage, oversized members or certificate records that do not parse, is refused
-with nothing written.
-
-On the new server:
-
-	certkeeper storage import state.tar.gz
-	certkeeper status
-
-Keys already stored with the same value are skipped, so importing twice is harmless. A key
-stored with a different value (say, a local CA created on the new server before the import) is
-a conflict: import lists the conflicting keys, writes nothing and exits 1. To replace them with
-the archive's values:
-
-	certkeeper storage import --overwrite state.tar.gz
-
-Stop certkeeper processes using --storage while importing: a certificate they renew meanwhile
-could be replaced by the archive's older one.`,
 		Flags: func(fs *flag.FlagSet) {
 			cmdline.Bind(fs, &sf)
 			fs.BoolVar(&overwrite, "overwrite", false, "replace keys stored with values that differ from the archive's")
@@ -222,19 +169,6 @@ func storageDeleteCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper storage delete [flags] NAME|KEY...",
 		Short:     "remove a certificate, a damaged record or a failing name from storage",
-		Long: `Delete removes from --storage what "certkeeper status" lists: given a NAME, every certificate
-whose primary name it is (from any CA, and its RSA twin), its failing first issuance and an order
-left unfinished; given a KEY as status --json shows it, that record (certificates/CA/NAME.json,
-readable or damaged) or failing first issuance (failing/NAME). Private keys go with their
-certificates: export first ("certkeeper storage export") if they may be needed. It works on any
-storage, Redis and PostgreSQL included, where there are no files to remove.
-
-A running proxy or server keeps serving a certificate it holds in memory, and renews it while
-its policy allows the name: take the name out of the policy first (revoke a leaked key with
-"certkeeper cert revoke -d NAME" instead).
-
-	certkeeper storage delete --storage redis://10.0.0.5:6379/0 old.example
-	certkeeper storage delete certificates/acme-v02.api.letsencrypt.org-directory/a.example.json`,
 		Flags:     func(fs *flag.FlagSet) { cmdline.Bind(fs, &sf) },
 		TakesArgs: true,
 		Run: func(ctx context.Context, env *Env, args []string) error {

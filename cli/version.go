@@ -19,12 +19,6 @@ func versionCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper version",
 		Short:     "print certkeeper's version",
-		Long: `Version prints certkeeper's version, the Go version it was built with, and the platform:
-
-	$ certkeeper version
-	certkeeper v0.1.0 (go1.26.8 linux/amd64)
-
-"certkeeper --version" prints the same.`,
 		Run: func(_ context.Context, env *Env, args []string) error {
 			fmt.Fprintln(env.Stdout, versionString())
 			return nil
