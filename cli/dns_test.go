@@ -271,6 +271,36 @@ func TestDNSPersistRecord(t *testing.T) {
 	}
 }
 
+// TestDNSPersistMissingRecord: cert issue --challenge dns-persist-01 for a
+// name without a record, or a wildcard whose record lacks
+// policy=wildcard, fails before ordering (no order at Pebble), naming
+// dns-persist-record.
+func TestDNSPersistMissingRecord(t *testing.T) {
+	d := newDNSSetup(t)
+	storageDir := t.TempDir()
+	caArgs := []string{"--ca", d.ca.DirectoryURL(), "--ca-roots", d.ca.ListenerRootFile(), "--storage", storageDir}
+	r := ck(t, time.Minute, append(append([]string{"dns-persist-record", "-d", "b.a.test"}, caArgs...), d.dnsArgs(t)...)...)
+	if r.code != 0 {
+		t.Fatalf("dns-persist-record: exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	for _, tc := range []struct{ name, want string }{
+		{"c.a.test", "no dns-persist-01 record for this CA and account at _validation-persist.c.a.test: it has no TXT value"},
+		{"*.b.a.test", "lacks policy=wildcard"},
+	} {
+		before := d.ca.Orders()
+		args := append(pebbleArgs(d.ca, storageDir, t.TempDir()), "--challenge", "dns-persist-01", "-d", tc.name,
+			"--dns-resolver", d.named.Addr(), "--dns-check-port", cmdline.PortOf(d.named.Addr()))
+		r := ck(t, time.Minute, args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "nothing was ordered") || !strings.Contains(r.stderr, tc.want) ||
+			!strings.Contains(r.stderr, "certkeeper dns-persist-record") {
+			t.Errorf("-d %s: exit %d, want 1 saying nothing was ordered, %q and naming dns-persist-record\nstderr:\n%s", tc.name, r.code, tc.want, r.stderr)
+		}
+		if n := d.ca.Orders() - before; n != 0 {
+			t.Errorf("-d %s: %d orders placed, want 0", tc.name, n)
+		}
+	}
+}
+
 // TestProxyWildcard: proxy --wildcard '*.a.test' with dns-01 serves 20
 // subdomains from one order.
 func TestProxyWildcard(t *testing.T) {

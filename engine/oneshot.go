@@ -95,11 +95,19 @@ func (e *ListenError) Unwrap() error { return e.Err }
 // OneShot.DNS01), whether each name's record can be set
 // (dns01.Solver.Check), setting nothing: a wrong key, zone or DNS server
 // then fails before an order is placed, rather than after, once per
-// attempt. An issuer without a dns-01 solver passes.
+// attempt. When dns-persist-01 is iss's one challenge, it checks that
+// each name's record is in place for the CA and account
+// (dns01.Persist.Check; a *dns01.PersistError if not), which takes the
+// account, registering it if there is none yet. An issuer with neither
+// passes, and so does dns-persist-01 at a CA whose directory lists no
+// issuer domain names (the order's challenges then say which).
 func CheckDNS(ctx context.Context, iss issuer.Issuer, names []string) error {
 	a, ok := iss.(*acmeca.Issuer)
 	if !ok {
 		return nil
+	}
+	if p, ok := a.Solvers[acmeca.DNSPersist01].(*dns01.Persist); ok && len(a.Solvers) == 1 {
+		return checkPersist(ctx, a, p, names)
 	}
 	s, ok := a.Solvers[acmeca.DNS01].(*dns01.Solver)
 	if !ok {
@@ -107,6 +115,24 @@ func CheckDNS(ctx context.Context, iss issuer.Issuer, names []string) error {
 	}
 	for _, name := range names {
 		if err := s.Check(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPersist is CheckDNS for an issuer whose one solver is p.
+func checkPersist(ctx context.Context, a *acmeca.Issuer, p *dns01.Persist, names []string) error {
+	issuers, err := a.IssuerDomainNames(ctx)
+	if err != nil {
+		return nil // no list to check against before ordering
+	}
+	acct, err := a.Account(ctx)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := p.Check(ctx, name, issuers, acct.Location); err != nil {
 			return err
 		}
 	}

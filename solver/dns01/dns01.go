@@ -183,7 +183,7 @@ func (s *Solver) Present(ctx context.Context, chal acme.Challenge) error {
 		return err
 	}
 	if len(s.Resolver.Zones) > 0 && s.Resolver.knownZone(target) == "" {
-		s.logger().Warn("dns-01 record is in none of the zones named in Resolver.Zones; its zone was looked up",
+		s.logger().Warn("dns-01 record is in none of the zones given; its zone was looked up",
 			slog.String("name", chal.Identifier.Value), slog.String("record", strings.TrimSuffix(target, ".")),
 			slog.Any("zones", s.Resolver.Zones), slog.String("zone", zone))
 	}

@@ -154,14 +154,33 @@ func (p *Persist) CleanUp(context.Context, acme.Challenge) error { return nil }
 // name, allowing a wildcard where authz needs one and not expired. When
 // none is, the error is a *PersistError saying what is there.
 func (p *Persist) Choose(ctx context.Context, chal acme.Challenge, authz solver.Authorization) (bool, error) {
-	rec, err := p.Find(ctx, chal.Identifier.Value, chal.IssuerDomainNames, authz.Account)
-	if err != nil {
+	name := chal.Identifier.Value
+	if authz.Wildcard {
+		name = "*." + name
+	}
+	if err := p.Check(ctx, name, chal.IssuerDomainNames, authz.Account); err != nil {
 		return false, err
 	}
-	if authz.Wildcard && !rec.Wildcard {
-		return false, &PersistError{Record: rec.FQDN(), Account: authz.Account, Issuers: chal.IssuerDomainNames, Found: true, NoWildcard: true}
-	}
 	return true, nil
+}
+
+// Check reports whether a dns-persist-01 record usable for name is
+// served: one naming one of issuers (the CA's issuer domain names) and
+// account (its URL), not expired, with policy=wildcard when name is a
+// wildcard (*.a.example, whose record is at a.example's). It is Choose
+// before an order, which an issuance whose one challenge is
+// dns-persist-01 asks so that a missing record fails with nothing
+// ordered. The error is a *PersistError when no such record is served.
+func (p *Persist) Check(ctx context.Context, name string, issuers []string, account string) error {
+	base, wildcard := strings.CutPrefix(name, "*.")
+	rec, err := p.Find(ctx, base, issuers, account)
+	if err != nil {
+		return err
+	}
+	if wildcard && !rec.Wildcard {
+		return &PersistError{Record: rec.FQDN(), Account: account, Issuers: issuers, Found: true, NoWildcard: true}
+	}
+	return nil
 }
 
 // ErrNoPersistRecord is returned (wrapped, in a *PersistError) by Find
