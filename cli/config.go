@@ -183,13 +183,18 @@ func (src *source) attributeAll(cfg any, errs []error) []error {
 	return errs
 }
 
-// noteOverridden notes in engine, for printNotes, each key of the config
-// file that a flag given overrides (cfg is the front-end's config): at a
-// reload, an edit there changes nothing.
-func (src *source) noteOverridden(cfg any, engine *engineConfig) {
+// noteFlags notes in engine, for printNotes, each key of the config file
+// that a flag given overrides (cfg is the front-end's config): at a
+// reload, an edit there changes nothing; and each secret given as a flag,
+// which other users can read for as long as the process runs.
+func (src *source) noteFlags(cfg any, engine *engineConfig) {
 	data, _ := os.ReadFile(src.file) // none: nothing to note
 	for _, key := range yamlconf.Overridden(data, reflect.TypeOf(cfg).Elem(), src.set) {
 		engine.addNote(fmt.Sprintf("%s in %s is overridden by --%s on the command line", key, src.file, strings.ReplaceAll(key, "_", "-")))
+	}
+	for _, key := range yamlconf.SecretsGiven(reflect.TypeOf(cfg).Elem(), src.set) {
+		engine.addNote(fmt.Sprintf("warning: --%s on the command line can be read by other users of this host (ps) for as long as certkeeper runs: "+
+			"put %s in a --config file only you can read (chmod 600) instead", strings.ReplaceAll(key, "_", "-"), key))
 	}
 }
 

@@ -137,6 +137,26 @@ func TestConfigSecretsReadable(t *testing.T) {
 	}
 }
 
+// TestSecretFlagsWarned: a token given as a flag to a long-running command
+// is warned about (other users read it with ps for as long as it runs),
+// naming the flag and the config key to use, never the value; the same
+// token in a 0600 --config file is not.
+func TestSecretFlagsWarned(t *testing.T) {
+	const warning = "on the command line can be read by other users of this host (ps)"
+	r := ck(t, 30*time.Second, "server", "--check-config", "--metrics-token", "mtok-0123456789abcdef", "--status-token", "stok-0123456789abcdef")
+	if r.code != 0 || strings.Count(r.stderr, warning) != 2 || !strings.Contains(r.stderr, "warning: --metrics-token "+warning) ||
+		!strings.Contains(r.stderr, "put status_token in a --config file only you can read (chmod 600)") || strings.Contains(r.stderr, "tok-0123") {
+		t.Errorf("server --metrics-token --status-token: exit %d, stderr:\n%s\nwant two warnings naming the flags and keys, no token", r.code, r.stderr)
+	}
+	f := writeConfig(t, "metrics_token: mtok-0123456789abcdef\n")
+	if err := os.Chmod(f, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := ck(t, 30*time.Second, "server", "--check-config", "--config", f); r.code != 0 || strings.Contains(r.stderr, warning) {
+		t.Errorf("metrics_token in a 0600 --config: exit %d, stderr:\n%s\nwant no warning", r.code, r.stderr)
+	}
+}
+
 // TestCheckConfig: --check-config says "configuration OK" and exits 0 for
 // a good configuration (a scalar for a list, days in durations, a
 // host:port backend, log keys), and prints every error of a bad one.

@@ -66,7 +66,7 @@ func loadProxyConfig(src *source, flags *proxyConfig) (*proxyConfig, error) {
 		return nil, err
 	}
 	overlay(cfg, flags, &cfg.engineConfig, src.set)
-	src.noteOverridden(cfg, &cfg.engineConfig)
+	src.noteFlags(cfg, &cfg.engineConfig)
 	cfg.credit = src.credit(cfg)
 	return cfg, nil
 }

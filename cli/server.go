@@ -89,7 +89,7 @@ func loadServerConfig(src *source, flags *serverConfig) (*serverConfig, error) {
 	}
 	// Flags with a default apply it when the file has no value either.
 	overlay(cfg, flags, &cfg.engineConfig, src.set, "listen", "issue-timeout", "max-ttl")
-	src.noteOverridden(cfg, &cfg.engineConfig)
+	src.noteFlags(cfg, &cfg.engineConfig)
 	cfg.credit = src.credit(cfg)
 	return cfg, nil
 }

@@ -191,6 +191,21 @@ func Secrets(data []byte, t reflect.Type) []string {
 	return keys
 }
 
+// SecretsGiven returns, sorted, the keys of struct type t tagged
+// `secret:"true"` whose flag (the key with "-" for "_") is in set, the
+// flags given: secrets on the command line, which other users of the
+// host may read (ps, /proc/PID/cmdline) for as long as the process runs.
+func SecretsGiven(t reflect.Type, set map[string]bool) []string {
+	var keys []string
+	for key, idx := range yamlKeys(t) {
+		if t.FieldByIndex(idx).Tag.Get("secret") == "true" && set[strings.ReplaceAll(key, "_", "-")] {
+			keys = append(keys, key)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 // Exposed returns the Secrets of file, whose content is data, when other
 // users may read it (a mode with group or other read bits, not on
 // Windows, where modes say nothing of them), and the file's mode.

@@ -310,3 +310,34 @@ func TestSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretsGiven: the secret fields whose flags were given, inline ones
+// included, and nothing for a non-secret flag or a secret not given.
+func TestSecretsGiven(t *testing.T) {
+	type shared struct {
+		Token string `yaml:"metrics_token" secret:"true"`
+		DB    string `yaml:"storage" secret:"url"`
+	}
+	type config struct {
+		Shared shared `yaml:",inline"`
+		Key    string `yaml:"tsig_key" secret:"true"`
+		Addr   string `yaml:"listen"`
+	}
+	typ := reflect.TypeOf(config{})
+	for _, tt := range []struct {
+		set  []string
+		want []string
+	}{
+		{[]string{"tsig-key", "metrics-token", "listen", "storage"}, []string{"metrics_token", "tsig_key"}},
+		{[]string{"listen"}, nil},
+		{nil, nil},
+	} {
+		set := map[string]bool{}
+		for _, f := range tt.set {
+			set[f] = true
+		}
+		if got := SecretsGiven(typ, set); !slices.Equal(got, tt.want) {
+			t.Errorf("SecretsGiven(%v) = %v, want %v", tt.set, got, tt.want)
+		}
+	}
+}
