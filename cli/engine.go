@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/connlimit"
 	"github.com/certkeeper/certkeeper/internal/logsetup"
+	"github.com/certkeeper/certkeeper/internal/proxyprotocol"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
@@ -51,6 +53,8 @@ type engineConfig struct {
 	// as this host's own for RequireOwn.
 	OwnIPPrivate bool     `yaml:"own_ip_private" help:"with --require-own-ip, count loopback, link-local and private addresses as this host's\nown too (for an internal CA; a public CA cannot reach them, so by default they are refused)"`
 	Wildcards    []string `yaml:"wildcard" arg:"*.ZONE" help:"serve every subdomain of a zone from one wildcard certificate: *.ZONE (obtained with\nZONE at the first handshake for any name in it that --allow allows; needs --dns); repeatable"`
+	ProxyFrom    []string `yaml:"proxy_protocol_from" arg:"CIDR" help:"CIDR (or address) of TCP load balancers that start each connection with a PROXY protocol\nheader (v1 or v2), which must: the client address in it is used; repeatable"`
+	proxyFrom    []netip.Prefix
 	CertFiles    []string `yaml:"cert_file" arg:"CERT:KEY" help:"CERT:KEY: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable"`
 	// CertFileCheck is how often --cert-file files are checked for
 	// changes (its old name went as --alert-check's did).
@@ -305,6 +309,19 @@ func settingError(err error, fe frontEnd) error {
 	return err
 }
 
+// parseProxyFrom parses --proxy-protocol-from into c.proxyFrom.
+func (c *engineConfig) parseProxyFrom() error {
+	c.proxyFrom = nil
+	for _, a := range c.ProxyFrom {
+		p, err := proxyprotocol.ParsePrefix(a)
+		if err != nil {
+			return usagef("--proxy-protocol-from %q: want an address or a CIDR prefix, e.g. 10.0.0.0/8", a)
+		}
+		c.proxyFrom = append(c.proxyFrom, p)
+	}
+	return nil
+}
+
 // connLimits are the bounds of each listener's connections.
 func (c *engineConfig) connLimits() connlimit.Limits {
 	return connlimit.Limits{Max: c.MaxConns, PerClient: c.MaxPerClient}
@@ -412,7 +429,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	}
 	printStartup(env, s.summary)
 	loop := serveloop.New(env.Logger, env.Stderr, up, s.reload)
-	loop.Limits = s.cfg.connLimits()
+	loop.Limits, loop.ProxyProtocolFrom = s.cfg.connLimits(), s.cfg.proxyFrom
 	if err := s.listen(loop, up, m); err != nil {
 		_ = loop.Drain(s.drain, nil)
 		return err

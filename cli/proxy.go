@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -33,8 +32,6 @@ type proxyConfig struct {
 	Backend      string   `yaml:"backend" arg:"URL" help:"URL of the backend for every name without a --route, or HOST:PORT for http://HOST:PORT\n(default: port 80 on the IP address the client connected to)"`
 	Routes       []string `yaml:"route" arg:"NAME=URL" help:"NAME=URL: send NAME (or a pattern like *.a.example) to its own backend; repeatable"`
 	DefaultName  string   `yaml:"default_name" arg:"NAME" help:"NAME whose certificate clients without SNI get"`
-	ProxyFrom    []string `yaml:"proxy_protocol_from" arg:"CIDR" help:"CIDR (or address) of TCP load balancers that start each connection with a PROXY protocol\nheader (v1 or v2), which must: the client address in it is used; repeatable"`
-	proxyFrom    []netip.Prefix
 }
 
 // proxyChallengeHelp is the usage of the proxy's --challenge.
@@ -113,13 +110,8 @@ func (c *proxyConfig) checkAddrs() error {
 	if _, err := hostname.Normalize(c.DefaultName); c.DefaultName != "" && err != nil {
 		return usagef("--default-name: %v", hostname.WithHostHint(c.DefaultName, err))
 	}
-	c.proxyFrom = nil
-	for _, a := range c.ProxyFrom {
-		p, err := proxyprotocol.ParsePrefix(a)
-		if err != nil {
-			return usagef("--proxy-protocol-from %q: want an address or a CIDR prefix, e.g. 10.0.0.0/8", a)
-		}
-		c.proxyFrom = append(c.proxyFrom, p)
+	if err := c.parseProxyFrom(); err != nil {
+		return err
 	}
 	main := []string{"--tls-addr", c.TLSAddr, "--http-addr", c.HTTPAddr}
 	return errors.Join(cmdline.CheckListenAddrs(main...),

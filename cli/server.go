@@ -280,8 +280,12 @@ func (c *serverConfig) checkManaged() error {
 	return nil
 }
 
-// checkAddrs checks the syntax of the server's listen addresses.
+// checkAddrs checks the syntax of the server's listen addresses and of
+// --proxy-protocol-from.
 func (c *serverConfig) checkAddrs() error {
+	if err := c.parseProxyFrom(); err != nil {
+		return err
+	}
 	main := []string{"--listen", c.Listen, "--http-addr", c.HTTPAddr, "--tls-alpn-addr", c.TLSAddr}
 	return errors.Join(cmdline.CheckListenAddrs(main...),
 		cmdline.CheckSeparatePorts(main, "--metrics-addr", c.Ops.MetricsAddr, "--status-addr", c.Ops.StatusAddr))

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
@@ -377,5 +378,55 @@ func waitAudit(t *testing.T, file, want string) {
 			t.Fatalf("the audit log %s does not hold %s within 5 s: %v\n%s", file, want, err, data)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestServerProxyProtocolFrom: behind a TCP load balancer that sends PROXY
+// protocol headers (--proxy-protocol-from), the audit log records the
+// client address the header names; a connection from that address
+// without a header is closed, and a bad prefix is refused.
+func TestServerProxyProtocolFrom(t *testing.T) {
+	if r := ck(t, 30*time.Second, "server", "--check-config", "--proxy-protocol-from", "127.0.0.1/40"); r.code != 1 ||
+		!strings.Contains(r.stderr, `--proxy-protocol-from "127.0.0.1/40"`) {
+		t.Errorf("a bad prefix: exit %d, stderr %q; want 1 naming the flag", r.code, r.stderr)
+	}
+	port := testsvc.FreePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	auditLog := filepath.Join(t.TempDir(), "audit.log")
+	startServer(t, "--ca", "local", "--storage", t.TempDir(), "--listen", addr, "--token-file", writeTokens(t),
+		"--allow", "a.test", "--audit-log", auditLog, "--proxy-protocol-from", "127.0.0.1")
+	get := func(header string) (*http.Response, error) {
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		req := header + "GET /v1/certificates/a.test HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer " + serverToken + "\r\nConnection: close\r\n\r\n"
+		if _, err := c.Write([]byte(req)); err != nil {
+			return nil, err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	resp, err := get("PROXY TCP4 198.51.100.9 127.0.0.1 40000 8999\r\n")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("through the balancer: %v %v; want 200", resp, err)
+	}
+	if resp, err := get(""); err == nil {
+		t.Errorf("from the balancer's address without a header: %s, want the connection closed", resp.Status)
+	}
+	var data []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if data, _ = os.ReadFile(auditLog); bytes.Contains(data, []byte(`"name":"a.test"`)) {
+			break
+		}
+	}
+	if !bytes.Contains(data, []byte(`"remote_addr":"198.51.100.9:40000"`)) {
+		t.Errorf("audit log does not name the client the header gave:\n%s", data)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -28,6 +29,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/connlimit"
+	"github.com/certkeeper/certkeeper/internal/proxyprotocol"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 )
 
@@ -53,6 +55,10 @@ type Loop struct {
 	// (package connlimit; the zero Limits are its defaults). Set it
 	// before the first ListenHTTP.
 	Limits connlimit.Limits
+	// ProxyProtocolFrom are the addresses of TCP load balancers whose
+	// connections to a ListenHTTP listener start with a PROXY protocol
+	// header, which must (package proxyprotocol); nil reads none.
+	ProxyProtocolFrom []netip.Prefix
 
 	servers []Shutdowner
 	errc    chan error // each server's Serve result
@@ -115,13 +121,14 @@ func (l *Loop) Results() <-chan error { return l.errc }
 
 // ListenHTTP listens on addr (named name for upgrades; with tc, over TLS)
 // and serves h there with the limits every certkeeper HTTP listener has,
-// and l.Limits.
+// and l.Limits, reading the PROXY header of connections from
+// l.ProxyProtocolFrom.
 func (l *Loop) ListenHTTP(name, addr string, h http.Handler, tc *tls.Config) (net.Listener, error) {
 	raw, err := l.up.Listen(name, addr)
 	if err != nil {
 		return nil, err
 	}
-	var ln net.Listener = connlimit.Listen(raw, l.Limits, l.logger)
+	ln := proxyprotocol.Listen(connlimit.Listen(raw, l.Limits, l.logger), l.ProxyProtocolFrom)
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}
