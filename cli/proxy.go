@@ -264,7 +264,7 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 		plain := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
 		loop.Serve(plain, func() error {
-			return plain.Serve(proxyprotocol.Listen(connlimit.Listen(hln, cfg.connLimits(), env.Logger), cfg.proxyFrom))
+			return plain.Serve(proxyprotocol.Listen(connlimit.Listen(hln, cfg.connLimits(), env.Logger), cfg.proxyFrom, env.Logger))
 		})
 	}
 	fmt.Fprintf(env.Stderr, "certkeeper: proxy listening on %s\n", ln.Addr())

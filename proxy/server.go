@@ -124,7 +124,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		return err
 	}
 	s.once.Do(s.init)
-	ln = proxyprotocol.Listen(connlimit.Listen(ln, connlimit.Limits{Max: s.MaxConns, PerClient: s.MaxConnsPerClient}, s.logger()), s.ProxyProtocolFrom)
+	ln = proxyprotocol.Listen(connlimit.Listen(ln, connlimit.Limits{Max: s.MaxConns, PerClient: s.MaxConnsPerClient}, s.logger()), s.ProxyProtocolFrom, s.logger())
 	// ServeTLS clones TLSConfig and adds "h2" and "http/1.1" to its
 	// NextProtos, which is what makes HTTP/2 negotiable.
 	err := s.srv.ServeTLS(ln, "", "")

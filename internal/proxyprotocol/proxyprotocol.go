@@ -12,8 +12,11 @@
 package proxyprotocol
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pires/go-proxyproto"
@@ -26,13 +29,19 @@ const HeaderTimeout = 5 * time.Second
 // Listen wraps ln: a connection from an address in trusted must start
 // with a PROXY header, whose source address becomes its RemoteAddr; any
 // other connection is returned as ln accepted it. With no trusted
-// prefixes, ln itself is returned.
-func Listen(ln net.Listener, trusted []netip.Prefix) net.Listener {
+// prefixes, ln itself is returned. A trusted connection whose header is
+// missing or malformed is closed by its server at its first read, with a
+// warning on logger (nil: slog.Default()) at most once a minute: the
+// balancer at that address is most likely not set up to send headers.
+func Listen(ln net.Listener, trusted []netip.Prefix, logger *slog.Logger) net.Listener {
 	if len(trusted) == 0 {
 		return ln
 	}
-	return &proxyproto.Listener{
-		Listener:          ln,
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &listener{Listener: &proxyproto.Listener{
+		Listener:          sentListener{ln},
 		ReadHeaderTimeout: HeaderTimeout,
 		ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
 			if Trusted(o.Upstream, trusted) {
@@ -40,7 +49,75 @@ func Listen(ln net.Listener, trusted []netip.Prefix) net.Listener {
 			}
 			return proxyproto.SKIP, nil
 		},
+	}, logger: logger}
+}
+
+// warnEvery spaces the warnings of one listener.
+const warnEvery = time.Minute
+
+// listener is a proxyproto.Listener whose trusted connections warn of a
+// bad header.
+type listener struct {
+	net.Listener
+	logger *slog.Logger
+	// warned is when the last warning was logged (Unix nanoseconds).
+	warned atomic.Int64
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if pc, ok := c.(*proxyproto.Conn); ok && err == nil {
+		return &conn{Conn: pc, l: l}, nil
 	}
+	return c, err
+}
+
+// conn is a connection from a trusted source.
+type conn struct {
+	*proxyproto.Conn
+	l *listener
+}
+
+// Read is the connection's Read, warning when it fails for the header of
+// a connection that sent bytes: one closed before its first byte (a TCP
+// health check, as AWS NLB's) is not a balancer that forgot its header.
+func (c *conn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if sc, ok := c.Raw().(*sentConn); err != nil && ok && sc.sent.Load() &&
+		strings.HasPrefix(err.Error(), "proxyproto: ") { // the header errors of go-proxyproto
+		now := time.Now().UnixNano()
+		if last := c.l.warned.Load(); now-last >= int64(warnEvery) && c.l.warned.CompareAndSwap(last, now) {
+			c.l.logger.Warn("connection from a load balancer address without a valid PROXY protocol header; closed: have the balancer send one (HAProxy: send-proxy-v2)",
+				slog.String("from", c.Raw().RemoteAddr().String()), slog.String("err", err.Error()))
+		}
+	}
+	return n, err
+}
+
+// sentListener accepts sentConns.
+type sentListener struct{ net.Listener }
+
+func (l sentListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &sentConn{Conn: c}, nil
+}
+
+// sentConn is an accepted connection that knows whether its peer sent a
+// byte.
+type sentConn struct {
+	net.Conn
+	sent atomic.Bool
+}
+
+func (c *sentConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && !c.sent.Load() {
+		c.sent.Store(true)
+	}
+	return n, err
 }
 
 // Trusted reports whether a, a TCP address, is in one of the prefixes.

@@ -2,8 +2,11 @@ package proxyprotocol
 
 import (
 	"bytes"
+	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +21,7 @@ func TestListenV2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := Listen(raw, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	ln := Listen(raw, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, nil)
 	defer ln.Close()
 	go func() {
 		c, err := net.Dial("tcp", raw.Addr().String())
@@ -62,7 +65,54 @@ func TestParsePrefix(t *testing.T) {
 			t.Errorf("ParsePrefix(%q) succeeded", bad)
 		}
 	}
-	if raw := (&net.TCPListener{}); Listen(raw, nil) != net.Listener(raw) {
+	if raw := (&net.TCPListener{}); Listen(raw, nil, nil) != net.Listener(raw) {
 		t.Error("Listen with no trusted sources wrapped the listener")
+	}
+}
+
+// TestMissingHeaderWarned: a trusted source that sends no header (a
+// balancer without send-proxy) has its connection fail at the first
+// read, with one warning for several such connections; a source that
+// connects and closes (a TCP health check) is not warned about.
+func TestMissingHeaderWarned(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	ln := Listen(raw, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, slog.New(slog.NewTextHandler(&logs, nil)))
+	defer ln.Close()
+	serve := func(send string) error {
+		go func() {
+			c, err := net.Dial("tcp", raw.Addr().String())
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			c.Write([]byte(send))
+			time.Sleep(200 * time.Millisecond)
+		}()
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 64))
+		return err
+	}
+	if err := serve(""); err == nil {
+		t.Fatal("a connection that sent nothing read data")
+	}
+	if logs.Len() != 0 {
+		t.Errorf("a connection closed without a byte was warned about: %s", logs.String())
+	}
+	for range 3 {
+		if err := serve("GET / HTTP/1.1\r\nHost: a.example\r\n\r\n"); !errors.Is(err, proxyproto.ErrNoProxyProtocol) {
+			t.Fatalf("read without a header: %v, want ErrNoProxyProtocol", err)
+		}
+	}
+	if n := strings.Count(logs.String(), "without a valid PROXY protocol header"); n != 1 || !strings.Contains(logs.String(), "from=127.0.0.1:") {
+		t.Errorf("%d warnings for 3 connections, want 1 naming the source:\n%s", n, logs.String())
 	}
 }
