@@ -322,9 +322,9 @@ func (c *engineConfig) parseProxyFrom() error {
 	return nil
 }
 
-// connLimits are the bounds of each listener's connections.
+// connLimits bound each listener's connections (--proxy-protocol-from exempt per client).
 func (c *engineConfig) connLimits() connlimit.Limits {
-	return connlimit.Limits{Max: c.MaxConns, PerClient: c.MaxPerClient}
+	return connlimit.Limits{Max: c.MaxConns, PerClient: c.MaxPerClient, Exempt: c.proxyFrom}
 }
 
 // reloadablePolicy is the Manager's Policy: whatever current holds (nil

@@ -383,7 +383,8 @@ func waitAudit(t *testing.T, file, want string) {
 
 // TestServerProxyProtocolFrom: behind a TCP load balancer that sends PROXY
 // protocol headers (--proxy-protocol-from), the audit log records the
-// client address the header names; a connection from that address
+// client address the header names, and the balancer's connections are
+// not held to --max-conns-per-client; a connection from that address
 // without a header is closed, and a bad prefix is refused.
 func TestServerProxyProtocolFrom(t *testing.T) {
 	if r := ck(t, 30*time.Second, "server", "--check-config", "--proxy-protocol-from", "127.0.0.1/40"); r.code != 1 ||
@@ -394,7 +395,15 @@ func TestServerProxyProtocolFrom(t *testing.T) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	auditLog := filepath.Join(t.TempDir(), "audit.log")
 	startServer(t, "--ca", "local", "--storage", t.TempDir(), "--listen", addr, "--token-file", writeTokens(t),
-		"--allow", "a.test", "--audit-log", auditLog, "--proxy-protocol-from", "127.0.0.1")
+		"--allow", "a.test", "--audit-log", auditLog, "--proxy-protocol-from", "127.0.0.1", "--max-conns-per-client", "1")
+	held, err := net.DialTimeout("tcp", addr, 10*time.Second) // another client's connection, open throughout
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := held.Write([]byte("PROXY TCP4 198.51.100.8 127.0.0.1 40001 8999\r\n")); err != nil {
+		t.Fatal(err)
+	}
 	get := func(header string) (*http.Response, error) {
 		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 		if err != nil {

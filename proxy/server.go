@@ -89,7 +89,8 @@ type Server struct {
 	// negative: no limit.
 	MaxConns int
 	// MaxConnsPerClient is how many of them may come from one client
-	// address (an IPv6 /64). Behind a load balancer that hides client
+	// address (an IPv6 /64), but for the ProxyProtocolFrom balancers, to
+	// which it does not apply. Behind a load balancer that hides client
 	// addresses, every connection comes from the balancer: raise it.
 	// Zero: DefaultMaxConnsPerClient; negative: no limit.
 	MaxConnsPerClient int
@@ -98,9 +99,9 @@ type Server struct {
 	// header (v1 or v2): a connection from them must, and the client
 	// address in it is the request's RemoteAddr (X-Forwarded-For, the
 	// Manager's per-client limits, logs). A connection from anywhere else
-	// is taken as it is, so no client can claim another address. The
-	// connection limits count the balancer's own connections. Empty: no
-	// PROXY protocol.
+	// is taken as it is, so no client can claim another address. Their
+	// connections count against MaxConns, not MaxConnsPerClient. Empty:
+	// no PROXY protocol.
 	ProxyProtocolFrom []netip.Prefix
 
 	once    sync.Once
@@ -124,7 +125,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		return err
 	}
 	s.once.Do(s.init)
-	ln = proxyprotocol.Listen(connlimit.Listen(ln, connlimit.Limits{Max: s.MaxConns, PerClient: s.MaxConnsPerClient}, s.logger()), s.ProxyProtocolFrom, s.logger())
+	ln = proxyprotocol.Listen(connlimit.Listen(ln, connlimit.Limits{Max: s.MaxConns, PerClient: s.MaxConnsPerClient, Exempt: s.ProxyProtocolFrom}, s.logger()), s.ProxyProtocolFrom, s.logger())
 	// ServeTLS clones TLSConfig and adds "h2" and "http/1.1" to its
 	// NextProtos, which is what makes HTTP/2 negotiable.
 	err := s.srv.ServeTLS(ln, "", "")

@@ -46,6 +46,10 @@ type Limits struct {
 	// PerClient is how many of them may come from one client address (an
 	// IPv6 /64). Zero: DefaultPerClient; negative: no limit.
 	PerClient int
+	// Exempt are addresses PerClient does not apply to: the TCP load
+	// balancers a listener reads PROXY protocol headers from (package
+	// proxyprotocol), each of whose connections is another client's.
+	Exempt []netip.Prefix
 }
 
 // max is l.Max with its default; not positive means no limit.
@@ -101,7 +105,7 @@ func NewCounter(limits Limits, logger *slog.Logger) *Counter {
 // counts against, for Release when it closes; or ErrTooMany or
 // ErrTooManyFromClient, and it is not counted.
 func (c *Counter) Admit(addr net.Addr) (netip.Prefix, error) {
-	client := clientOf(addr)
+	client := c.limits.clientOf(addr)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if max := c.limits.max(); max > 0 && c.open >= max {
@@ -196,9 +200,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 }
 
 // clientOf is the address a connection counts against: the IPv4 address,
-// or the /64 of an IPv6 one; invalid for other kinds of address (a Unix
-// socket), which count only against Max.
-func clientOf(a net.Addr) netip.Prefix {
+// or the /64 of an IPv6 one; invalid for an Exempt address and for other
+// kinds of address (a Unix socket), which count only against Max.
+func (l Limits) clientOf(a net.Addr) netip.Prefix {
 	ta, ok := a.(*net.TCPAddr)
 	if !ok {
 		return netip.Prefix{}
@@ -208,6 +212,11 @@ func clientOf(a net.Addr) netip.Prefix {
 		return netip.Prefix{}
 	}
 	ip = ip.Unmap()
+	for _, p := range l.Exempt {
+		if p.Contains(ip) {
+			return netip.Prefix{}
+		}
+	}
 	bits := 32
 	if ip.Is6() {
 		bits = 64

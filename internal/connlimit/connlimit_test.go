@@ -175,7 +175,8 @@ func TestCloseOnce(t *testing.T) {
 }
 
 // TestClientOf: an IPv4 client counts by its address, an IPv6 one by its
-// /64, an IPv4-mapped one as IPv4.
+// /64, an IPv4-mapped one as IPv4; an exempt one (a load balancer) by
+// none.
 func TestClientOf(t *testing.T) {
 	for addr, want := range map[string]string{
 		"192.0.2.7":               "192.0.2.7/32",
@@ -184,13 +185,19 @@ func TestClientOf(t *testing.T) {
 		"2001:db8:1:2:ffff:1:2:3": "2001:db8:1:2::/64",
 		"2001:db8:1:3::1":         "2001:db8:1:3::/64",
 	} {
-		got := clientOf(&net.TCPAddr{IP: net.ParseIP(addr), Port: 1})
+		got := Limits{}.clientOf(&net.TCPAddr{IP: net.ParseIP(addr), Port: 1})
 		if got != netip.MustParsePrefix(want) {
 			t.Errorf("clientOf(%s) = %s, want %s", addr, got, want)
 		}
 	}
-	if got := clientOf(&net.UnixAddr{Name: "/tmp/s"}); got.IsValid() {
+	if got := (Limits{}).clientOf(&net.UnixAddr{Name: "/tmp/s"}); got.IsValid() {
 		t.Errorf("clientOf(unix) = %s, want none", got)
+	}
+	exempt := Limits{Exempt: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:9::/48")}}
+	for addr, want := range map[string]bool{"10.1.2.3": false, "::ffff:10.1.2.3": false, "2001:db8:9:1::5": false, "11.0.0.1": true, "2001:db8:8::1": true} {
+		if got := exempt.clientOf(&net.TCPAddr{IP: net.ParseIP(addr), Port: 1}); got.IsValid() != want {
+			t.Errorf("with Exempt, clientOf(%s) = %s; want counted: %v", addr, got, want)
+		}
 	}
 }
 
