@@ -2,9 +2,9 @@
 // and a program that builds certkeeper with more in it (see docs/dns.md)
 // calls it too.
 //
-// Each subcommand lives in its own file and does one thing: turn flags into
-// the library's configuration and run it. Nothing here holds logic the
-// library lacks. Run "certkeeper help" for the list of commands.
+// Each subcommand lives in its own file (its long help in help/NAME.txt)
+// and turns flags into the library's configuration and runs it: nothing
+// here holds logic the library lacks. "certkeeper help" lists them.
 package cli
 
 import (
