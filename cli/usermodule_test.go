@@ -39,6 +39,7 @@ func buildUserModule(t *testing.T) string {
 		t.Fatal(err)
 	}
 	gomod = bytes.ReplaceAll(gomod, []byte("=> ../../.."), []byte("=> "+root))
+	gomod = append(gomod, indirectRequires(t, root, gomod)...)
 	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +61,30 @@ func buildUserModule(t *testing.T) string {
 	}
 	t.Logf("built the user module in %v", time.Since(start).Round(time.Millisecond))
 	return bin
+}
+
+// indirectRequires returns a require block of every module certkeeper's
+// go.mod (in root) requires that the user's gomod does not, each marked
+// indirect, as go mod tidy would list them. Without them the go command
+// resolves the missing ones through certkeeper's whole module graph,
+// which needs go.mod files (testify's, from pgx's) that building
+// certkeeper never fetched: on a fresh module cache, with GOPROXY=off,
+// the build failed.
+func indirectRequires(t *testing.T, root string, gomod []byte) []byte {
+	t.Helper()
+	ours, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := []byte("\nrequire (\n")
+	for _, line := range strings.Split(string(ours), "\n") {
+		fields := strings.Fields(line)
+		if !strings.HasPrefix(line, "\t") || len(fields) < 2 || bytes.Contains(gomod, []byte("\t"+fields[0]+" ")) {
+			continue
+		}
+		block = fmt.Appendf(block, "\t%s %s // indirect\n", fields[0], fields[1])
+	}
+	return append(block, ")\n"...)
 }
 
 // TestUserModuleProvider: a binary built from a user module that adds one
