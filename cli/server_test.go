@@ -394,8 +394,11 @@ func TestServerProxyProtocolFrom(t *testing.T) {
 	port := testsvc.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	auditLog := filepath.Join(t.TempDir(), "audit.log")
-	startServer(t, "--ca", "local", "--storage", t.TempDir(), "--listen", addr, "--token-file", writeTokens(t),
+	p := startLogged(t, binary, "server listening", "server", "--ca", "local", "--storage", t.TempDir(), "--listen", addr, "--token-file", writeTokens(t),
 		"--allow", "a.test", "--audit-log", auditLog, "--proxy-protocol-from", "127.0.0.1", "--max-conns-per-client", "1")
+	if want := "PROXY:      header required from 127.0.0.1, whose client address is used (--proxy-protocol-from)"; !strings.Contains(p.output(), want) {
+		t.Errorf("the start-up summary does not say %q:\n%s", want, p.output())
+	}
 	held, err := net.DialTimeout("tcp", addr, 10*time.Second) // another client's connection, open throughout
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 func summary(command string, dev bool, c *engineConfig, listeners ...engine.SummaryListener) engine.Summary {
 	s := engine.Summary{Command: command, Dev: dev, Allow: c.Allow, RequireOwnIP: c.RequireOwn, OwnIPPrivate: c.OwnIPPrivate,
 		Ask: c.Ask, Wildcards: c.Wildcards, CertFiles: len(c.CertFiles), CAs: c.CA, Challenges: c.Challenge,
-		Storage: storageWhere(c.Storage), Listeners: listeners, LogLevel: c.LogLevel, Source: c.credit, OrderLimit: c.OrderLimit}
+		Storage: storageWhere(c.Storage), Listeners: listeners, LogLevel: c.LogLevel, Source: c.credit, OrderLimit: c.OrderLimit, ProxyProtocolFrom: c.ProxyFrom}
 	for _, n := range c.Names {
 		s.Rules = append(s.Rules, engine.SummaryRule{Pattern: n.Pattern, CAs: n.CA})
 	}

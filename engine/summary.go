@@ -46,6 +46,10 @@ type Summary struct {
 	Managed []string
 	// Listeners are the addresses listened on, in the order shown.
 	Listeners []SummaryListener
+	// ProxyProtocolFrom are the load balancers (addresses or prefixes)
+	// whose connections to the front-end's listeners start with a PROXY
+	// protocol header; empty is not shown.
+	ProxyProtocolFrom []string
 	// LogLevel is the log level given; empty is not shown.
 	LogLevel string
 	// Source, if not nil, says where the setting of a flag ("--allow",
@@ -116,6 +120,10 @@ func (s *Summary) Lines() []string {
 	}
 	for _, l := range s.Listeners {
 		line("listen", "%s on %s (%s)", l.What, l.Addr, s.source(l.Flag))
+	}
+	if len(s.ProxyProtocolFrom) > 0 {
+		line("PROXY", "header required from %s, whose client address is used (%s)",
+			strings.Join(s.ProxyProtocolFrom, ", "), s.source("--proxy-protocol-from"))
 	}
 	if s.LogLevel != "" {
 		line("log level", "%s (%s)", s.LogLevel, s.source("--log-level"))

@@ -13,7 +13,7 @@ func TestSummaryLines(t *testing.T) {
 	s := engine.Summary{Command: "proxy", Allow: []string{"a.example"}, Ask: "http://u:secret@127.0.0.1:9/ask",
 		CertFiles: 2, CAs: []string{"staging", "local"}, Rules: []engine.SummaryRule{{Pattern: "*.b.example", CAs: []string{"local"}}},
 		Storage: "/var/lib/certkeeper", LogLevel: "debug", OrderLimit: "10/1m",
-		Listeners: []engine.SummaryListener{{What: "HTTPS", Addr: ":443", Flag: "--tls-addr"}}}
+		Listeners: []engine.SummaryListener{{What: "HTTPS", Addr: ":443", Flag: "--tls-addr"}}, ProxyProtocolFrom: []string{"10.0.0.0/8", "192.0.2.1"}}
 	got := strings.Join(s.Lines(), "\n")
 	for _, want := range []string{
 		"proxy starting in production mode\n",
@@ -25,6 +25,7 @@ func TestSummaryLines(t *testing.T) {
 		"storage:    /var/lib/certkeeper\n",
 		"orders:     at most 10 new orders per 1m0s per CA account, counted for every node on this storage (--order-limit)\n",
 		"listen:     HTTPS on :443 (--tls-addr)\n",
+		"PROXY:      header required from 10.0.0.0/8, 192.0.2.1, whose client address is used (--proxy-protocol-from)\n",
 		"log level:  debug (--log-level)",
 	} {
 		if !strings.Contains(got, want) {
