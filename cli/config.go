@@ -11,6 +11,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/proxyprotocol"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/policy"
@@ -79,6 +80,10 @@ func checkConfigValue(key, v string) error {
 	case "key_type":
 		_, err := issuer.ParseKeyType(v)
 		return err
+	case "proxy_protocol_from":
+		if _, err := proxyprotocol.ParsePrefix(v); err != nil {
+			return fmt.Errorf("%q: want an address or a CIDR prefix, e.g. 10.0.0.0/8", v)
+		}
 	case "order_limit", "client_limit":
 		_, _, err := engine.ParseOrderLimit(v)
 		return err

@@ -66,6 +66,8 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`config.yaml:2: backend: backend "ftp://127.0.0.1:21": scheme "ftp" is not http or https`}},
 		{"log level", "proxy", "allow: a.example\nlog_level: loud\n",
 			[]string{`config.yaml:2: log_level: "loud": use debug, info, warn or error`}},
+		{"PROXY protocol source", "server", "allow: a.example\nproxy_protocol_from: [10.0.0.0/8, 10.0.0.0/33]\n",
+			[]string{`config.yaml:2: proxy_protocol_from[1]: "10.0.0.0/33": want an address or a CIDR prefix, e.g. 10.0.0.0/8`}},
 		{"duplicate", "proxy", "allow: a.example\nallow: b.example\n",
 			[]string{"config.yaml:2: allow: given twice (first on line 1)"}},
 		{"not YAML", "proxy", "allow: [a.example\n",
