@@ -35,6 +35,11 @@ func (a *accountFlags) issuer(env *Env, agree func(string) bool) (*acmeca.Issuer
 	if a.local() {
 		return nil, usagef("--ca local: the local CA signs without ACME and has no accounts; the account commands are for ACME CAs (--ca letsencrypt or a directory URL)")
 	}
+	for _, e := range a.emails {
+		if err := acmeca.CheckEmail(e); err != nil {
+			return nil, usagef("--email %v", err)
+		}
+	}
 	st, _, err := a.storage.open(context.Background(), env)
 	if err != nil {
 		return nil, err

@@ -85,6 +85,9 @@ func (f *caFlags) account(env *Env) (engine.Account, error) {
 	if (f.EABKID == "") != (f.EABHMAC == "") {
 		return engine.Account{}, usagef("--eab-kid and --eab-hmac go together")
 	}
+	if err := acmeca.CheckEmail(f.Email); err != nil {
+		return engine.Account{}, usagef("--email %v", err)
+	}
 	hc, err := caHTTPClient(f.CARoots)
 	if err != nil {
 		return engine.Account{}, err

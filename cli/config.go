@@ -14,6 +14,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/proxyprotocol"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/proxy"
 	"github.com/certkeeper/certkeeper/storage/open"
@@ -80,6 +81,8 @@ func checkConfigValue(key, v string) error {
 	case "key_type":
 		_, err := issuer.ParseKeyType(v)
 		return err
+	case "email":
+		return acmeca.CheckEmail(v)
 	case "proxy_protocol_from":
 		if _, err := proxyprotocol.ParsePrefix(v); err != nil {
 			return fmt.Errorf("%q: want an address or a CIDR prefix, e.g. 10.0.0.0/8", v)

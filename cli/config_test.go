@@ -66,6 +66,8 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`config.yaml:2: backend: backend "ftp://127.0.0.1:21": scheme "ftp" is not http or https`}},
 		{"log level", "proxy", "allow: a.example\nlog_level: loud\n",
 			[]string{`config.yaml:2: log_level: "loud": use debug, info, warn or error`}},
+		{"email", "proxy", "allow: a.example\nemail: mailto:ops@a.example\n",
+			[]string{`config.yaml:2: email: "mailto:ops@a.example": not an email address: want one such as you@a.example`}},
 		{"PROXY protocol source", "server", "allow: a.example\nproxy_protocol_from: [10.0.0.0/8, 10.0.0.0/33]\n",
 			[]string{`config.yaml:2: proxy_protocol_from[1]: "10.0.0.0/33": want an address or a CIDR prefix, e.g. 10.0.0.0/8`}},
 		{"duplicate", "proxy", "allow: a.example\nallow: b.example\n",
@@ -135,6 +137,20 @@ func TestConfigSecretsReadable(t *testing.T) {
 		if got := strings.Contains(r.stderr, warning); got != (tt.want != "") || !strings.Contains(r.stderr, tt.want) ||
 			strings.Contains(r.stderr, "s3cret") || strings.Contains(r.stderr, "tok-0123") {
 			t.Errorf("%s %q at %04o: stderr %q; want a warning with %q: %v, and no secret", tt.cmd, tt.yaml, tt.mode, r.stderr, tt.want, tt.want != "")
+		}
+	}
+}
+
+// TestEmailChecked: an --email that is no address is bad usage, named
+// before anything is sent to the CA (nothing listens at the --ca given).
+func TestEmailChecked(t *testing.T) {
+	for _, args := range [][]string{
+		{"cert", "issue", "-d", "a.example", "--ca", "https://127.0.0.1:1/dir", "--storage", t.TempDir(), "--out-dir", t.TempDir(), "--email", "notanemail"},
+		{"account", "register", "--agree-tos", "--ca", "https://127.0.0.1:1/dir", "--storage", t.TempDir(), "--email", "Ops <ops@a.example>"},
+	} {
+		r := ck(t, 30*time.Second, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "not an email address: want one such as you@a.example") || strings.Contains(r.stderr, "127.0.0.1:1") {
+			t.Errorf("%q: exit %d, stderr:\n%s\nwant 2 saying the email is not one, before contacting the CA", args, r.code, r.stderr)
 		}
 	}
 }

@@ -232,6 +232,9 @@ func (iss *Issuer) register(ctx context.Context, force bool) (acme.Account, erro
 		return acme.Account{}, err
 	}
 	acct := acme.Account{}
+	if err := CheckEmail(iss.Email); err != nil {
+		return acme.Account{}, fmt.Errorf("registering an account: email %w", err)
+	}
 	if iss.Email != "" {
 		acct.Contact = []string{"mailto:" + iss.Email}
 	}

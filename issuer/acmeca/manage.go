@@ -70,6 +70,11 @@ func (iss *Issuer) AccountStatus(ctx context.Context) (acme.Account, error) {
 // UpdateContacts replaces the account's contacts with mailto: URLs of
 // emails (RFC 8555 §7.3.2).
 func (iss *Issuer) UpdateContacts(ctx context.Context, emails []string) (acme.Account, error) {
+	for _, e := range emails {
+		if err := CheckEmail(e); err != nil {
+			return acme.Account{}, fmt.Errorf("updating contacts: email %w", err)
+		}
+	}
 	acct, client, err := iss.accountAndClient(ctx)
 	if err != nil {
 		return acme.Account{}, err

@@ -2,13 +2,36 @@ package acmeca
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/mail"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/mholt/acmez/v3/acme"
 )
+
+// ErrInvalidEmail is CheckEmail's error (wrapped): the email cannot be an
+// account's mailto: contact.
+var ErrInvalidEmail = errors.New("not an email address")
+
+// CheckEmail returns nil for "" (no contact) and for an address such as
+// you@a.example, and an error wrapping ErrInvalidEmail for anything else
+// (a missing @, a display name, a mailto: prefix): what a CA would refuse
+// as an invalid contact only after the account key was made and sent.
+// It checks the syntax alone; a CA may still refuse a domain it will not
+// mail (example.com at Let's Encrypt).
+func CheckEmail(email string) error {
+	if email == "" {
+		return nil
+	}
+	a, err := mail.ParseAddress(email)
+	if err != nil || a.Name != "" || a.Address != email || strings.ContainsAny(email, " ,;<>") {
+		return fmt.Errorf("%q: %w: want one such as you@a.example (no name, no mailto:)", email, ErrInvalidEmail)
+	}
+	return nil
+}
 
 // Register returns the account, registering it at the CA if storage has
 // none, and makes contacts its contacts when there is more than one (one

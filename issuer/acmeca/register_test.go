@@ -2,6 +2,7 @@ package acmeca_test
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 
@@ -32,6 +33,21 @@ func TestRegister(t *testing.T) {
 	for _, want := range []string{"url:        " + acct.Location, "status:     valid", "contacts:   mailto:ops@a.test, mailto:oncall@a.test", "key type:   ecdsa-p256"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("WriteAccount wrote\n%s\nwithout %q", b.String(), want)
+		}
+	}
+}
+
+// TestCheckEmail: an address passes, and so does none; what a CA would
+// refuse as a contact (or that would make a wrong mailto: URL) does not.
+func TestCheckEmail(t *testing.T) {
+	for _, ok := range []string{"", "you@a.example", "ops+certs@a.example", "o.p@sub.a.example"} {
+		if err := acmeca.CheckEmail(ok); err != nil {
+			t.Errorf("CheckEmail(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"notanemail", "mailto:you@a.example", "Ops <ops@a.example>", "a@b.example, c@d.example", "you@", "@a.example", " you@a.example"} {
+		if err := acmeca.CheckEmail(bad); !errors.Is(err, acmeca.ErrInvalidEmail) || !strings.Contains(err.Error(), "you@a.example") {
+			t.Errorf("CheckEmail(%q) = %v, want ErrInvalidEmail with an example", bad, err)
 		}
 	}
 }
