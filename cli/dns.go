@@ -23,7 +23,7 @@ type dnsConfig struct {
 	ExecMode    string        `yaml:"dns_exec_mode" arg:"MODE" default:"default" help:"MODE of --dns exec: default (PROGRAM present|cleanup FQDN VALUE) or raw (PROGRAM\npresent|cleanup -- DOMAIN TOKEN KEYAUTH), as lego's exec provider and EXEC_MODE=RAW"`
 	APIURL      string        `yaml:"dns_api_url" arg:"URL" help:"URL of the PowerDNS HTTP API for --dns powerdns (e.g. http://127.0.0.1:8081)"`
 	APIKeyFile  string        `yaml:"dns_api_key_file" arg:"FILE" help:"FILE holding the PowerDNS API key (api-key in pdns.conf) for --dns powerdns"`
-	Resolvers   []string      `yaml:"dns_resolver" arg:"ADDR" help:"ADDR (host:port) of a resolver to find zones and nameservers through; repeatable\n(default: those in /etc/resolv.conf)"`
+	Resolvers   []string      `yaml:"dns_resolver" arg:"ADDR" help:"ADDR (host:port; port 53 if omitted) of a resolver to find zones and nameservers\nthrough; repeatable (default: those in /etc/resolv.conf)"`
 	Zones       []string      `yaml:"dns_zone" arg:"ZONE" help:"ZONE that holds the records, named outright instead of looked up; repeatable\n(the longest that holds a record is used)"`
 	CheckPort   int           `yaml:"dns_check_port" arg:"PORT" default:"53" help:"PORT to ask the zone's authoritative nameservers on when checking propagation"`
 	Timeout     time.Duration `yaml:"dns_timeout" arg:"DURATION" default:"2m" help:"how long (DURATION) to wait for a record to reach every authoritative nameserver"`
@@ -86,6 +86,9 @@ func (c *dnsConfig) solver(env *Env) (*dns01.Solver, error) {
 	}
 	if p == nil {
 		return nil, usagef("--challenge dns-01 needs a DNS provider: --dns rfc2136 (with --dns-server and --tsig-key), --dns powerdns (with --dns-api-url and --dns-api-key-file) or --dns exec --dns-exec PROGRAM")
+	}
+	if c.CheckPort < 0 || c.CheckPort > 65535 {
+		return nil, usagef("--dns-check-port %d: want a port number, 1 to 65535", c.CheckPort)
 	}
 	return &dns01.Solver{Provider: p, Resolver: c.resolver(), PropagationTimeout: c.Timeout, SkipPropagationCheck: c.NoCheck}, nil
 }

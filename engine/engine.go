@@ -278,13 +278,13 @@ func (s *Settings) dnsSolvers(order []string) (map[string]solver.Solver, *Settin
 			return nil, &SettingError{Field: "Challenges", Value: ch, Err: ErrUnknownChallenge}
 		}
 	}
-	if len(s.Wildcards) > 0 && solvers[acmeca.DNS01] == nil {
-		return nil, &SettingError{Field: "Wildcards", Value: s.Wildcards[0], Err: ErrWildcardNeedsDNS01}
-	}
-	for _, w := range s.Wildcards {
+	for _, w := range s.Wildcards { // what was typed first, then what it needs
 		if n, err := (hostname.Normalizer{AllowWildcard: true}).Normalize(w); err != nil || !strings.HasPrefix(n, "*.") {
 			return nil, &SettingError{Field: "Wildcards", Value: w, Err: ErrNotWildcard}
 		}
+	}
+	if len(s.Wildcards) > 0 && solvers[acmeca.DNS01] == nil {
+		return nil, &SettingError{Field: "Wildcards", Value: s.Wildcards[0], Err: ErrWildcardNeedsDNS01}
 	}
 	return solvers, nil
 }

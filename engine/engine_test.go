@@ -75,6 +75,7 @@ func TestManagerErrors(t *testing.T) {
 		{"unknown challenge", Settings{Challenges: []string{"http-1"}, HTTP01: true}, ErrUnknownChallenge, "Challenges", -1},
 		{"wildcard without dns-01", Settings{HTTP01: true, Wildcards: []string{"*.a.example"}}, ErrWildcardNeedsDNS01, "Wildcards", -1},
 		{"not a wildcard", Settings{DNS01: &dns01.Solver{}, Wildcards: []string{"a.example"}}, ErrNotWildcard, "Wildcards", -1},
+		{"not a wildcard, no dns-01 either", Settings{HTTP01: true, Wildcards: []string{"a.example"}}, ErrNotWildcard, "Wildcards", -1},
 		{"rule challenge", Settings{HTTP01: true, Rules: []Rule{{Pattern: "a.example", Challenges: []string{"tls-alpn-01"}}}}, ErrNotAnswered, "Challenges", 0},
 		{"rule pattern", Settings{HTTP01: true, Rules: []Rule{{Pattern: ""}}}, nil, "Pattern", 0},
 		{"unknown CA", Settings{HTTP01: true, CAs: []string{"lets-encrypt"}}, nil, "CAs", -1},

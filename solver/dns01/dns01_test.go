@@ -667,3 +667,22 @@ func TestPropagationPrimaryPort(t *testing.T) {
 	}
 	t.Logf("%v", err)
 }
+
+// TestResolverDefaultPort: a resolver or primary given without a port
+// (as /etc/resolv.conf writes them) is asked on port 53, where it was
+// an address the dialer refused ("missing port in address"). The context
+// is cancelled, so nothing is sent: the error names the servers asked.
+func TestResolverDefaultPort(t *testing.T) {
+	t.Parallel()
+	r := dns01.Resolver{Servers: []string{"127.0.0.1", "::1", "[::1]", "127.0.0.1:5353"}, Primary: "127.0.0.1"}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := r.Zone(ctx, "_acme-challenge.a.test")
+	var zerr *dns01.ZoneError
+	if !errors.As(err, &zerr) {
+		t.Fatalf("Zone = %v, want a *dns01.ZoneError", err)
+	}
+	if got := strings.Join(zerr.Resolvers, " "); got != "127.0.0.1:53 [::1]:53 [::1]:53 127.0.0.1:5353" || zerr.Primary != "127.0.0.1:53" {
+		t.Errorf("asked resolvers %q and primary %q, want each on port 53 unless given", got, zerr.Primary)
+	}
+}

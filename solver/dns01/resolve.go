@@ -26,7 +26,9 @@ const queryTimeout = 3 * time.Second
 // resolvers and port 53.
 type Resolver struct {
 	// Servers are the recursive resolvers, as host:port ("127.0.0.1:53",
-	// "[::1]:5353"). Empty means those in /etc/resolv.conf.
+	// "[::1]:5353"), port 53 if omitted ("1.1.1.1", "::1", as
+	// /etc/resolv.conf writes them). Empty means those in
+	// /etc/resolv.conf.
 	Servers []string
 
 	// AuthoritativePort is the port the zone's nameservers are asked on
@@ -127,13 +129,16 @@ func (e *ZoneError) Unwrap() error { return e.Err }
 
 // primary returns Primary as host:port.
 func (r *Resolver) primary() string {
-	if r.Primary == "" {
-		return ""
+	if r.Primary == "" || hasPort(r.Primary) {
+		return r.Primary
 	}
-	if _, _, err := net.SplitHostPort(r.Primary); err != nil {
-		return net.JoinHostPort(r.Primary, "53")
-	}
-	return r.Primary
+	return net.JoinHostPort(strings.Trim(r.Primary, "[]"), "53")
+}
+
+// hasPort reports whether addr is host:port rather than a host alone.
+func hasPort(addr string) bool {
+	_, _, err := net.SplitHostPort(addr)
+	return err == nil
 }
 
 // knownZone returns the longest of Zones that holds name, or "".
@@ -167,7 +172,13 @@ func (r *Resolver) queryPrimary(ctx context.Context, name string, qtype uint16) 
 
 func (r *Resolver) servers() ([]string, error) {
 	if len(r.Servers) > 0 {
-		return r.Servers, nil
+		out := make([]string, len(r.Servers))
+		for i, s := range r.Servers {
+			if out[i] = s; !hasPort(s) {
+				out[i] = net.JoinHostPort(strings.Trim(s, "[]"), "53")
+			}
+		}
+		return out, nil
 	}
 	conf, err := dns.ClientConfigFromFile("/etc/resolv.conf")
 	if err != nil {
