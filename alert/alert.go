@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +67,31 @@ type Alert struct {
 	FailingSince time.Time `json:"failing_since,omitzero"`
 	Key          string    `json:"key"`
 	Time         time.Time `json:"time"`
+}
+
+// ErrWebhookURL is CheckWebhook's error (wrapped).
+var ErrWebhookURL = errors.New("not an http or https URL")
+
+// CheckWebhook returns nil for "" (no webhook) and for an absolute http or
+// https URL with a host, and an error wrapping ErrWebhookURL otherwise:
+// a webhook that cannot be posted to would otherwise fail only at the
+// first alert, maybe weeks later. The error does not quote the URL,
+// whose path often is the secret (Slack's, Teams').
+func CheckWebhook(webhook string) error {
+	if webhook == "" {
+		return nil
+	}
+	const example = "give one such as https://hooks.a.example/certkeeper"
+	u, err := url.Parse(webhook)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: it does not parse: %s", ErrWebhookURL, example)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%w (scheme %q): %s", ErrWebhookURL, u.Scheme, example)
+	case u.Host == "":
+		return fmt.Errorf("%w: it names no host: %s", ErrWebhookURL, example)
+	}
+	return nil
 }
 
 // Alerter checks the certificates in Storage and sends alerts. Its zero

@@ -3,6 +3,7 @@ package alert_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"slices"
 	"strings"
@@ -288,5 +289,22 @@ func TestShortLivedExpiring(t *testing.T) {
 	}
 	if al := got(); len(al) != 1 || al[0].Reason != alert.Expiring {
 		t.Fatalf("20 h before expiry: alerts %+v, want one %s", al, alert.Expiring)
+	}
+}
+
+// TestCheckWebhook: http and https URLs with a host pass, and so does
+// none; anything else fails without quoting the URL, whose path may be
+// the webhook's secret.
+func TestCheckWebhook(t *testing.T) {
+	for _, ok := range []string{"", "https://hooks.a.example/x", "http://127.0.0.1:9000/alert"} {
+		if err := alert.CheckWebhook(ok); err != nil {
+			t.Errorf("alert.CheckWebhook(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"ftp://hooks.a.example/SECRET", "hooks.a.example/SECRET", "https:///SECRET", "http://[::1/SECRET"} {
+		err := alert.CheckWebhook(bad)
+		if !errors.Is(err, alert.ErrWebhookURL) || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("alert.CheckWebhook(%q) = %v, want alert.ErrWebhookURL, the URL unquoted", bad, err)
+		}
 	}
 }

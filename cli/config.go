@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/alert"
 	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/proxyprotocol"
@@ -83,6 +84,8 @@ func checkConfigValue(key, v string) error {
 		return err
 	case "email":
 		return acmeca.CheckEmail(v)
+	case "alert_webhook":
+		return alert.CheckWebhook(v)
 	case "proxy_protocol_from":
 		if _, err := proxyprotocol.ParsePrefix(v); err != nil {
 			return fmt.Errorf("%q: want an address or a CIDR prefix, e.g. 10.0.0.0/8", v)

@@ -68,6 +68,8 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`config.yaml:2: log_level: "loud": use debug, info, warn or error`}},
 		{"email", "proxy", "allow: a.example\nemail: mailto:ops@a.example\n",
 			[]string{`config.yaml:2: email: "mailto:ops@a.example": not an email address: want one such as you@a.example`}},
+		{"alert webhook", "proxy", "allow: a.example\nalert_webhook: hooks.a.example/SECRET\n",
+			[]string{`config.yaml:2: alert_webhook: not an http or https URL (scheme ""): give one such as https://hooks.a.example/certkeeper`}},
 		{"PROXY protocol source", "server", "allow: a.example\nproxy_protocol_from: [10.0.0.0/8, 10.0.0.0/33]\n",
 			[]string{`config.yaml:2: proxy_protocol_from[1]: "10.0.0.0/33": want an address or a CIDR prefix, e.g. 10.0.0.0/8`}},
 		{"duplicate", "proxy", "allow: a.example\nallow: b.example\n",
@@ -152,6 +154,16 @@ func TestEmailChecked(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, "not an email address: want one such as you@a.example") || strings.Contains(r.stderr, "127.0.0.1:1") {
 			t.Errorf("%q: exit %d, stderr:\n%s\nwant 2 saying the email is not one, before contacting the CA", args, r.code, r.stderr)
 		}
+	}
+}
+
+// TestAlertWebhookChecked: an --alert-webhook that cannot be posted to
+// stops the start (it failed at the first alert, weeks later), without
+// quoting the URL, whose path may be the secret.
+func TestAlertWebhookChecked(t *testing.T) {
+	r := ck(t, 30*time.Second, "proxy", "--check-config", "--allow", "a.example", "--alert-webhook", "ftp://hooks.a.example/SECRET")
+	if r.code != 1 || !strings.Contains(r.stderr, `--alert-webhook: not an http or https URL (scheme "ftp")`) || strings.Contains(r.stderr, "SECRET") {
+		t.Errorf("--alert-webhook ftp://...: exit %d, stderr:\n%s\nwant the configuration refused naming the flag, not the URL", r.code, r.stderr)
 	}
 }
 

@@ -85,6 +85,9 @@ func (o *opsConfig) check() error {
 	if err := errors.Join(cmdline.CheckListenAddrs("--metrics-addr", o.MetricsAddr), cmdline.CheckListenAddrs("--status-addr", o.StatusAddr)); err != nil {
 		return err
 	}
+	if err := alert.CheckWebhook(o.AlertWebhook); err != nil {
+		return usagef("--alert-webhook: %v", err)
+	}
 	c := o.monitor(nil, nil, nil)
 	return opsFlagError(c.Check())
 }
