@@ -74,9 +74,15 @@ func alpnProxyStartCmd() *Command {
 			cmdline.Bind(fs, f)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
+			if err := cmdline.CheckListenAddr(f.listen); err != nil {
+				return usagef("--listen %s: %v", f.listen, err)
+			}
 			for _, a := range []struct{ flag, addr string }{{"--alpn", f.alpnAddr}, {"--fallback", f.fallback}} {
 				if _, _, err := net.SplitHostPort(a.addr); err != nil {
 					return usagef("%s %q: want HOST:PORT", a.flag, a.addr)
+				}
+				if alpnproxy.Loops(f.listen, a.addr) {
+					return usagef("%s %s is this proxy's own --listen %s: each connection would come back to it; give your TLS server's (or the solver's) address", a.flag, a.addr, f.listen)
 				}
 			}
 			if f.drain <= 0 {

@@ -304,10 +304,16 @@ func TestALPNProxyUsage(t *testing.T) {
 	if r := ck(t, 30*time.Second, "alpn-proxy", "start", "--fallback", "nope"); r.code != 2 {
 		t.Errorf("--fallback nope: exit %d, want 2", r.code)
 	}
-	for _, bad := range [][]string{{"--max-conns", "0"}, {"--max-conns-per-client", "0"}, {"--idle-timeout", "-1s"}} {
+	for _, bad := range [][]string{{"--max-conns", "0"}, {"--max-conns-per-client", "0"}, {"--idle-timeout", "-1s"}, {"--listen", "21443"},
+		{"--alpn", "127.0.0.1:21443", "--listen", ":21443"}, {"--fallback", "localhost:21443", "--listen", ":21443"}} {
 		if r := ck(t, 30*time.Second, append([]string{"alpn-proxy", "start"}, bad...)...); r.code != 2 || !strings.Contains(r.stderr, bad[0]) {
 			t.Errorf("%s %s: exit %d, stderr %q; want 2 naming the flag", bad[0], bad[1], r.code, r.stderr)
 		}
+	}
+	// A route to the proxy's own address would send every connection back
+	// to it (alpnproxy.Loops).
+	if r := ck(t, 30*time.Second, "alpn-proxy", "start", "--listen", ":21443", "--alpn", "127.0.0.1:21443"); !strings.Contains(r.stderr, "--alpn 127.0.0.1:21443 is this proxy's own --listen :21443") {
+		t.Errorf("--alpn to itself: exit %d, stderr %q; want it refused as a loop", r.code, r.stderr)
 	}
 	pidfile := filepath.Join(t.TempDir(), "alpn-proxy.pid")
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
