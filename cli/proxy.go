@@ -113,6 +113,10 @@ func (c *proxyConfig) checkAddrs() error {
 	if err := c.parseProxyFrom(); err != nil {
 		return err
 	}
+	th, _, _ := net.SplitHostPort(c.TLSAddr)
+	if h, p, _ := net.SplitHostPort(c.HTTPAddr); p == "80" && c.Backend == "" && len(c.Routes) == 0 && (h == "" || h == "0.0.0.0" || h == "::" || h == th) {
+		return usagef("--http-addr %s takes port 80, where requests go without --backend (port 80 of the address the client connected to): each would get the proxy's own redirect to HTTPS; give --backend with your site's address, e.g. --backend 127.0.0.1:8080", c.HTTPAddr)
+	}
 	main := []string{"--tls-addr", c.TLSAddr, "--http-addr", c.HTTPAddr}
 	return errors.Join(cmdline.CheckListenAddrs(main...),
 		cmdline.CheckSeparatePorts(main, "--metrics-addr", c.Ops.MetricsAddr, "--status-addr", c.Ops.StatusAddr))

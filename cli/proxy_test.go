@@ -428,6 +428,21 @@ func TestProxyConnLimits(t *testing.T) {
 	}
 }
 
+// TestProxyHTTPAddrIsDefaultBackend: --http-addr on port 80 without
+// --backend is refused: the default backend (port 80 of the address the
+// client connected to) would be the proxy's own redirect to HTTPS.
+func TestProxyHTTPAddrIsDefaultBackend(t *testing.T) {
+	r := ck(t, 30*time.Second, "proxy", "--check-config", "--allow", "a.example", "--http-addr", ":80")
+	if r.code != 1 || !strings.Contains(r.stderr, "--http-addr :80 takes port 80, where requests go without --backend") {
+		t.Errorf("--http-addr :80 without --backend: exit %d, stderr:\n%s\nwant it refused naming --backend", r.code, r.stderr)
+	}
+	for _, more := range [][]string{{"--backend", "127.0.0.1:8080"}, {"--route", "a.example=127.0.0.1:8080"}} {
+		if r := ck(t, 30*time.Second, append([]string{"proxy", "--check-config", "--allow", "a.example", "--http-addr", ":80"}, more...)...); r.code != 0 {
+			t.Errorf("--http-addr :80 %s: exit %d, stderr:\n%s", more, r.code, r.stderr)
+		}
+	}
+}
+
 // TestProxyProtocolFrom: behind a TCP load balancer that sends PROXY
 // protocol headers (--proxy-protocol-from), the backend gets the client
 // address the balancer saw in X-Forwarded-For, over HTTPS and on
