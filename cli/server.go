@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
@@ -273,8 +275,13 @@ func (c *serverConfig) check(env *Env) []error {
 // Manager.Cert does (it would retry an invalid one forever).
 func (c *serverConfig) checkManaged() error {
 	for _, spec := range c.Managed {
-		if _, err := (hostname.Normalizer{AllowIP: true, AllowWildcard: true}).NormalizeAll(strings.Split(spec, ",")); err != nil {
+		names, err := (hostname.Normalizer{AllowIP: true, AllowWildcard: true}).NormalizeAll(strings.Split(spec, ","))
+		if err != nil {
 			return usagef("--managed %s: %v", spec, err)
+		}
+		if slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, "*.") }) && len(c.Names) == 0 &&
+			!engine.ValidatesWildcards(c.Challenge, c.DNS.Provider != "", c.CA) {
+			return usagef("--managed %s: a wildcard is validated only through DNS: give --dns (dns-01; see docs/dns.md) or --challenge dns-persist-01", spec)
 		}
 	}
 	return nil

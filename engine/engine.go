@@ -313,6 +313,14 @@ func UsesDNS01(challenges []string, dnsProvider bool) bool {
 	return slices.Contains(challenges, acmeca.DNS01) || len(challenges) == 0 && dnsProvider
 }
 
+// ValidatesWildcards reports whether an engine with these challenges
+// (none: the defaults), with a DNS provider or not, and this CA chain
+// (none: Let's Encrypt) can obtain a wildcard certificate: through dns-01
+// or dns-persist-01, or from the local CA, which validates nothing.
+func ValidatesWildcards(challenges []string, dnsProvider bool, cas []string) bool {
+	return slices.ContainsFunc(cas, IsLocal) || UsesDNS01(challenges, dnsProvider) || slices.Contains(challenges, acmeca.DNSPersist01)
+}
+
 // OneShotChallenge is a OneShot's challenge when none is named: dns-01
 // with a DNS provider (UsesDNS01), else http-01.
 func OneShotChallenge(dnsProvider bool) string {

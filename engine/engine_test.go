@@ -228,3 +228,27 @@ func TestManagerClientLimit(t *testing.T) {
 		t.Fatalf("without ClientLimit: %+v, %v; want the Manager's default (nil)", m.ClientLimit, err)
 	}
 }
+
+// TestValidatesWildcards: dns-01 (named, or by default with a provider),
+// dns-persist-01 or a local CA in the chain can obtain a wildcard;
+// http-01 and tls-alpn-01 at an ACME CA cannot.
+func TestValidatesWildcards(t *testing.T) {
+	for _, tc := range []struct {
+		challenges []string
+		provider   bool
+		cas        []string
+		want       bool
+	}{
+		{nil, true, nil, true},
+		{nil, false, nil, false},
+		{[]string{"http-01", "tls-alpn-01"}, true, nil, false},
+		{[]string{"dns-01"}, true, nil, true},
+		{[]string{"dns-persist-01"}, false, []string{"letsencrypt"}, true},
+		{nil, false, []string{"letsencrypt", "local"}, true},
+		{[]string{"http-01"}, false, []string{"https://ca.example/dir"}, false},
+	} {
+		if got := ValidatesWildcards(tc.challenges, tc.provider, tc.cas); got != tc.want {
+			t.Errorf("ValidatesWildcards(%v, %v, %v) = %v, want %v", tc.challenges, tc.provider, tc.cas, got, tc.want)
+		}
+	}
+}
