@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/every"
 	"github.com/pires/go-proxyproto"
 )
 
@@ -60,8 +61,7 @@ const warnEvery = time.Minute
 type listener struct {
 	net.Listener
 	logger *slog.Logger
-	// warned is when the last warning was logged (Unix nanoseconds).
-	warned atomic.Int64
+	warned every.Gate // the missing-header warning
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -85,8 +85,7 @@ func (c *conn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if sc, ok := c.Raw().(*sentConn); err != nil && ok && sc.sent.Load() &&
 		strings.HasPrefix(err.Error(), "proxyproto: ") { // the header errors of go-proxyproto
-		now := time.Now().UnixNano()
-		if last := c.l.warned.Load(); now-last >= int64(warnEvery) && c.l.warned.CompareAndSwap(last, now) {
+		if c.l.warned.Allow(warnEvery) {
 			c.l.logger.Warn("connection from a load balancer address without a valid PROXY protocol header; closed: have the balancer send one (HAProxy: send-proxy-v2)",
 				slog.String("from", c.Raw().RemoteAddr().String()), slog.String("err", err.Error()))
 		}
