@@ -178,7 +178,7 @@ CERTKEEPER_BIN="$bin_dir/certkeeper" go test -count=1 -run 'TestAPIThroughput|Te
 # on a shared machine is noisy; docs/performance.md has the long runs).
 out=$(go run ./bench/binary -short -bin "$bin_dir/certkeeper" 2>&1) || { printf '%s\n' "$out"; exit 1; }
 grep -E 'median|ratio' <<<"$out" || printf '%s\n' "$out"
-go test -count=1 -run 'TestNginxHandshakeRatio' -v ./cli | grep -E '^(---|ok|FAIL)|ratio'
+go test -count=1 -run 'TestNginxHandshakeRatio' -v ./cli | grep -E '^(---|ok|FAIL)|ratio|want'
 
 step "fuzz"
 # Each target runs FUZZTIME (10 s by default) with minimisation off
