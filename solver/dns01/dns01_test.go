@@ -613,6 +613,10 @@ func TestZoneNoAnswer(t *testing.T) {
 	if !errors.As(err, &zerr) || zerr.NoAnswer || !strings.Contains(err.Error(), "name the zone in Resolver.Zones") {
 		t.Errorf("Zone of a name the server does not know = %v, want a *dns01.ZoneError naming Resolver.Zones", err)
 	}
+	// The resolver is the primary: asked once, named once.
+	if n := strings.Count(err.Error(), named.Addr()); n != 2 || !strings.Contains(err.Error(), "the primary (Resolver.Primary) among them") {
+		t.Errorf("error %q names %s %d times, want twice (the servers asked, and the one that answered REFUSED) and the primary among the resolvers", err, named.Addr(), n)
+	}
 	t.Logf("%v", err)
 }
 

@@ -73,7 +73,9 @@ func (e *ZoneError) Error() string {
 		resolvers = "(none configured)"
 	}
 	asked := fmt.Sprintf("the resolvers %s (Resolver.Servers)", resolvers)
-	if e.Primary != "" {
+	if slices.Contains(e.Resolvers, e.Primary) {
+		asked = fmt.Sprintf("%s, the primary (Resolver.Primary) among them", asked)
+	} else if e.Primary != "" {
 		asked += fmt.Sprintf(" and the primary %s (Resolver.Primary)", e.Primary)
 	} else {
 		asked += " and no primary (Resolver.Primary)"
@@ -289,8 +291,8 @@ func (r *Resolver) zone(ctx context.Context, name string) (string, error) {
 	}
 	servers, _ := r.servers()
 	zerr := &ZoneError{Name: name, Resolvers: servers, Primary: r.primary(), Err: err, NoAnswer: noAnswer(err)}
-	if r.Primary == "" {
-		return "", zerr
+	if r.Primary == "" || slices.Contains(servers, r.primary()) {
+		return "", zerr // a primary that is also a resolver has answered already
 	}
 	zone, perr := soaOwner(ctx, name, r.queryPrimary)
 	if perr == nil {
