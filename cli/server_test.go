@@ -383,9 +383,9 @@ func waitAudit(t *testing.T, file, want string) {
 
 // TestServerProxyProtocolFrom: behind a TCP load balancer that sends PROXY
 // protocol headers (--proxy-protocol-from), the audit log records the
-// client address the header names, and the balancer's connections are
-// not held to --max-conns-per-client; a connection from that address
-// without a header is closed, and a bad prefix is refused.
+// client address the header names, and --max-conns-per-client holds the
+// clients the headers name, not the balancer; a connection from that
+// address without a header is closed, and a bad prefix is refused.
 func TestServerProxyProtocolFrom(t *testing.T) {
 	if r := ck(t, 30*time.Second, "server", "--check-config", "--proxy-protocol-from", "127.0.0.1/40"); r.code != 1 ||
 		!strings.Contains(r.stderr, `--proxy-protocol-from "127.0.0.1/40"`) {
@@ -431,6 +431,12 @@ func TestServerProxyProtocolFrom(t *testing.T) {
 	}
 	if resp, err := get(""); err == nil {
 		t.Errorf("from the balancer's address without a header: %s, want the connection closed", resp.Status)
+	}
+	if resp, err := get("PROXY TCP4 198.51.100.8 127.0.0.1 40002 8999\r\n"); err == nil {
+		t.Errorf("a second connection of the client holding one (--max-conns-per-client 1): %s, want it closed", resp.Status)
+	}
+	if !strings.Contains(p.output(), "connection limit of one client reached") || !strings.Contains(p.output(), "client=198.51.100.8/32") {
+		t.Errorf("no warning naming the client over its limit:\n%s", p.output())
 	}
 	var data []byte
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {

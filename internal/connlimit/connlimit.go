@@ -46,9 +46,11 @@ type Limits struct {
 	// PerClient is how many of them may come from one client address (an
 	// IPv6 /64). Zero: DefaultPerClient; negative: no limit.
 	PerClient int
-	// Exempt are addresses PerClient does not apply to: the TCP load
-	// balancers a listener reads PROXY protocol headers from (package
-	// proxyprotocol), each of whose connections is another client's.
+	// Exempt are addresses PerClient does not apply to at accept: the TCP
+	// load balancers a listener reads PROXY protocol headers from
+	// (package proxyprotocol), each of whose connections is another
+	// client's and counts against that client once its header is read
+	// (AdmitClient).
 	Exempt []netip.Prefix
 }
 
@@ -126,6 +128,42 @@ func (c *Counter) Release(client netip.Prefix) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.open--
+	c.releaseClient(client)
+}
+
+// AdmitClient counts a connection Admit took from an Exempt balancer
+// against the client the balancer's PROXY protocol header names (addr),
+// under PerClient only (Max counted it at accept), and returns the client
+// for ReleaseClient when it closes. Over the limit it returns
+// ErrTooManyFromClient, having warned as Reject does (what names the
+// listener), and the caller closes the connection.
+func (c *Counter) AdmitClient(addr net.Addr, what string) (netip.Prefix, error) {
+	client := c.limits.clientOf(addr)
+	if !client.IsValid() {
+		return client, nil
+	}
+	c.mu.Lock()
+	over := c.limits.perClient() > 0 && c.byClient[client] >= c.limits.perClient()
+	if !over {
+		c.byClient[client]++
+	}
+	c.mu.Unlock()
+	if over {
+		c.warn(client, ErrTooManyFromClient, what)
+		return client, ErrTooManyFromClient
+	}
+	return client, nil
+}
+
+// ReleaseClient uncounts a client AdmitClient counted.
+func (c *Counter) ReleaseClient(client netip.Prefix) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseClient(client)
+}
+
+// releaseClient uncounts one of client's connections; c.mu is held.
+func (c *Counter) releaseClient(client netip.Prefix) {
 	if !client.IsValid() {
 		return
 	}
@@ -140,6 +178,16 @@ func (c *Counter) Release(client netip.Prefix) {
 // a flood leaves no sockets in TIME_WAIT, after a warning at most once a
 // minute for each limit naming what (the listener's address).
 func (c *Counter) Reject(conn net.Conn, client netip.Prefix, err error, what string) {
+	c.warn(client, err, what)
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	conn.Close()
+}
+
+// warn counts a connection closed over a limit and warns of it at most
+// once a minute for each limit.
+func (c *Counter) warn(client netip.Prefix, err error, what string) {
 	n := c.rejected.Add(1)
 	gate := &c.loggedClient
 	if errors.Is(err, ErrTooMany) {
@@ -154,10 +202,6 @@ func (c *Counter) Reject(conn net.Conn, client netip.Prefix, err error, what str
 				append(attrs, slog.String("client", client.String()), slog.Int("max_conns_per_client", c.limits.perClient()))...)
 		}
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	conn.Close()
 }
 
 // Open is the number of connections open now, for tests and metrics.

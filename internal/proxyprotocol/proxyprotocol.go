@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,17 @@ import (
 // header; a balancer sends it at once.
 const HeaderTimeout = 5 * time.Second
 
+// ClientLimiter holds the clients that balancers' headers name to a
+// per-client connection limit: package connlimit's Listener is one, which
+// exempts the balancers themselves at accept.
+type ClientLimiter interface {
+	// AdmitClient counts a connection against client (the header's
+	// source) or refuses it; what names the listener, for a warning.
+	AdmitClient(client net.Addr, what string) (netip.Prefix, error)
+	// ReleaseClient uncounts what AdmitClient counted.
+	ReleaseClient(netip.Prefix)
+}
+
 // Listen wraps ln: a connection from an address in trusted must start
 // with a PROXY header, whose source address becomes its RemoteAddr; any
 // other connection is returned as ln accepted it. With no trusted
@@ -34,6 +46,10 @@ const HeaderTimeout = 5 * time.Second
 // missing or malformed is closed by its server at its first read, with a
 // warning on logger (nil: slog.Default()) at most once a minute: the
 // balancer at that address is most likely not set up to send headers.
+//
+// When ln is a ClientLimiter, each trusted connection is also counted
+// against the client its header names, at its first read, and closed
+// there when that client is over its limit.
 func Listen(ln net.Listener, trusted []netip.Prefix, logger *slog.Logger) net.Listener {
 	if len(trusted) == 0 {
 		return ln
@@ -41,7 +57,8 @@ func Listen(ln net.Listener, trusted []netip.Prefix, logger *slog.Logger) net.Li
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &listener{Listener: &proxyproto.Listener{
+	limiter, _ := ln.(ClientLimiter)
+	return &listener{limiter: limiter, what: ln.Addr().String(), Listener: &proxyproto.Listener{
 		Listener:          sentListener{ln},
 		ReadHeaderTimeout: HeaderTimeout,
 		ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
@@ -60,8 +77,10 @@ const warnEvery = time.Minute
 // bad header.
 type listener struct {
 	net.Listener
-	logger *slog.Logger
-	warned every.Gate // the missing-header warning
+	logger  *slog.Logger
+	limiter ClientLimiter // nil: clients are not counted
+	what    string        // the address listened on, for the limiter's warning
+	warned  every.Gate    // the missing-header warning
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -76,12 +95,25 @@ func (l *listener) Accept() (net.Conn, error) {
 type conn struct {
 	*proxyproto.Conn
 	l *listener
+
+	counted atomic.Bool // the client has been counted, or needs not be
+	mu      sync.Mutex  // orders counting and Close
+	closed  bool
+	client  netip.Prefix // what the limiter counted; invalid for nothing
 }
 
 // Read is the connection's Read, warning when it fails for the header of
 // a connection that sent bytes: one closed before its first byte (a TCP
 // health check, as AWS NLB's) is not a balancer that forgot its header.
+// Its first read counts the client once the header is read, before any
+// byte after it arrives.
 func (c *conn) Read(b []byte) (int, error) {
+	if c.l.limiter != nil && !c.counted.Load() {
+		if err := c.count(); err != nil {
+			c.Close()
+			return 0, err
+		}
+	}
 	n, err := c.Conn.Read(b)
 	if sc, ok := c.Raw().(*sentConn); err != nil && ok && sc.sent.Load() &&
 		strings.HasPrefix(err.Error(), "proxyproto: ") { // the header errors of go-proxyproto
@@ -91,6 +123,39 @@ func (c *conn) Read(b []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// count reads the header and counts the connection against the client
+// it names. Without a valid header RemoteAddr is the balancer's, which
+// counts for nothing, and the read after fails.
+func (c *conn) count() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counted.Swap(true) {
+		return nil
+	}
+	if c.closed {
+		return net.ErrClosed
+	}
+	client, err := c.l.limiter.AdmitClient(c.Conn.RemoteAddr(), c.l.what)
+	if err != nil {
+		return err
+	}
+	c.client = client
+	return nil
+}
+
+// Close closes the connection and uncounts its client.
+func (c *conn) Close() error {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		if c.client.IsValid() {
+			c.l.limiter.ReleaseClient(c.client)
+		}
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // sentListener accepts sentConns.

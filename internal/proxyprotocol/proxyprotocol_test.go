@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/connlimit"
 	"github.com/pires/go-proxyproto"
 )
 
@@ -114,5 +116,77 @@ func TestMissingHeaderWarned(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "without a valid PROXY protocol header"); n != 1 || !strings.Contains(logs.String(), "from=127.0.0.1:") {
 		t.Errorf("%d warnings for 3 connections, want 1 naming the source:\n%s", n, logs.String())
+	}
+}
+
+// TestClientLimitBehindBalancer: behind a balancer the per-client limit
+// holds the clients its headers name (each balancer connection is
+// exempt at accept): a third connection for one client is closed at its
+// first read, with a warning naming the client, while another client
+// behind the same balancer is served; a closed connection frees its
+// client's place.
+func TestClientLimitBehindBalancer(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	balancer := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	limited := connlimit.Listen(raw, connlimit.Limits{PerClient: 2, Exempt: balancer}, logger)
+	ln := Listen(limited, balancer, logger)
+	defer ln.Close()
+	// open connects as client through the "balancer" and returns the
+	// server's side after its first read, or the read's error; with
+	// silent, the client sends the header alone and the read times out.
+	open := func(client string, silent bool) (net.Conn, error) {
+		c, err := net.Dial("tcp", raw.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP(client), Port: 4711}, &net.TCPAddr{IP: net.ParseIP("192.0.2.100"), Port: 443})
+		if _, err := h.WriteTo(c); err != nil {
+			t.Fatal(err)
+		}
+		deadline := 5 * time.Second
+		if silent {
+			deadline = 200 * time.Millisecond
+		} else {
+			c.Write([]byte("x"))
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.SetDeadline(time.Now().Add(deadline))
+		if _, err := s.Read(make([]byte, 1)); err != nil && !(silent && os.IsTimeout(err)) {
+			s.Close()
+			return nil, err
+		}
+		return s, nil
+	}
+	first, err := open("192.0.2.1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open("192.0.2.1", true); err != nil { // counted before any byte after the header
+		t.Fatal(err)
+	}
+	if _, err := open("192.0.2.1", false); !errors.Is(err, connlimit.ErrTooManyFromClient) {
+		t.Fatalf("a third connection of one client behind the balancer read %v, want ErrTooManyFromClient", err)
+	}
+	if _, err := open("192.0.2.2", false); err != nil {
+		t.Fatalf("another client behind the balancer: %v", err)
+	}
+	first.Close()
+	if _, err := open("192.0.2.1", false); err != nil {
+		t.Fatalf("after one of its connections closed, the client's next: %v", err)
+	}
+	if !strings.Contains(logs.String(), "connection limit of one client reached") || !strings.Contains(logs.String(), "client=192.0.2.1/32") {
+		t.Errorf("no warning naming the client:\n%s", logs.String())
+	}
+	if n := limited.Open(); n != 3 {
+		t.Errorf("%d connections counted open, want 3 (the refused and the closed one uncounted)", n)
 	}
 }
