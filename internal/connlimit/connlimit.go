@@ -134,11 +134,12 @@ func (c *Counter) Release(client netip.Prefix) {
 // AdmitClient counts a connection Admit took from an Exempt balancer
 // against the client the balancer's PROXY protocol header names (addr),
 // under PerClient only (Max counted it at accept), and returns the client
-// for ReleaseClient when it closes. Over the limit it returns
-// ErrTooManyFromClient, having warned as Reject does (what names the
-// listener), and the caller closes the connection.
+// for ReleaseClient when it closes. Exempt does not apply to addr: a
+// client in the balancers' own network is still one client. Over the
+// limit it returns ErrTooManyFromClient, having warned as Reject does
+// (what names the listener), and the caller closes the connection.
 func (c *Counter) AdmitClient(addr net.Addr, what string) (netip.Prefix, error) {
-	client := c.limits.clientOf(addr)
+	client := clientPrefix(ipOf(addr))
 	if !client.IsValid() {
 		return client, nil
 	}
@@ -247,20 +248,29 @@ func (l *Listener) Accept() (net.Conn, error) {
 // or the /64 of an IPv6 one; invalid for an Exempt address and for other
 // kinds of address (a Unix socket), which count only against Max.
 func (l Limits) clientOf(a net.Addr) netip.Prefix {
-	ta, ok := a.(*net.TCPAddr)
-	if !ok {
-		return netip.Prefix{}
-	}
-	ip, ok := netip.AddrFromSlice(ta.IP)
-	if !ok {
-		return netip.Prefix{}
-	}
-	ip = ip.Unmap()
+	ip := ipOf(a)
 	for _, p := range l.Exempt {
 		if p.Contains(ip) {
 			return netip.Prefix{}
 		}
 	}
+	return clientPrefix(ip)
+}
+
+// ipOf is a TCP address's IP, IPv4 unmapped; invalid for other kinds of
+// address.
+func ipOf(a net.Addr) netip.Addr {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}
+	}
+	ip, _ := netip.AddrFromSlice(ta.IP)
+	return ip.Unmap()
+}
+
+// clientPrefix is the client ip counts as: itself for IPv4, its /64 for
+// IPv6; invalid for an invalid ip.
+func clientPrefix(ip netip.Addr) netip.Prefix {
 	bits := 32
 	if ip.Is6() {
 		bits = 64

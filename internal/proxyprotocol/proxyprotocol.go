@@ -126,8 +126,8 @@ func (c *conn) Read(b []byte) (int, error) {
 }
 
 // count reads the header and counts the connection against the client
-// it names. Without a valid header RemoteAddr is the balancer's, which
-// counts for nothing, and the read after fails.
+// it names. A connection without a valid header (whose read after fails)
+// or with a LOCAL one (the balancer's own health check) names none.
 func (c *conn) count() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -137,7 +137,11 @@ func (c *conn) count() error {
 	if c.closed {
 		return net.ErrClosed
 	}
-	client, err := c.l.limiter.AdmitClient(c.Conn.RemoteAddr(), c.l.what)
+	h := c.Conn.ProxyHeader()
+	if h == nil || h.Command.IsLocal() || h.SourceAddr == nil {
+		return nil
+	}
+	client, err := c.l.limiter.AdmitClient(h.SourceAddr, c.l.what)
 	if err != nil {
 		return err
 	}

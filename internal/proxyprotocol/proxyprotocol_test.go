@@ -145,7 +145,10 @@ func TestClientLimitBehindBalancer(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP(client), Port: 4711}, &net.TCPAddr{IP: net.ParseIP("192.0.2.100"), Port: 443})
+		h := &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL} // a health check
+		if client != "" {
+			h = proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP(client), Port: 4711}, &net.TCPAddr{IP: net.ParseIP("192.0.2.100"), Port: 443})
+		}
 		if _, err := h.WriteTo(c); err != nil {
 			t.Fatal(err)
 		}
@@ -183,10 +186,20 @@ func TestClientLimitBehindBalancer(t *testing.T) {
 	if _, err := open("192.0.2.1", false); err != nil {
 		t.Fatalf("after one of its connections closed, the client's next: %v", err)
 	}
+	// A client in the balancers' own network is still one client; the
+	// balancer's health checks (LOCAL headers) count for no client.
+	for i := range 3 {
+		if _, err := open("127.0.0.5", false); (i < 2) != (err == nil) {
+			t.Errorf("connection %d of 127.0.0.5, inside the balancer prefix, read %v", i+1, err)
+		}
+		if _, err := open("", false); err != nil {
+			t.Errorf("health check %d: %v", i+1, err)
+		}
+	}
 	if !strings.Contains(logs.String(), "connection limit of one client reached") || !strings.Contains(logs.String(), "client=192.0.2.1/32") {
 		t.Errorf("no warning naming the client:\n%s", logs.String())
 	}
-	if n := limited.Open(); n != 3 {
-		t.Errorf("%d connections counted open, want 3 (the refused and the closed one uncounted)", n)
+	if n := limited.Open(); n != 8 {
+		t.Errorf("%d connections counted open, want 8 (the refused and the closed ones uncounted)", n)
 	}
 }
