@@ -132,6 +132,8 @@ func TestDidYouMean(t *testing.T) {
 	}{
 		{[]string{"statsu"}, `did you mean "certkeeper status"?`},
 		{[]string{"cert", "renwe"}, `did you mean "certkeeper cert renew"?`},
+		{[]string{"cert", "list"}, `unknown command "certkeeper cert list"; did you mean "certkeeper status" (lego's list)?`},
+		{[]string{"storage", "certificates"}, `did you mean "certkeeper status" (certbot's certificates)?`},
 		{[]string{"proxy", "--alow", "a.example"}, "unknown flag --alow; did you mean --allow?"},
 		{[]string{"import", "/x", "--form", "certbot"}, "unknown flag --form; did you mean --from?"},
 		{[]string{"alpn-proxy", "--fallbak", "127.0.0.1:1", "start"}, "unknown flag --fallbak; did you mean --fallback?"},

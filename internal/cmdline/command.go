@@ -199,6 +199,7 @@ func (e *GroupError) Unwrap() error { return e.Err }
 // A mistake is a *GroupError.
 func Resolve[E any](c *Command[E], args []string, global func(fs *flag.FlagSet)) (cmd *Command[E], words []string, help, missing bool, err error) {
 	var early []string // flags given before the subcommand's name
+	root := c
 	for len(c.Commands) > 0 {
 		flags, name, after, askHelp, err := Group(c.FlagKinds(global), c.CommandNames(), args)
 		switch {
@@ -217,6 +218,8 @@ func Resolve[E any](c *Command[E], args []string, global func(fs *flag.FlagSet))
 				msg += "; " + hint
 			} else if s := Suggest(name, append(c.CommandNames(), "help")); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", strings.Join(append(c.words(), s), " "))
+			} else if hint := root.below(name); c != root && hint != "" {
+				msg += "; " + hint // a command of another group: "cert list" is status
 			}
 			return nil, nil, false, false, &GroupError{Group: c.FullName(), Unknown: true, Err: fmt.Errorf("%s", msg)}
 		}
