@@ -404,8 +404,16 @@ func TestServerProxyProtocolFrom(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	if _, err := held.Write([]byte("PROXY TCP4 198.51.100.8 127.0.0.1 40001 8999\r\n")); err != nil {
+	// A request answered on it, kept alive: the server has read its header
+	// and counted it for 198.51.100.8 before the test goes on.
+	held.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := held.Write([]byte("PROXY TCP4 198.51.100.8 127.0.0.1 40001 8999\r\nGET /healthz HTTP/1.1\r\nHost: " + addr + "\r\n\r\n")); err != nil {
 		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(bufio.NewReader(held), nil); err != nil {
+		t.Fatalf("a kept-alive request through the balancer: %v", err)
+	} else {
+		resp.Body.Close()
 	}
 	get := func(header string) (*http.Response, error) {
 		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
