@@ -129,6 +129,7 @@ func (c *conn) Read(b []byte) (int, error) {
 // it names. A connection without a valid header (whose read after fails)
 // or with a LOCAL one (the balancer's own health check) names none.
 func (c *conn) count() error {
+	h := c.Conn.ProxyHeader() // read outside the lock: Close must not wait for the balancer
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.counted.Swap(true) {
@@ -137,7 +138,6 @@ func (c *conn) count() error {
 	if c.closed {
 		return net.ErrClosed
 	}
-	h := c.Conn.ProxyHeader()
 	if h == nil || h.Command.IsLocal() || h.SourceAddr == nil {
 		return nil
 	}

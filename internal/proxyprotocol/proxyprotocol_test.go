@@ -203,3 +203,44 @@ func TestClientLimitBehindBalancer(t *testing.T) {
 		t.Errorf("%d connections counted open, want 8 (the refused and the closed ones uncounted)", n)
 	}
 }
+
+// TestCloseWhileHeaderPending: closing a balancer's connection whose
+// header has not come (a server shutting down) does not wait for it, and
+// the read waiting for it ends.
+func TestCloseWhileHeaderPending(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	balancer := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	ln := Listen(connlimit.Listen(raw, connlimit.Limits{Exempt: balancer}, nil), balancer, nil)
+	defer ln.Close()
+	c, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, err := s.Read(make([]byte, 1))
+		read <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the read is waiting for the header
+	start := time.Now()
+	s.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v while the header was pending, want it at once (HeaderTimeout is %v)", d, HeaderTimeout)
+	}
+	select {
+	case err := <-read:
+		if err == nil {
+			t.Error("the read of a closed connection succeeded")
+		}
+	case <-time.After(HeaderTimeout / 2):
+		t.Error("the read still waits for the header after Close")
+	}
+}
