@@ -543,6 +543,9 @@ func TestDefaultNameAndRouteHost(t *testing.T) {
 		{[]string{"--tls-addr", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t)), "--default-name", "https://a.test/"},
 			`--default-name: invalid name "https://a.test/": give the host name alone: a.test`},
 		{[]string{"--check-config", "--route", "a.test:443=127.0.0.1:8080"}, `give the host name alone: a.test`},
+		// Every bad route and backend at once, each naming its flag.
+		{[]string{"--check-config", "--route", "b.test=", "--route", "c.test", "--backend", "ftp://x"},
+			"--route: route \"b.test\": backend: empty URL\n--route: route \"c.test\": want NAME=URL, as in b.test=http://127.0.0.1:8081\n--backend: backend \"ftp://x\""},
 	} {
 		args := append(append([]string{"proxy"}, tc.args...), "--ca", "local", "--allow", "a.test", "--storage", t.TempDir())
 		r := ck(t, 30*time.Second, args...)

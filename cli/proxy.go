@@ -171,13 +171,17 @@ func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
 	return &proxyParts{policy: p, handler: h, cfg: cfg}, nil
 }
 
-// proxyHandler is the handler of cfg's backends and routes.
+// proxyHandler is the handler of cfg's backends and routes; its error
+// names the flag of every bad one.
 func proxyHandler(cfg *proxyConfig, logger *slog.Logger) (http.Handler, error) {
 	router, err := proxy.Backends{Default: cfg.Backend, Routes: cfg.Routes, DefaultName: cfg.DefaultName}.Router()
-	if se, ok := errors.AsType[*proxy.SettingError](err); ok && se.Setting != "" {
-		return nil, usagef("--%s: %v", se.Setting, se.Err)
-	} else if err != nil {
-		return nil, usagef("%v", err)
+	if err != nil {
+		return nil, cmdline.MapErrors(err, func(e error) error {
+			if se, ok := errors.AsType[*proxy.SettingError](e); ok && se.Setting != "" {
+				return usagef("--%s: %v", se.Setting, se.Err)
+			}
+			return usagef("%v", e)
+		})
 	}
 	return &proxy.Handler{Router: router, Transport: proxy.NewTransport(), Logger: logger}, nil
 }

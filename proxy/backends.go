@@ -1,6 +1,9 @@
 package proxy
 
-import "strings"
+import (
+	"errors"
+	"strings"
+)
 
 // Backends are a proxy's backends as a user writes them, in flags or a
 // configuration file: where the certkeeper command's --backend and --route
@@ -46,14 +49,17 @@ func ParseUserRoute(s string) (Route, error) {
 	return ParseRoute(s)
 }
 
-// Router checks b and returns the Router it describes. Its errors are
-// *SettingError.
+// Router checks b and returns the Router it describes. Its error is a
+// *SettingError, or several joined (errors.Join): one for each bad route
+// and for a bad default backend, so that a user sees every one at once.
 func (b Backends) Router() (*Router, error) {
 	var routes []Route
+	var errs []error
 	for _, r := range b.Routes {
 		route, err := ParseUserRoute(r)
 		if err != nil {
-			return nil, &SettingError{Setting: "route", Err: err}
+			errs = append(errs, &SettingError{Setting: "route", Err: err})
+			continue
 		}
 		routes = append(routes, route)
 	}
@@ -61,8 +67,11 @@ func (b Backends) Router() (*Router, error) {
 	if b.Default != "" {
 		var err error
 		if def, err = BackendURL(b.Default); err != nil {
-			return nil, &SettingError{Setting: "backend", Err: err}
+			errs = append(errs, &SettingError{Setting: "backend", Err: err})
 		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	rt, err := NewRouter(RouterConfig{Routes: routes, Default: def, DefaultName: b.DefaultName})
 	if err != nil {

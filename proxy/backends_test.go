@@ -37,6 +37,17 @@ func TestBackends(t *testing.T) {
 			t.Errorf("%+v.Router() = %v; want a SettingError for %q containing %q", c.b, err, c.setting, c.msg)
 		}
 	}
+	// Every bad setting at once, each a SettingError.
+	_, err = proxy.Backends{Default: "ftp://x", Routes: []string{"b.test", "c.test=127.0.0.1:1", "d.test="}}.Router()
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok || len(joined.Unwrap()) != 3 {
+		t.Fatalf("Router with two bad routes and a bad backend = %v; want the three errors joined", err)
+	}
+	for i, want := range []string{`route: route "b.test"`, `route: route "d.test"`, `backend: backend "ftp://x"`} {
+		if se, ok := joined.Unwrap()[i].(*proxy.SettingError); !ok || !strings.HasPrefix(se.Error(), want) {
+			t.Errorf("error %d = %v, want a SettingError starting %q", i, joined.Unwrap()[i], want)
+		}
+	}
 	if r, err := proxy.ParseUserRoute("*.b.test=localhost:8080"); err != nil || r.Backend != "http://localhost:8080" {
 		t.Errorf("ParseUserRoute = %+v, %v", r, err)
 	}

@@ -73,3 +73,18 @@ func Plural(n int, thing string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, thing)
 }
+
+// MapErrors applies f to each error joined in err (errors.Join), or to
+// err alone, and joins what f returns: how a command names the flag of
+// each of the setting errors a library reports at once.
+func MapErrors(err error, f func(error) error) error {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = f(e)
+	}
+	return errors.Join(out...)
+}

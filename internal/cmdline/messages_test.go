@@ -49,3 +49,15 @@ func TestListenErrorOutgoing(t *testing.T) {
 		t.Errorf("ListenError for a port a server listens on: %q, want it to say to stop that server", msg)
 	}
 }
+
+// TestMapErrors: each joined error is mapped, in order; a single error
+// is mapped alone.
+func TestMapErrors(t *testing.T) {
+	upper := func(e error) error { return errors.New(strings.ToUpper(e.Error())) }
+	if got := MapErrors(errors.Join(errors.New("a"), errors.New("b")), upper); got.Error() != "A\nB" {
+		t.Errorf("joined: %q, want %q", got, "A\nB")
+	}
+	if got := MapErrors(errors.New("c"), upper); got.Error() != "C" {
+		t.Errorf("single: %q, want %q", got, "C")
+	}
+}
