@@ -49,9 +49,11 @@ func ParseUserRoute(s string) (Route, error) {
 	return ParseRoute(s)
 }
 
-// Router checks b and returns the Router it describes. Its error is a
-// *SettingError, or several joined (errors.Join): one for each bad route
-// and for a bad default backend, so that a user sees every one at once.
+// Router checks b and returns the Router it describes. Its error joins
+// (errors.Join) a *SettingError for each bad route and for a bad default
+// backend, so that a user sees every one at once; or it is one
+// *SettingError for routes that do not fit together. errors.As finds the
+// first.
 func (b Backends) Router() (*Router, error) {
 	var routes []Route
 	var errs []error
