@@ -324,7 +324,7 @@ func (c *engineConfig) parseProxyFrom() error {
 
 // connLimits bound each listener's connections (--proxy-protocol-from exempt per client).
 func (c *engineConfig) connLimits() connlimit.Limits {
-	return connlimit.Limits{Max: c.MaxConns, PerClient: c.MaxPerClient, Exempt: c.proxyFrom}
+	return connlimit.Limits{Max: c.MaxConns, PerClient: c.MaxPerClient}
 }
 
 // reloadablePolicy is the Manager's Policy: whatever current holds (nil

@@ -89,8 +89,8 @@ type Server struct {
 	// negative: no limit.
 	MaxConns int
 	// MaxConnsPerClient is how many of them may come from one client
-	// address (an IPv6 /64), but for the ProxyProtocolFrom balancers, to
-	// which it does not apply. Behind a load balancer that hides client
+	// address (an IPv6 /64); behind a ProxyProtocolFrom balancer, from the
+	// client its header names. Behind a load balancer that hides client
 	// addresses, every connection comes from the balancer: raise it.
 	// Zero: DefaultMaxConnsPerClient; negative: no limit.
 	MaxConnsPerClient int
@@ -100,8 +100,8 @@ type Server struct {
 	// address in it is the request's RemoteAddr (X-Forwarded-For, the
 	// Manager's per-client limits, logs). A connection from anywhere else
 	// is taken as it is, so no client can claim another address. Their
-	// connections count against MaxConns, not MaxConnsPerClient. Empty:
-	// no PROXY protocol.
+	// connections count against MaxConns, and against MaxConnsPerClient
+	// for the client each header names. Empty: no PROXY protocol.
 	ProxyProtocolFrom []netip.Prefix
 
 	once    sync.Once
@@ -125,7 +125,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		return err
 	}
 	s.once.Do(s.init)
-	ln = proxyprotocol.Listen(connlimit.Listen(ln, connlimit.Limits{Max: s.MaxConns, PerClient: s.MaxConnsPerClient, Exempt: s.ProxyProtocolFrom}, s.logger()), s.ProxyProtocolFrom, s.logger())
+	ln = proxyprotocol.ListenLimited(ln, connlimit.Limits{Max: s.MaxConns, PerClient: s.MaxConnsPerClient}, s.ProxyProtocolFrom, s.logger())
 	// ServeTLS clones TLSConfig and adds "h2" and "http/1.1" to its
 	// NextProtos, which is what makes HTTP/2 negotiable.
 	err := s.srv.ServeTLS(ln, "", "")

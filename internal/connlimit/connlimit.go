@@ -50,7 +50,7 @@ type Limits struct {
 	// load balancers a listener reads PROXY protocol headers from
 	// (package proxyprotocol), each of whose connections is another
 	// client's and counts against that client once its header is read
-	// (AdmitClient).
+	// (AdmitClient). proxyprotocol.ListenLimited sets it.
 	Exempt []netip.Prefix
 }
 

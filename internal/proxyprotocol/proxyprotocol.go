@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/connlimit"
 	"github.com/certkeeper/certkeeper/internal/every"
 	"github.com/pires/go-proxyproto"
 )
@@ -68,6 +69,15 @@ func Listen(ln net.Listener, trusted []netip.Prefix, logger *slog.Logger) net.Li
 			return proxyproto.SKIP, nil
 		},
 	}, logger: logger}
+}
+
+// ListenLimited wraps raw in limits (package connlimit) with the trusted
+// balancers exempt at accept, then in Listen: every front-end listener
+// that reads PROXY headers is this one composition, so a balancer is
+// named once and each client behind it is held to limits.PerClient.
+func ListenLimited(raw net.Listener, limits connlimit.Limits, trusted []netip.Prefix, logger *slog.Logger) net.Listener {
+	limits.Exempt = trusted
+	return Listen(connlimit.Listen(raw, limits, logger), trusted, logger)
 }
 
 // warnEvery spaces the warnings of one listener.

@@ -128,7 +128,7 @@ func (l *Loop) ListenHTTP(name, addr string, h http.Handler, tc *tls.Config) (ne
 	if err != nil {
 		return nil, err
 	}
-	ln := proxyprotocol.Listen(connlimit.Listen(raw, l.Limits, l.logger), l.ProxyProtocolFrom, l.logger)
+	ln := proxyprotocol.ListenLimited(raw, l.Limits, l.ProxyProtocolFrom, l.logger)
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}
