@@ -152,15 +152,17 @@ func TestDidYouMean(t *testing.T) {
 	}
 }
 
-// TestNameWithoutFlag: a name typed as an argument (certkeeper doctor
+// TestNameWithoutFlag: a name typed as an argument (certkeeper proxy
 // a.example) is a usage error that says which flag takes it; an argument
-// to any command that takes none is a usage error too.
+// to any command that takes none is a usage error too. (doctor takes its
+// one name either way: TestDoctor.)
 func TestNameWithoutFlag(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"doctor", "a.example"}, `unexpected arguments ["a.example"]: the name goes with -d`},
+		{[]string{"doctor", "a.example", "b.example"}, `doctor checks one name at a time: give it as -d NAME or as the argument, not ["a.example" "b.example"]`},
+		{[]string{"doctor", "-d", "a.example", "b.example"}, `doctor checks one name at a time`},
 		{[]string{"proxy", "a.example"}, `unexpected arguments ["a.example"]: names go with --allow`},
 		{[]string{"server", "a.example"}, `unexpected arguments ["a.example"]: names go with --allow or --managed`},
 		// A forgotten value: the next flag is not taken as --allow's value.

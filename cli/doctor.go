@@ -18,7 +18,7 @@ func doctorCmd() *Command {
 	var addrs cmdline.Strings
 	var asJSON bool
 	return &Command{
-		UsageLine: "certkeeper doctor -d NAME [flags]",
+		UsageLine: "certkeeper doctor [-d] NAME [flags]",
 		Short:     "check what would stop a certificate for NAME from being issued",
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&name, "d", "", "the `NAME` to check")
@@ -29,10 +29,15 @@ func doctorCmd() *Command {
 			cmdline.Deprecated(fs, "resolver", "dns-resolver", nil)
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {check, status, detail, fix}")
 		},
-		ArgsHint: "the name goes with -d (e.g. -d a.example)",
+		TakesArgs: true, // the name, as -d or as the argument (dig's and curl's habit)
 		Run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 1 || len(args) == 1 && name != "" {
+				return usagef("doctor checks one name at a time: give it as -d NAME or as the argument, not %q", args)
+			} else if len(args) == 1 {
+				name = args[0]
+			}
 			if name == "" {
-				return usagef("doctor needs -d NAME")
+				return usagef("doctor needs a NAME: certkeeper doctor a.example")
 			}
 			norm, err := (&hostname.Normalizer{AllowWildcard: true}).Normalize(name)
 			if err != nil {

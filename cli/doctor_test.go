@@ -54,7 +54,8 @@ func doctorResults(t *testing.T, args ...string) (int, map[string]doctor.Result)
 
 // TestDoctor: with BIND serving the names and Pebble as the CA, doctor
 // passes a healthy setup, and flags a CAA record that forbids the CA, a
-// closed port and an unreachable CA, each with its fix.
+// closed port and an unreachable CA, each with its fix. The name is given
+// as -d or as the argument.
 func TestDoctor(t *testing.T) {
 	named := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})
 	addRecords(t, named, "a.test",
@@ -84,7 +85,7 @@ func TestDoctor(t *testing.T) {
 	// A wildcard: no address to resolve (the CA checks it through DNS),
 	// and CAA of the parent "test", which the authoritative-only named
 	// refuses to answer, is a warning saying so, not a failure (trial 19).
-	code, res = doctorResults(t, append(base, "-d", "*.a.test")...)
+	code, res = doctorResults(t, append(base, "*.a.test")...) // the name as the argument
 	if r := res["name resolves"]; code != 0 || r.Status != doctor.Skip || !strings.Contains(r.Detail, "through DNS") {
 		t.Errorf("wildcard: exit %d, name resolves = %+v; want exit 0 and skipped", code, r)
 	}
