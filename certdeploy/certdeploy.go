@@ -43,6 +43,8 @@ const (
 	// Nginx writes DIR/NAME/{fullchain,privkey}.pem and DIR/certkeeper.conf,
 	// two maps from $ssl_server_name to them: "ssl_certificate
 	// $certkeeper_cert; ssl_certificate_key $certkeeper_key;".
+	// nginx's workers read those files at each handshake, so unless
+	// they run as the deploying user they need Deployer.Group.
 	Nginx = "nginx"
 )
 
@@ -61,6 +63,15 @@ type Deployer struct {
 	// Dir is the directory to write into; it is created (0700) if missing.
 	// Required.
 	Dir string
+	// Group, if set, is the group (a name or a number) that may read the
+	// files: they are written 0640 and their directories 0750 in that
+	// group (Dir itself gets the group and g+rx), where they are otherwise
+	// this user's alone (0600, 0700). The Nginx layout needs it whenever
+	// nginx's workers run as another user (www-data on Debian, nginx on
+	// Red Hat), since they read the files at each handshake; haproxy and a
+	// server that loads its files as root at start do not. POSIX only; a
+	// user other than root must be a member of the group.
+	Group string
 	// Check is a shell command that validates the new files (haproxy -c -f
 	// CFG, nginx -t); a failure restores the previous files. Empty checks
 	// only that each key matches its certificate.
@@ -131,7 +142,11 @@ func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (ch
 			}
 		}
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	perm, err := permsFor(d.Group)
+	if err != nil {
+		return false, err
+	}
+	if err := perm.topDir(dir); err != nil {
 		return false, fmt.Errorf("deploying into %s: %w", dir, err)
 	}
 	var list []string
@@ -155,7 +170,7 @@ func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (ch
 		}
 	}
 
-	tx := &transaction{dir: dir}
+	tx := &transaction{dir: dir, perm: perm}
 	changedNames := map[string]bool{}
 	for _, f := range files {
 		w, err := tx.write(f.rel, f.data)

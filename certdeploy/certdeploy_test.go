@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
@@ -237,4 +239,95 @@ func mustRead(t *testing.T, f string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// TestNginxWorkers runs the nginx layout the way a packaged nginx runs:
+// master as root, workers as an unprivileged user, which read
+// $certkeeper_cert and $certkeeper_key at each handshake. Files only root
+// may read fail every handshake (and nginx -t passes them); with Group set
+// to the workers' group the same files are served, with no reload.
+func TestNginxWorkers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("nginx's workers run as this user unless it starts as root: run the tests as root to see them read the files as another user")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatalf("the workers' user: %v", err)
+	}
+	group, err := user.LookupGroupId(nobody.Gid)
+	if err != nil {
+		t.Fatalf("the workers' group: %v", err)
+	}
+	ca := &localca.CA{Storage: filestore.New(t.TempDir())}
+	a := issue(t, ca, "a.test")
+	// The workers must reach the directory: t.TempDir and its parent are
+	// 0700; the deployment's own modes are what is tested.
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(base, "nginx")
+	d := &Deployer{Format: Nginx, Dir: out}
+	if _, err := d.Deploy(t.Context(), []*storage.Certificate{a}); err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	n := testsvc.Nginx(t, testsvc.NginxOptions{
+		User:  nobody.Username + " " + group.Name,
+		Ready: []string{addr},
+		HTTP: "include " + filepath.Join(out, "certkeeper.conf") + ";\n" +
+			"server { listen " + addr + " ssl; ssl_certificate $certkeeper_cert; ssl_certificate_key $certkeeper_key; return 200; }\n",
+	})
+	if serial, err := servedSerial(addr, "a.test"); err == nil {
+		t.Fatalf("workers as %s read files only root may read: served %s", nobody.Username, serial)
+	}
+	if log := string(mustRead(t, n.ErrorLog())); !strings.Contains(log, "Permission denied") {
+		t.Errorf("the refused handshake is not nginx's permission error:\n%s", log)
+	}
+
+	d.Group = group.Name
+	if changed, err := d.Deploy(t.Context(), []*storage.Certificate{a}); err != nil || !changed {
+		t.Fatalf("Deploy with Group %s = %v, %v; want changed (the modes)", group.Name, changed, err)
+	}
+	waitServed(t, addr, "a.test", serialOf(a))
+	for path, want := range map[string]os.FileMode{out: 0o750, filepath.Join(out, "a.test"): 0o750,
+		filepath.Join(out, "a.test", "privkey.pem"): 0o640, filepath.Join(out, "certkeeper.conf"): 0o640} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gid, _ := fileowner.GID(fi); fi.Mode().Perm() != want || strconv.Itoa(gid) != group.Gid {
+			t.Errorf("%s: mode %v, group %d; want %v, group %s", path, fi.Mode().Perm(), gid, want, group.Gid)
+		}
+	}
+	// Unchanged files in the right modes are left alone; without Group
+	// they are this user's alone again.
+	if changed, err := d.Deploy(t.Context(), []*storage.Certificate{a}); err != nil || changed {
+		t.Errorf("a second Deploy = %v, %v; want unchanged", changed, err)
+	}
+	d.Group = ""
+	if _, err := d.Deploy(t.Context(), []*storage.Certificate{a}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(out, "a.test", "privkey.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("privkey.pem after a Deploy without Group: %v, %v; want 0600", fi, err)
+	}
+}
+
+// TestGroupErrors: an unknown group name stops a deployment before any
+// file is written.
+func TestGroupErrors(t *testing.T) {
+	ca := &localca.CA{Storage: filestore.New(t.TempDir())}
+	a := issue(t, ca, "a.test")
+	out := filepath.Join(t.TempDir(), "out")
+	d := &Deployer{Format: PEM, Dir: out, Group: "no-such-group-certkeeper"}
+	_, err := d.Deploy(t.Context(), []*storage.Certificate{a})
+	if err == nil || !strings.Contains(err.Error(), `group "no-such-group-certkeeper"`) {
+		t.Errorf("Deploy with an unknown group = %v", err)
+	}
+	if _, serr := os.Stat(out); !os.IsNotExist(serr) {
+		t.Errorf("a refused deployment made %s: %v", out, serr)
+	}
 }

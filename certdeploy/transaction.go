@@ -3,18 +3,115 @@ package certdeploy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
+	"runtime"
+	"strconv"
 
-	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/internal/atomicfile"
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 )
 
 // transaction replaces files one by one, each atomically, remembering
 // what was there before so that rollback puts every file back as it was.
 type transaction struct {
 	dir  string
+	perm perms
+	made map[string]bool // directories given perm.dir in this transaction
 	undo []undo
+}
+
+// perms are the modes and group of what a Deployer writes: this user's
+// alone, or readable by a group (Deployer.Group).
+type perms struct {
+	file, dir fs.FileMode
+	gid       int // -1: the group the system gives
+}
+
+// permsFor returns the perms for group, a name or a number ("" for
+// none).
+func permsFor(group string) (perms, error) {
+	if group == "" {
+		return perms{file: 0o600, dir: 0o700, gid: -1}, nil
+	}
+	if runtime.GOOS == "windows" {
+		return perms{}, errors.New("certdeploy: a group for the files needs POSIX groups, which Windows does not have (the files take their directory's access control list)")
+	}
+	gid, err := strconv.Atoi(group)
+	if err != nil {
+		g, lerr := user.LookupGroup(group)
+		if lerr != nil {
+			return perms{}, fmt.Errorf("certdeploy: group %q: %w", group, lerr)
+		}
+		if gid, err = strconv.Atoi(g.Gid); err != nil {
+			return perms{}, fmt.Errorf("certdeploy: group %q has ID %q: %w", group, g.Gid, err)
+		}
+	}
+	if gid < 0 {
+		return perms{}, fmt.Errorf("certdeploy: group %q: not a group ID", group)
+	}
+	return perms{file: 0o640, dir: 0o750, gid: gid}, nil
+}
+
+// fits reports whether the file fi already has p's mode and group.
+func (p perms) fits(fi fs.FileInfo) bool {
+	if runtime.GOOS == "windows" {
+		return true
+	}
+	gid, ok := fileowner.GID(fi)
+	return fi.Mode().Perm() == p.file && (p.gid < 0 || !ok || gid == p.gid)
+}
+
+// setDir gives the directory path mode and p's group.
+func (p perms) setDir(path string, mode fs.FileMode) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	if p.gid >= 0 {
+		if err := os.Lchown(path, -1, p.gid); err != nil {
+			return err
+		}
+	}
+	return os.Chmod(path, mode)
+}
+
+// topDir makes the deployment's own directory, and with a group gives it
+// that group and lets the group in (g+rx), keeping its other bits.
+func (p perms) topDir(dir string) error {
+	if err := os.MkdirAll(dir, p.dir); err != nil {
+		return err
+	}
+	if p.gid < 0 || runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	return p.setDir(dir, fi.Mode().Perm()|0o050)
+}
+
+// mkdir makes dir, a directory inside the deployment, with perm.dir and
+// the group, once per transaction (an earlier deployment without the
+// group left it 0700).
+func (t *transaction) mkdir(dir string) error {
+	if dir == t.dir || t.made[dir] {
+		return nil
+	}
+	if err := os.MkdirAll(dir, t.perm.dir); err != nil {
+		return err
+	}
+	if err := t.perm.setDir(dir, t.perm.dir); err != nil {
+		return err
+	}
+	if t.made == nil {
+		t.made = map[string]bool{}
+	}
+	t.made[dir] = true
+	return nil
 }
 
 // undo is one file's previous state: its content, or absent.
@@ -27,7 +124,9 @@ type undo struct {
 func (t *transaction) changed() bool { return len(t.undo) > 0 }
 
 // write replaces rel with data unless it already holds exactly that, and
-// reports whether it wrote.
+// reports whether it wrote. A file with the same content but another mode
+// or group is written again: a deployment that adds Group changes every
+// file.
 func (t *transaction) write(rel string, data []byte) (bool, error) {
 	path := filepath.Join(t.dir, rel)
 	old, err := os.ReadFile(path)
@@ -35,13 +134,15 @@ func (t *transaction) write(rel string, data []byte) (bool, error) {
 	if err != nil && !absent {
 		return false, err
 	}
-	if !absent && bytes.Equal(old, data) {
-		return false, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := t.mkdir(filepath.Dir(path)); err != nil {
 		return false, err
 	}
-	if err := writeAtomic(path, data); err != nil {
+	if !absent && bytes.Equal(old, data) {
+		if fi, err := os.Stat(path); err == nil && t.perm.fits(fi) {
+			return false, nil
+		}
+	}
+	if err := t.writeAtomic(path, data); err != nil {
 		return false, err
 	}
 	t.undo = append(t.undo, undo{path: path, old: old, absent: absent})
@@ -73,7 +174,7 @@ func (t *transaction) rollback() {
 		if u.absent {
 			_ = os.Remove(u.path)
 		} else {
-			_ = writeAtomic(u.path, u.old)
+			_ = t.writeAtomic(u.path, u.old)
 		}
 	}
 	t.undo = nil
@@ -81,8 +182,8 @@ func (t *transaction) rollback() {
 
 func (t *transaction) commit() { t.undo = nil }
 
-// writeAtomic writes data to path atomically (certfile.WriteFile), mode
-// 0600: the files hold private keys.
-func writeAtomic(path string, data []byte) error {
-	return certfile.WriteFile(path, data, 0o600)
+// writeAtomic writes data to path atomically with t's mode and group:
+// 0600, or 0640 in the group, as the files hold private keys.
+func (t *transaction) writeAtomic(path string, data []byte) error {
+	return atomicfile.WriteFileGroup(path, data, t.perm.file, t.perm.gid)
 }

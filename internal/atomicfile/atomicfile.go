@@ -29,13 +29,25 @@ import (
 // untouched. Other errors are *fs.PathError (or *os.LinkError) naming the
 // file involved. On any error the temporary file is removed.
 func Write(path string, mode os.FileMode, write func(io.Writer) error) error {
-	return replace(path, mode, write, true)
+	return replace(path, mode, noGroup, write, true)
 }
 
 // WriteFile is Write for data already in memory.
 func WriteFile(path string, data []byte, mode os.FileMode) error {
-	return replace(path, mode, writeBytes(data), true)
+	return replace(path, mode, noGroup, writeBytes(data), true)
 }
+
+// WriteFileGroup is WriteFile for a file another user's process reads
+// through its group (a web server's workers): the file is given group gid
+// before it is renamed into place, so no reader ever finds it with the
+// wrong group. Changing a file's group needs POSIX ownership (not on
+// Windows) and, for a user other than root, membership of the group.
+func WriteFileGroup(path string, data []byte, mode os.FileMode, gid int) error {
+	return replace(path, mode, gid, writeBytes(data), true)
+}
+
+// noGroup leaves a new file's group as the system gives it.
+const noGroup = -1
 
 // WriteFileVolatile is WriteFile without its two fsyncs (the file's and
 // the directory's): still atomic, so a reader sees the old content or the
@@ -43,13 +55,13 @@ func WriteFile(path string, data []byte, mode os.FileMode) error {
 // values that need not outlive a crash and must not cost a disk flush
 // (the file store's StoreVolatile: challenge answers).
 func WriteFileVolatile(path string, data []byte, mode os.FileMode) error {
-	return replace(path, mode, writeBytes(data), false)
+	return replace(path, mode, noGroup, writeBytes(data), false)
 }
 
 // replace is the one sequence behind Write, WriteFile and
 // WriteFileVolatile: temporary file, rename, and with durable the fsyncs.
-func replace(path string, mode os.FileMode, write func(io.Writer) error, durable bool) error {
-	tmp, err := temp(path, mode, write, durable)
+func replace(path string, mode os.FileMode, gid int, write func(io.Writer) error, durable bool) error {
+	tmp, err := temp(path, mode, gid, write, durable)
 	if err != nil {
 		return err
 	}
@@ -69,7 +81,7 @@ func replace(path string, mode os.FileMode, write func(io.Writer) error, durable
 // writes a key and its chain before renaming either). The caller renames
 // it over path and calls SyncDir, or removes it.
 func TempFile(path string, data []byte, mode os.FileMode) (string, error) {
-	return temp(path, mode, writeBytes(data), true)
+	return temp(path, mode, noGroup, writeBytes(data), true)
 }
 
 func writeBytes(data []byte) func(io.Writer) error {
@@ -80,11 +92,12 @@ func writeBytes(data []byte) func(io.Writer) error {
 }
 
 // temp writes a new temporary file beside path with what write writes,
-// with mode, closed (and synced if durable), and returns its name. Its name starts with
+// with mode and (unless gid is noGroup) group gid, closed (and synced if
+// durable), and returns its name. Its name starts with
 // "." and the base name of path, so that a file left by a crash says what
 // it was, and scans that skip dot files (the file store's List) never see
 // it.
-func temp(path string, mode os.FileMode, write func(io.Writer) error, durable bool) (name string, err error) {
+func temp(path string, mode os.FileMode, gid int, write func(io.Writer) error, durable bool) (name string, err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), tempPattern(filepath.Base(path))) // mode 0600
 	if err != nil {
 		return "", err
@@ -98,6 +111,11 @@ func temp(path string, mode os.FileMode, write func(io.Writer) error, durable bo
 	// Chmod is not subject to the umask. Windows has no such modes.
 	if err := f.Chmod(mode); err != nil && runtime.GOOS != "windows" {
 		return "", err
+	}
+	if gid != noGroup {
+		if err := f.Chown(-1, gid); err != nil {
+			return "", err
+		}
 	}
 	if err := write(f); err != nil {
 		return "", err

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 )
 
 // entries returns the names in dir.
@@ -93,5 +95,47 @@ func TestTempFile(t *testing.T) {
 		if err := SyncDir(dir); err != nil {
 			t.Errorf("SyncDir = %v", err)
 		}
+	}
+}
+
+// TestWriteFileGroup: the file arrives with the group asked for and its
+// mode; a group this process may not give leaves the old file and no
+// temporary one.
+func TestWriteFileGroup(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no POSIX groups on Windows")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "privkey.pem")
+	if err := WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gid := os.Getegid()
+	if os.Geteuid() == 0 {
+		gid = 65534 // root may give any group: nogroup
+	} else if groups, _ := os.Getgroups(); len(groups) > 0 {
+		gid = groups[len(groups)-1]
+	}
+	if err := WriteFileGroup(path, []byte("new"), 0o640, gid); err != nil {
+		t.Fatalf("WriteFileGroup(gid %d) = %v", gid, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := fileowner.GID(fi); !ok || got != gid || fi.Mode().Perm() != 0o640 {
+		t.Errorf("after WriteFileGroup(0640, gid %d): mode %v, gid %d", gid, fi.Mode().Perm(), got)
+	}
+	if os.Geteuid() == 0 {
+		return // root may give every group: nothing to refuse
+	}
+	if err := WriteFileGroup(path, []byte("refused"), 0o640, 0); err == nil {
+		t.Fatal("WriteFileGroup to group 0 by a user not in it succeeded")
+	}
+	if got, _ := os.ReadFile(path); string(got) != "new" {
+		t.Errorf("a refused write changed the file: %q", got)
+	}
+	if names := entries(t, dir); len(names) != 1 {
+		t.Errorf("files left: %v", names)
 	}
 }

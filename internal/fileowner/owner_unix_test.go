@@ -43,3 +43,25 @@ func TestReadableByAll(t *testing.T) {
 		t.Error("a missing file is readable by all")
 	}
 }
+
+// TestGID: a file this process creates has its effective group (Linux
+// and the BSDs differ: a BSD gives a new file its directory's group, which
+// a fresh temporary directory has from this process too on Linux only).
+func TestGID(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.Stat(filepath.Dir(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := GID(dir)
+	if gid, ok := GID(fi); !ok || gid != want && gid != os.Getegid() {
+		t.Errorf("GID = %d, %v; want %d (the directory's) or %d (this process's), true", gid, ok, want, os.Getegid())
+	}
+}

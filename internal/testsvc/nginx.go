@@ -1,6 +1,7 @@
 package testsvc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,12 @@ type NginxOptions struct {
 	// Ready are addresses (host:port) dialled until they accept, to know
 	// nginx is serving. Empty waits only for the master's pid file.
 	Ready []string
+
+	// User is the user directive ("nobody nogroup") that the workers run
+	// as when nginx starts as root, as in a packaged nginx (www-data on
+	// Debian). Empty runs them as root too, so that they read whatever
+	// the test wrote.
+	User string
 }
 
 // NginxServer is a running nginx with its own configuration in a
@@ -186,7 +193,8 @@ func (n *NginxServer) config(opts NginxOptions, modDir, repoLua, restyPath strin
 	var b strings.Builder
 	fmt.Fprintf(&b, "daemon off;\nmaster_process on;\nworker_processes %d;\npid %s;\n", workers, filepath.Join(n.dir, "nginx.pid"))
 	if os.Geteuid() == 0 {
-		b.WriteString("user root;\n") // the temporary files stay readable
+		user := cmp.Or(opts.User, "root") // root: the temporary files stay readable
+		fmt.Fprintf(&b, "user %s;\n", user)
 	}
 	fmt.Fprintf(&b, "error_log %s notice;\n", n.ErrorLog())
 	if _, err := os.Stat(filepath.Join(modDir, "ndk_http_module.so")); err == nil {
