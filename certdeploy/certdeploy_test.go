@@ -317,17 +317,26 @@ func TestNginxWorkers(t *testing.T) {
 }
 
 // TestGroupErrors: an unknown group name stops a deployment before any
-// file is written.
+// file is written; LookupGroup takes a name or a number.
 func TestGroupErrors(t *testing.T) {
 	ca := &localca.CA{Storage: filestore.New(t.TempDir())}
 	a := issue(t, ca, "a.test")
 	out := filepath.Join(t.TempDir(), "out")
 	d := &Deployer{Format: PEM, Dir: out, Group: "no-such-group-certkeeper"}
 	_, err := d.Deploy(t.Context(), []*storage.Certificate{a})
-	if err == nil || !strings.Contains(err.Error(), `group "no-such-group-certkeeper"`) {
+	if err == nil || !strings.Contains(err.Error(), `no group "no-such-group-certkeeper" on this host`) {
 		t.Errorf("Deploy with an unknown group = %v", err)
 	}
 	if _, serr := os.Stat(out); !os.IsNotExist(serr) {
 		t.Errorf("a refused deployment made %s: %v", out, serr)
+	}
+	if gid, err := LookupGroup("65534"); err != nil || gid != 65534 {
+		t.Errorf("LookupGroup(65534) = %d, %v", gid, err)
+	}
+	if _, err := LookupGroup("-1"); err == nil {
+		t.Error("LookupGroup(-1) succeeded")
+	}
+	if gid, err := LookupGroup("root"); err != nil || gid != 0 {
+		t.Errorf("LookupGroup(root) = %d, %v", gid, err)
 	}
 }

@@ -37,23 +37,36 @@ func permsFor(group string) (perms, error) {
 	if group == "" {
 		return perms{file: 0o600, dir: 0o700, gid: -1}, nil
 	}
-	if runtime.GOOS == "windows" {
-		return perms{}, errors.New("certdeploy: a group for the files needs POSIX groups, which Windows does not have (the files take their directory's access control list)")
-	}
-	gid, err := strconv.Atoi(group)
+	gid, err := LookupGroup(group)
 	if err != nil {
-		g, lerr := user.LookupGroup(group)
-		if lerr != nil {
-			return perms{}, fmt.Errorf("certdeploy: group %q: %w", group, lerr)
-		}
-		if gid, err = strconv.Atoi(g.Gid); err != nil {
-			return perms{}, fmt.Errorf("certdeploy: group %q has ID %q: %w", group, g.Gid, err)
-		}
-	}
-	if gid < 0 {
-		return perms{}, fmt.Errorf("certdeploy: group %q: not a group ID", group)
+		return perms{}, fmt.Errorf("certdeploy: %w", err)
 	}
 	return perms{file: 0o640, dir: 0o750, gid: gid}, nil
+}
+
+// LookupGroup returns the ID of group, a name in the host's group
+// database or a number, as Deployer.Group takes it, so that a program can
+// check the setting before the first deployment.
+func LookupGroup(group string) (gid int, err error) {
+	if runtime.GOOS == "windows" {
+		return 0, errors.New("a group for the files needs POSIX groups, which Windows does not have (the files take their directory's access control list)")
+	}
+	if gid, err := strconv.Atoi(group); err == nil {
+		if gid < 0 {
+			return 0, fmt.Errorf("group %d: not a group ID", gid)
+		}
+		return gid, nil
+	}
+	g, err := user.LookupGroup(group)
+	if _, ok := errors.AsType[user.UnknownGroupError](err); ok {
+		return 0, fmt.Errorf("no group %q on this host", group)
+	} else if err != nil {
+		return 0, fmt.Errorf("group %q: %w", group, err)
+	}
+	if gid, err = strconv.Atoi(g.Gid); err != nil {
+		return 0, fmt.Errorf("group %q has ID %q: %w", group, g.Gid, err)
+	}
+	return gid, nil
 }
 
 // fits reports whether the file fi already has p's mode and group.

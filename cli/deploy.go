@@ -22,6 +22,7 @@ type deployFlags struct {
 	Out    string `yaml:"deploy_out_dir" alias:"deploy_out"`
 	Check  string `yaml:"deploy_check_hook" alias:"deploy_check"`
 	Reload string `yaml:"deploy_post_hook" alias:"deploy_reload"`
+	Group  string `yaml:"deploy_group"`
 }
 
 func (f *deployFlags) register(fs *flag.FlagSet, prefix string) {
@@ -33,6 +34,7 @@ func (f *deployFlags) register(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&f.Out, prefix+"out-dir", "", "`DIR` to write the files into (created 0700 if missing)")
 	fs.StringVar(&f.Check, prefix+"check-hook", "", "`CMD` (sh -c) that validates the new files, e.g. 'haproxy -c -f /etc/haproxy/haproxy.cfg';\nif it fails, the previous files are restored")
 	fs.StringVar(&f.Reload, prefix+"post-hook", "", "`CMD` (sh -c) to run after a passing check when anything changed, e.g. 'systemctl reload haproxy'")
+	fs.StringVar(&f.Group, prefix+"group", "", "`GROUP` (name or ID) that may read the files: 0640, directories 0750 (default: 0600, 0700);\nthe nginx layout needs its workers' group, www-data on Debian (they read the files at each handshake)")
 	cmdline.Deprecated(fs, prefix+"out", prefix+"out-dir", nil)
 	cmdline.Deprecated(fs, prefix+"check", prefix+"check-hook", nil)
 	cmdline.Deprecated(fs, prefix+"reload", prefix+"post-hook", nil)
@@ -48,7 +50,14 @@ func (f *deployFlags) deployer(env *Env, flagPrefix string) (*certdeploy.Deploye
 	if !certdeploy.KnownFormat(f.Format) {
 		return nil, usagef("--%sformat %q: use %s", flagPrefix, f.Format, strings.Join(certdeploy.Formats(), ", "))
 	}
-	return &certdeploy.Deployer{Format: f.Format, Dir: f.Out, Check: f.Check, Reload: f.Reload, Logger: env.Logger}, nil
+	if f.Group != "" {
+		if _, err := certdeploy.LookupGroup(f.Group); err != nil {
+			return nil, usagef("--%sgroup: %v", flagPrefix, err)
+		}
+	} else if f.Format == certdeploy.Nginx {
+		fmt.Fprintf(env.Stderr, "certkeeper: warning: nginx's workers read these files at each handshake as their own user (www-data on Debian, nginx on Red Hat): unless that is this user, give --%sgroup with their group, or each handshake fails\n", flagPrefix)
+	}
+	return &certdeploy.Deployer{Format: f.Format, Dir: f.Out, Check: f.Check, Reload: f.Reload, Group: f.Group, Logger: env.Logger}, nil
 }
 
 func deployCmd() *Command {

@@ -127,7 +127,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // given too win.
 func TestProxyDeployConfig(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "proxy.yaml")
-	conf := "deploy_format: haproxy\ndeploy_out_dir: /etc/haproxy/certs\ndeploy_check_hook: haproxy -c -f x.cfg\ndeploy_post_hook: systemctl reload haproxy\n"
+	conf := "deploy_format: haproxy\ndeploy_out_dir: /etc/haproxy/certs\ndeploy_check_hook: haproxy -c -f x.cfg\ndeploy_post_hook: systemctl reload haproxy\ndeploy_group: www-data\n"
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +136,43 @@ func TestProxyDeployConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := deployFlags{Format: "haproxy", Out: "/tmp/other", Check: "haproxy -c -f x.cfg", Reload: "systemctl reload haproxy"}
+	want := deployFlags{Format: "haproxy", Out: "/tmp/other", Check: "haproxy -c -f x.cfg", Reload: "systemctl reload haproxy", Group: "www-data"}
 	if cfg.Deploy != want {
 		t.Errorf("deploy settings = %+v, want %+v", cfg.Deploy, want)
+	}
+}
+
+// TestDeployGroup: the nginx layout without --group is warned about (its
+// workers read the files as another user: certdeploy's TestNginxWorkers);
+// --group makes the files group-readable; an unknown group is a usage
+// error naming the flag, in deploy and in the proxy's --check-config.
+func TestDeployGroup(t *testing.T) {
+	storageDir, dir := t.TempDir(), t.TempDir()
+	issueLocal(t, storageDir, "g.test")
+	out := filepath.Join(dir, "nginx")
+	args := []string{"deploy", "--format", "nginx", "--out-dir", out, "--storage", storageDir}
+	if r := ck(t, time.Minute, args...); r.code != 0 || !strings.Contains(r.stderr, "give --group with their group") {
+		t.Errorf("deploy --format nginx without --group: exit %d, want 0 and the warning\n%s", r.code, r.stderr)
+	}
+	group := strconv.Itoa(os.Getegid()) // a group this user may always give
+	if r := ck(t, time.Minute, append(args, "--group", group)...); r.code != 0 || strings.Contains(r.stderr, "warning") {
+		t.Errorf("deploy --group %s: exit %d\n%s%s", group, r.code, r.stdout, r.stderr)
+	}
+	if fi, err := os.Stat(filepath.Join(out, "g.test", "privkey.pem")); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("privkey.pem with --group: %v, %v; want mode 0640", fi, err)
+	}
+	for _, args := range [][]string{
+		append(args, "--group", "no-such-group-certkeeper"),
+		{"proxy", "--check-config", "--ca", "local", "--allow", "g.test", "--storage", storageDir,
+			"--deploy-format", "nginx", "--deploy-out-dir", out, "--deploy-group", "no-such-group-certkeeper"},
+	} {
+		r := ck(t, time.Minute, args...)
+		flag := "--group"
+		if args[0] == "proxy" {
+			flag = "--deploy-group"
+		}
+		if r.code == 0 || !strings.Contains(r.stderr, flag+`: no group "no-such-group-certkeeper" on this host`) {
+			t.Errorf("%s with an unknown group: exit %d, want the error naming %s\n%s", args[0], r.code, flag, r.stderr)
+		}
 	}
 }
