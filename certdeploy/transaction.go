@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 
 	"github.com/certkeeper/certkeeper/internal/atomicfile"
@@ -45,28 +46,40 @@ func permsFor(group string) (perms, error) {
 }
 
 // LookupGroup returns the ID of group, a name in the host's group
-// database or a number, as Deployer.Group takes it, so that a program can
-// check the setting before the first deployment.
+// database or a number, as Deployer.Group takes it, and checks that this
+// process may give files that group (root may give any; another user only
+// a group it is a member of), so that a program can check the setting
+// before the first deployment.
 func LookupGroup(group string) (gid int, err error) {
 	if runtime.GOOS == "windows" {
 		return 0, errors.New("a group for the files needs POSIX groups, which Windows does not have (the files take their directory's access control list)")
 	}
-	if gid, err := strconv.Atoi(group); err == nil {
-		if gid < 0 {
-			return 0, fmt.Errorf("group %d: not a group ID", gid)
+	gid, err = strconv.Atoi(group)
+	if err != nil {
+		g, lerr := user.LookupGroup(group)
+		if _, ok := errors.AsType[user.UnknownGroupError](lerr); ok {
+			return 0, fmt.Errorf("no group %q on this host", group)
+		} else if lerr != nil {
+			return 0, fmt.Errorf("group %q: %w", group, lerr)
 		}
+		if gid, err = strconv.Atoi(g.Gid); err != nil {
+			return 0, fmt.Errorf("group %q has ID %q: %w", group, g.Gid, err)
+		}
+	}
+	if gid < 0 {
+		return 0, fmt.Errorf("group %d: not a group ID", gid)
+	}
+	if os.Geteuid() == 0 || gid == os.Getegid() {
 		return gid, nil
 	}
-	g, err := user.LookupGroup(group)
-	if _, ok := errors.AsType[user.UnknownGroupError](err); ok {
-		return 0, fmt.Errorf("no group %q on this host", group)
-	} else if err != nil {
-		return 0, fmt.Errorf("group %q: %w", group, err)
+	if groups, err := os.Getgroups(); err == nil && slices.Contains(groups, gid) {
+		return gid, nil
 	}
-	if gid, err = strconv.Atoi(g.Gid); err != nil {
-		return 0, fmt.Errorf("group %q has ID %q: %w", group, g.Gid, err)
+	who := strconv.Itoa(os.Geteuid())
+	if u, err := user.Current(); err == nil {
+		who = u.Username
 	}
-	return gid, nil
+	return 0, fmt.Errorf("this user (%s) is not a member of group %s, so it may not give files that group: add it to the group (usermod -aG; for a systemd service, SupplementaryGroups=), or deploy as root", who, group)
 }
 
 // fits reports whether the file fi already has p's mode and group.
