@@ -27,8 +27,10 @@ func TestIssueWebroot(t *testing.T) {
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(filepath.Dir(root), 0o755); err != nil { // nginx's workers read it
-		t.Fatal(err)
+	for _, d := range []string{filepath.Dir(root), filepath.Dir(filepath.Dir(root))} { // nginx's workers, nobody, read it
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(root, "index.html"), []byte("site\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -36,6 +38,7 @@ func TestIssueWebroot(t *testing.T) {
 	n := testsvc.Nginx(t, testsvc.NginxOptions{
 		HTTP:  fmt.Sprintf("  server {\n    listen %s;\n    root %s;\n  }\n", httpAddr, root),
 		Ready: []string{httpAddr},
+		User:  "nobody nogroup", // as www-data serves a packaged nginx's root: the tokens must be readable by all
 	})
 
 	out := t.TempDir()
