@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 
 	"github.com/mholt/acmez/v3/acme"
@@ -131,8 +132,10 @@ func (w *Webroot) path(chal acme.Challenge) (string, error) {
 	return filepath.Join(w.Dir, filepath.FromSlash(PathPrefix), chal.Token), nil
 }
 
-// mkdirs makes dir and its missing parents (0755: the web server reads
-// them), remembering which it made.
+// mkdirs makes dir and its missing parents, remembering which it made:
+// 0755 whatever the umask, as the web server's workers (www-data) must
+// pass through them to the token, and a root umask of 077 or 027 (a
+// hardened host, a systemd unit's UMask=) would keep them out.
 func (w *Webroot) mkdirs(dir string) error {
 	var missing []string
 	for d := dir; d != w.Dir; d = filepath.Dir(d) {
@@ -142,7 +145,14 @@ func (w *Webroot) mkdirs(dir string) error {
 		missing = append(missing, d)
 	}
 	for i := len(missing) - 1; i >= 0; i-- {
-		if err := os.Mkdir(missing[i], 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		err := os.Mkdir(missing[i], 0o755)
+		if errors.Is(err, os.ErrExist) {
+			continue // made by another process meanwhile: its mode is its maker's
+		}
+		if err == nil && runtime.GOOS != "windows" {
+			err = os.Chmod(missing[i], 0o755)
+		}
+		if err != nil {
 			return fmt.Errorf("http-01 webroot: %w", err)
 		}
 	}
