@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -223,11 +224,23 @@ func (m *Manager) track() bool {
 var ErrNoPolicy = errors.New(`no names allowed: set Policy, e.g. policy.Allowlist("example.com")`)
 
 // DefaultStorageDir is where a Manager with no Storage keeps its state:
-// /var/lib/certkeeper for root on unix, else the user's data directory
-// ($XDG_DATA_HOME or ~/.local/share on Linux and the BSDs, ~/Library/
-// Application Support on macOS, %LocalAppData% on Windows), plus
-// "certkeeper".
+// under systemd, the service's state directory ($STATE_DIRECTORY, set by
+// StateDirectory=; the first if several) when it is named "certkeeper",
+// else its "certkeeper" subdirectory; outside systemd /var/lib/certkeeper
+// for root on unix, else the user's data directory ($XDG_DATA_HOME or
+// ~/.local/share on Linux and the BSDs, ~/Library/Application Support on
+// macOS, %LocalAppData% on Windows) plus "certkeeper". The certkeeper
+// service running as its own user (deploy/certkeeper.service:
+// StateDirectory=certkeeper) and root's one-off commands (status, cert
+// revoke -d) so meet in /var/lib/certkeeper, where the user's default put
+// the service's state under its home's .local/share.
 func DefaultStorageDir() string {
+	if d, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); filepath.IsAbs(d) {
+		if filepath.Base(d) == "certkeeper" {
+			return d
+		}
+		return filepath.Join(d, "certkeeper")
+	}
 	switch runtime.GOOS {
 	case "windows":
 		if d := os.Getenv("LocalAppData"); d != "" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -313,4 +314,30 @@ func rssBytes() int64 {
 		}
 	}
 	return 0
+}
+
+// TestDefaultStorageDirSystemd: under systemd the state directory is the
+// default, so that the shipped unit's service (its own user, HOME in the
+// state directory) and root's commands use the same storage; another
+// program's state directory gets a certkeeper directory inside it.
+func TestDefaultStorageDirSystemd(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("systemd's directories are unix paths")
+	}
+	for env, want := range map[string]string{
+		"/var/lib/certkeeper":            "/var/lib/certkeeper",
+		"/var/lib/certkeeper:/var/lib/x": "/var/lib/certkeeper",
+		"/var/lib/myapp":                 filepath.Join("/var/lib/myapp", "certkeeper"),
+		"relative/certkeeper":            "", // not systemd's: ignored
+	} {
+		t.Setenv("STATE_DIRECTORY", env)
+		got := certkeeper.DefaultStorageDir()
+		if want == "" {
+			t.Setenv("STATE_DIRECTORY", "")
+			want = certkeeper.DefaultStorageDir()
+		}
+		if got != filepath.FromSlash(want) {
+			t.Errorf("STATE_DIRECTORY=%s: DefaultStorageDir() = %s, want %s", env, got, want)
+		}
+	}
 }

@@ -127,3 +127,24 @@ func TestJSONLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestStateDirectoryStorage: a command run by systemd with
+// StateDirectory=certkeeper ($STATE_DIRECTORY) keeps its state there when
+// no --storage is given, as the shipped unit's proxy does, wherever its
+// user's home is.
+func TestStateDirectoryStorage(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certkeeper")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STATE_DIRECTORY", dir)
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_DATA_HOME", "")
+	r := ck(t, 30*time.Second, "ca", "root")
+	if r.code != 0 || !strings.Contains(r.stdout, "BEGIN CERTIFICATE") {
+		t.Fatalf("ca root under systemd: exit %d\n%s", r.code, r.stderr)
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) == 0 {
+		t.Errorf("the local CA was not kept in $STATE_DIRECTORY %s: %v, %v", dir, entries, err)
+	}
+}

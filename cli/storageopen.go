@@ -17,7 +17,7 @@ import (
 // storageFlags are --storage, --storage-key-file and --storage-password-file
 // (and config keys of the same names), of every command that opens storage.
 type storageFlags struct {
-	Storage     string `yaml:"storage" secret:"url" arg:"DIR" help:"DIR or URL of certkeeper's state: a directory, or redis://, rediss://,\nredis+cluster://, redis+sentinel://, postgres:// (docs/storage.md) (default: /var/lib/certkeeper\nfor root, else the user's data directory, e.g. ~/.local/share/certkeeper)"`
+	Storage     string `yaml:"storage" secret:"url" arg:"DIR" help:"DIR or URL of certkeeper's state: a directory, or redis://, rediss://,\nredis+cluster://, redis+sentinel://, postgres:// (docs/storage.md) (default: /var/lib/certkeeper\nfor root and for a systemd unit's StateDirectory=certkeeper, else the user's data directory,\ne.g. ~/.local/share/certkeeper)"`
 	StorageKey  string `yaml:"storage_key_file" arg:"FILE" help:"FILE of the key(s) that encrypt private keys at rest in --storage\n(make one with: certkeeper storage keygen)"`
 	StoragePass string `yaml:"storage_password_file" arg:"FILE" help:"FILE holding the password of a postgres:// --storage (else PGPASSWORD or PGPASSFILE;\nnever in the URL)"`
 	// rekey opens a storage whose private keys are all in clear with a
