@@ -171,7 +171,7 @@ func root() *Command {
 	return withHelp(&Command{
 		UsageLine: "certkeeper COMMAND [flags]",
 		Short:     "certificates that manage themselves",
-		Commands:  []*Command{proxyCmd(), serverCmd(), alpnProxyCmd(), statusCmd(), doctorCmd(), certCmd(), accountCmd(), dnsPersistRecordCmd(), caCmd(), selfSignedCmd(), storageCmd(), serviceCmd(), importCmd(), deployCmd(), versionCmd(), completionCmd()},
+		Commands:  []*Command{proxyCmd(), serverCmd(), alpnProxyCmd(), statusCmd(), doctorCmd(), certCmd(), accountCmd(), dnsPersistRecordCmd(), caCmd(), selfSignedCmd(), nginxPluginCmd(), storageCmd(), serviceCmd(), importCmd(), deployCmd(), versionCmd(), completionCmd()},
 	})
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -228,13 +229,20 @@ func TestNginxDeployExample(t *testing.T) {
 	if !strings.Contains(string(doc), "```nginx\n"+string(conf)+"```\n") {
 		t.Errorf("docs/nginx.md does not show deploy/nginx/nginx.conf as it is (in an nginx code block)")
 	}
-	lua, err := filepath.Abs("../lua")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	// The plugin as docs/nginx.md installs it: from the binary.
+	lua := filepath.Join(dir, "lua")
+	if r := ck(t, 30*time.Second, "nginx-plugin", "--out-dir", lua); r.code != 0 || !strings.Contains(r.stdout, `lua_package_path "`+lua+`/?.lua;;"`) {
+		t.Fatalf("nginx-plugin --out-dir: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got, want := mustRead(t, filepath.Join(lua, "certkeeper.lua")), mustRead(t, "../lua/certkeeper.lua"); !bytes.Equal(got, want) {
+		t.Error("nginx-plugin --out-dir wrote another certkeeper.lua than lua/certkeeper.lua")
+	}
+	if r := ck(t, 30*time.Second, "nginx-plugin"); r.stdout != string(mustRead(t, "../lua/certkeeper.lua")) {
+		t.Errorf("nginx-plugin printed %d bytes, not lua/certkeeper.lua", len(r.stdout))
 	}
 	apiCA, apiCACert, apiCAKey := writeCACert(t, dir, "api-ca")
 	apiCert, apiKey := writeServerCert(t, dir, []string{"certkeeper.internal"}, apiCACert, apiCAKey)

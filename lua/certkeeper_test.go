@@ -1,6 +1,3 @@
-// Package lua holds the tests of certkeeper.lua that need only nginx; the
-// end-to-end tests with the certkeeper server are in cli
-// (nginx_test.go).
 package lua
 
 import (
