@@ -30,7 +30,7 @@ func certbotSettings(conf string, kv, webrootMap map[string]string) []Setting {
 	} {
 		if cmd := kv[h.key]; cmd != "" {
 			instead := "cert renew " + h.flag + " " + shellQuote(cmd)
-			if h.flag == "--deploy-hook" && strings.Contains(cmd, "RENEWED_") {
+			if h.flag == "--deploy-hook" && strings.Contains(cmd, "RENEWED_LINEAGE") {
 				instead += renewedNote
 			}
 			add(fmt.Sprintf("%s = %s", h.key, cmd), instead)
@@ -77,10 +77,11 @@ func certbotSettings(conf string, kv, webrootMap map[string]string) []Setting {
 	return out
 }
 
-// renewedNote follows a deploy hook that reads the variables certbot
-// gives deploy hooks, which certkeeper does not.
-const renewedNote = " (it reads certbot's RENEWED_LINEAGE or RENEWED_DOMAINS: certkeeper gives CERTKEEPER_NAME, " +
-	"CERTKEEPER_NAMES, CERTKEEPER_CERT_FILE and CERTKEEPER_KEY_FILE instead)"
+// renewedNote follows a deploy hook that reads certbot's RENEWED_LINEAGE,
+// the one variable of certbot's hooks certkeeper cannot give (it sets
+// RENEWED_DOMAINS: renew.Hooks.AfterRenew).
+const renewedNote = " (it reads certbot's RENEWED_LINEAGE, a folder of cert.pem, fullchain.pem and privkey.pem that certkeeper " +
+	"does not write: use CERTKEEPER_CERT_FILE, leaf and chain, and CERTKEEPER_KEY_FILE instead)"
 
 // webrootSetting returns the setting and what to give instead for
 // certbot's webroot authenticator: its webroot_path (a list: "DIR," for
@@ -143,7 +144,7 @@ func certbotHookScripts(s *State) []Setting {
 			}
 			names = append(names, e.Name())
 			cmds = append(cmds, shellQuote(filepath.Join(s.Dir, "renewal-hooks", h.dir, e.Name())))
-			if data, err := readFile(s.fsys, path.Join(dir, e.Name())); err == nil && strings.Contains(string(data), "RENEWED_") {
+			if data, err := readFile(s.fsys, path.Join(dir, e.Name())); err == nil && strings.Contains(string(data), "RENEWED_LINEAGE") {
 				reads = true
 			}
 		}

@@ -42,7 +42,7 @@ func TestCertbotSettings(t *testing.T) {
 	lineage("d.test", "authenticator = dns-cloudflare\ndns_cloudflare_credentials = /root/cf.ini\ninstaller = apache\n")
 	lineage("e.test", "authenticator = nginx\ninstaller = nginx\n")
 	lineage("f.test", "authenticator = manual\nmanual_auth_hook = /usr/local/bin/auth.sh\n")
-	fsys["renewal-hooks/deploy/reload.sh"] = &fstest.MapFile{Data: []byte("#!/bin/sh\nsystemctl reload nginx # $RENEWED_DOMAINS\n"), Mode: 0o755}
+	fsys["renewal-hooks/deploy/reload.sh"] = &fstest.MapFile{Data: []byte("#!/bin/sh\ncp $RENEWED_LINEAGE/fullchain.pem /srv # certkeeper gives RENEWED_DOMAINS, not this\n"), Mode: 0o755}
 	fsys["renewal-hooks/deploy/README"] = &fstest.MapFile{Data: []byte("not run: not executable\n"), Mode: 0o644}
 	fsys["renewal-hooks/pre/a.sh"] = &fstest.MapFile{Data: []byte("#!/bin/sh\n"), Mode: 0o755}
 	fsys["renewal-hooks/pre/b b.sh"] = &fstest.MapFile{Data: []byte("#!/bin/sh\n"), Mode: 0o700}
@@ -74,7 +74,7 @@ func TestCertbotSettings(t *testing.T) {
 		"installer = apache → cert renew -d d.test --deploy-hook 'systemctl reload apache2'",
 		"authenticator = nginx → cert renew -d e.test --webroot DIR, DIR the document root nginx serves",
 		"authenticator = manual, manual_auth_hook = /usr/local/bin/auth.sh → cert renew -d f.test --challenge dns-01 --dns exec",
-		"-                  renewal-hooks/deploy/  reload.sh (certbot runs it after each renewal) → cert renew --deploy-hook /etc/letsencrypt/renewal-hooks/deploy/reload.sh for every certificate (it reads certbot's RENEWED_",
+		"-                  renewal-hooks/deploy/  reload.sh (certbot runs it after each renewal) → cert renew --deploy-hook /etc/letsencrypt/renewal-hooks/deploy/reload.sh for every certificate (it reads certbot's RENEWED_LINEAGE",
 		// certbot's own timer goes on renewing until stopped (trial 29).
 		"-                  renewal/               certbot renews these certificates itself, twice a day (certbot.timer; /etc/cron.d/certbot without systemd; " +
 			"snap.certbot.renew.timer for the snap) → stop it once certkeeper renews them, or both order the same names: systemctl disable --now certbot.timer, and remove /etc/cron.d/certbot\n",

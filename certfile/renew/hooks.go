@@ -56,7 +56,12 @@ func (h *Hooks) BeforeRenew(ctx context.Context, j *Result) error {
 // CERTKEEPER_NAMES (space-separated), CERTKEEPER_CERT_FILE,
 // CERTKEEPER_KEY_FILE (absolute paths, as a hook that changes directory
 // needs them) and CERTKEEPER_NOT_AFTER (RFC 3339, UTC) in its
-// environment.
+// environment, and the variables of other clients' hooks that mean the
+// same, so that a hook written for them runs unchanged: certbot's
+// RENEWED_DOMAINS, lego's LEGO_CERT_DOMAIN, LEGO_CERT_PATH (its bundle,
+// leaf and chain, as certkeeper's file) and LEGO_CERT_KEY_PATH. Certbot's
+// RENEWED_LINEAGE is not set: it names a folder of cert.pem,
+// fullchain.pem and privkey.pem, which certkeeper does not write.
 func (h *Hooks) AfterRenew(ctx context.Context, j *Result) error {
 	if j.Settings.DeployHook == "" {
 		return nil
@@ -67,6 +72,10 @@ func (h *Hooks) AfterRenew(ctx context.Context, j *Result) error {
 		"CERTKEEPER_CERT_FILE="+absolute(j.Paths.Cert),
 		"CERTKEEPER_KEY_FILE="+absolute(j.Paths.Key),
 		"CERTKEEPER_NOT_AFTER="+j.NotAfter.UTC().Format(time.RFC3339),
+		"RENEWED_DOMAINS="+strings.Join(j.Names, " "),
+		"LEGO_CERT_DOMAIN="+j.Names[0],
+		"LEGO_CERT_PATH="+absolute(j.Paths.Cert),
+		"LEGO_CERT_KEY_PATH="+absolute(j.Paths.Key),
 	)
 	if err != nil {
 		return fmt.Errorf("deploy hook: %w", err)

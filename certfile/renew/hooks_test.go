@@ -36,7 +36,7 @@ func TestHooks(t *testing.T) {
 	log := filepath.Join(dir, "log")
 	appendLog := func(what string) string { return "echo " + what + " >> " + log }
 	s := Settings{PreHook: appendLog("pre"), PostHook: appendLog("post"),
-		DeployHook: appendLog(`"deploy $CERTKEEPER_NAMES $CERTKEEPER_CERT_FILE $CERTKEEPER_NOT_AFTER"`)}
+		DeployHook: appendLog(`"deploy $CERTKEEPER_NAMES $CERTKEEPER_CERT_FILE $CERTKEEPER_NOT_AFTER [$RENEWED_DOMAINS] $LEGO_CERT_DOMAIN $LEGO_CERT_PATH $LEGO_CERT_KEY_PATH"`)}
 	notAfter := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	results := []*Result{
 		{Base: "a.test", Names: []string{"a.test", "www.a.test"}, Settings: s, NotAfter: notAfter,
@@ -63,8 +63,10 @@ func TestHooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The hook gets absolute paths: it may cd elsewhere.
-	want := "pre\ndeploy a.test www.a.test " + filepath.Join(wd, "out/certs/a.test.pem") + " 2030-01-02T03:04:05Z\npost\n"
+	// The hook gets absolute paths: it may cd elsewhere; and certbot's and
+	// lego's variables that mean the same.
+	cert, key := filepath.Join(wd, "out/certs/a.test.pem"), filepath.Join(wd, "out/private/a.test.key")
+	want := "pre\ndeploy a.test www.a.test " + cert + " 2030-01-02T03:04:05Z [a.test www.a.test] a.test " + cert + " " + key + "\npost\n"
 	if string(got) != want {
 		t.Errorf("hooks ran\n%s\nwant\n%s", got, want)
 	}
