@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,7 @@ type proxyConfig struct {
 	Backend      string   `yaml:"backend" arg:"URL" help:"URL of the backend for every name without a --route, or HOST:PORT for http://HOST:PORT\n(default: port 80 on the IP address the client connected to)"`
 	Routes       []string `yaml:"route" arg:"NAME=URL" help:"NAME=URL: send NAME (or a pattern like *.a.example) to its own backend; repeatable"`
 	DefaultName  string   `yaml:"default_name" arg:"NAME" help:"NAME whose certificate clients without SNI get"`
+	BackendCA    string   `yaml:"backend_ca" arg:"FILE" help:"PEM FILE of roots that https:// backends' certificates may chain to, beside the system's\n(a private CA's root, or a backend's self-signed certificate); read at start and at each reload"`
 }
 
 // proxyChallengeHelp is the usage of the proxy's --challenge.
@@ -182,7 +184,17 @@ func proxyHandler(cfg *proxyConfig, logger *slog.Logger) (http.Handler, error) {
 			return usagef("%v", e)
 		})
 	}
-	return &proxy.Handler{Router: router, Transport: proxy.NewTransport(), Logger: logger}, nil
+	t := proxy.NewTransport()
+	if cfg.BackendCA != "" {
+		roots, err := os.ReadFile(cfg.BackendCA)
+		if err == nil {
+			err = proxy.TrustBackends(t, roots)
+		}
+		if err != nil {
+			return nil, usagef("--backend-ca %s: %v", cfg.BackendCA, err)
+		}
+	}
+	return &proxy.Handler{Router: router, Transport: t, Logger: logger}, nil
 }
 
 // runProxy serves until ctx ends, an upgrade (SIGUSR2) hands its

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -491,5 +492,49 @@ func TestProxyProtocolFrom(t *testing.T) {
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("--http-addr through the balancer: %s, want 404 for a token nobody presented", resp.Status)
 		}
+	}
+}
+
+// TestProxyHTTPSBackend: an https:// backend with a self-signed
+// certificate is reached once --backend-ca names that certificate (curl,
+// through the proxy, gets the backend's page), and not
+// without it: the check stays on (502). A file with no certificate is an
+// error naming the flag.
+func TestProxyHTTPSBackend(t *testing.T) {
+	be := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "https backend")
+	}))
+	defer be.Close()
+	caFile := filepath.Join(t.TempDir(), "backend.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: be.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st := t.TempDir()
+	roots := filepath.Join(t.TempDir(), "root.pem")
+	if r := ck(t, 30*time.Second, "ca", "root", "--storage", st); r.code != 0 {
+		t.Fatalf("ca root: exit %d\n%s", r.code, r.stderr)
+	} else if err := os.WriteFile(roots, []byte(r.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, trusted := range []bool{true, false} {
+		port := testsvc.FreePort(t)
+		args := []string{"--tls-addr", "127.0.0.1:" + strconv.Itoa(port), "--ca", "local", "--allow", "a.test", "--storage", st, "--backend", be.URL}
+		if trusted {
+			args = append(args, "--backend-ca", caFile)
+		}
+		p := startProxyLogged(t, args...)
+		body, _ := curl(t, roots, "a.test", port)
+		if trusted && body != "https backend" || !trusted && !strings.Contains(body, "502") {
+			t.Errorf("with --backend-ca %v: got %q, want %s", trusted, body, map[bool]string{true: "the backend's page", false: "the 502 page"}[trusted])
+		}
+		if !trusted && !within(5*time.Second, func() bool { return strings.Contains(p.output(), "certificate signed by unknown authority") }) {
+			t.Errorf("the proxy did not log why the backend was unreachable:\n%s", p.output())
+		}
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+	r := ck(t, 30*time.Second, "proxy", "--check-config", "--ca", "local", "--allow", "a.test", "--backend", be.URL, "--backend-ca", roots+".missing")
+	if r.code == 0 || !strings.Contains(r.stderr, "--backend-ca "+roots+".missing: ") {
+		t.Errorf("a missing --backend-ca: exit %d, want an error naming the flag\n%s", r.code, r.stderr)
 	}
 }

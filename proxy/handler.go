@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -96,6 +98,28 @@ func NewTransport() *http.Transport {
 		MaxResponseHeaderBytes: backendMaxHeaderBytes,
 		DisableCompression:     true,
 	}
+}
+
+// ErrNoRoots is TrustBackends's error for roots that hold no PEM
+// certificate.
+var ErrNoRoots = errors.New("no PEM certificates found")
+
+// TrustBackends makes t accept https:// backends whose certificates chain
+// to the PEM certificates in roots, beside the system's roots: a private
+// CA's root, or a backend's own self-signed certificate (which must then
+// name the host the backend URL gives, as any certificate must). The
+// check stays on: a backend whose certificate nothing trusts is
+// unreachable, as with no TrustBackends.
+func TrustBackends(t *http.Transport, roots []byte) error {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(roots) {
+		return ErrNoRoots
+	}
+	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	return nil
 }
 
 // ServeHTTP forwards r to its backend and copies the backend's response to

@@ -7,8 +7,10 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -725,4 +727,31 @@ func serveOn(t *testing.T, srv *proxy.Server) string {
 		<-served
 	})
 	return ln.Addr().String()
+}
+
+// TestTrustBackends: an https backend with a self-signed certificate is
+// unreachable (502) through a Handler until TrustBackends adds that
+// certificate to the transport's roots; PEM with no certificate is
+// ErrNoRoots.
+func TestTrustBackends(t *testing.T) {
+	be := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls backend") }))
+	defer be.Close()
+	for _, trust := range []bool{false, true} {
+		tr := proxy.NewTransport()
+		if trust {
+			if err := proxy.TrustBackends(tr, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: be.Certificate().Raw})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: be.URL}), Transport: tr, Logger: slog.New(slog.DiscardHandler)}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "https://a.test/", nil))
+		if want := map[bool]int{false: http.StatusBadGateway, true: http.StatusOK}[trust]; rec.Code != want {
+			t.Errorf("TrustBackends %v: status %d, want %d (%s)", trust, rec.Code, want, rec.Body)
+		}
+		tr.CloseIdleConnections()
+	}
+	if err := proxy.TrustBackends(proxy.NewTransport(), []byte("not PEM")); !errors.Is(err, proxy.ErrNoRoots) {
+		t.Errorf("TrustBackends(not PEM) = %v, want ErrNoRoots", err)
+	}
 }
