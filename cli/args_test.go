@@ -176,6 +176,9 @@ func TestNameWithoutFlag(t *testing.T) {
 		// What users of other tools type says what to type instead.
 		{[]string{"cert", "renew", "a.example"}, `unexpected arguments ["a.example"]: cert renew renews every due pair in --out-dir; to renew one certificate now: cert renew -d NAME --force`},
 		{[]string{"cert", "revoke", "a.pem"}, `unexpected arguments ["a.pem"]: the certificate goes with --cert FILE`},
+		// certbot's plugin modes, which certkeeper does not have.
+		{[]string{"cert", "issue", "--nginx", "-d", "a.example"}, "--nginx (certbot): certkeeper does not edit nginx's configuration, as certbot's nginx plugin does: give --webroot DIR"},
+		{[]string{"cert", "issue", "-d", "a.example", "--apache"}, "--deploy-hook 'systemctl reload apache2'"},
 		{[]string{"deploy", "a.example"}, `unexpected arguments ["a.example"]: names go with -d, the layout with --format and --out-dir`},
 		{[]string{"storage", "migrate", "/a", "/b"}, `the storages go with --from and --to (e.g. --from /var/lib/certkeeper --to redis://10.0.0.5:6379/0)`},
 	} {

@@ -52,6 +52,15 @@ var otherTools = []cmdline.Spelling{
 	{Tool: "certbot", Name: "register-unsafely-without-email", Why: "without --email the account has no contact"},
 	{Tool: "certbot", Name: "reuse-key", Why: "cert renew keeps each certificate's key unless --new-key"},
 	{Tool: "certbot", Name: "expand", Why: "cert issue replaces the certificate with one for the names given, and says what changed"},
+	{Tool: "certbot", Name: "nginx", Refuse: serverPlugin("nginx", "nginx")},
+	{Tool: "certbot", Name: "apache", Refuse: serverPlugin("apache", "apache2")},
+}
+
+// serverPlugin is what to do instead of certbot's --nginx or --apache.
+func serverPlugin(server, unit string) string {
+	return "certkeeper does not edit " + server + "'s configuration, as certbot's " + server + " plugin does: give --webroot DIR, " +
+		"the document root " + server + " serves the names from on port 80, and --deploy-hook 'systemctl reload " + unit +
+		"', then point " + server + " at the files written (--out-dir)"
 }
 
 // renewSpellings are otherTools and certbot's renew --cert-name, which

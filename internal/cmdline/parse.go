@@ -98,6 +98,9 @@ func Parse(fs *flag.FlagSet, args []string, stopAtArg bool, notes io.Writer) ([]
 			}
 			return nil, unknownFlag(arg, name, flagNames(fs))
 		}
+		if v, ok := f.Value.(*spellingValue); ok && v.s.Refuse != "" {
+			return nil, fmt.Errorf("%s (%s): %s", FlagName(name), v.s.Tool, v.s.Refuse)
+		}
 		if !IsBool(f) && !hasValue {
 			if i+1 == len(args) {
 				kind, _ := flag.UnquoteUsage(f)

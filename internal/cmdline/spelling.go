@@ -31,6 +31,11 @@ type Spelling struct {
 	Convert func(string) string
 	// Why is the note of a spelling with no To.
 	Why string
+	// Refuse, if set, makes the spelling a usage error that says what to
+	// do instead: a mode of the other tool certkeeper does not have
+	// (certbot's --nginx, which edits nginx's configuration). It takes no
+	// value.
+	Refuse string
 }
 
 // spellingValue is the Value of a Spelling on a FlagSet: the Value of
@@ -60,7 +65,9 @@ func AddSpellings(fs *flag.FlagSet, spellings []Spelling) {
 			continue
 		}
 		v, usage := &spellingValue{Value: ignored{}, s: s}, fmt.Sprintf("%s; not needed: %s", s.Tool, s.Why)
-		if s.To != "" {
+		if s.Refuse != "" {
+			usage = fmt.Sprintf("%s; not available: %s", s.Tool, s.Refuse)
+		} else if s.To != "" {
 			f := fs.Lookup(s.To)
 			if f == nil {
 				continue

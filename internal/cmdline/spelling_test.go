@@ -62,3 +62,23 @@ func TestSpellings(t *testing.T) {
 		t.Errorf("a typo is pointed at a spelling: %v", err)
 	}
 }
+
+// TestSpellingRefused: a spelling with Refuse is a usage error that says
+// what to do, before any flag after it is parsed; it takes no value, so
+// the word after it is not swallowed.
+func TestSpellingRefused(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	webroot := fs.String("webroot", "", "`DIR`")
+	AddSpellings(fs, []Spelling{{Tool: "certbot", Name: "nginx", Refuse: "give --webroot DIR"}})
+	_, err := Parse(fs, strings.Fields("--nginx --webroot /srv"), false, nil)
+	if err == nil || err.Error() != "--nginx (certbot): give --webroot DIR" {
+		t.Errorf("Parse(--nginx) = %v", err)
+	}
+	if *webroot != "" {
+		t.Errorf("flags after the refused spelling were set: --webroot %q", *webroot)
+	}
+	if !IsBool(fs.Lookup("nginx")) {
+		t.Error("a refused spelling takes a value")
+	}
+}
