@@ -77,12 +77,14 @@ func TestRevokeStoredReplacesServed(t *testing.T) {
 	}) {
 		t.Fatal("the revoked certificate was not replaced in storage within 30 s")
 	}
-	leaf, err := s.handshake(t, "a.test", roots)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if leaf.Equal(old) {
-		t.Fatalf("the revoked certificate %s is still served", old.SerialNumber.Text(16))
+	// The Manager stores the new certificate before it serves it: wait
+	// (briefly) for the handshake to see it too.
+	var leaf *x509.Certificate
+	if !waitFor(5*time.Second, func() bool {
+		leaf, err = s.handshake(t, "a.test", roots)
+		return err == nil && !leaf.Equal(old)
+	}) {
+		t.Fatalf("the revoked certificate %s is still served 5 s after its replacement was stored (err %v)", old.SerialNumber.Text(16), err)
 	}
 	if leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(old.PublicKey) {
 		t.Fatal("the replacement has the revoked certificate's key; want a new key")
