@@ -18,32 +18,55 @@ import (
 )
 
 // TestSystemdUnit: systemd-analyze verify passes on deploy/certkeeper.service
-// with its ExecStart pointing at the built binary.
+// and on the renewal timer with its service (deploy/certkeeper-renew.*),
+// their ExecStart pointing at the built binary.
 func TestSystemdUnit(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		testsvc.Unavailable(t, "systemd-analyze", "install it: apt-get install systemd", err)
 	}
-	unit, err := os.ReadFile(filepath.Join("..", "deploy", "certkeeper.service"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(unit), "ExecStart=/usr/local/bin/certkeeper ") {
-		t.Fatal("the unit's ExecStart no longer starts /usr/local/bin/certkeeper")
-	}
 	bin, err := filepath.Abs(binary)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := filepath.Join(t.TempDir(), "certkeeper.service")
-	if err := os.WriteFile(f, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/certkeeper", bin)), 0o644); err != nil {
-		t.Fatal(err)
+	dir := t.TempDir()
+	var files []string
+	for _, name := range []string{"certkeeper.service", "certkeeper-renew.service", "certkeeper-renew.timer"} {
+		unit, err := os.ReadFile(filepath.Join("..", "deploy", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(name, ".service") && !strings.Contains(string(unit), "ExecStart=/usr/local/bin/certkeeper ") {
+			t.Fatalf("%s's ExecStart no longer starts /usr/local/bin/certkeeper", name)
+		}
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/certkeeper", bin)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, analyze, "verify", f).CombinedOutput()
+	out, err := exec.CommandContext(ctx, analyze, append([]string{"verify"}, files...)...).CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	// The renewal service's command is one cert renew accepts.
+	var args []string
+	for line := range strings.Lines(string(mustRead(t, filepath.Join("..", "deploy", "certkeeper-renew.service")))) {
+		if cmd, ok := strings.CutPrefix(line, "ExecStart=/usr/local/bin/certkeeper "); ok {
+			args = strings.Fields(cmd)
+		}
+	}
+	outDir := t.TempDir()
+	for j, a := range args {
+		if a == "/etc/ssl/certkeeper" {
+			args[j] = outDir
+		}
+	}
+	r := ck(t, time.Minute, append(args, "--storage", t.TempDir())...)
+	if r.code != 1 || !strings.Contains(r.stderr, "nothing to renew: no certificate pairs (certs/NAME.pem with private/NAME.key) in "+outDir) {
+		t.Errorf("the timer's command on an empty --out-dir: exit %d, want the failure naming it\n%s", r.code, r.stderr)
 	}
 }
 
