@@ -44,6 +44,7 @@ type issueFlags struct {
 	names     cmdline.Strings `flag:"d" arg:"NAME" help:"a NAME (DNS name or IP address) for the certificate; repeat for more names, the first\nnames the files"`
 	noApex    bool            `flag:"no-apex" help:"do not add a.example when www.a.example is asked for"`
 	csrFile   string          `flag:"csr" arg:"FILE" help:"issue for this PEM certificate request FILE (its key stays with you; only\ncerts/NAME.pem is written); names come from the CSR unless -d is given"`
+	force     bool            `flag:"force" help:"order a new certificate even when --out-dir holds one for these names and settings\nthat is not due (it is kept otherwise, as certbot keeps it)"`
 	dryRun    bool            `flag:"dry-run" help:"test the issuance: Let's Encrypt's staging CA instead of Let's Encrypt (another CA as given),\na temporary storage, no files written, nothing remembered, no deploy hook (certbot's --dry-run)"`
 	hookFlags
 	// fs is the parsed flag set: the flags given are remembered for
@@ -139,6 +140,9 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if err := f.defaultDirs(); err != nil {
 		return err
 	}
+	if kept, err := f.keep(env, names, csrDER); kept || err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 
@@ -214,6 +218,29 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	env.Logger.Info("certificate obtained", slog.Any("names", names), slog.String("issuer", cert.Issuer),
 		slog.Time("not_after", cert.Leaf.NotAfter))
 	return f.afterIssue(ctx, env, names, paths, cert.Leaf.NotAfter)
+}
+
+// keep reports whether cert issue keeps the certificate --out-dir holds
+// for names (renew.Kept: the same names and settings, not due), and says
+// so: nothing is ordered and no hook runs, as with certbot's certonly.
+func (f *issueFlags) keep(env *Env, names []string, csrDER []byte) (bool, error) {
+	if f.force || f.dryRun || csrDER != nil {
+		return false, nil
+	}
+	s, err := f.settings()
+	if err != nil {
+		return false, err
+	}
+	dir := certfile.Dir(f.outDir)
+	notAfter, due, ok := renew.Kept(dir, names, s, time.Now())
+	p, err := dir.Paths(names[0])
+	if !ok || err != nil {
+		return false, nil
+	}
+	fmt.Fprintf(env.Stderr, "certkeeper: %s already holds this certificate, with these names and settings, not due for renewal until %s: nothing ordered (--force orders a new one now)\n",
+		f.outDir, due.UTC().Format(time.RFC3339))
+	fmt.Fprintf(env.Stdout, "kept %s, not_after %s, cert %s, key %s\n", strings.Join(names, ","), notAfter.UTC().Format(time.RFC3339), p.Cert, p.Key)
+	return true, nil
 }
 
 // postHookAfterFailure runs the post-hook if afterIssue did not: it

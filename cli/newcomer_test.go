@@ -280,3 +280,39 @@ func issueLocalFiles(t *testing.T, dir string, names ...string) (out, st string)
 	}
 	return out, st
 }
+
+// TestIssueKept: cert issue run again with the same names and flags keeps
+// the certificate that is not due (no order, no hook, exit 0, the same
+// serial), as a provisioning script's every run would otherwise order a
+// duplicate; --force and certbot's --force-renewal order a new one, and so
+// does a changed setting.
+func TestIssueKept(t *testing.T) {
+	dir := t.TempDir()
+	out, st, hooks := filepath.Join(dir, "out"), filepath.Join(dir, "st"), filepath.Join(dir, "hooks")
+	args := []string{"cert", "issue", "--ca", "local", "-d", "k.test", "--out-dir", out, "--storage", st, "--deploy-hook", "echo deployed >> " + hooks}
+	serial := func() string { return readPair(t, out, "k.test")[0].SerialNumber.String() }
+	if r := ck(t, 30*time.Second, args...); r.code != 0 {
+		t.Fatalf("cert issue: exit %d\n%s", r.code, r.stderr)
+	}
+	first := serial()
+	r := ck(t, 30*time.Second, args...)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "kept k.test, not_after ") ||
+		!strings.Contains(r.stderr, "already holds this certificate, with these names and settings, not due for renewal until ") {
+		t.Errorf("cert issue again: exit %d, want 0 and kept\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if serial() != first {
+		t.Error("cert issue again replaced a certificate that was not due")
+	}
+	if got := strings.Count(string(mustRead(t, hooks)), "deployed"); got != 1 {
+		t.Errorf("the deploy hook ran %d times for one issuance and one kept certificate", got)
+	}
+	for _, extra := range [][]string{{"--force"}, {"--force-renewal"}, {"--key-type", "rsa2048"}} {
+		prev := serial()
+		if r := ck(t, 30*time.Second, append(args, extra...)...); r.code != 0 || !strings.HasPrefix(r.stdout, "issued k.test") {
+			t.Errorf("cert issue %s: exit %d, want a new certificate\n%s%s", extra, r.code, r.stdout, r.stderr)
+		}
+		if serial() == prev {
+			t.Errorf("cert issue %s kept the certificate", extra)
+		}
+	}
+}

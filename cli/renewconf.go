@@ -63,16 +63,23 @@ func (f *issueFlags) withSettings(s renew.Settings) (*issueFlags, error) {
 	return g, nil
 }
 
-// remember writes the settings cert issue was given for the certificate
-// named name, for cert renew: the flags given, and the CA, challenge and
-// key type even at their defaults, so the file says where it came from.
-func (f *issueFlags) remember(name string) (renew.Settings, error) {
+// settings are the renewal settings of this cert issue: the flags given,
+// and the CA, challenge and key type even at their defaults, so the file
+// says where it came from.
+func (f *issueFlags) settings() (renew.Settings, error) {
 	s, err := settingsFromFlags(f.fs, "ca", "challenge", "key-type")
+	if s.CA == "" && err == nil {
+		s.CA = f.ca() // --ca not given: its default
+	}
+	return s, err
+}
+
+// remember writes the settings cert issue was given for the certificate
+// named name, for cert renew.
+func (f *issueFlags) remember(name string) (renew.Settings, error) {
+	s, err := f.settings()
 	if err != nil {
 		return s, err
-	}
-	if s.CA == "" {
-		s.CA = f.ca() // --ca not given: its default, so the file says where it came from
 	}
 	path, err := renew.SettingsPath(certfile.Dir(f.outDir), name)
 	if err != nil {

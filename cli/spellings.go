@@ -33,7 +33,6 @@ var otherTools = []cmdline.Spelling{
 	{Tool: "lego", Name: "kid", To: "eab-kid"},
 	{Tool: "lego", Name: "hmac", To: "eab-hmac"},
 	{Tool: "certbot", Name: "force-renewal", To: "force"},
-	{Tool: "certbot", Name: "force-renewal", Why: "cert issue always orders a new certificate"},
 	{Tool: "lego", Name: "days", To: "grace", Convert: daysToDuration},
 	{Tool: "certbot", Name: "q", To: "quiet"},
 	{Tool: "certbot", Name: "renew-hook", To: "deploy-hook"},

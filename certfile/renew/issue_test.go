@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
@@ -54,5 +55,58 @@ func TestIssueFiles(t *testing.T) {
 	var werr *WriteError
 	if _, _, err := IssueFiles(t.Context(), certfile.Dir(filepath.Join(tmp, "file")), st, certkeeper.IssueRequest{Names: []string{"c.test"}, Issuers: chain}); !errors.As(err, &werr) {
 		t.Errorf("IssueFiles into a file = %v, want a *WriteError", err)
+	}
+}
+
+// TestKept: the same names and settings before the certificate is due are
+// kept; another name, a changed setting, a revocation mark, no files or a
+// due certificate are not.
+func TestKept(t *testing.T) {
+	tmp := t.TempDir()
+	st := filestore.New(filepath.Join(tmp, "state"))
+	dir := certfile.Dir(filepath.Join(tmp, "ssl"))
+	chain := &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	names := []string{"a.test", "www.a.test"}
+	got, _, err := IssueFiles(t.Context(), dir, st, certkeeper.IssueRequest{Names: names, Issuers: chain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Settings{CA: "local", Challenge: "http-01", KeyType: "ecdsa-p256"}
+	path, err := SettingsPath(dir, "a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SaveSettings(path, s); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	notAfter, due, ok := Kept(dir, []string{"a.test", "www.a.test"}, s, now)
+	if !ok || !notAfter.Equal(got.Certificate.Leaf.NotAfter) || !due.After(now) || !due.Before(notAfter) {
+		t.Errorf("Kept(same) = %v, %v, %v; want kept until a due time before %v", notAfter, due, ok, got.Certificate.Leaf.NotAfter)
+	}
+	other := s
+	other.KeyType = "rsa2048"
+	revoked := s
+	revoked.Revoked = "keyCompromise"
+	for what, tc := range map[string]struct {
+		names []string
+		s     Settings
+		now   time.Time
+	}{
+		"a name more":     {[]string{"a.test", "www.a.test", "b.a.test"}, s, now},
+		"a name less":     {[]string{"a.test"}, s, now},
+		"another setting": {names, other, now},
+		"due":             {names, s, due.Add(time.Second)},
+		"no files":        {[]string{"b.test"}, s, now},
+	} {
+		if _, _, ok := Kept(dir, tc.names, tc.s, tc.now); ok {
+			t.Errorf("Kept(%s) = true", what)
+		}
+	}
+	if err := SaveSettings(path, revoked); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := Kept(dir, names, s, now); ok {
+		t.Error("Kept after cert revoke marked the certificate = true")
 	}
 }

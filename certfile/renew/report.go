@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/internal/renewal"
 )
 
 // Failures counts the results that went wrong: Failed ones (including a
@@ -181,4 +182,26 @@ func orNone(v string) string {
 		return "(none)"
 	}
 	return v
+}
+
+// Kept reports whether issuing names again with the renewal settings s
+// would only repeat what dir holds for names[0] before it is due: the
+// same names, the same settings (Previous.Changes finds nothing), and a
+// certificate the lifetime rule does not call due at now. It returns the
+// certificate's NotAfter and when it is due. cert issue keeps such a
+// certificate, as certbot's certonly does: configuration management runs
+// the same command again and again, and each run ordered a duplicate
+// certificate, of which Let's Encrypt allows five a week.
+func Kept(dir certfile.Dir, names []string, s Settings, now time.Time) (notAfter, due time.Time, ok bool) {
+	prev := ReadPrevious(dir, names[0])
+	if prev == nil || prev.Changes(names, s) != "" {
+		return time.Time{}, time.Time{}, false
+	}
+	_, chain, err := dir.Read(names[0])
+	if err != nil {
+		return time.Time{}, time.Time{}, false
+	}
+	leaf := chain[0]
+	due = renewal.Due(renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}, now, nil)
+	return leaf.NotAfter, due, due.After(now)
 }
