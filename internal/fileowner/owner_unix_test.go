@@ -8,8 +8,11 @@ import (
 	"testing"
 )
 
-// TestUID: a file this process creates is owned by its effective user.
-func TestUID(t *testing.T) {
+// TestOwner: a file this process creates is owned by its effective user,
+// and has its effective group or its directory's (a BSD gives a new file
+// its directory's group, which a fresh temporary directory has from this
+// process too on Linux only).
+func TestOwner(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "f")
 	if err := os.WriteFile(f, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -18,8 +21,16 @@ func TestUID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dir, err := os.Stat(filepath.Dir(f))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if uid, ok := UID(fi); !ok || uid != os.Geteuid() {
 		t.Errorf("UID = %d, %v; want %d, true", uid, ok, os.Geteuid())
+	}
+	want, _ := GID(dir)
+	if gid, ok := GID(fi); !ok || gid != want && gid != os.Getegid() {
+		t.Errorf("GID = %d, %v; want %d (the directory's) or %d (this process's), true", gid, ok, want, os.Getegid())
 	}
 }
 
@@ -41,27 +52,5 @@ func TestReadableByAll(t *testing.T) {
 	}
 	if _, all := ReadableByAll(filepath.Join(dir, "missing")); all {
 		t.Error("a missing file is readable by all")
-	}
-}
-
-// TestGID: a file this process creates has its effective group (Linux
-// and the BSDs differ: a BSD gives a new file its directory's group, which
-// a fresh temporary directory has from this process too on Linux only).
-func TestGID(t *testing.T) {
-	f := filepath.Join(t.TempDir(), "f")
-	if err := os.WriteFile(f, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.Stat(filepath.Dir(f))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := GID(dir)
-	if gid, ok := GID(fi); !ok || gid != want && gid != os.Getegid() {
-		t.Errorf("GID = %d, %v; want %d (the directory's) or %d (this process's), true", gid, ok, want, os.Getegid())
 	}
 }
