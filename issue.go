@@ -49,9 +49,11 @@ type IssueRequest struct {
 	// configuration.
 	Email string
 
-	// Variant and OnDemand are recorded as given (see storage.Certificate).
+	// Variant, OnDemand and Files are recorded as given (see
+	// storage.Certificate).
 	Variant  string
 	OnDemand bool
+	Files    bool
 
 	// Progress, if set, receives the issuer's steps (issuer.Request).
 	Progress func(step string)
@@ -144,7 +146,7 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 		NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter,
 		KeyType: string(issuer.KeyTypeOf(cert.Leaf.PublicKey)),
 		Profile: cert.Profile, URL: cert.URL, Account: cert.Account, Email: email,
-		Variant: req.Variant, OnDemand: req.OnDemand, Obtained: time.Now().UTC(),
+		Variant: req.Variant, OnDemand: req.OnDemand, Files: req.Files, Obtained: time.Now().UTC(),
 	}
 	got := &Issued{Record: rec, Certificate: cert}
 	if req.CSR != nil {

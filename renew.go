@@ -366,6 +366,13 @@ func (m *Manager) renewStored(key string) {
 	if m.adoptStored(ctx, key, rec, leaf) {
 		return // another node renewed it; the new one is scheduled
 	}
+	if rec.Files {
+		// cert renew renews it, with the files it was issued for; renewing
+		// the stored copy too would order it twice.
+		m.logger().Debug("certificate not renewed here: cert renew renews it with its files", slog.Any("names", rec.Names))
+		m.forget(key)
+		return
+	}
 	now := time.Now()
 	// A revoked certificate is replaced now, used or not: it stays in
 	// storage, and a handshake would load it again.

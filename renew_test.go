@@ -317,3 +317,51 @@ func TestRefusedNotRenewed(t *testing.T) {
 		t.Error("gone.test, refused by the policy when due, was renewed")
 	}
 }
+
+// TestFilesCertificateNotRenewed: a certificate cert issue stored beside
+// its files (IssueRequest.Files) is left to cert renew by a Manager that
+// shares the storage, while one the Manager was asked for by name, due at
+// the same time, is renewed.
+func TestFilesCertificateNotRenewed(t *testing.T) {
+	t.Parallel()
+	st := filestore.New(t.TempDir())
+	ca := &localca.CA{Storage: st, Lifetime: 6 * time.Second}
+	chain := &issuer.Chain{Issuers: []issuer.Issuer{ca}}
+	for _, req := range []certkeeper.IssueRequest{
+		{Names: []string{"files.test"}, Issuers: chain, Files: true},
+		{Names: []string{"named.test"}, Issuers: chain},
+	} {
+		if _, err := certkeeper.Issue(t.Context(), st, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	renewed := map[string]int{}
+	m := &certkeeper.Manager{
+		Policy:  policy.Allowlist("files.test", "named.test"),
+		Storage: st,
+		Issuers: []issuer.Issuer{ca},
+		OnEvent: func(e certkeeper.Event) {
+			if e.Kind == certkeeper.Renewed {
+				mu.Lock()
+				renewed[e.Names[0]]++
+				mu.Unlock()
+			}
+		},
+	}
+	defer m.Close()
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Both are due at two thirds of their 6 s; named.test's renewal shows
+	// that the Manager got that far.
+	if !waitFor(15*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return renewed["named.test"] > 0 }) {
+		t.Fatal("named.test, due, was not renewed within 15 s")
+	}
+	time.Sleep(time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if renewed["files.test"] != 0 {
+		t.Errorf("the Manager renewed files.test, a certificate of cert issue's, %d times", renewed["files.test"])
+	}
+}

@@ -55,6 +55,13 @@ type Certificate struct {
 	// OnDemand is set for certificates obtained at a handshake (rather than
 	// asked for by name), which stop being renewed when unused.
 	OnDemand bool `json:"on_demand,omitempty"`
+	// Files is set for a certificate issued for files in a directory
+	// (cert issue, renewed by cert renew: package certfile/renew). A
+	// Manager sharing the storage serves it but leaves its renewal to cert
+	// renew, which writes the files the servers read; renewing it in
+	// storage too would order it twice, with the Manager's own challenge
+	// setup, for names that may not point at it.
+	Files bool `json:"files,omitempty"`
 	// Obtained is when certkeeper stored it.
 	Obtained time.Time `json:"obtained"`
 	// Meta holds issuer-specific data (ARI window, ...), opaque here.

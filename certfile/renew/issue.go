@@ -30,11 +30,14 @@ func (e *WriteError) Unwrap() error { return e.Err }
 // error is returned as it is, a failed write as a *WriteError: also when
 // dir cannot be written to, which is found before anything is ordered.
 // A certificate issued that st refused (a full disk) is written all the
-// same and returned with an error wrapping Issue's *UnstoredError.
+// same and returned with an error wrapping Issue's *UnstoredError. The
+// stored copy is marked Files: a Manager sharing st leaves its renewal to
+// the Renewer.
 func IssueFiles(ctx context.Context, dir certfile.Dir, st storage.Storage, req certkeeper.IssueRequest) (*certkeeper.Issued, certfile.Paths, error) {
 	if req.CSR != nil {
 		st = nil
 	}
+	req.Files = true // the stored copy is renewed with its files, by cert renew
 	if len(req.Names) > 0 {
 		// Before the order: a certificate that could not be written
 		// would be ordered again, against the CA's limits.

@@ -31,6 +31,9 @@ func TestIssueFiles(t *testing.T) {
 	if _, err := os.Stat(paths.Key); err != nil || got.Key == "" {
 		t.Errorf("key file %q: %v; stored under %q", paths.Key, err, got.Key)
 	}
+	if !got.Record.Files {
+		t.Error("the stored copy is not marked Files: a Manager on the same storage would renew it too")
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -627,7 +627,7 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 		r.progress(j.Names[0], "no files, none in storage: ordering a new certificate from "+cmp.Or(j.Settings.CA, "the default CA (Let's Encrypt; --ca names another)"))
 	}
 	got, err := certkeeper.Issue(ctx, r.Storage, certkeeper.IssueRequest{
-		Names: j.Names, Issuers: chain, Key: key, KeyType: kt, Replaces: prev, Email: j.Settings.Email,
+		Names: j.Names, Issuers: chain, Key: key, KeyType: kt, Replaces: prev, Email: j.Settings.Email, Files: true,
 		Progress: func(s string) { r.progress(j.Names[0], s) },
 	})
 	// Issued, and storage refused it (full): the files still get it; the
