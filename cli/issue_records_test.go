@@ -22,7 +22,9 @@ import (
 // the Manager's renewal, cert issue and cert renew — into one storage and
 // compares the stored records field by field: they all come from
 // certkeeper.Issue, so only what belongs to one issuance (chain, key,
-// dates, certificate URL) and OnDemand (how the name came in) may differ.
+// dates, certificate URL), OnDemand (how the name came in) and Files
+// (cert issue's and cert renew's copies, which cert renew renews) may
+// differ.
 func TestIssuedRecordsEqual(t *testing.T) {
 	t.Parallel()
 	ca := testca.Start(t, testca.Options{Profiles: map[string]testca.Profile{
@@ -116,8 +118,12 @@ func TestIssuedRecordsEqual(t *testing.T) {
 
 	want := normalized(t, "cert issue", records["cert issue"])
 	for path, rec := range records {
-		if rec.OnDemand != (path == "Manager on demand" || path == "Manager renewal") {
+		manager := path == "Manager on demand" || path == "Manager renewal"
+		if rec.OnDemand != manager {
 			t.Errorf("%s: OnDemand = %v", path, rec.OnDemand)
+		}
+		if rec.Files == manager { // cert issue's and cert renew's copies are cert renew's to renew
+			t.Errorf("%s: Files = %v", path, rec.Files)
 		}
 		got := normalized(t, path, rec)
 		gv, wv := reflect.ValueOf(*got), reflect.ValueOf(*want)
@@ -143,6 +149,6 @@ func normalized(t *testing.T, path string, rec *storage.Certificate) *storage.Ce
 	if life := c.NotAfter.Sub(c.NotBefore); life > 11*time.Second || life < 9*time.Second {
 		t.Errorf("%s: lifetime %s, want the short profile's 10 s", path, life)
 	}
-	c.ChainPEM, c.KeyPEM, c.URL, c.Obtained, c.NotBefore, c.NotAfter, c.OnDemand = nil, nil, "", time.Time{}, time.Time{}, time.Time{}, false
+	c.ChainPEM, c.KeyPEM, c.URL, c.Obtained, c.NotBefore, c.NotAfter, c.OnDemand, c.Files = nil, nil, "", time.Time{}, time.Time{}, time.Time{}, false, false
 	return &c
 }
