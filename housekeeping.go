@@ -340,6 +340,8 @@ type recordDates struct {
 	NotAfter  time.Time `json:"not_after"`
 	// Revoked, if set, makes the certificate due at once.
 	Revoked *storage.Revocation `json:"revoked"`
+	// Files marks cert issue's copy, which cert renew renews.
+	Files bool `json:"files"`
 }
 
 // sweepExpired checks the next batch of certificate records and deletes

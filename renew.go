@@ -205,8 +205,8 @@ func (m *Manager) scanStored(ctx context.Context) {
 			continue // gone, or unreadable: a handshake or the sweep reports it
 		}
 		var d recordDates
-		if err := json.Unmarshal(data, &d); err != nil || len(d.Names) == 0 || !now.Before(d.NotAfter) {
-			continue
+		if err := json.Unmarshal(data, &d); err != nil || len(d.Names) == 0 || !now.Before(d.NotAfter) || d.Files {
+			continue // unreadable, expired (the sweep's), or cert renew's (renewStored)
 		}
 		due := renewal.Due(renewal.Cert{NotBefore: d.NotBefore, NotAfter: d.NotAfter}, now, nil)
 		if d.Revoked != nil {

@@ -1,6 +1,7 @@
 package renew
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -106,6 +107,8 @@ func Show(w io.Writer, dir certfile.Dir, name string) error {
 type Previous struct {
 	Names    []string
 	Settings Settings
+
+	leaf *x509.Certificate // the certificate dir holds, for Kept
 }
 
 // ReadPrevious returns what dir holds for the certificate named name, or
@@ -116,7 +119,7 @@ func ReadPrevious(dir certfile.Dir, name string) *Previous {
 	if err != nil {
 		return nil
 	}
-	p := &Previous{Names: certfile.Names(chain[0], name)}
+	p := &Previous{Names: certfile.Names(chain[0], name), leaf: chain[0]}
 	if path, err := SettingsPath(dir, name); err == nil {
 		p.Settings, _ = LoadSettings(path) // none, or unreadable: compared as none
 	}
@@ -197,11 +200,7 @@ func Kept(dir certfile.Dir, names []string, s Settings, now time.Time) (notAfter
 	if prev == nil || prev.Changes(names, s) != "" {
 		return time.Time{}, time.Time{}, false
 	}
-	_, chain, err := dir.Read(names[0])
-	if err != nil {
-		return time.Time{}, time.Time{}, false
-	}
-	leaf := chain[0]
+	leaf := prev.leaf
 	due = renewal.Due(renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}, now, nil)
 	return leaf.NotAfter, due, due.After(now)
 }
