@@ -561,9 +561,10 @@ func TestPropagationStaleSecondary(t *testing.T) {
 	s := e.solver(e.provider())
 	s.Resolver.AuthoritativePort, _ = strconv.Atoi(port)
 	s.Resolver.Primary = e.srv.Addr()
-	// Long enough for the primary to answer on a loaded machine (with 1 s
-	// a CI run saw its query time out, and the advice then blamed the zone).
-	s.PropagationTimeout = 3 * time.Second
+	// Long enough for the primary to answer on a loaded machine (with 1 s,
+	// and once with 3 s under the race detector, a CI run saw its query
+	// time out, and the advice then blamed the zone).
+	s.PropagationTimeout = 6 * time.Second
 	_, told, err := presentAndWait(t, s)
 	var perr *dns01.PropagationError
 	if !errors.As(err, &perr) {
