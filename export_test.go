@@ -61,6 +61,10 @@ func Scheduled(m *Manager, key string) (time.Time, bool) {
 // not stored to storage again, for tests.
 func SetUnstoredRetryEvery(m *Manager, d time.Duration) { m.unstoredEvery = d }
 
+// SetARICheckEvery sets how often m asks the CA for a certificate's
+// renewal window (ARI), for tests.
+func SetARICheckEvery(m *Manager, d time.Duration) { m.ariEvery = d }
+
 // StopChallengeLookups leaves m no storage reads for validation requests
 // naming a challenge no node announced, so a test sees that an announced
 // one is answered through its notice alone.

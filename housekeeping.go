@@ -338,6 +338,8 @@ type recordDates struct {
 	Names     []string  `json:"names"`
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
+	// Issuer says whether its CA may offer a renewal window (offersARI).
+	Issuer string `json:"issuer"`
 	// Revoked, if set, makes the certificate due at once.
 	Revoked *storage.Revocation `json:"revoked"`
 	// Files marks cert issue's copy, which cert renew renews.

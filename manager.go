@@ -181,6 +181,9 @@ type Manager struct {
 	unstored sync.Map      // storage key → *UnstoredError not yet stored (unstored.go)
 	// unstoredEvery, set by tests, replaces unstoredRetryEvery.
 	unstoredEvery time.Duration
+	// ariEvery, set by tests, replaces the 11 to 12 hours between checks
+	// of a certificate's ARI window (firstCheck, nextCheck).
+	ariEvery time.Duration
 	// loadWarn paces the warning of a handshake that could not read
 	// storage: during an outage every new name, a scanner's random ones
 	// included, would log one.

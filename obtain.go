@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/internal/timeline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/storage"
@@ -279,7 +280,10 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 		slog.Time("not_after", cert.Leaf.NotAfter), slog.Duration("took", time.Since(start))}
 	if s := m.scheduler(); s != nil {
 		if at, ok := s.When(skey); ok {
-			attrs = append(attrs, slog.Time("renew_at", at)) // the operator's "when next?" without status
+			// The operator's "when next?" without status: its due time, not
+			// the check of the CA's window scheduled before it.
+			due := renewal.Due(renewal.Cert{NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, Serial: cert.Leaf.SerialNumber}, time.Now(), nil)
+			attrs = append(attrs, slog.Time("renew_at", laterTime(at, due)))
 		}
 	}
 	m.logger().Info("certificate "+kind.String(), attrs...)

@@ -74,6 +74,52 @@ type renewalARI interface {
 	RenewalInfo(ctx context.Context, leaf *x509.Certificate) (acme.RenewalInfo, error)
 }
 
+// offersARI reports whether the issuer of a certificate (its primary name
+// and issuer ID) may offer a renewal window: an ACME CA, whose window is
+// then asked for at least twice a day until the certificate is due, as
+// Let's Encrypt asks, so that a CA wanting it renewed sooner (an incident,
+// a revocation ahead) is heard within hours, not at the lifetime rule's
+// due time weeks later.
+func (m *Manager) offersARI(name, issuerID string) bool {
+	_, ok := m.issuerByID(name, issuerID).(renewalARI)
+	return ok
+}
+
+// ariCheck is when to ask for a certificate's renewal window next, after
+// a check at now (renewal.NextARICheck), or, with first, for a certificate
+// whose last check is not known (renewal.FirstARICheck); never after due.
+// Tests set ariEvery for a fixed interval.
+func (m *Manager) ariCheck(now, retryAfter, due time.Time, first bool) time.Time {
+	var next time.Time
+	switch {
+	case m.ariEvery > 0:
+		next = now.Add(m.ariEvery)
+	case first:
+		next = renewal.FirstARICheck(now, nil)
+	default:
+		// Without due: NextARICheck puts a check no sooner than a minute
+		// on, where a certificate due sooner is renewed first.
+		next = renewal.NextARICheck(now, retryAfter, time.Time{}, nil)
+	}
+	return earlierTime(next, due)
+}
+
+// earlierTime is the earlier of a and b, a if b is zero.
+func earlierTime(a, b time.Time) time.Time {
+	if !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// laterTime is the later of a and b.
+func laterTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
 func (m *Manager) unusedAfter() time.Duration {
 	if m.UnusedAfter > 0 {
 		return m.UnusedAfter
@@ -168,7 +214,8 @@ type overdue struct {
 // scanStored loads the stored last-seen times, then lists the stored
 // certificate keys and reads the records one at a time, scheduling each
 // certificate by its dates alone (the record is decoded without parsing
-// its certificate or key, and dropped at once); only the keys are held. Certificates already past their renewal time are
+// its certificate or key, and dropped at once), or for a check of its ARI
+// window spread over the next 12 hours; only the keys are held. Certificates already past their renewal time are
 // spread out, the soonest to expire first, renewSpacing apart with a
 // random jitter: a restart does not fire them all at once. Expired
 // records are left to the expiry sweep.
@@ -213,7 +260,14 @@ func (m *Manager) scanStored(ctx context.Context) {
 			due = now // replaced at once, not spread out
 		}
 		m.resumeBackoff(key)
-		if due.After(now) || d.Revoked != nil {
+		if d.Revoked != nil {
+			s.Schedule(key, due)
+			continue
+		}
+		if due.After(now) {
+			if m.offersARI(d.Names[0], d.Issuer) {
+				due = m.ariCheck(now, time.Time{}, due, true)
+			}
 			s.Schedule(key, due)
 			continue
 		}
@@ -269,8 +323,9 @@ func (m *Manager) renewSpacing() time.Duration {
 }
 
 // scheduleRenewal arranges for e to be renewed when it is due. The first
-// check comes at the lifetime rule's due time; the renewal run asks the CA
-// for its ARI window then and reschedules accordingly.
+// check comes at the lifetime rule's due time or, from a CA that may offer
+// ARI, at the first check of its window (within 12 hours); each check asks
+// the CA for the window and reschedules accordingly.
 //
 // A certificate loaded from storage (not fresh) whose key is already
 // scheduled keeps its time: the start-up scan, an earlier renewal check or
@@ -309,6 +364,9 @@ func (m *Manager) scheduleRenewal(e *managed, fresh bool) {
 		m.logger().Error("a new certificate is due for renewal as soon as it is issued; its lifetime is too short",
 			slog.Any("names", e.names), slog.String("issuer", e.issuer), slog.Time("not_before", leaf.NotBefore),
 			slog.Time("not_after", leaf.NotAfter), slog.Time("retry_at", due))
+	}
+	if m.offersARI(e.names[0], e.issuer) {
+		due = m.ariCheck(now, time.Time{}, due, !fresh)
 	}
 	s.Schedule(e.key, due)
 }
@@ -377,27 +435,25 @@ func (m *Manager) renewStored(key string) {
 	// A revoked certificate is replaced now, used or not: it stays in
 	// storage, and a handshake would load it again.
 	revoked := rec.Revoked != nil
-	if !revoked && rec.OnDemand && m.unused(key, rec.Names[0], now) {
-		m.logger().Info("certificate not renewed: no handshake asked for it recently",
-			slog.Any("names", rec.Names), slog.Duration("unused_after", m.unusedAfter()), slog.Time("not_after", rec.NotAfter))
-		m.forget(key)
-		return
-	}
 	// With the serial, the time drawn from a window is the same at every
 	// check, so a certificate checked at its due time is due then.
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
 	var nextCheck time.Time
 	if ari, ok := m.issuerByID(rec.Names[0], rec.Issuer).(renewalARI); ok && !revoked {
 		ri, err := ari.RenewalInfo(ctx, leaf)
-		if err == nil && ri.HasWindow() {
+		switch {
+		case err == nil && ri.HasWindow():
 			c.ARI = renewal.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}
 			var retryAfter time.Time
 			if ri.RetryAfter != nil {
 				retryAfter = *ri.RetryAfter
 			}
-			nextCheck = renewal.NextARICheck(now, retryAfter, time.Time{}, nil)
-		} else if err != nil && !errors.Is(err, acme.ErrUnsupported) {
+			nextCheck = m.ariCheck(now, retryAfter, time.Time{}, false)
+		case err != nil && !errors.Is(err, acme.ErrUnsupported):
+			// Asked again at the next check: a CA down for a while must
+			// not silence its window until the lifetime rule's due time.
 			m.logger().Debug("ARI check failed; using the lifetime rule", slog.Any("names", rec.Names), slog.Any("err", err))
+			nextCheck = m.ariCheck(now, time.Time{}, time.Time{}, false)
 		}
 	}
 	// The time drawn from a window is kept until the window changes: drawn
@@ -406,7 +462,13 @@ func (m *Manager) renewStored(key string) {
 	due, ok := m.renew.planned[key].of(leaf.SerialNumber)
 	if !ok || (c.ARI.Valid() && !inWindow(due, c.ARI)) {
 		due = renewal.Due(c, now, nil)
-		m.renew.planned[key] = plannedRenewal{serial: leaf.SerialNumber, at: due}
+		if nextCheck.IsZero() || !nextCheck.Before(due) {
+			m.renew.planned[key] = plannedRenewal{serial: leaf.SerialNumber, at: due}
+		} else {
+			// Held only for a renewal before the next check: a certificate
+			// checked twice a day for weeks would hold it from the first.
+			delete(m.renew.planned, key)
+		}
 	}
 	retry := m.renew.attempts[key] > 0
 	m.renew.mu.Unlock()
@@ -419,11 +481,13 @@ func (m *Manager) renewStored(key string) {
 		due = now
 	}
 	if due.After(now) {
-		next := due
-		if !nextCheck.IsZero() && nextCheck.Before(next) {
-			next = nextCheck
-		}
-		m.scheduler().Schedule(key, next)
+		m.scheduler().Schedule(key, earlierTime(due, nextCheck))
+		return
+	}
+	if !revoked && rec.OnDemand && m.unused(key, rec.Names[0], now) {
+		m.logger().Info("certificate not renewed: no handshake asked for it recently",
+			slog.Any("names", rec.Names), slog.Duration("unused_after", m.unusedAfter()), slog.Time("not_after", rec.NotAfter))
+		m.forget(key)
 		return
 	}
 	if m.refusedByPolicy(ctx, key, rec) {

@@ -12,10 +12,11 @@
 //
 // The package has three parts:
 //
-//   - [Due] and [NextARICheck]: when a certificate should be renewed, from
-//     the CA's ACME Renewal Information window (RFC 9773) when there is one,
-//     else from its lifetime, as Let's Encrypt's integration guide asks;
-//     and when that window should be fetched again.
+//   - [Due], [NextARICheck] and [FirstARICheck]: when a certificate should
+//     be renewed, from the CA's ACME Renewal Information window (RFC 9773)
+//     when there is one, else from its lifetime, as Let's Encrypt's
+//     integration guide asks; and when that window should be fetched (at
+//     least twice a day, until the certificate is due).
 //   - [Backoff]: when to try again after a failed renewal, following Let's
 //     Encrypt's guidance (about 1 min, 10 min, 100 min, then daily) but
 //     scaled down so a short-lived certificate is retried before it lapses.

@@ -189,6 +189,16 @@ func NextARICheck(lastCheck, retryAfter, due time.Time, rnd *rand.Rand) time.Tim
 	return next
 }
 
+// FirstARICheck returns when the CA's renewalInfo should first be fetched
+// for a certificate whose last check is not known (one found in storage
+// at start): a uniform time in [now, now+12h]. Checks drawn this way for
+// many certificates at once spread over the interval NextARICheck keeps
+// between two, where a fixed first check would send them all together.
+// rnd is as for Due.
+func FirstARICheck(now time.Time, rnd *rand.Rand) time.Time {
+	return now.Add(time.Duration(float64(ariMaxInterval) * float(rnd)))
+}
+
 // float returns a uniform float64 in [0, 1) from rnd, or from the top-level
 // source if rnd is nil.
 func float(rnd *rand.Rand) float64 {

@@ -302,3 +302,22 @@ func TestNextARICheckNever(t *testing.T) {
 		t.Errorf("NextARICheck(never checked) = %v, want a time in the past", got)
 	}
 }
+
+// TestFirstARICheck: first checks fall in [now, now+12h] and spread over
+// it (each of its twelve hours gets some of 1,200 draws).
+func TestFirstARICheck(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var hours [12]int
+	for range 1200 {
+		got := FirstARICheck(t0, rnd)
+		if got.Before(t0) || !got.Before(t0.Add(12*time.Hour)) {
+			t.Fatalf("FirstARICheck = %v, want in [%v, %v)", got, t0, t0.Add(12*time.Hour))
+		}
+		hours[got.Sub(t0)/time.Hour]++
+	}
+	for h, n := range hours {
+		if n < 50 {
+			t.Errorf("hour %d got %d of 1200 first checks, want about 100", h, n)
+		}
+	}
+}

@@ -543,6 +543,41 @@ func (c *CA) fetchCert(t testing.TB, path string) *x509.Certificate {
 	return cert
 }
 
+// SetRenewalWindow makes Pebble answer ARI requests (RFC 9773) for leaf
+// with the window [start, end], as a CA does that wants a certificate
+// replaced early (an incident, a revocation ahead), through its management
+// API's /set-renewal-info/.
+func (c *CA) SetRenewalWindow(t testing.TB, leaf *x509.Certificate, start, end time.Time) {
+	t.Helper()
+	window, err := json.Marshal(map[string]any{"suggestedWindow": map[string]time.Time{"start": start.UTC(), "end": end.UTC()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(map[string]string{
+		"certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})),
+		"ariResponse": string(window),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.ManagementURL()+"/set-renewal-info/", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("User-Agent", "certkeeper-testca")
+	resp, err := c.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatalf("testca: setting the renewal window: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		t.Fatalf("testca: setting the renewal window: %s: %q", resp.Status, msg)
+	}
+}
+
 // get fetches url and returns its body if the status is 200.
 func get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

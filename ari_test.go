@@ -1,0 +1,110 @@
+package certkeeper_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// TestARIWindowHeard: a CA that wants a certificate replaced long before
+// the lifetime rule's due time (its ARI window moved to the past, as Let's
+// Encrypt does ahead of a mass revocation) gets it replaced at the next
+// check of the window: by the Manager that obtained it, and by one that
+// found it in storage at start, without a handshake. Checks of a window
+// that is not open yet renew nothing.
+func TestARIWindowHeard(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{})
+	dir := t.TempDir()
+	var renewed atomic.Int32
+	newManager := func() *certkeeper.Manager {
+		m := &certkeeper.Manager{
+			Storage: filestore.New(dir),
+			Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+				ChallengeOrder: []string{acmeca.TLSALPN01}}},
+			OnEvent: func(e certkeeper.Event) {
+				if e.Kind == certkeeper.Renewed {
+					renewed.Add(1)
+				}
+			},
+		}
+		certkeeper.SetARICheckEvery(m, 100*time.Millisecond)
+		return m
+	}
+	// One listener, on the port Pebble validates tls-alpn-01 on, serves
+	// the Manager of the moment.
+	var current atomic.Pointer[certkeeper.Manager]
+	addr := serveTLS(t, &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return current.Load().TLSConfig(), nil
+	}}, ca.TLSPort())
+	m := newManager()
+	defer m.Close()
+	current.Store(m)
+	if err := m.Cert(t.Context(), "ari.test"); err != nil {
+		t.Fatal(err)
+	}
+	roots := ca.IssuingRootPool(t)
+	first, err := handshakeAddr(addr, "ari.test", roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ten checks of Pebble's own window (two thirds of 90 days on).
+	time.Sleep(time.Second)
+	if n := renewed.Load(); n != 0 {
+		t.Fatalf("%d renewals of a certificate whose window opens in two months", n)
+	}
+
+	now := time.Now()
+	ca.SetRenewalWindow(t, first, now.Add(-2*time.Hour), now.Add(-time.Hour))
+	second := waitServed(t, addr, roots, first, &renewed)
+	if ca.Replacements() < 1 {
+		t.Errorf("the renewal did not name the certificate it replaces (ARI replaces)")
+	}
+
+	// A Manager started on the same storage checks the stored
+	// certificate's window with no handshake asking for it.
+	m.Close()
+	m2 := newManager()
+	defer m2.Close()
+	current.Store(m2)
+	if err := m2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	certkeeper.WaitRenewalScan(m2)
+	ca.SetRenewalWindow(t, second, now.Add(-2*time.Hour), now.Add(-time.Hour))
+	deadline := time.Now().Add(15 * time.Second)
+	for renewed.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if renewed.Load() < 2 {
+		t.Fatalf("the certificate found in storage was not renewed within 15 s of its window opening")
+	}
+	waitServed(t, addr, roots, second, nil)
+}
+
+// waitServed waits up to 15 s for renewed to count a renewal (nil: none to
+// wait for) and addr to serve a certificate for ari.test other than old,
+// which it returns.
+func waitServed(t *testing.T, addr string, roots *x509.CertPool, old *x509.Certificate, renewed *atomic.Int32) *x509.Certificate {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if renewed == nil || renewed.Load() > 0 {
+			leaf, err := handshakeAddr(addr, "ari.test", roots)
+			if err == nil && leaf.SerialNumber.Cmp(old.SerialNumber) != 0 {
+				return leaf
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no renewed certificate served within 15 s of its window opening")
+	return nil
+}
