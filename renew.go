@@ -43,10 +43,13 @@ type renewer struct {
 
 	scanned chan struct{} // closed when the start-up scan has ended
 
-	mu       sync.Mutex                // guards attempts, planned and held
+	mu       sync.Mutex                // guards attempts, planned, held and ocsp
 	attempts map[string]int            // storage key → consecutive failures
 	planned  map[string]plannedRenewal // storage key → the renewal time drawn for it
 	held     map[string]*managed       // storage key → its entry while in a cache (dropped when it leaves)
+	// ocsp holds when each key's certificate was last marked revoked on
+	// its OCSP responder's word, for an hour (ocspRevoked).
+	ocsp map[string]time.Time
 }
 
 // plannedRenewal is the renewal time drawn for one certificate, with its
@@ -141,6 +144,7 @@ func (m *Manager) scheduler() *renewal.Scheduler {
 		m.renew.attempts = make(map[string]int)
 		m.renew.planned = make(map[string]plannedRenewal)
 		m.renew.held = make(map[string]*managed)
+		m.renew.ocsp = make(map[string]time.Time)
 		m.renew.mu.Unlock()
 		m.wg.Add(1)
 		go func() {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"log/slog"
+	"time"
 
 	"github.com/certkeeper/certkeeper/stapling"
 )
@@ -34,7 +36,53 @@ func (m *Manager) keepStaple(ctx context.Context, e *managed, c *certCache) {
 	if r := m.staples.Stored(ctx, tc.Leaf, issuer); r != nil {
 		m.setStaple(e, c, r.Raw)
 	}
-	m.staples.Keep(tc.Leaf, issuer, func(der []byte) bool { return m.setStaple(e, c, der) })
+	m.staples.KeepRevoked(tc.Leaf, issuer, func(der []byte) bool { return m.setStaple(e, c, der) },
+		func(se *stapling.StatusError) { m.ocspRevoked(e, tc.Leaf, se) })
+}
+
+// ocspRevoked replaces e's certificate leaf, which a verified response of
+// its CA's OCSP responder says is revoked: clients that check refuse it,
+// and the CA may have revoked it because its key is compromised. As after
+// RevokeStored, its record is marked revoked (so every Manager on the
+// storage replaces it, with a new key, and status shows it) and its
+// renewal brought forward. A name is replaced this way at most once an
+// hour (a tenth of a shorter lifetime), the responder asked again
+// meanwhile: one that called every new certificate revoked would
+// otherwise have one ordered after another.
+func (m *Manager) ocspRevoked(e *managed, leaf *x509.Certificate, se *stapling.StatusError) {
+	if m.scheduler() == nil { // closed
+		return
+	}
+	now := time.Now()
+	wait := min(time.Hour, leaf.NotAfter.Sub(leaf.NotBefore)/10)
+	m.renew.mu.Lock()
+	last, recent := m.renew.ocsp[e.key]
+	if !recent || now.Sub(last) >= wait {
+		m.renew.ocsp[e.key] = now
+	}
+	for k, at := range m.renew.ocsp {
+		if now.Sub(at) >= time.Hour {
+			delete(m.renew.ocsp, k)
+		}
+	}
+	m.renew.mu.Unlock()
+	if recent && now.Sub(last) < wait {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
+	defer cancel()
+	replaced, err := markRevoked(ctx, m.store, e.key, e.names[0], leaf, se.Reason)
+	if err != nil {
+		m.logger().Error("could not mark a certificate its OCSP responder says is revoked; trying again at the next OCSP check",
+			slog.Any("names", e.names), slog.String("reason", se.Reason), slog.Any("err", err))
+		m.renew.mu.Lock()
+		delete(m.renew.ocsp, e.key)
+		m.renew.mu.Unlock()
+		return
+	}
+	if !replaced { // else storage holds its successor already
+		m.replaceRevoked(e.key)
+	}
 }
 
 // setStaple publishes e's certificate with staple der (nil: none). It

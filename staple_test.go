@@ -1,12 +1,14 @@
 package certkeeper_test
 
 import (
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,8 +93,14 @@ func TestOCSPStapling(t *testing.T) {
 	responder.Revoke(t, revoked)
 
 	logs := &testsvc.Buffer{}
+	var revokedEvents atomic.Int32
 	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{ca},
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		OnEvent: func(e certkeeper.Event) {
+			if e.Kind == certkeeper.Revoked && e.Names[0] == "revoked.test" {
+				revokedEvents.Add(1)
+			}
+		}}
 	events, stop := m.Watch()
 	defer stop()
 	addr := serveOn(t, m)
@@ -128,6 +136,19 @@ func TestOCSPStapling(t *testing.T) {
 		}
 		if out := testsvc.SClientStatus(t, addr, "revoked.test"); !strings.Contains(out, "OCSP response: no response sent") {
 			t.Errorf("openssl s_client -status for revoked.test:\n%s\nwant \"OCSP response: no response sent\"", out)
+		}
+		// The CA says it is revoked: it is replaced, with a new key, long
+		// before the lifetime rule would renew it (the Revoked event comes
+		// only from a record marked revoked).
+		var served *x509.Certificate
+		if !waitFor(10*time.Second, func() bool {
+			_, served = stapled(t, addr, "revoked.test")
+			return revokedEvents.Load() > 0 && served.SerialNumber.Cmp(revoked.SerialNumber) != 0
+		}) {
+			t.Fatalf("revoked.test not replaced within 10 s of its responder saying it is revoked (Revoked events: %d); logs:\n%s", revokedEvents.Load(), logs)
+		}
+		if served.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(revoked.PublicKey) {
+			t.Errorf("the replacement of revoked.test has the revoked certificate's key")
 		}
 	})
 

@@ -51,6 +51,7 @@ type Keeper struct {
 type kept struct {
 	leaf, issuer *x509.Certificate
 	set          func(der []byte) bool
+	revoked      func(*StatusError) // KeepRevoked's, or nil
 	attempt      int
 	current      []byte // the staple last given to set
 }
@@ -80,6 +81,13 @@ func (k *Keeper) logger() *slog.Logger {
 // the cost of one check; so is a nil issuer. Keeping a leaf already kept
 // replaces its set.
 func (k *Keeper) Keep(leaf, issuer *x509.Certificate, set func(der []byte) bool) {
+	k.KeepRevoked(leaf, issuer, set, nil)
+}
+
+// KeepRevoked is Keep, and calls revoked (from the Keeper's goroutines)
+// at each verified response saying that leaf is revoked, as long as it is
+// kept: its owner replaces it, since clients that check refuse it.
+func (k *Keeper) KeepRevoked(leaf, issuer *x509.Certificate, set func(der []byte) bool, revoked func(*StatusError)) {
 	if !HasOCSP(leaf) || issuer == nil {
 		return
 	}
@@ -94,7 +102,7 @@ func (k *Keeper) Keep(leaf, issuer *x509.Certificate, set func(der []byte) bool)
 		e = &kept{leaf: leaf, issuer: issuer}
 		k.kept[fp] = e
 	}
-	e.set = set
+	e.set, e.revoked = set, revoked
 	k.mu.Unlock()
 	k.sched.Schedule(fp, time.Now())
 }
@@ -112,8 +120,9 @@ func (k *Keeper) run(fp string) {
 	k.mu.Lock()
 	e := k.kept[fp]
 	var set func([]byte) bool
+	var revoked func(*StatusError)
 	if e != nil {
-		set = e.set
+		set, revoked = e.set, e.revoked
 	}
 	k.mu.Unlock()
 	if e == nil {
@@ -142,6 +151,9 @@ func (k *Keeper) run(fp string) {
 			next = expiry(r)
 		}
 		k.report(e, err, der != nil, next)
+		if se, ok := errors.AsType[*StatusError](err); ok && se.Status == ocsp.Revoked && revoked != nil {
+			revoked(se)
+		}
 	} else {
 		e.attempt = 0
 	}

@@ -116,7 +116,12 @@ func TestKeeper(t *testing.T) {
 	}), nil))}
 	var s staples
 	s.keep.Store(true)
-	k.Keep(leaf, ca.cert, s.set)
+	var revokedCalls atomic.Int32
+	k.KeepRevoked(leaf, ca.cert, s.set, func(se *StatusError) {
+		if se.Status == ocsp.Revoked {
+			revokedCalls.Add(1)
+		}
+	})
 	waitUntil(t, 5*time.Second, "first staple", func() bool { return s.last() != nil })
 	if _, err := Verify(s.last(), leaf, ca.cert, time.Now()); err != nil {
 		t.Fatalf("staple set: %v", err)
@@ -128,9 +133,14 @@ func TestKeeper(t *testing.T) {
 		t.Errorf("%d requests to the responder for one refresh, want 2", n)
 	}
 
-	// Revoked at the next refresh: the staple goes at once.
+	// Revoked at the next refresh: the staple goes at once, and the
+	// owner hears of it.
+	if n := revokedCalls.Load(); n != 0 {
+		t.Fatalf("revoked called %d times for a good certificate", n)
+	}
 	resp.set(ocsp.Revoked, false)
 	waitUntil(t, 15*time.Second, "staple dropped after revocation", func() bool { return s.last() == nil })
+	waitUntil(t, 5*time.Second, "revoked called", func() bool { return revokedCalls.Load() > 0 })
 	logMu.Lock()
 	if !strings.Contains(logs.String(), "revoked") {
 		t.Errorf("revocation not logged:\n%s", logs.String())

@@ -2,6 +2,7 @@ package stapling
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -52,12 +53,28 @@ type StatusError struct {
 	Status int    // ocsp.Revoked or ocsp.Unknown
 	// RevokedAt is when the certificate was revoked (Status ocsp.Revoked).
 	RevokedAt time.Time
+	// Reason is the RFC 5280 name of the revocation's reason
+	// ("keyCompromise"; "unspecified" when the response gives none).
+	Reason string
+}
+
+// reasonNames are the RFC 5280 §5.3.1 reason codes' names (7 is unused).
+var reasonNames = []string{"unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+	"cessationOfOperation", "certificateHold", "", "removeFromCRL", "privilegeWithdrawn", "aACompromise"}
+
+// reasonName is code's name, "unspecified" for a code RFC 5280 does not
+// name.
+func reasonName(code int) string {
+	if code < 0 || code >= len(reasonNames) || reasonNames[code] == "" {
+		return reasonNames[0]
+	}
+	return reasonNames[code]
 }
 
 func (e *StatusError) Error() string {
 	switch e.Status {
 	case ocsp.Revoked:
-		return fmt.Sprintf("OCSP: certificate %s is revoked (since %s)", e.Serial, e.RevokedAt.UTC().Format(time.RFC3339))
+		return fmt.Sprintf("OCSP: certificate %s is revoked (%s, since %s)", e.Serial, cmp.Or(e.Reason, "unspecified"), e.RevokedAt.UTC().Format(time.RFC3339))
 	case ocsp.Unknown:
 		return fmt.Sprintf("OCSP: the responder does not know certificate %s", e.Serial)
 	}
@@ -151,7 +168,11 @@ func Verify(der []byte, leaf, issuer *x509.Certificate, now time.Time) (*ocsp.Re
 		return nil, fmt.Errorf("OCSP response expired at %s", end.UTC().Format(time.RFC3339))
 	}
 	if r.Status != ocsp.Good {
-		return r, &StatusError{Serial: leaf.SerialNumber.Text(16), Status: r.Status, RevokedAt: r.RevokedAt}
+		se := &StatusError{Serial: leaf.SerialNumber.Text(16), Status: r.Status, RevokedAt: r.RevokedAt}
+		if r.Status == ocsp.Revoked {
+			se.Reason = reasonName(r.RevocationReason)
+		}
+		return r, se
 	}
 	return r, nil
 }

@@ -125,8 +125,8 @@ func TestVerify(t *testing.T) {
 			}
 			if tt.name == "revoked" {
 				var se *StatusError
-				if !errors.As(err, &se) || se.Status != ocsp.Revoked {
-					t.Errorf("Verify of a revoked response = %v, want a *StatusError with Revoked", err)
+				if !errors.As(err, &se) || se.Status != ocsp.Revoked || se.Reason != "keyCompromise" {
+					t.Errorf("Verify of a revoked response = %#v, want a *StatusError with Revoked and reason keyCompromise", err)
 				}
 			}
 		})

@@ -19,8 +19,9 @@ import (
 // solver's, which its "DNS validation" section lists; the certificate
 // server's and its Go client's, and alpn-proxy's, which their own
 // sections list; the listeners' connection limits, in "Ports and
-// processes"; and the engine's check of the DNS provider at start.
-var loggedDirs = []string{"..", ".", "../statuspage", "../alert", "../metrics", "../solver/dns01", "../certserver", "../certclient", "../alpnproxy", "../internal/connlimit", "../internal/proxyprotocol", "../engine"}
+// processes"; the engine's check of the DNS provider at start; and
+// the OCSP staple keeper's.
+var loggedDirs = []string{"..", ".", "../statuspage", "../alert", "../metrics", "../solver/dns01", "../certserver", "../certclient", "../alpnproxy", "../internal/connlimit", "../internal/proxyprotocol", "../engine", "../stapling"}
 
 // logged returns the constant messages (or their constant beginning) of
 // the slog Warn and Error calls in the non-test files of dirs.
