@@ -234,6 +234,7 @@ fuzz FuzzParseRequest ./certserver
 fuzz FuzzTokenLine ./certserver
 fuzz FuzzParseSettings ./certfile/renew
 fuzz FuzzCheckToken ./solver/http01
+fuzz FuzzVerify ./stapling
 FUZZTIME="${FUZZTIME_CLIENTHELLO:-30s}" fuzz FuzzParseClientHello ./alpnproxy
 
 summary

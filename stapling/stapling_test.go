@@ -26,7 +26,7 @@ type testCA struct {
 	key  crypto.Signer
 }
 
-func newTestCA(t *testing.T, name string) testCA {
+func newTestCA(t testing.TB, name string) testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -45,13 +45,13 @@ func newTestCA(t *testing.T, name string) testCA {
 	return testCA{cert, key}
 }
 
-func (ca testCA) issue(t *testing.T, tmpl *x509.Certificate) *x509.Certificate {
+func (ca testCA) issue(t testing.TB, tmpl *x509.Certificate) *x509.Certificate {
 	t.Helper()
 	c, _ := ca.issueKey(t, tmpl)
 	return c
 }
 
-func (ca testCA) issueKey(t *testing.T, tmpl *x509.Certificate) (*x509.Certificate, crypto.Signer) {
+func (ca testCA) issueKey(t testing.TB, tmpl *x509.Certificate) (*x509.Certificate, crypto.Signer) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if tmpl.SerialNumber == nil {
@@ -68,7 +68,7 @@ func (ca testCA) issueKey(t *testing.T, tmpl *x509.Certificate) (*x509.Certifica
 
 // respond signs r with key; embed, if not nil, is the responder
 // certificate sent in the response.
-func (ca testCA) respond(t *testing.T, r ocsp.Response, embed *x509.Certificate, key crypto.Signer) []byte {
+func (ca testCA) respond(t testing.TB, r ocsp.Response, embed *x509.Certificate, key crypto.Signer) []byte {
 	t.Helper()
 	responder := ca.cert
 	if embed != nil {
