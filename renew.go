@@ -43,13 +43,16 @@ type renewer struct {
 
 	scanned chan struct{} // closed when the start-up scan has ended
 
-	mu       sync.Mutex                // guards attempts, planned, held and ocsp
+	mu       sync.Mutex                // guards the maps below
 	attempts map[string]int            // storage key → consecutive failures
 	planned  map[string]plannedRenewal // storage key → the renewal time drawn for it
 	held     map[string]*managed       // storage key → its entry while in a cache (dropped when it leaves)
 	// ocsp holds when each key's certificate was last marked revoked on
 	// its OCSP responder's word, for an hour (ocspRevoked).
 	ocsp map[string]time.Time
+	// ariPaused holds, by issuer ID, until when a CA whose renewal window
+	// could not be fetched is not asked (askARI).
+	ariPaused map[string]time.Time
 }
 
 // plannedRenewal is the renewal time drawn for one certificate, with its
@@ -107,6 +110,49 @@ func (m *Manager) ariCheck(now, retryAfter, due time.Time, first bool) time.Time
 	return earlierTime(next, due)
 }
 
+// ariTimeout bounds one request for a renewal window, and ariPause is how
+// long a CA whose window could not be fetched is not asked again (its
+// certificates keep the lifetime rule's time and their next checks): the
+// checks of every certificate, twice a day, must not hold the renewal
+// workers while a CA's endpoint hangs.
+const (
+	ariTimeout = 10 * time.Second
+	ariPause   = 5 * time.Minute
+)
+
+// askARI asks iss, the CA of rec (whose leaf is leaf), for its renewal
+// window, and says when to ask again. A failure, other than a CA without
+// ARI, gives the zero window and a next check as usual, and pauses asking
+// that CA (ariPause).
+func (m *Manager) askARI(ctx context.Context, iss renewalARI, rec *storage.Certificate, leaf *x509.Certificate, now time.Time) (renewal.Window, time.Time) {
+	m.renew.mu.Lock()
+	paused := now.Before(m.renew.ariPaused[rec.Issuer])
+	m.renew.mu.Unlock()
+	if paused {
+		return renewal.Window{}, m.ariCheck(now, time.Time{}, time.Time{}, false)
+	}
+	actx, cancel := context.WithTimeout(ctx, ariTimeout)
+	defer cancel()
+	ri, err := iss.RenewalInfo(actx, leaf)
+	switch {
+	case err == nil && ri.HasWindow():
+		var retryAfter time.Time
+		if ri.RetryAfter != nil {
+			retryAfter = *ri.RetryAfter
+		}
+		return renewal.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}, m.ariCheck(now, retryAfter, time.Time{}, false)
+	case err != nil && !errors.Is(err, acme.ErrUnsupported):
+		// Asked again at the next check: a CA down for a while must not
+		// silence its window until the lifetime rule's due time.
+		m.logger().Debug("ARI check failed; using the lifetime rule", slog.Any("names", rec.Names), slog.Any("err", err))
+		m.renew.mu.Lock()
+		m.renew.ariPaused[rec.Issuer] = time.Now().Add(ariPause)
+		m.renew.mu.Unlock()
+		return renewal.Window{}, m.ariCheck(now, time.Time{}, time.Time{}, false)
+	}
+	return renewal.Window{}, time.Time{}
+}
+
 // earlierTime is the earlier of a and b, a if b is zero.
 func earlierTime(a, b time.Time) time.Time {
 	if !b.IsZero() && b.Before(a) {
@@ -145,6 +191,7 @@ func (m *Manager) scheduler() *renewal.Scheduler {
 		m.renew.planned = make(map[string]plannedRenewal)
 		m.renew.held = make(map[string]*managed)
 		m.renew.ocsp = make(map[string]time.Time)
+		m.renew.ariPaused = make(map[string]time.Time)
 		m.renew.mu.Unlock()
 		m.wg.Add(1)
 		go func() {
@@ -444,21 +491,7 @@ func (m *Manager) renewStored(key string) {
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
 	var nextCheck time.Time
 	if ari, ok := m.issuerByID(rec.Names[0], rec.Issuer).(renewalARI); ok && !revoked {
-		ri, err := ari.RenewalInfo(ctx, leaf)
-		switch {
-		case err == nil && ri.HasWindow():
-			c.ARI = renewal.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}
-			var retryAfter time.Time
-			if ri.RetryAfter != nil {
-				retryAfter = *ri.RetryAfter
-			}
-			nextCheck = m.ariCheck(now, retryAfter, time.Time{}, false)
-		case err != nil && !errors.Is(err, acme.ErrUnsupported):
-			// Asked again at the next check: a CA down for a while must
-			// not silence its window until the lifetime rule's due time.
-			m.logger().Debug("ARI check failed; using the lifetime rule", slog.Any("names", rec.Names), slog.Any("err", err))
-			nextCheck = m.ariCheck(now, time.Time{}, time.Time{}, false)
-		}
+		c.ARI, nextCheck = m.askARI(ctx, ari, rec, leaf, now)
 	}
 	// The time drawn from a window is kept until the window changes: drawn
 	// again at every check it would drift towards the window's end.
