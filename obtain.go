@@ -282,8 +282,10 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 		if at, ok := s.When(skey); ok {
 			// The operator's "when next?" without status: its due time, not
 			// the check of the CA's window scheduled before it.
-			due := renewal.Due(renewal.Cert{NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, Serial: cert.Leaf.SerialNumber}, time.Now(), nil)
-			attrs = append(attrs, slog.Time("renew_at", laterTime(at, due)))
+			if due := renewal.Due(renewal.Cert{NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, Serial: cert.Leaf.SerialNumber}, time.Now(), nil); due.After(at) {
+				at = due
+			}
+			attrs = append(attrs, slog.Time("renew_at", at))
 		}
 	}
 	m.logger().Info("certificate "+kind.String(), attrs...)

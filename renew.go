@@ -107,7 +107,10 @@ func (m *Manager) ariCheck(now, retryAfter, due time.Time, first bool) time.Time
 		// on, where a certificate due sooner is renewed first.
 		next = renewal.NextARICheck(now, retryAfter, time.Time{}, nil)
 	}
-	return earlierTime(next, due)
+	if !due.IsZero() && due.Before(next) {
+		return due
+	}
+	return next
 }
 
 // ariTimeout bounds one request for a renewal window, and ariPause is how
@@ -151,22 +154,6 @@ func (m *Manager) askARI(ctx context.Context, iss renewalARI, rec *storage.Certi
 		return renewal.Window{}, m.ariCheck(now, time.Time{}, time.Time{}, false)
 	}
 	return renewal.Window{}, time.Time{}
-}
-
-// earlierTime is the earlier of a and b, a if b is zero.
-func earlierTime(a, b time.Time) time.Time {
-	if !b.IsZero() && b.Before(a) {
-		return b
-	}
-	return a
-}
-
-// laterTime is the later of a and b.
-func laterTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 func (m *Manager) unusedAfter() time.Duration {
@@ -518,7 +505,11 @@ func (m *Manager) renewStored(key string) {
 		due = now
 	}
 	if due.After(now) {
-		m.scheduler().Schedule(key, earlierTime(due, nextCheck))
+		next := due
+		if !nextCheck.IsZero() && nextCheck.Before(due) {
+			next = nextCheck
+		}
+		m.scheduler().Schedule(key, next)
 		return
 	}
 	if !revoked && rec.OnDemand && m.unused(key, rec.Names[0], now) {
