@@ -3,12 +3,15 @@ package certkeeper_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage/filestore"
@@ -25,9 +28,11 @@ func TestARIWindowHeard(t *testing.T) {
 	ca := testca.Start(t, testca.Options{})
 	dir := t.TempDir()
 	var renewed atomic.Int32
+	logs := &testsvc.Buffer{}
 	newManager := func() *certkeeper.Manager {
 		m := &certkeeper.Manager{
 			Storage: filestore.New(dir),
+			Logger:  slog.New(slog.NewTextHandler(logs, nil)),
 			Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(),
 				ChallengeOrder: []string{acmeca.TLSALPN01}}},
 			OnEvent: func(e certkeeper.Event) {
@@ -63,8 +68,13 @@ func TestARIWindowHeard(t *testing.T) {
 	}
 
 	now := time.Now()
-	ca.SetRenewalWindow(t, first, now.Add(-2*time.Hour), now.Add(-time.Hour))
+	ca.SetRenewalWindow(t, first, now.Add(-2*time.Hour), now.Add(-time.Hour), "https://ca.test/incident")
 	second := waitServed(t, addr, roots, first, &renewed)
+	// The operator is told, with the CA's explanation (RFC 9773).
+	if log := logs.String(); !strings.Contains(log, "the CA asks for this certificate to be replaced early") ||
+		!strings.Contains(log, "explanation_url=https://ca.test/incident") {
+		t.Errorf("the early renewal was not logged with the CA's explanation URL:\n%s", log)
+	}
 	if ca.Replacements() < 1 {
 		t.Errorf("the renewal did not name the certificate it replaces (ARI replaces)")
 	}
@@ -79,7 +89,7 @@ func TestARIWindowHeard(t *testing.T) {
 		t.Fatal(err)
 	}
 	certkeeper.WaitRenewalScan(m2)
-	ca.SetRenewalWindow(t, second, now.Add(-2*time.Hour), now.Add(-time.Hour))
+	ca.SetRenewalWindow(t, second, now.Add(-2*time.Hour), now.Add(-time.Hour), "")
 	deadline := time.Now().Add(15 * time.Second)
 	for renewed.Load() < 2 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)

@@ -124,15 +124,15 @@ const (
 )
 
 // askARI asks iss, the CA of rec (whose leaf is leaf), for its renewal
-// window, and says when to ask again. A failure, other than a CA without
-// ARI, gives the zero window and a next check as usual, and pauses asking
-// that CA (ariPause).
-func (m *Manager) askARI(ctx context.Context, iss renewalARI, rec *storage.Certificate, leaf *x509.Certificate, now time.Time) (renewal.Window, time.Time) {
+// window and the window's explanation URL, and says when to ask again. A
+// failure, other than a CA without ARI, gives the zero window and a next
+// check as usual, and pauses asking that CA (ariPause).
+func (m *Manager) askARI(ctx context.Context, iss renewalARI, rec *storage.Certificate, leaf *x509.Certificate, now time.Time) (w renewal.Window, explanation string, next time.Time) {
 	m.renew.mu.Lock()
 	paused := now.Before(m.renew.ariPaused[rec.Issuer])
 	m.renew.mu.Unlock()
 	if paused {
-		return renewal.Window{}, m.ariCheck(now, time.Time{}, time.Time{}, false)
+		return renewal.Window{}, "", m.ariCheck(now, time.Time{}, time.Time{}, false)
 	}
 	actx, cancel := context.WithTimeout(ctx, ariTimeout)
 	defer cancel()
@@ -143,7 +143,8 @@ func (m *Manager) askARI(ctx context.Context, iss renewalARI, rec *storage.Certi
 		if ri.RetryAfter != nil {
 			retryAfter = *ri.RetryAfter
 		}
-		return renewal.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}, m.ariCheck(now, retryAfter, time.Time{}, false)
+		w = renewal.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}
+		return w, ri.ExplanationURL, m.ariCheck(now, retryAfter, time.Time{}, false)
 	case err != nil && !errors.Is(err, acme.ErrUnsupported):
 		// Asked again at the next check: a CA down for a while must not
 		// silence its window until the lifetime rule's due time.
@@ -151,9 +152,27 @@ func (m *Manager) askARI(ctx context.Context, iss renewalARI, rec *storage.Certi
 		m.renew.mu.Lock()
 		m.renew.ariPaused[rec.Issuer] = time.Now().Add(ariPause)
 		m.renew.mu.Unlock()
-		return renewal.Window{}, m.ariCheck(now, time.Time{}, time.Time{}, false)
+		return renewal.Window{}, "", m.ariCheck(now, time.Time{}, time.Time{}, false)
 	}
-	return renewal.Window{}, time.Time{}
+	return renewal.Window{}, "", time.Time{}
+}
+
+// noteEarlyWindow logs, for a certificate due now, that its CA asks for it
+// to be replaced sooner than the lifetime rule would (an incident, a
+// revocation ahead), with the CA's explanation URL, which RFC 9773 asks
+// clients to show their operator.
+func (m *Manager) noteEarlyWindow(rec *storage.Certificate, c renewal.Cert, explanation string, now time.Time) {
+	byLifetime := c
+	byLifetime.ARI = renewal.Window{}
+	if !c.ARI.Valid() || !renewal.Due(byLifetime, now, nil).After(now) {
+		return
+	}
+	attrs := []any{slog.Any("names", rec.Names), slog.String("issuer", rec.Issuer), slog.Time("window_start", c.ARI.Start),
+		slog.Time("window_end", c.ARI.End), slog.Time("not_after", rec.NotAfter)}
+	if explanation != "" {
+		attrs = append(attrs, slog.String("explanation_url", explanation))
+	}
+	m.logger().Warn("the CA asks for this certificate to be replaced early (its ARI window); replacing it now", attrs...)
 }
 
 func (m *Manager) unusedAfter() time.Duration {
@@ -477,8 +496,9 @@ func (m *Manager) renewStored(key string) {
 	// check, so a certificate checked at its due time is due then.
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
 	var nextCheck time.Time
+	var explanation string
 	if ari, ok := m.issuerByID(rec.Names[0], rec.Issuer).(renewalARI); ok && !revoked {
-		c.ARI, nextCheck = m.askARI(ctx, ari, rec, leaf, now)
+		c.ARI, explanation, nextCheck = m.askARI(ctx, ari, rec, leaf, now)
 	}
 	// The time drawn from a window is kept until the window changes: drawn
 	// again at every check it would drift towards the window's end.
@@ -517,6 +537,9 @@ func (m *Manager) renewStored(key string) {
 			slog.Any("names", rec.Names), slog.Duration("unused_after", m.unusedAfter()), slog.Time("not_after", rec.NotAfter))
 		m.forget(key)
 		return
+	}
+	if !retry {
+		m.noteEarlyWindow(rec, c, explanation, now)
 	}
 	if m.refusedByPolicy(ctx, key, rec) {
 		return

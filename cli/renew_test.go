@@ -446,3 +446,29 @@ func TestCANotDirectory(t *testing.T) {
 		}
 	}
 }
+
+// TestCertRenewEarlyWindow: a certificate the CA wants replaced early (its
+// ARI window moved to the past, with an explanation URL) is renewed by
+// the next cert renew, two months before the lifetime rule's time, and
+// the summary says why, with the CA's URL (RFC 9773 asks clients to show
+// it to their operator).
+func TestCertRenewEarlyWindow(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{})
+	storageDir, out := t.TempDir(), t.TempDir()
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "-d", "early.test")...); r.code != 0 {
+		t.Fatalf("issuing: exit %d\n%s", r.code, r.stderr)
+	}
+	renew := pebbleArgs(ca, storageDir, out)
+	renew[1] = "renew"
+	if r := ck(t, time.Minute, renew...); r.code != 0 || !strings.Contains(r.stdout, "not due") {
+		t.Fatalf("before the window moved: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	now := time.Now()
+	ca.SetRenewalWindow(t, readPair(t, out, "early.test")[0], now.Add(-2*time.Hour), now.Add(-time.Hour), "https://ca.test/incident")
+	r := ck(t, time.Minute, renew...)
+	if r.code != 0 || !strings.Contains(r.stdout, "renewed") ||
+		!strings.Contains(r.stdout, "the CA asks for early renewal (ARI window): https://ca.test/incident") {
+		t.Fatalf("after the window moved: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

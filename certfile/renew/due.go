@@ -17,6 +17,10 @@ import (
 	"github.com/certkeeper/certkeeper/storage"
 )
 
+// earlyWindow begins the reason of a certificate due because its CA's ARI
+// window comes before the lifetime rule's time.
+const earlyWindow = "the CA asks for early renewal (ARI window)"
+
 // isDue applies force, grace, or the Manager's rule (the ARI window when
 // the CA offers one, else the lifetime rule), and says why.
 func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfoer, leaf *x509.Certificate, now time.Time) (bool, string) {
@@ -28,19 +32,29 @@ func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfo
 		return left <= grace, "expires in " + approx(left)
 	}
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
-	why := "lifetime rule"
+	why, explanation := "lifetime rule", ""
 	if ari != nil {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ri, err := ari.RenewalInfo(actx, leaf)
 		cancel()
 		if err == nil && ri.HasWindow() {
 			c.ARI = renewal.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}
-			why = "ARI window"
+			why, explanation = "ARI window", ri.ExplanationURL
 		}
 	}
 	due := renewal.Due(c, now, nil)
 	if due.After(now) {
 		return false, fmt.Sprintf("due %s (%s)", due.UTC().Format(time.RFC3339), why)
+	}
+	byLifetime := c
+	byLifetime.ARI = renewal.Window{}
+	if c.ARI.Valid() && renewal.Due(byLifetime, now, nil).After(now) {
+		// The CA asks for it sooner than the lifetime rule (an incident, a
+		// revocation ahead); RFC 9773 asks for its explanation to be shown.
+		why = earlyWindow
+		if explanation != "" {
+			why += ": " + explanation
+		}
 	}
 	return true, why
 }

@@ -658,7 +658,11 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 	if j.pair == nil {
 		j.Action = Issued
 	}
+	why := j.Detail
 	j.Detail = "not_after " + j.NotAfter.UTC().Format(time.RFC3339)
+	if strings.HasPrefix(why, earlyWindow) { // the operator's "why now?", with the CA's explanation
+		j.Detail += "; " + why
+	}
 	if r.AfterRenew != nil {
 		err := r.AfterRenew(ctx, j)
 		if err == nil {

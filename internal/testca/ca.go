@@ -544,12 +544,17 @@ func (c *CA) fetchCert(t testing.TB, path string) *x509.Certificate {
 }
 
 // SetRenewalWindow makes Pebble answer ARI requests (RFC 9773) for leaf
-// with the window [start, end], as a CA does that wants a certificate
-// replaced early (an incident, a revocation ahead), through its management
-// API's /set-renewal-info/.
-func (c *CA) SetRenewalWindow(t testing.TB, leaf *x509.Certificate, start, end time.Time) {
+// with the window [start, end] and explanation (an explanationURL; ""
+// for none), as a CA does that wants a certificate replaced early (an
+// incident, a revocation ahead), through its management API's
+// /set-renewal-info/.
+func (c *CA) SetRenewalWindow(t testing.TB, leaf *x509.Certificate, start, end time.Time, explanation string) {
 	t.Helper()
-	window, err := json.Marshal(map[string]any{"suggestedWindow": map[string]time.Time{"start": start.UTC(), "end": end.UTC()}})
+	info := map[string]any{"suggestedWindow": map[string]time.Time{"start": start.UTC(), "end": end.UTC()}}
+	if explanation != "" {
+		info["explanationURL"] = explanation
+	}
+	window, err := json.Marshal(info)
 	if err != nil {
 		t.Fatal(err)
 	}

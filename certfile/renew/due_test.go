@@ -1,0 +1,46 @@
+package renew
+
+import (
+	"context"
+	"crypto/x509"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// windowAnswer is a CA's answer to an ARI request: this window and
+// explanation URL.
+type windowAnswer struct {
+	start, end  time.Time
+	explanation string
+}
+
+func (w windowAnswer) RenewalInfo(context.Context, *x509.Certificate) (acme.RenewalInfo, error) {
+	var ri acme.RenewalInfo
+	ri.SuggestedWindow.Start, ri.SuggestedWindow.End, ri.ExplanationURL = w.start, w.end, w.explanation
+	return ri, nil
+}
+
+// TestIsDueEarlyWindow: a window the CA moved before the lifetime rule's
+// time makes a certificate due at once, and the detail cert renew prints
+// says the CA asked, with its explanation URL (RFC 9773 asks clients to
+// show it); a window where the CA usually puts it waits, naming the time.
+func TestIsDueEarlyWindow(t *testing.T) {
+	now := time.Now()
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: now.Add(-24 * time.Hour), NotAfter: now.Add(89 * 24 * time.Hour)}
+	due, why := isDue(t.Context(), false, 0, windowAnswer{now.Add(-2 * time.Hour), now.Add(-time.Hour), "https://ca.test/incident"}, leaf, now)
+	if !due || why != "the CA asks for early renewal (ARI window): https://ca.test/incident" {
+		t.Errorf("window in the past: due %v, %q", due, why)
+	}
+	due, why = isDue(t.Context(), false, 0, windowAnswer{now.Add(-2 * time.Hour), now.Add(-time.Hour), ""}, leaf, now)
+	if !due || why != "the CA asks for early renewal (ARI window)" {
+		t.Errorf("window in the past, no explanation: due %v, %q", due, why)
+	}
+	due, why = isDue(t.Context(), false, 0, windowAnswer{now.Add(59 * 24 * time.Hour), now.Add(61 * 24 * time.Hour), ""}, leaf, now)
+	if due || !strings.HasSuffix(why, "(ARI window)") || !strings.HasPrefix(why, "due ") {
+		t.Errorf("window two months on: due %v, %q", due, why)
+	}
+}
