@@ -72,6 +72,9 @@ func (m *Manager) ocspRevoked(e *managed, leaf *x509.Certificate, se *stapling.S
 	ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
 	defer cancel()
 	replaced, err := markRevoked(ctx, m.store, e.key, e.names[0], leaf, se.Reason)
+	if err != nil && m.ctx.Err() != nil {
+		return // closing: the next start's first OCSP check reports it again
+	}
 	if err != nil {
 		m.logger().Error("could not mark a certificate its OCSP responder says is revoked; trying again at the next OCSP check",
 			slog.Any("names", e.names), slog.String("reason", se.Reason), slog.Any("err", err))
