@@ -10,10 +10,13 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/status"
+	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -65,6 +68,29 @@ func TestARIWindowHeard(t *testing.T) {
 	time.Sleep(time.Second)
 	if n := renewed.Load(); n != 0 {
 		t.Fatalf("%d renewals of a certificate whose window opens in two months", n)
+	}
+	// The window is kept in the record, and status plans the renewal from
+	// it as the Manager does.
+	st := filestore.New(dir)
+	certs, err := status.Read(t.Context(), st, time.Now())
+	if err != nil || len(certs) != 1 {
+		t.Fatalf("status.Read: %d certificates, %v", len(certs), err)
+	}
+	data, err := st.Load(t.Context(), certs[0].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := storage.UnmarshalCertificate(certs[0].Key, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.RenewalWindow == nil {
+		t.Fatalf("the record keeps no renewal window after ten checks")
+	}
+	want := renewal.Due(renewal.Cert{NotBefore: first.NotBefore, NotAfter: first.NotAfter, Serial: first.SerialNumber,
+		ARI: renewal.Window{Start: rec.RenewalWindow.Start, End: rec.RenewalWindow.End}}, time.Now(), nil)
+	if !certs[0].NextRenewal.Equal(want) {
+		t.Errorf("status shows the next renewal at %v, want %v (in the CA's window %v to %v)", certs[0].NextRenewal, want, rec.RenewalWindow.Start, rec.RenewalWindow.End)
 	}
 
 	now := time.Now()

@@ -283,6 +283,9 @@ func readOne(ctx context.Context, st storage.Storage, key string, seen map[strin
 		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
 	}
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
+	if w := rec.RenewalWindow; w != nil { // the CA's window, as a Manager last asked it
+		c.ARI = renewal.Window{Start: w.Start, End: w.End}
+	}
 	s := Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NotBefore: leaf.NotBefore, NextRenewal: renewal.Due(c, now, nil),
 		OnDemand: rec.OnDemand, Key: key}
 	if len(rec.Names) > 0 {

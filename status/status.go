@@ -36,8 +36,9 @@ type Cert struct {
 	// NotBefore is the start of the certificate's validity: with NotAfter
 	// it gives the lifetime. Zero (and left out of JSON) when NotAfter is.
 	NotBefore time.Time `json:"not_before,omitzero"`
-	// NextRenewal is when the certificate is due (by the lifetime rule; a
-	// running Manager refines it with the CA's ARI window), or, after a
+	// NextRenewal is when the certificate is due (planned from the CA's
+	// renewal window a Manager last asked, kept in the record, else by the
+	// lifetime rule), or, after a
 	// failed attempt, when the next attempt is. It is zero for a failing
 	// first issuance that waits for a handshake (see FirstIssue).
 	NextRenewal time.Time `json:"next_renewal,omitzero"`

@@ -70,6 +70,17 @@ type Certificate struct {
 	// (certkeeper.RevokeStored, "certkeeper cert revoke -d"): a Manager
 	// that serves or renews it replaces it at once, with a new key.
 	Revoked *Revocation `json:"revoked,omitempty"`
+	// RenewalWindow is the renewal window its CA last suggested (ACME
+	// Renewal Information, RFC 9773), as a Manager asked it: status plans
+	// the renewal from it as the Manager does, rather than from the
+	// lifetime alone. Nil until a Manager has asked.
+	RenewalWindow *Window `json:"renewal_window,omitempty"`
+}
+
+// Window is a span of time, from Start to End.
+type Window struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
 }
 
 // Revocation says when and why a stored certificate was revoked.
