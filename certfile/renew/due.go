@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -52,11 +53,24 @@ func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfo
 		// The CA asks for it sooner than the lifetime rule (an incident, a
 		// revocation ahead); RFC 9773 asks for its explanation to be shown.
 		why = earlyWindow
-		if explanation != "" {
+		if printableURL(explanation) {
 			why += ": " + explanation
 		}
 	}
 	return true, why
+}
+
+// printableURL reports whether s, a URL from the CA, is an http or https
+// URL of printable ASCII, fit to print in a summary on a terminal: the
+// CA's text must not carry control sequences or line breaks into it.
+func printableURL(s string) bool {
+	for _, r := range s {
+		if r <= ' ' || r > '~' {
+			return false
+		}
+	}
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
 }
 
 // approx is d for a reader: whole days from two days on, else to the

@@ -39,6 +39,14 @@ func TestIsDueEarlyWindow(t *testing.T) {
 	if !due || why != "the CA asks for early renewal (ARI window)" {
 		t.Errorf("window in the past, no explanation: due %v, %q", due, why)
 	}
+	// The CA's text is printed only as a plain URL: no escape sequence or
+	// line break reaches the operator's terminal.
+	for _, bad := range []string{"https://ca.test/\x1b[2J", "https://ca.test/a\nrenewed", "javascript:alert(1)", "see our blog", "https://ca.test/é"} {
+		due, why = isDue(t.Context(), false, 0, windowAnswer{now.Add(-2 * time.Hour), now.Add(-time.Hour), bad}, leaf, now)
+		if !due || why != "the CA asks for early renewal (ARI window)" {
+			t.Errorf("explanation %q: due %v, %q", bad, due, why)
+		}
+	}
 	due, why = isDue(t.Context(), false, 0, windowAnswer{now.Add(59 * 24 * time.Hour), now.Add(61 * 24 * time.Hour), ""}, leaf, now)
 	if due || !strings.HasSuffix(why, "(ARI window)") || !strings.HasPrefix(why, "due ") {
 		t.Errorf("window two months on: due %v, %q", due, why)
