@@ -21,11 +21,13 @@ import (
 )
 
 // TestARIWindowHeard: a CA that wants a certificate replaced long before
-// the lifetime rule's due time (its ARI window moved to the past, as Let's
-// Encrypt does ahead of a mass revocation) gets it replaced at the next
+// the lifetime rule's due time (its ARI window moved to the past, as RFC
+// 9773 lets a CA do ahead of a revocation) gets it replaced at the next
 // check of the window: by the Manager that obtained it, and by one that
-// found it in storage at start, without a handshake. Checks of a window
-// that is not open yet renew nothing.
+// found it in storage at start, without a handshake; the operator is told,
+// with the CA's explanation URL. Checks of a window that is not open yet
+// renew nothing, and keep it in the record, where status plans from it as
+// the Manager does.
 func TestARIWindowHeard(t *testing.T) {
 	t.Parallel()
 	ca := testca.Start(t, testca.Options{})
