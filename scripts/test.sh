@@ -12,10 +12,13 @@ start=$(date +%s)
 # the shell's `times`), so the summary shows which steps keep both cores
 # busy and which mostly wait.
 steps=() last_name="" last_start=$start last_cpu=0
-times_file=$(mktemp)
+# scratch holds the script's own files (step times, logs, the measured
+# binary): removed on the way out, so runs leave nothing in /tmp.
+scratch=$(mktemp -d)
+times_file="$scratch/times"
 cross_pid=""
 # On the way out (a failed step), the background cross-builds stop too.
-trap 'rm -f "$times_file"; [ -z "$cross_pid" ] || kill "$cross_pid" 2>/dev/null || true' EXIT
+trap 'rm -rf "$scratch"; [ -z "$cross_pid" ] || kill "$cross_pid" 2>/dev/null || true' EXIT
 cpu_now() { # sets cpu to the children's user+system seconds so far
 	# `times` must run in this shell (a pipe or $(…) would fork and count
 	# the fork's children instead).
@@ -65,7 +68,7 @@ if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		step "installing ${need[*]} (in the background)"
 		export DEBIAN_FRONTEND=noninteractive
-		apt_log=$(mktemp)
+		apt_log="$scratch/apt.log"
 		(apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}") >"$apt_log" 2>&1 &
 		apt_pid=$!
 	else
@@ -124,7 +127,7 @@ $staticcheck ./...
 # Pebble, Redis, PostgreSQL and the network, and the builds use those idle
 # cores without slowing a test that wants the CPU. They must be done before
 # the throughput step, which measures.
-cross_log=$(mktemp)
+cross_log="$scratch/cross.log"
 (
 	set -e
 	for target in windows/amd64 darwin/arm64 freebsd/amd64; do
@@ -170,7 +173,8 @@ go run ./bench/scale -n 5000 -cache 500
 go test -count=1 -run 'TestCachedGETAllocs' ./certserver
 
 step "throughput ratios (alone, without the race detector, which slows the two sides unevenly)"
-bin_dir=$(mktemp -d)
+bin_dir="$scratch/bin"
+mkdir "$bin_dir"
 go build -o "$bin_dir/certkeeper" ./cmd/certkeeper
 CERTKEEPER_BIN="$bin_dir/certkeeper" go test -count=1 -run 'TestAPIThroughput|TestProxyFirstHandshakeLatency' -v ./bench | grep -E '^(---|ok|FAIL)|ratio|median'
 # The proxy binary against a bare crypto/tls server, server CPU per
