@@ -159,34 +159,13 @@ func (m *Manager) askARI(ctx context.Context, iss renewalARI, rec *storage.Certi
 
 // keepWindow stores w, the CA's renewal window for rec's certificate leaf
 // (stored under key), in the record when it differs from the one there, so
-// that status shows the time the renewal is planned for. The record is
-// rewritten under the name's issue lock, only if it still holds leaf; a
-// lock not taken within 5 s (a renewal in progress) leaves it to the next
-// check.
+// that status shows the time the renewal is planned for. A lock not taken
+// within 5 s (a renewal in progress) leaves it to the next check.
 func (m *Manager) keepWindow(ctx context.Context, key string, rec *storage.Certificate, leaf *x509.Certificate, w renewal.Window) {
 	if !w.Valid() || rec.RenewalWindow != nil && rec.RenewalWindow.Start.Equal(w.Start) && rec.RenewalWindow.End.Equal(w.End) {
 		return
 	}
-	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	unlock, err := m.store.Lock(lctx, storage.IssueLock(rec.Names[0]))
-	if err != nil {
-		return
-	}
-	defer unlock()
-	data, err := m.store.Load(ctx, key)
-	if err != nil {
-		return
-	}
-	cur, curLeaf, err := storage.UnmarshalCertificateLeaf(key, data)
-	if err != nil || !curLeaf.Equal(leaf) {
-		return // renewed (or damaged) meanwhile
-	}
-	cur.RenewalWindow = &storage.Window{Start: w.Start.UTC(), End: w.End.UTC()}
-	if data, err = storage.MarshalCertificate(cur); err == nil {
-		err = m.store.Store(ctx, key, data)
-	}
-	if err != nil {
+	if _, err := keepWindow(ctx, m.store, key, rec.Names[0], leaf, w.Start, w.End, 5*time.Second); err != nil {
 		m.logger().Debug("storing a certificate's renewal window for status", slog.String("key", key), slog.Any("err", err))
 	}
 }

@@ -222,6 +222,32 @@ func revokeOne(ctx context.Context, st storage.Storage, key string, code int, re
 // using st replace it, and status shows it. It reports whether st holds
 // leaf.
 func MarkRevoked(ctx context.Context, st storage.Storage, issuerID string, leaf *x509.Certificate, reason string) (bool, error) {
+	key, name, ok := findStored(ctx, st, issuerID, leaf)
+	if !ok {
+		return false, nil
+	}
+	_, err := markRevoked(ctx, st, key, name, leaf, reason)
+	return true, err
+}
+
+// KeepRenewalWindow stores in the record in st that holds leaf, stored
+// under issuerID, the renewal window its CA suggested (ACME Renewal
+// Information, RFC 9773), when it differs from the one there, so that
+// status plans the renewal from it as a Manager keeps the windows it asks
+// for (cert renew keeps those of cert issue's certificates with it). It
+// reports whether st holds leaf.
+func KeepRenewalWindow(ctx context.Context, st storage.Storage, issuerID string, leaf *x509.Certificate, start, end time.Time) (bool, error) {
+	key, name, ok := findStored(ctx, st, issuerID, leaf)
+	if !ok {
+		return false, nil
+	}
+	_, err := keepWindow(ctx, st, key, name, leaf, start, end, 5*time.Second)
+	return true, err
+}
+
+// findStored finds the record in st that holds leaf under issuerID (the
+// default or the RSA variant of one of its names): its key and first name.
+func findStored(ctx context.Context, st storage.Storage, issuerID string, leaf *x509.Certificate) (key, name string, ok bool) {
 	names := append(slices.Clone(leaf.DNSNames), ipNames(leaf)...)
 	for _, n := range names {
 		for _, variant := range []string{"", "rsa"} {
@@ -234,12 +260,11 @@ func MarkRevoked(ctx context.Context, st storage.Storage, issuerID string, leaf 
 				continue
 			}
 			if rec, cur, err := storage.UnmarshalCertificateLeaf(key, data); err == nil && cur.Equal(leaf) {
-				_, err := markRevoked(ctx, st, key, rec.Names[0], leaf, reason)
-				return true, err
+				return key, rec.Names[0], true
 			}
 		}
 	}
-	return false, nil
+	return "", "", false
 }
 
 // ipNames are the IP addresses leaf is for, as names.
@@ -262,7 +287,40 @@ func alreadyRevoked(err error) bool {
 // holds leaf (replaced reports that it does not), under the name's issue
 // lock so that no renewal is overwritten, and tells the other nodes.
 func markRevoked(ctx context.Context, st storage.Storage, key, name string, leaf *x509.Certificate, reasonName string) (replaced bool, err error) {
-	lctx, cancel := context.WithTimeout(ctx, time.Minute)
+	replaced, err = updateStored(ctx, st, key, name, leaf, time.Minute, func(rec *storage.Certificate) bool {
+		if rec.Revoked != nil { // a mark from an earlier run keeps its reason, as the CA does
+			return false
+		}
+		rec.Revoked = &storage.Revocation{At: time.Now().UTC(), Reason: reasonName}
+		return true
+	})
+	if err != nil || replaced {
+		return replaced, err
+	}
+	// A lost notice only delays the replacement until the next check.
+	_ = storage.NotifyVia(ctx, st, key)
+	return false, nil
+}
+
+// keepWindow stores the renewal window [start, end] in the record under
+// key, if it still holds leaf and has another window, waiting at most
+// lockWait for the name's issue lock.
+func keepWindow(ctx context.Context, st storage.Storage, key, name string, leaf *x509.Certificate, start, end time.Time, lockWait time.Duration) (replaced bool, err error) {
+	return updateStored(ctx, st, key, name, leaf, lockWait, func(rec *storage.Certificate) bool {
+		if w := rec.RenewalWindow; w != nil && w.Start.Equal(start) && w.End.Equal(end) {
+			return false
+		}
+		rec.RenewalWindow = &storage.Window{Start: start.UTC(), End: end.UTC()}
+		return true
+	})
+}
+
+// updateStored applies change to the record under key and stores it if
+// change reports a change, under the name's issue lock (taken within
+// lockWait) so that no renewal is overwritten, and only if the record
+// still holds leaf (replaced reports that it does not).
+func updateStored(ctx context.Context, st storage.Storage, key, name string, leaf *x509.Certificate, lockWait time.Duration, change func(*storage.Certificate) bool) (replaced bool, err error) {
+	lctx, cancel := context.WithTimeout(ctx, lockWait)
 	defer cancel()
 	unlock, err := st.Lock(lctx, storage.IssueLock(name))
 	if err != nil {
@@ -280,16 +338,11 @@ func markRevoked(ctx context.Context, st storage.Storage, key, name string, leaf
 	if !cur.Equal(leaf) {
 		return true, nil
 	}
-	if rec.Revoked == nil { // a mark from an earlier run keeps its reason, as the CA does
-		rec.Revoked = &storage.Revocation{At: time.Now().UTC(), Reason: reasonName}
-		if data, err = storage.MarshalCertificate(rec); err != nil {
-			return false, err
-		}
-		if err := st.Store(ctx, key, data); err != nil {
-			return false, err
-		}
+	if !change(rec) {
+		return false, nil
 	}
-	// A lost notice only delays the replacement until the next check.
-	_ = storage.NotifyVia(ctx, st, key)
-	return false, nil
+	if data, err = storage.MarshalCertificate(rec); err != nil {
+		return false, err
+	}
+	return false, st.Store(ctx, key, data)
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"crypto"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"math/rand/v2"
@@ -13,9 +14,12 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 // TestCertRenewBatch: a basedir with 5 pairs — 2 due, 2 not due, 1 that
@@ -464,8 +468,33 @@ func TestCertRenewEarlyWindow(t *testing.T) {
 	if r := ck(t, time.Minute, renew...); r.code != 0 || !strings.Contains(r.stdout, "not due") {
 		t.Fatalf("before the window moved: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// The window it asked for is kept with the stored copy, and status
+	// plans the renewal from it, as cert renew does.
+	leaf := readPair(t, out, "early.test")[0]
+	key, err := storage.CertificateKey(storage.IssuerID(ca.DirectoryURL()), "early.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := filestore.New(storageDir).Load(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := storage.UnmarshalCertificate(key, data)
+	if err != nil || rec.RenewalWindow == nil {
+		t.Fatalf("the stored copy keeps no renewal window after cert renew (%v)", err)
+	}
+	st := ck(t, time.Minute, "status", "--json", "--storage", storageDir)
+	var certs []status.Cert
+	if err := json.Unmarshal([]byte(st.stdout), &certs); err != nil || len(certs) != 1 {
+		t.Fatalf("status --json: %v\n%s%s", err, st.stdout, st.stderr)
+	}
+	want := renewal.Due(renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber,
+		ARI: renewal.Window{Start: rec.RenewalWindow.Start, End: rec.RenewalWindow.End}}, time.Now(), nil)
+	if !certs[0].NextRenewal.Equal(want) {
+		t.Errorf("status's next renewal %v, want %v (from the CA's window)", certs[0].NextRenewal, want)
+	}
 	now := time.Now()
-	ca.SetRenewalWindow(t, readPair(t, out, "early.test")[0], now.Add(-2*time.Hour), now.Add(-time.Hour), "https://ca.test/incident")
+	ca.SetRenewalWindow(t, leaf, now.Add(-2*time.Hour), now.Add(-time.Hour), "https://ca.test/incident")
 	r := ck(t, time.Minute, renew...)
 	if r.code != 0 || !strings.Contains(r.stdout, "renewed") ||
 		!strings.Contains(r.stdout, "the CA asks for early renewal (ARI window): https://ca.test/incident") {

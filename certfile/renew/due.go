@@ -25,12 +25,19 @@ const earlyWindow = "the CA asks for early renewal (ARI window)"
 // isDue applies force, grace, or the Manager's rule (the ARI window when
 // the CA offers one, else the lifetime rule), and says why.
 func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfoer, leaf *x509.Certificate, now time.Time) (bool, string) {
+	due, why, _ := isDueWindow(ctx, force, grace, ari, leaf, now)
+	return due, why
+}
+
+// isDueWindow is isDue, and also returns the CA's window it asked for
+// (the zero Window if none).
+func isDueWindow(ctx context.Context, force bool, grace time.Duration, ari RenewalInfoer, leaf *x509.Certificate, now time.Time) (bool, string, renewal.Window) {
 	switch {
 	case force:
-		return true, "forced"
+		return true, "forced", renewal.Window{}
 	case grace > 0:
 		left := leaf.NotAfter.Sub(now)
-		return left <= grace, "expires in " + approx(left)
+		return left <= grace, "expires in " + approx(left), renewal.Window{}
 	}
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
 	why, explanation := "lifetime rule", ""
@@ -45,7 +52,7 @@ func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfo
 	}
 	due := renewal.Due(c, now, nil)
 	if due.After(now) {
-		return false, fmt.Sprintf("due %s (%s)", due.UTC().Format(time.RFC3339), why)
+		return false, fmt.Sprintf("due %s (%s)", due.UTC().Format(time.RFC3339), why), c.ARI
 	}
 	byLifetime := c
 	byLifetime.ARI = renewal.Window{}
@@ -57,7 +64,7 @@ func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfo
 			why += ": " + explanation
 		}
 	}
-	return true, why
+	return true, why, c.ARI
 }
 
 // printableURL reports whether s, a URL from the CA, is an http or https

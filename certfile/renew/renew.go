@@ -45,6 +45,7 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
@@ -174,6 +175,18 @@ type Renewer struct {
 	Progress func(name, step string)
 }
 
+// keepWindow keeps w, the renewal window ari (the CA of leaf) suggested
+// for it, in leaf's record in storage, where cert issue stored it, so that
+// status plans its renewal as this run does. A record it cannot find or
+// write only leaves status on the lifetime rule.
+func (r *Renewer) keepWindow(ctx context.Context, ari RenewalInfoer, leaf *x509.Certificate, w renewal.Window) {
+	iss, ok := ari.(interface{ ID() string })
+	if !ok || !w.Valid() {
+		return
+	}
+	_, _ = certkeeper.KeepRenewalWindow(ctx, r.Storage, iss.ID(), leaf, w.Start, w.End)
+}
+
 // Run renews what is due and returns one Result per pair and Want entry,
 // pairs first. A self-signed pair without remembered settings was not
 // issued by a CA through certkeeper (Debian's ssl-cert-snakeoil in
@@ -210,7 +223,11 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 			if j.Settings.Revoked != "" {
 				j.due, j.Detail = true, "revoked ("+j.Settings.Revoked+")"
 			} else {
-				j.due, j.Detail = isDue(ctx, r.Force, r.Grace, ari, j.pair.Chain[0], now)
+				var w renewal.Window
+				j.due, j.Detail, w = isDueWindow(ctx, r.Force, r.Grace, ari, j.pair.Chain[0], now)
+				if !j.due {
+					r.keepWindow(ctx, ari, j.pair.Chain[0], w)
+				}
 			}
 			switch {
 			case !j.due && j.written:
