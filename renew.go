@@ -162,7 +162,7 @@ func (m *Manager) askARI(ctx context.Context, iss renewalARI, rec *storage.Certi
 // that status shows the time the renewal is planned for. A lock not taken
 // within 5 s (a renewal in progress) leaves it to the next check.
 func (m *Manager) keepWindow(ctx context.Context, key string, rec *storage.Certificate, leaf *x509.Certificate, w renewal.Window) {
-	if !w.Valid() || rec.RenewalWindow != nil && rec.RenewalWindow.Start.Equal(w.Start) && rec.RenewalWindow.End.Equal(w.End) {
+	if !w.Valid() || sameWindow(rec, w.Start, w.End) {
 		return
 	}
 	if _, err := keepWindow(ctx, m.store, key, rec.Names[0], leaf, w.Start, w.End, 5*time.Second); err != nil {
@@ -175,9 +175,7 @@ func (m *Manager) keepWindow(ctx context.Context, key string, rec *storage.Certi
 // revocation ahead), with the CA's explanation URL, which RFC 9773 asks
 // clients to show their operator.
 func (m *Manager) noteEarlyWindow(rec *storage.Certificate, c renewal.Cert, explanation string, now time.Time) {
-	byLifetime := c
-	byLifetime.ARI = renewal.Window{}
-	if !c.ARI.Valid() || !renewal.Due(byLifetime, now, nil).After(now) {
+	if !renewal.Early(c, now) {
 		return
 	}
 	attrs := []any{slog.Any("names", rec.Names), slog.String("issuer", rec.Issuer), slog.Time("window_start", c.ARI.Start),

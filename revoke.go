@@ -222,11 +222,11 @@ func revokeOne(ctx context.Context, st storage.Storage, key string, code int, re
 // using st replace it, and status shows it. It reports whether st holds
 // leaf.
 func MarkRevoked(ctx context.Context, st storage.Storage, issuerID string, leaf *x509.Certificate, reason string) (bool, error) {
-	key, name, ok := findStored(ctx, st, issuerID, leaf)
+	key, rec, ok := findStored(ctx, st, issuerID, leaf)
 	if !ok {
 		return false, nil
 	}
-	_, err := markRevoked(ctx, st, key, name, leaf, reason)
+	_, err := markRevoked(ctx, st, key, rec.Names[0], leaf, reason)
 	return true, err
 }
 
@@ -237,17 +237,23 @@ func MarkRevoked(ctx context.Context, st storage.Storage, issuerID string, leaf 
 // for (cert renew keeps those of cert issue's certificates with it). It
 // reports whether st holds leaf.
 func KeepRenewalWindow(ctx context.Context, st storage.Storage, issuerID string, leaf *x509.Certificate, start, end time.Time) (bool, error) {
-	key, name, ok := findStored(ctx, st, issuerID, leaf)
-	if !ok {
-		return false, nil
+	key, rec, ok := findStored(ctx, st, issuerID, leaf)
+	if !ok || sameWindow(rec, start, end) { // unchanged: no lock taken
+		return ok, nil
 	}
-	_, err := keepWindow(ctx, st, key, name, leaf, start, end, 5*time.Second)
+	_, err := keepWindow(ctx, st, key, rec.Names[0], leaf, start, end, 5*time.Second)
 	return true, err
 }
 
+// sameWindow reports whether rec keeps the renewal window [start, end].
+func sameWindow(rec *storage.Certificate, start, end time.Time) bool {
+	w := rec.RenewalWindow
+	return w != nil && w.Start.Equal(start) && w.End.Equal(end)
+}
+
 // findStored finds the record in st that holds leaf under issuerID (the
-// default or the RSA variant of one of its names): its key and first name.
-func findStored(ctx context.Context, st storage.Storage, issuerID string, leaf *x509.Certificate) (key, name string, ok bool) {
+// default or the RSA variant of one of its names): its key and record.
+func findStored(ctx context.Context, st storage.Storage, issuerID string, leaf *x509.Certificate) (key string, rec *storage.Certificate, ok bool) {
 	names := append(slices.Clone(leaf.DNSNames), ipNames(leaf)...)
 	for _, n := range names {
 		for _, variant := range []string{"", "rsa"} {
@@ -260,11 +266,11 @@ func findStored(ctx context.Context, st storage.Storage, issuerID string, leaf *
 				continue
 			}
 			if rec, cur, err := storage.UnmarshalCertificateLeaf(key, data); err == nil && cur.Equal(leaf) {
-				return key, rec.Names[0], true
+				return key, rec, true
 			}
 		}
 	}
-	return "", "", false
+	return "", nil, false
 }
 
 // ipNames are the IP addresses leaf is for, as names.
@@ -307,7 +313,7 @@ func markRevoked(ctx context.Context, st storage.Storage, key, name string, leaf
 // lockWait for the name's issue lock.
 func keepWindow(ctx context.Context, st storage.Storage, key, name string, leaf *x509.Certificate, start, end time.Time, lockWait time.Duration) (replaced bool, err error) {
 	return updateStored(ctx, st, key, name, leaf, lockWait, func(rec *storage.Certificate) bool {
-		if w := rec.RenewalWindow; w != nil && w.Start.Equal(start) && w.End.Equal(end) {
+		if sameWindow(rec, start, end) {
 			return false
 		}
 		rec.RenewalWindow = &storage.Window{Start: start.UTC(), End: end.UTC()}

@@ -23,15 +23,9 @@ import (
 const earlyWindow = "the CA asks for early renewal (ARI window)"
 
 // isDue applies force, grace, or the Manager's rule (the ARI window when
-// the CA offers one, else the lifetime rule), and says why.
-func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfoer, leaf *x509.Certificate, now time.Time) (bool, string) {
-	due, why, _ := isDueWindow(ctx, force, grace, ari, leaf, now)
-	return due, why
-}
-
-// isDueWindow is isDue, and also returns the CA's window it asked for
-// (the zero Window if none).
-func isDueWindow(ctx context.Context, force bool, grace time.Duration, ari RenewalInfoer, leaf *x509.Certificate, now time.Time) (bool, string, renewal.Window) {
+// the CA offers one, else the lifetime rule), says why, and returns the
+// CA's window it asked for (the zero Window if none).
+func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfoer, leaf *x509.Certificate, now time.Time) (bool, string, renewal.Window) {
 	switch {
 	case force:
 		return true, "forced", renewal.Window{}
@@ -54,9 +48,7 @@ func isDueWindow(ctx context.Context, force bool, grace time.Duration, ari Renew
 	if due.After(now) {
 		return false, fmt.Sprintf("due %s (%s)", due.UTC().Format(time.RFC3339), why), c.ARI
 	}
-	byLifetime := c
-	byLifetime.ARI = renewal.Window{}
-	if c.ARI.Valid() && renewal.Due(byLifetime, now, nil).After(now) {
+	if renewal.Early(c, now) {
 		// The CA asks for it sooner than the lifetime rule (an incident, a
 		// revocation ahead); RFC 9773 asks for its explanation to be shown.
 		why = earlyWindow

@@ -31,23 +31,23 @@ func (w windowAnswer) RenewalInfo(context.Context, *x509.Certificate) (acme.Rene
 func TestIsDueEarlyWindow(t *testing.T) {
 	now := time.Now()
 	leaf := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: now.Add(-24 * time.Hour), NotAfter: now.Add(89 * 24 * time.Hour)}
-	due, why := isDue(t.Context(), false, 0, windowAnswer{now.Add(-2 * time.Hour), now.Add(-time.Hour), "https://ca.test/incident"}, leaf, now)
+	due, why, _ := isDue(t.Context(), false, 0, windowAnswer{now.Add(-2 * time.Hour), now.Add(-time.Hour), "https://ca.test/incident"}, leaf, now)
 	if !due || why != "the CA asks for early renewal (ARI window): https://ca.test/incident" {
 		t.Errorf("window in the past: due %v, %q", due, why)
 	}
-	due, why = isDue(t.Context(), false, 0, windowAnswer{now.Add(-2 * time.Hour), now.Add(-time.Hour), ""}, leaf, now)
+	due, why, _ = isDue(t.Context(), false, 0, windowAnswer{now.Add(-2 * time.Hour), now.Add(-time.Hour), ""}, leaf, now)
 	if !due || why != "the CA asks for early renewal (ARI window)" {
 		t.Errorf("window in the past, no explanation: due %v, %q", due, why)
 	}
 	// The CA's text is printed only as a plain URL: no escape sequence or
 	// line break reaches the operator's terminal.
 	for _, bad := range []string{"https://ca.test/\x1b[2J", "https://ca.test/a\nrenewed", "javascript:alert(1)", "see our blog", "https://ca.test/é"} {
-		due, why = isDue(t.Context(), false, 0, windowAnswer{now.Add(-2 * time.Hour), now.Add(-time.Hour), bad}, leaf, now)
+		due, why, _ = isDue(t.Context(), false, 0, windowAnswer{now.Add(-2 * time.Hour), now.Add(-time.Hour), bad}, leaf, now)
 		if !due || why != "the CA asks for early renewal (ARI window)" {
 			t.Errorf("explanation %q: due %v, %q", bad, due, why)
 		}
 	}
-	due, why = isDue(t.Context(), false, 0, windowAnswer{now.Add(59 * 24 * time.Hour), now.Add(61 * 24 * time.Hour), ""}, leaf, now)
+	due, why, _ = isDue(t.Context(), false, 0, windowAnswer{now.Add(59 * 24 * time.Hour), now.Add(61 * 24 * time.Hour), ""}, leaf, now)
 	if due || !strings.HasSuffix(why, "(ARI window)") || !strings.HasPrefix(why, "due ") {
 		t.Errorf("window two months on: due %v, %q", due, why)
 	}

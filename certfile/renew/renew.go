@@ -224,7 +224,7 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 				j.due, j.Detail = true, "revoked ("+j.Settings.Revoked+")"
 			} else {
 				var w renewal.Window
-				j.due, j.Detail, w = isDueWindow(ctx, r.Force, r.Grace, ari, j.pair.Chain[0], now)
+				j.due, j.Detail, w = isDue(ctx, r.Force, r.Grace, ari, j.pair.Chain[0], now)
 				if !j.due {
 					r.keepWindow(ctx, ari, j.pair.Chain[0], w)
 				}

@@ -189,6 +189,15 @@ func NextARICheck(lastCheck, retryAfter, due time.Time, rnd *rand.Rand) time.Tim
 	return next
 }
 
+// Early reports whether c's ARI window makes it due at now although the
+// lifetime rule alone would not yet: the CA asks for it to be replaced
+// early (an incident, a revocation ahead).
+func Early(c Cert, now time.Time) bool {
+	byLifetime := c
+	byLifetime.ARI = Window{}
+	return c.ARI.Valid() && !Due(c, now, nil).After(now) && Due(byLifetime, now, nil).After(now)
+}
+
 // FirstARICheck returns when the CA's renewalInfo should first be fetched
 // for a certificate whose last check is not known (one found in storage
 // at start): a uniform time in [now, now+12h]. Checks drawn this way for
