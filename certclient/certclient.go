@@ -15,6 +15,7 @@
 package certclient
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
@@ -76,9 +77,19 @@ type Client struct {
 	Fallbacks []string
 	// Token is the bearer token (a line of the server's --token-file).
 	Token string
-	// HTTPClient makes the requests; for mutual TLS, give it a transport
-	// with the client certificate. Nil means a client with a 45 s timeout
-	// (DefaultTimeout) that gives up connecting after 5 s.
+	// TLSConfig is the TLS client configuration of an https:// URL (a
+	// server started with --api-cert): RootCAs trusting the server's
+	// certificate when a private CA issued it, Certificates for a server
+	// that takes client certificates (--client-ca). Nil means the
+	// system's roots and no client certificate. It is ignored when
+	// HTTPClient is set.
+	TLSConfig *tls.Config
+	// HTTPClient makes the requests, for what TLSConfig does not cover
+	// (a proxy, a custom dialer). Nil means a client that gives up
+	// connecting after 5 s and uses TLSConfig. Each request is bounded by
+	// its Timeout, or by DefaultTimeout when that is zero (Go's "no
+	// limit"): a first fetch waits that long for an issuance, a refresh
+	// that long before it is tried again.
 	HTTPClient *http.Client
 	// Retry is how soon a failed background refresh is tried again. Zero
 	// means 5 seconds.
@@ -151,6 +162,9 @@ func (c *Client) init() {
 		c.urls = append([]string{c.URL}, c.Fallbacks...)
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+		if c.TLSConfig != nil {
+			t.TLSClientConfig = c.TLSConfig.Clone()
+		}
 		c.defaultHTTP = &http.Client{Timeout: DefaultTimeout, Transport: t}
 	})
 }
@@ -168,6 +182,17 @@ func (c *Client) httpClient() *http.Client {
 	}
 	c.init()
 	return c.defaultHTTP
+}
+
+// requestTimeout bounds one request to the server: HTTPClient's Timeout,
+// or DefaultTimeout when it sets none (an http.Client's zero Timeout is no
+// limit, which would leave a request, and a handshake waiting for it,
+// bounded by nothing).
+func (c *Client) requestTimeout() time.Duration {
+	if t := c.httpClient().Timeout; t > 0 {
+		return t
+	}
+	return DefaultTimeout
 }
 
 // dialTimeout bounds connecting to a server with the default HTTPClient:
@@ -213,7 +238,7 @@ func (c *Client) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 		ctx = context.Background()
 	}
 	ch := c.flight.DoChan(norm, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.httpClient().Timeout+time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.requestTimeout()+time.Second)
 		defer cancel()
 		return c.load(ctx, norm)
 	})
@@ -360,7 +385,7 @@ func (c *Client) background(f func()) bool {
 // refresh fetches name again. On failure the certificate in memory keeps
 // serving until it expires; the next attempt comes after Retry.
 func (c *Client) refresh(name string, e *entry) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.httpClient().Timeout)
+	ctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
 	defer cancel()
 	got, err := c.Fetch(ctx, name)
 	now := time.Now()
@@ -501,6 +526,10 @@ func (c *Client) fetchFrom(ctx context.Context, base, name string) (*Certificate
 	}
 	if resp.StatusCode != http.StatusOK {
 		se := &StatusError{Name: name, StatusCode: resp.StatusCode, Message: string(trim(body, 200))}
+		if resp.StatusCode == http.StatusBadRequest && bytes.HasPrefix(body, []byte("Client sent an HTTP request to an HTTPS server")) {
+			// Go's TLS listener answering plain HTTP: the server has --api-cert.
+			se.Message += " (the server's API is HTTPS, certkeeper server --api-cert: use an https:// URL, with TLSConfig.RootCAs for a private CA)"
+		}
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 			se.RetryAfter = time.Duration(s) * time.Second
 		}
