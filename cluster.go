@@ -394,7 +394,8 @@ func (m *Manager) takeSharedOrder(ctx context.Context, iss issuer.Issuer) error 
 		}
 	}
 	if len(kept) >= maxOrders {
-		spent := &limit.RateLimitError{Limit: fmt.Sprintf("%d new orders per %s for the cluster", maxOrders, window), RetryAt: kept[len(kept)-maxOrders].Add(window)}
+		spent := &limit.RateLimitError{Limit: fmt.Sprintf("%d new orders per %s for the cluster", maxOrders, window), RetryAt: kept[len(kept)-maxOrders].Add(window),
+			Configured: true}
 		m.lim.sharedSpent.Store(iss.ID(), spent)
 		return spent
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/limit"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 )
@@ -64,11 +65,14 @@ func (e *UnavailableError) Unwrap() error { return e.Err }
 // of the usual causes it is, without the detail (addresses, the CA's
 // messages) that Error carries for the log.
 func (e *UnavailableError) Reason() string {
+	var rl *limit.RateLimitError
 	switch {
 	case errors.Is(e.Err, errNoLock):
 		return "the certificate storage cannot be reached"
 	case errors.Is(e.Err, ErrFailedRecently):
 		return "its last issuance failed, and the next attempt waits"
+	case errors.As(e.Err, &rl) && rl.Configured:
+		return "the server's own limit on new orders (" + rl.Limit + ") is reached until " + rl.RetryAt.UTC().Format(time.RFC3339)
 	case errors.Is(e.Err, issuer.ErrRateLimited):
 		return "the CA rate-limited the order"
 	case errors.Is(e.Err, acmeca.ErrUnreachable):
@@ -187,6 +191,10 @@ func (m *Manager) retryAfter(name string, err error) time.Time {
 	var ierr *issuer.Error
 	if errors.As(err, &ierr) && ierr.RetryAfter.After(at) {
 		at = ierr.RetryAfter
+	}
+	var rl *limit.RateLimitError // an order budget: nothing is ordered before it refills
+	if errors.As(err, &rl) && rl.RetryAt.After(at) {
+		at = rl.RetryAt
 	}
 	if ok, retry := m.lim.failures.Allowed(name, now); !ok && retry.After(at) {
 		at = retry

@@ -66,7 +66,7 @@ const maxTokenFile = 4 << 20
 
 func parseTokens(file string, data []byte) ([]string, error) {
 	var tokens []string
-	found := false
+	lineOf := map[string]int{} // token → its line
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for line := 1; sc.Scan(); line++ {
 		t := strings.TrimSpace(sc.Text())
@@ -74,12 +74,17 @@ func parseTokens(file string, data []byte) ([]string, error) {
 			tokens = append(tokens, "") // keeps line numbers; never matches
 			continue
 		}
-		if _, _, err := parseToken(t); err != nil {
+		secret, _, err := parseToken(t)
+		if err != nil {
 			return nil, fmt.Errorf("tokens %s line %d: %w", file, line, err)
 		}
+		if first, ok := lineOf[secret]; ok {
+			return nil, fmt.Errorf("tokens %s line %d: the same token as line %d: give each token one line (a names= scope on one would not hold for the other, and commenting one out would not revoke it)", file, line, first)
+		}
+		lineOf[secret] = line
 		tokens = append(tokens, t)
-		found = true
 	}
+	found := len(lineOf) > 0
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading tokens %s: %w", file, err)
 	}
@@ -94,7 +99,7 @@ func parseTokens(file string, data []byte) ([]string, error) {
 func parseToken(line string) (string, *scope, error) {
 	fields := strings.Fields(line)
 	if len(fields) == 0 || len(fields[0]) < minTokenLen || strings.HasPrefix(fields[0], "names=") {
-		return "", nil, fmt.Errorf("a token of at least %d characters comes first", minTokenLen)
+		return "", nil, fmt.Errorf("a token of at least %d characters comes first (make one with: openssl rand -hex 24)", minTokenLen)
 	}
 	var sc *scope
 	for _, f := range fields[1:] {
@@ -158,6 +163,44 @@ func (sc *scope) allows(name string) bool {
 	return false
 }
 
+// outside returns the first of a certificate's names (normalised; a
+// wildcard as *.zone) whose key the scope does not let its token hold,
+// or "" when it allows them all. A certificate's key serves every name
+// on it: a token scoped to n.shop.example must not get the key of a
+// certificate that also covers pay.example, nor of *.example. A nil
+// scope allows every name. It neither locks nor allocates.
+func (sc *scope) outside(names []string) string {
+	if sc == nil {
+		return ""
+	}
+	for _, n := range names {
+		if zone, ok := strings.CutPrefix(n, "*."); ok {
+			if !sc.allowsUnder(zone) {
+				return n
+			}
+		} else if !sc.allows(n) {
+			return n
+		}
+	}
+	return ""
+}
+
+// allowsUnder reports whether a pattern of the scope covers every name
+// under zone: *.zone itself or *.PARENT of it.
+func (sc *scope) allowsUnder(zone string) bool {
+	if _, ok := sc.suffixes[zone]; ok {
+		return true
+	}
+	for i := 0; i < len(zone); i++ {
+		if zone[i] == '.' {
+			if _, ok := sc.suffixes[zone[i+1:]]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // tokenSet is the accepted tokens, immutable once built: a reload swaps
 // in a new one (Handler.SetTokens).
 type tokenSet struct {
@@ -196,6 +239,20 @@ func newTokenSet(tokens []string) (*tokenSet, error) {
 			continue
 		}
 		s.sums[i], s.valid[i], s.scopes[i] = sha256.Sum256([]byte(secret)), true, sc
+	}
+	// A token on two entries: which scope holds would depend on the
+	// order, so neither matches (fail closed).
+	first := map[[32]byte]int{}
+	for i := range s.sums {
+		if !s.valid[i] {
+			continue
+		}
+		if j, ok := first[s.sums[i]]; ok {
+			errs = append(errs, fmt.Errorf("token %d: the same token as token %d: neither is accepted", i+1, j+1))
+			s.valid[i], s.valid[j] = false, false
+			continue
+		}
+		first[s.sums[i]] = i
 	}
 	return s, errors.Join(errs...)
 }

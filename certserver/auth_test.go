@@ -2,6 +2,8 @@ package certserver_test
 
 import (
 	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -9,7 +11,12 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certserver"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 // TestLoadTokensMode: a token file group or others may read or write is
@@ -64,5 +71,38 @@ func TestSetTokens(t *testing.T) {
 	}
 	if resp, _ := get(t, s.URL+"/v1/certificates/a.test", token2); resp.StatusCode != 401 {
 		t.Errorf("removed token after SetTokens: %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestDuplicateToken: a token on two lines is refused in the file
+// (naming both lines), and as two Handler.Tokens entries neither is
+// accepted: which scope held would depend on the order, and commenting
+// one line out would not revoke it.
+func TestDuplicateToken(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(f, []byte(token1+" names=a.test\n"+token2+"\n\n"+token1+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := certserver.LoadTokens(f); err == nil || !strings.Contains(err.Error(), "line 4: the same token as line 1") {
+		t.Errorf("LoadTokens with a token on lines 1 and 4 = %v, want an error naming both", err)
+	}
+	s, _ := localServer(t, nil)
+	h := s.Config.Handler.(*certserver.Handler)
+	if err := h.SetTokens([]string{token2, token1 + " names=a.test", token1}); err == nil || !strings.Contains(err.Error(), "token 3: the same token as token 2") {
+		t.Errorf("SetTokens with a token twice = %v, want an error naming both", err)
+	}
+	if resp, _ := get(t, s.URL+"/v1/certificates/a.test", token2); resp.StatusCode != 200 {
+		t.Errorf("the tokens kept after the refused SetTokens: %d, want 200", resp.StatusCode)
+	}
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Policy: policy.Allowlist("a.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	t.Cleanup(func() { m.Close() })
+	dup := httptest.NewServer(&certserver.Handler{Manager: m, Tokens: []string{token1 + " names=b.test", token2, token1}, Audit: slog.New(slog.DiscardHandler), Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(dup.Close)
+	if resp, _ := get(t, dup.URL+"/v1/certificates/a.test", token1); resp.StatusCode != 401 {
+		t.Errorf("a token given twice in Handler.Tokens: %d, want 401", resp.StatusCode)
+	}
+	if resp, _ := get(t, dup.URL+"/v1/certificates/a.test", token2); resp.StatusCode != 200 {
+		t.Errorf("the other token: %d, want 200", resp.StatusCode)
 	}
 }

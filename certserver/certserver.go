@@ -272,6 +272,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, challengesOnly b
 			return req.kind, h.failLookup(w, req.name, err)
 		}
 	}
+	if other := sc.outside(served.Names); other != "" && req.kind == kindCertificate {
+		h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key refused: the certificate covers names outside the token's scope", slog.String("name", req.name),
+			slog.String("outside", other), slog.String("who", who), slog.String("scope", sc.text), slog.String("remote_addr", r.RemoteAddr))
+		return req.kind, fail(w, http.StatusForbidden, who+" may not fetch "+req.name+": its certificate also covers "+other+
+			", outside its names= in the token file, and the key serves every name on it")
+	}
 	rd := h.render(req.name, served)
 	if req.kind == kindOCSP {
 		return req.kind, h.serveOCSP(w, r, rd)
@@ -282,10 +288,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, challengesOnly b
 			return req.kind, fail(w, http.StatusServiceUnavailable, "the audit log cannot be written, and no key is handed out unrecorded: see the server's log")
 		}
 	}
-	if sc == nil {
+	switch {
+	case r.Method == http.MethodHead: // the answer's headers only: no key leaves
+	case sc == nil:
 		h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
 			slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
-	} else {
+	default:
 		h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key handed out", slog.String("name", req.name), slog.String("who", who),
 			slog.String("scope", sc.text), slog.String("remote_addr", r.RemoteAddr), slog.Bool("self_signed", served.SelfSigned))
 	}

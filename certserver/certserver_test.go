@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -336,5 +337,85 @@ func TestChallengesOnly(t *testing.T) {
 	}
 	if status, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.Contains(status, " 403 ") {
 		t.Errorf("API request with a body: %q, %v; want 403 without the body being sent", status, err)
+	}
+}
+
+// TestScopeCoversEveryName: a scoped token gets a certificate's key only
+// when its scope covers every name on it, since the key serves them all:
+// not n.shop.test's when that certificate also covers secret.test, nor
+// a.wild.test's when it is *.wild.test's. A HEAD carries no key and
+// writes no "key handed out" line.
+func TestScopeCoversEveryName(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Policy: policy.Allowlist("*.shop.test", "secret.test", "*.wild.test", "wild.test"), Storage: st,
+		Issuers: []issuer.Issuer{&localca.CA{Storage: st}}, Wildcards: []string{"*.wild.test"}}
+	t.Cleanup(func() { m.Close() })
+	if err := m.Cert(t.Context(), "n.shop.test", "secret.test"); err != nil {
+		t.Fatal(err)
+	}
+	const token3 = "third-token-0123456789"
+	audit := &testsvc.Buffer{}
+	h := &certserver.Handler{Manager: m, Audit: slog.New(slog.NewJSONHandler(audit, nil)),
+		Tokens: []string{token1 + " names=*.shop.test", token2 + " names=*.test", token3 + " names=a.wild.test,wild.test"}}
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	for _, tt := range []struct {
+		token, name string
+		want        int
+		body        string
+	}{
+		{token1, "n.shop.test", 403, "its certificate also covers secret.test, outside its names="},
+		{token2, "n.shop.test", 200, ""},
+		{token3, "a.wild.test", 403, "its certificate also covers *.wild.test"},
+		{token2, "a.wild.test", 200, ""},
+	} {
+		resp, body := get(t, s.URL+"/v1/certificates/"+tt.name, tt.token)
+		if resp.StatusCode != tt.want || !strings.Contains(string(body), tt.body) || (tt.want == 403 && strings.Contains(string(body), "PRIVATE KEY")) {
+			t.Errorf("%s with %s: %d %.120s, want %d %q", tt.name, strings.Fields(tt.token)[0][:5], resp.StatusCode, body, tt.want, tt.body)
+		}
+	}
+	if !strings.Contains(audit.String(), `"msg":"key refused: the certificate covers names outside the token's scope","name":"n.shop.test","outside":"secret.test","who":"token 1"`) {
+		t.Errorf("audit log:\n%s\nwant the refusal of n.shop.test to token 1, naming secret.test", audit)
+	}
+	handedOut := strings.Count(audit.String(), `"key handed out"`)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodHead, s.URL+"/v1/certificates/n.shop.test", nil)
+	req.Header.Set("Authorization", "Bearer "+token2)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n := strings.Count(audit.String(), `"key handed out"`); resp.StatusCode != 200 || n != handedOut {
+		t.Errorf("HEAD: %d, %d more \"key handed out\" lines; want 200 and none", resp.StatusCode, n-handedOut)
+	}
+}
+
+// TestOrderLimitRefusal: a name held back by the server's own order limit
+// (Cluster.OrderLimit, --order-limit) gets 503 saying so, with a
+// Retry-After at the end of the window, not the CA blamed and 10 s.
+func TestOrderLimitRefusal(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{
+		Policy: policy.Allowlist("*.ol.test"), Storage: st, Cluster: certkeeper.Cluster{OrderLimit: 1, OrderWindow: time.Hour},
+		Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Profile: "default",
+			ChallengeOrder: []string{acmeca.HTTP01}}},
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	http01 := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second}
+	go http01.Serve(ln)
+	t.Cleanup(func() { http01.Close() })
+	s, _ := localServer(t, m)
+	if resp, body := get(t, s.URL+"/v1/certificates/a.ol.test", token1); resp.StatusCode != 200 {
+		t.Fatalf("first name: %d %s", resp.StatusCode, body)
+	}
+	resp, body := get(t, s.URL+"/v1/certificates/b.ol.test", token1)
+	secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "the server's own limit on new orders (1 new orders per 1h0m0s for the cluster) is reached until") ||
+		secs < 3500 || secs > 3600 {
+		t.Errorf("second name over the limit: %d, Retry-After %q, %s; want 503 naming the server's limit, Retry-After about 3600", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 }

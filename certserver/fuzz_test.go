@@ -87,6 +87,12 @@ func FuzzTokenLine(f *testing.F) {
 		if nerr != nil || n != name {
 			return
 		}
+		if got := sc.outside([]string{name}); (got == "") != sc.allows(name) {
+			t.Fatalf("scope %q: outside([%q]) = %q, allows = %v", sc.text, name, got, sc.allows(name))
+		}
+		if sc.outside([]string{"*." + name}) == "" && !sc.allows("x."+name) {
+			t.Fatalf("scope %q lets its token hold *.%s's key, but not fetch x.%[2]s", sc.text, name)
+		}
 		if sc.allows(name) && sc != nil {
 			if _, ok := sc.exact[name]; ok {
 				return

@@ -41,6 +41,9 @@ type RateLimitError struct {
 	Name string
 	// RetryAt is the earliest time the action may succeed.
 	RetryAt time.Time
+	// Configured reports a limit of the operator's configuration (the
+	// cluster's order limit), not one that keeps within the CA's.
+	Configured bool
 }
 
 // Error returns "rate limited: new orders per CA account: retry at
