@@ -472,6 +472,13 @@ func (m *Manager) renewStored(key string) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.issueTimeout())
 	defer cancel()
 	data, err := m.loadForRenewal(ctx, key)
+	if isNotFound(err) {
+		if restored, rerr := m.restoreMissing(ctx, key); restored != nil {
+			data, err = restored, nil
+		} else if rerr != nil {
+			err = rerr // retried below by the dates of the one held
+		}
+	}
 	if errors.Is(err, storage.ErrInvalidRecord) {
 		m.logger().Error("stored certificate is refused by the storage; not renewing it", slog.String("key", key), slog.Any("err", err))
 		return

@@ -6,8 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,10 +18,12 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -363,5 +368,69 @@ func TestFilesCertificateNotRenewed(t *testing.T) {
 	defer mu.Unlock()
 	if renewed["files.test"] != 0 {
 		t.Errorf("the Manager renewed files.test, a certificate of cert issue's, %d times", renewed["files.test"])
+	}
+}
+
+// TestMissingRecordRestored: a certificate held in memory whose record
+// leaves storage (status.Remove, a Redis restarted without persistence)
+// is stored again at its next renewal check and renewed, not served past
+// its expiry with no renewal; one whose name the policy no longer allows
+// is let go.
+func TestMissingRecordRestored(t *testing.T) {
+	t.Parallel()
+	st := filestore.New(t.TempDir())
+	var logs testsvc.Buffer
+	allowed := atomic.Bool{}
+	allowed.Store(true)
+	m := &certkeeper.Manager{
+		Policy: policy.Func(func(ctx context.Context, name string) error {
+			if name == "gone.test" || allowed.Load() {
+				return nil
+			}
+			return policy.ErrDenied
+		}),
+		Storage: st,
+		Issuers: []issuer.Issuer{&localca.CA{Storage: st, Lifetime: 8 * time.Second}},
+		Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
+	}
+	defer m.Close()
+	first := map[string]*tls.Certificate{}
+	for _, n := range []string{"gone.test", "refused.test"} {
+		c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first[n] = c
+		if removed, err := status.Remove(t.Context(), st, n); err != nil || len(removed) != 1 {
+			t.Fatalf("status.Remove(%s) = %v, %v", n, removed, err)
+		}
+	}
+	allowed.Store(false)
+	renewed := false
+	for end := first["gone.test"].Leaf.NotAfter; !renewed && time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "gone.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		renewed = !c.Leaf.Equal(first["gone.test"].Leaf)
+	}
+	if !renewed {
+		t.Fatalf("gone.test, removed from storage, was not renewed before it expired:\n%s", logs.String())
+	}
+	recs, err := status.Read(t.Context(), st, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, r := range recs {
+		listed = append(listed, r.Names[0])
+	}
+	if !slices.Equal(listed, []string{"gone.test"}) {
+		t.Errorf("status lists %v, want gone.test alone (stored again, renewed; refused.test let go)", listed)
+	}
+	for _, want := range []string{"a certificate held in memory was missing from storage", "the policy does not allow its name now: not renewed"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
 	}
 }

@@ -2,9 +2,13 @@ package certkeeper
 
 import (
 	"context"
+	"crypto"
+	"encoding/pem"
 	"log/slog"
+	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -117,4 +121,80 @@ func (m *Manager) loadForRenewal(ctx context.Context, key string) ([]byte, error
 		}
 	}
 	return ns.Data, nil
+}
+
+// restoreMissing stores again the certificate held in memory under key
+// when its record is gone from storage (removed by hand, or lost by a
+// storage that keeps nothing across a restart, such as a Redis without
+// persistence), and returns the record: the Manager then renews it and
+// status lists it as before, rather than serving it past its expiry with
+// no renewal. A certificate obtained on demand for a name the policy no
+// longer allows is let go instead (served until it leaves memory, never
+// renewed), as status.Remove says. It returns nil, nil when there is
+// nothing to store (nothing held, or the policy's refusal), and storage's
+// error when storing failed.
+func (m *Manager) restoreMissing(ctx context.Context, key string) ([]byte, error) {
+	e := m.held(key)
+	if e == nil {
+		return nil, nil
+	}
+	c := e.cert.Load()
+	if c == nil || c.Leaf == nil {
+		return nil, nil
+	}
+	signer, ok := c.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, nil
+	}
+	if e.onDemand && m.Policy != nil && !strings.HasPrefix(e.names[0], "*.") {
+		if err := m.Policy.Decide(ctx, e.names[0]); err != nil {
+			m.logger().Info("certificate removed from storage, and the policy does not allow its name now: not renewed",
+				slog.Any("names", e.names), slog.String("key", key), slog.Time("not_after", c.Leaf.NotAfter), slog.Any("err", err))
+			m.forget(key)
+			return nil, nil
+		}
+	}
+	rec := &storage.Certificate{Names: e.names, Issuer: e.issuer, NotBefore: c.Leaf.NotBefore, NotAfter: c.Leaf.NotAfter,
+		KeyType: string(issuer.KeyTypeOf(c.Leaf.PublicKey)), OnDemand: e.onDemand, Obtained: time.Now().UTC()}
+	if strings.HasSuffix(key, "_"+variantRSA+".json") {
+		rec.Variant = variantRSA
+	}
+	for _, der := range c.Certificate {
+		rec.ChainPEM = append(rec.ChainPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	data, err := m.storeMissing(ctx, key, rec, signer)
+	if err != nil {
+		m.logger().Error("a certificate held in memory is missing from storage, and storing it again failed; trying again with the renewal backoff",
+			slog.Any("names", e.names), slog.String("key", key), slog.Any("err", err))
+		return nil, err
+	}
+	return data, nil
+}
+
+// storeMissing stores rec (with signer's key) under key, under the issue
+// lock of its name, unless a record appeared there meanwhile (another
+// node's), which it returns instead.
+func (m *Manager) storeMissing(ctx context.Context, key string, rec *storage.Certificate, signer crypto.Signer) ([]byte, error) {
+	unlock, err := m.store.Lock(ctx, storage.IssueLock(rec.Names[0]))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if data, err := m.store.Load(ctx, key); err == nil || !isNotFound(err) {
+		return data, err
+	}
+	if rec.KeyPEM, err = storage.MarshalPrivateKeyPEM(signer); err != nil {
+		return nil, err
+	}
+	data, err := storage.MarshalCertificate(rec)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.store.Store(ctx, key, data); err != nil {
+		return nil, err
+	}
+	m.notifyChanged(ctx, key)
+	m.logger().Warn("a certificate held in memory was missing from storage (removed, or lost by the storage); stored it again",
+		slog.Any("names", rec.Names), slog.String("key", key), slog.Time("not_after", rec.NotAfter))
+	return data, nil
 }

@@ -31,8 +31,9 @@ var ErrNothingStored = errors.New("nothing stored under it")
 // or the failure of a name nobody will ask for again leaves status on a
 // storage that has no files to delete (Redis, PostgreSQL). A Manager
 // running on st keeps serving a certificate it holds in memory until it
-// stops, and renews it (storing it again) while its policy allows the
-// name: take the name out of the policy first.
+// stops and, while its policy allows the name, stores it again at its
+// next renewal check and renews it: take the name out of the policy
+// first.
 func Remove(ctx context.Context, st storage.Storage, what string) ([]string, error) {
 	var keys, failing []string
 	switch {
