@@ -32,10 +32,14 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		return m.challengeCertificate(hello)
 	}
 	name := hello.ServerName
+	var nz hostname.Normalizer // SNI never carries an IP address (RFC 6066 §3)
 	if name == "" {
 		if name = m.DefaultName; name == "" {
 			return nil, m.refuseNoSNI()
 		}
+		// A client that connects to an IP address sends no SNI: the
+		// DefaultName may be that address, for an IP certificate.
+		nz.AllowIP = true
 	}
 	variant, cache := "", m.cache
 	if m.RSAFallback && !supportsECDSA(hello) && m.rsaVariant(name) {
@@ -46,7 +50,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		m.stats.memory.Add(1)
 		return e.serve(), nil
 	}
-	norm, err := hostname.Normalize(name)
+	norm, err := nz.Normalize(name)
 	if err != nil {
 		return nil, certError(name, err)
 	}

@@ -147,7 +147,8 @@ func (m *Manager) LastSeen(name string) time.Time {
 // ClientLimit. Errors: a *hostname.NameError for an invalid name, a
 // *PolicyError for a refused one, an *UnavailableError otherwise. With
 // SelfSignedFallback, a refused or unavailable name gets a self-signed
-// certificate instead of the error.
+// certificate instead of the error. name may be an IP address, for an IP
+// certificate, as for DefaultName.
 //
 // A certificate in memory is returned without a lock or allocation.
 func (m *Manager) CertificateFor(ctx context.Context, name string, client netip.Addr) (Served, error) {
@@ -157,7 +158,7 @@ func (m *Manager) CertificateFor(ctx context.Context, name string, client netip.
 	if err := m.init(); err != nil {
 		return Served{}, err
 	}
-	norm, err := hostname.Normalize(name)
+	norm, err := hostname.Normalizer{AllowIP: true}.Normalize(name)
 	if err != nil {
 		return Served{}, err
 	}

@@ -89,7 +89,11 @@ type Manager struct {
 	RSAFallback bool
 
 	// DefaultName is served to clients that send no SNI (lets-proxy's
-	// non-SNI default). Empty refuses them.
+	// non-SNI default). Empty refuses them. It may be an IP address (the
+	// one clients connect to: they send no SNI for it), for an IP
+	// certificate, which Policy must allow (policy.Allowlist takes IP
+	// literals) and the CA must issue (at Let's Encrypt: the shortlived
+	// profile).
 	DefaultName string
 
 	// CacheSize bounds the certificates held in memory. Zero means 10,000.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/metrics"
+	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -62,4 +64,36 @@ func TestNoSNIRefused(t *testing.T) {
 		}
 	}
 	t.Errorf("metrics lack the two no_sni refusals:\n%s", body)
+}
+
+// TestIPDefaultName: a client that connects to an IP address sends no
+// SNI; with that address as DefaultName, and the policy allowing it, it
+// gets an IP certificate on demand (real handshakes over 127.0.0.1), and
+// CertificateFor takes an IP address too. An IP address sent as SNI,
+// which RFC 6066 forbids, is still refused.
+func TestIPDefaultName(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}},
+		Policy: policy.Allowlist("127.0.0.1", "::1"), DefaultName: "127.0.0.1"}
+	defer m.Close()
+	addr := serveTLS(t, &tls.Config{GetCertificate: m.GetCertificate}, 0)
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) // an IP: no SNI
+	if err != nil {
+		t.Fatalf("a handshake without SNI, DefaultName 127.0.0.1: %v", err)
+	}
+	leaf := c.ConnectionState().PeerCertificates[0]
+	c.Close()
+	if err := leaf.VerifyHostname("127.0.0.1"); err != nil {
+		t.Errorf("the certificate served for DefaultName 127.0.0.1: %v", err)
+	}
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "::1"}); err == nil || !strings.Contains(err.Error(), "IP address not allowed") {
+		t.Errorf("an IP address as SNI: %v, want it refused (RFC 6066 section 3)", err)
+	}
+	s, err := m.CertificateFor(t.Context(), "::1", netip.Addr{})
+	if err != nil || s.Certificate.Leaf.VerifyHostname("::1") != nil {
+		t.Errorf("CertificateFor(::1) = %v, %v; want a certificate for ::1", s.Names, err)
+	}
+	if _, err := m.CertificateFor(t.Context(), "10.0.0.1", netip.Addr{}); !errors.Is(err, policy.ErrDenied) {
+		t.Errorf("CertificateFor(10.0.0.1), not allowed: %v, want the policy's refusal", err)
+	}
 }

@@ -67,7 +67,7 @@ func parseRequest(method, path, rawQuery string, uriLen, maxPath int) request {
 	if raw == "" || strings.Contains(raw, "/") {
 		return request{status: http.StatusBadRequest, msg: "want /v1/certificates/NAME or /v1/ocsp/NAME"}
 	}
-	name, err := hostname.Normalize(raw)
+	name, err := hostname.Normalizer{AllowIP: true}.Normalize(raw) // an IP address too, as CertificateFor takes it
 	if err != nil {
 		return request{status: http.StatusBadRequest, msg: err.Error()}
 	}

@@ -108,7 +108,7 @@ func (c *proxyConfig) defaults(dev bool) {
 // checkAddrs checks the syntax of the proxy's listen addresses and of
 // its --default-name (clients without SNI would get a handshake error).
 func (c *proxyConfig) checkAddrs() error {
-	if _, err := hostname.Normalize(c.DefaultName); c.DefaultName != "" && err != nil {
+	if _, err := (hostname.Normalizer{AllowIP: true}).Normalize(c.DefaultName); c.DefaultName != "" && err != nil {
 		return usagef("--default-name: %v", hostname.WithHostHint(c.DefaultName, err))
 	}
 	if err := c.parseProxyFrom(); err != nil {

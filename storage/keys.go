@@ -258,8 +258,9 @@ func StapleKey(fingerprint string) (string, error) {
 func LocalCALock() string { return "localca" }
 
 // IssueLock is the name of the lock held while a certificate for name is
-// obtained or renewed, so only one process in a cluster orders it.
-func IssueLock(name string) string { return "issue/" + name }
+// obtained or renewed, so only one process in a cluster orders it. An
+// IPv6 literal's ":" is spelled "_", as in keys (NameSegment).
+func IssueLock(name string) string { return "issue/" + strings.ReplaceAll(name, ":", "_") }
 
 // AccountLock is the name of the lock held while an account is created at
 // issuerID, so concurrent processes do not register twice.
