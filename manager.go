@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -41,7 +42,8 @@ type Manager struct {
 	Policy policy.Policy
 
 	// Issuers is the fallback chain of issuers: each certificate comes from
-	// the first that succeeds. Nil means Let's Encrypt production. An
+	// the first that succeeds. Nil or empty means Let's Encrypt
+	// production. An
 	// *acmeca.Issuer whose Solvers is nil answers challenges through this
 	// Manager (its TLSConfig and HTTPHandler), and one whose Storage is nil
 	// keeps its account in Storage.
@@ -287,6 +289,9 @@ func (m *Manager) init() error {
 		m.http01.Logger = m.Logger
 		m.alpn.Logger = m.Logger
 		m.staples.Storage, m.staples.Logger = m.store, m.Logger
+		if m.initErr = m.checkNil(); m.initErr != nil {
+			return // before anything calls into them
+		}
 		m.issuers = m.Issuers
 		if len(m.issuers) == 0 {
 			m.issuers = []issuer.Issuer{&acmeca.Issuer{
@@ -300,6 +305,38 @@ func (m *Manager) init() error {
 		m.startRenewalScan()
 	})
 	return m.initErr
+}
+
+// checkNil refuses a nil entry in Issuers (or a rule's) and a typed nil
+// Storage (a nil *filestore.Store): each would panic at the first
+// handshake rather than fail here.
+func (m *Manager) checkNil() error {
+	var errs []error
+	if m.Storage != nil && isNil(m.Storage) {
+		errs = append(errs, fmt.Errorf("certkeeper: Manager.Storage is a nil %T: set it to a storage, or leave it nil for the default", m.Storage))
+	}
+	nilIn := func(what string, issuers []issuer.Issuer) {
+		for i, iss := range issuers {
+			if iss == nil || isNil(iss) {
+				errs = append(errs, fmt.Errorf("certkeeper: %s[%d] is nil", what, i))
+			}
+		}
+	}
+	nilIn("Manager.Issuers", m.Issuers)
+	for i, r := range m.Rules {
+		nilIn(fmt.Sprintf("Manager.Rules[%d].Issuers", i), r.Issuers)
+	}
+	return errors.Join(errs...)
+}
+
+// isNil reports whether v, a non-nil interface value, holds a nil
+// pointer, map, slice, channel or func.
+func isNil(v any) bool {
+	switch r := reflect.ValueOf(v); r.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.Interface:
+		return r.IsNil()
+	}
+	return false
 }
 
 // Solvers returns the challenge solvers this Manager answers through its
@@ -329,8 +366,11 @@ func (m *Manager) issueTimeout() time.Duration {
 
 // TLSConfig returns a server configuration that serves this Manager's
 // certificates and answers tls-alpn-01 challenges, offering HTTP/2 and
-// HTTP/1.1.
+// HTTP/1.1. Like HTTPHandler, it starts the Manager (Start: renewals
+// need no handshake first), so set the fields before calling it; a
+// configuration error is returned by the first handshake.
 func (m *Manager) TLSConfig() *tls.Config {
+	_ = m.init()
 	return &tls.Config{
 		GetCertificate: m.GetCertificate,
 		NextProtos:     []string{"h2", "http/1.1", tlsalpn01.Protocol},

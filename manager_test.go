@@ -198,6 +198,41 @@ func TestNoPolicy(t *testing.T) {
 	}
 }
 
+// TestNilFieldsRefused: a nil issuer (in Issuers or a rule's) and a typed
+// nil Storage are configuration errors from Start and every use, naming
+// the field, not a panic at the first handshake; Start after Close is
+// ErrClosed.
+func TestNilFieldsRefused(t *testing.T) {
+	for _, tt := range []struct {
+		what string
+		m    *certkeeper.Manager
+		want string
+	}{
+		{"nil issuer", &certkeeper.Manager{Storage: filestore.New(t.TempDir()), Issuers: []issuer.Issuer{nil}}, "Manager.Issuers[0] is nil"},
+		{"typed nil issuer", &certkeeper.Manager{Storage: filestore.New(t.TempDir()), Issuers: []issuer.Issuer{&localca.CA{}, (*acmeca.Issuer)(nil)}},
+			"Manager.Issuers[1] is nil"},
+		{"rule's nil issuer", &certkeeper.Manager{Storage: filestore.New(t.TempDir()),
+			Rules: []certkeeper.NameRule{{Pattern: "a.test", Issuers: []issuer.Issuer{nil}}}}, "Manager.Rules[0].Issuers[0] is nil"},
+		{"typed nil storage", &certkeeper.Manager{Storage: (*filestore.Store)(nil)}, "Manager.Storage is a nil *filestore.Store"},
+	} {
+		t.Run(tt.what, func(t *testing.T) {
+			tt.m.Policy = policy.Allowlist("a.test")
+			defer tt.m.Close()
+			if err := tt.m.Start(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Start() = %v, want an error naming %q", err, tt.want)
+			}
+			if _, err := tt.m.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"}); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("GetCertificate = %v, want the configuration error", err)
+			}
+		})
+	}
+	m := localManager(t, filestore.New(t.TempDir()), policy.Allowlist("a.test"))
+	m.Close()
+	if err := m.Start(); !errors.Is(err, certkeeper.ErrClosed) {
+		t.Errorf("Start after Close = %v, want ErrClosed", err)
+	}
+}
+
 // localManager is a Manager on the local CA: no network, fast issuance.
 func localManager(t *testing.T, st storage.Storage, pol policy.Policy) *certkeeper.Manager {
 	t.Helper()

@@ -83,8 +83,17 @@ func (m *Manager) Serve() error {
 // certificates due (or revoked: RevokeStored) are renewed before any
 // handshake asks for them. It returns the configuration error a first use
 // would. Serve and ServeHTTPS start the Manager; a program serving through
-// TLSConfig or GetCertificate calls Start once its fields are set.
-func (m *Manager) Start() error { return m.init() }
+// TLSConfig or GetCertificate calls Start once its fields are set. After
+// Close it returns ErrClosed: a closed Manager does not start again.
+func (m *Manager) Start() error {
+	if err := m.init(); err != nil {
+		return err
+	}
+	if m.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return nil
+}
 
 // check refuses to serve with a Manager that could never serve a name.
 func (m *Manager) check() error {
