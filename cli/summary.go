@@ -82,15 +82,20 @@ func proxySummary(cfg *proxyConfig, dev bool) engine.Summary {
 	return summary("proxy", dev, &cfg.engineConfig, ls...)
 }
 
-// serverSummary is the certificate server's start-up summary.
+// serverSummary is the certificate server's start-up summary. A listener
+// names http-01 only if it is tried; with --api-cert, --http-addr answers
+// http-01 and /healthz alone.
 func serverSummary(cfg *serverConfig) engine.Summary {
-	api := "API (HTTP) and http-01"
-	if cfg.APICert != "" {
-		api = "API (HTTPS) and http-01 (forwarded to it over HTTPS)"
+	api, plain, http01 := "API (HTTP)", "API (HTTP)", ""
+	if cfg.tries(acmeca.HTTP01) {
+		http01 = " and http-01"
 	}
-	ls := []engine.SummaryListener{{What: api, Addr: cfg.Listen, Flag: "--listen"}}
+	if cfg.APICert != "" {
+		api, plain = "API (HTTPS)", "/healthz (the API is HTTPS on --listen)"
+	}
+	ls := []engine.SummaryListener{{What: api + http01, Addr: cfg.Listen, Flag: "--listen"}}
 	if cfg.HTTPAddr != "" {
-		ls = append(ls, engine.SummaryListener{What: "API (HTTP) and http-01", Addr: cfg.HTTPAddr, Flag: "--http-addr"})
+		ls = append(ls, engine.SummaryListener{What: plain + http01, Addr: cfg.HTTPAddr, Flag: "--http-addr"})
 	}
 	if cfg.TLSAddr != "" {
 		ls = append(ls, engine.SummaryListener{What: "tls-alpn-01 (validation only)", Addr: cfg.TLSAddr, Flag: "--tls-alpn-addr"})

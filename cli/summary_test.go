@@ -93,6 +93,23 @@ func TestStartupSummary(t *testing.T) {
 			}
 		}
 	})
+	t.Run("server https, tls-alpn-01 alone", func(t *testing.T) {
+		t.Parallel()
+		a := loopbackAddrs(t, 3)
+		dir := t.TempDir()
+		certFile, keyFile, _, _ := writeTestCert(t, dir, "api.test", nil, nil)
+		p := startLogged(t, binary, "server listening", "server", "--token-file", writeTokens(t), "--ca", "local", "--storage", dir,
+			"--listen", a[0], "--http-addr", a[1], "--tls-alpn-addr", a[2], "--api-cert", certFile+":"+keyFile, "--challenge", "tls-alpn-01")
+		out := p.output()
+		for _, want := range []string{"API (HTTPS) on " + a[0] + " (--listen)", "/healthz (the API is HTTPS on --listen) on " + a[1] + " (--http-addr)"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the summary does not say %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "http-01 ") {
+			t.Errorf("the summary names http-01, which --challenge tls-alpn-01 does not try:\n%s", out)
+		}
+	})
 }
 
 // TestStartupSummarySources: the summary credits each setting to the flag
