@@ -25,7 +25,8 @@ import (
 
 // Command returns the command that runs command with the system shell,
 // ended when ctx ends with every process it started (proc.Command: on unix
-// the shell's process group). Its environment is this process's (nil Env).
+// the shell's session and process group). Its environment is this
+// process's (nil Env).
 func Command(ctx context.Context, command string) *exec.Cmd {
 	if runtime.GOOS == "windows" {
 		return proc.Command(ctx, "cmd", "/C", command)

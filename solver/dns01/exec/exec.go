@@ -18,7 +18,9 @@
 // environment as CERTKEEPER_ACTION, CERTKEEPER_FQDN, CERTKEEPER_VALUE and
 // CERTKEEPER_ZONE (the zone holding the record, with a trailing dot). Exit
 // status 0 means done; anything else fails the challenge, with the
-// program's output in the error. The program is never run through a shell.
+// program's output in the error. The program is never run through a shell;
+// a run that its context ends (Timeout, an interrupt) is killed with every
+// process it started (internal/proc).
 //
 // It implements the libdns RecordAppender and RecordDeleter contract, so
 // it plugs into dns01.Solver like any libdns provider.
