@@ -4,10 +4,14 @@ package cli
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 )
 
 // TestIssueHooks: cert issue runs --pre-hook before issuing, then
@@ -77,5 +81,50 @@ func TestIssueHooks(t *testing.T) {
 		if got, _ := os.ReadFile(log); r.code != 1 || string(got) != "pre\npost\n" {
 			t.Errorf("%s: exit %d, hooks wrote %q; want 1 and the post-hook run after the pre-hook\n%s", tt.name, r.code, got, r.stderr)
 		}
+	}
+}
+
+// TestInterruptKillsHook: SIGINT or SIGTERM to cert issue while its
+// pre-hook runs kills the hook with what it started (the hook runs in a
+// process group of its own, which a terminal's Ctrl-C no longer reaches:
+// certkeeper kills it), and the error ends with how the hook ended, not
+// an empty ": " for the output it did not print.
+func TestInterruptKillsHook(t *testing.T) {
+	for _, tt := range []struct {
+		sig  syscall.Signal
+		want int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		t.Run(tt.sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			pidFile := filepath.Join(dir, "pid")
+			cmd := exec.CommandContext(t.Context(), binary, "cert", "issue", "--ca", "local", "-d", "localhost",
+				"--out-dir", filepath.Join(dir, "out"), "--storage", filepath.Join(dir, "st"),
+				"--pre-hook", `sleep 30 & echo $! > `+pidFile+`; wait`)
+			var stderr testsvc.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			defer cmd.Process.Kill()
+			child := testsvc.ReadPID(t, pidFile, 30*time.Second)
+			if err := cmd.Process.Signal(tt.sig); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("cert issue did not stop within 30s of %v:\n%s", tt.sig, stderr.String())
+			}
+			testsvc.WaitExited(t, child, 5*time.Second)
+			if code := cmd.ProcessState.ExitCode(); code != tt.want {
+				t.Errorf("exit status %d after %v, want %d\nstderr:\n%s", code, tt.sig, tt.want, stderr.String())
+			}
+			if got := stderr.String(); !strings.Contains(got, "interrupted: --pre-hook failed, nothing issued: ") ||
+				!strings.Contains(got, ": signal: killed\n") {
+				t.Errorf("stderr = %q, want the pre-hook interrupted, ending with \": signal: killed\" and no separator after it", got)
+			}
+		})
 	}
 }

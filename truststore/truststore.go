@@ -137,7 +137,9 @@ func tempPEM(root *x509.Certificate) (string, func(), error) {
 }
 
 // run runs a store's tool and returns its error with its output, which says
-// what went wrong far better than an exit status.
+// what went wrong far better than an exit status. It keeps the terminal
+// (not internal/proc's session of its own, which hooks get): certutil
+// asks there for the password of an NSS database that has one.
 func run(ctx context.Context, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	out, err := cmd.CombinedOutput()

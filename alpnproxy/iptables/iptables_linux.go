@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/certkeeper/certkeeper/internal/proc"
 )
 
 // Check reports whether the iptables tools the rules need exist, with an
@@ -166,7 +168,7 @@ func run(ctx context.Context, tool string, args ...string) ([]byte, error) {
 	}
 	// -w: wait for the xtables lock rather than fail while another program
 	// (a firewall daemon, Docker) changes rules.
-	cmd := exec.CommandContext(ctx, path, append([]string{"-w", "5", "-t", "nat"}, args...)...)
+	cmd := proc.Command(ctx, path, append([]string{"-w", "5", "-t", "nat"}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -19,20 +19,20 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"time"
+
+	"github.com/certkeeper/certkeeper/internal/proc"
 )
 
 // Command returns the command that runs command with the system shell,
-// ended when ctx ends. Its environment is this process's (nil Env).
+// ended when ctx ends with every process it started (proc.Command: on unix
+// the shell's session and process group). Its environment is this
+// process's (nil Env).
 func Command(ctx context.Context, command string) *exec.Cmd {
 	if runtime.GOOS == "windows" {
-		return exec.CommandContext(ctx, "cmd", "/C", command)
+		return proc.Command(ctx, "cmd", "/C", command)
 	}
-	return exec.CommandContext(ctx, "sh", "-c", command)
+	return proc.Command(ctx, "sh", "-c", command)
 }
-
-// outputWait is how long a hook's output is read after the hook ended.
-const outputWait = 2 * time.Second
 
 // Run runs command with the system shell, with this process's environment
 // plus env ("KEY=value" entries), and waits for it. A command that fails
@@ -48,9 +48,8 @@ func RunTo(ctx context.Context, w io.Writer, what, command string, env ...string
 	c := Command(ctx, command)
 	c.Env = append(os.Environ(), env...)
 	// A hook that leaves a process running in the background ("... &")
-	// hands it its output: without a bound, waiting for that output to
-	// end would wait for that process.
-	c.WaitDelay = outputWait
+	// hands it its output: Command's WaitDelay (proc.WaitDelay) bounds
+	// waiting for that output to end, which would wait for that process.
 	out, err := c.CombinedOutput()
 	if errors.Is(err, exec.ErrWaitDelay) {
 		err = nil // the hook itself succeeded
@@ -60,7 +59,10 @@ func RunTo(ctx context.Context, w io.Writer, what, command string, env ...string
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("%q: %w: %s", command, err, strings.TrimSpace(string(out)))
+		if msg := strings.TrimSpace(string(out)); msg != "" {
+			return fmt.Errorf("%q: %w: %s", command, err, msg)
+		}
+		return fmt.Errorf("%q: %w", command, err)
 	}
 	if text := strings.TrimRight(string(out), "\r\n"); w != nil && text != "" {
 		fmt.Fprintf(w, "certkeeper: %s printed:\n    %s\n", what, strings.ReplaceAll(text, "\n", "\n    "))

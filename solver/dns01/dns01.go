@@ -194,6 +194,7 @@ func (s *Solver) Present(ctx context.Context, chal acme.Challenge) error {
 		_, err = s.Provider.AppendRecords(ctx, zone, []libdns.Record{rec.libdns(s.ttl())})
 	}
 	if err != nil {
+		s.cleanUpFailed(ctx, rec)
 		return fmt.Errorf("setting TXT record %s in zone %s: %w", target, zone, err)
 	}
 	s.mu.Lock()
@@ -486,7 +487,8 @@ func (s *Solver) waiting(w Waiting) {
 }
 
 // CleanUp deletes the record Present set. It is a no-op for a challenge
-// that was not presented.
+// that was not presented, and for one whose Present failed: Present has
+// cleaned up after itself.
 func (s *Solver) CleanUp(ctx context.Context, chal acme.Challenge) error {
 	s.mu.Lock()
 	rec, ok := s.records[chal.URL]
@@ -495,6 +497,11 @@ func (s *Solver) CleanUp(ctx context.Context, chal acme.Challenge) error {
 	if !ok {
 		return nil
 	}
+	return s.delete(ctx, rec)
+}
+
+// delete has the provider remove rec.
+func (s *Solver) delete(ctx context.Context, rec record) error {
 	var err error
 	if cp, ok := s.Provider.(ChallengeProvider); ok {
 		err = cp.CleanUpChallenge(ctx, rec.challenge(s.ttl()))
@@ -505,6 +512,31 @@ func (s *Solver) CleanUp(ctx context.Context, chal acme.Challenge) error {
 		return fmt.Errorf("deleting TXT record %s in zone %s: %w", strings.TrimSuffix(rec.fqdn, "."), rec.zone, err)
 	}
 	return nil
+}
+
+// cleanupTimeout bounds the cleanup after a failed Present, which runs
+// when the caller's context may have ended (an interrupt), as the issuer's
+// own cleanup of presented challenges does.
+const cleanupTimeout = 30 * time.Second
+
+// cleanUpFailed has the provider remove rec after setting it failed or was
+// interrupted: the provider may have set it before it failed (a hook that
+// called its DNS host's API, then exited 1 or was killed while it waited),
+// and nobody else will remove it, as no caller cleans up a challenge whose
+// Present failed. lego and certbot clean up after a failed present too, so
+// their hooks expect the call. Deleting a value that is not there is no
+// error for the providers (RFC 2136 deletes nothing; libdns's contract).
+// A failure is logged, not returned: the error that matters is Present's.
+func (s *Solver) cleanUpFailed(ctx context.Context, rec record) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if err := s.delete(ctx, rec); err != nil {
+		s.logger().Warn("dns-01 record not removed after setting it failed", slog.String("name", rec.chal.Identifier.Value),
+			slog.String("record", strings.TrimSuffix(rec.fqdn, ".")), slog.String("zone", rec.zone), slog.Any("err", err))
+		return
+	}
+	s.logger().Debug("dns-01 record removed after setting it failed", slog.String("name", rec.chal.Identifier.Value),
+		slog.String("record", strings.TrimSuffix(rec.fqdn, ".")), slog.String("zone", rec.zone))
 }
 
 // PropagationError says which record did not reach the zone's

@@ -18,7 +18,9 @@
 // environment as CERTKEEPER_ACTION, CERTKEEPER_FQDN, CERTKEEPER_VALUE and
 // CERTKEEPER_ZONE (the zone holding the record, with a trailing dot). Exit
 // status 0 means done; anything else fails the challenge, with the
-// program's output in the error. The program is never run through a shell.
+// program's output in the error. The program is never run through a shell;
+// a run that its context ends (Timeout, an interrupt) is killed with every
+// process it started (internal/proc).
 //
 // It implements the libdns RecordAppender and RecordDeleter contract, so
 // it plugs into dns01.Solver like any libdns provider.
@@ -30,10 +32,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	osexec "os/exec"
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/proc"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/libdns/libdns"
 )
@@ -141,7 +143,9 @@ func (p *Provider) run(ctx context.Context, action, fqdn, value, zone string, ar
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	argv := append(append(append([]string(nil), p.Args...), action), args...)
-	cmd := osexec.CommandContext(ctx, p.Program, argv...)
+	// Ending ctx (Timeout, an interrupt) kills the program and what it
+	// started: a script's curl or sleep does not outlive it.
+	cmd := proc.Command(ctx, p.Program, argv...)
 	cmd.Env = append(append(os.Environ(), p.Env...),
 		"CERTKEEPER_ACTION="+action, "CERTKEEPER_FQDN="+fqdn, "CERTKEEPER_VALUE="+value, "CERTKEEPER_ZONE="+zone)
 	var out bytes.Buffer

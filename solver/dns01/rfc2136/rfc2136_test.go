@@ -62,7 +62,8 @@ func TestSecretNeverLogged(t *testing.T) {
 }
 
 // TestNamedBothAlgorithms adds and deletes a TXT value on a real named
-// with an hmac-sha256 and an hmac-sha512 key.
+// with an hmac-sha256 and an hmac-sha512 key; deleting one never set
+// (on a name with other values, and on one with none) is no error.
 func TestNamedBothAlgorithms(t *testing.T) {
 	t.Parallel()
 	for _, alg := range []string{HMACSHA256, HMACSHA512} {
@@ -86,6 +87,15 @@ func TestNamedBothAlgorithms(t *testing.T) {
 			}
 			if n.Updates() != 3 {
 				t.Errorf("named applied %d updates, want 3", n.Updates())
+			}
+			// A value never set, as the dns-01 solver's cleanup after a
+			// failed present may delete, is no error and changes nothing.
+			never := []libdns.Record{libdns.TXT{Name: "_x", TTL: time.Minute, Text: "never set"}, libdns.TXT{Name: "_y", TTL: time.Minute, Text: "never set"}}
+			if _, err := p.DeleteRecords(t.Context(), "a.test.", never); err != nil {
+				t.Errorf("DeleteRecords of values never set: %v", err)
+			}
+			if got := txtAt(t, n.Addr(), "_x.a.test."); len(got) != 1 || got[0] != long {
+				t.Errorf("after deleting a value never set: %d values, want the one there", len(got))
 			}
 		})
 	}
