@@ -12,7 +12,7 @@ var flagGroups = []cmdline.HelpGroup{
 	{Title: "Configuration", Flags: []string{"config", "check-config"}},
 	{Title: "Names and policy", Flags: []string{"d", "allow", "ask", "require-own-ip", "own-ip-private", "wildcard", "managed",
 		"default-name", "csr", "no-apex", "cert-file", "cert-file-check-every"}},
-	{Title: "CA and account", Flags: []string{"ca", "ca-roots", "email", "eab-kid", "eab-hmac", "key-type", "profile", "preferred-chain",
+	{Title: "CA and account", Flags: []string{"ca", "ca-roots", "chain-roots", "email", "eab-kid", "eab-hmac", "key-type", "profile", "preferred-chain",
 		"order-limit", "client-limit", "no-wait", "rsa-fallback", "self-signed-fallback", "agree-tos", "contact", "issuer-domain",
 		"policy-wildcard", "until"}},
 	{Title: "Challenges", Flags: []string{"challenge", "webroot", "dns", "dns-server", "tsig-key", "tsig-key-file", "dns-exec",

@@ -28,7 +28,8 @@ func importCmd() *Command {
 			fs.StringVar(&from, "from", "", "the `TOOL` whose state DIR holds: "+strings.Join(migrate.Tools(), ", "))
 			cmdline.Bind(fs, &sf)
 			fs.StringVar(&ca, "ca", "", "ACME directory `URL` of the CA, for state that does not record it (lego), or to\nimport only what comes from that CA")
-			fs.StringVar(&caRoots, "ca-roots", "", "PEM `FILE` of roots to trust, besides the system's and the local CA's, when verifying\nthe chains of the certificates imported (a private CA's root)")
+			fs.StringVar(&caRoots, "chain-roots", "", "PEM `FILE` of roots to trust, besides the system's and the local CA's, when verifying\nthe chains of the certificates imported (the root a private CA issues under)")
+			cmdline.Deprecated(fs, "ca-roots", "chain-roots", nil) // --ca-roots is the CA's HTTPS root elsewhere
 			fs.BoolVar(&overwrite, "overwrite", false, "replace certificates stored for the same names (and CA) with the imported ones,\neven ones that expire later; without it they are kept")
 			fs.BoolVar(&dryRun, "dry-run", false, "list what would be imported, replaced (with --overwrite) and what cannot be, and\nchange nothing")
 		},
@@ -73,19 +74,19 @@ func importCmd() *Command {
 }
 
 // importRoots are the roots imported chains must verify against
-// (migrate.TrustedRoots), with those in file (--ca-roots).
+// (migrate.TrustedRoots), with those in file (--chain-roots).
 func importRoots(ctx context.Context, st storage.Storage, file string) (*x509.CertPool, error) {
 	var extra []byte
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {
-			return nil, fmt.Errorf("--ca-roots: %w", err)
+			return nil, fmt.Errorf("--chain-roots: %w", err)
 		}
 		extra = data
 	}
 	pool, err := migrate.TrustedRoots(ctx, st, extra)
 	if errors.Is(err, migrate.ErrNoRoots) {
-		return nil, fmt.Errorf("--ca-roots %s: %w", file, err)
+		return nil, fmt.Errorf("--chain-roots %s: %w", file, err)
 	}
 	return pool, err
 }

@@ -97,7 +97,7 @@ func leafOf(t *testing.T, file string) *x509.Certificate {
 }
 
 // takeover is what every import test checks, whatever the tool: import,
-// trusting the roots Pebble issues under (--ca-roots), stores the tool's
+// trusting the roots Pebble issues under (--chain-roots), stores the tool's
 // certificate for name and its account; importing again
 // changes nothing; the source is untouched; the proxy serves the tool's
 // certificate (wantSerial) with no new order; and a forced renewal by
@@ -107,7 +107,7 @@ func takeover(t *testing.T, ca *testca.CA, tool, src, name, wantSerial, wantAcco
 	t.Helper()
 	storageDir := t.TempDir()
 	before := treeSum(t, src)
-	args := append([]string{"import", "--from", tool, "--storage", storageDir, "--ca-roots", issuingRootsFile(t, ca)}, extra...)
+	args := append([]string{"import", "--from", tool, "--storage", storageDir, "--chain-roots", issuingRootsFile(t, ca)}, extra...)
 
 	dry := ck(t, time.Minute, append(args, "--dry-run", src)...)
 	if dry.code != 0 || !strings.Contains(dry.stdout, "would import") || !strings.Contains(dry.stdout, name) {
@@ -228,7 +228,7 @@ func TestImportCertbot(t *testing.T) {
 	// not refused as another account's replacement; takeover's proxy may
 	// have replaced this serial already).
 	storageDir, out := t.TempDir(), t.TempDir()
-	if r := ck(t, time.Minute, "import", "--from", "certbot", "--storage", storageDir, "--ca-roots", issuingRootsFile(t, ca), cfg); r.code != 0 {
+	if r := ck(t, time.Minute, "import", "--from", "certbot", "--storage", storageDir, "--chain-roots", issuingRootsFile(t, ca), cfg); r.code != 0 {
 		t.Fatalf("import: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	want := filepath.Join(t.TempDir(), "want.txt")
@@ -271,7 +271,7 @@ func TestImportDamaged(t *testing.T) {
 	}
 	storageDir := t.TempDir()
 	for _, dry := range []bool{true, false} {
-		args := []string{"import", "--from", "certbot", "--storage", storageDir, "--ca-roots", issuingRootsFile(t, ca), cfg}
+		args := []string{"import", "--from", "certbot", "--storage", storageDir, "--chain-roots", issuingRootsFile(t, ca), cfg}
 		if dry {
 			args = append(args[:len(args)-1], "--dry-run", cfg)
 		}
@@ -450,7 +450,7 @@ func acmeshCertDir(t *testing.T, home, name, dirURL string, chain []*x509.Certif
 }
 
 // issuingRootsFile writes the roots Pebble issues under to a PEM file, for
-// import --ca-roots.
+// import --chain-roots.
 func issuingRootsFile(t *testing.T, ca *testca.CA) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "pebble-roots.pem")
@@ -486,7 +486,7 @@ func storedSerial(t *testing.T, dir string, ca *testca.CA, name string) string {
 // TestImportForged (security): a crafted acme.sh folder with a self-signed
 // certificate valid 20,000 days for a name certkeeper holds a valid
 // certificate for is refused, naming the file and why, with or without
-// --ca-roots; the stored certificate stays. A genuine certificate from the
+// --chain-roots; the stored certificate stays. A genuine certificate from the
 // CA for that name does not replace the stored one either, unless
 // --overwrite is given; --dry-run --overwrite says what would be replaced.
 func TestImportForged(t *testing.T) {
@@ -521,7 +521,7 @@ func TestImportForged(t *testing.T) {
 	forgedHome := filepath.Join(t.TempDir(), ".acme.sh")
 	acmeshCertDir(t, forgedHome, name, ca.DirectoryURL(), []*x509.Certificate{forged},
 		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1})))
-	for _, extra := range [][]string{nil, {"--ca-roots", roots}, {"--ca-roots", roots, "--overwrite"}} {
+	for _, extra := range [][]string{nil, {"--chain-roots", roots}, {"--ca-roots", roots, "--overwrite"}} {
 		args := append(append([]string{"import", "--from", "acme.sh", "--storage", st}, extra...), forgedHome)
 		r := ck(t, time.Minute, args...)
 		if r.code != 1 || !strings.Contains(r.stdout, filepath.Join(name+"_ecc", name+".cer")) ||
@@ -542,7 +542,7 @@ func TestImportForged(t *testing.T) {
 	newer := readPair(t, out2, name)
 	home := filepath.Join(t.TempDir(), ".acme.sh")
 	acmeshCertDir(t, home, name, ca.DirectoryURL(), newer, sec1PEM(t, filepath.Join(out2, "private", name+".key")))
-	args := []string{"import", "--from", "acme.sh", "--storage", st, "--ca-roots", roots}
+	args := []string{"import", "--from", "acme.sh", "--storage", st, "--chain-roots", roots}
 	r := ck(t, time.Minute, append(args, home)...)
 	if r.code != 0 || !strings.Contains(r.stdout, "kept") || !strings.Contains(r.stdout, "--overwrite") {
 		t.Errorf("import over a stored certificate: exit %d, want 0, kept, naming --overwrite\n%s%s", r.code, r.stdout, r.stderr)
@@ -567,7 +567,7 @@ func TestImportForged(t *testing.T) {
 	}
 }
 
-// TestImportLocalCARoot: with no --ca-roots, a chain to the root of the
+// TestImportLocalCARoot: with no --chain-roots, a chain to the root of the
 // local CA that --storage holds verifies; without that storage it does not.
 func TestImportLocalCARoot(t *testing.T) {
 	st, out := t.TempDir(), t.TempDir()
@@ -654,7 +654,7 @@ func TestImportCertbotLineages(t *testing.T) {
 	}
 
 	storageDir := t.TempDir()
-	args := []string{"import", "--from", "certbot", "--storage", storageDir, "--ca-roots", issuingRootsFile(t, ca)}
+	args := []string{"import", "--from", "certbot", "--storage", storageDir, "--chain-roots", issuingRootsFile(t, ca)}
 	dry := ck(t, time.Minute, append(args, "--dry-run", cfg)...)
 	r := ck(t, time.Minute, append(args, cfg)...)
 	for _, run := range []struct {

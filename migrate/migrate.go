@@ -284,7 +284,7 @@ func (s *State) addCertificate(c Certificate, primary string, keyPEM []byte, cer
 	}
 	c.Leaf = tc.Leaf
 	if err := verifyChain(c.Leaf, tc.Certificate[1:], s.roots); err != nil {
-		s.problem(c.Source, "%s: the certificate does not verify against the trusted roots (the system's, --ca-roots, the local CA's): %w",
+		s.problem(c.Source, "%s: the certificate does not verify against the trusted roots (the system's, --chain-roots, the local CA's): %w",
 			certFile, err)
 		return
 	}
