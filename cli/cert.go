@@ -130,6 +130,9 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if err != nil {
 		return err
 	}
+	if f.KeyType != "" && !strings.EqualFold(f.KeyType, string(keyType)) { // another tool's name, remembered as ours
+		fmt.Fprintf(env.Stderr, "certkeeper: --key-type %s is %s\n", f.KeyType, keyType)
+	}
 	if f.dryRun {
 		cleanup, err := f.dryRunSetup()
 		if err != nil {

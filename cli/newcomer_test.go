@@ -316,3 +316,36 @@ func TestIssueKept(t *testing.T) {
 		}
 	}
 }
+
+// TestIssueKeptKeyTypeSpellings: certbot's and lego's key type spellings
+// are remembered as certkeeper's names (the note says which), so the
+// same command with the canonical name, or the canonical command with
+// another tool's name, keeps the certificate instead of ordering a
+// duplicate (trial: "renewal settings changed: key_type secp384r1 ->
+// ecdsa-p384").
+func TestIssueKeptKeyTypeSpellings(t *testing.T) {
+	dir := t.TempDir()
+	out, st := filepath.Join(dir, "out"), filepath.Join(dir, "st")
+	for _, tc := range []struct {
+		name          string
+		first, second []string
+		stored, note  string
+	}{
+		{"e.test", []string{"--key-type", "ecdsa", "--elliptic-curve", "secp384r1"}, []string{"--key-type", "ecdsa-p384"}, "ecdsa-p384", "--key-type secp384r1 is ecdsa-p384"},
+		{"l.test", []string{"--key-type", "ec384"}, []string{"--key-type", "ecdsa-p384"}, "ecdsa-p384", "--key-type ec384 is ecdsa-p384"},
+		{"p.test", []string{"--key-type", "ecdsa-p256"}, []string{"--key-type", "ecdsa"}, "ecdsa-p256", ""},
+	} {
+		args := []string{"cert", "issue", "--ca", "local", "-d", tc.name, "--out-dir", out, "--storage", st}
+		r := ck(t, 30*time.Second, append(args, tc.first...)...)
+		if r.code != 0 || tc.note != "" && !strings.Contains(r.stderr, tc.note) {
+			t.Fatalf("cert issue %s: exit %d, want 0 and the note %q\n%s", tc.first, r.code, tc.note, r.stderr)
+		}
+		if conf := string(mustRead(t, filepath.Join(out, "renewal", tc.name+".conf"))); !strings.Contains(conf, "key_type = "+tc.stored+"\n") {
+			t.Errorf("cert issue %s remembered\n%s\nwant key_type = %s", tc.first, conf, tc.stored)
+		}
+		r = ck(t, 30*time.Second, append(args, tc.second...)...)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "kept "+tc.name) {
+			t.Errorf("cert issue %s, then %s: exit %d, want kept\n%s%s", tc.first, tc.second, r.code, r.stdout, r.stderr)
+		}
+	}
+}

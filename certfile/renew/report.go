@@ -168,10 +168,14 @@ func (p *Previous) Changes(names []string, s Settings) string {
 }
 
 // values maps each key set in s to its value, a list's items joined by
-// spaces.
+// spaces, and a key type in its canonical spelling (Settings built
+// without Set may hold another).
 func (s Settings) values() map[string]string {
 	m := map[string]string{}
 	s.Values(func(key, value string) {
+		if key == "key_type" {
+			value = canonicalKeyType(value)
+		}
 		if m[key] != "" {
 			value = m[key] + " " + value
 		}
