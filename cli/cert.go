@@ -143,12 +143,22 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if err := f.defaultDirs(); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	st, closeStorage, err := openStorage(ctx, env, f.storageFlags, 5*time.Second) // cert renew's lease
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
+	// Another cert issue or renew on --out-dir goes first; what it wrote may be kept.
+	unlock, err := renew.LockDir(ctx, st, certfile.Dir(f.outDir))
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if kept, err := f.keep(env, names, csrDER); kept || err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-
 	if f.postHook != "" {
 		defer f.postHookAfterFailure(ctx, env)
 	}
@@ -157,11 +167,6 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 			return fmt.Errorf("--pre-hook failed, nothing issued: %w", err)
 		}
 	}
-	st, closeStorage, err := f.storageFlags.open(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer closeStorage()
 	progress := func(step string) {
 		fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step)
 	}
