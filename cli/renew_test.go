@@ -554,3 +554,30 @@ func TestIssueConcurrent(t *testing.T) {
 		t.Errorf("Pebble saw %d orders, want 1", n)
 	}
 }
+
+// TestCertRenewCARootsHint: a renewal that fails because the CA's HTTPS
+// certificate is not trusted (its remembered ca_roots gone) gets, on its
+// summary line, the hint cert issue gives for it: give --ca-roots FILE.
+func TestCertRenewCARootsHint(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{})
+	storageDir, out := t.TempDir(), t.TempDir()
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "-d", "roots.test")...); r.code != 0 {
+		t.Fatalf("issuing: exit %d\n%s", r.code, r.stderr)
+	}
+	conf := filepath.Join(out, "renewal", "roots.test.conf")
+	var kept []string
+	for _, line := range strings.Split(string(mustRead(t, conf)), "\n") {
+		if !strings.HasPrefix(line, "ca_roots =") {
+			kept = append(kept, line)
+		}
+	}
+	if err := os.WriteFile(conf, []byte(strings.Join(kept, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := ck(t, time.Minute, "cert", "renew", "--force", "--storage", storageDir, "--out-dir", out)
+	want := "certificate signed by unknown authority; on the command line: give --ca-roots FILE"
+	if r.code != 1 || !strings.Contains(r.stdout, want) {
+		t.Errorf("cert renew with the CA untrusted: exit %d, want 1 and a summary line with %q\n%s%s", r.code, want, r.stdout, r.stderr)
+	}
+}
