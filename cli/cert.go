@@ -150,8 +150,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		return err
 	}
 	defer closeStorage()
-	// Another cert issue or renew on --out-dir goes first; what it wrote may be kept.
-	unlock, err := renew.LockDir(ctx, st, certfile.Dir(f.outDir))
+	unlock, err := renew.LockDir(ctx, st, certfile.Dir(f.outDir)) // another cert issue or renew there goes first; f.keep may keep its certificate
 	if err != nil {
 		return err
 	}
@@ -167,9 +166,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 			return fmt.Errorf("--pre-hook failed, nothing issued: %w", err)
 		}
 	}
-	progress := func(step string) {
-		fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step)
-	}
+	progress := func(step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step) }
 
 	iss, closeSolvers, err := f.issuer(env, st)
 	if err != nil {

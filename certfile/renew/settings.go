@@ -403,20 +403,52 @@ func absPath(path string) string {
 // due or not, and with a new key after keyCompromise. It reports whether
 // certFile is such a pair's (a certificate file elsewhere is left alone).
 func MarkRevoked(certFile, reason string) (bool, error) {
-	certs := filepath.Dir(certFile)
-	name := strings.TrimSuffix(filepath.Base(certFile), ".pem")
-	if filepath.Base(certs) != "certs" || name == filepath.Base(certFile) {
+	path, ok := pairSettingsPath(certFile)
+	if !ok {
 		return false, nil
 	}
-	dir := certfile.Dir(filepath.Dir(certs))
-	if _, err := os.Stat(filepath.Join(string(dir), "private", name+".key")); err != nil {
-		return false, nil // not a pair: no key to renew with
-	}
-	path := settingsPathBase(dir, name)
 	s, err := LoadSettings(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, err
 	}
 	s.Revoked = reason
 	return true, SaveSettings(path, s)
+}
+
+// pairSettingsPath returns the renewal settings file of the pair whose
+// certificate file is certFile (DIR/certs/NAME.pem beside
+// DIR/private/NAME.key), and false when certFile is no such pair's (a
+// certificate file elsewhere, or without its key: nothing to renew).
+func pairSettingsPath(certFile string) (string, bool) {
+	certs := filepath.Dir(certFile)
+	name := strings.TrimSuffix(filepath.Base(certFile), ".pem")
+	if filepath.Base(certs) != "certs" || name == filepath.Base(certFile) {
+		return "", false
+	}
+	dir := certfile.Dir(filepath.Dir(certs))
+	if _, err := os.Stat(filepath.Join(string(dir), "private", name+".key")); err != nil {
+		return "", false
+	}
+	return settingsPathBase(dir, name), true
+}
+
+// PairSettings returns the remembered settings of the pair whose
+// certificate file is certFile (DIR/certs/NAME.pem), and the file that
+// holds them: what a command acting on that certificate alone (a
+// revocation) needs to reach the CA that issued it, as a Renewer does.
+// A certificate file of no pair, or a pair without settings, gives zero
+// Settings and no file; a file that cannot be read is an error.
+func PairSettings(certFile string) (s Settings, path string, err error) {
+	path, ok := pairSettingsPath(certFile)
+	if !ok {
+		return Settings{}, "", nil
+	}
+	s, err = LoadSettings(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Settings{}, "", nil
+	}
+	if err != nil {
+		return Settings{}, "", err
+	}
+	return s, path, nil
 }
