@@ -68,8 +68,10 @@ func (a *accountFlags) stored(ctx context.Context, env *Env) (*acmeca.Issuer, er
 	} else if !has {
 		if others := iss.OtherAccounts(ctx); len(others) > 0 {
 			hint := "leave out --email"
-			if i := slices.IndexFunc(others, func(e string) bool { return strings.Contains(e, "@") }); i >= 0 {
-				hint = "give --email " + others[i]
+			if emails := slices.DeleteFunc(slices.Clone(others), func(e string) bool { return !strings.Contains(e, "@") }); len(emails) == 1 {
+				hint = "give --email " + emails[0]
+			} else if len(emails) > 1 {
+				hint = "give --email with one of them"
 			}
 			return nil, fmt.Errorf("no account for %s%s is stored in %s, which holds %s there: %s; %s",
 				redact.URL(engine.CAURL(a.ca())), emailNote(iss.Email), a.storage.where(), cmdline.Plural(len(others), "account"), strings.Join(others, ", "), hint)

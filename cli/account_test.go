@@ -88,6 +88,21 @@ func TestAccountLifecycle(t *testing.T) {
 	if ca.Orders() != orders {
 		t.Error("an order was placed with a deactivated account")
 	}
+	// What to do names the flag and the files, not Issuer.Email and storage keys.
+	accounts := filepath.Join(dir, "accounts", storage.IssuerID(ca.DirectoryURL()))
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, dir, t.TempDir()), "--email", "ops@a.test", "-d", "d.test")...); strings.Contains(r.stderr, "Email") ||
+		!strings.Contains(r.stderr, "remove "+filepath.Join(accounts, "ops@a.test.json")+" and "+filepath.Join(accounts, "ops@a.test.key")) ||
+		!strings.Contains(r.stderr, "use another --email") {
+		t.Errorf("ordering with a deactivated account: exit %d, want the flag and the files to remove named\n%s", r.code, r.stderr)
+	}
+	// Several accounts to choose from: none is singled out.
+	if r := ck(t, 30*time.Second, "account", "register", "--agree-tos", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--storage", dir, "--email", "dev@a.test"); r.code != 0 {
+		t.Fatalf("registering a second account: exit %d\n%s", r.code, r.stderr)
+	}
+	show := ck(t, 30*time.Second, "account", "show", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--storage", dir, "--email", "nobody@a.test")
+	if !strings.Contains(show.stderr, "holds 2 accounts there: ") || !strings.Contains(show.stderr, "; give --email with one of them") {
+		t.Errorf("show --email of no account, with two stored: exit %d\n%s", show.code, show.stderr)
+	}
 	// The CA agrees: the account is deactivated.
 	newKey, _ := storage.ParsePrivateKeyPEM(mustRead(t, keyFile))
 	_, err = client.GetAccount(t.Context(), acme.Account{PrivateKey: newKey})

@@ -130,6 +130,9 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if err != nil {
 		return err
 	}
+	if f.KeyType != "" && !strings.EqualFold(f.KeyType, string(keyType)) { // another tool's name, remembered as ours
+		fmt.Fprintf(env.Stderr, "certkeeper: --key-type %s is %s\n", f.KeyType, keyType)
+	}
 	if f.dryRun {
 		cleanup, err := f.dryRunSetup()
 		if err != nil {
@@ -140,12 +143,21 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if err := f.defaultDirs(); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	st, closeStorage, err := openStorage(ctx, env, f.storageFlags, 5*time.Second) // cert renew's lease
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
+	unlock, err := renew.LockDir(ctx, st, certfile.Dir(f.outDir)) // another cert issue or renew there goes first; f.keep may keep its certificate
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if kept, err := f.keep(env, names, csrDER); kept || err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-
 	if f.postHook != "" {
 		defer f.postHookAfterFailure(ctx, env)
 	}
@@ -154,14 +166,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 			return fmt.Errorf("--pre-hook failed, nothing issued: %w", err)
 		}
 	}
-	st, closeStorage, err := f.storageFlags.open(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer closeStorage()
-	progress := func(step string) {
-		fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step)
-	}
+	progress := func(step string) { fmt.Fprintf(env.Stderr, "certkeeper: %s\n", step) }
 
 	iss, closeSolvers, err := f.issuer(env, st)
 	if err != nil {

@@ -64,7 +64,8 @@ func TestRenewNothingThere(t *testing.T) {
 }
 
 // TestShowMissing: cert show of a name the directory does not hold, or of
-// no name, names the directory and what it does hold.
+// two names, names the directory and what it does hold; of no name, it
+// lists them.
 func TestShowMissing(t *testing.T) {
 	dir := t.TempDir()
 	out, _ := issueLocalFiles(t, dir, "a.test", "b.test")
@@ -79,10 +80,21 @@ func TestShowMissing(t *testing.T) {
 	if w := "it holds none (is --out-dir right?)"; r.code != 1 || !strings.Contains(r.stderr, w) {
 		t.Errorf("exit %d, want 1 and %q:\n%s", r.code, w, r.stderr)
 	}
-	// No NAME at all (certbot's certificates lists them): the names there.
+	// No NAME at all (certbot's certificates lists them): the list, a
+	// valid answer (docs/cli.md says so), exit 0; two names are a usage
+	// error naming what it holds.
 	r = ck(t, 30*time.Second, "cert", "show", "--out-dir", out)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "CERTIFICATE") || !strings.HasPrefix(lines[1], "a.test ") || !strings.HasPrefix(lines[2], "b.test ") {
+		t.Errorf("cert show without NAME: exit %d, want 0 and a.test, b.test listed:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "cert", "show", "--out-dir", filepath.Join(dir, "empty"))
+	if w := "no certificates in " + filepath.Join(dir, "empty"); r.code != 0 || !strings.Contains(r.stdout, w) {
+		t.Errorf("cert show without NAME of an empty --out-dir: exit %d, want 0 and %q:\n%s%s", r.code, w, r.stdout, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "cert", "show", "a.test", "b.test", "--out-dir", out)
 	if w := "give one NAME: the first name of the certificate, which names its files; in " + out + " it holds a.test, b.test"; r.code != 2 || !strings.Contains(r.stderr, w) {
-		t.Errorf("cert show without NAME: exit %d, want 2 and %q:\n%s", r.code, w, r.stderr)
+		t.Errorf("cert show with two NAMEs: exit %d, want 2 and %q:\n%s", r.code, w, r.stderr)
 	}
 }
 
@@ -313,6 +325,39 @@ func TestIssueKept(t *testing.T) {
 		}
 		if serial() == prev {
 			t.Errorf("cert issue %s kept the certificate", extra)
+		}
+	}
+}
+
+// TestIssueKeptKeyTypeSpellings: certbot's and lego's key type spellings
+// are remembered as certkeeper's names (the note says which), so the
+// same command with the canonical name, or the canonical command with
+// another tool's name, keeps the certificate instead of ordering a
+// duplicate (trial: "renewal settings changed: key_type secp384r1 ->
+// ecdsa-p384").
+func TestIssueKeptKeyTypeSpellings(t *testing.T) {
+	dir := t.TempDir()
+	out, st := filepath.Join(dir, "out"), filepath.Join(dir, "st")
+	for _, tc := range []struct {
+		name          string
+		first, second []string
+		stored, note  string
+	}{
+		{"e.test", []string{"--key-type", "ecdsa", "--elliptic-curve", "secp384r1"}, []string{"--key-type", "ecdsa-p384"}, "ecdsa-p384", "--key-type secp384r1 is ecdsa-p384"},
+		{"l.test", []string{"--key-type", "ec384"}, []string{"--key-type", "ecdsa-p384"}, "ecdsa-p384", "--key-type ec384 is ecdsa-p384"},
+		{"p.test", []string{"--key-type", "ecdsa-p256"}, []string{"--key-type", "ecdsa"}, "ecdsa-p256", ""},
+	} {
+		args := []string{"cert", "issue", "--ca", "local", "-d", tc.name, "--out-dir", out, "--storage", st}
+		r := ck(t, 30*time.Second, append(args, tc.first...)...)
+		if r.code != 0 || tc.note != "" && !strings.Contains(r.stderr, tc.note) {
+			t.Fatalf("cert issue %s: exit %d, want 0 and the note %q\n%s", tc.first, r.code, tc.note, r.stderr)
+		}
+		if conf := string(mustRead(t, filepath.Join(out, "renewal", tc.name+".conf"))); !strings.Contains(conf, "key_type = "+tc.stored+"\n") {
+			t.Errorf("cert issue %s remembered\n%s\nwant key_type = %s", tc.first, conf, tc.stored)
+		}
+		r = ck(t, 30*time.Second, append(args, tc.second...)...)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "kept "+tc.name) {
+			t.Errorf("cert issue %s, then %s: exit %d, want kept\n%s%s", tc.first, tc.second, r.code, r.stdout, r.stderr)
 		}
 	}
 }

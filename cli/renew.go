@@ -137,7 +137,7 @@ func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
 // report runs each post-hook of the certificates tried once, prints the
 // summary and turns failures into the exit status.
 func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Result) error {
-	failed := renew.Failures(results, func(err error) string { return explainIssueError(err, &f.issueFlags).Error() })
+	failed := renew.Failures(results, func(err error) string { return withFlagHints(explainIssueError(err, &f.issueFlags)).Error() })
 	if err := f.hooks.Post(ctx, results); err != nil {
 		renew.WriteSummary(env.Stdout, results)
 		return fmt.Errorf("the post-hook failed (the summary says what was renewed): %w", err)

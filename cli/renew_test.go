@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"crypto"
 	"encoding/json"
 	"encoding/pem"
@@ -10,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -499,5 +502,82 @@ func TestCertRenewEarlyWindow(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "renewed") ||
 		!strings.Contains(r.stdout, "the CA asks for early renewal (ARI window): https://ca.test/incident") {
 		t.Fatalf("after the window moved: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestIssueConcurrent: two cert issue runs for the same name and
+// --out-dir at once order one certificate: the second waits for the
+// first (renew.LockDir, the lock cert renew takes) and then keeps what it
+// wrote. Without the lock both ordered (or the second failed on the
+// http-01 port the first held).
+func TestIssueConcurrent(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{})
+	args := append(pebbleArgs(ca, t.TempDir(), t.TempDir()), "-d", "both.test")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	results := make([]result, 2)
+	for i := range results {
+		wg.Go(func() {
+			cmd := exec.CommandContext(ctx, binary, args...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			results[i] = result{stdout: stdout.String(), stderr: stderr.String()}
+			if ee, ok := err.(*exec.ExitError); ok {
+				results[i].code = ee.ExitCode()
+			} else if err != nil {
+				results[i] = result{code: -1, stderr: err.Error()}
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("the two runs did not finish within 2 minutes:\n%s\n%s", results[0].stderr, results[1].stderr)
+	}
+	var issued, kept int
+	for _, r := range results {
+		switch {
+		case r.code == 0 && strings.HasPrefix(r.stdout, "issued both.test"):
+			issued++
+		case r.code == 0 && strings.HasPrefix(r.stdout, "kept both.test"):
+			kept++
+		}
+	}
+	if issued != 1 || kept != 1 {
+		t.Errorf("two cert issue runs at once: %d issued, %d kept; want one of each\nfirst: exit %d\n%s%s\nsecond: exit %d\n%s%s",
+			issued, kept, results[0].code, results[0].stdout, results[0].stderr, results[1].code, results[1].stdout, results[1].stderr)
+	}
+	ca.WaitFor(t, "an order", func() bool { return ca.Orders() > 0 })
+	if n := ca.Orders(); n != 1 {
+		t.Errorf("Pebble saw %d orders, want 1", n)
+	}
+}
+
+// TestCertRenewCARootsHint: a renewal that fails because the CA's HTTPS
+// certificate is not trusted (its remembered ca_roots gone) gets, on its
+// summary line, the hint cert issue gives for it: give --ca-roots FILE.
+func TestCertRenewCARootsHint(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{})
+	storageDir, out := t.TempDir(), t.TempDir()
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "-d", "roots.test")...); r.code != 0 {
+		t.Fatalf("issuing: exit %d\n%s", r.code, r.stderr)
+	}
+	conf := filepath.Join(out, "renewal", "roots.test.conf")
+	var kept []string
+	for _, line := range strings.Split(string(mustRead(t, conf)), "\n") {
+		if !strings.HasPrefix(line, "ca_roots =") {
+			kept = append(kept, line)
+		}
+	}
+	if err := os.WriteFile(conf, []byte(strings.Join(kept, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := ck(t, time.Minute, "cert", "renew", "--force", "--storage", storageDir, "--out-dir", out)
+	want := "certificate signed by unknown authority; on the command line: give --ca-roots FILE"
+	if r.code != 1 || !strings.Contains(r.stdout, want) {
+		t.Errorf("cert renew with the CA untrusted: exit %d, want 1 and a summary line with %q\n%s%s", r.code, want, r.stdout, r.stderr)
 	}
 }

@@ -91,7 +91,7 @@ func (f *issueFlags) remember(name string) (renew.Settings, error) {
 func certShowCmd() *Command {
 	var outDir string
 	return &Command{
-		UsageLine: "certkeeper cert show NAME [flags]",
+		UsageLine: "certkeeper cert show [NAME] [flags]",
 		Short:     "show a certificate's files and the settings cert renew uses for it",
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&outDir, "out-dir", "", "the `DIR` cert issue and cert renew write to (default: /etc/ssl for root, else ~/.acme)")
@@ -144,7 +144,7 @@ func certDeleteCmd() *Command {
 }
 
 // certFilesOf is the --out-dir (or the default), the normalised NAME of
-// cert show and cert delete, and its files.
+// cert show and cert delete, and its files (without one NAME, dir too).
 func certFilesOf(outDir string, args []string) (dir certfile.Dir, name string, p certfile.Paths, err error) {
 	if dir = certfile.Dir(outDir); outDir == "" {
 		if dir, err = certfile.DefaultDir(); err != nil {
@@ -152,7 +152,7 @@ func certFilesOf(outDir string, args []string) (dir certfile.Dir, name string, p
 		}
 	}
 	if len(args) != 1 {
-		return "", "", p, usagef("give one NAME: the first name of the certificate, which names its files; in %s %s", dir, holds(dir))
+		return dir, "", p, usagef("give one NAME: the first name of the certificate, which names its files; in %s %s", dir, holds(dir))
 	}
 	names, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.NormalizeAll([]string{certfile.NameOfBase(args[0])})
 	if err != nil {
@@ -167,6 +167,9 @@ func certFilesOf(outDir string, args []string) (dir certfile.Dir, name string, p
 // showCert runs "cert show".
 func showCert(env *Env, outDir string, args []string) error {
 	dir, name, _, err := certFilesOf(outDir, args)
+	if len(args) == 0 && dir != "" { // what --out-dir holds, to choose a NAME from
+		return renew.List(env.Stdout, dir)
+	}
 	if err != nil {
 		return err
 	}

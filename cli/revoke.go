@@ -24,10 +24,12 @@ func certRevokeCmd() *Command {
 	var certFile, keyFile, reason, name string
 	var cf caFlags
 	var sf storageFlags
+	var flags *flag.FlagSet
 	return &Command{
 		UsageLine: "certkeeper cert revoke --cert FILE | -d NAME [flags]",
 		Short:     "revoke a certificate",
 		Flags: func(fs *flag.FlagSet) {
+			flags = fs
 			fs.StringVar(&certFile, "cert", "", "PEM `FILE` of the certificate (a chain file is fine: its first certificate is revoked)")
 			fs.StringVar(&keyFile, "key", "", "sign with this private key `FILE` of the certificate instead of the account")
 			fs.StringVar(&name, "d", "", "revoke the certificate of this `NAME` that a proxy or server keeps in --storage; each one\nrunning on it replaces the certificate (at once on Redis or PostgreSQL, within a minute on a directory)")
@@ -40,6 +42,14 @@ func certRevokeCmd() *Command {
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if (certFile == "") == (name == "") || name != "" && keyFile != "" {
 				return usagef("give --cert FILE (and --key FILE) to revoke a certificate file, or -d NAME for the one kept in --storage")
+			}
+			if certFile != "" && !cmdline.Given(flags, "ca") { // the CA that issued a pair's, as cert renew finds it
+				s, conf, err := renew.PairSettings(certFile)
+				if err = errors.Join(err, s.ApplyUnset(flags, "ca", "ca_roots", "email")); err != nil {
+					return fmt.Errorf("--cert %s: %w", certFile, err)
+				} else if s.CA != "" {
+					fmt.Fprintf(env.Stderr, "certkeeper: revoking at %s, the CA of %s (--ca chooses another)\n", s.CA, conf)
+				}
 			}
 			if cf.local() {
 				return usagef("--ca local: the local CA publishes no revocation, and its certificates live 7 days: " +

@@ -110,3 +110,43 @@ func TestRevokeStoredOutDir(t *testing.T) {
 		t.Errorf("an account was registered for --email other@o.test: %v", accounts)
 	}
 }
+
+// TestRevokeRecordedCA: cert revoke --cert of an --out-dir pair without
+// --ca revokes at the CA its renewal settings name, trusting their
+// ca_roots and signing with their account, as cert renew would reach
+// it: it went to --ca's default, Let's Encrypt. A --ca given wins. Any
+// CA but the loopback Pebble is unreachable here (HTTPS_PROXY is a
+// closed loopback port, which loopback addresses bypass), so a
+// regression cannot reach Let's Encrypt.
+func TestRevokeRecordedCA(t *testing.T) {
+	for _, v := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"} {
+		t.Setenv(v, "http://127.0.0.1:9")
+	}
+	t.Setenv("NO_PROXY", "")
+	t.Setenv("no_proxy", "")
+	ca := testca.Start(t, testca.Options{})
+	storageDir, out := t.TempDir(), t.TempDir()
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "-d", "rc.test", "--email", "ops@rc.test")...); r.code != 0 {
+		t.Fatalf("issuing: exit %d\n%s", r.code, r.stderr)
+	}
+	leaf := readPair(t, out, "rc.test")[0]
+	certFile := filepath.Join(out, "certs", "rc.test.pem")
+	// --ca given wins: revoking at another CA (unreachable here) leaves it valid.
+	if r := ck(t, time.Minute, "cert", "revoke", "--cert", certFile, "--ca", "https://127.0.0.2:9/dir", "--storage", storageDir); r.code == 0 {
+		t.Errorf("cert revoke --ca another: exit 0, want a failure to reach it\n%s", r.stderr)
+	}
+	if cs := ca.CertStatus(t, leaf.SerialNumber); cs.Status != "Valid" {
+		t.Fatalf("after a revocation at another --ca, Pebble says %+v", cs)
+	}
+	r := ck(t, time.Minute, "cert", "revoke", "--cert", certFile, "--reason", "superseded", "--storage", storageDir)
+	conf := filepath.Join(out, "renewal", "rc.test.conf")
+	if r.code != 0 || !strings.Contains(r.stderr, "revoking at "+ca.DirectoryURL()+", the CA of "+conf) {
+		t.Fatalf("cert revoke --cert without --ca: exit %d, want 0 and the recorded CA named\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if cs := ca.CertStatus(t, leaf.SerialNumber); cs.Status != "Revoked" || cs.Reason == nil || *cs.Reason != 4 {
+		t.Errorf("Pebble says %+v, want Revoked, reason 4 (superseded)", cs)
+	}
+	if accounts, _ := filepath.Glob(filepath.Join(storageDir, "accounts", "*", "*.json")); len(accounts) != 1 {
+		t.Errorf("accounts in storage after the revocation: %v, want the one that ordered", accounts)
+	}
+}

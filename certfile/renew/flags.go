@@ -81,3 +81,20 @@ func (s Settings) ApplyFlags(fs *flag.FlagSet, skip ...string) error {
 	})
 	return err
 }
+
+// ApplyUnset sets the flags of fs that the settings keys come from to
+// s's values, but those given on fs's command line (fs parsed) and those
+// s does not hold: remembered settings fill in what a command line left
+// out, and a flag given wins. The error is ApplyFlags's.
+func (s Settings) ApplyUnset(fs *flag.FlagSet, keys ...string) error {
+	given := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	var unset Settings
+	var err error
+	s.Values(func(key, value string) {
+		if slices.Contains(keys, key) && !given[FlagOf(key)] {
+			err = errors.Join(err, unset.Set(key, value))
+		}
+	})
+	return errors.Join(err, unset.ApplyFlags(fs))
+}

@@ -61,3 +61,26 @@ func TestFromFlagsApplyFlags(t *testing.T) {
 		t.Errorf("FromFlags(email with a newline) = %v, want a *FlagError", err)
 	}
 }
+
+// TestApplyUnset: remembered settings fill in the flags of the keys named
+// that the command line left out; a flag given, a key not named and a
+// setting not held leave their flags alone.
+func TestApplyUnset(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	ca := fs.String("ca", "letsencrypt", "")
+	roots := fs.String("ca-roots", "", "")
+	email := fs.String("email", "", "")
+	challenge := fs.String("challenge", "http-01", "")
+	profile := fs.String("profile", "", "")
+	if err := fs.Parse([]string{"--email", "given@a.test"}); err != nil {
+		t.Fatal(err)
+	}
+	s := Settings{CA: "https://ca.test/dir", CARoots: "/roots.pem", Email: "kept@a.test", Challenge: "dns-01"}
+	if err := s.ApplyUnset(fs, "ca", "ca_roots", "email", "profile"); err != nil {
+		t.Fatal(err)
+	}
+	if *ca != s.CA || *roots != s.CARoots || *email != "given@a.test" || *challenge != "http-01" || *profile != "" {
+		t.Errorf("after ApplyUnset: ca %q, ca-roots %q, email %q, challenge %q, profile %q", *ca, *roots, *email, *challenge, *profile)
+	}
+}

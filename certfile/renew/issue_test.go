@@ -113,3 +113,62 @@ func TestKept(t *testing.T) {
 		t.Error("Kept after cert revoke marked the certificate = true")
 	}
 }
+
+// TestKeptKeyTypeSpellings: a key type is remembered and compared in its
+// canonical spelling (trial: certbot's and lego's spellings were stored
+// as given, so the canonical name given next time ordered a duplicate):
+// a file of an older certkeeper that holds "secp384r1" keeps the
+// certificate for settings that say "ecdsa-p384", and settings given as
+// "ecdsa" keep one remembered as "ecdsa-p256". Another type is a change.
+func TestKeptKeyTypeSpellings(t *testing.T) {
+	tmp := t.TempDir()
+	st := filestore.New(filepath.Join(tmp, "state"))
+	dir := certfile.Dir(filepath.Join(tmp, "ssl"))
+	chain := &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	names := []string{"a.test"}
+	if _, _, err := IssueFiles(t.Context(), dir, st, certkeeper.IssueRequest{Names: names, Issuers: chain}); err != nil {
+		t.Fatal(err)
+	}
+	path, err := SettingsPath(dir, "a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		stored, given string
+		kept          bool
+	}{
+		{"secp384r1", "ecdsa-p384", true},
+		{"ec384", "ecdsa-p384", true},
+		{"ecdsa-p256", "ecdsa", true},
+		{"ecdsa-p384", "secp384r1", true},
+		{"rsa", "rsa2048", true},
+		{"ecdsa", "ecdsa-p384", false},
+	} {
+		// Written as an older certkeeper wrote it: the spelling as given.
+		if err := os.WriteFile(path, []byte("version = 1\nca = local\nkey_type = "+tc.stored+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var s Settings
+		if err := errors.Join(s.Set("ca", "local"), s.Set("key_type", tc.given)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, ok := Kept(dir, names, s, time.Now()); ok != tc.kept {
+			t.Errorf("stored %s, given %s: Kept = %v, want %v (changes: %q)", tc.stored, tc.given, ok, tc.kept, ReadPrevious(dir, "a.test").Changes(names, s))
+		}
+		// Built without Set (a library caller): compared canonically too.
+		if _, _, ok := Kept(dir, names, Settings{CA: "local", KeyType: tc.given}, time.Now()); ok != tc.kept {
+			t.Errorf("stored %s, Settings{KeyType: %s}: Kept = %v, want %v", tc.stored, tc.given, ok, tc.kept)
+		}
+	}
+	// What is remembered is the canonical spelling.
+	var s Settings
+	if err := s.Set("key_type", "ec384"); err != nil || s.KeyType != "ecdsa-p384" {
+		t.Errorf("Set(key_type, ec384): KeyType %q, %v; want ecdsa-p384", s.KeyType, err)
+	}
+	if err := s.Set("key_type", "dsa1024"); err != nil || s.KeyType != "dsa1024" {
+		t.Errorf("Set(key_type, dsa1024): KeyType %q, %v; want it kept as given, for the issuance to refuse", s.KeyType, err)
+	}
+}

@@ -187,6 +187,21 @@ func (r *Renewer) keepWindow(ctx context.Context, ari RenewalInfoer, leaf *x509.
 	_, _ = certkeeper.KeepRenewalWindow(ctx, r.Storage, iss.ID(), leaf, w.Start, w.End)
 }
 
+// LockDir takes the lock in st that serialises the runs writing into
+// dir: a Renewer's Run takes it, and so should a first issuance into dir
+// (IssueFiles), before it looks at what dir holds (Kept), so that two
+// runs at once order one certificate, not two. It waits until the lock
+// is free or ctx ends, and returns the func that releases it.
+func LockDir(ctx context.Context, st storage.Storage, dir certfile.Dir) (unlock func(), err error) {
+	abs, _ := filepath.Abs(string(dir))
+	sum := sha256.Sum256([]byte(abs))
+	unlock, err = st.Lock(ctx, "certfile/"+hex.EncodeToString(sum[:8]))
+	if err != nil {
+		return nil, fmt.Errorf("locking %s against another run on it: %w", dir, err)
+	}
+	return unlock, nil
+}
+
 // Run renews what is due and returns one Result per pair and Want entry,
 // pairs first. A self-signed pair without remembered settings was not
 // issued by a CA through certkeeper (Debian's ssl-cert-snakeoil in
@@ -201,11 +216,9 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 	if _, err := os.Stat(string(r.Dir)); errors.Is(err, fs.ErrNotExist) && len(r.Want) == 0 {
 		return nil, fmt.Errorf("%s does not exist, so it holds nothing to renew: %w", r.Dir, err)
 	}
-	abs, _ := filepath.Abs(string(r.Dir))
-	sum := sha256.Sum256([]byte(abs))
-	unlock, err := r.Storage.Lock(ctx, "certfile/"+hex.EncodeToString(sum[:8]))
+	unlock, err := LockDir(ctx, r.Storage, r.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("locking %s against another renew run: %w", r.Dir, err)
+		return nil, err
 	}
 	defer unlock()
 	results, err := r.scan(ctx)

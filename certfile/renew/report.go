@@ -98,6 +98,32 @@ func Show(w io.Writer, dir certfile.Dir, name string) error {
 	return nil
 }
 
+// List writes the certificates dir holds, one pair a line: its Base (the
+// NAME Show takes), expiry and names, or why it cannot be read; or that
+// it holds none. A dir that cannot be listed is an error (one for which
+// errors.Is(err, fs.ErrNotExist) holds when it does not exist).
+func List(w io.Writer, dir certfile.Dir) error {
+	pairs, err := dir.Pairs()
+	if err != nil {
+		return err
+	}
+	if len(pairs) == 0 {
+		fmt.Fprintf(w, "no certificates in %s (certs/NAME.pem with private/NAME.key)\n", dir)
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE\tNOT_AFTER\tNAMES")
+	for _, p := range pairs {
+		if p.Err != nil {
+			fmt.Fprintf(tw, "%s\t-\tunreadable: %v\n", p.Base, p.Err)
+			continue
+		}
+		leaf := p.Chain[0]
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Base, leaf.NotAfter.UTC().Format(time.RFC3339), strings.Join(certfile.Names(leaf, certfile.NameOfBase(p.Base)), " "))
+	}
+	return tw.Flush()
+}
+
 // Previous is what a directory held for a certificate before it was
 // issued again under the same name (cert issue -d NAME once more): the
 // names of its certificate and its renewal settings. Changes says what
@@ -168,10 +194,14 @@ func (p *Previous) Changes(names []string, s Settings) string {
 }
 
 // values maps each key set in s to its value, a list's items joined by
-// spaces.
+// spaces, and a key type in its canonical spelling (Settings built
+// without Set may hold another).
 func (s Settings) values() map[string]string {
 	m := map[string]string{}
 	s.Values(func(key, value string) {
+		if key == "key_type" {
+			value = canonicalKeyType(value)
+		}
 		if m[key] != "" {
 			value = m[key] + " " + value
 		}

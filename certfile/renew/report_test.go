@@ -62,6 +62,15 @@ func TestShow(t *testing.T) {
 			t.Errorf("Show wrote\n%s\nwithout %q", b.String(), want)
 		}
 	}
+	// List names it, with its expiry and names.
+	b.Reset()
+	if err := List(&b, dir); err != nil || !strings.Contains(b.String(), "a.test ") || !strings.Contains(b.String(), "a.test www.a.test\n") {
+		t.Errorf("List = %v, wrote\n%s", err, b.String())
+	}
+	b.Reset()
+	if err := List(&b, certfile.Dir(filepath.Join(tmp, "none"))); err != nil || !strings.HasPrefix(b.String(), "no certificates in ") {
+		t.Errorf("List of an empty directory = %v, wrote %q", err, b.String())
+	}
 }
 
 func TestReadWantFile(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/internal/atomicfile"
 	"github.com/certkeeper/certkeeper/internal/fileowner"
+	"github.com/certkeeper/certkeeper/issuer"
 )
 
 // Settings are how one certificate was issued, remembered beside its
@@ -32,7 +33,7 @@ type Settings struct {
 	CARoots        string // ca_roots: PEM file of roots for the CA's HTTPS endpoint
 	Email          string // email: the ACME account's contact
 	Profile        string // profile: the ACME profile to order
-	KeyType        string // key_type: ecdsa-p256, rsa2048, ...
+	KeyType        string // key_type: ecdsa-p256, rsa2048, ... (canonical: see Set)
 	PreferredChain string // preferred_chain: the common name of the preferred chain's top
 
 	Challenge string // challenge: http-01, tls-alpn-01, dns-01 or dns-persist-01
@@ -143,7 +144,13 @@ func lookupField(key string) (field, bool) {
 }
 
 // Set sets the value of key (one of SettingsKeys); for a list key it adds
-// value to the list. A value may not hold a line break.
+// value to the list. A value may not hold a line break. A key_type is set
+// in its canonical spelling (issuer.ParseKeyType: certbot's "ecdsa" and
+// "secp384r1", lego's "ec384" are "ecdsa-p256" and "ecdsa-p384"), so
+// that settings given in another tool's spelling, or read from a file
+// that holds one, compare equal to the same settings spelt canonically;
+// a value ParseKeyType refuses is kept as it is, for the issuance to
+// refuse with its reason.
 func (s *Settings) Set(key, value string) error {
 	f, ok := lookupField(key)
 	if !ok {
@@ -155,12 +162,24 @@ func (s *Settings) Set(key, value string) error {
 	if strings.ContainsAny(value, "\r\n") {
 		return fmt.Errorf("renewal setting %s: the value holds a line break", key)
 	}
+	if key == "key_type" {
+		value = canonicalKeyType(value)
+	}
 	if f.list != nil {
 		*f.list(s) = append(*f.list(s), value)
 	} else {
 		*f.scalar(s) = value
 	}
 	return nil
+}
+
+// canonicalKeyType is the canonical spelling of the key type v, or v
+// itself when it is empty or no key type.
+func canonicalKeyType(v string) string {
+	if k, err := issuer.ParseKeyType(v); v != "" && err == nil {
+		return string(k)
+	}
+	return v
 }
 
 // Values calls fn for every key that is set, in the order files are
@@ -384,20 +403,52 @@ func absPath(path string) string {
 // due or not, and with a new key after keyCompromise. It reports whether
 // certFile is such a pair's (a certificate file elsewhere is left alone).
 func MarkRevoked(certFile, reason string) (bool, error) {
-	certs := filepath.Dir(certFile)
-	name := strings.TrimSuffix(filepath.Base(certFile), ".pem")
-	if filepath.Base(certs) != "certs" || name == filepath.Base(certFile) {
+	path, ok := pairSettingsPath(certFile)
+	if !ok {
 		return false, nil
 	}
-	dir := certfile.Dir(filepath.Dir(certs))
-	if _, err := os.Stat(filepath.Join(string(dir), "private", name+".key")); err != nil {
-		return false, nil // not a pair: no key to renew with
-	}
-	path := settingsPathBase(dir, name)
 	s, err := LoadSettings(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, err
 	}
 	s.Revoked = reason
 	return true, SaveSettings(path, s)
+}
+
+// pairSettingsPath returns the renewal settings file of the pair whose
+// certificate file is certFile (DIR/certs/NAME.pem beside
+// DIR/private/NAME.key), and false when certFile is no such pair's (a
+// certificate file elsewhere, or without its key: nothing to renew).
+func pairSettingsPath(certFile string) (string, bool) {
+	certs := filepath.Dir(certFile)
+	name := strings.TrimSuffix(filepath.Base(certFile), ".pem")
+	if filepath.Base(certs) != "certs" || name == filepath.Base(certFile) {
+		return "", false
+	}
+	dir := certfile.Dir(filepath.Dir(certs))
+	if _, err := os.Stat(filepath.Join(string(dir), "private", name+".key")); err != nil {
+		return "", false
+	}
+	return settingsPathBase(dir, name), true
+}
+
+// PairSettings returns the remembered settings of the pair whose
+// certificate file is certFile (DIR/certs/NAME.pem), and the file that
+// holds them: what a command acting on that certificate alone (a
+// revocation) needs to reach the CA that issued it, as a Renewer does.
+// A certificate file of no pair, or a pair without settings, gives zero
+// Settings and no file; a file that cannot be read is an error.
+func PairSettings(certFile string) (s Settings, path string, err error) {
+	path, ok := pairSettingsPath(certFile)
+	if !ok {
+		return Settings{}, "", nil
+	}
+	s, err = LoadSettings(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Settings{}, "", nil
+	}
+	if err != nil {
+		return Settings{}, "", err
+	}
+	return s, path, nil
 }

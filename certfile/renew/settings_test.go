@@ -221,3 +221,33 @@ func TestSettingsAbsolute(t *testing.T) {
 		}
 	}
 }
+
+// TestPairSettings: the settings of the pair a certificate file belongs
+// to, with their file; none for a certificate file of no pair.
+func TestPairSettings(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"certs/a.test.pem", "private/a.test.key"} { // a pair, as far as its names go
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	certFile := filepath.Join(dir, "certs", "a.test.pem")
+	if s, path, err := PairSettings(certFile); err != nil || path != "" || !s.IsZero() {
+		t.Errorf("PairSettings without settings = %+v, %q, %v; want none", s, path, err)
+	}
+	want := Settings{CA: "https://ca.test/dir", CARoots: "/roots.pem"}
+	conf := filepath.Join(dir, "renewal", "a.test.conf")
+	if err := SaveSettings(conf, want); err != nil {
+		t.Fatal(err)
+	}
+	if s, path, err := PairSettings(certFile); err != nil || path != conf || s.CA != want.CA || s.CARoots != want.CARoots {
+		t.Errorf("PairSettings = %+v, %q, %v; want %+v from %s", s, path, err, want, conf)
+	}
+	other := filepath.Join(t.TempDir(), "a.test.pem")
+	if s, path, err := PairSettings(other); err != nil || path != "" || !s.IsZero() {
+		t.Errorf("PairSettings of a file of no pair = %+v, %q, %v; want none", s, path, err)
+	}
+}

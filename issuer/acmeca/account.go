@@ -209,8 +209,8 @@ func (iss *Issuer) readAccount(ctx context.Context, recordKey, privKey, want str
 		return acme.Account{}, fmt.Errorf("account record %s is for %s: %w", recordKey, rec.Location, fs.ErrNotExist)
 	}
 	if rec.Status == acme.StatusDeactivated {
-		return acme.Account{}, fmt.Errorf("%w (%s): register a new one with another Email, or remove %s and its key",
-			ErrAccountDeactivated, rec.Location, recordKey)
+		return acme.Account{}, fmt.Errorf("%w (%s): register a new account for another email address, or remove %s and %s to register one for this address",
+			ErrAccountDeactivated, rec.Location, iss.storedAt(recordKey), iss.storedAt(privKey))
 	}
 	keyPEM, err := iss.Storage.Load(ctx, privKey)
 	if err != nil {
@@ -221,6 +221,18 @@ func (iss *Issuer) readAccount(ctx context.Context, recordKey, privKey, want str
 		return acme.Account{}, damagedKey(privKey, recordKey, err)
 	}
 	return acme.Account{Status: acme.StatusValid, Location: rec.Location, Contact: rec.Contact, PrivateKey: key}, nil
+}
+
+// storedAt names where Storage keeps key, for a message that says what
+// to remove: the file, in a storage of files (one with a Path method, as
+// filestore's), else the key.
+func (iss *Issuer) storedAt(key string) string {
+	if ps, ok := iss.Storage.(interface{ Path(string) (string, error) }); ok {
+		if p, err := ps.Path(key); err == nil {
+			return p
+		}
+	}
+	return key
 }
 
 // register finds the account for the stored key, or registers a new one.

@@ -111,6 +111,16 @@ func (s *Store) path(key string) (string, error) {
 	return filepath.Join(s.Dir, filepath.FromSlash(key)), nil
 }
 
+// Path returns the file that holds key (one storage.ValidateKey
+// accepts), for messages that name the file a user may look at or
+// remove.
+func (s *Store) Path(key string) (string, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return "", err
+	}
+	return s.path(key)
+}
+
 // Load returns the value stored under key. An absent key returns an error
 // that satisfies errors.Is(err, fs.ErrNotExist).
 func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {

@@ -88,3 +88,19 @@ func TestLockDirName(t *testing.T) {
 		}
 	}
 }
+
+// TestPathExported: Path is the file Load reads, and refuses a key
+// storage.ValidateKey refuses.
+func TestPathExported(t *testing.T) {
+	s := New(t.TempDir())
+	if err := s.Store(t.Context(), "accounts/x/a@b.test.json", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Path("accounts/x/a@b.test.json")
+	if want := filepath.Join(s.Dir, "accounts", "x", "a@b.test.json"); err != nil || p != want {
+		t.Errorf("Path = %q, %v; want %q", p, err, want)
+	}
+	if _, err := s.Path("../x"); err == nil {
+		t.Error("Path(../x) = nil error")
+	}
+}
