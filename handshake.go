@@ -159,12 +159,15 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		return e, nil
 	} else if !isNotFound(err) {
 		warn := func() { m.logger().Warn("loading stored certificate", "name", name, "err", err) }
-		if errors.Is(err, storage.ErrInvalidRecord) {
-			warn() // a damaged record: named each time, for the operator to delete or replace
-		} else {
+		if !errors.Is(err, storage.ErrInvalidRecord) {
+			// The storage failing: every new name would say the same. No
+			// order without the issue lock, which this storage would have
+			// to give: fail now rather than wait for it too.
 			m.loadFailing.Store(true)
-			m.loadWarn.Do(warn) // the storage failing: every new name would say the same
+			m.loadWarn.Do(warn)
+			return nil, fmt.Errorf("loading %s from storage (%w): %w", name, errNoLock, err)
 		}
+		warn() // a damaged record: named each time, for the operator to delete or replace
 	} else {
 		m.storageAnswers()
 	}
