@@ -476,3 +476,62 @@ func TestClusterSharedFailureBackoff(t *testing.T) {
 		t.Errorf("node 1 sent %d requests to the CA for a name that failed on node 0 a moment ago, want 0", n)
 	}
 }
+
+// TestAdoptedRenewalLoadedOnce: two nodes on one Redis hold a certificate
+// that one of them renews; the other swaps the new one in and emits one
+// Loaded event for it, not two (the swap on the node's notice, and its own
+// renewal's re-check of storage after the issue lock, both published it).
+func TestAdoptedRenewalLoadedOnce(t *testing.T) {
+	t.Parallel()
+	rs := testsvc.Redis(t)
+	type node struct {
+		m      *certkeeper.Manager
+		mu     sync.Mutex
+		loaded map[time.Time]int // Loaded events by NotAfter
+	}
+	nodes := make([]*node, 2)
+	for i := range nodes {
+		st, err := redisstore.Open("redis://" + rs.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		n := &node{loaded: map[time.Time]int{}}
+		n.m = &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st, Lifetime: 6 * time.Second}},
+			OnEvent: func(e certkeeper.Event) {
+				if e.Kind == certkeeper.Loaded {
+					n.mu.Lock()
+					n.loaded[e.NotAfter]++
+					n.mu.Unlock()
+				}
+			}}
+		t.Cleanup(func() { n.m.Close() })
+		nodes[i] = n
+	}
+	const name = "twice.cluster.test"
+	for _, n := range nodes {
+		if err := n.m.Cert(t.Context(), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serials := map[string]bool{}
+	for end := time.Now().Add(14 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		for _, n := range nodes {
+			if c, err := n.m.GetCertificate(&tls.ClientHelloInfo{ServerName: name}); err == nil {
+				serials[c.Leaf.SerialNumber.String()] = true
+			}
+		}
+	}
+	if len(serials) < 3 {
+		t.Fatalf("%d certificates served in 14 s with a 6 s lifetime, want renewals", len(serials))
+	}
+	for i, n := range nodes {
+		n.mu.Lock()
+		for notAfter, count := range n.loaded {
+			if count > 1 {
+				t.Errorf("node %d: %d Loaded events for the certificate expiring %s, want 1", i, count, notAfter.Format(time.TimeOnly))
+			}
+		}
+		n.mu.Unlock()
+	}
+}

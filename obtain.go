@@ -160,6 +160,11 @@ func (m *Manager) loadKey(ctx context.Context, key string, prev *x509.Certificat
 		m.replaceRevoked(key)
 		return nil, fmt.Errorf("stored certificate %s was revoked (%s): %w", key, rec.Revoked.Reason, fs.ErrNotExist)
 	}
+	if e := m.held(key); prev != nil && e != nil {
+		if c := e.cert.Load(); c != nil && c.Leaf != nil && c.Leaf.Equal(tc.Leaf) {
+			return e, nil // a renewal's re-check: swapped in already (adoptNewer), not loaded twice
+		}
+	}
 	e, err := m.publish(ctx, rec, tc, key, false)
 	if err != nil {
 		return nil, err
