@@ -17,8 +17,14 @@ import (
 // before giving up on a loop.
 const maxCNAMEs = 8
 
-// queryTimeout bounds one DNS query (and its TCP retry).
+// queryTimeout bounds one DNS query (its UDP tries and its TCP retry).
 const queryTimeout = 3 * time.Second
+
+// udpTries is how many times a query over UDP is sent, each waiting a
+// third of queryTimeout: a datagram lost on the way there or back (a
+// server busy on its one thread, a full socket buffer) costs a second, not
+// the whole query, as dig's +tries=3 and the system resolver retry.
+const udpTries = 3
 
 // Resolver says where records are looked up: the recursive resolvers that
 // find a record's zone, its CNAMEs and its nameservers, and the port the
@@ -201,10 +207,17 @@ func (r *Resolver) servers() ([]string, error) {
 func exchange(ctx context.Context, server string, m *dns.Msg) (*dns.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
-	c := &dns.Client{Net: "udp", Timeout: queryTimeout}
-	resp, _, err := c.ExchangeContext(ctx, m, server)
+	c := &dns.Client{Net: "udp", Timeout: queryTimeout / udpTries}
+	var resp *dns.Msg
+	var err error
+	for range udpTries {
+		var ne net.Error
+		if resp, _, err = c.ExchangeContext(ctx, m, server); err == nil || ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout() {
+			break
+		}
+	}
 	if err == nil && resp.Truncated {
-		c.Net = "tcp"
+		c.Net, c.Timeout = "tcp", queryTimeout
 		resp, _, err = c.ExchangeContext(ctx, m, server)
 	}
 	if err != nil {
