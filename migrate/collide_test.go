@@ -162,3 +162,30 @@ func TestImportKeptOtherNames(t *testing.T) {
 		t.Errorf("Import = %+v, %v", acts, err)
 	}
 }
+
+// TestCollisionSettingsNotListed: the settings not carried over are
+// listed for the lineage imported, with -d naming it, not again for the
+// one skipped in its favour (whose list had no -d, so it read as advice
+// for every certificate).
+func TestCollisionSettingsNotListed(t *testing.T) {
+	s, add := localIssued(t, "https://ca.test/dir")
+	add("renewal/q.test.conf", 0, "q.test")
+	add("renewal/q.test-0001.conf", time.Hour, "q.test")
+	for i := range s.Certificates {
+		s.Certificates[i].Settings = []Setting{{Source: s.Certificates[i].Source, Setting: "renew_hook = systemctl reload nginx",
+			Instead: "cert renew --deploy-hook 'systemctl reload nginx'"}}
+	}
+	acts, err := Import(t.Context(), filestore.New(t.TempDir()), s, ImportOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var settings []string
+	for _, a := range acts {
+		if a.Kind == "setting" {
+			settings = append(settings, a.Source+": "+a.Why)
+		}
+	}
+	if len(settings) != 1 || !strings.Contains(settings[0], "renewal/q.test-0001.conf: ") || !strings.Contains(settings[0], "cert renew -d q.test --deploy-hook") {
+		t.Errorf("settings listed: %q; want the imported lineage's alone, with -d q.test", settings)
+	}
+}

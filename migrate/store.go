@@ -102,17 +102,18 @@ func Import(ctx context.Context, st storage.Storage, s *State, opts ImportOption
 	}
 	losers := collisions(s.Certificates, time.Now())
 	for i, c := range s.Certificates {
-		name := ""
 		if l, ok := losers[i]; ok {
+			// Not imported: its settings are not the ones to carry over
+			// (the one imported in its place lists its own).
 			out = append(out, collisionAction(c, s.Certificates[l.winner], l.key))
-		} else {
-			act, err := importCertificate(ctx, st, c, opts)
-			if err != nil {
-				return out, err
-			}
-			out, name = append(out, act), c.Names[0]
+			continue
 		}
-		out = append(out, settingActions(strings.Join(c.Names, ","), name, c.Settings)...)
+		act, err := importCertificate(ctx, st, c, opts)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, act)
+		out = append(out, settingActions(strings.Join(c.Names, ","), c.Names[0], c.Settings)...)
 	}
 	for _, p := range s.Problems {
 		out = append(out, Action{Kind: "entry", Source: p.Source, Result: Skipped, Why: p.Err.Error()})
