@@ -153,14 +153,8 @@ func (sc *scope) allows(name string) bool {
 	if _, ok := sc.exact[name]; ok {
 		return true
 	}
-	for i := 0; i < len(name); i++ {
-		if name[i] == '.' {
-			if _, ok := sc.suffixes[name[i+1:]]; ok {
-				return true
-			}
-		}
-	}
-	return false
+	_, parent, ok := strings.Cut(name, ".")
+	return ok && sc.allowsUnder(parent)
 }
 
 // outside returns the first of a certificate's names (normalised; a

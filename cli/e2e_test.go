@@ -103,6 +103,22 @@ func pebbleArgs(ca *testca.CA, storageDir, outDir string) []string {
 	}
 }
 
+// issueWithPebble starts a Pebble and has cert issue obtain names' certificate
+// from it into a storage and an --out-dir of the test's, which it returns.
+func issueWithPebble(t *testing.T, names ...string) (ca *testca.CA, storageDir, outDir string) {
+	t.Helper()
+	ca = testca.Start(t, testca.Options{})
+	storageDir, outDir = t.TempDir(), t.TempDir()
+	args := pebbleArgs(ca, storageDir, outDir)
+	for _, n := range names {
+		args = append(args, "-d", n)
+	}
+	if r := ck(t, time.Minute, args...); r.code != 0 {
+		t.Fatalf("issuing %v: exit %d\n%s", names, r.code, r.stderr)
+	}
+	return ca, storageDir, outDir
+}
+
 // readPair reads the files cert issue wrote for name and checks the key
 // matches the leaf.
 func readPair(t *testing.T, outDir, name string) []*x509.Certificate {

@@ -80,6 +80,22 @@ func TestInterruptExitStatus(t *testing.T) {
 	}
 }
 
+// startWatched starts cmd with its stderr kept, and returns that and a
+// channel that gets cmd.Wait's result; the process is killed when the
+// test ends.
+func startWatched(t *testing.T, cmd *exec.Cmd) (*testsvc.Buffer, <-chan error) {
+	t.Helper()
+	stderr := &testsvc.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return stderr, done
+}
+
 // TestSecondSignalKills: a server draining a connection after SIGTERM
 // (up to 10 s) is killed at once by a second SIGTERM, as an operator who
 // presses Ctrl-C again expects.
@@ -89,14 +105,7 @@ func TestSecondSignalKills(t *testing.T) {
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
 	cmd := exec.CommandContext(t.Context(), binary, "server", "--listen", addr, "--storage", t.TempDir(), "--ca", "local")
-	var stderr testsvc.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer cmd.Process.Kill()
+	stderr, done := startWatched(t, cmd)
 	waitFor := func(what string) {
 		t.Helper()
 		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), what); {

@@ -100,14 +100,7 @@ func TestInterruptKillsHook(t *testing.T) {
 			cmd := exec.CommandContext(t.Context(), binary, "cert", "issue", "--ca", "local", "-d", "localhost",
 				"--out-dir", filepath.Join(dir, "out"), "--storage", filepath.Join(dir, "st"),
 				"--pre-hook", `sleep 30 & echo $! > `+pidFile+`; wait`)
-			var stderr testsvc.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			defer cmd.Process.Kill()
+			stderr, done := startWatched(t, cmd)
 			child := testsvc.ReadPID(t, pidFile, 30*time.Second)
 			if err := cmd.Process.Signal(tt.sig); err != nil {
 				t.Fatal(err)

@@ -461,11 +461,7 @@ func TestCANotDirectory(t *testing.T) {
 // it to their operator).
 func TestCertRenewEarlyWindow(t *testing.T) {
 	t.Parallel()
-	ca := testca.Start(t, testca.Options{})
-	storageDir, out := t.TempDir(), t.TempDir()
-	if r := ck(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "-d", "early.test")...); r.code != 0 {
-		t.Fatalf("issuing: exit %d\n%s", r.code, r.stderr)
-	}
+	ca, storageDir, out := issueWithPebble(t, "early.test")
 	renew := pebbleArgs(ca, storageDir, out)
 	renew[1] = "renew"
 	if r := ck(t, time.Minute, renew...); r.code != 0 || !strings.Contains(r.stdout, "not due") {
@@ -560,11 +556,7 @@ func TestIssueConcurrent(t *testing.T) {
 // summary line, the hint cert issue gives for it: give --ca-roots FILE.
 func TestCertRenewCARootsHint(t *testing.T) {
 	t.Parallel()
-	ca := testca.Start(t, testca.Options{})
-	storageDir, out := t.TempDir(), t.TempDir()
-	if r := ck(t, time.Minute, append(pebbleArgs(ca, storageDir, out), "-d", "roots.test")...); r.code != 0 {
-		t.Fatalf("issuing: exit %d\n%s", r.code, r.stderr)
-	}
+	_, storageDir, out := issueWithPebble(t, "roots.test")
 	conf := filepath.Join(out, "renewal", "roots.test.conf")
 	var kept []string
 	for _, line := range strings.Split(string(mustRead(t, conf)), "\n") {
