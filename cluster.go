@@ -290,13 +290,16 @@ func (m *Manager) adoptNewer(ctx context.Context, key string, rec *storage.Certi
 	delete(m.renew.planned, key)
 	delete(m.renew.attempts, key)
 	m.renew.mu.Unlock()
-	if _, err := m.publish(ctx, rec, nil, key, false); err != nil {
+	_, again, err := m.publishAgain(ctx, rec, nil, key, false)
+	if err != nil {
 		m.logger().Warn("swapping in a certificate another node stored", slog.String("key", key), slog.Any("err", err))
 		return false
 	}
-	m.logger().Info("certificate renewed by another node; swapped in", slog.Any("names", rec.Names),
-		slog.String("issuer", rec.Issuer), slog.Time("not_after", rec.NotAfter))
-	m.emit(Event{Kind: Loaded, Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter})
+	if !again { // another path of this node swapped it in at the same time
+		m.logger().Info("certificate renewed by another node; swapped in", slog.Any("names", rec.Names),
+			slog.String("issuer", rec.Issuer), slog.Time("not_after", rec.NotAfter))
+		m.emit(Event{Kind: Loaded, Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter})
+	}
 	return true
 }
 

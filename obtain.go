@@ -160,16 +160,13 @@ func (m *Manager) loadKey(ctx context.Context, key string, prev *x509.Certificat
 		m.replaceRevoked(key)
 		return nil, fmt.Errorf("stored certificate %s was revoked (%s): %w", key, rec.Revoked.Reason, fs.ErrNotExist)
 	}
-	if e := m.held(key); prev != nil && e != nil {
-		if c := e.cert.Load(); c != nil && c.Leaf != nil && c.Leaf.Equal(tc.Leaf) {
-			return e, nil // a renewal's re-check: swapped in already (adoptNewer), not loaded twice
-		}
-	}
-	e, err := m.publish(ctx, rec, tc, key, false)
+	e, again, err := m.publishAgain(ctx, rec, tc, key, false)
 	if err != nil {
 		return nil, err
 	}
-	m.emit(Event{Kind: Loaded, Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter})
+	if !again {
+		m.emit(Event{Kind: Loaded, Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter})
+	}
 	return e, nil
 }
 
@@ -187,13 +184,22 @@ func (m *Manager) loadKey(ctx context.Context, key string, prev *x509.Certificat
 // tc is rec ready to serve, if the caller has it already
 // (storage.UnmarshalCertificateTLS); nil builds it from rec.
 func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, tc *tls.Certificate, key string, fresh bool) (*managed, error) {
+	e, _, err := m.publishAgain(ctx, rec, tc, key, fresh)
+	return e, err
+}
+
+// publishAgain is publish, also reporting whether the certificate it
+// replaced in memory was this very one (again): two paths that find one
+// renewal in storage at once (a node's notice of it, the node's own
+// renewal re-checking storage, a handshake loading it) each publish it,
+// and only the first is news (a Loaded event).
+func (m *Manager) publishAgain(ctx context.Context, rec *storage.Certificate, tc *tls.Certificate, key string, fresh bool) (e *managed, again bool, err error) {
 	if tc == nil {
-		var err error
 		if tc, err = rec.TLSCertificate(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	e := &managed{names: rec.Names, issuer: rec.Issuer, key: key, onDemand: rec.OnDemand}
+	e = &managed{names: rec.Names, issuer: rec.Issuer, key: key, onDemand: rec.OnDemand}
 	e.cert.Store(tc)
 	if old := m.cacheFor(rec.Variant).get(rec.Names[0]); old != nil {
 		e.lastSeen.Store(old.lastSeen.Load())
@@ -204,10 +210,16 @@ func (m *Manager) publish(ctx context.Context, rec *storage.Certificate, tc *tls
 	}
 	m.startHousekeeping()
 	m.startCluster()
-	m.released(m.cacheFor(rec.Variant).put(e))
+	left := m.cacheFor(rec.Variant).put(e)
+	for _, o := range left {
+		if c := o.cert.Load(); c != nil && c.Leaf != nil && tc.Leaf != nil && c.Leaf.Equal(tc.Leaf) {
+			again = true
+		}
+	}
+	m.released(left)
 	m.keepStaple(ctx, e, m.cacheFor(rec.Variant))
 	m.scheduleRenewal(e, fresh)
-	return e, nil
+	return e, again, nil
 }
 
 // obtain issues a certificate for names through the issuer chain, stores
