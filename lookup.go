@@ -193,9 +193,15 @@ func (m *Manager) retryAfter(name string, err error) time.Time {
 	if errors.As(err, &ierr) && ierr.RetryAfter.After(at) {
 		at = ierr.RetryAfter
 	}
-	var rl *limit.RateLimitError // an order budget: nothing is ordered before it refills
+	// An order budget: nothing is ordered before it refills. At most an
+	// hour: a budget that never refills (a zero rate) would tell a client
+	// to wait for ever.
+	var rl *limit.RateLimitError
 	if errors.As(err, &rl) && rl.RetryAt.After(at) {
 		at = rl.RetryAt
+		if longest := now.Add(time.Hour); at.After(longest) {
+			at = longest
+		}
 	}
 	if ok, retry := m.lim.failures.Allowed(name, now); !ok && retry.After(at) {
 		at = retry
