@@ -290,3 +290,65 @@ func TestCachedAllocs(t *testing.T) {
 		t.Errorf("a cached GetCertificate allocates %v times, want 0", n)
 	}
 }
+
+// TestClientHTTPS: a Client of a server whose API is HTTPS under a
+// private certificate (certkeeper server --api-cert) trusts it through
+// TLSConfig, and one given its own HTTPClient with Go's zero Timeout
+// (no limit) waits for a slow first answer and refreshes: that zero once
+// bounded a first fetch at 1 s and each refresh at nothing, so new names
+// failed and refreshes never reached the server. Plain http:// to the
+// HTTPS API says what to change.
+func TestClientHTTPS(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Policy: policy.Allowlist("*.tls.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	t.Cleanup(func() { m.Close() })
+	h := &certserver.Handler{Manager: m, Tokens: []string{token}, Audit: slog.New(slog.DiscardHandler), MaxTTL: time.Second}
+	var gets atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gets.Add(1)
+		time.Sleep(1500 * time.Millisecond) // an issuance at a real CA takes seconds
+		h.ServeHTTP(w, r)
+	}))
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+
+	for _, tc := range []struct {
+		what string
+		c    *certclient.Client
+	}{
+		{"TLSConfig", &certclient.Client{TLSConfig: &tls.Config{RootCAs: roots}}},
+		{"HTTPClient without Timeout", &certclient.Client{HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}}},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			var logs testsvc.Buffer
+			c := tc.c
+			c.URL, c.Token, c.Retry, c.Logger = srv.URL, token, 200*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil))
+			t.Cleanup(func() { c.Close() })
+			hello := &tls.ClientHelloInfo{ServerName: "a.tls.test"}
+			if _, err := c.GetCertificate(hello); err != nil {
+				t.Fatalf("first fetch (1.5 s): %v", err)
+			}
+			before := gets.Load()
+			for deadline := time.Now().Add(15 * time.Second); gets.Load() < before+2 && time.Now().Before(deadline); {
+				if _, err := c.GetCertificate(hello); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if n := gets.Load() - before; n < 2 {
+				t.Errorf("%d refreshes reached the server in 15 s with a ttl of 1 s, want 2 or more", n)
+			}
+			if strings.Contains(logs.String(), "refreshing a certificate from the server failed") {
+				t.Errorf("a refresh failed: %s", logs.String())
+			}
+		})
+	}
+
+	plain := &certclient.Client{URL: strings.Replace(srv.URL, "https://", "http://", 1), Token: token}
+	t.Cleanup(func() { plain.Close() })
+	if _, err := plain.Fetch(t.Context(), "a.tls.test"); err == nil || !strings.Contains(err.Error(), "use an https:// URL") {
+		t.Errorf("http:// to the HTTPS API: %v; want the hint to use https://", err)
+	}
+}
