@@ -327,6 +327,11 @@ func (c *engineConfig) connLimits() connlimit.Limits {
 	return connlimit.Limits{Max: c.MaxConns, PerClient: c.MaxPerClient}
 }
 
+// errAllowsNone refuses a reload to a configuration that allows no name
+// on demand while the running one does: a file cut short while being
+// written must not take every site down; a restart applies it.
+var errAllowsNone = errors.New("the new configuration allows no name on demand (no allow, ask or require_own_ip), where the running one does: restart certkeeper to run without them")
+
 // reloadablePolicy is the Manager's Policy: whatever current holds (nil
 // refuses every name).
 func reloadablePolicy(current func() policy.Policy) policy.Policy {

@@ -302,13 +302,18 @@ func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic
 	next, err := loadProxyConfig(src, flags)
 	if err == nil {
 		next.defaults(devMode(src))
+		routed := *next
+		routed.DefaultName = cfg.DefaultName // the Manager's, until a restart
 		var p *proxyParts
-		p, err = buildParts(next, env.Logger)
+		if p, err = buildParts(&routed, env.Logger); err == nil && p.policy == nil && current.Load().policy != nil {
+			err = errAllowsNone
+		}
 		if err = cmdline.Attribute(err, next.credit); err == nil {
+			p.cfg = next
 			logReloaded(env, "configuration reloaded", current.Swap(p).cfg, next, slog.String("config", src.file))
 			next.printNotes(env)
 			printWarnings(env, proxySummary(next, devMode(src)))
-			warnRestart(env, cfg, next, "route", "backend")
+			warnRestart(env, cfg, next, "route", "backend", "backend_ca")
 			return
 		}
 	}

@@ -173,3 +173,34 @@ func TestReloadSaysWhatChanged(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadRefusesEmptied: a config file emptied, or cut short before
+// its allow list, while being written (an editor, configuration
+// management) is not applied at a SIGHUP: the running configuration stays
+// and the log says why; a configuration that allows no name is applied by
+// a restart only.
+func TestReloadRefusesEmptied(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	port := testsvc.FreePort(t)
+	good := fmt.Sprintf("tls_addr: 127.0.0.1:%d\nca: local\nallow: a.test\nbackend: 127.0.0.1:1\n", port)
+	writeFileAtomic(t, file, good)
+	p := startLogged(t, binary, "proxy listening", "proxy", "--config", file, "--storage", t.TempDir())
+	for i, tc := range []struct{ text, want string }{
+		{"", "holds no setting (empty, or only comments)"},
+		{fmt.Sprintf("tls_addr: 127.0.0.1:%d\nca: local\n", port), "the new configuration allows no name on demand"},
+	} {
+		writeFileAtomic(t, file, tc.text)
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if !within(10*time.Second, func() bool { return strings.Count(p.output(), "keeping the old one") == i+1 }) {
+			t.Fatalf("reload %d (%q): not refused within 10 s:\n%s", i+1, tc.text, p.output())
+		}
+		if !strings.Contains(p.output(), tc.want) {
+			t.Errorf("reload %d: the refusal does not say %q:\n%s", i+1, tc.want, p.output())
+		}
+	}
+	if strings.Contains(p.output(), "configuration reloaded") {
+		t.Errorf("an emptied configuration was applied:\n%s", p.output())
+	}
+}

@@ -214,7 +214,9 @@ func reloadServer(env *Env, h *certserver.Handler, cfg, last *serverConfig, relo
 	next, err := reload()
 	var p policy.Policy
 	if err == nil {
-		p, err = next.policy()
+		if p, err = next.policy(); err == nil && p == nil && *current.Load() != nil {
+			err = errAllowsNone
+		}
 		err = cmdline.Attribute(err, next.credit)
 	}
 	if err != nil {

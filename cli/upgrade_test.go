@@ -112,13 +112,13 @@ func get200(c *http.Client, url string) error {
 func TestUpgradeUnderLoad(t *testing.T) {
 	dir, bin := copyBinary(t)
 	storageDir := t.TempDir()
-	port := testsvc.FreePort(t)
+	port, metricsPort := testsvc.FreePort(t), testsvc.FreePort(t)
 	back := newBackend(t, "hello")
 	cfgFile := filepath.Join(dir, "proxy.yaml")
 	writeCfg := func(allow ...string) {
 		t.Helper()
-		cfg := fmt.Sprintf("tls_addr: 127.0.0.1:%d\nbackend: %s\nca: [local]\nstorage: %s\nallow: [%s]\n",
-			port, back.url, storageDir, strings.Join(allow, ", "))
+		cfg := fmt.Sprintf("tls_addr: 127.0.0.1:%d\nbackend: %s\nca: [local]\nstorage: %s\nallow: [%s]\nmetrics_addr: 127.0.0.1:%d\n",
+			port, back.url, storageDir, strings.Join(allow, ", "), metricsPort)
 		if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -192,6 +192,9 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	}
 	if total < 100 {
 		t.Errorf("only %d requests were sent; the load did not run", total)
+	}
+	if strings.Contains(logs(), `level=ERROR msg="serving the`) {
+		t.Errorf("the upgrade logged an error for the metrics listener it handed over:\n%s", logs())
 	}
 	l = nil
 }

@@ -311,7 +311,9 @@ func (m *Monitor) serve(name, addr, what string, h http.Handler) error {
 		// The default connection limits (package connlimit): a scraper
 		// or a browser needs a few connections; a flood gets at most
 		// 10,000, 1,000 per client address.
-		if err := srv.Serve(connlimit.Listen(ln, connlimit.Limits{}, logger)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// net.ErrClosed: an upgrade (SIGUSR2) closed the listener, handed
+		// to the new process; nothing failed.
+		if err := srv.Serve(connlimit.Listen(ln, connlimit.Limits{}, logger)); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			logger.Error("serving the "+what, slog.String("addr", addr), slog.Any("err", err))
 		}
 	}()

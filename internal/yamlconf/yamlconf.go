@@ -86,8 +86,11 @@ func Decode(file string, data []byte, cfg any, check func(key, value string) err
 		}
 		return nil, &Error{File: file, Msg: msg + " (not valid YAML)"}
 	}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
-		return nil, nil // an empty file sets nothing
+	if doc.Kind == 0 || len(doc.Content) == 0 || doc.Content[0].Kind == yaml.MappingNode && len(doc.Content[0].Content) == 0 {
+		// A file emptied, or cut short, while being written (an editor,
+		// configuration management): read at a reload or an upgrade it
+		// would replace every setting with the defaults.
+		return nil, &Error{File: file, Msg: "holds no setting (empty, or only comments): give its settings, or leave --config out"}
 	}
 	r := &decoder{file: file, check: check}
 	r.mapping(doc.Content[0], reflect.ValueOf(cfg).Elem(), "")

@@ -100,12 +100,17 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
+// TestDecodeEmpty: a file with no setting (empty, only comments, {}) is
+// an error, as a file emptied or cut short while being written would
+// replace every setting with the defaults at a reload; a key without a
+// value sets nothing.
 func TestDecodeEmpty(t *testing.T) {
 	var c testConfig
 	c.Shared.Email = "kept"
-	for _, text := range []string{"", "# nothing\n", "email:\n"} {
-		if notes, err := Decode("c.yaml", []byte(text), &c, nil); err != nil || notes != nil || c.Shared.Email != "kept" {
-			t.Errorf("Decode(%q) = %q, %v, email %q; want nothing set", text, notes, err, c.Shared.Email)
+	for _, text := range []string{"", "# nothing\n", "{}\n", "email:\n"} {
+		notes, err := Decode("c.yaml", []byte(text), &c, nil)
+		if empty := text != "email:\n"; empty != (err != nil && strings.Contains(err.Error(), "c.yaml: holds no setting")) || notes != nil || c.Shared.Email != "kept" {
+			t.Errorf("Decode(%q) = %q, %v, email %q; want nothing set, and an error for a file without a setting: %v", text, notes, err, c.Shared.Email, empty)
 		}
 	}
 }
