@@ -13,8 +13,10 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/every"
 	"github.com/certkeeper/certkeeper/internal/redact"
 )
 
@@ -54,7 +56,17 @@ type Handler struct {
 	once sync.Once
 	rp   *httputil.ReverseProxy
 	own  *http.Transport // the transport from NewTransport, when Transport is nil
+	// warned paces "backend unreachable" per backend (*every.Gate): a
+	// backend that is down fails every request, and one Warn a minute says
+	// it; the rest go to Debug. Bounded: cleared past maxWarned backends.
+	warned  sync.Map
+	nWarned atomic.Int32
 }
+
+// maxWarned bounds the backends Handler.warned paces: routes are
+// configured, but without --backend every address the proxy listens on is
+// one.
+const maxWarned = 1024
 
 // Timeouts and limits of NewTransport.
 const (
@@ -137,7 +149,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.logger().Warn("no backend for request",
 			slog.String("name", name), slog.String("remote_ip", remoteIP(r)), slog.Any("err", err))
-		writeBadGateway(w)
+		writeErrorPage(w, http.StatusBadGateway, badGatewayText)
 		return
 	}
 	ctx := context.WithValue(r.Context(), routeKey{}, &routed{name: name, backend: backend})
@@ -223,33 +235,64 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		// wrong with the backend, and nobody to show a page to.
 		h.logger().LogAttrs(r.Context(), slog.LevelDebug, "request ended before the backend answered", attrs...)
 	} else {
-		h.logger().LogAttrs(r.Context(), slog.LevelWarn, "backend unreachable", attrs...)
+		level := slog.LevelDebug
+		if h.warnFor(attrs) {
+			level = slog.LevelWarn
+		}
+		h.logger().LogAttrs(r.Context(), level, "backend unreachable", attrs...)
 	}
-	writeBadGateway(w)
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		writeErrorPage(w, http.StatusGatewayTimeout, "The site's backend did not answer in time. Please try again in a moment.")
+		return
+	}
+	writeErrorPage(w, http.StatusBadGateway, badGatewayText)
 }
 
-// badGatewayPage is the whole body of a 502 answer: self-contained (no
-// images, styles or scripts from elsewhere), and saying nothing about the
-// backend beyond that it is unreachable.
-const badGatewayPage = `<!DOCTYPE html>
+// badGatewayText is the 502 page's sentence.
+const badGatewayText = "The site's backend is unreachable. Please try again in a moment."
+
+// warnFor reports whether a failure of the backend attrs name is logged
+// at Warn: the first in a minute for that backend.
+func (h *Handler) warnFor(attrs []slog.Attr) bool {
+	backend := ""
+	for _, a := range attrs {
+		if a.Key == "backend" {
+			backend = a.Value.String()
+		}
+	}
+	g, ok := h.warned.Load(backend)
+	if !ok {
+		if h.nWarned.Add(1) > maxWarned {
+			h.warned.Clear()
+			h.nWarned.Store(1)
+		}
+		g, _ = h.warned.LoadOrStore(backend, new(every.Gate))
+	}
+	return g.(*every.Gate).Allow(time.Minute)
+}
+
+// writeErrorPage answers status with a page saying text: self-contained
+// (no images, styles or scripts from elsewhere), and saying nothing about
+// the backend beyond that it is unreachable or slow (502, 504).
+func writeErrorPage(w http.ResponseWriter, status int, text string) {
+	title := strconv.Itoa(status) + " " + http.StatusText(status)
+	page := `<!DOCTYPE html>
 <html lang="en">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>502 Bad Gateway</title></head>
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>` + title + `</title></head>
 <body style="font-family:sans-serif;max-width:40em;margin:4em auto;padding:0 1em">
-<h1>502 Bad Gateway</h1>
-<p>The site's backend is unreachable. Please try again in a moment.</p>
+<h1>` + title + `</h1>
+<p>` + text + `</p>
 </body>
 </html>
 `
-
-func writeBadGateway(w http.ResponseWriter) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	hdr.Set("Content-Length", strconv.Itoa(len(badGatewayPage)))
+	hdr.Set("Content-Length", strconv.Itoa(len(page)))
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusBadGateway)
+	w.WriteHeader(status)
 	// An error here means the client is gone; there is nobody to tell.
-	_, _ = io.WriteString(w, badGatewayPage)
+	_, _ = io.WriteString(w, page)
 }
 
 // remoteIP returns the client's IP address, or RemoteAddr as it is when it

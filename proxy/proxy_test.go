@@ -362,6 +362,55 @@ func TestBackendDown(t *testing.T) {
 	}
 }
 
+// TestBackendDownPaced: a backend that is down fails every request, and
+// the Warn says so once a minute per backend (the rest at Debug), not once
+// per request; another backend's failure is warned about on its own.
+func TestBackendDownPaced(t *testing.T) {
+	a, b := freeAddr(t), freeAddr(t)
+	logger, logs := newLogger()
+	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: "http://" + a, Routes: []proxy.Route{{Pattern: "b.test", Backend: "http://" + b}}}), Logger: logger}
+	p := startProxy(t, "127.0.0.1", h, logger)
+	c := p.client(t, true)
+	for _, host := range []string{"a.test", "a.test", "a.test", "b.test", "b.test"} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://"+host+"/", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("%s: %d, want 502", host, resp.StatusCode)
+		}
+	}
+	if n := strings.Count(logs.String(), `level=WARN msg="backend unreachable"`); n != 2 {
+		t.Errorf("%d Warn lines for 5 failures of 2 backends, want 2 (one per backend):\n%s", n, logs.String())
+	}
+}
+
+// TestBackendSlow: a backend that does not answer in time gets the
+// client a 504 page, not the 502 of one that cannot be reached.
+func TestBackendSlow(t *testing.T) {
+	hang := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hang }))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(hang) })
+	tr := proxy.NewTransport()
+	tr.ResponseHeaderTimeout = 300 * time.Millisecond
+	logger, _ := newLogger()
+	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: slow.URL}), Transport: tr, Logger: logger}
+	p := startProxy(t, "127.0.0.1", h, logger)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://a.test/", nil)
+	resp, err := p.client(t, true).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(string(body), "did not answer in time") {
+		t.Errorf("a backend past its timeout: %d %q, want 504 saying so", resp.StatusCode, body)
+	}
+}
+
 // TestNoLocalAddress checks the 502 of a same-IP rule that cannot apply,
 // with the Handler used outside an http.Server.
 func TestNoLocalAddress(t *testing.T) {
