@@ -283,8 +283,12 @@ func hostOf(host string) (string, bool) {
 // URL. Its error says what is wrong with it.
 func BackendURL(s string) (string, error) {
 	if s != "" && !strings.Contains(s, "://") {
-		if host, port, err := net.SplitHostPort(s); err == nil && host != "" && port != "" {
+		host, port, err := net.SplitHostPort(s)
+		switch {
+		case err == nil && host != "" && port != "":
 			s = "http://" + s
+		case err == nil && host == "" && port != "": // ":8080", as a listen address is written
+			return "", fmt.Errorf("backend %q: no host (write a URL such as http://127.0.0.1:%s)", redact.URL(s), port)
 		}
 	}
 	if _, err := parseBackend(s); err != nil {

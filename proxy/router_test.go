@@ -229,7 +229,7 @@ func TestBackendURL(t *testing.T) {
 		{"[::1]:8080", "http://[::1]:8080", ""},
 		{"localhost:8080", "http://localhost:8080", ""},
 		{"", "", "empty URL"},
-		{":8080", "", "missing protocol scheme"},
+		{":8080", "", "no host (write a URL such as http://127.0.0.1:8080)"},
 		{"ftp://b.test", "", `scheme "ftp" is not http or https`},
 		{"127.0.0.1:99999", "", "out of range"},
 		{"http://user:pw@b.test", "", "user info"},
