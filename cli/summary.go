@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper/engine"
+	"github.com/certkeeper/certkeeper/proxy"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 )
@@ -79,7 +80,16 @@ func proxySummary(cfg *proxyConfig, dev bool) engine.Summary {
 	if cfg.HTTPAddr != "" {
 		ls = append(ls, engine.SummaryListener{What: redirect, Addr: cfg.HTTPAddr, Flag: "--http-addr"})
 	}
-	return summary("proxy", dev, &cfg.engineConfig, ls...)
+	s := summary("proxy", dev, &cfg.engineConfig, ls...)
+	for _, r := range cfg.Routes {
+		if route, err := proxy.ParseUserRoute(r); err == nil {
+			s.Served = append(s.Served, engine.SummaryName{Flag: "--route", Name: route.Pattern})
+		}
+	}
+	if cfg.DefaultName != "" {
+		s.Served = append(s.Served, engine.SummaryName{Flag: "--default-name", Name: cfg.DefaultName})
+	}
+	return s
 }
 
 // serverSummary is the certificate server's start-up summary. A listener

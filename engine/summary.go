@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/redact"
+	"github.com/certkeeper/certkeeper/policy"
 )
 
 // Summary describes a running configuration the way the certkeeper
@@ -44,6 +46,11 @@ type Summary struct {
 	OrderLimit string
 	// Managed are the names kept renewed whether or not anyone asks.
 	Managed []string
+	// Served are the names a front end serves by configuration (the
+	// proxy's --route patterns and --default-name), each with its flag:
+	// one that Allow alone decides and does not cover gets no
+	// certificate, which Warnings says.
+	Served []SummaryName
 	// Listeners are the addresses listened on, in the order shown.
 	Listeners []SummaryListener
 	// ProxyProtocolFrom are the load balancers (addresses or prefixes)
@@ -69,6 +76,12 @@ type SummaryRule struct {
 // sets it (Summary.Source says where its value came from).
 type SummaryListener struct {
 	What, Addr, Flag string
+}
+
+// SummaryName is a name (or *. pattern) a front end serves by
+// configuration, and the flag that gives it.
+type SummaryName struct {
+	Flag, Name string
 }
 
 // Lines is s as text, a line per item and without newlines: a heading
@@ -219,6 +232,18 @@ func (s *Summary) Warnings() []string {
 			w += " (--wildcard and names entries say how a name is obtained, not which names may be)"
 		}
 		out = append(out, w)
+	}
+	if len(s.Allow) > 0 && s.Ask == "" && !s.RequireOwnIP { // Allow alone decides
+		allow := policy.Allowlist(s.Allow...)
+		for _, n := range s.Served {
+			probe := n.Name
+			if zone, ok := strings.CutPrefix(probe, "*."); ok {
+				probe = "x." + zone // a name the pattern routes
+			}
+			if allow.Decide(context.Background(), probe) != nil {
+				out = append(out, fmt.Sprintf("%s %s: no --allow pattern covers it, so it gets no certificate: add it to --allow", n.Flag, n.Name))
+			}
+		}
 	}
 	rules := make([]Rule, len(s.Rules))
 	for i, r := range s.Rules {

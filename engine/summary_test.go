@@ -106,3 +106,25 @@ func TestSummaryTrustURL(t *testing.T) {
 		t.Errorf("trust line for a directory:\n%s", got)
 	}
 }
+
+// TestSummaryServedNotAllowed: a route or default name that no --allow
+// pattern covers gets no certificate, and the summary warns of it when
+// --allow alone decides (an ask URL or --require-own-ip may allow it).
+func TestSummaryServedNotAllowed(t *testing.T) {
+	served := []engine.SummaryName{{Flag: "--route", Name: "b.example"}, {Flag: "--route", Name: "*.apps.example"},
+		{Flag: "--route", Name: "a.example"}, {Flag: "--default-name", Name: "127.0.0.1"}}
+	s := engine.Summary{Command: "proxy", Allow: []string{"a.example", "*.apps.example"}, CAs: []string{"local"}, Served: served}
+	got := strings.Join(s.Warnings(), "\n")
+	for _, want := range []string{"--route b.example: no --allow pattern covers it", "--default-name 127.0.0.1: no --allow pattern covers it"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings %q lack %q", got, want)
+		}
+	}
+	if strings.Contains(got, "apps.example:") || strings.Contains(got, "--route a.example") {
+		t.Errorf("warnings %q name a route --allow covers", got)
+	}
+	s.Ask = "http://127.0.0.1:9/ask"
+	if got := strings.Join(s.Warnings(), "\n"); strings.Contains(got, "no --allow pattern covers") {
+		t.Errorf("with an ask URL, which may allow them: %q", got)
+	}
+}
