@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper/engine"
-	"github.com/certkeeper/certkeeper/proxy"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/proxy"
 )
 
 // summary is the start-up summary (engine.Summary) of a front-end
