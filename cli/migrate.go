@@ -80,7 +80,7 @@ func storageKeygenCmd() *Command {
 		UsageLine: "certkeeper storage keygen > FILE",
 		Short:     "print a new storage key, for --storage-key-file",
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			if err := keepPrivate(env); err != nil {
+			if err := keepPrivate(env, "storage keygen", "a storage key"); err != nil {
 				return err
 			}
 			_, err := env.Stdout.Write(encrypted.GenerateKey())
@@ -122,15 +122,16 @@ func storageRekeyCmd() *Command {
 }
 
 // keepPrivate makes stdout private (term.MakePrivate) when it is a file
-// others may read, before storage keygen writes a key to it, and says so.
-func keepPrivate(env *Env) error {
+// others may read, before cmd (storage keygen, storage export) writes
+// secrets (what) to it, and says so.
+func keepPrivate(env *Env, cmd, what string) error {
 	from, to, err := term.MakePrivate(env.Stdout)
 	if err != nil {
-		return fmt.Errorf("refusing to write a storage key to stdout, a file of mode %#o that others may read, "+
-			"and making it private failed: %w; write it with (umask 077; certkeeper storage keygen > FILE)", from, err)
+		return fmt.Errorf("refusing to write %s to stdout, a file of mode %#o that others may read, "+
+			"and making it private failed: %w; write it with (umask 077; certkeeper %s > FILE)", what, from, err, cmd)
 	}
 	if from != 0 {
-		fmt.Fprintf(env.Stderr, "certkeeper: stdout is a file of mode %#o: made it %#o, since certkeeper refuses a storage key file others may read\n", from, to)
+		fmt.Fprintf(env.Stderr, "certkeeper: stdout is a file of mode %#o: made it %#o, since it holds %s\n", from, to, what)
 	}
 	return nil
 }

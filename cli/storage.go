@@ -57,6 +57,9 @@ func storageExportCmd() *Command {
 				if term.IsTerminal(env.Stdout) {
 					return errors.New("refusing to write an archive holding private keys to a terminal: use --out FILE, or redirect stdout")
 				}
+				if err := keepPrivate(env, "storage export", "private keys"); err != nil {
+					return err
+				}
 				out = "stdout"
 				stats, err = archive.Export(ctx, st, env.Stdout)
 			} else {

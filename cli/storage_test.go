@@ -374,6 +374,27 @@ func TestStorageKeygenFileMode(t *testing.T) {
 	if r.code != 0 {
 		t.Errorf("storage export with the key file: exit %d\n%s", r.code, r.stderr)
 	}
+	// storage export > FILE: the archive holds private keys; the same.
+	archiveFile := filepath.Join(t.TempDir(), "s.tar.gz")
+	a, err := os.OpenFile(archiveFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err == nil {
+		err = a.Chmod(0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	export := exec.CommandContext(t.Context(), binary, "storage", "export", "--storage", t.TempDir())
+	stderr.Reset()
+	export.Stdout, export.Stderr = a, &stderr
+	err = export.Run()
+	a.Close()
+	var mode os.FileMode
+	if fi, serr := os.Stat(archiveFile); serr == nil {
+		mode = fi.Mode().Perm()
+	}
+	if err != nil || mode != 0o600 || !strings.Contains(stderr.String(), "made it 0600") {
+		t.Errorf("storage export > FILE (0644): %v, mode %#o, stderr %q; want 0600 and a line saying so", err, mode, stderr.String())
+	}
 
 	r = ck(t, 30*time.Second, "storage", "keygen")
 	if r.code != 0 || len(r.stdout) == 0 || r.stderr != "" {
