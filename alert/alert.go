@@ -190,11 +190,13 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 	next := map[string]certState{}
 	var errs []error
 	send := func(s certState, al Alert) certState {
-		if err := a.send(ctx, al); err != nil {
+		delivered, err := a.send(ctx, al)
+		if err != nil {
 			errs = append(errs, err)
-			return s
 		}
-		s.LastAlert, s.LastReason = now, al.Reason
+		if delivered {
+			s.LastAlert, s.LastReason = now, al.Reason
+		}
 		return s
 	}
 	byName := map[string]status.Cert{} // certificates by primary name, to resolve first-issue alerts
@@ -237,8 +239,11 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 			al.Reason, al.Resolves = Resolved, s.LastReason
 			al.Message = fmt.Sprintf("a first certificate for %s was obtained: it expires at %s", strings.Join(c.Names, ", "),
 				c.NotAfter.UTC().Format(time.RFC3339))
-			if err := a.send(ctx, al); err != nil {
+			delivered, err := a.send(ctx, al)
+			if err != nil {
 				errs = append(errs, err)
+			}
+			if !delivered {
 				next[key] = s // tried again at the next check
 			}
 		}
@@ -325,27 +330,30 @@ func (a *Alerter) due(c status.Cert, s certState, now time.Time) (Alert, bool) {
 }
 
 // send delivers al to the webhook and the command.
-func (a *Alerter) send(ctx context.Context, al Alert) error {
+func (a *Alerter) send(ctx context.Context, al Alert) (delivered bool, err error) {
 	payload, err := json.Marshal(al)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var errs []error
 	if a.Webhook != "" {
 		if err := a.post(ctx, payload); err != nil {
 			errs = append(errs, fmt.Errorf("alert webhook: %w", err))
+		} else {
+			delivered = true
 		}
 	}
 	if a.Exec != nil {
 		if err := a.Exec(ctx, al, payload); err != nil {
 			errs = append(errs, fmt.Errorf("alert command: %w", err))
+		} else {
+			delivered = true
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
+	if delivered {
+		a.logger().Warn("alert sent", slog.String("reason", al.Reason), slog.Any("names", al.Names), slog.String("message", al.Message))
 	}
-	a.logger().Warn("alert sent", slog.String("reason", al.Reason), slog.Any("names", al.Names), slog.String("message", al.Message))
-	return nil
+	return delivered, errors.Join(errs...)
 }
 
 func (a *Alerter) post(ctx context.Context, payload []byte) error {

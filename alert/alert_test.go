@@ -308,3 +308,52 @@ func TestCheckWebhook(t *testing.T) {
 		}
 	}
 }
+
+// TestOneSinkFailing: with a webhook and a command, a webhook that fails
+// does not make the command run again at every check: an alert one of
+// them delivered counts as sent (the failure is returned, to be logged),
+// and is repeated only after Repeat; with every sink failing it is tried
+// again at the next check.
+func TestOneSinkFailing(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	c := obtain(t, st, "a.test")
+	now := time.Now()
+	errs := map[string]status.Failure{c.Key: {Names: c.Names, Error: "CA down", At: now.Add(-2 * time.Hour), RetryAt: now.Add(time.Hour), Attempt: 3}}
+	data, _ := json.Marshal(errs)
+	if err := st.Store(t.Context(), storage.StateKey("renewal-errors"), data); err != nil {
+		t.Fatal(err)
+	}
+	ran, execFails := 0, false
+	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, Webhook: "http://127.0.0.1:1/hook", // nothing listens
+		Exec: func(ctx context.Context, al alert.Alert, payload []byte) error {
+			ran++
+			if execFails {
+				return errors.New("command failed")
+			}
+			return nil
+		}}
+	for i := range 3 {
+		err := a.Check(t.Context(), now.Add(time.Duration(i)*time.Minute))
+		if first := i == 0; first != (err != nil && strings.Contains(err.Error(), "alert webhook")) {
+			t.Errorf("check %d: %v; want the webhook's failure at the first check alone (the alert counts as sent)", i, err)
+		}
+	}
+	if ran != 1 {
+		t.Errorf("the command ran %d times in 3 checks with the webhook failing, want once", ran)
+	}
+	// Both failing: the next check tries again.
+	b := filestore.New(t.TempDir())
+	c = obtain(t, b, "b.test")
+	errs = map[string]status.Failure{c.Key: {Names: c.Names, Error: "CA down", At: now.Add(-2 * time.Hour), RetryAt: now.Add(time.Hour), Attempt: 3}}
+	data, _ = json.Marshal(errs)
+	if err := b.Store(t.Context(), storage.StateKey("renewal-errors"), data); err != nil {
+		t.Fatal(err)
+	}
+	a.Storage, ran, execFails = b, 0, true
+	for i := range 2 {
+		_ = a.Check(t.Context(), now.Add(time.Duration(i)*time.Minute))
+	}
+	if ran != 2 {
+		t.Errorf("with every sink failing the command ran %d times in 2 checks, want 2 (tried again)", ran)
+	}
+}
