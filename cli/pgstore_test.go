@@ -244,6 +244,18 @@ func TestStorageMigratePostgres(t *testing.T) {
 		}
 	}
 	m.serve(t, "PostgreSQL", "--storage", url, "--storage-password-file", pw)
+	// A mistyped schema is not an empty storage for status or export (and
+	// is not created by them): a monitor would say OK, a backup hold nothing.
+	typo := pg.URL("postgres") + "&schema=migratd"
+	for _, args := range [][]string{{"status", "--nagios"}, {"storage", "export", "--out", filepath.Join(t.TempDir(), "x.tar.gz")}} {
+		r := ck(t, 60*time.Second, append(args, "--storage", typo, "--storage-password-file", pw)...)
+		if r.code == 0 || !strings.Contains(r.stdout+r.stderr, `has no schema "migratd"`) {
+			t.Errorf("%s on a mistyped schema: exit %d, %s%s; want a failure naming the schema", args[0], r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := ck(t, 60*time.Second, "status", "--storage", url, "--storage-password-file", pw); r.code != 0 {
+		t.Errorf("status on the schema: exit %d\n%s", r.code, r.stderr)
+	}
 
 	back := t.TempDir()
 	if r := ck(t, 60*time.Second, "storage", "migrate", "--from", url, "--from-password-file", pw, "--to", back); r.code != 0 {

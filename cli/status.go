@@ -62,6 +62,7 @@ func showStatus(ctx context.Context, env *Env, sf storageFlags, certFiles []stri
 			return fmt.Errorf("--storage %s: %w: is --storage right?", storageDir, err)
 		}
 	}
+	sf.existing = true
 	st, closeStorage, err := sf.open(ctx, env)
 	if err != nil {
 		return err

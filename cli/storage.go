@@ -47,6 +47,7 @@ func storageExportCmd() *Command {
 					return fmt.Errorf("storage %s is not a directory", storageDir)
 				}
 			}
+			sf.existing = true
 			st, closeStorage, err := sf.open(ctx, env)
 			if err != nil {
 				return err

@@ -26,6 +26,9 @@ type storageFlags struct {
 	// durable warns of the server's durability risks (open.Options): proxy
 	// and server, which keep running on it, and migrate's destination.
 	durable bool
+	// existing refuses a PostgreSQL schema that does not exist (status,
+	// storage export: a typo is not an empty storage).
+	existing bool
 }
 
 // where names the storage for messages, without credentials.
@@ -79,7 +82,7 @@ func openStorage(ctx context.Context, env *Env, sf storageFlags, leaseTTL time.D
 		spec = certkeeper.DefaultStorageDir()
 	}
 	st, closeFn, err := open.Storage(ctx, spec, open.Options{KeyFile: sf.StorageKey, PasswordFile: sf.StoragePass, LeaseTTL: leaseTTL,
-		AllowClear: sf.rekey, SkipDurability: !sf.durable, Logger: env.Logger,
+		AllowClear: sf.rekey, SkipDurability: !sf.durable, Existing: sf.existing, Logger: env.Logger,
 		Names: open.Names{URL: "--storage", KeyFile: "--storage-key-file", PasswordFile: "--storage-password-file"}})
 	if oerr, ok := errors.AsType[*open.OptionsError](err); ok {
 		return nil, nil, usagef("%s", oerr)

@@ -66,6 +66,13 @@ type Options struct {
 	// same storage (a proxy, a server) is the one to warn.
 	SkipDurability bool
 
+	// Existing refuses a PostgreSQL schema that does not exist rather
+	// than creating it (pgstore.Options.Existing): for a command that
+	// only reads, where a mistyped name must not read as an empty
+	// storage. (A directory that does not exist is the caller's to
+	// refuse: filestore creates it at the first write only.)
+	Existing bool
+
 	// Names are what errors call the URL, KeyFile and PasswordFile, so
 	// that they name what the user set: a command passes its flags
 	// ("--storage", ...). Empty fields mean "storage", "key file" and
@@ -116,12 +123,15 @@ func IsURL(spec string) bool { return strings.Contains(spec, "://") }
 
 // Where names the storage spec for messages: a URL without its user
 // information, query and fragment (redact.URL), and for Redis the key
-// prefix when the URL sets one (" (prefix P)"), since several
-// deployments may share one Redis under prefixes of their own and the
-// address alone does not say which is meant. A prefix is not a secret.
+// prefix when the URL sets one (" (prefix P)"), for PostgreSQL the
+// schema (" (schema S)"), since several deployments may share one server
+// under prefixes or schemas of their own and the address alone does not
+// say which is meant (a mistyped one read as another). Neither is a
+// secret.
 func Where(spec string) string {
 	where := redact.URL(spec)
-	if kindOf(spec) != redisKind {
+	param := map[kind]string{redisKind: "prefix", postgresKind: "schema"}[kindOf(spec)]
+	if param == "" {
 		return where
 	}
 	_, rawQuery, ok := strings.Cut(spec, "?")
@@ -132,11 +142,11 @@ func Where(spec string) string {
 	q, err := url.ParseQuery(rawQuery)
 	// An @ in the query leaves unclear where a password ends (redact.URL
 	// then shows none of the URL): nothing of the query is shown either.
-	if err != nil || len(q["prefix"]) == 0 || strings.Contains(rawQuery, "@") {
+	if err != nil || len(q[param]) == 0 || strings.Contains(rawQuery, "@") {
 		return where
 	}
-	p := q["prefix"]
-	return fmt.Sprintf("%s (prefix %q)", where, p[len(p)-1]) // the last, as redisstore takes it
+	p := q[param]
+	return fmt.Sprintf("%s (%s %q)", where, param, p[len(p)-1]) // the last, as the stores take it
 }
 
 // IsPostgres reports whether spec is a PostgreSQL URL.
@@ -257,7 +267,7 @@ func backend(ctx context.Context, spec string, opts *Options) (storage.Storage, 
 	}
 	switch kindOf(spec) {
 	case postgresKind:
-		ps, err := openPostgres(ctx, spec, opts.PasswordFile, !opts.SkipDurability, n)
+		ps, err := openPostgres(ctx, spec, *opts, n)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -291,14 +301,14 @@ func backend(ctx context.Context, spec string, opts *Options) (storage.Storage, 
 // The file is read again at each new connection, so that a rotated
 // password (the file rewritten) is used without a restart; it is read
 // once first, so that a bad file fails here, before anything connects.
-// A long-running program (startUnreachable) starts when the server cannot
-// be reached yet, as it does on a Redis that is down; the durability
-// check then warns that it cannot be reached.
-func openPostgres(ctx context.Context, spec, passwordFile string, startUnreachable bool, n Names) (*pgstore.Store, error) {
+// A long-running program (one that checks durability) starts when the
+// server cannot be reached yet, as it does on a Redis that is down; the
+// durability check then warns that it cannot be reached.
+func openPostgres(ctx context.Context, spec string, opts Options, n Names) (*pgstore.Store, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	o := pgstore.Options{StartUnreachable: startUnreachable}
-	if passwordFile != "" {
+	o := pgstore.Options{StartUnreachable: !opts.SkipDurability, Existing: opts.Existing}
+	if passwordFile := opts.PasswordFile; passwordFile != "" {
 		read := func(context.Context) (string, error) { return readPassword(passwordFile, n) }
 		if _, err := read(ctx); err != nil {
 			return nil, err

@@ -209,14 +209,15 @@ func TestSkipDurability(t *testing.T) {
 // query.
 func TestWhere(t *testing.T) {
 	for spec, want := range map[string]string{
-		"redis://127.0.0.1:6390/0?prefix=ck":                   `redis://127.0.0.1:6390/0 (prefix "ck")`,
-		"redis://u:secret@10.0.0.5:6379/0?lease=5s&prefix=a:b": `redis://REDACTED@10.0.0.5:6379/0 (prefix "a:b")`,
-		"redis://10.0.0.5:6379/0?prefix=x&prefix=y":            `redis://10.0.0.5:6379/0 (prefix "y")`,
-		"redis://10.0.0.5:6379/0?timeout=1s":                   "redis://10.0.0.5:6379/0",
-		"redis://10.0.0.5:6379/0":                              "redis://10.0.0.5:6379/0",
-		"redis://10.0.0.5:6379/0?prefix=p@ss":                  "redis://REDACTED",
-		"postgres://db.example/certs?prefix=x":                 "postgres://db.example/certs",
-		"/var/lib/certkeeper":                                  "/var/lib/certkeeper",
+		"redis://127.0.0.1:6390/0?prefix=ck":                    `redis://127.0.0.1:6390/0 (prefix "ck")`,
+		"redis://u:secret@10.0.0.5:6379/0?lease=5s&prefix=a:b":  `redis://REDACTED@10.0.0.5:6379/0 (prefix "a:b")`,
+		"redis://10.0.0.5:6379/0?prefix=x&prefix=y":             `redis://10.0.0.5:6379/0 (prefix "y")`,
+		"redis://10.0.0.5:6379/0?timeout=1s":                    "redis://10.0.0.5:6379/0",
+		"redis://10.0.0.5:6379/0":                               "redis://10.0.0.5:6379/0",
+		"redis://10.0.0.5:6379/0?prefix=p@ss":                   "redis://REDACTED",
+		"postgres://db.example/certs?prefix=x":                  "postgres://db.example/certs",
+		"postgres://db.example/certs?schema=ck&sslmode=disable": `postgres://db.example/certs (schema "ck")`,
+		"/var/lib/certkeeper":                                   "/var/lib/certkeeper",
 	} {
 		if got := open.Where(spec); got != want {
 			t.Errorf("Where(%q) = %q, want %q", spec, got, want)

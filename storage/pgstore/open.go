@@ -87,6 +87,14 @@ type Options struct {
 	// A server that answers and refuses (a wrong password, no such
 	// database, a newer schema) fails OpenWith all the same.
 	StartUnreachable bool
+
+	// Existing refuses a schema the URL names (schema=) that does not
+	// exist rather than creating it: for a command that only reads
+	// (status, an export), where a mistyped schema= would otherwise make a
+	// new, empty schema and report "no certificates". The default schema
+	// missing is a database nothing was stored in yet, as a directory not
+	// made yet is.
+	Existing bool
 }
 
 // OpenWith is OpenPassword with the options o.
@@ -124,6 +132,7 @@ func open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 		password: passwordFunc,
 		LeaseTTL: cfg.lease,
 		schema:   cfg.schema,
+		existing: o.Existing && cfg.schema != DefaultSchema,
 		timeout:  cfg.timeout,
 		where:    fmt.Sprintf("PostgreSQL at %s/%s", net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))), cc.Database),
 	}
@@ -305,6 +314,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	// A schema made beforehand by an administrator needs no CREATE
 	// privilege on the database.
+	if !exists && s.existing {
+		return fmt.Errorf("pgstore: %s has no schema %q: is the URL's schema= right? (a certkeeper proxy or server creates it at its first start)", s.where, s.schema)
+	}
 	if !exists {
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA "+quoted); err != nil {
 			return fail(fmt.Errorf("%w (create the schema beforehand, or grant CREATE on the database)", err))

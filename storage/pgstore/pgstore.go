@@ -130,6 +130,7 @@ type Store struct {
 	pool     *pgxpool.Pool
 	password func(context.Context) (string, error) // OpenPasswordFunc's, asked at each new connection; nil: the config's
 	schema   string                                // the PostgreSQL schema, a plain identifier
+	existing bool                                  // Options.Existing
 	timeout  time.Duration                         // bounds each operation
 	where    string                                // "PostgreSQL at host:port/db", for errors
 
