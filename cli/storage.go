@@ -129,6 +129,9 @@ func storageImportCmd() *Command {
 			if stats.Overwritten > 0 {
 				msg += fmt.Sprintf(", %d overwritten", stats.Overwritten)
 			}
+			if len(stats.Newer) > 0 {
+				msg += fmt.Sprintf(", %d kept: storage holds a certificate issued after the archive's (%s)", len(stats.Newer), strings.Join(stats.Newer, ", "))
+			}
 			fmt.Fprintln(env.Stderr, msg)
 			return nil
 		},

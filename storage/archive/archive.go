@@ -264,6 +264,12 @@ type ImportStats struct {
 	// Skipped is the number of keys already stored with the archive's
 	// value, left alone.
 	Skipped int
+	// Newer are the certificate records left alone, even under
+	// ImportOptions.Overwrite, because storage holds a certificate issued
+	// later than the archive's (a renewal since the export): restoring an
+	// old backup must not roll live certificates back to older, or
+	// expired, ones.
+	Newer []string
 }
 
 // ConflictError is returned by Import, without ImportOptions.Overwrite,
@@ -375,6 +381,8 @@ func Import(ctx context.Context, st storage.Storage, r io.Reader, opts ImportOpt
 			return stats, fmt.Errorf("importing: %w", err)
 		case bytes.Equal(old, m.value):
 			stats.Skipped++
+		case newerStored(m.key, old, m.value):
+			stats.Newer = append(stats.Newer, m.key)
 		default:
 			conflicts = append(conflicts, m.key)
 			writes = append(writes, m)
@@ -392,6 +400,27 @@ func Import(ctx context.Context, st storage.Storage, r io.Reader, opts ImportOpt
 	}
 	stats.Overwritten = len(conflicts)
 	return stats, nil
+}
+
+// newerStored reports whether key is a certificate record and stored, the
+// value storage holds, is a renewal of archived's: issued later, by the
+// same CA (the key names it). For the local CA, whose root and
+// intermediate the archive carries too, only by the same intermediate: a
+// certificate another local CA issued would not verify once the archive's
+// CA replaces it.
+func newerStored(key string, stored, archived []byte) bool {
+	if !strings.HasPrefix(key, storage.CertificatePrefix("")) {
+		return false
+	}
+	curRec, cur, err := storage.UnmarshalCertificateLeaf(key, stored)
+	if err != nil {
+		return false
+	}
+	oldRec, old, err := storage.UnmarshalCertificateLeaf(key, archived)
+	if err != nil || !curRec.NotBefore.After(oldRec.NotBefore) {
+		return false
+	}
+	return !strings.HasPrefix(key, storage.CertificatePrefix("local")) || bytes.Equal(cur.AuthorityKeyId, old.AuthorityKeyId)
 }
 
 // privateKeysFirst orders storage keys with private keys (".key") first,

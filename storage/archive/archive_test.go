@@ -22,6 +22,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -242,7 +243,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Import: %v", err)
 	}
-	if stats != (archive.ImportStats{Keys: len(want), Imported: len(want)}) {
+	if !reflect.DeepEqual(stats, archive.ImportStats{Keys: len(want), Imported: len(want)}) {
 		t.Errorf("Import stats = %+v, want %d keys imported", stats, len(want))
 	}
 	sameState(t, dump(t, dst), want)
@@ -266,7 +267,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second Import: %v", err)
 	}
-	if stats != (archive.ImportStats{Keys: len(want), Skipped: len(want)}) {
+	if !reflect.DeepEqual(stats, archive.ImportStats{Keys: len(want), Skipped: len(want)}) {
 		t.Errorf("second Import stats = %+v, want all %d skipped", stats, len(want))
 	}
 }
@@ -275,12 +276,14 @@ func TestExportEmpty(t *testing.T) {
 	arc := export(t, filestore.New(filepath.Join(t.TempDir(), "none")))
 	dst := filestore.New(t.TempDir())
 	stats, err := archive.Import(t.Context(), dst, bytes.NewReader(arc), archive.ImportOptions{})
-	if err != nil || stats != (archive.ImportStats{}) {
+	if err != nil || !reflect.DeepEqual(stats, archive.ImportStats{}) {
 		t.Errorf("Import(empty archive) = %+v, %v", stats, err)
 	}
 }
 
 func TestImportConflicts(t *testing.T) {
+	other := certRecord(t, "a.test") // issued before the archive's: replaced with Overwrite
+	time.Sleep(10 * time.Millisecond)
 	src := filestore.New(t.TempDir())
 	want := fillState(t, src)
 	arc := export(t, src)
@@ -289,7 +292,6 @@ func TestImportConflicts(t *testing.T) {
 	ctx := t.Context()
 	// One key identical, two different, the rest absent.
 	c1, _ := storage.CertificateKey("acme-v02.api.letsencrypt.org-directory", "a.test")
-	other := certRecord(t, "a.test")
 	for k, v := range map[string][]byte{
 		c1:                         other,
 		storage.LocalCAKey("root"): []byte(`{"other":"root"}`),
@@ -319,10 +321,36 @@ func TestImportConflicts(t *testing.T) {
 		t.Fatalf("Import with Overwrite: %v", err)
 	}
 	wantStats := archive.ImportStats{Keys: len(want), Imported: len(want) - 1, Overwritten: 2, Skipped: 1}
-	if stats != wantStats {
+	if !reflect.DeepEqual(stats, wantStats) {
 		t.Errorf("Import with Overwrite: stats = %+v, want %+v", stats, wantStats)
 	}
 	sameState(t, dump(t, dst), want)
+}
+
+// TestImportKeepsNewer: a certificate record storage holds that was issued
+// after the archive's (a renewal since the backup) is kept, with or
+// without Overwrite, and named; it is not a conflict.
+func TestImportKeepsNewer(t *testing.T) {
+	src := filestore.New(t.TempDir())
+	want := fillState(t, src)
+	arc := export(t, src)
+	time.Sleep(10 * time.Millisecond)
+	c1, _ := storage.CertificateKey("acme-v02.api.letsencrypt.org-directory", "a.test")
+	renewed := certRecord(t, "a.test")
+	dst := filestore.New(t.TempDir())
+	if err := dst.Store(t.Context(), c1, renewed); err != nil {
+		t.Fatal(err)
+	}
+	for _, overwrite := range []bool{false, true} {
+		stats, err := archive.Import(t.Context(), dst, bytes.NewReader(arc), archive.ImportOptions{Overwrite: overwrite})
+		if err != nil || !slices.Equal(stats.Newer, []string{c1}) {
+			t.Errorf("Overwrite %v: %+v, %v; want %s kept as newer", overwrite, stats, err, c1)
+		}
+		if got, _ := dst.Load(t.Context(), c1); !bytes.Equal(got, renewed) {
+			t.Errorf("Overwrite %v: the renewed certificate was replaced by the archive's", overwrite)
+		}
+	}
+	_ = want
 }
 
 // archiveMember is one member of a hand-made archive.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -36,7 +37,7 @@ func TestCopy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Copy: %v", err)
 	}
-	if stats.ImportStats != (archive.ImportStats{Keys: len(want), Imported: len(want)}) {
+	if !reflect.DeepEqual(stats.ImportStats, archive.ImportStats{Keys: len(want), Imported: len(want)}) {
 		t.Errorf("Copy stats = %+v, want %d keys imported", stats.ImportStats, len(want))
 	}
 	if _, ok := stats.Invalid[bad]; !ok || len(stats.Invalid) != 1 {
