@@ -307,7 +307,7 @@ func backend(ctx context.Context, spec string, opts *Options) (storage.Storage, 
 func openPostgres(ctx context.Context, spec string, opts Options, n Names) (*pgstore.Store, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	o := pgstore.Options{StartUnreachable: !opts.SkipDurability, Existing: opts.Existing}
+	o := pgstore.Options{StartUnreachable: !opts.SkipDurability, Existing: opts.Existing, Logger: opts.Logger}
 	if passwordFile := opts.PasswordFile; passwordFile != "" {
 		read := func(context.Context) (string, error) { return readPassword(passwordFile, n) }
 		if _, err := read(ctx); err != nil {

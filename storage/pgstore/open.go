@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"regexp"
@@ -95,6 +96,11 @@ type Options struct {
 	// missing is a database nothing was stored in yet, as a directory not
 	// made yet is.
 	Existing bool
+
+	// Logger becomes the Store's Logger before the schema is prepared,
+	// so that what preparing it logs (a table found missing and made
+	// anew) goes where the Store's other logs go.
+	Logger *slog.Logger
 }
 
 // OpenWith is OpenPassword with the options o.
@@ -133,6 +139,7 @@ func open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 		LeaseTTL: cfg.lease,
 		schema:   cfg.schema,
 		existing: o.Existing && cfg.schema != DefaultSchema,
+		Logger:   o.Logger,
 		timeout:  cfg.timeout,
 		where:    fmt.Sprintf("PostgreSQL at %s/%s", net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))), cc.Database),
 	}

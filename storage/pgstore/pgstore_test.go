@@ -383,7 +383,18 @@ func testMissingTable(t *testing.T, pg *testsvc.PostgresServer) {
 	if err := s.Exec(t.Context(), "DROP TABLE %s.locks"); err != nil {
 		t.Fatal(err)
 	}
-	again := open(t, pg, schema)
+	var logs testsvc.Buffer
+	again, err := pgstore.OpenWith(t.Context(), pg.URL("postgres")+"&schema="+schema, pgstore.Options{Password: pg.Password(),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(again.Close)
+	// Logged through Options.Logger, at Warn: the Store's Logger is set
+	// after OpenWith returns, too late for what opening logs.
+	if !strings.Contains(logs.String(), `level=WARN msg="pgstore: table locks was missing; made it anew"`) {
+		t.Errorf("log %q; want the remade table at Warn", logs.String())
+	}
 	unlock, err := again.Lock(t.Context(), "x")
 	if err != nil {
 		t.Fatalf("Lock after the locks table was dropped and the store opened again: %v", err)
