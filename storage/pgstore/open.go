@@ -235,7 +235,7 @@ func parseURL(rawURL string) (*config, error) {
 	if at := strings.LastIndex(authority, "@"); at >= 0 {
 		hosts = authority[at+1:]
 		if strings.Contains(authority[:at], ":") {
-			return nil, fmt.Errorf("pgstore: URL %s://%s %w: remove it and give the password to OpenPassword (read from a file), or in PGPASSWORD or PGPASSFILE, where process lists and configuration files do not show it", scheme, hosts, ErrPasswordInURL)
+			return nil, fmt.Errorf("pgstore: URL %s://%s %w: remove it and give the password apart from the URL (from a file only its user can read), or in PGPASSWORD or PGPASSFILE, where process lists and configuration files do not show it", scheme, hosts, ErrPasswordInURL)
 		}
 	}
 	tail, fragment, hasFragment := strings.Cut(tail, "#")
@@ -255,7 +255,7 @@ func parseURL(rawURL string) (*config, error) {
 		v := values[len(values)-1]
 		switch name {
 		case "password":
-			return nil, fmt.Errorf("pgstore: URL %s %w parameter: remove it and give the password to OpenPassword (read from a file), or in PGPASSWORD or PGPASSFILE", cfg.redacted, ErrPasswordInURL)
+			return nil, fmt.Errorf("pgstore: URL %s %w parameter: remove it and give the password apart from the URL (from a file only its user can read), or in PGPASSWORD or PGPASSFILE", cfg.redacted, ErrPasswordInURL)
 		case "schema":
 			if !schemaName.MatchString(v) {
 				return nil, fmt.Errorf("pgstore: URL %s: schema %q is not a lower-case identifier of at most 40 characters such as certkeeper", cfg.redacted, v)
