@@ -42,6 +42,17 @@ func obtain(t *testing.T, st storage.Storage, name string) status.Cert {
 	return status.Cert{}
 }
 
+// storeFailure stores the record a renewal of c failing for two hours
+// leaves (status.Failure).
+func storeFailure(t *testing.T, st storage.Storage, c status.Cert, now time.Time) {
+	t.Helper()
+	errs := map[string]status.Failure{c.Key: {Names: c.Names, Error: "CA down", At: now.Add(-2 * time.Hour), RetryAt: now.Add(time.Hour), Attempt: 3}}
+	data, _ := json.Marshal(errs)
+	if err := st.Store(t.Context(), storage.StateKey("renewal-errors"), data); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRepeatAndRestart: a failing renewal alerts once, again only after
 // Repeat, not again from a new Alerter on the same storage (a restart),
 // and a certificate near expiry alerts as expiring.
@@ -49,12 +60,7 @@ func TestRepeatAndRestart(t *testing.T) {
 	st := filestore.New(t.TempDir())
 	c := obtain(t, st, "a.test")
 	now := time.Now()
-	// The record a failed renewal leaves (status.Failure).
-	errs := map[string]status.Failure{c.Key: {Names: c.Names, Error: "CA down", At: now.Add(-2 * time.Hour), RetryAt: now.Add(time.Hour), Attempt: 3}}
-	data, _ := json.Marshal(errs)
-	if err := st.Store(t.Context(), storage.StateKey("renewal-errors"), data); err != nil {
-		t.Fatal(err)
-	}
+	storeFailure(t, st, c, now)
 
 	var mu sync.Mutex
 	var got []alert.Alert
@@ -318,11 +324,7 @@ func TestOneSinkFailing(t *testing.T) {
 	st := filestore.New(t.TempDir())
 	c := obtain(t, st, "a.test")
 	now := time.Now()
-	errs := map[string]status.Failure{c.Key: {Names: c.Names, Error: "CA down", At: now.Add(-2 * time.Hour), RetryAt: now.Add(time.Hour), Attempt: 3}}
-	data, _ := json.Marshal(errs)
-	if err := st.Store(t.Context(), storage.StateKey("renewal-errors"), data); err != nil {
-		t.Fatal(err)
-	}
+	storeFailure(t, st, c, now)
 	ran, execFails := 0, false
 	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, Webhook: "http://127.0.0.1:1/hook", // nothing listens
 		Exec: func(ctx context.Context, al alert.Alert, payload []byte) error {
@@ -344,11 +346,7 @@ func TestOneSinkFailing(t *testing.T) {
 	// Both failing: the next check tries again.
 	b := filestore.New(t.TempDir())
 	c = obtain(t, b, "b.test")
-	errs = map[string]status.Failure{c.Key: {Names: c.Names, Error: "CA down", At: now.Add(-2 * time.Hour), RetryAt: now.Add(time.Hour), Attempt: 3}}
-	data, _ = json.Marshal(errs)
-	if err := b.Store(t.Context(), storage.StateKey("renewal-errors"), data); err != nil {
-		t.Fatal(err)
-	}
+	storeFailure(t, b, c, now)
 	a.Storage, ran, execFails = b, 0, true
 	for i := range 2 {
 		_ = a.Check(t.Context(), now.Add(time.Duration(i)*time.Minute))
