@@ -178,6 +178,12 @@ func TestSecretFlagsWarned(t *testing.T) {
 		!strings.Contains(r.stderr, "put status_token in a --config file only you can read (chmod 600)") || strings.Contains(r.stderr, "tok-0123") {
 		t.Errorf("server --metrics-token --status-token: exit %d, stderr:\n%s\nwant two warnings naming the flags and keys, no token", r.code, r.stderr)
 	}
+	// An alert webhook's URL often carries its token (Slack, Teams).
+	hook := "https://hooks.example/services/T000/B000/XXXXSECRET"
+	r = ck(t, 30*time.Second, "server", "--check-config", "--alert-webhook", hook)
+	if r.code != 0 || !strings.Contains(r.stderr, "warning: --alert-webhook "+warning) || strings.Contains(r.stderr, "XXXXSECRET") {
+		t.Errorf("server --alert-webhook: exit %d, stderr:\n%s\nwant the warning, not the URL", r.code, r.stderr)
+	}
 	f := writeConfig(t, "metrics_token: mtok-0123456789abcdef\n")
 	if err := os.Chmod(f, 0o600); err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ type opsConfig struct {
 	MetricsToken   string        `yaml:"metrics_token" secret:"true" arg:"TOKEN" help:"TOKEN /metrics asks for as a bearer token; default $CERTKEEPER_METRICS_TOKEN, or\n--status-token when --metrics-addr is --status-addr"`
 	StatusAddr     string        `yaml:"status_addr" arg:"ADDR" help:"ADDR to serve the status page on (/ and /status.json), e.g. 127.0.0.1:9101; off unless\ngiven; beyond loopback it needs --status-token"`
 	StatusToken    string        `yaml:"status_token" secret:"true" arg:"TOKEN" help:"TOKEN the status page asks for (?token= or a bearer token); default $CERTKEEPER_STATUS_TOKEN"`
-	AlertWebhook   string        `yaml:"alert_webhook" arg:"URL" help:"URL to POST a JSON alert to when a renewal or a first issuance keeps failing or a certificate\nnears expiry, and a \"resolved\" one when that is over"`
+	AlertWebhook   string        `yaml:"alert_webhook" secret:"true" arg:"URL" help:"URL to POST a JSON alert to when a renewal or a first issuance keeps failing or a certificate\nnears expiry, and a \"resolved\" one when that is over"`
 	AlertExec      string        `yaml:"alert_exec" arg:"COMMAND" help:"COMMAND to run (with the shell) for each alert; $CERTKEEPER_ALERT_JSON holds the alert"`
 	AlertFailing   time.Duration `yaml:"alert_failing_for" arg:"DURATION" help:"alert when renewals (or a name's first issuance) have failed for this DURATION"`
 	AlertExpiring  time.Duration `yaml:"alert_expiring_within" arg:"DURATION" help:"alert when a certificate expires within this DURATION"`
