@@ -264,6 +264,10 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	var last []answer
 	var lastErr error
 	var reported time.Time
+	// servedOnce are the nameservers that served the value at some check:
+	// one that then did not answer (a busy server, a lost datagram) still
+	// has it, and the error blames those that never served it.
+	servedOnce := map[string]bool{}
 	refused := 0 // checks in a row in which every nameserver refused the connection
 	unfound := 0 // checks in a row in which the nameservers could not be found
 	for {
@@ -276,6 +280,11 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 		cut := wctx.Err() != nil // a check the timeout cut short: the one before says more
 		if lastErr == nil && last == nil || !cut {
 			last, lastErr = answers, err
+		}
+		for _, a := range answers {
+			if a.err == nil && a.served {
+				servedOnce[a.where] = true
+			}
 		}
 		missing, errs := missingOf(answers)
 		if !cut && (reported.IsZero() || time.Since(reported) >= waitingEvery) {
@@ -300,7 +309,7 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 			refused, unfound = 0, 0
 		}
 		if refused >= refusedRoundsMax || unfound >= refusedRoundsMax {
-			e := s.propagationError(rec, timeout, answers, err)
+			e := s.propagationError(rec, timeout, answers, err, servedOnce)
 			e.FailedFast = true
 			return e
 		}
@@ -315,7 +324,7 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 				}
 				return fmt.Errorf("waiting for TXT record %s to propagate: %w", strings.TrimSuffix(rec.fqdn, "."), ctx.Err())
 			}
-			return s.propagationError(rec, timeout, last, lastErr)
+			return s.propagationError(rec, timeout, last, lastErr, servedOnce)
 		}
 	}
 }
@@ -324,7 +333,7 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 // refused the connection make Wait give up before PropagationTimeout.
 const refusedRoundsMax = 3
 
-func (s *Solver) propagationError(rec record, timeout time.Duration, answers []answer, err error) *PropagationError {
+func (s *Solver) propagationError(rec record, timeout time.Duration, answers []answer, err error, servedOnce map[string]bool) *PropagationError {
 	e := &PropagationError{Record: strings.TrimSuffix(rec.fqdn, "."), Value: rec.value, Timeout: timeout,
 		Err: joinAnswers(answers, err), Primary: s.Resolver.primary()}
 	if err != nil {
@@ -332,7 +341,7 @@ func (s *Solver) propagationError(rec record, timeout time.Duration, answers []a
 	}
 	for _, a := range answers {
 		switch {
-		case a.err == nil && a.served:
+		case a.err == nil && a.served, servedOnce[a.where]:
 			e.Served = append(e.Served, a.where)
 		case a.err == nil:
 			e.Lacking = append(e.Lacking, a.where)
