@@ -226,8 +226,10 @@ func rewrite(pr *httputil.ProxyRequest) {
 // written to w yet, unless the connection was hijacked.
 func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	attrs := make([]slog.Attr, 0, 4)
+	backend := ""
 	if rt, ok := r.Context().Value(routeKey{}).(*routed); ok {
-		attrs = append(attrs, slog.String("name", rt.name), slog.String("backend", redact.URL(rt.backend.String())))
+		backend = redact.URL(rt.backend.String())
+		attrs = append(attrs, slog.String("name", rt.name), slog.String("backend", backend))
 	}
 	attrs = append(attrs, slog.String("remote_ip", remoteIP(r)), slog.Any("err", err))
 	if r.Context().Err() != nil {
@@ -236,7 +238,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		h.logger().LogAttrs(r.Context(), slog.LevelDebug, "request ended before the backend answered", attrs...)
 	} else {
 		level := slog.LevelDebug
-		if h.warnFor(attrs) {
+		if h.warnFor(backend) {
 			level = slog.LevelWarn
 		}
 		h.logger().LogAttrs(r.Context(), level, "backend unreachable", attrs...)
@@ -251,15 +253,9 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 // badGatewayText is the 502 page's sentence.
 const badGatewayText = "The site's backend is unreachable. Please try again in a moment."
 
-// warnFor reports whether a failure of the backend attrs name is logged
-// at Warn: the first in a minute for that backend.
-func (h *Handler) warnFor(attrs []slog.Attr) bool {
-	backend := ""
-	for _, a := range attrs {
-		if a.Key == "backend" {
-			backend = a.Value.String()
-		}
-	}
+// warnFor reports whether a failure of backend is logged at Warn: the
+// first in a minute for that backend.
+func (h *Handler) warnFor(backend string) bool {
 	g, ok := h.warned.Load(backend)
 	if !ok {
 		if h.nWarned.Add(1) > maxWarned {
