@@ -7,9 +7,10 @@
 // sh dies and its children (the "sleep 25" of "sleep 25; echo done", a
 // curl its script runs) are orphaned and keep running after certkeeper
 // exits. On unix a command here runs in a session, and so a process group,
-// of its own, which the end of its context kills as a whole. On other
-// systems (Windows) the process alone is killed, as exec.CommandContext
-// does.
+// of its own, which the end of its context kills as a whole. Windows has
+// no groups to signal: there the process and every process below it in a
+// snapshot of the running ones are killed, as "taskkill /T /F" does. On
+// other systems the process alone is killed, as exec.CommandContext does.
 //
 // A session of its own has no controlling terminal: a terminal's Ctrl-C
 // reaches certkeeper, not the command, so certkeeper's signal handling
