@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper/engine"
+	"github.com/certkeeper/certkeeper/internal/connlimit"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/proxy"
@@ -19,7 +20,8 @@ import (
 func summary(command string, dev bool, c *engineConfig, listeners ...engine.SummaryListener) engine.Summary {
 	s := engine.Summary{Command: command, Dev: dev, Allow: c.Allow, RequireOwnIP: c.RequireOwn, OwnIPPrivate: c.OwnIPPrivate,
 		Ask: c.Ask, Wildcards: c.Wildcards, CertFiles: len(c.CertFiles), CAs: c.CA, Challenges: c.Challenge,
-		Storage: storageWhere(c.Storage), Listeners: listeners, LogLevel: c.LogLevel, Source: c.credit, OrderLimit: c.OrderLimit, ProxyProtocolFrom: c.ProxyFrom}
+		Storage: storageWhere(c.Storage), Listeners: listeners, LogLevel: c.LogLevel, Source: c.credit, OrderLimit: c.OrderLimit, ProxyProtocolFrom: c.ProxyFrom,
+		MaxConns: c.MaxConns, OpenFiles: connlimit.OpenFiles()}
 	for _, n := range c.Names {
 		s.Rules = append(s.Rules, engine.SummaryRule{Pattern: n.Pattern, CAs: n.CA})
 	}
@@ -81,6 +83,7 @@ func proxySummary(cfg *proxyConfig, dev bool) engine.Summary {
 		ls = append(ls, engine.SummaryListener{What: redirect, Addr: cfg.HTTPAddr, Flag: "--http-addr"})
 	}
 	s := summary("proxy", dev, &cfg.engineConfig, ls...)
+	s.FilesPerConn = 2 // the client's and the backend's
 	for _, r := range cfg.Routes {
 		if route, err := proxy.ParseUserRoute(r); err == nil {
 			s.Served = append(s.Served, engine.SummaryName{Flag: "--route", Name: route.Pattern})

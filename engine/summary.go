@@ -59,6 +59,15 @@ type Summary struct {
 	ProxyProtocolFrom []string
 	// LogLevel is the log level given; empty is not shown.
 	LogLevel string
+	// MaxConns is the most connections one listener keeps open
+	// (--max-conns), FilesPerConn the file descriptors each takes (the
+	// proxy's two: the client's and the backend's; 0 is 1), and OpenFiles
+	// the descriptors the process may open (its RLIMIT_NOFILE; 0 is
+	// unknown, or no such limit): a MaxConns they cannot hold is warned
+	// of, since past the limit connections fail with "too many open files"
+	// before MaxConns refuses them.
+	MaxConns, FilesPerConn int
+	OpenFiles              uint64
 	// Source, if not nil, says where the setting of a flag ("--allow",
 	// "--tls-addr") came from, for the hint after it: the flag, a config
 	// file's key ("tls_addr in /etc/certkeeper.yaml") or "default". Nil
@@ -215,10 +224,20 @@ func summaryChain(cas []string) string {
 // Warnings are what the operator of s may not expect, one line each
 // without a newline, to show after Lines: that no name gets a
 // certificate on demand (no Allow, Ask or RequireOwnIP, outside
-// development mode), and each Allow pattern or Managed name whose chain is
-// Let's Encrypt alone but that it never issues for (NotPublic).
+// development mode), each Allow pattern or Managed name whose chain is
+// Let's Encrypt alone but that it never issues for (NotPublic), and a
+// MaxConns above what OpenFiles allows.
 func (s *Summary) Warnings() []string {
 	var out []string
+	if need := uint64(s.MaxConns) * uint64(max(s.FilesPerConn, 1)); s.OpenFiles > 0 && need > s.OpenFiles {
+		each := ""
+		if s.FilesPerConn > 1 {
+			each = fmt.Sprintf(" (%d each)", s.FilesPerConn)
+		}
+		out = append(out, fmt.Sprintf("--max-conns %d: one listener's connections take up to %d open files%s, but this process may open %d: "+
+			"past that, new connections fail with \"too many open files\" before --max-conns refuses them; raise the limit "+
+			"(LimitNOFILE= in a systemd unit, ulimit -n) or lower --max-conns", s.MaxConns, need, each, s.OpenFiles))
+	}
 	if !s.Dev && len(s.Allow) == 0 && s.Ask == "" && !s.RequireOwnIP {
 		served := "certificates already in --storage"
 		if s.CertFiles > 0 {
