@@ -15,7 +15,8 @@ import (
 )
 
 func storageMigrateCmd() *Command {
-	var from, to storageFlags
+	from := storageFlags{names: open.Names{URL: "--from", KeyFile: "--from-key-file", PasswordFile: "--from-password-file"}}
+	to := storageFlags{names: open.Names{URL: "--to", KeyFile: "--to-key-file", PasswordFile: "--to-password-file"}, migrateTo: true}
 	var overwrite bool
 	return &Command{
 		UsageLine: "certkeeper storage migrate --from DIR|URL --to DIR|URL [flags]",
@@ -44,13 +45,12 @@ func storageMigrateCmd() *Command {
 			}
 			src, closeSrc, err := from.open(ctx, env)
 			if err != nil {
-				return fmt.Errorf("--from: %w", err)
+				return cmdline.Prefix("--from", err)
 			}
 			defer closeSrc()
-			to.durable = true
 			dst, closeDst, err := to.open(ctx, env)
 			if err != nil {
-				return fmt.Errorf("--to: %w", err)
+				return cmdline.Prefix("--to", err)
 			}
 			defer closeDst()
 			stats, err := archive.Copy(ctx, src, dst, archive.ImportOptions{Overwrite: overwrite})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -399,5 +400,29 @@ func TestStorageKeygenFileMode(t *testing.T) {
 	r = ck(t, 30*time.Second, "storage", "keygen")
 	if r.code != 0 || len(r.stdout) == 0 || r.stderr != "" {
 		t.Errorf("storage keygen | ...: exit %d, stdout %d bytes, stderr %q; want a key and nothing else", r.code, len(r.stdout), r.stderr)
+	}
+}
+
+// TestStorageMigrateUnreachable: storage migrate to a server that cannot
+// be reached fails, naming it, instead of warning as a proxy would ("new
+// names and renewals wait for it") and then saying "verified"; a key
+// file that cannot be read is named by its own flag, --to-key-file.
+func TestStorageMigrateUnreachable(t *testing.T) {
+	t.Parallel()
+	from := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // a port nothing listens on
+	r := ck(t, 60*time.Second, "storage", "migrate", "--from", from, "--to", "redis://"+dead+"/0")
+	if r.code != 1 || !strings.Contains(r.stderr, "--to: redis://"+dead+"/0 cannot be reached") || strings.Contains(r.stderr, "verified") ||
+		strings.Contains(r.stderr, "renewals wait") {
+		t.Errorf("migrate to an unreachable Redis: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "storage", "migrate", "--from", from, "--to", filepath.Join(t.TempDir(), "st"), "--to-key-file", filepath.Join(from, "missing.key"))
+	if r.code != 1 || !strings.Contains(r.stderr, "storage migrate: --to-key-file: ") || strings.Contains(r.stderr, "--storage") {
+		t.Errorf("migrate with a missing --to-key-file: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 }

@@ -29,6 +29,12 @@ type storageFlags struct {
 	// existing refuses a PostgreSQL schema that does not exist (status,
 	// storage export: a typo is not an empty storage).
 	existing bool
+	// migrateTo is migrate's destination: durable, but a server that
+	// cannot be reached fails it (open.Options.MustReach).
+	migrateTo bool
+	// names are the flags errors name (storage migrate's --from and --to
+	// sides); zero: --storage, --storage-key-file, --storage-password-file.
+	names open.Names
 }
 
 // where names the storage for messages, without credentials.
@@ -81,9 +87,12 @@ func openStorage(ctx context.Context, env *Env, sf storageFlags, leaseTTL time.D
 	if spec == "" {
 		spec = certkeeper.DefaultStorageDir()
 	}
+	names := sf.names
+	if names == (open.Names{}) {
+		names = open.Names{URL: "--storage", KeyFile: "--storage-key-file", PasswordFile: "--storage-password-file"}
+	}
 	st, closeFn, err := open.Storage(ctx, spec, open.Options{KeyFile: sf.StorageKey, PasswordFile: sf.StoragePass, LeaseTTL: leaseTTL,
-		AllowClear: sf.rekey, SkipDurability: !sf.durable, Existing: sf.existing, Logger: env.Logger,
-		Names: open.Names{URL: "--storage", KeyFile: "--storage-key-file", PasswordFile: "--storage-password-file"}})
+		AllowClear: sf.rekey, SkipDurability: !sf.durable && !sf.migrateTo, MustReach: sf.migrateTo, Existing: sf.existing, Logger: env.Logger, Names: names})
 	if oerr, ok := errors.AsType[*open.OptionsError](err); ok {
 		return nil, nil, usagef("%s", oerr)
 	}

@@ -88,3 +88,16 @@ func MapErrors(err error, f func(error) error) error {
 	}
 	return errors.Join(out...)
 }
+
+// Prefix is err said of the flag name ("--to"): "--to: err", unless err
+// names that flag or one of its family already ("--to-key-file: ..."),
+// which says more.
+func Prefix(name string, err error) error {
+	flag := strings.TrimPrefix(name, "--")
+	for _, f := range FlagsIn(err.Error()) {
+		if f == flag || strings.HasPrefix(f, flag+"-") {
+			return err
+		}
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}

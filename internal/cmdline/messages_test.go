@@ -61,3 +61,16 @@ func TestMapErrors(t *testing.T) {
 		t.Errorf("single: %q, want %q", got, "C")
 	}
 }
+
+func TestPrefix(t *testing.T) {
+	for _, tt := range []struct{ err, want string }{
+		{"stat /x: no such file", "--to: stat /x: no such file"},
+		{"--to-key-file: storage key file: stat /x", "--to-key-file: storage key file: stat /x"},
+		{"--to redis://h:1 cannot be reached", "--to redis://h:1 cannot be reached"},
+		{"--tool x: bad", "--to: --tool x: bad"},
+	} {
+		if got := Prefix("--to", errors.New(tt.err)).Error(); got != tt.want {
+			t.Errorf("Prefix(--to, %q) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}

@@ -66,6 +66,13 @@ type Options struct {
 	// same storage (a proxy, a server) is the one to warn.
 	SkipDurability bool
 
+	// MustReach, with the durability check, makes a server that cannot be
+	// reached an error rather than a warning: for a one-off command that
+	// writes and whose durability warnings matter (a migration to the
+	// storage a cluster will run on), where "new names and renewals wait
+	// for it" does not apply.
+	MustReach bool
+
 	// Existing refuses a PostgreSQL schema that does not exist rather
 	// than creating it (pgstore.Options.Existing): for a command that
 	// only reads, where a mistyped name must not read as an empty
@@ -218,7 +225,7 @@ func Storage(ctx context.Context, spec string, opts Options) (st storage.Storage
 	}
 	where := Where(spec)
 	if !opts.SkipDurability {
-		if err := warnDurability(ctx, opts.logger(), st, where); err != nil {
+		if err := warnDurability(ctx, opts.logger(), st, where, opts.MustReach); err != nil {
 			closeFn()
 			return nil, nil, err
 		}
@@ -307,7 +314,7 @@ func backend(ctx context.Context, spec string, opts *Options) (storage.Storage, 
 func openPostgres(ctx context.Context, spec string, opts Options, n Names) (*pgstore.Store, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	o := pgstore.Options{StartUnreachable: !opts.SkipDurability, Existing: opts.Existing, Logger: opts.Logger}
+	o := pgstore.Options{StartUnreachable: !opts.SkipDurability && !opts.MustReach, Existing: opts.Existing, Logger: opts.Logger}
 	if passwordFile := opts.PasswordFile; passwordFile != "" {
 		read := func(context.Context) (string, error) { return readPassword(passwordFile, n) }
 		if _, err := read(ctx); err != nil {
@@ -348,8 +355,8 @@ func readPassword(file string, n Names) (string, error) {
 // could not be checked; the storage is opened either way, unless the
 // server refused the login: that is a configuration error, not an outage
 // to ride out (every read and write would fail until a restart), so it
-// is returned.
-func warnDurability(ctx context.Context, logger *slog.Logger, st storage.Storage, where string) error {
+// is returned, as is a server that cannot be reached when mustReach.
+func warnDurability(ctx context.Context, logger *slog.Logger, st storage.Storage, where string, mustReach bool) error {
 	dc, ok := st.(storage.DurabilityChecker)
 	if !ok {
 		return nil
@@ -360,6 +367,8 @@ func warnDurability(ctx context.Context, logger *slog.Logger, st storage.Storage
 	switch {
 	case errors.Is(err, redisstore.ErrAuthentication):
 		return fmt.Errorf("%s: %w", where, err)
+	case errors.As(err, new(*net.OpError)) && mustReach:
+		return fmt.Errorf("%s cannot be reached: %w", where, err)
 	case errors.As(err, new(*net.OpError)):
 		logger.Warn("storage server cannot be reached: new names and renewals wait for it (certificates in memory are served); its durability is not checked",
 			"storage", where, "err", err)
