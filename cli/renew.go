@@ -73,6 +73,9 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 		return err
 	}
 	r.Dir = certfile.Dir(f.outDir)
+	if err := f.rememberedStorage(env, r.Dir); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	// A short lease: a run killed by cron's timeout (or SIGKILL) holds up
@@ -104,6 +107,23 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 		return err
 	}
 	return f.report(ctx, env, results)
+}
+
+// rememberedStorage opens, unless --storage is given, the storage the
+// certificates in dir remember (renew.RememberedStorage): their accounts,
+// and the local CA that signed theirs, are there, not in the default.
+func (f *renewFlags) rememberedStorage(env *Env, dir certfile.Dir) error {
+	if cmdline.Given(f.fs, "storage") {
+		return nil
+	}
+	rs, err := renew.RememberedStorage(dir, f.only...)
+	if err != nil {
+		return fmt.Errorf("%w: give --storage for this run (each certificate it renews remembers it then), or renew them apart with -d NAME", err)
+	}
+	if rs.Storage != "" && rs.Storage != f.Storage {
+		fmt.Fprintf(env.Stderr, "certkeeper: storage %s, which the certificates remember (--storage chooses another)\n", storageWhere(rs.Storage))
+	}
+	return errors.Join(rs.ApplyUnset(f.fs, renew.StorageKeys()...))
 }
 
 // renewer is the Renewer the flags describe, without its directory,

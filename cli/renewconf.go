@@ -51,7 +51,7 @@ func (f *issueFlags) withSettings(s renew.Settings) (*issueFlags, error) {
 	g.storageFlags = f.storageFlags
 	g.timeout, g.noWait, g.outDir = f.timeout, f.noWait, f.outDir
 	g.EABKID, g.EABHMAC, g.dns.TSIGKey = f.EABKID, f.EABHMAC, f.dns.TSIGKey
-	err := s.ApplyFlags(fs, renew.HookKeys()...) // cert renew runs hooks itself
+	err := s.ApplyFlags(fs, append(renew.HookKeys(), renew.StorageKeys()...)...) // cert renew runs hooks itself, on one storage
 	switch g.challenge {
 	case acmeca.HTTP01, acmeca.TLSALPN01, acmeca.DNS01, acmeca.DNSPersist01:
 	default:
@@ -64,10 +64,11 @@ func (f *issueFlags) withSettings(s renew.Settings) (*issueFlags, error) {
 }
 
 // settings are the renewal settings of this cert issue: the flags given,
-// and the CA, challenge and key type even at their defaults, so the file
-// says where it came from.
+// and the CA, challenge, key type and storage even at their defaults, so
+// the file says where it came from and cert renew, run by another user
+// or with another default, renews with the same account and local CA.
 func (f *issueFlags) settings() (renew.Settings, error) {
-	s, err := settingsFromFlags(f.fs, "ca", "challenge", "key-type")
+	s, err := settingsFromFlags(f.fs, "ca", "challenge", "key-type", "storage")
 	if s.CA == "" && err == nil {
 		s.CA = f.ca() // --ca not given: its default
 	}

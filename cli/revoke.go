@@ -45,7 +45,7 @@ func certRevokeCmd() *Command {
 			}
 			if certFile != "" && !cmdline.Given(flags, "ca") { // the CA that issued a pair's, as cert renew finds it
 				s, conf, err := renew.PairSettings(certFile)
-				if err = errors.Join(err, s.ApplyUnset(flags, "ca", "ca_roots", "email")); err != nil {
+				if err = errors.Join(err, s.ApplyUnset(flags, append(renew.StorageKeys(), "ca", "ca_roots", "email")...)); err != nil {
 					return fmt.Errorf("--cert %s: %w", certFile, err)
 				} else if s.CA != "" {
 					fmt.Fprintf(env.Stderr, "certkeeper: revoking at %s, the CA of %s (--ca chooses another)\n", s.CA, conf)

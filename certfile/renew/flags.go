@@ -19,6 +19,11 @@ func FlagOf(key string) string { return strings.ReplaceAll(key, "_", "-") }
 // of an issuer.
 func HookKeys() []string { return []string{"deploy_hook", "pre_hook", "post_hook"} }
 
+// StorageKeys are the settings that say where a certificate's account
+// (and local CA) is kept: one storage serves a whole run, so a command
+// opens it (RememberedStorage) rather than each certificate's issuer.
+func StorageKeys() []string { return []string{"storage", "storage_key_file", "storage_password_file"} }
+
 // StateKeys are the settings that record a certificate's state (revoked:
 // MarkRevoked), which no flag sets.
 func StateKeys() []string { return []string{"revoked"} }

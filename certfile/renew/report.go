@@ -183,6 +183,9 @@ func (p *Previous) Changes(names []string, s Settings) string {
 	before, after := p.Settings.values(), s.values()
 	var changed []string
 	for _, key := range SettingsKeys() {
+		if slices.Contains(StorageKeys(), key) && before[key] == "" {
+			continue // remembered since: where it was kept is not known
+		}
 		if b, a := before[key], after[key]; b != a {
 			changed = append(changed, fmt.Sprintf("%s %s -> %s", key, orNone(b), orNone(a)))
 		}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/certfile"
@@ -35,6 +37,14 @@ type Settings struct {
 	Profile        string // profile: the ACME profile to order
 	KeyType        string // key_type: ecdsa-p256, rsa2048, ... (canonical: see Set)
 	PreferredChain string // preferred_chain: the common name of the preferred chain's top
+
+	// Storage is where the certificate's ACME account (and, for the local
+	// CA, the CA itself) lives: a renewal with another storage would
+	// register another account, or sign with a new local CA that no client
+	// trusts. StorageKeyFile and StoragePasswordFile open it.
+	Storage             string // storage: a directory or a storage URL
+	StorageKeyFile      string // storage_key_file
+	StoragePasswordFile string // storage_password_file
 
 	Challenge string // challenge: http-01, tls-alpn-01, dns-01 or dns-persist-01
 	HTTPAddr  string // http_addr: where http-01 is answered
@@ -88,6 +98,9 @@ var fields = []field{
 	{key: "profile", scalar: func(s *Settings) *string { return &s.Profile }},
 	{key: "key_type", scalar: func(s *Settings) *string { return &s.KeyType }},
 	{key: "preferred_chain", scalar: func(s *Settings) *string { return &s.PreferredChain }},
+	{key: "storage", scalar: func(s *Settings) *string { return &s.Storage }},
+	{key: "storage_key_file", scalar: func(s *Settings) *string { return &s.StorageKeyFile }},
+	{key: "storage_password_file", scalar: func(s *Settings) *string { return &s.StoragePasswordFile }},
 	{key: "challenge", scalar: func(s *Settings) *string { return &s.Challenge }},
 	{key: "http_addr", scalar: func(s *Settings) *string { return &s.HTTPAddr }},
 	{key: "webroot", scalar: func(s *Settings) *string { return &s.Webroot }},
@@ -374,10 +387,13 @@ func SaveSettings(path string, s Settings) error {
 // directory than the command that remembered them (trial 19). A path
 // that cannot be made absolute is left as it is; empty ones stay empty.
 func (s *Settings) Absolute() {
-	for _, p := range []*string{&s.CARoots, &s.Webroot, &s.TSIGKeyFile, &s.DNSAPIKeyFile} {
+	for _, p := range []*string{&s.CARoots, &s.Webroot, &s.TSIGKeyFile, &s.DNSAPIKeyFile, &s.StorageKeyFile, &s.StoragePasswordFile} {
 		if *p != "" {
 			*p = absPath(*p)
 		}
+	}
+	if s.Storage != "" && !strings.Contains(s.Storage, "://") { // a directory
+		s.Storage = absPath(s.Storage)
 	}
 	if strings.ContainsRune(s.DNSExec, filepath.Separator) {
 		s.DNSExec = absPath(s.DNSExec)
@@ -451,4 +467,69 @@ func PairSettings(certFile string) (s Settings, path string, err error) {
 		return Settings{}, "", err
 	}
 	return s, path, nil
+}
+
+// StorageConflictError is RememberedStorage's error: certificates of one
+// directory remember different storages, which one run cannot open.
+type StorageConflictError struct {
+	Dir certfile.Dir
+	// ByStorage maps each storage remembered to the certificates (base
+	// names) that remember it, sorted.
+	ByStorage map[string][]string
+}
+
+func (e *StorageConflictError) Error() string {
+	var parts []string
+	for _, st := range slices.Sorted(maps.Keys(e.ByStorage)) {
+		parts = append(parts, fmt.Sprintf("%s (%s)", st, strings.Join(e.ByStorage[st], ", ")))
+	}
+	return fmt.Sprintf("the certificates in %s remember different storages: %s", e.Dir, strings.Join(parts, "; "))
+}
+
+// RememberedStorage returns the storage settings (StorageKeys) that the
+// certificates in dir remember, if any does: a run without a storage of
+// its own opens that one, where their accounts (and local CA) are, not a
+// default one. Certificates that remember none are renewed there too. It
+// is a *StorageConflictError when they remember different storages, or
+// the same storage with different key or password files. Settings that
+// cannot be read are skipped: the run reports them. With names, only the
+// certificates that cover or are named by one of them count (a run's
+// Renewer.Only).
+func RememberedStorage(dir certfile.Dir, names ...string) (Settings, error) {
+	pairs, err := dir.Pairs()
+	if err != nil {
+		return Settings{}, nil // the run reports it
+	}
+	var found Settings
+	by := map[string][]string{}
+	for _, p := range pairs {
+		covers := []string{p.Base}
+		if p.Err == nil && len(p.Chain) > 0 {
+			covers = certfile.Names(p.Chain[0], p.Base)
+		}
+		if len(names) > 0 && !slices.ContainsFunc(names, func(n string) bool {
+			kept, _ := only([]*Result{{Base: p.Base, Names: covers}}, []string{n}, dir)
+			return len(kept) > 0
+		}) {
+			continue
+		}
+		s, err := LoadSettings(settingsPathBase(dir, p.Base))
+		if err != nil || s.Storage == "" {
+			continue
+		}
+		st := Settings{Storage: s.Storage, StorageKeyFile: s.StorageKeyFile, StoragePasswordFile: s.StoragePasswordFile}
+		found = st
+		desc := st.Storage
+		if st.StorageKeyFile != "" || st.StoragePasswordFile != "" {
+			desc += " with " + strings.TrimSpace(st.StorageKeyFile+" "+st.StoragePasswordFile)
+		}
+		by[desc] = append(by[desc], p.Base)
+	}
+	if len(by) > 1 {
+		for _, bases := range by {
+			slices.Sort(bases)
+		}
+		return Settings{}, &StorageConflictError{Dir: dir, ByStorage: by}
+	}
+	return found, nil
 }

@@ -10,12 +10,15 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/certkeeper/certkeeper/certfile"
 )
 
 func fullSettings() Settings {
 	return Settings{
 		CA: "https://127.0.0.1:14000/dir", CARoots: "/etc/certkeeper/roots.pem", Email: "ops@a.example",
 		Profile: "shortlived", KeyType: "rsa2048", PreferredChain: "ISRG Root X1",
+		Storage: "/var/lib/certkeeper", StorageKeyFile: "/etc/certkeeper/storage.key", StoragePasswordFile: "/etc/certkeeper/db.pw",
 		Challenge: "dns-01", HTTPAddr: ":8080", TLSAddr: "127.0.0.1:5001",
 		DNS: "rfc2136", DNSServer: "127.0.0.1:53", TSIGKeyFile: "/etc/certkeeper/tsig.key",
 		DNSExec: "/usr/local/bin/dns", DNSExecMode: "raw", DNSAPIURL: "http://127.0.0.1:8081",
@@ -249,5 +252,42 @@ func TestPairSettings(t *testing.T) {
 	other := filepath.Join(t.TempDir(), "a.test.pem")
 	if s, path, err := PairSettings(other); err != nil || path != "" || !s.IsZero() {
 		t.Errorf("PairSettings of a file of no pair = %+v, %q, %v; want none", s, path, err)
+	}
+}
+
+// TestRememberedStorage: the storage the certificates of a directory
+// remember, one for all of them or a conflict naming each; with names,
+// only theirs count; a remembered storage is not a settings change for a
+// certificate whose file names none.
+func TestRememberedStorage(t *testing.T) {
+	dir := certfile.Dir(t.TempDir())
+	for name, st := range map[string]string{"a.test": "/srv/st1", "b.test": "/srv/st1", "c.test": "redis://127.0.0.1:6379/0", "d.test": ""} {
+		selfSignedPair(t, dir, name, name)
+		path, err := SettingsPath(dir, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := SaveSettings(path, Settings{CA: "local", Storage: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := RememberedStorage(dir)
+	var cerr *StorageConflictError
+	if !errors.As(err, &cerr) || !strings.Contains(err.Error(), "/srv/st1 (a.test, b.test); redis://127.0.0.1:6379/0 (c.test)") {
+		t.Errorf("RememberedStorage of two storages = %v", err)
+	}
+	if s, err := RememberedStorage(dir, "a.test", "B.TEST", "d.test"); err != nil || s.Storage != "/srv/st1" {
+		t.Errorf("RememberedStorage(a.test, b.test, d.test) = %q, %v; want /srv/st1", s.Storage, err)
+	}
+	if s, err := RememberedStorage(dir, "d.test"); err != nil || s.Storage != "" {
+		t.Errorf("RememberedStorage(d.test) = %q, %v; want none", s.Storage, err)
+	}
+	prev := &Previous{Names: []string{"d.test"}, Settings: Settings{CA: "local"}}
+	if c := prev.Changes([]string{"d.test"}, Settings{CA: "local", Storage: "/srv/st1"}); c != "" {
+		t.Errorf("a storage remembered now is a change: %q", c)
+	}
+	prev.Settings.Storage = "/srv/st2"
+	if c := prev.Changes([]string{"d.test"}, Settings{CA: "local", Storage: "/srv/st1"}); !strings.Contains(c, "storage /srv/st2 -> /srv/st1") {
+		t.Errorf("another storage: changes %q", c)
 	}
 }
