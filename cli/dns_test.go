@@ -157,6 +157,34 @@ func TestIssueDNSCheckedBeforeOrder(t *testing.T) {
 	}
 }
 
+// TestRenewDNSCheckedBeforeOrder: cert renew checks, as cert issue does,
+// that the DNS server takes the records before it orders (trial: with
+// the DNS server refusing, each cron run left a pending order at the CA).
+func TestRenewDNSCheckedBeforeOrder(t *testing.T) {
+	d := newDNSSetup(t)
+	out, st := t.TempDir(), t.TempDir()
+	keyFile := d.keyFile(t)
+	args := append(pebbleArgs(d.ca, st, out), "-d", "*.a.test", "--dns", "rfc2136", "--dns-server", d.named.Addr(),
+		"--tsig-key-file", keyFile, "--dns-resolver", d.named.Addr(), "--dns-check-port", cmdline.PortOf(d.named.Addr()))
+	if r := ck(t, time.Minute, args...); r.code != 0 {
+		t.Fatalf("cert issue: exit %d\n%s", r.code, r.stderr)
+	}
+	// The key the renewal settings name is rotated on the server, not in the file.
+	body := fmt.Sprintf("key %q {\n\talgorithm %s;\n\tsecret %q;\n};\n", strings.TrimSuffix(d.named.KeyName(), "."), d.named.Algorithm(),
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+	if err := os.WriteFile(keyFile, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	updates := d.named.Updates()
+	r := ck(t, time.Minute, "cert", "renew", "--force", "--out-dir", out, "--storage", st, "--ca-roots", d.ca.ListenerRootFile())
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "nothing was ordered") || !strings.Contains(r.stdout+r.stderr, "BADSIG") {
+		t.Fatalf("cert renew with a refused key: exit %d, want 1 saying nothing was ordered and BADSIG\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stderr, "order created") || d.named.Updates() != updates {
+		t.Errorf("an order was placed or the zone updated (%d updates)\nstderr:\n%s", d.named.Updates()-updates, r.stderr)
+	}
+}
+
 // TestProxyWildcardKeyRefused: a --wildcard zone whose DNS server refuses
 // the TSIG key stops the proxy at start, and --check-config, naming the
 // wildcard and BADSIG, instead of a failure at the first handshake; a DNS

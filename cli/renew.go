@@ -98,6 +98,9 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 		}
 		return &issuer.Chain{Issuers: []issuer.Issuer{iss}}, closer, nil
 	}
+	r.Check = func(ctx context.Context, chain *issuer.Chain, names []string) error {
+		return engine.CheckDNS(ctx, chain.Issuers[0], names) // one issuer: cert renew's chain
+	}
 	r.ARI = f.ariFor(env, st) // a dry run too: it says what the real run would do
 	results, err := r.Run(ctx)
 	if errors.Is(err, fs.ErrNotExist) {

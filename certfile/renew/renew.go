@@ -166,6 +166,12 @@ type Renewer struct {
 	// port for it); an error marks that certificate Failed.
 	BeforeRenew func(ctx context.Context, r *Result) error
 
+	// Check, if set, runs before each certificate's order, with the chain
+	// it will be ordered from: an error marks that certificate Failed
+	// with nothing ordered (engine.CheckDNS: a DNS server that is down, or
+	// a wrong key, fails before an order the CA keeps pending).
+	Check func(ctx context.Context, chain *issuer.Chain, names []string) error
+
 	// AfterRenew, if set, runs after each certificate renewed or issued;
 	// an error marks that certificate Failed.
 	AfterRenew func(ctx context.Context, r *Result) error
@@ -623,6 +629,13 @@ func (r *Renewer) renewGroup(ctx context.Context, group []*Result) {
 		if chainErr != nil {
 			j.Action, j.Detail, j.Err = Failed, chainErr.Error(), chainErr
 			continue
+		}
+		if r.Check != nil {
+			if err := r.Check(ctx, chain, j.Names); err != nil {
+				err = fmt.Errorf("nothing was ordered: %w", err)
+				j.Action, j.Detail, j.Err = Failed, err.Error(), err
+				continue
+			}
 		}
 		r.renewOne(ctx, chain, j)
 	}
