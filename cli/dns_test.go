@@ -364,10 +364,41 @@ func TestProxyWildcard(t *testing.T) {
 	if n := d.ca.Orders(); n != 1 {
 		t.Errorf("orders = %d, want 1", n)
 	}
-	// Without a DNS provider, --wildcard is refused at start.
+	// Without a DNS provider, --wildcard is refused at start; with one but
+	// no DNS challenge, so is it, saying which.
 	r := ck(t, 30*time.Second, "proxy", "--tls-addr", "127.0.0.1:0", "--ca", d.ca.DirectoryURL(), "--allow", "a.test", "--wildcard", "*.a.test")
-	if r.code != 2 || !strings.Contains(r.stderr, "dns-01 is needed") {
-		t.Errorf("proxy --wildcard without --dns: exit %d, stderr %q; want 2 saying dns-01 is needed", r.code, r.stderr)
+	if r.code != 2 || !strings.Contains(r.stderr, "give --dns (dns-01: rfc2136, powerdns or exec), or --challenge dns-persist-01") {
+		t.Errorf("proxy --wildcard without --dns: exit %d, stderr %q; want 2 naming --dns and dns-persist-01", r.code, r.stderr)
+	}
+	r = ck(t, 30*time.Second, append([]string{"proxy", "--tls-addr", "127.0.0.1:0", "--ca", d.ca.DirectoryURL(), "--allow", "a.test", "--wildcard", "*.a.test",
+		"--challenge", "tls-alpn-01"}, d.dnsArgs(t)...)...)
+	if r.code != 2 || !strings.Contains(r.stderr, "add dns-01 (or dns-persist-01) to --challenge") {
+		t.Errorf("proxy --wildcard --dns --challenge tls-alpn-01: exit %d, stderr %q; want 2 asking for dns-01 in --challenge", r.code, r.stderr)
+	}
+}
+
+// TestProxyWildcardPersist: proxy --wildcard with --challenge
+// dns-persist-01 and no DNS provider (the record set once, the proxy
+// holding no DNS key) obtains the wildcard and serves its subdomains,
+// and updates nothing in the zone (DNS trial: it was refused at start).
+func TestProxyWildcardPersist(t *testing.T) {
+	d := newDNSSetup(t)
+	storageDir := t.TempDir()
+	if r := ck(t, time.Minute, append([]string{"dns-persist-record", "-d", "a.test", "--policy-wildcard", "--until", "8760h",
+		"--ca", d.ca.DirectoryURL(), "--ca-roots", d.ca.ListenerRootFile(), "--storage", storageDir}, d.dnsArgs(t)...)...); r.code != 0 {
+		t.Fatalf("dns-persist-record: exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	updates := d.named.Updates()
+	port := testsvc.FreePort(t)
+	startProxy(t, "--tls-addr", fmt.Sprintf("127.0.0.1:%d", port), "--ca", d.ca.DirectoryURL(), "--ca-roots", d.ca.ListenerRootFile(),
+		"--storage", storageDir, "--allow", "*.a.test", "--backend", newBackend(t, "ok").url, "--wildcard", "*.a.test",
+		"--challenge", "dns-persist-01", "--dns-resolver", d.named.Addr(), "--dns-check-port", cmdline.PortOf(d.named.Addr()))
+	roots := d.ca.IssuingRootPool(t)
+	if a, b := serialOf(t, port, "x.a.test", roots), serialOf(t, port, "y.a.test", roots); a != b {
+		t.Errorf("x.a.test and y.a.test got serials %s and %s, want one wildcard certificate", a, b)
+	}
+	if n := d.named.Updates() - updates; n != 0 {
+		t.Errorf("named applied %d updates, want 0", n)
 	}
 }
 

@@ -52,7 +52,7 @@ type engineConfig struct {
 	// OwnIPPrivate lets loopback, link-local and private addresses count
 	// as this host's own for RequireOwn.
 	OwnIPPrivate bool     `yaml:"own_ip_private" help:"with --require-own-ip, count loopback, link-local and private addresses as this host's\nown too (for an internal CA; a public CA cannot reach them, so by default they are refused)"`
-	Wildcards    []string `yaml:"wildcard" arg:"*.ZONE" help:"serve every subdomain of a zone from one wildcard certificate: *.ZONE (obtained with\nZONE at the first handshake for any name in it that --allow allows; needs --dns); repeatable"`
+	Wildcards    []string `yaml:"wildcard" arg:"*.ZONE" help:"serve every subdomain of a zone from one wildcard certificate: *.ZONE (obtained with\nZONE at the first handshake for any name in it that --allow allows; needs --dns, or\n--challenge dns-persist-01 with its record set); repeatable"`
 	ProxyFrom    []string `yaml:"proxy_protocol_from" arg:"CIDR" help:"CIDR (or address) of TCP load balancers that start each connection with a PROXY protocol\nheader (v1 or v2), which must: the client address in it is used; repeatable"`
 	proxyFrom    []netip.Prefix
 	CertFiles    []string `yaml:"cert_file" arg:"CERT:KEY" help:"CERT:KEY: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable"`
@@ -179,12 +179,12 @@ func (c *engineConfig) manager(st storage.Storage, env *Env, fe frontEnd) (*cert
 	}
 	m, err := s.Manager(st)
 	if err != nil {
-		return nil, settingError(err, fe)
+		return nil, settingError(err, fe, c.DNS.Provider != "")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a DNS server down delays the start by this at most
 	defer cancel()
 	if err := s.CheckDNS(ctx, slog.New(logsetup.MapErrors(env.Logger.Handler(), withFlagHints))); err != nil {
-		return nil, settingError(err, fe)
+		return nil, settingError(err, fe, c.DNS.Provider != "")
 	}
 	return m, nil
 }
@@ -281,8 +281,9 @@ func (c *engineConfig) account(env *Env) (engine.Account, error) {
 	return engine.Account{Email: c.Email, Profile: c.Profile, Logger: env.Logger}, nil
 }
 
-// settingError names the flags in an engine.SettingError.
-func settingError(err error, fe frontEnd) error {
+// settingError names the flags in an engine.SettingError; dns tells
+// whether --dns is given.
+func settingError(err error, fe frontEnd, dns bool) error {
 	se, ok := errors.AsType[*engine.SettingError](err)
 	if !ok {
 		return err
@@ -294,8 +295,10 @@ func settingError(err error, fe frontEnd) error {
 		err = usagef("--challenge http-01 needs %s", fe.http01Via)
 	case errors.Is(se.Err, engine.ErrUnknownChallenge):
 		err = usagef("--challenge %q: use tls-alpn-01, http-01, dns-01 or dns-persist-01", se.Value)
+	case errors.Is(se.Err, engine.ErrWildcardNeedsDNS01) && dns:
+		err = usagef("--wildcard %s: wildcard certificates are validated only through DNS: add dns-01 (or dns-persist-01) to --challenge", se.Value)
 	case errors.Is(se.Err, engine.ErrWildcardNeedsDNS01):
-		err = usagef("--wildcard %s: wildcard certificates are validated only through DNS: dns-01 is needed (--dns rfc2136, powerdns or exec)", se.Value)
+		err = usagef("--wildcard %s: wildcard certificates are validated only through DNS: give --dns (dns-01: rfc2136, powerdns or exec), or --challenge dns-persist-01", se.Value)
 	case errors.Is(se.Err, engine.ErrNotWildcard):
 		err = usagef("--wildcard %q: want *.ZONE, e.g. *.a.example", se.Value)
 	case se.Field == "Wildcards": // CheckDNS: the DNS server refuses the zone's records

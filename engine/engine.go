@@ -99,9 +99,9 @@ var (
 	// ErrNotAnswered: a challenge the front end does not answer
 	// (Settings.TLSALPN01, HTTP01 or DNS01 is not set).
 	ErrNotAnswered = errors.New("challenge not answered here")
-	// ErrWildcardNeedsDNS01: wildcards given without dns-01 among the
-	// challenges.
-	ErrWildcardNeedsDNS01 = errors.New("wildcard certificates are validated only through DNS: dns-01 is needed")
+	// ErrWildcardNeedsDNS01: wildcards given without dns-01 or
+	// dns-persist-01 among the challenges.
+	ErrWildcardNeedsDNS01 = errors.New("wildcard certificates are validated only through DNS: dns-01 or dns-persist-01 is needed")
 	// ErrNotWildcard: a wildcard that is not *.ZONE.
 	ErrNotWildcard = errors.New("want *.ZONE, e.g. *.a.example")
 )
@@ -283,7 +283,7 @@ func (s *Settings) dnsSolvers(order []string) (map[string]solver.Solver, *Settin
 			return nil, &SettingError{Field: "Wildcards", Value: w, Err: ErrNotWildcard}
 		}
 	}
-	if len(s.Wildcards) > 0 && solvers[acmeca.DNS01] == nil {
+	if len(s.Wildcards) > 0 && solvers[acmeca.DNS01] == nil && solvers[acmeca.DNSPersist01] == nil {
 		return nil, &SettingError{Field: "Wildcards", Value: s.Wildcards[0], Err: ErrWildcardNeedsDNS01}
 	}
 	return solvers, nil
