@@ -338,7 +338,11 @@ func TestReadmeRunCommand(t *testing.T) {
 	be := newBackend(t, "dev backend")
 	dir := t.TempDir()
 	port := testsvc.FreePort(t)
-	startProxy(t, "--storage", dir, "--tls-addr", "127.0.0.1:"+strconv.Itoa(port), "--backend", be.url)
+	p := startProxyLogged(t, "--storage", dir, "--tls-addr", "127.0.0.1:"+strconv.Itoa(port), "--backend", be.url)
+	// The root as the banner says to get it (trial: it left out --storage).
+	if want := "or for one client: certkeeper ca root --storage " + dir + " > root.pem;"; !strings.Contains(p.output(), want) {
+		t.Errorf("the development mode banner lacks %q:\n%s", want, p.output())
+	}
 	root := ck(t, 30*time.Second, "ca", "root", "--storage", dir)
 	rootFile := filepath.Join(dir, "root.pem")
 	if err := os.WriteFile(rootFile, []byte(root.stdout), 0o644); err != nil {
