@@ -161,7 +161,7 @@ func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.
 			return nil, nil, nil, err
 		}
 		h.Anonymous = true
-		fmt.Fprintln(env.Stderr, "certkeeper: warning: no --token-file or --client-ca: every local process may fetch keys")
+		fmt.Fprintln(env.Stderr, anonymousWarning)
 	}
 	cfg.warnPlainAPI(env)
 	closeAudit, err = openAudit(h, cfg.AuditLog, cfg.AuditFailOpen, env)
@@ -233,6 +233,10 @@ func reloadServer(env *Env, h *certserver.Handler, cfg, last *serverConfig, relo
 	return next
 }
 
+// anonymousWarning is said at start and by --check-config without a
+// credential: any process of the host may fetch keys.
+const anonymousWarning = "certkeeper: warning: no --token-file or --client-ca: every local process, whichever user runs it, may fetch private keys"
+
 // frontEnd is what the server offers the engine.
 func (c *serverConfig) frontEnd() frontEnd {
 	return frontEnd{http01: true, alpn: c.TLSAddr != "", alpnVia: "--tls-alpn-addr (e.g. :443), where the CA connects", userAgent: "server"}
@@ -261,9 +265,11 @@ func (c *serverConfig) check(env *Env) []error {
 	if !tokens && c.ClientCA == "" && addrErr == nil {
 		if err := c.checkAnonymous(); err != nil {
 			errs = append(errs, err)
+		} else {
+			fmt.Fprintln(env.Stderr, anonymousWarning)
 		}
 	}
-	if addrErr == nil {
+	if addrErr == nil && (tokens || c.ClientCA != "") { // without, beyond loopback is refused above
 		c.warnPlainAPI(env)
 	}
 	printWarnings(env, serverSummary(c))

@@ -91,6 +91,26 @@ func TestServerRefusesOpenListen(t *testing.T) {
 	}
 }
 
+// TestServerAnonymousWarning: without a credential on loopback, start and
+// --check-config both say that every local process may fetch keys (a
+// trial found --check-config silent, and the docs promising a token); with
+// a token file neither does.
+func TestServerAnonymousWarning(t *testing.T) {
+	const warning = "no --token-file or --client-ca: every local process, whichever user runs it, may fetch private keys"
+	r := ck(t, 30*time.Second, "server", "--ca", "local", "--storage", t.TempDir(), "--allow", "a.test", "--listen", "127.0.0.1:0", "--check-config")
+	if r.code != 0 || !strings.Contains(r.stderr, warning) {
+		t.Errorf("server --check-config without a token: exit %d, stderr %q; want 0 and %q", r.code, r.stderr, warning)
+	}
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("tok-0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = ck(t, 30*time.Second, "server", "--ca", "local", "--storage", t.TempDir(), "--allow", "a.test", "--token-file", tokens, "--check-config")
+	if r.code != 0 || strings.Contains(r.stderr, "every local process") {
+		t.Errorf("server --check-config with a token file: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
 // TestServerPlainAPIWarning: with a token file, --listen beyond loopback
 // is accepted, but without --api-cert it hands out tokens and keys over
 // plain HTTP: the server warns, naming --listen and --api-cert. On
