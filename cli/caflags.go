@@ -53,7 +53,7 @@ func (f *caFlags) register(fs *flag.FlagSet, use caUse) {
 	} else {
 		f.CA = []string{"letsencrypt"}
 	}
-	fs.Var(&cmdline.List{Values: &f.CA, Repeat: use&caChain != 0}, "ca", help)
+	fs.Var(&cmdline.List{Values: &f.CA, Repeat: use&caChain != 0, Check: engine.CheckCA}, "ca", help)
 	fs.StringVar(&f.CARoots, "ca-roots", "", "PEM `FILE` of extra roots to trust for the CA's HTTPS endpoint (SSL_CERT_FILE also works)")
 	if use&caEmail != 0 {
 		fs.StringVar(&f.Email, "email", "", "contact `EMAIL` of the ACME account; it names the account in --storage (optional)")

@@ -97,13 +97,22 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// TestCAFlagChecked: an unknown CA name on the command line is refused at
-// start, as in the file, not taken for a URL that fails at the first
-// handshake.
+// TestCAFlagChecked: an unknown CA name on the command line is refused
+// when the flags are parsed (exit 2), by every command that takes --ca, as
+// in the file, not taken for a URL that fails at the first handshake or
+// at the CA (a trial: cert issue and doctor failed with URL parse errors).
 func TestCAFlagChecked(t *testing.T) {
-	r := ck(t, 30*time.Second, "proxy", "--allow", "a.example", "--ca", "lets-encrypt", "--storage", t.TempDir(), "--tls-addr", "127.0.0.1:0")
-	if r.code == 0 || !strings.Contains(r.stderr, `--ca: "lets-encrypt" is not a CA`) || !strings.Contains(r.stderr, "did you mean letsencrypt?") {
-		t.Errorf("--ca lets-encrypt: exit %d, stderr:\n%s", r.code, r.stderr)
+	for _, args := range [][]string{
+		{"proxy", "--allow", "a.example", "--storage", t.TempDir(), "--tls-addr", "127.0.0.1:0"},
+		{"cert", "issue", "-d", "a.example", "--storage", t.TempDir()},
+		{"doctor", "-d", "a.example"},
+		{"account", "show", "--storage", t.TempDir()},
+	} {
+		r := ck(t, 30*time.Second, append(args, "--ca", "lets-encrypt")...)
+		if r.code != 2 || !strings.Contains(r.stderr, `invalid value "lets-encrypt" for --ca: "lets-encrypt" is not a CA`) ||
+			!strings.Contains(r.stderr, "did you mean letsencrypt?") {
+			t.Errorf("%s --ca lets-encrypt: exit %d, stderr:\n%s", strings.Join(args[:2], " "), r.code, r.stderr)
+		}
 	}
 }
 

@@ -50,6 +50,8 @@ func CheckCA(name string) error {
 	msg := fmt.Sprintf("%q is not a CA: give an ACME directory URL (https://...), letsencrypt, staging or local", name)
 	if s := cmdline.Suggest(strings.ToLower(name), CANames); s != "" {
 		msg += fmt.Sprintf("; did you mean %s?", s)
+	} else if u, err := url.Parse("https://" + name); !strings.Contains(name, "://") && err == nil && strings.ContainsAny(u.Host, ".:") {
+		msg += fmt.Sprintf("; did you mean https://%s?", name)
 	}
 	return errors.New(msg)
 }

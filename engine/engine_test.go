@@ -99,6 +99,7 @@ func TestCheckCA(t *testing.T) {
 		{"LOCAL", ""},
 		{"https://ca.a.example/dir", ""},
 		{"lets-encrypt", `"lets-encrypt" is not a CA: give an ACME directory URL (https://...), letsencrypt, staging or local; did you mean letsencrypt?`},
+		{"127.0.0.1:14000/dir", `"127.0.0.1:14000/dir" is not a CA: give an ACME directory URL (https://...), letsencrypt, staging or local; did you mean https://127.0.0.1:14000/dir?`},
 		{"ftp://ca.a.example", `"ftp://ca.a.example" is not a CA: give an ACME directory URL (https://...), letsencrypt, staging or local`},
 	} {
 		err := CheckCA(tt.ca)

@@ -27,6 +27,9 @@ func (s *Strings) Set(v string) error {
 type List struct {
 	Values *[]string
 	Repeat bool
+	// Check, if set, refuses a value before it is added: a usage error
+	// at parse, naming the flag.
+	Check func(string) error
 }
 
 // String joins the values with commas.
@@ -39,6 +42,11 @@ func (v *List) String() string {
 
 // Set adds s, or makes it the only value.
 func (v *List) Set(s string) error {
+	if v.Check != nil {
+		if err := v.Check(s); err != nil {
+			return err
+		}
+	}
 	if v.Repeat {
 		*v.Values = append(*v.Values, s)
 	} else {
