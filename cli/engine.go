@@ -190,42 +190,44 @@ func (c *engineConfig) manager(st storage.Storage, env *Env, fe frontEnd) (*cert
 }
 
 // settings are c's engine.Settings, each value that has a flag's syntax
-// checked with the flag named.
+// checked with the flag named; the error joins every mistake found, for
+// --check-config to list them at once.
 func (c *engineConfig) settings(env *Env, fe frontEnd) (*engine.Settings, error) {
+	var errs []error
 	keyType, err := issuer.ParseKeyType(c.KeyType)
 	if err != nil {
-		return nil, usagef("--key-type: %v", err)
+		errs = append(errs, usagef("--key-type: %v", err))
 	}
 	orderLimit, orderWindow, err := engine.ParseOrderLimit(c.OrderLimit)
 	if err != nil {
-		return nil, usagef("--order-limit: %v", err)
+		errs = append(errs, usagef("--order-limit: %v", err))
 	}
 	clientLimit, clientWindow, err := engine.ParseOrderLimit(c.ClientLimit)
 	if err != nil {
-		return nil, usagef("--client-limit: %v", err)
+		errs = append(errs, usagef("--client-limit: %v", err))
 	}
 	if n, flag := min(c.MaxConns, c.MaxPerClient), "--max-conns"; n < 0 {
 		if c.MaxPerClient < 0 {
 			flag += "-per-client"
 		}
-		return nil, usagef("%s %d: must be at least 1 (0 keeps the default; raise a limit rather than remove it)", flag, n)
+		errs = append(errs, usagef("%s %d: must be at least 1 (0 keeps the default; raise a limit rather than remove it)", flag, n))
 	}
 	s := &engine.Settings{ClientLimit: clientLimit, ClientWindow: clientWindow, CAs: c.CA, KeyType: keyType, Challenges: c.Challenge, TLSALPN01: fe.alpn, HTTP01: fe.http01,
 		DNSResolver: c.DNS.resolver(), Wildcards: c.Wildcards, RSAFallback: c.RSAFallback, CertFileCheck: c.CertFileCheck,
 		OrderLimit: orderLimit, OrderWindow: orderWindow, UserAgent: fe.userAgent}
 	if s.DNS01, err = c.dnsSolver(env); err != nil {
-		return nil, err
+		errs = append(errs, err)
 	}
 	if s.Account, err = c.account(env); err != nil {
-		return nil, err
+		errs = append(errs, err)
 	}
 	for i, n := range c.Names {
 		if _, err := policy.ParseAllowlist(n.Pattern); err != nil || n.Pattern == "" {
-			return nil, usagef("--config: names[%d]: pattern %q: %v", i, n.Pattern, err)
+			errs = append(errs, usagef("--config: names[%d]: pattern %q: %v", i, n.Pattern, err))
 		}
 		kt, err := issuer.ParseKeyType(n.KeyType)
 		if err != nil {
-			return nil, usagef("--config: names[%d] (%s): %v", i, n.Pattern, err)
+			errs = append(errs, usagef("--config: names[%d] (%s): %v", i, n.Pattern, err))
 		}
 		if n.KeyType == "" {
 			kt = ""
@@ -234,17 +236,15 @@ func (c *engineConfig) settings(env *Env, fe frontEnd) (*engine.Settings, error)
 	}
 	for _, f := range c.CertFiles {
 		cf, err := certkeeper.ParseCertFile(f)
-		if err != nil {
-			return nil, usagef("--cert-file: %v", err)
+		if err == nil { // read now: the Manager reads them at its first use, and an unreadable pair would fail every handshake
+			_, err = certkeeper.ReadCertFile(cf, time.Now())
 		}
-		// Read now: the Manager reads them at its first use, and an
-		// unreadable pair would fail every handshake.
-		if _, err := certkeeper.ReadCertFile(cf, time.Now()); err != nil {
-			return nil, usagef("--cert-file %s: %v", f, err)
+		if err != nil {
+			errs = append(errs, usagef("--cert-file %s: %v", f, err))
 		}
 		s.CertFiles = append(s.CertFiles, cf)
 	}
-	return s, nil
+	return s, errors.Join(errs...)
 }
 
 // dnsSolver is the dns-01 solver (--dns), if c's challenges or those of
