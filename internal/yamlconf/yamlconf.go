@@ -157,7 +157,7 @@ func Overridden(data []byte, t reflect.Type, set map[string]bool) []string {
 }
 
 // Secrets returns, sorted, the keys of struct type t that the YAML
-// document data sets to a secret: a field tagged `secret:"true"` (a
+// document data sets to a secret (not to "" or nothing): a field tagged `secret:"true"` (a
 // token, a key), or `secret:"url"` when its value is a URL with a
 // password (postgres://user:PASSWORD@host/db). A command warns when a file
 // readable by other users holds one.
@@ -175,6 +175,9 @@ func Secrets(data []byte, t reflect.Type) []string {
 		}
 		idx, ok := fields[key]
 		if !ok {
+			continue
+		}
+		if v == nil || v == "" { // set to nothing: no secret held
 			continue
 		}
 		switch t.FieldByIndex(idx).Tag.Get("secret") {

@@ -309,6 +309,7 @@ func TestSecrets(t *testing.T) {
 		{"storage: redis://:pw@127.0.0.1:6379\n", []string{"storage"}},
 		{"storage: [not, a, url]\n", nil},
 		{"not yaml: [", nil},
+		{"token: \"\"\nold_token:\nstorage: ''\n", nil}, // set to nothing: docs/config.md's example
 	} {
 		if got := Secrets([]byte(tt.doc), ty); !slices.Equal(got, tt.want) {
 			t.Errorf("Secrets(%q) = %q, want %q", tt.doc, got, tt.want)
