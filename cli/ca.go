@@ -59,9 +59,9 @@ func caTrustCommand(install bool) *Command {
 			fs.BoolVar(&noNSS, "no-nss", false, "leave the browsers' NSS databases alone")
 		},
 	}
-	verb, done := "trust", "trusted"
+	done := "trusted"
 	if !install {
-		verb, done = "untrust", "no longer trusted"
+		done = "no longer trusted"
 		c.UsageLine = "certkeeper ca untrust [flags]"
 		c.Short = "remove the local CA from this machine's trust stores"
 	}
@@ -80,10 +80,7 @@ func caTrustCommand(install bool) *Command {
 		}
 		results, err := apply(ctx, root, o)
 		truststore.WriteDone(env.Stdout, root, done, results)
-		if err != nil {
-			return fmt.Errorf("ca %s: %w", verb, err)
-		}
-		return nil
+		return err // "certkeeper ca trust: " says which command
 	}
 	return c
 }

@@ -165,6 +165,13 @@ func TestCATrustNSS(t *testing.T) {
 	if out, err := run(binary, "ca", "untrust", "--no-system", "--storage", storageDir); err != nil {
 		t.Errorf("a second ca untrust: %v\n%s", err, out)
 	}
+	// A home with no NSS database: the error says where it looked, once
+	// prefixed (a trial saw "ca trust: ca trust: no trust store found").
+	home = t.TempDir()
+	out, err = run(binary, "ca", "trust", "--no-system", "--storage", storageDir)
+	if want := "certkeeper ca trust: no trust store found: the system store was skipped, and " + home + " holds no browser's NSS database"; err == nil || !strings.Contains(out, want) {
+		t.Errorf("ca trust --no-system with no NSS database: %v, want %q:\n%s", err, want, out)
+	}
 }
 
 // serveTLSFiles serves HTTPS on a free loopback port with the certificate

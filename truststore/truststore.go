@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"path/filepath"
 	"strings"
 
@@ -110,7 +111,7 @@ func apply(ctx context.Context, root *x509.Certificate, o Options, install bool)
 		}
 	}
 	if len(results) == 0 {
-		return nil, ErrNoStore
+		return nil, fmt.Errorf("%w: %s", ErrNoStore, noStoreReason(o))
 	}
 	return results, errors.Join(errs...)
 }
@@ -196,4 +197,17 @@ func permissionHint(err error) error {
 		return fmt.Errorf("%w (the system trust store needs root: run it with sudo, or give --no-system to change only your browsers' stores)", err)
 	}
 	return err
+}
+
+// noStoreReason says where apply looked, for ErrNoStore: the system store
+// was skipped, and no browser's NSS database was found (or certutil).
+func noStoreReason(o Options) string {
+	if _, err := exec.LookPath("certutil"); err != nil && runtime.GOOS != "windows" {
+		return "the system store was skipped, and certutil (which browsers' NSS databases need; Debian: libnss3-tools) is not installed"
+	}
+	home := o.Home
+	if home == "" {
+		home, _ = os.UserHomeDir()
+	}
+	return fmt.Sprintf("the system store was skipped, and %s holds no browser's NSS database (.pki/nssdb, a Firefox profile: start the browser once to make one)", home)
 }
