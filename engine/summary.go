@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -261,6 +262,15 @@ func (s *Summary) Warnings() []string {
 			}
 			if allow.Decide(context.Background(), probe) != nil {
 				out = append(out, fmt.Sprintf("%s %s: no --allow pattern covers it, so it gets no certificate: add it to --allow", n.Flag, n.Name))
+			}
+		}
+	}
+	if s.Command == "proxy" && !slices.ContainsFunc(s.Served, func(n SummaryName) bool { return n.Flag == "--default-name" }) {
+		for _, p := range s.Allow {
+			if ip, err := netip.ParseAddr(strings.Trim(p, "[]")); err == nil {
+				out = append(out, fmt.Sprintf("--allow %s: clients that connect by IP address send no SNI, so they get no certificate: "+
+					"give --default-name %s", p, ip))
+				break
 			}
 		}
 	}
