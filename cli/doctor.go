@@ -23,7 +23,7 @@ func doctorCmd() *Command {
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&name, "d", "", "the `NAME` to check")
 			fs.Var(&addrs, "addr", "`ADDR` certkeeper answers challenges on (e.g. :443, :80), checked by connecting back;\nrepeatable (default: none)")
-			cf.register(fs, caEmail)
+			cf.register(fs, caEmail|caLocal)
 			cmdline.Bind(fs, &sf)
 			cmdline.Bind(fs, &dc) // --dns-resolver is asked for the name too (the first one)
 			cmdline.Deprecated(fs, "resolver", "dns-resolver", nil)

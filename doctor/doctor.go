@@ -90,7 +90,11 @@ func Run(ctx context.Context, c Config) []Result {
 	var out []Result
 	if c.DirectoryURL == "" {
 		const why = "the local CA validates nothing and needs no network"
-		for _, check := range []string{"name resolves", "CA reachable", "CAA", "account"} {
+		checks := []string{"name resolves"}
+		for _, addr := range c.Addrs {
+			checks = append(checks, "connect-back on "+addr)
+		}
+		for _, check := range append(checks, "CA reachable", "CAA", "account") {
 			out = append(out, Result{Check: check, Status: Skip, Detail: why})
 		}
 		return append(out, checkStorage(ctx, c), checkDurability(ctx, c))
