@@ -2,6 +2,7 @@ package cmdline
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -190,6 +191,20 @@ func (e *GroupError) Error() string { return e.Err.Error() }
 
 func (e *GroupError) Unwrap() error { return e.Err }
 
+// unknown is the error for name, which is not a command of the group c
+// (root is the whole tree): with a hint or a suggestion when one fits.
+func (c *Command[E]) unknown(root *Command[E], name string) *GroupError {
+	msg := fmt.Sprintf("unknown command %q", strings.Join(append(c.words(), name), " "))
+	if hint := c.below(name); hint != "" {
+		msg += "; " + hint
+	} else if s := Suggest(name, append(c.CommandNames(), "help")); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", strings.Join(append(c.words(), s), " "))
+	} else if hint := root.below(name); c != root && hint != "" {
+		msg += "; " + hint // a command of another group: "cert list" is status
+	}
+	return &GroupError{Group: c.FullName(), Unknown: true, Err: errors.New(msg)}
+}
+
 // Resolve walks args from c down to the command they name (a command
 // with no subcommands) and returns it with the words for its own flags
 // and arguments: flags given before its name (Group), then the words
@@ -206,22 +221,17 @@ func Resolve[E any](c *Command[E], args []string, global func(fs *flag.FlagSet))
 		case err != nil:
 			return nil, nil, false, false, &GroupError{Group: c.FullName(), Err: err}
 		case askHelp || name == "help":
-			target, _ := c.Find(after)
+			target, rest := c.Find(after)
+			if len(rest) > 0 && len(target.Commands) > 0 && !strings.HasPrefix(rest[0], "-") { // help of a command that is not one
+				return nil, nil, false, false, target.unknown(root, rest[0])
+			}
 			return target, nil, true, false, nil
 		case name == "":
 			return c, nil, false, true, nil
 		}
 		sub := c.Lookup(name)
 		if sub == nil {
-			msg := fmt.Sprintf("unknown command %q", strings.Join(append(c.words(), name), " "))
-			if hint := c.below(name); hint != "" {
-				msg += "; " + hint
-			} else if s := Suggest(name, append(c.CommandNames(), "help")); s != "" {
-				msg += fmt.Sprintf("; did you mean %q?", strings.Join(append(c.words(), s), " "))
-			} else if hint := root.below(name); c != root && hint != "" {
-				msg += "; " + hint // a command of another group: "cert list" is status
-			}
-			return nil, nil, false, false, &GroupError{Group: c.FullName(), Unknown: true, Err: fmt.Errorf("%s", msg)}
+			return nil, nil, false, false, c.unknown(root, name)
 		}
 		early = append(early, flags...)
 		c, args = sub, after

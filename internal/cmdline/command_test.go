@@ -58,6 +58,11 @@ func TestResolveErrors(t *testing.T) {
 		{[]string{"cert", "run"}, "cert", true, `unknown command "prog cert run"; did you mean "prog cert issue" (lego's run)?`},
 		{[]string{"cert", "--frobnicate", "issue"}, "cert", false, "unknown flag --frobnicate"},
 		{[]string{"cert", "--", "issue"}, "cert", false, "-- must come after a command: issue, renew"},
+		// Help of a command that is not one: the same error, not the
+		// top-level help with exit 0 (newcomer trial).
+		{[]string{"help", "crt"}, "", true, `unknown command "prog crt"; did you mean "prog cert"?`},
+		{[]string{"help", "cert", "renwe"}, "cert", true, `unknown command "prog cert renwe"; did you mean "prog cert renew"?`},
+		{[]string{"cert", "help", "certonly"}, "cert", true, `unknown command "prog cert certonly"; did you mean "prog cert issue" (certbot's certonly)?`},
 	} {
 		_, _, _, _, err := Resolve(testTree(), tt.args, global)
 		gerr, ok := errors.AsType[*GroupError](err)
