@@ -309,7 +309,8 @@ func (m *Manager) init() error {
 
 // checkNil refuses a nil entry in Issuers (or a rule's) and a typed nil
 // Storage (a nil *filestore.Store): each would panic at the first
-// handshake rather than fail here.
+// handshake rather than fail here. It also asks each issuer with a
+// Check method (acmeca.Issuer) to check its fields.
 func (m *Manager) checkNil() error {
 	var errs []error
 	if m.Storage != nil && isNil(m.Storage) {
@@ -325,6 +326,24 @@ func (m *Manager) checkNil() error {
 	nilIn("Manager.Issuers", m.Issuers)
 	for i, r := range m.Rules {
 		nilIn(fmt.Sprintf("Manager.Rules[%d].Issuers", i), r.Issuers)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	// An issuer that can tell a mistake in its own fields (acmeca.Issuer:
+	// a ChallengeOrder typo) says so here, rather than at every order.
+	checkIn := func(what string, issuers []issuer.Issuer) {
+		for i, iss := range issuers {
+			if c, ok := iss.(interface{ Check() error }); ok {
+				if err := c.Check(); err != nil {
+					errs = append(errs, fmt.Errorf("certkeeper: %s[%d]: %w", what, i, err))
+				}
+			}
+		}
+	}
+	checkIn("Manager.Issuers", m.Issuers)
+	for i, r := range m.Rules {
+		checkIn(fmt.Sprintf("Manager.Rules[%d].Issuers", i), r.Issuers)
 	}
 	return errors.Join(errs...)
 }

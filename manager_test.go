@@ -214,6 +214,11 @@ func TestNilFieldsRefused(t *testing.T) {
 		{"rule's nil issuer", &certkeeper.Manager{Storage: filestore.New(t.TempDir()),
 			Rules: []certkeeper.NameRule{{Pattern: "a.test", Issuers: []issuer.Issuer{nil}}}}, "Manager.Rules[0].Issuers[0] is nil"},
 		{"typed nil storage", &certkeeper.Manager{Storage: (*filestore.Store)(nil)}, "Manager.Storage is a nil *filestore.Store"},
+		// A field an issuer checks itself: a typo that failed every order,
+		// after an order at the CA (newcomer trial).
+		{"challenge order typo", &certkeeper.Manager{Storage: filestore.New(t.TempDir()), Issuers: []issuer.Issuer{
+			&acmeca.Issuer{DirectoryURL: "https://127.0.0.1:9/dir", ChallengeOrder: []string{"http"}}}},
+			`Manager.Issuers[0]: acmeca: ChallengeOrder "http": unknown challenge type: use http-01, tls-alpn-01, dns-01, dns-persist-01; did you mean http-01?`},
 	} {
 		t.Run(tt.what, func(t *testing.T) {
 			tt.m.Policy = policy.Allowlist("a.test")

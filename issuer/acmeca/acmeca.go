@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -40,6 +41,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/internal/timeline"
 	"github.com/certkeeper/certkeeper/issuer"
@@ -63,6 +65,49 @@ const (
 	// authorizes the account, with no change per order.
 	DNSPersist01 = "dns-persist-01"
 )
+
+// ChallengeTypes are the challenge types an Issuer can answer (with a
+// solver for each), the values ChallengeOrder and Solvers' keys take.
+var ChallengeTypes = []string{HTTP01, TLSALPN01, DNS01, DNSPersist01}
+
+// ErrUnknownChallenge is Check's error (wrapped) for a ChallengeOrder
+// entry or a Solvers key that is no challenge type.
+var ErrUnknownChallenge = errors.New("unknown challenge type")
+
+// Check reports mistakes in iss's configuration that would fail every
+// order, without asking the CA: a ChallengeOrder entry or a Solvers key
+// that is no challenge type ("http" for "http-01"). Issue checks it before
+// ordering; certkeeper.Manager.Start checks it for each issuer.
+func (iss *Issuer) Check() error {
+	var errs []error
+	check := func(where, typ string) {
+		if slices.Contains(ChallengeTypes, typ) {
+			return
+		}
+		msg := fmt.Sprintf("%s %q: %v: use %s", where, typ, ErrUnknownChallenge, strings.Join(ChallengeTypes, ", "))
+		s := cmdline.Suggest(strings.ToLower(typ), ChallengeTypes)
+		if i := slices.IndexFunc(ChallengeTypes, func(c string) bool { return strings.HasPrefix(c, strings.ToLower(typ)+"-") }); s == "" && i >= 0 {
+			s = ChallengeTypes[i] // "http" for http-01
+		}
+		if s != "" {
+			msg += fmt.Sprintf("; did you mean %s?", s)
+		}
+		errs = append(errs, fmt.Errorf("acmeca: %w", &checkError{msg: msg}))
+	}
+	for _, typ := range iss.ChallengeOrder {
+		check("ChallengeOrder", typ)
+	}
+	for _, typ := range slices.Sorted(maps.Keys(iss.Solvers)) {
+		check("Solvers key", typ)
+	}
+	return errors.Join(errs...)
+}
+
+// checkError is a Check mistake: it is ErrUnknownChallenge.
+type checkError struct{ msg string }
+
+func (e *checkError) Error() string        { return e.msg }
+func (e *checkError) Is(target error) bool { return target == ErrUnknownChallenge }
 
 // Issuer issues certificates from one ACME CA with one account. Set the
 // fields before first use and do not change them afterwards. Storage and at
@@ -339,6 +384,9 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 	}
 	if len(iss.Solvers) == 0 {
 		return nil, errors.New("acmeca: no challenge solvers configured")
+	}
+	if err := iss.Check(); err != nil {
+		return nil, err
 	}
 	if err := iss.checkWildcards(req.Names); err != nil {
 		return nil, err
