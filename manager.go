@@ -310,7 +310,8 @@ func (m *Manager) init() error {
 // checkNil refuses a nil entry in Issuers (or a rule's) and a typed nil
 // Storage (a nil *filestore.Store): each would panic at the first
 // handshake rather than fail here. It also asks each issuer with a
-// Check method (acmeca.Issuer) to check its fields.
+// Check method (acmeca.Issuer) to check its fields, and reports the
+// invalid patterns of a policy.Allowlist (its Err method).
 func (m *Manager) checkNil() error {
 	var errs []error
 	if m.Storage != nil && isNil(m.Storage) {
@@ -326,6 +327,9 @@ func (m *Manager) checkNil() error {
 	nilIn("Manager.Issuers", m.Issuers)
 	for i, r := range m.Rules {
 		nilIn(fmt.Sprintf("Manager.Rules[%d].Issuers", i), r.Issuers)
+	}
+	if p, ok := m.Policy.(interface{ Err() error }); ok && p.Err() != nil { // policy.Allowlist's invalid patterns
+		errs = append(errs, fmt.Errorf("certkeeper: Manager.Policy: %w", p.Err()))
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)

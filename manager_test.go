@@ -214,6 +214,10 @@ func TestNilFieldsRefused(t *testing.T) {
 		{"rule's nil issuer", &certkeeper.Manager{Storage: filestore.New(t.TempDir()),
 			Rules: []certkeeper.NameRule{{Pattern: "a.test", Issuers: []issuer.Issuer{nil}}}}, "Manager.Rules[0].Issuers[0] is nil"},
 		{"typed nil storage", &certkeeper.Manager{Storage: (*filestore.Store)(nil)}, "Manager.Storage is a nil *filestore.Store"},
+		// An allowlist with a pattern that is no name: every name was
+		// refused, said only at the first handshake (newcomer trial).
+		{"allowlist typo", &certkeeper.Manager{Storage: filestore.New(t.TempDir()), Policy: policy.Allowlist("a.test", "https://b.test")},
+			`Manager.Policy: `},
 		// A field an issuer checks itself: a typo that failed every order,
 		// after an order at the CA (newcomer trial).
 		{"challenge order typo", &certkeeper.Manager{Storage: filestore.New(t.TempDir()), Issuers: []issuer.Issuer{
@@ -221,7 +225,9 @@ func TestNilFieldsRefused(t *testing.T) {
 			`Manager.Issuers[0]: acmeca: ChallengeOrder "http": unknown challenge type: use http-01, tls-alpn-01, dns-01, dns-persist-01; did you mean http-01?`},
 	} {
 		t.Run(tt.what, func(t *testing.T) {
-			tt.m.Policy = policy.Allowlist("a.test")
+			if tt.m.Policy == nil {
+				tt.m.Policy = policy.Allowlist("a.test")
+			}
 			defer tt.m.Close()
 			if err := tt.m.Start(); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Start() = %v, want an error naming %q", err, tt.want)

@@ -36,8 +36,9 @@ const regexpPrefix = "re:"
 // pattern. Invalid patterns make the returned Policy refuse every name,
 // with an error that names the patterns and matches ErrDenied (and
 // hostname.ErrInvalidName for an invalid name): a typo in a configured
-// list fails closed. Use ParseAllowlist to report bad patterns at startup
-// instead. With no patterns every name is refused.
+// list fails closed, and a certkeeper.Manager with this Policy fails
+// Start naming them (the Policy's Err method). ParseAllowlist reports them
+// to the caller instead. With no patterns every name is refused.
 //
 // Deciding an exact match allocates nothing; wildcard and regular
 // expression patterns are tried only when no exact pattern matches.
@@ -112,6 +113,11 @@ type allowlist struct {
 	regexps  []*regexp.Regexp    // anchored "re:" patterns, in the given order
 	err      error               // invalid patterns: deny everything
 }
+
+// Err returns the invalid patterns Allowlist was given (nil when none
+// was): certkeeper.Manager.Start reports them, so a typo shows at start
+// rather than as every name refused.
+func (a *allowlist) Err() error { return a.err }
 
 // parseAllowlist always returns a usable allowlist holding the valid
 // patterns, and the joined errors of the invalid ones.
