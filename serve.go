@@ -21,10 +21,26 @@ func (m *Manager) HTTPHandler(fallback http.Handler) http.Handler {
 }
 
 // RedirectHTTP is a handler that redirects every request to the same URL
-// over HTTPS (308 for requests with a body, 301 otherwise).
+// over HTTPS on port 443 (308 for requests with a body, 301 otherwise).
+// HTTPHandler(nil) uses it; RedirectHTTPSPort redirects to another port.
 var RedirectHTTP http.Handler = http.HandlerFunc(redirectHTTP)
 
-func redirectHTTP(w http.ResponseWriter, r *http.Request) {
+// RedirectHTTPSPort is RedirectHTTP to HTTPS on port (a number, as
+// "8443"), for an HTTPS server that does not listen on 443:
+// m.HTTPHandler(certkeeper.RedirectHTTPSPort("8443")). Port 443, or an
+// empty one, is RedirectHTTP.
+func RedirectHTTPSPort(port string) http.Handler {
+	if port == "" || port == "443" {
+		return RedirectHTTP
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { redirectTo(w, r, ":"+port) })
+}
+
+func redirectHTTP(w http.ResponseWriter, r *http.Request) { redirectTo(w, r, "") }
+
+// redirectTo redirects r to its URL over HTTPS, on port (":8443"; empty
+// for 443).
+func redirectTo(w http.ResponseWriter, r *http.Request, port string) {
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
@@ -47,7 +63,7 @@ func redirectHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		code = http.StatusPermanentRedirect
 	}
-	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), code)
+	http.Redirect(w, r, "https://"+host+port+r.URL.RequestURI(), code)
 }
 
 // ServeHTTPS serves http.DefaultServeMux over HTTPS on :443 with this
