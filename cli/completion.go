@@ -21,8 +21,9 @@ func completionCmd() *Command {
 		Flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&words, "words", false, "print the completions of the words after -- (what the scripts run)")
 		},
-		RawArgs:  true,
-		ArgsHint: "give the shell: certkeeper completion bash",
+		RawArgs:   true,
+		ArgsHint:  "give the shell: certkeeper completion bash",
+		ArgValues: cmdline.Shells,
 		Run: func(_ context.Context, env *Env, args []string) error {
 			if words {
 				for _, c := range cmdline.Complete(root(), args, globalFlags, completionValues(env)) {

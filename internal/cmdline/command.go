@@ -37,6 +37,9 @@ type Command[E any] struct {
 	// with -d"): a user who typed "cert issue a.example" learns of -d.
 	TakesArgs bool
 	ArgsHint  string
+	// ArgValues, if set, are the values an argument takes ("bash",
+	// "zsh"), offered by shell completion (Complete).
+	ArgValues []string
 	// Spellings are other tools' spellings of its flags that it accepts
 	// (AddSpellings): certbot's -m for --email.
 	Spellings []Spelling

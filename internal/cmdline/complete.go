@@ -58,7 +58,7 @@ func Complete[E any](root *Command[E], words []string, global func(fs *flag.Flag
 		return withPrefix(c.flagNames(global), "", cur)
 	}
 	if len(c.Commands) == 0 {
-		return nil
+		return withPrefix(c.ArgValues, "", cur) // none: the shell's (file names)
 	}
 	names := c.CommandNames()
 	if c == root {

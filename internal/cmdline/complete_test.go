@@ -20,13 +20,16 @@ func TestComplete(t *testing.T) {
 	}
 	issue.Spellings = []Spelling{{Tool: "certbot", Name: "domains", To: "d"}}
 	top.Commands = append(top.Commands, &Command[env]{UsageLine: "prog exec [flags] COMMAND", RawArgs: true,
-		Run: func(context.Context, env, []string) error { return nil }})
+		Run: func(context.Context, env, []string) error { return nil }},
+		&Command[env]{UsageLine: "prog shell SHELL", ArgValues: []string{"bash", "zsh", "fish"}, Run: func(context.Context, env, []string) error { return nil }})
 	values := map[string][]string{"challenge": {"http-01", "dns-01"}, "log-level": {"debug", "info"}}
 	for _, tc := range []struct {
 		words []string
 		want  string
 	}{
-		{nil, "cert status exec help"},
+		{nil, "cert status exec shell help"},
+		{[]string{"shell", ""}, "bash zsh fish"}, // an argument's values
+		{[]string{"shell", "z"}, "zsh"},
 		{[]string{"c"}, "cert"},
 		{[]string{"cert", ""}, "issue renew"},
 		{[]string{"--log-level", "debug", "cert", "i"}, "issue"},                              // a global flag's value is skipped
