@@ -2,6 +2,7 @@ package certkeeper_test
 
 import (
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,5 +63,25 @@ func TestCloseFinishesBackgroundStores(t *testing.T) {
 	})
 	if len(leases) > 0 {
 		t.Errorf("lock leases left after Close: %v", leases)
+	}
+}
+
+// TestIssuerLogsToManagerLogger: an acmeca.Issuer without a Logger of its
+// own logs through the Manager's, so a JSON Manager.Logger gets the
+// issuer's lines as JSON too (newcomer trial: "ACME account registered"
+// came out as text through slog.Default()).
+func TestIssuerLogsToManagerLogger(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	logs := &lockedWriter{}
+	m := &certkeeper.Manager{Storage: filestore.New(t.TempDir()), Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+		Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), Profile: "default",
+			ChallengeOrder: []string{acmeca.TLSALPN01}}}}
+	defer m.Close()
+	serveOnPort(t, m, ca.TLSPort())
+	if err := m.Cert(t.Context(), "log.test"); err != nil {
+		t.Fatalf("Cert: %v", err)
+	}
+	if logs.count(`"msg":"ACME account registered"`) != 1 {
+		t.Errorf("the Manager's JSON log lacks the issuer's account line")
 	}
 }

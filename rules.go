@@ -59,6 +59,9 @@ func (m *Manager) wireIssuers(issuers []issuer.Issuer) {
 			if a.AgreeTerms == nil {
 				a.AgreeTerms = m.AgreeTerms
 			}
+			if a.Logger == nil && m.Logger != nil { // one log, in the Manager's format
+				a.Logger = m.Logger
+			}
 		}
 	}
 }

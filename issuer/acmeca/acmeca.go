@@ -112,9 +112,10 @@ func (e *checkError) Is(target error) bool { return target == ErrUnknownChalleng
 // Issuer issues certificates from one ACME CA with one account. Set the
 // fields before first use and do not change them afterwards. Storage and at
 // least one solver are required; every other zero value works. In a
-// certkeeper.Manager's Issuers (or a NameRule's) a nil Storage and nil
-// Solvers are the Manager's: its Storage, and the tls-alpn-01 and http-01
-// answers of its TLSConfig and HTTPHandler (Manager.Solvers).
+// certkeeper.Manager's Issuers (or a NameRule's) a nil Storage, nil
+// Solvers and nil Logger are the Manager's: its Storage, the tls-alpn-01
+// and http-01 answers of its TLSConfig and HTTPHandler (Manager.Solvers),
+// and its Logger.
 type Issuer struct {
 	// DirectoryURL is the CA's ACME directory. Empty means Let's Encrypt
 	// production (LetsEncrypt).
@@ -175,7 +176,8 @@ type Issuer struct {
 	// UserAgent is appended to the User-Agent header.
 	UserAgent string
 
-	// Logger receives the issuer's logs. Nil means slog.Default().
+	// Logger receives the issuer's logs. Nil means the Manager's Logger
+	// in a Manager's Issuers, else slog.Default().
 	Logger *slog.Logger
 
 	clientOnce sync.Once
