@@ -78,7 +78,9 @@ type Manager struct {
 	// (or a.example itself) obtains *.a.example + a.example, once, and
 	// every other subdomain is served from it with no further order.
 	// Policy still decides each handshake's name, and the issuers need a
-	// dns-01 solver (CAs validate wildcards only through DNS).
+	// dns-01 or dns-persist-01 solver (CAs validate wildcards only through
+	// DNS): Start fails for an entry whose issuers have none, or that is
+	// no *.ZONE.
 	Wildcards []string
 
 	// RSAFallback also obtains an RSA certificate for each name, served to
@@ -302,6 +304,9 @@ func (m *Manager) init() error {
 		}
 		m.wireIssuers(m.issuers)
 		m.initErr = errors.Join(m.initRules(), m.initManual())
+		if m.initErr == nil {
+			m.initErr = m.checkWildcards()
+		}
 		m.startRenewalScan()
 	})
 	return m.initErr

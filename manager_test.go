@@ -218,6 +218,13 @@ func TestNilFieldsRefused(t *testing.T) {
 		// refused, said only at the first handshake (newcomer trial).
 		{"allowlist typo", &certkeeper.Manager{Storage: filestore.New(t.TempDir()), Policy: policy.Allowlist("a.test", "https://b.test")},
 			`Manager.Policy: `},
+		// Wildcards that cannot work: every handshake under them failed,
+		// with Start's nil (newcomer trial).
+		{"wildcard without a DNS solver", &certkeeper.Manager{Storage: filestore.New(t.TempDir()), Wildcards: []string{"*.a.test"},
+			Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: "https://127.0.0.1:9/dir"}}},
+			"Manager.Wildcards[0] *.a.test: none of its issuers can validate a wildcard"},
+		{"wildcard that is none", &certkeeper.Manager{Storage: filestore.New(t.TempDir()), Wildcards: []string{"a.test"}, Issuers: []issuer.Issuer{&localca.CA{}}},
+			`Manager.Wildcards[0] "a.test": want *.ZONE`},
 		// A field an issuer checks itself: a typo that failed every order,
 		// after an order at the CA (newcomer trial).
 		{"challenge order typo", &certkeeper.Manager{Storage: filestore.New(t.TempDir()), Issuers: []issuer.Issuer{

@@ -1,9 +1,13 @@
 package certkeeper
 
 import (
+	"errors"
+	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/issuer"
 )
 
 // On-demand wildcards (Manager.Wildcards): a handshake for any name one
@@ -12,6 +16,31 @@ import (
 // the wildcard, so concurrent handshakes for different subdomains share
 // one issuance; afterwards the cache's one-label wildcard lookup serves
 // every subdomain without a lock or an order.
+
+// checkWildcards refuses, at Start, an entry of Wildcards that is no
+// wildcard (it would be skipped, unsaid) and one whose issuers cannot
+// validate a wildcard (an acmeca.Issuer without a DNS solver: every
+// handshake under it would fail).
+func (m *Manager) checkWildcards() error {
+	var errs []error
+	n := hostname.Normalizer{AllowWildcard: true}
+	for i, w := range m.Wildcards {
+		nw, err := n.Normalize(w)
+		if err != nil || !strings.HasPrefix(nw, "*.") {
+			errs = append(errs, fmt.Errorf("certkeeper: Manager.Wildcards[%d] %q: want *.ZONE, e.g. *.a.example", i, w))
+			continue
+		}
+		issuers := m.issuersFor(nw)
+		if !slices.ContainsFunc(issuers, func(iss issuer.Issuer) bool {
+			v, ok := iss.(interface{ ValidatesWildcards() bool })
+			return !ok || v.ValidatesWildcards()
+		}) {
+			errs = append(errs, fmt.Errorf("certkeeper: Manager.Wildcards[%d] %s: none of its issuers can validate a wildcard, "+
+				"which CAs validate only through DNS: give an acmeca.Issuer a dns-01 solver (Solvers[acmeca.DNS01], in ChallengeOrder if set) or dns-persist-01", i, nw))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // onDemandNames returns the names of the certificate a handshake for name
 // obtains: the configured wildcard covering it and its parent

@@ -212,6 +212,12 @@ func (iss *Issuer) challengeOrder(dnsFirst bool) []string {
 	return append(first, slices.DeleteFunc(slices.Clone(order), isDNS)...)
 }
 
+// ValidatesWildcards reports whether iss can answer a wildcard name's
+// challenge: it has a dns-01 or dns-persist-01 solver (among
+// ChallengeOrder's, when that is set). certkeeper.Manager.Start asks it of
+// the issuers of each of its Wildcards.
+func (iss *Issuer) ValidatesWildcards() bool { return iss.checkWildcards([]string{"*.wildcard.invalid"}) == nil }
+
 // checkWildcards refuses a wildcard name before anything is ordered when
 // no DNS-based solver is set up: CAs validate wildcards only through DNS
 // (RFC 8555 §7.1.3; Let's Encrypt and Pebble offer nothing else).
