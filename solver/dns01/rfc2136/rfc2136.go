@@ -39,7 +39,8 @@ type Provider struct {
 	Algorithm string
 	// Secret is the key in standard base64, as in named.conf.
 	Secret string
-	// Timeout bounds one update. Zero means 10 s.
+	// Timeout bounds one update, and the queries for the TTLs of the
+	// RRsets an update adds to. Zero means 10 s.
 	Timeout time.Duration
 }
 
@@ -96,12 +97,14 @@ func (p *Provider) algorithm() string {
 	return strings.ToLower(strings.TrimSuffix(p.Algorithm, "."))
 }
 
-// AppendRecords adds recs to zone in one update.
+// AppendRecords adds recs to zone in one update. A record added to an
+// RRset already there gets that RRset's TTL (see keepTTLs).
 func (p *Provider) AppendRecords(ctx context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
 	rrs, err := toRRs(zone, recs)
 	if err != nil {
 		return nil, err
 	}
+	p.keepTTLs(ctx, rrs)
 	m := new(dns.Msg)
 	m.SetUpdate(dns.Fqdn(zone))
 	m.Insert(rrs)
@@ -127,6 +130,61 @@ func (p *Provider) DeleteRecords(ctx context.Context, zone string, recs []libdns
 	return recs, nil
 }
 
+// keepTTLs gives each of rrs whose RRset the server already has that
+// RRset's TTL, as the server answers a query for it. DNS gives every RR
+// of a set one TTL (RFC 2181 §5.2), so BIND and Knot set the whole RRset
+// to an added RR's TTL, and it stays so after that RR is removed: an
+// operator's TXT record beside the challenge's would keep the
+// challenge's short TTL for good. One query per RRset, unsigned; one
+// that fails leaves the records' TTL, and the update says what is wrong.
+func (p *Provider) keepTTLs(ctx context.Context, rrs []dns.RR) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout())
+	defer cancel()
+	type rrset struct {
+		name  string
+		rtype uint16
+	}
+	ttls := map[rrset]uint32{} // 0: no RRset there, or no answer
+	for _, rr := range rrs {
+		h := rr.Header()
+		k := rrset{strings.ToLower(h.Name), h.Rrtype}
+		ttl, asked := ttls[k]
+		if !asked {
+			ttl = p.rrsetTTL(ctx, h.Name, h.Rrtype)
+			ttls[k] = ttl
+		}
+		if ttl > 0 {
+			h.Ttl = ttl
+		}
+	}
+}
+
+// rrsetTTL returns the TTL of the RRset of name and type that the server
+// answers, or 0 for none (or no answer).
+func (p *Provider) rrsetTTL(ctx context.Context, name string, rtype uint16) uint32 {
+	m := new(dns.Msg)
+	m.SetQuestion(name, rtype)
+	m.RecursionDesired = false
+	c := &dns.Client{Net: "tcp", Timeout: p.timeout()}
+	resp, _, err := c.ExchangeContext(ctx, m, p.server())
+	if err != nil || resp.Rcode != dns.RcodeSuccess {
+		return 0
+	}
+	for _, rr := range resp.Answer {
+		if h := rr.Header(); h.Rrtype == rtype && strings.EqualFold(h.Name, name) {
+			return h.Ttl
+		}
+	}
+	return 0
+}
+
+func (p *Provider) timeout() time.Duration {
+	if p.Timeout <= 0 {
+		return 10 * time.Second
+	}
+	return p.Timeout
+}
+
 // CheckAccess implements dns01.AccessChecker: it sends the primary an
 // update of zone that changes nothing, a prerequisite alone (the zone's
 // SOA exists), signed with the key. The server checks the key (BADKEY,
@@ -150,10 +208,7 @@ func (p *Provider) send(ctx context.Context, zone string, m *dns.Msg) error {
 	if !isAlgorithm(p.algorithm()) {
 		return fmt.Errorf("rfc2136: TSIG algorithm %q: use hmac-sha256 or hmac-sha512", p.Algorithm)
 	}
-	timeout := p.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
+	timeout := p.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c := &dns.Client{Net: "tcp", Timeout: timeout, TsigSecret: map[string]string{p.keyName(): p.Secret}}

@@ -101,6 +101,73 @@ func TestNamedBothAlgorithms(t *testing.T) {
 	}
 }
 
+// TestKeepsTTL: a value added to an RRset already there (an operator's
+// TXT record, TTL 7200) takes that RRset's TTL, as DNS gives every RR of a
+// set one TTL: the server would otherwise set the whole RRset to the
+// added RR's TTL (60), and it would stay so after the value's removal.
+// Against BIND and Knot; a new RRset gets the record's TTL.
+func TestKeepsTTL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		start func(t *testing.T) (addr, key, secret string)
+	}{
+		{"named", func(t *testing.T) (string, string, string) {
+			n := testsvc.Named(t, testsvc.NamedOptions{})
+			return n.Addr(), n.KeyName(), n.Secret()
+		}},
+		{"knot", func(t *testing.T) (string, string, string) {
+			k := testsvc.Knot(t, testsvc.KnotOptions{})
+			return k.Addr(), k.KeyName(), k.Secret()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addr, key, sec := tc.start(t)
+			p := &Provider{Server: addr, KeyName: key, Secret: sec}
+			txt := func(v string, ttl time.Duration) []libdns.Record {
+				return []libdns.Record{libdns.TXT{Name: "_acme-challenge", TTL: ttl, Text: v}}
+			}
+			if _, err := p.AppendRecords(t.Context(), "a.test.", txt("operator", 2*time.Hour)); err != nil {
+				t.Fatalf("AppendRecords(operator): %v", err)
+			}
+			if got := ttlAt(t, addr, "_acme-challenge.a.test."); !slices.Equal(got, []uint32{7200}) {
+				t.Fatalf("a new RRset: TTLs %v, want [7200] (the record's)", got)
+			}
+			if _, err := p.AppendRecords(t.Context(), "a.test.", txt("challenge", time.Minute)); err != nil {
+				t.Fatalf("AppendRecords(challenge): %v", err)
+			}
+			if got := ttlAt(t, addr, "_acme-challenge.a.test."); !slices.Equal(got, []uint32{7200, 7200}) {
+				t.Errorf("after adding the challenge value: TTLs %v, want [7200 7200]", got)
+			}
+			if _, err := p.DeleteRecords(t.Context(), "a.test.", txt("challenge", time.Minute)); err != nil {
+				t.Fatalf("DeleteRecords(challenge): %v", err)
+			}
+			if got := ttlAt(t, addr, "_acme-challenge.a.test."); !slices.Equal(got, []uint32{7200}) {
+				t.Errorf("after removing the challenge value: TTLs %v, want [7200]", got)
+			}
+		})
+	}
+}
+
+// ttlAt returns the TTL of each TXT record of name that server answers.
+func ttlAt(t *testing.T, server, name string) []uint32 {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeTXT)
+	resp, _, err := (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(m, server)
+	if err != nil {
+		t.Fatalf("TXT %s at %s: %v", name, server, err)
+	}
+	var out []uint32
+	for _, rr := range resp.Answer {
+		if _, ok := rr.(*dns.TXT); ok {
+			out = append(out, rr.Header().Ttl)
+		}
+	}
+	return out
+}
+
 func txtAt(t *testing.T, server, name string) []string {
 	t.Helper()
 	m := new(dns.Msg)
