@@ -217,7 +217,7 @@ func (p *Provider) send(ctx context.Context, zone string, m *dns.Msg) error {
 	what := fmt.Sprintf("updating zone %s at %s with TSIG key %s", strings.TrimSuffix(zone, "."), p.server(), p.keyName())
 	if err != nil {
 		if errors.Is(err, dns.ErrSig) || errors.Is(err, dns.ErrAuth) {
-			return fmt.Errorf("%s: %s: %w", what, keyRejected(resp), err)
+			return fmt.Errorf("%s: %w: %w", what, keyRejected(resp), err)
 		}
 		var ne net.Error
 		if errors.As(err, &ne) {
@@ -234,7 +234,7 @@ func (p *Provider) send(ctx context.Context, zone string, m *dns.Msg) error {
 		hint := ""
 		switch {
 		case resp.Rcode == dns.RcodeNotAuth && t != nil && t.Error != 0:
-			hint = ": " + keyRejected(resp)
+			return fmt.Errorf("%s: %s: %w", what, detail, keyRejected(resp))
 		case resp.Rcode == dns.RcodeNotAuth:
 			hint = ": the server did not accept the key (wrong name, secret or algorithm?) or is not authoritative for the zone"
 		case resp.Rcode == dns.RcodeRefused:
@@ -249,11 +249,18 @@ func (p *Provider) send(ctx context.Context, zone string, m *dns.Msg) error {
 // from the server (connection refused, timed out).
 var ErrUnreachable = errors.New("the DNS server did not answer")
 
+// ErrBadKey is wrapped by the error of an update the server refused with
+// the TSIG error BADKEY: it knows no key of that name and algorithm
+// (Provider.KeyName, Provider.Algorithm), or, as Knot answers, its ACL
+// does not let that key update this zone.
+var ErrBadKey = errors.New("the server knows no key of that name and algorithm, or refuses that key for this zone (BADKEY)")
+
 // keyRejected says why the server refused the key, from the TSIG error
 // of its answer (RFC 8945 §5.2): the key's name or algorithm unknown
-// there (BADKEY), or its signature wrong (BADSIG: the secret), or the
+// there, or the key not allowed to update the zone (BADKEY, wrapping
+// ErrBadKey), or its signature wrong (BADSIG: the secret), or the
 // clocks apart (BADTIME).
-func keyRejected(resp *dns.Msg) string {
+func keyRejected(resp *dns.Msg) error {
 	var tsigErr uint16
 	if resp != nil {
 		if t := resp.IsTsig(); t != nil {
@@ -264,17 +271,20 @@ func keyRejected(resp *dns.Msg) string {
 	case resp != nil && resp.Rcode == dns.RcodeNotAuth && tsigErr == 0:
 		// NOTAUTH with no key error: the server does not hold the zone
 		// (and does not sign what it does not serve).
-		return "the server is not authoritative for the zone (NOTAUTH): is the zone on this primary (Provider.Server)?"
+		return errors.New("the server is not authoritative for the zone (NOTAUTH): is the zone on this primary (Provider.Server)?")
 	}
 	switch tsigErr {
 	case dns.RcodeBadKey:
-		return "the server knows no key of that name and algorithm (BADKEY): are KeyName and Algorithm as in its configuration?"
+		// Knot answers BADKEY, not REFUSED, when its ACL denies a key it
+		// knows the update of a zone.
+		return fmt.Errorf("%w: are KeyName and Algorithm as in its configuration, and may the key update this zone "+
+			"(Knot: an acl with action: update for the key on the zone; BIND: update-policy or allow-update)?", ErrBadKey)
 	case dns.RcodeBadSig:
-		return "the server did not accept the key's signature (BADSIG): wrong secret?"
+		return errors.New("the server did not accept the key's signature (BADSIG): wrong secret?")
 	case dns.RcodeBadTime:
-		return "the server's clock and this host's differ by more than the TSIG fudge (BADTIME): check both clocks"
+		return errors.New("the server's clock and this host's differ by more than the TSIG fudge (BADTIME): check both clocks")
 	}
-	return "the server did not accept the key (wrong name, secret or algorithm?)"
+	return errors.New("the server did not accept the key (wrong name, secret or algorithm?)")
 }
 
 // toRRs turns libdns records into miekg/dns RRs for zone.

@@ -197,7 +197,7 @@ func TestNamedKeyErrors(t *testing.T) {
 		p    Provider
 		want []string
 	}{
-		{"wrong-name", Provider{Server: n.Addr(), KeyName: "wrongname", Secret: n.Secret()}, []string{"BADKEY", "KeyName"}},
+		{"wrong-name", Provider{Server: n.Addr(), KeyName: "wrongname", Secret: n.Secret()}, []string{"BADKEY", "KeyName", "may the key update this zone"}},
 		{"wrong-secret", Provider{Server: n.Addr(), KeyName: n.KeyName(), Secret: secret}, []string{"BADSIG", "wrong secret"}},
 		{"unreachable", Provider{Server: closed, KeyName: n.KeyName(), Secret: n.Secret()}, []string{"connection refused", "Provider.Server"}},
 	} {
@@ -213,6 +213,9 @@ func TestNamedKeyErrors(t *testing.T) {
 			}
 			if got := errors.Is(err, ErrUnreachable); got != (tc.name == "unreachable") {
 				t.Errorf("errors.Is(%v, ErrUnreachable) = %t", err, got)
+			}
+			if got := errors.Is(err, ErrBadKey); got != (tc.name == "wrong-name") {
+				t.Errorf("errors.Is(%v, ErrBadKey) = %t", err, got)
 			}
 			t.Logf("%v", err)
 		})
@@ -274,6 +277,32 @@ func TestKnotCheckAccess(t *testing.T) {
 	if err := bad.CheckAccess(t.Context(), "a.test."); err == nil || !strings.Contains(err.Error(), "BADSIG") {
 		t.Errorf("CheckAccess with a wrong secret = %v, want BADSIG", err)
 	}
+}
+
+// TestKnotKeyRefusedForZone: Knot answers BADKEY (NOTAUTH), not REFUSED,
+// to an update signed with a key it knows when its ACL does not let that
+// key update the zone (a user trial); the error says the key may be
+// refused for this zone, and how Knot and BIND grant it, besides asking
+// about the key's name and algorithm.
+func TestKnotKeyRefusedForZone(t *testing.T) {
+	t.Parallel()
+	k := testsvc.Knot(t, testsvc.KnotOptions{Zones: []string{"a.test", "b.test"}, Locked: []string{"b.test"}})
+	p := &Provider{Server: k.Addr(), KeyName: k.KeyName(), Secret: k.Secret()}
+	recs := []libdns.Record{libdns.TXT{Name: "_x", TTL: time.Minute, Text: "v"}}
+	if _, err := p.AppendRecords(t.Context(), "a.test.", recs); err != nil {
+		t.Fatalf("AppendRecords in the zone the key may update: %v", err)
+	}
+	_, err := p.AppendRecords(t.Context(), "b.test.", recs)
+	if !errors.Is(err, ErrBadKey) {
+		t.Fatalf("AppendRecords in the zone the ACL does not open to the key = %v, want ErrBadKey", err)
+	}
+	for _, want := range []string{"BADKEY", "refuses that key for this zone", "may the key update this zone",
+		"acl with action: update", "update-policy or allow-update", "KeyName and Algorithm"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	t.Logf("%v", err)
 }
 
 // soaSerial is zone's SOA serial at server.
