@@ -56,7 +56,7 @@ func (c *dnsConfig) provider(env *Env) (dns01.Provider, error) {
 				env.warned = map[string]bool{}
 			}
 			env.warned[f[1]] = true
-			fmt.Fprintf(env.Stderr, "certkeeper: warning: %s %s is readable by every user (mode %04o), who may then change the zone: chmod 600 %[2]s (640 to share it with named's group)\n", f[0], f[1], mode)
+			fmt.Fprintf(env.Stderr, "certkeeper: warning: %s %s is readable by every user (mode %04o), who may then change the zone: chmod 600 %[2]s (640 to share it with a group)\n", f[0], f[1], mode)
 		}
 	}
 	prov, err := dnsprovider.CommandFlags().Choose(c.Provider, c.builtinSettings(), c.Settings, c.SettingFiles, env.dnsProviders)
