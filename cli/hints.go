@@ -44,6 +44,9 @@ func withFlagHints(err error) error {
 		if len(pe.Unreachable) > 0 {
 			return &hintError{err: err, hint: "--dns-check-port sets the port the nameservers are asked on; --dns-no-check skips the check (split horizon)"}
 		}
+		if len(pe.Refusing) == len(pe.Lacking) {
+			return &hintError{err: err, hint: "--dns-check-port sets the port the nameservers are asked on; --dns-resolver the resolvers that give their addresses"}
+		}
 		return &hintError{err: err, hint: "--dns-timeout waits longer"}
 	}
 	for _, h := range sentinelHints {

@@ -24,6 +24,8 @@ func TestWithFlagHints(t *testing.T) {
 		flag string
 	}{
 		{&dns01.ZoneError{}, "--dns-zone"},
+		{&dns01.PropagationError{Lacking: []string{"ns1"}}, "--dns-timeout"},
+		{&dns01.PropagationError{Lacking: []string{"ns1"}, Refusing: []string{"ns1"}}, "--dns-check-port sets the port the nameservers are asked on; --dns-resolver"},
 		{acmeca.ErrUnreachable, "check --ca, and HTTPS_PROXY"}, // connection refused: --ca-roots would not help
 		{fmt.Errorf("%w: %w", acmeca.ErrUnreachable, acmeca.ErrCANotTrusted), "--ca-roots"},
 		{issuer.ErrNameRejected, "--allow"},
@@ -41,7 +43,7 @@ func TestWithFlagHints(t *testing.T) {
 		{fs.ErrPermission, "sudo -u"},
 	} {
 		err := withFlagHints(fmt.Errorf("doing something: %w", tt.err))
-		if !errors.Is(err, tt.err) && !errors.As(err, new(*dns01.ZoneError)) {
+		if !errors.Is(err, tt.err) && !errors.As(err, new(*dns01.ZoneError)) && !errors.As(err, new(*dns01.PropagationError)) {
 			t.Errorf("%v: the hint lost the error", tt.err)
 		}
 		if msg := err.Error(); !strings.Contains(msg, "; on the command line: ") || !strings.Contains(msg, tt.flag) {
