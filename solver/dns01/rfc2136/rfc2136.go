@@ -255,6 +255,11 @@ var ErrUnreachable = errors.New("the DNS server did not answer")
 // does not let that key update this zone.
 var ErrBadKey = errors.New("the server knows no key of that name and algorithm, or refuses that key for this zone (BADKEY)")
 
+// ErrNotAuthoritative is wrapped by the error of an update the server
+// answered NOTAUTH without a TSIG error: it does not hold the zone, so
+// Provider.Server is not the zone's primary.
+var ErrNotAuthoritative = errors.New("the server is not authoritative for the zone (NOTAUTH)")
+
 // keyRejected says why the server refused the key, from the TSIG error
 // of its answer (RFC 8945 §5.2): the key's name or algorithm unknown
 // there, or the key not allowed to update the zone (BADKEY, wrapping
@@ -271,7 +276,7 @@ func keyRejected(resp *dns.Msg) error {
 	case resp != nil && resp.Rcode == dns.RcodeNotAuth && tsigErr == 0:
 		// NOTAUTH with no key error: the server does not hold the zone
 		// (and does not sign what it does not serve).
-		return errors.New("the server is not authoritative for the zone (NOTAUTH): is the zone on this primary (Provider.Server)?")
+		return fmt.Errorf("%w: is the zone on this primary (Provider.Server)?", ErrNotAuthoritative)
 	}
 	switch tsigErr {
 	case dns.RcodeBadKey:
