@@ -441,8 +441,8 @@ func (e *rcodeError) Error() string {
 }
 
 // refusing reports whether err is an answer REFUSED or NOTAUTH: the
-// server does not serve the zone (RFC 1035 §4.1.1, RFC 2845 §1.2 for
-// NOTAUTH to a query), so no wait makes it serve the record.
+// server will not answer for the zone, as one that does not serve it
+// answers, so no wait makes it serve the record.
 func refusing(err error) bool {
 	var re *rcodeError
 	return errors.As(err, &re) && (re.rcode == dns.RcodeRefused || re.rcode == dns.RcodeNotAuth)
