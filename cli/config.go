@@ -204,8 +204,11 @@ func (src *source) noteFlags(cfg any, engine *engineConfig) {
 		engine.addNote(fmt.Sprintf("%s in %s is overridden by --%s on the command line", key, src.file, strings.ReplaceAll(key, "_", "-")))
 	}
 	for _, key := range yamlconf.SecretsGiven(reflect.TypeOf(cfg).Elem(), src.set) {
-		engine.addNote(fmt.Sprintf("warning: --%s on the command line can be read by other users of this host (ps) for as long as certkeeper runs: "+
-			"put %s in a --config file only you can read (chmod 600) instead", strings.ReplaceAll(key, "_", "-"), key))
+		name, instead := strings.ReplaceAll(key, "_", "-"), "put "+key+" in a --config file only you can read (chmod 600) instead"
+		if src.fs.Lookup(name+"-file") != nil { // --tsig-key: --tsig-key-file
+			instead = "give it in a file with --" + name + "-file (or put " + key + " in a --config file only you can read, chmod 600)"
+		}
+		engine.addNote(fmt.Sprintf("warning: --%s on the command line can be read by other users of this host (ps) for as long as certkeeper runs: %s", name, instead))
 	}
 }
 

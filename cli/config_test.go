@@ -193,6 +193,14 @@ func TestSecretFlagsWarned(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "warning: --alert-webhook "+warning) || strings.Contains(r.stderr, "XXXXSECRET") {
 		t.Errorf("server --alert-webhook: exit %d, stderr:\n%s\nwant the warning, not the URL", r.code, r.stderr)
 	}
+	// A secret with a file flag of its own: that flag first (a user trial
+	// was told only of --config).
+	r = ck(t, 30*time.Second, "proxy", "--check-config", "--allow", "a.example", "--dns", "rfc2136", "--dns-server", "127.0.0.1:1",
+		"--tsig-key", "certkeeper:hmac-sha256:c2VjcmV0LXNlY3JldA==")
+	if r.code != 0 || !strings.Contains(r.stderr, "warning: --tsig-key "+warning) || strings.Contains(r.stderr, "c2VjcmV0LXNlY3JldA") ||
+		!strings.Contains(r.stderr, "give it in a file with --tsig-key-file (or put tsig_key in a --config file only you can read, chmod 600)") {
+		t.Errorf("proxy --tsig-key: exit %d, stderr:\n%s\nwant the warning pointing at --tsig-key-file, not the key", r.code, r.stderr)
+	}
 	f := writeConfig(t, "metrics_token: mtok-0123456789abcdef\n")
 	if err := os.Chmod(f, 0o600); err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ type dnsConfig struct {
 	Provider    string        `yaml:"dns" arg:"PROVIDER" help:"DNS PROVIDER that sets dns-01 records: rfc2136 (dynamic updates with TSIG), powerdns\n(its HTTP API), exec (your program), or one compiled in (listed below if any); see docs/dns.md"`
 	Server      string        `yaml:"dns_server" arg:"ADDR" help:"ADDR (host:port) of the primary DNS server that takes RFC 2136 updates; also asked for\nzones the resolvers do not know, and for the record when checking propagation"`
 	TSIGKey     string        `yaml:"tsig_key" secret:"true" arg:"NAME:ALG:SECRET" help:"TSIG key as NAME:ALG:SECRET (alg hmac-sha256 or hmac-sha512); prefer --tsig-key-file,\nas the command line is visible to other users"`
-	TSIGKeyFile string        `yaml:"tsig_key_file" arg:"FILE" help:"FILE holding the TSIG key: NAME:ALG:SECRET, or a BIND key clause as tsig-keygen writes"`
+	TSIGKeyFile string        `yaml:"tsig_key_file" arg:"FILE" help:"FILE holding the TSIG key: NAME:ALG:SECRET, a BIND key clause as tsig-keygen writes, or a\nKnot key section as keymgr -t writes"`
 	Exec        string        `yaml:"dns_exec" arg:"PROGRAM" help:"PROGRAM run as PROGRAM present|cleanup FQDN VALUE by --dns exec"`
 	ExecMode    string        `yaml:"dns_exec_mode" arg:"MODE" default:"default" help:"MODE of --dns exec: default (PROGRAM present|cleanup FQDN VALUE) or raw (PROGRAM\npresent|cleanup -- DOMAIN TOKEN KEYAUTH), as lego's exec provider and EXEC_MODE=RAW"`
 	APIURL      string        `yaml:"dns_api_url" arg:"URL" help:"URL of the PowerDNS HTTP API for --dns powerdns (e.g. http://127.0.0.1:8081)"`
@@ -56,7 +56,7 @@ func (c *dnsConfig) provider(env *Env) (dns01.Provider, error) {
 				env.warned = map[string]bool{}
 			}
 			env.warned[f[1]] = true
-			fmt.Fprintf(env.Stderr, "certkeeper: warning: %s %s is readable by every user (mode %04o), who may then change the zone: chmod 600 %[2]s (640 to share it with named's group)\n", f[0], f[1], mode)
+			fmt.Fprintf(env.Stderr, "certkeeper: warning: %s %s is readable by every user (mode %04o), who may then change the zone: chmod 600 %[2]s (640 to share it with a group)\n", f[0], f[1], mode)
 		}
 	}
 	prov, err := dnsprovider.CommandFlags().Choose(c.Provider, c.builtinSettings(), c.Settings, c.SettingFiles, env.dnsProviders)

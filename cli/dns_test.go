@@ -222,7 +222,9 @@ func TestProxyWildcardKeyRefused(t *testing.T) {
 
 // TestDNSKeyFileReadableByAll: a TSIG key file every user may read is
 // warned about, naming the flag and chmod (trial 32); a group-readable
-// one (shared with named's group) is not.
+// one (shared with named's group) is not. A PowerDNS API key file is
+// warned about too, without naming named (a user trial), which has
+// nothing to do with it.
 func TestDNSKeyFileReadableByAll(t *testing.T) {
 	for mode, warn := range map[os.FileMode]bool{0o644: true, 0o640: false} {
 		key := filepath.Join(t.TempDir(), "tsig.key")
@@ -251,6 +253,20 @@ func TestDNSKeyFileReadableByAll(t *testing.T) {
 		}
 		if n := strings.Count(stderr.String(), "is readable by every user"); n != 1 {
 			t.Errorf("3 providers from one key file: %d warnings, want 1", n)
+		}
+		stderr.Reset()
+		apiKey := filepath.Join(t.TempDir(), "pdns.key")
+		if err := os.WriteFile(apiKey, []byte("api-key\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(apiKey, mode); err != nil {
+			t.Fatal(err)
+		}
+		c = &dnsConfig{Provider: "powerdns", APIURL: "http://127.0.0.1:1", APIKeyFile: apiKey}
+		_, _ = c.provider(env) // only the warning matters here
+		if got := stderr.String(); !strings.Contains(got, "--dns-api-key-file "+apiKey+" is readable by every user") ||
+			!strings.Contains(got, "(640 to share it with a group)") || strings.Contains(got, "named") {
+			t.Errorf("a PowerDNS API key file every user may read: stderr %q, want a warning with chmod 640 for a group, not named's", got)
 		}
 	}
 }

@@ -41,10 +41,19 @@ func withFlagHints(err error) error {
 		if pe.NotFound() {
 			return &hintError{err: err, hint: "--dns-server names the primary, which is asked too; --dns-resolver resolvers that know the zone's nameservers; --dns-no-check skips the check"}
 		}
-		if len(pe.Unreachable) > 0 {
-			return &hintError{err: err, hint: "--dns-check-port sets the port the nameservers are asked on; --dns-no-check skips the check (split horizon)"}
+		hint := "--dns-timeout waits longer"
+		switch {
+		case len(pe.Unreachable) > 0 && len(pe.Lacking) > len(pe.Refusing):
+			hint = "--dns-check-port sets the port the nameservers are asked on; --dns-no-check skips the check (split horizon); " + hint
+		case len(pe.Unreachable) > 0:
+			hint = "--dns-check-port sets the port the nameservers are asked on; --dns-no-check skips the check (split horizon)"
+		case len(pe.Refusing) == len(pe.Lacking):
+			hint = "--dns-check-port sets the port the nameservers are asked on; --dns-resolver the resolvers that give their addresses"
 		}
-		return &hintError{err: err, hint: "--dns-timeout waits longer"}
+		return &hintError{err: err, hint: hint}
+	}
+	if pe := (*dns01.PersistError)(nil); errors.As(err, &pe) && pe.Expired > 0 && len(pe.Others) == 0 {
+		return &hintError{err: err, hint: "run certkeeper dns-persist-record -d NAME with this --storage and a later --until (or none)"}
 	}
 	for _, h := range sentinelHints {
 		if errors.Is(err, h.err) {
@@ -63,7 +72,9 @@ var sentinelHints = []struct {
 	{acmeca.ErrCANotTrusted, "give --ca-roots FILE with the root of the CA's HTTPS certificate (a private or test CA), or check --ca"},
 	{acmeca.ErrUnreachable, "check --ca, and HTTPS_PROXY or a firewall if this host reaches the web through one"},
 	{rfc2136.ErrUnreachable, "check --dns-server (the primary's host:port); the DNS server may be down"},
-	{powerdns.ErrNoAPIServer, "give --dns-api-url as the API's base URL, e.g. http://127.0.0.1:8081"},
+	{powerdns.ErrNoAPIServer, "give --dns-api-url as the API's base URL, e.g. http://127.0.0.1:8081 (the server ID is always localhost, an authoritative server's)"},
+	{rfc2136.ErrBadKey, "the key's name and algorithm are those of --tsig-key-file (or --tsig-key): compare them with the server's key, and its update ACL for the zone"},
+	{rfc2136.ErrNotAuthoritative, "check --dns-server (the zone's primary), and the zone (--dns-zone, or the CNAME on _acme-challenge)"},
 	{powerdns.ErrUnreachable, "check --dns-api-url (the API's base URL, e.g. http://127.0.0.1:8081); the PowerDNS server may be down"},
 	{issuer.ErrNameRejected, "leave the name out of -d and --allow (or the config's allow list): no retry changes the CA's answer"},
 	{acmeca.ErrNotDirectory, "check --ca: an ACME directory URL, or letsencrypt, staging or local"},

@@ -24,6 +24,12 @@ func TestWithFlagHints(t *testing.T) {
 		flag string
 	}{
 		{&dns01.ZoneError{}, "--dns-zone"},
+		{&dns01.PropagationError{Lacking: []string{"ns1"}}, "--dns-timeout"},
+		{&dns01.PropagationError{Lacking: []string{"ns1"}, Refusing: []string{"ns1"}}, "--dns-check-port sets the port the nameservers are asked on; --dns-resolver"},
+		{&dns01.PropagationError{Lacking: []string{"ns1"}, Unreachable: []string{"ns2"}}, "--dns-no-check skips the check (split horizon); --dns-timeout"},
+		{&dns01.PersistError{Expired: 1}, "dns-persist-record -d NAME with this --storage and a later --until"},
+		{rfc2136.ErrBadKey, "name and algorithm are those of --tsig-key-file"},
+		{rfc2136.ErrNotAuthoritative, "check --dns-server"},
 		{acmeca.ErrUnreachable, "check --ca, and HTTPS_PROXY"}, // connection refused: --ca-roots would not help
 		{fmt.Errorf("%w: %w", acmeca.ErrUnreachable, acmeca.ErrCANotTrusted), "--ca-roots"},
 		{issuer.ErrNameRejected, "--allow"},
@@ -32,7 +38,7 @@ func TestWithFlagHints(t *testing.T) {
 		{acmeca.ErrNoChallenge, "--challenge"},
 		{fmt.Errorf("%w: %w", acmeca.ErrNoChallenge, dns01.ErrNoPersistRecord), "dns-persist-record -d NAME with this --storage"},
 		{rfc2136.ErrUnreachable, "--dns-server"},
-		{powerdns.ErrNoAPIServer, "--dns-api-url"},
+		{powerdns.ErrNoAPIServer, "--dns-api-url as the API's base URL, e.g. http://127.0.0.1:8081 (the server ID is always localhost"},
 		{powerdns.ErrUnreachable, "--dns-api-url"},
 		{acmeca.ErrWildcardNeedsDNS, "--dns (dns-01)"},
 		{pgstore.ErrPasswordInURL, "--storage-password-file"},

@@ -29,7 +29,7 @@ func RFC2136() Provider {
 		Settings: []Setting{
 			{Name: "server", Help: "host:port of the primary server", Required: true},
 			{Name: "tsig_key", Help: "the TSIG key as NAME:ALG:SECRET", Secret: true},
-			{Name: "tsig_key_file", Help: "a file holding the TSIG key: NAME:ALG:SECRET, or a BIND key clause"},
+			{Name: "tsig_key_file", Help: "a file holding the TSIG key: NAME:ALG:SECRET, a BIND key clause or a Knot key section"},
 		},
 		New: newRFC2136,
 	}

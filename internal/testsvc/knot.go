@@ -27,6 +27,11 @@ type KnotOptions struct {
 	// Algorithm is the TSIG key's algorithm, "hmac-sha256" or
 	// "hmac-sha512". Empty means "hmac-sha256".
 	Algorithm string
+
+	// Locked are zones of Zones that knotd serves but whose ACL grants
+	// the key no updates: Knot refuses an update there with NOTAUTH and
+	// the TSIG error BADKEY, though it knows the key.
+	Locked []string
 }
 
 // KnotServer is Knot DNS's knotd run for one test: authoritative, on UDP
@@ -40,6 +45,7 @@ type KnotServer struct {
 	zones  []string
 	secret string
 	alg    string
+	locked []string // zones without the update ACL
 
 	updates atomic.Int64 // updates applied, counted from knotd's log
 }
@@ -52,7 +58,7 @@ func Knot(t testing.TB, opts KnotOptions) *KnotServer {
 	t.Helper()
 	bin := LookPath(t, "knotd", knotHint)
 	zones, alg, secret := zonesAndKey(t, opts.Zones, opts.Algorithm)
-	k := &KnotServer{dir: t.TempDir(), zones: zones, secret: secret, alg: alg}
+	k := &KnotServer{dir: t.TempDir(), zones: zones, secret: secret, alg: alg, locked: slices.Clone(opts.Locked)}
 	for _, z := range k.zones {
 		if err := os.WriteFile(filepath.Join(k.dir, z+".zone"), []byte(zoneFile(z)), 0o600); err != nil {
 			t.Fatalf("testsvc: writing zone %s: %v", z, err)
@@ -90,7 +96,8 @@ func Knot(t testing.TB, opts KnotOptions) *KnotServer {
 	return k
 }
 
-// config returns knot.conf: one key, one ACL granting it updates, every
+// config returns knot.conf: one key, one ACL granting it updates (on
+// every zone but the Locked ones), every
 // path in the temporary directory, zone files never rewritten.
 func (k *KnotServer) config(port int) string {
 	var b strings.Builder
@@ -132,7 +139,10 @@ template:
 zone:
 `, k.dir, port, filepath.Join(k.dir, "knot.sock"), namedKeyName, k.alg, k.secret)
 	for _, z := range k.zones {
-		fmt.Fprintf(&b, "  - domain: %s\n    file: %q\n    acl: update\n", z, filepath.Join(k.dir, z+".zone"))
+		fmt.Fprintf(&b, "  - domain: %s\n    file: %q\n", z, filepath.Join(k.dir, z+".zone"))
+		if !slices.Contains(k.locked, z) {
+			b.WriteString("    acl: update\n")
+		}
 	}
 	return b.String()
 }

@@ -347,6 +347,9 @@ func (s *Solver) propagationError(rec record, timeout time.Duration, answers []a
 			e.Lacking = append(e.Lacking, a.where)
 		case unreachable(a.err):
 			e.Unreachable = append(e.Unreachable, a.addr)
+		case refusing(a.err):
+			e.Lacking = append(e.Lacking, a.where)
+			e.Refusing = append(e.Refusing, a.where)
 		default:
 			e.Lacking = append(e.Lacking, a.where)
 		}
@@ -563,6 +566,9 @@ type PropagationError struct {
 	// refused, timed out). All are empty when the nameservers could not
 	// be found.
 	Served, Lacking, Unreachable []string
+	// Refusing are those of Lacking that answered REFUSED or NOTAUTH:
+	// they do not serve the zone at the address and port asked.
+	Refusing []string
 	// Primary is Resolver.Primary as host:port, "" for none.
 	Primary string
 	// FailedFast is set when Wait gave up before Timeout because every
@@ -607,11 +613,23 @@ func (e *PropagationError) advice() string {
 		}
 		say = append(say, a)
 	}
+	if len(e.Refusing) > 0 {
+		// No propagation delay: these servers do not have the zone, so
+		// neither the provider nor a longer wait is to blame.
+		refuse := " refuse queries for the zone (REFUSED or NOTAUTH), so they do not serve it"
+		if len(e.Refusing) == 1 {
+			refuse = " refuses queries for the zone (REFUSED or NOTAUTH), so it does not serve it"
+		}
+		say = append(say, strings.Join(e.Refusing, ", ")+refuse+": is that the nameservers' address and port? "+
+			"Resolver.AuthoritativePort sets the port they are asked on; their addresses are those of the zone's NS records, "+
+			"as Resolver.Servers answer them")
+	}
+	lacking := slices.DeleteFunc(slices.Clone(e.Lacking), func(w string) bool { return slices.Contains(e.Refusing, w) })
 	switch {
-	case len(e.Lacking) > 0 && len(e.Served) > 0:
-		say = append(say, "not yet by "+strings.Join(e.Lacking, ", ")+
+	case len(lacking) > 0 && len(e.Served) > 0:
+		say = append(say, "not yet by "+strings.Join(lacking, ", ")+
 			": do the secondaries get the change (zone transfer, NOTIFY)? Or raise PropagationTimeout")
-	case len(e.Lacking) > 0:
+	case len(lacking) > 0:
 		say = append(say, "no nameserver that answered serves the value: is the provider changing the zone these nameservers serve? Or raise PropagationTimeout")
 	}
 	if len(say) == 0 {

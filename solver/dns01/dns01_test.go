@@ -588,6 +588,42 @@ func TestPropagationStaleSecondary(t *testing.T) {
 	t.Logf("%v", err)
 }
 
+// TestPropagationRefused: when the nameservers asked answer REFUSED (a
+// server that does not serve the zone: a wrong check port or address, as
+// a user trial had), the error says they refuse queries for the zone and
+// points at the address and port the check asks, not at the provider or
+// the timeout.
+func TestPropagationRefused(t *testing.T) {
+	t.Parallel()
+	e := &dnsEnv{srv: testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})}
+	other := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{}}) // serves no zone: REFUSED
+	_, port, _ := net.SplitHostPort(other.Addr())
+	s := e.solver(e.provider())
+	s.Resolver.AuthoritativePort, _ = strconv.Atoi(port)
+	s.PropagationTimeout = 5 * time.Second // long enough for named to answer on a loaded machine
+	_, _, err := presentAndWait(t, s)
+	var perr *dns01.PropagationError
+	if !errors.As(err, &perr) {
+		t.Fatalf("Wait = %v, want a *dns01.PropagationError", err)
+	}
+	if len(perr.Refusing) != 1 || len(perr.Lacking) != 1 || perr.Refusing[0] != perr.Lacking[0] {
+		t.Errorf("Refusing = %v, Lacking = %v: want the one nameserver in both", perr.Refusing, perr.Lacking)
+	}
+	msg := err.Error()
+	for _, want := range []string{"answered REFUSED", "refuses queries for the zone (REFUSED or NOTAUTH), so it does not serve it",
+		"AuthoritativePort", "Resolver.Servers", other.Addr()} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not say %q", msg, want)
+		}
+	}
+	for _, wrong := range []string{"is the provider changing", "PropagationTimeout"} {
+		if strings.Contains(msg, wrong) {
+			t.Errorf("error %q says %q", msg, wrong)
+		}
+	}
+	t.Logf("%v", err)
+}
+
 // TestZoneNoAnswer: when no DNS server answers the zone lookup (nothing
 // listens: trial 19 had the server down), the error says so and asks
 // whether it runs at the addresses asked; when servers answer but do not

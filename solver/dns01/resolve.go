@@ -419,7 +419,7 @@ func txt(ctx context.Context, server, name string) ([]string, error) {
 		return nil, err
 	}
 	if resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError {
-		return nil, fmt.Errorf("%s answered %s for %s TXT", server, dns.RcodeToString[resp.Rcode], name)
+		return nil, &rcodeError{server: server, name: name, rcode: resp.Rcode}
 	}
 	var out []string
 	for _, rr := range resp.Answer {
@@ -428,6 +428,24 @@ func txt(ctx context.Context, server, name string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// rcodeError is a TXT query a server answered with an error rcode.
+type rcodeError struct {
+	server, name string
+	rcode        int
+}
+
+func (e *rcodeError) Error() string {
+	return fmt.Sprintf("%s answered %s for %s TXT", e.server, dns.RcodeToString[e.rcode], e.name)
+}
+
+// refusing reports whether err is an answer REFUSED or NOTAUTH: the
+// server will not answer for the zone, as one that does not serve it
+// answers, so no wait makes it serve the record.
+func refusing(err error) bool {
+	var re *rcodeError
+	return errors.As(err, &re) && (re.rcode == dns.RcodeRefused || re.rcode == dns.RcodeNotAuth)
 }
 
 // lookupTXT returns the TXT records of name as the authoritative

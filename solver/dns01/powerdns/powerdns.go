@@ -5,7 +5,8 @@
 // PowerDNS replaces a whole RRset (every value of one name and type) at
 // once, so AppendRecords reads the RRset, adds the new values and writes
 // the union back, and DeleteRecords writes back what is left (or deletes
-// the RRset when nothing is). A mutex serialises these read-modify-write
+// the RRset when nothing is). An RRset that exists keeps its TTL; only a
+// new one gets the records' TTL. A mutex serialises these read-modify-write
 // cycles within one Provider: a wildcard and its apex, whose two values
 // share one name, are set concurrently without losing either. Two
 // processes changing the same RRset at the same moment can still lose a
@@ -181,8 +182,11 @@ func (p *Provider) change(ctx context.Context, zone string, recs []libdns.Record
 				next = slices.Delete(next, i, i+1)
 			}
 		}
+		// An RRset already there keeps its TTL, whether we add to it or
+		// remove from it: an operator's record must not come out of a
+		// challenge with the challenge's TTL. Only a new RRset gets ours.
 		ttl := cur.TTL
-		if add || ttl == 0 {
+		if len(cur.Records) == 0 || ttl == 0 {
 			ttl = ttls[k]
 		}
 		switch {

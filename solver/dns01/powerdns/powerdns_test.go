@@ -10,6 +10,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/libdns/libdns"
+	"github.com/miekg/dns"
 )
 
 // TestRRsetMerge: against a real pdns_server, two values appended at once
@@ -50,6 +51,58 @@ func TestRRsetMerge(t *testing.T) {
 	if got := dig(); got != "" {
 		t.Errorf("after deleting both, dig = %q, want nothing", got)
 	}
+}
+
+// TestRRsetKeepsTTL: against a real pdns_server, a challenge value added
+// to an RRset an operator set (TTL 7200) leaves its TTL at 7200, as
+// does its removal; the operator's value stays. A user trial saw the
+// RRset rewritten with the challenge's TTL (60), for good.
+func TestRRsetKeepsTTL(t *testing.T) {
+	t.Parallel()
+	srv := testsvc.PowerDNS(t, testsvc.PowerDNSOptions{})
+	p := &Provider{APIURL: srv.APIURL(), APIKey: srv.APIKey()}
+	txt := func(v string, ttl time.Duration) []libdns.Record {
+		return []libdns.Record{libdns.TXT{Name: "_acme-challenge", TTL: ttl, Text: v}}
+	}
+	if _, err := p.AppendRecords(t.Context(), "a.test.", txt("operator", 2*time.Hour)); err != nil {
+		t.Fatalf("AppendRecords(operator): %v", err)
+	}
+	if got := ttlAt(t, srv.Addr(), "_acme-challenge.a.test."); len(got) != 1 || got[0] != 7200 {
+		t.Fatalf("a new RRset: TTLs %v, want [7200] (the record's)", got)
+	}
+	if _, err := p.AppendRecords(t.Context(), "a.test.", txt("challenge", time.Minute)); err != nil {
+		t.Fatalf("AppendRecords(challenge): %v", err)
+	}
+	if got := ttlAt(t, srv.Addr(), "_acme-challenge.a.test."); len(got) != 2 || got[0] != 7200 || got[1] != 7200 {
+		t.Errorf("after adding the challenge value: TTLs %v, want [7200 7200]", got)
+	}
+	if _, err := p.DeleteRecords(t.Context(), "a.test.", txt("challenge", time.Minute)); err != nil {
+		t.Fatalf("DeleteRecords(challenge): %v", err)
+	}
+	if got := ttlAt(t, srv.Addr(), "_acme-challenge.a.test."); len(got) != 1 || got[0] != 7200 {
+		t.Errorf("after removing the challenge value: TTLs %v, want [7200]", got)
+	}
+	if got := srv.DigTXT(t, "_acme-challenge.a.test"); got != `"operator"` {
+		t.Errorf("after removing the challenge value: dig = %q, want the operator's value", got)
+	}
+}
+
+// ttlAt returns the TTL of each TXT record of name that server answers.
+func ttlAt(t *testing.T, server, name string) []uint32 {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeTXT)
+	resp, _, err := (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(m, server)
+	if err != nil {
+		t.Fatalf("TXT %s at %s: %v", name, server, err)
+	}
+	var out []uint32
+	for _, rr := range resp.Answer {
+		if _, ok := rr.(*dns.TXT); ok {
+			out = append(out, rr.Header().Ttl)
+		}
+	}
+	return out
 }
 
 // TestAPIKeyNeverShown: a wrong key fails naming the API and the status,

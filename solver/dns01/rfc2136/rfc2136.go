@@ -39,7 +39,8 @@ type Provider struct {
 	Algorithm string
 	// Secret is the key in standard base64, as in named.conf.
 	Secret string
-	// Timeout bounds one update. Zero means 10 s.
+	// Timeout bounds one update, and the queries for the TTLs of the
+	// RRsets an update adds to. Zero means 10 s.
 	Timeout time.Duration
 }
 
@@ -96,12 +97,14 @@ func (p *Provider) algorithm() string {
 	return strings.ToLower(strings.TrimSuffix(p.Algorithm, "."))
 }
 
-// AppendRecords adds recs to zone in one update.
+// AppendRecords adds recs to zone in one update. A record added to an
+// RRset already there gets that RRset's TTL (see keepTTLs).
 func (p *Provider) AppendRecords(ctx context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
 	rrs, err := toRRs(zone, recs)
 	if err != nil {
 		return nil, err
 	}
+	p.keepTTLs(ctx, rrs)
 	m := new(dns.Msg)
 	m.SetUpdate(dns.Fqdn(zone))
 	m.Insert(rrs)
@@ -127,6 +130,61 @@ func (p *Provider) DeleteRecords(ctx context.Context, zone string, recs []libdns
 	return recs, nil
 }
 
+// keepTTLs gives each of rrs whose RRset the server already has that
+// RRset's TTL, as the server answers a query for it. DNS gives every RR
+// of a set one TTL (RFC 2181 §5.2), so BIND and Knot set the whole RRset
+// to an added RR's TTL, and it stays so after that RR is removed: an
+// operator's TXT record beside the challenge's would keep the
+// challenge's short TTL for good. One query per RRset, unsigned; one
+// that fails leaves the records' TTL, and the update says what is wrong.
+func (p *Provider) keepTTLs(ctx context.Context, rrs []dns.RR) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout())
+	defer cancel()
+	type rrset struct {
+		name  string
+		rtype uint16
+	}
+	ttls := map[rrset]uint32{} // 0: no RRset there, or no answer
+	for _, rr := range rrs {
+		h := rr.Header()
+		k := rrset{strings.ToLower(h.Name), h.Rrtype}
+		ttl, asked := ttls[k]
+		if !asked {
+			ttl = p.rrsetTTL(ctx, h.Name, h.Rrtype)
+			ttls[k] = ttl
+		}
+		if ttl > 0 {
+			h.Ttl = ttl
+		}
+	}
+}
+
+// rrsetTTL returns the TTL of the RRset of name and type that the server
+// answers, or 0 for none (or no answer).
+func (p *Provider) rrsetTTL(ctx context.Context, name string, rtype uint16) uint32 {
+	m := new(dns.Msg)
+	m.SetQuestion(name, rtype)
+	m.RecursionDesired = false
+	c := &dns.Client{Net: "tcp", Timeout: p.timeout()}
+	resp, _, err := c.ExchangeContext(ctx, m, p.server())
+	if err != nil || resp.Rcode != dns.RcodeSuccess {
+		return 0
+	}
+	for _, rr := range resp.Answer {
+		if h := rr.Header(); h.Rrtype == rtype && strings.EqualFold(h.Name, name) {
+			return h.Ttl
+		}
+	}
+	return 0
+}
+
+func (p *Provider) timeout() time.Duration {
+	if p.Timeout <= 0 {
+		return 10 * time.Second
+	}
+	return p.Timeout
+}
+
 // CheckAccess implements dns01.AccessChecker: it sends the primary an
 // update of zone that changes nothing, a prerequisite alone (the zone's
 // SOA exists), signed with the key. The server checks the key (BADKEY,
@@ -150,10 +208,7 @@ func (p *Provider) send(ctx context.Context, zone string, m *dns.Msg) error {
 	if !isAlgorithm(p.algorithm()) {
 		return fmt.Errorf("rfc2136: TSIG algorithm %q: use hmac-sha256 or hmac-sha512", p.Algorithm)
 	}
-	timeout := p.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
+	timeout := p.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c := &dns.Client{Net: "tcp", Timeout: timeout, TsigSecret: map[string]string{p.keyName(): p.Secret}}
@@ -162,7 +217,7 @@ func (p *Provider) send(ctx context.Context, zone string, m *dns.Msg) error {
 	what := fmt.Sprintf("updating zone %s at %s with TSIG key %s", strings.TrimSuffix(zone, "."), p.server(), p.keyName())
 	if err != nil {
 		if errors.Is(err, dns.ErrSig) || errors.Is(err, dns.ErrAuth) {
-			return fmt.Errorf("%s: %s: %w", what, keyRejected(resp), err)
+			return fmt.Errorf("%s: %w: %w", what, keyRejected(resp), err)
 		}
 		var ne net.Error
 		if errors.As(err, &ne) {
@@ -179,7 +234,7 @@ func (p *Provider) send(ctx context.Context, zone string, m *dns.Msg) error {
 		hint := ""
 		switch {
 		case resp.Rcode == dns.RcodeNotAuth && t != nil && t.Error != 0:
-			hint = ": " + keyRejected(resp)
+			return fmt.Errorf("%s: %s: %w", what, detail, keyRejected(resp))
 		case resp.Rcode == dns.RcodeNotAuth:
 			hint = ": the server did not accept the key (wrong name, secret or algorithm?) or is not authoritative for the zone"
 		case resp.Rcode == dns.RcodeRefused:
@@ -194,11 +249,23 @@ func (p *Provider) send(ctx context.Context, zone string, m *dns.Msg) error {
 // from the server (connection refused, timed out).
 var ErrUnreachable = errors.New("the DNS server did not answer")
 
+// ErrBadKey is wrapped by the error of an update the server refused with
+// the TSIG error BADKEY: it knows no key of that name and algorithm
+// (Provider.KeyName, Provider.Algorithm), or, as Knot answers, its ACL
+// does not let that key update this zone.
+var ErrBadKey = errors.New("the server knows no key of that name and algorithm, or refuses that key for this zone (BADKEY)")
+
+// ErrNotAuthoritative is wrapped by the error of an update the server
+// answered NOTAUTH without a TSIG error: it does not hold the zone, so
+// Provider.Server is not the zone's primary.
+var ErrNotAuthoritative = errors.New("the server is not authoritative for the zone (NOTAUTH)")
+
 // keyRejected says why the server refused the key, from the TSIG error
 // of its answer (RFC 8945 §5.2): the key's name or algorithm unknown
-// there (BADKEY), or its signature wrong (BADSIG: the secret), or the
+// there, or the key not allowed to update the zone (BADKEY, wrapping
+// ErrBadKey), or its signature wrong (BADSIG: the secret), or the
 // clocks apart (BADTIME).
-func keyRejected(resp *dns.Msg) string {
+func keyRejected(resp *dns.Msg) error {
 	var tsigErr uint16
 	if resp != nil {
 		if t := resp.IsTsig(); t != nil {
@@ -209,17 +276,20 @@ func keyRejected(resp *dns.Msg) string {
 	case resp != nil && resp.Rcode == dns.RcodeNotAuth && tsigErr == 0:
 		// NOTAUTH with no key error: the server does not hold the zone
 		// (and does not sign what it does not serve).
-		return "the server is not authoritative for the zone (NOTAUTH): is the zone on this primary (Provider.Server)?"
+		return fmt.Errorf("%w: is the zone on this primary (Provider.Server)?", ErrNotAuthoritative)
 	}
 	switch tsigErr {
 	case dns.RcodeBadKey:
-		return "the server knows no key of that name and algorithm (BADKEY): are KeyName and Algorithm as in its configuration?"
+		// Knot answers BADKEY, not REFUSED, when its ACL denies a key it
+		// knows the update of a zone.
+		return fmt.Errorf("%w: are KeyName and Algorithm as in its configuration, and may the key update this zone "+
+			"(Knot: an acl with action: update for the key on the zone; BIND: update-policy or allow-update)?", ErrBadKey)
 	case dns.RcodeBadSig:
-		return "the server did not accept the key's signature (BADSIG): wrong secret?"
+		return errors.New("the server did not accept the key's signature (BADSIG): wrong secret?")
 	case dns.RcodeBadTime:
-		return "the server's clock and this host's differ by more than the TSIG fudge (BADTIME): check both clocks"
+		return errors.New("the server's clock and this host's differ by more than the TSIG fudge (BADTIME): check both clocks")
 	}
-	return "the server did not accept the key (wrong name, secret or algorithm?)"
+	return errors.New("the server did not accept the key (wrong name, secret or algorithm?)")
 }
 
 // toRRs turns libdns records into miekg/dns RRs for zone.

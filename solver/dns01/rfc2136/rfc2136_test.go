@@ -101,6 +101,73 @@ func TestNamedBothAlgorithms(t *testing.T) {
 	}
 }
 
+// TestKeepsTTL: a value added to an RRset already there (an operator's
+// TXT record, TTL 7200) takes that RRset's TTL, as DNS gives every RR of a
+// set one TTL: the server would otherwise set the whole RRset to the
+// added RR's TTL (60), and it would stay so after the value's removal.
+// Against BIND and Knot; a new RRset gets the record's TTL.
+func TestKeepsTTL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		start func(t *testing.T) (addr, key, secret string)
+	}{
+		{"named", func(t *testing.T) (string, string, string) {
+			n := testsvc.Named(t, testsvc.NamedOptions{})
+			return n.Addr(), n.KeyName(), n.Secret()
+		}},
+		{"knot", func(t *testing.T) (string, string, string) {
+			k := testsvc.Knot(t, testsvc.KnotOptions{})
+			return k.Addr(), k.KeyName(), k.Secret()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addr, key, sec := tc.start(t)
+			p := &Provider{Server: addr, KeyName: key, Secret: sec}
+			txt := func(v string, ttl time.Duration) []libdns.Record {
+				return []libdns.Record{libdns.TXT{Name: "_acme-challenge", TTL: ttl, Text: v}}
+			}
+			if _, err := p.AppendRecords(t.Context(), "a.test.", txt("operator", 2*time.Hour)); err != nil {
+				t.Fatalf("AppendRecords(operator): %v", err)
+			}
+			if got := ttlAt(t, addr, "_acme-challenge.a.test."); !slices.Equal(got, []uint32{7200}) {
+				t.Fatalf("a new RRset: TTLs %v, want [7200] (the record's)", got)
+			}
+			if _, err := p.AppendRecords(t.Context(), "a.test.", txt("challenge", time.Minute)); err != nil {
+				t.Fatalf("AppendRecords(challenge): %v", err)
+			}
+			if got := ttlAt(t, addr, "_acme-challenge.a.test."); !slices.Equal(got, []uint32{7200, 7200}) {
+				t.Errorf("after adding the challenge value: TTLs %v, want [7200 7200]", got)
+			}
+			if _, err := p.DeleteRecords(t.Context(), "a.test.", txt("challenge", time.Minute)); err != nil {
+				t.Fatalf("DeleteRecords(challenge): %v", err)
+			}
+			if got := ttlAt(t, addr, "_acme-challenge.a.test."); !slices.Equal(got, []uint32{7200}) {
+				t.Errorf("after removing the challenge value: TTLs %v, want [7200]", got)
+			}
+		})
+	}
+}
+
+// ttlAt returns the TTL of each TXT record of name that server answers.
+func ttlAt(t *testing.T, server, name string) []uint32 {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeTXT)
+	resp, _, err := (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(m, server)
+	if err != nil {
+		t.Fatalf("TXT %s at %s: %v", name, server, err)
+	}
+	var out []uint32
+	for _, rr := range resp.Answer {
+		if _, ok := rr.(*dns.TXT); ok {
+			out = append(out, rr.Header().Ttl)
+		}
+	}
+	return out
+}
+
 func txtAt(t *testing.T, server, name string) []string {
 	t.Helper()
 	m := new(dns.Msg)
@@ -130,7 +197,7 @@ func TestNamedKeyErrors(t *testing.T) {
 		p    Provider
 		want []string
 	}{
-		{"wrong-name", Provider{Server: n.Addr(), KeyName: "wrongname", Secret: n.Secret()}, []string{"BADKEY", "KeyName"}},
+		{"wrong-name", Provider{Server: n.Addr(), KeyName: "wrongname", Secret: n.Secret()}, []string{"BADKEY", "KeyName", "may the key update this zone"}},
 		{"wrong-secret", Provider{Server: n.Addr(), KeyName: n.KeyName(), Secret: secret}, []string{"BADSIG", "wrong secret"}},
 		{"unreachable", Provider{Server: closed, KeyName: n.KeyName(), Secret: n.Secret()}, []string{"connection refused", "Provider.Server"}},
 	} {
@@ -146,6 +213,9 @@ func TestNamedKeyErrors(t *testing.T) {
 			}
 			if got := errors.Is(err, ErrUnreachable); got != (tc.name == "unreachable") {
 				t.Errorf("errors.Is(%v, ErrUnreachable) = %t", err, got)
+			}
+			if got := errors.Is(err, ErrBadKey); got != (tc.name == "wrong-name") {
+				t.Errorf("errors.Is(%v, ErrBadKey) = %t", err, got)
 			}
 			t.Logf("%v", err)
 		})
@@ -207,6 +277,32 @@ func TestKnotCheckAccess(t *testing.T) {
 	if err := bad.CheckAccess(t.Context(), "a.test."); err == nil || !strings.Contains(err.Error(), "BADSIG") {
 		t.Errorf("CheckAccess with a wrong secret = %v, want BADSIG", err)
 	}
+}
+
+// TestKnotKeyRefusedForZone: Knot answers BADKEY (NOTAUTH), not REFUSED,
+// to an update signed with a key it knows when its ACL does not let that
+// key update the zone (a user trial); the error says the key may be
+// refused for this zone, and how Knot and BIND grant it, besides asking
+// about the key's name and algorithm.
+func TestKnotKeyRefusedForZone(t *testing.T) {
+	t.Parallel()
+	k := testsvc.Knot(t, testsvc.KnotOptions{Zones: []string{"a.test", "b.test"}, Locked: []string{"b.test"}})
+	p := &Provider{Server: k.Addr(), KeyName: k.KeyName(), Secret: k.Secret()}
+	recs := []libdns.Record{libdns.TXT{Name: "_x", TTL: time.Minute, Text: "v"}}
+	if _, err := p.AppendRecords(t.Context(), "a.test.", recs); err != nil {
+		t.Fatalf("AppendRecords in the zone the key may update: %v", err)
+	}
+	_, err := p.AppendRecords(t.Context(), "b.test.", recs)
+	if !errors.Is(err, ErrBadKey) {
+		t.Fatalf("AppendRecords in the zone the ACL does not open to the key = %v, want ErrBadKey", err)
+	}
+	for _, want := range []string{"BADKEY", "refuses that key for this zone", "may the key update this zone",
+		"acl with action: update", "update-policy or allow-update", "KeyName and Algorithm"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	t.Logf("%v", err)
 }
 
 // soaSerial is zone's SOA serial at server.
