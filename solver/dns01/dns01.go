@@ -131,8 +131,9 @@ type Solver struct {
 	// Logger receives the solver's logs. Nil means slog.Default().
 	Logger *slog.Logger
 
-	mu      sync.Mutex        // guards records
+	mu      sync.Mutex        // guards records and warned
 	records map[string]record // challenge URL → what Present set
+	warned  map[string]bool   // records outside Resolver.Zones warned of (warnZone)
 }
 
 // record is one TXT value set by Present.
@@ -182,11 +183,7 @@ func (s *Solver) Present(ctx context.Context, chal acme.Challenge) error {
 	if err != nil {
 		return err
 	}
-	if len(s.Resolver.Zones) > 0 && s.Resolver.knownZone(target) == "" {
-		s.logger().Warn("dns-01 record is in none of the zones given; its zone was looked up",
-			slog.String("name", chal.Identifier.Value), slog.String("record", strings.TrimSuffix(target, ".")),
-			slog.Any("zones", s.Resolver.Zones), slog.String("zone", zone))
-	}
+	s.warnZone(chal.Identifier.Value, target, zone)
 	rec := record{fqdn: target, zone: zone, value: chal.DNS01KeyAuthorization(), chal: chal}
 	if cp, ok := s.Provider.(ChallengeProvider); ok {
 		err = cp.PresentChallenge(ctx, rec.challenge(s.ttl()))
@@ -208,6 +205,28 @@ func (s *Solver) Present(ctx context.Context, chal acme.Challenge) error {
 	return nil
 }
 
+// warnZone logs, once per record, that the record target (for name) is
+// in none of Resolver.Zones when they are given, and which zone was looked
+// up instead: a mistyped zone shows before an order (Check), not only at
+// the first record set.
+func (s *Solver) warnZone(name, target, zone string) {
+	if len(s.Resolver.Zones) == 0 || s.Resolver.knownZone(target) != "" {
+		return
+	}
+	s.mu.Lock()
+	seen := s.warned[target]
+	if s.warned == nil {
+		s.warned = map[string]bool{}
+	}
+	s.warned[target] = true
+	s.mu.Unlock()
+	if !seen {
+		s.logger().Warn("dns-01 record is in none of the zones given; its zone was looked up",
+			slog.String("name", name), slog.String("record", strings.TrimSuffix(target, ".")),
+			slog.Any("zones", s.Resolver.Zones), slog.String("zone", zone))
+	}
+}
+
 // Check finds, as Present would, where the dns-01 record for name goes (a
 // CNAME on _acme-challenge followed, then its zone), and asks the Provider,
 // if it is an AccessChecker, whether it may set records there. Nothing is
@@ -227,6 +246,7 @@ func (s *Solver) Check(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	s.warnZone(name, target, zone)
 	ac, ok := s.Provider.(AccessChecker)
 	if !ok {
 		return nil

@@ -662,8 +662,9 @@ func TestZoneNoAnswer(t *testing.T) {
 }
 
 // TestZoneNamedWrong: a zone named in Resolver.Zones that does not hold
-// the record is not used silently: Present looks the zone up and logs a
-// warning naming both (trial 19 gave --dns-zone other.test for a.test).
+// the record is not used silently: Check (before an order) and Present
+// look the zone up and log a warning naming both, once (trial 19 gave
+// --dns-zone other.test for a.test).
 func TestZoneNamedWrong(t *testing.T) {
 	t.Parallel()
 	e := &dnsEnv{srv: testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})}
@@ -672,6 +673,14 @@ func TestZoneNamedWrong(t *testing.T) {
 	s.Resolver.Zones = []string{"other.test"}
 	var logs strings.Builder
 	s.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	// Check, before an order, says so already (a DNS trial saw it only
+	// after "order created"), and Present does not say it again.
+	if err := s.Check(t.Context(), "a.test"); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if !strings.Contains(logs.String(), "none of the zones given") {
+		t.Errorf("Check did not warn of the zone given:\n%s", logs.String())
+	}
 	chal := acme.Challenge{URL: "https://ca.test/chal/1", Token: "tok", KeyAuthorization: "tok.thumb",
 		Identifier: acme.Identifier{Type: "dns", Value: "a.test"}}
 	if err := s.Present(t.Context(), chal); err != nil {
@@ -682,6 +691,9 @@ func TestZoneNamedWrong(t *testing.T) {
 		t.Errorf("provider calls = %q, want the record in a.test.", got)
 	}
 	l := logs.String()
+	if n := strings.Count(l, "none of the zones given"); n != 1 {
+		t.Errorf("warned %d times, want once", n)
+	}
 	if !strings.Contains(l, "level=WARN") || !strings.Contains(l, "none of the zones given") || !strings.Contains(l, "zones=[other.test]") || !strings.Contains(l, "zone=a.test.") {
 		t.Errorf("want a warning naming the zones given (other.test) and the zone looked up; logs:\n%s", l)
 	}
