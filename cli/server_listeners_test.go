@@ -23,7 +23,7 @@ import (
 )
 
 // TestServerTLSAddrOnlyALPN: --tls-alpn-addr answers tls-alpn-01 and nothing
-// else. A server with no token file (anonymous on its loopback --listen)
+// else. A server with --no-auth (anonymous on its loopback --listen)
 // obtains a.test from Pebble through tls-alpn-01 on --tls-alpn-addr; there an
 // ordinary ClientHello (curl, a Go client with or without ALPN) gets a
 // handshake failure, never the API and its private keys.
@@ -32,7 +32,7 @@ func TestServerTLSAddrOnlyALPN(t *testing.T) {
 	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
 	tlsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort()))
 	startServer(t, "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--storage", t.TempDir(), "--profile", "default",
-		"--listen", listen, "--tls-alpn-addr", tlsAddr, "--challenge", "tls-alpn-01", "--allow", "a.test")
+		"--listen", listen, "--no-auth", "--tls-alpn-addr", tlsAddr, "--challenge", "tls-alpn-01", "--allow", "a.test")
 
 	// Issuance through tls-alpn-01 on --tls-alpn-addr still works: the first
 	// request waits for it.
@@ -422,9 +422,9 @@ func TestListenPortBusy(t *testing.T) {
 		flag string
 	}{
 		{[]string{"proxy", "--tls-addr", addr}, "--tls-addr"},
-		{[]string{"server", "--ca", "local", "--listen", addr}, "--listen"},
+		{[]string{"server", "--ca", "local", "--no-auth", "--listen", addr}, "--listen"},
 		{[]string{"proxy", "--tls-addr", "127.0.0.1:0", "--metrics-addr", addr}, "--metrics-addr"},
-		{[]string{"server", "--ca", "local", "--listen", "127.0.0.1:0", "--status-addr", addr}, "--status-addr"},
+		{[]string{"server", "--ca", "local", "--no-auth", "--listen", "127.0.0.1:0", "--status-addr", addr}, "--status-addr"},
 	} {
 		t.Run(tt.args[0]+tt.flag, func(t *testing.T) {
 			r := ck(t, 30*time.Second, append(tt.args, "--storage", t.TempDir())...)
@@ -479,7 +479,7 @@ func TestServerConnLimits(t *testing.T) {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
 	startListening(t, "server listening", "server", "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(),
-		"--listen", addr, "--max-conns-per-client", "1")
+		"--listen", addr, "--token-file", writeTokens(t), "--max-conns-per-client", "1")
 	healthz := func(from string) error {
 		tr := &http.Transport{DialContext: (&net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext, DisableKeepAlives: true}
 		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + addr + "/healthz")
