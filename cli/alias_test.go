@@ -205,7 +205,7 @@ func TestDeprecatedFlags(t *testing.T) {
 		return p
 	}
 	proxyConf := writeFile("proxy.yaml", "deploy_format: pem\ndeploy_out: "+filepath.Join(dir, "conf-out")+"\ndeploy_check: 'true'\ndeploy_reload: 'true'\n")
-	serverConf := writeFile("server.yaml", "challenge: tls-alpn-01\ntls_addr: 127.0.0.1:0\n")
+	serverConf := writeFile("server.yaml", "challenge: tls-alpn-01\ntls_addr: 127.0.0.1:0\nno_auth: true\n")
 
 	type check func(t *testing.T, out string, r result)
 	contains := func(code int, want string) check {
@@ -264,14 +264,14 @@ func TestDeprecatedFlags(t *testing.T) {
 			return []string{"doctor", "-d", "a.test", "--ca", "http://" + deadAddr + "/dir", "--storage", t.TempDir(), "--dns-resolver", deadAddr}
 		}, "--resolver is deprecated and will be removed; use --dns-resolver", contains(1, "looking up a.test: read udp")},
 		{"server --tls-addr", func(string) []string {
-			return []string{"server", "--challenge", "tls-alpn-01", "--tls-addr", "127.0.0.1:0", "--storage", t.TempDir(), "--check-config"}
+			return []string{"server", "--challenge", "tls-alpn-01", "--tls-addr", "127.0.0.1:0", "--no-auth", "--storage", t.TempDir(), "--check-config"}
 		}, func(string) []string {
-			return []string{"server", "--challenge", "tls-alpn-01", "--tls-alpn-addr", "127.0.0.1:0", "--storage", t.TempDir(), "--check-config"}
+			return []string{"server", "--challenge", "tls-alpn-01", "--tls-alpn-addr", "127.0.0.1:0", "--no-auth", "--storage", t.TempDir(), "--check-config"}
 		}, "--tls-addr is deprecated and will be removed; use --tls-alpn-addr", contains(0, "configuration OK")},
 		{"server config tls_addr", func(string) []string {
 			return []string{"server", "--config", serverConf, "--storage", t.TempDir(), "--check-config"}
 		}, func(string) []string {
-			return []string{"server", "--challenge", "tls-alpn-01", "--tls-alpn-addr", "127.0.0.1:0", "--storage", t.TempDir(), "--check-config"}
+			return []string{"server", "--challenge", "tls-alpn-01", "--tls-alpn-addr", "127.0.0.1:0", "--no-auth", "--storage", t.TempDir(), "--check-config"}
 		}, serverConf + ":2: tls_addr is deprecated and will be removed; use tls_alpn_addr", contains(0, "configuration OK")},
 		{"deploy --out --check --reload", func(out string) []string {
 			return []string{"deploy", "--format", "pem", "--storage", storageDir, "--out", out,

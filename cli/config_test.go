@@ -131,7 +131,7 @@ func TestConfigSecretsReadable(t *testing.T) {
 		want      string // "" for no warning
 	}{
 		{"proxy", "allow: a.example\nmetrics_token: mtok-0123456789abcdef\n", 0o644, "(mode 0644) and holds metrics_token: chmod 600"},
-		{"server", "allow: a.example\nstorage: redis://:s3cret@127.0.0.1:1/0\nstatus_token: stok-0123456789abcdef\n", 0o640,
+		{"server", "allow: a.example\nno_auth: true\nstorage: redis://:s3cret@127.0.0.1:1/0\nstatus_token: stok-0123456789abcdef\n", 0o640,
 			"holds status_token, storage: chmod 600"},
 		{"proxy", "allow: a.example\nmetrics_token: mtok-0123456789abcdef\n", 0o600, ""},
 		{"proxy", "allow: a.example\nstorage: postgres://ck@127.0.0.1:1/ck\n", 0o644, ""},
@@ -182,14 +182,14 @@ func TestAlertWebhookChecked(t *testing.T) {
 // token in a 0600 --config file is not.
 func TestSecretFlagsWarned(t *testing.T) {
 	const warning = "on the command line can be read by other users of this host (ps)"
-	r := ck(t, 30*time.Second, "server", "--check-config", "--metrics-token", "mtok-0123456789abcdef", "--status-token", "stok-0123456789abcdef")
+	r := ck(t, 30*time.Second, "server", "--check-config", "--no-auth", "--metrics-token", "mtok-0123456789abcdef", "--status-token", "stok-0123456789abcdef")
 	if r.code != 0 || strings.Count(r.stderr, warning) != 2 || !strings.Contains(r.stderr, "warning: --metrics-token "+warning) ||
 		!strings.Contains(r.stderr, "put status_token in a --config file only you can read (chmod 600)") || strings.Contains(r.stderr, "tok-0123") {
 		t.Errorf("server --metrics-token --status-token: exit %d, stderr:\n%s\nwant two warnings naming the flags and keys, no token", r.code, r.stderr)
 	}
 	// An alert webhook's URL often carries its token (Slack, Teams).
 	hook := "https://hooks.example/services/T000/B000/XXXXSECRET"
-	r = ck(t, 30*time.Second, "server", "--check-config", "--alert-webhook", hook)
+	r = ck(t, 30*time.Second, "server", "--check-config", "--no-auth", "--alert-webhook", hook)
 	if r.code != 0 || !strings.Contains(r.stderr, "warning: --alert-webhook "+warning) || strings.Contains(r.stderr, "XXXXSECRET") {
 		t.Errorf("server --alert-webhook: exit %d, stderr:\n%s\nwant the warning, not the URL", r.code, r.stderr)
 	}
@@ -201,7 +201,7 @@ func TestSecretFlagsWarned(t *testing.T) {
 		!strings.Contains(r.stderr, "give it in a file with --tsig-key-file (or put tsig_key in a --config file only you can read, chmod 600)") {
 		t.Errorf("proxy --tsig-key: exit %d, stderr:\n%s\nwant the warning pointing at --tsig-key-file, not the key", r.code, r.stderr)
 	}
-	f := writeConfig(t, "metrics_token: mtok-0123456789abcdef\n")
+	f := writeConfig(t, "metrics_token: mtok-0123456789abcdef\nno_auth: true\n")
 	if err := os.Chmod(f, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ key_type: ""
 	for _, args := range [][]string{
 		{"proxy", "--check-config", "--config", good},
 		{"proxy", "--check-config", "--allow", "a.example", "--backend", "127.0.0.1:8080", "--alert-failing-for", "7d"},
-		{"server", "--check-config", "--config", writeConfig(t, "allow: a.example\nissue_timeout: 1m\nalert_check_every: 1d\nmanaged: a.example\n")},
+		{"server", "--check-config", "--config", writeConfig(t, "allow: a.example\nissue_timeout: 1m\nalert_check_every: 1d\nmanaged: a.example\nno_auth: true\n")},
 	} {
 		r := ck(t, 30*time.Second, args...)
 		if r.code != 0 || strings.TrimSpace(r.stdout) != "configuration OK" {
@@ -395,7 +395,11 @@ func TestConfigDocKeys(t *testing.T) {
 // lacked the flag).
 func TestCheckConfigAllowOnce(t *testing.T) {
 	for _, cmd := range []string{"proxy", "server"} {
-		r := ck(t, 30*time.Second, cmd, "--check-config", "--storage", t.TempDir(), "--allow", "a..example", "--allow", "re:(")
+		args := []string{cmd, "--check-config", "--storage", t.TempDir(), "--allow", "a..example", "--allow", "re:("}
+		if cmd == "server" {
+			args = append(args, "--no-auth")
+		}
+		r := ck(t, 30*time.Second, args...)
 		if r.code == 0 {
 			t.Fatalf("%s: exit 0, want a refusal\n%s", cmd, r.stdout)
 		}
@@ -421,7 +425,7 @@ func TestCheckConfigNoPolicy(t *testing.T) {
 	}{
 		{[]string{"proxy"}, []string{"development mode", "https://localhost:8443/", "give --allow"}},
 		{[]string{"proxy", "--ca", "local"}, []string{"no --allow or --ask", "no name gets a certificate on demand", "already in --storage"}},
-		{[]string{"server", "--ca", "local", "--managed", "a.test"}, []string{"no --allow or --ask", "the --managed names"}},
+		{[]string{"server", "--ca", "local", "--managed", "a.test", "--no-auth"}, []string{"no --allow or --ask", "the --managed names"}},
 		{[]string{"proxy", "--config", writeConfig(t, "ca: local\nnames:\n  - pattern: '*.a.test'\n    key_type: rsa2048\n")},
 			[]string{"no name gets a certificate on demand", "names entries say how a name is obtained, not which names may be"}},
 	} {
@@ -446,7 +450,7 @@ func TestAllowURL(t *testing.T) {
 		want string
 	}{
 		{[]string{"proxy", "--allow", "https://a.example"}, `--allow "https://a.example": give the host name alone: a.example`},
-		{[]string{"server", "--allow", "a.example:443"}, `--allow "a.example:443": give the host name alone: a.example`},
+		{[]string{"server", "--no-auth", "--allow", "a.example:443"}, `--allow "a.example:443": give the host name alone: a.example`},
 		{[]string{"proxy", "--config", writeConfig(t, "allow: [b.example, 'https://a.example/']\n")},
 			`config.yaml:1: allow[1]: allowlist pattern "https://a.example/": give the host name alone: a.example`},
 	} {
@@ -478,7 +482,7 @@ func TestAllowNotPublic(t *testing.T) {
 	wants := []string{"--allow localhost: Let's Encrypt cannot issue for it", "--allow *.corp.internal: Let's Encrypt cannot issue for it",
 		"--allow 10.0.0.1: Let's Encrypt cannot issue for it", "give --ca local"}
 	r := ck(t, 30*time.Second, append([]string{"proxy", "--check-config"}, args...)...)
-	p := startLogged(t, binary, "server listening", append([]string{"server", "--listen", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))}, args...)...)
+	p := startLogged(t, binary, "server listening", append([]string{"server", "--no-auth", "--listen", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))}, args...)...)
 	for what, out := range map[string]string{"proxy --check-config": r.stderr, "server": p.output()} {
 		for _, w := range wants {
 			if !strings.Contains(out, w) {
@@ -506,7 +510,7 @@ func TestCertFileUnreadable(t *testing.T) {
 	for _, args := range [][]string{
 		{"proxy", "--check-config"},
 		{"proxy", "--tls-addr", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))},
-		{"server", "--listen", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))},
+		{"server", "--no-auth", "--listen", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))},
 	} {
 		args = append(args, "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(), "--cert-file", missing)
 		r := ck(t, 30*time.Second, args...)
@@ -525,7 +529,7 @@ func TestAskURLChecked(t *testing.T) {
 		want string
 	}{
 		{[]string{"proxy", "--check-config", "--ask", "127.0.0.1:9000/allowed"}, "--ask: ask URL 127.0.0.1:9000/allowed: not an absolute http or https URL (e.g. --ask http://"},
-		{[]string{"server", "--listen", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t)), "--ask", "ftp://ask.example/"}, "--ask: ask URL ftp://ask.example/: not an absolute http or https URL"},
+		{[]string{"server", "--no-auth", "--listen", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t)), "--ask", "ftp://ask.example/"}, "--ask: ask URL ftp://ask.example/: not an absolute http or https URL"},
 		{[]string{"proxy", "--check-config", "--config", writeConfig(t, "ask: ftp://ask.example/\n")}, "config.yaml:1: ask: ask URL ftp://ask.example/: not an absolute"},
 	} {
 		args := append(tc.args, "--ca", "local", "--storage", t.TempDir())
@@ -541,8 +545,8 @@ func TestAskURLChecked(t *testing.T) {
 // Encrypt one it never issues for is warned of.
 func TestManagedChecked(t *testing.T) {
 	for _, args := range [][]string{
-		{"server", "--check-config"},
-		{"server", "--listen", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))},
+		{"server", "--check-config", "--no-auth"},
+		{"server", "--no-auth", "--listen", "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))},
 	} {
 		args = append(args, "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(), "--managed", "a.test,b..test")
 		r := ck(t, 30*time.Second, args...)
@@ -550,7 +554,7 @@ func TestManagedChecked(t *testing.T) {
 			t.Errorf("%s: exit %d, stderr lacks %q:\n%s", args, r.code, want, r.stderr)
 		}
 	}
-	r := ck(t, 30*time.Second, "server", "--check-config", "--ca", "staging", "--email", "a@example.com", "--storage", t.TempDir(),
+	r := ck(t, 30*time.Second, "server", "--check-config", "--no-auth", "--ca", "staging", "--email", "a@example.com", "--storage", t.TempDir(),
 		"--managed", "www.example.com,intranet")
 	if want := "--managed intranet: Let's Encrypt cannot issue for it"; r.code != 0 || !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, "--managed www") {
 		t.Errorf("exit %d, want 0 and a warning %q for intranet alone:\n%s", r.code, want, r.stderr)

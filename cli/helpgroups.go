@@ -18,7 +18,7 @@ var flagGroups = []cmdline.HelpGroup{
 	{Title: "Challenges", Flags: []string{"challenge", "webroot", "dns", "dns-server", "tsig-key", "tsig-key-file", "dns-exec",
 		"dns-exec-mode", "dns-api-url", "dns-api-key-file", "dns-resolver", "dns-zone", "dns-setting", "dns-setting-file", "dns-check-port", "dns-timeout",
 		"dns-no-check"}},
-	{Title: "Listeners", Flags: []string{"tls-addr", "http-addr", "tls-alpn-addr", "listen", "addr", "api-cert", "client-ca", "token-file",
+	{Title: "Listeners", Flags: []string{"tls-addr", "http-addr", "tls-alpn-addr", "listen", "addr", "api-cert", "client-ca", "token-file", "no-auth",
 		"issue-timeout", "max-ttl", "proxy-protocol", "proxy-protocol-from", "max-conns", "max-conns-per-client", "idle-timeout", "drain", "no-ipv6", "alpn", "pidfile"}},
 	{Title: "Backends", Flags: []string{"backend", "route", "backend-ca", "fallback"}},
 	{Title: "Firewall", Flags: []string{"iptables", "iptables-output", "rulespec"}},

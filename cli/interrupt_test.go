@@ -104,7 +104,7 @@ func TestSecondSignalKills(t *testing.T) {
 		t.Skip("no SIGTERM to send to a child process on Windows")
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
-	cmd := exec.CommandContext(t.Context(), binary, "server", "--listen", addr, "--storage", t.TempDir(), "--ca", "local")
+	cmd := exec.CommandContext(t.Context(), binary, "server", "--listen", addr, "--no-auth", "--storage", t.TempDir(), "--ca", "local")
 	stderr, done := startWatched(t, cmd)
 	waitFor := func(what string) {
 		t.Helper()

@@ -17,8 +17,8 @@ func TestMetricsAddrNeedsToken(t *testing.T) {
 	for _, args := range [][]string{
 		{"proxy", "--tls-addr", "127.0.0.1:0", "--metrics-addr", "0.0.0.0:0"},
 		{"proxy", "--tls-addr", "127.0.0.1:0", "--metrics-addr", "[::]:0"},
-		{"server", "--listen", "127.0.0.1:0", "--metrics-addr", ":0"},
-		{"server", "--listen", "127.0.0.1:0", "--metrics-addr", "0.0.0.0:0", "--status-addr", "127.0.0.1:0", "--status-token", "status-token-0123456789"},
+		{"server", "--listen", "127.0.0.1:0", "--no-auth", "--metrics-addr", ":0"},
+		{"server", "--listen", "127.0.0.1:0", "--no-auth", "--metrics-addr", "0.0.0.0:0", "--status-addr", "127.0.0.1:0", "--status-token", "status-token-0123456789"},
 	} {
 		r := ck(t, 10*time.Second, append(args, "--ca", "local", "--storage", t.TempDir())...)
 		if r.code != 2 || !strings.Contains(r.stderr, "--metrics-addr") || !strings.Contains(r.stderr, "--metrics-token") ||

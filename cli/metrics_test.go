@@ -132,7 +132,7 @@ func TestProxyMetrics(t *testing.T) {
 func TestServerMetrics(t *testing.T) {
 	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
-	startListening(t, "server listening", "server", "--listen", listen, "--ca", "local", "--allow", "localhost",
+	startListening(t, "server listening", "server", "--listen", listen, "--no-auth", "--ca", "local", "--allow", "localhost",
 		"--storage", t.TempDir(), "--metrics-addr", metricsAddr)
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + listen + "/v1/certificates/localhost")
 	if err != nil {

@@ -115,7 +115,7 @@ func TestStoragePostgresFlags(t *testing.T) {
 // it listens, and returns what it logged by then.
 func serverOn(t *testing.T, storage string, args ...string) string {
 	t.Helper()
-	args = append([]string{"server", "--listen", "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t)), "--ca", "local", "--allow", "a.test", "--storage", storage}, args...)
+	args = append([]string{"server", "--listen", "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t)), "--no-auth", "--ca", "local", "--allow", "a.test", "--storage", storage}, args...)
 	p := startLogged(t, binary, "server listening", args...)
 	out := p.output()
 	_ = p.cmd.Process.Kill()

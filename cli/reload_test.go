@@ -29,8 +29,8 @@ func TestReloadWarnsRestart(t *testing.T) {
 			"tls_addr: 127.0.0.1:%d\nca: local\nallow: [a.test, b.test]\nbackend: 127.0.0.1:2\nkey_type: rsa2048\nroute: c.test=127.0.0.1:3\n",
 			[]string{"tls_addr", "key_type"}, []string{"allow", "backend", "route"}},
 		{"server", "server listening",
-			"listen: 127.0.0.1:%d\nca: local\nallow: a.test\n",
-			"listen: 127.0.0.1:%d\nca: local\nallow: [a.test, b.test]\nrequire_own_ip: true\nissue_timeout: 1m\n",
+			"listen: 127.0.0.1:%d\nno_auth: true\nca: local\nallow: a.test\n",
+			"listen: 127.0.0.1:%d\nno_auth: true\nca: local\nallow: [a.test, b.test]\nrequire_own_ip: true\nissue_timeout: 1m\n",
 			[]string{"listen", "issue_timeout"}, []string{"allow", "require_own_ip"}},
 	} {
 		t.Run(tc.cmd, func(t *testing.T) {
@@ -143,8 +143,8 @@ func TestReloadSaysWhatChanged(t *testing.T) {
 			"tls_addr: 127.0.0.1:%d\nca: local\nallow: [b.test, e.test]\nbackend: 127.0.0.1:2\nroute: c.test=127.0.0.1:3\n",
 			[]string{`allow_added=[e.test] allow_removed=[a.test] route_added="[c.test=127.0.0.1:3]"`, `changed="[tls_addr backend]"`}},
 		{"server", "server listening",
-			"listen: 127.0.0.1:%d\nca: local\nallow: a.test\n",
-			"listen: 127.0.0.1:%d\nca: local\nallow: [a.test, b.test]\nrequire_own_ip: true\n",
+			"listen: 127.0.0.1:%d\nno_auth: true\nca: local\nallow: a.test\n",
+			"listen: 127.0.0.1:%d\nno_auth: true\nca: local\nallow: [a.test, b.test]\nrequire_own_ip: true\n",
 			[]string{"allow_added=[b.test]", `changed="[require_own_ip listen]"`}},
 	} {
 		t.Run(tc.cmd, func(t *testing.T) {

@@ -34,6 +34,7 @@ type serverConfig struct {
 	Listen             string        `yaml:"listen" arg:"ADDR" default:"127.0.0.1:8999" help:"ADDR of the API (and of http-01 answers under /.well-known/acme-challenge/)"`
 	TokenFile          string        `yaml:"token_file" arg:"FILE" help:"FILE of bearer tokens, one per line, that may fetch certificates and keys (a line\n\"TOKEN names=*.a.example,b.example\" may fetch only those names); refused if group or others may read it\n(chmod 600); SIGHUP reloads it"`
 	ClientCA           string        `yaml:"client_ca" arg:"FILE" help:"PEM FILE of CAs whose client certificates may fetch certificates and keys\n(mutual TLS; needs --api-cert)"`
+	NoAuth             bool          `yaml:"no_auth" help:"hand out certificates and keys without a token or client certificate to every process of this\nhost that can reach --listen (loopback only); for a host or container where every process may have them"`
 	APICert            string        `yaml:"api_cert" arg:"CERT:KEY" help:"CERT:KEY files: serve the API over HTTPS with this certificate"`
 	Managed            []string      `yaml:"managed" arg:"NAME" help:"NAME to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable"`
 	SelfSignedFallback bool          `yaml:"self_signed_fallback" help:"answer names that cannot get a real certificate (refused, issuance failing)\nwith a self-signed one, marked \"self_signed\": true"`
@@ -156,11 +157,10 @@ func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.
 	if err := cfg.checkManaged(); err != nil {
 		return nil, nil, nil, err
 	}
-	if h.Tokens == nil && cfg.ClientCA == "" {
-		if err := cfg.checkAnonymous(); err != nil {
-			return nil, nil, nil, err
-		}
-		h.Anonymous = true
+	if err := cfg.checkAnonymous(); err != nil {
+		return nil, nil, nil, err
+	}
+	if h.Anonymous = h.Tokens == nil && cfg.ClientCA == ""; h.Anonymous {
 		fmt.Fprintln(env.Stderr, anonymousWarning)
 	}
 	cfg.warnPlainAPI(env)
@@ -262,10 +262,10 @@ func (c *serverConfig) check(env *Env) []error {
 	if addrErr != nil {
 		errs = append(errs, addrErr)
 	}
-	if !tokens && c.ClientCA == "" && addrErr == nil {
+	if addrErr == nil {
 		if err := c.checkAnonymous(); err != nil {
 			errs = append(errs, err)
-		} else {
+		} else if !tokens && c.ClientCA == "" {
 			fmt.Fprintln(env.Stderr, anonymousWarning)
 		}
 	}
@@ -307,16 +307,27 @@ func (c *serverConfig) checkAddrs() error {
 }
 
 // checkAnonymous refuses a configuration without authentication (no
-// --token-file, no --client-ca) in which a listener that serves the API
-// (its keys, its /metrics) is reachable beyond loopback. --tls-alpn-addr is not
-// one of them: it completes only tls-alpn-01 handshakes and serves no
-// HTTP (tlsalpn01.ChallengeOnly).
+// --token-file, no --client-ca) unless --no-auth opts in, and even then
+// one in which a listener that serves the API (its keys, its /metrics)
+// is reachable beyond loopback. --tls-alpn-addr is not one of them: it
+// completes only tls-alpn-01 handshakes and serves no HTTP
+// (tlsalpn01.ChallengeOnly). --no-auth beside a credential is refused.
 func (c *serverConfig) checkAnonymous() error {
+	if c.TokenFile != "" || c.ClientCA != "" {
+		if c.NoAuth {
+			return usagef("--no-auth with --token-file or --client-ca: drop --no-auth, every client then needs the credential")
+		}
+		return nil
+	}
 	for _, l := range []struct{ addr, flag string }{{c.Listen, "--listen"}, {c.HTTPAddr, "--http-addr"}} {
 		if l.addr != "" && !monitor.Loopback(l.addr) {
 			return usagef("%s %s is reachable beyond loopback and would hand out private keys without authentication: "+
 				"give --token-file (or --client-ca with --api-cert), or listen on 127.0.0.1", l.flag, l.addr)
 		}
+	}
+	if !c.NoAuth {
+		return usagef("no --token-file or --client-ca: every process of this host, whichever user runs it, could fetch private keys from --listen %s: "+
+			"give --token-file FILE (docs/server.md), or --no-auth on a host where every process may have them", c.Listen)
 	}
 	return nil
 }

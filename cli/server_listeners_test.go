@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,7 +23,7 @@ import (
 )
 
 // TestServerTLSAddrOnlyALPN: --tls-alpn-addr answers tls-alpn-01 and nothing
-// else. A server with no token file (anonymous on its loopback --listen)
+// else. A server with --no-auth (anonymous on its loopback --listen)
 // obtains a.test from Pebble through tls-alpn-01 on --tls-alpn-addr; there an
 // ordinary ClientHello (curl, a Go client with or without ALPN) gets a
 // handshake failure, never the API and its private keys.
@@ -31,7 +32,7 @@ func TestServerTLSAddrOnlyALPN(t *testing.T) {
 	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
 	tlsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort()))
 	startServer(t, "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--storage", t.TempDir(), "--profile", "default",
-		"--listen", listen, "--tls-alpn-addr", tlsAddr, "--challenge", "tls-alpn-01", "--allow", "a.test")
+		"--listen", listen, "--no-auth", "--tls-alpn-addr", tlsAddr, "--challenge", "tls-alpn-01", "--allow", "a.test")
 
 	// Issuance through tls-alpn-01 on --tls-alpn-addr still works: the first
 	// request waits for it.
@@ -91,15 +92,15 @@ func TestServerRefusesOpenListen(t *testing.T) {
 	}
 }
 
-// TestServerAnonymousWarning: without a credential on loopback, start and
-// --check-config both say that every local process may fetch keys (a
-// trial found --check-config silent, and the docs promising a token); with
-// a token file neither does.
+// TestServerAnonymousWarning: with --no-auth (no credential) on loopback,
+// start and --check-config both say that every local process may fetch
+// keys (a trial found --check-config silent, and the docs promising a
+// token); with a token file neither does.
 func TestServerAnonymousWarning(t *testing.T) {
 	const warning = "no --token-file or --client-ca: every local process, whichever user runs it, may fetch private keys"
-	r := ck(t, 30*time.Second, "server", "--ca", "local", "--storage", t.TempDir(), "--allow", "a.test", "--listen", "127.0.0.1:0", "--check-config")
+	r := ck(t, 30*time.Second, "server", "--ca", "local", "--storage", t.TempDir(), "--allow", "a.test", "--listen", "127.0.0.1:0", "--no-auth", "--check-config")
 	if r.code != 0 || !strings.Contains(r.stderr, warning) {
-		t.Errorf("server --check-config without a token: exit %d, stderr %q; want 0 and %q", r.code, r.stderr, warning)
+		t.Errorf("server --no-auth --check-config: exit %d, stderr %q; want 0 and %q", r.code, r.stderr, warning)
 	}
 	tokens := filepath.Join(t.TempDir(), "tokens")
 	if err := os.WriteFile(tokens, []byte("tok-0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
@@ -108,6 +109,49 @@ func TestServerAnonymousWarning(t *testing.T) {
 	r = ck(t, 30*time.Second, "server", "--ca", "local", "--storage", t.TempDir(), "--allow", "a.test", "--token-file", tokens, "--check-config")
 	if r.code != 0 || strings.Contains(r.stderr, "every local process") {
 		t.Errorf("server --check-config with a token file: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestServerRefusesNoCredential: without --token-file or --client-ca the
+// server refuses to start even on loopback, before it listens, and
+// --check-config reports it (a trial fetched every private key as uid
+// 65534 from an anonymous loopback server); the message says what to give.
+// --no-auth opts in: the server starts and warns, from a flag or the
+// no_auth key. --no-auth beside a credential is a usage error.
+func TestServerRefusesNoCredential(t *testing.T) {
+	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	args := []string{"server", "--ca", "local", "--storage", t.TempDir(), "--allow", "a.test", "--listen", listen}
+	const refusal = "no --token-file or --client-ca: every process of this host, whichever user runs it, could fetch private keys from --listen "
+	for _, tt := range []struct {
+		extra []string
+		code  int
+	}{{nil, 2}, {[]string{"--check-config"}, 1}} {
+		r := ck(t, 30*time.Second, slices.Concat(args, tt.extra)...)
+		if r.code != tt.code || !strings.Contains(r.stderr, refusal+listen) || !strings.Contains(r.stderr, "give --token-file FILE") ||
+			!strings.Contains(r.stderr, "--no-auth") || strings.Contains(r.stderr, "server listening") {
+			t.Errorf("server %v without a credential: exit %d, stderr %q; want exit %d, %q and what to give", tt.extra, r.code, r.stderr, tt.code, refusal)
+		}
+	}
+
+	const warning = "every local process, whichever user runs it, may fetch private keys"
+	for _, extra := range [][]string{{"--no-auth", "--check-config"}, {"--config", writeConfig(t, "no_auth: true\n"), "--check-config"}} {
+		if r := ck(t, 30*time.Second, slices.Concat(args, extra)...); r.code != 0 || !strings.Contains(r.stderr, warning) {
+			t.Errorf("server %v: exit %d, stderr %q; want 0 and the warning", extra, r.code, r.stderr)
+		}
+	}
+	p := startLogged(t, binary, "server listening", slices.Concat(args, []string{"--no-auth"})...)
+	if !strings.Contains(p.output(), warning) {
+		t.Errorf("server --no-auth started without warning:\n%s", p.output())
+	}
+
+	for _, tt := range []struct {
+		extra []string
+		code  int
+	}{{[]string{"--no-auth", "--token-file", writeTokens(t)}, 2}, {[]string{"--no-auth", "--token-file", writeTokens(t), "--check-config"}, 1}} {
+		r := ck(t, 30*time.Second, slices.Concat(args, tt.extra)...)
+		if r.code != tt.code || !strings.Contains(r.stderr, "--no-auth with --token-file") || !strings.Contains(r.stderr, "drop --no-auth") {
+			t.Errorf("server %v: exit %d, stderr %q; want exit %d, naming --no-auth to drop", tt.extra, r.code, r.stderr, tt.code)
+		}
 	}
 }
 
@@ -378,9 +422,9 @@ func TestListenPortBusy(t *testing.T) {
 		flag string
 	}{
 		{[]string{"proxy", "--tls-addr", addr}, "--tls-addr"},
-		{[]string{"server", "--ca", "local", "--listen", addr}, "--listen"},
+		{[]string{"server", "--ca", "local", "--no-auth", "--listen", addr}, "--listen"},
 		{[]string{"proxy", "--tls-addr", "127.0.0.1:0", "--metrics-addr", addr}, "--metrics-addr"},
-		{[]string{"server", "--ca", "local", "--listen", "127.0.0.1:0", "--status-addr", addr}, "--status-addr"},
+		{[]string{"server", "--ca", "local", "--no-auth", "--listen", "127.0.0.1:0", "--status-addr", addr}, "--status-addr"},
 	} {
 		t.Run(tt.args[0]+tt.flag, func(t *testing.T) {
 			r := ck(t, 30*time.Second, append(tt.args, "--storage", t.TempDir())...)
@@ -435,7 +479,7 @@ func TestServerConnLimits(t *testing.T) {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
 	startListening(t, "server listening", "server", "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(),
-		"--listen", addr, "--max-conns-per-client", "1")
+		"--listen", addr, "--token-file", writeTokens(t), "--max-conns-per-client", "1")
 	healthz := func(from string) error {
 		tr := &http.Transport{DialContext: (&net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext, DisableKeepAlives: true}
 		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + addr + "/healthz")

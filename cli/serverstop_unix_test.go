@@ -29,7 +29,7 @@ func TestServerStopAbandonsIssuance(t *testing.T) {
 	dir := t.TempDir()
 	args, base := pebbleServerArgs(ca, dir)
 	args[1] = proxy.DirectoryURL() // --ca
-	args = append(args, "--profile", "default", "--allow", "a.test")
+	args = append(args, "--profile", "default", "--allow", "a.test", "--no-auth")
 	p := startLogged(t, binary, "server listening", append([]string{"server"}, args...)...)
 	proxy.PauseAt("finalize")
 	defer proxy.Resume()

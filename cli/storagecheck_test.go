@@ -26,7 +26,7 @@ func TestStorageNotWritable(t *testing.T) {
 		t.Skipf("running as root (euid %d), which bypasses directory permissions: run the tests as a user to check a --storage of mode 000", os.Geteuid())
 	}
 	for _, args := range [][]string{
-		{"server", "--storage", dir, "--listen", "127.0.0.1:0", "--ca", "local", "--allow", "a.test"},
+		{"server", "--storage", dir, "--listen", "127.0.0.1:0", "--no-auth", "--ca", "local", "--allow", "a.test"},
 		{"proxy", "--storage", dir, "--tls-addr", "127.0.0.1:0", "--ca", "local", "--allow", "a.test"},
 	} {
 		r := ck(t, 30*time.Second, args...)
