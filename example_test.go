@@ -147,6 +147,8 @@ func Example_anotherCA() {
 		}},
 		Logger: slog.Default(),
 	}
+	// http-01 on :80; the rest is redirected to https://NAME/ on 443, where the load balancer listens
+	// (clients that reach :8443 itself: m.HTTPHandler(certkeeper.RedirectHTTPSPort("8443"))).
 	go func() { log.Fatal(http.ListenAndServe(":80", m.HTTPHandler(nil))) }()
 	srv := &http.Server{Addr: ":8443", TLSConfig: m.TLSConfig()} // TLSConfig offers acme-tls/1 too
 	log.Fatal(srv.ListenAndServeTLS("", ""))
