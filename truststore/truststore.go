@@ -26,8 +26,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/internal/atomicfile"

@@ -216,7 +216,9 @@ func (iss *Issuer) challengeOrder(dnsFirst bool) []string {
 // challenge: it has a dns-01 or dns-persist-01 solver (among
 // ChallengeOrder's, when that is set). certkeeper.Manager.Start asks it of
 // the issuers of each of its Wildcards.
-func (iss *Issuer) ValidatesWildcards() bool { return iss.checkWildcards([]string{"*.wildcard.invalid"}) == nil }
+func (iss *Issuer) ValidatesWildcards() bool {
+	return iss.checkWildcards([]string{"*.wildcard.invalid"}) == nil
+}
 
 // checkWildcards refuses a wildcard name before anything is ordered when
 // no DNS-based solver is set up: CAs validate wildcards only through DNS
