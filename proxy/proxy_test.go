@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -702,6 +703,93 @@ func TestMaxConnsPerClient(t *testing.T) {
 	}
 	if err := handshake("127.0.0.2"); err != nil {
 		t.Errorf("another client address was refused while 127.0.0.1 was at its limit: %v", err)
+	}
+}
+
+// TestRequestsPerClient: over HTTP/2, requests in progress count as
+// connections do: one connection carrying more than MaxConnsPerClient
+// requests at once gets 503 (Retry-After) for the rest, with a warning, so
+// one client cannot hold a backend connection per stream (a security
+// trial held 1,000 backend sockets with 4 connections and
+// MaxConnsPerClient 4); once they end, requests pass again.
+func TestRequestsPerClient(t *testing.T) {
+	release := make(chan struct{})
+	var count atomic.Int32
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			count.Add(1)
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(backend.Close)
+	logger, logs := newLogger()
+	pki := newPKI(t)
+	addr := serveOn(t, &proxy.Server{
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{pki.leaf}},
+		Handler:           &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})},
+		Logger:            logger,
+		MaxConnsPerClient: 3,
+	})
+	_, port, _ := net.SplitHostPort(addr)
+	p := &testProxy{addr: addr, port: port, pki: pki}
+	c := p.client(t, true)
+	// One connection first: five requests at once could each dial one.
+	if resp, err := c.Get("https://a.test:" + p.port + "/"); err != nil || resp.ProtoMajor != 2 {
+		t.Fatalf("the first request: %v, %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	type answer struct {
+		code  int
+		retry string
+		proto int
+	}
+	answers := make(chan answer, 5)
+	for range 5 {
+		go func() {
+			resp, err := c.Get("https://a.test:" + p.port + "/hold")
+			if err != nil {
+				answers <- answer{code: -1}
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			answers <- answer{resp.StatusCode, resp.Header.Get("Retry-After"), resp.ProtoMajor}
+		}()
+	}
+	// Every request is either held at the backend or refused; the first
+	// request's slot may still be taken for a moment after its answer.
+	var refused, held int
+	for deadline := time.Now().Add(testTimeout); refused+int(count.Load()) < 5; {
+		select {
+		case a := <-answers:
+			if a.code != http.StatusServiceUnavailable || a.retry == "" || a.proto != 2 {
+				t.Fatalf("a request over the limit got %+v, want 503 with Retry-After over HTTP/2", a)
+			}
+			refused++
+		case <-time.After(time.Until(deadline)):
+			t.Fatalf("after %v: %d refused, %d at the backend, want 5 in all", testTimeout, refused, count.Load())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	held = int(count.Load())
+	if held > 3 || refused < 2 {
+		t.Errorf("%d requests reached the backend and %d were refused; want at most 3 and at least 2", held, refused)
+	}
+	close(release)
+	for range held {
+		if a := <-answers; a.code != http.StatusOK {
+			t.Errorf("a request within the limit got %+v", a)
+		}
+	}
+	if resp, err := c.Get("https://a.test:" + p.port + "/"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("after they ended: %v, %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if !strings.Contains(logs.String(), "request limit of one client reached; answering its new requests with 503") {
+		t.Errorf("no warning of the client's request limit:\n%s", logs)
 	}
 }
 

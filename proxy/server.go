@@ -107,8 +107,13 @@ type Server struct {
 	once    sync.Once
 	srv     *http.Server
 	handler http.Handler
-	cancel  context.CancelFunc // cancels every request's context; see Shutdown
-	active  atomic.Int64       // handler calls in progress, upgraded connections included
+	// inflight bounds the requests in progress as the listeners bound
+	// connections (MaxConns, MaxConnsPerClient): over HTTP/2 one
+	// connection carries up to 250, each of which may hold a backend
+	// connection.
+	inflight *connlimit.Counter
+	cancel   context.CancelFunc // cancels every request's context; see Shutdown
+	active   atomic.Int64       // handler calls in progress, upgraded connections included
 }
 
 // ErrNoTLSConfig is returned by Serve and ListenAndServe when the Server has
@@ -211,6 +216,7 @@ func (s *Server) init() {
 		tc.NextProtos = slices.Clone(tc.NextProtos)
 		extendHandshake(tc, orDefault(s.ReadHeaderTimeout, DefaultReadHeaderTimeout))
 	}
+	s.inflight = connlimit.NewRequestCounter(connlimit.Limits{Max: s.MaxConns, PerClient: s.MaxConnsPerClient}, s.logger())
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		TLSConfig:         tc,
@@ -222,8 +228,27 @@ func (s *Server) init() {
 	}
 }
 
-// serveHTTP counts the handler calls in progress for Shutdown.
+// serveHTTP counts the handler calls in progress for Shutdown, and
+// answers 503 to a request over the in-flight limits: as many requests in
+// progress as MaxConns, MaxConnsPerClient from one client, whatever the
+// connections they came on.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	var from net.Addr
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		from = net.TCPAddrFromAddrPort(ap)
+	}
+	client, err := s.inflight.Admit(from)
+	if err != nil {
+		what := "?"
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			what = a.String()
+		}
+		s.inflight.Refused(client, err, what)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "certkeeper proxy: too many requests in progress from your address; try again", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.inflight.Release(client)
 	s.active.Add(1)
 	defer s.active.Add(-1)
 	s.handler.ServeHTTP(w, r)

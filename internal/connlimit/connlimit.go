@@ -86,6 +86,9 @@ type Counter struct {
 	rejected atomic.Uint64
 	// loggedMax and loggedClient space the warnings of each limit.
 	loggedMax, loggedClient every.Gate
+	// requests makes the warnings speak of requests in progress
+	// (NewRequestCounter), not connections.
+	requests bool
 }
 
 // The errors of Counter.Admit: which limit a connection is over.
@@ -102,6 +105,22 @@ func NewCounter(limits Limits, logger *slog.Logger) *Counter {
 	}
 	return &Counter{limits: limits, logger: logger, byClient: map[netip.Prefix]int{}}
 }
+
+// NewRequestCounter is NewCounter for the requests a server has in
+// progress rather than its connections: an HTTP/2 connection carries up to
+// 250 requests at once, each of which a proxy may hold a backend
+// connection for, so counting connections alone lets one client take
+// 250 times its share of descriptors. Its warnings speak of requests; the
+// caller answers a request over a limit (503) and calls Refused.
+func NewRequestCounter(limits Limits, logger *slog.Logger) *Counter {
+	c := NewCounter(limits, logger)
+	c.requests = true
+	return c
+}
+
+// Refused counts a request Admit refused with err and warns of it, at
+// most once a minute for each limit, naming what (the listener's address).
+func (c *Counter) Refused(client netip.Prefix, err error, what string) { c.warn(client, err, what) }
 
 // Admit counts a new connection from addr and returns the client it
 // counts against, for Release when it closes; or ErrTooMany or
@@ -196,9 +215,15 @@ func (c *Counter) warn(client netip.Prefix, err error, what string) {
 	}
 	if gate.Allow(logEvery) {
 		attrs := []any{slog.String("addr", what), slog.Uint64("rejected", n)}
-		if errors.Is(err, ErrTooMany) {
+		switch {
+		case c.requests && errors.Is(err, ErrTooMany):
+			c.logger.Warn("request limit reached; answering new requests with 503", append(attrs, slog.Int("max_conns", c.limits.max()))...)
+		case c.requests:
+			c.logger.Warn("request limit of one client reached; answering its new requests with 503",
+				append(attrs, slog.String("client", client.String()), slog.Int("max_conns_per_client", c.limits.perClient()))...)
+		case errors.Is(err, ErrTooMany):
 			c.logger.Warn("connection limit reached; closing new connections at once", append(attrs, slog.Int("max_conns", c.limits.max()))...)
-		} else {
+		default:
 			c.logger.Warn("connection limit of one client reached; closing its new connections at once",
 				append(attrs, slog.String("client", client.String()), slog.Int("max_conns_per_client", c.limits.perClient()))...)
 		}
