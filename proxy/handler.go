@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,6 +139,12 @@ func TrustBackends(t *http.Transport, roots []byte) error {
 // w; see Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.init)
+	if upgradesTo(r.Header, "h2c") {
+		// Passed on, a backend's 101 would make the connection a raw
+		// tunnel whose requests skip the Host check and the X-Forwarded-*
+		// headers: HTTP/2 to the client is the TLS connection's ALPN.
+		r.Header.Del("Upgrade")
+	}
 	name, backend, err := h.Router.route(r)
 	if errors.Is(err, ErrMisdirected) {
 		// At debug: anyone may send these, one log line per request.
@@ -154,6 +161,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), routeKey{}, &routed{name: name, backend: backend})
 	h.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// upgradesTo reports whether h asks to upgrade the connection to protocol
+// (an Upgrade header listing it, in any case).
+func upgradesTo(h http.Header, protocol string) bool {
+	for _, v := range h.Values("Upgrade") {
+		for p := range strings.SplitSeq(v, ",") {
+			if name, _, _ := strings.Cut(strings.TrimSpace(p), "/"); strings.EqualFold(name, protocol) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // CloseIdleConnections closes the idle connections to backends of the

@@ -892,3 +892,34 @@ func TestTrustBackends(t *testing.T) {
 		t.Errorf("TrustBackends(not PEM) = %v, want ErrNoRoots", err)
 	}
 }
+
+// TestH2CUpgradeStripped: a request asking to upgrade to h2c reaches the
+// backend as a plain request: a backend that answered 101 made the
+// connection a raw tunnel whose requests skipped the Host check and the
+// X-Forwarded-* headers (security trial). WebSocket upgrades still pass
+// (TestWebSocket).
+func TestH2CUpgradeStripped(t *testing.T) {
+	var got atomic.Value
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get("Upgrade") + "|" + r.Header.Get("Http2-Settings"))
+		io.WriteString(w, "plain")
+	}))
+	t.Cleanup(backend.Close)
+	p := startProxy(t, "127.0.0.1", &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})}, nil)
+	req, err := http.NewRequest(http.MethodGet, "https://a.test:"+p.port+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Connection", "Upgrade, HTTP2-Settings")
+	req.Header.Set("Upgrade", "h2c")
+	req.Header.Set("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")
+	resp, err := p.client(t, false).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "plain" || got.Load() != "|" {
+		t.Errorf("h2c upgrade: %d %q, the backend saw Upgrade|HTTP2-Settings %q; want 200, and neither", resp.StatusCode, body, got.Load())
+	}
+}

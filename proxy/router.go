@@ -162,6 +162,9 @@ func (rt *Router) route(r *http.Request) (string, *url.URL, error) {
 	}
 	name, valid := hostOf(host)
 	if rt != nil {
+		if !valid && r.TLS != nil && (len(rt.exact) > 0 || len(rt.wildcard) > 0) {
+			return name, nil, ErrMisdirected // a Host that is no name ("internal..test") names no route of this connection
+		}
 		if valid {
 			u := rt.match(name)
 			if r.TLS != nil && name != r.TLS.ServerName && (len(rt.exact) > 0 || len(rt.wildcard) > 0) && !rt.sameBackend(u, r.TLS.ServerName) {

@@ -96,8 +96,9 @@ func TestRouterTLSServerName(t *testing.T) {
 }
 
 // TestRouterMisdirected: over TLS, a Host whose route is not that of the
-// server name is ErrMisdirected; without a server name, the connection is
-// DefaultName's. A Router without routes sends every Host to its default.
+// server name is ErrMisdirected, and so is a Host that is no name; without
+// a server name, the connection is DefaultName's. A Router without routes
+// sends every Host to its default.
 func TestRouterMisdirected(t *testing.T) {
 	routes := []proxy.Route{{Pattern: "b.test", Backend: "http://127.0.0.1:1001"}, {Pattern: "c.test", Backend: "http://127.0.0.1:1001"}}
 	rt := mustRouter(t, proxy.RouterConfig{Routes: routes, Default: "http://127.0.0.1:8080", DefaultName: "A.test"})
@@ -115,7 +116,8 @@ func TestRouterMisdirected(t *testing.T) {
 		{rt, "", "d.test", false},
 		{rt, "b.test", "B.test:443", false},
 		{rt, "b.test", "", false},
-		{rt, "b.test", "not a name", false}, // to the default, reachable anyway
+		{rt, "b.test", "not a name", true},     // no name names no route of this connection (a security trial reached the default backend with "internal..test")
+		{rt, "b.test", "internal..test", true}, // nor its Host forwarded as it is
 		{noRoutes, "a.test", "b.test", false},
 	} {
 		r := request(t, tt.host, "")
