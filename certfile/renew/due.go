@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/storage"
+	"github.com/mholt/acmez/v3/acme"
 )
 
 // earlyWindow begins the reason of a certificate due because its CA's ARI
@@ -39,9 +41,15 @@ func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfo
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ri, err := ari.RenewalInfo(actx, leaf)
 		cancel()
-		if err == nil && ri.HasWindow() {
+		switch {
+		case err == nil && ri.HasWindow():
 			c.ARI = renewal.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}
 			why, explanation = "ARI window", ri.ExplanationURL
+		case err != nil && !errors.Is(err, acme.ErrUnsupported):
+			// Said, not failed: the CA may be down for a moment; but a CA
+			// this run cannot reach (its roots, its URL) will fail the
+			// renewal when it is due, weeks from now (a migration trial).
+			why = "lifetime rule; the CA's renewal window (ARI) could not be fetched: " + oneLine(err.Error())
 		}
 	}
 	due := renewal.Due(c, now, nil)
@@ -57,6 +65,15 @@ func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfo
 		}
 	}
 	return true, why, c.ARI
+}
+
+// oneLine is s on one line of at most 200 characters, for a summary.
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 200 {
+		s = s[:197] + "..."
+	}
+	return s
 }
 
 // printableURL reports whether s, a URL from the CA, is an http or https

@@ -3,6 +3,8 @@ package renew
 import (
 	"context"
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -50,5 +52,30 @@ func TestIsDueEarlyWindow(t *testing.T) {
 	due, why, _ = isDue(t.Context(), false, 0, windowAnswer{now.Add(59 * 24 * time.Hour), now.Add(61 * 24 * time.Hour), ""}, leaf, now)
 	if due || !strings.HasSuffix(why, "(ARI window)") || !strings.HasPrefix(why, "due ") {
 		t.Errorf("window two months on: due %v, %q", due, why)
+	}
+}
+
+// ariError is a CA whose renewal window cannot be fetched.
+type ariError struct{ err error }
+
+func (a ariError) RenewalInfo(context.Context, *x509.Certificate) (acme.RenewalInfo, error) {
+	return acme.RenewalInfo{}, a.err
+}
+
+// TestIsDueARIFailure: a renewal window that could not be fetched (the
+// CA's roots not trusted, the CA down) is said in the detail cert renew
+// prints, not only in a debug log (a migration trial saw "not due" for a
+// CA the run could not reach, which would fail the renewal when due); a
+// CA without ARI is the plain lifetime rule.
+func TestIsDueARIFailure(t *testing.T) {
+	now := time.Now()
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: now.Add(-24 * time.Hour), NotAfter: now.Add(89 * 24 * time.Hour)}
+	due, why, _ := isDue(t.Context(), false, 0, ariError{errors.New("could not get a valid ARI response; last error: tls: failed to verify certificate:\nx509: certificate signed by unknown authority")}, leaf, now)
+	if due || !strings.HasSuffix(why, "(lifetime rule; the CA's renewal window (ARI) could not be fetched: could not get a valid ARI response; last error: tls: failed to verify certificate: x509: certificate signed by unknown authority)") {
+		t.Errorf("ARI failing: due %v, %q", due, why)
+	}
+	due, why, _ = isDue(t.Context(), false, 0, ariError{fmt.Errorf("%w: no renewalInfo", acme.ErrUnsupported)}, leaf, now)
+	if due || !strings.HasSuffix(why, "(lifetime rule)") {
+		t.Errorf("a CA without ARI: due %v, %q", due, why)
 	}
 }
