@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/certkeeper/certkeeper/internal/atomicfile"
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 )
 
 // Directory and file modes. The key directory is private to its owner; the
@@ -41,8 +42,10 @@ const (
 //
 // Directories that do not exist are created with mode 0755 (DIR, certs/)
 // and 0700 (private/); existing directories keep their modes (Debian's
-// /etc/ssl/private is 0710 root:ssl-cert, on purpose). Files are 0600 (key)
-// and 0644 (chain), owned by the writing user.
+// /etc/ssl/private is 0710 root:ssl-cert, on purpose). New files are 0600
+// (key) and 0644 (chain), owned by the writing user; a file replaced keeps
+// its group and its group-read bit (the chain its read bits), so a key
+// made 0640 root:ssl-cert for a web server stays so.
 func (d Dir) Write(name string, keyPEM, chainPEM []byte) (Paths, error) {
 	p, err := d.Paths(name)
 	if err != nil {
@@ -119,12 +122,12 @@ func mkdir(dir string, mode fs.FileMode) error {
 
 // replacePair is the sequence Write documents.
 func replacePair(p Paths, keyPEM, chainPEM []byte) (err error) {
-	keyTmp, err := atomicfile.TempFile(p.Key, keyPEM, keyMode)
+	keyTmp, err := tempLike(p.Key, keyPEM, keyMode, 0o040) // a key never becomes readable by others
 	if err != nil {
 		return err
 	}
 	defer removeTemp(keyTmp, &err)
-	certTmp, err := atomicfile.TempFile(p.Cert, chainPEM, certMode)
+	certTmp, err := tempLike(p.Cert, chainPEM, certMode, 0o044)
 	if err != nil {
 		return err
 	}
@@ -144,6 +147,28 @@ func replacePair(p Paths, keyPEM, chainPEM []byte) (err error) {
 		return errors.Join(err, restoreKey(p.Key, oldKey))
 	}
 	return atomicfile.SyncDir(filepath.Dir(p.Cert))
+}
+
+// tempLike writes the temporary file that replaces path: a new file with
+// mode; in place of a regular file, with mode's owner bits and those of
+// keep the file has, and its group, as certbot keeps them: a key made 0640
+// for a web server's group (Debian's ssl-cert) stays readable by it after
+// a renewal. A group this user may not give (not root, not a member) is
+// left out, and so are the group bits that would have let it read.
+func tempLike(path string, data []byte, mode, keep fs.FileMode) (string, error) {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return atomicfile.TempFile(path, data, mode)
+	}
+	mode, gid := mode&0o700|fi.Mode().Perm()&keep, -1
+	if g, ok := fileowner.GID(fi); ok && g != os.Getgid() {
+		gid = g
+	}
+	name, err := atomicfile.TempFileGroup(path, data, mode, gid)
+	if err != nil && gid >= 0 {
+		return atomicfile.TempFile(path, data, mode&^0o070)
+	}
+	return name, err
 }
 
 // restoreKey puts the previous key back after the chain could not be

@@ -84,6 +84,15 @@ func TempFile(path string, data []byte, mode os.FileMode) (string, error) {
 	return temp(path, mode, noGroup, writeBytes(data), true)
 }
 
+// TempFileGroup is TempFile with group gid (as WriteFileGroup gives it);
+// a negative gid is TempFile's.
+func TempFileGroup(path string, data []byte, mode os.FileMode, gid int) (string, error) {
+	if gid < 0 {
+		gid = noGroup
+	}
+	return temp(path, mode, gid, writeBytes(data), true)
+}
+
 func writeBytes(data []byte) func(io.Writer) error {
 	return func(w io.Writer) error {
 		_, err := w.Write(data)
