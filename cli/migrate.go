@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/term"
@@ -56,7 +57,7 @@ func storageMigrateCmd() *Command {
 			stats, err := archive.Copy(ctx, src, dst, archive.ImportOptions{Overwrite: overwrite})
 			warnInvalid(env, "not migrated", stats.Invalid)
 			if cerr, ok := errors.AsType[*archive.ConflictError](err); ok {
-				return cerr.Explain(to.where())
+				return cerr.Explain(to.where(), "--from "+from.where())
 			}
 			if ferr, ok := errors.AsType[*archive.ForeignKeysError](err); ok {
 				return explainForeign(ferr, "--from "+from.where(), localDir(from.Storage, from.where()), strayHint)
@@ -67,7 +68,10 @@ func storageMigrateCmd() *Command {
 			msg := fmt.Sprintf("certkeeper: migrated %s from %s to %s: %d copied, %d already there",
 				cmdline.Plural(stats.Keys, "key"), from.where(), to.where(), stats.Imported, stats.Skipped)
 			if stats.Overwritten > 0 {
-				msg += fmt.Sprintf(", %d overwritten", stats.Overwritten)
+				msg += fmt.Sprintf(" (%d of them over other values)", stats.Overwritten)
+			}
+			if len(stats.Newer) > 0 {
+				msg += fmt.Sprintf(", %d kept: %s holds a certificate issued after --from's (%s)", len(stats.Newer), to.where(), strings.Join(stats.Newer, ", "))
 			}
 			fmt.Fprintln(env.Stderr, msg+"; verified")
 			return nil

@@ -117,7 +117,7 @@ func storageImportCmd() *Command {
 			defer closeStorage()
 			stats, err := archive.Import(ctx, st, r, archive.ImportOptions{Overwrite: overwrite})
 			if cerr, ok := errors.AsType[*archive.ConflictError](err); ok {
-				return cerr.Explain(storageDir)
+				return cerr.Explain(storageDir, "the archive")
 			}
 			if ferr, ok := errors.AsType[*archive.ForeignKeysError](err); ok {
 				return explainForeign(ferr, "archive "+name, "", `"certkeeper storage export" never writes such an archive.`)

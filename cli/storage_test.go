@@ -174,7 +174,7 @@ func TestStorageImportConflict(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("import over different values: exit %d, want 1\n%s", r.code, r.stderr)
 	}
-	for _, s := range []string{"nothing was imported", "certificates/local/a.test.json", "localca/root.json", "localca/intermediate.json", "--overwrite"} {
+	for _, s := range []string{"nothing was written", "certificates/local/a.test.json", "localca/root.json", "localca/intermediate.json", "--overwrite"} {
 		if !strings.Contains(r.stderr, s) {
 			t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
 		}

@@ -351,6 +351,18 @@ func TestImportKeepsNewer(t *testing.T) {
 		}
 	}
 	_ = want
+	// Copy (storage migrate) keeps it the same way, and its verification
+	// does not count it as a copy that differs (a migration trial's
+	// migrate --overwrite rolled a renewed certificate back).
+	for _, overwrite := range []bool{false, true} {
+		stats, err := archive.Copy(t.Context(), src, dst, archive.ImportOptions{Overwrite: overwrite})
+		if err != nil || !slices.Equal(stats.Newer, []string{c1}) {
+			t.Errorf("Copy, Overwrite %v: %+v, %v; want %s kept as newer", overwrite, stats, err, c1)
+		}
+		if got, _ := dst.Load(t.Context(), c1); !bytes.Equal(got, renewed) {
+			t.Errorf("Copy, Overwrite %v: the renewed certificate was replaced by --from's", overwrite)
+		}
+	}
 }
 
 // archiveMember is one member of a hand-made archive.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"slices"
 
 	"github.com/certkeeper/certkeeper/internal/atomicfile"
@@ -23,7 +24,8 @@ type CopyStats struct {
 }
 
 // Copy copies every key of src to dst, key by key, with Export's checks
-// and Import's conflict handling (opts.Overwrite) and order (private keys
+// and Import's conflict handling (opts.Overwrite; a certificate dst holds
+// a renewal of is kept, CopyStats.Newer, as Import keeps it) and order (private keys
 // before the records that name them), and then verifies that every key of
 // src reads back from dst with the same value. Values certkeeper refuses
 // are left out and listed in CopyStats.Invalid. A src holding keys that
@@ -69,6 +71,8 @@ func Copy(ctx context.Context, src, dst storage.Storage, opts ImportOptions) (Co
 			return stats, fmt.Errorf("copying: %w", err)
 		case bytes.Equal(old, value):
 			stats.Skipped++
+		case newerStored(key, old, value):
+			stats.Newer = append(stats.Newer, key)
 		default:
 			conflicts = append(conflicts, key)
 			writes = append(writes, key)
@@ -93,8 +97,15 @@ func Copy(ctx context.Context, src, dst storage.Storage, opts ImportOptions) (Co
 		stats.Imported++
 	}
 	stats.Overwritten = len(conflicts)
-	return stats, verify(ctx, src, dst, stats.Invalid)
+	left := maps.Clone(stats.Invalid)
+	for _, key := range stats.Newer {
+		left[key] = errNewerKept
+	}
+	return stats, verify(ctx, src, dst, left)
 }
+
+// errNewerKept marks, for verify, a key dst holds a renewal of.
+var errNewerKept = errors.New("dst holds a newer certificate")
 
 // loadValid loads key from src with Export's checks: nil for a key
 // deleted since it was listed, or one whose value certkeeper refuses

@@ -8,18 +8,19 @@ import (
 
 // Explain returns the error "certkeeper storage import" and "migrate"
 // end with on a conflict: how many keys of where (the storage written
-// to) differ, the first ten of them one per line, and how to go on.
-func (e *ConflictError) Explain(where string) error {
+// to) differ from those of from ("the archive", "--from"), the first ten
+// of them one per line, and how to go on.
+func (e *ConflictError) Explain(where, from string) error {
 	const show = 10
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d keys in %s already hold values that differ from the archive's; nothing was imported:\n", len(e.Keys), where)
+	fmt.Fprintf(&b, "%d keys in %s already hold values that differ from %s's (and are not certificates renewed since, which are kept); nothing was written:\n", len(e.Keys), where, from)
 	for _, k := range e.Keys[:min(len(e.Keys), show)] {
 		fmt.Fprintf(&b, "\t%s\n", k)
 	}
 	if len(e.Keys) > show {
 		fmt.Fprintf(&b, "\t(and %d more)\n", len(e.Keys)-show)
 	}
-	b.WriteString("Run again with --overwrite to replace them with the archive's values.")
+	fmt.Fprintf(&b, "Run again with --overwrite to replace them with %s's values.", from)
 	return errors.New(b.String())
 }
 

@@ -15,8 +15,8 @@ func TestConflictExplain(t *testing.T) {
 	for i := range 12 {
 		keys = append(keys, fmt.Sprintf("k%02d", i))
 	}
-	msg := (&archive.ConflictError{Keys: keys}).Explain("/s").Error()
-	for _, want := range []string{"12 keys in /s already hold values", "\tk09\n", "\t(and 2 more)\n", "Run again with --overwrite"} {
+	msg := (&archive.ConflictError{Keys: keys}).Explain("/s", "--from /t").Error()
+	for _, want := range []string{"12 keys in /s already hold values that differ from --from /t's", "\tk09\n", "\t(and 2 more)\n", "Run again with --overwrite to replace them with --from /t's values."} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message lacks %q:\n%s", want, msg)
 		}
@@ -24,7 +24,7 @@ func TestConflictExplain(t *testing.T) {
 	if strings.Contains(msg, "k10") {
 		t.Errorf("message lists more than ten keys:\n%s", msg)
 	}
-	if msg := (&archive.ConflictError{Keys: []string{"a"}}).Explain("/s").Error(); strings.Contains(msg, "more") {
+	if msg := (&archive.ConflictError{Keys: []string{"a"}}).Explain("/s", "the archive").Error(); strings.Contains(msg, "more") {
 		t.Errorf("one key: %s", msg)
 	}
 }
