@@ -34,8 +34,9 @@ func CheckEmail(email string) error {
 }
 
 // Register returns the account, registering it at the CA if storage has
-// none, and makes contacts its contacts when there is more than one (one
-// is Email, which Account registers with). tos is the terms-of-service
+// none (one storage holds is fetched from the CA: its status there, which
+// another client may have changed), and makes contacts its contacts when
+// there is more than one (one is Email, which Account registers with). tos is the terms-of-service
 // URL AgreeTerms was shown, "" if it was not called: what the caller
 // accepted, or, when AgreeTerms refused, what the user has to read.
 func (iss *Issuer) Register(ctx context.Context, contacts []string) (acct acme.Account, tos string, err error) {
@@ -48,6 +49,11 @@ func (iss *Issuer) Register(ctx context.Context, contacts []string) (acct acme.A
 	acct, err = iss.Account(ctx)
 	if err != nil {
 		return acme.Account{}, tos, err
+	}
+	if tos == "" { // stored already: its status is the CA's, not the record's (deactivated elsewhere, say)
+		if acct, err = iss.AccountStatus(ctx); err != nil {
+			return acme.Account{}, tos, err
+		}
 	}
 	if len(contacts) > 1 {
 		if acct, err = iss.UpdateContacts(ctx, contacts); err != nil {

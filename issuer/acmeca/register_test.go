@@ -51,3 +51,38 @@ func TestCheckEmail(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisterStoredDeactivatedElsewhere: Register of an account storage
+// holds asks the CA for its status: one deactivated by another client
+// (certbot unregister, then its files imported) is an error, not the
+// stored record's "valid" (a migration trial's account register printed
+// status: valid, then every renewal got 403).
+func TestRegisterStoredDeactivatedElsewhere(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	iss := e.issuer(acmeca.HTTP01)
+	if _, _, err := iss.Register(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := e.storage.List(t.Context(), "accounts/")
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("stored account keys: %v, %v", keys, err)
+	}
+	saved := map[string][]byte{}
+	for _, k := range keys {
+		if saved[k], err = e.storage.Load(t.Context(), k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := iss.Deactivate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range saved { // the files as they were before: "valid"
+		if err := e.storage.Store(t.Context(), k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acct, _, err := e.issuer(acmeca.HTTP01).Register(t.Context(), nil)
+	if err == nil {
+		t.Errorf("Register of an account the CA deactivated = %s, nil; want the CA's refusal", acct.Status)
+	}
+}
