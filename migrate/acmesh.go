@@ -1,6 +1,8 @@
 package migrate
 
 import (
+	"cmp"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -104,6 +106,7 @@ func readACMESHCert(s *State, opts Options, d string, accounts *acmeshAccounts) 
 		return
 	}
 	kv := parseShellVars(data)
+	c.Settings = acmeshSettings(conf, kv)
 	c.DirectoryURL, c.URL = kv["Le_API"], kv["Le_LinkCert"]
 	if c.DirectoryURL != "" {
 		// Le_API names the account's folder: it must not lead out of ca/.
@@ -160,4 +163,73 @@ func acmeshCADir(dirURL string) (string, error) {
 		return "", errors.New("its host or path is not valid UTF-8")
 	}
 	return dir, nil
+}
+
+// acmeshSettings returns the settings of acme.sh's certificate
+// configuration conf (parsed: kv) that are not carried over: what
+// "acme.sh --install-cert" set up (the files the web server reads and the
+// command that reloads it) and its hooks. Dropped silently, the server's
+// files would stop being updated after the first renewal.
+func acmeshSettings(conf string, kv map[string]string) []Setting {
+	var out []Setting
+	add := func(setting, instead string) {
+		out = append(out, Setting{Source: conf, Setting: setting, Instead: instead})
+	}
+	var copies []string
+	for _, f := range []struct{ key, env string }{
+		{"Le_RealCertPath", "CERTKEEPER_CERT_FILE"}, {"Le_RealFullChainPath", "CERTKEEPER_CERT_FILE"},
+		{"Le_RealKeyPath", "CERTKEEPER_KEY_FILE"}, {"Le_RealCACertPath", ""},
+	} {
+		p := acmeshValue(kv[f.key])
+		if p == "" {
+			continue
+		}
+		what := "the chain (leaf first) is certs/NAME.pem in --out-dir"
+		if f.env != "" {
+			copies = append(copies, "cp \"$"+f.env+"\" "+shellQuote(p))
+			what = ""
+		}
+		add(f.key+" = "+p, cmp.Or(what, "point the server at --out-dir's files, or copy them there in the deploy hook (below)"))
+	}
+	reload := acmeshValue(kv["Le_ReloadCmd"])
+	if len(copies) > 0 || reload != "" {
+		hook := strings.Join(append(copies, reload), " && ")
+		hook = strings.TrimSuffix(hook, " && ")
+		setting := "Le_ReloadCmd = " + reload
+		if reload == "" {
+			setting = "acme.sh --install-cert paths"
+		}
+		add(setting, "cert renew --deploy-hook "+shellQuote(hook))
+	}
+	for _, h := range []struct{ key, flag string }{{"Le_PreHook", "--pre-hook"}, {"Le_RenewHook", "--deploy-hook"}, {"Le_PostHook", "--post-hook"}} {
+		if cmd := acmeshValue(kv[h.key]); cmd != "" {
+			add(h.key+" = "+cmd, "cert renew "+h.flag+" "+shellQuote(cmd))
+		}
+	}
+	if w := acmeshValue(kv["Le_Webroot"]); w != "" && w != "no" {
+		switch w {
+		case "standalone", "alpn", "dns":
+		default:
+			if !strings.HasPrefix(w, "dns_") {
+				add("Le_Webroot = "+w, "cert renew --webroot "+shellQuote(w))
+			}
+		}
+	}
+	return out
+}
+
+// acmeshValue is a value of acme.sh's configuration as it meant it: the
+// commands it stores base64-encoded between __ACME_BASE64__START_ and
+// __ACME_BASE64__END_ decoded; a value that does not decode is left as
+// it is.
+func acmeshValue(v string) string {
+	const start, end = "__ACME_BASE64__START_", "__ACME_BASE64__END_"
+	if inner, ok := strings.CutPrefix(v, start); ok {
+		if inner, ok = strings.CutSuffix(inner, end); ok {
+			if b, err := base64.StdEncoding.DecodeString(inner); err == nil {
+				return string(b)
+			}
+		}
+	}
+	return v
 }

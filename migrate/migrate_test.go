@@ -15,6 +15,7 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"io/fs"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -400,5 +401,33 @@ func TestFuzzReadSeeds(t *testing.T) {
 			t.Errorf("%s seed (forms %#o): %d certificates, %d accounts, problems %v; want %d of each",
 				Tools()[i], seed.forms, len(got.Certificates), len(got.Accounts), got.Problems, want)
 		}
+	}
+}
+
+// TestACMESHSettings: what "acme.sh --install-cert" set up (the files the
+// server reads, the reload command, stored base64-encoded) and its hooks
+// are reported as not carried over, with the deploy hook that does the
+// same (a migration trial found them dropped silently: the server's files
+// would have stopped changing after the first renewal).
+func TestACMESHSettings(t *testing.T) {
+	kv := parseShellVars([]byte("Le_Domain='a.test'\nLe_Webroot='/var/www/html'\n" +
+		"Le_RealFullChainPath='/etc/nginx/ssl/a.pem'\nLe_RealKeyPath='/etc/nginx/ssl/a.key'\n" +
+		"Le_ReloadCmd='__ACME_BASE64__START_c3lzdGVtY3RsIHJlbG9hZCBuZ2lueA==__ACME_BASE64__END_'\nLe_PreHook=''\nLe_PostHook='echo done'\n"))
+	var got []string
+	for _, s := range acmeshSettings("a.test_ecc/a.test.conf", kv) {
+		got = append(got, s.Setting+" => "+s.Instead)
+	}
+	want := []string{
+		"Le_RealFullChainPath = /etc/nginx/ssl/a.pem => point the server at --out-dir's files, or copy them there in the deploy hook (below)",
+		"Le_RealKeyPath = /etc/nginx/ssl/a.key => point the server at --out-dir's files, or copy them there in the deploy hook (below)",
+		`Le_ReloadCmd = systemctl reload nginx => cert renew --deploy-hook 'cp "$CERTKEEPER_CERT_FILE" /etc/nginx/ssl/a.pem && cp "$CERTKEEPER_KEY_FILE" /etc/nginx/ssl/a.key && systemctl reload nginx'`,
+		"Le_PostHook = echo done => cert renew --post-hook 'echo done'",
+		"Le_Webroot = /var/www/html => cert renew --webroot /var/www/html",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("acmeshSettings =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if s := acmeshSettings("b.conf", parseShellVars([]byte("Le_Domain='b.test'\nLe_Webroot='dns_cf'\n"))); len(s) != 0 {
+		t.Errorf("a dns-01 certificate without install-cert: %v, want nothing", s)
 	}
 }
