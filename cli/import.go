@@ -55,6 +55,9 @@ func importCmd() *Command {
 				return err
 			}
 			defer closeStorage()
+			if !dryRun {
+				sf.warnRootWrites(env)
+			}
 			roots, err := importRoots(ctx, st, caRoots)
 			if err != nil {
 				return err
