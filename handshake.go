@@ -100,7 +100,8 @@ func (m *Manager) refuseNoSNI() error {
 // concurrent handshakes for a new name share one issuance. The leader runs
 // on a context detached from any one handshake, bounded by IssueTimeout
 // and ended by Close, which waits for it; each caller waits only as long
-// as its own context allows.
+// as its own context allows, and never more than flightGrace past the
+// issue timeout, even if the leader hangs.
 func (m *Manager) onDemand(ctx context.Context, name, variant string, client netip.Addr) (*managed, error) {
 	ch := m.flight.DoChan(variant+"/"+m.flightName(name), func() (any, error) {
 		if !m.track() {
@@ -127,6 +128,15 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 		}
 		return e, err
 	})
+	// The flight is bounded by the issue timeout only where what it waits
+	// on honours its context: a storage read that hangs (an NFS mount, a
+	// server that stopped answering) or a hook that ignores it does not.
+	// A handshake's own context often has no deadline (net/http's: the
+	// connection's deadline ends reads and writes, not GetCertificate),
+	// so a caller also stops waiting flightGrace after the issue timeout,
+	// by when the flight should have ended; the flight goes on.
+	wait := time.NewTimer(m.issueTimeout() + flightGrace)
+	defer wait.Stop()
 	select {
 	case r := <-ch:
 		if r.Err != nil {
@@ -135,8 +145,16 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 		return r.Val.(*managed), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-wait.C:
+		return nil, fmt.Errorf("obtaining a certificate for %s: no result %s after the issue timeout of %s (%w)",
+			name, flightGrace, m.issueTimeout(), context.DeadlineExceeded)
 	}
 }
+
+// flightGrace is how long after the issue timeout a handshake waits for
+// the issuance it joined: long enough that the flight's own error (its
+// timeout, with what it was doing) normally comes first.
+const flightGrace = 2 * time.Second
 
 // storageAnswers logs, once, that storage answers a handshake's load again
 // after failing: an operator watching the log during an outage sees it end.

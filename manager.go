@@ -109,7 +109,9 @@ type Manager struct {
 
 	// IssueTimeout bounds one issuance (all issuers of the chain). Zero
 	// means 5 minutes. A handshake waits for an issuance only as long as
-	// its own context allows; the issuance goes on for later handshakes.
+	// its own context allows, and at most 2 seconds past IssueTimeout
+	// even if the issuance does not end (a storage read that hangs); the
+	// issuance goes on for later handshakes.
 	IssueTimeout time.Duration
 
 	// UnusedAfter stops renewing an on-demand certificate that no

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 )
 
 // AuditFile is an audit log appended to a file as JSON lines, through an
@@ -24,7 +25,9 @@ type AuditFile struct {
 
 // OpenAuditFile opens name for appending (created with mode 0600, in a
 // directory created 0700 if missing: the lines name who fetched which key;
-// a fresh host has no /var/log/certkeeper) and writes a first line, "audit log
+// a fresh host has no /var/log/certkeeper; an existing file that group or
+// other users may read is made 0600, with a warning) and writes a first
+// line, "audit log
 // opened" with attrs (say, the process ID and version), so that a file
 // that cannot be written shows at once: call Sync to know, before the
 // server listens. Failed writes are logged to logger (nil: slog.Default())
@@ -37,10 +40,38 @@ func OpenAuditFile(name string, logger *slog.Logger, attrs ...slog.Attr) (*Audit
 	if err != nil {
 		return nil, err
 	}
+	restrictMode(f, logger)
 	w := NewAuditWriter(f, logger)
 	a := &AuditFile{Logger: slog.New(slog.NewJSONHandler(w, nil)), f: f, w: w, logger: logger}
 	a.Logger.LogAttrs(context.Background(), slog.LevelInfo, "audit log opened", attrs...)
 	return a, nil
+}
+
+// restrictMode makes the audit file f, if it is a regular file that its
+// group or other users may read or write (one created before, by hand or
+// by logrotate's "create 0644"), mode 0600, and warns on logger (nil:
+// slog.Default()) that it did, or that it could not: the lines say who
+// fetched which key. Not on Windows, whose modes do not say who may read
+// a file.
+func restrictMode(f *os.File, logger *slog.Logger) {
+	if runtime.GOOS == "windows" {
+		return
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 == 0 {
+		return
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	attrs := []any{slog.String("file", f.Name()), slog.String("mode", fmt.Sprintf("%#o", fi.Mode().Perm()))}
+	if err := f.Chmod(0o600); err != nil {
+		logger.Warn("audit log file is readable by other users and its mode could not be made 0600: chmod 600 it",
+			append(attrs, slog.Any("err", err))...)
+		return
+	}
+	logger.Warn("audit log file was readable by other users: its mode is now 0600 (if logrotate recreates it, use \"create 0600\", not \"create 0644\")",
+		attrs...)
 }
 
 // Err is the Handler's AuditErr: nil while the lines are being written,

@@ -45,3 +45,42 @@ func TestOpenAuditFile(t *testing.T) {
 		t.Error("OpenAuditFile under a regular file succeeded")
 	}
 }
+
+// TestOpenAuditFileRestrictsMode: an existing audit file that others may
+// read (created 0644 by hand, or by logrotate's "create 0644") is made
+// 0600, with a warning that says so and names the logrotate setting; one
+// that is 0600 already gets no warning. Before, it stayed 0644 and nothing
+// said so (security trial).
+func TestOpenAuditFileRestrictsMode(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("file modes do not say who may read a file on Windows")
+	}
+	name := filepath.Join(t.TempDir(), "audit.log")
+	if err := os.WriteFile(name, []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(name, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	for i, want := range []string{"its mode is now 0600", ""} {
+		var logs strings.Builder
+		af, err := certserver.OpenAuditFile(name, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := af.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(name); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("open %d: audit file mode = %v, %v; want 0600", i, fi.Mode().Perm(), err)
+		}
+		got := logs.String()
+		switch {
+		case want != "" && (!strings.Contains(got, "level=WARN") || !strings.Contains(got, want) ||
+			!strings.Contains(got, "create 0600") || !strings.Contains(got, name) || !strings.Contains(got, "mode=0644")):
+			t.Errorf("open %d: log =\n%s\nwant a warning that the 0644 file %s is now 0600, naming logrotate's create 0600", i, got, name)
+		case want == "" && got != "":
+			t.Errorf("open %d of a 0600 file: log =\n%s\nwant nothing", i, got)
+		}
+	}
+}

@@ -32,7 +32,7 @@ const minTokenLen = 16
 // A token with a scope fetches only the names its patterns match (a.example
 // exactly; *.a.example any name under a.example, not a.example itself),
 // and gets 403 for others. Blank lines and lines starting with # are
-// skipped. It refuses a file with no token, a token shorter than 16
+// skipped, and so is a UTF-8 byte-order mark at the start of the file. It refuses a file with no token, a token shorter than 16
 // characters, a scope that does not parse (naming the line), and (except
 // on Windows) a file that group or others may read or write: the tokens
 // fetch private keys. The result, one entry per line ("" for the skipped
@@ -64,7 +64,11 @@ func LoadTokens(file string) ([]string, error) {
 // maxTokenFile bounds the token file: tens of thousands of tokens.
 const maxTokenFile = 4 << 20
 
+// parseTokens parses the token file's content (see LoadTokens). A UTF-8
+// byte-order mark at its start (Windows editors write one) is not part
+// of the first token: kept, it made that token one no client sends.
 func parseTokens(file string, data []byte) ([]string, error) {
+	data = bytes.TrimPrefix(data, []byte(bom))
 	var tokens []string
 	lineOf := map[string]int{} // token → its line
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -94,12 +98,20 @@ func parseTokens(file string, data []byte) ([]string, error) {
 	return tokens, nil
 }
 
+// bom is the UTF-8 byte-order mark, U+FEFF.
+const bom = "\ufeff"
+
 // parseToken splits a token line into the token and its scope (nil: every
-// name).
+// name). A byte-order mark in the token (a file's that parseTokens did not
+// strip: files joined, or one inside a line) is refused: it is invisible,
+// and no client would send it.
 func parseToken(line string) (string, *scope, error) {
 	fields := strings.Fields(line)
 	if len(fields) == 0 || len(fields[0]) < minTokenLen || strings.HasPrefix(fields[0], "names=") {
 		return "", nil, fmt.Errorf("a token of at least %d characters comes first (make one with: openssl rand -hex 24)", minTokenLen)
+	}
+	if strings.Contains(fields[0], bom) {
+		return "", nil, errors.New("the token holds a byte-order mark (U+FEFF), invisible and never sent by a client: remove it (save the file as UTF-8 without BOM)")
 	}
 	var sc *scope
 	for _, f := range fields[1:] {

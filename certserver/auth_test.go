@@ -106,3 +106,35 @@ func TestDuplicateToken(t *testing.T) {
 		t.Errorf("the other token: %d, want 200", resp.StatusCode)
 	}
 }
+
+// TestTokenFileBOM: a token file saved with a UTF-8 byte-order mark (as
+// Windows editors do) has its first token work: before, the mark became
+// part of that token, which then matched no request (401) while the
+// reload reported it loaded (security trial). A mark elsewhere in a token
+// is refused, naming the line, rather than silently disabling it.
+func TestTokenFileBOM(t *testing.T) {
+	s, _ := localServer(t, nil)
+	h := s.Config.Handler.(*certserver.Handler)
+	f := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(f, []byte("\ufeff"+token1+"\n"+token2+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := certserver.LoadTokens(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SetTokens(tokens); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{token1, token2} {
+		if resp, body := get(t, s.URL+"/v1/certificates/a.test", tok); resp.StatusCode != 200 {
+			t.Errorf("token %q of a file starting with a BOM: %d %s", tok, resp.StatusCode, body)
+		}
+	}
+	if err := os.WriteFile(f, []byte(token1+"\n\ufeff"+token2+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := certserver.LoadTokens(f); err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "byte-order mark") {
+		t.Errorf("LoadTokens with a BOM on line 2 = %v, want a refusal naming line 2 and the byte-order mark", err)
+	}
+}

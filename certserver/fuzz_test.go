@@ -65,13 +65,14 @@ func FuzzParseRequest(f *testing.F) {
 
 // FuzzTokenLine feeds arbitrary token-file lines to the parser: nothing
 // panics; an accepted line has a token of at least 16 characters and no
-// space; a scope allows only names under its patterns, and never one that
+// space or byte-order mark; a scope allows only names under its patterns, and never one that
 // normalisation refuses.
 func FuzzTokenLine(f *testing.F) {
 	for _, s := range []string{
 		"0123456789abcdef", "0123456789abcdef names=a.test", "0123456789abcdef  names=*.shop.test,api.test",
 		"0123456789abcdef names=", "0123456789abcdef names=a..b", "names=a.test", "0123456789abcdef names=a.test names=b.test",
 		"0123456789abcdef names=*.test,10.0.0.1,xn--bcher-kva.test", "0123456789abcdef names=B\u00fccher.TEST.",
+		"\ufeff0123456789abcdef", "0123456789abcdef\ufeff names=a.test",
 	} {
 		f.Add(s, "www.shop.test")
 	}
@@ -80,7 +81,7 @@ func FuzzTokenLine(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(secret) < minTokenLen || strings.ContainsAny(secret, " \t") {
+		if len(secret) < minTokenLen || strings.ContainsAny(secret, " \t\ufeff") {
 			t.Fatalf("parseToken(%q) accepted token %q", line, secret)
 		}
 		n, nerr := hostname.Normalize(name)

@@ -122,7 +122,11 @@ func (s *Store) Path(key string) (string, error) {
 }
 
 // Load returns the value stored under key. An absent key returns an error
-// that satisfies errors.Is(err, fs.ErrNotExist).
+// that satisfies errors.Is(err, fs.ErrNotExist). A key whose file is not
+// a regular file (a named pipe, a device, a socket, or a link to one) or
+// is larger than MaxValueSize returns an error wrapping
+// storage.ErrInvalidRecord that names the file, without blocking and
+// without reading the file.
 func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
 	if err := storage.ValidateKey(key); err != nil {
 		return nil, fmt.Errorf("loading %q: %w", key, err)
@@ -141,24 +145,9 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
 	return data, nil
 }
 
-// readFile is os.ReadFile, except that a directory, or a path through a
-// file ("a/b" when "a" is a file), does not exist: neither is a key.
-func readFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err == nil {
-		return data, nil
-	}
-	if isNotExist(err) {
-		return nil, notExistError(err)
-	}
-	if fi, serr := os.Stat(path); serr == nil && fi.IsDir() {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
-	}
-	return nil, err
-}
-
 // Store writes value under key, replacing any previous value atomically
-// and durably (see the package documentation).
+// and durably (see the package documentation). A value larger than
+// MaxValueSize is refused.
 func (s *Store) Store(ctx context.Context, key string, value []byte) error {
 	return s.store(ctx, key, value, true)
 }
@@ -178,6 +167,10 @@ func (s *Store) store(ctx context.Context, key string, value []byte, durable boo
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	if len(value) > MaxValueSize {
+		// Load would refuse it.
+		return fmt.Errorf("storing %s: the value has %d bytes, more than the %d a stored value may have", key, len(value), MaxValueSize)
 	}
 	path, err := s.path(key)
 	if err != nil {

@@ -462,3 +462,49 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadRefusesOversize: a file larger than MaxValueSize under a key's
+// name (here sparse: it takes no disk) is refused without being read,
+// with an error wrapping storage.ErrInvalidRecord that names it; before,
+// Load read it whole (a 700 MB file took 720 MB of memory in a
+// handshake). A value of exactly MaxValueSize is still read, and Store
+// refuses a larger one, which Load would refuse.
+func TestLoadRefusesOversize(t *testing.T) {
+	s := filestore.New(t.TempDir())
+	key, err := storage.CertificateKey("local", "big.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, err := s.Path(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, filestore.MaxValueSize+1<<20); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = s.Load(t.Context(), key)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, storage.ErrInvalidRecord) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("Load of a file over MaxValueSize: %v, want an error wrapping storage.ErrInvalidRecord naming %s as too large", err, path)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Errorf("Load of a file over MaxValueSize allocated %d bytes", n)
+	}
+	if err := os.Truncate(path, filestore.MaxValueSize); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := s.Load(t.Context(), key); err != nil || len(data) != filestore.MaxValueSize {
+		t.Errorf("Load of a file of MaxValueSize: %d bytes, %v", len(data), err)
+	}
+	if err := s.Store(t.Context(), key, make([]byte, filestore.MaxValueSize+1)); err == nil {
+		t.Error("Store of a value over MaxValueSize succeeded")
+	}
+}

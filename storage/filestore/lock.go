@@ -303,7 +303,9 @@ func writeLease(path string, rec leaseRecord, create bool) error {
 	if create {
 		flag = os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	}
-	f, err := os.OpenFile(path, flag, 0o600)
+	// O_NONBLOCK: renewing a lease file another process replaced with a
+	// named pipe fails (ENXIO) rather than waiting for a reader for ever.
+	f, err := os.OpenFile(path, flag|openNonblock, 0o600)
 	if err != nil {
 		return err
 	}
@@ -322,9 +324,11 @@ func writeLease(path string, rec leaseRecord, create bool) error {
 // readLease reads the lease file at path and returns its record and
 // expiry. A file that does not parse is being written (or its writer died
 // while writing it): it expires ttl after it was last modified, and its
-// record is empty (its holder unknown).
+// record is empty (its holder unknown). A file that is not a regular
+// file, or is larger than a lease can be, is refused with an error (see
+// readRegular), not waited on.
 func readLease(path string, ttl time.Duration) (leaseRecord, time.Time, error) {
-	data, err := os.ReadFile(path)
+	data, err := readRegular(path, maxLeaseSize)
 	if err != nil {
 		return leaseRecord{}, time.Time{}, err
 	}
