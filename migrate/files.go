@@ -9,6 +9,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 )
 
 // A tool's directory is read as the user running certkeeper import, often
@@ -126,7 +128,7 @@ func readRegular(fsys fs.FS, name string) ([]byte, error) {
 		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file but %s: refusing to read it", name, fileKind(fi.Mode()))
+		return nil, fmt.Errorf("%s is not a regular file but %s: refusing to read it", name, fileowner.Kind(fi.Mode()))
 	}
 	if fi.Size() > maxFileSize {
 		return nil, fmt.Errorf("%s is %d bytes, more than the 1 MiB any file of an ACME client's state holds: refusing to read it", name, fi.Size())
@@ -139,23 +141,6 @@ func readRegular(fsys fs.FS, name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s holds more than the 1 MiB any file of an ACME client's state holds: refusing to read it", name)
 	}
 	return data, nil
-}
-
-// fileKind names the type of a file that is not regular.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	}
-	return "of type " + m.Type().String()
 }
 
 // subdirs lists the directories in dir, sorted; a missing dir has none.

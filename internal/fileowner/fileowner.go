@@ -2,7 +2,8 @@
 // a pidfile or a renewal settings file another user wrote may name a
 // process or a command for this user to act on, so their readers refuse
 // files they do not own. It also tells whether every user may read one,
-// for files that hold a secret.
+// for files that hold a secret, and names the kind of a file that is not
+// regular (Kind), for readers that refuse those.
 package fileowner
 
 import (
@@ -24,4 +25,26 @@ func ReadableByAll(path string) (fs.FileMode, bool) {
 		return 0, false
 	}
 	return fi.Mode().Perm(), fi.Mode().Perm()&0o004 != 0
+}
+
+// Kind names the type of a file that is not a regular file, for an error
+// that refuses it: "a named pipe (FIFO)", "a character device", ... (a
+// storage directory or another tool's, where a planted FIFO would hang a
+// reader and a device would never end).
+func Kind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "a file of type " + m.Type().String()
 }

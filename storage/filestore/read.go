@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -82,22 +83,7 @@ func readRegular(path string, limit int64) ([]byte, error) {
 // irregular is the error for the file at path of mode m, which is not a
 // regular file.
 func irregular(path string, m fs.FileMode) error {
-	return &refusedError{path: path, why: "is not a regular file but " + fileKind(m) + "; remove it"}
-}
-
-// fileKind names the type of a file that is not a regular file.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	}
-	return "a file of mode " + m.String()
+	return &refusedError{path: path, why: "is not a regular file but " + fileowner.Kind(m) + "; remove it"}
 }
 
 // readFile reads a stored value: a file that does not exist, a directory,
