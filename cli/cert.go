@@ -25,6 +25,7 @@ import (
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/solver/http01"
 	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/open"
 )
 
 func certCmd() *Command {
@@ -211,6 +212,9 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	settings, err := f.remember(names[0])
 	if err != nil {
 		return fmt.Errorf("the certificate files are written, but not how to renew them (cert renew will use its flags' defaults): %w", err)
+	}
+	if settings.Storage != f.Storage && open.IsURL(f.Storage) { // a URL's password neither
+		progress("the password in --storage's URL is not remembered: cert renew will need --storage URL again")
 	}
 	if f.dns.TSIGKey != "" && f.challenge == acmeca.DNS01 { // secrets are never remembered
 		progress("the key given with --tsig-key is not remembered: cert renew will need --tsig-key-file FILE (or --tsig-key again); issue with --tsig-key-file to have it remembered")

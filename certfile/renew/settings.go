@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -178,12 +179,31 @@ func (s *Settings) Set(key, value string) error {
 	if key == "key_type" {
 		value = canonicalKeyType(value)
 	}
+	if key == "storage" {
+		value = withoutPassword(value) // a secret is never kept: give --storage again
+	}
 	if f.list != nil {
 		*f.list(s) = append(*f.list(s), value)
 	} else {
 		*f.scalar(s) = value
 	}
 	return nil
+}
+
+// withoutPassword is a storage URL without the password it may hold
+// (redis://:PASSWORD@host), or v as it is.
+func withoutPassword(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.User == nil {
+		return v
+	}
+	if _, has := u.User.Password(); !has {
+		return v
+	}
+	if u.User = url.User(u.User.Username()); u.User.Username() == "" {
+		u.User = nil
+	}
+	return u.String()
 }
 
 // canonicalKeyType is the canonical spelling of the key type v, or v

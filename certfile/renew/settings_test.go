@@ -291,3 +291,20 @@ func TestRememberedStorage(t *testing.T) {
 		t.Errorf("another storage: changes %q", c)
 	}
 }
+
+// TestStorageWithoutPassword: a storage URL's password is never kept in
+// the renewal settings (a secret, as tsig_key is): the URL is kept
+// without it, its user name included.
+func TestStorageWithoutPassword(t *testing.T) {
+	var s Settings
+	for v, want := range map[string]string{
+		"redis://:s3cret@10.0.0.5:6379/0":     "redis://10.0.0.5:6379/0",
+		"rediss://app:s3cret@r.internal/1":    "rediss://app@r.internal/1",
+		"postgres://certkeeper@db/certkeeper": "postgres://certkeeper@db/certkeeper",
+		"/var/lib/certkeeper":                 "/var/lib/certkeeper",
+	} {
+		if err := s.Set("storage", v); err != nil || s.Storage != want {
+			t.Errorf("Set(storage, %q): %q, %v; want %q", v, s.Storage, err, want)
+		}
+	}
+}
