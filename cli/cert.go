@@ -213,12 +213,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if err != nil {
 		return fmt.Errorf("the certificate files are written, but not how to renew them (cert renew will use its flags' defaults): %w", err)
 	}
-	if settings.Storage != f.Storage && open.IsURL(f.Storage) { // a URL's password neither
-		progress("the password in --storage's URL is not remembered: cert renew will need --storage URL again")
-	}
-	if f.dns.TSIGKey != "" && f.challenge == acmeca.DNS01 { // secrets are never remembered
-		progress("the key given with --tsig-key is not remembered: cert renew will need --tsig-key-file FILE (or --tsig-key again); issue with --tsig-key-file to have it remembered")
-	}
+	f.noteSecrets(settings, progress)
 	if changes := before.Changes(names, settings); changes != "" {
 		progress(fmt.Sprintf("replaced the certificate of %s: %s", names[0], changes))
 	}
@@ -227,6 +222,17 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	env.Logger.Info("certificate obtained", slog.Any("names", names), slog.String("issuer", cert.Issuer),
 		slog.Time("not_after", cert.Leaf.NotAfter))
 	return f.afterIssue(ctx, env, names, paths, cert.Leaf.NotAfter)
+}
+
+// noteSecrets says which secrets given were not remembered in settings,
+// and so what cert renew will need again.
+func (f *issueFlags) noteSecrets(settings renew.Settings, progress func(string)) {
+	if settings.Storage != f.Storage && open.IsURL(f.Storage) { // a URL's password
+		progress("the password in --storage's URL is not remembered: cert renew will need --storage URL again")
+	}
+	if f.dns.TSIGKey != "" && f.challenge == acmeca.DNS01 {
+		progress("the key given with --tsig-key is not remembered: cert renew will need --tsig-key-file FILE (or --tsig-key again); issue with --tsig-key-file to have it remembered")
+	}
 }
 
 // keep reports whether cert issue keeps the certificate --out-dir holds
