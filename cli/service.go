@@ -15,8 +15,8 @@ const defaultServiceName = "certkeeper"
 func serviceCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper service COMMAND [flags]",
-		Short:     "run certkeeper as a Windows service",
-		Commands:  []*Command{serviceInstallCmd(), serviceUninstallCmd(), serviceRunCmd()},
+		Short:     "run certkeeper as a service (Windows; a unit to install on Linux and macOS)",
+		Commands:  []*Command{serviceInstallCmd(), serviceUninstallCmd(), serviceRunCmd(), serviceUnitCmd()},
 	}
 }
 
