@@ -293,7 +293,7 @@ func (m *Manager) init() error {
 		m.http01.Logger = m.Logger
 		m.alpn.Logger = m.Logger
 		m.staples.Storage, m.staples.Logger = m.store, m.Logger
-		if m.initErr = m.checkNil(); m.initErr != nil {
+		if m.initErr = m.checkFields(); m.initErr != nil {
 			return // before anything calls into them
 		}
 		m.issuers = m.Issuers
@@ -314,12 +314,12 @@ func (m *Manager) init() error {
 	return m.initErr
 }
 
-// checkNil refuses a nil entry in Issuers (or a rule's) and a typed nil
+// checkFields refuses a nil entry in Issuers (or a rule's) and a typed nil
 // Storage (a nil *filestore.Store): each would panic at the first
 // handshake rather than fail here. It also asks each issuer with a
 // Check method (acmeca.Issuer) to check its fields, and reports the
 // invalid patterns of a policy.Allowlist (its Err method).
-func (m *Manager) checkNil() error {
+func (m *Manager) checkFields() error {
 	var errs []error
 	if m.Storage != nil && isNil(m.Storage) {
 		errs = append(errs, fmt.Errorf("certkeeper: Manager.Storage is a nil %T: set it to a storage, or leave it nil for the default", m.Storage))

@@ -12,13 +12,13 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/every"
 	"github.com/certkeeper/certkeeper/internal/redact"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Handler forwards each request to the backend its Router chooses, with
@@ -139,7 +139,7 @@ func TrustBackends(t *http.Transport, roots []byte) error {
 // w; see Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.init)
-	if upgradesTo(r.Header, "h2c") {
+	if httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "h2c") {
 		// Passed on, a backend's 101 would make the connection a raw
 		// tunnel whose requests skip the Host check and the X-Forwarded-*
 		// headers: HTTP/2 to the client is the TLS connection's ALPN.
@@ -161,19 +161,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), routeKey{}, &routed{name: name, backend: backend})
 	h.rp.ServeHTTP(w, r.WithContext(ctx))
-}
-
-// upgradesTo reports whether h asks to upgrade the connection to protocol
-// (an Upgrade header listing it, in any case).
-func upgradesTo(h http.Header, protocol string) bool {
-	for _, v := range h.Values("Upgrade") {
-		for p := range strings.SplitSeq(v, ",") {
-			if name, _, _ := strings.Cut(strings.TrimSpace(p), "/"); strings.EqualFold(name, protocol) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // CloseIdleConnections closes the idle connections to backends of the
