@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -474,10 +475,13 @@ func TestPropagationUnreachable(t *testing.T) {
 	if strings.Contains(msg, "zone") && strings.Contains(msg, "changing") {
 		t.Errorf("error %q blames the zone", msg)
 	}
-	if len(told) == 0 || !strings.Contains(told[0].String(), "connection refused") {
+	// Any line: the port was free when closedPort chose it, but another
+	// test's server may hold it for a moment (a CI run saw the first check
+	// answered, without the value).
+	if !slices.ContainsFunc(told, func(w dns01.Waiting) bool { return strings.Contains(w.String(), "connection refused") }) {
 		t.Errorf("OnWaiting was told %v, want a line saying connection refused", told)
 	}
-	t.Logf("%s\n%v", told[0], err)
+	t.Logf("%v\n%v", told, err)
 }
 
 // TestPropagationNameserversNotFound: when the resolvers do not know the
