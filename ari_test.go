@@ -146,3 +146,69 @@ func waitServed(t *testing.T, addr string, roots *x509.CertPool, old *x509.Certi
 	t.Fatalf("no renewed certificate served within 15 s of its window opening")
 	return nil
 }
+
+// TestARIAskedOncePerCluster: three Managers sharing one storage ask the
+// CA for a certificate's renewal window about once per check interval
+// between them, not once each (the one that asked keeps the window and
+// its next check in the record; the others use it until then); and when
+// the CA moves the window to the past, the certificate is renewed once.
+func TestARIAskedOncePerCluster(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{})
+	proxy := testca.NewFaultProxy(t, ca)
+	dir := t.TempDir()
+	var renewed atomic.Int32
+	const every = 400 * time.Millisecond
+	var nodes []*certkeeper.Manager
+	for range 3 {
+		m := &certkeeper.Manager{
+			Storage: filestore.New(dir),
+			Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: proxy.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+				ChallengeOrder: []string{acmeca.TLSALPN01}}},
+			OnEvent: func(e certkeeper.Event) {
+				if e.Kind == certkeeper.Renewed {
+					renewed.Add(1)
+				}
+			},
+		}
+		certkeeper.SetARICheckEvery(m, every)
+		t.Cleanup(func() { m.Close() })
+		nodes = append(nodes, m)
+	}
+	// Node 0 answers the CA's validations, for itself and (through the
+	// storage) the others.
+	addr := serveTLS(t, nodes[0].TLSConfig(), ca.TLSPort())
+	if err := nodes[0].Cert(t.Context(), "ari.test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range nodes[1:] {
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+		certkeeper.WaitRenewalScan(m)
+	}
+	time.Sleep(time.Second) // the first checks, each node's own
+	before := proxy.Count("renewal-info")
+	const watch = 4 * time.Second
+	time.Sleep(watch)
+	asked := proxy.Count("renewal-info") - before
+	// One node asking per interval is 10; each asking, 30.
+	if perNode := int(watch / every); asked > perNode*3/2 || asked == 0 {
+		t.Errorf("three nodes asked the CA for the window %d times in %v at a check every %v: want about %d (one node's), not %d (every node's)",
+			asked, watch, every, perNode, 3*perNode)
+	}
+
+	roots := ca.IssuingRootPool(t)
+	first, err := handshakeAddr(addr, "ari.test", roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders := proxy.Count("new-order")
+	now := time.Now()
+	ca.SetRenewalWindow(t, first, now.Add(-2*time.Hour), now.Add(-time.Hour), "")
+	waitServed(t, addr, roots, first, &renewed)
+	time.Sleep(time.Second) // any second renewal
+	if n := proxy.Count("new-order") - orders; n != 1 {
+		t.Errorf("%d orders for the certificate whose window the CA moved to the past, want 1 for the cluster", n)
+	}
+}

@@ -94,12 +94,12 @@ func (m *Manager) offersARI(name, issuerID string) bool {
 // ariCheck is when to ask for a certificate's renewal window next, after
 // a check at now (renewal.NextARICheck), or, with first, for a certificate
 // whose last check is not known (renewal.FirstARICheck); never after due.
-// Tests set ariEvery for a fixed interval.
+// Tests set ariEvery for a short interval.
 func (m *Manager) ariCheck(now, retryAfter, due time.Time, first bool) time.Time {
 	var next time.Time
 	switch {
-	case m.ariEvery > 0:
-		next = now.Add(m.ariEvery)
+	case m.ariEvery > 0: // less up to a quarter, as checks drift apart in [11h, 12h]
+		next = now.Add(m.ariEvery - rand.N(m.ariEvery/4+1))
 	case first:
 		next = renewal.FirstARICheck(now, nil)
 	default:
@@ -122,6 +122,36 @@ const (
 	ariTimeout = 10 * time.Second
 	ariPause   = 5 * time.Minute
 )
+
+// sharedWindow returns the renewal window kept in rec by the Manager that
+// last asked the CA for it (this one or another sharing the storage), and
+// its explanation, while that Manager's next check is ahead: asking again
+// before then would only repeat its answer, once per node. This Manager
+// checks again a little after that next check (sharedDelay), by when the
+// Manager that planned it has stored a fresh window; if it has not (it
+// stopped), this one asks.
+func (m *Manager) sharedWindow(rec *storage.Certificate, now time.Time) (w renewal.Window, explanation string, next time.Time, ok bool) {
+	sw := rec.RenewalWindow
+	if sw == nil || !sw.NextCheck.After(now) {
+		return renewal.Window{}, "", time.Time{}, false
+	}
+	w = renewal.Window{Start: sw.Start, End: sw.End}
+	if !w.Valid() {
+		return renewal.Window{}, "", time.Time{}, false
+	}
+	delay, spread := sharedDelay, sharedDelay
+	if m.ariEvery > 0 {
+		delay, spread = m.ariEvery/2, m.ariEvery/4
+	}
+	return w, sw.ExplanationURL, sw.NextCheck.Add(delay + rand.N(spread)), true
+}
+
+// sharedDelay is the least time a Manager checks a certificate's window
+// after the next check another Manager planned (sharedWindow), and the
+// most time it adds at random beyond: time for that one to ask (within
+// ariTimeout) and store the answer (within its 5 s lock wait), and to
+// spread the nodes that find it did not.
+const sharedDelay = 20 * time.Second
 
 // askARI asks iss, the CA of rec (whose leaf is leaf), for its renewal
 // window and the window's explanation URL, and says when to ask again. A
@@ -158,14 +188,17 @@ func (m *Manager) askARI(ctx context.Context, iss renewalARI, rec *storage.Certi
 }
 
 // keepWindow stores w, the CA's renewal window for rec's certificate leaf
-// (stored under key), in the record when it differs from the one there, so
-// that status shows the time the renewal is planned for. A lock not taken
-// within 5 s (a renewal in progress) leaves it to the next check.
-func (m *Manager) keepWindow(ctx context.Context, key string, rec *storage.Certificate, leaf *x509.Certificate, w renewal.Window) {
-	if !w.Valid() || sameWindow(rec, w.Start, w.End) {
+// (stored under key) as this Manager just asked it, with its explanation
+// and the next check, in the record, so that status shows the time the
+// renewal is planned for and the other Managers sharing the storage use
+// it until the next check (sharedWindow). A lock not taken within 5 s (a
+// renewal in progress) leaves it to the next check.
+func (m *Manager) keepWindow(ctx context.Context, key string, rec *storage.Certificate, leaf *x509.Certificate, w renewal.Window, explanation string, next time.Time) {
+	sw := storage.Window{Start: w.Start.UTC(), End: w.End.UTC(), NextCheck: next.UTC(), ExplanationURL: explanation}
+	if !w.Valid() || sameWindow(rec, sw) {
 		return
 	}
-	if _, err := keepWindow(ctx, m.store, key, rec.Names[0], leaf, w.Start, w.End, 5*time.Second); err != nil {
+	if _, err := keepWindow(ctx, m.store, key, rec.Names[0], leaf, sw, 5*time.Second); err != nil {
 		m.logger().Debug("storing a certificate's renewal window for status", slog.String("key", key), slog.Any("err", err))
 	}
 }
@@ -515,8 +548,12 @@ func (m *Manager) renewStored(key string) {
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
 	var nextCheck time.Time
 	var explanation string
+	var asked bool // the CA was asked for the window now, not another node
 	if ari, ok := m.issuerByID(rec.Names[0], rec.Issuer).(renewalARI); ok && !revoked {
-		c.ARI, explanation, nextCheck = m.askARI(ctx, ari, rec, leaf, now)
+		if c.ARI, explanation, nextCheck, ok = m.sharedWindow(rec, now); !ok {
+			c.ARI, explanation, nextCheck = m.askARI(ctx, ari, rec, leaf, now)
+			asked = true
+		}
 	}
 	// The time drawn from a window is kept until the window changes: drawn
 	// again at every check it would drift towards the window's end.
@@ -548,7 +585,9 @@ func (m *Manager) renewStored(key string) {
 			next = nextCheck
 		}
 		m.scheduler().Schedule(key, next)
-		m.keepWindow(ctx, key, rec, leaf, c.ARI)
+		if asked {
+			m.keepWindow(ctx, key, rec, leaf, c.ARI, explanation, nextCheck)
+		}
 		return
 	}
 	if !revoked && rec.OnDemand && m.unused(key, rec.Names[0], now) {

@@ -238,17 +238,19 @@ func MarkRevoked(ctx context.Context, st storage.Storage, issuerID string, leaf 
 // reports whether st holds leaf.
 func KeepRenewalWindow(ctx context.Context, st storage.Storage, issuerID string, leaf *x509.Certificate, start, end time.Time) (bool, error) {
 	key, rec, ok := findStored(ctx, st, issuerID, leaf)
-	if !ok || sameWindow(rec, start, end) { // unchanged: no lock taken
+	w := storage.Window{Start: start.UTC(), End: end.UTC()}
+	if !ok || sameWindow(rec, w) { // unchanged: no lock taken
 		return ok, nil
 	}
-	_, err := keepWindow(ctx, st, key, rec.Names[0], leaf, start, end, 5*time.Second)
+	_, err := keepWindow(ctx, st, key, rec.Names[0], leaf, w, 5*time.Second)
 	return true, err
 }
 
-// sameWindow reports whether rec keeps the renewal window [start, end].
-func sameWindow(rec *storage.Certificate, start, end time.Time) bool {
-	w := rec.RenewalWindow
-	return w != nil && w.Start.Equal(start) && w.End.Equal(end)
+// sameWindow reports whether rec keeps the renewal window w, with the
+// same next check and explanation.
+func sameWindow(rec *storage.Certificate, w storage.Window) bool {
+	r := rec.RenewalWindow
+	return r != nil && r.Start.Equal(w.Start) && r.End.Equal(w.End) && r.NextCheck.Equal(w.NextCheck) && r.ExplanationURL == w.ExplanationURL
 }
 
 // findStored finds the record in st that holds leaf under issuerID (the
@@ -308,15 +310,15 @@ func markRevoked(ctx context.Context, st storage.Storage, key, name string, leaf
 	return false, nil
 }
 
-// keepWindow stores the renewal window [start, end] in the record under
-// key, if it still holds leaf and has another window, waiting at most
+// keepWindow stores the renewal window w in the record under key, if it
+// still holds leaf and has another window, waiting at most
 // lockWait for the name's issue lock.
-func keepWindow(ctx context.Context, st storage.Storage, key, name string, leaf *x509.Certificate, start, end time.Time, lockWait time.Duration) (replaced bool, err error) {
+func keepWindow(ctx context.Context, st storage.Storage, key, name string, leaf *x509.Certificate, w storage.Window, lockWait time.Duration) (replaced bool, err error) {
 	return updateStored(ctx, st, key, name, leaf, lockWait, func(rec *storage.Certificate) bool {
-		if sameWindow(rec, start, end) {
+		if sameWindow(rec, w) {
 			return false
 		}
-		rec.RenewalWindow = &storage.Window{Start: start.UTC(), End: end.UTC()}
+		rec.RenewalWindow = &w
 		return true
 	})
 }

@@ -77,10 +77,21 @@ type Certificate struct {
 	RenewalWindow *Window `json:"renewal_window,omitempty"`
 }
 
-// Window is a span of time, from Start to End.
+// Window is a span of time, from Start to End: in RenewalWindow, the
+// CA's suggested renewal window, with what the Manager that asked for it
+// learnt beside.
 type Window struct {
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
+	// NextCheck is when the Manager that asked plans to ask again. Until
+	// then the other Managers sharing the storage use this window rather
+	// than each asking the CA, so a cluster asks once per certificate and
+	// check, not once per node. Zero in records written before it existed
+	// and in those cert renew keeps: then each Manager asks.
+	NextCheck time.Time `json:"next_check,omitzero"`
+	// ExplanationURL is the page the CA gave with the window, if any
+	// (RFC 9773), for the operator.
+	ExplanationURL string `json:"explanation_url,omitempty"`
 }
 
 // Revocation says when and why a stored certificate was revoked.
