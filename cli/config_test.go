@@ -423,7 +423,7 @@ func TestCheckConfigNoPolicy(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"proxy"}, []string{"development mode", "https://localhost:8443/", "give --allow"}},
+		{[]string{"proxy"}, []string{"development mode", "https://localhost:8443/", "give --allow", trustLine()}},
 		{[]string{"proxy", "--ca", "local"}, []string{"no --allow or --ask", "no name gets a certificate on demand", "already in --storage"}},
 		{[]string{"server", "--ca", "local", "--managed", "a.test", "--no-auth"}, []string{"no --allow or --ask", "the --managed names"}},
 		{[]string{"proxy", "--config", writeConfig(t, "ca: local\nnames:\n  - pattern: '*.a.test'\n    key_type: rsa2048\n")},
@@ -440,6 +440,15 @@ func TestCheckConfigNoPolicy(t *testing.T) {
 			}
 		}
 	}
+}
+
+// trustLine is how development mode's banner tells this user to trust
+// the local CA: root is not told to use sudo.
+func trustLine() string {
+	if os.Geteuid() == 0 || runtime.GOOS == "windows" {
+		return "on this machine with: certkeeper ca trust --storage"
+	}
+	return "on this machine with: sudo certkeeper ca trust --storage"
 }
 
 // TestAllowURL: a URL or HOST:PORT given to --allow (or allow in the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -64,6 +65,20 @@ func ShellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// AsAdmin is cmd, a command line that changes the whole machine (such as
+// trusting a CA), as the user running this would type it: as it is for
+// root, after sudo for another user, and on Windows from an Administrator
+// prompt, which has no sudo.
+func AsAdmin(cmd string) string {
+	switch {
+	case runtime.GOOS == "windows":
+		return cmd + " (from an Administrator prompt)"
+	case os.Geteuid() == 0:
+		return cmd
+	}
+	return "sudo " + cmd
 }
 
 // Plural is "1 thing" or "N things".
