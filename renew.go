@@ -123,6 +123,22 @@ const (
 	ariPause   = 5 * time.Minute
 )
 
+// window is the renewal window of rec's certificate (leaf) at now, its
+// explanation and when to check it next: as another Manager sharing the
+// storage asked it lately (sharedWindow), else as the CA answers now
+// (asked); none if its issuer offers no ARI.
+func (m *Manager) window(ctx context.Context, rec *storage.Certificate, leaf *x509.Certificate, now time.Time) (w renewal.Window, explanation string, next time.Time, asked bool) {
+	ari, ok := m.issuerByID(rec.Names[0], rec.Issuer).(renewalARI)
+	if !ok {
+		return renewal.Window{}, "", time.Time{}, false
+	}
+	if w, explanation, next, ok = m.sharedWindow(rec, now); ok {
+		return w, explanation, next, false
+	}
+	w, explanation, next = m.askARI(ctx, ari, rec, leaf, now)
+	return w, explanation, next, true
+}
+
 // sharedWindow returns the renewal window kept in rec by the Manager that
 // last asked the CA for it (this one or another sharing the storage), and
 // its explanation, while that Manager's next check is ahead: asking again
@@ -549,11 +565,8 @@ func (m *Manager) renewStored(key string) {
 	var nextCheck time.Time
 	var explanation string
 	var asked bool // the CA was asked for the window now, not another node
-	if ari, ok := m.issuerByID(rec.Names[0], rec.Issuer).(renewalARI); ok && !revoked {
-		if c.ARI, explanation, nextCheck, ok = m.sharedWindow(rec, now); !ok {
-			c.ARI, explanation, nextCheck = m.askARI(ctx, ari, rec, leaf, now)
-			asked = true
-		}
+	if !revoked {
+		c.ARI, explanation, nextCheck, asked = m.window(ctx, rec, leaf, now)
 	}
 	// The time drawn from a window is kept until the window changes: drawn
 	// again at every check it would drift towards the window's end.

@@ -244,8 +244,7 @@ func printDevMode(env *Env, cfg *proxyConfig, verb string) {
 		"certkeeper: trust the local CA on this machine with: %[7]s (undo: ca untrust)\n"+
 		"certkeeper: or for one client: certkeeper ca root --storage %[6]s > root.pem; curl --cacert root.pem https://%[2]s:%[3]s/\n"+
 		"certkeeper: give --allow, --ask, --ca or --config for production\n",
-		verb, proxy.DevName, cmdline.PortOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, cmdline.ShellQuote(storageWhere(cfg.Storage)),
-		cmdline.AsAdmin("certkeeper ca trust --storage "+cmdline.ShellQuote(storageWhere(cfg.Storage))))
+		verb, proxy.DevName, cmdline.PortOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, cmdline.ShellQuote(storageWhere(cfg.Storage)), cmdline.AsAdmin("certkeeper ca trust --storage "+cmdline.ShellQuote(storageWhere(cfg.Storage))))
 }
 
 // warnDevBackend says so at start when nothing answers on the development
