@@ -320,7 +320,7 @@ func (f *issueFlags) request() ([]string, []byte, issuer.KeyType, error) {
 	if len(f.names) == 0 {
 		return nil, nil, "", usagef("no names: give at least one with -d, e.g. -d a.example")
 	}
-	names, err := normalizeNames(f.names)
+	names, err := normalizeNames("-d", f.names)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -484,13 +484,13 @@ func explainIssueError(err error, f *issueFlags) error {
 	return err
 }
 
-// normalizeNames validates and normalises the -d names (IP literals and
-// wildcards allowed: the CA refuses what it cannot issue), dropping
-// duplicates and keeping the order.
-func normalizeNames(in []string) ([]string, error) {
+// normalizeNames validates and normalises names given with label (-d,
+// NAME; IP literals and wildcards allowed: the CA refuses what it cannot
+// issue), dropping duplicates and keeping the order.
+func normalizeNames(label string, in []string) ([]string, error) {
 	out, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.NormalizeAll(in)
 	if err != nil {
-		return nil, usagef("-d: %v", err)
+		return nil, usagef("%s: %v", label, err)
 	}
 	return out, nil
 }

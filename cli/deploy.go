@@ -78,7 +78,7 @@ func deployCmd() *Command {
 			if err != nil {
 				return err
 			}
-			want, err := normalizeNames(names)
+			want, err := normalizeNames("-d", names)
 			if err != nil {
 				return err
 			}

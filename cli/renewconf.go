@@ -12,7 +12,6 @@ import (
 
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/certfile/renew"
-	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 )
@@ -155,9 +154,9 @@ func certFilesOf(outDir string, args []string) (dir certfile.Dir, name string, p
 	if len(args) != 1 {
 		return dir, "", p, usagef("give one NAME: the first name of the certificate, which names its files; in %s %s", dir, holds(dir))
 	}
-	names, err := hostname.Normalizer{AllowIP: true, AllowWildcard: true}.NormalizeAll([]string{certfile.NameOfBase(args[0])})
+	names, err := normalizeNames("NAME", []string{certfile.NameOfBase(args[0])})
 	if err != nil {
-		return "", "", p, usagef("NAME: %v", err)
+		return "", "", p, err
 	}
 	if p, err = dir.Paths(names[0]); err != nil {
 		return "", "", p, usagef("%v", err)

@@ -124,7 +124,7 @@ func readCertFile(file string) (*x509.Certificate, error) {
 
 // revokeStored runs "cert revoke -d NAME" (certkeeper.RevokeStored).
 func revokeStored(ctx context.Context, env *Env, name, reason string, cf *caFlags, sf *storageFlags) error {
-	names, err := normalizeNames([]string{name})
+	names, err := normalizeNames("-d", []string{name})
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
-	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/selfsigned"
@@ -41,14 +40,9 @@ func selfSignedCmd() *Command {
 			if (outDir == "") == (certOut == "" && keyOut == "") || (outDir == "" && (certOut == "" || keyOut == "")) {
 				return usagef("give --cert-out and --key-out, or --out-dir")
 			}
-			norm := make([]string, 0, len(names))
-			n := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
-			for _, raw := range names {
-				s, err := n.Normalize(raw)
-				if err != nil {
-					return usagef("-d: %v", err)
-				}
-				norm = append(norm, s)
+			norm, err := normalizeNames("-d", names)
+			if err != nil {
+				return err
 			}
 			kt, err := issuer.ParseKeyType(keyType)
 			if err != nil {

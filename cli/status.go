@@ -23,7 +23,7 @@ func statusCmd() *Command {
 	var asJSON, check bool
 	var certFiles cmdline.Strings
 	return &Command{
-		UsageLine:  "certkeeper status [flags]",
+		UsageLine:  "certkeeper status [NAME...] [flags]",
 		OtherNames: []string{"certificates (certbot)", "list (lego)"},
 		Short:      "show every stored certificate and its next renewal",
 		Flags: func(fs *flag.FlagSet) {
@@ -32,9 +32,16 @@ func statusCmd() *Command {
 			fs.BoolVar(&check, "nagios", false, "print a monitoring check's summary and problems (the Nagios plugin format, for any\ncheck runner or cron), and exit 0 OK, 1 WARNING, 2 CRITICAL or 3 UNKNOWN (see above)")
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {names, issuer, not_after, next_renewal, state, on_demand,\nlast_seen, key, last_error, last_error_at, retry_at}; the status page's /status.json is the same")
 		},
+		TakesArgs: true,
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			p := &status.Printer{JSON: asJSON, Check: check}
-			err := showStatus(ctx, env, sf, certFiles, p)
+			only, err := normalizeNames("NAME", args)
+			if err != nil {
+				return err
+			}
+			p := &status.Printer{JSON: asJSON, Check: check, Only: only}
+			if err = showStatus(ctx, env, sf, certFiles, p); err == nil && !check && len(p.Missing()) > 0 {
+				return exitStatus(1) // said by the output
+			}
 			if check && err != nil && !errors.As(err, new(*usageError)) {
 				fmt.Fprint(env.Stdout, status.CheckUnknownLine(err))
 				return exitStatus(status.CheckUnknown)

@@ -356,3 +356,30 @@ func TestStatusCheck(t *testing.T) {
 		t.Errorf("status --nagios with a bad --cert-file: exit %d, want the usage error\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestStatusNames: "certkeeper status NAME..." lists only the
+// certificates for those names, with flags before or after them, and
+// says which NAME has none: exit 1, or CRITICAL as a check.
+func TestStatusNames(t *testing.T) {
+	dir := t.TempDir()
+	if err := statusfill.Fill(dir, 3, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	r := ck(t, 30*time.Second, "status", statusfill.Name(1), "--storage", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, statusfill.Name(1)) || strings.Contains(r.stdout, statusfill.Name(0)) {
+		t.Errorf("status %s: exit %d, want its row alone\n%s%s", statusfill.Name(1), r.code, r.stdout, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "status", "--storage", dir, statusfill.Name(2), "missing.test")
+	if r.code != 1 || !strings.Contains(r.stdout, statusfill.Name(2)) || !strings.Contains(r.stdout, "\nno certificate for missing.test in "+dir+"\n") {
+		t.Errorf("status with a NAME that has no certificate: exit %d, want 1 naming it\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "status", "--nagios", "--storage", dir, "missing.test")
+	if r.code != 2 || r.stdout != "CERTKEEPER CRITICAL - 1 missing of 1 certificate(s) asked for\nmissing.test: no certificate\n" {
+		t.Errorf("status --nagios missing.test: exit %d, want 2 CRITICAL naming it\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = ck(t, 30*time.Second, "status", "--json", "--storage", dir, statusfill.Name(0))
+	var list []status.Cert
+	if err := json.Unmarshal([]byte(r.stdout), &list); r.code != 0 || err != nil || len(list) != 1 || list[0].Names[0] != statusfill.Name(0) {
+		t.Errorf("status --json %s: exit %d, %v, want one entry\n%s%s", statusfill.Name(0), r.code, err, r.stdout, r.stderr)
+	}
+}

@@ -55,6 +55,9 @@ type checker struct {
 	worst    int
 	problems []Cert
 	more     int // problems beyond those listed
+	// missing are the names asked for (Printer.Only) that no
+	// certificate covers: critical, as an expired one would be.
+	missing []string
 }
 
 func (c *checker) add(s Cert) {
@@ -82,19 +85,28 @@ var checkStates = [...]string{Expired, Damaged, Revoked, Expiring, Failing, Rene
 // 2 failing, 12 fine of 14 certificates"), then a line for each problem
 // with its error and next attempt.
 func (c *checker) write(w io.Writer, now time.Time) error {
-	word := [...]string{"OK", "WARNING", "CRITICAL"}[c.worst]
 	var parts []string
+	if len(c.missing) > 0 {
+		c.worst = CheckCritical
+		parts = append(parts, fmt.Sprintf("%d missing", len(c.missing)))
+	}
+	word := [...]string{"OK", "WARNING", "CRITICAL"}[c.worst]
 	for _, st := range checkStates {
 		if n := c.counts[st]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, st))
 		}
 	}
 	var b strings.Builder
-	switch c.total {
-	case 0:
+	switch {
+	case len(c.missing) > 0:
+		fmt.Fprintf(&b, "CERTKEEPER %s - %s of %d certificate(s) asked for\n", word, strings.Join(parts, ", "), c.total+len(c.missing))
+	case c.total == 0:
 		fmt.Fprintf(&b, "CERTKEEPER %s - no certificates\n", word)
 	default:
 		fmt.Fprintf(&b, "CERTKEEPER %s - %s of %d certificate(s)\n", word, strings.Join(parts, ", "), c.total)
+	}
+	for _, name := range c.missing {
+		fmt.Fprintf(&b, "%s: no certificate\n", name)
 	}
 	for _, s := range c.problems {
 		fmt.Fprintf(&b, "%s: %s", Label(s), s.State)

@@ -31,7 +31,13 @@ type Printer struct {
 	// problems (see Severity); CheckStatus gives the exit status. With
 	// JSON, the array is printed and CheckStatus still applies.
 	Check bool
+	// Only, if set, limits the entries to the certificates for these
+	// names (normalised): one of a certificate's names, or a wildcard
+	// that covers it. A name no entry covers is reported by Finish (in a
+	// check, as CRITICAL) and by Missing.
+	Only []string
 
+	found   map[string]bool // the names of Only an entry covered
 	check   checker
 	arr     ArrayWriter
 	tw      *tabwriter.Writer
@@ -46,6 +52,9 @@ const printChunk = 1000
 
 // Add prints one entry (a row of the table, or an element of the array).
 func (p *Printer) Add(s Cert) error {
+	if len(p.Only) > 0 && !p.covers(s) {
+		return nil
+	}
 	if s.State == Damaged {
 		where := s.Key
 		if p.Where != nil {
@@ -84,6 +93,32 @@ func (p *Printer) Add(s Cert) error {
 	return nil
 }
 
+// covers reports whether s is a certificate for one of the names of
+// Only, and notes which.
+func (p *Printer) covers(s Cert) bool {
+	var any bool
+	for _, name := range p.Only {
+		if s.Covers(name) {
+			if p.found == nil {
+				p.found = make(map[string]bool)
+			}
+			p.found[name], any = true, true
+		}
+	}
+	return any
+}
+
+// Missing returns the names of Only that no entry added covers.
+func (p *Printer) Missing() []string {
+	var out []string
+	for _, name := range p.Only {
+		if !p.found[name] {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // timeOrDash formats t in UTC as RFC 3339, or "-" when it is zero.
 func timeOrDash(t time.Time) string {
 	if t.IsZero() {
@@ -105,7 +140,12 @@ func (p *Printer) Finish(where, note string) error {
 		now = time.Now()
 	}
 	if p.Check {
+		p.check.missing = p.Missing()
 		return p.check.write(p.W, now)
+	}
+	if p.tw == nil && len(p.Only) > 0 {
+		fmt.Fprintf(p.W, "no certificate for %s in %s\n", strings.Join(p.Only, ", "), where)
+		return nil
 	}
 	if p.tw == nil {
 		fmt.Fprintf(p.W, "no certificates in %s%s\n", where, note)
@@ -120,6 +160,9 @@ func (p *Printer) Finish(where, note string) error {
 			fmt.Fprintf(p.W, " (%s)", note)
 		}
 		fmt.Fprintln(p.W)
+	}
+	if missing := p.Missing(); len(missing) > 0 {
+		fmt.Fprintf(p.W, "\nno certificate for %s in %s\n", strings.Join(missing, ", "), where)
 	}
 	return nil
 }

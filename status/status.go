@@ -10,6 +10,7 @@
 package status
 
 import (
+	"strings"
 	"time"
 )
 
@@ -69,6 +70,18 @@ type Cert struct {
 	// Revoked is the reason the certificate was revoked for
 	// (storage.Certificate.Revoked), if it was.
 	Revoked string `json:"revoked,omitempty"`
+}
+
+// Covers reports whether s is a certificate for name (normalised): one of
+// its names is name, or a wildcard *.ZONE covers it (one label under ZONE).
+func (s Cert) Covers(name string) bool {
+	_, zone, _ := strings.Cut(name, ".")
+	for _, n := range s.Names {
+		if n == name || zone != "" && n == "*."+zone {
+			return true
+		}
+	}
+	return false
 }
 
 // IsExpiring reports whether a certificate valid from notBefore to

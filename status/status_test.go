@@ -74,3 +74,18 @@ func TestArrayWriter(t *testing.T) {
 		}
 	}
 }
+
+// TestCovers: a certificate is for one of its names, and for a name one
+// label under a wildcard among them; not for the wildcard's zone itself
+// or a deeper name.
+func TestCovers(t *testing.T) {
+	c := status.Cert{Names: []string{"a.test", "*.b.test"}}
+	for name, want := range map[string]bool{
+		"a.test": true, "x.b.test": true, "*.b.test": true,
+		"b.test": false, "y.x.b.test": false, "x.a.test": false, "test": false,
+	} {
+		if got := c.Covers(name); got != want {
+			t.Errorf("%v covers %s: %v, want %v", c.Names, name, got, want)
+		}
+	}
+}
