@@ -145,10 +145,14 @@ func (m *Manager) window(ctx context.Context, rec *storage.Certificate, leaf *x5
 // before then would only repeat its answer, once per node. This Manager
 // checks again a little after that next check (sharedDelay), by when the
 // Manager that planned it has stored a fresh window; if it has not (it
-// stopped), this one asks.
+// stopped), this one asks. A next check more than 12 hours ahead (the
+// longest time between two; a node whose clock is ahead) is not waited for.
 func (m *Manager) sharedWindow(rec *storage.Certificate, now time.Time) (w renewal.Window, explanation string, next time.Time, ok bool) {
-	sw := rec.RenewalWindow
-	if sw == nil || !sw.NextCheck.After(now) {
+	sw, ahead := rec.RenewalWindow, 12*time.Hour
+	if m.ariEvery > 0 {
+		ahead = 2 * m.ariEvery
+	}
+	if sw == nil || !sw.NextCheck.After(now) || sw.NextCheck.After(now.Add(ahead)) {
 		return renewal.Window{}, "", time.Time{}, false
 	}
 	w = renewal.Window{Start: sw.Start, End: sw.End}

@@ -151,3 +151,31 @@ func TestRenewalBackoffAfterRestart(t *testing.T) {
 		t.Errorf("next attempt %v (%v), want the fourth attempt's backoff", at, ok)
 	}
 }
+
+// TestSharedWindow: a window another node stored is used until its next
+// check, and this node looks again 20 to 40 s after it; a past next
+// check, an invalid window, or a next check beyond the longest interval
+// between two (a node whose clock is ahead) makes this node ask.
+func TestSharedWindow(t *testing.T) {
+	m := &Manager{}
+	now := time.Now()
+	win := func(next time.Time) *storage.Certificate {
+		return &storage.Certificate{RenewalWindow: &storage.Window{Start: now.Add(24 * time.Hour), End: now.Add(48 * time.Hour),
+			NextCheck: next, ExplanationURL: "https://ca.test/why"}}
+	}
+	next := now.Add(6 * time.Hour)
+	w, expl, at, ok := m.sharedWindow(win(next), now)
+	if !ok || !w.Start.Equal(now.Add(24*time.Hour)) || expl != "https://ca.test/why" || at.Before(next.Add(sharedDelay)) || !at.Before(next.Add(2*sharedDelay)) {
+		t.Errorf("a window checked until %v: %v %q next %v, %v; want it, next 20 to 40 s after", next, w, expl, at, ok)
+	}
+	bad := win(next)
+	bad.RenewalWindow.End = bad.RenewalWindow.Start
+	for what, rec := range map[string]*storage.Certificate{
+		"no window": {}, "a past next check": win(now.Add(-time.Second)), "an invalid window": bad,
+		"a next check 13 hours ahead": win(now.Add(13 * time.Hour)),
+	} {
+		if _, _, _, ok := m.sharedWindow(rec, now); ok {
+			t.Errorf("%s: used, want this node to ask", what)
+		}
+	}
+}
