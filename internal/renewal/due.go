@@ -118,24 +118,10 @@ func (c Cert) deadline() time.Time {
 // are safe for concurrent use; a *rand.Rand is not, so callers that pass one
 // from several goroutines must guard it.
 func Due(c Cert, now time.Time, rnd *rand.Rand) time.Time {
-	life := c.lifetime()
-	if life <= 0 {
+	if c.lifetime() <= 0 {
 		return now
 	}
-	deadline := c.deadline()
-	var lo, hi time.Time
-	if c.ARI.Valid() {
-		hi = earlier(c.ARI.End, deadline)
-		lo = earlier(c.ARI.Start, hi)
-	} else {
-		passed := life - life/3 // two thirds, without overflowing for saturated lifetimes
-		if life < shortLifetime {
-			passed = life / 2
-		}
-		mid := c.NotBefore.Add(passed)
-		spread := life / spreadDivisor
-		lo, hi = mid.Add(-spread), earlier(mid.Add(spread), deadline)
-	}
+	lo, hi := c.dueRange()
 	var u float64
 	if c.Serial != nil {
 		u = serialFraction(c.Serial)
@@ -143,6 +129,42 @@ func Due(c Cert, now time.Time, rnd *rand.Rand) time.Time {
 		u = float(rnd)
 	}
 	return later(lo.Add(time.Duration(float64(hi.Sub(lo))*u)), now)
+}
+
+// Earliest is the earliest time Due can return for c at now, whatever
+// its serial or draw: the start of the range Due draws from, or now. A
+// caller that has not read the serial (it costs parsing the leaf) can
+// schedule a check there and learn the due time then.
+func Earliest(c Cert, now time.Time) time.Time {
+	if c.lifetime() <= 0 {
+		return now
+	}
+	lo, _ := c.dueRange()
+	return later(lo, now)
+}
+
+// dueRange is the range Due draws from: c's ARI window clamped to end by
+// the safety margin, else the lifetime rule's.
+func (c Cert) dueRange() (lo, hi time.Time) {
+	if !c.ARI.Valid() {
+		return c.lifetimeRange()
+	}
+	hi = earlier(c.ARI.End, c.deadline())
+	return earlier(c.ARI.Start, hi), hi
+}
+
+// lifetimeRange is the range the lifetime rule draws a due time from
+// (see Due): two thirds of the lifetime, or half under 10 days, ± a
+// twentieth of it, ending no later than the safety margin.
+func (c Cert) lifetimeRange() (lo, hi time.Time) {
+	life := c.lifetime()
+	passed := life - life/3 // two thirds, without overflowing for saturated lifetimes
+	if life < shortLifetime {
+		passed = life / 2
+	}
+	mid := c.NotBefore.Add(passed)
+	spread := life / spreadDivisor
+	return mid.Add(-spread), earlier(mid.Add(spread), c.deadline())
 }
 
 // serialFraction maps a serial number to [0, 1) through SHA-256, so that
@@ -189,13 +211,18 @@ func NextARICheck(lastCheck, retryAfter, due time.Time, rnd *rand.Rand) time.Tim
 	return next
 }
 
-// Early reports whether c's ARI window makes it due at now although the
-// lifetime rule alone would not yet: the CA asks for it to be replaced
-// early (an incident, a revocation ahead).
+// Early reports whether c's ARI window makes it due at now where the
+// lifetime rule would not have begun to: the whole window ends before the
+// earliest time the lifetime rule draws from, so the CA asks for it to be
+// replaced early (an incident, a revocation ahead). A window of the usual
+// kind, around two thirds of the lifetime (Let's Encrypt's) or up to the
+// expiry (Pebble's), is not early, wherever in it the due time falls.
 func Early(c Cert, now time.Time) bool {
-	byLifetime := c
-	byLifetime.ARI = Window{}
-	return c.ARI.Valid() && !Due(c, now, nil).After(now) && Due(byLifetime, now, nil).After(now)
+	if !c.ARI.Valid() || c.lifetime() <= 0 || Due(c, now, nil).After(now) {
+		return false
+	}
+	lo, _ := c.lifetimeRange()
+	return c.ARI.End.Before(lo)
 }
 
 // FirstARICheck returns when the CA's renewalInfo should first be fetched

@@ -321,3 +321,33 @@ func TestFirstARICheck(t *testing.T) {
 		}
 	}
 }
+
+// TestEarly: a window of the usual kind is not early, wherever in it a
+// certificate's due time falls against the lifetime rule's (a trial saw
+// "the CA asks for this certificate to be replaced early" on half of the
+// ordinary renewals); a window the CA moved wholly before the lifetime
+// rule's range is.
+func TestEarly(t *testing.T) {
+	nb := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	for serial := int64(1); serial <= 200; serial++ {
+		usual := Cert{NotBefore: nb, NotAfter: nb.Add(90 * day), Serial: big.NewInt(serial),
+			ARI: Window{Start: nb.Add(59 * day), End: nb.Add(61 * day)}}
+		if now := nb.Add(61*day + time.Minute); Early(usual, now) {
+			t.Fatalf("serial %d: a window at days 59 to 61 of 90 is early", serial)
+		}
+		// Pebble's: from issuance to expiry, for a short certificate.
+		short := Cert{NotBefore: nb, NotAfter: nb.Add(8 * time.Minute), Serial: big.NewInt(serial),
+			ARI: Window{Start: nb, End: nb.Add(8 * time.Minute)}}
+		if now := Due(short, nb, nil); Early(short, now) {
+			t.Fatalf("serial %d: a window over the whole lifetime is early", serial)
+		}
+		incident := usual
+		incident.ARI = Window{Start: nb.Add(9 * day), End: nb.Add(10 * day)}
+		if now := nb.Add(10 * day); !Early(incident, now) {
+			t.Fatalf("serial %d: a window moved to day 9 to 10 of 90 is not early", serial)
+		}
+		if now := nb.Add(8 * day); Early(incident, now) {
+			t.Fatalf("serial %d: early before the window opens", serial)
+		}
+	}
+}
