@@ -24,7 +24,9 @@ var (
 	descMinExpiry = prometheus.NewDesc("certkeeper_certificates_min_expiry_seconds",
 		"Seconds until the soonest-expiring managed certificate expires (absent with no certificates).", nil, nil)
 	descExpiring = prometheus.NewDesc("certkeeper_certificates_expiring",
-		"Certificates in memory with less than a tenth of their lifetime left, whatever that lifetime: renewal starts at a third, so renewals have failed for a long while (status's expiring).", nil, nil)
+		"Certificates in memory with less than a tenth of their lifetime left, whatever that lifetime, or already expired: renewal starts at a third, so renewals have failed for a long while (status's expiring and expired).", nil, nil)
+	descExpired = prometheus.NewDesc("certkeeper_certificates_expired",
+		"Certificates in memory past their expiry, still served while renewals fail (status's expired); counted in certkeeper_certificates_expiring too.", nil, nil)
 	descFailingFor = prometheus.NewDesc("certkeeper_renewal_failing_seconds",
 		"How long the longest-failing renewal has been failing, in seconds (0 when none fails; first issuances do not count).", nil, nil)
 	descFirstIssues = prometheus.NewDesc("certkeeper_first_issuances_failing",
@@ -48,7 +50,7 @@ type managerCollector struct {
 
 // Describe sends the descriptors of the metrics the collector makes.
 func (c *managerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descManaged, descFailing, descExpiry, descExpiryHist, descMinExpiry, descExpiring,
+	for _, d := range []*prometheus.Desc{descManaged, descFailing, descExpiry, descExpiryHist, descMinExpiry, descExpiring, descExpired,
 		descFailingFor, descFirstIssues, descHandshakes, descCached} {
 		ch <- d
 	}
@@ -86,7 +88,7 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	minLeft := math.Inf(1)
 	failing := map[string]bool{}  // primary names, as status shows them
 	renewing := map[string]bool{} // the same, less first issuances
-	firstIssues, expiring := 0, 0
+	firstIssues, expiring, expired := 0, 0, 0
 	for _, cert := range s.Certificates {
 		left := cert.NotAfter.Sub(now).Seconds()
 		if perName && len(cert.Names) > 0 {
@@ -99,7 +101,11 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		sum += left
 		minLeft = math.Min(minLeft, left)
-		if status.IsExpiring(cert.NotBefore, cert.NotAfter, now, true) {
+		switch {
+		case left <= 0: // an expiring gauge that fell to 0 at the expiry would end its alert then
+			expiring++
+			expired++
+		case status.IsExpiring(cert.NotBefore, cert.NotAfter, now, true):
 			expiring++
 		}
 		if cert.Failures > 0 && len(cert.Names) > 0 {
@@ -129,6 +135,7 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descMinExpiry, prometheus.GaugeValue, minLeft)
 	}
 	ch <- prometheus.MustNewConstMetric(descExpiring, prometheus.GaugeValue, float64(expiring))
+	ch <- prometheus.MustNewConstMetric(descExpired, prometheus.GaugeValue, float64(expired))
 	ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, float64(len(failing)))
 	ch <- prometheus.MustNewConstMetric(descFirstIssues, prometheus.GaugeValue, float64(firstIssues))
 	ch <- prometheus.MustNewConstMetric(descFailingFor, prometheus.GaugeValue, c.x.failingFor(renewing, now).Seconds())

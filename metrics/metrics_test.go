@@ -5,15 +5,18 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/metrics"
@@ -118,5 +121,48 @@ func TestHandler(t *testing.T) {
 	}
 	if n := runtime.NumGoroutine(); n > before {
 		t.Errorf("%d goroutines after Close, %d before Handler", n, before)
+	}
+}
+
+// failAfterFirst is the local CA until fail is set, then a CA that
+// refuses every order: renewals fail, as when a CA is down.
+type failAfterFirst struct {
+	*localca.CA
+	fail atomic.Bool
+}
+
+func (f *failAfterFirst) Issue(ctx context.Context, req issuer.Request) (*issuer.Certificate, error) {
+	if f.fail.Load() {
+		return nil, &issuer.Error{Issuer: f.ID(), Names: req.Names, Err: errors.New("the CA is down")}
+	}
+	return f.CA.Issue(ctx, req)
+}
+
+// TestExpiredCounted: a certificate served past its expiry while its
+// renewals fail counts as expiring and as expired, so the documented
+// alert on certkeeper_certificates_expiring goes on firing through the
+// outage (a trial saw the gauge fall to 0 at the expiry); the failures
+// logged then say it has expired, not that it expires soon.
+func TestExpiredCounted(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	iss := &failAfterFirst{CA: &localca.CA{Storage: st, Lifetime: 2 * time.Second}}
+	logs := &testsvc.Buffer{}
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{iss}, Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	defer m.Close()
+	h := metrics.Handler(m)
+	if err := m.Cert(t.Context(), "a.test"); err != nil {
+		t.Fatal(err)
+	}
+	iss.fail.Store(true)
+	time.Sleep(2500 * time.Millisecond)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{"certkeeper_certificates_expiring 1", "certkeeper_certificates_expired 1"} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics of an expired certificate lack %s", want)
+		}
+	}
+	if !strings.Contains(logs.String(), "renewal failed and the certificate has expired (served until one is renewed); will retry") {
+		t.Errorf("no renewal failure after the expiry says it has expired:\n%s", logs.String())
 	}
 }
