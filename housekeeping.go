@@ -344,6 +344,8 @@ type recordDates struct {
 	Revoked *storage.Revocation `json:"revoked"`
 	// Files marks cert issue's copy, which cert renew renews.
 	Files bool `json:"files"`
+	// RenewalWindow is the CA's window as a Manager last asked it.
+	RenewalWindow *storage.Window `json:"renewal_window"`
 }
 
 // sweepExpired checks the next batch of certificate records and deletes

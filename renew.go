@@ -376,7 +376,7 @@ func (m *Manager) scanStored(ctx context.Context) {
 		if err := json.Unmarshal(data, &d); err != nil || len(d.Names) == 0 || !now.Before(d.NotAfter) || d.Files {
 			continue // unreadable, expired (the sweep's), or cert renew's (renewStored)
 		}
-		due := renewal.Due(renewal.Cert{NotBefore: d.NotBefore, NotAfter: d.NotAfter}, now, nil)
+		due := m.storedDue(key, data, d, now)
 		if d.Revoked != nil {
 			due = now // replaced at once, not spread out
 		}
@@ -406,6 +406,27 @@ func (m *Manager) scanStored(ctx context.Context) {
 		m.logger().Info("certificates past their renewal time are renewed one at a time",
 			slog.Int("count", len(late)), slog.Duration("spacing", spacing))
 	}
+}
+
+// storedDue is when to look at the certificate stored under key (data,
+// its dates d) at start: from the CA's window kept in the record, if any,
+// else by the lifetime rule, the start of the range its due time is drawn
+// from (renewStored finds the time itself then), or, once that range has
+// begun, the due time itself, which needs the serial from the leaf. (A
+// point drawn at random, without the serial, had the start-up log count
+// certificates as late that renewStored then found not due.)
+func (m *Manager) storedDue(key string, data []byte, d recordDates, now time.Time) time.Time {
+	c := renewal.Cert{NotBefore: d.NotBefore, NotAfter: d.NotAfter}
+	if w := d.RenewalWindow; w != nil {
+		c.ARI = renewal.Window{Start: w.Start, End: w.End}
+	}
+	if at := renewal.Earliest(c, now); at.After(now) {
+		return at
+	}
+	if _, leaf, err := storage.UnmarshalCertificateLeaf(key, data); err == nil {
+		c.Serial = leaf.SerialNumber
+	}
+	return renewal.Due(c, now, nil)
 }
 
 // resumeBackoff continues, after a restart, the attempt count of a
@@ -708,7 +729,10 @@ func (m *Manager) retryLater(key string, rec *storage.Certificate, err error) {
 	// Warn while the certificate has time left; Error once it counts as
 	// expiring (status.IsExpiring) or has expired: then it needs a person.
 	level, msg := slog.LevelWarn, "renewal failed; will retry"
-	if now := time.Now(); rec != nil && (status.IsExpiring(c.NotBefore, c.NotAfter, now, true) || !now.Before(c.NotAfter)) {
+	switch now := time.Now(); {
+	case rec != nil && !now.Before(c.NotAfter):
+		level, msg = slog.LevelError, "renewal failed and the certificate has expired (served until one is renewed); will retry"
+	case rec != nil && status.IsExpiring(c.NotBefore, c.NotAfter, now, true):
 		level, msg = slog.LevelError, "renewal failed and the certificate expires soon; will retry"
 	}
 	// A certificate this node does not hold in memory (scheduled from

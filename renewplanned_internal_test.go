@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
@@ -177,5 +178,44 @@ func TestSharedWindow(t *testing.T) {
 		if _, _, _, ok := m.sharedWindow(rec, now); ok {
 			t.Errorf("%s: used, want this node to ask", what)
 		}
+	}
+}
+
+// TestStoredDue: at start, a stored certificate is looked at when its
+// due range begins, from the CA's window kept in the record rather than
+// the lifetime rule's (a trial's restart logged a certificate as late
+// that the window put hours on); once the range has begun, at the time
+// the serial draws, as renewStored and status find it.
+func TestStoredDue(t *testing.T) {
+	ctx := t.Context()
+	st := filestore.New(t.TempDir())
+	m := &Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}, Logger: slog.New(slog.DiscardHandler)}
+	t.Cleanup(func() { m.Close() })
+	if err := m.Cert(ctx, "due.test"); err != nil {
+		t.Fatal(err)
+	}
+	key, err := storage.CertificateKey("local", "due.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := st.Load(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, leaf, err := storage.UnmarshalCertificateLeaf(key, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	// Two thirds of the lifetime have passed: late by the lifetime rule.
+	d := recordDates{Names: []string{"due.test"}, NotBefore: now.Add(-80 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour)}
+	d.RenewalWindow = &storage.Window{Start: now.Add(time.Hour), End: now.Add(2 * time.Hour)}
+	if at := m.storedDue(key, data, d, now); !at.Equal(now.Add(time.Hour)) {
+		t.Errorf("window an hour on: looked at %v, want its start %v", at, now.Add(time.Hour))
+	}
+	d.RenewalWindow = &storage.Window{Start: now.Add(-time.Hour), End: now.Add(time.Hour)}
+	c := renewal.Cert{NotBefore: d.NotBefore, NotAfter: d.NotAfter, Serial: leaf.SerialNumber, ARI: renewal.Window{Start: now.Add(-time.Hour), End: now.Add(time.Hour)}}
+	if at, want := m.storedDue(key, data, d, now), renewal.Due(c, now, nil); !at.Equal(want) {
+		t.Errorf("window begun: looked at %v, want the serial's time %v", at, want)
 	}
 }
