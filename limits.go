@@ -151,7 +151,7 @@ func (m *Manager) saveLimits(ctx context.Context) {
 }
 
 // orderLimiter returns the order budget of the CA account behind issuer
-// id (Let's Encrypt's limits by default).
+// id (Let's Encrypt's limits, spent only for Let's Encrypt: takeOrder).
 func (m *Manager) orderLimiter(id string) *limit.CALimiter {
 	m.lim.mu.Lock()
 	defer m.lim.mu.Unlock()
@@ -283,13 +283,24 @@ func (m *Manager) logBudget(name string, err error) {
 // takeOrder spends one order of an ACME CA's budget (and of the
 // cluster's shared budget, Cluster.OrderLimit) before a new order;
 // an exhausted budget skips the issuer. Issuers that are not ACME CAs
-// (the local CA) have no budget. A CA's own rateLimited answer pauses the
-// budget until its Retry-After.
+// (the local CA) have no budget. The budget is Let's Encrypt's published
+// one (limit.CALimiter), for its production directory only and only
+// while Cluster.OrderLimit does not state the account's budget itself:
+// another CA's limits are its own (an internal CA may have none; a trial
+// found 300 orders per node the most any ACME CA got), and a Let's
+// Encrypt account's can be raised. Every CA's own rateLimited answer
+// pauses its orders until its Retry-After (noteIssueError).
 func (m *Manager) takeOrder(ctx context.Context, iss issuer.Issuer) error {
-	if _, ok := iss.(*acmeca.Issuer); !ok {
+	a, ok := iss.(*acmeca.Issuer)
+	if !ok {
 		return nil
 	}
-	if err := m.orderLimiter(iss.ID()).Take(); err != nil {
+	l := m.orderLimiter(iss.ID())
+	take := l.Paused
+	if (a.DirectoryURL == "" || a.DirectoryURL == acmeca.LetsEncrypt) && m.Cluster.OrderLimit <= 0 {
+		take = l.Take
+	}
+	if err := take(); err != nil {
 		return err
 	}
 	return m.takeSharedOrder(ctx, iss)

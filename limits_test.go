@@ -1,11 +1,15 @@
 package certkeeper_test
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,5 +149,47 @@ func TestDuplicateLimit(t *testing.T) {
 	}
 	if n := ca.Orders(); n != orders {
 		t.Errorf("%d orders beyond the duplicate limit, want 0", n-orders)
+	}
+}
+
+// TestOrderBudgetLetsEncryptOnly: an ACME CA other than Let's Encrypt
+// gets more new orders from one Manager than Let's Encrypt's 300 per 3
+// hours (its limits are its own, answered with rateLimited); a trial's
+// nodes stopped at 300 each against a CA without that limit.
+func TestOrderBudgetLetsEncryptOnly(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{})
+	m := &certkeeper.Manager{Policy: policy.Allowlist("*.many.test"), Storage: filestore.New(t.TempDir()),
+		Logger: slog.New(slog.DiscardHandler),
+		Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+			ChallengeOrder: []string{acmeca.TLSALPN01}}}}
+	defer m.Close()
+	serveTLS(t, m.TLSConfig(), ca.TLSPort())
+	const n = 310
+	names := make(chan string, n)
+	for i := range n {
+		names <- fmt.Sprintf("n%d.many.test", i)
+	}
+	close(names)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for range 8 {
+		wg.Go(func() {
+			for name := range names {
+				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+				_, err := m.CertificateFor(ctx, name, netip.Addr{})
+				cancel()
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("%s: %w", name, err))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Errorf("%d of %d names failed through a CA without Let's Encrypt's order limit, first: %v", len(errs), n, errs[0])
 	}
 }

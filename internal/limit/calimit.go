@@ -122,6 +122,19 @@ func (l *CALimiter) Take() error {
 	return &RateLimitError{Limit: caLimit, RetryAt: now.Add(wait)}
 }
 
+// Paused returns, while a Pause is in force, the *RateLimitError that says
+// until when; else nil. It spends nothing: for a CA whose budget is not
+// known, whose own rate-limit answers alone hold orders back.
+func (l *CALimiter) Paused() error {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Before(l.paused) {
+		return &RateLimitError{Limit: caLimit, RetryAt: l.paused}
+	}
+	return nil
+}
+
 // Wait spends one order from the budget, waiting until one is available.
 // If ctx's deadline would pass first, it returns the *RateLimitError at
 // once rather than wait in vain; if ctx ends while waiting, it returns an
