@@ -3,6 +3,7 @@ package acmeca
 import (
 	"cmp"
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,7 +42,10 @@ func (iss *Issuer) Account(ctx context.Context) (acme.Account, error) {
 	iss.acctMu.Lock()
 	defer iss.acctMu.Unlock()
 	if iss.acct != nil {
-		return *iss.acct, nil
+		if time.Since(iss.acctChecked) < cmp.Or(iss.recheckEvery, accountRecheck) {
+			return *iss.acct, nil
+		}
+		return iss.recheck(ctx), nil
 	}
 	iss.adoptSole(ctx)
 	acct, err := iss.loadAccount(ctx)
@@ -58,8 +62,84 @@ func (iss *Issuer) Account(ctx context.Context) (acme.Account, error) {
 	if err != nil {
 		return acme.Account{}, err
 	}
-	iss.acct = &acct
+	iss.acct, iss.acctChecked = &acct, time.Now()
 	return acct, nil
+}
+
+// accountRecheck is how often, at most, the account in use is compared
+// with storage (recheck).
+const accountRecheck = time.Minute
+
+// recheck compares the account in use with storage, at most once per
+// accountRecheck, with acctMu held. A storage that lost it (a Redis
+// without persistence, restarted) gets it back, so a node that starts
+// then finds it rather than registering another; an account another
+// process stored meanwhile (registered when it found none, or its key
+// rolled over) is adopted. Either way every node sharing the storage
+// orders from one account, which the CA needs for a renewal's replaces
+// (a trial's cluster split across two after Redis lost its data). A
+// storage that cannot be read keeps the account in use.
+func (iss *Issuer) recheck(ctx context.Context) acme.Account {
+	iss.acctChecked = time.Now()
+	own := *iss.acct
+	stored, err := iss.loadAccount(ctx)
+	if errors.Is(err, fs.ErrNotExist) {
+		stored, err = iss.restoreAccount(ctx, own)
+	}
+	if err != nil {
+		iss.logger().Debug("comparing the ACME account with storage", slog.String("issuer", iss.ID()), slog.Any("err", err))
+		return own
+	}
+	if stored.Location != own.Location || !samePublicKey(stored.PrivateKey, own.PrivateKey) {
+		iss.logger().Warn("storage holds another ACME account for this CA than the one in use (another process registered it, or rolled its key over); ordering from it",
+			slog.String("issuer", iss.ID()), slog.String("was", own.Location), slog.String("account", stored.Location))
+		iss.acct = &stored
+	}
+	return *iss.acct
+}
+
+// restoreAccount stores acct, the account in use, whose key or record
+// storage no longer holds, under the account lock, unless another process
+// stored one meanwhile (returned, for recheck to adopt).
+func (iss *Issuer) restoreAccount(ctx context.Context, acct acme.Account) (acme.Account, error) {
+	unlock, err := iss.Storage.Lock(ctx, storage.AccountLock(iss.ID()))
+	if err != nil {
+		return acme.Account{}, fmt.Errorf("locking account of %s: %w", iss.ID(), err)
+	}
+	defer unlock()
+	if stored, err := iss.loadAccount(ctx); !errors.Is(err, fs.ErrNotExist) {
+		return stored, err
+	}
+	recordKey, privKey, err := iss.accountKeys()
+	if err != nil {
+		return acme.Account{}, err
+	}
+	keyPEM, err := storage.MarshalPrivateKeyPEM(acct.PrivateKey)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	rec, err := json.MarshalIndent(accountRecord{Location: acct.Location, Contact: acct.Contact, Directory: iss.directory(), Created: time.Now().UTC()}, "", "\t")
+	if err != nil {
+		return acme.Account{}, err
+	}
+	if err := iss.Storage.Store(ctx, privKey, keyPEM); err != nil {
+		return acme.Account{}, fmt.Errorf("storing account key: %w", err)
+	}
+	if err := iss.Storage.Store(ctx, recordKey, rec); err != nil {
+		return acme.Account{}, fmt.Errorf("storing account record: %w", err)
+	}
+	iss.logger().Warn("the ACME account in use was missing from storage (did the storage lose its data?); stored it again",
+		slog.String("issuer", iss.ID()), slog.String("account", acct.Location))
+	return acct, nil
+}
+
+// samePublicKey reports whether a and b are keys of one public key.
+func samePublicKey(a, b crypto.Signer) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	pa, ok := a.Public().(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pa.Equal(b.Public())
 }
 
 // HasAccount reports whether the account's key is in Storage: whether
@@ -95,7 +175,7 @@ func (iss *Issuer) reregister(ctx context.Context, stale acme.Account) (acme.Acc
 	if err != nil {
 		return acme.Account{}, err
 	}
-	iss.acct = &acct
+	iss.acct, iss.acctChecked = &acct, time.Now()
 	return acct, nil
 }
 

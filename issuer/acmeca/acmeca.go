@@ -185,6 +185,10 @@ type Issuer struct {
 
 	acctMu sync.Mutex    // guards acct; held while registering
 	acct   *acme.Account // the account in use, once known
+	// acctChecked is when acct was last compared with storage (recheck);
+	// recheckEvery, set by tests, replaces accountRecheck.
+	acctChecked  time.Time
+	recheckEvery time.Duration
 
 	// sole is the record and key of the account an Issuer without Email
 	// orders with when storage holds only that one at the CA (adoptSole).

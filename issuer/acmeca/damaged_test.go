@@ -4,10 +4,12 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/storage"
+	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 // TestDamagedAccountFiles: a stored account record that does not decode
@@ -66,5 +68,64 @@ func TestDamagedAccountFiles(t *testing.T) {
 	}
 	if n := e.ca.Accounts(); n != 1 {
 		t.Errorf("the CA has %d accounts, want the first one only", n)
+	}
+}
+
+// TestAccountRestoredToStorage: an issuer whose account storage lost (a
+// Redis without persistence, restarted) stores it again at its next use,
+// so another node finds it rather than registering a second account; and
+// one that finds another account stored (registered by a node that found
+// none) orders from that one. A cluster trial's nodes split across two
+// accounts, and renewals from the wrong one were refused their replaces.
+func TestAccountRestoredToStorage(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	ctx := t.Context()
+	iss := e.issuer(acmeca.HTTP01)
+	acmeca.SetRecheckEvery(iss, time.Nanosecond)
+	first, err := iss.Account(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recordKey, err := storage.AccountKey(iss.ID(), iss.Email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privKey, err := storage.AccountPrivateKey(iss.ID(), iss.Email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{recordKey, privKey} {
+		if err := e.storage.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := iss.Account(ctx); err != nil || got.Location != first.Location {
+		t.Fatalf("Account after storage lost it = %q, %v; want %q", got.Location, err, first.Location)
+	}
+	if got, err := e.issuer(acmeca.HTTP01).Account(ctx); err != nil || got.Location != first.Location {
+		t.Errorf("another node's Account after the first stored it again = %q, %v; want %q", got.Location, err, first.Location)
+	}
+	if n := e.ca.Accounts(); n != 1 {
+		t.Errorf("%d accounts at the CA, want 1: storage got the account back before anyone registered", n)
+	}
+
+	// Another account in storage, as a node that found none registers.
+	other := e.issuer(acmeca.HTTP01)
+	other.Storage = filestore.New(t.TempDir())
+	second, err := other.Account(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{recordKey, privKey} {
+		data, err := other.Storage.Load(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.storage.Store(ctx, k, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := iss.Account(ctx); err != nil || got.Location != second.Location {
+		t.Errorf("Account with another account stored = %q, %v; want that one, %q", got.Location, err, second.Location)
 	}
 }

@@ -1,0 +1,7 @@
+package acmeca
+
+import "time"
+
+// SetRecheckEvery makes iss compare its account with storage every d
+// (accountRecheck) rather than every minute.
+func SetRecheckEvery(iss *Issuer, d time.Duration) { iss.recheckEvery = d }
