@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
@@ -142,5 +144,50 @@ func TestManyFailingNames(t *testing.T) {
 	m2 := newManager()
 	if _, err := m2.GetCertificate(&tls.ClientHelloInfo{ServerName: newest}); !errors.Is(err, certkeeper.ErrFailedRecently) {
 		t.Errorf("the newest failing name after a restart: %v, want ErrFailedRecently", err)
+	}
+}
+
+// stallingCA is the local CA until stall is set; then each Issue waits
+// for its context to end, as an order to a CA that hangs.
+type stallingCA struct {
+	*localca.CA
+	stall   atomic.Bool
+	stalled chan struct{} // closed when an Issue stalls
+	once    sync.Once
+}
+
+func (c *stallingCA) Issue(ctx context.Context, req issuer.Request) (*issuer.Certificate, error) {
+	if !c.stall.Load() {
+		return c.CA.Issue(ctx, req)
+	}
+	c.once.Do(func() { close(c.stalled) })
+	<-ctx.Done()
+	return nil, &issuer.Error{Issuer: c.ID(), Names: req.Names, Err: fmt.Errorf("finalizing order: %w", ctx.Err())}
+}
+
+// TestCloseDuringRenewalNoFailure: a renewal cut short by Close (SIGTERM
+// to the proxy) is no failure: nothing is stored for status, whose entry
+// for the certificate stays as it was (a trial found it failing, with a
+// next attempt, after a restart).
+func TestCloseDuringRenewalNoFailure(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	ca := &stallingCA{CA: &localca.CA{Storage: st, Lifetime: 4 * time.Second}, stalled: make(chan struct{})}
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{ca}, Logger: slog.New(slog.DiscardHandler)}
+	if err := m.Cert(t.Context(), "closing.test"); err != nil {
+		t.Fatal(err)
+	}
+	ca.stall.Store(true)
+	select {
+	case <-ca.stalled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no renewal within 10 s of a 4-second certificate")
+	}
+	m.Close()
+	certs, err := status.Read(t.Context(), st, time.Now())
+	if err != nil || len(certs) != 1 {
+		t.Fatalf("status.Read: %v, %v", certs, err)
+	}
+	if c := certs[0]; c.LastError != "" || c.State == status.Failing {
+		t.Errorf("after Close cut a renewal short, status shows %s: %q", c.State, c.LastError)
 	}
 }

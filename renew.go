@@ -705,6 +705,12 @@ func (m *Manager) refusedByPolicy(ctx context.Context, key string, rec *storage.
 // retryLater schedules the next attempt after a failed renewal, honouring
 // a CA's Retry-After, and reports it.
 func (m *Manager) retryLater(key string, rec *storage.Certificate, err error) {
+	if m.ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// Cut short by Close: no failure of the renewal's to store, log
+		// or alert on (a trial's SIGTERM left one in status); the next
+		// start renews it.
+		return
+	}
 	m.renew.mu.Lock()
 	m.renew.attempts[key]++
 	attempt := m.renew.attempts[key]
