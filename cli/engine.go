@@ -47,6 +47,7 @@ type engineConfig struct {
 	OrderLimit   string `yaml:"order_limit" arg:"N/DURATION" help:"N/DURATION: at most N new orders per DURATION per CA account, counted in --storage\nfor every node sharing it (e.g. 10/1m; default: only the CA's own limits)"`
 	MaxConns     int    `yaml:"max_conns" arg:"N" default:"10000" help:"N connections each listener keeps open at once at most; one more is closed at once"`
 	MaxPerClient int    `yaml:"max_conns_per_client" arg:"N" default:"1000" help:"N of them at most from one client address (an IPv6 /64); raise it behind a load balancer\nthat hides client addresses"`
+	CacheSize    int    `yaml:"cache_size" arg:"N" default:"10000" help:"hold at most N certificates in memory (a few KB each), served without storage; more are\nloaded from --storage at their handshake, and renewed all the same"`
 	RSAFallback  bool   `yaml:"rsa_fallback" help:"also obtain RSA certificates, for clients that cannot use ECDSA"`
 	RequireOwn   bool   `yaml:"require_own_ip" help:"obtain certificates only for names that resolve to this host's own public addresses"`
 	// OwnIPPrivate lets loopback, link-local and private addresses count
@@ -206,15 +207,17 @@ func (c *engineConfig) settings(env *Env, fe frontEnd) (*engine.Settings, error)
 	if err != nil {
 		errs = append(errs, usagef("--client-limit: %v", err))
 	}
-	if n, flag := min(c.MaxConns, c.MaxPerClient), "--max-conns"; n < 0 {
+	if n, flag := min(c.MaxConns, c.MaxPerClient, c.CacheSize), "--max-conns"; n < 0 {
 		if c.MaxPerClient < 0 {
 			flag += "-per-client"
+		} else if c.CacheSize < 0 {
+			flag = "--cache-size"
 		}
 		errs = append(errs, usagef("%s %d: must be at least 1 (0 keeps the default; raise a limit rather than remove it)", flag, n))
 	}
 	s := &engine.Settings{ClientLimit: clientLimit, ClientWindow: clientWindow, CAs: c.CA, KeyType: keyType, Challenges: c.Challenge, TLSALPN01: fe.alpn, HTTP01: fe.http01,
 		DNSResolver: c.DNS.resolver(), Wildcards: c.Wildcards, RSAFallback: c.RSAFallback, CertFileCheck: c.CertFileCheck,
-		OrderLimit: orderLimit, OrderWindow: orderWindow, UserAgent: fe.userAgent}
+		OrderLimit: orderLimit, OrderWindow: orderWindow, UserAgent: fe.userAgent, CacheSize: c.CacheSize}
 	if s.DNS01, err = c.dnsSolver(env); err != nil {
 		errs = append(errs, err)
 	}

@@ -19,7 +19,7 @@ var flagGroups = []cmdline.HelpGroup{
 		"dns-exec-mode", "dns-api-url", "dns-api-key-file", "dns-resolver", "dns-zone", "dns-setting", "dns-setting-file", "dns-check-port", "dns-timeout",
 		"dns-no-check"}},
 	{Title: "Listeners", Flags: []string{"tls-addr", "http-addr", "tls-alpn-addr", "listen", "addr", "api-cert", "client-ca", "token-file", "no-auth",
-		"issue-timeout", "max-ttl", "proxy-protocol", "proxy-protocol-from", "max-conns", "max-conns-per-client", "idle-timeout", "drain", "no-ipv6", "alpn", "pidfile"}},
+		"issue-timeout", "max-ttl", "proxy-protocol", "proxy-protocol-from", "max-conns", "max-conns-per-client", "cache-size", "idle-timeout", "drain", "no-ipv6", "alpn", "pidfile"}},
 	{Title: "Backends", Flags: []string{"backend", "route", "backend-ca", "fallback"}},
 	{Title: "Firewall", Flags: []string{"iptables", "iptables-output", "rulespec"}},
 	{Title: "Storage", Flags: []string{"storage", "storage-key-file", "storage-password-file", "to-key-file", "to-password-file",

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -164,5 +165,29 @@ func TestServerMetrics(t *testing.T) {
 				t.Errorf("http://%s/metrics: certkeeper_api_requests_total%v = %v (%v), want 1", where, labels, v, ok)
 			}
 		}
+	}
+}
+
+// TestProxyCacheSize: --cache-size bounds the certificates the proxy
+// holds in memory, whatever the number of names it serves (a cluster
+// trial found no flag for it); a negative one is refused.
+func TestProxyCacheSize(t *testing.T) {
+	if r := ck(t, 30*time.Second, "proxy", "--check-config", "--cache-size", "-1"); r.code != 1 || !strings.Contains(r.stderr, "--cache-size -1: must be at least 1") {
+		t.Errorf("--check-config --cache-size -1: exit %d, stderr %q; want 1 and the flag named", r.code, r.stderr)
+	}
+	back := newBackend(t, "hello")
+	port, metricsAddr := testsvc.FreePort(t), "127.0.0.1:"+strconv.Itoa(testsvc.FreePort(t))
+	startProxy(t, "--tls-addr", "127.0.0.1:"+strconv.Itoa(port), "--backend", back.url, "--allow", "*.cache.test", "--ca", "local",
+		"--storage", t.TempDir(), "--metrics-addr", metricsAddr, "--cache-size", "2")
+	for i := range 5 {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", "127.0.0.1:"+strconv.Itoa(port),
+			&tls.Config{ServerName: "n" + strconv.Itoa(i) + ".cache.test", InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+	}
+	if got, ok := metricValue(scrape(t, "http://"+metricsAddr+"/metrics"), "certkeeper_cache_certificates", nil); !ok || got < 1 || got > 2 {
+		t.Errorf("certkeeper_cache_certificates after 5 names with --cache-size 2 = %v (%v), want 1 or 2", got, ok)
 	}
 }

@@ -74,6 +74,9 @@ type Settings struct {
 	// window); zero means the Manager's default (Manager.ClientLimit).
 	ClientLimit  int
 	ClientWindow time.Duration
+	// CacheSize bounds the certificates held in memory
+	// (Manager.CacheSize); zero means the Manager's default, 10,000.
+	CacheSize int
 	// UserAgent is appended to the User-Agent of the ACME requests
 	// ("proxy", "server"); it replaces Account.UserAgent.
 	UserAgent string
@@ -194,6 +197,7 @@ func (s *Settings) Manager(st storage.Storage) (*certkeeper.Manager, error) {
 		KeyType:       s.KeyType,
 		CertFiles:     s.CertFiles,
 		CertFileCheck: s.CertFileCheck,
+		CacheSize:     s.CacheSize,
 		Logger:        s.Account.Logger,
 		Cluster:       certkeeper.Cluster{OrderLimit: s.OrderLimit, OrderWindow: s.OrderWindow},
 	}
