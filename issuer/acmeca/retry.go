@@ -132,8 +132,13 @@ func isProblem(err error, typ string) bool {
 }
 
 // transient reports whether a failed step may succeed if sent again: a bad
-// nonce the library gave up on, a CA-side 5xx, or a network failure.
-// Context errors and every other ACME problem are final.
+// nonce the library gave up on, a CA-side 5xx, or a network failure other
+// than a timeout. Context errors and every other ACME problem are final,
+// and so is a timeout: a CA that did not answer within the HTTP client's
+// time (a TLS handshake in 10 s, an answer in 30) hangs, the acme package
+// has sent the request three times already, and each round more kept a
+// renewal silent for half a minute (a trial's CA, stopped with SIGSTOP,
+// was reported 2m13s after the renewal's start).
 func transient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
@@ -143,7 +148,7 @@ func transient(err error) bool {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) {
-		return true
+		return !ne.Timeout()
 	}
 	var oe *net.OpError
 	if errors.As(err, &oe) {

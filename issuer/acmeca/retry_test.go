@@ -94,3 +94,37 @@ func TestDoGivesUp(t *testing.T) {
 		t.Errorf("a final problem was tried %d times, want 1", calls)
 	}
 }
+
+// TestTLSHandshakeTimeoutFinal: a CA that accepts connections and never
+// completes a TLS handshake (a process stopped with SIGSTOP) times the
+// request out, and that timeout is not retried within the step: each
+// retry waited the handshake timeout again (the acme package tries a
+// request three times itself), and a trial's renewal said nothing for
+// 2m13s.
+func TestTLSHandshakeTimeoutFinal(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{TLSHandshakeTimeout: 200 * time.Millisecond}}
+	_, err = client.Get("https://" + ln.Addr().String() + "/dir")
+	if err == nil {
+		t.Fatal("a TLS handshake nobody answers succeeded")
+	}
+	if transient(err) {
+		t.Errorf("transient(%v) = true: a hung CA's timeout would be waited again", err)
+	}
+	if !isNetworkError(err) {
+		t.Errorf("isNetworkError(%v) = false: a hung CA must be ErrUnreachable", err)
+	}
+}
