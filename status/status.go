@@ -10,8 +10,11 @@
 package status
 
 import (
+	"path"
 	"strings"
 	"time"
+
+	"github.com/certkeeper/certkeeper/storage"
 )
 
 // The states of a certificate, from good to bad.
@@ -74,7 +77,15 @@ type Cert struct {
 
 // Covers reports whether s is a certificate for name (normalised): one of
 // its names is name, or a wildcard *.ZONE covers it (one label under ZONE).
+// An entry without names (a damaged record) is for the name its storage
+// key is built from (storage.CertificateKeyVariant).
 func (s Cert) Covers(name string) bool {
+	if len(s.Names) == 0 {
+		seg, err := storage.NameSegment(name)
+		base := strings.TrimSuffix(path.Base(s.Key), ".json")
+		return err == nil && strings.HasPrefix(s.Key, storage.CertificatePrefix("")) &&
+			(base == seg || strings.HasPrefix(base, seg+"_") && !strings.Contains(base[len(seg):], "."))
+	}
 	_, zone, _ := strings.Cut(name, ".")
 	for _, n := range s.Names {
 		if n == name || zone != "" && n == "*."+zone {

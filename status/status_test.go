@@ -77,7 +77,7 @@ func TestArrayWriter(t *testing.T) {
 
 // TestCovers: a certificate is for one of its names, and for a name one
 // label under a wildcard among them; not for the wildcard's zone itself
-// or a deeper name.
+// or a deeper name. A damaged record is for the name of its key.
 func TestCovers(t *testing.T) {
 	c := status.Cert{Names: []string{"a.test", "*.b.test"}}
 	for name, want := range map[string]bool{
@@ -86,6 +86,15 @@ func TestCovers(t *testing.T) {
 	} {
 		if got := c.Covers(name); got != want {
 			t.Errorf("%v covers %s: %v, want %v", c.Names, name, got, want)
+		}
+	}
+	// A damaged record has no names: its key says whose it is.
+	for key, want := range map[string]bool{
+		"certificates/local/a.test.json": true, "certificates/local/a.test_rsa.json": true,
+		"certificates/local/b.a.test.json": false, "certificates/local/a.test.x.json": false, "state/a.test.json": false,
+	} {
+		if got := (status.Cert{Key: key, State: status.Damaged}).Covers("a.test"); got != want {
+			t.Errorf("damaged record %s covers a.test: %v, want %v", key, got, want)
 		}
 	}
 }
