@@ -104,8 +104,8 @@ func (l *CALimiter) Take() error {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now.Before(l.paused) {
-		return &RateLimitError{Limit: caLimit, RetryAt: l.paused}
+	if err := l.pausedAt(now); err != nil {
+		return err
 	}
 	lim := l.limiter()
 	if lim.AllowN(now, 1) {
@@ -126,9 +126,13 @@ func (l *CALimiter) Take() error {
 // until when; else nil. It spends nothing: for a CA whose budget is not
 // known, whose own rate-limit answers alone hold orders back.
 func (l *CALimiter) Paused() error {
-	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.pausedAt(time.Now())
+}
+
+// pausedAt is Paused at now, with mu held.
+func (l *CALimiter) pausedAt(now time.Time) error {
 	if now.Before(l.paused) {
 		return &RateLimitError{Limit: caLimit, RetryAt: l.paused}
 	}

@@ -25,15 +25,7 @@ func TestDamagedAccountFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.ca.WaitFor(t, "one account", func() bool { return e.ca.Accounts() == 1 })
-	iss := e.issuer(acmeca.HTTP01)
-	recordKey, err := storage.AccountKey(iss.ID(), iss.Email)
-	if err != nil {
-		t.Fatal(err)
-	}
-	privKey, err := storage.AccountPrivateKey(iss.ID(), iss.Email)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recordKey, privKey := accountKeys(t, e.issuer(acmeca.HTTP01))
 	record, err := e.storage.Load(ctx, recordKey)
 	if err != nil {
 		t.Fatal(err)
@@ -86,14 +78,7 @@ func TestAccountRestoredToStorage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recordKey, err := storage.AccountKey(iss.ID(), iss.Email)
-	if err != nil {
-		t.Fatal(err)
-	}
-	privKey, err := storage.AccountPrivateKey(iss.ID(), iss.Email)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recordKey, privKey := accountKeys(t, iss)
 	for _, k := range []string{recordKey, privKey} {
 		if err := e.storage.Delete(ctx, k); err != nil {
 			t.Fatal(err)
@@ -128,4 +113,18 @@ func TestAccountRestoredToStorage(t *testing.T) {
 	if got, err := iss.Account(ctx); err != nil || got.Location != second.Location {
 		t.Errorf("Account with another account stored = %q, %v; want that one, %q", got.Location, err, second.Location)
 	}
+}
+
+// accountKeys are the storage keys of iss's account record and key.
+func accountKeys(t *testing.T, iss *acmeca.Issuer) (recordKey, privKey string) {
+	t.Helper()
+	recordKey, err := storage.AccountKey(iss.ID(), iss.Email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privKey, err = storage.AccountPrivateKey(iss.ID(), iss.Email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recordKey, privKey
 }
