@@ -192,8 +192,10 @@ func TestARIAskedOncePerCluster(t *testing.T) {
 	const watch = 4 * time.Second
 	time.Sleep(watch)
 	asked := proxy.Count("renewal-info") - before
-	// One node asking per interval is 10; each asking, 30.
-	if perNode := int(watch / every); asked > perNode*3/2 || asked == 0 {
+	// One node asking per interval is 10; each asking, 30. Under load
+	// (-race, a busy CI machine) a slow store lets another node ask now
+	// and then: fewer than two nodes' worth is the bound.
+	if perNode := int(watch / every); asked >= 2*perNode || asked == 0 {
 		t.Errorf("three nodes asked the CA for the window %d times in %v at a check every %v: want about %d (one node's), not %d (every node's)",
 			asked, watch, every, perNode, 3*perNode)
 	}
