@@ -168,15 +168,19 @@ func (p *Printer) Finish(where, note string) error {
 }
 
 // RetryNote says when a failed attempt is tried again, with times
-// formatted by format: "next attempt T", or for a first issuance that
-// waits for a handshake, "tried again when a handshake asks for it" (from
-// T, when T is still to come). It is "" when nothing failed.
+// formatted by format: "next attempt T" ("next attempt due since T" once
+// T has passed: a running certkeeper is at it, or will be at its next
+// start), or for a first issuance that waits for a handshake, "tried
+// again when a handshake asks for it" (from T, when T is still to come).
+// It is "" when nothing failed.
 func (s Cert) RetryNote(now time.Time, format func(time.Time) string) string {
 	switch {
 	case s.FirstIssue && s.NextRenewal.IsZero() && s.RetryAt.After(now):
 		return "tried again when a handshake asks for it, from " + format(s.RetryAt)
 	case s.FirstIssue && s.NextRenewal.IsZero():
 		return "tried again when a handshake asks for it"
+	case !s.RetryAt.IsZero() && s.RetryAt.Before(now): // in progress, or due at the next start
+		return "next attempt due since " + format(s.RetryAt)
 	case !s.RetryAt.IsZero():
 		return "next attempt " + format(s.RetryAt)
 	}

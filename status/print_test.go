@@ -17,9 +17,12 @@ func TestPrinter(t *testing.T) {
 		{Names: []string{"a.test", "b.test"}, Issuer: "acme", NotAfter: at, NextRenewal: at, State: status.Fine},
 		{Names: []string{"c.test"}, Issuer: "acme", State: status.Failing, LastError: "rate limited", RetryAt: at},
 		{Names: []string{"d.test"}, Key: "certificates/x/d.test.json", State: status.Damaged, LastError: "bad json"},
+		// Its next attempt has come: in progress (a CA that hangs), or
+		// due at the next start; not "next attempt" in the past.
+		{Names: []string{"e.test"}, Issuer: "acme", State: status.Failing, LastError: "timeout", RetryAt: at.Add(-2 * time.Hour)},
 	}
 	var b strings.Builder
-	p := &status.Printer{W: &b, Where: func(key string) string { return key + " (file /s/" + key + ")" }}
+	p := &status.Printer{W: &b, Now: at.Add(-time.Hour), Where: func(key string) string { return key + " (file /s/" + key + ")" }}
 	for _, s := range entries {
 		if err := p.Add(s); err != nil {
 			t.Fatal(err)
@@ -33,6 +36,7 @@ func TestPrinter(t *testing.T) {
 		"a.test,b.test               acme    2026-01-02T03:04:05Z  2026-01-02T03:04:05Z  -          fine\n",
 		"\nc.test: rate limited (next attempt 2026-01-02T03:04:05Z)\n",
 		"\ncertificates/x/d.test.json: bad json\n",
+		"\ne.test: timeout (next attempt due since 2026-01-02T01:04:05Z)\n",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
