@@ -743,11 +743,11 @@ func (m *Manager) retryLater(key string, rec *storage.Certificate, err error) {
 	}
 	// A certificate this node does not hold in memory (scheduled from
 	// storage, and storage unreadable) has no names or dates here: its
-	// key says which it is, and no zero not_after says it expired in
-	// year 1.
-	attrs := []any{slog.Any("names", names), slog.String("key", key), slog.Int("attempt", attempt), slog.Time("retry_at", next)}
+	// key says which it is, and no empty names nor zero not_after says
+	// it expired in year 1.
+	attrs := []any{slog.String("key", key), slog.Int("attempt", attempt), slog.Time("retry_at", next)}
 	if rec != nil {
-		attrs = append(attrs, slog.Time("not_after", c.NotAfter))
+		attrs = append([]any{slog.Any("names", names)}, append(attrs, slog.Time("not_after", c.NotAfter))...)
 	}
 	m.logger().Log(context.Background(), level, msg, append(attrs, slog.Any("err", err))...)
 	m.emit(Event{Kind: RenewalFailed, Names: names, NotAfter: c.NotAfter, Retry: next, Err: err})
