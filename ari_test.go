@@ -214,3 +214,46 @@ func TestARIAskedOncePerCluster(t *testing.T) {
 		t.Errorf("%d orders for the certificate whose window the CA moved to the past, want 1 for the cluster", n)
 	}
 }
+
+// TestIssuedWindowKept: the renewal window the CA gives with a new
+// certificate (the ARI request of its download) is kept in its record at
+// once, with a next check twice a day on: status plans from it from the
+// start, and no node sharing the storage asks the CA again before then
+// (a cluster trial counted one request per node for each new
+// certificate).
+func TestIssuedWindowKept(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{})
+	proxy := testca.NewFaultProxy(t, ca)
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: proxy.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+		ChallengeOrder: []string{acmeca.TLSALPN01}}}}
+	defer m.Close()
+	serveTLS(t, m.TLSConfig(), ca.TLSPort())
+	if err := m.Cert(t.Context(), "kept.test"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	certs, err := status.Read(t.Context(), st, now)
+	if err != nil || len(certs) != 1 {
+		t.Fatalf("status.Read: %d certificates, %v", len(certs), err)
+	}
+	data, err := st.Load(t.Context(), certs[0].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := storage.UnmarshalCertificate(certs[0].Key, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := rec.RenewalWindow
+	if w == nil || !w.End.After(w.Start) || w.NextCheck.Before(now.Add(time.Hour)) || w.NextCheck.After(now.Add(12*time.Hour+time.Minute)) {
+		t.Fatalf("record's renewal window after issuance = %+v; want the CA's, next checked within 12 hours (Pebble's Retry-After: 6)", w)
+	}
+	if n := certs[0].NextRenewal; n.Before(w.Start) || n.After(w.End) {
+		t.Errorf("status plans the renewal at %v, outside the CA's window %v to %v", n, w.Start, w.End)
+	}
+	if n := proxy.Count("renewal-info"); n != 1 {
+		t.Errorf("%d requests for the window, want 1 (the download's)", n)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/internal/timeline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/storage"
@@ -57,6 +58,14 @@ type IssueRequest struct {
 
 	// Progress, if set, receives the issuer's steps (issuer.Request).
 	Progress func(step string)
+
+	// NextARICheck, if set, is when the renewal window the CA gave with
+	// the certificate (issuer.Certificate.RenewalWindow) is to be asked
+	// again, given when it was given and the CA's Retry-After; nil means
+	// twice a day (renewal.NextARICheck). The window is kept in the
+	// record with that next check (storage.Window.NextCheck): no Manager
+	// sharing the storage asks the CA for it before then.
+	NextARICheck func(now, retryAfter time.Time) time.Time
 }
 
 // Issued is a certificate Issue obtained.
@@ -147,6 +156,7 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 		KeyType: string(issuer.KeyTypeOf(cert.Leaf.PublicKey)),
 		Profile: cert.Profile, URL: cert.URL, Account: cert.Account, Email: email,
 		Variant: req.Variant, OnDemand: req.OnDemand, Files: req.Files, Obtained: time.Now().UTC(),
+		RenewalWindow: issuedWindow(cert.RenewalWindow, req.NextARICheck),
 	}
 	got := &Issued{Record: rec, Certificate: cert}
 	if req.CSR != nil {
@@ -170,6 +180,20 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 	timeline.Mark(ctx, "store")
 	pending.done(ctx, st)
 	return got, nil
+}
+
+// issuedWindow is the record's renewal window for the one the CA gave with
+// a new certificate (w, nil if none), checked again at next's time.
+func issuedWindow(w *issuer.Window, next func(now, retryAfter time.Time) time.Time) *storage.Window {
+	if w == nil || !w.End.After(w.Start) {
+		return nil
+	}
+	if next == nil {
+		next = func(now, retryAfter time.Time) time.Time {
+			return renewal.NextARICheck(now, retryAfter, time.Time{}, nil)
+		}
+	}
+	return &storage.Window{Start: w.Start.UTC(), End: w.End.UTC(), NextCheck: next(time.Now(), w.RetryAfter).UTC(), ExplanationURL: w.ExplanationURL}
 }
 
 // pendingMaxAge is how old a pending order may be and still be resumed: a

@@ -270,6 +270,9 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 		Names: names, Issuers: m.chainFor(names, prev != nil), KeyType: m.keyTypeFor(names[0], variant),
 		Replaces: prev, Email: m.Email, Variant: variant, OnDemand: onDemand,
 		ReplacesRecord: prevRec,
+		NextARICheck: func(now, retryAfter time.Time) time.Time {
+			return m.ariCheck(now, retryAfter, time.Time{}, false)
+		},
 	})
 	var unstored *UnstoredError
 	if errors.As(err, &unstored) {

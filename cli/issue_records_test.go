@@ -22,7 +22,8 @@ import (
 // the Manager's renewal, cert issue and cert renew — into one storage and
 // compares the stored records field by field: they all come from
 // certkeeper.Issue, so only what belongs to one issuance (chain, key,
-// dates, certificate URL), OnDemand (how the name came in) and Files
+// dates, certificate URL, the CA's renewal window and when it is asked
+// again), OnDemand (how the name came in) and Files
 // (cert issue's and cert renew's copies, which cert renew renews) may
 // differ.
 func TestIssuedRecordsEqual(t *testing.T) {
@@ -140,8 +141,8 @@ func TestIssuedRecordsEqual(t *testing.T) {
 func normalized(t *testing.T, path string, rec *storage.Certificate) *storage.Certificate {
 	t.Helper()
 	c := *rec
-	if len(c.ChainPEM) == 0 || len(c.KeyPEM) == 0 || c.URL == "" || c.Obtained.IsZero() {
-		t.Errorf("%s: chain, key, URL or Obtained missing", path)
+	if len(c.ChainPEM) == 0 || len(c.KeyPEM) == 0 || c.URL == "" || c.Obtained.IsZero() || c.RenewalWindow == nil {
+		t.Errorf("%s: chain, key, URL, Obtained or the CA's renewal window missing", path)
 	}
 	if _, err := c.TLSCertificate(); err != nil {
 		t.Errorf("%s: %v", path, err)
@@ -150,5 +151,6 @@ func normalized(t *testing.T, path string, rec *storage.Certificate) *storage.Ce
 		t.Errorf("%s: lifetime %s, want the short profile's 10 s", path, life)
 	}
 	c.ChainPEM, c.KeyPEM, c.URL, c.Obtained, c.NotBefore, c.NotAfter, c.OnDemand, c.Files = nil, nil, "", time.Time{}, time.Time{}, time.Time{}, false, false
+	c.RenewalWindow = nil
 	return &c
 }

@@ -97,6 +97,19 @@ type Certificate struct {
 	Account string
 	// Profile is the ACME profile it was ordered with, if any.
 	Profile string
+	// RenewalWindow is the renewal window the CA suggested for it as it
+	// was issued (ACME Renewal Information, RFC 9773), if it offered one.
+	RenewalWindow *Window
+}
+
+// Window is a CA's suggested renewal window (RFC 9773): renew at some
+// time from Start to End.
+type Window struct {
+	Start, End time.Time
+	// ExplanationURL is the CA's page about the window, if any.
+	ExplanationURL string
+	// RetryAfter is when the CA asks to be asked again, if it said.
+	RetryAfter time.Time
 }
 
 // Error is the error every issuer returns: what it was asked for, who

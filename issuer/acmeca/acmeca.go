@@ -469,13 +469,27 @@ func (iss *Issuer) certificate(ctx context.Context, client *acme.Client, acct ac
 		return nil, fmt.Errorf("certificate from %s: %w", final.Certificate, err)
 	}
 	return &issuer.Certificate{
-		ChainPEM: chain.ChainPEM,
-		Leaf:     leaf,
-		Issuer:   iss.ID(),
-		URL:      final.Certificate,
-		Account:  acct.Location,
-		Profile:  final.Profile,
+		ChainPEM:      chain.ChainPEM,
+		Leaf:          leaf,
+		Issuer:        iss.ID(),
+		URL:           final.Certificate,
+		Account:       acct.Location,
+		Profile:       final.Profile,
+		RenewalWindow: window(chain.RenewalInfo),
 	}, nil
+}
+
+// window is the renewal window acme's download asked for the chain (ri),
+// if the CA offered one.
+func window(ri *acme.RenewalInfo) *issuer.Window {
+	if ri == nil || !ri.HasWindow() {
+		return nil
+	}
+	w := &issuer.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End, ExplanationURL: ri.ExplanationURL}
+	if ri.RetryAfter != nil {
+		w.RetryAfter = *ri.RetryAfter
+	}
+	return w
 }
 
 // resume fetches req.Resume, an order a previous attempt finalized, and
