@@ -3,6 +3,7 @@ package certkeeper_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -226,8 +227,9 @@ func TestIssuedWindowKept(t *testing.T) {
 	ca := testca.Start(t, testca.Options{})
 	proxy := testca.NewFaultProxy(t, ca)
 	st := filestore.New(t.TempDir())
+	logs := &testsvc.Buffer{}
 	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: proxy.DirectoryURL(), HTTPClient: ca.HTTPClient(),
-		ChallengeOrder: []string{acmeca.TLSALPN01}}}}
+		ChallengeOrder: []string{acmeca.TLSALPN01}}}, Logger: slog.New(slog.NewJSONHandler(logs, nil))}
 	defer m.Close()
 	serveTLS(t, m.TLSConfig(), ca.TLSPort())
 	if err := m.Cert(t.Context(), "kept.test"); err != nil {
@@ -255,5 +257,19 @@ func TestIssuedWindowKept(t *testing.T) {
 	}
 	if n := proxy.Count("renewal-info"); n != 1 {
 		t.Errorf("%d requests for the window, want 1 (the download's)", n)
+	}
+	// The log's renew_at is the time status shows (a trial saw them differ).
+	var line struct {
+		RenewAt time.Time `json:"renew_at"`
+	}
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, `"msg":"certificate obtained"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !line.RenewAt.Equal(certs[0].NextRenewal) {
+		t.Errorf("certificate obtained, renew_at %v; status plans %v", line.RenewAt, certs[0].NextRenewal)
 	}
 }
