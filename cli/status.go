@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
@@ -39,8 +40,10 @@ func statusCmd() *Command {
 				return err
 			}
 			p := &status.Printer{JSON: asJSON, Check: check, Only: only}
-			if err = showStatus(ctx, env, sf, certFiles, p); err == nil && !check && len(p.Missing()) > 0 {
-				return exitStatus(1) // said by the output
+			if err = showStatus(ctx, env, sf, certFiles, p); err == nil && !check && len(p.Missing()) > 0 && asJSON {
+				return fmt.Errorf("no certificate for %s in %s", strings.Join(p.Missing(), ", "), sf.where()) // the JSON cannot say it
+			} else if err == nil && !check && len(p.Missing()) > 0 {
+				return exitStatus(1) // said by the table
 			}
 			if check && err != nil && !errors.As(err, new(*usageError)) {
 				fmt.Fprint(env.Stdout, status.CheckUnknownLine(err))

@@ -377,6 +377,10 @@ func TestStatusNames(t *testing.T) {
 	if r.code != 2 || r.stdout != "CERTKEEPER CRITICAL - 1 missing of 1 certificate(s) asked for\nmissing.test: no certificate\n" {
 		t.Errorf("status --nagios missing.test: exit %d, want 2 CRITICAL naming it\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	r = ck(t, 30*time.Second, "status", "--json", "--storage", dir, "missing.test")
+	if r.code != 1 || strings.TrimSpace(r.stdout) != "[]" || !strings.Contains(r.stderr, "no certificate for missing.test in "+dir) {
+		t.Errorf("status --json missing.test: exit %d, want 1, [] and the name on stderr\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	r = ck(t, 30*time.Second, "status", "--json", "--storage", dir, statusfill.Name(0))
 	var list []status.Cert
 	if err := json.Unmarshal([]byte(r.stdout), &list); r.code != 0 || err != nil || len(list) != 1 || list[0].Names[0] != statusfill.Name(0) {

@@ -33,7 +33,9 @@ type Printer struct {
 	Check bool
 	// Only, if set, limits the entries to the certificates for these
 	// names (normalised): one of a certificate's names, or a wildcard
-	// that covers it. A name no entry covers is reported by Finish (in a
+	// that covers it. Damaged records are listed all the same: one may
+	// hold a certificate for a name. A name no certificate covers (none,
+	// or only a failing first issuance) is reported by Finish (in a
 	// check, as CRITICAL) and by Missing.
 	Only []string
 
@@ -52,7 +54,7 @@ const printChunk = 1000
 
 // Add prints one entry (a row of the table, or an element of the array).
 func (p *Printer) Add(s Cert) error {
-	if len(p.Only) > 0 && !p.covers(s) {
+	if len(p.Only) > 0 && !p.covers(s) && s.State != Damaged {
 		return nil
 	}
 	if s.State == Damaged {
@@ -93,8 +95,8 @@ func (p *Printer) Add(s Cert) error {
 	return nil
 }
 
-// covers reports whether s is a certificate for one of the names of
-// Only, and notes which.
+// covers reports whether s is an entry for one of the names of Only,
+// and notes which have a certificate (a failing first issuance has none).
 func (p *Printer) covers(s Cert) bool {
 	var any bool
 	for _, name := range p.Only {
@@ -102,7 +104,8 @@ func (p *Printer) covers(s Cert) bool {
 			if p.found == nil {
 				p.found = make(map[string]bool)
 			}
-			p.found[name], any = true, true
+			p.found[name] = p.found[name] || !s.FirstIssue
+			any = true
 		}
 	}
 	return any

@@ -88,3 +88,41 @@ func TestDamagedErrorUnreadable(t *testing.T) {
 		}
 	}
 }
+
+// TestPrinterOnly: with names given, the table lists their certificates,
+// a failing first issuance of one (which leaves it without a
+// certificate: missing) and every damaged record (one may be a name's),
+// not other certificates; the names without a certificate end it.
+func TestPrinterOnly(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var b strings.Builder
+	p := &status.Printer{W: &b, Now: at, Only: []string{"a.test", "x1.test", "nope.test"}}
+	for _, s := range []status.Cert{
+		{Names: []string{"a.test"}, Issuer: "acme", NotAfter: at, State: status.Fine},
+		{Names: []string{"b.test"}, Issuer: "acme", NotAfter: at, State: status.Fine},
+		{Names: []string{"x1.test"}, Key: "failing/x1.test", State: status.Failing, FirstIssue: true, LastError: "refused"},
+		{Key: "certificates/local/c.test.json", State: status.Damaged, LastError: "bad json"},
+	} {
+		if err := p.Add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Finish("/s", ""); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"\na.test ", "\nx1.test ", "certificates/local/c.test.json", "\nno certificate for x1.test, nope.test in /s\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "b.test") {
+		t.Errorf("output lists b.test, not asked for:\n%s", out)
+	}
+	if got := p.Missing(); strings.Join(got, " ") != "x1.test nope.test" {
+		t.Errorf("Missing = %v, want x1.test (a failing first issuance) and nope.test", got)
+	}
+	if p.DamagedError() == nil {
+		t.Error("a damaged record among names asked for: no DamagedError")
+	}
+}
