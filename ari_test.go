@@ -74,19 +74,7 @@ func TestARIWindowHeard(t *testing.T) {
 	}
 	// The window is kept in the record, and status plans the renewal from
 	// it as the Manager does.
-	st := filestore.New(dir)
-	certs, err := status.Read(t.Context(), st, time.Now())
-	if err != nil || len(certs) != 1 {
-		t.Fatalf("status.Read: %d certificates, %v", len(certs), err)
-	}
-	data, err := st.Load(t.Context(), certs[0].Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := storage.UnmarshalCertificate(certs[0].Key, data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certs, rec := onlyStored(t, filestore.New(dir), time.Now())
 	if rec.RenewalWindow == nil {
 		t.Fatalf("the record keeps no renewal window after ten checks")
 	}
@@ -236,18 +224,7 @@ func TestIssuedWindowKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	certs, err := status.Read(t.Context(), st, now)
-	if err != nil || len(certs) != 1 {
-		t.Fatalf("status.Read: %d certificates, %v", len(certs), err)
-	}
-	data, err := st.Load(t.Context(), certs[0].Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := storage.UnmarshalCertificate(certs[0].Key, data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certs, rec := onlyStored(t, st, now)
 	w := rec.RenewalWindow
 	if w == nil || !w.End.After(w.Start) || w.NextCheck.Before(now.Add(time.Hour)) || w.NextCheck.After(now.Add(12*time.Hour+time.Minute)) {
 		t.Fatalf("record's renewal window after issuance = %+v; want the CA's, next checked within 12 hours (Pebble's Retry-After: 6)", w)
@@ -272,4 +249,23 @@ func TestIssuedWindowKept(t *testing.T) {
 	if !line.RenewAt.Equal(certs[0].NextRenewal) {
 		t.Errorf("certificate obtained, renew_at %v; status plans %v", line.RenewAt, certs[0].NextRenewal)
 	}
+}
+
+// onlyStored returns status at now of the one certificate st holds, and
+// its record.
+func onlyStored(t *testing.T, st storage.Storage, now time.Time) ([]status.Cert, *storage.Certificate) {
+	t.Helper()
+	certs, err := status.Read(t.Context(), st, now)
+	if err != nil || len(certs) != 1 {
+		t.Fatalf("status.Read: %d certificates, %v", len(certs), err)
+	}
+	data, err := st.Load(t.Context(), certs[0].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := storage.UnmarshalCertificate(certs[0].Key, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs, rec
 }
