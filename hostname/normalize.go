@@ -143,6 +143,9 @@ func (n Normalizer) normalize(name string) (string, string) {
 		if !n.AllowWildcard {
 			return "", "wildcard not allowed"
 		}
+		if s == "*" {
+			return "", `a wildcard needs the zone it covers, e.g. "*.a.example"`
+		}
 		return "", `"*" is only allowed as the whole leftmost label`
 	}
 	if s == "" {

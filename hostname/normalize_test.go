@@ -99,8 +99,8 @@ func TestNormalize(t *testing.T) {
 		{name: "two wildcards", nz: wild, in: "*.*.a.test", reason: "leftmost"},
 		{name: "inner wildcard", nz: wild, in: "a.*.test", reason: "leftmost"},
 		{name: "partial wildcard", nz: wild, in: "*a.test", reason: "leftmost"},
-		{name: "bare wildcard", nz: wild, in: "*", reason: "leftmost"},
-		{name: "wildcard and nothing", nz: wild, in: "*.", reason: "leftmost"},
+		{name: "bare wildcard", nz: wild, in: "*", reason: "needs the zone it covers"},
+		{name: "wildcard and nothing", nz: wild, in: "*.", reason: "needs the zone it covers"},
 		{name: "wildcard empty rest", nz: wild, in: "*..", reason: "empty label"},
 		{name: "wildcard over IP", nz: all, in: "*.127.0.0.1", reason: "numeric"},
 

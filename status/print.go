@@ -98,17 +98,17 @@ func (p *Printer) Add(s Cert) error {
 // covers reports whether s is an entry for one of the names of Only,
 // and notes which have a certificate (a failing first issuance has none).
 func (p *Printer) covers(s Cert) bool {
-	var any bool
+	var covered bool
 	for _, name := range p.Only {
 		if s.Covers(name) {
 			if p.found == nil {
 				p.found = make(map[string]bool)
 			}
 			p.found[name] = p.found[name] || !s.FirstIssue
-			any = true
+			covered = true
 		}
 	}
-	return any
+	return covered
 }
 
 // Missing returns the names of Only that no entry added covers.
