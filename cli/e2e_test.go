@@ -46,6 +46,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building certkeeper: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// Commands given no --storage keep their state here, not in the
+	// host's default (/var/lib/certkeeper for root), where CI runs left
+	// a local CA and certificates behind; tests of the default set
+	// STATE_DIRECTORY themselves.
+	os.Setenv("STATE_DIRECTORY", filepath.Join(dir, "state"))
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
