@@ -303,10 +303,8 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 			// The operator's "when next?" without status: its due time, not
 			// the check of the CA's window scheduled before it; planned as
 			// status plans it, from the window the CA gave with it.
-			c := renewal.Cert{NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, Serial: cert.Leaf.SerialNumber}
-			if w := rec.RenewalWindow; w != nil {
-				c.ARI = renewal.Window{Start: w.Start, End: w.End}
-			}
+			c := renewal.Cert{NotBefore: cert.Leaf.NotBefore, NotAfter: cert.Leaf.NotAfter, Serial: cert.Leaf.SerialNumber,
+				ARI: renewal.Stored(rec.RenewalWindow)}
 			if due := renewal.Due(c, time.Now(), nil); due.After(at) {
 				at = due
 			}

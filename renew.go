@@ -155,8 +155,7 @@ func (m *Manager) sharedWindow(rec *storage.Certificate, now time.Time) (w renew
 	if sw == nil || !sw.NextCheck.After(now) || sw.NextCheck.After(now.Add(ahead)) {
 		return renewal.Window{}, "", time.Time{}, false
 	}
-	w = renewal.Window{Start: sw.Start, End: sw.End}
-	if !w.Valid() {
+	if w = renewal.Stored(sw); !w.Valid() {
 		return renewal.Window{}, "", time.Time{}, false
 	}
 	delay, spread := sharedDelay, sharedDelay
@@ -416,10 +415,7 @@ func (m *Manager) scanStored(ctx context.Context) {
 // point drawn at random, without the serial, had the start-up log count
 // certificates as late that renewStored then found not due.)
 func (m *Manager) storedDue(key string, data []byte, d recordDates, now time.Time) time.Time {
-	c := renewal.Cert{NotBefore: d.NotBefore, NotAfter: d.NotAfter}
-	if w := d.RenewalWindow; w != nil {
-		c.ARI = renewal.Window{Start: w.Start, End: w.End}
-	}
+	c := renewal.Cert{NotBefore: d.NotBefore, NotAfter: d.NotAfter, ARI: renewal.Stored(d.RenewalWindow)}
 	if at := renewal.Earliest(c, now); at.After(now) {
 		return at
 	}

@@ -282,10 +282,8 @@ func readOne(ctx context.Context, st storage.Storage, key string, seen map[strin
 	if err != nil {
 		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
 	}
-	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
-	if w := rec.RenewalWindow; w != nil { // the CA's window, as a Manager last asked it
-		c.ARI = renewal.Window{Start: w.Start, End: w.End}
-	}
+	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber,
+		ARI: renewal.Stored(rec.RenewalWindow)} // the CA's window, as a Manager last asked it
 	s := Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NotBefore: leaf.NotBefore, NextRenewal: renewal.Due(c, now, nil),
 		OnDemand: rec.OnDemand, Key: key}
 	if len(rec.Names) > 0 {

@@ -6,6 +6,8 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"time"
+
+	"github.com/certkeeper/certkeeper/storage"
 )
 
 // Timing rules, all fractions of the lifetime L = NotAfter - NotBefore
@@ -52,6 +54,15 @@ type Window struct {
 // the zero Window included, and falls back to the lifetime rule.
 func (w Window) Valid() bool {
 	return !w.Start.IsZero() && w.End.After(w.Start)
+}
+
+// Stored is the window a certificate's record keeps (its
+// renewal_window), or the zero Window when it keeps none.
+func Stored(w *storage.Window) Window {
+	if w == nil {
+		return Window{}
+	}
+	return Window{Start: w.Start, End: w.End}
 }
 
 // Cert is what renewal timing needs to know about one certificate: its
