@@ -344,6 +344,8 @@ type recordDates struct {
 	Revoked *storage.Revocation `json:"revoked"`
 	// Files marks cert issue's copy, which cert renew renews.
 	Files bool `json:"files"`
+	// Variant is the key's variant ("rsa" for an RSA fallback).
+	Variant string `json:"variant"`
 	// RenewalWindow is the CA's window as a Manager last asked it.
 	RenewalWindow *storage.Window `json:"renewal_window"`
 }

@@ -185,6 +185,7 @@ type Manager struct {
 	stats    stats // handshake counters (stats.go)
 	staples  stapling.Keeper
 	manual   manualCerts
+	others   otherNames // stored certificates by their other names (othernames.go)
 	fallback fallbackCerts
 	refused  refusals      // which refused names are logged (refusals.go)
 	releases issueReleases // issue locks being released in the background (obtain.go)

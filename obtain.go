@@ -133,7 +133,7 @@ func (m *Manager) loadStoredAfter(ctx context.Context, name, variant string, pre
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	return nil, fs.ErrNotExist
+	return m.loadOtherName(ctx, candidates, variant, prev)
 }
 
 // loadKey loads one stored record; an expired certificate counts as
@@ -201,6 +201,7 @@ func (m *Manager) publishAgain(ctx context.Context, rec *storage.Certificate, tc
 	}
 	e = &managed{names: rec.Names, issuer: rec.Issuer, key: key, onDemand: rec.OnDemand}
 	e.cert.Store(tc)
+	m.others.note(key, rec.Variant, rec.Names)
 	if old := m.cacheFor(rec.Variant).get(rec.Names[0]); old != nil {
 		e.lastSeen.Store(old.lastSeen.Load())
 	} else if s := m.storedSeen(ctx, rec.Names[0]); s > 0 && !fresh {

@@ -372,8 +372,12 @@ func (m *Manager) scanStored(ctx context.Context) {
 			continue // gone, or unreadable: a handshake or the sweep reports it
 		}
 		var d recordDates
-		if err := json.Unmarshal(data, &d); err != nil || len(d.Names) == 0 || !now.Before(d.NotAfter) || d.Files {
-			continue // unreadable, expired (the sweep's), or cert renew's (renewStored)
+		if err := json.Unmarshal(data, &d); err != nil || len(d.Names) == 0 || !now.Before(d.NotAfter) {
+			continue // unreadable, or expired (the sweep's)
+		}
+		m.others.note(key, d.Variant, d.Names)
+		if d.Files {
+			continue // cert renew's (renewStored), served but not renewed here
 		}
 		due := m.storedDue(key, data, d, now)
 		if d.Revoked != nil {
@@ -795,6 +799,7 @@ func (m *Manager) dropFromMemory(e *managed, variant string) {
 
 // forget stops renewing key.
 func (m *Manager) forget(key string) {
+	m.others.forget(key)
 	if s := m.scheduler(); s != nil {
 		s.Remove(key)
 	}
