@@ -14,12 +14,20 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Signals are the signals that ask for an upgrade: SIGUSR2.
 var Signals = []os.Signal{syscall.SIGUSR2}
 
-// dupListener returns a duplicate of ln's socket descriptor.
+// dupListener returns a duplicate of ln's socket descriptor, closed on
+// exec: StartProcess places it at the child's descriptor 3 onwards (a
+// dup2, which clears the flag there), and no process started meanwhile (a
+// deploy hook) or the child itself inherits it at its own number. A plain
+// dup leaked there: each upgraded process held every listening socket
+// twice, so after its SIGTERM the port went on accepting (into a queue no
+// one read) until it exited.
 func dupListener(ln net.Listener) (uintptr, error) {
 	sc, ok := ln.(syscall.Conn)
 	if !ok {
@@ -31,7 +39,7 @@ func dupListener(ln net.Listener) (uintptr, error) {
 	}
 	var nfd int
 	var derr error
-	if err := rc.Control(func(fd uintptr) { nfd, derr = syscall.Dup(int(fd)) }); err != nil {
+	if err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
 		return 0, err
 	}
 	if derr != nil {
