@@ -438,6 +438,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	if err := m.Start(); err != nil { // renewals (and revoked certificates) need no handshake first
 		return err
 	}
+	s.summary.Rebind(up.Where) // after an upgrade, the sockets inherited
 	printStartup(env, s.summary)
 	loop := serveloop.New(env.Logger, env.Stderr, up, s.reload)
 	loop.Limits, loop.ProxyProtocolFrom = s.cfg.connLimits(), s.cfg.proxyFrom

@@ -30,10 +30,10 @@ func summary(command string, dev bool, c *engineConfig, listeners ...engine.Summ
 		if c.Ops.shared() {
 			what = "metrics (/metrics) and status page (/, /status.json)"
 		}
-		s.Listeners = append(s.Listeners, engine.SummaryListener{What: what, Addr: a, Flag: "--metrics-addr"})
+		s.Listeners = append(s.Listeners, engine.SummaryListener{What: what, Addr: a, Flag: "--metrics-addr", Listener: "metrics"})
 	}
 	if a := c.Ops.StatusAddr; a != "" && !c.Ops.shared() {
-		s.Listeners = append(s.Listeners, engine.SummaryListener{What: "status page (/, /status.json)", Addr: a, Flag: "--status-addr"})
+		s.Listeners = append(s.Listeners, engine.SummaryListener{What: "status page (/, /status.json)", Addr: a, Flag: "--status-addr", Listener: "status"})
 	}
 	return s
 }
@@ -78,9 +78,9 @@ func proxySummary(cfg *proxyConfig, dev bool) engine.Summary {
 	if cfg.tries(acmeca.HTTP01) {
 		redirect = "http-01 and " + redirect
 	}
-	ls := []engine.SummaryListener{{What: https, Addr: cfg.TLSAddr, Flag: "--tls-addr"}}
+	ls := []engine.SummaryListener{{What: https, Addr: cfg.TLSAddr, Flag: "--tls-addr", Listener: "tls"}}
 	if cfg.HTTPAddr != "" {
-		ls = append(ls, engine.SummaryListener{What: redirect, Addr: cfg.HTTPAddr, Flag: "--http-addr"})
+		ls = append(ls, engine.SummaryListener{What: redirect, Addr: cfg.HTTPAddr, Flag: "--http-addr", Listener: "http"})
 	}
 	s := summary("proxy", dev, &cfg.engineConfig, ls...)
 	s.FilesPerConn = 2 // the client's and the backend's
@@ -106,12 +106,12 @@ func serverSummary(cfg *serverConfig) engine.Summary {
 	if cfg.APICert != "" {
 		api, plain = "API (HTTPS)", "/healthz (the API is HTTPS on --listen)"
 	}
-	ls := []engine.SummaryListener{{What: api + http01, Addr: cfg.Listen, Flag: "--listen"}}
+	ls := []engine.SummaryListener{{What: api + http01, Addr: cfg.Listen, Flag: "--listen", Listener: "listen"}}
 	if cfg.HTTPAddr != "" {
-		ls = append(ls, engine.SummaryListener{What: plain + http01, Addr: cfg.HTTPAddr, Flag: "--http-addr"})
+		ls = append(ls, engine.SummaryListener{What: plain + http01, Addr: cfg.HTTPAddr, Flag: "--http-addr", Listener: "http-addr"})
 	}
 	if cfg.TLSAddr != "" {
-		ls = append(ls, engine.SummaryListener{What: "tls-alpn-01 (validation only)", Addr: cfg.TLSAddr, Flag: "--tls-alpn-addr"})
+		ls = append(ls, engine.SummaryListener{What: "tls-alpn-01 (validation only)", Addr: cfg.TLSAddr, Flag: "--tls-alpn-addr", Listener: "tls-alpn-addr"})
 	}
 	s := summary("server", false, &cfg.engineConfig, ls...)
 	s.Managed = cfg.Managed
@@ -121,11 +121,7 @@ func serverSummary(cfg *serverConfig) engine.Summary {
 // printStartup writes s to env's stderr, a line per item, each starting
 // with "certkeeper: ".
 func printStartup(env *Env, s engine.Summary) {
-	var b strings.Builder
-	for _, l := range s.Lines() {
-		fmt.Fprintf(&b, "certkeeper: %s\n", l)
-	}
-	fmt.Fprint(env.Stderr, b.String())
+	fmt.Fprint(env.Stderr, "certkeeper: "+strings.Join(s.Lines(), "\ncertkeeper: ")+"\n") // one write
 	printWarnings(env, s)
 }
 

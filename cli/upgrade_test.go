@@ -309,10 +309,10 @@ func TestUpgradeKeepsListenAddr(t *testing.T) {
 	writeCfg := func(port int) {
 		writeFileAtomic(t, cfgFile, fmt.Sprintf("tls_addr: 127.0.0.1:%d\nca: local\nallow: a.test\nstorage: %s\n", port, filepath.Join(dir, "state")))
 	}
-	old := testsvc.FreePort(t)
+	old, configured := testsvc.FreePort(t), testsvc.FreePort(t)
 	writeCfg(old)
 	cmd, logs := startProxyAt(t, bin, "--config", cfgFile)
-	writeCfg(testsvc.FreePort(t))
+	writeCfg(configured)
 	if err := cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
@@ -320,5 +320,12 @@ func TestUpgradeKeepsListenAddr(t *testing.T) {
 	want := "listening on the inherited socket, not on the address configured: restart certkeeper to listen there"
 	if out := logs(); !strings.Contains(out, want) || !strings.Contains(out, "127.0.0.1:"+strconv.Itoa(old)) {
 		t.Errorf("the upgraded proxy does not say it kept the old address:\n%s", out)
+	}
+	// Its start-up summary shows where it listens, not the address
+	// configured (a trial's showed the new metrics address).
+	for _, line := range strings.Split(logs(), "\n") {
+		if strings.Contains(line, "listen:") && strings.Contains(line, ":"+strconv.Itoa(configured)+" ") {
+			t.Errorf("the upgraded proxy's summary shows the address configured, not the inherited one: %s", line)
+		}
 	}
 }

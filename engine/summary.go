@@ -83,9 +83,20 @@ type SummaryRule struct {
 }
 
 // SummaryListener is one address, what is served on it and the flag that
-// sets it (Summary.Source says where its value came from).
+// sets it (Summary.Source says where its value came from). Listener is
+// the name the front end opens it by, which an upgrade's hand-over keeps
+// (the address shown is then the inherited socket's).
 type SummaryListener struct {
-	What, Addr, Flag string
+	What, Addr, Flag, Listener string
+}
+
+// Rebind shows each listener at the address where says it is bound
+// (given its Listener and Addr): after an upgrade, the socket inherited
+// from the process before, which may differ from the address configured.
+func (s *Summary) Rebind(where func(listener, addr string) string) {
+	for i, l := range s.Listeners {
+		s.Listeners[i].Addr = where(l.Listener, l.Addr)
+	}
 }
 
 // SummaryName is a name (or *. pattern) a front end serves by

@@ -165,6 +165,24 @@ func (u *Upgrader) Listen(name, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// Where is the address the listener called name is bound to: the
+// inherited socket's when an upgrade handed one over under that name (in
+// use or still to be), else addr, the address configured.
+func (u *Upgrader) Where(name, addr string) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	ln, ok := u.inherited[name]
+	for _, a := range u.active {
+		if a.name == name {
+			ln, ok = a.ln, true
+		}
+	}
+	if !ok || boundTo(ln, addr) {
+		return addr
+	}
+	return ln.Addr().String()
+}
+
 // matchUnnamed finds the unnamed systemd socket bound to addr.
 func (u *Upgrader) matchUnnamed(addr string) int {
 	for i, ln := range u.unnamed {
