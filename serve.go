@@ -36,6 +36,23 @@ func RedirectHTTPSPort(port string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { redirectTo(w, r, ":"+port) })
 }
 
+// RedirectHTTPSListener is RedirectHTTP for an HTTPS listener on port
+// that clients may reach on 443 through a forward: a request whose Host
+// names a port (its client reached this server directly, on a port other
+// than 80) is sent to port; one without (port 80, or a forward from it),
+// to 443. certkeeper proxy's --http-addr uses it: behind forwards of 80
+// and 443 its clients go to 443, and on a host's :8080 to its :8443.
+func RedirectHTTPSListener(port string) http.Handler {
+	direct := RedirectHTTPSPort(port)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, _, err := net.SplitHostPort(r.Host); err == nil {
+			direct.ServeHTTP(w, r)
+			return
+		}
+		redirectHTTP(w, r)
+	})
+}
+
 func redirectHTTP(w http.ResponseWriter, r *http.Request) { redirectTo(w, r, "") }
 
 // redirectTo redirects r to its URL over HTTPS, on port (":8443"; empty

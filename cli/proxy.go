@@ -280,7 +280,7 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 		}
 		// ReadTimeout: its answers (http-01, redirects) are immediate, and
 		// it bounds how long a body nobody reads may hold a connection.
-		plain := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		plain := &http.Server{Handler: m.HTTPHandler(certkeeper.RedirectHTTPSListener(cmdline.PortOf(ln.Addr().String()))), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
 		loop.Serve(plain, func() error {
 			return plain.Serve(proxyprotocol.ListenLimited(hln, cfg.connLimits(), cfg.proxyFrom, env.Logger))

@@ -497,6 +497,19 @@ func TestProxyProtocolFrom(t *testing.T) {
 			t.Errorf("--http-addr through the balancer: %s, want 404 for a token nobody presented", resp.Status)
 		}
 	}
+	// A client that named --http-addr's port is redirected to
+	// --tls-addr's (a trial's went to 443, where nothing listened).
+	plain = dial(httpPort)
+	host := "a.test:" + strconv.Itoa(httpPort)
+	if _, err := plain.Write([]byte("GET /p?q=1 HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	want := "https://a.test:" + strconv.Itoa(port) + "/p?q=1"
+	if resp, err := http.ReadResponse(bufio.NewReader(plain), nil); err != nil {
+		t.Errorf("--http-addr redirect: %v", err)
+	} else if resp.Body.Close(); resp.Header.Get("Location") != want {
+		t.Errorf("GET http://%s/p?q=1: %s to %q, want a redirect to %s", host, resp.Status, resp.Header.Get("Location"), want)
+	}
 }
 
 // TestProxyHTTPSBackend: an https:// backend with a self-signed
