@@ -13,6 +13,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 )
 
@@ -41,13 +42,18 @@ func New(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 // Lines is stderr under JSON logs: each line written ("certkeeper: proxy
-// listening on …") becomes a JSON record at Info, whatever the log level.
+// listening on …") becomes a JSON record at Info, whatever the log level;
+// a warning ("certkeeper: warning: …") at Warn, so that a collector
+// filtering on the level sees it (a trial's start-up warnings were Info).
 // It is safe for concurrent use.
 type Lines struct {
 	mu     sync.Mutex // guards buf
 	buf    []byte     // a line not yet complete
 	logger *slog.Logger
 }
+
+// warningPrefix starts the lines that Lines logs at Warn.
+const warningPrefix = "certkeeper: warning: "
 
 // NewLines returns a Lines that writes its records to w.
 func NewLines(w io.Writer) *Lines {
@@ -64,7 +70,9 @@ func (j *Lines) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		if line := string(bytes.TrimSpace(j.buf[:i])); line != "" {
+		if line := string(bytes.TrimSpace(j.buf[:i])); strings.HasPrefix(line, warningPrefix) {
+			j.logger.Warn(line)
+		} else if line != "" {
 			j.logger.Info(line)
 		}
 		j.buf = j.buf[i+1:]

@@ -39,7 +39,8 @@ func TestNew(t *testing.T) {
 }
 
 // TestLines: each complete line, written in pieces or several at once,
-// is one JSON record; blank lines are dropped.
+// is one JSON record, a warning at WARN and the others at INFO; blank
+// lines are dropped.
 func TestLines(t *testing.T) {
 	var b bytes.Buffer
 	w := NewLines(&b)
@@ -58,6 +59,12 @@ func TestLines(t *testing.T) {
 	}
 	if got := strings.Join(msgs, "|"); got != "certkeeper: one part|certkeeper: two|certkeeper: three" {
 		t.Errorf("records %q", got)
+	}
+	b.Reset()
+	fmt.Fprintln(NewLines(&b), "certkeeper: warning: --route a.test: no --allow pattern covers it")
+	var rec struct{ Level, Msg string }
+	if err := json.Unmarshal(b.Bytes(), &rec); err != nil || rec.Level != "WARN" {
+		t.Errorf("a warning line is logged %s: %v, want level WARN", b.String(), err)
 	}
 }
 
