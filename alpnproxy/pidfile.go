@@ -24,11 +24,16 @@ import (
 type Pidfile string
 
 // DefaultPidfile is the pidfile used when none is chosen:
-// certkeeper-alpn-proxy.pid in /run for root, else in $XDG_RUNTIME_DIR,
-// else in the temporary directory, named with the user ID there (that
-// directory is shared, and the ID keeps users apart).
+// $ACME_ALPN_PROXY_PIDFILE (letsdebug/acme-alpn-proxy's variable, so that
+// scripts written for it keep working), else certkeeper-alpn-proxy.pid in
+// /run for root, else in $XDG_RUNTIME_DIR, else in the temporary
+// directory, named with the user ID there (that directory is shared, and
+// the ID keeps users apart).
 func DefaultPidfile() Pidfile {
 	const name = "certkeeper-alpn-proxy.pid"
+	if p := os.Getenv("ACME_ALPN_PROXY_PIDFILE"); p != "" {
+		return Pidfile(p)
+	}
 	if os.Geteuid() == 0 {
 		return Pidfile(filepath.Join("/run", name))
 	}

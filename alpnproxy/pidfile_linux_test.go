@@ -5,6 +5,7 @@ package alpnproxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,5 +150,25 @@ func TestPidfileOtherOwner(t *testing.T) {
 	}
 	if _, err := os.Stat(string(p)); err != nil {
 		t.Errorf("another user's pidfile was removed: %v", err)
+	}
+}
+
+// TestDefaultPidfileEnv: $ACME_ALPN_PROXY_PIDFILE, the variable of
+// letsdebug/acme-alpn-proxy, chooses the default pidfile, so that scripts
+// written for it find the proxy; without it, the default is in /run for
+// root and named with the user ID in a shared directory otherwise.
+func TestDefaultPidfileEnv(t *testing.T) {
+	t.Setenv("ACME_ALPN_PROXY_PIDFILE", "/tmp/from-env.pid")
+	if got := alpnproxy.DefaultPidfile(); got != "/tmp/from-env.pid" {
+		t.Errorf("DefaultPidfile() = %s with $ACME_ALPN_PROXY_PIDFILE=/tmp/from-env.pid", got)
+	}
+	t.Setenv("ACME_ALPN_PROXY_PIDFILE", "")
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	want := filepath.Join(os.TempDir(), fmt.Sprintf("certkeeper-alpn-proxy-%d.pid", os.Getuid()))
+	if os.Geteuid() == 0 {
+		want = "/run/certkeeper-alpn-proxy.pid"
+	}
+	if got := alpnproxy.DefaultPidfile(); string(got) != want {
+		t.Errorf("DefaultPidfile() = %s, want %s", got, want)
 	}
 }

@@ -34,10 +34,6 @@ func envDisablesV6() bool {
 	return false
 }
 
-// pidfileEnv names the environment variable that sets the default pidfile,
-// as in letsdebug/acme-alpn-proxy, so scripts written for it keep working.
-const pidfileEnv = "ACME_ALPN_PROXY_PIDFILE"
-
 func alpnProxyCmd() *Command {
 	return &Command{
 		UsageLine: "certkeeper alpn-proxy COMMAND [flags]",
@@ -98,7 +94,7 @@ func alpnProxyStartCmd() *Command {
 				f.idleTimeout = -1 // alpnproxy.Server: negative is off, zero its default
 			}
 			if f.pidfile == "" {
-				f.pidfile = defaultPidfile()
+				f.pidfile = string(alpnproxy.DefaultPidfile())
 			}
 			var rules *iptables.Redirect
 			if f.useIPTables {
@@ -136,7 +132,7 @@ func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, 
 	if le, ok := errors.AsType[*alpnproxy.ListenError](err); ok {
 		return cmdline.ListenError(le.Err, le.Addr, "--listen", "the alpn-proxy")
 	}
-	if re, ok := errors.AsType[*alpnproxy.RunningError](err); ok && string(re.Pidfile) != defaultPidfile() {
+	if re, ok := errors.AsType[*alpnproxy.RunningError](err); ok && string(re.Pidfile) != string(alpnproxy.DefaultPidfile()) {
 		return fmt.Errorf("%w: stop it with certkeeper alpn-proxy stop --pidfile %s", err, cmdline.ShellQuote(string(re.Pidfile)))
 	} else if ok {
 		return fmt.Errorf("%w: stop it with certkeeper alpn-proxy stop", err)
@@ -157,7 +153,7 @@ func alpnProxyStopCmd() *Command {
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if pidfile == "" {
-				pidfile = defaultPidfile()
+				pidfile = string(alpnproxy.DefaultPidfile())
 			}
 			return stopALPNProxy(ctx, env, pidfile, timeout)
 		},
@@ -176,7 +172,7 @@ func alpnProxyStatusCmd() *Command {
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if pidfile == "" {
-				pidfile = defaultPidfile()
+				pidfile = string(alpnproxy.DefaultPidfile())
 			}
 			pid, err := alpnproxy.Pidfile(pidfile).WaitRunning(ctx, wait)
 			if err != nil {
@@ -197,13 +193,4 @@ func stopALPNProxy(ctx context.Context, env *Env, pidfile string, timeout time.D
 	}
 	fmt.Fprintln(env.Stdout, msg)
 	return nil
-}
-
-// defaultPidfile is where start and stop meet when --pidfile is not given:
-// $ACME_ALPN_PROXY_PIDFILE, else alpnproxy.DefaultPidfile.
-func defaultPidfile() string {
-	if p := os.Getenv(pidfileEnv); p != "" {
-		return p
-	}
-	return string(alpnproxy.DefaultPidfile())
 }

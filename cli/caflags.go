@@ -113,9 +113,18 @@ func (f *caFlags) acmeIssuer(env *Env, ca string, st storage.Storage) (*acmeca.I
 // acmeIssuer's.
 func (f *caFlags) issuerFor(env *Env, ca string, st storage.Storage) (issuer.Issuer, error) {
 	if engine.IsLocal(ca) {
-		return engine.Account{Logger: env.Logger}.Issuer(ca, st), nil
+		return engine.Account{Logger: env.Logger}.Issuer(ca, st), f.forLocal()
 	}
 	return f.acmeIssuer(env, ca, st)
+}
+
+// forLocal refuses the ACME-only flags when the local CA is the only CA:
+// it has no profiles and no accounts, so they would be ignored.
+func (f *caFlags) forLocal() error {
+	if f.Profile != "" || f.EABKID != "" || f.EABHMAC != "" {
+		return usagef("--profile, --eab-kid and --eab-hmac apply to an ACME CA; --ca local (certkeeper's own CA) has no profiles or accounts: drop them")
+	}
+	return nil
 }
 
 // caHTTPClient is the HTTP client for talking to a CA

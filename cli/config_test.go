@@ -116,6 +116,22 @@ func TestCAFlagChecked(t *testing.T) {
 	}
 }
 
+// TestLocalCAFlagsRefused: --profile and the EAB flags with the local CA
+// alone are refused, naming them: it has neither, and a trial's
+// --check-config said "configuration OK" for both.
+func TestLocalCAFlagsRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"proxy", "--check-config", "--allow", "a.test", "--ca", "local", "--profile", "tlsserver"},
+		{"server", "--check-config", "--no-auth", "--ca", "local", "--eab-kid", "kid", "--eab-hmac", "aG1hYw"},
+		{"cert", "issue", "-d", "a.test", "--ca", "local", "--profile", "tlsserver", "--storage", t.TempDir(), "--out-dir", t.TempDir()},
+	} {
+		r := ck(t, 30*time.Second, args...)
+		if r.code == 0 || !strings.Contains(r.stderr, "--profile, --eab-kid and --eab-hmac apply to an ACME CA") {
+			t.Errorf("%s: exit %d, stderr:\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}
+
 // TestConfigSecretsReadable: a --config file other users can read that
 // holds a token, or a storage URL with a password, is warned about at
 // start and by --check-config, naming the keys (never the values) and

@@ -281,7 +281,7 @@ func (c *engineConfig) account(env *Env) (engine.Account, error) {
 			return c.caFlags.account(env)
 		}
 	}
-	return engine.Account{Email: c.Email, Profile: c.Profile, Logger: env.Logger}, nil
+	return engine.Account{Email: c.Email, Logger: env.Logger}, c.caFlags.forLocal()
 }
 
 // settingError names the flags in an engine.SettingError; dns tells
