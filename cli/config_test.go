@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 )
 
@@ -129,6 +130,18 @@ func TestLocalCAFlagsRefused(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, "--profile, --eab-kid and --eab-hmac apply to an ACME CA") {
 			t.Errorf("%s: exit %d, stderr:\n%s", strings.Join(args, " "), r.code, r.stderr)
 		}
+	}
+}
+
+// TestProxyUnknownProfile: a profile the CA does not offer stops the
+// proxy at start, naming --profile and the profiles offered, instead of
+// failing every order (a trial's typo passed the start).
+func TestProxyUnknownProfile(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	r := ck(t, time.Minute, "proxy", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--profile", "nosuchprofile",
+		"--allow", "a.test", "--storage", t.TempDir(), "--tls-addr", "127.0.0.1:0")
+	if r.code != 1 || !strings.Contains(r.stderr, `--profile: unknown profile "nosuchprofile"`) || !strings.Contains(r.stderr, "offers: default") {
+		t.Errorf("proxy --profile nosuchprofile: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 }
 

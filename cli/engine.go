@@ -184,7 +184,8 @@ func (c *engineConfig) manager(st storage.Storage, env *Env, fe frontEnd) (*cert
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a DNS server down delays the start by this at most
 	defer cancel()
-	if err := s.CheckDNS(ctx, slog.New(logsetup.MapErrors(env.Logger.Handler(), withFlagHints))); err != nil {
+	logger := slog.New(logsetup.MapErrors(env.Logger.Handler(), withFlagHints))
+	if err := errors.Join(s.CheckDNS(ctx, logger), engine.CheckProfiles(ctx, m, logger)); err != nil {
 		return nil, settingError(err, fe, c.DNS.Provider != "")
 	}
 	return m, nil
@@ -308,6 +309,8 @@ func settingError(err error, fe frontEnd, dns bool) error {
 		err = fmt.Errorf("--wildcard %s: %w", se.Value, withFlagHints(se.Err))
 	case se.Field == "CAs":
 		err = usagef("--ca: %v", se.Err)
+	case se.Field == "Profile":
+		err = fmt.Errorf("--profile: %w", se.Err)
 	}
 	if se.Rule >= 0 {
 		return fmt.Errorf("--config: names[%d] (%s): %w", se.Rule, se.Pattern, err)

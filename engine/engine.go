@@ -156,6 +156,48 @@ func (s *Settings) CheckDNS(ctx context.Context, logger *slog.Logger) error {
 	return nil
 }
 
+// CheckProfiles asks each ACME CA of m (its Issuers and its Rules') that
+// is given a Profile which profiles it offers, so that a profile the CA
+// does not offer is found when the front end starts, not at the first
+// order (which it would fail, as every one after it). A CA that gives no
+// answer before ctx ends is no error here: that is logged at warn on
+// logger, and the profile is checked at its first order. The error is a
+// *SettingError of Profile (Rule: the index in m.Rules, or -1).
+func CheckProfiles(ctx context.Context, m *certkeeper.Manager, logger *slog.Logger) error {
+	check := func(rule int, pattern string, issuers []issuer.Issuer) error {
+		for _, iss := range issuers {
+			a, ok := iss.(*acmeca.Issuer)
+			if !ok || a.Profile == "" {
+				continue
+			}
+			profiles, err := a.Profiles(ctx)
+			if err != nil {
+				logger.Warn("the CA gave no answer at start; its profile is checked at the first order",
+					slog.String("ca", a.DirectoryURL), slog.String("profile", a.Profile), slog.Any("err", err))
+				continue
+			}
+			if !slices.Contains(profiles, a.Profile) {
+				offered := strings.Join(profiles, ", ")
+				if offered == "" {
+					offered = "none"
+				}
+				return &SettingError{Rule: rule, Pattern: pattern, Field: "Profile", Value: a.Profile,
+					Err: fmt.Errorf("%w %q: the CA at %s offers: %s", acmeca.ErrUnknownProfile, a.Profile, a.DirectoryURL, offered)}
+			}
+		}
+		return nil
+	}
+	if err := check(-1, "", m.Issuers); err != nil {
+		return err
+	}
+	for i, r := range m.Rules {
+		if err := check(i, r.Pattern, r.Issuers); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Manager builds the Manager of s with storage st, without its Policy
 // (the caller sets it) or OnEvent. Its error is a *SettingError.
 func (s *Settings) Manager(st storage.Storage) (*certkeeper.Manager, error) {
