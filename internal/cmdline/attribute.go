@@ -1,6 +1,7 @@
 package cmdline
 
 import (
+	"errors"
 	"regexp"
 	"slices"
 	"strings"
@@ -38,6 +39,25 @@ func (e *AttributedError) Error() string {
 
 func (e *AttributedError) Unwrap() error { return e.Err }
 
+// joined returns a copy of the errors err joins (errors.Join: its message
+// is theirs, a line each), or nil for any other error, one that wraps
+// several with text of its own included.
+func joined(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return nil
+	}
+	errs := slices.Clone(j.Unwrap())
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	if len(errs) < 2 || strings.Join(msgs, "\n") != err.Error() {
+		return nil
+	}
+	return errs
+}
+
 // Attribute returns err with, for each flag it names whose value came from
 // elsewhere than the command line, where that was. source says where the
 // value of a flag (as "--name") came from: the flag itself when given,
@@ -46,6 +66,12 @@ func (e *AttributedError) Unwrap() error { return e.Err }
 func Attribute(err error, source func(flag string) string) error {
 	if err == nil || source == nil {
 		return err
+	}
+	if errs := joined(err); errs != nil { // each mistake its own note, not every note after the last
+		for i, e := range errs {
+			errs[i] = Attribute(e, source)
+		}
+		return errors.Join(errs...)
 	}
 	var where []string
 	for _, name := range FlagsIn(err.Error()) {

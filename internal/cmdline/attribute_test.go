@@ -39,6 +39,13 @@ func TestAttribute(t *testing.T) {
 	if err := Attribute(errors.New("give --storage"), source); err.Error() != "give --storage" {
 		t.Errorf("a flag given on the command line was attributed: %v", err)
 	}
+	// Joined mistakes each get their own note (a trial's --max-conns
+	// note ended a names entry's DNS error).
+	other := errors.New("names[0]: dns-01 needs --dns")
+	got := Attribute(errors.Join(base, other), source).Error()
+	if want := want + "\n" + other.Error(); got != want {
+		t.Errorf("Attribute of joined errors = %q, want %q", got, want)
+	}
 	if Attribute(nil, source) != nil || Attribute(base, nil) != base {
 		t.Error("nil error or nil source changed something")
 	}
