@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
@@ -199,6 +200,8 @@ func (c *engineConfig) settings(env *Env, fe frontEnd) (*engine.Settings, error)
 	keyType, err := issuer.ParseKeyType(c.KeyType)
 	if err != nil {
 		errs = append(errs, usagef("--key-type: %v", err))
+	} else if c.KeyType != "" && !strings.EqualFold(c.KeyType, string(keyType)) { // another tool's name, as cert issue says
+		fmt.Fprintf(env.Stderr, "certkeeper: --key-type %s is %s\n", c.KeyType, keyType)
 	}
 	orderLimit, orderWindow, err := engine.ParseOrderLimit(c.OrderLimit)
 	if err != nil {
