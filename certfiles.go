@@ -318,10 +318,42 @@ func StatusOfCertFile(spec string, now time.Time) (status.Cert, error) {
 	if err != nil {
 		return status.Cert{}, err
 	}
-	fst, err := ReadCertFile(cf, now)
-	s := status.Cert{Names: fst.Names, Issuer: "file", NotAfter: fst.NotAfter, State: fst.State, Key: "file:" + cf.Cert}
-	if err != nil {
-		s.State, s.LastError = status.Damaged, err.Error()
+	m := &Manager{}
+	f := &manualFile{CertFile: cf}
+	m.manual.init()
+	if _, err := m.reloadCertFile(f); err != nil {
+		return status.Cert{Issuer: "file", State: status.Damaged, LastError: err.Error(), Key: "file:" + cf.Cert}, nil
 	}
-	return s, nil
+	return fileEntry(f, now), nil
+}
+
+// fileEntry is f's certificate as an entry of "certkeeper status".
+func fileEntry(f *manualFile, now time.Time) status.Cert {
+	leaf := f.entry.cert.Load().Leaf
+	return status.Cert{Names: slices.Clone(f.entry.names), Issuer: "file", NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
+		State: manualState(f.entry, now), Key: "file:" + f.Cert}
+}
+
+// StatusOfCertFiles returns CertFiles as entries of "certkeeper status",
+// as StatusOfCertFile reads each from its files: issuer "file", keyed
+// "file:" and the certificate's path, the state by status.FileState. The
+// status page, /status.json, the alerts and the metrics of a running
+// front-end list them beside the stored certificates. Each is the
+// certificate being served; a failure to read its files again since (the
+// previous certificate keeps serving) is its LastError.
+func (m *Manager) StatusOfCertFiles(now time.Time) []status.Cert {
+	if err := m.init(); err != nil {
+		return nil
+	}
+	m.manual.mu.Lock()
+	defer m.manual.mu.Unlock()
+	var out []status.Cert
+	for _, f := range m.manual.files {
+		s := fileEntry(f, now)
+		if f.err != nil {
+			s.LastError = f.err.Error()
+		}
+		out = append(out, s)
+	}
+	return out
 }

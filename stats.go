@@ -76,6 +76,10 @@ type Stats struct {
 	// CacheSize of each key type), by storage key. Certificates that are
 	// only in storage are renewed too, but not listed here.
 	Certificates []CertStats
+	// CertFiles are the certificates served from CertFiles (Key "file:"
+	// and the certificate's path, Issuer "file"), in the order given:
+	// served and never renewed, so apart from Certificates.
+	CertFiles []CertStats
 	// Failures are the failing certificates (by storage key) and the
 	// names whose first issuance is failing (by status.FailingKey), as
 	// this Manager last read or wrote them in storage: the same entries
@@ -135,6 +139,9 @@ func (m *Manager) Stats() Stats {
 			}
 			s.Events[EventKind(k)] = n
 		}
+	}
+	for _, c := range m.StatusOfCertFiles(time.Now()) {
+		s.CertFiles = append(s.CertFiles, CertStats{Key: c.Key, Names: c.Names, Issuer: c.Issuer, NotBefore: c.NotBefore, NotAfter: c.NotAfter})
 	}
 	m.stats.failMu.Lock()
 	s.Failures = maps.Clone(m.stats.failing)

@@ -99,6 +99,11 @@ func CheckWebhook(webhook string) error {
 type Alerter struct {
 	// Storage holds the certificates and the alert state.
 	Storage storage.Storage
+	// CertFiles, if set, lists the certificates served from files rather
+	// than storage (give the serving Manager's StatusOfCertFiles): they
+	// are checked beside the stored ones, so a certificate file near its
+	// expiry alerts too.
+	CertFiles func(now time.Time) []status.Cert
 	// Webhook, if set, receives each Alert as a JSON POST; any 2xx answer
 	// counts as delivered.
 	Webhook string
@@ -179,6 +184,9 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 	certs, err := status.Read(ctx, a.Storage, now)
 	if err != nil {
 		return err
+	}
+	if a.CertFiles != nil {
+		certs = append(certs, a.CertFiles(now)...)
 	}
 	state := map[string]certState{}
 	if data, err := a.Storage.Load(ctx, stateKey); err == nil {

@@ -17,14 +17,14 @@ var (
 	descFailing = prometheus.NewDesc("certkeeper_certificates_failing",
 		"Names whose last renewal or first issuance failed (a failing first issuance has no certificate yet), as certkeeper status shows them.", nil, nil)
 	descExpiry = prometheus.NewDesc("certkeeper_certificate_expiry_seconds",
-		"Seconds until a certificate expires, by primary name and issuer (only while at most NameLimit certificates are managed).",
+		"Seconds until a certificate expires, by primary name and issuer (\"file\" for certificate files; only while at most NameLimit certificates are managed).",
 		[]string{"name", "issuer"}, nil)
 	descExpiryHist = prometheus.NewDesc("certkeeper_certificates_expiry_seconds",
-		"Distribution of the seconds until each managed certificate expires.", nil, nil)
+		"Distribution of the seconds until each managed certificate or certificate file expires.", nil, nil)
 	descMinExpiry = prometheus.NewDesc("certkeeper_certificates_min_expiry_seconds",
-		"Seconds until the soonest-expiring managed certificate expires (absent with no certificates).", nil, nil)
+		"Seconds until the soonest-expiring managed certificate or certificate file expires (absent with no certificates).", nil, nil)
 	descExpiring = prometheus.NewDesc("certkeeper_certificates_expiring",
-		"Certificates in memory with less than a tenth of their lifetime left, whatever that lifetime, or already expired: renewal starts at a third, so renewals have failed for a long while (status's expiring and expired).", nil, nil)
+		"Certificates in memory with less than a tenth of their lifetime left, whatever that lifetime, or already expired: renewal starts at a third, so renewals have failed for a long while; certificate files from a third or 14 days left (status's expiring and expired).", nil, nil)
 	descExpired = prometheus.NewDesc("certkeeper_certificates_expired",
 		"Certificates in memory past their expiry, still served while renewals fail (status's expired); counted in certkeeper_certificates_expiring too.", nil, nil)
 	descFailingFor = prometheus.NewDesc("certkeeper_renewal_failing_seconds",
@@ -82,14 +82,19 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	if limit == 0 {
 		limit = DefaultNameLimit
 	}
-	perName := len(s.Certificates) <= limit
+	// Certificates served from files (issuer "file") count in the expiry
+	// metrics as those certkeeper renews, expiring as status says a
+	// certificate nobody but its owner renews is.
+	all := append(s.Certificates[:len(s.Certificates):len(s.Certificates)], s.CertFiles...)
+	perName := len(all) <= limit
 	buckets := make(map[float64]uint64, len(expiryBuckets))
 	var sum float64
 	minLeft := math.Inf(1)
 	failing := map[string]bool{}  // primary names, as status shows them
 	renewing := map[string]bool{} // the same, less first issuances
 	firstIssues, expiring, expired := 0, 0, 0
-	for _, cert := range s.Certificates {
+	for i, cert := range all {
+		renewed := i < len(s.Certificates)
 		left := cert.NotAfter.Sub(now).Seconds()
 		if perName && len(cert.Names) > 0 {
 			ch <- prometheus.MustNewConstMetric(descExpiry, prometheus.GaugeValue, left, cert.Names[0], cert.Issuer)
@@ -105,7 +110,7 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 		case left <= 0: // an expiring gauge that fell to 0 at the expiry would end its alert then
 			expiring++
 			expired++
-		case status.IsExpiring(cert.NotBefore, cert.NotAfter, now, true):
+		case status.IsExpiring(cert.NotBefore, cert.NotAfter, now, renewed):
 			expiring++
 		}
 		if cert.Failures > 0 && len(cert.Names) > 0 {
@@ -130,8 +135,8 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 		renewing[f.Names[0]] = true
 		c.x.noteFailing(f.Names[0], f.At)
 	}
-	ch <- prometheus.MustNewConstHistogram(descExpiryHist, uint64(len(s.Certificates)), sum, buckets)
-	if len(s.Certificates) > 0 {
+	ch <- prometheus.MustNewConstHistogram(descExpiryHist, uint64(len(all)), sum, buckets)
+	if len(all) > 0 {
 		ch <- prometheus.MustNewConstMetric(descMinExpiry, prometheus.GaugeValue, minLeft)
 	}
 	ch <- prometheus.MustNewConstMetric(descExpiring, prometheus.GaugeValue, float64(expiring))

@@ -246,6 +246,7 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 		page := &statuspage.Handler{Storage: st, Events: &m.events, Token: c.StatusToken, Logger: m.logger(), Allowed: allowedBy(mgr)}
 		if mgr != nil {
 			page.LastSeen = mgr.LastSeen // the page shows a handshake of a minute ago, not storage's of five
+			page.CertFiles = mgr.StatusOfCertFiles
 		}
 		status = page
 	}
@@ -272,6 +273,9 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 	}
 	if a := c.Alerter; a != nil {
 		a.Storage = st
+		if mgr != nil && a.CertFiles == nil {
+			a.CertFiles = mgr.StatusOfCertFiles
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		m.cancel, m.done = cancel, make(chan struct{})
 		go func() {

@@ -87,6 +87,12 @@ type Handler struct {
 	// minute ago would show none.
 	LastSeen func(name string) time.Time
 
+	// CertFiles, if set, lists the certificates the serving process has
+	// from files rather than storage (give the serving Manager's
+	// StatusOfCertFiles): the page and /status.json list them after the
+	// stored ones, as "certkeeper status --cert-file" does.
+	CertFiles func(now time.Time) []status.Cert
+
 	// Token, if set, must be given as "Authorization: Bearer TOKEN" or as
 	// ?token=TOKEN (which the page's links and refresh keep). Set it
 	// whenever the page is reachable from beyond loopback.
@@ -141,7 +147,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveJSON(w, r, now)
 	case "/":
 		n, state := pageParams(r.URL.Query())
-		p, err := readPage(r.Context(), h.Storage, now, state, n, h.pageSize())
+		p, err := readPage(r.Context(), h.Storage, h.certFiles(now), now, state, n, h.pageSize())
 		h.annotate(r.Context(), p.Certificates)
 		d := pageData{Now: now, Refresh: int(h.refresh().Seconds()), Certificates: p.Certificates, Events: h.Events.Recent(),
 			Counts: p.Counts, CSS: template.CSS(styleCSS), Total: p.Total, Matching: p.Matching, Page: p.Page, Pages: p.Pages,
@@ -215,14 +221,21 @@ func (h *Handler) serveJSON(w http.ResponseWriter, r *http.Request, now time.Tim
 	bw := bufio.NewWriterSize(w, 32<<10)
 	arr := status.ArrayWriter{W: bw}
 	var batch [1]status.Cert
-	err := status.Walk(r.Context(), h.Storage, now, func(c status.Cert) error {
+	write := func(c status.Cert) error {
 		if arr.Len() == 0 {
 			w.Header().Set("Content-Type", "application/json")
 		}
 		batch[0] = c
 		h.annotate(r.Context(), batch[:])
 		return arr.Write(batch[0])
-	})
+	}
+	err := status.Walk(r.Context(), h.Storage, now, write)
+	for _, c := range h.certFiles(now) {
+		if err != nil {
+			break
+		}
+		err = write(c)
+	}
 	if err != nil {
 		h.logger().Error("reading certificate status", slog.Any("err", err))
 		if arr.Len() == 0 {
@@ -238,6 +251,14 @@ func (h *Handler) serveJSON(w http.ResponseWriter, r *http.Request, now time.Tim
 	if err := arr.Close(); err == nil {
 		_ = bw.Flush()
 	}
+}
+
+// certFiles returns what CertFiles lists, if set.
+func (h *Handler) certFiles(now time.Time) []status.Cert {
+	if h.CertFiles == nil {
+		return nil
+	}
+	return h.CertFiles(now)
 }
 
 func (h *Handler) pageSize() int {

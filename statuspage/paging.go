@@ -51,14 +51,14 @@ type pageOf struct {
 	State        string         // the filter, "" for all
 }
 
-// readPage walks the storage once and keeps only what page (1-based) of
-// size entries, worst first, needs: at most page×size entries per rank,
-// never every record.
-func readPage(ctx context.Context, st storage.Storage, now time.Time, state string, page, size int) (pageOf, error) {
+// readPage walks the storage once, then files (the certificate files
+// served), and keeps only what page (1-based) of size entries, worst
+// first, needs: at most page×size entries per rank, never every record.
+func readPage(ctx context.Context, st storage.Storage, files []status.Cert, now time.Time, state string, page, size int) (pageOf, error) {
 	p := pageOf{Counts: map[string]int{}, Page: page, State: state}
 	limit := page * size
 	var byRank [ranks][]status.Cert
-	err := status.Walk(ctx, st, now, func(c status.Cert) error {
+	add := func(c status.Cert) error {
 		p.Total++
 		p.Counts[c.State]++
 		if state != "" && c.State != state {
@@ -70,7 +70,11 @@ func readPage(ctx context.Context, st storage.Storage, now time.Time, state stri
 			byRank[r] = append(byRank[r], c)
 		}
 		return nil
-	})
+	}
+	err := status.Walk(ctx, st, now, add)
+	for _, c := range files { // listed even when storage fails: they are served all the same
+		_ = add(c)
+	}
 	if err != nil {
 		return p, err
 	}
