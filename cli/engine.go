@@ -356,26 +356,27 @@ func reloadablePolicy(current func() policy.Policy) policy.Policy {
 	})
 }
 
-// warnRestart logs, after a reload from running to next (front-end
-// configs), a warning for each setting that changed but that the reload
-// does not apply: neither the policy nor those in applied.
-func warnRestart(env *Env, running, next any, applied ...string) {
+// logReloaded logs msg, with attrs, and what changed between the
+// configurations prev (the last one read) and next among the settings
+// the reload applies (applied and the policy's; yamlconf.LogAttrs), or
+// that none did; then warns of each other setting in which next differs
+// from running (the one started with), which takes a restart.
+func logReloaded(env *Env, msg string, prev, running, next any, applied []string, attrs ...slog.Attr) {
 	applied = append(applied, "allow", "ask", "require_own_ip", "own_ip_private")
+	all := yamlconf.Changes(prev, next)
+	diff := yamlconf.LogAttrs(yamlconf.Only(all, applied))
+	switch {
+	case len(all) == 0:
+		msg = "configuration reloaded: nothing changed"
+	case len(diff) == 0:
+		msg = "configuration reloaded: nothing changed that applies without a restart"
+	}
+	env.Logger.LogAttrs(context.Background(), slog.LevelInfo, msg, append(attrs, diff...)...)
 	for _, key := range yamlconf.Changed(running, next) {
 		if !slices.Contains(applied, key) {
 			env.Logger.Warn(key+" changed in the config file: restart certkeeper to apply it", slog.String("key", key))
 		}
 	}
-}
-
-// logReloaded logs msg, with attrs, and what changed between the
-// configurations prev and next (yamlconf.LogAttrs), or that nothing did.
-func logReloaded(env *Env, msg string, prev, next any, attrs ...slog.Attr) {
-	diff := yamlconf.LogAttrs(yamlconf.Changes(prev, next))
-	if len(diff) == 0 {
-		msg = "configuration reloaded: nothing changed"
-	}
-	env.Logger.LogAttrs(context.Background(), slog.LevelInfo, msg, append(attrs, diff...)...)
 }
 
 // service is a front-end (proxy, server) as serve runs it, once its

@@ -310,10 +310,9 @@ func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic
 		}
 		if err = cmdline.Attribute(err, next.credit); err == nil {
 			p.cfg = next
-			logReloaded(env, "configuration reloaded", current.Swap(p).cfg, next, slog.String("config", src.file))
+			logReloaded(env, "configuration reloaded", current.Swap(p).cfg, cfg, next, []string{"route", "backend", "backend_ca"}, slog.String("config", src.file))
 			next.printNotes(env)
 			printWarnings(env, proxySummary(next, devMode(src)))
-			warnRestart(env, cfg, next, "route", "backend", "backend_ca")
 			return
 		}
 	}

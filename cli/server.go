@@ -225,10 +225,9 @@ func reloadServer(env *Env, h *certserver.Handler, cfg, last *serverConfig, relo
 		return last
 	}
 	current.Store(&p)
-	logReloaded(env, "configuration reloaded: its policy applies now; other settings take a restart", last, next)
+	logReloaded(env, "configuration reloaded: its policy and token file apply now", last, cfg, next, []string{"token_file"})
 	next.printNotes(env)
 	printWarnings(env, serverSummary(next))
-	warnRestart(env, cfg, next, "token_file") // ReloadTokenFile logs its own
 	h.ReloadTokenFile(cfg.TokenFile, next.TokenFile)
 	return next
 }

@@ -565,6 +565,18 @@ func changes(a, b reflect.Value, cs []Change) []Change {
 	return cs
 }
 
+// Only is the changes of cs to the given keys, in cs's order: a reload
+// logs those it applies apart from those that take a restart.
+func Only(cs []Change, keys []string) []Change {
+	var out []Change
+	for _, c := range cs {
+		if slices.Contains(keys, c.Key) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // redactAll is list with each entry's URL, whole or after "NAME=",
 // through redact.URL.
 func redactAll(list []string) []string {

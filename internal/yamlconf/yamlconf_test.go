@@ -276,6 +276,23 @@ func TestChanges(t *testing.T) {
 	}
 }
 
+// TestOnly: Only keeps the changes to the keys given, in their order,
+// with their entries added and removed.
+func TestOnly(t *testing.T) {
+	old := &testConfig{Allow: []string{"a.test"}, Debug: true}
+	next := &testConfig{Allow: []string{"b.test"}, Grace: time.Hour, MaxConns: 3}
+	var got []string
+	for _, a := range LogAttrs(Only(Changes(old, next), []string{"max_conns", "allow", "names"})) {
+		got = append(got, a.String())
+	}
+	if s, want := strings.Join(got, " "), "allow_added=[b.test] allow_removed=[a.test] changed=[max_conns]"; s != want {
+		t.Errorf("LogAttrs(Only(Changes)) = %q, want %q", s, want)
+	}
+	if cs := Only(Changes(old, next), nil); len(cs) != 0 {
+		t.Errorf("Only of no key = %v, want none", cs)
+	}
+}
+
 // manyNames returns n names n0.test, n1.test, ...
 func manyNames(n int) []string {
 	var names []string
