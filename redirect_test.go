@@ -43,41 +43,30 @@ func TestRedirectHTTP(t *testing.T) {
 // TestRedirectHTTPSPort: the redirect names the HTTPS port given (an
 // HTTPS server on 8443 got redirects to 443, where nothing listened: a
 // newcomer trial of library.md's snippet), IPv6 literals included; 443
-// is RedirectHTTP's URL.
+// is RedirectHTTP's URL. RedirectHTTPSListener names it only for a
+// client that named the HTTP port (it reached it directly), and sends one
+// that did not (port 80, or a forward from it) to 443 (a trial of the
+// proxy on :26080 and :26443 was sent to 443, where nothing listened).
 func TestRedirectHTTPSPort(t *testing.T) {
-	for _, tt := range []struct{ port, host, want string }{
-		{"8443", "a.test:80", "https://a.test:8443/p?q=1"},
-		{"8443", "[2001:db8::1]", "https://[2001:db8::1]:8443/p?q=1"},
-		{"443", "a.test", "https://a.test/p?q=1"},
-		{"", "a.test", "https://a.test/p?q=1"},
+	port, listener := certkeeper.RedirectHTTPSPort, certkeeper.RedirectHTTPSListener
+	for _, tt := range []struct {
+		redirect         func(string) http.Handler
+		port, host, want string
+	}{
+		{port, "8443", "a.test:80", "https://a.test:8443/p?q=1"},
+		{port, "8443", "[2001:db8::1]", "https://[2001:db8::1]:8443/p?q=1"},
+		{port, "443", "a.test", "https://a.test/p?q=1"},
+		{port, "", "a.test", "https://a.test/p?q=1"},
+		{listener, "26443", "a.test:26080", "https://a.test:26443/p?q=1"},
+		{listener, "26443", "[2001:db8::1]:26080", "https://[2001:db8::1]:26443/p?q=1"},
+		{listener, "8443", "a.test", "https://a.test/p?q=1"},
+		{listener, "8443", "[2001:db8::1]", "https://[2001:db8::1]/p?q=1"},
+		{listener, "443", "a.test:8080", "https://a.test/p?q=1"},
 	} {
 		r := httptest.NewRequest(http.MethodGet, "http://x/p?q=1", nil)
 		r.Host = tt.host
 		w := httptest.NewRecorder()
-		certkeeper.RedirectHTTPSPort(tt.port).ServeHTTP(w, r)
-		if got := w.Header().Get("Location"); w.Code != http.StatusMovedPermanently || got != tt.want {
-			t.Errorf("port %q, Host %q: %d %q, want 301 %q", tt.port, tt.host, w.Code, got, tt.want)
-		}
-	}
-}
-
-// TestRedirectHTTPSListener: a client that named the HTTP port (it
-// reached the server on it directly) is sent to the HTTPS listener's
-// port, one that did not (port 80, or a forward from it) to 443 (a trial
-// of the proxy on :26080 and :26443 was sent to 443, where nothing
-// listened).
-func TestRedirectHTTPSListener(t *testing.T) {
-	for _, tt := range []struct{ port, host, want string }{
-		{"26443", "a.test:26080", "https://a.test:26443/p?q=1"},
-		{"26443", "[2001:db8::1]:26080", "https://[2001:db8::1]:26443/p?q=1"},
-		{"8443", "a.test", "https://a.test/p?q=1"},
-		{"8443", "[2001:db8::1]", "https://[2001:db8::1]/p?q=1"},
-		{"443", "a.test:8080", "https://a.test/p?q=1"},
-	} {
-		r := httptest.NewRequest(http.MethodGet, "http://x/p?q=1", nil)
-		r.Host = tt.host
-		w := httptest.NewRecorder()
-		certkeeper.RedirectHTTPSListener(tt.port).ServeHTTP(w, r)
+		tt.redirect(tt.port).ServeHTTP(w, r)
 		if got := w.Header().Get("Location"); w.Code != http.StatusMovedPermanently || got != tt.want {
 			t.Errorf("port %q, Host %q: %d %q, want 301 %q", tt.port, tt.host, w.Code, got, tt.want)
 		}
