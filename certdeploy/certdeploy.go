@@ -86,7 +86,8 @@ type Deployer struct {
 }
 
 // CheckError is returned when Check rejected the new files: they were
-// replaced by the previous ones, and Names are the certificates the check
+// replaced by the previous ones (or, at a first deployment, removed with
+// the directories made for them), and Names are the certificates the check
 // output mentions (all changed ones if it mentions none).
 type CheckError struct {
 	// Names are the primary names of the certificates blamed.
@@ -95,11 +96,21 @@ type CheckError struct {
 	Output string
 	// Err is the command's error.
 	Err error
+	// Restored reports whether previous files were put back; false when
+	// there were none (a first deployment), so nothing is deployed.
+	Restored bool
 }
 
 func (e *CheckError) Error() string {
-	return fmt.Sprintf("the check rejected the new files for %s (previous files restored): %v: %s",
-		strings.Join(e.Names, ", "), e.Err, strings.TrimSpace(e.Output))
+	undone := "nothing deployed"
+	if e.Restored {
+		undone = "previous files restored"
+	}
+	msg := fmt.Sprintf("the check rejected the new files for %s (%s): %v", strings.Join(e.Names, ", "), undone, e.Err)
+	if out := strings.TrimSpace(e.Output); out != "" {
+		msg += ": " + out
+	}
+	return msg
 }
 
 func (e *CheckError) Unwrap() error { return e.Err }
@@ -193,8 +204,8 @@ func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (ch
 	}
 	if d.Check != "" {
 		if out, err := run(ctx, d.Check, dir); err != nil {
-			tx.rollback()
-			return false, &CheckError{Names: blame(out, dir, files, changedNames), Output: out, Err: err}
+			restored := tx.rollback()
+			return false, &CheckError{Names: blame(out, dir, files, changedNames), Output: out, Err: err, Restored: restored}
 		}
 	}
 	tx.commit()
@@ -202,7 +213,11 @@ func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (ch
 		slog.Any("names", sortedKeys(changedNames)))
 	if d.Reload != "" {
 		if out, err := run(ctx, d.Reload, dir); err != nil {
-			return true, fmt.Errorf("the new files passed the check, but the reload command failed: %w: %s", err, strings.TrimSpace(out))
+			err = fmt.Errorf("the new files passed the check, but the reload command failed: %w", err)
+			if out = strings.TrimSpace(out); out != "" {
+				err = fmt.Errorf("%w: %s", err, out)
+			}
+			return true, err
 		}
 	}
 	return true, nil

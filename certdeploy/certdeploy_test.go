@@ -340,3 +340,40 @@ func TestGroupErrors(t *testing.T) {
 		t.Errorf("LookupGroup(root) = %d, %v", gid, err)
 	}
 }
+
+// TestFirstDeploymentRejected: a check that rejects a first deployment
+// leaves nothing behind, not even the certificate's directory, and says
+// nothing was deployed; a later rejection says the previous files were
+// restored. A check that prints nothing leaves no dangling ": ".
+func TestFirstDeploymentRejected(t *testing.T) {
+	ca := &localca.CA{Storage: filestore.New(t.TempDir())}
+	c := issue(t, ca, "l.test")
+	out := filepath.Join(t.TempDir(), "deploy")
+	d := &Deployer{Format: PEM, Dir: out, Check: "exit 1"}
+	_, err := d.Deploy(t.Context(), []*storage.Certificate{c})
+	var cerr *CheckError
+	if !errors.As(err, &cerr) || cerr.Restored {
+		t.Fatalf("first Deploy with a failing check = %v, want a CheckError with nothing restored", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "nothing deployed") || strings.Contains(msg, "restored") || strings.HasSuffix(msg, ": ") || strings.HasSuffix(msg, ":") {
+		t.Errorf("error = %q, want it to say nothing was deployed, without a trailing colon", msg)
+	}
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("%s left in %s after the rejected first deployment", e.Name(), out)
+	}
+
+	d.Check = ""
+	if _, err := d.Deploy(t.Context(), []*storage.Certificate{c}); err != nil {
+		t.Fatal(err)
+	}
+	d.Check = "echo bad certificate; exit 1"
+	_, err = d.Deploy(t.Context(), []*storage.Certificate{issue(t, ca, "l.test")})
+	if !errors.As(err, &cerr) || !cerr.Restored || !strings.Contains(err.Error(), "previous files restored") || !strings.HasSuffix(err.Error(), ": bad certificate") {
+		t.Errorf("Deploy over a deployment with a failing check = %v, want previous files restored and the output", err)
+	}
+}

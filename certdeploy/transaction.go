@@ -23,6 +23,9 @@ type transaction struct {
 	perm perms
 	made map[string]bool // directories given perm.dir in this transaction
 	undo []undo
+	// created are the directories this transaction made, in the order
+	// made (a parent before its children), removed again by rollback.
+	created []string
 }
 
 // perms are the modes and group of what a Deployer writes: this user's
@@ -127,8 +130,18 @@ func (t *transaction) mkdir(dir string) error {
 	if dir == t.dir || t.made[dir] {
 		return nil
 	}
+	var missing []string // deepest first
+	for d := dir; len(d) > len(t.dir); d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+	}
 	if err := os.MkdirAll(dir, t.perm.dir); err != nil {
 		return err
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		t.created = append(t.created, missing[i])
 	}
 	if err := t.perm.setDir(dir, t.perm.dir); err != nil {
 		return err
@@ -192,21 +205,28 @@ func (t *transaction) remove(rel string) error {
 	return nil
 }
 
-// rollback restores every file in reverse order. It is best effort: a
-// file that cannot be restored stays as the new version.
-func (t *transaction) rollback() {
+// rollback restores every file in reverse order and removes the
+// directories the transaction made, and reports whether any previous file
+// was put back (false when every file was new). It is best effort: a file
+// that cannot be restored stays as the new version.
+func (t *transaction) rollback() (restored bool) {
 	for i := len(t.undo) - 1; i >= 0; i-- {
 		u := t.undo[i]
 		if u.absent {
 			_ = os.Remove(u.path)
 		} else {
 			_ = t.writeAtomic(u.path, u.old)
+			restored = true
 		}
 	}
-	t.undo = nil
+	for i := len(t.created) - 1; i >= 0; i-- {
+		_ = os.Remove(t.created[i]) // only if empty: nothing else of anyone's is lost
+	}
+	t.undo, t.created = nil, nil
+	return restored
 }
 
-func (t *transaction) commit() { t.undo = nil }
+func (t *transaction) commit() { t.undo, t.created = nil, nil }
 
 // writeAtomic writes data to path atomically with t's mode and group:
 // 0600, or 0640 in the group, as the files hold private keys.
