@@ -27,6 +27,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/certkeeper/certkeeper/internal/hook"
 	"github.com/certkeeper/certkeeper/storage"
@@ -77,12 +78,19 @@ type Deployer struct {
 	// only that each key matches its certificate.
 	Check string
 	// Reload is a shell command run after a passing check, when anything
-	// changed (systemctl reload haproxy). Empty runs nothing.
+	// changed (systemctl reload haproxy), and by the next Deploy, changed or
+	// not, while the last reload failed. Empty runs nothing.
 	Reload string
 	// Logger receives what was deployed. Nil means slog.Default().
 	Logger *slog.Logger
 
-	mu sync.Mutex // serialises Deploy: one set of files at a time
+	mu        sync.Mutex // serialises Deploy: one set of files at a time
+	reloadDue bool       // the last Reload failed: the server may not have the files yet
+
+	// retryFirst and retryMax bound Follow's waits between retries of a
+	// failed deployment; zero means retryFirst and retryMax (tests shorten
+	// them).
+	retryFirst, retryMax time.Duration
 }
 
 // CheckError is returned when Check rejected the new files: they were
@@ -200,6 +208,9 @@ func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (ch
 		}
 	}
 	if !tx.changed() {
+		if d.reloadDue {
+			return false, d.reload(ctx, dir) // the files are the ones the failed reload was for
+		}
 		return false, nil
 	}
 	if d.Check != "" {
@@ -211,16 +222,25 @@ func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (ch
 	tx.commit()
 	d.logger().Info("certificates deployed", slog.String("format", d.Format), slog.String("dir", dir),
 		slog.Any("names", sortedKeys(changedNames)))
-	if d.Reload != "" {
-		if out, err := run(ctx, d.Reload, dir); err != nil {
-			err = fmt.Errorf("the new files passed the check, but the reload command failed: %w", err)
-			if out = strings.TrimSpace(out); out != "" {
-				err = fmt.Errorf("%w: %s", err, out)
-			}
-			return true, err
-		}
+	return true, d.reload(ctx, dir)
+}
+
+// reload runs Reload, if any, and remembers whether it failed, so that
+// the next Deploy runs it again even if nothing changed by then.
+func (d *Deployer) reload(ctx context.Context, dir string) error {
+	if d.Reload == "" {
+		return nil
 	}
-	return true, nil
+	out, err := run(ctx, d.Reload, dir)
+	d.reloadDue = err != nil
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("the new files passed the check, but the reload command failed: %w", err)
+	if out = strings.TrimSpace(out); out != "" {
+		err = fmt.Errorf("%w: %s", err, out)
+	}
+	return err
 }
 
 // blame returns the certificates whose files the check output names, or
