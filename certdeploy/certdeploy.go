@@ -27,6 +27,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/hook"
@@ -86,6 +87,8 @@ type Deployer struct {
 
 	mu        sync.Mutex // serialises Deploy: one set of files at a time
 	reloadDue bool       // the last Reload failed: the server may not have the files yet
+	failures  atomic.Uint64
+	failing   atomic.Bool
 
 	// retryFirst and retryMax bound Follow's waits between retries of a
 	// failed deployment; zero means retryFirst and retryMax (tests shorten
@@ -130,6 +133,22 @@ func (d *Deployer) logger() *slog.Logger {
 	return slog.Default()
 }
 
+// Stats are what a Deployer's deployments came to since it was made, for
+// metrics.
+type Stats struct {
+	// Failures counts the calls of Deploy (and so of Follow's deployments
+	// and their retries) that returned an error.
+	Failures uint64
+	// Failing reports whether the last one did: the files deployed are not
+	// the newest, or the server has not reloaded them.
+	Failing bool
+}
+
+// Stats returns d's counts. It does not wait for a deployment under way.
+func (d *Deployer) Stats() Stats {
+	return Stats{Failures: d.failures.Load(), Failing: d.failing.Load()}
+}
+
 // file is one file of a deployment and the certificate it belongs to.
 type file struct {
 	rel  string
@@ -143,6 +162,12 @@ type file struct {
 func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (changed bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	defer func() {
+		if err != nil {
+			d.failures.Add(1)
+		}
+		d.failing.Store(err != nil)
+	}()
 	if d.Dir == "" {
 		return false, errors.New("certdeploy: no directory to deploy into")
 	}

@@ -435,7 +435,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 		if err != nil {
 			return err
 		}
-		defer dep.Follow(ctx, m, st)() // deploys now, and after each issuance and renewal
+		defer mon.Follow(ctx, dep, m, st)() // deploys now, after each issuance and renewal; failures in the metrics
 	}
 	if err := opsFlagError(mon.Start(m, st)); err != nil {
 		return err

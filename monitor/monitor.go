@@ -32,6 +32,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/alert"
+	"github.com/certkeeper/certkeeper/certdeploy"
 	"github.com/certkeeper/certkeeper/certserver"
 	"github.com/certkeeper/certkeeper/internal/connlimit"
 	"github.com/certkeeper/certkeeper/internal/nobody"
@@ -217,6 +218,19 @@ func (m *Monitor) Observe(e certkeeper.Event) {
 	if m.cfg.Alerter != nil {
 		m.cfg.Alerter.Observe(e)
 	}
+}
+
+// Follow has d follow mgr (certdeploy.Deployer.Follow, deploying what st
+// holds) and, with metrics on, exports its failures
+// (certkeeper_deploy_failures_total, certkeeper_deploy_failing). Call it
+// for one Deployer, before or after Start; stop ends the following.
+func (m *Monitor) Follow(ctx context.Context, d *certdeploy.Deployer, mgr *certkeeper.Manager, st storage.Storage) (stop func()) {
+	if m.metrics != nil {
+		if err := m.metrics.RegisterDeploy(d); err != nil { // only a second Deployer can collide
+			m.logger().Warn("the deployment's metrics are not exported", slog.Any("err", err))
+		}
+	}
+	return d.Follow(ctx, mgr, st)
 }
 
 // Start checks the Config, opens the listeners and starts the alerter.

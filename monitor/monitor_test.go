@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/certdeploy"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -100,6 +101,7 @@ func TestStartShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mon.Close()
+	defer mon.Follow(t.Context(), &certdeploy.Deployer{Format: certdeploy.PEM, Dir: t.TempDir()}, m, st)()
 	_ = m.HTTPHandler(nil) // the Manager's first use: its scan starts
 	select {
 	case <-scanned:
@@ -123,6 +125,8 @@ func TestStartShared(t *testing.T) {
 	}
 	if code, body := get("/metrics", "m"); code != 200 || !strings.Contains(body, "certkeeper_") {
 		t.Errorf("/metrics with its token: %d %.80q", code, body)
+	} else if !strings.Contains(body, "\ncertkeeper_deploy_failing 0\n") {
+		t.Error("/metrics lacks the followed deployment's certkeeper_deploy_failing")
 	}
 	if code, _ := get("/metrics", "s"); code != 401 {
 		t.Errorf("/metrics with the status token: %d, want 401", code)
