@@ -46,8 +46,8 @@ func readConfigFile(file string, cfg any) error {
 		for _, note := range notes {
 			n.addNote(note)
 		}
-		if keys, mode := yamlconf.Exposed(file, data, reflect.TypeOf(cfg).Elem()); len(keys) > 0 {
-			n.addNote(fmt.Sprintf("warning: --config %s is readable by other users (mode %04o) and holds %s: chmod 600 %[1]s", file, mode, strings.Join(keys, ", ")))
+		if keys, e := yamlconf.Exposed(file, data, reflect.TypeOf(cfg).Elem()); len(keys) > 0 {
+			n.addNote(fmt.Sprintf("warning: --config %s is readable by %s (mode %04o) and holds %s: %s", file, e.Who, e.Mode, strings.Join(keys, ", "), e.Fix))
 		}
 	}
 	return err

@@ -160,21 +160,24 @@ func TestProxyUnknownProfile(t *testing.T) {
 // TestConfigSecretsReadable: a --config file other users can read that
 // holds a token, or a storage URL with a password, is warned about at
 // start and by --check-config, naming the keys (never the values) and
-// chmod 600; at mode 0600, or holding no secret, it is not.
+// chmod 600; at mode 0600, at 0640 in the command's own group (the
+// systemd unit's install -m 0640 -g certkeeper), or holding no secret, it
+// is not.
 func TestConfigSecretsReadable(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("file modes say nothing of other users on Windows")
 	}
-	const warning = "is readable by other users"
+	const warning = "is readable by"
 	for _, tt := range []struct {
 		cmd, yaml string
 		mode      os.FileMode
 		want      string // "" for no warning
 	}{
-		{"proxy", "allow: a.example\nmetrics_token: mtok-0123456789abcdef\n", 0o644, "(mode 0644) and holds metrics_token: chmod 600"},
-		{"server", "allow: a.example\nno_auth: true\nstorage: redis://:s3cret@127.0.0.1:1/0\nstatus_token: stok-0123456789abcdef\n", 0o640,
+		{"proxy", "allow: a.example\nmetrics_token: mtok-0123456789abcdef\n", 0o644, "readable by other users (mode 0644) and holds metrics_token: chmod 600"},
+		{"server", "allow: a.example\nno_auth: true\nstorage: redis://:s3cret@127.0.0.1:1/0\nstatus_token: stok-0123456789abcdef\n", 0o604,
 			"holds status_token, storage: chmod 600"},
 		{"proxy", "allow: a.example\nmetrics_token: mtok-0123456789abcdef\n", 0o600, ""},
+		{"proxy", "allow: a.example\nmetrics_token: mtok-0123456789abcdef\n", 0o640, ""},
 		{"proxy", "allow: a.example\nstorage: postgres://ck@127.0.0.1:1/ck\n", 0o644, ""},
 	} {
 		f := writeConfig(t, tt.yaml)

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"os/user"
 	"reflect"
 	"runtime"
 	"slices"
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"gopkg.in/yaml.v3"
 )
@@ -212,15 +214,62 @@ func SecretsGiven(t reflect.Type, set map[string]bool) []string {
 	return keys
 }
 
-// Exposed returns the Secrets of file, whose content is data, when other
-// users may read it (a mode with group or other read bits, not on
-// Windows, where modes say nothing of them), and the file's mode.
-func Exposed(file string, data []byte, t reflect.Type) ([]string, fs.FileMode) {
+// Exposure says who beyond this process may read a config file that
+// holds secrets, and what makes it private while this process can still
+// read it.
+type Exposure struct {
+	// Mode is the file's permission bits.
+	Mode fs.FileMode
+	// Who is "other users" (the file is world-readable) or "group G" (its
+	// group, which is not this process's, may read it).
+	Who string
+	// Fix is the command that makes the file readable by this process's
+	// user and group alone: chmod 600 for a file this user owns, else
+	// chgrp to this process's group and chmod 640 (a root-owned file the
+	// service reads through its group, as deploy/certkeeper.service
+	// installs it, would be locked out by chmod 600).
+	Fix string
+}
+
+// Exposed returns the Secrets of file, whose content is data, when users
+// besides this process's may read it: a mode with the other read bit, or
+// the group read bit when the file's group is not this process's
+// (effective) group, which a service's config file is meant to share
+// (install -m 0640 -g certkeeper). Not on Windows, where modes say nothing
+// of other users.
+func Exposed(file string, data []byte, t reflect.Type) ([]string, Exposure) {
 	fi, err := os.Stat(file)
-	if err != nil || fi.Mode().Perm()&0o044 == 0 || runtime.GOOS == "windows" {
-		return nil, 0
+	if err != nil || runtime.GOOS == "windows" {
+		return nil, Exposure{}
 	}
-	return Secrets(data, t), fi.Mode().Perm()
+	mode := fi.Mode().Perm()
+	gid, hasGID := fileowner.GID(fi)
+	var who string
+	switch {
+	case mode&0o004 != 0:
+		who = "other users"
+	case mode&0o040 != 0 && hasGID && gid != os.Getegid():
+		who = "group " + groupName(gid)
+	default:
+		return nil, Exposure{}
+	}
+	keys := Secrets(data, t)
+	if len(keys) == 0 {
+		return nil, Exposure{}
+	}
+	fix := "chmod 600 " + file
+	if uid, ok := fileowner.UID(fi); ok && uid != os.Geteuid() {
+		fix = "chgrp " + groupName(os.Getegid()) + " " + file + " && chmod 640 " + file
+	}
+	return keys, Exposure{Mode: mode, Who: who, Fix: fix}
+}
+
+// groupName is the name of group gid, or its number if it has none.
+func groupName(gid int) string {
+	if g, err := user.LookupGroupId(strconv.Itoa(gid)); err == nil {
+		return g.Name
+	}
+	return strconv.Itoa(gid)
 }
 
 // Aliases maps the deprecated config keys of struct type t (a field's

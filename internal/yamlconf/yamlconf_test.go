@@ -3,7 +3,10 @@ package yamlconf
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -363,4 +366,81 @@ func TestSecretsGiven(t *testing.T) {
 			t.Errorf("SecretsGiven(%v) = %v, want %v", tt.set, got, tt.want)
 		}
 	}
+}
+
+// TestExposed: a file holding a secret is exposed when other users may
+// read it, or a group other than this process's; not at 0640 in this
+// process's own group (the systemd unit's root:certkeeper 0640, which
+// chmod 600 would lock the service out of). The fix keeps the file
+// readable: chmod 600 for this user's file, else chgrp and chmod 640.
+func TestExposed(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("file modes say nothing of other users on Windows")
+	}
+	type config struct {
+		Token string `yaml:"token" secret:"true"`
+	}
+	ty := reflect.TypeFor[config]()
+	data := []byte("token: t0123\n")
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(file, -1, os.Getegid()); err != nil {
+		t.Fatal(err)
+	}
+	check := func(mode os.FileMode, wantWho, wantFix string) {
+		t.Helper()
+		if err := os.Chmod(file, mode); err != nil {
+			t.Fatal(err)
+		}
+		keys, e := Exposed(file, data, ty)
+		if wantWho == "" {
+			if keys != nil {
+				t.Errorf("at %04o: exposed %q to %s, want not", mode, keys, e.Who)
+			}
+			return
+		}
+		if !slices.Equal(keys, []string{"token"}) || e.Who != wantWho || e.Mode != mode || e.Fix != wantFix {
+			t.Errorf("at %04o: %q, %+v; want [token] readable by %s, fix %q", mode, keys, e, wantWho, wantFix)
+		}
+	}
+	chmod600 := "chmod 600 " + file
+	check(0o600, "", "")
+	check(0o640, "", "") // this process's group
+	check(0o644, "other users", chmod600)
+	check(0o604, "other users", chmod600)
+	if _, e := Exposed(file, []byte("other: 1\n"), ty); e.Who != "" {
+		t.Errorf("a file without secrets exposed: %+v", e)
+	}
+
+	// Another group (root may give any; another user one of its own).
+	other := -1
+	if os.Geteuid() == 0 {
+		other = os.Getegid() + 1
+	} else if groups, err := os.Getgroups(); err == nil {
+		for _, g := range groups {
+			if g != os.Getegid() {
+				other = g
+			}
+		}
+	}
+	if other < 0 {
+		t.Skip("this user belongs to no group but its own: cannot give the file another")
+	}
+	if err := os.Chown(file, -1, other); err != nil {
+		t.Fatal(err)
+	}
+	check(0o640, "group "+groupName(other), chmod600)
+	check(0o600, "", "")
+	if os.Geteuid() != 0 {
+		return
+	}
+	// Owned by another user (root's file read by the service): chmod 600
+	// would lock the reader out.
+	if err := os.Chown(file, os.Geteuid()+1, -1); err != nil {
+		t.Fatal(err)
+	}
+	own := groupName(os.Getegid())
+	check(0o644, "other users", "chgrp "+own+" "+file+" && chmod 640 "+file)
 }
