@@ -20,7 +20,8 @@ import (
 
 // TestSystemdUnit: systemd-analyze verify passes on deploy/certkeeper.service
 // and on the renewal timer with its service (deploy/certkeeper-renew.*),
-// their ExecStart pointing at the built binary.
+// their ExecStart pointing at the built binary; the proxy's gives no
+// --log-level, so proxy.yaml's log_level is not overridden.
 func TestSystemdUnit(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
@@ -39,6 +40,9 @@ func TestSystemdUnit(t *testing.T) {
 		}
 		if strings.HasSuffix(name, ".service") && !strings.Contains(string(unit), "ExecStart=/usr/local/bin/certkeeper ") {
 			t.Fatalf("%s's ExecStart no longer starts /usr/local/bin/certkeeper", name)
+		}
+		if name == "certkeeper.service" && strings.Contains(string(unit), "--log-level") {
+			t.Errorf("%s gives --log-level, which overrides proxy.yaml's log_level (the proxy's default is info already)", name)
 		}
 		f := filepath.Join(dir, name)
 		if err := os.WriteFile(f, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/certkeeper", bin)), 0o644); err != nil {
@@ -93,7 +97,8 @@ func TestNotifyReady(t *testing.T) {
 }
 
 // TestLaunchdPlist: deploy/com.certkeeper.proxy.plist is well-formed XML
-// that runs "certkeeper proxy".
+// that runs "certkeeper proxy", with no --log-level to override
+// proxy.yaml's log_level.
 func TestLaunchdPlist(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("..", "deploy", "com.certkeeper.proxy.plist"))
 	if err != nil {
@@ -113,6 +118,8 @@ func TestLaunchdPlist(t *testing.T) {
 	}
 	if len(doc.Dict.Arrays) == 0 || len(doc.Dict.Arrays[0].Strings) < 2 || doc.Dict.Arrays[0].Strings[1] != "proxy" {
 		t.Errorf("ProgramArguments = %+v, want certkeeper proxy ...", doc.Dict.Arrays)
+	} else if slices.Contains(doc.Dict.Arrays[0].Strings, "--log-level") {
+		t.Errorf("ProgramArguments %q give --log-level, which overrides proxy.yaml's log_level (the proxy's default is info already)", doc.Dict.Arrays[0].Strings)
 	}
 }
 
