@@ -61,7 +61,8 @@ type Summary struct {
 	// LogLevel is the log level given; empty is not shown.
 	LogLevel string
 	// MaxConns is the most connections one listener keeps open
-	// (--max-conns), FilesPerConn the file descriptors each takes (the
+	// (--max-conns; a negative one, which the command refuses, is not
+	// warned of), FilesPerConn the file descriptors each takes (the
 	// proxy's two: the client's and the backend's; 0 is 1), and OpenFiles
 	// the descriptors the process may open (its RLIMIT_NOFILE; 0 is
 	// unknown, or no such limit): a MaxConns they cannot hold is warned
@@ -241,7 +242,7 @@ func summaryChain(cas []string) string {
 // MaxConns above what OpenFiles allows.
 func (s *Summary) Warnings() []string {
 	var out []string
-	if need := uint64(s.MaxConns) * uint64(max(s.FilesPerConn, 1)); s.OpenFiles > 0 && need > s.OpenFiles {
+	if need := uint64(max(s.MaxConns, 0)) * uint64(max(s.FilesPerConn, 1)); s.OpenFiles > 0 && need > s.OpenFiles {
 		each := ""
 		if s.FilesPerConn > 1 {
 			each = fmt.Sprintf(" (%d each)", s.FilesPerConn)

@@ -77,6 +77,9 @@ func TestSummaryWarnings(t *testing.T) {
 			Served: []engine.SummaryName{{Flag: "--default-name", Name: "10.0.0.7"}}}, nil},
 		{"connections fit", engine.Summary{Allow: []string{"www.example.com"}, MaxConns: 10000, FilesPerConn: 2, OpenFiles: 65536}, nil},
 		{"limit unknown", engine.Summary{Allow: []string{"www.example.com"}, MaxConns: 10000}, nil},
+		// A negative --max-conns is refused as bad usage; the warning must
+		// not turn it into 18446744073709551606 open files beside that.
+		{"negative connections", engine.Summary{Allow: []string{"www.example.com"}, MaxConns: -5, FilesPerConn: 2, OpenFiles: 16384}, nil},
 		{"more connections than files", engine.Summary{Allow: []string{"www.example.com"}, MaxConns: 10000, FilesPerConn: 2, OpenFiles: 16384},
 			[]string{"--max-conns 10000: one listener's connections take up to 20000 open files (2 each), but this process may open 16384"}},
 		{"staging, a rule to another CA", engine.Summary{CAs: []string{"staging"}, Allow: []string{"localhost", "*.corp.internal"},
