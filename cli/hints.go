@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"io/fs"
+	"strings"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/issuer"
@@ -16,14 +17,26 @@ import (
 
 // hintError is a library error with what to do on the command line: the
 // libraries name their own fields (Issuer.EAB, Resolver.Zones), not our
-// flags.
+// flags. Its message has dns01's field names replaced by their flags
+// (dnsFields); hint is "" when that says it all.
 type hintError struct {
 	err  error
 	hint string
 }
 
-func (e *hintError) Error() string { return e.err.Error() + "; on the command line: " + e.hint }
+func (e *hintError) Error() string {
+	msg := dnsFields.Replace(e.err.Error())
+	if e.hint == "" {
+		return msg
+	}
+	return msg + "; on the command line: " + e.hint
+}
 func (e *hintError) Unwrap() error { return e.err }
+
+// dnsFields are the flags of the dns01 fields its errors name. Read only.
+var dnsFields = strings.NewReplacer("Resolver.Servers", "--dns-resolver", "Resolver.Primary", "--dns-server",
+	"Resolver.Zones", "--dns-zone", "Resolver.AuthoritativePort", "--dns-check-port",
+	"SkipPropagationCheck", "--dns-no-check", "PropagationTimeout", "--dns-timeout")
 
 // withFlagHints adds to err the flags that change what it names, for the
 // library errors that name a field; other errors are returned as they are.
@@ -31,26 +44,9 @@ func withFlagHints(err error) error {
 	if err == nil || errors.As(err, new(*hintError)) {
 		return err
 	}
-	if ze := (*dns01.ZoneError)(nil); errors.As(err, &ze) {
-		if ze.NoAnswer {
-			return &hintError{err: err, hint: "check the addresses in --dns-resolver and --dns-server"}
-		}
-		return &hintError{err: err, hint: "name the zone with --dns-zone, or point --dns-resolver or --dns-server at a server that knows it"}
-	}
-	if pe := (*dns01.PropagationError)(nil); errors.As(err, &pe) {
-		if pe.NotFound() {
-			return &hintError{err: err, hint: "--dns-server names the primary, which is asked too; --dns-resolver resolvers that know the zone's nameservers; --dns-no-check skips the check"}
-		}
-		hint := "--dns-timeout waits longer"
-		switch {
-		case len(pe.Unreachable) > 0 && len(pe.Lacking) > len(pe.Refusing):
-			hint = "--dns-check-port sets the port the nameservers are asked on; --dns-no-check skips the check (split horizon); " + hint
-		case len(pe.Unreachable) > 0:
-			hint = "--dns-check-port sets the port the nameservers are asked on; --dns-no-check skips the check (split horizon)"
-		case len(pe.Refusing) == len(pe.Lacking):
-			hint = "--dns-check-port sets the port the nameservers are asked on; --dns-resolver the resolvers that give their addresses"
-		}
-		return &hintError{err: err, hint: hint}
+	// What to do is in their messages, in the fields' flags.
+	if errors.As(err, new(*dns01.ZoneError)) || errors.As(err, new(*dns01.PropagationError)) {
+		return &hintError{err: err}
 	}
 	if pe := (*dns01.PersistError)(nil); errors.As(err, &pe) && pe.Expired > 0 && len(pe.Others) == 0 {
 		return &hintError{err: err, hint: "run certkeeper dns-persist-record -d NAME with this --storage and a later --until (or none)"}

@@ -642,7 +642,7 @@ func (e *PropagationError) advice() string {
 		}
 		say = append(say, strings.Join(e.Refusing, ", ")+refuse+": is that the nameservers' address and port? "+
 			"Resolver.AuthoritativePort sets the port they are asked on; their addresses are those of the zone's NS records, "+
-			"as Resolver.Servers answer them")
+			"as the resolvers (Resolver.Servers) answer them")
 	}
 	lacking := slices.DeleteFunc(slices.Clone(e.Lacking), func(w string) bool { return slices.Contains(e.Refusing, w) })
 	switch {
