@@ -157,6 +157,10 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	if !within(15*time.Second, func() bool { return strings.Contains(logs(), "upgrade failed; still serving") }) {
 		t.Fatalf("no failed upgrade reported within 15 s:\n%s", logs())
 	}
+	// As docs/troubleshooting.md quotes it, whether the pipe or the exit is seen first.
+	if !strings.Contains(logs(), "the new process ended before it was ready (exit status 3)") {
+		t.Errorf("the failed upgrade does not say how the new process ended:\n%s", logs())
+	}
 	time.Sleep(500 * time.Millisecond)
 
 	// The good binary: the listeners move, the old process drains and exits.

@@ -178,7 +178,7 @@ func waitReady(ctx context.Context, proc *os.Process, pr *os.File, exited <-chan
 		}
 		return nil
 	case err := <-exited:
-		return fmt.Errorf("the new process exited before it was ready: %v", err)
+		return fmt.Errorf("the new process ended before it was ready (%v)", err) // as when the pipe closes first
 	case <-timer.C:
 		return fail(fmt.Errorf("the new process was not ready within %s", ReadyTimeout))
 	case <-ctx.Done():
