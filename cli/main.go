@@ -9,6 +9,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -299,9 +300,10 @@ func printHelp(w io.Writer, c *Command, dns []dnsprovider.Provider) {
 	}
 }
 
-// newLogger builds the slog logger the flags ask for (logsetup.New).
+// newLogger builds the slog logger the flags ask for (logsetup.New); no
+// level is warn, the default but for proxy and server (serviceLogLevel).
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	logger, err := logsetup.New(w, format, level)
+	logger, err := logsetup.New(w, format, cmp.Or(level, "warn"))
 	switch {
 	case errors.Is(err, logsetup.ErrLevel):
 		return nil, usagef("--log-level %q: use debug, info, warn or error", level)
@@ -314,5 +316,5 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 // globalFlags are the flags every command takes.
 func globalFlags(fs *flag.FlagSet) {
 	fs.String("log-format", "text", "log `FORMAT`: text, or json for log collectors")
-	fs.String("log-level", "warn", "log `LEVEL`: debug, info, warn or error (proxy and server: info)")
+	fs.String("log-level", "", "log `LEVEL`: debug, info, warn or error (default: info for proxy and server, warn for the other commands)")
 }
