@@ -36,7 +36,8 @@ type proxyConfig struct {
 }
 
 // proxyChallengeHelp is the usage of the proxy's --challenge.
-const proxyChallengeHelp = "challenge `TYPE` to use: tls-alpn-01, http-01 (needs --http-addr); repeatable\n(default: both, whichever the CA offers)"
+const proxyChallengeHelp = "challenge `TYPE` to use: tls-alpn-01, http-01 (needs --http-addr), dns-01 (needs --dns),\n" +
+	"dns-persist-01; repeatable (default: tls-alpn-01, plus http-01 with --http-addr and dns-01\nwith --dns: whichever of them the CA offers)"
 
 func proxyCmd() *Command {
 	c := &proxyConfig{engineConfig: engineConfig{Ops: defaultOps()}}

@@ -49,7 +49,8 @@ type serverConfig struct {
 }
 
 // serverChallengeHelp is the usage of the server's --challenge.
-const serverChallengeHelp = "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-alpn-addr);\nrepeatable (default: http-01, and tls-alpn-01 with --tls-alpn-addr)"
+const serverChallengeHelp = "challenge `TYPE` to use: http-01 (answered on --listen), tls-alpn-01 (needs --tls-alpn-addr),\n" +
+	"dns-01 (needs --dns), dns-persist-01; repeatable (default: http-01, plus tls-alpn-01 with\n--tls-alpn-addr and dns-01 with --dns)"
 
 func serverCmd() *Command {
 	c := &serverConfig{IssueTimeout: certserver.DefaultIssueTimeout, MaxTTL: certserver.DefaultMaxTTL, engineConfig: engineConfig{Ops: defaultOps()}}
