@@ -36,44 +36,15 @@ func (d *Deployer) Follow(ctx context.Context, m *certkeeper.Manager, st storage
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		var (
-			retry   *time.Timer
-			retryC  <-chan time.Time // nil: no retry due
-			wait    time.Duration    // the last wait before a retry
-			attempt = func(fresh bool) {
-				if retry != nil {
-					retry.Stop()
-				}
-				retryC = nil
-				err := d.deployStored(ctx, st)
-				if err == nil || ctx.Err() != nil {
-					wait = 0
-					return
-				}
-				if fresh || wait == 0 {
-					wait = d.firstWait()
-				} else {
-					wait = min(2*wait, d.maxWait())
-				}
-				retry = time.NewTimer(wait)
-				retryC = retry.C
-				d.logger().Error("deploying certificates failed; the previous files stay, and it will be retried",
-					slog.String("dir", d.Dir), slog.Any("err", err),
-					slog.Time("retry_at", time.Now().Add(wait).Round(time.Second)))
-			}
-		)
-		defer func() {
-			if retry != nil {
-				retry.Stop()
-			}
-		}()
-		attempt(true)
+		r := &retrier{d: d}
+		defer r.stop()
+		r.deploy(ctx, st, true)
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-retryC:
-				attempt(false)
+			case <-r.due:
+				r.deploy(ctx, st, false)
 			case e, ok := <-events:
 				if !ok {
 					return
@@ -88,7 +59,7 @@ func (d *Deployer) Follow(ctx context.Context, m *certkeeper.Manager, st storage
 						drained = true
 					}
 				}
-				attempt(true)
+				r.deploy(ctx, st, true)
 			}
 		}
 	}()
@@ -97,6 +68,43 @@ func (d *Deployer) Follow(ctx context.Context, m *certkeeper.Manager, st storage
 		unwatch()
 		<-done
 	}
+}
+
+// retrier is Follow's schedule of retries of a failed deployment.
+type retrier struct {
+	d     *Deployer
+	timer *time.Timer
+	due   <-chan time.Time // fires when a retry is due; nil: none is
+	wait  time.Duration    // the last wait before a retry; 0 after a success
+}
+
+// deploy deploys what st holds and, if that fails, logs it and schedules
+// the retry: after the first wait if fresh (a new certificate) or after
+// a success, else after twice the last wait, at most the cap.
+func (r *retrier) deploy(ctx context.Context, st storage.Storage, fresh bool) {
+	r.stop()
+	err := r.d.deployStored(ctx, st)
+	if err == nil || ctx.Err() != nil {
+		r.wait = 0
+		return
+	}
+	if fresh || r.wait == 0 {
+		r.wait = r.d.firstWait()
+	} else {
+		r.wait = min(2*r.wait, r.d.maxWait())
+	}
+	r.timer = time.NewTimer(r.wait)
+	r.due = r.timer.C
+	r.d.logger().Error("deploying certificates failed; the previous files stay, and it will be retried",
+		slog.String("dir", r.d.Dir), slog.Any("err", err), slog.Time("retry_at", time.Now().Add(r.wait).Round(time.Second)))
+}
+
+// stop cancels a retry that is due.
+func (r *retrier) stop() {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	r.due = nil
 }
 
 func (d *Deployer) firstWait() time.Duration {

@@ -131,3 +131,32 @@ func TestReloadRetried(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryBackoff: the waits between retries of a deployment that keeps
+// failing double up to the cap; a new certificate starts them again, and
+// a success ends them.
+func TestRetryBackoff(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	ca := &localca.CA{Storage: filestore.New(t.TempDir())}
+	if _, err := certkeeper.Issue(t.Context(), st, certkeeper.IssueRequest{Names: []string{"b.test"}, Issuers: &issuer.Chain{Issuers: []issuer.Issuer{ca}}}); err != nil {
+		t.Fatal(err)
+	}
+	d := &Deployer{Format: PEM, Dir: t.TempDir(), Check: "exit 1", Logger: slog.New(slog.DiscardHandler),
+		retryFirst: time.Minute, retryMax: 5 * time.Minute}
+	r := &retrier{d: d}
+	defer r.stop()
+	for i, step := range []struct {
+		fresh bool
+		want  time.Duration
+	}{{true, time.Minute}, {false, 2 * time.Minute}, {false, 4 * time.Minute}, {false, 5 * time.Minute}, {false, 5 * time.Minute}, {true, time.Minute}} {
+		r.deploy(t.Context(), st, step.fresh)
+		if r.wait != step.want || r.due == nil {
+			t.Fatalf("failure %d (fresh %v): wait %v, retry due %v; want %v", i+1, step.fresh, r.wait, r.due != nil, step.want)
+		}
+	}
+	d.Check = ""
+	r.deploy(t.Context(), st, false)
+	if r.wait != 0 || r.due != nil {
+		t.Errorf("after a success: wait %v, retry due %v; want none", r.wait, r.due != nil)
+	}
+}
