@@ -177,20 +177,30 @@ func (e *ListenError) Unwrap() error { return e.Err }
 type Monitor struct {
 	cfg     Config
 	metrics *metrics.Metrics
-	events  statuspage.Recorder
-	servers []*http.Server
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// refusals counts the connections the front-end's listeners and the
+	// Monitor's own refused over their limits; nil without metrics.
+	refusals *connlimit.Refusals
+	events   statuspage.Recorder
+	servers  []*http.Server
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // New returns a Monitor for c. Nothing listens until Start.
 func New(c Config) *Monitor {
 	m := &Monitor{cfg: c}
 	if c.MetricsAddr != "" {
-		m.metrics = metrics.New()
+		m.metrics, m.refusals = metrics.New(), new(connlimit.Refusals)
 	}
 	return m
 }
+
+// Refusals is what the front-end puts in its listeners' connection
+// limits (connlimit.Limits.Refusals, proxy.Server.Refusals) for the
+// metrics to count the connections and requests they refuse
+// (certkeeper_connections_refused_total), as they count the Monitor's
+// own listeners'; nil when metrics are off.
+func (m *Monitor) Refusals() *connlimit.Refusals { return m.refusals }
 
 func (m *Monitor) logger() *slog.Logger {
 	if m.cfg.Logger != nil {
@@ -246,6 +256,9 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 	var metricsHandler http.Handler
 	if m.metrics != nil {
 		if err := m.metrics.Register(mgr); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+		if err := m.metrics.RegisterRefusals(m.refusals); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
 		}
 		if c.API != nil {
@@ -328,10 +341,10 @@ func (m *Monitor) serve(name, addr, what string, h http.Handler) error {
 	go func() {
 		// The default connection limits (package connlimit): a scraper
 		// or a browser needs a few connections; a flood gets at most
-		// 10,000, 1,000 per client address.
+		// 10,000, 1,000 per client address, counted in the metrics.
 		// net.ErrClosed: an upgrade (SIGUSR2) closed the listener, handed
 		// to the new process; nothing failed.
-		if err := srv.Serve(connlimit.Listen(ln, connlimit.Limits{}, logger)); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		if err := srv.Serve(connlimit.Listen(ln, connlimit.Limits{Refusals: m.refusals}, logger)); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			logger.Error("serving the "+what, slog.String("addr", addr), slog.Any("err", err))
 		}
 	}()

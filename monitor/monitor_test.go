@@ -78,7 +78,8 @@ func TestBearer(t *testing.T) {
 }
 
 // TestStartShared serves metrics and the status page on one real
-// loopback listener, each behind its token, and closes it.
+// loopback listener, each behind its token, and closes it; the metrics
+// count that listener's refused connections.
 func TestStartShared(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -127,6 +128,8 @@ func TestStartShared(t *testing.T) {
 		t.Errorf("/metrics with its token: %d %.80q", code, body)
 	} else if !strings.Contains(body, "\ncertkeeper_deploy_failing 0\n") {
 		t.Error("/metrics lacks the followed deployment's certkeeper_deploy_failing")
+	} else if own := `certkeeper_connections_refused_total{listener="` + addr + `",reason="per_client"} 0`; !strings.Contains(body, own) {
+		t.Errorf("/metrics does not count the refusals of its own listener from its start (no %s)", own)
 	}
 	if code, _ := get("/metrics", "s"); code != 401 {
 		t.Errorf("/metrics with the status token: %d, want 401", code)

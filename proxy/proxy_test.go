@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/connlimit"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/proxy"
 )
@@ -711,7 +713,8 @@ func TestMaxConnsPerClient(t *testing.T) {
 // requests at once gets 503 (Retry-After) for the rest, with a warning, so
 // one client cannot hold a backend connection per stream (a security
 // trial held 1,000 backend sockets with 4 connections and
-// MaxConnsPerClient 4); once they end, requests pass again.
+// MaxConnsPerClient 4); once they end, requests pass again. Refusals
+// counts each 503 under the listener's address.
 func TestRequestsPerClient(t *testing.T) {
 	release := make(chan struct{})
 	var count atomic.Int32
@@ -725,11 +728,13 @@ func TestRequestsPerClient(t *testing.T) {
 	t.Cleanup(backend.Close)
 	logger, logs := newLogger()
 	pki := newPKI(t)
+	refusals := new(connlimit.Refusals)
 	addr := serveOn(t, &proxy.Server{
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{pki.leaf}},
 		Handler:           &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})},
 		Logger:            logger,
 		MaxConnsPerClient: 3,
+		Refusals:          refusals,
 	})
 	_, port, _ := net.SplitHostPort(addr)
 	p := &testProxy{addr: addr, port: port, pki: pki}
@@ -790,6 +795,11 @@ func TestRequestsPerClient(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "request limit of one client reached; answering its new requests with 503") {
 		t.Errorf("no warning of the client's request limit:\n%s", logs)
+	}
+	want := map[connlimit.RefusalKey]uint64{{Listener: addr}: 0, {Listener: addr, PerClient: true}: 0,
+		{Listener: addr, Requests: true}: 0, {Listener: addr, Requests: true, PerClient: true}: uint64(refused)}
+	if got := refusals.Counts(); !maps.Equal(got, want) {
+		t.Errorf("Refusals: %v, want %v", got, want)
 	}
 }
 

@@ -103,6 +103,10 @@ type Server struct {
 	// connections count against MaxConns, and against MaxConnsPerClient
 	// for the client each header names. Empty: no PROXY protocol.
 	ProxyProtocolFrom []netip.Prefix
+	// Refusals counts the connections closed and the requests answered
+	// 503 over MaxConns and MaxConnsPerClient, by listener, for the
+	// metrics: a monitor.Monitor's Refusals. Nil: they are only logged.
+	Refusals *connlimit.Refusals
 
 	once    sync.Once
 	srv     *http.Server
@@ -130,7 +134,8 @@ func (s *Server) Serve(ln net.Listener) error {
 		return err
 	}
 	s.once.Do(s.init)
-	ln = proxyprotocol.ListenLimited(ln, connlimit.Limits{Max: s.MaxConns, PerClient: s.MaxConnsPerClient}, s.ProxyProtocolFrom, s.logger())
+	ln = proxyprotocol.ListenLimited(ln, s.limits(), s.ProxyProtocolFrom, s.logger())
+	s.Refusals.Start(ln.Addr().String(), true)
 	// ServeTLS clones TLSConfig and adds "h2" and "http/1.1" to its
 	// NextProtos, which is what makes HTTP/2 negotiable.
 	err := s.srv.ServeTLS(ln, "", "")
@@ -216,7 +221,7 @@ func (s *Server) init() {
 		tc.NextProtos = slices.Clone(tc.NextProtos)
 		extendHandshake(tc, orDefault(s.ReadHeaderTimeout, DefaultReadHeaderTimeout))
 	}
-	s.inflight = connlimit.NewRequestCounter(connlimit.Limits{Max: s.MaxConns, PerClient: s.MaxConnsPerClient}, s.logger())
+	s.inflight = connlimit.NewRequestCounter(s.limits(), s.logger())
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		TLSConfig:         tc,
@@ -224,9 +229,21 @@ func (s *Server) init() {
 		IdleTimeout:       orDefault(s.IdleTimeout, DefaultIdleTimeout),
 		MaxHeaderBytes:    s.maxHeaderBytes(),
 		ErrorLog:          newErrorLog(s.logger),
-		BaseContext:       func(net.Listener) context.Context { return base },
+		BaseContext: func(ln net.Listener) context.Context { // which listener a request came on, for serveHTTP
+			return context.WithValue(base, listenerKey{}, ln.Addr().String())
+		},
 	}
 }
+
+// limits are the connection limits of each listener and of the requests
+// in progress.
+func (s *Server) limits() connlimit.Limits {
+	return connlimit.Limits{Max: s.MaxConns, PerClient: s.MaxConnsPerClient, Refusals: s.Refusals}
+}
+
+// listenerKey is the context key of the address of the listener a request
+// came on (its label in Refusals, as its connections').
+type listenerKey struct{}
 
 // serveHTTP counts the handler calls in progress for Shutdown, and
 // answers 503 to a request over the in-flight limits: as many requests in
@@ -239,9 +256,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	client, err := s.inflight.Admit(from)
 	if err != nil {
-		what := "?"
-		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-			what = a.String()
+		what, ok := r.Context().Value(listenerKey{}).(string)
+		if !ok {
+			what = "?"
 		}
 		s.inflight.Refused(client, err, what)
 		w.Header().Set("Retry-After", "1")

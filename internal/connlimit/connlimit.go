@@ -9,7 +9,8 @@
 //
 // A connection over a limit is closed at accept, before any byte is read,
 // with a reset (no TIME_WAIT left behind), and a warning says so at most
-// once a minute per listener and limit, with the number closed. An IPv6 client
+// once a minute per listener and limit, with the number closed; a
+// Refusals (Limits.Refusals) counts every one, for the metrics. An IPv6 client
 // counts by its /64, which is what one host usually holds.
 //
 // Limits are per listener: a process with two listeners may hold twice
@@ -52,6 +53,9 @@ type Limits struct {
 	// client's and counts against that client once its header is read
 	// (AdmitClient). proxyprotocol.ListenLimited sets it.
 	Exempt []netip.Prefix
+	// Refusals counts the connections (or requests) refused, for the
+	// metrics; nil: they are only logged.
+	Refusals *Refusals
 }
 
 // max is l.Max with its default; not positive means no limit.
@@ -205,14 +209,15 @@ func (c *Counter) Reject(conn net.Conn, client netip.Prefix, err error, what str
 	conn.Close()
 }
 
-// warn counts a connection closed over a limit and warns of it at most
-// once a minute for each limit.
+// warn counts a connection closed over a limit (in Limits.Refusals too) and
+// warns of it at most once a minute for each limit.
 func (c *Counter) warn(client netip.Prefix, err error, what string) {
 	n := c.rejected.Add(1)
 	gate := &c.loggedClient
 	if errors.Is(err, ErrTooMany) {
 		gate = &c.loggedMax
 	}
+	c.limits.Refusals.add(RefusalKey{Listener: what, Requests: c.requests, PerClient: !errors.Is(err, ErrTooMany)})
 	if gate.Allow(logEvery) {
 		attrs := []any{slog.String("addr", what), slog.Uint64("rejected", n)}
 		switch {
@@ -248,8 +253,75 @@ type Listener struct {
 }
 
 // Listen wraps ln. logger receives the warnings (nil: slog.Default()).
+// Its refusals count in limits.Refusals, at zero from now.
 func Listen(ln net.Listener, limits Limits, logger *slog.Logger) *Listener {
+	limits.Refusals.Start(ln.Addr().String(), false)
 	return &Listener{Listener: ln, Counter: NewCounter(limits, logger)}
+}
+
+// RefusalKey is what Refusals counts by.
+type RefusalKey struct {
+	// Listener is the address listened on ("?" for a request whose
+	// listener is not known).
+	Listener string
+	// Requests: requests in progress refused (NewRequestCounter), rather
+	// than connections.
+	Requests bool
+	// PerClient: over Limits.PerClient, rather than Max.
+	PerClient bool
+}
+
+// Refusals counts the connections and requests refused by the Counters
+// whose Limits.Refusals it is, by RefusalKey, for the metrics
+// (certkeeper_connections_refused_total). A front-end makes one and
+// gives it to all its listeners' Limits and to its metrics; two
+// front-ends in one process (or two tests) count apart. Its zero value
+// is ready to use, and it is safe for concurrent use. A refusal costs a
+// map lookup and an atomic add; an admitted connection, nothing.
+type Refusals struct {
+	counts sync.Map // RefusalKey → *atomic.Uint64; keys are never deleted
+}
+
+// count is k's count, made at zero on first use.
+func (r *Refusals) count(k RefusalKey) *atomic.Uint64 {
+	v, ok := r.counts.Load(k)
+	if !ok {
+		v, _ = r.counts.LoadOrStore(k, new(atomic.Uint64))
+	}
+	return v.(*atomic.Uint64)
+}
+
+// Start makes listener's counts of both limits, of connections or (with
+// requests) of requests, at zero unless they exist: a series that is
+// there from the listener's start lets a rate or increase see the first
+// refusal. Listen calls it. A nil Refusals does nothing.
+func (r *Refusals) Start(listener string, requests bool) {
+	if r == nil {
+		return
+	}
+	r.count(RefusalKey{Listener: listener, Requests: requests})
+	r.count(RefusalKey{Listener: listener, Requests: requests, PerClient: true})
+}
+
+// add counts a refusal of k; a nil Refusals does nothing.
+func (r *Refusals) add(k RefusalKey) {
+	if r != nil {
+		r.count(k).Add(1)
+	}
+}
+
+// Counts returns how many connections and requests were refused so far,
+// by key: those Start made are there at zero. A nil Refusals has none.
+func (r *Refusals) Counts() map[RefusalKey]uint64 {
+	out := map[RefusalKey]uint64{}
+	if r == nil {
+		return out
+	}
+	r.counts.Range(func(k, v any) bool {
+		out[k.(RefusalKey)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
 }
 
 // Accept waits for the next connection within the limits. Connections over

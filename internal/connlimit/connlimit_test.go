@@ -274,3 +274,35 @@ func BenchmarkAccept(b *testing.B) {
 		})
 	}
 }
+
+// TestRefusals: a Refusals counts the refusals of the Counters whose
+// Limits hold it, a request counter's apart from connections, by
+// listener and limit; another Refusals, and a Counter without one, count
+// nothing of them.
+func TestRefusals(t *testing.T) {
+	r, other := new(Refusals), new(Refusals)
+	other.Start("other:1", false)
+	c := NewRequestCounter(Limits{Max: 1, PerClient: 1, Refusals: r}, slog.New(slog.DiscardHandler))
+	uncounted := NewCounter(Limits{Max: 1}, slog.New(slog.DiscardHandler))
+	from := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 1}
+	const what = "test-refusals:1"
+	for _, c := range []*Counter{c, uncounted} {
+		client, err := c.Admit(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if client, err := c.Admit(from); err != nil {
+				c.Refused(client, err, what)
+			}
+		}
+		c.Release(client)
+	}
+	got := r.Counts()
+	if n := got[RefusalKey{Listener: what, Requests: true}]; n != 2 || len(got) != 1 {
+		t.Errorf("requests refused over Max: %d, want 2 and no other count (%v)", n, got)
+	}
+	if got := other.Counts(); len(got) != 2 || got[RefusalKey{Listener: "other:1"}] != 0 {
+		t.Errorf("another Refusals: %v, want other:1's two counts at 0", got)
+	}
+}
