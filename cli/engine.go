@@ -449,6 +449,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	printStartup(env, s.summary)
 	loop := serveloop.New(env.Logger, env.Stderr, up, s.reload)
 	loop.Limits, loop.ProxyProtocolFrom = s.cfg.connLimits(), s.cfg.proxyFrom
+	loop.Limits.Refusals = mon.Refusals() // the metrics count what every listener refuses
 	if err := s.listen(loop, up, m); err != nil {
 		_ = loop.Drain(s.drain, nil)
 		return err

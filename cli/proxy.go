@@ -268,7 +268,7 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 		current.Load().handler.ServeHTTP(w, r)
 	})
 	srv := &proxy.Server{TLSConfig: m.TLSConfig(), Handler: handler, Logger: env.Logger, MaxConns: cfg.MaxConns, MaxConnsPerClient: cfg.MaxPerClient,
-		ProxyProtocolFrom: cfg.proxyFrom}
+		ProxyProtocolFrom: cfg.proxyFrom, Refusals: loop.Limits.Refusals}
 	ln, err := up.Listen("tls", cfg.TLSAddr)
 	if err != nil {
 		return cmdline.ListenError(err, cfg.TLSAddr, "--tls-addr", "HTTPS")
@@ -284,7 +284,7 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 		plain := &http.Server{Handler: m.HTTPHandler(certkeeper.RedirectHTTPSListener(cmdline.PortOf(ln.Addr().String()))), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(env.Logger.Handler(), slog.LevelDebug)}
 		loop.Serve(plain, func() error {
-			return plain.Serve(proxyprotocol.ListenLimited(hln, cfg.connLimits(), cfg.proxyFrom, env.Logger))
+			return plain.Serve(proxyprotocol.ListenLimited(hln, loop.Limits, loop.ProxyProtocolFrom, env.Logger))
 		})
 	}
 	fmt.Fprintf(env.Stderr, "certkeeper: proxy listening on %s\n", ln.Addr())

@@ -392,8 +392,9 @@ func TestProxyNoSNI(t *testing.T) {
 // TestProxyConnLimits: the proxy's --max-conns-per-client and --max-conns
 // reach its HTTPS listener: a client address at its limit gets its next
 // connection closed before the handshake while another address is served,
-// until the listener's own limit; each limit is logged once. A negative
-// limit is refused.
+// until the listener's own limit; each limit is logged once and counted
+// on --metrics-addr (certkeeper_connections_refused_total, there at 0
+// from the start). A negative limit is refused.
 func TestProxyConnLimits(t *testing.T) {
 	if r := ck(t, 30*time.Second, "proxy", "--check-config", "--max-conns-per-client", "-1"); r.code != 1 || !strings.Contains(r.stderr, "--max-conns-per-client -1: must be at least 1") {
 		t.Errorf("--check-config --max-conns-per-client -1: exit %d, stderr %q; want 1 and the flag named", r.code, r.stderr)
@@ -401,9 +402,16 @@ func TestProxyConnLimits(t *testing.T) {
 	if _, err := testsvc.OtherLoopback(); err != nil {
 		testsvc.Unavailable(t, "a second loopback address", "127.0.0.2 is on lo on Linux; run this test there", err)
 	}
-	port := testsvc.FreePort(t)
+	port, metricsAddr := testsvc.FreePort(t), "127.0.0.1:"+strconv.Itoa(testsvc.FreePort(t))
 	p := startProxyLogged(t, "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(), "--backend", newBackend(t, "ok").url,
-		"--tls-addr", "127.0.0.1:"+strconv.Itoa(port), "--max-conns", "3", "--max-conns-per-client", "2")
+		"--tls-addr", "127.0.0.1:"+strconv.Itoa(port), "--max-conns", "3", "--max-conns-per-client", "2", "--metrics-addr", metricsAddr)
+	refused := func(reason string) (float64, bool) {
+		return metricValue(scrape(t, "http://"+metricsAddr+"/metrics"), "certkeeper_connections_refused_total",
+			map[string]string{"listener": "127.0.0.1:" + strconv.Itoa(port), "reason": reason})
+	}
+	if n, ok := refused("per_client"); !ok || n != 0 {
+		t.Errorf("at start, certkeeper_connections_refused_total{reason=per_client} of the HTTPS listener = %v (%v), want 0", n, ok)
+	}
 	handshake := func(from string) error {
 		d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
 		c, err := tls.DialWithDialer(d, "tcp", "127.0.0.1:"+strconv.Itoa(port), &tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
@@ -429,6 +437,11 @@ func TestProxyConnLimits(t *testing.T) {
 	for _, want := range []string{"connection limit of one client reached", "client=127.0.0.1/32", "connection limit reached", "max_conns=3"} {
 		if !strings.Contains(p.output(), want) {
 			t.Errorf("the log does not say %q", want)
+		}
+	}
+	for _, reason := range []string{"per_client", "max_conns"} {
+		if n, ok := refused(reason); !ok || n != 1 {
+			t.Errorf("certkeeper_connections_refused_total{reason=%s} of the HTTPS listener = %v (%v), want 1", reason, n, ok)
 		}
 	}
 }

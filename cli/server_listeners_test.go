@@ -472,14 +472,15 @@ func takenAddr(t *testing.T) string {
 
 // TestServerConnLimits: --max-conns-per-client reaches the server's API
 // listener: while one connection from 127.0.0.1 is open, its next is
-// closed, and 127.0.0.2 still gets /healthz.
+// closed, and 127.0.0.2 still gets /healthz; --metrics-addr counts the
+// refusal (certkeeper_connections_refused_total).
 func TestServerConnLimits(t *testing.T) {
 	if _, err := testsvc.OtherLoopback(); err != nil {
 		testsvc.Unavailable(t, "a second loopback address", "127.0.0.2 is on lo on Linux; run this test there", err)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	addr, metricsAddr := "127.0.0.1:"+strconv.Itoa(testsvc.FreePort(t)), "127.0.0.1:"+strconv.Itoa(testsvc.FreePort(t))
 	startListening(t, "server listening", "server", "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(),
-		"--listen", addr, "--token-file", writeTokens(t), "--max-conns-per-client", "1")
+		"--listen", addr, "--token-file", writeTokens(t), "--max-conns-per-client", "1", "--metrics-addr", metricsAddr)
 	healthz := func(from string) error {
 		tr := &http.Transport{DialContext: (&net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext, DisableKeepAlives: true}
 		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + addr + "/healthz")
@@ -501,5 +502,9 @@ func TestServerConnLimits(t *testing.T) {
 	}
 	if err := healthz("127.0.0.2"); err != nil {
 		t.Errorf("127.0.0.2 refused while 127.0.0.1 was at its limit: %v", err)
+	}
+	labels := map[string]string{"listener": addr, "reason": "per_client"}
+	if n, ok := metricValue(scrape(t, "http://"+metricsAddr+"/metrics"), "certkeeper_connections_refused_total", labels); !ok || n != 1 {
+		t.Errorf("certkeeper_connections_refused_total%v = %v (%v), want 1", labels, n, ok)
 	}
 }
