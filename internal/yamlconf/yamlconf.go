@@ -235,8 +235,11 @@ type Exposure struct {
 // besides this process's may read it: a mode with the other read bit, or
 // the group read bit when the file's group is not this process's
 // (effective) group, which a service's config file is meant to share
-// (install -m 0640 -g certkeeper). Not on Windows, where modes say nothing
-// of other users.
+// (install -m 0640 -g certkeeper). For root the group is not counted:
+// root gave the file its group (sudo certkeeper proxy --check-config on
+// the service's root:certkeeper 0640 file must not advise chmod 600, which
+// would lock the service out). Not on Windows, where modes say nothing of
+// other users.
 func Exposed(file string, data []byte, t reflect.Type) ([]string, Exposure) {
 	fi, err := os.Stat(file)
 	if err != nil || runtime.GOOS == "windows" {
@@ -248,7 +251,7 @@ func Exposed(file string, data []byte, t reflect.Type) ([]string, Exposure) {
 	switch {
 	case mode&0o004 != 0:
 		who = "other users"
-	case mode&0o040 != 0 && hasGID && gid != os.Getegid():
+	case mode&0o040 != 0 && hasGID && gid != os.Getegid() && os.Geteuid() != 0:
 		who = "group " + groupName(gid)
 	default:
 		return nil, Exposure{}
