@@ -302,6 +302,10 @@ func (a *Alerter) expiring(c status.Cert, now time.Time) bool {
 	return c.NotAfter.Sub(now) <= within
 }
 
+// fileIssuer is the issuer status gives a certificate served from files
+// (cert_file), which certkeeper reads but never renews.
+const fileIssuer = "file"
+
 // due returns the alert c warrants, and whether it is due now.
 func (a *Alerter) due(c status.Cert, s certState, now time.Time) (Alert, bool) {
 	al := a.alertFor(c, s, now)
@@ -321,12 +325,18 @@ func (a *Alerter) due(c status.Cert, s certState, now time.Time) (Alert, bool) {
 		al.Reason = Expiring
 		al.Message = fmt.Sprintf("certificate for %s expires at %s (in %s)", name, c.NotAfter.UTC().Format(time.RFC3339),
 			c.NotAfter.Sub(now).Round(time.Second))
-		if c.LastError != "" {
+		if c.LastError != "" && c.Issuer == fileIssuer {
+			al.Message += "; its files last failed to read: " + c.LastError
+		} else if c.LastError != "" {
 			al.Message += "; the last renewal failed: " + c.LastError
 		}
 	case !s.FailingSince.IsZero() && now.Sub(s.FailingSince) >= or(a.FailingFor, DefaultFailingFor):
 		al.Reason = RenewalFailing
-		al.Message = fmt.Sprintf("renewing the certificate for %s has failed since %s: %s", name,
+		what := "renewing the certificate"
+		if c.Issuer == fileIssuer { // nothing renews it: its files are read again when they change
+			what = "reading the certificate files"
+		}
+		al.Message = fmt.Sprintf("%s for %s has failed since %s: %s", what, name,
 			s.FailingSince.UTC().Format(time.RFC3339), c.LastError)
 	default:
 		return al, false

@@ -298,6 +298,27 @@ func TestShortLivedExpiring(t *testing.T) {
 	}
 }
 
+// TestCertFileFailing: a certificate served from files (CertFiles) whose
+// files have failed to read for a while alerts as renewal_failing saying
+// so, not that renewing it failed (nothing renews it).
+func TestCertFileFailing(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	a, got := recording(st)
+	now := time.Now()
+	a.CertFiles = func(time.Time) []status.Cert {
+		return []status.Cert{{Names: []string{"bought.test"}, Issuer: "file", Key: "file:/etc/ssl/bought.pem", State: status.Fine,
+			NotBefore: now.Add(-30 * 24 * time.Hour), NotAfter: now.Add(60 * 24 * time.Hour),
+			LastError: "open /etc/ssl/bought.pem: permission denied", LastErrorAt: now.Add(-48 * time.Hour)}}
+	}
+	if err := a.Check(t.Context(), now); err != nil {
+		t.Fatal(err)
+	}
+	al := got()
+	if len(al) != 1 || al[0].Reason != alert.RenewalFailing || !strings.HasPrefix(al[0].Message, "reading the certificate files for bought.test has failed since") {
+		t.Errorf("alerts %+v, want one renewal_failing saying the files failed to read", al)
+	}
+}
+
 // TestCheckWebhook: http and https URLs with a host pass, and so does
 // none; anything else fails without quoting the URL, whose path may be
 // the webhook's secret.
