@@ -250,6 +250,9 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	}
 	defer m.inBackground(m.releases.start(lock, unlock))
 	timeline.Mark(ctx, "issue_lock")
+	if prev == nil {
+		m.waitScan(ctx) // the stored records' other names indexed (othernames.go)
+	}
 	if e, err := m.loadStoredAfter(ctx, names[0], variant, prev); err == nil && coversAll(e, names) {
 		// Another process obtained (or renewed, or replaced a revoked
 		// one) while we waited: a different certificate issued no

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"slices"
 	"sync"
+	"time"
 )
 
 // otherNames finds a stored certificate by a name other than its first:
@@ -26,6 +27,30 @@ type otherNames struct {
 	// keys maps variant+"/"+name to the key of the record holding name
 	// as one of its other names.
 	keys map[string]string
+}
+
+// scanWait bounds how long a first issue waits for the start-up scan to
+// have indexed the stored records' other names: a name that a stored
+// certificate holds as an other name, asked for just after a start, was
+// ordered again (a trial's program restarted and asked at once); a
+// storage so large that its scan takes longer delays new names by this
+// at most.
+const scanWait = 5 * time.Second
+
+// waitScan waits, at most scanWait or until ctx ends, for the start-up
+// scan to end.
+func (m *Manager) waitScan(ctx context.Context) {
+	scanned := m.renew.scanned
+	if scanned == nil {
+		return
+	}
+	t := time.NewTimer(scanWait)
+	defer t.Stop()
+	select {
+	case <-scanned:
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // note records the other names of the record under key.
