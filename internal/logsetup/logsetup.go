@@ -43,7 +43,8 @@ func New(w io.Writer, format, level string) (*slog.Logger, error) {
 
 // Lines is stderr under JSON logs: each line written ("certkeeper: proxy
 // listening on …") becomes a JSON record at Info, whatever the log level;
-// a warning ("certkeeper: warning: …") at Warn, so that a collector
+// a warning ("certkeeper: warning: …", "… is deprecated and will be
+// removed; use …") at Warn, so that a collector
 // filtering on the level sees it (a trial's start-up warnings were Info).
 // It is safe for concurrent use.
 type Lines struct {
@@ -52,8 +53,12 @@ type Lines struct {
 	logger *slog.Logger
 }
 
-// warningPrefix starts the lines that Lines logs at Warn.
-const warningPrefix = "certkeeper: warning: "
+// warningPrefix starts the lines that Lines logs at Warn, with those that
+// say a flag or key is deprecated.
+const (
+	warningPrefix = "certkeeper: warning: "
+	deprecated    = " is deprecated and will be removed; use "
+)
 
 // NewLines returns a Lines that writes its records to w.
 func NewLines(w io.Writer) *Lines {
@@ -70,7 +75,7 @@ func (j *Lines) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		if line := string(bytes.TrimSpace(j.buf[:i])); strings.HasPrefix(line, warningPrefix) {
+		if line := string(bytes.TrimSpace(j.buf[:i])); strings.HasPrefix(line, warningPrefix) || strings.Contains(line, deprecated) {
 			j.logger.Warn(line)
 		} else if line != "" {
 			j.logger.Info(line)

@@ -61,10 +61,14 @@ func TestLines(t *testing.T) {
 		t.Errorf("records %q", got)
 	}
 	b.Reset()
-	fmt.Fprintln(NewLines(&b), "certkeeper: warning: --route a.test: no --allow pattern covers it")
-	var rec struct{ Level, Msg string }
-	if err := json.Unmarshal(b.Bytes(), &rec); err != nil || rec.Level != "WARN" {
-		t.Errorf("a warning line is logged %s: %v, want level WARN", b.String(), err)
+	for _, line := range []string{"certkeeper: warning: --route a.test: no --allow pattern covers it",
+		"certkeeper: p.yaml:8: deploy_out is deprecated and will be removed; use deploy_out_dir"} {
+		b.Reset()
+		fmt.Fprintln(NewLines(&b), line)
+		var rec struct{ Level, Msg string }
+		if err := json.Unmarshal(b.Bytes(), &rec); err != nil || rec.Level != "WARN" {
+			t.Errorf("a warning line is logged %s: %v, want level WARN", b.String(), err)
+		}
 	}
 }
 
