@@ -327,9 +327,14 @@ func TestUpgradeKeepsListenAddr(t *testing.T) {
 	}
 	// Its start-up summary shows where it listens, not the address
 	// configured (a trial's showed the new metrics address).
+	inherited := false
 	for _, line := range strings.Split(logs(), "\n") {
 		if strings.Contains(line, "listen:") && strings.Contains(line, ":"+strconv.Itoa(configured)+" ") {
 			t.Errorf("the upgraded proxy's summary shows the address configured, not the inherited one: %s", line)
 		}
+		inherited = inherited || strings.Contains(line, "listen:") && strings.Contains(line, "on 127.0.0.1:"+strconv.Itoa(old)+" (the socket inherited at an upgrade")
+	}
+	if !inherited {
+		t.Errorf("the upgraded proxy's summary does not say its listener is the socket inherited:\n%s", logs())
 	}
 }

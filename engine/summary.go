@@ -89,6 +89,9 @@ type SummaryRule struct {
 // (the address shown is then the inherited socket's).
 type SummaryListener struct {
 	What, Addr, Flag, Listener string
+	// Configured is the address configured, when Rebind found the
+	// listener elsewhere (on a socket inherited at an upgrade).
+	Configured string
 }
 
 // Rebind shows each listener at the address where says it is bound
@@ -96,7 +99,9 @@ type SummaryListener struct {
 // from the process before, which may differ from the address configured.
 func (s *Summary) Rebind(where func(listener, addr string) string) {
 	for i, l := range s.Listeners {
-		s.Listeners[i].Addr = where(l.Listener, l.Addr)
+		if at := where(l.Listener, l.Addr); at != l.Addr {
+			s.Listeners[i].Addr, s.Listeners[i].Configured = at, l.Addr
+		}
 	}
 }
 
@@ -154,6 +159,11 @@ func (s *Summary) Lines() []string {
 			n, d, s.source("--order-limit"))
 	}
 	for _, l := range s.Listeners {
+		if l.Configured != "" {
+			line("listen", "%s on %s (the socket inherited at an upgrade; %s says %s: restart to listen there)",
+				l.What, l.Addr, s.source(l.Flag), l.Configured)
+			continue
+		}
 		line("listen", "%s on %s (%s)", l.What, l.Addr, s.source(l.Flag))
 	}
 	if len(s.ProxyProtocolFrom) > 0 {
