@@ -363,19 +363,19 @@ func reloadablePolicy(current func() policy.Policy) policy.Policy {
 // from running (the one started with), which takes a restart.
 func logReloaded(env *Env, msg string, prev, running, next any, applied []string, attrs ...slog.Attr) {
 	applied = append(applied, "allow", "ask", "require_own_ip", "own_ip_private")
-	all := yamlconf.Changes(prev, next)
+	all, pending := yamlconf.Changes(prev, next), slices.DeleteFunc(yamlconf.Changed(running, next), func(k string) bool { return slices.Contains(applied, k) })
 	diff := yamlconf.LogAttrs(yamlconf.Only(all, applied))
 	switch {
+	case len(all) == 0 && len(pending) > 0:
+		msg = "configuration reloaded: nothing changed since the last reload (what changed before still takes a restart)"
 	case len(all) == 0:
 		msg = "configuration reloaded: nothing changed"
 	case len(diff) == 0:
 		msg = "configuration reloaded: nothing changed that applies without a restart"
 	}
 	env.Logger.LogAttrs(context.Background(), slog.LevelInfo, msg, append(attrs, diff...)...)
-	for _, key := range yamlconf.Changed(running, next) {
-		if !slices.Contains(applied, key) {
-			env.Logger.Warn(key+" changed in the config file: restart certkeeper to apply it", slog.String("key", key))
-		}
+	for _, key := range pending {
+		env.Logger.Warn(key+" changed in the config file: restart certkeeper to apply it", slog.String("key", key))
 	}
 }
 

@@ -68,6 +68,16 @@ func TestReloadWarnsRestart(t *testing.T) {
 					t.Errorf("%s is applied on reload, yet the log says it takes a restart:\n%s", key, out)
 				}
 			}
+			// Again, the file unchanged: nothing changed since, and the
+			// warnings still stand (a trial read "nothing changed", then
+			// the same warnings).
+			if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			const again = "configuration reloaded: nothing changed since the last reload (what changed before still takes a restart)"
+			if !within(10*time.Second, func() bool { return strings.Contains(p.output(), again) }) {
+				t.Errorf("a second SIGHUP with the file unchanged did not log %q:\n%s", again, p.output())
+			}
 		})
 	}
 }
