@@ -9,6 +9,7 @@ import (
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
+	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 )
 
@@ -45,8 +46,8 @@ func (m *Manager) initRules() error {
 	return nil
 }
 
-// wireIssuers lets ACME issuers without solvers or storage use the
-// Manager's.
+// wireIssuers lets ACME issuers without solvers or storage, and local CAs
+// without storage, use the Manager's, and both log to its Logger.
 func (m *Manager) wireIssuers(issuers []issuer.Issuer) {
 	for _, iss := range issuers {
 		if a, ok := iss.(*acmeca.Issuer); ok {
@@ -61,6 +62,14 @@ func (m *Manager) wireIssuers(issuers []issuer.Issuer) {
 			}
 			if a.Logger == nil && m.Logger != nil { // one log, in the Manager's format
 				a.Logger = m.Logger
+			}
+		}
+		if c, ok := iss.(*localca.CA); ok {
+			if c.Storage == nil {
+				c.Storage = m.store
+			}
+			if c.Logger == nil && m.Logger != nil { // "local CA root created" in the Manager's log
+				c.Logger = m.Logger
 			}
 		}
 	}

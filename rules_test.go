@@ -4,11 +4,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/tls"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/testca"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/issuer/localca"
@@ -204,5 +207,21 @@ func TestSelfSignedFallbackRSAClient(t *testing.T) {
 	}
 	if !keys[0].(*rsa.PrivateKey).Equal(keys[1]) {
 		t.Error("the RSA stand-ins have a key each, want one shared")
+	}
+}
+
+// TestLocalCAWired: a zero local CA in a Manager's Issuers uses the
+// Manager's storage, and logs the root it creates in the Manager's log,
+// not slog.Default's (a trial's program saw it there).
+func TestLocalCAWired(t *testing.T) {
+	logs := &testsvc.Buffer{}
+	m := &certkeeper.Manager{Storage: filestore.New(t.TempDir()), Issuers: []issuer.Issuer{&localca.CA{}},
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	defer m.Close()
+	if err := m.Cert(t.Context(), "a.test"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "local CA root created") {
+		t.Errorf("the Manager's log lacks the local CA's root:\n%s", logs)
 	}
 }

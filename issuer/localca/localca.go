@@ -83,7 +83,8 @@ type CA struct {
 	OCSPURL string
 
 	// Logger receives an Info record when the CA creates a root or an
-	// intermediate. Nil means slog.Default().
+	// intermediate. Nil means slog.Default(); a Manager whose Issuers hold
+	// the CA sets its own Logger here, and its Storage when Storage is nil.
 	Logger *slog.Logger
 
 	mu  sync.Mutex // guards cur
