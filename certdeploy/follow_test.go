@@ -1,16 +1,15 @@
 package certdeploy
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/storage"
@@ -48,24 +47,6 @@ func TestFollow(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log destination the test reads while Follow writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // onceFailing writes a shell script that fails (printing "transient") the
 // first time it runs and succeeds after, and returns its path.
 func onceFailing(t *testing.T) string {
@@ -90,7 +71,7 @@ func TestFollowRetries(t *testing.T) {
 	if err := m.Cert(t.Context(), "retry.test"); err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs testsvc.Buffer
 	dir := t.TempDir()
 	d := &Deployer{Format: PEM, Dir: dir, Check: onceFailing(t), Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		retryFirst: 50 * time.Millisecond, retryMax: time.Second}
