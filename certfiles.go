@@ -281,32 +281,50 @@ func manualState(e *managed, now time.Time) string {
 // ReadCertFile reads cf's files and reports their certificate's state,
 // as a Manager serving them would (for "certkeeper status").
 func ReadCertFile(cf CertFile, now time.Time) (CertFileStatus, error) {
+	f, err := readCertFile(cf)
+	if err != nil {
+		return CertFileStatus{}, err
+	}
+	return fileStatus(f, now), nil
+}
+
+// readCertFile reads cf's files as a Manager serving them would.
+func readCertFile(cf CertFile) (*manualFile, error) {
 	m := &Manager{}
 	f := &manualFile{CertFile: cf}
 	m.manual.init()
-	if _, err := m.reloadCertFile(f); err != nil {
-		return CertFileStatus{}, err
+	_, err := m.reloadCertFile(f)
+	return f, err
+}
+
+// fileStatus is f's certificate as CertFileStatus reports it.
+func fileStatus(f *manualFile, now time.Time) CertFileStatus {
+	s := CertFileStatus{CertFile: f.CertFile, Names: f.entry.names, NotAfter: f.entry.cert.Load().Leaf.NotAfter, State: manualState(f.entry, now)}
+	if f.err != nil {
+		s.Err = f.err.Error()
 	}
-	return CertFileStatus{CertFile: cf, Names: f.entry.names, NotAfter: f.entry.cert.Load().Leaf.NotAfter, State: manualState(f.entry, now)}, nil
+	return s
 }
 
 // CertFileStatus reports the state of each of CertFiles.
 func (m *Manager) CertFileStatus() []CertFileStatus {
+	var out []CertFileStatus
+	now := time.Now()
+	m.eachCertFile(func(f *manualFile) { out = append(out, fileStatus(f, now)) })
+	return out
+}
+
+// eachCertFile calls fn with each of CertFiles as served now, under the
+// lock of their reloads.
+func (m *Manager) eachCertFile(fn func(f *manualFile)) {
 	if err := m.init(); err != nil {
-		return nil
+		return
 	}
 	m.manual.mu.Lock()
 	defer m.manual.mu.Unlock()
-	now := time.Now()
-	var out []CertFileStatus
 	for _, f := range m.manual.files {
-		s := CertFileStatus{CertFile: f.CertFile, Names: f.entry.names, NotAfter: f.entry.cert.Load().Leaf.NotAfter, State: manualState(f.entry, now)}
-		if f.err != nil {
-			s.Err = f.err.Error()
-		}
-		out = append(out, s)
+		fn(f)
 	}
-	return out
 }
 
 // StatusOfCertFile reads the CERT:KEY pair spec (as ParseCertFile takes
@@ -318,10 +336,8 @@ func StatusOfCertFile(spec string, now time.Time) (status.Cert, error) {
 	if err != nil {
 		return status.Cert{}, err
 	}
-	m := &Manager{}
-	f := &manualFile{CertFile: cf}
-	m.manual.init()
-	if _, err := m.reloadCertFile(f); err != nil {
+	f, err := readCertFile(cf)
+	if err != nil {
 		return status.Cert{Issuer: "file", State: status.Damaged, LastError: err.Error(), Key: "file:" + cf.Cert}, nil
 	}
 	return fileEntry(f, now), nil
@@ -330,8 +346,12 @@ func StatusOfCertFile(spec string, now time.Time) (status.Cert, error) {
 // fileEntry is f's certificate as an entry of "certkeeper status".
 func fileEntry(f *manualFile, now time.Time) status.Cert {
 	leaf := f.entry.cert.Load().Leaf
-	return status.Cert{Names: slices.Clone(f.entry.names), Issuer: "file", NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
+	s := status.Cert{Names: slices.Clone(f.entry.names), Issuer: "file", NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
 		State: manualState(f.entry, now), Key: "file:" + f.Cert}
+	if f.err != nil { // a failure to read the files again: the previous certificate serves
+		s.LastError = f.err.Error()
+	}
+	return s
 }
 
 // StatusOfCertFiles returns CertFiles as entries of "certkeeper status",
@@ -342,18 +362,7 @@ func fileEntry(f *manualFile, now time.Time) status.Cert {
 // certificate being served; a failure to read its files again since (the
 // previous certificate keeps serving) is its LastError.
 func (m *Manager) StatusOfCertFiles(now time.Time) []status.Cert {
-	if err := m.init(); err != nil {
-		return nil
-	}
-	m.manual.mu.Lock()
-	defer m.manual.mu.Unlock()
 	var out []status.Cert
-	for _, f := range m.manual.files {
-		s := fileEntry(f, now)
-		if f.err != nil {
-			s.LastError = f.err.Error()
-		}
-		out = append(out, s)
-	}
+	m.eachCertFile(func(f *manualFile) { out = append(out, fileEntry(f, now)) })
 	return out
 }

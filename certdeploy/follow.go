@@ -1,6 +1,7 @@
 package certdeploy
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"time"
@@ -89,9 +90,9 @@ func (r *retrier) deploy(ctx context.Context, st storage.Storage, fresh bool) {
 		return
 	}
 	if fresh || r.wait == 0 {
-		r.wait = r.d.firstWait()
+		r.wait = cmp.Or(r.d.retryFirst, retryFirst)
 	} else {
-		r.wait = min(2*r.wait, r.d.maxWait())
+		r.wait = min(2*r.wait, cmp.Or(r.d.retryMax, retryMax))
 	}
 	r.timer = time.NewTimer(r.wait)
 	r.due = r.timer.C
@@ -105,20 +106,6 @@ func (r *retrier) stop() {
 		r.timer.Stop()
 	}
 	r.due = nil
-}
-
-func (d *Deployer) firstWait() time.Duration {
-	if d.retryFirst > 0 {
-		return d.retryFirst
-	}
-	return retryFirst
-}
-
-func (d *Deployer) maxWait() time.Duration {
-	if d.retryMax > 0 {
-		return d.retryMax
-	}
-	return retryMax
 }
 
 // deployStored deploys the certificates in st.
