@@ -334,6 +334,9 @@ func (f *issueFlags) request() ([]string, []byte, issuer.KeyType, error) {
 	if err != nil {
 		return nil, nil, "", usagef("--key-type: %v", err)
 	}
+	if err := f.dns.checkWithoutProvider(); err != nil {
+		return nil, nil, "", err
+	}
 	if !cmdline.Given(f.fs, "challenge") { // --dns means dns-01, as for the proxy
 		f.challenge = engine.OneShotChallenge(f.dns.Provider != "")
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/dnsprovider"
@@ -45,10 +46,7 @@ func (c *dnsConfig) builtinSettings() dnsprovider.Settings {
 // those compiled in (env.dnsProviders); nil with no --dns.
 func (c *dnsConfig) provider(env *Env) (dns01.Provider, error) {
 	if c.Provider == "" {
-		if len(c.Settings) > 0 || len(c.SettingFiles) > 0 {
-			return nil, usagef("--dns-setting and --dns-setting-file (dns_setting, dns_setting_file) need --dns PROVIDER")
-		}
-		return nil, nil
+		return nil, c.checkWithoutProvider()
 	}
 	for _, f := range [][2]string{{"--tsig-key-file", c.TSIGKeyFile}, {"--dns-api-key-file", c.APIKeyFile}} {
 		if mode, all := fileowner.ReadableByAll(f[1]); f[1] != "" && all && !env.warned[f[1]] {
@@ -65,6 +63,38 @@ func (c *dnsConfig) provider(env *Env) (dns01.Provider, error) {
 		return nil, usagef("%s", uerr.Msg)
 	}
 	return prov, err
+}
+
+// checkWithoutProvider refuses, when no --dns is given, the flags that
+// only a DNS provider uses: a config with tsig_key_file but no dns would
+// otherwise start, and fail at the first dns-01 order (or never use them).
+func (c *dnsConfig) checkWithoutProvider() error {
+	if c.Provider != "" {
+		return nil
+	}
+	var flags, keys []string
+	for _, f := range []struct {
+		key string
+		set bool
+	}{
+		{"tsig_key", c.TSIGKey != ""}, {"tsig_key_file", c.TSIGKeyFile != ""}, {"dns_exec", c.Exec != ""},
+		{"dns_exec_mode", c.ExecMode != "" && c.ExecMode != "default"}, {"dns_api_url", c.APIURL != ""},
+		{"dns_api_key_file", c.APIKeyFile != ""}, {"dns_timeout", c.Timeout != 0 && c.Timeout != 2*time.Minute},
+		{"dns_no_check", c.NoCheck}, {"dns_setting", len(c.Settings) > 0}, {"dns_setting_file", len(c.SettingFiles) > 0},
+	} {
+		if f.set {
+			flags, keys = append(flags, "--"+strings.ReplaceAll(f.key, "_", "-")), append(keys, f.key)
+		}
+	}
+	if len(flags) == 0 {
+		return nil
+	}
+	need, them := "needs", "it"
+	if len(flags) > 1 {
+		need, them = "need", "them"
+	}
+	return usagef("%s (%s) %s --dns PROVIDER, which sets the dns-01 records (rfc2136, powerdns or exec; see docs/dns.md): add --dns, or drop %s",
+		strings.Join(flags, ", "), strings.Join(keys, ", "), need, them)
 }
 
 // printDNSProviders lists the compiled-in providers and their settings,

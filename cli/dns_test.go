@@ -702,3 +702,25 @@ func TestDNSCheckPortRange(t *testing.T) {
 		t.Errorf("--dns-check-port 99999: exit %d, stderr:\n%s\nwant the configuration refused naming the flag", r.code, r.stderr)
 	}
 }
+
+// TestDNSFlagsWithoutProvider: a DNS provider's settings without --dns
+// (a config with tsig_key_file but no dns: line) are refused at start,
+// naming them, rather than accepted and never used (or failing at the
+// first dns-01 order).
+func TestDNSFlagsWithoutProvider(t *testing.T) {
+	file := writeConfig(t, "allow: a.example\ntsig_key_file: /etc/tsig.key\ndns_timeout: 5m\n")
+	r := ck(t, 30*time.Second, "proxy", "--check-config", "--config", file, "--storage", t.TempDir())
+	if want := "--tsig-key-file, --dns-timeout (tsig_key_file, dns_timeout) need --dns PROVIDER"; r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Errorf("proxy: exit %d, want 1 and %q:\n%s", r.code, want, r.stderr)
+	}
+	dir := t.TempDir()
+	r = ck(t, 30*time.Second, "cert", "issue", "-d", "a.test", "--ca", "local", "--dns-no-check", "--storage", filepath.Join(dir, "st"), "--out-dir", filepath.Join(dir, "out"))
+	if want := "--dns-no-check (dns_no_check) needs --dns PROVIDER"; r.code != 2 || !strings.Contains(r.stderr, want) {
+		t.Errorf("cert issue: exit %d, want 2 and %q:\n%s", r.code, want, r.stderr)
+	}
+	// Their defaults, written out, are no mistake.
+	r = ck(t, 30*time.Second, "proxy", "--check-config", "--config", writeConfig(t, "allow: a.example\ndns_timeout: 2m\ndns_exec_mode: default\ndns_check_port: 53\n"), "--storage", t.TempDir())
+	if r.code != 0 {
+		t.Errorf("defaults written out: exit %d:\n%s", r.code, r.stderr)
+	}
+}

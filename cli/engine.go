@@ -224,6 +224,8 @@ func (c *engineConfig) settings(env *Env, fe frontEnd) (*engine.Settings, error)
 		OrderLimit: orderLimit, OrderWindow: orderWindow, UserAgent: fe.userAgent, CacheSize: c.CacheSize}
 	if s.DNS01, err = c.dnsSolver(env); err != nil {
 		errs = append(errs, err)
+	} else if err := c.DNS.checkWithoutProvider(); err != nil {
+		errs = append(errs, err)
 	}
 	if s.Account, err = c.account(env); err != nil {
 		errs = append(errs, err)

@@ -234,7 +234,7 @@ func TestIssueLocalChecksDNS(t *testing.T) {
 		{[]string{"--ca", "local", "--dns", "exec", "--dns-exec", missing}, `--dns-exec exec: "` + missing + `": stat ` + missing + `: no such file or directory`},
 		{[]string{"--ca", "local", "--dns", "rfc2136"}, "--dns rfc2136 needs --dns-server"},
 		{[]string{"--ca", "local", "--dns", "nosuch"}, `--dns "nosuch": use rfc2136, powerdns or exec`},
-		{[]string{"--ca", "local", "--dns-setting", "zone=a.test"}, "--dns-setting and --dns-setting-file (dns_setting, dns_setting_file) need --dns PROVIDER"},
+		{[]string{"--ca", "local", "--dns-setting", "zone=a.test"}, "--dns-setting (dns_setting) needs --dns PROVIDER"},
 		// Port 1 of loopback: nothing answers, and nothing is asked.
 		{[]string{"--ca", "https://127.0.0.1:1/dir", "--challenge", "dns-01", "--dns", "exec", "--dns-exec", notExec}, `--dns-exec exec: "` + notExec + `": permission denied`},
 	} {
