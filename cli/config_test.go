@@ -147,12 +147,13 @@ func TestKeyTypeOtherName(t *testing.T) {
 
 // TestProxyUnknownProfile: a profile the CA does not offer stops the
 // proxy at start, naming --profile and the profiles offered, instead of
-// failing every order (a trial's typo passed the start).
+// failing every order (a trial's typo passed the start); exit 2, as for
+// --profile with the local CA, which has none.
 func TestProxyUnknownProfile(t *testing.T) {
 	ca := testca.Start(t, testca.Options{})
 	r := ck(t, time.Minute, "proxy", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(), "--profile", "nosuchprofile",
 		"--allow", "a.test", "--storage", t.TempDir(), "--tls-addr", "127.0.0.1:0")
-	if r.code != 1 || !strings.Contains(r.stderr, `--profile: unknown profile "nosuchprofile"`) || !strings.Contains(r.stderr, "offers: default") {
+	if r.code != 2 || !strings.Contains(r.stderr, `--profile: unknown profile "nosuchprofile"`) || !strings.Contains(r.stderr, "offers: default") {
 		t.Errorf("proxy --profile nosuchprofile: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 }

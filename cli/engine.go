@@ -314,8 +314,8 @@ func settingError(err error, fe frontEnd, dns bool) error {
 		err = fmt.Errorf("--wildcard %s: %w", se.Value, withFlagHints(se.Err))
 	case se.Field == "CAs":
 		err = usagef("--ca: %v", se.Err)
-	case se.Field == "Profile":
-		err = fmt.Errorf("--profile: %w", se.Err)
+	case se.Field == "Profile": // a value the CA refuses, as --challenge's: bad usage
+		err = usagef("--profile: %v", se.Err)
 	}
 	if se.Rule >= 0 {
 		return fmt.Errorf("--config: names[%d] (%s): %w", se.Rule, se.Pattern, err)
