@@ -128,3 +128,51 @@ func TestUnavailableReason(t *testing.T) {
 		}
 	}
 }
+
+// TestHandshakeWait: with HandshakeWait, a handshake for a name whose
+// issuance stalls (the CA hangs at finalize) fails after that long, saying
+// the issuance goes on, where before it waited for the issue timeout (a
+// trial's proxy client waited three minutes in silence); the log says the
+// issuance still runs; once the CA answers, the same order completes and
+// the next handshake gets its certificate. Real Pebble, behind the fault
+// proxy.
+func TestHandshakeWait(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	proxy := testca.NewFaultProxy(t, ca)
+	var logs testsvc.Buffer
+	m := &certkeeper.Manager{Policy: policy.Allowlist("a.test"), Storage: filestore.New(t.TempDir()), IssueTimeout: 4 * time.Second,
+		HandshakeWait: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: proxy.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+			ChallengeOrder: []string{acmeca.TLSALPN01}}}}
+	defer m.Close()
+	serveOnPort(t, m, ca.TLSPort())
+	proxy.PauseAt("finalize")
+	defer proxy.Resume()
+	start := time.Now()
+	_, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"})
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "still in progress after 1s") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("handshake during a stalled issuance: %v, want it still in progress after 1s", err)
+	}
+	if took > 3*time.Second {
+		t.Errorf("the handshake waited %s, want about HandshakeWait (1s)", took)
+	}
+	if !waitFor(5*time.Second, func() bool { return strings.Contains(logs.String(), "still obtaining a certificate") }) {
+		t.Errorf("no line says the issuance still runs:\n%s", logs.String())
+	}
+	if proxy.Count("finalize") == 0 {
+		t.Fatal("the issuance never reached finalize")
+	}
+	proxy.Resume()
+	var c *tls.Certificate
+	waitFor(10*time.Second, func() bool {
+		c, err = m.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"})
+		return err == nil
+	})
+	if err != nil || c == nil {
+		t.Fatalf("after the CA answered: %v", err)
+	}
+	if n := ca.Orders(); n != 1 {
+		t.Errorf("%d orders, want the one that stalled, completed", n)
+	}
+}

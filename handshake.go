@@ -111,6 +111,12 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
 		defer cancel()
 		defer context.AfterFunc(m.ctx, cancel)() // Close abandons it; its lock is released before Close returns
+		after := min(slowIssue, m.issueTimeout()/2)
+		slow := time.AfterFunc(after, func() {
+			m.logger().Info("still obtaining a certificate; it goes on until the issue timeout", slog.String("name", name),
+				slog.Duration("for", after), slog.Duration("issue_timeout", m.issueTimeout()))
+		})
+		defer slow.Stop()
 		var tl *timeline.Timeline
 		if m.logger().Enabled(ctx, slog.LevelDebug) {
 			tl = timeline.New()
@@ -135,7 +141,12 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 	// connection's deadline ends reads and writes, not GetCertificate),
 	// so a caller also stops waiting flightGrace after the issue timeout,
 	// by when the flight should have ended; the flight goes on.
-	wait := time.NewTimer(m.issueTimeout() + flightGrace)
+	limit := m.issueTimeout() + flightGrace
+	short := m.HandshakeWait > 0 && m.HandshakeWait < limit
+	if short {
+		limit = m.HandshakeWait
+	}
+	wait := time.NewTimer(limit)
 	defer wait.Stop()
 	select {
 	case r := <-ch:
@@ -146,10 +157,20 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-wait.C:
+		if short {
+			return nil, fmt.Errorf("obtaining a certificate for %s: still in progress after %s, the longest a handshake waits (HandshakeWait); it goes on, and a later handshake gets its certificate (%w)",
+				name, limit, context.DeadlineExceeded)
+		}
 		return nil, fmt.Errorf("obtaining a certificate for %s: no result %s after the issue timeout of %s (%w)",
 			name, flightGrace, m.issueTimeout(), context.DeadlineExceeded)
 	}
 }
+
+// slowIssue is how long an on-demand issuance runs (or half its issue
+// timeout, if shorter) before the log says it still does: a CA that stops
+// answering otherwise left minutes with no line until its error (a
+// trial's proxy waited three).
+const slowIssue = 30 * time.Second
 
 // flightGrace is how long after the issue timeout a handshake waits for
 // the issuance it joined: long enough that the flight's own error (its

@@ -114,6 +114,14 @@ type Manager struct {
 	// issuance goes on for later handshakes.
 	IssueTimeout time.Duration
 
+	// HandshakeWait bounds how long a handshake waits for its name's
+	// certificate to be obtained; zero waits as long as IssueTimeout
+	// allows. A handshake that stops waiting fails; the issuance goes on,
+	// and the handshakes after it get its certificate. (A client left
+	// minutes on a CA that does not answer learns no more than one told
+	// after half a minute: the proxy's --issue-timeout sets 30 seconds.)
+	HandshakeWait time.Duration
+
 	// UnusedAfter stops renewing an on-demand certificate that no
 	// handshake has asked for in this long. Zero means 30 days. Names
 	// given to Cert are renewed regardless.

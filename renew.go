@@ -337,8 +337,12 @@ type overdue struct {
 // its certificate or key, and dropped at once), or for a check of its ARI
 // window spread over the next 12 hours; only the keys are held. Certificates already past their renewal time are
 // spread out, the soonest to expire first, renewSpacing apart with a
-// random jitter: a restart does not fire them all at once. Expired
-// records are left to the expiry sweep.
+// random jitter: a restart does not fire them all at once. A record
+// that expired while no process ran is renewed first (a handshake does not
+// serve an expired stored certificate: it would order one itself, and a
+// name nobody asks for would never be renewed); one expired for longer
+// than the expiry sweep keeps records is left to the sweep. Records that
+// cannot be read are reported once the scan ends (warnDamaged).
 func (m *Manager) scanStored(ctx context.Context) {
 	m.loadSeen(ctx)
 	s := m.scheduler()
@@ -360,6 +364,12 @@ func (m *Manager) scanStored(ctx context.Context) {
 		}
 	}()
 	var late []overdue
+	var damaged []string // records the scan cannot read
+	defer func() {
+		if ctx.Err() == nil {
+			m.warnDamaged(damaged)
+		}
+	}()
 	for _, key := range keys {
 		if ctx.Err() != nil {
 			return
@@ -372,8 +382,12 @@ func (m *Manager) scanStored(ctx context.Context) {
 			continue // gone, or unreadable: a handshake or the sweep reports it
 		}
 		var d recordDates
-		if err := json.Unmarshal(data, &d); err != nil || len(d.Names) == 0 || !now.Before(d.NotAfter) {
-			continue // unreadable, or expired (the sweep's)
+		if err := json.Unmarshal(data, &d); err != nil || len(d.Names) == 0 {
+			damaged = append(damaged, key)
+			continue
+		}
+		if now.Sub(d.NotAfter) >= expiredKeepFor {
+			continue // expired long ago: the sweep's
 		}
 		m.others.note(key, d.Variant, d.Names)
 		if d.Files {
@@ -409,6 +423,18 @@ func (m *Manager) scanStored(ctx context.Context) {
 		m.logger().Info("certificates past their renewal time are renewed one at a time",
 			slog.Int("count", len(late)), slog.Duration("spacing", spacing))
 	}
+}
+
+// warnDamaged reports the stored records the start-up scan could not
+// read: they are not renewed, and a handshake for their name (which
+// cannot be known from the record) obtains a new certificate;
+// certkeeper status lists them, each with why.
+func (m *Manager) warnDamaged(keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	m.logger().Warn("stored certificate records cannot be read: they are not renewed, and a handshake for one of their names obtains a new certificate; certkeeper status lists them with the reason (restore them from a backup or delete them)",
+		slog.Int("count", len(keys)), slog.Any("keys", keys[:min(len(keys), 10)]))
 }
 
 // storedDue is when to look at the certificate stored under key (data,
@@ -736,8 +762,11 @@ func (m *Manager) retryLater(key string, rec *storage.Certificate, err error) {
 	// expiring (status.IsExpiring) or has expired: then it needs a person.
 	level, msg := slog.LevelWarn, "renewal failed; will retry"
 	switch now := time.Now(); {
-	case rec != nil && !now.Before(c.NotAfter):
+	case rec != nil && !now.Before(c.NotAfter) && m.held(key) != nil:
 		level, msg = slog.LevelError, "renewal failed and the certificate has expired (served until one is renewed); will retry"
+	case rec != nil && !now.Before(c.NotAfter):
+		// Read from storage, not in memory: a handshake does not serve it.
+		level, msg = slog.LevelError, "renewal failed and the certificate has expired (not served: a handshake for its names orders a new one); will retry"
 	case rec != nil && status.IsExpiring(c.NotBefore, c.NotAfter, now, true):
 		level, msg = slog.LevelError, "renewal failed and the certificate expires soon; will retry"
 	}

@@ -263,6 +263,7 @@ func TestCheckConfig(t *testing.T) {
 alert_failing_for: 1d
 alert_expiring_within: 2d12h
 cert_file_check_every: 10s
+issue_timeout: 45s
 backend: 127.0.0.1:8080
 route: b.example=127.0.0.1:8081
 ca: letsencrypt

@@ -27,12 +27,13 @@ import (
 // "_" for "-") in the --config YAML file; docs/config.md documents each.
 type proxyConfig struct {
 	engineConfig `yaml:",inline"`
-	TLSAddr      string   `yaml:"tls_addr" arg:"ADDR" help:"ADDR to serve HTTPS on (default :443; development mode 127.0.0.1:8443)"`
-	HTTPAddr     string   `yaml:"http_addr" arg:"ADDR" help:"ADDR to answer http-01 and redirect to HTTPS on; off unless given\n(the backend usually owns :80, so the proxy uses tls-alpn-01)"`
-	Backend      string   `yaml:"backend" arg:"URL" help:"URL of the backend for every name without a --route, or HOST:PORT for http://HOST:PORT\n(default: port 80 on the IP address the client connected to)"`
-	Routes       []string `yaml:"route" arg:"NAME=URL" help:"NAME=URL: send NAME (or a pattern like *.a.example) to its own backend; repeatable"`
-	DefaultName  string   `yaml:"default_name" arg:"NAME" help:"NAME whose certificate clients without SNI get"`
-	BackendCA    string   `yaml:"backend_ca" arg:"FILE" help:"PEM FILE of roots that https:// backends' certificates may chain to, beside the system's\n(a private CA's root, or a backend's self-signed certificate); read at start and at each reload"`
+	TLSAddr      string        `yaml:"tls_addr" arg:"ADDR" help:"ADDR to serve HTTPS on (default :443; development mode 127.0.0.1:8443)"`
+	HTTPAddr     string        `yaml:"http_addr" arg:"ADDR" help:"ADDR to answer http-01 and redirect to HTTPS on; off unless given\n(the backend usually owns :80, so the proxy uses tls-alpn-01)"`
+	Backend      string        `yaml:"backend" arg:"URL" help:"URL of the backend for every name without a --route, or HOST:PORT for http://HOST:PORT\n(default: port 80 on the IP address the client connected to)"`
+	Routes       []string      `yaml:"route" arg:"NAME=URL" help:"NAME=URL: send NAME (or a pattern like *.a.example) to its own backend; repeatable"`
+	DefaultName  string        `yaml:"default_name" arg:"NAME" help:"NAME whose certificate clients without SNI get"`
+	IssueTimeout time.Duration `yaml:"issue_timeout" arg:"DURATION" default:"30s" help:"a handshake for a new name waits up to DURATION for its certificate, then fails; the\nissuance goes on (up to 5 minutes), and the handshakes after it get the certificate"`
+	BackendCA    string        `yaml:"backend_ca" arg:"FILE" help:"PEM FILE of roots that https:// backends' certificates may chain to, beside the system's\n(a private CA's root, or a backend's self-signed certificate); read at start and at each reload"`
 }
 
 // proxyChallengeHelp is the usage of the proxy's --challenge.
@@ -64,7 +65,7 @@ func loadProxyConfig(src *source, flags *proxyConfig) (*proxyConfig, error) {
 	if err := readConfigFile(src.file, cfg); err != nil {
 		return nil, err
 	}
-	overlay(cfg, flags, &cfg.engineConfig, src.set)
+	overlay(cfg, flags, &cfg.engineConfig, src.set, "issue-timeout")
 	src.noteFlags(cfg, &cfg.engineConfig)
 	cfg.credit = src.credit(cfg)
 	return cfg, nil
@@ -230,7 +231,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, src *source) er
 	return (&service{
 		cfg: &cfg.engineConfig, fe: proxyFrontEnd(cfg), summary: proxySummary(cfg, dev), drain: 30 * time.Second,
 		policy: func() policy.Policy { return current.Load().policy },
-		setup:  func(m *certkeeper.Manager) { m.DefaultName = cfg.DefaultName },
+		setup:  func(m *certkeeper.Manager) { m.DefaultName, m.HandshakeWait = cfg.DefaultName, cfg.IssueTimeout },
 		reload: func() { reloadProxy(env, cfg, flags, src, &current) },
 		listen: func(loop *serveloop.Loop, up *upgrade.Upgrader, m *certkeeper.Manager) error {
 			return proxyListen(loop, env, up, cfg, m, &current)
