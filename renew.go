@@ -433,7 +433,7 @@ func (m *Manager) warnDamaged(keys []string) {
 	if len(keys) == 0 {
 		return
 	}
-	m.logger().Warn("stored certificate records cannot be read: they are not renewed, and a handshake for one of their names obtains a new certificate; certkeeper status lists them with the reason (restore them from a backup or delete them)",
+	m.logger().Warn("stored certificate records cannot be read, so they are not renewed: certkeeper status lists them with the reason",
 		slog.Int("count", len(keys)), slog.Any("keys", keys[:min(len(keys), 10)]))
 }
 

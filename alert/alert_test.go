@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -374,5 +375,86 @@ func TestOneSinkFailing(t *testing.T) {
 	}
 	if ran != 2 {
 		t.Errorf("with every sink failing the command ran %d times in 2 checks, want 2 (tried again)", ran)
+	}
+}
+
+// slowList is a storage whose List takes a while, as listing 100,000
+// records does, and that counts the Lists.
+type slowList struct {
+	storage.Storage
+	lists atomic.Int32
+}
+
+func (s *slowList) List(ctx context.Context, prefix string) ([]string, error) {
+	if prefix == storage.CertificatePrefix("") {
+		s.lists.Add(1)
+		time.Sleep(100 * time.Millisecond)
+	}
+	return s.Storage.List(ctx, prefix)
+}
+
+// TestRunRests: after a check that took long, Run rests thirty times its
+// length before the next, failed renewals (pokes) or not: with 100,000
+// certificates, checking every minute cost a trial's idle proxy a
+// quarter of a core. A quick check is followed at once by the next.
+func TestRunRests(t *testing.T) {
+	st := &slowList{Storage: filestore.New(t.TempDir())}
+	obtain(t, st, "a.test")
+	st.lists.Store(0)
+	a, _ := recording(st)
+	a.Every = 10 * time.Millisecond
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	go func() { // failed renewals, as fast as they come
+		for ctx.Err() == nil {
+			a.Observe(certkeeper.Event{Kind: certkeeper.RenewalFailed})
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	a.Run(ctx)
+	if n := st.lists.Load(); n != 1 {
+		t.Errorf("%d checks in 2 s, each taking 100 ms: want 1, then a rest of 3 s", n)
+	}
+}
+
+// TestWalkDatesDamage: the alerts read the records' fields (WalkDates),
+// which give the same names, dates, failure and state as Walk for a
+// sound record and call a record whose fields do not decode damaged; a
+// record whose certificate alone is damaged keeps its dates there (it
+// alerts as it nears expiry), where Walk, checking it as a Manager does,
+// calls it damaged.
+func TestWalkDatesDamage(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	good := obtain(t, st, "good.test")
+	storeFailure(t, st, good, time.Now())
+	pem := obtain(t, st, "pem.test")
+	data, _ := st.Load(t.Context(), pem.Key)
+	var rec map[string]any
+	json.Unmarshal(data, &rec)
+	rec["chain_pem"] = "LS0tLS1CRUdJTg==" // "-----BEGIN", cut
+	data, _ = json.Marshal(rec)
+	st.Store(t.Context(), pem.Key, data)
+	badKey, _ := storage.CertificateKey("local", "bad.test")
+	st.Store(t.Context(), badKey, []byte(`{"names": [`))
+	read := func(walk func(context.Context, storage.Storage, time.Time, func(status.Cert) error) error) map[string]status.Cert {
+		out := map[string]status.Cert{}
+		now := time.Now().Truncate(time.Second)
+		if err := walk(t.Context(), st, now, func(c status.Cert) error { out[c.Key] = c; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	full, dates := read(status.Walk), read(status.WalkDates)
+	g, d := full[good.Key], dates[good.Key]
+	if !slices.Equal(g.Names, d.Names) || !g.NotAfter.Equal(d.NotAfter) || !g.NotBefore.Equal(d.NotBefore) || g.State != d.State ||
+		g.LastError != d.LastError || g.Issuer != d.Issuer || d.State != status.Failing {
+		t.Errorf("a sound, failing record: Walk %+v, WalkDates %+v", g, d)
+	}
+	if full[pem.Key].State != status.Damaged || dates[pem.Key].State != status.Fine || dates[pem.Key].NotAfter.IsZero() {
+		t.Errorf("a record with a damaged certificate: Walk %s, WalkDates %s (not_after %v): want damaged, fine with its dates",
+			full[pem.Key].State, dates[pem.Key].State, dates[pem.Key].NotAfter)
+	}
+	if full[badKey].State != status.Damaged || dates[badKey].State != status.Damaged {
+		t.Errorf("a record that does not decode: Walk %s, WalkDates %s: want damaged", full[badKey].State, dates[badKey].State)
 	}
 }

