@@ -163,7 +163,7 @@ func (a *Alerter) Observe(e certkeeper.Event) {
 
 // Run checks every Every, and after each failed renewal, until ctx is
 // done. A check that takes long (it reads every certificate record:
-// about 2 s for 100,000 from a directory) is followed by a rest of
+// about 5 s for 100,000 from a directory) is followed by a rest of
 // restFactor times its length before the next, failed renewals or not,
 // so that checking never takes more than a small share of the process's
 // time, however many certificates there are.
