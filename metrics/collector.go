@@ -20,9 +20,9 @@ var (
 		"Seconds until a certificate expires, by primary name and issuer (\"file\" for certificate files; only while at most NameLimit certificates are managed).",
 		[]string{"name", "issuer"}, nil)
 	descExpiryHist = prometheus.NewDesc("certkeeper_certificates_expiry_seconds",
-		"Distribution of the seconds until each managed certificate or certificate file expires.", nil, nil)
+		"Distribution of the seconds until each certificate in memory (certkeeper_certificates_managed) or certificate file expires.", nil, nil)
 	descMinExpiry = prometheus.NewDesc("certkeeper_certificates_min_expiry_seconds",
-		"Seconds until the soonest-expiring managed certificate or certificate file expires (absent with no certificates).", nil, nil)
+		"Seconds until the soonest-expiring certificate in memory or certificate file expires (absent with none).", nil, nil)
 	descExpiring = prometheus.NewDesc("certkeeper_certificates_expiring",
 		"Certificates in memory with less than a tenth of their lifetime left, whatever that lifetime, or already expired: renewal starts at a third, so renewals have failed for a long while; certificate files from a third or 14 days left (status's expiring and expired).", nil, nil)
 	descExpired = prometheus.NewDesc("certkeeper_certificates_expired",
