@@ -239,6 +239,8 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		attrs = append(attrs, slog.String("name", rt.name), slog.String("backend", backend))
 	}
 	attrs = append(attrs, slog.String("remote_ip", remoteIP(r)), slog.Any("err", err))
+	ne, ok := errors.AsType[net.Error](err)
+	timeout := ok && ne.Timeout()
 	if r.Context().Err() != nil {
 		// The client went away or the server is shutting down: nothing
 		// wrong with the backend, and nobody to show a page to.
@@ -248,9 +250,13 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		if h.warnFor(backend) {
 			level = slog.LevelWarn
 		}
-		h.logger().LogAttrs(r.Context(), level, "backend unreachable", attrs...)
+		msg := "backend unreachable"
+		if timeout { // reached, but slow: "unreachable" sent a trial looking for a network fault
+			msg = "backend did not answer in time"
+		}
+		h.logger().LogAttrs(r.Context(), level, msg, attrs...)
 	}
-	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+	if timeout {
 		writeErrorPage(w, http.StatusGatewayTimeout, "The site's backend did not answer in time. Please try again in a moment.")
 		return
 	}

@@ -391,7 +391,9 @@ func TestBackendDownPaced(t *testing.T) {
 }
 
 // TestBackendSlow: a backend that does not answer in time gets the
-// client a 504 page, not the 502 of one that cannot be reached.
+// client a 504 page, not the 502 of one that cannot be reached, and the
+// log says it was slow, not unreachable (a trial read "unreachable" and
+// looked for a network fault).
 func TestBackendSlow(t *testing.T) {
 	hang := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hang }))
@@ -399,7 +401,7 @@ func TestBackendSlow(t *testing.T) {
 	t.Cleanup(func() { close(hang) })
 	tr := proxy.NewTransport()
 	tr.ResponseHeaderTimeout = 300 * time.Millisecond
-	logger, _ := newLogger()
+	logger, logs := newLogger()
 	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: slow.URL}), Transport: tr, Logger: logger}
 	p := startProxy(t, "127.0.0.1", h, logger)
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://a.test/", nil)
@@ -411,6 +413,9 @@ func TestBackendSlow(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(string(body), "did not answer in time") {
 		t.Errorf("a backend past its timeout: %d %q, want 504 saying so", resp.StatusCode, body)
+	}
+	if out := logs.String(); !strings.Contains(out, `msg="backend did not answer in time"`) || strings.Contains(out, "unreachable") {
+		t.Errorf("the log of a slow backend:\n%s\nwant \"backend did not answer in time\"", out)
 	}
 }
 
