@@ -16,6 +16,7 @@
 package yamlconf
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -70,6 +71,20 @@ func (r *decoder) errorf(n *yaml.Node, key, format string, args ...any) {
 	r.errs = append(r.errs, &Error{File: r.file, Line: n.Line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
+// parserError reports whether msg is one of yaml.v3's parser errors,
+// whose line it gives counted from 0 (an unclosed "[" on line 7 was
+// reported on line 6; a key indented wrongly on line 6, on line 5); its
+// scanner errors count from 1.
+func parserError(msg string) bool {
+	switch msg {
+	case "did not find expected <document start>", "did not find expected node content", "did not find expected key",
+		"did not find expected '-' indicator", "did not find expected ',' or ']'", "did not find expected ',' or '}'",
+		"found undefined tag handle":
+		return true
+	}
+	return false
+}
+
 // Decode decodes data, the contents of the YAML file named file, into cfg
 // (a pointer to a struct with yaml tags), refusing unknown keys. A field
 // tagged `alias:"old_key"` also takes old_key, with a deprecation note in
@@ -83,6 +98,12 @@ func Decode(file string, data []byte, cfg any, check func(key, value string) err
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
 		if l, rest, ok := strings.Cut(strings.TrimPrefix(msg, "line "), ": "); ok && strings.HasPrefix(msg, "line ") {
 			if n, err := strconv.Atoi(l); err == nil {
+				if parserError(rest) {
+					// yaml.v3 counts a parser error's line from 0, but
+					// for a construct on the first line, where it gives
+					// the line of the problem.
+					n = min(n+1, max(1, bytes.Count(bytes.TrimRight(data, "\n"), []byte("\n"))+1))
+				}
 				return nil, &Error{File: file, Line: n, Msg: rest + " (not valid YAML)"}
 			}
 		}

@@ -86,6 +86,10 @@ func TestDecodeErrors(t *testing.T) {
 		{"map value", "dns_setting: {zone: [a]}\n", []string{"c.yaml:1: dns_setting.zone: want a single value, not a list"}},
 		{"not a mapping", "- a\n", []string{"c.yaml:1: want key: value lines"}},
 		{"not YAML", "allow: [a\n", []string{"c.yaml:1: did not find expected ',' or ']' (not valid YAML)"}},
+		// yaml.v3 gives its parser errors' lines counted from 0 (a
+		// trial's unclosed "[" on line 7 was reported on line 6).
+		{"unclosed on line 3", "x: 1\ny: 2\nallow: [a,\n b\n", []string{"c.yaml:3: did not find expected ',' or ']' (not valid YAML)"}},
+		{"key indented wrongly", "x: 1\nnames:\n  pattern: a\n ca: x\n", []string{"c.yaml:4: did not find expected key (not valid YAML)"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var c testConfig
