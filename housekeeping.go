@@ -331,25 +331,6 @@ func (m *Manager) storeSeenShard(ctx context.Context, i int, times map[string]in
 	return m.store.Store(ctx, key, data)
 }
 
-// recordDates is the part of a stored certificate record the renewal
-// scan and the expiry sweep read: decoding it parses no certificate and
-// no key.
-type recordDates struct {
-	Names     []string  `json:"names"`
-	NotBefore time.Time `json:"not_before"`
-	NotAfter  time.Time `json:"not_after"`
-	// Issuer says whether its CA may offer a renewal window (offersARI).
-	Issuer string `json:"issuer"`
-	// Revoked, if set, makes the certificate due at once.
-	Revoked *storage.Revocation `json:"revoked"`
-	// Files marks cert issue's copy, which cert renew renews.
-	Files bool `json:"files"`
-	// Variant is the key's variant ("rsa" for an RSA fallback).
-	Variant string `json:"variant"`
-	// RenewalWindow is the CA's window as a Manager last asked it.
-	RenewalWindow *storage.Window `json:"renewal_window"`
-}
-
 // sweepExpired checks the next batch of certificate records and deletes
 // those that expired more than a day ago (certificates no longer renewed:
 // unused on-demand names, names no longer allowed), forgetting their
@@ -394,7 +375,7 @@ func (m *Manager) sweepOne(ctx context.Context, key string, now time.Time) {
 		return
 	}
 	if err == nil {
-		var d recordDates
+		var d storage.CertificateFields
 		if json.Unmarshal(data, &d) == nil && now.Sub(d.NotAfter) < expiredKeepFor {
 			return
 		}

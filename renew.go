@@ -381,7 +381,7 @@ func (m *Manager) scanStored(ctx context.Context) {
 		if err != nil {
 			continue // gone, or unreadable: a handshake or the sweep reports it
 		}
-		var d recordDates
+		var d storage.CertificateFields
 		if err := json.Unmarshal(data, &d); err != nil || len(d.Names) == 0 {
 			damaged = append(damaged, key)
 			continue
@@ -444,7 +444,7 @@ func (m *Manager) warnDamaged(keys []string) {
 // begun, the due time itself, which needs the serial from the leaf. (A
 // point drawn at random, without the serial, had the start-up log count
 // certificates as late that renewStored then found not due.)
-func (m *Manager) storedDue(key string, data []byte, d recordDates, now time.Time) time.Time {
+func (m *Manager) storedDue(key string, data []byte, d storage.CertificateFields, now time.Time) time.Time {
 	c := renewal.Cert{NotBefore: d.NotBefore, NotAfter: d.NotAfter, ARI: renewal.Stored(d.RenewalWindow)}
 	if at := renewal.Earliest(c, now); at.After(now) {
 		return at

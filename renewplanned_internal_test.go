@@ -208,7 +208,7 @@ func TestStoredDue(t *testing.T) {
 	}
 	now := time.Now()
 	// Two thirds of the lifetime have passed: late by the lifetime rule.
-	d := recordDates{Names: []string{"due.test"}, NotBefore: now.Add(-80 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour)}
+	d := storage.CertificateFields{Names: []string{"due.test"}, NotBefore: now.Add(-80 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour)}
 	d.RenewalWindow = &storage.Window{Start: now.Add(time.Hour), End: now.Add(2 * time.Hour)}
 	if at := m.storedDue(key, data, d, now); !at.Equal(now.Add(time.Hour)) {
 		t.Errorf("window an hour on: looked at %v, want its start %v", at, now.Add(time.Hour))

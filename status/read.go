@@ -301,15 +301,7 @@ func readDates(ctx context.Context, st storage.Storage, key string, seen map[str
 	if done {
 		return entry, ok
 	}
-	var rec struct {
-		Names         []string            `json:"names"`
-		Issuer        string              `json:"issuer"`
-		NotBefore     time.Time           `json:"not_before"`
-		NotAfter      time.Time           `json:"not_after"`
-		OnDemand      bool                `json:"on_demand"`
-		Revoked       *storage.Revocation `json:"revoked"`
-		RenewalWindow *storage.Window     `json:"renewal_window"`
-	}
+	var rec storage.CertificateFields
 	if err := json.Unmarshal(data, &rec); err != nil || len(rec.Names) == 0 || rec.NotAfter.IsZero() {
 		if err == nil {
 			err = errors.New("no names or not_after")

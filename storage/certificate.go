@@ -17,6 +17,25 @@ import (
 	"time"
 )
 
+// CertificateFields are the fields of a Certificate record that say what
+// it holds and when it expires, decoded (with encoding/json, from the
+// record's data) without its chain and key: a scan of many records (the
+// Manager's renewal scan and expiry sweep, status.WalkDates) parses no
+// certificate and no key.
+type CertificateFields struct {
+	Names     []string  `json:"names"`
+	Issuer    string    `json:"issuer"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	// Variant is the key's variant ("rsa" for an RSA fallback).
+	Variant  string `json:"variant"`
+	OnDemand bool   `json:"on_demand"`
+	// Files marks cert issue's copy, which cert renew renews.
+	Files         bool        `json:"files"`
+	Revoked       *Revocation `json:"revoked"`
+	RenewalWindow *Window     `json:"renewal_window"`
+}
+
 // Certificate is what certkeeper stores for one certificate: the private
 // key, the chain and the metadata, encoded as one JSON value so a backend
 // stores it with one atomic write and no reader can ever see a key without
