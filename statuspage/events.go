@@ -25,8 +25,9 @@ type Recorder struct {
 	// Size is how many events are kept. Zero means DefaultRecentEvents.
 	Size int
 
-	mu     sync.Mutex // guards events
+	mu     sync.Mutex // guards events and change
 	events []Event    // oldest first
+	change uint64     // how many events changed a stored certificate
 }
 
 // Observe records e. Loaded events (a certificate read from storage into
@@ -45,6 +46,10 @@ func (r *Recorder) Observe(e certkeeper.Event) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	switch e.Kind {
+	case certkeeper.Obtained, certkeeper.Renewed, certkeeper.RenewalFailed, certkeeper.Revoked:
+		r.change++ // the Handler reads the storage anew rather than reuse a read (see snapshot.fresh)
+	}
 	r.events = append(r.events, ev)
 	if len(r.events) > size {
 		r.events = append(r.events[:0], r.events[len(r.events)-size:]...)
@@ -63,4 +68,16 @@ func (r *Recorder) Recent() []Event {
 		out[len(out)-1-i] = e
 	}
 	return out
+}
+
+// changes returns how many recorded events changed what the storage
+// holds about a certificate (obtained, renewed, renewal failed,
+// revoked); 0 for a nil Recorder.
+func (r *Recorder) changes() uint64 {
+	if r == nil {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.change
 }

@@ -1,13 +1,10 @@
 package statuspage
 
 import (
-	"context"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/certkeeper/certkeeper/status"
-	"github.com/certkeeper/certkeeper/storage"
 )
 
 // DefaultPageSize is how many certificates a page of the status page
@@ -37,8 +34,8 @@ func rank(state string) int {
 const ranks = 7
 
 // maxPage is the deepest page served: page N holds up to N×size entries
-// while the walk ranks them, so the depth bounds the memory a request
-// can make the process hold. Use ?state= (or /status.json) beyond it.
+// while they are ranked, so the depth bounds the memory a request can
+// make the process hold beside the shared read. Use ?state= (or /status.json) beyond it.
 const maxPage = 1000
 
 // pageOf is one page of the status page.
@@ -51,32 +48,35 @@ type pageOf struct {
 	State        string         // the filter, "" for all
 }
 
-// readPage walks the storage once, then files (the certificate files
-// served), and keeps only what page (1-based) of size entries, worst
-// first, needs: at most page×size entries per rank, never every record.
-func readPage(ctx context.Context, st storage.Storage, files []status.Cert, now time.Time, state string, page, size int) (pageOf, error) {
+// pageFrom picks page (1-based) of size entries, worst first, from stored
+// (a snapshot's, which it does not modify) and then files (the
+// certificate files served), holding at most page×size entries per rank.
+// With err (the storage could not be read) it counts only files and
+// lists nothing.
+func pageFrom(stored, files []status.Cert, state string, page, size int, err error) pageOf {
 	p := pageOf{Counts: map[string]int{}, Page: page, State: state}
 	limit := page * size
 	var byRank [ranks][]status.Cert
-	add := func(c status.Cert) error {
+	add := func(c status.Cert) {
 		p.Total++
 		p.Counts[c.State]++
 		if state != "" && c.State != state {
-			return nil
+			return
 		}
 		p.Matching++
 		r := rank(c.State)
 		if len(byRank[r]) < limit {
 			byRank[r] = append(byRank[r], c)
 		}
-		return nil
 	}
-	err := status.Walk(ctx, st, now, add)
-	for _, c := range files { // listed even when storage fails: they are served all the same
-		_ = add(c)
+	for _, c := range stored {
+		add(c)
+	}
+	for _, c := range files { // counted even when storage fails: they are served all the same
+		add(c)
 	}
 	if err != nil {
-		return p, err
+		return p
 	}
 	var all []status.Cert
 	for _, l := range byRank {
@@ -90,7 +90,7 @@ func readPage(ctx context.Context, st storage.Storage, files []status.Cert, now 
 		p.Certificates = all[start:min(len(all), limit)]
 	}
 	p.Pages = max(1, (p.Matching+size-1)/size)
-	return p, nil
+	return p
 }
 
 // pageParams reads ?page= and ?state= (a known state, or all).
