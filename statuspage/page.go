@@ -31,6 +31,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,6 +54,7 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{
 		return c.RetryNote(now, func(t time.Time) string { return t.UTC().Format(whenLayout) })
 	},
 	"pagelink": pageLink,
+	"count":    count,
 	"first": func(names []string) string {
 		if len(names) == 0 {
 			return ""
@@ -223,6 +225,18 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) {
 		}
 		h.logger().Warn("writing the status page", slog.Any("err", err))
 	}
+}
+
+// count writes n with its thousands grouped: 100,000.
+func count(n int) string {
+	if n < 0 {
+		return "-" + count(-n)
+	}
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // annotate adds to certs what the serving process knows and storage does

@@ -221,3 +221,19 @@ func TestClientGoneIsNotAnError(t *testing.T) {
 		})
 	}
 }
+
+// TestNoneInState: ?state=failing when nothing is failing says so, and
+// how many certificates there are, rather than "No certificates yet."
+// (the scale trial's 100,000 fine certificates); an empty store still
+// says "No certificates yet.".
+func TestNoneInState(t *testing.T) {
+	body := serve(t, &statuspage.Handler{Storage: filestore.New(filled(t, 1000))}, "/?state=failing")
+	if want := "No certificate is failing (1,000 certificates in all)."; !strings.Contains(body, want) || strings.Contains(body, "No certificates yet") {
+		t.Errorf("?state=failing with 1,000 fine certificates does not say %q:\n%s", want, body)
+	}
+	for _, path := range []string{"/", "/?state=failing"} {
+		if body := serve(t, &statuspage.Handler{Storage: filestore.New(t.TempDir())}, path); !strings.Contains(body, "No certificates yet.") {
+			t.Errorf("GET %s of an empty store does not say \"No certificates yet.\":\n%s", path, body)
+		}
+	}
+}
