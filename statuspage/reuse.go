@@ -70,7 +70,7 @@ func (s *snapshot) fresh(now time.Time, changes uint64) bool {
 type reads struct {
 	flight singleflight.Group // the read under way, shared by concurrent requests
 	mu     sync.Mutex         // guards last
-	last   *snapshot          // the last read, nil while a read is under way or after a failed one
+	last   *snapshot          // the last read while it may be reused; nil while a read is under way, after a failed one or a quick one, and once its window ends
 }
 
 // snapshot returns a read of h.Storage: the last one while it is fresh,
@@ -105,9 +105,21 @@ func (h *Handler) snapshot(ctx context.Context) (s *snapshot, reused bool, err e
 		}
 		s.done = time.Now()
 		s.took = s.done.Sub(s.at)
-		rd.mu.Lock()
-		rd.last = s
-		rd.mu.Unlock()
+		if reuse := reuseFor(s.took); reuse > 0 {
+			rd.mu.Lock()
+			rd.last = s
+			rd.mu.Unlock()
+			// Dropped when no request may reuse it any more: the list of
+			// every stored certificate is held for its window only, not
+			// until the next request.
+			time.AfterFunc(reuse, func() {
+				rd.mu.Lock()
+				defer rd.mu.Unlock()
+				if rd.last == s {
+					rd.last = nil
+				}
+			})
+		}
 		return s, nil
 	})
 	select {
