@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,13 +116,22 @@ type ExportStats struct {
 // A storage holding keys certkeeper never writes (storage.IsKnownKey) is
 // refused with a *ForeignKeysError, before anything is written to w.
 //
-// Export loads every value before it writes the first byte, so an error
-// leaves w untouched, and the manifest's key count is exact even if keys
-// are deleted meanwhile. The values are read one after another, not as one
-// snapshot: stop processes that write to st for an exact copy.
+// Export holds the list of keys and a few values at a time, never the
+// whole state: its memory does not grow with the size of the values. As
+// the manifest, which comes first, counts the keys that follow, it reads
+// st twice: a first pass loads and checks every value, keeping only its
+// SHA-256 digest, and counts the keys to archive; the second loads each
+// value again and writes it. A value that changed between the passes is
+// checked again and archived as it is then. A key deleted between the
+// passes, or made invalid, would leave the manifest's count wrong: Export
+// then stops with an error wrapping ErrChanged and leaves the archive
+// unfinished (no gzip trailer), which Import refuses; ExportFile tries
+// again. The values are read one after another, not as one snapshot:
+// stop processes that write to st for an exact copy.
 //
 // Export refuses to write an archive that Import, with its default limits,
-// would refuse: a value over 16 MiB, or more than 1 GiB in all. A value
+// would refuse: a value over 16 MiB, or more than 1 GiB in all; it finds
+// out in the first pass, before anything is written to w. A value
 // Import would refuse as invalid (a damaged certificate record, one that
 // names no name, a clear value where a sealed one belongs) is left out
 // and listed in ExportStats.Invalid, so one bad record does not stop a
@@ -134,41 +144,45 @@ func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, 
 	if err := foreignKeys(keys); err != nil {
 		return ExportStats{}, fmt.Errorf("exporting storage: %w", err)
 	}
-	members := make([]member, 0, len(keys))
-	invalid := map[string]error{}
-	var size int64 = tarEndOverhead + 512 + maxManifestSize
 	for _, key := range keys {
 		if err := storage.ValidateKey(key); err != nil {
 			return ExportStats{}, fmt.Errorf("exporting: %w", err)
 		}
-		value, err := st.Load(ctx, key)
+	}
+
+	// First pass: which keys go in the archive, and their digests.
+	invalid := map[string]error{}
+	var kept []string
+	var sums [][sha256.Size]byte
+	var size int64 = tarEndOverhead + 512 + maxManifestSize
+	err = loadInOrder(ctx, st, keys, func(key string, value []byte, err error) error {
 		if errors.Is(err, fs.ErrNotExist) {
-			continue // deleted since List
+			return nil // deleted since List
 		}
 		if errors.Is(err, storage.ErrInvalidRecord) {
 			invalid[key] = err
-			continue
+			return nil
 		}
 		if err != nil {
-			return ExportStats{}, fmt.Errorf("exporting: %w", err)
+			return err
 		}
 		if err := checkValue(key, value); err != nil {
 			invalid[key] = err
-			continue
+			return nil
 		}
-		if len(value) > defaultMaxArchiveMember {
-			return ExportStats{}, fmt.Errorf("exporting %s: its value of %d bytes exceeds the %d an archive member may hold",
-				key, len(value), defaultMaxArchiveMember)
+		if size, err = addExportSize(size, key, value); err != nil {
+			return err
 		}
-		size += int64(len(value)) + tarMemberOverhead
-		if size > defaultMaxArchiveSize {
-			return ExportStats{}, fmt.Errorf("exporting: storage holds more than the %d MiB an archive may hold", defaultMaxArchiveSize>>20)
-		}
-		members = append(members, member{key: key, value: value})
+		kept = append(kept, key)
+		sums = append(sums, sha256.Sum256(value))
+		return nil
+	})
+	if err != nil {
+		return ExportStats{}, fmt.Errorf("exporting: %w", err)
 	}
 
 	created := time.Now().UTC().Truncate(time.Second)
-	man, err := json.MarshalIndent(manifest{Format: archiveFormat, Version: Version, Created: created, Keys: len(members)}, "", "\t")
+	man, err := json.MarshalIndent(manifest{Format: archiveFormat, Version: Version, Created: created, Keys: len(kept)}, "", "\t")
 	if err != nil {
 		return ExportStats{}, fmt.Errorf("exporting: %w", err)
 	}
@@ -178,10 +192,38 @@ func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, 
 	if err := writeMember(tw, archiveManifestName, append(man, '\n'), created); err != nil {
 		return ExportStats{Bytes: cw.n}, fmt.Errorf("exporting: %w", err)
 	}
-	for _, m := range members {
-		if err := writeMember(tw, m.key, m.value, created); err != nil {
-			return ExportStats{Bytes: cw.n}, fmt.Errorf("exporting %s: %w", m.key, err)
+
+	// Second pass: the values again, written as they come. On error the
+	// gzip stream is left unfinished, so that what was written is no
+	// archive Import would take.
+	size = tarEndOverhead + 512 + maxManifestSize
+	i := 0
+	err = loadInOrder(ctx, st, kept, func(key string, value []byte, err error) error {
+		sum := sums[i]
+		i++
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("%w: %s was deleted during the export", ErrChanged, key)
+		case errors.Is(err, storage.ErrInvalidRecord):
+			return fmt.Errorf("%w: %s was damaged during the export: %w", ErrChanged, key, err)
+		case err != nil:
+			return err
 		}
+		if sha256.Sum256(value) != sum {
+			if err := checkValue(key, value); err != nil {
+				return fmt.Errorf("%w: %s was damaged during the export: %w", ErrChanged, key, err)
+			}
+		}
+		if size, err = addExportSize(size, key, value); err != nil {
+			return err
+		}
+		if err := writeMember(tw, key, value, created); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return ExportStats{Bytes: cw.n}, fmt.Errorf("exporting: %w", err)
 	}
 	if err := tw.Close(); err != nil {
 		return ExportStats{Bytes: cw.n}, fmt.Errorf("exporting: %w", err)
@@ -189,7 +231,27 @@ func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, 
 	if err := zw.Close(); err != nil {
 		return ExportStats{Bytes: cw.n}, fmt.Errorf("exporting: %w", err)
 	}
-	return ExportStats{Keys: len(members), Bytes: cw.n, Invalid: invalid}, nil
+	return ExportStats{Keys: len(kept), Bytes: cw.n, Invalid: invalid}, nil
+}
+
+// ErrChanged is returned (wrapped, naming the key) by Export when a key
+// it counted in the archive's manifest was deleted or damaged before it
+// was written: the archive it began is unfinished, and Import refuses it.
+// Exporting again gives a whole archive.
+var ErrChanged = errors.New("storage changed during the export")
+
+// addExportSize adds key's value to size, the uncompressed size of an
+// archive, and refuses what Import's default limits would refuse.
+func addExportSize(size int64, key string, value []byte) (int64, error) {
+	if len(value) > defaultMaxArchiveMember {
+		return size, fmt.Errorf("%s: its value of %d bytes exceeds the %d an archive member may hold",
+			key, len(value), defaultMaxArchiveMember)
+	}
+	size += int64(len(value)) + tarMemberOverhead
+	if size > defaultMaxArchiveSize {
+		return size, fmt.Errorf("storage holds more than the %d MiB an archive may hold", defaultMaxArchiveSize>>20)
+	}
+	return size, nil
 }
 
 func writeMember(tw *tar.Writer, name string, data []byte, mtime time.Time) error {
