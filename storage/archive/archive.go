@@ -88,12 +88,6 @@ type manifest struct {
 	Keys int `json:"keys"`
 }
 
-// member is one key of an archive and its value.
-type member struct {
-	key   string
-	value []byte
-}
-
 // ExportStats describes an archive written by Export.
 type ExportStats struct {
 	// Keys is the number of storage keys in the archive.
@@ -293,10 +287,20 @@ type ImportOptions struct {
 	MaxMemberSize int64
 
 	// MaxSize bounds the archive's uncompressed size, counting each value
-	// plus 3 KiB for its tar headers. Import holds the values in memory
-	// until every one is checked. Zero means 1 GiB (about 150,000
-	// certificates).
+	// plus 3 KiB for its tar headers. Import holds a few values at a
+	// time, not the archive, but reads it up to three times and holds
+	// the names of its keys: the bound keeps a hostile archive (a gzip
+	// bomb, millions of empty members) from costing more than that much
+	// work and a fraction of it in memory. Zero means 1 GiB (about
+	// 150,000 certificates), which Export also keeps to.
 	MaxSize int64
+
+	// TempDir is where Import keeps a copy of an archive it reads from
+	// input that cannot be read again (a pipe; a file is read again in
+	// place), while it checks the archive: a file of mode 0600, removed
+	// before Import returns, as large as the compressed archive. Empty
+	// means os.TempDir().
+	TempDir string
 }
 
 func (o *ImportOptions) maxMemberSize() int64 {
@@ -390,80 +394,6 @@ func foreignKeys(keys []string) error {
 	return &ForeignKeysError{Keys: foreign}
 }
 
-// Import reads an archive written by Export from r and stores its keys in
-// st.
-//
-// Import is all-or-nothing as far as a Storage allows: it reads the whole
-// archive into memory (bounded by opts' limits) and checks every member
-// before it stores the first key. It refuses, with an error wrapping
-// ErrInvalid and nothing stored: input that is not gzip, truncated
-// or corrupt (including a member count that disagrees with the manifest),
-// an unknown format version, members that are not regular files (links,
-// devices, directories), paths that are absolute, contain "..", or are
-// otherwise not valid storage keys (storage.ValidateKey), duplicate paths,
-// oversized members, and values that do not parse: certificate records
-// (storage.UnmarshalCertificate), account keys, JSON documents. Keys
-// that certkeeper never writes (storage.IsKnownKey), which Export does not
-// archive, are refused with an error wrapping both ErrInvalid and a
-// *ForeignKeysError. Errors name the member, never its content.
-//
-// It then compares each key with st: a key stored with the same value is
-// skipped; one stored with another value is a conflict, and unless
-// opts.Overwrite, Import returns a *ConflictError listing every conflict
-// and stores nothing. Account private keys are stored first, then the
-// other keys in sorted order. Should st fail part way, the keys stored
-// before the failure stay, each one whole (Store is atomic); running
-// Import again finishes the job.
-//
-// Processes using st while Import runs may change a key between the
-// comparison and the store: import into a storage no certkeeper is using.
-func Import(ctx context.Context, st storage.Storage, r io.Reader, opts ImportOptions) (ImportStats, error) {
-	src := &sourceReader{ctx: ctx, r: r}
-	members, err := readArchive(src, opts.maxMemberSize(), opts.maxSize())
-	if src.err != nil {
-		return ImportStats{}, fmt.Errorf("importing: reading the archive: %w", src.err)
-	}
-	if err != nil {
-		return ImportStats{}, fmt.Errorf("importing: %w", err)
-	}
-	stats := ImportStats{Keys: len(members)}
-
-	// Private keys first, as certkeeper writes an account's key before
-	// its record: an interrupted import never leaves a record without
-	// its key.
-	slices.SortFunc(members, func(a, b member) int { return privateKeysFirst(a.key, b.key) })
-	var writes []member
-	var conflicts []string
-	for _, m := range members {
-		old, err := st.Load(ctx, m.key)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			writes = append(writes, m)
-		case err != nil:
-			return stats, fmt.Errorf("importing: %w", err)
-		case bytes.Equal(old, m.value):
-			stats.Skipped++
-		case newerStored(m.key, old, m.value):
-			stats.Newer = append(stats.Newer, m.key)
-		default:
-			conflicts = append(conflicts, m.key)
-			writes = append(writes, m)
-		}
-	}
-	if len(conflicts) > 0 && !opts.Overwrite {
-		slices.Sort(conflicts)
-		return stats, &ConflictError{Keys: conflicts}
-	}
-	for _, m := range writes {
-		if err := st.Store(ctx, m.key, m.value); err != nil {
-			return stats, fmt.Errorf("importing (%d of %d keys stored): %w", stats.Imported, len(writes), err)
-		}
-		stats.Imported++
-	}
-	stats.Overwritten = len(conflicts)
-	return stats, nil
-}
-
 // newerStored reports whether key is a certificate record and stored, the
 // value storage holds, is a renewal of archived's: issued later, by the
 // same CA (the key names it). For the local CA, whose root and
@@ -496,85 +426,6 @@ func privateKeysFirst(a, b string) int {
 		return 1
 	}
 	return strings.Compare(a, b)
-}
-
-// readArchive reads and checks a whole archive; see Import.
-func readArchive(r io.Reader, maxMember, maxSize int64) ([]member, error) {
-	zr, err := gzip.NewReader(r)
-	if err == io.EOF {
-		return nil, invalidArchive("empty input")
-	}
-	if err != nil {
-		return nil, invalidArchive("not gzip-compressed: %w", err)
-	}
-	// The cap on the decompressed stream bounds memory and work whatever
-	// the headers claim (a gzip bomb, huge PAX headers).
-	capped := &capReader{r: zr, n: maxSize + maxManifestSize + 2*tarMemberOverhead + tarEndOverhead}
-	tr := tar.NewReader(capped)
-	readErr := func(err error) error {
-		if errors.Is(err, errArchiveTooLarge) {
-			return invalidArchive("more than %d bytes uncompressed", maxSize)
-		}
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return invalidArchive("truncated or corrupt: %w", err)
-	}
-
-	man, err := readManifest(tr, readErr)
-	if err != nil {
-		return nil, err
-	}
-	var members []member
-	seen := make(map[string]bool)
-	var size int64
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, readErr(err)
-		}
-		if err := checkHeader(hdr, maxMember); err != nil {
-			return nil, err
-		}
-		if seen[hdr.Name] {
-			return nil, invalidArchive("member %s appears twice", hdr.Name)
-		}
-		seen[hdr.Name] = true
-		if len(members) == man.Keys {
-			return nil, invalidArchive("it holds more keys than the %d its manifest counts", man.Keys)
-		}
-		size += hdr.Size + tarMemberOverhead
-		if size > maxSize {
-			return nil, invalidArchive("more than %d bytes uncompressed", maxSize)
-		}
-		value, err := io.ReadAll(tr)
-		if err != nil {
-			return nil, readErr(err)
-		}
-		if err := checkValue(hdr.Name, value); err != nil {
-			return nil, invalidArchive("member %w", err)
-		}
-		members = append(members, member{key: hdr.Name, value: value})
-	}
-	if len(members) != man.Keys {
-		return nil, invalidArchive("truncated: it holds %d keys, its manifest counts %d", len(members), man.Keys)
-	}
-	keys := make([]string, len(members))
-	for i, m := range members {
-		keys[i] = m.key
-	}
-	if err := foreignKeys(keys); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	// Read to the end of the gzip stream: only there is its checksum
-	// verified, and anything after the archive refused.
-	if _, err := io.Copy(io.Discard, capped); err != nil {
-		return nil, readErr(err)
-	}
-	return members, nil
 }
 
 // readManifest reads and checks an archive's first member, its manifest;
