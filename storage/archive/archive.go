@@ -149,26 +149,27 @@ func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, 
 	var kept []string
 	var sums [][sha256.Size]byte
 	var size int64 = tarEndOverhead + 512 + maxManifestSize
-	err = loadInOrder(ctx, st, keys, func(key string, value []byte, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
+	err = loadInOrder(ctx, st, keys, checkValue, func(key string, l *loaded) error {
+		if errors.Is(l.err, fs.ErrNotExist) {
 			return nil // deleted since List
 		}
-		if errors.Is(err, storage.ErrInvalidRecord) {
-			invalid[key] = err
+		if errors.Is(l.err, storage.ErrInvalidRecord) {
+			invalid[key] = l.err
 			return nil
 		}
-		if err != nil {
-			return err
+		if l.err != nil {
+			return l.err
 		}
-		if err := checkValue(key, value); err != nil {
-			invalid[key] = err
+		if l.invalid != nil {
+			invalid[key] = l.invalid
 			return nil
 		}
-		if size, err = addExportSize(size, key, value); err != nil {
+		var err error
+		if size, err = addExportSize(size, key, l.value); err != nil {
 			return err
 		}
 		kept = append(kept, key)
-		sums = append(sums, sha256.Sum256(value))
+		sums = append(sums, l.sum)
 		return nil
 	})
 	if err != nil {
@@ -192,26 +193,27 @@ func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, 
 	// archive Import would take.
 	size = tarEndOverhead + 512 + maxManifestSize
 	i := 0
-	err = loadInOrder(ctx, st, kept, func(key string, value []byte, err error) error {
+	err = loadInOrder(ctx, st, kept, nil, func(key string, l *loaded) error {
 		sum := sums[i]
 		i++
 		switch {
-		case errors.Is(err, fs.ErrNotExist):
+		case errors.Is(l.err, fs.ErrNotExist):
 			return fmt.Errorf("%w: %s was deleted during the export", ErrChanged, key)
-		case errors.Is(err, storage.ErrInvalidRecord):
-			return fmt.Errorf("%w: %s was damaged during the export: %w", ErrChanged, key, err)
-		case err != nil:
-			return err
+		case errors.Is(l.err, storage.ErrInvalidRecord):
+			return fmt.Errorf("%w: %s was damaged during the export: %w", ErrChanged, key, l.err)
+		case l.err != nil:
+			return l.err
 		}
-		if sha256.Sum256(value) != sum {
-			if err := checkValue(key, value); err != nil {
+		if l.sum != sum {
+			if err := checkValue(key, l.value); err != nil {
 				return fmt.Errorf("%w: %s was damaged during the export: %w", ErrChanged, key, err)
 			}
 		}
-		if size, err = addExportSize(size, key, value); err != nil {
+		var err error
+		if size, err = addExportSize(size, key, l.value); err != nil {
 			return err
 		}
-		if err := writeMember(tw, key, value, created); err != nil {
+		if err := writeMember(tw, key, l.value, created); err != nil {
 			return fmt.Errorf("%s: %w", key, err)
 		}
 		return nil

@@ -168,7 +168,27 @@ func verify(ctx context.Context, src, dst storage.Storage, left map[string]error
 // temporary file beside name, with mode 0600, and renamed to name once
 // complete and synced: name is never a partial archive, and never readable
 // by others, even for a moment. On error name is left as it was.
+//
+// Should a key be deleted or damaged while the archive is written
+// (ErrChanged: a challenge answered, an order finished by a running
+// certkeeper), ExportFile starts again, up to exportAttempts times in
+// all, with a new temporary file.
 func ExportFile(ctx context.Context, st storage.Storage, name string) (stats ExportStats, err error) {
+	for range exportAttempts - 1 {
+		stats, err = exportFile(ctx, st, name)
+		if !errors.Is(err, ErrChanged) {
+			return stats, err
+		}
+	}
+	return exportFile(ctx, st, name)
+}
+
+// exportAttempts is how many times ExportFile tries to write an archive
+// of a storage that changes under it.
+const exportAttempts = 3
+
+// exportFile is one attempt of ExportFile.
+func exportFile(ctx context.Context, st storage.Storage, name string) (stats ExportStats, err error) {
 	var exportErr error
 	err = atomicfile.Write(name, 0o600, func(w io.Writer) error {
 		stats, exportErr = Export(ctx, st, w)
