@@ -27,6 +27,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -536,15 +537,17 @@ func flipByte(b []byte, i int) []byte {
 	return c
 }
 
-// failingStore fails its nth Store.
+// failingStore fails its nth Store and every later one, as a full disk
+// does: with Stores running at once, which succeed does not depend on
+// which ends first.
 type failingStore struct {
 	storage.Storage
-	n, stores int
+	n      int64
+	stores atomic.Int64
 }
 
 func (s *failingStore) Store(ctx context.Context, key string, value []byte) error {
-	s.stores++
-	if s.stores == s.n {
+	if s.stores.Add(1) >= s.n {
 		return errors.New("disk full")
 	}
 	return s.Storage.Store(ctx, key, value)
