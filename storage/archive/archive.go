@@ -49,8 +49,10 @@ const (
 	// defaultMaxArchiveMember bounds one value: certkeeper's values are a
 	// few KiB (an RSA-4096 certificate record is under 16 KiB).
 	defaultMaxArchiveMember = 16 << 20
-	// defaultMaxArchiveSize bounds the uncompressed archive: about 150,000
-	// certificates. Import holds that much in memory.
+	// defaultMaxArchiveSize bounds the uncompressed archive: about
+	// 150,000 certificates (190,000 ECDSA ones), each counted with
+	// tarMemberOverhead. Import no longer holds the values, but holds the
+	// key names and does the work; older versions refuse larger archives.
 	defaultMaxArchiveSize = 1 << 30
 	// maxManifestSize bounds the manifest, which is a few hundred bytes.
 	maxManifestSize = 64 << 10

@@ -35,8 +35,8 @@ type CopyStats struct {
 // key among them stored in clear even in an encrypted dst.
 //
 // It holds one value at a time and the names of the keys, never the
-// whole state: a storage of any size copies in a few megabytes, where an
-// archive would hold every value (and is bounded, at 1 GiB). So it reads
+// whole state: a storage of any size copies in a few megabytes, and,
+// unlike an archive, without a bound on its size (1 GiB). So it reads
 // each value twice: once to compare it with dst's, before anything is
 // written, so that a conflict refuses the whole copy as Import does; and
 // again to store it. A key that changed in src meanwhile is copied as it
