@@ -200,15 +200,15 @@ func Export(ctx context.Context, st storage.Storage, w io.Writer) (ExportStats, 
 		i++
 		switch {
 		case errors.Is(l.err, fs.ErrNotExist):
-			return fmt.Errorf("%w: %s was deleted during the export", ErrChanged, key)
+			return fmt.Errorf("%w: %s was deleted (stop what writes to the storage, or export again)", ErrChanged, key)
 		case errors.Is(l.err, storage.ErrInvalidRecord):
-			return fmt.Errorf("%w: %s was damaged during the export: %w", ErrChanged, key, l.err)
+			return fmt.Errorf("%w: %s was damaged: %w", ErrChanged, key, l.err)
 		case l.err != nil:
 			return l.err
 		}
 		if l.sum != sum {
 			if err := checkValue(key, l.value); err != nil {
-				return fmt.Errorf("%w: %s was damaged during the export: %w", ErrChanged, key, err)
+				return fmt.Errorf("%w: %s was damaged: %w", ErrChanged, key, err)
 			}
 		}
 		var err error
