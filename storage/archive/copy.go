@@ -63,18 +63,11 @@ func Copy(ctx context.Context, src, dst storage.Storage, opts ImportOptions) (Co
 			continue
 		}
 		stats.Keys++
-		old, err := dst.Load(ctx, key)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			writes = append(writes, key)
-		case err != nil:
+		write, err := compare(ctx, dst, key, value, &stats.ImportStats, &conflicts)
+		if err != nil {
 			return stats, fmt.Errorf("copying: %w", err)
-		case bytes.Equal(old, value):
-			stats.Skipped++
-		case newerStored(key, old, value):
-			stats.Newer = append(stats.Newer, key)
-		default:
-			conflicts = append(conflicts, key)
+		}
+		if write {
 			writes = append(writes, key)
 		}
 	}
@@ -201,4 +194,26 @@ func exportFile(ctx context.Context, st storage.Storage, name string) (stats Exp
 		return stats, fmt.Errorf("writing %s: %w", name, err)
 	}
 	return stats, nil
+}
+
+// compare says whether value is to be stored under key in st, as Import
+// and Copy decide: when st lacks the key, or holds another value (a
+// conflict, added to conflicts); not when it holds the same value
+// (stats.Skipped) or a renewal of the certificate (stats.Newer).
+func compare(ctx context.Context, st storage.Storage, key string, value []byte, stats *ImportStats, conflicts *[]string) (bool, error) {
+	old, err := st.Load(ctx, key)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return true, nil
+	case err != nil:
+		return false, err
+	case bytes.Equal(old, value):
+		stats.Skipped++
+	case newerStored(key, old, value):
+		stats.Newer = append(stats.Newer, key)
+	default:
+		*conflicts = append(*conflicts, key)
+		return true, nil
+	}
+	return false, nil
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"slices"
 	"strings"
@@ -68,19 +67,9 @@ func Import(ctx context.Context, st storage.Storage, r io.Reader, opts ImportOpt
 	var conflicts []string
 	n, err := scanArchive(src, opts.maxMemberSize(), opts.maxSize(), func(key string, value []byte) error {
 		e := entry{key: key, sum: sha256.Sum256(value)}
-		old, err := st.Load(ctx, key)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			e.store = true
-		case err != nil:
+		var err error
+		if e.store, err = compare(ctx, st, key, value, &stats, &conflicts); err != nil {
 			return &storageError{err}
-		case bytes.Equal(old, value):
-			stats.Skipped++
-		case newerStored(key, old, value):
-			stats.Newer = append(stats.Newer, key)
-		default:
-			conflicts = append(conflicts, key)
-			e.store = true
 		}
 		entries = append(entries, e)
 		return nil
