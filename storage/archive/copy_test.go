@@ -8,12 +8,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/archive"
@@ -110,39 +107,12 @@ func TestCopyMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Garbage collected early: on a busy machine the collector lagged
-	// and the garbage of a streaming copy passed for held state.
-	defer debug.SetGCPercent(debug.SetGCPercent(10))
-	runtime.GC()
-	var base runtime.MemStats
-	runtime.ReadMemStats(&base)
-	var peak atomic.Uint64
-	done := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			var m runtime.MemStats
-			runtime.ReadMemStats(&m)
-			if m.HeapInuse > peak.Load() {
-				peak.Store(m.HeapInuse)
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	stats, err := archive.Copy(ctx, src, dst, archive.ImportOptions{})
-	close(done)
-	<-sampled
+	var stats archive.CopyStats
+	var err error
+	grew := peakHeapGrowth(func() { stats, err = archive.Copy(ctx, src, dst, archive.ImportOptions{}) })
 	if err != nil || stats.Imported != n {
 		t.Fatalf("Copy = %+v, %v; want %d imported", stats.ImportStats, err, n)
 	}
-	grew := int64(peak.Load()) - int64(base.HeapInuse)
 	t.Logf("heap in use grew by %.1f MiB at most while copying %d MiB", float64(grew)/(1<<20), n*size>>20)
 	if grew > 16<<20 {
 		t.Errorf("heap in use grew by %.1f MiB while copying %d values of 1 MiB: Copy holds the state in memory", float64(grew)/(1<<20), n)
