@@ -112,9 +112,19 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 		defer cancel()
 		defer context.AfterFunc(m.ctx, cancel)() // Close abandons it; its lock is released before Close returns
 		after := min(slowIssue, m.issueTimeout()/2)
+		waits := m.HandshakeWait > 0 && m.HandshakeWait <= after
+		if waits {
+			// Said when the handshakes stop waiting, which the log
+			// otherwise shows only at debug (the TLS server's).
+			after = m.HandshakeWait
+		}
+		attrs := []any{slog.String("name", name), slog.Duration("for", after)}
+		if waits {
+			attrs = append(attrs, slog.Duration("handshake_wait", m.HandshakeWait))
+		}
+		attrs = append(attrs, slog.Duration("issue_timeout", m.issueTimeout()))
 		slow := time.AfterFunc(after, func() {
-			m.logger().Info("still obtaining a certificate; it goes on until the issue timeout", slog.String("name", name),
-				slog.Duration("for", after), slog.Duration("issue_timeout", m.issueTimeout()))
+			m.logger().Info("still obtaining a certificate; it goes on until the issue timeout", attrs...)
 		})
 		defer slow.Stop()
 		var tl *timeline.Timeline
@@ -158,7 +168,7 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 		return nil, ctx.Err()
 	case <-wait.C:
 		if short {
-			return nil, fmt.Errorf("obtaining a certificate for %s: still in progress after %s, the longest a handshake waits (HandshakeWait); it goes on, and a later handshake gets its certificate (%w)",
+			return nil, fmt.Errorf("obtaining a certificate for %s: still in progress after %s, the longest a handshake waits for it (HandshakeWait, the proxy's --issue-timeout); it goes on, and a later handshake gets its certificate (%w)",
 				name, limit, context.DeadlineExceeded)
 		}
 		return nil, fmt.Errorf("obtaining a certificate for %s: no result %s after the issue timeout of %s (%w)",
@@ -167,7 +177,7 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 }
 
 // slowIssue is how long an on-demand issuance runs (or half its issue
-// timeout, if shorter) before the log says it still does: a CA that stops
+// timeout, or HandshakeWait, if shorter) before the log says it still does: a CA that stops
 // answering otherwise left minutes with no line until its error (a
 // trial's proxy waited three).
 const slowIssue = 30 * time.Second

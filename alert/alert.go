@@ -399,7 +399,11 @@ func (a *Alerter) send(ctx context.Context, al Alert) (delivered bool, err error
 		}
 	}
 	if delivered {
-		a.logger().Warn("alert sent", slog.String("reason", al.Reason), slog.Any("names", al.Names), slog.String("message", al.Message))
+		level := slog.LevelWarn
+		if al.Reason == Resolved { // good news
+			level = slog.LevelInfo
+		}
+		a.logger().Log(ctx, level, "alert sent", slog.String("reason", al.Reason), slog.Any("names", al.Names), slog.String("message", al.Message))
 	}
 	return delivered, errors.Join(errs...)
 }

@@ -640,3 +640,19 @@ func TestDefaultNameAndRouteHost(t *testing.T) {
 		}
 	}
 }
+
+// TestIssueTimeoutRange: the proxy's --issue-timeout is refused outside
+// 1s to 5m (0 read as "no limit", a value past the issuance's own limit),
+// and its config key is read.
+func TestIssueTimeoutRange(t *testing.T) {
+	for _, v := range []string{"0", "10m"} {
+		r := ck(t, 30*time.Second, "proxy", "--check-config", "--allow", "a.test", "--ca", "local", "--storage", t.TempDir(), "--issue-timeout", v)
+		if r.code != 1 || !strings.Contains(r.stderr, "want 1s to 5m") {
+			t.Errorf("--issue-timeout %s: exit %d, stderr:\n%s", v, r.code, r.stderr)
+		}
+	}
+	r := ck(t, 30*time.Second, "proxy", "--check-config", "--config", writeConfig(t, "allow: a.test\nca: local\nissue_timeout: 1ms\n"), "--storage", t.TempDir())
+	if r.code != 1 || !strings.Contains(r.stderr, "--issue-timeout 1ms") {
+		t.Errorf("issue_timeout: 1ms: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}

@@ -108,8 +108,12 @@ func (c *proxyConfig) defaults(dev bool) {
 }
 
 // checkAddrs checks the syntax of the proxy's listen addresses and of
-// its --default-name (clients without SNI would get a handshake error).
+// its --default-name (clients without SNI would get a handshake error),
+// and --issue-timeout's range.
 func (c *proxyConfig) checkAddrs() error {
+	if c.IssueTimeout < time.Second || c.IssueTimeout > 5*time.Minute { // the issuance itself gives up at 5 minutes
+		return usagef("--issue-timeout %s: want 1s to 5m (how long a handshake waits for a new name's certificate)", c.IssueTimeout)
+	}
 	if _, err := (hostname.Normalizer{AllowIP: true}).Normalize(c.DefaultName); c.DefaultName != "" && err != nil {
 		return usagef("--default-name: %v", hostname.WithHostHint(c.DefaultName, err))
 	}
