@@ -399,11 +399,12 @@ func (a *Alerter) send(ctx context.Context, al Alert) (delivered bool, err error
 		}
 	}
 	if delivered {
-		level := slog.LevelWarn
+		attrs := []any{slog.String("reason", al.Reason), slog.Any("names", al.Names), slog.String("message", al.Message)}
 		if al.Reason == Resolved { // good news
-			level = slog.LevelInfo
+			a.logger().Info("alert sent", attrs...)
+		} else {
+			a.logger().Warn("alert sent", attrs...)
 		}
-		a.logger().Log(ctx, level, "alert sent", slog.String("reason", al.Reason), slog.Any("names", al.Names), slog.String("message", al.Message))
 	}
 	return delivered, errors.Join(errs...)
 }
