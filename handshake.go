@@ -168,7 +168,7 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 		return nil, ctx.Err()
 	case <-wait.C:
 		if short {
-			return nil, fmt.Errorf("obtaining a certificate for %s: still in progress after %s, the longest a handshake waits for it (HandshakeWait, the proxy's --issue-timeout); it goes on, and a later handshake gets its certificate (%w)",
+			return nil, fmt.Errorf("obtaining a certificate for %s: still in progress after %s, the longest a handshake waits for it (HandshakeWait); it goes on, and a later handshake gets its certificate (%w)",
 				name, limit, context.DeadlineExceeded)
 		}
 		return nil, fmt.Errorf("obtaining a certificate for %s: no result %s after the issue timeout of %s (%w)",

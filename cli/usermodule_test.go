@@ -236,7 +236,7 @@ func TestDNSSettingKeys(t *testing.T) {
 		{"unknown setting", dnsConfig{Provider: "test", Settings: map[string]string{"zone": "a", "tokn": "x"}}, "--dns test takes zone, ttl, token"},
 		{"missing", dnsConfig{Provider: "test", Settings: map[string]string{"zone": "a"}}, "--dns test needs --dns-setting-file token=FILE"},
 		{"built-in", dnsConfig{Provider: "rfc2136", Settings: map[string]string{"zone": "a"}}, "--dns rfc2136 takes no --dns-setting"},
-		{"no --dns", dnsConfig{SettingFiles: map[string]string{"token": tokenFile}}, "need --dns PROVIDER"},
+		{"no --dns", dnsConfig{SettingFiles: map[string]string{"token": tokenFile}}, "needs --dns PROVIDER"},
 		{"unknown --dns", dnsConfig{Provider: "tst"}, "use rfc2136, powerdns, exec or test"},
 	} {
 		_, err := tc.c.provider(env)
