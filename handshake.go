@@ -100,8 +100,8 @@ func (m *Manager) refuseNoSNI() error {
 // concurrent handshakes for a new name share one issuance. The leader runs
 // on a context detached from any one handshake, bounded by IssueTimeout
 // and ended by Close, which waits for it; each caller waits only as long
-// as its own context allows, and never more than flightGrace past the
-// issue timeout, even if the leader hangs.
+// as its own context allows, HandshakeWait if set, and never more than
+// flightGrace past the issue timeout, even if the leader hangs.
 func (m *Manager) onDemand(ctx context.Context, name, variant string, client netip.Addr) (*managed, error) {
 	ch := m.flight.DoChan(variant+"/"+m.flightName(name), func() (any, error) {
 		if !m.track() {
@@ -111,22 +111,7 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.issueTimeout())
 		defer cancel()
 		defer context.AfterFunc(m.ctx, cancel)() // Close abandons it; its lock is released before Close returns
-		after := min(slowIssue, m.issueTimeout()/2)
-		waits := m.HandshakeWait > 0 && m.HandshakeWait <= after
-		if waits {
-			// Said when the handshakes stop waiting, which the log
-			// otherwise shows only at debug (the TLS server's).
-			after = m.HandshakeWait
-		}
-		attrs := []any{slog.String("name", name), slog.Duration("for", after)}
-		if waits {
-			attrs = append(attrs, slog.Duration("handshake_wait", m.HandshakeWait))
-		}
-		attrs = append(attrs, slog.Duration("issue_timeout", m.issueTimeout()))
-		slow := time.AfterFunc(after, func() {
-			m.logger().Info("still obtaining a certificate; it goes on until the issue timeout", attrs...)
-		})
-		defer slow.Stop()
+		defer m.sayWhenSlow(name).Stop()
 		var tl *timeline.Timeline
 		if m.logger().Enabled(ctx, slog.LevelDebug) {
 			tl = timeline.New()
@@ -174,6 +159,24 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 		return nil, fmt.Errorf("obtaining a certificate for %s: no result %s after the issue timeout of %s (%w)",
 			name, flightGrace, m.issueTimeout(), context.DeadlineExceeded)
 	}
+}
+
+// sayWhenSlow logs, unless the returned timer is stopped first, that the
+// issuance for name still runs: after slowIssue, half the issue timeout
+// or HandshakeWait, whichever comes first (then with handshake_wait: the
+// moment the handshakes stop waiting, which the log otherwise shows only
+// at debug, in the TLS server's).
+func (m *Manager) sayWhenSlow(name string) *time.Timer {
+	after := min(slowIssue, m.issueTimeout()/2)
+	attrs := []any{slog.String("name", name)}
+	if m.HandshakeWait > 0 && m.HandshakeWait <= after {
+		after = m.HandshakeWait
+		attrs = append(attrs, slog.Duration("handshake_wait", m.HandshakeWait))
+	}
+	attrs = append(attrs, slog.Duration("for", after), slog.Duration("issue_timeout", m.issueTimeout()))
+	return time.AfterFunc(after, func() {
+		m.logger().Info("still obtaining a certificate; it goes on until the issue timeout", attrs...)
+	})
 }
 
 // slowIssue is how long an on-demand issuance runs (or half its issue
