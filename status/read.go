@@ -9,9 +9,9 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/ordered"
 	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
@@ -208,72 +208,25 @@ const walkAhead = 256
 
 // walkOrdered reads keys with one reader per CPU (reading and checking a
 // record is most of the cost) and calls fn with each result in key order,
-// as soon as it and those before it are read: fn's output overlaps the
-// reading, and no more than walkAhead results wait for fn. Results whose
-// ok is false (records deleted since List) are skipped.
+// as soon as it and those before it are read (ordered.Each): fn's output
+// overlaps the reading, and no more than walkAhead results wait for fn.
+// Results whose ok is false (records deleted since List) are skipped.
 func walkOrdered(ctx context.Context, keys []string, read func(key string) (Cert, bool), fn func(Cert) error) error {
 	type result struct {
 		c  Cert
 		ok bool
 	}
-	type job struct {
-		key  string
-		slot chan result
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	// Each key gets a slot, a channel its reader fills; the slots go to fn
-	// in key order through pending, whose capacity bounds the read-ahead.
-	jobs := make(chan job)
-	pending := make(chan chan result, walkAhead)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(jobs)
-		defer close(pending)
-		for _, key := range keys {
-			j := job{key, make(chan result, 1)}
-			select {
-			case pending <- j.slot:
-			case <-ctx.Done():
-				return
+	return ordered.Each(ctx, keys, min(runtime.GOMAXPROCS(0), 8), walkAhead,
+		func(_ context.Context, key string) result {
+			c, ok := read(key)
+			return result{c, ok}
+		},
+		func(_ string, r result) error {
+			if !r.ok {
+				return nil
 			}
-			select {
-			case jobs <- j:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	for range min(runtime.GOMAXPROCS(0), 8, max(len(keys), 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				c, ok := read(j.key)
-				j.slot <- result{c, ok}
-			}
-		}()
-	}
-	for slot := range pending {
-		var r result
-		select {
-		case r = <-slot:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if !r.ok {
-			continue
-		}
-		if err := fn(r.c); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
+			return fn(r.c)
+		})
 }
 
 // load loads the record under key for a reader: its data, or the entry
