@@ -25,7 +25,7 @@ import (
 // Memory bounds per name (issue 16), checked by TestBoundedCache and
 // reported by bench/scale.
 const (
-	maxBytesPerEvicted = 300      // key, renewal time, last-seen time
+	maxBytesPerEvicted = 300      // key, renewal time, last-seen time, primary name and dates
 	maxBytesPerCached  = 8 * 1024 // certificate, key, parsed leaf
 )
 

@@ -47,6 +47,13 @@ type renewer struct {
 	attempts map[string]int            // storage key → consecutive failures
 	planned  map[string]plannedRenewal // storage key → the renewal time drawn for it
 	held     map[string]*managed       // storage key → its entry while in a cache (dropped when it leaves)
+	// stored holds, by storage key, the primary name and dates of each
+	// certificate renewed here (storedDates), for Stats, which reads them
+	// for those not held: the metrics count every certificate renewed,
+	// not only those a handshake loaded. storedNames holds the primary
+	// names that its key does not spell as they are (storedDates.name).
+	stored      map[string]*storedDates
+	storedNames map[string]string
 	// ocsp holds when each key's certificate was last marked revoked on
 	// its OCSP responder's word, for an hour (ocspRevoked).
 	ocsp map[string]time.Time
@@ -259,6 +266,8 @@ func (m *Manager) scheduler() *renewal.Scheduler {
 		m.renew.attempts = make(map[string]int)
 		m.renew.planned = make(map[string]plannedRenewal)
 		m.renew.held = make(map[string]*managed)
+		m.renew.stored = make(map[string]*storedDates)
+		m.renew.storedNames = make(map[string]string)
 		m.renew.ocsp = make(map[string]time.Time)
 		m.renew.ariPaused = make(map[string]time.Time)
 		m.renew.mu.Unlock()
@@ -393,6 +402,7 @@ func (m *Manager) scanStored(ctx context.Context) {
 		if d.Files {
 			continue // cert renew's (renewStored), served but not renewed here
 		}
+		m.noteStored(key, d.Names[0], d.Issuer, d.NotBefore, d.NotAfter, d.OnDemand)
 		due := m.storedDue(key, data, d, now)
 		if d.Revoked != nil {
 			due = now // replaced at once, not spread out
@@ -520,6 +530,8 @@ func (m *Manager) scheduleRenewal(e *managed, fresh bool) {
 	m.renew.mu.Lock()
 	if !e.left.Load() {
 		m.renew.held[e.key] = e
+	} else if m.renew.held[e.key] == nil {
+		m.renew.noteHeld(e)
 	}
 	m.renew.mu.Unlock()
 	if _, ok := s.When(e.key); ok && !fresh {
@@ -599,6 +611,7 @@ func (m *Manager) renewStored(key string) {
 	if m.adoptStored(ctx, key, rec, leaf) {
 		return // another node renewed it; the new one is scheduled
 	}
+	m.noteStored(key, rec.Names[0], rec.Issuer, leaf.NotBefore, leaf.NotAfter, rec.OnDemand) // another node may have renewed it
 	if rec.Files {
 		// cert renew renews it, with the files it was issued for; renewing
 		// the stored copy too would order it twice.
@@ -801,14 +814,15 @@ func (m *Manager) unused(key, name string, now time.Time) bool {
 
 // released is called for each entry that left a cache (evicted or
 // replaced): it drops the renewal state's reference to it, so that its
-// certificate, key and leaf become garbage, and keeps its last-seen time.
-// The key stays scheduled.
+// certificate, key and leaf become garbage, keeping its names and dates
+// (storedDates), and keeps its last-seen time. The key stays scheduled.
 func (m *Manager) released(left []*managed) {
 	for _, e := range left {
 		e.left.Store(true)
 		m.renew.mu.Lock()
 		if m.renew.held[e.key] == e {
 			delete(m.renew.held, e.key)
+			m.renew.noteHeld(e)
 		}
 		m.renew.mu.Unlock()
 		m.noteSeen(e.names[0], e.lastSeen.Load())
@@ -834,6 +848,8 @@ func (m *Manager) forget(key string) {
 	}
 	m.renew.mu.Lock()
 	delete(m.renew.held, key)
+	delete(m.renew.stored, key)
+	delete(m.renew.storedNames, key)
 	delete(m.renew.attempts, key)
 	delete(m.renew.planned, key)
 	m.renew.mu.Unlock()

@@ -2,10 +2,13 @@ package certkeeper
 
 import (
 	"maps"
+	"math"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 	"unsafe"
 
 	"github.com/certkeeper/certkeeper/status"
@@ -72,9 +75,10 @@ type Stats struct {
 	// Cached is the number of certificates held in memory, in the cache
 	// CacheSize bounds (CertFiles' certificates are not counted).
 	Cached int
-	// Certificates are the certificates held in memory (at most
-	// CacheSize of each key type), by storage key. Certificates that are
-	// only in storage are renewed too, but not listed here.
+	// Certificates are the certificates the Manager renews, by storage
+	// key: those held in memory (InMemory, at most CacheSize of each key
+	// type) and those it renews from storage, loaded at start or since
+	// evicted (of which it knows the primary name, issuer and dates).
 	Certificates []CertStats
 	// CertFiles are the certificates served from CertFiles (Key "file:"
 	// and the certificate's path, Issuer "file"), in the order given:
@@ -95,11 +99,12 @@ type Stats struct {
 // CertStats describes one managed certificate.
 type CertStats struct {
 	Key       string    // storage key
-	Names     []string  // names[0] is the primary name
+	Names     []string  // names[0] is the primary name; the only one of a certificate not InMemory
 	Issuer    string    // issuer ID
-	NotBefore time.Time // start of the certificate in memory's validity
-	NotAfter  time.Time // expiry of the certificate in memory
+	NotBefore time.Time // start of the certificate's validity
+	NotAfter  time.Time // expiry of the certificate
 	OnDemand  bool      // obtained at a handshake rather than through Cert
+	InMemory  bool      // held in memory (Stats.Cached counts it), not only in storage
 	Failures  int       // consecutive failed renewal attempts
 	// RenewAt is the renewal scheduler's next look at the certificate:
 	// when it is due, or the next check of the CA's renewal window, or
@@ -119,13 +124,15 @@ func (m *Manager) Stats() Stats {
 		Cached:            m.cache.len() + m.rsaCache.len(),
 	}
 	m.renew.mu.Lock()
+	s.Certificates = make([]CertStats, 0, len(m.renew.held)+len(m.renew.stored))
 	for key, e := range m.renew.held {
-		c := CertStats{Key: key, Names: e.names, Issuer: e.issuer, OnDemand: e.onDemand, Failures: m.renew.attempts[key]}
+		c := CertStats{Key: key, Names: e.names, Issuer: e.issuer, OnDemand: e.onDemand, InMemory: true, Failures: m.renew.attempts[key]}
 		if tc := e.cert.Load(); tc != nil && tc.Leaf != nil {
 			c.NotBefore, c.NotAfter = tc.Leaf.NotBefore, tc.Leaf.NotAfter
 		}
 		s.Certificates = append(s.Certificates, c)
 	}
+	s.Certificates = m.renew.storedStats(s.Certificates)
 	m.renew.mu.Unlock()
 	if sch := m.scheduler(); sch != nil {
 		for i := range s.Certificates {
@@ -148,4 +155,79 @@ func (m *Manager) Stats() Stats {
 	m.stats.failMu.Unlock()
 	sort.Slice(s.Certificates, func(i, j int) bool { return s.Certificates[i].Key < s.Certificates[j].Key })
 	return s
+}
+
+// storedDates is what a Manager keeps, for Stats, of a certificate it
+// renews, for when it is not in memory: about 60 bytes with the map's
+// own, where holding the certificate costs kilobytes. (Without it the
+// metrics counted the certificates in memory only: 10,000 of 100,000
+// renewed, and an expiring one no handshake had loaded went unseen.) The
+// map holds pointers, updated in place: assigning a value replaces the
+// map's copy of the key, which would keep an evicted entry's key alive
+// beside the scheduler's.
+type storedDates struct {
+	issuer   unique.Handle[string] // one copy of each issuer ID, however many certificates
+	notAfter int64                 // Unix seconds
+	lifetime uint32                // seconds from NotBefore to NotAfter
+	// The primary name is key[nameAt:nameAt+nameLen], sharing the key's
+	// bytes, or, with nameLen 0, renewer.storedNames[key].
+	nameAt   uint16
+	nameLen  uint8
+	onDemand bool
+}
+
+// noteLocked records, under r.mu, the primary name, issuer and dates of
+// the certificate stored under key.
+func (r *renewer) noteLocked(key, name, issuerID string, notBefore, notAfter time.Time, onDemand bool) {
+	if r.stored == nil {
+		return // the scheduler has not started
+	}
+	d := r.stored[key]
+	if d == nil {
+		d = new(storedDates)
+		r.stored[key] = d
+	}
+	*d = storedDates{issuer: unique.Make(issuerID), notAfter: notAfter.Unix(), lifetime: uint32(max(0, notAfter.Sub(notBefore)/time.Second)), onDemand: onDemand}
+	if i := strings.LastIndex(key, "/"+name) + 1; i > 0 && i <= math.MaxUint16 && len(name) <= math.MaxUint8 {
+		d.nameAt, d.nameLen = uint16(i), uint8(len(name))
+		delete(r.storedNames, key)
+	} else {
+		r.storedNames[key] = name
+	}
+}
+
+// noteHeld records, under r.mu, the names and dates of e, which leaves
+// memory or was never held.
+func (r *renewer) noteHeld(e *managed) {
+	if tc := e.cert.Load(); tc != nil && tc.Leaf != nil {
+		r.noteLocked(e.key, e.names[0], e.issuer, tc.Leaf.NotBefore, tc.Leaf.NotAfter, e.onDemand)
+	}
+}
+
+// noteStored records the names and dates of the certificate stored under
+// key, which this Manager renews.
+func (m *Manager) noteStored(key, name, issuerID string, notBefore, notAfter time.Time, onDemand bool) {
+	m.renew.mu.Lock()
+	defer m.renew.mu.Unlock()
+	m.renew.noteLocked(key, name, issuerID, notBefore, notAfter, onDemand)
+}
+
+// storedStats are the Stats entries of the certificates renewed that are
+// not held, under r.mu.
+func (r *renewer) storedStats(out []CertStats) []CertStats {
+	names := make([]string, 0, len(r.stored)) // one allocation for every Names
+	for key, d := range r.stored {
+		if _, held := r.held[key]; held {
+			continue
+		}
+		name := r.storedNames[key]
+		if d.nameLen > 0 {
+			name = key[d.nameAt : int(d.nameAt)+int(d.nameLen)]
+		}
+		names = append(names, name)
+		notAfter := time.Unix(d.notAfter, 0)
+		out = append(out, CertStats{Key: key, Names: names[len(names)-1 : len(names) : len(names)], Issuer: d.issuer.Value(), OnDemand: d.onDemand,
+			NotBefore: notAfter.Add(-time.Duration(d.lifetime) * time.Second), NotAfter: notAfter, Failures: r.attempts[key]})
+	}
+	return out
 }

@@ -13,20 +13,20 @@ import (
 
 var (
 	descManaged = prometheus.NewDesc("certkeeper_certificates_managed",
-		"Certificates the Manager keeps renewed.", nil, nil)
+		"Certificates the Manager keeps renewed, in memory or not (certkeeper_cache_certificates counts those in memory).", nil, nil)
 	descFailing = prometheus.NewDesc("certkeeper_certificates_failing",
 		"Names whose last renewal or first issuance failed (a failing first issuance has no certificate yet), as certkeeper status shows them.", nil, nil)
 	descExpiry = prometheus.NewDesc("certkeeper_certificate_expiry_seconds",
 		"Seconds until a certificate expires, by primary name and issuer (\"file\" for certificate files; only while at most NameLimit certificates are managed).",
 		[]string{"name", "issuer"}, nil)
 	descExpiryHist = prometheus.NewDesc("certkeeper_certificates_expiry_seconds",
-		"Distribution of the seconds until each certificate in memory (certkeeper_certificates_managed) or certificate file expires.", nil, nil)
+		"Distribution of the seconds until each certificate kept renewed (certkeeper_certificates_managed) or certificate file expires.", nil, nil)
 	descMinExpiry = prometheus.NewDesc("certkeeper_certificates_min_expiry_seconds",
-		"Seconds until the soonest-expiring certificate in memory or certificate file expires (absent with none).", nil, nil)
+		"Seconds until the soonest-expiring certificate kept renewed or certificate file expires (absent with none).", nil, nil)
 	descExpiring = prometheus.NewDesc("certkeeper_certificates_expiring",
-		"Certificates in memory with less than a tenth of their lifetime left, whatever that lifetime, or already expired: renewal starts at a third, so renewals have failed for a long while; certificate files from a third or 14 days left (status's expiring and expired).", nil, nil)
+		"Certificates kept renewed with less than a tenth of their lifetime left, whatever that lifetime, or already expired: renewal starts at a third, so renewals have failed for a long while; certificate files from a third or 14 days left (status's expiring and expired).", nil, nil)
 	descExpired = prometheus.NewDesc("certkeeper_certificates_expired",
-		"Certificates in memory past their expiry, still served while renewals fail (status's expired); counted in certkeeper_certificates_expiring too.", nil, nil)
+		"Certificates kept renewed past their expiry, served while renewals fail if in memory (status's expired); counted in certkeeper_certificates_expiring too.", nil, nil)
 	descFailingFor = prometheus.NewDesc("certkeeper_renewal_failing_seconds",
 		"How long the longest-failing renewal has been failing, in seconds (0 when none fails; first issuances do not count).", nil, nil)
 	descFirstIssues = prometheus.NewDesc("certkeeper_first_issuances_failing",

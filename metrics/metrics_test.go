@@ -49,7 +49,7 @@ func TestNameLimit(t *testing.T) {
 		t.Errorf("with 3 certificates and NameLimit 2: %d per-name expiry series, want 0", n)
 	}
 	want := `
-# HELP certkeeper_certificates_managed Certificates the Manager keeps renewed.
+# HELP certkeeper_certificates_managed Certificates the Manager keeps renewed, in memory or not (certkeeper_cache_certificates counts those in memory).
 # TYPE certkeeper_certificates_managed gauge
 certkeeper_certificates_managed 3
 `

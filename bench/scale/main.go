@@ -19,6 +19,9 @@
 //   - cold (name loaded from storage) and hot (name in memory) TLS
 //     handshake rates over loopback, the median of -rounds paired rounds;
 //
+//   - the time and allocation of a /metrics scrape (every certificate
+//     the Manager renews counts, in memory or not);
+//
 //   - the time and heap growth of reading the status of every certificate
 //     (status.Read, what certkeeper status does).
 //
@@ -36,6 +39,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
@@ -47,6 +52,7 @@ import (
 	"github.com/certkeeper/certkeeper/bench/scale/fill"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
@@ -116,6 +122,9 @@ func run(n, cacheSize, rounds, perRound, conns int, dir string) error {
 		return err
 	}
 	if err := measureRates(addr, names, cacheSize, rounds, perRound, conns, roots); err != nil {
+		return err
+	}
+	if err := measureScrape(m, n); err != nil {
 		return err
 	}
 	return measureStatus(ctx, st)
@@ -209,6 +218,25 @@ func measureRates(addr string, names []string, cacheSize, rounds, perRound, conn
 		fmt.Printf("round %d: cold %.0f/s, hot %.0f/s, cold/hot %.2f\n", r+1, c, h, c/h)
 	}
 	fmt.Printf("median of %d rounds: cold %.0f/s, hot %.0f/s, cold/hot %.2f\n", rounds, median(coldRates), median(hotRates), median(ratios))
+	return nil
+}
+
+// measureScrape reports the time and allocation of a /metrics scrape,
+// which must count all n certificates as managed.
+func measureScrape(m *certkeeper.Manager, n int) error {
+	h := metrics.Handler(m)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	took := time.Since(start)
+	runtime.ReadMemStats(&after)
+	if want := fmt.Sprintf("\ncertkeeper_certificates_managed %d\n", n); !strings.Contains(rec.Body.String(), want) {
+		return fmt.Errorf("the /metrics scrape lacks %q", strings.TrimSpace(want))
+	}
+	fmt.Printf("/metrics scrape: %s, %.1f MB allocated, certkeeper_certificates_managed %d\n",
+		took.Round(time.Millisecond), float64(after.TotalAlloc-before.TotalAlloc)/1e6, n)
 	return nil
 }
 
