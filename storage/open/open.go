@@ -225,9 +225,13 @@ func Storage(ctx context.Context, spec string, opts Options) (st storage.Storage
 	}
 	where := Where(spec)
 	if !opts.SkipDurability {
-		if err := warnDurability(ctx, opts.logger(), st, where, opts.MustReach); err != nil {
+		unreachable, err := warnDurability(ctx, opts.logger(), st, where, opts.MustReach)
+		if err != nil {
 			closeFn()
 			return nil, nil, err
+		}
+		if unreachable {
+			closeFn = recheckDurability(ctx, opts.logger(), st, where, closeFn)
 		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -356,32 +360,94 @@ func readPassword(file string, n Names) (string, error) {
 // server refused the login: that is a configuration error, not an outage
 // to ride out (every read and write would fail until a restart), so it
 // is returned, as is a server that cannot be reached when mustReach.
-func warnDurability(ctx context.Context, logger *slog.Logger, st storage.Storage, where string, mustReach bool) error {
+// unreachable reports a server that could not be reached (and was
+// logged as such).
+func warnDurability(ctx context.Context, logger *slog.Logger, st storage.Storage, where string, mustReach bool) (unreachable bool, err error) {
 	dc, ok := st.(storage.DurabilityChecker)
 	if !ok {
-		return nil
+		return false, nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	risks, err := dc.CheckDurability(cctx)
+	risks, err := checkDurability(ctx, dc)
 	switch {
 	case errors.Is(err, redisstore.ErrAuthentication):
-		return fmt.Errorf("%s: %w", where, err)
-	case errors.As(err, new(*net.OpError)) && mustReach:
-		return fmt.Errorf("%s cannot be reached: %w", where, err)
-	case errors.As(err, new(*net.OpError)):
-		logger.Warn("storage server cannot be reached: new names and renewals wait for it (certificates in memory are served); its durability is not checked",
+		return false, fmt.Errorf("%s: %w", where, err)
+	case isUnreachable(err) && mustReach:
+		return true, fmt.Errorf("%s cannot be reached: %w", where, err)
+	case isUnreachable(err):
+		logger.Warn("storage server cannot be reached: new names and renewals wait for it (certificates in memory are served); its durability is checked once it answers",
 			"storage", where, "err", err)
-		return nil
-	case err != nil:
+		return true, nil
+	}
+	reportDurability(logger, where, risks, err)
+	return false, nil
+}
+
+// checkDurability asks dc's server what it risks losing, for at most 5 s.
+func checkDurability(ctx context.Context, dc storage.DurabilityChecker) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return dc.CheckDurability(ctx)
+}
+
+// isUnreachable reports whether err is a server that could not be reached.
+func isUnreachable(err error) bool { return errors.As(err, new(*net.OpError)) }
+
+// reportDurability logs the risks a server that answered runs, or why
+// they could not be known (err).
+func reportDurability(logger *slog.Logger, where string, risks []string, err error) {
+	if err != nil {
 		logger.Warn("storage durability cannot be checked: make sure the server persists what certkeeper stores",
 			"storage", where, "err", err)
-		return nil
+		return
 	}
 	for _, r := range risks {
 		logger.Warn("storage may lose certificates and keys: "+r, "storage", where)
 	}
-	return nil
+}
+
+// recheckFirst and recheckMax bound the waits between the durability
+// checks of a server that could not be reached at open: from 1 s,
+// doubling, to a minute.
+const (
+	recheckFirst = time.Second
+	recheckMax   = time.Minute
+)
+
+// recheckDurability checks st's durability again in the background, with
+// back-off, until its server answers, then logs the risks it runs as a
+// start does when it answers (a node started before its Redis never
+// heard that the Redis keeps nothing), or until the closeFn it returns,
+// which stops the checks and then calls closeFn, is called.
+func recheckDurability(ctx context.Context, logger *slog.Logger, st storage.Storage, where string, closeFn func()) func() {
+	dc := st.(storage.DurabilityChecker) // warnDurability found it unreachable
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		start := time.Now()
+		for wait := recheckFirst; ; wait = min(2*wait, recheckMax) {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			risks, err := checkDurability(ctx, dc)
+			if isUnreachable(err) || ctx.Err() != nil {
+				continue
+			}
+			logger.Info("storage server answers now: its durability was checked", "storage", where,
+				"unreachable_for", time.Since(start).Round(time.Second), "risks", len(risks))
+			reportDurability(logger, where, risks, err)
+			return
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		closeFn()
+	}
 }
 
 // firstSealed returns the key of a sealed certificate in st, if its first

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -156,6 +157,34 @@ func TestRedisUnreachableWarning(t *testing.T) {
 	_ = st
 	if !strings.Contains(logs.String(), "storage server cannot be reached") || strings.Contains(logs.String(), "durability cannot be checked") {
 		t.Errorf("logged:\n%s\nwant the server named unreachable", logs.String())
+	}
+}
+
+// TestDurabilityCheckedWhenBack: a node started while its Redis is down
+// checks the Redis's durability once it answers, and warns then that it
+// keeps nothing (the chaos trial: a proxy started before a Redis without
+// persistence never heard it, and lost every key at the Redis's next
+// restart).
+func TestDurabilityCheckedWhenBack(t *testing.T) {
+	r := testsvc.Redis(t) // without persistence
+	r.Stop()
+	logs := &testsvc.Buffer{}
+	_, closeFn, err := open.Storage(t.Context(), "redis://"+r.Addr(), open.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatalf("Storage(unreachable Redis) = %v, want it opened", err)
+	}
+	defer closeFn()
+	const risk, back = "storage may lose certificates and keys", "storage server answers now: its durability was checked"
+	if !strings.Contains(logs.String(), "storage server cannot be reached") || strings.Contains(logs.String(), risk) {
+		t.Fatalf("logged at open:\n%s\nwant the server named unreachable, and no risk yet", logs.String())
+	}
+	r.Restart(t)
+	// Checked again 1 s after the open, then 2 s after that, 4 s, ...
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(logs.String(), risk) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), risk) || !strings.Contains(logs.String(), back) {
+		t.Errorf("logged after Redis answered:\n%s\nwant %q and %q", logs.String(), back, risk)
 	}
 }
 
