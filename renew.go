@@ -611,7 +611,6 @@ func (m *Manager) renewStored(key string) {
 	if m.adoptStored(ctx, key, rec, leaf) {
 		return // another node renewed it; the new one is scheduled
 	}
-	m.noteStored(key, rec.Names[0], rec.Issuer, leaf.NotBefore, leaf.NotAfter, rec.OnDemand) // another node may have renewed it
 	if rec.Files {
 		// cert renew renews it, with the files it was issued for; renewing
 		// the stored copy too would order it twice.
