@@ -85,7 +85,7 @@ func showStatus(ctx context.Context, env *Env, sf storageFlags, certFiles []stri
 		noteDir, p.Where = storageDir, status.DirWhere(storageDir)
 	}
 	// Streamed: one record at a time, whatever the number stored.
-	err = status.Walk(ctx, st, time.Now(), p.Add)
+	err = status.WalkCovering(ctx, st, time.Now(), p.Only, p.Add)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", storageDir, err)
 	}

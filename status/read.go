@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -272,20 +273,49 @@ func readOne(ctx context.Context, st storage.Storage, key string, seen map[strin
 	if done {
 		return entry, ok
 	}
-	// The record is checked as a Manager checks it before serving it
-	// (the key belongs to the chain, the leaf covers the names): status
-	// calls "damaged" what a Manager refuses.
+	return check(key, data, seen, failures, now), true
+}
+
+// check is the status of the record data stored under key, checked as a
+// Manager checks it before serving it (the key belongs to the chain, the
+// leaf covers the names): status calls "damaged" what a Manager refuses.
+func check(key string, data []byte, seen map[string]time.Time, failures map[string]Failure, now time.Time) Cert {
 	rec, leaf, err := storage.UnmarshalCertificateLeaf(key, data)
 	if err != nil && encrypted.IsSealed(data) { // among records in clear: not a JSON error to decode
 		err = fmt.Errorf("%s is encrypted (sealed with a storage key): it reads only with the storage key file the proxy or server uses", key)
 	}
 	if err != nil {
-		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
+		return Cert{Key: key, State: Damaged, LastError: err.Error()}
 	}
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber,
 		ARI: renewal.Stored(rec.RenewalWindow)} // the CA's window, as a Manager last asked it
 	return finish(Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NotBefore: leaf.NotBefore, NextRenewal: renewal.Due(c, now, nil),
-		OnDemand: rec.OnDemand, Key: key}, rec.Revoked, seen, failures, now), true
+		OnDemand: rec.OnDemand, Key: key}, rec.Revoked, seen, failures, now)
+}
+
+// WalkCovering is Walk for the certificates that cover one of names
+// (Cert.Covers; normalised names), what "certkeeper status NAME" lists: a
+// record whose names (decoded alone, as WalkDates does) cover none of
+// them is skipped without the check of its certificate and key, which
+// is most of a record's cost. A record whose names cannot be read is
+// checked and passed to fn, as it may be one of theirs; so are the
+// failing first issuances, all of them. fn must filter as before. With
+// no names it is Walk.
+func WalkCovering(ctx context.Context, st storage.Storage, now time.Time, names []string, fn func(Cert) error) error {
+	if len(names) == 0 {
+		return Walk(ctx, st, now, fn)
+	}
+	return walk(ctx, st, now, fn, func(ctx context.Context, st storage.Storage, key string, seen map[string]time.Time, failures map[string]Failure, now time.Time) (Cert, bool) {
+		data, entry, ok, done := load(ctx, st, key)
+		if done {
+			return entry, ok
+		}
+		var f storage.CertificateFields
+		if json.Unmarshal(data, &f) == nil && len(f.Names) > 0 && !slices.ContainsFunc(names, Cert{Names: f.Names}.Covers) {
+			return Cert{}, false
+		}
+		return check(key, data, seen, failures, now), true
+	})
 }
 
 // finish completes a reader's entry s: its last-seen time, revocation,
