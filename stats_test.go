@@ -75,15 +75,20 @@ func TestStatsHeldWithinCache(t *testing.T) {
 	}
 	wg.Wait()
 	s := m.Stats()
-	inMemory := 0
-	for _, c := range s.Certificates {
-		if c.InMemory {
-			inMemory++
-		}
-	}
-	if inMemory != s.Cached || len(s.Certificates) != 2000 {
+	if inMemory := inMemory(s); inMemory != s.Cached || len(s.Certificates) != 2000 {
 		t.Errorf("Stats lists %d certificates, %d in memory, with %d cached; want 2000, %[3]d", len(s.Certificates), inMemory, s.Cached)
 	}
+}
+
+// inMemory counts the certificates s lists as in memory.
+func inMemory(s certkeeper.Stats) int {
+	n := 0
+	for _, c := range s.Certificates {
+		if c.InMemory {
+			n++
+		}
+	}
+	return n
 }
 
 // TestStatsCountsStored: Stats lists every certificate the Manager renews,
@@ -129,19 +134,15 @@ func TestStatsCountsStored(t *testing.T) {
 	check := func(when string, wantInMemory int) {
 		t.Helper()
 		s := m.Stats()
-		inMemory := 0
 		for _, c := range s.Certificates {
-			if c.InMemory {
-				inMemory++
-			}
 			w, ok := want[c.Names[0]]
 			if !ok || !c.NotBefore.Equal(w.notBefore) || !c.NotAfter.Equal(w.notAfter) || c.OnDemand != w.onDemand || c.Issuer != "local" || c.RenewAt.IsZero() {
 				t.Errorf("%s: Stats lists %s (key %s, in memory %v) with issuer %q, dates %v to %v, on demand %v, renew at %v; want %v",
 					when, c.Names, c.Key, c.InMemory, c.Issuer, c.NotBefore, c.NotAfter, c.OnDemand, c.RenewAt, w)
 			}
 		}
-		if len(s.Certificates) != len(want) || inMemory != wantInMemory {
-			t.Errorf("%s: Stats lists %d certificates, %d in memory; want %d, %d", when, len(s.Certificates), inMemory, len(want), wantInMemory)
+		if n := inMemory(s); len(s.Certificates) != len(want) || n != wantInMemory {
+			t.Errorf("%s: Stats lists %d certificates, %d in memory; want %d, %d", when, len(s.Certificates), n, len(want), wantInMemory)
 		}
 	}
 	check("after the start-up scan", 0)
