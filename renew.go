@@ -34,9 +34,9 @@ const defaultRenewSpacing = 500 * time.Millisecond
 // certificates, keyed by storage key, and per-key failure counts.
 //
 // Memory is bounded by the cache, not by storage: a certificate that is
-// not in a cache is known here only by its key and times (the
-// scheduler's entry, planned), never by its certificate, key or parsed
-// leaf. Its renewal loads it from storage, renews, stores and drops it.
+// not in a cache is known here only by its key, primary name and times
+// (the scheduler's entry, planned, stored), never by its certificate,
+// key or parsed leaf. Its renewal loads it from storage, renews, stores and drops it.
 type renewer struct {
 	once  sync.Once
 	sched *renewal.Scheduler
@@ -51,7 +51,7 @@ type renewer struct {
 	// certificate renewed here (storedDates), for Stats, which reads them
 	// for those not held: the metrics count every certificate renewed,
 	// not only those a handshake loaded. storedNames holds the primary
-	// names that its key does not spell as they are (storedDates.name).
+	// names that their keys do not spell as they are (storedDates.nameLen 0).
 	stored      map[string]*storedDates
 	storedNames map[string]string
 	// ocsp holds when each key's certificate was last marked revoked on
