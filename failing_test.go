@@ -191,3 +191,70 @@ func TestCloseDuringRenewalNoFailure(t *testing.T) {
 		t.Errorf("after Close cut a renewal short, status shows %s: %q", c.State, c.LastError)
 	}
 }
+
+// TestExpiredNotFirstIssue: a handshake for a name whose stored
+// certificate has expired (it is not served: the handshake orders a new
+// one), made while the CA fails, is not listed as a failing first
+// issuance: the certificate's renewal is listed as failing, under its
+// key. (A trial: such a handshake left a failing first issuance for a
+// name that had a certificate, which outlived the renewal's success,
+// kept the Nagios check at WARNING and sent an issuance_failing alert.)
+func TestExpiredNotFirstIssue(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	key := storeDated(t, st, "e.test", time.Now().Add(-90*time.Hour), time.Now().Add(-time.Hour))
+	ca := &failIssues{Issuer: &localca.CA{Storage: st}, n: 1000}
+	m := &certkeeper.Manager{Policy: policy.Allowlist("e.test"), Storage: st, Issuers: []issuer.Issuer{ca}}
+	defer m.Close()
+	certkeeper.WaitRenewalScan(m)
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "e.test"}); err == nil {
+		t.Fatal("a certificate was served with the CA failing")
+	}
+	var failures map[string]status.Failure
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var err error
+		if _, failures, err = status.LoadState(t.Context(), st); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := failures[key]; ok {
+			break
+		}
+	}
+	if _, ok := failures[key]; !ok {
+		t.Fatalf("no failing renewal stored for %s within 15 s: %v", key, failures)
+	}
+	time.Sleep(1500 * time.Millisecond) // failures are written at most once a second
+	if _, failures, _ = status.LoadState(t.Context(), st); failures[status.FailingKey("e.test", "")].FirstIssue {
+		t.Errorf("the handshake for e.test, whose certificate expired, is stored as a failing first issuance: %+v", failures)
+	}
+}
+
+// TestRenewalEndsFirstIssueFailure: a renewal that succeeds ends a
+// failing first issuance stored for the certificate's name (one stored
+// before TestExpiredNotFirstIssue's fix, say): status no longer lists the
+// name as failing.
+func TestRenewalEndsFirstIssueFailure(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	key := storeDated(t, st, "r.test", time.Now().Add(-90*time.Hour), time.Now().Add(-time.Hour))
+	failing := map[string]status.Failure{status.FailingKey("r.test", ""): {Names: []string{"r.test"}, Error: "CA down", At: time.Now().UTC(), FirstIssue: true}}
+	data, _ := json.Marshal(failing)
+	if err := st.Store(t.Context(), status.FailuresKey, data); err != nil {
+		t.Fatal(err)
+	}
+	m := localManager(t, st, nil)
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		_, failures, err := status.LoadState(t.Context(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := st.Load(t.Context(), key)
+		rec, _ := storage.UnmarshalCertificate(key, data)
+		if rec != nil && rec.NotAfter.After(time.Now()) && len(failures) == 0 {
+			return
+		}
+	}
+	_, failures, _ := status.LoadState(t.Context(), st)
+	t.Errorf("r.test renewed at start, or its stored first-issue failure not ended within 15 s: failures %+v", failures)
+}

@@ -73,6 +73,15 @@ func (m *Manager) noteFirstIssue(ctx context.Context, names []string, variant st
 	if m.ctx.Err() != nil || errors.Is(err, errNoLock) || errors.Is(err, context.Canceled) || budgetRefusal(err) {
 		return
 	}
+	if m.renewsName(names[0], variant) {
+		// A stored certificate for the name, expired or revoked (a
+		// handshake orders a new one rather than serve it), that this
+		// Manager renews: not a first issuance, and its renewal's
+		// failures are reported under its key. (A trial saw such a
+		// failure listed as a first issuance failing for days after the
+		// renewal succeeded, and alerted on.)
+		return
+	}
 	now := time.Now().UTC()
 	_, retry := m.lim.failures.Allowed(names[0], now)
 	m.updateFailures(ctx, func(all map[string]status.Failure) bool {
@@ -80,6 +89,20 @@ func (m *Manager) noteFirstIssue(ctx context.Context, names []string, variant st
 		all[key] = f
 		return true
 	}, true)
+}
+
+// renewsName reports whether this Manager renews a stored certificate
+// whose key is name's (under any issuer).
+func (m *Manager) renewsName(name, variant string) bool {
+	var keys []string
+	for _, iss := range m.allIssuers(name) {
+		if key, err := storage.CertificateKeyVariant(iss.ID(), name, variant); err == nil {
+			keys = append(keys, key)
+		}
+	}
+	m.renew.mu.Lock()
+	defer m.renew.mu.Unlock()
+	return slices.ContainsFunc(keys, func(key string) bool { return m.renew.stored[key] != nil })
 }
 
 // budgetRefusal reports whether err is an order held back by an order

@@ -737,6 +737,7 @@ func (m *Manager) renewDue(ctx context.Context, key string, rec *storage.Certifi
 	delete(m.renew.planned, key)
 	m.renew.mu.Unlock()
 	m.noteRenewal(ctx, key, rec.Names, nil, time.Time{}, 0)
+	m.noteFirstIssue(ctx, rec.Names, rec.Variant, nil) // a failing first issuance stored for its name is over too
 	if e.key != key {
 		// Renewed by another issuer of the chain: the old record must not
 		// be renewed again, nor found first at the next start.
