@@ -251,6 +251,33 @@ func TestIssuedWindowKept(t *testing.T) {
 	}
 }
 
+// TestFirstCheckAtStatusTime: a new certificate's first renewal check is
+// at the time status plans, in the window the CA gave with it. For a
+// certificate shorter than the 12 hours to the first ARI check, the
+// Manager planned it by the lifetime rule (half of a 10-minute lifetime)
+// while status, from the window, said it was due at another time (a
+// trial: "renewing" for a minute and a half while nothing happened).
+func TestFirstCheckAtStatusTime(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{Profiles: map[string]testca.Profile{"default": {ValidityPeriod: 10 * time.Minute}}})
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+		ChallengeOrder: []string{acmeca.TLSALPN01}}}}
+	defer m.Close()
+	serveTLS(t, m.TLSConfig(), ca.TLSPort())
+	if err := m.Cert(t.Context(), "first.test"); err != nil {
+		t.Fatal(err)
+	}
+	certs, rec := onlyStored(t, st, time.Now())
+	if rec.RenewalWindow == nil {
+		t.Fatal("no renewal window kept with the certificate")
+	}
+	if at, ok := certkeeper.Scheduled(m, certs[0].Key); !ok || !at.Equal(certs[0].NextRenewal) {
+		t.Errorf("first renewal check at %v (scheduled %v); status plans %v, in the window %v to %v",
+			at, ok, certs[0].NextRenewal, rec.RenewalWindow.Start, rec.RenewalWindow.End)
+	}
+}
+
 // onlyStored returns status at now of the one certificate st holds, and
 // its record.
 func onlyStored(t *testing.T, st storage.Storage, now time.Time) ([]status.Cert, *storage.Certificate) {

@@ -219,7 +219,7 @@ func (m *Manager) publishAgain(ctx context.Context, rec *storage.Certificate, tc
 	}
 	m.released(left)
 	m.keepStaple(ctx, e, m.cacheFor(rec.Variant))
-	m.scheduleRenewal(e, fresh)
+	m.scheduleRenewal(e, fresh, rec.RenewalWindow)
 	return e, again, nil
 }
 

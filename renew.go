@@ -539,9 +539,14 @@ func (m *Manager) renewSpacing() time.Duration {
 }
 
 // scheduleRenewal arranges for e to be renewed when it is due. The first
-// check comes at the lifetime rule's due time or, from a CA that may offer
-// ARI, at the first check of its window (within 12 hours); each check asks
-// the CA for the window and reschedules accordingly.
+// check comes at its due time, in the renewal window w its record keeps
+// (the CA's ARI window, given with the certificate) or else by the
+// lifetime rule, or, from a CA that may offer ARI, at the first check of
+// its window (within 12 hours), if sooner; each check asks the CA for the
+// window and reschedules accordingly. The due time is the one status
+// shows: both compute it from the record's window and the serial. (Before,
+// a new certificate's first check came by the lifetime rule alone, and
+// status showed it renewing before the process did anything.)
 //
 // A certificate loaded from storage (not fresh) whose key is already
 // scheduled keeps its time: the start-up scan, an earlier renewal check or
@@ -552,7 +557,7 @@ func (m *Manager) renewSpacing() time.Duration {
 // A fresh certificate that is due at once gets a quarter of its lifetime
 // before its first check instead, with an error logged: renewing it
 // immediately would loop.
-func (m *Manager) scheduleRenewal(e *managed, fresh bool) {
+func (m *Manager) scheduleRenewal(e *managed, fresh bool, w *storage.Window) {
 	s := m.scheduler()
 	if s == nil {
 		return
@@ -576,7 +581,7 @@ func (m *Manager) scheduleRenewal(e *managed, fresh bool) {
 		return
 	}
 	now := time.Now()
-	due := renewal.Due(renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}, now, nil)
+	due := renewal.Due(renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber, ARI: renewal.Stored(w)}, now, nil)
 	if fresh && !due.After(now) {
 		due = now.Add(leaf.NotAfter.Sub(now) / 4)
 		m.logger().Error("a new certificate is due for renewal as soon as it is issued; its lifetime is too short",
