@@ -341,6 +341,7 @@ func (m *Manager) sweepExpired(ctx context.Context) (wrapped bool) {
 	if err != nil {
 		return true
 	}
+	m.pruneGone(ctx, keys)
 	m.hk.mu.Lock()
 	cursor := m.hk.cursor
 	m.hk.mu.Unlock()
@@ -365,6 +366,40 @@ func (m *Manager) sweepExpired(ctx context.Context) (wrapped bool) {
 	}
 	m.hk.mu.Unlock()
 	return wrapped
+}
+
+// pruneGone stops renewing, and counting in Stats, the certificates not
+// in memory whose records are gone from storage (keys lists every
+// certificate key, sorted): deleted by another process (certkeeper
+// storage delete, another node's sweep, a hand), they were counted as
+// renewed, with their old dates, until a restart (a trial's metrics
+// called a deleted certificate expired for good). Damaged records that
+// are gone stop counting too.
+func (m *Manager) pruneGone(ctx context.Context, keys []string) {
+	listed := func(key string) bool {
+		i := sort.SearchStrings(keys, key)
+		return i < len(keys) && keys[i] == key
+	}
+	var gone []string
+	m.renew.mu.Lock()
+	for key := range m.renew.stored {
+		if _, held := m.renew.held[key]; !held && !listed(key) {
+			gone = append(gone, key)
+		}
+	}
+	for key := range m.renew.damaged {
+		if !listed(key) {
+			gone = append(gone, key)
+		}
+	}
+	m.renew.mu.Unlock()
+	for _, key := range gone {
+		if _, err := m.store.Load(ctx, key); !isNotFound(err) {
+			continue // stored since the listing, or storage failing: not known gone
+		}
+		m.forget(key)
+		m.logger().Info("certificate record removed from storage by another process: no longer renewed here", slog.String("key", key))
+	}
 }
 
 // sweepOne deletes the record under key if it expired more than a day

@@ -55,6 +55,10 @@ type renewer struct {
 	// names that their keys do not spell as they are (storedDates.nameLen 0).
 	stored      map[string]*storedDates
 	storedNames map[string]string
+	// damaged holds the keys of the records found damaged (the scan could
+	// not decode them, a renewal check could not parse them): not
+	// renewed, and counted by Stats until replaced or gone.
+	damaged map[string]struct{}
 	// ocsp holds when each key's certificate was last marked revoked on
 	// its OCSP responder's word, for an hour (ocspRevoked).
 	ocsp map[string]time.Time
@@ -269,6 +273,7 @@ func (m *Manager) scheduler() *renewal.Scheduler {
 		m.renew.held = make(map[string]*managed)
 		m.renew.stored = make(map[string]*storedDates)
 		m.renew.storedNames = make(map[string]string)
+		m.renew.damaged = make(map[string]struct{})
 		m.renew.ocsp = make(map[string]time.Time)
 		m.renew.ariPaused = make(map[string]time.Time)
 		m.renew.mu.Unlock()
@@ -389,6 +394,7 @@ func (m *Manager) scanStored(ctx context.Context) {
 	}, func(key string, r scanned) error {
 		if r.damaged {
 			damaged = append(damaged, key)
+			m.noteDamaged(key)
 		}
 		if !r.ok {
 			return nil
@@ -626,29 +632,8 @@ func (m *Manager) renewKey(key string) {
 func (m *Manager) renewStored(key string) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.issueTimeout())
 	defer cancel()
-	data, err := m.loadForRenewal(ctx, key)
-	if isNotFound(err) {
-		if restored, rerr := m.restoreMissing(ctx, key); restored != nil {
-			data, err = restored, nil
-		} else if rerr != nil {
-			err = rerr // retried below by the dates of the one held
-		}
-	}
-	if errors.Is(err, storage.ErrInvalidRecord) {
-		m.logger().Error("stored certificate is refused by the storage; not renewing it", slog.String("key", key), slog.Any("err", err))
-		return
-	}
-	if err != nil {
-		if !isNotFound(err) {
-			// Storage unreachable: back off by the dates of the
-			// certificate in memory.
-			m.retryLater(key, m.heldRecord(key), err)
-		}
-		return
-	}
-	rec, leaf, err := storage.UnmarshalCertificateLeaf(key, data) // parsed once
-	if err != nil {
-		m.logger().Error("stored certificate is damaged; not renewing it", slog.String("key", key), slog.Any("err", err))
+	rec, leaf, ok := m.loadToRenew(ctx, key)
+	if !ok {
 		return
 	}
 	if m.adoptStored(ctx, key, rec, leaf) {
@@ -722,6 +707,47 @@ func (m *Manager) renewStored(key string) {
 		return
 	}
 	m.renewDue(ctx, key, rec, leaf)
+}
+
+// loadToRenew loads and parses the record under key for renewStored,
+// storing again the certificate in memory if the record is gone (another
+// process deleted it); ok is false if there is nothing to renew now. A
+// record the storage refuses or that is damaged is not renewed, and
+// counted as damaged (Stats) until it is replaced; one that is gone,
+// with nothing in memory to store again, is no longer renewed here (it
+// was counted as renewed until a restart, a trial found).
+func (m *Manager) loadToRenew(ctx context.Context, key string) (rec *storage.Certificate, leaf *x509.Certificate, ok bool) {
+	data, err := m.loadForRenewal(ctx, key)
+	if isNotFound(err) {
+		if restored, rerr := m.restoreMissing(ctx, key); restored != nil {
+			data, err = restored, nil
+		} else if rerr != nil {
+			err = rerr // retried below by the dates of the one held
+		} else if ctx.Err() == nil {
+			m.forget(key)
+			return nil, nil, false
+		}
+	}
+	if errors.Is(err, storage.ErrInvalidRecord) {
+		m.logger().Error("stored certificate is refused by the storage; not renewing it", slog.String("key", key), slog.Any("err", err))
+		m.noteDamaged(key)
+		return nil, nil, false
+	}
+	if err != nil {
+		if !isNotFound(err) {
+			// Storage unreachable: back off by the dates of the
+			// certificate in memory.
+			m.retryLater(key, m.heldRecord(key), err)
+		}
+		return nil, nil, false
+	}
+	rec, leaf, err = storage.UnmarshalCertificateLeaf(key, data) // parsed once
+	if err != nil {
+		m.logger().Error("stored certificate is damaged; not renewing it", slog.String("key", key), slog.Any("err", err))
+		m.noteDamaged(key)
+		return nil, nil, false
+	}
+	return rec, leaf, true
 }
 
 // renewDue renews the due certificate rec (stored under key, leaf its
@@ -893,6 +919,7 @@ func (m *Manager) forget(key string) {
 	delete(m.renew.held, key)
 	delete(m.renew.stored, key)
 	delete(m.renew.storedNames, key)
+	delete(m.renew.damaged, key)
 	delete(m.renew.attempts, key)
 	delete(m.renew.planned, key)
 	m.renew.mu.Unlock()

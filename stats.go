@@ -80,6 +80,12 @@ type Stats struct {
 	// type) and those it renews from storage, loaded at start or since
 	// evicted (of which it knows the primary name, issuer and dates).
 	Certificates []CertStats
+	// Damaged counts the stored records this Manager found damaged (its
+	// start-up scan could not decode them, a renewal check could not
+	// parse them): it does not renew them. "certkeeper status" lists them
+	// with the reason. A record replaced, or deleted, stops counting (a
+	// deleted one at the next housekeeping round).
+	Damaged int
 	// CertFiles are the certificates served from CertFiles (Key "file:"
 	// and the certificate's path, Issuer "file"), in the order given:
 	// served and never renewed, so apart from Certificates.
@@ -133,6 +139,7 @@ func (m *Manager) Stats() Stats {
 		s.Certificates = append(s.Certificates, c)
 	}
 	s.Certificates = m.renew.storedStats(s.Certificates)
+	s.Damaged = len(m.renew.damaged)
 	m.renew.mu.Unlock()
 	if sch := m.scheduler(); sch != nil {
 		for i := range s.Certificates {
@@ -182,6 +189,7 @@ func (r *renewer) noteLocked(key, name, issuerID string, notBefore, notAfter tim
 	if r.stored == nil {
 		return // the scheduler has not started
 	}
+	delete(r.damaged, key)
 	d := r.stored[key]
 	if d == nil {
 		d = new(storedDates)
@@ -202,6 +210,19 @@ func (r *renewer) noteHeld(e *managed) {
 	if tc := e.cert.Load(); tc != nil && tc.Leaf != nil {
 		r.noteLocked(e.key, e.names[0], e.issuer, tc.Leaf.NotBefore, tc.Leaf.NotAfter, e.onDemand)
 	}
+}
+
+// noteDamaged records that the record under key is damaged: not renewed,
+// so no longer counted among the certificates renewed.
+func (m *Manager) noteDamaged(key string) {
+	m.renew.mu.Lock()
+	defer m.renew.mu.Unlock()
+	if m.renew.damaged == nil {
+		return // the scheduler has not started
+	}
+	m.renew.damaged[key] = struct{}{}
+	delete(m.renew.stored, key)
+	delete(m.renew.storedNames, key)
 }
 
 // noteStored records the names and dates of the certificate stored under

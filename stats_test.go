@@ -2,6 +2,7 @@ package certkeeper_test
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/status"
+	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -188,5 +190,55 @@ func TestStatsEvents(t *testing.T) {
 	}
 	if _, ok := got[certkeeper.Renewed]; ok {
 		t.Errorf("Stats().Events lists renewed, which never happened: %v", got)
+	}
+}
+
+// TestStatsDamagedAndGone: a stored record the Manager finds damaged (at
+// its start-up scan, or at a renewal check) is counted as damaged, not as
+// renewed; once deleted from storage by another process it stops
+// counting, as does a certificate not in memory whose record is deleted,
+// at the next housekeeping round. (A trial: a damaged record went on
+// counting as renewed, with its old dates, and once deleted it was an
+// expired certificate in the metrics until a restart.)
+func TestStatsDamagedAndGone(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	ctx := t.Context()
+	undecodable, _ := storage.CertificateKey("local", "undecodable.test")
+	if err := st.Store(ctx, undecodable, []byte(`{"names": ["undecod`)); err != nil {
+		t.Fatal(err)
+	}
+	// Its fields decode, its chain does not parse; expired an hour ago,
+	// so renewed (checked) at once.
+	badChain := storeDated(t, st, "badchain.test", time.Now().Add(-90*time.Hour), time.Now().Add(-time.Hour))
+	data, _ := st.Load(ctx, badChain)
+	var rec map[string]any
+	if err := json.Unmarshal(data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["chain_pem"] = []byte("not a PEM chain")
+	data, _ = json.Marshal(rec)
+	if err := st.Store(ctx, badChain, data); err != nil {
+		t.Fatal(err)
+	}
+	good := storeDated(t, st, "good.test", time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
+	m := localManager(t, st, nil)
+	certkeeper.WaitRenewalScan(m)
+	var s certkeeper.Stats
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if s = m.Stats(); s.Damaged == 2 {
+			break
+		}
+	}
+	if s.Damaged != 2 || len(s.Certificates) != 1 || s.Certificates[0].Key != good {
+		t.Fatalf("Stats: %d damaged, certificates %+v; want 2 damaged, and %s alone renewed", s.Damaged, s.Certificates, good)
+	}
+	for _, key := range []string{undecodable, badChain, good} {
+		if err := st.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	certkeeper.Housekeep(m, ctx)
+	if s = m.Stats(); s.Damaged != 0 || len(s.Certificates) != 0 {
+		t.Errorf("Stats after the records were deleted and a housekeeping round: %d damaged, certificates %+v; want none", s.Damaged, s.Certificates)
 	}
 }

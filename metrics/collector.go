@@ -36,6 +36,8 @@ var (
 		[]string{"source"}, nil)
 	descCached = prometheus.NewDesc("certkeeper_cache_certificates",
 		"Certificates held in memory.", nil, nil)
+	descDamaged = prometheus.NewDesc("certkeeper_certificates_damaged",
+		"Stored certificate records this process found damaged and does not renew (certkeeper status lists them with the reason), until replaced or deleted.", nil, nil)
 )
 
 // expiryBuckets are the upper bounds of the expiry histogram: an hour, six
@@ -51,7 +53,7 @@ type managerCollector struct {
 // Describe sends the descriptors of the metrics the collector makes.
 func (c *managerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descManaged, descFailing, descExpiry, descExpiryHist, descMinExpiry, descExpiring, descExpired,
-		descFailingFor, descFirstIssues, descHandshakes, descCached} {
+		descFailingFor, descFirstIssues, descHandshakes, descCached, descDamaged} {
 		ch <- d
 	}
 }
@@ -77,6 +79,7 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(s.HandshakesIssued), "issuance")
 	ch <- prometheus.MustNewConstMetric(descCached, prometheus.GaugeValue, float64(s.Cached))
 	ch <- prometheus.MustNewConstMetric(descManaged, prometheus.GaugeValue, float64(len(s.Certificates)))
+	ch <- prometheus.MustNewConstMetric(descDamaged, prometheus.GaugeValue, float64(s.Damaged))
 
 	limit := c.x.NameLimit
 	if limit == 0 {
