@@ -142,7 +142,17 @@ type certState struct {
 	FailingSince time.Time `json:"failing_since,omitzero"`
 	LastAlert    time.Time `json:"last_alert,omitzero"`
 	LastReason   string    `json:"last_reason,omitempty"`
+	// Missed is the sink (webhookSink, commandSink) that failed to
+	// deliver the last alert while the other delivered it: it is tried
+	// again at the next check, alone, while the alert holds.
+	Missed string `json:"missed,omitempty"`
 }
+
+// The sinks an alert goes to, as certState.Missed names them.
+const (
+	webhookSink = "webhook"
+	commandSink = "command"
+)
 
 func (a *Alerter) init() {
 	a.once.Do(func() { a.pokes = make(chan struct{}, 1) })
@@ -218,13 +228,17 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 	byName := map[string]status.Cert{} // their certificates, by primary name
 	next := map[string]certState{}
 	var errs []error
-	send := func(s certState, al Alert) certState {
-		delivered, err := a.send(ctx, al)
+	// send sends al to every sink, or to the one only names.
+	send := func(s certState, al Alert, only string) certState {
+		delivered, missed, err := a.send(ctx, al, only)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		if delivered {
+		if delivered && only == "" {
 			s.LastAlert, s.LastReason = now, al.Reason
+		}
+		if delivered {
+			s.Missed = missed
 		}
 		return s
 	}
@@ -242,9 +256,14 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 			}
 		}
 		if al, due := a.due(c, s, now); due {
-			s = send(s, al)
+			s = send(s, al, "")
+		} else if s.Missed != "" && al.Reason == s.LastReason {
+			// One sink delivered it, the other failed: that one alone
+			// gets it again (a trial's pager, behind the webhook, lost
+			// every alert the command delivered during its outage).
+			s = send(s, al, s.Missed)
 		} else if al, ok := a.resolved(c, s, now); ok {
-			s = send(s, al)
+			s = send(s, al, "")
 		}
 		if s != (certState{}) && s.LastReason != Resolved { // once resolved, nothing is left to remember
 			next[c.Key] = s
@@ -277,7 +296,7 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 			al.Reason, al.Resolves = Resolved, s.LastReason
 			al.Message = fmt.Sprintf("a first certificate for %s was obtained: it expires at %s", strings.Join(c.Names, ", "),
 				c.NotAfter.UTC().Format(time.RFC3339))
-			delivered, err := a.send(ctx, al)
+			delivered, _, err := a.send(ctx, al, "")
 			if err != nil {
 				errs = append(errs, err)
 			}
@@ -371,32 +390,44 @@ func (a *Alerter) due(c status.Cert, s certState, now time.Time) (Alert, bool) {
 	default:
 		return al, false
 	}
-	if !s.LastAlert.IsZero() && now.Sub(s.LastAlert) < or(a.Repeat, DefaultRepeat) {
+	// Within Repeat, only an escalation goes out: a certificate whose
+	// renewal-failing alert went out still gets its expiring one (a trial:
+	// a receiver that pages on expiring and files a ticket for
+	// renewal_failing missed three certificates that expired).
+	escalates := al.Reason == Expiring && s.LastReason != Expiring
+	if !s.LastAlert.IsZero() && now.Sub(s.LastAlert) < or(a.Repeat, DefaultRepeat) && !escalates {
 		return al, false
 	}
 	return al, true
 }
 
-// send delivers al to the webhook and the command.
-func (a *Alerter) send(ctx context.Context, al Alert) (delivered bool, err error) {
+// send delivers al to the webhook and the command, or to the one only
+// names (webhookSink, commandSink). delivered reports that at least one
+// took it; missed names the one that failed while the other took it.
+func (a *Alerter) send(ctx context.Context, al Alert, only string) (delivered bool, missed string, err error) {
 	payload, err := json.Marshal(al)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
 	var errs []error
-	if a.Webhook != "" {
+	if a.Webhook != "" && (only == "" || only == webhookSink) {
 		if err := a.post(ctx, payload); err != nil {
 			errs = append(errs, fmt.Errorf("alert webhook: %w", err))
+			missed = webhookSink
 		} else {
 			delivered = true
 		}
 	}
-	if a.Exec != nil {
+	if a.Exec != nil && (only == "" || only == commandSink) {
 		if err := a.Exec(ctx, al, payload); err != nil {
 			errs = append(errs, fmt.Errorf("alert command: %w", err))
+			missed = commandSink
 		} else {
 			delivered = true
 		}
+	}
+	if !delivered {
+		missed = ""
 	}
 	if delivered {
 		attrs := []any{slog.String("reason", al.Reason), slog.Any("names", al.Names), slog.String("message", al.Message)}
@@ -406,7 +437,7 @@ func (a *Alerter) send(ctx context.Context, al Alert) (delivered bool, err error
 			a.logger().Warn("alert sent", attrs...)
 		}
 	}
-	return delivered, errors.Join(errs...)
+	return delivered, missed, errors.Join(errs...)
 }
 
 func (a *Alerter) post(ctx context.Context, payload []byte) error {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -340,15 +342,28 @@ func TestCheckWebhook(t *testing.T) {
 // TestOneSinkFailing: with a webhook and a command, a webhook that fails
 // does not make the command run again at every check: an alert one of
 // them delivered counts as sent (the failure is returned, to be logged),
-// and is repeated only after Repeat; with every sink failing it is tried
-// again at the next check.
+// and the webhook alone gets it again at each check until it takes it
+// (a trial's pager, behind the webhook, lost every alert the command
+// delivered during the webhook's outage); with every sink failing it is
+// tried again at the next check.
 func TestOneSinkFailing(t *testing.T) {
 	st := filestore.New(t.TempDir())
 	c := obtain(t, st, "a.test")
 	now := time.Now()
 	storeFailure(t, st, c, now)
+	var down atomic.Bool
+	down.Store(true)
+	var hooked atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		hooked.Add(1)
+	}))
+	defer srv.Close()
 	ran, execFails := 0, false
-	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, Webhook: "http://127.0.0.1:1/hook", // nothing listens
+	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, Webhook: srv.URL,
 		Exec: func(ctx context.Context, al alert.Alert, payload []byte) error {
 			ran++
 			if execFails {
@@ -357,18 +372,24 @@ func TestOneSinkFailing(t *testing.T) {
 			return nil
 		}}
 	for i := range 3 {
-		err := a.Check(t.Context(), now.Add(time.Duration(i)*time.Minute))
-		if first := i == 0; first != (err != nil && strings.Contains(err.Error(), "alert webhook")) {
-			t.Errorf("check %d: %v; want the webhook's failure at the first check alone (the alert counts as sent)", i, err)
+		if err := a.Check(t.Context(), now.Add(time.Duration(i)*time.Minute)); err == nil || !strings.Contains(err.Error(), "alert webhook") {
+			t.Errorf("check %d with the webhook down: %v; want its failure (tried again)", i, err)
 		}
 	}
-	if ran != 1 {
-		t.Errorf("the command ran %d times in 3 checks with the webhook failing, want once", ran)
+	down.Store(false)
+	for i := 3; i < 5; i++ {
+		if err := a.Check(t.Context(), now.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Errorf("check %d with the webhook back: %v", i, err)
+		}
+	}
+	if ran != 1 || hooked.Load() != 1 {
+		t.Errorf("in 5 checks, the webhook down for 3: the command ran %d times, the webhook took %d alerts; want 1 and 1", ran, hooked.Load())
 	}
 	// Both failing: the next check tries again.
 	b := filestore.New(t.TempDir())
 	c = obtain(t, b, "b.test")
 	storeFailure(t, b, c, now)
+	down.Store(true)
 	a.Storage, ran, execFails = b, 0, true
 	for i := range 2 {
 		_ = a.Check(t.Context(), now.Add(time.Duration(i)*time.Minute))
@@ -456,5 +477,34 @@ func TestWalkDatesDamage(t *testing.T) {
 	}
 	if full[badKey].State != status.Damaged || dates[badKey].State != status.Damaged {
 		t.Errorf("a record that does not decode: Walk %s, WalkDates %s: want damaged", full[badKey].State, dates[badKey].State)
+	}
+}
+
+// TestExpiringEscalates: within Repeat of a renewal-failing alert, a
+// certificate that comes near its expiry still alerts as expiring, once:
+// a receiver that pages on expiring alone must not miss it (a trial: three
+// certificates expired with a renewal-failing alert only).
+func TestExpiringEscalates(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	c := obtain(t, st, "e.test")
+	now := time.Now()
+	storeFailure(t, st, c, now)
+	var got []alert.Alert
+	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, ExpiringWithin: 24 * time.Hour, Repeat: 365 * 24 * time.Hour,
+		Exec: func(ctx context.Context, al alert.Alert, payload []byte) error {
+			got = append(got, al)
+			return nil
+		}}
+	for _, at := range []time.Time{now, c.NotAfter.Add(-2 * time.Hour), c.NotAfter.Add(-time.Hour)} {
+		if err := a.Check(t.Context(), at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var reasons []string
+	for _, al := range got {
+		reasons = append(reasons, al.Reason)
+	}
+	if want := []string{alert.RenewalFailing, alert.Expiring}; !slices.Equal(reasons, want) {
+		t.Errorf("alerts %v, want %v", reasons, want)
 	}
 }
