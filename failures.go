@@ -46,6 +46,11 @@ func (m *Manager) noteRenewal(ctx context.Context, key string, names []string, e
 	}
 	f := status.Failure{Names: names, Error: err.Error(), At: time.Now().UTC(), RetryAt: retry.UTC(), Attempt: attempt}
 	m.updateFailures(ctx, func(all map[string]status.Failure) bool {
+		f := f
+		f.Since = f.At
+		if prev, ok := all[key]; ok {
+			f.Since = prev.FailingSince()
+		}
 		all[key] = f
 		return true
 	}, false)
@@ -85,7 +90,10 @@ func (m *Manager) noteFirstIssue(ctx context.Context, names []string, variant st
 	now := time.Now().UTC()
 	_, retry := m.lim.failures.Allowed(names[0], now)
 	m.updateFailures(ctx, func(all map[string]status.Failure) bool {
-		f := status.Failure{Names: names, Error: err.Error(), At: now, RetryAt: retry.UTC(), Attempt: all[key].Attempt + 1, FirstIssue: true}
+		f := status.Failure{Names: names, Error: err.Error(), At: now, RetryAt: retry.UTC(), Attempt: all[key].Attempt + 1, FirstIssue: true, Since: now}
+		if prev, ok := all[key]; ok {
+			f.Since = prev.FailingSince()
+		}
 		all[key] = f
 		return true
 	}, true)

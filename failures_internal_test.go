@@ -1,36 +1,44 @@
 package certkeeper
 
 import (
-	"fmt"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/status"
+	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
-// TestPruneFirstIssues: first-issue failures are capped (the oldest go
-// first) and expire; renewal failures are kept.
-func TestPruneFirstIssues(t *testing.T) {
-	now := time.Now()
-	all := map[string]status.Failure{"certificates/x/a.json": {Names: []string{"a"}, At: now.Add(-30 * 24 * time.Hour)}}
-	for i := range maxFirstIssueFailures + 10 {
-		name := fmt.Sprintf("n%d.test", i)
-		all[status.FailingKey(name, "")] = status.Failure{Names: []string{name}, At: now.Add(time.Duration(i) * time.Second), FirstIssue: true}
+// TestFailureSinceKept: a renewal failing again keeps, in the stored
+// failure, when the first failure of the row was (Since), while At is the
+// last's: how long renewals have failed survives a restart
+// (metrics/TestFailingSecondsAfterRestart reads it).
+func TestFailureSinceKept(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	defer m.Close()
+	if err := m.init(); err != nil {
+		t.Fatal(err)
 	}
-	all[status.FailingKey("old.test", "")] = status.Failure{Names: []string{"old.test"}, At: now.Add(-firstIssueFailureKeep - time.Hour), FirstIssue: true}
-	pruneFirstIssues(all, now.Add(time.Hour))
-	if len(all) != maxFirstIssueFailures+1 {
-		t.Errorf("%d entries kept, want %d first issues and the renewal", len(all), maxFirstIssueFailures)
-	}
-	for _, gone := range []string{"old.test", "n0.test", "n9.test"} {
-		if _, ok := all[status.FailingKey(gone, "")]; ok {
-			t.Errorf("%s kept; want it dropped (expired, or among the oldest beyond the cap)", gone)
+	key, names := "certificates/local/s.test.json", []string{"s.test"}
+	stored := func(attempt int) status.Failure {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if _, failures, err := status.LoadState(t.Context(), st); err == nil && failures[key].Attempt == attempt {
+				return failures[key]
+			}
 		}
+		t.Fatalf("attempt %d not stored within 5 s", attempt)
+		return status.Failure{}
 	}
-	if _, ok := all[status.FailingKey("n10.test", "")]; !ok {
-		t.Error("n10.test dropped; want the newest kept")
-	}
-	if _, ok := all["certificates/x/a.json"]; !ok {
-		t.Error("a renewal failure was dropped")
+	m.noteRenewal(t.Context(), key, names, errors.New("CA down"), time.Now().Add(time.Minute), 1)
+	first := stored(1)
+	time.Sleep(10 * time.Millisecond)
+	m.noteRenewal(t.Context(), key, names, errors.New("CA still down"), time.Now().Add(time.Minute), 2)
+	second := stored(2)
+	if !first.Since.Equal(first.At) || !second.Since.Equal(first.At) || !second.At.After(first.At) {
+		t.Errorf("failures stored: first since %v at %v, second since %v at %v; want both since the first's at", first.Since, first.At, second.Since, second.At)
 	}
 }

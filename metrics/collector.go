@@ -136,7 +136,7 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		renewing[f.Names[0]] = true
-		c.x.noteFailing(f.Names[0], f.At)
+		c.x.noteFailing(f.Names[0], f.FailingSince())
 	}
 	ch <- prometheus.MustNewConstHistogram(descExpiryHist, uint64(len(all)), sum, buckets)
 	if len(all) > 0 {

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,8 @@ import (
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/metrics"
+	"github.com/certkeeper/certkeeper/status"
+	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 	"github.com/mholt/acmez/v3/acme"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -171,4 +174,45 @@ func TestExpiredCounted(t *testing.T) {
 			t.Errorf("metrics of an expired certificate lack %s", want)
 		}
 	}
+}
+
+// TestFailingSecondsAfterRestart: certkeeper_renewal_failing_seconds
+// counts from the first failure of the row, as stored, not from the last
+// attempt before a restart (a trial: 114 s before a restart, 44 s after,
+// so a rule on a day of failures never fired across restarts).
+func TestFailingSecondsAfterRestart(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	first := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	if err := first.Cert(t.Context(), "f.test"); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	key, _ := storage.CertificateKey("local", "f.test")
+	now := time.Now().UTC()
+	failing := map[string]status.Failure{key: {Names: []string{"f.test"}, Error: "CA down", At: now.Add(-time.Minute),
+		Since: now.Add(-72 * time.Hour), RetryAt: now.Add(time.Hour), Attempt: 40}}
+	data, _ := json.Marshal(failing)
+	if err := st.Store(t.Context(), status.FailuresKey, data); err != nil {
+		t.Fatal(err)
+	}
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	defer m.Close()
+	h := metrics.Handler(m)
+	var got float64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		if _, err := fmt.Sscanf(after(rec.Body.String(), "\ncertkeeper_renewal_failing_seconds "), "%g", &got); err == nil && got > 0 {
+			break
+		}
+	}
+	if got < (72*time.Hour).Seconds()-60 {
+		t.Errorf("certkeeper_renewal_failing_seconds = %g after a restart, want at least 72 hours (%g)", got, (72 * time.Hour).Seconds())
+	}
+}
+
+// after returns what follows the first sep in s, or "".
+func after(s, sep string) string {
+	_, rest, _ := strings.Cut(s, sep)
+	return rest
 }

@@ -41,6 +41,10 @@ type Failure struct {
 	At      time.Time `json:"at"`
 	RetryAt time.Time `json:"retry_at"`
 	Attempt int       `json:"attempt"`
+	// Since is when the first of these failures in a row was, At the
+	// last's: how long it has been failing, across restarts. Zero in a
+	// failure stored by a certkeeper before 2026-12 (At stands for it).
+	Since time.Time `json:"since,omitzero"`
 	// FirstIssue reports whether the failure is of a name's first
 	// issuance (kept by FailingKey) rather than of a renewal (kept by the
 	// certificate's storage key).
@@ -50,6 +54,15 @@ type Failure struct {
 	// --managed). Otherwise a name obtained on demand is tried again only
 	// when a handshake asks for it, and not before RetryAt.
 	Scheduled bool `json:"scheduled,omitempty"`
+}
+
+// FailingSince is when f's failures in a row began: Since, or At when a
+// certkeeper that did not keep Since stored it.
+func (f Failure) FailingSince() time.Time {
+	if f.Since.IsZero() {
+		return f.At
+	}
+	return f.Since
 }
 
 // FailingKey is the key, in the map under FailuresKey and in Cert.Key, of
