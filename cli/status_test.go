@@ -374,7 +374,7 @@ func TestStatusNames(t *testing.T) {
 		t.Errorf("status with a NAME that has no certificate: exit %d, want 1 naming it\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = ck(t, 30*time.Second, "status", "--nagios", "--storage", dir, "missing.test")
-	if r.code != 2 || r.stdout != "CERTKEEPER CRITICAL - 1 missing of 1 certificate(s) asked for\nmissing.test: no certificate\n" {
+	if r.code != 2 || r.stdout != "CERTKEEPER CRITICAL - 1 missing for 1 name(s) asked for\nmissing.test: no certificate\n" {
 		t.Errorf("status --nagios missing.test: exit %d, want 2 CRITICAL naming it\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = ck(t, 30*time.Second, "status", "--json", "--storage", dir, "missing.test")

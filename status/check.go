@@ -58,6 +58,8 @@ type checker struct {
 	// missing are the names asked for (Printer.Only) that no
 	// certificate covers: critical, as an expired one would be.
 	missing []string
+	// asked is how many names were asked for (Printer.Only), if any.
+	asked int
 }
 
 func (c *checker) add(s Cert) {
@@ -98,8 +100,11 @@ func (c *checker) write(w io.Writer, now time.Time) error {
 	}
 	var b strings.Builder
 	switch {
-	case len(c.missing) > 0:
-		fmt.Fprintf(&b, "CERTKEEPER %s - %s of %d certificate(s) asked for\n", word, strings.Join(parts, ", "), c.total+len(c.missing))
+	case c.asked > 0:
+		// Entries for the names asked for, however many there are (a
+		// name's certificate and its failing first issuance, a damaged
+		// record that may be one of theirs): the names count.
+		fmt.Fprintf(&b, "CERTKEEPER %s - %s for %d name(s) asked for\n", word, strings.Join(parts, ", "), c.asked)
 	case c.total == 0:
 		fmt.Fprintf(&b, "CERTKEEPER %s - no certificates\n", word)
 	default:

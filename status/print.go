@@ -143,7 +143,7 @@ func (p *Printer) Finish(where, note string) error {
 		now = time.Now()
 	}
 	if p.Check {
-		p.check.missing = p.Missing()
+		p.check.missing, p.check.asked = p.Missing(), len(p.Only)
 		return p.check.write(p.W, now)
 	}
 	if p.tw == nil && len(p.Only) > 0 {

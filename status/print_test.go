@@ -126,3 +126,28 @@ func TestPrinterOnly(t *testing.T) {
 		t.Error("a damaged record among names asked for: no DamagedError")
 	}
 }
+
+// TestCheckNamesAskedFor: a check of names counts the names asked for,
+// not the entries listed for them (a trial: one name asked for, "of 4
+// certificate(s) asked for", its failing first issuance and a damaged
+// record counted beside the name).
+func TestCheckNamesAskedFor(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var b strings.Builder
+	p := &status.Printer{W: &b, Now: at, Check: true, Only: []string{"a.test", "gone.test"}}
+	for _, s := range []status.Cert{
+		{Names: []string{"a.test"}, Issuer: "acme", NotAfter: at.Add(30 * 24 * time.Hour), State: status.Fine},
+		{Key: "certificates/x/broken.json", State: status.Damaged, LastError: "bad json"},
+		{Names: []string{"gone.test"}, Key: status.FailingKey("gone.test", ""), State: status.Failing, LastError: "refused", FirstIssue: true},
+	} {
+		if err := p.Add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Finish("/s", ""); err != nil {
+		t.Fatal(err)
+	}
+	if first, _, _ := strings.Cut(b.String(), "\n"); first != "CERTKEEPER CRITICAL - 1 missing, 1 damaged, 1 failing, 1 fine for 2 name(s) asked for" {
+		t.Errorf("summary %q", first)
+	}
+}
