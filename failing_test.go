@@ -258,3 +258,39 @@ func TestRenewalEndsFirstIssueFailure(t *testing.T) {
 	_, failures, _ := status.LoadState(t.Context(), st)
 	t.Errorf("r.test renewed at start, or its stored first-issue failure not ended within 15 s: failures %+v", failures)
 }
+
+// TestReplacedRecordNotFailing: a record whose renewals failed (expired,
+// the CA down), replaced by a first issuance (a handshake's), is not
+// listed as failing any more: status went on showing the new certificate
+// as failing, with the old error, until its own first renewal.
+func TestReplacedRecordNotFailing(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	key := storeDated(t, st, "re.test", time.Now().Add(-90*time.Hour), time.Now().Add(-time.Hour))
+	ca := &failIssues{Issuer: &localca.CA{Storage: st}, n: 1} // the start-up renewal fails
+	m := &certkeeper.Manager{Policy: policy.Allowlist("re.test"), Storage: st, Issuers: []issuer.Issuer{ca}}
+	defer m.Close()
+	failing := func() bool {
+		_, failures, err := status.LoadState(t.Context(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := failures[key]
+		return ok
+	}
+	certkeeper.WaitRenewalScan(m)
+	for deadline := time.Now().Add(10 * time.Second); !failing() && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !failing() {
+		t.Fatal("the start-up renewal's failure was not stored within 10 s")
+	}
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "re.test"}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); failing() && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if failing() {
+		t.Error("the record replaced by a handshake's new certificate is still stored as failing to renew")
+	}
+}

@@ -56,6 +56,21 @@ func (m *Manager) noteRenewal(ctx context.Context, key string, names []string, e
 	}, false)
 }
 
+// endRenewalFailure ends the failing renewal of the record under key, if
+// this process may know of one: a first issuance stored a new certificate
+// there, in place of one expired, revoked or damaged whose renewals
+// failed, which status went on calling failing, with the old error,
+// until the new one's first renewal.
+func (m *Manager) endRenewalFailure(ctx context.Context, key string) {
+	m.renew.mu.Lock()
+	delete(m.renew.attempts, key)
+	delete(m.renew.planned, key)
+	m.renew.mu.Unlock()
+	if m.mayKnowFailure(key) {
+		m.noteRenewal(ctx, key, nil, nil, time.Time{}, 0)
+	}
+}
+
 // noteFirstIssue records the outcome of a first issuance of names for
 // status: the failure (err != nil), with the next attempt a handshake may
 // make (the failure backoff), or its clearing. Failures that say nothing

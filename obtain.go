@@ -292,6 +292,9 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	if err != nil {
 		return nil, err
 	}
+	if prev == nil {
+		m.endRenewalFailure(ctx, skey) // of a record it replaces: expired, revoked or damaged
+	}
 	timeline.Mark(ctx, "publish")
 	kind := Obtained
 	if prev != nil {

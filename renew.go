@@ -394,7 +394,7 @@ func (m *Manager) scanStored(ctx context.Context) {
 	}, func(key string, r scanned) error {
 		if r.damaged {
 			damaged = append(damaged, key)
-			m.noteDamaged(key)
+			m.countDamaged(key)
 		}
 		if !r.ok {
 			return nil
@@ -730,7 +730,7 @@ func (m *Manager) loadToRenew(ctx context.Context, key string) (rec *storage.Cer
 	}
 	if errors.Is(err, storage.ErrInvalidRecord) {
 		m.logger().Error("stored certificate is refused by the storage; not renewing it", slog.String("key", key), slog.Any("err", err))
-		m.noteDamaged(key)
+		m.noteDamaged(ctx, key, data, err)
 		return nil, nil, false
 	}
 	if err != nil {
@@ -744,7 +744,7 @@ func (m *Manager) loadToRenew(ctx context.Context, key string) (rec *storage.Cer
 	rec, leaf, err = storage.UnmarshalCertificateLeaf(key, data) // parsed once
 	if err != nil {
 		m.logger().Error("stored certificate is damaged; not renewing it", slog.String("key", key), slog.Any("err", err))
-		m.noteDamaged(key)
+		m.noteDamaged(ctx, key, data, err)
 		return nil, nil, false
 	}
 	return rec, leaf, true

@@ -1,6 +1,9 @@
 package certkeeper
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"maps"
 	"math"
 	"sort"
@@ -12,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/certkeeper/certkeeper/status"
+	"github.com/certkeeper/certkeeper/storage"
 )
 
 // stats are the Manager's handshake counters. The hot path only adds to
@@ -212,9 +216,21 @@ func (r *renewer) noteHeld(e *managed) {
 	}
 }
 
-// noteDamaged records that the record under key is damaged: not renewed,
-// so no longer counted among the certificates renewed.
-func (m *Manager) noteDamaged(key string) {
+// noteDamaged records that the record under key (data, as loaded) is
+// damaged (err): counted as such, and stored as its renewal failing, for
+// status's readers of fields alone and the alerts, which check such a
+// record whole before they alert (alert.Damaged).
+func (m *Manager) noteDamaged(ctx context.Context, key string, data []byte, err error) {
+	m.countDamaged(key)
+	var f storage.CertificateFields
+	if json.Unmarshal(data, &f) == nil && len(f.Names) > 0 {
+		m.noteRenewal(ctx, key, f.Names, fmt.Errorf("stored certificate is damaged; not renewing it: %w", err), time.Time{}, 1)
+	}
+}
+
+// countDamaged counts the record under key as damaged: not renewed, so no
+// longer counted among the certificates renewed.
+func (m *Manager) countDamaged(key string) {
 	m.renew.mu.Lock()
 	defer m.renew.mu.Unlock()
 	if m.renew.damaged == nil {

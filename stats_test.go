@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -231,6 +233,17 @@ func TestStatsDamagedAndGone(t *testing.T) {
 	}
 	if s.Damaged != 2 || len(s.Certificates) != 1 || s.Certificates[0].Key != good {
 		t.Fatalf("Stats: %d damaged, certificates %+v; want 2 damaged, and %s alone renewed", s.Damaged, s.Certificates, good)
+	}
+	// Stored as its renewal failing, for the alerts (which read fields
+	// alone, and check a record whole before they alert).
+	var failures map[string]status.Failure
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, failures, _ = status.LoadState(ctx, st); failures[badChain].Error != "" {
+			break
+		}
+	}
+	if f := failures[badChain]; !strings.Contains(f.Error, "stored certificate is damaged") || !slices.Equal(f.Names, []string{"badchain.test"}) {
+		t.Errorf("failure stored for %s: %+v; want its damage, naming badchain.test", badChain, f)
 	}
 	for _, key := range []string{undecodable, badChain, good} {
 		if err := st.Delete(ctx, key); err != nil {

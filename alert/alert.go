@@ -40,6 +40,7 @@ const (
 	RenewalFailing  = "renewal_failing"  // a certificate's renewals have failed for at least FailingFor
 	Expiring        = "expiring"         // the certificate expires within ExpiringWithin
 	IssuanceFailing = "issuance_failing" // a name with no certificate yet: its first issuance has failed for at least FailingFor
+	Damaged         = "damaged"          // the stored record cannot be read (Alert.LastError says why): its certificate is not renewed
 	Resolved        = "resolved"         // what an earlier alert (Alert.Resolves) said is over: the certificate is fine
 )
 
@@ -57,7 +58,7 @@ var stateKey = storage.StateKey("alerts")
 // Alert is what the webhook receives as its JSON body and the command as
 // $CERTKEEPER_ALERT_JSON.
 type Alert struct {
-	Reason  string   `json:"reason"` // RenewalFailing, Expiring, IssuanceFailing or Resolved
+	Reason  string   `json:"reason"` // RenewalFailing, Expiring, IssuanceFailing, Damaged or Resolved
 	Message string   `json:"message"`
 	Names   []string `json:"names"`
 	// Issuer and NotAfter are those of the certificate; both are left
@@ -255,7 +256,18 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 				s.FailingSince = now
 			}
 		}
-		if al, due := a.due(c, s, now); due {
+		al, due := a.due(c, s, now)
+		if due || s.LastReason == Damaged {
+			// Read by its fields alone: before an alert goes out, or a
+			// damaged one is called resolved, the record is checked
+			// whole, as status does (a trial: a record whose chain no
+			// longer parsed alerted as expiring, state renewing).
+			if err := a.checkRecord(ctx, c); err != nil {
+				c.State, c.LastError = status.Damaged, err.Error()
+				al, due = a.due(c, s, now)
+			}
+		}
+		if due {
 			s = send(s, al, "")
 		} else if s.Missed != "" && al.Reason == s.LastReason {
 			// One sink delivered it, the other failed: that one alone
@@ -335,6 +347,8 @@ func (a *Alerter) resolved(c status.Cert, s certState, now time.Time) (Alert, bo
 	switch s.LastReason {
 	case Expiring:
 		al.Message = fmt.Sprintf("the certificate for %s was renewed: it expires at %s", name, until)
+	case Damaged:
+		al.Message = fmt.Sprintf("the stored record of %s reads again (replaced or restored): it expires at %s", name, until)
 	default:
 		al.Message = fmt.Sprintf("renewing the certificate for %s works again: it expires at %s", name, until)
 	}
@@ -361,7 +375,11 @@ func (a *Alerter) due(c status.Cert, s certState, now time.Time) (Alert, bool) {
 	name := strings.Join(c.Names, ", ")
 	switch {
 	case c.State == status.Damaged:
-		return al, false
+		al.Reason = Damaged
+		al.Message = fmt.Sprintf("the stored record %s cannot be read, so its certificate is not renewed: %s", c.Key, c.LastError)
+		if len(c.Names) > 0 {
+			al.Message = fmt.Sprintf("the stored record of %s (%s) cannot be read, so it is not renewed: %s", name, c.Key, c.LastError)
+		}
 	case c.NotAfter.IsZero():
 		// No certificate yet: its first issuance is failing.
 		if s.FailingSince.IsZero() || now.Sub(s.FailingSince) < or(a.FailingFor, DefaultFailingFor) {
@@ -399,6 +417,16 @@ func (a *Alerter) due(c status.Cert, s certState, now time.Time) (Alert, bool) {
 		return al, false
 	}
 	return al, true
+}
+
+// checkRecord checks c's stored record whole (status.CheckRecord); nil
+// for an entry that is not a stored certificate (a failing first
+// issuance, a certificate file) or is damaged already.
+func (a *Alerter) checkRecord(ctx context.Context, c status.Cert) error {
+	if c.State == status.Damaged || !strings.HasPrefix(c.Key, storage.CertificatePrefix("")) {
+		return nil
+	}
+	return status.CheckRecord(ctx, a.Storage, c.Key)
 }
 
 // send delivers al to the webhook and the command, or to the one only

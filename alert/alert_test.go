@@ -233,7 +233,7 @@ func TestDocumentedAlerts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reasons := map[string]bool{alert.RenewalFailing: true, alert.Expiring: true, alert.IssuanceFailing: true, alert.Resolved: true}
+	reasons := map[string]bool{alert.RenewalFailing: true, alert.Expiring: true, alert.IssuanceFailing: true, alert.Damaged: true, alert.Resolved: true}
 	n := 0
 	for _, block := range strings.Split(string(doc), "```json\n")[1:] {
 		body, _, _ := strings.Cut(block, "```")
@@ -506,5 +506,58 @@ func TestExpiringEscalates(t *testing.T) {
 	}
 	if want := []string{alert.RenewalFailing, alert.Expiring}; !slices.Equal(reasons, want) {
 		t.Errorf("alerts %v, want %v", reasons, want)
+	}
+}
+
+// TestDamagedAlerts: a stored record that cannot be read alerts as
+// damaged (it is not renewed), whether its fields do not decode or its
+// certificate alone does not parse, which a Manager finds at its renewal
+// check and stores as a failing renewal (read by its fields, such a record
+// looked sound and alerted as expiring, state renewing, in a trial); once
+// it reads again a resolved alert says so.
+func TestDamagedAlerts(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	pem := obtain(t, st, "pem.test")
+	sound, _ := st.Load(t.Context(), pem.Key)
+	var rec map[string]any
+	if err := json.Unmarshal(sound, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["chain_pem"] = "LS0tLS1CRUdJTg==" // "-----BEGIN", cut
+	data, _ := json.Marshal(rec)
+	if err := st.Store(t.Context(), pem.Key, data); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	storeFailure(t, st, pem, now) // what the Manager's renewal check stores
+	badKey, _ := storage.CertificateKey("local", "bad.test")
+	if err := st.Store(t.Context(), badKey, []byte(`{"names": [`)); err != nil {
+		t.Fatal(err)
+	}
+	a, got := recording(st)
+	if err := a.Check(t.Context(), now); err != nil {
+		t.Fatal(err)
+	}
+	byKey := map[string]alert.Alert{}
+	for _, al := range got() {
+		byKey[al.Key] = al
+	}
+	if al := byKey[pem.Key]; len(got()) != 2 || al.Reason != alert.Damaged || al.State != status.Damaged || !slices.Equal(al.Names, []string{"pem.test"}) ||
+		byKey[badKey].Reason != alert.Damaged {
+		t.Fatalf("alerts %+v; want one damaged alert for each record, pem.test's naming it", got())
+	}
+	// Restored, and renewed since (no failure left).
+	if err := st.Store(t.Context(), pem.Key, sound); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(t.Context(), storage.StateKey("renewal-errors")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Check(t.Context(), now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	all := got()
+	if last := all[len(all)-1]; len(all) != 3 || last.Reason != alert.Resolved || last.Resolves != alert.Damaged || last.Key != pem.Key {
+		t.Errorf("after the record was restored: alerts %+v; want a resolved one for pem.test's damaged alert", all)
 	}
 }

@@ -306,6 +306,21 @@ func check(key string, data []byte, seen map[string]time.Time, failures map[stri
 		OnDemand: rec.OnDemand, Key: key}, rec.Revoked, seen, failures, now)
 }
 
+// CheckRecord checks the certificate record under key as Walk does (as a
+// Manager checks it before serving it), for a reader of the fields alone
+// (WalkDates) about to act on one: the error says why it is damaged; nil
+// if it is not, or is gone.
+func CheckRecord(ctx context.Context, st storage.Storage, key string) error {
+	data, entry, _, done := load(ctx, st, key)
+	if !done {
+		entry = check(key, data, nil, nil, time.Now())
+	}
+	if entry.State == Damaged {
+		return errors.New(entry.LastError)
+	}
+	return nil
+}
+
 // WalkCovering is Walk for the certificates that cover one of names
 // (Cert.Covers; normalised names), what "certkeeper status NAME" lists: a
 // record whose names (decoded alone, as WalkDates does) cover none of
