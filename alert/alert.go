@@ -211,120 +211,137 @@ const restFactor = 30
 func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	state := map[string]certState{}
+	r := &checkRun{a: a, ctx: ctx, now: now, state: map[string]certState{}, next: map[string]certState{},
+		wanted: map[string]bool{}, byName: map[string]status.Cert{}}
 	if data, err := a.Storage.Load(ctx, stateKey); err == nil {
-		if err := json.Unmarshal(data, &state); err != nil {
+		if err := json.Unmarshal(data, &r.state); err != nil {
 			a.logger().Warn("stored alert state is damaged; starting afresh", slog.Any("err", err))
-			state = map[string]certState{}
+			r.state = map[string]certState{}
 		}
 	}
-	// The names whose first issuance alerted: their certificate, once
-	// obtained, resolves that alert (below).
-	wanted := map[string]bool{}
-	for key, s := range state {
+	for key, s := range r.state {
 		if name, ok := status.FailingName(key); ok && (s.LastReason == IssuanceFailing || s.LastReason == RenewalFailing) {
-			wanted[name] = true
+			r.wanted[name] = true
 		}
-	}
-	byName := map[string]status.Cert{} // their certificates, by primary name
-	next := map[string]certState{}
-	var errs []error
-	// send sends al to every sink, or to the one only names.
-	send := func(s certState, al Alert, only string) certState {
-		delivered, missed, err := a.send(ctx, al, only)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		if delivered && only == "" {
-			s.LastAlert, s.LastReason = now, al.Reason
-		}
-		if delivered {
-			s.Missed = missed
-		}
-		return s
-	}
-	check := func(c status.Cert) error {
-		if len(c.Names) > 0 && !c.NotAfter.IsZero() && wanted[c.Names[0]] {
-			byName[c.Names[0]] = c
-		}
-		s := state[c.Key]
-		if c.LastError == "" {
-			s.FailingSince = time.Time{}
-		} else if s.FailingSince.IsZero() {
-			s.FailingSince = c.LastErrorAt
-			if s.FailingSince.IsZero() || s.FailingSince.After(now) {
-				s.FailingSince = now
-			}
-		}
-		al, due := a.due(c, s, now)
-		if due || s.LastReason == Damaged {
-			// Read by its fields alone: before an alert goes out, or a
-			// damaged one is called resolved, the record is checked
-			// whole, as status does (a trial: a record whose chain no
-			// longer parsed alerted as expiring, state renewing).
-			if err := a.checkRecord(ctx, c); err != nil {
-				c.State, c.LastError = status.Damaged, err.Error()
-				al, due = a.due(c, s, now)
-			}
-		}
-		if due {
-			s = send(s, al, "")
-		} else if s.Missed != "" && al.Reason == s.LastReason {
-			// One sink delivered it, the other failed: that one alone
-			// gets it again (a trial's pager, behind the webhook, lost
-			// every alert the command delivered during its outage).
-			s = send(s, al, s.Missed)
-		} else if al, ok := a.resolved(c, s, now); ok {
-			s = send(s, al, "")
-		}
-		if s != (certState{}) && s.LastReason != Resolved { // once resolved, nothing is left to remember
-			next[c.Key] = s
-		}
-		return nil
 	}
 	// Streamed, one record at a time, and by the records' fields alone:
 	// with 100,000 certificates the full check (status.Walk) cost a
 	// quarter of a core every minute, and Read held them all.
-	if err := status.WalkDates(ctx, a.Storage, now, check); err != nil {
+	if err := status.WalkDates(ctx, a.Storage, now, r.check); err != nil {
 		return err
 	}
 	if a.CertFiles != nil {
 		for _, c := range a.CertFiles(now) {
-			check(c)
+			r.check(c)
 		}
 	}
-	// A name whose first issuance alerted has a certificate now: its
-	// failing/NAME entry is gone, and the certificate is under its own key.
-	for key, s := range state {
-		if _, ok := next[key]; ok || s.LastReason != IssuanceFailing && s.LastReason != RenewalFailing {
+	r.resolveFirstIssues()
+	data, err := json.Marshal(r.next)
+	if err == nil {
+		err = a.Storage.Store(ctx, stateKey, data)
+	}
+	if err != nil {
+		r.errs = append(r.errs, fmt.Errorf("storing alert state: %w", err))
+	}
+	return errors.Join(r.errs...)
+}
+
+// checkRun is one Check: the alert state read (state) and to store
+// (next), the errors met.
+type checkRun struct {
+	a      *Alerter
+	ctx    context.Context
+	now    time.Time
+	state  map[string]certState
+	next   map[string]certState
+	errs   []error
+	wanted map[string]bool        // names whose first issuance alerted: their certificate resolves it
+	byName map[string]status.Cert // those names' certificates, by primary name
+}
+
+// send sends al to every sink, or to the one only names, and returns s
+// as it is then.
+func (r *checkRun) send(s certState, al Alert, only string) certState {
+	delivered, missed, err := r.a.send(r.ctx, al, only)
+	if err != nil {
+		r.errs = append(r.errs, err)
+	}
+	if delivered && only == "" {
+		s.LastAlert, s.LastReason = r.now, al.Reason
+	}
+	if delivered {
+		s.Missed = missed
+	}
+	return s
+}
+
+// check sends what is due about c, and keeps its state.
+func (r *checkRun) check(c status.Cert) error {
+	if len(c.Names) > 0 && !c.NotAfter.IsZero() && r.wanted[c.Names[0]] {
+		r.byName[c.Names[0]] = c
+	}
+	s, now := r.state[c.Key], r.now
+	if c.LastError == "" {
+		s.FailingSince = time.Time{}
+	} else if s.FailingSince.IsZero() {
+		s.FailingSince = c.LastErrorAt
+		if s.FailingSince.IsZero() || s.FailingSince.After(now) {
+			s.FailingSince = now
+		}
+	}
+	al, due := r.a.due(c, s, now)
+	if due || s.LastReason == Damaged {
+		// Read by its fields alone: before an alert goes out, or a
+		// damaged one is called resolved, the record is checked whole,
+		// as status does (a trial: a record whose chain no longer parsed
+		// alerted as expiring, state renewing).
+		if err := r.a.checkRecord(r.ctx, c); err != nil {
+			c.State, c.LastError = status.Damaged, err.Error()
+			al, due = r.a.due(c, s, now)
+		}
+	}
+	if due {
+		s = r.send(s, al, "")
+	} else if s.Missed != "" && al.Reason == s.LastReason {
+		// One sink delivered it, the other failed: that one alone gets it
+		// again (a trial's pager, behind the webhook, lost every alert
+		// the command delivered during its outage).
+		s = r.send(s, al, s.Missed)
+	} else if al, ok := r.a.resolved(c, s, now); ok {
+		s = r.send(s, al, "")
+	}
+	if s != (certState{}) && s.LastReason != Resolved { // once resolved, nothing is left to remember
+		r.next[c.Key] = s
+	}
+	return nil
+}
+
+// resolveFirstIssues resolves the alerts of names whose first issuance
+// alerted and that have a certificate now: their failing/NAME entry is
+// gone, and the certificate is under its own key.
+func (r *checkRun) resolveFirstIssues() {
+	for key, s := range r.state {
+		if _, ok := r.next[key]; ok || s.LastReason != IssuanceFailing && s.LastReason != RenewalFailing {
 			continue
 		}
 		name, ok := status.FailingName(key)
 		if !ok {
 			continue
 		}
-		if c, ok := byName[name]; ok && c.LastError == "" {
-			al := a.alertFor(c, s, now)
+		if c, ok := r.byName[name]; ok && c.LastError == "" {
+			al := r.a.alertFor(c, s, r.now)
 			al.Reason, al.Resolves = Resolved, s.LastReason
 			al.Message = fmt.Sprintf("a first certificate for %s was obtained: it expires at %s", strings.Join(c.Names, ", "),
 				c.NotAfter.UTC().Format(time.RFC3339))
-			delivered, _, err := a.send(ctx, al, "")
+			delivered, _, err := r.a.send(r.ctx, al, "")
 			if err != nil {
-				errs = append(errs, err)
+				r.errs = append(r.errs, err)
 			}
 			if !delivered {
-				next[key] = s // tried again at the next check
+				r.next[key] = s // tried again at the next check
 			}
 		}
 	}
-	data, err := json.Marshal(next)
-	if err == nil {
-		err = a.Storage.Store(ctx, stateKey, data)
-	}
-	if err != nil {
-		errs = append(errs, fmt.Errorf("storing alert state: %w", err))
-	}
-	return errors.Join(errs...)
 }
 
 // alertFor returns the alert about c, with no reason yet.
