@@ -29,7 +29,7 @@ func statusCmd() *Command {
 		Short:      "show every stored certificate and its next renewal",
 		Flags: func(fs *flag.FlagSet) {
 			cmdline.Bind(fs, &sf)
-			fs.Var(&certFiles, "cert-file", "also report this `CERT:KEY` pair, as given to proxy or server --cert-file\n(issuer \"file\"; expiring with less than a third of its life or 14 days left); repeatable")
+			fs.Var(&certFiles, "cert-file", "also report this `CERT:KEY` pair, as given to proxy or server --cert-file\n(issuer \"file\"; expiring with a third of its life or 14 days, at most half, left); repeatable")
 			fs.BoolVar(&check, "nagios", false, "print a monitoring check's summary and problems (the Nagios plugin format, for any\ncheck runner or cron), and exit 0 OK, 1 WARNING, 2 CRITICAL or 3 UNKNOWN (see above)")
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of {names, issuer, not_after, next_renewal, state, on_demand,\nlast_seen, key, last_error, last_error_at, retry_at}; the status page's /status.json is the same")
 		},

@@ -24,7 +24,7 @@ var (
 	descMinExpiry = prometheus.NewDesc("certkeeper_certificates_min_expiry_seconds",
 		"Seconds until the soonest-expiring certificate kept renewed or certificate file expires (absent with none).", nil, nil)
 	descExpiring = prometheus.NewDesc("certkeeper_certificates_expiring",
-		"Certificates kept renewed with less than a tenth of their lifetime left, whatever that lifetime, or already expired: renewal starts at a third, so renewals have failed for a long while; certificate files from a third or 14 days left (status's expiring and expired).", nil, nil)
+		"Certificates kept renewed, or served from certificate files, with less than a tenth of their lifetime left, whatever that lifetime, or already expired: renewal starts at a third, so renewals have failed for a long while (status's expiring and expired; status calls a certificate file expiring from a third on).", nil, nil)
 	descExpired = prometheus.NewDesc("certkeeper_certificates_expired",
 		"Certificates kept renewed past their expiry, served while renewals fail if in memory (status's expired); counted in certkeeper_certificates_expiring too.", nil, nil)
 	descFailingFor = prometheus.NewDesc("certkeeper_renewal_failing_seconds",
@@ -96,8 +96,7 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	failing := map[string]bool{}  // primary names, as status shows them
 	renewing := map[string]bool{} // the same, less first issuances
 	firstIssues, expiring, expired := 0, 0, 0
-	for i, cert := range all {
-		renewed := i < len(s.Certificates)
+	for _, cert := range all {
 		left := cert.NotAfter.Sub(now).Seconds()
 		if perName && len(cert.Names) > 0 {
 			ch <- prometheus.MustNewConstMetric(descExpiry, prometheus.GaugeValue, left, cert.Names[0], cert.Issuer)
@@ -113,7 +112,10 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 		case left <= 0: // an expiring gauge that fell to 0 at the expiry would end its alert then
 			expiring++
 			expired++
-		case status.IsExpiring(cert.NotBefore, cert.NotAfter, now, renewed):
+		case status.IsExpiring(cert.NotBefore, cert.NotAfter, now, true):
+			// Certificate files too by the tenth: the rules on this gauge
+			// page (status calls a file expiring from a third on, a
+			// warning for its owner, TestFileExpiringIsNotAPage).
 			expiring++
 		}
 		if cert.Failures > 0 && len(cert.Names) > 0 {

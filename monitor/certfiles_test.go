@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/alert"
+	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
@@ -165,5 +167,33 @@ func TestCertFilesShown(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no alert for a certificate file 5 days from expiry within 10 s")
+	}
+}
+
+// TestFileExpiringIsNotAPage: a certificate file with 20 of its 90 days
+// left is expiring for status (its owner should renew it, a warning) but
+// not in certkeeper_certificates_expiring, which the documented rules page
+// on; with 5 days left, less than a tenth, it is in both. (A trial: a
+// 10-day certificate file fired the critical rule from the day it was
+// made.)
+func TestFileExpiringIsNotAPage(t *testing.T) {
+	dir := t.TempDir()
+	owner := writePair(t, dir, "owner", 20*24*time.Hour, "owner.test")
+	soon := writePair(t, dir, "soon", 5*24*time.Hour, "soon.test")
+	for _, tc := range []struct {
+		cf   certkeeper.CertFile
+		want string
+	}{{owner, "certkeeper_certificates_expiring 0"}, {soon, "certkeeper_certificates_expiring 1"}} {
+		if c, err := certkeeper.StatusOfCertFile(tc.cf.Cert+":"+tc.cf.Key, time.Now()); err != nil || c.State != status.Expiring {
+			t.Errorf("status of %s: %v, %v; want expiring", tc.cf.Cert, c.State, err)
+		}
+		st := filestore.New(t.TempDir())
+		m := &certkeeper.Manager{Storage: st, CertFiles: []certkeeper.CertFile{tc.cf}}
+		rec := httptest.NewRecorder()
+		metrics.Handler(m).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		m.Close()
+		if !strings.Contains(rec.Body.String(), "\n"+tc.want+"\n") {
+			t.Errorf("metrics with %s lack %q", tc.cf.Cert, tc.want)
+		}
 	}
 }

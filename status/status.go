@@ -104,7 +104,9 @@ func (s Cert) Covers(name string) bool {
 //     then renewals have failed for a long while;
 //   - a certificate nobody but its owner renews (a certificate file,
 //     renewed false) is expiring with less than a third of its lifetime
-//     or 14 days left, the point where certkeeper would have renewed it.
+//     left, the point where certkeeper would have renewed it, or 14 days
+//     but at most half its lifetime (a 10-day certificate was expiring
+//     from the day it was made).
 //
 // An expired certificate (now at or past notAfter) is not "expiring".
 func IsExpiring(notBefore, notAfter, now time.Time, renewed bool) bool {
@@ -116,7 +118,7 @@ func IsExpiring(notBefore, notAfter, now time.Time, renewed bool) bool {
 	if renewed {
 		return left < life/10
 	}
-	return left < life/3 || left < 14*24*time.Hour
+	return left < life/3 || left < min(14*24*time.Hour, life/2)
 }
 
 // state is a stored certificate's state; the worst applies.

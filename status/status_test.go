@@ -40,6 +40,11 @@ func TestIsExpiring(t *testing.T) {
 	if !status.IsExpiring(start, start.Add(30*day), start.Add(17*day), false) {
 		t.Error("a file certificate with 13 days left is not expiring")
 	}
+	// A 10-day one is not expiring when made (it was, with 14 days as
+	// the bound whatever the lifetime), and is with less than half left.
+	if status.IsExpiring(start, start.Add(10*day), start.Add(time.Hour), false) || !status.IsExpiring(start, start.Add(10*day), start.Add(6*day), false) {
+		t.Error("a 10-day file certificate: expiring when made, or not with 4 days left")
+	}
 	if got := status.FileState(start, end, end); got != status.Expired {
 		t.Errorf("FileState at NotAfter = %q, want expired", got)
 	}
