@@ -55,9 +55,10 @@ func writeCertFileKey(t *testing.T, cf certkeeper.CertFile, key crypto.Signer, l
 }
 
 // TestCertFiles: a certificate from files is served for its names
-// (exact and wildcard) ahead of on-demand issuance, reported "expiring"
-// when little of its life is left, and reloaded when its files change; a
-// broken replacement leaves the previous one serving.
+// (exact and wildcard) ahead of on-demand issuance, reported "fine" while
+// more than half of a 10-day life is left (it was "expiring" from the day
+// it was made: status.TestIsExpiring has the rule), and reloaded when its
+// files change; a broken replacement leaves the previous one serving.
 func TestCertFiles(t *testing.T) {
 	dir := t.TempDir()
 	cf := certkeeper.CertFile{Cert: filepath.Join(dir, "c.pem"), Key: filepath.Join(dir, "c.key")}
@@ -74,8 +75,8 @@ func TestCertFiles(t *testing.T) {
 	if got, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "X.m.test"}); err != nil || got != first {
 		t.Errorf("GetCertificate(X.m.test) = %v, %v; want the file's wildcard certificate", got, err)
 	}
-	if s := m.CertFileStatus(); len(s) != 1 || s[0].State != "expiring" || len(s[0].Names) != 2 {
-		t.Errorf("CertFileStatus() = %+v, want one certificate, two names, expiring (10 days left)", s)
+	if s := m.CertFileStatus(); len(s) != 1 || s[0].State != "fine" || len(s[0].Names) != 2 {
+		t.Errorf("CertFileStatus() = %+v, want one certificate, two names, fine (10 days left of 10)", s)
 	}
 	if keys, _ := st.List(t.Context(), storage.CertificatePrefix("")); len(keys) != 0 {
 		t.Errorf("a name covered by files was obtained on demand: %v", keys)
