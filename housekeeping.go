@@ -394,6 +394,9 @@ func (m *Manager) pruneGone(ctx context.Context, keys []string) {
 	}
 	m.renew.mu.Unlock()
 	for _, key := range gone {
+		if _, unstored := m.unstored.Load(key); unstored {
+			continue // issued while storage failed: to be stored yet (unstored.go)
+		}
 		if _, err := m.store.Load(ctx, key); !isNotFound(err) {
 			continue // stored since the listing, or storage failing: not known gone
 		}
