@@ -373,13 +373,20 @@ func (a *Alerter) resolved(c status.Cert, s certState, now time.Time) (Alert, bo
 }
 
 // expiring reports whether c is within ExpiringWithin of its expiry, or
-// within a sixth of its lifetime when that is shorter.
+// within a sixth of its lifetime when that is shorter, and not renewed as
+// planned: a certificate certkeeper renews, with no failure, whose renewal
+// is still ahead (a CA's window may place it as late as a tenth of its
+// lifetime before its expiry) alerts only once status calls it expiring,
+// at a tenth, or once its planned time has passed. (A trial: healthy
+// certificates in a late window sent expiring, then resolved, at every
+// renewal.)
 func (a *Alerter) expiring(c status.Cert, now time.Time) bool {
 	within := or(a.ExpiringWithin, DefaultExpiringWithin)
 	if life := c.NotAfter.Sub(c.NotBefore); !c.NotBefore.IsZero() && life > 0 {
 		within = min(within, life/6)
 	}
-	return c.NotAfter.Sub(now) <= within
+	planned := c.Issuer != fileIssuer && c.LastError == "" && c.NextRenewal.After(now) && c.State != status.Expiring && c.State != status.Expired
+	return c.NotAfter.Sub(now) <= within && !planned
 }
 
 // fileIssuer is the issuer status gives a certificate served from files
@@ -409,6 +416,10 @@ func (a *Alerter) due(c status.Cert, s certState, now time.Time) (Alert, bool) {
 		al.Reason = Expiring
 		al.Message = fmt.Sprintf("certificate for %s expires at %s (in %s)", name, c.NotAfter.UTC().Format(time.RFC3339),
 			c.NotAfter.Sub(now).Round(time.Second))
+		if !now.Before(c.NotAfter) {
+			al.Message = fmt.Sprintf("certificate for %s expired at %s (%s ago)", name, c.NotAfter.UTC().Format(time.RFC3339),
+				now.Sub(c.NotAfter).Round(time.Second))
+		}
 		if c.LastError != "" && c.Issuer == fileIssuer {
 			al.Message += "; its files last failed to read: " + c.LastError
 		} else if c.LastError != "" {

@@ -561,3 +561,49 @@ func TestDamagedAlerts(t *testing.T) {
 		t.Errorf("after the record was restored: alerts %+v; want a resolved one for pem.test's damaged alert", all)
 	}
 }
+
+// TestPlannedRenewalNotExpiring: a certificate whose renewal is planned
+// late in its life, as a CA's window may place it (Pebble's for a short
+// certificate: up to a tenth before its expiry), does not alert as
+// expiring while that renewal is ahead and nothing failed; once its time
+// has passed unrenewed it does, and the alert of one already expired says
+// so. (A trial: healthy certificates sent expiring, then resolved, at
+// every renewal; and "expires ... (in -2m47s)".)
+func TestPlannedRenewalNotExpiring(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	c := obtain(t, st, "late.test")
+	life := c.NotAfter.Sub(c.NotBefore)
+	at := func(f float64) time.Time { return c.NotBefore.Add(time.Duration(f * float64(life))) }
+	data, _ := st.Load(t.Context(), c.Key)
+	var rec map[string]any
+	if err := json.Unmarshal(data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["renewal_window"] = map[string]any{"start": at(0.86), "end": at(0.88), "next_check": at(0.5)}
+	data, _ = json.Marshal(rec)
+	if err := st.Store(t.Context(), c.Key, data); err != nil {
+		t.Fatal(err)
+	}
+	a, got := recording(st)
+	a.ExpiringWithin = 0 // the default, 7 days: a sixth of a 7-day life
+	for _, step := range []struct {
+		at   time.Time
+		want int
+	}{{at(0.84), 0}, {at(0.885), 1}} { // a sixth left, renewal ahead; the window passed
+		if err := a.Check(t.Context(), step.at); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(got()); n != step.want {
+			t.Fatalf("at %.3f of its life: alerts %+v, want %d", step.at.Sub(c.NotBefore).Seconds()/life.Seconds(), got(), step.want)
+		}
+	}
+	st2 := filestore.New(t.TempDir())
+	gone := obtain(t, st2, "gone.test")
+	b, gotB := recording(st2)
+	if err := b.Check(t.Context(), gone.NotAfter.Add(3*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if al := gotB(); len(al) != 1 || !strings.Contains(al[0].Message, "expired at") || !strings.Contains(al[0].Message, "3m0s ago") {
+		t.Errorf("after the expiry: alerts %+v, want one saying it expired 3m0s ago", al)
+	}
+}

@@ -23,7 +23,7 @@ type opsConfig struct {
 	AlertWebhook   string        `yaml:"alert_webhook" secret:"true" arg:"URL" help:"URL to POST a JSON alert to when a renewal or a first issuance keeps failing or a certificate\nnears expiry, and a \"resolved\" one when that is over"`
 	AlertExec      string        `yaml:"alert_exec" arg:"COMMAND" help:"COMMAND to run (with the shell) for each alert; $CERTKEEPER_ALERT_JSON holds the alert"`
 	AlertFailing   time.Duration `yaml:"alert_failing_for" arg:"DURATION" help:"alert when renewals (or a name's first issuance) have failed for this DURATION"`
-	AlertExpiring  time.Duration `yaml:"alert_expiring_within" arg:"DURATION" help:"alert when a certificate expires within this DURATION"`
+	AlertExpiring  time.Duration `yaml:"alert_expiring_within" arg:"DURATION" help:"alert when a certificate expires within this DURATION, or a sixth of its lifetime if\nshorter, and its renewal is not planned ahead (nothing failed, its time not passed)"`
 	AlertCheckEach time.Duration `yaml:"alert_check_every" arg:"DURATION" help:"check the certificates for alerts this often (DURATION)"`
 }
 

@@ -26,7 +26,7 @@ var (
 	descExpiring = prometheus.NewDesc("certkeeper_certificates_expiring",
 		"Certificates kept renewed, or served from certificate files, with less than a tenth of their lifetime left, whatever that lifetime, or already expired: renewal starts at a third, so renewals have failed for a long while (status's expiring and expired; status calls a certificate file expiring from a third on).", nil, nil)
 	descExpired = prometheus.NewDesc("certkeeper_certificates_expired",
-		"Certificates kept renewed past their expiry, served while renewals fail if in memory (status's expired); counted in certkeeper_certificates_expiring too.", nil, nil)
+		"Certificates kept renewed, or served from certificate files, past their expiry, served while renewals fail if in memory (status's expired); counted in certkeeper_certificates_expiring too.", nil, nil)
 	descFailingFor = prometheus.NewDesc("certkeeper_renewal_failing_seconds",
 		"How long the longest-failing renewal has been failing, in seconds (0 when none fails; first issuances do not count).", nil, nil)
 	descFirstIssues = prometheus.NewDesc("certkeeper_first_issuances_failing",
