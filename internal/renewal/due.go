@@ -154,6 +154,19 @@ func Earliest(c Cert, now time.Time) time.Time {
 	return later(lo, now)
 }
 
+// Latest is the latest time Due can return for c at now, whatever its
+// serial or draw: the end of the range Due draws from, or now. A reader
+// that has not read the serial learns by it whether a renewal may still
+// be planned ahead (the alerts: a certificate renewed in a CA's late
+// window is not expiring while that window is ahead).
+func Latest(c Cert, now time.Time) time.Time {
+	if c.lifetime() <= 0 {
+		return now
+	}
+	_, hi := c.dueRange()
+	return later(hi, now)
+}
+
 // dueRange is the range Due draws from: c's ARI window clamped to end by
 // the safety margin, else the lifetime rule's.
 func (c Cert) dueRange() (lo, hi time.Time) {

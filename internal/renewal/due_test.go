@@ -141,6 +141,34 @@ func TestDueBounds(t *testing.T) {
 	}
 }
 
+// TestEarliestLatest: Earliest and Latest bound every time Due draws,
+// with or without a window, and are reached: the lowest and highest
+// draws give them (before now has passed them).
+func TestEarliestLatest(t *testing.T) {
+	for _, life := range []time.Duration{time.Minute, 6 * day, 90 * day} {
+		for _, ari := range []bool{false, true} {
+			c := cert(life)
+			if ari {
+				c.ARI = Window{Start: t0.Add(life / 2), End: c.NotAfter} // past the margin: clamped
+			}
+			now := t0
+			lo, hi := Earliest(c, now), Latest(c, now)
+			if got := Due(c, now, lowest); !got.Equal(lo) {
+				t.Errorf("life %v ari %v: lowest draw %v, Earliest %v", life, ari, got.Sub(t0), lo.Sub(t0))
+			}
+			if got := Due(c, now, highest); hi.Sub(got) > time.Microsecond || got.After(hi) {
+				t.Errorf("life %v ari %v: highest draw %v, Latest %v", life, ari, got.Sub(t0), hi.Sub(t0))
+			}
+			if deadline := c.NotAfter.Add(-life / 10); hi.After(deadline) {
+				t.Errorf("life %v ari %v: Latest %v past the safety margin %v", life, ari, hi.Sub(t0), deadline.Sub(t0))
+			}
+			if late := c.NotAfter.Add(time.Hour); !Latest(c, late).Equal(late) {
+				t.Errorf("life %v ari %v: Latest after the expiry is not now", life, ari)
+			}
+		}
+	}
+}
+
 // TestDueSpread checks that draws cover the range rather than cluster.
 func TestDueSpread(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(3, 4))
