@@ -308,14 +308,14 @@ func TestStorageDelete(t *testing.T) {
 func TestStatusCheck(t *testing.T) {
 	storageDir := t.TempDir()
 	r := ck(t, 30*time.Second, "status", "--nagios", "--storage", storageDir)
-	if r.code != 0 || r.stdout != "CERTKEEPER OK - no certificates\n" {
+	if r.code != 0 || r.stdout != "CERTKEEPER OK - no certificates | expired=0 damaged=0 revoked=0 expiring=0 failing=0 renewing=0 fine=0\n" {
 		t.Errorf("status --nagios on an empty storage: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if err := statusfill.Fill(storageDir, 3, nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	r = ck(t, 30*time.Second, "status", "--nagios", "--storage", storageDir)
-	if r.code != 0 || r.stdout != "CERTKEEPER OK - 3 fine of 3 certificate(s)\n" {
+	if r.code != 0 || r.stdout != "CERTKEEPER OK - 3 fine of 3 certificate(s) | expired=0 damaged=0 revoked=0 expiring=0 failing=0 renewing=0 fine=3\n" {
 		t.Errorf("status --nagios with 3 fine certificates: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
@@ -324,7 +324,7 @@ func TestStatusCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = ck(t, 30*time.Second, "status", "--nagios", "--storage", failing)
-	if r.code != 1 || !strings.HasPrefix(r.stdout, "CERTKEEPER WARNING - 1 failing, 2 fine of 3 certificate(s)\n"+statusfill.Name(1)+": failing: the CA said no (next attempt ") {
+	if r.code != 1 || !strings.HasPrefix(r.stdout, "CERTKEEPER WARNING - 1 failing, 2 fine of 3 certificate(s) | expired=0 damaged=0 revoked=0 expiring=0 failing=1 renewing=0 fine=2\n"+statusfill.Name(1)+": failing: the CA said no (next attempt ") {
 		t.Errorf("status --nagios with a failing renewal: exit %d, want 1 and the failure\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if r = ck(t, 30*time.Second, "status", "--nagios", "--json", "--storage", failing); r.code != 1 || !strings.HasPrefix(r.stdout, "[") {
@@ -339,7 +339,7 @@ func TestStatusCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = ck(t, 30*time.Second, "status", "--nagios", "--storage", failing)
-	if r.code != 2 || !strings.HasPrefix(r.stdout, "CERTKEEPER CRITICAL - 1 damaged, 1 failing, 2 fine of 4 certificate(s)\n") ||
+	if r.code != 2 || !strings.HasPrefix(r.stdout, "CERTKEEPER CRITICAL - 1 damaged, 1 failing, 2 fine of 4 certificate(s) | expired=0 damaged=1 revoked=0 expiring=0 failing=1 renewing=0 fine=2\n") ||
 		!strings.Contains(r.stdout, "\n"+key+": damaged: ") || r.stderr != "" {
 		t.Errorf("status --nagios with a damaged record: exit %d, want 2 naming %s\n%s%s", r.code, key, r.stdout, r.stderr)
 	}
@@ -374,7 +374,7 @@ func TestStatusNames(t *testing.T) {
 		t.Errorf("status with a NAME that has no certificate: exit %d, want 1 naming it\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = ck(t, 30*time.Second, "status", "--nagios", "--storage", dir, "missing.test")
-	if r.code != 2 || r.stdout != "CERTKEEPER CRITICAL - 1 missing for 1 name(s) asked for\nmissing.test: no certificate\n" {
+	if r.code != 2 || r.stdout != "CERTKEEPER CRITICAL - 1 missing for 1 name(s) asked for | expired=0 damaged=0 revoked=0 expiring=0 failing=0 renewing=0 fine=0 missing=1\nmissing.test: no certificate\n" {
 		t.Errorf("status --nagios missing.test: exit %d, want 2 CRITICAL naming it\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = ck(t, 30*time.Second, "status", "--json", "--storage", dir, "missing.test")

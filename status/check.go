@@ -84,8 +84,9 @@ func (c *checker) add(s Cert) {
 var checkStates = [...]string{Expired, Damaged, Revoked, Expiring, Failing, Renewing, Fine}
 
 // write prints the check's output: a summary line ("CERTKEEPER WARNING -
-// 2 failing, 12 fine of 14 certificates"), then a line for each problem
-// with its error and next attempt.
+// 2 failing, 12 fine of 14 certificate(s) | expired=0 ... fine=12", the
+// plugin format's performance data after the "|"), then a line for each
+// problem with its error and next attempt.
 func (c *checker) write(w io.Writer, now time.Time) error {
 	var parts []string
 	if len(c.missing) > 0 {
@@ -98,18 +99,29 @@ func (c *checker) write(w io.Writer, now time.Time) error {
 			parts = append(parts, fmt.Sprintf("%d %s", n, st))
 		}
 	}
-	var b strings.Builder
+	// Performance data, for the check runners that graph it: every count,
+	// zeros too, after the summary's "|".
+	perf := make([]string, 0, len(checkStates)+1)
+	for _, st := range checkStates {
+		perf = append(perf, fmt.Sprintf("%s=%d", st, c.counts[st]))
+	}
+	if c.asked > 0 {
+		perf = append(perf, fmt.Sprintf("missing=%d", len(c.missing)))
+	}
+	var summary string
 	switch {
 	case c.asked > 0:
 		// Entries for the names asked for, however many there are (a
 		// name's certificate and its failing first issuance, a damaged
 		// record that may be one of theirs): the names count.
-		fmt.Fprintf(&b, "CERTKEEPER %s - %s for %d name(s) asked for\n", word, strings.Join(parts, ", "), c.asked)
+		summary = fmt.Sprintf("%s for %d name(s) asked for", strings.Join(parts, ", "), c.asked)
 	case c.total == 0:
-		fmt.Fprintf(&b, "CERTKEEPER %s - no certificates\n", word)
+		summary = "no certificates"
 	default:
-		fmt.Fprintf(&b, "CERTKEEPER %s - %s of %d certificate(s)\n", word, strings.Join(parts, ", "), c.total)
+		summary = fmt.Sprintf("%s of %d certificate(s)", strings.Join(parts, ", "), c.total)
 	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "CERTKEEPER %s - %s | %s\n", word, summary, strings.Join(perf, " "))
 	for _, name := range c.missing {
 		fmt.Fprintf(&b, "%s: no certificate\n", name)
 	}

@@ -147,7 +147,7 @@ func TestCheckNamesAskedFor(t *testing.T) {
 	if err := p.Finish("/s", ""); err != nil {
 		t.Fatal(err)
 	}
-	if first, _, _ := strings.Cut(b.String(), "\n"); first != "CERTKEEPER CRITICAL - 1 missing, 1 damaged, 1 failing, 1 fine for 2 name(s) asked for" {
+	if first, _, _ := strings.Cut(b.String(), "\n"); first != "CERTKEEPER CRITICAL - 1 missing, 1 damaged, 1 failing, 1 fine for 2 name(s) asked for | expired=0 damaged=1 revoked=0 expiring=0 failing=1 renewing=0 fine=1 missing=1" {
 		t.Errorf("summary %q", first)
 	}
 }
