@@ -62,13 +62,19 @@ func (m *Manager) noteRenewal(ctx context.Context, key string, names []string, e
 // failed, which status went on calling failing, with the old error,
 // until the new one's first renewal.
 func (m *Manager) endRenewalFailure(ctx context.Context, key string) {
+	m.resetAttempts(key)
+	if m.mayKnowFailure(key) {
+		m.noteRenewal(ctx, key, nil, nil, time.Time{}, 0)
+	}
+}
+
+// resetAttempts forgets the failed attempts of the certificate under key,
+// and the renewal time drawn for it: a new certificate is there.
+func (m *Manager) resetAttempts(key string) {
 	m.renew.mu.Lock()
 	delete(m.renew.attempts, key)
 	delete(m.renew.planned, key)
 	m.renew.mu.Unlock()
-	if m.mayKnowFailure(key) {
-		m.noteRenewal(ctx, key, nil, nil, time.Time{}, 0)
-	}
 }
 
 // noteFirstIssue records the outcome of a first issuance of names for

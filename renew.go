@@ -763,10 +763,7 @@ func (m *Manager) renewDue(ctx context.Context, key string, rec *storage.Certifi
 	if !wasHeld {
 		m.dropFromMemory(e, rec.Variant)
 	}
-	m.renew.mu.Lock()
-	delete(m.renew.attempts, key)
-	delete(m.renew.planned, key)
-	m.renew.mu.Unlock()
+	m.resetAttempts(key)
 	m.noteRenewal(ctx, key, rec.Names, nil, time.Time{}, 0)
 	m.noteFirstIssue(ctx, rec.Names, rec.Variant, nil) // a failing first issuance stored for its name is over too
 	if e.key != key {
