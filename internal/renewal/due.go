@@ -104,7 +104,9 @@ func (c Cert) deadline() time.Time {
 // the safety margin (a tenth of the lifetime) before NotAfter, so a CA
 // suggesting a window too close to expiry (Pebble's is 2/3 of the lifetime
 // ± 24 h whatever the lifetime) cannot leave too little room for retries; a
-// window wholly past that point shrinks to that point. The due time is a
+// window wholly past that point shrinks to that point. A window that opens
+// before the lifetime rule's range starts where that range starts, if it
+// reaches it (dueRange). The due time is a
 // uniform random point of the clamped window, or now if that point has
 // passed (RFC 9773 §4.2). A window already over, as a CA gives for a revoked
 // certificate, makes the certificate due now.
@@ -174,7 +176,17 @@ func (c Cert) dueRange() (lo, hi time.Time) {
 		return c.lifetimeRange()
 	}
 	hi = earlier(c.ARI.End, c.deadline())
-	return earlier(c.ARI.Start, hi), hi
+	lo = earlier(c.ARI.Start, hi)
+	// A window that opens before the lifetime rule's range (Pebble's for
+	// a short certificate: its whole life) is drawn from where that range
+	// opens, when the window reaches it: still within the window, as RFC
+	// 9773 asks, without renewing a certificate just issued (a test saw a
+	// 60-second one renewed 7 seconds in). A window wholly before it (a
+	// revoked certificate's) is kept as it is.
+	if ruleLo, _ := c.lifetimeRange(); lo.Before(ruleLo) && ruleLo.Before(hi) {
+		lo = ruleLo
+	}
+	return lo, hi
 }
 
 // lifetimeRange is the range the lifetime rule draws a due time from

@@ -169,6 +169,23 @@ func TestEarliestLatest(t *testing.T) {
 	}
 }
 
+// TestEarlyWindowNarrowed: a window that opens at issuance (Pebble's for
+// a 60-second certificate) is drawn from where the lifetime rule's range
+// opens, never sooner; one wholly before it (a revoked certificate's) is
+// kept, and the certificate is due at once.
+func TestEarlyWindowNarrowed(t *testing.T) {
+	c := cert(time.Minute)
+	c.ARI = Window{Start: c.NotBefore, End: c.NotAfter}
+	ruleLo, _ := c.lifetimeRange()
+	if got := Due(c, t0, lowest); !got.Equal(ruleLo) {
+		t.Errorf("lowest draw in a whole-life window at t0%+v, want where the lifetime rule opens, t0%+v", got.Sub(t0), ruleLo.Sub(t0))
+	}
+	c.ARI = Window{Start: t0.Add(-time.Hour), End: t0.Add(-time.Hour + time.Second)}
+	if got := Due(c, t0.Add(time.Second), highest); !got.Equal(t0.Add(time.Second)) {
+		t.Errorf("a window in the past: due t0%+v, want now", got.Sub(t0))
+	}
+}
+
 // TestDueSpread checks that draws cover the range rather than cluster.
 func TestDueSpread(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(3, 4))
