@@ -179,6 +179,10 @@ func (m *Manager) subscribe(n storage.Notifier) {
 				m.guard("reloading a certificate another node stored", slog.String("key", key), func() {
 					ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 					defer cancel()
+					if m.held(key) == nil {
+						m.learnStored(ctx, key)
+						return
+					}
 					if err := m.refresh(ctx, key); errors.Is(err, storage.ErrInvalidRecord) {
 						m.logger().Warn("another node stored an invalid certificate record; serving the one in memory",
 							slog.String("key", key), slog.Any("err", err))

@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -533,5 +535,84 @@ func TestAdoptedRenewalLoadedOnce(t *testing.T) {
 			}
 		}
 		n.mu.Unlock()
+	}
+}
+
+// TestClusterLearnsStored: a certificate for two names that another node
+// stores after this one started is, through the change notice, one this
+// node renews: a handshake here for its second name is served it without
+// an order, Stats counts it, and its renewal is scheduled here too (so it
+// is renewed if the node that stored it goes away). Before, it was found
+// by its first name only, and neither counted nor renewed here, until a
+// restart.
+func TestClusterLearnsStored(t *testing.T) {
+	t.Parallel()
+	rs := testsvc.Redis(t)
+	open := func() *redisstore.Store {
+		st, err := redisstore.Open("redis://" + rs.Addr() + "?lease=2s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	stA, stB := open(), open()
+	var ordered atomic.Int32
+	a := localManager(t, stA, policy.Allowlist("a.learn.test", "b.learn.test"))
+	a.OnEvent = func(e certkeeper.Event) {
+		if e.Kind == certkeeper.Obtained {
+			ordered.Add(1)
+		}
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	certkeeper.WaitRenewalScan(a)
+	// a follows the notices once subscribed: wait for it, bounded.
+	channel := redisstore.DefaultPrefix + ".changes"
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		n, err := stA.Client.PubSubNumSub(t.Context(), channel).Result()
+		if err == nil && n[channel] >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node a not subscribed to %s within 5 s: %v %v", channel, n, err)
+		}
+	}
+	b := localManager(t, stB, nil)
+	if err := b.Cert(t.Context(), "a.learn.test", "b.learn.test"); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := stB.List(t.Context(), storage.CertificatePrefix(""))
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("List = %v, %v; want node b's certificate", keys, err)
+	}
+	key := keys[0]
+	var when time.Time
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var ok bool
+		if when, ok = certkeeper.Scheduled(a, key); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s, stored by node b, not scheduled for renewal on node a within 5 s", key)
+		}
+	}
+	var counted bool
+	for _, c := range a.Stats().Certificates {
+		counted = counted || c.Key == key && !c.InMemory && c.Names[0] == "a.learn.test"
+	}
+	if !counted {
+		t.Errorf("node a's Stats does not count %s, stored by node b", key)
+	}
+	c, err := a.GetCertificate(&tls.ClientHelloInfo{ServerName: "b.learn.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := ordered.Load(); n != 0 || !slices.Contains(c.Leaf.DNSNames, "a.learn.test") {
+		t.Errorf("b.learn.test on node a: served %v after %d orders, want node b's certificate for both names, no order", c.Leaf.DNSNames, n)
+	}
+	if !when.After(time.Now()) || when.After(c.Leaf.NotAfter) {
+		t.Errorf("renewal scheduled at %s, want between now and the expiry %s", when, c.Leaf.NotAfter)
 	}
 }

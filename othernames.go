@@ -18,10 +18,12 @@ import (
 // certificate of its own, or, with no Policy, failed.
 //
 // The index holds the other names of the records this Manager stored or
-// published and of those the start-up scan read: an entry per extra name
-// of a certificate in storage, bounded by storage as the renewal schedule
-// is, not by the names handshakes ask for. A record another node stores
-// later is found by its first name only until this one restarts.
+// published, of those the start-up scan read and of those other nodes
+// stored since (their change notices: learnStored): an entry per extra
+// name of a certificate in storage, bounded by storage as the renewal
+// schedule is, not by the names handshakes ask for. On a storage without
+// change notices, a record another node stores later is found by its
+// first name only until this one restarts.
 type otherNames struct {
 	mu sync.Mutex
 	// keys maps variant+"/"+name to the key of the record holding name

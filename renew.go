@@ -394,31 +394,9 @@ func (m *Manager) scanStored(ctx context.Context) {
 	}, func(key string, r scanned) error {
 		if r.damaged {
 			damaged = append(damaged, key)
-			m.countDamaged(key)
 		}
-		if !r.ok {
-			return nil
-		}
-		if _, ok := s.When(key); ok {
-			return nil // loaded, or renewed, since it was read
-		}
-		d, due := r.fields, r.due
-		m.others.note(key, d.Variant, d.Names)
-		if d.Files {
-			return nil // cert renew's (renewStored), served but not renewed here
-		}
-		m.noteStored(key, d.Names[0], d.Issuer, d.NotBefore, d.NotAfter, d.OnDemand)
-		m.resumeBackoff(key)
-		switch {
-		case d.Revoked != nil:
-			s.Schedule(key, now) // replaced at once, not spread out
-		case due.After(now):
-			if m.offersARI(d.Names[0], d.Issuer) {
-				due = m.ariCheck(now, time.Time{}, due, true)
-			}
-			s.Schedule(key, due)
-		default:
-			late = append(late, overdue{key: key, notAfter: d.NotAfter})
+		if m.scheduleScanned(s, key, r, now) {
+			late = append(late, overdue{key: key, notAfter: r.fields.NotAfter})
 		}
 		return nil
 	})
@@ -477,6 +455,59 @@ func (m *Manager) scanOne(ctx context.Context, s *renewal.Scheduler, key string,
 		r.due = m.storedDue(key, data, d, now)
 	}
 	return r
+}
+
+// scheduleScanned makes the record r read under key one this Manager
+// renews: found by its other names, counted in Stats and scheduled for
+// renewal (a revoked one at once); it reports whether the certificate is
+// past its renewal time, for the caller to spread out.
+func (m *Manager) scheduleScanned(s *renewal.Scheduler, key string, r scanned, now time.Time) (late bool) {
+	if r.damaged {
+		m.countDamaged(key)
+	}
+	if !r.ok {
+		return false
+	}
+	if _, ok := s.When(key); ok {
+		return false // loaded, or renewed, since it was read
+	}
+	d, due := r.fields, r.due
+	m.others.note(key, d.Variant, d.Names)
+	if d.Files {
+		return false // cert renew's (renewStored), served but not renewed here
+	}
+	m.noteStored(key, d.Names[0], d.Issuer, d.NotBefore, d.NotAfter, d.OnDemand)
+	m.resumeBackoff(key)
+	switch {
+	case d.Revoked != nil:
+		s.Schedule(key, now) // replaced at once, not spread out
+	case due.After(now):
+		if m.offersARI(d.Names[0], d.Issuer) {
+			due = m.ariCheck(now, time.Time{}, due, true)
+		}
+		s.Schedule(key, due)
+	default:
+		return true
+	}
+	return false
+}
+
+// learnStored makes a record another node stored after this Manager's
+// start-up scan (its change notice named key) one this node renews, as
+// the scan does with every record: a handshake for one of its other names
+// is served it, Stats counts it, and it is renewed on time even if the
+// node that stored it is gone and no handshake here ever asks for it.
+// Before, such a record was found by its first name only, until a
+// restart. A record held here, or scheduled, is the renewal's concern.
+func (m *Manager) learnStored(ctx context.Context, key string) {
+	s := m.scheduler()
+	if s == nil || m.held(key) != nil {
+		return
+	}
+	now := time.Now()
+	if m.scheduleScanned(s, key, m.scanOne(ctx, s, key, now), now) {
+		s.Schedule(key, now.Add(rand.N(m.renewSpacing())))
+	}
 }
 
 // warnDamaged reports the stored records the start-up scan could not
