@@ -50,11 +50,15 @@ func Severity(s Cert) int {
 // checker tallies the entries of a check: the count in each state, and
 // the first checkListed problems in walk order.
 type checker struct {
-	total    int
-	counts   map[string]int
-	worst    int
-	problems []Cert
-	more     int // problems beyond those listed
+	total int
+	// firstIssues are the entries of names with no certificate yet (a
+	// failing first issuance), which total counts but the summary does
+	// not call certificates.
+	firstIssues int
+	counts      map[string]int
+	worst       int
+	problems    []Cert
+	more        int // problems beyond those listed
 	// missing are the names asked for (Printer.Only) that no
 	// certificate covers: critical, as an expired one would be.
 	missing []string
@@ -67,6 +71,9 @@ func (c *checker) add(s Cert) {
 		c.counts = make(map[string]int)
 	}
 	c.total++
+	if s.FirstIssue {
+		c.firstIssues++
+	}
 	c.counts[s.State]++
 	sev := Severity(s)
 	c.worst = max(c.worst, sev)
@@ -118,7 +125,10 @@ func (c *checker) write(w io.Writer, now time.Time) error {
 	case c.total == 0:
 		summary = "no certificates"
 	default:
-		summary = fmt.Sprintf("%s of %d certificate(s)", strings.Join(parts, ", "), c.total)
+		summary = fmt.Sprintf("%s of %d certificate(s)", strings.Join(parts, ", "), c.total-c.firstIssues)
+		if c.firstIssues > 0 {
+			summary += fmt.Sprintf(" and %d name(s) with none yet", c.firstIssues)
+		}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "CERTKEEPER %s - %s | %s\n", word, summary, strings.Join(perf, " "))

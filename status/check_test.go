@@ -47,14 +47,14 @@ func TestPrinterCheck(t *testing.T) {
 	add(status.Cert{Names: []string{"b.test"}, State: status.Expired, NotAfter: at})
 	add(status.Cert{Names: []string{"c.test"}, State: status.Revoked, Revoked: "keyCompromise"})
 	for i := range 60 {
-		add(status.Cert{Names: []string{fmt.Sprintf("f%d.test", i)}, State: status.Failing, LastError: "no", RetryAt: at})
+		add(status.Cert{Names: []string{fmt.Sprintf("f%d.test", i)}, State: status.Failing, LastError: "no", RetryAt: at, FirstIssue: i%2 == 1})
 	}
 	if err := p.Finish("/s", ""); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
 	for i, want := range map[int]string{
-		0:  "CERTKEEPER CRITICAL - 1 expired, 1 revoked, 60 failing, 1 fine of 63 certificate(s) | expired=1 damaged=0 revoked=1 expiring=0 failing=60 renewing=0 fine=1",
+		0:  "CERTKEEPER CRITICAL - 1 expired, 1 revoked, 60 failing, 1 fine of 33 certificate(s) and 30 name(s) with none yet | expired=1 damaged=0 revoked=1 expiring=0 failing=60 renewing=0 fine=1",
 		1:  "b.test: expired, expires 2026-01-02T03:04:05Z",
 		2:  "c.test: revoked (keyCompromise)",
 		3:  "f0.test: failing: no (next attempt 2026-01-02T03:04:05Z)",

@@ -140,6 +140,8 @@ type pageData struct {
 	Refresh      int
 	Certificates []status.Cert // this page's, worst first
 	Total        int           // all entries
+	FirstIssues  int           // of Total, names with no certificate yet
+	Stored       int           // of Total, the others: certificates (and damaged records)
 	Matching     int           // those the state filter keeps
 	Page, Pages  int
 	State        string // the filter
@@ -197,7 +199,7 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) {
 	p := pageFrom(stored, h.certFiles(now), state, n, h.pageSize(), err)
 	h.annotate(ctx, p.Certificates)
 	d := pageData{Now: now, Refresh: int(h.refresh().Seconds()), Certificates: p.Certificates, Events: h.Events.Recent(),
-		Counts: p.Counts, CSS: template.CSS(styleCSS), Total: p.Total, Matching: p.Matching, Page: p.Page, Pages: p.Pages,
+		Counts: p.Counts, CSS: template.CSS(styleCSS), Total: p.Total, FirstIssues: p.FirstIssues, Stored: p.Total - p.FirstIssues, Matching: p.Matching, Page: p.Page, Pages: p.Pages,
 		State: p.State}
 	if reused {
 		d.Age = time.Since(snap.done).Round(time.Second).String()

@@ -31,6 +31,13 @@ func TestHandler(t *testing.T) {
 	if err := m.Cert(t.Context(), "a.test"); err != nil {
 		t.Fatal(err)
 	}
+	// A name whose first issuance fails is listed, but not counted as a
+	// certificate.
+	failing, _ := json.Marshal(map[string]status.Failure{status.FailingKey("never.test", ""): {Names: []string{"never.test"},
+		Error: "rejectedIdentifier", At: time.Now().UTC(), FirstIssue: true}})
+	if err := st.Store(t.Context(), status.FailuresKey, failing); err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(&statuspage.Handler{Storage: st, Events: &rec, Token: "s3cret", Refresh: 5 * time.Second})
 	t.Cleanup(srv.Close)
 
@@ -60,7 +67,8 @@ func TestHandler(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET / with the token: %s", resp.Status)
 	}
-	for _, want := range []string{`data-name="a.test"`, `data-state="fine"`, `content="5"`, "status.json?token=s3cret", "obtained"} {
+	for _, want := range []string{`data-name="a.test"`, `data-state="fine"`, `content="5"`, "status.json?token=s3cret", "obtained",
+		`data-name="never.test"`, ">1 certificate and 1 name with none yet</a>"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page lacks %q:\n%s", want, body)
 		}
@@ -76,7 +84,7 @@ func TestHandler(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &list); err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 1 || list[0].Names[0] != "a.test" || list[0].State != statuspage.StateFine || list[0].Issuer != "local" {
+	if len(list) != 2 || list[0].Names[0] != "a.test" || list[0].State != statuspage.StateFine || list[0].Issuer != "local" {
 		t.Errorf("/status.json = %+v", list)
 	}
 	if resp, _ := get("/nothing", "s3cret"); resp.StatusCode != http.StatusNotFound {

@@ -41,7 +41,8 @@ const maxPage = 1000
 // pageOf is one page of the status page.
 type pageOf struct {
 	Certificates []status.Cert
-	Total        int            // certificates stored (and failing names)
+	Total        int            // certificates stored, and names failing a first issuance
+	FirstIssues  int            // of Total, the names with no certificate yet
 	Matching     int            // those the state filter keeps
 	Counts       map[string]int // by state, over all
 	Page, Pages  int            // 1-based
@@ -59,6 +60,9 @@ func pageFrom(stored, files []status.Cert, state string, page, size int, err err
 	var byRank [ranks][]status.Cert
 	add := func(c status.Cert) {
 		p.Total++
+		if c.FirstIssue {
+			p.FirstIssues++
+		}
 		p.Counts[c.State]++
 		if state != "" && c.State != state {
 			return
