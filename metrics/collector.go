@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"iter"
 	"log/slog"
 	"math"
 	"runtime/debug"
@@ -88,15 +89,18 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	// Certificates served from files (issuer "file") count in the expiry
 	// metrics as those certkeeper renews, expiring as status says a
 	// certificate nobody but its owner renews is.
-	all := append(s.Certificates[:len(s.Certificates):len(s.Certificates)], s.CertFiles...)
-	perName := len(all) <= limit
+	// Both lists are walked in turn, not joined: with certificate files
+	// served, joining copied every certificate's stats (14 MB a scrape at
+	// 100,000 certificates).
+	total := len(s.Certificates) + len(s.CertFiles)
+	perName := total <= limit
 	buckets := make(map[float64]uint64, len(expiryBuckets))
 	var sum float64
 	minLeft := math.Inf(1)
 	failing := map[string]bool{}  // primary names, as status shows them
 	renewing := map[string]bool{} // the same, less first issuances
 	firstIssues, expiring, expired := 0, 0, 0
-	for _, cert := range all {
+	for cert := range joined(s.Certificates, s.CertFiles) {
 		left := cert.NotAfter.Sub(now).Seconds()
 		if perName && len(cert.Names) > 0 {
 			ch <- prometheus.MustNewConstMetric(descExpiry, prometheus.GaugeValue, left, cert.Names[0], cert.Issuer)
@@ -140,8 +144,8 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 		renewing[f.Names[0]] = true
 		c.x.noteFailing(f.Names[0], f.FailingSince())
 	}
-	ch <- prometheus.MustNewConstHistogram(descExpiryHist, uint64(len(all)), sum, buckets)
-	if len(all) > 0 {
+	ch <- prometheus.MustNewConstHistogram(descExpiryHist, uint64(total), sum, buckets)
+	if total > 0 {
 		ch <- prometheus.MustNewConstMetric(descMinExpiry, prometheus.GaugeValue, minLeft)
 	}
 	ch <- prometheus.MustNewConstMetric(descExpiring, prometheus.GaugeValue, float64(expiring))
@@ -149,4 +153,17 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, float64(len(failing)))
 	ch <- prometheus.MustNewConstMetric(descFirstIssues, prometheus.GaugeValue, float64(firstIssues))
 	ch <- prometheus.MustNewConstMetric(descFailingFor, prometheus.GaugeValue, c.x.failingFor(renewing, now).Seconds())
+}
+
+// joined yields the elements of a, then those of b, without copying them.
+func joined(a, b []certkeeper.CertStats) iter.Seq[certkeeper.CertStats] {
+	return func(yield func(certkeeper.CertStats) bool) {
+		for _, l := range [2][]certkeeper.CertStats{a, b} {
+			for _, c := range l {
+				if !yield(c) {
+					return
+				}
+			}
+		}
+	}
 }
