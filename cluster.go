@@ -180,7 +180,7 @@ func (m *Manager) subscribe(n storage.Notifier) {
 					ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 					defer cancel()
 					if m.held(key) == nil {
-						m.learnStored(ctx, key)
+						m.learnStored(ctx, key, nil)
 						return
 					}
 					if err := m.refresh(ctx, key); errors.Is(err, storage.ErrInvalidRecord) {

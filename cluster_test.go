@@ -616,3 +616,43 @@ func TestClusterLearnsStored(t *testing.T) {
 		t.Errorf("renewal scheduled at %s, want between now and the expiry %s", when, c.Leaf.NotAfter)
 	}
 }
+
+// TestSweepLearnsStored: on a storage without change notices (a shared
+// directory), the expiry sweep finds a certificate another node stored
+// after this one started and makes it one this node renews, as a notice
+// would (TestClusterLearnsStored).
+func TestSweepLearnsStored(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	var ordered atomic.Int32
+	a := localManager(t, st, policy.Allowlist("a.sweep.test", "b.sweep.test"))
+	a.OnEvent = func(e certkeeper.Event) {
+		if e.Kind == certkeeper.Obtained {
+			ordered.Add(1)
+		}
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	certkeeper.WaitRenewalScan(a)
+	if err := localManager(t, filestore.New(st.Dir), nil).Cert(t.Context(), "a.sweep.test", "b.sweep.test"); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := st.List(t.Context(), storage.CertificatePrefix(""))
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("List = %v, %v; want the other node's certificate", keys, err)
+	}
+	if _, ok := certkeeper.Scheduled(a, keys[0]); ok {
+		t.Fatalf("%s scheduled before the sweep: without notices, nothing told node a", keys[0])
+	}
+	certkeeper.SweepExpired(a, t.Context())
+	if _, ok := certkeeper.Scheduled(a, keys[0]); !ok {
+		t.Errorf("%s, stored by another node, not scheduled for renewal after the sweep", keys[0])
+	}
+	c, err := a.GetCertificate(&tls.ClientHelloInfo{ServerName: "b.sweep.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := ordered.Load(); n != 0 || !slices.Contains(c.Leaf.DNSNames, "a.sweep.test") {
+		t.Errorf("b.sweep.test: served %v after %d orders, want the other node's certificate for both names, no order", c.Leaf.DNSNames, n)
+	}
+}

@@ -57,6 +57,14 @@ func Scheduled(m *Manager, key string) (time.Time, bool) {
 	return s.When(key)
 }
 
+// LetGo reports how many certificates m let go as unused and remembers
+// (renewer.letGo), for tests.
+func LetGo(m *Manager) int {
+	m.renew.mu.Lock()
+	defer m.renew.mu.Unlock()
+	return len(m.renew.letGo)
+}
+
 // SetUnstoredRetryEvery sets how often m offers a certificate issued and
 // not stored to storage again, for tests.
 func SetUnstoredRetryEvery(m *Manager, d time.Duration) { m.unstoredEvery = d }

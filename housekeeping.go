@@ -374,7 +374,8 @@ func (m *Manager) sweepExpired(ctx context.Context) (wrapped bool) {
 // storage delete, another node's sweep, a hand), they were counted as
 // renewed, with their old dates, until a restart (a trial's metrics
 // called a deleted certificate expired for good). Damaged records that
-// are gone stop counting too.
+// are gone stop counting too, and certificates let go as unused whose
+// records are gone are forgotten.
 func (m *Manager) pruneGone(ctx context.Context, keys []string) {
 	listed := func(key string) bool {
 		i := sort.SearchStrings(keys, key)
@@ -390,6 +391,11 @@ func (m *Manager) pruneGone(ctx context.Context, keys []string) {
 	for key := range m.renew.damaged {
 		if !listed(key) {
 			gone = append(gone, key)
+		}
+	}
+	for key := range m.renew.letGo {
+		if !listed(key) {
+			delete(m.renew.letGo, key) // deleted by another node's sweep: nothing to take up
 		}
 	}
 	m.renew.mu.Unlock()
@@ -415,6 +421,7 @@ func (m *Manager) sweepOne(ctx context.Context, key string, now time.Time) {
 	if err == nil {
 		var d storage.CertificateFields
 		if json.Unmarshal(data, &d) == nil && now.Sub(d.NotAfter) < expiredKeepFor {
+			m.learnStored(ctx, key, data) // stored by another process, its notice lost or never sent
 			return
 		}
 	}

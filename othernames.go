@@ -19,11 +19,11 @@ import (
 //
 // The index holds the other names of the records this Manager stored or
 // published, of those the start-up scan read and of those other nodes
-// stored since (their change notices: learnStored): an entry per extra
-// name of a certificate in storage, bounded by storage as the renewal
-// schedule is, not by the names handshakes ask for. On a storage without
-// change notices, a record another node stores later is found by its
-// first name only until this one restarts.
+// stored since (their change notices, else the expiry sweep:
+// learnStored): an entry per extra name of a certificate in storage,
+// bounded by storage as the renewal schedule is, not by the names
+// handshakes ask for. Until one of those reads it, a record another node
+// stored is found by its first name only.
 type otherNames struct {
 	mu sync.Mutex
 	// keys maps variant+"/"+name to the key of the record holding name

@@ -59,6 +59,11 @@ type renewer struct {
 	// not decode them, a renewal check could not parse them): not
 	// renewed, and counted by Stats until replaced or gone.
 	damaged map[string]struct{}
+	// letGo holds the keys of the on-demand certificates let go as
+	// unused (renewStored), with the expiry of the one let go: the expiry
+	// sweep, which takes up the records other nodes store (learnStored),
+	// does not take them up again, until a renewed one is stored.
+	letGo map[string]int64
 	// ocsp holds when each key's certificate was last marked revoked on
 	// its OCSP responder's word, for an hour (ocspRevoked).
 	ocsp map[string]time.Time
@@ -274,6 +279,7 @@ func (m *Manager) scheduler() *renewal.Scheduler {
 		m.renew.stored = make(map[string]*storedDates)
 		m.renew.storedNames = make(map[string]string)
 		m.renew.damaged = make(map[string]struct{})
+		m.renew.letGo = make(map[string]int64)
 		m.renew.ocsp = make(map[string]time.Time)
 		m.renew.ariPaused = make(map[string]time.Time)
 		m.renew.mu.Unlock()
@@ -443,6 +449,12 @@ func (m *Manager) scanOne(ctx context.Context, s *renewal.Scheduler, key string,
 	if err != nil {
 		return scanned{} // gone, or unreadable: a handshake or the sweep reports it
 	}
+	return m.scannedFrom(key, data, now)
+}
+
+// scannedFrom decodes the record data read under key for the start-up
+// scan (or learnStored).
+func (m *Manager) scannedFrom(key string, data []byte, now time.Time) scanned {
 	var d storage.CertificateFields
 	if err := json.Unmarshal(data, &d); err != nil || len(d.Names) == 0 {
 		return scanned{damaged: true}
@@ -492,20 +504,37 @@ func (m *Manager) scheduleScanned(s *renewal.Scheduler, key string, r scanned, n
 	return false
 }
 
-// learnStored makes a record another node stored after this Manager's
-// start-up scan (its change notice named key) one this node renews, as
-// the scan does with every record: a handshake for one of its other names
-// is served it, Stats counts it, and it is renewed on time even if the
-// node that stored it is gone and no handshake here ever asks for it.
-// Before, such a record was found by its first name only, until a
-// restart. A record held here, or scheduled, is the renewal's concern.
-func (m *Manager) learnStored(ctx context.Context, key string) {
+// learnStored makes a record another process stored after this
+// Manager's start-up scan one this node renews, as the scan does with
+// every record: a handshake for one of its other names is served it,
+// Stats counts it, and it is renewed on time even if the node that
+// stored it is gone and no handshake here ever asks for it. Before, such
+// a record was found by its first name only, until a restart. It is
+// called with the key of a change notice (data nil: the record is read),
+// and by the expiry sweep with each record it read (data), which finds
+// those whose notice was lost, or that came without one (a shared
+// directory, an import). A record held here, or scheduled, is the
+// renewal's concern.
+func (m *Manager) learnStored(ctx context.Context, key string, data []byte) {
 	s := m.scheduler()
 	if s == nil || m.held(key) != nil {
 		return
 	}
 	now := time.Now()
-	if m.scheduleScanned(s, key, m.scanOne(ctx, s, key, now), now) {
+	var r scanned
+	if data == nil {
+		r = m.scanOne(ctx, s, key, now)
+	} else if _, ok := s.When(key); !ok {
+		r = m.scannedFrom(key, data, now)
+		d := r.fields
+		m.renew.mu.Lock()
+		letGo, ok := m.renew.letGo[key]
+		m.renew.mu.Unlock()
+		if ok && letGo == d.NotAfter.Unix() || r.ok && d.OnDemand && d.Revoked == nil && !r.due.After(now) && m.unused(key, d.Names[0], now) {
+			return // let go as unused (renewStored), by this node or another: not taken up again at each sweep
+		}
+	}
+	if m.scheduleScanned(s, key, r, now) {
 		s.Schedule(key, now.Add(rand.N(m.renewSpacing())))
 	}
 }
@@ -729,6 +758,9 @@ func (m *Manager) renewStored(key string) {
 		m.logger().Info("certificate not renewed: no handshake asked for it recently",
 			slog.Any("names", rec.Names), slog.Duration("unused_after", m.unusedAfter()), slog.Time("not_after", rec.NotAfter))
 		m.forget(key)
+		m.renew.mu.Lock()
+		m.renew.letGo[key] = rec.NotAfter.Unix()
+		m.renew.mu.Unlock()
 		return
 	}
 	if !retry {
@@ -950,6 +982,7 @@ func (m *Manager) forget(key string) {
 	delete(m.renew.damaged, key)
 	delete(m.renew.attempts, key)
 	delete(m.renew.planned, key)
+	delete(m.renew.letGo, key)
 	m.renew.mu.Unlock()
 }
 

@@ -221,6 +221,28 @@ func TestUnusedNotRenewed(t *testing.T) {
 	if renewed.Load() != 0 {
 		t.Errorf("u.test, unused for longer than UnusedAfter, was renewed %d times", renewed.Load())
 	}
+	// Let go, it is not taken up again by the expiry sweep, which makes
+	// the records other nodes store ones this node renews.
+	key := "certificates/local/u.test.json"
+	if _, ok := certkeeper.Scheduled(m, key); ok {
+		t.Errorf("%s, unused, still scheduled for renewal", key)
+	}
+	certkeeper.SweepExpired(m, t.Context())
+	if _, ok := certkeeper.Scheduled(m, key); ok {
+		t.Errorf("%s, unused, scheduled for renewal again by the sweep", key)
+	}
+	// Once its record is gone (another node's sweep), it is not
+	// remembered either.
+	if n := certkeeper.LetGo(m); n != 1 {
+		t.Errorf("%d certificates let go remembered, want 1 (u.test)", n)
+	}
+	if err := st.Delete(t.Context(), key); err != nil {
+		t.Fatal(err)
+	}
+	certkeeper.SweepExpired(m, t.Context())
+	if n := certkeeper.LetGo(m); n != 0 {
+		t.Errorf("%d certificates let go remembered after their records were deleted, want 0", n)
+	}
 	if len(usedSerials) < 2 {
 		t.Errorf("used.test, asked for continuously, was not renewed (%d serial)", len(usedSerials))
 	}
