@@ -557,17 +557,7 @@ func TestClusterLearnsStored(t *testing.T) {
 		return st
 	}
 	stA, stB := open(), open()
-	var ordered atomic.Int32
-	a := localManager(t, stA, policy.Allowlist("a.learn.test", "b.learn.test"))
-	a.OnEvent = func(e certkeeper.Event) {
-		if e.Kind == certkeeper.Obtained {
-			ordered.Add(1)
-		}
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	certkeeper.WaitRenewalScan(a)
+	a, ordered := startedCounting(t, stA, "a.learn.test", "b.learn.test")
 	// a follows the notices once subscribed: wait for it, bounded.
 	channel := redisstore.DefaultPrefix + ".changes"
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -605,13 +595,7 @@ func TestClusterLearnsStored(t *testing.T) {
 	if !counted {
 		t.Errorf("node a's Stats does not count %s, stored by node b", key)
 	}
-	c, err := a.GetCertificate(&tls.ClientHelloInfo{ServerName: "b.learn.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := ordered.Load(); n != 0 || !slices.Contains(c.Leaf.DNSNames, "a.learn.test") {
-		t.Errorf("b.learn.test on node a: served %v after %d orders, want node b's certificate for both names, no order", c.Leaf.DNSNames, n)
-	}
+	c := servedStored(t, a, ordered, "a.learn.test", "b.learn.test")
 	if !when.After(time.Now()) || when.After(c.Leaf.NotAfter) {
 		t.Errorf("renewal scheduled at %s, want between now and the expiry %s", when, c.Leaf.NotAfter)
 	}
@@ -623,17 +607,7 @@ func TestClusterLearnsStored(t *testing.T) {
 // would (TestClusterLearnsStored).
 func TestSweepLearnsStored(t *testing.T) {
 	st := filestore.New(t.TempDir())
-	var ordered atomic.Int32
-	a := localManager(t, st, policy.Allowlist("a.sweep.test", "b.sweep.test"))
-	a.OnEvent = func(e certkeeper.Event) {
-		if e.Kind == certkeeper.Obtained {
-			ordered.Add(1)
-		}
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	certkeeper.WaitRenewalScan(a)
+	a, ordered := startedCounting(t, st, "a.sweep.test", "b.sweep.test")
 	if err := localManager(t, filestore.New(st.Dir), nil).Cert(t.Context(), "a.sweep.test", "b.sweep.test"); err != nil {
 		t.Fatal(err)
 	}
@@ -648,11 +622,38 @@ func TestSweepLearnsStored(t *testing.T) {
 	if _, ok := certkeeper.Scheduled(a, keys[0]); !ok {
 		t.Errorf("%s, stored by another node, not scheduled for renewal after the sweep", keys[0])
 	}
-	c, err := a.GetCertificate(&tls.ClientHelloInfo{ServerName: "b.sweep.test"})
+	servedStored(t, a, ordered, "a.sweep.test", "b.sweep.test")
+}
+
+// startedCounting starts a Manager with the local CA on st, allowing
+// names, and waits for its start-up scan; the counter counts the
+// certificates it obtains.
+func startedCounting(t *testing.T, st storage.Storage, names ...string) (*certkeeper.Manager, *atomic.Int32) {
+	t.Helper()
+	var ordered atomic.Int32
+	m := localManager(t, st, policy.Allowlist(names...))
+	m.OnEvent = func(e certkeeper.Event) {
+		if e.Kind == certkeeper.Obtained {
+			ordered.Add(1)
+		}
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	certkeeper.WaitRenewalScan(m)
+	return m, &ordered
+}
+
+// servedStored checks that a handshake on m for second is served the
+// certificate another node stored for first and second, with no order.
+func servedStored(t *testing.T, m *certkeeper.Manager, ordered *atomic.Int32, first, second string) *tls.Certificate {
+	t.Helper()
+	c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := ordered.Load(); n != 0 || !slices.Contains(c.Leaf.DNSNames, "a.sweep.test") {
-		t.Errorf("b.sweep.test: served %v after %d orders, want the other node's certificate for both names, no order", c.Leaf.DNSNames, n)
+	if n := ordered.Load(); n != 0 || !slices.Contains(c.Leaf.DNSNames, first) {
+		t.Errorf("%s: served %v after %d orders, want the other node's certificate for %s and %s, no order", second, c.Leaf.DNSNames, n, first, second)
 	}
+	return c
 }
