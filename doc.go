@@ -9,7 +9,8 @@
 //
 // or, inside an existing server:
 //
-//	srv := &http.Server{Addr: ":443", TLSConfig: m.TLSConfig()}
+//	srv := &http.Server{Addr: ":443", ReadHeaderTimeout: 10 * time.Second}
+//	m.ConfigureServer(srv) // its TLSConfig: a first handshake may outlast srv's timeouts
 //	go http.ListenAndServe(":80", m.HTTPHandler(nil))
 //	srv.ListenAndServeTLS("", "")
 //

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/engine"
@@ -74,7 +75,21 @@ func ExampleManager_TLSConfig() {
 		// http-01 challenges and redirects to HTTPS.
 		log.Fatal(http.ListenAndServe(":80", m.HTTPHandler(nil)))
 	}()
+	// A server without timeouts; with them, ConfigureServer.
 	srv := &http.Server{Addr: ":443", TLSConfig: m.TLSConfig(), Handler: http.NotFoundHandler()}
+	log.Fatal(srv.ListenAndServeTLS("", ""))
+}
+
+// The Manager in a server with timeouts: net/http bounds a TLS handshake
+// by them, and a first handshake for a new name waits while its
+// certificate is obtained; ConfigureServer gives it the time.
+func ExampleManager_ConfigureServer() {
+	m := &certkeeper.Manager{Policy: policy.Allowlist("example.com")}
+	defer m.Close()
+	go func() { log.Fatal(http.ListenAndServe(":80", m.HTTPHandler(nil))) }()
+	srv := &http.Server{Addr: ":443", ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS13}} // kept: ConfigureServer adds the Manager to it
+	m.ConfigureServer(srv)
 	log.Fatal(srv.ListenAndServeTLS("", ""))
 }
 
@@ -150,6 +165,7 @@ func Example_anotherCA() {
 	// http-01 on :80; the rest is redirected to https://NAME/ on 443, where the load balancer listens
 	// (clients that reach :8443 itself: m.HTTPHandler(certkeeper.RedirectHTTPSPort("8443"))).
 	go func() { log.Fatal(http.ListenAndServe(":80", m.HTTPHandler(nil))) }()
-	srv := &http.Server{Addr: ":8443", TLSConfig: m.TLSConfig()} // TLSConfig offers acme-tls/1 too
+	srv := &http.Server{Addr: ":8443", ReadHeaderTimeout: 10 * time.Second}
+	m.ConfigureServer(srv) // TLSConfig (acme-tls/1 too); a first handshake may outlast srv's timeouts
 	log.Fatal(srv.ListenAndServeTLS("", ""))
 }

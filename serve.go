@@ -5,8 +5,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/handshake"
+	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 )
 
 // HTTPHandler returns a handler for port 80 that answers http-01
@@ -90,8 +94,37 @@ func (m *Manager) ServeHTTPS() error {
 		return err
 	}
 	srv := m.newServer(":443", http.DefaultServeMux)
-	srv.TLSConfig = m.TLSConfig()
+	m.ConfigureServer(srv)
 	return srv.ListenAndServeTLS("", "")
+}
+
+// ConfigureServer makes srv serve this Manager's certificates: it sets
+// srv.TLSConfig to TLSConfig(), or, if srv has one, to a copy of it with
+// this Manager's GetCertificate and tls-alpn-01's protocol added. Call it
+// once srv's timeouts are set, rather than setting TLSConfig yourself:
+// net/http bounds a whole TLS handshake by the smallest of srv's
+// ReadHeaderTimeout, ReadTimeout and WriteTimeout, and a first handshake
+// for a new name waits while its certificate is obtained (seconds, up to
+// HandshakeWait), so with TLSConfig alone a 10-second ReadHeaderTimeout
+// fails the first client of a certificate that takes 12 (the log says
+// only "i/o timeout"), although it is obtained. Here a handshake that
+// waited gets a fresh deadline of that length once its certificate is
+// there. Serve and ServeHTTPS use it.
+func (m *Manager) ConfigureServer(srv *http.Server) {
+	tc := m.TLSConfig()
+	if srv.TLSConfig != nil {
+		own := srv.TLSConfig.Clone()
+		own.GetCertificate = tc.GetCertificate
+		switch {
+		case len(own.NextProtos) == 0:
+			own.NextProtos = tc.NextProtos
+		case !slices.Contains(own.NextProtos, tlsalpn01.Protocol):
+			own.NextProtos = append(slices.Clip(own.NextProtos), tlsalpn01.Protocol)
+		}
+		tc = own
+	}
+	handshake.Extend(tc, handshake.Timeout(srv))
+	srv.TLSConfig = tc
 }
 
 // Serve serves http.DefaultServeMux over HTTPS on :443, and on :80 answers

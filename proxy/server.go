@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/connlimit"
+	"github.com/certkeeper/certkeeper/internal/handshake"
 	"github.com/certkeeper/certkeeper/internal/proxyprotocol"
 )
 
@@ -219,7 +220,7 @@ func (s *Server) init() {
 	if s.TLSConfig != nil {
 		tc = s.TLSConfig.Clone()
 		tc.NextProtos = slices.Clone(tc.NextProtos)
-		extendHandshake(tc, orDefault(s.ReadHeaderTimeout, DefaultReadHeaderTimeout))
+		handshake.Extend(tc, orDefault(s.ReadHeaderTimeout, DefaultReadHeaderTimeout)) // a first handshake waits for its certificate
 	}
 	s.inflight = connlimit.NewRequestCounter(s.limits(), s.logger())
 	s.srv = &http.Server{
@@ -305,33 +306,6 @@ func (s *Server) maxHeaderBytes() int {
 		return s.MaxHeaderBytes
 	}
 	return DefaultMaxHeaderBytes
-}
-
-// extendHandshake gives the rest of a TLS handshake a fresh timeout d once
-// tc's GetCertificate has returned. net/http bounds the whole handshake by
-// the header timeout, set when the connection is accepted, but a first
-// handshake for a new name waits in GetCertificate while its certificate is
-// obtained: a CA's validation, or another node's issue lock (up to a lease,
-// 30 s, when that node died). Without a fresh deadline the certificate
-// would arrive after the client's connection had been given up on, and
-// the client that asked first would fail although the issuance succeeded.
-// The deadline bounds a slow client, and GetCertificate runs only once the
-// whole ClientHello has arrived; net/http clears it after the handshake.
-// A GetCertificate that returned within a quarter of d (a certificate in
-// memory: nearly every handshake) leaves the deadline as it was.
-func extendHandshake(tc *tls.Config, d time.Duration) {
-	get := tc.GetCertificate
-	if get == nil || d <= 0 {
-		return
-	}
-	tc.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		start := time.Now()
-		c, err := get(hello)
-		if hello.Conn != nil && time.Since(start) >= d/4 {
-			hello.Conn.SetDeadline(time.Now().Add(d))
-		}
-		return c, err
-	}
 }
 
 // orDefault returns d for zero, 0 (no limit in net/http) for a negative v,
