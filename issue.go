@@ -46,8 +46,10 @@ type IssueRequest struct {
 	// it (issuer.Request.ReplacesAccount), and then records its Email.
 	ReplacesRecord *storage.Certificate
 
-	// Email is the ACME contact, recorded so renewal needs no
-	// configuration.
+	// Email is recorded for a certificate whose issuer names no ACME
+	// account; an ACME issuer's certificate records the email of the
+	// account that ordered it (issuer.Certificate.Email), so that a
+	// renewal or revocation uses that account with no configuration.
 	Email string
 
 	// Variant, OnDemand and Files are recorded as given (see
@@ -138,7 +140,6 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 		ireq.Resume = pending.resume
 		ireq.Finalizing = func(o issuer.Order) { pending.store(ctx, st, o, key) }
 	}
-	email := req.Email
 	if r := req.ReplacesRecord; r != nil {
 		ireq.ReplacesAccount = r.Account
 	}
@@ -146,8 +147,9 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 	if err != nil {
 		return nil, err
 	}
-	if r := req.ReplacesRecord; r != nil && r.Account != "" && cert.Account == r.Account {
-		email = r.Email // ordered from the account that ordered Replaces
+	email := req.Email
+	if cert.Account != "" {
+		email = cert.Email // the ordering account's: the Manager's Email or another
 	}
 	timeline.Mark(ctx, "issued_check")
 	rec := &storage.Certificate{

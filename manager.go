@@ -45,15 +45,17 @@ type Manager struct {
 	// the first that succeeds. Nil or empty means Let's Encrypt
 	// production. An
 	// *acmeca.Issuer whose Solvers is nil answers challenges through this
-	// Manager (its TLSConfig and HTTPHandler), and one whose Storage is nil
-	// keeps its account in Storage.
+	// Manager (its TLSConfig and HTTPHandler), one whose Storage is nil
+	// keeps its account in Storage, and one without Email, Profile or
+	// AgreeTerms uses the Manager's.
 	Issuers []issuer.Issuer
 
 	// Storage keeps accounts, keys and certificates. Nil means a filestore
 	// in DefaultStorageDir().
 	Storage storage.Storage
 
-	// Email is the ACME account contact for the default issuer.
+	// Email is the ACME account contact: the default issuer's, and that
+	// of each *acmeca.Issuer in Issuers or Rules whose own Email is empty.
 	Email string
 
 	// AgreeTerms is asked before an ACME account is registered, with the
@@ -65,8 +67,9 @@ type Manager struct {
 	// KeyType is the key type of new certificates. Zero means ECDSA P-256.
 	KeyType issuer.KeyType
 
-	// Profile is the ACME profile the default issuer orders. Empty lets
-	// the CA choose.
+	// Profile is the ACME profile to order: the default issuer's, and
+	// that of each *acmeca.Issuer in Issuers or Rules whose own Profile
+	// is empty. Empty lets the CA choose.
 	Profile string
 
 	// Rules give names matching a pattern their own issuers or key type;

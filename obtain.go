@@ -26,14 +26,23 @@ func isNotFound(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 // them; the first is the primary name) unless storage already holds one,
 // and keeps it in memory and renewed from now on. Names given here need no
 // Policy. Names that CertFiles serve, all of them, are not ordered: the
-// files' certificate is what handshakes get, and Cert returns nil. Use it to have certificates ready before the first handshake.
-// After Close it returns ErrClosed; Close abandons a Cert in flight.
+// files' certificate is what handshakes get, and Cert returns nil. Use it
+// to have certificates ready before the first handshake, once the
+// listeners that answer the CA's challenges accept connections (TLSConfig
+// on 443 for tls-alpn-01, HTTPHandler on 80 for http-01): the CA
+// validates through them. ctx bounds how long Cert waits; an issuance it
+// started goes on (within IssueTimeout) and is stored, as a handshake's
+// does, but a ctx done already orders nothing. After Close it returns
+// ErrClosed; Close abandons a Cert in flight.
 func (m *Manager) Cert(ctx context.Context, names ...string) error {
 	if err := m.init(); err != nil {
 		return err
 	}
 	if len(names) == 0 {
 		return errors.New("certkeeper: Cert needs at least one name")
+	}
+	if err := ctx.Err(); err != nil {
+		return err // nobody waits: nothing is ordered
 	}
 	norm := make([]string, 0, len(names))
 	n := hostname.Normalizer{AllowIP: true, AllowWildcard: true}

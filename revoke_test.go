@@ -252,3 +252,54 @@ func TestRevokedReplacedOnceAcrossNodes(t *testing.T) {
 		t.Errorf("the nodes serve %s and %s; want the same, shorter-lived replacement", a.Leaf.SerialNumber.Text(16), b.Leaf.SerialNumber.Text(16))
 	}
 }
+
+// TestRevokeUsesOrderingAccount: the record of a certificate an issuer
+// with its own Email ordered names that account's email, not the
+// Manager's, so RevokeStored asks for a revoker with it and no account is
+// registered for the revocation (a library trial's record said the
+// Manager's email, and its revocation registered a stray account first).
+func TestRevokeUsesOrderingAccount(t *testing.T) {
+	ca := testca.Start(t, testca.Options{})
+	st := filestore.New(t.TempDir())
+	m := newACMEManager(ca, st, nil)
+	m.Email = "mgr@a.test"
+	m.Issuers[0].(*acmeca.Issuer).Email = "ops@a.test"
+	serve(t, m, ca)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.Cert(ctx, "e.test"); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := st.List(ctx, storage.CertificatePrefix(""))
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("List = %v, %v; want one certificate", keys, err)
+	}
+	data, err := st.Load(ctx, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := storage.UnmarshalCertificate(keys[0], data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Email != "ops@a.test" {
+		t.Errorf("record email %q, want ops@a.test, the ordering account's", rec.Email)
+	}
+	req := revokeRequest(ca, st, "e.test", "")
+	var asked []string
+	revoker := req.Revoker
+	req.Revoker = func(email string) (certkeeper.Revoker, error) {
+		asked = append(asked, email)
+		return revoker(email)
+	}
+	if _, err := certkeeper.RevokeStored(ctx, st, req); err != nil {
+		t.Fatal(err)
+	}
+	accounts, err := st.List(ctx, "accounts/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(asked, []string{"ops@a.test"}) || len(accounts) != 2 {
+		t.Errorf("revoker asked for %q, accounts stored %v; want ops@a.test's alone", asked, accounts)
+	}
+}

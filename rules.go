@@ -46,8 +46,9 @@ func (m *Manager) initRules() error {
 	return nil
 }
 
-// wireIssuers lets ACME issuers without solvers or storage, and local CAs
-// without storage, use the Manager's, and both log to its Logger.
+// wireIssuers lets ACME issuers without solvers, storage, email or
+// profile, and local CAs without storage, use the Manager's, and both log
+// to its Logger.
 func (m *Manager) wireIssuers(issuers []issuer.Issuer) {
 	for _, iss := range issuers {
 		if a, ok := iss.(*acmeca.Issuer); ok {
@@ -59,6 +60,12 @@ func (m *Manager) wireIssuers(issuers []issuer.Issuer) {
 			}
 			if a.AgreeTerms == nil {
 				a.AgreeTerms = m.AgreeTerms
+			}
+			if a.Email == "" {
+				a.Email = m.Email
+			}
+			if a.Profile == "" {
+				a.Profile = m.Profile
 			}
 			if a.Logger == nil && m.Logger != nil { // one log, in the Manager's format
 				a.Logger = m.Logger

@@ -333,6 +333,9 @@ func (h *Handler) failLookup(w http.ResponseWriter, name string, err error) int 
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 		h.logger().Debug("no certificate to hand out yet", slog.String("name", name), slog.Any("err", err))
 		return fail(w, http.StatusServiceUnavailable, "no certificate for "+name+" yet: "+ue.Reason()+"; retry later")
+	case errors.Is(err, context.Canceled): // the client went away before anything was asked
+		h.logger().Debug("looking up a certificate", slog.String("name", name), slog.Any("err", err))
+		return fail(w, http.StatusServiceUnavailable, "no certificate for "+name+" now; retry later")
 	default:
 		h.logger().Warn("looking up a certificate", slog.String("name", name), slog.Any("err", err))
 		w.Header().Set("Retry-After", "10")

@@ -95,6 +95,11 @@ type Certificate struct {
 	URL string
 	// Account is the ACME account URL that ordered it ("" for non-ACME).
 	Account string
+	// Email is the email that account is stored under
+	// (storage.AccountKey): what an acmeca.Issuer's Email must be to use
+	// it again (to revoke the certificate, say); "" for the account
+	// without a contact, and for non-ACME issuers.
+	Email string
 	// Profile is the ACME profile it was ordered with, if any.
 	Profile string
 	// RenewalWindow is the renewal window the CA suggested for it as it

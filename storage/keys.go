@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"path"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/internal/redact"
@@ -131,6 +132,16 @@ func AccountKey(issuerID, email string) (string, error) {
 		return "", err
 	}
 	return key, nil
+}
+
+// AccountEmail is the email under which the account record key
+// (AccountKey) is stored: "" for the account without a contact.
+func AccountEmail(key string) string {
+	seg := strings.TrimSuffix(path.Base(key), ".json")
+	if seg == "default" {
+		return ""
+	}
+	return seg
 }
 
 // AccountPrivateKey is the key of the private key of the ACME account at

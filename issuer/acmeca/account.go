@@ -197,6 +197,15 @@ func (iss *Issuer) lockedRegister(ctx context.Context, force bool) (acme.Account
 	return iss.register(ctx, force)
 }
 
+// ownEmail is the email the issuer's own account is stored under: Email,
+// or the only stored account's, adopted by an issuer without one.
+func (iss *Issuer) ownEmail() string {
+	if sole := iss.sole.Load(); sole != nil && iss.Email == "" {
+		return storage.AccountEmail(sole[0])
+	}
+	return iss.Email
+}
+
 func (iss *Issuer) accountKeys() (recordKey, privKey string, err error) {
 	if sole := iss.sole.Load(); sole != nil && iss.Email == "" {
 		return sole[0], sole[1], nil
@@ -233,24 +242,26 @@ func (iss *Issuer) loadAccount(ctx context.Context) (acme.Account, error) {
 	return iss.readAccount(ctx, recordKey, privKey, "")
 }
 
-// orderingAccount is the account req is ordered from: for a renewal,
-// the account that ordered the certificate it replaces when storage holds
-// it at this CA (certbot's beside lego's, both imported), as the CA
-// accepts a replacement only from that account; else the issuer's own
-// (Account), which is then registered only if it is needed.
-func (iss *Issuer) orderingAccount(ctx context.Context, req issuer.Request) (acme.Account, error) {
+// orderingAccount is the account req is ordered from, with the email it
+// is stored under: for a renewal, the account that ordered the
+// certificate it replaces when storage holds it at this CA (certbot's
+// beside lego's, both imported), as the CA accepts a replacement only
+// from that account; else the issuer's own (Account, Email), which is
+// then registered only if it is needed.
+func (iss *Issuer) orderingAccount(ctx context.Context, req issuer.Request) (acme.Account, string, error) {
 	if req.Replaces == nil || req.ReplacesAccount == "" {
-		return iss.Account(ctx)
+		acct, err := iss.Account(ctx)
+		return acct, iss.ownEmail(), err
 	}
 	iss.acctMu.Lock()
 	own := iss.acct
 	iss.acctMu.Unlock()
 	if own != nil && own.Location == req.ReplacesAccount {
-		return *own, nil
+		return *own, iss.ownEmail(), nil
 	}
 	ownKey, err := storage.AccountKey(iss.ID(), iss.Email)
 	if err != nil {
-		return acme.Account{}, err
+		return acme.Account{}, "", err
 	}
 	keys, _ := iss.Storage.List(ctx, path.Dir(ownKey)+"/")
 	for _, k := range keys {
@@ -261,13 +272,15 @@ func (iss *Issuer) orderingAccount(ctx context.Context, req issuer.Request) (acm
 		if err != nil {
 			continue
 		}
-		if k != ownKey {
-			iss.logger().Info("renewing from the account that ordered the certificate, the one whose replacement the CA accepts",
-				slog.String("issuer", iss.ID()), slog.String("account", req.ReplacesAccount), slog.String("record", k))
+		if k == ownKey {
+			return acct, iss.ownEmail(), nil
 		}
-		return acct, nil
+		iss.logger().Info("renewing from the account that ordered the certificate, the one whose replacement the CA accepts",
+			slog.String("issuer", iss.ID()), slog.String("account", req.ReplacesAccount), slog.String("record", k))
+		return acct, storage.AccountEmail(k), nil
 	}
-	return iss.Account(ctx)
+	acct, err := iss.Account(ctx)
+	return acct, iss.ownEmail(), err
 }
 
 // readAccount reads the account record under recordKey and its key under

@@ -408,7 +408,7 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 	if err := iss.checkProfile(ctx); err != nil {
 		return nil, err
 	}
-	acct, err := iss.orderingAccount(ctx, req)
+	acct, email, err := iss.orderingAccount(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -416,13 +416,19 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 
 	if r := req.Resume; r != nil && r.Issuer == iss.ID() && r.Account == acct.Location {
 		if cert, err := iss.resume(ctx, client, acct, csr, req); cert != nil || ctx.Err() != nil {
+			if cert != nil {
+				cert.Email = email
+			}
 			return cert, err
 		}
 	}
 
-	placed, acct, err := iss.placeOrder(ctx, client, acct, dir, req)
+	placed, ordering, err := iss.placeOrder(ctx, client, acct, dir, req)
 	if err != nil {
 		return nil, err
+	}
+	if ordering.Location != acct.Location { // the CA forgot acct: the issuer's own, registered again
+		acct, email = ordering, iss.ownEmail()
 	}
 	progress(req, "order created: %s", placed.Location)
 	timeline.Mark(ctx, "new_order")
@@ -438,7 +444,11 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 	if err != nil {
 		return nil, err
 	}
-	return iss.certificate(ctx, client, acct, final, csr, req)
+	cert, err := iss.certificate(ctx, client, acct, final, csr, req)
+	if cert != nil {
+		cert.Email = email
+	}
+	return cert, err
 }
 
 // certificate downloads the certificate of the valid order final, picks
