@@ -173,7 +173,10 @@ func (m *Manager) orderLimiter(id string) *limit.CALimiter {
 var ErrFailedRecently = errors.New("obtaining a certificate failed recently")
 
 // ErrClientLimit is returned for a handshake that would start an issuance
-// from a client that has started too many.
+// from a client that has started too many (ClientLimit). It is a limit,
+// not the policy's refusal (not policy.ErrDenied): the error also matches
+// issuer.ErrRateLimited, and CertificateFor's UnavailableError.RetryAfter
+// is when the client's budget has refilled.
 var ErrClientLimit = errors.New("too many new names from this client")
 
 // admit checks, before an on-demand issuance, what the policy cannot: the
@@ -188,7 +191,10 @@ func (m *Manager) admit(ctx context.Context, name string, client netip.Addr) err
 		return fmt.Errorf("%w; next attempt after %s", ErrFailedRecently, retry.UTC().Format(time.RFC3339))
 	}
 	if client.IsValid() && !m.clientLimiter().Allow(client) {
-		return fmt.Errorf("%w: %w (%s)", policy.ErrDenied, ErrClientLimit, client)
+		// Not the policy's refusal: a limit, retried once the client's
+		// budget has refilled (RetryAt, for CertificateFor's RetryAfter).
+		return fmt.Errorf("%w (%s); %w", ErrClientLimit, client,
+			&limit.RateLimitError{Limit: "new names from one client", RetryAt: m.clientLimiter().Next(client), Configured: true})
 	}
 	if m.MaxNames > 0 {
 		keys, err := m.store.List(ctx, storage.CertificatePrefix(""))

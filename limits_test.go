@@ -52,6 +52,26 @@ func TestClientLimit(t *testing.T) {
 	if err := dialName(addr, "a.c.test"); err != nil {
 		t.Errorf("a name already held was refused: %v", err)
 	}
+	// What CertificateFor says of it: a limit, not the policy's refusal
+	// (code that takes ErrDenied for good must not), retried when the
+	// client's budget has refilled, an hour here (a library trial's said
+	// 10 s, and was refused again then).
+	client := netip.MustParseAddr("192.0.2.9")
+	for _, n := range []string{"y.c.test", "z.c.test"} {
+		if _, err := m.CertificateFor(t.Context(), n, client); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := m.CertificateFor(t.Context(), "w.c.test", client)
+	var ue *certkeeper.UnavailableError
+	switch {
+	case !errors.Is(err, certkeeper.ErrClientLimit) || errors.Is(err, policy.ErrDenied) || !errors.As(err, &ue):
+		t.Errorf("over the client's budget: %v; want an UnavailableError matching ErrClientLimit, not policy.ErrDenied", err)
+	case time.Until(ue.RetryAfter) < 50*time.Minute || time.Until(ue.RetryAfter) > time.Hour:
+		t.Errorf("over a budget that refills one an hour: RetryAfter in %s, want about an hour", time.Until(ue.RetryAfter).Round(time.Second))
+	case ue.Reason() != "too many new names from this client":
+		t.Errorf("Reason() = %q", ue.Reason())
+	}
 }
 
 func TestMaxNames(t *testing.T) {

@@ -71,6 +71,8 @@ func (e *UnavailableError) Reason() string {
 		return "the certificate storage cannot be reached"
 	case errors.Is(e.Err, ErrFailedRecently):
 		return "its last issuance failed, and the next attempt waits"
+	case errors.Is(e.Err, ErrClientLimit):
+		return "too many new names from this client"
 	case errors.As(e.Err, &rl) && rl.Configured:
 		return "the server's own limit on new orders (" + rl.Limit + ") is reached until " + rl.RetryAt.UTC().Format(time.RFC3339)
 	case errors.Is(e.Err, issuer.ErrRateLimited):
@@ -79,8 +81,6 @@ func (e *UnavailableError) Reason() string {
 		return "the CA cannot be reached"
 	case errors.Is(e.Err, acmeca.ErrNotDirectory):
 		return "the CA's directory URL answers no ACME directory"
-	case errors.Is(e.Err, ErrClientLimit):
-		return "too many new names from this client"
 	case errors.Is(e.Err, ErrClosed):
 		return "the server is stopping"
 	case errors.Is(e.Err, context.DeadlineExceeded):
@@ -145,7 +145,9 @@ func (m *Manager) LastSeen(name string) time.Time {
 // memory, CertFiles, storage, then Policy and issuance, waiting as long
 // as ctx allows — with client as the address that counts against
 // ClientLimit. Errors: a *hostname.NameError for an invalid name, a
-// *PolicyError for a refused one, an *UnavailableError otherwise. With
+// *PolicyError for a refused one, ctx's error if it is done before
+// anything is asked (nothing is ordered then), an *UnavailableError
+// otherwise. With
 // SelfSignedFallback, a refused or unavailable name gets a self-signed
 // certificate instead of the error. name may be an IP address, for an IP
 // certificate, as for DefaultName.
@@ -164,6 +166,9 @@ func (m *Manager) CertificateFor(ctx context.Context, name string, client netip.
 	}
 	if s, ok := m.Cached(norm); ok {
 		return s, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return Served{}, err // nobody waits (a client gone): nothing is ordered
 	}
 	e, err := m.onDemand(ctx, norm, "", client)
 	if err != nil {

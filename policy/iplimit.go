@@ -69,17 +69,40 @@ type IPLimiter struct {
 // if so counts it. The zero netip.Addr (a connection that is not IP) is
 // one client like any other.
 func (l *IPLimiter) Allow(ip netip.Addr) bool {
-	r := l.Rate
-	if r == rate.Inf {
+	if l.Rate == rate.Inf {
 		return true
 	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.limiter(ip).AllowN(now, 1)
+}
+
+// Next reports when the client at ip may start an issuance again: now
+// if Allow would let it, else when its budget has refilled by one (what
+// a refused client is told to wait for).
+func (l *IPLimiter) Next(ip netip.Addr) time.Time {
+	now := time.Now()
+	if l.Rate == rate.Inf {
+		return now
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim := l.limiter(ip)
+	tokens := lim.TokensAt(now)
+	if tokens >= 1 || lim.Limit() <= 0 {
+		return now
+	}
+	return now.Add(time.Duration((1 - tokens) / float64(lim.Limit()) * float64(time.Second)))
+}
+
+// limiter is the budget of ip's client, made if new; l.mu held.
+func (l *IPLimiter) limiter(ip netip.Addr) *rate.Limiter {
+	r := l.Rate
 	if r == 0 {
 		r = defaultIPRate
 	}
 	key := clientKey(ip)
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.clients.items == nil {
 		n := l.MaxClients
 		if n <= 0 {
@@ -96,7 +119,7 @@ func (l *IPLimiter) Allow(ip netip.Addr) bool {
 		lim = rate.NewLimiter(r, b)
 		l.clients.put(key, lim)
 	}
-	return lim.AllowN(now, 1)
+	return lim
 }
 
 // clientKey returns the address that stands for ip's client: ip itself

@@ -163,3 +163,26 @@ func TestIPLimiterConcurrent(t *testing.T) {
 		t.Errorf("%d of 100 concurrent issuances allowed, want the burst of 10", got)
 	}
 }
+
+// TestIPLimiterNext: Next says when a client whose budget is spent may
+// start an issuance again (Allow then lets it), and now for one with
+// budget left or a new one.
+func TestIPLimiterNext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ip := netip.MustParseAddr("192.0.2.1")
+		l := &IPLimiter{Rate: rate.Every(time.Minute), Burst: 2}
+		if next := l.Next(ip); !next.Equal(time.Now()) {
+			t.Errorf("a new client: Next in %s, want now", time.Until(next))
+		}
+		allowN(l, ip, 2)
+		time.Sleep(15 * time.Second)
+		next := l.Next(ip)
+		if d := time.Until(next); d != 45*time.Second {
+			t.Errorf("spent 15 s ago at one a minute: Next in %s, want 45s", d)
+		}
+		time.Sleep(time.Until(next))
+		if !l.Allow(ip) {
+			t.Error("Allow at Next refused")
+		}
+	})
+}
