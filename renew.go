@@ -520,23 +520,51 @@ func (m *Manager) learnStored(ctx context.Context, key string, data []byte) {
 	if s == nil || m.held(key) != nil {
 		return
 	}
-	now := time.Now()
-	var r scanned
+	if _, scheduled := s.When(key); scheduled {
+		m.revisitStored(ctx, key, data) // revoked, or renewed by another node?
+		return
+	}
 	if data == nil {
-		r = m.scanOne(ctx, s, key, now)
-	} else if _, ok := s.When(key); !ok {
-		r = m.scannedFrom(key, data, now)
-		d := r.fields
-		m.renew.mu.Lock()
-		letGo, ok := m.renew.letGo[key]
-		m.renew.mu.Unlock()
-		if ok && letGo == d.NotAfter.Unix() || r.ok && d.OnDemand && d.Revoked == nil && !r.due.After(now) && m.unused(key, d.Names[0], now) {
-			return // let go as unused (renewStored), by this node or another: not taken up again at each sweep
+		var err error
+		if data, err = m.store.Load(ctx, key); err != nil {
+			return // gone, or unreadable: the sweep or a handshake reports it
 		}
+	}
+	now := time.Now()
+	r := m.scannedFrom(key, data, now)
+	d := r.fields
+	m.renew.mu.Lock()
+	letGo, ok := m.renew.letGo[key]
+	m.renew.mu.Unlock()
+	if ok && letGo == d.NotAfter.Unix() || r.ok && d.OnDemand && d.Revoked == nil && !r.due.After(now) && m.unused(key, d.Names[0], now) {
+		return // let go as unused (renewStored), by this node or another: not taken up again at each sweep
 	}
 	if m.scheduleScanned(s, key, r, now) {
 		s.Schedule(key, now.Add(rand.N(m.renewSpacing())))
 	}
+}
+
+// revisitStored looks at the record under key, scheduled here but not
+// held, whose change notice came (data nil: it is read) or that the
+// expiry sweep read (data): one marked revoked (RevokeStored) is replaced
+// now, as one held is (refresh), not at its planned renewal; one another
+// node renewed has its new dates counted in Stats at once.
+func (m *Manager) revisitStored(ctx context.Context, key string, data []byte) {
+	if data == nil {
+		var err error
+		if data, err = m.store.Load(ctx, key); err != nil {
+			return
+		}
+	}
+	var d storage.CertificateFields
+	if json.Unmarshal(data, &d) != nil || len(d.Names) == 0 || d.Files {
+		return // the renewal check reports a damaged record
+	}
+	if d.Revoked != nil {
+		m.replaceRevoked(key)
+		return
+	}
+	m.noteStored(key, d.Names[0], d.Issuer, d.NotBefore, d.NotAfter, d.OnDemand)
 }
 
 // warnDamaged reports the stored records the start-up scan could not
