@@ -12,6 +12,9 @@ import (
 // for example because CONFIG is refused to the Store's user (an ACL
 // without +config, a renamed command, a managed Redis).
 func (s *Store) CheckDurability(ctx context.Context) ([]string, error) {
+	if s.Client == nil {
+		return nil, errNoClient
+	}
 	save, err := s.Client.ConfigGet(ctx, "save").Result()
 	if err != nil {
 		return nil, s.fail(ctx, "CONFIG GET", "save", err)

@@ -49,3 +49,6 @@ func ParseURL(raw string) (*ParsedURL, error) {
 
 // GlobEscape exposes globEscape.
 var GlobEscape = globEscape
+
+// ErrNoClient is errNoClient, for tests.
+var ErrNoClient = errNoClient

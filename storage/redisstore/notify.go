@@ -20,6 +20,9 @@ func (s *Store) Notify(ctx context.Context, key string) error {
 	if err := storage.ValidateKey(key); err != nil {
 		return fmt.Errorf("redisstore: notify: %w", err)
 	}
+	if s.Client == nil {
+		return errNoClient
+	}
 	if err := s.Client.Publish(ctx, s.prefix()+changesChannel, key).Err(); err != nil {
 		return s.fail(ctx, "notify", key, err)
 	}
@@ -31,6 +34,9 @@ func (s *Store) Notify(ctx context.Context, key string) error {
 // by itself; notices published meanwhile are lost, which is why the
 // Manager also checks storage periodically.
 func (s *Store) Subscribe(ctx context.Context) (<-chan string, error) {
+	if s.Client == nil {
+		return nil, errNoClient
+	}
 	ps := s.Client.Subscribe(ctx, s.prefix()+changesChannel)
 	in := ps.Channel()
 	out := make(chan string, 64)

@@ -158,8 +158,15 @@ func New(client redis.UniversalClient, prefix string) *Store {
 // Close closes the Store's Client. Locks still held are not released;
 // their leases expire.
 func (s *Store) Close() error {
+	if s.Client == nil {
+		return nil
+	}
 	return s.Client.Close()
 }
+
+// errNoClient is every operation's error on a Store without a Client
+// (its zero value), rather than a nil pointer's panic.
+var errNoClient = errors.New("redisstore: Store.Client is nil: make the Store with redisstore.Open(URL) or redisstore.New(client, prefix)")
 
 func (s *Store) prefix() string {
 	if s.Prefix == "" {
@@ -240,6 +247,9 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
 	if err := storage.ValidateKey(key); err != nil {
 		return nil, fmt.Errorf("redisstore: load: %w", err)
 	}
+	if s.Client == nil {
+		return nil, errNoClient
+	}
 	v, err := s.Client.Get(ctx, s.prefix()+key).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("redisstore: load %q: %w", key, fs.ErrNotExist)
@@ -259,6 +269,9 @@ func (s *Store) Store(ctx context.Context, key string, value []byte) error {
 	if err := storage.ValidateKey(key); err != nil {
 		return fmt.Errorf("redisstore: store: %w", err)
 	}
+	if s.Client == nil {
+		return errNoClient
+	}
 	if err := s.Client.Set(ctx, s.prefix()+key, value, 0).Err(); err != nil {
 		return s.fail(ctx, "store", key, err)
 	}
@@ -269,6 +282,9 @@ func (s *Store) Store(ctx context.Context, key string, value []byte) error {
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := storage.ValidateKey(key); err != nil {
 		return fmt.Errorf("redisstore: delete: %w", err)
+	}
+	if s.Client == nil {
+		return errNoClient
 	}
 	if err := s.Client.Del(ctx, s.prefix()+key).Err(); err != nil {
 		return s.fail(ctx, "delete", key, err)
@@ -284,6 +300,9 @@ const scanCount = 500
 func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	if err := storage.ValidatePrefix(prefix); err != nil {
 		return nil, fmt.Errorf("redisstore: list: %w", err)
+	}
+	if s.Client == nil {
+		return nil, errNoClient
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("redisstore: list %q: %w", prefix, err)
@@ -390,6 +409,9 @@ return 0`)
 func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error) {
 	if err := storage.ValidateKey(name); err != nil {
 		return nil, fmt.Errorf("redisstore: lock: %w", err)
+	}
+	if s.Client == nil {
+		return nil, errNoClient
 	}
 	h, err := s.acquire(ctx, name)
 	if err != nil {

@@ -554,3 +554,24 @@ func TestAuthentication(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroStore: a Store without a Client (its zero value) fails every
+// operation with an error that says how to make one, rather than a nil
+// pointer's panic (a library trial's program crashed).
+func TestZeroStore(t *testing.T) {
+	var s redisstore.Store
+	ctx := t.Context()
+	_, errLoad := s.Load(ctx, "a")
+	_, errList := s.List(ctx, "")
+	_, errLock := s.Lock(ctx, "a")
+	_, errSub := s.Subscribe(ctx)
+	_, errDur := s.CheckDurability(ctx)
+	for i, err := range []error{errLoad, s.Store(ctx, "a", nil), s.Delete(ctx, "a"), errList, errLock, s.Notify(ctx, "a"), errSub, errDur} {
+		if !errors.Is(err, redisstore.ErrNoClient) {
+			t.Errorf("operation %d on a zero Store: %v, want the error that says how to make one", i, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close of a zero Store: %v", err)
+	}
+}
