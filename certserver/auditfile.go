@@ -18,7 +18,7 @@ type AuditFile struct {
 	// Logger writes the audit lines: the Handler's Audit.
 	Logger *slog.Logger
 
-	f      *os.File
+	f      *reopening
 	w      *AuditWriter
 	logger *slog.Logger
 }
@@ -32,19 +32,72 @@ type AuditFile struct {
 // that cannot be written shows at once: call Sync to know, before the
 // server listens. Failed writes are logged to logger (nil: slog.Default())
 // as they happen.
+//
+// A file moved or removed (logrotate's rename and "create", or a
+// rotation that deletes it) is opened anew by name at the next line, as
+// every write first checks that name is still the file it writes to: the
+// lines went on into the rotated file, or into a deleted one, where no
+// error said they were lost. A rotation needs no signal, and
+// "copytruncate" works too.
 func OpenAuditFile(name string, logger *slog.Logger, attrs ...slog.Attr) (*AuditFile, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
 	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
 		return nil, fmt.Errorf("creating its directory: %w", err)
 	}
+	f, err := openAppend(name, logger)
+	if err != nil {
+		return nil, err
+	}
+	r := &reopening{name: name, f: f, logger: logger}
+	w := NewAuditWriter(r, logger)
+	a := &AuditFile{Logger: slog.New(slog.NewJSONHandler(w, nil)), f: r, w: w, logger: logger}
+	a.Logger.LogAttrs(context.Background(), slog.LevelInfo, "audit log opened", attrs...)
+	return a, nil
+}
+
+// openAppend opens name for appending, created 0600 (restrictMode).
+func openAppend(name string, logger *slog.Logger) (*os.File, error) {
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	restrictMode(f, logger)
-	w := NewAuditWriter(f, logger)
-	a := &AuditFile{Logger: slog.New(slog.NewJSONHandler(w, nil)), f: f, w: w, logger: logger}
-	a.Logger.LogAttrs(context.Background(), slog.LevelInfo, "audit log opened", attrs...)
-	return a, nil
+	return f, nil
+}
+
+// reopening writes to the file name, opening it anew when name no longer
+// is the file it holds open (moved or removed). Only the AuditWriter's
+// goroutine writes; Close comes after it has stopped.
+type reopening struct {
+	name   string
+	f      *os.File
+	logger *slog.Logger
+}
+
+func (r *reopening) Write(p []byte) (int, error) {
+	if err := r.follow(); err != nil {
+		return 0, err
+	}
+	return r.f.Write(p)
+}
+
+// follow opens name anew if it is no longer the file r writes to.
+func (r *reopening) follow() error {
+	held, err := r.f.Stat()
+	now, nerr := os.Stat(r.name)
+	if err == nil && nerr == nil && os.SameFile(held, now) {
+		return nil
+	}
+	f, err := openAppend(r.name, r.logger)
+	if err != nil {
+		return fmt.Errorf("opening the audit log %s again (it was moved or removed): %w", r.name, err)
+	}
+	_ = r.f.Close()
+	r.f = f
+	r.logger.Info("audit log opened again: the file was moved or removed (log rotation)", slog.String("file", r.name))
+	return nil
 }
 
 // restrictMode makes the audit file f, if it is a regular file that its
@@ -86,8 +139,8 @@ func (a *AuditFile) Sync() error { return a.w.Sync() }
 // that lines were lost.
 func (a *AuditFile) Close() error {
 	err := a.w.Close()
-	if cerr := a.f.Close(); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("closing %s: %w", a.f.Name(), cerr))
+	if cerr := a.f.f.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("closing %s: %w", a.f.name, cerr))
 	}
 	return err
 }

@@ -84,3 +84,56 @@ func TestOpenAuditFileRestrictsMode(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditFileFollowsRotation: after the file is moved away (logrotate's
+// rename, then "create 0600") the next lines go to a file under the
+// name, not to the rotated one; after it is removed, to a new one, 0600.
+// Before, the lines went on into the rotated file, or into the deleted
+// one, with no error (fleet trial).
+func TestAuditFileFollowsRotation(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("an open file cannot be renamed or removed on Windows")
+	}
+	name := filepath.Join(t.TempDir(), "audit.log")
+	af, err := certserver.OpenAuditFile(name, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer af.Close()
+	logged := func(msg string) {
+		t.Helper()
+		af.Logger.Info(msg)
+		if err := af.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(file string) string {
+		t.Helper()
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	logged("before rotation")
+	if err := os.Rename(name, name+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name, nil, 0o600); err != nil { // logrotate's "create 0600"
+		t.Fatal(err)
+	}
+	logged("after rotation")
+	if rotated, now := read(name+".1"), read(name); strings.Contains(rotated, "after rotation") || !strings.Contains(now, "after rotation") {
+		t.Errorf("after a rotation:\nrotated file:\n%s\nfile:\n%s\nwant the new line in the file under the name", rotated, now)
+	}
+	if err := os.Remove(name); err != nil {
+		t.Fatal(err)
+	}
+	logged("after removal")
+	if now := read(name); !strings.Contains(now, "after removal") {
+		t.Errorf("after the file was removed: %s holds\n%s\nwant the new line", name, now)
+	}
+	if fi, err := os.Stat(name); err != nil || (runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600) {
+		t.Errorf("the file made again: %v, %v; want mode 0600", fi, err)
+	}
+}
