@@ -156,6 +156,16 @@ func TestProxyUnknownProfile(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, `--profile: unknown profile "nosuchprofile"`) || !strings.Contains(r.stderr, "offers: default") {
 		t.Errorf("proxy --profile nosuchprofile: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
+	// --check-config says so too (a fleet trial's passed it, warning that
+	// the CA gave no answer: "Issuer.Storage is nil"), and says nothing
+	// of a profile the CA offers.
+	for profile, want := range map[string]int{"nosuchprofile": 1, "default": 0} {
+		r := ck(t, time.Minute, "server", "--check-config", "--no-auth", "--ca", ca.DirectoryURL(), "--ca-roots", ca.ListenerRootFile(),
+			"--profile", profile, "--allow", "a.test", "--storage", t.TempDir())
+		if r.code != want || strings.Contains(r.stderr, "no answer") || want == 1 && !strings.Contains(r.stderr, `--profile: unknown profile "nosuchprofile"`) {
+			t.Errorf("server --check-config --profile %s: exit %d, want %d, stderr:\n%s", profile, r.code, want, r.stderr)
+		}
+	}
 }
 
 // TestConfigSecretsReadable: a --config file other users can read that

@@ -233,11 +233,18 @@ func (iss *Issuer) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// client returns the acme.Client, built on first use.
+// client returns the acme.Client, built on first use, for what needs
+// the account (and so Storage).
 func (iss *Issuer) client(ctx context.Context) (*acme.Client, error) {
 	if iss.Storage == nil {
 		return nil, errors.New("acmeca: Issuer.Storage is nil: set a storage to keep the ACME account in")
 	}
+	return iss.directoryClient()
+}
+
+// directoryClient returns the acme.Client, built on first use, for what
+// needs no account: the directory (Profiles, before anything is stored).
+func (iss *Issuer) directoryClient() (*acme.Client, error) {
 	if err := iss.checkDirectory(); err != nil {
 		return nil, err
 	}
@@ -273,7 +280,7 @@ func (iss *Issuer) client(ctx context.Context) (*acme.Client, error) {
 // getDirectory fetches (or returns the cached) directory, retrying
 // transient failures; an unreachable CA is named in the error.
 func (iss *Issuer) getDirectory(ctx context.Context) (acme.Directory, error) {
-	client, err := iss.client(ctx)
+	client, err := iss.directoryClient()
 	if err != nil {
 		return acme.Directory{}, err
 	}
