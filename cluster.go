@@ -78,6 +78,11 @@ const (
 	// challenge answer: the answer's key follows. The answer's own key is
 	// the notice that another node answered it.
 	announcePrefix = "presented/"
+	// revokedPrefix starts the notice markRevoked sends beside the
+	// record's own key: the key of a certificate now marked revoked,
+	// which a node that renews it without holding it replaces at once
+	// (replaceRevoked) with no read of its own.
+	revokedPrefix = "revoked/"
 	// ordersLockWait bounds the wait for the shared order counter's lock.
 	ordersLockWait = 10 * time.Second
 )
@@ -173,6 +178,12 @@ func (m *Manager) subscribe(n storage.Notifier) {
 			}
 			if strings.HasPrefix(key, challengesPrefix) {
 				m.clu.answeredElsewhere(key)
+				continue
+			}
+			if k, ok := strings.CutPrefix(key, revokedPrefix); ok && strings.HasPrefix(k, storage.CertificatePrefix("")) {
+				if m.held(k) == nil { // one held reads the record at its key's own notice (refresh)
+					m.replaceRevoked(k)
+				}
 				continue
 			}
 			if strings.HasPrefix(key, storage.CertificatePrefix("")) {

@@ -521,7 +521,12 @@ func (m *Manager) learnStored(ctx context.Context, key string, data []byte) {
 		return
 	}
 	if _, scheduled := s.When(key); scheduled {
-		m.revisitStored(ctx, key, data) // revoked, or renewed by another node?
+		// A notice for it costs no read (its renewal check reads it; a
+		// revocation has a notice of its own: revokedPrefix); what the
+		// sweep read is looked at.
+		if data != nil {
+			m.revisitStored(key, data)
+		}
 		return
 	}
 	if data == nil {
@@ -544,18 +549,12 @@ func (m *Manager) learnStored(ctx context.Context, key string, data []byte) {
 	}
 }
 
-// revisitStored looks at the record under key, scheduled here but not
-// held, whose change notice came (data nil: it is read) or that the
-// expiry sweep read (data): one marked revoked (RevokeStored) is replaced
-// now, as one held is (refresh), not at its planned renewal; one another
-// node renewed has its new dates counted in Stats at once.
-func (m *Manager) revisitStored(ctx context.Context, key string, data []byte) {
-	if data == nil {
-		var err error
-		if data, err = m.store.Load(ctx, key); err != nil {
-			return
-		}
-	}
+// revisitStored looks at the record data under key, scheduled here but
+// not held, that the expiry sweep read: one marked revoked whose notice
+// was lost (or a storage without notices) is replaced now, not at its
+// planned renewal; one another node renewed has its new dates counted in
+// Stats.
+func (m *Manager) revisitStored(key string, data []byte) {
 	var d storage.CertificateFields
 	if json.Unmarshal(data, &d) != nil || len(d.Names) == 0 || d.Files {
 		return // the renewal check reports a damaged record

@@ -306,7 +306,11 @@ func markRevoked(ctx context.Context, st storage.Storage, key, name string, leaf
 		return replaced, err
 	}
 	// A lost notice only delays the replacement until the next check.
+	// The key itself for the nodes holding the certificate (they read
+	// it), revokedPrefix+key for those that only renew it (they need not
+	// read what the notice says).
 	_ = storage.NotifyVia(ctx, st, key)
+	_ = storage.NotifyVia(ctx, st, revokedPrefix+key)
 	return false, nil
 }
 
