@@ -29,6 +29,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,6 +134,9 @@ type fetched struct {
 	cert      *tls.Certificate
 	notAfter  time.Time
 	refreshAt time.Time
+	// failures counts the refreshes that failed in a row, for their
+	// backoff and for logging the first of them (refresh).
+	failures int
 }
 
 // Certificate is a certificate as the server answered it.
@@ -383,29 +387,53 @@ func (c *Client) background(f func()) bool {
 }
 
 // refresh fetches name again. On failure the certificate in memory keeps
-// serving until it expires; the next attempt comes after Retry.
+// serving until it expires, and the next attempt comes after Retry,
+// doubling with each failure in a row up to refreshBackoffMax (a server
+// down, or a token it no longer accepts, cost a request and a log line
+// every 5 s for each name held); the first failure is logged at Warn,
+// the others at Debug. A 403, the server's answer that this client may
+// not have the name (its token's names= changed), ends serving it: the
+// server may have revoked and replaced it meanwhile, which this client
+// could never learn.
 func (c *Client) refresh(name string, e *entry) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
 	defer cancel()
 	got, err := c.Fetch(ctx, name)
 	now := time.Now()
 	old := e.state.Load()
-	if err != nil {
-		next := now.Add(c.retry())
-		var se *StatusError
-		if errors.As(err, &se) && se.RetryAfter > c.retry() {
-			next = now.Add(se.RetryAfter)
+	if err == nil {
+		if old.failures > 0 {
+			c.logger().Info("refreshing a certificate from the server works again", slog.String("name", name), slog.Int("failures", old.failures))
 		}
-		if limit := old.notAfter.Add(-refreshMargin); next.After(limit) && now.Before(limit) {
-			next = limit
-		}
-		e.state.Store(&fetched{cert: old.cert, notAfter: old.notAfter, refreshAt: next})
-		c.logger().Warn("refreshing a certificate from the server failed; serving the one held until it expires",
-			slog.String("name", name), slog.Time("not_after", old.notAfter), slog.Time("retry_at", next), slog.Any("err", err))
+		e.state.Store(newFetched(got, now))
 		return
 	}
-	e.state.Store(newFetched(got, now))
+	var se *StatusError
+	if errors.As(err, &se) && se.StatusCode == http.StatusForbidden {
+		c.forget(name, e)
+		c.logger().Warn("the server no longer lets this client have the name: its certificate is no longer served",
+			slog.String("name", name), slog.Any("err", err))
+		return
+	}
+	wait := min(c.retry()<<min(old.failures, 16), max(refreshBackoffMax, c.retry()))
+	if se != nil && se.RetryAfter > wait {
+		wait = se.RetryAfter
+	}
+	next := now.Add(wait)
+	if limit := old.notAfter.Add(-refreshMargin); next.After(limit) && now.Before(limit) {
+		next = limit
+	}
+	e.state.Store(&fetched{cert: old.cert, notAfter: old.notAfter, refreshAt: next, failures: old.failures + 1})
+	level := slog.LevelWarn
+	if old.failures > 0 {
+		level = slog.LevelDebug
+	}
+	c.logger().Log(ctx, level, "refreshing a certificate from the server failed; serving the one held until it expires (further failures in a row are logged at debug)",
+		slog.String("name", name), slog.Time("not_after", old.notAfter), slog.Time("retry_at", next), slog.Int("failures", old.failures+1), slog.Any("err", err))
 }
+
+// refreshBackoffMax caps the wait between failed refreshes of a name.
+const refreshBackoffMax = 10 * time.Minute
 
 // startRefresher starts the goroutine that refreshes held certificates
 // when their ttl passes, even with no handshake asking, and drops names
@@ -525,7 +553,7 @@ func (c *Client) fetchFrom(ctx context.Context, base, name string) (*Certificate
 		return nil, &transportError{fmt.Errorf("certclient: fetching %s from %s: %w", name, redact.URL(base), err)}
 	}
 	if resp.StatusCode != http.StatusOK {
-		se := &StatusError{Name: name, StatusCode: resp.StatusCode, Message: string(trim(body, 200))}
+		se := &StatusError{Name: name, StatusCode: resp.StatusCode, Message: strings.TrimSpace(string(trim(body, 200)))}
 		if resp.StatusCode == http.StatusBadRequest && bytes.HasPrefix(body, []byte("Client sent an HTTP request to an HTTPS server")) {
 			// Go's TLS listener answering plain HTTP: the server has --api-cert.
 			se.Message += " (the server's API is HTTPS, certkeeper server --api-cert: use an https:// URL, with TLSConfig.RootCAs for a private CA)"

@@ -1,6 +1,7 @@
 package certclient_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -350,5 +353,92 @@ func TestClientHTTPS(t *testing.T) {
 	t.Cleanup(func() { plain.Close() })
 	if _, err := plain.Fetch(t.Context(), "a.tls.test"); err == nil || !strings.Contains(err.Error(), "use an https:// URL") {
 		t.Errorf("http:// to the HTTPS API: %v; want the hint to use https://", err)
+	}
+}
+
+// countingHandler counts the log records at each level whose message
+// starts with prefix.
+type countingHandler struct {
+	prefix string
+	warn   atomic.Int32
+	debug  atomic.Int32
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, h.prefix) {
+		switch r.Level {
+		case slog.LevelWarn:
+			h.warn.Add(1)
+		case slog.LevelDebug:
+			h.debug.Add(1)
+		}
+	}
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestRefusedRefresh: once the server refuses this client a name it holds
+// (403: its token's names= no longer include it), the client stops
+// serving it, as the server may have revoked and replaced it; a refresh
+// that fails otherwise (401: a token the server no longer holds) keeps
+// the certificate, retried with a growing wait and logged once at Warn.
+// Before, both served the certificate until it expired, retrying every
+// Retry with a Warn line each (fleet trial: 50 lines in 5 minutes for one
+// name).
+func TestRefusedRefresh(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	m := &certkeeper.Manager{Policy: policy.Allowlist("a.test", "b.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
+	t.Cleanup(func() { m.Close() })
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	scope := func(line string) {
+		t.Helper()
+		if err := os.WriteFile(tokens, []byte(line+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &certserver.Handler{Manager: m, MaxTTL: time.Second, Audit: slog.New(slog.DiscardHandler)}
+	scope(token + " names=a.test,b.test")
+	if err := h.ReloadTokens(tokens); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	logs := &countingHandler{prefix: "refreshing a certificate from the server failed"}
+	c := &certclient.Client{URL: srv.URL, Token: token, Retry: 100 * time.Millisecond, Logger: slog.New(logs)}
+	t.Cleanup(func() { c.Close() })
+	for _, name := range []string{"a.test", "b.test"} {
+		if _, err := c.GetCertificate(&tls.ClientHelloInfo{ServerName: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	scope(token + " names=b.test")
+	if err := h.ReloadTokens(tokens); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := c.GetCertificate(&tls.ClientHelloInfo{ServerName: "a.test"}); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a.test still served 10 s after the server refused it to this client (403)")
+		}
+	}
+	if _, err := c.GetCertificate(&tls.ClientHelloInfo{ServerName: "b.test"}); err != nil {
+		t.Fatalf("b.test, still this client's: %v", err)
+	}
+
+	scope("another-token-0123456789")
+	if err := h.ReloadTokens(tokens); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second) // ttl 1 s, then failures from 100 ms doubling: about six
+	if _, err := c.GetCertificate(&tls.ClientHelloInfo{ServerName: "b.test"}); err != nil {
+		t.Errorf("b.test with the token refused (401): %v; want the certificate held served", err)
+	}
+	if w, d := logs.warn.Load(), logs.debug.Load(); w != 1 || d < 2 || d > 8 {
+		t.Errorf("refresh failures logged %d times at Warn, %d at Debug in 5 s; want 1, and a few (backoff from 100 ms)", w, d)
 	}
 }

@@ -22,7 +22,8 @@
 -- A certificate is fresh for the ttl_seconds the server answered; after
 -- that it is still served while one background fetch per name and worker
 -- refreshes it, and if the server cannot be reached it keeps being served
--- until it expires (stale-while-error). Refusals (400, 403) and
+-- until it expires (stale-while-error), unless the server refuses it to
+-- this client (403) from then on. Refusals (400, 403) and
 -- failures are remembered briefly in the shared dict so that a flood of
 -- unknown names does not become a flood of requests to the server.
 --
@@ -362,8 +363,9 @@ local function http_get(srv, path)
     if not line then
         sock:close()
         if err == "timeout" then
-            err = "timeout (init's timeout is " .. conf.timeout .. " ms: a first issuance may take longer;" ..
-                " the server goes on, and a later handshake gets the certificate)"
+            err = "timeout (init's timeout is " .. conf.timeout .. " ms: a first issuance may take longer," ..
+                " and the server goes on, so a later handshake gets the certificate; or the server accepts" ..
+                " connections but does not answer: is it stopped or overloaded?)"
         end
         return nil, "reading status from " .. srv.url .. ": " .. tostring(err)
     end
@@ -396,7 +398,9 @@ end
 -- Shared dict records: "c:NAME" holds a fetched certificate as
 -- fresh_until NUL not_after NUL staple(base64) NUL chain PEM NUL key PEM;
 -- "n:NAME" marks a refused or failed name for a while (its value: the
--- generation of the configuration that saw it fail, see failed).
+-- generation of the configuration that saw it fail, see failed); "r:NAME"
+-- marks a name whose certificate was held and is now refused to this
+-- client (403), so no worker serves its copy any more.
 local SEP = "\0"
 
 local function encode_record(fresh_until, not_after, staple_b64, cert, key)
@@ -454,14 +458,18 @@ end
 -- ask asks the servers for path, from the one that answered last: the
 -- next when one cannot be reached or answers with a 5xx (init's
 -- fallbacks). It returns what http_get returns for the server that
--- answered, or for the last one asked.
+-- answered; if none did below 500, for the first that answered at all
+-- (its 503 says why, storage down say, and when to retry), else for the
+-- last one asked.
 local function ask(path)
     local n = #conf.servers
     local first = current
     local status, headers, body, why
+    local answered -- the first 5xx answer: {status, headers, body}
     for i = 0, n - 1 do
         local at = (first + i - 1) % n + 1
         status, headers, body = http_get(conf.servers[at], path)
+        if status and not answered then answered = { status, headers, body } end
         if status and status < 500 then
             if at ~= first then
                 current = at
@@ -474,6 +482,9 @@ local function ask(path)
             return status, headers, body
         end
         why = why or (status and ("answered " .. status) or headers)
+    end
+    if answered and not status then
+        return answered[1], answered[2], answered[3]
     end
     return status, headers, body
 end
@@ -502,6 +513,14 @@ local function fetch(name)
                 " and nginx its CA in lua_ssl_trusted_certificate)"
         elseif status == 400 or status == 403 then
             ttl, level = conf.denied_ttl, ngx.WARN
+            if status == 403 and dict:get("c:" .. name) then
+                -- A name held and now refused to this client (its token's
+                -- names= changed): no longer served, not even stale, as
+                -- the server may have revoked and replaced it meanwhile.
+                dict:delete("c:" .. name)
+                dict:set("r:" .. name, true)
+                hint = " (the certificate held for it is no longer served)"
+            end
         elseif status == 503 then
             local ra = tonumber(headers["retry-after"] or "")
             if ra then ttl = math.max(1, math.min(ra, 60)) end
@@ -545,6 +564,7 @@ local function fetch(name)
             log(ngx.WARN, "lua_shared_dict ", conf.shared_dict, " is full; older certificates were evicted")
         end
         dict:delete("n:" .. name)
+        dict:delete("r:" .. name)
     end
     return rec
 end
@@ -653,6 +673,11 @@ local function get_item(name)
         else
             log(ngx.ERR, "stored certificate for ", name, ": ", tostring(err))
         end
+    end
+    if it and not raw and dict:get("r:" .. name) then
+        -- Refused to this client since it was fetched (fetch, 403).
+        lru:delete(name)
+        it = nil
     end
     if it then
         if now < it.fresh_until then return it end

@@ -474,8 +474,13 @@ func TestFallbackServers(t *testing.T) {
 		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			asked[i].Add(1)
 			name := strings.TrimPrefix(r.URL.Path, "/v1/certificates/")
-			if name == "denied.test" {
+			switch name {
+			case "denied.test":
 				http.Error(w, "name denied by policy: denied.test", http.StatusForbidden)
+				return
+			case "storage.test":
+				w.Header().Set("Retry-After", "10")
+				http.Error(w, "no certificate for storage.test yet: the certificate storage cannot be reached; retry later", http.StatusServiceUnavailable)
 				return
 			}
 			json.NewEncoder(w).Encode(craft(t, name, []string{name}, []string{name}))
@@ -519,8 +524,63 @@ func TestFallbackServers(t *testing.T) {
 	if cn := served("c.test"); cn != "c.test" || asked[1].Load() != 1 {
 		t.Errorf("first fallback down too: served %q, second asked %d times; want c.test from the second", cn, asked[1].Load())
 	}
+	// The one server up answers 503 (its storage down), the others
+	// cannot be reached: the log says what the server that answered said,
+	// not the last connection refused (fleet trial).
+	if cn := served("storage.test"); cn != "fallback.invalid" {
+		t.Errorf("storage.test, 503: served %q, want nginx's fallback", cn)
+	}
 	log, _ := os.ReadFile(ngx.ErrorLog())
 	if !regexp.MustCompile(`\[warn\] .*certkeeper: certificate server did not answer; another one did: ` + regexp.QuoteMeta(down)).Match(log) {
 		t.Errorf("error log lacks the warning naming %s:\n%s", down, log)
+	}
+	if !regexp.MustCompile(`certkeeper: fetching storage\.test: server answered 503: no certificate for storage\.test yet: the certificate storage cannot be reached`).Match(log) {
+		t.Errorf("error log lacks the 503 the server up answered for storage.test:\n%s", log)
+	}
+}
+
+// TestRefusedNameNoLongerServed: a certificate nginx holds for a name the
+// server then refuses to this client (403: its token's names= changed)
+// is no longer served once its ttl passes, not even stale, as the server
+// may have revoked and replaced it meanwhile; before, it was served until
+// it expired (fleet trial: a revoked certificate, for minutes, or 90 days
+// from Let's Encrypt).
+func TestRefusedNameNoLongerServed(t *testing.T) {
+	a := craft(t, "moved.test", []string{"moved.test"}, []string{"moved.test"})
+	a.TTLSeconds = 1
+	var refused atomic.Bool
+	fixture := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if refused.Load() {
+			http.Error(w, "token 2 may not fetch moved.test: outside its names= in the token file", http.StatusForbidden)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a)
+	}))
+	defer fixture.Close()
+	ngx, addr := pluginNginx(t, t.TempDir(), fixture.URL)
+	served := func() string {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "moved.test", InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("handshake for moved.test: %v", err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if cn := served(); cn != "moved.test" {
+		t.Fatalf("first handshake served %q", cn)
+	}
+	refused.Store(true)
+	time.Sleep(1500 * time.Millisecond) // past ttl_seconds
+	for deadline := time.Now().Add(5 * time.Second); served() == "moved.test"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(ngx.ErrorLog())
+			t.Fatalf("moved.test still served 5 s after the server refused it (403):\n%s", b)
+		}
+	}
+	log, _ := os.ReadFile(ngx.ErrorLog())
+	if !regexp.MustCompile(`\[warn\] .*server answered 403: token 2 may not fetch moved\.test.*the certificate held for it is no longer served`).Match(log) {
+		t.Errorf("error log lacks the refusal, saying the certificate is no longer served:\n%s", log)
 	}
 }
