@@ -79,6 +79,14 @@ type Handler struct {
 	// certificate before asking again). Zero means an hour.
 	MaxTTL time.Duration
 
+	// LimitClients counts each request for a name with no certificate
+	// against the Manager's ClientLimit by the address it came from (a
+	// web server of the fleet): at most so many new names per web server,
+	// the rest answered 503 with when its budget refills. Off (the zero
+	// value), a web server asks for every name its own clients do, and is
+	// not limited.
+	LimitClients bool
+
 	// MaxPath bounds a request's path with query, in bytes (414 beyond).
 	// Zero means 1024.
 	MaxPath int
@@ -266,7 +274,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, challengesOnly b
 	if !ok {
 		ctx, cancel := context.WithTimeout(r.Context(), h.issueTimeout())
 		var err error
-		served, err = h.Manager.CertificateFor(ctx, req.name, netip.Addr{})
+		var client netip.Addr
+		if ap, perr := netip.ParseAddrPort(r.RemoteAddr); perr == nil && h.LimitClients {
+			client = ap.Addr()
+		}
+		served, err = h.Manager.CertificateFor(ctx, req.name, client)
 		cancel()
 		if err != nil {
 			return req.kind, h.failLookup(w, req.name, err)

@@ -24,6 +24,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/storage/filestore"
+	"golang.org/x/time/rate"
 )
 
 const (
@@ -417,5 +418,36 @@ func TestOrderLimitRefusal(t *testing.T) {
 	if resp.StatusCode != 503 || !strings.Contains(string(body), "the server's own limit on new orders (1 new orders per 1h0m0s for the cluster) is reached until") ||
 		secs < 3500 || secs > 3600 {
 		t.Errorf("second name over the limit: %d, Retry-After %q, %s; want 503 naming the server's limit, Retry-After about 3600", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+}
+
+// TestLimitClients: with LimitClients, the web servers asking for new
+// names count against the Manager's ClientLimit by their address: the
+// one over it gets 503 with the reason and a Retry-After of when its
+// budget refills; without, a web server asks for every name (a fleet
+// trial's --client-limit 2/1h let five through).
+func TestLimitClients(t *testing.T) {
+	for _, limited := range []bool{true, false} {
+		st := filestore.New(t.TempDir())
+		m := &certkeeper.Manager{Policy: policy.Allowlist("*.lc.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}},
+			ClientLimit: &policy.IPLimiter{Rate: rate.Every(time.Hour), Burst: 2}}
+		t.Cleanup(func() { m.Close() })
+		h := &certserver.Handler{Manager: m, Tokens: []string{token1}, Audit: slog.New(slog.DiscardHandler), LimitClients: limited}
+		s := httptest.NewServer(h)
+		t.Cleanup(s.Close)
+		var codes []int
+		var last []byte
+		var retry string
+		for _, name := range []string{"a", "b", "c"} {
+			resp, body := get(t, s.URL+"/v1/certificates/"+name+".lc.test", token1)
+			codes, last, retry = append(codes, resp.StatusCode), body, resp.Header.Get("Retry-After")
+		}
+		secs, _ := strconv.Atoi(retry)
+		switch {
+		case limited && (codes[2] != 503 || !strings.Contains(string(last), "too many new names from this client") || secs < 3500 || secs > 3600):
+			t.Errorf("LimitClients, a third new name at 2 an hour: %v, Retry-After %q, %s; want 503, too many new names, Retry-After about 3600", codes, retry, last)
+		case !limited && codes[2] != 200:
+			t.Errorf("without LimitClients: %v %s; want every name", codes, last)
+		}
 	}
 }

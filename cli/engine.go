@@ -44,7 +44,7 @@ type engineConfig struct {
 	// storageFlags are storage, storage_key_file and
 	// storage_password_file (storageopen.go).
 	storageFlags `yaml:",inline"`
-	ClientLimit  string `yaml:"client_limit" arg:"N/DURATION" help:"N/DURATION: at most N new names per DURATION start an issuance from one client address\n(e.g. 1000/1h for a load test or a load balancer without PROXY protocol; default 60, then one every 3m)"`
+	ClientLimit  string `yaml:"client_limit" arg:"N/DURATION" help:"N/DURATION: at most N new names per DURATION start an issuance from one client address\n(e.g. 1000/1h for a load test or a load balancer without PROXY protocol; default 60, then one every 3m;\nserver: from one web server, and only when given)"`
 	OrderLimit   string `yaml:"order_limit" arg:"N/DURATION" help:"N/DURATION: at most N new orders per DURATION per CA account, counted in --storage\nfor every node sharing it (e.g. 10/1m; default: only the CA's own limits)"`
 	MaxConns     int    `yaml:"max_conns" arg:"N" default:"10000" help:"N connections each listener keeps open at once at most; one more is closed at once"`
 	MaxPerClient int    `yaml:"max_conns_per_client" arg:"N" default:"1000" help:"N of them at most from one client address (an IPv6 /64); raise it behind a load balancer\nthat hides client addresses"`
