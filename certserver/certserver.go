@@ -270,19 +270,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, challengesOnly b
 		}
 		return req.kind, fail(w, http.StatusForbidden, who+" may not fetch "+req.name+": outside its names= in the token file")
 	}
-	served, ok := h.Manager.Cached(req.name)
-	if !ok {
-		ctx, cancel := context.WithTimeout(r.Context(), h.issueTimeout())
-		var err error
-		var client netip.Addr
-		if ap, perr := netip.ParseAddrPort(r.RemoteAddr); perr == nil && h.LimitClients {
-			client = ap.Addr()
-		}
-		served, err = h.Manager.CertificateFor(ctx, req.name, client)
-		cancel()
-		if err != nil {
-			return req.kind, h.failLookup(w, req.name, err)
-		}
+	served, err := h.lookup(r, req.name)
+	if err != nil {
+		return req.kind, h.failLookup(w, req.name, err)
 	}
 	if other := sc.outside(served.Names); other != "" && req.kind == kindCertificate {
 		h.audit().LogAttrs(r.Context(), slog.LevelInfo, "key refused: the certificate covers names outside the token's scope", slog.String("name", req.name),
@@ -329,6 +319,22 @@ var (
 )
 
 const noBodyMsg = "the API takes no request body"
+
+// lookup is the certificate for name: from memory, else through
+// Manager.CertificateFor, waiting at most IssueTimeout, with r's client
+// address counted against ClientLimit if LimitClients.
+func (h *Handler) lookup(r *http.Request, name string) (certkeeper.Served, error) {
+	if served, ok := h.Manager.Cached(name); ok {
+		return served, nil
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.issueTimeout())
+	defer cancel()
+	var client netip.Addr
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && h.LimitClients {
+		client = ap.Addr()
+	}
+	return h.Manager.CertificateFor(ctx, name, client)
+}
 
 // failLookup answers an error of Manager.CertificateFor, and returns the
 // status code.

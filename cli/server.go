@@ -140,8 +140,6 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 // the tokens, who else may fetch keys, the audit log (closeAudit closes
 // it); and the TLS configuration of --listen (nil for plain HTTP).
 func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.Config, closeAudit func(), err error) {
-	// --client-limit counts the web servers, only when given: a web
-	// server asks for every name its own clients do.
 	h = &certserver.Handler{IssueTimeout: cfg.IssueTimeout, MaxTTL: cfg.MaxTTL, Logger: env.Logger, LimitClients: cfg.ClientLimit != ""}
 	if err := cfg.checkAddrs(); err != nil {
 		return nil, nil, nil, err
