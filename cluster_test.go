@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/bench/scale/fill"
 	"github.com/certkeeper/certkeeper/internal/limit"
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
@@ -720,4 +721,77 @@ func servedStored(t *testing.T, m *certkeeper.Manager, ordered *atomic.Int32, fi
 		t.Errorf("%s: served %v after %d orders, want the other node's certificate for %s and %s, no order", second, c.Leaf.DNSNames, n, first, second)
 	}
 	return c
+}
+
+// TestRenewalResumesWhenStorageAnswers: a certificate this node renews
+// but does not hold, due while Redis is unreachable, is renewed within
+// seconds of Redis answering again, not at the next step of the CA's
+// backoff (a minute, then 10, then 100, capped only by expiry dates the
+// node did not pass on): a cluster trial's certificates stayed expired
+// 7.5 minutes after Redis came back, on every node.
+func TestRenewalResumesWhenStorageAnswers(t *testing.T) {
+	t.Parallel()
+	rs := testsvc.Redis(t)
+	sw := newTCPSwitch(t, rs.Addr())
+	st, err := redisstore.Open("redis://" + sw.addr() + "?lease=2s&timeout=500ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// Two 90-day certificates a day from expiry, past their renewal time:
+	// the start-up scan spreads them 3 s apart (the spacing of an order
+	// limit of 1,600 an hour), so the second's check comes once Redis is
+	// unreachable.
+	ca, err := fill.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"r1.resume.test", "r2.resume.test"}
+	if err := ca.Fill(t.Context(), st, fill.Spec{IssuerID: "local", Names: names, NotBefore: time.Now().Add(-89 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan certkeeper.Event, 100)
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}},
+		Cluster: certkeeper.Cluster{OrderLimit: 1600, OrderWindow: time.Hour},
+		OnEvent: func(e certkeeper.Event) {
+			if e.Kind == certkeeper.Renewed || e.Kind == certkeeper.RenewalFailed {
+				events <- e
+			}
+		}}
+	t.Cleanup(func() { m.Close() })
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	certkeeper.WaitRenewalScan(m)
+	sw.set(true) // Redis unreachable before the second check (the first may come before)
+	// Both checks done, with Redis still unreachable: nothing but its
+	// return can bring the failed ones forward.
+	failed := map[string]certkeeper.Event{}
+	for seen := 0; seen < len(names); seen++ {
+		select {
+		case e := <-events:
+			if e.Kind != certkeeper.RenewalFailed {
+				continue // the first check, before Redis went away
+			}
+			if len(e.Names) == 0 || e.NotAfter.IsZero() || e.Retry.Before(time.Now().Add(40*time.Second)) {
+				t.Fatalf("with Redis unreachable: %+v; want a RenewalFailed naming the certificate and its expiry, retried in a minute", e)
+			}
+			failed[e.Names[0]] = e
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%d of %d renewal checks within 15 s", seen, len(names))
+		}
+	}
+	sw.set(false)
+	back := time.Now()
+	for len(failed) > 0 {
+		select {
+		case e := <-events:
+			if e.Kind == certkeeper.Renewed {
+				t.Logf("%s renewed %s after Redis answered again", e.Names[0], time.Since(back).Round(time.Millisecond))
+				delete(failed, e.Names[0])
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("not renewed within 15 s of Redis answering again: %v", failed)
+		}
+	}
 }

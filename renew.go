@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/ordered"
@@ -64,6 +65,11 @@ type renewer struct {
 	// sweep, which takes up the records other nodes store (learnStored),
 	// does not take them up again, until a renewed one is stored.
 	letGo map[string]int64
+	// loadFailed holds the keys whose renewal check could not read the
+	// record (loadError), checked again once the storage answers
+	// (watchStorage, which watching says runs).
+	loadFailed map[string]struct{}
+	watching   atomic.Bool
 	// ocsp holds when each key's certificate was last marked revoked on
 	// its OCSP responder's word, for an hour (ocspRevoked).
 	ocsp map[string]time.Time
@@ -280,6 +286,7 @@ func (m *Manager) scheduler() *renewal.Scheduler {
 		m.renew.storedNames = make(map[string]string)
 		m.renew.damaged = make(map[string]struct{})
 		m.renew.letGo = make(map[string]int64)
+		m.renew.loadFailed = make(map[string]struct{})
 		m.renew.ocsp = make(map[string]time.Time)
 		m.renew.ariPaused = make(map[string]time.Time)
 		m.renew.mu.Unlock()
@@ -826,10 +833,13 @@ func (m *Manager) loadToRenew(ctx context.Context, key string) (rec *storage.Cer
 	if err != nil {
 		if !isNotFound(err) {
 			// Storage unreachable: back off by the dates of the
-			// certificate in memory.
-			m.retryLater(key, m.heldRecord(key), err)
+			// certificate known (in memory, else as scheduled).
+			m.retryLater(key, m.knownRecord(key), &loadError{err})
 		}
 		return nil, nil, false
+	}
+	if m.loadsFailed() {
+		m.resumeLoadFailed() // this read succeeded: so will theirs
 	}
 	rec, leaf, err = storage.UnmarshalCertificateLeaf(key, data) // parsed once
 	if err != nil {
@@ -910,6 +920,11 @@ func (m *Manager) retryLater(key string, rec *storage.Certificate, err error) {
 	m.renew.attempts[key]++
 	attempt := m.renew.attempts[key]
 	m.renew.mu.Unlock()
+	steps := attempt
+	if _, ok := errors.AsType[*loadError](err); ok {
+		steps = min(attempt, loadFailedSteps)
+		m.noteLoadFailed(key)
+	}
 	c := renewal.Cert{}
 	var names []string
 	if rec != nil {
@@ -920,7 +935,7 @@ func (m *Manager) retryLater(key string, rec *storage.Certificate, err error) {
 	if errors.As(err, &ierr) {
 		retryAfter = ierr.RetryAfter
 	}
-	next := renewal.Backoff(attempt, c, time.Now(), retryAfter, nil)
+	next := renewal.Backoff(steps, c, time.Now(), retryAfter, nil)
 	if s := m.scheduler(); s != nil && m.ctx.Err() == nil {
 		s.Schedule(key, next)
 	}
@@ -1010,6 +1025,7 @@ func (m *Manager) forget(key string) {
 	delete(m.renew.attempts, key)
 	delete(m.renew.planned, key)
 	delete(m.renew.letGo, key)
+	delete(m.renew.loadFailed, key)
 	m.renew.mu.Unlock()
 }
 
