@@ -321,12 +321,12 @@ func (m *Manager) adoptNewer(ctx context.Context, key string, rec *storage.Certi
 // adoptStored is called by a renewal check with the record it loaded: if
 // another node has renewed the certificate, it is swapped in and the
 // check ends (the new certificate is scheduled on its own). Of one not in
-// memory, the record's names and dates are noted for Stats (another node
-// may have renewed it).
+// memory, the record's names and dates are noted for Stats, and a failing
+// renewal here ends if another node renewed it (noteStoredRenewed).
 func (m *Manager) adoptStored(ctx context.Context, key string, rec *storage.Certificate, leaf *x509.Certificate) bool {
 	e := m.held(key)
 	if e == nil {
-		m.noteStored(key, rec.Names[0], rec.Issuer, leaf.NotBefore, leaf.NotAfter, rec.OnDemand)
+		m.noteStoredRenewed(ctx, key, rec.Names, rec.Issuer, leaf.NotBefore, leaf.NotAfter, rec.OnDemand)
 		return false
 	}
 	if cur := e.cert.Load(); cur != nil && cur.Leaf != nil && cur.Leaf.SerialNumber.Cmp(leaf.SerialNumber) == 0 {

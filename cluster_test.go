@@ -3,6 +3,7 @@ package certkeeper_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -792,6 +793,92 @@ func TestRenewalResumesWhenStorageAnswers(t *testing.T) {
 			}
 		case <-time.After(15 * time.Second):
 			t.Fatalf("not renewed within 15 s of Redis answering again: %v", failed)
+		}
+	}
+}
+
+// TestFailingEndsWhenRenewedElsewhere: a node whose renewal of a
+// certificate it does not hold failed (its Redis unreachable) stops
+// counting it failing once it reads the certificate another node renewed
+// meanwhile; before, its Stats (and so certkeeper_certificates_failing
+// and renewal_failing_seconds) said failing until its own next renewal
+// check, weeks later for a 90-day certificate (cluster trial).
+func TestFailingEndsWhenRenewedElsewhere(t *testing.T) {
+	t.Parallel()
+	rs := testsvc.Redis(t)
+	sw := newTCPSwitch(t, rs.Addr())
+	open := func(addr string) *redisstore.Store {
+		st, err := redisstore.Open("redis://" + addr + "?lease=2s&timeout=500ms")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	stA, stB := open(sw.addr()), open(rs.Addr())
+	ca, err := fill.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"f1.elsewhere.test", "f2.elsewhere.test"}
+	if err := ca.Fill(t.Context(), stB, fill.Spec{IssuerID: "local", Names: names, NotBefore: time.Now().Add(-89 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	failedA := make(chan certkeeper.Event, 10)
+	a := &certkeeper.Manager{Storage: stA, Issuers: []issuer.Issuer{&localca.CA{Storage: stA}},
+		Cluster: certkeeper.Cluster{OrderLimit: 1600, OrderWindow: time.Hour}, // checks 3 s apart
+		OnEvent: func(e certkeeper.Event) {
+			if e.Kind == certkeeper.RenewalFailed {
+				failedA <- e
+			}
+		}}
+	t.Cleanup(func() { a.Close() })
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	certkeeper.WaitRenewalScan(a)
+	sw.set(true)
+	var failed string
+	select {
+	case e := <-failedA:
+		failed = e.Names[0]
+	case <-time.After(15 * time.Second):
+		t.Fatal("node a's renewal check did not fail within 15 s of its Redis going away")
+	}
+	b := localManager(t, stB, nil) // node b renews both at its start
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := storage.CertificateKey("local", failed)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		data, err := stB.Load(t.Context(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec struct {
+			NotAfter time.Time `json:"not_after"`
+		}
+		if json.Unmarshal(data, &rec) == nil && time.Until(rec.NotAfter) > 2*24*time.Hour {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node b did not renew %s within 15 s", failed)
+		}
+	}
+	sw.set(false)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var failures int
+		var notAfter time.Time
+		for _, c := range a.Stats().Certificates {
+			if c.Key == key {
+				failures, notAfter = c.Failures, c.NotAfter
+			}
+		}
+		if failures == 0 && time.Until(notAfter) > 2*24*time.Hour {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node a, 20 s after its Redis came back: %s has %d failures, expiry %s; want none, and node b's renewed certificate", failed, failures, notAfter)
 		}
 	}
 }

@@ -529,10 +529,14 @@ func (m *Manager) learnStored(ctx context.Context, key string, data []byte) {
 	}
 	if _, scheduled := s.When(key); scheduled {
 		// A notice for it costs no read (its renewal check reads it; a
-		// revocation has a notice of its own: revokedPrefix); what the
+		// revocation has a notice of its own: revokedPrefix), unless its
+		// renewal fails here: another node may have renewed it. What the
 		// sweep read is looked at.
+		if data == nil && m.renewalFailing(key) {
+			data, _ = m.store.Load(ctx, key)
+		}
 		if data != nil {
-			m.revisitStored(key, data)
+			m.revisitStored(ctx, key, data)
 		}
 		return
 	}
@@ -557,11 +561,14 @@ func (m *Manager) learnStored(ctx context.Context, key string, data []byte) {
 }
 
 // revisitStored looks at the record data under key, scheduled here but
-// not held, that the expiry sweep read: one marked revoked whose notice
-// was lost (or a storage without notices) is replaced now, not at its
-// planned renewal; one another node renewed has its new dates counted in
-// Stats.
-func (m *Manager) revisitStored(key string, data []byte) {
+// not held, that the expiry sweep read or, while its renewal fails here,
+// a notice brought: one marked revoked whose notice was lost (or a
+// storage without notices) is replaced now, not at its planned renewal;
+// one another node renewed has its new dates counted in Stats, and ends
+// a failing renewal here (its metrics said failing, and the renewal
+// failing for so long, until this node's own next check, weeks later
+// with a 90-day certificate: a cluster trial).
+func (m *Manager) revisitStored(ctx context.Context, key string, data []byte) {
 	var d storage.CertificateFields
 	if json.Unmarshal(data, &d) != nil || len(d.Names) == 0 || d.Files {
 		return // the renewal check reports a damaged record
@@ -570,7 +577,39 @@ func (m *Manager) revisitStored(key string, data []byte) {
 		m.replaceRevoked(key)
 		return
 	}
-	m.noteStored(key, d.Names[0], d.Issuer, d.NotBefore, d.NotAfter, d.OnDemand)
+	if !m.noteStoredRenewed(ctx, key, d.Names, d.Issuer, d.NotBefore, d.NotAfter, d.OnDemand) {
+		return
+	}
+	if s := m.scheduler(); s != nil {
+		s.Schedule(key, m.storedDue(key, data, d, time.Now()))
+	}
+}
+
+// noteStoredRenewed records the names and dates of the record under key,
+// read by this node, which does not hold it (noteStored), and, if another
+// node renewed the certificate while its renewal failed here, ends that
+// failure (the attempts, the failure in status); it reports whether it
+// did. Before, the metrics of that node counted the renewal failing (and
+// certkeeper_renewal_failing_seconds grew) until its own next check.
+func (m *Manager) noteStoredRenewed(ctx context.Context, key string, names []string, issuerID string, notBefore, notAfter time.Time, onDemand bool) bool {
+	m.renew.mu.Lock()
+	known := m.renew.stored[key]
+	renewed := known != nil && m.renew.attempts[key] > 0 && notBefore.Unix() > known.notAfter-int64(known.lifetime)
+	m.renew.noteLocked(key, names[0], issuerID, notBefore, notAfter, onDemand)
+	m.renew.mu.Unlock()
+	if renewed {
+		m.endRenewalFailure(ctx, key)
+		m.logger().Info("certificate renewed by another node; its failing renewal here ends", slog.Any("names", names),
+			slog.Time("not_after", notAfter))
+	}
+	return renewed
+}
+
+// renewalFailing reports whether the renewal of key has failed here.
+func (m *Manager) renewalFailing(key string) bool {
+	m.renew.mu.Lock()
+	defer m.renew.mu.Unlock()
+	return m.renew.attempts[key] > 0
 }
 
 // warnDamaged reports the stored records the start-up scan could not
