@@ -35,7 +35,7 @@ func TestStartupSummary(t *testing.T) {
 			"--ca", "local", "--storage", dir, "--tls-addr", a[0], "--http-addr", a[1], "--metrics-addr", a[2], "--status-addr", a[3])
 		out := p.output()
 		for _, want := range []string{
-			"proxy starting in production mode",
+			"proxy starting in production mode with the local CA (an intranet: clients trust its root)",
 			"a.example, *.a.example (--allow)",
 			"ask URL http://REDACTED@127.0.0.1:9/ask approves",
 			"CA chain:   local",
@@ -79,7 +79,7 @@ func TestStartupSummary(t *testing.T) {
 			"--listen", a[0], "--http-addr", a[1], "--tls-alpn-addr", a[2], "--metrics-addr", a[3], "--status-addr", a[3])
 		out := p.output()
 		for _, want := range []string{
-			"server starting in production mode",
+			"server starting in production mode with the local CA (an intranet: clients trust its root)",
 			"none on demand: no --allow or --ask",
 			"storage:    " + dir,
 			"trust:      clients need the local CA's root: certkeeper ca root --storage " + dir + " > root.pem",

@@ -117,8 +117,11 @@ type SummaryName struct {
 // URL may carry a token).
 func (s *Summary) Lines() []string {
 	mode := "production mode"
-	if s.Dev {
+	switch {
+	case s.Dev:
 		mode = "development mode (local CA; not for the Internet)"
+	case slices.Equal(s.CAs, []string{"local"}):
+		mode = "production mode with the local CA (an intranet: clients trust its root)"
 	}
 	lines := []string{fmt.Sprintf("%s starting in %s", s.Command, mode)}
 	line := func(key, format string, args ...any) {
