@@ -214,6 +214,9 @@ type Manager struct {
 	// loadFailing is set while a handshake's load from storage fails,
 	// cleared (and logged, storageAnswers) at the first that succeeds.
 	loadFailing atomic.Bool
+	// node identifies this Manager in the marks it leaves in stored
+	// records (renewfailed.go).
+	node string
 
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close
@@ -303,6 +306,7 @@ func (m *Manager) init() error {
 		m.lim.clients = newDefaultClientLimiter()
 		m.loadWarn.Interval = loadWarnInterval
 		m.initDuplicates()
+		m.node = newNodeID()
 		m.http01.Logger = m.Logger
 		m.alpn.Logger = m.Logger
 		m.staples.Storage, m.staples.Logger = m.store, m.Logger

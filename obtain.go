@@ -272,6 +272,13 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 		}
 	}
 	timeline.Mark(ctx, "storage_recheck")
+	var prevKey string // the record renewed, marked if its renewal fails (renewfailed.go)
+	if prev != nil && prevRec != nil {
+		prevKey, _ = storage.CertificateKeyVariant(prevRec.Issuer, names[0], variant)
+		if err := m.renewalFailedElsewhere(ctx, prevKey, prev); err != nil {
+			return nil, err
+		}
+	}
 	if prev == nil {
 		if err := m.checkDuplicate(ctx, names); err != nil {
 			return nil, err
@@ -290,6 +297,8 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 	var unstored *UnstoredError
 	if errors.As(err, &unstored) {
 		got, err = unstored.Issued, m.keepUnstored(unstored)
+	} else if err != nil && prevKey != "" && ctx.Err() == nil && !budgetRefusal(err) {
+		m.markRenewalFailed(ctx, prevKey, prev, err) // before the lock is released: for the nodes waiting for it
 	}
 	if err != nil {
 		return nil, err

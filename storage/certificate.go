@@ -94,6 +94,21 @@ type Certificate struct {
 	// the renewal from it as the Manager does, rather than from the
 	// lifetime alone. Nil until a Manager has asked.
 	RenewalWindow *Window `json:"renewal_window,omitempty"`
+	// RenewalFailed is set by a Manager whose renewal of the certificate
+	// just failed, while it still held the issue lock: the nodes of a
+	// cluster that waited for the lock to renew it too do not order it
+	// again at once, so an attempt that fails fails once for the cluster,
+	// not once per node (each failed validation counts against the CA's
+	// limits). A renewed certificate's record has none.
+	RenewalFailed *RenewalFailure `json:"renewal_failed,omitempty"`
+}
+
+// RenewalFailure says which Manager's renewal of a stored certificate
+// failed, when, and why.
+type RenewalFailure struct {
+	At    time.Time `json:"at"`
+	Node  string    `json:"node"` // an identifier of the Manager, random at its start
+	Error string    `json:"error,omitempty"`
 }
 
 // Window is a span of time, from Start to End: in RenewalWindow, the
