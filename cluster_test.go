@@ -550,15 +550,7 @@ func TestAdoptedRenewalLoadedOnce(t *testing.T) {
 func TestClusterLearnsStored(t *testing.T) {
 	t.Parallel()
 	rs := testsvc.Redis(t)
-	open := func() *redisstore.Store {
-		st, err := redisstore.Open("redis://" + rs.Addr() + "?lease=2s")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	}
-	stA, stB := open(), open()
+	stA, stB := openRedis(t, rs.Addr(), "lease=2s"), openRedis(t, rs.Addr(), "lease=2s")
 	a, ordered := startedCounting(t, stA, "a.learn.test", "b.learn.test")
 	waitSubscribed(t, stA)
 	b := localManager(t, stB, nil)
@@ -641,15 +633,7 @@ func waitSubscribed(t *testing.T, st *redisstore.Store) {
 func TestRevokedReplacedAtNotice(t *testing.T) {
 	t.Parallel()
 	rs := testsvc.Redis(t)
-	open := func() *redisstore.Store {
-		st, err := redisstore.Open("redis://" + rs.Addr() + "?lease=2s")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	}
-	stA, stB := open(), open()
+	stA, stB := openRedis(t, rs.Addr(), "lease=2s"), openRedis(t, rs.Addr(), "lease=2s")
 	a, _ := startedCounting(t, stA)
 	waitSubscribed(t, stA)
 	b := localManager(t, stB, nil)
@@ -734,23 +718,13 @@ func TestRenewalResumesWhenStorageAnswers(t *testing.T) {
 	t.Parallel()
 	rs := testsvc.Redis(t)
 	sw := newTCPSwitch(t, rs.Addr())
-	st, err := redisstore.Open("redis://" + sw.addr() + "?lease=2s&timeout=500ms")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openRedis(t, sw.addr(), "lease=2s&timeout=500ms")
 	// Two 90-day certificates a day from expiry, past their renewal time:
 	// the start-up scan spreads them 3 s apart (the spacing of an order
 	// limit of 1,600 an hour), so the second's check comes once Redis is
 	// unreachable.
-	ca, err := fill.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
 	names := []string{"r1.resume.test", "r2.resume.test"}
-	if err := ca.Fill(t.Context(), st, fill.Spec{IssuerID: "local", Names: names, NotBefore: time.Now().Add(-89 * 24 * time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
+	fillLate(t, st, names...)
 	events := make(chan certkeeper.Event, 100)
 	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}},
 		Cluster: certkeeper.Cluster{OrderLimit: 1600, OrderWindow: time.Hour},
@@ -807,23 +781,8 @@ func TestFailingEndsWhenRenewedElsewhere(t *testing.T) {
 	t.Parallel()
 	rs := testsvc.Redis(t)
 	sw := newTCPSwitch(t, rs.Addr())
-	open := func(addr string) *redisstore.Store {
-		st, err := redisstore.Open("redis://" + addr + "?lease=2s&timeout=500ms")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	}
-	stA, stB := open(sw.addr()), open(rs.Addr())
-	ca, err := fill.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := []string{"f1.elsewhere.test", "f2.elsewhere.test"}
-	if err := ca.Fill(t.Context(), stB, fill.Spec{IssuerID: "local", Names: names, NotBefore: time.Now().Add(-89 * 24 * time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
+	stA, stB := openRedis(t, sw.addr(), "lease=2s&timeout=500ms"), openRedis(t, rs.Addr(), "lease=2s&timeout=500ms")
+	fillLate(t, stB, "f1.elsewhere.test", "f2.elsewhere.test")
 	failedA := make(chan certkeeper.Event, 10)
 	a := &certkeeper.Manager{Storage: stA, Issuers: []issuer.Issuer{&localca.CA{Storage: stA}},
 		Cluster: certkeeper.Cluster{OrderLimit: 1600, OrderWindow: time.Hour}, // checks 3 s apart
@@ -905,23 +864,13 @@ func (c countedRefusals) Issue(ctx context.Context, req issuer.Request) (*issuer
 func TestRenewalFailsOncePerCluster(t *testing.T) {
 	t.Parallel()
 	rs := testsvc.Redis(t)
-	ca, err := fill.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var orders atomic.Int32
 	failures := make(chan certkeeper.Event, 10)
 	var nodes []*certkeeper.Manager
 	for i := range 2 {
-		st, err := redisstore.Open("redis://" + rs.Addr() + "?lease=2s")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		if i == 0 { // a certificate past its renewal time
-			if err := ca.Fill(t.Context(), st, fill.Spec{IssuerID: "local", Names: []string{"once.cluster.test"}, NotBefore: time.Now().Add(-89 * 24 * time.Hour)}); err != nil {
-				t.Fatal(err)
-			}
+		st := openRedis(t, rs.Addr(), "lease=2s")
+		if i == 0 {
+			fillLate(t, st, "once.cluster.test")
 		}
 		m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{countedRefusals{&localca.CA{Storage: st}, &orders}},
 			OnEvent: func(e certkeeper.Event) {
@@ -948,5 +897,30 @@ func TestRenewalFailsOncePerCluster(t *testing.T) {
 	}
 	if n := orders.Load(); n != 1 || !strings.Contains(strings.Join(errs, "\n"), "the renewal failed on another node just now") {
 		t.Errorf("%d orders for one failing renewal on two nodes, want 1; their errors:\n%s", n, strings.Join(errs, "\n"))
+	}
+}
+
+// openRedis opens a Store on the Redis at addr, with query as its URL's
+// options, closed when the test ends.
+func openRedis(t *testing.T, addr, query string) *redisstore.Store {
+	t.Helper()
+	st, err := redisstore.Open("redis://" + addr + "?" + query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// fillLate stores, for the local CA, a 90-day certificate for each name,
+// a day from expiry: past its renewal time.
+func fillLate(t *testing.T, st storage.Storage, names ...string) {
+	t.Helper()
+	ca, err := fill.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Fill(t.Context(), st, fill.Spec{IssuerID: "local", Names: names, NotBefore: time.Now().Add(-89 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
 	}
 }
