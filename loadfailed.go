@@ -41,13 +41,8 @@ func (m *Manager) knownRecord(key string) *storage.Certificate {
 	if d == nil {
 		return nil
 	}
-	name := m.renew.storedNames[key]
-	if d.nameLen > 0 {
-		name = key[d.nameAt : int(d.nameAt)+int(d.nameLen)]
-	}
-	notAfter := time.Unix(d.notAfter, 0)
-	return &storage.Certificate{Names: []string{name}, Issuer: d.issuer.Value(), NotAfter: notAfter,
-		NotBefore: notAfter.Add(-time.Duration(d.lifetime) * time.Second)}
+	notBefore, notAfter := d.dates()
+	return &storage.Certificate{Names: []string{m.renew.storedName(key, d)}, Issuer: d.issuer.Value(), NotBefore: notBefore, NotAfter: notAfter}
 }
 
 // noteLoadFailed remembers that the renewal of key waits for the storage

@@ -594,7 +594,11 @@ func (m *Manager) revisitStored(ctx context.Context, key string, data []byte) {
 func (m *Manager) noteStoredRenewed(ctx context.Context, key string, names []string, issuerID string, notBefore, notAfter time.Time, onDemand bool) bool {
 	m.renew.mu.Lock()
 	known := m.renew.stored[key]
-	renewed := known != nil && m.renew.attempts[key] > 0 && notBefore.Unix() > known.notAfter-int64(known.lifetime)
+	var renewed bool
+	if known != nil && m.renew.attempts[key] > 0 {
+		knownBefore, _ := known.dates()
+		renewed = notBefore.After(knownBefore)
+	}
 	m.renew.noteLocked(key, names[0], issuerID, notBefore, notAfter, onDemand)
 	m.renew.mu.Unlock()
 	if renewed {

@@ -257,14 +257,24 @@ func (r *renewer) storedStats(out []CertStats) []CertStats {
 		if _, held := r.held[key]; held {
 			continue
 		}
-		name := r.storedNames[key]
-		if d.nameLen > 0 {
-			name = key[d.nameAt : int(d.nameAt)+int(d.nameLen)]
-		}
-		names = append(names, name)
-		notAfter := time.Unix(d.notAfter, 0)
+		names = append(names, r.storedName(key, d))
+		notBefore, notAfter := d.dates()
 		out = append(out, CertStats{Key: key, Names: names[len(names)-1 : len(names) : len(names)], Issuer: d.issuer.Value(), OnDemand: d.onDemand,
-			NotBefore: notAfter.Add(-time.Duration(d.lifetime) * time.Second), NotAfter: notAfter, Failures: r.attempts[key]})
+			NotBefore: notBefore, NotAfter: notAfter, Failures: r.attempts[key]})
 	}
 	return out
+}
+
+// storedName is the primary name of the certificate d under key, under r.mu.
+func (r *renewer) storedName(key string, d *storedDates) string {
+	if d.nameLen > 0 {
+		return key[d.nameAt : int(d.nameAt)+int(d.nameLen)]
+	}
+	return r.storedNames[key]
+}
+
+// dates are d's NotBefore and NotAfter.
+func (d *storedDates) dates() (notBefore, notAfter time.Time) {
+	notAfter = time.Unix(d.notAfter, 0)
+	return notAfter.Add(-time.Duration(d.lifetime) * time.Second), notAfter
 }
