@@ -19,6 +19,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 	"golang.org/x/time/rate"
 )
@@ -168,9 +169,30 @@ func (m *Manager) orderLimiter(id string) *limit.CALimiter {
 
 // ErrFailedRecently is returned for a handshake that would start an
 // issuance for a name whose issuance failed recently: it waits out its
-// back-off, so that a broken name cannot spend the CA's rate limits. It is
-// not the policy's refusal.
+// back-off, so that a broken name cannot spend the CA's rate limits. Its
+// message names the next attempt and, when this process knows it, the last
+// failure's time and cause. It is not the policy's refusal.
 var ErrFailedRecently = errors.New("obtaining a certificate failed recently")
+
+// lastFailure is ", last failure at TIME: ERROR" for the newest failed
+// first issuance of name this process knows of (the stored failures it
+// last read or wrote), for ErrFailedRecently's message: the handshakes
+// held back by the backoff said only that something failed, and the
+// cause was in one log line, maybe another node's. Empty if none is known.
+func (m *Manager) lastFailure(name string) string {
+	m.stats.failMu.Lock()
+	defer m.stats.failMu.Unlock()
+	var last status.Failure
+	for _, key := range []string{status.FailingKey(name, ""), status.FailingKey(name, variantRSA)} {
+		if f, ok := m.stats.failing[key]; ok && f.FirstIssue && f.At.After(last.At) {
+			last = f
+		}
+	}
+	if last.At.IsZero() {
+		return ""
+	}
+	return ", last failure at " + last.At.UTC().Format(time.RFC3339) + ": " + last.Error
+}
 
 // ErrClientLimit is returned for a handshake that would start an issuance
 // from a client that has started too many (ClientLimit). It is a limit,
@@ -188,7 +210,7 @@ func (m *Manager) admit(ctx context.Context, name string, client netip.Addr) err
 		m.mergeLimitsFrom(ctx)
 	}
 	if ok, retry := m.lim.failures.Allowed(name, time.Now()); !ok {
-		return fmt.Errorf("%w; next attempt after %s", ErrFailedRecently, retry.UTC().Format(time.RFC3339))
+		return fmt.Errorf("%w; next attempt after %s%s", ErrFailedRecently, retry.UTC().Format(time.RFC3339), m.lastFailure(name))
 	}
 	if client.IsValid() && !m.clientLimiter().Allow(client) {
 		// Not the policy's refusal: a limit, retried once the client's

@@ -124,11 +124,25 @@ func TestFailureBackoffSurvivesRestart(t *testing.T) {
 	orders := ca.Orders()
 	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"}); !errors.Is(err, certkeeper.ErrFailedRecently) || errors.Is(err, policy.ErrDenied) {
 		t.Errorf("second attempt right after a failure: err = %v, want ErrFailedRecently (backoff), not the policy's ErrDenied", err)
+	} else if !strings.Contains(err.Error(), "last failure at ") || !strings.Contains(err.Error(), "rejectedIdentifier") {
+		t.Errorf("second attempt right after a failure: %q does not say why the first failed", err)
 	}
 	m.Close()
 	m2 := newManager()
 	if _, err := m2.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"}); !errors.Is(err, certkeeper.ErrFailedRecently) {
 		t.Errorf("after a restart: err = %v, want ErrFailedRecently (backoff kept in storage)", err)
+	}
+	// The cause, read from storage with the other stored failures (the
+	// start-up scan), is named too.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := m2.GetCertificate(&tls.ClientHelloInfo{ServerName: "blocked.test"})
+		if strings.Contains(fmt.Sprint(err), "rejectedIdentifier") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("after a restart: %v does not say why the last attempt failed", err)
+			break
+		}
 	}
 	if n := ca.Orders(); n != orders {
 		t.Errorf("%d orders during the backoff, want 0", n-orders)
