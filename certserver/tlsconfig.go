@@ -1,12 +1,14 @@
 package certserver
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 )
 
 // FileError is TLSConfig's failure to use one of its files.
@@ -51,6 +53,73 @@ func TLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return tc, nil
+}
+
+// TLSFiles is the TLS configuration of an API served over HTTPS, read
+// from its files (as TLSConfig reads them) and read again by Reload, as a
+// server does on SIGHUP: a certificate replaced before it expires takes
+// neither a restart nor an upgrade, and connections already open keep
+// the one they began with. The zero value is not usable: make one with
+// LoadTLSFiles.
+type TLSFiles struct {
+	certFile, keyFile, clientCAFile string
+	current                         atomic.Pointer[tls.Config]
+}
+
+// LoadTLSFiles reads certFile, keyFile and clientCAFile (optional) as
+// TLSConfig does; its errors are *FileError.
+func LoadTLSFiles(certFile, keyFile, clientCAFile string) (*TLSFiles, error) {
+	f := &TLSFiles{certFile: certFile, keyFile: keyFile, clientCAFile: clientCAFile}
+	if _, err := f.Reload(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Reload reads the files again and reports whether they hold another
+// certificate than before. A file that cannot be used (gone, not PEM, a
+// key that does not match the certificate) is an error, a *FileError,
+// and leaves the configuration as it was: the new certificate and its
+// key may be written one after the other. A nil *TLSFiles (an API over
+// plain HTTP) has nothing to read.
+func (f *TLSFiles) Reload() (changed bool, err error) {
+	if f == nil {
+		return false, nil
+	}
+	tc, err := TLSConfig(f.certFile, f.keyFile, f.clientCAFile)
+	if err != nil {
+		return false, err
+	}
+	old := f.current.Swap(tc)
+	return old == nil || !bytes.Equal(old.Certificates[0].Certificate[0], tc.Certificates[0].Certificate[0]), nil
+}
+
+// Leaf is the certificate the files held at the last Reload.
+func (f *TLSFiles) Leaf() *x509.Certificate { return f.current.Load().Certificates[0].Leaf }
+
+// Config is a TLS configuration whose every new connection takes what the
+// files held at the last Reload; nil for a nil *TLSFiles.
+func (f *TLSFiles) Config() *tls.Config {
+	if f == nil {
+		return nil
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return f.current.Load(), nil },
+	}
+}
+
+// ReloadTLS is f's Reload as a server does it on SIGHUP, logging to the
+// Handler's Logger a certificate replaced (with its expiry) or files that
+// cannot be used (the API keeps serving the certificate it had). A nil f
+// (an API over plain HTTP) does nothing.
+func (h *Handler) ReloadTLS(f *TLSFiles) {
+	if changed, err := f.Reload(); err != nil {
+		h.logger().Error("reading the API's certificate files again failed; it serves the certificate it had", slog.Any("err", err))
+	} else if changed {
+		h.logger().Info("the API's certificate files were read again: new connections get the new certificate",
+			slog.String("file", f.certFile), slog.Time("not_after", f.Leaf().NotAfter))
+	}
 }
 
 // ReloadTokens reads the token file again (LoadTokens) and replaces the

@@ -1,6 +1,7 @@
 package certserver_test
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/tls"
 	"encoding/pem"
@@ -115,5 +116,60 @@ func TestReloadTokens(t *testing.T) {
 		if got := status("second-token-0123456789"); got == http.StatusUnauthorized {
 			t.Errorf("kept token after a refused reload: %d", got)
 		}
+	}
+}
+
+// TestTLSFilesReload: each new connection gets what the files held at the
+// last Reload; files that cannot be used keep the certificate served; a
+// nil *TLSFiles (plain HTTP) has neither configuration nor files.
+func TestTLSFilesReload(t *testing.T) {
+	dir := t.TempDir()
+	first := newCert(t, "api", false, nil)
+	certFile, keyFile := writePair(t, dir, first)
+	f, err := certserver.LoadTLSFiles(certFile, keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := f.Config()
+	served := func() []byte {
+		t.Helper()
+		c, err := tc.GetConfigForClient(&tls.ClientHelloInfo{})
+		if err != nil || c.MinVersion != tls.VersionTLS12 {
+			t.Fatalf("GetConfigForClient = %+v, %v", c, err)
+		}
+		return c.Certificates[0].Certificate[0]
+	}
+	if !bytes.Equal(served(), first.Certificate[0]) || tc.MinVersion != tls.VersionTLS12 {
+		t.Fatal("the files' certificate is not served")
+	}
+	if changed, err := f.Reload(); changed || err != nil {
+		t.Errorf("Reload of the same files = %v, %v; want false, nil", changed, err)
+	}
+	// A certificate written before its key: an error, the old one kept.
+	second := newCert(t, "api", false, nil)
+	other := t.TempDir()
+	newCertFile, newKeyFile := writePair(t, other, second)
+	if err := os.Rename(newCertFile, certFile); err != nil {
+		t.Fatal(err)
+	}
+	var ferr *certserver.FileError
+	if _, err := f.Reload(); !errors.As(err, &ferr) || ferr.What != "certificate" {
+		t.Errorf("Reload of a certificate with another's key = %v, want a certificate FileError", err)
+	}
+	if !bytes.Equal(served(), first.Certificate[0]) {
+		t.Error("a failed Reload changed the certificate served")
+	}
+	if err := os.Rename(newKeyFile, keyFile); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := f.Reload(); !changed || err != nil {
+		t.Errorf("Reload of a new pair = %v, %v; want true, nil", changed, err)
+	}
+	if !bytes.Equal(served(), second.Certificate[0]) || f.Leaf().NotAfter.IsZero() {
+		t.Error("the new certificate is not served after Reload")
+	}
+	var none *certserver.TLSFiles
+	if changed, err := none.Reload(); none.Config() != nil || changed || err != nil {
+		t.Errorf("a nil TLSFiles: Config %v, Reload %v, %v", none.Config(), changed, err)
 	}
 }

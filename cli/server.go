@@ -35,7 +35,7 @@ type serverConfig struct {
 	TokenFile          string        `yaml:"token_file" arg:"FILE" help:"FILE of bearer tokens, one per line, that may fetch certificates and keys (a line\n\"TOKEN names=*.a.example,b.example\" may fetch only those names); refused if group or others may read it\n(chmod 600); SIGHUP reloads it"`
 	ClientCA           string        `yaml:"client_ca" arg:"FILE" help:"PEM FILE of CAs whose client certificates may fetch certificates and keys\n(mutual TLS; needs --api-cert)"`
 	NoAuth             bool          `yaml:"no_auth" help:"hand out certificates and keys without a token or client certificate to every process of this\nhost that can reach --listen (loopback only); for a host or container where every process may have them"`
-	APICert            string        `yaml:"api_cert" arg:"CERT:KEY" help:"CERT:KEY files: serve the API over HTTPS with this certificate"`
+	APICert            string        `yaml:"api_cert" arg:"CERT:KEY" help:"CERT:KEY files: serve the API over HTTPS with this certificate; SIGHUP reads them again"`
 	Managed            []string      `yaml:"managed" arg:"NAME" help:"NAME to obtain at start and keep renewed whether or not anyone asks for it\n(a,b for one certificate with several names); repeatable"`
 	SelfSignedFallback bool          `yaml:"self_signed_fallback" help:"answer names that cannot get a real certificate (refused, issuance failing)\nwith a self-signed one, marked \"self_signed\": true"`
 	IssueTimeout       time.Duration `yaml:"issue_timeout" arg:"DURATION" help:"a request for a new name waits up to DURATION for its issuance, then gets a 503"`
@@ -103,7 +103,7 @@ func loadServerConfig(src *source, flags *serverConfig) (*serverConfig, error) {
 // configuration again on SIGHUP: the policy (allow, ask, require-own-ip, own-ip-private)
 // changes at once; other settings need a restart or an upgrade.
 func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (*serverConfig, error)) error {
-	h, tlsConfig, closeAudit, err := serverHandler(env, cfg)
+	h, apiTLS, closeAudit, err := serverHandler(env, cfg)
 	if err != nil {
 		return err
 	}
@@ -123,9 +123,9 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 			h.Manager = m
 			h.Metrics = metrics.ServerHandler(h)
 		},
-		reload: func() { last = reloadServer(env, h, cfg, last, reload, &current) },
+		reload: func() { last = reloadServer(env, h, apiTLS, cfg, last, reload, &current) },
 		listen: func(loop *serveloop.Loop, _ *upgrade.Upgrader, m *certkeeper.Manager) error {
-			if err := serverListen(loop, env, cfg, h, tlsConfig, m); err != nil {
+			if err := serverListen(loop, env, cfg, h, apiTLS.Config(), m); err != nil {
 				return err
 			}
 			for _, spec := range cfg.Managed {
@@ -138,8 +138,8 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 
 // serverHandler is the API handler cfg describes, but for its Manager:
 // the tokens, who else may fetch keys, the audit log (closeAudit closes
-// it); and the TLS configuration of --listen (nil for plain HTTP).
-func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.Config, closeAudit func(), err error) {
+// it); and the TLS files of --listen (nil for plain HTTP).
+func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, apiTLS *certserver.TLSFiles, closeAudit func(), err error) {
 	h = &certserver.Handler{IssueTimeout: cfg.IssueTimeout, MaxTTL: cfg.MaxTTL, Logger: env.Logger, LimitClients: cfg.ClientLimit != ""}
 	if err := cfg.checkAddrs(); err != nil {
 		return nil, nil, nil, err
@@ -149,7 +149,7 @@ func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.
 			return nil, nil, nil, fmt.Errorf("--token-file: %w", err)
 		}
 	}
-	if tc, err = apiTLSConfig(cfg); err != nil {
+	if apiTLS, err = apiTLSConfig(cfg); err != nil {
 		return nil, nil, nil, err
 	}
 	if err := cfg.Ops.check(); err != nil {
@@ -169,7 +169,7 @@ func serverHandler(env *Env, cfg *serverConfig) (h *certserver.Handler, tc *tls.
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return h, tc, closeAudit, nil
+	return h, apiTLS, closeAudit, nil
 }
 
 // serverListen starts the server's listeners: the API on --listen (over
@@ -202,14 +202,16 @@ func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h *certserv
 }
 
 // reloadServer reads the configuration again (SIGHUP): the policy
-// changes at once, and the token file is read again even if the
-// configuration is broken, since a revocation must not wait for a fixed
-// config. reload is nil without --config: then only the token file is.
-// It returns the configuration in force: next, or last (the one before).
-func reloadServer(env *Env, h *certserver.Handler, cfg, last *serverConfig, reload func() (*serverConfig, error), current *atomic.Pointer[policy.Policy]) *serverConfig {
+// changes at once, and the token file and --api-cert are read again even
+// if the configuration is broken, since a revocation must not wait for a
+// fixed config. reload is nil without --config: then only those files
+// are. It returns the configuration in force: next, or last (the one
+// before).
+func reloadServer(env *Env, h *certserver.Handler, apiTLS *certserver.TLSFiles, cfg, last *serverConfig, reload func() (*serverConfig, error), current *atomic.Pointer[policy.Policy]) *serverConfig {
 	if reload == nil {
 		env.Logger.Info("SIGHUP: no --config file to read again; only the token file is read again")
 		h.ReloadTokenFile(cfg.TokenFile, cfg.TokenFile)
+		h.ReloadTLS(apiTLS)
 		return last
 	}
 	next, err := reload()
@@ -223,6 +225,7 @@ func reloadServer(env *Env, h *certserver.Handler, cfg, last *serverConfig, relo
 	if err != nil {
 		env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
 		h.ReloadTokenFile(cfg.TokenFile, cfg.TokenFile)
+		h.ReloadTLS(apiTLS)
 		return last
 	}
 	current.Store(&p)
@@ -230,6 +233,7 @@ func reloadServer(env *Env, h *certserver.Handler, cfg, last *serverConfig, relo
 	next.printNotes(env)
 	printWarnings(env, serverSummary(next))
 	h.ReloadTokenFile(cfg.TokenFile, next.TokenFile)
+	h.ReloadTLS(apiTLS)
 	return next
 }
 
@@ -347,9 +351,9 @@ func (c *serverConfig) warnPlainAPI(env *Env) {
 	}
 }
 
-// apiTLSConfig is the TLS configuration of --listen with --api-cert (and
+// apiTLSConfig reads the TLS files of --listen: --api-cert (and
 // --client-ca), or nil for plain HTTP.
-func apiTLSConfig(cfg *serverConfig) (*tls.Config, error) {
+func apiTLSConfig(cfg *serverConfig) (*certserver.TLSFiles, error) {
 	if cfg.APICert == "" {
 		if cfg.ClientCA != "" {
 			return nil, usagef("--client-ca needs --api-cert: client certificates need HTTPS")
@@ -360,17 +364,13 @@ func apiTLSConfig(cfg *serverConfig) (*tls.Config, error) {
 	if err != nil {
 		return nil, usagef("--api-cert: %v", err)
 	}
-	tc, err := certserver.TLSConfig(cf.Cert, cf.Key, cfg.ClientCA)
-	var ferr *certserver.FileError
-	switch {
-	case errors.As(err, &ferr) && ferr.What == "client CA" && errors.Is(err, certserver.ErrNoPEM):
-		return nil, fmt.Errorf("--client-ca %s: no PEM certificates found", cfg.ClientCA)
-	case errors.As(err, &ferr) && ferr.What == "client CA":
-		return nil, fmt.Errorf("--client-ca: %w", ferr.Err)
-	case errors.As(err, &ferr):
+	files, err := certserver.LoadTLSFiles(cf.Cert, cf.Key, cfg.ClientCA)
+	if ferr, ok := errors.AsType[*certserver.FileError](err); ok && ferr.What == "client CA" {
+		return nil, fmt.Errorf("--client-ca %s: %w", ferr.File, ferr.Err)
+	} else if ok {
 		return nil, fmt.Errorf("--api-cert: %w", ferr.Err)
 	}
-	return tc, err
+	return files, err
 }
 
 // openAudit makes the audit log h's: JSON lines appended to file

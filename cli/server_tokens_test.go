@@ -3,7 +3,11 @@
 package cli
 
 import (
+	"bytes"
+	"crypto/tls"
+	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -146,5 +150,71 @@ func TestServerTokenReload(t *testing.T) {
 	}
 	if code, _, _ := apiGet(t, base, "/v1/certificates/a.test", serverToken, nil); code != http.StatusOK {
 		t.Errorf("after a refused reload the kept token gets %d, want 200", code)
+	}
+}
+
+// TestServerAPICertReload: SIGHUP reads the --api-cert files again. A key
+// that does not match the new certificate (written one file before the
+// other) keeps the certificate served and logs why; once both are
+// written, the next SIGHUP serves the new one to new connections.
+func TestServerAPICertReload(t *testing.T) {
+	dir := t.TempDir()
+	selfSigned := func(name string) (cert, key string) {
+		cert, key = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
+		if r := ck(t, 30*time.Second, "selfsigned", "-d", "127.0.0.1", "--cert-out", cert, "--key-out", key); r.code != 0 {
+			t.Fatalf("selfsigned: exit %d %s", r.code, r.stderr)
+		}
+		return cert, key
+	}
+	apiCert, apiKey := selfSigned("api")
+	newCert, newKey := selfSigned("new")
+	tokens := filepath.Join(dir, "tokens")
+	writeFileAtomic(t, tokens, serverToken+"\n")
+	listen := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	p := startLogged(t, binary, "server listening", "server", "--ca", "local", "--storage", t.TempDir(), "--listen", listen,
+		"--token-file", tokens, "--allow", "a.test", "--api-cert", apiCert+":"+apiKey)
+	served := func() []byte {
+		t.Helper()
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", listen, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Raw
+	}
+	der := func(file string) []byte {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := pem.Decode(data)
+		return b.Bytes
+	}
+	first := der(apiCert)
+	if !bytes.Equal(served(), first) {
+		t.Fatal("the API does not serve --api-cert")
+	}
+	hup := func(logged string) {
+		t.Helper()
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "the log line "+logged, func() bool { return strings.Contains(p.output(), logged) })
+	}
+
+	// The new certificate, its key not yet written: still the old one.
+	if err := os.Rename(newCert, apiCert); err != nil {
+		t.Fatal(err)
+	}
+	hup("reading the API's certificate files again failed; it serves the certificate it had")
+	if !bytes.Equal(served(), first) {
+		t.Fatal("after a SIGHUP that read a certificate without its key, the API does not serve the one it had")
+	}
+	if err := os.Rename(newKey, apiKey); err != nil {
+		t.Fatal(err)
+	}
+	hup("the API's certificate files were read again: new connections get the new certificate")
+	if !bytes.Equal(served(), der(apiCert)) {
+		t.Errorf("after SIGHUP the API does not serve the new --api-cert")
 	}
 }
