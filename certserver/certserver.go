@@ -30,6 +30,7 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/every"
+	"github.com/certkeeper/certkeeper/internal/loopback"
 	"github.com/certkeeper/certkeeper/internal/nobody"
 )
 
@@ -67,7 +68,11 @@ type Handler struct {
 
 	// Anonymous serves /v1/ to unauthenticated clients too (audit lines
 	// say "anonymous"). Only for a listener no one else can reach: the
-	// server command allows it on loopback addresses only.
+	// server command allows it on loopback addresses only, and such a
+	// request must come in on a loopback address and name a loopback host
+	// (127.0.0.1, [::1], localhost) in Host, or get 421: a web page that
+	// makes the operator's browser ask the server through a name of its
+	// own (DNS rebinding) reads no key.
 	Anonymous bool
 
 	// IssueTimeout bounds how long a request for a name with no
@@ -243,6 +248,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, challengesOnly b
 	}
 	who, sc, ok := h.authenticate(r)
 	if !ok && h.Anonymous {
+		if !loopback.Request(r) { // DNS rebinding: a web page's name for 127.0.0.1 (package loopback)
+			loopback.Refuse(w, "ask http://127.0.0.1:PORT (or localhost), or give the server --token-file")
+			return req.kind, http.StatusMisdirectedRequest
+		}
 		who, ok = "anonymous", true
 	}
 	if !ok {

@@ -19,6 +19,7 @@ import (
 	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/loopback"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
 	"github.com/certkeeper/certkeeper/metrics"
@@ -195,6 +196,8 @@ func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h *certserv
 		ln, err := loop.ListenHTTP(strings.TrimPrefix(l.flag, "--"), l.addr, l.h, l.tc)
 		if err != nil {
 			return cmdline.ListenError(err, l.addr, l.flag, l.what)
+		} else if h.Anonymous && l.h == http.Handler(h) && !loopback.Addr(ln.Addr().String()) { // checkAnonymous saw the flag, not a socket handed over
+			return usagef("%s: the socket handed over (by systemd or an upgrade) is bound to %s, beyond loopback, where no credential is asked: bind it to 127.0.0.1, or give --token-file", l.flag, ln.Addr())
 		}
 		fmt.Fprintf(env.Stderr, "certkeeper: server listening on %s (%s)\n", ln.Addr(), l.what)
 	}

@@ -26,7 +26,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -35,6 +34,7 @@ import (
 	"github.com/certkeeper/certkeeper/certdeploy"
 	"github.com/certkeeper/certkeeper/certserver"
 	"github.com/certkeeper/certkeeper/internal/connlimit"
+	"github.com/certkeeper/certkeeper/internal/loopback"
 	"github.com/certkeeper/certkeeper/internal/nobody"
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/statuspage"
@@ -83,12 +83,14 @@ func (c *Config) metricsToken() string {
 	return c.MetricsToken
 }
 
-// ExposedError is Check's refusal: a listener reachable beyond loopback
-// without a token.
+// ExposedError is Check's refusal, or Start's for a socket handed over
+// (systemd's socket activation, an upgrade) bound beyond loopback: a
+// listener reachable beyond loopback without a token.
 type ExposedError struct {
 	// Listener is "metrics" or "status".
 	Listener string
-	// Addr is the listener's address.
+	// Addr is the listener's address (with a note when it is that of a
+	// socket handed over, not the one configured).
 	Addr string
 	// Shared reports whether metrics and the status page share the
 	// listener (a status token then serves for both).
@@ -116,17 +118,7 @@ func (c *Config) Check() error {
 // Loopback reports whether addr (host:port) listens on loopback only:
 // localhost or a loopback IP address. An empty host (":9100") listens
 // everywhere.
-func Loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
-}
+func Loopback(addr string) bool { return loopback.Addr(addr) }
 
 // Bearer wraps h: with a token, a request must carry it as
 // "Authorization: Bearer TOKEN" (the scheme in any case; the token
@@ -267,6 +259,9 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 			}
 		}
 		metricsHandler = Bearer(c.metricsToken(), "certkeeper metrics", m.metrics.Handler())
+		if c.metricsToken() == "" {
+			metricsHandler = loopback.Guard(metricsHandler, noTokenHint)
+		}
 	}
 	var status http.Handler
 	if c.StatusAddr != "" {
@@ -276,24 +271,27 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 			page.CertFiles = mgr.StatusOfCertFiles
 		}
 		status = page
+		if c.StatusToken == "" {
+			status = loopback.Guard(page, noTokenHint)
+		}
 	}
 	if c.Shared() {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metricsHandler)
 		mux.Handle("/", status)
-		if err := m.serve("metrics", c.MetricsAddr, "metrics and status page", mux); err != nil {
+		if err := m.serve("metrics", c.MetricsAddr, "metrics and status page", mux, c.StatusToken == ""); err != nil {
 			return err
 		}
 	} else {
 		if metricsHandler != nil {
 			mux := http.NewServeMux()
 			mux.Handle("/metrics", metricsHandler)
-			if err := m.serve("metrics", c.MetricsAddr, "metrics", mux); err != nil {
+			if err := m.serve("metrics", c.MetricsAddr, "metrics", mux, c.metricsToken() == ""); err != nil {
 				return err
 			}
 		}
 		if status != nil {
-			if err := m.serve("status", c.StatusAddr, "status page", status); err != nil {
+			if err := m.serve("status", c.StatusAddr, "status page", status, c.StatusToken == ""); err != nil {
 				return err
 			}
 		}
@@ -323,8 +321,9 @@ func allowedBy(mgr *certkeeper.Manager) func(ctx context.Context, name string) e
 	return mgr.Policy.Decide
 }
 
-// serve serves h on the listener called name, on addr.
-func (m *Monitor) serve(name, addr, what string, h http.Handler) error {
+// serve serves h on the listener called name, on addr; open says it has
+// no token, so that its socket must be bound to loopback.
+func (m *Monitor) serve(name, addr, what string, h http.Handler, open bool) error {
 	listen := m.cfg.Listen
 	if listen == nil {
 		listen = func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
@@ -333,6 +332,14 @@ func (m *Monitor) serve(name, addr, what string, h http.Handler) error {
 	if err != nil {
 		m.Close()
 		return &ListenError{Listener: name, Shared: m.cfg.Shared(), Addr: addr, What: what, Err: err}
+	}
+	if bound := ln.Addr().String(); open && !loopback.Addr(bound) {
+		// A socket handed over (systemd's socket activation, an
+		// upgrade) bound beyond loopback, where the address given is
+		// loopback: Check saw only the address.
+		ln.Close()
+		m.Close()
+		return &ExposedError{Listener: name, Addr: bound + " (the socket handed over by systemd or an upgrade)", Shared: m.cfg.Shared()}
 	}
 	logger := m.logger()
 	srv := &http.Server{Handler: nobody.Refuse(h), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -367,3 +374,7 @@ func (m *Monitor) Close() {
 		m.cancel = nil
 	}
 }
+
+// noTokenHint is what a request for another host than loopback, on a
+// listener without a token, is told to do (loopback.Guard).
+const noTokenHint = "ask through 127.0.0.1 (an SSH tunnel from elsewhere), or give this listener a token"

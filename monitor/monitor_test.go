@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certdeploy"
+	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
@@ -176,3 +178,87 @@ func TestStartListenError(t *testing.T) {
 	}
 	mon.Close()
 }
+
+// TestNoTokenLoopbackOnly: the status page and metrics without a token
+// answer only requests for a loopback host (a web page's own name for
+// 127.0.0.1 gets 421: DNS rebinding would read every managed name);
+// with a token, any Host that carries it. A socket handed over (systemd's
+// socket activation) bound beyond loopback is refused at Start, as Check
+// refuses such an address.
+func TestNoTokenLoopbackOnly(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	start := func(cfg Config) *Monitor {
+		t.Helper()
+		mon := New(cfg)
+		m := &certkeeper.Manager{Storage: mon.Storage(st), OnEvent: mon.Observe}
+		t.Cleanup(func() { m.Close() })
+		if err := mon.Start(m, st); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(mon.Close)
+		return mon
+	}
+	get := func(addr, host, path, token string) int {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+addr+path, nil)
+		req.Host = host
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	open := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	start(Config{MetricsAddr: open, StatusAddr: open})
+	tokened := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
+	start(Config{MetricsAddr: tokened, StatusAddr: tokened, StatusToken: "0123456789abcdef-status"})
+	for _, tt := range []struct {
+		addr, host, path, token string
+		want                    int
+	}{
+		{open, open, "/metrics", "", 200},
+		{open, "localhost", "/status.json", "", 200},
+		{open, "rebind.attacker.example", "/metrics", "", 421},
+		{open, "rebind.attacker.example:1", "/status.json", "", 421},
+		{tokened, "status.example", "/status.json", "0123456789abcdef-status", 200},
+		{tokened, "status.example", "/metrics", "0123456789abcdef-status", 200},
+		{tokened, tokened, "/status.json", "", 401},
+	} {
+		if got := get(tt.addr, tt.host, tt.path, tt.token); got != tt.want {
+			t.Errorf("GET %s with Host %s (token %v): %d, want %d", tt.path, tt.host, tt.token != "", got, tt.want)
+		}
+	}
+
+	// A socket bound to every address, as systemd may hand one over,
+	// where the address given is loopback.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wide := &boundTo{Listener: ln, addr: &net.TCPAddr{IP: net.IPv4zero, Port: ln.Addr().(*net.TCPAddr).Port}}
+	mon := New(Config{StatusAddr: ln.Addr().String(), Listen: func(string, string) (net.Listener, error) { return wide, nil }})
+	err = mon.Start(&certkeeper.Manager{Storage: st}, st)
+	var exposed *ExposedError
+	if !errors.As(err, &exposed) || exposed.Listener != "status" || !strings.Contains(exposed.Addr, "0.0.0.0") {
+		t.Errorf("Start on a socket bound to 0.0.0.0 without a token = %v, want an *ExposedError naming it", err)
+	}
+	mon.Close()
+	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(time.Second))
+	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("the refused socket was not closed: Accept = %v", err)
+	}
+}
+
+// boundTo is a listener that says it is bound to addr: a socket handed
+// over, bound wider than the address configured (the test itself listens
+// on loopback only).
+type boundTo struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (l *boundTo) Addr() net.Addr { return l.addr }
