@@ -123,6 +123,8 @@ func (f *caFlags) issuerFor(env *Env, ca string, st storage.Storage) (issuer.Iss
 func (f *caFlags) forLocal() error {
 	if f.Profile != "" || f.EABKID != "" || f.EABHMAC != "" {
 		return usagef("--profile, --eab-kid and --eab-hmac apply to an ACME CA; --ca local (certkeeper's own CA) has no profiles or accounts: drop them")
+	} else if err := acmeca.CheckEmail(f.Email); err != nil { // remembered for cert renew, perhaps from an ACME CA then
+		return usagef("--email %v", err)
 	}
 	return nil
 }

@@ -131,6 +131,17 @@ func TestLocalCAFlagsRefused(t *testing.T) {
 			t.Errorf("%s: exit %d, stderr:\n%s", strings.Join(args, " "), r.code, r.stderr)
 		}
 	}
+	// An email that is none is refused with the local CA too: cert issue
+	// remembered it, and cert renew from an ACME CA failed on it later
+	// (docs trial).
+	for _, args := range [][]string{
+		{"cert", "issue", "-d", "a.test", "--ca", "local", "--email", "noat", "--storage", t.TempDir(), "--out-dir", t.TempDir()},
+		{"proxy", "--check-config", "--allow", "a.test", "--ca", "local", "--email", "mailto:ops@a.example"},
+	} {
+		if r := ck(t, 30*time.Second, args...); r.code == 0 || !strings.Contains(r.stderr, "not an email address") {
+			t.Errorf("%s: exit %d, stderr:\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
 }
 
 // TestKeyTypeOtherName: another tool's name for a key type (lego's
