@@ -86,7 +86,8 @@ type Result struct {
 	NotAfter time.Time
 	// Settings are the certificate's remembered settings with the
 	// Renewer's Override laid on top: what it is (or would be) renewed
-	// with. Email is filled in from storage when neither sets it.
+	// with. Email is filled in from storage when neither sets it, for the
+	// order alone: it is not remembered.
 	Settings Settings
 
 	pair    *certfile.Pair // nil for a Want entry with no files yet
@@ -96,6 +97,20 @@ type Result struct {
 	// remembered are the settings read from the pair's file, before
 	// Override; nil when it had none.
 	remembered *Settings
+	// storedEmail says Settings.Email was filled in from storage: it
+	// orders, but nobody gave it, so it is neither remembered nor said
+	// to have changed.
+	storedEmail bool
+}
+
+// toRemember are the settings a renewal remembers: j.Settings, without an
+// email only filled in from storage.
+func (j *Result) toRemember() Settings {
+	s := j.Settings
+	if j.storedEmail {
+		s.Email = ""
+	}
+	return s
 }
 
 // RenewalInfoer is what an ACME issuer answers about a certificate's
@@ -567,6 +582,7 @@ func (r *Renewer) renewDue(ctx context.Context, results []*Result) error {
 			// Renewal needs no configuration: the contact recorded when
 			// the certificate was issued names the account.
 			j.Settings.Email = recordedEmail(ctx, r.Storage, j.Names)
+			j.storedEmail = j.Settings.Email != ""
 		}
 		if err := r.wildcardByDNS(j); err != nil {
 			j.Action, j.Detail, j.Err = Failed, err.Error(), err
@@ -691,7 +707,7 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 		// certbot does: a failed override is not kept. The revoked
 		// certificate is replaced.
 		j.Settings.Revoked = ""
-		err = SaveSettings(settingsPathBase(r.Dir, j.Base), j.Settings)
+		err = SaveSettings(settingsPathBase(r.Dir, j.Base), j.toRemember())
 	}
 	if err != nil {
 		j.Action, j.Detail, j.Err = Failed, err.Error(), err
@@ -718,7 +734,7 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 				// A deploy hook given for this run that fails is not
 				// remembered: the one before it stays.
 				j.Settings.DeployHook = j.remembered.DeployHook
-				if err := SaveSettings(settingsPathBase(r.Dir, j.Base), j.Settings); err != nil {
+				if err := SaveSettings(settingsPathBase(r.Dir, j.Base), j.toRemember()); err != nil {
 					j.Detail += "; and restoring the deploy hook before it: " + err.Error()
 				}
 			}
@@ -730,7 +746,7 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 	if j.remembered != nil { // a flag of this run changed them: say so
 		before := *j.remembered
 		before.Revoked = "" // replaced, as said already
-		if changes := (&Previous{Names: j.Names, Settings: before}).Changes(j.Names, j.Settings); changes != "" {
+		if changes := (&Previous{Names: j.Names, Settings: before}).Changes(j.Names, j.toRemember()); changes != "" {
 			r.progress(j.Names[0], changes+" (remembered for its next renewals)")
 		}
 	}

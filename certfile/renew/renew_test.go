@@ -473,3 +473,51 @@ func TestIssueFilesStorageRefuses(t *testing.T) {
 		t.Errorf("the files after the issuance: %v; want the certificate", err)
 	}
 }
+
+// TestRenewerStoredEmailNotRemembered: a certificate whose settings name
+// no email renews with the one recorded with it in storage (its account),
+// but that email is neither remembered in its settings nor reported as a
+// change: nobody gave it (a docs trial read "email (none) -> ..." after a
+// run that changed only --post-hook).
+func TestRenewerStoredEmailNotRemembered(t *testing.T) {
+	tmp := t.TempDir()
+	st := filestore.New(filepath.Join(tmp, "state"))
+	dir := certfile.Dir(filepath.Join(tmp, "ssl"))
+	var emails []string
+	var said []string
+	r := &Renewer{
+		Dir: dir, Storage: st,
+		Issuers: func(ctx context.Context, s Settings) (*issuer.Chain, func(), error) {
+			emails = append(emails, s.Email)
+			return &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}, nil, nil
+		},
+		Progress: func(name, step string) { said = append(said, step) },
+		Want:     [][]string{{"a.test"}},
+		Override: Settings{Email: "ops@a.test"},
+	}
+	if _, err := r.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(string(dir), "renewal", "a.test.conf")
+	if err := SaveSettings(path, Settings{}); err != nil { // as cert issue without --email writes them
+		t.Fatal(err)
+	}
+	emails, said = nil, nil
+	r.Want, r.Force, r.Override = nil, true, Settings{PostHook: "true"}
+	results, err := r.Run(t.Context())
+	if err != nil || len(results) != 1 || results[0].Action != Renewed {
+		t.Fatalf("Run = %v, %v; want a.test renewed", results, err)
+	}
+	if !slices.Equal(emails, []string{"ops@a.test"}) {
+		t.Errorf("renewed with emails %q, want the one recorded with the certificate", emails)
+	}
+	got, err := LoadSettings(path)
+	if err != nil || got.Email != "" || got.PostHook != "true" {
+		t.Errorf("settings after the run = %+v, %v; want the post hook remembered and no email", got, err)
+	}
+	for _, s := range said {
+		if strings.Contains(s, "email") {
+			t.Errorf("said %q: the email was not given", s)
+		}
+	}
+}
