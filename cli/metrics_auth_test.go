@@ -94,9 +94,9 @@ func TestOpsCheck(t *testing.T) {
 		{"metrics on loopback", opsConfig{MetricsAddr: "127.0.0.1:9100"}, true},
 		{"metrics on localhost", opsConfig{MetricsAddr: "localhost:9100"}, true},
 		{"metrics beyond loopback", opsConfig{MetricsAddr: ":9100"}, false},
-		{"metrics beyond loopback with a token", opsConfig{MetricsAddr: ":9100", MetricsToken: "m"}, true},
-		{"metrics beside a status token, own listener", opsConfig{MetricsAddr: ":9100", StatusAddr: ":9101", StatusToken: "s"}, false},
-		{"metrics sharing the status listener", opsConfig{MetricsAddr: ":9100", StatusAddr: ":9100", StatusToken: "s"}, true},
+		{"metrics beyond loopback with a token", opsConfig{MetricsAddr: ":9100", MetricsToken: "metrics-0123456789"}, true},
+		{"metrics beside a status token, own listener", opsConfig{MetricsAddr: ":9100", StatusAddr: ":9101", StatusToken: "status-0123456789"}, false},
+		{"metrics sharing the status listener", opsConfig{MetricsAddr: ":9100", StatusAddr: ":9100", StatusToken: "status-0123456789"}, true},
 		{"shared listener without a token", opsConfig{MetricsAddr: ":9100", StatusAddr: ":9100"}, false},
 		{"status beyond loopback", opsConfig{StatusAddr: "0.0.0.0:9101"}, false},
 	} {
@@ -105,7 +105,7 @@ func TestOpsCheck(t *testing.T) {
 			t.Errorf("%s: check() = %v, want ok %v", tt.name, err, tt.ok)
 		}
 	}
-	t.Setenv("CERTKEEPER_METRICS_TOKEN", "from-env")
+	t.Setenv("CERTKEEPER_METRICS_TOKEN", "from-env-0123456789")
 	if err := (&opsConfig{MetricsAddr: ":9100"}).check(); err != nil {
 		t.Errorf("metrics beyond loopback with $CERTKEEPER_METRICS_TOKEN: %v", err)
 	}

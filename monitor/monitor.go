@@ -104,8 +104,15 @@ func (e *ExposedError) Error() string {
 
 // Check refuses, before anything listens, a listener reachable beyond
 // loopback without a token: the metrics and the status page name every
-// managed host. Its error is an *ExposedError.
+// managed host; its error is an *ExposedError. It refuses a token shorter
+// than 16 characters too, as the server's token file does: guesses are
+// not limited.
 func (c *Config) Check() error {
+	for _, t := range []struct{ what, token string }{{"metrics", c.MetricsToken}, {"status page", c.StatusToken}} {
+		if t.token != "" && len(t.token) < MinTokenLen {
+			return fmt.Errorf("the %s token is %d characters, fewer than the %d a token needs: make one with: openssl rand -hex 24", t.what, len(t.token), MinTokenLen)
+		}
+	}
 	if c.MetricsAddr != "" && !Loopback(c.MetricsAddr) && c.metricsToken() == "" {
 		return &ExposedError{Listener: "metrics", Addr: c.MetricsAddr, Shared: c.Shared()}
 	}
@@ -374,6 +381,10 @@ func (m *Monitor) Close() {
 		m.cancel = nil
 	}
 }
+
+// MinTokenLen is the fewest characters Check takes in a token: 128 bits
+// of base64 or hex is longer.
+const MinTokenLen = 16
 
 // noTokenHint is what a request for another host than loopback, on a
 // listener without a token, is told to do (loopback.Guard).

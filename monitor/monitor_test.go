@@ -40,18 +40,21 @@ func TestCheck(t *testing.T) {
 		{"nothing", Config{}, ""},
 		{"metrics on loopback", Config{MetricsAddr: "127.0.0.1:9100"}, ""},
 		{"metrics beyond loopback", Config{MetricsAddr: ":9100"}, "metrics"},
-		{"metrics with a token", Config{MetricsAddr: ":9100", MetricsToken: "m"}, ""},
+		{"metrics with a token", Config{MetricsAddr: ":9100", MetricsToken: "metrics-0123456789"}, ""},
 		{"status beyond loopback", Config{StatusAddr: "0.0.0.0:9101"}, "status"},
-		{"status with a token", Config{StatusAddr: ":9101", StatusToken: "s"}, ""},
-		{"shared with the status token", Config{MetricsAddr: ":9100", StatusAddr: ":9100", StatusToken: "s"}, ""},
-		{"status token on another listener", Config{MetricsAddr: ":9100", StatusAddr: ":9101", StatusToken: "s"}, "metrics"},
+		{"status with a token", Config{StatusAddr: ":9101", StatusToken: "status-0123456789"}, ""},
+		{"shared with the status token", Config{MetricsAddr: ":9100", StatusAddr: ":9100", StatusToken: "status-0123456789"}, ""},
+		{"status token on another listener", Config{MetricsAddr: ":9100", StatusAddr: ":9101", StatusToken: "status-0123456789"}, "metrics"},
+		{"a short token", Config{StatusAddr: ":9101", StatusToken: "s3cret"}, "short"},
 	} {
 		err := tt.cfg.Check()
 		var exposed *ExposedError
 		switch {
 		case tt.listener == "" && err != nil:
 			t.Errorf("%s: Check() = %v, want nil", tt.name, err)
-		case tt.listener != "" && (!errors.As(err, &exposed) || exposed.Listener != tt.listener):
+		case tt.listener == "short" && (err == nil || !strings.Contains(err.Error(), "fewer than the 16 a token needs")):
+			t.Errorf("%s: Check() = %v, want a refusal of the token", tt.name, err)
+		case tt.listener != "" && tt.listener != "short" && (!errors.As(err, &exposed) || exposed.Listener != tt.listener):
 			t.Errorf("%s: Check() = %v, want an *ExposedError for %s", tt.name, err, tt.listener)
 		}
 	}
@@ -83,13 +86,14 @@ func TestBearer(t *testing.T) {
 // loopback listener, each behind its token, and closes it; the metrics
 // count that listener's refused connections.
 func TestStartShared(t *testing.T) {
+	const mtok, stok = "metrics-0123456789", "status-0123456789"
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	var names []string
-	mon := New(Config{MetricsAddr: addr, StatusAddr: addr, MetricsToken: "m", StatusToken: "s",
+	mon := New(Config{MetricsAddr: addr, StatusAddr: addr, MetricsToken: mtok, StatusToken: stok,
 		Listen: func(name, _ string) (net.Listener, error) { names = append(names, name); return ln, nil }})
 	st := filestore.New(t.TempDir())
 	// The Manager's first storage scan (started by its first use) runs
@@ -126,17 +130,17 @@ func TestStartShared(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	if code, body := get("/metrics", "m"); code != 200 || !strings.Contains(body, "certkeeper_") {
+	if code, body := get("/metrics", mtok); code != 200 || !strings.Contains(body, "certkeeper_") {
 		t.Errorf("/metrics with its token: %d %.80q", code, body)
 	} else if !strings.Contains(body, "\ncertkeeper_deploy_failing 0\n") {
 		t.Error("/metrics lacks the followed deployment's certkeeper_deploy_failing")
 	} else if own := `certkeeper_connections_refused_total{listener="` + addr + `",reason="per_client"} 0`; !strings.Contains(body, own) {
 		t.Errorf("/metrics does not count the refusals of its own listener from its start (no %s)", own)
 	}
-	if code, _ := get("/metrics", "s"); code != 401 {
+	if code, _ := get("/metrics", stok); code != 401 {
 		t.Errorf("/metrics with the status token: %d, want 401", code)
 	}
-	if code, body := get("/status.json", "s"); code != 200 || strings.TrimSpace(body) != "[]" {
+	if code, body := get("/status.json", stok); code != 200 || strings.TrimSpace(body) != "[]" {
 		t.Errorf("/status.json with its token: %d %q", code, body)
 	}
 	mon.Close()
