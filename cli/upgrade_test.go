@@ -332,7 +332,7 @@ func TestUpgradeKeepsListenAddr(t *testing.T) {
 		if strings.Contains(line, "listen:") && strings.Contains(line, ":"+strconv.Itoa(configured)+" ") {
 			t.Errorf("the upgraded proxy's summary shows the address configured, not the inherited one: %s", line)
 		}
-		inherited = inherited || strings.Contains(line, "listen:") && strings.Contains(line, "on 127.0.0.1:"+strconv.Itoa(old)+" (the socket inherited at an upgrade")
+		inherited = inherited || strings.Contains(line, "listen:") && strings.Contains(line, "on 127.0.0.1:"+strconv.Itoa(old)+" (the socket handed over by an upgrade or systemd")
 	}
 	if !inherited {
 		t.Errorf("the upgraded proxy's summary does not say its listener is the socket inherited:\n%s", logs())

@@ -90,7 +90,7 @@ type SummaryRule struct {
 type SummaryListener struct {
 	What, Addr, Flag, Listener string
 	// Configured is the address configured, when Rebind found the
-	// listener elsewhere (on a socket inherited at an upgrade).
+	// listener elsewhere (on a socket handed over by an upgrade or systemd).
 	Configured string
 }
 
@@ -163,7 +163,7 @@ func (s *Summary) Lines() []string {
 	}
 	for _, l := range s.Listeners {
 		if l.Configured != "" {
-			line("listen", "%s on %s (the socket inherited at an upgrade; %s says %s: restart to listen there)",
+			line("listen", "%s on %s (the socket handed over by an upgrade or systemd; %s says %s: restart to listen there)",
 				l.What, l.Addr, s.source(l.Flag), l.Configured)
 			continue
 		}
