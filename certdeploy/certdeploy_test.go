@@ -377,3 +377,41 @@ func TestFirstDeploymentRejected(t *testing.T) {
 		t.Errorf("Deploy over a deployment with a failing check = %v, want previous files restored and the output", err)
 	}
 }
+
+// TestNginxMapKeywords: certificates for the single-label names "default"
+// and "include", parameters of nginx's map, are served for those names
+// alone: unescaped, "default" became the map's default, served for every
+// name, and "include" made nginx read a certificate as configuration.
+func TestNginxMapKeywords(t *testing.T) {
+	ca := &localca.CA{Storage: filestore.New(t.TempDir())}
+	a, def, inc := issue(t, ca, "a.test"), issue(t, ca, "default"), issue(t, ca, "include")
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} { // nginx's workers must reach it
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(base, "nginx")
+	if _, err := (&Deployer{Format: Nginx, Dir: out}).Deploy(t.Context(), []*storage.Certificate{a, def, inc}); err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	fallback := issue(t, ca, "fallback.test")
+	fbCert, fbKey := filepath.Join(base, "fb.pem"), filepath.Join(base, "fb.key")
+	if err := os.WriteFile(fbCert, fallback.ChainPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fbKey, fallback.KeyPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testsvc.Nginx(t, testsvc.NginxOptions{
+		Ready: []string{addr},
+		HTTP: "include " + filepath.Join(out, "certkeeper.conf") + ";\n" +
+			"map $certkeeper_cert $cert { \"\" " + fbCert + "; default $certkeeper_cert; }\n" +
+			"map $certkeeper_key $key { \"\" " + fbKey + "; default $certkeeper_key; }\n" +
+			"server { listen " + addr + " ssl; ssl_certificate $cert; ssl_certificate_key $key; return 200; }\n",
+	})
+	for name, want := range map[string]*storage.Certificate{"a.test": a, "default": def, "include": inc, "other.test": fallback} {
+		waitServed(t, addr, name, serialOf(want))
+	}
+}

@@ -50,8 +50,8 @@ func layout(format, dir string, certs []*storage.Certificate) ([]file, error) {
 				continue // nginx picks by name only: the default variant is served
 			}
 			for _, n := range c.Names {
-				fmt.Fprintf(&certMap, "\t%s %s;\n", n, filepath.Join(dir, full))
-				fmt.Fprintf(&keyMap, "\t%s %s;\n", n, filepath.Join(dir, key))
+				fmt.Fprintf(&certMap, "\t%s %s;\n", mapKey(n), filepath.Join(dir, full))
+				fmt.Fprintf(&keyMap, "\t%s %s;\n", mapKey(n), filepath.Join(dir, key))
 			}
 		default:
 			return nil, fmt.Errorf("certdeploy: unknown format %q: use %s", format, strings.Join(Formats(), ", "))
@@ -68,6 +68,18 @@ func layout(format, dir string, certs []*storage.Certificate) ([]file, error) {
 		files = append(files, file{rel: "certkeeper.conf", data: []byte(conf)})
 	}
 	return files, nil
+}
+
+// mapKey is name as a key of an nginx map: a single-label name that is
+// one of the map's own parameters (a certificate for "default" would be
+// served for every name; one for "include" would make nginx read the
+// certificate as configuration) is escaped with "\", which nginx drops.
+func mapKey(name string) string {
+	switch name {
+	case "default", "hostnames", "include", "volatile":
+		return `\` + name
+	}
+	return name
 }
 
 // splitLeaf splits a PEM chain into its leaf and the rest.
