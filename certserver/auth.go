@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/regularfile"
 )
 
 // minTokenLen is the shortest token LoadTokens accepts: 128 bits of
@@ -39,7 +40,7 @@ const minTokenLen = 16
 // ones), is what Handler.Tokens takes; audit lines name a token by its
 // line number, never by its value.
 func LoadTokens(file string) ([]string, error) {
-	f, err := os.Open(file)
+	f, err := os.OpenFile(file, os.O_RDONLY|regularfile.Nonblock, 0) // a named pipe must not hang the start or a SIGHUP
 	if err != nil {
 		return nil, fmt.Errorf("reading tokens: %w", err)
 	}
@@ -47,6 +48,9 @@ func LoadTokens(file string) ([]string, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("reading tokens: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading tokens: %w", &regularfile.Error{Path: file, Mode: fi.Mode()})
 	}
 	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
 		return nil, fmt.Errorf("tokens %s: mode %04o lets group or others read it, and its tokens fetch private keys: chmod 600 %s", file, perm, file)

@@ -13,6 +13,7 @@ import (
 	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
 	"github.com/certkeeper/certkeeper/internal/proxyprotocol"
+	"github.com/certkeeper/certkeeper/internal/regularfile"
 	"github.com/certkeeper/certkeeper/internal/yamlconf"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
@@ -25,6 +26,10 @@ import (
 // (internal/yamlconf does the decoding, with FILE:LINE errors) and checks
 // the values whose syntax a flag checks too.
 
+// readConfig reads a --config file: not a named pipe or a device (which
+// would hang the start or exhaust memory), at most 1 MiB (regularfile).
+func readConfig(file string) ([]byte, error) { return regularfile.Read(file, 1<<20) }
+
 // readConfigFile decodes a --config YAML file into cfg (a pointer to a
 // struct with yaml tags) with package internal/yamlconf, refusing unknown
 // keys and checking each value (checkConfigValue). Its error joins every
@@ -34,7 +39,7 @@ func readConfigFile(file string, cfg any) error {
 	if file == "" {
 		return nil
 	}
-	data, err := os.ReadFile(file)
+	data, err := readConfig(file)
 	if err != nil {
 		return fmt.Errorf("--config: %w", err)
 	}
@@ -199,7 +204,7 @@ func (src *source) attributeAll(cfg any, errs []error) []error {
 // reload, an edit there changes nothing; and each secret given as a flag,
 // which other users can read for as long as the process runs.
 func (src *source) noteFlags(cfg any, engine *engineConfig) {
-	data, _ := os.ReadFile(src.file) // none: nothing to note
+	data, _ := readConfig(src.file) // none: nothing to note
 	for _, key := range yamlconf.Overridden(data, reflect.TypeOf(cfg).Elem(), src.set) {
 		engine.addNote(fmt.Sprintf("%s in %s is overridden by --%s on the command line", key, src.file, strings.ReplaceAll(key, "_", "-")))
 	}

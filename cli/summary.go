@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -52,7 +51,7 @@ func (c *engineConfig) tries(typ string) bool {
 // "default".
 func (src *source) credit(cfg any) func(flag string) string {
 	var keys map[string]string
-	if data, err := os.ReadFile(src.file); err == nil {
+	if data, err := readConfig(src.file); err == nil {
 		keys = yamlconf.Given(data, reflect.TypeOf(cfg).Elem())
 	}
 	return func(flag string) string {

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/regularfile"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -305,7 +306,7 @@ func writeLease(path string, rec leaseRecord, create bool) error {
 	}
 	// O_NONBLOCK: renewing a lease file another process replaced with a
 	// named pipe fails (ENXIO) rather than waiting for a reader for ever.
-	f, err := os.OpenFile(path, flag|openNonblock, 0o600)
+	f, err := os.OpenFile(path, flag|regularfile.Nonblock, 0o600)
 	if err != nil {
 		return err
 	}

@@ -3,11 +3,9 @@ package filestore
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 
-	"github.com/certkeeper/certkeeper/internal/fileowner"
+	"github.com/certkeeper/certkeeper/internal/regularfile"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -29,61 +27,27 @@ const maxLeaseSize = 64 << 10
 // refusedError is the error of readRegular for a file it refuses to read:
 // one that is not a regular file, or is larger than allowed.
 type refusedError struct {
-	path string
-	why  string
+	err *regularfile.Error
 }
 
-func (e *refusedError) Error() string { return e.path + " " + e.why }
+func (e *refusedError) Error() string { return e.err.Error() + "; remove it" }
 
-// readRegular reads the file at path, at most limit bytes of it. Anyone
-// who can write the directory can put there what os.ReadFile would block
-// on for ever or read without end: a named pipe (opening it waits for a
-// writer, reading it for data), a device (a symbolic link to /dev/zero),
-// a socket, or a huge (possibly sparse) file. So the file is opened
-// without blocking (O_NONBLOCK, on Unix), refused unless it is a regular
-// file, and refused if it is larger than limit, before anything is read;
-// a file growing while it is read is cut at limit+1 bytes and refused
-// too. A refused file gives a *refusedError naming path; a directory
-// does not exist (it is not a key).
+// readRegular reads the file at path, at most limit bytes of it, without
+// blocking on what anyone who can write the directory may put there
+// (package regularfile). A refused file gives a *refusedError naming
+// path; a directory does not exist (it is not a key).
 func readRegular(path string, limit int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|openNonblock, 0)
-	if err != nil {
-		// A socket, or a device without a driver, cannot be opened
-		// (ENXIO): say what it is rather than why open failed.
-		if fi, serr := os.Stat(path); !isNotExist(err) && serr == nil && !fi.IsDir() && !fi.Mode().IsRegular() {
-			return nil, irregular(path, fi.Mode())
+	data, err := regularfile.Read(path, limit)
+	if rerr, ok := errors.AsType[*regularfile.Error](err); ok {
+		if rerr.Mode.IsDir() {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
 		}
+		return nil, &refusedError{rerr}
+	}
+	if err != nil {
 		return nil, notExistError(err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if fi.IsDir() {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrNotExist}
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, irregular(path, fi.Mode())
-	}
-	tooLarge := &refusedError{path: path, why: fmt.Sprintf("is larger than %d bytes, the most allowed; remove it", limit)}
-	if fi.Size() > limit {
-		return nil, tooLarge
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, tooLarge
-	}
 	return data, nil
-}
-
-// irregular is the error for the file at path of mode m, which is not a
-// regular file.
-func irregular(path string, m fs.FileMode) error {
-	return &refusedError{path: path, why: "is not a regular file but " + fileowner.Kind(m) + "; remove it"}
 }
 
 // readFile reads a stored value: a file that does not exist, a directory,
