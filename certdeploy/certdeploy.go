@@ -21,6 +21,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -84,6 +85,10 @@ type Deployer struct {
 	Reload string
 	// Logger receives what was deployed. Nil means slog.Default().
 	Logger *slog.Logger
+	// Output, if set, receives what Check and Reload print when they
+	// succeed (a command shows it to its operator, as certbot shows a
+	// hook's output); nil logs it at Info.
+	Output io.Writer
 
 	mu        sync.Mutex // serialises Deploy: one set of files at a time
 	reloadDue bool       // the last Reload failed: the server may not have the files yet
@@ -239,10 +244,12 @@ func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (ch
 		return false, nil
 	}
 	if d.Check != "" {
-		if out, err := run(ctx, d.Check, dir); err != nil {
+		out, err := run(ctx, d.Check, dir)
+		if err != nil {
 			restored := tx.rollback()
 			return false, &CheckError{Names: blame(out, dir, files, changedNames), Output: out, Err: err, Restored: restored}
 		}
+		d.printed("the check hook", out)
 	}
 	tx.commit()
 	d.logger().Info("certificates deployed", slog.String("format", d.Format), slog.String("dir", dir),
@@ -259,6 +266,7 @@ func (d *Deployer) reload(ctx context.Context, dir string) error {
 	out, err := run(ctx, d.Reload, dir)
 	d.reloadDue = err != nil
 	if err == nil {
+		d.printed("the post hook", out)
 		return nil
 	}
 	err = fmt.Errorf("the new files passed the check, but the reload command failed: %w", err)
@@ -266,6 +274,20 @@ func (d *Deployer) reload(ctx context.Context, dir string) error {
 		err = fmt.Errorf("%w: %s", err, out)
 	}
 	return err
+}
+
+// printed passes on what a hook that succeeded printed, if anything: to
+// Output, introduced and indented as cert issue and renew show their
+// hooks', else to the log.
+func (d *Deployer) printed(what, out string) {
+	text := strings.TrimRight(out, "\r\n")
+	switch {
+	case text == "":
+	case d.Output != nil:
+		fmt.Fprintf(d.Output, "certkeeper: %s printed:\n    %s\n", what, strings.ReplaceAll(text, "\n", "\n    "))
+	default:
+		d.logger().Info(what+" printed", slog.String("output", text))
+	}
 }
 
 // blame returns the certificates whose files the check output names, or

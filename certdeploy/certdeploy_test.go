@@ -1,11 +1,13 @@
 package certdeploy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -413,5 +415,29 @@ func TestNginxMapKeywords(t *testing.T) {
 	})
 	for name, want := range map[string]*storage.Certificate{"a.test": a, "default": def, "include": inc, "other.test": fallback} {
 		waitServed(t, addr, name, serialOf(want))
+	}
+}
+
+// TestHooksPrinted: what a check or post hook that succeeds prints is
+// passed on, to Output (the deploy command's stderr) or else to the log;
+// it was dropped, where cert issue and renew show their hooks'.
+func TestHooksPrinted(t *testing.T) {
+	ca := &localca.CA{Storage: filestore.New(t.TempDir())}
+	a := issue(t, ca, "a.test")
+	var out bytes.Buffer
+	d := &Deployer{Format: PEM, Dir: t.TempDir(), Check: "echo syntax is ok", Reload: "echo reloaded; echo twice", Output: &out}
+	if _, err := d.Deploy(t.Context(), []*storage.Certificate{a}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "certkeeper: the check hook printed:\n    syntax is ok\ncertkeeper: the post hook printed:\n    reloaded\n    twice\n"; out.String() != want {
+		t.Errorf("Output = %q, want %q", out.String(), want)
+	}
+	var logs bytes.Buffer
+	d = &Deployer{Format: PEM, Dir: t.TempDir(), Reload: "echo reloaded", Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	if _, err := d.Deploy(t.Context(), []*storage.Certificate{a}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `msg="the post hook printed" output=reloaded`) {
+		t.Errorf("without Output the post hook's output is not logged:\n%s", logs.String())
 	}
 }

@@ -78,6 +78,7 @@ func deployCmd() *Command {
 			if err != nil {
 				return err
 			}
+			d.Output = env.Stderr // the hooks' output, as cert issue shows them
 			want, err := normalizeNames("-d", names)
 			if err != nil {
 				return err
