@@ -284,11 +284,13 @@ func (h *Handler) SetTokens(tokens []string) error {
 
 // authenticate reports who made r: "token N" (N the token's position,
 // from 1: its line in the token file) and the token's scope, or
-// "cert SUBJECT" for a client certificate the TLS layer verified (every
-// name). Every token is compared, in constant time, whichever matches.
+// "cert SUBJECT serial HEX" for a client certificate the TLS layer
+// verified (every name; the serial tells apart two certificates of one
+// subject). Every token is compared, in constant time, whichever matches.
 func (h *Handler) authenticate(r *http.Request) (string, *scope, bool) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
-		return "cert " + r.TLS.VerifiedChains[0][0].Subject.String(), nil, true
+		c := r.TLS.VerifiedChains[0][0]
+		return "cert " + c.Subject.String() + " serial " + c.SerialNumber.Text(16), nil, true
 	}
 	auth := r.Header.Get("Authorization")
 	scheme, given, ok := strings.Cut(auth, " ")

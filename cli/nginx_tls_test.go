@@ -192,7 +192,7 @@ func TestNginxPluginHTTPS(t *testing.T) {
 		if cn := servedCN(t, port, "d.https.test"); cn != "d.https.test" {
 			t.Fatalf("nginx with a client certificate served %q for d.https.test, want the certificate from the server", cn)
 		}
-		waitAudit(t, srv.auditLog, `"name":"d.https.test","who":"cert CN=web1"`)
+		waitAudit(t, srv.auditLog, `"name":"d.https.test","who":"cert CN=web1 serial `)
 	})
 
 	t.Run("neither token nor client certificate", func(t *testing.T) {

@@ -103,7 +103,7 @@ func TestServerClientCertificate(t *testing.T) {
 	if code, _ := fetch("--cert", intruderCert, "--key", intruderKey); code == "200" {
 		t.Errorf("curl with a client certificate from another CA got the key")
 	}
-	waitAudit(t, auditLog, `"who":"cert CN=web1"`)
+	waitAudit(t, auditLog, `"who":"cert CN=web1 serial `)
 	if data, _ := os.ReadFile(auditLog); strings.Count(string(data), `"msg":"key handed out"`) != 1 {
 		t.Errorf("audit log has %d hand-outs, want 1 (only the authenticated one):\n%s", strings.Count(string(data), `"msg":"key handed out"`), data)
 	}
