@@ -137,7 +137,12 @@ func (c *conn) Read(b []byte) (int, error) {
 
 // count reads the header and counts the connection against the client
 // it names. A connection without a valid header (whose read after fails)
-// or with a LOCAL one (the balancer's own health check) names none.
+// or with a v2 LOCAL one (the balancer's own health check) names none.
+// One whose header names no address (v1 "PROXY UNKNOWN", which
+// go-proxyproto reads as LOCAL, and which a balancer sends for a health
+// check or for a client it cannot name, as nginx's stream module does for
+// non-TCP ones; v2 with no address) counts against the balancer's own
+// address, so that such clients are limited together, not unlimited.
 func (c *conn) count() error {
 	h := c.Conn.ProxyHeader() // read outside the lock: Close must not wait for the balancer
 	c.mu.Lock()
@@ -148,10 +153,14 @@ func (c *conn) count() error {
 	if c.closed {
 		return net.ErrClosed
 	}
-	if h == nil || h.Command.IsLocal() || h.SourceAddr == nil {
+	if h == nil || h.Command.IsLocal() && h.Version == 2 {
 		return nil
 	}
-	client, err := c.l.limiter.AdmitClient(h.SourceAddr, c.l.what)
+	src := h.SourceAddr
+	if src == nil {
+		src = c.Raw().RemoteAddr()
+	}
+	client, err := c.l.limiter.AdmitClient(src, c.l.what)
 	if err != nil {
 		return err
 	}

@@ -146,7 +146,9 @@ func TestClientLimitBehindBalancer(t *testing.T) {
 		}
 		t.Cleanup(func() { c.Close() })
 		h := &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL} // a health check
-		if client != "" {
+		if client == "unknown" {                                       // a client the balancer cannot name
+			h = &proxyproto.Header{Version: 1, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UNSPEC}
+		} else if client != "" {
 			h = proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP(client), Port: 4711}, &net.TCPAddr{IP: net.ParseIP("192.0.2.100"), Port: 443})
 		}
 		if _, err := h.WriteTo(c); err != nil {
@@ -196,11 +198,18 @@ func TestClientLimitBehindBalancer(t *testing.T) {
 			t.Errorf("health check %d: %v", i+1, err)
 		}
 	}
+	// Clients the balancer cannot name (PROXY UNKNOWN) count as the
+	// balancer's own address, together: not unlimited.
+	for i := range 3 {
+		if _, err := open("unknown", false); (i < 2) != (err == nil) {
+			t.Errorf("connection %d with a PROXY UNKNOWN header read %v", i+1, err)
+		}
+	}
 	if !strings.Contains(logs.String(), "connection limit of one client reached") || !strings.Contains(logs.String(), "client=192.0.2.1/32") {
 		t.Errorf("no warning naming the client:\n%s", logs.String())
 	}
-	if n := limited.Open(); n != 8 {
-		t.Errorf("%d connections counted open, want 8 (the refused and the closed ones uncounted)", n)
+	if n := limited.Open(); n != 10 {
+		t.Errorf("%d connections counted open, want 10 (the refused and the closed ones uncounted)", n)
 	}
 }
 
