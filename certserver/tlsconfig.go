@@ -36,6 +36,9 @@ var ErrNoPEM = errors.New("no PEM certificates found")
 // it. Its errors are *FileError.
 func TLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err == nil && cert.Leaf == nil { // GODEBUG=x509keypairleaf=0
+		cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0])
+	}
 	if err != nil {
 		return nil, &FileError{What: "certificate", File: certFile, Err: err}
 	}
