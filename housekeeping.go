@@ -419,8 +419,7 @@ func (m *Manager) sweepOne(ctx context.Context, key string, now time.Time) {
 		return
 	}
 	if err == nil {
-		var d storage.CertificateFields
-		if json.Unmarshal(data, &d) == nil && now.Sub(d.NotAfter) < expiredKeepFor {
+		if d, err := storage.UnmarshalFields(key, data); err == nil && now.Sub(d.NotAfter) < expiredKeepFor {
 			m.learnStored(ctx, key, data) // stored by another process, its notice lost or never sent
 			return
 		}

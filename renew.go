@@ -3,7 +3,6 @@ package certkeeper
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"math/big"
@@ -462,8 +461,8 @@ func (m *Manager) scanOne(ctx context.Context, s *renewal.Scheduler, key string,
 // scannedFrom decodes the record data read under key for the start-up
 // scan (or learnStored).
 func (m *Manager) scannedFrom(key string, data []byte, now time.Time) scanned {
-	var d storage.CertificateFields
-	if err := json.Unmarshal(data, &d); err != nil || len(d.Names) == 0 {
+	d, err := storage.UnmarshalFields(key, data)
+	if err != nil {
 		return scanned{damaged: true}
 	}
 	if now.Sub(d.NotAfter) >= expiredKeepFor {
@@ -569,8 +568,8 @@ func (m *Manager) learnStored(ctx context.Context, key string, data []byte) {
 // failing for so long, until this node's own next check, weeks later
 // with a 90-day certificate: a cluster trial).
 func (m *Manager) revisitStored(ctx context.Context, key string, data []byte) {
-	var d storage.CertificateFields
-	if json.Unmarshal(data, &d) != nil || len(d.Names) == 0 || d.Files {
+	d, err := storage.UnmarshalFields(key, data)
+	if err != nil || d.Files {
 		return // the renewal check reports a damaged record
 	}
 	if d.Revoked != nil {

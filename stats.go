@@ -2,7 +2,6 @@ package certkeeper
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -222,8 +221,7 @@ func (r *renewer) noteHeld(e *managed) {
 // record whole before they alert (alert.Damaged).
 func (m *Manager) noteDamaged(ctx context.Context, key string, data []byte, err error) {
 	m.countDamaged(key)
-	var f storage.CertificateFields
-	if json.Unmarshal(data, &f) == nil && len(f.Names) > 0 {
+	if f, ferr := storage.UnmarshalFields(key, data); ferr == nil {
 		m.noteRenewal(ctx, key, f.Names, fmt.Errorf("stored certificate is damaged; not renewing it: %w", err), time.Time{}, 1)
 	}
 }

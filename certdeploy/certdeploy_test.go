@@ -3,11 +3,16 @@ package certdeploy
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -439,5 +444,59 @@ func TestHooksPrinted(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `msg="the post hook printed" output=reloaded`) {
 		t.Errorf("without Output the post hook's output is not logged:\n%s", logs.String())
+	}
+}
+
+// TestPlantedNamesNotDeployed: a record planted in storage whose names are
+// no host names (its leaf made to carry them as SANs, which a leaf check
+// alone accepts) is not deployed: a security trial broke out of the
+// nginx map with one and ran code as root at nginx's start. The other
+// certificates are deployed all the same.
+func TestPlantedNamesNotDeployed(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	ca := &localca.CA{Storage: st}
+	good := issue(t, ca, "a.test")
+	data, err := json.Marshal(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := storage.CertificateKey(good.Issuer, "a.test")
+	if err := st.Store(t.Context(), key, data); err != nil {
+		t.Fatal(err)
+	}
+	planted := "x ';\n}\ninit_by_lua_block { os.execute(\"id\") }\nmap $ssl_server_name $k {\n\thostnames;\n\tb.test"
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames: []string{"b.test", planted}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := storage.MarshalPrivateKeyPEM(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &storage.Certificate{Names: []string{"b.test", planted}, Issuer: good.Issuer, KeyPEM: keyPEM,
+		ChainPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), NotBefore: tmpl.NotBefore, NotAfter: tmpl.NotAfter}
+	if data, err = json.Marshal(rec); err != nil {
+		t.Fatal(err)
+	}
+	key, _ = storage.CertificateKey(good.Issuer, "b.test")
+	if err := st.Store(t.Context(), key, data); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "nginx")
+	if n, _, err := (&Deployer{Format: Nginx, Dir: out}).DeployStored(t.Context(), st, nil); err != nil || n != 1 {
+		t.Fatalf("DeployStored = %d, %v; want the one good certificate deployed", n, err)
+	}
+	conf := string(mustRead(t, filepath.Join(out, "certkeeper.conf")))
+	if strings.Contains(conf, "init_by_lua") || strings.Contains(conf, "b.test") || !strings.Contains(conf, "a.test") {
+		t.Errorf("certkeeper.conf holds the planted record, or lacks the good one:\n%s", conf)
+	}
+	if _, err := layout(Nginx, out, []*storage.Certificate{rec}); err == nil || !strings.Contains(err.Error(), "is not a host name") {
+		t.Errorf("layout of the planted record itself = %v, want a refusal", err)
 	}
 }

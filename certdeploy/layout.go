@@ -23,6 +23,9 @@ func layout(format, dir string, certs []*storage.Certificate) ([]file, error) {
 		if len(c.Names) == 0 {
 			return nil, fmt.Errorf("certdeploy: a certificate without names")
 		}
+		if err := storage.CheckNames(c.Names); err != nil { // they go into the nginx map as they are
+			return nil, fmt.Errorf("certdeploy: certificate for %q: %w", c.Names, err)
+		}
 		seg, err := storage.NameSegment(c.Names[0])
 		if err != nil {
 			return nil, err

@@ -271,12 +271,12 @@ func readDates(ctx context.Context, st storage.Storage, key string, seen map[str
 	if done {
 		return entry, ok
 	}
-	var rec storage.CertificateFields
-	if err := json.Unmarshal(data, &rec); err != nil || len(rec.Names) == 0 || rec.NotAfter.IsZero() {
-		if err == nil {
-			err = errors.New("no names or not_after")
-		}
-		return Cert{Key: key, State: Damaged, LastError: fmt.Sprintf("certificate record %s: %v", key, err)}, true
+	rec, err := storage.UnmarshalFields(key, data)
+	if err == nil && rec.NotAfter.IsZero() {
+		err = fmt.Errorf("certificate record %s: no not_after", key)
+	}
+	if err != nil {
+		return Cert{Key: key, State: Damaged, LastError: err.Error()}, true
 	}
 	c := renewal.Cert{NotBefore: rec.NotBefore, NotAfter: rec.NotAfter, ARI: renewal.Stored(rec.RenewalWindow)}
 	return finish(Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NotBefore: rec.NotBefore,
@@ -341,8 +341,7 @@ func WalkCovering(ctx context.Context, st storage.Storage, now time.Time, names 
 		if done {
 			return entry, ok
 		}
-		var f storage.CertificateFields
-		if json.Unmarshal(data, &f) == nil && len(f.Names) > 0 && !slices.ContainsFunc(names, Cert{Names: f.Names}.Covers) {
+		if f, err := storage.UnmarshalFields(key, data); err == nil && !slices.ContainsFunc(names, Cert{Names: f.Names}.Covers) {
 			return Cert{}, false
 		}
 		return check(key, data, seen, failures, now), true

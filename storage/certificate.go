@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/certkeeper/certkeeper/hostname"
 )
 
 // CertificateFields are the fields of a Certificate record that say what
@@ -234,11 +236,47 @@ func unmarshalCertificate(key string, data []byte, servable bool) (*Certificate,
 	return &c, leaf, tc, nil
 }
 
+// UnmarshalFields decodes the fields of the certificate record data
+// stored under key, checked as cheaply as they are decoded (checkKey):
+// names that are host names as certkeeper writes them, one of which the
+// key was made from. An error wraps ErrInvalidRecord.
+func UnmarshalFields(key string, data []byte) (CertificateFields, error) {
+	var f CertificateFields
+	if err := json.Unmarshal(data, &f); err != nil {
+		return f, fmt.Errorf("%w: certificate record %s: decoding: %w", ErrInvalidRecord, key, err)
+	}
+	if err := (&Certificate{Names: f.Names, Variant: f.Variant}).checkKey(key); err != nil {
+		return f, fmt.Errorf("%w: certificate record %s: %w", ErrInvalidRecord, key, err)
+	}
+	return f, nil
+}
+
+// CheckNames reports the first of names that is not a host name as
+// certkeeper writes them (hostname.Normalizer with IP addresses and
+// wildcards, already normalised). A record's names flow into file paths,
+// server configuration (certdeploy's nginx map), hooks' environment and
+// the terminal: one that anyone who can write the storage planted
+// ("x;\n}\ninit_by_lua_block {...}", a leaf made to carry it as a SAN)
+// must stop at the record.
+func CheckNames(names []string) error {
+	n := hostname.Normalizer{AllowIP: true, AllowWildcard: true}
+	for _, name := range names {
+		if norm, err := n.Normalize(name); err != nil || norm != name {
+			return fmt.Errorf("its name %q is not a host name as certkeeper writes them", name)
+		}
+	}
+	return nil
+}
+
 // checkKey reports why c cannot be the record stored under key: it has no
-// names, or key was not made from any of them.
+// names, a name that is no normalised host name (CheckNames), or key was
+// not made from any of them.
 func (c *Certificate) checkKey(key string) error {
 	if len(c.Names) == 0 {
 		return errors.New("it holds no names")
+	}
+	if err := CheckNames(c.Names); err != nil {
+		return err
 	}
 	// The key is certificates/ISSUER/SEGMENT.json, SEGMENT made from one
 	// name (shortened, and with the variant, as CertificateKeyVariant

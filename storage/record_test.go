@@ -95,7 +95,14 @@ func TestUnmarshalCertificateNames(t *testing.T) {
 
 		{"no names", key("a.test", ""), []string{}, []string{"a.test"}, "", "no names"},
 		{"null names", key("a.test", ""), nil, []string{"a.test"}, "", "no names"},
-		{"empty name", key("a.test", ""), []string{"a.test", ""}, []string{"a.test"}, "", "does not cover"},
+		{"empty name", key("a.test", ""), []string{"a.test", ""}, []string{"a.test"}, "", "is not a host name"},
+		// A leaf made to carry anything as a SAN covers it (VerifyHostname
+		// matches a SAN that is no host name exactly): a planted name that
+		// would break out of certdeploy's nginx map (a security trial ran
+		// code as root through it) is refused as no host name.
+		{"name that is no host name", key("b.test", ""), []string{"b.test", "x ';\n}\ninit_by_lua_block {}"}, []string{"b.test", "x ';\n}\ninit_by_lua_block {}"}, "", "is not a host name"},
+		{"name not normalised", key("b.test", ""), []string{"b.test", "C.test"}, []string{"b.test", "C.test"}, "", "is not a host name"},
+		{"escape sequence", key("b.test", ""), []string{"b.test", "\x1b[2Jfake"}, []string{"b.test", "\x1b[2Jfake"}, "", "is not a host name"},
 		{"key of another name", key("b.test", ""), []string{"a.test"}, []string{"a.test", "b.test"}, "", "not among"},
 		{"key of another variant", key("a.test", "rsa"), []string{"a.test"}, []string{"a.test"}, "", "not among"},
 		{"not a certificate key", "accounts/local/a.test.json", []string{"a.test"}, []string{"a.test"}, "", "not among"},
