@@ -500,3 +500,69 @@ func TestPlantedNamesNotDeployed(t *testing.T) {
 		t.Errorf("layout of the planted record itself = %v, want a refusal", err)
 	}
 }
+
+// TestPlantedLinksRefused: a deployment refuses an out-dir others may
+// write or another user owns, and a link in place of a directory inside
+// it, before it changes anything: a security trial's root deploy into a
+// directory nobody owned followed links nobody planted, chmodded and
+// emptied a directory outside it, and copied a root-only file back as
+// nobody's.
+func TestPlantedLinksRefused(t *testing.T) {
+	ca := &localca.CA{Storage: filestore.New(t.TempDir())}
+	a := issue(t, ca, "a.test")
+	victim := t.TempDir()
+	if err := os.Chmod(victim, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(victim, "important"), []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deploy := func(dir string) error {
+		_, err := (&Deployer{Format: PEM, Dir: dir}).Deploy(t.Context(), []*storage.Certificate{a})
+		return err
+	}
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	if err := deploy(open); err == nil || !strings.Contains(err.Error(), "chmod go-w") {
+		t.Errorf("Deploy into a directory others may write = %v, want a refusal", err)
+	}
+	linked := filepath.Join(t.TempDir(), "linked")
+	if err := os.Mkdir(linked, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(linked, "a.test")); err != nil {
+		t.Fatal(err)
+	}
+	if err := deploy(linked); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("Deploy with a link for a.test's directory = %v, want a refusal", err)
+	}
+	if os.Geteuid() == 0 {
+		nobody, err := user.Lookup("nobody")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(nobody.Uid)
+		theirs := filepath.Join(t.TempDir(), "theirs")
+		if err := os.Mkdir(theirs, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(theirs, uid, -1); err != nil {
+			t.Fatal(err)
+		}
+		if err := deploy(theirs); err == nil || !strings.Contains(err.Error(), "belongs to user") {
+			t.Errorf("Deploy as root into nobody's directory = %v, want a refusal", err)
+		}
+	}
+	fi, err := os.Stat(victim)
+	if data, _ := os.ReadFile(filepath.Join(victim, "important")); err != nil || string(data) != "precious" || fi.Mode().Perm() != 0o755 {
+		t.Errorf("the directory a link pointed at was changed: %v %q", err, data)
+	}
+	if entries, _ := os.ReadDir(victim); len(entries) != 1 {
+		t.Errorf("files written through the link: %d entries in its target", len(entries))
+	}
+}

@@ -108,19 +108,45 @@ func (p perms) setDir(path string, mode fs.FileMode) error {
 }
 
 // topDir makes the deployment's own directory, and with a group gives it
-// that group and lets the group in (g+rx), keeping its other bits.
+// that group and lets the group in (g+rx), keeping its other bits. An
+// existing one must be this user's and writable by no one else (ownDir).
 func (p perms) topDir(dir string) error {
 	if err := os.MkdirAll(dir, p.dir); err != nil {
 		return err
 	}
-	if p.gid < 0 || runtime.GOOS == "windows" {
+	if runtime.GOOS == "windows" {
 		return nil
 	}
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return err
 	}
+	if err := ownDir(dir, fi); err != nil {
+		return err
+	}
+	if p.gid < 0 {
+		return nil
+	}
 	return p.setDir(dir, fi.Mode().Perm()|0o050)
+}
+
+// ownDir refuses a directory of the deployment that another user owns or
+// may write (fi is its Lstat or Stat): that user could put symbolic links
+// in it that make a deployment, often run as root, change the modes of,
+// remove or copy back files anywhere (a security trial's deploy
+// chmodded and emptied a directory outside its out-dir), or a link in
+// its place.
+func ownDir(dir string, fi fs.FileInfo) error {
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("%s is a symbolic link inside the deployment: remove it, deploy writes its own directories", dir)
+	}
+	if uid, ok := fileowner.UID(fi); ok && uid != os.Geteuid() {
+		return fmt.Errorf("%s belongs to user %d, not to the user deploying: another user who can write it could plant links there; give it to this user (chown), or deploy to a directory of its own", dir, uid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s may be written by its group or others (mode %04o): they could plant links there; chmod go-w it", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // mkdir makes dir, a directory inside the deployment, with perm.dir and
@@ -132,7 +158,12 @@ func (t *transaction) mkdir(dir string) error {
 	}
 	var missing []string // deepest first
 	for d := dir; len(d) > len(t.dir); d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); err == nil {
+		if fi, err := os.Lstat(d); err == nil {
+			if runtime.GOOS != "windows" {
+				if err := ownDir(d, fi); err != nil {
+					return err
+				}
+			}
 			break
 		}
 		missing = append(missing, d)
