@@ -5,6 +5,8 @@ package certfile
 import (
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/certkeeper/certkeeper/internal/fileowner"
@@ -53,5 +55,59 @@ func TestReplaceKeepsGroupAccess(t *testing.T) {
 		if g, _ := fileowner.GID(fi); fi.Mode().Perm() != f.want || g != gid {
 			t.Errorf("%s after a renewal: mode %v group %d, want %v group %d", f.path, fi.Mode().Perm(), g, f.want, gid)
 		}
+	}
+}
+
+// TestOtherUsersFilesNotTrusted: a key is not written into a directory
+// its group or others may write, nor one another user owns, and it takes
+// no group from a key file another user put in its place: a security
+// trial's cert issue, run as root into a directory nobody made, gave the
+// new key to nobody's group.
+func TestOtherUsersFilesNotTrusted(t *testing.T) {
+	key, chain := pair(t, "a.test")
+	d := Dir(t.TempDir())
+	private := filepath.Join(string(d), "private")
+	if err := os.Mkdir(private, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(private, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Write("a.test", key, chain); err == nil || !strings.Contains(err.Error(), "chmod go-w") {
+		t.Errorf("Write with a private/ others may write = %v, want a refusal", err)
+	}
+	if os.Geteuid() != 0 {
+		return // the rest plants files as another user
+	}
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(private, 65534, -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Write("a.test", key, chain); err == nil || !strings.Contains(err.Error(), "belongs to user 65534") {
+		t.Errorf("Write with a private/ nobody owns = %v, want a refusal", err)
+	}
+	// A key file of nobody's, group nogroup 0640, in root's private/.
+	if err := os.Chown(private, 0, -1); err != nil {
+		t.Fatal(err)
+	}
+	planted := filepath.Join(private, "a.test.key")
+	if err := os.WriteFile(planted, []byte("x"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(planted, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	p, err := d.Write("a.test", key, chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := fileowner.GID(fi); g == 65534 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the new key: mode %v group %d; want 0600, not the planted file's group", fi.Mode().Perm(), g)
 	}
 }

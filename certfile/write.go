@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/certkeeper/certkeeper/internal/atomicfile"
 	"github.com/certkeeper/certkeeper/internal/fileowner"
@@ -106,7 +107,9 @@ func (d Dir) mkdirs(p Paths) error {
 }
 
 // mkdir creates dir with exactly mode (whatever the umask), or accepts an
-// existing directory as it is.
+// existing directory that only this user (or root) may write: in one
+// another user may write, that user could put a key file of theirs in
+// place, whose group the new key would take (tempLike), or links.
 func mkdir(dir string, mode fs.FileMode) error {
 	err := os.Mkdir(dir, mode)
 	if err == nil {
@@ -114,10 +117,25 @@ func mkdir(dir string, mode fs.FileMode) error {
 	}
 	if errors.Is(err, fs.ErrExist) {
 		if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
-			return nil
+			return ownedHere(dir, fi)
 		}
 	}
 	return err
+}
+
+// ownedHere refuses a directory another user than this one or root owns,
+// or that its group or others may write (POSIX only).
+func ownedHere(dir string, fi fs.FileInfo) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	if uid, ok := fileowner.UID(fi); ok && uid != os.Geteuid() && uid != 0 {
+		return fmt.Errorf("%s belongs to user %d: another user could plant files there that the new key would be given to; use a directory of this user's", dir, uid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s may be written by its group or others (mode %04o), who could plant files there that the new key would be given to: chmod go-w it", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // replacePair is the sequence Write documents.
@@ -159,6 +177,9 @@ func tempLike(path string, data []byte, mode, keep fs.FileMode) (string, error) 
 	fi, err := os.Lstat(path)
 	if err != nil || !fi.Mode().IsRegular() {
 		return atomicfile.TempFile(path, data, mode)
+	}
+	if uid, ok := fileowner.UID(fi); ok && uid != os.Geteuid() {
+		return atomicfile.TempFile(path, data, mode) // another user's file: its group is not given the key
 	}
 	mode, gid := mode&0o700|fi.Mode().Perm()&keep, -1
 	if g, ok := fileowner.GID(fi); ok && g != os.Getgid() {
