@@ -66,6 +66,7 @@ local DEFAULT_CONNECT_TIMEOUT = 2000 -- ms
 local DEFAULT_ERROR_TTL = 10        -- s a failed fetch is remembered
 local DEFAULT_DENIED_TTL = 60       -- s a refusal (400/403) is remembered
 local MAX_BODY = 1024 * 1024        -- bytes of an answer
+local MAX_HEAD = 16 * 1024          -- bytes of its status line and headers
 
 local conf            -- set by init
 local lru             -- name → item; one per worker (init runs before the fork)
@@ -358,31 +359,50 @@ local function http_get(srv, path)
     if conf.token then req = req .. "Authorization: Bearer " .. conf.token .. "\r\n" end
     ok, err = sock:send(req .. "\r\n")
     if not ok then sock:close(); return nil, "sending request: " .. tostring(err) end
-    local line
-    line, err = sock:receive("*l")
-    if not line then
-        sock:close()
-        if err == "timeout" then
-            err = "timeout (init's timeout is " .. conf.timeout .. " ms: a first issuance may take longer," ..
-                " and the server goes on, so a later handshake gets the certificate; or the server accepts" ..
-                " connections but does not answer: is it stopped or overloaded?)"
-        end
-        return nil, "reading status from " .. srv.url .. ": " .. tostring(err)
+    -- One deadline for the whole answer (init's timeout), each read given
+    -- what is left of it: a server sending a byte at a time held the
+    -- handshake as long as it liked. The status line and headers are read
+    -- in chunks, at most MAX_HEAD bytes of them, not a line at a time
+    -- (receive("*l") keeps a line of any length).
+    local deadline = ngx.now() + conf.timeout / 1000
+    local function read()
+        local left = math.floor((deadline - ngx.now()) * 1000)
+        if left < 1 then return nil, "timeout" end
+        sock:settimeout(left)
+        return sock:receiveany(8192)
     end
-    local status = tonumber(sub(line, 10, 12))
-    if not status then sock:close(); return nil, "bad status line" end
+    local head, body = "", nil
+    while not body do
+        local data, rerr = read()
+        if not data then
+            sock:close()
+            if rerr == "timeout" then
+                rerr = "timeout (init's timeout is " .. conf.timeout .. " ms: a first issuance may take longer," ..
+                    " and the server goes on, so a later handshake gets the certificate; or the server accepts" ..
+                    " connections but does not answer: is it stopped or overloaded?)"
+            end
+            return nil, "reading the answer from " .. srv.url .. ": " .. tostring(rerr)
+        end
+        head = head .. data
+        local e = find(head, "\r\n\r\n", 1, true)
+        if e then
+            head, body = sub(head, 1, e + 1), sub(head, e + 4)
+        elseif #head > MAX_HEAD then
+            sock:close()
+            return nil, "the answer's headers are over " .. MAX_HEAD .. " bytes"
+        end
+    end
+    local status = tonumber(sub(head, 10, 12))
+    if not status or sub(head, 1, 5) ~= "HTTP/" then sock:close(); return nil, "bad status line" end
     local headers = {}
-    while true do
-        line, err = sock:receive("*l")
-        if not line then sock:close(); return nil, "reading headers: " .. tostring(err) end
-        if line == "" then break end
+    for line in head:gmatch("([^\r\n]*)\r\n") do
         local k, v = line:match("^([^:]+):%s*(.-)%s*$")
         if k then headers[lower(k)] = v end
     end
-    local parts, size = {}, 0
+    local parts, size = { body }, #body
+    if size > MAX_BODY then sock:close(); return nil, "answer over " .. MAX_BODY .. " bytes" end
     while true do
-        local data, rerr, partial = sock:receive(8192)
-        data = data or partial
+        local data, rerr = read()
         if data and #data > 0 then
             size = size + #data
             if size > MAX_BODY then sock:close(); return nil, "answer over " .. MAX_BODY .. " bytes" end
@@ -540,9 +560,20 @@ local function fetch(name)
         return nil, "bad answer from the server: " .. tostring(err or "fields missing")
     end
     err = check_answer(v, name)
+    if not err and (find(v.cert, SEP, 1, true) or find(v.key, SEP, 1, true)) then
+        -- The record kept in the shared dict separates its fields with
+        -- NUL: one in a field would shift the others, and a certificate
+        -- never checked would be served from it.
+        err = "bad answer from the server: a NUL byte in its certificate or key"
+    end
     if err then
         dict:set("n:" .. name, conf.generation, conf.error_ttl)
         return nil, err, ngx.ERR
+    end
+    local staple = type(v.ocsp_staple) == "string" and v.ocsp_staple or ""
+    if find(staple, "[^A-Za-z0-9+/=]") then -- not base64, NUL included
+        log(ngx.WARN, "fetching ", name, ": the server's OCSP staple is not base64; not stapling it")
+        staple = ""
     end
     local now = ngx.time()
     local not_after = parse_time(v.not_after) or (now + 3600)
@@ -550,8 +581,7 @@ local function fetch(name)
     if ttl < 1 then ttl = 1 end
     local rec = {
         fresh_until = now + ttl, not_after = not_after,
-        staple = type(v.ocsp_staple) == "string" and v.ocsp_staple or "",
-        cert = v.cert, key = v.key,
+        staple = staple, cert = v.cert, key = v.key,
     }
     local keep = not_after - now
     if keep > 0 then

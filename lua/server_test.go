@@ -584,3 +584,130 @@ func TestRefusedNameNoLongerServed(t *testing.T) {
 		t.Errorf("error log lacks the refusal, saying the certificate is no longer served:\n%s", log)
 	}
 }
+
+// TestRecordFieldsCannotShift: the record a worker keeps in the shared
+// dict separates its fields with NUL bytes, so an answer with one in its
+// OCSP staple shifted them, and later handshakes (another worker, or
+// after a refresh) were served a certificate the plugin never checked
+// (a security trial saw other.test's served for victim.test). A staple
+// that is not base64 is dropped, and a NUL in the certificate or key
+// refuses the answer. The server is a fixture answering crafted JSON.
+func TestRecordFieldsCannotShift(t *testing.T) {
+	victim := craft(t, "victim.test", []string{"victim.test"}, []string{"victim.test"})
+	other := craft(t, "other.test", []string{"other.test"}, []string{"other.test"})
+	nulKey := craft(t, "nul.test", []string{"nul.test"}, []string{"nul.test"})
+	fixture := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a map[string]any
+		switch strings.TrimPrefix(r.URL.Path, "/v1/certificates/") {
+		case "victim.test":
+			a = map[string]any{"names": victim.Names, "cert": victim.Cert, "key": victim.Key, "not_after": victim.NotAfter,
+				"ttl_seconds": 1, "ocsp_staple": "AAAA\x00" + other.Cert + "\x00" + other.Key}
+		case "nul.test":
+			a = map[string]any{"names": nulKey.Names, "cert": nulKey.Cert, "key": nulKey.Key + "\x00", "not_after": nulKey.NotAfter, "ttl_seconds": 60}
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a)
+	}))
+	defer fixture.Close()
+	ngx, addr := pluginNginx(t, t.TempDir(), fixture.URL)
+	served := func(name string) string {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("handshake for %s: %v", name, err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	for i := range 4 { // the first fetch, then reads of the dict and refreshes
+		if cn := served("victim.test"); cn != "victim.test" {
+			t.Errorf("handshake %d for victim.test served %s", i+1, cn)
+		}
+		time.Sleep(1200 * time.Millisecond)
+	}
+	if cn := served("nul.test"); cn != "fallback.invalid" {
+		t.Errorf("an answer with a NUL in its key was served: %s", cn)
+	}
+	log, _ := os.ReadFile(ngx.ErrorLog())
+	if !strings.Contains(string(log), "OCSP staple is not base64; not stapling it") || !strings.Contains(string(log), "a NUL byte in its certificate or key") {
+		t.Errorf("the error log does not say why:\n%s", log)
+	}
+}
+
+// TestAnswerBounded: a server's answer is read within one deadline (init's
+// timeout) and its headers within 16 KiB: a server that sent a header line
+// a second held a handshake 25 s with a 2 s timeout, and one that sent
+// 90 MB of header lines grew a worker by 400 MB (a security trial). The
+// servers here are fixtures speaking raw HTTP.
+func TestAnswerBounded(t *testing.T) {
+	serve := func(write func(c net.Conn)) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(20 * time.Second))
+					_, _ = c.Read(make([]byte, 4096)) // the request
+					write(c)
+				}()
+			}
+		}()
+		return ln.Addr().String()
+	}
+	flood := serve(func(c net.Conn) {
+		_, _ = c.Write([]byte("HTTP/1.0 200 OK\r\n"))
+		line := []byte("X-Filler: " + strings.Repeat("a", 1000) + "\r\n")
+		for range 10_000 { // 10 MB, unless the client stops reading
+			if _, err := c.Write(line); err != nil {
+				return
+			}
+		}
+	})
+	drip := serve(func(c net.Conn) {
+		_, _ = c.Write([]byte("HTTP/1.0 200 OK\r\n"))
+		for i := range 40 {
+			if _, err := fmt.Fprintf(c, "X-Drip-%d: x\r\n", i); err != nil {
+				return
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	})
+	for server, why := range map[string]string{flood: "headers are over 16384 bytes", drip: "timeout (init's timeout is 1000 ms"} {
+		dir := t.TempDir()
+		certFile, keyFile := fallbackFiles(t, dir)
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+		ngx := testsvc.Nginx(t, testsvc.NginxOptions{HTTP: fmt.Sprintf(`
+  lua_shared_dict certkeeper 1m;
+  init_by_lua_block { require("certkeeper").init({ server = "http://%s", shared_dict = "certkeeper", timeout = 1000 }) }
+  server {
+    listen %s ssl;
+    ssl_certificate %s; ssl_certificate_key %s;
+    ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
+  }
+`, server, addr, certFile, keyFile), Ready: []string{addr}})
+		start := time.Now()
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cn := conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+		conn.Close()
+		if took := time.Since(start); cn != "fallback.invalid" || took > 3*time.Second {
+			t.Errorf("%s: served %s after %s; want the fallback within the timeout (1 s)", why, cn, took.Round(time.Millisecond))
+		}
+		if log, _ := os.ReadFile(ngx.ErrorLog()); !strings.Contains(string(log), why) {
+			t.Errorf("the error log does not say %q:\n%s", why, log)
+		}
+	}
+}
