@@ -43,7 +43,7 @@ func certbotSettings(conf string, kv, webrootMap map[string]string) []Setting {
 		if port := kv["http01_port"]; port != "" && port != "80" {
 			addr := kv["http01_address"] + ":" + port
 			setting += ", http01_port = " + port
-			instead = "cert renew --http-addr " + addr + " (the CA connects to port 80: forward it there)"
+			instead = "cert renew --http-addr " + shellQuote(addr) + " (the CA connects to port 80: forward it there)"
 		}
 		add(setting, instead)
 	case auth == "webroot":
@@ -67,9 +67,15 @@ func certbotSettings(conf string, kv, webrootMap map[string]string) []Setting {
 	switch inst := kv["installer"]; inst {
 	case "", "none", "null", "None":
 	default:
+		// A plugin's name to certbot, never a command: only a name
+		// (nginx, apache) makes a reload command, which the suggestion
+		// quotes as a whole.
 		reload := "systemctl reload " + inst
-		if inst == "apache" {
+		switch {
+		case inst == "apache":
 			reload = "systemctl reload apache2"
+		case strings.Trim(inst, "abcdefghijklmnopqrstuvwxyz0123456789-_") != "":
+			reload = "systemctl reload SERVICE"
 		}
 		add("installer = "+inst, "cert renew --deploy-hook "+shellQuote(reload)+" (certbot's plugin reloaded "+inst+
 			" after each renewal), and point "+inst+" at certkeeper's files (cert renew --out-dir, or certkeeper deploy)")

@@ -100,3 +100,25 @@ func TestCertbotSettings(t *testing.T) {
 		t.Logf("table:\n%s", table)
 	}
 }
+
+// TestCertbotSettingsQuoted: a renewal configuration's values reach the
+// suggested commands quoted, and an installer that is no plugin name
+// makes no command: pasted, a suggestion ran what a planted
+// http01_address or installer held (a security trial; import itself
+// runs nothing).
+func TestCertbotSettingsQuoted(t *testing.T) {
+	got := certbotSettings("renewal/x.conf", map[string]string{"authenticator": "standalone", "http01_port": "8080",
+		"http01_address": "127.0.0.1;touch${IFS}/tmp/pwned;", "installer": "nginx$(touch /tmp/pwned)"}, nil)
+	var text strings.Builder
+	for _, s := range got {
+		text.WriteString(s.Instead + "\n")
+	}
+	for _, want := range []string{"--http-addr '127.0.0.1;touch${IFS}/tmp/pwned;:8080'", "--deploy-hook 'systemctl reload SERVICE'"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("suggestions lack %q:\n%s", want, text.String())
+		}
+	}
+	if strings.Contains(text.String(), "reload nginx$(") {
+		t.Errorf("the installer's value became a command:\n%s", text.String())
+	}
+}
