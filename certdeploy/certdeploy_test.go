@@ -388,10 +388,12 @@ func TestFirstDeploymentRejected(t *testing.T) {
 // TestNginxMapKeywords: certificates for the single-label names "default"
 // and "include", parameters of nginx's map, are served for those names
 // alone: unescaped, "default" became the map's default, served for every
-// name, and "include" made nginx read a certificate as configuration.
+// name, and "include" made nginx read a certificate as configuration. A
+// wildcard's certificate is served one label below its zone only, as it
+// covers (the map's own "*.w.test" matched any depth).
 func TestNginxMapKeywords(t *testing.T) {
 	ca := &localca.CA{Storage: filestore.New(t.TempDir())}
-	a, def, inc := issue(t, ca, "a.test"), issue(t, ca, "default"), issue(t, ca, "include")
+	a, def, inc, wild := issue(t, ca, "a.test"), issue(t, ca, "default"), issue(t, ca, "include"), issue(t, ca, "*.w.test")
 	base := t.TempDir()
 	for _, d := range []string{filepath.Dir(base), base} { // nginx's workers must reach it
 		if err := os.Chmod(d, 0o755); err != nil {
@@ -399,7 +401,7 @@ func TestNginxMapKeywords(t *testing.T) {
 		}
 	}
 	out := filepath.Join(base, "nginx")
-	if _, err := (&Deployer{Format: Nginx, Dir: out}).Deploy(t.Context(), []*storage.Certificate{a, def, inc}); err != nil {
+	if _, err := (&Deployer{Format: Nginx, Dir: out}).Deploy(t.Context(), []*storage.Certificate{a, def, inc, wild}); err != nil {
 		t.Fatal(err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
@@ -418,7 +420,8 @@ func TestNginxMapKeywords(t *testing.T) {
 			"map $certkeeper_key $key { \"\" " + fbKey + "; default $certkeeper_key; }\n" +
 			"server { listen " + addr + " ssl; ssl_certificate $cert; ssl_certificate_key $key; return 200; }\n",
 	})
-	for name, want := range map[string]*storage.Certificate{"a.test": a, "default": def, "include": inc, "other.test": fallback} {
+	for name, want := range map[string]*storage.Certificate{"a.test": a, "default": def, "include": inc, "other.test": fallback,
+		"x.w.test": wild, "y.x.w.test": fallback, "w.test": fallback} {
 		waitServed(t, addr, name, serialOf(want))
 	}
 }

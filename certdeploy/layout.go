@@ -76,11 +76,17 @@ func layout(format, dir string, certs []*storage.Certificate) ([]file, error) {
 // mapKey is name as a key of an nginx map: a single-label name that is
 // one of the map's own parameters (a certificate for "default" would be
 // served for every name; one for "include" would make nginx read the
-// certificate as configuration) is escaped with "\", which nginx drops.
+// certificate as configuration) is escaped with "\", which nginx drops;
+// a wildcard is a regular expression of one label, as the certificate
+// covers (the map's "*.a.example" matches names any depth below it,
+// which the certificate does not cover).
 func mapKey(name string) string {
 	switch name {
 	case "default", "hostnames", "include", "volatile":
 		return `\` + name
+	}
+	if zone, ok := strings.CutPrefix(name, "*."); ok {
+		return `~^[^.]+\.` + strings.ReplaceAll(zone, ".", `\.`) + `$`
 	}
 	return name
 }
