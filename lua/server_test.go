@@ -502,15 +502,7 @@ func TestFallbackServers(t *testing.T) {
     ssl_certificate_by_lua_block { require("certkeeper").ssl_certificate() }
   }
 `, down, first.URL, second.URL, addr, certFile, keyFile), Ready: []string{addr}, Workers: 1})
-	served := func(name string) string {
-		t.Helper()
-		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
-		if err != nil {
-			t.Fatalf("handshake for %s: %v", name, err)
-		}
-		defer conn.Close()
-		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
-	}
+	served := func(name string) string { return servedCN(t, addr, name) }
 	if cn := served("a.test"); cn != "a.test" {
 		t.Errorf("server down, fallbacks up: served %q, want a.test's certificate", cn)
 	}
@@ -613,15 +605,7 @@ func TestRecordFieldsCannotShift(t *testing.T) {
 	}))
 	defer fixture.Close()
 	ngx, addr := pluginNginx(t, t.TempDir(), fixture.URL)
-	served := func(name string) string {
-		t.Helper()
-		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
-		if err != nil {
-			t.Fatalf("handshake for %s: %v", name, err)
-		}
-		defer conn.Close()
-		return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
-	}
+	served := func(name string) string { return servedCN(t, addr, name) }
 	for i := range 4 { // the first fetch, then reads of the dict and refreshes
 		if cn := served("victim.test"); cn != "victim.test" {
 			t.Errorf("handshake %d for victim.test served %s", i+1, cn)
@@ -697,12 +681,7 @@ func TestAnswerBounded(t *testing.T) {
   }
 `, server, addr, certFile, keyFile), Ready: []string{addr}})
 		start := time.Now()
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cn := conn.ConnectionState().PeerCertificates[0].Subject.CommonName
-		conn.Close()
+		cn := servedCN(t, addr, "a.test")
 		if took := time.Since(start); cn != "fallback.invalid" || took > 3*time.Second {
 			t.Errorf("%s: served %s after %s; want the fallback within the timeout (1 s)", why, cn, took.Round(time.Millisecond))
 		}
@@ -710,4 +689,16 @@ func TestAnswerBounded(t *testing.T) {
 			t.Errorf("the error log does not say %q:\n%s", why, log)
 		}
 	}
+}
+
+// servedCN is the common name of the certificate nginx at addr serves for
+// name (within 10 s).
+func servedCN(t *testing.T, addr, name string) string {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("handshake for %s: %v", name, err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
 }
