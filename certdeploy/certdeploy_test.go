@@ -187,7 +187,7 @@ func TestLayouts(t *testing.T) {
 				}
 			} else {
 				conf := string(mustRead(t, filepath.Join(out, "certkeeper.conf")))
-				for _, want := range []string{"*.b.test " + filepath.Join(out, "wildcard_b.test", "fullchain.pem"), "a.test " + filepath.Join(out, "a.test", "privkey.pem")} {
+				for _, want := range []string{`~^[^.]+\.b\.test$ ` + filepath.Join(out, "wildcard_b.test", "fullchain.pem"), "a.test " + filepath.Join(out, "a.test", "privkey.pem")} {
 					if !strings.Contains(conf, want) {
 						t.Errorf("certkeeper.conf lacks %q:\n%s", want, conf)
 					}
