@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/hostname"
@@ -205,6 +206,13 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 	if e := m.cacheFor(variant).get(name); e != nil {
 		return e, nil // filled while this flight was queued
 	}
+	decided := false
+	if m.policyFirst(name, variant) {
+		if err := m.decide(ctx, name); err != nil {
+			return nil, m.refuse(name, err)
+		}
+		decided = true
+	}
 	if e, err := m.loadStored(ctx, name, variant); err == nil {
 		m.storageAnswers()
 		m.stats.storage.Add(1)
@@ -224,10 +232,10 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		m.storageAnswers()
 	}
 	timeline.Mark(ctx, "storage_lookup")
-	if err := m.decide(ctx, name); err != nil {
-		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
-		m.logRefused(name, err)
-		return nil, &PolicyError{Name: name, Err: err}
+	if !decided {
+		if err := m.decide(ctx, name); err != nil {
+			return nil, m.refuse(name, err)
+		}
 	}
 	// A name a wildcard of Wildcards covers is ordered, backed off and
 	// reported as that wildcard: one failing *.a.example is one order and
@@ -261,6 +269,60 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 }
 
 // decide asks the policy whether name may be obtained on demand.
+// refuse reports and returns the policy's refusal err of name.
+func (m *Manager) refuse(name string, err error) error {
+	m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
+	m.logRefused(name, err)
+	return &PolicyError{Name: name, Err: err}
+}
+
+// policyFirst reports whether a handshake for name, not in memory, should
+// ask the policy before storage: beyond unknownLookupRate such handshakes
+// a second, for a name this node knows of no stored certificate for (once
+// the start-up scan has indexed what storage holds). Below the rate it
+// costs a token of the limiter alone, no index lookup.
+func (m *Manager) policyFirst(name, variant string) bool {
+	return !m.lim.unknown.Allow() && !m.mayBeStored(name, variant)
+}
+
+// mayBeStored reports whether storage may hold a certificate for name as
+// far as this node knows: before the start-up scan has ended, always;
+// after, if a record it scanned, learnt of (learnStored), stored or let go
+// is under name's key or its wildcard's, under any issuer, or holds name
+// as an other name.
+func (m *Manager) mayBeStored(name, variant string) bool {
+	select {
+	case <-m.renew.scanned:
+	default:
+		return true // not yet indexed (nil: no scan)
+	}
+	candidates := []string{name}
+	if i := strings.IndexByte(name, '.'); i > 0 && !strings.HasPrefix(name, "*.") {
+		candidates = append(candidates, "*."+name[i+1:])
+	}
+	var keys []string
+	for _, n := range candidates {
+		if _, ok := m.others.find(n, variant); ok {
+			return true
+		}
+		for _, iss := range m.allIssuers(name) {
+			if key, err := storage.CertificateKeyVariant(iss.ID(), n, variant); err == nil {
+				keys = append(keys, key)
+			}
+		}
+	}
+	m.renew.mu.Lock()
+	defer m.renew.mu.Unlock()
+	for _, key := range keys {
+		_, damaged := m.renew.damaged[key]
+		_, letGo := m.renew.letGo[key]
+		if m.renew.held[key] != nil || m.renew.stored[key] != nil || damaged || letGo {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *Manager) decide(ctx context.Context, name string) error {
 	if m.Policy == nil {
 		return ErrNoPolicy

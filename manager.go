@@ -304,6 +304,7 @@ func (m *Manager) init() error {
 		m.cache = newCertCache(m.CacheSize)
 		m.rsaCache = newCertCache(m.CacheSize)
 		m.lim.clients = newDefaultClientLimiter()
+		m.lim.unknown = rate.NewLimiter(unknownLookupRate, unknownLookupBurst)
 		m.loadWarn.Interval = loadWarnInterval
 		m.initDuplicates()
 		m.node = newNodeID()
