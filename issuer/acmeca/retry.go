@@ -31,6 +31,17 @@ const (
 	retryAttempts = 4
 )
 
+// A rateLimited answer is waited out at most rateLimitWaits times in one
+// step, each wait at least rateLimitMinWait, whatever its Retry-After
+// says: a CA answering "Retry-After: 0" (or a date past) to every order
+// had certkeeper send 1,200 orders a second until its timeout (a trial's
+// fault-injecting proxy); then the step fails with the rate limit, which
+// the callers back off from.
+const (
+	rateLimitWaits   = 2
+	rateLimitMinWait = 2 * time.Second
+)
+
 // retryAfterKey is the context key under which a step's *retryAfter lives,
 // so the HTTP transport can hand back the Retry-After header that the acme
 // package does not expose with its errors.
@@ -210,7 +221,7 @@ func (e *rateLimitError) Unwrap() error { return e.err }
 // answer until its Retry-After (unless noWait). what names the step in
 // errors.
 func (iss *Issuer) do(ctx context.Context, what string, step func(ctx context.Context) error) error {
-	delay := retryFirst
+	delay, rateWaits := retryFirst, 0
 	for attempt := 1; ; attempt++ {
 		rec := &retryAfter{}
 		err := step(context.WithValue(ctx, retryAfterKey{}, rec))
@@ -225,7 +236,10 @@ func (iss *Issuer) do(ctx context.Context, what string, step func(ctx context.Co
 			if until.IsZero() {
 				until = time.Now().Add(time.Minute) // a rateLimited answer without Retry-After
 			}
-			if iss.NoWait || !waitable(ctx, until) {
+			if soonest := time.Now().Add(rateLimitMinWait); until.Before(soonest) {
+				until = soonest
+			}
+			if rateWaits++; iss.NoWait || rateWaits > rateLimitWaits || !waitable(ctx, until) {
 				return &rateLimitError{until: until, err: err}
 			}
 			iss.logger().Warn("rate limited by the CA; waiting",

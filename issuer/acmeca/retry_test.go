@@ -119,3 +119,27 @@ func TestTLSHandshakeTimeoutFinal(t *testing.T) {
 		t.Errorf("isNetworkError(%v) = false: a hung CA must be ErrUnreachable", err)
 	}
 }
+
+// TestDoRateLimitBounded: a rateLimited answer with Retry-After 0 (or a
+// date past) is waited out at least rateLimitMinWait, at most
+// rateLimitWaits times in a step, and then the step fails with the rate
+// limit: a trial's CA answering so had certkeeper send 1,200 orders a
+// second until its timeout.
+func TestDoRateLimitBounded(t *testing.T) {
+	iss := &Issuer{}
+	calls := 0
+	start := time.Now()
+	err := iss.do(t.Context(), "new order", func(ctx context.Context) error {
+		calls++
+		ctx.Value(retryAfterKey{}).(*retryAfter).set(time.Now().Add(-time.Hour)) // Retry-After in the past
+		return acme.Problem{Type: acme.ProblemTypeRateLimited}
+	})
+	took := time.Since(start)
+	var rl *rateLimitError
+	if !errors.As(err, &rl) || calls != rateLimitWaits+1 {
+		t.Errorf("do = %v after %d calls, want the rate limit after %d", err, calls, rateLimitWaits+1)
+	}
+	if took < rateLimitWaits*rateLimitMinWait {
+		t.Errorf("%d calls in %s: the waits were shorter than %s each", calls, took, rateLimitMinWait)
+	}
+}
