@@ -20,6 +20,7 @@
 package acmeca
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -743,9 +744,16 @@ func progress(req issuer.Request, format string, args ...any) {
 	}
 }
 
-// checkLeaf parses the chain's leaf and checks it is for the CSR's key and
-// covers every requested name: a CA bug must not become an outage.
+// checkLeaf parses the chain's leaf and checks it is for the CSR's key,
+// covers every requested name and is valid now (within clockSkew), and
+// that the chain is of a size a chain has: a CA bug must not become an
+// outage. A trial's CA sent an expired leaf, stored, served and renewed
+// in a loop as a success, and a 10 MB chain of 20,000 certificates.
 func checkLeaf(chainPEM []byte, csr *x509.CertificateRequest, names []string) (*x509.Certificate, error) {
+	if len(chainPEM) > maxChainBytes || bytes.Count(chainPEM, []byte("-----BEGIN ")) > maxChainCerts {
+		return nil, fmt.Errorf("the chain is %d bytes with %d PEM blocks, more than a chain has (at most %d bytes, %d certificates)",
+			len(chainPEM), bytes.Count(chainPEM, []byte("-----BEGIN ")), maxChainBytes, maxChainCerts)
+	}
 	block, _ := pem.Decode(chainPEM)
 	if block == nil || block.Type != "CERTIFICATE" {
 		return nil, errors.New("no PEM certificate in the chain")
@@ -764,8 +772,24 @@ func checkLeaf(chainPEM []byte, csr *x509.CertificateRequest, names []string) (*
 			return nil, fmt.Errorf("leaf does not cover %s: %w", n, err)
 		}
 	}
+	switch now := time.Now(); {
+	case !now.Before(leaf.NotAfter):
+		return nil, fmt.Errorf("the leaf expired at %s, before it was delivered", leaf.NotAfter.UTC().Format(time.RFC3339))
+	case leaf.NotBefore.After(now.Add(clockSkew)):
+		return nil, fmt.Errorf("the leaf is valid only from %s, later than now (%s) beyond any clock skew", leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
 	return leaf, nil
 }
+
+// Bounds checkLeaf puts on what a CA delivers: a chain of a leaf, an
+// intermediate or two and perhaps a cross-signed root is a few KB; a
+// leaf's validity may start in the future by clockSkew at most (the CA's
+// clock or this host's a little off).
+const (
+	maxChainBytes = 64 << 10
+	maxChainCerts = 10
+	clockSkew     = time.Hour
+)
 
 // pickChain returns the chain preferred by cn (see Issuer.PreferredChain),
 // or the CA's default chain with the names of the tops of the chains
