@@ -356,6 +356,10 @@ func (m *Manager) takeOrder(ctx context.Context, iss issuer.Issuer) error {
 func (m *Manager) noteIssueError(ctx context.Context, iss issuer.Issuer, err error) {
 	var ierr *issuer.Error
 	if errors.As(err, &ierr) && errors.Is(err, issuer.ErrRateLimited) && !ierr.RetryAfter.IsZero() {
+		if ierr.RetryAfter.After(time.Now().Add(limit.MaxPause)) {
+			m.logger().Warn("the CA asks to wait longer than a day before the next order; new orders wait a day, then try again",
+				slog.String("issuer", iss.ID()), slog.Time("retry_after", ierr.RetryAfter), slog.Any("err", err))
+		}
 		m.orderLimiter(iss.ID()).Pause(ierr.RetryAfter)
 		m.limitsChanged(ctx)
 	}

@@ -165,14 +165,25 @@ func (l *CALimiter) Wait(ctx context.Context) error {
 }
 
 // Pause holds every order back until t, as a CA's rate-limit answer asks
-// with its Retry-After. A pause already in force is never shortened.
+// with its Retry-After, for MaxPause at most. A pause already in force is
+// never shortened.
 func (l *CALimiter) Pause(t time.Time) {
+	if most := time.Now().Add(MaxPause); t.After(most) {
+		t = most
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if t.After(l.paused) {
 		l.paused = t.Round(0)
 	}
 }
+
+// MaxPause bounds a pause, however far a Retry-After asks: a trial's CA
+// answered one rate limit with a Retry-After of 32 years, and every new
+// order to it, on every node sharing the state, was held back until 2058.
+// Let's Encrypt's limits refill within days at most, and an order tried
+// too early is refused again, which pauses again.
+const MaxPause = 24 * time.Hour
 
 // CALimiterState is the state of a CALimiter, to keep across restarts so
 // that a crash loop cannot spend the CA's budget again on every start.
@@ -202,8 +213,12 @@ func (l *CALimiter) Restore(s CALimiterState) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if s.PausedUntil.After(l.paused) {
-		l.paused = s.PausedUntil.Round(0)
+	until := s.PausedUntil
+	if most := now.Add(MaxPause); until.After(most) { // stored before the bound
+		until = most
+	}
+	if until.After(l.paused) {
+		l.paused = until.Round(0)
 	}
 	lim := l.limiter()
 	if s.At.IsZero() || lim.Limit() == rate.Inf {

@@ -225,3 +225,21 @@ func TestRateLimitError(t *testing.T) {
 		}
 	}
 }
+
+// TestPauseBounded: a pause, given or restored, lasts MaxPause at most: a
+// trial's CA asked for 32 years with one rate-limit answer, and every new
+// order waited until 2058, on every node sharing the stored state.
+func TestPauseBounded(t *testing.T) {
+	far := time.Now().Add(32 * 365 * 24 * time.Hour)
+	for name, l := range map[string]*CALimiter{"paused": {}, "restored": {}} {
+		if name == "paused" {
+			l.Pause(far)
+		} else {
+			l.Restore(CALimiterState{PausedUntil: far})
+		}
+		got := l.State().PausedUntil
+		if got.After(time.Now().Add(MaxPause)) || got.Before(time.Now().Add(MaxPause-time.Minute)) {
+			t.Errorf("%s until %s: paused until %s, want about %s from now", name, far.Format(time.RFC3339), got.Format(time.RFC3339), MaxPause)
+		}
+	}
+}
