@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/hostname"
@@ -296,10 +295,7 @@ func (m *Manager) mayBeStored(name, variant string) bool {
 	default:
 		return true // not yet indexed (nil: no scan)
 	}
-	candidates := []string{name}
-	if i := strings.IndexByte(name, '.'); i > 0 && !strings.HasPrefix(name, "*.") {
-		candidates = append(candidates, "*."+name[i+1:])
-	}
+	candidates := storedCandidates(name)
 	var keys []string
 	for _, n := range candidates {
 		if _, ok := m.others.find(n, variant); ok {

@@ -119,10 +119,7 @@ func (m *Manager) loadStored(ctx context.Context, name, variant string) (*manage
 // absent, so the certificate being renewed, found still stored, is
 // neither put in memory again nor reported as Loaded.
 func (m *Manager) loadStoredAfter(ctx context.Context, name, variant string, prev *x509.Certificate) (*managed, error) {
-	candidates := []string{name}
-	if i := strings.IndexByte(name, '.'); i > 0 && !strings.HasPrefix(name, "*.") {
-		candidates = append(candidates, "*."+name[i+1:])
-	}
+	candidates := storedCandidates(name)
 	var firstErr error
 	for _, n := range candidates {
 		for _, iss := range m.allIssuers(name) {
@@ -143,6 +140,15 @@ func (m *Manager) loadStoredAfter(ctx context.Context, name, variant string, pre
 		return nil, firstErr
 	}
 	return m.loadOtherName(ctx, candidates, variant, prev)
+}
+
+// storedCandidates are the names a stored certificate for name may be
+// under: name, and the one-label wildcard above it (not for a wildcard).
+func storedCandidates(name string) []string {
+	if i := strings.IndexByte(name, '.'); i > 0 && !strings.HasPrefix(name, "*.") {
+		return []string{name, "*." + name[i+1:]}
+	}
+	return []string{name}
 }
 
 // loadKey loads one stored record; an expired certificate counts as
