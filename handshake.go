@@ -267,7 +267,6 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 	return e, err
 }
 
-// decide asks the policy whether name may be obtained on demand.
 // refuse reports and returns the policy's refusal err of name.
 func (m *Manager) refuse(name string, err error) error {
 	m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
@@ -319,6 +318,7 @@ func (m *Manager) mayBeStored(name, variant string) bool {
 	return false
 }
 
+// decide asks the policy whether name may be obtained on demand.
 func (m *Manager) decide(ctx context.Context, name string) error {
 	if m.Policy == nil {
 		return ErrNoPolicy
