@@ -174,15 +174,25 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 	if got.Key, err = storage.CertificateKeyVariant(cert.Issuer, req.Names[0], req.Variant); err != nil {
 		return nil, err
 	}
-	if err := st.Store(ctx, got.Key, data); err != nil {
+	// The CA signed it: it is stored even if ctx ended as it arrived (a
+	// stop, or a deadline spent on a slow download), within storeGrace.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeGrace)
+	defer cancel()
+	if err := st.Store(sctx, got.Key, data); err != nil {
 		// The pending order stays: if this process dies before it stores
 		// the certificate, the next attempt fetches it again.
 		return nil, &UnstoredError{Issued: got, Data: data, Err: err, pending: pending}
 	}
 	timeline.Mark(ctx, "store")
-	pending.done(ctx, st)
+	pending.done(sctx, st)
 	return got, nil
 }
+
+// storeGrace bounds the storing of a certificate the CA has signed, which
+// outlives the issuance's context: a trial's CA took the issuance's whole
+// deadline to answer a download, and the certificate it had signed, once
+// there, was refused by storage for the deadline, and ordered again.
+const storeGrace = 10 * time.Second
 
 // issuedWindow is the record's renewal window for the one the CA gave with
 // a new certificate (w, nil if none), checked again at next's time.

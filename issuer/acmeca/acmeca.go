@@ -190,6 +190,8 @@ type Issuer struct {
 	// recheckEvery, set by tests, replaces accountRecheck.
 	acctChecked  time.Time
 	recheckEvery time.Duration
+	// ariBudget, set by tests, replaces renewalInfoBudget.
+	ariBudget time.Duration
 
 	// sole is the record and key of the account an Issuer without Email
 	// orders with when storage holds only that one at the CA (adoptSole).
@@ -259,7 +261,7 @@ func (iss *Issuer) directoryClient() (*acme.Client, error) {
 		if rt == nil {
 			rt = http.DefaultTransport
 		}
-		hc.Transport = transport{base: rt}
+		hc.Transport = transport{base: rt, directory: iss.directory()}
 		iss.acmeClient = &acme.Client{
 			Directory:  iss.directory(),
 			HTTPClient: &hc,
@@ -463,10 +465,14 @@ func (iss *Issuer) issue(ctx context.Context, req issuer.Request) (*issuer.Certi
 // its chain and checks the leaf against csr.
 func (iss *Issuer) certificate(ctx context.Context, client *acme.Client, acct acme.Account, final acme.Order, csr *x509.CertificateRequest, req issuer.Request) (*issuer.Certificate, error) {
 	progress(req, "finalized; downloading certificate")
+	budget := renewalInfoBudget
+	if iss.ariBudget != 0 {
+		budget = iss.ariBudget
+	}
 	var chains []acme.Certificate
 	err := iss.do(ctx, "downloading certificate", func(ctx context.Context) error {
 		var err error
-		chains, err = client.GetCertificateChain(ctx, acct, final.Certificate)
+		chains, err = client.GetCertificateChain(withARIBudget(ctx, budget), acct, final.Certificate)
 		return err
 	})
 	if err != nil {

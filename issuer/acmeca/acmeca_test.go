@@ -1,6 +1,7 @@
 package acmeca_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/x509"
 	"errors"
@@ -411,6 +412,52 @@ func TestRateLimited(t *testing.T) {
 		}
 		e.verify(t, cert, "rl.a.test")
 	})
+}
+
+// TestSlowRenewalInfo: a CA whose renewalInfo hangs does not hold the
+// certificate it signed. The acme package asks for the window inside the
+// download; the request is bounded, and the certificate comes without one
+// (a trial saw the download wait out the whole issuance's deadline, and the
+// storing after it fail).
+func TestSlowRenewalInfo(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	proxy, newIssuer := e.throughProxy(t)
+	proxy.PauseAt("renewal-info")
+	iss := newIssuer()
+	acmeca.SetRenewalInfoBudget(iss, time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	key, err := issuer.ECDSAP256.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := issuer.NewCSR(key, []string{"ari.a.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	cert, err := iss.Issue(ctx, issuer.Request{Names: []string{"ari.a.test"}, CSR: csr})
+	if err != nil {
+		t.Fatalf("Issue with a hanging renewalInfo: %v", err)
+	}
+	// The budget, and the acme package's pauses of 2 s and 5 s between
+	// its attempts.
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("Issue took %s with renewalInfo's budget at 1s: the download waited for it", d)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("the issuance's context is done after Issue: %v", ctx.Err())
+	}
+	if cert.RenewalWindow != nil {
+		t.Errorf("RenewalWindow = %+v from a renewalInfo that never answered", cert.RenewalWindow)
+	}
+	e.verify(t, cert, "ari.a.test")
+
+	proxy.Resume()
+	cert, _ = issue(t, iss, issuer.ECDSAP256, "ari2.a.test")
+	if cert.RenewalWindow == nil {
+		t.Error("no RenewalWindow once renewalInfo answers")
+	}
 }
 
 func TestProblemIsTyped(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -66,14 +67,59 @@ func (r *retryAfter) get() time.Time {
 	return r.at
 }
 
+// renewalInfoBudget bounds the renewalInfo (RFC 9773) requests of one
+// certificate download. ARI is advice: the acme package asks for it inside
+// the download, under the download's deadline, retrying twice, and a CA
+// whose renewalInfo hung (a trial's fault-injecting proxy) held the signed
+// certificate until the issuance's deadline had passed. Past the budget
+// the certificate comes without a window (renewal falls back to its
+// lifetime and asks for the window later), after at most the acme
+// package's own 7 s of pauses between its attempts.
+const renewalInfoBudget = 5 * time.Second
+
+// ariBudgetKey is the context key under which a download's *ariBudget
+// lives.
+type ariBudgetKey struct{}
+
+// ariBudget is the time the renewalInfo requests of one download may take
+// together, counted from the first.
+type ariBudget struct {
+	mu  sync.Mutex
+	max time.Duration
+	end time.Time // zero until the first request
+}
+
+// deadline returns the end of the budget, starting it at now.
+func (b *ariBudget) deadline(now time.Time) time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.end.IsZero() {
+		b.end = now.Add(b.max)
+	}
+	return b.end
+}
+
+// withARIBudget returns ctx with a budget of max for its renewalInfo
+// requests.
+func withARIBudget(ctx context.Context, max time.Duration) context.Context {
+	return context.WithValue(ctx, ariBudgetKey{}, &ariBudget{max: max})
+}
+
 // transport wraps the CA's HTTP transport to record Retry-After headers of
 // error answers (RFC 8555 §6.6: rateLimited answers carry one) into the
-// step's context.
+// step's context, and to hold a download's renewalInfo requests to its
+// budget.
 type transport struct {
 	base http.RoundTripper
+	// directory is the directory URL: every other GET is a renewalInfo
+	// request (the rest of ACME is POST-as-GET).
+	directory string
 }
 
 func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if b, ok := req.Context().Value(ariBudgetKey{}).(*ariBudget); ok && req.Method == http.MethodGet && req.URL.String() != t.directory {
+		return t.renewalInfo(req, b)
+	}
 	resp, err := t.base.RoundTrip(req)
 	if err != nil || resp.StatusCode < 400 {
 		return resp, err
@@ -84,6 +130,39 @@ func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return resp, nil
+}
+
+// renewalInfo sends a renewalInfo request within budget b, body
+// included; past it, at once an error.
+func (t transport) renewalInfo(req *http.Request, b *ariBudget) (*http.Response, error) {
+	end := b.deadline(time.Now())
+	if !time.Now().Before(end) {
+		return nil, fmt.Errorf("the CA's renewalInfo did not answer within %s: the certificate is kept without its renewal window", b.max)
+	}
+	ctx, cancel := context.WithDeadline(req.Context(), end)
+	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		if ctx.Err() != nil && req.Context().Err() == nil {
+			return nil, fmt.Errorf("the CA's renewalInfo did not answer within %s: the certificate is kept without its renewal window: %w", b.max, err)
+		}
+		return nil, err
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, nil
+}
+
+// cancelOnClose is a response body that cancels its request's context
+// when closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // parseRetryAfter parses a Retry-After value (seconds or an HTTP date)
