@@ -296,3 +296,44 @@ func onlyStored(t *testing.T, st storage.Storage, now time.Time) ([]status.Cert,
 	}
 	return certs, rec
 }
+
+// TestWindowOverAtIssue: a renewal window that has already ended when the
+// CA gives it with a new certificate (a CA replacing what it issued
+// before, or one misconfigured) is not kept with it: the certificate is
+// renewed by its lifetime, not at once in a loop, status plans it so, and
+// the log says why (a trial saw "its lifetime is too short" for a 90-day
+// certificate).
+func TestWindowOverAtIssue(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{})
+	proxy := testca.NewFaultProxy(t, ca)
+	now := time.Now()
+	proxy.RenewalWindow(now.Add(-2*time.Hour), now.Add(-time.Hour))
+	st := filestore.New(t.TempDir())
+	logs := &testsvc.Buffer{}
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: proxy.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+		ChallengeOrder: []string{acmeca.TLSALPN01}}}, Logger: slog.New(slog.NewJSONHandler(logs, nil))}
+	defer m.Close()
+	serveTLS(t, m.TLSConfig(), ca.TLSPort())
+	if err := m.Cert(t.Context(), "over.test"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // any renewal at once
+	if n := proxy.Count("new-order"); n != 1 {
+		t.Errorf("%d orders, want 1: the new certificate was renewed at once", n)
+	}
+	certs, rec := onlyStored(t, st, time.Now())
+	if rec.RenewalWindow != nil {
+		t.Errorf("record keeps the window %+v, which had ended at its issuance", rec.RenewalWindow)
+	}
+	if certs[0].NextRenewal.Before(time.Now().Add(time.Hour)) {
+		t.Errorf("status plans the renewal at %v: now, for a certificate just issued", certs[0].NextRenewal)
+	}
+	if at, ok := certkeeper.Scheduled(m, certs[0].Key); !ok || at.Before(time.Now().Add(time.Hour)) {
+		t.Errorf("renewal scheduled at %v (%v), want later than an hour from now", at, ok)
+	}
+	log := logs.String()
+	if strings.Contains(log, "too short") || !strings.Contains(log, "renewal window for a certificate it has just issued had already ended") {
+		t.Errorf("log does not say the CA's window had ended (or blames the lifetime):\n%s", log)
+	}
+}

@@ -188,6 +188,17 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 	return got, nil
 }
 
+// windowOver reports whether w, the renewal window a CA gave with a
+// certificate it has just issued, had ended at now. Such a window is not
+// advice about that certificate (a CA replacing the certificates it issued
+// earlier, or one misconfigured), and renewing at once would loop: the
+// record does not keep it, the certificate is renewed by its lifetime, and
+// the CA is asked again at its next check. (A window that has begun, as
+// Pebble's does at issuance for a certificate of minutes, is kept.)
+func windowOver(w *issuer.Window, now time.Time) bool {
+	return w != nil && w.End.After(w.Start) && !w.End.After(now)
+}
+
 // storeGrace bounds the storing of a certificate the CA has signed, which
 // outlives the issuance's context: a trial's CA took the issuance's whole
 // deadline to answer a download, and the certificate it had signed, once
@@ -195,9 +206,10 @@ func Issue(ctx context.Context, st storage.Storage, req IssueRequest) (*Issued, 
 const storeGrace = 10 * time.Second
 
 // issuedWindow is the record's renewal window for the one the CA gave with
-// a new certificate (w, nil if none), checked again at next's time.
+// a new certificate (w, nil if none), checked again at next's time. A
+// window already over is not kept (windowOver).
 func issuedWindow(w *issuer.Window, next func(now, retryAfter time.Time) time.Time) *storage.Window {
-	if w == nil || !w.End.After(w.Start) {
+	if w == nil || !w.End.After(w.Start) || windowOver(w, time.Now()) {
 		return nil
 	}
 	if next == nil {

@@ -102,7 +102,8 @@ type FaultProxy struct {
 	drop       int
 	delay      time.Duration
 	faults     []*fault
-	seen       []string // the path of every request
+	window     *[2]time.Time // RenewalWindow's, or nil
+	seen       []string      // the path of every request
 	closed     bool
 }
 
@@ -376,6 +377,29 @@ func (p *FaultProxy) ServiceUnavailable(endpoint string, n int, retryAfter time.
 		match: endpointMatcher(endpoint), problem: "urn:ietf:params:acme:error:serverInternal"})
 }
 
+// RenewalWindow answers every renewalInfo request (RFC 9773) with the
+// window start to end and Retry-After: 21600, as a CA does, instead of
+// Pebble's: a window already begun for a certificate just issued, as a CA
+// replacing certificates (or a misconfigured one) sends. Pebble never sees
+// those requests. Equal zero times turn it off.
+func (p *FaultProxy) RenewalWindow(start, end time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.window = nil
+	if !start.IsZero() || !end.IsZero() {
+		p.window = &[2]time.Time{start, end}
+	}
+}
+
+// writeWindow answers a renewalInfo request with w.
+func writeWindow(w http.ResponseWriter, win [2]time.Time) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", "21600")
+	json.NewEncoder(w).Encode(map[string]any{
+		"suggestedWindow": map[string]string{"start": win[0].UTC().Format(time.RFC3339), "end": win[1].UTC().Format(time.RFC3339)},
+	})
+}
+
 func (p *FaultProxy) addFault(f *fault) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -445,6 +469,10 @@ func (p *FaultProxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		p.drop--
 	}
 	var f *fault
+	window := p.window
+	if window != nil && !endpointMatcher("renewal-info")(r.URL.Path) {
+		window = nil
+	}
 	if !drop {
 		for _, cand := range p.faults {
 			if cand.n > 0 && cand.match(r.URL.Path) {
@@ -463,6 +491,8 @@ func (p *FaultProxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	case f != nil:
 		p.writeProblem(w, r, f)
+	case window != nil:
+		writeWindow(w, *window)
 	default:
 		p.rp.ServeHTTP(w, r)
 	}
