@@ -103,6 +103,7 @@ type FaultProxy struct {
 	delay      time.Duration
 	faults     []*fault
 	window     *[2]time.Time // RenewalWindow's, or nil
+	stall      bool          // StallOrders'
 	seen       []string      // the path of every request
 	closed     bool
 }
@@ -391,6 +392,38 @@ func (p *FaultProxy) RenewalWindow(start, end time.Time) {
 	}
 }
 
+// StallOrders makes every order look "processing" while on is true: an
+// order Pebble has signed is answered with status processing and without
+// its certificate URL, as a CA whose signing hangs answers. Pebble itself
+// is unchanged: StallOrders(false) shows the orders as they are.
+func (p *FaultProxy) StallOrders(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stall = on
+}
+
+// stalled rewrites body, the JSON answer to a request for path, as
+// StallOrders says.
+func (p *FaultProxy) stalled(path string, body []byte) []byte {
+	p.mu.Lock()
+	stall := p.stall
+	p.mu.Unlock()
+	if !stall || !endpointMatcher("order")(path) && !endpointMatcher("finalize")(path) {
+		return body
+	}
+	var order map[string]any
+	if json.Unmarshal(body, &order) != nil || order["status"] != "valid" {
+		return body
+	}
+	order["status"] = "processing"
+	delete(order, "certificate")
+	out, err := json.Marshal(order)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
 // writeWindow answers a renewalInfo request with w.
 func writeWindow(w http.ResponseWriter, win [2]time.Time) {
 	w.Header().Set("Content-Type", "application/json")
@@ -569,6 +602,7 @@ func (p *FaultProxy) rewrite(resp *http.Response) error {
 	if bytes.Contains(body, []byte(from)) {
 		body = bytes.ReplaceAll(body, []byte(from), []byte(to))
 	}
+	body = p.stalled(resp.Request.URL.Path, body)
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))

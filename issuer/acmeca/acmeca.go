@@ -709,10 +709,24 @@ const (
 // or invalid, honouring the CA's Retry-After via do.
 func (iss *Issuer) pollOrder(ctx context.Context, client *acme.Client, acct acme.Account, order acme.Order) (acme.Order, error) {
 	delay := orderPollFirst
+	start := time.Now()
+	// stuck says what ended the polling when ctx did: the CA, not the
+	// network (a trial's stuck order ended in a bare "context deadline
+	// exceeded").
+	stuck := func(o acme.Order, err error) error {
+		if ctx.Err() == nil {
+			return err
+		}
+		return fmt.Errorf("the CA had not signed the certificate after %s: the order is still %s (a CA signs within seconds): %w",
+			time.Since(start).Round(time.Second), o.Status, err)
+	}
 	for {
 		o, err := client.GetOrder(ctx, acct, order)
 		if err != nil {
-			return o, err
+			if o.Status == "" {
+				o.Status = order.Status
+			}
+			return o, stuck(o, err)
 		}
 		switch o.Status {
 		case acme.StatusValid:
@@ -724,7 +738,7 @@ func (iss *Issuer) pollOrder(ctx context.Context, client *acme.Client, acct acme
 			return o, errors.New("order became invalid")
 		}
 		if err := sleep(ctx, delay); err != nil {
-			return o, err
+			return o, stuck(o, err)
 		}
 		delay = min(delay*2, orderPollCap)
 	}

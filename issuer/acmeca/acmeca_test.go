@@ -460,6 +460,37 @@ func TestSlowRenewalInfo(t *testing.T) {
 	}
 }
 
+// TestStuckOrderSaysSo: an order the CA never finishes signing ends with
+// the issuance's deadline, in an error that says the order was still
+// processing and for how long (a trial's ended in a bare "context
+// deadline exceeded", which reads as a network failure).
+func TestStuckOrderSaysSo(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	proxy, newIssuer := e.throughProxy(t)
+	proxy.StallOrders(true)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Second)
+	defer cancel()
+	key, err := issuer.ECDSAP256.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := issuer.NewCSR(key, []string{"stuck.a.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = newIssuer().Issue(ctx, issuer.Request{Names: []string{"stuck.a.test"}, CSR: csr})
+	if err == nil {
+		t.Fatal("issued although every order stayed processing")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "the order is still processing") || !strings.Contains(msg, "had not signed the certificate after") || !strings.Contains(msg, "/my-order/") {
+		t.Errorf("err = %v; want it to name the order and say it was still processing", err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v; want it to wrap the deadline", err)
+	}
+	t.Log(err)
+}
+
 func TestProblemIsTyped(t *testing.T) {
 	e := newEnv(t, testca.Options{DomainBlocklist: []string{"blocked.test"}})
 	_, _, err := tryIssue(t, e.issuer(acmeca.HTTP01), issuer.ECDSAP256, nil, "blocked.test")
