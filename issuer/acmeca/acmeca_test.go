@@ -505,6 +505,9 @@ func TestProblemIsTyped(t *testing.T) {
 	if !errors.Is(err, issuer.ErrNameRejected) || !strings.Contains(err.Error(), "retrying does not help") {
 		t.Errorf("err = %v, want ErrNameRejected saying that retrying does not help", err)
 	}
+	if strings.Contains(err.Error(), "attempt ") {
+		t.Errorf("err = %v: the acme package's attempt count is no news to its reader", err)
+	}
 }
 
 // TestReplacesServerError: a CA that answers an order carrying replaces

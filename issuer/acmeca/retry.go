@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -307,6 +308,7 @@ func (iss *Issuer) do(ctx context.Context, what string, step func(ctx context.Co
 		if err == nil {
 			return nil
 		}
+		err = dropAttempts(err)
 		if ctx.Err() != nil {
 			return err
 		}
@@ -351,6 +353,27 @@ func (iss *Issuer) do(ctx context.Context, what string, step func(ctx context.Co
 		delay = min(delay*2, retryCap)
 	}
 }
+
+// attemptText is how the acme package counts its own tries of a request
+// in its errors ("attempt 1: https://…/finalize-order/…: …").
+var attemptText = regexp.MustCompile(`\battempt [0-9]+: `)
+
+// dropAttempts returns err with the acme package's attempt counts left out
+// of its text (errors.As and errors.Is see through it): the attempt at
+// which the library gave up is no news to whoever reads the error, and
+// certkeeper's own retries are logged.
+func dropAttempts(err error) error {
+	if !attemptText.MatchString(err.Error()) {
+		return err
+	}
+	return withoutAttempts{err}
+}
+
+// withoutAttempts is dropAttempts' error.
+type withoutAttempts struct{ err error }
+
+func (e withoutAttempts) Error() string { return attemptText.ReplaceAllString(e.err.Error(), "") }
+func (e withoutAttempts) Unwrap() error { return e.err }
 
 // waitable reports whether ctx allows waiting until t.
 func waitable(ctx context.Context, t time.Time) bool {
