@@ -254,7 +254,7 @@ func run(ctx context.Context, env *Env, args []string) int {
 		env.Stderr.Write(notes.Bytes())
 	}
 	if err := cmd.CheckArgs(cmdArgs); err != nil {
-		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
+		fmt.Fprintf(env.errOut(), "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
 		return exitUsage
 	}
 	if err := cmd.Run(ctx, env, cmdArgs); err != nil {
@@ -264,7 +264,7 @@ func run(ctx context.Context, env *Env, args []string) int {
 			} else {
 				err = fmt.Errorf("interrupted: %w", err)
 			}
-			fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
+			fmt.Fprintf(env.errOut(), "certkeeper %s: %v\n", cmd.FullName(), err)
 			return 128 + int(ierr.sig)
 		}
 		if code, ok := errors.AsType[exitStatus](err); ok {
@@ -273,13 +273,22 @@ func run(ctx context.Context, env *Env, args []string) int {
 		err = withFlagHints(err) // library errors name fields, not flags (hints.go)
 		var uerr *usageError
 		if errors.As(err, &uerr) {
-			fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
+			fmt.Fprintf(env.errOut(), "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
 			return exitUsage
 		}
-		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
+		fmt.Fprintf(env.errOut(), "certkeeper %s: %v\n", cmd.FullName(), err)
 		return exitFailure
 	}
 	return exitOK
+}
+
+// errOut is where the error that ends a command goes: stderr, at Error
+// under JSON logs.
+func (env *Env) errOut() io.Writer {
+	if l, ok := env.Stderr.(*logsetup.Lines); ok {
+		return l.Errors()
+	}
+	return env.Stderr
 }
 
 func prefixSpace(s string) string {

@@ -64,4 +64,11 @@ func TestRedisLogsStructured(t *testing.T) {
 	if goRedis == 0 {
 		t.Errorf("go-redis's messages are not in the debug log:\n%s", r.stderr)
 	}
+	// The error that ends the command is an Error record (a container
+	// trial's alerting on the level missed a proxy that would not start).
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	var last struct{ Level, Msg string }
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Level != "ERROR" || !strings.HasPrefix(last.Msg, "certkeeper status: ") {
+		t.Errorf("the command's error is logged %+v (%v), want level ERROR", last, err)
+	}
 }

@@ -36,9 +36,20 @@ func New(w io.Writer, format, level string) (*slog.Logger, error) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
+		opts.ReplaceAttr = readableDuration
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, ErrFormat
+}
+
+// readableDuration writes a duration as the text log does ("7.04s"), not
+// as slog's JSON does (7040003141 nanoseconds, which a trial's operator
+// read in a log viewer).
+func readableDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // Lines is stderr under JSON logs: each line written ("certkeeper: proxy
@@ -66,7 +77,20 @@ func NewLines(w io.Writer) *Lines {
 }
 
 // Write logs each complete line as one record; blank lines are dropped.
-func (j *Lines) Write(p []byte) (int, error) {
+func (j *Lines) Write(p []byte) (int, error) { return j.write(p, slog.LevelInfo) }
+
+// Errors returns a writer whose lines Lines logs at Error: the error that
+// ends a command ("certkeeper proxy: port 443 is already in use"), which a
+// collector alerting on the level must see (a trial's were Info).
+func (j *Lines) Errors() io.Writer { return errorLines{j} }
+
+type errorLines struct{ j *Lines }
+
+func (e errorLines) Write(p []byte) (int, error) { return e.j.write(p, slog.LevelError) }
+
+// write logs each complete line of p at level, or at Warn if it is a
+// warning.
+func (j *Lines) write(p []byte, level slog.Level) (int, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.buf = append(j.buf, p...)
@@ -75,12 +99,16 @@ func (j *Lines) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		if line := string(bytes.TrimSpace(j.buf[:i])); strings.HasPrefix(line, warningPrefix) || strings.Contains(line, deprecated) {
-			j.logger.Warn(line)
-		} else if line != "" {
-			j.logger.Info(line)
-		}
+		line := string(bytes.TrimSpace(j.buf[:i]))
 		j.buf = j.buf[i+1:]
+		if line == "" {
+			continue
+		}
+		l := level
+		if level < slog.LevelWarn && (strings.HasPrefix(line, warningPrefix) || strings.Contains(line, deprecated)) {
+			l = slog.LevelWarn
+		}
+		j.logger.Log(context.Background(), l, line)
 	}
 	return len(p), nil
 }

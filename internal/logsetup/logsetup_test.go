@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNew(t *testing.T) {
@@ -69,6 +70,41 @@ func TestLines(t *testing.T) {
 		if err := json.Unmarshal(b.Bytes(), &rec); err != nil || rec.Level != "WARN" {
 			t.Errorf("a warning line is logged %s: %v, want level WARN", b.String(), err)
 		}
+	}
+}
+
+// TestJSONDurations: a duration in a JSON record reads as in the text
+// log, "1.5s", not as nanoseconds.
+func TestJSONDurations(t *testing.T) {
+	var b bytes.Buffer
+	l, err := New(&b, "json", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Info("certificate obtained", slog.Duration("took", 1500*time.Millisecond))
+	if !strings.Contains(b.String(), `"took":"1.5s"`) {
+		t.Errorf("record %s, want \"took\":\"1.5s\"", b.String())
+	}
+}
+
+// TestLinesErrors: the error that ends a command is an Error record, so
+// that a collector alerting on the level sees it (a container trial's
+// read-only volume ended the proxy with an Info record).
+func TestLinesErrors(t *testing.T) {
+	var b bytes.Buffer
+	w := NewLines(&b)
+	fmt.Fprintln(w, "certkeeper: storage: /var/lib/certkeeper")
+	fmt.Fprintf(w.Errors(), "certkeeper proxy: port 443 is already in use\nRun 'certkeeper proxy --help' for usage.\n")
+	var levels []string
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		var rec struct{ Level string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		levels = append(levels, rec.Level)
+	}
+	if got := strings.Join(levels, " "); got != "INFO ERROR ERROR" {
+		t.Errorf("levels %s, want INFO ERROR ERROR:\n%s", got, b.String())
 	}
 }
 
