@@ -22,8 +22,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -238,7 +240,7 @@ func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (ch
 		}
 	}
 	if !tx.changed() {
-		if d.reloadDue {
+		if d.reloadDue || reloadMarked(dir) {
 			return false, d.reload(ctx, dir) // the files are the ones the failed reload was for
 		}
 		return false, nil
@@ -257,6 +259,19 @@ func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (ch
 	return true, d.reload(ctx, dir)
 }
 
+// reloadDueFile, in the deployment's directory, marks a reload that
+// failed: the next Deploy runs it again even if nothing changed by then,
+// in this process (reloadDue) or the next (a deploy from cron, whose next
+// run found the files in place and said "unchanged" while the server they
+// were for had never loaded them: a container trial).
+const reloadDueFile = ".certkeeper-reload-due"
+
+// reloadMarked reports whether dir holds reloadDueFile.
+func reloadMarked(dir string) bool {
+	_, err := os.Lstat(filepath.Join(dir, reloadDueFile))
+	return err == nil
+}
+
 // reload runs Reload, if any, and remembers whether it failed, so that
 // the next Deploy runs it again even if nothing changed by then.
 func (d *Deployer) reload(ctx context.Context, dir string) error {
@@ -265,9 +280,17 @@ func (d *Deployer) reload(ctx context.Context, dir string) error {
 	}
 	out, err := run(ctx, d.Reload, dir)
 	d.reloadDue = err != nil
+	marker := filepath.Join(dir, reloadDueFile)
 	if err == nil {
+		if rerr := os.Remove(marker); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			d.logger().Warn("the reload succeeded, but its retry mark could not be removed: the next deployment reloads again",
+				slog.String("file", marker), slog.Any("err", rerr))
+		}
 		d.printed("the post hook", out)
 		return nil
+	}
+	if werr := os.WriteFile(marker, []byte("the reload command failed; the next deployment runs it again\n"), 0o600); werr != nil {
+		err = fmt.Errorf("%w (and its retry mark could not be written, %v: a later run that finds the files unchanged will not reload)", err, werr)
 	}
 	err = fmt.Errorf("the new files passed the check, but the reload command failed: %w", err)
 	if out = strings.TrimSpace(out); out != "" {
@@ -322,6 +345,15 @@ func run(ctx context.Context, command, dir string) (string, error) {
 	var out bytes.Buffer
 	c.Stdout, c.Stderr = &out, &out
 	err := c.Run()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		// It succeeded, and left a process running in the background with
+		// its output ("systemctl reload x; sleep 5 &"), as hook.RunTo
+		// allows: waiting for that output would wait for that process. (A
+		// trial's proxy took such a reload for a failure and ran it again
+		// at every retry.)
+		err = nil
+		out.WriteString("\n(it left a process running in the background with its output; redirect it, cmd >FILE 2>&1 &, to see all it prints)")
+	}
 	if err != nil {
 		return out.String(), fmt.Errorf("%q: %w", command, err)
 	}

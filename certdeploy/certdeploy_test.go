@@ -450,6 +450,53 @@ func TestHooksPrinted(t *testing.T) {
 	}
 }
 
+// TestBackgroundedReloadSucceeds: a reload command that succeeds and
+// leaves a process running in the background with its output is a
+// success, as a deploy hook's is (hook.RunTo), not a failure that a
+// container trial's proxy retried, and reloaded again, at every retry.
+func TestBackgroundedReloadSucceeds(t *testing.T) {
+	ca := &localca.CA{Storage: filestore.New(t.TempDir())}
+	a := issue(t, ca, "a.test")
+	var out bytes.Buffer
+	d := &Deployer{Format: PEM, Dir: t.TempDir(), Reload: "echo reloaded; sleep 10 &", Output: &out}
+	start := time.Now()
+	if _, err := d.Deploy(t.Context(), []*storage.Certificate{a}); err != nil {
+		t.Fatalf("a reload that succeeded and left a process behind: %v", err)
+	}
+	if took := time.Since(start); took > 8*time.Second {
+		t.Errorf("Deploy took %s: it waited for the background process", took)
+	}
+	if !strings.Contains(out.String(), "reloaded") || !strings.Contains(out.String(), "background") {
+		t.Errorf("Output = %q, want the hook's output and a note on the background process", out.String())
+	}
+}
+
+// TestFailedReloadRetriedByNextRun: a reload that failed is run again by
+// the next deployment even when nothing changed, also by another
+// Deployer (the next run of certkeeper deploy from cron, which found the
+// files in place and reloaded nothing: a container trial); once it
+// succeeds, it is not run again.
+func TestFailedReloadRetriedByNextRun(t *testing.T) {
+	ca := &localca.CA{Storage: filestore.New(t.TempDir())}
+	a := issue(t, ca, "a.test")
+	dir := t.TempDir()
+	d := &Deployer{Format: PEM, Dir: dir, Reload: "echo down; exit 1"}
+	if _, err := d.Deploy(t.Context(), []*storage.Certificate{a}); err == nil {
+		t.Fatal("a failing reload is not an error")
+	}
+	for i, want := range []string{"reloaded", ""} {
+		var out bytes.Buffer
+		d := &Deployer{Format: PEM, Dir: dir, Reload: "echo reloaded", Output: &out}
+		changed, err := d.Deploy(t.Context(), []*storage.Certificate{a})
+		if err != nil || changed {
+			t.Fatalf("run %d: changed %v, %v; want unchanged files", i+2, changed, err)
+		}
+		if got := out.String(); want == "" && got != "" || !strings.Contains(got, want) {
+			t.Errorf("run %d: Output %q, want the reload run %v", i+2, got, want != "")
+		}
+	}
+}
+
 // TestPlantedNamesNotDeployed: a record planted in storage whose names are
 // no host names (its leaf made to carry them as SANs, which a leaf check
 // alone accepts) is not deployed: a security trial broke out of the
