@@ -20,13 +20,21 @@ func TestMaxConnsAboveOpenFiles(t *testing.T) {
 	run := func(maxConns string) string {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "sh", "-c", `ulimit -n 4096 && exec "$0" "$@"`, binary,
-			"proxy", "--allow", "a.example", "--ca", "local", "--tls-addr", "127.0.0.1:0", "--storage", t.TempDir(), "--max-conns", maxConns, "--check-config")
+		args := []string{"proxy", "--allow", "a.example", "--ca", "local", "--tls-addr", "127.0.0.1:0", "--storage", t.TempDir(), "--check-config"}
+		if maxConns != "" {
+			args = append(args, "--max-conns", maxConns)
+		}
+		cmd := exec.CommandContext(ctx, "sh", append([]string{"-c", `ulimit -n 4096 && exec "$0" "$@"`, binary}, args...)...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("proxy --check-config --max-conns %s: %v\n%s", maxConns, err, out)
 		}
 		return string(out)
+	}
+	// The default, which a container's low limit meets with nobody giving
+	// --max-conns (a trial).
+	if out := run(""); !strings.Contains(out, "warning: --max-conns (default 10000): one listener's connections take up to 20000 open files") {
+		t.Errorf("the default --max-conns with 4096 open files: no warning:\n%s", out)
 	}
 	const want = "warning: --max-conns 10000: one listener's connections take up to 20000 open files (2 each), but this process may open 4096"
 	if out := run("10000"); !strings.Contains(out, want) || !strings.Contains(out, "LimitNOFILE=") {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/connlimit"
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/policy"
 )
@@ -61,8 +62,8 @@ type Summary struct {
 	// LogLevel is the log level given; empty is not shown.
 	LogLevel string
 	// MaxConns is the most connections one listener keeps open
-	// (--max-conns; a negative one, which the command refuses, is not
-	// warned of), FilesPerConn the file descriptors each takes (the
+	// (--max-conns; 0 is connlimit.DefaultMax; a negative one, which the
+	// command refuses, is not warned of), FilesPerConn the file descriptors each takes (the
 	// proxy's two: the client's and the backend's; 0 is 1), and OpenFiles
 	// the descriptors the process may open (its RLIMIT_NOFILE; 0 is
 	// unknown, or no such limit): a MaxConns they cannot hold is warned
@@ -255,14 +256,18 @@ func summaryChain(cas []string) string {
 // MaxConns above what OpenFiles allows.
 func (s *Summary) Warnings() []string {
 	var out []string
-	if need := uint64(max(s.MaxConns, 0)) * uint64(max(s.FilesPerConn, 1)); s.OpenFiles > 0 && need > s.OpenFiles {
+	conns, given := s.MaxConns, fmt.Sprint(s.MaxConns)
+	if conns == 0 { // the default, which a container's low limit meets unwarned otherwise (a trial)
+		conns, given = connlimit.DefaultMax, fmt.Sprintf("(default %d)", connlimit.DefaultMax)
+	}
+	if need := uint64(max(conns, 0)) * uint64(max(s.FilesPerConn, 1)); s.OpenFiles > 0 && need > s.OpenFiles {
 		each := ""
 		if s.FilesPerConn > 1 {
 			each = fmt.Sprintf(" (%d each)", s.FilesPerConn)
 		}
-		out = append(out, fmt.Sprintf("--max-conns %d: one listener's connections take up to %d open files%s, but this process may open %d: "+
+		out = append(out, fmt.Sprintf("--max-conns %s: one listener's connections take up to %d open files%s, but this process may open %d: "+
 			"past that, new connections fail with \"too many open files\" before --max-conns refuses them; raise the limit "+
-			"(LimitNOFILE= in a systemd unit, ulimit -n) or lower --max-conns", s.MaxConns, need, each, s.OpenFiles))
+			"(LimitNOFILE= in a systemd unit, ulimit -n) or lower --max-conns", given, need, each, s.OpenFiles))
 	}
 	if !s.Dev && len(s.Allow) == 0 && s.Ask == "" && !s.RequireOwnIP {
 		served := "certificates already in --storage"

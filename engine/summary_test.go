@@ -82,6 +82,10 @@ func TestSummaryWarnings(t *testing.T) {
 		{"negative connections", engine.Summary{Allow: []string{"www.example.com"}, MaxConns: -5, FilesPerConn: 2, OpenFiles: 16384}, nil},
 		{"more connections than files", engine.Summary{Allow: []string{"www.example.com"}, MaxConns: 10000, FilesPerConn: 2, OpenFiles: 16384},
 			[]string{"--max-conns 10000: one listener's connections take up to 20000 open files (2 each), but this process may open 16384"}},
+		// The default too: a container's limit is low, and nobody gives
+		// --max-conns (a trial).
+		{"default connections, low limit", engine.Summary{Allow: []string{"www.example.com"}, FilesPerConn: 2, OpenFiles: 256},
+			[]string{"--max-conns (default 10000): one listener's connections take up to 20000 open files (2 each), but this process may open 256"}},
 		{"staging, a rule to another CA", engine.Summary{CAs: []string{"staging"}, Allow: []string{"localhost", "*.corp.internal"},
 			Rules: []engine.SummaryRule{{Pattern: "*.internal", CAs: []string{"https://ca.corp.internal/acme/directory"}}}},
 			[]string{"--allow localhost" + restOfNotPublic}},
