@@ -55,9 +55,6 @@ func importCmd() *Command {
 				return err
 			}
 			defer closeStorage()
-			if !dryRun {
-				sf.warnRootWrites(env)
-			}
 			roots, err := importRoots(ctx, st, caRoots)
 			if err != nil {
 				return err

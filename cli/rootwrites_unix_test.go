@@ -5,6 +5,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,19 +15,27 @@ import (
 	"time"
 )
 
-// TestRootWritesWarned: storage import run as root into a storage
-// directory the service's user owns says that what it writes is root's,
-// and how to give it back (a migration trial's service user could no
-// longer read its storage after an import as root); into root's own
-// storage it says nothing.
-func TestRootWritesWarned(t *testing.T) {
+// TestRootWritesGivenToOwner: storage import and ca root run as root into
+// a storage directory the service's user owns leave it files that user
+// reads: what they create is given to the directory's owner (a migration
+// trial's service user could no longer read its storage after an import
+// as root; a container trial's proxy would not start after ca root run
+// with docker exec). The proxy run as that user then starts on it.
+func TestRootWritesGivenToOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: it is about what root writes into another user's storage")
 	}
-	dir := t.TempDir()
-	arc := filepath.Join(dir, "state.tar.gz")
+	dir, err := os.MkdirTemp("", "ck-root-writes") // not t.TempDir(): its parent is root's 0700
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	arc := filepath.Join(t.TempDir(), "state.tar.gz")
 	if r := ck(t, 30*time.Second, "storage", "export", "--storage", t.TempDir(), "--out", arc); r.code != 0 {
 		t.Fatalf("storage export: exit %d\n%s", r.code, r.stderr)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	svc := filepath.Join(dir, "svc")
 	if err := os.Mkdir(svc, 0o700); err != nil {
@@ -35,13 +44,44 @@ func TestRootWritesWarned(t *testing.T) {
 	if err := os.Chown(svc, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	r := ck(t, 30*time.Second, "storage", "import", "--storage", svc, arc)
-	if r.code != 0 || !strings.Contains(r.stderr, "warning: --storage "+svc+" belongs to ") || !strings.Contains(r.stderr, "chown -R ") {
-		t.Errorf("storage import as root into a storage uid 65534 owns: exit %d\n%s", r.code, r.stderr)
+	if r := ck(t, 30*time.Second, "storage", "import", "--storage", svc, arc); r.code != 0 {
+		t.Fatalf("storage import as root into a storage uid 65534 owns: exit %d\n%s", r.code, r.stderr)
 	}
-	if r := ck(t, 30*time.Second, "storage", "import", "--storage", t.TempDir(), arc); strings.Contains(r.stderr, "belongs to") {
-		t.Errorf("into root's own storage it warned:\n%s", r.stderr)
+	if r := ck(t, 30*time.Second, "ca", "root", "--storage", svc); r.code != 0 {
+		t.Fatalf("ca root as root into a storage uid 65534 owns: exit %d\n%s", r.code, r.stderr)
 	}
+	err = filepath.WalkDir(svc, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if st, ok := mustLstat(t, path).Sys().(*syscall.Stat_t); ok && st.Uid != 65534 {
+			t.Errorf("%s is uid %d's, not the storage owner's (65534)", path, st.Uid)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	bin := filepath.Join(dir, "certkeeper") // where nobody may run it
+	copyFile(t, binary, bin)
+	cmd := exec.CommandContext(ctx, bin, "proxy", "--check-config", "--ca", "local", "--allow", "a.test", "--storage", svc)
+	cmd.Env = append(os.Environ(), "HOME="+svc)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("proxy --check-config as the storage's owner after root's runs: %v\n%s", err, out)
+	}
+}
+
+// mustLstat is os.Lstat that fails the test on an error.
+func mustLstat(t *testing.T, path string) os.FileInfo {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
 }
 
 // TestDevBannerSudo: development mode tells a user who is not root to

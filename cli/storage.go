@@ -115,7 +115,6 @@ func storageImportCmd() *Command {
 				return err
 			}
 			defer closeStorage()
-			sf.warnRootWrites(env)
 			stats, err := archive.Import(ctx, st, r, archive.ImportOptions{Overwrite: overwrite})
 			if cerr, ok := errors.AsType[*archive.ConflictError](err); ok {
 				return cerr.Explain(storageDir, "the archive")

@@ -5,13 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"os/user"
-	"strconv"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
-	"github.com/certkeeper/certkeeper/internal/fileowner"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
 	"github.com/certkeeper/certkeeper/storage/filestore"
@@ -107,21 +103,3 @@ func openStorage(ctx context.Context, env *Env, sf storageFlags, leaseTTL time.D
 	return st, closeFn, err
 }
 
-// warnRootWrites warns, for a command run as root that writes into a
-// --storage directory another user owns (the service's), that what it
-// writes there will be root's, which that user cannot read.
-func (f *storageFlags) warnRootWrites(env *Env) {
-	dir := storageWhere(f.Storage)
-	fi, err := os.Stat(dir)
-	if os.Geteuid() != 0 || open.IsURL(dir) || err != nil {
-		return
-	}
-	if uid, ok := fileowner.UID(fi); ok && uid != 0 {
-		name := strconv.Itoa(uid)
-		if u, err := user.LookupId(name); err == nil {
-			name = u.Username
-		}
-		fmt.Fprintf(env.Stderr, "certkeeper: warning: --storage %s belongs to %s, and this runs as root: what it writes there is root's, which %[2]s cannot read: "+
-			"run it as %[2]s (sudo -u %[2]s certkeeper ...), or give the files back after: chown -R %[2]s: %[1]s\n", dir, name)
-	}
-}

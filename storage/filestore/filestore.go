@@ -42,10 +42,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/atomicfile"
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -76,9 +78,53 @@ type Store struct {
 	// lease that could not be renewed or released. Nil means
 	// slog.Default().
 	Logger *slog.Logger
+
+	ownerOnce sync.Once
+	owner     *dirOwner // nil: files stay this process's
 }
 
 var _ storage.Storage = (*Store)(nil)
+
+// dirOwner is the user and group that what a Store creates under Dir is
+// given to.
+type dirOwner struct{ uid, gid int }
+
+// dirOwner returns, for a process running as root in a Dir another user
+// owns (a `docker exec`, `sudo certkeeper ca root`, a root cron job on a
+// service's storage), that user: what it creates there is given to them,
+// as if they had written it. Root's 0600 files and 0700 directories were
+// unreadable to the service that owns the storage (a container trial: a
+// proxy that would not start, and one that served nothing). Nil when this
+// process is not root, Dir is root's, or it does not exist yet.
+func (s *Store) dirOwner() *dirOwner {
+	s.ownerOnce.Do(func() {
+		if os.Geteuid() != 0 {
+			return
+		}
+		fi, err := os.Stat(s.Dir)
+		if err != nil {
+			return
+		}
+		uid, ok := fileowner.UID(fi)
+		gid, gok := fileowner.GID(fi)
+		if ok && gok && uid != 0 {
+			s.owner = &dirOwner{uid, gid}
+		}
+	})
+	return s.owner
+}
+
+// giveBack gives path, just created, to Dir's owner (dirOwner), if any.
+func (s *Store) giveBack(path string) error {
+	o := s.dirOwner()
+	if o == nil {
+		return nil
+	}
+	if err := os.Lchown(path, o.uid, o.gid); err != nil {
+		return fmt.Errorf("giving %s to the owner of %s (uid %d): %w", path, s.Dir, o.uid, err)
+	}
+	return nil
+}
 
 // New returns a Store keeping its files in dir, with the default lease
 // duration. It is shorthand for &Store{Dir: dir}.
@@ -176,7 +222,7 @@ func (s *Store) store(ctx context.Context, key string, value []byte, durable boo
 	if err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
-	if err := mkdirs(filepath.Dir(path), true); err != nil {
+	if err := s.mkdirs(filepath.Dir(path), true); err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
 	write := atomicfile.WriteFile
@@ -184,6 +230,9 @@ func (s *Store) store(ctx context.Context, key string, value []byte, durable boo
 		write = atomicfile.WriteFileVolatile
 	}
 	if err := write(path, value, 0o600); err != nil {
+		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	if err := s.giveBack(path); err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
 	return nil
@@ -304,7 +353,7 @@ func (s *Store) Check() error {
 
 // check is Check without the advice.
 func (s *Store) check() error {
-	if err := mkdirs(s.Dir, true); err != nil {
+	if err := s.mkdirs(s.Dir, true); err != nil {
 		return err
 	}
 	entries, err := os.ReadDir(s.Dir)
@@ -348,7 +397,8 @@ func (s *Store) CheckDurability(ctx context.Context) ([]string, error) {
 // the parent of dir itself (its own parents are still made durable): for
 // lock directories, which need not outlive a crash (their holder does
 // not), and which nothing durable is ever stored in.
-func mkdirs(dir string, durable bool) error {
+// Each directory it creates is given to Dir's owner (giveBack).
+func (s *Store) mkdirs(dir string, durable bool) error {
 	fi, err := os.Stat(dir)
 	if err == nil {
 		if !fi.IsDir() {
@@ -358,13 +408,16 @@ func mkdirs(dir string, durable bool) error {
 	}
 	parent := filepath.Dir(dir)
 	if parent != dir {
-		if err := mkdirs(parent, true); err != nil {
+		if err := s.mkdirs(parent, true); err != nil {
 			return err
 		}
 	}
 	for attempt := 0; ; attempt++ {
 		err := os.Mkdir(dir, 0o700)
 		if err == nil {
+			if err := s.giveBack(dir); err != nil {
+				return err
+			}
 			break
 		}
 		if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {

@@ -193,10 +193,13 @@ func (l *lease) try(ttl time.Duration) (held bool, err error) {
 	for attempt := 0; ; attempt++ {
 		// Not synced: a lock needs no durability, its lease expires
 		// and a crash ends its holder.
-		if err := mkdirs(l.dir, false); err != nil {
+		if err := l.s.mkdirs(l.dir, false); err != nil {
 			return false, err
 		}
 		err = writeLease(l.path, rec, true)
+		if err == nil {
+			err = l.s.giveBack(l.path)
+		}
 		// The directory may vanish between mkdirs and the create: a
 		// holder removes it when it unlocks, if it is empty.
 		if err == nil || !isNotExist(err) || attempt == 2 {
