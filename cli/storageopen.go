@@ -102,4 +102,3 @@ func openStorage(ctx context.Context, env *Env, sf storageFlags, leaseTTL time.D
 	}
 	return st, closeFn, err
 }
-
