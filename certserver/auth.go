@@ -10,11 +10,11 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 	"github.com/certkeeper/certkeeper/internal/regularfile"
 )
 
@@ -52,8 +52,8 @@ func LoadTokens(file string) ([]string, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("reading tokens: %w", &regularfile.Error{Path: file, Mode: fi.Mode()})
 	}
-	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
-		return nil, fmt.Errorf("tokens %s: mode %04o lets group or others read it, and its tokens fetch private keys: chmod 600 %s", file, perm, file)
+	if e := fileowner.SecretExposure(file, fi); e != nil {
+		return nil, fmt.Errorf("tokens %s: mode %04o lets %s read or change it, and its tokens fetch private keys: %s", file, fi.Mode().Perm(), e.Who, e.Fix)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
 	if err != nil {

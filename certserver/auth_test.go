@@ -19,8 +19,11 @@ import (
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
-// TestLoadTokensMode: a token file group or others may read or write is
-// refused with its mode and the fix; a 0600 one is read.
+// TestLoadTokensMode: a token file others may read or write, or its
+// group write, is refused with its mode and the fix; a 0600 one is read,
+// and so is a 0640 or 0440 one in this process's own group (a Kubernetes
+// secret reaches a service that way: a container trial's was refused),
+// but not in another group.
 func TestLoadTokensMode(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("Windows has no group and other permission bits")
@@ -29,10 +32,26 @@ func TestLoadTokensMode(t *testing.T) {
 	if err := os.WriteFile(f, []byte(token1+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if tokens, err := certserver.LoadTokens(f); err != nil || len(tokens) != 1 {
-		t.Fatalf("LoadTokens(0600 file) = %v, %v", tokens, err)
+	for _, mode := range []os.FileMode{0o600, 0o640, 0o440} {
+		if err := os.Chmod(f, mode); err != nil {
+			t.Fatal(err)
+		}
+		if tokens, err := certserver.LoadTokens(f); err != nil || len(tokens) != 1 {
+			t.Fatalf("LoadTokens(mode %04o in this process's group) = %v, %v", mode, tokens, err)
+		}
 	}
-	for _, mode := range []os.FileMode{0o640, 0o604, 0o620, 0o666} {
+	if os.Geteuid() == 0 {
+		if err := os.Chown(f, 0, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := certserver.LoadTokens(f); err == nil || !strings.Contains(err.Error(), "lets group ") {
+			t.Errorf("LoadTokens(0440 in another group) = %v, want a refusal naming the group", err)
+		}
+		if err := os.Chown(f, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, mode := range []os.FileMode{0o604, 0o620, 0o666} {
 		if err := os.Chmod(f, mode); err != nil {
 			t.Fatal(err)
 		}

@@ -23,7 +23,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"os/user"
 	"reflect"
 	"runtime"
 	"slices"
@@ -273,7 +272,7 @@ func Exposed(file string, data []byte, t reflect.Type) ([]string, Exposure) {
 	case mode&0o004 != 0:
 		who = "other users"
 	case mode&0o040 != 0 && hasGID && gid != os.Getegid() && os.Geteuid() != 0:
-		who = "group " + groupName(gid)
+		who = "group " + fileowner.GroupName(gid)
 	default:
 		return nil, Exposure{}
 	}
@@ -283,17 +282,9 @@ func Exposed(file string, data []byte, t reflect.Type) ([]string, Exposure) {
 	}
 	fix := "chmod 600 " + file
 	if uid, ok := fileowner.UID(fi); ok && uid != os.Geteuid() {
-		fix = "chgrp " + groupName(os.Getegid()) + " " + file + " && chmod 640 " + file
+		fix = "chgrp " + fileowner.GroupName(os.Getegid()) + " " + file + " && chmod 640 " + file
 	}
 	return keys, Exposure{Mode: mode, Who: who, Fix: fix}
-}
-
-// groupName is the name of group gid, or its number if it has none.
-func groupName(gid int) string {
-	if g, err := user.LookupGroupId(strconv.Itoa(gid)); err == nil {
-		return g.Name
-	}
-	return strconv.Itoa(gid)
 }
 
 // Aliases maps the deprecated config keys of struct type t (a field's

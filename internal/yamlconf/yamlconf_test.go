@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 )
 
 type testName struct {
@@ -437,7 +439,7 @@ func TestExposed(t *testing.T) {
 	}
 	check(0o600, "", "")
 	if os.Geteuid() != 0 {
-		check(0o640, "group "+groupName(other), chmod600)
+		check(0o640, "group "+fileowner.GroupName(other), chmod600)
 		return
 	}
 	// Root gave the file that group: the service's root:certkeeper 0640.
@@ -447,6 +449,6 @@ func TestExposed(t *testing.T) {
 	if err := os.Chown(file, os.Geteuid()+1, -1); err != nil {
 		t.Fatal(err)
 	}
-	own := groupName(os.Getegid())
+	own := fileowner.GroupName(os.Getegid())
 	check(0o644, "other users", "chgrp "+own+" "+file+" && chmod 640 "+file)
 }

@@ -41,6 +41,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -140,8 +141,8 @@ func ReadKeyFile(name string) ([]*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage key file: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("storage key file %s: mode %v lets others read it; chmod 600 it", name, fi.Mode().Perm())
+	if e := fileowner.SecretExposure(name, fi); e != nil {
+		return nil, fmt.Errorf("storage key file %s: mode %v lets %s read or change it: %s", name, fi.Mode().Perm(), e.Who, e.Fix)
 	}
 	data, err := os.ReadFile(name)
 	if err != nil {

@@ -164,16 +164,26 @@ func TestKeyFile(t *testing.T) {
 	if keys, err := encrypted.ReadKeyFile(good); err != nil || len(keys) != 1 || len(keys[0].ID) != 16 {
 		t.Errorf("ReadKeyFile = %v, %v", keys, err)
 	}
+	// In this process's group, as a Kubernetes secret reaches a service
+	// (root-owned 0440, the pod's fsGroup): read (a container trial's was
+	// refused).
+	if err := os.Chmod(good, 0o440); err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := encrypted.ReadKeyFile(good); err != nil || len(keys) != 1 {
+		t.Errorf("ReadKeyFile(0440 in this process's group) = %v, %v", keys, err)
+	}
 	k := encrypted.GenerateKey()
 	for name, tc := range map[string]struct {
 		data []byte
 		mode os.FileMode
 		want string
 	}{
-		"readable": {encrypted.GenerateKey(), 0o644, "chmod 600"},
-		"short":    {[]byte("c2hvcnQ=\n"), 0o600, "line 1"},
-		"empty":    {[]byte("# nothing\n"), 0o600, "no key"},
-		"twice":    {append(bytes.Clone(k), k...), 0o600, "same key"},
+		"readable":       {encrypted.GenerateKey(), 0o644, "chmod 600"},
+		"group-writable": {encrypted.GenerateKey(), 0o660, "lets group "},
+		"short":          {[]byte("c2hvcnQ=\n"), 0o600, "line 1"},
+		"empty":          {[]byte("# nothing\n"), 0o600, "no key"},
+		"twice":          {append(bytes.Clone(k), k...), 0o600, "same key"},
 	} {
 		f := filepath.Join(dir, name)
 		if err := os.WriteFile(f, tc.data, tc.mode); err != nil {

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/internal/fileowner"
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
@@ -341,8 +342,8 @@ func readPassword(file string, n Names) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", n.PasswordFile, err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s %s: mode %v lets others read it; chmod 600 it", n.PasswordFile, file, fi.Mode().Perm())
+	if e := fileowner.SecretExposure(file, fi); e != nil {
+		return "", fmt.Errorf("%s %s: mode %v lets %s read or change it: %s", n.PasswordFile, file, fi.Mode().Perm(), e.Who, e.Fix)
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
