@@ -415,7 +415,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.storageFlags.checkDir(); err != nil {
+	if err := s.cfg.storageFlags.checkDir(s.summary.Dev); err != nil {
 		return err
 	}
 	s.cfg.storageFlags.durable = true

@@ -121,3 +121,54 @@ func TestDevBannerSudo(t *testing.T) {
 		t.Errorf("development mode as nobody: stderr lacks %q:\n%s", w, stderr.String())
 	}
 }
+
+// TestStorageDirHints: a proxy that cannot use its storage says what to do
+// in words that work where the operator pastes them (a container trial):
+// with no $HOME and no --storage it refuses the relative default, which a
+// container's throwaway layer would lose at each restart; a directory it
+// cannot create is to be created for the process's own user, named, not
+// chowned before it exists by whoever runs $(id -un).
+func TestStorageDirHints(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run the binary as another user")
+	}
+	dir, err := os.MkdirTemp("", "ck-storage-hints") // not t.TempDir(): its parent is root's 0700
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "certkeeper")
+	copyFile(t, binary, bin)
+	run := func(args ...string) (int, string) {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, append([]string{"proxy", "--allow", "a.test", "--ca", "local", "--tls-addr", "127.0.0.1:0"}, args...)...)
+		cmd.Dir = dir
+		cmd.Env = []string{"PATH=/usr/bin:/bin"} // no HOME, no XDG_DATA_HOME
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, stderr.String()
+	}
+	if code, out := run(); code != 2 || !strings.Contains(out, "no --storage, and no $HOME for the default") || !strings.Contains(out, "give --storage DIR") {
+		t.Errorf("proxy without --storage or $HOME: exit %d, want 2 and the refusal:\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "certkeeper-data")); err == nil {
+		t.Error("./certkeeper-data was created")
+	}
+	deeper := filepath.Join(dir, "nope", "deeper")
+	code, out := run("--storage", deeper)
+	if code == 0 || !strings.Contains(out, "sudo install -d -o nobody -m 700 "+deeper) || strings.Contains(out, "$(id -un)") {
+		t.Errorf("proxy --storage %s (its parent not creatable): exit %d, want the directory created for nobody:\n%s", deeper, code, out)
+	}
+}

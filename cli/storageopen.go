@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
@@ -49,15 +53,29 @@ func (f *storageFlags) open(ctx context.Context, env *Env) (storage.Storage, fun
 // checkDir refuses, at start, a --storage directory this user may not
 // read and write (filestore.Store.Check), which would otherwise fail only
 // at the first handshake; a URL is not checked here.
-func (f *storageFlags) checkDir() error {
+// A relative default (no $HOME, as in a container) is refused outside
+// development mode (dev): the working directory is the image's throwaway
+// layer, and each restart would order every certificate again.
+func (f *storageFlags) checkDir(dev bool) error {
 	dir := storageWhere(f.Storage)
 	if open.IsURL(dir) {
 		return nil
 	}
+	if f.Storage == "" && !filepath.IsAbs(dir) && !dev {
+		return usagef("no --storage, and no $HOME for the default: certificates and the account would be kept in ./%s, in the working directory, "+
+			"lost with a container and ordered again at each restart: give --storage DIR (a volume that outlives the process)", dir)
+	}
 	err := filestore.New(dir).Check()
 	if errors.Is(err, fs.ErrPermission) {
-		return &hintError{err: fmt.Errorf("--storage %s: this user cannot read and write it: %w", dir, err),
-			hint: fmt.Sprintf("give it to this user (sudo chown -R $(id -un) %s; chmod 700 %s), or run certkeeper as the user who owns it (sudo -u OWNER)", dir, dir)}
+		who := strconv.Itoa(os.Geteuid()) // this process's user, not the one who pastes the fix
+		if u, err := user.Current(); err == nil {
+			who = u.Username
+		}
+		hint := fmt.Sprintf("give it to this user (sudo chown -R %s %s; chmod 700 %s), or run certkeeper as the user who owns it (sudo -u OWNER)", who, dir, dir)
+		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) {
+			hint = fmt.Sprintf("create it for this user (sudo install -d -o %s -m 700 %s), or give --storage a directory this user may create", who, dir)
+		}
+		return &hintError{err: fmt.Errorf("--storage %s: this user cannot read and write it: %w", dir, err), hint: hint}
 	} else if err != nil {
 		return fmt.Errorf("--storage %s: %w", dir, err)
 	}
