@@ -166,8 +166,15 @@ func (a *AuditFile) Attach(h *Handler, failOpen bool) (closeAudit func()) {
 	}
 }
 
-// TextAudit is the audit log of a server without an audit file: text
-// lines on w (standard error, say), each with log=audit, at every level.
-func TextAudit(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, nil)).With(slog.String("log", "audit"))
+// StderrAudit is the audit log of a server without an audit file: lines
+// on w (standard error, say), each with log=audit, at every level; JSON
+// lines when jsonLines is true (a server whose log is JSON: each hand-out
+// a record of its own, which a log shipper parses, where a container
+// trial's were text inside another record's message), else text.
+func StderrAudit(w io.Writer, jsonLines bool) *slog.Logger {
+	var h slog.Handler = slog.NewTextHandler(w, nil)
+	if jsonLines {
+		h = slog.NewJSONHandler(w, nil)
+	}
+	return slog.New(h).With(slog.String("log", "audit"))
 }

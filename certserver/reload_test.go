@@ -35,7 +35,7 @@ func TestReloadTokenFile(t *testing.T) {
 }
 
 // TestAuditAttach: Attach sets the Handler's Audit, and its AuditErr
-// unless the log fails open; TextAudit marks its lines log=audit.
+// unless the log fails open; StderrAudit marks its lines log=audit.
 func TestAuditAttach(t *testing.T) {
 	for _, failOpen := range []bool{false, true} {
 		af, err := certserver.OpenAuditFile(filepath.Join(t.TempDir(), "audit.log"), slog.New(slog.DiscardHandler))
@@ -50,8 +50,8 @@ func TestAuditAttach(t *testing.T) {
 		closeAudit()
 	}
 	var b bytes.Buffer
-	certserver.TextAudit(&b).Info("key handed out")
+	certserver.StderrAudit(&b, false).Info("key handed out")
 	if !strings.Contains(b.String(), "log=audit") {
-		t.Errorf("TextAudit wrote %q, want log=audit", b.String())
+		t.Errorf("StderrAudit wrote %q, want log=audit", b.String())
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/certkeeper/certkeeper/engine"
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/cmdline"
+	"github.com/certkeeper/certkeeper/internal/logsetup"
 	"github.com/certkeeper/certkeeper/internal/loopback"
 	"github.com/certkeeper/certkeeper/internal/serveloop"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
@@ -41,7 +42,7 @@ type serverConfig struct {
 	SelfSignedFallback bool          `yaml:"self_signed_fallback" help:"answer names that cannot get a real certificate (refused, issuance failing)\nwith a self-signed one, marked \"self_signed\": true"`
 	IssueTimeout       time.Duration `yaml:"issue_timeout" arg:"DURATION" help:"a request for a new name waits up to DURATION for its issuance, then gets a 503"`
 	MaxTTL             time.Duration `yaml:"max_ttl" arg:"DURATION" help:"clients keep an answer at most DURATION (ttl_seconds) before asking again: how long a\nreplaced (say, revoked) certificate may still be served by them"`
-	AuditLog           string        `yaml:"audit_log" arg:"FILE" help:"append the audit log (a JSON line per key handed out) to FILE (default: stderr);\nwhile it cannot be written, key fetches get 503"`
+	AuditLog           string        `yaml:"audit_log" arg:"FILE" help:"append the audit log (a JSON line per key handed out) to FILE (default: stderr, as the log);\nwhile it cannot be written, key fetches get 503"`
 	AuditFailOpen      bool          `yaml:"audit_fail_open" help:"hand out keys even while --audit-log cannot be written (the failures are still logged)"`
 	HTTPAddr           string        `yaml:"http_addr" arg:"ADDR" help:"ADDR to also serve the API and http-01 on (e.g. :80; http-01 alone with --api-cert); off unless given"`
 	// --tls-addr is the proxy's HTTPS listener: here it is a deprecated
@@ -384,7 +385,8 @@ func apiTLSConfig(cfg *serverConfig) (*certserver.TLSFiles, error) {
 // h.AuditErr, which the Handler asks before each hand-out.
 func openAudit(h *certserver.Handler, file string, failOpen bool, env *Env) (closeAudit func(), err error) {
 	if file == "" {
-		h.Audit = certserver.TextAudit(env.Stderr)
+		_, jsonLog := env.Stderr.(*logsetup.Lines)
+		h.Audit = certserver.StderrAudit(env.stderr, jsonLog) // JSON: records of their own, not text inside one
 		return func() {}, nil
 	}
 	af, err := certserver.OpenAuditFile(file, env.Logger.With(slog.String("file", file)), slog.Int("pid", os.Getpid()), slog.String("version", versionString()))

@@ -470,3 +470,26 @@ func TestServerManagedWildcardNeedsDNS(t *testing.T) {
 		t.Errorf("--managed wildcard from the local CA: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 }
+
+// TestAuditOnStderrJSON: without --audit-log the audit goes to stderr in
+// the log's format: under --log-format json each hand-out is a record of
+// its own, not text inside another record's message (a container trial
+// could not parse its audit trail).
+func TestAuditOnStderrJSON(t *testing.T) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
+	p := startLogged(t, binary, "server listening", "server", "--ca", "local", "--allow", "a.test", "--listen", addr,
+		"--token-file", writeTokens(t), "--storage", t.TempDir(), "--log-format", "json")
+	apiCert(t, "http://"+addr, "a.test")
+	var audit map[string]any
+	for deadline := time.Now().Add(5 * time.Second); audit == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for l := range strings.Lines(p.output()) {
+			var rec map[string]any
+			if json.Unmarshal([]byte(l), &rec) == nil && rec["msg"] == "key handed out" {
+				audit = rec
+			}
+		}
+	}
+	if audit == nil || audit["log"] != "audit" || audit["name"] != "a.test" || audit["who"] != "token 2" {
+		t.Errorf("no JSON audit record of its own on stderr (got %v):\n%s", audit, p.output())
+	}
+}
