@@ -218,6 +218,10 @@ type Manager struct {
 	// records (renewfailed.go).
 	node string
 
+	// health is the Manager's health check (Health), set up once.
+	health     Health
+	healthOnce sync.Once
+
 	closeOnce sync.Once
 	ctx       context.Context // canceled by Close
 	cancel    context.CancelFunc

@@ -48,7 +48,7 @@ const (
 //
 //	GET /v1/certificates/{name}[?format=pem]  certificate, key and staple
 //	GET /v1/ocsp/{name}                       the OCSP staple (DER)
-//	GET /healthz                              200 "ok"
+//	GET /healthz                              200 "ok"; 503 while storage fails (Manager.Health)
 //	GET /.well-known/acme-challenge/...       http-01, for the Manager's issuers
 //
 // docs/api.md documents the answers. Set the fields before first use; they
@@ -236,10 +236,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, challengesOnly b
 		return req.kind, fail(w, http.StatusRequestEntityTooLarge, noBodyMsg)
 	}
 	switch req.kind {
-	case kindHealth:
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-		return req.kind, http.StatusOK
+	case kindHealth: // 200 "ok", or 503 while the storage does not answer
+		return req.kind, serveCounted(h.Manager.Health(), w, r)
 	case kindChallenge:
 		return req.kind, serveCounted(h.acme, w, r)
 	}

@@ -31,6 +31,8 @@ func TestMetricsAddrNeedsToken(t *testing.T) {
 // TestMetricsToken: with --metrics-token, /metrics wants it as a bearer
 // token (a Prometheus scrape config's authorization); sharing the status
 // page's listener, metrics and status page both take --status-token.
+// /healthz wants no token, on the server's metrics listener and on the
+// proxy's shared one.
 func TestMetricsToken(t *testing.T) {
 	const metricsToken, statusToken = "metrics-token-0123456789", "status-token-0123456789"
 	scrapeCode := func(url, token string) int {
@@ -61,6 +63,9 @@ func TestMetricsToken(t *testing.T) {
 			t.Errorf("--metrics-token: /metrics with token %q = %d, want %d", tt.token, code, tt.want)
 		}
 	}
+	if code := scrapeCode("http://"+metricsAddr+"/healthz", ""); code != http.StatusOK {
+		t.Errorf("--metrics-token: /healthz without a token = %d, want 200", code)
+	}
 
 	shared := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
 	startProxy(t, "--tls-addr", "127.0.0.1:0", "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(),
@@ -73,6 +78,7 @@ func TestMetricsToken(t *testing.T) {
 		{"/metrics", statusToken, http.StatusOK},
 		{"/status.json", "", http.StatusUnauthorized},
 		{"/status.json", statusToken, http.StatusOK},
+		{"/healthz", "", http.StatusOK},
 	} {
 		if code := scrapeCode("http://"+shared+tt.path, tt.token); code != tt.want {
 			t.Errorf("shared listener: %s with token %q = %d, want %d", tt.path, tt.token, code, tt.want)

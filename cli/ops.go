@@ -16,9 +16,9 @@ import (
 // server) shares: metrics, the status page and alerts. Its keys sit in
 // the front-end's config file beside its own.
 type opsConfig struct {
-	MetricsAddr    string        `yaml:"metrics_addr" arg:"ADDR" help:"ADDR to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9100); off unless\ngiven; beyond loopback it needs --metrics-token (the metrics name every managed host)"`
+	MetricsAddr    string        `yaml:"metrics_addr" arg:"ADDR" help:"ADDR to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9100), and /healthz; off\nunless given; beyond loopback it needs --metrics-token (the metrics name every managed host)"`
 	MetricsToken   string        `yaml:"metrics_token" secret:"true" arg:"TOKEN" help:"TOKEN /metrics asks for as a bearer token; default $CERTKEEPER_METRICS_TOKEN, or\n--status-token when --metrics-addr is --status-addr"`
-	StatusAddr     string        `yaml:"status_addr" arg:"ADDR" help:"ADDR to serve the status page on (/ and /status.json), e.g. 127.0.0.1:9101; off unless\ngiven; beyond loopback it needs --status-token"`
+	StatusAddr     string        `yaml:"status_addr" arg:"ADDR" help:"ADDR to serve the status page on (/ and /status.json, and /healthz), e.g. 127.0.0.1:9101;\noff unless given; beyond loopback it needs --status-token"`
 	StatusToken    string        `yaml:"status_token" secret:"true" arg:"TOKEN" help:"TOKEN the status page asks for (?token= or a bearer token); default $CERTKEEPER_STATUS_TOKEN"`
 	AlertWebhook   string        `yaml:"alert_webhook" secret:"true" arg:"URL" help:"URL to POST a JSON alert to when a renewal or a first issuance keeps failing or a certificate\nnears expiry, and a \"resolved\" one when that is over"`
 	AlertExec      string        `yaml:"alert_exec" arg:"COMMAND" help:"COMMAND to run (with the shell) for each alert; $CERTKEEPER_ALERT_JSON holds the alert"`

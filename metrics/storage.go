@@ -111,3 +111,9 @@ func (t *timedStorage) Notify(ctx context.Context, key string) error {
 func (t *timedStorage) Subscribe(ctx context.Context) (<-chan string, error) {
 	return storage.SubscribeVia(ctx, t.s)
 }
+
+// CheckHealth passes a health check on to the wrapped storage
+// (storage.CheckHealth), untimed: it is not an operation of the Manager's.
+func (t *timedStorage) CheckHealth(ctx context.Context) error {
+	return storage.CheckHealth(ctx, t.s)
+}

@@ -1,8 +1,8 @@
 // Package monitor runs the operations side of a long-running certkeeper
 // front-end (a proxy, a certificate server): Prometheus metrics and the
 // status page, each on a listener of its own or both on one, behind
-// bearer tokens, and alerts when renewals keep failing or a certificate
-// nears expiry.
+// bearer tokens, a health check on each (/healthz, certkeeper.Health),
+// and alerts when renewals keep failing or a certificate nears expiry.
 //
 // It exists so that a program embedding a Manager gets what the
 // certkeeper command offers beside it, with the same safety rule: a
@@ -43,16 +43,18 @@ import (
 
 // Config says what a Monitor serves. Its zero value serves nothing.
 type Config struct {
-	// MetricsAddr is where Prometheus metrics are served, at /metrics;
-	// empty: no metrics.
+	// MetricsAddr is where Prometheus metrics are served, at /metrics,
+	// with the health check at /healthz (no token needed); empty: no
+	// metrics.
 	MetricsAddr string
 	// MetricsToken is the bearer token /metrics asks for; empty:
 	// StatusToken when metrics and the status page share a listener
 	// (Shared), else none (refused by Check beyond loopback).
 	MetricsToken string
 	// StatusAddr is where the status page is served (/ and
-	// /status.json); empty: no status page. When it is MetricsAddr both
-	// share one listener.
+	// /status.json), with the health check at /healthz (no token
+	// needed); empty: no status page. When it is MetricsAddr both share
+	// one listener.
 	StatusAddr string
 	// StatusToken is the token the status page asks for (?token= or a
 	// bearer token); empty: none (refused by Check beyond loopback).
@@ -282,8 +284,9 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 			status = loopback.Guard(page, noTokenHint)
 		}
 	}
+	health := healthOf(mgr, st, m.logger())
 	if c.Shared() {
-		mux := http.NewServeMux()
+		mux := withHealth(health, c.StatusToken == "")
 		mux.Handle("/metrics", metricsHandler)
 		mux.Handle("/", status)
 		if err := m.serve("metrics", c.MetricsAddr, "metrics and status page", mux, c.StatusToken == ""); err != nil {
@@ -291,14 +294,16 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 		}
 	} else {
 		if metricsHandler != nil {
-			mux := http.NewServeMux()
+			mux := withHealth(health, c.metricsToken() == "")
 			mux.Handle("/metrics", metricsHandler)
 			if err := m.serve("metrics", c.MetricsAddr, "metrics", mux, c.metricsToken() == ""); err != nil {
 				return err
 			}
 		}
 		if status != nil {
-			if err := m.serve("status", c.StatusAddr, "status page", status, c.StatusToken == ""); err != nil {
+			mux := withHealth(health, c.StatusToken == "")
+			mux.Handle("/", status)
+			if err := m.serve("status", c.StatusAddr, "status page", mux, c.StatusToken == ""); err != nil {
 				return err
 			}
 		}
@@ -316,6 +321,29 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 		}()
 	}
 	return nil
+}
+
+// healthOf is the health check the listeners answer at /healthz: mgr's
+// own (Manager.Health, shared with whatever else answers it), or one on
+// st without a Manager.
+func healthOf(mgr *certkeeper.Manager, st storage.Storage, logger *slog.Logger) *certkeeper.Health {
+	if mgr != nil {
+		return mgr.Health()
+	}
+	return &certkeeper.Health{Storage: st, Logger: logger}
+}
+
+// withHealth returns a mux that answers /healthz with health, without a
+// token (it tells only whether the storage answers, and why not in a few
+// words); on a listener without a token (open) only for a loopback host,
+// as the rest of it (loopback.Guard).
+func withHealth(health http.Handler, open bool) *http.ServeMux {
+	if open {
+		health = loopback.Guard(health, noTokenHint)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", health)
+	return mux
 }
 
 // allowedBy is the status page's check of stored names against mgr's

@@ -300,6 +300,13 @@ func (s *Store) Subscribe(ctx context.Context) (<-chan string, error) {
 	return storage.SubscribeVia(ctx, s.Storage)
 }
 
+// CheckHealth implements storage.HealthChecker through the wrapped
+// Storage (storage.CheckHealth): whether it answers, not whether the key
+// opens what it holds, which Check does once at start.
+func (s *Store) CheckHealth(ctx context.Context) error {
+	return storage.CheckHealth(ctx, s.Storage)
+}
+
 // Check opens one sealed value of each key ID found in storage (at most a
 // few hundred values are read), so a wrong key file is reported at start
 // rather than at the first handshake or renewal. It also returns an error

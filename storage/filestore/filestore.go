@@ -351,6 +351,14 @@ func (s *Store) Check() error {
 	return nil
 }
 
+// CheckHealth implements storage.HealthChecker with Check: a directory
+// this process can no longer write (say, made root's by a command run as
+// root) fails it, as it fails every Store there. ctx is not consulted:
+// the file system calls cannot be interrupted.
+func (s *Store) CheckHealth(context.Context) error {
+	return s.Check()
+}
+
 // check is Check without the advice.
 func (s *Store) check() error {
 	if err := s.mkdirs(s.Dir, true); err != nil {
