@@ -301,10 +301,10 @@ func (m *Manager) adoptNewer(ctx context.Context, key string, rec *storage.Certi
 	if time.Now().After(rec.NotAfter) {
 		return false
 	}
-	m.renew.mu.Lock()
-	delete(m.renew.planned, key)
-	delete(m.renew.attempts, key)
-	m.renew.mu.Unlock()
+	// The failures this node recorded for the certificate end too: the
+	// other node's success cleared them in storage, but a write of this
+	// node's at the same moment could bring them back (a soak trial).
+	m.endRenewalFailure(ctx, key)
 	_, again, err := m.publishAgain(ctx, rec, nil, key, false)
 	if err != nil {
 		m.logger().Warn("swapping in a certificate another node stored", slog.String("key", key), slog.Any("err", err))

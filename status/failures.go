@@ -18,11 +18,19 @@ import (
 // cert renew's Renewer): one entry per failing certificate (by storage
 // key) or name (by FailingKey), removed on success.
 //
-// It reads and writes without a storage lock: a writer updating at the
-// same moment may lose the other's entry, which its next attempt writes
-// again. damaged is called (when not nil) for a stored value that does not
-// decode, which is then replaced.
+// It holds the storage lock FailuresLock while it reads and writes:
+// without it, two nodes updating at one moment lost one's change, and a
+// lost removal never healed (a soak trial: a renewal one node failed
+// during a CA outage, which another node then renewed, was shown failing,
+// and alerted on, until the certificate's next renewal). damaged is
+// called (when not nil) for a stored value that does not decode, which is
+// then replaced.
 func UpdateFailures(ctx context.Context, st storage.Storage, change func(map[string]Failure) bool, damaged func(error)) (map[string]Failure, error) {
+	unlock, err := st.Lock(ctx, FailuresLock)
+	if err != nil {
+		return nil, fmt.Errorf("locking %s: %w", FailuresKey, err)
+	}
+	defer unlock()
 	all := map[string]Failure{}
 	data, err := st.Load(ctx, FailuresKey)
 	switch {
@@ -47,3 +55,7 @@ func UpdateFailures(ctx context.Context, st storage.Storage, change func(map[str
 	}
 	return all, nil
 }
+
+// FailuresLock is the lock name under which UpdateFailures reads and
+// writes FailuresKey.
+const FailuresLock = "state/renewal-errors"

@@ -25,8 +25,9 @@ import (
 //	state/WHICH.json                the Manager's own state (StateKey, OrdersKey)
 //	challenges/TYPE/ID.json         a challenge answer shared in a cluster (ChallengeKey)
 //	pending/NAME.json               an order being finalized, with its key (PendingOrderKey)
-//	issue/NAME, account/ISSUER      lock names (IssueLock, AccountLock): they
-//	                                follow the rules of keys but are not keys
+//	issue/NAME, account/ISSUER      lock names (IssueLock, AccountLock, and
+//	state/renewal-errors            status.FailuresLock): they follow the
+//	                                rules of keys but are not keys
 //
 // ISSUER is an issuer ID (see IssuerID); NAME a normalised hostname, with
 // a wildcard's "*" spelled "wildcard_" so the key is a safe file name.
