@@ -428,7 +428,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	m.Policy, m.Logger = reloadablePolicy(s.policy), slog.New(logsetup.MapErrors(env.Logger.Handler(), withFlagHints))
+	m.Policy, m.Logger = reloadablePolicy(s.policy), slog.New(logsetup.MapErrors(env.Logger.Handler(), withLogHints))
 	mon := monitor.New(s.cfg.Ops.monitor(env, up.Listen, s.api))
 	m.Storage, m.OnEvent = mon.Storage(st), mon.Observe
 	s.setup(m) // after Storage: a setup that starts the Manager (the server's metrics.Handler) fixes it

@@ -59,6 +59,17 @@ func withFlagHints(err error) error {
 	return err
 }
 
+// withLogHints is withFlagHints for a running process's log: an outage
+// (the CA or a DNS server unreachable) is logged without its hint, which
+// ended every line of one with advice to check flags that had worked a
+// minute before (a soak trial: 391 lines).
+func withLogHints(err error) error {
+	if errors.Is(err, acmeca.ErrUnreachable) && !errors.Is(err, acmeca.ErrCANotTrusted) || errors.Is(err, rfc2136.ErrUnreachable) || errors.Is(err, powerdns.ErrUnreachable) {
+		return err
+	}
+	return withFlagHints(err)
+}
+
 // sentinelHints are the flags for the library sentinel errors that name a
 // field, the first match winning. Read only.
 var sentinelHints = []struct {

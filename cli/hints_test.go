@@ -74,3 +74,20 @@ func TestWithFlagHints(t *testing.T) {
 		t.Error("withFlagHints(nil) != nil")
 	}
 }
+
+// TestWithLogHints: a running process logs an outage (the CA or a DNS
+// server unreachable) without a hint to check the flags, which ended
+// every line of a soak trial's outages; a CA whose certificate is not
+// trusted, a configuration error, keeps its hint.
+func TestWithLogHints(t *testing.T) {
+	for _, err := range []error{acmeca.ErrUnreachable, rfc2136.ErrUnreachable, powerdns.ErrUnreachable} {
+		if msg := withLogHints(fmt.Errorf("renewing: %w", err)).Error(); strings.Contains(msg, "on the command line") {
+			t.Errorf("an outage is logged with a hint: %s", msg)
+		}
+	}
+	for _, err := range []error{fmt.Errorf("%w: %w", acmeca.ErrUnreachable, acmeca.ErrCANotTrusted), acmeca.ErrEABRequired} {
+		if msg := withLogHints(fmt.Errorf("renewing: %w", err)).Error(); !strings.Contains(msg, "on the command line") {
+			t.Errorf("a configuration error is logged without its hint: %s", msg)
+		}
+	}
+}

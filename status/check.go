@@ -138,7 +138,9 @@ func (c *checker) write(w io.Writer, now time.Time) error {
 	for _, s := range c.problems {
 		fmt.Fprintf(&b, "%s: %s", Label(s), s.State)
 		switch {
-		case s.State == Expired || s.State == Expiring:
+		case s.State == Expired:
+			fmt.Fprintf(&b, " at %s", timeOrDash(s.NotAfter))
+		case s.State == Expiring:
 			fmt.Fprintf(&b, ", expires %s", timeOrDash(s.NotAfter))
 		case s.State == Revoked:
 			fmt.Fprintf(&b, " (%s)", s.Revoked)

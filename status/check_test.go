@@ -55,7 +55,7 @@ func TestPrinterCheck(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
 	for i, want := range map[int]string{
 		0:  "CERTKEEPER CRITICAL - 1 expired, 1 revoked, 60 failing, 1 fine of 33 certificate(s) and 30 name(s) with none yet | expired=1 damaged=0 revoked=1 expiring=0 failing=60 renewing=0 fine=1",
-		1:  "b.test: expired, expires 2026-01-02T03:04:05Z",
+		1:  "b.test: expired at 2026-01-02T03:04:05Z",
 		2:  "c.test: revoked (keyCompromise)",
 		3:  "f0.test: failing: no (next attempt 2026-01-02T03:04:05Z)",
 		51: "... and 12 more; \"certkeeper status\" lists them all",
