@@ -74,6 +74,7 @@ func (m *Manager) resetAttempts(key string) {
 	m.renew.mu.Lock()
 	delete(m.renew.attempts, key)
 	delete(m.renew.planned, key)
+	delete(m.renew.refused, key)
 	m.renew.mu.Unlock()
 }
 

@@ -75,6 +75,10 @@ type renewer struct {
 	// ariPaused holds, by issuer ID, until when a CA whose renewal window
 	// could not be fetched is not asked (askARI).
 	ariPaused map[string]time.Time
+	// refused holds the keys of the certificates not renewed because the
+	// policy no longer allows their names (refusedByPolicy): left to
+	// expire, they are not counted among those renewed (Stats).
+	refused map[string]struct{}
 }
 
 // plannedRenewal is the renewal time drawn for one certificate, with its
@@ -937,11 +941,20 @@ func (m *Manager) refusedByPolicy(ctx context.Context, key string, rec *storage.
 	}
 	err := m.Policy.Decide(ctx, rec.Names[0])
 	if err == nil {
+		m.renew.mu.Lock()
+		delete(m.renew.refused, key)
+		m.renew.mu.Unlock()
 		return false
 	}
 	if ctx.Err() != nil {
 		return true // closing
 	}
+	m.renew.mu.Lock()
+	if m.renew.refused == nil {
+		m.renew.refused = map[string]struct{}{}
+	}
+	m.renew.refused[key] = struct{}{}
+	m.renew.mu.Unlock()
 	next := time.Now().Add(policyRecheck)
 	m.scheduler().Schedule(key, next)
 	m.logger().Info("certificate not renewed: the policy does not allow its name now; asking again in an hour",
@@ -1068,6 +1081,7 @@ func (m *Manager) forget(key string) {
 	delete(m.renew.planned, key)
 	delete(m.renew.letGo, key)
 	delete(m.renew.loadFailed, key)
+	delete(m.renew.refused, key)
 	m.renew.mu.Unlock()
 }
 

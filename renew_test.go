@@ -22,6 +22,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/issuer/localca"
+	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage/filestore"
@@ -342,6 +343,29 @@ func TestRefusedNotRenewed(t *testing.T) {
 	time.Sleep(2 * time.Second) // gone.test was due as early as kept.test
 	if _, ok := renewed.Load("gone.test"); ok {
 		t.Error("gone.test, refused by the policy when due, was renewed")
+	}
+	// Left to expire, it is marked so for the metrics, which do not count
+	// it among the certificates kept renewed (a soak trial's name taken
+	// out of the allowlist fired the expiry alerts as it ran out).
+	for _, c := range m.Stats().Certificates {
+		if want := c.Names[0] == "gone.test"; c.Refused != want {
+			t.Errorf("Stats: %s Refused = %v, want %v", c.Names[0], c.Refused, want)
+		}
+	}
+	x := metrics.New()
+	if err := x.Register(m); err != nil {
+		t.Fatal(err)
+	}
+	families, err := x.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "certkeeper_certificates_managed" {
+			if n := f.GetMetric()[0].GetGauge().GetValue(); n != 1 {
+				t.Errorf("certkeeper_certificates_managed = %v, want 1 (kept.test; gone.test is left to expire)", n)
+			}
+		}
 	}
 }
 

@@ -115,6 +115,11 @@ type CertStats struct {
 	OnDemand  bool      // obtained at a handshake rather than through Cert
 	InMemory  bool      // held in memory (Stats.Cached counts it), not only in storage
 	Failures  int       // consecutive failed renewal attempts
+	// Refused marks a certificate due for renewal that is not renewed
+	// because the policy no longer allows its name: it is left to expire
+	// (a name taken out of the allowlist), and the metrics do not count it
+	// among the certificates kept renewed.
+	Refused bool
 	// RenewAt is the renewal scheduler's next look at the certificate:
 	// when it is due, or the next check of the CA's renewal window, or
 	// the next attempt after a failure. Zero if none is scheduled.
@@ -142,6 +147,11 @@ func (m *Manager) Stats() Stats {
 		s.Certificates = append(s.Certificates, c)
 	}
 	s.Certificates = m.renew.storedStats(s.Certificates)
+	if len(m.renew.refused) > 0 {
+		for i := range s.Certificates {
+			_, s.Certificates[i].Refused = m.renew.refused[s.Certificates[i].Key]
+		}
+	}
 	s.Damaged = len(m.renew.damaged)
 	m.renew.mu.Unlock()
 	if sch := m.scheduler(); sch != nil {

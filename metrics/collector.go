@@ -75,11 +75,21 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	}()
 	s := c.m.Stats()
 	now := time.Now()
+	// A certificate the policy no longer allows is left to expire: not
+	// counted among those kept renewed, nor as expiring (a soak trial's
+	// name taken out of the allowlist fired the expiry alerts, and
+	// --nagios's CRITICAL, as it ran out).
+	refused := 0
+	for _, c := range s.Certificates {
+		if c.Refused {
+			refused++
+		}
+	}
 	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(s.HandshakesMemory), "memory")
 	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(s.HandshakesStorage), "storage")
 	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(s.HandshakesIssued), "issuance")
 	ch <- prometheus.MustNewConstMetric(descCached, prometheus.GaugeValue, float64(s.Cached))
-	ch <- prometheus.MustNewConstMetric(descManaged, prometheus.GaugeValue, float64(len(s.Certificates)))
+	ch <- prometheus.MustNewConstMetric(descManaged, prometheus.GaugeValue, float64(len(s.Certificates)-refused))
 	ch <- prometheus.MustNewConstMetric(descDamaged, prometheus.GaugeValue, float64(s.Damaged))
 
 	limit := c.x.NameLimit
@@ -92,7 +102,7 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	// Both lists are walked in turn, not joined: with certificate files
 	// served, joining copied every certificate's stats (14 MB a scrape at
 	// 100,000 certificates).
-	total := len(s.Certificates) + len(s.CertFiles)
+	total := len(s.Certificates) - refused + len(s.CertFiles)
 	perName := total <= limit
 	buckets := make(map[float64]uint64, len(expiryBuckets))
 	var sum float64
@@ -101,6 +111,9 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	renewing := map[string]bool{} // the same, less first issuances
 	firstIssues, expiring, expired := 0, 0, 0
 	for cert := range joined(s.Certificates, s.CertFiles) {
+		if cert.Refused {
+			continue
+		}
 		left := cert.NotAfter.Sub(now).Seconds()
 		if perName && len(cert.Names) > 0 {
 			ch <- prometheus.MustNewConstMetric(descExpiry, prometheus.GaugeValue, left, cert.Names[0], cert.Issuer)
