@@ -263,7 +263,9 @@ func (h *Handler) annotate(ctx context.Context, certs []status.Cert) {
 			continue // damaged, no certificate yet, or managed through Cert (which the policy does not govern)
 		}
 		if err := h.Allowed(ctx, c.Names[0]); err != nil {
-			c.NotAllowed = err.Error()
+			// Not renewed: no renewal time to show (it read "now" at every
+			// look, a soak trial).
+			c.NotAllowed, c.NextRenewal = err.Error(), time.Time{}
 		}
 	}
 }

@@ -129,6 +129,9 @@ func TestHandlerMarksNotAllowed(t *testing.T) {
 	if err != nil || len(list) != 1 || !strings.Contains(list[0].NotAllowed, "gone.test") {
 		t.Fatalf("/status.json = %+v (%v), want gone.test marked as no longer allowed", list, err)
 	}
+	if !list[0].NextRenewal.IsZero() {
+		t.Errorf("/status.json: next renewal %v for a certificate no longer renewed", list[0].NextRenewal)
+	}
 	resp, err = srv.Client().Get(srv.URL + "/")
 	if err != nil {
 		t.Fatal(err)
