@@ -310,7 +310,7 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 		return nil, err
 	}
 	rec, skey, cert := got.Record, got.Key, got.Certificate
-	if w := cert.RenewalWindow; w != nil && w.End.After(w.Start) && rec.RenewalWindow == nil { // windowOver
+	if w := cert.RenewalWindow; w != nil && w.End.After(w.Start) && rec.RenewalWindow == nil { // issuedWindow dropped it: over (windowOver)
 		m.logger().Warn("the CA's renewal window for a certificate it has just issued had already ended; not kept: the certificate is renewed by its lifetime, and the CA is asked again at its next check",
 			slog.Any("names", names), slog.String("issuer", cert.Issuer), slog.Time("window_start", w.Start),
 			slog.Time("window_end", w.End), slog.String("explanation", w.ExplanationURL))
