@@ -36,10 +36,11 @@ func writeFileAtomic(t *testing.T, file, data string) {
 	}
 }
 
-// TestServerTokenFileMode: a token file group or others may read is
-// refused at start, naming its mode and the fix.
+// TestServerTokenFileMode: a token file others may read, or its group
+// change, is refused at start, naming its mode and the fix. (One its own
+// group may read is accepted: TestLoadTokensMode.)
 func TestServerTokenFileMode(t *testing.T) {
-	for _, mode := range []os.FileMode{0o644, 0o640, 0o604} {
+	for _, mode := range []os.FileMode{0o644, 0o660, 0o604} {
 		f := filepath.Join(t.TempDir(), "tokens")
 		if err := os.WriteFile(f, []byte(serverToken+"\n"), 0o600); err != nil {
 			t.Fatal(err)
