@@ -53,7 +53,7 @@ func LoadTokens(file string) ([]string, error) {
 		return nil, fmt.Errorf("reading tokens: %w", &regularfile.Error{Path: file, Mode: fi.Mode()})
 	}
 	if e := fileowner.SecretExposure(file, fi); e != nil {
-		return nil, fmt.Errorf("tokens %s: mode %04o lets %s read or change it, and its tokens fetch private keys: %s", file, fi.Mode().Perm(), e.Who, e.Fix)
+		return nil, fmt.Errorf("tokens %s: mode %04o lets %s %s it, and its tokens fetch private keys: %s", file, fi.Mode().Perm(), e.Who, e.Access, e.Fix)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
 	if err != nil {

@@ -62,9 +62,11 @@ func withFlagHints(err error) error {
 // withLogHints is withFlagHints for a running process's log: an outage
 // (the CA or a DNS server unreachable) is logged without its hint, which
 // ended every line of one with advice to check flags that had worked a
-// minute before (a soak trial: 391 lines).
+// minute before (a soak trial: 391 lines), and so is a path it may not
+// use, whose fix for a service is a chown, not sudo -u (a trial).
 func withLogHints(err error) error {
-	if errors.Is(err, acmeca.ErrUnreachable) && !errors.Is(err, acmeca.ErrCANotTrusted) || errors.Is(err, rfc2136.ErrUnreachable) || errors.Is(err, powerdns.ErrUnreachable) {
+	if errors.Is(err, acmeca.ErrUnreachable) && !errors.Is(err, acmeca.ErrCANotTrusted) || errors.Is(err, rfc2136.ErrUnreachable) ||
+		errors.Is(err, powerdns.ErrUnreachable) || errors.Is(err, fs.ErrPermission) {
 		return err
 	}
 	return withFlagHints(err)

@@ -80,9 +80,9 @@ func TestWithFlagHints(t *testing.T) {
 // every line of a soak trial's outages; a CA whose certificate is not
 // trusted, a configuration error, keeps its hint.
 func TestWithLogHints(t *testing.T) {
-	for _, err := range []error{acmeca.ErrUnreachable, rfc2136.ErrUnreachable, powerdns.ErrUnreachable} {
+	for _, err := range []error{acmeca.ErrUnreachable, rfc2136.ErrUnreachable, powerdns.ErrUnreachable, fs.ErrPermission} {
 		if msg := withLogHints(fmt.Errorf("renewing: %w", err)).Error(); strings.Contains(msg, "on the command line") {
-			t.Errorf("an outage is logged with a hint: %s", msg)
+			t.Errorf("an outage or a path it may not use is logged with a hint: %s", msg)
 		}
 	}
 	for _, err := range []error{fmt.Errorf("%w: %w", acmeca.ErrUnreachable, acmeca.ErrCANotTrusted), acmeca.ErrEABRequired} {

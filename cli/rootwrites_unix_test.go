@@ -172,3 +172,56 @@ func TestStorageDirHints(t *testing.T) {
 		t.Errorf("proxy --storage %s (its parent not creatable): exit %d, want the directory created for nobody:\n%s", deeper, code, out)
 	}
 }
+
+// TestSecretInSupplementaryGroup: a token file mounted root-owned, mode
+// 0440, in a group the server has as a supplementary group (a Kubernetes
+// Secret with the pod's fsGroup) is read (a container trial's was refused,
+// with advice to do what it had done); one every user may read is refused
+// with the chmod that fixes it, and no chgrp, its group being right.
+func TestSecretInSupplementaryGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run the binary as another user with another group")
+	}
+	dir, err := os.MkdirTemp("", "ck-secret-group") // not t.TempDir(): its parent is root's 0700
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin, st, tokens := filepath.Join(dir, "certkeeper"), filepath.Join(dir, "st"), filepath.Join(dir, "tokens")
+	copyFile(t, binary, bin)
+	if err := os.Mkdir(st, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(st, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokens, []byte(serverToken+"\n"), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(tokens, 0, 65533); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mode os.FileMode
+		want string
+	}{{0o440, ""}, {0o444, "lets other users read it"}} {
+		if err := os.Chmod(tokens, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		cmd := exec.CommandContext(ctx, bin, "server", "--check-config", "--ca", "local", "--listen", "127.0.0.1:0", "--token-file", tokens, "--storage", st)
+		cmd.Env = append(os.Environ(), "HOME="+st)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{65533}}}
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if tc.want == "" && err != nil {
+			t.Errorf("token file root:65533 %04o, the server in group 65533: %v\n%s", tc.mode, err, out)
+		}
+		if tc.want != "" && (err == nil || !strings.Contains(string(out), tc.want) || !strings.Contains(string(out), "chmod 440 "+tokens) || strings.Contains(string(out), "chgrp")) {
+			t.Errorf("token file root:65533 %04o: %v, want a refusal saying to chmod 440 it (its group is right):\n%s", tc.mode, err, out)
+		}
+	}
+}

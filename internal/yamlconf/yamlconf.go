@@ -271,7 +271,7 @@ func Exposed(file string, data []byte, t reflect.Type) ([]string, Exposure) {
 	switch {
 	case mode&0o004 != 0:
 		who = "other users"
-	case mode&0o040 != 0 && hasGID && gid != os.Getegid() && os.Geteuid() != 0:
+	case mode&0o040 != 0 && hasGID && !fileowner.InGroup(gid) && os.Geteuid() != 0:
 		who = "group " + fileowner.GroupName(gid)
 	default:
 		return nil, Exposure{}

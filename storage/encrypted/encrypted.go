@@ -142,7 +142,7 @@ func ReadKeyFile(name string) ([]*Key, error) {
 		return nil, fmt.Errorf("storage key file: %w", err)
 	}
 	if e := fileowner.SecretExposure(name, fi); e != nil {
-		return nil, fmt.Errorf("storage key file %s: mode %v lets %s read or change it: %s", name, fi.Mode().Perm(), e.Who, e.Fix)
+		return nil, fmt.Errorf("storage key file %s: mode %04o lets %s %s it: %s", name, fi.Mode().Perm(), e.Who, e.Access, e.Fix)
 	}
 	data, err := os.ReadFile(name)
 	if err != nil {

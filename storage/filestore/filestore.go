@@ -335,9 +335,9 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 
 // Check reports whether this process may use Dir, before anything is
 // stored: it creates Dir if absent (as Store would), creates and removes
-// a temporary file in it and in each directory directly under it, and
-// lists it. A Dir owned by another user, or with a mode that keeps this
-// one out, fails here (errors.Is(err, fs.ErrPermission), naming the
+// a temporary file in it and in each directory one or two levels under
+// it, and lists them. A Dir owned by another user, or with a mode that
+// keeps this one out, fails here (errors.Is(err, fs.ErrPermission), naming the
 // path) rather than at the first Store or Lock. It does not read the
 // files. On a read-only file system its error says so and what to do
 // (errors.Is(err, syscall.EROFS) still holds).
@@ -353,26 +353,47 @@ func (s *Store) Check() error {
 
 // CheckHealth implements storage.HealthChecker with Check: a directory
 // this process can no longer write (say, made root's by a command run as
-// root) fails it, as it fails every Store there. ctx is not consulted:
-// the file system calls cannot be interrupted.
+// root) fails it, as it fails every Store there; so does a file system
+// with less than healthSpace free, where an empty file can still be
+// created but no record written (a trial's full tmpfs passed the check).
+// ctx is not consulted: the file system calls cannot be interrupted.
 func (s *Store) CheckHealth(context.Context) error {
-	return s.Check()
+	if err := s.Check(); err != nil {
+		return err
+	}
+	if free, ok := freeSpace(s.Dir); ok && free < healthSpace {
+		return fmt.Errorf("%s has %d bytes free: %w", s.Dir, free, syscall.ENOSPC)
+	}
+	return nil
 }
 
-// check is Check without the advice.
+// healthSpace is the free space under which CheckHealth fails: a
+// certificate record and a lease file.
+const healthSpace = 64 << 10
+
+// check is Check without the advice. It tries Dir and the directories
+// one and two levels under it: a certificate lives two levels down
+// (certificates/ISSUER/NAME.json), and a root-owned ISSUER directory
+// failed every handshake for that CA (a container trial).
 func (s *Store) check() error {
 	if err := s.mkdirs(s.Dir, true); err != nil {
 		return err
 	}
-	entries, err := os.ReadDir(s.Dir)
-	if err != nil {
-		return err
-	}
-	dirs := []string{s.Dir}
-	for _, e := range entries {
-		if e.IsDir() {
-			dirs = append(dirs, filepath.Join(s.Dir, e.Name()))
+	dirs, level := []string{s.Dir}, []string{s.Dir}
+	for range 2 {
+		var next []string
+		for _, parent := range level {
+			entries, err := os.ReadDir(parent)
+			if err != nil {
+				return err
+			}
+			for _, e := range entries {
+				if e.IsDir() {
+					next = append(next, filepath.Join(parent, e.Name()))
+				}
+			}
 		}
+		dirs, level = append(dirs, next...), next
 	}
 	for _, dir := range dirs {
 		if err := atomicfile.CanCreate(dir, ".check.tmp-*"); err != nil { // List skips it

@@ -125,3 +125,25 @@ func mountTmpfs(t *testing.T, flags uintptr) string {
 	t.Cleanup(func() { syscall.Unmount(dir, 0) })
 	return dir
 }
+
+// TestCheckHealthFull: CheckHealth fails on a full file system, where an
+// empty file can still be created but no record written (a trial's full
+// tmpfs answered healthy while every issuance failed); Check, which only
+// creates empty files, passes there.
+func TestCheckHealthFull(t *testing.T) {
+	dir := mountTmpfs(t, 0)
+	s := &filestore.Store{Dir: dir}
+	if err := s.CheckHealth(t.Context()); err != nil {
+		t.Fatalf("CheckHealth on an empty 64 KiB file system: %v", err)
+	}
+	f, err := os.Create(filepath.Join(dir, "fill"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err = f.Write(make([]byte, 4096)); err == nil; _, err = f.Write(make([]byte, 4096)) {
+	}
+	f.Close()
+	if err := s.CheckHealth(t.Context()); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("CheckHealth on a full file system = %v, want ENOSPC", err)
+	}
+}

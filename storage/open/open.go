@@ -343,7 +343,7 @@ func readPassword(file string, n Names) (string, error) {
 		return "", fmt.Errorf("%s: %w", n.PasswordFile, err)
 	}
 	if e := fileowner.SecretExposure(file, fi); e != nil {
-		return "", fmt.Errorf("%s %s: mode %v lets %s read or change it: %s", n.PasswordFile, file, fi.Mode().Perm(), e.Who, e.Fix)
+		return "", fmt.Errorf("%s %s: mode %04o lets %s %s it: %s", n.PasswordFile, file, fi.Mode().Perm(), e.Who, e.Access, e.Fix)
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {

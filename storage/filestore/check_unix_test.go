@@ -1,0 +1,41 @@
+//go:build unix
+
+package filestore_test
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/certkeeper/certkeeper/internal/testsvc"
+	"github.com/certkeeper/certkeeper/storage/filestore"
+)
+
+// TestCheckTwoLevels: Check fails on a directory two levels down that
+// this process may not write, where certificates live
+// (certificates/ISSUER/): a container trial's root-owned issuer directory
+// failed every handshake for that CA while the start check, one level
+// deep, passed. Run as nobody when root, whom modes do not stop.
+func TestCheckTwoLevels(t *testing.T) {
+	if testsvc.AsNobody(t) {
+		return
+	}
+	dir := t.TempDir()
+	s := filestore.New(dir)
+	if err := s.Store(t.Context(), "certificates/ca/a.test.json", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	issuerDir := filepath.Join(dir, "certificates", "ca")
+	if err := os.Chmod(issuerDir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(issuerDir, 0o700) })
+	for name, check := range map[string]func() error{"Check": s.Check, "CheckHealth": func() error { return s.CheckHealth(t.Context()) }} {
+		if err := check(); !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), issuerDir) {
+			t.Errorf("%s with %s mode 0500 = %v, want fs.ErrPermission naming it", name, issuerDir, err)
+		}
+	}
+}
