@@ -241,6 +241,7 @@ func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (ch
 	}
 	if !tx.changed() {
 		if d.reloadDue || reloadMarked(dir) {
+			d.logger().Info("running the post hook again: the last one failed, and the files it was for are unchanged", slog.String("dir", dir))
 			return false, d.reload(ctx, dir) // the files are the ones the failed reload was for
 		}
 		return false, nil

@@ -96,7 +96,9 @@ func (r *retrier) deploy(ctx context.Context, st storage.Storage, fresh bool) {
 	}
 	r.timer = time.NewTimer(r.wait)
 	r.due = r.timer.C
-	r.d.logger().Error("deploying certificates failed; the files deployed before, if any, stay, and it will be retried",
+	// err says which files stay: the ones deployed before (the check
+	// refused the new ones) or the new ones (their reload failed).
+	r.d.logger().Error("deploying certificates failed; it will be retried",
 		slog.String("dir", r.d.Dir), slog.Any("err", err), slog.Time("retry_at", time.Now().Add(r.wait).Round(time.Second)))
 }
 

@@ -10,7 +10,7 @@ var (
 		"Deployments of certificates to other servers' files (deploy_format) that failed: the check rejected the files, or the reload failed (each is retried with backoff).",
 		nil, nil)
 	descDeployFailing = prometheus.NewDesc("certkeeper_deploy_failing",
-		"1 while the last deployment of certificates to other servers' files failed (the files deployed before, if any, stay until a retry succeeds), else 0.",
+		"1 while the last deployment of certificates to other servers' files failed (a check that refused new files keeps the ones deployed before; a reload that failed is run again), else 0.",
 		nil, nil)
 )
 
