@@ -17,43 +17,6 @@ import (
 	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
-// countingStorage counts the operations on the storage it wraps, health
-// probes (storage.CheckHealth) included.
-type countingStorage struct {
-	s storage.Storage
-	n atomic.Int64
-}
-
-func (c *countingStorage) Load(ctx context.Context, key string) ([]byte, error) {
-	c.n.Add(1)
-	return c.s.Load(ctx, key)
-}
-
-func (c *countingStorage) Store(ctx context.Context, key string, value []byte) error {
-	c.n.Add(1)
-	return c.s.Store(ctx, key, value)
-}
-
-func (c *countingStorage) Delete(ctx context.Context, key string) error {
-	c.n.Add(1)
-	return c.s.Delete(ctx, key)
-}
-
-func (c *countingStorage) List(ctx context.Context, prefix string) ([]string, error) {
-	c.n.Add(1)
-	return c.s.List(ctx, prefix)
-}
-
-func (c *countingStorage) Lock(ctx context.Context, name string) (func(), error) {
-	c.n.Add(1)
-	return c.s.Lock(ctx, name)
-}
-
-func (c *countingStorage) CheckHealth(ctx context.Context) error {
-	c.n.Add(1)
-	return storage.CheckHealth(ctx, c.s)
-}
-
 // hangingStorage is a storage whose health probe hangs until release is
 // closed, as a file system on a server that went away does.
 type hangingStorage struct {

@@ -13,6 +13,7 @@ import (
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/certkeeper/certkeeper/storage/storagetest"
 )
 
 // TestHealthStorage: the health check of a filestore answers 200 "ok",
@@ -29,7 +30,7 @@ func TestHealthStorage(t *testing.T) {
 	if err := fst.Store(t.Context(), "certificates/x/a.test.json", []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
-	st := &countingStorage{s: fst}
+	st := &storagetest.Counting{Storage: fst}
 	srv := httptest.NewServer(&certkeeper.Health{Storage: st, Every: 100 * time.Millisecond})
 	defer srv.Close()
 	url := srv.URL + "/healthz"
@@ -51,11 +52,11 @@ func TestHealthStorage(t *testing.T) {
 	waitHealthz(t, url, 200, "ok\n")
 
 	// A flood, on a check with the default Every (10 s).
-	st.n.Store(0)
+	st.Reset()
 	flooded := httptest.NewServer(&certkeeper.Health{Storage: st})
 	defer flooded.Close()
 	flood(t, flooded.URL+"/healthz", 1000, 200)
-	if n := st.n.Load(); n != 1 {
+	if n := st.N(); n != 1 {
 		t.Errorf("1,000 health checks made %d storage operations, want 1", n)
 	}
 }

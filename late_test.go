@@ -2,18 +2,10 @@ package certkeeper_test
 
 import (
 	"context"
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
-	"github.com/certkeeper/certkeeper/internal/testca"
-	"github.com/certkeeper/certkeeper/issuer"
-	"github.com/certkeeper/certkeeper/issuer/acmeca"
-	"github.com/certkeeper/certkeeper/solver"
-	"github.com/certkeeper/certkeeper/solver/http01"
-	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 // TestLateCertificateStored: a certificate the CA has signed is stored
@@ -22,19 +14,7 @@ import (
 // it again would spend the CA's limits on a certificate already at hand. A
 // trial saw such a certificate refused by storage for the deadline.
 func TestLateCertificateStored(t *testing.T) {
-	ca := testca.Start(t, testca.Options{})
-	proxy := testca.NewFaultProxy(t, ca)
-	h01 := &http01.Solver{}
-	hs, err := h01.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hs.Close() })
-	st := filestore.New(t.TempDir())
-	chain := &issuer.Chain{Issuers: []issuer.Issuer{&acmeca.Issuer{
-		DirectoryURL: proxy.DirectoryURL(), HTTPClient: ca.HTTPClient(), Storage: st,
-		Solvers: map[string]solver.Solver{acmeca.HTTP01: h01},
-	}}}
+	proxy, st, chain := faultChain(t)
 	proxy.PauseAt("renewal-info")
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()

@@ -32,19 +32,7 @@ import (
 // (ordered anew, not resumed); a record naming an order at another host
 // (not fetched).
 func TestIssueResumesFinalizedOrder(t *testing.T) {
-	ca := testca.Start(t, testca.Options{})
-	proxy := testca.NewFaultProxy(t, ca)
-	h01 := &http01.Solver{}
-	hs, err := h01.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hs.Close() })
-	st := filestore.New(t.TempDir())
-	chain := &issuer.Chain{Issuers: []issuer.Issuer{&acmeca.Issuer{
-		DirectoryURL: proxy.DirectoryURL(), HTTPClient: ca.HTTPClient(), Storage: st,
-		Solvers: map[string]solver.Solver{acmeca.HTTP01: h01},
-	}}}
+	proxy, st, chain := faultChain(t)
 	issue := func(ctx context.Context, name string, replaces *x509.Certificate) (*certkeeper.Issued, error) {
 		return certkeeper.Issue(ctx, st, certkeeper.IssueRequest{Names: []string{name}, Issuers: chain, Replaces: replaces})
 	}
@@ -159,4 +147,25 @@ func TestIssueResumesFinalizedOrder(t *testing.T) {
 	if n := orders() - before; n != 1 {
 		t.Errorf("%d new orders with a pending order at another host, want 1", n)
 	}
+}
+
+// faultChain starts Pebble behind a fault proxy and returns the proxy, a
+// filestore and an issuer chain ordering through the proxy, with http-01
+// answered on Pebble's validation port.
+func faultChain(t *testing.T) (*testca.FaultProxy, storage.Storage, *issuer.Chain) {
+	t.Helper()
+	ca := testca.Start(t, testca.Options{})
+	proxy := testca.NewFaultProxy(t, ca)
+	h01 := &http01.Solver{}
+	hs, err := h01.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.HTTPPort())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hs.Close() })
+	st := filestore.New(t.TempDir())
+	chain := &issuer.Chain{Issuers: []issuer.Issuer{&acmeca.Issuer{
+		DirectoryURL: proxy.DirectoryURL(), HTTPClient: ca.HTTPClient(), Storage: st,
+		Solvers: map[string]solver.Solver{acmeca.HTTP01: h01},
+	}}}
+	return proxy, st, chain
 }

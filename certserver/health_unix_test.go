@@ -3,14 +3,12 @@
 package certserver_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,8 +18,8 @@ import (
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
 	"github.com/certkeeper/certkeeper/policy"
-	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/certkeeper/certkeeper/storage/storagetest"
 )
 
 // TestHealthzStorage: /healthz, on the API and on the plain-HTTP
@@ -37,7 +35,7 @@ func TestHealthzStorage(t *testing.T) {
 	}
 	dir := t.TempDir()
 	st := filestore.New(dir)
-	counted := &countingStorage{Storage: st}
+	counted := &storagetest.Counting{Storage: st}
 	m := &certkeeper.Manager{Policy: policy.Allowlist("a.test"), Storage: counted, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
 	defer m.Close()
 	const every = 200 * time.Millisecond
@@ -86,7 +84,7 @@ func TestHealthzStorage(t *testing.T) {
 	waitFor(plain.URL, 200, "ok\n")
 
 	// 1,000 requests, 20 at a time, half on each listener.
-	counted.n.Store(0)
+	counted.Reset()
 	start := time.Now()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 20)
@@ -105,44 +103,7 @@ func TestHealthzStorage(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n, most := counted.n.Load(), int64(time.Since(start)/every)+2; n > most {
+	if n, most := counted.N(), int64(time.Since(start)/every)+2; n > most {
 		t.Errorf("1,000 /healthz made %d storage operations, want at most %d (one per %v)", n, most, every)
 	}
-}
-
-// countingStorage counts the operations on the storage it wraps, health
-// probes (storage.CheckHealth) included.
-type countingStorage struct {
-	storage.Storage
-	n atomic.Int64
-}
-
-func (c *countingStorage) Load(ctx context.Context, key string) ([]byte, error) {
-	c.n.Add(1)
-	return c.Storage.Load(ctx, key)
-}
-
-func (c *countingStorage) Store(ctx context.Context, key string, value []byte) error {
-	c.n.Add(1)
-	return c.Storage.Store(ctx, key, value)
-}
-
-func (c *countingStorage) Delete(ctx context.Context, key string) error {
-	c.n.Add(1)
-	return c.Storage.Delete(ctx, key)
-}
-
-func (c *countingStorage) List(ctx context.Context, prefix string) ([]string, error) {
-	c.n.Add(1)
-	return c.Storage.List(ctx, prefix)
-}
-
-func (c *countingStorage) Lock(ctx context.Context, name string) (func(), error) {
-	c.n.Add(1)
-	return c.Storage.Lock(ctx, name)
-}
-
-func (c *countingStorage) CheckHealth(ctx context.Context) error {
-	c.n.Add(1)
-	return storage.CheckHealth(ctx, c.Storage)
 }

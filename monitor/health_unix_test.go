@@ -3,21 +3,19 @@
 package monitor
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
-	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
+	"github.com/certkeeper/certkeeper/storage/storagetest"
 )
 
 // TestHealthz: the metrics and status listeners answer GET and HEAD
@@ -41,7 +39,7 @@ func TestHealthz(t *testing.T) {
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
 	statusAddr := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
 	mon := New(Config{MetricsAddr: metricsAddr, MetricsToken: mtok, StatusAddr: statusAddr})
-	st := &countingStorage{Storage: fst}
+	st := &storagetest.Counting{Storage: fst}
 	m := &certkeeper.Manager{Storage: mon.Storage(st), OnEvent: mon.Observe}
 	defer m.Close()
 	const every = 200 * time.Millisecond
@@ -108,7 +106,7 @@ func TestHealthz(t *testing.T) {
 	waitFor(statusAddr, 200, "ok\n")
 
 	// 1,000 requests, 20 at a time, half on each listener.
-	st.n.Store(0)
+	st.Reset()
 	start := time.Now()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 20)
@@ -133,44 +131,7 @@ func TestHealthz(t *testing.T) {
 	elapsed := time.Since(start)
 	// Connections dialed but never used would hold Close up for 5 s.
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	if n, most := st.n.Load(), int64(elapsed/every)+2; n > most {
+	if n, most := st.N(), int64(elapsed/every)+2; n > most {
 		t.Errorf("1,000 /healthz in %v made %d storage operations, want at most %d (one per %v)", elapsed, n, most, every)
 	}
-}
-
-// countingStorage counts the operations on the storage it wraps, health
-// probes (storage.CheckHealth) included.
-type countingStorage struct {
-	storage.Storage
-	n atomic.Int64
-}
-
-func (c *countingStorage) Load(ctx context.Context, key string) ([]byte, error) {
-	c.n.Add(1)
-	return c.Storage.Load(ctx, key)
-}
-
-func (c *countingStorage) Store(ctx context.Context, key string, value []byte) error {
-	c.n.Add(1)
-	return c.Storage.Store(ctx, key, value)
-}
-
-func (c *countingStorage) Delete(ctx context.Context, key string) error {
-	c.n.Add(1)
-	return c.Storage.Delete(ctx, key)
-}
-
-func (c *countingStorage) List(ctx context.Context, prefix string) ([]string, error) {
-	c.n.Add(1)
-	return c.Storage.List(ctx, prefix)
-}
-
-func (c *countingStorage) Lock(ctx context.Context, name string) (func(), error) {
-	c.n.Add(1)
-	return c.Storage.Lock(ctx, name)
-}
-
-func (c *countingStorage) CheckHealth(ctx context.Context) error {
-	c.n.Add(1)
-	return storage.CheckHealth(ctx, c.Storage)
 }
