@@ -75,16 +75,7 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	}()
 	s := c.m.Stats()
 	now := time.Now()
-	// A certificate the policy no longer allows is left to expire: not
-	// counted among those kept renewed, nor as expiring (a soak trial's
-	// name taken out of the allowlist fired the expiry alerts, and
-	// --nagios's CRITICAL, as it ran out).
-	refused := 0
-	for _, c := range s.Certificates {
-		if c.Refused {
-			refused++
-		}
-	}
+	refused := countRefused(s.Certificates)
 	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(s.HandshakesMemory), "memory")
 	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(s.HandshakesStorage), "storage")
 	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(s.HandshakesIssued), "issuance")
@@ -166,6 +157,21 @@ func (c *managerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, float64(len(failing)))
 	ch <- prometheus.MustNewConstMetric(descFirstIssues, prometheus.GaugeValue, float64(firstIssues))
 	ch <- prometheus.MustNewConstMetric(descFailingFor, prometheus.GaugeValue, c.x.failingFor(renewing, now).Seconds())
+}
+
+// countRefused counts the certificates the policy no longer allows
+// (CertStats.Refused): left to expire, they are not counted among those
+// kept renewed, nor as expiring (a soak trial's name taken out of the
+// allowlist fired the expiry alerts, and --nagios's CRITICAL, as it ran
+// out).
+func countRefused(certs []certkeeper.CertStats) int {
+	n := 0
+	for _, c := range certs {
+		if c.Refused {
+			n++
+		}
+	}
+	return n
 }
 
 // joined yields the elements of a, then those of b, without copying them.
