@@ -280,7 +280,7 @@ func readDates(ctx context.Context, st storage.Storage, key string, seen map[str
 	}
 	c := renewal.Cert{NotBefore: rec.NotBefore, NotAfter: rec.NotAfter, ARI: renewal.Stored(rec.RenewalWindow)}
 	return finish(Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NotBefore: rec.NotBefore,
-		NextRenewal: renewal.Latest(c, now), OnDemand: rec.OnDemand, Key: key}, rec.Obtained, rec.Revoked, seen, failures, now), true
+		NextRenewal: renewal.Latest(c, now), OnDemand: rec.OnDemand, Key: key}, rec.Revoked, seen, failures, now), true
 }
 
 // readOne is Walk's reader: the record checked as a Manager checks it.
@@ -306,7 +306,7 @@ func check(key string, data []byte, seen map[string]time.Time, failures map[stri
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber,
 		ARI: renewal.Stored(rec.RenewalWindow)} // the CA's window, as a Manager last asked it
 	return finish(Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NotBefore: leaf.NotBefore, NextRenewal: renewal.Due(c, now, nil),
-		OnDemand: rec.OnDemand, Key: key}, rec.Obtained, rec.Revoked, seen, failures, now)
+		OnDemand: rec.OnDemand, Key: key}, rec.Revoked, seen, failures, now)
 }
 
 // CheckRecord checks the certificate record under key as Walk does (as a
@@ -349,17 +349,15 @@ func WalkCovering(ctx context.Context, st storage.Storage, now time.Time, names 
 }
 
 // finish completes a reader's entry s: its last-seen time, revocation,
-// failure and state. A failure recorded before the certificate was
-// obtained (its record's Obtained) is not its: another node renewed it
-// since, and the failure's removal was lost.
-func finish(s Cert, obtained time.Time, revoked *storage.Revocation, seen map[string]time.Time, failures map[string]Failure, now time.Time) Cert {
+// failure and state.
+func finish(s Cert, revoked *storage.Revocation, seen map[string]time.Time, failures map[string]Failure, now time.Time) Cert {
 	if len(s.Names) > 0 {
 		s.LastSeen = seen[s.Names[0]]
 	}
 	if revoked != nil {
 		s.Revoked, s.NextRenewal = revoked.Reason, now // replaced at once
 	}
-	if f, ok := failures[s.Key]; ok && (obtained.IsZero() || !f.At.Before(obtained)) {
+	if f, ok := failures[s.Key]; ok {
 		s.LastError, s.LastErrorAt, s.RetryAt = f.Error, f.At, f.RetryAt
 		if !f.RetryAt.IsZero() {
 			s.NextRenewal = f.RetryAt

@@ -36,8 +36,6 @@ type CertificateFields struct {
 	Files         bool        `json:"files"`
 	Revoked       *Revocation `json:"revoked"`
 	RenewalWindow *Window     `json:"renewal_window"`
-	// Obtained is when certkeeper stored it.
-	Obtained time.Time `json:"obtained"`
 }
 
 // Certificate is what certkeeper stores for one certificate: the private

@@ -4,6 +4,7 @@ package filestore_test
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -36,6 +37,39 @@ func TestCheckTwoLevels(t *testing.T) {
 	for name, check := range map[string]func() error{"Check": s.Check, "CheckHealth": func() error { return s.CheckHealth(t.Context()) }} {
 		if err := check(); !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), issuerDir) {
 			t.Errorf("%s with %s mode 0500 = %v, want fs.ErrPermission naming it", name, issuerDir, err)
+		}
+	}
+}
+
+// TestCheckWhileLocksComeAndGo: Check passes while locks are taken and
+// released beside it: a lock's directory, two levels down, may vanish
+// between its listing and the probe file (the server's health check
+// failed on one in CI).
+func TestCheckWhileLocksComeAndGo(t *testing.T) {
+	s := filestore.New(t.TempDir())
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 300 {
+			unlock, err := s.Lock(t.Context(), fmt.Sprintf("state/n%d", i%3))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			unlock()
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		if err := s.Check(); err != nil {
+			t.Fatalf("Check while locks come and go: %v", err)
 		}
 	}
 }
