@@ -212,14 +212,7 @@ func TestARIAskedOncePerCluster(t *testing.T) {
 // certificate).
 func TestIssuedWindowKept(t *testing.T) {
 	t.Parallel()
-	ca := testca.Start(t, testca.Options{})
-	proxy := testca.NewFaultProxy(t, ca)
-	st := filestore.New(t.TempDir())
-	logs := &testsvc.Buffer{}
-	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: proxy.DirectoryURL(), HTTPClient: ca.HTTPClient(),
-		ChallengeOrder: []string{acmeca.TLSALPN01}}}, Logger: slog.New(slog.NewJSONHandler(logs, nil))}
-	defer m.Close()
-	serveTLS(t, m.TLSConfig(), ca.TLSPort())
+	proxy, st, m, logs := proxiedManager(t)
 	if err := m.Cert(t.Context(), "kept.test"); err != nil {
 		t.Fatal(err)
 	}
@@ -305,16 +298,9 @@ func onlyStored(t *testing.T, st storage.Storage, now time.Time) ([]status.Cert,
 // certificate).
 func TestWindowOverAtIssue(t *testing.T) {
 	t.Parallel()
-	ca := testca.Start(t, testca.Options{})
-	proxy := testca.NewFaultProxy(t, ca)
+	proxy, st, m, logs := proxiedManager(t)
 	now := time.Now()
 	proxy.RenewalWindow(now.Add(-2*time.Hour), now.Add(-time.Hour))
-	st := filestore.New(t.TempDir())
-	logs := &testsvc.Buffer{}
-	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: proxy.DirectoryURL(), HTTPClient: ca.HTTPClient(),
-		ChallengeOrder: []string{acmeca.TLSALPN01}}}, Logger: slog.New(slog.NewJSONHandler(logs, nil))}
-	defer m.Close()
-	serveTLS(t, m.TLSConfig(), ca.TLSPort())
 	if err := m.Cert(t.Context(), "over.test"); err != nil {
 		t.Fatal(err)
 	}
@@ -336,4 +322,20 @@ func TestWindowOverAtIssue(t *testing.T) {
 	if strings.Contains(log, "too short") || !strings.Contains(log, "renewal window for a certificate it has just issued had already ended") {
 		t.Errorf("log does not say the CA's window had ended (or blames the lifetime):\n%s", log)
 	}
+}
+
+// proxiedManager returns a Manager ordering from Pebble through a fault
+// proxy (tls-alpn-01, answered by the Manager on Pebble's port), its
+// storage and its JSON log, closed when the test ends.
+func proxiedManager(t *testing.T) (*testca.FaultProxy, storage.Storage, *certkeeper.Manager, *testsvc.Buffer) {
+	t.Helper()
+	ca := testca.Start(t, testca.Options{})
+	proxy := testca.NewFaultProxy(t, ca)
+	st := filestore.New(t.TempDir())
+	logs := &testsvc.Buffer{}
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&acmeca.Issuer{DirectoryURL: proxy.DirectoryURL(), HTTPClient: ca.HTTPClient(),
+		ChallengeOrder: []string{acmeca.TLSALPN01}}}, Logger: slog.New(slog.NewJSONHandler(logs, nil))}
+	t.Cleanup(func() { m.Close() })
+	serveTLS(t, m.TLSConfig(), ca.TLSPort())
+	return proxy, st, m, logs
 }
