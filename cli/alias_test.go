@@ -2,6 +2,7 @@ package cli
 
 import (
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"flag"
 	"fmt"
@@ -334,6 +335,26 @@ func TestDeprecatedFlagJSON(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
 		if !strings.HasPrefix(line, "{") {
 			t.Errorf("stderr line %q is not JSON", line)
+		}
+	}
+}
+
+// TestUsageErrorJSON: under --log-format json a flag error, found before
+// the logging was set up and wherever --log-format stands, is one JSON
+// record at ERROR, its "Run --help" line that record's hint.
+func TestUsageErrorJSON(t *testing.T) {
+	for _, args := range [][]string{
+		{"proxy", "--log-format", "json", "--bogus"},
+		{"--log-format=json", "proxy", "--bogus"},
+		{"proxy", "--bogus", "--log-format", "json"},
+		{"bogus", "--log-format", "json"},
+	} {
+		r := ck(t, 30*time.Second, args...)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		var rec struct{ Level, Msg, Hint string }
+		if err := json.Unmarshal([]byte(lines[0]), &rec); r.code != 2 || len(lines) != 1 || err != nil ||
+			rec.Level != "ERROR" || !strings.Contains(rec.Msg, "bogus") || !strings.Contains(rec.Hint, "help") {
+			t.Errorf("%q: exit %d, stderr:\n%s\nwant exit 2 and one ERROR record with a hint", args, r.code, r.stderr)
 		}
 	}
 }

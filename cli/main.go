@@ -219,7 +219,10 @@ func run(ctx context.Context, env *Env, args []string) int {
 		if gerr.Unknown {
 			where = "certkeeper"
 		}
-		fmt.Fprintf(env.Stderr, "%s: %v\nRun 'certkeeper help%s' for usage.\n", where, err, prefixSpace(gerr.Group))
+		if logsetup.JSONAsked(args) { // a JSON record too, before the flags are read
+			_ = env.setLogging("json", "")
+		}
+		fmt.Fprintf(env.errOut(), "%s: %v\nRun 'certkeeper help%s' for usage.\n", where, err, prefixSpace(gerr.Group))
 		return exitUsage
 	}
 	switch {
@@ -241,9 +244,11 @@ func run(ctx context.Context, env *Env, args []string) int {
 			printHelp(env.Stdout, cmd, env.dnsProviders)
 			return exitOK
 		}
+		if logsetup.JSONAsked(words) {
+			_ = env.setLogging("json", "")
+		}
 		env.Stderr.Write(notes.Bytes())
-		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
-		return exitUsage
+		return env.usage(cmd, err)
 	}
 	if err := env.setLogging(logFormat.String(), logLevel.String()); err != nil {
 		env.Stderr.Write(notes.Bytes())
@@ -254,8 +259,7 @@ func run(ctx context.Context, env *Env, args []string) int {
 		env.Stderr.Write(notes.Bytes())
 	}
 	if err := cmd.CheckArgs(cmdArgs); err != nil {
-		fmt.Fprintf(env.errOut(), "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
-		return exitUsage
+		return env.usage(cmd, err)
 	}
 	if err := cmd.Run(ctx, env, cmdArgs); err != nil {
 		if ierr, ok := errors.AsType[interruptedError](context.Cause(ctx)); ok {
@@ -273,13 +277,19 @@ func run(ctx context.Context, env *Env, args []string) int {
 		err = withFlagHints(err) // library errors name fields, not flags (hints.go)
 		var uerr *usageError
 		if errors.As(err, &uerr) {
-			fmt.Fprintf(env.errOut(), "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
-			return exitUsage
+			return env.usage(cmd, err)
 		}
 		fmt.Fprintf(env.errOut(), "certkeeper %s: %v\n", cmd.FullName(), err)
 		return exitFailure
 	}
 	return exitOK
+}
+
+// usage prints err, the bad usage of cmd, with a pointer to its --help,
+// and returns exitUsage.
+func (env *Env) usage(cmd *Command, err error) int {
+	fmt.Fprintf(env.errOut(), "certkeeper %s: %v\nRun 'certkeeper %s --help' for usage.\n", cmd.FullName(), err, cmd.FullName())
+	return exitUsage
 }
 
 // errOut is where the error that ends a command goes: stderr, at Error

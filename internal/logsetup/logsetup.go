@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Errors of New.
@@ -42,14 +43,48 @@ func New(w io.Writer, format, level string) (*slog.Logger, error) {
 	return nil, ErrFormat
 }
 
-// readableDuration writes a duration as the text log does ("7.04s"), not
-// as slog's JSON does (7040003141 nanoseconds, which a trial's operator
-// read in a log viewer).
+// readableDuration writes a duration as a person reads one ("7.04s",
+// rounded to the millisecond from a second up and to the microsecond from
+// a millisecond up), not as slog's JSON does (7040003141 nanoseconds,
+// which a trial's operator read in a log viewer).
 func readableDuration(_ []string, a slog.Attr) slog.Attr {
 	if a.Value.Kind() == slog.KindDuration {
-		a.Value = slog.StringValue(a.Value.Duration().String())
+		a.Value = slog.StringValue(roundDuration(a.Value.Duration()).String())
 	}
 	return a
+}
+
+// roundDuration rounds d for a log line: to the millisecond from a second up, to
+// the microsecond from a millisecond up; shorter ones are left as they are.
+func roundDuration(d time.Duration) time.Duration {
+	switch abs := max(d, -d); {
+	case abs >= time.Second:
+		return d.Round(time.Millisecond)
+	case abs >= time.Millisecond:
+		return d.Round(time.Microsecond)
+	}
+	return d
+}
+
+// JSONAsked reports whether command-line args hold --log-format json (or
+// -log-format, or =json): a flag error found before the flags were all
+// read can still be a JSON record (a trial's collector dropped the plain
+// line).
+func JSONAsked(args []string) bool {
+	for i, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		switch strings.TrimLeft(a, "-") {
+		case "log-format=json":
+			return true
+		case "log-format":
+			if i+1 < len(args) && args[i+1] == "json" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Lines is stderr under JSON logs: each line written ("certkeeper: proxy
@@ -79,14 +114,41 @@ func NewLines(w io.Writer) *Lines {
 // Write logs each complete line as one record; blank lines are dropped.
 func (j *Lines) Write(p []byte) (int, error) { return j.write(p, slog.LevelInfo) }
 
-// Errors returns a writer whose lines Lines logs at Error: the error that
-// ends a command ("certkeeper proxy: port 443 is already in use"), which a
-// collector alerting on the level must see (a trial's were Info).
+// Errors returns a writer that logs what each Write holds as one record
+// at Error: the error that ends a command ("certkeeper proxy: port 443 is
+// already in use"), which a collector alerting on the level must see (a
+// trial's were Info). The lines after the first ("Run 'certkeeper proxy
+// --help' for usage.") are its "hint", not records of their own at Error
+// (a trial counted two errors for one).
 func (j *Lines) Errors() io.Writer { return errorLines{j} }
 
 type errorLines struct{ j *Lines }
 
-func (e errorLines) Write(p []byte) (int, error) { return e.j.write(p, slog.LevelError) }
+func (e errorLines) Write(p []byte) (int, error) {
+	var msg string
+	var hint []string
+	for line := range strings.Lines(string(p)) {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+		case msg == "":
+			msg = line
+		default:
+			hint = append(hint, line)
+		}
+	}
+	if msg == "" {
+		return len(p), nil
+	}
+	e.j.mu.Lock()
+	defer e.j.mu.Unlock()
+	if len(hint) == 0 {
+		e.j.logger.Error(msg)
+	} else {
+		e.j.logger.Error(msg, slog.String("hint", strings.Join(hint, " ")))
+	}
+	return len(p), nil
+}
 
 // write logs each complete line of p at level, or at Warn if it is a
 // warning.

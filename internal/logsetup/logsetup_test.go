@@ -81,15 +81,20 @@ func TestJSONDurations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Info("certificate obtained", slog.Duration("took", 1500*time.Millisecond))
-	if !strings.Contains(b.String(), `"took":"1.5s"`) {
-		t.Errorf("record %s, want \"took\":\"1.5s\"", b.String())
+	l.Info("certificate obtained", slog.Duration("took", 1500*time.Millisecond),
+		slog.Duration("long", 7040003141*time.Nanosecond), slog.Duration("short", 2345678*time.Nanosecond),
+		slog.Duration("tiny", 1234*time.Nanosecond))
+	for _, want := range []string{`"took":"1.5s"`, `"long":"7.04s"`, `"short":"2.346ms"`, `"tiny":"1.234µs"`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("record %s, want %s", b.String(), want)
+		}
 	}
 }
 
-// TestLinesErrors: the error that ends a command is an Error record, so
+// TestLinesErrors: the error that ends a command is one Error record, so
 // that a collector alerting on the level sees it (a container trial's
-// read-only volume ended the proxy with an Info record).
+// read-only volume ended the proxy with an Info record), and its "Run
+// --help" line is that record's hint, not a second error.
 func TestLinesErrors(t *testing.T) {
 	var b bytes.Buffer
 	w := NewLines(&b)
@@ -97,14 +102,17 @@ func TestLinesErrors(t *testing.T) {
 	fmt.Fprintf(w.Errors(), "certkeeper proxy: port 443 is already in use\nRun 'certkeeper proxy --help' for usage.\n")
 	var levels []string
 	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
-		var rec struct{ Level string }
+		var rec struct{ Level, Msg, Hint string }
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("line %q: %v", line, err)
 		}
 		levels = append(levels, rec.Level)
+		if rec.Level == "ERROR" && (rec.Msg != "certkeeper proxy: port 443 is already in use" || rec.Hint != "Run 'certkeeper proxy --help' for usage.") {
+			t.Errorf("error record %s, want the error as msg and the usage line as hint", line)
+		}
 	}
-	if got := strings.Join(levels, " "); got != "INFO ERROR ERROR" {
-		t.Errorf("levels %s, want INFO ERROR ERROR:\n%s", got, b.String())
+	if got := strings.Join(levels, " "); got != "INFO ERROR" {
+		t.Errorf("levels %s, want INFO ERROR:\n%s", got, b.String())
 	}
 }
 
@@ -140,5 +148,23 @@ func TestStdLog(t *testing.T) {
 	}
 	if rec["level"] != "DEBUG" || rec["msg"] != `Unsolicited response received on idle HTTP channel starting with "HTTP/1.1 400"` {
 		t.Errorf("record = %v", rec)
+	}
+}
+
+func TestJSONAsked(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"proxy", "--log-format", "json", "--bogus"}, true},
+		{[]string{"-log-format=json"}, true},
+		{[]string{"proxy", "--log-format", "text", "json"}, false},
+		{[]string{"log-format=json"}, false},
+		{[]string{"--log-format"}, false},
+		{nil, false},
+	} {
+		if got := JSONAsked(tt.args); got != tt.want {
+			t.Errorf("JSONAsked(%q) = %v, want %v", tt.args, got, tt.want)
+		}
 	}
 }
