@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"strings"
 
@@ -114,8 +113,9 @@ func checkConfigValue(key, v string) error {
 
 // check is the engine's part of --check-config: what manager and
 // services check before anything starts, without opening storage or
-// listening. It returns every error found.
-func (c *engineConfig) check(env *Env, fe frontEnd) []error {
+// listening (dev: development mode, which may keep state in ./). It
+// returns every error found.
+func (c *engineConfig) check(env *Env, fe frontEnd, dev bool) []error {
 	c.printNotes(env)
 	var errs []error
 	add := func(err error) {
@@ -126,11 +126,8 @@ func (c *engineConfig) check(env *Env, fe frontEnd) []error {
 	if err := open.Check(c.Storage); err != nil {
 		add(fmt.Errorf("--storage: %w", err))
 	}
-	if c.StorageKey != "" {
-		if _, err := os.Stat(c.StorageKey); err != nil {
-			add(fmt.Errorf("--storage-key-file: %w", err))
-		}
-	}
+	add(open.CheckFiles(c.Storage, open.Options{KeyFile: c.StorageKey, PasswordFile: c.StoragePass, Names: c.flagNames()}))
+	add(c.checkDefault(dev))
 	_, err := c.policy()
 	add(err)
 	_, err = c.manager(nil, env, fe)

@@ -677,3 +677,38 @@ func TestIssueTimeoutRange(t *testing.T) {
 		t.Errorf("issue_timeout: 1ms: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 }
+
+// TestCheckConfigSecretFiles: --check-config reads --storage-key-file and
+// --storage-password-file as the start does: a key file others may read,
+// refused at start, failed the start after passing the check (a container
+// trial), and so did a key file that holds no key.
+func TestCheckConfigSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, garbage := filepath.Join(dir, "storage.key"), filepath.Join(dir, "garbage.key")
+	if err := os.WriteFile(keyFile, []byte(ck(t, 10*time.Second, "storage", "keygen").stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(garbage, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"proxy", "--check-config", "--allow", "a.test", "--ca", "local", "--backend", "127.0.0.1:8080", "--storage", filepath.Join(dir, "st")}
+	if r := ck(t, 30*time.Second, append(base, "--storage-key-file", keyFile)...); r.code != 0 || strings.TrimSpace(r.stdout) != "configuration OK" {
+		t.Errorf("a good key file: exit %d, stdout %q, stderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--storage-key-file", keyFile}, "chmod 600 " + keyFile},
+		{[]string{"--storage-key-file", garbage}, "--storage-key-file: storage key file " + garbage},
+		{[]string{"--storage-password-file", garbage}, "--storage-password-file is for a postgres:// --storage"},
+	} {
+		r := ck(t, 30*time.Second, append(base, tt.args...)...)
+		if r.code != 1 || !strings.Contains(r.stderr, tt.want) || strings.Contains(r.stdout, "configuration OK") {
+			t.Errorf("%q: exit %d, stdout %q, stderr:\n%s\nwant exit 1 and %q", tt.args, r.code, r.stdout, r.stderr, tt.want)
+		}
+	}
+}

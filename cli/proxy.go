@@ -146,7 +146,7 @@ func checkProxy(env *Env, flags *proxyConfig, src *source) []error {
 		printDevMode(env, cfg, "would serve")
 	}
 	printWarnings(env, proxySummary(cfg, devMode(src)))
-	errs := cfg.engineConfig.check(env, proxyFrontEnd(cfg))
+	errs := cfg.engineConfig.check(env, proxyFrontEnd(cfg), devMode(src))
 	if err := cfg.checkAddrs(); err != nil {
 		errs = append([]error{err}, errs...)
 	}

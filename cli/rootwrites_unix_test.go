@@ -163,6 +163,10 @@ func TestStorageDirHints(t *testing.T) {
 	if code, out := run(); code != 2 || !strings.Contains(out, "no --storage, and no $HOME for the default") || !strings.Contains(out, "give --storage DIR") {
 		t.Errorf("proxy without --storage or $HOME: exit %d, want 2 and the refusal:\n%s", code, out)
 	}
+	// --check-config says so too (a container trial's passed it).
+	if code, out := run("--check-config"); code != 1 || !strings.Contains(out, "no --storage, and no $HOME for the default") {
+		t.Errorf("proxy --check-config without --storage or $HOME: exit %d, want 1 and the refusal:\n%s", code, out)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "certkeeper-data")); err == nil {
 		t.Error("./certkeeper-data was created")
 	}

@@ -284,7 +284,7 @@ func (c *serverConfig) check(env *Env) []error {
 	if err := c.checkManaged(); err != nil {
 		errs = append(errs, err)
 	}
-	return append(errs, c.engineConfig.check(env, c.frontEnd())...)
+	return append(errs, c.engineConfig.check(env, c.frontEnd(), false)...)
 }
 
 // checkManaged checks the names of each --managed certificate as

@@ -61,9 +61,8 @@ func (f *storageFlags) checkDir(dev bool) error {
 	if open.IsURL(dir) {
 		return nil
 	}
-	if f.Storage == "" && !filepath.IsAbs(dir) && !dev {
-		return usagef("no --storage, and no $HOME for the default: certificates and the account would be kept in ./%s, in the working directory, "+
-			"lost with a container and ordered again at each restart: give --storage DIR (a volume that outlives the process)", dir)
+	if err := f.checkDefault(dev); err != nil {
+		return err
 	}
 	err := filestore.New(dir).Check()
 	if errors.Is(err, fs.ErrPermission) {
@@ -80,6 +79,24 @@ func (f *storageFlags) checkDir(dev bool) error {
 		return fmt.Errorf("--storage %s: %w", dir, err)
 	}
 	return nil
+}
+
+// checkDefault refuses a relative default directory (checkDir) outside
+// development mode; --check-config calls it too.
+func (f *storageFlags) checkDefault(dev bool) error {
+	if dir := storageWhere(f.Storage); f.Storage == "" && !filepath.IsAbs(dir) && !dev {
+		return usagef("no --storage, and no $HOME for the default: certificates and the account would be kept in ./%s, in the working directory, "+
+			"lost with a container and ordered again at each restart: give --storage DIR (a volume that outlives the process)", dir)
+	}
+	return nil
+}
+
+// flagNames are what errors call the storage's flags.
+func (f *storageFlags) flagNames() open.Names {
+	if f.names != (open.Names{}) {
+		return f.names
+	}
+	return open.Names{URL: "--storage", KeyFile: "--storage-key-file", PasswordFile: "--storage-password-file"}
 }
 
 // storageWhere names a --storage value for messages: a path as it is, a
@@ -105,10 +122,7 @@ func openStorage(ctx context.Context, env *Env, sf storageFlags, leaseTTL time.D
 	if spec == "" {
 		spec = certkeeper.DefaultStorageDir()
 	}
-	names := sf.names
-	if names == (open.Names{}) {
-		names = open.Names{URL: "--storage", KeyFile: "--storage-key-file", PasswordFile: "--storage-password-file"}
-	}
+	names := sf.flagNames()
 	st, closeFn, err := open.Storage(ctx, spec, open.Options{KeyFile: sf.StorageKey, PasswordFile: sf.StoragePass, LeaseTTL: leaseTTL,
 		AllowClear: sf.rekey, SkipDurability: !sf.durable && !sf.migrateTo, MustReach: sf.migrateTo, Existing: sf.existing, Logger: env.Logger, Names: names})
 	if oerr, ok := errors.AsType[*open.OptionsError](err); ok {

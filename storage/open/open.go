@@ -216,6 +216,30 @@ func Check(spec string) error {
 	return nil
 }
 
+// CheckFiles checks the files opts names for spec as Storage would read
+// them, without opening the storage: that opts.KeyFile holds storage keys
+// and opts.PasswordFile a password (for a postgres:// spec only), each
+// readable by its owner alone. It is Check's companion for --check-config:
+// a key file others may read, refused at start, passed the check before.
+func CheckFiles(spec string, opts Options) error {
+	n := opts.names()
+	if opts.PasswordFile != "" && !IsPostgres(spec) {
+		return &OptionsError{msg: fmt.Sprintf("%s is for a postgres:// %s (a Redis URL holds its password itself)", n.PasswordFile, n.URL)}
+	}
+	var errs []error
+	if opts.KeyFile != "" {
+		if _, err := encrypted.ReadKeyFile(opts.KeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.KeyFile, err))
+		}
+	}
+	if opts.PasswordFile != "" {
+		if _, err := readPassword(opts.PasswordFile, n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Storage opens the storage spec names: a directory, a Redis URL or a
 // PostgreSQL URL, sealed at rest with opts.KeyFile if given (package
 // storage/encrypted). closeFn releases its connections. Errors name the
