@@ -504,8 +504,10 @@ func checkDurability(ctx context.Context, c Config) Result {
 	case len(risks) > 0:
 		r.Status, r.Detail = Warn, strings.Join(risks, "; ")
 		r.Fix = "change the setting named above (docs/storage.md says which backend suits which deployment)"
-		if dir {
+		if dir && strings.Contains(r.Detail, " KiB free") { // filestore's low-space risk
 			r.Fix = storageFix(syscall.ENOSPC)
+		} else if dir {
+			r.Fix = "chmod 700 the --storage directory: only the user certkeeper runs as needs it"
 		}
 	case r.Detail == "":
 		r.Status, r.Detail = OK, "the server persists what is stored"

@@ -27,6 +27,32 @@ func ReadableByAll(path string) (fs.FileMode, bool) {
 	return fi.Mode().Perm(), fi.Mode().Perm()&0o004 != 0
 }
 
+// ChangeableByOthers returns who besides this process's user and groups
+// may create, rename and delete files in the directory at path: "other
+// users" (mode o+w, sticky or not: a sticky bit stops deletions, not new
+// files), "group NAME" for a group-writable directory of a group this
+// process is not in, or "" for no one, or where files have no POSIX
+// modes (Windows), or when path cannot be read. A storage directory such
+// a user may change is one whose keys and certificates they can replace
+// with their own.
+func ChangeableByOthers(path string) (mode fs.FileMode, who string) {
+	if runtime.GOOS == "windows" {
+		return 0, ""
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, ""
+	}
+	mode = fi.Mode().Perm()
+	switch gid, ok := GID(fi); {
+	case mode&0o002 != 0:
+		return mode, "other users"
+	case mode&0o020 != 0 && ok && !InGroup(gid):
+		return mode, "group " + GroupName(gid)
+	}
+	return mode, ""
+}
+
 // Kind names the type of a file that is not a regular file, for an error
 // that refuses it: "a named pipe (FIFO)", "a character device", ... (a
 // storage directory or another tool's, where a planted FIFO would hang a

@@ -73,3 +73,36 @@ func TestCheckWhileLocksComeAndGo(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckDurabilityOthersWrite: a storage directory other users may
+// change (a volume made 0777 so that a container's user could write it)
+// is a risk CheckDurability names, with the chmod that ends it: they can
+// put a key of their own in the place of one certkeeper serves. A sticky
+// bit does not make it safe (it stops deletions, not new files); a
+// directory of a group this process is in is its own.
+func TestCheckDurabilityOthersWrite(t *testing.T) {
+	dir := t.TempDir()
+	s := filestore.New(dir)
+	for _, tt := range []struct {
+		mode fs.FileMode
+		want string
+	}{
+		{0o700, ""},
+		{0o770, ""}, // the test's own group
+		{0o777, "other users may change " + dir + " (mode 0777)"},
+		{0o1777, "other users may change " + dir},
+		{0o703, "other users may change " + dir + " (mode 0703)"},
+	} {
+		if err := os.Chmod(dir, tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		risks, err := s.CheckDurability(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(risks, "; ")
+		if tt.want == "" && strings.Contains(got, "may change") || tt.want != "" && (!strings.Contains(got, tt.want) || !strings.Contains(got, "chmod 700 "+dir)) {
+			t.Errorf("mode %04o: risks %q, want %q", tt.mode, got, tt.want)
+		}
+	}
+}

@@ -414,16 +414,22 @@ func (s *Store) check() error {
 const lowSpace = 1 << 20
 
 // CheckDurability implements storage.DurabilityChecker: every write is
-// synced, so the one risk it reports is a file system that is (nearly)
+// synced, so the risks it reports are a file system that is (nearly)
 // full, where new certificates and renewals cannot be stored (Linux and
-// macOS; elsewhere it reports nothing).
+// macOS), and a directory other users may change (a volume made 0777 so
+// that a container's user could write it), where they can delete the
+// certificates and keys or put their own in their place (POSIX systems).
 func (s *Store) CheckDurability(ctx context.Context) ([]string, error) {
-	free, ok := freeSpace(s.Dir)
-	if !ok || free >= lowSpace {
-		return nil, nil
+	var risks []string
+	if mode, who := fileowner.ChangeableByOthers(s.Dir); who != "" {
+		risks = append(risks, fmt.Sprintf("%s may change %s (mode %04o): they can delete its certificates and keys, or put their own in their place; "+
+			"chmod 700 %s (the user certkeeper runs as owns it; nobody else needs access)", who, s.Dir, mode, s.Dir))
 	}
-	return []string{fmt.Sprintf("the file system holding %s has %d KiB free: a certificate issued is kept only in memory "+
-		"until it can be stored, and lost at a restart; free space (df -h %s)", s.Dir, free/1024, s.Dir)}, nil
+	if free, ok := freeSpace(s.Dir); ok && free < lowSpace {
+		risks = append(risks, fmt.Sprintf("the file system holding %s has %d KiB free: a certificate issued is kept only in memory "+
+			"until it can be stored, and lost at a restart; free space (df -h %s)", s.Dir, free/1024, s.Dir))
+	}
+	return risks, nil
 }
 
 // mkdirs is os.MkdirAll with mode 0700 that also syncs the parent of every

@@ -119,7 +119,8 @@ func mountTmpfs(t *testing.T, flags uintptr) string {
 		testsvc.Unavailable(t, "root", "run as root: the test mounts a small tmpfs", fmt.Errorf("euid %d", os.Geteuid()))
 	}
 	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", flags, "size=64k"); err != nil {
+	// mode: a tmpfs root is 1777 by default, a risk CheckDurability names.
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", flags, "size=64k,mode=0700"); err != nil {
 		testsvc.Unavailable(t, "mounting a tmpfs", "run as root outside a container that forbids mount(2)", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(dir, 0) })
