@@ -25,14 +25,14 @@ func summary(command string, dev bool, c *engineConfig, listeners ...engine.Summ
 		s.Rules = append(s.Rules, engine.SummaryRule{Pattern: n.Pattern, CAs: n.CA})
 	}
 	if a := c.Ops.MetricsAddr; a != "" {
-		what := "metrics (/metrics)"
+		what := "metrics (/metrics, /healthz)"
 		if c.Ops.shared() {
-			what = "metrics (/metrics) and status page (/, /status.json)"
+			what = "metrics (/metrics, /healthz) and status page (/, /status.json)"
 		}
 		s.Listeners = append(s.Listeners, engine.SummaryListener{What: what, Addr: a, Flag: "--metrics-addr", Listener: "metrics"})
 	}
 	if a := c.Ops.StatusAddr; a != "" && !c.Ops.shared() {
-		s.Listeners = append(s.Listeners, engine.SummaryListener{What: "status page (/, /status.json)", Addr: a, Flag: "--status-addr", Listener: "status"})
+		s.Listeners = append(s.Listeners, engine.SummaryListener{What: "status page (/, /status.json, /healthz)", Addr: a, Flag: "--status-addr", Listener: "status"})
 	}
 	return s
 }

@@ -42,8 +42,8 @@ func TestStartupSummary(t *testing.T) {
 			"storage:    " + dir,
 			"HTTPS (and tls-alpn-01) on " + a[0],
 			"http-01 and redirects to HTTPS on " + a[1],
-			"metrics (/metrics) on " + a[2],
-			"status page (/, /status.json) on " + a[3],
+			"metrics (/metrics, /healthz) on " + a[2],
+			"status page (/, /status.json, /healthz) on " + a[3],
 			"log level:  info",
 		} {
 			if !strings.Contains(out, want) {
@@ -86,7 +86,7 @@ func TestStartupSummary(t *testing.T) {
 			"API (HTTP) and http-01 on " + a[0] + " (--listen)",
 			"API (HTTP) and http-01 on " + a[1] + " (--http-addr)",
 			"tls-alpn-01 (validation only) on " + a[2],
-			"metrics (/metrics) and status page (/, /status.json) on " + a[3],
+			"metrics (/metrics, /healthz) and status page (/, /status.json) on " + a[3],
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("the summary does not say %q:\n%s", want, out)
