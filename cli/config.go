@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"strings"
 
@@ -164,6 +165,9 @@ type source struct {
 	check bool // --check-config
 	// set holds the names of the flags given (after parse).
 	set map[string]bool
+	// env holds the flags of set given by environment variables, with
+	// their variables (Env.fromEnv).
+	env map[string]string
 	fs  *flag.FlagSet
 }
 
@@ -182,7 +186,7 @@ func (src *source) register(fs *flag.FlagSet, cfg any, engine *engineConfig, cha
 // the config file (cmdline.Attribute), for an error that names --tls-addr
 // when the operator wrote tls_addr; cfg is the front-end's config.
 func (src *source) attribute(cfg any, err error) error {
-	if src.file == "" || err == nil {
+	if src.file == "" && len(src.env) == 0 || err == nil {
 		return err
 	}
 	return cmdline.Attribute(err, src.credit(cfg))
@@ -203,9 +207,15 @@ func (src *source) attributeAll(cfg any, errs []error) []error {
 func (src *source) noteFlags(cfg any, engine *engineConfig) {
 	data, _ := readConfig(src.file) // none: nothing to note
 	for _, key := range yamlconf.Overridden(data, reflect.TypeOf(cfg).Elem(), src.set) {
-		engine.addNote(fmt.Sprintf("%s in %s is overridden by --%s on the command line", key, src.file, strings.ReplaceAll(key, "_", "-")))
+		by := "--" + strings.ReplaceAll(key, "_", "-") + " on the command line"
+		if v, ok := src.env[strings.ReplaceAll(key, "_", "-")]; ok {
+			by = "$" + v + " in the environment"
+		}
+		engine.addNote(fmt.Sprintf("%s in %s is overridden by %s", key, src.file, by))
 	}
-	for _, key := range yamlconf.SecretsGiven(reflect.TypeOf(cfg).Elem(), src.set) {
+	onCommandLine := maps.Clone(src.set) // ps shows them; the environment only to the user
+	maps.DeleteFunc(onCommandLine, func(name string, _ bool) bool { _, ok := src.env[name]; return ok })
+	for _, key := range yamlconf.SecretsGiven(reflect.TypeOf(cfg).Elem(), onCommandLine) {
 		name, instead := strings.ReplaceAll(key, "_", "-"), "put "+key+" in a --config file only you can read (chmod 600) instead"
 		if src.fs.Lookup(name+"-file") != nil { // --tsig-key: --tsig-key-file
 			instead = "give it in a file with --" + name + "-file (or put " + key + " in a --config file only you can read, chmod 600)"
@@ -215,9 +225,10 @@ func (src *source) noteFlags(cfg any, engine *engineConfig) {
 }
 
 // parsed records, once the command line is parsed, which flags were
-// given, and the global flags' values in engine (for overlay).
-func (src *source) parsed(engine *engineConfig) {
-	src.set = map[string]bool{}
+// given (the environment's too), and the global flags' values in engine
+// (for overlay).
+func (src *source) parsed(env *Env, engine *engineConfig) {
+	src.set, src.env = map[string]bool{}, env.fromEnv
 	src.fs.Visit(func(f *flag.Flag) { src.set[f.Name] = true })
 	engine.LogFormat = src.fs.Lookup("log-format").Value.String()
 	engine.LogLevel = src.fs.Lookup("log-level").Value.String()

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"flag"
+	"io/fs"
 	"maps"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"reflect"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -710,5 +712,79 @@ func TestCheckConfigSecretFiles(t *testing.T) {
 		if r.code != 1 || !strings.Contains(r.stderr, tt.want) || strings.Contains(r.stdout, "configuration OK") {
 			t.Errorf("%q: exit %d, stdout %q, stderr:\n%s\nwant exit 1 and %q", tt.args, r.code, r.stdout, r.stderr, tt.want)
 		}
+	}
+}
+
+// TestFlagsFromEnvironment: a container's CERTKEEPER_ variables give the
+// flags (the command line wins, the config file loses), the summary and
+// errors name the variable, and --check-config reads them too.
+func TestFlagsFromEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, "allow: file.example\nbackend: 127.0.0.1:8081\n")
+	t.Setenv("CERTKEEPER_ALLOW", "a.test  *.b.test")
+	t.Setenv("CERTKEEPER_CA", "local")
+	t.Setenv("CERTKEEPER_STORAGE", filepath.Join(dir, "st"))
+	t.Setenv("CERTKEEPER_BACKEND", "127.0.0.1:8080")
+	r := ck(t, 30*time.Second, "proxy", "--check-config", "--config", cfg, "--backend", "127.0.0.1:8082")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "configuration OK" {
+		t.Fatalf("--check-config with the environment: exit %d, stdout %q, stderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"allow in " + cfg + " is overridden by $CERTKEEPER_ALLOW in the environment",
+		"backend in " + cfg + " is overridden by --backend on the command line"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	_, logs := startProxyAt(t, binary, "--tls-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	if want := "names:      any name matching a.test, *.b.test ($CERTKEEPER_ALLOW)"; !strings.Contains(logs(), want) {
+		t.Errorf("the start-up summary lacks %q:\n%s", want, logs())
+	}
+	t.Setenv("CERTKEEPER_MAX_CONNS", "lots")
+	r = ck(t, 30*time.Second, "proxy", "--check-config")
+	if r.code != 2 || !strings.Contains(r.stderr, `$CERTKEEPER_MAX_CONNS: invalid value "lots" for --max-conns`) {
+		t.Errorf("a bad variable: exit %d, stderr:\n%s\nwant exit 2 naming the variable", r.code, r.stderr)
+	}
+	t.Setenv("CERTKEEPER_MAX_CONNS", "")
+	t.Setenv("CERTKEEPER_ALLOW", "bad!name")
+	r = ck(t, 30*time.Second, "proxy", "--check-config")
+	if r.code == 0 || !strings.Contains(r.stderr, "--allow is $CERTKEEPER_ALLOW") {
+		t.Errorf("a bad --allow from the environment: exit %d, stderr:\n%s\nwant it named", r.code, r.stderr)
+	}
+	// A deploy hook's CERTKEEPER_CERT_FILE is not --cert-file.
+	t.Setenv("CERTKEEPER_ALLOW", "")
+	t.Setenv("CERTKEEPER_CERT_FILE", filepath.Join(dir, "cert.pem"))
+	if r := ck(t, 30*time.Second, "status"); r.code != 0 || strings.Contains(r.stderr, "cert-file") { // on $CERTKEEPER_STORAGE, the proxy's
+		t.Errorf("status in a deploy hook: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestChildEnvReserved: every CERTKEEPER_ variable certkeeper sets for a
+// command it runs is one FromEnv does not read (childEnv), so that a hook
+// running certkeeper does not take it as a flag.
+func TestChildEnvReserved(t *testing.T) {
+	set := regexp.MustCompile(`"(CERTKEEPER_[A-Z0-9_]+)=`)
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != ".." || d.Name() == "testdata" || d.Name() == "bench") {
+			if err == nil {
+				err = filepath.SkipDir
+			}
+			return err
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") || strings.Contains(path, "internal/test") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range set.FindAllStringSubmatch(string(data), -1) {
+			if !slices.Contains(childEnv(), m[1]) {
+				t.Errorf("%s sets %s for a command it runs, and childEnv does not reserve it", path, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

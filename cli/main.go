@@ -40,6 +40,9 @@ type Env struct {
 	stderr io.Writer
 	// dnsProviders are the --dns providers compiled in (WithDNSProvider).
 	dnsProviders []dnsprovider.Provider
+	// fromEnv are the flags set from the environment, with their
+	// variables (cmdline.FromEnv).
+	fromEnv map[string]string
 	// warned are the key files warned about, once per run (cert renew
 	// reads one per certificate).
 	warned map[string]bool
@@ -219,7 +222,7 @@ func run(ctx context.Context, env *Env, args []string) int {
 		if gerr.Unknown {
 			where = "certkeeper"
 		}
-		if logsetup.JSONAsked(args) { // a JSON record too, before the flags are read
+		if logsetup.JSONAsked(args, os.Getenv(envPrefix+"LOG_FORMAT")) { // a JSON record too, before the flags are read
 			_ = env.setLogging("json", "")
 		}
 		fmt.Fprintf(env.errOut(), "%s: %v\nRun 'certkeeper help%s' for usage.\n", where, err, prefixSpace(gerr.Group))
@@ -239,12 +242,14 @@ func run(ctx context.Context, env *Env, args []string) int {
 	// json they are JSON lines too.
 	var notes bytes.Buffer
 	cmdArgs, err := cmdline.Parse(fs, words, cmd.RawArgs, &notes)
+	if errors.Is(err, flag.ErrHelp) {
+		printHelp(env.Stdout, cmd, env.dnsProviders)
+		return exitOK
+	} else if err == nil {
+		env.fromEnv, err = cmdline.FromEnv(fs, envPrefix, os.LookupEnv, childEnv())
+	}
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printHelp(env.Stdout, cmd, env.dnsProviders)
-			return exitOK
-		}
-		if logsetup.JSONAsked(words) {
+		if logsetup.JSONAsked(words, os.Getenv(envPrefix+"LOG_FORMAT")) {
 			_ = env.setLogging("json", "")
 		}
 		env.Stderr.Write(notes.Bytes())
@@ -274,6 +279,9 @@ func run(ctx context.Context, env *Env, args []string) int {
 		if code, ok := errors.AsType[exitStatus](err); ok {
 			return int(code)
 		}
+		if !errors.As(err, new(*cmdline.AttributedError)) { // a front-end's config file attribution names the variables too
+			err = cmdline.Attribute(err, env.flagSource)
+		}
 		err = withFlagHints(err) // library errors name fields, not flags (hints.go)
 		var uerr *usageError
 		if errors.As(err, &uerr) {
@@ -283,6 +291,29 @@ func run(ctx context.Context, env *Env, args []string) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// envPrefix starts the environment variables that give flags:
+// CERTKEEPER_ALLOW is --allow (cmdline.FromEnv).
+const envPrefix = "CERTKEEPER_"
+
+// childEnv are the variables certkeeper sets for the commands it runs
+// (hooks, alert and DNS commands, an upgrade's new process), which must
+// not set the flags of a certkeeper command those run: a deploy hook's
+// CERTKEEPER_CERT_FILE is not --cert-file.
+func childEnv() []string {
+	return []string{"CERTKEEPER_NAME", "CERTKEEPER_NAMES", "CERTKEEPER_CERT_FILE", "CERTKEEPER_KEY_FILE", "CERTKEEPER_NOT_AFTER",
+		"CERTKEEPER_DEPLOY_DIR", "CERTKEEPER_ALERT_JSON", "CERTKEEPER_ALERT_MESSAGE", "CERTKEEPER_ALERT_REASON", "CERTKEEPER_ACTION",
+		"CERTKEEPER_ZONE", "CERTKEEPER_FQDN", "CERTKEEPER_VALUE", "CERTKEEPER_LISTEN_FDS", "CERTKEEPER_READY_FD"}
+}
+
+// flagSource says where a flag ("--allow") came from for
+// cmdline.Attribute: its environment variable, or the flag itself.
+func (env *Env) flagSource(flag string) string {
+	if v, ok := env.fromEnv[strings.TrimPrefix(flag, "--")]; ok {
+		return "$" + v
+	}
+	return flag
 }
 
 // usage prints err, the bad usage of cmd, with a pointer to its --help,

@@ -111,8 +111,11 @@ func TestOpsCheck(t *testing.T) {
 			t.Errorf("%s: check() = %v, want ok %v", tt.name, err, tt.ok)
 		}
 	}
+	// The token may come from the environment, as every flag may.
 	t.Setenv("CERTKEEPER_METRICS_TOKEN", "from-env-0123456789")
-	if err := (&opsConfig{MetricsAddr: ":9100"}).check(); err != nil {
-		t.Errorf("metrics beyond loopback with $CERTKEEPER_METRICS_TOKEN: %v", err)
+	r := ck(t, 30*time.Second, "proxy", "--check-config", "--allow", "a.test", "--ca", "local", "--backend", "127.0.0.1:8080",
+		"--storage", t.TempDir(), "--metrics-addr", ":9100")
+	if r.code != 0 {
+		t.Errorf("metrics beyond loopback with $CERTKEEPER_METRICS_TOKEN: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 }

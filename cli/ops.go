@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"net"
-	"os"
 	"time"
 
 	"github.com/certkeeper/certkeeper/alert"
@@ -17,9 +16,9 @@ import (
 // the front-end's config file beside its own.
 type opsConfig struct {
 	MetricsAddr    string        `yaml:"metrics_addr" arg:"ADDR" help:"ADDR to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9100), and /healthz; off\nunless given; beyond loopback it needs --metrics-token (the metrics name every managed host)"`
-	MetricsToken   string        `yaml:"metrics_token" secret:"true" arg:"TOKEN" help:"TOKEN /metrics asks for as a bearer token; default $CERTKEEPER_METRICS_TOKEN, or\n--status-token when --metrics-addr is --status-addr"`
+	MetricsToken   string        `yaml:"metrics_token" secret:"true" arg:"TOKEN" help:"TOKEN /metrics asks for as a bearer token (default: --status-token when --metrics-addr\nis --status-addr)"`
 	StatusAddr     string        `yaml:"status_addr" arg:"ADDR" help:"ADDR to serve the status page on (/ and /status.json, and /healthz), e.g. 127.0.0.1:9101;\noff unless given; beyond loopback it needs --status-token"`
-	StatusToken    string        `yaml:"status_token" secret:"true" arg:"TOKEN" help:"TOKEN the status page asks for (?token= or a bearer token); default $CERTKEEPER_STATUS_TOKEN"`
+	StatusToken    string        `yaml:"status_token" secret:"true" arg:"TOKEN" help:"TOKEN the status page asks for (?token= or a bearer token)"`
 	AlertWebhook   string        `yaml:"alert_webhook" secret:"true" arg:"URL" help:"URL to POST a JSON alert to when a renewal or a first issuance keeps failing or a certificate\nnears expiry, and a \"resolved\" one when that is over"`
 	AlertExec      string        `yaml:"alert_exec" arg:"COMMAND" help:"COMMAND to run (with the shell) for each alert; $CERTKEEPER_ALERT_JSON holds the alert"`
 	AlertFailing   time.Duration `yaml:"alert_failing_for" arg:"DURATION" help:"alert when renewals (or a name's first issuance) have failed for this DURATION"`
@@ -35,8 +34,8 @@ func defaultOps() opsConfig {
 // monitor is the monitor.Config the flags describe, with listen to open
 // the listeners and api, the server's API whose requests the metrics count.
 func (o *opsConfig) monitor(env *Env, listen func(name, addr string) (net.Listener, error), api *certserver.Handler) monitor.Config {
-	c := monitor.Config{MetricsAddr: o.MetricsAddr, MetricsToken: o.metricsToken(), StatusAddr: o.StatusAddr,
-		StatusToken: o.statusToken(), Listen: listen, API: api}
+	c := monitor.Config{MetricsAddr: o.MetricsAddr, MetricsToken: o.MetricsToken, StatusAddr: o.StatusAddr,
+		StatusToken: o.StatusToken, Listen: listen, API: api}
 	if env != nil {
 		c.Logger = env.Logger
 	}
@@ -52,28 +51,9 @@ func (o *opsConfig) monitor(env *Env, listen func(name, addr string) (net.Listen
 	return c
 }
 
-// statusToken is the token the status page asks for: --status-token, or
-// $CERTKEEPER_STATUS_TOKEN.
-func (o *opsConfig) statusToken() string {
-	if o.StatusToken != "" {
-		return o.StatusToken
-	}
-	return os.Getenv("CERTKEEPER_STATUS_TOKEN")
-}
-
 // shared reports whether metrics and the status page share one listener.
 func (o *opsConfig) shared() bool {
 	return (&monitor.Config{MetricsAddr: o.MetricsAddr, StatusAddr: o.StatusAddr}).Shared()
-}
-
-// metricsToken is the token /metrics asks for: --metrics-token or
-// $CERTKEEPER_METRICS_TOKEN (monitor.Config takes the status page's when
-// they share a listener).
-func (o *opsConfig) metricsToken() string {
-	if o.MetricsToken != "" {
-		return o.MetricsToken
-	}
-	return os.Getenv("CERTKEEPER_METRICS_TOKEN")
 }
 
 // check refuses, before anything listens, an ops listen address that is

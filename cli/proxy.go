@@ -49,7 +49,7 @@ func proxyCmd() *Command {
 		Flags:     func(fs *flag.FlagSet) { src.register(fs, c, &c.engineConfig, proxyChallengeHelp) },
 		ArgsHint:  "names go with --allow (e.g. --allow a.example)",
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			src.parsed(&c.engineConfig)
+			src.parsed(env, &c.engineConfig)
 			if src.check {
 				return reportCheck(env, src.attributeAll(c, checkProxy(env, c, &src)))
 			}

@@ -63,7 +63,7 @@ func serverCmd() *Command {
 		Flags:     func(fs *flag.FlagSet) { src.register(fs, c, &c.engineConfig, serverChallengeHelp) },
 		ArgsHint:  "names go with --allow or --managed (e.g. --allow a.example)",
 		Run: func(ctx context.Context, env *Env, args []string) error {
-			src.parsed(&c.engineConfig)
+			src.parsed(env, &c.engineConfig)
 			load := func() (*serverConfig, error) { return loadServerConfig(&src, c) }
 			cfg, err := load()
 			if src.check {

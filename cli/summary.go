@@ -46,9 +46,9 @@ func (c *engineConfig) tries(typ string) bool {
 }
 
 // credit says where each setting of cfg, read from src's file with the
-// flags given laid over it, came from (engine.Summary.Source): the flag
-// when it was given, else the file's key when the file sets it, else
-// "default".
+// flags given laid over it, came from (engine.Summary.Source): its
+// environment variable when that gave it, the flag when it was given,
+// else the file's key when the file sets it, else "default".
 func (src *source) credit(cfg any) func(flag string) string {
 	var keys map[string]string
 	if data, err := readConfig(src.file); err == nil {
@@ -57,7 +57,9 @@ func (src *source) credit(cfg any) func(flag string) string {
 	return func(flag string) string {
 		name := strings.TrimPrefix(flag, "--")
 		key, inFile := keys[strings.ReplaceAll(name, "-", "_")]
-		switch {
+		switch v, env := src.env[name]; {
+		case env:
+			return "$" + v
 		case src.set[name]:
 			return flag
 		case inFile:

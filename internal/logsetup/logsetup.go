@@ -67,24 +67,23 @@ func roundDuration(d time.Duration) time.Duration {
 }
 
 // JSONAsked reports whether command-line args hold --log-format json (or
-// -log-format, or =json): a flag error found before the flags were all
+// -log-format, or =json), or, when they name no format, envFormat (the
+// environment's) is json: a flag error found before the flags were all
 // read can still be a JSON record (a trial's collector dropped the plain
 // line).
-func JSONAsked(args []string) bool {
+func JSONAsked(args []string, envFormat string) bool {
 	for i, a := range args {
 		if !strings.HasPrefix(a, "-") {
 			continue
 		}
-		switch strings.TrimLeft(a, "-") {
-		case "log-format=json":
-			return true
-		case "log-format":
-			if i+1 < len(args) && args[i+1] == "json" {
-				return true
-			}
+		switch f := strings.TrimLeft(a, "-"); {
+		case strings.HasPrefix(f, "log-format="):
+			return f == "log-format=json"
+		case f == "log-format" && i+1 < len(args):
+			return args[i+1] == "json"
 		}
 	}
-	return false
+	return strings.TrimSpace(envFormat) == "json"
 }
 
 // Lines is stderr under JSON logs: each line written ("certkeeper: proxy

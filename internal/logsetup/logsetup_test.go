@@ -154,17 +154,20 @@ func TestStdLog(t *testing.T) {
 func TestJSONAsked(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
+		env  string
 		want bool
 	}{
-		{[]string{"proxy", "--log-format", "json", "--bogus"}, true},
-		{[]string{"-log-format=json"}, true},
-		{[]string{"proxy", "--log-format", "text", "json"}, false},
-		{[]string{"log-format=json"}, false},
-		{[]string{"--log-format"}, false},
-		{nil, false},
+		{[]string{"proxy", "--log-format", "json", "--bogus"}, "", true},
+		{[]string{"-log-format=json"}, "", true},
+		{[]string{"proxy", "--log-format", "text", "json"}, "json", false},
+		{[]string{"--log-format=text"}, "json", false},
+		{[]string{"log-format=json"}, "", false},
+		{[]string{"--log-format"}, "", false},
+		{[]string{"proxy", "--bogus"}, "json", true},
+		{nil, "", false},
 	} {
-		if got := JSONAsked(tt.args); got != tt.want {
-			t.Errorf("JSONAsked(%q) = %v, want %v", tt.args, got, tt.want)
+		if got := JSONAsked(tt.args, tt.env); got != tt.want {
+			t.Errorf("JSONAsked(%q, %q) = %v, want %v", tt.args, tt.env, got, tt.want)
 		}
 	}
 }
