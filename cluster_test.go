@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -922,5 +923,83 @@ func fillLate(t *testing.T, st storage.Storage, names ...string) {
 	}
 	if err := ca.Fill(t.Context(), st, fill.Spec{IssuerID: "local", Names: names, NotBefore: time.Now().Add(-89 * 24 * time.Hour)}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRenewalLeavesBusyLock: a renewal whose issue lock another node holds
+// (renewing it) leaves it to that node after renewalLockTry, rather than
+// holding a renewal worker until the lock is free: with the locks of four
+// due certificates held elsewhere (four workers), a fifth, due after them,
+// is renewed while they are held. Before, the cluster renewed one
+// certificate at a time however many nodes it had (a trial's backlog let
+// certificates expire). Nothing is logged as a failure, and once the
+// other node lets go without renewing, this one renews them before they
+// expire.
+func TestRenewalLeavesBusyLock(t *testing.T) {
+	t.Parallel()
+	st := filestore.New(t.TempDir())
+	var logs testsvc.Buffer
+	var mu sync.Mutex
+	renewed := map[string]time.Time{}
+	const lifetime = 10 * time.Second // due between about 4.5 and 5.5 s
+	m := &certkeeper.Manager{Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st, Lifetime: lifetime}},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		OnEvent: func(e certkeeper.Event) {
+			if e.Kind == certkeeper.Renewed {
+				mu.Lock()
+				if _, ok := renewed[e.Names[0]]; !ok {
+					renewed[e.Names[0]] = time.Now()
+				}
+				mu.Unlock()
+			}
+		}}
+	defer m.Close()
+	other := filestore.New(st.Dir) // the other node
+	var unlocks []func()
+	issued := time.Now()
+	for i := range 4 {
+		name := fmt.Sprintf("n%d.busy.test", i)
+		if err := m.Cert(t.Context(), name); err != nil {
+			t.Fatal(err)
+		}
+		unlock, err := other.Lock(t.Context(), storage.IssueLock(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		unlocks = append(unlocks, unlock)
+	}
+	time.Sleep(1500 * time.Millisecond) // n4 is due after the other four
+	if err := m.Cert(t.Context(), "n4.busy.test"); err != nil {
+		t.Fatal(err)
+	}
+	count := func(names ...string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, name := range names {
+			if _, ok := renewed[name]; ok {
+				n++
+			}
+		}
+		return n
+	}
+	if !waitFor(time.Until(issued.Add(9*time.Second)), func() bool { return count("n4.busy.test") == 1 }) {
+		t.Fatalf("n4.busy.test not renewed %s after the first issuance while the other four's locks were held elsewhere:\n%s",
+			time.Since(issued).Round(time.Millisecond), logs.String())
+	}
+	for _, unlock := range unlocks {
+		unlock()
+	}
+	if n := count("n0.busy.test", "n1.busy.test", "n2.busy.test", "n3.busy.test"); n != 0 {
+		t.Errorf("%d certificates renewed while another node held their locks", n)
+	}
+	all := func() bool { return count("n0.busy.test", "n1.busy.test", "n2.busy.test", "n3.busy.test") == 4 }
+	if !waitFor(time.Until(issued.Add(lifetime)), all) {
+		mu.Lock()
+		t.Errorf("renewed before expiry: %v, want all five", renewed)
+		mu.Unlock()
+	}
+	if strings.Contains(logs.String(), "renewal failed") {
+		t.Errorf("a renewal left to another node is logged as a failure:\n%s", logs.String())
 	}
 }

@@ -354,27 +354,40 @@ func (m *Manager) obtain(ctx context.Context, names []string, prev *x509.Certifi
 }
 
 // lockWaitNote is how long taking an issue lock may take before the wait
-// is logged: longer means another process holds it. A renewal's wait is
-// logged only after renewalLockWaitNote: the nodes of a cluster draw the
-// same due time from a certificate's serial, so all but one wait for the
-// one renewing it, which is no news (it was two info lines per renewal on
-// every other node).
-const (
-	lockWaitNote        = time.Second
-	renewalLockWaitNote = 10 * time.Second
-)
+// is logged: longer means another process holds it.
+const lockWaitNote = time.Second
+
+// renewalLockTry is how long a renewal waits for an issue lock another
+// process holds before it leaves the certificate to that process
+// (errLockBusy): the nodes of a cluster draw the same due time from a
+// certificate's serial, and workers that waited for each other's locks
+// renewed one certificate at a time across the cluster (a trial's four
+// nodes renewed no faster than one, and a backlog let certificates
+// expire).
+const renewalLockTry = 2 * time.Second
+
+// errLockBusy is a renewal not started because another process holds the
+// certificate's issue lock: it is renewing it (renewDue checks again
+// later, and adopts what it stored).
+var errLockBusy = errors.New("another process holds the issue lock")
 
 // lockIssue takes the issue lock for name, logging at info when it has to
 // wait for it (another node issuing the name, or a process that stopped
 // without releasing it, whose lease must run out) and how long it waited:
-// a handshake or API request that hangs then has a reason in the log.
+// a handshake or API request that hangs then has a reason in the log. A
+// renewal waits renewalLockTry at most, then returns errLockBusy.
 func (m *Manager) lockIssue(ctx context.Context, lock, name string, renewal bool) (func(), error) {
-	start := time.Now()
-	after := lockWaitNote
 	if renewal {
-		after = renewalLockWaitNote
+		tctx, cancel := context.WithTimeout(ctx, renewalLockTry)
+		defer cancel()
+		unlock, err := m.store.Lock(tctx, lock)
+		if err != nil && ctx.Err() == nil && tctx.Err() != nil {
+			return nil, errLockBusy
+		}
+		return unlock, err
 	}
-	note := time.AfterFunc(after, func() {
+	start := time.Now()
+	note := time.AfterFunc(lockWaitNote, func() {
 		m.logger().Info("waiting for the issue lock: another process holds it (a node issuing this name, or one that stopped without releasing it: its lease runs out)",
 			slog.String("name", name))
 	})

@@ -902,6 +902,14 @@ func (m *Manager) loadToRenew(ctx context.Context, key string) (rec *storage.Cer
 func (m *Manager) renewDue(ctx context.Context, key string, rec *storage.Certificate, leaf *x509.Certificate) {
 	wasHeld := m.held(key) != nil
 	e, err := m.obtain(ctx, rec.Names, leaf, rec, rec.OnDemand, rec.Variant)
+	if errors.Is(err, errLockBusy) {
+		// Another node renews it: look again once it may have stored the
+		// new one (adoptStored), and renew something else meanwhile.
+		next := time.Now().Add(min(busyRecheck, max(time.Until(rec.NotAfter)/4, time.Second)))
+		m.scheduler().Schedule(key, next)
+		m.logger().Debug("certificate not renewed here: another process is renewing it", slog.Any("names", rec.Names), slog.Time("next_check", next))
+		return
+	}
 	if err != nil {
 		m.retryLater(key, rec, err)
 		return
@@ -921,6 +929,14 @@ func (m *Manager) renewDue(ctx context.Context, key string, rec *storage.Certifi
 		}
 	}
 }
+
+// busyRecheck is how long a due certificate another process is renewing
+// (errLockBusy) waits before this one looks at it again: about an order's
+// time, after which that process has stored the new certificate, or
+// failed and marked it (renewalFailedElsewhere), or stopped, its lock's
+// lease running out. A certificate with less than four times that left
+// is looked at after a quarter of what is left (a second at least).
+const busyRecheck = 30 * time.Second
 
 // policyRecheck is how long a due on-demand certificate whose name the
 // policy refuses waits before the policy is asked again.
