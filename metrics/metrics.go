@@ -218,6 +218,8 @@ func denyReason(err error) string {
 		return "rate_limited"
 	case errors.Is(err, hostname.ErrInvalidName):
 		return "invalid_name"
+	case errors.Is(err, policy.ErrAskBusy):
+		return "ask_busy"
 	case errors.Is(err, policy.ErrDenied):
 		return "policy"
 	}

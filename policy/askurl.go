@@ -21,6 +21,7 @@ const (
 	defaultAskAllowTTL  = time.Minute
 	defaultAskDenyTTL   = 10 * time.Second
 	defaultAskCacheSize = 10_000
+	defaultAskInFlight  = 64
 
 	// maxAskBody is how much of an answer's body is read and thrown
 	// away, so that the connection can be reused for the next question
@@ -89,7 +90,19 @@ type AskURL struct {
 	// about 8 MB, all of them refused 250-byte names with their errors.
 	CacheSize int
 
-	flight singleflight.Group
+	// MaxInFlight is the most questions sent to URL at once. A question
+	// that would be one more is not sent: the name is refused at once
+	// with an error matching ErrAskBusy, and not cached (its next
+	// handshake asks again). Zero means 64. Without it, a flood of
+	// ClientHellos for random names, each reset at once, had thousands
+	// of requests in flight (a trial's proxy ran out of file descriptors
+	// and stopped accepting connections, and the ask service got the
+	// whole flood).
+	MaxInFlight int
+
+	flight   singleflight.Group
+	slots    chan struct{} // MaxInFlight of them; made once (slotOnce)
+	slotOnce sync.Once
 
 	mu    sync.Mutex // guards cache
 	cache lru[string, askAnswer]
@@ -112,9 +125,14 @@ func (a *AskURL) Decide(ctx context.Context, name string) error {
 		if ans, ok := a.cached(name, time.Now()); ok {
 			return nil, ans.err
 		}
+		release, err := a.slot(name)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout())
 		defer cancel()
-		err := a.ask(rctx, name)
+		err = a.ask(rctx, name)
 		a.store(name, err, time.Now())
 		return nil, err
 	})
@@ -123,6 +141,29 @@ func (a *AskURL) Decide(ctx context.Context, name string) error {
 		return r.Err
 	case <-ctx.Done():
 		return fmt.Errorf("asking about %s: %w", name, ctx.Err())
+	}
+}
+
+// ErrAskBusy is matched by the refusal of a name that would have been the
+// question beyond AskURL.MaxInFlight. It matches ErrDenied too.
+var ErrAskBusy = errors.New("too many questions to the ask endpoint in flight")
+
+// slot takes one of the MaxInFlight slots for a question about name, or
+// refuses name (ErrAskBusy) when none is free; release gives it back.
+func (a *AskURL) slot(name string) (release func(), err error) {
+	a.slotOnce.Do(func() {
+		n := a.MaxInFlight
+		if n <= 0 {
+			n = defaultAskInFlight
+		}
+		a.slots = make(chan struct{}, n)
+	})
+	select {
+	case a.slots <- struct{}{}:
+		return func() { <-a.slots }, nil
+	default:
+		_, where, _ := a.endpoint()
+		return nil, fmt.Errorf("%w: %s: ask %s: not asked, %d questions already in flight: %w", ErrDenied, name, where, cap(a.slots), ErrAskBusy)
 	}
 }
 

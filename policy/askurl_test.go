@@ -373,3 +373,63 @@ func TestAskURLPasswordRedacted(t *testing.T) {
 		}
 	}
 }
+
+// TestAskURLInFlightBounded: a flood of handshakes for distinct new names,
+// each given up at once, sends at most MaxInFlight questions at a time;
+// the names beyond are refused at once with ErrAskBusy and asked again at
+// their next handshake (not cached). Before, a trial's flood had thousands
+// of requests in flight and the proxy ran out of file descriptors.
+func TestAskURLInFlightBounded(t *testing.T) {
+	release := make(chan struct{})
+	var inFlight, most atomic.Int64
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		if r.URL.Query().Get("domain") == "late.test" {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	defer gate.Close()
+	a := &AskURL{URL: gate.URL, MaxInFlight: 8}
+	var busy atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond) // the client resets at once
+			defer cancel()
+			if err := a.Decide(ctx, fmt.Sprintf("n%d.flood.test", i)); errors.Is(err, ErrAskBusy) {
+				if !errors.Is(err, ErrDenied) {
+					t.Errorf("a busy refusal %v does not match ErrDenied", err)
+				}
+				busy.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := most.Load(); got > 8 {
+		t.Errorf("%d questions in flight at once, want at most MaxInFlight (8)", got)
+	}
+	if got := busy.Load(); got < 150 {
+		t.Errorf("%d of 200 names refused as busy, want the ones beyond the 8 in flight", got)
+	}
+	if err := a.Decide(t.Context(), "late.test"); !errors.Is(err, ErrAskBusy) {
+		t.Errorf("Decide(late.test) while 8 questions wait = %v, want ErrAskBusy", err)
+	}
+	close(release)
+	ok := false
+	for end := time.Now().Add(5 * time.Second); !ok && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		ok = a.Decide(t.Context(), "late.test") == nil
+	}
+	if !ok {
+		t.Error("late.test, refused as busy, is not asked again once the questions in flight end")
+	}
+}
