@@ -106,8 +106,9 @@ type testProxy struct {
 }
 
 // startProxy serves h over TLS on a free port of the loopback address
-// host ("127.0.0.1" or "::1"), and shuts it down at cleanup.
-func startProxy(t *testing.T, host string, h http.Handler, logger *slog.Logger) *testProxy {
+// host ("127.0.0.1" or "::1"), and shuts it down at cleanup; each of
+// configure may set the Server's fields before it serves.
+func startProxy(t *testing.T, host string, h http.Handler, logger *slog.Logger, configure ...func(*proxy.Server)) *testProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
@@ -128,6 +129,9 @@ func startProxy(t *testing.T, host string, h http.Handler, logger *slog.Logger) 
 		serveErr: make(chan error, 1),
 	}
 	_, p.port, _ = net.SplitHostPort(p.addr)
+	for _, c := range configure {
+		c(p.srv)
+	}
 	go func() { p.serveErr <- p.srv.Serve(ln) }()
 	t.Cleanup(func() { p.stop(t) })
 	return p

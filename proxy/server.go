@@ -52,8 +52,10 @@ const (
 //
 // It sets no ReadTimeout or WriteTimeout, on purpose: a request body (an
 // upload) or a response (a stream, a WebSocket) may rightly take hours. The
-// time to send a header, the time between requests, and a backend's time
-// to answer (Handler's transport) are what is bounded.
+// time to send a header, the time between requests, a client's time to
+// send the next part of a body or take the next of a response
+// (StallTimeout), and a backend's time to answer (Handler's transport)
+// are what is bounded.
 //
 // The zero Server, given a TLSConfig, serves a zero Handler. Its fields must
 // not change after the first call to Serve, ListenAndServe or Shutdown.
@@ -80,6 +82,11 @@ type Server struct {
 	// IdleTimeout is how long an idle keep-alive connection is kept.
 	// Zero: DefaultIdleTimeout. Negative: no limit.
 	IdleTimeout time.Duration
+	// StallTimeout is how long a read of a request's body, or a write of
+	// its response, may wait for the client before the request is ended
+	// (the time between two reads or writes, not the whole transfer).
+	// Zero: DefaultStallTimeout. Negative: no limit.
+	StallTimeout time.Duration
 	// MaxHeaderBytes limits the size of a request's header. Zero or
 	// negative: DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
@@ -269,6 +276,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.inflight.Release(client)
 	s.active.Add(1)
 	defer s.active.Add(-1)
+	if t := orDefault(s.StallTimeout, DefaultStallTimeout); t > 0 {
+		var stop func()
+		w, stop = watch(w, r, t)
+		defer stop()
+	}
 	s.handler.ServeHTTP(w, r)
 }
 
