@@ -1,11 +1,16 @@
 package certkeeper_test
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/policy"
 )
 
 // TestRedirectHTTP: RedirectHTTP sends a request to the same host and URL
@@ -69,6 +74,38 @@ func TestRedirectHTTPSPort(t *testing.T) {
 		tt.redirect(tt.port).ServeHTTP(w, r)
 		if got := w.Header().Get("Location"); w.Code != http.StatusMovedPermanently || got != tt.want {
 			t.Errorf("port %q, Host %q: %d %q, want 301 %q", tt.port, tt.host, w.Code, got, tt.want)
+		}
+	}
+}
+
+// TestHTTPHandlerBodyUnread: on an http-01 listener (HTTPHandler with the
+// redirect), a request that announces a body and sends none is answered
+// at once, the challenge's 404 or the redirect, and its connection closed,
+// where net/http's draining of the body held it until the read timeout
+// (a security trial's slow bodies held port 80 for 30 s).
+func TestHTTPHandlerBodyUnread(t *testing.T) {
+	m := &certkeeper.Manager{Policy: policy.Allowlist("a.test")}
+	defer m.Close()
+	srv := httptest.NewUnstartedServer(m.HTTPHandler(certkeeper.RedirectHTTPSListener("8443")))
+	srv.Config.ReadTimeout = 30 * time.Second
+	srv.Start()
+	defer srv.Close()
+	for _, tt := range []struct{ req, want string }{
+		{"POST /.well-known/acme-challenge/x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000\r\n\r\n", " 404 "},
+		{"POST /form HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000\r\n\r\n", " 308 "},
+		{"POST /form HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n", " 308 "},
+	} {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		start := time.Now()
+		io.WriteString(c, tt.req)
+		got, err := io.ReadAll(c) // to the close
+		c.Close()
+		if took := time.Since(start); err != nil || !strings.Contains(string(got), tt.want) || took > 3*time.Second {
+			t.Errorf("%q: %q, closed after %s (%v); want%sat once and the connection closed", tt.req, got, took.Round(time.Millisecond), err, tt.want)
 		}
 	}
 }

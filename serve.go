@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/handshake"
+	"github.com/certkeeper/certkeeper/internal/nobody"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 )
 
@@ -60,8 +61,12 @@ func RedirectHTTPSListener(port string) http.Handler {
 func redirectHTTP(w http.ResponseWriter, r *http.Request) { redirectTo(w, r, "") }
 
 // redirectTo redirects r to its URL over HTTPS, on port (":8443"; empty
-// for 443).
+// for 443). A body is not read (the client sends it again over HTTPS),
+// and its connection is closed after the answer.
 func redirectTo(w http.ResponseWriter, r *http.Request, port string) {
+	if nobody.Has(r) {
+		nobody.Drop(w)
+	}
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h

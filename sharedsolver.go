@@ -12,14 +12,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mholt/acmez/v3"
+	"github.com/mholt/acmez/v3/acme"
+	"golang.org/x/time/rate"
+
+	"github.com/certkeeper/certkeeper/internal/nobody"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/solver"
 	"github.com/certkeeper/certkeeper/solver/http01"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 	"github.com/certkeeper/certkeeper/storage"
-	"github.com/mholt/acmez/v3"
-	"github.com/mholt/acmez/v3/acme"
-	"golang.org/x/time/rate"
 )
 
 // Challenge answers shared through storage, so that whichever node of a
@@ -340,6 +342,12 @@ func (m *Manager) challengeHandler(fallback http.Handler) http.Handler {
 	local := m.http01.Handler(fallback)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.URL.Path, http01.PathPrefix)
+		if ok && nobody.Has(r) {
+			// A validation request has no body: answered unread, and the
+			// connection closed, a slow body holds nothing (a trial's
+			// held port 80 for the 30 s of net/http's draining).
+			nobody.Drop(w)
+		}
 		if ok && tok != "" && len(tok) <= 256 && !strings.Contains(tok, "/") &&
 			(r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			if _, held := m.http01.KeyAuthorization(tok); !held {
