@@ -86,6 +86,17 @@ func TestSummaryWarnings(t *testing.T) {
 		// --max-conns (a trial).
 		{"default connections, low limit", engine.Summary{Allow: []string{"www.example.com"}, FilesPerConn: 2, OpenFiles: 256},
 			[]string{"--max-conns (default 10000): one listener's connections take up to 20000 open files (2 each), but this process may open 256"}},
+		// Anyone may choose names under a wildcard: with Let's Encrypt,
+		// and nothing but the per-client limit, one address spends the
+		// domain's weekly budget (a security trial).
+		{"open wildcard", engine.Summary{Command: "proxy", Allow: []string{"www.example.com", "*.example.com"}},
+			[]string{"--allow *.example.com: anyone who reaches the proxy may choose names under it, and each new one is an order"}},
+		{"open regexp", engine.Summary{Command: "proxy", CAs: []string{"letsencrypt"}, Allow: []string{`re:^[a-z]+\.example\.com$`}},
+			[]string{"--allow re:"}},
+		{"wildcard, order limit", engine.Summary{Command: "proxy", Allow: []string{"*.example.com"}, OrderLimit: "20/1h"}, nil},
+		{"wildcard, ask", engine.Summary{Command: "proxy", Allow: []string{"*.example.com"}, Ask: "http://127.0.0.1:9000/allowed"}, nil},
+		{"wildcard, own CA", engine.Summary{Command: "proxy", Allow: []string{"*.example.com"}, CAs: []string{"https://ca.example.com/dir"}}, nil},
+		{"wildcard, server", engine.Summary{Command: "server", Allow: []string{"*.example.com"}}, nil},
 		{"staging, a rule to another CA", engine.Summary{CAs: []string{"staging"}, Allow: []string{"localhost", "*.corp.internal"},
 			Rules: []engine.SummaryRule{{Pattern: "*.internal", CAs: []string{"https://ca.corp.internal/acme/directory"}}}},
 			[]string{"--allow localhost" + restOfNotPublic}},
