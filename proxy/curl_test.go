@@ -58,6 +58,7 @@ func TestCurl(t *testing.T) {
 		XProto:  "https",
 		XHost:   "a.test:" + p.port,
 		XRealIP: "127.0.0.1",
+		XPort:   p.port,
 	}
 	if got != want {
 		t.Errorf("backend saw %+v, want %+v", got, want)

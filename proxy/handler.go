@@ -12,13 +12,15 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/certkeeper/certkeeper/internal/every"
 	"github.com/certkeeper/certkeeper/internal/redact"
-	"golang.org/x/net/http/httpguts"
 )
 
 // Handler forwards each request to the backend its Router chooses, with
@@ -28,9 +30,11 @@ import (
 //     address;
 //   - X-Forwarded-For and X-Real-IP are the client's IP address,
 //     X-Forwarded-Host the client's Host, X-Forwarded-Proto "https" (when
-//     the client connection is TLS); forwarding headers sent by the client,
-//     Forwarded included, are dropped, since on the Internet side of a TLS
-//     terminator they can only be forged;
+//     the client connection is TLS), X-Forwarded-Port the port it came to;
+//     forwarding headers sent by the client (Forwarded, any X-Forwarded-*,
+//     True-Client-IP and the like, also spelt with underscores) are
+//     dropped, since on the Internet side of a TLS terminator they can
+//     only be forged;
 //   - hop-by-hop headers are removed (RFC 9110 §7.6.1), and Upgrade
 //     requests (WebSocket) are passed through on a hijacked connection;
 //   - every chunk the backend writes is flushed to the client at once
@@ -218,13 +222,45 @@ func rewrite(pr *httputil.ProxyRequest) {
 	if pr.Out.Host == "" && pr.In.TLS != nil {
 		pr.Out.Host = pr.In.TLS.ServerName
 	}
+	dropForged(pr.Out.Header)
 	pr.SetXForwarded()
 	// X-Real-IP is not a standard, but many backends (written for nginx)
 	// trust it: a client must not be able to choose its value.
 	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
 		pr.Out.Header.Set("X-Real-Ip", ip)
-	} else {
-		pr.Out.Header.Del("X-Real-Ip")
+	}
+	if a, ok := pr.In.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if _, port, err := net.SplitHostPort(a.String()); err == nil {
+			pr.Out.Header.Set("X-Forwarded-Port", port)
+		}
+	}
+}
+
+// forged reports whether a request header (canonical name) is one that
+// backends take from a proxy in front of them as the client's address or
+// the request the proxy saw: from a client it can only be forged.
+func forged(name string) bool {
+	switch name {
+	case "Forwarded", "X-Real-Ip", "True-Client-Ip", "X-Client-Ip", "Client-Ip", "X-Cluster-Client-Ip", "Cf-Connecting-Ip",
+		"Fastly-Client-Ip", "X-Originating-Ip", "X-Remote-Ip", "X-Remote-Addr", "X-Original-Url", "X-Rewrite-Url":
+		return true
+	}
+	return strings.HasPrefix(name, "X-Forwarded-")
+}
+
+// dropForged removes from h the headers a client could forge to choose
+// what the backend takes for its address or request (forged), in every
+// spelling a backend may read as theirs: with
+// underscores for dashes too ("X_Forwarded_For"), which CGI-style servers
+// (Python's WSGI, PHP, Rack) merge with the dashed one into one
+// HTTP_X_FORWARDED_FOR (a security trial's client chose its address at a
+// werkzeug backend that way).
+func dropForged(h http.Header) {
+	for k := range h {
+		name := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
+		if forged(name) {
+			delete(h, k)
+		}
 	}
 }
 

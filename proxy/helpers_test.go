@@ -21,6 +21,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -198,6 +200,10 @@ type seen struct {
 	XProto  string
 	XHost   string
 	XRealIP string
+	XPort   string
+	// Passed are the request's other headers that name "forward",
+	// "client", "ip" or "url", or hold an underscore, sorted.
+	Passed string
 }
 
 // startEcho starts a plain-HTTP backend on 127.0.0.1 that answers every
@@ -220,8 +226,29 @@ func echoHandler(label string) http.Handler {
 			XProto:  r.Header.Get("X-Forwarded-Proto"),
 			XHost:   r.Header.Get("X-Forwarded-Host"),
 			XRealIP: r.Header.Get("X-Real-Ip"),
+			XPort:   r.Header.Get("X-Forwarded-Port"),
+			Passed:  passed(r.Header),
 		})
 	})
+}
+
+// passed lists the headers of h, but those the proxy sets, that name
+// "forward", "client", "ip" or "url", or hold an underscore.
+func passed(h http.Header) string {
+	var names []string
+	for k := range h {
+		switch k {
+		case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "X-Real-Ip":
+			continue
+		}
+		l := strings.ToLower(k)
+		if strings.ContainsAny(l, "_") || strings.Contains(l, "forward") || strings.Contains(l, "client") ||
+			strings.HasSuffix(l, "-ip") || strings.HasSuffix(l, "-url") {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return strings.Join(names, " ")
 }
 
 // get fetches url with c and decodes the echo backend's answer. It also

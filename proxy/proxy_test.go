@@ -40,17 +40,29 @@ func TestForwardedHeaders(t *testing.T) {
 		"X-Forwarded-Host":  {"evil.test"},
 		"X-Real-Ip":         {"203.0.113.9"},
 		"Forwarded":         {"for=203.0.113.9"},
+		// What a security trial found passed: underscore spellings, which
+		// CGI-style backends merge with the dashed ones, and the other
+		// headers backends take from a proxy.
+		"X_Forwarded_For":    {"6.6.6.6"},
+		"x_real_ip":          {"7.7.7.7"},
+		"X-Forwarded-Port":   {"1"},
+		"X-Forwarded-Prefix": {"/evil"},
+		"True-Client-Ip":     {"6.6.6.6"},
+		"X-Client-Ip":        {"6.6.6.6"},
+		"X-Original-Url":     {"/admin"},
+		"X-Custom_Id":        {"kept"}, // an underscore header of no proxy's
 	}
 	for _, tt := range []struct {
-		name      string
-		h2        bool
-		wantProto int
-		hdr       http.Header
+		name       string
+		h2         bool
+		wantProto  int
+		hdr        http.Header
+		wantPassed string
 	}{
-		{"h2", true, 2, nil},
-		{"http1.1", false, 1, nil},
-		{"h2 forged", true, 2, forged},
-		{"http1.1 forged", false, 1, forged},
+		{"h2", true, 2, nil, ""},
+		{"http1.1", false, 1, nil, ""},
+		{"h2 forged", true, 2, forged, "X-Custom_id"},
+		{"http1.1 forged", false, 1, forged, "X-Custom_id"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, proto := get(t, p.client(t, tt.h2), "https://a.test/x?y=1", tt.hdr)
@@ -65,6 +77,8 @@ func TestForwardedHeaders(t *testing.T) {
 				XProto:  "https",
 				XHost:   "a.test",
 				XRealIP: "127.0.0.1",
+				XPort:   p.port,
+				Passed:  tt.wantPassed,
 			}
 			if got != want {
 				t.Errorf("backend saw %+v, want %+v", got, want)
