@@ -286,13 +286,32 @@ func (h *Handler) SetTokens(tokens []string) error {
 // from 1: its line in the token file) and the token's scope, or
 // "cert SUBJECT serial HEX" for a client certificate the TLS layer
 // verified (every name; the serial tells apart two certificates of one
-// subject). Every token is compared, in constant time, whichever matches.
+// subject). A request with both is the certificate's "with token N",
+// with the token's scope, and a token that does not match refuses it
+// whatever the certificate: a pool given a scoped token and a
+// certificate fetched every key, and kept doing so once its token was
+// revoked (a security trial). Every token is compared, in constant time,
+// whichever matches.
 func (h *Handler) authenticate(r *http.Request) (string, *scope, bool) {
+	cert := ""
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
 		c := r.TLS.VerifiedChains[0][0]
-		return "cert " + c.Subject.String() + " serial " + c.SerialNumber.Text(16), nil, true
+		cert = "cert " + c.Subject.String() + " serial " + c.SerialNumber.Text(16)
 	}
 	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		return cert, nil, cert != ""
+	}
+	who, sc, ok := h.bearer(auth)
+	if ok && cert != "" {
+		who = cert + " with " + who
+	}
+	return who, sc, ok
+}
+
+// bearer checks an Authorization header's bearer token: who it is and
+// its scope.
+func (h *Handler) bearer(auth string) (string, *scope, bool) {
 	scheme, given, ok := strings.Cut(auth, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || given == "" {
 		return "", nil, false

@@ -63,7 +63,8 @@ type Handler struct {
 	// others). Empty entries keep the positions by which audit lines name
 	// tokens ("token 2"). An entry that does not parse never matches.
 	// SetTokens replaces them while serving. A request authenticates with
-	// a token or with a client certificate (every name).
+	// a token or with a client certificate (every name); with both, the
+	// token must match, and its scope applies.
 	Tokens []string
 
 	// Anonymous serves /v1/ to unauthenticated clients too (audit lines

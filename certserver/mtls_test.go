@@ -60,7 +60,12 @@ func TestClientCertificate(t *testing.T) {
 	m := &certkeeper.Manager{Policy: policy.Allowlist("a.test"), Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
 	t.Cleanup(func() { m.Close() })
 	audit := &testsvc.Buffer{}
-	s := httptest.NewUnstartedServer(&certserver.Handler{Manager: m, Audit: slog.New(slog.NewJSONHandler(audit, nil))})
+	if err := m.Cert(t.Context(), "b.test"); err != nil {
+		t.Fatal(err)
+	}
+	const scoped = "scoped-token-0123456789 names=b.test"
+	s := httptest.NewUnstartedServer(&certserver.Handler{Manager: m, Audit: slog.New(slog.NewJSONHandler(audit, nil)),
+		Tokens: []string{scoped}})
 	clientCA := newCert(t, "fleet CA", true, nil)
 	pool := x509.NewCertPool()
 	pool.AddCert(clientCA.Leaf)
@@ -77,8 +82,15 @@ func TestClientCertificate(t *testing.T) {
 		c.Transport = tr
 		return c
 	}
-	fetch := func(c *http.Client) (int, []byte, error) {
-		resp, err := c.Get(s.URL + "/v1/certificates/a.test")
+	fetchAs := func(c *http.Client, name, token string) (int, []byte, error) {
+		req, err := http.NewRequest(http.MethodGet, s.URL+"/v1/certificates/"+name, nil)
+		if err != nil {
+			return 0, nil, err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := c.Do(req)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -86,6 +98,7 @@ func TestClientCertificate(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, body, nil
 	}
+	fetch := func(c *http.Client) (int, []byte, error) { return fetchAs(c, "a.test", "") }
 	web1 := newCert(t, "web1", false, clientCA)
 	if code, body, err := fetch(client(web1)); err != nil || code != http.StatusOK {
 		t.Fatalf("trusted client certificate: %d %s %v, want 200", code, body, err)
@@ -102,5 +115,23 @@ func TestClientCertificate(t *testing.T) {
 	}
 	if code, _, err := fetch(client(nil)); err != nil || code != http.StatusUnauthorized {
 		t.Errorf("no client certificate: %d %v, want 401", code, err)
+	}
+	// A certificate with a token is the token's scope, and a token that
+	// does not match refuses it: a security trial's pool with a scoped
+	// token and a certificate fetched every key, revoked token or not.
+	for _, tt := range []struct {
+		name, token string
+		want        int
+	}{
+		{"b.test", "scoped-token-0123456789", http.StatusOK},
+		{"a.test", "scoped-token-0123456789", http.StatusForbidden},
+		{"a.test", "revoked-token-0123456789", http.StatusUnauthorized},
+	} {
+		if code, body, err := fetchAs(client(web1), tt.name, tt.token); err != nil || code != tt.want {
+			t.Errorf("certificate with token %s for %s: %d %s %v, want %d", tt.token, tt.name, code, body, err, tt.want)
+		}
+	}
+	if !strings.Contains(audit.String(), `"who":"cert CN=web1 serial `+web1.Leaf.SerialNumber.Text(16)+` with token 1"`) {
+		t.Errorf("audit log does not name the certificate and the token:\n%s", audit)
 	}
 }
