@@ -55,8 +55,18 @@ func (p Pidfile) Write(pid int) error {
 // Read returns the process ID in the pidfile; a missing file wraps
 // fs.ErrNotExist. A pidfile another user owns is refused: in a shared
 // directory (the temporary directory) anyone may have written it, naming
-// any of this user's processes for Stop to signal.
+// any of this user's processes for Stop to signal. So is a symbolic link,
+// which anyone may make there too, to a file of this user's that holds a
+// number (another pidfile), whose owner the check would take (a security
+// trial's stop signalled an unrelated process that way).
 func (p Pidfile) Read() (int, error) {
+	link, err := os.Lstat(string(p))
+	if err != nil {
+		return 0, fmt.Errorf("reading pidfile: %w", err)
+	}
+	if link.Mode()&fs.ModeSymlink != 0 {
+		return 0, fmt.Errorf("pidfile %s is a symbolic link: it may point at any file that holds a number, so it is not used; remove it", p)
+	}
 	f, err := os.Open(string(p))
 	if err != nil {
 		return 0, fmt.Errorf("reading pidfile: %w", err)
@@ -65,6 +75,9 @@ func (p Pidfile) Read() (int, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return 0, fmt.Errorf("reading pidfile: %w", err)
+	}
+	if !os.SameFile(link, fi) { // replaced between the two looks
+		return 0, fmt.Errorf("pidfile %s changed while it was read: try again", p)
 	}
 	if uid, ok := fileowner.UID(fi); ok && uid != os.Geteuid() {
 		return 0, fmt.Errorf("pidfile %s is owned by user %d, not by this user (%d): it may name any process, so it is not used; remove it if it is stale", p, uid, os.Geteuid())
@@ -123,7 +136,7 @@ const reuseSlack = 10 * time.Second
 // proxy died without removing its pidfile (SIGKILL, a crash, a reboot). It
 // reports false when it cannot tell (no /proc, or no pidfile).
 func (p Pidfile) StartedAfter(pid int) bool {
-	fi, err := os.Stat(string(p))
+	fi, err := os.Lstat(string(p))
 	if err != nil {
 		return false
 	}

@@ -153,6 +153,49 @@ func TestPidfileOtherOwner(t *testing.T) {
 	}
 }
 
+// TestPidfileSymlink: a pidfile that is a symbolic link is not trusted:
+// anyone may make one in the temporary directory, pointing at a file of
+// this user's that holds a number (another pidfile), whose owner the
+// check of TestPidfileOtherOwner takes; a security trial's stop signalled
+// an unrelated process that way. Read, Stop and Status refuse it, and
+// the process named is left alone.
+func TestPidfileSymlink(t *testing.T) {
+	victim := exec.Command("sleep", "60")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- victim.Wait() }()
+	t.Cleanup(func() {
+		_ = victim.Process.Kill()
+		<-exited
+	})
+	dir := t.TempDir()
+	target := alpnproxy.Pidfile(filepath.Join(dir, "other.pid")) // this user's, naming its process
+	if err := target.Write(victim.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	p := alpnproxy.Pidfile(filepath.Join(dir, "proxy.pid"))
+	if err := os.Symlink(string(target), string(p)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Read(); err == nil || !strings.Contains(err.Error(), "is a symbolic link") {
+		t.Errorf("Read of a symbolic link = %v; want refused", err)
+	}
+	if res, _, err := p.Stop(t.Context(), time.Second); err == nil {
+		t.Errorf("Stop through a symbolic link = %v, nil; want an error", res)
+	}
+	if _, err := p.Status(); err == nil {
+		t.Error("Status through a symbolic link: no error")
+	}
+	select {
+	case err := <-exited:
+		exited <- err // for the cleanup
+		t.Fatalf("the process a symbolic link's target named was stopped: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
 // TestDefaultPidfileEnv: $ACME_ALPN_PROXY_PIDFILE, the variable of
 // letsdebug/acme-alpn-proxy, chooses the default pidfile, so that scripts
 // written for it find the proxy; without it, the default is in /run for
