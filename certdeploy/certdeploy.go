@@ -342,7 +342,7 @@ func sortedKeys(m map[string]bool) []string {
 // returns its combined output.
 func run(ctx context.Context, command, dir string) (string, error) {
 	c := hook.Command(ctx, command)
-	c.Env = append(os.Environ(), "CERTKEEPER_DEPLOY_DIR="+dir)
+	c.Env = append(c.Env, "CERTKEEPER_DEPLOY_DIR="+dir)
 	var out bytes.Buffer
 	c.Stdout, c.Stderr = &out, &out
 	err := c.Run()

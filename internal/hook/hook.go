@@ -23,19 +23,40 @@ import (
 	"github.com/certkeeper/certkeeper/internal/proc"
 )
 
-// Command returns the command that runs command with the system shell,
-// ended when ctx ends with every process it started (proc.Command: on unix
-// the shell's session and process group). Its environment is this
-// process's (nil Env).
-func Command(ctx context.Context, command string) *exec.Cmd {
-	if runtime.GOOS == "windows" {
-		return proc.Command(ctx, "cmd", "/C", command)
+// Environ is the environment of a command certkeeper runs (a hook, an
+// alert or DNS program): this process's, without the CERTKEEPER_
+// variables of hook flags (CERTKEEPER_POST_HOOK, CERTKEEPER_ALERT_EXEC:
+// names ending in _HOOK or _EXEC). Every flag may be given as a variable,
+// and a certkeeper command a hook runs would take the parent's hooks as
+// its own and run them again (a trial's post hook ran twice, and one that
+// always changed something would not end).
+func Environ() []string {
+	env := os.Environ()
+	out := env[:0:0]
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "CERTKEEPER_") && (strings.HasSuffix(name, "_HOOK") || strings.HasSuffix(name, "_EXEC")) {
+			continue
+		}
+		out = append(out, kv)
 	}
-	return proc.Command(ctx, "sh", "-c", command)
+	return out
 }
 
-// Run runs command with the system shell, with this process's environment
-// plus env ("KEY=value" entries), and waits for it. A command that fails
+// Command returns the command that runs command with the system shell,
+// ended when ctx ends with every process it started (proc.Command: on unix
+// the shell's session and process group), with Environ.
+func Command(ctx context.Context, command string) *exec.Cmd {
+	c := proc.Command(ctx, "sh", "-c", command)
+	if runtime.GOOS == "windows" {
+		c = proc.Command(ctx, "cmd", "/C", command)
+	}
+	c.Env = Environ()
+	return c
+}
+
+// Run runs command with the system shell, with Environ plus env
+// ("KEY=value" entries), and waits for it. A command that fails
 // returns an error quoting it, with its combined output.
 func Run(ctx context.Context, command string, env ...string) error {
 	return RunTo(ctx, nil, "", command, env...)
@@ -46,7 +67,7 @@ func Run(ctx context.Context, command string, env ...string) error {
 // indented: an operator sees what a hook said, as certbot shows it.
 func RunTo(ctx context.Context, w io.Writer, what, command string, env ...string) error {
 	c := Command(ctx, command)
-	c.Env = append(os.Environ(), env...)
+	c.Env = append(c.Env, env...)
 	// A hook that leaves a process running in the background ("... &")
 	// hands it its output: Command's WaitDelay (proc.WaitDelay) bounds
 	// waiting for that output to end, which would wait for that process.

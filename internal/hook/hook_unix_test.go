@@ -3,6 +3,7 @@
 package hook
 
 import (
+	"bytes"
 	"context"
 	"path/filepath"
 	"strconv"
@@ -38,5 +39,26 @@ func TestCancelKillsHookChildren(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), strconv.Quote(command)+": ") || !strings.Contains(err.Error(), "killed") ||
 		strings.HasSuffix(err.Error(), ": ") {
 		t.Errorf("Run of a hook killed = %v, want its command and how it ended, and no trailing separator", err)
+	}
+}
+
+// TestEnvironDropsHookFlags: a hook runs without the CERTKEEPER_
+// variables of hook flags, so that a certkeeper command it runs does not
+// run the parent's hooks again (a trial's CERTKEEPER_POST_HOOK ran twice:
+// as cert issue's, then as the deploy the hook ran); the others pass, and
+// so does what the caller adds.
+func TestEnvironDropsHookFlags(t *testing.T) {
+	t.Setenv("CERTKEEPER_POST_HOOK", "echo again")
+	t.Setenv("CERTKEEPER_ALERT_EXEC", "echo alert")
+	t.Setenv("CERTKEEPER_STORAGE", "/data")
+	t.Setenv("OTHER_HOOK", "kept")
+	var out bytes.Buffer
+	err := RunTo(t.Context(), &out, "the hook", `echo "post=$CERTKEEPER_POST_HOOK alert=$CERTKEEPER_ALERT_EXEC storage=$CERTKEEPER_STORAGE other=$OTHER_HOOK name=$CERTKEEPER_NAME"`,
+		"CERTKEEPER_NAME=a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.Contains(got, "post= alert= storage=/data other=kept name=a.test") {
+		t.Errorf("the hook saw %q", got)
 	}
 }

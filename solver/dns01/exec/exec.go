@@ -31,13 +31,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/libdns/libdns"
+
+	"github.com/certkeeper/certkeeper/internal/hook"
 	"github.com/certkeeper/certkeeper/internal/proc"
 	"github.com/certkeeper/certkeeper/solver/dns01"
-	"github.com/libdns/libdns"
 )
 
 // Modes of the Provider: the arguments the program gets.
@@ -146,7 +147,7 @@ func (p *Provider) run(ctx context.Context, action, fqdn, value, zone string, ar
 	// Ending ctx (Timeout, an interrupt) kills the program and what it
 	// started: a script's curl or sleep does not outlive it.
 	cmd := proc.Command(ctx, p.Program, argv...)
-	cmd.Env = append(append(os.Environ(), p.Env...),
+	cmd.Env = append(append(hook.Environ(), p.Env...),
 		"CERTKEEPER_ACTION="+action, "CERTKEEPER_FQDN="+fqdn, "CERTKEEPER_VALUE="+value, "CERTKEEPER_ZONE="+zone)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
