@@ -238,14 +238,19 @@ func rewrite(pr *httputil.ProxyRequest) {
 
 // forged reports whether a request header (canonical name) is one that
 // backends take from a proxy in front of them as the client's address or
-// the request the proxy saw: from a client it can only be forged.
+// the request the proxy saw: from a client it can only be forged. Any
+// name with "forwarded" in it or ending in "-ip" counts (X-Forwarded-*,
+// Forwarded-For, True-Client-IP, CF-Connecting-IP, X-ProxyUser-IP, ...),
+// and the few others frameworks read so (a list alone missed some: two
+// security trials).
 func forged(name string) bool {
-	switch name {
-	case "Forwarded", "X-Real-Ip", "True-Client-Ip", "X-Client-Ip", "Client-Ip", "X-Cluster-Client-Ip", "Cf-Connecting-Ip",
-		"Fastly-Client-Ip", "X-Originating-Ip", "X-Remote-Ip", "X-Remote-Addr", "X-Original-Url", "X-Rewrite-Url":
+	l := strings.ToLower(name)
+	switch l {
+	case "client-ip", "x-host", "x-original-host", "x-original-url", "x-rewrite-url", "front-end-https", "x-url-scheme",
+		"x-scheme", "x-remote-addr":
 		return true
 	}
-	return strings.HasPrefix(name, "X-Forwarded-")
+	return strings.Contains(l, "forwarded") || strings.HasSuffix(l, "-ip")
 }
 
 // dropForged removes from h the headers a client could forge to choose

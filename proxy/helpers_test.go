@@ -233,7 +233,8 @@ func echoHandler(label string) http.Handler {
 }
 
 // passed lists the headers of h, but those the proxy sets, that name
-// "forward", "client", "ip" or "url", or hold an underscore.
+// "forward", "client", "ip", "url", "host" or "https", or hold an
+// underscore.
 func passed(h http.Header) string {
 	var names []string
 	for k := range h {
@@ -243,7 +244,7 @@ func passed(h http.Header) string {
 		}
 		l := strings.ToLower(k)
 		if strings.ContainsAny(l, "_") || strings.Contains(l, "forward") || strings.Contains(l, "client") ||
-			strings.HasSuffix(l, "-ip") || strings.HasSuffix(l, "-url") {
+			strings.HasSuffix(l, "-ip") || strings.HasSuffix(l, "-url") || strings.HasSuffix(l, "-host") || strings.HasSuffix(l, "-https") {
 			names = append(names, k)
 		}
 	}

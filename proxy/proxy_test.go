@@ -50,6 +50,10 @@ func TestForwardedHeaders(t *testing.T) {
 		"True-Client-Ip":     {"6.6.6.6"},
 		"X-Client-Ip":        {"6.6.6.6"},
 		"X-Original-Url":     {"/admin"},
+		"Forwarded-For":      {"6.6.6.6"},
+		"X-Proxyuser-Ip":     {"6.6.6.6"},
+		"X-Host":             {"evil.test"},
+		"Front-End-Https":    {"off"},
 		"X-Custom_Id":        {"kept"}, // an underscore header of no proxy's
 	}
 	for _, tt := range []struct {
