@@ -215,6 +215,10 @@ func (src *source) noteFlags(cfg any, engine *engineConfig) {
 	}
 	onCommandLine := maps.Clone(src.set) // ps shows them; the environment only to the user
 	maps.DeleteFunc(onCommandLine, func(name string, _ bool) bool { _, ok := src.env[name]; return ok })
+	if onCommandLine["storage"] && open.HoldsPassword(engine.Storage) {
+		engine.addNote("warning: --storage on the command line holds a password, which other users of this host can read (ps) for as long as certkeeper runs: " +
+			"put storage in a --config file only you can read (chmod 600), or in $CERTKEEPER_STORAGE, instead")
+	}
 	for _, key := range yamlconf.SecretsGiven(reflect.TypeOf(cfg).Elem(), onCommandLine) {
 		name, instead := strings.ReplaceAll(key, "_", "-"), "put "+key+" in a --config file only you can read (chmod 600) instead"
 		if src.fs.Lookup(name+"-file") != nil { // --tsig-key: --tsig-key-file

@@ -269,6 +269,20 @@ func TestSecretFlagsWarned(t *testing.T) {
 		!strings.Contains(r.stderr, "give it in a file with --tsig-key-file (or put tsig_key in a --config file only you can read, chmod 600)") {
 		t.Errorf("proxy --tsig-key: exit %d, stderr:\n%s\nwant the warning pointing at --tsig-key-file, not the key", r.code, r.stderr)
 	}
+	// A Redis password in --storage (a second trial), but not in the
+	// environment, which other users cannot read; the same for a token.
+	const storageWarning = "warning: --storage on the command line holds a password, which other users of this host can read (ps)"
+	r = ck(t, 30*time.Second, "server", "--check-config", "--no-auth", "--storage", "redis://:s3cretpw@127.0.0.1:1/0")
+	if r.code != 0 || !strings.Contains(r.stderr, storageWarning) || strings.Contains(r.stderr, "s3cretpw") {
+		t.Errorf("server --storage redis://:PASSWORD@...: exit %d, stderr:\n%s\nwant the warning, not the password", r.code, r.stderr)
+	}
+	t.Setenv("CERTKEEPER_STORAGE", "redis://:s3cretpw@127.0.0.1:1/0")
+	t.Setenv("CERTKEEPER_STATUS_TOKEN", "stok-0123456789abcdef")
+	if r := ck(t, 30*time.Second, "server", "--check-config", "--no-auth"); r.code != 0 || strings.Contains(r.stderr, storageWarning) || strings.Contains(r.stderr, warning) {
+		t.Errorf("the storage password and a token in the environment: exit %d, stderr:\n%s\nwant no warning", r.code, r.stderr)
+	}
+	t.Setenv("CERTKEEPER_STORAGE", "")
+	t.Setenv("CERTKEEPER_STATUS_TOKEN", "")
 	f := writeConfig(t, "metrics_token: mtok-0123456789abcdef\nno_auth: true\n")
 	if err := os.Chmod(f, 0o600); err != nil {
 		t.Fatal(err)

@@ -129,6 +129,24 @@ func (e *OptionsError) Error() string { return e.msg }
 // IsURL reports whether spec is a URL rather than a directory.
 func IsURL(spec string) bool { return strings.Contains(spec, "://") }
 
+// HoldsPassword reports whether the storage URL spec holds a password: in
+// its user information (redis://:PASSWORD@host) or a query parameter
+// named for one (sentinel_password=). A command that was given it on its
+// command line warns that other users of the host can read it there.
+func HoldsPassword(spec string) bool {
+	if !IsURL(spec) {
+		return false
+	}
+	_, rest, _ := strings.Cut(spec, "://")
+	authority, _, _ := strings.Cut(rest, "/")
+	authority, _, _ = strings.Cut(authority, "?")
+	if userinfo, _, ok := strings.Cut(authority, "@"); ok && strings.Contains(userinfo, ":") {
+		return true
+	}
+	_, query, _ := strings.Cut(spec, "?")
+	return strings.Contains(strings.ToLower(query), "password=")
+}
+
 // Where names the storage spec for messages: a URL without its user
 // information, query and fragment (redact.URL), and for Redis the key
 // prefix when the URL sets one (" (prefix P)"), for PostgreSQL the

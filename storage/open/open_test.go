@@ -253,3 +253,19 @@ func TestWhere(t *testing.T) {
 		}
 	}
 }
+
+func TestHoldsPassword(t *testing.T) {
+	for spec, want := range map[string]bool{
+		"redis://:s3cret@127.0.0.1:6379/0":                        true,
+		"redis://user:s3cret@127.0.0.1:6379/0":                    true,
+		"redis+sentinel://s1:26379/m?sentinel_password=s3cret":    true,
+		"postgres://certkeeper@db/certkeeper?sslmode=verify-full": false,
+		"redis://127.0.0.1:6379/0?prefix=a:":                      false,
+		"/var/lib/certkeeper":                                     false,
+		"redis://user@127.0.0.1:6379/0":                           false,
+	} {
+		if got := open.HoldsPassword(spec); got != want {
+			t.Errorf("HoldsPassword(%q) = %v, want %v", spec, got, want)
+		}
+	}
+}
