@@ -10,12 +10,38 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper/alpnproxy"
 )
+
+// bystander starts a process that sleeps a minute (killed at cleanup) for
+// a pidfile to name, and returns its process ID and a check that fails
+// the test if it was stopped within 200 ms.
+func bystander(t *testing.T) (int, func(what string)) {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	alive := func(what string) {
+		t.Helper()
+		select {
+		case err := <-exited:
+			exited <- err // for the cleanup, which waits for it
+			t.Fatalf("%s was stopped: %v", what, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return cmd.Process.Pid, alive
+}
 
 // TestPidfileReusedPID: a pidfile left by a proxy that died without
 // removing it names a process ID the system may give to another program.
@@ -24,17 +50,7 @@ import (
 // pidfile, and Run starts. A process that started before is taken as the
 // proxy.
 func TestPidfileReusedPID(t *testing.T) {
-	other := exec.Command("sleep", "60")
-	if err := other.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- other.Wait() }()
-	t.Cleanup(func() {
-		_ = other.Process.Kill()
-		<-exited
-	})
-	pid := other.Process.Pid
+	pid, alive := bystander(t)
 	p := alpnproxy.Pidfile(filepath.Join(t.TempDir(), "proxy.pid"))
 
 	// Written now, after the process started: its writer may be it.
@@ -64,15 +80,7 @@ func TestPidfileReusedPID(t *testing.T) {
 	if err != nil || !strings.Contains(msg, "another program has its process ID, left alone") {
 		t.Errorf("Halt = %q, %v", msg, err)
 	}
-	select {
-	case err := <-exited:
-		exited <- err // for the cleanup, which waits for it
-		t.Fatalf("the other program was stopped: %v", err)
-	case <-time.After(200 * time.Millisecond):
-	}
-	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
-		t.Fatalf("the other program is gone: %v", err)
-	}
+	alive("the other program")
 	if _, err := os.Stat(string(p)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Halt left the pidfile: %v", err)
 	}
@@ -113,18 +121,9 @@ func TestPidfileOtherOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to chown a file to another user")
 	}
-	victim := exec.Command("sleep", "60")
-	if err := victim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- victim.Wait() }()
-	t.Cleanup(func() {
-		_ = victim.Process.Kill()
-		<-exited
-	})
+	victim, alive := bystander(t)
 	p := alpnproxy.Pidfile(filepath.Join(t.TempDir(), "proxy.pid"))
-	if err := p.Write(victim.Process.Pid); err != nil {
+	if err := p.Write(victim); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chown(string(p), 65534, 65534); err != nil { // nobody
@@ -142,12 +141,7 @@ func TestPidfileOtherOwner(t *testing.T) {
 	if _, err := p.Halt(t.Context(), time.Second, nil); err == nil {
 		t.Error("Halt of another user's pidfile: no error")
 	}
-	select {
-	case err := <-exited:
-		exited <- err // for the cleanup
-		t.Fatalf("the process another user's pidfile named was stopped: %v", err)
-	case <-time.After(200 * time.Millisecond):
-	}
+	alive("the process another user's pidfile named")
 	if _, err := os.Stat(string(p)); err != nil {
 		t.Errorf("another user's pidfile was removed: %v", err)
 	}
@@ -160,19 +154,10 @@ func TestPidfileOtherOwner(t *testing.T) {
 // an unrelated process that way. Read, Stop and Status refuse it, and
 // the process named is left alone.
 func TestPidfileSymlink(t *testing.T) {
-	victim := exec.Command("sleep", "60")
-	if err := victim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- victim.Wait() }()
-	t.Cleanup(func() {
-		_ = victim.Process.Kill()
-		<-exited
-	})
+	victim, alive := bystander(t)
 	dir := t.TempDir()
 	target := alpnproxy.Pidfile(filepath.Join(dir, "other.pid")) // this user's, naming its process
-	if err := target.Write(victim.Process.Pid); err != nil {
+	if err := target.Write(victim); err != nil {
 		t.Fatal(err)
 	}
 	p := alpnproxy.Pidfile(filepath.Join(dir, "proxy.pid"))
@@ -188,12 +173,7 @@ func TestPidfileSymlink(t *testing.T) {
 	if _, err := p.Status(); err == nil {
 		t.Error("Status through a symbolic link: no error")
 	}
-	select {
-	case err := <-exited:
-		exited <- err // for the cleanup
-		t.Fatalf("the process a symbolic link's target named was stopped: %v", err)
-	case <-time.After(200 * time.Millisecond):
-	}
+	alive("the process a symbolic link's target named")
 }
 
 // TestDefaultPidfileEnv: $ACME_ALPN_PROXY_PIDFILE, the variable of
