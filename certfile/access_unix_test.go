@@ -111,3 +111,76 @@ func TestOtherUsersFilesNotTrusted(t *testing.T) {
 		t.Errorf("the new key: mode %v group %d; want 0600, not the planted file's group", fi.Mode().Perm(), g)
 	}
 }
+
+// TestOutDirOfAnotherUser: run as root on an out-dir another user owns or
+// changed, nothing is read from it or written through it (a security
+// trial's root cron renewal had a planted key signed, copied /etc/shadow
+// through a symbolic link to a file that user could read, and wrote
+// through private/ and certs/ links into root's directories). Needs root,
+// to give files to another user.
+func TestOutDirOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files to another user")
+	}
+	key, chain := pair(t, "a.test")
+	// DIR of nobody's.
+	d := Dir(t.TempDir())
+	if err := os.Chown(string(d), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CheckOwned(); err == nil || !strings.Contains(err.Error(), "belongs to user 65534") {
+		t.Errorf("CheckOwned of a directory nobody owns = %v, want a refusal", err)
+	}
+	if _, err := d.Write("a.test", key, chain); err == nil {
+		t.Error("Write into a directory nobody owns: no error")
+	}
+
+	// private/ and certs/: links nobody made to root's directories.
+	d = Dir(t.TempDir())
+	target := t.TempDir()
+	precious := filepath.Join(target, "a.test.key")
+	if err := os.WriteFile(precious, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"private", "certs"} {
+		link := filepath.Join(string(d), sub)
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(link, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.CheckOwned(); err == nil || !strings.Contains(err.Error(), "(a symbolic link) belongs to user 65534") {
+		t.Errorf("CheckOwned with links nobody made = %v, want a refusal", err)
+	}
+	if _, err := d.Write("a.test", key, chain); err == nil {
+		t.Error("Write through links nobody made: no error")
+	}
+	if data, _ := os.ReadFile(precious); string(data) != "precious" {
+		t.Errorf("a file the links lead to was replaced: %q", data)
+	}
+
+	// certs/NAME.pem a link to a secret: not copied to NAME.pem.old.
+	d = Dir(t.TempDir())
+	p, err := d.Write("a.test", key, chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "shadow")
+	if err := os.WriteFile(secret, []byte("root:secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p.Cert); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, p.Cert); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.WriteKeepOld("a.test", key, chain); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(p.Cert + ".old"); err == nil && strings.Contains(string(data), "secret") {
+		t.Errorf("a link's target was copied to %s.old: %q", p.Cert, data)
+	}
+}

@@ -3,6 +3,7 @@ package certfile
 import (
 	"crypto"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -116,12 +117,33 @@ func (d Dir) WriteKeepOld(name string, keyPEM, chainPEM []byte) (Paths, error) {
 	if err != nil {
 		return Paths{}, err
 	}
-	if old, err := os.ReadFile(p.Cert); err == nil {
+	if err := d.mkdirs(p); err != nil { // first: the directories are this user's
+		return Paths{}, fmt.Errorf("writing certificate files for %s: %w", name, err)
+	}
+	if old, err := readCert(p.Cert); err == nil {
 		if err := atomicfile.WriteFile(p.Cert+".old", old, 0o644); err != nil {
 			return Paths{}, fmt.Errorf("keeping the previous certificate of %s: %w", name, err)
 		}
 	}
 	return d.Write(name, keyPEM, chainPEM)
+}
+
+// readCert reads the certificate file at path to keep it as .old: a
+// regular file of certificates alone, not through a symbolic link (one
+// put there for a moment made root copy /etc/shadow to a file anyone
+// could read: a security trial).
+func readCert(path string) ([]byte, error) {
+	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if b, _ := pem.Decode(data); b == nil || b.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s: not a PEM certificate", path)
+	}
+	return data, nil
 }
 
 // WriteCert writes only the certificate file of name (leaf + chain), for a
@@ -137,7 +159,7 @@ func (d Dir) WriteCert(name string, chainPEM []byte) (string, error) {
 			return "", fmt.Errorf("writing the certificate of %s: %w", name, err)
 		}
 	}
-	if old, err := os.ReadFile(p.Cert); err == nil {
+	if old, err := readCert(p.Cert); err == nil {
 		// Best effort: the new certificate matters more than the old one.
 		_ = atomicfile.WriteFile(p.Cert+".old", old, 0o644)
 	}

@@ -95,9 +95,58 @@ func (d Dir) CheckWritable(name string, withKey bool) error {
 	return nil
 }
 
+// CheckOwned refuses a directory whose files another user could have
+// put or changed, before anything in it is read or run: DIR and, where
+// they exist, DIR/private, DIR/certs and DIR/renewal must be directories
+// that this user or root owns and that their group and others may not
+// write, and the last three not symbolic links. A key found there is
+// reused at renewal, a settings file's hooks run, and a file renamed
+// into them replaced: run as root on an out-dir another user owned, cert
+// renew had a planted key signed, copied /etc/shadow to a file that user
+// could read, and ran that user's pre_hook (a security trial).
+func (d Dir) CheckOwned() error {
+	if err := OwnedDir(string(d)); err != nil {
+		return err
+	}
+	for _, sub := range []string{"private", "certs", "renewal"} {
+		if err := OwnedDir(filepath.Join(string(d), sub)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// OwnedDir refuses dir unless it is a directory that this user or root
+// owns and that its group and others may not write; a symbolic link is
+// refused unless it is this user's or root's (as /etc/ssl may link to
+// another place) and leads to such a directory (POSIX only). A dir that
+// does not exist is an error wrapping fs.ErrNotExist.
+func OwnedDir(dir string) error {
+	link, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if link.Mode()&fs.ModeSymlink != 0 {
+		if err := ownedHere(dir+" (a symbolic link)", link, false); err != nil {
+			return err
+		}
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return ownedHere(dir, fi, true)
+}
+
 // mkdirs creates DIR, DIR/private and DIR/certs where missing.
 func (d Dir) mkdirs(p Paths) error {
 	if err := os.MkdirAll(string(d), certsDirMode); err != nil {
+		return err
+	}
+	if err := OwnedDir(string(d)); err != nil {
 		return err
 	}
 	if err := mkdir(filepath.Dir(p.Key), privateDirMode); err != nil {
@@ -116,23 +165,22 @@ func mkdir(dir string, mode fs.FileMode) error {
 		return os.Chmod(dir, mode)
 	}
 	if errors.Is(err, fs.ErrExist) {
-		if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
-			return ownedHere(dir, fi)
-		}
+		return OwnedDir(dir) // a link another user made is not followed
 	}
 	return err
 }
 
-// ownedHere refuses a directory another user than this one or root owns,
-// or that its group or others may write (POSIX only).
-func ownedHere(dir string, fi fs.FileInfo) error {
+// ownedHere refuses a directory (or, with modes false, a symbolic link)
+// another user than this one or root owns, or that its group or others
+// may write (POSIX only).
+func ownedHere(dir string, fi fs.FileInfo, modes bool) error {
 	if runtime.GOOS == "windows" {
 		return nil
 	}
 	if uid, ok := fileowner.UID(fi); ok && uid != os.Geteuid() && uid != 0 {
 		return fmt.Errorf("%s belongs to user %d: another user could plant files there that the new key would be given to; use a directory of this user's", dir, uid)
 	}
-	if fi.Mode().Perm()&0o022 != 0 {
+	if modes && fi.Mode().Perm()&0o022 != 0 {
 		return fmt.Errorf("%s may be written by its group or others (mode %04o), who could plant files there that the new key would be given to: chmod go-w it", dir, fi.Mode().Perm())
 	}
 	return nil

@@ -40,8 +40,13 @@ func IssueFiles(ctx context.Context, dir certfile.Dir, st storage.Storage, req c
 	req.Files = true // the stored copy is renewed with its files, by cert renew
 	if len(req.Names) > 0 {
 		// Before the order: a certificate that could not be written
-		// would be ordered again, against the CA's limits.
-		if err := dir.CheckWritable(req.Names[0], req.CSR == nil); err != nil {
+		// would be ordered again, against the CA's limits; and a
+		// directory another user could change is not written to.
+		err := dir.CheckWritable(req.Names[0], req.CSR == nil)
+		if err == nil {
+			err = dir.CheckOwned()
+		}
+		if err != nil {
 			return nil, certfile.Paths{}, &WriteError{Err: err, BeforeOrder: true}
 		}
 	}

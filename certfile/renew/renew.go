@@ -42,6 +42,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mholt/acmez/v3/acme"
+
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/hostname"
@@ -49,7 +51,6 @@ import (
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
-	"github.com/mholt/acmez/v3/acme"
 )
 
 // Action is what a run did with one certificate.
@@ -236,6 +237,11 @@ func LockDir(ctx context.Context, st storage.Storage, dir certfile.Dir) (unlock 
 func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 	if _, err := os.Stat(string(r.Dir)); errors.Is(err, fs.ErrNotExist) && len(r.Want) == 0 {
 		return nil, fmt.Errorf("%s does not exist, so it holds nothing to renew: %w", r.Dir, err)
+	} else if err == nil {
+		// Before a key is read or a hook run from it (certfile.Dir.CheckOwned).
+		if err := r.Dir.CheckOwned(); err != nil {
+			return nil, err
+		}
 	}
 	unlock, err := LockDir(ctx, r.Storage, r.Dir)
 	if err != nil {

@@ -345,6 +345,11 @@ func LoadSettings(path string) (Settings, error) {
 	if err != nil {
 		return Settings{}, fmt.Errorf("renewal settings: %w", err)
 	}
+	// Its directory too: another user's could have had a file of the
+	// right owner and mode renamed into it (a security trial).
+	if err := certfile.OwnedDir(filepath.Dir(path)); err != nil {
+		return Settings{}, fmt.Errorf("renewal settings %s: %w", path, err)
+	}
 	if !fi.Mode().IsRegular() {
 		return Settings{}, fmt.Errorf("renewal settings %s: not a regular file (a symbolic link?); replace it with the file itself", path)
 	}

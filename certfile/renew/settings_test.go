@@ -308,3 +308,32 @@ func TestStorageWithoutPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestSettingsInAnotherUsersDirectory: a settings file of this user's,
+// private, in a renewal/ directory another user owns is refused (a
+// security trial had root write such a file and renamed it there: its
+// pre_hook ran as root), and so is a Renewer's run on an out-dir another
+// user owns, before anything is read from it. Needs root.
+func TestSettingsInAnotherUsersDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a directory to another user")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "renewal", "a.example.conf")
+	if err := SaveSettings(path, fullSettings()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Dir(path), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadSettings(path); err == nil || !strings.Contains(err.Error(), "belongs to user 65534") {
+		t.Errorf("LoadSettings in nobody's renewal/ = %v, want a refusal", err)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	r := &Renewer{Dir: certfile.Dir(dir)}
+	if _, err := r.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "belongs to user 65534") {
+		t.Errorf("Run on nobody's out-dir = %v, want a refusal", err)
+	}
+}
