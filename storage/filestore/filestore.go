@@ -154,7 +154,36 @@ func (s *Store) path(key string) (string, error) {
 	if s.Dir == "" {
 		return "", errNoDir
 	}
-	return filepath.Join(s.Dir, filepath.FromSlash(key)), nil
+	path := filepath.Join(s.Dir, filepath.FromSlash(key))
+	return path, s.noLinks(path)
+}
+
+// noLinks refuses, for a process running as root in a Dir another user
+// owns (dirOwner), a path under Dir through a symbolic link: that user
+// could make one to any directory or file, and root would write there,
+// giving what it wrote to them, or read a root-only file (a security
+// trial had root replace a root file outside the storage, and the local
+// CA's keys land there). Dir itself may be a link. Nil otherwise.
+func (s *Store) noLinks(path string) error {
+	if s.dirOwner() == nil {
+		return nil
+	}
+	rel, err := filepath.Rel(s.Dir, path)
+	if err != nil {
+		return err
+	}
+	at := s.Dir
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		at = filepath.Join(at, part)
+		fi, err := os.Lstat(at)
+		if err != nil {
+			return nil // not there yet: created as a directory, not followed
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symbolic link in %s, which another user owns: not followed when running as root; remove it", at, s.Dir)
+		}
+	}
+	return nil
 }
 
 // Path returns the file that holds key (one storage.ValidateKey

@@ -122,6 +122,9 @@ func (s *Store) acquire(ctx context.Context, name string) (*lease, error) {
 		done:  make(chan struct{}),
 	}
 	l.path = filepath.Join(l.dir, l.token+leaseExt)
+	if err := s.noLinks(l.path); err != nil {
+		return nil, fmt.Errorf("locking %s: %w", name, err)
+	}
 	start := time.Now()
 	backoff := minLockBackoff
 	for {
