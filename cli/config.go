@@ -40,6 +40,9 @@ func readConfigFile(file string, cfg any) error {
 		return nil
 	}
 	data, err := readConfig(file)
+	if err == nil {
+		err = yamlconf.CheckTrusted(file)
+	}
 	if err != nil {
 		return fmt.Errorf("--config: %w", err)
 	}

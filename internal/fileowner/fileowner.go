@@ -28,13 +28,14 @@ func ReadableByAll(path string) (fs.FileMode, bool) {
 }
 
 // ChangeableByOthers returns who besides this process's user and groups
-// may create, rename and delete files in the directory at path: "other
-// users" (mode o+w, sticky or not: a sticky bit stops deletions, not new
-// files), "group NAME" for a group-writable directory of a group this
-// process is not in, or "" for no one, or where files have no POSIX
-// modes (Windows), or when path cannot be read. A storage directory such
-// a user may change is one whose keys and certificates they can replace
-// with their own.
+// may change the file at path, or create, rename and delete files in the
+// directory at path: "other users" (mode o+w; for a directory, sticky or
+// not: a sticky bit stops deletions, not new files), "group NAME" for a
+// group-writable one of a group this process is not in, or "" for no
+// one, or where files have no POSIX modes (Windows), or when path cannot
+// be read. A storage directory such a user may change is one whose keys
+// and certificates they can replace with their own; a config file, one
+// whose hooks they choose.
 func ChangeableByOthers(path string) (mode fs.FileMode, who string) {
 	if runtime.GOOS == "windows" {
 		return 0, ""

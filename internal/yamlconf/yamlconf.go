@@ -234,6 +234,30 @@ func SecretsGiven(t reflect.Type, set map[string]bool) []string {
 	return keys
 }
 
+// CheckTrusted refuses a config file another user could have changed: one
+// that a user other than this one or root owns, or that others (or a
+// group this process is not in) may write. Its hooks and commands
+// (deploy_post_hook, alert_exec, dns_exec) run as this user, and a
+// security trial's 0666 file, owned by nobody, had root's proxy run its
+// hook; renewal settings files were already held to this. Nil on
+// Windows, where modes say nothing of other users.
+func CheckTrusted(file string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		return err
+	}
+	if uid, ok := fileowner.UID(fi); ok && uid != os.Geteuid() && uid != 0 {
+		return fmt.Errorf("%s: refused, owned by uid %d, not by this user (uid %d) or root, and the commands it names run as this user: check its contents, then chown it", file, uid, os.Geteuid())
+	}
+	if mode, who := fileowner.ChangeableByOthers(file); who != "" {
+		return fmt.Errorf("%s: refused, mode %04o lets %s change it, and the commands it names run as this user: check its contents, then chmod go-w %s", file, mode, who, file)
+	}
+	return nil
+}
+
 // Exposure says who beyond this process may read a config file that
 // holds secrets, and what makes it private while this process can still
 // read it.
