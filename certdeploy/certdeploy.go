@@ -209,7 +209,7 @@ func (d *Deployer) Deploy(ctx context.Context, certs []*storage.Certificate) (ch
 
 	// Old files no longer deployed are removed too (and restored on failure).
 	var stale []string
-	if old, err := os.ReadFile(filepath.Join(dir, manifest)); err == nil {
+	if old, err := readOld(filepath.Join(dir, manifest)); err == nil {
 		keep := map[string]bool{}
 		for _, r := range list {
 			keep[r] = true

@@ -14,6 +14,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/internal/atomicfile"
 	"github.com/certkeeper/certkeeper/internal/fileowner"
+	"github.com/certkeeper/certkeeper/internal/regularfile"
 )
 
 // transaction replaces files one by one, each atomically, remembering
@@ -199,7 +200,7 @@ func (t *transaction) changed() bool { return len(t.undo) > 0 }
 // file.
 func (t *transaction) write(rel string, data []byte) (bool, error) {
 	path := filepath.Join(t.dir, rel)
-	old, err := os.ReadFile(path)
+	old, err := readOld(path)
 	absent := errors.Is(err, fs.ErrNotExist)
 	if err != nil && !absent {
 		return false, err
@@ -219,10 +220,16 @@ func (t *transaction) write(rel string, data []byte) (bool, error) {
 	return true, nil
 }
 
+// readOld reads a file of a deployment, as it was before this one,
+// through regularfile: a named pipe put in its place is refused at once,
+// where opening it hung the deployment, SIGTERM and all (a security
+// trial).
+func readOld(path string) ([]byte, error) { return regularfile.Read(path, 1<<30) }
+
 // remove deletes rel, keeping its content for rollback.
 func (t *transaction) remove(rel string) error {
 	path := filepath.Join(t.dir, rel)
-	old, err := os.ReadFile(path)
+	old, err := readOld(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

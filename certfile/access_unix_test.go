@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper/internal/fileowner"
 )
@@ -182,5 +184,39 @@ func TestOutDirOfAnotherUser(t *testing.T) {
 	}
 	if data, err := os.ReadFile(p.Cert + ".old"); err == nil && strings.Contains(string(data), "secret") {
 		t.Errorf("a link's target was copied to %s.old: %q", p.Cert, data)
+	}
+}
+
+// TestPairFilesNotRegular: a named pipe put in place of a key or a
+// certificate file is refused at once by Read, Pairs and WriteKeepOld,
+// where opening it hung a renewal for good (a security trial).
+func TestPairFilesNotRegular(t *testing.T) {
+	d := Dir(t.TempDir())
+	key, chain := pair(t, "a.test")
+	p, err := d.Write("a.test", key, chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p.Cert); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(p.Cert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := d.Read("a.test")
+		if _, perr := d.Pairs(); err != nil && perr == nil {
+			_, err = d.WriteKeepOld("a.test", key, chain)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("WriteKeepOld over a named pipe: %v, want the pair replaced", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading a named pipe in place of the certificate file hangs")
 	}
 }

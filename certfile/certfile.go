@@ -38,6 +38,7 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/regularfile"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -125,11 +126,11 @@ func (d Dir) Read(name string) (crypto.Signer, []*x509.Certificate, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	keyPEM, err := os.ReadFile(p.Key)
+	keyPEM, err := readPEM(p.Key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading key of %s: %w", name, err)
 	}
-	chainPEM, err := os.ReadFile(p.Cert)
+	chainPEM, err := readPEM(p.Cert)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading certificate of %s: %w", name, err)
 	}
@@ -143,6 +144,15 @@ func (d Dir) Read(name string) (crypto.Signer, []*x509.Certificate, error) {
 // parsePair parses a key and a chain and checks that they belong together.
 // The chain may hold nothing but certificates: a key block in it would be
 // published with the chain's mode 0644.
+// MaxFileSize is the most a key or certificate file may hold: a chain of
+// a few certificates is a few kilobytes.
+const MaxFileSize = 1 << 20
+
+// readPEM reads a key or certificate file through regularfile: a named
+// pipe or a device put in its place is refused at once, where reading it
+// hung a renewal (a security trial), and a huge file is not read.
+func readPEM(path string) ([]byte, error) { return regularfile.Read(path, MaxFileSize) }
+
 func parsePair(keyPEM, chainPEM []byte) (crypto.Signer, []*x509.Certificate, error) {
 	key, err := storage.ParsePrivateKeyPEM(keyPEM)
 	if err != nil {

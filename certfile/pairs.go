@@ -63,11 +63,11 @@ func (d Dir) Pairs() ([]Pair, error) {
 		}
 		var keyPEM []byte
 		if err == nil {
-			keyPEM, err = os.ReadFile(p.Key)
+			keyPEM, err = readPEM(p.Key)
 		}
 		if err == nil {
 			var chainPEM []byte
-			if chainPEM, err = os.ReadFile(p.Cert); err == nil {
+			if chainPEM, err = readPEM(p.Cert); err == nil {
 				pair.Key, pair.Chain, err = parsePair(keyPEM, chainPEM)
 			}
 		}
@@ -136,7 +136,7 @@ func readCert(path string) ([]byte, error) {
 	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: not a regular file", path)
 	}
-	data, err := os.ReadFile(path)
+	data, err := readPEM(path)
 	if err != nil {
 		return nil, err
 	}

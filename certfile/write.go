@@ -199,7 +199,7 @@ func replacePair(p Paths, keyPEM, chainPEM []byte) (err error) {
 	}
 	defer removeTemp(certTmp, &err)
 
-	oldKey, err := os.ReadFile(p.Key)
+	oldKey, err := readPEM(p.Key)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("keeping the old key for a rollback: %w", err)
 	}

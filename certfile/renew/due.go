@@ -13,11 +13,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mholt/acmez/v3/acme"
+
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/regularfile"
 	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/storage"
-	"github.com/mholt/acmez/v3/acme"
 )
 
 // earlyWindow begins the reason of a certificate due because its CA's ARI
@@ -103,8 +105,8 @@ func approx(d time.Duration) string {
 // stored certificate for that name whose key or certificate is one of the
 // two files.
 func repairPair(ctx context.Context, st storage.Storage, dir certfile.Dir, p *certfile.Pair) (*storage.Certificate, error) {
-	keyPEM, _ := os.ReadFile(p.Paths.Key)
-	chainPEM, _ := os.ReadFile(p.Paths.Cert)
+	keyPEM, _ := regularfile.Read(p.Paths.Key, certfile.MaxFileSize)
+	chainPEM, _ := regularfile.Read(p.Paths.Cert, certfile.MaxFileSize)
 	var best *storage.Certificate
 	match := func(k string) bool { return strings.HasSuffix(k, "/"+p.Base+".json") }
 	err := storage.EachCertificate(ctx, st, match, func(_ string, _ []byte, rec *storage.Certificate, err error) bool {

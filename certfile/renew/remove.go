@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/certkeeper/certkeeper/certfile"
+	"github.com/certkeeper/certkeeper/internal/regularfile"
 	"github.com/certkeeper/certkeeper/storage"
 )
 
@@ -30,7 +31,7 @@ func Remove(ctx context.Context, dir certfile.Dir, name string, st storage.Stora
 	if err != nil {
 		return nil, err
 	}
-	certPEM, err := os.ReadFile(p.Cert)
+	certPEM, err := regularfile.Read(p.Cert, certfile.MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("no certificate %s in %s: %w", name, dir, err)
 	}
