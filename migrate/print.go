@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
 )
 
 // WriteActions prints actions as "certkeeper import" does: a table with
@@ -25,9 +27,29 @@ func WriteActions(w io.Writer, actions []Action) error {
 		if subject == "" {
 			subject = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Result, a.Kind, subject, a.Source, a.Why)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Result, a.Kind, printable(subject), printable(a.Source), printable(a.Why))
 	}
 	return tw.Flush()
+}
+
+// printable escapes the control characters of s (\x1b, \n, ...): names
+// and hook commands come from the directory imported, which its owner
+// chose, and a file named with escape sequences cleared the operator's
+// terminal or hid lines of the report (a security trial).
+func printable(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // CountSkipped returns how many of actions were Skipped: entries that

@@ -30,6 +30,22 @@ func TestWriteActions(t *testing.T) {
 	}
 }
 
+// TestWriteActionsEscapes: the names and hook commands of the directory
+// imported reach the table with their control characters escaped: a hook
+// file named with escape sequences cleared a security trial's terminal.
+func TestWriteActionsEscapes(t *testing.T) {
+	var b strings.Builder
+	err := WriteActions(&b, []Action{{Kind: "setting", Source: "renewal-hooks/deploy/x\n\x1b[2J\x1b]0;TITLE\a", Result: NotCarried,
+		Why: "pre_hook = a\x1b[1A"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := b.String()
+	if strings.ContainsAny(got, "\x1b\a") || strings.Count(got, "\n") != 2 || !strings.Contains(got, `x\n\x1b[2J\x1b]0;TITLE\a`) {
+		t.Errorf("table %q, want the control characters escaped", got)
+	}
+}
+
 // TestOutcome: nothing found and skipped entries fail an import; kept
 // and unchanged ones do not.
 func TestOutcome(t *testing.T) {
