@@ -11,6 +11,7 @@ import (
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 // TestRedirectHTTP: RedirectHTTP sends a request to the same host and URL
@@ -84,7 +85,7 @@ func TestRedirectHTTPSPort(t *testing.T) {
 // where net/http's draining of the body held it until the read timeout
 // (a security trial's slow bodies held port 80 for 30 s).
 func TestHTTPHandlerBodyUnread(t *testing.T) {
-	m := &certkeeper.Manager{Policy: policy.Allowlist("a.test")}
+	m := &certkeeper.Manager{Policy: policy.Allowlist("a.test"), Storage: filestore.New(t.TempDir())} // not the default directory
 	defer m.Close()
 	srv := httptest.NewUnstartedServer(m.HTTPHandler(certkeeper.RedirectHTTPSListener("8443")))
 	srv.Config.ReadTimeout = 30 * time.Second

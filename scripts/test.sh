@@ -157,7 +157,15 @@ step "code size (no non-test function over 100 lines; the command package may no
 wait_apt
 
 step "go test -race"
+# A test that forgets --storage (or Manager.Storage) writes to the default
+# directory of the user running it, /var/lib/certkeeper for root: outside
+# the test's own, and left behind. It is refused when the run made it.
+default_storage_before=$([ -e /var/lib/certkeeper ] && echo yes || echo no)
 go test -race -count=1 -timeout 25m ./...
+if [ "$default_storage_before" = no ] && [ -e /var/lib/certkeeper ]; then
+  echo "a test wrote to /var/lib/certkeeper, the default storage: give it a storage of its own (t.TempDir())" >&2
+  exit 1
+fi
 
 wait_cross
 
