@@ -11,6 +11,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/hostname"
 	"github.com/certkeeper/certkeeper/internal/timeline"
+	"github.com/certkeeper/certkeeper/policy"
 	"github.com/certkeeper/certkeeper/solver/tlsalpn01"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -204,6 +205,9 @@ func (m *Manager) storageAnswers() {
 func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client netip.Addr) (*managed, error) {
 	if e := m.cacheFor(variant).get(name); e != nil {
 		return e, nil // filled while this flight was queued
+	}
+	if client.IsValid() {
+		ctx = policy.WithClient(ctx, client) // for the policy (AskURL's share per client)
 	}
 	decided := false
 	if m.policyFirst(name, variant) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -257,6 +258,40 @@ func localManager(t *testing.T, st storage.Storage, pol policy.Policy) *certkeep
 	m := &certkeeper.Manager{Policy: pol, Storage: st, Issuers: []issuer.Issuer{&localca.CA{Storage: st}}}
 	t.Cleanup(func() { m.Close() })
 	return m
+}
+
+// TestPolicySeesClient: the policy's decision for a handshake's new name
+// carries the handshake's client address (policy.Client), which AskURL
+// shares its questions by; a name asked for through CertificateFor carries
+// the address given.
+func TestPolicySeesClient(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]string{}
+	pol := policy.Func(func(ctx context.Context, name string) error {
+		addr, ok := policy.Client(ctx)
+		mu.Lock()
+		defer mu.Unlock()
+		seen[name] = fmt.Sprint(addr, ok)
+		return nil
+	})
+	m := localManager(t, filestore.New(t.TempDir()), pol)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", serveOn(t, m),
+		&tls.Config{ServerName: "h.test", InsecureSkipVerify: true}) // only the policy's view is tested
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if _, err := m.CertificateFor(t.Context(), "api.test", netip.MustParseAddr("192.0.2.9")); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := seen["h.test"]; got != "127.0.0.1 true" {
+		t.Errorf("the policy's client for a handshake from 127.0.0.1 = %q, want 127.0.0.1", got)
+	}
+	if got := seen["api.test"]; got != "192.0.2.9 true" {
+		t.Errorf("the policy's client for CertificateFor(…, 192.0.2.9) = %q, want 192.0.2.9", got)
+	}
 }
 
 func TestWildcardAndDefaultName(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -100,9 +101,22 @@ type AskURL struct {
 	// whole flood).
 	MaxInFlight int
 
+	// MaxInFlightPerClient is the most of those questions the handshakes
+	// of one client may have in flight at once, a client being what
+	// IPLimiter counts as one (an IPv4 address or an IPv6 /64, from
+	// WithClient). A question beyond it is refused as one beyond
+	// MaxInFlight is. Zero means an eighth of MaxInFlight (8 of 64), at
+	// least one: a flood from one address leaves the other slots to
+	// everyone else. Questions without a client (renewals) count against
+	// MaxInFlight only.
+	MaxInFlightPerClient int
+
 	flight   singleflight.Group
 	slots    chan struct{} // MaxInFlight of them; made once (slotOnce)
 	slotOnce sync.Once
+
+	clientsMu sync.Mutex
+	clients   map[netip.Addr]int // questions in flight by client key; no zero counts
 
 	mu    sync.Mutex // guards cache
 	cache lru[string, askAnswer]
@@ -125,7 +139,7 @@ func (a *AskURL) Decide(ctx context.Context, name string) error {
 		if ans, ok := a.cached(name, time.Now()); ok {
 			return nil, ans.err
 		}
-		release, err := a.slot(name)
+		release, err := a.slot(ctx, name)
 		if err != nil {
 			return nil, err
 		}
@@ -148,9 +162,11 @@ func (a *AskURL) Decide(ctx context.Context, name string) error {
 // question beyond AskURL.MaxInFlight. It matches ErrDenied too.
 var ErrAskBusy = errors.New("too many questions to the ask endpoint in flight")
 
-// slot takes one of the MaxInFlight slots for a question about name, or
-// refuses name (ErrAskBusy) when none is free; release gives it back.
-func (a *AskURL) slot(name string) (release func(), err error) {
+// slot takes one of the MaxInFlight slots for a question about name, and
+// one of its client's MaxInFlightPerClient if ctx has a client (WithClient),
+// or refuses name (ErrAskBusy) when either has none free; release gives
+// them back.
+func (a *AskURL) slot(ctx context.Context, name string) (release func(), err error) {
 	a.slotOnce.Do(func() {
 		n := a.MaxInFlight
 		if n <= 0 {
@@ -158,13 +174,62 @@ func (a *AskURL) slot(name string) (release func(), err error) {
 		}
 		a.slots = make(chan struct{}, n)
 	})
+	client, hasClient := Client(ctx)
+	key := clientKey(client)
+	if hasClient && !a.takeClient(key) {
+		_, where, _ := a.endpoint()
+		return nil, fmt.Errorf("%w: %s: ask %s: not asked, %d questions for the handshakes of %s already in flight: %w",
+			ErrDenied, name, where, a.perClient(), client, ErrAskBusy)
+	}
 	select {
 	case a.slots <- struct{}{}:
-		return func() { <-a.slots }, nil
+		return func() {
+			<-a.slots
+			if hasClient {
+				a.dropClient(key)
+			}
+		}, nil
 	default:
+		if hasClient {
+			a.dropClient(key)
+		}
 		_, where, _ := a.endpoint()
 		return nil, fmt.Errorf("%w: %s: ask %s: not asked, %d questions already in flight: %w", ErrDenied, name, where, cap(a.slots), ErrAskBusy)
 	}
+}
+
+// perClient is MaxInFlightPerClient with its default; a.slots made.
+func (a *AskURL) perClient() int {
+	if a.MaxInFlightPerClient > 0 {
+		return a.MaxInFlightPerClient
+	}
+	return max(cap(a.slots)/8, 1)
+}
+
+// takeClient counts one more question in flight for the client key, unless
+// it has perClient already.
+func (a *AskURL) takeClient(key netip.Addr) bool {
+	a.clientsMu.Lock()
+	defer a.clientsMu.Unlock()
+	if a.clients[key] >= a.perClient() {
+		return false
+	}
+	if a.clients == nil {
+		a.clients = make(map[netip.Addr]int)
+	}
+	a.clients[key]++
+	return true
+}
+
+// dropClient counts one question less in flight for the client key.
+func (a *AskURL) dropClient(key netip.Addr) {
+	a.clientsMu.Lock()
+	defer a.clientsMu.Unlock()
+	if a.clients[key] <= 1 {
+		delete(a.clients, key) // the map holds the clients in flight only
+		return
+	}
+	a.clients[key]--
 }
 
 // ask sends one request and returns nil if the answer is 200 OK.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -431,5 +432,91 @@ func TestAskURLInFlightBounded(t *testing.T) {
 	}
 	if !ok {
 		t.Error("late.test, refused as busy, is not asked again once the questions in flight end")
+	}
+}
+
+// TestAskURLInFlightPerClient: one client's handshakes hold at most
+// MaxInFlightPerClient of the questions in flight, so a flood from one
+// address leaves the other slots to other clients (a trial's flood from one
+// address refused every legitimate new name while it lasted); a question
+// without a client counts against MaxInFlight alone, and a client's share
+// comes back when its questions end.
+func TestAskURLInFlightPerClient(t *testing.T) {
+	release := make(chan struct{})
+	var asked atomic.Int64
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer gate.Close()
+	var once sync.Once
+	stop := func() { once.Do(func() { close(release) }) }
+	defer stop()
+	a := &AskURL{URL: gate.URL, MaxInFlight: 16} // an eighth: 2 per client
+	flooder := WithClient(t.Context(), netip.MustParseAddr("2001:db8::1"))
+	sameNet := WithClient(t.Context(), netip.MustParseAddr("2001:db8::2:3")) // the same /64: one client
+	other := WithClient(t.Context(), netip.MustParseAddr("192.0.2.7"))
+	decide := func(ctx context.Context, name string) error {
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond) // the client resets at once
+		defer cancel()
+		return a.Decide(ctx, name)
+	}
+	waitAsked := func(n int64) {
+		t.Helper()
+		for end := time.Now().Add(5 * time.Second); asked.Load() < n && time.Now().Before(end); time.Sleep(time.Millisecond) {
+		}
+		if got := asked.Load(); got != n {
+			t.Fatalf("%d questions reached the ask endpoint, want %d", got, n)
+		}
+	}
+	for i := range 2 {
+		if err := decide(flooder, fmt.Sprintf("f%d.test", i)); errors.Is(err, ErrAskBusy) {
+			t.Fatalf("the client's question %d refused as busy: %v", i+1, err)
+		}
+	}
+	waitAsked(2)
+	for _, ctx := range []context.Context{flooder, sameNet} {
+		err := decide(ctx, "f9.test")
+		if !errors.Is(err, ErrAskBusy) || !errors.Is(err, ErrDenied) {
+			t.Fatalf("a third question from one client's /64 = %v, want ErrAskBusy", err)
+		}
+		if !strings.Contains(err.Error(), "2 questions for the handshakes of 2001:db8::") {
+			t.Errorf("the refusal %q does not say the client's share is taken", err)
+		}
+	}
+	if err := decide(other, "o.test"); errors.Is(err, ErrAskBusy) {
+		t.Errorf("another client's question refused while one client holds its share: %v", err)
+	}
+	for i := range 12 {
+		if err := decide(t.Context(), fmt.Sprintf("r%d.test", i)); errors.Is(err, ErrAskBusy) {
+			t.Errorf("question %d without a client refused with 3 of 16 in flight: %v", i, err)
+		}
+	}
+	waitAsked(15)
+	if err := decide(other, "o2.test"); errors.Is(err, ErrAskBusy) {
+		t.Errorf("the 16th question refused: %v", err)
+	}
+	waitAsked(16)
+	if err := decide(t.Context(), "late.test"); !errors.Is(err, ErrAskBusy) || strings.Contains(err.Error(), "handshakes of") {
+		t.Errorf("a 17th question = %v, want ErrAskBusy for MaxInFlight", err)
+	}
+	a.clientsMu.Lock()
+	n := len(a.clients)
+	a.clientsMu.Unlock()
+	if n != 2 {
+		t.Errorf("%d clients counted in flight, want 2", n)
+	}
+	stop()
+	ok := false
+	for end := time.Now().Add(5 * time.Second); !ok && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		ok = decide(flooder, "f10.test") == nil
+	}
+	if !ok {
+		t.Error("the client's share does not come back once its questions end")
 	}
 }

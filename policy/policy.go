@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 )
 
@@ -27,6 +28,26 @@ type Policy interface {
 	// error (ctx ended while deciding) also means "no", with a
 	// different cause.
 	Decide(ctx context.Context, name string) error
+}
+
+// clientCtxKey is the context key under which WithClient keeps a client's
+// address.
+type clientCtxKey struct{}
+
+// WithClient returns a copy of ctx that carries addr, the address of the
+// client whose request a decision is for (a handshake's remote address).
+// The Manager passes it to Decide for the handshakes that ask about a new
+// name; a Policy reads it with Client. AskURL shares its questions in
+// flight between clients by it.
+func WithClient(ctx context.Context, addr netip.Addr) context.Context {
+	return context.WithValue(ctx, clientCtxKey{}, addr)
+}
+
+// Client returns the client address WithClient put in ctx, if any: a
+// decision for a renewal, or one not made for a connection, has none.
+func Client(ctx context.Context) (netip.Addr, bool) {
+	addr, ok := ctx.Value(clientCtxKey{}).(netip.Addr)
+	return addr, ok && addr.IsValid()
 }
 
 // Func adapts a function to Policy, as http.HandlerFunc does for handlers.
