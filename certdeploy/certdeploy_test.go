@@ -426,6 +426,46 @@ func TestNginxMapKeywords(t *testing.T) {
 	}
 }
 
+// TestNginxNamesOnceAndAddresses: a name several stored certificates hold
+// (the same names in another order, a name moved to another certificate)
+// is one key of the nginx maps, the
+// certificate that expires last, where a trial's deployment wrote it twice
+// and nginx refused the file; a certificate for an IP address is served to
+// a client that connects to that address without a server name, where the
+// name map never matched it.
+func TestNginxNamesOnceAndAddresses(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	short := &localca.CA{Storage: st, Lifetime: 24 * time.Hour}
+	long := &localca.CA{Storage: st, Lifetime: 48 * time.Hour}
+	ab := issue(t, short, "b.test", "www.b.test")
+	ba := issue(t, long, "www.b.test", "b.test") // the same names, expiring last
+	c := issue(t, short, "c.test", "www.b.test") // a name moved to another certificate
+	ip := issue(t, short, "127.0.0.1")
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} { // nginx's workers must reach it
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(base, "nginx")
+	if _, err := (&Deployer{Format: Nginx, Dir: out}).Deploy(t.Context(), []*storage.Certificate{ab, ba, c, ip}); err != nil {
+		t.Fatal(err)
+	}
+	conf := string(mustRead(t, filepath.Join(out, "certkeeper.conf")))
+	if n := strings.Count(conf, "\twww.b.test "); n != 2 {
+		t.Errorf("www.b.test is %d keys of the maps, want one in each of the two:\n%s", n, conf)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	testsvc.Nginx(t, testsvc.NginxOptions{
+		Ready: []string{addr},
+		HTTP: "include " + filepath.Join(out, "certkeeper.conf") + ";\n" +
+			"server { listen " + addr + " ssl; ssl_certificate $certkeeper_cert; ssl_certificate_key $certkeeper_key; return 200; }\n",
+	})
+	for name, want := range map[string]*storage.Certificate{"b.test": ba, "www.b.test": ba, "c.test": c, "": ip} {
+		waitServed(t, addr, name, serialOf(want))
+	}
+}
+
 // TestHooksPrinted: what a check or post hook that succeeds prints is
 // passed on, to Output (the deploy command's stderr) or else to the log;
 // it was dropped, where cert issue and renew show their hooks'.
