@@ -42,11 +42,11 @@ type issueFlags struct {
 	// (registerCA).
 	caFlags   `bind:"-"`
 	renewable `bind:"-"`
-	names     cmdline.Strings `flag:"d" arg:"NAME" help:"a NAME (DNS name or IP address) for the certificate; repeat for more names, the first\nnames the files"`
-	noApex    bool            `flag:"no-apex" help:"do not add a.example when www.a.example is asked for"`
-	csrFile   string          `flag:"csr" arg:"FILE" help:"issue for this PEM certificate request FILE (its key stays with you; only\ncerts/NAME.pem is written); names come from the CSR unless -d is given"`
-	force     bool            `flag:"force" help:"order a new certificate even when --out-dir holds one for these names and settings\nthat is not due (it is kept otherwise, as certbot keeps it)"`
-	dryRun    bool            `flag:"dry-run" help:"test the issuance: Let's Encrypt's staging CA instead of Let's Encrypt (another CA as given),\na temporary storage, no files written, nothing remembered, no deploy hook (certbot's --dry-run)"`
+	names     cmdline.Names `flag:"d" arg:"NAME" help:"a NAME (DNS name or IP address) for the certificate; repeat for more names (or give\nthem separated by commas), the first names the files"`
+	noApex    bool          `flag:"no-apex" help:"do not add a.example when www.a.example is asked for"`
+	csrFile   string        `flag:"csr" arg:"FILE" help:"issue for this PEM certificate request FILE (its key stays with you; only\ncerts/NAME.pem is written); names come from the CSR unless -d is given"`
+	force     bool          `flag:"force" help:"order a new certificate even when --out-dir holds one for these names and settings\nthat is not due (it is kept otherwise, as certbot keeps it)"`
+	dryRun    bool          `flag:"dry-run" help:"test the issuance: Let's Encrypt's staging CA instead of Let's Encrypt (another CA as given),\na temporary storage, no files written, nothing remembered, no deploy hook (certbot's --dry-run)"`
 	hookFlags
 	// fs is the parsed flag set: the flags given are remembered for
 	// renewals (renewconf.go).

@@ -63,7 +63,7 @@ func (f *deployFlags) deployer(env *Env, flagPrefix string) (*certdeploy.Deploye
 func deployCmd() *Command {
 	f := &deployFlags{}
 	var sf storageFlags
-	var names cmdline.Strings
+	var names cmdline.Names
 	return &Command{
 		UsageLine: "certkeeper deploy --format FORMAT --out-dir DIR [flags]",
 		Short:     "write certificates for haproxy, nginx or any server that reads PEM files",

@@ -22,14 +22,14 @@ import (
 // renewFlags are the flags of "cert renew": those of cert issue but -d,
 // and the batch's own.
 type renewFlags struct {
-	issueFlags `bind:"-"`      // registerCA
-	grace      string          `flag:"grace" arg:"DURATION" help:"renew what expires within this DURATION (e.g. 7d, 36h) instead of the usual rule"`
-	force      bool            `flag:"force" help:"renew every pair, due or not"`
-	dryRun     bool            `flag:"dry-run" help:"report what would be renewed and change nothing"`
-	newKey     bool            `flag:"new-key" help:"give renewed certificates a new key (default: keep the key)"`
-	want       string          `flag:"want" arg:"FILE" help:"FILE listing certificates to have: one per line, names separated by spaces"`
-	only       cmdline.Strings `flag:"d" arg:"NAME" help:"renew only the certificate for NAME (covering it, or named by it); repeatable"`
-	quiet      bool            `flag:"quiet" help:"print nothing unless something fails, then everything (for cron, which mails any output;\ncertbot's -q)"`
+	issueFlags `bind:"-"`    // registerCA
+	grace      string        `flag:"grace" arg:"DURATION" help:"renew what expires within this DURATION (e.g. 7d, 36h) instead of the usual rule"`
+	force      bool          `flag:"force" help:"renew every pair, due or not"`
+	dryRun     bool          `flag:"dry-run" help:"report what would be renewed and change nothing"`
+	newKey     bool          `flag:"new-key" help:"give renewed certificates a new key (default: keep the key)"`
+	want       string        `flag:"want" arg:"FILE" help:"FILE listing certificates to have: one per line, names separated by spaces"`
+	only       cmdline.Names `flag:"d" arg:"NAME" help:"renew only the certificate for NAME (covering it, or named by it); repeatable"`
+	quiet      bool          `flag:"quiet" help:"print nothing unless something fails, then everything (for cron, which mails any output;\ncertbot's -q)"`
 	// hooks runs the remembered hooks of this run.
 	hooks renew.Hooks
 }

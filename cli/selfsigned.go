@@ -13,7 +13,7 @@ import (
 )
 
 func selfSignedCmd() *Command {
-	var names cmdline.Strings
+	var names cmdline.Names
 	validFor := 365 * 24 * time.Hour
 	var certOut, keyOut, outDir, keyType string
 	return &Command{

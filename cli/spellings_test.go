@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func TestOtherToolsDocumented(t *testing.T) {
 // name, and each spelling is answered with its note.
 func TestOtherToolsSpellings(t *testing.T) {
 	out := t.TempDir()
-	r := ck(t, 30*time.Second, "cert", "issue", "--server", "local", "--standalone", "--domains", "localhost",
+	r := ck(t, 30*time.Second, "cert", "issue", "--server", "local", "--standalone", "--domains", "localhost,x.localhost", // certbot's comma list
 		"-m", "you@a.test", "--agree-tos", "-n", "--rsa-key-size", "2048", "--out-dir", out, "--storage", t.TempDir())
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
@@ -69,7 +70,10 @@ func TestOtherToolsSpellings(t *testing.T) {
 		}
 	}
 	certs := readPair(t, out, "localhost")
-	if got := certs[0].PublicKeyAlgorithm.String(); got != "RSA" || !strings.Contains(r.stdout, "issued localhost by local") {
+	if got := certs[0].DNSNames; !slices.Equal(got, []string{"localhost", "x.localhost"}) {
+		t.Errorf("--domains localhost,x.localhost issued for %q, want both names", got)
+	}
+	if got := certs[0].PublicKeyAlgorithm.String(); got != "RSA" || !strings.Contains(r.stdout, "issued localhost,x.localhost by local") {
 		t.Errorf("issued with a %s key, stdout %q; want an RSA key from the local CA", got, r.stdout)
 	}
 	conf, err := os.ReadFile(filepath.Join(out, "renewal", "localhost.conf"))

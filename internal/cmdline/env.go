@@ -23,6 +23,9 @@ type Repeatable interface {
 // Repeatable reports that each use adds a value.
 func (s *Strings) Repeatable() bool { return true }
 
+// Repeatable reports that each use adds names.
+func (n *Names) Repeatable() bool { return true }
+
 // Repeatable reports whether each use adds a value (Repeat).
 func (v *List) Repeatable() bool { return v.Repeat }
 

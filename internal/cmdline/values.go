@@ -21,6 +21,25 @@ func (s *Strings) Set(v string) error {
 	return nil
 }
 
+// Names is a flag of host names or IP addresses: each use adds its value,
+// or the values it separates with commas, as certbot's and lego's -d and
+// --domains take them ("-d a.example,www.a.example"), which were refused
+// as one invalid name. No name holds a comma; empty pieces are skipped.
+type Names []string
+
+// String joins the names with commas.
+func (n *Names) String() string { return strings.Join(*n, ",") }
+
+// Set adds the names of v.
+func (n *Names) Set(v string) error {
+	for name := range strings.SplitSeq(v, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			*n = append(*n, name)
+		}
+	}
+	return nil
+}
+
 // List is a flag of several values: with Repeat, each use adds one (the
 // list starts empty); without, a use replaces the list, a default set
 // beforehand, with its one value.
