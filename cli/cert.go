@@ -156,7 +156,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		return err
 	}
 	defer unlock()
-	if kept, err := f.keep(env, names, csrDER); kept || err != nil {
+	if kept, err := f.keep(ctx, env, names, csrDER); kept || err != nil {
 		return err
 	}
 	if f.postHook != "" {
@@ -237,8 +237,9 @@ func (f *issueFlags) noteSecrets(settings renew.Settings, progress func(string))
 
 // keep reports whether cert issue keeps the certificate --out-dir holds
 // for names (renew.Kept: the same names and settings, not due), and says
-// so: nothing is ordered and no hook runs, as with certbot's certonly.
-func (f *issueFlags) keep(env *Env, names []string, csrDER []byte) (bool, error) {
+// so: nothing is ordered and no hook runs, as with certbot's certonly,
+// unless the deploy hook of the run that wrote it has yet to succeed.
+func (f *issueFlags) keep(ctx context.Context, env *Env, names []string, csrDER []byte) (bool, error) {
 	if f.force || f.dryRun || csrDER != nil {
 		return false, nil
 	}
@@ -255,6 +256,10 @@ func (f *issueFlags) keep(env *Env, names []string, csrDER []byte) (bool, error)
 	fmt.Fprintf(env.Stderr, "certkeeper: %s already holds this certificate, with these names and settings, not due for renewal until %s: nothing ordered (--force orders a new one now)\n",
 		f.outDir, due.UTC().Format(time.RFC3339))
 	fmt.Fprintf(env.Stdout, "kept %s, not_after %s, cert %s, key %s\n", strings.Join(names, ","), notAfter.UTC().Format(time.RFC3339), p.Cert, p.Key)
+	if f.deployHook != "" && renew.DeployIsPending(dir, names[0]) {
+		fmt.Fprintln(env.Stderr, "certkeeper: the deploy hook did not succeed when these files were written: running it again")
+		return true, f.afterIssue(ctx, env, names, p, notAfter)
+	}
 	return true, nil
 }
 
@@ -295,7 +300,11 @@ func (f *issueFlags) afterIssue(ctx context.Context, env *Env, names []string, p
 	f.posted = true
 	res := &renew.Result{Names: names, Paths: paths, NotAfter: notAfter,
 		Settings: renew.Settings{DeployHook: f.deployHook, PostHook: f.postHook}}
-	if err := (&renew.Hooks{Output: env.Stderr}).Issued(ctx, res); err != nil {
+	dir := certfile.Dir(f.outDir)
+	if f.dryRun || f.csrFile != "" {
+		dir = "" // nothing renews it: no deploy hook to run again
+	}
+	if err := (&renew.Hooks{Output: env.Stderr}).IssuedFiles(ctx, dir, res); err != nil {
 		return fmt.Errorf("the certificate files are written, but: %w", err)
 	}
 	return nil

@@ -84,6 +84,57 @@ func TestIssueHooks(t *testing.T) {
 	}
 }
 
+// TestIssueDeployHookRetried: a deploy hook that fails after cert issue
+// wrote the files is run again by the next cert issue with the same flags
+// (which keeps the certificate) or cert renew (which leaves it, not due),
+// until it succeeds; a trial's failed hook was never run again, and the
+// server went on serving the old certificate.
+func TestIssueDeployHookRetried(t *testing.T) {
+	dir := t.TempDir()
+	log, ok := filepath.Join(dir, "hooks.log"), filepath.Join(dir, "ok")
+	out, st := filepath.Join(dir, "out"), filepath.Join(dir, "st")
+	marker := filepath.Join(out, "renewal", "localhost.deploy-pending")
+	issue := func(extra ...string) result {
+		args := append([]string{"cert", "issue", "--ca", "local", "-d", "localhost", "--out-dir", out, "--storage", st,
+			"--deploy-hook", "test -e " + ok + " || exit 4; echo deployed >> " + log}, extra...)
+		return ck(t, 30*time.Second, args...)
+	}
+	deployed := func() int {
+		got, _ := os.ReadFile(log)
+		return strings.Count(string(got), "deployed\n")
+	}
+	if r := issue(); r.code != 1 || !strings.Contains(r.stderr, "runs the deploy hook again") {
+		t.Fatalf("a failing deploy hook: exit %d, want 1 saying it is run again\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("no mark of the failed deploy hook: %v", err)
+	}
+	if err := os.WriteFile(ok, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := issue()
+	if r.code != 0 || !strings.Contains(r.stdout, "kept localhost") || deployed() != 1 {
+		t.Fatalf("cert issue again: exit %d, %d deployments; want the certificate kept and its hook run once\n%s%s", r.code, deployed(), r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the mark is left after the deploy hook succeeded")
+	}
+	if r := issue(); r.code != 0 || deployed() != 1 {
+		t.Errorf("cert issue a third time ran the deploy hook again (exit %d, %d deployments)", r.code, deployed())
+	}
+	os.Remove(ok)
+	if r := issue("--force"); r.code != 1 {
+		t.Fatalf("a failing deploy hook after --force: exit %d\n%s", r.code, r.stderr)
+	}
+	if err := os.WriteFile(ok, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = ck(t, 30*time.Second, "cert", "renew", "--out-dir", out, "--storage", st)
+	if r.code != 0 || !strings.Contains(r.stdout, "deployed") || deployed() != 2 {
+		t.Errorf("cert renew after a failed deploy hook: exit %d, %d deployments; want it run again\n%s%s", r.code, deployed(), r.stdout, r.stderr)
+	}
+}
+
 // TestInterruptKillsHook: SIGINT or SIGTERM to cert issue while its
 // pre-hook runs kills the hook with what it started (the hook runs in a
 // process group of its own, which a terminal's Ctrl-C no longer reaches:

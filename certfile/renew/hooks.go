@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/internal/hook"
 )
 
@@ -113,6 +114,25 @@ func (h *Hooks) Issued(ctx context.Context, j *Result) error {
 		err = errors.Join(err, fmt.Errorf("post-hook: %w", perr))
 	}
 	return err
+}
+
+// IssuedFiles is Issued for the pair named for j.Names[0] that cert issue
+// (IssueFiles) wrote in dir. With a deploy hook, the pair is marked
+// (MarkDeployPending) before the hooks run and the mark is cleared once
+// they succeed: a hook that fails, or a run killed meanwhile, leaves the
+// deploy hook to the next cert renew or cert issue, and the error says so.
+// An empty dir is Issued alone.
+func (h *Hooks) IssuedFiles(ctx context.Context, dir certfile.Dir, j *Result) error {
+	if dir == "" || j.Settings.DeployHook == "" || len(j.Names) == 0 {
+		return h.Issued(ctx, j)
+	}
+	if err := MarkDeployPending(dir, j.Names[0]); err != nil {
+		return err
+	}
+	if err := h.Issued(ctx, j); err != nil {
+		return fmt.Errorf("%w (the next cert renew, or cert issue run again, runs the deploy hook again)", err)
+	}
+	return ClearDeployPending(dir, j.Names[0])
 }
 
 // ParseGrace parses a grace period for Renewer.Grace: a time.Duration

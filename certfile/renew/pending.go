@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
@@ -35,7 +36,61 @@ func (r *Renewer) markDeployPending(j *Result) error {
 	if r.AfterRenew == nil || j.Settings.DeployHook == "" {
 		return nil
 	}
-	path := deployPendingPath(r.Dir, j.Base)
+	return markPending(deployPendingPath(r.Dir, j.Base))
+}
+
+// deployDone removes j's marker after its deploy hook succeeded.
+func (r *Renewer) deployDone(j *Result) error {
+	return clearPending(deployPendingPath(r.Dir, j.Base))
+}
+
+// MarkDeployPending marks the certificate named for name in dir as one
+// whose deploy hook has yet to succeed for the files about to be written:
+// cert issue's, before it orders. Until ClearDeployPending, the Renewer
+// runs the pair's deploy hook (its settings') again at each run that
+// leaves it alone (Deployed): a hook that failed, or a run killed before
+// its hook finished, left the server on the old certificate, which
+// neither cert renew nor cert issue run again would otherwise deploy.
+func MarkDeployPending(dir certfile.Dir, name string) error {
+	path, err := pendingPathFor(dir, name)
+	if err != nil {
+		return err
+	}
+	return markPending(path)
+}
+
+// ClearDeployPending removes MarkDeployPending's mark: the deploy hook has
+// succeeded, or no files were written.
+func ClearDeployPending(dir certfile.Dir, name string) error {
+	path, err := pendingPathFor(dir, name)
+	if err != nil {
+		return err
+	}
+	return clearPending(path)
+}
+
+// DeployIsPending reports whether the certificate named for name in dir is
+// marked as one whose deploy hook has yet to succeed.
+func DeployIsPending(dir certfile.Dir, name string) bool {
+	path, err := pendingPathFor(dir, name)
+	if err != nil {
+		return false
+	}
+	_, err = os.Lstat(path)
+	return err == nil
+}
+
+// pendingPathFor is the marker of the pair named for name in dir.
+func pendingPathFor(dir certfile.Dir, name string) (string, error) {
+	p, err := dir.Paths(name)
+	if err != nil {
+		return "", err
+	}
+	return deployPendingPath(dir, strings.TrimSuffix(filepath.Base(p.Cert), ".pem")), nil
+}
+
+// markPending writes the marker at path, synced.
+func markPending(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("marking the deploy hook pending: %w", err)
 	}
@@ -45,9 +100,9 @@ func (r *Renewer) markDeployPending(j *Result) error {
 	return nil
 }
 
-// deployDone removes j's marker after its deploy hook succeeded.
-func (r *Renewer) deployDone(j *Result) error {
-	if err := os.Remove(deployPendingPath(r.Dir, j.Base)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+// clearPending removes the marker at path, if there.
+func clearPending(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing the deploy hook's pending mark: %w", err)
 	}
 	return nil
