@@ -53,6 +53,8 @@ type issueFlags struct {
 	fs *flag.FlagSet
 	// posted is set once the post-hook ran (afterIssue).
 	posted bool
+	// apexAdded are the names request added: apexes of www. names.
+	apexAdded []string
 }
 
 // hookFlags are the hooks of cert issue and cert renew, remembered per
@@ -130,6 +132,13 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	names, csrDER, keyType, err := f.request()
 	if err != nil {
 		return err
+	}
+	if len(f.apexAdded) > 0 { // a name not typed, which may not point here
+		fmt.Fprintf(env.Stderr, "certkeeper: adding %s, the apex of a www. name given (--no-apex leaves it out)\n", strings.Join(f.apexAdded, ", "))
+	}
+	if named := renew.NamedFor(certfile.Dir(f.outDir), names); csrDER == nil && named[0] != names[0] {
+		fmt.Fprintf(env.Stderr, "certkeeper: %s holds a certificate for these names named for %s: it is that one's\n", f.outDir, named[0])
+		names = named
 	}
 	if f.KeyType != "" && !strings.EqualFold(f.KeyType, string(keyType)) { // another tool's name, remembered as ours
 		fmt.Fprintf(env.Stderr, "certkeeper: --key-type %s is %s\n", f.KeyType, keyType)
@@ -315,15 +324,16 @@ func (f *issueFlags) afterIssue(ctx context.Context, env *Env, names []string, p
 // type.
 func (f *issueFlags) request() ([]string, []byte, issuer.KeyType, error) {
 	var csrDER []byte
+	var csrNames []string
 	if f.csrFile != "" {
-		der, csrNames, err := readCSR(f.csrFile)
+		der, inCSR, err := readCSR(f.csrFile)
 		if err != nil {
 			return nil, nil, "", err
 		}
-		csrDER = der
+		csrDER, csrNames = der, inCSR
+		f.noApex = true // the CSR's names are what the CA will sign
 		if len(f.names) == 0 {
 			f.names = csrNames
-			f.noApex = true // the CSR's names are what the CA will sign
 		}
 	}
 	if len(f.names) == 0 {
@@ -334,7 +344,12 @@ func (f *issueFlags) request() ([]string, []byte, issuer.KeyType, error) {
 		return nil, nil, "", err
 	}
 	if !f.noApex {
+		n := len(names)
 		names = hostname.WithApex(names)
+		f.apexAdded = names[n:]
+	}
+	if inCSR, _ := normalizeNames("--csr", csrNames); csrDER != nil && !slices.Equal(slices.Sorted(slices.Values(names)), slices.Sorted(slices.Values(inCSR))) {
+		return nil, nil, "", usagef("-d %s: --csr %s is for %s, and a CSR is signed: its names cannot change: give them, or no -d", strings.Join(names, " -d "), f.csrFile, strings.Join(inCSR, ", "))
 	}
 	if err := f.checkPublic(names); err != nil {
 		return nil, nil, "", err

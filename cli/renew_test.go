@@ -326,6 +326,17 @@ func TestIssueForCSR(t *testing.T) {
 	if r := ck(t, 30*time.Second, append(pebbleArgs(ca, t.TempDir(), out), "--csr", filepath.Join(out, "nope"))...); r.code != 1 || !strings.Contains(r.stderr, "--csr") {
 		t.Errorf("missing CSR file: exit %d\n%s", r.code, r.stderr)
 	}
+	// -d with other names than the CSR's is refused before any order (a
+	// trial's was ordered, validated, and refused at finalization); the
+	// same names in any order or case are the CSR's.
+	if r := ck(t, 30*time.Second, append(pebbleArgs(ca, t.TempDir(), t.TempDir()), "--csr", csrFile, "-d", "other.test")...); r.code != 2 ||
+		!strings.Contains(r.stderr, "-d other.test: --csr "+csrFile+" is for csr.test, www.csr.test, and a CSR is signed") ||
+		strings.Contains(r.stderr, "creating order") {
+		t.Errorf("--csr with -d other.test: exit %d, want 2 before any order\n%s", r.code, r.stderr)
+	}
+	if r := ck(t, time.Minute, append(pebbleArgs(ca, t.TempDir(), t.TempDir()), "--csr", csrFile, "-d", "WWW.csr.test,csr.test")...); r.code != 0 {
+		t.Errorf("--csr with its own names in another order: exit %d\n%s", r.code, r.stderr)
+	}
 }
 
 // TestCertRenewWant: a want list issues what it names but the directory
@@ -396,6 +407,17 @@ func TestIssueAgain(t *testing.T) {
 	if strings.Contains(r.stderr, "replaced") {
 		t.Errorf("a first issuance says it replaced something:\n%s", r.stderr)
 	}
+	// The same names in another order (the apex added, and said so) are
+	// that certificate's, kept: a trial's was a second certificate,
+	// renewed beside the first for good.
+	orders := ca.Orders()
+	r = ck(t, time.Minute, append(args, "-d", "www.t.test", "--challenge", "tls-alpn-01", "--email", "x@t.test")...)
+	if r.code != 0 || ca.Orders() != orders || !strings.Contains(r.stdout, "kept t.test,www.t.test") ||
+		!strings.Contains(r.stderr, "certkeeper: adding t.test, the apex of a www. name given (--no-apex leaves it out)\n") ||
+		!strings.Contains(r.stderr, "holds a certificate for these names named for t.test") {
+		t.Errorf("the same names in another order: exit %d, %d orders; want the certificate kept, the apex and the files' name said\n%s%s",
+			r.code, ca.Orders()-orders, r.stdout, r.stderr)
+	}
 	r = ck(t, time.Minute, append(args, "-d", "t.test", "--no-apex", "--email", "x@t.test")...)
 	if r.code != 0 {
 		t.Fatalf("second issue: exit %d\n%s", r.code, r.stderr)
@@ -420,7 +442,7 @@ func TestIssueAgain(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	orders := ca.Orders()
+	orders = ca.Orders()
 	r = ck(t, time.Minute, append(pebbleArgs(ca, storageDir, filepath.Join(file, "ssl")), "-d", "u.test")...)
 	if r.code != 1 || !strings.Contains(r.stderr, "nothing was ordered") || !strings.Contains(r.stderr, "not a directory") {
 		t.Errorf("unwritable --out-dir: exit %d, want 1 and the reason:\n%s", r.code, r.stderr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
@@ -72,4 +73,36 @@ func IssueFiles(ctx context.Context, dir certfile.Dir, st storage.Storage, req c
 		return got, paths, fmt.Errorf("the certificate files are written (%s), but %w: free the storage", paths.Cert, unstored)
 	}
 	return got, paths, nil
+}
+
+// NamedFor returns names in the order of the pair in dir that holds the
+// same names in another order (its files are named for its first), or
+// names as they are when a pair is named for names[0] or none holds
+// exactly them. cert issue -d www.a.example -d a.example, after -d
+// a.example -d www.a.example, ordered a second certificate for the same
+// names (a CLI trial), which cert renew then renewed beside the first for
+// good (Let's Encrypt issues five a week for one set of names) and deploy
+// mapped twice.
+func NamedFor(dir certfile.Dir, names []string) []string {
+	if len(names) < 2 {
+		return names
+	}
+	if _, _, err := dir.Read(names[0]); err == nil {
+		return names
+	}
+	pairs, err := dir.Pairs()
+	if err != nil {
+		return names
+	}
+	want := slices.Sorted(slices.Values(names))
+	for _, p := range pairs {
+		if p.Err != nil {
+			continue
+		}
+		held := certfile.Names(p.Chain[0], certfile.NameOfBase(p.Base))
+		if held[0] == certfile.NameOfBase(p.Base) && slices.Equal(slices.Sorted(slices.Values(held)), want) {
+			return held
+		}
+	}
+	return names
 }
