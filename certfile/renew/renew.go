@@ -148,7 +148,11 @@ type Renewer struct {
 	// Override holds settings given for this run (a command line's
 	// flags): they are laid over each certificate's remembered settings
 	// and remembered with them when it is renewed. Want entries are
-	// issued with Override alone. Override.KeyType is the type of new
+	// issued with Override alone. With Want, only its entries take
+	// Override: the other pairs due in the run are renewed with their
+	// own settings (a migration trial's want run for wildcards renewed an
+	// http-01 certificate due then with its dns-01 flags and hook, and
+	// would have remembered them). Override.KeyType is the type of new
 	// keys (for Want entries, with NewKey, and for pairs whose key cannot
 	// be reused); empty keeps the type of the certificate replaced, or
 	// ECDSA P-256.
@@ -287,12 +291,16 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 
 // noteFailures records, for status (status.UpdateFailures), each stored
 // certificate whose renewal failed, and clears the record of each one
-// renewed: "certkeeper status" shows a certificate that cert renew cannot
-// renew as failing, as it does one a Manager cannot. A failure to record
-// is not the run's: its results say what happened.
+// renewed, or found not due: "certkeeper status" shows a certificate that
+// cert renew cannot renew as failing, as it does one a Manager cannot,
+// and one not due is not failing, whatever an earlier run's forced
+// renewal met (a CLI trial's CA down for a --force run left it failing,
+// and monitoring warning, until it was due two months on). A failure to
+// record is not the run's: its results say what happened.
 func (r *Renewer) noteFailures(ctx context.Context, results []*Result) {
 	failed := map[string]*Result{} // by storage key
 	var renewed []string
+	notDue := map[string]*Result{} // by first name
 	for _, j := range results {
 		switch {
 		case j.key != "":
@@ -301,14 +309,24 @@ func (r *Renewer) noteFailures(ctx context.Context, results []*Result) {
 			if key := storedKey(ctx, r.Storage, j.pair); key != "" {
 				failed[key] = j
 			}
+		case j.Action == NotDue && j.pair != nil && len(j.Names) > 0:
+			notDue[j.Names[0]] = j
 		}
 	}
-	if len(failed) == 0 && len(renewed) == 0 {
+	if len(failed) == 0 && len(renewed) == 0 && len(notDue) == 0 {
 		return
 	}
 	now := time.Now().UTC()
 	_, _ = status.UpdateFailures(ctx, r.Storage, func(all map[string]status.Failure) bool {
 		changed := false
+		for key, f := range all {
+			if len(f.Names) == 0 {
+				continue
+			}
+			if j := notDue[f.Names[0]]; j != nil && storedKey(ctx, r.Storage, j.pair) == key {
+				renewed = append(renewed, key) // its files' certificate: not due
+			}
+		}
 		for _, key := range renewed {
 			if _, ok := all[key]; ok {
 				delete(all, key)
@@ -394,7 +412,7 @@ func (r *Renewer) scan(ctx context.Context) ([]*Result, error) {
 			j.Action, j.Detail = Unparsable, p.Err.Error()
 		} else {
 			j.Names = certfile.Names(p.Chain[0], p.Base)
-			if r.loadSettings(j) && !wanted[p.Base] && selfSigned(p.Chain[0]) {
+			if r.loadSettings(j, len(r.Want) == 0 || wanted[p.Base]) && !wanted[p.Base] && selfSigned(p.Chain[0]) {
 				j.Action, j.Detail = Skipped, "self-signed, and not issued by certkeeper (no renewal settings): left alone (name it in the want list, --want, to replace it)"
 			}
 		}
@@ -544,10 +562,10 @@ func (r *Renewer) repair(ctx context.Context, p *certfile.Pair) {
 }
 
 // loadSettings sets j.Settings: the pair's remembered settings, if any,
-// with Override on top, and reports whether it has none. Settings that
-// cannot be read fail the certificate: renewing it with other settings
-// could switch its CA.
-func (r *Renewer) loadSettings(j *Result) (none bool) {
+// with Override on top if override, and reports whether it has none.
+// Settings that cannot be read fail the certificate: renewing it with
+// other settings could switch its CA.
+func (r *Renewer) loadSettings(j *Result, override bool) (none bool) {
 	path := settingsPathBase(r.Dir, j.Base)
 	s, err := LoadSettings(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -558,7 +576,9 @@ func (r *Renewer) loadSettings(j *Result) (none bool) {
 		remembered := s
 		j.remembered = &remembered
 	}
-	s.Override(r.Override)
+	if override {
+		s.Override(r.Override)
+	}
 	j.Settings = s
 	return err != nil
 }

@@ -240,6 +240,37 @@ func TestRenewerWantFromStorage(t *testing.T) {
 	}
 }
 
+// TestRenewerWantOverride: with Want, the run's Override is for the
+// wanted entries only; another pair due in the same run renews with its
+// own settings (a migration trial's want run for wildcards renewed an
+// http-01 certificate with its dns-01 flags and hook).
+func TestRenewerWantOverride(t *testing.T) {
+	e := newLocal(t, []string{"a.test"})
+	r := e.r
+	if _, err := r.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var hooks []string
+	r.AfterRenew = func(ctx context.Context, j *Result) error {
+		hooks = append(hooks, j.Base+":"+j.Settings.DeployHook)
+		return nil
+	}
+	r.Want, r.Force, r.Override = [][]string{{"b.test"}}, true, Settings{DeployHook: "reload-b"}
+	results, err := r.Run(t.Context())
+	if err != nil || len(results) != 2 {
+		t.Fatalf("%v, %+v", err, results)
+	}
+	slices.Sort(hooks)
+	if want := []string{"a.test:", "b.test:reload-b"}; !slices.Equal(hooks, want) {
+		t.Errorf("deploy hooks %q, want %q: the run's hook for b.test alone", hooks, want)
+	}
+	for base, want := range map[string]string{"a.test": "", "b.test": "reload-b"} {
+		if s, err := LoadSettings(filepath.Join(string(r.Dir), "renewal", base+".conf")); err != nil || s.DeployHook != want {
+			t.Errorf("%s remembers deploy_hook %q (%v), want %q", base, s.DeployHook, err, want)
+		}
+	}
+}
+
 // TestRenewerFailuresInStatus: a certificate cert renew cannot renew is
 // shown failing by status (with the error), as one a Manager cannot
 // renew is; its renewal clears that.
@@ -267,6 +298,20 @@ func TestRenewerFailuresInStatus(t *testing.T) {
 	}
 	if c := stateOf(); c.State != status.Failing || !strings.Contains(c.LastError, "deactivated") {
 		t.Errorf("after a failed renewal: state %s, last error %q; want failing with the error", c.State, c.LastError)
+	}
+	// A run that finds it not due (the failure was a forced renewal's)
+	// ends its failing: a CLI trial's stayed failing, and its monitoring
+	// warned, for the two months until the certificate was due.
+	r.Force = false
+	if results, err := r.Run(t.Context()); err != nil || results[0].Action != NotDue {
+		t.Fatalf("a run without --force: %v, %+v; want not due", err, results)
+	}
+	if c := stateOf(); c.State != status.Fine || c.LastError != "" {
+		t.Errorf("after a run that found it not due: state %s, last error %q; want fine", c.State, c.LastError)
+	}
+	r.Force = true
+	if results, err := r.Run(t.Context()); err != nil || results[0].Action != Failed || stateOf().State != status.Failing {
+		t.Fatalf("renewal with a broken issuer again: %v, %+v", err, results)
 	}
 	e.broken = nil
 	if results, err := r.Run(t.Context()); err != nil || results[0].Action != Renewed {
