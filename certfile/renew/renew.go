@@ -91,7 +91,8 @@ type Result struct {
 	// order alone: it is not remembered.
 	Settings Settings
 
-	pair    *certfile.Pair // nil for a Want entry with no files yet
+	pair    *certfile.Pair    // nil for a Want entry with no files yet
+	expired *x509.Certificate // of a Want entry with no files: the leaf storage holds, expired
 	due     bool
 	written bool   // a Want entry whose files were written from storage
 	key     string // the storage key of the certificate renewed or issued
@@ -425,11 +426,11 @@ func (r *Renewer) scan(ctx context.Context) ([]*Result, error) {
 		}
 		if !have[base] {
 			have[base] = true
-			if j := r.fromStorage(ctx, base, names); j != nil {
-				results = append(results, j)
-				continue
+			j, expired := r.fromStorage(ctx, base, names)
+			if j == nil {
+				j = &Result{Base: base, Names: names, due: true, Settings: r.Override, expired: expired}
 			}
-			results = append(results, &Result{Base: base, Names: names, due: true, Settings: r.Override})
+			results = append(results, j)
 		}
 	}
 	if len(r.Only) > 0 {
@@ -466,8 +467,10 @@ func only(results []*Result, names []string, dir certfile.Dir) ([]*Result, error
 // with renewal settings naming its CA and account, so that it is not
 // ordered again; nil when storage holds none. The Result then goes on as
 // a pair's: renewed if due. In a DryRun it only says so (WouldWrite).
-func (r *Renewer) fromStorage(ctx context.Context, base string, names []string) *Result {
-	var best *storage.Certificate
+// Without an unexpired one, it returns the leaf of the newest expired
+// one, if any, whose key type the new certificate takes.
+func (r *Renewer) fromStorage(ctx context.Context, base string, names []string) (*Result, *x509.Certificate) {
+	var best, expired *storage.Certificate
 	match := func(k string) bool { // stored under its first name, which may be any of the entry's
 		return slices.ContainsFunc(names, func(n string) bool {
 			seg, err := storage.NameSegment(n)
@@ -475,17 +478,25 @@ func (r *Renewer) fromStorage(ctx context.Context, base string, names []string) 
 		})
 	}
 	_ = storage.EachCertificate(ctx, r.Storage, match, func(_ string, _ []byte, rec *storage.Certificate, err error) bool {
-		if err == nil && sameNames(rec.Names, names) && time.Now().Before(rec.NotAfter) && (best == nil || rec.NotAfter.After(best.NotAfter)) {
+		switch {
+		case err != nil || !sameNames(rec.Names, names):
+		case time.Now().Before(rec.NotAfter) && (best == nil || rec.NotAfter.After(best.NotAfter)):
 			best = rec
+		case !time.Now().Before(rec.NotAfter) && (expired == nil || rec.NotAfter.After(expired.NotAfter)):
+			expired = rec
 		}
 		return true
 	})
+	if best == nil && expired != nil {
+		leaf, _ := expired.Leaf()
+		return nil, leaf
+	}
 	if best == nil {
-		return nil
+		return nil, nil
 	}
 	if r.DryRun {
 		return &Result{Base: base, Names: names, Action: WouldWrite, Settings: r.Override,
-			Detail: "from storage (not_after " + best.NotAfter.UTC().Format(time.RFC3339) + "), no order"}
+			Detail: "from storage (not_after " + best.NotAfter.UTC().Format(time.RFC3339) + "), no order"}, nil
 	}
 	s := Settings{CA: storedCA(ctx, r.Storage, best), Email: best.Email}
 	s.Override(r.Override)
@@ -496,16 +507,16 @@ func (r *Renewer) fromStorage(ctx context.Context, base string, names []string) 
 	j := &Result{Base: base, Names: names, Settings: s, Paths: paths, written: true}
 	if err != nil {
 		j.Action, j.Detail, j.Err = Failed, err.Error(), err
-		return j
+		return j, nil
 	}
 	key, chain, err := r.Dir.Read(names[0])
 	if err != nil {
 		j.Action, j.Detail, j.Err = Failed, err.Error(), err
-		return j
+		return j, nil
 	}
 	j.pair = &certfile.Pair{Base: base, Paths: paths, Key: key, Chain: chain}
 	r.progress(names[0], "written from the certificate in storage (not_after "+best.NotAfter.UTC().Format(time.RFC3339)+"), without an order")
-	return j
+	return j, nil
 }
 
 // sameNames reports whether a and b hold the same names, in any order.
@@ -708,7 +719,15 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 	if key != nil && j.Settings.KeyType != "" && issuer.KeyTypeOf(key.Public()) != kt {
 		key = nil // key_type asks for another type than the kept key's: a new key of it
 	}
-	if j.pair == nil { // a Want entry: nothing of it in the directory or storage
+	if j.pair == nil && j.expired != nil && j.Settings.KeyType == "" {
+		if t := issuer.KeyTypeOf(j.expired.PublicKey); t != "" {
+			kt = t // as the expired one's: a migration trial's RSA certificate became ECDSA
+		}
+	}
+	switch {
+	case j.pair == nil && j.expired != nil:
+		r.progress(j.Names[0], "no files, and storage's certificate expired "+j.expired.NotAfter.UTC().Format(time.RFC3339)+": ordering a new "+string(kt)+" certificate from "+cmp.Or(j.Settings.CA, "the default CA (Let's Encrypt; --ca names another)"))
+	case j.pair == nil: // a Want entry: nothing of it in the directory or storage
 		r.progress(j.Names[0], "no files, none in storage: ordering a new certificate from "+cmp.Or(j.Settings.CA, "the default CA (Let's Encrypt; --ca names another)"))
 	}
 	got, err := certkeeper.Issue(ctx, r.Storage, certkeeper.IssueRequest{

@@ -240,6 +240,32 @@ func TestRenewerWantFromStorage(t *testing.T) {
 	}
 }
 
+// TestRenewerWantExpiredKeyType: a Want entry whose certificate storage
+// holds, expired, is ordered anew with that certificate's key type, and
+// says so; a migration trial's imported RSA certificate came back ECDSA.
+func TestRenewerWantExpiredKeyType(t *testing.T) {
+	e := newLocal(t, []string{"x.test", "www.x.test"})
+	expiring := &issuer.Chain{Issuers: []issuer.Issuer{&localca.CA{Storage: e.st, Lifetime: time.Second}}}
+	old, err := certkeeper.Issue(t.Context(), e.st, certkeeper.IssueRequest{Names: []string{"www.x.test", "x.test"}, Issuers: expiring, KeyType: issuer.RSA2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(old.Certificate.Leaf.NotAfter.Add(time.Second))) // NotAfter is whole seconds; at most 2 s
+	var said []string
+	e.r.Progress = func(name, step string) { said = append(said, step) }
+	results, err := e.r.Run(t.Context())
+	if err != nil || len(results) != 1 || results[0].Action != Issued {
+		t.Fatalf("%v, %+v; want x.test issued", err, results)
+	}
+	key, _, err := e.r.Dir.Read("x.test")
+	if err != nil || issuer.KeyTypeOf(key.Public()) != issuer.RSA2048 {
+		t.Errorf("the new certificate's key is %v (%v), want rsa2048 as the expired one's", issuer.KeyTypeOf(key.Public()), err)
+	}
+	if !slices.ContainsFunc(said, func(s string) bool { return strings.Contains(s, "storage's certificate expired") }) {
+		t.Errorf("progress %q does not say storage's certificate expired", said)
+	}
+}
+
 // TestRenewerWantOverride: with Want, the run's Override is for the
 // wanted entries only; another pair due in the same run renews with its
 // own settings (a migration trial's want run for wildcards renewed an
