@@ -99,6 +99,7 @@ type Result struct {
 	// remembered are the settings read from the pair's file, before
 	// Override; nil when it had none.
 	remembered *Settings
+	overridden bool // Settings has the Renewer's Override on top
 	// storedEmail says Settings.Email was filled in from storage: it
 	// orders, but nobody gave it, so it is neither remembered nor said
 	// to have changed.
@@ -279,6 +280,7 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 				j.Action, j.Detail = Written, "from storage, no order; "+j.Detail
 			case !j.due:
 				j.Action = NotDue
+				r.rememberHooks(j)
 			}
 		}
 	}
@@ -288,6 +290,46 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 		r.noteFailures(ctx, results)
 	}
 	return results, err
+}
+
+// rememberHooks remembers at once, for a pair not due, the hooks the run
+// gives (Override): a hook needs no renewal to be right, and a migration
+// trial's cert renew -d NAME --deploy-hook CMD (as the certbot import
+// advises for each hook it finds) said "not due" and forgot the hook, so
+// the server was not reloaded after the first renewal. The other settings
+// given are remembered when the certificate is renewed with them, as
+// certbot's are; Detail says which were not.
+func (r *Renewer) rememberHooks(j *Result) {
+	if r.DryRun || !j.overridden || r.Override.IsZero() {
+		return
+	}
+	var before Settings
+	if j.remembered != nil {
+		before = *j.remembered
+	}
+	after := before
+	after.Override(Settings{PreHook: r.Override.PreHook, DeployHook: r.Override.DeployHook, PostHook: r.Override.PostHook})
+	was, now, given := before.values(), after.values(), j.Settings.values()
+	var remembered, later []string
+	for _, key := range SettingsKeys() {
+		switch {
+		case now[key] != was[key]:
+			remembered = append(remembered, key)
+		case given[key] != now[key] && !slices.Contains(StorageKeys(), key):
+			later = append(later, key)
+		}
+	}
+	if len(remembered) > 0 {
+		if err := SaveSettings(settingsPathBase(r.Dir, j.Base), after); err != nil {
+			j.Action, j.Detail, j.Err = Failed, err.Error(), err
+			return
+		}
+		j.remembered = &after
+		j.Detail += "; " + strings.Join(remembered, ", ") + " remembered"
+	}
+	if len(later) > 0 {
+		j.Detail += "; " + strings.Join(later, ", ") + " remembered once it is renewed with them (--force renews it now)"
+	}
 }
 
 // noteFailures records, for status (status.UpdateFailures), each stored
@@ -589,6 +631,7 @@ func (r *Renewer) loadSettings(j *Result, override bool) (none bool) {
 	}
 	if override {
 		s.Override(r.Override)
+		j.overridden = true
 	}
 	j.Settings = s
 	return err != nil

@@ -266,6 +266,34 @@ func TestRenewerWantExpiredKeyType(t *testing.T) {
 	}
 }
 
+// TestRenewerNotDueHooks: hooks given to a run are remembered for a pair
+// not due at once (a migration trial's cert renew -d NAME --deploy-hook,
+// as the certbot import advises, said "not due" and forgot the hook); the
+// other settings given wait for its renewal, and the result says so.
+func TestRenewerNotDueHooks(t *testing.T) {
+	e := newLocal(t, []string{"a.test"})
+	r := e.r
+	if _, err := r.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(string(r.Dir), "renewal", "a.test.conf")
+	r.Want, r.Override = nil, Settings{DeployHook: "systemctl reload nginx", Challenge: "tls-alpn-01"}
+	results, err := r.Run(t.Context())
+	if err != nil || len(results) != 1 || results[0].Action != NotDue {
+		t.Fatalf("%v, %+v; want a.test not due", err, results)
+	}
+	if d := results[0].Detail; !strings.Contains(d, "; deploy_hook remembered") || !strings.Contains(d, "; challenge remembered once it is renewed with them (--force renews it now)") {
+		t.Errorf("detail %q does not say what was remembered and what was not", d)
+	}
+	if s, err := LoadSettings(conf); err != nil || s.DeployHook != "systemctl reload nginx" || s.Challenge == "tls-alpn-01" {
+		t.Errorf("remembered %+v (%v); want the deploy hook, not the challenge", s, err)
+	}
+	results, err = r.Run(t.Context())
+	if err != nil || strings.Contains(results[0].Detail, "deploy_hook remembered") {
+		t.Errorf("the same run again: %v, detail %q; the hook is remembered already", err, results[0].Detail)
+	}
+}
+
 // TestRenewerWantOverride: with Want, the run's Override is for the
 // wanted entries only; another pair due in the same run renews with its
 // own settings (a migration trial's want run for wildcards renewed an
