@@ -163,8 +163,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeErrorPage(w, http.StatusBadGateway, badGatewayText)
 		return
 	}
-	ctx := context.WithValue(r.Context(), routeKey{}, &routed{name: name, backend: backend})
-	h.rp.ServeHTTP(w, r.WithContext(ctx))
+	rt := &routed{name: name, backend: backend}
+	if r.Body != nil && r.Body != http.NoBody {
+		rt.body = &clientBody{ReadCloser: r.Body}
+		r.Body = rt.body
+	}
+	h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
+}
+
+// clientBody is a request's body as the client sends it, which notes
+// that a read failed: a body the client got wrong (a bad chunk size) fails
+// the round trip to the backend as an unreachable backend would.
+type clientBody struct {
+	io.ReadCloser
+	failed atomic.Bool
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.failed.Store(true)
+	}
+	return n, err
 }
 
 // CloseIdleConnections closes the idle connections to backends of the
@@ -204,10 +224,11 @@ func (h *Handler) logger() *slog.Logger {
 // rewrite and proxyError.
 type routeKey struct{}
 
-// routed is the Router's choice for one request.
+// routed is the Router's choice for one request, and its body.
 type routed struct {
 	name    string
 	backend *url.URL
+	body    *clientBody // nil: none
 }
 
 // rewrite is the ReverseProxy's Rewrite hook. ReverseProxy has already
@@ -224,6 +245,9 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 	dropForged(pr.Out.Header)
 	pr.SetXForwarded()
+	if pr.In.Host == "" { // HTTP/1.0 without Host: the name of the TLS connection, not an empty header
+		pr.Out.Header.Set("X-Forwarded-Host", pr.Out.Host)
+	}
 	// X-Real-IP is not a standard, but many backends (written for nginx)
 	// trust it: a client must not be able to choose its value.
 	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
@@ -282,11 +306,20 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	attrs = append(attrs, slog.String("remote_ip", remoteIP(r)), slog.Any("err", err))
 	ne, ok := errors.AsType[net.Error](err)
 	timeout := ok && ne.Timeout()
-	if r.Context().Err() != nil {
+	rt, _ := r.Context().Value(routeKey{}).(*routed)
+	switch {
+	case r.Context().Err() != nil:
 		// The client went away or the server is shutting down: nothing
 		// wrong with the backend, and nobody to show a page to.
 		h.logger().LogAttrs(r.Context(), slog.LevelDebug, "request ended before the backend answered", attrs...)
-	} else {
+	case rt != nil && rt.body != nil && rt.body.failed.Load():
+		// The client's body is at fault (a bad chunk size): a 400, as
+		// nginx answers, and nothing about the backend, which anyone
+		// could otherwise have logged as unreachable at will (a trial).
+		h.logger().LogAttrs(r.Context(), slog.LevelDebug, "request body unreadable", attrs...)
+		writeErrorPage(w, http.StatusBadRequest, "The request's body could not be read.")
+		return
+	default:
 		level := slog.LevelDebug
 		if h.warnFor(backend) {
 			level = slog.LevelWarn

@@ -956,3 +956,43 @@ func TestH2CUpgradeStripped(t *testing.T) {
 		t.Errorf("h2c upgrade: %d %q, the backend saw Upgrade|HTTP2-Settings %q; want 200, and neither", resp.StatusCode, body, got.Load())
 	}
 }
+
+// TestBadRequestBody: a request body the client got wrong (a bad chunk
+// size) is the client's 400, logged at debug, not a 502 with a warning
+// that the backend is unreachable, which anyone could then have logged at
+// will (a trial); and an HTTP/1.0 request without Host gets the TLS
+// connection's name as X-Forwarded-Host, not an empty one.
+func TestBadRequestBody(t *testing.T) {
+	backend := startEcho(t, "default")
+	logger, logs := newLogger()
+	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL}), Logger: logger}
+	p := startProxy(t, "127.0.0.1", h, logger)
+	send := func(req string) string {
+		t.Helper()
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", p.addr,
+			&tls.Config{ServerName: "a.test", InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, req); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(conn)
+		return string(out)
+	}
+	for _, body := range []string{"5\r\nhello\r\nZZ\r\n", "ffffffffffffffffff1\r\nhello\r\n0\r\n\r\n"} {
+		out := send("POST /x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + body)
+		if !strings.HasPrefix(out, "HTTP/1.1 400 ") || !strings.Contains(out, "body could not be read") {
+			t.Errorf("a bad chunked body %q: %.80q; want 400", body, out)
+		}
+	}
+	if log := logs.String(); strings.Contains(log, "unreachable") || strings.Contains(log, "level=WARN") {
+		t.Errorf("a client's bad body is logged as the backend's fault:\n%s", log)
+	}
+	out := send("GET /echo HTTP/1.0\r\n\r\n")
+	if !strings.Contains(out, `"XHost":"a.test"`) {
+		t.Errorf("HTTP/1.0 without Host: the backend saw %s; want X-Forwarded-Host a.test", out)
+	}
+}
