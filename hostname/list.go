@@ -9,14 +9,15 @@ import (
 // duplicates, those that are the same once normalised included, and
 // keeping the order of first appearance: the names of one certificate as
 // an operator lists them, the first naming its files. The first invalid
-// name's *NameError is returned as it is.
+// name's *NameError is returned, saying "give the host name alone: HOST"
+// for a URL or HOST:PORT (WithHostHint).
 func (n Normalizer) NormalizeAll(names []string) ([]string, error) {
 	var out []string
 	seen := make(map[string]bool)
 	for _, raw := range names {
 		name, err := n.Normalize(raw)
 		if err != nil {
-			return nil, err
+			return nil, WithHostHint(raw, err) // a URL or HOST:PORT pasted for a name
 		}
 		if !seen[name] {
 			seen[name] = true

@@ -3,6 +3,7 @@ package hostname_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/certkeeper/certkeeper/hostname"
@@ -17,6 +18,13 @@ func TestNormalizeAll(t *testing.T) {
 	}
 	if _, err := n.NormalizeAll([]string{"a.test", "bad_name.test"}); !errors.Is(err, hostname.ErrInvalidName) {
 		t.Errorf("NormalizeAll with an invalid name = %v, want ErrInvalidName", err)
+	}
+	// A URL or HOST:PORT pasted for a name (cert issue -d https://a.test/)
+	// is told the name to give.
+	for _, s := range []string{"https://a.test/", "a.test:443"} {
+		if _, err := n.NormalizeAll([]string{s}); !errors.Is(err, hostname.ErrInvalidName) || !strings.Contains(err.Error(), "give the host name alone: a.test") {
+			t.Errorf("NormalizeAll(%q) = %v, want ErrInvalidName naming a.test", s, err)
+		}
 	}
 }
 
