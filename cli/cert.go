@@ -133,13 +133,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if err != nil {
 		return err
 	}
-	if len(f.apexAdded) > 0 { // a name not typed, which may not point here
-		fmt.Fprintf(env.Stderr, "certkeeper: adding %s, the apex of a www. name given (--no-apex leaves it out)\n", strings.Join(f.apexAdded, ", "))
-	}
-	if named := renew.NamedFor(certfile.Dir(f.outDir), names); csrDER == nil && named[0] != names[0] {
-		fmt.Fprintf(env.Stderr, "certkeeper: %s holds a certificate for these names named for %s: it is that one's\n", f.outDir, named[0])
-		names = named
-	}
+	names = f.noteNames(env, names, csrDER)
 	if f.KeyType != "" && !strings.EqualFold(f.KeyType, string(keyType)) { // another tool's name, remembered as ours
 		fmt.Fprintf(env.Stderr, "certkeeper: --key-type %s is %s\n", f.KeyType, keyType)
 	}
@@ -160,7 +154,8 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		return err
 	}
 	defer closeStorage()
-	unlock, err := renew.LockDir(ctx, st, certfile.Dir(f.outDir)) // another cert issue or renew there goes first; f.keep may keep its certificate
+	say := func(s string) { fmt.Fprintf(env.Stderr, "certkeeper: %s (--timeout %s)\n", s, f.timeout) }
+	unlock, err := renew.LockDir(ctx, st, certfile.Dir(f.outDir), say) // another cert issue or renew there goes first; f.keep may keep its certificate
 	if err != nil {
 		return err
 	}
@@ -242,6 +237,20 @@ func (f *issueFlags) noteSecrets(settings renew.Settings, progress func(string))
 	if f.dns.TSIGKey != "" && f.challenge == acmeca.DNS01 {
 		progress("the key given with --tsig-key is not remembered: cert renew will need --tsig-key-file FILE (or --tsig-key again); issue with --tsig-key-file to have it remembered")
 	}
+}
+
+// noteNames says which names request added (the apex of a www. name,
+// which may not point here), and returns names in the order of the
+// certificate --out-dir holds for them, if it holds one (renew.NamedFor).
+func (f *issueFlags) noteNames(env *Env, names []string, csrDER []byte) []string {
+	if len(f.apexAdded) > 0 {
+		fmt.Fprintf(env.Stderr, "certkeeper: adding %s, the apex of a www. name given (--no-apex leaves it out)\n", strings.Join(f.apexAdded, ", "))
+	}
+	if named := renew.NamedFor(certfile.Dir(f.outDir), names); csrDER == nil && named[0] != names[0] {
+		fmt.Fprintf(env.Stderr, "certkeeper: %s holds a certificate for these names named for %s: it is that one's\n", f.outDir, named[0])
+		return named
+	}
+	return names
 }
 
 // keep reports whether cert issue keeps the certificate --out-dir holds

@@ -135,6 +135,34 @@ func TestIssueDeployHookRetried(t *testing.T) {
 	}
 }
 
+// TestIssueWaitsSaid: a cert issue that finds another run on its
+// --out-dir says it waits for it, and if its --timeout ends first, says
+// that other run held the directory (a CLI trial's waited in silence,
+// then failed naming the lock's key and "context deadline exceeded").
+func TestIssueWaitsSaid(t *testing.T) {
+	dir := t.TempDir()
+	out, st, started := filepath.Join(dir, "out"), filepath.Join(dir, "st"), filepath.Join(dir, "started")
+	first := exec.Command(binary, "cert", "issue", "--ca", "local", "-d", "localhost", "--out-dir", out, "--storage", st,
+		"--pre-hook", "touch "+started+"; sleep 4")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer first.Wait()
+	defer first.Process.Kill()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(started); err == nil {
+			break
+		} else if time.Now().After(end) {
+			t.Fatal("the first run's pre-hook did not start within 10 s")
+		}
+	}
+	r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", "localhost", "--out-dir", out, "--storage", st, "--timeout", "2s")
+	if r.code != 1 || !strings.Contains(r.stderr, "certkeeper: waiting for another certkeeper run on "+out+" (cert issue or cert renew) to end (--timeout 2s)\n") ||
+		!strings.Contains(r.stderr, "another certkeeper run on "+out+" (cert issue or cert renew) still held it when this one gave up") {
+		t.Errorf("a run that waits for another: exit %d, want 1 saying it waits and why it gave up\n%s", r.code, r.stderr)
+	}
+}
+
 // TestInterruptKillsHook: SIGINT or SIGTERM to cert issue while its
 // pre-hook runs kills the hook with what it started (the hook runs in a
 // process group of its own, which a terminal's Ctrl-C no longer reaches:

@@ -219,12 +219,28 @@ func (r *Renewer) keepWindow(ctx context.Context, ari RenewalInfoer, leaf *x509.
 // dir: a Renewer's Run takes it, and so should a first issuance into dir
 // (IssueFiles), before it looks at what dir holds (Kept), so that two
 // runs at once order one certificate, not two. It waits until the lock
-// is free or ctx ends, and returns the func that releases it.
-func LockDir(ctx context.Context, st storage.Storage, dir certfile.Dir) (unlock func(), err error) {
+// is free or ctx ends, and returns the func that releases it. waiting, if
+// set, is told once the lock has been waited for a second that this run
+// waits for another, which a user who started it should be told (a CLI
+// trial's second cert issue waited in silence, then failed naming the
+// lock's key).
+func LockDir(ctx context.Context, st storage.Storage, dir certfile.Dir, waiting func(string)) (unlock func(), err error) {
 	abs, _ := filepath.Abs(string(dir))
 	sum := sha256.Sum256([]byte(abs))
-	unlock, err = st.Lock(ctx, "certfile/"+hex.EncodeToString(sum[:8]))
-	if err != nil {
+	name := "certfile/" + hex.EncodeToString(sum[:8])
+	first, cancel := context.WithTimeout(ctx, time.Second)
+	unlock, err = st.Lock(first, name)
+	cancel()
+	if err != nil && ctx.Err() == nil && first.Err() != nil {
+		if waiting != nil {
+			waiting("waiting for another certkeeper run on " + string(dir) + " (cert issue or cert renew) to end")
+		}
+		unlock, err = st.Lock(ctx, name)
+	}
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, fmt.Errorf("another certkeeper run on %s (cert issue or cert renew) still held it when this one gave up: let it end, or look for one that hangs: %w", dir, ctx.Err())
+	case err != nil:
 		return nil, fmt.Errorf("locking %s against another run on it: %w", dir, err)
 	}
 	return unlock, nil
@@ -249,7 +265,7 @@ func (r *Renewer) Run(ctx context.Context) ([]*Result, error) {
 			return nil, err
 		}
 	}
-	unlock, err := LockDir(ctx, r.Storage, r.Dir)
+	unlock, err := LockDir(ctx, r.Storage, r.Dir, func(s string) { r.progress(string(r.Dir), s) })
 	if err != nil {
 		return nil, err
 	}
