@@ -65,17 +65,17 @@ func certRenewCmd() *Command {
 // renewFiles runs "cert renew": the flags become a renew.Renewer, whose
 // results become the summary and the exit status.
 func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
-	r, err := f.renewer(env)
-	if err != nil {
-		return err
-	}
 	if err := f.defaultDirs(); err != nil {
 		return err
 	}
-	r.Dir = certfile.Dir(f.outDir)
-	if err := f.rememberedStorage(env, r.Dir); err != nil {
+	if err := f.rememberedStorage(env, certfile.Dir(f.outDir)); err != nil {
 		return err
 	}
+	r, err := f.renewer(env) // with the storage remembered: a certificate it writes remembers it too
+	if err != nil {
+		return err
+	}
+	r.Dir = certfile.Dir(f.outDir)
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	// A short lease: a run killed by cron's timeout (or SIGKILL) holds up

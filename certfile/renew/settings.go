@@ -519,7 +519,7 @@ func (e *StorageConflictError) Error() string {
 // the same storage with different key or password files. Settings that
 // cannot be read are skipped: the run reports them. With names, only the
 // certificates that cover or are named by one of them count (a run's
-// Renewer.Only).
+// Renewer.Only), unless none of those remembers a storage: then all do.
 func RememberedStorage(dir certfile.Dir, names ...string) (Settings, error) {
 	pairs, err := dir.Pairs()
 	if err != nil {
@@ -549,6 +549,15 @@ func RememberedStorage(dir certfile.Dir, names ...string) (Settings, error) {
 			desc += " with " + strings.TrimSpace(st.StorageKeyFile+" "+st.StoragePasswordFile)
 		}
 		by[desc] = append(by[desc], p.Base)
+	}
+	if len(names) > 0 && len(by) == 0 {
+		// The names' certificates remember none (a want entry without
+		// files yet, one written before storage was remembered): the
+		// directory's others say where they are. A migration trial's
+		// cert renew --want FILE -d NAME opened the default storage, and
+		// ordered from a new account a certificate the imported storage
+		// held.
+		return RememberedStorage(dir)
 	}
 	if len(by) > 1 {
 		for _, bases := range by {

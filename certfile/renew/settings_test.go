@@ -257,7 +257,8 @@ func TestPairSettings(t *testing.T) {
 
 // TestRememberedStorage: the storage the certificates of a directory
 // remember, one for all of them or a conflict naming each; with names,
-// only theirs count; a remembered storage is not a settings change for a
+// only theirs count, unless they remember none (a migration trial's
+// cert renew --want FILE -d NAME opened the default storage); a remembered storage is not a settings change for a
 // certificate whose file names none.
 func TestRememberedStorage(t *testing.T) {
 	dir := certfile.Dir(t.TempDir())
@@ -279,8 +280,23 @@ func TestRememberedStorage(t *testing.T) {
 	if s, err := RememberedStorage(dir, "a.test", "B.TEST", "d.test"); err != nil || s.Storage != "/srv/st1" {
 		t.Errorf("RememberedStorage(a.test, b.test, d.test) = %q, %v; want /srv/st1", s.Storage, err)
 	}
-	if s, err := RememberedStorage(dir, "d.test"); err != nil || s.Storage != "" {
-		t.Errorf("RememberedStorage(d.test) = %q, %v; want none", s.Storage, err)
+	// A name whose certificate remembers none, or that has no files yet
+	// (a want entry), takes the directory's: here two, a conflict.
+	if _, err := RememberedStorage(dir, "d.test"); !errors.As(err, &cerr) {
+		t.Errorf("RememberedStorage(d.test) = %v, want the directory's conflict", err)
+	}
+	one := certfile.Dir(t.TempDir())
+	for name, st := range map[string]string{"a.test": "/srv/st1", "d.test": ""} {
+		selfSignedPair(t, one, name, name)
+		path, _ := SettingsPath(one, name)
+		if err := SaveSettings(path, Settings{CA: "local", Storage: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, names := range [][]string{{"d.test"}, {"new.test"}} {
+		if s, err := RememberedStorage(one, names...); err != nil || s.Storage != "/srv/st1" {
+			t.Errorf("RememberedStorage(%s) = %q, %v; want the directory's /srv/st1", names, s.Storage, err)
+		}
 	}
 	prev := &Previous{Names: []string{"d.test"}, Settings: Settings{CA: "local"}}
 	if c := prev.Changes([]string{"d.test"}, Settings{CA: "local", Storage: "/srv/st1"}); c != "" {
