@@ -398,10 +398,27 @@ func SaveSettings(path string, s Settings) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("writing renewal settings %s: %w", path, err)
 	}
+	if certbots(path) {
+		return fmt.Errorf("writing renewal settings %s: refused: it is certbot's renewal file (its [renewalparams]), so --out-dir is certbot's directory, whose lineage it would break: give certkeeper an --out-dir of its own", path)
+	}
 	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("writing renewal settings %s: %w", path, err)
 	}
 	return nil
+}
+
+// certbots reports whether the regular file at path is certbot's renewal
+// configuration, which has the same name as certkeeper's settings file
+// (OUT-DIR/renewal/NAME.conf): a migration trial's cert renew --out-dir
+// /etc/letsencrypt replaced it, and certbot skipped that lineage from then
+// on.
+func certbots(path string) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
+		return false
+	}
+	data, err := os.ReadFile(path)
+	return err == nil && bytes.Contains(data, []byte("\n[renewalparams]"))
 }
 
 // Absolute makes the settings that name files absolute, relative to the

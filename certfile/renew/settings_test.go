@@ -353,3 +353,32 @@ func TestSettingsInAnotherUsersDirectory(t *testing.T) {
 		t.Errorf("Run on nobody's out-dir = %v, want a refusal", err)
 	}
 }
+
+// TestSaveSettingsLeavesCertbots: certbot's renewal file, which has the
+// name of certkeeper's settings file, is not replaced (a migration trial
+// pointed cert renew's --out-dir at /etc/letsencrypt, and certbot then
+// skipped the lineage whose file was replaced).
+func TestSaveSettingsLeavesCertbots(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "renewal", "a.test.conf")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	certbot := "# renew_before_expiry = 30 days\nversion = 2.11.0\narchive_dir = /etc/letsencrypt/archive/a.test\n\n[renewalparams]\nauthenticator = webroot\n"
+	if err := os.WriteFile(path, []byte(certbot), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := SaveSettings(path, Settings{CA: "local"}); err == nil || !strings.Contains(err.Error(), "certbot's renewal file") {
+		t.Errorf("SaveSettings over certbot's file = %v, want a refusal", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != certbot {
+		t.Errorf("certbot's file was changed:\n%s", got)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // certkeeper's own is rewritten
+		if err := SaveSettings(path, Settings{CA: "local"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
