@@ -24,7 +24,9 @@ func (s *Strings) Set(v string) error {
 // Names is a flag of host names or IP addresses: each use adds its value,
 // or the values it separates with commas, as certbot's and lego's -d and
 // --domains take them ("-d a.example,www.a.example"), which were refused
-// as one invalid name. No name holds a comma; empty pieces are skipped.
+// as one invalid name. No name holds a comma. An empty value, or piece,
+// is kept, for the names' check to refuse ("-d $UNSET" is a mistake to
+// say, not to skip).
 type Names []string
 
 // String joins the names with commas.
@@ -33,9 +35,7 @@ func (n *Names) String() string { return strings.Join(*n, ",") }
 // Set adds the names of v.
 func (n *Names) Set(v string) error {
 	for name := range strings.SplitSeq(v, ",") {
-		if name = strings.TrimSpace(name); name != "" {
-			*n = append(*n, name)
-		}
+		*n = append(*n, strings.TrimSpace(name))
 	}
 	return nil
 }
