@@ -78,7 +78,7 @@ const (
 	backendDialTimeout     = 10 * time.Second
 	backendTLSTimeout      = 10 * time.Second
 	backendHeaderTimeout   = 60 * time.Second
-	backendIdleTimeout     = 90 * time.Second
+	backendIdleTimeout     = time.Second
 	backendMaxIdle         = 512
 	backendMaxIdlePerHost  = 64
 	backendMaxHeaderBytes  = 1 << 20
@@ -95,7 +95,11 @@ const (
 //   - a backend must start its response (send its header) within 60 s of
 //     receiving the request; the body may then take as long as it takes;
 //   - up to 64 idle connections per backend (512 in all) are kept for
-//     90 s, so that a burst of requests does not open a connection each;
+//     1 s, so that a burst of requests does not open a connection each,
+//     and no connection is reused that the backend may be closing: its
+//     keep-alive timeout (gunicorn's 2 s, Node's and uvicorn's 5 s) ended
+//     an idle connection as a POST was sent on it, which the transport
+//     cannot send again (a trial's POSTs got a 502 one time in 14);
 //   - response headers are limited to 1 MiB;
 //   - no proxy from the environment (HTTPS_PROXY) is used: backends are
 //     local, and library code reads no environment variables;
@@ -253,11 +257,21 @@ func rewrite(pr *httputil.ProxyRequest) {
 	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
 		pr.Out.Header.Set("X-Real-Ip", ip)
 	}
-	if a, ok := pr.In.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if _, port, err := net.SplitHostPort(a.String()); err == nil {
-			pr.Out.Header.Set("X-Forwarded-Port", port)
-		}
+	pr.Out.Header.Set("X-Forwarded-Port", clientPort(pr.In))
+}
+
+// clientPort is the port the client connected to, as its URL had it: the
+// Host's port, else the scheme's (443). Not the port the proxy listens
+// on, which behind a port mapping (docker run -p 443:8443) is not the
+// client's: a trial's backend built links to :8443.
+func clientPort(r *http.Request) string {
+	if _, port, err := net.SplitHostPort(r.Host); err == nil && port != "" {
+		return port
 	}
+	if r.TLS == nil {
+		return "80"
+	}
+	return "443"
 }
 
 // forged reports whether a request header (canonical name) is one that

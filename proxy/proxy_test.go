@@ -81,7 +81,7 @@ func TestForwardedHeaders(t *testing.T) {
 				XProto:  "https",
 				XHost:   "a.test",
 				XRealIP: "127.0.0.1",
-				XPort:   p.port,
+				XPort:   "443", // the client's URL had no port: not the proxy's listener's (a port mapping's)
 				Passed:  tt.wantPassed,
 			}
 			if got != want {
