@@ -65,6 +65,9 @@ func doctorCmd() *Command {
 				cfg.DirectoryURL, cfg.HTTPClient, cfg.Email = iss.DirectoryURL, iss.HTTPClient, iss.Email
 			}
 			results := doctor.Run(ctx, cfg)
+			for i := range results { // the library's field names as this command's flags
+				results[i].Detail = dnsFields.Replace(results[i].Detail)
+			}
 			if err := doctor.Write(env.Stdout, results, asJSON); err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,11 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/certkeeper/certkeeper/doctor"
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
-	"github.com/miekg/dns"
-	"github.com/redis/go-redis/v9"
 )
 
 // addRecords adds rrs to named's zone with a TSIG-signed RFC 2136 update.
@@ -157,6 +159,14 @@ func TestDoctorDNS(t *testing.T) {
 	}
 	if d.named.Updates() != 0 {
 		t.Errorf("doctor applied %d updates, want 0", d.named.Updates())
+	}
+	// The library's errors name its fields; doctor says the flags (a
+	// trial read "Resolver.Servers" where cert issue said --dns-resolver).
+	dead := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	_, res = doctorResults(t, "-d", "*.a.test", "--ca", d.ca.DirectoryURL(), "--ca-roots", d.ca.ListenerRootFile(), "--storage", t.TempDir(),
+		"--dns", "rfc2136", "--dns-server", dead, "--dns-resolver", dead, "--tsig-key-file", d.keyFile(t))
+	if r := res["dns-01 provider"]; r.Status != doctor.Fail || !strings.Contains(r.Detail, "--dns-resolver") || strings.Contains(r.Detail, "Resolver.") {
+		t.Errorf("an unreachable resolver: dns-01 provider = %+v; want a failure naming --dns-resolver, not the Go field", r)
 	}
 }
 
