@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -42,9 +43,11 @@ func (e *SettingError) Unwrap() error { return e.Err }
 // "b.test=127.0.0.1:8081".
 func ParseUserRoute(s string) (Route, error) {
 	if name, backend, ok := strings.Cut(s, "="); ok {
-		if u, err := BackendURL(strings.TrimSpace(backend)); err == nil {
-			s = name + "=" + u
+		u, err := BackendURL(strings.TrimSpace(backend))
+		if err != nil { // its own words: "port 99999 out of range", not url.Parse's about a colon
+			return Route{}, fmt.Errorf("route %q: %w", strings.TrimSpace(name), err)
 		}
+		s = name + "=" + u
 	}
 	return ParseRoute(s)
 }

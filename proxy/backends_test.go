@@ -51,4 +51,9 @@ func TestBackends(t *testing.T) {
 	if r, err := proxy.ParseUserRoute("*.b.test=localhost:8080"); err != nil || r.Backend != "http://localhost:8080" {
 		t.Errorf("ParseUserRoute = %+v, %v", r, err)
 	}
+	// A HOST:PORT whose port is wrong is said to be that (a trial got
+	// url.Parse's "first path segment in URL cannot contain colon").
+	if _, err := proxy.ParseUserRoute("e.test=127.0.0.1:99999"); err == nil || !strings.Contains(err.Error(), `route "e.test": backend "http://127.0.0.1:99999": port 99999 out of range 1-65535`) {
+		t.Errorf("ParseUserRoute with port 99999 = %v", err)
+	}
 }
