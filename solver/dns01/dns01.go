@@ -606,10 +606,10 @@ func (e *PropagationError) NotFound() bool {
 func (e *PropagationError) Error() string {
 	when := "within " + e.Timeout.String()
 	switch {
-	case e.FailedFast && e.NotFound():
-		when = "before " + e.Timeout.String() + ": its nameservers could not be found " + strconv.Itoa(refusedRoundsMax) + " checks in a row"
+	case e.FailedFast && e.NotFound(): // early, not at the timeout (a trial read "before 2m0s" as a 2-minute wait)
+		when = "(the check gave up early, without waiting its " + e.Timeout.String() + "): its nameservers could not be found " + strconv.Itoa(refusedRoundsMax) + " checks in a row"
 	case e.FailedFast:
-		when = "before " + e.Timeout.String() + ": every nameserver refused the connection " + strconv.Itoa(refusedRoundsMax) + " checks in a row"
+		when = "(the check gave up early, without waiting its " + e.Timeout.String() + "): every nameserver refused the connection " + strconv.Itoa(refusedRoundsMax) + " checks in a row"
 	}
 	return fmt.Sprintf("TXT record %s was not served by every authoritative nameserver %s (%s): %v", e.Record, when, e.advice(), e.Err)
 }

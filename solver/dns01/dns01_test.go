@@ -506,7 +506,7 @@ func TestPropagationNameserversNotFound(t *testing.T) {
 	if took > 5*time.Second {
 		t.Errorf("Wait took %s, want it to give up after 3 checks", took)
 	}
-	for _, want := range []string{"could not be found 3 checks in a row", "Resolver.Primary", "SkipPropagationCheck"} {
+	for _, want := range []string{"gave up early, without waiting its", "could not be found 3 checks in a row", "Resolver.Primary", "SkipPropagationCheck"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
