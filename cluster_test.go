@@ -610,6 +610,26 @@ func TestSweepLearnsStored(t *testing.T) {
 	servedStored(t, a, ordered, "a.sweep.test", "b.sweep.test")
 }
 
+// TestWildcardUnderApexStoredLater: a certificate for a.example and
+// *.a.example (certbot's usual one, stored under its apex) that another
+// process stored after this node started, on a storage without notices
+// (an import into a running proxy's directory), serves a subdomain's
+// first handshake with no order: a migration trial's got a certificate of
+// its own until the next sweep or restart.
+func TestWildcardUnderApexStoredLater(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	a, ordered := startedCounting(t, st, "apex.test", "*.apex.test")
+	if err := localManager(t, filestore.New(st.Dir), nil).Cert(t.Context(), "apex.test", "*.apex.test"); err != nil {
+		t.Fatal(err)
+	}
+	servedStored(t, a, ordered, "*.apex.test", "www.apex.test")
+	servedStored(t, a, ordered, "*.apex.test", "api.apex.test")
+	c := servedStored(t, a, ordered, "apex.test", "apex.test")
+	if !slices.Contains(c.Leaf.DNSNames, "*.apex.test") {
+		t.Errorf("apex.test served %v, want the stored certificate with the wildcard", c.Leaf.DNSNames)
+	}
+}
+
 // waitSubscribed waits, at most 5 s, until a Manager follows the change
 // notices of st's Redis (it subscribes once its start-up scan is done).
 func waitSubscribed(t *testing.T, st *redisstore.Store) {

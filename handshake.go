@@ -240,6 +240,10 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 			return nil, m.refuse(name, err)
 		}
 	}
+	if e, err := m.loadUnderApex(ctx, name, variant); err == nil {
+		m.stats.storage.Add(1)
+		return e, nil
+	}
 	// A name a wildcard of Wildcards covers is ordered, backed off and
 	// reported as that wildcard: one failing *.a.example is one order and
 	// one status entry, not one per subdomain asked for.

@@ -142,6 +142,41 @@ func (m *Manager) loadStoredAfter(ctx context.Context, name, variant string, pre
 	return m.loadOtherName(ctx, candidates, variant, prev)
 }
 
+// loadUnderApex finds a wildcard stored under its apex (-d a.example -d
+// '*.a.example', certbot's usual certificate) that another process stored
+// after this node indexed storage's other names: an import into a running
+// proxy's storage, whose subdomains each got a certificate of their own
+// at their first handshake (a migration trial) until the index learnt of
+// it at the next expiry sweep. It costs a read of the apex's key per
+// subdomain about to be ordered (the policy allowed it): not for one the
+// policy refuses, which a flood of names would make many.
+func (m *Manager) loadUnderApex(ctx context.Context, name, variant string) (*managed, error) {
+	candidates := storedCandidates(name)
+	if len(candidates) < 2 {
+		return nil, fs.ErrNotExist
+	}
+	wildcard := candidates[1]
+	apex := strings.TrimPrefix(wildcard, "*.")
+	if !strings.Contains(apex, ".") {
+		return nil, fs.ErrNotExist
+	}
+	for _, iss := range m.allIssuers(name) {
+		key, err := storage.CertificateKeyVariant(iss.ID(), apex, variant)
+		if err != nil || m.held(key) != nil { // held: its other names are indexed
+			continue
+		}
+		data, err := m.store.Load(ctx, key)
+		if err != nil {
+			continue
+		}
+		if rec, err := storage.UnmarshalCertificate(key, data); err == nil && slices.Contains(rec.Names, wildcard) {
+			m.learnStored(ctx, key, data)
+			return m.loadOtherName(ctx, []string{wildcard}, variant, nil)
+		}
+	}
+	return nil, fs.ErrNotExist
+}
+
 // storedCandidates are the names a stored certificate for name may be
 // under: name, and the one-label wildcard above it (not for a wildcard).
 func storedCandidates(name string) []string {
