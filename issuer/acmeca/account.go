@@ -459,9 +459,9 @@ func (iss *Issuer) newAccount(ctx context.Context, client *acme.Client, acct acm
 // contact: an account registered by hand with an email (with external
 // account binding, say) and then orders placed without naming it use it,
 // as certbot does, rather than registering a second account beside it.
-// With several accounts, or one that is deactivated or damaged, nothing
-// is adopted and the account without a contact is registered (newAccount
-// warns, naming the others).
+// Deactivated accounts do not count. With several accounts, or one that
+// is damaged, nothing is adopted and the account without a contact is
+// registered (newAccount warns, naming the others).
 func (iss *Issuer) adoptSole(ctx context.Context) {
 	if iss.Email != "" || iss.sole.Load() != nil {
 		return
@@ -482,7 +482,7 @@ func (iss *Issuer) adoptSole(ctx context.Context) {
 	}
 	var records []string
 	for _, k := range keys {
-		if strings.HasSuffix(k, ".json") {
+		if strings.HasSuffix(k, ".json") && !iss.deactivated(ctx, k) {
 			records = append(records, k)
 		}
 	}
@@ -498,6 +498,19 @@ func (iss *Issuer) adoptSole(ctx context.Context) {
 	iss.logger().Info("ordering with the only ACME account storage holds at this CA",
 		slog.String("issuer", iss.ID()), slog.String("account", acct.Location),
 		slog.String("email", strings.TrimSuffix(path.Base(sole[0]), ".json")))
+}
+
+// deactivated reports whether the account record under key says the
+// account was deactivated: it orders nothing, so it is not one to choose
+// between (a CLI trial's deactivated second account made the orders
+// without an email register a third account, and renewals use it).
+func (iss *Issuer) deactivated(ctx context.Context, key string) bool {
+	data, err := iss.Storage.Load(ctx, key)
+	if err != nil {
+		return false
+	}
+	var rec accountRecord
+	return json.Unmarshal(data, &rec) == nil && rec.Status == acme.StatusDeactivated
 }
 
 // noEmail names the account without a contact in messages.

@@ -726,6 +726,35 @@ func TestSoleAccountAdopted(t *testing.T) {
 	}
 }
 
+// TestSoleAccountBesideDeactivated: a deactivated account beside the one
+// an issuer without Email orders with does not count: that one is still
+// adopted (a CLI trial's deactivated second account made the next order
+// without an email register a third account, which renewals then used).
+func TestSoleAccountBesideDeactivated(t *testing.T) {
+	e := newEnv(t, testca.Options{})
+	st := filestore.New(t.TempDir())
+	issuerFor := func(email string) *acmeca.Issuer {
+		iss := e.issuer(acmeca.HTTP01)
+		iss.Storage, iss.Email = st, email
+		return iss
+	}
+	ops, err := issuerFor("ops@a.test").Account(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := issuerFor("second@a.test")
+	if _, err := second.Account(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Deactivate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := issuerFor("").Account(t.Context())
+	if err != nil || got.Location != ops.Location {
+		t.Errorf("an issuer without email ordered with %s (%v), want ops@a.test's %s beside the deactivated one", got.Location, err, ops.Location)
+	}
+}
+
 // TestRevokeFindsOrderingAccount: a certificate another stored account
 // ordered is revoked with that account when the issuer's own is refused
 // (cert revoke --cert without the --email it was issued with); one that
