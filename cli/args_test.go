@@ -181,6 +181,10 @@ func TestNameWithoutFlag(t *testing.T) {
 		{[]string{"cert", "issue", "-d", "a.example", "--apache"}, "--deploy-hook 'systemctl reload apache2'"},
 		{[]string{"deploy", "a.example"}, `unexpected arguments ["a.example"]: names go with -d, the layout with --format and --out-dir`},
 		{[]string{"storage", "migrate", "/a", "/b"}, `the storages go with --from and --to (e.g. --from /var/lib/certkeeper --to redis://10.0.0.5:6379/0)`},
+		// A timeout of 0 gave up at once, saying another run held the
+		// directory (a trial).
+		{[]string{"cert", "issue", "--ca", "local", "-d", "a.example", "--timeout", "0"}, "--timeout 0s: give how long to wait, more than 0 (e.g. 10m)"},
+		{[]string{"cert", "renew", "--timeout", "0"}, "--timeout 0s: give how long to wait, more than 0"},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			r := ck(t, 30*time.Second, tt.args...)

@@ -111,8 +111,13 @@ func certIssueCmd() *Command {
 	}
 }
 
-// defaultDirs fills in --storage and --out-dir when they were not given.
+// defaultDirs fills in --storage and --out-dir when they were not given,
+// and refuses a --timeout of 0 or less (0 gave up at once, saying another
+// run held the directory: a trial).
 func (f *issueFlags) defaultDirs() error {
+	if f.timeout <= 0 {
+		return usagef("--timeout %s: give how long to wait, more than 0 (e.g. 10m)", f.timeout)
+	}
 	if f.Storage == "" {
 		f.Storage = certkeeper.DefaultStorageDir()
 	}
@@ -133,7 +138,6 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if err != nil {
 		return err
 	}
-	names = f.noteNames(env, names, csrDER)
 	if f.KeyType != "" && !strings.EqualFold(f.KeyType, string(keyType)) { // another tool's name, remembered as ours
 		fmt.Fprintf(env.Stderr, "certkeeper: --key-type %s is %s\n", f.KeyType, keyType)
 	}
@@ -147,6 +151,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 	if err := f.defaultDirs(); err != nil {
 		return err
 	}
+	names = f.noteNames(env, names, csrDER) // in --out-dir, given or the default
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	st, closeStorage, err := openStorage(ctx, env, f.storageFlags, 5*time.Second) // cert renew's lease
