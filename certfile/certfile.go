@@ -58,6 +58,10 @@ type Paths struct {
 	Cert string
 }
 
+// Base is the pair's file name base, NAME (Pair.Base): what the files
+// beside the pair (renewal settings, marks) are named for.
+func (p Paths) Base() string { return strings.TrimSuffix(filepath.Base(p.Cert), ".pem") }
+
 // DefaultDir returns the directory `certkeeper cert` uses when none is
 // given: /etc/ssl when running as root on a Unix system, where system
 // services look for certificates; otherwise .acme in the user's home

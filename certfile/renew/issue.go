@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/certkeeper/certkeeper"
 	"github.com/certkeeper/certkeeper/certfile"
@@ -94,13 +93,12 @@ func NamedFor(dir certfile.Dir, names []string) []string {
 	if err != nil {
 		return names
 	}
-	want := slices.Sorted(slices.Values(names))
 	for _, p := range pairs {
 		if p.Err != nil {
 			continue
 		}
 		held := certfile.Names(p.Chain[0], certfile.NameOfBase(p.Base))
-		if held[0] == certfile.NameOfBase(p.Base) && slices.Equal(slices.Sorted(slices.Values(held)), want) {
+		if held[0] == certfile.NameOfBase(p.Base) && sameNames(held, names) {
 			return held
 		}
 	}

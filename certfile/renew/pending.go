@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
@@ -86,7 +85,7 @@ func pendingPathFor(dir certfile.Dir, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return deployPendingPath(dir, strings.TrimSuffix(filepath.Base(p.Cert), ".pem")), nil
+	return deployPendingPath(dir, p.Base()), nil
 }
 
 // markPending writes the marker at path, synced.

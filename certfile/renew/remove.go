@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/certkeeper/certkeeper/certfile"
 	"github.com/certkeeper/certkeeper/internal/regularfile"
@@ -35,7 +33,7 @@ func Remove(ctx context.Context, dir certfile.Dir, name string, st storage.Stora
 	if err != nil {
 		return nil, fmt.Errorf("no certificate %s in %s: %w", name, dir, err)
 	}
-	base := strings.TrimSuffix(filepath.Base(p.Cert), ".pem")
+	base := p.Base()
 	var removed []string
 	if leaf, err := certfile.ParseFirstCertificate(certPEM); err == nil && st != nil {
 		if key := storedKey(ctx, st, &certfile.Pair{Base: base, Chain: []*x509.Certificate{leaf}}); key != "" {

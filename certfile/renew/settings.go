@@ -328,7 +328,7 @@ func SettingsPath(dir certfile.Dir, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return settingsPathBase(dir, strings.TrimSuffix(filepath.Base(p.Cert), ".pem")), nil
+	return settingsPathBase(dir, p.Base()), nil
 }
 
 func settingsPathBase(dir certfile.Dir, base string) string {
