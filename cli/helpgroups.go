@@ -20,7 +20,7 @@ var flagGroups = []cmdline.HelpGroup{
 		"dns-no-check"}},
 	{Title: "Listeners", Flags: []string{"tls-addr", "http-addr", "tls-alpn-addr", "listen", "addr", "api-cert", "client-ca", "token-file", "no-auth",
 		"issue-timeout", "max-ttl", "proxy-protocol", "proxy-protocol-from", "max-conns", "max-conns-per-client", "cache-size", "idle-timeout", "drain", "no-ipv6", "alpn", "pidfile"}},
-	{Title: "Backends", Flags: []string{"backend", "route", "backend-ca", "fallback"}},
+	{Title: "Backends", Flags: []string{"backend", "route", "backend-ca", "backend-timeout", "fallback"}},
 	{Title: "Firewall", Flags: []string{"iptables", "iptables-output", "rulespec"}},
 	{Title: "Storage", Flags: []string{"storage", "storage-key-file", "storage-password-file", "to-key-file", "to-password-file",
 		"from-key-file", "from-password-file"}},

@@ -34,6 +34,8 @@ type proxyConfig struct {
 	DefaultName  string        `yaml:"default_name" arg:"NAME" help:"NAME whose certificate clients without SNI get"`
 	IssueTimeout time.Duration `yaml:"issue_timeout" arg:"DURATION" default:"30s" help:"a handshake for a new name waits up to DURATION for its certificate, then fails; the\nissuance goes on (up to 5 minutes), and the handshakes after it get the certificate"`
 	BackendCA    string        `yaml:"backend_ca" arg:"FILE" help:"PEM FILE of roots that https:// backends' certificates may chain to, beside the system's\n(a private CA's root, or a backend's self-signed certificate); read at start and at each reload"`
+	BackendWait  time.Duration `yaml:"backend_timeout" arg:"DURATION" default:"60s" help:"a backend must start its answer (send its header) within DURATION, else the client gets a\n504 page (nginx's proxy_read_timeout); the body may then take as long as it takes"`
+	Drain        time.Duration `yaml:"drain" arg:"DURATION" default:"30s" help:"on SIGINT or SIGTERM, open requests get up to DURATION to finish; those still waiting on\ntheir backend then get a 503 page, and streams and WebSockets are closed"`
 }
 
 // proxyChallengeHelp is the usage of the proxy's --challenge.
@@ -65,7 +67,7 @@ func loadProxyConfig(src *source, flags *proxyConfig) (*proxyConfig, error) {
 	if err := readConfigFile(src.file, cfg); err != nil {
 		return nil, err
 	}
-	overlay(cfg, flags, &cfg.engineConfig, src.set, "issue-timeout")
+	overlay(cfg, flags, &cfg.engineConfig, src.set, "issue-timeout", "backend-timeout", "drain")
 	src.noteFlags(cfg, &cfg.engineConfig)
 	cfg.credit = src.credit(cfg)
 	return cfg, nil
@@ -109,10 +111,16 @@ func (c *proxyConfig) defaults(dev bool) {
 
 // checkAddrs checks the syntax of the proxy's listen addresses and of
 // its --default-name (clients without SNI would get a handshake error),
-// and --issue-timeout's range.
+// and the ranges of --issue-timeout, --backend-timeout and --drain.
 func (c *proxyConfig) checkAddrs() error {
 	if c.IssueTimeout < time.Second || c.IssueTimeout > 5*time.Minute { // the issuance itself gives up at 5 minutes
 		return usagef("--issue-timeout %s: want 1s to 5m (how long a handshake waits for a new name's certificate)", c.IssueTimeout)
+	}
+	if c.BackendWait < time.Second {
+		return usagef("--backend-timeout %s: want 1s or more (how long a backend may take to start its answer)", c.BackendWait)
+	}
+	if c.Drain <= 0 {
+		return usagef("--drain %s: must be positive (how long open requests get to finish at a stop)", c.Drain)
 	}
 	if _, err := (hostname.Normalizer{AllowIP: true}).Normalize(c.DefaultName); c.DefaultName != "" && err != nil {
 		return usagef("--default-name: %v", hostname.WithHostHint(c.DefaultName, err))
@@ -191,6 +199,7 @@ func proxyHandler(cfg *proxyConfig, logger *slog.Logger) (http.Handler, error) {
 		})
 	}
 	t := proxy.NewTransport()
+	t.ResponseHeaderTimeout = cfg.BackendWait
 	if cfg.BackendCA != "" {
 		roots, err := os.ReadFile(cfg.BackendCA)
 		if err == nil {
@@ -233,7 +242,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, src *source) er
 	var current atomic.Pointer[proxyParts]
 	current.Store(parts)
 	return (&service{
-		cfg: &cfg.engineConfig, fe: proxyFrontEnd(cfg), summary: proxySummary(cfg, dev), drain: 30 * time.Second,
+		cfg: &cfg.engineConfig, fe: proxyFrontEnd(cfg), summary: proxySummary(cfg, dev), drain: cfg.Drain,
 		policy: func() policy.Policy { return current.Load().policy },
 		setup:  func(m *certkeeper.Manager) { m.DefaultName, m.HandshakeWait = cfg.DefaultName, cfg.IssueTimeout },
 		reload: func() { reloadProxy(env, cfg, flags, src, &current) },
@@ -316,7 +325,7 @@ func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic
 		}
 		if err = cmdline.Attribute(err, next.credit); err == nil {
 			p.cfg = next
-			logReloaded(env, "configuration reloaded", current.Swap(p).cfg, cfg, next, []string{"route", "backend", "backend_ca"}, slog.String("config", src.file))
+			logReloaded(env, "configuration reloaded", current.Swap(p).cfg, cfg, next, []string{"route", "backend", "backend_ca", "backend_timeout"}, slog.String("config", src.file))
 			next.printNotes(env)
 			printWarnings(env, proxySummary(next, devMode(src)))
 			return

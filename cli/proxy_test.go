@@ -568,3 +568,90 @@ func TestProxyHTTPSBackend(t *testing.T) {
 		t.Errorf("a missing --backend-ca: exit %d, want an error naming the flag\n%s", r.code, r.stderr)
 	}
 }
+
+// TestProxyBackendTimeoutAndDrain: --backend-timeout is how long a backend
+// may take to start its answer (a 504 page after it; it was a fixed 60 s, a
+// trial's report export could not be proxied), and --drain how long a stop
+// waits for open requests, which then get a 503 page saying the proxy is
+// restarting (it was a fixed 30 s, and a 502 page blaming the backend).
+// Neither takes zero.
+func TestProxyBackendTimeoutAndDrain(t *testing.T) {
+	for _, flag := range []string{"--backend-timeout", "--drain"} {
+		r := ck(t, 30*time.Second, "proxy", "--check-config", "--allow", "a.test", "--ca", "local", "--storage", t.TempDir(), flag, "0s")
+		if r.code != 1 || !strings.Contains(r.stderr, flag+" 0s: ") {
+			t.Errorf("%s 0s: exit %d, stderr:\n%s", flag, r.code, r.stderr)
+		}
+	}
+	seen := make(chan string, 2)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.URL.Path
+		select { // answers nothing until the proxy gives up on it
+		case <-r.Context().Done():
+		case <-time.After(time.Minute):
+		}
+	}))
+	t.Cleanup(slow.Close)
+	addr := "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))
+	p := startProxyLogged(t, "--tls-addr", addr, "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(), "--backend", slow.URL,
+		"--backend-timeout", "3s", "--drain", "1s")
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "a.test"}, // the local CA's trust is not what this tests
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	get := func(path string) (int, http.Header, time.Duration, error) {
+		start := time.Now()
+		resp, err := client.Get("https://a.test" + path)
+		if err != nil {
+			return 0, nil, time.Since(start), err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header, time.Since(start), nil
+	}
+	if code, _, took, err := get("/slow"); err != nil || code != http.StatusGatewayTimeout || took < 3*time.Second || took > 20*time.Second {
+		t.Errorf("a backend silent for longer than --backend-timeout 3s: %d after %v (%v); want 504 after 3 s", code, took, err)
+	}
+	type result struct {
+		code  int
+		retry string
+		err   error
+	}
+	res := make(chan result, 1)
+	go func() {
+		code, h, _, err := get("/hang")
+		res <- result{code, h.Get("Retry-After"), err}
+	}()
+	for path := ""; path != "/hang"; {
+		select {
+		case path = <-seen:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the request did not reach the backend")
+		}
+	}
+	stopped := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-res:
+		if r.err != nil || r.code != http.StatusServiceUnavailable || r.retry == "" {
+			t.Errorf("a request waiting on its backend at a stop: %d (Retry-After %q, %v); want a 503 page with Retry-After", r.code, r.retry, r.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no answer to the request waiting at the stop")
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if took := time.Since(stopped); err != nil || took > 10*time.Second {
+			t.Errorf("the proxy stopped after %v (%v); want within a few seconds of --drain 1s, exit 0", took, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the proxy did not stop")
+	}
+	if !strings.Contains(p.output(), "drain limit (1 s) reached") {
+		t.Errorf("the stop does not say the drain limit was reached:\n%s", p.output())
+	}
+}

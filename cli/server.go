@@ -44,6 +44,7 @@ type serverConfig struct {
 	MaxTTL             time.Duration `yaml:"max_ttl" arg:"DURATION" help:"clients keep an answer at most DURATION (ttl_seconds) before asking again: how long a\nreplaced (say, revoked) certificate may still be served by them"`
 	AuditLog           string        `yaml:"audit_log" arg:"FILE" help:"append the audit log (a JSON line per key handed out) to FILE (default: stderr, as the log);\nwhile it cannot be written, key fetches get 503"`
 	AuditFailOpen      bool          `yaml:"audit_fail_open" help:"hand out keys even while --audit-log cannot be written (the failures are still logged)"`
+	Drain              time.Duration `yaml:"drain" arg:"DURATION" default:"10s" help:"on SIGINT or SIGTERM, open requests get up to DURATION to finish before they are closed"`
 	HTTPAddr           string        `yaml:"http_addr" arg:"ADDR" help:"ADDR to also serve the API and http-01 on (e.g. :80; http-01 alone with --api-cert); off unless given"`
 	// --tls-addr is the proxy's HTTPS listener: here it is a deprecated
 	// name of --tls-alpn-addr.
@@ -94,7 +95,7 @@ func loadServerConfig(src *source, flags *serverConfig) (*serverConfig, error) {
 		return nil, err
 	}
 	// Flags with a default apply it when the file has no value either.
-	overlay(cfg, flags, &cfg.engineConfig, src.set, "listen", "issue-timeout", "max-ttl")
+	overlay(cfg, flags, &cfg.engineConfig, src.set, "listen", "issue-timeout", "max-ttl", "drain")
 	src.noteFlags(cfg, &cfg.engineConfig)
 	cfg.credit = src.credit(cfg)
 	return cfg, nil
@@ -118,7 +119,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 	current.Store(&pol)
 	last := cfg // the configuration a reload tells its changes from
 	return (&service{
-		cfg: &cfg.engineConfig, fe: cfg.frontEnd(), summary: serverSummary(cfg), drain: 10 * time.Second,
+		cfg: &cfg.engineConfig, fe: cfg.frontEnd(), summary: serverSummary(cfg), drain: cfg.Drain,
 		policy: func() policy.Policy { return *current.Load() }, api: h,
 		setup: func(m *certkeeper.Manager) {
 			m.SelfSignedFallback = cfg.SelfSignedFallback
@@ -304,10 +305,13 @@ func (c *serverConfig) checkManaged() error {
 }
 
 // checkAddrs checks the syntax of the server's listen addresses and of
-// --proxy-protocol-from.
+// --proxy-protocol-from, and --drain.
 func (c *serverConfig) checkAddrs() error {
 	if err := c.parseProxyFrom(); err != nil {
 		return err
+	}
+	if c.Drain <= 0 {
+		return usagef("--drain %s: must be positive (how long open requests get to finish at a stop)", c.Drain)
 	}
 	main := []string{"--listen", c.Listen, "--http-addr", c.HTTPAddr, "--tls-alpn-addr", c.TLSAddr}
 	return errors.Join(cmdline.CheckListenAddrs(main...),

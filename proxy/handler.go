@@ -42,7 +42,10 @@ import (
 //     responses are not held back;
 //   - a backend that cannot be reached, or fails before its response
 //     header, gets the client a 502 Bad Gateway page that names no
-//     backend, and a Warn log line with name, remote_ip, backend and err.
+//     backend, and a Warn log line with name, remote_ip, backend and err;
+//     one that does not start its answer in time (the transport's
+//     ResponseHeaderTimeout) a 504 page; a request a Server's Shutdown
+//     cut before its backend answered (ErrServerStopping) a 503 page.
 //
 // The zero Handler works: it routes as the zero Router does (port 80 on
 // the IP address the client connected to) with a transport from
@@ -322,6 +325,14 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	timeout := ok && ne.Timeout()
 	rt, _ := r.Context().Value(routeKey{}).(*routed)
 	switch {
+	case errors.Is(context.Cause(r.Context()), ErrServerStopping):
+		// Cut by the Server's Shutdown: nothing wrong with the backend,
+		// and the client may try again (another process, after an
+		// upgrade or a restart, will answer).
+		h.logger().LogAttrs(r.Context(), slog.LevelDebug, "request cut by the proxy stopping", attrs...)
+		w.Header().Set("Retry-After", "5")
+		writeErrorPage(w, http.StatusServiceUnavailable, "The site's proxy is restarting. Please try again in a moment.")
+		return
 	case r.Context().Err() != nil:
 		// The client went away or the server is shutting down: nothing
 		// wrong with the backend, and nobody to show a page to.

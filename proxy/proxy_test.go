@@ -575,6 +575,61 @@ func TestShutdownCutsUpgraded(t *testing.T) {
 	}
 }
 
+// TestShutdownCutsWaiting: a request still waiting for its backend at
+// Shutdown's deadline gets a 503 page saying the proxy is restarting, with
+// Retry-After, not the 502 that blames the backend, nor a cut connection
+// (a trial's slow request got "backend is unreachable" at a stop).
+func TestShutdownCutsWaiting(t *testing.T) {
+	started := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-r.Context().Done():
+		case <-time.After(testTimeout):
+		}
+	}))
+	t.Cleanup(backend.Close)
+	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL})}
+	p := startProxy(t, "127.0.0.1", h, nil)
+	res := make(chan *http.Response, 1)
+	go func() {
+		resp, err := p.client(t, true).Get("https://a.test/slow")
+		if err != nil {
+			t.Errorf("the request waiting at the stop: %v; want a 503 page", err)
+			res <- nil
+			return
+		}
+		res <- resp
+	}()
+	select {
+	case <-started:
+	case <-time.After(testTimeout):
+		t.Fatal("the request did not reach the backend")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := p.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown() = %v, want context.DeadlineExceeded", err)
+	}
+	p.waitServe(t)
+	p.markStopped()
+	var resp *http.Response
+	select {
+	case resp = <-res:
+	case <-time.After(testTimeout):
+		t.Fatal("no answer to the request waiting at the stop")
+	}
+	if resp == nil {
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "restarting") {
+		t.Errorf("the request waiting at the stop got %d (Retry-After %q):\n%s\nwant a 503 page saying the proxy is restarting",
+			resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+}
+
 // TestServerNeedsCertificates checks the error of a Server without a
 // source of certificates.
 func TestServerNeedsCertificates(t *testing.T) {

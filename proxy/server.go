@@ -124,9 +124,18 @@ type Server struct {
 	// connection carries up to 250, each of which may hold a backend
 	// connection.
 	inflight *connlimit.Counter
-	cancel   context.CancelFunc // cancels every request's context; see Shutdown
+	cancel   context.CancelCauseFunc // cancels every request's context; see Shutdown
 	active   atomic.Int64       // handler calls in progress, upgraded connections included
 }
+
+// ErrServerStopping is the cause (context.Cause) of the contexts of the
+// requests a Server's Shutdown cut at its deadline: the Handler answers
+// those still waiting for their backend with a 503 page.
+var ErrServerStopping = errors.New("proxy server: stopping")
+
+// cutGrace is how long Shutdown, at its deadline, gives the handlers of the
+// requests it cancelled to answer before it closes their connections.
+const cutGrace = time.Second
 
 // ErrNoTLSConfig is returned by Serve and ListenAndServe when the Server has
 // no TLSConfig, or a TLSConfig without any source of certificates.
@@ -178,8 +187,10 @@ func (s *Server) ListenAndServe(addr string) error {
 //
 // When ctx is done first, Shutdown cuts what is left: it cancels the
 // context of every request still in progress (which closes their backend
-// connections, and with them upgraded client connections) and closes the
-// remaining client connections, then returns an error wrapping ctx.Err().
+// connections, and with them upgraded client connections; a request still
+// waiting for its backend's answer gets a 503 page), gives their handlers
+// a second to answer, and closes the remaining client connections, then
+// returns an error wrapping ctx.Err().
 // An already expired ctx stops the Server at once.
 //
 // Serve returns http.ErrServerClosed as soon as Shutdown starts. After
@@ -190,8 +201,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err == nil {
 		err = s.waitHandlers(ctx)
 	}
-	s.cancel()
+	s.cancel(ErrServerStopping)
 	if err != nil {
+		// The handlers of the requests just cancelled answer (a 503 page,
+		// not a page blaming the backend, nor a cut connection) before
+		// their connections close.
+		grace, cancel := context.WithTimeout(context.Background(), cutGrace)
+		_ = s.waitHandlers(grace)
+		cancel()
 		s.srv.Close()
 		err = fmt.Errorf("draining connections: %w", err)
 	}
@@ -218,7 +235,7 @@ func (s *Server) init() {
 	// Every request's context descends from base: cancelling it ends
 	// the requests that outlive Shutdown's deadline, and the upgraded
 	// connections, which http.Server no longer tracks.
-	base, cancel := context.WithCancel(context.Background())
+	base, cancel := context.WithCancelCause(context.Background())
 	s.cancel = cancel
 	// net/http's HTTP/2 setup appends to TLSConfig.NextProtos in place:
 	// give it a copy, so the caller's config (shared with other
