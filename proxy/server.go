@@ -125,7 +125,7 @@ type Server struct {
 	// connection.
 	inflight *connlimit.Counter
 	cancel   context.CancelCauseFunc // cancels every request's context; see Shutdown
-	active   atomic.Int64       // handler calls in progress, upgraded connections included
+	active   atomic.Int64            // handler calls in progress, upgraded connections included
 }
 
 // ErrServerStopping is the cause (context.Cause) of the contexts of the
