@@ -381,6 +381,25 @@ func logReloaded(env *Env, msg string, prev, running, next any, applied []string
 	}
 }
 
+// warnStillServed warns, at a reload, of each name taken out of allow that
+// the new allow list refuses and whose certificate m holds in memory: it is
+// still served until it expires (storage first: docs/decisions.md), which a
+// proxy trial took for a site removed (its requests went to the default
+// backend). Deleting the certificate and restarting stops it.
+func warnStillServed(env *Env, m *certkeeper.Manager, prev, next *engineConfig) {
+	if len(next.Allow) == 0 { // --ask or --require-own-ip alone decide: not known here
+		return
+	}
+	allowed, _ := policy.ParseAllowlist(next.Allow...) // checked by the reload
+	for _, name := range prev.Allow {
+		if _, held := m.Cached(name); !held || allowed.Decide(context.Background(), name) == nil {
+			continue
+		}
+		env.Logger.Warn("a name taken out of allow keeps its certificate, served until it expires (not renewed): to stop serving it now, delete it and restart",
+			slog.String("name", name), slog.String("delete", "certkeeper storage delete --storage "+cmdline.ShellQuote(storageWhere(next.Storage))+" "+name))
+	}
+}
+
 // service is a front-end (proxy, server) as serve runs it, once its
 // configuration is loaded and checked.
 type service struct {

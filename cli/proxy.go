@@ -241,11 +241,12 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, src *source) er
 	}
 	var current atomic.Pointer[proxyParts]
 	current.Store(parts)
+	var m *certkeeper.Manager // set before the first reload
 	return (&service{
 		cfg: &cfg.engineConfig, fe: proxyFrontEnd(cfg), summary: proxySummary(cfg, dev), drain: cfg.Drain,
 		policy: func() policy.Policy { return current.Load().policy },
-		setup:  func(m *certkeeper.Manager) { m.DefaultName, m.HandshakeWait = cfg.DefaultName, cfg.IssueTimeout },
-		reload: func() { reloadProxy(env, cfg, flags, src, &current) },
+		setup:  func(mgr *certkeeper.Manager) { m, mgr.DefaultName, mgr.HandshakeWait = mgr, cfg.DefaultName, cfg.IssueTimeout },
+		reload: func() { reloadProxy(env, m, cfg, flags, src, &current) },
 		listen: func(loop *serveloop.Loop, up *upgrade.Upgrader, m *certkeeper.Manager) error {
 			return proxyListen(loop, env, up, cfg, m, &current)
 		},
@@ -309,7 +310,7 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 // routes and policy, saying what changed since the last one and warning
 // of the changes that take a restart (those of the running cfg); a
 // configuration that does not load keeps the old one.
-func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic.Pointer[proxyParts]) {
+func reloadProxy(env *Env, m *certkeeper.Manager, cfg, flags *proxyConfig, src *source, current *atomic.Pointer[proxyParts]) {
 	if src.file == "" {
 		env.Logger.Info("SIGHUP: no --config file to read again; nothing changed")
 		return
@@ -325,7 +326,9 @@ func reloadProxy(env *Env, cfg, flags *proxyConfig, src *source, current *atomic
 		}
 		if err = cmdline.Attribute(err, next.credit); err == nil {
 			p.cfg = next
-			logReloaded(env, "configuration reloaded", current.Swap(p).cfg, cfg, next, []string{"route", "backend", "backend_ca", "backend_timeout"}, slog.String("config", src.file))
+			prev := current.Swap(p).cfg
+			logReloaded(env, "configuration reloaded", prev, cfg, next, []string{"route", "backend", "backend_ca", "backend_timeout"}, slog.String("config", src.file))
+			warnStillServed(env, m, &prev.engineConfig, &next.engineConfig)
 			next.printNotes(env)
 			printWarnings(env, proxySummary(next, devMode(src)))
 			return

@@ -3,7 +3,9 @@
 package cli
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -228,5 +230,45 @@ func TestReloadRefusesEmptied(t *testing.T) {
 	}
 	if strings.Contains(p.output(), "configuration reloaded") {
 		t.Errorf("an emptied configuration was applied:\n%s", p.output())
+	}
+}
+
+// TestReloadWarnsStillServed: a reload that takes out of allow a name
+// whose certificate the proxy holds warns that it is still served (until
+// it expires), and how to stop it: a trial took removing a site for
+// stopping it, and its name went on being served by the default backend.
+// A name taken out that holds no certificate, or that a pattern still
+// allows, is not warned of.
+func TestReloadWarnsStillServed(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	port := testsvc.FreePort(t)
+	conf := "tls_addr: 127.0.0.1:%d\nca: local\nallow: [%s]\nbackend: 127.0.0.1:1\n"
+	writeFileAtomic(t, file, fmt.Sprintf(conf, port, "a.test, b.test, c.x.test, '*.x.test'"))
+	dir := t.TempDir()
+	p := startLogged(t, binary, "proxy listening", "proxy", "--config", file, "--storage", dir)
+	for _, name := range []string{"a.test", "c.x.test"} {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", "127.0.0.1:"+strconv.Itoa(port),
+			&tls.Config{ServerName: name, InsecureSkipVerify: true}) // the local CA's trust is not what this tests
+		if err != nil {
+			t.Fatalf("handshake for %s: %v", name, err)
+		}
+		conn.Close()
+	}
+	writeFileAtomic(t, file, fmt.Sprintf(conf, port, "'*.x.test'"))
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if !within(10*time.Second, func() bool { return strings.Contains(p.output(), "configuration reloaded") }) {
+		t.Fatalf("no reload logged within 10 s of SIGHUP:\n%s", p.output())
+	}
+	out := p.output()
+	want := "certkeeper storage delete --storage " + dir + " a.test"
+	if strings.Count(out, "keeps its certificate, served until it expires") != 1 || !strings.Contains(out, want) {
+		t.Errorf("the reload does not warn once that a.test is still served, with %q:\n%s", want, out)
+	}
+	for _, name := range []string{" b.test", "c.x.test"} {
+		if strings.Contains(out, "delete --storage "+dir+name) {
+			t.Errorf("warned of %s, which holds no certificate or is still allowed:\n%s", name, out)
+		}
 	}
 }

@@ -235,6 +235,7 @@ func reloadServer(env *Env, h *certserver.Handler, apiTLS *certserver.TLSFiles, 
 	}
 	current.Store(&p)
 	logReloaded(env, "configuration reloaded: its policy and token file apply now", last, cfg, next, []string{"token_file"})
+	warnStillServed(env, h.Manager, &last.engineConfig, &next.engineConfig)
 	next.printNotes(env)
 	printWarnings(env, serverSummary(next))
 	h.ReloadTokenFile(cfg.TokenFile, next.TokenFile)
