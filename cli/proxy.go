@@ -245,7 +245,9 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, src *source) er
 	return (&service{
 		cfg: &cfg.engineConfig, fe: proxyFrontEnd(cfg), summary: proxySummary(cfg, dev), drain: cfg.Drain,
 		policy: func() policy.Policy { return current.Load().policy },
-		setup:  func(mgr *certkeeper.Manager) { m, mgr.DefaultName, mgr.HandshakeWait = mgr, cfg.DefaultName, cfg.IssueTimeout },
+		setup: func(mgr *certkeeper.Manager) {
+			m, mgr.DefaultName, mgr.HandshakeWait = mgr, cfg.DefaultName, cfg.IssueTimeout
+		},
 		reload: func() { reloadProxy(env, m, cfg, flags, src, &current) },
 		listen: func(loop *serveloop.Loop, up *upgrade.Upgrader, m *certkeeper.Manager) error {
 			return proxyListen(loop, env, up, cfg, m, &current)
