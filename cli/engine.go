@@ -26,6 +26,7 @@ import (
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/monitor"
 	"github.com/certkeeper/certkeeper/policy"
+	"github.com/certkeeper/certkeeper/proxy"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -414,6 +415,8 @@ type service struct {
 	setup func(*certkeeper.Manager)
 	// api is the server's API, whose requests the metrics count.
 	api *certserver.Handler
+	// traffic is the proxy's request counts, which the metrics export.
+	traffic *proxy.Traffic
 	// reload reads the configuration again, on SIGHUP.
 	reload func()
 	// listen starts the front-end's listeners on loop (through up) and
@@ -448,7 +451,9 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 		return err
 	}
 	m.Policy, m.Logger = reloadablePolicy(s.policy), slog.New(logsetup.MapErrors(env.Logger.Handler(), withLogHints))
-	mon := monitor.New(s.cfg.Ops.monitor(env, up.Listen, s.api))
+	mc := s.cfg.Ops.monitor(env, up.Listen, s.api)
+	mc.Traffic = s.traffic
+	mon := monitor.New(mc)
 	m.Storage, m.OnEvent = mon.Storage(st), mon.Observe
 	s.setup(m) // after Storage: a setup that starts the Manager (the server's metrics.Handler) fixes it
 	if d := s.cfg.Deploy; d.Format != "" || d.Out != "" {

@@ -32,5 +32,5 @@ var flagGroups = []cmdline.HelpGroup{
 		"alert-check-every", "alert-exec", "alert-expiring-within", "alert-failing-for", "alert-webhook", "audit-log",
 		"audit-fail-open"}},
 	{Title: "Run", Flags: []string{"timeout", "wait", "dry-run", "quiet", "overwrite", "yes", "reason", "name", "no-nss", "no-system"}},
-	{Title: "Logging", Flags: []string{"log-format", "log-level"}},
+	{Title: "Logging", Flags: []string{"log-format", "log-level", "access-log"}},
 }

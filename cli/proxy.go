@@ -35,6 +35,7 @@ type proxyConfig struct {
 	IssueTimeout time.Duration `yaml:"issue_timeout" arg:"DURATION" default:"30s" help:"a handshake for a new name waits up to DURATION for its certificate, then fails; the\nissuance goes on (up to 5 minutes), and the handshakes after it get the certificate"`
 	BackendCA    string        `yaml:"backend_ca" arg:"FILE" help:"PEM FILE of roots that https:// backends' certificates may chain to, beside the system's\n(a private CA's root, or a backend's self-signed certificate); read at start and at each reload"`
 	BackendWait  time.Duration `yaml:"backend_timeout" arg:"DURATION" default:"60s" help:"a backend must start its answer (send its header) within DURATION, else the client gets a\n504 page (nginx's proxy_read_timeout); the body may then take as long as it takes"`
+	AccessLog    bool          `yaml:"access_log" help:"log one line per request at info: name, client address, method, path (without the query),\nstatus, bytes, duration, backend, user agent"`
 	Drain        time.Duration `yaml:"drain" arg:"DURATION" default:"30s" help:"on SIGINT or SIGTERM, open requests get up to DURATION to finish; those still waiting on\ntheir backend then get a 503 page, and streams and WebSockets are closed"`
 }
 
@@ -158,7 +159,7 @@ func checkProxy(env *Env, flags *proxyConfig, src *source) []error {
 	if err := cfg.checkAddrs(); err != nil {
 		errs = append([]error{err}, errs...)
 	}
-	if _, err := proxyHandler(cfg, env.Logger); err != nil { // the policy is checked above
+	if _, err := proxyHandler(cfg, env.Logger, nil); err != nil { // the policy is checked above
 		errs = append(errs, err)
 	}
 	return errs
@@ -174,8 +175,8 @@ type proxyParts struct {
 
 // buildParts is what cfg turns into (proxy.Backends, the policy); its
 // errors name the flag at fault.
-func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
-	h, err := proxyHandler(cfg, logger)
+func buildParts(cfg *proxyConfig, logger *slog.Logger, traffic *proxy.Traffic) (*proxyParts, error) {
+	h, err := proxyHandler(cfg, logger, traffic)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +189,7 @@ func buildParts(cfg *proxyConfig, logger *slog.Logger) (*proxyParts, error) {
 
 // proxyHandler is the handler of cfg's backends and routes; its error
 // names the flag of every bad one.
-func proxyHandler(cfg *proxyConfig, logger *slog.Logger) (http.Handler, error) {
+func proxyHandler(cfg *proxyConfig, logger *slog.Logger, traffic *proxy.Traffic) (http.Handler, error) {
 	router, err := proxy.Backends{Default: cfg.Backend, Routes: cfg.Routes, DefaultName: cfg.DefaultName}.Router()
 	if err != nil {
 		return nil, cmdline.MapErrors(err, func(e error) error {
@@ -209,7 +210,11 @@ func proxyHandler(cfg *proxyConfig, logger *slog.Logger) (http.Handler, error) {
 			return nil, usagef("--backend-ca %s: %v", cfg.BackendCA, err)
 		}
 	}
-	return &proxy.Handler{Router: router, Transport: t, Logger: logger}, nil
+	h := &proxy.Handler{Router: router, Transport: t, Logger: logger, Traffic: traffic}
+	if cfg.AccessLog {
+		h.AccessLog = logger
+	}
+	return h, nil
 }
 
 // runProxy serves until ctx ends, an upgrade (SIGUSR2) hands its
@@ -235,7 +240,8 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, src *source) er
 	if err := cfg.Ops.check(); err != nil {
 		return err
 	}
-	parts, err := buildParts(cfg, env.Logger)
+	traffic := new(proxy.Traffic) // one for every reload's handler
+	parts, err := buildParts(cfg, env.Logger, traffic)
 	if err != nil {
 		return err
 	}
@@ -248,7 +254,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, src *source) er
 		setup: func(mgr *certkeeper.Manager) {
 			m, mgr.DefaultName, mgr.HandshakeWait = mgr, cfg.DefaultName, cfg.IssueTimeout
 		},
-		reload: func() { reloadProxy(env, m, cfg, flags, src, &current) },
+		reload: func() { reloadProxy(env, m, cfg, flags, src, &current, traffic) }, traffic: traffic,
 		listen: func(loop *serveloop.Loop, up *upgrade.Upgrader, m *certkeeper.Manager) error {
 			return proxyListen(loop, env, up, cfg, m, &current)
 		},
@@ -312,7 +318,7 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 // routes and policy, saying what changed since the last one and warning
 // of the changes that take a restart (those of the running cfg); a
 // configuration that does not load keeps the old one.
-func reloadProxy(env *Env, m *certkeeper.Manager, cfg, flags *proxyConfig, src *source, current *atomic.Pointer[proxyParts]) {
+func reloadProxy(env *Env, m *certkeeper.Manager, cfg, flags *proxyConfig, src *source, current *atomic.Pointer[proxyParts], traffic *proxy.Traffic) {
 	if src.file == "" {
 		env.Logger.Info("SIGHUP: no --config file to read again; nothing changed")
 		return
@@ -323,13 +329,13 @@ func reloadProxy(env *Env, m *certkeeper.Manager, cfg, flags *proxyConfig, src *
 		routed := *next
 		routed.DefaultName = cfg.DefaultName // the Manager's, until a restart
 		var p *proxyParts
-		if p, err = buildParts(&routed, env.Logger); err == nil && p.policy == nil && current.Load().policy != nil {
+		if p, err = buildParts(&routed, env.Logger, traffic); err == nil && p.policy == nil && current.Load().policy != nil {
 			err = errAllowsNone
 		}
 		if err = cmdline.Attribute(err, next.credit); err == nil {
 			p.cfg = next
 			prev := current.Swap(p).cfg
-			logReloaded(env, "configuration reloaded", prev, cfg, next, []string{"route", "backend", "backend_ca", "backend_timeout"}, slog.String("config", src.file))
+			logReloaded(env, "configuration reloaded", prev, cfg, next, []string{"route", "backend", "backend_ca", "backend_timeout", "access_log"}, slog.String("config", src.file))
 			warnStillServed(env, m, &prev.engineConfig, &next.engineConfig)
 			next.printNotes(env)
 			printWarnings(env, proxySummary(next, devMode(src)))

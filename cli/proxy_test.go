@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -574,7 +575,8 @@ func TestProxyHTTPSBackend(t *testing.T) {
 // trial's report export could not be proxied), and --drain how long a stop
 // waits for open requests, which then get a 503 page saying the proxy is
 // restarting (it was a fixed 30 s, and a 502 page blaming the backend).
-// Neither takes zero.
+// Neither takes zero. --access-log logs each request, and the metrics count
+// them (a trial found the proxy blind to its own traffic).
 func TestProxyBackendTimeoutAndDrain(t *testing.T) {
 	for _, flag := range []string{"--backend-timeout", "--drain"} {
 		r := ck(t, 30*time.Second, "proxy", "--check-config", "--allow", "a.test", "--ca", "local", "--storage", t.TempDir(), flag, "0s")
@@ -591,9 +593,9 @@ func TestProxyBackendTimeoutAndDrain(t *testing.T) {
 		}
 	}))
 	t.Cleanup(slow.Close)
-	addr := "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))
+	addr, metricsAddr := "127.0.0.1:"+strconv.Itoa(freeLoopbackPort(t)), "127.0.0.1:"+strconv.Itoa(freeLoopbackPort(t))
 	p := startProxyLogged(t, "--tls-addr", addr, "--ca", "local", "--allow", "a.test", "--storage", t.TempDir(), "--backend", slow.URL,
-		"--backend-timeout", "3s", "--drain", "1s")
+		"--backend-timeout", "3s", "--drain", "1s", "--access-log", "--metrics-addr", metricsAddr)
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "a.test"}, // the local CA's trust is not what this tests
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -611,6 +613,23 @@ func TestProxyBackendTimeoutAndDrain(t *testing.T) {
 	}
 	if code, _, took, err := get("/slow"); err != nil || code != http.StatusGatewayTimeout || took < 3*time.Second || took > 20*time.Second {
 		t.Errorf("a backend silent for longer than --backend-timeout 3s: %d after %v (%v); want 504 after 3 s", code, took, err)
+	}
+	if !within(5*time.Second, func() bool {
+		return strings.Contains(p.output(), "msg=request name=a.test remote_ip=127.0.0.1 method=GET path=/slow")
+	}) ||
+		!strings.Contains(p.output(), "status=504") {
+		t.Errorf("--access-log: no line for the request, with its 504:\n%s", p.output())
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scraped, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`certkeeper_proxy_requests_total{code="5xx"} 1`, `certkeeper_proxy_backend_failures_total{reason="timeout"} 1`} {
+		if !strings.Contains(string(scraped), want) {
+			t.Errorf("the metrics lack %q:\n%s", want, scraped)
+		}
 	}
 	type result struct {
 		code  int

@@ -37,6 +37,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/loopback"
 	"github.com/certkeeper/certkeeper/internal/nobody"
 	"github.com/certkeeper/certkeeper/metrics"
+	"github.com/certkeeper/certkeeper/proxy"
 	"github.com/certkeeper/certkeeper/statuspage"
 	"github.com/certkeeper/certkeeper/storage"
 )
@@ -64,6 +65,9 @@ type Config struct {
 	// API, when set, is the certificate server's API handler: the
 	// metrics count its requests (certkeeper_api_requests_total).
 	API *certserver.Handler
+	// Traffic, when set, is the proxy's request counts (proxy.Handler's
+	// Traffic): the metrics export them (certkeeper_proxy_requests_total).
+	Traffic *proxy.Traffic
 	// Listen opens the listener called name ("metrics" or "status") on
 	// addr; nil means net.Listen("tcp", addr). A front-end that hands its
 	// sockets to its successor on an upgrade passes its own.
@@ -261,6 +265,11 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 		}
 		if err := m.metrics.RegisterRefusals(m.refusals); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
+		}
+		if c.Traffic != nil {
+			if err := m.metrics.RegisterTraffic(c.Traffic); err != nil {
+				return fmt.Errorf("registering the proxy's metrics: %w", err)
+			}
 		}
 		if c.API != nil {
 			if err := m.metrics.RegisterAPI(c.API); err != nil {

@@ -60,6 +60,16 @@ type Handler struct {
 	// Logger receives backend failures (Warn) and requests that ended
 	// before the backend answered (Debug). Nil: slog.Default().
 	Logger *slog.Logger
+	// AccessLog, when not nil, gets one Info line per request answered
+	// ("request"): name, remote_ip, method, path (without the query,
+	// which may hold secrets), proto, status, bytes (of the response
+	// body), duration, backend (without credentials) and user_agent (its
+	// first 256 bytes). An upgraded connection (WebSocket) is logged when
+	// it ends, with status 101. Nil: no access log.
+	AccessLog *slog.Logger
+	// Traffic, when not nil, counts the requests answered and the backend
+	// failures, for metrics (metrics.RegisterTraffic). Nil: not counted.
+	Traffic *Traffic
 
 	once sync.Once
 	rp   *httputil.ReverseProxy
@@ -150,6 +160,18 @@ func TrustBackends(t *http.Transport, roots []byte) error {
 // w; see Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.init)
+	if h.Traffic == nil && h.AccessLog == nil {
+		h.serve(w, r, new(routed))
+		return
+	}
+	rec, start, rt := &recorder{ResponseWriter: w}, time.Now(), new(routed)
+	defer rec.finish(r, h.Traffic, h.AccessLog, start, rt) // deferred: the ReverseProxy panics to abort a response it cannot finish
+	h.serve(rec, r, rt)
+}
+
+// serve forwards r as ServeHTTP says, noting in rt the name and backend
+// the Router chose.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, rt *routed) {
 	if httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "h2c") {
 		// Passed on, a backend's 101 would make the connection a raw
 		// tunnel whose requests skip the Host check and the X-Forwarded-*
@@ -157,6 +179,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Upgrade")
 	}
 	name, backend, err := h.Router.route(r)
+	rt.name, rt.backend = name, backend
 	if errors.Is(err, ErrMisdirected) {
 		// At debug: anyone may send these, one log line per request.
 		h.logger().Debug("misdirected request", slog.String("name", name),
@@ -167,10 +190,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.logger().Warn("no backend for request",
 			slog.String("name", name), slog.String("remote_ip", remoteIP(r)), slog.Any("err", err))
+		h.Traffic.fail(FailureUnreachable)
 		writeErrorPage(w, http.StatusBadGateway, badGatewayText)
 		return
 	}
-	rt := &routed{name: name, backend: backend}
 	if r.Body != nil && r.Body != http.NoBody {
 		rt.body = &clientBody{ReadCloser: r.Body}
 		r.Body = rt.body
@@ -330,6 +353,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		// and the client may try again (another process, after an
 		// upgrade or a restart, will answer).
 		h.logger().LogAttrs(r.Context(), slog.LevelDebug, "request cut by the proxy stopping", attrs...)
+		h.Traffic.fail(FailureStopping)
 		w.Header().Set("Retry-After", "5")
 		writeErrorPage(w, http.StatusServiceUnavailable, "The site's proxy is restarting. Please try again in a moment.")
 		return
@@ -349,10 +373,11 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		if h.warnFor(backend) {
 			level = slog.LevelWarn
 		}
-		msg := "backend unreachable"
+		msg, kind := "backend unreachable", FailureUnreachable
 		if timeout { // reached, but slow: "unreachable" sent a trial looking for a network fault
-			msg = "backend did not answer in time"
+			msg, kind = "backend did not answer in time", FailureTimeout
 		}
+		h.Traffic.fail(kind)
 		h.logger().LogAttrs(r.Context(), level, msg, attrs...)
 	}
 	if timeout {
