@@ -38,7 +38,7 @@ func TestTrafficAndAccessLog(t *testing.T) {
 	logger, logs := newLogger()
 	traffic := new(proxy.Traffic)
 	h := &proxy.Handler{
-		Router: mustRouter(t, proxy.RouterConfig{Default: backend.URL, Routes: []proxy.Route{{Pattern: "down.b.test", Backend: "http://" + freeAddr(t)}}}),
+		Router:    mustRouter(t, proxy.RouterConfig{Default: backend.URL, Routes: []proxy.Route{{Pattern: "down.b.test", Backend: "http://" + freeAddr(t)}}}),
 		Transport: tr, Logger: logger, AccessLog: logger, Traffic: traffic,
 	}
 	p := startProxy(t, "127.0.0.1", h, logger)
