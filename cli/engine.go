@@ -58,7 +58,10 @@ type engineConfig struct {
 	Wildcards    []string `yaml:"wildcard" arg:"*.ZONE" help:"serve every subdomain of a zone from one wildcard certificate: *.ZONE (obtained with\nZONE at the first handshake for any name in it that --allow allows; needs --dns, or\n--challenge dns-persist-01 with its record set); repeatable"`
 	ProxyFrom    []string `yaml:"proxy_protocol_from" arg:"CIDR" help:"CIDR (or address) of TCP load balancers that start each connection with a PROXY protocol\nheader (v1 or v2), which must: the client address in it is used; repeatable"`
 	proxyFrom    []netip.Prefix
-	CertFiles    []string `yaml:"cert_file" arg:"CERT:KEY" help:"CERT:KEY: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable"`
+	// routed are the proxy's --route patterns, which the policy allows
+	// whatever the other checks say.
+	routed    []string
+	CertFiles []string `yaml:"cert_file" arg:"CERT:KEY" help:"CERT:KEY: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable"`
 	// CertFileCheck is how often --cert-file files are checked for
 	// changes (its old name went as --alert-check's did).
 	CertFileCheck time.Duration `yaml:"cert_file_check_every" alias:"cert_file_check" arg:"DURATION" default:"5s" deprecated:"cert-file-check" help:"check --cert-file files for changes every DURATION"`
@@ -146,7 +149,7 @@ func overlay[T any](cfg, flags *T, engine *engineConfig, set map[string]bool, wi
 // policy builds the on-demand policy from --allow, --require-own-ip and
 // --ask (all must agree); nil when none is given.
 func (c *engineConfig) policy() (policy.Policy, error) {
-	p, err := policy.Config{Allow: c.Allow, RequireOwnIP: c.RequireOwn, OwnIPPrivate: c.OwnIPPrivate, Ask: c.Ask}.Policy()
+	p, err := policy.Config{Allow: c.Allow, RequireOwnIP: c.RequireOwn, OwnIPPrivate: c.OwnIPPrivate, Ask: c.Ask, Routed: c.routed}.Policy()
 	switch {
 	case errors.Is(err, policy.ErrPrivateWithoutOwnIP):
 		return nil, usagef("--own-ip-private (own_ip_private) only applies with --require-own-ip (require_own_ip): add it, or drop --own-ip-private")
@@ -382,21 +385,22 @@ func logReloaded(env *Env, msg string, prev, running, next any, applied []string
 	}
 }
 
-// warnStillServed warns, at a reload, of each name taken out of allow that
-// the new allow list refuses and whose certificate m holds in memory: it is
+// warnStillServed warns, at a reload, of each name taken out of allow (or
+// of the proxy's routes) that the new ones refuse and whose certificate m
+// holds in memory: it is
 // still served until it expires (storage first: docs/decisions.md), which a
 // proxy trial took for a site removed (its requests went to the default
 // backend). Deleting the certificate and restarting stops it.
 func warnStillServed(env *Env, m *certkeeper.Manager, prev, next *engineConfig) {
-	if len(next.Allow) == 0 { // --ask or --require-own-ip alone decide: not known here
+	if len(next.Allow) == 0 && (next.Ask != "" || next.RequireOwn) { // they decide: not known here
 		return
 	}
-	allowed, _ := policy.ParseAllowlist(next.Allow...) // checked by the reload
-	for _, name := range prev.Allow {
+	allowed, _ := policy.ParseAllowlist(slices.Concat(next.Allow, next.routed)...) // checked by the reload
+	for _, name := range slices.Concat(prev.Allow, prev.routed) {
 		if _, held := m.Cached(name); !held || allowed.Decide(context.Background(), name) == nil {
 			continue
 		}
-		env.Logger.Warn("a name taken out of allow keeps its certificate, served until it expires (not renewed): to stop serving it now, delete it and restart",
+		env.Logger.Warn("a name taken out of allow or route keeps its certificate, served until it expires (not renewed): to stop serving it now, delete it and restart",
 			slog.String("name", name), slog.String("delete", "certkeeper storage delete --storage "+cmdline.ShellQuote(storageWhere(next.Storage))+" "+name))
 	}
 }

@@ -30,7 +30,7 @@ type proxyConfig struct {
 	TLSAddr      string        `yaml:"tls_addr" arg:"ADDR" help:"ADDR to serve HTTPS on (default :443; development mode 127.0.0.1:8443)"`
 	HTTPAddr     string        `yaml:"http_addr" arg:"ADDR" help:"ADDR to answer http-01 and redirect to HTTPS on; off unless given\n(the backend usually owns :80, so the proxy uses tls-alpn-01)"`
 	Backend      string        `yaml:"backend" arg:"URL" help:"URL of the backend for every name without a --route, or HOST:PORT for http://HOST:PORT\n(default: port 80 on the IP address the client connected to)"`
-	Routes       []string      `yaml:"route" arg:"NAME=URL" help:"NAME=URL: send NAME (or a pattern like *.a.example) to its own backend; repeatable"`
+	Routes       []string      `yaml:"route" arg:"NAME=URL" help:"NAME=URL: send NAME (or a pattern like *.a.example) to its own backend; NAME may get a\ncertificate without --allow (whatever --ask says); repeatable"`
 	DefaultName  string        `yaml:"default_name" arg:"NAME" help:"NAME whose certificate clients without SNI get"`
 	IssueTimeout time.Duration `yaml:"issue_timeout" arg:"DURATION" default:"30s" help:"a handshake for a new name waits up to DURATION for its certificate, then fails; the\nissuance goes on (up to 5 minutes), and the handshakes after it get the certificate"`
 	BackendCA    string        `yaml:"backend_ca" arg:"FILE" help:"PEM FILE of roots that https:// backends' certificates may chain to, beside the system's\n(a private CA's root, or a backend's self-signed certificate); read at start and at each reload"`
@@ -180,6 +180,7 @@ func buildParts(cfg *proxyConfig, logger *slog.Logger, traffic *proxy.Traffic) (
 	if err != nil {
 		return nil, err
 	}
+	cfg.routed = proxy.Backends{Routes: cfg.Routes}.Patterns()
 	p, err := cfg.policy()
 	if err != nil {
 		return nil, err
@@ -333,7 +334,7 @@ func reloadProxy(env *Env, m *certkeeper.Manager, cfg, flags *proxyConfig, src *
 			err = errAllowsNone
 		}
 		if err = cmdline.Attribute(err, next.credit); err == nil {
-			p.cfg = next
+			p.cfg, next.routed = next, routed.routed
 			prev := current.Swap(p).cfg
 			logReloaded(env, "configuration reloaded", prev, cfg, next, []string{"route", "backend", "backend_ca", "backend_timeout", "access_log"}, slog.String("config", src.file))
 			warnStillServed(env, m, &prev.engineConfig, &next.engineConfig)

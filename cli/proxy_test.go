@@ -674,3 +674,36 @@ func TestProxyBackendTimeoutAndDrain(t *testing.T) {
 		t.Errorf("the stop does not say the drain limit was reached:\n%s", p.output())
 	}
 }
+
+// TestProxyRouteAllows: a --route needs no --allow: its name gets a
+// certificate and its backend, with no other policy given (a trial's
+// route without allow was a site whose every handshake failed, after a
+// warning), and the start-up summary says so; a name not routed gets
+// none.
+func TestProxyRouteAllows(t *testing.T) {
+	b := newBackend(t, "hello from r")
+	addr := "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))
+	p := startProxyLogged(t, "--tls-addr", addr, "--ca", "local", "--storage", t.TempDir(), "--route", "r.test="+b.url)
+	if !strings.Contains(p.output(), "the routed r.test (--route)") || strings.Contains(p.output(), "no --allow") {
+		t.Errorf("the summary does not say the routed name may get a certificate:\n%s", p.output())
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the local CA's trust is not what this tests
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	resp, err := client.Get("https://r.test/")
+	if err != nil {
+		t.Fatalf("the routed name: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "hello from r" || resp.TLS == nil || resp.TLS.PeerCertificates[0].VerifyHostname("r.test") != nil {
+		t.Errorf("the routed name got %q, with a certificate for it: %v", body, resp.TLS != nil && resp.TLS.PeerCertificates[0].VerifyHostname("r.test") == nil)
+	}
+	if resp, err := client.Get("https://other.test/"); err == nil {
+		resp.Body.Close()
+		t.Error("a name neither routed nor allowed got a certificate")
+	}
+}

@@ -85,10 +85,8 @@ func proxySummary(cfg *proxyConfig, dev bool) engine.Summary {
 	}
 	s := summary("proxy", dev, &cfg.engineConfig, ls...)
 	s.FilesPerConn = 2 // the client's and the backend's
-	for _, r := range cfg.Routes {
-		if route, err := proxy.ParseUserRoute(r); err == nil {
-			s.Served = append(s.Served, engine.SummaryName{Flag: "--route", Name: route.Pattern})
-		}
+	for _, pattern := range (proxy.Backends{Routes: cfg.Routes}).Patterns() {
+		s.Served = append(s.Served, engine.SummaryName{Flag: "--route", Name: pattern})
 	}
 	if cfg.DefaultName != "" {
 		s.Served = append(s.Served, engine.SummaryName{Flag: "--default-name", Name: cfg.DefaultName})

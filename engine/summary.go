@@ -49,9 +49,10 @@ type Summary struct {
 	// Managed are the names kept renewed whether or not anyone asks.
 	Managed []string
 	// Served are the names a front end serves by configuration (the
-	// proxy's --route patterns and --default-name), each with its flag:
-	// one that Allow alone decides and does not cover gets no
-	// certificate, which Warnings says.
+	// proxy's --route patterns and --default-name), each with its flag.
+	// A --route pattern may get certificates whatever the checks say
+	// (policy.Config.Routed); any other that Allow alone decides and does
+	// not cover gets no certificate, which Warnings says.
 	Served []SummaryName
 	// Listeners are the addresses listened on, in the order shown.
 	Listeners []SummaryListener
@@ -215,19 +216,40 @@ func (s *Summary) names() string {
 		checks = append(checks, "that the ask URL "+redact.URL(s.Ask)+" approves ("+s.source("--ask")+")")
 	}
 	var out string
-	switch len(checks) {
-	case 0:
+	routed := s.routed()
+	switch {
+	case len(checks) == 0 && len(routed) > 0:
+	case len(checks) == 0:
 		out = "none on demand: no --allow or --ask, so only stored certificates are served"
-	case 1:
+	case len(checks) == 1:
 		out = "any name " + checks[0]
 	default:
 		out = "any name " + strings.Join(checks, ", and ")
+	}
+	if len(routed) > 0 {
+		r := "the routed " + strings.Join(routed, ", ") + " (" + s.source("--route") + ")"
+		if out != "" {
+			r += "; " + out
+		}
+		out = r
 	}
 	if len(s.Wildcards) > 0 {
 		out += "; wildcard certificates for " + strings.Join(s.Wildcards, ", ") + " (" + s.source("--wildcard") + ")"
 	}
 	if s.CertFiles > 0 {
 		out += fmt.Sprintf("; the names in %d certificate file(s) (%s)", s.CertFiles, s.source("--cert-file"))
+	}
+	return out
+}
+
+// routed returns the --route patterns of Served, which may get
+// certificates whatever the other checks say.
+func (s *Summary) routed() []string {
+	var out []string
+	for _, n := range s.Served {
+		if n.Flag == "--route" {
+			out = append(out, n.Name)
+		}
 	}
 	return out
 }
@@ -269,7 +291,7 @@ func (s *Summary) Warnings() []string {
 			"past that, new connections fail with \"too many open files\" before --max-conns refuses them; raise the limit "+
 			"(LimitNOFILE= in a systemd unit, ulimit -n) or lower --max-conns", given, need, each, s.OpenFiles))
 	}
-	if !s.Dev && len(s.Allow) == 0 && s.Ask == "" && !s.RequireOwnIP {
+	if !s.Dev && len(s.Allow) == 0 && s.Ask == "" && !s.RequireOwnIP && len(s.routed()) == 0 {
 		served := "certificates already in --storage"
 		if s.CertFiles > 0 {
 			served += " and the --cert-file ones"
@@ -286,6 +308,9 @@ func (s *Summary) Warnings() []string {
 	if len(s.Allow) > 0 && s.Ask == "" && !s.RequireOwnIP { // Allow alone decides
 		allow := policy.Allowlist(s.Allow...)
 		for _, n := range s.Served {
+			if n.Flag == "--route" { // allowed as routed
+				continue
+			}
 			probe := n.Name
 			if zone, ok := strings.CutPrefix(probe, "*."); ok {
 				probe = "x." + zone // a name the pattern routes
@@ -304,14 +329,18 @@ func (s *Summary) Warnings() []string {
 			}
 		}
 	}
-	if w := s.openWildcard(); w != "" {
+	if flag, w := s.openWildcard(); w != "" {
+		decide := "--ask URL to decide which names"
+		if flag == "--route" {
+			decide = "--wildcard to serve them all from one wildcard certificate"
+		}
 		who := "anyone who reaches the proxy"
 		if s.Command == "server" {
 			who = "every client of the API (and whoever steals a token)"
 		}
-		out = append(out, fmt.Sprintf("--allow %s: %s may choose names under it, and each new one is an order: "+
+		out = append(out, fmt.Sprintf("%s %s: %s may choose names under it, and each new one is an order: "+
 			"one client address may place 60 at once (--client-limit's default), more than Let's Encrypt's 50 new certificates a week for a registered domain; "+
-			"give --order-limit (e.g. 20/1h) to cap new orders for every node together, or --ask URL to decide which names", w, who))
+			"give --order-limit (e.g. 20/1h) to cap new orders for every node together, or %s", flag, w, who, decide))
 	}
 	rules := make([]Rule, len(s.Rules))
 	for i, r := range s.Rules {
@@ -324,7 +353,7 @@ func (s *Summary) Warnings() []string {
 	for _, names := range []struct {
 		flag     string
 		patterns []string
-	}{{"--allow", s.Allow}, {"--managed", managed}} {
+	}{{"--allow", s.Allow}, {"--route", s.routed()}, {"--managed", managed}} {
 		for _, p := range NotPublic(s.CAs, rules, names.patterns) {
 			out = append(out, fmt.Sprintf("%s %s: Let's Encrypt cannot issue for it (%s): for development give --ca local "+
 				"(certkeeper's own CA), or your own ACME CA with --ca URL", names.flag, p.Pattern, p.Reason))
@@ -333,22 +362,32 @@ func (s *Summary) Warnings() []string {
 	return out
 }
 
-// openWildcard returns the first --allow pattern of a proxy or server
-// that lets whoever reaches it (a server: its clients) choose new names
-// (a wildcard or a regular expression) with Let's Encrypt and nothing
-// else to bound the orders (no --ask, --require-own-ip or --order-limit),
-// or "": a security trial's one address placed 60 orders in 0.4 s, past
+// openWildcard returns the first --route or --allow pattern (and its
+// flag) of a proxy or server that lets whoever reaches it (a server: its
+// clients) choose new names (a wildcard or a regular expression) with
+// Let's Encrypt and nothing else to bound the orders (no --order-limit,
+// and for --allow no --ask or --require-own-ip, which routes skip), or
+// "": a security trial's one address placed 60 orders in 0.4 s, past
 // the CA's weekly limit for the domain, and a second one's scoped token
 // 100 in 21 s from a server.
-func (s *Summary) openWildcard() string {
-	if s.Command != "proxy" && s.Command != "server" || s.Dev || s.Ask != "" || s.RequireOwnIP || s.OrderLimit != "" ||
+func (s *Summary) openWildcard() (flag, pattern string) {
+	if s.Command != "proxy" && s.Command != "server" || s.Dev || s.OrderLimit != "" ||
 		len(s.CAs) > 0 && !slices.Contains(s.CAs, "letsencrypt") {
-		return ""
+		return "", ""
 	}
-	for _, p := range s.Allow {
-		if strings.HasPrefix(p, "*.") || strings.HasPrefix(p, "re:") {
-			return p
+	open := func(p string) bool { return strings.HasPrefix(p, "*.") || strings.HasPrefix(p, "re:") }
+	for _, p := range s.routed() { // allowed whatever --ask says
+		if open(p) {
+			return "--route", p
 		}
 	}
-	return ""
+	if s.Ask != "" || s.RequireOwnIP {
+		return "", ""
+	}
+	for _, p := range s.Allow {
+		if open(p) {
+			return "--allow", p
+		}
+	}
+	return "", ""
 }

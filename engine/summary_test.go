@@ -135,21 +135,31 @@ func TestSummaryTrustURL(t *testing.T) {
 	}
 }
 
-// TestSummaryServedNotAllowed: a route or default name that no --allow
-// pattern covers gets no certificate, and the summary warns of it when
-// --allow alone decides (an ask URL or --require-own-ip may allow it).
+// TestSummaryServedNotAllowed: a default name that no --allow pattern
+// covers gets no certificate, and the summary warns of it when --allow
+// alone decides (an ask URL or --require-own-ip may allow it); a route
+// needs no --allow (policy.Config.Routed), and the names line says the
+// routed names may get certificates, with routes alone too.
 func TestSummaryServedNotAllowed(t *testing.T) {
 	served := []engine.SummaryName{{Flag: "--route", Name: "b.example"}, {Flag: "--route", Name: "*.apps.example"},
 		{Flag: "--route", Name: "a.example"}, {Flag: "--default-name", Name: "127.0.0.1"}}
 	s := engine.Summary{Command: "proxy", Allow: []string{"a.example", "*.apps.example"}, CAs: []string{"local"}, Served: served}
 	got := strings.Join(s.Warnings(), "\n")
-	for _, want := range []string{"--route b.example: no --allow pattern covers it", "--default-name 127.0.0.1: no --allow pattern covers it"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("warnings %q lack %q", got, want)
-		}
+	if want := "--default-name 127.0.0.1: no --allow pattern covers it"; !strings.Contains(got, want) {
+		t.Errorf("warnings %q lack %q", got, want)
 	}
-	if strings.Contains(got, "apps.example:") || strings.Contains(got, "--route a.example") {
-		t.Errorf("warnings %q name a route --allow covers", got)
+	if strings.Contains(got, "--route") {
+		t.Errorf("warnings %q name a route, which needs no --allow", got)
+	}
+	if got, want := strings.Join(s.Lines(), "\n"), "names:      the routed b.example, *.apps.example, a.example (--route); any name matching a.example"; !strings.Contains(got, want) {
+		t.Errorf("summary lacks %q:\n%s", want, got)
+	}
+	alone := engine.Summary{Command: "proxy", CAs: []string{"local"}, Served: served[:1]}
+	if got := strings.Join(alone.Lines(), "\n"); !strings.Contains(got, "names:      the routed b.example (--route)\n") {
+		t.Errorf("routes alone: the names line says otherwise:\n%s", got)
+	}
+	if got := strings.Join(alone.Warnings(), "\n"); strings.Contains(got, "no name gets a certificate") {
+		t.Errorf("routes alone: warned that no name gets a certificate:\n%s", got)
 	}
 	s.Ask = "http://127.0.0.1:9/ask"
 	if got := strings.Join(s.Warnings(), "\n"); strings.Contains(got, "no --allow pattern covers") {

@@ -1,6 +1,9 @@
 package policy
 
-import "errors"
+import (
+	"context"
+	"errors"
+)
 
 // ErrPrivateWithoutOwnIP is Config.Policy's error for OwnIPPrivate
 // without RequireOwnIP: it would have no effect, which is a mistake worth
@@ -19,10 +22,16 @@ type Config struct {
 	RequireOwnIP, OwnIPPrivate bool
 	// Ask is the URL of an AskURL check; "": none.
 	Ask string
+	// Routed are patterns (as Allow's) that are allowed whatever the
+	// checks above say: the names a proxy routes to a backend of their
+	// own, which its operator named once already (a route without an
+	// allow entry was a site whose every handshake failed).
+	Routed []string
 }
 
 // Policy builds c's checks, cheapest first (allowlist, own address, ask
-// URL), joined by All when there are several; nil when c has none. An
+// URL), joined by All when there are several, and allows the Routed
+// patterns before any of them; nil when c has none. An
 // invalid Allow pattern returns ParseAllowlist's error as it is, and
 // OwnIPPrivate without RequireOwnIP returns ErrPrivateWithoutOwnIP, and
 // an Ask that AskURL.Check refuses an error matching ErrInvalidAskURL.
@@ -48,11 +57,35 @@ func (c Config) Policy() (Policy, error) {
 		}
 		checks = append(checks, a)
 	}
+	var rest Policy
 	switch len(checks) {
 	case 0:
-		return nil, nil
 	case 1:
-		return checks[0], nil
+		rest = checks[0]
+	default:
+		rest = All(checks...)
 	}
-	return All(checks...), nil
+	if len(c.Routed) == 0 {
+		return rest, nil
+	}
+	routed, err := ParseAllowlist(c.Routed...)
+	if err != nil {
+		return nil, err
+	}
+	if rest == nil {
+		return routed, nil
+	}
+	return routedOr{routed, rest}, nil
+}
+
+// routedOr allows the names routed allows, and decides the rest with
+// rest, whose refusal is the one returned (routed's would only say that a
+// name is not routed).
+type routedOr struct{ routed, rest Policy }
+
+func (p routedOr) Decide(ctx context.Context, name string) error {
+	if p.routed.Decide(ctx, name) == nil {
+		return nil
+	}
+	return p.rest.Decide(ctx, name)
 }

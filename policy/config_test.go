@@ -3,6 +3,9 @@ package policy
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -68,4 +71,54 @@ func TestConfigPolicyAskURL(t *testing.T) {
 			t.Errorf("Config{Ask: %q}.Policy() = %v, want an error matching ErrInvalidAskURL", tt.url, err)
 		}
 	}
+}
+
+// TestConfigPolicyRouted: Routed patterns are allowed whatever the other
+// checks say (an ask URL that refuses every name is not asked for them),
+// alone they are the whole policy, and a name neither routed nor allowed
+// is refused by the other checks, with their refusal.
+func TestConfigPolicyRouted(t *testing.T) {
+	ctx := context.Background()
+	asked := 0
+	never := httptestRefuser(t, &asked)
+	p, err := Config{Allow: []string{"a.example"}, Ask: never, Routed: []string{"r.example", "*.w.example"}}.Policy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"r.example", "x.w.example"} {
+		if err := p.Decide(ctx, name); err != nil {
+			t.Errorf("routed %s refused: %v", name, err)
+		}
+	}
+	if asked != 0 {
+		t.Errorf("the ask URL was asked %d times for routed names", asked)
+	}
+	if err := p.Decide(ctx, "a.example"); !errors.Is(err, ErrDenied) || asked != 1 {
+		t.Errorf("an allowed name the ask URL refuses: %v (asked %d); want ErrDenied after asking", err, asked)
+	}
+	if err := p.Decide(ctx, "b.example"); !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), "b.example is not on the allowlist") {
+		t.Errorf("a name neither routed nor allowed: %v; want the allowlist's refusal", err)
+	}
+	p, err = Config{Routed: []string{"r.example"}}.Policy()
+	if err != nil || p == nil {
+		t.Fatalf("routes alone: %v, %v; want a policy", p, err)
+	}
+	if p.Decide(ctx, "r.example") != nil || !errors.Is(p.Decide(ctx, "b.example"), ErrDenied) {
+		t.Error("routes alone: want the routed name allowed and another refused")
+	}
+	if _, err := (Config{Routed: []string{"re:("}}).Policy(); err == nil {
+		t.Error("a bad routed pattern was accepted")
+	}
+}
+
+// httptestRefuser is an ask URL that refuses every name, counting the
+// questions in *asked.
+func httptestRefuser(t *testing.T, asked *int) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		*asked++
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

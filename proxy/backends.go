@@ -84,3 +84,16 @@ func (b Backends) Router() (*Router, error) {
 	}
 	return rt, nil
 }
+
+// Patterns returns the name patterns of b's Routes that parse
+// (ParseUserRoute), in their order: the names the proxy routes, which its
+// policy allows (policy.Config.Routed).
+func (b Backends) Patterns() []string {
+	var out []string
+	for _, r := range b.Routes {
+		if route, err := ParseUserRoute(r); err == nil {
+			out = append(out, route.Pattern)
+		}
+	}
+	return out
+}

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"errors"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -55,5 +56,15 @@ func TestBackends(t *testing.T) {
 	// url.Parse's "first path segment in URL cannot contain colon").
 	if _, err := proxy.ParseUserRoute("e.test=127.0.0.1:99999"); err == nil || !strings.Contains(err.Error(), `route "e.test": backend "http://127.0.0.1:99999": port 99999 out of range 1-65535`) {
 		t.Errorf("ParseUserRoute with port 99999 = %v", err)
+	}
+}
+
+// TestBackendsPatterns: the patterns of the routes that parse, in order,
+// whatever form their backend takes; a route that does not parse is left
+// out (Router reports it).
+func TestBackendsPatterns(t *testing.T) {
+	b := proxy.Backends{Routes: []string{"b.test=127.0.0.1:8081", "bad", "*.apps.test=http://10.0.0.3:8080", "c.test=https://c.internal/"}}
+	if got, want := b.Patterns(), []string{"b.test", "*.apps.test", "c.test"}; !slices.Equal(got, want) {
+		t.Errorf("Patterns() = %q, want %q", got, want)
 	}
 }
