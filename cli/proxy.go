@@ -81,7 +81,7 @@ func devMode(src *source) bool {
 	if src.file != "" {
 		return false
 	}
-	for _, name := range []string{"allow", "ask", "require-own-ip", "ca"} {
+	for _, name := range []string{"allow", "route", "ask", "require-own-ip", "ca"} {
 		if src.set[name] {
 			return false
 		}
@@ -268,7 +268,7 @@ func printDevMode(env *Env, cfg *proxyConfig, verb string) {
 	fmt.Fprintf(env.Stderr, "certkeeper: development mode: %s https://%s:%s/ (on %s, local CA) in front of %s\n"+
 		"certkeeper: trust the local CA on this machine with: %[7]s (undo: ca untrust)\n"+
 		"certkeeper: or for one client: certkeeper ca root --storage %[6]s > root.pem; curl --cacert root.pem https://%[2]s:%[3]s/\n"+
-		"certkeeper: give --allow, --ask, --ca or --config for production\n",
+		"certkeeper: give --allow, --route, --ask, --ca or --config for production\n",
 		verb, proxy.DevName, cmdline.PortOf(cfg.TLSAddr), cfg.TLSAddr, cfg.Backend, cmdline.ShellQuote(storageWhere(cfg.Storage)), cmdline.AsAdmin("certkeeper ca trust --storage "+cmdline.ShellQuote(storageWhere(cfg.Storage))))
 }
 

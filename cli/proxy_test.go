@@ -679,8 +679,12 @@ func TestProxyBackendTimeoutAndDrain(t *testing.T) {
 // certificate and its backend, with no other policy given (a trial's
 // route without allow was a site whose every handshake failed, after a
 // warning), and the start-up summary says so; a name not routed gets
-// none.
+// none. A --route ends development mode, as --allow does.
 func TestProxyRouteAllows(t *testing.T) {
+	r := ck(t, 30*time.Second, "proxy", "--check-config", "--route", "r.test=127.0.0.1:1", "--storage", t.TempDir())
+	if r.code != 0 || strings.Contains(r.stderr, "development mode") {
+		t.Errorf("a --route alone: exit %d; want production mode (a route names the site):\n%s", r.code, r.stderr)
+	}
 	b := newBackend(t, "hello from r")
 	addr := "127.0.0.1:" + strconv.Itoa(freeLoopbackPort(t))
 	p := startProxyLogged(t, "--tls-addr", addr, "--ca", "local", "--storage", t.TempDir(), "--route", "r.test="+b.url)
