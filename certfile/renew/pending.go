@@ -108,16 +108,21 @@ func clearPending(path string) error {
 }
 
 // deployPending runs AfterRenew again for each pair left alone by this run
-// whose marker an earlier run left behind.
+// whose marker an earlier run left behind, and says so of those with no
+// deploy hook to run (one given once, which failed, is not remembered).
 func (r *Renewer) deployPending(ctx context.Context, results []*Result) {
 	if r.AfterRenew == nil || r.DryRun {
 		return
 	}
 	for _, j := range results {
-		if j.pair == nil || j.Action != NotDue || j.Settings.DeployHook == "" {
+		if j.pair == nil || j.Action != NotDue {
 			continue
 		}
 		if _, err := os.Stat(deployPendingPath(r.Dir, j.Base)); err != nil {
+			continue
+		}
+		if j.Settings.DeployHook == "" { // a hook given once, which failed, and is not remembered
+			j.Detail += "; its deploy is pending (an earlier run's deploy hook failed): give --deploy-hook to run it"
 			continue
 		}
 		j.Paths, j.NotAfter = j.pair.Paths, j.pair.Chain[0].NotAfter

@@ -841,6 +841,9 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 				if err := SaveSettings(settingsPathBase(r.Dir, j.Base), j.toRemember()); err != nil {
 					j.Detail += "; and restoring the deploy hook before it: " + err.Error()
 				}
+				// The deploy stays pending: the next run given a
+				// deploy hook (this one fixed) runs it for these files.
+				j.Detail += "; the deploy hook is not remembered, as it failed: fix it and give --deploy-hook again (the next run deploys these files with it)"
 			}
 		}
 	}

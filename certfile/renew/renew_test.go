@@ -558,6 +558,50 @@ func TestRenewerDeployPending(t *testing.T) {
 	}
 }
 
+// TestRenewerNewDeployHookFails: a deploy hook given for the first time to
+// a run that renews, and that fails, is not remembered, and the run says
+// so and what to do; the deploy stays pending: a later run without the
+// hook says it is pending, and the next one given the hook (fixed) runs it
+// although the certificate is not due (a migration trial's server was left
+// on the old certificate, every later run silent).
+func TestRenewerNewDeployHookFails(t *testing.T) {
+	e := newLocal(t, []string{"hook.test"})
+	calls, fail := 0, true
+	e.r.AfterRenew = func(ctx context.Context, j *Result) error { // as the command's: the deploy hook, if any
+		if j.Settings.DeployHook == "" {
+			return nil
+		}
+		calls++
+		if fail {
+			return errors.New("deploy hook: exit status 3")
+		}
+		return nil
+	}
+	run := func() *Result {
+		t.Helper()
+		results, err := e.r.Run(t.Context())
+		if err != nil || len(results) != 1 {
+			t.Fatal(err, results)
+		}
+		return results[0]
+	}
+	if j := run(); j.Action != Issued || calls != 0 {
+		t.Fatalf("first run: %s (%s), %d hook calls; want issued, no hook", j.Action, j.Detail, calls)
+	}
+	e.r.Want, e.r.Force, e.r.Override.DeployHook = nil, true, "reload the server"
+	if j := run(); j.Action != Failed || calls != 1 || !strings.Contains(j.Detail, "not remembered, as it failed: fix it and give --deploy-hook again") {
+		t.Fatalf("renewal with a new hook that fails: %s (%s), %d hook calls; want failed, saying the hook is not remembered", j.Action, j.Detail, calls)
+	}
+	e.r.Force, e.r.Override.DeployHook = false, ""
+	if j := run(); j.Action != NotDue || calls != 1 || !strings.Contains(j.Detail, "its deploy is pending") {
+		t.Fatalf("a run without the hook: %s (%s), %d hook calls; want not due, saying the deploy is pending", j.Action, j.Detail, calls)
+	}
+	e.r.Override.DeployHook, fail = "reload the server", false
+	if j := run(); j.Action != Deployed || calls != 2 {
+		t.Fatalf("a run given the hook again: %s (%s), %d hook calls; want deployed", j.Action, j.Detail, calls)
+	}
+}
+
 // TestIssueFilesStorageRefuses: a first issuance (cert issue) whose
 // certificate storage refuses (a full disk) writes the files all the
 // same and says so; the certificate was lost (trial 28 finding 5).
