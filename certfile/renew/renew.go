@@ -557,6 +557,14 @@ func (r *Renewer) fromStorage(ctx context.Context, base string, names []string) 
 			Detail: "from storage (not_after " + best.NotAfter.UTC().Format(time.RFC3339) + "), no order"}, nil
 	}
 	s := Settings{CA: storedCA(ctx, r.Storage, best), Email: best.Email}
+	if otherCA(best.Issuer, r.Override.CA) {
+		from := cmp.Or(s.CA, best.Issuer)
+		if best.Issuer != "local" {
+			from += " (with its account there)"
+		}
+		r.progress(names[0], "the certificate in storage is from "+from+", not --ca "+r.Override.CA+
+			": its renewals go to --ca, with an account of their own; if both are one CA, give --ca as "+cmp.Or(s.CA, "that CA's directory URL"))
+	}
 	s.Override(r.Override)
 	paths, err := r.Dir.Write(names[0], best.KeyPEM, best.ChainPEM)
 	if err == nil {
@@ -575,6 +583,21 @@ func (r *Renewer) fromStorage(ctx context.Context, base string, names []string) 
 	j.pair = &certfile.Pair{Base: base, Paths: paths, Key: key, Chain: chain}
 	r.progress(names[0], "written from the certificate in storage (not_after "+best.NotAfter.UTC().Format(time.RFC3339)+"), without an order")
 	return j, nil
+}
+
+// otherCA reports whether ca, a --ca given, is surely not the CA whose
+// issuer ID is issuer: a directory URL with another ID, or the local CA
+// for an ACME one and back (a migration trial's near miss, .../dir for
+// .../directory, renewed from a new account at a CA that does not exist,
+// in silence).
+func otherCA(issuer, ca string) bool {
+	switch {
+	case ca == "local" || issuer == "local":
+		return ca != "" && (ca == "local") != (issuer == "local")
+	case strings.Contains(ca, "://"):
+		return storage.IssuerID(ca) != issuer
+	}
+	return false // a CA name (letsencrypt, staging), or none
 }
 
 // sameNames reports whether a and b hold the same names, in any order.

@@ -602,6 +602,37 @@ func TestRenewerNewDeployHookFails(t *testing.T) {
 	}
 }
 
+// TestRenewerWantOtherCA: a want-list entry written from a certificate in
+// storage that another CA issued than --ca says so, naming both, and what
+// to give if they are one CA (a migration trial typed .../dir for an
+// import's .../directory, and its renewals went to a new account in
+// silence); the same CA, or none given, says nothing of it.
+func TestRenewerWantOtherCA(t *testing.T) {
+	for _, tc := range []struct {
+		ca   string
+		said bool
+	}{{"https://127.0.0.1:1/dir", true}, {"", false}, {"local", false}} {
+		e := newLocal(t, []string{"moved.test"})
+		if _, err := e.r.Run(t.Context()); err != nil { // stored by the local CA, files written
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(string(e.r.Dir)); err != nil { // the files lost: storage holds it
+			t.Fatal(err)
+		}
+		var said []string
+		e.r.Progress = func(name, step string) { said = append(said, step) }
+		e.r.Override.CA = tc.ca
+		results, err := e.r.Run(t.Context())
+		if err != nil || len(results) != 1 || results[0].Action != Written {
+			t.Fatalf("--ca %q: %v, %v; want written from storage", tc.ca, results, err)
+		}
+		got := strings.Join(said, "\n")
+		if want := "the certificate in storage is from local, not --ca " + tc.ca; strings.Contains(got, want) != tc.said {
+			t.Errorf("--ca %q: said %q; want %q said: %v", tc.ca, got, want, tc.said)
+		}
+	}
+}
+
 // TestIssueFilesStorageRefuses: a first issuance (cert issue) whose
 // certificate storage refuses (a full disk) writes the files all the
 // same and says so; the certificate was lost (trial 28 finding 5).
