@@ -8,14 +8,17 @@ import (
 )
 
 // TestValidationAdvice: the common validation failures, as Pebble and
-// Let's Encrypt word them, say what to check; others add nothing.
+// Let's Encrypt word them, say what to check (the port the CA says it
+// connected to, else the challenge's); others add nothing.
 func TestValidationAdvice(t *testing.T) {
 	for _, tt := range []struct {
 		challenge, typ, detail string
 		want                   string // in Error(); "" for no advice
 	}{
-		{HTTP01, "connection", `Get "http://m2.test:5002/.well-known/acme-challenge/x": dial tcp 127.0.0.1:5002: connect: connection refused`, "could not connect to a.test on port 80"},
-		{TLSALPN01, "unauthorized", "Failed to connect to 127.0.0.1:5001 for the tls-alpn-01 challenge", "on port 443"},
+		{HTTP01, "connection", `Get "http://m2.test:5002/.well-known/acme-challenge/x": dial tcp 127.0.0.1:5002: connect: connection refused`, "could not connect to a.test on port 5002"},
+		{HTTP01, "connection", "192.0.2.7: Fetching http://a.test/.well-known/acme-challenge/x: Connection refused", "could not connect to a.test on port 80"},
+		{TLSALPN01, "unauthorized", "Failed to connect to 127.0.0.1:5001 for the tls-alpn-01 challenge", "on port 5001"},
+		{TLSALPN01, "connection", "Timeout during connect (likely firewall problem)", "on port 443"},
 		{HTTP01, "connection", `Get "http://m3.test/.well-known/acme-challenge/x": could not resolve URL "http://m3.test"`, "a.test does not resolve at the CA"},
 		{HTTP01, "dns", "DNS problem: NXDOMAIN looking up A for a.test", "does not resolve at the CA"},
 		{HTTP01, "unauthorized", "Non-200 status code from HTTP: http://a.test/.well-known/acme-challenge/x returned 404", "the CA got another answer for the token"},

@@ -7,14 +7,16 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/mholt/acmez/v3/acme"
+
 	"github.com/certkeeper/certkeeper/internal/timeline"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/solver"
-	"github.com/mholt/acmez/v3/acme"
 )
 
 // Polling of an authorization once its challenge is accepted. With a solver
@@ -322,6 +324,11 @@ func (e *ValidationError) Error() string {
 	return fmt.Sprintf("validating %s via %s: authorization is %s", e.Name, e.Challenge, e.Status)
 }
 
+// dialedPort finds the port a CA's problem says it connected to ("dial tcp
+// 127.0.0.1:5002: connect: connection refused", "Failed to connect to
+// 192.0.2.7:443 for the tls-alpn-01 challenge").
+var dialedPort = regexp.MustCompile(`(?:dial tcp|connect to) \S*:(\d{1,5})[: ]`)
+
 // Advice says what to check for the most common validation failures, in
 // a few words, or "" when the CA's problem says it all: a name that does
 // not resolve, a port the CA cannot connect to, an answer from another
@@ -334,6 +341,9 @@ func (e *ValidationError) Advice() string {
 	typ := strings.TrimPrefix(e.Problem.Type, "urn:ietf:params:acme:error:")
 	detail := strings.ToLower(e.Problem.Detail)
 	port := map[string]string{HTTP01: "80", TLSALPN01: "443"}[e.Challenge]
+	if m := dialedPort.FindStringSubmatch(e.Problem.Detail); port != "" && m != nil {
+		port = m[1] // a test CA's own port (Pebble's httpPort): "port 80" sent a trial looking at the wrong one
+	}
 	switch {
 	case typ == "caa":
 		return "a CAA record of " + e.Name + " or a parent domain does not allow this CA: add one that does, or remove it"
