@@ -165,7 +165,7 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		return err
 	}
 	defer unlock()
-	if kept, err := f.keep(ctx, env, names, csrDER); kept || err != nil {
+	if kept, err := f.keep(ctx, env, st, names, csrDER); kept || err != nil {
 		return err
 	}
 	if f.postHook != "" {
@@ -262,7 +262,7 @@ func (f *issueFlags) noteNames(env *Env, names []string, csrDER []byte) []string
 // for names (renew.Kept: the same names and settings, not due), and says
 // so: nothing is ordered and no hook runs, as with certbot's certonly,
 // unless the deploy hook of the run that wrote it has yet to succeed.
-func (f *issueFlags) keep(ctx context.Context, env *Env, names []string, csrDER []byte) (bool, error) {
+func (f *issueFlags) keep(ctx context.Context, env *Env, st storage.Storage, names []string, csrDER []byte) (bool, error) {
 	if f.force || f.dryRun || csrDER != nil {
 		return false, nil
 	}
@@ -270,8 +270,12 @@ func (f *issueFlags) keep(ctx context.Context, env *Env, names []string, csrDER 
 	if err != nil {
 		return false, err
 	}
+	var ari renew.RenewalInfoer // the CA's window, as cert renew asks for it
+	if iss, err := f.acmeIssuer(env, f.ca(), st); !f.local() && err == nil {
+		ari = iss
+	}
 	dir := certfile.Dir(f.outDir)
-	notAfter, due, ok := renew.Kept(dir, names, s, time.Now())
+	notAfter, due, ok := renew.Kept(ctx, dir, names, s, ari, time.Now())
 	p, err := dir.Paths(names[0])
 	if !ok || err != nil {
 		return false, nil

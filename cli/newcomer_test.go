@@ -361,3 +361,22 @@ func TestIssueKeptKeyTypeSpellings(t *testing.T) {
 		}
 	}
 }
+
+// TestIssueKeptDueAsRenew: cert issue run again says the certificate is due
+// when cert renew would renew it: at the CA's ARI window, not by the
+// lifetime rule alone (a CLI trial read three due times for one
+// certificate, and a provisioning run between two of them would order one
+// cert renew keeps).
+func TestIssueKeptDueAsRenew(t *testing.T) {
+	ca, st, out := issueWithPebble(t, "due.test")
+	again := ck(t, time.Minute, append(pebbleArgs(ca, st, out), "-d", "due.test")...)
+	_, issueDue, ok := strings.Cut(again.stderr, "not due for renewal until ")
+	if again.code != 0 || !ok {
+		t.Fatalf("cert issue again: exit %d, want kept\n%s", again.code, again.stderr)
+	}
+	issueDue, _, _ = strings.Cut(issueDue, ": nothing ordered")
+	renewRun := ck(t, time.Minute, "cert", "renew", "--dry-run", "-d", "due.test", "--out-dir", out, "--storage", st)
+	if !strings.Contains(renewRun.stdout+renewRun.stderr, "due "+issueDue) || !strings.Contains(renewRun.stdout+renewRun.stderr, "(ARI window)") {
+		t.Errorf("cert issue says due %s; cert renew --dry-run:\n%s%s", issueDue, renewRun.stdout, renewRun.stderr)
+	}
+}

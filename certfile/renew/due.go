@@ -37,8 +37,27 @@ func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfo
 		left := leaf.NotAfter.Sub(now)
 		return left <= grace, "expires in " + approx(left), renewal.Window{}
 	}
-	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
-	why, explanation := "lifetime rule", ""
+	due, why, explanation, c := dueAt(ctx, ari, leaf, now)
+	if due.After(now) {
+		return false, fmt.Sprintf("due %s (%s)", due.UTC().Format(time.RFC3339), why), c.ARI
+	}
+	if renewal.Early(c, now) {
+		// The CA asks for it sooner than the lifetime rule (an incident, a
+		// revocation ahead); RFC 9773 asks for its explanation to be shown.
+		why = earlyWindow
+		if printableURL(explanation) {
+			why += ": " + explanation
+		}
+	}
+	return true, why, c.ARI
+}
+
+// dueAt is when leaf is due by the Manager's rule (the ARI window ari gives,
+// when it gives one, else the lifetime rule), why (which rule), the CA's
+// explanation URL, and the certificate as the rule saw it.
+func dueAt(ctx context.Context, ari RenewalInfoer, leaf *x509.Certificate, now time.Time) (due time.Time, why, explanation string, c renewal.Cert) {
+	c = renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}
+	why = "lifetime rule"
 	if ari != nil {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ri, err := ari.RenewalInfo(actx, leaf)
@@ -54,19 +73,7 @@ func isDue(ctx context.Context, force bool, grace time.Duration, ari RenewalInfo
 			why = "lifetime rule; the CA's renewal window (ARI) could not be fetched: " + oneLine(err.Error())
 		}
 	}
-	due := renewal.Due(c, now, nil)
-	if due.After(now) {
-		return false, fmt.Sprintf("due %s (%s)", due.UTC().Format(time.RFC3339), why), c.ARI
-	}
-	if renewal.Early(c, now) {
-		// The CA asks for it sooner than the lifetime rule (an incident, a
-		// revocation ahead); RFC 9773 asks for its explanation to be shown.
-		why = earlyWindow
-		if printableURL(explanation) {
-			why += ": " + explanation
-		}
-	}
-	return true, why, c.ARI
+	return renewal.Due(c, now, nil), why, explanation, c
 }
 
 // oneLine is s on one line of at most 200 characters, for a summary.

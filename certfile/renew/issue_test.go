@@ -83,7 +83,7 @@ func TestKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	notAfter, due, ok := Kept(dir, []string{"a.test", "www.a.test"}, s, now)
+	notAfter, due, ok := Kept(t.Context(), dir, []string{"a.test", "www.a.test"}, s, nil, now)
 	if !ok || !notAfter.Equal(got.Certificate.Leaf.NotAfter) || !due.After(now) || !due.Before(notAfter) {
 		t.Errorf("Kept(same) = %v, %v, %v; want kept until a due time before %v", notAfter, due, ok, got.Certificate.Leaf.NotAfter)
 	}
@@ -102,14 +102,14 @@ func TestKept(t *testing.T) {
 		"due":             {names, s, due.Add(time.Second)},
 		"no files":        {[]string{"b.test"}, s, now},
 	} {
-		if _, _, ok := Kept(dir, tc.names, tc.s, tc.now); ok {
+		if _, _, ok := Kept(t.Context(), dir, tc.names, tc.s, nil, tc.now); ok {
 			t.Errorf("Kept(%s) = true", what)
 		}
 	}
 	if err := SaveSettings(path, revoked); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, ok := Kept(dir, names, s, now); ok {
+	if _, _, ok := Kept(t.Context(), dir, names, s, nil, now); ok {
 		t.Error("Kept after cert revoke marked the certificate = true")
 	}
 }
@@ -155,11 +155,11 @@ func TestKeptKeyTypeSpellings(t *testing.T) {
 		if err := errors.Join(s.Set("ca", "local"), s.Set("key_type", tc.given)); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, ok := Kept(dir, names, s, time.Now()); ok != tc.kept {
+		if _, _, ok := Kept(t.Context(), dir, names, s, nil, time.Now()); ok != tc.kept {
 			t.Errorf("stored %s, given %s: Kept = %v, want %v (changes: %q)", tc.stored, tc.given, ok, tc.kept, ReadPrevious(dir, "a.test").Changes(names, s))
 		}
 		// Built without Set (a library caller): compared canonically too.
-		if _, _, ok := Kept(dir, names, Settings{CA: "local", KeyType: tc.given}, time.Now()); ok != tc.kept {
+		if _, _, ok := Kept(t.Context(), dir, names, Settings{CA: "local", KeyType: tc.given}, nil, time.Now()); ok != tc.kept {
 			t.Errorf("stored %s, Settings{KeyType: %s}: Kept = %v, want %v", tc.stored, tc.given, ok, tc.kept)
 		}
 	}

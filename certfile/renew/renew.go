@@ -849,27 +849,7 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 	if strings.HasPrefix(why, earlyWindow) { // the operator's "why now?", with the CA's explanation
 		j.Detail += "; " + why
 	}
-	if r.AfterRenew != nil {
-		err := r.AfterRenew(ctx, j)
-		if err == nil {
-			err = r.deployDone(j)
-		}
-		if err != nil {
-			// Failed, for the exit status; but the files are the new ones.
-			j.Action, j.Detail, j.Err = Failed, fmt.Sprintf("%s (%s), but %v", j.Action, j.Detail, err), err
-			if j.remembered != nil && j.remembered.DeployHook != j.Settings.DeployHook {
-				// A deploy hook given for this run that fails is not
-				// remembered: the one before it stays.
-				j.Settings.DeployHook = j.remembered.DeployHook
-				if err := SaveSettings(settingsPathBase(r.Dir, j.Base), j.toRemember()); err != nil {
-					j.Detail += "; and restoring the deploy hook before it: " + err.Error()
-				}
-				// The deploy stays pending: the next run given a
-				// deploy hook (this one fixed) runs it for these files.
-				j.Detail += "; the deploy hook is not remembered, as it failed: fix it and give --deploy-hook again (the next run deploys these files with it)"
-			}
-		}
-	}
+	r.afterRenew(ctx, j)
 	if unstored != nil {
 		j.Action, j.Detail, j.Err = Failed, fmt.Sprintf("%s (%s, files written), but %v", j.Action, j.Detail, unstored), unstored
 	}
@@ -879,6 +859,32 @@ func (r *Renewer) renewOne(ctx context.Context, chain *issuer.Chain, j *Result) 
 		if changes := (&Previous{Names: j.Names, Settings: before}).Changes(j.Names, j.toRemember()); changes != "" {
 			r.progress(j.Names[0], changes+" (remembered for its next renewals)")
 		}
+	}
+}
+
+// afterRenew runs AfterRenew (the hooks) for j, renewed, and clears its
+// deploy's pending mark once they succeed. A failure fails j, whose files
+// are the new ones all the same; a deploy hook given for this run that
+// fails is not remembered (the one before it stays), and the deploy stays
+// pending: the next run given a deploy hook (this one fixed) runs it.
+func (r *Renewer) afterRenew(ctx context.Context, j *Result) {
+	if r.AfterRenew == nil {
+		return
+	}
+	err := r.AfterRenew(ctx, j)
+	if err == nil {
+		err = r.deployDone(j)
+	}
+	if err == nil {
+		return
+	}
+	j.Action, j.Detail, j.Err = Failed, fmt.Sprintf("%s (%s), but %v", j.Action, j.Detail, err), err
+	if j.remembered != nil && j.remembered.DeployHook != j.Settings.DeployHook {
+		j.Settings.DeployHook = j.remembered.DeployHook
+		if err := SaveSettings(settingsPathBase(r.Dir, j.Base), j.toRemember()); err != nil {
+			j.Detail += "; and restoring the deploy hook before it: " + err.Error()
+		}
+		j.Detail += "; the deploy hook is not remembered, as it failed: fix it and give --deploy-hook again (the next run deploys these files with it)"
 	}
 }
 

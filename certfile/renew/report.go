@@ -1,6 +1,7 @@
 package renew
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/certfile"
-	"github.com/certkeeper/certkeeper/internal/renewal"
 )
 
 // Failures counts the results that went wrong: Failed ones (including a
@@ -223,17 +223,18 @@ func orNone(v string) string {
 // Kept reports whether issuing names again with the renewal settings s
 // would only repeat what dir holds for names[0] before it is due: the
 // same names, the same settings (Previous.Changes finds nothing), and a
-// certificate the lifetime rule does not call due at now. It returns the
-// certificate's NotAfter and when it is due. cert issue keeps such a
-// certificate, as certbot's certonly does: configuration management runs
-// the same command again and again, and each run ordered a duplicate
-// certificate, of which Let's Encrypt allows five a week.
-func Kept(dir certfile.Dir, names []string, s Settings, now time.Time) (notAfter, due time.Time, ok bool) {
+// certificate not due at now by the rule a Renewer applies (ari's window
+// when not nil and the CA gives one, else the lifetime rule: cert issue
+// and cert renew named different due times). It returns the certificate's
+// NotAfter and when it is due. cert issue keeps such a certificate, as
+// certbot's certonly does: configuration management runs the same command
+// again and again, and each run ordered a duplicate certificate, of which
+// Let's Encrypt allows five a week.
+func Kept(ctx context.Context, dir certfile.Dir, names []string, s Settings, ari RenewalInfoer, now time.Time) (notAfter, due time.Time, ok bool) {
 	prev := ReadPrevious(dir, names[0])
 	if prev == nil || prev.Changes(names, s) != "" {
 		return time.Time{}, time.Time{}, false
 	}
-	leaf := prev.leaf
-	due = renewal.Due(renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber}, now, nil)
-	return leaf.NotAfter, due, due.After(now)
+	due, _, _, _ = dueAt(ctx, ari, prev.leaf, now)
+	return prev.leaf.NotAfter, due, due.After(now)
 }
