@@ -152,6 +152,11 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		return err
 	}
 	names = f.noteNames(env, names, csrDER) // in --out-dir, given or the default
+	if csrDER == nil {
+		if err := f.rememberedHooks(env, names[0]); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	st, closeStorage, err := openStorage(ctx, env, f.storageFlags, 5*time.Second) // cert renew's lease
@@ -244,6 +249,28 @@ func (f *issueFlags) noteSecrets(settings renew.Settings, progress func(string))
 	}
 }
 
+// rememberedHooks gives this run the hooks remembered for name in --out-dir
+// that it was not given: cert renew may have added them, and a
+// provisioning script's cert issue run again dropped them (a trial's nginx
+// reload hook), and ordered a certificate for the difference. --deploy-hook
+// ” (and the others) drops one.
+func (f *issueFlags) rememberedHooks(env *Env, name string) error {
+	prev := renew.ReadPrevious(certfile.Dir(f.outDir), name)
+	if prev == nil {
+		return nil
+	}
+	for _, h := range []struct{ flag, value string }{{"pre-hook", prev.Settings.PreHook}, {"deploy-hook", prev.Settings.DeployHook}, {"post-hook", prev.Settings.PostHook}} {
+		if h.value == "" || cmdline.Given(f.fs, h.flag) {
+			continue
+		}
+		if err := f.fs.Set(h.flag, h.value); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stderr, "certkeeper: --%s %s, remembered for %s (--%[1]s '' drops it)\n", h.flag, cmdline.ShellQuote(h.value), name)
+	}
+	return nil
+}
+
 // noteNames says which names request added (the apex of a www. name,
 // which may not point here), and returns names in the order of the
 // certificate --out-dir holds for them, if it holds one (renew.NamedFor).
@@ -280,9 +307,15 @@ func (f *issueFlags) keep(ctx context.Context, env *Env, st storage.Storage, nam
 	if !ok || err != nil {
 		return false, nil
 	}
-	fmt.Fprintf(env.Stderr, "certkeeper: %s already holds this certificate, with these names and settings, not due for renewal until %s: nothing ordered (--force orders a new one now)\n",
+	fmt.Fprintf(env.Stderr, "certkeeper: %s already holds this certificate, with these names, CA, account and key type, not due for renewal until %s: nothing ordered (--force orders a new one now)\n",
 		f.outDir, due.UTC().Format(time.RFC3339))
 	fmt.Fprintf(env.Stdout, "kept %s, not_after %s, cert %s, key %s\n", strings.Join(names, ","), notAfter.UTC().Format(time.RFC3339), p.Cert, p.Key)
+	if changes := renew.ReadPrevious(dir, names[0]).Changes(names, s); changes != "" { // how it is validated or deployed
+		if _, err := f.remember(names[0]); err != nil {
+			return true, err
+		}
+		fmt.Fprintf(env.Stderr, "certkeeper: %s (remembered for its next renewals; no order: they do not change the certificate)\n", changes)
+	}
 	if f.deployHook != "" && renew.DeployIsPending(dir, names[0]) {
 		fmt.Fprintln(env.Stderr, "certkeeper: the deploy hook did not succeed when these files were written: running it again")
 		return true, f.afterIssue(ctx, env, names, p, notAfter)

@@ -47,21 +47,23 @@ func TestIssueHooks(t *testing.T) {
 	}
 
 	// What a hook that succeeds prints is shown, as certbot shows it.
-	r = issue("--deploy-hook", `echo "reloaded $CERTKEEPER_NAME"; echo second line >&2`, "--post-hook", "true")
+	// --force: hooks alone do not make a new certificate (the run would
+	// keep it, remembering them).
+	r = issue("--force", "--deploy-hook", `echo "reloaded $CERTKEEPER_NAME"; echo second line >&2`, "--post-hook", "true")
 	if r.code != 0 || !strings.Contains(r.stderr, "certkeeper: the deploy hook for localhost printed:\n    reloaded localhost\n    second line\n") ||
 		strings.Contains(r.stderr, "post-hook printed") {
 		t.Errorf("a deploy hook that prints: exit %d, stderr %q; want its two lines shown, and nothing for a silent post-hook", r.code, r.stderr)
 	}
 
 	before, _ := os.ReadFile(filepath.Join(out, "certs", "localhost.pem"))
-	r = issue("--pre-hook", "exit 3")
+	r = issue("--force", "--pre-hook", "exit 3")
 	after, _ := os.ReadFile(filepath.Join(out, "certs", "localhost.pem"))
 	if r.code != 1 || !strings.Contains(r.stderr, "--pre-hook failed, nothing issued") || string(before) != string(after) {
 		t.Errorf("failing pre-hook: exit %d, stderr %q, certificate changed: %v", r.code, r.stderr, string(before) != string(after))
 	}
 
 	os.Remove(log)
-	r = issue("--deploy-hook", "echo no reload; exit 4", "--post-hook", "echo post >> "+log)
+	r = issue("--force", "--pre-hook", "", "--deploy-hook", "echo no reload; exit 4", "--post-hook", "echo post >> "+log)
 	if r.code != 1 || !strings.Contains(r.stderr, "the certificate files are written, but: deploy hook") || !strings.Contains(r.stderr, "no reload") {
 		t.Errorf("failing deploy hook: exit %d, stderr %q", r.code, r.stderr)
 	}
@@ -76,7 +78,7 @@ func TestIssueHooks(t *testing.T) {
 		{"failing issuance", "echo pre >> " + log, filepath.Join(log, "not-a-dir")},
 	} {
 		os.Remove(log)
-		r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", "localhost", "--out-dir", tt.outDir, "--storage", st,
+		r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", "localhost", "--out-dir", tt.outDir, "--storage", st, "--force",
 			"--pre-hook", tt.pre, "--post-hook", "echo post >> "+log)
 		if got, _ := os.ReadFile(log); r.code != 1 || string(got) != "pre\npost\n" {
 			t.Errorf("%s: exit %d, hooks wrote %q; want 1 and the post-hook run after the pre-hook\n%s", tt.name, r.code, got, r.stderr)

@@ -309,7 +309,7 @@ func TestIssueKept(t *testing.T) {
 	first := serial()
 	r := ck(t, 30*time.Second, args...)
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "kept k.test, not_after ") ||
-		!strings.Contains(r.stderr, "already holds this certificate, with these names and settings, not due for renewal until ") {
+		!strings.Contains(r.stderr, "already holds this certificate, with these names, CA, account and key type, not due for renewal until ") {
 		t.Errorf("cert issue again: exit %d, want 0 and kept\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if serial() != first {
@@ -378,5 +378,39 @@ func TestIssueKeptDueAsRenew(t *testing.T) {
 	renewRun := ck(t, time.Minute, "cert", "renew", "--dry-run", "-d", "due.test", "--out-dir", out, "--storage", st)
 	if !strings.Contains(renewRun.stdout+renewRun.stderr, "due "+issueDue) || !strings.Contains(renewRun.stdout+renewRun.stderr, "(ARI window)") {
 		t.Errorf("cert issue says due %s; cert renew --dry-run:\n%s%s", issueDue, renewRun.stdout, renewRun.stderr)
+	}
+}
+
+// TestIssueKeepsLaterHooks: cert issue run again, unchanged, after cert
+// renew added a deploy hook keeps the certificate and the hook (a trial's
+// provisioning run ordered a new certificate and dropped its nginx reload
+// hook); --deploy-hook ” drops the hook, still without an order, saying
+// so.
+func TestIssueKeepsLaterHooks(t *testing.T) {
+	dir := t.TempDir()
+	out, st := filepath.Join(dir, "out"), filepath.Join(dir, "st")
+	args := []string{"cert", "issue", "--ca", "local", "-d", "h.test", "--out-dir", out, "--storage", st}
+	serial := func() string { return readPair(t, out, "h.test")[0].SerialNumber.String() }
+	if r := ck(t, 30*time.Second, args...); r.code != 0 {
+		t.Fatalf("cert issue: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := ck(t, 30*time.Second, "cert", "renew", "--out-dir", out, "--storage", st, "-d", "h.test", "--force", "--deploy-hook", "true"); r.code != 0 {
+		t.Fatalf("cert renew --deploy-hook: exit %d\n%s", r.code, r.stderr)
+	}
+	conf := filepath.Join(out, "renewal", "h.test.conf")
+	renewed := serial()
+	r := ck(t, 30*time.Second, args...)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "kept h.test") || !strings.Contains(r.stderr, "--deploy-hook true, remembered for h.test") {
+		t.Errorf("cert issue again after cert renew added a hook: exit %d, want kept, saying the hook applies\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if serial() != renewed || !strings.Contains(string(mustRead(t, conf)), "deploy_hook = true\n") {
+		t.Errorf("cert issue again replaced the certificate or dropped the hook:\n%s", mustRead(t, conf))
+	}
+	r = ck(t, 30*time.Second, append(args, "--deploy-hook", "")...)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "kept h.test") || !strings.Contains(r.stderr, "deploy_hook true -> (none) (remembered for its next renewals; no order") {
+		t.Errorf("cert issue --deploy-hook '': exit %d, want kept, saying the hook is dropped\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if serial() != renewed || strings.Contains(string(mustRead(t, conf)), "deploy_hook") {
+		t.Errorf("cert issue --deploy-hook '' replaced the certificate or kept the hook:\n%s", mustRead(t, conf))
 	}
 }

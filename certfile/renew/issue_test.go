@@ -62,8 +62,9 @@ func TestIssueFiles(t *testing.T) {
 }
 
 // TestKept: the same names and settings before the certificate is due are
-// kept; another name, a changed setting, a revocation mark, no files or a
-// due certificate are not.
+// kept, and so are other settings that do not make the certificate (how it
+// is validated, its hooks); another name, a changed setting that does, a
+// revocation mark, no files or a due certificate are not.
 func TestKept(t *testing.T) {
 	tmp := t.TempDir()
 	st := filestore.New(filepath.Join(tmp, "state"))
@@ -105,6 +106,11 @@ func TestKept(t *testing.T) {
 		if _, _, ok := Kept(t.Context(), dir, tc.names, tc.s, nil, tc.now); ok {
 			t.Errorf("Kept(%s) = true", what)
 		}
+	}
+	hooked := s
+	hooked.Challenge, hooked.DeployHook = "dns-01", "systemctl reload nginx"
+	if _, _, ok := Kept(t.Context(), dir, names, hooked, nil, now); !ok {
+		t.Error("Kept(another challenge and a deploy hook) = false; want kept: they do not change the certificate")
 	}
 	if err := SaveSettings(path, revoked); err != nil {
 		t.Fatal(err)

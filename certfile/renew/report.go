@@ -222,8 +222,11 @@ func orNone(v string) string {
 
 // Kept reports whether issuing names again with the renewal settings s
 // would only repeat what dir holds for names[0] before it is due: the
-// same names, the same settings (Previous.Changes finds nothing), and a
-// certificate not due at now by the rule a Renewer applies (ari's window
+// same names, the same settings that make the certificate
+// (CertificateKeys: Previous.Changes finds none of them changed; the
+// others, how it is validated and deployed, the caller remembers without
+// an order), and a certificate not due at now by the rule a Renewer
+// applies (ari's window
 // when not nil and the CA gives one, else the lifetime rule: cert issue
 // and cert renew named different due times). It returns the certificate's
 // NotAfter and when it is due. cert issue keeps such a certificate, as
@@ -232,7 +235,14 @@ func orNone(v string) string {
 // Let's Encrypt allows five a week.
 func Kept(ctx context.Context, dir certfile.Dir, names []string, s Settings, ari RenewalInfoer, now time.Time) (notAfter, due time.Time, ok bool) {
 	prev := ReadPrevious(dir, names[0])
-	if prev == nil || prev.Changes(names, s) != "" {
+	if prev == nil {
+		return time.Time{}, time.Time{}, false
+	}
+	made := *prev                                                 // what made the certificate, beside s's other settings
+	made.Settings = s.with(prev.Settings, func(key string) bool { // a revocation mark too: it must be replaced
+		return slices.Contains(CertificateKeys(), key) || slices.Contains(StateKeys(), key)
+	})
+	if made.Changes(names, s) != "" {
 		return time.Time{}, time.Time{}, false
 	}
 	due, _, _, _ = dueAt(ctx, ari, prev.leaf, now)

@@ -243,6 +243,30 @@ func (s *Settings) Override(o Settings) {
 	}
 }
 
+// CertificateKeys are the settings that make the certificate a run
+// orders: its CA (and the roots to reach it), its account (email, and the
+// storage that holds it), its key and its chain. The others say how it is
+// validated and deployed, which a run may change for the next renewals
+// without a new certificate (Kept).
+func CertificateKeys() []string {
+	return []string{"ca", "ca_roots", "email", "profile", "key_type", "preferred_chain", "storage", "storage_key_file", "storage_password_file"}
+}
+
+// with returns s with the values of the keys keep reports true for taken
+// from o (a list key's whole list).
+func (s Settings) with(o Settings, keep func(key string) bool) Settings {
+	for _, f := range fields {
+		switch {
+		case !keep(f.key):
+		case f.list != nil:
+			*f.list(&s) = slices.Clone(*f.list(&o))
+		default:
+			*f.scalar(&s) = *f.scalar(&o)
+		}
+	}
+	return s
+}
+
 // IsZero reports whether no setting is set.
 func (s Settings) IsZero() bool {
 	zero := true
