@@ -131,7 +131,7 @@ func (c *cluster) start(t *testing.T, i int, extra ...string) *clusterNode {
 		}
 	}
 	backend := newBackend(t, "hello")
-	args := append([]string{
+	args := withFlags([]string{
 		"--tls-addr", "127.0.0.1:" + strconv.Itoa(port), "--backend", backend.url,
 		"--allow", "*.cluster.test", "--ca", c.ca.DirectoryURL(), "--ca-roots", c.ca.ListenerRootFile(),
 		"--profile", "default", "--storage", c.url, "--log-level", "info",

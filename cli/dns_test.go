@@ -104,7 +104,7 @@ func TestIssueDNSImpliesDNS01(t *testing.T) {
 	for _, names := range [][]string{{"-d", "*.a.test", "-d", "a.test"}, {"-d", "b.a.test"}} {
 		out := t.TempDir()
 		args := append(append(pebbleArgs(d.ca, t.TempDir(), out), names...), d.dnsArgs(t)...)
-		r := ck(t, time.Minute, append(args, "--http-addr", busy.Addr().String())...)
+		r := ck(t, time.Minute, withFlags(args, "--http-addr", busy.Addr().String())...)
 		if r.code != 0 || !strings.Contains(r.stderr, "via dns-01") {
 			t.Errorf("%v --dns rfc2136, no --challenge: exit %d, want 0 via dns-01\nstderr:\n%s", names, r.code, r.stderr)
 			continue

@@ -109,7 +109,7 @@ func TestDoctor(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, res := doctorResults(t, append(append([]string(nil), base...), tt.args...)...)
+			code, res := doctorResults(t, withFlags(base, tt.args...)...)
 			if code != 1 {
 				t.Errorf("exit %d, want 1", code)
 			}

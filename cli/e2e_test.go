@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -356,7 +357,11 @@ func TestPortBusy(t *testing.T) {
 			defer ln.Close()
 			_, port, _ := net.SplitHostPort(ln.Addr().String())
 			args := pebbleArgs(ca, t.TempDir(), t.TempDir())
-			args = append(args, "--challenge", tt.challenge, tt.flag, ln.Addr().String(), "-d", "a.test")
+			if tt.flag == "--tls-addr" { // the deprecated name of --tls-alpn-addr, which may be given once
+				i := slices.Index(args, "--tls-alpn-addr")
+				args = slices.Delete(args, i, i+2)
+			}
+			args = append(withFlags(args, tt.flag, ln.Addr().String()), "--challenge", tt.challenge, "-d", "a.test")
 			r := ck(t, 30*time.Second, args...)
 			if r.code != 1 {
 				t.Errorf("exit %d, want 1\nstderr:\n%s", r.code, r.stderr)
@@ -493,4 +498,19 @@ func helpArgs() [][]string {
 	}
 	walk(root())
 	return all
+}
+
+// withFlags returns args with each flag of over ("--name", "value" pairs)
+// set to its value: in place of the flag's value when args give it (a
+// flag that takes one value may be given once), else added at the end.
+func withFlags(args []string, over ...string) []string {
+	out := slices.Clone(args)
+	for i := 0; i+1 < len(over); i += 2 {
+		if j := slices.Index(out, over[i]); j >= 0 && j+1 < len(out) {
+			out[j+1] = over[i+1]
+		} else {
+			out = append(out, over[i], over[i+1])
+		}
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -184,17 +185,43 @@ func TestEditDistance(t *testing.T) {
 	}
 }
 
-// TestList: without Repeat a use replaces the default; with it, uses add.
+// TestList: without Repeat a use replaces the default, and a second use
+// is refused; with it, uses add.
 func TestList(t *testing.T) {
 	one, many := []string{"letsencrypt"}, []string(nil)
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	fs.Var(&List{Values: &one}, "ca", "")
 	fs.Var(&List{Values: &many, Repeat: true}, "d", "")
-	if _, err := Parse(fs, []string{"--ca", "staging", "--ca", "local", "-d", "a", "-d", "b"}, false, nil); err != nil {
+	if _, err := Parse(fs, []string{"--ca", "local", "-d", "a", "-d", "b"}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(one, []string{"local"}) || !slices.Equal(many, []string{"a", "b"}) {
 		t.Errorf("ca %q, d %q; want [local], [a b]", one, many)
+	}
+	if _, err := Parse(fs, []string{"--ca", "staging", "--ca", "local"}, false, nil); err == nil {
+		t.Error("a List without Repeat took two values")
+	}
+}
+
+// TestGivenTwice: a flag that takes one value given two different ones is
+// refused, naming both, under any of its names (a deprecated alias); the
+// same value twice, a boolean twice and a repeatable flag pass.
+func TestGivenTwice(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	outDir := fs.String("out-dir", "", "")
+	Deprecated(fs, "out", "out-dir", nil)
+	fs.Bool("force", false, "")
+	var names Strings
+	fs.Var(&names, "d", "")
+	err := func(args ...string) error { _, err := Parse(fs, args, false, io.Discard); return err }
+	if e := err("renew", "--out-dir", "A", "--out-dir", "B"); e == nil || e.Error() != `--out-dir given twice ("A", then "B"): it takes one value; give it once` {
+		t.Errorf("--out-dir A --out-dir B: %v", e)
+	}
+	if e := err("--out", "A", "--out-dir=B"); e == nil || !strings.Contains(e.Error(), "--out-dir given twice") {
+		t.Errorf("--out A --out-dir=B: %v; want refused as --out-dir given twice", e)
+	}
+	if e := err("--out-dir", "A", "--out-dir", "A", "--force", "--force", "-d", "a", "-d", "b"); e != nil || *outDir != "A" {
+		t.Errorf("the same value twice, a boolean twice, -d twice: %v", e)
 	}
 }
 

@@ -78,6 +78,7 @@ func isHelp(name string) bool { return name == "h" || name == "help" }
 // written to notes (Deprecated).
 func Parse(fs *flag.FlagSet, args []string, stopAtArg bool, notes io.Writer) ([]string, error) {
 	var positional []string
+	once := map[string]string{} // the value each single-valued flag was given
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
 		if arg == "--" {
@@ -122,18 +123,51 @@ func Parse(fs *flag.FlagSet, args []string, stopAtArg bool, notes io.Writer) ([]
 		}
 		given := value
 		if v, ok := f.Value.(*spellingValue); ok {
+			// Not checked by checkOnce: another tool's pair of flags may
+			// give one of ours twice (certbot's --key-type ecdsa
+			// --elliptic-curve secp384r1).
 			var set bool
 			if name, value, set = resolveSpelling(v, name, value, notes); !set {
 				continue
 			}
 		} else {
 			name, value = resolveAlias(f, value, notes)
+			if err := checkOnce(fs.Lookup(name), value, once); err != nil {
+				return nil, err
+			}
 		}
 		if err := fs.Set(name, value); err != nil {
 			return nil, fmt.Errorf("invalid value %q for %s: %v", given, FlagName(f.Name), err)
 		}
 	}
 	return positional, nil
+}
+
+// checkOnce refuses a flag that takes one value given a second, different
+// one (under any of its names): the flag package keeps the last, and a
+// trial's "cert renew --out-dir A --out-dir B" renewed B alone, in
+// silence, where -d and --allow, which are repeatable, taught it to
+// repeat. The same value again, and a boolean, pass.
+func checkOnce(f *flag.Flag, value string, once map[string]string) error {
+	if f == nil || IsBool(f) || repeatable(f.Value) {
+		return nil
+	}
+	if prev, ok := once[f.Name]; ok && prev != value {
+		return fmt.Errorf("%s given twice (%q, then %q): it takes one value; give it once", FlagName(f.Name), prev, value)
+	}
+	once[f.Name] = value
+	return nil
+}
+
+// repeatable reports whether each use of a flag of value v adds a value.
+func repeatable(v flag.Value) bool {
+	switch v := v.(type) {
+	case *Strings, *Names, *Settings:
+		return true
+	case *List:
+		return v.Repeat
+	}
+	return false
 }
 
 // spells reports whether f is another tool's spelling of the flag named
