@@ -288,7 +288,7 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	// one that then did not answer (a busy server, a lost datagram) still
 	// has it, and the error blames those that never served it.
 	servedOnce := map[string]bool{}
-	refused := 0 // checks in a row in which every nameserver refused the connection
+	refused := 0 // checks in a row in which every nameserver lacking the value refused (hopeless)
 	unfound := 0 // checks in a row in which the nameservers could not be found
 	for {
 		answers, err := s.check(wctx, rec)
@@ -321,7 +321,7 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 		// mistyped resolver), and no wait changes that. A resolver that
 		// times out may be slow: it is waited for.
 		switch {
-		case !cut && err == nil && allRefused(answers):
+		case !cut && err == nil && hopeless(answers, servedOnce):
 			refused++
 		case !cut && err != nil && ctx.Err() == nil && !timedOut(err):
 			unfound++
@@ -437,10 +437,23 @@ func joinAnswers(answers []answer, err error) error {
 	return errors.Join(errs...)
 }
 
-// allRefused reports whether every nameserver asked refused the
-// connection (nothing listens at its address and port).
-func allRefused(answers []answer) bool {
-	return len(answers) > 0 && !slices.ContainsFunc(answers, func(a answer) bool { return !errors.Is(a.err, syscall.ECONNREFUSED) })
+// hopeless reports whether every nameserver that has not served the value
+// (one at least) refused the connection (nothing listens at its address
+// and port) or the query (REFUSED, NOTAUTH: it does not serve the zone),
+// whatever the others serve: no wait changes either. A DNS trial waited
+// the whole timeout while the primary, which had the record, answered and
+// every nameserver of the zone refused.
+func hopeless(answers []answer, servedOnce map[string]bool) bool {
+	lacking := 0
+	for _, a := range answers {
+		if a.served || servedOnce[a.where] {
+			continue
+		}
+		if lacking++; !errors.Is(a.err, syscall.ECONNREFUSED) && !refusing(a.err) {
+			return false
+		}
+	}
+	return lacking > 0
 }
 
 // timedOut reports whether err is a query that got no answer in time.
@@ -609,7 +622,7 @@ func (e *PropagationError) Error() string {
 	case e.FailedFast && e.NotFound(): // early, not at the timeout (a trial read "before 2m0s" as a 2-minute wait)
 		when = "(the check gave up early, without waiting its " + e.Timeout.String() + "): its nameservers could not be found " + strconv.Itoa(refusedRoundsMax) + " checks in a row"
 	case e.FailedFast:
-		when = "(the check gave up early, without waiting its " + e.Timeout.String() + "): every nameserver refused the connection " + strconv.Itoa(refusedRoundsMax) + " checks in a row"
+		when = "(the check gave up early, without waiting its " + e.Timeout.String() + "): every nameserver lacking it refused the connection or the query " + strconv.Itoa(refusedRoundsMax) + " checks in a row"
 	}
 	return fmt.Sprintf("TXT record %s was not served by every authoritative nameserver %s (%s): %v", e.Record, when, e.advice(), e.Err)
 }

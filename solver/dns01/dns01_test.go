@@ -596,7 +596,8 @@ func TestPropagationStaleSecondary(t *testing.T) {
 // server that does not serve the zone: a wrong check port or address, as
 // a user trial had), the error says they refuse queries for the zone and
 // points at the address and port the check asks, not at the provider or
-// the timeout.
+// the timeout; and the check gives up early, though the primary serves
+// the record (a DNS trial waited out the whole timeout).
 func TestPropagationRefused(t *testing.T) {
 	t.Parallel()
 	e := &dnsEnv{srv: testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})}
@@ -604,14 +605,19 @@ func TestPropagationRefused(t *testing.T) {
 	_, port, _ := net.SplitHostPort(other.Addr())
 	s := e.solver(e.provider())
 	s.Resolver.AuthoritativePort, _ = strconv.Atoi(port)
-	s.PropagationTimeout = 10 * time.Second // long enough for named to answer on a loaded machine (5 s was not, once, under CI's race run)
+	s.PropagationTimeout = time.Minute // the check gives up well before it
+	s.Resolver.Primary = e.srv.Addr()  // which serves the record: the others are asked all the same
+	start := time.Now()
 	_, _, err := presentAndWait(t, s)
 	var perr *dns01.PropagationError
 	if !errors.As(err, &perr) {
 		t.Fatalf("Wait = %v, want a *dns01.PropagationError", err)
 	}
-	if len(perr.Refusing) != 1 || len(perr.Lacking) != 1 || perr.Refusing[0] != perr.Lacking[0] {
-		t.Errorf("Refusing = %v, Lacking = %v: want the one nameserver in both", perr.Refusing, perr.Lacking)
+	if took := time.Since(start); !perr.FailedFast || took > 45*time.Second || !strings.Contains(err.Error(), "gave up early") {
+		t.Errorf("the check waited %v (gave up early: %v); want it to give up after 3 checks", took, perr.FailedFast)
+	}
+	if len(perr.Refusing) != 1 || len(perr.Lacking) != 1 || perr.Refusing[0] != perr.Lacking[0] || len(perr.Served) != 1 {
+		t.Errorf("Refusing = %v, Lacking = %v, Served = %v: want the one nameserver in both, and the primary serving", perr.Refusing, perr.Lacking, perr.Served)
 	}
 	msg := err.Error()
 	for _, want := range []string{"answered REFUSED", "refuses queries for the zone (REFUSED or NOTAUTH), so it does not serve it",
