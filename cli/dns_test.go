@@ -189,6 +189,7 @@ func TestRenewDNSCheckedBeforeOrder(t *testing.T) {
 // the TSIG key stops the proxy at start, and --check-config, naming the
 // wildcard and BADSIG, instead of a failure at the first handshake; a DNS
 // server that does not answer is only warned about, naming --dns-server.
+// A server's --managed name that only dns-01 validates is checked too.
 func TestProxyWildcardKeyRefused(t *testing.T) {
 	d := newDNSSetup(t)
 	bad := filepath.Join(t.TempDir(), "bad.key")
@@ -203,6 +204,18 @@ func TestProxyWildcardKeyRefused(t *testing.T) {
 		if r.code != 1 || !strings.Contains(r.stderr, "--wildcard *.a.test") || !strings.Contains(r.stderr, "BADSIG") || strings.Contains(r.stderr, "listening") {
 			t.Errorf("proxy %v: exit %d, want 1 naming --wildcard *.a.test and BADSIG before listening\nstderr:\n%s", extra, r.code, r.stderr)
 		}
+	}
+	// The same for a server's --managed name that only dns-01 validates
+	// (a DNS trial's server started, then ordered at each retry); not when
+	// http-01 may validate it.
+	server := []string{"server", "--no-auth", "--listen", "127.0.0.1:0", "--ca", d.ca.DirectoryURL(), "--ca-roots", d.ca.ListenerRootFile(),
+		"--storage", t.TempDir(), "--allow", "m.a.test", "--managed", "m.a.test", "--dns", "rfc2136", "--dns-server", d.named.Addr(),
+		"--tsig-key-file", bad, "--dns-resolver", d.named.Addr(), "--check-config"}
+	if r := ck(t, 30*time.Second, append(server, "--challenge", "dns-01")...); r.code != 1 || !strings.Contains(r.stderr, "--managed m.a.test") || !strings.Contains(r.stderr, "BADSIG") {
+		t.Errorf("server --managed, dns-01 alone, a refused key: exit %d, want 1 naming --managed m.a.test and BADSIG\nstderr:\n%s", r.code, r.stderr)
+	}
+	if r := ck(t, 30*time.Second, server...); r.code != 0 {
+		t.Errorf("server --managed, http-01 too, a refused key: exit %d, want 0 (http-01 may validate it)\nstderr:\n%s", r.code, r.stderr)
 	}
 	// A DNS server that gives no answer is a warning naming the flag, and
 	// the proxy starts.

@@ -174,6 +174,7 @@ type frontEnd struct {
 	http01, alpn       bool
 	http01Via, alpnVia string
 	userAgent          string
+	managed            []string // the server's --managed, whose DNS access is checked at start
 }
 
 // manager builds the Manager of c (engine.Settings.Manager), without its
@@ -190,7 +191,7 @@ func (c *engineConfig) manager(st storage.Storage, env *Env, fe frontEnd) (*cert
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a DNS server down delays the start by this at most
 	defer cancel()
 	logger := slog.New(logsetup.MapErrors(env.Logger.Handler(), withFlagHints))
-	if err := errors.Join(s.CheckDNS(ctx, logger), engine.CheckProfiles(ctx, m, logger)); err != nil {
+	if err := errors.Join(s.CheckDNS(ctx, logger, fe.managed...), engine.CheckProfiles(ctx, m, logger)); err != nil {
 		return nil, settingError(err, fe, c.DNS.Provider != "")
 	}
 	return m, nil
@@ -314,8 +315,8 @@ func settingError(err error, fe frontEnd, dns bool) error {
 		err = usagef("--wildcard %s: wildcard certificates are validated only through DNS: give --dns (dns-01: rfc2136, powerdns or exec), or --challenge dns-persist-01", se.Value)
 	case errors.Is(se.Err, engine.ErrNotWildcard):
 		err = usagef("--wildcard %q: want *.ZONE, e.g. *.a.example", se.Value)
-	case se.Field == "Wildcards": // CheckDNS: the DNS server refuses the zone's records
-		err = fmt.Errorf("--wildcard %s: %w", se.Value, withFlagHints(se.Err))
+	case se.Field == "Wildcards" || se.Field == "Managed": // CheckDNS: the DNS server refuses the records
+		err = fmt.Errorf("--%s %s: %w", strings.ToLower(strings.TrimSuffix(se.Field, "s")), se.Value, withFlagHints(se.Err))
 	case se.Field == "CAs":
 		err = usagef("--ca: %v", se.Err)
 	case se.Field == "Profile": // a value the CA refuses, as --challenge's: bad usage

@@ -249,7 +249,7 @@ const anonymousWarning = "certkeeper: warning: no --token-file or --client-ca: e
 
 // frontEnd is what the server offers the engine.
 func (c *serverConfig) frontEnd() frontEnd {
-	return frontEnd{http01: true, alpn: c.TLSAddr != "", alpnVia: "--tls-alpn-addr (e.g. :443), where the CA connects", userAgent: "server"}
+	return frontEnd{http01: true, alpn: c.TLSAddr != "", alpnVia: "--tls-alpn-addr (e.g. :443), where the CA connects", userAgent: "server", managed: c.Managed}
 }
 
 // check is server --check-config: everything runServer checks before it

@@ -133,24 +133,44 @@ func (e *SettingError) Unwrap() error { return e.Err }
 // set the records of that zone (dns01.Solver.Check), changing nothing, so
 // that a key the DNS server refuses, or a zone it does not hold, is found
 // when the front end starts, not at the first handshake for a name under
-// it. A server that gives no answer (before ctx ends) is no error here, as
-// it may come up after the front end: that is logged at warn on logger.
-// The error is a *SettingError of Wildcards.
-func (s *Settings) CheckDNS(ctx context.Context, logger *slog.Logger) error {
+// it. It asks the same for each of managed (names obtained at start, "a,b"
+// for one certificate) that only DNS validates: a wildcard, or any name
+// when dns-01 is the only challenge tried (a DNS trial's server with a
+// wrong key started, then placed an order at each retry). A server that
+// gives no answer (before ctx ends) is no error here, as it may come up
+// after the front end: that is logged at warn on logger. The error is a
+// *SettingError of Wildcards or Managed.
+func (s *Settings) CheckDNS(ctx context.Context, logger *slog.Logger, managed ...string) error {
 	if s.DNS01 == nil {
 		return nil
 	}
+	type check struct{ field, name string }
+	var checks []check
 	for _, w := range s.Wildcards {
-		err := s.DNS01.Check(ctx, w)
+		checks = append(checks, check{"Wildcards", w})
+	}
+	dnsOnly := !s.TLSALPN01 && !s.HTTP01 // the default challenges
+	if len(s.Challenges) > 0 {
+		dnsOnly = !slices.ContainsFunc(s.Challenges, func(c string) bool { return c != acmeca.DNS01 })
+	}
+	for _, spec := range managed {
+		for n := range strings.SplitSeq(spec, ",") {
+			if strings.HasPrefix(n, "*.") || dnsOnly {
+				checks = append(checks, check{"Managed", n})
+			}
+		}
+	}
+	for _, c := range checks {
+		err := s.DNS01.Check(ctx, c.name)
 		var ze *dns01.ZoneError
 		var ne net.Error
 		switch {
 		case err == nil:
 		case errors.As(err, &ne) || errors.As(err, &ze) && ze.NoAnswer || errors.Is(err, context.DeadlineExceeded):
-			logger.Warn("the DNS provider gave no answer at start; wildcard certificates wait for it",
-				slog.String("wildcard", w), slog.Any("err", err))
+			logger.Warn("the DNS provider gave no answer at start; certificates validated through it wait for it",
+				slog.String("name", c.name), slog.Any("err", err))
 		default:
-			return &SettingError{Rule: -1, Field: "Wildcards", Value: w, Err: err}
+			return &SettingError{Rule: -1, Field: c.field, Value: c.name, Err: err}
 		}
 	}
 	return nil
