@@ -1,9 +1,13 @@
 package cli
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
+	"os"
 	"strings"
 	"time"
 
@@ -33,6 +37,41 @@ type dnsConfig struct {
 	// (package dnsprovider): values, and files holding them (secrets).
 	Settings     map[string]string `yaml:"dns_setting" arg:"NAME=VALUE" help:"NAME=VALUE setting of a compiled-in --dns provider; repeatable"`
 	SettingFiles map[string]string `yaml:"dns_setting_file" arg:"NAME=FILE" help:"NAME=FILE: a compiled-in --dns provider's setting read from FILE (the only way to give\na secret one); repeatable"`
+}
+
+// keyFiles are the files of secrets the DNS provider reads at start, by
+// their config key.
+func (c *dnsConfig) keyFiles() map[string]string {
+	files := map[string]string{"tsig_key_file": c.TSIGKeyFile, "dns_api_key_file": c.APIKeyFile}
+	for name, file := range c.SettingFiles {
+		files["dns_setting_file "+name] = file
+	}
+	maps.DeleteFunc(files, func(_, file string) bool { return file == "" })
+	return files
+}
+
+// keyDigests hashes what each of keyFiles holds now (nothing, for a file
+// that cannot be read), for a reload to tell a key rotated in place.
+func (c *dnsConfig) keyDigests() map[string][32]byte {
+	out := map[string][32]byte{}
+	for key, file := range c.keyFiles() {
+		data, _ := os.ReadFile(file)
+		out[key] = sha256.Sum256(data)
+	}
+	return out
+}
+
+// warnKeysChanged warns, at a reload, of each key file whose content
+// changed since the start (started): the provider read it then, and keeps
+// that key until a restart (a DNS trial rotated its TSIG key, and the
+// reload said nothing changed).
+func warnKeysChanged(env *Env, c *dnsConfig, started map[string][32]byte) {
+	for key, sum := range c.keyDigests() {
+		if sum != started[key] {
+			env.Logger.Warn("a DNS key file changed since the start; it is read at start only: restart certkeeper (or upgrade it in place with SIGUSR2) to use the new key",
+				slog.String("key", key), slog.String("file", c.keyFiles()[key]))
+		}
+	}
 }
 
 // builtinSettings are the built-in providers' settings, from their flags

@@ -60,8 +60,11 @@ type engineConfig struct {
 	proxyFrom    []netip.Prefix
 	// routed are the proxy's --route patterns, which the policy allows
 	// whatever the other checks say.
-	routed    []string
-	CertFiles []string `yaml:"cert_file" arg:"CERT:KEY" help:"CERT:KEY: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable"`
+	routed []string
+	// keyDigests are the DNS key files' contents at start (keyDigests),
+	// which a reload compares.
+	keyDigests map[string][32]byte
+	CertFiles  []string `yaml:"cert_file" arg:"CERT:KEY" help:"CERT:KEY: serve this certificate (PEM chain and key files made elsewhere) for the\nnames it covers, reloaded when the files change; repeatable"`
 	// CertFileCheck is how often --cert-file files are checked for
 	// changes (its old name went as --alert-check's did).
 	CertFileCheck time.Duration `yaml:"cert_file_check_every" alias:"cert_file_check" arg:"DURATION" default:"5s" deprecated:"cert-file-check" help:"check --cert-file files for changes every DURATION"`
@@ -446,6 +449,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 		return err
 	}
 	s.cfg.storageFlags.durable = true
+	s.cfg.keyDigests = s.cfg.DNS.keyDigests() // as the provider reads them
 	st, closeStorage, err := s.cfg.storageFlags.open(ctx, env)
 	if err != nil {
 		return err

@@ -320,6 +320,7 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 // of the changes that take a restart (those of the running cfg); a
 // configuration that does not load keeps the old one.
 func reloadProxy(env *Env, m *certkeeper.Manager, cfg, flags *proxyConfig, src *source, current *atomic.Pointer[proxyParts], traffic *proxy.Traffic) {
+	warnKeysChanged(env, &cfg.DNS, cfg.keyDigests)
 	if src.file == "" {
 		env.Logger.Info("SIGHUP: no --config file to read again; nothing changed")
 		return

@@ -272,3 +272,41 @@ func TestReloadWarnsStillServed(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadWarnsKeyRotated: a SIGHUP after a DNS key file was rewritten in
+// place (a TSIG key rotated) warns that the key is read at start only, and
+// what to do, naming the file (a DNS trial's reload said nothing changed,
+// and the server went on signing with the old key); the same key does not.
+func TestReloadWarnsKeyRotated(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "tsig.key")
+	writeKey := func(secret string) {
+		if err := os.WriteFile(key, []byte("certkeeper:hmac-sha256:"+secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeKey("c2VjcmV0LW9uZS1zZWNyZXQtb25lLXNlY3JldC1vbmU=")
+	p := startLogged(t, binary, "server listening", "server", "--no-auth", "--listen", "127.0.0.1:"+strconv.Itoa(testsvc.FreePort(t)),
+		"--ca", "local", "--allow", "a.test", "--storage", filepath.Join(dir, "st"),
+		"--dns", "rfc2136", "--dns-server", "127.0.0.1:1", "--tsig-key-file", key)
+	const warning = "a DNS key file changed since the start; it is read at start only"
+	sighup := func(n int) {
+		t.Helper()
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if !within(10*time.Second, func() bool { return strings.Count(p.output(), "SIGHUP") >= n }) {
+			t.Fatalf("reload %d not logged within 10 s:\n%s", n, p.output())
+		}
+	}
+	sighup(1)
+	if strings.Contains(p.output(), warning) {
+		t.Errorf("an unchanged key file is warned about:\n%s", p.output())
+	}
+	writeKey("c2VjcmV0LXR3by1zZWNyZXQtdHdvLXNlY3JldC10d28=")
+	sighup(2)
+	if !within(5*time.Second, func() bool { return strings.Contains(p.output(), warning) }) || !strings.Contains(p.output(), "file="+key) ||
+		!strings.Contains(p.output(), "SIGUSR2") {
+		t.Errorf("a rotated key: want a warning naming the file and SIGUSR2:\n%s", p.output())
+	}
+}

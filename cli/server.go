@@ -213,6 +213,7 @@ func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h *certserv
 // are. It returns the configuration in force: next, or last (the one
 // before).
 func reloadServer(env *Env, h *certserver.Handler, apiTLS *certserver.TLSFiles, cfg, last *serverConfig, reload func() (*serverConfig, error), current *atomic.Pointer[policy.Policy]) *serverConfig {
+	warnKeysChanged(env, &cfg.DNS, cfg.keyDigests)
 	if reload == nil {
 		env.Logger.Info("SIGHUP: no --config file to read again; only the token file is read again")
 		h.ReloadTokenFile(cfg.TokenFile, cfg.TokenFile)
