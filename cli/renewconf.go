@@ -129,6 +129,12 @@ func certDeleteCmd() *Command {
 			if !yes && !confirm(env, fmt.Sprintf("Delete the certificate %s and its key from %s? Type yes: ", name, dir)) {
 				return fmt.Errorf("not deleted")
 			}
+			if rs, err := renew.RememberedStorage(dir, name); err == nil && sf.Storage == "" && rs.Storage != "" {
+				// Where cert issue kept its copy, as cert renew opens it (a
+				// trial's deleted certificate stayed there, in status).
+				sf.Storage, sf.StorageKey, sf.StoragePass = rs.Storage, rs.StorageKeyFile, rs.StoragePasswordFile
+				fmt.Fprintf(env.Stderr, "certkeeper: storage %s, which the certificate remembers (--storage chooses another)\n", storageWhere(rs.Storage))
+			}
 			st, closeStorage, err := sf.open(ctx, env)
 			if err != nil {
 				return err
