@@ -157,6 +157,12 @@ func TestDoctorDNS(t *testing.T) {
 	if r := res["dns-01 provider"]; code != 1 || r.Status != doctor.Fail || !strings.Contains(r.Detail, "BADSIG") {
 		t.Errorf("a wrong key: exit %d, dns-01 provider = %+v; want 1 and a failure saying BADSIG", code, r)
 	}
+	// A rehearsal with the local CA checks the key too (a trial's found
+	// nothing, and the dns-01 line was gone).
+	code, res = doctorResults(t, withFlags(append(base, "--tsig-key-file", bad), "--ca", "local")...)
+	if r := res["dns-01 provider"]; code != 1 || r.Status != doctor.Fail || !strings.Contains(r.Detail, "BADSIG") {
+		t.Errorf("a wrong key, --ca local: exit %d, dns-01 provider = %+v; want 1 and a failure saying BADSIG", code, r)
+	}
 	if d.named.Updates() != 0 {
 		t.Errorf("doctor applied %d updates, want 0", d.named.Updates())
 	}

@@ -97,6 +97,9 @@ func Run(ctx context.Context, c Config) []Result {
 		for _, check := range append(checks, "CA reachable", "CAA", "account") {
 			out = append(out, Result{Check: check, Status: Skip, Detail: why})
 		}
+		if c.DNS01 != nil { // a rehearsal with the local CA finds a DNS mistake before a real CA does (a trial)
+			out = append(out, checkDNS01(ctx, c))
+		}
 		return append(out, checkStorage(ctx, c), checkDurability(ctx, c))
 	}
 	addrs, r := checkResolve(ctx, c)
