@@ -191,7 +191,7 @@ func (s *Solver) Present(ctx context.Context, chal acme.Challenge) error {
 		_, err = s.Provider.AppendRecords(ctx, zone, []libdns.Record{rec.libdns(s.ttl())})
 	}
 	if err != nil {
-		s.cleanUpFailed(ctx, rec)
+		s.cleanUpFailed(ctx, rec, err)
 		return fmt.Errorf("setting TXT record %s in zone %s: %w", target, zone, err)
 	}
 	s.mu.Lock()
@@ -571,12 +571,19 @@ const cleanupTimeout = 30 * time.Second
 // Present failed. lego and certbot clean up after a failed present too, so
 // their hooks expect the call. Deleting a value that is not there is no
 // error for the providers (RFC 2136 deletes nothing; libdns's contract).
-// A failure is logged, not returned: the error that matters is Present's.
-func (s *Solver) cleanUpFailed(ctx context.Context, rec record) {
+// A failure is logged, not returned: the error that matters is Present's
+// (setErr). One for the reason setting it failed (a key or an update the
+// server refused) is logged at debug: nothing was set, and a warning that
+// a record was left behind misled a trial.
+func (s *Solver) cleanUpFailed(ctx context.Context, rec record, setErr error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	if err := s.delete(ctx, rec); err != nil {
-		s.logger().Warn("dns-01 record not removed after setting it failed", slog.String("name", rec.chal.Identifier.Value),
+		level, msg := slog.LevelWarn, "dns-01 record not removed after setting it failed"
+		if cause := errors.Unwrap(err); cause != nil && setErr != nil && cause.Error() == setErr.Error() {
+			level, msg = slog.LevelDebug, "dns-01 record not removed after setting it failed, for the same reason: nothing was set"
+		}
+		s.logger().LogAttrs(ctx, level, msg, slog.String("name", rec.chal.Identifier.Value),
 			slog.String("record", strings.TrimSuffix(rec.fqdn, ".")), slog.String("zone", rec.zone), slog.Any("err", err))
 		return
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"github.com/certkeeper/certkeeper"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper"
+
+	"github.com/libdns/libdns"
+	"github.com/mholt/acmez/v3/acme"
+
 	"github.com/certkeeper/certkeeper/internal/testca"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
@@ -27,8 +31,6 @@ import (
 	dnsexec "github.com/certkeeper/certkeeper/solver/dns01/exec"
 	"github.com/certkeeper/certkeeper/solver/dns01/rfc2136"
 	"github.com/certkeeper/certkeeper/storage/filestore"
-	"github.com/libdns/libdns"
-	"github.com/mholt/acmez/v3/acme"
 )
 
 // dnsEnv is a DNS server taking RFC 2136 updates (named or knotd) and a
@@ -173,7 +175,10 @@ func testWrongTSIGSecret(t *testing.T, e *dnsEnv) {
 	t.Helper()
 	p := e.provider()
 	p.Secret = "d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldCB3cm9uZyBzZWM="
-	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: e.solver(p)})
+	s := e.solver(p)
+	logs := &testsvc.Buffer{}
+	s.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	iss := e.issuer(t, map[string]solver.Solver{acmeca.DNS01: s})
 	start := time.Now()
 	_, err := issue(t.Context(), t, iss, "*.a.test", "a.test")
 	took := time.Since(start)
@@ -197,6 +202,10 @@ func testWrongTSIGSecret(t *testing.T, e *dnsEnv) {
 	}
 	if n := e.srv.Updates(); n != 0 {
 		t.Errorf("the server applied %d updates, want 0", n)
+	}
+	// Nothing was set: no warning that a record was left (a trial).
+	if strings.Contains(logs.String(), "not removed") {
+		t.Errorf("the log warns of a record left behind, though the key was refused:\n%s", logs)
 	}
 }
 
