@@ -152,11 +152,6 @@ func issueCert(ctx context.Context, env *Env, f *issueFlags) error {
 		return err
 	}
 	names = f.noteNames(env, names, csrDER) // in --out-dir, given or the default
-	if csrDER == nil {
-		if err := f.rememberedHooks(env, names[0]); err != nil {
-			return err
-		}
-	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	st, closeStorage, err := openStorage(ctx, env, f.storageFlags, 5*time.Second) // cert renew's lease
@@ -285,12 +280,19 @@ func (f *issueFlags) noteNames(env *Env, names []string, csrDER []byte) []string
 	return names
 }
 
-// keep reports whether cert issue keeps the certificate --out-dir holds
+// keep gives the run the hooks remembered for names (rememberedHooks), and
+// reports whether cert issue keeps the certificate --out-dir holds
 // for names (renew.Kept: the same names and settings, not due), and says
 // so: nothing is ordered and no hook runs, as with certbot's certonly,
 // unless the deploy hook of the run that wrote it has yet to succeed.
 func (f *issueFlags) keep(ctx context.Context, env *Env, st storage.Storage, names []string, csrDER []byte) (bool, error) {
-	if f.force || f.dryRun || csrDER != nil {
+	if csrDER != nil {
+		return false, nil
+	}
+	if err := f.rememberedHooks(env, names[0]); err != nil { // kept or not, the run has them
+		return false, err
+	}
+	if f.force || f.dryRun {
 		return false, nil
 	}
 	s, err := f.settings()
