@@ -24,20 +24,7 @@ func TestProxyTraffic(t *testing.T) {
 	}
 	scrape := httptest.NewServer(x.Handler())
 	defer scrape.Close()
-	get := func(url string) string {
-		t.Helper()
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(body)
-	}
-	before := get(scrape.URL)
+	before := scrapeText(t, scrape.URL)
 	for _, want := range []string{`certkeeper_proxy_requests_total{code="2xx"} 0`, `certkeeper_proxy_request_duration_seconds_count 0`,
 		`certkeeper_proxy_backend_failures_total{reason="unreachable"} 0`} {
 		if !strings.Contains(before, want) {
@@ -63,7 +50,7 @@ func TestProxyTraffic(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	after := get(scrape.URL)
+	after := scrapeText(t, scrape.URL)
 	for _, want := range []string{`certkeeper_proxy_requests_total{code="2xx"} 2`, `certkeeper_proxy_requests_total{code="5xx"} 1`,
 		`certkeeper_proxy_request_duration_seconds_count 3`, `certkeeper_proxy_request_duration_seconds_bucket{le="+Inf"} 3`,
 		`certkeeper_proxy_backend_failures_total{reason="unreachable"} 1`, `certkeeper_proxy_backend_failures_total{reason="timeout"} 0`} {
@@ -71,4 +58,19 @@ func TestProxyTraffic(t *testing.T) {
 			t.Errorf("after three requests, the metrics lack %q:\n%s", want, after)
 		}
 	}
+}
+
+// scrapeText returns the body of a GET of url (a metrics endpoint).
+func scrapeText(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }

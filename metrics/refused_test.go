@@ -2,7 +2,6 @@ package metrics_test
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,16 +39,7 @@ func TestConnectionsRefused(t *testing.T) {
 		if len(srv) > 0 {
 			url = srv[0].URL
 		}
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(body)
+		return scrapeText(t, url)
 	}
 	logger := slog.New(slog.DiscardHandler)
 	for _, tc := range []struct {

@@ -430,6 +430,17 @@ func newLocal(t *testing.T, want ...[]string) *localEnv {
 	return e
 }
 
+// runOne runs e's Renewer, which must report one certificate, and returns
+// its result.
+func (e *localEnv) runOne(t *testing.T) *Result {
+	t.Helper()
+	results, err := e.r.Run(t.Context())
+	if err != nil || len(results) != 1 {
+		t.Fatal(err, results)
+	}
+	return results[0]
+}
+
 // refuseRecord makes e's storage refuse the local CA's record of name, as
 // a full disk refuses a write: a directory squats on its file.
 func (e *localEnv) refuseRecord(t *testing.T, name string) {
@@ -537,14 +548,7 @@ func TestRenewerDeployPending(t *testing.T) {
 		}
 		return nil
 	}
-	run := func() *Result {
-		t.Helper()
-		results, err := e.r.Run(t.Context())
-		if err != nil || len(results) != 1 {
-			t.Fatal(err, results)
-		}
-		return results[0]
-	}
+	run := func() *Result { t.Helper(); return e.runOne(t) }
 	if j := run(); j.Action != Failed || calls != 1 {
 		t.Fatalf("first run: %s (%s), %d hook calls; want failed after one", j.Action, j.Detail, calls)
 	}
@@ -577,14 +581,7 @@ func TestRenewerNewDeployHookFails(t *testing.T) {
 		}
 		return nil
 	}
-	run := func() *Result {
-		t.Helper()
-		results, err := e.r.Run(t.Context())
-		if err != nil || len(results) != 1 {
-			t.Fatal(err, results)
-		}
-		return results[0]
-	}
+	run := func() *Result { t.Helper(); return e.runOne(t) }
 	if j := run(); j.Action != Issued || calls != 0 {
 		t.Fatalf("first run: %s (%s), %d hook calls; want issued, no hook", j.Action, j.Detail, calls)
 	}
