@@ -247,8 +247,8 @@ func (f *issueFlags) noteSecrets(settings renew.Settings, progress func(string))
 // rememberedHooks gives this run the hooks remembered for name in --out-dir
 // that it was not given: cert renew may have added them, and a
 // provisioning script's cert issue run again dropped them (a trial's nginx
-// reload hook), and ordered a certificate for the difference. --deploy-hook
-// ” (and the others) drops one.
+// reload hook), and ordered a certificate for the difference. An empty
+// --deploy-hook (or pre or post hook) drops one.
 func (f *issueFlags) rememberedHooks(env *Env, name string) error {
 	prev := renew.ReadPrevious(certfile.Dir(f.outDir), name)
 	if prev == nil {
@@ -300,8 +300,10 @@ func (f *issueFlags) keep(ctx context.Context, env *Env, st storage.Storage, nam
 		return false, err
 	}
 	var ari renew.RenewalInfoer // the CA's window, as cert renew asks for it
-	if iss, err := f.acmeIssuer(env, f.ca(), st); !f.local() && err == nil {
-		ari = iss
+	if !f.local() {
+		if iss, err := f.acmeIssuer(env, f.ca(), st); err == nil {
+			ari = iss
+		}
 	}
 	dir := certfile.Dir(f.outDir)
 	notAfter, due, ok := renew.Kept(ctx, dir, names, s, ari, time.Now())

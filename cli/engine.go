@@ -391,10 +391,10 @@ func logReloaded(env *Env, msg string, prev, running, next any, applied []string
 
 // warnStillServed warns, at a reload, of each name taken out of allow (or
 // of the proxy's routes) that the new ones refuse and whose certificate m
-// holds in memory: it is
-// still served until it expires (storage first: docs/decisions.md), which a
-// proxy trial took for a site removed (its requests went to the default
-// backend). Deleting the certificate and restarting stops it.
+// holds in memory: it is still served until it expires (storage first:
+// docs/decisions.md), which a proxy trial took for a site removed (its
+// requests went to the default backend). Deleting the certificate and
+// restarting stops it.
 func warnStillServed(env *Env, m *certkeeper.Manager, prev, next *engineConfig) {
 	if len(next.Allow) == 0 && (next.Ask != "" || next.RequireOwn) { // they decide: not known here
 		return

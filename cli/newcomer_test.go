@@ -387,7 +387,7 @@ func TestIssueKeptDueAsRenew(t *testing.T) {
 // TestIssueKeepsLaterHooks: cert issue run again, unchanged, after cert
 // renew added a deploy hook keeps the certificate and the hook (a trial's
 // provisioning run ordered a new certificate and dropped its nginx reload
-// hook); --deploy-hook ” drops the hook, still without an order, saying
+// hook); an empty --deploy-hook drops the hook, still without an order, saying
 // so.
 func TestIssueKeepsLaterHooks(t *testing.T) {
 	dir := t.TempDir()

@@ -226,9 +226,9 @@ func orNone(v string) string {
 // (CertificateKeys: Previous.Changes finds none of them changed; the
 // others, how it is validated and deployed, the caller remembers without
 // an order), and a certificate not due at now by the rule a Renewer
-// applies (ari's window
-// when not nil and the CA gives one, else the lifetime rule: cert issue
-// and cert renew named different due times). It returns the certificate's
+// applies (ari's window when not nil and the CA gives one, else the
+// lifetime rule: cert issue and cert renew named different due times).
+// It returns the certificate's
 // NotAfter and when it is due. cert issue keeps such a certificate, as
 // certbot's certonly does: configuration management runs the same command
 // again and again, and each run ordered a duplicate certificate, of which
