@@ -288,10 +288,11 @@ func (s *Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	// one that then did not answer (a busy server, a lost datagram) still
 	// has it, and the error blames those that never served it.
 	servedOnce := map[string]bool{}
-	refused := 0 // checks in a row in which every nameserver lacking the value refused (hopeless)
-	unfound := 0 // checks in a row in which the nameservers could not be found
+	var known []nameserver // those the last check that found them asked
+	refused := 0           // checks in a row in which every nameserver lacking the value refused (hopeless)
+	unfound := 0           // checks in a row in which the nameservers could not be found
 	for {
-		answers, err := s.check(wctx, rec)
+		answers, err := s.check(wctx, rec, &known)
 		if err == nil && !anyMissing(answers) {
 			s.logger().Debug("dns-01 record propagated", slog.String("record", strings.TrimSuffix(rec.fqdn, ".")),
 				slog.Duration("took", time.Since(start)))
@@ -386,13 +387,16 @@ type answer struct {
 	err    error  // the query failed, or got an error rcode
 }
 
-// check asks every authoritative nameserver of rec's zone for the record.
-// err is set when the nameservers could not be found.
-func (s *Solver) check(ctx context.Context, rec record) ([]answer, error) {
-	nss, err := s.Resolver.checkServers(ctx, rec.zone)
+// check asks every authoritative nameserver of rec's zone for the record:
+// those of *known when the resolvers cannot name them this time, and
+// *known becomes the ones asked. err is set when the nameservers could not
+// be found.
+func (s *Solver) check(ctx context.Context, rec record, known *[]nameserver) ([]answer, error) {
+	nss, err := s.Resolver.checkServers(ctx, rec.zone, *known)
 	if err != nil {
 		return nil, err
 	}
+	*known = nss
 	out := make([]answer, 0, len(nss))
 	for _, ns := range nss {
 		a := answer{where: fmt.Sprintf("%s (%s)", strings.TrimSuffix(ns.name, "."), ns.addr), addr: ns.addr}

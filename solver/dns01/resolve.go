@@ -341,10 +341,16 @@ func soaOwner(ctx context.Context, name string, query func(context.Context, stri
 
 // checkServers returns the servers the propagation check asks for a
 // record in zone: every address of the zone's nameservers and the
-// primary. When the resolvers cannot name the nameservers, the primary
+// primary. When the resolvers cannot name the nameservers, those of known
+// (an earlier check's) are asked again: a resolver that did not answer
+// once (a loaded machine) must not drop the secondaries from the check,
+// which the primary alone would then pass. With none known, the primary
 // alone is asked (a hidden primary the resolvers do not know).
-func (r *Resolver) checkServers(ctx context.Context, zone string) ([]nameserver, error) {
+func (r *Resolver) checkServers(ctx context.Context, zone string, known []nameserver) ([]nameserver, error) {
 	nss, err := r.nameservers(ctx, zone)
+	if err != nil && len(known) > 0 {
+		return known, nil
+	}
 	p := r.primary()
 	if p == "" {
 		return nss, err
@@ -460,7 +466,7 @@ func (r *Resolver) lookupTXT(ctx context.Context, name string) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
-	nss, err := r.checkServers(ctx, zone)
+	nss, err := r.checkServers(ctx, zone, nil)
 	if err != nil {
 		return nil, err
 	}
