@@ -102,6 +102,7 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 		return engine.CheckDNS(ctx, chain.Issuers[0], names) // one issuer: cert renew's chain
 	}
 	r.ARI = f.ariFor(env, st) // a dry run too: it says what the real run would do
+	r.Explain = f.explain
 	results, err := r.Run(ctx)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("--out-dir %s does not exist: give the directory cert issue wrote to", f.outDir)
@@ -157,10 +158,16 @@ func (f *renewFlags) renewer(env *Env) (*renew.Renewer, error) {
 	return r, nil
 }
 
+// explain words a renewal's error with the flags of what it names, for
+// the summary and the failure kept in storage (status reads it).
+func (f *renewFlags) explain(err error) string {
+	return withFlagHints(explainIssueError(err, &f.issueFlags)).Error()
+}
+
 // report runs each post-hook of the certificates tried once, prints the
 // summary and turns failures into the exit status.
 func (f *renewFlags) report(ctx context.Context, env *Env, results []*renew.Result) error {
-	failed := renew.Failures(results, func(err error) string { return withFlagHints(explainIssueError(err, &f.issueFlags)).Error() })
+	failed := renew.Failures(results, f.explain)
 	if err := f.hooks.Post(ctx, results); err != nil {
 		renew.WriteSummary(env.Stdout, results)
 		return fmt.Errorf("the post-hook failed (the summary says what was renewed): %w", err)

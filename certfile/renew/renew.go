@@ -201,6 +201,12 @@ type Renewer struct {
 	// Progress, if set, receives steps for a certificate: the issuer's,
 	// and a pair repaired from storage.
 	Progress func(name, step string)
+	// Explain, if set, words a failed renewal's error as it is kept in
+	// storage for status, its --nagios check and the status page (a
+	// command line's flags for the fields the libraries name, as its
+	// summary says them: a DNS trial read Resolver.Servers there and
+	// --dns-resolver in the summary). Nil: the error's own text.
+	Explain func(error) string
 }
 
 // keepWindow keeps w, the renewal window ari (the CA of leaf) suggested
@@ -393,7 +399,11 @@ func (r *Renewer) noteFailures(ctx context.Context, results []*Result) {
 			}
 		}
 		for key, j := range failed {
-			all[key] = status.Failure{Names: j.Names, Error: j.Err.Error(), At: now, Attempt: all[key].Attempt + 1}
+			text := j.Err.Error()
+			if r.Explain != nil {
+				text = r.Explain(j.Err)
+			}
+			all[key] = status.Failure{Names: j.Names, Error: text, At: now, Attempt: all[key].Attempt + 1}
 			changed = true
 		}
 		return changed

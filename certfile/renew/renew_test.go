@@ -347,11 +347,14 @@ func TestRenewerFailuresInStatus(t *testing.T) {
 	}
 	e.broken = errors.New("the CA's account is deactivated")
 	r.Want, r.Force = nil, true
+	// Kept as Explain words it (a command's flags for the fields the
+	// libraries name, as its summary says them).
+	r.Explain = func(err error) string { return err.Error() + "; on the command line: use another --email" }
 	if results, err := r.Run(t.Context()); err != nil || results[0].Action != Failed {
 		t.Fatalf("renewal with a broken issuer: %v, %+v", err, results)
 	}
-	if c := stateOf(); c.State != status.Failing || !strings.Contains(c.LastError, "deactivated") {
-		t.Errorf("after a failed renewal: state %s, last error %q; want failing with the error", c.State, c.LastError)
+	if c := stateOf(); c.State != status.Failing || !strings.Contains(c.LastError, "deactivated; on the command line: use another --email") {
+		t.Errorf("after a failed renewal: state %s, last error %q; want failing with the error as Explain words it", c.State, c.LastError)
 	}
 	// A run that finds it not due (the failure was a forced renewal's)
 	// ends its failing: a CLI trial's stayed failing, and its monitoring
