@@ -149,10 +149,7 @@ func (s *Settings) CheckDNS(ctx context.Context, logger *slog.Logger, managed ..
 	for _, w := range s.Wildcards {
 		checks = append(checks, check{"Wildcards", w})
 	}
-	dnsOnly := !s.TLSALPN01 && !s.HTTP01 // the default challenges
-	if len(s.Challenges) > 0 {
-		dnsOnly = !slices.ContainsFunc(s.Challenges, func(c string) bool { return c != acmeca.DNS01 })
-	}
+	dnsOnly := !slices.ContainsFunc(s.tried(s.Challenges), func(c string) bool { return c != acmeca.DNS01 })
 	for _, spec := range managed {
 		for n := range strings.SplitSeq(spec, ",") {
 			if strings.HasPrefix(n, "*.") || dnsOnly {
@@ -273,23 +270,32 @@ func (s *Settings) Manager(st storage.Storage) (*certkeeper.Manager, error) {
 	return m, nil
 }
 
+// tried is the challenge types tried, in order, for challenges (the
+// Settings' or a rule's): those given, else what the front end answers
+// (tls-alpn-01, http-01) and dns-01 with DNS01.
+func (s *Settings) tried(challenges []string) []string {
+	if len(challenges) > 0 {
+		return challenges
+	}
+	var order []string
+	if s.TLSALPN01 {
+		order = append(order, acmeca.TLSALPN01)
+	}
+	if s.HTTP01 {
+		order = append(order, acmeca.HTTP01)
+	}
+	if s.DNS01 != nil {
+		order = append(order, acmeca.DNS01)
+	}
+	return order
+}
+
 // issuers builds the fallback chain of cas, each trying challenges.
 func (s *Settings) issuers(st storage.Storage, cas, challenges []string, account Account) ([]issuer.Issuer, *SettingError) {
 	if len(cas) == 0 {
 		cas = []string{"letsencrypt"}
 	}
-	order := challenges
-	if len(order) == 0 {
-		if s.TLSALPN01 {
-			order = append(order, acmeca.TLSALPN01)
-		}
-		if s.HTTP01 {
-			order = append(order, acmeca.HTTP01)
-		}
-		if s.DNS01 != nil {
-			order = append(order, acmeca.DNS01)
-		}
-	}
+	order := s.tried(challenges)
 	dnsSolvers, err := s.dnsSolvers(order)
 	if err != nil {
 		return nil, err
