@@ -66,11 +66,10 @@ func (c *dnsConfig) keyDigests() map[string][32]byte {
 // that key until a restart (a DNS trial rotated its TSIG key, and the
 // reload said nothing changed).
 func warnKeysChanged(env *Env, c *dnsConfig, started map[string][32]byte) {
-	files := c.keyFiles()
-	for key, sum := range c.keyDigests() {
-		if sum != started[key] {
+	for key, file := range c.keyFiles() {
+		if data, _ := os.ReadFile(file); sha256.Sum256(data) != started[key] {
 			env.Logger.Warn("a DNS key file changed since the start; it is read at start only: restart certkeeper (or upgrade it in place with SIGUSR2) to use the new key",
-				slog.String("key", key), slog.String("file", files[key]))
+				slog.String("key", key), slog.String("file", file))
 		}
 	}
 }
