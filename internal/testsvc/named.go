@@ -42,6 +42,13 @@ type NamedOptions struct {
 	// Algorithm is the TSIG key's algorithm, "hmac-sha256" or
 	// "hmac-sha512". Empty means "hmac-sha256".
 	Algorithm string
+
+	// Records, when set, are the only names (fully qualified, lower
+	// case, without the trailing dot) whose TXT records the key may
+	// update: each zone's update-policy grants "name NAME TXT" for those
+	// in it, the least-privilege policy operators give an ACME client,
+	// instead of every name of the zone.
+	Records []string
 }
 
 // NamedServer is BIND 9's named run for one test: authoritative only
@@ -54,6 +61,7 @@ type NamedServer struct {
 	conf   string
 	addr   string
 	zones  []string
+	grants []string // NamedOptions.Records
 	secret string
 	alg    string
 	// upstream, for a resolver started by Resolver, is the authoritative
@@ -109,8 +117,14 @@ func Named(t testing.TB, opts NamedOptions) *NamedServer {
 		bin:    LookPath(t, "named", namedHint),
 		dir:    t.TempDir(),
 		zones:  zones,
+		grants: slices.Clone(opts.Records),
 		secret: secret,
 		alg:    alg,
+	}
+	for _, r := range n.grants {
+		if !zoneName.MatchString(strings.TrimPrefix(r, "_")) {
+			t.Fatalf("testsvc: record %q: want a lower-case name without a trailing dot", r)
+		}
 	}
 	n.conf = filepath.Join(n.dir, "named.conf")
 	for _, z := range n.zones {
@@ -157,6 +171,28 @@ func digTXT(t testing.TB, addr, name string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// SOASerial returns the serial of zone's SOA record at addr, as "dig SOA"
+// shows it: a test reads it before and after to see whether a dynamic
+// update changed the zone.
+func SOASerial(t testing.TB, addr, zone string) uint32 {
+	t.Helper()
+	bin := LookPath(t, "dig", "install Debian's bind9-dnsutils")
+	host, port, _ := net.SplitHostPort(addr)
+	out, err := exec.Command(bin, "@"+host, "-p", port, "+short", "+tcp", "+time=2", "+tries=1", "SOA", zone).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig SOA %s: %v\n%s", zone, err, out)
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 3 {
+		t.Fatalf("dig SOA %s at %s: %q has no serial", zone, addr, out)
+	}
+	serial, err := strconv.ParseUint(f[2], 10, 32)
+	if err != nil {
+		t.Fatalf("dig SOA %s at %s: serial %q: %v", zone, addr, f[2], err)
+	}
+	return uint32(serial)
+}
+
 // Addr returns the server's host:port, e.g. "127.0.0.1:40123", for both UDP
 // and TCP.
 func (n *NamedServer) Addr() string { return n.addr }
@@ -178,11 +214,13 @@ func (n *NamedServer) Secret() string { return n.secret }
 
 // Updates returns how many changes named has applied from dynamic updates
 // (RFC 2136) since it started: one per record added or deleted, counted
-// from its log ("updating zone ..."). Refused updates do not count.
+// from its log ("updating zone ...: adding an RR ..."). Refused updates do
+// not count. The removal of a value that is not there counts, as named
+// logs it alike: rfc2136's CheckAccess sends one.
 func (n *NamedServer) Updates() int { return int(n.updates.Load()) }
 
 func (n *NamedServer) logLine(line string) {
-	if strings.Contains(line, "updating zone") {
+	if strings.Contains(line, "updating zone") && (strings.Contains(line, ": adding ") || strings.Contains(line, ": deleting ")) {
 		n.updates.Add(1)
 	}
 }
@@ -302,9 +340,28 @@ key %q {
 zone %q {
 	type primary;
 	file %q;
-	update-policy { grant %s zonesub ANY; };
+	update-policy { %s};
 };
-`, z, filepath.Join(n.dir, z+".zone"), namedKeyName)
+`, z, filepath.Join(n.dir, z+".zone"), n.policy(z))
+	}
+	return b.String()
+}
+
+// policy returns the update-policy rules of zone: every name for the key,
+// or only the TXT records of NamedOptions.Records in the zone (none: a
+// policy that grants nothing).
+func (n *NamedServer) policy(zone string) string {
+	if n.grants == nil {
+		return fmt.Sprintf("grant %s zonesub ANY; ", namedKeyName)
+	}
+	var b strings.Builder
+	for _, r := range n.grants {
+		if r == zone || strings.HasSuffix(r, "."+zone) {
+			fmt.Fprintf(&b, "grant %s name %s. TXT; ", namedKeyName, r)
+		}
+	}
+	if b.Len() == 0 {
+		fmt.Fprintf(&b, "grant %s name nothing.%s. TXT; ", namedKeyName, zone)
 	}
 	return b.String()
 }

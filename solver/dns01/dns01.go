@@ -54,11 +54,12 @@ type ChallengeProvider interface {
 }
 
 // AccessChecker is an optional interface of a Provider that can tell,
-// changing nothing, whether it would be allowed to set records in zone (a
-// zone with a trailing dot): its credentials, and the zone at the server.
-// Solver.Check calls it.
+// changing nothing, whether it would be allowed to set the TXT record
+// named record (fully qualified, with a trailing dot) in zone (with a
+// trailing dot): its credentials, the zone at the server and, where the
+// server grants them per name, the record's name. Solver.Check calls it.
 type AccessChecker interface {
-	CheckAccess(ctx context.Context, zone string) error
+	CheckAccess(ctx context.Context, zone, record string) error
 }
 
 // ChallengeRecord is one dns-01 TXT record and the challenge it answers.
@@ -251,7 +252,7 @@ func (s *Solver) Check(ctx context.Context, name string) error {
 	if !ok {
 		return nil
 	}
-	if err := ac.CheckAccess(ctx, zone); err != nil {
+	if err := ac.CheckAccess(ctx, zone, target); err != nil {
 		return fmt.Errorf("checking that TXT record %s can be set in zone %s: %w", target, zone, err)
 	}
 	return nil

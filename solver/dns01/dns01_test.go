@@ -545,13 +545,14 @@ func TestCheck(t *testing.T) {
 	n := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}})
 	e := &dnsEnv{srv: n}
 	s := e.solver(e.provider())
+	before := testsvc.SOASerial(t, n.Addr(), "a.test")
 	for _, name := range []string{"a.test", "x.a.test", "*.a.test"} {
 		if err := s.Check(t.Context(), name); err != nil {
 			t.Errorf("Check(%s): %v", name, err)
 		}
 	}
-	if n.Updates() != 0 {
-		t.Errorf("Check applied %d updates, want 0", n.Updates())
+	if after := testsvc.SOASerial(t, n.Addr(), "a.test"); after != before {
+		t.Errorf("Check changed the zone: serial %d → %d", before, after)
 	}
 	bad := e.provider()
 	bad.Secret = base64.StdEncoding.EncodeToString(make([]byte, 32))
@@ -560,6 +561,27 @@ func TestCheck(t *testing.T) {
 	}
 	if err := s.Check(t.Context(), "b.test"); !errors.As(err, new(*dns01.ZoneError)) {
 		t.Errorf("Check of a name in no known zone = %v, want a *dns01.ZoneError", err)
+	}
+}
+
+// TestCheckPerName: with an update-policy that grants the key the
+// records of some names only (a trial's least-privilege BIND), Check
+// passes those names (a wildcard's too) and refuses another before any
+// order, naming its record: the trial's order had been placed and then
+// failed at the first update.
+func TestCheckPerName(t *testing.T) {
+	t.Parallel()
+	n := testsvc.Named(t, testsvc.NamedOptions{Zones: []string{"a.test"}, Records: []string{"_acme-challenge.only.a.test"}})
+	e := &dnsEnv{srv: n}
+	s := e.solver(e.provider())
+	for _, name := range []string{"only.a.test", "*.only.a.test"} {
+		if err := s.Check(t.Context(), name); err != nil {
+			t.Errorf("Check(%s), a name the policy grants: %v", name, err)
+		}
+	}
+	err := s.Check(t.Context(), "x.a.test")
+	if err == nil || !strings.Contains(err.Error(), "REFUSED") || !strings.Contains(err.Error(), "_acme-challenge.x.a.test") {
+		t.Errorf("Check(x.a.test), a name the policy does not grant = %v, want REFUSED naming its record", err)
 	}
 }
 

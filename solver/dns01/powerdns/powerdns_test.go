@@ -173,7 +173,7 @@ func TestNoHTTPAnswer(t *testing.T) {
 	srv := testsvc.PowerDNS(t, testsvc.PowerDNSOptions{})
 	for _, url := range []string{"http://" + srv.Addr()} {
 		p := &Provider{APIURL: url, APIKey: srv.APIKey()}
-		err := p.CheckAccess(t.Context(), "a.test.")
+		err := p.CheckAccess(t.Context(), "a.test.", "")
 		if err == nil || !strings.Contains(err.Error(), "no HTTP answer (is APIURL the API's base URL: webserver-address and webserver-port in pdns.conf") ||
 			!errors.Is(err, ErrUnreachable) {
 			t.Errorf("CheckAccess at %s = %v, want ErrUnreachable saying what APIURL must be", url, err)
@@ -188,14 +188,14 @@ func TestCheckAccess(t *testing.T) {
 	t.Parallel()
 	srv := testsvc.PowerDNS(t, testsvc.PowerDNSOptions{})
 	good := &Provider{APIURL: srv.APIURL(), APIKey: srv.APIKey()}
-	if err := good.CheckAccess(t.Context(), "a.test."); err != nil {
+	if err := good.CheckAccess(t.Context(), "a.test.", ""); err != nil {
 		t.Fatalf("CheckAccess: %v", err)
 	}
 	bad := &Provider{APIURL: srv.APIURL(), APIKey: "wrong-" + srv.APIKey()}
-	if err := bad.CheckAccess(t.Context(), "a.test."); err == nil || !strings.Contains(err.Error(), "401") {
+	if err := bad.CheckAccess(t.Context(), "a.test.", ""); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("CheckAccess with a wrong key = %v, want the 401", err)
 	}
-	if err := good.CheckAccess(t.Context(), "nowhere.test."); err == nil || !strings.Contains(err.Error(), "is the zone on this server") {
+	if err := good.CheckAccess(t.Context(), "nowhere.test.", ""); err == nil || !strings.Contains(err.Error(), "is the zone on this server") {
 		t.Errorf("CheckAccess of a zone the server lacks = %v, want it to ask about the zone", err)
 	}
 }

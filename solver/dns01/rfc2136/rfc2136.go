@@ -186,18 +186,26 @@ func (p *Provider) timeout() time.Duration {
 }
 
 // CheckAccess implements dns01.AccessChecker: it sends the primary an
-// update of zone that changes nothing, a prerequisite alone (the zone's
-// SOA exists), signed with the key. The server checks the key (BADKEY,
-// BADSIG, BADTIME), that it is the zone's primary and, where updates are
-// allowed per zone, that the key may update this one, as for a real update;
-// the zone and its serial stay as they are. A policy that grants the key
-// only some names is not tried: nothing is written.
-func (p *Provider) CheckAccess(ctx context.Context, zone string) error {
+// update of zone that changes nothing, signed with the key: a
+// prerequisite (the zone's SOA exists) and the removal of a TXT value of
+// record that is not there (accessProbe). The server checks the key
+// (BADKEY, BADSIG, BADTIME), that it is the zone's primary, and that the
+// key may update record's TXT records (BIND's update-policy, which may
+// grant a key only some names; Knot's ACL), as for the real update; the
+// zone and its serial stay as they are.
+func (p *Provider) CheckAccess(ctx context.Context, zone, record string) error {
 	m := new(dns.Msg)
 	m.SetUpdate(dns.Fqdn(zone))
 	m.RRsetUsed([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: dns.Fqdn(zone), Rrtype: dns.TypeSOA}}})
+	if record != "" {
+		m.Remove([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: dns.Fqdn(record), Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{accessProbe}}})
+	}
 	return p.send(ctx, zone, m)
 }
+
+// accessProbe is the TXT value CheckAccess removes: no dns-01 value (43
+// characters of base64url) looks like it, so nothing real is removed.
+const accessProbe = "certkeeper access check: no such value"
 
 // send signs m and sends it over TCP (updates may exceed a datagram, and
 // TCP fails fast on a closed port).
@@ -238,7 +246,7 @@ func (p *Provider) send(ctx context.Context, zone string, m *dns.Msg) error {
 		case resp.Rcode == dns.RcodeNotAuth:
 			hint = ": the server did not accept the key (wrong name, secret or algorithm?) or is not authoritative for the zone"
 		case resp.Rcode == dns.RcodeRefused:
-			hint = ": the server refused the update (is the key allowed to update this zone?)"
+			hint = ": the server refused the update (may the key update this record? BIND: the zone's update-policy or allow-update)"
 		}
 		return fmt.Errorf("%s: %s%s", what, detail, hint)
 	}

@@ -233,14 +233,14 @@ func TestNamedCheckAccess(t *testing.T) {
 	t.Parallel()
 	n := testsvc.Named(t, testsvc.NamedOptions{})
 	closed := closedAddr(t)
-	serial := func() uint32 { return soaSerial(t, n.Addr(), "a.test.") }
+	serial := func() uint32 { return testsvc.SOASerial(t, n.Addr(), "a.test.") }
 	before := serial()
 	good := &Provider{Server: n.Addr(), KeyName: n.KeyName(), Secret: n.Secret()}
-	if err := good.CheckAccess(t.Context(), "a.test."); err != nil {
+	if err := good.CheckAccess(t.Context(), "a.test.", "_acme-challenge.x.a.test."); err != nil {
 		t.Fatalf("CheckAccess with the zone's key: %v", err)
 	}
-	if after := serial(); after != before || n.Updates() != 0 {
-		t.Errorf("CheckAccess changed the zone: serial %d → %d, %d updates applied", before, after, n.Updates())
+	if after := serial(); after != before || n.DigTXT(t, "_acme-challenge.x.a.test") != "" {
+		t.Errorf("CheckAccess changed the zone: serial %d → %d", before, after)
 	}
 	for _, tc := range []struct {
 		name, zone string
@@ -251,12 +251,39 @@ func TestNamedCheckAccess(t *testing.T) {
 		{"other-zone", "other.test.", *good, "NOTAUTH"},
 		{"unreachable", "a.test.", Provider{Server: closed, KeyName: n.KeyName(), Secret: n.Secret()}, "connection refused"},
 	} {
-		err := tc.p.CheckAccess(t.Context(), tc.zone)
+		err := tc.p.CheckAccess(t.Context(), tc.zone, "_acme-challenge.x."+tc.zone)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: CheckAccess = %v, want an error saying %s", tc.name, err, tc.want)
 		}
 		t.Logf("%s: %v", tc.name, err)
 	}
+}
+
+// TestNamedCheckAccessPerName: with the least-privilege update-policy that
+// grants the key one name's TXT records (a trial's BIND, as
+// certbot-dns-rfc2136's docs advise), CheckAccess passes for that record
+// and fails for another name with REFUSED and what to check, and
+// changes nothing either way.
+func TestNamedCheckAccessPerName(t *testing.T) {
+	t.Parallel()
+	n := testsvc.Named(t, testsvc.NamedOptions{Records: []string{"_acme-challenge.only.a.test"}})
+	before := testsvc.SOASerial(t, n.Addr(), "a.test.")
+	p := &Provider{Server: n.Addr(), KeyName: n.KeyName(), Secret: n.Secret()}
+	if err := p.CheckAccess(t.Context(), "a.test.", "_acme-challenge.only.a.test."); err != nil {
+		t.Fatalf("CheckAccess of the granted record: %v", err)
+	}
+	err := p.CheckAccess(t.Context(), "a.test.", "_acme-challenge.other.a.test.")
+	if err == nil || !strings.Contains(err.Error(), "REFUSED") || !strings.Contains(err.Error(), "update-policy") {
+		t.Errorf("CheckAccess of a record the policy does not grant = %v, want REFUSED naming update-policy", err)
+	}
+	if after := testsvc.SOASerial(t, n.Addr(), "a.test."); after != before {
+		t.Errorf("CheckAccess changed the zone: serial %d → %d", before, after)
+	}
+	// The granted record can really be set: the check said what the update finds.
+	if _, err := p.AppendRecords(t.Context(), "a.test.", []libdns.Record{libdns.TXT{Name: "_acme-challenge.only", TTL: time.Minute, Text: "v"}}); err != nil {
+		t.Fatalf("AppendRecords of the granted record: %v", err)
+	}
+	t.Logf("refused: %v", err)
 }
 
 // TestKnotCheckAccess: Knot, too, accepts the update that changes nothing
@@ -265,16 +292,16 @@ func TestNamedCheckAccess(t *testing.T) {
 func TestKnotCheckAccess(t *testing.T) {
 	t.Parallel()
 	k := testsvc.Knot(t, testsvc.KnotOptions{})
-	before := soaSerial(t, k.Addr(), "a.test.")
+	before := testsvc.SOASerial(t, k.Addr(), "a.test.")
 	good := &Provider{Server: k.Addr(), KeyName: k.KeyName(), Secret: k.Secret()}
-	if err := good.CheckAccess(t.Context(), "a.test."); err != nil {
+	if err := good.CheckAccess(t.Context(), "a.test.", "_acme-challenge.x.a.test."); err != nil {
 		t.Fatalf("CheckAccess with the zone's key: %v", err)
 	}
-	if after := soaSerial(t, k.Addr(), "a.test."); after != before {
+	if after := testsvc.SOASerial(t, k.Addr(), "a.test."); after != before {
 		t.Errorf("CheckAccess changed the zone's serial: %d → %d", before, after)
 	}
 	bad := &Provider{Server: k.Addr(), KeyName: k.KeyName(), Secret: secret}
-	if err := bad.CheckAccess(t.Context(), "a.test."); err == nil || !strings.Contains(err.Error(), "BADSIG") {
+	if err := bad.CheckAccess(t.Context(), "a.test.", "_acme-challenge.x.a.test."); err == nil || !strings.Contains(err.Error(), "BADSIG") {
 		t.Errorf("CheckAccess with a wrong secret = %v, want BADSIG", err)
 	}
 }
@@ -303,18 +330,6 @@ func TestKnotKeyRefusedForZone(t *testing.T) {
 		}
 	}
 	t.Logf("%v", err)
-}
-
-// soaSerial is zone's SOA serial at server.
-func soaSerial(t *testing.T, server, zone string) uint32 {
-	t.Helper()
-	m := new(dns.Msg)
-	m.SetQuestion(zone, dns.TypeSOA)
-	resp, _, err := (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(m, server)
-	if err != nil || len(resp.Answer) == 0 {
-		t.Fatalf("SOA %s at %s: %v", zone, server, err)
-	}
-	return resp.Answer[0].(*dns.SOA).Serial
 }
 
 // closedAddr is a loopback TCP address nothing listens on.
