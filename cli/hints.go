@@ -36,7 +36,7 @@ func (e *hintError) Unwrap() error { return e.err }
 // dnsFields are the flags of the dns01 fields its errors name. Read only.
 var dnsFields = strings.NewReplacer("Resolver.Servers", "--dns-resolver", "Resolver.Primary", "--dns-server",
 	"Resolver.Zones", "--dns-zone", "Resolver.AuthoritativePort", "--dns-check-port",
-	"SkipPropagationCheck", "--dns-no-check", "PropagationTimeout", "--dns-timeout")
+	"SkipPropagationCheck", "--dns-no-check", "PropagationTimeout", "--dns-timeout", "Provider.Server", "--dns-server")
 
 // withFlagHints adds to err the flags that change what it names, for the
 // library errors that name a field; other errors are returned as they are.

@@ -34,6 +34,7 @@ func TestWithFlagHints(t *testing.T) {
 		{&dns01.PersistError{Expired: 1}, "dns-persist-record -d NAME with this --storage and a later --until"},
 		{rfc2136.ErrBadKey, "name and algorithm are those of --tsig-key-file"},
 		{rfc2136.ErrNotAuthoritative, "check --dns-server"},
+		{fmt.Errorf("%w: is the zone on this primary (Provider.Server)?", rfc2136.ErrNotAuthoritative), "on this primary (--dns-server)"},
 		{acmeca.ErrUnreachable, "check --ca, and HTTPS_PROXY"}, // connection refused: --ca-roots would not help
 		{fmt.Errorf("%w: %w", acmeca.ErrUnreachable, acmeca.ErrCANotTrusted), "--ca-roots"},
 		{issuer.ErrNameRejected, "--allow"},
@@ -59,7 +60,7 @@ func TestWithFlagHints(t *testing.T) {
 		dnsErr = dnsErr || zoneErr
 		if msg := err.Error(); !(dnsErr || strings.Contains(msg, "; on the command line: ")) || !strings.Contains(msg, tt.flag) {
 			t.Errorf("%T %v: %q, want a hint naming %s", tt.err, tt.err, msg, tt.flag)
-		} else if strings.Contains(msg, "Resolver.") || strings.Contains(msg, "Propagation") {
+		} else if strings.Contains(msg, "Resolver.") || strings.Contains(msg, "Provider.") || strings.Contains(msg, "Propagation") {
 			t.Errorf("%T: %q names a Go field, not its flag", tt.err, msg)
 		}
 		if again := withFlagHints(err); again != err {

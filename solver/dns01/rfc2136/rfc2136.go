@@ -225,7 +225,14 @@ func (p *Provider) send(ctx context.Context, zone string, m *dns.Msg) error {
 	what := fmt.Sprintf("updating zone %s at %s with TSIG key %s", strings.TrimSuffix(zone, "."), p.server(), p.keyName())
 	if err != nil {
 		if errors.Is(err, dns.ErrSig) || errors.Is(err, dns.ErrAuth) {
-			return fmt.Errorf("%s: %w: %w", what, keyRejected(resp), err)
+			why := keyRejected(resp)
+			if errors.Is(why, ErrNotAuthoritative) {
+				// The answer is unsigned because the server does not hold
+				// the zone; miekg/dns's "bad authentication" would send the
+				// reader to a key that is fine (a trial).
+				return fmt.Errorf("%s: %w", what, why)
+			}
+			return fmt.Errorf("%s: %w: %w", what, why, err)
 		}
 		var ne net.Error
 		if errors.As(err, &ne) {

@@ -255,6 +255,11 @@ func TestNamedCheckAccess(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: CheckAccess = %v, want an error saying %s", tc.name, err, tc.want)
 		}
+		// The server's answer is unsigned because it lacks the zone: the
+		// key is fine, and miekg/dns's "bad authentication" misled a trial.
+		if tc.name == "other-zone" && err != nil && strings.Contains(err.Error(), "bad authentication") {
+			t.Errorf("%s: CheckAccess = %v, which blames the key", tc.name, err)
+		}
 		t.Logf("%s: %v", tc.name, err)
 	}
 }
