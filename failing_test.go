@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -292,5 +293,51 @@ func TestReplacedRecordNotFailing(t *testing.T) {
 	}
 	if failing() {
 		t.Error("the record replaced by a handshake's new certificate is still stored as failing to renew")
+	}
+}
+
+// TestExplainWordsFailures: Manager.Explain words the failure status keeps
+// and the IssuerFailed event's error (a command line names its flags for
+// the libraries' fields there, as its log does: a DNS trial read
+// Provider.Server in the proxy's status), and errors.Is still sees the
+// issuer's error.
+func TestExplainWordsFailures(t *testing.T) {
+	st := filestore.New(t.TempDir())
+	events := make(chan certkeeper.Event, 16)
+	m := &certkeeper.Manager{
+		Policy:  policy.Allowlist("*.flood.test"),
+		Storage: st,
+		Issuers: []issuer.Issuer{refusingCA{}},
+		Logger:  slog.New(slog.DiscardHandler),
+		Explain: func(err error) string { return "worded: " + err.Error() },
+		OnEvent: func(e certkeeper.Event) {
+			select {
+			case events <- e:
+			default:
+			}
+		},
+	}
+	t.Cleanup(func() { m.Close() })
+	const name = "a1.flood.test" // odd length: refusingCA's "connection refused"
+	if _, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: name}); err == nil {
+		t.Fatal("handshake succeeded against a CA that refuses every order")
+	}
+	var failed *certkeeper.Event
+	for len(events) > 0 {
+		if e := <-events; e.Kind == certkeeper.IssuerFailed {
+			failed = &e
+		}
+	}
+	if failed == nil || !strings.HasPrefix(failed.Err.Error(), "worded: ") || !errors.As(failed.Err, new(*issuer.Error)) {
+		t.Errorf("IssuerFailed event = %+v, want its error worded by Explain and still an *issuer.Error", failed)
+	}
+	m.Close() // writes the failures status keeps
+	_, failures, err := status.LoadState(t.Context(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := failures[status.FailingKey(name, "")]
+	if !ok || !strings.HasPrefix(f.Error, "worded: ") || !strings.Contains(f.Error, "connection refused") {
+		t.Errorf("failure kept for status = %+v (found %t), want the text Explain gave", f, ok)
 	}
 }

@@ -44,7 +44,7 @@ func (m *Manager) noteRenewal(ctx context.Context, key string, names []string, e
 		}, false)
 		return
 	}
-	f := status.Failure{Names: names, Error: err.Error(), At: time.Now().UTC(), RetryAt: retry.UTC(), Attempt: attempt}
+	f := status.Failure{Names: names, Error: m.explain(err).Error(), At: time.Now().UTC(), RetryAt: retry.UTC(), Attempt: attempt}
 	m.updateFailures(ctx, func(all map[string]status.Failure) bool {
 		f := f
 		f.Since = f.At
@@ -111,8 +111,9 @@ func (m *Manager) noteFirstIssue(ctx context.Context, names []string, variant st
 	}
 	now := time.Now().UTC()
 	_, retry := m.lim.failures.Allowed(names[0], now)
+	text := m.explain(err).Error()
 	m.updateFailures(ctx, func(all map[string]status.Failure) bool {
-		f := status.Failure{Names: names, Error: err.Error(), At: now, RetryAt: retry.UTC(), Attempt: all[key].Attempt + 1, FirstIssue: true, Since: now}
+		f := status.Failure{Names: names, Error: text, At: now, RetryAt: retry.UTC(), Attempt: all[key].Attempt + 1, FirstIssue: true, Since: now}
 		if prev, ok := all[key]; ok {
 			f.Since = prev.FailingSince()
 		}
@@ -339,4 +340,21 @@ func (m *Manager) setFailing(all map[string]status.Failure) {
 // Deprecated: use status.LoadState.
 func LoadStatusState(ctx context.Context, st storage.Storage) (seen map[string]time.Time, errs map[string]RenewalError, err error) {
 	return status.LoadState(ctx, st)
+}
+
+// explainedError is an error as Manager.Explain words it.
+type explainedError struct {
+	err  error
+	text string
+}
+
+func (e *explainedError) Error() string { return e.text }
+func (e *explainedError) Unwrap() error { return e.err }
+
+// explain returns err worded by m.Explain (err itself when it is not set).
+func (m *Manager) explain(err error) error {
+	if err == nil || m.Explain == nil {
+		return err
+	}
+	return &explainedError{err: err, text: m.Explain(err)}
 }

@@ -151,6 +151,15 @@ type Manager struct {
 	// Logger receives the Manager's logs. Nil means slog.Default().
 	Logger *slog.Logger
 
+	// Explain, if set, words a failed issuance's or renewal's error as
+	// the failures kept for status (certkeeper status, its --nagios
+	// check, the status page, alerts) and the IssuerFailed and
+	// RenewalFailed events say it; errors.Is and errors.As still see the
+	// error. A command line names its flags there for the fields the
+	// libraries' errors name (Provider.Server: --dns-server), as its
+	// log does. Nil means the error's own text.
+	Explain func(error) string
+
 	// Cluster tunes how Managers sharing Storage on several nodes act as
 	// one; its zero value works (see Cluster).
 	Cluster Cluster

@@ -488,7 +488,7 @@ func (m *Manager) chainFor(names []string, renewal bool) *issuer.Chain {
 	c := &issuer.Chain{
 		Issuers: m.issuersFor(names[0]),
 		Failed: func(ctx context.Context, iss issuer.Issuer, err error, took time.Duration) {
-			m.emit(Event{Kind: IssuerFailed, Names: names, Issuer: iss.ID(), Err: err, Duration: took, Renewal: renewal})
+			m.emit(Event{Kind: IssuerFailed, Names: names, Issuer: iss.ID(), Err: m.explain(err), Duration: took, Renewal: renewal})
 			m.noteIssueError(ctx, iss, err)
 		},
 		Logger:     m.logger(),

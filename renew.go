@@ -1034,7 +1034,7 @@ func (m *Manager) retryLater(key string, rec *storage.Certificate, err error) {
 		attrs = append([]any{slog.Any("names", names)}, append(attrs, slog.Time("not_after", c.NotAfter))...)
 	}
 	m.logger().Log(context.Background(), level, msg, append(attrs, slog.Any("err", err))...)
-	m.emit(Event{Kind: RenewalFailed, Names: names, NotAfter: c.NotAfter, Retry: next, Err: err})
+	m.emit(Event{Kind: RenewalFailed, Names: names, NotAfter: c.NotAfter, Retry: next, Err: m.explain(err)})
 }
 
 // unused reports whether the on-demand certificate under key, whose

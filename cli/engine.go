@@ -460,6 +460,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 		return err
 	}
 	m.Policy, m.Logger = reloadablePolicy(s.policy), slog.New(logsetup.MapErrors(env.Logger.Handler(), withLogHints))
+	m.Explain = func(err error) string { return withLogHints(err).Error() } // status and events name flags, as the log does
 	mc := s.cfg.Ops.monitor(env, up.Listen, s.api)
 	mc.Traffic = s.traffic
 	mon := monitor.New(mc)
