@@ -16,7 +16,7 @@ var bindKey = regexp.MustCompile(`(?s)key\s+"?([^"\s{]+)"?\s*\{.*?algorithm\s+"?
 //   - NAME:ALG:SECRET on one line, with blank lines and comment lines
 //     (first non-space character # or ;) around it;
 //   - a BIND key clause (key "NAME" { algorithm ALG; secret "SECRET"; };,
-//     as tsig-keygen writes it);
+//     as tsig-keygen writes it), one only;
 //   - a Knot key section with one entry (key: - id: NAME, algorithm: ALG,
 //     secret: SECRET; as keymgr -t NAME writes it, its comment line
 //     included).
@@ -28,8 +28,18 @@ func ReadKeyFile(file string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if m := bindKey.FindSubmatch(data); m != nil {
+	if all := bindKey.FindAllSubmatch(data, -1); len(all) == 1 {
+		m := all[0]
 		return string(m[1]) + ":" + string(m[2]) + ":" + string(m[3]), nil
+	} else if len(all) > 1 {
+		// A named.conf include of every key, which a trial tried first:
+		// the first key is not the one meant more often than not.
+		var names []string
+		for _, m := range all {
+			names = append(names, string(m[1]))
+		}
+		return "", fmt.Errorf("%s holds %d BIND key clauses (%s): want one key per file: copy the clause of the key "+
+			"the zone's update-policy grants into a file of its own", file, len(all), strings.Join(names, ", "))
 	}
 	var lines []string
 	for l := range strings.Lines(string(data)) {

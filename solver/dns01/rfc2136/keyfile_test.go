@@ -24,6 +24,7 @@ func TestReadKeyFile(t *testing.T) {
 		{"plain crlf", "certkeeper:hmac-sha512:c2VjcmV0\r\n", "certkeeper:hmac-sha512:c2VjcmV0", ""},
 		{"plain with comments", "# the update key of a.example\n\n  ; made 2026-12-01\ncertkeeper:hmac-sha512:c2VjcmV0\n\n# end\n", "certkeeper:hmac-sha512:c2VjcmV0", ""},
 		{"bind", "key \"certkeeper\" {\n\talgorithm hmac-sha512;\n\tsecret \"c2VjcmV0\";\n};\n", "certkeeper:hmac-sha512:c2VjcmV0", ""},
+		{"bind two keys", "key \"other\" { algorithm hmac-sha256; secret \"c2VjcmV0\"; };\nkey \"certkeeper\" {\n\talgorithm hmac-sha512;\n\tsecret \"c2VjcmV0\";\n};\n", "", "holds 2 BIND key clauses (other, certkeeper): want one key per file"},
 		{"bind unquoted name", "key certkeeper. { algorithm hmac-sha256; secret \"c2VjcmV0\"; };", "certkeeper.:hmac-sha256:c2VjcmV0", ""},
 		{"knot", knot, "certkeeper:hmac-sha256:c2VjcmV0", ""},
 		{"knot quoted, crlf", "key:\r\n- id: \"certkeeper\"\r\n  secret: \"c2VjcmV0\"\r\n  algorithm: hmac-sha512\r\n", "certkeeper:hmac-sha512:c2VjcmV0", ""},
