@@ -594,4 +594,15 @@ func TestCertRenewCARootsHint(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stdout, want) {
 		t.Errorf("cert renew with the CA untrusted: exit %d, want 1 and a summary line with %q\n%s%s", r.code, want, r.stdout, r.stderr)
 	}
+	// A remembered file that is gone is said as remembered, not as a flag
+	// the command line never gave (a DNS trial: "--tsig-key-file: open …").
+	gone := filepath.Join(t.TempDir(), "roots.pem")
+	if err := os.WriteFile(conf, []byte(strings.Join(kept, "\n")+"\nca_roots = "+gone+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = ck(t, time.Minute, "cert", "renew", "--force", "--storage", storageDir, "--out-dir", out)
+	want = "ca_roots = " + gone + ", remembered in " + conf + ", does not exist: put it back, or give --ca-roots to change it"
+	if r.code != 1 || !strings.Contains(r.stdout, want) {
+		t.Errorf("cert renew with its remembered ca_roots gone: exit %d, want 1 and a summary line with %q\n%s%s", r.code, want, r.stdout, r.stderr)
+	}
 }

@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -764,6 +765,10 @@ func (r *Renewer) renewGroup(ctx context.Context, group []*Result) {
 				continue
 			}
 		}
+		if err := r.missingPath(j); err != nil {
+			j.Action, j.Detail, j.Err = Failed, err.Error(), err
+			continue
+		}
 		if chain == nil && chainErr == nil {
 			var rel func()
 			chain, rel, chainErr = r.Issuers(ctx, j.Settings)
@@ -784,6 +789,28 @@ func (r *Renewer) renewGroup(ctx context.Context, group []*Result) {
 		}
 		r.renewOne(ctx, chain, j)
 	}
+}
+
+// missingPath fails j when a file or directory its remembered settings
+// name (Settings.Paths), and this run did not give another of, is gone:
+// said as remembered, in which file, with the flag that changes it. A DNS
+// trial's cron line, which had no --tsig-key-file, read "--tsig-key-file:
+// open …: no such file or directory".
+func (r *Renewer) missingPath(j *Result) error {
+	if j.remembered == nil {
+		return nil
+	}
+	paths, remembered := j.Settings.Paths(), j.remembered.Paths()
+	for _, key := range slices.Sorted(maps.Keys(paths)) {
+		if remembered[key] != paths[key] {
+			continue // this run's
+		}
+		if _, err := os.Stat(paths[key]); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s = %s, remembered in %s, does not exist: put it back, or give --%s to change it (remembered then)",
+				key, paths[key], settingsPathBase(r.Dir, j.Base), FlagOf(key))
+		}
+	}
+	return nil
 }
 
 // renewOne renews (or first issues) one certificate, writes its files and

@@ -267,6 +267,22 @@ func (s Settings) with(o Settings, keep func(key string) bool) Settings {
 	return s
 }
 
+// Paths returns the settings of s that name a file or directory of this
+// host that issuing reads (ca_roots, webroot, tsig_key_file, dns_exec,
+// dns_api_key_file), by key; the storage's are opened before, with the
+// storage. A remembered path that is gone is said as remembered, not as
+// a flag the command line never gave (a DNS trial).
+func (s Settings) Paths() map[string]string {
+	out := map[string]string{}
+	for k, v := range map[string]string{"ca_roots": s.CARoots, "webroot": s.Webroot, "tsig_key_file": s.TSIGKeyFile,
+		"dns_exec": s.DNSExec, "dns_api_key_file": s.DNSAPIKeyFile} {
+		if v != "" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // IsZero reports whether no setting is set.
 func (s Settings) IsZero() bool {
 	zero := true
