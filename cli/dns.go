@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -93,7 +94,7 @@ func (c *dnsConfig) provider(env *Env) (dns01.Provider, error) {
 				env.warned = map[string]bool{}
 			}
 			env.warned[f[1]] = true
-			fmt.Fprintf(env.Stderr, "certkeeper: warning: %s %s is readable by every user (mode %04o), who may then change the zone: chmod 600 %[2]s (640 to share it with a group)\n", f[0], f[1], mode)
+			fmt.Fprintf(cmp.Or(env.unquiet, env.Stderr), "certkeeper: warning: %s %s is readable by every user (mode %04o), who may then change the zone: chmod 600 %[2]s (640 to share it with a group)\n", f[0], f[1], mode)
 		}
 	}
 	prov, err := dnsprovider.CommandFlags().Choose(c.Provider, c.builtinSettings(), c.Settings, c.SettingFiles, env.dnsProviders)

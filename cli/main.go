@@ -46,6 +46,10 @@ type Env struct {
 	// warned are the key files warned about, once per run (cert renew
 	// reads one per certificate).
 	warned map[string]bool
+	// unquiet, when set, takes the warnings about exposed secrets that
+	// cert renew --quiet, which otherwise prints only a failure, prints
+	// even so: its cron run is where a key file is used unattended.
+	unquiet io.Writer
 }
 
 // setLogging sets up env's Logger (and, for json, Stderr) for the log

@@ -52,7 +52,7 @@ func certRenewCmd() *Command {
 				return renewFiles(ctx, env, f)
 			}
 			quiet, out := *env, &bytes.Buffer{}
-			quiet.Stdout, quiet.Stderr = out, out
+			quiet.Stdout, quiet.Stderr, quiet.unquiet = out, out, env.Stderr
 			err := renewFiles(ctx, &quiet, f)
 			if err != nil {
 				env.Stderr.Write(out.Bytes())
