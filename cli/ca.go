@@ -110,6 +110,11 @@ func localCARoot(ctx context.Context, env *Env, sf *storageFlags, create bool) (
 		if !create {
 			return nil, &hintError{err: fmt.Errorf("no local CA in %s (is --storage right?)", where), hint: hint}
 		}
+		// Another CA's storage is a wrong --storage (a trial printed a root nothing chained to).
+		if keys, lerr := st.List(ctx, ""); lerr == nil && len(keys) > 0 {
+			return nil, &hintError{err: fmt.Errorf("no local CA in %s, which holds other certificates or accounts (is --storage right?)", where),
+				hint: hint + " (cert issue --ca local -d NAME --storage " + where + " creates one there)"}
+		}
 		if root, err = ca.Root(ctx); err == nil {
 			fmt.Fprintf(env.Stderr, "certkeeper: %s held no local CA: created a new one (if you meant an existing CA, check --storage)\n", where)
 		}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/storage/filestore"
 )
 
 // TestCARootLogging: "ca root" honours the global log flags as every other
@@ -54,6 +56,19 @@ func TestCARootTypo(t *testing.T) {
 	r := ck(t, 30*time.Second, "ca", "untrust", "--no-system", "--storage", dir)
 	if r.code != 1 || !strings.Contains(r.stderr, "no local CA in "+dir+" (is --storage right?)") {
 		t.Errorf("ca untrust in a storage without a CA: exit %d\n%s", r.code, r.stderr)
+	}
+	// A storage that holds other things (an ACME CA's) gets no new CA
+	// either: a trial printed a root that nothing chained to.
+	acme := t.TempDir()
+	if err := filestore.New(acme).Store(t.Context(), "accounts/ca.test/a@b.test.json", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if r := ck(t, 30*time.Second, "ca", "root", "--storage", acme); r.code != 1 || r.stdout != "" ||
+		!strings.Contains(r.stderr, "no local CA in "+acme+", which holds other certificates or accounts (is --storage right?)") {
+		t.Errorf("ca root in a storage of other things: exit %d, want 1\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if keys, _ := filestore.New(acme).List(t.Context(), ""); len(keys) != 1 {
+		t.Errorf("ca root refused, but the storage now holds %v", keys)
 	}
 	first := ck(t, 30*time.Second, "ca", "root", "--storage", dir)
 	again := ck(t, 30*time.Second, "ca", "root", "--storage", dir)
