@@ -149,6 +149,7 @@ func TestDoctorDNS(t *testing.T) {
 	}
 	base := []string{"-d", "*.a.test", "--ca", d.ca.DirectoryURL(), "--ca-roots", d.ca.ListenerRootFile(), "--storage", t.TempDir(),
 		"--dns", "rfc2136", "--dns-server", d.named.Addr(), "--dns-resolver", d.named.Addr()}
+	serial := testsvc.SOASerial(t, d.named.Addr(), "a.test")
 	_, res := doctorResults(t, append(base, "--tsig-key-file", d.keyFile(t))...)
 	if r := res["dns-01 provider"]; r.Status != doctor.OK {
 		t.Errorf("the zone's key: dns-01 provider = %+v, want ok", r)
@@ -163,8 +164,15 @@ func TestDoctorDNS(t *testing.T) {
 	if r := res["dns-01 provider"]; code != 1 || r.Status != doctor.Fail || !strings.Contains(r.Detail, "BADSIG") {
 		t.Errorf("a wrong key, --ca local: exit %d, dns-01 provider = %+v; want 1 and a failure saying BADSIG", code, r)
 	}
-	if d.named.Updates() != 0 {
-		t.Errorf("doctor applied %d updates, want 0", d.named.Updates())
+	if after := testsvc.SOASerial(t, d.named.Addr(), "a.test"); after != serial {
+		t.Errorf("doctor changed the zone: serial %d → %d", serial, after)
+	}
+	// A mistyped --dns-zone, which cert issue remembers and every renewal
+	// warns of, is a warning here too (a trial's doctor said nothing).
+	code, res = doctorResults(t, append(base, "--tsig-key-file", d.keyFile(t), "--dns-zone", "b.test")...)
+	if r := res["dns-01 provider"]; code != 0 || r.Status != doctor.Warn || !strings.Contains(r.Detail, "in none of the zones given (b.test)") ||
+		!strings.Contains(r.Fix, "--dns-zone") {
+		t.Errorf("a --dns-zone that holds none of the records: exit %d, dns-01 provider = %+v; want 0 and a warning naming it", code, r)
 	}
 	// A name with no address (an intranet name of internal views only) is
 	// no failure when dns-01 alone validates it (a trial's CI gate was

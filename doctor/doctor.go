@@ -183,10 +183,17 @@ func checkDNS01(ctx context.Context, c Config) Result {
 	}
 	err := c.DNS01.Check(ctx, c.Name)
 	_, asked := c.DNS01.Provider.(dns01.AccessChecker)
+	loc, lerr := c.DNS01.Locate(ctx, c.Name)
 	switch {
 	case err != nil:
 		r.Status, r.Detail = Fail, err.Error()
 		r.Fix = "see the error: the key or API key, the zone, and the DNS server's address (docs/dns.md)"
+	case lerr == nil && loc.Given == "" && len(c.DNS01.Resolver.Zones) > 0:
+		// A mistyped --dns-zone is remembered and warned at every renewal.
+		r.Status = Warn
+		r.Detail = fmt.Sprintf("the record %s is in none of the zones given (%s); its zone was looked up: %s",
+			strings.TrimSuffix(loc.Record, "."), strings.Join(c.DNS01.Resolver.Zones, ", "), strings.TrimSuffix(loc.Zone, "."))
+		r.Fix = "correct --dns-zone (a typo?), or leave it out and let the zone be looked up"
 	case !asked:
 		r.Status, r.Detail = Warn, "the record's zone was found, but this provider cannot be asked without setting a record: the first issuance tries it"
 	default:

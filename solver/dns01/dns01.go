@@ -238,24 +238,44 @@ func (s *Solver) Check(ctx context.Context, name string) error {
 	if s.Provider == nil {
 		return errors.New("dns01: Solver.Provider is nil: set a DNS provider")
 	}
-	fqdn := "_acme-challenge." + dns.Fqdn(strings.TrimPrefix(name, "*."))
-	target, err := s.Resolver.target(ctx, fqdn)
-	if err != nil {
-		return fmt.Errorf("looking up CNAME of %s: %w", fqdn, err)
-	}
-	zone, err := s.Resolver.zone(ctx, target)
+	loc, err := s.Locate(ctx, name)
 	if err != nil {
 		return err
 	}
-	s.warnZone(name, target, zone)
+	s.warnZone(name, loc.Record, loc.Zone)
 	ac, ok := s.Provider.(AccessChecker)
 	if !ok {
 		return nil
 	}
-	if err := ac.CheckAccess(ctx, zone, target); err != nil {
-		return fmt.Errorf("checking that TXT record %s can be set in zone %s: %w", target, zone, err)
+	if err := ac.CheckAccess(ctx, loc.Zone, loc.Record); err != nil {
+		return fmt.Errorf("checking that TXT record %s can be set in zone %s: %w", loc.Record, loc.Zone, err)
 	}
 	return nil
+}
+
+// Location is where the dns-01 record of a name goes.
+type Location struct {
+	Record string // the TXT record, fully qualified: _acme-challenge.NAME, or where its CNAME points
+	Zone   string // the zone that holds it, fully qualified
+	// Given is the one of Resolver.Zones that holds Record, "" when none
+	// does (or none are given) and Zone was looked up.
+	Given string
+}
+
+// Locate finds, as Present would, where the dns-01 record for name goes:
+// a CNAME on _acme-challenge followed, then its zone. Nothing is set. A
+// wildcard is located as the name under it.
+func (s *Solver) Locate(ctx context.Context, name string) (Location, error) {
+	fqdn := "_acme-challenge." + dns.Fqdn(strings.TrimPrefix(name, "*."))
+	target, err := s.Resolver.target(ctx, fqdn)
+	if err != nil {
+		return Location{}, fmt.Errorf("looking up CNAME of %s: %w", fqdn, err)
+	}
+	zone, err := s.Resolver.zone(ctx, target)
+	if err != nil {
+		return Location{}, err
+	}
+	return Location{Record: target, Zone: zone, Given: s.Resolver.knownZone(target)}, nil
 }
 
 // Wait returns once every authoritative nameserver of the record's zone
