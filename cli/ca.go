@@ -50,6 +50,7 @@ func caUntrustCmd() *Command { return caTrustCommand(false) }
 func caTrustCommand(install bool) *Command {
 	var sf storageFlags
 	var noSystem, noNSS bool
+	var rootFile string
 	c := &Command{
 		UsageLine: "certkeeper ca trust [flags]",
 		Short:     "trust the local CA on this machine (system store and browsers)",
@@ -57,6 +58,7 @@ func caTrustCommand(install bool) *Command {
 			cmdline.Bind(fs, &sf)
 			fs.BoolVar(&noSystem, "no-system", false, "leave the operating system's trust store alone")
 			fs.BoolVar(&noNSS, "no-nss", false, "leave the browsers' NSS databases alone")
+			fs.StringVar(&rootFile, "root-file", "", "the root certificate `FILE` (PEM, as ca root prints it on the CA's host) instead of\nthe CA in --storage: for the machines of its clients, which hold none of its keys")
 		},
 	}
 	done := "trusted"
@@ -69,7 +71,7 @@ func caTrustCommand(install bool) *Command {
 		if noSystem && noNSS {
 			return usagef("--no-system and --no-nss together leave nothing to do")
 		}
-		root, err := localCARoot(ctx, env, &sf, install)
+		root, err := trustedRoot(ctx, env, &sf, rootFile, install)
 		if err != nil {
 			return err
 		}
@@ -83,6 +85,15 @@ func caTrustCommand(install bool) *Command {
 		return err // "certkeeper ca trust: " says which command
 	}
 	return c
+}
+
+// trustedRoot is the root ca trust installs (or ca untrust removes): the
+// --root-file certificate (truststore refuses one not a CA's), or the local CA's.
+func trustedRoot(ctx context.Context, env *Env, sf *storageFlags, rootFile string, install bool) (*x509.Certificate, error) {
+	if rootFile == "" {
+		return localCARoot(ctx, env, sf, install)
+	}
+	return readCertFile("--root-file", rootFile)
 }
 
 // localCARoot returns the root of the local CA kept in --storage. A

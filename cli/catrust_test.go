@@ -165,6 +165,33 @@ func TestCATrustNSS(t *testing.T) {
 	if out, err := run(binary, "ca", "untrust", "--no-system", "--storage", storageDir); err != nil {
 		t.Errorf("a second ca untrust: %v\n%s", err, out)
 	}
+	// A client machine trusts the root file ca root printed on the CA's
+	// host, and needs none of its keys (a trial's clients had only
+	// root.pem, and ca trust wanted the CA's storage).
+	rootFile := filepath.Join(t.TempDir(), "root.pem")
+	if out, err := run(binary, "ca", "root", "--storage", storageDir); err != nil || os.WriteFile(rootFile, []byte(out), 0o644) != nil {
+		t.Fatalf("ca root: %v\n%s", err, out)
+	}
+	if out, err := run(binary, "ca", "trust", "--no-system", "--root-file", rootFile); err != nil {
+		t.Fatalf("ca trust --root-file: %v\n%s", err, out)
+	}
+	if list, _ := run("certutil", "-L", "-d", db); !strings.Contains(list, "certkeeper local CA") {
+		t.Errorf("ca trust --root-file: the root is not in the NSS database:\n%s", list)
+	}
+	if out, err := run(binary, "ca", "untrust", "--no-system", "--root-file", rootFile); err != nil {
+		t.Fatalf("ca untrust --root-file: %v\n%s", err, out)
+	}
+	if list, _ := run("certutil", "-L", "-d", db); strings.Contains(list, "certkeeper local CA") {
+		t.Errorf("the root is still in the NSS database after untrust --root-file:\n%s", list)
+	}
+	leafDir := t.TempDir()
+	if r := ck(t, 30*time.Second, "cert", "issue", "--ca", "local", "-d", "leaf.test", "--storage", storageDir, "--out-dir", leafDir); r.code != 0 {
+		t.Fatalf("cert issue: %d\n%s", r.code, r.stderr)
+	}
+	leafFile := filepath.Join(leafDir, "certs", "leaf.test.pem")
+	if out, err := run(binary, "ca", "trust", "--no-system", "--root-file", leafFile); err == nil || !strings.Contains(out, "is not a CA certificate") {
+		t.Errorf("ca trust --root-file with a server's certificate: %v, want it refused as not a CA's\n%s", err, out)
+	}
 	// A home with no NSS database: the error says where it looked, once
 	// prefixed (a trial saw "ca trust: ca trust: no trust store found").
 	home = t.TempDir()

@@ -25,7 +25,7 @@ var flagGroups = []cmdline.HelpGroup{
 	{Title: "Storage", Flags: []string{"storage", "storage-key-file", "storage-password-file", "to-key-file", "to-password-file",
 		"from-key-file", "from-password-file"}},
 	{Title: "Renewal", Flags: []string{"grace", "force", "new-key", "want"}},
-	{Title: "Input and output", Flags: []string{"out-dir", "out", "cert-out", "key-out", "valid-for", "format", "json", "nagios", "from", "to", "cert", "key", "words"}},
+	{Title: "Input and output", Flags: []string{"out-dir", "out", "cert-out", "key-out", "valid-for", "format", "json", "nagios", "from", "to", "cert", "key", "root-file", "words"}},
 	{Title: "Hooks and deploy", Flags: []string{"pre-hook", "deploy-hook", "post-hook", "check-hook", "group", "deploy-format", "deploy-out-dir",
 		"deploy-check-hook", "deploy-post-hook", "deploy-group"}},
 	{Title: "Operations (metrics, status, alerts, audit)", Flags: []string{"metrics-addr", "metrics-token", "status-addr", "status-token",

@@ -310,7 +310,7 @@ func TestIssueForCSR(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "private", "csr.test.key")); err == nil {
 		t.Error("a key file was written for a CSR")
 	}
-	leaf, err := readCertFile(filepath.Join(out, "certs", "csr.test.pem"))
+	leaf, err := readCertFile("--cert", filepath.Join(out, "certs", "csr.test.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,7 @@ func certRevokeCmd() *Command {
 			if name != "" {
 				return revokeStored(ctx, env, name, reasonName, &cf, &sf)
 			}
-			cert, err := readCertFile(certFile)
+			cert, err := readCertFile("--cert", certFile)
 			if err != nil {
 				return err
 			}
@@ -109,15 +109,15 @@ func certRevokeCmd() *Command {
 	}
 }
 
-// readCertFile reads the first certificate of the --cert PEM file.
-func readCertFile(file string) (*x509.Certificate, error) {
+// readCertFile reads the first certificate of the PEM file flagName gave.
+func readCertFile(flagName, file string) (*x509.Certificate, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("--cert: %w", err)
+		return nil, fmt.Errorf("%s: %w", flagName, err)
 	}
 	c, err := certfile.ParseFirstCertificate(data)
 	if err != nil {
-		return nil, fmt.Errorf("--cert %s: %w", file, err)
+		return nil, fmt.Errorf("%s %s: %w", flagName, file, err)
 	}
 	return c, nil
 }

@@ -94,8 +94,11 @@ func Untrust(ctx context.Context, root *x509.Certificate, o Options) ([]Result, 
 }
 
 func apply(ctx context.Context, root *x509.Certificate, o Options, install bool) ([]Result, error) {
-	if root == nil || !root.IsCA {
-		return nil, errors.New("truststore: the certificate is not a CA certificate")
+	if root == nil {
+		return nil, errors.New("truststore: no certificate")
+	}
+	if !root.IsCA || !root.BasicConstraintsValid {
+		return nil, fmt.Errorf("truststore: %s is not a CA certificate: give the CA's root", root.Subject)
 	}
 	var results []Result
 	if !o.SkipSystem {
