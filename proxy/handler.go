@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -198,7 +199,58 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, rt *routed) {
 		rt.body = &clientBody{ReadCloser: r.Body}
 		r.Body = rt.body
 	}
+	defer h.noteCut(r, rt) // deferred: the ReverseProxy panics to abort the response it cannot finish
 	h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
+}
+
+// backendBody is a backend's response body, which notes that a read
+// failed: the backend closed the connection (or crashed) mid-answer.
+type backendBody struct {
+	io.ReadCloser
+	mu     sync.Mutex
+	failed error
+}
+
+func (b *backendBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		b.failed = cmp.Or(b.failed, err)
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// err is the first read error of the body, nil if none (or no body).
+func (b *backendBody) err() error {
+	if b.ReadCloser == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.failed
+}
+
+// noteCut logs a backend answer that ended before its end, which the
+// client got cut short: with the site, backend, path and client, as
+// nginx's "upstream prematurely closed connection" says (httputil's own
+// line, now at Debug, said none of them, and a trial could not tell which
+// of its backends was crashing). Once a minute per backend at Warn, as
+// "backend unreachable" is; a client that went away is not the backend's
+// fault and is not logged.
+func (h *Handler) noteCut(r *http.Request, rt *routed) {
+	err := rt.answer.err()
+	if err == nil || r.Context().Err() != nil {
+		return
+	}
+	backend := redact.URL(rt.backend.String())
+	level := slog.LevelDebug
+	if h.warnFor(backend) {
+		level = slog.LevelWarn
+	}
+	h.Traffic.fail(FailureCut)
+	h.logger().LogAttrs(r.Context(), level, "backend answer cut short", slog.String("name", rt.name), slog.String("backend", backend),
+		slog.String("path", r.URL.Path), slog.String("remote_ip", remoteIP(r)), slog.Any("err", err))
 }
 
 // clientBody is a request's body as the client sends it, which notes
@@ -240,6 +292,14 @@ func (h *Handler) init() {
 		BufferPool:    &bufferPool{},
 		ErrorHandler:  h.proxyError,
 		ErrorLog:      newErrorLog(h.logger),
+		ModifyResponse: func(resp *http.Response) error {
+			// Not an upgrade's: the ReverseProxy needs its body to be the connection.
+			if rt, ok := resp.Request.Context().Value(routeKey{}).(*routed); ok && resp.Body != nil && resp.Body != http.NoBody &&
+				resp.StatusCode != http.StatusSwitchingProtocols {
+				rt.answer.ReadCloser, resp.Body = resp.Body, &rt.answer
+			}
+			return nil
+		},
 	}
 }
 
@@ -259,6 +319,7 @@ type routed struct {
 	name    string
 	backend *url.URL
 	body    *clientBody // nil: none
+	answer  backendBody // the backend's response body, once it answered
 }
 
 // rewrite is the ReverseProxy's Rewrite hook. ReverseProxy has already

@@ -437,6 +437,54 @@ func TestBackendSlow(t *testing.T) {
 	}
 }
 
+// TestBackendCut: a backend that closes the connection mid-answer gets
+// the client a response cut short (not one that looks whole), and one
+// Warn a minute per backend that says which site, backend, path and
+// client, as nginx's "upstream prematurely closed connection" does (a
+// trial read only httputil's "read error during body copy", with none of
+// them); the cut is counted as a backend failure.
+func TestBackendCut(t *testing.T) {
+	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("x", 1000))
+		buf.Flush()
+		conn.Close()
+	}))
+	t.Cleanup(cut.Close)
+	logger, logs := newLogger()
+	traffic := new(proxy.Traffic)
+	h := &proxy.Handler{Router: mustRouter(t, proxy.RouterConfig{Default: cut.URL}), Logger: logger, Traffic: traffic}
+	p := startProxy(t, "127.0.0.1", h, logger)
+	c := p.client(t, true)
+	for range 2 {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://a.test/download?secret=1", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil || len(body) >= 100000 {
+			t.Errorf("a cut answer read as %d bytes, err %v: want it cut short, with an error", len(body), err)
+		}
+	}
+	out := logs.String()
+	for _, want := range []string{`level=WARN msg="backend answer cut short" name=a.test backend=` + cut.URL + " path=/download remote_ip=127.0.0.1 err="} {
+		if strings.Count(out, want) != 1 {
+			t.Errorf("log has %q %d times, want once (once a minute per backend):\n%s", want, strings.Count(out, want), out)
+		}
+	}
+	if strings.Contains(out, "secret") || strings.Contains(out, "level=WARN msg=\"httputil") {
+		t.Errorf("log holds the query, or httputil's line without context at Warn:\n%s", out)
+	}
+	if n := traffic.Counts().Failures[proxy.FailureCut]; n != 2 {
+		t.Errorf("%d cut answers counted, want 2", n)
+	}
+}
+
 // TestNoLocalAddress checks the 502 of a same-IP rule that cannot apply,
 // with the Handler used outside an http.Server.
 func TestNoLocalAddress(t *testing.T) {

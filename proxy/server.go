@@ -372,6 +372,10 @@ func errorLogLevel(msg string) slog.Level {
 	switch {
 	case strings.Contains(msg, "panic"):
 		return slog.LevelError
+	case strings.HasPrefix(msg, "httputil: ReverseProxy read error during body copy"):
+		// The backend's answer cut short: Handler.noteCut says it, with
+		// the site, backend and path this line lacks.
+		return slog.LevelDebug
 	case strings.Contains(msg, "TLS handshake error"),
 		strings.Contains(msg, "context canceled"),
 		strings.HasPrefix(msg, "http2: server: error reading preface"),

@@ -42,9 +42,13 @@ const (
 	// FailureStopping is a request that still waited for its backend when
 	// the Server's Shutdown reached its deadline: a 503 page.
 	FailureStopping = "stopping"
+	// FailureCut is a backend that stopped sending its answer before its
+	// end (it closed the connection, or crashed): the client got part of
+	// it, cut short.
+	FailureCut = "cut"
 )
 
-var failureKinds = [...]string{FailureUnreachable, FailureTimeout, FailureStopping}
+var failureKinds = [...]string{FailureUnreachable, FailureTimeout, FailureStopping, FailureCut}
 
 // TrafficCounts is a snapshot of a Traffic.
 type TrafficCounts struct {
