@@ -670,8 +670,8 @@ func TestProxyBackendTimeoutAndDrain(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the proxy did not stop")
 	}
-	if !strings.Contains(p.output(), "drain limit (1 s) reached") {
-		t.Errorf("the stop does not say the drain limit was reached:\n%s", p.output())
+	if !strings.Contains(p.output(), "drain limit (1 s) reached") || !strings.Contains(p.output(), "(requests in progress cut, WebSockets included: 1)") {
+		t.Errorf("the stop does not say the drain limit was reached, and that it cut the request:\n%s", p.output())
 	}
 }
 

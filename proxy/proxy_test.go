@@ -658,6 +658,8 @@ func TestShutdownCutsWaiting(t *testing.T) {
 	defer cancel()
 	if err := p.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Shutdown() = %v, want context.DeadlineExceeded", err)
+	} else if d, ok := errors.AsType[*proxy.DrainError](err); !ok || d.Cut != 1 {
+		t.Errorf("Shutdown() = %v, want a *proxy.DrainError saying it cut the 1 request waiting", err)
 	}
 	p.waitServe(t)
 	p.markStopped()

@@ -190,7 +190,7 @@ func (s *Server) ListenAndServe(addr string) error {
 // connections, and with them upgraded client connections; a request still
 // waiting for its backend's answer gets a 503 page), gives their handlers
 // a second to answer, and closes the remaining client connections, then
-// returns an error wrapping ctx.Err().
+// returns an error wrapping ctx.Err() that says how many requests it cut.
 // An already expired ctx stops the Server at once.
 //
 // Serve returns http.ErrServerClosed as soon as Shutdown starts. After
@@ -201,7 +201,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err == nil {
 		err = s.waitHandlers(ctx)
 	}
+	open := s.active.Load()
 	s.cancel(ErrServerStopping)
+	if err != nil {
+		err = &DrainError{Cut: int(open), Err: err}
+	}
 	if err != nil {
 		// The handlers of the requests just cancelled answer (a 503 page,
 		// not a page blaming the backend, nor a cut connection) before
@@ -210,13 +214,28 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = s.waitHandlers(grace)
 		cancel()
 		s.srv.Close()
-		err = fmt.Errorf("draining connections: %w", err)
 	}
 	if c, ok := s.handler.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
 	return err
 }
+
+// DrainError is Shutdown's error when its ctx ended first: Cut requests
+// (WebSockets included) were still in progress, and were cut.
+type DrainError struct {
+	Cut int
+	Err error // ctx's error
+}
+
+func (e *DrainError) Error() string {
+	if e.Cut == 0 {
+		return "draining connections: " + e.Err.Error()
+	}
+	return fmt.Sprintf("draining connections: requests in progress cut (WebSockets included): %d: %v", e.Cut, e.Err)
+}
+
+func (e *DrainError) Unwrap() error { return e.Err }
 
 // check reports a Server that cannot serve TLS at all.
 func (s *Server) check() error {

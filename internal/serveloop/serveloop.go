@@ -31,6 +31,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/connlimit"
 	"github.com/certkeeper/certkeeper/internal/proxyprotocol"
 	"github.com/certkeeper/certkeeper/internal/upgrade"
+	"github.com/certkeeper/certkeeper/proxy"
 )
 
 // Shutdowner is a server that stops gracefully: http.Server,
@@ -187,8 +188,8 @@ func (l *Loop) Drain(limit time.Duration, abandon func()) error {
 		fmt.Fprintf(l.notes, "certkeeper: connections drained; stopping\n")
 		return errors.Join(errs...)
 	}
-	fmt.Fprintf(l.notes, "certkeeper: drain limit (%d s) reached with connections open: abandoning what they wait for (issuances in flight) and closing them\n",
-		int(limit/time.Second))
+	fmt.Fprintf(l.notes, "certkeeper: drain limit (%d s) reached with connections open: abandoning what they wait for (issuances in flight) and closing them%s\n",
+		int(limit/time.Second), cutSaid(errs))
 	if abandon != nil {
 		abandon()
 	}
@@ -200,6 +201,22 @@ func (l *Loop) Drain(limit time.Duration, abandon func()) error {
 		}
 	}
 	return nil
+}
+
+// cutSaid is what the servers that reached the drain limit say they cut
+// (a proxy.Server's DrainError), as " (requests … cut …: N)" after the
+// drain line; "" when none says.
+func cutSaid(errs []error) string {
+	n := 0
+	for _, err := range errs {
+		if d, ok := errors.AsType[*proxy.DrainError](err); ok {
+			n += d.Cut
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (requests in progress cut, WebSockets included: %d)", n)
 }
 
 // abandonGrace is how long the handlers of a drain that reached its limit
