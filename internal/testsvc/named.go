@@ -71,6 +71,9 @@ type NamedServer struct {
 	mu   sync.Mutex // guards proc
 	proc *Process
 
+	addedMu sync.Mutex     // guards added (not mu: Stop holds that while the log drains)
+	added   map[string]int // records added by updates and not removed, by name (Updates)
+
 	updates atomic.Int64 // accepted dynamic updates, counted from named's log
 }
 
@@ -214,14 +217,37 @@ func (n *NamedServer) Secret() string { return n.secret }
 
 // Updates returns how many changes named has applied from dynamic updates
 // (RFC 2136) since it started: one per record added or deleted, counted
-// from its log ("updating zone ...: adding an RR ..."). Refused updates do
-// not count. The removal of a value that is not there counts, as named
-// logs it alike: rfc2136's CheckAccess sends one.
+// from its log ("updating zone ...: adding an RR at NAME ..."). Refused
+// updates do not count. named logs the removal of a value that is not
+// there (rfc2136's CheckAccess sends one) as it logs a real one, without
+// the value: a removal counts only at a name that records were added to
+// by updates and not all removed again.
 func (n *NamedServer) Updates() int { return int(n.updates.Load()) }
 
 func (n *NamedServer) logLine(line string) {
-	if strings.Contains(line, "updating zone") && (strings.Contains(line, ": adding ") || strings.Contains(line, ": deleting ")) {
-		n.updates.Add(1)
+	_, change, ok := strings.Cut(line, "updating zone ")
+	if !ok {
+		return
+	}
+	for _, op := range []string{": adding an RR at ", ": deleting an RR at "} {
+		_, rest, ok := strings.Cut(change, op)
+		if !ok {
+			continue
+		}
+		name, _, _ := strings.Cut(rest, " ")
+		name = strings.ToLower(strings.Trim(name, "'"))
+		n.addedMu.Lock()
+		if n.added == nil {
+			n.added = map[string]int{}
+		}
+		if op == ": adding an RR at " {
+			n.added[name]++
+			n.updates.Add(1)
+		} else if n.added[name] > 0 {
+			n.added[name]--
+			n.updates.Add(1)
+		}
+		n.addedMu.Unlock()
 	}
 }
 
