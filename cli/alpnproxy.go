@@ -64,6 +64,7 @@ func alpnProxyStartCmd() *Command {
 	var flags *flag.FlagSet
 	return &Command{
 		UsageLine: "certkeeper alpn-proxy start [flags]",
+		Serves:    true,
 		Short:     "run the proxy until SIGINT or SIGTERM",
 		Flags: func(fs *flag.FlagSet) {
 			flags = fs

@@ -30,6 +30,13 @@ func TestCARootLogging(t *testing.T) {
 	if !strings.Contains(r.stderr, `"msg":"local CA root created"`) {
 		t.Errorf("ca root --log-level info --log-format json did not log the CA's creation as JSON:\n%s", r.stderr)
 	}
+	// In the text format a command (not a service) logs as it writes its
+	// own lines, without slog's time and level fields (three trials read
+	// those lines as out of place between the command's).
+	r = ck(t, 30*time.Second, "ca", "root", "--storage", t.TempDir(), "--log-level", "info")
+	if !strings.Contains(r.stderr, "certkeeper: local CA root created (subject=") || strings.Contains(r.stderr, "level=") {
+		t.Errorf("ca root --log-level info: the log lines are not in the command's style:\n%s", r.stderr)
+	}
 }
 
 // TestCARootTypo: ca root, ca trust and ca untrust with a --storage

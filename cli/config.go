@@ -104,7 +104,7 @@ func checkConfigValue(key, v string) error {
 	case "challenge":
 		return engine.CheckChallenge(v)
 	case "log_level":
-		if _, err := newLogger(io.Discard, "text", v); err != nil {
+		if _, err := newLogger(io.Discard, "text", v, false); err != nil {
 			return fmt.Errorf("%q: use debug, info, warn or error", v)
 		}
 	case "log_format":

@@ -46,6 +46,9 @@ type Env struct {
 	// warned are the key files warned about, once per run (cert renew
 	// reads one per certificate).
 	warned map[string]bool
+	// human: a text log in the style of the command's own lines
+	// (logsetup.NewHuman), for a command that is not a service.
+	human bool
 	// unquiet, when set, takes the warnings about exposed secrets that
 	// cert renew --quiet, which otherwise prints only a failure, prints
 	// even so: its cron run is where a key file is used unattended.
@@ -59,7 +62,7 @@ func (env *Env) setLogging(format, level string) error {
 	if env.stderr == nil {
 		env.stderr = env.Stderr
 	}
-	logger, err := newLogger(env.stderr, format, level)
+	logger, err := newLogger(env.stderr, format, level, env.human)
 	if err != nil {
 		return err
 	}
@@ -259,6 +262,7 @@ func run(ctx context.Context, env *Env, args []string) int {
 		env.Stderr.Write(notes.Bytes())
 		return env.usage(cmd, err)
 	}
+	env.human = !cmd.Serves
 	if err := env.setLogging(logFormat.String(), logLevel.String()); err != nil {
 		env.Stderr.Write(notes.Bytes())
 		fmt.Fprintf(env.Stderr, "certkeeper %s: %v\n", cmd.FullName(), err)
@@ -356,8 +360,11 @@ func printHelp(w io.Writer, c *Command, dns []dnsprovider.Provider) {
 
 // newLogger builds the slog logger the flags ask for (logsetup.New); no
 // level is warn, the default but for proxy and server (serviceLogLevel).
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+func newLogger(w io.Writer, format, level string, human bool) (*slog.Logger, error) {
 	logger, err := logsetup.New(w, format, cmp.Or(level, "warn"))
+	if human && err == nil && format == "text" {
+		logger, err = logsetup.NewHuman(w, cmp.Or(level, "warn"))
+	}
 	switch {
 	case errors.Is(err, logsetup.ErrLevel):
 		return nil, usagef("--log-level %q: use debug, info, warn or error", level)

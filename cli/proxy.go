@@ -48,6 +48,7 @@ func proxyCmd() *Command {
 	var src source
 	return &Command{
 		UsageLine: "certkeeper proxy [flags]",
+		Serves:    true,
 		Short:     "HTTPS in front of plain-HTTP sites",
 		Flags:     func(fs *flag.FlagSet) { src.register(fs, c, &c.engineConfig, proxyChallengeHelp) },
 		ArgsHint:  "names go with --allow (e.g. --allow a.example)",

@@ -60,6 +60,7 @@ func serverCmd() *Command {
 	var src source
 	return &Command{
 		UsageLine: "certkeeper server [flags]",
+		Serves:    true,
 		Short:     "central certificate server for a fleet of web servers",
 		Flags:     func(fs *flag.FlagSet) { src.register(fs, c, &c.engineConfig, serverChallengeHelp) },
 		ArgsHint:  "names go with --allow or --managed (e.g. --allow a.example)",

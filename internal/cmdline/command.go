@@ -31,6 +31,10 @@ type Command[E any] struct {
 	// arguments are a command line that Run passes on verbatim ("service
 	// install proxy --config FILE"). Otherwise flags may follow arguments.
 	RawArgs bool
+	// Serves marks a long-running service (proxy, server): its text log
+	// keeps slog's time and level fields for a journal, where a command
+	// a person runs writes lines like its own messages.
+	Serves bool
 	// TakesArgs says Run is given arguments and checks them itself.
 	// Without it (or RawArgs), arguments are bad usage, refused before
 	// Run (CheckArgs), and ArgsHint says where they go instead ("names go
