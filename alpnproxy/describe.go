@@ -9,6 +9,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/certkeeper/certkeeper/alpnproxy/iptables"
 )
 
 // Describe is e as the line "certkeeper alpn-proxy start" prints for it
@@ -37,6 +39,8 @@ func (r *Runner) Describe(e Event) string {
 			e.Addr, r.Server.ALPNAddr, r.Server.FallbackAddr, r.pidfile())
 	case RulesRemoved:
 		return "alpn-proxy removed its iptables rules"
+	case HangupIgnored:
+		return "alpn-proxy ignores SIGHUP: stop it with SIGTERM or certkeeper alpn-proxy stop"
 	case FallbackDown:
 		return fmt.Sprintf("warning: nothing answers on --fallback %s (%v): every connection not for acme-tls/1 fails until your TLS server listens there",
 			r.Server.FallbackAddr, e.Err)
@@ -62,26 +66,54 @@ func count(n uint64, noun string) string {
 // that a process no longer running left behind (a failure to remove it
 // is logged to logger, which may be nil), and says what it found, as
 // "certkeeper alpn-proxy stop" prints it. Nothing to stop is not an error.
+// When none runs, the rules a killed proxy left are removed, and said.
 func (p Pidfile) Halt(ctx context.Context, timeout time.Duration, logger *slog.Logger) (string, error) {
+	msg, stopped, err := p.halt(ctx, timeout, logger)
+	if err != nil || stopped || LeftoverRules(ctx) == nil {
+		return msg, err
+	}
+	// None runs, and a killed one's rules send :443 nowhere (an alpn-proxy trial).
+	if err := (&iptables.Redirect{IPv6: true}).Remove(ctx); err != nil {
+		return msg, fmt.Errorf("removing the iptables rules a killed alpn-proxy left: %w", err)
+	}
+	return msg + "\nremoved the iptables rules a killed alpn-proxy left (port 443 went to a port nothing listened on)", nil
+}
+
+// LeftoverRules is an error naming the rules tagged as an alpn-proxy's
+// (iptables.Tag) that are in place, for when none runs: one that was
+// killed left them, and they send port 443 to a port nothing listens on.
+// nil when there are none, or they cannot be listed (not root, not
+// Linux).
+func LeftoverRules(ctx context.Context) error {
+	rules, _ := iptables.Tagged(ctx)
+	if len(rules) == 0 {
+		return nil
+	}
+	return fmt.Errorf("but the iptables rules of a killed alpn-proxy remain, sending port 443 to a port nothing listens on "+
+		"(certkeeper alpn-proxy stop removes them): %s", strings.Join(rules, "; "))
+}
+
+// halt is Halt without the leftover rules; stopped: a proxy was stopped.
+func (p Pidfile) halt(ctx context.Context, timeout time.Duration, logger *slog.Logger) (msg string, stopped bool, err error) {
 	res, pid, err := p.Stop(ctx, timeout)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	switch res {
 	case Stale:
 		if err := p.Remove(pid); err != nil && logger != nil {
 			logger.Warn("removing pidfile failed", slog.String("pidfile", string(p)), slog.Any("err", err))
 		}
-		return fmt.Sprintf("alpn-proxy is not running (process %d is gone; removed %s)", pid, p), nil
+		return fmt.Sprintf("alpn-proxy is not running (process %d is gone; removed %s)", pid, p), false, nil
 	case Reused:
 		if err := p.Remove(pid); err != nil && logger != nil {
 			logger.Warn("removing pidfile failed", slog.String("pidfile", string(p)), slog.Any("err", err))
 		}
-		return fmt.Sprintf("alpn-proxy is not running (process %d started after %s was written: another program has its process ID, left alone; removed the pidfile)", pid, p), nil
+		return fmt.Sprintf("alpn-proxy is not running (process %d started after %s was written: another program has its process ID, left alone; removed the pidfile)", pid, p), false, nil
 	case Stopped:
-		return fmt.Sprintf("alpn-proxy stopped (process %d)", pid), nil
+		return fmt.Sprintf("alpn-proxy stopped (process %d)", pid), true, nil
 	}
-	return fmt.Sprintf("alpn-proxy is not running (no %s)", p), nil
+	return fmt.Sprintf("alpn-proxy is not running (no %s)", p), false, nil
 }
 
 // Status says whether the proxy of p runs, as "certkeeper alpn-proxy

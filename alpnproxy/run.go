@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/certkeeper/certkeeper/alpnproxy/iptables"
@@ -45,6 +47,15 @@ type Runner struct {
 	// web server while the proxy finishes the ones it has.
 	Rules *iptables.Redirect
 
+	// IgnoreHangup makes Run ignore SIGHUP (the terminal or SSH session
+	// that started the process closing; HangupIgnored says so) and have a
+	// write to a closed pipe fail rather than raise SIGPIPE (its output
+	// piped to a reader that ended): either would kill the process
+	// without removing Rules, and port 443 would go to a port nothing
+	// listens on (an alpn-proxy trial). For a process that runs one
+	// Runner, as alpn-proxy start does.
+	IgnoreHangup bool
+
 	// Notify, if set, receives the steps of the run as they happen, for
 	// the operator. Unset, the Server's Logger gets the steps an operator
 	// must see (Listening at Info, FallbackDown as a warning); set, only
@@ -77,6 +88,8 @@ const (
 	// connection that is not for acme-tls/1 fails. The proxy runs on
 	// (the web server may be starting too).
 	FallbackDown
+	// HangupIgnored: the process got SIGHUP, and runs on (IgnoreHangup).
+	HangupIgnored
 )
 
 // An Event is one step of [Runner.Run], for [Runner.Notify]. Only the
@@ -154,6 +167,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		srv.Close()
 		<-errc
 		return err
+	}
+	if r.IgnoreHangup {
+		defer r.ignoreHangup(ctx)()
 	}
 	rules := r.Rules
 	if rules != nil {
@@ -266,4 +282,27 @@ func (r *Runner) removeRules() error {
 	}
 	r.notify(Event{Kind: RulesRemoved})
 	return nil
+}
+
+// ignoreHangup catches SIGHUP and SIGPIPE until ctx ends or the returned
+// func is called (IgnoreHangup).
+func (r *Runner) ignoreHangup(ctx context.Context) (stop func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGPIPE)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case s := <-sigs:
+				if s == syscall.SIGHUP {
+					r.notify(Event{Kind: HangupIgnored})
+				}
+			}
+		}
+	}()
+	return func() { signal.Stop(sigs); close(done) }
 }

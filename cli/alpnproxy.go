@@ -44,7 +44,7 @@ func alpnProxyCmd() *Command {
 
 // alpnStartFlags are the flags of alpn-proxy start.
 type alpnStartFlags struct {
-	listen         string        `flag:"listen" arg:"ADDR" default:"127.0.0.1:21443" help:"ADDR to accept connections on"`
+	listen         string        `flag:"listen" arg:"ADDR" default:"127.0.0.1:21443" help:"ADDR to accept connections on (with --iptables, :21443: every address, as REDIRECT\ndelivers to the address of the interface a connection came in on)"`
 	alpnAddr       string        `flag:"alpn" arg:"ADDR" default:"127.0.0.1:31443" help:"ADDR of the ACME client answering tls-alpn-01 (cert issue --tls-alpn-addr)"`
 	fallback       string        `flag:"fallback" arg:"ADDR" default:"127.0.0.1:443" help:"ADDR of the TLS server that gets every other connection"`
 	pidfile        string        `flag:"pidfile" arg:"FILE" help:"FILE holding the proxy's process ID (default $ACME_ALPN_PROXY_PIDFILE,\nelse certkeeper-alpn-proxy.pid in /run for root, $XDG_RUNTIME_DIR, or the temporary directory)"`
@@ -71,6 +71,9 @@ func alpnProxyStartCmd() *Command {
 			cmdline.Bind(fs, f)
 		},
 		Run: func(ctx context.Context, env *Env, args []string) error {
+			if f.useIPTables && !cmdline.Given(flags, "listen") { // REDIRECT delivers to the receiving interface's address (an alpn-proxy trial's cron hook)
+				f.listen = ":21443"
+			}
 			if err := cmdline.CheckListenAddr(f.listen); err != nil {
 				return usagef("--listen %s: %v", f.listen, err)
 			}
@@ -123,7 +126,7 @@ func alpnProxyStartCmd() *Command {
 // prints its steps (Runner.Describe).
 func runALPNProxy(ctx context.Context, env *Env, srv *alpnproxy.Server, listen, pidfile string, drain time.Duration, rules *iptables.Redirect) error {
 	serveloop.ServerGC()
-	r := &alpnproxy.Runner{Server: srv, Addr: listen, Pidfile: alpnproxy.Pidfile(pidfile), Drain: drain, Rules: rules}
+	r := &alpnproxy.Runner{Server: srv, Addr: listen, Pidfile: alpnproxy.Pidfile(pidfile), Drain: drain, Rules: rules, IgnoreHangup: true}
 	r.Notify = func(e alpnproxy.Event) {
 		if msg := r.Describe(e); msg != "" {
 			fmt.Fprintf(env.Stderr, "certkeeper: %s\n", msg)
@@ -177,7 +180,7 @@ func alpnProxyStatusCmd() *Command {
 			}
 			pid, err := alpnproxy.Pidfile(pidfile).WaitRunning(ctx, wait)
 			if err != nil {
-				return err
+				return errors.Join(err, alpnproxy.LeftoverRules(ctx))
 			}
 			fmt.Fprintf(env.Stdout, "alpn-proxy is running (process %d, pidfile %s)\n", pid, pidfile)
 			return nil

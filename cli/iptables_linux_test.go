@@ -166,6 +166,40 @@ func testIPTablesInNetns(t *testing.T) {
 	p.cmd.Process.Kill()
 	<-p.exited
 	wantRules(t, "after SIGKILL", 2, 2)
+	// Until then, status says the rules remain (port 443 goes nowhere),
+	// and stop removes them (an alpn-proxy trial's both said "not
+	// running" and left them).
+	if r := ck(t, 30*time.Second, "alpn-proxy", "status", "--pidfile", pidfile); r.code != 1 || !strings.Contains(r.stderr, "the iptables rules of a killed alpn-proxy remain") {
+		t.Errorf("status after SIGKILL: exit %d, want 1 saying its rules remain\n%s", r.code, r.stderr)
+	}
+	if r := ck(t, 30*time.Second, "alpn-proxy", "stop", "--pidfile", pidfile); r.code != 0 || !strings.Contains(r.stdout, "removed the iptables rules a killed alpn-proxy left") {
+		t.Errorf("stop after SIGKILL: exit %d, want 0 saying it removed the rules\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	wantRules(t, "after a stop following SIGKILL", 0, 0)
+	// SIGHUP (the session that started it closing) neither stops it nor
+	// leaves its rules without it.
+	p = start(args...)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(200 * time.Millisecond)
+	if r := ck(t, 30*time.Second, "alpn-proxy", "status", "--pidfile", pidfile); r.code != 0 {
+		t.Errorf("status after SIGHUP: exit %d, want 0 (still running)\n%s", r.code, r.stderr)
+	}
+	stop(p)
+	wantRules(t, "after a stop following SIGHUP", 0, 0)
+	// --iptables without --listen listens on every address, where
+	// REDIRECT delivers connections from other hosts (the documented cron
+	// hook gave no --listen, and the loopback default took sites down).
+	p = start("--alpn", "127.0.0.1:31443", "--fallback", "127.0.0.1:443", "--iptables")
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.logs.String(), "listening on [::]:21443") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(p.logs.String(), "listening on [::]:21443") {
+		t.Errorf("alpn-proxy start --iptables without --listen does not listen on every address:\n%s", p.logs)
+	}
+	stop(p)
+	p = start(args...)
+	p.cmd.Process.Kill()
+	<-p.exited
 	p = start(args...)
 	wantRules(t, "after a start following SIGKILL", 2, 2)
 	stop(p)

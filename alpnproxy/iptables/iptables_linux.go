@@ -108,6 +108,33 @@ func (r *Redirect) Remove(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Tagged returns the rules tagged with Tag in the nat PREROUTING and
+// OUTPUT chains of iptables and ip6tables, as "iptables -S" prints them,
+// whoever added them: while no proxy runs, those of one that was killed
+// (SIGKILL, a crash), which send port 443 to a port nothing listens on. A
+// tool that is not installed is skipped; an error of one that is (not
+// root) is returned.
+func Tagged(ctx context.Context) ([]string, error) {
+	var rules []string
+	var errs []error
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if _, err := iptablesPath(tool); err != nil {
+			continue
+		}
+		for _, chain := range []string{"PREROUTING", "OUTPUT"} {
+			out, err := run(ctx, tool, "-S", chain)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, r := range taggedRules(out) {
+				rules = append(rules, tool+" -t nat "+r)
+			}
+		}
+	}
+	return rules, errors.Join(errs...)
+}
+
 // taggedRules returns the "-A CHAIN ..." lines of iptables -S output that
 // carry the tag.
 func taggedRules(out []byte) []string {

@@ -17,3 +17,6 @@ func (r *Redirect) Install(ctx context.Context) error { return errLinuxOnly }
 
 // Remove does nothing: there are no rules to remove.
 func (r *Redirect) Remove(ctx context.Context) error { return nil }
+
+// Tagged finds nothing: there are no rules.
+func Tagged(ctx context.Context) ([]string, error) { return nil, nil }
