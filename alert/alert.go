@@ -143,6 +143,10 @@ type certState struct {
 	FailingSince time.Time `json:"failing_since,omitzero"`
 	LastAlert    time.Time `json:"last_alert,omitzero"`
 	LastReason   string    `json:"last_reason,omitempty"`
+	// Earlier is the reason of an alert still open that LastReason
+	// escalated from (renewal_failing, then expiring): the resolution
+	// ends both, each with its own Resolved alert.
+	Earlier string `json:"earlier,omitempty"`
 	// Missed is the sink (webhookSink, commandSink) that failed to
 	// deliver the last alert while the other delivered it: it is tried
 	// again at the next check, alone, while the alert holds.
@@ -267,6 +271,12 @@ func (r *checkRun) send(s certState, al Alert, only string) certState {
 		r.errs = append(r.errs, err)
 	}
 	if delivered && only == "" {
+		switch {
+		case al.Reason == Resolved:
+			s.Earlier = ""
+		case s.LastReason != "" && s.LastReason != Resolved && s.LastReason != al.Reason:
+			s.Earlier = s.LastReason // still open: a receiver keeps an incident per reason
+		}
 		s.LastAlert, s.LastReason = r.now, al.Reason
 	}
 	if delivered {
@@ -308,6 +318,13 @@ func (r *checkRun) check(c status.Cert) error {
 		// the command delivered during its outage).
 		s = r.send(s, al, s.Missed)
 	} else if al, ok := r.a.resolved(c, s, now); ok {
+		if s.Earlier != "" && s.Earlier != s.LastReason {
+			// The alert escalated from ends too (a trial's receiver,
+			// which opens an incident per reason, kept it open for good).
+			early := al
+			early.Resolves = s.Earlier
+			r.send(s, early, "")
+		}
 		s = r.send(s, al, "")
 	}
 	if s != (certState{}) && s.LastReason != Resolved { // once resolved, nothing is left to remember

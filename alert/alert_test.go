@@ -507,6 +507,26 @@ func TestExpiringEscalates(t *testing.T) {
 	if want := []string{alert.RenewalFailing, alert.Expiring}; !slices.Equal(reasons, want) {
 		t.Errorf("alerts %v, want %v", reasons, want)
 	}
+	// Renewed: both alerts end, each with a resolved alert of its own (a
+	// trial's receiver, which opens an incident per reason, kept the
+	// renewal_failing one open for good).
+	if err := st.Store(t.Context(), storage.StateKey("renewal-errors"), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	if err := a.Check(t.Context(), now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var resolves []string
+	for _, al := range got {
+		if al.Reason == alert.Resolved {
+			resolves = append(resolves, al.Resolves)
+		}
+	}
+	slices.Sort(resolves)
+	if want := []string{alert.Expiring, alert.RenewalFailing}; len(got) != 2 || !slices.Equal(resolves, want) {
+		t.Errorf("after the renewal: %d alerts resolving %v, want 2 resolving %v", len(got), resolves, want)
+	}
 }
 
 // TestDamagedAlerts: a stored record that cannot be read alerts as
