@@ -135,6 +135,12 @@ type Alerter struct {
 
 	mu    sync.Mutex // serialises Check
 	pokes chan struct{}
+	// unstored is the state the last Check could not store (storage
+	// full or failing): the next Check starts from it rather than from
+	// the older state in storage, so an alert goes out once, not at
+	// every check until the storage is fixed (an ops trial's webhook
+	// got the same alert every 10 s). Guarded by mu.
+	unstored map[string]certState
 	once  sync.Once
 }
 
@@ -217,7 +223,9 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 	defer a.mu.Unlock()
 	r := &checkRun{a: a, ctx: ctx, now: now, state: map[string]certState{}, next: map[string]certState{},
 		wanted: map[string]bool{}, byName: map[string]status.Cert{}}
-	if data, err := a.Storage.Load(ctx, stateKey); err == nil {
+	if a.unstored != nil {
+		r.state = a.unstored
+	} else if data, err := a.Storage.Load(ctx, stateKey); err == nil {
 		if err := json.Unmarshal(data, &r.state); err != nil {
 			a.logger().Warn("stored alert state is damaged; starting afresh", slog.Any("err", err))
 			r.state = map[string]certState{}
@@ -244,8 +252,10 @@ func (a *Alerter) Check(ctx context.Context, now time.Time) error {
 	if err == nil {
 		err = a.Storage.Store(ctx, stateKey, data)
 	}
+	a.unstored = nil
 	if err != nil {
-		r.errs = append(r.errs, fmt.Errorf("storing alert state: %w", err))
+		a.unstored = r.next
+		r.errs = append(r.errs, fmt.Errorf("storing alert state (kept in memory meanwhile): %w", err))
 	}
 	return errors.Join(r.errs...)
 }

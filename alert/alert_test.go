@@ -631,3 +631,49 @@ func TestPlannedRenewalNotExpiring(t *testing.T) {
 		t.Errorf("after the expiry: alerts %+v, want one saying it expired 3m0s ago", al)
 	}
 }
+
+// fullStorage is a storage whose writes fail while full is set, as a
+// full disk's do.
+type fullStorage struct {
+	storage.Storage
+	full atomic.Bool
+}
+
+func (s *fullStorage) Store(ctx context.Context, key string, value []byte) error {
+	if s.full.Load() {
+		return errors.New("no space left on device")
+	}
+	return s.Storage.Store(ctx, key, value)
+}
+
+// TestStateUnstored: while the alert state cannot be stored (a full
+// disk), an alert goes out once, not at every check (an ops trial's
+// webhook got the same alert every 10 s until the disk was freed); the
+// check says the state is kept in memory meanwhile.
+func TestStateUnstored(t *testing.T) {
+	base := filestore.New(t.TempDir())
+	c := obtain(t, base, "full.test")
+	now := time.Now()
+	storeFailure(t, base, c, now)
+	st := &fullStorage{Storage: base}
+	st.full.Store(true)
+	var got []alert.Alert
+	a := &alert.Alerter{Storage: st, FailingFor: time.Hour, ExpiringWithin: time.Hour,
+		Exec: func(ctx context.Context, al alert.Alert, payload []byte) error {
+			got = append(got, al)
+			return nil
+		}}
+	for i := range 3 {
+		err := a.Check(t.Context(), now.Add(time.Duration(i)*time.Minute))
+		if err == nil || !strings.Contains(err.Error(), "kept in memory meanwhile") {
+			t.Errorf("check %d on a full storage = %v, want an error saying the state is kept in memory", i, err)
+		}
+	}
+	st.full.Store(false)
+	if err := a.Check(t.Context(), now.Add(3*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Reason != alert.RenewalFailing {
+		t.Errorf("alerts over 4 checks, 3 of them unable to store their state: %+v, want one renewal_failing", got)
+	}
+}
