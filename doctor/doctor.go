@@ -25,13 +25,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/certkeeper/certkeeper/internal/redact"
 	"github.com/certkeeper/certkeeper/issuer/acmeca"
 	"github.com/certkeeper/certkeeper/solver/dns01"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/encrypted"
 	"github.com/certkeeper/certkeeper/storage/filestore"
-	"github.com/miekg/dns"
 )
 
 // The outcomes of a check.
@@ -183,12 +184,16 @@ func checkDNS01(ctx context.Context, c Config) Result {
 	}
 	err := c.DNS01.Check(ctx, c.Name)
 	_, asked := c.DNS01.Provider.(dns01.AccessChecker)
-	loc, lerr := c.DNS01.Locate(ctx, c.Name)
+	var loc dns01.Location
+	lerr := errors.New("no zones given")
+	if len(c.DNS01.Resolver.Zones) > 0 && err == nil {
+		loc, lerr = c.DNS01.Locate(ctx, c.Name)
+	}
 	switch {
 	case err != nil:
 		r.Status, r.Detail = Fail, err.Error()
 		r.Fix = "see the error: the key or API key, the zone, and the DNS server's address (docs/dns.md)"
-	case lerr == nil && loc.Given == "" && len(c.DNS01.Resolver.Zones) > 0:
+	case lerr == nil && loc.Given == "":
 		// A mistyped --dns-zone is remembered and warned at every renewal.
 		r.Status = Warn
 		r.Detail = fmt.Sprintf("the record %s is in none of the zones given (%s); its zone was looked up: %s",

@@ -205,8 +205,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel(ErrServerStopping)
 	if err != nil {
 		err = &DrainError{Cut: int(open), Err: err}
-	}
-	if err != nil {
 		// The handlers of the requests just cancelled answer (a 503 page,
 		// not a page blaming the backend, nor a cut connection) before
 		// their connections close.
@@ -224,10 +222,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // DrainError is Shutdown's error when its ctx ended first: Cut requests
 // (WebSockets included) were still in progress, and were cut.
 type DrainError struct {
-	Cut int
+	Cut int   // requests in progress (upgraded connections included) when ctx ended
 	Err error // ctx's error
 }
 
+// Error says how many requests were cut, when any were.
 func (e *DrainError) Error() string {
 	if e.Cut == 0 {
 		return "draining connections: " + e.Err.Error()
@@ -235,6 +234,7 @@ func (e *DrainError) Error() string {
 	return fmt.Sprintf("draining connections: requests in progress cut (WebSockets included): %d: %v", e.Cut, e.Err)
 }
 
+// Unwrap returns ctx's error.
 func (e *DrainError) Unwrap() error { return e.Err }
 
 // check reports a Server that cannot serve TLS at all.
