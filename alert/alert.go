@@ -141,7 +141,7 @@ type Alerter struct {
 	// every check until the storage is fixed (an ops trial's webhook
 	// got the same alert every 10 s). Guarded by mu.
 	unstored map[string]certState
-	once  sync.Once
+	once     sync.Once
 }
 
 // certState is what is remembered per certificate (by storage key).
