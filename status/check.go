@@ -43,6 +43,10 @@ func Severity(s Cert) int {
 		return CheckCritical
 	case Failing:
 		return CheckWarning
+	case Renewing:
+		if s.Overdue {
+			return CheckWarning
+		}
 	}
 	return CheckOK
 }
@@ -144,6 +148,8 @@ func (c *checker) write(w io.Writer, now time.Time) error {
 			fmt.Fprintf(&b, ", expires %s", timeOrDash(s.NotAfter))
 		case s.State == Revoked:
 			fmt.Fprintf(&b, " (%s)", s.Revoked)
+		case s.Overdue:
+			fmt.Fprintf(&b, " and overdue since %s: nothing renewed it (is the proxy or server on this storage running? does cert renew run?)", timeOrDash(s.NextRenewal))
 		}
 		if s.LastError != "" {
 			fmt.Fprintf(&b, ": %s", s.LastError)

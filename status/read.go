@@ -280,7 +280,7 @@ func readDates(ctx context.Context, st storage.Storage, key string, seen map[str
 	}
 	c := renewal.Cert{NotBefore: rec.NotBefore, NotAfter: rec.NotAfter, ARI: renewal.Stored(rec.RenewalWindow)}
 	return finish(Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NotBefore: rec.NotBefore,
-		NextRenewal: renewal.Latest(c, now), OnDemand: rec.OnDemand, Key: key}, rec.Revoked, seen, failures, now), true
+		NextRenewal: planned(renewal.Latest(c, time.Time{}), now), OnDemand: rec.OnDemand, Key: key}, rec.Revoked, seen, failures, now), true
 }
 
 // readOne is Walk's reader: the record checked as a Manager checks it.
@@ -305,7 +305,7 @@ func check(key string, data []byte, seen map[string]time.Time, failures map[stri
 	}
 	c := renewal.Cert{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Serial: leaf.SerialNumber,
 		ARI: renewal.Stored(rec.RenewalWindow)} // the CA's window, as a Manager last asked it
-	return finish(Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NotBefore: leaf.NotBefore, NextRenewal: renewal.Due(c, now, nil),
+	return finish(Cert{Names: rec.Names, Issuer: rec.Issuer, NotAfter: rec.NotAfter, NotBefore: leaf.NotBefore, NextRenewal: planned(renewal.Due(c, time.Time{}, nil), now),
 		OnDemand: rec.OnDemand, Key: key}, rec.Revoked, seen, failures, now)
 }
 
@@ -348,6 +348,16 @@ func WalkCovering(ctx context.Context, st storage.Storage, now time.Time, names 
 	})
 }
 
+// planned is a certificate's due time as renewal planned it (from a zero
+// now: not moved to now once it has passed, so that an overdue one says
+// when it was due), or now when there is none (no lifetime known).
+func planned(due, now time.Time) time.Time {
+	if due.IsZero() {
+		return now
+	}
+	return due
+}
+
 // finish completes a reader's entry s: its last-seen time, revocation,
 // failure and state.
 func finish(s Cert, revoked *storage.Revocation, seen map[string]time.Time, failures map[string]Failure, now time.Time) Cert {
@@ -364,5 +374,6 @@ func finish(s Cert, revoked *storage.Revocation, seen map[string]time.Time, fail
 		}
 	}
 	s.State = state(s, s.NotBefore, now)
+	s.Overdue = s.State == Renewing && s.Revoked == "" && now.Sub(s.NextRenewal) > OverdueAfter(s.NotAfter.Sub(s.NotBefore))
 	return s
 }

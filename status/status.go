@@ -73,6 +73,24 @@ type Cert struct {
 	// Revoked is the reason the certificate was revoked for
 	// (storage.Certificate.Revoked), if it was.
 	Revoked string `json:"revoked,omitempty"`
+	// Overdue reports a certificate due for renewal (Renewing) since
+	// NextRenewal, longer ago than a renewal takes (OverdueAfter), with
+	// no failure kept: nothing renewed it. No proxy or server runs on
+	// this storage, or cert renew did not run. A check calls it a
+	// warning; it was OK, "a running certkeeper is on it", for weeks of
+	// an ops trial's stopped proxy.
+	Overdue bool `json:"overdue,omitempty"`
+}
+
+// OverdueAfter is how long past its due time a certificate of the
+// lifetime given may wait for its renewal before status calls it
+// overdue: two days (a cert renew timer runs daily), or a tenth of a
+// short lifetime.
+func OverdueAfter(lifetime time.Duration) time.Duration {
+	if lifetime <= 0 {
+		return 48 * time.Hour
+	}
+	return min(48*time.Hour, lifetime/10)
 }
 
 // Covers reports whether s is a certificate for name (normalised): one of
