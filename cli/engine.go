@@ -425,8 +425,9 @@ type service struct {
 	api *certserver.Handler
 	// traffic is the proxy's request counts, which the metrics export.
 	traffic *proxy.Traffic
-	// reload reads the configuration again, on SIGHUP.
-	reload func()
+	// reload reads the configuration again, on SIGHUP; an error says the
+	// file's was refused, and the one before runs.
+	reload func() error
 	// listen starts the front-end's listeners on loop (through up) and
 	// what runs beside them.
 	listen func(loop *serveloop.Loop, up *upgrade.Upgrader, m *certkeeper.Manager) error
@@ -483,7 +484,13 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	}
 	s.summary.Rebind(up.Where) // after an upgrade, the sockets inherited
 	printStartup(env, s.summary)
-	loop := serveloop.New(env.Logger, env.Stderr, up, s.reload)
+	loop := serveloop.New(env.Logger, env.Stderr, up, func() {
+		err := s.reload()
+		if err != nil {
+			env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
+		}
+		mon.NoteReload(err) // the metrics and the status page say it: a SIGHUP cannot fail
+	})
 	loop.Limits, loop.ProxyProtocolFrom = s.cfg.connLimits(), s.cfg.proxyFrom
 	loop.Limits.Refusals = mon.Refusals() // the metrics count what every listener refuses
 	if err := s.listen(loop, up, m); err != nil {

@@ -256,7 +256,7 @@ func runProxy(ctx context.Context, env *Env, flags *proxyConfig, src *source) er
 		setup: func(mgr *certkeeper.Manager) {
 			m, mgr.DefaultName, mgr.HandshakeWait = mgr, cfg.DefaultName, cfg.IssueTimeout
 		},
-		reload: func() { reloadProxy(env, m, cfg, flags, src, &current, traffic) }, traffic: traffic,
+		reload: func() error { return reloadProxy(env, m, cfg, flags, src, &current, traffic) }, traffic: traffic,
 		listen: func(loop *serveloop.Loop, up *upgrade.Upgrader, m *certkeeper.Manager) error {
 			return proxyListen(loop, env, up, cfg, m, &current)
 		},
@@ -320,11 +320,11 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 // routes and policy, saying what changed since the last one and warning
 // of the changes that take a restart (those of the running cfg); a
 // configuration that does not load keeps the old one.
-func reloadProxy(env *Env, m *certkeeper.Manager, cfg, flags *proxyConfig, src *source, current *atomic.Pointer[proxyParts], traffic *proxy.Traffic) {
+func reloadProxy(env *Env, m *certkeeper.Manager, cfg, flags *proxyConfig, src *source, current *atomic.Pointer[proxyParts], traffic *proxy.Traffic) error {
 	warnKeysChanged(env, &cfg.DNS, cfg.keyDigests)
 	if src.file == "" {
 		env.Logger.Info("SIGHUP: no --config file to read again; nothing changed")
-		return
+		return nil
 	}
 	next, err := loadProxyConfig(src, flags)
 	if err == nil {
@@ -342,8 +342,8 @@ func reloadProxy(env *Env, m *certkeeper.Manager, cfg, flags *proxyConfig, src *
 			warnStillServed(env, m, &prev.engineConfig, &next.engineConfig)
 			next.printNotes(env)
 			printWarnings(env, proxySummary(next, devMode(src)))
-			return
+			return nil
 		}
 	}
-	env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
+	return err
 }

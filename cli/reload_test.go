@@ -5,7 +5,9 @@ package cli
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -209,8 +211,8 @@ func TestReloadSaysWhatChanged(t *testing.T) {
 // a restart only.
 func TestReloadRefusesEmptied(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "config.yaml")
-	port := testsvc.FreePort(t)
-	good := fmt.Sprintf("tls_addr: 127.0.0.1:%d\nca: local\nallow: a.test\nbackend: 127.0.0.1:1\n", port)
+	port, ops := testsvc.FreePort(t), fmt.Sprintf("127.0.0.1:%d", testsvc.FreePort(t))
+	good := fmt.Sprintf("tls_addr: 127.0.0.1:%d\nca: local\nallow: a.test\nbackend: 127.0.0.1:1\nmetrics_addr: %s\nstatus_addr: %s\n", port, ops, ops)
 	writeFileAtomic(t, file, good)
 	p := startLogged(t, binary, "proxy listening", "proxy", "--config", file, "--storage", t.TempDir())
 	for i, tc := range []struct{ text, want string }{
@@ -230,6 +232,26 @@ func TestReloadRefusesEmptied(t *testing.T) {
 	}
 	if strings.Contains(p.output(), "configuration reloaded") {
 		t.Errorf("an emptied configuration was applied:\n%s", p.output())
+	}
+	// The metrics and the status page say it too: the SIGHUP (systemctl
+	// reload) cannot fail, and an ops trial's mistyped key showed only in
+	// the log. A reload that works ends it.
+	reloaded := func() float64 {
+		v, _ := metricValue(scrape(t, "http://"+ops+"/metrics"), "certkeeper_config_last_reload_successful", nil)
+		return v
+	}
+	if v := reloaded(); v != 0 || !strings.Contains(getBody(t, "http://"+ops+"/"), "Reloading the configuration failed at") {
+		t.Errorf("after a refused reload: certkeeper_config_last_reload_successful %v, want 0, and a warning on the status page", v)
+	}
+	writeFileAtomic(t, file, good)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if !within(10*time.Second, func() bool { return strings.Contains(p.output(), "configuration reloaded") }) {
+		t.Fatalf("the good configuration was not reloaded:\n%s", p.output())
+	}
+	if v := reloaded(); v != 1 || strings.Contains(getBody(t, "http://"+ops+"/"), "Reloading the configuration failed") {
+		t.Errorf("after a reload that worked: certkeeper_config_last_reload_successful %v, want 1, and no warning on the page", v)
 	}
 }
 
@@ -309,4 +331,19 @@ func TestReloadWarnsKeyRotated(t *testing.T) {
 		!strings.Contains(p.output(), "SIGUSR2") {
 		t.Errorf("a rotated key: want a warning naming the file and SIGUSR2:\n%s", p.output())
 	}
+}
+
+// getBody is the body of a GET of url (a loopback status page).
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return string(body)
 }

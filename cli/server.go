@@ -127,7 +127,7 @@ func runServer(ctx context.Context, env *Env, cfg *serverConfig, reload func() (
 			h.Manager = m
 			h.Metrics = metrics.ServerHandler(h)
 		},
-		reload: func() { last = reloadServer(env, h, apiTLS, cfg, last, reload, &current) },
+		reload: func() (err error) { last, err = reloadServer(env, h, apiTLS, cfg, last, reload, &current); return err },
 		listen: func(loop *serveloop.Loop, _ *upgrade.Upgrader, m *certkeeper.Manager) error {
 			if err := serverListen(loop, env, cfg, h, apiTLS.Config(), m); err != nil {
 				return err
@@ -212,14 +212,14 @@ func serverListen(loop *serveloop.Loop, env *Env, cfg *serverConfig, h *certserv
 // if the configuration is broken, since a revocation must not wait for a
 // fixed config. reload is nil without --config: then only those files
 // are. It returns the configuration in force: next, or last (the one
-// before).
-func reloadServer(env *Env, h *certserver.Handler, apiTLS *certserver.TLSFiles, cfg, last *serverConfig, reload func() (*serverConfig, error), current *atomic.Pointer[policy.Policy]) *serverConfig {
+// before) with the error that refused next.
+func reloadServer(env *Env, h *certserver.Handler, apiTLS *certserver.TLSFiles, cfg, last *serverConfig, reload func() (*serverConfig, error), current *atomic.Pointer[policy.Policy]) (*serverConfig, error) {
 	warnKeysChanged(env, &cfg.DNS, cfg.keyDigests)
 	if reload == nil {
 		env.Logger.Info("SIGHUP: no --config file to read again; only the token file is read again")
 		h.ReloadTokenFile(cfg.TokenFile, cfg.TokenFile)
 		h.ReloadTLS(apiTLS)
-		return last
+		return last, nil
 	}
 	next, err := reload()
 	var p policy.Policy
@@ -230,10 +230,9 @@ func reloadServer(env *Env, h *certserver.Handler, apiTLS *certserver.TLSFiles, 
 		err = cmdline.Attribute(err, next.credit)
 	}
 	if err != nil {
-		env.Logger.Error("reloading configuration failed; keeping the old one", slog.Any("err", err))
 		h.ReloadTokenFile(cfg.TokenFile, cfg.TokenFile)
 		h.ReloadTLS(apiTLS)
-		return last
+		return last, err
 	}
 	current.Store(&p)
 	logReloaded(env, "configuration reloaded: its policy and token file apply now", last, cfg, next, []string{"token_file"})
@@ -242,7 +241,7 @@ func reloadServer(env *Env, h *certserver.Handler, apiTLS *certserver.TLSFiles, 
 	printWarnings(env, serverSummary(next))
 	h.ReloadTokenFile(cfg.TokenFile, next.TokenFile)
 	h.ReloadTLS(apiTLS)
-	return next
+	return next, nil
 }
 
 // anonymousWarning is said at start and by --check-config without a

@@ -27,6 +27,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certkeeper/certkeeper"
@@ -189,11 +190,51 @@ type Monitor struct {
 	servers  []*http.Server
 	cancel   context.CancelFunc
 	done     chan struct{}
+
+	reloadMu sync.Mutex // guards the fields below (NoteReload)
+	readAt   time.Time  // when the configuration that runs was read
+	failedAt time.Time  // the last reload, if it failed
+	failed   string     // its error
+}
+
+// NoteReload records the outcome of a reload of the configuration file
+// (SIGHUP): err nil, the file's configuration runs now; else it was
+// refused and the one before runs. The metrics
+// (certkeeper_config_last_reload_successful) and the status page say
+// so; the signal that asked for it cannot fail (an ops trial's
+// systemctl reload succeeded on a mistyped key).
+func (m *Monitor) NoteReload(err error) {
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	if err == nil {
+		m.readAt, m.failedAt, m.failed = time.Now(), time.Time{}, ""
+		return
+	}
+	m.failedAt, m.failed = time.Now(), err.Error()
+}
+
+// reloadStatus is NoteReload's record: whether the last reload succeeded
+// (or none failed), and when the configuration that runs was read.
+func (m *Monitor) reloadStatus() (ok bool, readAt time.Time) {
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	return m.failed == "", m.readAt
+}
+
+// warnings are the page's notes on the process itself: a failed reload.
+func (m *Monitor) warnings() []string {
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	if m.failed == "" {
+		return nil
+	}
+	return []string{fmt.Sprintf("Reloading the configuration failed at %s, so the one read at %s still runs: %s",
+		m.failedAt.UTC().Format(time.RFC3339), m.readAt.UTC().Format(time.RFC3339), m.failed)}
 }
 
 // New returns a Monitor for c. Nothing listens until Start.
 func New(c Config) *Monitor {
-	m := &Monitor{cfg: c}
+	m := &Monitor{cfg: c, readAt: time.Now()}
 	if c.MetricsAddr != "" {
 		m.metrics, m.refusals = metrics.New(), new(connlimit.Refusals)
 	}
@@ -266,6 +307,9 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 		if err := m.metrics.RegisterRefusals(m.refusals); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
 		}
+		if err := m.metrics.RegisterReloads(m.reloadStatus); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
 		if c.Traffic != nil {
 			if err := m.metrics.RegisterTraffic(c.Traffic); err != nil {
 				return fmt.Errorf("registering the proxy's metrics: %w", err)
@@ -283,7 +327,8 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 	}
 	var status http.Handler
 	if c.StatusAddr != "" {
-		page := &statuspage.Handler{Storage: st, Events: &m.events, Token: c.StatusToken, Logger: m.logger(), Allowed: allowedBy(mgr)}
+		page := &statuspage.Handler{Storage: st, Events: &m.events, Token: c.StatusToken, Logger: m.logger(), Allowed: allowedBy(mgr),
+			Warnings: m.warnings}
 		if mgr != nil {
 			page.LastSeen = mgr.LastSeen // the page shows a handshake of a minute ago, not storage's of five
 			page.CertFiles = mgr.StatusOfCertFiles

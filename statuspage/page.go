@@ -115,6 +115,11 @@ type Handler struct {
 	// stored ones, as "certkeeper status --cert-file" does.
 	CertFiles func(now time.Time) []status.Cert
 
+	// Warnings, if set, gives the serving process's own problems that
+	// the page shows above the certificates (a reload of the
+	// configuration that failed, so that the one before still runs).
+	Warnings func() []string
+
 	// Token, if set, must be given as "Authorization: Bearer TOKEN" or as
 	// ?token=TOKEN (which the page's links and refresh keep). Set it
 	// whenever the page is reachable from beyond loopback.
@@ -151,6 +156,7 @@ type pageData struct {
 	Token        string
 	CSS          template.CSS
 	Err          string
+	Warnings     []string // Handler.Warnings
 	// Age and Reuse, set when the page is served from a read made for
 	// earlier requests, say how old that read is and how long it is
 	// reused.
@@ -201,6 +207,9 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) {
 	d := pageData{Now: now, Refresh: int(h.refresh().Seconds()), Certificates: p.Certificates, Events: h.Events.Recent(),
 		Counts: p.Counts, CSS: template.CSS(styleCSS), Total: p.Total, FirstIssues: p.FirstIssues, Stored: p.Total - p.FirstIssues, Matching: p.Matching, Page: p.Page, Pages: p.Pages,
 		State: p.State}
+	if h.Warnings != nil {
+		d.Warnings = h.Warnings()
+	}
 	if reused {
 		d.Age = time.Since(snap.done).Round(time.Second).String()
 		d.Reuse = reuseFor(snap.took).Round(time.Second).String()
