@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"encoding/pem"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -197,4 +198,19 @@ func (m *Manager) storeMissing(ctx context.Context, key string, rec *storage.Cer
 	m.logger().Warn("a certificate held in memory was missing from storage (removed, or lost by the storage); stored it again",
 		slog.Any("names", rec.Names), slog.String("key", key), slog.Time("not_after", rec.NotAfter))
 	return data, nil
+}
+
+// Unstored returns the names of the certificates issued that storage
+// refused (a full disk, a storage down): served from memory and offered
+// to storage again every 30 s, they are lost if the process stops before
+// then. The status page and the metrics show them (an ops trial found them
+// only in the log, with status and its check OK). One list of names per
+// certificate, in no order; nil when there are none.
+func (m *Manager) Unstored() [][]string {
+	var out [][]string
+	m.unstored.Range(func(_, v any) bool {
+		out = append(out, slices.Clone(v.(*UnstoredError).Issued.Record.Names))
+		return true
+	})
+	return out
 }

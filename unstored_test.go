@@ -3,6 +3,7 @@ package certkeeper_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -49,6 +50,9 @@ func TestIssuedNotStored(t *testing.T) {
 	if _, err := st.Load(t.Context(), key); err == nil {
 		t.Fatal("the record is stored although a directory holds its place")
 	}
+	if got := m.Unstored(); len(got) != 1 || !slices.Equal(got[0], []string{"full.test"}) {
+		t.Errorf("Unstored() = %v, want [[full.test]]: a restart would lose it", got)
+	}
 
 	if err := os.RemoveAll(squat); err != nil {
 		t.Fatal(err)
@@ -69,6 +73,12 @@ func TestIssuedNotStored(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	for deadline := time.Now().Add(5 * time.Second); len(m.Unstored()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := m.Unstored(); len(got) != 0 {
+		t.Errorf("Unstored() = %v once stored, want none", got)
+	}
 	s.m.Close()
 	// The order Issue kept, in case the process died before storing the
 	// certificate, goes once it is stored.

@@ -7,6 +7,12 @@ import (
 )
 
 var (
+	descStorageHealthy = prometheus.NewDesc("certkeeper_storage_healthy",
+		"1 while the storage answers the health check (/healthz), 0 while it fails (full, read-only, down): nothing new is stored, issued or renewed meanwhile.",
+		nil, nil)
+	descUnstored = prometheus.NewDesc("certkeeper_certificates_unstored",
+		"Certificates issued that storage refused, served from memory and offered to it again every 30 s: a restart before then loses them.",
+		nil, nil)
 	descReloadOK = prometheus.NewDesc("certkeeper_config_last_reload_successful",
 		"1 if the last reload of the configuration file (SIGHUP) succeeded, or none was asked; 0 after one that failed: the configuration read before still runs, not the file's.",
 		nil, nil)
@@ -44,4 +50,34 @@ func (c reloadCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descReloadOK, prometheus.GaugeValue, v)
 	ch <- prometheus.MustNewConstMetric(descReloadAt, prometheus.GaugeValue, float64(at.UnixNano())/1e9)
+}
+
+// RegisterHealth adds certkeeper_storage_healthy and
+// certkeeper_certificates_unstored, read from health when Prometheus
+// scrapes: whether the storage answers its health check (cached: at most
+// one probe per check interval), and how many certificates issued are
+// held in memory only (Manager.Unstored). An ops trial's full disk showed
+// only in /healthz and the log.
+func (x *Metrics) RegisterHealth(health func() (healthy bool, unstored int)) error {
+	return x.reg.Register(healthCollector(health))
+}
+
+// healthCollector reads the storage's health at scrape time.
+type healthCollector func() (bool, int)
+
+// Describe sends the descriptors of the metrics the collector makes.
+func (healthCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descStorageHealthy
+	ch <- descUnstored
+}
+
+// Collect reads the health.
+func (c healthCollector) Collect(ch chan<- prometheus.Metric) {
+	ok, n := c()
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descStorageHealthy, prometheus.GaugeValue, v)
+	ch <- prometheus.MustNewConstMetric(descUnstored, prometheus.GaugeValue, float64(n))
 }

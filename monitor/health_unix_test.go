@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -99,11 +100,37 @@ func TestHealthz(t *testing.T) {
 	}
 	waitFor(metricsAddr, 503, "storage: permission denied\n")
 	waitFor(statusAddr, 503, "storage: permission denied\n")
+	// The status page and the metrics say it too (an ops trial's full
+	// disk showed every certificate fine there, and no gauge moved).
+	healthy := func() string {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+metricsAddr+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+mtok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for line := range strings.Lines(string(body)) {
+			if strings.HasPrefix(line, "certkeeper_storage_healthy ") {
+				return strings.TrimSpace(line)
+			}
+		}
+		return ""
+	}
+	if got, page := healthy(), func() string { _, b := ask("GET", statusAddr, statusAddr, "/"); return b }(); got != "certkeeper_storage_healthy 0" ||
+		!strings.Contains(page, "The storage fails its health check") {
+		t.Errorf("storage failing: metric %q, want certkeeper_storage_healthy 0, and the status page says it: %v", got, strings.Contains(page, "fails its health check"))
+	}
 	if err := os.Chmod(sub, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(metricsAddr, 200, "ok\n")
 	waitFor(statusAddr, 200, "ok\n")
+	if got, page := healthy(), func() string { _, b := ask("GET", statusAddr, statusAddr, "/"); return b }(); got != "certkeeper_storage_healthy 1" ||
+		strings.Contains(page, "The storage fails its health check") {
+		t.Errorf("storage back: metric %q, want certkeeper_storage_healthy 1, and no warning on the page", got)
+	}
 
 	// 1,000 requests, 20 at a time, half on each listener.
 	st.Reset()

@@ -221,15 +221,45 @@ func (m *Monitor) reloadStatus() (ok bool, readAt time.Time) {
 	return m.failed == "", m.readAt
 }
 
-// warnings are the page's notes on the process itself: a failed reload.
-func (m *Monitor) warnings() []string {
+// warnings are the page's notes on the process itself: the storage
+// failing its health check, certificates held in memory only, a failed
+// reload (an ops trial's page showed every certificate fine meanwhile).
+func (m *Monitor) warnings(ctx context.Context, mgr *certkeeper.Manager, health *certkeeper.Health) []string {
+	var out []string
+	if err := health.Check(ctx); err != nil {
+		out = append(out, "The storage fails its health check: nothing new is stored, issued or renewed until it answers: "+err.Error())
+	}
+	if mgr != nil {
+		if u := mgr.Unstored(); len(u) > 0 {
+			var names []string
+			for _, n := range u {
+				names = append(names, strings.Join(n, ", "))
+			}
+			out = append(out, fmt.Sprintf("%d certificate(s) issued but not stored, served from memory and offered to the storage every 30 s "+
+				"(a restart before then loses them): %s", len(u), strings.Join(names, "; ")))
+		}
+	}
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
-	if m.failed == "" {
-		return nil
+	if m.failed != "" {
+		out = append(out, fmt.Sprintf("Reloading the configuration failed at %s, so the one read at %s still runs: %s",
+			m.failedAt.UTC().Format(time.RFC3339), m.readAt.UTC().Format(time.RFC3339), m.failed))
 	}
-	return []string{fmt.Sprintf("Reloading the configuration failed at %s, so the one read at %s still runs: %s",
-		m.failedAt.UTC().Format(time.RFC3339), m.readAt.UTC().Format(time.RFC3339), m.failed)}
+	return out
+}
+
+// healthStatus is what the metrics read of the storage's health: whether
+// it answers, and how many certificates are held in memory only.
+func healthStatus(mgr *certkeeper.Manager, health *certkeeper.Health) func() (bool, int) {
+	return func() (bool, int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		n := 0
+		if mgr != nil {
+			n = len(mgr.Unstored())
+		}
+		return health.Check(ctx) == nil, n
+	}
 }
 
 // New returns a Monitor for c. Nothing listens until Start.
@@ -299,6 +329,7 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 	if err := c.Check(); err != nil {
 		return err
 	}
+	health := healthOf(mgr, st, m.logger())
 	var metricsHandler http.Handler
 	if m.metrics != nil {
 		if err := m.metrics.Register(mgr); err != nil {
@@ -308,6 +339,9 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 			return fmt.Errorf("registering metrics: %w", err)
 		}
 		if err := m.metrics.RegisterReloads(m.reloadStatus); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+		if err := m.metrics.RegisterHealth(healthStatus(mgr, health)); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
 		}
 		if c.Traffic != nil {
@@ -328,7 +362,7 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 	var status http.Handler
 	if c.StatusAddr != "" {
 		page := &statuspage.Handler{Storage: st, Events: &m.events, Token: c.StatusToken, Logger: m.logger(), Allowed: allowedBy(mgr),
-			Warnings: m.warnings}
+			Warnings: func(ctx context.Context) []string { return m.warnings(ctx, mgr, health) }}
 		if mgr != nil {
 			page.LastSeen = mgr.LastSeen // the page shows a handshake of a minute ago, not storage's of five
 			page.CertFiles = mgr.StatusOfCertFiles
@@ -338,7 +372,6 @@ func (m *Monitor) Start(mgr *certkeeper.Manager, st storage.Storage) error {
 			status = loopback.Guard(page, noTokenHint)
 		}
 	}
-	health := healthOf(mgr, st, m.logger())
 	if c.Shared() {
 		mux := withHealth(health, c.StatusToken == "")
 		mux.Handle("/metrics", metricsHandler)

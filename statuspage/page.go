@@ -118,7 +118,7 @@ type Handler struct {
 	// Warnings, if set, gives the serving process's own problems that
 	// the page shows above the certificates (a reload of the
 	// configuration that failed, so that the one before still runs).
-	Warnings func() []string
+	Warnings func(ctx context.Context) []string
 
 	// Token, if set, must be given as "Authorization: Bearer TOKEN" or as
 	// ?token=TOKEN (which the page's links and refresh keep). Set it
@@ -208,7 +208,7 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) {
 		Counts: p.Counts, CSS: template.CSS(styleCSS), Total: p.Total, FirstIssues: p.FirstIssues, Stored: p.Total - p.FirstIssues, Matching: p.Matching, Page: p.Page, Pages: p.Pages,
 		State: p.State}
 	if h.Warnings != nil {
-		d.Warnings = h.Warnings()
+		d.Warnings = h.Warnings(ctx)
 	}
 	if reused {
 		d.Age = time.Since(snap.done).Round(time.Second).String()
