@@ -130,9 +130,15 @@ func oneOrderPerName(t *testing.T, ca *testca.CA, nodes []*server) {
 // orders in all, however many new names arrive.
 func TestClusterOrderLimit(t *testing.T) {
 	ca := testca.Start(t, testca.Options{})
+	var budgetDenied atomic.Int32 // Denied events for the budget's refusals, which the metrics count
 	nodes := clusterNodes(t, ca, 3, func(m *certkeeper.Manager) {
 		m.Cluster.OrderLimit = 3
 		m.Cluster.OrderWindow = time.Minute
+		m.OnEvent = func(e certkeeper.Event) {
+			if rl, ok := errors.AsType[*limit.RateLimitError](e.Err); e.Kind == certkeeper.Denied && ok && rl.Configured {
+				budgetDenied.Add(1)
+			}
+		}
 	})
 	roots := ca.IssuingRootPool(t)
 	var wg sync.WaitGroup
@@ -156,6 +162,9 @@ func TestClusterOrderLimit(t *testing.T) {
 	wg.Wait()
 	if got := ca.Orders(); got != 3 || ok != 3 {
 		t.Errorf("orders = %d, handshakes served = %d; want 3 and 3 (limited: %d)", got, ok, limited)
+	}
+	if n := int(budgetDenied.Load()); n != limited {
+		t.Errorf("%d Denied events for the budget's %d refusals, want one each (an ops trial's metrics counted none)", n, limited)
 	}
 	// The names held back were refused by the budget, not failed: none
 	// is backed off or listed as failing, and asked again each is

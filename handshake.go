@@ -262,8 +262,11 @@ func (m *Manager) loadOrObtain(ctx context.Context, name, variant string, client
 		})
 	case err != nil && m.ctx.Err() == nil && budgetRefusal(err):
 		// The budget refused the order: not a failure of the name, which
-		// is not backed off (the budget's own RetryAt holds it back).
+		// is not backed off (the budget's own RetryAt holds it back). A
+		// refusal all the same, which the metrics count (an ops trial's
+		// order-limit refusals showed only in a line a minute).
 		m.logBudget(names[0], err)
+		m.emit(Event{Kind: Denied, Names: []string{name}, Err: err})
 	case err != nil && m.ctx.Err() == nil:
 		m.recordFailure(ctx, names[0], err)
 	}

@@ -25,14 +25,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/certkeeper/certkeeper"
-	"github.com/certkeeper/certkeeper/hostname"
-	"github.com/certkeeper/certkeeper/issuer"
-	"github.com/certkeeper/certkeeper/policy"
 	"github.com/mholt/acmez/v3/acme"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/internal/limit"
+	"github.com/certkeeper/certkeeper/issuer"
+	"github.com/certkeeper/certkeeper/policy"
 )
 
 // DefaultNameLimit is how many certificates get a per-name expiry gauge
@@ -87,7 +89,7 @@ func New() *Metrics {
 		}, []string{"type"}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "certkeeper_denied_names_total",
-			Help: "Handshakes for names refused a certificate, by reason (policy, no_policy, rate_limited, client_limit, failed_recently: the name's back-off after a failed issuance, invalid_name, no_sni: a client without SNI and no default name, other).",
+			Help: "Handshakes for names refused a certificate, by reason (policy, no_policy, rate_limited, order_limit: the operator's limit on new orders, client_limit, failed_recently: the name's back-off after a failed issuance, invalid_name, no_sni: a client without SNI and no default name, other).",
 		}, []string{"reason"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "certkeeper_events_total",
@@ -214,6 +216,8 @@ func denyReason(err error) string {
 		return "client_limit"
 	case errors.Is(err, certkeeper.ErrFailedRecently):
 		return "failed_recently"
+	case orderLimit(err):
+		return "order_limit"
 	case errors.Is(err, issuer.ErrRateLimited):
 		return "rate_limited"
 	case errors.Is(err, hostname.ErrInvalidName):
@@ -224,6 +228,13 @@ func denyReason(err error) string {
 		return "policy"
 	}
 	return "other"
+}
+
+// orderLimit reports a refusal by the operator's own limit on new orders
+// (--order-limit, Cluster.OrderLimit), not one that keeps within the CA's.
+func orderLimit(err error) bool {
+	rl, ok := errors.AsType[*limit.RateLimitError](err)
+	return ok && rl.Configured
 }
 
 // noteFailing remembers since when name has failed, if not known yet

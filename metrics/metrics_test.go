@@ -16,7 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mholt/acmez/v3/acme"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/certkeeper/certkeeper"
+	"github.com/certkeeper/certkeeper/internal/limit"
 	"github.com/certkeeper/certkeeper/internal/testsvc"
 	"github.com/certkeeper/certkeeper/issuer"
 	"github.com/certkeeper/certkeeper/issuer/localca"
@@ -24,8 +28,6 @@ import (
 	"github.com/certkeeper/certkeeper/status"
 	"github.com/certkeeper/certkeeper/storage"
 	"github.com/certkeeper/certkeeper/storage/filestore"
-	"github.com/mholt/acmez/v3/acme"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestNameLimit: per-name expiry gauges while the certificates are few,
@@ -215,4 +217,31 @@ func TestFailingSecondsAfterRestart(t *testing.T) {
 func after(s, sep string) string {
 	_, rest, _ := strings.Cut(s, sep)
 	return rest
+}
+
+// TestDeniedOrderLimit: a handshake the operator's own order limit
+// refused is counted as order_limit, apart from the CA's limits
+// (rate_limited): an ops trial's --order-limit refusals were in no metric.
+func TestDeniedOrderLimit(t *testing.T) {
+	x := metrics.New()
+	x.Observe(certkeeper.Event{Kind: certkeeper.Denied, Names: []string{"a.test"},
+		Err: &limit.RateLimitError{Limit: "20 new orders per 1h for the cluster", RetryAt: time.Now().Add(time.Hour), Configured: true}})
+	x.Observe(certkeeper.Event{Kind: certkeeper.Denied, Names: []string{"b.test"},
+		Err: &limit.RateLimitError{Limit: "new orders per CA account", RetryAt: time.Now().Add(time.Hour)}})
+	fams, err := x.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != "certkeeper_denied_names_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	if got["order_limit"] != 1 || got["rate_limited"] != 1 {
+		t.Errorf("certkeeper_denied_names_total by reason = %v, want order_limit 1 and rate_limited 1", got)
+	}
 }
