@@ -209,6 +209,7 @@ type Manager struct {
 	others   otherNames // stored certificates by their other names (othernames.go)
 	fallback fallbackCerts
 	refused  refusals      // which refused names are logged (refusals.go)
+	limited  refusals      // the same for names the policy allows that a limit held back: a flood of refused names does not hide them
 	releases issueReleases // issue locks being released in the background (obtain.go)
 	unstored sync.Map      // storage key → *UnstoredError not yet stored (unstored.go)
 	// unstoredEvery, set by tests, replaces unstoredRetryEvery.

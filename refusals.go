@@ -1,9 +1,13 @@
 package certkeeper
 
 import (
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/certkeeper/certkeeper/hostname"
+	"github.com/certkeeper/certkeeper/policy"
 )
 
 // Refused names are logged once per name per interval, so an operator
@@ -66,8 +70,17 @@ func (r *refusals) size() int {
 
 // logRefused logs that name got no certificate because of err (the
 // policy's refusal, or a limit), once per name per interval.
+//
+// Names the policy allows that a limit held back (the client's, a
+// back-off) have an allowance of their own: a scanner's flood of names
+// the policy refuses used up the interval's, and an operator's own names
+// went unlogged (an ops trial).
 func (m *Manager) logRefused(name string, err error) {
-	log, full, suppressed := m.refused.note(name, time.Now())
+	set := &m.refused
+	if !errors.Is(err, policy.ErrDenied) && !errors.Is(err, hostname.ErrInvalidName) && !errors.Is(err, ErrNoSNI) && !errors.Is(err, ErrNoPolicy) {
+		set = &m.limited
+	}
+	log, full, suppressed := set.note(name, time.Now())
 	if suppressed > 0 {
 		m.logger().Warn("more names were refused in the last interval than are logged", slog.Int("unlogged", suppressed),
 			slog.Duration("interval", refusalInterval))

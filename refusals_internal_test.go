@@ -1,9 +1,14 @@
 package certkeeper
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/policy"
 )
 
 // TestRefusalsBounded: a refused name is logged once per interval; a
@@ -41,5 +46,22 @@ func TestRefusalsBounded(t *testing.T) {
 	}
 	if r.size() != 1 {
 		t.Errorf("the new interval holds %d names, want 1", r.size())
+	}
+}
+
+// TestRefusalsAllowedApart: a flood of names the policy refuses fills
+// their allowance, and a name the policy allows that a limit held back
+// (the client's) is still logged: an ops trial's scanner flood hid the
+// refusals of its own names for the rest of the hour.
+func TestRefusalsAllowedApart(t *testing.T) {
+	var logs bytes.Buffer
+	m := &Manager{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	m.refused.max, m.limited.max = 8, 8
+	for i := range 100 {
+		m.logRefused(fmt.Sprintf("n%d.scanner.example", i), fmt.Errorf("%w: not in the allowlist", policy.ErrDenied))
+	}
+	m.logRefused("shop.example", ErrClientLimit)
+	if !strings.Contains(logs.String(), "name=shop.example") {
+		t.Errorf("an allowed name held back by the client limit, after a flood of refused names, was not logged:\n%s", logs.String())
 	}
 }
