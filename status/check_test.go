@@ -58,6 +58,7 @@ func TestPrinterCheck(t *testing.T) {
 		1:  "b.test: expired at 2026-01-02T03:04:05Z",
 		2:  "c.test: revoked (keyCompromise)",
 		3:  "f0.test: failing: no (next attempt 2026-01-02T03:04:05Z)",
+		4:  "f1.test: failing: no (tried again when a handshake asks for it, from 2026-01-02T03:04:05Z; certkeeper storage delete f1.test forgets it)",
 		51: "... and 12 more; \"certkeeper status\" lists them all",
 	} {
 		if i >= len(lines) || lines[i] != want {

@@ -179,15 +179,25 @@ func (p *Printer) Finish(where, note string) error {
 func (s Cert) RetryNote(now time.Time, format func(time.Time) string) string {
 	switch {
 	case s.FirstIssue && s.NextRenewal.IsZero() && s.RetryAt.After(now):
-		return "tried again when a handshake asks for it, from " + format(s.RetryAt)
+		return "tried again when a handshake asks for it, from " + format(s.RetryAt) + forget(s)
 	case s.FirstIssue && s.NextRenewal.IsZero():
-		return "tried again when a handshake asks for it"
+		return "tried again when a handshake asks for it" + forget(s)
 	case !s.RetryAt.IsZero() && s.RetryAt.Before(now): // in progress, or due at the next start
 		return "next attempt due since " + format(s.RetryAt)
 	case !s.RetryAt.IsZero():
 		return "next attempt " + format(s.RetryAt)
 	}
 	return ""
+}
+
+// forget says how to drop a failing first issuance that nobody asks for
+// again, which otherwise keeps a check at WARNING for its 7 days (an ops
+// trial: a scanner's name after a CA outage).
+func forget(s Cert) string {
+	if len(s.Names) == 0 {
+		return ""
+	}
+	return "; certkeeper storage delete " + s.Names[0] + " forgets it"
 }
 
 // CheckStatus is the exit status of a check of the entries added:
