@@ -1,6 +1,7 @@
 package statuspage
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -17,7 +18,19 @@ type Event struct {
 	Names  []string  `json:"names"`
 	Issuer string    `json:"issuer,omitempty"`
 	Error  string    `json:"error,omitempty"`
+	// Times is how many times the same event (kind, names, issuer and
+	// error) came in a row of recent ones, the first at Since, the last
+	// at Time: one certificate's retries take one line, not the page (an
+	// ops trial's twelve failures in two minutes pushed every other event
+	// off it). Zero or one: once.
+	Times int       `json:"times,omitempty"`
+	Since time.Time `json:"since,omitzero"`
 }
+
+// foldWithin is how many of the newest events a new one is folded into
+// when it repeats one of them (a failure and its issuer's failure
+// alternate).
+const foldWithin = 4
 
 // Recorder keeps a Manager's most recent events for the page. Its Observe
 // method is a Manager.OnEvent function. The zero value is ready to use.
@@ -49,6 +62,16 @@ func (r *Recorder) Observe(e certkeeper.Event) {
 	switch e.Kind {
 	case certkeeper.Obtained, certkeeper.Renewed, certkeeper.RenewalFailed, certkeeper.Revoked:
 		r.change++ // the Handler reads the storage anew rather than reuse a read (see snapshot.fresh)
+	}
+	for i := len(r.events) - 1; i >= 0 && i >= len(r.events)-foldWithin; i-- {
+		if p := r.events[i]; p.Kind == ev.Kind && p.Issuer == ev.Issuer && p.Error == ev.Error && slices.Equal(p.Names, ev.Names) {
+			ev.Times, ev.Since = max(p.Times, 1)+1, p.Time
+			if !p.Since.IsZero() {
+				ev.Since = p.Since
+			}
+			r.events = slices.Delete(r.events, i, i+1)
+			break
+		}
 	}
 	r.events = append(r.events, ev)
 	if len(r.events) > size {
