@@ -133,6 +133,9 @@ func (p Pidfile) Status() (int, error) {
 	if p.StartedAfter(pid) {
 		return 0, fmt.Errorf("not running (process %d started after %s was written: another program has its process ID; alpn-proxy stop removes the file)", pid, p)
 	}
+	if what, other := otherProgram(pid); other {
+		return 0, fmt.Errorf("not running: process %d of %s is not an alpn-proxy (%.80s): is the pidfile right?", pid, p, what)
+	}
 	return pid, nil
 }
 

@@ -166,6 +166,9 @@ func (p Pidfile) Stop(ctx context.Context, timeout time.Duration) (StopResult, i
 	if ProcessAlive(pid) && p.StartedAfter(pid) {
 		return Reused, pid, nil
 	}
+	if what, other := otherProgram(pid); other {
+		return 0, pid, fmt.Errorf("process %d of %s is not an alpn-proxy (%.80s): not signalled; is the pidfile right?", pid, p, what)
+	}
 	proc, err := os.FindProcess(pid)
 	if err == nil {
 		err = proc.Signal(syscall.SIGTERM)

@@ -18,15 +18,30 @@ import (
 
 // bystander starts a process that sleeps a minute (killed at cleanup) for
 // a pidfile to name, and returns its process ID and a check that fails
-// the test if it was stopped within 200 ms.
+// the test if it was stopped within 200 ms. Its command line names
+// alpn-proxy, as a proxy's does (a process that does not is refused:
+// TestPidfileOtherProgram).
 func bystander(t *testing.T) (int, func(what string)) {
 	t.Helper()
-	cmd := exec.Command("sleep", "60")
+	return sleeper(t, "exec -a alpn-proxy sleep 60")
+}
+
+// sleeper is bystander with the shell command given.
+func sleeper(t *testing.T, script string) (int, func(what string)) {
+	t.Helper()
+	cmd := exec.Command("bash", "-c", script)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	// Until bash has run exec, the process's command line is the test's,
+	// then bash's; sleep's ends in "60".
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid)); err == nil && strings.HasSuffix(string(b), "\x0060\x00") {
+			break
+		}
+	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-exited
@@ -193,5 +208,24 @@ func TestDefaultPidfileEnv(t *testing.T) {
 	}
 	if got := alpnproxy.DefaultPidfile(); string(got) != want {
 		t.Errorf("DefaultPidfile() = %s, want %s", got, want)
+	}
+}
+
+// TestPidfileOtherProgram: a pidfile that names a process that is not an
+// alpn-proxy (another program's pidfile, given by mistake: an alpn-proxy
+// trial's stop --pidfile /run/nginx.pid sent nginx SIGTERM) is refused
+// by Stop, which signals nothing, and by Status.
+func TestPidfileOtherProgram(t *testing.T) {
+	pid, alive := sleeper(t, "exec sleep 60")
+	p := alpnproxy.Pidfile(filepath.Join(t.TempDir(), "nginx.pid"))
+	if err := p.Write(pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.Stop(t.Context(), 2*time.Second); err == nil || !strings.Contains(err.Error(), "is not an alpn-proxy (sleep 60)") {
+		t.Errorf("Stop of another program's process = %v, want it refused, naming the program", err)
+	}
+	alive("another program's process named by the pidfile")
+	if _, err := p.Status(); err == nil || !strings.Contains(err.Error(), "is not an alpn-proxy") {
+		t.Errorf("Status = %v, want not running: not an alpn-proxy", err)
 	}
 }

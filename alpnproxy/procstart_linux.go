@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,4 +71,27 @@ func bootTime() (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// otherProgram reports, from /proc, that process pid is not an alpn-proxy:
+// neither this program's executable nor a command line naming alpn-proxy
+// (a Go program running a Runner under another name is taken as one when
+// it runs this executable). what is its command, for the error. An
+// alpn-proxy trial's stop --pidfile, given nginx's pidfile, sent nginx
+// SIGTERM. It reports false when it cannot tell.
+func otherProgram(pid int) (what string, other bool) {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || len(cmdline) == 0 {
+		return "", false
+	}
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if slices.Contains(args, "alpn-proxy") {
+		return "", false
+	}
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
+		if self, err := os.Executable(); err == nil && strings.TrimSuffix(exe, " (deleted)") == self {
+			return "", false
+		}
+	}
+	return strings.Join(args, " "), true
 }
