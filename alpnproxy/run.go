@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -261,6 +262,11 @@ func (r *Runner) shutdown(errc <-chan error) error {
 func (r *Runner) installRules(ctx context.Context, addr net.Addr) error {
 	if tcp, ok := addr.(*net.TCPAddr); ok && len(r.Rules.Spec) == 0 {
 		r.Rules.Spec = iptables.DefaultSpec(tcp.Port)
+	} else if to := iptables.RedirectPort(r.Rules.Spec); ok && to != "" && to != strconv.Itoa(tcp.Port) {
+		// A spec of its own (acme-alpn-proxy's ends in --to-port 21443)
+		// with another --listen: port 443 would go nowhere (an alpn-proxy trial).
+		return fmt.Errorf("the iptables rule spec redirects to port %s, but the proxy listens on port %d: give --listen :%s, or a spec with --to-ports %d",
+			to, tcp.Port, to, tcp.Port)
 	}
 	r.notify(Event{Kind: InstallingRules, Addr: addr})
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rulesTimeout)

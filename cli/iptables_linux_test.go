@@ -186,6 +186,15 @@ func testIPTablesInNetns(t *testing.T) {
 	}
 	stop(p)
 	wantRules(t, "after a stop following SIGHUP", 0, 0)
+	// A rule spec of its own that redirects to another port than the
+	// proxy listens on is refused, and adds nothing (an alpn-proxy trial's
+	// acme-alpn-proxy spec sent :443 nowhere).
+	r2 := ck(t, 30*time.Second, "alpn-proxy", "start", "--pidfile", pidfile, "--listen", ":21444", "--iptables",
+		"--rulespec", "-p tcp --dport 443 -j REDIRECT --to-ports 21443")
+	if r2.code == 0 || !strings.Contains(r2.stderr, "redirects to port 21443, but the proxy listens on port 21444") {
+		t.Errorf("start with a rule spec to another port: exit %d, want a refusal naming both ports\n%s", r2.code, r2.stderr)
+	}
+	wantRules(t, "after a refused rule spec", 0, 0)
 	// --iptables without --listen listens on every address, where
 	// REDIRECT delivers connections from other hosts (the documented cron
 	// hook gave no --listen, and the loopback default took sites down).

@@ -51,3 +51,16 @@ type Redirect struct {
 	// ip6tables is only asked, if present, to remove leftover rules.
 	IPv6 bool
 }
+
+// RedirectPort returns the port a REDIRECT spec sends connections to (its
+// --to-ports or --to-port value, the first of a range), or "" when spec
+// names none.
+func RedirectPort(spec []string) string {
+	for i, f := range spec {
+		if (f == "--to-ports" || f == "--to-port") && i+1 < len(spec) {
+			port, _, _ := strings.Cut(spec[i+1], "-")
+			return port
+		}
+	}
+	return ""
+}
