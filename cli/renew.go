@@ -104,13 +104,17 @@ func renewFiles(ctx context.Context, env *Env, f *renewFlags) error {
 	r.ARI = f.ariFor(env, st) // a dry run too: it says what the real run would do
 	r.Explain = f.explain
 	results, err := r.Run(ctx)
+	// The post-hooks run on a context of their own: one interrupted or past
+	// --timeout after a pre-hook must still stop what it started.
+	post, cancelPost := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancelPost()
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("--out-dir %s does not exist: give the directory cert issue wrote to", f.outDir)
 	}
 	if err != nil {
-		return err
+		return errors.Join(err, f.hooks.PostOwed(post))
 	}
-	return f.report(ctx, env, results)
+	return f.report(post, env, results)
 }
 
 // rememberedStorage opens, unless --storage is given, the storage the

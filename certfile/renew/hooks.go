@@ -29,12 +29,18 @@ type Hooks struct {
 	// pre holds the result of each pre-hook already run: each runs once
 	// per run, before the first certificate that has it.
 	pre map[string]error
+	// owed are the post-hooks of the certificates whose renewal began
+	// (BeforeRenew), for PostOwed.
+	owed []string
 }
 
 // BeforeRenew runs the certificate's PreHook, unless this run has run it
 // already (then its earlier result is returned). A failing pre-hook fails
 // every certificate that has it, which is then not renewed.
 func (h *Hooks) BeforeRenew(ctx context.Context, j *Result) error {
+	if post := j.Settings.PostHook; post != "" && !slices.Contains(h.owed, post) {
+		h.owed = append(h.owed, post)
+	}
 	cmd := j.Settings.PreHook
 	if cmd == "" {
 		return nil
@@ -162,4 +168,21 @@ func absolute(path string) string {
 		return abs
 	}
 	return path
+}
+
+// PostOwed runs, once each, the PostHook of the certificates whose
+// renewal began (BeforeRenew), for a run that ended before it had results
+// to give Post (interrupted: SIGTERM, Ctrl-C, a timeout): their pre-hook
+// may have started what the post-hook stops (an alpn-proxy and its
+// iptables redirect, which an alpn-proxy trial found left running for
+// good). Give it a context of its own: the run's has ended. It runs them
+// all, and returns their errors.
+func (h *Hooks) PostOwed(ctx context.Context) error {
+	var errs []error
+	for _, cmd := range h.owed {
+		if err := hook.RunTo(ctx, h.Output, "the post-hook", cmd); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
