@@ -493,3 +493,20 @@ func TestALPNProxyStatusWait(t *testing.T) {
 		t.Errorf("status --wait for a proxy that never starts: exit %d, %s", r.code, r.stderr)
 	}
 }
+
+// TestTLSALPNPortTakenAdvice: cert issue --challenge tls-alpn-01 on a port
+// a web server holds points at alpn-proxy, which keeps the web server
+// there: an alpn-proxy trial was told only to stop what listens on it.
+func TestTLSALPNPortTakenAdvice(t *testing.T) {
+	t.Parallel()
+	ca := testca.Start(t, testca.Options{})
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ca.TLSPort())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r := ck(t, time.Minute, append(pebbleArgs(ca, t.TempDir(), t.TempDir()), "--challenge", "tls-alpn-01", "-d", "taken.test")...)
+	if r.code == 0 || !strings.Contains(r.stderr, "is already in use, so tls-alpn-01 cannot be answered there: keep the web server there and put certkeeper alpn-proxy start in front of it") {
+		t.Errorf("cert issue with --tls-alpn-addr taken: exit %d, want advice naming alpn-proxy\n%s", r.code, r.stderr)
+	}
+}

@@ -542,8 +542,11 @@ func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer,
 func portError(err error, addr, flagName, challenge string) error {
 	if errors.Is(err, syscall.EADDRINUSE) {
 		webroot := ""
-		if challenge == acmeca.HTTP01 {
+		switch challenge {
+		case acmeca.HTTP01:
 			webroot = "answer through the web server that holds it with --webroot DIR (its document root), "
+		case acmeca.TLSALPN01: // the web server keeps :443 (an alpn-proxy trial was told to stop it)
+			webroot = "keep the web server there and put certkeeper alpn-proxy start in front of it, answering with --tls-alpn-addr 127.0.0.1:31443, "
 		}
 		return fmt.Errorf("port %s is already in use, so %s cannot be answered there: %s%s, choose another challenge with --challenge, or another address with %s", cmdline.PortOf(addr), challenge, webroot, cmdline.InUseAdvice(addr), flagName)
 	}
