@@ -54,7 +54,7 @@ type alpnStartFlags struct {
 	maxPerClient   int           `flag:"max-conns-per-client" arg:"N" default:"1000" help:"N of them at most from one client address (an IPv6 /64)"`
 	idleTimeout    time.Duration `flag:"idle-timeout" arg:"DURATION" default:"10m" help:"close a spliced connection with no bytes in either direction for this DURATION (0: never)"`
 	useIPTables    bool          `flag:"iptables" help:"redirect incoming TCP port 443 to --listen with iptables rules while running (Linux, root)"`
-	rulespec       string        `flag:"rulespec" arg:"SPEC" help:"iptables SPEC after -t nat -A PREROUTING (default $ACME_ALPN_PROXY_RULESPEC,\nelse \"-p tcp --dport 443 -j REDIRECT --to-ports 21443 -m comment --comment certkeeper-alpn-proxy\"\nwith the --listen port); the tag comment is appended when missing"`
+	rulespec       string        `flag:"rulespec" arg:"SPEC" help:"iptables SPEC after -t nat -A PREROUTING (default $ACME_ALPN_PROXY_RULESPEC,\nelse \"-p tcp --dport 443 -m addrtype --dst-type LOCAL -j REDIRECT --to-ports 21443\n-m comment --comment certkeeper-alpn-proxy\" with the --listen port); the tag comment is appended when missing"`
 	iptablesOutput bool          `flag:"iptables-output" help:"also redirect connections from this host (nat OUTPUT), except the proxy user's own"`
 	noIPv6         bool          `flag:"no-ipv6" help:"add no ip6tables rules (default true when $ACME_ALPN_PROXY_DISABLEV6 is y)"`
 }

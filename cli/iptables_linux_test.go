@@ -142,9 +142,13 @@ func testIPTablesInNetns(t *testing.T) {
 		}
 	}
 
-	// Start: PREROUTING and OUTPUT, for IPv4 and IPv6.
+	// Start: PREROUTING and OUTPUT, for IPv4 and IPv6, for connections to
+	// this host's own addresses only (a routing host's containers reach
+	// other hosts' :443 past it: an alpn-proxy trial).
 	p := start(args...)
-	wantRules(t, "after start", 2, 2)
+	if rules := wantRules(t, "after start", 2, 2); strings.Count(rules, "--dst-type LOCAL") != 4 {
+		t.Errorf("the default rules do not all match local destinations only (-m addrtype --dst-type LOCAL):\n%s", rules)
+	}
 	// A client on this host that is not the proxy's user (root) is
 	// redirected; the proxy's own connection to :443 is not, or it would
 	// loop back to the proxy and never reach the web server.

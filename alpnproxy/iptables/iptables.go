@@ -26,9 +26,14 @@ import (
 const Tag = "certkeeper-alpn-proxy"
 
 // DefaultSpec is the rule specification that sends incoming TCP port 443
-// to port, as letsdebug/acme-alpn-proxy's default (with Tag).
+// to port, as letsdebug/acme-alpn-proxy's default (with Tag), for
+// connections to this host's own addresses only (-m addrtype --dst-type
+// LOCAL): on a host that routes (Docker's, Kubernetes', a VPN gateway)
+// PREROUTING also sees its containers' and clients' connections to other
+// hosts' port 443, which the seed's rule sent to the local web server
+// while the proxy ran (an alpn-proxy trial).
 func DefaultSpec(port int) []string {
-	return strings.Fields("-p tcp --dport 443 -j REDIRECT --to-ports " + strconv.Itoa(port) + " -m comment --comment " + Tag)
+	return strings.Fields("-p tcp --dport 443 -m addrtype --dst-type LOCAL -j REDIRECT --to-ports " + strconv.Itoa(port) + " -m comment --comment " + Tag)
 }
 
 // Redirect is a set of nat REDIRECT rules, added with iptables and, with
