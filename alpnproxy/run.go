@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -271,10 +272,37 @@ func (r *Runner) installRules(ctx context.Context, addr net.Addr) error {
 	r.notify(Event{Kind: InstallingRules, Addr: addr})
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rulesTimeout)
 	defer cancel()
+	if err := otherProxyRules(ctx, addr); err != nil {
+		return err
+	}
 	if err := r.Rules.Install(ctx); err != nil {
 		return fmt.Errorf("adding iptables rules: %w", err)
 	}
 	r.notify(Event{Kind: RulesAdded, Spec: r.Rules.Spec})
+	return nil
+}
+
+// otherProxyRules refuses to replace the tagged rules of another proxy
+// that runs: Install removes tagged rules (a killed proxy's), and a second
+// alpn-proxy started with another pidfile took a running one's away, which
+// then served nothing while its status said running (an alpn-proxy
+// trial). A rule is taken as a running proxy's when something listens on
+// the port it redirects to, other than addr's.
+func otherProxyRules(ctx context.Context, addr net.Addr) error {
+	tcp, ok := addr.(*net.TCPAddr)
+	rules, _ := iptables.Tagged(ctx)
+	for _, rule := range rules {
+		port := iptables.RedirectPort(strings.Fields(rule))
+		if !ok || port == "" || port == strconv.Itoa(tcp.Port) {
+			continue
+		}
+		d := net.Dialer{Timeout: 300 * time.Millisecond}
+		if c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", port)); err == nil {
+			c.Close()
+			return fmt.Errorf("another alpn-proxy runs, with iptables rules redirecting to port %s (which answers): stop it first "+
+				"(certkeeper alpn-proxy stop, with its --pidfile), or run this one without --iptables: %s", port, rule)
+		}
+	}
 	return nil
 }
 

@@ -188,6 +188,15 @@ func testIPTablesInNetns(t *testing.T) {
 	if r := ck(t, 30*time.Second, "alpn-proxy", "status", "--pidfile", pidfile); r.code != 0 {
 		t.Errorf("status after SIGHUP: exit %d, want 0 (still running)\n%s", r.code, r.stderr)
 	}
+	// A second proxy (another pidfile) does not take the running one's
+	// rules away (an alpn-proxy trial's did, and the first served nothing
+	// while its status said running).
+	other := filepath.Join(t.TempDir(), "other.pid")
+	if r := ck(t, 30*time.Second, "alpn-proxy", "start", "--pidfile", other, "--listen", "127.0.0.1:21445", "--iptables"); r.code == 0 ||
+		!strings.Contains(r.stderr, "another alpn-proxy runs, with iptables rules redirecting to port 21443") {
+		t.Errorf("a second alpn-proxy start --iptables: exit %d, want it refused\n%s", r.code, r.stderr)
+	}
+	wantRules(t, "after a second start was refused", 2, 2)
 	stop(p)
 	wantRules(t, "after a stop following SIGHUP", 0, 0)
 	// A rule spec of its own that redirects to another port than the
