@@ -303,8 +303,8 @@ func (m *Manager) readFailures(ctx context.Context) {
 	m.hk.errMu.Lock()
 	defer m.hk.errMu.Unlock()
 	all, err := status.UpdateFailures(ctx, m.store, func(map[string]status.Failure) bool { return false }, nil)
-	if err != nil {
-		m.logger().Warn("storing failures for status", slog.String("key", status.FailuresKey), slog.Any("err", err))
+	if err != nil && ctx.Err() == nil { // not at a close during the start: a trial's failed start warned of its storage
+		m.logger().Warn("reading the failures status keeps", slog.String("key", status.FailuresKey), slog.Any("err", err))
 	}
 	if all != nil {
 		m.setFailing(all)

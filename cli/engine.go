@@ -494,7 +494,7 @@ func (s *service) serve(ctx context.Context, env *Env) error {
 	loop.Limits, loop.ProxyProtocolFrom = s.cfg.connLimits(), s.cfg.proxyFrom
 	loop.Limits.Refusals = mon.Refusals() // the metrics count what every listener refuses
 	if err := s.listen(loop, up, m); err != nil {
-		_ = loop.Drain(s.drain, nil)
+		loop.Abort()
 		return err
 	}
 	failed, err := loop.Wait(ctx)

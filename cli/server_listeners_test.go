@@ -432,6 +432,11 @@ func TestListenPortBusy(t *testing.T) {
 			if r.code != 1 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "another address with "+tt.flag) || strings.Contains(r.stderr, "--challenge") {
 				t.Errorf("exit %d, stderr:\n%s\nwant exit 1, %q and %s, and no --challenge", r.code, r.stderr, want, tt.flag)
 			}
+			// The failure alone: "draining connections" and a storage
+			// warning read as a stop of a process that had served (an ops trial).
+			if strings.Contains(r.stderr, "draining connections") || strings.Contains(r.stderr, "failures status keeps") {
+				t.Errorf("a start that failed says it drains, or warns of its storage:\n%s", r.stderr)
+			}
 		})
 	}
 }

@@ -219,6 +219,21 @@ func cutSaid(errs []error) string {
 	return fmt.Sprintf(" (requests in progress cut, WebSockets included: %d)", n)
 }
 
+// Abort closes the servers started so far at once, without the drain's
+// notes: for a start that failed (a port in use) before anything was
+// served, whose log should hold that failure alone (an ops trial read
+// "draining connections" first, and looked for a stop).
+func (l *Loop) Abort() {
+	l.stopSignals()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i, err := range l.shutdown(ctx) {
+		if c, ok := l.servers[i].(io.Closer); ok && err != nil {
+			_ = c.Close()
+		}
+	}
+}
+
 // abandonGrace is how long the handlers of a drain that reached its limit
 // get to answer once what they waited for is abandoned.
 const abandonGrace = 2 * time.Second
