@@ -528,9 +528,9 @@ func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer,
 	var lerr *engine.ListenError
 	switch {
 	case errors.As(err, &lerr) && f.challenge == acmeca.TLSALPN01:
-		return nil, nil, portError(lerr.Err, f.tlsAddr, "--tls-alpn-addr", "tls-alpn-01")
+		return nil, nil, portError(lerr.Err, f.tlsAddr, "--tls-alpn-addr", "tls-alpn-01", true)
 	case errors.As(err, &lerr):
-		return nil, nil, portError(lerr.Err, f.httpAddr, "--http-addr", "http-01")
+		return nil, nil, portError(lerr.Err, f.httpAddr, "--http-addr", "http-01", true)
 	case err != nil:
 		return nil, nil, err
 	}
@@ -538,14 +538,16 @@ func newACMEIssuer(env *Env, f *issueFlags, st storage.Storage) (*acmeca.Issuer,
 }
 
 // portError explains a challenge listener that could not start: another
-// address or another challenge would do.
-func portError(err error, addr, flagName, challenge string) error {
+// address or another challenge would do, and for cert issue (certIssue),
+// which runs beside a web server, --webroot or alpn-proxy.
+func portError(err error, addr, flagName, challenge string, certIssue bool) error {
 	if errors.Is(err, syscall.EADDRINUSE) {
 		webroot := ""
-		switch challenge {
-		case acmeca.HTTP01:
+		switch {
+		case !certIssue: // the proxy has neither
+		case challenge == acmeca.HTTP01:
 			webroot = "answer through the web server that holds it with --webroot DIR (its document root), "
-		case acmeca.TLSALPN01: // the web server keeps :443 (an alpn-proxy trial was told to stop it)
+		case challenge == acmeca.TLSALPN01: // the web server keeps :443 (an alpn-proxy trial was told to stop it)
 			webroot = "keep the web server there and put certkeeper alpn-proxy start in front of it, answering with --tls-alpn-addr 127.0.0.1:31443, "
 		}
 		return fmt.Errorf("port %s is already in use, so %s cannot be answered there: %s%s, choose another challenge with --challenge, or another address with %s", cmdline.PortOf(addr), challenge, webroot, cmdline.InUseAdvice(addr), flagName)

@@ -302,7 +302,7 @@ func proxyListen(loop *serveloop.Loop, env *Env, up *upgrade.Upgrader, cfg *prox
 	if cfg.HTTPAddr != "" {
 		hln, err := up.Listen("http", cfg.HTTPAddr)
 		if err != nil {
-			return portError(err, cfg.HTTPAddr, "--http-addr", "http-01")
+			return portError(err, cfg.HTTPAddr, "--http-addr", "http-01", false)
 		}
 		// ReadTimeout: its answers (http-01, redirects) are immediate, and
 		// it bounds how long a body nobody reads may hold a connection.
