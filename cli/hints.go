@@ -69,6 +69,9 @@ func withLogHints(err error) error {
 		errors.Is(err, powerdns.ErrUnreachable) || errors.Is(err, fs.ErrPermission) {
 		return err
 	}
+	if errors.Is(err, issuer.ErrNameRejected) && !errors.As(err, new(*hintError)) { // a service takes no -d (an ops trial)
+		return &hintError{err: err, hint: "leave the name out of --allow (or the config's allow list): no retry changes the CA's answer"}
+	}
 	return withFlagHints(err)
 }
 

@@ -91,4 +91,9 @@ func TestWithLogHints(t *testing.T) {
 			t.Errorf("a configuration error is logged without its hint: %s", msg)
 		}
 	}
+	// A proxy or server takes no -d: a name the CA refuses is taken out
+	// of allow (an ops trial's hint named cert issue's -d).
+	if msg := withLogHints(fmt.Errorf("issuing: %w", issuer.ErrNameRejected)).Error(); !strings.Contains(msg, "leave the name out of --allow") || strings.Contains(msg, "-d ") {
+		t.Errorf("a name the CA refuses is logged as %q, want a hint naming --allow, not -d", msg)
+	}
 }
