@@ -170,13 +170,17 @@ func (m *Manager) onDemand(ctx context.Context, name, variant string, client net
 func (m *Manager) sayWhenSlow(name string) *time.Timer {
 	after := min(slowIssue, m.issueTimeout()/2)
 	attrs := []any{slog.String("name", name)}
+	level, msg := slog.LevelInfo, "still obtaining a certificate; it goes on until the issue timeout"
 	if m.HandshakeWait > 0 && m.HandshakeWait <= after {
+		// The handshakes waiting fail now: clients see it (an ops trial's
+		// hung CA showed as an Info line alone for 90 s).
 		after = m.HandshakeWait
 		attrs = append(attrs, slog.Duration("handshake_wait", m.HandshakeWait))
+		level, msg = slog.LevelWarn, "handshakes fail while a certificate is still being obtained (the CA is slow or does not answer); it goes on until the issue timeout"
 	}
 	attrs = append(attrs, slog.Duration("for", after), slog.Duration("issue_timeout", m.issueTimeout()))
 	return time.AfterFunc(after, func() {
-		m.logger().Info("still obtaining a certificate; it goes on until the issue timeout", attrs...)
+		m.logger().Log(context.Background(), level, msg, attrs...)
 	})
 }
 
