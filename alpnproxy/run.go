@@ -266,7 +266,7 @@ func (r *Runner) installRules(ctx context.Context, addr net.Addr) error {
 	} else if to := iptables.RedirectPort(r.Rules.Spec); ok && to != "" && to != strconv.Itoa(tcp.Port) {
 		// A spec of its own (acme-alpn-proxy's ends in --to-port 21443)
 		// with another --listen: port 443 would go nowhere (an alpn-proxy trial).
-		return fmt.Errorf("the iptables rule spec redirects to port %s, but the proxy listens on port %d: give --listen :%s, or a spec with --to-ports %d",
+		return fmt.Errorf("the iptables rule spec redirects to port %s, but the proxy listens on port %d: listen on port %s, or redirect to port %d",
 			to, tcp.Port, to, tcp.Port)
 	}
 	r.notify(Event{Kind: InstallingRules, Addr: addr})
@@ -300,7 +300,7 @@ func otherProxyRules(ctx context.Context, addr net.Addr) error {
 		if c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", port)); err == nil {
 			c.Close()
 			return fmt.Errorf("another alpn-proxy runs, with iptables rules redirecting to port %s (which answers): stop it first "+
-				"(certkeeper alpn-proxy stop, with its --pidfile), or run this one without --iptables: %s", port, rule)
+				"(certkeeper alpn-proxy stop, with its pidfile), or run this one without iptables rules: %s", port, rule)
 		}
 	}
 	return nil

@@ -210,6 +210,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// their connections close.
 		grace, cancel := context.WithTimeout(context.Background(), cutGrace)
 		_ = s.waitHandlers(grace)
+		// A handler that returned has handed its answer to its
+		// connection, which writes it on its own goroutine: Close at once
+		// cut an HTTP/2 one before its 503 was sent (a CI run). Shutdown
+		// again waits, within the grace, for the connections to go idle.
+		_ = s.srv.Shutdown(grace)
 		cancel()
 		s.srv.Close()
 	}
