@@ -29,27 +29,10 @@ var (
 // fails is otherwise only a log line: the signal that asked for it
 // cannot fail (an ops trial).
 func (x *Metrics) RegisterReloads(status func() (ok bool, readAt time.Time)) error {
-	return x.reg.Register(reloadCollector(status))
-}
-
-// reloadCollector reads the reload status at scrape time.
-type reloadCollector func() (bool, time.Time)
-
-// Describe sends the descriptors of the metrics the collector makes.
-func (reloadCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descReloadOK
-	ch <- descReloadAt
-}
-
-// Collect reads the reload status.
-func (c reloadCollector) Collect(ch chan<- prometheus.Metric) {
-	ok, at := c()
-	v := 0.0
-	if ok {
-		v = 1
-	}
-	ch <- prometheus.MustNewConstMetric(descReloadOK, prometheus.GaugeValue, v)
-	ch <- prometheus.MustNewConstMetric(descReloadAt, prometheus.GaugeValue, float64(at.UnixNano())/1e9)
+	return x.reg.Register(flagGauges{descReloadOK, descReloadAt, func() (bool, float64) {
+		ok, at := status()
+		return ok, float64(at.UnixNano()) / 1e9
+	}})
 }
 
 // RegisterHealth adds certkeeper_storage_healthy and
@@ -59,25 +42,31 @@ func (c reloadCollector) Collect(ch chan<- prometheus.Metric) {
 // held in memory only (Manager.Unstored). An ops trial's full disk showed
 // only in /healthz and the log.
 func (x *Metrics) RegisterHealth(health func() (healthy bool, unstored int)) error {
-	return x.reg.Register(healthCollector(health))
+	return x.reg.Register(flagGauges{descStorageHealthy, descUnstored, func() (bool, float64) {
+		ok, n := health()
+		return ok, float64(n)
+	}})
 }
 
-// healthCollector reads the storage's health at scrape time.
-type healthCollector func() (bool, int)
+// flagGauges reads two gauges at scrape time: flag, 1 or 0, and value.
+type flagGauges struct {
+	flag, value *prometheus.Desc
+	read        func() (bool, float64)
+}
 
 // Describe sends the descriptors of the metrics the collector makes.
-func (healthCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descStorageHealthy
-	ch <- descUnstored
+func (g flagGauges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- g.flag
+	ch <- g.value
 }
 
-// Collect reads the health.
-func (c healthCollector) Collect(ch chan<- prometheus.Metric) {
-	ok, n := c()
-	v := 0.0
+// Collect reads the two gauges.
+func (g flagGauges) Collect(ch chan<- prometheus.Metric) {
+	ok, v := g.read()
+	flag := 0.0
 	if ok {
-		v = 1
+		flag = 1
 	}
-	ch <- prometheus.MustNewConstMetric(descStorageHealthy, prometheus.GaugeValue, v)
-	ch <- prometheus.MustNewConstMetric(descUnstored, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(g.flag, prometheus.GaugeValue, flag)
+	ch <- prometheus.MustNewConstMetric(g.value, prometheus.GaugeValue, v)
 }

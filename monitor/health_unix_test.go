@@ -84,15 +84,8 @@ func TestHealthz(t *testing.T) {
 	// gauge moved). A first scrape starts the Manager, whose scan of the
 	// storage is done before the flood below counts storage operations.
 	healthy := func() string {
-		req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+metricsAddr+"/metrics", nil)
-		req.Header.Set("Authorization", "Bearer "+mtok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		for line := range strings.Lines(string(body)) {
+		_, body := getBearer(t, "http://"+metricsAddr+"/metrics", mtok)
+		for line := range strings.Lines(body) {
 			if strings.HasPrefix(line, "certkeeper_storage_healthy ") {
 				return strings.TrimSpace(line)
 			}

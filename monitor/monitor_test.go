@@ -120,15 +120,7 @@ func TestStartShared(t *testing.T) {
 	}
 	get := func(path, token string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+addr+path, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
+		return getBearer(t, "http://"+addr+path, token)
 	}
 	if code, body := get("/metrics", mtok); code != 200 || !strings.Contains(body, "certkeeper_") {
 		t.Errorf("/metrics with its token: %d %.80q", code, body)
@@ -266,3 +258,18 @@ type boundTo struct {
 }
 
 func (l *boundTo) Addr() net.Addr { return l.addr }
+
+// getBearer GETs url with a bearer token, and returns the status code and
+// the body.
+func getBearer(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
