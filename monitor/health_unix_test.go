@@ -51,15 +51,7 @@ func TestHealthz(t *testing.T) {
 	defer mon.Close()
 	ask := func(method, addr, host, path string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), method, "http://"+addr+path, nil)
-		req.Host = host
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
+		return request(t, method, "http://"+addr+path, host, "")
 	}
 	for _, tt := range []struct {
 		method, addr, host, path string
@@ -84,7 +76,7 @@ func TestHealthz(t *testing.T) {
 	// gauge moved). A first scrape starts the Manager, whose scan of the
 	// storage is done before the flood below counts storage operations.
 	healthy := func() string {
-		_, body := getBearer(t, "http://"+metricsAddr+"/metrics", mtok)
+		_, body := request(t, "GET", "http://"+metricsAddr+"/metrics", "", mtok)
 		for line := range strings.Lines(body) {
 			if strings.HasPrefix(line, "certkeeper_storage_healthy ") {
 				return strings.TrimSpace(line)

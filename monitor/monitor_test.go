@@ -120,7 +120,7 @@ func TestStartShared(t *testing.T) {
 	}
 	get := func(path, token string) (int, string) {
 		t.Helper()
-		return getBearer(t, "http://"+addr+path, token)
+		return request(t, "GET", "http://"+addr+path, "", token)
 	}
 	if code, body := get("/metrics", mtok); code != 200 || !strings.Contains(body, "certkeeper_") {
 		t.Errorf("/metrics with its token: %d %.80q", code, body)
@@ -259,12 +259,17 @@ type boundTo struct {
 
 func (l *boundTo) Addr() net.Addr { return l.addr }
 
-// getBearer GETs url with a bearer token, and returns the status code and
-// the body.
-func getBearer(t *testing.T, url, token string) (int, string) {
+// request sends method to url, with Host host and a bearer token when
+// they are given, and returns the status code and the body.
+func request(t *testing.T, method, url, host, token string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
+	req, _ := http.NewRequestWithContext(t.Context(), method, url, nil)
+	if host != "" {
+		req.Host = host
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
