@@ -196,17 +196,8 @@ func TestNoTokenLoopbackOnly(t *testing.T) {
 	}
 	get := func(addr, host, path, token string) int {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+addr+path, nil)
-		req.Host = host
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := request(t, "GET", "http://"+addr+path, host, token)
+		return code
 	}
 	open := "127.0.0.1:" + strconv.Itoa(testsvc.FreePort(t))
 	start(Config{MetricsAddr: open, StatusAddr: open})
