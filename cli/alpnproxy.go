@@ -91,8 +91,8 @@ func alpnProxyStartCmd() *Command {
 			if f.maxConns <= 0 || f.maxPerClient <= 0 {
 				return usagef("--max-conns %d, --max-conns-per-client %d: must be at least 1 (raise a limit rather than remove it)", f.maxConns, f.maxPerClient)
 			}
-			if f.idleTimeout < 0 {
-				return usagef("--idle-timeout %s: must not be negative (0 turns it off)", f.idleTimeout)
+			if f.idleTimeout < 0 || f.idleTimeout > 0 && f.idleTimeout < time.Second {
+				return usagef("--idle-timeout %s: at least 1s, which cuts a connection quiet that long (0 turns it off)", f.idleTimeout)
 			}
 			if f.idleTimeout == 0 {
 				f.idleTimeout = -1 // alpnproxy.Server: negative is off, zero its default
@@ -112,8 +112,8 @@ func alpnProxyStartCmd() *Command {
 				if err := rules.Check(); err != nil {
 					return fmt.Errorf("--iptables: %w", err)
 				}
-			} else if f.rulespec != "" || f.iptablesOutput {
-				return usagef("--rulespec and --iptables-output need --iptables")
+			} else if cmdline.Given(flags, "rulespec") || f.iptablesOutput || cmdline.Given(flags, "no-ipv6") {
+				return usagef("--rulespec, --iptables-output and --no-ipv6 need --iptables")
 			}
 			srv := &alpnproxy.Server{ALPNAddr: f.alpnAddr, FallbackAddr: f.fallback, ProxyProtocol: f.proxyProtocol,
 				MaxConns: f.maxConns, MaxConnsPerClient: f.maxPerClient, IdleTimeout: f.idleTimeout, Logger: env.Logger}

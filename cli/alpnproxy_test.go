@@ -304,8 +304,12 @@ func TestALPNProxyUsage(t *testing.T) {
 	if r := ck(t, 30*time.Second, "alpn-proxy", "start", "--fallback", "nope"); r.code != 2 {
 		t.Errorf("--fallback nope: exit %d, want 2", r.code)
 	}
-	for _, bad := range [][]string{{"--max-conns", "0"}, {"--max-conns-per-client", "0"}, {"--idle-timeout", "-1s"}, {"--listen", "21443"},
-		{"--alpn", "127.0.0.1:21443", "--listen", ":21443"}, {"--fallback", "localhost:21443", "--listen", ":21443"}} {
+	// An --idle-timeout that cuts any connection quiet for a moment, and the
+	// iptables flags without --iptables, which did nothing (an alpn-proxy
+	// trial), are refused too.
+	for _, bad := range [][]string{{"--max-conns", "0"}, {"--max-conns-per-client", "0"}, {"--idle-timeout", "-1s"}, {"--idle-timeout", "1ms"},
+		{"--listen", "21443"}, {"--alpn", "127.0.0.1:21443", "--listen", ":21443"}, {"--fallback", "localhost:21443", "--listen", ":21443"},
+		{"--rulespec", ""}, {"--no-ipv6", "--listen", "127.0.0.1:0"}} {
 		if r := ck(t, 30*time.Second, append([]string{"alpn-proxy", "start"}, bad...)...); r.code != 2 || !strings.Contains(r.stderr, bad[0]) {
 			t.Errorf("%s %s: exit %d, stderr %q; want 2 naming the flag", bad[0], bad[1], r.code, r.stderr)
 		}
