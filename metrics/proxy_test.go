@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper/metrics"
 	"github.com/certkeeper/certkeeper/proxy"
@@ -50,7 +51,15 @@ func TestProxyTraffic(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	// A request is counted as its handler returns, which may be just after
+	// the client has read the answer (a CI run scraped in between): the
+	// counts are waited for.
+	wantCount := `certkeeper_proxy_request_duration_seconds_count 3`
 	after := scrapeText(t, scrape.URL)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(after, wantCount) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		after = scrapeText(t, scrape.URL)
+	}
 	for _, want := range []string{`certkeeper_proxy_requests_total{code="2xx"} 2`, `certkeeper_proxy_requests_total{code="5xx"} 1`,
 		`certkeeper_proxy_request_duration_seconds_count 3`, `certkeeper_proxy_request_duration_seconds_bucket{le="+Inf"} 3`,
 		`certkeeper_proxy_backend_failures_total{reason="unreachable"} 1`, `certkeeper_proxy_backend_failures_total{reason="timeout"} 0`} {
