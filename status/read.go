@@ -374,6 +374,9 @@ func finish(s Cert, revoked *storage.Revocation, seen map[string]time.Time, fail
 		}
 	}
 	s.State = state(s, s.NotBefore, now)
-	s.Overdue = s.State == Renewing && s.Revoked == "" && now.Sub(s.NextRenewal) > OverdueAfter(s.NotAfter.Sub(s.NotBefore))
+	// An on-demand certificate no handshake asked for in 30 days (the
+	// Manager's UnusedAfter by default) is let lapse on purpose: not overdue.
+	unused := s.OnDemand && !s.LastSeen.IsZero() && now.Sub(s.LastSeen) > 30*24*time.Hour
+	s.Overdue = s.State == Renewing && s.Revoked == "" && !unused && now.Sub(s.NextRenewal) > OverdueAfter(s.NotAfter.Sub(s.NotBefore))
 	return s
 }
