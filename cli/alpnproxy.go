@@ -91,8 +91,8 @@ func alpnProxyStartCmd() *Command {
 			if f.maxConns <= 0 || f.maxPerClient <= 0 {
 				return usagef("--max-conns %d, --max-conns-per-client %d: must be at least 1 (raise a limit rather than remove it)", f.maxConns, f.maxPerClient)
 			}
-			if f.idleTimeout < 0 || f.idleTimeout > 0 && f.idleTimeout < time.Second {
-				return usagef("--idle-timeout %s: at least 1s, which cuts a connection quiet that long (0 turns it off)", f.idleTimeout)
+			if f.idleTimeout < 0 || f.idleTimeout > 0 && f.idleTimeout < 100*time.Millisecond {
+				return usagef("--idle-timeout %s: at least 100ms, which cuts a connection quiet that long (0 turns it off)", f.idleTimeout)
 			}
 			if f.idleTimeout == 0 {
 				f.idleTimeout = -1 // alpnproxy.Server: negative is off, zero its default
