@@ -21,7 +21,9 @@ func TestValidationAdvice(t *testing.T) {
 		{TLSALPN01, "connection", "Timeout during connect (likely firewall problem)", "on port 443"},
 		{HTTP01, "connection", `Get "http://m3.test/.well-known/acme-challenge/x": could not resolve URL "http://m3.test"`, "a.test does not resolve at the CA"},
 		{HTTP01, "dns", "DNS problem: NXDOMAIN looking up A for a.test", "does not resolve at the CA"},
-		{HTTP01, "unauthorized", "Non-200 status code from HTTP: http://a.test/.well-known/acme-challenge/x returned 404", "the CA got another answer for the token"},
+		{HTTP01, "unauthorized", "Non-200 status code from HTTP: http://a.test/.well-known/acme-challenge/x returned 404", "the CA got another answer for the token on port 80"},
+		// The port of the URL the CA asked (an ops trial's answer listened on another: "port 80" misled).
+		{HTTP01, "unauthorized", "Non-200 status code from HTTP: http://a.test:35080/.well-known/acme-challenge/x returned 404", "another answer for the token on port 35080: a.test must point at this host, and what answers on port 35080 must be this answer (is it listening there?)"},
 		{DNS01, "unauthorized", "Incorrect TXT record found at _acme-challenge.a.test", "did not see the TXT record"},
 		{HTTP01, "caa", "CAA record for a.test prevents issuance", "CAA record"},
 		{HTTP01, "rejectedIdentifier", "the CA will not issue for a.test", ""},

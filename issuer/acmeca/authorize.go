@@ -327,7 +327,7 @@ func (e *ValidationError) Error() string {
 // dialedPort finds the port a CA's problem says it connected to ("dial tcp
 // 127.0.0.1:5002: connect: connection refused", "Failed to connect to
 // 192.0.2.7:443 for the tls-alpn-01 challenge").
-var dialedPort = regexp.MustCompile(`(?:dial tcp|connect to) \S*:(\d{1,5})[: ]`)
+var dialedPort = regexp.MustCompile(`(?:dial tcp|connect to) \S*:(\d{1,5})[: ]|https?://[^/\s:]+:(\d{1,5})/`)
 
 // Advice says what to check for the most common validation failures, in
 // a few words, or "" when the CA's problem says it all: a name that does
@@ -342,7 +342,7 @@ func (e *ValidationError) Advice() string {
 	detail := strings.ToLower(e.Problem.Detail)
 	port := map[string]string{HTTP01: "80", TLSALPN01: "443"}[e.Challenge]
 	if m := dialedPort.FindStringSubmatch(e.Problem.Detail); port != "" && m != nil {
-		port = m[1] // a test CA's own port (Pebble's httpPort): "port 80" sent a trial looking at the wrong one
+		port = m[1] + m[2] // a test CA's own port (Pebble's httpPort): "port 80" sent a trial looking at the wrong one
 	}
 	switch {
 	case typ == "caa":
@@ -366,8 +366,9 @@ func (e *ValidationError) Advice() string {
 		}
 		return advice
 	case e.Challenge == HTTP01 && (typ == "unauthorized" || typ == "incorrectResponse"):
-		return "the CA got another answer for the token: " + e.Name + " must point at this host on port 80, and a web server " +
-			"answering for it must serve the token from the directory the token is written to (or forward /.well-known/acme-challenge/ here)"
+		return "the CA got another answer for the token on port " + port + ": " + e.Name + " must point at this host, and what answers " +
+			"on port " + port + " must be this answer (is it listening there?), or a web server that serves the token from the " +
+			"directory it is written to, or forwards /.well-known/acme-challenge/ here"
 	case (e.Challenge == DNS01 || e.Challenge == DNSPersist01) && (typ == "unauthorized" || typ == "incorrectResponse"):
 		return "the CA did not see the TXT record it expected: check that it is set on the DNS server that is authoritative for " + e.Name +
 			" (a CNAME of _acme-challenge is followed) and has propagated"
