@@ -23,7 +23,7 @@ import (
 
 // defaultUnusedAfter is how long an on-demand certificate is renewed
 // without a handshake asking for it (Manager.UnusedAfter).
-const defaultUnusedAfter = 30 * 24 * time.Hour
+const defaultUnusedAfter = status.DefaultUnusedAfter // one definition: status lets such a certificate lapse too
 
 // defaultRenewSpacing is the time between the renewals of certificates
 // found past their renewal time at start, without Cluster.OrderLimit: a

@@ -374,9 +374,9 @@ func finish(s Cert, revoked *storage.Revocation, seen map[string]time.Time, fail
 		}
 	}
 	s.State = state(s, s.NotBefore, now)
-	// An on-demand certificate no handshake asked for in 30 days (the
-	// Manager's UnusedAfter by default) is let lapse on purpose: not overdue.
-	unused := s.OnDemand && !s.LastSeen.IsZero() && now.Sub(s.LastSeen) > 30*24*time.Hour
+	// An on-demand certificate no handshake asked for in DefaultUnusedAfter
+	// is let lapse on purpose: not overdue.
+	unused := s.OnDemand && !s.LastSeen.IsZero() && now.Sub(s.LastSeen) > DefaultUnusedAfter
 	s.Overdue = s.State == Renewing && s.Revoked == "" && !unused && now.Sub(s.NextRenewal) > OverdueAfter(s.NotAfter.Sub(s.NotBefore))
 	return s
 }

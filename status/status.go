@@ -82,6 +82,12 @@ type Cert struct {
 	Overdue bool `json:"overdue,omitempty"`
 }
 
+// DefaultUnusedAfter is how long a Manager renews an on-demand
+// certificate no handshake asks for (Manager.UnusedAfter's default):
+// after it, the certificate is let lapse on purpose, and status does not
+// call it overdue.
+const DefaultUnusedAfter = 30 * 24 * time.Hour
+
 // OverdueAfter is how long past its due time a certificate of the
 // lifetime given may wait for its renewal before status calls it
 // overdue: two days (a cert renew timer runs daily), or a tenth of a
